@@ -1,0 +1,494 @@
+"""The `dupewatch` command line: a thin caller of the engine.
+
+Exit codes: 0 clean, 1 duplicates found, 2 bad input or a check that errored. Errors a user can cause are
+one line on stderr, never a traceback. Heavy modules (Textual, APScheduler, prometheus-client) are
+imported only by the commands that need them, so `dupewatch check` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from monitor import __version__
+from monitor.config import ConfigError, find_config_file, load_config
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+    from monitor.detect import CheckResult
+
+EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+NO_CONFIG = ("no config file found: pass --config FILE or create ./dupewatch.toml (every option is documented in "
+             "config.example.toml); to see dupewatch at work first, run `dupewatch demo`")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UsageProblem(click.ClickException):
+    """A one-line error the user can fix; exits 2."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"dupewatch: error: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise UsageProblem(message)
+
+
+def user_errors(func: F) -> F:
+    """Turn the errors a user can cause into one line and exit code 2."""
+    from monitor.db import DatabaseError
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, DatabaseError) as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        ctx.ensure_object(dict)["config"] = value
+    return value
+
+
+config_option = click.option(
+    "--config", "-c", "config_path", metavar="FILE", expose_value=False, callback=_remember_config,
+    help="Config file (default: ./dupewatch.toml, then $XDG_CONFIG_HOME/dupewatch/config.toml).",
+)
+
+
+def load_context_config(ctx: click.Context, *, required: bool = True) -> Config | None:
+    explicit = ctx.ensure_object(dict).get("config")
+    path = find_config_file(explicit)
+    if path is None:
+        if not required:
+            return None
+        fail(NO_CONFIG)
+    return load_config(path)
+
+
+class DupewatchGroup(click.Group):
+    """Ctrl-C ends a command with one line and exit code 130 (click would say "Aborted!" and exit 1, which
+    `dupewatch check` uses for "duplicates found" and `dupewatch fix` for "done, some groups skipped")."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, click.exceptions.Abort):  # Abort: Ctrl-C or end of input at a prompt
+            click.echo("dupewatch: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=DupewatchGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.version_option(__version__, prog_name="dupewatch")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Watch production databases for duplicate rows; explain, fix and guard against them.
+
+    Without a subcommand, opens the live dashboard. New here? `dupewatch demo` shows it at work on a
+    built-in database, no server or config needed.
+    """
+    ctx.ensure_object(dict)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(tui)
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@click.argument("checks", nargs=-1, metavar="[CHECK]...")
+@click.pass_context
+@user_errors
+def check(ctx: click.Context, as_json: bool, checks: tuple[str, ...]) -> None:
+    """Run the checks once (all, or those named) and report.
+
+    Exit code 0 when clean, 1 when duplicates were found, 2 on bad input or a check error.
+    """
+    from monitor.engine import Monitor
+
+    try:
+        config = load_context_config(ctx)
+        assert config is not None
+        chosen = [config.check(name) for name in checks] if checks else list(config.checks)
+    except ConfigError as exc:
+        if as_json:
+            click.echo(json.dumps({"checks": [], "error": str(exc)}))
+        raise
+    monitor = Monitor(config)
+    try:
+        results = monitor.run_many(chosen)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps({"checks": [r.as_json() for r in results]}, indent=2, default=str))
+    else:
+        print_results(results)
+    sys.exit(exit_code(results))
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    if any(r.status == "error" for r in results):
+        return EXIT_ERROR
+    if any(r.status == "duplicates" for r in results):
+        return EXIT_DUPLICATES
+    return EXIT_OK
+
+
+_STATUS_COLOURS = {"ok": "green", "duplicates": "yellow", "error": "red"}
+
+
+def format_duration(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def print_results(results: Sequence[CheckResult]) -> None:
+    """The human table of `dupewatch check`, then one line per error."""
+    headers = ("CHECK", "DATABASE", "STATUS", "GROUPS", "EXCESS ROWS", "DURATION")
+    rows = [
+        (r.name, r.database, r.status,
+         "-" if r.groups is None else f"{r.groups:,}",
+         "-" if r.excess_rows is None else f"{r.excess_rows:,}",
+         format_duration(r.duration_ms))
+        for r in results
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    numeric = {3, 4, 5}
+
+    def line(cells: Sequence[str], status: str | None = None) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            text = cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            if i == 2 and status:
+                text = click.style(text, fg=_STATUS_COLOURS.get(status), bold=status != "ok")
+            out.append(text)
+        return "  ".join(out).rstrip()
+
+    click.echo(click.style(line(headers), bold=True))
+    for result, row in zip(results, rows, strict=True):
+        click.echo(line(row, result.status))
+    errors = [r for r in results if r.error]
+    if errors:
+        click.echo()
+        for r in errors:
+            click.echo(click.style(f"{r.name}: ", fg="red", bold=True) + (r.error or ""), err=False)
+
+
+@main.command(short_help="The built-in demo: five real race incidents, no setup needed.")
+@click.option("--once", is_flag=True, help="Run the checks once and print the table instead of the dashboard.")
+@click.option("--no-racer", is_flag=True, help="Do not keep reproducing the races in the background.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to build the demo database (default: the per-user data directory).")
+@user_errors
+def demo(once: bool, no_racer: bool, directory: Path | None) -> None:
+    """The embedded SQLite demo: one table per real incident, no server or config needed."""
+    from monitor.demo import build_demo, demo_config, demo_dir
+
+    path = build_demo((directory or demo_dir()) / "demo.sqlite")
+    config = demo_config(path)
+    if once:
+        run_demo_once(config, path)
+        return
+    from monitor.tui.app import run_dashboard
+
+    if config.state.path is not None:
+        # The demo database was just rebuilt: runs recorded against the previous one would draw a false trend.
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{config.state.path}{suffix}").unlink(missing_ok=True)
+    sys.exit(run_dashboard(config, racer_path=None if no_racer else path, demo=True))
+
+
+def run_demo_once(config: Config, path: Path) -> None:
+    from monitor.engine import Monitor
+
+    click.echo(click.style("dupewatch demo", bold=True)
+               + f": five real race-condition incidents, planted in {path}\n")
+    monitor = Monitor(config)
+    try:
+        results = monitor.run_many()
+    finally:
+        monitor.close()
+    print_results(results)
+    click.echo()
+    for check_config in config.checks:
+        click.echo(click.style(f"{check_config.name}: ", bold=True) + (check_config.description or ""))
+    click.echo("\nRun `dupewatch demo` for the live dashboard, or `dupewatch check --config FILE` "
+               "on your own database (see config.example.toml).")
+
+
+@main.command()
+@config_option
+@click.pass_context
+@user_errors
+def tui(ctx: click.Context) -> None:
+    """Open the live dashboard."""
+    config = load_context_config(ctx, required=False)
+    if config is None:
+        fail(NO_CONFIG)
+    from monitor.tui.app import DashboardStartError, run_dashboard
+
+    try:
+        code = run_dashboard(config)
+    except DashboardStartError as exc:
+        fail(str(exc))
+    sys.exit(code)
+
+
+# -- fix, fixes, undo, guard: thin callers of monitor.fix ------------------------------------------
+
+FIX_BATCH_SIZE = 5000  # groups per transaction; monitor.fix.DEFAULT_BATCH_SIZE (not imported: keeps startup light)
+
+
+def fix_errors(func: F) -> F:
+    """Refusals and rolled-back batches of the fix machinery: one line, exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from monitor.detect import CheckDefinitionError
+        from monitor.fix import FixError
+
+        try:
+            return func(*args, **kwargs)
+        except (FixError, CheckDefinitionError) as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def interactive() -> bool:
+    """Whether an operator can be asked to confirm (stdin and stderr are terminals)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def confirm_by_name(name: str, what: str) -> bool:
+    answer = click.prompt(f"Type the check name ({name}) to {what}", default="", show_default=False, err=True)
+    return answer.strip() == name
+
+
+def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
+    for line in lines:
+        click.echo(line, err=err)
+
+
+@main.command(short_help="Delete a check's duplicates safely (preview with --dry-run).")
+@config_option
+@click.argument("check_name", metavar="CHECK")
+@click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=FIX_BATCH_SIZE, show_default=True,
+              help="Duplicate groups per transaction.")
+@click.option("--add-constraint", is_flag=True, help="Afterwards add the unique index (see `dupewatch guard`).")
+@click.pass_context
+@user_errors
+@fix_errors
+def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: bool, batch_size: int,
+        add_constraint: bool) -> None:
+    """Delete a check's duplicate rows safely: keep one per group, archive the rest, repoint references.
+
+    Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
+    constraint could not be added), 2 when refused or stopped (nothing of the current batch changed).
+    With --dry-run: 0, or 2 when something blocks the fix.
+    """
+    from monitor import fix as fixing
+    from monitor.engine import Monitor
+    from monitor.fix.render import plan_lines, report_lines
+
+    config = load_context_config(ctx)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        fixing.execute.target(monitor, check_name)  # refuses custom query checks before anything else
+        if dry_run:
+            plan = fixing.make_plan(monitor, check_name)
+            if as_json:
+                click.echo(json.dumps(plan.as_json(), indent=2, default=str))
+            else:
+                _echo_lines(plan_lines(plan))
+            sys.exit(EXIT_ERROR if plan.blockers else EXIT_OK)
+        if not yes and not interactive():
+            fail(f"refusing to fix {check_name!r} without confirmation: no terminal to confirm on and no --yes "
+                 f"(review the plan with `dupewatch fix {check_name} --dry-run`); nothing changed")
+        plan = None if yes else _confirmed_plan(monitor, check_name)
+
+        def show_progress(p: fixing.FixProgress) -> None:
+            click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
+                       f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
+
+        report = fixing.run_fix(monitor, check_name, plan, batch_size=batch_size,
+                                progress=None if as_json else show_progress, add_constraint=add_constraint)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        _echo_lines(report_lines(report))
+    incomplete = report.skipped or report.state != "done" or (add_constraint and not report.constraint)
+    sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
+
+
+def _confirmed_plan(monitor: Any, check_name: str) -> Any:
+    """On a terminal: show what will happen and have the operator type the check's name."""
+    from monitor import fix as fixing
+    from monitor.fix.render import plan_lines
+
+    pending = fixing.find_unfinished(monitor, check_name)
+    if pending is not None:
+        click.echo(f"fix {pending.fix_id} of {check_name!r} ({pending.state}, started {pending.created_at} by "
+                   f"{pending.os_user}) is unfinished: {pending.groups + pending.skipped:,} of "
+                   f"{pending.total_groups:,} groups done; confirming resumes it.", err=True)
+        if not confirm_by_name(check_name, "resume it"):
+            fail("not confirmed; nothing changed")
+        return None
+    plan = fixing.prepare_fix(monitor, check_name)
+    _echo_lines(plan_lines(plan), err=True)
+    if plan.blockers or not plan.groups:
+        fixing.discard_fix(monitor, check_name, plan.fix_id)
+        if plan.blockers:
+            fail(f"check {check_name!r} cannot be fixed: {plan.blockers[0]}")
+        click.echo(f"check {check_name!r} has no duplicates; nothing to do", err=True)
+        sys.exit(EXIT_OK)
+    if not confirm_by_name(check_name, "delete these rows"):
+        fixing.discard_fix(monitor, check_name, plan.fix_id)
+        fail("not confirmed; nothing changed")
+    return plan
+
+
+@main.command(short_help="List past fixes, newest first.")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@user_errors
+@fix_errors
+def fixes(ctx: click.Context, as_json: bool) -> None:
+    """List past fixes (newest first) recorded in the configured databases."""
+    from monitor.engine import Monitor
+    from monitor.fix import list_fixes
+    from monitor.fix.render import RECORD_HEADERS, record_cells
+
+    config = load_context_config(ctx)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        found = list_fixes(monitor)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps({"fixes": [{"database": db, **r.as_json()} for db, r in found]}, indent=2))
+        return
+    if not found:
+        click.echo("no fixes recorded")
+        return
+    rows = [record_cells(db, r) for db, r in found]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(RECORD_HEADERS)]
+    for cells in (RECORD_HEADERS, *rows):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+
+@main.command(short_help="Restore the rows a fix deleted.")
+@config_option
+@click.argument("fix_id", metavar="FIX_ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@user_errors
+@fix_errors
+def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
+    """Restore the rows a fix deleted (original keys) and point references back, in one transaction."""
+    from monitor.engine import Monitor
+    from monitor.fix import undo_fix
+    from monitor.fix.undo import find_fix
+
+    config = load_context_config(ctx)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        if not yes and not interactive():
+            fail(f"refusing to undo {fix_id} without confirmation: no terminal to confirm on and no --yes; "
+                 "nothing changed")
+        if not yes:
+            _db, record = find_fix(monitor, fix_id)
+            click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name}: "
+                       f"{record.archived:,} row(s) to restore, {record.repointed:,} reference(s) to point back",
+                       err=True)
+            if not confirm_by_name(record.check_name, "undo it"):
+                fail("not confirmed; nothing changed")
+        report = undo_fix(monitor, fix_id)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        click.echo(f"fix {report.fix_id} undone: {report.restored:,} row(s) restored, "
+                   f"{report.repointed:,} reference(s) pointed back")
+
+
+@main.command(short_help="Add the unique index that keeps a check's duplicates out.")
+@config_option
+@click.argument("check_name", metavar="CHECK")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@user_errors
+@fix_errors
+def guard(ctx: click.Context, check_name: str, as_json: bool) -> None:
+    """Add the unique index that stops the check's duplicates from coming back (needs none left)."""
+    from monitor.engine import Monitor
+    from monitor.fix import add_guard
+
+    config = load_context_config(ctx)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        report = add_guard(monitor, check_name)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+        return
+    state = "added" if report.created else "already present"
+    click.echo(f"unique index {report.index_name} {state}: {report.statement}")
+    _echo_lines([f"  note: {note}" for note in report.notes])
+
+
+@main.command(short_help="Run the checks unattended and serve Prometheus metrics.")
+@config_option
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
+              help="Log lines on stderr: `key=value` text, or one JSON object per line.")
+@click.pass_context
+@user_errors
+def daemon(ctx: click.Context, log_format: str) -> None:
+    """Run every check on its schedule with no terminal and serve Prometheus metrics.
+
+    Metrics are served on `[metrics] listen` (default 127.0.0.1:9641). SIGHUP reloads the config (an
+    invalid one is logged and the running one kept); SIGTERM or SIGINT stops within seconds, exit 0.
+    """
+    from monitor.daemon import DaemonStartError, run
+
+    config = load_context_config(ctx)
+    assert config is not None
+    try:
+        code = run(config, log_format)  # type: ignore[arg-type]
+    except DaemonStartError as exc:
+        fail(str(exc))
+    # Queries abandoned in flight keep their worker threads, which a normal exit would wait for.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

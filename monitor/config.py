@@ -1,0 +1,328 @@
+"""The TOML configuration: pydantic models, loading, and one-line errors that say what and where.
+
+Validation runs in two layers, as in query-exporter: the schema (types, unknown fields, value ranges),
+then cross-references (a check naming an unknown database, duplicate check names, a missing query file).
+Table and column names are checked later, by reflection against the live database (see `detect.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_INTERVAL = 60.0
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9641"
+CONFIG_FILE_NAME = "dupewatch.toml"
+MAX_DURATION_SECONDS = 10 * 366 * 86400.0
+MAX_STATEMENT_TIMEOUT_SECONDS = 24 * 86400.0
+
+
+class ConfigError(Exception):
+    """A problem the user can fix in the configuration; its message is one line naming what and where."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `30s`, `500ms`, `5m`, `1h`, `2d` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30s', '5m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as '30s', '5m' or '1h', got {value!r}")
+    if math.isnan(seconds):
+        raise ValueError(f"expected a duration such as '30s', '5m' or '1h', got {value!r}")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"must be a duration of at most 10 years, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {value!r}")
+    return seconds
+
+
+def parse_statement_timeout(value: Any) -> float:
+    """A duration the databases can enforce: at least 1 ms (0 would mean no timeout at all on PostgreSQL and
+    MySQL) and at most PostgreSQL's limit of 2^31 - 1 ms (about 24 days)."""
+    seconds = parse_duration(value)
+    if seconds < 0.001:
+        raise ValueError(f"must be at least 1ms, got {value!r}")
+    if seconds > MAX_STATEMENT_TIMEOUT_SECONDS:
+        raise ValueError(f"must be at most 24d (the databases' limit), got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+StatementTimeout = Annotated[float, BeforeValidator(parse_statement_timeout)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Model):
+    url: str | None = None
+    url_env: str | None = None
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT
+    # The writing connection used by `dupewatch fix`; detection keeps its read-only one.
+    fix_url: str | None = None
+    fix_url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> DatabaseConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of 'url' or 'url_env'")
+        if self.fix_url is not None and self.fix_url_env is not None:
+            raise ValueError("set at most one of 'fix_url' or 'fix_url_env'")
+        return self
+
+    def resolved_url(self, name: str) -> str:
+        return _url_from(self.url, self.url_env, name, "url_env")
+
+    def resolved_fix_url(self, name: str) -> str:
+        if self.fix_url is None and self.fix_url_env is None:
+            return self.resolved_url(name)
+        return _url_from(self.fix_url, self.fix_url_env, name, "fix_url_env")
+
+
+def _url_from(url: str | None, env: str | None, database: str, field: str) -> str:
+    if url is not None:
+        return url
+    assert env is not None
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigError(f"databases.{database}.{field}: environment variable {env} is not set")
+    return value
+
+
+class CheckConfig(_Model):
+    name: str = Field(min_length=1)
+    database: str
+    description: str | None = None
+    # A duplicate check names a table and a key ...
+    table: str | None = None
+    key: list[str] | None = None
+    where: str | None = None
+    case_insensitive: bool = False
+    trim_whitespace: bool = False
+    nulls: Literal["equal", "distinct"] = "equal"
+    order_by: list[str] | None = None
+    keep: Literal["oldest", "newest"] = "oldest"
+    timestamp: str | None = None
+    # ... a custom check runs SQL from a file (`query`, relative to the config file) or inline (`sql`).
+    query: str | None = None
+    sql: str | None = None
+    interval: Duration = DEFAULT_INTERVAL
+
+    @field_validator("order_by", mode="before")
+    @classmethod
+    def _order_by_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("key")
+    @classmethod
+    def _key_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must name at least one column")
+            if any(not column for column in value):
+                raise ValueError("column names must not be empty")
+            if len(set(value)) != len(value):
+                raise ValueError("names a column twice")
+        return value
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> CheckConfig:
+        kinds = [k for k in ("table", "query", "sql") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("set exactly one of 'table' (with 'key'), 'query' (a file) or 'sql'")
+        if self.table is not None and self.key is None:
+            raise ValueError("a table check needs 'key', the columns that should be unique")
+        if self.table is None:
+            table_only = ("key", "where", "order_by", "timestamp")
+            misplaced = [f for f in table_only if getattr(self, f) is not None]
+            if misplaced:
+                raise ValueError(f"'{misplaced[0]}' applies only to table checks, not custom queries")
+        return self
+
+    @property
+    def is_custom(self) -> bool:
+        return self.table is None
+
+
+class StateConfig(_Model):
+    path: Path | None = None
+    retention: Duration = 30 * 86400.0
+
+
+class MetricsConfig(_Model):
+    listen: str = DEFAULT_METRICS_LISTEN
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class Config(_Model):
+    databases: dict[str, DatabaseConfig]
+    checks: list[CheckConfig] = Field(min_length=1)
+    state: StateConfig = StateConfig()
+    metrics: MetricsConfig | None = None
+    _path: Path | None = PrivateAttr(default=None)
+    _sql: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def check(self, name: str) -> CheckConfig:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise ConfigError(f"{self._where()}: no check named {name!r} (have: {', '.join(self.names)})")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.checks]
+
+    def custom_sql(self, check: CheckConfig) -> str:
+        """The SQL text of a custom check, read when the config was loaded."""
+        return self._sql[check.name]
+
+    def _where(self) -> str:
+        return str(self._path) if self._path else "config"
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config to use: the explicit one, else ./dupewatch.toml, else $XDG_CONFIG_HOME/dupewatch/config.toml."""
+    if explicit is not None:
+        return Path(explicit)
+    local = Path(CONFIG_FILE_NAME)
+    if local.is_file():
+        return local
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    candidate = xdg / "dupewatch" / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(data, path)
+
+
+def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
+    where = str(path) if path else "config"
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc, data)}") from None
+    config._path = path
+    _cross_check(config, where)
+    base = path.parent if path else Path.cwd()
+    for check in config.checks:
+        if check.sql is not None:
+            config._sql[check.name] = check.sql
+        elif check.query is not None:
+            query_path = base / check.query
+            try:
+                config._sql[check.name] = query_path.read_text(encoding="utf-8")
+            except OSError:
+                raise ConfigError(
+                    f"{where}: check {check.name!r}: query file not found: {query_path}"
+                ) from None
+    return config
+
+
+def _cross_check(config: Config, where: str) -> None:
+    seen: set[str] = set()
+    for index, check in enumerate(config.checks):
+        label = f"checks[{index}] ({check.name!r})"
+        if check.name in seen:
+            raise ConfigError(f"{where}: {label}: duplicate check name {check.name!r}")
+        seen.add(check.name)
+        if check.database not in config.databases:
+            known = ", ".join(sorted(config.databases)) or "none defined"
+            raise ConfigError(
+                f"{where}: {label}.database: unknown database {check.database!r} (known: {known})"
+            )
+
+
+def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
+    """The first validation error as `location: message`, with check names instead of bare indexes."""
+    error = exc.errors()[0]
+    parts: list[str] = []
+    loc = list(error["loc"])
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]"
+            if loc[:i] == ["checks"]:
+                name = _check_name(data, item)
+                if name:
+                    parts[-1] += f" ({name!r})"
+        else:
+            parts.append(str(item))
+    location = ".".join(parts) or "top level"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown field"
+    elif kind == "missing":
+        message = "required field is missing"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{location}: {message}{suffix}"
+
+
+def _check_name(data: dict[str, Any], index: int) -> str | None:
+    checks = data.get("checks")
+    if isinstance(checks, list) and index < len(checks) and isinstance(checks[index], dict):
+        name = checks[index].get("name")
+        return name if isinstance(name, str) else None
+    return None

@@ -1,0 +1,400 @@
+"""The SQL of detection: duplicate figures, duplicate groups page by page, and the member rows of a group.
+
+Everything here builds SQLAlchemy Core statements from a reflected table, so identifiers are always
+quoted by SQLAlchemy. The database does the counting; Python only ever sees one page of results.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.config import CheckConfig
+
+Status = Literal["ok", "duplicates", "error"]
+GROUP_PAGE_SIZE = 100
+MEMBER_ROW_LIMIT = 1000
+
+
+class CheckDefinitionError(Exception):
+    """The check does not fit the database (unknown table or column); one line naming the check."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one run of one check."""
+
+    name: str
+    database: str
+    status: Status
+    groups: int | None
+    excess_rows: int | None
+    duration_ms: float
+    error: str | None = None
+    finished_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "database": self.database,
+            "status": self.status,
+            "groups": self.groups,
+            "excess_rows": self.excess_rows,
+            "duration_ms": round(self.duration_ms, 1),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class GroupCursor:
+    """Where the next page of groups starts: after the group with this size and key."""
+
+    rows: int
+    key: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    key: tuple[Any, ...]
+    rows: int
+    first_seen: Any = None
+    last_seen: Any = None
+
+    @property
+    def cursor(self) -> GroupCursor:
+        return GroupCursor(self.rows, self.key)
+
+    @property
+    def spread(self) -> timedelta | None:
+        """How far apart the group's rows were born (needs the check's `timestamp`)."""
+        first, last = as_datetime(self.first_seen), as_datetime(self.last_seen)
+        if first is None or last is None:
+            return None
+        if (first.tzinfo is None) != (last.tzinfo is None):
+            return None
+        return last - first
+
+
+@dataclass(frozen=True)
+class GroupPage:
+    key_columns: list[str]
+    groups: list[DuplicateGroup]
+    next_cursor: GroupCursor | None
+
+
+@dataclass(frozen=True)
+class GroupMembers:
+    """The rows of one duplicate group, the row a fix would keep first."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    keeper: int | None
+    truncated: bool
+    kept_by: str = ""  # `TableCheck.keeper_description()`
+
+
+def as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value).astimezone()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+_QUOTED_PART = re.compile(r'"((?:[^"]|"")*)"|`((?:[^`]|``)*)`|([^."`]+)')
+
+
+def split_table_name(name: str) -> tuple[str | None, str]:
+    """`schema.table` -> (schema, table); a bare name has no schema.
+
+    Parts may be quoted as in SQL (`"My Schema"."My Table"`, `` `db`.`tbl` ``), which is also how a table
+    whose name contains a dot is named (`"x.y"`); quotes inside are doubled.
+    """
+    if '"' in name or "`" in name:
+        parts = _quoted_parts(name)
+        if parts is not None and len(parts) in (1, 2):
+            return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    schema, dot, table = name.rpartition(".")
+    return (schema, table) if dot and schema else (None, name)
+
+
+def _quoted_parts(name: str) -> list[str] | None:
+    """The dot-separated parts of a name with quoted parts unquoted, or None when it is malformed."""
+    parts: list[str] = []
+    position = 0
+    while True:
+        match = _QUOTED_PART.match(name, position)
+        if match is None:
+            return None
+        double, backtick, bare = match.groups()
+        if double is not None:
+            parts.append(double.replace('""', '"'))
+        elif backtick is not None:
+            parts.append(backtick.replace("``", "`"))
+        else:
+            parts.append(bare.strip())
+        position = match.end()
+        if position == len(name):
+            return parts
+        if name[position] != ".":
+            return None
+        position += 1
+
+
+def _is_text(column: sa.Column[Any]) -> bool:
+    return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
+
+
+class TableCheck:
+    """A duplicate check resolved against its reflected table: every statement detection and fixes use."""
+
+    def __init__(self, check: CheckConfig, table: sa.Table, dialect: str, *, is_view: bool = False) -> None:
+        self.check = check
+        self.table = table
+        self.dialect = dialect
+        self.is_view = is_view
+        self.key_columns = [self._column(name, "key") for name in check.key or []]
+        self._refuse_ungroupable_keys()
+        self.key_exprs = [self._normalise(column) for column in self.key_columns]
+        self.timestamp = self._column(check.timestamp, "timestamp") if check.timestamp else None
+        self.order_columns = [self._column(name, "order_by") for name in check.order_by or []]
+        if not self.order_columns:
+            self.order_columns = list(table.primary_key.columns)
+        self.filters: list[ColumnElement[bool]] = []
+        if check.where:
+            self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
+        if check.nulls == "distinct":
+            self.filters.extend(column.is_not(None) for column in self.key_columns)
+
+    def _column(self, name: str, option: str) -> sa.Column[Any]:
+        try:
+            return self.table.c[name]
+        except KeyError:
+            have = ", ".join(c.name for c in self.table.columns)
+            raise CheckDefinitionError(
+                f"check {self.check.name!r}: {option}: unknown column {name!r} "
+                f"in table {self.check.table!r} (columns: {have})"
+            ) from None
+
+    def _refuse_ungroupable_keys(self) -> None:
+        # PostgreSQL's `json` (unlike `jsonb`) has no equality operator, so GROUP BY on it fails with a
+        # message that names neither the check nor the column.
+        if self.dialect != "postgresql":
+            return
+        for column in self.key_columns:
+            if isinstance(column.type, sa.JSON) and not isinstance(column.type, postgresql.JSONB):
+                raise CheckDefinitionError(
+                    f"check {self.check.name!r}: key: column {column.name!r} has type json, which PostgreSQL "
+                    "cannot compare or group; make it jsonb, or write a custom query that groups on "
+                    f"{column.name}::jsonb"
+                )
+
+    def _normalise(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        expr: ColumnElement[Any] = column
+        if _is_text(column):
+            if self.check.trim_whitespace:
+                expr = sa.func.trim(expr)
+            if self.check.case_insensitive:
+                expr = sa.func.lower(expr)
+        return expr
+
+    @property
+    def has_primary_key(self) -> bool:
+        return bool(self.table.primary_key.columns)
+
+    @property
+    def row_identity(self) -> ColumnElement[Any] | None:
+        """What tells rows apart when the table has no primary key: ctid, rowid, or nothing (MySQL, views)."""
+        if self.is_view:
+            return None  # a PostgreSQL view has no ctid (and no stable row identity anywhere)
+        if self.dialect == "postgresql":
+            return sa.literal_column("ctid")
+        if self.dialect == "sqlite":
+            return sa.literal_column("rowid")
+        return None
+
+    def keeper_order(self) -> list[ColumnElement[Any]]:
+        """ORDER BY clauses that put the row a fix keeps first (per `order_by` and `keep`).
+
+        A row whose order column is NULL is never preferred, whichever `keep`: the databases disagree on where
+        NULL sorts (PostgreSQL last ascending and first descending, MySQL and SQLite the other way round), so
+        left to them the same rows would keep a different row on each dialect.
+        """
+        columns: list[ColumnElement[Any]] = list(self.order_columns)
+        if not self.has_primary_key and self.row_identity is not None:
+            columns.append(self.row_identity)
+        descending = self.check.keep == "newest"
+        clauses: list[ColumnElement[Any]] = []
+        for column in columns:
+            if getattr(column, "nullable", False):
+                clauses.append(column.is_(None).asc())
+            clauses.append(column.desc() if descending else column.asc())
+        return clauses
+
+    def keeper_description(self) -> str:
+        """In words, what `keeper_order()` sorts by: `oldest by id`, `oldest by rowid (insertion order)`."""
+        names = [c.name for c in self.order_columns]
+        identity = None if self.has_primary_key else self.row_identity
+        if identity is not None:
+            order = "physical order" if self.dialect == "postgresql" else "insertion order"
+            names.append(f"{identity.name} ({order})" if not names else f"{identity.name} to break ties")
+        if not names:
+            return "any one of the rows (no primary key or order_by tells them apart)"
+        return f"{self.check.keep} by {', '.join(names)}"
+
+    def _grouped(self) -> sa.Select[Any]:
+        return sa.select().select_from(self.table).where(*self.filters).group_by(*self.key_exprs)
+
+    def figures(self) -> sa.Select[Any]:
+        """One row: (duplicate groups, excess rows)."""
+        sizes = self._grouped().add_columns(sa.func.count().label("n")).having(sa.func.count() > 1)
+        sub = sizes.subquery("dupewatch_groups")
+        return sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sub.c.n - 1), 0))
+
+    def _group_rows(self) -> sa.Subquery:
+        """Every duplicate group as a row: key values `k0..`, size `n`, and first/last birth times."""
+        size = sa.func.count()
+        columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_exprs)]
+        columns.append(size.label("n"))
+        if self.timestamp is not None:
+            ts_type = sa.String() if self.dialect == "sqlite" else self.timestamp.type
+            columns.append(sa.func.min(self.timestamp, type_=ts_type).label("first_seen"))
+            columns.append(sa.func.max(self.timestamp, type_=ts_type).label("last_seen"))
+        return self._grouped().add_columns(*columns).having(size > 1).subquery("dupewatch_groups")
+
+    def _page_order(self, groups: sa.FromClause) -> list[Any]:
+        keys = [groups.c[f"k{i}"] for i in range(len(self.key_exprs))]
+        return [groups.c.n.desc()] + [self._nulls_first(k.asc()) for k in keys]
+
+    def group_page(self, after: GroupCursor | None, limit: int) -> sa.Select[Any]:
+        """Groups largest first, then by key; keyset-paginated from `after`.
+
+        The cursor filters the aggregated rows by their labels in an outer query: MySQL refuses a HAVING
+        clause that repeats a normalised key expression such as `lower(trim(col))`.
+        """
+        groups = self._group_rows()
+        keys = [groups.c[f"k{i}"] for i in range(len(self.key_exprs))]
+        statement = sa.select(*groups.c)
+        if after is not None:
+            statement = statement.where(sa.or_(
+                groups.c.n < after.rows, sa.and_(groups.c.n == after.rows, self._key_after(keys, after.key))))
+        return statement.order_by(*self._page_order(groups)).limit(limit)
+
+    def figures_with_first_page(self, limit: int) -> sa.Select[Any]:
+        """The figures and the first `limit` groups from one scan of the table.
+
+        Rows: (groups, excess, k0.., n, [first_seen, last_seen]); one row with NULL group columns when
+        there are no duplicates. The dashboard uses it so that opening a check with a million groups
+        shows its first page at once instead of aggregating the table again.
+        """
+        groups = self._group_rows().element.cte("dupewatch_groups")
+        top = sa.select(*groups.c).order_by(*self._page_order(groups)).limit(limit).subquery("dupewatch_top")
+        totals = sa.select(
+            sa.func.count().label("total_groups"),
+            sa.func.coalesce(sa.func.sum(groups.c.n - 1), 0).label("total_excess"),
+        ).select_from(groups).subquery("dupewatch_totals")
+        return (sa.select(totals.c.total_groups, totals.c.total_excess, *top.c)
+                .select_from(totals.outerjoin(top, sa.true()))
+                .order_by(*self._page_order(top)))
+
+    def _nulls_first(self, clause: Any) -> Any:
+        # MySQL and SQLite sort NULL first in ascending order already (and MySQL has no NULLS FIRST).
+        return clause.nulls_first() if self.dialect == "postgresql" else clause
+
+    def _key_after(self, exprs: Sequence[ColumnElement[Any]], key: Sequence[Any]) -> ColumnElement[bool]:
+        """Lexicographic `exprs > key` with NULL sorting before every value."""
+        alternatives = []
+        for i, expr in enumerate(exprs):
+            value = key[i]
+            greater = expr.is_not(None) if value is None else expr > value
+            alternatives.append(sa.and_(*self.key_equals(key[:i], exprs[:i]), greater))
+        return sa.or_(*alternatives)
+
+    @staticmethod
+    def key_equals(values: Sequence[Any], exprs: Sequence[ColumnElement[Any]]) -> list[ColumnElement[bool]]:
+        """`exprs = values`, a NULL value matching NULL (`IS NULL`, which indexes can serve)."""
+        return [e.is_(None) if v is None else e == v for e, v in zip(exprs, values, strict=True)]
+
+    def _shown_columns(self) -> list[ColumnElement[Any]]:
+        """Every column of the table. SQLite stores whatever the application wrote, whatever the declared
+        type: a `DATETIME` holding `2024-01-01T10:00:00Z` or a `NUMERIC` holding `n/a` would make SQLAlchemy's
+        result processing raise, so SQLite rows are shown exactly as stored."""
+        if self.dialect != "sqlite":
+            return list(self.table.columns)
+        return [sa.type_coerce(c, sa.types.NullType()).label(c.name) for c in self.table.columns]
+
+    def members(self, key: Sequence[Any], limit: int = MEMBER_ROW_LIMIT) -> sa.Select[Any]:
+        """The rows of the group with this (normalised) key, keeper first."""
+        statement = sa.select(*self._shown_columns()).select_from(self.table).where(
+            *self.filters, *self.key_equals(key, self.key_exprs))
+        return statement.order_by(*self.keeper_order()).limit(limit)
+
+
+def custom_sql(sql: str) -> str:
+    """A custom query made safe to wrap in a subquery: no trailing semicolon."""
+    return re.sub(r"[\s;]+$", "", sql)
+
+
+_COMMENTS = re.compile(r"(--[^\n]*\n?|/\*.*?\*/|\s+)", re.S)
+_READING = {"select", "with", "values", "table", "("}
+# PostgreSQL's data-modifying CTEs: `WITH gone AS (DELETE ... RETURNING ...) SELECT ...`.
+_WRITING_CTE = re.compile(r"\bAS\s*(?:NOT\s+)?(?:MATERIALIZED\s*)?\(\s*(insert|update|delete|merge)\b", re.I)
+
+
+def ensure_select(sql: str) -> None:
+    """Refuse a custom query that is not a SELECT before it reaches the database."""
+    body = _COMMENTS.sub(" ", sql).strip()
+    first = re.split(r"[\s(]", body, maxsplit=1)[0].lower() if body else ""
+    if body.startswith("("):
+        first = "("
+    if first not in _READING:
+        raise CheckDefinitionError(
+            f"custom query must be a SELECT, got {first.upper() or 'nothing'}: checks run read-only"
+        )
+    if first == "with" and (writing := _WRITING_CTE.search(body)):
+        raise CheckDefinitionError(
+            f"custom query must be a SELECT, got {writing.group(1).upper()} inside WITH: checks run read-only"
+        )
+
+
+def custom_weighted(conn: Connection, sql: str) -> bool:
+    """Whether a custom query returns a `dup_count` column (asked once per check: MySQL may run the whole
+    query to answer even a `WHERE 1 = 0` probe)."""
+    ensure_select(sql)
+    probe = conn.exec_driver_sql(f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_probe WHERE 1 = 0")
+    columns = [c.lower() for c in probe.keys()]  # noqa: SIM118 (a Result, not a dict)
+    probe.close()
+    return "dup_count" in columns
+
+
+def custom_figures(conn: Connection, sql: str, weighted: bool) -> tuple[int, int]:
+    """Each row a custom query returns is one offence; `dup_count` (when `weighted`) weighs it."""
+    ensure_select(sql)
+    body = custom_sql(sql)
+    excess = "COALESCE(SUM(dup_count - 1), 0)" if weighted else "COUNT(*)"
+    row = conn.exec_driver_sql(
+        f"SELECT COUNT(*), {excess} FROM (\n{body}\n) AS dupewatch_custom"
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def custom_rows(conn: Connection, sql: str, offset: int, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+    result = conn.exec_driver_sql(
+        f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom LIMIT {int(limit)} OFFSET {int(offset)}"
+    )
+    return list(result.keys()), [tuple(row) for row in result]

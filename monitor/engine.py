@@ -1,0 +1,283 @@
+"""The one engine every face calls: run checks, page through groups, show a group's rows.
+
+`Monitor` owns the configured databases (one pool each) and the checks resolved against them. It is
+thread-safe: the dashboard and the daemon call it from scheduler threads. It knows nothing of
+terminals, schedulers or HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from monitor.config import CheckConfig, Config, ConfigError
+from monitor.db import Database, DatabaseError
+from monitor.detect import (
+    GROUP_PAGE_SIZE,
+    MEMBER_ROW_LIMIT,
+    CheckDefinitionError,
+    CheckResult,
+    DuplicateGroup,
+    GroupCursor,
+    GroupMembers,
+    GroupPage,
+    TableCheck,
+    as_datetime,
+    custom_figures,
+    custom_rows,
+    custom_weighted,
+    split_table_name,
+)
+
+log = logging.getLogger("dupewatch.engine")
+
+# Errors a user can cause or a database can raise at run time: reported per check, never a traceback.
+CheckError = (ConfigError, DatabaseError, CheckDefinitionError)
+
+
+class Monitor:
+    """`first_page_size > 0` lets runs of the checks named by `keep_first_page` also keep their first page of
+    groups, from the same scan, so a live caller can open the largest groups of a huge check without a second
+    aggregate. It costs the run a top-N sort (about twice the time on a million groups), so a dashboard asks
+    it only for the check under the operator's cursor."""
+
+    def __init__(self, config: Config, *, first_page_size: int = 0) -> None:
+        self.config = config
+        self.first_page_size = first_page_size
+        self._first_pages: dict[str, GroupPage] = {}
+        self._weighted: dict[str, bool] = {}  # custom checks: does the query return `dup_count`?
+        self._page_checks: frozenset[str] = frozenset()
+        self._databases: dict[str, Database] = {}
+        self._resolved: dict[str, TableCheck] = {}
+        # Reflected tables, shared by the checks of one table (200 checks over 10 tables reflect 10 times).
+        self._tables: dict[tuple[str, str], tuple[sa.Table, bool]] = {}  # (table, is a view)
+        self._lock = threading.Lock()
+
+    # -- databases and checks -------------------------------------------------------------------
+
+    def database(self, name: str) -> Database:
+        with self._lock:
+            if name not in self._databases:
+                self._databases[name] = Database(name, self.config.databases[name])
+            return self._databases[name]
+
+    def database_for(self, check: CheckConfig | str) -> Database:
+        check = self.config.check(check) if isinstance(check, str) else check
+        return self.database(check.database)
+
+    def resolve(self, check: CheckConfig | str, conn: Connection | None = None) -> TableCheck:
+        """The check bound to its reflected table (validated once, then cached)."""
+        check = self.config.check(check) if isinstance(check, str) else check
+        if check.is_custom:
+            raise CheckDefinitionError(f"check {check.name!r} is a custom query, not a table check")
+        cached = self._resolved.get(check.name)
+        if cached is not None:
+            return cached
+        db = self.database_for(check)
+        if conn is None:
+            with db.read_only() as own:
+                return self.resolve(check, own)
+        schema, name = split_table_name(check.table or "")
+        table_key = (check.database, check.table or "")
+        try:
+            cached = self._tables.get(table_key)
+            if cached is None:
+                table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+                cached = table, name in sa.inspect(conn).get_view_names(schema=schema)
+                self._tables[table_key] = cached
+            table, is_view = cached
+        except sa.exc.NoSuchTableError:
+            raise CheckDefinitionError(_table_not_found(check, schema)) from None
+        except sa.exc.DBAPIError as exc:
+            if schema and db.dialect == "sqlite" and "unknown database" in str(exc.orig):
+                raise CheckDefinitionError(_table_not_found(check, schema)) from None  # no such attached database
+            raise DatabaseError(db.describe(exc)) from None
+        resolved = TableCheck(check, table, db.dialect, is_view=is_view)
+        _probe_where(db, conn, resolved)
+        self._resolved[check.name] = resolved
+        return resolved
+
+    def keeper_description(self, check: str) -> str | None:
+        """Which row of a group a fix keeps, in words, once the check has been resolved (no database access)."""
+        resolved = self._resolved.get(check)
+        return resolved.keeper_description() if resolved is not None else None
+
+    def keep_first_page(self, *checks: str) -> None:
+        """Which checks' runs keep their first page of groups (see the class docstring); others drop theirs."""
+        self._page_checks = frozenset(checks)
+        for name in list(self._first_pages):
+            if name not in self._page_checks:
+                self._first_pages.pop(name, None)
+
+    def forget(self, check: str | None = None) -> None:
+        """Drop cached reflection (after a schema change or a config reload)."""
+        if check is None:
+            self._resolved.clear()
+            self._tables.clear()
+            self._first_pages.clear()
+            self._weighted.clear()
+        else:
+            dropped = self._resolved.pop(check, None)
+            if dropped is not None:
+                self._tables.pop((dropped.check.database, dropped.check.table or ""), None)
+            self._first_pages.pop(check, None)
+            self._weighted.pop(check, None)
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._databases.values():
+                db.dispose()
+            self._databases.clear()
+
+    # -- running checks -------------------------------------------------------------------------
+
+    def run(self, check: CheckConfig | str) -> CheckResult:
+        """Run one check in a read-only transaction; errors become a result, never an exception."""
+        check = self.config.check(check) if isinstance(check, str) else check
+        started = time.perf_counter()
+        try:
+            groups, excess = self._figures(check)
+        except CheckError as exc:
+            return self._result(check, started, error=str(exc))
+        except sa.exc.DBAPIError as exc:
+            # A schema change (dropped column, recreated table) invalidates cached reflection.
+            self.forget(check.name)
+            return self._result(check, started, error=self.database_for(check).describe(exc))
+        except Exception as exc:  # a bug or an unexpected driver error must not stop the other checks
+            log.exception("check %s failed unexpectedly", check.name)
+            detail = self.database_for(check).describe(exc)
+            return self._result(check, started, error=f"internal error ({type(exc).__name__}): {detail}")
+        return self._result(check, started, groups=groups, excess=excess)
+
+    def run_many(self, checks: Iterable[CheckConfig | str] | None = None, workers: int = 4) -> list[CheckResult]:
+        """Run checks concurrently (one connection each), results in the given order."""
+        chosen = list(self.config.checks if checks is None else checks)
+        if len(chosen) <= 1:
+            return [self.run(c) for c in chosen]
+        with ThreadPoolExecutor(max_workers=min(workers, len(chosen))) as pool:
+            return list(pool.map(self.run, chosen))
+
+    def _figures(self, check: CheckConfig) -> tuple[int, int]:
+        db = self.database_for(check)
+        with db.read_only() as conn:
+            if check.is_custom:
+                sql = self.config.custom_sql(check)
+                try:
+                    weighted = self._weighted.get(check.name)
+                    if weighted is None:
+                        weighted = self._weighted[check.name] = custom_weighted(conn, sql)
+                    return custom_figures(conn, sql, weighted)
+                except CheckDefinitionError as exc:
+                    raise CheckDefinitionError(f"check {check.name!r}: {exc}") from None
+            resolved = self.resolve(check, conn)
+            if not self.first_page_size or check.name not in self._page_checks:
+                groups, excess = conn.execute(resolved.figures()).one()
+                return int(groups), int(excess)
+            rows = list(conn.execute(resolved.figures_with_first_page(self.first_page_size + 1)))
+        groups, excess = rows[0][0], rows[0][1]
+        found = [row[2:] for row in rows if row[2 + len(resolved.key_exprs)] is not None]
+        self._first_pages[check.name] = _page(resolved, found, self.first_page_size)
+        return int(groups), int(excess)
+
+    def _result(self, check: CheckConfig, started: float, *, groups: int | None = None,
+                excess: int | None = None, error: str | None = None) -> CheckResult:
+        duration_ms = (time.perf_counter() - started) * 1000
+        if error is not None:
+            status = "error"
+        else:
+            status = "duplicates" if groups else "ok"
+        return CheckResult(check.name, check.database, status, groups, excess, duration_ms, error)
+
+    # -- drill-down ----------------------------------------------------------------------------
+
+    def groups(self, check: str, after: GroupCursor | None = None, limit: int = GROUP_PAGE_SIZE,
+               *, fresh: bool = False) -> GroupPage:
+        """One page of a table check's duplicate groups, largest first. Raises a one-line error.
+
+        The first page comes from the last run when that run kept it (see `first_page_size`), unless `fresh`.
+        """
+        if after is None and not fresh and limit == self.first_page_size:
+            cached = self._first_pages.get(check)
+            if cached is not None:
+                return cached
+        resolved = self.resolve(check)
+        db = self.database_for(check)
+        with db.read_only() as conn:
+            rows = self._execute(db, conn, resolved.group_page(after, limit + 1))
+        return _page(resolved, rows, limit)
+
+    def members(self, check: str, key: Sequence[Any], limit: int = MEMBER_ROW_LIMIT) -> GroupMembers:
+        """The rows of one group, all columns, the row a fix would keep first."""
+        resolved = self.resolve(check)
+        db = self.database_for(check)
+        with db.read_only() as conn:
+            try:
+                result = conn.execute(resolved.members(key, limit + 1))
+                columns = list(result.keys())
+                rows = [tuple(r) for r in result]
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseError(db.describe(exc)) from None
+        truncated = len(rows) > limit
+        return GroupMembers(columns, rows[:limit], 0 if rows else None, truncated, resolved.keeper_description())
+
+    def custom_rows(self, check: str, offset: int = 0, limit: int = GROUP_PAGE_SIZE) -> tuple[list[str], list[tuple]]:
+        """A page of the rows a custom query check returns."""
+        config = self.config.check(check)
+        db = self.database_for(config)
+        with db.read_only() as conn:
+            try:
+                return custom_rows(conn, self.config.custom_sql(config), offset, limit)
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseError(db.describe(exc)) from None
+
+    @staticmethod
+    def _execute(db: Database, conn: Connection, statement: Any) -> list[Any]:
+        try:
+            return list(conn.execute(statement))
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(db.describe(exc)) from None
+
+
+def _table_not_found(check: CheckConfig, schema: str | None) -> str:
+    where = f"schema {schema!r} of " if schema else ""
+    message = f"check {check.name!r}: table {check.table!r} not found in {where}database {check.database!r}"
+    table = check.table or ""
+    if schema and '"' not in table and "`" not in table:
+        message += f" (a table whose name contains a dot is written quoted: table = '\"{table}\"')"
+    return message
+
+
+def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
+    """Try the check's `where` on no rows, so a mistake in it is reported as such, naming the check."""
+    if not resolved.check.where:
+        return
+    # LIMIT 0 (not `AND false`, which SQLAlchemy would fold away with the filter) reads no rows.
+    probe = sa.select(sa.literal(1)).select_from(resolved.table).where(*resolved.filters).limit(0)
+    try:
+        conn.execute(probe).all()
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseError(db.describe(exc)) from None
+        where = " ".join(resolved.check.where.split())
+        raise CheckDefinitionError(
+            f"check {resolved.check.name!r}: where {where!r} fails: {db.describe(exc)}") from None
+
+
+def _page(resolved: TableCheck, rows: Sequence[Any], limit: int) -> GroupPage:
+    """A `GroupPage` from `group_page` rows (k0.., n, [first_seen, last_seen]); one more row than `limit`
+    means there is a next page."""
+    width = len(resolved.key_exprs)
+    groups = []
+    for row in rows[:limit]:
+        first, last = (as_datetime(v) for v in row[width + 1:width + 3]) if resolved.timestamp is not None \
+            else (None, None)
+        groups.append(DuplicateGroup(tuple(row[:width]), int(row[width]), first, last))
+    next_cursor = groups[-1].cursor if len(rows) > limit and groups else None
+    return GroupPage([c.name for c in resolved.key_columns], groups, next_cursor)

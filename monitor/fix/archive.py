@@ -1,0 +1,88 @@
+"""The archive: deleted rows, kept in the same database, in a table shaped exactly like the fixed one.
+
+`dupewatch_archive_<table>` is created with `CREATE TABLE ... AS SELECT * FROM <table> WHERE 1 = 0`, so every
+column has the database's own type (numerics keep precision and scale, timestamps their fractional seconds,
+binary stays binary, NULL stays NULL), plus `dupewatch_fix_id`. Rows move with `INSERT ... SELECT` inside the
+batch's transaction, never through Python, so undo puts back byte-identical rows with their original keys.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.fix.errors import FixRefused
+from monitor.fix.records import safe_identifier
+
+FIX_ID_COLUMN = "dupewatch_fix_id"
+
+
+def archive_name(table: sa.Table) -> str:
+    return safe_identifier("dupewatch_archive_", table.name)
+
+
+def ensure_archive(conn: Connection, table: sa.Table) -> sa.Table:
+    """The archive table of `table`, created on first use; refuses one that no longer matches."""
+    name = archive_name(table)
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(name, schema=table.schema):
+        if FIX_ID_COLUMN in table.c:
+            raise FixRefused(f"table {table.name!r} has a column named {FIX_ID_COLUMN!r}, which the archive needs")
+        empty = sa.select(table).where(sa.literal_column("1") == sa.literal_column("0"))
+        preparer = conn.dialect.identifier_preparer
+        target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=table.schema))
+        body = str(empty.compile(dialect=conn.dialect))  # for the driver: `%` doubled, as exec_driver_sql wants
+        conn.exec_driver_sql(f"CREATE TABLE {target} AS {body}")
+        conn.exec_driver_sql(f"ALTER TABLE {target} ADD {preparer.quote(FIX_ID_COLUMN)} VARCHAR(40)")
+        conn.exec_driver_sql(f"CREATE INDEX {preparer.quote(name[:55] + '_fix')} ON {target} "
+                             f"({preparer.quote(FIX_ID_COLUMN)})")
+    archive = sa.Table(name, sa.MetaData(), schema=table.schema, autoload_with=conn)
+    expected = {c.name for c in table.columns} | {FIX_ID_COLUMN}
+    if {c.name for c in archive.columns} != expected:
+        raise FixRefused(f"archive table {name!r} no longer matches the columns of {table.name!r} (the table "
+                         "changed since an earlier fix); rename the archive table and run again")
+    return archive
+
+
+def archive_rows(archive: sa.Table, table: sa.Table, fix_id: str, where: ColumnElement[bool],
+                 limit: int | None = None) -> sa.Insert:
+    """INSERT INTO archive SELECT <the rows of `table` matching `where`>, tagged with the fix id."""
+    names = [c.name for c in table.columns]
+    source = sa.select(*table.columns, sa.literal(fix_id, sa.String(40)).label(FIX_ID_COLUMN)).where(where)
+    if limit is not None:
+        source = source.limit(limit)
+    # preserve_rowcount: SQLAlchemy reports INSERT ... SELECT row counts only when asked to.
+    return sa.insert(archive).from_select([*names, FIX_ID_COLUMN], source).execution_options(preserve_rowcount=True)
+
+
+def restorable_columns(table: sa.Table) -> list[str]:
+    """Columns undo writes back (generated columns are recomputed by the database)."""
+    return [c.name for c in table.columns if c.computed is None]
+
+
+def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:
+    """Put the fix's archived rows back into `table`, original keys included; returns the rows inserted."""
+    names = restorable_columns(table)
+    source = sa.select(*[archive.c[n] for n in names]).where(archive.c[FIX_ID_COLUMN] == fix_id)
+    if not any(c.identity is not None and c.identity.always for c in table.columns):
+        insert = sa.insert(table).from_select(names, source).execution_options(preserve_rowcount=True)
+        return conn.execute(insert).rowcount
+    # PostgreSQL refuses values for a GENERATED ALWAYS identity column unless the INSERT overrides it, and
+    # SQLAlchemy has no construct for OVERRIDING SYSTEM VALUE.
+    preparer = conn.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(n) for n in names)
+    body = str(source.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    return conn.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({columns}) OVERRIDING SYSTEM VALUE "
+                                f"{body}").rowcount
+
+
+def archived_count(conn: Connection, archive: sa.Table, fix_id: str) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(archive)
+                            .where(archive.c[FIX_ID_COLUMN] == fix_id)).scalar_one())
+
+
+def reflect_archive(conn: Connection, schema: str | None, name: str) -> sa.Table | None:
+    if not sa.inspect(conn).has_table(name, schema=schema):
+        return None
+    return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)

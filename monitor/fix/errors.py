@@ -1,0 +1,13 @@
+"""Errors of the fix machinery; every message is one line a user can act on."""
+
+
+class FixError(Exception):
+    """Base class: the fix, undo or guard could not proceed (one-line message, CLI exit 2)."""
+
+
+class FixRefused(FixError):
+    """Refused before changing anything: a blocker, a lock held elsewhere, no confirmation."""
+
+
+class BatchAborted(FixError):
+    """A batch found something unexpected under its locks and was rolled back whole."""

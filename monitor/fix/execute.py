@@ -1,0 +1,606 @@
+"""Running a fix: the snapshot, then batches of groups, each one all-or-nothing on `Database.writer`.
+
+The snapshot is one `INSERT INTO dupewatch_plan_<id> SELECT ...` of the plan relation (one sort of the table,
+see plan.py), then its unique key `(dw_group, dw_rn)` and, on PostgreSQL, `ANALYZE`. Groups are numbered
+1..total without gaps, so a batch is the range `done_through < dw_group <= done_through + batch_size` and
+runs in one transaction:
+
+1. lock the fix record (`FOR UPDATE`), read where the fix stands;
+2. lock and re-check in one statement: the batch's planned rows, keepers included, joined to the live rows
+   that still have their identity, planned key, the check's `where` and the referred-to values, locked
+   (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
+   counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
+   (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes;
+3. repoint referencing rows to the keeper (logged in `dupewatch_fix_repoint`) and verify none is left
+   pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
+4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
+   `WITH moved AS (DELETE ... RETURNING *) INSERT INTO archive SELECT ... FROM moved` reporting both
+   counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's;
+5. advance the fix record (`done_through`, counts) and commit.
+
+A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
+Rows that were not in the snapshot are never touched, and a keeper is never deleted (it is locked, must
+be present, and `dw_rn = 1` rows are never selected for deletion), so no key ever loses its last row.
+Nothing is reflected per batch: the plan, archive and referencing tables are resolved once per run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from monitor.config import CheckConfig
+from monitor.db import Database, DatabaseError
+from monitor.detect import CheckDefinitionError, TableCheck
+from monitor.engine import Monitor
+from monitor.fix import records
+from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
+from monitor.fix.errors import BatchAborted, FixError, FixRefused
+from monitor.fix.locks import fix_lock
+from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
+from monitor.fix.records import FixRecord, repoint_table
+from monitor.fix.refs import Reference, find_references, reflect
+from monitor.fix.values import dumps
+
+DEFAULT_BATCH_SIZE = 5000
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class FixProgress:
+    """Sent to the progress callback after every committed batch (plain data, any thread)."""
+
+    fix_id: str
+    check: str
+    groups_total: int
+    groups_done: int  # fixed or skipped so far
+    deleted: int
+    archived: int
+    repointed: int
+    skipped: int
+
+
+ProgressCallback = Callable[[FixProgress], None]
+
+
+@dataclass
+class FixReport:
+    fix_id: str
+    check: str
+    state: str
+    groups: int
+    deleted: int
+    archived: int
+    repointed: int
+    skipped: int
+    constraint: str | None = None
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fix_id": self.fix_id, "check": self.check, "groups": self.groups, "deleted": self.deleted,
+                "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
+                "constraint": self.constraint}
+
+
+@dataclass
+class _Outcome:
+    groups: int = 0
+    deleted: int = 0
+    archived: int = 0
+    repointed: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class _Target:
+    config: CheckConfig
+    tc: TableCheck
+    db: Database
+
+    @property
+    def table_name(self) -> str:
+        return self.config.table or self.tc.table.name
+
+
+def target(monitor: Monitor, check: str) -> _Target:
+    """The table check to fix; custom query checks are refused."""
+    config = monitor.config.check(check)
+    if config.is_custom:
+        raise FixRefused(f"check {check!r} is a custom query check: dupewatch cannot know which rows of an "
+                         "arbitrary query to delete; only table checks (table + key) can be fixed")
+    try:
+        tc = monitor.resolve(config)
+    except CheckDefinitionError as exc:
+        raise FixRefused(str(exc)) from None
+    db = monitor.database_for(config)
+    if tc.is_view:
+        raise FixRefused(f"check {check!r} watches a view ({config.table!r}): dupewatch fixes tables only; "
+                         "point a check at the view's underlying table to fix it")
+    if db.dialect == "postgresql" and not tc.has_primary_key and _is_partitioned(db, tc.table):
+        raise FixRefused(f"table {config.table!r} is partitioned and has no primary key: its rows cannot be "
+                         "told apart (ctid repeats across partitions); add a primary key first")
+    return _Target(config, tc, db)
+
+
+def _is_partitioned(db: Database, table: sa.Table) -> bool:
+    """Whether a PostgreSQL table is a partitioned parent (relkind 'p')."""
+    query = sa.text(
+        "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
+    with db.read_only() as conn:
+        return conn.execute(query, {"name": table.name, "schema": table.schema}).scalar() == "p"
+
+
+def _writer(t: _Target) -> Any:
+    """A connection on the writing engine (`fix_url`, else `url`)."""
+    return t.db.connect(t.db.writer)
+
+
+def _session(conn: Connection, db: Database) -> Connection:
+    """MySQL/MariaDB in READ COMMITTED, so that locking reads see the latest rows and the snapshot's
+    INSERT ... SELECT takes no shared locks on the live table."""
+    if db.dialect == "mysql":
+        return conn.execution_options(isolation_level="READ COMMITTED")
+    return conn
+
+
+def _layout(conn: Connection, t: _Target) -> Layout:
+    return Layout(t.tc, find_references(conn, t.tc.table))
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS) -> FixPlan:
+    """The dry run: the plan computed over the live table in a read-only transaction; changes nothing."""
+    t = target(monitor, check)
+    try:
+        with t.db.read_only() as conn:
+            layout = _layout(conn, t)
+            rel = layout.relation_select().subquery("dupewatch_plan")
+            return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(t.db.describe(exc)) from None
+
+
+def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS) -> FixPlan:
+    """Snapshot the plan (the rows the fix may delete) into a plan table and return its preview.
+
+    The returned plan has `fix_id` set; pass it to `run_fix` after the operator confirms, or to
+    `discard_fix` if they do not. Only dupewatch's own tables are written.
+    """
+    t = target(monitor, check)
+    with fix_lock(t.db, t.table_name):
+        return _snapshot(t, sample=sample)
+
+
+def _snapshot(t: _Target, *, sample: int) -> FixPlan:
+    fix_id = records.new_fix_id()
+    plan_name = "dupewatch_plan_" + fix_id.replace("-", "_")
+    try:
+        with _writer(t) as raw:
+            conn = _session(raw, t.db)
+            with conn.begin():
+                records.ensure_tables(conn)
+                layout = _layout(conn, t)
+                records.insert_record(
+                    conn, fix_id=fix_id, check_name=t.config.name, table_name=t.table_name,
+                    identity=layout.mode, plan_table=plan_name, archive_table=archive_name(t.tc.table),
+                    os_user=records.os_user(), host=records.host_name(), created_at=records.now_text(),
+                    state="planning")
+            plan_table = layout.plan_table(plan_name)
+            with conn.begin():  # DDL: MySQL commits it implicitly, so it gets its own transaction
+                plan_table.create(conn)
+                ensure_archive(conn, t.tc.table)
+            with conn.begin():
+                columns = [c.name for c in plan_table.columns]
+                source = layout.relation_select()
+                ordered = source.with_only_columns(*[source.selected_columns[c] for c in columns])
+                conn.execute(sa.insert(plan_table).from_select(columns, ordered))
+                layout.plan_index(plan_table).create(conn)
+                if t.db.dialect == "postgresql":  # autovacuum has not seen the new table; batches join it
+                    conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(plan_table)}")
+                plan = build_preview(conn, layout, plan_table, database=t.config.database, sample=sample)
+                plan.fix_id = fix_id
+                records.update_record(conn, fix_id, state="planned", total_groups=plan.groups)
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(t.db.describe(exc)) from None
+    return plan
+
+
+def discard_fix(monitor: Monitor, check: str, fix_id: str) -> None:
+    """Forget a prepared fix that was not confirmed: drop its plan table, mark it discarded."""
+    t = target(monitor, check)
+    with _writer(t) as conn:
+        record = _load(conn, fix_id)
+        if record.state != "planned":
+            raise FixRefused(f"fix {fix_id} is {record.state}, only a planned fix can be discarded")
+        _drop_plan(conn, t, record)
+        with conn.begin():
+            records.update_record(conn, fix_id, state="discarded", finished_at=records.now_text())
+
+
+def find_unfinished(monitor: Monitor, check: str) -> FixRecord | None:
+    """A fix of this check that was interrupted or not run yet; `run_fix` resumes it."""
+    t = target(monitor, check)
+    with _writer(t) as conn, conn.begin():
+        if not records.has_tables(conn):
+            return None
+        return records.unfinished(conn, t.config.name, t.table_name)
+
+
+def _load(conn: Connection, fix_id: str) -> FixRecord:
+    with conn.begin():
+        record = records.get_record(conn, fix_id) if records.has_tables(conn) else None
+    if record is None:
+        raise FixRefused(f"no fix with id {fix_id!r} in this database")
+    return record
+
+
+def _drop_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
+    with conn.begin():
+        if sa.inspect(conn).has_table(record.plan_table, schema=t.tc.table.schema):
+            sa.Table(record.plan_table, sa.MetaData(), schema=t.tc.table.schema).drop(conn)
+
+
+def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
+    """The plan no longer fits the table (its primary key or the foreign keys referring to it changed) or
+    was made by another version of dupewatch. A fix that changed nothing yet is discarded; one that did must
+    be undone (or finished by hand) first, so that no half-fixed state goes unnoticed."""
+    what = (f"table {t.table_name!r} (its primary key or the foreign keys referring to it) changed since fix "
+            f"{record.fix_id} was planned, or another version of dupewatch planned it")
+    if record.state != "planned":
+        raise FixRefused(f"{what}: undo it (`dupewatch undo {record.fix_id}` restores what its batches did), "
+                         "then fix again")
+    _drop_plan(conn, t, record)
+    with conn.begin():
+        records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(),
+                              message=what)
+    raise FixRefused(f"{what}: it had changed nothing and was discarded; run the fix again to plan afresh")
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE,
+            progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+            add_constraint: bool = False) -> FixReport:
+    """Run (or resume) a fix of `check` and return what it did.
+
+    `plan`: a prepared plan (`prepare_fix`) to run; None resumes an unfinished fix of the check or, if
+    there is none, snapshots a new plan and runs it (refusing if anything blocks it). `progress` is called
+    after each committed batch; setting `cancel` stops between batches (the fix stays resumable).
+    Raises `FixRefused` (nothing changed) or `FixError` (a batch was rolled back; earlier batches stand).
+    """
+    if batch_size < 1:
+        raise FixRefused("--batch-size must be at least 1")
+    t = target(monitor, check)
+    with fix_lock(t.db, t.table_name):
+        resumed = False
+        if plan is not None and plan.fix_id is not None:
+            if plan.blockers:
+                raise FixRefused(f"check {check!r} cannot be fixed: {plan.blockers[0]}")
+            fix_id = plan.fix_id
+        else:
+            with _writer(t) as conn, conn.begin():
+                pending = records.unfinished(conn, t.config.name, t.table_name) \
+                    if records.has_tables(conn) else None
+            if pending is not None:
+                fix_id, resumed = pending.fix_id, True
+            else:
+                fresh = _snapshot(t, sample=0)
+                if fresh.blockers:
+                    with _writer(t) as conn:
+                        _drop_plan(conn, t, _load(conn, fresh.fix_id or ""))
+                        with conn.begin():
+                            records.update_record(conn, fresh.fix_id or "", state="discarded",
+                                                  finished_at=records.now_text(), message=fresh.blockers[0])
+                    raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
+                fix_id = fresh.fix_id or ""
+        report = _execute(t, fix_id, batch_size, progress, cancel)
+        report.resumed = resumed
+    if add_constraint and report.state == "done":
+        _guard_after_fix(monitor, t, report)
+    return report
+
+
+def _guard_after_fix(monitor: Monitor, t: _Target, report: FixReport) -> None:
+    from monitor.fix.guard import add_guard
+
+    try:
+        guard = add_guard(monitor, t.config.name)
+    except FixError as exc:
+        report.notes.append(f"constraint not added: {exc}")
+        return
+    report.constraint = guard.index_name
+    report.notes.extend(guard.notes)
+    with _writer(t) as conn, conn.begin():
+        records.update_record(conn, report.fix_id, constraint_name=guard.index_name)
+
+
+def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallback | None,
+             cancel: threading.Event | None) -> FixReport:
+    with _writer(t) as raw:
+        conn = _session(raw, t.db)
+        record = _load(conn, fix_id)
+        if record.state not in records.UNFINISHED:
+            raise FixRefused(f"fix {fix_id} is {record.state}; nothing left to run")
+        with conn.begin():
+            layout = _layout(conn, t)
+            plan_table = layout.plan_table(record.plan_table)
+            empty = sa.select(sa.text("*")).select_from(sa.table(plan_table.name, schema=plan_table.schema)).limit(0)
+            planned = set(conn.execute(empty).keys())
+            stale = layout.mode != record.identity or planned != {c.name for c in plan_table.columns}
+        if stale:
+            _refuse_stale_plan(conn, t, record)
+        with conn.begin():
+            archive = sa.Table(record.archive_table, sa.MetaData(), schema=t.tc.table.schema, autoload_with=conn)
+            children = {ref: reflect(conn, ref.schema, ref.table) for ref in layout.refs}
+            records.update_record(conn, fix_id, state="running", message=None)
+        batch = _Batch(t, layout, plan_table, archive, children, fix_id)
+        counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
+        while True:
+            if cancel is not None and cancel.is_set():
+                with conn.begin():
+                    records.update_record(conn, fix_id, state="stopped")
+                break
+            try:
+                with conn.begin():
+                    if t.db.dialect == "postgresql":
+                        # A batch and its progress commit together, so a server crash can only lose whole
+                        # batches, which the resumed fix redoes; the final, synchronous commit of the fix
+                        # record flushes them all before the fix reports done.
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    record = _advance(conn, batch, batch_size)
+            except (BatchAborted, sa.exc.DBAPIError) as exc:
+                message = exc.args[0] if isinstance(exc, BatchAborted) else t.db.describe(exc)
+                with conn.begin():
+                    records.update_record(conn, fix_id, state="failed", message=message)
+                raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
+                               "(earlier batches stand; run the fix again to resume)") from None
+            if record is None:
+                with conn.begin():
+                    records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
+                _drop_plan(conn, t, _load(conn, fix_id))
+                break
+            _count_deleted(t, record.deleted - counted)
+            counted = record.deleted
+            if progress is not None:
+                progress(FixProgress(fix_id, t.config.name, record.total_groups,
+                                     record.groups + record.skipped, record.deleted, record.archived,
+                                     record.repointed, record.skipped))
+        final = _load(conn, fix_id)
+    return FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
+                     final.repointed, final.skipped, final.constraint_name)
+
+
+def _count_deleted(t: _Target, rows: int) -> None:
+    """Add a committed batch's deletions to `dupewatch_fix_deleted_rows_total` of this process's exporter.
+
+    Only if `monitor.metrics` is already loaded: an exporter (dashboard, daemon) needs it, so without it
+    there is nothing to count in, and a one-shot `dupewatch fix` never imports prometheus-client.
+    """
+    metrics = sys.modules.get("monitor.metrics")
+    if metrics is not None and rows > 0:
+        metrics.record_fix(t.config.name, t.config.database, rows)
+
+
+def _advance(conn: Connection, batch: _Batch, batch_size: int) -> FixRecord | None:
+    """One batch in the caller's transaction; None when no group is left. Groups are numbered 1..total
+    without gaps, so the batch is a plain range of group numbers."""
+    record = records.get_record(conn, batch.fix_id, lock=True)
+    assert record is not None
+    if record.done_through >= record.total_groups:
+        return None
+    upper = min(record.done_through + batch_size, record.total_groups)
+    outcome = batch.run(conn, record.done_through, upper)
+    values = {"done_through": upper, "groups": record.groups + outcome.groups,
+              "deleted": record.deleted + outcome.deleted, "archived": record.archived + outcome.archived,
+              "repointed": record.repointed + outcome.repointed, "skipped": record.skipped + outcome.skipped}
+    records.update_record(conn, batch.fix_id, **values)
+    return FixRecord(**{**record.__dict__, **values})
+
+
+class _Batch:
+    """The statements of one batch (see the module docstring for the order)."""
+
+    def __init__(self, t: _Target, layout: Layout, plan: sa.Table, archive: sa.Table,
+                 children: dict[Reference, sa.Table], fix_id: str) -> None:
+        self.t, self.layout, self.plan, self.archive = t, layout, plan, archive
+        self.children, self.fix_id = children, fix_id
+        self.table = layout.table
+
+    def run(self, conn: Connection, lower: int, upper: int) -> _Outcome:
+        in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
+        if self.layout.mode == "identical":
+            return self._identical(conn, in_batch)
+        intact = self._lock_and_recheck(conn, in_batch)
+        skipped = [g for g in range(lower + 1, upper + 1) if g not in intact]
+        outcome = _Outcome(groups=len(intact), skipped=len(skipped))
+        self._forget(conn, skipped)
+        if not intact:
+            return outcome
+        expected = sum(n - 1 for n in intact.values())
+        if self.children:
+            members = conn.execute(sa.select(self.plan).where(in_batch)).all()
+            for ref, child in self.children.items():
+                outcome.repointed += self._repoint(conn, ref, child, members)
+        deleted, archived = self._archive_and_delete(conn, sa.and_(in_batch, self.plan.c[RANK] > 1))
+        if archived != expected:
+            raise BatchAborted(f"archived {archived} rows, expected {expected}")
+        if deleted != expected:
+            raise BatchAborted(f"deleted {deleted} rows, expected {expected}")
+        outcome.archived, outcome.deleted = archived, deleted
+        return outcome
+
+    def _lock(self, statement: sa.Select[Any]) -> sa.Select[Any]:
+        if self.layout.dialect == "postgresql":
+            return statement.with_for_update(of=self.table)
+        if self.layout.dialect == "mysql":
+            return statement.with_for_update()
+        return statement  # SQLite: BEGIN IMMEDIATE already holds the database's write lock
+
+    def _lock_and_recheck(self, conn: Connection, in_batch: sa.ColumnElement[bool]) -> dict[int, int]:
+        """Lock the batch's planned rows that are still as planned (keepers included) and return the intact
+        groups, {group: size}: every planned row found and its keeper among them. One statement, so a row is
+        counted only if it is locked. Locks are taken in identity order (MariaDB may drop the ORDER BY of a
+        derived table and lock in the plan's (group, rank) order instead: a fixed order all the same)."""
+        p, layout = self.plan, self.layout
+        locking = (sa.select(p.c[GROUP], p.c[RANK], p.c[SIZE])
+                   .select_from(p).join(self.table, layout.live_match(p)).where(in_batch)
+                   .order_by(*[p.c[label] for label in layout.identity_labels]))
+        if layout.dialect == "postgresql":
+            locking = locking.where(self._identity_in(in_batch))  # keeps the join an index scan
+        locked = self._lock(locking).subquery("dupewatch_locked")
+        intact = (sa.select(locked.c[GROUP], locked.c[SIZE]).group_by(locked.c[GROUP], locked.c[SIZE])
+                  .having(sa.and_(sa.func.count() == locked.c[SIZE], sa.func.min(locked.c[RANK]) == 1)))
+        return {int(group): int(size) for group, size in conn.execute(intact)}
+
+    def _forget(self, conn: Connection, skipped: list[int]) -> None:
+        """Drop skipped groups from the plan (in this batch's transaction): what is left of the batch's range
+        is exactly what gets repointed, archived and deleted."""
+        for start in range(0, len(skipped), _IN_CHUNK):
+            conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(skipped[start:start + _IN_CHUNK])))
+
+    def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool]) -> tuple[int, int]:
+        """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them."""
+        where = self._identity_in(doomed)
+        if self.layout.dialect == "postgresql":
+            # The rows are locked and re-checked already: one statement deletes them and archives exactly
+            # what the DELETE returned, and reports both counts.
+            moved = sa.delete(self.table).where(where).returning(*self.table.columns).cte("dupewatch_moved")
+            names = [c.name for c in self.table.columns]
+            copied = (sa.insert(self.archive)
+                      .from_select([*names, FIX_ID_COLUMN],
+                                   sa.select(*[moved.c[n] for n in names], sa.literal(self.fix_id, sa.String(40))))
+                      .returning(sa.literal_column("1")).cte("dupewatch_copied"))
+            counts = sa.select(sa.select(sa.func.count()).select_from(moved).scalar_subquery(),
+                               sa.select(sa.func.count()).select_from(copied).scalar_subquery())
+            deleted, archived = conn.execute(counts).one()
+            return int(deleted), int(archived)
+        archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, where)).rowcount
+        deleted = conn.execute(sa.delete(self.table).where(where)).rowcount
+        return deleted, archived
+
+    def _identity_in(self, chosen: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+        """The live table's rows whose identity is in the plan rows matching `chosen`."""
+        p, layout = self.plan, self.layout
+        planned = sa.select(*[p.c[label] for label in layout.identity_labels]).where(chosen)
+        whole = (layout.identity[0].in_(planned) if len(layout.identity) == 1
+                 else sa.tuple_(*layout.identity).in_(planned))
+        if layout.dialect != "postgresql":
+            return whole
+        # `id = ANY(ARRAY(...))` is an index (or TID) scan whatever the planner thinks of the batch's size;
+        # a join or `IN (subquery)` turns into a sequential scan of the whole table once a batch is a few
+        # thousand rows (and `ctid IN (...)` always does). With a composite key it narrows the first column.
+        first = sa.select(p.c[layout.identity_labels[0]]).where(chosen).scalar_subquery()
+        narrowed = layout.identity[0] == sa.any_(sa.func.array(first))
+        return narrowed if len(layout.identity) == 1 else sa.and_(narrowed, whole)
+
+    def _repoint(self, conn: Connection, ref: Reference, child: sa.Table, members: list[Any]) -> int:
+        """Point `ref`'s rows at each group's keeper; log every change; return how many rows moved.
+        `members`: the plan rows of the batch's intact groups (their referred-to values were re-checked
+        under the lock)."""
+        labels = [self.layout.ref_label[c] for c in ref.referred_columns]
+        keepers = {m._mapping[GROUP]: tuple(m._mapping[label] for label in labels)
+                   for m in members if m._mapping[RANK] == 1}
+        mapping: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        for member in members:
+            old, new = tuple(member._mapping[label] for label in labels), keepers[member._mapping[GROUP]]
+            if member._mapping[RANK] != 1 and None not in old and old != new:
+                mapping[old] = new
+        if not mapping:
+            return 0
+        fk = [child.c[c] for c in ref.columns]
+        pk = [child.c[c] for c in ref.primary_key]
+        olds = list(mapping)
+        moved = 0
+        for start in range(0, len(olds), _IN_CHUNK):
+            chunk = olds[start:start + _IN_CHUNK]
+            pointing = fk[0].in_([o[0] for o in chunk]) if len(fk) == 1 else sa.tuple_(*fk).in_(chunk)
+            rows = conn.execute(self._lock_child(sa.select(*pk, *fk).where(pointing), child)).all()
+            if not rows:
+                continue
+            if not ref.primary_key:
+                raise BatchAborted(f"{ref.label} has no primary key; its referencing rows cannot be repointed")
+            log, params = [], []
+            for row in rows:
+                key, old = tuple(row[:len(pk)]), tuple(row[len(pk):])
+                new = mapping[old]
+                log.append({"fix_id": self.fix_id, "child_schema": ref.schema, "child_table": ref.table,
+                            "fk_columns": dumps(list(ref.columns)), "child_key": dumps(key),
+                            "old_value": dumps(old), "new_value": dumps(new)})
+                params.append({**{f"p{j}": v for j, v in enumerate(key)},
+                               **{f"o{j}": v for j, v in enumerate(old)},
+                               **{f"v{j}": v for j, v in enumerate(new)}})
+            conn.execute(repoint_table.insert(), log)
+            conn.execute(repoint_statement(child, pk, fk), params)
+            left = conn.execute(sa.select(sa.func.count()).select_from(child).where(pointing)).scalar_one()
+            if left:
+                cascade = f"; its ON DELETE {ref.ondelete} would fire" if ref.cascades else ""
+                raise BatchAborted(f"{left} row(s) of {ref.label} still point at rows to delete after the "
+                                   f"repoint{cascade}")
+            moved += len(rows)
+        return moved
+
+    def _lock_child(self, statement: sa.Select[Any], child: sa.Table) -> sa.Select[Any]:
+        if self.layout.dialect == "postgresql":
+            return statement.with_for_update(of=child)
+        return self._lock(statement)
+
+    def _identical(self, conn: Connection, in_batch: sa.ColumnElement[bool]) -> _Outcome:
+        """MySQL/MariaDB without a primary key: delete all but one of fully identical rows, per group."""
+        p, tc = self.plan, self.layout.tc
+        keys = [p.c[label] for label in self.layout.key_labels]
+        outcome = _Outcome()
+        groups = sa.select(p.c[GROUP], p.c[SIZE], *keys).where(in_batch).order_by(p.c[GROUP])
+        for row in conn.execute(groups).all():
+            planned = int(row[1])
+            match = sa.and_(*tc.key_equals(row[2:], tc.key_exprs), *tc.filters)
+            members = conn.execute(self._lock(sa.select(self.table).where(match))).all()
+            if len(members) < planned or len({repr(tuple(m)) for m in members}) > 1:
+                outcome.skipped += 1
+                continue
+            extra = planned - 1
+            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, match, limit=extra)).rowcount
+            deleted = conn.execute(sa.delete(self.table).where(match)
+                                   .with_dialect_options(mysql_limit=extra)).rowcount
+            if archived != extra or deleted != extra:
+                raise BatchAborted(f"group {int(row[0])}: archived {archived} and deleted {deleted} rows, "
+                                   f"expected {extra}")
+            outcome.groups += 1
+            outcome.archived += archived
+            outcome.deleted += deleted
+        return outcome
+
+
+def repoint_statement(child: sa.Table, pk: list[sa.Column[Any]], fk: list[sa.Column[Any]]) -> sa.Update:
+    """UPDATE child SET fk = :v* WHERE pk = :p* AND fk = :o* (executemany over the rows to move)."""
+    return (sa.update(child)
+            .where(*[c == sa.bindparam(f"p{j}") for j, c in enumerate(pk)],
+                   *[c == sa.bindparam(f"o{j}") for j, c in enumerate(fk)])
+            .values({c.name: sa.bindparam(f"v{j}") for j, c in enumerate(fk)}))
+
+
+def list_fixes(monitor: Monitor, database: str | None = None) -> list[tuple[str, FixRecord]]:
+    """Every recorded fix of the configured databases (or one), newest first, as (database, record)."""
+    found: list[tuple[str, FixRecord]] = []
+    names = [database] if database else sorted(monitor.config.databases)
+    for name in names:
+        db = monitor.database(name)
+        try:
+            with db.connect(db.writer) as conn, conn.begin():
+                if records.has_tables(conn):
+                    found.extend((name, r) for r in records.records(conn))
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(db.describe(exc)) from None
+    found.sort(key=lambda item: (item[1].created_at, item[1].fix_id), reverse=True)
+    return found
+

@@ -1,0 +1,91 @@
+"""One fixer per table: PostgreSQL `pg_try_advisory_lock`, MySQL/MariaDB `GET_LOCK`, SQLite a file lock.
+
+The lock is taken without waiting; a second dupewatch process gets `FixRefused` with a clear message.
+It is keyed by the table (two checks on one table must not fix it at the same time) and held on its own
+connection for as long as the fix (or undo) runs. A killed process loses it with its connection or file
+descriptor, so a crash never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from hashlib import sha256
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from monitor.db import Database, DatabaseError
+from monitor.fix.errors import FixRefused
+
+
+def _lock_name(table: str) -> str:
+    return "dupewatch_fix_" + sha256(table.encode()).hexdigest()[:32]
+
+
+def _lock_key(table: str) -> int:
+    return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
+
+
+def _refusal(table: str, what: str) -> FixRefused:
+    return FixRefused(f"table {table!r} is already being fixed (or undone) by another dupewatch process "
+                      f"({what} is held); wait for it to finish, then run again")
+
+
+@contextmanager
+def fix_lock(db: Database, table: str) -> Iterator[None]:
+    """Hold the fix lock of `table` (as configured, e.g. `auth.login_source`) or raise `FixRefused`."""
+    if db.dialect == "sqlite":
+        with _file_lock(db, table):
+            yield
+        return
+    with db.connect(db.writer) as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        if db.dialect == "postgresql":
+            acquire = sa.text("SELECT pg_try_advisory_lock(:k)").bindparams(k=_lock_key(table))
+            release = sa.text("SELECT pg_advisory_unlock(:k)").bindparams(k=_lock_key(table))
+            what = "advisory lock"
+        else:
+            acquire = sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=_lock_name(table))
+            release = sa.text("SELECT RELEASE_LOCK(:n)").bindparams(n=_lock_name(table))
+            what = f"lock {_lock_name(table)}"
+        try:
+            got = conn.execute(acquire).scalar()
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(db.describe(exc)) from None
+        if not got:
+            raise _refusal(table, what)
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(release)
+            except sa.exc.DBAPIError:
+                conn.invalidate()  # closing the session releases a session-level lock
+
+
+@contextmanager
+def _file_lock(db: Database, table: str) -> Iterator[None]:
+    database = db.url.database
+    if not database or database == ":memory:":
+        yield  # a private in-memory database cannot be shared with another process
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: SQLite's own write lock still serialises batches
+        yield
+        return
+    path = Path(f"{database}.dupewatch-{_lock_name(table)}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refusal(table, f"file lock {path}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,183 @@
+"""dupewatch's own bookkeeping in the target database: the fix record and the repoint log.
+
+`dupewatch_fix` holds one row per fix (who, when, which check and table, state, counts, resume point);
+`dupewatch_fix_repoint` holds every referencing row a fix repointed, so that undo can point it back.
+Both live in the database's default schema and are created on first use. Timestamps are ISO 8601 UTC text,
+the same on every dialect.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import secrets
+import socket
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+FIX_TABLE = "dupewatch_fix"
+REPOINT_TABLE = "dupewatch_fix_repoint"
+MAX_IDENTIFIER = 63  # PostgreSQL's limit, the smallest of the three
+
+# planned: snapshot taken, nothing changed yet; running: batches under way (also after a crash);
+# stopped: cancelled between batches; failed: a batch was refused; done; undone; discarded (never ran).
+UNFINISHED = ("planned", "running", "stopped", "failed")
+
+_metadata = sa.MetaData()
+fix_table = sa.Table(
+    FIX_TABLE, _metadata,
+    sa.Column("fix_id", sa.String(40), primary_key=True),
+    sa.Column("check_name", sa.String(200), nullable=False),
+    sa.Column("table_name", sa.String(400), nullable=False),
+    sa.Column("identity", sa.String(16), nullable=False),
+    sa.Column("plan_table", sa.String(80), nullable=False),
+    sa.Column("archive_table", sa.String(80), nullable=False),
+    sa.Column("os_user", sa.String(128), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("total_groups", sa.BigInteger, nullable=False, default=0),
+    sa.Column("done_through", sa.BigInteger, nullable=False, default=0),
+    sa.Column("groups", sa.BigInteger, nullable=False, default=0),
+    sa.Column("deleted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("archived", sa.BigInteger, nullable=False, default=0),
+    sa.Column("repointed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
+    sa.Column("constraint_name", sa.String(80)),
+    sa.Column("message", sa.Text),
+)
+repoint_table = sa.Table(
+    REPOINT_TABLE, _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("fix_id", sa.String(40), nullable=False, index=True),
+    sa.Column("child_schema", sa.String(128)),
+    sa.Column("child_table", sa.String(128), nullable=False),
+    sa.Column("fk_columns", sa.Text, nullable=False),
+    sa.Column("child_key", sa.Text, nullable=False),
+    sa.Column("old_value", sa.Text, nullable=False),
+    sa.Column("new_value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class FixRecord:
+    """One row of `dupewatch_fix`."""
+
+    fix_id: str
+    check_name: str
+    table_name: str
+    identity: str
+    plan_table: str
+    archive_table: str
+    os_user: str
+    host: str
+    created_at: str
+    finished_at: str | None
+    state: str
+    total_groups: int
+    done_through: int
+    groups: int
+    deleted: int
+    archived: int
+    repointed: int
+    skipped: int
+    constraint_name: str | None
+    message: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "fix_id": self.fix_id, "check": self.check_name, "table": self.table_name, "state": self.state,
+            "user": self.os_user, "host": self.host, "started_at": self.created_at,
+            "finished_at": self.finished_at, "groups": self.groups, "deleted": self.deleted,
+            "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
+            "total_groups": self.total_groups, "constraint": self.constraint_name, "message": self.message,
+        }
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_fix_id() -> str:
+    """Sortable by time, unique enough: `20240501-120000-3fa9c1`."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def safe_identifier(prefix: str, name: str, *, strict: bool = True) -> str:
+    """`prefix + name` as a plain lowercase identifier of at most 63 characters, deterministic.
+
+    A hash of the original name is appended when it had to be shortened and, if `strict`, whenever
+    sanitising changed it, so that two different names never share an identifier.
+    """
+    plain = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "x"
+    candidate = prefix + plain
+    if (plain == name or not strict) and len(candidate) <= MAX_IDENTIFIER:
+        return candidate
+    digest = sha256(name.encode()).hexdigest()[:8]
+    return f"{candidate[:MAX_IDENTIFIER - 9]}_{digest}"
+
+
+def ensure_tables(conn: Connection) -> None:
+    _metadata.create_all(conn, checkfirst=True)
+
+
+def has_tables(conn: Connection) -> bool:
+    return sa.inspect(conn).has_table(FIX_TABLE)
+
+
+def insert_record(conn: Connection, **values: Any) -> None:
+    conn.execute(fix_table.insert().values(**values))
+
+
+def update_record(conn: Connection, fix_id: str, **values: Any) -> None:
+    conn.execute(fix_table.update().where(fix_table.c.fix_id == fix_id).values(**values))
+
+
+def _record(row: Any) -> FixRecord:
+    data = dict(row._mapping)
+    for f in fields(FixRecord):
+        if f.type == "int":
+            data[f.name] = int(data[f.name] or 0)
+    return FixRecord(**data)
+
+
+def get_record(conn: Connection, fix_id: str, *, lock: bool = False) -> FixRecord | None:
+    statement = sa.select(fix_table).where(fix_table.c.fix_id == fix_id)
+    if lock and conn.dialect.name != "sqlite":
+        statement = statement.with_for_update()
+    row = conn.execute(statement).first()
+    return None if row is None else _record(row)
+
+
+def records(conn: Connection, check: str | None = None) -> list[FixRecord]:
+    statement = sa.select(fix_table).order_by(fix_table.c.created_at.desc(), fix_table.c.fix_id.desc())
+    if check is not None:
+        statement = statement.where(fix_table.c.check_name == check)
+    return [_record(row) for row in conn.execute(statement)]
+
+
+def unfinished(conn: Connection, check: str, table_name: str) -> FixRecord | None:
+    """The newest fix of this check and table that did not run to its end (to resume)."""
+    statement = (sa.select(fix_table)
+                 .where(fix_table.c.check_name == check, fix_table.c.table_name == table_name,
+                        fix_table.c.state.in_(UNFINISHED))
+                 .order_by(fix_table.c.created_at.desc()).limit(1))
+    row = conn.execute(statement).first()
+    return None if row is None else _record(row)

@@ -1,0 +1,80 @@
+"""Plain-text renderings of plans, reports and fix records for the CLI (no colours, no terminal logic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.fix.execute import FixReport
+from monitor.fix.plan import FixPlan
+from monitor.fix.records import FixRecord
+from monitor.fix.values import display
+
+MAX_CELL = 40
+
+
+def _cell(value: Any) -> str:
+    text = "NULL" if value is None else str(display(value))
+    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 1] + "…"
+
+
+def _row(row: dict[str, Any] | None) -> str:
+    return "-" if row is None else ", ".join(f"{k}={_cell(v)}" for k, v in row.items())
+
+
+def plan_lines(plan: FixPlan) -> list[str]:
+    lines = [f"Plan for check {plan.check!r} on {plan.database}.{plan.table}"
+             + (f" (fix {plan.fix_id})" if plan.fix_id else " (dry run: nothing changed)"),
+             f"  {plan.groups:,} duplicate group(s); {plan.rows_to_delete:,} row(s) to delete and archive; "
+             f"keeps the {plan.keeper}"]
+    if plan.identity in ("ctid", "rowid"):
+        lines.append(f"  no primary key: rows are told apart by {plan.identity} under the lock")
+    elif plan.identity == "identical":
+        lines.append("  no primary key: all but one of fully identical rows are deleted")
+    for ref in plan.references:
+        r = ref.reference
+        lines.append(f"  references: {r.label} -> {', '.join(r.referred_columns)}"
+                     f" (ON DELETE {r.ondelete or 'NO ACTION'}): {ref.rows:,} row(s) repointed to the kept rows")
+    if plan.sample:
+        shown = len(plan.sample)
+        lines.append(f"  first {shown} of {plan.groups:,} group(s):")
+        for group in plan.sample:
+            key = ", ".join(_cell(v) for v in group.key)
+            lines.append(f"    group ({key}): {group.rows} rows")
+            lines.append(f"      keep    {_row(group.keep)}")
+            for row in group.delete:
+                lines.append(f"      delete  {_row(row)}")
+            if group.rows - 1 > len(group.delete):
+                lines.append(f"      ... and {group.rows - 1 - len(group.delete)} more to delete")
+            if group.differs:
+                lines.append(f"      differs in: {', '.join(group.differs)} (the kept row's values win)")
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
+    for blocker in plan.blockers:
+        lines.append(f"  BLOCKED: {blocker}")
+    return lines
+
+
+def report_lines(report: FixReport) -> list[str]:
+    verb = "resumed and finished" if report.resumed else "finished"
+    if report.state != "done":
+        verb = f"{report.state} (run it again to resume)"
+    lines = [f"fix {report.fix_id} of {report.check!r} {verb}: {report.groups:,} group(s) fixed, "
+             f"{report.deleted:,} row(s) deleted and {report.archived:,} archived, "
+             f"{report.repointed:,} reference(s) repointed"]
+    if report.skipped:
+        lines.append(f"  {report.skipped:,} group(s) changed since the plan and were skipped; run the check again")
+    if report.constraint:
+        lines.append(f"  unique index {report.constraint} now guards the key")
+    lines.extend(f"  note: {note}" for note in report.notes)
+    lines.append(f"  undo with: dupewatch undo {report.fix_id}")
+    return lines
+
+
+RECORD_HEADERS = ("FIX ID", "DATABASE", "CHECK", "STATE", "STARTED (UTC)", "USER", "GROUPS", "DELETED",
+                  "REPOINTED", "SKIPPED", "CONSTRAINT")
+
+
+def record_cells(database: str, record: FixRecord) -> tuple[str, ...]:
+    return (record.fix_id, database, record.check_name, record.state, record.created_at[:19].replace("T", " "),
+            f"{record.os_user}@{record.host}", f"{record.groups:,}", f"{record.deleted:,}",
+            f"{record.repointed:,}", f"{record.skipped:,}", record.constraint_name or "-")

@@ -1,0 +1,352 @@
+"""The dashboard app: wires the engine, the scheduler and the history store to the screens.
+
+`DashboardApp` is the factory tests reuse: the monitor, the history store, the poller and the clock can
+all be injected. Results arrive from scheduler threads as messages (`CheckStarted`, `CheckFinished`);
+the handlers update the model (`Dashboard`) and then the visible screens, always on the UI thread.
+When the config has a `[metrics]` section, `run_dashboard` serves them (`MetricsExporter`) and every result
+is observed on the scheduler's thread, before it is posted to the UI.
+
+`f` opens the confirm-to-fix modal (`screens/fix.py`), `F` the past fixes and undo (`screens/fixes.py`);
+both import `monitor.fix` only when opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App
+from textual.css.query import NoMatches
+
+from monitor.config import Config
+from monitor.detect import GROUP_PAGE_SIZE, CheckResult
+from monitor.engine import Monitor
+from monitor.history import History, default_state_path
+from monitor.schedule import Poller
+from monitor.tui.messages import CheckFinished, CheckStarted, FixRequest, HistoryLoaded
+from monitor.tui.state import HISTORY_POINTS, Dashboard, result_from_run
+
+if TYPE_CHECKING:
+    from monitor.metrics import MetricsExporter
+
+log = logging.getLogger("dupewatch.tui")
+
+PollerFactory = Callable[..., Poller]
+FixHandler = Callable[["DashboardApp", FixRequest], None]
+Clock = Callable[[], datetime]
+TICK_SECONDS = 1.0  # relative times ("12s ago") and running timers are refreshed this often
+
+
+def default_poller(monitor: Monitor, on_result: Callable[[CheckResult], None], *, history: History | None,
+                   on_start: Callable[[str], None]) -> Poller:
+    return Poller(monitor, on_result, history=history, on_start=on_start)
+
+
+def local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class DashboardApp(App[int]):
+    """The live dashboard over one configuration."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "dupewatch"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, config: Config, *, monitor: Monitor | None = None, history: History | None = None,
+                 poller_factory: PollerFactory = default_poller, clock: Clock = local_now, demo: bool = False,
+                 on_fix: FixHandler | None = None, tick: bool = True, exporter: MetricsExporter | None = None,
+                 fix_batch_size: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.monitor = monitor or Monitor(config, first_page_size=GROUP_PAGE_SIZE)
+        self._owns_monitor = monitor is None
+        self.history = history if history is not None else open_history(config)
+        self._owns_history = history is None
+        self.dashboard = Dashboard(config)
+        self.demo = demo
+        self.now = clock
+        self.on_fix = on_fix
+        self.exporter = exporter
+        self.fix_batch_size = fix_batch_size
+        self._fixes: dict[str, threading.Event] = {}  # check -> cancel event of its fix running here
+        self._fixes_lock = threading.Lock()
+        self._tick = tick
+        self.poller = poller_factory(self.monitor, self._result_from_thread, history=self.history,
+                                     on_start=self._start_from_thread)
+        self.started_at = time.perf_counter()
+        self.first_paint_ms: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from monitor.tui.screens.main import MainScreen
+
+        self.push_screen(MainScreen())
+        self.load_history()
+        self.poller.start()
+        if self._tick:
+            self.set_interval(TICK_SECONDS, self.refresh_all)
+        self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        self.first_paint_ms = (time.perf_counter() - self.started_at) * 1000
+
+    def on_unmount(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop polling and release what this app opened (runs in flight finish on their own threads).
+
+        A fix in progress is asked to stop after its current batch (it stays resumable).
+        """
+        with self._fixes_lock:
+            for cancel in self._fixes.values():
+                cancel.set()
+        self.poller.shutdown(wait=False)
+        if self._owns_monitor:
+            self.monitor.close()
+
+    # -- results from the scheduler's threads ---------------------------------------------------------
+
+    def _start_from_thread(self, name: str) -> None:
+        self.post_message(CheckStarted(name))  # thread-safe
+
+    def _result_from_thread(self, result: CheckResult) -> None:
+        if self.exporter is not None:
+            self.exporter.observe(result)
+        failures = self.poller.failures(result.name)
+        self.post_message(CheckFinished(result, failures))
+
+    @on(CheckStarted)
+    def _check_started(self, message: CheckStarted) -> None:
+        self.dashboard[message.name].started_at = self.now()
+        self.refresh_check(message.name)
+
+    @on(CheckFinished)
+    def _check_finished(self, message: CheckFinished) -> None:
+        state = self.dashboard[message.result.name]
+        state.apply(message.result)
+        state.failures = message.failures
+        self.refresh_check(message.result.name)
+
+    @work(thread=True, exclusive=True, group="history")
+    def load_history(self) -> None:
+        """Recent runs from the state store, so trends survive a restart (read off the UI thread)."""
+        runs = {name: self.history.recent(name, HISTORY_POINTS) for name in self.config.names}
+        self.post_message(HistoryLoaded(runs))
+
+    @on(HistoryLoaded)
+    def _history_loaded(self, message: HistoryLoaded) -> None:
+        for name, runs in message.runs.items():
+            if runs:
+                self.dashboard[name].load([result_from_run(run) for run in runs])
+        self.refresh_all()
+
+    # -- pushing state to the screens -------------------------------------------------------------
+
+    def refresh_check(self, name: str) -> None:
+        for screen in self.screen_stack:
+            if not getattr(screen, "ready", False):
+                continue  # not composed yet: it reads the model when it mounts
+            refresh = getattr(screen, "refresh_check", None)
+            if refresh is not None:
+                with contextlib.suppress(NoMatches):  # a screen being torn down as the app quits
+                    refresh(name)
+
+    def refresh_all(self) -> None:
+        for screen in self.screen_stack:
+            if not getattr(screen, "ready", False):
+                continue
+            refresh = getattr(screen, "refresh_all", None)
+            with contextlib.suppress(NoMatches):
+                if refresh is not None:
+                    refresh()
+                elif hasattr(screen, "refresh_check"):
+                    screen.refresh_check(getattr(screen, "check", ""))
+
+    # -- what the screens ask for ------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self.poller.paused
+
+    def retry_in(self, name: str) -> float | None:
+        """Seconds until a failing check is retried (its backoff), or None when it is not failing."""
+        state = self.dashboard[name]
+        if not state.failures or self.paused:
+            return None
+        next_run = self.poller.next_run(name)
+        if next_run is None:
+            return None
+        return max((next_run - self.now()).total_seconds(), 0.0)
+
+    def open_check(self, name: str) -> None:
+        from monitor.tui.screens.custom import CustomRowsScreen
+        from monitor.tui.screens.groups import GroupsScreen
+
+        check = self.config.check(name)
+        self.push_screen(CustomRowsScreen(name) if check.is_custom else GroupsScreen(name))
+
+    def run_checks(self, name: str | None) -> None:
+        """`r` / `R`: run now. While paused, the check still runs once, on request."""
+        names = [name] if name else self.config.names
+        if self.paused:
+            for check in names:
+                if not self.poller.is_running(check):
+                    self.run_once(check)
+        else:
+            self.poller.run_now(name)
+        what = name or f"all {len(names)} checks"
+        self.notify(f"Re-running {what}", timeout=2)
+
+    @work(thread=True, group="manual")
+    def run_once(self, name: str) -> None:
+        self.poller.run_once(name)
+
+    def toggle_pause(self) -> None:
+        if self.paused:
+            self.poller.resume()
+            self.notify("Polling resumed", timeout=2)
+        else:
+            self.poller.pause()
+            self.notify("Polling paused: press p to resume", timeout=3)
+        self.refresh_all()
+
+    def request_fix(self, name: str, key: tuple[Any, ...] | None = None) -> None:
+        """`f`: open the confirm-to-fix modal for the check (`key`: the group the operator was on).
+
+        Custom query checks cannot be fixed, and say why. An `on_fix` hook, when given, takes the request
+        instead (for embedding the dashboard elsewhere).
+        """
+        check = self.config.check(name)
+        if check.is_custom:
+            self.notify(f"{name} is a custom query check: it reports rows that break an invariant, not "
+                        "duplicate rows of one table, so there is nothing dupewatch can delete safely.",
+                        title="Cannot fix", severity="warning", timeout=6)
+            return
+        request = FixRequest(name, key)
+        if self.on_fix is not None:
+            self.on_fix(self, request)
+            return
+        from monitor.tui.screens.fix import FixScreen
+
+        kwargs = {"batch_size": self.fix_batch_size} if self.fix_batch_size else {}
+        self.push_screen(FixScreen(request, **kwargs))
+
+    def open_fixes(self) -> None:
+        """`F`: the fixes recorded in the configured databases, with undo."""
+        from monitor.tui.screens.fixes import FixesScreen
+
+        if not isinstance(self.screen, FixesScreen):
+            self.push_screen(FixesScreen())
+
+    def rerun(self, name: str) -> None:
+        """Run a check again after a fix or an undo changed its table (also while paused: the operator acted)."""
+        if self.paused:
+            if not self.poller.is_running(name):
+                self.run_once(name)
+        else:
+            self.poller.run_now(name)
+
+    def fix_started(self, check: str, cancel: threading.Event) -> None:
+        """Called by a fix worker: quitting the dashboard asks it to stop between batches."""
+        with self._fixes_lock:
+            self._fixes[check] = cancel
+
+    def fix_ended(self, check: str) -> None:
+        with self._fixes_lock:
+            self._fixes.pop(check, None)
+
+    def action_help(self) -> None:
+        from monitor.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+
+def open_history(config: Config) -> History:
+    path = config.state.path or default_state_path()
+    return History(Path(path).expanduser(), config.state.retention)
+
+
+class DashboardStartError(Exception):
+    """The dashboard cannot start (the metrics endpoint could not be served); one line."""
+
+
+def start_metrics(config: Config) -> MetricsExporter | None:
+    """Serve the config's `[metrics]` (None without that section). Raises `DashboardStartError`.
+
+    prometheus-client is imported only when the config asks for metrics.
+    """
+    if config.metrics is None:
+        return None
+    from monitor.metrics import MetricsExporter, MetricsServeError
+
+    exporter = MetricsExporter(config)
+    try:
+        exporter.serve()
+    except MetricsServeError as exc:
+        exporter.close()
+        raise DashboardStartError(f"{exc}; the dashboard serves [metrics] as the daemon does: free the port "
+                                  "or open the dashboard with a config without [metrics]") from None
+    return exporter
+
+
+def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool | None = None) -> int:
+    """Run the dashboard in this terminal until the operator quits; returns the exit code.
+
+    Raises `DashboardStartError` before the terminal is taken over when `[metrics]` cannot be served.
+    """
+    # Coalesced runs are expected here ("skipped: maximum number of running instances"), not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    exporter = start_metrics(config)
+    racer = None
+    if racer_path is not None:
+        from monitor.demo.racer import Racer
+
+        racer = Racer(racer_path, pace=DEMO_RACER_PACE)
+        racer.start()
+    app = DashboardApp(config, demo=racer_path is not None if demo is None else demo, exporter=exporter)
+    try:
+        code = app.run()
+    finally:
+        if racer is not None:
+            racer.stop()
+        app.stop()
+        if exporter is not None:
+            exporter.close()
+    code = code if isinstance(code, int) else (app.return_code or 0)
+    _exit_without_waiting_for_queries(code)
+    return code
+
+
+DEMO_RACER_PACE = 1.5
+
+
+def _exit_without_waiting_for_queries(code: int) -> None:
+    """A check can still be running (a 10-minute query): the operator asked to quit, so don't wait for it.
+
+    The scheduler's pool threads are joined at interpreter exit; a query in flight would hold the
+    terminal for up to its statement_timeout. Its result is not needed, and it is read-only.
+    """
+    busy = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon
+            and t.is_alive()]
+    if not busy:
+        return
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and any(t.is_alive() for t in busy):
+        time.sleep(0.05)
+    if any(t.is_alive() for t in busy):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -1,0 +1,30 @@
+"""What every dashboard screen shares: typed access to the app and the keys that work everywhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from monitor.tui.app import DashboardApp
+
+
+class DashboardMixin:
+    @property
+    def dash(self) -> DashboardApp:
+        return self.app  # type: ignore[attr-defined, no-any-return]
+
+
+class DashboardScreen(DashboardMixin, Screen[None]):
+    """A full screen of the dashboard: `F` fixes, `?` help and `q` quit behave the same on every one."""
+
+    def action_fixes(self) -> None:
+        self.dash.open_fixes()
+
+    def action_help(self) -> None:
+        self.dash.action_help()
+
+    async def action_quit(self) -> None:
+        self.dash.exit(0)
+

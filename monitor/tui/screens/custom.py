@@ -1,0 +1,79 @@
+"""The drill-down of a custom query check: the rows its query returns (each one offence), a page at a time."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.worker import get_current_worker
+
+from monitor.detect import GROUP_PAGE_SIZE
+from monitor.engine import CheckError
+from monitor.tui.format import format_count
+from monitor.tui.messages import CustomRowsLoaded, LoadFailed
+from monitor.tui.screens.detail import CheckScreen
+from monitor.tui.widgets.paged_table import PagedTable, cell
+
+
+class CustomRowsScreen(CheckScreen):
+    def __init__(self, check: str) -> None:
+        super().__init__(check)
+        self.loaded = 0
+        self.exhausted = False
+        self.loading = False
+        self._generation = 0
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_caption(Text("Rows the check's query returns: each one is an offence", style="bold"))
+        self.set_status(Text("running the query…", style="dim"))
+        self._request()
+
+    def _request(self) -> None:
+        self.loading = True
+        self.load_rows(self.loaded, self._generation)
+
+    @work(thread=True, exclusive=True, group="custom")
+    def load_rows(self, offset: int, generation: int) -> None:
+        try:
+            columns, rows = self.dash.monitor.custom_rows(self.check, offset=offset, limit=GROUP_PAGE_SIZE)
+        except CheckError as exc:
+            self.post_message(LoadFailed(self.check, str(exc)))
+            return
+        if get_current_worker().is_cancelled or generation != self._generation:
+            return
+        self.post_message(CustomRowsLoaded(self.check, offset, columns, rows))
+
+    @on(CustomRowsLoaded)
+    def _loaded(self, message: CustomRowsLoaded) -> None:
+        self.loading = False
+        table = self.query_one(PagedTable)
+        if not table.columns:
+            for name in message.columns:
+                table.add_column(name, key=f"col:{name}")
+        for offset, row in enumerate(message.rows):
+            table.add_row(*(cell(value) for value in row), key=str(message.offset + offset))
+        self.loaded += len(message.rows)
+        self.exhausted = len(message.rows) < GROUP_PAGE_SIZE
+        if self.loaded == 0:
+            self.set_status(Text("● the query returns no rows right now", style="bold #5fd75f"))
+            return
+        more = "" if self.exhausted else "  ·  scroll down for more"
+        self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), " of ",
+                                      (format_count(self.state.groups), "bold"), f" rows loaded{more}"))
+
+    @on(LoadFailed)
+    def _failed(self) -> None:
+        self.loading = False
+
+    @on(PagedTable.NearEnd)
+    def _near_end(self) -> None:
+        if not self.loading and not self.exhausted:
+            self._request()
+
+    def action_reload(self) -> None:
+        super().action_reload()
+        self._generation += 1
+        self.loaded = 0
+        self.exhausted = False
+        self.query_one(PagedTable).clear()
+        self._request()

@@ -1,0 +1,154 @@
+"""The drill-down of a table check: its duplicate groups, largest first, a page at a time as the operator
+scrolls, each with its key, its size and how far apart its rows were born (race or logic bug).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding
+from textual.widgets import DataTable
+from textual.worker import get_current_worker
+
+from monitor.detect import DuplicateGroup, GroupCursor, as_datetime
+from monitor.engine import CheckError
+from monitor.tui.format import format_count, format_spread
+from monitor.tui.messages import GroupsPageLoaded, LoadFailed
+from monitor.tui.screens.detail import CheckScreen, elapsed_ms
+from monitor.tui.widgets.paged_table import PagedTable, cell
+
+
+class GroupsScreen(CheckScreen):
+    BINDINGS = [
+        Binding("enter", "open_group", "Rows"),
+    ]
+
+    def __init__(self, check: str) -> None:
+        super().__init__(check)
+        self.groups: list[DuplicateGroup] = []
+        self.next_cursor: GroupCursor | None = None
+        self.loading = False
+        self.first_page_ms: float | None = None
+        self._generation = 0
+        self._columns_ready = False
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_caption(Text("Duplicate groups, largest first", style="bold"))
+        self.set_status(Text("loading the first page of groups…", style="dim"))
+        self._request(None)
+
+    # -- paging -------------------------------------------------------------------------------------
+
+    def _request(self, after: GroupCursor | None) -> None:
+        self.loading = True
+        self.load_page(after, self._generation)
+
+    @work(thread=True, exclusive=True, group="groups")
+    def load_page(self, after: GroupCursor | None, generation: int) -> None:
+        """One page of groups from the engine (keyset-paginated: never the whole table)."""
+        started = time.perf_counter()
+        try:
+            page = self.dash.monitor.groups(self.check, after=after)
+        except CheckError as exc:
+            self.post_message(LoadFailed(self.check, str(exc)))
+            return
+        if get_current_worker().is_cancelled or generation != self._generation:
+            return
+        self.post_message(GroupsPageLoaded(self.check, after, page, elapsed_ms(started)))
+
+    @on(GroupsPageLoaded)
+    def _page_loaded(self, message: GroupsPageLoaded) -> None:
+        self.loading = False
+        page = message.page
+        table = self.query_one(PagedTable)
+        if not self._columns_ready:
+            self._add_columns(page.key_columns)
+        if message.after is None:
+            self.first_page_ms = message.elapsed_ms
+        start = len(self.groups)
+        for offset, group in enumerate(page.groups):
+            table.add_row(*self._cells(start + offset + 1, group), key=str(start + offset))
+        self.groups.extend(page.groups)
+        self.next_cursor = page.next_cursor
+        self._show_progress()
+
+    @on(LoadFailed)
+    def _failed(self, message: LoadFailed) -> None:
+        self.loading = False
+
+    def _add_columns(self, key_columns: list[str]) -> None:
+        table = self.query_one(PagedTable)
+        table.add_column(Text("#", justify="right"), key="n")
+        for name in key_columns:
+            table.add_column(name, key=f"key:{name}")
+        table.add_column(Text("ROWS", justify="right"), key="rows")
+        if self.state.config.timestamp:
+            table.add_column("FIRST BORN", key="first")
+            table.add_column("SPREAD", key="spread")
+        self._columns_ready = True
+
+    def _cells(self, number: int, group: DuplicateGroup) -> list[Any]:
+        cells: list[Any] = [Text(f"{number:,}", style="dim", justify="right")]
+        cells.extend(cell(value) for value in group.key)
+        cells.append(Text(f"{group.rows:,}", style="bold #ffaf00", justify="right"))
+        if self.state.config.timestamp:
+            first = as_datetime(group.first_seen)
+            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
+            cells.append(format_spread(group.spread))
+        return cells
+
+    def _show_progress(self) -> None:
+        total = self.state.groups
+        loaded = len(self.groups)
+        if loaded == 0 and self.next_cursor is None:
+            self.set_status(Text("● no duplicate groups right now", style="bold #5fd75f"))
+            return
+        parts = [Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"), " groups loaded")]
+        if self.next_cursor is not None:
+            parts.append(Text("scroll down for more", style="dim"))
+        parts.append(Text("Enter: the group's rows", style="dim"))
+        self.set_status(Text("  ·  ").join(parts))
+
+    @on(PagedTable.NearEnd)
+    def _near_end(self) -> None:
+        if not self.loading and self.next_cursor is not None:
+            self._request(self.next_cursor)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected, "#rows")
+    def _selected(self) -> None:
+        self.action_open_group()
+
+    def selected_group(self) -> DuplicateGroup | None:
+        table = self.query_one(PagedTable)
+        if table.row_count == 0:
+            return None
+        index = int(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value or 0)
+        return self.groups[index] if index < len(self.groups) else None
+
+    def action_open_group(self) -> None:
+        group = self.selected_group()
+        if group is not None:
+            from monitor.tui.screens.rows import GroupRowsScreen
+
+            self.app.push_screen(GroupRowsScreen(self.check, group))
+
+    def action_reload(self) -> None:
+        """Re-run the check and reload the groups from the first page (they change as the application writes)."""
+        super().action_reload()
+        self._generation += 1
+        self.groups.clear()
+        self.next_cursor = None
+        self.first_page_ms = None
+        self.query_one(PagedTable).clear()
+        self.set_status(Text("reloading groups…", style="dim"))
+        self._request(None)
+
+    def action_fix(self) -> None:
+        group = self.selected_group()
+        self.dash.request_fix(self.check, group.key if group else None)

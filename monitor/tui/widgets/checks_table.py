@@ -1,0 +1,183 @@
+"""The main table: one row per check, updated cell by cell as results arrive (never rebuilt)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
+
+from monitor.tui.format import change_text, format_count, format_duration, relative_time, sparkline
+from monitor.tui.state import CheckState
+from monitor.tui.widgets.palette import status_text
+
+SPARK_WIDTH = 16
+RUNNING_GRACE_SECONDS = 0.4  # a check that finishes faster than this never flickers to "running"
+
+# (key, label, width, right-aligned)
+COLUMNS: list[tuple[str, str, int, bool]] = [
+    ("name", "CHECK", 0, False),
+    ("database", "DATABASE", 0, False),
+    ("status", "STATUS", 12, False),
+    ("groups", "GROUPS", 9, True),
+    ("excess", "EXCESS ROWS", 11, True),
+    ("change", "CHANGE", 8, True),
+    ("trend", "TREND", SPARK_WIDTH, False),
+    ("last", "LAST RUN", 9, True),
+    ("duration", "DURATION", 9, True),
+]
+
+
+def _right(value: str | Text, style: str = "") -> Text:
+    text = value if isinstance(value, Text) else Text(value, style=style)
+    text.justify = "right"
+    return text
+
+
+class ChecksTable(DataTable[Any]):
+    """A `DataTable` keyed by check name."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open", key_display="⏎")]
+
+    DEFAULT_CSS = """
+    ChecksTable { height: auto; max-height: 65%; }
+    ChecksTable > .datatable--header { text-style: bold; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._shown: dict[str, dict[str, Any]] = {}  # what each visible row displays, to skip no-op updates
+        # DataTable re-renders every visible cell after any update (its caches key on one global counter);
+        # with 50 checks reporting every second that costs more than a frame. Cells are cached here by
+        # their own stamp instead, so a result re-renders only the cells it changed.
+        self._stamps: dict[tuple[Any, Any], int] = {}
+        self._row_stamps: dict[Any, int] = {}
+        self._stamp = 0
+        self._epoch = 0
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int,
+                     cursor: bool = False, hover: bool = False) -> Any:
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (self._row_locations.get_key(row_index), self._column_locations.get_key(column_index))
+        real = self._update_count
+        self._update_count = (self._epoch, self._stamps.get(key, 0))  # type: ignore[assignment]
+        try:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        finally:
+            self._update_count = real
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Any) -> Any:
+        try:
+            row_key, _ = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        real = self._update_count
+        self._update_count = (self._epoch, self._row_stamps.get(row_key, 0))  # type: ignore[assignment]
+        try:
+            return super()._render_line(y, x1, x2, base_style)
+        finally:
+            self._update_count = real
+
+    def _invalidate(self) -> None:
+        """Rows were added, removed or reordered: every cached cell is stale (its row index moved)."""
+        self._epoch += 1
+
+    def setup(self, states: Sequence[CheckState]) -> None:
+        """Add the columns (widths fitted to names once, so nothing jumps later) and one row per check."""
+        name_width = max([len("CHECK"), *(len(s.name) for s in states)])
+        db_width = max([len("DATABASE"), *(len(s.config.database) for s in states)])
+        for key, label, width, right in COLUMNS:
+            width = {"name": name_width, "database": db_width}.get(key, width)
+            self.add_column(_right(label) if right else label, key=key, width=width)
+
+    def show(self, states: Sequence[CheckState], cells: Callable[[CheckState], dict[str, Any]]) -> None:
+        """Make exactly `states` visible, in that order, adding and removing rows but keeping the rest."""
+        wanted = {s.name for s in states}
+        for name in list(self._shown):
+            if name not in wanted:
+                self.remove_row(name)
+                del self._shown[name]
+        for state in states:
+            if state.name not in self._shown:
+                values = cells(state)
+                self.add_row(*(values[key] for key, *_ in COLUMNS), key=state.name)
+                self._shown[state.name] = values
+        self._invalidate()
+        self.order([s.name for s in states])
+
+    def order(self, names: Sequence[str]) -> None:
+        """Put the visible rows in this order, keeping the cursor on the same check."""
+        rank = {name: i for i, name in enumerate(names)}
+        current = [self.coordinate_to_cell_key((i, 0)).row_key.value for i in range(self.row_count)]
+        if current == [n for n in names if n in self._shown]:
+            return
+        selected = self.selected_name
+        self._invalidate()
+        self.sort("name", key=lambda cell: rank.get(cell.plain if isinstance(cell, Text) else str(cell), 0))
+        if selected is not None and selected in self._shown:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def update(self, name: str, values: dict[str, Any]) -> None:
+        """Update the changed cells of one row in place."""
+        shown = self._shown.get(name)
+        if shown is None:
+            return
+        for key, value in values.items():
+            if not _same(shown.get(key), value):
+                self._stamp += 1
+                self._stamps[(RowKey(name), ColumnKey(key))] = self._stamp
+                self._row_stamps[RowKey(name)] = self._stamp
+                self.update_cell(name, key, value)
+                shown[key] = value
+
+    @property
+    def selected_name(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        try:
+            return self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+        except Exception:
+            return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    # rich's Text equality ignores the base style, and a status turning from red to green must repaint.
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and str(a.style) == str(b.style) and a.spans == b.spans
+    return bool(a == b)
+
+
+def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, Any]:
+    """What one check's row shows."""
+    last = state.last
+    running_for = state.running_for(now)
+    if running_for is not None and running_for >= RUNNING_GRACE_SECONDS:
+        status = "running"
+    elif paused:
+        status = "paused"
+    else:
+        status = state.status if state.status != "running" else (last.status if last else "pending")
+    is_error = last is not None and last.status == "error"
+    name_style = "bold #ff5f5f" if is_error else ("bold" if status == "duplicates" else "")
+    age = state.age_seconds(now)
+    if status == "running" and running_for is not None:
+        duration = _right(f"{running_for:.1f} s", "#5fafff")
+    else:
+        duration = _right(format_duration(last.duration_ms) if last else "", "dim")
+    return {
+        "name": Text(state.name, style=name_style),
+        "database": Text(state.config.database, style="dim"),
+        "status": status_text(status),
+        "groups": _right("—" if is_error else format_count(state.groups)),
+        "excess": _right("—" if is_error else format_count(state.excess),
+                         "bold" if (state.excess or 0) > 0 and not is_error else ""),
+        "change": _right(change_text(state.previous_excess, None if is_error else state.excess)),
+        "trend": Text(sparkline(state.excess_series(), SPARK_WIDTH), style="#ffaf00"),
+        "last": _right("never" if age is None else relative_time(age), "dim"),
+        "duration": duration,
+    }

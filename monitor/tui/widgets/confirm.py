@@ -1,0 +1,74 @@
+"""Type-the-name confirmation: the destructive button is enabled only while the input matches exactly.
+
+The same gesture as the CLI's `confirm_by_name`: an operator who types the check's name has read which
+check this is, which a reflexive Enter or `y` does not prove.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Button, Input, Label
+
+
+class TypeToConfirm(Horizontal):
+    """A prompt, an input and the button it arms; posts `Confirmed` on the button or Enter once armed."""
+
+    DEFAULT_CSS = """
+    TypeToConfirm { height: auto; margin-top: 1; }
+    TypeToConfirm > Label { padding: 1 1 0 0; }
+    TypeToConfirm > Input { width: 1fr; min-width: 24; }
+    TypeToConfirm > Button { margin-left: 1; }
+    """
+
+    class Confirmed(Message):
+        """The operator typed the name and pressed the button (or Enter)."""
+
+    def __init__(self, expected: str, action: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.expected = expected
+        self.action = action
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"Type [b]{self.expected}[/b] to confirm:")
+        yield Input(placeholder="the name, exactly", id="confirm-name")
+        yield Button(self.action, variant="error", id="confirm-button", disabled=True)
+        yield Button("Cancel", id="cancel-button")
+
+    @property
+    def armed(self) -> bool:
+        """Whether the typed text is exactly the expected name (no trimming: what is typed is what counts)."""
+        return self.query_one(Input).value == self.expected and not self.query_one(Input).disabled
+
+    def set_action(self, label: str) -> None:
+        self.action = label
+        self.query_one("#confirm-button", Button).label = label
+
+    def enable(self, enabled: bool) -> None:
+        """Allow (or forbid) confirming at all, e.g. while the preview loads or when the fix is blocked."""
+        self.query_one(Input).disabled = not enabled
+        self._sync()
+
+    def focus_input(self) -> None:
+        self.query_one(Input).focus()
+
+    def _sync(self) -> None:
+        self.query_one("#confirm-button", Button).disabled = not self.armed
+
+    @on(Input.Changed, "#confirm-name")
+    def _changed(self) -> None:
+        self._sync()
+
+    @on(Input.Submitted, "#confirm-name")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.armed:
+            self.post_message(self.Confirmed())
+
+    @on(Button.Pressed, "#confirm-button")
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self.armed:
+            self.post_message(self.Confirmed())

@@ -1,0 +1,117 @@
+"""Shared helpers of the fix tests: seed tables per dialect, configs, full-content snapshots, the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from dbtest import TestDatabase, write_config
+from monitor.cli import main
+from monitor.config import Config, config_from_dict
+
+T0 = datetime(2024, 5, 1, 9, 30, 0, 123456)
+
+
+def types(db: TestDatabase) -> dict[str, str]:
+    return {
+        "postgresql": {"ts": "TIMESTAMP(6)", "bin": "BYTEA", "text": "VARCHAR(64)"},
+        "mysql": {"ts": "DATETIME(6)", "bin": "VARBINARY(64)", "text": "VARCHAR(64)"},
+        "sqlite": {"ts": "DATETIME", "bin": "BLOB", "text": "VARCHAR(64)"},
+    }[db.dialect]
+
+
+def ts(db: TestDatabase, moment: datetime) -> Any:
+    # SQLite has no timestamp type: store the text form SQLAlchemy's DateTime reads back.
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if db.dialect == "sqlite" else moment
+
+
+def checks_dict(db: TestDatabase, checks: list[dict[str, Any]], **db_options: Any) -> dict[str, Any]:
+    return {"databases": {"app": {"url": db.url, **db_options}},
+            "checks": [{"database": "app", **c} for c in checks]}
+
+
+def make_config(db: TestDatabase, checks: list[dict[str, Any]]) -> Config:
+    return config_from_dict(checks_dict(db, checks))
+
+
+def config_file(tmp_path: Path, db: TestDatabase, checks: list[dict[str, Any]]) -> Path:
+    return write_config(tmp_path / "dupewatch.toml", {"app": {"url": db.url}},
+                        [{"database": "app", **c} for c in checks])
+
+
+def contents(db: TestDatabase, *tables: str) -> dict[str, list[str]]:
+    """Every row of every table, as text, order-independent: for before/after comparisons."""
+    return {t: sorted(repr(row) for row in db.rows(f"SELECT * FROM {db.q(t)}")) for t in tables}
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def json_out(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+# -- seeds: the incidents, small ------------------------------------------------------------------
+
+LOGIN = {"name": "login-sources", "table": "user_known_login_source",
+         "key": ["user_id", "agent_type", "device_type", "os_type"]}
+CHECKINS = {"name": "daily-checkins", "table": "checkin", "key": ["user_id", "checkin_date"]}
+MEMBERSHIP = {"name": "role-membership", "table": "role_membership", "key": ["group_id", "member_id"]}
+
+
+def seed_login_sources(db: TestDatabase, users: int = 6) -> None:
+    """Seed 000: two logins 5 ms apart stored the same device twice; `login_event` references the rows."""
+    ty = types(db)
+    db.execute(f"CREATE TABLE user_known_login_source (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, "
+               f"agent_type {ty['text']} NOT NULL, device_type {ty['text']} NOT NULL, "
+               f"os_type {ty['text']} NOT NULL, last_seen {ty['ts']} NOT NULL)")
+    db.execute("CREATE TABLE login_event (id INTEGER PRIMARY KEY, "
+               "source_id INTEGER NOT NULL REFERENCES user_known_login_source (id))")
+    sources, events = [], []
+    next_id = 1
+    for user in range(1, users + 1):
+        copies = 2 if user % 2 else 1
+        for copy in range(copies):
+            sources.append({"id": next_id, "u": user, "a": "Firefox", "d": "Pixel 8", "o": "Android",
+                            "t": ts(db, T0 + timedelta(days=user, milliseconds=5 * copy))})
+            events.append({"id": 100 + next_id, "s": next_id})
+            next_id += 1
+    db.execute("INSERT INTO user_known_login_source VALUES (:id, :u, :a, :d, :o, :t)", params=sources)
+    db.execute("INSERT INTO login_event VALUES (:id, :s)", params=events)
+
+
+def seed_checkins(db: TestDatabase, *, unique_credit: bool = False) -> None:
+    """Seed 001: a double click wrote two (or four) check-ins and a credit for each."""
+    ty = types(db)
+    db.execute(f"CREATE TABLE checkin (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, "
+               f"checkin_date DATE NOT NULL, created_at {ty['ts']} NOT NULL)")
+    unique = " UNIQUE" if unique_credit else ""
+    db.execute(f"CREATE TABLE checkin_credit (id INTEGER PRIMARY KEY, checkin_id INTEGER NOT NULL{unique} "
+               "REFERENCES checkin (id), credits INTEGER NOT NULL)")
+    rows, credits = [], []
+    plan = {1: 2, 2: 1, 3: 4, 4: 1}
+    next_id = 1
+    for user, copies in plan.items():
+        for copy in range(copies):
+            rows.append({"id": next_id, "u": user, "d": "2024-05-01",
+                         "t": ts(db, T0 + timedelta(minutes=user, milliseconds=3 * copy))})
+            credits.append({"id": 500 + next_id, "c": next_id, "n": 10})
+            next_id += 1
+    db.execute("INSERT INTO checkin VALUES (:id, :u, :d, :t)", params=rows)
+    db.execute("INSERT INTO checkin_credit VALUES (:id, :c, :n)", params=credits)
+
+
+def seed_memberships(db: TestDatabase) -> None:
+    """Seed 003: a link table without a primary key got the same pair twice (once three times)."""
+    db.execute("CREATE TABLE role_membership (group_id INTEGER NOT NULL, member_id INTEGER NOT NULL)")
+    pairs = [(1, 1), (1, 1), (1, 2), (2, 1), (2, 1), (2, 1), (3, 3)]
+    db.execute("INSERT INTO role_membership VALUES (:g, :m)", params=[{"g": g, "m": m} for g, m in pairs])
+
+
+DECIMAL = Decimal("12.3450")

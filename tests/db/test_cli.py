@@ -1,0 +1,364 @@
+"""`dupewatch check` and `dupewatch demo` as a user runs them: a real subprocess, its exit code, its stdout
+and stderr. Bad input is one line, exit 2, never a traceback; passwords never appear."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from dbtest import IN_CI, MYSQL_URL, PG_URL, REPO_ROOT, write_config
+
+pytestmark = pytest.mark.timeout(180)
+JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "error"}
+
+
+@pytest.fixture
+def pairs(sqlite_db):
+    """An SQLite database with one duplicated table and one clean table."""
+    sqlite_db.execute("CREATE TABLE dup (id INTEGER PRIMARY KEY, k TEXT)",
+                      "CREATE TABLE clean (id INTEGER PRIMARY KEY, k TEXT)",
+                      "INSERT INTO dup VALUES (1, 'a'), (2, 'a'), (3, 'a'), (4, 'b'), (5, 'b')",
+                      "INSERT INTO clean VALUES (1, 'a'), (2, 'b')")
+    return sqlite_db
+
+
+def config(tmp_path: Path, url: str, *checks: dict[str, Any], name: str = "dw.toml") -> Path:
+    return write_config(tmp_path / name, {"d": {"url": url}}, [{"database": "d", **c} for c in checks])
+
+
+DUP = {"name": "dup", "table": "dup", "key": ["k"]}
+CLEAN = {"name": "clean", "table": "clean", "key": ["k"]}
+BROKEN = {"name": "broken", "table": "no_such_table", "key": ["k"]}
+
+
+def assert_no_traceback(run: Any) -> None:
+    assert "Traceback" not in run.output and 'File "' not in run.output
+
+
+def assert_one_line_error(run: Any, *fragments: str) -> str:
+    """Exit 2 and exactly one line on stderr, containing every fragment."""
+    assert run.code == 2, run.output
+    assert_no_traceback(run)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# -- exit codes, output shape, --config placement -----------------------------------------------------
+
+def test_exit_codes_zero_clean_one_duplicates_two_errors_win(db, tmp_path, dupewatch):
+    db.execute("CREATE TABLE dup (id INTEGER PRIMARY KEY, k VARCHAR(5))",
+               "CREATE TABLE clean (id INTEGER PRIMARY KEY, k VARCHAR(5))",
+               "INSERT INTO dup VALUES (1, 'a'), (2, 'a')", "INSERT INTO clean VALUES (1, 'a')")
+    path = config(tmp_path, db.url, DUP, CLEAN, BROKEN)
+    assert dupewatch("check", "--config", path, "clean").code == 0
+    assert dupewatch("check", "--config", path, "clean", "dup").code == 1
+    both = dupewatch("check", "--config", path)
+    assert both.code == 2
+    assert_no_traceback(both)
+    assert "broken: check 'broken': table 'no_such_table' not found in database 'd'" in both.stdout
+
+
+def test_json_is_exactly_one_document_of_the_documented_shape(pairs, tmp_path, dupewatch):
+    run = dupewatch("check", "--json", "--config", config(tmp_path, pairs.url, DUP, CLEAN, BROKEN))
+    assert run.code == 2 and run.stderr == ""
+    document = run.json  # the whole of stdout parses as one JSON value
+    assert set(document) == {"checks"}
+    assert [set(c) for c in document["checks"]] == [JSON_KEYS] * 3
+    dup, clean, broken = document["checks"]
+    assert dup == {**dup, "name": "dup", "database": "d", "status": "duplicates", "groups": 2, "excess_rows": 3,
+                   "error": None}
+    assert clean == {**clean, "name": "clean", "status": "ok", "groups": 0, "excess_rows": 0, "error": None}
+    assert broken == {**broken, "name": "broken", "status": "error", "groups": None, "excess_rows": None}
+    assert "no_such_table" in broken["error"]
+    assert all(isinstance(c["duration_ms"], int | float) and c["duration_ms"] >= 0 for c in document["checks"])
+
+
+def test_human_output_is_a_table_of_checks(pairs, tmp_path, dupewatch):
+    run = dupewatch("check", "-c", config(tmp_path, pairs.url, DUP, CLEAN))
+    assert run.code == 1
+    header, dup, clean = run.stdout.strip().splitlines()
+    assert header.split() == ["CHECK", "DATABASE", "STATUS", "GROUPS", "EXCESS", "ROWS", "DURATION"]
+    assert dup.split()[:5] == ["dup", "d", "duplicates", "2", "3"] and dup.endswith("ms")
+    assert clean.split()[:5] == ["clean", "d", "ok", "0", "0"]
+
+
+def test_config_option_before_or_after_the_subcommand(pairs, tmp_path, dupewatch):
+    path = config(tmp_path, pairs.url, DUP)
+    before = dupewatch("--config", path, "check", "--json")
+    after = dupewatch("check", "--json", "--config", path)
+    short = dupewatch("-c", path, "check", "--json")
+    for run in (before, after, short):
+        assert run.code == 1 and run.json["checks"][0]["groups"] == 2
+
+
+def test_config_discovered_in_cwd_then_xdg_config_home(pairs, tmp_path, dupewatch):
+    xdg = tmp_path / "xdg"
+    (xdg / "dupewatch").mkdir(parents=True)
+    config(xdg / "dupewatch", pairs.url, CLEAN, name="config.toml")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"XDG_CONFIG_HOME": str(xdg), "HOME": str(tmp_path)}
+
+    from_xdg = dupewatch("check", "--json", cwd=work, env=env)
+    assert from_xdg.code == 0 and [c["name"] for c in from_xdg.json["checks"]] == ["clean"]
+
+    config(work, pairs.url, DUP, name="dupewatch.toml")  # ./dupewatch.toml wins over XDG
+    from_cwd = dupewatch("check", "--json", cwd=work, env=env)
+    assert from_cwd.code == 1 and [c["name"] for c in from_cwd.json["checks"]] == ["dup"]
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["tui"], ["daemon"], ["fix", "x"], ["fixes"]])
+def test_no_config_anywhere_is_one_line(tmp_path, dupewatch, command):
+    run = dupewatch(*command, cwd=tmp_path, env={"XDG_CONFIG_HOME": str(tmp_path / "none"), "HOME": str(tmp_path)})
+    assert_one_line_error(run, "no config file found", "--config", "config.example.toml", "dupewatch demo")
+
+
+def test_help_lists_every_command_with_a_whole_sentence(dupewatch):
+    run = dupewatch("--help")
+    assert run.code == 0 and "dupewatch demo" in run.stdout
+    commands = run.stdout.split("Commands:")[1].strip().splitlines()
+    assert {line.split()[0] for line in commands} == {
+        "check", "daemon", "demo", "fix", "fixes", "guard", "tui", "undo"}
+    assert all(line.rstrip().endswith(".") and not line.rstrip().endswith("...") for line in commands), commands
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("oracle://scott:Tiger-Secret@db.example/orcl", "unsupported database 'oracle'"),
+    ("postgresql+psycopg2://u:Tiger-Secret@127.0.0.1/test", "is not installed"),
+])
+def test_an_unsupported_url_or_missing_driver_is_one_line(tmp_path, dupewatch, url, fragment):
+    path = config(tmp_path, url, DUP)
+    checked = dupewatch("check", "--config", path)
+    assert checked.code == 2 and fragment in checked.stdout
+    assert_no_traceback(checked)
+    assert "Tiger-Secret" not in checked.output and "internal error" not in checked.output
+    # The daemon refuses it before starting, instead of logging errors forever.
+    assert_one_line_error(dupewatch("daemon", "--config", path), "databases.d.url", fragment)
+
+
+# -- bad input: one line, exit 2, no traceback ---------------------------------------------------------
+
+BAD_CONFIGS = [
+    ("toml-syntax", '[databases.d]\nurl = "sqlite://"\n[[checks]\nname = "x"\n', ["invalid TOML", "line 3"]),
+    ("unknown-field", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                      'key = ["k"]\ntabel = "t"\n', ["checks[0] ('x').tabel", "unknown field"]),
+    ("unknown-database", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "nope"\n'
+                         'table = "t"\nkey = ["k"]\n', ["checks[0] ('x').database", "unknown database 'nope'",
+                                                        "known: d"]),
+    ("empty-key", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                  'key = []\n', ["checks[0] ('x').key", "at least one column"]),
+    ("empty-column", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                     'key = [""]\n', ["checks[0] ('x').key", "must not be empty"]),
+    ("bad-interval", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                     'key = ["k"]\ninterval = "every now and then"\n', ["checks[0] ('x').interval", "duration"]),
+    ("negative-interval", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\n'
+                          'table = "t"\nkey = ["k"]\ninterval = "-5s"\n', ["checks[0] ('x').interval"]),
+    ("bad-timeout", '[databases.d]\nurl = "sqlite://"\nstatement_timeout = "soon"\n[[checks]]\nname = "x"\n'
+                    'database = "d"\ntable = "t"\nkey = ["k"]\n', ["databases.d.statement_timeout"]),
+    ("duplicate-names", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                        'key = ["k"]\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "u"\nkey = ["k"]\n',
+     ["checks[1] ('x')", "duplicate check name 'x'"]),
+    ("missing-query", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\n'
+                      'query = "queries/nope.sql"\n', ["check 'x'", "query file not found", "nope.sql"]),
+    ("table-and-query", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                        'key = ["k"]\nsql = "SELECT 1"\n', ["checks[0] ('x')", "exactly one of"]),
+    ("no-url", '[databases.d]\nstatement_timeout = "5s"\n[[checks]]\nname = "x"\ndatabase = "d"\nsql = "SELECT 1"\n',
+     ["databases.d", "'url' or 'url_env'"]),
+    ("bad-nulls", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
+                  'key = ["k"]\nnulls = "maybe"\n', ["checks[0] ('x').nulls"]),
+]
+
+
+@pytest.mark.parametrize(("text", "fragments"), [(t, f) for _, t, f in BAD_CONFIGS],
+                         ids=[name for name, _, _ in BAD_CONFIGS])
+def test_bad_config_is_one_line_naming_file_and_field(tmp_path, dupewatch, text, fragments):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    run = dupewatch("check", "--config", path)
+    assert run.stdout == ""
+    assert_one_line_error(run, str(path), *fragments)
+
+
+def test_bad_config_with_json_still_prints_one_json_document(tmp_path, dupewatch):
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_CONFIGS[1][1], encoding="utf-8")
+    run = dupewatch("check", "--json", "--config", path)
+    assert run.code == 2 and run.json["checks"] == [] and "unknown field" in run.json["error"]
+    assert_no_traceback(run)
+
+
+def test_missing_config_file_and_unknown_check_name(pairs, tmp_path, dupewatch):
+    assert_one_line_error(dupewatch("check", "--config", tmp_path / "nope.toml"), "nope.toml", "not found")
+    path = config(tmp_path, pairs.url, DUP)
+    assert_one_line_error(dupewatch("check", "--config", path, "dup", "typo"), "no check named 'typo'", "have: dup")
+
+
+def test_unknown_table_and_column_name_the_check(pairs, tmp_path, dupewatch):
+    run = dupewatch("check", "--json", "--config", config(
+        tmp_path, pairs.url, BROKEN, {"name": "col", "table": "dup", "key": ["k", "kk"]},
+        {"name": "ts", "table": "dup", "key": ["k"], "timestamp": "born"}))
+    assert run.code == 2
+    errors = [c["error"] for c in run.json["checks"]]
+    assert errors == [
+        "check 'broken': table 'no_such_table' not found in database 'd'",
+        "check 'col': key: unknown column 'kk' in table 'dup' (columns: id, k)",
+        "check 'ts': timestamp: unknown column 'born' in table 'dup' (columns: id, k)",
+    ]
+
+
+def test_one_broken_check_does_not_stop_the_others(pairs, tmp_path, dupewatch):
+    path = write_config(tmp_path / "dw.toml", {
+        "d": {"url": pairs.url},
+        "down": {"url": "postgresql+psycopg://monitor:Hunter2-Secret@127.0.0.1:1/app"},
+    }, [
+        {"name": "unreachable", "database": "down", "table": "t", "key": ["k"]},
+        {"name": "broken", "database": "d", "table": "no_such_table", "key": ["k"]},
+        {"name": "dup", "database": "d", "table": "dup", "key": ["k"]},
+        {"name": "writes", "database": "d", "sql": "DELETE FROM dup"},
+        {"name": "clean", "database": "d", "table": "clean", "key": ["k"]},
+    ])
+    run = dupewatch("check", "--json", "--config", path)
+    assert run.code == 2
+    by_name = {c["name"]: c for c in run.json["checks"]}
+    assert [c["name"] for c in run.json["checks"]] == ["unreachable", "broken", "dup", "writes", "clean"]
+    assert (by_name["dup"]["status"], by_name["dup"]["groups"], by_name["dup"]["excess_rows"]) == ("duplicates", 2, 3)
+    assert by_name["clean"]["status"] == "ok"
+    assert [by_name[n]["status"] for n in ("unreachable", "broken", "writes")] == ["error"] * 3
+    assert "127.0.0.1:1" in by_name["unreachable"]["error"] and "\n" not in by_name["unreachable"]["error"]
+    assert "Hunter2-Secret" not in run.output and "monitor:***@" in by_name["unreachable"]["error"]
+    assert pairs.scalar("SELECT COUNT(*) FROM dup") == 5
+    human = dupewatch("check", "--config", path)
+    assert human.code == 2 and "Hunter2-Secret" not in human.output
+    assert_no_traceback(human)
+
+
+def test_url_env_reads_the_url_and_names_a_missing_variable(pairs, tmp_path, dupewatch):
+    var = f"DW_TEST_URL_{uuid.uuid4().hex[:8].upper()}"
+    path = write_config(tmp_path / "dw.toml", {"d": {"url_env": var}}, [{"database": "d", **DUP}])
+    ok = dupewatch("check", "--json", "--config", path, env={var: pairs.url})
+    assert ok.code == 1 and ok.json["checks"][0]["groups"] == 2
+    missing = dupewatch("check", "--json", "--config", path, env={var: ""})
+    assert missing.code == 2
+    assert missing.json["checks"][0]["error"] == f"databases.d.url_env: environment variable {var} is not set"
+
+
+# -- wrong passwords never leak ----------------------------------------------------------------------
+
+@pytest.fixture
+def mysql_user() -> Any:
+    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    user, password = f"dw_pw_{uuid.uuid4().hex[:8]}", f"Right-{uuid.uuid4().hex}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+    except Exception as exc:
+        admin.dispose()
+        if IN_CI:
+            pytest.fail(f"MariaDB not reachable: {exc}")
+        pytest.skip(f"MariaDB not reachable: {exc}")
+    try:
+        yield user, password
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_role() -> Any:
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    role, password = f"dw_pw_{uuid.uuid4().hex[:8]}", f"Right-{uuid.uuid4().hex}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+    except Exception as exc:
+        admin.dispose()
+        if IN_CI:
+            pytest.fail(f"PostgreSQL not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        yield role, password
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+
+def test_wrong_mysql_password_is_one_line_without_the_password(mysql_user, tmp_path, dupewatch):
+    user, right = mysql_user
+    wrong = f"Wrong-{uuid.uuid4().hex}"
+    url = make_url(MYSQL_URL).set(username=user, password=wrong).render_as_string(hide_password=False)
+    path = config(tmp_path, url, {"name": "t", "table": "t", "key": ["k"]})
+    for args in (("check", "--json"), ("check",)):
+        run = dupewatch(*args, "--config", path)
+        assert run.code == 2
+        assert_no_traceback(run)
+        assert wrong not in run.output and right not in run.output
+    error = run.stdout.strip().splitlines()[-1]
+    assert "Access denied" in error and f"{user}:***@" in error
+
+
+def test_postgresql_role_password_never_appears(pg_role, tmp_path, dupewatch):
+    """The role exists with a password; whether the server checks it (this CI's pg_hba says `trust` on
+    127.0.0.1) or the role lacks privileges, the check fails in one line without either password."""
+    role, right = pg_role
+    for password in (right, f"Wrong-{uuid.uuid4().hex}"):
+        url = make_url(PG_URL).set(username=role, password=password).render_as_string(hide_password=False)
+        path = config(tmp_path, url, {"name": "t", "table": f"no_schema_{uuid.uuid4().hex[:6]}.t", "key": ["k"]})
+        run = dupewatch("check", "--json", "--config", path)
+        assert run.code == 2
+        assert_no_traceback(run)
+        assert password not in run.output and right not in run.output
+        assert "\n" not in run.json["checks"][0]["error"]
+
+
+def test_ctrl_c_during_a_check_is_one_line_and_not_the_duplicates_exit_code(pg, tmp_path):
+    marker = f"dw_interrupt_{uuid.uuid4().hex[:8]}"
+    path = config(tmp_path, pg.url, {"name": "slow", "sql": f"SELECT pg_sleep(30) AS {marker}"})
+    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "check", "--config", str(path)], cwd=REPO_ROOT,
+                               env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q AND query NOT LIKE :me",
+                            {"q": f"%pg_sleep(30) AS {marker}%", "me": "%pg_stat_activity%"}):
+            assert time.monotonic() < deadline and process.poll() is None, "the check never started its query"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, (stdout, stderr)
+    assert stderr.strip() == "dupewatch: interrupted" and "Traceback" not in stderr
+
+
+# -- the demo ------------------------------------------------------------------------------------------
+
+def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    env = {"HOME": str(home), "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": "", "CI": os.environ.get("CI", "")}
+    run = dupewatch("demo", "--once", cwd=work, env=env)
+    assert run.code == 0, run.output
+    assert_no_traceback(run)
+    lines = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.strip()}
+    for name in ("login-sources", "daily-checkins", "vote-drift", "role-membership", "profiles-get-or-create"):
+        assert lines[name][2] == "duplicates", run.stdout
+        assert int(lines[name][3].replace(",", "")) > 0
+    assert list(work.iterdir()) == []  # nothing written where the user stood
+    assert list(home.rglob("demo.sqlite")), "the demo database lives under the per-user data directory"

@@ -1,0 +1,139 @@
+"""Every refusal of `dupewatch fix`: one line, exit 2, and nothing changed (full table contents compared)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from fix_support import (
+    CHECKINS,
+    config_file,
+    contents,
+    json_out,
+    make_config,
+    run_cli,
+    seed_checkins,
+    seed_memberships,
+)
+from monitor.engine import Monitor
+from monitor.fix import FixRefused, make_plan, run_fix
+from monitor.fix.locks import fix_lock
+
+
+def _user_tables(db):
+    return sorted(t for t in sa.inspect(db.engine).get_table_names() if not t.startswith("dupewatch"))
+
+
+def test_no_terminal_and_no_yes_refuses_and_changes_nothing(db, tmp_path):
+    seed_checkins(db)
+    path = config_file(tmp_path, db, [CHECKINS])
+    before = contents(db, "checkin", "checkin_credit")
+    result = run_cli("fix", "daily-checkins", "--config", str(path))
+    assert result.exit_code == 2
+    assert "refusing to fix 'daily-checkins' without confirmation" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert contents(db, "checkin", "checkin_credit") == before
+    assert not sa.inspect(db.engine).has_table("dupewatch_fix")
+
+
+def test_terminal_confirmation_needs_the_check_name(db, tmp_path, monkeypatch):
+    monkeypatch.setattr("monitor.cli.interactive", lambda: True)
+    seed_checkins(db)
+    path = config_file(tmp_path, db, [CHECKINS])
+    before = contents(db, "checkin", "checkin_credit")
+    wrong = run_cli("fix", "daily-checkins", "--config", str(path), input="daily\n")
+    assert wrong.exit_code == 2 and "not confirmed; nothing changed" in wrong.stderr
+    assert "keep    id=1" in wrong.stderr  # the preview was shown before asking
+    assert contents(db, "checkin", "checkin_credit") == before
+    assert db.rows("SELECT state FROM dupewatch_fix") == [("discarded",)]
+    right = run_cli("fix", "daily-checkins", "--config", str(path), "--json", input="daily-checkins\n")
+    assert right.exit_code == 0, right.output
+    assert json_out(right)["deleted"] == 4
+
+
+def test_custom_query_check_cannot_be_fixed(db, tmp_path):
+    path = config_file(tmp_path, db, [{"name": "drift", "sql": "SELECT 1 AS x"}])
+    for args in (["--yes"], ["--dry-run"]):
+        result = run_cli("fix", "drift", "--config", str(path), *args)
+        assert result.exit_code == 2
+        assert "check 'drift' is a custom query check" in result.stderr
+    guard = run_cli("guard", "drift", "--config", str(path))
+    assert guard.exit_code == 2 and "custom query check" in guard.stderr
+
+
+def test_unknown_check_is_a_one_line_error(db, tmp_path):
+    seed_checkins(db)
+    path = config_file(tmp_path, db, [CHECKINS])
+    result = run_cli("fix", "nope", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and "no check named 'nope'" in result.stderr
+
+
+def test_repoint_violating_unique_constraint_blocks_fix(db, tmp_path):
+    seed_checkins(db, unique_credit=True)
+    path = config_file(tmp_path, db, [CHECKINS])
+    before = contents(db, "checkin", "checkin_credit")
+    plan = run_cli("fix", "daily-checkins", "--config", str(path), "--dry-run", "--json")
+    assert plan.exit_code == 2
+    blockers = json_out(plan)["blockers"]
+    assert len(blockers) == 1 and "checkin_credit(checkin_id)" in blockers[0] and "unique constraint" in blockers[0]
+    result = run_cli("fix", "daily-checkins", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and "cannot be fixed" in result.stderr and "unique constraint" in result.stderr
+    assert contents(db, "checkin", "checkin_credit") == before
+
+
+def test_cascade_that_cannot_be_repointed_blocks_fix(db, tmp_path):
+    db.execute("CREATE TABLE node (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, "
+               "parent_id INTEGER REFERENCES node (id) ON DELETE CASCADE)")
+    db.execute("INSERT INTO node VALUES (1, 7, NULL), (2, 7, NULL), (3, 8, 2)")
+    path = config_file(tmp_path, db, [{"name": "node", "table": "node", "key": ["k"]}])
+    before = contents(db, "node")
+    plan = json_out(run_cli("fix", "node", "--config", str(path), "--dry-run", "--json"))
+    assert any("ON DELETE CASCADE would fire" in b for b in plan["blockers"]), plan["blockers"]
+    result = run_cli("fix", "node", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and "ON DELETE CASCADE would fire" in result.stderr
+    assert contents(db, "node") == before
+
+
+def test_no_key_and_differing_rows_is_refused_on_mysql(mysql, tmp_path):
+    mysql.execute("CREATE TABLE link (a INTEGER NOT NULL, b INTEGER NOT NULL, note VARCHAR(20))")
+    mysql.execute("INSERT INTO link VALUES (1, 1, 'x'), (1, 1, 'y'), (2, 2, NULL), (2, 2, NULL)")
+    path = config_file(tmp_path, mysql, [{"name": "link", "table": "link", "key": ["a", "b"]}])
+    before = contents(mysql, "link")
+    plan = json_out(run_cli("fix", "link", "--config", str(path), "--dry-run", "--json"))
+    assert len(plan["blockers"]) == 1
+    assert "has no primary key and 1 group(s) hold rows that differ" in plan["blockers"][0]
+    assert "note" in plan["blockers"][0]
+    result = run_cli("fix", "link", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and "no primary key" in result.stderr
+    assert contents(mysql, "link") == before
+
+
+def test_second_fixer_of_the_same_table_is_refused(db, tmp_path):
+    seed_memberships(db)
+    checks = [{"name": "role-membership", "table": "role_membership", "key": ["group_id", "member_id"]}]
+    path = config_file(tmp_path, db, checks)
+    monitor = Monitor(make_config(db, checks))
+    before = contents(db, "role_membership")
+    try:
+        with fix_lock(monitor.database("app"), "role_membership"):
+            result = run_cli("fix", "role-membership", "--config", str(path), "--yes")
+            with pytest.raises(FixRefused, match="already being fixed"):
+                run_fix(monitor, "role-membership")
+    finally:
+        monitor.close()
+    assert result.exit_code == 2
+    assert "table 'role_membership' is already being fixed" in result.stderr
+    assert contents(db, "role_membership") == before
+
+
+def test_dry_run_api_uses_the_read_only_connection(db):
+    seed_memberships(db)
+    checks = [{"name": "m", "table": "role_membership", "key": ["group_id", "member_id"]}]
+    monitor = Monitor(make_config(db, checks))
+    try:
+        plan = make_plan(monitor, "m")
+    finally:
+        monitor.close()
+    assert (plan.groups, plan.rows_to_delete, plan.fix_id) == (2, 3, None)
+    assert _user_tables(db) == ["role_membership"]
+    assert not sa.inspect(db.engine).has_table("dupewatch_fix")

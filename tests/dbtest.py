@@ -1,0 +1,227 @@
+"""Shared fixtures: real PostgreSQL, MariaDB/MySQL and SQLite databases, each test in its own schema.
+
+Servers come from DUPEWATCH_TEST_PG_URL / DUPEWATCH_TEST_MYSQL_URL. A missing server skips the test
+locally and fails it under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+PG_URL = os.environ.get("DUPEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("DUPEWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DIALECTS = ["postgresql", "mysql", "sqlite"]
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable: {str(exc).splitlines()[0]}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: servers are required)")
+    pytest.skip(message)
+
+
+@dataclass
+class TestDatabase:
+    """An isolated database for one test: `url` points into it, `engine` writes to it."""
+
+    __test__ = False
+    dialect: str
+    url: str
+    engine: Engine
+    schema: str | None
+
+    def execute(self, *statements: str, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> None:
+        with self.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement), params)
+
+    def scalar(self, statement: str, params: dict[str, Any] | None = None) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(statement), params or {}).scalar()
+
+    def rows(self, statement: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(statement), params or {})]
+
+    def q(self, name: str) -> str:
+        """An identifier quoted for this dialect, for hand-written test SQL."""
+        return self.engine.dialect.identifier_preparer.quote_identifier(name)
+
+
+def _pg(name: str) -> Iterator[TestDatabase]:
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        _unavailable("PostgreSQL", exc)
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
+    url_text = url.render_as_string(hide_password=False)
+    engine = sa.create_engine(url)
+    try:
+        yield TestDatabase("postgresql", url_text, engine, name)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        admin.dispose()
+
+
+def _mysql(name: str) -> Iterator[TestDatabase]:
+    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except Exception as exc:
+        admin.dispose()
+        _unavailable("MySQL/MariaDB", exc)
+    url_text = make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
+    engine = sa.create_engine(url_text)
+    try:
+        yield TestDatabase("mysql", url_text, engine, name)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def _sqlite(path: Path) -> Iterator[TestDatabase]:
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    try:
+        yield TestDatabase("sqlite", url, engine, None)
+    finally:
+        engine.dispose()
+
+
+def make_test_database(dialect: str, tmp_path: Path) -> Iterator[TestDatabase]:
+    name = f"dw_test_{uuid.uuid4().hex[:12]}"
+    if dialect == "postgresql":
+        yield from _pg(name)
+    elif dialect == "mysql":
+        yield from _mysql(name)
+    else:
+        yield from _sqlite(tmp_path / f"{name}.sqlite")
+
+
+@pytest.fixture(params=DIALECTS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """The same test against PostgreSQL, MariaDB/MySQL and SQLite, each isolated."""
+    yield from make_test_database(request.param, tmp_path)
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[TestDatabase]:
+    yield from make_test_database("postgresql", tmp_path)
+
+
+@pytest.fixture
+def mysql(tmp_path: Path) -> Iterator[TestDatabase]:
+    yield from make_test_database("mysql", tmp_path)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[TestDatabase]:
+    yield from make_test_database("sqlite", tmp_path)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(path: Path, databases: dict[str, dict[str, Any]], checks: list[dict[str, Any]],
+                 **sections: dict[str, Any]) -> Path:
+    """Write a dupewatch TOML config and return its path."""
+    lines: list[str] = []
+    for name, options in databases.items():
+        lines.append(f"[databases.{json.dumps(name)}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in options.items())
+        lines.append("")
+    for section, options in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in options.items())
+        lines.append("")
+    for check in checks:
+        lines.append("[[checks]]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in check.items())
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+# -- running the real CLI and the engine ---------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliRun:
+    """What a `dupewatch` subprocess did."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_dupewatch(*args: str | os.PathLike[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+                  timeout: float = 120) -> CliRun:
+    """Run `python -m monitor.cli ARGS` as a real subprocess (exit codes and stderr exactly as a user sees them)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    done = subprocess.run([sys.executable, "-m", "monitor.cli", *map(str, args)], cwd=cwd or REPO_ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def dupewatch() -> Any:
+    """`dupewatch(*args, cwd=None, env=None)` -> CliRun."""
+    return run_dupewatch
+
+
+@pytest.fixture
+def monitor_for() -> Iterator[Any]:
+    """`monitor_for(databases, checks)` -> a `Monitor` on that config, closed after the test."""
+    from monitor.config import config_from_dict
+    from monitor.engine import Monitor
+
+    made: list[Monitor] = []
+
+    def make(databases: dict[str, dict[str, Any]], checks: list[dict[str, Any]], path: Path | None = None) -> Monitor:
+        monitor = Monitor(config_from_dict({"databases": databases, "checks": checks}, path))
+        made.append(monitor)
+        return monitor
+
+    yield make
+    for monitor in made:
+        monitor.close()

@@ -1,0 +1,180 @@
+"""The exporter's semantics: stale-safe figures, series following reloads, fixes counted, HTTP and TLS."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.config import Config, config_from_dict
+from monitor.detect import CheckResult
+from monitor.metrics import RENDER_MIN_SECONDS, MetricsExporter, MetricsServeError, record_fix
+
+
+def make_config(checks: list[tuple[str, str]], listen: str | None = None, **metrics: Any) -> Config:
+    data: dict[str, Any] = {
+        "databases": {db: {"url": "sqlite:///unused.sqlite"} for _, db in checks},
+        "checks": [{"name": name, "database": db, "table": "t", "key": ["k"], "interval": "30s"}
+                   for name, db in checks],
+    }
+    if listen is not None:
+        data["metrics"] = {"listen": listen, **metrics}
+    return config_from_dict(data)
+
+
+def samples(exporter: MetricsExporter) -> dict[tuple[str, str], float]:
+    """(sample name, check) -> value, for dupewatch's labelled series (histogram buckets left out)."""
+    found = {}
+    for family in text_string_to_metric_families(exporter.metrics.exposition().decode()):
+        for s in family.samples:
+            if "check" in s.labels and "le" not in s.labels:
+                found[(s.name, s.labels["check"])] = s.value
+    return found
+
+
+@pytest.fixture
+def exporters() -> Iterator[list[MetricsExporter]]:
+    made: list[MetricsExporter] = []
+    yield made
+    for exporter in made:
+        exporter.close()
+
+
+def new_exporter(exporters: list[MetricsExporter], config: Config) -> MetricsExporter:
+    exporter = MetricsExporter(config, process_metrics=False)
+    exporters.append(exporter)
+    return exporter
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_failed_run_keeps_the_last_good_figures_and_drops_up(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+    good = CheckResult("c", "d", "duplicates", 3, 5, 20.0)
+    exporter.observe(good)
+    exporter.observe(CheckResult("c", "d", "error", None, None, 5000.0, "connection refused"))
+
+    values = samples(exporter)
+    assert values[("dupewatch_duplicate_groups", "c")] == 3
+    assert values[("dupewatch_duplicate_excess_rows", "c")] == 5
+    assert values[("dupewatch_check_up", "c")] == 0
+    assert values[("dupewatch_check_errors_total", "c")] == 1
+    assert values[("dupewatch_check_last_success_timestamp_seconds", "c")] == good.finished_at.timestamp()
+    assert values[("dupewatch_check_duration_seconds_count", "c")] == 2
+
+
+def test_a_check_that_never_succeeded_has_no_figures_but_zeroed_counters(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+    values = samples(exporter)
+    assert values[("dupewatch_check_errors_total", "c")] == 0
+    assert values[("dupewatch_fix_deleted_rows_total", "c")] == 0
+    assert values[("dupewatch_check_interval_seconds", "c")] == 30
+    assert ("dupewatch_duplicate_groups", "c") not in values
+    assert ("dupewatch_check_up", "c") not in values
+
+
+def test_reload_removes_the_series_of_removed_checks_and_ignores_their_late_results(
+        exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("keep", "d"), ("drop", "d")]))
+    exporter.observe(CheckResult("keep", "d", "ok", 0, 0, 1.0))
+    exporter.observe(CheckResult("drop", "d", "duplicates", 1, 1, 1.0))
+
+    exporter.reload(make_config([("keep", "d"), ("moved", "e")]))
+    exporter.observe(CheckResult("drop", "d", "duplicates", 2, 2, 1.0))  # a run in flight during the reload
+
+    checks = {check for _, check in samples(exporter)}
+    assert checks == {"keep", "moved"}
+
+
+def test_record_fix_counts_in_every_live_exporter_and_is_a_no_op_without_one(
+        exporters: list[MetricsExporter]) -> None:
+    record_fix("c", "d", 7)  # no exporter yet: nothing to count in, nothing raised
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+    record_fix("c", "d", 4)
+    record_fix("c", "d", 0)
+    assert samples(exporter)[("dupewatch_fix_deleted_rows_total", "c")] == 4
+    exporter.close()
+    record_fix("c", "d", 5)
+    assert samples(exporter)[("dupewatch_fix_deleted_rows_total", "c")] == 4
+
+
+def test_serves_over_http_and_refuses_a_taken_port_in_one_line(exporters: list[MetricsExporter]) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    first = new_exporter(exporters, make_config([("c", "d")], listen))
+    first.serve()
+    with urllib.request.urlopen(first.url, timeout=5) as response:
+        assert b'dupewatch_check_interval_seconds{check="c",database="d"} 30.0' in response.read()
+
+    second = new_exporter(exporters, make_config([("c", "d")], listen))
+    with pytest.raises(MetricsServeError, match=f"^metrics listen {listen}: address already in use"):
+        second.serve()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_serves_over_tls_when_a_certificate_is_configured(exporters: list[MetricsExporter], tmp_path: Path) -> None:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    exporter = new_exporter(exporters, make_config([("c", "d")], f"127.0.0.1:{free_port()}",
+                                                   tls_cert=str(cert), tls_key=str(key)))
+    exporter.serve()
+    assert exporter.url.startswith("https://")
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with urllib.request.urlopen(exporter.url, timeout=5, context=context) as response:
+        assert b"dupewatch_build_info" in response.read()
+
+
+def test_a_missing_tls_file_is_a_one_line_error(exporters: list[MetricsExporter], tmp_path: Path) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")], f"127.0.0.1:{free_port()}",
+                                                   tls_cert=str(tmp_path / "no.crt"), tls_key=str(tmp_path / "no.key")))
+    with pytest.raises(MetricsServeError, match="TLS file not found"):
+        exporter.serve()
+
+
+def fetch(url: str, **headers: str) -> tuple[dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return dict(response.headers), response.read()
+
+
+def test_the_served_page_follows_new_results_within_about_a_second(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")], f"127.0.0.1:{free_port()}"))
+    exporter.serve()
+    _, body = fetch(exporter.url)
+    assert b"dupewatch_duplicate_groups{" not in body
+
+    exporter.observe(CheckResult("c", "d", "duplicates", 6, 9, 3.0))
+    observed = time.monotonic()
+    while b'dupewatch_duplicate_groups{check="c",database="d"} 6.0' not in fetch(exporter.url)[1]:
+        assert time.monotonic() - observed < 5, "the page never showed the new result"
+        time.sleep(0.05)
+    assert time.monotonic() - observed < RENDER_MIN_SECONDS + 1.5
+
+
+def test_openmetrics_and_gzip_are_negotiated_like_prometheus_client(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")], f"127.0.0.1:{free_port()}"))
+    exporter.serve()
+    headers, body = fetch(exporter.url, Accept="application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+                          **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body).rstrip().endswith(b"# EOF")
+    headers, body = fetch(exporter.url)
+    assert headers["Content-Type"].startswith("text/plain") and b"# EOF" not in body
+    _, filtered = fetch(exporter.url + "?name[]=dupewatch_check_interval_seconds")
+    assert b"dupewatch_check_interval_seconds{" in filtered and b"dupewatch_build_info" not in filtered
