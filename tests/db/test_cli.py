@@ -333,7 +333,10 @@ def test_ctrl_c_during_a_check_is_one_line_and_not_the_duplicates_exit_code(pg, 
                                text=True)
     try:
         deadline = time.monotonic() + 30
-        while not pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q AND query NOT LIKE :me",
+        # `active`: pg_stat_activity also shows an idle session's last query (here the column probe), and a
+        # cancel that reaches the server before the query starts is ignored
+        while not pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
+                            "AND query NOT LIKE :me",
                             {"q": f"%pg_sleep(30) AS {marker}%", "me": "%pg_stat_activity%"}):
             assert time.monotonic() < deadline and process.poll() is None, "the check never started its query"
             time.sleep(0.05)
