@@ -325,12 +325,18 @@ def test_postgresql_role_password_never_appears(pg_role, tmp_path, dupewatch):
         assert "\n" not in run.json["checks"][0]["error"]
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a test run started in the background (`pytest &` in a script, as CI runners
+    may) ignores SIGINT, and a child inherits that, as POSIX wants for background jobs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_check_is_one_line_and_not_the_duplicates_exit_code(pg, tmp_path):
     marker = f"dw_interrupt_{uuid.uuid4().hex[:8]}"
     path = config(tmp_path, pg.url, {"name": "slow", "sql": f"SELECT pg_sleep(30) AS {marker}"})
     process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "check", "--config", str(path)], cwd=REPO_ROOT,
                                env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=_interruptible)
     try:
         deadline = time.monotonic() + 30
         # `active`: pg_stat_activity also shows an idle session's last query (here the column probe), and a
