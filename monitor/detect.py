@@ -6,6 +6,7 @@ quoted by SQLAlchemy. The database does the counting; Python only ever sees one 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -329,6 +330,12 @@ class TableCheck:
     def key_equals(values: Sequence[Any], exprs: Sequence[ColumnElement[Any]]) -> list[ColumnElement[bool]]:
         """`exprs = values`, a NULL value matching NULL (`IS NULL`, which indexes can serve)."""
         return [e.is_(None) if v is None else e == v for e, v in zip(exprs, values, strict=True)]
+
+    def narrowed(self, key: Sequence[Any]) -> TableCheck:
+        """This check limited to the one group with this (normalised) key: what fixing a single group plans."""
+        one = copy.copy(self)
+        one.filters = [*self.filters, *self.key_equals(key, self.key_exprs)]
+        return one
 
     def _shown_columns(self) -> list[ColumnElement[Any]]:
         """Every column of the table. SQLite stores whatever the application wrote, whatever the declared

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +109,9 @@ class _Target:
         return self.config.table or self.tc.table.name
 
 
-def target(monitor: Monitor, check: str) -> _Target:
-    """The table check to fix; custom query checks are refused."""
+def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None) -> _Target:
+    """The table check to fix; custom query checks are refused. `group` (a group's normalised key values,
+    as the drill-down lists them) limits the fix to that one group."""
     config = monitor.config.check(check)
     if config.is_custom:
         raise FixRefused(f"check {check!r} is a custom query check: dupewatch cannot know which rows of an "
@@ -126,7 +127,7 @@ def target(monitor: Monitor, check: str) -> _Target:
     if db.dialect == "postgresql" and not tc.has_primary_key and _is_partitioned(db, tc.table):
         raise FixRefused(f"table {config.table!r} is partitioned and has no primary key: its rows cannot be "
                          "told apart (ctid repeats across partitions); add a primary key first")
-    return _Target(config, tc, db)
+    return _Target(config, tc if group is None else tc.narrowed(group), db)
 
 
 def _is_partitioned(db: Database, table: sa.Table) -> bool:
@@ -158,9 +159,11 @@ def _layout(conn: Connection, t: _Target) -> Layout:
 # -- planning ------------------------------------------------------------------------------------
 
 
-def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS) -> FixPlan:
-    """The dry run: the plan computed over the live table in a read-only transaction; changes nothing."""
-    t = target(monitor, check)
+def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
+              group: Sequence[Any] | None = None) -> FixPlan:
+    """The dry run: the plan computed over the live table in a read-only transaction; changes nothing.
+    `group`: plan only the group with these key values."""
+    t = target(monitor, check, group)
     try:
         with t.db.read_only() as conn:
             layout = _layout(conn, t)
@@ -170,13 +173,14 @@ def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS) -> F
         raise DatabaseError(t.db.describe(exc)) from None
 
 
-def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS) -> FixPlan:
+def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
+                group: Sequence[Any] | None = None) -> FixPlan:
     """Snapshot the plan (the rows the fix may delete) into a plan table and return its preview.
 
     The returned plan has `fix_id` set; pass it to `run_fix` after the operator confirms, or to
-    `discard_fix` if they do not. Only dupewatch's own tables are written.
+    `discard_fix` if they do not. Only dupewatch's own tables are written. `group`: only that group's rows.
     """
-    t = target(monitor, check)
+    t = target(monitor, check, group)
     with fix_lock(t.db, t.table_name):
         return _snapshot(t, sample=sample)
 

@@ -105,14 +105,13 @@ class FixRequest:
 
 
 class FixPlanned(Message):
-    """The dry-run plan of a check (`make_plan`), an unfinished fix to resume, and the picked group's rows."""
+    """The dry-run plan of a check or of one of its groups (`make_plan`), and an unfinished fix to resume."""
 
-    def __init__(self, check: str, plan: Any, unfinished: Any = None, members: GroupMembers | None = None) -> None:
+    def __init__(self, check: str, plan: Any, unfinished: Any = None) -> None:
         super().__init__()
         self.check = check
         self.plan = plan
         self.unfinished = unfinished
-        self.members = members
 
 
 class FixSnapshotChanged(Message):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
-from monitor.fix import FixRefused, prepare_fix, run_fix, undo_fix
+from monitor.fix import FixRefused, make_plan, prepare_fix, run_fix, undo_fix
 
 # -- awkward identifiers ----------------------------------------------------------------------------
 
@@ -251,3 +251,31 @@ def test_identical_rows_with_null_keys_on_a_table_without_primary_key(db, tmp_pa
     finally:
         monitor.close()
     assert undone.restored == 3 and db.scalar("SELECT count(*) FROM tag") == 7
+
+
+# -- one group (`f` on a group in the drill-down) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("primary_key", [True, False], ids=["pk", "no-pk"])
+def test_fixing_one_group_leaves_every_other_group_alone(db, primary_key):
+    """The NULL key group, picked by the key values the drill-down lists: only its extras go."""
+    _seed_nullable(db, primary_key=primary_key)
+    order = {} if primary_key else {"order_by": ["id"]}
+    monitor = Monitor(make_config(db, [{"name": "devices", "table": "device", "key": ["user_id", "os"], **order}]))
+    try:
+        picked = next(g for g in monitor.groups("devices").groups if g.key == (None, None))
+        assert picked.rows == 3
+        if not primary_key and db.dialect == "mysql":  # rows differ in `id` and nothing else tells them apart
+            with pytest.raises(FixRefused, match="no primary key"):
+                run_fix(monitor, "devices", prepare_fix(monitor, "devices", group=picked.key))
+            return
+        preview = make_plan(monitor, "devices", group=picked.key)
+        assert (preview.groups, preview.rows_to_delete) == (1, 2)
+        assert [g.key for g in preview.sample] == [picked.key]
+        plan = prepare_fix(monitor, "devices", group=picked.key)
+        report = run_fix(monitor, "devices", plan)
+        assert (report.groups, report.deleted, report.archived) == (1, 2, 2)
+        assert [r[0] for r in db.rows("SELECT id FROM device ORDER BY id")] == [1, 2, 3, 6, 7, 8, 9, 10]
+        assert monitor.run("devices").groups == 3  # the other groups are still there for the next fix
+    finally:
+        monitor.close()

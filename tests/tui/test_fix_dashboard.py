@@ -284,22 +284,30 @@ async def test_escape_on_a_changed_snapshot_discards_it(demo_app, demo_db):
         assert conn.execute("SELECT state FROM dupewatch_fix").fetchall() == [("discarded",)]
 
 
-async def test_f_on_a_group_previews_the_whole_check_with_the_picked_group_first(demo_app):
+async def test_f_on_a_group_previews_and_fixes_that_group_only(demo_app, demo_db):
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: all_ran(app))
         app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups)
+        groups_before = app.dashboard["profiles-get-or-create"].last.groups
         picked = app.screen.groups[0]
+        (user_id,) = picked.key
         await pilot.press("f")
-        await wait_for(pilot, lambda: fix_screen(app) and fix_screen(app).stage == "preview")
-        assert "You picked the group user_id=" in str(app.screen.query_one("#fix-picked", Static).render())
-        table = app.screen.query_one("#fix-sample", DataTable)
-        first = [getattr(c, "plain", str(c)) for c in table.get_row_at(0)]
-        assert first[:2] == ["★ keep", "picked"]
-        picked_rows = [getattr(table.get_row_at(i)[1], "plain", "") for i in range(picked.rows)]
-        assert picked_rows[0] == "picked" and len(picked_rows) == picked.rows
+        screen = await wait_for(pilot, lambda: fix_screen(app) if fix_screen(app) and fix_screen(app).stage
+                                == "preview" else None, what="the preview of the picked group")
+        assert f"Fixes the group user_id='{user_id}' only" in str(app.screen.query_one("#fix-picked", Static).render())
+        assert screen.preview.groups == 1 and screen.preview.rows_to_delete == picked.rows - 1
+        assert [g.key for g in screen.preview.sample] == [picked.key]
+        assert not app.screen.query_one("#fix-guard").display  # a constraint needs every group fixed
+        fixed_at = app.dashboard["profiles-get-or-create"].last.finished_at
+        await run_confirmed_fix(pilot, app, "profiles-get-or-create")
+        await wait_for(pilot, lambda: figures_after(app, "profiles-get-or-create", fixed_at),
+                       what="the re-run after the fix")
+    with sqlite3.connect(demo_db) as conn:
+        assert conn.execute("SELECT count(*) FROM race_profile WHERE user_id = ?", (user_id,)).fetchone() == (1,)
+    assert app.dashboard["profiles-get-or-create"].last.groups == groups_before - 1
 
 
 async def test_f_on_a_custom_query_check_says_why_it_cannot_be_fixed(demo_app):

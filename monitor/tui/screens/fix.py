@@ -1,4 +1,5 @@
 """The confirm-to-fix modal: the preview, type the check's name, the fix in batches with progress, the summary.
+Opened on a check it fixes every group; opened on a group in the drill-down, that group only.
 
 Stages, each database step in a thread worker that only posts a message back:
 
@@ -30,7 +31,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, LoadingIndicator, ProgressBar, Static
 
 from monitor.db import DatabaseError
-from monitor.detect import CheckDefinitionError, GroupMembers
+from monitor.detect import CheckDefinitionError
 from monitor.engine import CheckError
 from monitor.fix import (
     FixError,
@@ -137,7 +138,7 @@ def resume_text(record: FixRecord) -> Text:
 
 
 class FixScreen(DashboardMixin, ModalScreen[None]):
-    """Preview, confirm and run the fix of one table check (or of the check a picked group belongs to)."""
+    """Preview, confirm and run the fix of one table check, or of one of its groups."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel / stop")]
 
@@ -179,8 +180,8 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             yield Static(title, id="fix-title")
             if self.key is not None:
                 key = ", ".join(f"{n}={shown(v)}" for n, v in zip(config.key or [], self.key, strict=False))
-                yield Static(Text.assemble(("You picked the group ", DIM), (key, "bold"),
-                                           (". A fix works on the whole check: every group below.", DIM)),
+                yield Static(Text.assemble(("Fixes the group ", DIM), (key, "bold"),
+                                           (" only; f on the check's row fixes every group.", DIM)),
                              id="fix-picked")
             yield LoadingIndicator(id="fix-loading")
             yield Static(Text("computing the plan (read-only, nothing changes)…", style=DIM), id="fix-facts")
@@ -201,6 +202,8 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-run").display = False
         self.query_one("#fix-result").display = False
         self.query_one(TypeToConfirm).enable(False)
+        if self.key is not None:  # the constraint needs every group fixed, not one
+            self.query_one("#fix-guard", Checkbox).display = False
         self.load_plan(self.key)
 
     # -- 1. planning ------------------------------------------------------------------------------
@@ -209,8 +212,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
     def load_plan(self, key: tuple[Any, ...] | None) -> None:
         monitor = self.dash.monitor
         try:
-            plan = make_plan(monitor, self.check)
-            members = monitor.members(self.check, key) if key is not None else None
+            plan = make_plan(monitor, self.check, group=key)
         except Exception as exc:  # shown as one line in the modal
             self.post_message(FixFailed(self.check, one_line(exc)))
             return
@@ -219,7 +221,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             unfinished = find_unfinished(monitor, self.check)
         except Exception as exc:  # the preview is still worth showing
             plan.notes.append(f"could not look for an unfinished fix of this check: {one_line(exc)}")
-        self.post_message(FixPlanned(self.check, plan, unfinished, members))
+        self.post_message(FixPlanned(self.check, plan, unfinished))
 
     @on(FixPlanned)
     def _planned(self, message: FixPlanned) -> None:
@@ -230,7 +232,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         if message.unfinished is not None:
             facts = Text.assemble(resume_text(message.unfinished), facts)
         self.query_one("#fix-facts", Static).update(facts)
-        self._show_sample(message.plan, message.members)
+        self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
         if message.unfinished is not None:
             confirm.set_action("Resume fix")
@@ -240,10 +242,10 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             confirm.enable(message.plan.fixable and message.plan.groups > 0)
         confirm.focus_input()
 
-    def _show_sample(self, plan: FixPlan, members: GroupMembers | None) -> None:
+    def _show_sample(self, plan: FixPlan) -> None:
         table = self.query_one("#fix-sample", DataTable)
         groups = plan.sample
-        columns: list[str] = list(members.columns) if members is not None else []
+        columns: list[str] = []
         for group in groups:
             for name in (group.keep or {}):
                 if name not in columns:
@@ -254,11 +256,6 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         table.add_column("GROUP", key="group")
         for name in columns:
             table.add_column(name, key=f"col:{name}")
-        if members is not None and members.rows:
-            label = Text("picked", style="bold")
-            for index, row in enumerate(members.rows):
-                mark = KEEP if index == members.keeper else DELETE
-                table.add_row(mark, label if index == 0 else "", *(cell(v, 32) for v in row))
         for group in groups:
             key = ", ".join(str(v) for v in group.key)
             rows = [(KEEP, group.keep or {})] + [(DELETE, row) for row in group.delete]
@@ -308,7 +305,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         try:
             plan = snapshot
             if plan is None and not resume:
-                plan = prepare_fix(monitor, check)
+                plan = prepare_fix(monitor, check, group=self.key)
                 if self._snapshot_not_to_run(plan, preview):
                     return
             changed = True
@@ -346,7 +343,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-run").display = False
         self.query_one("#fix-facts", Static).update(plan_facts(message.plan, previewed=self.preview))
         self.query_one("#fix-sample", DataTable).clear(columns=True)
-        self._show_sample(message.plan, None)
+        self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
         confirm.display = True
         confirm.set_action(f"Fix {message.plan.rows_to_delete:,} rows")

@@ -22,7 +22,7 @@ leaves when two requests both "check, then write". Every check runs on its own s
   [b]F[/b]              past fixes: who, when, what they did; [b]u[/b] undoes one (press [b]F[/b] here to open it)
   [b]?[/b]              this help            [b]q[/b]  quit
 
-[b]Fixing[/b]  ([b]f[/b] on a check, or on a group in the drill-down: the fix covers the whole check)
+[b]Fixing[/b]  ([b]f[/b] on a check fixes every group; on a group in the drill-down, that group only)
   The preview is read-only: groups, the row each keeps ([#5fd75f]★ keep[/]), the rows to delete ([#ffaf00]✖[/]),
   the rows of other tables that point at them (repointed to the kept row), and anything that
   [#ff5f5f]blocks[/] the fix. Type the check's name to arm the button. The fix runs in batches, one
