@@ -373,10 +373,10 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
             f"the key (columns: {columns}): nothing tells those rows apart, so dupewatch cannot delete one safely;"
             " add a primary key or merge them by hand")
     elif differing_groups:
-        columns = ", ".join(f"{name} ({count})" for name, count in plan.differences.items())
+        columns = ", ".join(f"{name} in {count:,}" for name, count in plan.differences.items())
         plan.notes.append(
-            f"{differing_groups} group(s) hold rows that differ outside the key, columns (groups): {columns}; "
-            "the kept row's values win, the deleted rows are archived and `dupewatch undo` restores them")
+            f"{differing_groups:,} group(s) hold rows that differ outside the key ({columns}): the kept row's values "
+            "are the ones that stay; the deleted rows' values are archived and `dupewatch undo` restores them")
     for ref_plan in plan.references:
         ref = ref_plan.reference
         if not ref_plan.rows:

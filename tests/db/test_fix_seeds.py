@@ -78,6 +78,8 @@ def test_dry_run_lists_plan_and_changes_nothing(db, tmp_path):
     assert first["differs"] == ["created_at"]
     assert plan["references"][0]["table"] == "checkin_credit"
     assert plan["differences"] == {"created_at": 2}
+    assert "2 group(s) hold rows that differ outside the key (created_at in 2): the kept row's values are the ones " \
+        "that stay" in plan["notes"][0]
     human = run_cli("fix", "daily-checkins", "--config", str(path), "--dry-run")
     assert "keep    id=1" in human.stdout and "delete  id=2" in human.stdout
     assert contents(db, "checkin", "checkin_credit") == before
