@@ -425,13 +425,11 @@ class _Batch:
         in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
         if self.layout.mode == "identical":
             return self._identical(conn, in_batch)
-        intact = self._lock_and_recheck(conn, in_batch)
-        skipped = [g for g in range(lower + 1, upper + 1) if g not in intact]
-        outcome = _Outcome(groups=len(intact), skipped=len(skipped))
+        intact, expected, skipped = self._lock_and_recheck(conn, in_batch, range(lower + 1, upper + 1))
+        outcome = _Outcome(groups=intact, skipped=len(skipped))
         self._forget(conn, skipped)
         if not intact:
             return outcome
-        expected = sum(n - 1 for n in intact.values())
         if self.children:
             members = conn.execute(sa.select(self.plan).where(in_batch)).all()
             for ref, child in self.children.items():
@@ -451,11 +449,14 @@ class _Batch:
             return statement.with_for_update()
         return statement  # SQLite: BEGIN IMMEDIATE already holds the database's write lock
 
-    def _lock_and_recheck(self, conn: Connection, in_batch: sa.ColumnElement[bool]) -> dict[int, int]:
-        """Lock the batch's planned rows that are still as planned (keepers included) and return the intact
-        groups, {group: size}: every planned row found and its keeper among them. One statement, so a row is
-        counted only if it is locked. Locks are taken in identity order (MariaDB may drop the ORDER BY of a
-        derived table and lock in the plan's (group, rank) order instead: a fixed order all the same)."""
+    def _lock_and_recheck(self, conn: Connection, in_batch: sa.ColumnElement[bool],
+                          groups: range) -> tuple[int, int, list[int]]:
+        """Lock the batch's planned rows that are still as planned (keepers included) and return how many
+        groups are intact (every planned row found and its keeper among them), their rows to delete, and the
+        groups to skip. One statement, so a row is counted only if it is locked. Locks are taken in identity
+        order (MariaDB may drop the ORDER BY of a derived table and lock in the plan's (group, rank) order
+        instead: a fixed order all the same). Only when some group changed are the intact ones listed (the
+        rows are locked already, so asking again finds at least those)."""
         p, layout = self.plan, self.layout
         locking = (sa.select(p.c[GROUP], p.c[RANK], p.c[SIZE])
                    .select_from(p).join(self.table, layout.live_match(p)).where(in_batch)
@@ -465,7 +466,12 @@ class _Batch:
         locked = self._lock(locking).subquery("dupewatch_locked")
         intact = (sa.select(locked.c[GROUP], locked.c[SIZE]).group_by(locked.c[GROUP], locked.c[SIZE])
                   .having(sa.and_(sa.func.count() == locked.c[SIZE], sa.func.min(locked.c[RANK]) == 1)))
-        return {int(group): int(size) for group, size in conn.execute(intact)}
+        counted = intact.subquery("dupewatch_intact")
+        found, doomed = conn.execute(sa.select(sa.func.count(), sa.func.sum(counted.c[SIZE] - 1))).one()
+        if found == len(groups):
+            return int(found), int(doomed or 0), []
+        sizes = {int(group): int(size) for group, size in conn.execute(intact)}
+        return len(sizes), sum(n - 1 for n in sizes.values()), [g for g in groups if g not in sizes]
 
     def _forget(self, conn: Connection, skipped: list[int]) -> None:
         """Drop skipped groups from the plan (in this batch's transaction): what is left of the batch's range
