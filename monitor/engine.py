@@ -197,6 +197,11 @@ class Monitor:
 
     # -- drill-down ----------------------------------------------------------------------------
 
+    def kept_first_page(self, check: str) -> GroupPage | None:
+        """The first page of groups the check's last run kept, if it did (a dict lookup: no database access,
+        safe on the UI thread)."""
+        return self._first_pages.get(check)
+
     def groups(self, check: str, after: GroupCursor | None = None, limit: int = GROUP_PAGE_SIZE,
                *, fresh: bool = False) -> GroupPage:
         """One page of a table check's duplicate groups, largest first. Raises a one-line error.
@@ -204,7 +209,7 @@ class Monitor:
         The first page comes from the last run when that run kept it (see `first_page_size`), unless `fresh`.
         """
         if after is None and not fresh and limit == self.first_page_size:
-            cached = self._first_pages.get(check)
+            cached = self.kept_first_page(check)
             if cached is not None:
                 return cached
         resolved = self.resolve(check)

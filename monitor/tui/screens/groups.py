@@ -38,6 +38,10 @@ class GroupsScreen(CheckScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.set_caption(Text("Duplicate groups, largest first", style="bold"))
+        kept = self.dash.monitor.kept_first_page(self.check)
+        if kept is not None:  # the last run kept it: shown in this very refresh, no worker round trip
+            self._page_loaded(GroupsPageLoaded(self.check, None, kept, 0.0))
+            return
         self.set_status(Text("loading the first page of groups…", style="dim"))
         self._request(None)
 
