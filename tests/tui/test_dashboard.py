@@ -342,3 +342,28 @@ async def test_trends_survive_a_restart(demo_db, make_app, tmp_path):
         assert cell_text(second, "login-sources", "last") != "never"
         assert len(cell_text(second, "login-sources", "trend")) == 2
         assert cell_text(second, "login-sources", "groups") == f"{first.dashboard['login-sources'].groups:,}"
+
+
+def footer_keys(app: DashboardApp) -> list[str]:
+    from textual.widgets._footer import FooterKey
+
+    return [key.description for key in app.screen.query(FooterKey)]
+
+
+async def test_the_footer_follows_the_screen_it_is_on(demo_app):
+    """The footer rebuilds once per refresh (coalesced): it must still end up with the current screen's keys."""
+    app = demo_app()
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        await wait_for(pilot, lambda: "Fixes" in footer_keys(app), what="the main screen's footer")
+        assert "Back" not in footer_keys(app)
+        app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and "Back" in footer_keys(app),
+                       what="the drill-down's footer")
+        assert {"Open", "Re-run", "Fix", "Help", "Quit"} <= set(footer_keys(app))
+        assert "Pause/Resume" not in footer_keys(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and "Back" not in footer_keys(app),
+                       what="the main screen's footer again")
+        assert {"Pause/Resume", "Fixes"} <= set(footer_keys(app))

@@ -13,7 +13,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from monitor.detect import CheckResult
 from monitor.tui.format import change_text, format_count, format_duration, format_interval, relative_time
@@ -22,6 +22,7 @@ from monitor.tui.screens.base import DashboardScreen
 from monitor.tui.state import CheckState, result_from_run
 from monitor.tui.widgets.checks_table import RUNNING_GRACE_SECONDS
 from monitor.tui.widgets.details import definition, error_line
+from monitor.tui.widgets.footer import Footer
 from monitor.tui.widgets.paged_table import PagedTable
 from monitor.tui.widgets.palette import status_text
 from monitor.tui.widgets.trend import TrendChart

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Static
+from textual.widgets import Button, DataTable, Static
 
 from monitor.fix import FixRecord, UndoReport, list_fixes, undo_fix
 from monitor.fix.render import RECORD_HEADERS, record_cells
@@ -24,6 +24,7 @@ from monitor.tui.messages import FixesLoaded, FixFailed, UndoFinished
 from monitor.tui.screens.base import DashboardMixin, DashboardScreen
 from monitor.tui.screens.fix import AMBER, DIM, GREEN, RED, one_line
 from monitor.tui.widgets.confirm import TypeToConfirm
+from monitor.tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
     pass

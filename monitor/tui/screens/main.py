@@ -9,12 +9,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from monitor.tui.screens.base import DashboardScreen
 from monitor.tui.state import CheckState
 from monitor.tui.widgets.checks_table import ChecksTable, row_cells
 from monitor.tui.widgets.details import CheckDetails, error_line
+from monitor.tui.widgets.footer import Footer
 from monitor.tui.widgets.totals import HeaderTotals
 from monitor.tui.widgets.trend import TrendChart
 

@@ -10,13 +10,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from monitor.detect import DuplicateGroup
 from monitor.engine import CheckError
 from monitor.tui.format import format_spread
 from monitor.tui.messages import LoadFailed, MembersLoaded
 from monitor.tui.screens.base import DashboardScreen
+from monitor.tui.widgets.footer import Footer
 from monitor.tui.widgets.paged_table import PagedTable, cell
 
 if TYPE_CHECKING:
