@@ -197,10 +197,14 @@ def print_results(results: Sequence[CheckResult]) -> None:
 def demo(once: bool, no_racer: bool, directory: Path | None) -> None:
     """The embedded SQLite demo: one table per real incident, no server or config needed."""
     from monitor.demo import build_demo, demo_config, demo_dir
+    from monitor.tui import has_terminal
 
     path = build_demo((directory or demo_dir()) / "demo.sqlite")
     config = demo_config(path)
-    if once:
+    if once or not has_terminal():
+        if not once:
+            click.echo("dupewatch: no terminal for the live dashboard; printing the figures once "
+                       "(`dupewatch demo --once`)", err=True)
         run_demo_once(config, path)
         return
     from monitor.tui.app import run_dashboard

@@ -33,6 +33,7 @@ from monitor.detect import GROUP_PAGE_SIZE, CheckResult
 from monitor.engine import Monitor
 from monitor.history import History, default_state_path
 from monitor.schedule import Poller
+from monitor.tui import has_terminal
 from monitor.tui.messages import CheckFinished, CheckStarted, FixRequest, HistoryLoaded
 from monitor.tui.state import HISTORY_POINTS, Dashboard, result_from_run
 
@@ -284,6 +285,10 @@ def open_history(config: Config) -> History:
     return History(Path(path).expanduser(), config.state.retention)
 
 
+NO_TERMINAL = ("the dashboard needs a terminal (it reads keys from stdin and draws on stderr); "
+               "`dupewatch check` prints the figures once and `dupewatch daemon` runs without one")
+
+
 class DashboardStartError(Exception):
     """The dashboard cannot start (the metrics endpoint could not be served); one line."""
 
@@ -315,6 +320,10 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
     # Coalesced runs are expected here ("skipped: maximum number of running instances"), not news.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     exporter = start_metrics(config)
+    if not has_terminal():
+        if exporter is not None:
+            exporter.close()
+        raise DashboardStartError(NO_TERMINAL)
     racer = None
     if racer_path is not None:
         from monitor.demo.racer import Racer

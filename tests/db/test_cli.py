@@ -371,3 +371,27 @@ def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch
         assert int(lines[name][3].replace(",", "")) > 0
     assert list(work.iterdir()) == []  # nothing written where the user stood
     assert list(home.rglob("demo.sqlite")), "the demo database lives under the per-user data directory"
+
+
+def test_demo_without_a_terminal_prints_the_figures_once_instead(tmp_path, dupewatch):
+    """A newcomer piping the output (or a container without -t) gets the one-shot table, not escape codes."""
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": "", "CI": os.environ.get("CI", "")}
+    run = dupewatch("demo", "--no-racer", cwd=tmp_path, env=env, timeout=60)
+    assert run.code == 0, run.output
+    assert run.stderr.strip() == ("dupewatch: no terminal for the live dashboard; printing the figures once "
+                                  "(`dupewatch demo --once`)")
+    assert "\x1b[" not in run.stdout
+    assert run.stdout.splitlines()[2].split() == ["CHECK", "DATABASE", "STATUS", "GROUPS", "EXCESS", "ROWS",
+                                                  "DURATION"]
+
+
+def test_dashboard_without_a_terminal_is_one_line_and_exit_2(tmp_path, dupewatch):
+    path = tmp_path / "dupewatch.toml"
+    path.write_text(f'[databases.local]\nurl = "sqlite:///{tmp_path / "app.db"}"\n\n[[checks]]\nname = "t"\n'
+                    'database = "local"\ntable = "t"\nkey = ["k"]\n')
+    for args in (["tui", "--config", str(path)], ["--config", str(path)]):
+        run = dupewatch(*args, cwd=tmp_path)
+        assert run.code == 2, run.output
+        assert run.stderr.strip().splitlines() == [
+            "dupewatch: error: the dashboard needs a terminal (it reads keys from stdin and draws on stderr); "
+            "`dupewatch check` prints the figures once and `dupewatch daemon` runs without one"]
