@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +82,7 @@ class DashboardApp(App[int]):
         self.exporter = exporter
         self.fix_batch_size = fix_batch_size
         self._fixes: dict[str, threading.Event] = {}  # check -> cancel event of its fix running here
+        self.table_changes: Counter[str] = Counter()  # check -> fixes and undos that changed its table here
         self._fixes_lock = threading.Lock()
         self._tick = tick
         self.poller = poller_factory(self.monitor, self._result_from_thread, history=self.history,
@@ -257,7 +259,9 @@ class DashboardApp(App[int]):
             self.push_screen(FixesScreen())
 
     def rerun(self, name: str) -> None:
-        """Run a check again after a fix or an undo changed its table (also while paused: the operator acted)."""
+        """Run a check again after a fix or an undo changed its table (also while paused: the operator acted).
+        Screens showing the check's groups or rows reload when they are back on top (`table_changes`)."""
+        self.table_changes[name] += 1
         if self.paused:
             if not self.poller.is_running(name):
                 self.run_once(name)

@@ -28,7 +28,9 @@ from monitor.tui.screens.fix import FixScreen
 from monitor.tui.screens.fixes import FixesScreen, UndoScreen
 from monitor.tui.screens.groups import GroupsScreen
 from monitor.tui.screens.main import MainScreen
+from monitor.tui.screens.rows import GroupRowsScreen
 from monitor.tui.widgets.checks_table import ChecksTable
+from monitor.tui.widgets.paged_table import PagedTable
 from tui_support import FROZEN_NOW, SIZE, FrozenMonitor, all_ran, frozen_poller, wait_for
 
 DEMO_CHECKS = ["login-sources", "daily-checkins", "vote-drift", "role-membership", "profiles-get-or-create"]
@@ -305,9 +307,35 @@ async def test_f_on_a_group_previews_and_fixes_that_group_only(demo_app, demo_db
         await run_confirmed_fix(pilot, app, "profiles-get-or-create")
         await wait_for(pilot, lambda: figures_after(app, "profiles-get-or-create", fixed_at),
                        what="the re-run after the fix")
+        await pilot.press("escape")  # back to the drill-down, which reloads: the fixed group is gone
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups
+                       and picked.key not in [g.key for g in app.screen.groups], what="the reloaded groups")
     with sqlite3.connect(demo_db) as conn:
         assert conn.execute("SELECT count(*) FROM race_profile WHERE user_id = ?", (user_id,)).fetchone() == (1,)
     assert app.dashboard["profiles-get-or-create"].last.groups == groups_before - 1
+
+
+async def test_f_on_a_groups_rows_fixes_it_and_the_rows_reload_to_the_kept_one(demo_app, demo_db):
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups)
+        picked = app.screen.groups[0]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupRowsScreen)
+                       and app.screen.query_one(PagedTable).row_count == picked.rows, what="the group's rows")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: fix_screen(app) and fix_screen(app).stage == "preview")
+        await run_confirmed_fix(pilot, app, "profiles-get-or-create")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupRowsScreen)
+                       and app.screen.query_one(PagedTable).row_count == 1, what="the rows to reload")
+        assert "★" in str(app.screen.query_one(PagedTable).get_row_at(0)[0])
+    (user_id,) = picked.key
+    with sqlite3.connect(demo_db) as conn:
+        assert conn.execute("SELECT count(*) FROM race_profile WHERE user_id = ?", (user_id,)).fetchone() == (1,)
 
 
 async def test_f_on_a_custom_query_check_says_why_it_cannot_be_fixed(demo_app):

@@ -22,8 +22,7 @@ class CustomRowsScreen(CheckScreen):
         self.loading = False
         self._generation = 0
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def on_mount(self) -> None:  # CheckScreen.on_mount runs after this one (Textual calls each class's handler)
         self.set_caption(Text("Rows the check's query returns: each one is an offence", style="bold"))
         self.set_status(Text("running the query…", style="dim"))
         self._request()

@@ -34,9 +34,10 @@ class GroupsScreen(CheckScreen):
         self.first_page_ms: float | None = None
         self._generation = 0
         self._columns_ready = False
+        self._changes_seen: int | None = None  # the app's table_changes for this check when the list loaded
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def on_mount(self) -> None:  # CheckScreen.on_mount runs after this one (Textual calls each class's handler)
+        self._changes_seen = self.dash.table_changes[self.check]
         self.set_caption(Text("Duplicate groups, largest first", style="bold"))
         kept = self.dash.monitor.kept_first_page(self.check)
         if kept is not None:  # the last run kept it: shown in this very refresh, no worker round trip
@@ -47,16 +48,17 @@ class GroupsScreen(CheckScreen):
 
     # -- paging -------------------------------------------------------------------------------------
 
-    def _request(self, after: GroupCursor | None) -> None:
+    def _request(self, after: GroupCursor | None, *, fresh: bool = False) -> None:
         self.loading = True
-        self.load_page(after, self._generation)
+        self.load_page(after, self._generation, fresh)
 
     @work(thread=True, exclusive=True, group="groups")
-    def load_page(self, after: GroupCursor | None, generation: int) -> None:
-        """One page of groups from the engine (keyset-paginated: never the whole table)."""
+    def load_page(self, after: GroupCursor | None, generation: int, fresh: bool = False) -> None:
+        """One page of groups from the engine (keyset-paginated: never the whole table). `fresh`: query the
+        first page even when the last run kept one (the table changed since)."""
         started = time.perf_counter()
         try:
-            page = self.dash.monitor.groups(self.check, after=after)
+            page = self.dash.monitor.groups(self.check, after=after, fresh=fresh)
         except CheckError as exc:
             self.post_message(LoadFailed(self.check, str(exc)))
             return
@@ -145,13 +147,22 @@ class GroupsScreen(CheckScreen):
     def action_reload(self) -> None:
         """Re-run the check and reload the groups from the first page (they change as the application writes)."""
         super().action_reload()
+        self._reload()
+
+    def on_screen_resume(self) -> None:
+        """Back on top after a fix or an undo of this check (`f` here, or `F`): the listed groups are stale."""
+        if self._changes_seen is not None and self.dash.table_changes[self.check] != self._changes_seen:
+            self._reload()
+
+    def _reload(self) -> None:
+        self._changes_seen = self.dash.table_changes[self.check]
         self._generation += 1
         self.groups.clear()
         self.next_cursor = None
         self.first_page_ms = None
         self.query_one(PagedTable).clear()
         self.set_status(Text("reloading groups…", style="dim"))
-        self._request(None)
+        self._request(None, fresh=True)
 
     def action_fix(self) -> None:
         group = self.selected_group()

@@ -41,6 +41,7 @@ class GroupRowsScreen(DashboardScreen):
         self.check = check
         self.group = group
         self.columns: list[str] = []
+        self._changes_seen: int | None = None  # the app's table_changes for this check when the rows loaded
 
     def compose(self) -> ComposeResult:
         config = self.dash.dashboard[self.check].config
@@ -65,8 +66,15 @@ class GroupRowsScreen(DashboardScreen):
         return facts
 
     def on_mount(self) -> None:
+        self._changes_seen = self.dash.table_changes[self.check]
         self.load_members()
         self.query_one(PagedTable).focus()
+
+    def on_screen_resume(self) -> None:
+        """Back on top after a fix or an undo of this check: the rows shown may be gone or back."""
+        if self._changes_seen is not None and self.dash.table_changes[self.check] != self._changes_seen:
+            self._changes_seen = self.dash.table_changes[self.check]
+            self.load_members()
 
     @work(thread=True, exclusive=True, group="members")
     def load_members(self) -> None:
