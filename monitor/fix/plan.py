@@ -193,13 +193,20 @@ class Layout:
         elif self.mode in ("ctid", "rowid"):
             names.append(f"{self.mode} to break ties")
         if self.mode == "identical":
-            return "any one of the identical rows"
+            return "first of the identical rows"
         return f"{self.tc.check.keep} by {', '.join(names)}"
 
     def comparable_columns(self) -> list[sa.Column[Any]]:
         """Columns whose differences inside a group are worth reporting (not the row identity)."""
         skip = {c.name for c in self.table.primary_key.columns}
         return [c for c in self.table.columns if c.name not in skip and not _uncomparable(c, self.dialect)]
+
+    def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        """The column's value as stored: MySQL/MariaDB compare text per collation, to which `a` and `A `
+        are equal, yet such rows are not identical and the one kept is not interchangeable."""
+        if self.dialect == "mysql" and isinstance(column.type, sa.String):
+            return sa.cast(column, sa.LargeBinary)
+        return column
 
 
 # -- the preview -----------------------------------------------------------------------------------
@@ -308,7 +315,8 @@ def _differences(conn: Connection, layout: Layout, rel: FromClause) -> tuple[dic
     flags = []
     for j, column in enumerate(columns):
         nulls = sa.func.max(sa.case((column.is_(None), 1), else_=0))
-        flags.append(sa.case((sa.func.count(sa.distinct(column)) + nulls > 1, 1), else_=0).label(f"d{j}"))
+        distinct = sa.func.count(sa.distinct(layout.exact(column)))
+        flags.append(sa.case((distinct + nulls > 1, 1), else_=0).label(f"d{j}"))
     per_group = (sa.select(*flags).select_from(rel).join(layout.table, layout.member_match(rel))
                  .group_by(rel.c[GROUP]).subquery("dupewatch_diff"))
     any_flag = sa.case((sum((per_group.c[f"d{j}"] for j in range(len(columns))), sa.literal(0)) > 0, 1), else_=0)
@@ -369,9 +377,9 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
     if layout.mode == "identical" and differing_groups:
         columns = ", ".join(plan.differences) or "?"
         plan.blockers.append(
-            f"table {table!r} has no primary key and {differing_groups} group(s) hold rows that differ outside "
-            f"the key (columns: {columns}): nothing tells those rows apart, so dupewatch cannot delete one safely;"
-            " add a primary key or merge them by hand")
+            f"table {table!r} has no primary key and {differing_groups} group(s) hold rows that differ (in "
+            f"{columns}; text compared as stored, case and trailing spaces included): nothing tells those rows "
+            "apart, so dupewatch cannot delete one safely; add a primary key or merge them by hand")
     elif differing_groups:
         columns = ", ".join(f"{name} in {count:,}" for name, count in plan.differences.items())
         plan.notes.append(

@@ -108,6 +108,21 @@ def test_no_key_and_differing_rows_is_refused_on_mysql(mysql, tmp_path):
     assert contents(mysql, "link") == before
 
 
+def test_no_key_and_rows_equal_only_by_collation_is_refused_on_mysql(mysql, tmp_path):
+    """`a` and `A ` are one key to MySQL's collation, but not identical rows: which one stays matters."""
+    mysql.execute("CREATE TABLE `Order Items` (`key` VARCHAR(20), `Group` INTEGER, note VARCHAR(5))")
+    mysql.execute("INSERT INTO `Order Items` VALUES ('a', 1, 'x'), ('a', 1, 'x'), ('A ', 1, 'x')")
+    path = config_file(tmp_path, mysql, [{"name": "items", "table": "Order Items", "key": ["key", "Group"]}])
+    before = contents(mysql, "Order Items")
+    plan = json_out(run_cli("fix", "items", "--config", str(path), "--dry-run", "--json"))
+    assert (plan["groups"], len(plan["blockers"])) == (1, 1)
+    assert "has no primary key and 1 group(s) hold rows that differ (in key; text compared as stored" \
+        in plan["blockers"][0]
+    result = run_cli("fix", "items", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and "no primary key" in result.stderr
+    assert contents(mysql, "Order Items") == before
+
+
 def test_second_fixer_of_the_same_table_is_refused(db, tmp_path):
     seed_memberships(db)
     checks = [{"name": "role-membership", "table": "role_membership", "key": ["group_id", "member_id"]}]
