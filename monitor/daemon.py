@@ -164,6 +164,7 @@ class Daemon:
         except (OSError, sqlite3.Error) as exc:
             raise DaemonStartError(f"state path {state_path}: cannot open the history file: {exc}") from None
         self.exporter = MetricsExporter(self.config)
+        self.exporter.restore(self.history)
         try:
             self.exporter.serve()
         except MetricsServeError as exc:

@@ -57,6 +57,7 @@ from monitor.config import Config, MetricsConfig
 
 if TYPE_CHECKING:
     from monitor.detect import CheckResult
+    from monitor.history import History
 
 LABELS = ("check", "database")
 # From a primary-key lookup on a small table to a full scan that hits a generous statement timeout.
@@ -181,6 +182,21 @@ class MetricsExporter:
             for (check, database), interval in wanted.items():
                 self.metrics.add(check, database, interval)
             self._checks = set(wanted)
+        self._changed()
+
+    def restore(self, history: History) -> None:
+        """Start from the last successful run in the state store, so that a restart does not blank the
+        figures or make `dupewatch_check_last_success_timestamp_seconds` forget when the check last worked
+        (the staleness alert keys on it). `up` and the counters belong to this process: set by its runs."""
+        with self._lock:
+            for check, database in self._checks:
+                run = history.last_success(check)
+                if run is None or run.database != database:  # a check moved to another database starts afresh
+                    continue
+                labels = (check, database)
+                self.metrics.groups.labels(*labels).set(run.groups or 0)
+                self.metrics.excess_rows.labels(*labels).set(run.excess_rows or 0)
+                self.metrics.last_success.labels(*labels).set(run.finished_at)
         self._changed()
 
     def observe(self, result: CheckResult) -> None:

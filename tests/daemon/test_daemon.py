@@ -154,6 +154,30 @@ def test_a_dropped_database_goes_down_without_delaying_others_and_recovers_with_
     assert daemon.stop() == 0
 
 
+def test_a_restart_keeps_the_last_figures_and_success_time_until_a_run_replaces_them(
+        pg, tmp_path: Path, start_daemon) -> None:
+    """Restarted while its database is unreachable, the daemon still says what it last saw, and when."""
+    seed_orders(pg)
+    port = free_port()
+    config = config_file(tmp_path, port, {"main": {"url": pg.url}}, [check("orders_ref", "main", "orders",
+                                                                           ["customer", "ref"])])
+    first = start_daemon(config, port)
+    seen = first.wait_for(lambda s: s.value(UP, "orders_ref") == 1, "the first successful run")
+    assert first.stop() == 0
+    stopped = time.time()
+    last_success = seen.value(LAST_SUCCESS, "orders_ref")
+    # Restarted after a run that may have landed between that scrape and the stop: the store's last word.
+    unreachable = make_url(pg.url).set(database=f"dw_missing_{uuid.uuid4().hex[:8]}")
+    config = config_file(tmp_path, port, {"main": {"url": unreachable.render_as_string(hide_password=False)}},
+                         [check("orders_ref", "main", "orders", ["customer", "ref"])])
+    second = start_daemon(config, port)
+    down = second.wait_for(lambda s: (s.value(ERRORS, "orders_ref") or 0) >= 1, "a failed run after the restart")
+    assert down.value(UP, "orders_ref") == 0
+    assert (down.value(GROUPS, "orders_ref"), down.value(EXCESS, "orders_ref")) == (9, 13)
+    assert last_success <= down.value(LAST_SUCCESS, "orders_ref") <= stopped
+    assert second.stop() == 0
+
+
 def test_sighup_adds_and_removes_checks_and_a_broken_file_keeps_the_old_config(
         pg, tmp_path: Path, start_daemon) -> None:
     seed_orders(pg)
