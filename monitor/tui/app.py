@@ -335,6 +335,8 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
         racer = Racer(racer_path, pace=DEMO_RACER_PACE)
         racer.start()
     app = DashboardApp(config, demo=racer_path is not None if demo is None else demo, exporter=exporter)
+    if exporter is not None:
+        exporter.restore(app.history)  # as the daemon does: a restart keeps the last figures and success time
     try:
         code = app.run()
     finally:
