@@ -72,9 +72,20 @@ def confirm_button(app: DashboardApp) -> Button:
     return app.screen.query_one("#confirm-button", Button)
 
 
-async def open_fix(pilot: Any, app: DashboardApp, check: str) -> FixScreen:
+async def select_check(pilot: Any, app: DashboardApp, check: str) -> None:
     await wait_for(pilot, lambda: all_ran(app), what="every check's first run")
     app.screen.query_one(ChecksTable).move_cursor(row=app.config.names.index(check))
+
+
+async def open_groups(pilot: Any, app: DashboardApp, check: str) -> GroupsScreen:
+    await select_check(pilot, app, check)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups, what="the groups")
+    return app.screen  # type: ignore[return-value]
+
+
+async def open_fix(pilot: Any, app: DashboardApp, check: str) -> FixScreen:
+    await select_check(pilot, app, check)
     await pilot.press("f")
     await wait_for(pilot, lambda: fix_screen(app) and fix_screen(app).stage == "preview", what="the preview")
     return fix_screen(app)  # type: ignore[return-value]
@@ -289,12 +300,8 @@ async def test_escape_on_a_changed_snapshot_discards_it(demo_app, demo_db):
 async def test_f_on_a_group_previews_and_fixes_that_group_only(demo_app, demo_db):
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: all_ran(app))
-        app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups)
+        picked = (await open_groups(pilot, app, "profiles-get-or-create")).groups[0]
         groups_before = app.dashboard["profiles-get-or-create"].last.groups
-        picked = app.screen.groups[0]
         (user_id,) = picked.key
         await pilot.press("f")
         screen = await wait_for(pilot, lambda: fix_screen(app) if fix_screen(app) and fix_screen(app).stage
@@ -318,11 +325,7 @@ async def test_f_on_a_group_previews_and_fixes_that_group_only(demo_app, demo_db
 async def test_f_on_a_groups_rows_fixes_it_and_the_rows_reload_to_the_kept_one(demo_app, demo_db):
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: all_ran(app))
-        app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups)
-        picked = app.screen.groups[0]
+        picked = (await open_groups(pilot, app, "profiles-get-or-create")).groups[0]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, GroupRowsScreen)
                        and app.screen.query_one(PagedTable).row_count == picked.rows, what="the group's rows")
