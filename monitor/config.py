@@ -117,6 +117,22 @@ def _url_from(url: str | None, env: str | None, database: str, field: str) -> st
     return value
 
 
+_REFERENCE_NAME = re.compile(r"^(?P<table>.+)\.(?:\((?P<columns>[^()]+)\)|(?P<column>[^.()]+))$")
+
+
+def parse_reference_name(name: str) -> tuple[str | None, str, tuple[str, ...]]:
+    """A reference as `on_reference` names it: `table.column`, `schema.table.column` or `table.(a,b)`,
+    as (schema, table, columns). Raises ValueError saying what is wrong."""
+    match = _REFERENCE_NAME.match(name.strip())
+    if match is None:
+        raise ValueError(f"{name!r} is not `table.column`, `schema.table.column` or `table.(a,b)`")
+    columns = tuple(c.strip() for c in (match["columns"] or match["column"]).split(","))
+    if not all(columns):
+        raise ValueError(f"{name!r} names an empty column")
+    schema, _, table = match["table"].rpartition(".")
+    return (schema or None), table, columns
+
+
 class CheckConfig(_Model):
     name: str = Field(min_length=1)
     database: str
@@ -135,6 +151,15 @@ class CheckConfig(_Model):
     query: str | None = None
     sql: str | None = None
     interval: Duration = DEFAULT_INTERVAL
+    # What a fix does with rows of other tables that reference a deleted duplicate (see monitor/fix/refs.py).
+    on_reference: dict[str, Literal["repoint", "archive", "refuse"]] = Field(default_factory=dict)
+
+    @field_validator("on_reference")
+    @classmethod
+    def _reference_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            parse_reference_name(name)
+        return value
 
     @field_validator("order_by", mode="before")
     @classmethod

@@ -11,7 +11,8 @@ batches stand and the fix is resumable), both with one-line messages; unreachabl
     report = run_fix(monitor, "login-sources", plan, batch_size=5000,
                      progress=on_progress,                 # called with a FixProgress after each batch
                      cancel=threading.Event())             # set() stops between batches (resumable)
-    report.as_json()  # {"fix_id", "check", "groups", "deleted", "archived", "repointed", "skipped", "constraint"}
+    report.as_json()  # {"fix_id", "check", "groups", "deleted", "archived", "repointed", "skipped",
+                      #  "references_archived", "constraint"}
     run_fix(monitor, "login-sources")                     # resumes an interrupted fix, or plans and runs one
     list_fixes(monitor) -> [(database, FixRecord)]        # newest first
     undo_fix(monitor, fix_id) -> UndoReport               # restores archived rows and references, one transaction

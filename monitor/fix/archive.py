@@ -8,12 +8,15 @@ batch's transaction, never through Python, so undo puts back byte-identical rows
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
-from monitor.fix.records import safe_identifier
+from monitor.fix.records import bookkeeping_lock, safe_identifier
 
 FIX_ID_COLUMN = "dupewatch_fix_id"
 
@@ -22,22 +25,36 @@ def archive_name(table: sa.Table) -> str:
     return safe_identifier("dupewatch_archive_", table.name)
 
 
-def ensure_archive(conn: Connection, table: sa.Table) -> sa.Table:
-    """The archive table of `table`, created on first use; refuses one that no longer matches."""
+def create_table_as(conn: Connection, name: str, schema: str | None, shape: sa.Select[Any]) -> sa.Table:
+    """Create an empty table `name` with the columns of `shape` (`CREATE TABLE ... AS SELECT ... WHERE 1 = 0`,
+    so each column has the database's own type) that nobody but its owner may read (see
+    `Catalog.restrict_access`), and return it reflected."""
+    empty = shape.where(sa.literal_column("1") == sa.literal_column("0"))
+    target = sa.Table(name, sa.MetaData(), schema=schema)
+    # Compiled for the driver (`%` doubled, as exec_driver_sql wants), constants inlined.
+    body = str(empty.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    conn.exec_driver_sql(f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} AS {body}")
+    catalog_for(conn).restrict_access(target)
+    return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+
+
+def ensure_archive(conn: Connection, table: sa.Table, schema: str | None = None) -> sa.Table:
+    """The archive table of `table` (in `schema`, default the table's), created on first use; refuses one that
+    no longer matches. Creating it takes the bookkeeping lock: a fix archiving referencing rows may share it
+    with a fix of that table."""
     name = archive_name(table)
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(name, schema=table.schema):
+    schema = schema if schema is not None else table.schema
+    bookkeeping_lock(conn)
+    if not sa.inspect(conn).has_table(name, schema=schema):
         if FIX_ID_COLUMN in table.c:
             raise FixRefused(f"table {table.name!r} has a column named {FIX_ID_COLUMN!r}, which the archive needs")
-        empty = sa.select(table).where(sa.literal_column("1") == sa.literal_column("0"))
+        create_table_as(conn, name, schema, sa.select(table))
         preparer = conn.dialect.identifier_preparer
-        target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=table.schema))
-        body = str(empty.compile(dialect=conn.dialect))  # for the driver: `%` doubled, as exec_driver_sql wants
-        conn.exec_driver_sql(f"CREATE TABLE {target} AS {body}")
+        target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=schema))
         conn.exec_driver_sql(f"ALTER TABLE {target} ADD {preparer.quote(FIX_ID_COLUMN)} VARCHAR(40)")
         conn.exec_driver_sql(f"CREATE INDEX {preparer.quote(name[:55] + '_fix')} ON {target} "
                              f"({preparer.quote(FIX_ID_COLUMN)})")
-    archive = sa.Table(name, sa.MetaData(), schema=table.schema, autoload_with=conn)
+    archive = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
     expected = {c.name for c in table.columns} | {FIX_ID_COLUMN}
     if {c.name for c in archive.columns} != expected:
         raise FixRefused(f"archive table {name!r} no longer matches the columns of {table.name!r} (the table "
@@ -46,10 +63,13 @@ def ensure_archive(conn: Connection, table: sa.Table) -> sa.Table:
 
 
 def archive_rows(archive: sa.Table, table: sa.Table, fix_id: str, where: ColumnElement[bool],
-                 limit: int | None = None) -> sa.Insert:
-    """INSERT INTO archive SELECT <the rows of `table` matching `where`>, tagged with the fix id."""
+                 limit: int | None = None, joined: sa.FromClause | None = None) -> sa.Insert:
+    """INSERT INTO archive SELECT <the rows of `table` matching `where`>, tagged with the fix id. `joined`: the
+    FROM clause to select from (`table` joined to the plan), for a join the database can drive by index."""
     names = [c.name for c in table.columns]
     source = sa.select(*table.columns, sa.literal(fix_id, sa.String(40)).label(FIX_ID_COLUMN)).where(where)
+    if joined is not None:
+        source = source.select_from(joined)
     if limit is not None:
         source = source.limit(limit)
     # preserve_rowcount: SQLAlchemy reports INSERT ... SELECT row counts only when asked to.

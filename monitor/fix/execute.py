@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +42,13 @@ from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
+from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
+from monitor.fix.links import Link, apply, children_archived, delete_joined, prepare_links, verify_clear
 from monitor.fix.locks import fix_lock
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
-from monitor.fix.records import FixRecord, repoint_table
-from monitor.fix.refs import Reference, find_references, reflect
-from monitor.fix.values import dumps
+from monitor.fix.records import FixRecord
+from monitor.fix.refs import find_references
 
 DEFAULT_BATCH_SIZE = 5000
 _IN_CHUNK = 500
@@ -82,11 +84,12 @@ class FixReport:
     constraint: str | None = None
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+    references_archived: int = 0  # referencing rows archived with their parents (on_reference = "archive")
 
     def as_json(self) -> dict[str, Any]:
         return {"fix_id": self.fix_id, "check": self.check, "groups": self.groups, "deleted": self.deleted,
                 "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
-                "constraint": self.constraint}
+                "references_archived": self.references_archived, "constraint": self.constraint}
 
 
 @dataclass
@@ -96,6 +99,7 @@ class _Outcome:
     archived: int = 0
     repointed: int = 0
     skipped: int = 0
+    children_archived: int = 0
 
 
 @dataclass
@@ -153,7 +157,20 @@ def _session(conn: Connection, db: Database) -> Connection:
 
 
 def _layout(conn: Connection, t: _Target) -> Layout:
-    return Layout(t.tc, find_references(conn, t.tc.table))
+    refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
+    return Layout(t.tc, refs, catalog_for(conn).delete_hooks(t.tc.table))
+
+
+@contextmanager
+def table_lock(t: _Target) -> Iterator[None]:
+    """The fix lock of the resolved table (so `parent` and `public.parent` are one table)."""
+    try:
+        with _writer(t) as conn, conn.begin():
+            identity = catalog_for(conn).table_identity(t.tc.table)
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(t.db.describe(exc)) from None
+    with fix_lock(t.db, identity, t.table_name):
+        yield
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -181,16 +198,57 @@ def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
     `discard_fix` if they do not. Only dupewatch's own tables are written. `group`: only that group's rows.
     """
     t = target(monitor, check, group)
-    with fix_lock(t.db, t.table_name):
+    with table_lock(t):
         return _snapshot(t, sample=sample)
 
 
 def _snapshot(t: _Target, *, sample: int) -> FixPlan:
+    """Take the plan's snapshot; whatever goes wrong (a database error, a bug, Ctrl-C), the fix record is not
+    left `planning` and its plan table is dropped."""
     fix_id = records.new_fix_id()
+    try:
+        return _take_snapshot(t, fix_id, sample=sample)
+    except BaseException as exc:
+        message = t.db.describe(exc) if isinstance(exc, sa.exc.DBAPIError) else f"{type(exc).__name__}: {exc}"
+        _abandon(t, fix_id, message)
+        if isinstance(exc, sa.exc.DBAPIError):
+            raise DatabaseError(message) from None
+        raise
+
+
+def _abandon(t: _Target, fix_id: str, message: str) -> None:
+    """Best effort after a failed snapshot: drop the plan table, mark the record discarded."""
+    try:
+        with _writer(t) as conn:
+            with conn.begin():
+                record = records.get_record(conn, fix_id) if records.has_tables(conn) else None
+            if record is not None:
+                _drop_plan(conn, t, record)
+                with conn.begin():
+                    records.update_record(conn, fix_id, state="discarded", finished_at=records.now_text(),
+                                          message=f"planning failed: {message}"[:1000])
+    except Exception:  # the database is gone too: the next run cleans up (`_clean_planning`)
+        pass
+
+
+def _clean_planning(conn: Connection, t: _Target) -> None:
+    """Discard snapshots of this check that never finished (a process killed while planning): only this
+    process can be planning the table now, since it holds the table's fix lock."""
+    with conn.begin():
+        stale = records.planning(conn, t.config.name, t.table_name) if records.has_tables(conn) else []
+    for record in stale:
+        _drop_plan(conn, t, record)
+        with conn.begin():
+            records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(),
+                                  message="the process planning it stopped before the snapshot was complete")
+
+
+def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
     plan_name = "dupewatch_plan_" + fix_id.replace("-", "_")
     try:
         with _writer(t) as raw:
             conn = _session(raw, t.db)
+            _clean_planning(conn, t)
             with conn.begin():
                 records.ensure_tables(conn)
                 layout = _layout(conn, t)
@@ -202,6 +260,7 @@ def _snapshot(t: _Target, *, sample: int) -> FixPlan:
             plan_table = layout.plan_table(plan_name)
             with conn.begin():  # DDL: MySQL commits it implicitly, so it gets its own transaction
                 plan_table.create(conn)
+                catalog_for(conn).restrict_access(plan_table)
                 ensure_archive(conn, t.tc.table)
             with conn.begin():
                 columns = [c.name for c in plan_table.columns]
@@ -286,7 +345,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     if batch_size < 1:
         raise FixRefused("--batch-size must be at least 1")
     t = target(monitor, check)
-    with fix_lock(t.db, t.table_name):
+    with table_lock(t):
         resumed = False
         if plan is not None and plan.fix_id is not None:
             if plan.blockers:
@@ -346,9 +405,9 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
             _refuse_stale_plan(conn, t, record)
         with conn.begin():
             archive = sa.Table(record.archive_table, sa.MetaData(), schema=t.tc.table.schema, autoload_with=conn)
-            children = {ref: reflect(conn, ref.schema, ref.table) for ref in layout.refs}
+            links = prepare_links(conn, layout, fix_id, t.tc.table.schema)
             records.update_record(conn, fix_id, state="running", message=None)
-        batch = _Batch(t, layout, plan_table, archive, children, fix_id)
+        batch = _Batch(t, layout, plan_table, archive, links, fix_id)
         counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
         while True:
             if cancel is not None and cancel.is_set():
@@ -363,10 +422,11 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
                         # record flushes them all before the fix reports done.
                         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                     record = _advance(conn, batch, batch_size)
-            except (BatchAborted, sa.exc.DBAPIError) as exc:
-                message = exc.args[0] if isinstance(exc, BatchAborted) else t.db.describe(exc)
-                with conn.begin():
-                    records.update_record(conn, fix_id, state="failed", message=message)
+            except BaseException as exc:
+                message = _batch_failure(t, layout, exc)
+                _mark_failed(t, fix_id, message)
+                if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
+                    raise
                 raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
                                "(earlier batches stand; run the fix again to resume)") from None
             if record is None:
@@ -381,8 +441,30 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
                                      record.groups + record.skipped, record.deleted, record.archived,
                                      record.repointed, record.skipped))
         final = _load(conn, fix_id)
+        with conn.begin():
+            references_archived = children_archived(conn, fix_id)
     return FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
-                     final.repointed, final.skipped, final.constraint_name)
+                     final.repointed, final.skipped, final.constraint_name,
+                     references_archived=references_archived)
+
+
+def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
+    """One line on why a batch was rolled back, naming the table's delete hooks when counts disagreed."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return t.db.describe(exc)
+    if not isinstance(exc, BatchAborted):
+        return f"interrupted ({type(exc).__name__}: {exc})" if str(exc) else f"interrupted ({type(exc).__name__})"
+    hooks = [*layout.hooks.blocking, *layout.hooks.firing]
+    return exc.args[0] + (f" (the table has {', '.join(hooks)})" if hooks else "")
+
+
+def _mark_failed(t: _Target, fix_id: str, message: str) -> None:
+    """Record a stopped batch on a fresh connection: the batch's own may be broken (or mid-rollback)."""
+    try:
+        with _writer(t) as conn, conn.begin():
+            records.update_record(conn, fix_id, state="failed", message=message[:1000])
+    except Exception:  # the database went away: the record says `running`, which resuming treats the same
+        pass
 
 
 def _count_deleted(t: _Target, rows: int) -> None:
@@ -415,10 +497,10 @@ def _advance(conn: Connection, batch: _Batch, batch_size: int) -> FixRecord | No
 class _Batch:
     """The statements of one batch (see the module docstring for the order)."""
 
-    def __init__(self, t: _Target, layout: Layout, plan: sa.Table, archive: sa.Table,
-                 children: dict[Reference, sa.Table], fix_id: str) -> None:
+    def __init__(self, t: _Target, layout: Layout, plan: sa.Table, archive: sa.Table, links: list[Link],
+                 fix_id: str) -> None:
         self.t, self.layout, self.plan, self.archive = t, layout, plan, archive
-        self.children, self.fix_id = children, fix_id
+        self.links, self.fix_id = links, fix_id
         self.table = layout.table
 
     def run(self, conn: Connection, lower: int, upper: int) -> _Outcome:
@@ -430,11 +512,15 @@ class _Batch:
         self._forget(conn, skipped)
         if not intact:
             return outcome
-        if self.children:
-            members = conn.execute(sa.select(self.plan).where(in_batch)).all()
-            for ref, child in self.children.items():
-                outcome.repointed += self._repoint(conn, ref, child, members)
-        deleted, archived = self._archive_and_delete(conn, sa.and_(in_batch, self.plan.c[RANK] > 1))
+        doomed = sa.and_(in_batch, self.plan.c[RANK] > 1)
+        for link in self.links:
+            moved = apply(conn, self.layout, self.plan, link, doomed, self.fix_id)
+            if link.ref.action == "repoint":
+                outcome.repointed += moved
+            else:
+                outcome.children_archived += moved
+        verify_clear(conn, self.layout, self.plan, self.links, doomed)
+        deleted, archived = self._archive_and_delete(conn, doomed)
         if archived != expected:
             raise BatchAborted(f"archived {archived} rows, expected {expected}")
         if deleted != expected:
@@ -481,11 +567,11 @@ class _Batch:
 
     def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool]) -> tuple[int, int]:
         """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them."""
-        where = self._identity_in(doomed)
         if self.layout.dialect == "postgresql":
             # The rows are locked and re-checked already: one statement deletes them and archives exactly
             # what the DELETE returned, and reports both counts.
-            moved = sa.delete(self.table).where(where).returning(*self.table.columns).cte("dupewatch_moved")
+            moved = (sa.delete(self.table).where(self._identity_in(doomed)).returning(*self.table.columns)
+                     .cte("dupewatch_moved"))
             names = [c.name for c in self.table.columns]
             copied = (sa.insert(self.archive)
                       .from_select([*names, FIX_ID_COLUMN],
@@ -495,6 +581,16 @@ class _Batch:
                                sa.select(sa.func.count()).select_from(copied).scalar_subquery())
             deleted, archived = conn.execute(counts).one()
             return int(deleted), int(archived)
+        if self.layout.dialect == "mysql":
+            # Joins driven by the plan's (group, rank) index and the table's primary key: an `IN (subquery)`
+            # becomes a DEPENDENT SUBQUERY that scans the whole table once per batch on MariaDB.
+            match = sa.and_(self.layout.identity_match(self.plan), doomed)
+            joined = self.plan.join(self.table, self.layout.identity_match(self.plan))
+            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, doomed,
+                                                 joined=joined)).rowcount
+            deleted = conn.execute(delete_joined(conn, self.table, self.plan, match)).rowcount
+            return deleted, archived
+        where = self._identity_in(doomed)
         archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, where)).rowcount
         deleted = conn.execute(sa.delete(self.table).where(where)).rowcount
         return deleted, archived
@@ -514,81 +610,54 @@ class _Batch:
         narrowed = layout.identity[0] == sa.any_(sa.func.array(first))
         return narrowed if len(layout.identity) == 1 else sa.and_(narrowed, whole)
 
-    def _repoint(self, conn: Connection, ref: Reference, child: sa.Table, members: list[Any]) -> int:
-        """Point `ref`'s rows at each group's keeper; log every change; return how many rows moved.
-        `members`: the plan rows of the batch's intact groups (their referred-to values were re-checked
-        under the lock)."""
-        labels = [self.layout.ref_label[c] for c in ref.referred_columns]
-        keepers = {m._mapping[GROUP]: tuple(m._mapping[label] for label in labels)
-                   for m in members if m._mapping[RANK] == 1}
-        mapping: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        for member in members:
-            old, new = tuple(member._mapping[label] for label in labels), keepers[member._mapping[GROUP]]
-            if member._mapping[RANK] != 1 and None not in old and old != new:
-                mapping[old] = new
-        if not mapping:
-            return 0
-        fk = [child.c[c] for c in ref.columns]
-        pk = [child.c[c] for c in ref.primary_key]
-        olds = list(mapping)
-        moved = 0
-        for start in range(0, len(olds), _IN_CHUNK):
-            chunk = olds[start:start + _IN_CHUNK]
-            pointing = fk[0].in_([o[0] for o in chunk]) if len(fk) == 1 else sa.tuple_(*fk).in_(chunk)
-            rows = conn.execute(self._lock_child(sa.select(*pk, *fk).where(pointing), child)).all()
-            if not rows:
-                continue
-            if not ref.primary_key:
-                raise BatchAborted(f"{ref.label} has no primary key; its referencing rows cannot be repointed")
-            log, params = [], []
-            for row in rows:
-                key, old = tuple(row[:len(pk)]), tuple(row[len(pk):])
-                new = mapping[old]
-                log.append({"fix_id": self.fix_id, "child_schema": ref.schema, "child_table": ref.table,
-                            "fk_columns": dumps(list(ref.columns)), "child_key": dumps(key),
-                            "old_value": dumps(old), "new_value": dumps(new)})
-                params.append({**{f"p{j}": v for j, v in enumerate(key)},
-                               **{f"o{j}": v for j, v in enumerate(old)},
-                               **{f"v{j}": v for j, v in enumerate(new)}})
-            conn.execute(repoint_table.insert(), log)
-            conn.execute(repoint_statement(child, pk, fk), params)
-            left = conn.execute(sa.select(sa.func.count()).select_from(child).where(pointing)).scalar_one()
-            if left:
-                cascade = f"; its ON DELETE {ref.ondelete} would fire" if ref.cascades else ""
-                raise BatchAborted(f"{left} row(s) of {ref.label} still point at rows to delete after the "
-                                   f"repoint{cascade}")
-            moved += len(rows)
-        return moved
-
-    def _lock_child(self, statement: sa.Select[Any], child: sa.Table) -> sa.Select[Any]:
-        if self.layout.dialect == "postgresql":
-            return statement.with_for_update(of=child)
-        return self._lock(statement)
-
     def _identical(self, conn: Connection, in_batch: sa.ColumnElement[bool]) -> _Outcome:
-        """MySQL/MariaDB without a primary key: delete all but one of fully identical rows, per group."""
-        p, tc = self.plan, self.layout.tc
-        keys = [p.c[label] for label in self.layout.key_labels]
+        """MySQL/MariaDB without a primary key: delete all but one of fully identical rows, per group.
+
+        Each group's rows are found by joining its plan row on the key (the database compares, so a FLOAT
+        or a `_ci` text key matches what it grouped), locked, and must all be identical as stored (one
+        distinct row, text compared as bytes) and referenced by nobody; the extra copies are then archived
+        and deleted with `LIMIT`, which is safe because any copy is every copy."""
+        p, layout = self.plan, self.layout
         outcome = _Outcome()
-        groups = sa.select(p.c[GROUP], p.c[SIZE], *keys).where(in_batch).order_by(p.c[GROUP])
-        for row in conn.execute(groups).all():
-            planned = int(row[1])
-            match = sa.and_(*tc.key_equals(row[2:], tc.key_exprs), *tc.filters)
-            members = conn.execute(self._lock(sa.select(self.table).where(match))).all()
-            if len(members) < planned or len({repr(tuple(m)) for m in members}) > 1:
+        for number, planned in conn.execute(sa.select(p.c[GROUP], p.c[SIZE]).where(in_batch)
+                                            .order_by(p.c[GROUP])).all():
+            one = p.c[GROUP] == number
+            members = self.table.join(p, sa.and_(layout.key_match(p), one))
+            conn.execute(self._lock(sa.select(sa.literal_column("1")).select_from(members)
+                                    .where(*layout.tc.filters)))
+            exact = [layout.exact(c) for c in self.table.columns]
+            distinct = (sa.select(sa.func.count().label("n")).select_from(members).where(*layout.tc.filters)
+                        .group_by(*exact).subquery("dupewatch_distinct"))
+            rows, kinds = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(distinct.c.n), 0),
+                                                 sa.func.count())).one()
+            if int(rows) < planned or int(kinds) != 1 or self._referenced(conn, members):
                 outcome.skipped += 1
                 continue
-            extra = planned - 1
-            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, match, limit=extra)).rowcount
-            deleted = conn.execute(sa.delete(self.table).where(match)
+            extra = int(planned) - 1
+            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, one, limit=extra,
+                                                 joined=members)).rowcount
+            keys = [e.is_not_distinct_from(sa.select(p.c[label]).where(one).scalar_subquery())
+                    for e, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
+            deleted = conn.execute(sa.delete(self.table).where(*keys, *layout.tc.filters)
                                    .with_dialect_options(mysql_limit=extra)).rowcount
             if archived != extra or deleted != extra:
-                raise BatchAborted(f"group {int(row[0])}: archived {archived} and deleted {deleted} rows, "
+                raise BatchAborted(f"group {number}: archived {archived} and deleted {deleted} rows, "
                                    f"expected {extra}")
             outcome.groups += 1
             outcome.archived += archived
             outcome.deleted += deleted
         return outcome
+
+    def _referenced(self, conn: Connection, members: sa.FromClause) -> bool:
+        """Whether any row of another table holds the values of this group's rows: InnoDB applies ON DELETE
+        to them even though an identical row stays."""
+        for link in self.links:
+            ref = link.ref
+            holds = sa.and_(*[link.child.c[c] == self.table.c[r]
+                              for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
+            if conn.execute(sa.select(sa.func.count()).select_from(members.join(link.child, holds))).scalar_one():
+                return True
+        return False
 
 
 def repoint_statement(child: sa.Table, pk: list[sa.Column[Any]], fk: list[sa.Column[Any]]) -> sa.Update:

@@ -1,7 +1,8 @@
 """One fixer per table: PostgreSQL `pg_try_advisory_lock`, MySQL/MariaDB `GET_LOCK`, SQLite a file lock.
 
 The lock is taken without waiting; a second dupewatch process gets `FixRefused` with a clear message.
-It is keyed by the table (two checks on one table must not fix it at the same time) and held on its own
+It is keyed by the resolved table (two checks on one table, say `parent` and `public.parent`, must not fix
+it at the same time) and held on its own
 connection for as long as the fix (or undo) runs. A killed process loses it with its connection or file
 descriptor, so a crash never leaves a stale lock behind.
 """
@@ -34,22 +35,23 @@ def _refusal(table: str, what: str) -> FixRefused:
 
 
 @contextmanager
-def fix_lock(db: Database, table: str) -> Iterator[None]:
-    """Hold the fix lock of `table` (as configured, e.g. `auth.login_source`) or raise `FixRefused`."""
+def fix_lock(db: Database, key: str, table: str) -> Iterator[None]:
+    """Hold the fix lock keyed by `key` (the resolved table's identity, see `Catalog.table_identity`) or raise
+    `FixRefused` naming `table` (as configured, e.g. `auth.login_source`)."""
     if db.dialect == "sqlite":
-        with _file_lock(db, table):
+        with _file_lock(db, key, table):
             yield
         return
     with db.connect(db.writer) as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         if db.dialect == "postgresql":
-            acquire = sa.text("SELECT pg_try_advisory_lock(:k)").bindparams(k=_lock_key(table))
-            release = sa.text("SELECT pg_advisory_unlock(:k)").bindparams(k=_lock_key(table))
+            acquire = sa.text("SELECT pg_try_advisory_lock(:k)").bindparams(k=_lock_key(key))
+            release = sa.text("SELECT pg_advisory_unlock(:k)").bindparams(k=_lock_key(key))
             what = "advisory lock"
         else:
-            acquire = sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=_lock_name(table))
-            release = sa.text("SELECT RELEASE_LOCK(:n)").bindparams(n=_lock_name(table))
-            what = f"lock {_lock_name(table)}"
+            acquire = sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=_lock_name(key))
+            release = sa.text("SELECT RELEASE_LOCK(:n)").bindparams(n=_lock_name(key))
+            what = f"lock {_lock_name(key)}"
         try:
             got = conn.execute(acquire).scalar()
         except sa.exc.DBAPIError as exc:
@@ -66,7 +68,7 @@ def fix_lock(db: Database, table: str) -> Iterator[None]:
 
 
 @contextmanager
-def _file_lock(db: Database, table: str) -> Iterator[None]:
+def _file_lock(db: Database, key: str, table: str) -> Iterator[None]:
     database = db.url.database
     if not database or database == ":memory:":
         yield  # a private in-memory database cannot be shared with another process
@@ -76,7 +78,7 @@ def _file_lock(db: Database, table: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows: SQLite's own write lock still serialises batches
         yield
         return
-    path = Path(f"{database}.dupewatch-{_lock_name(table)}.lock")
+    path = Path(f"{database}.dupewatch-{_lock_name(key)}.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -25,9 +25,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
+from monitor.fix.catalog import DeleteHooks, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.records import now_text
-from monitor.fix.refs import Reference, reflect
+from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 
 # Columns of the plan relation (see the module docstring); identity, key and referred columns are
@@ -69,8 +70,9 @@ def _uncomparable(column: sa.Column[Any], dialect: str) -> bool:
 class Layout:
     """How one table check is planned and executed: identity mode, plan relation, join conditions."""
 
-    def __init__(self, tc: TableCheck, refs: list[Reference]) -> None:
+    def __init__(self, tc: TableCheck, refs: list[Reference], hooks: DeleteHooks | None = None) -> None:
         self.tc = tc
+        self.hooks = hooks or DeleteHooks()
         self.table = tc.table
         self.dialect = tc.dialect
         self.refs = refs
@@ -97,6 +99,23 @@ class Layout:
             referred.extend(c for c in ref.referred_columns if c not in referred)
         self.ref_names = referred if self.mode != "identical" else []
         self.ref_label = {name: f"dw_r{j}" for j, name in enumerate(self.ref_names)}
+        self.row_copies = self._row_copies()
+
+    def _row_copies(self) -> list[tuple[str, ColumnElement[Any], sa.types.TypeEngine[Any]]]:
+        """(label, expression, type) of the copy of every column a physical identity needs: a `ctid` or
+        `rowid` is a slot, not a row, and may hold another row by the time a batch runs (after a delete and
+        a VACUUM, or a delete of SQLite's last row), so a planned row is only the planned row while all its
+        columns are as snapshotted. Values PostgreSQL cannot compare with `=` are compared as text."""
+        if self.mode not in ("ctid", "rowid"):
+            return []
+        copies: list[tuple[str, ColumnElement[Any], sa.types.TypeEngine[Any]]] = []
+        for j, column in enumerate(self.table.columns):
+            if self.dialect == "postgresql" and (_uncomparable(column, self.dialect)
+                                                 or isinstance(column.type, sa.types.NullType)):
+                copies.append((f"dw_c{j}", sa.cast(column, sa.Text), sa.Text()))
+            else:
+                copies.append((f"dw_c{j}", column, column.type))
+        return copies
 
     # -- the plan relation ---------------------------------------------------------------------
 
@@ -128,9 +147,11 @@ class Layout:
             *[e.label(label) for e, label in zip(self.identity, self.identity_labels, strict=True)],
             *keys,
             *[self.table.c[name].label(self.ref_label[name]) for name in self.ref_names],
+            *[expr.label(label) for label, expr, _type in self.row_copies],
         ).select_from(self.table).where(*tc.filters).subquery("dupewatch_ranked")
         group_keys = [ranked.c[label] for label in self.key_labels]
-        carried = [*self.identity_labels, *self.key_labels, *self.ref_label.values()]
+        carried = [*self.identity_labels, *self.key_labels, *self.ref_label.values(),
+                   *[label for label, _expr, _type in self.row_copies]]
         return sa.select(
             sa.func.dense_rank().over(order_by=group_keys).label(GROUP),
             ranked.c[RANK],
@@ -148,6 +169,7 @@ class Layout:
         columns += [sa.Column(label, self._storable(c.type))
                     for label, c in zip(self.key_labels, self.tc.key_columns, strict=True)]
         columns += [sa.Column(self.ref_label[n], self._storable(self.table.c[n].type)) for n in self.ref_names]
+        columns += [sa.Column(label, self._storable(kind)) for label, _expr, kind in self.row_copies]
         columns.append(sa.Column(SIZE, sa.BigInteger, nullable=False))
         return sa.Table(name, sa.MetaData(), *columns, schema=self.table.schema)
 
@@ -177,9 +199,11 @@ class Layout:
 
     def live_match(self, rel: FromClause) -> ColumnElement[bool]:
         """The live row is the planned one and still as planned: same identity, the planned key, inside the
-        check's `where`, and the referred-to values the repoint will use."""
+        check's `where`, and the referred-to values the repoint will use; for a physical identity, every
+        column as snapshotted (NULL-safe, by the database's own comparison)."""
         referred = [self.table.c[name].is_not_distinct_from(rel.c[label]) for name, label in self.ref_label.items()]
-        return sa.and_(self.identity_match(rel), self.key_match(rel), *self.tc.filters, *referred)
+        whole = [expr.is_not_distinct_from(rel.c[label]) for label, expr, _type in self.row_copies]
+        return sa.and_(self.identity_match(rel), self.key_match(rel), *self.tc.filters, *referred, *whole)
 
     def member_match(self, rel: FromClause) -> ColumnElement[bool]:
         if self.mode == "identical":
@@ -231,13 +255,45 @@ class PlanGroup:
 
 @dataclass(frozen=True)
 class ReferencePlan:
+    """What the fix does with one reference's rows. `rows`: referencing rows that point at rows to delete
+    (to be repointed, archived or refused, per `reference.action`); `crowded`: for a repoint, (kept rows that
+    end up with more than one referencing row, fewest, most) or None; `conflicts`: unique constraint -> groups
+    whose repoint would violate it."""
+
     reference: Reference
-    rows: int  # referencing rows that point at rows to delete and will be repointed to the keeper
-    conflicts: dict[str, int]  # unique constraint -> groups whose repoint would violate it
+    rows: int
+    conflicts: dict[str, int]
+    crowded: tuple[int, int, int] | None = None
+    nested: dict[str, int] = field(default_factory=dict)  # for an archive: references to the rows it archives
+
+    @property
+    def action(self) -> str:
+        return self.reference.action
+
+    def describe(self, table: str) -> str:
+        """One line: what happens to this reference's rows."""
+        r = self.reference
+        head = f"{r.label} -> {table}({', '.join(r.referred_columns)}) ON DELETE {r.ondelete or 'NO ACTION'}"
+        if not r.referred_unique:
+            return f"{head}: {self.rows:,} row(s) hold values of rows to delete (not a unique column)"
+        if self.action == "archive":
+            return f"{head}: {self.rows:,} referencing row(s) archived and deleted with the rows they reference"
+        if self.action == "refuse":
+            return f"{head}: {self.rows:,} referencing row(s) point at rows to delete (on_reference = refuse)"
+        line = f"{head}: {self.rows:,} referencing row(s) repointed to the kept rows"
+        if self.crowded:
+            kept, low, high = self.crowded
+            spread = f"{low}" if low == high else f"{low}-{high}"
+            line += f"; {kept:,} kept row(s) will each have {spread} {r.table} rows"
+        return line
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.reference.as_json(), "rows_to_repoint": self.rows,
-                "unique_conflicts": self.conflicts}
+        crowded = None if self.crowded is None else {"kept_rows": self.crowded[0], "fewest": self.crowded[1],
+                                                     "most": self.crowded[2]}
+        return {**self.reference.as_json(), "rows": self.rows,
+                "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
+                "rows_to_archive": self.rows if self.action == "archive" else 0,
+                "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts}
 
 
 @dataclass
@@ -268,7 +324,7 @@ class FixPlan:
         return {"check": self.check, "database": self.database, "table": self.table, "fix_id": self.fix_id,
                 "planned_at": self.planned_at, "identity": self.identity, "keeper": self.keeper,
                 "groups": self.groups, "rows_to_delete": self.rows_to_delete,
-                "rows_to_repoint": sum(r.rows for r in self.references),
+                "rows_to_repoint": sum(r.as_json()["rows_to_repoint"] for r in self.references),
                 "sample": [g.as_json() for g in self.sample],
                 "references": [r.as_json() for r in self.references],
                 "differences": self.differences, "blockers": self.blockers, "notes": self.notes}
@@ -327,14 +383,24 @@ def _differences(conn: Connection, layout: Layout, rel: FromClause) -> tuple[dic
     return counts, int(row[-1])
 
 
+def _pointing(child: sa.Table, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
+    """A referencing row points at a plan row: compared by the database, with the columns' own rules
+    (a `_ci` collation's `ROOT` points at `root`)."""
+    return sa.and_(*[child.c[c] == rel.c[layout.ref_label[r]]
+                     for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
+
+
 def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
-    if layout.mode == "identical":
+    if layout.mode == "identical" or not ref.visible:
         return ReferencePlan(ref, 0, {})
     child = reflect(conn, ref.schema, ref.table)
-    on = sa.and_(*[child.c[c] == rel.c[layout.ref_label[r]]
-                   for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
+    on = _pointing(child, layout, rel, ref)
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
+    if rows and ref.action == "archive" and ref.referred_unique:
+        return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, child, rel, on))
+    if not rows or ref.action != "repoint" or not ref.referred_unique:
+        return ReferencePlan(ref, int(rows), {})
     conflicts: dict[str, int] = {}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
@@ -344,7 +410,33 @@ def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts)
+    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on))
+
+
+def nested_references(conn: Connection, child: sa.Table, rel: FromClause,
+                      on: ColumnElement[bool]) -> dict[str, int]:
+    """References to the `child` rows an archive would delete (those pointing at `rel`'s rows to delete):
+    label -> rows. Archiving them would cascade, or fail, one level further down."""
+    found: dict[str, int] = {}
+    for fk in catalog_for(conn).foreign_keys_to(child):
+        grand = reflect(conn, fk.schema, fk.table)
+        holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
+        count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
+                             .where(rel.c[RANK] > 1)).scalar_one()
+        if count:
+            where = f"{fk.schema}.{fk.table}" if fk.schema else fk.table
+            found[f"{where}({', '.join(fk.columns)})"] = int(count)
+    return found
+
+
+def _crowded(conn: Connection, child: sa.Table, rel: FromClause,
+             on: ColumnElement[bool]) -> tuple[int, int, int] | None:
+    """After the repoint, how many kept rows have more than one referencing row, and the fewest and most."""
+    per_group = (sa.select(sa.func.count().label("n")).select_from(child).join(rel, on)
+                 .group_by(rel.c[GROUP]).having(sa.func.count() > 1).subquery("dupewatch_crowded"))
+    kept, low, high = conn.execute(sa.select(sa.func.count(), sa.func.min(per_group.c.n),
+                                             sa.func.max(per_group.c.n))).one()
+    return (int(kept), int(low), int(high)) if kept else None
 
 
 def _sample(conn: Connection, layout: Layout, rel: FromClause, limit: int) -> list[PlanGroup]:
@@ -386,22 +478,65 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
             f"{differing_groups:,} group(s) hold rows that differ outside the key ({columns}): the kept row's values "
             "are the ones that stay; the deleted rows' values are archived and `dupewatch undo` restores them")
     for ref_plan in plan.references:
-        ref = ref_plan.reference
-        if not ref_plan.rows:
-            continue
-        cascade = f"; its ON DELETE {ref.ondelete.upper()} would fire" if ref.cascades and ref.ondelete else ""
-        if ref.self_reference:
-            plan.blockers.append(
-                f"{ref.label} references {table!r} itself and {ref_plan.rows} of its rows point at rows to "
-                f"delete: repointing inside the table being deduplicated is not supported{cascade}")
-        elif not ref.primary_key:
-            plan.blockers.append(
-                f"{ref.label} has no primary key, so the {ref_plan.rows} referencing row(s) cannot be repointed "
-                f"and recorded for undo{cascade}; add a primary key to {ref.table!r} or repoint them by hand")
-        for name, groups in ref_plan.conflicts.items():
-            plan.blockers.append(
-                f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "
-                f"{groups} group(s){cascade}; merge those referencing rows first")
-        if ref.cascades and not plan.blockers:
-            plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {ref_plan.rows} row(s) are repointed "
-                              "before the delete, so nothing cascades (each batch verifies it)")
+        _judge_reference(plan, ref_plan)
+    for hook in layout.hooks.blocking:
+        plan.blockers.append(f"{table!r} has a {hook}, which can cancel or redirect the fix's deletes, so "
+                             "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "
+                             "by hand")
+    if layout.hooks.firing:
+        plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}; undo does not reverse "
+                          "what it does")
+
+
+def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
+    ref, rows, table = ref_plan.reference, ref_plan.rows, plan.table
+    if not ref.visible:
+        plan.blockers.append(f"{ref.label} references {table!r} but the fix role may not read and update it, so "
+                             "dupewatch cannot see what a delete would do to its rows; grant SELECT, UPDATE on it")
+        return
+    if not rows:
+        return
+    cascade = f"; its ON DELETE {ref.ondelete.upper()} would fire" if ref.cascades and ref.ondelete else ""
+    if not ref.referred_unique:
+        plan.blockers.append(
+            f"{ref.label} refers to {table}({', '.join(ref.referred_columns)}), which is not unique, and "
+            f"{rows} of its rows hold values of rows to delete: the database applies ON DELETE "
+            f"{ref.ondelete or 'NO ACTION'} to them even while another row holds the same value, and there is "
+            "no single row to repoint them to; make the referred columns unique or fix by hand")
+        return
+    if ref.action == "refuse":
+        plan.blockers.append(f"{rows} row(s) of {ref.label} reference rows to delete and its on_reference is "
+                             "\"refuse\"")
+        return
+    if ref.self_reference:
+        plan.blockers.append(
+            f"{ref.label} references {table!r} itself and {rows} of its rows point at rows to "
+            f"delete: repointing or archiving inside the table being deduplicated is not supported{cascade}")
+        return
+    if ref.action == "archive" and ref_plan.nested:
+        label, count = next(iter(ref_plan.nested.items()))
+        plan.blockers.append(f"{count} row(s) of {label} reference rows of {ref.label} that on_reference = "
+                             "\"archive\" would delete; archiving more than one level is not supported")
+        return
+    if ref.action == "archive":
+        plan.notes.append(f"{rows} row(s) of {ref.label} are archived and deleted before the rows they reference "
+                          "(on_reference = archive); undo restores them")
+        return
+    if not ref.primary_key:
+        plan.blockers.append(
+            f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "
+            f"and recorded for undo{cascade}; add a primary key to {ref.table!r}, repoint them by hand, or set "
+            "its on_reference to \"archive\"")
+    for name, groups in ref_plan.conflicts.items():
+        plan.blockers.append(
+            f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "
+            f"{groups} group(s){cascade}; merge those referencing rows first, or set its on_reference to "
+            "\"archive\"")
+    if ref_plan.crowded:
+        kept, low, high = ref_plan.crowded
+        spread = f"{low}" if low == high else f"{low}-{high}"
+        plan.notes.append(f"after the repoint {kept:,} kept row(s) will each have {spread} {ref.table} rows; "
+                          f"if each should have one, set on_reference \"{config_name(ref)}\" = \"archive\"")
+    if ref.cascades and not plan.blockers:
+        plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
+                          "before the delete, so nothing cascades (each batch verifies it)")

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 FIX_TABLE = "dupewatch_fix"
 REPOINT_TABLE = "dupewatch_fix_repoint"
+REFERENCE_TABLE = "dupewatch_fix_reference"
 MAX_IDENTIFIER = 63  # PostgreSQL's limit, the smallest of the three
 
 # planned: snapshot taken, nothing changed yet; running: batches under way (also after a crash);
@@ -62,6 +63,20 @@ repoint_table = sa.Table(
     sa.Column("child_key", sa.Text, nullable=False),
     sa.Column("old_value", sa.Text, nullable=False),
     sa.Column("new_value", sa.Text, nullable=False),
+)
+
+
+reference_table = sa.Table(
+    REFERENCE_TABLE, _metadata,
+    sa.Column("fix_id", sa.String(40), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("child_schema", sa.String(128)),
+    sa.Column("child_table", sa.String(128), nullable=False),
+    sa.Column("fk_columns", sa.Text, nullable=False),  # JSON list of the referencing column names
+    sa.Column("referred_columns", sa.Text, nullable=False),  # JSON list of the fixed table's column names
+    sa.Column("action", sa.String(16), nullable=False),  # repoint | archive
+    sa.Column("log_table", sa.String(80), nullable=False),  # the repoint log, or the child's archive
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),  # rows repointed or archived so far
 )
 
 
@@ -134,12 +149,40 @@ def safe_identifier(prefix: str, name: str, *, strict: bool = True) -> str:
     return f"{candidate[:MAX_IDENTIFIER - 9]}_{digest}"
 
 
+_BOOKKEEPING_LOCK = int.from_bytes(sha256(b"dupewatch bookkeeping").digest()[:8], "big", signed=True)
+
+
+def bookkeeping_lock(conn: Connection) -> None:
+    """Serialise the creation of dupewatch's tables between processes, for the rest of the transaction.
+
+    PostgreSQL's `CREATE TABLE IF NOT EXISTS` still fails when two sessions race (a duplicate in
+    `pg_type_typname_nsp_index`), so a transaction-level advisory lock comes first. MySQL/MariaDB create a
+    table atomically and SQLite's write transaction already excludes other writers."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOKKEEPING_LOCK})
+
+
 def ensure_tables(conn: Connection) -> None:
-    _metadata.create_all(conn, checkfirst=True)
+    bookkeeping_lock(conn)
+    try:
+        _metadata.create_all(conn, checkfirst=True)
+    except sa.exc.OperationalError:
+        # MySQL/MariaDB: another process created a table between the check and the CREATE (DDL commits at
+        # once there, so nothing of ours is lost); a second pass finds it.
+        if conn.dialect.name == "postgresql" or not has_tables(conn):
+            raise
+        _metadata.create_all(conn, checkfirst=True)
 
 
 def has_tables(conn: Connection) -> bool:
     return sa.inspect(conn).has_table(FIX_TABLE)
+
+
+def planning(conn: Connection, check: str, table_name: str) -> list[FixRecord]:
+    """Fixes of this check and table whose snapshot never finished (a process killed while planning)."""
+    statement = sa.select(fix_table).where(fix_table.c.check_name == check, fix_table.c.table_name == table_name,
+                                           fix_table.c.state == "planning")
+    return [_record(row) for row in conn.execute(statement)]
 
 
 def insert_record(conn: Connection, **values: Any) -> None:

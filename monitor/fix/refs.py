@@ -1,22 +1,37 @@
-"""Who points at the table being fixed: foreign keys reflected from the database's catalog.
+"""Who points at the table being fixed, and what a fix does with those rows.
 
-Every table of the fixed table's schema is inspected (composite keys included). For each referencing
-table we also need its primary key (to log repointed rows for undo) and the unique constraints and
-unique indexes that contain the foreign-key columns (a repoint could violate them).
+Foreign keys come from the database's catalog (see `catalog.py`), from every schema or database the fixing
+role can see, composite keys included. For each referencing table we also need its primary key (to record
+repointed rows for undo), the unique constraints and indexes containing the foreign-key columns (a repoint
+could violate them), and whether the *referred* columns are unique in the fixed table: MySQL/MariaDB accept a
+foreign key to a non-unique indexed column, and InnoDB then applies ON DELETE to every referencing row that
+holds a deleted row's value, even while another row still holds it (MariaDB documentation, "Foreign Keys",
+and MySQL "FOREIGN KEY Constraints": "non-unique keys ... are an InnoDB extension").
+
+What a fix does with the rows referencing a deleted duplicate is the check's `on_reference` choice, per
+reference: `repoint` (default: point them at the kept row), `archive` (archive and delete them with their
+parent) or `refuse`. A reference is named in the config as `table.column`, `schema.table.column` or, for a
+composite key, `table.(a,b)`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from monitor.config import parse_reference_name
+from monitor.fix.catalog import ForeignKey, catalog_for
+from monitor.fix.errors import FixRefused
+
+Action = Literal["repoint", "archive", "refuse"]
+
 
 @dataclass(frozen=True)
 class Reference:
-    """A foreign key from `table(columns)` to the fixed table's `referred_columns`."""
+    """A foreign key from `table(columns)` to the fixed table's `referred_columns`, and what to do with it."""
 
     schema: str | None
     table: str
@@ -27,6 +42,9 @@ class Reference:
     primary_key: tuple[str, ...]
     unique_sets: tuple[tuple[str, tuple[str, ...]], ...]  # (constraint or index name, columns) containing the FK
     self_reference: bool
+    referred_unique: bool = True  # the referred columns are unique in the fixed table
+    visible: bool = True  # the fixing role may read and update the referencing table
+    action: Action = "repoint"
 
     @property
     def label(self) -> str:
@@ -39,72 +57,59 @@ class Reference:
 
     def as_json(self) -> dict[str, Any]:
         return {"table": self.table, "schema": self.schema, "constraint": self.name, "columns": list(self.columns),
-                "referred_columns": list(self.referred_columns), "on_delete": self.ondelete}
+                "referred_columns": list(self.referred_columns), "on_delete": self.ondelete,
+                "referred_unique": self.referred_unique, "action": self.action}
 
 
-def _same_schema(a: str | None, b: str | None, default: str | None) -> bool:
-    return (a or default) == (b or default)
-
-
-def find_references(conn: Connection, table: sa.Table) -> list[Reference]:
-    """Every foreign key in the fixed table's schema that refers to it."""
-    inspector = sa.inspect(conn)
-    default = inspector.default_schema_name
-    found: list[Reference] = []
-    all_fks = inspector.get_multi_foreign_keys(schema=table.schema)
-    for (schema, child), fks in sorted(all_fks.items(), key=lambda item: str(item[0])):
-        for fk in fks:
-            if fk["referred_table"] != table.name or not _same_schema(fk.get("referred_schema"), table.schema,
-                                                                      default):
-                continue
-            columns = tuple(fk["constrained_columns"])
-            pk = tuple(inspector.get_pk_constraint(child, schema=schema).get("constrained_columns") or ())
-            found.append(Reference(
-                schema=schema, table=child, name=fk.get("name"), columns=columns,
-                referred_columns=tuple(fk["referred_columns"]),
-                ondelete=(fk.get("options") or {}).get("ondelete") or _sqlite_ondelete(conn, schema, child, columns),
-                primary_key=pk,
-                unique_sets=_unique_sets(inspector, schema, child, columns, pk),
-                self_reference=child == table.name and _same_schema(schema, table.schema, default),
-            ))
+def find_references(conn: Connection, table: sa.Table, on_reference: dict[str, str] | None = None,
+                    *, check: str = "") -> list[Reference]:
+    """Every foreign key, from any schema the role can see, that refers to `table`, with its action from
+    `on_reference` (a check's config). Raises `FixRefused` for an `on_reference` entry that names no reference."""
+    catalog = catalog_for(conn)
+    unique = [set(cols) for _name, cols in catalog.unique_column_sets(table.schema, table.name)]
+    wanted = {parse_reference_name(name): (name, action) for name, action in (on_reference or {}).items()}
+    used: set[tuple[str | None, str, tuple[str, ...]]] = set()
+    found = []
+    for fk in catalog.foreign_keys_to(table):
+        action: Action = "repoint"
+        for spec, (_name, configured) in wanted.items():
+            if _names(spec, fk):
+                used.add(spec)
+                action = configured  # type: ignore[assignment]
+        found.append(_reference(catalog, table, fk, unique, action))
+    unknown = [name for spec, (name, _a) in wanted.items() if spec not in used]
+    if unknown:
+        have = ", ".join(config_name(r) for r in found) or "none"
+        raise FixRefused(f"check {check!r}: on_reference: {unknown[0]!r} names no foreign key referring to "
+                         f"{table.name!r} (references: {have})")
     return found
 
 
-def _sqlite_ondelete(conn: Connection, schema: str | None, table: str, columns: tuple[str, ...]) -> str | None:
-    """SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always has it."""
-    if conn.dialect.name != "sqlite":
-        return None
-    quote = conn.dialect.identifier_preparer.quote
-    prefix = f"{quote(schema)}." if schema else ""
-    rows = conn.exec_driver_sql(f"PRAGMA {prefix}foreign_key_list({quote(table)})").mappings().all()
-    by_id: dict[int, list[dict]] = {}
-    for row in rows:
-        by_id.setdefault(row["id"], []).append(dict(row))
-    for parts in by_id.values():
-        if tuple(p["from"] for p in sorted(parts, key=lambda p: p["seq"])) == columns:
-            action = parts[0]["on_delete"]
-            return None if action in (None, "NO ACTION") else action
-    return None
+def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[str]], action: Action) -> Reference:
+    sets = catalog.unique_column_sets(fk.schema, fk.table)
+    pk = next((cols for name, cols in sets if name == "PRIMARY KEY"), ())
+    containing: list[tuple[str, tuple[str, ...]]] = []
+    for name, cols in sets:
+        if set(fk.columns) <= set(cols) and cols not in [c for _n, c in containing]:
+            containing.append((name, cols))
+    default = catalog.default_schema()
+    same_schema = (fk.schema or default) == (table.schema or default)
+    return Reference(
+        schema=fk.schema, table=fk.table, name=fk.name, columns=fk.columns, referred_columns=fk.referred_columns,
+        ondelete=fk.ondelete, primary_key=pk, unique_sets=tuple(containing),
+        self_reference=same_schema and fk.table == table.name,
+        referred_unique=any(u <= set(fk.referred_columns) for u in unique), visible=fk.visible, action=action)
 
 
-def _unique_sets(inspector: Any, schema: str | None, table: str, fk_columns: tuple[str, ...],
-                 pk: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    candidates: list[tuple[str, tuple[str, ...]]] = []
-    if pk:
-        candidates.append(("PRIMARY KEY", pk))
-    for uc in inspector.get_unique_constraints(table, schema=schema):
-        candidates.append((uc.get("name") or "unique", tuple(uc["column_names"])))
-    for index in inspector.get_indexes(table, schema=schema):
-        names = index.get("column_names") or []
-        if index.get("unique") and names and all(names):
-            candidates.append((index.get("name") or "unique index", tuple(names)))
-    seen: set[tuple[str, ...]] = set()
-    chosen = []
-    for name, columns in candidates:
-        if set(fk_columns) <= set(columns) and columns not in seen:
-            seen.add(columns)
-            chosen.append((name, columns))
-    return tuple(chosen)
+def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:
+    schema, table, columns = spec
+    return table == fk.table and set(columns) == set(fk.columns) and (schema is None or schema == fk.schema)
+
+
+def config_name(ref: Reference) -> str:
+    """How `on_reference` names this reference."""
+    where = f"{ref.schema}.{ref.table}" if ref.schema else ref.table
+    return f"{where}.{ref.columns[0]}" if len(ref.columns) == 1 else f"{where}.({','.join(ref.columns)})"
 
 
 def reflect(conn: Connection, schema: str | None, name: str) -> sa.Table:

@@ -22,18 +22,17 @@ def _row(row: dict[str, Any] | None) -> str:
 
 
 def plan_lines(plan: FixPlan) -> list[str]:
+    """The plan as the CLI prints it: what blocks it first, then the figures, references, sample and notes."""
     lines = [f"Plan for check {plan.check!r} on {plan.database}.{plan.table}"
-             + (f" (fix {plan.fix_id})" if plan.fix_id else " (dry run: nothing changed)"),
-             f"  {plan.groups:,} duplicate group(s); {plan.rows_to_delete:,} row(s) to delete and archive; "
-             f"keeps the {plan.keeper}"]
+             + (f" (fix {plan.fix_id})" if plan.fix_id else " (dry run: nothing changed)")]
+    lines.extend(f"  BLOCKED: {blocker}" for blocker in plan.blockers)
+    lines.append(f"  {plan.groups:,} duplicate group(s); {plan.rows_to_delete:,} row(s) to delete and archive; "
+                 f"keeps the {plan.keeper}")
     if plan.identity in ("ctid", "rowid"):
         lines.append(f"  no primary key: rows are told apart by {plan.identity} under the lock")
     elif plan.identity == "identical":
         lines.append("  no primary key: all but one of fully identical rows are deleted")
-    for ref in plan.references:
-        r = ref.reference
-        lines.append(f"  references: {r.label} -> {', '.join(r.referred_columns)}"
-                     f" (ON DELETE {r.ondelete or 'NO ACTION'}): {ref.rows:,} row(s) repointed to the kept rows")
+    lines.extend(f"  references: {ref.describe(plan.table)}" for ref in plan.references)
     if plan.sample:
         shown = len(plan.sample)
         lines.append(f"  first {shown} of {plan.groups:,} group(s):")
@@ -47,10 +46,7 @@ def plan_lines(plan: FixPlan) -> list[str]:
                 lines.append(f"      ... and {group.rows - 1 - len(group.delete)} more to delete")
             if group.differs:
                 lines.append(f"      differs in: {', '.join(group.differs)} (the kept row's values win)")
-    for note in plan.notes:
-        lines.append(f"  note: {note}")
-    for blocker in plan.blockers:
-        lines.append(f"  BLOCKED: {blocker}")
+    lines.extend(f"  note: {note}" for note in plan.notes)
     return lines
 
 
@@ -60,7 +56,9 @@ def report_lines(report: FixReport) -> list[str]:
         verb = f"{report.state} (run it again to resume)"
     lines = [f"fix {report.fix_id} of {report.check!r} {verb}: {report.groups:,} group(s) fixed, "
              f"{report.deleted:,} row(s) deleted and {report.archived:,} archived, "
-             f"{report.repointed:,} reference(s) repointed"]
+             f"{report.repointed:,} reference(s) repointed"
+             + (f", {report.references_archived:,} referencing row(s) archived" if report.references_archived
+                else "")]
     if report.skipped:
         lines.append(f"  {report.skipped:,} group(s) changed since the plan and were skipped; run the check again")
     if report.constraint:

@@ -18,8 +18,10 @@ from monitor.detect import split_table_name
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archived_count, reflect_archive, restore_rows
+from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.execute import repoint_statement
+from monitor.fix.links import undo_links
 from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, repoint_table
 from monitor.fix.refs import reflect
@@ -54,13 +56,24 @@ def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
 
 
 def undo_fix(monitor: Monitor, fix_id: str) -> UndoReport:
+    """Restore what fix `fix_id` deleted and point its references back, in one transaction, then drop its plan
+    table. Raises `FixRefused` (nothing changed) or `DatabaseError`."""
     db, record = find_fix(monitor, fix_id)
     if record.state not in UNDOABLE:
         raise FixRefused(f"fix {fix_id} is {record.state}: there is nothing to undo")
-    with fix_lock(db, record.table_name):
+    schema, name = split_table_name(record.table_name)
+    try:
+        with db.connect(db.writer) as conn, conn.begin():
+            identity = catalog_for(conn).table_identity(sa.Table(name, sa.MetaData(), schema=schema))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(db.describe(exc)) from None
+    with fix_lock(db, identity, record.table_name):
         try:
-            with db.connect(db.writer) as conn, conn.begin():
-                return _undo(conn, record)
+            with db.connect(db.writer) as conn:
+                with conn.begin():
+                    report = _undo(conn, record)
+                _drop_plan_table(conn, schema, record.plan_table)
+                return report
         except sa.exc.IntegrityError as exc:
             raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: restoring the rows would violate "
                              f"a constraint of {record.table_name!r} ({db.describe(exc)}); a unique constraint "
@@ -86,7 +99,8 @@ def _undo(conn: Connection, record: FixRecord) -> UndoReport:
         restored = restore_rows(conn, archive, table, record.fix_id)  # type: ignore[arg-type]
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
-    repointed = _point_back(conn, record.fix_id)
+    pointed, _children = undo_links(conn, record.fix_id, schema)
+    repointed = pointed + _point_back(conn, record.fix_id)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"undone by {records.os_user()}@{records.host_name()} at {records.now_text()}")
     return UndoReport(record.fix_id, record.check_name, expected, repointed)
@@ -106,7 +120,16 @@ def _refuse_taken_keys(conn: Connection, table: sa.Table, archive: sa.Table, fix
                          f"taken again in {table.name!r} ({', '.join(c.name for c in pk)} = {keys})")
 
 
+def _drop_plan_table(conn: Connection, schema: str | None, name: str) -> None:
+    """A fix stopped mid-way still has its plan table; once undone, nothing will resume it."""
+    with conn.begin():
+        sa.Table(name, sa.MetaData(), schema=schema).drop(conn, checkfirst=True)
+
+
 def _point_back(conn: Connection, fix_id: str) -> int:
+    """Undo the repoints of a fix made by dupewatch 0.1, which logged values as JSON text."""
+    if not sa.inspect(conn).has_table(records.REPOINT_TABLE):
+        return 0
     log = conn.execute(sa.select(repoint_table).where(repoint_table.c.fix_id == fix_id)
                        .order_by(repoint_table.c.id.desc())).all()
     children: dict[tuple[str | None, str], sa.Table] = {}

@@ -17,7 +17,7 @@ from fix_support import (
 )
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, make_plan, run_fix
-from monitor.fix.locks import fix_lock
+from monitor.fix.execute import table_lock, target
 
 
 def _user_tables(db):
@@ -128,7 +128,7 @@ def test_second_fixer_of_the_same_table_is_refused(db, tmp_path):
     monitor = Monitor(make_config(db, checks))
     before = contents(db, "role_membership")
     try:
-        with fix_lock(monitor.database("app"), "role_membership"):
+        with table_lock(target(monitor, "role-membership")):
             result = run_cli("fix", "role-membership", "--config", str(path), "--yes")
             with pytest.raises(FixRefused, match="already being fixed"):
                 run_fix(monitor, "role-membership")

@@ -15,7 +15,8 @@ from fix_support import (
     seed_memberships,
 )
 
-FIX_KEYS = {"fix_id", "check", "groups", "deleted", "archived", "repointed", "skipped", "constraint"}
+FIX_KEYS = {"fix_id", "check", "groups", "deleted", "archived", "repointed", "skipped", "references_archived",
+            "constraint"}
 
 
 def test_fix_login_sources_keeps_oldest_and_repoints_login_events(db, tmp_path):

@@ -111,11 +111,7 @@ def plan_facts(plan: FixPlan, *, previewed: FixPlan | None = None) -> Text:
         text.append("; no primary key: all but one of fully identical rows are deleted", style=DIM)
     text.append("\n")
     for ref in plan.references:
-        r = ref.reference
-        text.append_text(Text.assemble(
-            ("references  ", DIM), (r.label, "bold"), f" → {', '.join(r.referred_columns)}"
-            f" (ON DELETE {r.ondelete or 'NO ACTION'}): ", (f"{ref.rows:,}", "bold"),
-            " referencing row(s) repointed to the kept rows\n"))
+        text.append_text(Text.assemble(("references  ", DIM), f"{ref.describe(plan.table)}\n"))
     for note in plan.notes:
         text.append("note  ", style=f"bold {AMBER}")
         text.append(f"{note}\n")

@@ -1,0 +1,270 @@
+"""What the fix must learn from a database's own catalog, where SQLAlchemy's reflection falls short.
+
+Reflection inspects one schema at a time and cannot say who may see what, so the fix asks the catalog:
+
+- `foreign_keys_to(conn, table)`: every foreign key referring to the table, from *any* schema (PostgreSQL
+  `pg_constraint.confrelid`) or database (MySQL/MariaDB `information_schema.REFERENTIAL_CONSTRAINTS`), with its
+  ON DELETE action and whether the fixing role may read and write the referencing table.
+- `delete_hooks(conn, table)`: what makes a DELETE do something else than delete the rows it names: triggers
+  (PostgreSQL `pg_trigger`, MySQL `information_schema.TRIGGERS`, SQLite `sqlite_master`), PostgreSQL rules
+  (`pg_rewrite`) and inheritance children (`pg_inherits`).
+- `table_identity(conn, table)`: the resolved table, so that `parent` and `public.parent` are one table
+  (PostgreSQL: its oid; MySQL/MariaDB: schema and name as stored; SQLite: the name, case-folded as SQLite does).
+- `restrict_access(conn, table)`: nothing but the owner may read a bookkeeping table (PostgreSQL: revoke what
+  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced).
+
+One class per database; `catalog_for(conn)` picks it. Identifiers reach the catalog as bound values or as
+`regclass` text quoted by SQLAlchemy's preparer, never pasted into SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+# PostgreSQL `pg_constraint.confdeltype` (see the pg_constraint catalog documentation).
+_PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key from `schema.table(columns)` to the fixed table's `referred_columns`.
+
+    `schema` is None when the referencing table lives in the connection's default schema (or database).
+    `visible` is False when the fixing role may not read and update the referencing table."""
+
+    schema: str | None
+    table: str
+    name: str | None
+    columns: tuple[str, ...]
+    referred_columns: tuple[str, ...]
+    ondelete: str | None
+    visible: bool = True
+
+
+@dataclass(frozen=True)
+class DeleteHooks:
+    """What else a DELETE on the table does. `blocking`: hooks that can cancel or redirect the delete (the
+    fix refuses); `firing`: hooks that run after each deleted row (the preview names them)."""
+
+    blocking: tuple[str, ...] = ()
+    firing: tuple[str, ...] = ()
+
+
+def qualified(conn: Connection, table: sa.Table) -> str:
+    """The table's name as the database parses it (quoted by SQLAlchemy), e.g. for `regclass`."""
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+class Catalog:
+    """The catalog queries of one database; subclasses override what differs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def default_schema(self) -> str | None:
+        return sa.inspect(self.conn).default_schema_name
+
+    def _schema_or_none(self, schema: str | None) -> str | None:
+        return None if schema is None or schema == self.default_schema() else schema
+
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        raise NotImplementedError
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        return DeleteHooks()
+
+    def table_identity(self, table: sa.Table) -> str:
+        raise NotImplementedError
+
+    def restrict_access(self, table: sa.Table) -> None:
+        """Nothing to do where the database has no per-table privileges (SQLite)."""
+
+    def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, columns) of the primary key, unique constraints and unique indexes of a table."""
+        inspector = sa.inspect(self.conn)
+        found: list[tuple[str, tuple[str, ...]]] = []
+        pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
+        if pk:
+            found.append(("PRIMARY KEY", pk))
+        for uc in inspector.get_unique_constraints(name, schema=schema):
+            found.append((uc.get("name") or "unique", tuple(uc["column_names"])))
+        for index in inspector.get_indexes(name, schema=schema):
+            names = index.get("column_names") or []
+            if index.get("unique") and names and all(names) and self._index_enforced(schema, name, index):
+                found.append((index.get("name") or "unique index", tuple(names)))
+        return found
+
+    def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
+        return not index.get("dialect_options", {}).get("postgresql_where")
+
+
+class PostgresCatalog(Catalog):
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition.
+        rows = self.conn.execute(sa.text("""
+            SELECT con.conname, n.nspname, c.relname, con.confdeltype,
+                   ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord) AS columns,
+                   ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord) AS referred,
+                   has_table_privilege(con.conrelid, 'SELECT') AND has_table_privilege(con.conrelid, 'UPDATE')
+                       AS visible
+            FROM pg_catalog.pg_constraint con
+            JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE con.contype = 'f' AND con.confrelid = to_regclass(:t) AND con.conparentid = 0
+            ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
+        return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
+                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible)) for r in rows]
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        params = {"t": qualified(self.conn, table)}
+        # pg_trigger.tgtype bits: 1 ROW, 2 BEFORE, 8 DELETE, 64 INSTEAD (see the pg_trigger documentation).
+        triggers = self.conn.execute(sa.text("""
+            SELECT tgname, (tgtype & 2) <> 0 OR (tgtype & 64) <> 0 AS blocks FROM pg_catalog.pg_trigger
+            WHERE tgrelid = to_regclass(:t) AND NOT tgisinternal AND (tgtype & 8) <> 0 AND tgenabled <> 'D'
+            ORDER BY tgname"""), params).all()
+        rules = self.conn.execute(sa.text(
+            "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = '4' "
+            "ORDER BY rulename"), params).scalars().all()
+        children = self.conn.execute(sa.text("""
+            SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+            WHERE i.inhparent = to_regclass(:t) AND p.relkind = 'r' ORDER BY c.relname"""), params).scalars().all()
+        blocking = [f"BEFORE DELETE trigger {r.tgname}" for r in triggers if r.blocks]
+        blocking += [f"rule {name} ON DELETE" for name in rules]
+        if children:
+            blocking.append(f"inheritance children ({', '.join(children[:3])}{', ...' if len(children) > 3 else ''})"
+                            ", whose rows a DELETE on the parent also reaches")
+        firing = [f"AFTER DELETE trigger {r.tgname}" for r in triggers if not r.blocks]
+        return DeleteHooks(tuple(blocking), tuple(firing))
+
+    def table_identity(self, table: sa.Table) -> str:
+        oid = self.conn.execute(sa.text("SELECT CAST(to_regclass(:t) AS oid)"),
+                                {"t": qualified(self.conn, table)}).scalar()
+        return f"postgresql oid {oid}"
+
+    def restrict_access(self, table: sa.Table) -> None:
+        name = qualified(self.conn, table)
+        grantees = self.conn.execute(sa.text("""
+            SELECT DISTINCT COALESCE(r.rolname, 'PUBLIC') AS role, a.grantee = 0 AS public
+            FROM pg_catalog.pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+            LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+            WHERE c.oid = to_regclass(:t) AND a.grantee <> c.relowner"""), {"t": name}).all()
+        quote = self.conn.dialect.identifier_preparer.quote
+        self.conn.exec_driver_sql(f"REVOKE ALL ON TABLE {name} FROM PUBLIC")
+        for grantee in grantees:
+            if not grantee.public:
+                self.conn.exec_driver_sql(f"REVOKE ALL ON TABLE {name} FROM {quote(grantee.role)}")
+        self.conn.exec_driver_sql(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
+
+    def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
+        if not super()._index_enforced(schema, table, index):
+            return False
+        valid = self.conn.execute(sa.text(
+            "SELECT indisvalid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = :i AND n.nspname = COALESCE(:s, current_schema())"),
+            {"i": index.get("name"), "s": schema}).scalar()
+        return bool(valid)
+
+
+class MySqlCatalog(Catalog):
+    def _schema(self, table: sa.Table) -> str:
+        return table.schema or str(self.conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
+
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        rows = self.conn.execute(sa.text("""
+            SELECT rc.CONSTRAINT_SCHEMA AS child_schema, rc.TABLE_NAME AS child_table,
+                   rc.CONSTRAINT_NAME AS fk_name, rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column,
+                   k.REFERENCED_COLUMN_NAME AS referred_column
+            FROM information_schema.REFERENTIAL_CONSTRAINTS rc
+            JOIN information_schema.KEY_COLUMN_USAGE k
+              ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME
+             AND k.TABLE_NAME = rc.TABLE_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL
+            WHERE rc.UNIQUE_CONSTRAINT_SCHEMA = :s AND rc.REFERENCED_TABLE_NAME = :t
+            ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
+            {"s": self._schema(table), "t": table.name}).all()
+        grouped: dict[tuple[str, str, str], tuple[str, list[str], list[str]]] = {}
+        for r in rows:
+            _rule, cols, refs = grouped.setdefault((r.child_schema, r.child_table, r.fk_name), (r.on_delete, [], []))
+            cols.append(r.fk_column)
+            refs.append(r.referred_column)
+        return [ForeignKey(self._schema_or_none(s), t, name, tuple(cols), tuple(refs),
+                           None if rule == "NO ACTION" else rule)
+                for (s, t, name), (rule, cols, refs) in grouped.items()]
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        rows = self.conn.execute(sa.text(
+            "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing FROM information_schema.TRIGGERS "
+            "WHERE EVENT_OBJECT_SCHEMA = :s AND EVENT_OBJECT_TABLE = :t AND EVENT_MANIPULATION = 'DELETE' "
+            "ORDER BY TRIGGER_NAME"), {"s": self._schema(table), "t": table.name}).all()
+        return DeleteHooks(tuple(f"BEFORE DELETE trigger {r.name}" for r in rows if r.timing == "BEFORE"),
+                           tuple(f"AFTER DELETE trigger {r.name}" for r in rows if r.timing != "BEFORE"))
+
+    def table_identity(self, table: sa.Table) -> str:
+        row = self.conn.execute(sa.text(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+            "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).first()
+        schema, name = (row[0], row[1]) if row else (self._schema(table), table.name)
+        return f"mysql {schema}.{name}"
+
+
+class SqliteCatalog(Catalog):
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        inspector = sa.inspect(self.conn)
+        found = []
+        wanted = table.name.lower()
+        for (schema, child), fks in sorted(inspector.get_multi_foreign_keys(schema=table.schema).items(),
+                                           key=lambda item: str(item[0])):
+            for fk in fks:
+                if fk["referred_table"].lower() != wanted:
+                    continue
+                columns = tuple(fk["constrained_columns"])
+                referred = tuple(fk["referred_columns"]) or tuple(c.name for c in table.primary_key.columns)
+                found.append(ForeignKey(schema, child, fk.get("name"), columns, referred,
+                                        self._ondelete(schema, child, columns)))
+        return found
+
+    def _ondelete(self, schema: str | None, table: str, columns: tuple[str, ...]) -> str | None:
+        """SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always has it."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(schema)}." if schema else ""
+        rows = self.conn.exec_driver_sql(f"PRAGMA {prefix}foreign_key_list({quote(table)})").mappings().all()
+        by_id: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_id.setdefault(row["id"], []).append(dict(row))
+        for parts in by_id.values():
+            if tuple(p["from"] for p in sorted(parts, key=lambda p: p["seq"])) == columns:
+                action = parts[0]["on_delete"]
+                return None if action in (None, "NO ACTION") else action
+        return None
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        # SQLite keeps no catalog of a trigger's timing and event: its CREATE TRIGGER text is the record.
+        rows = self.conn.execute(sa.text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND lower(tbl_name) = lower(:t) "
+            "ORDER BY name"), {"t": table.name}).all()
+        blocking, firing = [], []
+        for name, sql in rows:
+            match = re.search(r"\b(BEFORE|AFTER|INSTEAD\s+OF)?\s*DELETE\s+ON\b", sql or "", re.I)
+            if match is None:
+                continue
+            timing = (match.group(1) or "BEFORE").upper()  # SQLite's default timing is BEFORE
+            (firing if timing == "AFTER" else blocking).append(f"{timing} DELETE trigger {name}")
+        return DeleteHooks(tuple(blocking), tuple(firing))
+
+    def table_identity(self, table: sa.Table) -> str:
+        return f"sqlite {(table.schema or 'main').lower()}.{table.name.lower()}"
+
+
+def catalog_for(conn: Connection) -> Catalog:
+    return {"postgresql": PostgresCatalog, "mysql": MySqlCatalog, "mariadb": MySqlCatalog,
+            "sqlite": SqliteCatalog}[conn.dialect.name](conn)

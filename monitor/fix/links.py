@@ -1,0 +1,222 @@
+"""The rows of other tables that reference a deleted duplicate: repointed or archived, set-based, and undone.
+
+Every statement joins the referencing table to the plan table in the database, so which rows point at a
+deleted duplicate is decided by the database's own comparison rules (a `_ci` collation's `ROOT` points at
+`root`; a `real` compares as stored) and no value travels through Python.
+
+- **repoint**: the referencing rows are locked, logged into the fix's typed log table
+  `dupewatch_repoint_<fix id>_<n>` (the child's primary key, the old and the new foreign-key values, each in
+  the child's own column types, `INSERT ... SELECT`), then updated from that log; the update must touch exactly
+  the logged rows. Undo runs the log backwards and refuses when a row was changed since.
+- **archive**: the referencing rows are copied into the child's archive (`dupewatch_archive_<child>`, tagged with
+  the fix id) and deleted, before their parents; undo restores them after their parents.
+
+After either, no referencing row may point at a row the batch deletes (else the database's ON DELETE would
+fire): `verify_clear` counts them, and the batch is rolled back if any is left. Which log or archive table a
+fix used is recorded in `dupewatch_fix_reference`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.fix.archive import FIX_ID_COLUMN, archive_rows, create_table_as, ensure_archive, restore_rows
+from monitor.fix.errors import BatchAborted, FixRefused
+from monitor.fix.plan import GROUP, RANK, Layout, nested_references
+from monitor.fix.records import reference_table, safe_identifier
+from monitor.fix.refs import Reference, reflect
+
+
+@dataclass
+class Link:
+    """One reference of the fixed table as a fix treats it: the referencing table and its log or archive."""
+
+    ref: Reference
+    child: sa.Table
+    log: sa.Table | None  # repoint: the typed log; archive: the child's archive; refuse/non-unique: None
+    position: int = 0  # in `dupewatch_fix_reference`
+
+    def pointing(self, layout: Layout, plan: sa.FromClause) -> ColumnElement[bool]:
+        """The child row points at the plan row (compared by the database)."""
+        return sa.and_(*[self.child.c[c] == plan.c[layout.ref_label[r]]
+                         for c, r in zip(self.ref.columns, self.ref.referred_columns, strict=True)])
+
+
+def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | None) -> list[Link]:
+    """The fix's links, creating their log and archive tables on its first run and recording them in
+    `dupewatch_fix_reference`; a resumed fix finds them there. Call inside a transaction."""
+    recorded = {row.position: row for row in conn.execute(
+        sa.select(reference_table).where(reference_table.c.fix_id == fix_id))}
+    links = []
+    for position, ref in enumerate(layout.refs):
+        child = reflect(conn, ref.schema, ref.table)
+        if ref.action == "refuse" or not ref.referred_unique or layout.mode == "identical":
+            links.append(Link(ref, child, None, position))
+            continue
+        row = recorded.get(position)
+        if row is not None:
+            log_schema = schema if ref.action == "repoint" else ref.schema
+            links.append(Link(ref, child, reflect(conn, log_schema, row.log_table), position))
+            continue
+        if ref.action == "archive":
+            log = ensure_archive(conn, child)
+        else:
+            name = safe_identifier("dupewatch_repoint_", f"{fix_id}_{position}".replace("-", "_"))
+            log = create_table_as(conn, name, schema, _log_shape(ref, child))
+            sa.Index(f"{name[:55]}_group", log.c[GROUP]).create(conn)
+        conn.execute(reference_table.insert().values(
+            fix_id=fix_id, position=position, child_schema=ref.schema, child_table=ref.table,
+            fk_columns=json.dumps(list(ref.columns)), referred_columns=json.dumps(list(ref.referred_columns)),
+            action=ref.action, log_table=log.name))
+        links.append(Link(ref, child, log, position))
+    return links
+
+
+def _log_shape(ref: Reference, child: sa.Table) -> sa.Select[Any]:
+    """The repoint log's columns: the batch's group, the child's primary key, the old and new values."""
+    return sa.select(sa.cast(sa.literal(0), sa.BigInteger).label(GROUP),
+                     *[child.c[c].label(f"pk_{j}") for j, c in enumerate(ref.primary_key)],
+                     *[child.c[c].label(f"old_{j}") for j, c in enumerate(ref.columns)],
+                     *[child.c[c].label(f"new_{j}") for j, c in enumerate(ref.columns)])
+
+
+def _lock_rows(conn: Connection, link: Link, statement: sa.Select[Any]) -> None:
+    """Lock the child rows `statement` selects, so that the application cannot change them under the batch
+    (PostgreSQL `FOR UPDATE OF child`, MySQL `FOR UPDATE`; SQLite's write transaction holds the database)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(statement.with_for_update(of=link.child))
+    elif dialect != "sqlite":
+        conn.execute(statement.with_for_update())
+
+
+def apply(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: ColumnElement[bool],
+          fix_id: str) -> int:
+    """Repoint or archive the rows of `link` that point at the plan rows matching `doomed`; returns how many."""
+    if link.log is None:
+        return 0
+    on = link.pointing(layout, plan)
+    pk = [link.child.c[c] for c in (link.ref.primary_key or link.ref.columns)]
+    _lock_rows(conn, link, sa.select(*pk).select_from(link.child).join(plan, on).where(doomed))
+    moved = (_archive_children(conn, layout, plan, link, doomed, fix_id) if link.ref.action == "archive"
+             else _repoint(conn, layout, plan, link, doomed))
+    if moved:
+        conn.execute(reference_table.update().where(reference_table.c.fix_id == fix_id,
+                                                    reference_table.c.position == link.position)
+                     .values(rows=reference_table.c.rows + moved))
+    return moved
+
+
+def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: ColumnElement[bool]) -> int:
+    ref, child, log = link.ref, link.child, link.log
+    assert log is not None
+    keeper = plan.alias("dupewatch_keeper")
+    rows = (sa.select(plan.c[GROUP], *[child.c[c] for c in ref.primary_key], *[child.c[c] for c in ref.columns],
+                      *[keeper.c[layout.ref_label[r]] for r in ref.referred_columns])
+            .select_from(child).join(plan, link.pointing(layout, plan))
+            .join(keeper, sa.and_(keeper.c[GROUP] == plan.c[GROUP], keeper.c[RANK] == 1)).where(doomed))
+    names = [GROUP, *[f"pk_{j}" for j in range(len(ref.primary_key))],
+             *[f"old_{j}" for j in range(len(ref.columns))], *[f"new_{j}" for j in range(len(ref.columns))]]
+    logged = conn.execute(sa.insert(log).from_select(names, rows).execution_options(preserve_rowcount=True)).rowcount
+    if not logged:
+        return 0
+    batch = sa.select(plan.c[GROUP]).where(doomed)
+    update = (sa.update(child)
+              .where(*[child.c[c] == log.c[f"pk_{j}"] for j, c in enumerate(ref.primary_key)],
+                     *[child.c[c] == log.c[f"old_{j}"] for j, c in enumerate(ref.columns)],
+                     log.c[GROUP].in_(batch))
+              .values({child.c[c]: log.c[f"new_{j}"] for j, c in enumerate(ref.columns)}))
+    moved = conn.execute(update).rowcount
+    if moved != logged:
+        raise BatchAborted(f"repointed {moved} row(s) of {ref.label}, expected {logged}")
+    return int(logged)
+
+
+def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: ColumnElement[bool],
+                      fix_id: str) -> int:
+    ref, child, archive = link.ref, link.child, link.log
+    assert archive is not None
+    on = link.pointing(layout, plan)
+    nested = nested_references(conn, child, plan, sa.and_(on, doomed))
+    if nested:
+        label, count = next(iter(nested.items()))
+        raise BatchAborted(f"{count} row(s) of {label} now reference rows of {ref.label} that the fix would "
+                           "archive")
+    archived = conn.execute(archive_rows(archive, child, fix_id, doomed, joined=child.join(plan, on))).rowcount
+    deleted = conn.execute(delete_joined(conn, child, plan, sa.and_(on, doomed))).rowcount
+    if archived != deleted:
+        raise BatchAborted(f"archived {archived} row(s) of {ref.label} but deleted {deleted}")
+    return int(deleted)
+
+
+def delete_joined(conn: Connection, table: sa.Table, other: sa.FromClause, where: ColumnElement[bool]) -> sa.Delete:
+    """DELETE the rows of `table` that have a match in `other`: a join where the database has one
+    (`DELETE ... USING`), which the optimiser drives from the small side; SQLite: `EXISTS`."""
+    if conn.dialect.name == "sqlite":
+        return sa.delete(table).where(sa.exists().select_from(other).where(where))
+    return sa.delete(table).where(where)
+
+
+def verify_clear(conn: Connection, layout: Layout, plan: sa.Table, links: list[Link],
+                 doomed: ColumnElement[bool]) -> None:
+    """No referencing row points at a row about to be deleted (its ON DELETE would fire otherwise)."""
+    for link in links:
+        left = conn.execute(sa.select(sa.func.count()).select_from(link.child)
+                            .join(plan, link.pointing(layout, plan)).where(doomed)).scalar_one()
+        if left:
+            ref = link.ref
+            why = ("it refers to a column that is not unique" if not ref.referred_unique
+                   else "its on_reference is \"refuse\"" if ref.action == "refuse" else "after the repoint")
+            cascade = f"; its ON DELETE {ref.ondelete} would fire" if ref.cascades else ""
+            raise BatchAborted(f"{left} row(s) of {ref.label} still point at rows to delete ({why}){cascade}")
+
+
+# -- undo -------------------------------------------------------------------------------------------
+
+
+def children_archived(conn: Connection, fix_id: str) -> int:
+    """Referencing rows a fix archived with their parents (on_reference = "archive")."""
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(reference_table.c.rows), 0))
+                            .where(reference_table.c.fix_id == fix_id,
+                                   reference_table.c.action == "archive")).scalar_one())
+
+
+def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, int]:
+    """Undo a fix's repoints and restore its archived referencing rows (after the parents are back);
+    returns (rows pointed back, rows restored). Raises `FixRefused` if a repointed row changed since."""
+    pointed = restored = 0
+    entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id)
+                           .order_by(reference_table.c.position)).all()
+    for entry in entries:
+        child = reflect(conn, entry.child_schema, entry.child_table)
+        columns = json.loads(entry.fk_columns)
+        if entry.action == "archive":
+            archive = reflect(conn, entry.child_schema, entry.log_table)
+            restored += restore_rows(conn, archive, child, fix_id)
+            conn.execute(sa.delete(archive).where(archive.c[FIX_ID_COLUMN] == fix_id))
+            continue
+        pointed += _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
+    return pointed, restored
+
+
+def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> int:
+    pk = list(child.primary_key.columns)
+    expected = conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one()
+    if not expected:
+        return 0
+    back = (sa.update(child)
+            .where(*[c == log.c[f"pk_{j}"] for j, c in enumerate(pk)],
+                   *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
+            .values({child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}))
+    moved = conn.execute(back).rowcount
+    if moved != expected:
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "
+                         f"changed or deleted since the fix ({expected - moved} of {expected}), so it cannot be "
+                         "pointed back")
+    return int(moved)
