@@ -258,10 +258,12 @@ FIX_BATCH_SIZE = 5000  # groups per transaction; monitor.fix.DEFAULT_BATCH_SIZE 
 
 
 def fix_errors(func: F) -> F:
-    """Refusals and rolled-back batches of the fix machinery: one line, exit 2."""
+    """Refusals and rolled-back batches of the fix machinery: one line, exit 2. An unexpected error (a bug)
+    too: the fix machinery has already rolled back the open batch and recorded the fix as failed."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from monitor.db import DatabaseError
         from monitor.detect import CheckDefinitionError
         from monitor.fix import FixError
 
@@ -269,6 +271,12 @@ def fix_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (FixError, CheckDefinitionError) as exc:
             fail(str(exc))
+        except (click.exceptions.Exit, click.ClickException, ConfigError, DatabaseError):
+            raise
+        except Exception as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} (the open batch was rolled "
+                 "back; `dupewatch fixes` shows where the fix stands; please report this)")
 
     return wrapper  # type: ignore[return-value]
 

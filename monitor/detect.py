@@ -16,7 +16,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from monitor.config import CheckConfig
 
@@ -161,6 +163,43 @@ def _is_text(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
 
 
+class SinglePrecision(ColumnElement[float]):
+    """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
+    way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""
+
+    inherit_cache = True
+    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, value: float) -> None:
+        self.value = sa.bindparam(None, value, type_=sa.Double())
+        self.type = sa.Float()
+
+
+@compiles(SinglePrecision)
+def _single_precision(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.value, **kw)} AS REAL)"
+
+
+@compiles(SinglePrecision, "mysql")
+@compiles(SinglePrecision, "mariadb")
+def _single_precision_mysql(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.value, **kw)} AS FLOAT)"
+
+
+@compiles(SinglePrecision, "sqlite")
+def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
+
+
+def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    kind = expr.type
+    if isinstance(value, float) and isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
+        precision = getattr(kind, "precision", None)
+        if precision is None or precision <= 24:  # FLOAT(p) is single precision up to p = 24
+            return SinglePrecision(value)
+    return value
+
+
 class TableCheck:
     """A duplicate check resolved against its reflected table: every statement detection and fixes use."""
 
@@ -237,6 +276,9 @@ class TableCheck:
         left to them the same rows would keep a different row on each dialect.
         """
         columns: list[ColumnElement[Any]] = list(self.order_columns)
+        # Ties on `order_by` (two racing rows stamped with the same second) are broken by the primary key,
+        # then by the row identity, so that the dashboard, the preview and the fix keep the same row.
+        columns += [c for c in self.table.primary_key.columns if c not in columns]
         if not self.has_primary_key and self.row_identity is not None:
             columns.append(self.row_identity)
         descending = self.check.keep == "newest"
@@ -328,8 +370,10 @@ class TableCheck:
 
     @staticmethod
     def key_equals(values: Sequence[Any], exprs: Sequence[ColumnElement[Any]]) -> list[ColumnElement[bool]]:
-        """`exprs = values`, a NULL value matching NULL (`IS NULL`, which indexes can serve)."""
-        return [e.is_(None) if v is None else e == v for e, v in zip(exprs, values, strict=True)]
+        """`exprs = values`, a NULL value matching NULL (`IS NULL`, which indexes can serve). A value read
+        back from a `real`/`FLOAT` column is a double that only equals the stored single-precision value
+        once the database rounds it to the column's type again, so floats are cast to it."""
+        return [e.is_(None) if v is None else e == _as_stored(e, v) for e, v in zip(exprs, values, strict=True)]
 
     def narrowed(self, key: Sequence[Any]) -> TableCheck:
         """This check limited to the one group with this (normalised) key: what fixing a single group plans."""
