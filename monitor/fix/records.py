@@ -163,9 +163,17 @@ def bookkeeping_lock(conn: Connection) -> None:
 
 
 def ensure_tables(conn: Connection) -> None:
+    """Create dupewatch's bookkeeping tables where missing; a new one grants nothing to anyone but its owner
+    (an operator may grant SELECT on `dupewatch_fix` to the detection role afterwards: it is kept)."""
+    from monitor.fix.catalog import catalog_for
+
     bookkeeping_lock(conn)
+    inspector = sa.inspect(conn)
+    missing = [t for t in _metadata.sorted_tables if not inspector.has_table(t.name)]
     try:
-        _metadata.create_all(conn, checkfirst=True)
+        _metadata.create_all(conn, tables=missing, checkfirst=True)
+        for table in missing:
+            catalog_for(conn).restrict_access(table)
     except sa.exc.OperationalError:
         # MySQL/MariaDB: another process created a table between the check and the CREATE (DDL commits at
         # once there, so nothing of ours is lost); a second pass finds it.
