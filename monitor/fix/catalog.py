@@ -95,8 +95,8 @@ class Catalog:
             found.append((uc.get("name") or "unique", tuple(uc["column_names"])))
         for index in inspector.get_indexes(name, schema=schema):
             names = index.get("column_names") or []
-            if index.get("unique") and names and all(names) and self._index_enforced(schema, name, index):
-                found.append((index.get("name") or "unique index", tuple(names)))
+            if index.get("unique") and names and all(names) and self._index_enforced(schema, name, dict(index)):
+                found.append((index.get("name") or "unique index", tuple(n for n in names if n)))
         return found
 
     def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
@@ -252,7 +252,8 @@ class SqliteCatalog(Catalog):
         rows = self.conn.execute(sa.text(
             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND lower(tbl_name) = lower(:t) "
             "ORDER BY name"), {"t": table.name}).all()
-        blocking, firing = [], []
+        blocking: list[str] = []
+        firing: list[str] = []
         for name, sql in rows:
             match = re.search(r"\b(BEFORE|AFTER|INSTEAD\s+OF)?\s*DELETE\s+ON\b", sql or "", re.I)
             if match is None:

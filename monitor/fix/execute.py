@@ -421,7 +421,7 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
                         # batches, which the resumed fix redoes; the final, synchronous commit of the fix
                         # record flushes them all before the fix reports done.
                         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                    record = _advance(conn, batch, batch_size)
+                    advanced = _advance(conn, batch, batch_size)
             except BaseException as exc:
                 message = _batch_failure(t, layout, exc)
                 _mark_failed(t, fix_id, message)
@@ -429,11 +429,12 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
                     raise
                 raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
                                "(earlier batches stand; run the fix again to resume)") from None
-            if record is None:
+            if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
                 _drop_plan(conn, t, _load(conn, fix_id))
                 break
+            record = advanced
             _count_deleted(t, record.deleted - counted)
             counted = record.deleted
             if progress is not None:
@@ -455,7 +456,7 @@ def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
     if not isinstance(exc, BatchAborted):
         return f"interrupted ({type(exc).__name__}: {exc})" if str(exc) else f"interrupted ({type(exc).__name__})"
     hooks = [*layout.hooks.blocking, *layout.hooks.firing]
-    return exc.args[0] + (f" (the table has {', '.join(hooks)})" if hooks else "")
+    return str(exc) + (f" (the table has {', '.join(hooks)})" if hooks else "")
 
 
 def _mark_failed(t: _Target, fix_id: str, message: str) -> None:

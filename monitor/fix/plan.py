@@ -140,10 +140,10 @@ class Layout:
         # One sort of the table, the same one a hand-written `row_number() OVER (PARTITION BY key ...)` needs:
         # row_number and lead share the window, and a row belongs to a duplicate group when it is not the
         # first of its key or a next one exists. Numbering and sizing the groups then only touches their rows.
-        window = {"partition_by": tc.key_exprs, "order_by": tc.keeper_order()}
+        partition, order = tc.key_exprs, tc.keeper_order()
         ranked = sa.select(
-            sa.func.row_number().over(**window).label(RANK),
-            sa.func.lead(sa.literal_column("1")).over(**window).label("dw_next"),
+            sa.func.row_number().over(partition_by=partition, order_by=order).label(RANK),
+            sa.func.lead(sa.literal_column("1")).over(partition_by=partition, order_by=order).label("dw_next"),
             *[e.label(label) for e, label in zip(self.identity, self.identity_labels, strict=True)],
             *keys,
             *[self.table.c[name].label(self.ref_label[name]) for name in self.ref_names],

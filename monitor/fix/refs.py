@@ -16,6 +16,7 @@ composite key, `table.(a,b)`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,7 +62,7 @@ class Reference:
                 "referred_unique": self.referred_unique, "action": self.action}
 
 
-def find_references(conn: Connection, table: sa.Table, on_reference: dict[str, str] | None = None,
+def find_references(conn: Connection, table: sa.Table, on_reference: Mapping[str, str] | None = None,
                     *, check: str = "") -> list[Reference]:
     """Every foreign key, from any schema the role can see, that refers to `table`, with its action from
     `on_reference` (a check's config). Raises `FixRefused` for an `on_reference` entry that names no reference."""

@@ -37,7 +37,7 @@ def encode(value: Any) -> Any:
     raise TypeError(f"cannot record a value of type {type(value).__name__}")
 
 
-_DECODERS = {
+_DECODERS: dict[str, Any] = {
     "$float": float,
     "$decimal": Decimal,
     "$datetime": datetime.fromisoformat,
