@@ -143,7 +143,7 @@ def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Li
     ref, child, archive = link.ref, link.child, link.log
     assert archive is not None
     on = link.pointing(layout, plan)
-    nested = nested_references(conn, child, plan, sa.and_(on, doomed))
+    nested = nested_references(conn, child, child, plan, sa.and_(on, doomed))
     if nested:
         label, count = next(iter(nested.items()))
         raise BatchAborted(f"{count} row(s) of {label} now reference rows of {ref.label} that the fix would "

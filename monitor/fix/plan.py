@@ -383,7 +383,7 @@ def _differences(conn: Connection, layout: Layout, rel: FromClause) -> tuple[dic
     return counts, int(row[-1])
 
 
-def _pointing(child: sa.Table, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
+def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
     """A referencing row points at a plan row: compared by the database, with the columns' own rules
     (a `_ci` collation's `ROOT` points at `root`)."""
     return sa.and_(*[child.c[c] == rel.c[layout.ref_label[r]]
@@ -393,12 +393,13 @@ def _pointing(child: sa.Table, layout: Layout, rel: FromClause, ref: Reference) 
 def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
     if layout.mode == "identical" or not ref.visible:
         return ReferencePlan(ref, 0, {})
-    child = reflect(conn, ref.schema, ref.table)
+    table = reflect(conn, ref.schema, ref.table)
+    child = table.alias("dupewatch_child")  # may be the fixed table itself
     on = _pointing(child, layout, rel, ref)
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
-    if rows and ref.action == "archive" and ref.referred_unique:
-        return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, child, rel, on))
+    if rows and ref.action == "archive" and ref.referred_unique and not ref.self_reference:
+        return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
         return ReferencePlan(ref, int(rows), {})
     conflicts: dict[str, int] = {}
@@ -413,13 +414,13 @@ def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on))
 
 
-def nested_references(conn: Connection, child: sa.Table, rel: FromClause,
+def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
                       on: ColumnElement[bool]) -> dict[str, int]:
-    """References to the `child` rows an archive would delete (those pointing at `rel`'s rows to delete):
-    label -> rows. Archiving them would cascade, or fail, one level further down."""
+    """References to the rows of `table` (as `child`, maybe an alias) that an archive would delete (those
+    pointing at `rel`'s rows to delete): label -> rows. Archiving them would cascade, or fail, one level down."""
     found: dict[str, int] = {}
-    for fk in catalog_for(conn).foreign_keys_to(child):
-        grand = reflect(conn, fk.schema, fk.table)
+    for fk in catalog_for(conn).foreign_keys_to(table):
+        grand = reflect(conn, fk.schema, fk.table).alias("dupewatch_grandchild")
         holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
         count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
                              .where(rel.c[RANK] > 1)).scalar_one()
@@ -429,7 +430,7 @@ def nested_references(conn: Connection, child: sa.Table, rel: FromClause,
     return found
 
 
-def _crowded(conn: Connection, child: sa.Table, rel: FromClause,
+def _crowded(conn: Connection, child: FromClause, rel: FromClause,
              on: ColumnElement[bool]) -> tuple[int, int, int] | None:
     """After the repoint, how many kept rows have more than one referencing row, and the fewest and most."""
     per_group = (sa.select(sa.func.count().label("n")).select_from(child).join(rel, on)
