@@ -18,6 +18,7 @@ DUPEWATCH_TEST_MYSQL_URL (default mysql+pymysql://root@127.0.0.1:3306/test) and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -143,7 +144,7 @@ def longest_batch(config: Path) -> tuple[float, int]:
         run_fix(monitor, "logins", plan, progress=lambda _p: marks.append(time.perf_counter()))
     finally:
         monitor.close()
-    gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(marks)]
     return max(gaps, default=0.0), len(gaps)
 
 

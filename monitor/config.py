@@ -224,11 +224,19 @@ class MetricsConfig(_Model):
         return int(self.listen.rpartition(":")[2])
 
 
+class FixConfig(_Model):
+    # Where a fix keeps its own tables (dupewatch_fix, plans, archives, repoint logs): a PostgreSQL schema or a
+    # MySQL/MariaDB database that must exist; default: the fixed table's schema (records: the default schema).
+    # (`schema_` in Python: pydantic's BaseModel has a `schema` method.)
+    schema_: str | None = Field(default=None, min_length=1, alias="schema")
+
+
 class Config(_Model):
     databases: dict[str, DatabaseConfig]
     checks: list[CheckConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
     metrics: MetricsConfig | None = None
+    fix: FixConfig = FixConfig()
     _path: Path | None = PrivateAttr(default=None)
     _sql: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -88,9 +88,10 @@ def first_line(exc: BaseException) -> str:
 class Database:
     """A configured database: a lazily created pooled engine for detection and another for fixes."""
 
-    def __init__(self, name: str, config: DatabaseConfig) -> None:
+    def __init__(self, name: str, config: DatabaseConfig, *, fix_schema: str | None = None) -> None:
         self.name = name
         self.config = config
+        self.fix_schema = fix_schema  # `[fix] schema`: where fixes keep their tables (see monitor/fix/records.py)
         self.url = parse_url(config.resolved_url(name), f"databases.{name}.url")
         self._fix_url_text = config.resolved_fix_url(name)
         self._engine: Engine | None = None
@@ -118,6 +119,13 @@ class Database:
             url = parse_url(self._fix_url_text, f"databases.{self.name}.fix_url")
             self._writer = self._create_engine(url, read_only=False)
         return self._writer
+
+    @property
+    def bookkeeping(self) -> Engine:
+        """The writing engine with dupewatch's own tables placed in `[fix] schema` (see monitor/fix/records.py)."""
+        from monitor.fix.records import BOOKKEEPING
+
+        return self.writer.execution_options(schema_translate_map={BOOKKEEPING: self.fix_schema})
 
     def _create_engine(self, url: URL, *, read_only: bool) -> Engine:
         connect_args: dict[str, Any] = {}

@@ -65,7 +65,8 @@ class Monitor:
     def database(self, name: str) -> Database:
         with self._lock:
             if name not in self._databases:
-                self._databases[name] = Database(name, self.config.databases[name])
+                self._databases[name] = Database(name, self.config.databases[name],
+                                                 fix_schema=self.config.fix.schema_)
             return self._databases[name]
 
     def database_for(self, check: CheckConfig | str) -> Database:

@@ -21,7 +21,11 @@ from monitor.fix.records import bookkeeping_lock, safe_identifier
 FIX_ID_COLUMN = "dupewatch_fix_id"
 
 
-def archive_name(table: sa.Table) -> str:
+def archive_name(table: sa.Table, *, apart: bool = False) -> str:
+    """`dupewatch_archive_<table>`; `apart` (the archive lives in `[fix] schema`, shared by the tables of every
+    schema): `dupewatch_archive_<schema>_<table>` for a schema-qualified table."""
+    if apart and table.schema:
+        return safe_identifier("dupewatch_archive_", f"{table.schema}_{table.name}")
     return safe_identifier("dupewatch_archive_", table.name)
 
 
@@ -38,12 +42,11 @@ def create_table_as(conn: Connection, name: str, schema: str | None, shape: sa.S
     return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
 
 
-def ensure_archive(conn: Connection, table: sa.Table, schema: str | None = None) -> sa.Table:
-    """The archive table of `table` (in `schema`, default the table's), created on first use; refuses one that
-    no longer matches. Creating it takes the bookkeeping lock: a fix archiving referencing rows may share it
-    with a fix of that table."""
-    name = archive_name(table)
-    schema = schema if schema is not None else table.schema
+def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apart: bool = False) -> sa.Table:
+    """The archive table of `table` in `schema`, created on first use; refuses one that no longer matches.
+    Creating it takes the bookkeeping lock: a fix archiving referencing rows may share it with a fix of that
+    table. `apart`: see `archive_name`."""
+    name = archive_name(table, apart=apart)
     bookkeeping_lock(conn)
     if not sa.inspect(conn).has_table(name, schema=schema):
         if FIX_ID_COLUMN in table.c:

@@ -145,7 +145,7 @@ def _is_partitioned(db: Database, table: sa.Table) -> bool:
 
 def _writer(t: _Target) -> Any:
     """A connection on the writing engine (`fix_url`, else `url`)."""
-    return t.db.connect(t.db.writer)
+    return t.db.connect(t.db.bookkeeping)
 
 
 def _session(conn: Connection, db: Database) -> Connection:
@@ -254,14 +254,16 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                 layout = _layout(conn, t)
                 records.insert_record(
                     conn, fix_id=fix_id, check_name=t.config.name, table_name=t.table_name,
-                    identity=layout.mode, plan_table=plan_name, archive_table=archive_name(t.tc.table),
+                    identity=layout.mode, plan_table=plan_name,
+                    archive_table=archive_name(t.tc.table, apart=records.home(conn) is not None),
                     os_user=records.os_user(), host=records.host_name(), created_at=records.now_text(),
                     state="planning")
-            plan_table = layout.plan_table(plan_name)
+            plan_table = layout.plan_table(plan_name, records.place(conn, t.tc.table.schema))
             with conn.begin():  # DDL: MySQL commits it implicitly, so it gets its own transaction
                 plan_table.create(conn)
                 catalog_for(conn).restrict_access(plan_table)
-                ensure_archive(conn, t.tc.table)
+                ensure_archive(conn, t.tc.table, records.place(conn, t.tc.table.schema),
+                               apart=records.home(conn) is not None)
             with conn.begin():
                 columns = [c.name for c in plan_table.columns]
                 source = layout.relation_select()
@@ -309,8 +311,9 @@ def _load(conn: Connection, fix_id: str) -> FixRecord:
 
 def _drop_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     with conn.begin():
-        if sa.inspect(conn).has_table(record.plan_table, schema=t.tc.table.schema):
-            sa.Table(record.plan_table, sa.MetaData(), schema=t.tc.table.schema).drop(conn)
+        schema = records.place(conn, t.tc.table.schema)
+        if sa.inspect(conn).has_table(record.plan_table, schema=schema):
+            sa.Table(record.plan_table, sa.MetaData(), schema=schema).drop(conn)
 
 
 def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
@@ -397,15 +400,16 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
             raise FixRefused(f"fix {fix_id} is {record.state}; nothing left to run")
         with conn.begin():
             layout = _layout(conn, t)
-            plan_table = layout.plan_table(record.plan_table)
+            plan_table = layout.plan_table(record.plan_table, records.place(conn, t.tc.table.schema))
             empty = sa.select(sa.text("*")).select_from(sa.table(plan_table.name, schema=plan_table.schema)).limit(0)
             planned = set(conn.execute(empty).keys())
             stale = layout.mode != record.identity or planned != {c.name for c in plan_table.columns}
         if stale:
             _refuse_stale_plan(conn, t, record)
         with conn.begin():
-            archive = sa.Table(record.archive_table, sa.MetaData(), schema=t.tc.table.schema, autoload_with=conn)
-            links = prepare_links(conn, layout, fix_id, t.tc.table.schema)
+            home = records.place(conn, t.tc.table.schema)
+            archive = sa.Table(record.archive_table, sa.MetaData(), schema=home, autoload_with=conn)
+            links = prepare_links(conn, layout, fix_id, home)
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
         counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
@@ -676,7 +680,7 @@ def list_fixes(monitor: Monitor, database: str | None = None) -> list[tuple[str,
     for name in names:
         db = monitor.database(name)
         try:
-            with db.connect(db.writer) as conn, conn.begin():
+            with db.connect(db.bookkeeping) as conn, conn.begin():
                 if records.has_tables(conn):
                     found.extend((name, r) for r in records.records(conn))
         except sa.exc.DBAPIError as exc:

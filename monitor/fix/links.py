@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.fix.archive import FIX_ID_COLUMN, archive_rows, create_table_as, ensure_archive, restore_rows
+from monitor.fix import records
+from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.errors import BatchAborted, FixRefused
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
@@ -61,11 +62,11 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
             continue
         row = recorded.get(position)
         if row is not None:
-            log_schema = schema if ref.action == "repoint" else ref.schema
+            log_schema = schema if ref.action == "repoint" else records.place(conn, ref.schema)
             links.append(Link(ref, child, reflect(conn, log_schema, row.log_table), position))
             continue
         if ref.action == "archive":
-            log = ensure_archive(conn, child)
+            log = ensure_archive(conn, child, records.place(conn, ref.schema), apart=records.home(conn) is not None)
         else:
             name = safe_identifier("dupewatch_repoint_", f"{fix_id}_{position}".replace("-", "_"))
             log = create_table_as(conn, name, schema, _log_shape(ref, child))
@@ -197,9 +198,8 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
         child = reflect(conn, entry.child_schema, entry.child_table)
         columns = json.loads(entry.fk_columns)
         if entry.action == "archive":
-            archive = reflect(conn, entry.child_schema, entry.log_table)
+            archive = reflect(conn, records.place(conn, entry.child_schema), entry.log_table)
             restored += restore_rows(conn, archive, child, fix_id)
-            conn.execute(sa.delete(archive).where(archive.c[FIX_ID_COLUMN] == fix_id))
             continue
         pointed += _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
     return pointed, restored

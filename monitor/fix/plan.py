@@ -159,7 +159,7 @@ class Layout:
             sa.func.count().over(partition_by=group_keys).label(SIZE),
         ).where(sa.or_(ranked.c[RANK] > 1, ranked.c.dw_next.is_not(None)))
 
-    def plan_table(self, name: str) -> sa.Table:
+    def plan_table(self, name: str, schema: str | None) -> sa.Table:
         """The table a real fix materialises its plan into (same schema as the fixed table). Its columns
         carry a `dw_` prefix so that a `where` filter naming the fixed table's columns stays unambiguous
         when the plan is joined to the table."""
@@ -171,7 +171,7 @@ class Layout:
         columns += [sa.Column(self.ref_label[n], self._storable(self.table.c[n].type)) for n in self.ref_names]
         columns += [sa.Column(label, self._storable(kind)) for label, _expr, kind in self.row_copies]
         columns.append(sa.Column(SIZE, sa.BigInteger, nullable=False))
-        return sa.Table(name, sa.MetaData(), *columns, schema=self.table.schema)
+        return sa.Table(name, sa.MetaData(), *columns, schema=schema)
 
     @staticmethod
     def plan_index(plan: sa.Table) -> sa.Index:

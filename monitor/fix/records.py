@@ -1,9 +1,11 @@
 """dupewatch's own bookkeeping in the target database: the fix record and the repoint log.
 
 `dupewatch_fix` holds one row per fix (who, when, which check and table, state, counts, resume point);
-`dupewatch_fix_repoint` holds every referencing row a fix repointed, so that undo can point it back.
-Both live in the database's default schema and are created on first use. Timestamps are ISO 8601 UTC text,
-the same on every dialect.
+`dupewatch_fix_reference` each reference a fix repointed or archived (and the table holding its log);
+`dupewatch_fix_repoint` the repoints of fixes made by dupewatch 0.1. They live in the database's default schema,
+or in `[fix] schema`: they are declared in the placeholder schema `BOOKKEEPING`, which every connection of
+`Database.bookkeeping` translates (SQLAlchemy's `schema_translate_map`). They are created on first use.
+Timestamps are ISO 8601 UTC text, the same on every dialect.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from monitor.fix.errors import FixRefused
+
 FIX_TABLE = "dupewatch_fix"
 REPOINT_TABLE = "dupewatch_fix_repoint"
 REFERENCE_TABLE = "dupewatch_fix_reference"
@@ -29,7 +33,8 @@ MAX_IDENTIFIER = 63  # PostgreSQL's limit, the smallest of the three
 # stopped: cancelled between batches; failed: a batch was refused; done; undone; discarded (never ran).
 UNFINISHED = ("planned", "running", "stopped", "failed")
 
-_metadata = sa.MetaData()
+BOOKKEEPING = "__dupewatch_bookkeeping__"  # placeholder schema, translated per connection (see the docstring)
+_metadata = sa.MetaData(schema=BOOKKEEPING)
 fix_table = sa.Table(
     FIX_TABLE, _metadata,
     sa.Column("fix_id", sa.String(40), primary_key=True),
@@ -169,11 +174,15 @@ def ensure_tables(conn: Connection) -> None:
 
     bookkeeping_lock(conn)
     inspector = sa.inspect(conn)
-    missing = [t for t in _metadata.sorted_tables if not inspector.has_table(t.name)]
+    schema = home(conn)
+    if schema is not None and not inspector.has_schema(schema):
+        raise FixRefused(f"[fix] schema {schema!r} does not exist in this database; create it first "
+                         f"(PostgreSQL: CREATE SCHEMA {schema}; MySQL/MariaDB: CREATE DATABASE {schema})")
+    missing = [t for t in _metadata.sorted_tables if not inspector.has_table(t.name, schema=schema)]
     try:
         _metadata.create_all(conn, tables=missing, checkfirst=True)
         for table in missing:
-            catalog_for(conn).restrict_access(table)
+            catalog_for(conn).restrict_access(sa.Table(table.name, sa.MetaData(), schema=schema))
     except sa.exc.OperationalError:
         # MySQL/MariaDB: another process created a table between the check and the CREATE (DDL commits at
         # once there, so nothing of ours is lost); a second pass finds it.
@@ -182,8 +191,20 @@ def ensure_tables(conn: Connection) -> None:
         _metadata.create_all(conn, checkfirst=True)
 
 
+def home(conn: Connection) -> str | None:
+    """The schema dupewatch's own tables live in on this connection (None: the default schema)."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    return translate.get(BOOKKEEPING)
+
+
+def place(conn: Connection, schema: str | None) -> str | None:
+    """Where a fix's tables for a table in `schema` go: `[fix] schema` when set, else beside the table."""
+    chosen = home(conn)
+    return schema if chosen is None else chosen
+
+
 def has_tables(conn: Connection) -> bool:
-    return sa.inspect(conn).has_table(FIX_TABLE)
+    return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
 
 
 def planning(conn: Connection, check: str, table_name: str) -> list[FixRecord]:

@@ -46,7 +46,7 @@ def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
     for name in sorted(monitor.config.databases):
         db = monitor.database(name)
         try:
-            with db.connect(db.writer) as conn, conn.begin():
+            with db.connect(db.bookkeeping) as conn, conn.begin():
                 record = records.get_record(conn, fix_id) if records.has_tables(conn) else None
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(db.describe(exc)) from None
@@ -63,16 +63,16 @@ def undo_fix(monitor: Monitor, fix_id: str) -> UndoReport:
         raise FixRefused(f"fix {fix_id} is {record.state}: there is nothing to undo")
     schema, name = split_table_name(record.table_name)
     try:
-        with db.connect(db.writer) as conn, conn.begin():
+        with db.connect(db.bookkeeping) as conn, conn.begin():
             identity = catalog_for(conn).table_identity(sa.Table(name, sa.MetaData(), schema=schema))
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(db.describe(exc)) from None
     with fix_lock(db, identity, record.table_name):
         try:
-            with db.connect(db.writer) as conn:
+            with db.connect(db.bookkeeping) as conn:
                 with conn.begin():
                     report = _undo(conn, record)
-                _drop_plan_table(conn, schema, record.plan_table)
+                _drop_plan_table(conn, records.place(conn, schema), record.plan_table)
                 return report
         except sa.exc.IntegrityError as exc:
             raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: restoring the rows would violate "
@@ -89,7 +89,8 @@ def _undo(conn: Connection, record: FixRecord) -> UndoReport:
         raise FixRefused(f"fix {record.fix_id} is {current.state if current else 'gone'}: nothing to undo")
     schema, name = split_table_name(record.table_name)
     table = reflect(conn, schema, name)
-    archive = reflect_archive(conn, schema, record.archive_table)
+    home = records.place(conn, schema)
+    archive = reflect_archive(conn, home, record.archive_table)
     expected = archived_count(conn, archive, record.fix_id) if archive is not None else 0
     if expected != current.archived:
         raise FixRefused(f"undo of fix {record.fix_id} refused: the archive holds {expected} of its "
@@ -99,7 +100,7 @@ def _undo(conn: Connection, record: FixRecord) -> UndoReport:
         restored = restore_rows(conn, archive, table, record.fix_id)  # type: ignore[arg-type]
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
-    pointed, _children = undo_links(conn, record.fix_id, schema)
+    pointed, _children = undo_links(conn, record.fix_id, home)
     repointed = pointed + _point_back(conn, record.fix_id)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"undone by {records.os_user()}@{records.host_name()} at {records.now_text()}")

@@ -345,7 +345,7 @@ def test_a_snapshot_left_by_a_killed_process_is_cleaned_up(db, tmp_path):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
     monitor = _monitor(db, [{"name": "t", "table": "t", "key": ["k"]}])
     try:
-        with db.engine.begin() as conn:  # what `kill -9` during the snapshot leaves
+        with monitor.database("app").bookkeeping.begin() as conn:  # what `kill -9` during the snapshot leaves
             fix_records.ensure_tables(conn)
             fix_records.insert_record(conn, fix_id="20240101-000000-dead00", check_name="t", table_name="t",
                                       identity="pk", plan_table="dupewatch_plan_20240101_000000_dead00",
@@ -457,3 +457,45 @@ def test_a_batch_that_fails_under_its_locks_is_reported_and_resumable(db):
         monitor.close()
     assert db.scalar("SELECT COUNT(*) FROM checkin") == 4
     assert _states(db) == ["failed"]
+
+
+# -- [fix] schema (issue 13): the fix's own tables apart from the application's ------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_fix_tables_live_in_the_configured_fix_schema(dialect, request, tmp_path):
+    db = request.getfixturevalue("pg" if dialect == "postgresql" else "mysql")
+    home = f"{db.schema}_fix"
+    db.execute(f"CREATE {'SCHEMA' if dialect == 'postgresql' else 'DATABASE'} {db.q(home)}")
+    try:
+        _checkins_with_credits(db)
+        before = contents(db, "checkin", "checkin_credit")
+        check = {"name": "c", "table": "checkin", "key": ["user_id", "day"],
+                 "on_reference": {"checkin_credit.checkin_id": "archive"}}
+        path = config_file(tmp_path, db, [check])
+        path.write_text(path.read_text() + f'\n[fix]\nschema = "{home}"\n')
+        result = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+        assert result.exit_code == 0, result.output
+        assert [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch")] == []
+        apart = sorted(sa.inspect(db.engine).get_table_names(schema=home))
+        assert apart == ["dupewatch_archive_checkin", "dupewatch_archive_checkin_credit", "dupewatch_fix",
+                         "dupewatch_fix_reference", "dupewatch_fix_repoint"]
+        listed = run_cli("fixes", "--config", str(path), "--json")
+        assert [f["state"] for f in json_out(listed)["fixes"]] == ["done"]
+        undone = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+        assert undone.exit_code == 0, undone.output
+        assert contents(db, "checkin", "checkin_credit") == before
+    finally:
+        db.execute(f"DROP {'SCHEMA' if dialect == 'postgresql' else 'DATABASE'} {db.q(home)}"
+                   + (" CASCADE" if dialect == "postgresql" else ""))
+
+
+def test_a_missing_fix_schema_is_one_line_and_changes_nothing(db, tmp_path):
+    _checkins_with_credits(db)
+    path = config_file(tmp_path, db, [{"name": "c", "table": "checkin", "key": ["user_id", "day"]}])
+    path.write_text(path.read_text() + '\n[fix]\nschema = "no_such_schema"\n')
+    result = run_cli("fix", "c", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "[fix] schema 'no_such_schema' does not exist" in result.stderr
+    assert db.scalar("SELECT COUNT(*) FROM checkin") == 4
+    assert [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch")] == []
