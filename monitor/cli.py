@@ -315,6 +315,11 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
     constraint could not be added), 2 when refused or stopped (nothing of the current batch changed).
     With --dry-run: 0, or 2 when something blocks the fix.
+
+    The fix role (`fix_url`) needs SELECT, INSERT, UPDATE, DELETE on the table and on every table referencing
+    it, and CREATE where the fix keeps its own tables (beside the table, or `[fix] schema`): dupewatch_fix,
+    dupewatch_fix_reference, dupewatch_plan_<id>, dupewatch_archive_<table>, dupewatch_repoint_<id>_<n>. See
+    the README, "The fix's tables, and who can read them".
     """
     from monitor import fix as fixing
     from monitor.engine import Monitor
