@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 DEFAULT_INTERVAL = 60.0
+DEFAULT_FULL_EVERY = 3600.0
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9641"
 CONFIG_FILE_NAME = "dupewatch.toml"
@@ -151,6 +152,9 @@ class CheckConfig(_Model):
     query: str | None = None
     sql: str | None = None
     interval: Duration = DEFAULT_INTERVAL
+    # Incremental detection (table checks): a column that grows for new rows, and how often a full pass runs.
+    incremental: str | None = Field(default=None, min_length=1)
+    full_every: Duration = DEFAULT_FULL_EVERY
     # What a fix does with rows of other tables that reference a deleted duplicate (see monitor/fix/refs.py).
     on_reference: dict[str, Literal["repoint", "archive", "refuse"]] = Field(default_factory=dict)
 
@@ -186,7 +190,7 @@ class CheckConfig(_Model):
         if self.table is not None and self.key is None:
             raise ValueError("a table check needs 'key', the columns that should be unique")
         if self.table is None:
-            table_only = ("key", "where", "order_by", "timestamp")
+            table_only = ("key", "where", "order_by", "timestamp", "incremental")
             misplaced = [f for f in table_only if getattr(self, f) is not None]
             if misplaced:
                 raise ValueError(f"'{misplaced[0]}' applies only to table checks, not custom queries")

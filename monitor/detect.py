@@ -43,6 +43,18 @@ class CheckResult:
     duration_ms: float
     error: str | None = None
     finished_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    # Incremental detection (`monitor/incremental.py`): how the run read the table. A plain check's run is a
+    # full pass whose rows are not counted (None); an incremental check's says how many rows it read
+    # (past the watermark, or the whole table for a full pass) and how many groups it saw for the first time.
+    mode: Literal["full", "incremental"] = "full"
+    rows_scanned: int | None = None
+    new_groups: int | None = None
+    last_full_pass: datetime | None = None
+    index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == "incremental"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +65,9 @@ class CheckResult:
             "excess_rows": self.excess_rows,
             "duration_ms": round(self.duration_ms, 1),
             "error": self.error,
+            "mode": self.mode,
+            "rows_scanned": self.rows_scanned,
+            "new_groups": self.new_groups,
         }
 
 

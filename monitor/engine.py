@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,8 @@ from sqlalchemy.engine import Connection
 
 from monitor.config import CheckConfig, Config, ConfigError
 from monitor.db import Database, DatabaseError
+from monitor.history import History, IncrementalState
+from monitor.incremental import IncrementalCheck, Outcome, full_pass_due, index_advice
 from monitor.detect import (
     GROUP_PAGE_SIZE,
     MEMBER_ROW_LIMIT,
@@ -48,8 +52,15 @@ class Monitor:
     aggregate. It costs the run a top-N sort (about twice the time on a million groups), so a dashboard asks
     it only for the check under the operator's cursor."""
 
-    def __init__(self, config: Config, *, first_page_size: int = 0) -> None:
+    def __init__(self, config: Config, *, first_page_size: int = 0, state: History | None = None) -> None:
         self.config = config
+        # Incremental checks keep their watermark and known groups in `state` (the store shared with the
+        # dashboard, the daemon and `dupewatch check`); without one, in this process's memory only.
+        self.state = state
+        self._incremental: dict[str, IncrementalCheck] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._advice: dict[str, str | None] = {}
+        self._memory_state: dict[str, IncrementalState] = {}
         self.first_page_size = first_page_size
         self._first_pages: dict[str, GroupPage] = {}
         self._weighted: dict[str, bool] = {}  # custom checks: does the query return `dup_count`?
@@ -124,12 +135,16 @@ class Monitor:
             self._tables.clear()
             self._first_pages.clear()
             self._weighted.clear()
+            self._incremental.clear()
+            self._fingerprints.clear()
         else:
             dropped = self._resolved.pop(check, None)
             if dropped is not None:
                 self._tables.pop((dropped.check.database, dropped.check.table or ""), None)
             self._first_pages.pop(check, None)
             self._weighted.pop(check, None)
+            self._incremental.pop(check, None)
+            self._fingerprints.pop(check, None)
 
     def close(self) -> None:
         with self._lock:
@@ -139,11 +154,17 @@ class Monitor:
 
     # -- running checks -------------------------------------------------------------------------
 
-    def run(self, check: CheckConfig | str) -> CheckResult:
-        """Run one check in a read-only transaction; errors become a result, never an exception."""
+    def run(self, check: CheckConfig | str, *, full: bool = False) -> CheckResult:
+        """Run one check in a read-only transaction; errors become a result, never an exception.
+
+        An incremental check (`incremental = "column"`) runs a full pass when `full`, when due, or when it
+        has no usable state; otherwise an incremental one (see `monitor/incremental.py`).
+        """
         check = self.config.check(check) if isinstance(check, str) else check
         started = time.perf_counter()
         try:
+            if check.incremental is not None and not check.is_custom:
+                return self._incremental_result(check, started, self._run_incremental(check, full))
             groups, excess = self._figures(check)
         except CheckError as exc:
             return self._result(check, started, error=str(exc))
@@ -157,13 +178,61 @@ class Monitor:
             return self._result(check, started, error=f"internal error ({type(exc).__name__}): {detail}")
         return self._result(check, started, groups=groups, excess=excess)
 
-    def run_many(self, checks: Iterable[CheckConfig | str] | None = None, workers: int = 4) -> list[CheckResult]:
+    def run_many(self, checks: Iterable[CheckConfig | str] | None = None, workers: int = 4, *,
+                 full: bool = False) -> list[CheckResult]:
         """Run checks concurrently (one connection each), results in the given order."""
         chosen = list(self.config.checks if checks is None else checks)
         if len(chosen) <= 1:
-            return [self.run(c) for c in chosen]
+            return [self.run(c, full=full) for c in chosen]
         with ThreadPoolExecutor(max_workers=min(workers, len(chosen))) as pool:
-            return list(pool.map(self.run, chosen))
+            return list(pool.map(lambda c: self.run(c, full=full), chosen))
+
+    # -- incremental checks ---------------------------------------------------------------------
+
+    def _run_incremental(self, check: CheckConfig, full: bool) -> Outcome:
+        """One run of an incremental check; its state is saved before returning."""
+        db = self.database_for(check)
+        loaded = self._load_state(check.name)
+        with db.read_only() as conn:
+            resolved = self.resolve(check, conn)
+            incremental = self._incremental.get(check.name)
+            if incremental is None:
+                incremental = self._incremental[check.name] = IncrementalCheck(resolved)
+            fingerprint = self._fingerprints.get(check.name)
+            if fingerprint is None:
+                fingerprint = self._fingerprints[check.name] = incremental.fingerprint(conn, db.url)
+            if check.name not in self._advice:
+                self._advice[check.name] = index_advice(conn, incremental)
+            usable = loaded if loaded is not None and loaded.fingerprint == fingerprint else None
+            if full or usable is None or full_pass_due(usable, fingerprint, check.full_every):
+                outcome = incremental.full_pass(conn, fingerprint, usable)
+            else:
+                outcome = incremental.incremental_pass(conn, usable)
+        self._save_state(outcome.state, loaded)
+        return outcome
+
+    def _load_state(self, check: str) -> IncrementalState | None:
+        if self.state is None:
+            return self._memory_state.get(check)
+        return self.state.load_incremental(check)
+
+    def _save_state(self, state: IncrementalState, loaded: IncrementalState | None) -> None:
+        if self.state is None:
+            self._memory_state[state.check] = state
+        else:
+            self.state.save_incremental(state, loaded)
+
+    def index_advice(self, check: str) -> str | None:
+        """The CREATE INDEX statement(s) that would make an incremental check fast, once its first run
+        looked (None when its indexes serve it, or before its first run). No database access."""
+        return self._advice.get(check)
+
+    def _incremental_result(self, check: CheckConfig, started: float, outcome: Outcome) -> CheckResult:
+        base = self._result(check, started, groups=outcome.groups, excess=outcome.excess_rows)
+        last_full = outcome.state.last_full_at
+        return replace(base, mode=outcome.mode, rows_scanned=outcome.rows_scanned, new_groups=outcome.new_groups,
+                       last_full_pass=None if last_full is None else datetime.fromtimestamp(last_full).astimezone(),
+                       index_advice=self._advice.get(check.name))
 
     def _figures(self, check: CheckConfig) -> tuple[int, int]:
         db = self.database_for(check)

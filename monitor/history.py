@@ -6,10 +6,12 @@ a dashboard and a daemon write to the same file. Safe to call from any thread.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +34,22 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_check ON runs (check_name, finished_at);
+CREATE TABLE IF NOT EXISTS incremental_state (
+    check_name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    watermark TEXT,
+    seen TEXT NOT NULL,
+    last_full_at REAL,
+    generation INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incremental_groups (
+    check_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    first_seen_at REAL NOT NULL,
+    first_seen_generation INTEGER NOT NULL,
+    PRIMARY KEY (check_name, key)
+) WITHOUT ROWID;
 """
 
 
@@ -55,6 +73,35 @@ class Run:
     @property
     def finished(self) -> datetime:
         return datetime.fromtimestamp(self.finished_at).astimezone()
+
+
+@dataclass(frozen=True)
+class KnownGroup:
+    """A duplicate group an incremental check knows of: its key (encoded text), rows at the last count, and
+    when (UNIX time) and in which saved generation of the check's state dupewatch first saw it."""
+
+    key: str
+    rows: int
+    first_seen_at: float
+    first_seen_generation: int
+
+
+@dataclass
+class IncrementalState:
+    """What an incremental check carries from one run to the next (see `monitor/incremental.py`).
+
+    `fingerprint` names the database, table and check definition the state belongs to; `watermark` is the
+    encoded highest value of the incremental column read; `seen` the encoded identities of rows read inside
+    the overlap window; `generation` counts saves (optimistic concurrency between processes).
+    """
+
+    check: str
+    fingerprint: str
+    watermark: str | None
+    seen: list[str]
+    last_full_at: float | None
+    generation: int = 0
+    groups: dict[str, KnownGroup] = field(default_factory=dict)
 
 
 class History:
@@ -119,6 +166,113 @@ class History:
                 " FROM runs WHERE check_name = ? AND status != 'error' ORDER BY finished_at DESC LIMIT 1",
                 (check,)).fetchone()
         return Run(*row) if row else None
+
+    # -- incremental state ---------------------------------------------------------------------
+
+    def load_incremental(self, check: str) -> IncrementalState | None:
+        """The saved state of an incremental check, with its known groups; None when there is none."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._conn.execute("BEGIN")  # one snapshot for the state row and its groups
+            try:
+                row = self._conn.execute(
+                    "SELECT fingerprint, watermark, seen, last_full_at, generation FROM incremental_state"
+                    " WHERE check_name = ?", (check,)).fetchone()
+                groups = self._conn.execute(
+                    "SELECT key, rows, first_seen_at, first_seen_generation FROM incremental_groups"
+                    " WHERE check_name = ?", (check,)).fetchall() if row else []
+            finally:
+                self._conn.execute("COMMIT")
+        if row is None:
+            return None
+        return IncrementalState(check, row[0], row[1], json.loads(row[2]), row[3], row[4],
+                                {g[0]: KnownGroup(*g) for g in groups})
+
+    def save_incremental(self, new: IncrementalState, loaded: IncrementalState | None) -> IncrementalState:
+        """Store a run's state; returns what was stored (with its generation).
+
+        Atomic (one IMMEDIATE transaction), so two processes sharing the file never leave a half-written
+        state. When another process saved this check since `loaded` was read, the two are merged so that
+        neither loses a duplicate: the lower watermark, the union of seen rows and known groups (a group one
+        of them no longer counts is re-counted by the next run), the later full pass. A state of another
+        fingerprint (another database or check definition) is replaced.
+        """
+        with self._lock:
+            if self._closed:
+                return new
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = conn.execute("SELECT fingerprint, watermark, seen, last_full_at, generation"
+                                      " FROM incremental_state WHERE check_name = ?", (new.check,)).fetchone()
+                generation = (stored[4] if stored else 0) + 1
+                expected = loaded.generation if loaded is not None else 0
+                concurrent = stored is not None and stored[4] != expected and stored[0] == new.fingerprint
+                if concurrent:
+                    saved = self._merged(new, stored, generation)
+                else:
+                    saved = IncrementalState(new.check, new.fingerprint, new.watermark, new.seen, new.last_full_at,
+                                             generation, new.groups)
+                    same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
+                        and stored[4] == expected
+                    self._write_groups(saved, loaded.groups if same_base and loaded else None)
+                conn.execute(
+                    "INSERT OR REPLACE INTO incremental_state (check_name, fingerprint, watermark, seen,"
+                    " last_full_at, generation) VALUES (?, ?, ?, ?, ?, ?)",
+                    (saved.check, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
+                     saved.generation))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return saved
+
+    def _merged(self, new: IncrementalState, stored: tuple, generation: int) -> IncrementalState:
+        """`new` merged into another process's concurrent save (same fingerprint); writes the groups."""
+        from monitor.incremental import lower_watermark
+
+        watermark = lower_watermark(new.watermark, stored[1])
+        seen = sorted(set(new.seen) | set(json.loads(stored[2])))
+        fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
+        rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation FROM incremental_groups"
+                                  " WHERE check_name = ?", (new.check,)).fetchall()
+        groups = {r[0]: KnownGroup(*r) for r in rows}
+        for key, group in new.groups.items():
+            theirs = groups.get(key)
+            first = min(group.first_seen_at, theirs.first_seen_at) if theirs else group.first_seen_at
+            groups[key] = KnownGroup(key, group.rows, first, group.first_seen_generation)
+        self._replace_groups(new.check, groups.values())
+        return IncrementalState(new.check, new.fingerprint, watermark, seen, max(fulls) if fulls else None,
+                                generation, groups)
+
+    def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
+        """Write the known groups: only what changed since `before` (the state this run started from)."""
+        if before is None:
+            self._replace_groups(saved.check, saved.groups.values())
+            return
+        gone = [(saved.check, key) for key in before if key not in saved.groups]
+        changed = [g for key, g in saved.groups.items() if before.get(key) != g]
+        self._conn.executemany("DELETE FROM incremental_groups WHERE check_name = ? AND key = ?", gone)
+        self._insert_groups(saved.check, changed)
+
+    def _replace_groups(self, check: str, groups: Iterable[KnownGroup]) -> None:
+        self._conn.execute("DELETE FROM incremental_groups WHERE check_name = ?", (check,))
+        self._insert_groups(check, groups)
+
+    def _insert_groups(self, check: str, groups: Iterable[KnownGroup]) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO incremental_groups (check_name, key, rows, first_seen_at,"
+            " first_seen_generation) VALUES (?, ?, ?, ?, ?)",
+            ((check, g.key, g.rows, g.first_seen_at, g.first_seen_generation) for g in groups))
+
+    def forget_incremental(self, check: str) -> None:
+        """Drop a check's incremental state: its next run is a full pass."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM incremental_state WHERE check_name = ?", (check,))
+            self._conn.execute("DELETE FROM incremental_groups WHERE check_name = ?", (check,))
+            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
