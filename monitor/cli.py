@@ -111,13 +111,16 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@click.option("--full", is_flag=True, help="Run incremental checks as a full pass of their table.")
 @click.argument("checks", nargs=-1, metavar="[CHECK]...")
 @click.pass_context
 @user_errors
-def check(ctx: click.Context, as_json: bool, checks: tuple[str, ...]) -> None:
+def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]) -> None:
     """Run the checks once (all, or those named) and report.
 
-    Exit code 0 when clean, 1 when duplicates were found, 2 on bad input or a check error.
+    Incremental checks use and update the state store the daemon and dashboard use ([state] path), so
+    repeated runs read only new rows. Exit code 0 when clean, 1 when duplicates were found, 2 on bad input
+    or a check error.
     """
     from monitor.engine import Monitor
 
@@ -129,16 +132,41 @@ def check(ctx: click.Context, as_json: bool, checks: tuple[str, ...]) -> None:
         if as_json:
             click.echo(json.dumps({"checks": [], "error": str(exc)}))
         raise
-    monitor = Monitor(config)
+    state = open_state(config) if any(c.incremental for c in chosen) else None
+    monitor = Monitor(config, state=state)
     try:
-        results = monitor.run_many(chosen)
+        results = monitor.run_many(chosen, full=full)
     finally:
         monitor.close()
+        if state is not None:
+            state.close()
     if as_json:
         click.echo(json.dumps({"checks": [r.as_json() for r in results]}, indent=2, default=str))
     else:
         print_results(results)
+    print_index_advice(results)
     sys.exit(exit_code(results))
+
+
+def open_state(config: Config) -> Any:
+    """The state store shared with the daemon and the dashboard; a one-line error when it cannot open."""
+    import sqlite3
+
+    from monitor.history import History, default_state_path
+
+    path = Path(config.state.path or default_state_path()).expanduser()
+    try:
+        return History(path, config.state.retention)
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"state path {path}: cannot open the state file: {exc}")
+
+
+def print_index_advice(results: Sequence[CheckResult]) -> None:
+    """Once per check, on stderr (so `--json` stays one document): the index that would make it fast."""
+    for result in results:
+        if result.index_advice:
+            click.echo(f"dupewatch: {result.name}: without an index its incremental runs read more than the new "
+                       f"rows; create it with: {result.index_advice}", err=True)
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:

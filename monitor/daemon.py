@@ -152,6 +152,7 @@ class Daemon:
         self.exporter: MetricsExporter | None = None
         self.monitor: Monitor | None = None
         self.poller: Poller | None = None
+        self._advised: set[str] = set()  # checks whose missing index was logged (once per process)
 
     def start(self) -> None:
         """Open the state store, serve metrics, then start polling. Raises `DaemonStartError`."""
@@ -170,7 +171,7 @@ class Daemon:
         except MetricsServeError as exc:
             self.history.close()
             raise DaemonStartError(str(exc)) from None
-        self.monitor = Monitor(self.config)
+        self.monitor = Monitor(self.config, state=self.history)
         self.poller = Poller(self.monitor, self.on_result, history=self.history)
         self.poller.start()
         log.info("dupewatch daemon started", extra=fields(
@@ -187,8 +188,14 @@ class Daemon:
                 **base, failures=self.poller.failures(result.name), retry_in_s=self._retry_in(result.name),
                 error=result.error))
         else:
+            more = dict(mode=result.mode, rows_scanned=result.rows_scanned, new_groups=result.new_groups) \
+                if result.rows_scanned is not None else {}
             log.info("check finished", extra=fields(
-                **base, status=result.status, groups=result.groups, excess_rows=result.excess_rows))
+                **base, status=result.status, groups=result.groups, excess_rows=result.excess_rows, **more))
+        if result.index_advice and result.name not in self._advised:
+            self._advised.add(result.name)
+            log.warning("check needs an index to run incrementally at the cost of its new rows", extra=fields(
+                check=result.name, database=result.database, create=result.index_advice))
 
     def _retry_in(self, name: str) -> float | None:
         assert self.poller is not None
@@ -216,7 +223,7 @@ class Daemon:
                 log.warning(f"[{section}] changed: restart the daemon to apply it")
         old_names, new_names = set(self.config.names), set(new.names)
         old_monitor = self.monitor
-        self.config, self.monitor = new, Monitor(new)
+        self.config, self.monitor = new, Monitor(new, state=self.history)
         self.exporter.reload(new)  # first, so a late result of a removed check cannot revive its series
         self.poller.reload(self.monitor)
         old_monitor.close()

@@ -50,6 +50,7 @@ class CheckResult:
     rows_scanned: int | None = None
     new_groups: int | None = None
     last_full_pass: datetime | None = None
+    first_run: bool = False  # no earlier state to compare with: every group is "new"
     index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
 
     @property

@@ -21,8 +21,6 @@ from sqlalchemy.engine import Connection
 
 from monitor.config import CheckConfig, Config, ConfigError
 from monitor.db import Database, DatabaseError
-from monitor.history import History, IncrementalState
-from monitor.incremental import IncrementalCheck, Outcome, full_pass_due, index_advice
 from monitor.detect import (
     GROUP_PAGE_SIZE,
     MEMBER_ROW_LIMIT,
@@ -39,6 +37,8 @@ from monitor.detect import (
     custom_weighted,
     split_table_name,
 )
+from monitor.history import History, IncrementalState
+from monitor.incremental import IncrementalCheck, Outcome, full_pass_due, index_advice
 
 log = logging.getLogger("dupewatch.engine")
 
@@ -231,6 +231,7 @@ class Monitor:
         base = self._result(check, started, groups=outcome.groups, excess=outcome.excess_rows)
         last_full = outcome.state.last_full_at
         return replace(base, mode=outcome.mode, rows_scanned=outcome.rows_scanned, new_groups=outcome.new_groups,
+                       first_run=outcome.first_run,
                        last_full_pass=None if last_full is None else datetime.fromtimestamp(last_full).astimezone(),
                        index_advice=self._advice.get(check.name))
 

@@ -28,7 +28,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -120,6 +120,7 @@ class Outcome:
     rows_scanned: int
     new_groups: int
     state: IncrementalState
+    first_run: bool = False
 
 
 def column_kind(column: sa.Column[Any]) -> Literal["id", "timestamp"]:
@@ -241,7 +242,7 @@ class IncrementalCheck:
         groups, new = self._known(found, before)
         state = IncrementalState(self.resolved.check.name, fingerprint, _encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups)
-        return _outcome(state, "full", rows, new)
+        return _outcome(state, "full", rows, new, first_run=before is None)
 
     def incremental_pass(self, conn: Connection, state: IncrementalState) -> Outcome:
         """Read past the watermark (minus the overlap), count the touched and the known keys."""
@@ -295,9 +296,10 @@ def _next_generation(state: IncrementalState | None) -> int:
     return (state.generation if state is not None else 0) + 1
 
 
-def _outcome(state: IncrementalState, mode: Mode, rows_scanned: int, new: int) -> Outcome:
+def _outcome(state: IncrementalState, mode: Mode, rows_scanned: int, new: int, *, first_run: bool = False
+             ) -> Outcome:
     groups = state.groups.values()
-    return Outcome(len(state.groups), sum(g.rows - 1 for g in groups), mode, rows_scanned, new, state)
+    return Outcome(len(state.groups), sum(g.rows - 1 for g in groups), mode, rows_scanned, new, state, first_run)
 
 
 def _encoded(value: Any) -> str | None:
@@ -322,7 +324,8 @@ def full_pass_due(state: IncrementalState | None, fingerprint: str, full_every: 
 
 def database_identity(conn: Connection, dialect: str) -> list[str]:
     """What the server says this connection reached (for the fingerprint); see `database_identity_sql`."""
-    return [str(v) for statement in database_identity_sql(conn, dialect) for v in conn.execute(sa.text(statement)).one()]
+    statements = database_identity_sql(conn, dialect)
+    return [str(v) for statement in statements for v in conn.execute(sa.text(statement)).one()]
 
 
 def database_identity_sql(conn: Connection, dialect: str) -> list[str]:

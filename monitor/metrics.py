@@ -114,6 +114,17 @@ class DupewatchMetrics:
                               LABELS, registry=r)
         self.fix_deleted = Counter("dupewatch_fix_deleted_rows",
                                    "Duplicate rows deleted by fixes run by this process.", LABELS, registry=r)
+        # Incremental checks (`incremental = "column"`, monitor/incremental.py) only.
+        self.new_groups = Counter("dupewatch_new_duplicate_groups",
+                                  "Duplicate groups seen for the first time by a run of an incremental check "
+                                  "(not counted on its first run, which has nothing to compare with).",
+                                  LABELS, registry=r)
+        self.rows_scanned = Gauge("dupewatch_check_rows_scanned",
+                                  "Rows the last run of an incremental check read: past the watermark, or the "
+                                  "whole table for a full pass.", LABELS, registry=r)
+        self.last_full_pass = Gauge("dupewatch_check_last_full_pass_timestamp_seconds",
+                                    "UNIX time of an incremental check's last full pass of its table.", LABELS,
+                                    registry=r)
         self.build = Info("dupewatch_build", "The dupewatch version and the Python running it.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         if process:
@@ -122,13 +133,15 @@ class DupewatchMetrics:
     @property
     def labelled(self) -> tuple[Gauge | Counter | Histogram, ...]:
         return (self.groups, self.excess_rows, self.duration, self.last_success, self.up, self.errors,
-                self.interval, self.fix_deleted)
+                self.interval, self.fix_deleted, self.new_groups, self.rows_scanned, self.last_full_pass)
 
-    def add(self, check: str, database: str, interval: float) -> None:
+    def add(self, check: str, database: str, interval: float, *, incremental: bool = False) -> None:
         """Create a check's series that must exist before its first run (counters at 0, its interval)."""
         self.interval.labels(check, database).set(interval)
         self.errors.labels(check, database)
         self.fix_deleted.labels(check, database)
+        if incremental:
+            self.new_groups.labels(check, database)
 
     def remove(self, check: str, database: str) -> None:
         for metric in self.labelled:
@@ -145,6 +158,12 @@ class DupewatchMetrics:
         self.excess_rows.labels(*labels).set(result.excess_rows or 0)
         self.last_success.labels(*labels).set(result.finished_at.timestamp())
         self.up.labels(*labels).set(1)
+        if result.rows_scanned is not None:
+            self.rows_scanned.labels(*labels).set(result.rows_scanned)
+            if result.new_groups and not result.first_run:
+                self.new_groups.labels(*labels).inc(result.new_groups)
+        if result.last_full_pass is not None:
+            self.last_full_pass.labels(*labels).set(result.last_full_pass.timestamp())
 
     def exposition(self) -> bytes:
         """The page a scrape gets, in the Prometheus text format."""
@@ -176,11 +195,12 @@ class MetricsExporter:
         The listen address is not changed by a reload (the caller restarts to move the endpoint).
         """
         wanted = {(c.name, c.database): c.interval for c in config.checks}
+        incremental = {(c.name, c.database) for c in config.checks if c.incremental is not None}
         with self._lock:
             for gone in self._checks - wanted.keys():
                 self.metrics.remove(*gone)
             for (check, database), interval in wanted.items():
-                self.metrics.add(check, database, interval)
+                self.metrics.add(check, database, interval, incremental=(check, database) in incremental)
             self._checks = set(wanted)
         self._changed()
 

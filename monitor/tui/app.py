@@ -71,10 +71,12 @@ class DashboardApp(App[int]):
                  fix_batch_size: int | None = None) -> None:
         super().__init__()
         self.config = config
-        self.monitor = monitor or Monitor(config, first_page_size=GROUP_PAGE_SIZE)
-        self._owns_monitor = monitor is None
         self.history = history if history is not None else open_history(config)
         self._owns_history = history is None
+        self.monitor = monitor or Monitor(config, first_page_size=GROUP_PAGE_SIZE, state=self.history)
+        self._owns_monitor = monitor is None
+        if self.monitor.state is None:  # incremental checks keep their state where the daemon keeps it
+            self.monitor.state = self.history
         self.dashboard = Dashboard(config)
         self.demo = demo
         self.now = clock
