@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -61,6 +61,7 @@ class Monitor:
         self._fingerprints: dict[str, str] = {}
         self._advice: dict[str, str | None] = {}
         self._memory_state: dict[str, IncrementalState] = {}
+        self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
         self._first_pages: dict[str, GroupPage] = {}
         self._weighted: dict[str, bool] = {}  # custom checks: does the query return `dup_count`?
@@ -204,7 +205,7 @@ class Monitor:
             if check.name not in self._advice:
                 self._advice[check.name] = index_advice(conn, incremental)
             usable = loaded if loaded is not None and loaded.fingerprint == fingerprint else None
-            if full or usable is None or full_pass_due(usable, fingerprint, check.full_every):
+            if full or usable is None or full_pass_due(usable, fingerprint, check.full_every, self.clock()):
                 outcome = incremental.full_pass(conn, fingerprint, usable)
             else:
                 outcome = incremental.incremental_pass(conn, usable)
@@ -212,15 +213,17 @@ class Monitor:
         return outcome
 
     def _load_state(self, check: str) -> IncrementalState | None:
+        """The check's state: the copy this process saved last, unless another process saved since."""
+        cached = self._memory_state.get(check)
         if self.state is None:
-            return self._memory_state.get(check)
+            return cached
+        if cached is not None and self.state.incremental_version(check) == (cached.fingerprint, cached.generation):
+            return cached
         return self.state.load_incremental(check)
 
     def _save_state(self, state: IncrementalState, loaded: IncrementalState | None) -> None:
-        if self.state is None:
-            self._memory_state[state.check] = state
-        else:
-            self.state.save_incremental(state, loaded)
+        saved = state if self.state is None else self.state.save_incremental(state, loaded)
+        self._memory_state[state.check] = saved
 
     def index_advice(self, check: str) -> str | None:
         """The CREATE INDEX statement(s) that would make an incremental check fast, once its first run

@@ -102,6 +102,9 @@ class IncrementalState:
     last_full_at: float | None
     generation: int = 0
     groups: dict[str, KnownGroup] = field(default_factory=dict)
+    # What changed since the state the run started from, when the run knows (saves rewriting every group).
+    updated: list[str] | None = None
+    removed: list[str] | None = None
 
 
 class History:
@@ -189,6 +192,15 @@ class History:
         return IncrementalState(check, row[0], row[1], json.loads(row[2]), row[3], row[4],
                                 {g[0]: KnownGroup(*g) for g in groups})
 
+    def incremental_version(self, check: str) -> tuple[str, int] | None:
+        """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
+        with self._lock:
+            if self._closed:
+                return None
+            row = self._conn.execute("SELECT fingerprint, generation FROM incremental_state WHERE check_name = ?",
+                                     (check,)).fetchone()
+        return (row[0], row[1]) if row else None
+
     def save_incremental(self, new: IncrementalState, loaded: IncrementalState | None) -> IncrementalState:
         """Store a run's state; returns what was stored (with its generation).
 
@@ -213,7 +225,7 @@ class History:
                     saved = self._merged(new, stored, generation)
                 else:
                     saved = IncrementalState(new.check, new.fingerprint, new.watermark, new.seen, new.last_full_at,
-                                             generation, new.groups)
+                                             generation, new.groups, new.updated, new.removed)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
@@ -251,8 +263,12 @@ class History:
         if before is None:
             self._replace_groups(saved.check, saved.groups.values())
             return
-        gone = [(saved.check, key) for key in before if key not in saved.groups]
-        changed = [g for key, g in saved.groups.items() if before.get(key) != g]
+        if saved.updated is not None and saved.removed is not None:
+            gone = [(saved.check, key) for key in saved.removed]
+            changed = [saved.groups[key] for key in saved.updated]
+        else:
+            gone = [(saved.check, key) for key in before if key not in saved.groups]
+            changed = [g for key, g in saved.groups.items() if before.get(key) != g]
         self._conn.executemany("DELETE FROM incremental_groups WHERE check_name = ? AND key = ?", gone)
         self._insert_groups(saved.check, changed)
 

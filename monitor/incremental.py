@@ -87,8 +87,13 @@ def decode_value(value: Any) -> Any:
     return decoders[tag](text)
 
 
+_PLAIN = (int, str, type(None))
+
+
 def encode_key(values: Sequence[Any]) -> str:
     """The canonical text of a key tuple (or of a row identity)."""
+    if all(type(v) in _PLAIN for v in values):  # most keys: no tagging needed (bool is tagged by JSON itself)
+        return json.dumps(list(values), separators=(",", ":"))
     return json.dumps([encode_value(v) for v in values], separators=(",", ":"))
 
 
@@ -148,6 +153,8 @@ class IncrementalCheck:
             raise CheckDefinitionError(str(exc).replace(f"check {self.column.table.name!r}",
                                                         f"check {check.name!r}", 1)) from None
         self.identity = self._identity_columns()
+        self._tuples: dict[str, tuple[Any, ...]] = {}  # encoded key -> key values, for the known groups
+        self._texts: dict[tuple[Any, ...], str] = {}
 
     def _identity_columns(self) -> list[ColumnElement[Any]]:
         """What tells rows apart for the overlap window: the primary key, else ctid/rowid, else nothing."""
@@ -196,7 +203,14 @@ class IncrementalCheck:
                 .select_from(self.resolved.table).where(*conditions))
 
     def _key_count_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
-        """Rows per key for these keys, in the whole table (with the check's filters)."""
+        """Rows per key for these keys, in the whole table (with the check's filters): the statement suited
+        to the dialect, each an index lookup per key when the key is indexed."""
+        if self.resolved.dialect == "postgresql" and all(None not in k for k in keys):
+            return _key_count_statement_postgresql(self.resolved, keys)
+        return self._key_count_statement_generic(keys)
+
+    def _key_count_statement_generic(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
+        """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
         exprs = self.resolved.key_exprs
         plain = [k for k in keys if None not in k]
         with_null = [k for k in keys if None in k]
@@ -251,44 +265,111 @@ class IncrementalCheck:
         read = list(conn.execute(self._window_statement(self.overlap_start(watermark))))
         fresh = [r for r in read if (i := self._identity_of(r)) is None or i not in seen_before]
         highest = max([watermark, *(r[len(self.identity)] for r in read)], key=_sortable, default=None)
-        keys = {encode_key(self._key_of(r)): self._key_of(r) for r in fresh}
-        for text in state.groups:
-            keys.setdefault(text, decode_key(text))
-        found = self._count_keys(conn, list(keys.values()))
+        fresh_keys = {self._encoded_key(key): key for key in (self._key_of(r) for r in fresh)}
+        changed = self._changed_counts(conn, state.groups, fresh_keys)
         start = self.overlap_start(highest)
         seen = [i for r in read if (i := self._identity_of(r)) is not None
                 and (start is None or r[len(self.identity)] > start)]
-        groups, new = self._known(found, state)
+        groups, new, updated, removed = self._applied(changed, state)
         saved = IncrementalState(state.check, state.fingerprint, _encoded(highest), seen, state.last_full_at,
-                                 _next_generation(state), groups)
+                                 _next_generation(state), groups, updated, removed)
         return _outcome(saved, "incremental", len(fresh), new)
+
+    def _changed_counts(self, conn: Connection, known: dict[str, KnownGroup],
+                        fresh: dict[str, tuple[Any, ...]]) -> dict[str, int]:
+        """Rows now, by encoded key, for the known and freshly read keys whose count is not what the state
+        says (0 for a key not known)."""
+        plain = [text for text in known if "null" not in text]
+        if _counts_as_json(self.resolved) and all(None not in key for key in fresh.values()):
+            texts = [*plain, *(t for t in fresh if t not in known)]
+            expected = [known[t].rows if t in known else 0 for t in texts]
+            with_nulls = [t for t in known if "null" in t]
+            changed = _changed_counts_postgresql(conn, self.resolved, texts, expected)
+        else:
+            with_nulls = list(known) + [t for t in fresh if t not in known]
+            changed = {}
+        if with_nulls:
+            keys = [fresh[t] if t in fresh else self._decoded(t) for t in with_nulls]
+            found = {self._encoded_key(k): n for k, n in self._count_keys(conn, keys).items()}
+            for text in with_nulls:
+                rows = found.get(text, 0)
+                if rows != (known[text].rows if text in known else 0) and (rows > 1 or text in known):
+                    changed[text] = rows
+            for text, rows in found.items():  # a key the database spells differently (collations)
+                if text not in known and text not in changed:
+                    changed[text] = rows
+        return changed
 
     def _count_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
         counts: dict[tuple[Any, ...], int] = {}
-        for start in range(0, len(keys), KEY_BATCH):
-            statement = self._key_count_statement(keys[start:start + KEY_BATCH])
+        batch = key_batch_size(self.resolved.dialect)
+        for start in range(0, len(keys), batch):
+            statement = self._key_count_statement(keys[start:start + batch])
             for row in conn.execute(statement):
                 if row[-1] > 1:
                     counts[tuple(row[:-1])] = int(row[-1])
         return counts
 
-    @staticmethod
-    def _known(found: dict[tuple[Any, ...], int], before: IncrementalState | None
+    def _applied(self, changed: dict[str, int], state: IncrementalState
+                 ) -> tuple[dict[str, KnownGroup], int, list[str], list[str]]:
+        """The known groups after these count changes: (groups, how many are new, updated keys, removed keys)."""
+        now, generation = time.time(), _next_generation(state)
+        groups = dict(state.groups)
+        new, updated, removed = 0, [], []
+        for text, rows in changed.items():
+            old = groups.get(text)
+            if rows < 2:
+                if old is not None:
+                    del groups[text]
+                    removed.append(text)
+                continue
+            if old is None:
+                new += 1
+                groups[text] = KnownGroup(text, rows, now, generation)
+            else:
+                groups[text] = KnownGroup(text, rows, old.first_seen_at, old.first_seen_generation)
+            updated.append(text)
+        for text in removed:
+            key = self._tuples.pop(text, None)
+            self._texts.pop(key, None) if key is not None else None
+        return groups, new, updated, removed
+
+    def _decoded(self, text: str) -> tuple[Any, ...]:
+        """A known group's key as values (cached: a check with 100,000 groups recounts them every run)."""
+        key = self._tuples.get(text)
+        if key is None:
+            key = self._tuples[text] = decode_key(text)
+            self._texts[key] = text
+        return key
+
+    def _encoded_key(self, key: tuple[Any, ...]) -> str:
+        text = self._texts.get(key)
+        if text is None:
+            text = encode_key(key)
+        return text
+
+    def _known(self, found: dict[tuple[Any, ...], int], before: IncrementalState | None
                ) -> tuple[dict[str, KnownGroup], int]:
         """Known groups from the counts found, keeping when each was first seen; and how many are new."""
         now = time.time()
         generation = _next_generation(before)
         previous = before.groups if before is not None else {}
         groups: dict[str, KnownGroup] = {}
+        tuples: dict[str, tuple[Any, ...]] = {}
         new = 0
         for key, rows in found.items():
-            text = encode_key(key)
+            text = self._encoded_key(key)
+            tuples[text] = key
             old = previous.get(text)
             if old is None:
                 new += 1
                 groups[text] = KnownGroup(text, rows, now, generation)
+            elif old.rows == rows:
+                groups[text] = old
             else:
                 groups[text] = KnownGroup(text, rows, old.first_seen_at, old.first_seen_generation)
+        self._tuples = tuples  # the caches follow the known groups
+        self._texts = {key: text for text, key in tuples.items()}
         return groups, new
 
 
@@ -320,6 +401,66 @@ def full_pass_due(state: IncrementalState | None, fingerprint: str, full_every: 
 
 
 # -- what differs per database -----------------------------------------------------------------------
+
+
+def key_batch_size(dialect: str) -> int:
+    """Keys counted per statement: PostgreSQL takes them as arrays (a few parameters whatever their number);
+    elsewhere each key is bound parameters of an IN list."""
+    return 50_000 if dialect == "postgresql" else KEY_BATCH
+
+
+def _counts_as_json(resolved: TableCheck) -> bool:
+    """Whether the known keys can travel to PostgreSQL as one JSON document (integer and text keys)."""
+    if resolved.dialect != "postgresql":
+        return False
+    return all(isinstance(c.type, sa.Integer) or _is_plain_text(c) for c in resolved.key_columns)
+
+
+def _is_plain_text(column: sa.Column[Any]) -> bool:
+    return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
+
+
+def _changed_counts_postgresql(conn: Connection, resolved: TableCheck, texts: list[str],
+                               expected: list[int]) -> dict[str, int]:
+    """PostgreSQL: count every key (sent as one JSON array of `[k0, .., expected]`, keys without NULL) with
+    a correlated index lookup each, returning only those whose count differs from what is expected.
+
+    JIT is off for this transaction (`SET LOCAL jit = off`): compiling the plan costs more than the lookups
+    it would speed up ("JIT Accelerated Operations" in the PostgreSQL docs)."""
+    from sqlalchemy.dialects import postgresql
+
+    if not texts:
+        return {}
+    document = "[" + ",".join(f"{t[:-1]},{n}]" for t, n in zip(texts, expected, strict=True)) + "]"
+    conn.exec_driver_sql("SET LOCAL jit = off")
+    exprs = resolved.key_exprs
+    keys = sa.func.json_array_elements(sa.cast(sa.bindparam("dupewatch_keys", document, type_=sa.Text),
+                                               postgresql.JSON)).table_valued(
+        sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(name="dupewatch_keys")
+    values = [sa.cast(keys.c.value[i].astext, resolved.key_columns[i].type) for i in range(len(exprs))]
+    size = (sa.select(sa.func.count()).select_from(resolved.table)
+            .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)]).scalar_subquery())
+    counted = sa.select(keys.c.ordinality.label("ord"), size.label("n"),
+                        sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")).subquery("counted")
+    statement = sa.select(counted.c.ord, counted.c.n).where(counted.c.n != counted.c.expected)
+    return {texts[ordinal - 1]: int(rows) for ordinal, rows in conn.execute(statement)}
+
+
+def _key_count_statement_postgresql(resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
+    """PostgreSQL: the keys as arrays, `unnest`ed, each counted by a correlated subquery (a nested loop of
+    index lookups; "Table Functions" and "Scalar Subqueries" in the PostgreSQL docs). No NULL in the keys:
+    `=` would never match them."""
+    from sqlalchemy.dialects import postgresql
+
+    exprs = resolved.key_exprs
+    arrays = [sa.bindparam(f"dupewatch_keys_{i}", [k[i] for k in keys],
+                           type_=postgresql.ARRAY(resolved.key_columns[i].type)) for i in range(len(exprs))]
+    wanted = sa.func.unnest(*arrays).table_valued(
+        *[sa.column(f"k{i}", resolved.key_columns[i].type) for i in range(len(exprs))]
+    ).render_derived(name="dupewatch_keys")
+    size = (sa.select(sa.func.count()).select_from(resolved.table)
+            .where(*resolved.filters, *[e == wanted.c[f"k{i}"] for i, e in enumerate(exprs)]).scalar_subquery())
+    return sa.select(*wanted.c, size.label("n"))
 
 
 def database_identity(conn: Connection, dialect: str) -> list[str]:

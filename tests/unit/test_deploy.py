@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,15 @@ def exported() -> dict[str, set[str]]:
     config = config_from_dict({
         "databases": {"app": {"url": "sqlite:///unused.sqlite"}},
         "checks": [{"name": "orders", "database": "app", "table": "orders", "key": ["ref"]},
-                   {"name": "logins", "database": "app", "table": "logins", "key": ["user_id"]}],
+                   {"name": "logins", "database": "app", "table": "logins", "key": ["user_id"]},
+                   {"name": "sessions", "database": "app", "table": "sessions", "key": ["token"],
+                    "incremental": "id"}],
     })
     exporter = MetricsExporter(config)
     try:
         exporter.observe(CheckResult("orders", "app", "duplicates", 3, 4, 12.0))
+        exporter.observe(CheckResult("sessions", "app", "duplicates", 2, 2, 3.0, mode="incremental",
+                                     rows_scanned=1000, new_groups=1, last_full_pass=datetime.now().astimezone()))
         exporter.observe(CheckResult("logins", "app", "error", None, None, 5000.0, "database down"))
         exporter.record_fix("orders", "app", 4)
         text = exporter.metrics.exposition().decode()
@@ -106,6 +111,22 @@ def test_alerts_cover_present_growing_down_and_stale_with_summary_and_descriptio
         assert rule["labels"]["severity"] in ("warning", "critical"), alert
     assert "dupewatch_check_up == 0" in by_name["DupewatchCheckDown"]["expr"]
     assert "dupewatch_check_interval_seconds" in by_name["DupewatchCheckStale"]["expr"]
+
+
+def test_new_duplicates_alert_fires_on_any_new_group_within_ten_minutes() -> None:
+    rule = {rule["alert"]: rule for rule in rules()}["DupewatchNewDuplicates"]
+    assert rule["expr"].strip() == "increase(dupewatch_new_duplicate_groups_total[10m]) > 0"
+    assert rule["labels"]["severity"] in ("warning", "critical")
+    assert rule["annotations"]["summary"].strip() and len(rule["annotations"]["description"]) > 80
+
+
+def test_dashboard_has_a_panel_of_new_duplicate_groups_and_one_of_rows_scanned() -> None:
+    panels = dashboard()["panels"]
+    exprs = {panel["title"]: " ".join(dashboard_queries(panel.get("targets", []))) for panel in panels}
+    assert any("increase(dupewatch_new_duplicate_groups_total" in e for e in exprs.values()), exprs
+    assert any("dupewatch_check_rows_scanned" in e for e in exprs.values()), exprs
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
 
 
 def test_dashboard_is_templated_by_check_and_database() -> None:
