@@ -38,7 +38,7 @@ from monitor.detect import (
     split_table_name,
 )
 from monitor.history import History, IncrementalState
-from monitor.incremental import IncrementalCheck, Outcome, full_pass_due, index_advice
+from monitor.incremental import IncrementalCheck, Outcome, encode_key, full_pass_due, index_advice
 
 log = logging.getLogger("dupewatch.engine")
 
@@ -224,6 +224,18 @@ class Monitor:
     def _save_state(self, state: IncrementalState, loaded: IncrementalState | None) -> None:
         saved = state if self.state is None else self.state.save_incremental(state, loaded)
         self._memory_state[state.check] = saved
+
+    def group_first_seen(self, check: str, key: Sequence[Any]) -> tuple[datetime, bool] | None:
+        """When dupewatch first saw an incremental check's group with this (normalised) key, and whether that
+        was in the check's latest run; None when not known. From the state in memory: no database access."""
+        state = self._memory_state.get(check)
+        if state is None:
+            return None
+        group = state.groups.get(encode_key(key))
+        if group is None:
+            return None
+        seen = datetime.fromtimestamp(group.first_seen_at).astimezone()
+        return seen, group.first_seen_generation == state.generation
 
     def index_advice(self, check: str) -> str | None:
         """The CREATE INDEX statement(s) that would make an incremental check fast, once its first run

@@ -89,6 +89,7 @@ class DashboardApp(App[int]):
         self._tick = tick
         self.poller = poller_factory(self.monitor, self._result_from_thread, history=self.history,
                                      on_start=self._start_from_thread)
+        self._advised: set[str] = set()  # checks whose missing index was shown (once per session)
         self.started_at = time.perf_counter()
         self.first_paint_ms: float | None = None
 
@@ -148,6 +149,14 @@ class DashboardApp(App[int]):
         state.apply(message.result)
         state.failures = message.failures
         self.refresh_check(message.result.name)
+        self._advise_index(message.result)
+
+    def _advise_index(self, result: CheckResult) -> None:
+        """Once per check and session: the index an incremental check lacks (also in its details panel)."""
+        if result.index_advice and result.name not in self._advised:
+            self._advised.add(result.name)
+            self.notify(f"{result.name}: incremental runs need an index to stay cheap: {result.index_advice}",
+                        title="Index advice", severity="warning", timeout=30)
 
     @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:

@@ -95,6 +95,8 @@ class GroupsScreen(CheckScreen):
         if self.state.config.timestamp:
             table.add_column("FIRST BORN", key="first")
             table.add_column("SPREAD", key="spread")
+        if self.state.config.incremental:
+            table.add_column("FIRST SEEN", key="seen")
         self._columns_ready = True
 
     def _cells(self, number: int, group: DuplicateGroup) -> list[Any]:
@@ -105,7 +107,18 @@ class GroupsScreen(CheckScreen):
             first = as_datetime(group.first_seen)
             cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
             cells.append(format_spread(group.spread))
+        if self.state.config.incremental:
+            cells.append(self._seen_cell(group))
         return cells
+
+    def _seen_cell(self, group: DuplicateGroup) -> Text:
+        """`● new 12:03:04` for a group first seen by the latest run, else when dupewatch first saw it."""
+        seen = self.dash.monitor.group_first_seen(self.check, group.key)
+        if seen is None:
+            return Text("—", style="dim")
+        moment, new = seen
+        when = moment.strftime("%Y-%m-%d %H:%M:%S")
+        return Text(f"● new {when}", style="bold #ffaf00") if new else Text(when, style="dim")
 
     def _show_progress(self) -> None:
         total = self.state.groups

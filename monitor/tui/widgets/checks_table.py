@@ -169,6 +169,8 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
         duration = _right(f"{running_for:.1f} s", "#5fafff")
     else:
         duration = _right(format_duration(last.duration_ms) if last else "", "dim")
+        if last is not None and last.incremental:  # a run that read only the new rows: a small Δ
+            duration = _right(Text.assemble(("Δ ", "bold #5fafff"), (duration.plain, "dim")))
     return {
         "name": Text(state.name, style=name_style),
         "database": Text(state.config.database, style="dim"),

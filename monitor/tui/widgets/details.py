@@ -34,7 +34,28 @@ def definition(check: CheckConfig, kept_by: str | None = None) -> str:
     if check.timestamp:
         parts.append(f"born at {check.timestamp}")
     parts.append(f"every {format_interval(check.interval)}")
+    if check.incremental:
+        parts.append(f"Δ incremental on {check.incremental}, full pass every {format_interval(check.full_every)}")
     return " · ".join(parts)
+
+
+def incremental_line(state: CheckState) -> Text | None:
+    """For an incremental check's last run: `Δ incremental run · 1,000 rows scanned · 2 new groups · last full
+    pass 2026-11-30 12:00:03`, then the index advice when an index is missing."""
+    last = state.last
+    if not state.config.incremental or last is None or last.rows_scanned is None:
+        return None
+    mode = Text("Δ incremental run", style="bold #5fafff") if last.incremental else Text("full pass", style="bold")
+    parts = [mode, Text(f"{last.rows_scanned:,} rows scanned")]
+    if last.new_groups:
+        parts.append(Text(f"{last.new_groups:,} new groups", style="bold #ffaf00"))
+    if last.last_full_pass is not None:
+        parts.append(Text(f"last full pass {last.last_full_pass.strftime('%Y-%m-%d %H:%M:%S')}", style="dim"))
+    line = Text(" · ").join(parts)
+    if last.index_advice:
+        line.append("\nfaster with an index: ", style="dim")
+        line.append(last.index_advice, style="#ffaf00")
+    return line
 
 
 def short_duration(seconds: float) -> str:
@@ -74,6 +95,10 @@ class CheckDetails(Static):
         check = state.config
         text = Text.assemble((check.name, "bold #ffaf00"), ("  on ", "dim"), (check.database, "bold"), "\n")
         text.append(definition(check, kept_by), style="dim")
+        incremental = incremental_line(state)
+        if incremental is not None:
+            text.append("\n")
+            text.append_text(incremental)
         if check.description:
             text.append("\n\n")
             text.append(check.description)
