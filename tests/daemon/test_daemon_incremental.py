@@ -1,0 +1,56 @@
+"""The daemon and incremental checks: new groups counted and seen within one interval of their insert, rows
+scanned and the last full pass exported, the missing index logged once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemonproc import DaemonProcess, daemon_starter, free_port
+
+from dbtest import write_config
+from monitor.metrics import RENDER_MIN_SECONDS
+
+pytestmark = pytest.mark.timeout(120)
+INTERVAL = 1.0
+NEW = "dupewatch_new_duplicate_groups_total"
+SCANNED, FULL = "dupewatch_check_rows_scanned", "dupewatch_check_last_full_pass_timestamp_seconds"
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Any:
+    yield from daemon_starter(tmp_path)
+
+
+def test_a_new_duplicate_reaches_the_metrics_within_one_interval_plus_the_run(pg, tmp_path: Path,
+                                                                               start_daemon) -> None:
+    pg.execute("CREATE TABLE logins (id serial PRIMARY KEY, user_id int NOT NULL, agent text NOT NULL)",
+               "INSERT INTO logins (user_id, agent) SELECT g, 'ff' FROM generate_series(1, 50) g",
+               "INSERT INTO logins (user_id, agent) VALUES (1, 'ff')")
+    port = free_port()
+    config = write_config(tmp_path / "dw.toml", {"main": {"url": pg.url}},
+                          [{"name": "logins", "database": "main", "table": "logins", "key": ["user_id", "agent"],
+                            "incremental": "id", "interval": INTERVAL}],
+                          metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon: DaemonProcess = start_daemon(config, port)
+    first = daemon.wait_for(lambda s: s.value(SCANNED, "logins") == 51, "the first (full) pass")
+    assert first.value(NEW, "logins") == 0  # the first pass has nothing to compare with
+    assert first.value(FULL, "logins") == pytest.approx(time.time(), abs=30)
+    assert first.value("dupewatch_duplicate_groups", "logins") == 1
+
+    pg.execute("INSERT INTO logins (user_id, agent) VALUES (7, 'ff')")
+    inserted = time.monotonic()
+    scrape = daemon.wait_for(lambda s: s.value(NEW, "logins") == 1, "the new group to be counted")
+    waited = time.monotonic() - inserted
+    runs = scrape.value("dupewatch_check_duration_seconds_count", "logins") or 1.0
+    run_seconds = (scrape.value("dupewatch_check_duration_seconds_sum", "logins") or 0.0) / runs
+    # One interval plus the run, plus the page's re-render (at most once a second) and this loop's polling.
+    assert waited <= INTERVAL + run_seconds + RENDER_MIN_SECONDS + 0.5, waited
+    assert scrape.value("dupewatch_duplicate_groups", "logins") == 2
+    daemon.wait_for(lambda s: s.value(SCANNED, "logins") == 0, "an incremental run with nothing new")
+    assert daemon.stop() == 0
+    log = daemon.log()
+    assert log.count("needs an index") == 1, log[-2000:]
+    assert "CREATE INDEX CONCURRENTLY" in log
