@@ -2,7 +2,8 @@
 
 Builds `login_source` in its own PostgreSQL schema (10,000,000 rows) and MariaDB database (2,000,000 rows),
 each in one INSERT ... SELECT (generate_series / MariaDB's seq_1_to_N), with 1% duplicated keys (every 100th
-row repeats the key of the row before it) and an index on the key. Then, through the engine (`Monitor.run`,
+row repeats the key of the row before it; `--dup-every N` for every Nth) and an index on the key. Then,
+through the engine (`Monitor.run`,
 whose `duration_ms` is what `check --json` reports), with the state in a temporary state file:
 
 - full passes (`--full`), median of `--repeat`;
@@ -13,7 +14,7 @@ Prints both durations and the incremental/full ratio (target <= 1/100, goal 1/30
 when any figure differs from the bare GROUP BY's. The schema and database are dropped at the end.
 
     .venv/bin/python benchmarks/bench_incremental.py [--pg-rows 10000000] [--mysql-rows 2000000]
-        [--runs 5] [--repeat 3] [--only postgresql|mysql]
+        [--runs 5] [--repeat 3] [--only postgresql|mysql] [--dup-every 100]
 
 Servers: DUPEWATCH_BENCH_PG_URL / DUPEWATCH_BENCH_MYSQL_URL, else the test URLs, else the local defaults.
 """
@@ -54,7 +55,7 @@ class Bench:
     drop: Callable[[], None]
 
 
-def pg_bench(rows: int) -> Bench:
+def pg_bench(rows: int, dup_every: int = 100) -> Bench:
     base = make_url(os.environ.get("DUPEWATCH_BENCH_PG_URL") or os.environ.get("DUPEWATCH_TEST_PG_URL") or PG_URL)
     schema = f"dw_bench_inc_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
@@ -69,8 +70,8 @@ def pg_bench(rows: int) -> Bench:
             conn.exec_driver_sql(
                 f'INSERT INTO "{schema}".login_source '
                 "SELECT g, k, mod(k, 7), mod(k, 5), mod(k, 3), now() - (%d - g) * interval '10 ms' "
-                "FROM (SELECT g, CASE WHEN mod(g, 100) = 0 THEN g - 1 ELSE g END AS k "
-                "FROM generate_series(1, %d) AS g) AS s" % (rows, rows))
+                "FROM (SELECT g, CASE WHEN mod(g, %d) = 0 THEN g - 1 ELSE g END AS k "
+                "FROM generate_series(1, %d) AS g) AS s" % (rows, dup_every, rows))
             conn.exec_driver_sql(f'CREATE INDEX ON "{schema}".login_source ({", ".join(KEY)})')
             conn.exec_driver_sql(f'VACUUM ANALYZE "{schema}".login_source')
 
@@ -83,7 +84,7 @@ def pg_bench(rows: int) -> Bench:
     return Bench("postgresql", url, "login_source", rows, build, drop)
 
 
-def mysql_bench(rows: int) -> Bench:
+def mysql_bench(rows: int, dup_every: int = 100) -> Bench:
     base = make_url(os.environ.get("DUPEWATCH_BENCH_MYSQL_URL") or os.environ.get("DUPEWATCH_TEST_MYSQL_URL")
                     or MYSQL_URL)
     name = f"dw_bench_inc_{uuid.uuid4().hex[:8]}"
@@ -99,8 +100,8 @@ def mysql_bench(rows: int) -> Bench:
             conn.exec_driver_sql(
                 f"INSERT INTO `{name}`.login_source "
                 "SELECT seq, k, MOD(k, 7), MOD(k, 5), MOD(k, 3), NOW(6) - INTERVAL (%d - seq) * 10000 MICROSECOND "
-                "FROM (SELECT seq, CASE WHEN MOD(seq, 100) = 0 THEN seq - 1 ELSE seq END AS k "
-                "FROM seq_1_to_%d) AS s" % (rows, rows))
+                "FROM (SELECT seq, CASE WHEN MOD(seq, %d) = 0 THEN seq - 1 ELSE seq END AS k "
+                "FROM seq_1_to_%d) AS s" % (rows, dup_every, rows))
             conn.exec_driver_sql(f"CREATE INDEX login_source_key ON `{name}`.login_source ({', '.join(KEY)})")
             conn.exec_driver_sql(f"ANALYZE TABLE `{name}`.login_source")
 
@@ -195,12 +196,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["postgresql", "mysql"])
+    parser.add_argument("--dup-every", type=int, default=100,
+                        help="every Nth row repeats the key before it (100: 1%% duplicated keys, the issue's case)")
     args = parser.parse_args()
+    print(f"1 row in {args.dup_every} duplicates a key ({100 / args.dup_every:g}% duplicated keys)")
     benches = []
     if args.only in (None, "postgresql"):
-        benches.append(pg_bench(args.pg_rows))
+        benches.append(pg_bench(args.pg_rows, args.dup_every))
     if args.only in (None, "mysql"):
-        benches.append(mysql_bench(args.mysql_rows))
+        benches.append(mysql_bench(args.mysql_rows, args.dup_every))
     results = [measure(b, args.runs, args.repeat) for b in benches]
     if not all(results):
         raise SystemExit("a target was missed or a figure differed from the bare GROUP BY")

@@ -128,15 +128,15 @@ class Outcome:
     first_run: bool = False
 
 
-def column_kind(column: sa.Column[Any]) -> Literal["id", "timestamp"]:
+def column_kind(check: str, column: sa.Column[Any]) -> Literal["id", "timestamp"]:
     """`id` for an integer column, `timestamp` for a date/time one; anything else cannot be a watermark."""
     if isinstance(column.type, sa.Integer):
         return "id"
     if isinstance(column.type, sa.DateTime | sa.Date):
         return "timestamp"
     raise CheckDefinitionError(
-        f"check {column.table.name!r}: incremental: column {column.name!r} has type {column.type}; it must "
-        "grow for new rows: an integer (identity, serial, auto-increment) or a timestamp")
+        f"check {check!r}: incremental: column {column.name!r} has type {column.type}; it must grow for new "
+        "rows: an integer (identity, serial, auto-increment) or a timestamp")
 
 
 class IncrementalCheck:
@@ -147,11 +147,7 @@ class IncrementalCheck:
         check = resolved.check
         assert check.incremental is not None
         self.column = resolved._column(check.incremental, "incremental")
-        try:
-            self.kind = column_kind(self.column)
-        except CheckDefinitionError as exc:
-            raise CheckDefinitionError(str(exc).replace(f"check {self.column.table.name!r}",
-                                                        f"check {check.name!r}", 1)) from None
+        self.kind = column_kind(check.name, self.column)
         self.identity = self._identity_columns()
         self._tuples: dict[str, tuple[Any, ...]] = {}  # encoded key -> key values, for the known groups
         self._texts: dict[tuple[Any, ...], str] = {}

@@ -48,7 +48,7 @@ async def test_incremental_runs_show_a_delta_rows_scanned_and_new_groups_in_the_
         await pilot.pause()
         assert "Δ" not in cell_text(app, "logins", "duration")  # a full pass
         shown = screen_text(app)
-        assert "full pass · 3 rows scanned · 1 new groups · last full pass" in shown
+        assert "full pass · 3 rows scanned · 1 new group · last full pass" in shown
         assert "faster with an index: CREATE INDEX" in shown
         await wait_for(pilot, lambda: advice_toasts(app) == 1, what="the index advice")
         with sqlite3.connect(logins) as conn:
@@ -57,7 +57,7 @@ async def test_incremental_runs_show_a_delta_rows_scanned_and_new_groups_in_the_
         await wait_for(pilot, lambda: runs(app) == 2, what="the incremental run")
         await pilot.pause()
         assert cell_text(app, "logins", "duration").startswith("Δ ")
-        assert "Δ incremental run · 2 rows scanned · 1 new groups" in screen_text(app)
+        assert "Δ incremental run · 2 rows scanned · 1 new group" in screen_text(app)
         assert advice_toasts(app) == 1  # said once, not again after the second run
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and len(app.screen.groups) == 2)

@@ -198,3 +198,26 @@ def test_a_missing_driver_is_a_config_error_naming_it():
 ])
 def test_split_table_name_understands_quoted_parts(name, parts):
     assert split_table_name(name) == parts
+
+
+# -- incremental detection ------------------------------------------------------------------------------
+
+
+def test_incremental_is_off_by_default_and_full_every_defaults_to_an_hour():
+    check = config_from_dict(minimal()).checks[0]
+    assert (check.incremental, check.full_every) == (None, 3600.0)
+    check = config_from_dict(minimal(incremental="id", full_every="15m")).checks[0]
+    assert (check.incremental, check.full_every) == ("id", 900.0)
+
+
+@pytest.mark.parametrize(("check", "fragment"), [
+    ({"incremental": "id", "table": None, "key": None, "sql": "SELECT 1"}, "'incremental' applies only to table"),
+    ({"incremental": "id", "full_every": "soon"}, "checks[0] ('c').full_every: expected a duration"),
+    ({"incremental": ""}, "checks[0] ('c').incremental"),
+])
+def test_incremental_mistakes_are_one_line_naming_the_check(check, fragment):
+    data = minimal(**check)
+    data["checks"][0] = {k: v for k, v in data["checks"][0].items() if v is not None}  # type: ignore[index]
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert fragment in str(err.value) and "\n" not in str(err.value)

@@ -178,3 +178,30 @@ def test_openmetrics_and_gzip_are_negotiated_like_prometheus_client(exporters: l
     assert headers["Content-Type"].startswith("text/plain") and b"# EOF" not in body
     _, filtered = fetch(exporter.url + "?name[]=dupewatch_check_interval_seconds")
     assert b"dupewatch_check_interval_seconds{" in filtered and b"dupewatch_build_info" not in filtered
+
+
+def test_incremental_checks_count_new_groups_after_their_first_run_and_export_rows_scanned(
+        exporters: list[MetricsExporter]) -> None:
+    from datetime import datetime
+
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "inc", "database": "d", "table": "t", "key": ["k"], "incremental": "id"},
+        {"name": "plain", "database": "d", "table": "t", "key": ["k"]}]})
+    exporter = new_exporter(exporters, config)
+    values = samples(exporter)
+    assert values[("dupewatch_new_duplicate_groups_total", "inc")] == 0  # rate() works from the first scrape
+    assert ("dupewatch_new_duplicate_groups_total", "plain") not in values
+    full = datetime(2026, 11, 30, 12, 0).astimezone()
+    exporter.observe(CheckResult("inc", "d", "duplicates", 5, 5, 900.0, mode="full", rows_scanned=10_000,
+                                 new_groups=5, last_full_pass=full, first_run=True))
+    values = samples(exporter)
+    assert values[("dupewatch_new_duplicate_groups_total", "inc")] == 0  # nothing to compare the first run with
+    assert values[("dupewatch_check_rows_scanned", "inc")] == 10_000
+    assert values[("dupewatch_check_last_full_pass_timestamp_seconds", "inc")] == full.timestamp()
+    exporter.observe(CheckResult("inc", "d", "duplicates", 7, 7, 9.0, mode="incremental", rows_scanned=40,
+                                 new_groups=2, last_full_pass=full))
+    exporter.observe(CheckResult("plain", "d", "duplicates", 1, 1, 9.0))
+    values = samples(exporter)
+    assert values[("dupewatch_new_duplicate_groups_total", "inc")] == 2
+    assert values[("dupewatch_check_rows_scanned", "inc")] == 40
+    assert ("dupewatch_check_rows_scanned", "plain") not in values

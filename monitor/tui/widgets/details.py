@@ -48,7 +48,8 @@ def incremental_line(state: CheckState) -> Text | None:
     mode = Text("Δ incremental run", style="bold #5fafff") if last.incremental else Text("full pass", style="bold")
     parts = [mode, Text(f"{last.rows_scanned:,} rows scanned")]
     if last.new_groups:
-        parts.append(Text(f"{last.new_groups:,} new groups", style="bold #ffaf00"))
+        noun = "group" if last.new_groups == 1 else "groups"
+        parts.append(Text(f"{last.new_groups:,} new {noun}", style="bold #ffaf00"))
     if last.last_full_pass is not None:
         parts.append(Text(f"last full pass {last.last_full_pass.strftime('%Y-%m-%d %H:%M:%S')}", style="dim"))
     line = Text(" · ").join(parts)
