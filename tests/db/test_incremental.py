@@ -259,7 +259,7 @@ VARIANTS = [(10, 20, "Phone"), (11, 20, " phone "), (12, 21, None), (13, 21, Non
 def test_where_nulls_case_and_trim_match_a_full_pass(logins, runner):
     r = runner(case_insensitive=True, trim_whitespace=True, where="user_id < 100")
     r.run()
-    insert(logins, VARIANTS + [(15, 200, "pc"), (16, 200, "pc")])  # user 200 is outside `where`
+    insert(logins, [*VARIANTS, (15, 200, "pc"), (16, 200, "pc")])  # user 200 is outside `where`
     after = r.run()
     assert after.mode == "incremental"
     assert (after.groups, after.excess_rows) == (3, 3)  # (1, phone), (20, phone), (21, NULL)
