@@ -159,6 +159,18 @@ def test_an_update_of_old_keys_is_caught_at_the_next_full_pass(logins, runner):
     r.assert_matches_full_pass(due)
 
 
+def test_an_emptied_and_refilled_table_starts_over_with_a_full_pass(logins, runner):
+    r = runner()
+    r.run()
+    insert(logins, [(id_, id_, "x") for id_ in range(100, 1200)])  # the watermark moves past 1,100
+    assert r.run().mode == "incremental"
+    logins.execute("DELETE FROM logins")
+    insert(logins, [(1, 5, "pc"), (2, 5, "pc")])  # below the watermark: an incremental run would never read them
+    after = r.run()
+    assert (after.mode, after.groups) == ("full", 1)
+    r.assert_matches_full_pass(after)
+
+
 def test_check_full_forces_a_full_pass(logins, runner):
     r = runner()
     r.run()
