@@ -91,8 +91,10 @@ _PLAIN = (int, str, type(None))
 
 
 def encode_key(values: Sequence[Any]) -> str:
-    """The canonical text of a key tuple (or of a row identity)."""
-    if all(type(v) in _PLAIN for v in values):  # most keys: no tagging needed (bool is tagged by JSON itself)
+    """The canonical text of a key tuple (or of a row identity): JSON, compact."""
+    if all(type(v) is int for v in values):  # the commonest keys and identities, without json's overhead
+        return "[" + ",".join(map(str, values)) + "]"
+    if all(type(v) in _PLAIN for v in values):  # no tagging needed
         return json.dumps(list(values), separators=(",", ":"))
     return json.dumps([encode_value(v) for v in values], separators=(",", ":"))
 
@@ -272,14 +274,14 @@ class IncrementalCheck:
         if self._restarted_below(conn, watermark):  # emptied or recreated: the watermark means nothing now
             return self.full_pass(conn, state.fingerprint, state)
         seen_before = set(state.seen)
-        read = list(conn.execute(self._window_statement(self.overlap_start(watermark))))
-        fresh = [r for r in read if (i := self._identity_of(r)) is None or i not in seen_before]
-        highest = max([watermark, *(r[len(self.identity)] for r in read)], key=_sortable, default=None)
+        read = [(self._identity_of(r), r) for r in conn.execute(self._window_statement(self.overlap_start(watermark)))]
+        fresh = [r for i, r in read if i is None or i not in seen_before]
+        at = len(self.identity)  # where the incremental value sits in a row
+        highest = max([watermark, *(r[at] for _, r in read)], key=_sortable, default=None)
         fresh_keys = {self._encoded_key(key): key for key in (self._key_of(r) for r in fresh)}
         changed = self._changed_counts(conn, state.groups, fresh_keys)
         start = self.overlap_start(highest)
-        seen = [i for r in read if (i := self._identity_of(r)) is not None
-                and (start is None or r[len(self.identity)] > start)]
+        seen = [i for i, r in read if i is not None and (start is None or r[at] > start)]
         groups, new, updated, removed = self._applied(changed, state)
         saved = IncrementalState(state.check, state.fingerprint, _encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed)
@@ -294,7 +296,7 @@ class IncrementalCheck:
             texts = [*plain, *(t for t in fresh if t not in known)]
             expected = [known[t].rows if t in known else 0 for t in texts]
             with_nulls = [t for t in known if "null" in t]
-            changed = _changed_counts_postgresql(conn, self.resolved, texts, expected)
+            changed = changed_counts(conn, self.resolved, texts, expected)
         else:
             with_nulls = list(known) + [t for t in fresh if t not in known]
             changed = {}
@@ -420,28 +422,57 @@ def key_batch_size(dialect: str) -> int:
 
 
 def _counts_as_json(resolved: TableCheck) -> bool:
-    """Whether the known keys can travel to PostgreSQL as one JSON document (integer and text keys)."""
-    if resolved.dialect != "postgresql":
-        return False
-    return all(isinstance(c.type, sa.Integer) or _is_plain_text(c) for c in resolved.key_columns)
+    """Whether the keys can travel to the database as one JSON document: integer and text keys on
+    PostgreSQL; integer keys on MySQL/MariaDB (JSON_TABLE's text columns would compare in their own collation,
+    not the table's); never on SQLite, which takes the IN lists."""
+    if resolved.dialect == "postgresql":
+        return all(isinstance(c.type, sa.Integer) or _is_plain_text(c) for c in resolved.key_columns)
+    if resolved.dialect == "mysql":
+        return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in resolved.key_columns)
+    return False
+
+
+def changed_counts(conn: Connection, resolved: TableCheck, texts: list[str], expected: list[int]) -> dict[str, int]:
+    """Rows now, by encoded key, of those keys (JSON arrays without NULL) whose count is not `expected`."""
+    if not texts:
+        return {}
+    document = "[" + ",".join(f"{t[:-1]},{n}]" for t, n in zip(texts, expected, strict=True)) + "]"
+    if resolved.dialect == "postgresql":
+        rows = _changed_counts_postgresql(conn, resolved, document)
+    else:
+        rows = _changed_counts_mysql(conn, resolved, document)
+    return {texts[ordinal - 1]: int(count) for ordinal, count in rows}
+
+
+def _changed_counts_mysql(conn: Connection, resolved: TableCheck, document: str) -> list[Any]:
+    """MySQL/MariaDB: the keys as `JSON_TABLE` rows (MariaDB 10.6+, MySQL 8.0), each counted by a dependent
+    subquery that looks the key up in its index; only the keys whose count differs come back."""
+    exprs = resolved.key_exprs
+    types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
+    columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
+    source = sa.text(f"JSON_TABLE(:dupewatch_keys, '$[*]' COLUMNS (ord FOR ORDINALITY, {columns}, "
+                     f"expected BIGINT PATH '$[{len(exprs)}]')) AS dupewatch_keys").bindparams(dupewatch_keys=document)
+    size = (sa.select(sa.func.count()).select_from(resolved.table).where(
+        *resolved.filters, *[e == sa.literal_column(f"dupewatch_keys.k{i}") for i, e in enumerate(exprs)])
+        .scalar_subquery())
+    counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
+                        sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
+    inner = counted.subquery("counted")
+    return list(conn.execute(sa.select(inner.c.ord, inner.c.n).where(inner.c.n != inner.c.expected)))
 
 
 def _is_plain_text(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
 
 
-def _changed_counts_postgresql(conn: Connection, resolved: TableCheck, texts: list[str],
-                               expected: list[int]) -> dict[str, int]:
-    """PostgreSQL: count every key (sent as one JSON array of `[k0, .., expected]`, keys without NULL) with
-    a correlated index lookup each, returning only those whose count differs from what is expected.
+def _changed_counts_postgresql(conn: Connection, resolved: TableCheck, document: str) -> list[Any]:
+    """PostgreSQL: the keys as `json_array_elements` rows, each counted by a correlated index lookup; only
+    the keys whose count differs come back (ordinal, count).
 
     JIT is off for this transaction (`SET LOCAL jit = off`): compiling the plan costs more than the lookups
     it would speed up ("JIT Accelerated Operations" in the PostgreSQL docs)."""
     from sqlalchemy.dialects import postgresql
 
-    if not texts:
-        return {}
-    document = "[" + ",".join(f"{t[:-1]},{n}]" for t, n in zip(texts, expected, strict=True)) + "]"
     conn.exec_driver_sql("SET LOCAL jit = off")
     exprs = resolved.key_exprs
     keys = sa.func.json_array_elements(sa.cast(sa.bindparam("dupewatch_keys", document, type_=sa.Text),
@@ -452,8 +483,7 @@ def _changed_counts_postgresql(conn: Connection, resolved: TableCheck, texts: li
             .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)]).scalar_subquery())
     counted = sa.select(keys.c.ordinality.label("ord"), size.label("n"),
                         sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")).subquery("counted")
-    statement = sa.select(counted.c.ord, counted.c.n).where(counted.c.n != counted.c.expected)
-    return {texts[ordinal - 1]: int(rows) for ordinal, rows in conn.execute(statement)}
+    return list(conn.execute(sa.select(counted.c.ord, counted.c.n).where(counted.c.n != counted.c.expected)))
 
 
 def _key_count_statement_postgresql(resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
