@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from dbtest import IN_CI, MYSQL_URL, PG_URL, REPO_ROOT, write_config
 
 pytestmark = pytest.mark.timeout(180)
-JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "error"}
+JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "error", "mode", "rows_scanned",
+             "new_groups"}
 
 
 @pytest.fixture
