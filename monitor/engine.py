@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -102,7 +103,12 @@ class Monitor:
         try:
             cached = self._tables.get(table_key)
             if cached is None:
-                table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+                with warnings.catch_warnings():
+                    # SQLite's expression indexes (which incremental checks advise) cannot be reflected;
+                    # detection does not need them, and the warning would reach every user's terminal.
+                    warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index",
+                                            sa.exc.SAWarning)
+                    table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
                 cached = table, name in sa.inspect(conn).get_view_names(schema=schema)
                 self._tables[table_key] = cached
             table, is_view = cached
@@ -138,6 +144,7 @@ class Monitor:
             self._weighted.clear()
             self._incremental.clear()
             self._fingerprints.clear()
+            self._advice.clear()
         else:
             dropped = self._resolved.pop(check, None)
             if dropped is not None:
@@ -146,6 +153,7 @@ class Monitor:
             self._weighted.pop(check, None)
             self._incremental.pop(check, None)
             self._fingerprints.pop(check, None)
+            self._advice.pop(check, None)
 
     def close(self) -> None:
         with self._lock:

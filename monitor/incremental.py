@@ -151,6 +151,7 @@ class IncrementalCheck:
         self.column = resolved._column(check.incremental, "incremental")
         self.kind = column_kind(check.name, self.column)
         self.identity = self._identity_columns()
+        self.key_indexed = True  # whether an index serves the key lookups (set by `index_advice`)
         self._tuples: dict[str, tuple[Any, ...]] = {}  # encoded key -> key values, for the known groups
         self._texts: dict[tuple[Any, ...], str] = {}
 
@@ -313,13 +314,16 @@ class IncrementalCheck:
         return changed
 
     def _count_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+        """Rows per key (only keys with more than one row), in as few statements as the dialect allows."""
         counts: dict[tuple[Any, ...], int] = {}
-        batch = key_batch_size(self.resolved.dialect)
-        for start in range(0, len(keys), batch):
-            statement = self._key_count_statement(keys[start:start + batch])
-            for row in conn.execute(statement):
-                if row[-1] > 1:
-                    counts[tuple(row[:-1])] = int(row[-1])
+        plain = [k for k in keys if None not in k]
+        with_null = [k for k in keys if None in k]  # matched by IS NULL: always the IN-list form
+        for chunk, size in ((plain, key_batch_size(self.resolved, indexed=self.key_indexed)),
+                            (with_null, KEY_BATCH)):
+            for start in range(0, len(chunk), size):
+                for row in conn.execute(self._key_count_statement(chunk[start:start + size])):
+                    if row[-1] > 1:
+                        counts[tuple(row[:-1])] = int(row[-1])
         return counts
 
     def _applied(self, changed: dict[str, int], state: IncrementalState
@@ -415,10 +419,19 @@ def full_pass_due(state: IncrementalState | None, fingerprint: str, full_every: 
 # -- what differs per database -----------------------------------------------------------------------
 
 
-def key_batch_size(dialect: str) -> int:
-    """Keys counted per statement: PostgreSQL takes them as arrays (a few parameters whatever their number);
-    elsewhere each key is bound parameters of an IN list."""
-    return 50_000 if dialect == "postgresql" else KEY_BATCH
+def key_batch_size(resolved: TableCheck, *, indexed: bool) -> int:
+    """Keys (without NULL) counted per statement. PostgreSQL takes them as arrays: a few parameters whatever
+    their number. Elsewhere each key value is a bound parameter of an IN list: 500 keys a statement when an
+    index serves the lookups; without one each statement reads the whole table, so then as many as the
+    dialect binds at once (MariaDB turns a long IN list into a hash lookup, "Conversion of Big IN Predicates
+    Into Subqueries"; SQLite binds at most 32,766 parameters)."""
+    if resolved.dialect == "postgresql":
+        return 50_000
+    if indexed:
+        return KEY_BATCH
+    if resolved.dialect == "sqlite":
+        return max(KEY_BATCH, 32_000 // len(resolved.key_exprs))
+    return 1_000_000
 
 
 def _counts_as_json(resolved: TableCheck) -> bool:
@@ -533,7 +546,10 @@ def index_advice(conn: Connection, incremental: IncrementalCheck) -> str | None:
     wanted = [("watermark", [incremental.column]), ("key", list(resolved.key_exprs))]
     advice = []
     for purpose, exprs in wanted:
-        if not served_by_index(conn, resolved, exprs):
+        served = served_by_index(conn, resolved, exprs)
+        if purpose == "key":
+            incremental.key_indexed = served
+        if not served:
             advice.append(index_statement(resolved, exprs, purpose))
     return "; ".join(advice) or None
 

@@ -383,3 +383,17 @@ def test_two_processes_sharing_a_state_file_never_corrupt_it(sqlite_db, tmp_path
     full = run_dupewatch("check", "--json", "--full", "--config", path).json["checks"][0]
     assert final["mode"] == "incremental"
     assert (final["groups"], final["excess_rows"]) == (full["groups"], full["excess_rows"])
+
+
+def test_many_known_groups_with_and_without_nulls_are_recounted_in_batches(logins, runner):
+    """More known groups than one IN list holds (500 keys), half of them with a NULL in the key."""
+    rows = [(100 + n, 1000 + n // 2, None if n % 4 < 2 else "pc") for n in range(2400)]
+    insert(logins, rows)  # 1,200 pairs
+    r = runner()
+    assert r.run().groups == 1201
+    logins.execute("DELETE FROM logins WHERE id >= 100 AND id < 1100 AND MOD(id, 2) = 0")  # breaks 500 pairs
+    insert(logins, [(5000, 1001, None), (5001, 1999, "pc")])
+    after = r.run()
+    assert after.mode == "incremental"
+    r.assert_matches_full_pass(after)
+    assert after.groups == 1201 - 500
