@@ -57,7 +57,9 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
     links = []
     for position, ref in enumerate(layout.refs):
         child = reflect(conn, ref.schema, ref.table)
-        if ref.action == "refuse" or not ref.referred_unique or layout.mode == "identical":
+        # Nothing to move: refused, not a unique reference, no row identity, or the table itself (its archive
+        # is the fixed table's, whose rows undo restores already).
+        if ref.action == "refuse" or not ref.referred_unique or layout.mode == "identical" or ref.self_reference:
             links.append(Link(ref, child, None, position))
             continue
         row = recorded.get(position)
@@ -194,12 +196,15 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
     pointed = restored = 0
     entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id)
                            .order_by(reference_table.c.position)).all()
+    archives_done: set[tuple[str | None, str]] = set()
     for entry in entries:
         child = reflect(conn, entry.child_schema, entry.child_table)
         columns = json.loads(entry.fk_columns)
         if entry.action == "archive":
-            archive = reflect(conn, records.place(conn, entry.child_schema), entry.log_table)
-            restored += restore_rows(conn, archive, child, fix_id)
+            where = (records.place(conn, entry.child_schema), entry.log_table)
+            if where not in archives_done:  # two references from one table share its archive
+                archives_done.add(where)
+                restored += restore_rows(conn, reflect(conn, *where), child, fix_id)
             continue
         pointed += _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
     return pointed, restored

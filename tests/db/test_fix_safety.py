@@ -499,3 +499,23 @@ def test_a_missing_fix_schema_is_one_line_and_changes_nothing(db, tmp_path):
     assert "[fix] schema 'no_such_schema' does not exist" in result.stderr
     assert db.scalar("SELECT COUNT(*) FROM checkin") == 4
     assert [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch")] == []
+
+
+def test_undo_restores_a_tables_rows_once_whatever_references_it(db, tmp_path):
+    """A self-reference and two foreign keys from one table, all `archive`: each archived row comes back once."""
+    db.execute("CREATE TABLE node (id INTEGER PRIMARY KEY, k INTEGER, parent_id INTEGER REFERENCES node (id))",
+               "INSERT INTO node VALUES (1, 1, NULL), (2, 1, NULL), (3, 2, 1)",
+               "CREATE TABLE edge (id INTEGER PRIMARY KEY, a INTEGER REFERENCES node (id), "
+               "b INTEGER REFERENCES node (id))",
+               "INSERT INTO edge VALUES (10, 2, 2), (11, 1, 3)")
+    before = contents(db, "node", "edge")
+    check = {"name": "n", "table": "node", "key": ["k"],
+             "on_reference": {"node.parent_id": "archive", "edge.a": "archive", "edge.b": "archive"}}
+    path = config_file(tmp_path, db, [check])
+    result = run_cli("fix", "n", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    assert (json_out(result)["deleted"], json_out(result)["references_archived"]) == (1, 1)
+    assert db.rows("SELECT id FROM edge ORDER BY id") == [(11,)]
+    undone = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "node", "edge") == before
