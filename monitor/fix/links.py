@@ -119,6 +119,11 @@ def apply(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: 
 def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: ColumnElement[bool]) -> int:
     ref, child, log = link.ref, link.child, link.log
     assert log is not None
+    nested = nested_references(conn, child, child, plan, sa.and_(link.pointing(layout, plan), doomed),
+                               changed=ref.columns)
+    if nested:
+        label, count = next(iter(nested.items()))
+        raise BatchAborted(f"{count} row(s) of {label} now refer to the {ref.table} columns the repoint changes")
     keeper = plan.alias("dupewatch_keeper")
     rows = (sa.select(plan.c[GROUP], *[child.c[c] for c in ref.primary_key], *[child.c[c] for c in ref.columns],
                       *[keeper.c[layout.ref_label[r]] for r in ref.referred_columns])

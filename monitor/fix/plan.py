@@ -402,6 +402,7 @@ def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
         return ReferencePlan(ref, int(rows), {})
+    nested = {} if ref.self_reference else nested_references(conn, table, child, rel, on, changed=ref.columns)
     conflicts: dict[str, int] = {}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
@@ -411,15 +412,18 @@ def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on))
+    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested)
 
 
 def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
-                      on: ColumnElement[bool]) -> dict[str, int]:
-    """References to the rows of `table` (as `child`, maybe an alias) that an archive would delete (those
-    pointing at `rel`'s rows to delete): label -> rows. Archiving them would cascade, or fail, one level down."""
+                      on: ColumnElement[bool], changed: tuple[str, ...] | None = None) -> dict[str, int]:
+    """References to the rows of `table` (as `child`, maybe an alias) that point at `rel`'s rows to delete,
+    and that an archive would delete (or, with `changed`, whose columns a repoint changes): label -> rows.
+    Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches."""
     found: dict[str, int] = {}
     for fk in catalog_for(conn).foreign_keys_to(table):
+        if changed is not None and not set(changed) & set(fk.referred_columns):
+            continue
         grand = reflect(conn, fk.schema, fk.table).alias("dupewatch_grandchild")
         holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
         count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
@@ -523,6 +527,10 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.notes.append(f"{rows} row(s) of {ref.label} are archived and deleted before the rows they reference "
                           "(on_reference = archive); undo restores them")
         return
+    for label, count in ref_plan.nested.items():
+        plan.blockers.append(f"{count} row(s) of {label} refer to the {ref.table} columns the repoint changes "
+                             f"({', '.join(ref.columns)}): their ON UPDATE action would fire where no log reaches; "
+                             "repoint them by hand first")
     if not ref.primary_key:
         plan.blockers.append(
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "

@@ -519,3 +519,21 @@ def test_undo_restores_a_tables_rows_once_whatever_references_it(db, tmp_path):
     undone = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "node", "edge") == before
+
+
+def test_a_repoint_that_would_fire_a_grandchilds_on_update_is_refused(pg, tmp_path):
+    """Repointing c.pid changes the (cid, pid) that g refers to: PostgreSQL's ON UPDATE SET NULL would null g's
+    rows where no repoint log reaches, beyond undo."""
+    pg.execute("CREATE TABLE p (id INT PRIMARY KEY, k TEXT)", "INSERT INTO p VALUES (1, 'x'), (2, 'x'), (3, 'y')",
+               "CREATE TABLE c (cid INT PRIMARY KEY, pid INT REFERENCES p ON DELETE CASCADE, UNIQUE (cid, pid))",
+               "INSERT INTO c VALUES (10, 1), (11, 2), (12, 2), (13, 3)",
+               "CREATE TABLE g (gid INT PRIMARY KEY, cid INT, pid INT, FOREIGN KEY (cid, pid) REFERENCES c (cid, pid) "
+               "ON UPDATE SET NULL ON DELETE CASCADE)",
+               "INSERT INTO g VALUES (100, 11, 2), (101, 12, 2), (102, 10, 1)")
+    before = contents(pg, "p", "c", "g")
+    path = config_file(tmp_path, pg, [{"name": "p", "table": "p", "key": ["k"]}])
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2 and "2 row(s) of g(cid, pid) refer to the c columns the repoint changes" in dry.stdout
+    result = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert result.exit_code == 2 and "g(cid, pid)" in result.stderr
+    assert contents(pg, "p", "c", "g") == before
