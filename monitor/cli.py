@@ -301,6 +301,9 @@ def fix_errors(func: F) -> F:
             fail(str(exc))
         except (click.exceptions.Exit, click.ClickException, ConfigError, DatabaseError):
             raise
+        except BrokenPipeError:  # `dupewatch fix X --dry-run | head`: the reader left; nothing to report
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python's own advice for EPIPE
+            raise SystemExit(2) from None
         except Exception as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
             fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} (the open batch was rolled "

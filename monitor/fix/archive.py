@@ -55,7 +55,8 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
         preparer = conn.dialect.identifier_preparer
         target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=schema))
         conn.exec_driver_sql(f"ALTER TABLE {target} ADD {preparer.quote(FIX_ID_COLUMN)} VARCHAR(40)")
-        conn.exec_driver_sql(f"CREATE INDEX {preparer.quote(name[:55] + '_fix')} ON {target} "
+        index = safe_identifier("", f"{name}_fix")  # hashed when shortened: long names sharing a prefix differ
+        conn.exec_driver_sql(f"CREATE INDEX {preparer.quote(index)} ON {target} "
                              f"({preparer.quote(FIX_ID_COLUMN)})")
     archive = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
     expected = {c.name for c in table.columns} | {FIX_ID_COLUMN}

@@ -549,8 +549,13 @@ class _Batch:
         instead: a fixed order all the same). Only when some group changed are the intact ones listed (the
         rows are locked already, so asking again finds at least those)."""
         p, layout = self.plan, self.layout
+        keeper = p.alias("dupewatch_keeper")
+        # Every row's key must equal its keeper's by the database's `=` (NULL-safe): a GROUP BY or PARTITION
+        # BY may group more coarsely (MariaDB sorts TEXT on its first max_sort_length bytes).
+        same_key = sa.and_(keeper.c[GROUP] == p.c[GROUP], keeper.c[RANK] == 1,
+                           *[keeper.c[k].is_not_distinct_from(p.c[k]) for k in layout.key_labels])
         locking = (sa.select(p.c[GROUP], p.c[RANK], p.c[SIZE])
-                   .select_from(p).join(self.table, layout.live_match(p)).where(in_batch)
+                   .select_from(p).join(keeper, same_key).join(self.table, layout.live_match(p)).where(in_batch)
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
         if layout.dialect == "postgresql":
             locking = locking.where(self._identity_in(in_batch))  # keeps the join an index scan

@@ -72,7 +72,7 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
         else:
             name = safe_identifier("dupewatch_repoint_", f"{fix_id}_{position}".replace("-", "_"))
             log = create_table_as(conn, name, schema, _log_shape(ref, child))
-            sa.Index(f"{name[:55]}_group", log.c[GROUP]).create(conn)
+            sa.Index(safe_identifier("", f"{name}_group"), log.c[GROUP]).create(conn)
         conn.execute(reference_table.insert().values(
             fix_id=fix_id, position=position, child_schema=ref.schema, child_table=ref.table,
             fk_columns=json.dumps(list(ref.columns)), referred_columns=json.dumps(list(ref.referred_columns)),

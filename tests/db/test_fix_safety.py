@@ -537,3 +537,31 @@ def test_a_repoint_that_would_fire_a_grandchilds_on_update_is_refused(pg, tmp_pa
     result = run_cli("fix", "p", "--config", str(path), "--yes")
     assert result.exit_code == 2 and "g(cid, pid)" in result.stderr
     assert contents(pg, "p", "c", "g") == before
+
+
+def test_rows_grouped_only_by_a_sort_prefix_are_not_deleted(mysql, tmp_path):
+    """MariaDB groups TEXT on its first max_sort_length bytes; a row is only deleted if its key equals its
+    keeper's by `=`."""
+    mysql.execute("CREATE TABLE t (id INT PRIMARY KEY, body TEXT, n INT)",
+                  "INSERT INTO t VALUES (1, CONCAT(REPEAT('x', 2000), 'A'), 1), "
+                  "(2, CONCAT(REPEAT('x', 2000), 'B'), 2), (3, 'y', 3), (4, 'y', 4)",
+                  "SET SESSION max_sort_length = 1024")
+    monitor = _monitor(mysql, [{"name": "t", "table": "t", "key": ["body"]}])
+    try:
+        run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    assert mysql.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,), (3,)]
+
+
+def test_long_table_names_sharing_a_prefix_each_get_their_own_archive(pg):
+    stem = "customer_subscription_entitlements_history_records_"
+    pg.execute(f"CREATE TABLE {stem}alpha (id INT PRIMARY KEY, k INT)",
+               f"CREATE TABLE {stem}bravo (id INT PRIMARY KEY, k INT)",
+               f"INSERT INTO {stem}alpha VALUES (1, 1), (2, 1)", f"INSERT INTO {stem}bravo VALUES (1, 1), (2, 1)")
+    monitor = _monitor(pg, [{"name": "a", "table": f"{stem}alpha", "key": ["k"]},
+                            {"name": "b", "table": f"{stem}bravo", "key": ["k"]}])
+    try:
+        assert (run_fix(monitor, "a").deleted, run_fix(monitor, "b").deleted) == (1, 1)
+    finally:
+        monitor.close()
