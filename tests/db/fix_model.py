@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from hypothesis import strategies as st
 
 from dbtest import TestDatabase, make_test_database
 from monitor.config import CheckConfig, config_from_dict
+from monitor.detect import DuplicateGroup
 from monitor.engine import Monitor
 from monitor.fix import (
     FixError,
@@ -78,6 +80,7 @@ class Child:
     has_pk: bool
     other_schema: bool
     refs: tuple[int | None, ...]  # per child row: the parent row (index, modulo) it points at, or NULL
+    pk_type: str = "int"  # of the child's primary key: int, text, or (PostgreSQL) inet (issue 9 item 11)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Scenario:
     ops: tuple[tuple[Op, ...], ...]  # ops[0] between snapshot and run, ops[i] after batch i
     batch_size: int
     on_reference: tuple[str, ...] = ()
+    one_group: bool = False  # fix only the first group the drill-down lists (`group=` its key values)
 
     @property
     def needs_u(self) -> bool:
@@ -129,9 +133,14 @@ HAS_ON_REFERENCE = "on_reference" in CheckConfig.model_fields
 
 @st.composite
 def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool = True,
-              primary_key: bool | None = None) -> Scenario:
+              primary_key: bool | None = None, tagged: bool | None = None) -> Scenario:
+    """`tagged=False`: rows carry nothing but their key and `ord` (fully identical copies are possible, what
+    MariaDB without a primary key can fix); the application then only inserts."""
     has_pk = draw(st.booleans()) if primary_key is None else primary_key
-    tagged = True if has_pk or dialect != "mysql" else draw(st.booleans())
+    if has_pk:
+        tagged = True
+    elif tagged is None:
+        tagged = dialect != "mysql" or draw(st.booleans())
     key_types = tuple(draw(st.lists(st.sampled_from(KEY_TYPES), min_size=1, max_size=2)))
     nullable = draw(st.booleans())
     sizes = [len(POOLS[t]) for t in key_types]
@@ -153,7 +162,9 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
             other = target != "self" and dialect != "sqlite" and draw(st.integers(0, 3)) == 0
             kids.append(Child(target, draw(st.sampled_from(ACTIONS)), draw(st.integers(0, 4)) > 0, other,
                               tuple(draw(st.lists(st.one_of(st.none(), st.integers(0, 40)), min_size=1,
-                                                  max_size=8)))))
+                                                  max_size=8))),
+                              draw(st.sampled_from(["int", "int", "text", *(["inet"] if dialect == "postgresql"
+                                                                           else [])]))))
     op = st.builds(Op, st.sampled_from([o for o in OPS if dialect == "postgresql" or o != "vacuum_reinsert"]),
                    st.integers(0, 40), st.integers(0, 40),
                    st.tuples(*[st.integers(0, n - 1) for n in sizes]))
@@ -165,7 +176,8 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
     if HAS_ON_REFERENCE and kids:
         on_reference = tuple(draw(st.sampled_from(["repoint", "archive", "refuse"])) for _ in kids)
     return Scenario(dialect, has_pk, tagged, key_types, nullable, rows, draw(st.booleans()),
-                    draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference)
+                    draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference,
+                    draw(st.integers(0, 3)) == 0)
 
 
 # -- SQL per dialect ------------------------------------------------------------------------------------------
@@ -377,7 +389,8 @@ def _parent_ddl(w: World, name: str, constraints: bool) -> str:
 
 def _child_ddl(w: World, j: int, shadow: bool) -> str:
     c = w.s.tables[j]
-    defs = [f"cid INTEGER{' PRIMARY KEY' if c.has_pk and not shadow else ''}"] if c.has_pk else []
+    kind = {"int": "INTEGER", "text": "VARCHAR(20)", "inet": "INET"}[c.pk_type]
+    defs = [f"cid {kind}{'' if shadow else ' PRIMARY KEY'}"] if c.has_pk else []
     defs += [f"{col.name} INTEGER" for col in w.ccols[j] if col.kind == "fk"]
     defs += [f"{col.name} {column_type(w.s.dialect, 'text_ci')}" for col in w.ccols[j] if col.kind == "tfk"]
     defs.append("ctag VARCHAR(40)")
@@ -489,7 +502,7 @@ def insert_child(w: World, j: int, target: int | None, *, log: bool = True) -> N
     n = w.next_id()
     row: dict[str, Any] = {"ctag": f"c{n}"}
     if c.has_pk:
-        row["cid"] = n
+        row["cid"] = {"int": n, "text": f"k{n}", "inet": f"10.0.{n // 256}.{n % 256}"}[c.pk_type]
     parent = rows[target % len(rows)] if target is not None and rows else None
     for k, name in enumerate(_referred(c)):
         row[f"f{k}"] = parent[name] if parent is not None else None
@@ -555,16 +568,37 @@ def apply(w: World, op: Op) -> None:
         return
     if referenced(w, row):
         return
+    slot = where_is(w, row["tag"])
     with w.app.begin() as conn:
         for table in ("p", "exp_p"):
             conn.execute(sa.text(f"DELETE FROM {w.sql.q(table)} WHERE tag = :t"), {"t": row["tag"]})
     w.log.append(f"delete {row['tag']}")
     if op.kind == "vacuum_reinsert":
-        with w.app.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"VACUUM {w.sql.q('p')}")
-        w.log.append("vacuum p")
+        vacuum(w)
         copy = {c.name: row[c.name] for c in w.key_cols}
         insert_parent(w, {**copy, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
+        w.log.append(f"the new row took {row['tag']}'s slot {slot}" if where_is(w, f"r{w.counter}") == slot
+                     else f"the new row did not take {row['tag']}'s slot {slot}")
+
+
+def where_is(w: World, tag: str) -> str | None:
+    if w.s.dialect != "postgresql":
+        return None
+    return w.db.scalar(f"SELECT CAST(ctid AS text) FROM {w.sql.q('p')} WHERE tag = :t", {"t": tag})
+
+
+def vacuum(w: World) -> None:
+    """VACUUM `p` once no other session of the database holds a snapshot that still sees the deleted row
+    (on a shared server other tests' transactions would keep it), so that the next insert reuses its slot."""
+    deadline = time.monotonic() + 10
+    with w.app.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        others = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()")
+        while conn.exec_driver_sql(others).scalar() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline
+        conn.exec_driver_sql(f"VACUUM {w.sql.q('p')}")
+    w.log.append("vacuum p")
 
 
 # -- the fix, driven ------------------------------------------------------------------------------------------
@@ -575,6 +609,7 @@ class Outcome:
     refused: str | None = None  # the one-line message of a FixRefused (or blockers)
     error: str | None = None  # the message of a FixError (earlier batches stand)
     fix_id: str | None = None
+    group: DuplicateGroup | None = None  # the one group fixed (Scenario.one_group), as the drill-down listed it
     dry_run: FixPlan | None = None  # make_plan, just before the snapshot
     plan: FixPlan | None = None  # prepare_fix
     report: FixReport | None = None  # run_fix
@@ -598,6 +633,23 @@ def check_config(w: World) -> dict[str, Any]:
     return check
 
 
+SAMPLE = 20
+
+
+def tie_rule_applies(w: World) -> bool:
+    """Whether the keeper is fully determined by the table: a primary key breaks every tie on `order_by`
+    (issue 9 item 6), and nothing but an unrelated UPDATE happens between the dry run and the fix."""
+    return w.s.has_pk and w.s.tagged and not any(w.s.ops)
+
+
+def touch_every_row(w: World) -> None:
+    """An UPDATE that changes no key and no order column, only where PostgreSQL keeps the rows."""
+    with w.app.begin() as conn:
+        for table in ("p", "exp_p"):
+            conn.execute(sa.text(f"UPDATE {w.sql.q(table)} SET body = 'touched'"))
+    w.log.append("update p set body = 'touched' (every row)")
+
+
 def snapshot(w: World) -> None:
     """The oracle's copy of the parent at snapshot time (`snap_p`, same column definitions)."""
     w.db.execute(_parent_ddl(w, "snap_p", False))
@@ -610,8 +662,19 @@ def drive(w: World) -> tuple[Outcome, Monitor]:
     monitor = Monitor(config_from_dict({"databases": {"app": {"url": w.db.url}}, "checks": [check_config(w)]}))
     out = Outcome()
     try:
-        out.dry_run = make_plan(monitor, "model", sample=0)
-        plan = out.plan = prepare_fix(monitor, "model", sample=0)
+        if w.s.one_group:
+            page = monitor.groups("model", fresh=True)
+            out.group = page.groups[0] if page.groups else None
+        key = out.group.key if out.group is not None else None
+        if out.group is not None:
+            listed = len(monitor.members("model", key).rows)
+            if listed != out.group.rows:
+                w.problems.append(f"the drill-down of group {key!r} listed {listed} rows, the group has "
+                                  f"{out.group.rows}")
+        out.dry_run = make_plan(monitor, "model", sample=SAMPLE, group=key)
+        if tie_rule_applies(w):
+            touch_every_row(w)
+        plan = out.plan = prepare_fix(monitor, "model", sample=0, group=key)
     except FixRefused as exc:
         out.refused = str(exc)
         return out, monitor
@@ -736,7 +799,11 @@ def check_fix(w: World, out: Outcome) -> list[str]:
     quiet = not any(w.s.ops)
     if quiet and out.report is not None and out.error is None:
         keys = ", ".join(q(c.name) for c in w.key_cols)
-        left = w.db.rows(f"SELECT {keys}, count(*) FROM {live} GROUP BY {keys} HAVING count(*) > 1")
+        left = [] if out.group is not None else w.db.rows(
+            f"SELECT {keys}, count(*) FROM {live} GROUP BY {keys} HAVING count(*) > 1")
+        if out.group is not None and counted != out.group.rows - 1:
+            problems.append(f"fixing the one group {out.group.key!r} of {out.group.rows} rows (as the check listed "
+                            f"it) deleted {counted} rows")
         if left or out.report.skipped:
             problems.append(f"nothing changed the table during the fix, yet {out.report.skipped} group(s) were "
                             f"skipped and these keys still have duplicates: {left[:3]}")
@@ -744,6 +811,13 @@ def check_fix(w: World, out: Outcome) -> list[str]:
         if any(n != counted for n in promised):
             problems.append(f"the dry run / prepared plan promised {promised} rows to delete, the fix deleted "
                             f"{counted}")
+    if out.dry_run is not None and tie_rule_applies(w):
+        promised = [g.keep["tag"] for g in out.dry_run.sample if g.keep is not None]
+        marks = ", ".join(f"'{t}'" for t in promised) or "NULL"
+        kept = {r[0] for r in w.db.rows(f"SELECT tag FROM {live} WHERE tag IN ({marks})")}
+        if set(promised) - kept:
+            problems.append(f"the dry run showed rows {sorted(set(promised) - kept)} as kept, the fix deleted them "
+                            "(ties on order_by not broken by the primary key)")
     # 5. every key the application has still has a row
     gone = w.db.rows(f"SELECT DISTINCT {', '.join('e.' + q(c.name) for c in w.key_cols)} FROM {shadow} e "
                      f"WHERE NOT EXISTS (SELECT 1 FROM {live} l WHERE {key_match(w, 'l', 'e')})")

@@ -17,21 +17,22 @@ from dbtest import DIALECTS
 from fix_model import examples, run_scenario, scenarios
 
 SHAPES = {
-    # shape: (children, application operations, primary key)
-    "plain": (False, False, None),
-    "references": (True, False, True),
-    "no_primary_key": (True, False, False),
-    "application": (True, True, None),
+    # shape: (children, application operations, primary key, rows told apart by a tag column)
+    "plain": (False, False, None, None),
+    "identical_rows": (False, True, False, False),
+    "references": (True, False, True, None),
+    "no_primary_key": (True, False, False, None),
+    "application": (True, True, None, None),
 }
 PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("DUPEWATCH_FUZZ_SHRINK") else [])
 
 
 def _model_test(dialect: str, shape: str):
-    children, app, primary_key = SHAPES[shape]
+    children, app, primary_key, tagged = SHAPES[shape]
 
     @settings(max_examples=examples(6), derandomize=True, deadline=None, database=None, phases=PHASES,
               suppress_health_check=list(HealthCheck), print_blob=False)
-    @given(scenarios(dialect, children=children, app=app, primary_key=primary_key))
+    @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged))
     def check(scenario):
         run_scenario(scenario)
 
