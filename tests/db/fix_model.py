@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -437,6 +437,7 @@ def world(s: Scenario) -> Iterator[World]:
     finally:
         with contextlib.suppress(StopIteration):
             next(databases)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build(w: World) -> None:
@@ -965,5 +966,3 @@ def examples(default: int) -> int:
     return int(os.environ.get("DUPEWATCH_FUZZ_EXAMPLES", default))
 
 
-def unique_name() -> str:
-    return uuid.uuid4().hex[:8]

@@ -99,15 +99,11 @@ for _dialect in DIALECTS:
                   children=(Child("self", "CASCADE", True, False, (28, 24, None, None)),), batch_size=2,
                   on_reference=("archive",)))
 
-# Shapes where monitor/fix/ (main @ f3ccbc4) still breaks a promise (see /work/notes/model-findings.md).
+# Shapes where main @ bd0d184 still breaks a promise (see /work/notes/model-findings.md).
 # Remove an entry once its cause is fixed; strict=False because a bounded run may not draw the failing case.
+M9 = "M9: DATETIME keys go through Python and back: the drill-down and a one-group fix find none of the group's rows"
 KNOWN: dict[tuple[str, str], str] = {
-    **{(dialect, "references"): "M10: on_reference = archive on a self-reference: undo restores the fix's rows twice "
-                                "and is refused" for dialect in DIALECTS},
-    ("sqlite", "references"): "M10 (undo of on_reference = archive on a self-reference), M9 (DATETIME keys)",
-    ("sqlite", "plain"): "M9: DATETIME keys through Python: drill-down and one-group fix find no rows",
-    ("sqlite", "identical_rows"): "M9: DATETIME keys through Python: drill-down and one-group fix find no rows",
-    ("sqlite", "no_primary_key"): "M9: DATETIME keys through Python: drill-down and one-group fix find no rows",
+    ("sqlite", shape): M9 for shape in ("plain", "identical_rows", "references", "no_primary_key")
 }
 
 
