@@ -1,0 +1,968 @@
+"""The model behind tests/db/test_fix_model.py: generated schemas, an application that writes while a fix runs,
+and an oracle that checks every promise of a fix in SQL.
+
+A `Scenario` is plain data drawn by hypothesis: the fixed table `p` (key columns of mixed types and collations,
+with or without a primary key, an `ord` column with ties for `order_by`), the tables referencing it (to the
+primary key, to a unique column, to a non-unique column on MariaDB, composite, a self-reference, a child in
+another schema or database), the rows, and the application's operations at each point of the fix (after the
+snapshot, after each batch).
+
+The application keeps a *shadow* of every table it writes (`exp_<table>`, same column definitions, no
+constraints): the table as it would be had dupewatch never run. It only deletes rows nothing references and
+never changes referred-to columns, so the shadow is exact without re-implementing cascades. The oracle then
+compares the live tables, the archive and the shadow in SQL: multisets by grouped counts joined NULL-safely on
+exact (byte) forms, ordered digests for undo. Nothing the fix did is judged by Python values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from hypothesis import strategies as st
+
+from dbtest import TestDatabase, make_test_database
+from monitor.config import CheckConfig, config_from_dict
+from monitor.detect import DuplicateGroup
+from monitor.engine import Monitor
+from monitor.fix import (
+    FixError,
+    FixPlan,
+    FixProgress,
+    FixRefused,
+    FixReport,
+    discard_fix,
+    make_plan,
+    prepare_fix,
+    run_fix,
+    undo_fix,
+)
+
+KEY_TYPES = ["int", "float", "numeric", "text", "text_ci", "date", "ts"]
+POOLS: dict[str, list[Any]] = {
+    "int": [1, 2, 3],
+    "float": [0.3, 1.5, 0.1],
+    "numeric": [Decimal("1.5000"), Decimal("12.3450"), Decimal("0.1000")],
+    "text": ["a", "A", "b", "a "],
+    "text_ci": ["a", "A", "b", "a "],
+    "date": [date(2024, 1, 1), date(2024, 1, 2)],
+    "ts": [datetime(2024, 1, 1, 9, 0, 0), datetime(2024, 1, 1, 9, 0, 1)],
+}
+# order_by values: two equal moments (a tie the keeper rule must break) and NULL
+ORD_POOL: list[datetime | None] = [datetime(2024, 5, 1, 9, 30, 0), datetime(2024, 5, 1, 9, 30, 0),
+                                   datetime(2024, 5, 1, 9, 30, 1), None]
+ACTIONS = ["CASCADE", "RESTRICT", "SET NULL", "NO ACTION"]
+TARGETS = ["pk", "unique", "nonunique", "composite", "self", "text"]
+# weights: the operations that race a planned row (delete, update, VACUUM and reuse its slot) come often
+OPS = ["dup", "new", "delete", "delete", "update", "update", "vacuum_reinsert", "vacuum_reinsert", "child"]
+TEXT_TYPES = ("text", "text_ci")
+
+
+# -- the scenario -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Child:
+    """A table referencing `p` (or, with target "self", `p.sref` referencing `p.id`)."""
+
+    target: str
+    ondelete: str
+    has_pk: bool
+    other_schema: bool
+    refs: tuple[int | None, ...]  # per child row: the parent row (index, modulo) it points at, or NULL
+    pk_type: str = "int"  # of the child's primary key: int, text, or (PostgreSQL) inet (issue 9 item 11)
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str
+    a: int
+    b: int
+    values: tuple[int, ...]  # pool indices for a new key
+
+
+@dataclass(frozen=True)
+class Scenario:
+    dialect: str
+    has_pk: bool
+    tagged: bool
+    key_types: tuple[str, ...]
+    nullable: bool
+    rows: tuple[tuple[tuple[int | None, ...], int], ...]  # (key pool indices or None, ord pool index)
+    use_order: bool
+    keep: str
+    children: tuple[Child, ...]
+    ops: tuple[tuple[Op, ...], ...]  # ops[0] between snapshot and run, ops[i] after batch i
+    batch_size: int
+    on_reference: tuple[str, ...] = ()
+    one_group: bool = False  # fix only the first group the drill-down lists (`group=` its key values)
+
+    @property
+    def needs_u(self) -> bool:
+        return any(c.target in ("unique", "composite") for c in self.children)
+
+    @property
+    def needs_ut(self) -> bool:
+        return any(c.target == "text" for c in self.children)
+
+    @property
+    def needs_nu(self) -> bool:
+        return any(c.target in ("nonunique", "composite") for c in self.children)
+
+    @property
+    def self_ref(self) -> Child | None:
+        return next((c for c in self.children if c.target == "self"), None)
+
+    @property
+    def tables(self) -> list[Child]:
+        return [c for c in self.children if c.target != "self"]
+
+
+HAS_ON_REFERENCE = "on_reference" in CheckConfig.model_fields
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool = True,
+              primary_key: bool | None = None, tagged: bool | None = None) -> Scenario:
+    """`tagged=False`: rows carry nothing but their key and `ord` (fully identical copies are possible, what
+    MariaDB without a primary key can fix); the application then only inserts."""
+    has_pk = draw(st.booleans()) if primary_key is None else primary_key
+    if has_pk:
+        tagged = True
+    elif tagged is None:
+        tagged = dialect != "mysql" or draw(st.booleans())
+    key_types = tuple(draw(st.lists(st.sampled_from(KEY_TYPES), min_size=1, max_size=2)))
+    nullable = draw(st.booleans())
+    sizes = [len(POOLS[t]) for t in key_types]
+    key = st.tuples(*[st.one_of(st.none(), st.integers(0, n - 1)) if nullable else st.integers(0, n - 1)
+                      for n in sizes])
+    base = draw(st.lists(st.tuples(key, st.integers(0, len(ORD_POOL) - 1)), min_size=2, max_size=10))
+    # duplicates on purpose: repeat some rows' keys
+    repeats = draw(st.lists(st.tuples(st.integers(0, len(base) - 1), st.booleans()), min_size=1, max_size=8))
+    # a repeat is an exact copy (what MariaDB without a primary key can fix) or the same key at another moment
+    rows = tuple(base + [(base[i][0], base[i][1] if same else draw(st.integers(0, len(ORD_POOL) - 1)))
+                         for i, same in repeats])
+    if not tagged and draw(st.booleans()):  # rows of one key all alike: fixable without a row identity
+        rows = tuple((key_values, 0) for key_values, _ in rows)
+    targets = [t for t in TARGETS if (has_pk or t not in ("pk", "self")) and (dialect == "mysql" or t != "nonunique")]
+    kids: list[Child] = []
+    if children:
+        for _ in range(draw(st.integers(0 if app else 1, 3))):
+            target = draw(st.sampled_from(targets))
+            if target == "self" and any(k.target == "self" for k in kids):
+                continue
+            other = target != "self" and dialect != "sqlite" and draw(st.integers(0, 3)) == 0
+            kids.append(Child(target, draw(st.sampled_from(ACTIONS)), draw(st.integers(0, 4)) > 0, other,
+                              tuple(draw(st.lists(st.one_of(st.none(), st.integers(0, 40)), min_size=1,
+                                                  max_size=8))),
+                              draw(st.sampled_from(["int", "int", "text", *(["inet"] if dialect == "postgresql"
+                                                                           else [])]))))
+    op = st.builds(Op, st.sampled_from([o for o in OPS if dialect == "postgresql" or o != "vacuum_reinsert"]),
+                   st.integers(0, 40), st.integers(0, 40),
+                   st.tuples(*[st.integers(0, n - 1) for n in sizes]))
+    batch_size = draw(st.integers(1, 3))
+    ops: tuple[tuple[Op, ...], ...] = ()
+    if app:
+        ops = tuple(tuple(draw(st.lists(op, max_size=3))) for _ in range(draw(st.integers(1, 4))))
+    on_reference: tuple[str, ...] = ()
+    if HAS_ON_REFERENCE and kids:
+        on_reference = tuple(draw(st.sampled_from(["repoint", "archive", "refuse"])) for _ in kids)
+    return Scenario(dialect, has_pk, tagged, key_types, nullable, rows, draw(st.booleans()),
+                    draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference,
+                    draw(st.integers(0, 3)) == 0)
+
+
+# -- SQL per dialect ------------------------------------------------------------------------------------------
+
+
+def column_type(dialect: str, kind: str) -> str:
+    return {
+        "postgresql": {"int": "INTEGER", "float": "REAL", "numeric": "NUMERIC(12,4)", "text": "VARCHAR(20)",
+                       "text_ci": 'VARCHAR(20) COLLATE "dw_ci"', "date": "DATE", "ts": "TIMESTAMP(0)"},
+        "mysql": {"int": "INT", "float": "FLOAT", "numeric": "DECIMAL(12,4)",
+                  "text": "VARCHAR(20) COLLATE utf8mb4_bin", "text_ci": "VARCHAR(20) COLLATE utf8mb4_general_ci",
+                  "date": "DATE", "ts": "DATETIME(0)"},
+        "sqlite": {"int": "INTEGER", "float": "REAL", "numeric": "NUMERIC", "text": "VARCHAR(20)",
+                   "text_ci": "VARCHAR(20) COLLATE NOCASE", "date": "DATE", "ts": "DATETIME"},
+    }[dialect][kind]
+
+
+def bind(dialect: str, value: Any) -> Any:
+    """A value as the application binds it (SQLite has no date, timestamp or decimal type)."""
+    if dialect != "sqlite" or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+@dataclass
+class Col:
+    name: str
+    kind: str  # a KEY_TYPES entry, "id", "ord", "u", "nu", "ut", "sref", "tag", "body", "fk", "tfk", "cid"
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind in (*TEXT_TYPES, "tag", "body", "ut", "tfk")
+
+
+class Sql:
+    """Hand-written test SQL for one dialect (identifiers quoted by the dialect's preparer)."""
+
+    def __init__(self, db: TestDatabase, other: str | None) -> None:
+        self.db, self.dialect, self.other = db, db.dialect, other
+        self.preparer = db.engine.dialect.identifier_preparer
+
+    def q(self, name: str) -> str:
+        return self.preparer.quote_identifier(name)
+
+    def table(self, name: str, other: bool = False) -> str:
+        if other:
+            assert self.other is not None
+            return f"{self.q(self.other)}.{self.q(name)}"
+        return self.q(name)
+
+    def nse(self, a: str, b: str) -> str:
+        """NULL-safe equality, by the database's own comparison rules."""
+        return {"postgresql": f"{a} IS NOT DISTINCT FROM {b}", "mysql": f"{a} <=> {b}", "sqlite": f"{a} IS {b}"}[
+            self.dialect]
+
+    def exact(self, expr: str, col: Col) -> str:
+        """A column's value as stored: text as bytes, so that 'a', 'A' and 'a ' stay apart."""
+        if not col.is_text:
+            return expr
+        return {"postgresql": f"convert_to({expr}, 'UTF8')", "mysql": f"CAST({expr} AS BINARY)",
+                "sqlite": f"CAST({expr} AS BLOB)"}[self.dialect]
+
+    def canon(self, alias: str, cols: list[Col]) -> str:
+        """One row as canonical text (for ordered digests)."""
+        if self.dialect == "postgresql":
+            parts = [f"COALESCE(CAST({alias}.{self.q(c.name)} AS text), '<null>')" for c in cols]
+            return " || '|' || ".join(parts) if len(parts) > 1 else parts[0]
+        if self.dialect == "mysql":
+            parts = [f"IFNULL(HEX(CAST({alias}.{self.q(c.name)} AS BINARY)), 'N')" for c in cols]
+            return f"CONCAT_WS('|', {', '.join(parts)})"
+        return " || '|' || ".join(f"quote({alias}.{self.q(c.name)})" for c in cols)
+
+    def digest(self, table: str, cols: list[Col], where: str = "1=1") -> str:
+        """An ordered digest of the rows of `table`, computed by the database."""
+        canon = self.canon("x", cols)
+        if self.dialect == "postgresql":
+            sql = (f"SELECT count(*) || ':' || COALESCE(md5(string_agg(t, E'\\n' ORDER BY t COLLATE \"C\")), '') "
+                   f"FROM (SELECT {canon} AS t FROM {table} x WHERE {where}) s")
+        elif self.dialect == "mysql":
+            sql = (f"SELECT CONCAT(COUNT(*), ':', IFNULL(MD5(GROUP_CONCAT(t ORDER BY t SEPARATOR '\\n')), '')) "
+                   f"FROM (SELECT {canon} AS t FROM {table} x WHERE {where}) s")
+        else:
+            sql = (f"SELECT count(*) || ':' || COALESCE(group_concat(t, char(10)), '') "
+                   f"FROM (SELECT {canon} AS t FROM {table} x WHERE {where} ORDER BY t) s")
+        with self.db.engine.connect() as conn:
+            if self.dialect == "mysql":
+                conn.exec_driver_sql("SET SESSION group_concat_max_len = 104857600")
+            return str(conn.execute(sa.text(sql)).scalar())
+
+    def grouped(self, source: str, cols: list[Col]) -> str:
+        exprs = [self.exact(f"s.{self.q(c.name)}", c) for c in cols]
+        picked = ", ".join(f"{e} AS c{j}" for j, e in enumerate(exprs))
+        return f"SELECT {picked}, COUNT(*) AS n FROM ({source}) s GROUP BY {', '.join(exprs)}"
+
+    def missing(self, x: str, y: str, cols: list[Col]) -> list[tuple[Any, ...]]:
+        """Rows of multiset `x` (a SELECT of `cols`) that `y` holds fewer times (exact forms, NULL-safe)."""
+        match = " AND ".join(self.nse(f"gx.c{j}", f"gy.c{j}") for j in range(len(cols)))
+        sql = (f"SELECT gx.* FROM ({self.grouped(x, cols)}) gx WHERE NOT EXISTS "
+               f"(SELECT 1 FROM ({self.grouped(y, cols)}) gy WHERE {match} AND gy.n >= gx.n)")
+        return self.db.rows(sql)
+
+    def select(self, table: str, cols: list[Col], where: str = "") -> str:
+        names = ", ".join(self.q(c.name) for c in cols)
+        return f"SELECT {names} FROM {table}" + (f" WHERE {where}" if where else "")
+
+    def exists(self, table: str) -> bool:
+        return sa.inspect(self.db.engine).has_table(table)
+
+
+# -- the world: tables, shadows, the application ------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """A scenario built in a test database, with its application."""
+
+    s: Scenario
+    db: TestDatabase
+    sql: Sql
+    app: sa.Engine
+    pcols: list[Col]
+    ccols: list[list[Col]]
+    counter: int = 1000
+    log: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # found while the fix ran (at batch boundaries)
+
+    @property
+    def key_cols(self) -> list[Col]:
+        return [c for c in self.pcols if c.kind in KEY_TYPES]
+
+    @property
+    def data_cols(self) -> list[Col]:
+        """Parent columns a fix must never change (all but the self-reference, which it may repoint)."""
+        return [c for c in self.pcols if c.kind != "sref"]
+
+    def child_table(self, j: int, shadow: bool = False) -> str:
+        name = f"exp_c{j}" if shadow else f"c{j}"
+        return self.sql.table(name, self.s.tables[j].other_schema and not shadow)
+
+    def next_id(self) -> int:
+        self.counter += 1
+        return self.counter
+
+
+def parent_columns(s: Scenario) -> list[Col]:
+    cols = [Col("id", "id")] if s.has_pk else []
+    cols += [Col(f"k{j}", t) for j, t in enumerate(s.key_types)]
+    cols.append(Col("ord", "ord"))
+    if s.needs_u:
+        cols.append(Col("u", "u"))
+    if s.needs_nu:
+        cols.append(Col("nu", "nu"))
+    if s.needs_ut:
+        cols.append(Col("ut", "ut"))
+    if s.self_ref:
+        cols.append(Col("sref", "sref"))
+    if s.tagged:
+        cols.append(Col("tag", "tag"))
+    cols.append(Col("body", "body"))
+    return cols
+
+
+def child_columns(c: Child) -> list[Col]:
+    cols = [Col("cid", "cid")] if c.has_pk else []
+    cols.append(Col("f0", "tfk" if c.target == "text" else "fk"))
+    if c.target == "composite":
+        cols.append(Col("f1", "fk"))
+    cols.append(Col("ctag", "tag"))
+    return cols
+
+
+def _parent_ddl(w: World, name: str, constraints: bool) -> str:
+    s, d = w.s, w.s.dialect
+    nn = "" if s.nullable else " NOT NULL"
+    defs = []
+    for c in w.pcols:
+        if c.kind == "id":
+            defs.append(f"id INTEGER{' PRIMARY KEY' if constraints else ''}")
+        elif c.kind in KEY_TYPES:
+            defs.append(f"{c.name} {column_type(d, c.kind)}{nn}")
+        elif c.kind == "ord":
+            defs.append(f"ord {column_type(d, 'ts')}")
+        elif c.kind in ("u", "nu", "sref"):
+            defs.append(f"{c.name} INTEGER")
+        elif c.kind == "ut":  # a case-insensitive unique text column other tables refer to (issue 9 item 5)
+            defs.append(f"ut {column_type(d, 'text_ci')}")
+        else:
+            defs.append(f"{c.name} VARCHAR(40)")
+    if constraints:
+        if s.needs_u:
+            defs.append("UNIQUE (u)")
+            if s.needs_nu:
+                defs.append("UNIQUE (u, nu)")
+        if s.needs_nu and d == "mysql":
+            defs.append("KEY (nu)")
+        if s.needs_ut:
+            defs.append("UNIQUE (ut)")
+        ref = s.self_ref
+        if ref is not None:
+            defs.append(f"FOREIGN KEY (sref) REFERENCES {w.sql.q(name)} (id) ON DELETE {ref.ondelete}")
+    return f"CREATE TABLE {w.sql.q(name)} ({', '.join(defs)})"
+
+
+def _child_ddl(w: World, j: int, shadow: bool) -> str:
+    c = w.s.tables[j]
+    kind = {"int": "INTEGER", "text": "VARCHAR(20)", "inet": "INET"}[c.pk_type]
+    defs = [f"cid {kind}{'' if shadow else ' PRIMARY KEY'}"] if c.has_pk else []
+    defs += [f"{col.name} INTEGER" for col in w.ccols[j] if col.kind == "fk"]
+    defs += [f"{col.name} {column_type(w.s.dialect, 'text_ci')}" for col in w.ccols[j] if col.kind == "tfk"]
+    defs.append("ctag VARCHAR(40)")
+    if not shadow:
+        fk, referred = {"pk": ("f0", "id"), "unique": ("f0", "u"), "nonunique": ("f0", "nu"),
+                        "composite": ("f0, f1", "u, nu"), "text": ("f0", "ut")}[c.target]
+        parent = w.sql.table("p") if not c.other_schema else (
+            f"{w.sql.q(w.db.schema)}.{w.sql.q('p')}" if w.db.schema else w.sql.q("p"))
+        defs.append(f"FOREIGN KEY ({fk}) REFERENCES {parent} ({referred}) ON DELETE {c.ondelete}")
+    return f"CREATE TABLE {w.child_table(j, shadow)} ({', '.join(defs)})"
+
+
+def _sqlite_foreign_keys(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on(dbapi: Any, _record: Any) -> None:
+        dbapi.execute("PRAGMA foreign_keys = ON")
+
+
+@contextlib.contextmanager
+def world(s: Scenario) -> Iterator[World]:
+    """The scenario's tables in a fresh test database (and, if a child lives elsewhere, a second schema)."""
+    tmp = Path(tempfile.mkdtemp(prefix="dw_model_"))
+    databases = make_test_database(s.dialect, tmp)
+    db = next(databases)
+    other = f"{db.schema}_x" if db.schema and any(c.other_schema for c in s.tables) else None
+    app = sa.create_engine(db.url)
+    if s.dialect == "sqlite":
+        _sqlite_foreign_keys(app)
+    try:
+        if other:
+            db.execute(f"CREATE SCHEMA {db.q(other)}" if s.dialect == "postgresql" else
+                       f"CREATE DATABASE {db.q(other)} CHARACTER SET utf8mb4")
+        try:
+            w = World(s, db, Sql(db, other), app, parent_columns(s), [child_columns(c) for c in s.tables])
+            build(w)
+            yield w
+        finally:
+            app.dispose()
+            if other:
+                db.execute(f"DROP SCHEMA {db.q(other)} CASCADE" if s.dialect == "postgresql" else
+                           f"DROP DATABASE {db.q(other)}")
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(databases)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build(w: World) -> None:
+    s, d = w.s, w.s.dialect
+    if d == "postgresql" and ("text_ci" in s.key_types or s.needs_ut):
+        w.db.execute("CREATE COLLATION dw_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    w.db.execute(_parent_ddl(w, "p", True), _parent_ddl(w, "exp_p", False))
+    for j in range(len(s.tables)):
+        w.db.execute(_child_ddl(w, j, False), _child_ddl(w, j, True))
+    for n, (key, ord_index) in enumerate(s.rows):
+        values = {c.name: bind(d, POOLS[c.kind][i] if i is not None else None)
+                  for c, i in zip(w.key_cols, key, strict=True)}
+        insert_parent(w, {**values, "ord": bind(d, ORD_POOL[ord_index])}, row_no=n + 1, log=False)
+    ids = parent_ids(w)
+    ref = s.self_ref
+    if ref is not None:
+        for n, target in enumerate(ref.refs):
+            if target is not None and n < len(ids):
+                with w.app.begin() as conn:
+                    for table in ("p", "exp_p"):
+                        conn.execute(sa.text(f"UPDATE {w.sql.q(table)} SET sref = :t WHERE id = :id"),
+                                     {"t": ids[target % len(ids)]["id"], "id": ids[n]["id"]})
+    for j, c in enumerate(s.tables):
+        for target in c.refs:
+            insert_child(w, j, None if target is None else target, log=False)
+
+
+def insert_parent(w: World, values: dict[str, Any], *, row_no: int | None = None, log: bool = True) -> None:
+    n = row_no if row_no is not None else w.next_id()
+    row = dict(values)
+    if w.s.has_pk:
+        row["id"] = n
+    if w.s.needs_u:
+        row["u"] = n
+    if w.s.needs_nu:
+        row["nu"] = n % 3
+    if w.s.needs_ut:
+        row["ut"] = f"v{n}"
+    if w.s.self_ref:
+        row.setdefault("sref", None)
+    if w.s.tagged:
+        row["tag"] = f"r{n}"
+    row["body"] = "seed" if row_no is not None else "app"
+    names = [c.name for c in w.pcols]
+    cols = ", ".join(w.sql.q(x) for x in names)
+    marks = ", ".join(f":{x}" for x in names)
+    with w.app.begin() as conn:
+        for table in ("p", "exp_p"):
+            conn.execute(sa.text(f"INSERT INTO {w.sql.q(table)} ({cols}) VALUES ({marks})"),
+                         {x: row.get(x) for x in names})
+    if log:
+        w.log.append(f"insert p {row}")
+
+
+def parent_ids(w: World) -> list[dict[str, Any]]:
+    """The live parent rows the application can address, in a fixed order."""
+    order = "tag" if w.s.tagged else ", ".join(w.sql.q(c.name) for c in w.pcols)
+    with w.app.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {w.sql.q('p')} ORDER BY {order}"))]
+
+
+def insert_child(w: World, j: int, target: int | None, *, log: bool = True) -> None:
+    c = w.s.tables[j]
+    rows = parent_ids(w)
+    n = w.next_id()
+    row: dict[str, Any] = {"ctag": f"c{n}"}
+    if c.has_pk:
+        row["cid"] = {"int": n, "text": f"k{n}", "inet": f"10.0.{n // 256}.{n % 256}"}[c.pk_type]
+    parent = rows[target % len(rows)] if target is not None and rows else None
+    for k, name in enumerate(_referred(c)):
+        row[f"f{k}"] = parent[name] if parent is not None else None
+    if c.target == "text" and parent is not None and target is not None and target % 2:
+        row["f0"] = row["f0"].upper()  # the same parent by the column's case-insensitive collation
+    names = list(row)
+    cols = ", ".join(w.sql.q(x) for x in names)
+    marks = ", ".join(f":{x}" for x in names)
+    with w.app.begin() as conn:
+        for shadow in (False, True):
+            conn.execute(sa.text(f"INSERT INTO {w.child_table(j, shadow)} ({cols}) VALUES ({marks})"), row)
+    if log:
+        w.log.append(f"insert c{j} {row}")
+
+
+def referenced(w: World, row: dict[str, Any]) -> bool:
+    """Whether anything points at this parent row (the application deletes only unreferenced rows)."""
+    checks = []
+    if w.s.self_ref and row.get("id") is not None:
+        checks.append((f"SELECT count(*) FROM {w.sql.q('p')} WHERE sref = :a", {"a": row["id"]}))
+    for j, c in enumerate(w.s.tables):
+        t = w.child_table(j)
+        if c.target == "pk":
+            checks.append((f"SELECT count(*) FROM {t} WHERE f0 = :a", {"a": row["id"]}))
+        elif c.target == "unique":
+            checks.append((f"SELECT count(*) FROM {t} WHERE f0 = :a", {"a": row["u"]}))
+        elif c.target == "nonunique":
+            checks.append((f"SELECT count(*) FROM {t} WHERE f0 = :a", {"a": row["nu"]}))
+        elif c.target == "text":
+            checks.append((f"SELECT count(*) FROM {t} WHERE f0 = :a", {"a": row["ut"]}))
+        else:
+            checks.append((f"SELECT count(*) FROM {t} WHERE f0 = :a AND f1 = :b", {"a": row["u"], "b": row["nu"]}))
+    with w.app.connect() as conn:
+        return any(conn.execute(sa.text(q), p).scalar() for q, p in checks)
+
+
+def apply(w: World, op: Op) -> None:
+    """One application operation, on its own connection, mirrored in the shadow tables."""
+    s = w.s
+    rows = parent_ids(w)
+    if op.kind == "child":
+        if s.tables:
+            insert_child(w, op.a % len(s.tables), op.b)
+            return
+        op = Op("dup", op.a, op.b, op.values)
+    if op.kind == "new" or not rows:
+        values = {c.name: bind(s.dialect, POOLS[c.kind][i]) for c, i in zip(w.key_cols, op.values, strict=True)}
+        insert_parent(w, {**values, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
+        return
+    row = rows[op.a % len(rows)]
+    if op.kind == "dup" or not s.tagged:  # without a tag the application can only add rows
+        copy = {c.name: row[c.name] for c in w.key_cols}
+        insert_parent(w, {**copy, "ord": row["ord"] if op.b % 2 else bind(s.dialect, ORD_POOL[op.b % 3])})
+        return
+    if op.kind == "update":
+        col = w.key_cols[op.b % len(w.key_cols)]
+        value = bind(s.dialect, POOLS[col.kind][op.values[op.b % len(w.key_cols)]])
+        with w.app.begin() as conn:
+            for table in ("p", "exp_p"):
+                conn.execute(sa.text(f"UPDATE {w.sql.q(table)} SET {w.sql.q(col.name)} = :v WHERE tag = :t"),
+                             {"v": value, "t": row["tag"]})
+        w.log.append(f"update {row['tag']} {col.name} = {value!r}")
+        return
+    if referenced(w, row):
+        return
+    slot = where_is(w, row["tag"])
+    with w.app.begin() as conn:
+        for table in ("p", "exp_p"):
+            conn.execute(sa.text(f"DELETE FROM {w.sql.q(table)} WHERE tag = :t"), {"t": row["tag"]})
+    w.log.append(f"delete {row['tag']}")
+    if op.kind == "vacuum_reinsert":
+        vacuum(w)
+        copy = {c.name: row[c.name] for c in w.key_cols}
+        insert_parent(w, {**copy, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
+        w.log.append(f"the new row took {row['tag']}'s slot {slot}" if where_is(w, f"r{w.counter}") == slot
+                     else f"the new row did not take {row['tag']}'s slot {slot}")
+
+
+def where_is(w: World, tag: str) -> str | None:
+    if w.s.dialect != "postgresql":
+        return None
+    return w.db.scalar(f"SELECT CAST(ctid AS text) FROM {w.sql.q('p')} WHERE tag = :t", {"t": tag})
+
+
+def vacuum(w: World) -> None:
+    """VACUUM `p` once no other session of the database holds a snapshot that still sees the deleted row
+    (on a shared server other tests' transactions would keep it), so that the next insert reuses its slot."""
+    deadline = time.monotonic() + 10
+    with w.app.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        others = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()")
+        while conn.exec_driver_sql(others).scalar() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline
+        conn.exec_driver_sql(f"VACUUM {w.sql.q('p')}")
+    w.log.append("vacuum p")
+
+
+# -- the fix, driven ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    refused: str | None = None  # the one-line message of a FixRefused (or blockers)
+    error: str | None = None  # the message of a FixError (earlier batches stand)
+    fix_id: str | None = None
+    group: DuplicateGroup | None = None  # the one group fixed (Scenario.one_group), as the drill-down listed it
+    dry_run: FixPlan | None = None  # make_plan, just before the snapshot
+    plan: FixPlan | None = None  # prepare_fix
+    report: FixReport | None = None  # run_fix
+
+
+def check_config(w: World) -> dict[str, Any]:
+    s = w.s
+    check: dict[str, Any] = {"name": "model", "database": "app", "table": "p",
+                             "key": [c.name for c in w.key_cols], "keep": s.keep}
+    if s.use_order:
+        check["order_by"] = ["ord"]
+    if s.on_reference:
+        ref = {}
+        for j, c in enumerate(s.children):
+            if c.target == "self":
+                ref["p.sref"] = s.on_reference[j]
+            else:
+                table = f"{w.sql.other}.c{j}" if c.other_schema else f"c{s.tables.index(c)}"
+                ref[f"{table}.f0" if c.target != "composite" else f"{table}.(f0,f1)"] = s.on_reference[j]
+        check["on_reference"] = ref
+    return check
+
+
+SAMPLE = 20
+
+
+def tie_rule_applies(w: World) -> bool:
+    """Whether the keeper is fully determined by the table: a primary key breaks every tie on `order_by`
+    (issue 9 item 6), and nothing but an unrelated UPDATE happens between the dry run and the fix."""
+    return w.s.has_pk and w.s.tagged and not any(w.s.ops)
+
+
+def touch_every_row(w: World) -> None:
+    """An UPDATE that changes no key and no order column, only where PostgreSQL keeps the rows."""
+    with w.app.begin() as conn:
+        for table in ("p", "exp_p"):
+            conn.execute(sa.text(f"UPDATE {w.sql.q(table)} SET body = 'touched'"))
+    w.log.append("update p set body = 'touched' (every row)")
+
+
+def snapshot(w: World) -> None:
+    """The oracle's copy of the parent at snapshot time (`snap_p`, same column definitions)."""
+    w.db.execute(_parent_ddl(w, "snap_p", False))
+    names = ", ".join(w.sql.q(c.name) for c in w.pcols)
+    w.db.execute(f"INSERT INTO {w.sql.q('snap_p')} ({names}) SELECT {names} FROM {w.sql.q('p')}")
+
+
+def drive(w: World) -> tuple[Outcome, Monitor]:
+    """prepare_fix, the application's operations after the snapshot and after every batch, run_fix."""
+    monitor = Monitor(config_from_dict({"databases": {"app": {"url": w.db.url}}, "checks": [check_config(w)]}))
+    out = Outcome()
+    try:
+        if w.s.one_group:
+            page = monitor.groups("model", fresh=True)
+            out.group = page.groups[0] if page.groups else None
+        key = out.group.key if out.group is not None else None
+        if out.group is not None:
+            listed = len(monitor.members("model", key).rows)
+            if listed != out.group.rows:
+                w.problems.append(f"the drill-down of group {key!r} listed {listed} rows, the group has "
+                                  f"{out.group.rows}")
+        out.dry_run = make_plan(monitor, "model", sample=SAMPLE, group=key)
+        if tie_rule_applies(w):
+            touch_every_row(w)
+        plan = out.plan = prepare_fix(monitor, "model", sample=0, group=key)
+    except FixRefused as exc:
+        out.refused = str(exc)
+        return out, monitor
+    out.fix_id = plan.fix_id
+    snapshot(w)
+    if plan.blockers:
+        discard_fix(monitor, "model", plan.fix_id or "")
+        out.refused = plan.blockers[0]
+        return out, monitor
+    batches = iter(w.s.ops[1:])
+
+    def between(_p: FixProgress) -> None:
+        w.problems += check_keepers(w, out.fix_id)
+        for op in next(batches, ()):
+            apply(w, op)
+
+    for op in w.s.ops[0] if w.s.ops else ():
+        apply(w, op)
+    try:
+        out.report = run_fix(monitor, "model", plan, batch_size=w.s.batch_size, progress=between)
+    except FixRefused as exc:
+        out.refused = str(exc)
+    except FixError as exc:
+        out.error = str(exc)
+    return out, monitor
+
+
+# -- the oracle -----------------------------------------------------------------------------------------------
+
+
+class Violations(AssertionError):
+    pass
+
+
+def key_match(w: World, a: str, b: str) -> str:
+    """Same key by the database's own comparison (the column's collation), NULLs equal (nulls = "equal")."""
+    return " AND ".join(w.sql.nse(f"{a}.{w.sql.q(c.name)}", f"{b}.{w.sql.q(c.name)}") for c in w.key_cols)
+
+
+def exact_match(w: World, a: str, b: str, cols: list[Col]) -> str:
+    return " AND ".join(w.sql.nse(w.sql.exact(f"{a}.{w.sql.q(c.name)}", c), w.sql.exact(f"{b}.{w.sql.q(c.name)}", c))
+                        for c in cols)
+
+
+def archive_source(w: World, fix_id: str | None, cols: list[Col]) -> str | None:
+    if fix_id is None or not w.sql.exists("dupewatch_archive_p"):
+        return None
+    return w.sql.select(w.sql.q("dupewatch_archive_p"), cols, f"dupewatch_fix_id = '{fix_id}'")
+
+
+def before(w: World, s_alias: str, r_alias: str) -> str:
+    """Row `s` comes strictly before row `r` in the keeper order (NULL never preferred)."""
+    column = "ord" if w.s.use_order else ("id" if w.s.has_pk else None)
+    if column is None:
+        return "1=0"
+    a, b = f"{s_alias}.{w.sql.q(column)}", f"{r_alias}.{w.sql.q(column)}"
+    cmp = "<" if w.s.keep == "oldest" else ">"
+    return f"(({a} IS NOT NULL AND {b} IS NULL) OR {a} {cmp} {b})"
+
+
+def check_keepers(w: World, fix_id: str | None) -> list[str]:
+    """At a batch boundary (before the application writes again): every group that lost rows in the batch
+    still has one of its first rows of the snapshot (keeper order; ties allowed) exactly as it was. Rows are
+    told apart by their tag, so tables without one (MariaDB's identical rows) are not judged here."""
+    sql, q = w.sql, w.sql.q
+    data = w.data_cols
+    archived = archive_source(w, fix_id, data)
+    if not archived or not w.s.tagged:
+        return []
+    if not sql.exists("oracle_seen"):
+        w.db.execute("CREATE TABLE oracle_seen (tag VARCHAR(40))")
+    fresh = f"SELECT * FROM ({archived}) a0 WHERE NOT EXISTS (SELECT 1 FROM oracle_seen o WHERE o.tag = a0.tag)"
+    keeperless = w.db.rows(
+        f"SELECT DISTINCT {', '.join('a.' + q(c.name) for c in w.key_cols)} FROM ({fresh}) a WHERE NOT EXISTS ("
+        f"SELECT 1 FROM {q('snap_p')} r JOIN {q('p')} l ON {exact_match(w, 'r', 'l', data)} "
+        f"WHERE {key_match(w, 'r', 'a')} AND NOT EXISTS (SELECT 1 FROM {q('snap_p')} s2 "
+        f"WHERE {key_match(w, 's2', 'r')} AND {before(w, 's2', 'r')}))")
+    w.db.execute(f"INSERT INTO oracle_seen (tag) SELECT tag FROM ({fresh}) f")
+    if keeperless:
+        return [f"groups that lost rows in a batch while none of their planned keepers was left as planned "
+                f"(keeper deleted or changed before the batch, or a later row kept): keys {keeperless[:3]}"]
+    return []
+
+
+def check_fix(w: World, out: Outcome) -> list[str]:
+    """Every promise of a fix, checked in SQL after it ran (or refused). Returns what was broken."""
+    sql, q = w.sql, w.sql.q
+    problems: list[str] = []
+    data = w.data_cols
+    live, shadow = q("p"), q("exp_p")
+    archived = archive_source(w, out.fix_id, data)
+    if out.refused is not None:
+        if archived and w.db.scalar(f"SELECT count(*) FROM ({archived}) a"):
+            problems.append("refused, yet rows were archived")
+        for name, table, cols in tables(w):
+            if sql.digest(table[0], cols) != sql.digest(table[1], cols):
+                problems.append(f"refused ({out.refused[:80]}), yet {name} changed")
+        return problems
+    # 1. nothing lost: live + archive == what the application left (no row deleted without its archive copy)
+    both = sql.select(live, data) + (f" UNION ALL {archived}" if archived else "")
+    lost = sql.missing(sql.select(shadow, data), both, data)
+    if lost:
+        problems.append(f"rows of p deleted but not archived (or changed): {lost[:3]}")
+    extra = sql.missing(both, sql.select(shadow, data), data)
+    if extra:
+        problems.append(f"live + archive holds rows the application does not have (archived twice, or "
+                        f"archive differs from the row deleted): {extra[:3]}")
+    if archived:
+        # 2. only planned rows: every archived row was in the snapshot, in a group of two or more
+        unplanned = sql.missing(archived, sql.select(q("snap_p"), data), data)
+        if unplanned:
+            problems.append(f"deleted rows that were not in the snapshot (arrived after the plan): {unplanned[:3]}")
+        alone = w.db.rows(f"SELECT a.* FROM ({archived}) a "
+                          f"WHERE (SELECT count(*) FROM {q('snap_p')} s WHERE {key_match(w, 's', 'a')}) < 2")
+        if alone:
+            problems.append(f"deleted rows whose key had no duplicate at snapshot time: {alone[:3]}")
+    # 4. what the fix reported is what the database holds; without the application, the preview's promise too
+    counted = w.db.scalar(f"SELECT count(*) FROM ({archived}) a") if archived else 0
+    if out.report is not None and (out.report.deleted, out.report.archived) != (counted, counted):
+        problems.append(f"the fix reported {out.report.deleted} deleted and {out.report.archived} archived, "
+                        f"the archive holds {counted} rows of it")
+    quiet = not any(w.s.ops)
+    if quiet and out.report is not None and out.error is None:
+        keys = ", ".join(q(c.name) for c in w.key_cols)
+        left = [] if out.group is not None else w.db.rows(
+            f"SELECT {keys}, count(*) FROM {live} GROUP BY {keys} HAVING count(*) > 1")
+        if out.group is not None and counted != out.group.rows - 1:
+            problems.append(f"fixing the one group {out.group.key!r} of {out.group.rows} rows (as the check listed "
+                            f"it) deleted {counted} rows")
+        if left or out.report.skipped:
+            problems.append(f"nothing changed the table during the fix, yet {out.report.skipped} group(s) were "
+                            f"skipped and these keys still have duplicates: {left[:3]}")
+        promised = [x.rows_to_delete for x in (out.dry_run, out.plan) if x is not None]
+        if any(n != counted for n in promised):
+            problems.append(f"the dry run / prepared plan promised {promised} rows to delete, the fix deleted "
+                            f"{counted}")
+    if out.dry_run is not None and tie_rule_applies(w):
+        promised = [g.keep["tag"] for g in out.dry_run.sample if g.keep is not None]
+        marks = ", ".join(f"'{t}'" for t in promised) or "NULL"
+        kept = {r[0] for r in w.db.rows(f"SELECT tag FROM {live} WHERE tag IN ({marks})")}
+        if set(promised) - kept:
+            problems.append(f"the dry run showed rows {sorted(set(promised) - kept)} as kept, the fix deleted them "
+                            "(ties on order_by not broken by the primary key)")
+    # 5. every key the application has still has a row (with the application writing, a key may lose its
+    # last row by the application's own doing after a batch: the keeper check at each boundary covers it)
+    keys_of_e = ", ".join("e." + q(c.name) for c in w.key_cols)
+    gone = [] if not quiet else w.db.rows(
+        f"SELECT DISTINCT {keys_of_e} FROM {shadow} e "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {live} l WHERE {key_match(w, 'l', 'e')})")
+    if gone:
+        problems.append(f"keys that lost their last row: {gone[:3]}")
+    problems += check_references(w, out.fix_id)
+    return problems
+
+
+def tables(w: World) -> list[tuple[str, tuple[str, str], list[Col]]]:
+    found = [("p", (w.sql.q("p"), w.sql.q("exp_p")), w.pcols)]
+    for j in range(len(w.s.tables)):
+        found.append((f"c{j}", (w.child_table(j), w.child_table(j, True)), w.ccols[j]))
+    return found
+
+
+def _referred(c: Child) -> list[str]:
+    return {"pk": ["id"], "unique": ["u"], "nonunique": ["nu"], "composite": ["u", "nu"], "self": ["id"],
+            "text": ["ut"]}[c.target]
+
+
+def child_archive(w: World, j: int, fix_id: str | None) -> str | None:
+    """The archived rows of child `j` (a SELECT of its columns) when the check says `archive` for it."""
+    c = w.s.tables[j]
+    if not w.s.on_reference or w.s.on_reference[w.s.children.index(c)] != "archive" or fix_id is None:
+        return None
+    name = f"dupewatch_archive_c{j}"
+    inspector = sa.inspect(w.db.engine)
+    if not inspector.has_table(name, schema=w.sql.other if c.other_schema else None):
+        return w.sql.select(w.child_table(j, True), w.ccols[j], "1=0")
+    return w.sql.select(w.sql.table(name, c.other_schema), w.ccols[j], f"dupewatch_fix_id = '{fix_id}'")
+
+
+def check_references(w: World, fix_id: str | None) -> list[str]:
+    """No referencing row lost (unless archived, with `on_reference = "archive"`) or left dangling; a changed
+    reference points at a row of the same key."""
+    q = w.sql.q
+    problems: list[str] = []
+    live, shadow = q("p"), q("exp_p")
+    for j, c in enumerate(w.s.tables):
+        t, e = w.child_table(j), w.child_table(j, True)
+        fks = [col.name for col in w.ccols[j] if col.kind in ("fk", "tfk")]
+        gone = f"SELECT e.* FROM {e} e WHERE NOT EXISTS (SELECT 1 FROM {t} c WHERE c.ctag = e.ctag)"
+        archive = child_archive(w, j, fix_id)
+        if archive is not None:  # on_reference = "archive": a child row may go, archived exactly as it was
+            lost = w.sql.missing(gone, archive, w.ccols[j])
+        else:
+            lost = w.db.rows(gone)
+        if lost:
+            problems.append(f"c{j} ({c.target}, ON DELETE {c.ondelete}) lost rows {lost[:3]}")
+        problems += _changed_refs(w, f"c{j}", t, e, "ctag", fks, _referred(c))
+    if w.s.self_ref is not None:
+        problems += _changed_refs(w, "p.sref", live, shadow, "tag", ["sref"], ["id"])
+    return problems
+
+
+def _changed_refs(w: World, label: str, t: str, e: str, ident: str, fks: list[str], referred: list[str]) -> list[str]:
+    sql, q = w.sql, w.sql.q
+    live, shadow = q("p"), q("exp_p")
+    problems = []
+    notnull = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in fks)
+    points = " AND ".join(f"l.{q(r)} = c.{q(f)}" for f, r in zip(fks, referred, strict=True))
+    dangling = w.db.rows(f"SELECT c.{ident} FROM {t} c WHERE {notnull} AND NOT EXISTS "
+                         f"(SELECT 1 FROM {live} l WHERE {points})")
+    if dangling:
+        problems.append(f"{label} rows left pointing at no row: {dangling[:3]}")
+    same = " AND ".join(sql.nse(f"c.{q(f)}", f"e.{q(f)}") for f in fks)
+    was = " AND ".join(f"o.{q(r)} = e.{q(f)}" for f, r in zip(fks, referred, strict=True))
+    now = " AND ".join(f"n.{q(r)} = c.{q(f)}" for f, r in zip(fks, referred, strict=True))
+    moved = w.db.rows(
+        f"SELECT c.{ident} FROM {t} c JOIN {e} e ON c.{ident} = e.{ident} WHERE NOT ({same}) AND NOT EXISTS ("
+        f"SELECT 1 FROM {shadow} o JOIN {live} n ON {key_match(w, 'o', 'n')} WHERE {was} AND {now})")
+    if moved:
+        problems.append(f"{label} rows whose reference changed to a row of another key, or to NULL: {moved[:3]}")
+    return problems
+
+
+def check_undo(w: World) -> list[str]:
+    """After undo every table is exactly what the application left (ordered digests, computed in SQL)."""
+    problems = []
+    for name, (live, shadow), cols in tables(w):
+        if w.sql.digest(live, cols) != w.sql.digest(shadow, cols):
+            problems.append(f"after undo {name} differs from what the application left")
+    return problems
+
+
+def check_debris(w: World) -> list[str]:
+    problems = []
+    names = sa.inspect(w.db.engine).get_table_names()
+    leaked = [n for n in names if n.startswith("dupewatch_plan_")]
+    if leaked:
+        states = w.db.rows("SELECT plan_table, state FROM dupewatch_fix") if "dupewatch_fix" in names else []
+        problems.append(f"plan tables left behind after the fix was undone or refused: {leaked} (records: {states})")
+    if "dupewatch_fix" in names:
+        stuck = w.db.rows("SELECT fix_id, state FROM dupewatch_fix WHERE state IN ('running', 'planning')")
+        if stuck:
+            problems.append(f"fix records left {stuck}")
+    return problems
+
+
+def run_scenario(s: Scenario) -> None:
+    """Build, fix, check, undo, check. Raises `Violations` listing every broken promise."""
+    problems, description = scenario_problems(s)
+    if problems:
+        raise Violations(description + "\n  - " + "\n  - ".join(problems))
+
+
+def scenario_problems(s: Scenario) -> tuple[list[str], str]:
+    """Every promise the fix broke in scenario `s`, and a description of the scenario and the app's log."""
+    with world(s) as w:
+        problems: list[str] = []
+        monitor = None
+        try:
+            out, monitor = drive(w)
+            for message in (out.refused, out.error):
+                if message is not None and "\n" in message.strip():
+                    problems.append(f"message is not one line: {message!r}")
+            problems += w.problems + check_fix(w, out)
+            if out.refused is None and out.fix_id is not None:
+                try:
+                    undo_fix(monitor, out.fix_id)
+                except FixRefused as exc:
+                    problems.append(f"undo refused: {exc}")
+                else:
+                    problems += check_undo(w)
+            problems += check_debris(w)
+        except Exception as exc:  # anything else from the fix is a bug: one line, no traceback, is the contract
+            problems.append(f"unhandled {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        finally:
+            if monitor is not None:
+                monitor.close()
+        return problems, describe(s, w)
+
+
+def describe(s: Scenario, w: World) -> str:
+    return f"{s}\n  app log: {w.log}"
+
+
+def examples(default: int) -> int:
+    return int(os.environ.get("DUPEWATCH_FUZZ_EXAMPLES", default))
+
+

@@ -1,0 +1,138 @@
+"""A model-based test of `dupewatch fix` (issue 9): generated schemas, an application writing between the
+snapshot and every batch, and an oracle that checks every promise in SQL after the fix and after undo.
+
+fix_model.py holds the model: what is generated, how the application writes, and what the oracle checks.
+The normal suite runs a fixed, derandomized set of examples per database and shape (`EXAMPLES`);
+`DUPEWATCH_FUZZ_EXAMPLES=500` raises it for a soak, and `DUPEWATCH_FUZZ_SHRINK=1` lets hypothesis shrink a
+failure to a minimal scenario (slow: every example builds its own database). A failure prints the
+`Scenario(...)` and every promise it broke; `fix_model.run_scenario(Scenario(...))` replays it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+
+from dbtest import DIALECTS
+from fix_model import Child, Op, Scenario, examples, run_scenario, scenarios
+
+EXAMPLES = 8
+SHAPES = {
+    # shape: (children, application operations, primary key, rows told apart by a tag column)
+    "plain": (False, False, None, None),
+    "identical_rows": (False, False, False, False),
+    "references": (True, False, True, None),
+    "no_primary_key": (True, False, False, None),
+    "application": (True, True, None, None),
+}
+PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("DUPEWATCH_FUZZ_SHRINK") else [])
+
+
+def _scenario(dialect: str, key_types: tuple[str, ...], rows: tuple[tuple[tuple[int | None, ...], int], ...],
+              **fields: object) -> Scenario:
+    base: dict[str, object] = {"has_pk": True, "tagged": True, "nullable": False, "use_order": False,
+                               "keep": "oldest", "children": (), "ops": (), "batch_size": 1}
+    return Scenario(dialect=dialect, key_types=key_types, rows=rows, **{**base, **fields})  # type: ignore[arg-type]
+
+
+TWO = (((0,), 0), ((0,), 1))  # two rows of one key (ids 1 and 2: 2 goes)
+# The incidents the model found (issue 9's and M10), minimal (see /work/notes/model-findings.md): always run,
+# before the generated examples, on the shape and database they belong to.
+REGRESSIONS: dict[tuple[str, str], list[Scenario]] = {
+    ("postgresql", "references"): [
+        # M1: a child in another schema, ON DELETE CASCADE
+        _scenario("postgresql", ("int",), TWO, children=(Child("unique", "CASCADE", True, True, (1,)),)),
+        # M7: a referencing table whose primary key is inet
+        _scenario("postgresql", ("int",), TWO, children=(Child("pk", "NO ACTION", True, False, (1,), "inet"),)),
+    ],
+    ("mysql", "references"): [
+        # M1: a child in another database, ON DELETE CASCADE
+        _scenario("mysql", ("int",), TWO, children=(Child("pk", "CASCADE", True, True, (1,)),)),
+        # M2: a foreign key to a non-unique column
+        _scenario("mysql", ("int",), ((((0,), 0),) * 4), children=(Child("nonunique", "CASCADE", True, False, (1,)),)),
+        # M4: a case-insensitive text foreign key
+        _scenario("mysql", ("float",), ((((2,), 1), ((None,), 1), ((None,), 3), ((None,), 0), ((None,), 0))),
+                  nullable=True, use_order=True, keep="newest",
+                  children=(Child("text", "RESTRICT", True, False, (21, 2)),), batch_size=3),
+    ],
+    ("sqlite", "no_primary_key"): [
+        # M4: a NOCASE text foreign key
+        _scenario("sqlite", ("float",), ((((2,), 1), ((None,), 1), ((None,), 3), ((None,), 0), ((None,), 0))),
+                  has_pk=False, nullable=True, use_order=True, keep="newest",
+                  children=(Child("text", "RESTRICT", True, False, (21, 2)),), batch_size=3),
+    ],
+    ("postgresql", "application"): [
+        # M5: a row inserted after the plan into the VACUUM-freed slot of a planned row
+        _scenario("postgresql", ("text",), (((0,), 0), ((0,), 2), ((0,), 2)), has_pk=False, use_order=True,
+                  ops=((Op("vacuum_reinsert", 1, 2, (0,)),),)),
+        # M5: ... into the keeper's slot
+        _scenario("postgresql", ("text",), (((0,), 2), ((0,), 0), ((0,), 2)), has_pk=False, use_order=True,
+                  ops=((Op("vacuum_reinsert", 1, 2, (0,)),),)),
+    ],
+    ("mysql", "plain"): [
+        # M6: ties on order_by, then an unrelated UPDATE
+        _scenario("mysql", ("date",), (((1,), 0), ((1,), 0), ((0,), 3), ((1,), 0)), use_order=True, batch_size=2),
+        # M8: a float key, one group fixed from the drill-down
+        _scenario("mysql", ("float",), (((0,), 0), ((0,), 0)), one_group=True),
+    ],
+    ("postgresql", "plain"): [
+        # M8: a real key, one group fixed from the drill-down
+        _scenario("postgresql", ("float",), (((0,), 0), ((0,), 0)), one_group=True),
+    ],
+    ("mysql", "identical_rows"): [
+        # M8: identical rows with a float key, no primary key
+        _scenario("mysql", ("float",), (((0,), 0), ((0,), 0)), has_pk=False, tagged=False, batch_size=2),
+    ],
+    ("sqlite", "plain"): [
+        # M9: a timestamp key, one group fixed from the drill-down
+        _scenario("sqlite", ("ts",), (((0,), 0), ((0,), 0), ((0,), 0)), one_group=True),
+    ],
+}
+
+for _dialect in DIALECTS:
+    # M10: on_reference = "archive" on a self-reference nothing points at
+    REGRESSIONS.setdefault((_dialect, "references"), []).append(
+        _scenario(_dialect, ("text_ci", "date"), (((3, 1), 3), ((2, 0), 1), ((2, 0), 0)), use_order=True,
+                  children=(Child("self", "CASCADE", True, False, (28, 24, None, None)),), batch_size=2,
+                  on_reference=("archive",)))
+
+# Shapes where main @ bd0d184 still breaks a promise (see /work/notes/model-findings.md).
+# Remove an entry once its cause is fixed; strict=False because a bounded run may not draw the failing case.
+M9 = "M9: DATETIME keys go through Python and back: the drill-down and a one-group fix find none of the group's rows"
+KNOWN: dict[tuple[str, str], str] = {
+    ("sqlite", shape): M9 for shape in ("plain", "identical_rows", "references", "no_primary_key")
+}
+
+
+def model_test(dialect: str, shape: str) -> Callable[[], None]:
+    children, app, primary_key, tagged = SHAPES[shape]
+
+    @settings(max_examples=examples(EXAMPLES), derandomize=True, deadline=None, database=None, phases=PHASES,
+              suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged))
+    def check(scenario: Scenario) -> None:
+        run_scenario(scenario)
+
+    for known in reversed(REGRESSIONS.get((dialect, shape), [])):
+        check = example(known)(check)
+    return check
+
+
+def _cases() -> list[object]:
+    cases: list[object] = []
+    for dialect in DIALECTS:
+        for shape in SHAPES:
+            reason = KNOWN.get((dialect, shape))
+            marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
+            cases.append(pytest.param(dialect, shape, marks=marks, id=f"{dialect}-{shape}"))
+    return cases
+
+
+@pytest.mark.parametrize(("dialect", "shape"), _cases())
+def test_fix_keeps_every_promise_on_generated_schemas(dialect: str, shape: str) -> None:
+    """No row outside the plan deleted, every deleted row archived identically, no reference lost or left
+    dangling, every key keeps a row, and undo restores every table exactly; a refusal changes nothing."""
+    model_test(dialect, shape)()
