@@ -267,10 +267,15 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                     columns.append(name)
         if not columns:
             return
-        table.add_column("", key="mark")
-        table.add_column("GROUP", key="group")
-        for name in columns:
-            table.add_column(name, key=f"col:{name}")
+        wanted = ["mark", "group", *(f"col:{name}" for name in columns)]
+        if [key.value for key in table.columns] != wanted:
+            # New columns only when they differ: a table re-created under load was once painted with its
+            # columns sized to their headers, before its rows arrived.
+            table.clear(columns=True)
+            table.add_column("", key="mark")
+            table.add_column("GROUP", key="group")
+            for name in columns:
+                table.add_column(name, key=f"col:{name}")
         for group in groups:
             key = ", ".join(str(v) for v in group.key)
             rows = [(KEEP, group.keep or {})] + [(DELETE, row) for row in group.delete]
@@ -357,7 +362,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.snapshot = message.plan
         self.query_one("#fix-run").display = False
         self.query_one("#fix-facts", Static).update(plan_facts(message.plan, previewed=self.preview))
-        self.query_one("#fix-sample", DataTable).clear(columns=True)
+        self.query_one("#fix-sample", DataTable).clear()  # the rows; the columns stay when they are the same
         self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
         confirm.display = True
