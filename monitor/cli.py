@@ -7,6 +7,7 @@ imported only by the commands that need them, so `dupewatch check` starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -37,7 +38,8 @@ class UsageProblem(click.ClickException):
     exit_code = EXIT_ERROR
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"dupewatch: error: {self.format_message()}", err=True)
+        for line in self.format_message().splitlines() or [""]:
+            click.echo(f"dupewatch: error: {line}", err=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -70,14 +72,24 @@ config_option = click.option(
 )
 
 
-def load_context_config(ctx: click.Context, *, required: bool = True) -> Config | None:
+def load_context_config(ctx: click.Context, *, required: bool = True, environment: bool = True) -> Config | None:
+    """The config the command names or finds, its database URLs checked too (every problem at once).
+
+    `environment=False` checks only the URLs written in the file: commands that use one database (fix, undo,
+    guard) must not refuse because the variable of another database is not set in this shell."""
+    from monitor.db import url_problems
+
     explicit = ctx.ensure_object(dict).get("config")
     path = find_config_file(explicit)
     if path is None:
         if not required:
             return None
         fail(NO_CONFIG)
-    return load_config(path)
+    config = load_config(path)
+    problems = url_problems(config, environment=environment)
+    if problems:
+        raise ConfigError(*problems)
+    return config
 
 
 class DupewatchGroup(click.Group):
@@ -119,22 +131,34 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     """Run the checks once (all, or those named) and report.
 
     Incremental checks use and update the state store the daemon and dashboard use ([state] path), so
-    repeated runs read only new rows. Exit code 0 when clean, 1 when duplicates were found, 2 on bad input
-    or a check error.
+    repeated runs read only new rows. Exit code 0 when clean, 1 when duplicates or violations were found, 2 on
+    bad input or a check error. DURATION is the query alone; --json adds setup_ms, the connecting and
+    reflecting before it.
     """
+    from monitor.db import url_problems
     from monitor.engine import Monitor
 
     try:
-        config = load_context_config(ctx)
+        config = load_context_config(ctx, environment=False)
         assert config is not None
         chosen = [config.check(name) for name in checks] if checks else list(config.checks)
+        # The variables of the databases the chosen checks use (another database's may be unset here).
+        problems = url_problems(config, databases={c.database for c in chosen})
+        if problems:
+            raise ConfigError(*problems)
     except ConfigError as exc:
         if as_json:
-            click.echo(json.dumps({"checks": [], "error": str(exc)}))
+            click.echo(json.dumps({"checks": [], "error": str(exc), "problems": exc.problems}))
         raise
     state = open_state(config) if any(c.incremental for c in chosen) else None
     monitor = Monitor(config, state=state)
     try:
+        # Unknown tables and columns of every chosen check, before any check runs.
+        problems = monitor.preflight(chosen)
+        if problems:
+            if as_json:
+                click.echo(json.dumps({"checks": [], "error": "\n".join(problems), "problems": problems}))
+            raise ConfigError(*problems)
         results = monitor.run_many(chosen, full=full)
     finally:
         monitor.close()
@@ -169,15 +193,85 @@ def print_index_advice(results: Sequence[CheckResult]) -> None:
                        f"rows; create it with: {result.index_advice}", err=True)
 
 
+@main.group(name="config", short_help="Check a config file.")
+def config_group() -> None:
+    """Work with the config file."""
+
+
+@config_group.command()
+@config_option
+@click.option("--offline", is_flag=True,
+              help="Do not connect: check the file alone (fields, names, query files, URLs written in it).")
+@click.pass_context
+@user_errors
+def validate(ctx: click.Context, offline: bool) -> None:
+    """Check a config file and report every problem at once, one line each; exit 0 valid, 2 not.
+
+    Without --offline it also connects to each database and checks that the tables and columns the checks
+    name exist (read-only, nothing runs); a database that cannot be reached is a problem too. Suitable
+    for CI and for the systemd unit's ExecReload guard.
+    """
+    from monitor.db import url_problems
+
+    explicit = ctx.ensure_object(dict).get("config")
+    path = find_config_file(explicit)
+    if path is None:
+        fail(NO_CONFIG)
+    config = load_config(path)
+    problems = url_problems(config, environment=not offline)
+    problems.extend(_custom_query_problems(config))
+    if not offline and not problems:
+        problems.extend(_database_problems(config))
+    if problems:
+        raise ConfigError(*problems)
+    click.echo(f"{path}: valid ({len(config.checks)} check{'s' if len(config.checks) != 1 else ''}"
+               f"{', not connected' if offline else ''})")
+
+
+def _custom_query_problems(config: Config) -> list[str]:
+    """Custom SQL that is not a SELECT, found without connecting."""
+    from monitor.detect import CheckDefinitionError, ensure_select
+
+    problems = []
+    for check in config.checks:
+        if check.is_custom:
+            try:
+                ensure_select(config.custom_sql(check))
+            except CheckDefinitionError as exc:
+                problems.append(f"{config.locate(check.name, 'query' if check.query else 'sql')}: {exc}")
+    return problems
+
+
+def _database_problems(config: Config) -> list[str]:
+    """Unknown tables and columns, and databases that cannot be reached (once each, naming their checks)."""
+    from monitor.db import DatabaseError
+    from monitor.engine import Monitor
+
+    monitor = Monitor(config)
+    problems: list[str] = []
+    try:
+        for name in config.databases:
+            checks = [c.name for c in config.checks if c.database == name]
+            try:
+                with monitor.database(name).read_only():
+                    pass
+            except DatabaseError as exc:
+                problems.append(f"{config.path}: databases.{name}: {exc} (checks: {', '.join(checks) or 'none'})")
+        problems.extend(monitor.preflight())
+    finally:
+        monitor.close()
+    return problems
+
+
 def exit_code(results: Sequence[CheckResult]) -> int:
     if any(r.status == "error" for r in results):
         return EXIT_ERROR
-    if any(r.status == "duplicates" for r in results):
+    if any(r.found for r in results):
         return EXIT_DUPLICATES
     return EXIT_OK
 
 
-_STATUS_COLOURS = {"ok": "green", "duplicates": "yellow", "error": "red"}
+_STATUS_COLOURS = {"ok": "green", "duplicates": "yellow", "violations": "yellow", "error": "red"}
 
 
 def format_duration(ms: float) -> str:
@@ -209,11 +303,21 @@ def print_results(results: Sequence[CheckResult]) -> None:
     click.echo(click.style(line(headers), bold=True))
     for result, row in zip(results, rows, strict=True):
         click.echo(line(row, result.status))
-    errors = [r for r in results if r.error]
+    errors = error_lines(results)
     if errors:
         click.echo()
-        for r in errors:
-            click.echo(click.style(f"{r.name}: ", fg="red", bold=True) + (r.error or ""), err=False)
+        for names, error in errors:
+            click.echo(click.style(f"{names}: ", fg="red", bold=True) + error, err=False)
+
+
+def error_lines(results: Sequence[CheckResult]) -> list[tuple[str, str]]:
+    """The errors of a run as (checks, error) lines: an error shared by several checks (a database that
+    cannot be reached) once, naming them all; the check's name is not repeated inside its error."""
+    by_error: dict[str, list[str]] = {}
+    for r in results:
+        if r.error:
+            by_error.setdefault(r.error.removeprefix(f"check {r.name!r}: "), []).append(r.name)
+    return [(", ".join(names), error) for error, names in by_error.items()]
 
 
 @main.command(short_help="The built-in demo: five real race incidents, no setup needed.")
@@ -221,10 +325,19 @@ def print_results(results: Sequence[CheckResult]) -> None:
 @click.option("--no-racer", is_flag=True, help="Do not keep reproducing the races in the background.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where to build the demo database (default: the per-user data directory).")
+@click.option("--reset", is_flag=True, help="Remove the demo's database and run history, then exit.")
 @user_errors
-def demo(once: bool, no_racer: bool, directory: Path | None) -> None:
-    """The embedded SQLite demo: one table per real incident, no server or config needed."""
+def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool) -> None:
+    """The embedded SQLite demo: one table per real incident, no server or config needed.
+
+    It writes its database and the dashboard's run history under the per-user data directory
+    (~/.local/share/dupewatch/demo on Linux) unless --dir says otherwise; --reset removes them.
+    """
     from monitor.demo import build_demo, demo_config, demo_dir
+
+    if reset:
+        reset_demo(directory or demo_dir())
+        return
     from monitor.tui import has_terminal
 
     path = build_demo((directory or demo_dir()) / "demo.sqlite")
@@ -242,6 +355,27 @@ def demo(once: bool, no_racer: bool, directory: Path | None) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{config.state.path}{suffix}").unlink(missing_ok=True)
     sys.exit(run_dashboard(config, racer_path=None if no_racer else path, demo=True))
+
+
+DEMO_FILES = ("demo.sqlite", "state.sqlite")
+
+
+def reset_demo(directory: Path) -> None:
+    """Remove the files `dupewatch demo` wrote in `directory` (its database, with any fix archives in it, and
+    the run history), and the directory when nothing else is left in it."""
+    removed = []
+    for name in DEMO_FILES:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            file = directory / f"{name}{suffix}"
+            if file.is_file():
+                file.unlink()
+                removed.append(file.name)
+    with contextlib.suppress(OSError):  # absent, or holds files the demo did not write
+        directory.rmdir()
+    if removed:
+        click.echo(f"dupewatch demo: removed {', '.join(removed)} from {directory}")
+    else:
+        click.echo(f"dupewatch demo: nothing to remove in {directory}")
 
 
 def run_demo_once(config: Config, path: Path) -> None:
@@ -356,7 +490,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     from monitor.engine import Monitor
     from monitor.fix.render import plan_lines, report_lines
 
-    config = load_context_config(ctx)
+    config = load_context_config(ctx, environment=False)
     assert config is not None
     monitor = Monitor(config)
     try:
@@ -428,7 +562,7 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
     from monitor.fix import list_fixes
     from monitor.fix.render import RECORD_HEADERS, record_cells
 
-    config = load_context_config(ctx)
+    config = load_context_config(ctx, environment=False)
     assert config is not None
     monitor = Monitor(config)
     try:
@@ -461,7 +595,7 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     from monitor.fix import undo_fix
     from monitor.fix.undo import find_fix
 
-    config = load_context_config(ctx)
+    config = load_context_config(ctx, environment=False)
     assert config is not None
     monitor = Monitor(config)
     try:
@@ -497,7 +631,7 @@ def guard(ctx: click.Context, check_name: str, as_json: bool) -> None:
     from monitor.engine import Monitor
     from monitor.fix import add_guard
 
-    config = load_context_config(ctx)
+    config = load_context_config(ctx, environment=False)
     assert config is not None
     monitor = Monitor(config)
     try:

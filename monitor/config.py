@@ -2,11 +2,14 @@
 
 Validation runs in two layers, as in query-exporter: the schema (types, unknown fields, value ranges),
 then cross-references (a check naming an unknown database, duplicate check names, a missing query file).
-Table and column names are checked later, by reflection against the live database (see `detect.py`).
+Both layers report every problem of the file at once, one line each (`FILE: checks[2] ('name').key: ...`),
+with "did you mean" suggestions (`difflib`) for unknown fields and names. Table and column names are checked
+later, by reflection against the live database (`Monitor.preflight`), before any check runs.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -21,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,6 +32,7 @@ from pydantic import (
 
 DEFAULT_INTERVAL = 60.0
 DEFAULT_FULL_EVERY = 3600.0
+MIN_INTERVAL_SECONDS = 0.1  # a check polled faster than this only loads the database; `interval` says so
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9641"
 CONFIG_FILE_NAME = "dupewatch.toml"
@@ -36,7 +41,30 @@ MAX_STATEMENT_TIMEOUT_SECONDS = 24 * 86400.0
 
 
 class ConfigError(Exception):
-    """A problem the user can fix in the configuration; its message is one line naming what and where."""
+    """Problems the user can fix in the configuration: one line each, naming what and where.
+
+    `problems` holds the lines; `str()` joins them with newlines (one problem: one line).
+    """
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = [p for p in problems if p] or ["invalid configuration"]
+        super().__init__("\n".join(self.problems))
+
+
+def close_matches(word: str, candidates: Any) -> str:
+    """`" (did you mean 'x'?)"` when `candidates` holds names close to `word`, else `""`."""
+    names = [str(c) for c in candidates]
+    found = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    if not found:
+        return ""
+    return f" (did you mean {' or '.join(repr(f) for f in found)}?)"
+
+
+def printable_name(value: str) -> str:
+    """Names end up in tables, logs and metric labels: refuse newlines and control characters."""
+    if not value.isprintable():
+        raise ValueError("must be printable characters, without newlines, tabs or control characters")
+    return value
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -75,7 +103,16 @@ def parse_statement_timeout(value: Any) -> float:
     return seconds
 
 
+def parse_interval(value: Any) -> float:
+    """A polling interval: a duration of at least `MIN_INTERVAL_SECONDS`."""
+    seconds = parse_duration(value)
+    if seconds < MIN_INTERVAL_SECONDS:
+        raise ValueError(f"must be at least {MIN_INTERVAL_SECONDS * 1000:g}ms, got {value!r}")
+    return seconds
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Interval = Annotated[float, BeforeValidator(parse_interval)]
 StatementTimeout = Annotated[float, BeforeValidator(parse_statement_timeout)]
 
 
@@ -142,8 +179,8 @@ class CheckConfig(_Model):
     table: str | None = None
     key: list[str] | None = None
     where: str | None = None
-    case_insensitive: bool = False
-    trim_whitespace: bool = False
+    case_insensitive: StrictBool = False
+    trim_whitespace: StrictBool = False
     nulls: Literal["equal", "distinct"] = "equal"
     order_by: list[str] | None = None
     keep: Literal["oldest", "newest"] = "oldest"
@@ -151,12 +188,37 @@ class CheckConfig(_Model):
     # ... a custom check runs SQL from a file (`query`, relative to the config file) or inline (`sql`).
     query: str | None = None
     sql: str | None = None
-    interval: Duration = DEFAULT_INTERVAL
+    interval: Interval = DEFAULT_INTERVAL
     # Incremental detection (table checks): a column that grows for new rows, and how often a full pass runs.
     incremental: str | None = Field(default=None, min_length=1)
     full_every: Duration = DEFAULT_FULL_EVERY
+    # What a check finds: a table check "duplicates", a custom query "violations" (rows breaking an invariant).
+    kind: Literal["duplicates", "violations"] | None = None
     # What a fix does with rows of other tables that reference a deleted duplicate (see monitor/fix/refs.py).
     on_reference: dict[str, Literal["repoint", "archive", "refuse"]] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        return printable_name(value)
+
+    @field_validator("table", "query", "sql")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _table_parts(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = table_name_parts(value)
+            if parts is None or len(parts) > 2 or not all(parts):
+                raise ValueError(
+                    f"expected TABLE or SCHEMA.TABLE, got {value!r} (quote a name that contains a dot: "
+                    "'\"x.y\"', or '`x.y`' on MySQL/MariaDB)")
+        return value
 
     @field_validator("on_reference")
     @classmethod
@@ -200,6 +262,22 @@ class CheckConfig(_Model):
     def is_custom(self) -> bool:
         return self.table is None
 
+    @property
+    def finds(self) -> Literal["duplicates", "violations"]:
+        """What the check reports: its `kind`, by default "duplicates" for a table, "violations" for a query."""
+        if self.kind is not None:
+            return self.kind
+        return "violations" if self.is_custom else "duplicates"
+
+
+def table_name_parts(name: str) -> list[str] | None:
+    """The dot-separated parts of a table name, quoted parts unquoted; None when the quoting is malformed."""
+    if '"' in name or "`" in name:
+        from monitor.detect import _quoted_parts  # detect imports this module
+
+        return _quoted_parts(name)
+    return [part.strip() for part in name.split(".")]
+
 
 class StateConfig(_Model):
     path: Path | None = None
@@ -221,7 +299,8 @@ class MetricsConfig(_Model):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+        """The address to bind; an empty host (`":9641"`) means loopback, like the default, never every interface."""
+        return self.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
 
     @property
     def port(self) -> int:
@@ -244,6 +323,15 @@ class Config(_Model):
     _path: Path | None = PrivateAttr(default=None)
     _sql: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @field_validator("databases")
+    @classmethod
+    def _printable_database_names(cls, value: dict[str, DatabaseConfig]) -> dict[str, DatabaseConfig]:
+        for name in value:
+            if not name.isprintable():
+                raise ValueError(f"database name {name!r} must be printable characters, without newlines, "
+                                 "tabs or control characters")
+        return value
+
     @property
     def path(self) -> Path | None:
         return self._path
@@ -252,7 +340,15 @@ class Config(_Model):
         for check in self.checks:
             if check.name == name:
                 return check
-        raise ConfigError(f"{self._where()}: no check named {name!r} (have: {', '.join(self.names)})")
+        raise ConfigError(f"{self._where()}: no check named {name!r}{close_matches(name, self.names)} "
+                          f"(have: {', '.join(self.names)})")
+
+    def locate(self, check: str, field: str | None = None) -> str:
+        """Where a check's option is in the file, as errors name it: `FILE: checks[2] ('name').field`."""
+        index = self.names.index(check) if check in self.names else None
+        where = f"{self._where()}: checks[{index}] ({check!r})" if index is not None else \
+            f"{self._where()}: check {check!r}"
+        return f"{where}.{field}" if field else where
 
     @property
     def names(self) -> list[str]:
@@ -279,11 +375,14 @@ def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
+    """The validated config of a TOML file. Raises `ConfigError` listing every problem of the file."""
     path = Path(path)
     try:
         raw = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:
@@ -294,45 +393,96 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
+    """The validated config of already parsed TOML. Both layers run whatever the other found, so the
+    `ConfigError` lists every problem at once, one line each, schema problems first."""
     where = str(path) if path else "config"
+    problems: list[str] = []
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(exc, data)}") from None
-    config._path = path
-    _cross_check(config, where)
+        problems.extend(f"{where}: {line}" for line in _describe_all(exc, data))
     base = path.parent if path else Path.cwd()
-    for check in config.checks:
-        if check.sql is not None:
-            config._sql[check.name] = check.sql
-        elif check.query is not None:
-            query_path = base / check.query
-            try:
-                config._sql[check.name] = query_path.read_text(encoding="utf-8")
-            except OSError:
-                raise ConfigError(
-                    f"{where}: check {check.name!r}: query file not found: {query_path}"
-                ) from None
+    problems.extend(f"{where}: {line}" for line in _cross_check(data))
+    sql: dict[str, str] = {}
+    raw_checks = data.get("checks")
+    for index, check in enumerate(raw_checks if isinstance(raw_checks, list) else []):
+        if not isinstance(check, dict) or not isinstance(check.get("name"), str):
+            continue
+        name = check["name"]
+        if isinstance(check.get("sql"), str):
+            sql[name] = check["sql"]
+        elif isinstance(check.get("query"), str) and check["query"].strip():
+            text, problem = _read_query(base, check["query"])
+            if problem:
+                label = f"checks[{index}]" + (f" ({name!r})" if name.isprintable() else "")
+                problems.append(f"{where}: {label}.query: {problem}")
+            sql[name] = text
+    if problems or config is None:
+        raise ConfigError(*problems)
+    config._path = path
+    config._sql = sql
     return config
 
 
-def _cross_check(config: Config, where: str) -> None:
+def _read_query(base: Path, query: str) -> tuple[str, str | None]:
+    """The text of a `query` file and None, or "" and what is wrong with it."""
+    query_path = base / query
+    if query_path.is_dir():
+        return "", f"{query!r} is a directory, not a SQL file ({query_path})"
+    try:
+        text = query_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return "", f"query file not found: {query_path}"
+    except (OSError, UnicodeDecodeError) as exc:
+        return "", f"cannot read query file {query_path}: {exc}"
+    if not text.strip():
+        return "", f"query file is empty: {query_path}"
+    return text, None
+
+
+def _cross_check(data: dict[str, Any]) -> list[str]:
+    """Duplicate check names and unknown databases, read from the raw data (so they are found even when
+    the schema layer failed)."""
+    databases = data.get("databases")
+    known = [str(k) for k in databases] if isinstance(databases, dict) else []
+    checks = data.get("checks")
+    problems: list[str] = []
     seen: set[str] = set()
-    for index, check in enumerate(config.checks):
-        label = f"checks[{index}] ({check.name!r})"
-        if check.name in seen:
-            raise ConfigError(f"{where}: {label}: duplicate check name {check.name!r}")
-        seen.add(check.name)
-        if check.database not in config.databases:
-            known = ", ".join(sorted(config.databases)) or "none defined"
-            raise ConfigError(
-                f"{where}: {label}.database: unknown database {check.database!r} (known: {known})"
-            )
+    for index, check in enumerate(checks if isinstance(checks, list) else []):
+        if not isinstance(check, dict):
+            continue
+        name = check.get("name")
+        label = f"checks[{index}]" + (f" ({name!r})" if isinstance(name, str) and name.isprintable() else "")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"{label}.name: duplicate check name {name!r}")
+            seen.add(name)
+        database = check.get("database")
+        if isinstance(database, str) and isinstance(databases, dict) and database not in databases:
+            listed = ", ".join(sorted(known)) or "none defined"
+            problems.append(f"{label}.database: unknown database {database!r}"
+                            f"{close_matches(database, known)} (known: {listed})")
+    return problems
 
 
-def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
-    """The first validation error as `location: message`, with check names instead of bare indexes."""
-    error = exc.errors()[0]
+def _fields_at(loc: list[Any]) -> list[str]:
+    """The field names allowed where an unknown field was found (for suggestions)."""
+    if not loc:
+        return list(Config.model_fields)
+    head = loc[0]
+    model: type[BaseModel] | None = {
+        "checks": CheckConfig, "databases": DatabaseConfig, "state": StateConfig, "metrics": MetricsConfig,
+    }.get(str(head))
+    return list(model.model_fields) if model is not None else []
+
+
+def _describe_all(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    """Every validation error as `location: message`, with check names beside their indexes."""
+    return [_describe_one(error, data) for error in exc.errors()]
+
+
+def _describe_one(error: Any, data: dict[str, Any]) -> str:
     parts: list[str] = []
     loc = list(error["loc"])
     for i, item in enumerate(loc):
@@ -347,19 +497,20 @@ def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
     location = ".".join(parts) or "top level"
     kind = error["type"]
     if kind == "extra_forbidden":
-        message = "unknown field"
+        field = str(loc[-1]) if loc else ""
+        message = f"unknown field{close_matches(field, _fields_at(loc[:-1]))}"
     elif kind == "missing":
         message = "required field is missing"
+    elif kind == "bool_type":
+        message = f"expected true or false (without quotes), got {error.get('input')!r}"
     else:
         message = error["msg"].removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{location}: {message}{suffix}"
+    return f"{location}: {message}"
 
 
 def _check_name(data: dict[str, Any], index: int) -> str | None:
     checks = data.get("checks")
     if isinstance(checks, list) and index < len(checks) and isinstance(checks[index], dict):
         name = checks[index].get("name")
-        return name if isinstance(name, str) else None
+        return name if isinstance(name, str) and name.isprintable() else None
     return None

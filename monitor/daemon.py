@@ -19,6 +19,8 @@ import queue
 import signal
 import sqlite3
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +32,7 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.db import Database, redact_text
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
+from monitor.fixstats import deleted_by_check
 from monitor.history import History, default_state_path
 from monitor.metrics import MetricsExporter
 from monitor.schedule import Poller
@@ -39,6 +42,8 @@ log = logging.getLogger("dupewatch.daemon")
 LogFormat = Literal["plain", "json"]
 # How often the main thread looks up from waiting for a signal (signals wake it earlier).
 SIGNAL_POLL_SECONDS = 1.0
+# How often the daemon reads each database's fix records for dupewatch_fix_deleted_rows_total.
+FIX_TOTALS_SECONDS = 5.0
 
 
 class DaemonStartError(Exception):
@@ -153,6 +158,8 @@ class Daemon:
         self.monitor: Monitor | None = None
         self.poller: Poller | None = None
         self._advised: set[str] = set()  # checks whose missing index was logged (once per process)
+        self._fix_totals_read: dict[str, float] = {}  # database -> when its fix records were last read
+        self._fix_totals_lock = threading.Lock()
 
     def start(self) -> None:
         """Open the state store, serve metrics, then start polling. Raises `DaemonStartError`."""
@@ -182,6 +189,8 @@ class Daemon:
         """Called on a worker thread after every run: update the metrics, log one line."""
         assert self.exporter is not None and self.poller is not None
         self.exporter.observe(result)
+        if result.status != "error":
+            self._refresh_fix_totals(result.database)
         base = dict(check=result.name, database=result.database, duration_ms=round(result.duration_ms, 1))
         if result.status == "error":
             log.error("check failed", extra=fields(
@@ -196,6 +205,19 @@ class Daemon:
             self._advised.add(result.name)
             log.warning("check needs an index to run incrementally at the cost of its new rows", extra=fields(
                 check=result.name, database=result.database, create=result.index_advice))
+
+    def _refresh_fix_totals(self, database: str) -> None:
+        """Read the fix records of `database` (at most every FIX_TOTALS_SECONDS, on the worker thread that
+        just ran one of its checks), so `dupewatch_fix_deleted_rows_total` counts fixes of other processes."""
+        assert self.exporter is not None and self.monitor is not None
+        now = time.monotonic()
+        with self._fix_totals_lock:
+            if now - self._fix_totals_read.get(database, -FIX_TOTALS_SECONDS) < FIX_TOTALS_SECONDS:
+                return
+            self._fix_totals_read[database] = now
+        totals = deleted_by_check(self.monitor.database(database))
+        if totals is not None:
+            self.exporter.fix_totals(database, totals)
 
     def _retry_in(self, name: str) -> float | None:
         assert self.poller is not None

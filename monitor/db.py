@@ -8,20 +8,30 @@ when it connects, and every transaction is rolled back, never committed. Fixes u
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 
-from monitor.config import ConfigError, DatabaseConfig
+from monitor.config import Config, ConfigError, DatabaseConfig
+
+# Reflection warns about column types and indexes it cannot represent (MariaDB's inet6, SQLite expression
+# indexes). Detection reflects only the checked tables and needs neither, so the warnings only alarm.
+warnings.filterwarnings("ignore", message=r"Did not recognize type", category=SAWarning)
+warnings.filterwarnings("ignore", message=r"Skipped unsupported reflection of expression-based index",
+                        category=SAWarning)
+warnings.filterwarnings("ignore", message=r"Predicate of partial index .* ignored during reflection",
+                        category=SAWarning)
 
 CONNECT_TIMEOUT_SECONDS = 5
 _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
@@ -36,12 +46,36 @@ class DatabaseError(Exception):
     """A database could not be reached or refused a query; the message is one line, password-free."""
 
 
+# Every form of a password in URL text: the userinfo of `scheme://user:password@host` (up to the last `@` of
+# the word, so an unencoded `@` in the password is masked too) and a `password=` query parameter.
+_USERINFO_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^:@/\s]*):\S*@")
+_QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd|pwd|sslpassword)=)[^&\s'\"(),;]*", re.I)
+_PASSWORD_PARAMETERS = ("password", "passwd", "pwd", "sslpassword")
+
+
+def mask_url_text(text: str) -> str:
+    """`text` with any password written in a URL masked as `***`, whether or not the URL parses."""
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1:***@", text))
+
+
 def parse_url(url: str, where: str) -> URL:
-    """A SQLAlchemy URL, with the project's drivers filled in for bare `postgresql://` / `mysql://`."""
+    """A SQLAlchemy URL, with the project's drivers filled in for bare `postgresql://` / `mysql://`.
+
+    Raises `ConfigError` (one line, password masked) for text that is not a URL, a port that is not a
+    number, and an ambiguous URL: an unencoded `@` in the password would make SQLAlchemy read the rest of
+    the password as the host name (RFC 3986 userinfo ends at the first `@`... or the last, depending on
+    the parser), so it is refused with a hint to percent-encode.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{where}: not a database URL: {redact_text(url, [url])}") from None
+        raise ConfigError(f"{where}: not a database URL: {mask_url_text(url)}") from None
+    except ValueError:  # make_url's int(port)
+        raise ConfigError(f"{where}: the port is not a number in {mask_url_text(url)}") from None
+    if parsed.host and "@" in parsed.host:
+        raise ConfigError(f"{where}: ambiguous URL {mask_url_text(url)}: it has more than one '@'; "
+                          f"percent-encode '@' in the password as %40 (in Python: urllib.parse.quote(password, "
+                          "safe=''))")
     driver = _DEFAULT_DRIVERS.get(parsed.drivername)
     parsed = parsed.set(drivername=driver) if driver else parsed
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
@@ -52,26 +86,66 @@ def parse_url(url: str, where: str) -> URL:
 
 
 def redact_url(url: str | URL) -> str:
-    """The URL as text with its password replaced by `***`."""
+    """The URL as text with its password (userinfo or `?password=` parameter) replaced by `***`."""
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
-    except ArgumentError:
-        return "<unparseable URL>"
-    return parsed.render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return mask_url_text(str(url)) if isinstance(url, str) else "<unparseable URL>"
+    masked = {k: "***" for k in parsed.query if k.lower() in _PASSWORD_PARAMETERS}
+    if masked:
+        parsed = parsed.update_query_dict(masked)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def url_passwords(url: str | URL) -> list[str]:
+    """Every password a URL carries: its userinfo password and any password query parameter."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except (ArgumentError, ValueError):
+            return []
+    found = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in _PASSWORD_PARAMETERS:
+            found.extend([value] if isinstance(value, str) else list(value))
+    if found and url.host and "@" in url.host:  # ambiguous: the rest of the password went to the host name
+        rest = url.host.rpartition("@")[0]
+        found.extend([f"{found[0]}@{rest}", rest])
+    return found
 
 
 def redact_text(text: str, urls: list[str | URL]) -> str:
-    """`text` with every password of `urls` (plain or URL-encoded) masked."""
+    """`text` with every password of `urls` (plain or URL-encoded, in the userinfo or a query parameter)
+    masked, and any other password written in a URL too."""
     for url in urls:
-        try:
-            parsed = url if isinstance(url, URL) else make_url(url)
-        except ArgumentError:
+        for password in sorted(url_passwords(url), key=len, reverse=True):
+            for form in {password, quote_plus(password), quote(password, safe="")}:
+                if form:
+                    text = text.replace(form, "***")
+    return mask_url_text(text)
+
+
+def url_problems(config: Config, *, environment: bool = True, databases: set[str] | None = None) -> list[str]:
+    """What is wrong with the configured database URLs (unparseable, ambiguous, unsupported, a missing
+    environment variable), one line each naming the file and the field; `environment=False` checks only
+    URLs written in the file; `databases` limits the check to those databases."""
+    where = f"{config.path}: " if config.path else ""
+    problems: list[str] = []
+    for name, database in config.databases.items():
+        if databases is not None and name not in databases:
             continue
-        password = parsed.password
-        if password:
-            for form in {str(password), quote_plus(str(password))}:
-                text = text.replace(form, "***")
-    return text
+        pairs = [("url", database.url, database.url_env), ("fix_url", database.fix_url, database.fix_url_env)]
+        for field, inline, env in pairs:
+            if inline is None and env is None:
+                continue
+            try:
+                if inline is None and not environment:
+                    continue
+                text = database.resolved_url(name) if field == "url" else database.resolved_fix_url(name)
+                parse_url(text, f"databases.{name}.{field if inline is not None else field + '_env'}")
+            except ConfigError as exc:
+                problems.extend(f"{where}{line}" for line in exc.problems)
+    return problems
 
 
 def first_line(exc: BaseException) -> str:
@@ -83,6 +157,31 @@ def first_line(exc: BaseException) -> str:
         text = args[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else type(orig).__name__
+
+
+# Errors about data rather than about the query quote the offending value, which comes from a row:
+# PostgreSQL SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation), and the MySQL/MariaDB
+# codes of the same kinds (1264 out of range, 1265 truncated, 1292 incorrect value, 1366 incorrect integer
+# value, 1367 illegal value, 1406 too long, 1062 duplicate entry, 3140 invalid JSON, 1411 incorrect datetime).
+_MYSQL_DATA_ERRORS = {1062, 1264, 1265, 1292, 1366, 1367, 1406, 1411, 3140}
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+VALUE_HIDDEN = "(value not shown)"
+
+
+def without_values(exc: BaseException, text: str) -> str:
+    """`text` with the quoted values of a data error replaced by `(value not shown)`, and PostgreSQL's position
+    of the error in the statement (`at character N`) appended; other errors unchanged (their quotes name
+    tables and columns)."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    args = getattr(orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    if (isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")) or code in _MYSQL_DATA_ERRORS:
+        text = _QUOTED.sub(VALUE_HIDDEN, text)
+        position = getattr(getattr(orig, "diag", None), "statement_position", None)
+        if position:
+            text += f" (at character {position} of the statement)"
+    return text
 
 
 class Database:
@@ -194,8 +293,9 @@ class Database:
                     _disarm_sqlite_deadline(conn)
 
     def describe(self, exc: BaseException) -> str:
-        """A one-line, password-free description of a database error."""
-        text = first_line(exc)
+        """A one-line, password-free description of a database error; the values a data error quotes (row
+        values, from the table) are dropped, its kind and position kept (see `without_values`)."""
+        text = without_values(exc, first_line(exc))
         if "canceling statement due to statement timeout" in text or "max_statement_time" in text \
                 or "maximum statement execution time" in text.lower() or text == "interrupted":
             text = f"query exceeded statement_timeout ({self.config.statement_timeout:g}s)"

@@ -20,20 +20,36 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from monitor.config import CheckConfig
+from monitor.config import CheckConfig, close_matches
 
-Status = Literal["ok", "duplicates", "error"]
+# "duplicates" or "violations" (what a check finds, `CheckConfig.finds`) when it found something.
+Status = Literal["ok", "duplicates", "violations", "error"]
+FOUND = ("duplicates", "violations")
 GROUP_PAGE_SIZE = 100
 MEMBER_ROW_LIMIT = 1000
 
 
 class CheckDefinitionError(Exception):
-    """The check does not fit the database (unknown table or column); one line naming the check."""
+    """The check does not fit the database (unknown table or column); one line naming the check.
+
+    `field` (the config option at fault, e.g. `key`) and `detail` (what is wrong, without the check's name)
+    let a caller name the place in the config file instead (`Config.locate`).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.detail = detail
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one run of one check."""
+    """The outcome of one run of one check.
+
+    `duration_ms` is the check's query alone (what the database spent, as the daemon's histogram shows);
+    `setup_ms` what came before it in the same run: taking a connection (connecting, the first time),
+    reflecting the table and probing a custom query's columns (both cached after the first run).
+    """
 
     name: str
     database: str
@@ -56,6 +72,12 @@ class CheckResult:
     @property
     def incremental(self) -> bool:
         return self.mode == "incremental"
+    setup_ms: float | None = None
+
+    @property
+    def found(self) -> bool:
+        """Whether the run found duplicates or violations."""
+        return self.status in FOUND
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +87,7 @@ class CheckResult:
             "groups": self.groups,
             "excess_rows": self.excess_rows,
             "duration_ms": round(self.duration_ms, 1),
+            "setup_ms": None if self.setup_ms is None else round(self.setup_ms, 1),
             "error": self.error,
             "mode": self.mode,
             "rows_scanned": self.rows_scanned,
@@ -241,11 +264,11 @@ class TableCheck:
         try:
             return self.table.c[name]
         except KeyError:
-            have = ", ".join(c.name for c in self.table.columns)
-            raise CheckDefinitionError(
-                f"check {self.check.name!r}: {option}: unknown column {name!r} "
-                f"in table {self.check.table!r} (columns: {have})"
-            ) from None
+            names = [c.name for c in self.table.columns]
+            detail = (f"unknown column {name!r} in table {self.check.table!r}{close_matches(name, names)} "
+                      f"(columns: {', '.join(names)})")
+            raise CheckDefinitionError(f"check {self.check.name!r}: {option}: {detail}", field=option,
+                                       detail=detail) from None
 
     def _refuse_ungroupable_keys(self) -> None:
         # PostgreSQL's `json` (unlike `jsonb`) has no equality operator, so GROUP BY on it fails with a

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor.config import CheckConfig, Config, ConfigError
+from monitor.config import CheckConfig, Config, ConfigError, close_matches
 from monitor.db import Database, DatabaseError
 from monitor.detect import (
     GROUP_PAGE_SIZE,
@@ -103,25 +103,61 @@ class Monitor:
         try:
             cached = self._tables.get(table_key)
             if cached is None:
+                # resolve_fks=False: reflect the checked table only, not every table its foreign keys reach.
                 with warnings.catch_warnings():
                     # SQLite's expression indexes (which incremental checks advise) cannot be reflected;
                     # detection does not need them, and the warning would reach every user's terminal.
                     warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index",
                                             sa.exc.SAWarning)
-                    table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+                    table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn, resolve_fks=False)
                 cached = table, name in sa.inspect(conn).get_view_names(schema=schema)
                 self._tables[table_key] = cached
             table, is_view = cached
         except sa.exc.NoSuchTableError:
-            raise CheckDefinitionError(_table_not_found(check, schema)) from None
+            raise _table_not_found(check, schema, conn) from None
         except sa.exc.DBAPIError as exc:
             if schema and db.dialect == "sqlite" and "unknown database" in str(exc.orig):
-                raise CheckDefinitionError(_table_not_found(check, schema)) from None  # no such attached database
+                raise _table_not_found(check, schema, conn) from None  # no such attached database
+            if schema and _is_unknown_or_denied_database(exc):  # MySQL/MariaDB error codes
+                raise _table_not_found(check, schema, conn) from None
             raise DatabaseError(db.describe(exc)) from None
         resolved = TableCheck(check, table, db.dialect, is_view=is_view)
         _probe_where(db, conn, resolved)
         self._resolved[check.name] = resolved
         return resolved
+
+    def preflight(self, checks: Iterable[CheckConfig] | None = None) -> list[str]:
+        """Resolve every table check (one connection per database) before any runs, so that unknown tables
+        and columns are reported together: one line each, `FILE: checks[i] ('name').field: problem`.
+
+        A database that cannot be reached is not a config problem: its checks are skipped here and fail
+        when they run (reported once per database by the caller).
+        """
+        chosen = list(self.config.checks if checks is None else checks)
+        by_database: dict[str, list[CheckConfig]] = {}
+        for check in chosen:
+            if not check.is_custom:
+                by_database.setdefault(check.database, []).append(check)
+        problems: list[str] = []
+        for database, table_checks in by_database.items():
+            try:
+                with self.database(database).read_only() as conn:
+                    for check in table_checks:
+                        try:
+                            self.resolve(check, conn)
+                        except CheckDefinitionError as exc:
+                            problems.append(self.describe_definition_error(check, exc))
+                            if conn.in_transaction():
+                                conn.rollback()  # PostgreSQL refuses every statement after a failed one
+            except DatabaseError:
+                continue
+        return problems
+
+    def describe_definition_error(self, check: CheckConfig, exc: CheckDefinitionError) -> str:
+        """A definition error as one line naming the file, the check and the field."""
+        if exc.field and exc.detail:
+            return f"{self.config.locate(check.name, exc.field)}: {exc.detail}"
+        return f"{self.config.locate(check.name)}: {str(exc).removeprefix(f'check {check.name!r}: ')}"
 
     def keeper_description(self, check: str) -> str | None:
         """Which row of a group a fix keeps, in words, once the check has been resolved (no database access)."""
@@ -167,25 +203,27 @@ class Monitor:
         """Run one check in a read-only transaction; errors become a result, never an exception.
 
         An incremental check (`incremental = "column"`) runs a full pass when `full`, when due, or when it
-        has no usable state; otherwise an incremental one (see `monitor/incremental.py`).
+        has no usable state; otherwise an incremental one (see `monitor/incremental.py`). A plain check's
+        result has `duration_ms` for the query alone and `setup_ms` for the connection and reflection before it.
         """
         check = self.config.check(check) if isinstance(check, str) else check
         started = time.perf_counter()
+        timing: dict[str, float] = {}
         try:
             if check.incremental is not None and not check.is_custom:
                 return self._incremental_result(check, started, self._run_incremental(check, full))
-            groups, excess = self._figures(check)
+            groups, excess = self._figures(check, timing)
         except CheckError as exc:
-            return self._result(check, started, error=str(exc))
+            return self._result(check, started, timing, error=str(exc))
         except sa.exc.DBAPIError as exc:
             # A schema change (dropped column, recreated table) invalidates cached reflection.
             self.forget(check.name)
-            return self._result(check, started, error=self.database_for(check).describe(exc))
+            return self._result(check, started, timing, error=self.database_for(check).describe(exc))
         except Exception as exc:  # a bug or an unexpected driver error must not stop the other checks
             log.exception("check %s failed unexpectedly", check.name)
             detail = self.database_for(check).describe(exc)
-            return self._result(check, started, error=f"internal error ({type(exc).__name__}): {detail}")
-        return self._result(check, started, groups=groups, excess=excess)
+            return self._result(check, started, timing, error=f"internal error ({type(exc).__name__}): {detail}")
+        return self._result(check, started, timing, groups=groups, excess=excess)
 
     def run_many(self, checks: Iterable[CheckConfig | str] | None = None, workers: int = 4, *,
                  full: bool = False) -> list[CheckResult]:
@@ -251,14 +289,15 @@ class Monitor:
         return self._advice.get(check)
 
     def _incremental_result(self, check: CheckConfig, started: float, outcome: Outcome) -> CheckResult:
-        base = self._result(check, started, groups=outcome.groups, excess=outcome.excess_rows)
+        base = self._result(check, started, {}, groups=outcome.groups, excess=outcome.excess_rows)
         last_full = outcome.state.last_full_at
         return replace(base, mode=outcome.mode, rows_scanned=outcome.rows_scanned, new_groups=outcome.new_groups,
                        first_run=outcome.first_run,
                        last_full_pass=None if last_full is None else datetime.fromtimestamp(last_full).astimezone(),
                        index_advice=self._advice.get(check.name))
 
-    def _figures(self, check: CheckConfig) -> tuple[int, int]:
+    def _figures(self, check: CheckConfig, timing: dict[str, float]) -> tuple[int, int]:
+        """The check's figures; `timing["query"]` is set to when its query started (perf_counter)."""
         db = self.database_for(check)
         with db.read_only() as conn:
             if check.is_custom:
@@ -267,27 +306,38 @@ class Monitor:
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
                         weighted = self._weighted[check.name] = custom_weighted(conn, sql)
-                    return custom_figures(conn, sql, weighted)
+                    timing["query"] = time.perf_counter()
+                    figures = custom_figures(conn, sql, weighted)
+                    timing["done"] = time.perf_counter()
+                    return figures
                 except CheckDefinitionError as exc:
                     raise CheckDefinitionError(f"check {check.name!r}: {exc}") from None
             resolved = self.resolve(check, conn)
+            timing["query"] = time.perf_counter()
             if not self.first_page_size or check.name not in self._page_checks:
                 groups, excess = conn.execute(resolved.figures()).one()
+                timing["done"] = time.perf_counter()
                 return int(groups), int(excess)
             rows = list(conn.execute(resolved.figures_with_first_page(self.first_page_size + 1)))
+            timing["done"] = time.perf_counter()
         groups, excess = rows[0][0], rows[0][1]
         found = [row[2:] for row in rows if row[2 + len(resolved.key_exprs)] is not None]
         self._first_pages[check.name] = _page(resolved, found, self.first_page_size)
         return int(groups), int(excess)
 
-    def _result(self, check: CheckConfig, started: float, *, groups: int | None = None,
+    def _result(self, check: CheckConfig, started: float, timing: dict[str, float], *, groups: int | None = None,
                 excess: int | None = None, error: str | None = None) -> CheckResult:
-        duration_ms = (time.perf_counter() - started) * 1000
+        ended = timing.get("done", time.perf_counter())
+        query_started = timing.get("query")
+        # A run that failed before its query (no connection) has no set-up to tell apart: its time is its duration.
+        duration_ms = (ended - (query_started or started)) * 1000
+        setup_ms = None if query_started is None else (query_started - started) * 1000
         if error is not None:
             status = "error"
         else:
-            status = "duplicates" if groups else "ok"
-        return CheckResult(check.name, check.database, status, groups, excess, duration_ms, error)
+            status = check.finds if groups else "ok"
+        return CheckResult(check.name, check.database, status, groups, excess, duration_ms, error,
+                           setup_ms=setup_ms)
 
     # -- drill-down ----------------------------------------------------------------------------
 
@@ -344,13 +394,34 @@ class Monitor:
             raise DatabaseError(db.describe(exc)) from None
 
 
-def _table_not_found(check: CheckConfig, schema: str | None) -> str:
+def _table_not_found(check: CheckConfig, schema: str | None, conn: Connection) -> CheckDefinitionError:
+    """The error for a missing table, listing the tables of that schema with close names."""
     where = f"schema {schema!r} of " if schema else ""
-    message = f"check {check.name!r}: table {check.table!r} not found in {where}database {check.database!r}"
+    detail = f"table {check.table!r} not found in {where}database {check.database!r}"
+    _, name = split_table_name(check.table or "")
+    detail += close_matches(name, _table_names(conn, schema))
     table = check.table or ""
     if schema and '"' not in table and "`" not in table:
-        message += f" (a table whose name contains a dot is written quoted: table = '\"{table}\"')"
-    return message
+        detail += f" (a table whose name contains a dot is written quoted: table = '\"{table}\"')"
+    return CheckDefinitionError(f"check {check.name!r}: {detail}", field="table", detail=detail)
+
+
+def _table_names(conn: Connection, schema: str | None) -> list[str]:
+    """The tables and views of a schema, or none when they cannot be listed (no such schema, no privilege)."""
+    try:
+        inspector = sa.inspect(conn)
+        return [*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)]
+    except sa.exc.SQLAlchemyError:
+        if conn.in_transaction() and conn.dialect.name == "postgresql":
+            conn.rollback()  # an aborted PostgreSQL transaction refuses everything after
+        return []
+
+
+def _is_unknown_or_denied_database(exc: sa.exc.DBAPIError) -> bool:
+    """MySQL/MariaDB answer reflection of `db.table` in a database the user cannot see with "Unknown database"
+    (1049) or "SHOW command denied" (1142)."""
+    args = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] in (1049, 1142, 1044)
 
 
 def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
@@ -365,8 +436,9 @@ def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
         if exc.connection_invalidated:
             raise DatabaseError(db.describe(exc)) from None
         where = " ".join(resolved.check.where.split())
-        raise CheckDefinitionError(
-            f"check {resolved.check.name!r}: where {where!r} fails: {db.describe(exc)}") from None
+        detail = f"{where!r} fails: {db.describe(exc)}"
+        raise CheckDefinitionError(f"check {resolved.check.name!r}: where {detail}", field="where",
+                                   detail=detail) from None
 
 
 def _page(resolved: TableCheck, rows: Sequence[Any], limit: int) -> GroupPage:

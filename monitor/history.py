@@ -7,6 +7,7 @@ a dashboard and a daemon write to the same file. Safe to call from any thread.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -55,6 +56,24 @@ CREATE TABLE IF NOT EXISTS incremental_groups (
 
 def default_state_path() -> Path:
     return Path(platformdirs.user_state_dir("dupewatch", appauthor=False)) / "history.sqlite"
+
+
+def make_private(path: Path) -> None:
+    """Create `path`'s directories (0700) and the file itself (0600) before SQLite opens it, so that run
+    history (check names, error lines) is readable by its owner only; SQLite gives its -wal and -shm files
+    the database file's mode. An existing file is narrowed to 0600; existing directories are left alone
+    (they may be shared, such as /var/lib)."""
+    missing = [parent for parent in path.parents if not parent.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # not the owner: the file's owner decides
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -111,7 +130,7 @@ class History:
     def __init__(self, path: Path | None = None, retention_seconds: float = 30 * 86400.0) -> None:
         self.path = path or default_state_path()
         self.retention = retention_seconds
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode = WAL")

@@ -19,6 +19,9 @@ Every series is labelled `check` and `database`, never by row values. Semantics,
   statement timeout shows up in the top buckets).
 - `dupewatch_check_errors_total` and `dupewatch_fix_deleted_rows_total` start at 0 for every check, so
   `rate()` and `increase()` work from the first scrape.
+- `dupewatch_fix_deleted_rows_total` counts the rows deleted by every fix of the check, whichever process ran
+  it (the CLI, a dashboard): the daemon reads the totals from the fix records in the database
+  (`dupewatch_fix.deleted`, see `monitor.fixstats`) and a fix run by this process adds its rows at once.
 - `dupewatch_check_interval_seconds` is the configured interval, so alerts can say "no success for N
   intervals" per check.
 
@@ -113,7 +116,8 @@ class DupewatchMetrics:
         self.interval = Gauge("dupewatch_check_interval_seconds", "The check's configured polling interval.",
                               LABELS, registry=r)
         self.fix_deleted = Counter("dupewatch_fix_deleted_rows",
-                                   "Duplicate rows deleted by fixes run by this process.", LABELS, registry=r)
+                                   "Duplicate rows deleted by fixes of the check (from the fix records in the "
+                                   "database, whichever process ran them).", LABELS, registry=r)
         # Incremental checks (`incremental = "column"`, monitor/incremental.py) only.
         self.new_groups = Counter("dupewatch_new_duplicate_groups",
                                   "Duplicate groups seen for the first time by a run of an incremental check "
@@ -179,6 +183,7 @@ class MetricsExporter:
         self.settings = config.metrics or MetricsConfig()
         self._lock = threading.Lock()
         self._checks: set[tuple[str, str]] = set()
+        self._fix_counted: dict[tuple[str, str], int] = {}  # what fix_deleted holds for each check
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
@@ -199,6 +204,7 @@ class MetricsExporter:
         with self._lock:
             for gone in self._checks - wanted.keys():
                 self.metrics.remove(*gone)
+                self._fix_counted.pop(gone, None)
             for (check, database), interval in wanted.items():
                 self.metrics.add(check, database, interval, incremental=(check, database) in incremental)
             self._checks = set(wanted)
@@ -228,7 +234,27 @@ class MetricsExporter:
 
     def record_fix(self, check: str, database: str, deleted: int) -> None:
         if deleted > 0:
-            self.metrics.fix_deleted.labels(check, database).inc(deleted)
+            with self._lock:
+                self.metrics.fix_deleted.labels(check, database).inc(deleted)
+                key = (check, database)
+                self._fix_counted[key] = self._fix_counted.get(key, 0) + deleted
+            self._changed()
+
+    def fix_totals(self, database: str, totals: dict[str, int]) -> None:
+        """The rows deleted by all fixes of each check of `database`, as its fix records say: the counter
+        catches up with them (it never goes down: an undone fix still deleted its rows once)."""
+        changed = False
+        with self._lock:
+            for check, total in totals.items():
+                key = (check, database)
+                if key not in self._checks:
+                    continue
+                behind = total - self._fix_counted.get(key, 0)
+                if behind > 0:
+                    self.metrics.fix_deleted.labels(check, database).inc(behind)
+                    self._fix_counted[key] = total
+                    changed = True
+        if changed:
             self._changed()
 
     def _changed(self) -> None:

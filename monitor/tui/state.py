@@ -18,7 +18,7 @@ HISTORY_POINTS = 120  # runs kept in memory per check (sparkline and growth); th
 
 def result_from_run(run: Run) -> CheckResult:
     """A stored run as the `CheckResult` it was recorded from."""
-    status = run.status if run.status in ("ok", "duplicates", "error") else "error"
+    status = run.status if run.status in ("ok", "duplicates", "violations", "error") else "error"
     return CheckResult(run.check, run.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
                        run.duration_ms, run.error, finished_at=run.finished)
 
@@ -125,6 +125,11 @@ class Dashboard:
     @property
     def with_duplicates(self) -> int:
         return sum(1 for c in self.checks.values() if c.last is not None and c.last.status == "duplicates")
+
+    @property
+    def with_violations(self) -> int:
+        """Checks whose last run found violations (custom queries: rows breaking an invariant)."""
+        return sum(1 for c in self.checks.values() if c.last is not None and c.last.status == "violations")
 
     @property
     def total_excess(self) -> int:

@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from dbtest import IN_CI, MYSQL_URL, PG_URL, REPO_ROOT, write_config
 
 pytestmark = pytest.mark.timeout(180)
-JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "error", "mode", "rows_scanned",
-             "new_groups"}
+JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "setup_ms", "error", "mode",
+             "rows_scanned", "new_groups"}
 
 
 @pytest.fixture
@@ -39,7 +39,8 @@ def config(tmp_path: Path, url: str, *checks: dict[str, Any], name: str = "dw.to
 
 DUP = {"name": "dup", "table": "dup", "key": ["k"]}
 CLEAN = {"name": "clean", "table": "clean", "key": ["k"]}
-BROKEN = {"name": "broken", "table": "no_such_table", "key": ["k"]}
+# Fails when it runs (a table or column the config names is refused before any check runs instead).
+BROKEN = {"name": "broken", "sql": "SELECT no_such_column FROM dup"}
 
 
 def assert_no_traceback(run: Any) -> None:
@@ -69,7 +70,8 @@ def test_exit_codes_zero_clean_one_duplicates_two_errors_win(db, tmp_path, dupew
     both = dupewatch("check", "--config", path)
     assert both.code == 2
     assert_no_traceback(both)
-    assert "broken: check 'broken': table 'no_such_table' not found in database 'd'" in both.stdout
+    assert "broken: check 'broken'" not in both.stdout  # the check's name is not repeated in its error
+    assert [line for line in both.stdout.splitlines() if line.startswith("broken: ")], both.stdout
 
 
 def test_json_is_exactly_one_document_of_the_documented_shape(pairs, tmp_path, dupewatch):
@@ -83,7 +85,7 @@ def test_json_is_exactly_one_document_of_the_documented_shape(pairs, tmp_path, d
                    "error": None}
     assert clean == {**clean, "name": "clean", "status": "ok", "groups": 0, "excess_rows": 0, "error": None}
     assert broken == {**broken, "name": "broken", "status": "error", "groups": None, "excess_rows": None}
-    assert "no_such_table" in broken["error"]
+    assert "no_such_column" in broken["error"]
     assert all(isinstance(c["duration_ms"], int | float) and c["duration_ms"] >= 0 for c in document["checks"])
 
 
@@ -132,7 +134,7 @@ def test_help_lists_every_command_with_a_whole_sentence(dupewatch):
     assert run.code == 0 and "dupewatch demo" in run.stdout
     commands = run.stdout.split("Commands:")[1].strip().splitlines()
     assert {line.split()[0] for line in commands} == {
-        "check", "daemon", "demo", "fix", "fixes", "guard", "tui", "undo"}
+        "check", "config", "daemon", "demo", "fix", "fixes", "guard", "tui", "undo"}
     assert all(line.rstrip().endswith(".") and not line.rstrip().endswith("...") for line in commands), commands
 
 
@@ -143,7 +145,7 @@ def test_help_lists_every_command_with_a_whole_sentence(dupewatch):
 def test_an_unsupported_url_or_missing_driver_is_one_line(tmp_path, dupewatch, url, fragment):
     path = config(tmp_path, url, DUP)
     checked = dupewatch("check", "--config", path)
-    assert checked.code == 2 and fragment in checked.stdout
+    assert checked.code == 2 and fragment in checked.output
     assert_no_traceback(checked)
     assert "Tiger-Secret" not in checked.output and "internal error" not in checked.output
     # The daemon refuses it before starting, instead of logging errors forever.
@@ -173,7 +175,7 @@ BAD_CONFIGS = [
                         'key = ["k"]\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "u"\nkey = ["k"]\n',
      ["checks[1] ('x')", "duplicate check name 'x'"]),
     ("missing-query", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\n'
-                      'query = "queries/nope.sql"\n', ["check 'x'", "query file not found", "nope.sql"]),
+                      'query = "queries/nope.sql"\n', ["checks[0] ('x').query", "query file not found", "nope.sql"]),
     ("table-and-query", '[databases.d]\nurl = "sqlite://"\n[[checks]]\nname = "x"\ndatabase = "d"\ntable = "t"\n'
                         'key = ["k"]\nsql = "SELECT 1"\n', ["checks[0] ('x')", "exactly one of"]),
     ("no-url", '[databases.d]\nstatement_timeout = "5s"\n[[checks]]\nname = "x"\ndatabase = "d"\nsql = "SELECT 1"\n',
@@ -207,16 +209,16 @@ def test_missing_config_file_and_unknown_check_name(pairs, tmp_path, dupewatch):
     assert_one_line_error(dupewatch("check", "--config", path, "dup", "typo"), "no check named 'typo'", "have: dup")
 
 
-def test_unknown_table_and_column_name_the_check(pairs, tmp_path, dupewatch):
-    run = dupewatch("check", "--json", "--config", config(
-        tmp_path, pairs.url, BROKEN, {"name": "col", "table": "dup", "key": ["k", "kk"]},
-        {"name": "ts", "table": "dup", "key": ["k"], "timestamp": "born"}))
-    assert run.code == 2
-    errors = [c["error"] for c in run.json["checks"]]
-    assert errors == [
-        "check 'broken': table 'no_such_table' not found in database 'd'",
-        "check 'col': key: unknown column 'kk' in table 'dup' (columns: id, k)",
-        "check 'ts': timestamp: unknown column 'born' in table 'dup' (columns: id, k)",
+def test_unknown_table_and_column_name_the_file_check_and_field(pairs, tmp_path, dupewatch):
+    path = config(tmp_path, pairs.url, {"name": "broken", "table": "no_such_table", "key": ["k"]},
+                  {"name": "col", "table": "dup", "key": ["k", "kk"]},
+                  {"name": "ts", "table": "dup", "key": ["k"], "timestamp": "born"})
+    run = dupewatch("check", "--json", "--config", path)
+    assert run.code == 2 and run.json["checks"] == []
+    assert run.json["problems"] == [
+        f"{path}: checks[0] ('broken').table: table 'no_such_table' not found in database 'd'",
+        f"{path}: checks[1] ('col').key: unknown column 'kk' in table 'dup' (did you mean 'k'?) (columns: id, k)",
+        f"{path}: checks[2] ('ts').timestamp: unknown column 'born' in table 'dup' (columns: id, k)",
     ]
 
 
@@ -226,7 +228,7 @@ def test_one_broken_check_does_not_stop_the_others(pairs, tmp_path, dupewatch):
         "down": {"url": "postgresql+psycopg://monitor:Hunter2-Secret@127.0.0.1:1/app"},
     }, [
         {"name": "unreachable", "database": "down", "table": "t", "key": ["k"]},
-        {"name": "broken", "database": "d", "table": "no_such_table", "key": ["k"]},
+        {"name": "broken", "database": "d", **BROKEN},
         {"name": "dup", "database": "d", "table": "dup", "key": ["k"]},
         {"name": "writes", "database": "d", "sql": "DELETE FROM dup"},
         {"name": "clean", "database": "d", "table": "clean", "key": ["k"]},
@@ -252,8 +254,8 @@ def test_url_env_reads_the_url_and_names_a_missing_variable(pairs, tmp_path, dup
     ok = dupewatch("check", "--json", "--config", path, env={var: pairs.url})
     assert ok.code == 1 and ok.json["checks"][0]["groups"] == 2
     missing = dupewatch("check", "--json", "--config", path, env={var: ""})
-    assert missing.code == 2
-    assert missing.json["checks"][0]["error"] == f"databases.d.url_env: environment variable {var} is not set"
+    assert missing.code == 2 and missing.json["checks"] == []  # a config problem: reported before any check runs
+    assert missing.json["error"] == f"{path}: databases.d.url_env: environment variable {var} is not set"
 
 
 # -- wrong passwords never leak ----------------------------------------------------------------------
@@ -323,7 +325,9 @@ def test_postgresql_role_password_never_appears(pg_role, tmp_path, dupewatch):
         assert run.code == 2
         assert_no_traceback(run)
         assert password not in run.output and right not in run.output
-        assert "\n" not in run.json["checks"][0]["error"]
+        # Connected (trust): the missing schema is a problem found before the check runs; else a run error.
+        errors = run.json.get("problems") or [c["error"] for c in run.json["checks"]]
+        assert len(errors) == 1 and "\n" not in errors[0]
 
 
 def _interruptible() -> None:
@@ -368,7 +372,8 @@ def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch
     assert_no_traceback(run)
     lines = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.strip()}
     for name in ("login-sources", "daily-checkins", "vote-drift", "role-membership", "profiles-get-or-create"):
-        assert lines[name][2] == "duplicates", run.stdout
+        # vote-drift is a custom query: an invariant it breaks is a violation, not a duplicate row
+        assert lines[name][2] == ("violations" if name == "vote-drift" else "duplicates"), run.stdout
         assert int(lines[name][3].replace(",", "")) > 0
     assert list(work.iterdir()) == []  # nothing written where the user stood
     assert list(home.rglob("demo.sqlite")), "the demo database lives under the per-user data directory"

@@ -32,13 +32,13 @@ def run_sql(monitor_for: Any, db: Any, sql: str, **database: Any) -> Any:
 
 def test_custom_query_counts_each_row_as_one_offence(items, monitor_for):
     result = run_sql(monitor_for, items, "SELECT k FROM items WHERE id IN (1, 4, 6)")
-    assert (result.status, result.groups, result.excess_rows) == ("duplicates", 3, 3)
+    assert (result.status, result.groups, result.excess_rows) == ("violations", 3, 3)  # a custom query finds violations
 
 
 def test_custom_query_dup_count_weighs_excess_rows(items, monitor_for):
     sql = "SELECT k, COUNT(*) AS dup_count FROM items GROUP BY k HAVING COUNT(*) > 1"
     result = run_sql(monitor_for, items, sql)
-    assert (result.status, result.groups, result.excess_rows) == ("duplicates", 2, 3)  # (3-1) + (2-1)
+    assert (result.status, result.groups, result.excess_rows) == ("violations", 2, 3)  # (3-1) + (2-1)
 
 
 def test_custom_query_returning_nothing_is_ok(items, monitor_for):

@@ -269,7 +269,7 @@ async def test_a_snapshot_that_differs_from_the_preview_is_confirmed_again(demo_
         await type_text(pilot, app, "profiles-get-or-create")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.stage == "reconfirm", what="the changed snapshot")
-        assert "changed since the preview" in facts(app)
+        assert "Changed since the preview: groups" in facts(app)
         assert screen.snapshot is not None and screen.snapshot.rows_to_delete == previewed.rows_to_delete + 1
         assert f"{previewed.rows_to_delete + 1:,} row(s) to delete" in facts(app)
         assert not confirm_button(app).disabled  # the name is still typed: one more press runs it

@@ -59,6 +59,7 @@ from monitor.tui.messages import (
 from monitor.tui.screens.base import DashboardMixin
 from monitor.tui.widgets.confirm import TypeToConfirm
 from monitor.tui.widgets.paged_table import cell
+from monitor.tui.widgets.tickbox import TickBox
 
 if TYPE_CHECKING:
     pass
@@ -93,8 +94,11 @@ def same_plan(a: FixPlan, b: FixPlan) -> bool:
 
 
 def plan_facts(plan: FixPlan, *, previewed: FixPlan | None = None) -> Text:
-    """The preview's text: blockers first (red), counts, the keeper rule, references, notes."""
+    """The preview's text: what changed since the preview (one line, when `previewed`), blockers (red), counts,
+    the keeper rule, references, notes."""
     text = Text()
+    if previewed is not None:
+        text.append(f"{what_changed(previewed, plan)}\n", style=f"bold {AMBER}")
     for blocker in plan.blockers:
         text.append("BLOCKED  ", style=f"bold {RED}")
         text.append(f"{blocker}\n", style=RED)
@@ -115,12 +119,20 @@ def plan_facts(plan: FixPlan, *, previewed: FixPlan | None = None) -> Text:
     for note in plan.notes:
         text.append("note  ", style=f"bold {AMBER}")
         text.append(f"{note}\n")
-    if previewed is not None:
-        text.append(f"The duplicates changed since the preview ({previewed.groups:,} groups, "
-                    f"{previewed.rows_to_delete:,} rows): the application is writing. These figures are the "
-                    "snapshot that will run; rows that arrive later are left for the next check.\n",
-                    style=f"bold {AMBER}")
     return text
+
+
+def what_changed(previewed: FixPlan, snapshot: FixPlan) -> str:
+    """One line: how the snapshot differs from the preview the operator saw (the application wrote meanwhile)."""
+    changes = []
+    for label, before, after in (("groups", previewed.groups, snapshot.groups),
+                                 ("rows to delete", previewed.rows_to_delete, snapshot.rows_to_delete),
+                                 ("references to repoint", sum(r.rows for r in previewed.references),
+                                  sum(r.rows for r in snapshot.references))):
+        if before != after:
+            changes.append(f"{label} {before:,} → {after:,}")
+    return (f"Changed since the preview: {', '.join(changes) or 'the rows'} (the application is writing). "
+            "Below is what will run; confirm again.")
 
 
 def resume_text(record: FixRecord) -> Text:
@@ -182,7 +194,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             yield LoadingIndicator(id="fix-loading")
             yield Static(Text("computing the plan (read-only, nothing changes)…", style=DIM), id="fix-facts")
             yield DataTable(id="fix-sample", cursor_type="row", zebra_stripes=True)
-            yield Checkbox(f"also add the unique constraint afterwards ({guard_name(self.check)}): stops the "
+            yield TickBox(f"also add the unique constraint afterwards ({guard_name(self.check)}): stops the "
                            "next race at the database", id="fix-guard")
             yield TypeToConfirm(self.check, "Fix", id="fix-confirm")
             with Horizontal(id="fix-run"):
@@ -230,6 +242,13 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-facts", Static).update(facts)
         self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
+        if message.unfinished is None and not message.plan.groups:
+            # Nothing to delete: no button to arm, and no constraint to offer (the next check shows whether
+            # one is missing; `dupewatch guard` adds it).
+            confirm.display = False
+            self.query_one("#fix-guard", Checkbox).display = False
+            self.query_one(Vertical).border_subtitle = "Esc: close"
+            return
         if message.unfinished is not None:
             confirm.set_action("Resume fix")
             confirm.enable(True)
@@ -248,10 +267,15 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                     columns.append(name)
         if not columns:
             return
-        table.add_column("", key="mark")
-        table.add_column("GROUP", key="group")
-        for name in columns:
-            table.add_column(name, key=f"col:{name}")
+        wanted = ["mark", "group", *(f"col:{name}" for name in columns)]
+        if [key.value for key in table.columns] != wanted:
+            # New columns only when they differ: a table re-created under load was once painted with its
+            # columns sized to their headers, before its rows arrived.
+            table.clear(columns=True)
+            table.add_column("", key="mark")
+            table.add_column("GROUP", key="group")
+            for name in columns:
+                table.add_column(name, key=f"col:{name}")
         for group in groups:
             key = ", ".join(str(v) for v in group.key)
             rows = [(KEEP, group.keep or {})] + [(DELETE, row) for row in group.delete]
@@ -338,7 +362,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.snapshot = message.plan
         self.query_one("#fix-run").display = False
         self.query_one("#fix-facts", Static).update(plan_facts(message.plan, previewed=self.preview))
-        self.query_one("#fix-sample", DataTable).clear(columns=True)
+        self.query_one("#fix-sample", DataTable).clear()  # the rows; the columns stay when they are the same
         self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
         confirm.display = True

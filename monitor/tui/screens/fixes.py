@@ -29,8 +29,37 @@ from monitor.tui.widgets.footer import Footer
 if TYPE_CHECKING:
     pass
 
+# Columns the list right-aligns (counts) and the widest a free-text column may grow, so that the whole row,
+# CONSTRAINT included, fits 160 columns however long the names are. Who ran the fix (user@host, often long)
+# and the full names are on the line under the list, for the selected fix.
+NUMERIC = {"GROUPS", "DELETED", "REPOINTED", "SKIPPED"}
+WIDEST = {"DATABASE": 10, "CHECK": 20, "CONSTRAINT": 28}
+COLUMNS = tuple(h for h in RECORD_HEADERS if h != "USER")
 STATE_STYLE = {"done": f"bold {GREEN}", "undone": DIM, "discarded": DIM, "running": "bold #5fafff",
                "stopped": f"bold {AMBER}", "failed": f"bold {RED}", "planned": AMBER}
+
+
+def shortened(text: str, width: int) -> str:
+    """`text` cut to `width` characters, its middle elided (both ends of a name tell names apart)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
+
+
+def list_cells(database: str, record: FixRecord) -> list[Text | str]:
+    """The cells of one fix in the list: counts right-aligned, long names elided to fit, the state coloured."""
+    cells: list[Text | str] = []
+    for header, value in zip(RECORD_HEADERS, record_cells(database, record), strict=True):
+        if header not in COLUMNS:
+            continue
+        if header in NUMERIC:
+            cells.append(Text(value, justify="right"))
+        elif header == "STATE":
+            cells.append(Text(value, style=STATE_STYLE.get(record.state, "")))
+        else:
+            cells.append(shortened(value, WIDEST[header]) if header in WIDEST else value)
+    return cells
 
 
 class FixesScreen(DashboardScreen):
@@ -47,6 +76,7 @@ class FixesScreen(DashboardScreen):
     def __init__(self) -> None:
         super().__init__()
         self.fixes: list[tuple[str, FixRecord]] = []
+        self.errors: list[str] = []
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -58,8 +88,8 @@ class FixesScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for header in RECORD_HEADERS:
-            table.add_column(header, key=header)
+        for header in COLUMNS:
+            table.add_column(Text(header, justify="right") if header in NUMERIC else header, key=header)
         table.focus()
         self.load()
 
@@ -83,13 +113,25 @@ class FixesScreen(DashboardScreen):
         table = self.query_one(DataTable)
         table.clear()
         for database, record in message.fixes:
-            cells: list[Text | str] = list(record_cells(database, record))
-            cells[3] = Text(record.state, style=STATE_STYLE.get(record.state, ""))
-            table.add_row(*cells, key=record.fix_id)
-        status = Text.assemble((f"{len(message.fixes):,}", "bold"), " fix(es)")
-        if message.fixes:
-            status.append("  ·  u: undo the selected fix  ·  r: reload", style=DIM)
-        for error in message.errors:
+            table.add_row(*list_cells(database, record), key=record.fix_id)
+        self.errors = message.errors
+        self._show_status()
+
+    @on(DataTable.RowHighlighted, "#fixes")
+    def _highlighted(self) -> None:
+        if self.loaded:
+            self._show_status()
+
+    def _show_status(self) -> None:
+        status = Text.assemble((f"{len(self.fixes):,}", "bold"), " fix(es)")
+        chosen = self.selected()
+        if chosen is not None:
+            _database, record = chosen
+            status.append_text(Text.assemble("  ·  ", (record.fix_id, "bold"), f" of {record.check_name} by ",
+                                             (f"{record.os_user}@{record.host}", "bold"),
+                                             f", constraint {record.constraint_name or '-'}"))
+            status.append("  ·  u: undo it  ·  r: reload", style=DIM)
+        for error in self.errors:
             status.append_text(Text.assemble("  ·  ", ("✖ ", f"bold {RED}"), (error, RED)))
         self.query_one("#status", Static).update(status)
 

@@ -21,9 +21,24 @@ from monitor.tui.screens.detail import CheckScreen, elapsed_ms
 from monitor.tui.widgets.paged_table import PagedTable, cell
 
 
+def loaded_text(loaded: int, total: int | None, *, more: bool) -> Text:
+    """How many groups are listed, against the last run's count. The pages are read after that run while the
+    application writes, so the two may disagree; say how instead of "85 of 84"."""
+    if total is None:
+        return Text.assemble((f"{loaded:,}", "bold"), " groups loaded")
+    if loaded > total:
+        return Text.assemble((f"{loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
+                             " at the last run, ", (f"{loaded - total:,} new since", "bold #ffaf00"))
+    if not more and loaded < total:
+        return Text.assemble("all ", (f"{loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
+                             " at the last run, ", (f"{total - loaded:,} gone since", "bold"))
+    return Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"), " groups loaded")
+
+
 class GroupsScreen(CheckScreen):
     BINDINGS = [
-        Binding("enter", "open_group", "Rows"),
+        # priority: shown in the footer over the focused table's own (hidden) Enter
+        Binding("enter", "open_group", "Rows", key_display="⏎", priority=True),
     ]
 
     def __init__(self, check: str) -> None:
@@ -126,7 +141,7 @@ class GroupsScreen(CheckScreen):
         if loaded == 0 and self.next_cursor is None:
             self.set_status(Text("● no duplicate groups right now", style="bold #5fd75f"))
             return
-        parts = [Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"), " groups loaded")]
+        parts = [loaded_text(loaded, total, more=self.next_cursor is not None)]
         if self.next_cursor is not None:
             parts.append(Text("scroll down for more", style="dim"))
         parts.append(Text("Enter: the group's rows", style="dim"))

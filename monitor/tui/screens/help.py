@@ -27,10 +27,12 @@ leaves when two requests both "check, then write". Every check runs on its own s
   the rows of other tables that point at them (repointed to the kept row), and anything that
   [#ff5f5f]blocks[/] the fix. Type the check's name to arm the button. The fix runs in batches, one
   transaction each, copying every deleted row into an archive table first; [b]Esc[/b] stops it after the
-  current batch ([b]f[/b] again resumes it). Tick "also add the unique constraint" to stop the next race.
+  current batch ([b]f[/b] again resumes it). Tick "also add the unique constraint" to stop the next race:
+  the constraint is the durable cure ([b]dupewatch fix --add-constraint[/b] on the command line).
 
 [b]Columns[/b]
-  [b]STATUS[/b]       [#5fd75f]● ok[/] no duplicates · [#ffaf00]▲ duplicates[/] found · [#8a8a8a]‖ paused[/]
+  [b]STATUS[/b]       [#5fd75f]● ok[/] nothing found · [#ffaf00]▲ duplicates[/] / [#ffaf00]▲ violations[/] \
+(custom queries) found · [#8a8a8a]‖ paused[/]
                [#5fafff]⟳ running[/] a query in progress (shown after a moment, with a timer)
                [#ff5f5f]✖ error[/] the check failed: the error is shown below the table; retried with backoff
   [b]GROUPS[/b]       keys that occur more than once        [b]EXCESS ROWS[/b]  rows beyond the first of each key
@@ -42,11 +44,8 @@ leaves when two requests both "check, then write". Every check runs on its own s
   group's rows were born: [b magenta]↯ race[/] a burst of milliseconds (concurrent requests),
   [b cyan]↻ retry[/] seconds to minutes apart (a resubmit), [b yellow]logic bug[/] hours or days apart (not a race: the
   code writes twice).
-  [b]Enter[/b] on a group shows its rows; [#5fd75f]★ keep[/] marks the row a fix would keep.
-  [b]Esc[/b] goes back, [b]r[/b] re-runs the check and reloads.
-
-The durable cure is a unique constraint: fix the duplicates, then add it (the fix's checkbox, or
-[b]dupewatch fix --add-constraint[/b]).
+  [b]Enter[/b] on a group shows its rows ([#5fd75f]★ keep[/] marks the row a fix would keep); \
+[b]Esc[/b] back; [b]r[/b] re-run.\
 """
 
 

@@ -163,7 +163,7 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
     else:
         status = state.status if state.status != "running" else (last.status if last else "pending")
     is_error = last is not None and last.status == "error"
-    name_style = "bold #ff5f5f" if is_error else ("bold" if status == "duplicates" else "")
+    name_style = "bold #ff5f5f" if is_error else ("bold" if status in ("duplicates", "violations") else "")
     age = state.age_seconds(now)
     if status == "running" and running_for is not None:
         duration = _right(f"{running_for:.1f} s", "#5fafff")

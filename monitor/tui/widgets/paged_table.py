@@ -14,7 +14,7 @@ PREFETCH_ROWS = 20  # ask for the next page this many rows before the end, so sc
 
 class PagedTable(DataTable[Any]):
     BINDINGS = [
-        Binding("enter", "select_cursor", "Open", key_display="⏎"),
+        Binding("enter", "select_cursor", "Open", key_display="⏎", show=False),  # screens say what Enter does
         Binding("end,G", "scroll_bottom", "Bottom", show=False),
         Binding("home,g", "scroll_top", "Top", show=False),
     ]

@@ -7,6 +7,7 @@ from rich.text import Text
 STATUS_STYLE = {
     "ok": ("●", "ok", "bold #5fd75f"),
     "duplicates": ("▲", "duplicates", "bold #ffaf00"),
+    "violations": ("▲", "violations", "bold #ffaf00"),
     "error": ("✖", "error", "bold #ff5f5f"),
     "running": ("⟳", "running", "bold #5fafff"),
     "paused": ("‖", "paused", "#8a8a8a"),

@@ -47,6 +47,8 @@ def totals_text(dashboard: Dashboard) -> Text:
         _figure(excess, excess > 0), " excess rows   ",
         _figure(len(down), bool(down), RED), f" of {len(dashboard.config.databases)} databases unreachable",
     )
+    if dashboard.with_violations:
+        text.append_text(Text.assemble("   ", _figure(dashboard.with_violations, True), " with violations"))
     if errors:
         text.append_text(Text.assemble("   ", (f"{errors} failing", f"bold {RED}")))
     return text

@@ -1,0 +1,58 @@
+"""`dupewatch_fix_deleted_rows_total` in a daemon counts the fixes other processes ran: a real daemon, a real
+`dupewatch fix` in another process, the metric read by scraping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemonproc import daemon_starter, free_port
+
+from dbtest import run_dupewatch, write_config
+
+pytestmark = pytest.mark.timeout(120)
+DELETED = "dupewatch_fix_deleted_rows_total"
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Any]:
+    yield from daemon_starter(tmp_path)
+
+
+def test_a_fix_run_by_the_cli_shows_in_the_daemons_deleted_rows(pg, tmp_path, start_daemon):
+    pg.execute("CREATE TABLE signup (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+               "INSERT INTO signup SELECT g, 'u' || (g % 10) || '@example.com' FROM generate_series(1, 25) g")
+    excess = 25 - 10
+    port = free_port()
+    path = write_config(tmp_path / "dw.toml", {"app": {"url": pg.url}},
+                        [{"name": "signups", "database": "app", "table": "signup", "key": ["email"],
+                          "interval": "0.5s"},
+                         {"name": "other", "database": "app", "table": "signup", "key": ["id"], "interval": "1h"}],
+                        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon = start_daemon(path, port)
+    daemon.wait_for(lambda s: s.value("dupewatch_duplicate_excess_rows", "signups") == excess, "the first run")
+    assert daemon.scrape().value(DELETED, "signups") == 0
+
+    fixed = run_dupewatch("fix", "signups", "--yes", "--json", "--config", path)
+    assert fixed.code == 0, fixed.output
+    assert fixed.json["deleted"] == excess
+
+    scrape = daemon.wait_for(lambda s: s.value(DELETED, "signups") == excess, "the fix's rows in the metric")
+    assert scrape.value(DELETED, "other") == 0  # counted for the check that was fixed only
+    daemon.wait_for(lambda s: s.value("dupewatch_duplicate_excess_rows", "signups") == 0, "the next run")
+    assert daemon.scrape().value(DELETED, "signups") == excess  # read again, not added twice
+    assert daemon.stop() == 0
+
+
+def test_an_empty_listen_host_serves_on_loopback(tmp_path, start_daemon, sqlite_db):
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT)")
+    port = free_port()
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": sqlite_db.url}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"], "interval": "1h"}],
+                        metrics={"listen": f":{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon = start_daemon(path, port)  # it answers on 127.0.0.1 (daemonproc scrapes there) ...
+    daemon.wait_for(lambda _: "dupewatch daemon started" in daemon.log(), "the start-up log line")
+    assert f"metrics=http://127.0.0.1:{port}/metrics" in daemon.log()  # ... and says it listens there only
+    assert daemon.stop() == 0

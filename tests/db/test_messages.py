@@ -1,0 +1,297 @@
+"""What a new operator reads when something is wrong (issue 13, and issue 12's configuration errors): real
+`dupewatch` subprocesses, their exit codes and their stderr, line by line.
+
+Every problem of a file at once, one line each naming the file, the check and the field, with close matches;
+unknown tables and columns before any check runs; a dead database once; passwords masked in every URL form;
+row values kept out of error text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbtest import write_config
+
+pytestmark = pytest.mark.timeout(180)
+ERROR = "dupewatch: error: "
+
+
+def error_lines(run: Any) -> list[str]:
+    """stderr's lines, each one problem; exit 2, never a traceback."""
+    assert run.code == 2, run.output
+    assert "Traceback" not in run.output and 'File "' not in run.output, run.output
+    lines = run.stderr.strip().splitlines()
+    assert lines and all(line.startswith(ERROR) for line in lines), run.stderr
+    return [line.removeprefix(ERROR) for line in lines]
+
+
+def toml(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- every problem of a file at once -----------------------------------------------------------------
+
+def test_every_problem_of_a_file_is_reported_at_once_one_line_each_with_file_check_field(
+        tmp_path, dupewatch, sqlite_db):
+    (tmp_path / "queries").mkdir()
+    path = toml(tmp_path / "dw.toml", f"""
+[databases.app]
+url = "{sqlite_db.url}"
+statment_timeout = "5s"
+
+[[checks]]
+name = "checkins"
+database = "ap"
+table = "checkin"
+key = ["user_id"]
+case_insensitive = "yes"
+intervl = "1m"
+
+[[checks]]
+name = "fast"
+database = "app"
+table = "checkin"
+key = ["user_id"]
+interval = "0.0001ms"
+
+[[checks]]
+name = "empty-table"
+database = "app"
+table = ""
+key = ["user_id"]
+
+[[checks]]
+name = "three-parts"
+database = "app"
+table = "db.table.x"
+key = ["user_id"]
+
+[[checks]]
+name = "dot-query"
+database = "app"
+query = "."
+""")
+    lines = error_lines(dupewatch("check", "--config", path))
+    where = f"{path}: "
+    assert all(line.startswith(where) for line in lines), lines
+    problems = {line.removeprefix(where) for line in lines}
+    assert problems == {
+        "databases.app.statment_timeout: unknown field (did you mean 'statement_timeout'?)",
+        "checks[0] ('checkins').case_insensitive: expected true or false (without quotes), got 'yes'",
+        "checks[0] ('checkins').intervl: unknown field (did you mean 'interval'?)",
+        "checks[1] ('fast').interval: must be at least 100ms, got '0.0001ms'",
+        "checks[2] ('empty-table').table: must not be empty",
+        "checks[3] ('three-parts').table: expected TABLE or SCHEMA.TABLE, got 'db.table.x' (quote a name that "
+        "contains a dot: '\"x.y\"', or '`x.y`' on MySQL/MariaDB)",
+        "checks[0] ('checkins').database: unknown database 'ap' (did you mean 'app'?) (known: app)",
+        f"checks[4] ('dot-query').query: '.' is a directory, not a SQL file ({tmp_path})",
+    }
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "bell\x07", "esc\x1b[31m"])
+def test_check_names_with_control_characters_are_refused_naming_the_position(tmp_path, dupewatch, name):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "sqlite://"}},
+                        [{"name": "fine", "database": "d", "sql": "SELECT 1"},
+                         {"name": name, "database": "d", "sql": "SELECT 1"}])
+    assert error_lines(dupewatch("check", "--config", path)) == [
+        f"{path}: checks[1].name: must be printable characters, without newlines, tabs or control characters"]
+
+
+def test_database_names_with_control_characters_are_refused(tmp_path, dupewatch):
+    path = toml(tmp_path / "dw.toml", '[databases."a\\nb"]\nurl = "sqlite://"\n\n'
+                '[[checks]]\nname = "c"\ndatabase = "a\\nb"\nsql = "SELECT 1"\n')
+    [line] = error_lines(dupewatch("check", "--config", path))
+    assert line.startswith(f"{path}: databases: database name 'a\\nb' must be printable"), line
+
+
+def test_a_mistyped_check_name_on_the_command_line_suggests_the_close_one(tmp_path, dupewatch):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "sqlite://"}},
+                        [{"name": "daily-checkins", "database": "d", "sql": "SELECT 1 WHERE 1 = 0"}])
+    [line] = error_lines(dupewatch("check", "--config", path, "daily-chekins"))
+    assert line == (f"{path}: no check named 'daily-chekins' (did you mean 'daily-checkins'?) "
+                    "(have: daily-checkins)")
+
+
+def test_unknown_tables_and_columns_are_reported_together_before_any_check_runs(db, tmp_path, dupewatch):
+    db.execute("CREATE TABLE checkin (id INTEGER PRIMARY KEY, user_id INTEGER, checkin_date VARCHAR(10))",
+               "CREATE TABLE profile (id INTEGER PRIMARY KEY, user_id INTEGER)",
+               "INSERT INTO checkin VALUES (1, 1, 'x'), (2, 1, 'x')")
+    path = write_config(tmp_path / "dw.toml", {"app": {"url": db.url}}, [
+        {"name": "good", "database": "app", "table": "checkin", "key": ["user_id"]},
+        {"name": "daily-checkins", "database": "app", "table": "checkin", "key": ["user_id", "chekin_date"]},
+        {"name": "profiles", "database": "app", "table": "profle", "key": ["user_id"]},
+    ])
+    run = dupewatch("check", "--config", path)
+    lines = error_lines(run)
+    assert run.stdout == ""  # no check ran: no table printed
+    assert lines == [
+        f"{path}: checks[1] ('daily-checkins').key: unknown column 'chekin_date' in table 'checkin' "
+        "(did you mean 'checkin_date'?) (columns: id, user_id, checkin_date)",
+        f"{path}: checks[2] ('profiles').table: table 'profle' not found in database 'app' "
+        "(did you mean 'profile'?)",
+    ]
+    document = dupewatch("check", "--json", "--config", path).json
+    assert document["checks"] == [] and document["problems"] == lines
+
+
+def test_an_unreachable_database_is_printed_once_listing_its_checks(tmp_path, dupewatch, sqlite_db):
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT)")
+    gone = "postgresql://watcher@127.0.0.1:1/orders"
+    path = write_config(tmp_path / "dw.toml", {"local": {"url": sqlite_db.url}, "orders": {"url": gone}},
+                        [{"name": f"orders-{i}", "database": "orders", "table": "t", "key": ["k"]} for i in range(6)]
+                        + [{"name": "local", "database": "local", "table": "t", "key": ["k"]}])
+    run = dupewatch("check", "--config", path)
+    assert run.code == 2 and "Traceback" not in run.output
+    errors = [line for line in run.stdout.splitlines() if "127.0.0.1" in line]
+    assert len(errors) == 1, run.stdout
+    assert errors[0].startswith("orders-0, orders-1, orders-2, orders-3, orders-4, orders-5: database 'orders'")
+
+
+# -- config validate ---------------------------------------------------------------------------------
+
+def test_config_validate_exits_0_on_a_valid_file_and_2_listing_every_problem(tmp_path, dupewatch, sqlite_db):
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT)")
+    good = write_config(tmp_path / "good.toml", {"d": {"url": sqlite_db.url}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    run = dupewatch("config", "validate", "--config", good)
+    assert run.code == 0 and run.stdout.strip() == f"{good}: valid (1 check)", run.output
+    columns = write_config(tmp_path / "columns.toml", {"d": {"url": sqlite_db.url}},
+                           [{"name": "c", "database": "d", "table": "t", "key": ["kk"]}])
+    assert error_lines(dupewatch("config", "validate", "--config", columns)) == [
+        f"{columns}: checks[0] ('c').key: unknown column 'kk' in table 't' (did you mean 'k'?) (columns: id, k)"]
+
+
+def test_config_validate_offline_does_not_connect(tmp_path, dupewatch):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "postgresql://u:pw@127.0.0.1:1/x"},
+                                               "e": {"url_env": "DW_TEST_UNSET_VARIABLE"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]},
+                         {"name": "w", "database": "e", "sql": "DELETE FROM t"}])
+    env = {k: v for k, v in os.environ.items() if k != "DW_TEST_UNSET_VARIABLE"}
+    assert error_lines(dupewatch("config", "validate", "--offline", "--config", path, env=env)) == [
+        f"{path}: checks[1] ('w').sql: custom query must be a SELECT, got DELETE: checks run read-only"]
+    ok = write_config(tmp_path / "ok.toml", {"d": {"url": "postgresql://u:pw@127.0.0.1:1/x"}},
+                      [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    offline = dupewatch("config", "validate", "--offline", "--config", ok)
+    assert offline.code == 0 and offline.stdout.strip() == f"{ok}: valid (1 check, not connected)"
+    [online] = error_lines(dupewatch("config", "validate", "--config", ok))
+    assert online.startswith(f"{ok}: databases.d: database 'd' (postgresql+psycopg://u:***@127.0.0.1:1/x)")
+    assert online.endswith("(checks: c)") and "pw" not in online.replace("postgresql", "")
+
+
+# -- secrets and row values --------------------------------------------------------------------------
+
+def test_a_password_given_as_a_query_parameter_is_masked_in_table_json_and_errors(tmp_path, dupewatch):
+    secret = "Qu3ryPassw0rd"
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": f"postgresql://watcher@127.0.0.1:1/x?password={secret}"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    for args in (("check",), ("check", "--json"), ("config", "validate")):
+        run = dupewatch(*args, "--config", path)
+        assert run.code == 2 and secret not in run.output, run.output
+        assert "password=***" in run.output
+
+
+def test_an_ambiguous_url_with_an_unencoded_at_sign_is_refused_with_a_hint(tmp_path, dupewatch):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "mysql://user:Tr1cky@Secret99@127.0.0.1/db"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    [line] = error_lines(dupewatch("check", "--config", path))
+    assert line.startswith(f"{path}: databases.d.url: ambiguous URL mysql://user:***@127.0.0.1/db")
+    assert "percent-encode '@' in the password as %40" in line
+    assert "Tr1cky" not in line and "Secret99" not in line
+
+
+def test_an_unparseable_port_is_one_line_exit_2_in_check_json_and_daemon(tmp_path, dupewatch):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "mysql://user:Pw0rdX@127.0.0.1:notaport/db"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    expected = f"{path}: databases.d.url: the port is not a number in mysql://user:***@127.0.0.1:notaport/db"
+    assert error_lines(dupewatch("check", "--config", path)) == [expected]
+    as_json = dupewatch("check", "--json", "--config", path)
+    assert error_lines(as_json) == [expected] and json.loads(as_json.stdout)["checks"] == []
+    assert error_lines(dupewatch("daemon", "--config", path)) == [expected]
+
+
+def test_a_data_error_keeps_its_kind_and_drops_the_row_value(pg, tmp_path, dupewatch):
+    pg.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, ssn TEXT, team INTEGER)",
+               "INSERT INTO person VALUES (1, 'SSN-123-45-6789', 1), (2, 'SSN-987', 1)")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg.url}},
+                        [{"name": "people", "database": "d", "table": "person", "key": ["team"],
+                          "where": "ssn::int > 0"}])
+    run = dupewatch("check", "--json", "--config", path)
+    [result] = run.json["checks"]
+    assert result["status"] == "error"
+    assert "invalid input syntax for type integer: (value not shown)" in result["error"]
+    assert "SSN" not in run.output
+
+
+# -- lenient input that is not a config field ---------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["case_insensitive", "trim_whitespace"])
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_booleans_are_strict(tmp_path, dupewatch, field, value):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "sqlite://"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"], field: value}])
+    assert error_lines(dupewatch("config", "validate", "--offline", "--config", path)) == [
+        f"{path}: checks[0] ('c').{field}: expected true or false (without quotes), got {value!r}"]
+
+
+def test_reflection_warnings_about_other_tables_are_not_printed_mariadb(mysql, tmp_path, dupewatch):
+    mysql.execute("CREATE TABLE device (id INTEGER PRIMARY KEY, address INET6)",
+                  "CREATE TABLE login (id INTEGER PRIMARY KEY, device_id INTEGER, k INTEGER, "
+                  "FOREIGN KEY (device_id) REFERENCES device (id))",
+                  "INSERT INTO login VALUES (1, NULL, 1), (2, NULL, 1)")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": mysql.url}},
+                        [{"name": "logins", "database": "d", "table": "login", "key": ["k"]}])
+    run = dupewatch("check", "--config", path)
+    assert run.code == 1 and run.stderr == "", run.output
+
+
+def test_reflection_warnings_about_expression_indexes_are_not_printed_sqlite(sqlite_db, tmp_path, dupewatch):
+    sqlite_db.execute("CREATE TABLE profile (id INTEGER PRIMARY KEY, email TEXT)",
+                      "CREATE INDEX profile_email_lower ON profile (lower(email))",
+                      "INSERT INTO profile VALUES (1, 'a'), (2, 'a')")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": sqlite_db.url}},
+                        [{"name": "profiles", "database": "d", "table": "profile", "key": ["email"]}])
+    run = dupewatch("check", "--config", path)
+    assert run.code == 1 and run.stderr == "", run.output
+
+
+# -- the state file -----------------------------------------------------------------------------------
+
+def test_the_state_file_and_its_directory_are_private(tmp_path):
+    from monitor.history import History
+
+    path = tmp_path / "state" / "nested" / "history.sqlite"
+    history = History(path)
+    history.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+    path.chmod(0o644)
+    History(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_empty_listen_host_means_loopback():
+    from monitor.config import MetricsConfig
+
+    assert MetricsConfig(listen=":19661").host == "127.0.0.1"
+    assert MetricsConfig(listen="0.0.0.0:19661").host == "0.0.0.0"
+
+
+def test_fix_on_one_database_does_not_need_another_databases_variable(tmp_path, dupewatch, sqlite_db):
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT)", "INSERT INTO t VALUES (1, 'a'), (2, 'a')")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": sqlite_db.url}, "other": {"url_env": "DW_TEST_UNSET_X"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]},
+                         {"name": "o", "database": "other", "table": "t", "key": ["k"]}])
+    env = {k: v for k, v in os.environ.items() if k != "DW_TEST_UNSET_X"}
+    run = dupewatch("fix", "c", "--dry-run", "--config", path, env=env)
+    assert run.code == 0 and "Traceback" not in run.output, run.output
+    assert dupewatch("check", "--config", path, "c", env=env).code == 1  # only the chosen checks' databases
+    [line] = error_lines(dupewatch("check", "--config", path, env=env))  # running every check needs them all
+    assert line == f"{path}: databases.other.url_env: environment variable DW_TEST_UNSET_X is not set"
