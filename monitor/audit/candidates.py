@@ -123,8 +123,10 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
             if not fks or not descriptive or types & {"temporal", "float"} or table.is_protected(index.columns):
                 continue
             seen.add(index.columns)
+            by_name = {c for fk in table.foreign_keys if fk.inferred for c in fk.columns}
+            fk_text = ", ".join(f"{c} (by its name)" if c in by_name else c for c in fks)
             found.append(Candidate("non_unique_natural_key", table, index.columns,
-                                   f"non-unique index {index.name} over foreign key {', '.join(fks)} and "
+                                   f"non-unique index {index.name} over foreign key {fk_text} and "
                                    f"{', '.join(descriptive)}, the lookup of a get_or_create",
                                    needs_duplicates=True))
     return found
@@ -139,8 +141,9 @@ def one_to_one_suspects(tables: list[TableInfo]) -> list[Candidate]:
             column = fk.columns[0]
             if len(fk.columns) != 1 or table.is_protected(fk.columns):
                 continue
+            how = " (by its name)" if fk.inferred else ""
             found.append(Candidate("one_to_one_suspect", table, fk.columns,
-                                   f"{column} references {fk.referred_table} and is not unique",
+                                   f"{column} references {fk.referred_table}{how} and is not unique",
                                    needs_duplicates=True, row_filter="not_null"))
     return found
 

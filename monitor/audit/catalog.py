@@ -171,7 +171,7 @@ def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any]
         plain = None not in ix["column_names"]  # reflection puts None where an index has an expression
         names = tuple(ix["column_names"]) if plain else ()
         index_infos.append(IndexInfo(ix["name"], names, bool(ix["unique"])))
-        if ix["unique"]:
+        if ix["unique"] and not any(k.name == ix["name"] and k.columns == names for k in keys):
             options = ix.get("dialect_options", {})
             keys.append(UniqueKey(
                 ix["name"], names, "index",

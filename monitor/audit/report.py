@@ -90,10 +90,7 @@ def config_text(report: AuditReport, *, statement_timeout: str = "30s") -> str |
         "",
     ]
     for findings, check in checks:
-        for f in findings:
-            groups = "not measured" if f.duplicate_groups is None else \
-                f"{'~' if f.estimated else ''}{f.duplicate_groups:,} duplicate group(s)"
-            lines.append(f"# {f.severity} {f.kind}: {groups}. {_one_line(f.evidence)}")
+        lines.extend(f"# {f.severity} {f.kind}: {_one_line(f.evidence)}" for f in findings)
         lines.append("[[checks]]")
         lines.extend(f"{k} = {_toml(v)}" for k, v in check.items())
         lines.append("")
