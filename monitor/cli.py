@@ -544,13 +544,15 @@ def audit(url: str, schemas: tuple[str, ...], as_json: bool, budget: str, write_
 @_audit_options
 @user_errors
 def init(url: str, schemas: tuple[str, ...], as_json: bool, budget: str) -> None:
-    """The same as `dupewatch audit --write dupewatch.toml`."""
+    """The same as `dupewatch audit --write dupewatch.toml`, except that it exits 0 once the file is written
+    (duplicates found or not), so that `dupewatch init --url URL && dupewatch` opens the dashboard on it."""
     from monitor.config import CONFIG_FILE_NAME
 
-    run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME))
+    run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME), init=True)
 
 
-def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: str, write_path: Path | None) -> None:
+def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: str, write_path: Path | None,
+                      *, init: bool = False) -> None:
     from monitor.audit import run_audit
     from monitor.audit.report import URL_ENV, config_text, table_lines, write_config
     from monitor.config import parse_duration
@@ -580,6 +582,8 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
                 fail(f"--write {write_path}: {exc.strerror or exc}")
             click.echo(f"dupewatch: wrote {write_path}; it reads the database URL from ${URL_ENV}: "
                        f"`dupewatch --config {write_path}` opens the dashboard on it", err=True)
+            if init:
+                sys.exit(EXIT_OK)
     sys.exit(EXIT_DUPLICATES if report.has_duplicates else EXIT_OK)
 
 
