@@ -163,8 +163,9 @@ def postgresql_statement_stats(conn: Connection, limit: int = 20_000) -> Stateme
         return StatementStats([], "pg_stat_statements is not installed in this database "
                                   "(CREATE EXTENSION pg_stat_statements, with it in shared_preload_libraries)")
     view = sa.table("pg_stat_statements", sa.column("query"), sa.column("calls"), sa.column("dbid"), schema=schema)
-    database_oid = sa.text("(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())")
-    stmt = (sa.select(view.c.query, view.c.calls).where(view.c.dbid == sa.literal_column(database_oid.text))
+    databases = sa.table("pg_database", sa.column("oid"), sa.column("datname"), schema="pg_catalog")
+    current = sa.select(databases.c.oid).where(databases.c.datname == sa.func.current_database()).scalar_subquery()
+    stmt = (sa.select(view.c.query, view.c.calls).where(view.c.dbid == current)
             .order_by(view.c.calls.desc()).limit(limit))
     savepoint = conn.begin_nested()
     try:
