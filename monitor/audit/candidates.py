@@ -45,9 +45,19 @@ def surrogate_key(table: TableInfo) -> set[str]:
     return set()
 
 
+def reference_columns(table: TableInfo) -> set[str]:
+    """Foreign keys (declared or inferred), plus, in a table without a primary key, every integer column
+    named `*_id`: a key-less table of ids is a link table even when its parents live elsewhere."""
+    columns = set(table.fk_columns)
+    if not table.primary_key:
+        columns |= {c.name for c in table.columns.values()
+                    if c.type_class == "integer" and c.name.lower().endswith("_id")}
+    return columns
+
+
 def descriptive_columns(table: TableInfo) -> list[str]:
-    """Columns that describe a row: not a surrogate key, a foreign key, or a timestamp."""
-    skip = surrogate_key(table) | table.fk_columns
+    """Columns that describe a row: not a surrogate key, a reference, or a timestamp."""
+    skip = surrogate_key(table) | reference_columns(table)
     return [c.name for c in table.columns.values() if c.name not in skip and c.type_class != "temporal"]
 
 
@@ -58,7 +68,7 @@ def ordered(table: TableInfo, columns: Iterable[str]) -> tuple[str, ...]:
 
 def is_link_table(table: TableInfo) -> bool:
     """(Mostly) foreign keys: at least two, and at most one descriptive column per two of them."""
-    fks = table.fk_columns
+    fks = reference_columns(table)
     return len(fks) >= 2 and len(descriptive_columns(table)) <= len(fks) // 2
 
 
@@ -67,12 +77,15 @@ def link_tables(tables: list[TableInfo]) -> list[Candidate]:
     for table in tables:
         if not is_link_table(table):
             continue
-        meaningful = table.fk_columns | set(descriptive_columns(table))
+        references = reference_columns(table)
+        meaningful = references | set(descriptive_columns(table))
         if any(u.protects and set(u.columns) <= meaningful for u in table.uniques):
             continue  # unique over the foreign keys (or them plus a role): the design allows no repeats
-        columns = ordered(table, table.fk_columns)
+        columns = ordered(table, references)
+        by_name = "" if set(columns) <= {c for fk in table.foreign_keys if not fk.inferred for c in fk.columns} \
+            else " (known by their names)"
         found.append(Candidate("link_table_without_unique", table, columns,
-                               f"link table of {len(columns)} foreign keys with no primary key or unique "
+                               f"link table of {len(columns)} foreign keys{by_name} with no primary key or unique "
                                "constraint over them", needs_duplicates=False))
     return found
 
