@@ -526,7 +526,7 @@ def _audit_options(func: F) -> F:
     return func
 
 
-@main.command(short_help="Find the duplicate risks in a database and write the checks that watch them.")
+@main.command(short_help="Find duplicate risks nobody wrote a check for.")
 @_audit_options
 @click.option("--write", "write_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write a config watching every finding to FILE (never overwrites).")
@@ -540,7 +540,7 @@ def audit(url: str, schemas: tuple[str, ...], as_json: bool, budget: str, write_
     run_audit_command(url, schemas, as_json, budget, write_path)
 
 
-@main.command(short_help="Audit a database and write ./dupewatch.toml (audit --write dupewatch.toml).")
+@main.command(short_help="Audit a database and write ./dupewatch.toml.")
 @_audit_options
 @user_errors
 def init(url: str, schemas: tuple[str, ...], as_json: bool, budget: str) -> None:
