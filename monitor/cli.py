@@ -646,6 +646,81 @@ def guard(ctx: click.Context, check_name: str, as_json: bool) -> None:
     _echo_lines([f"  note: {note}" for note in report.notes])
 
 
+# -- audit, init: thin callers of monitor.audit ----------------------------------------------------
+
+def _audit_options(func: F) -> F:
+    func = click.option("--budget", default="60s", show_default=True, metavar="DURATION",
+                        help="Time for the whole audit (catalog and measurements), e.g. 30s, 2m.")(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")(func)
+    func = click.option("--schema", "schemas", multiple=True, metavar="NAME",
+                        help="A schema (MySQL/MariaDB: a database) to audit; repeat for more. "
+                             "Default: the connection's default schema.")(func)
+    func = click.option("--url", envvar="DUPEWATCH_URL", required=True, metavar="URL",
+                        help="The database URL (default: $DUPEWATCH_URL).")(func)
+    return func
+
+
+@main.command(short_help="Find duplicate risks nobody wrote a check for.")
+@_audit_options
+@click.option("--write", "write_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a config watching every finding to FILE (never overwrites).")
+@user_errors
+def audit(url: str, schemas: tuple[str, ...], as_json: bool, budget: str, write_path: Path | None) -> None:
+    """Audit a database's catalog for tables that can hold race duplicates, and measure them (read-only).
+
+    Exit code 0 when no duplicates were found, 1 when a finding has duplicates (or is an invalid unique
+    index), 2 on bad input or an unreachable database.
+    """
+    run_audit_command(url, schemas, as_json, budget, write_path)
+
+
+@main.command(short_help="Audit a database and write ./dupewatch.toml.")
+@_audit_options
+@user_errors
+def init(url: str, schemas: tuple[str, ...], as_json: bool, budget: str) -> None:
+    """The same as `dupewatch audit --write dupewatch.toml`, except that it exits 0 once the file is written
+    (duplicates found or not), so that `dupewatch init --url URL && dupewatch` opens the dashboard on it."""
+    from monitor.config import CONFIG_FILE_NAME
+
+    run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME), init=True)
+
+
+def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: str, write_path: Path | None,
+                      *, init: bool = False) -> None:
+    from monitor.audit import run_audit
+    from monitor.audit.report import URL_ENV, config_text, table_lines, write_config
+    from monitor.config import parse_duration
+
+    try:
+        seconds = parse_duration(budget)
+    except ValueError as exc:
+        fail(f"--budget: {exc}")
+    if write_path is not None and write_path.exists():
+        fail(f"--write {write_path}: file exists; refusing to overwrite it (choose another name or remove it)")
+    report = run_audit(url, list(schemas), seconds)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+        _echo_lines([f"dupewatch: note: {n}" for n in report.notes], err=True)
+    else:
+        _echo_lines(table_lines(report))
+    if write_path is not None:
+        text = config_text(report)
+        if text is None:
+            click.echo(f"dupewatch: nothing to watch, {write_path} not written", err=True)
+        else:
+            try:
+                write_config(write_path, text)
+            except FileExistsError:
+                fail(f"--write {write_path}: file exists; refusing to overwrite it")
+            except OSError as exc:
+                fail(f"--write {write_path}: {exc.strerror or exc}")
+            click.echo(f"dupewatch: wrote {write_path}; it reads the database URL from ${URL_ENV}: "
+                       f"`dupewatch --config {write_path}` opens the dashboard on it", err=True)
+            if init:
+                sys.exit(EXIT_OK)
+    sys.exit(EXIT_DUPLICATES if report.has_duplicates else EXIT_OK)
+
+
 @main.command(short_help="Run the checks unattended and serve Prometheus metrics.")
 @config_option
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,

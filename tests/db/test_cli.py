@@ -134,7 +134,7 @@ def test_help_lists_every_command_with_a_whole_sentence(dupewatch):
     assert run.code == 0 and "dupewatch demo" in run.stdout
     commands = run.stdout.split("Commands:")[1].strip().splitlines()
     assert {line.split()[0] for line in commands} == {
-        "check", "config", "daemon", "demo", "fix", "fixes", "guard", "tui", "undo"}
+        "audit", "check", "config", "daemon", "demo", "fix", "fixes", "guard", "init", "tui", "undo"}
     assert all(line.rstrip().endswith(".") and not line.rstrip().endswith("...") for line in commands), commands
 
 

@@ -1,0 +1,208 @@
+"""The heuristics: which tables and column sets could hold race duplicates nobody wrote a check for.
+
+A candidate is only a suspicion read from the catalog; `measure.py` counts its duplicates and
+`findings.py` decides whether it becomes a finding and how severe it is. The README section "What
+`dupewatch audit` looks for" documents every rule here and its limits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from monitor.audit.catalog import TableInfo, UniqueKey
+
+Kind = Literal["link_table_without_unique", "unique_with_nullable_columns", "invalid_unique_index",
+               "non_unique_natural_key", "one_to_one_suspect", "foreign_key_to_non_unique", "no_primary_key",
+               "check_then_insert"]
+KINDS: tuple[Kind, ...] = ("invalid_unique_index", "link_table_without_unique", "unique_with_nullable_columns",
+                           "check_then_insert", "non_unique_natural_key", "one_to_one_suspect",
+                           "foreign_key_to_non_unique", "no_primary_key")
+Filter = Literal["none", "rows_with_null", "not_null"]
+
+
+@dataclass
+class Candidate:
+    """A column set of a table worth measuring (or, for `no_primary_key`, only worth reporting)."""
+
+    kind: Kind
+    table: TableInfo
+    columns: tuple[str, ...]
+    reason: str  # the catalog fact, for the evidence line
+    needs_duplicates: bool  # reported only when duplicates are found
+    row_filter: Filter = "none"
+    measure: bool = True
+    calls: int | None = None  # check_then_insert: how often the application ran the lookup
+    rebuild: str | None = None  # invalid_unique_index: the statement that drops and rebuilds it
+
+
+def surrogate_key(table: TableInfo) -> set[str]:
+    """A one-column integer primary key: an `id` the database makes up, which says nothing about the row."""
+    if len(table.primary_key) == 1 and table.columns[table.primary_key[0]].type_class == "integer":
+        return {table.primary_key[0]}
+    return set()
+
+
+def reference_columns(table: TableInfo) -> set[str]:
+    """Foreign keys (declared or inferred), plus, in a table without a primary key, every integer column
+    named `*_id`: a key-less table of ids is a link table even when its parents live elsewhere."""
+    columns = set(table.fk_columns)
+    if not table.primary_key:
+        columns |= {c.name for c in table.columns.values()
+                    if c.type_class == "integer" and c.name.lower().endswith("_id")}
+    return columns
+
+
+def descriptive_columns(table: TableInfo) -> list[str]:
+    """Columns that describe a row: not a surrogate key, a reference, or a timestamp."""
+    skip = surrogate_key(table) | reference_columns(table)
+    return [c.name for c in table.columns.values() if c.name not in skip and c.type_class != "temporal"]
+
+
+def ordered(table: TableInfo, columns: Iterable[str]) -> tuple[str, ...]:
+    wanted = set(columns)
+    return tuple(c for c in table.columns if c in wanted)
+
+
+def is_link_table(table: TableInfo) -> bool:
+    """(Mostly) foreign keys: at least two, and at most one descriptive column per two of them."""
+    fks = reference_columns(table)
+    return len(fks) >= 2 and len(descriptive_columns(table)) <= len(fks) // 2
+
+
+def link_tables(tables: list[TableInfo]) -> list[Candidate]:
+    found = []
+    for table in tables:
+        if not is_link_table(table):
+            continue
+        references = reference_columns(table)
+        meaningful = references | set(descriptive_columns(table))
+        if any(u.protects and set(u.columns) <= meaningful for u in table.uniques):
+            continue  # unique over the foreign keys (or them plus a role): the design allows no repeats
+        columns = ordered(table, references)
+        by_name = "" if set(columns) <= {c for fk in table.foreign_keys if not fk.inferred for c in fk.columns} \
+            else " (known by their names)"
+        found.append(Candidate("link_table_without_unique", table, columns,
+                               f"link table of {len(columns)} foreign keys{by_name} with no primary key or unique "
+                               "constraint over them", needs_duplicates=False))
+    return found
+
+
+def nullable_uniques(tables: list[TableInfo]) -> list[Candidate]:
+    found = []
+    for table in tables:
+        for unique in table.uniques:
+            if unique.origin == "primary_key" or not unique.protects or not unique.nulls_distinct \
+                    or len(unique.columns) < 2:
+                continue
+            nullable = [c for c in unique.columns if table.columns[c].nullable]
+            if not nullable:
+                continue
+            found.append(Candidate("unique_with_nullable_columns", table, unique.columns,
+                                   f"{_describe_unique(unique)} treats NULLs as distinct and "
+                                   f"{', '.join(nullable)} {'is' if len(nullable) == 1 else 'are'} nullable",
+                                   needs_duplicates=True, row_filter="rows_with_null"))
+    return found
+
+
+def invalid_indexes(tables: list[TableInfo], quote: QuoteFn) -> list[Candidate]:
+    found = []
+    for table in tables:
+        for unique in table.uniques:
+            if unique.valid or unique.name is None:
+                continue
+            definition = table.invalid_index_sql.get(unique.name, "")
+            rebuild = (f"DROP INDEX CONCURRENTLY {quote(table.schema, unique.name)}; "
+                       + re.sub(r"^CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX CONCURRENTLY ", definition))
+            found.append(Candidate("invalid_unique_index", table, unique.columns,
+                                   f"unique index {unique.name} is invalid (indisvalid = false, a failed "
+                                   "concurrent build): it blocks some inserts and protects nothing",
+                                   needs_duplicates=False, measure=bool(unique.columns), rebuild=rebuild))
+    return found
+
+
+def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
+    found = []
+    for table in tables:
+        seen: set[tuple[str, ...]] = set()
+        for index in table.indexes:
+            if index.unique or not index.columns or index.columns in seen:
+                continue
+            types = {table.columns[c].type_class for c in index.columns}
+            fks = [c for c in index.columns if c in table.fk_columns]
+            descriptive = [c for c in index.columns if c not in table.fk_columns and c not in surrogate_key(table)]
+            if not fks or not descriptive or types & {"temporal", "float"} or table.is_protected(index.columns):
+                continue
+            seen.add(index.columns)
+            by_name = {c for fk in table.foreign_keys if fk.inferred for c in fk.columns}
+            fk_text = ", ".join(f"{c} (by its name)" if c in by_name else c for c in fks)
+            found.append(Candidate("non_unique_natural_key", table, index.columns,
+                                   f"non-unique index {index.name} over foreign key {fk_text} and "
+                                   f"{', '.join(descriptive)}, the lookup of a get_or_create",
+                                   needs_duplicates=True))
+    return found
+
+
+def one_to_one_suspects(tables: list[TableInfo]) -> list[Candidate]:
+    found = []
+    for table in tables:
+        if is_link_table(table):
+            continue
+        for fk in table.foreign_keys:
+            column = fk.columns[0]
+            if len(fk.columns) != 1 or table.is_protected(fk.columns):
+                continue
+            how = " (by its name)" if fk.inferred else ""
+            found.append(Candidate("one_to_one_suspect", table, fk.columns,
+                                   f"{column} references {fk.referred_table}{how} and is not unique",
+                                   needs_duplicates=True, row_filter="not_null"))
+    return found
+
+
+def fks_to_non_unique(tables: list[TableInfo]) -> list[Candidate]:
+    by_name = {(t.schema, t.name): t for t in tables}
+    found: dict[tuple[str, str, tuple[str, ...]], Candidate] = {}
+    for table in tables:
+        for fk in table.foreign_keys:
+            referred = by_name.get((fk.referred_schema, fk.referred_table))
+            if fk.inferred or referred is None or referred.is_protected(fk.referred_columns):
+                continue
+            key = (referred.schema, referred.name, fk.referred_columns)
+            if key not in found and all(c in referred.columns for c in fk.referred_columns):
+                found[key] = Candidate(
+                    "foreign_key_to_non_unique", referred, fk.referred_columns,
+                    f"{table.name}({', '.join(fk.columns)}) references {referred.name}"
+                    f"({', '.join(fk.referred_columns)}), which no primary key or unique constraint covers",
+                    needs_duplicates=False)
+    return list(found.values())
+
+
+def no_primary_keys(tables: list[TableInfo]) -> list[Candidate]:
+    return [Candidate("no_primary_key", t, (), "no primary key: a fix can only tell its rows apart by physical "
+                      "identity (ctid, rowid; none on MySQL/MariaDB)", needs_duplicates=False, measure=False)
+            for t in tables if not t.primary_key]
+
+
+def _describe_unique(unique: UniqueKey) -> str:
+    what = "unique index" if unique.origin == "index" else "unique constraint"
+    return f"{what} {unique.name}" if unique.name else what
+
+
+class QuoteFn:
+    """`quote(schema, name)` -> a quoted, schema-qualified identifier (the audited database's quoting)."""
+
+    def __init__(self, preparer: object) -> None:
+        self._preparer = preparer
+
+    def __call__(self, schema: str, name: str) -> str:
+        p = self._preparer
+        return f"{p.quote_schema(schema)}.{p.quote(name)}"  # type: ignore[attr-defined]
+
+
+def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candidate]) -> list[Candidate]:
+    """Every candidate, in the order they are measured: the likeliest and cheapest evidence first."""
+    return [*invalid_indexes(tables, quote), *link_tables(tables), *nullable_uniques(tables), *lookups,
+            *natural_keys(tables), *one_to_one_suspects(tables), *fks_to_non_unique(tables),
+            *no_primary_keys(tables)]

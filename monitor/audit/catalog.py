@@ -1,0 +1,218 @@
+"""What the audit knows about a schema: tables, columns, keys, unique constraints and indexes, foreign keys.
+
+Read with SQLAlchemy reflection (the batched `Inspector.get_multi_*` calls), completed by the per-dialect
+catalog queries in `monitor.audit.dialect_catalog` where reflection falls short (row estimates, index
+definitions). Everything here is plain data; nothing is measured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Inspector
+from sqlalchemy.engine.reflection import ObjectKind
+
+from monitor.audit import dialect_catalog
+
+TypeClass = Literal["integer", "text", "date", "temporal", "float", "other"]
+OWN_TABLE_PREFIX = "dupewatch_"  # fix archives and plans that dupewatch itself creates
+
+
+class SchemaNotFound(Exception):
+    """A `--schema` that the database does not have; one line naming it and the ones that exist."""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type_class: TypeClass
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """A primary key, unique constraint or unique index. `nulls_distinct`: two rows with a NULL in a key
+    column never collide (the SQL standard's default; PostgreSQL 15 `NULLS NOT DISTINCT` turns it off)."""
+
+    name: str | None
+    columns: tuple[str, ...]
+    origin: Literal["primary_key", "constraint", "index"]
+    nulls_distinct: bool = True
+    partial: bool = False
+    valid: bool = True
+
+    @property
+    def protects(self) -> bool:
+        """Whether it keeps every row's key unique: valid, not partial, over plain columns."""
+        return self.valid and not self.partial and bool(self.columns)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str
+    columns: tuple[str, ...]  # empty when the index has an expression
+    unique: bool
+
+
+@dataclass(frozen=True)
+class ForeignKeyInfo:
+    columns: tuple[str, ...]
+    referred_schema: str
+    referred_table: str
+    referred_columns: tuple[str, ...]
+    inferred: bool = False  # from a `<name>_id` naming convention, not a declared constraint
+
+
+@dataclass
+class TableInfo:
+    schema: str
+    name: str
+    columns: dict[str, ColumnInfo]
+    primary_key: tuple[str, ...]
+    uniques: list[UniqueKey]
+    indexes: list[IndexInfo]
+    foreign_keys: list[ForeignKeyInfo]
+    row_estimate: int | None = None  # the catalog's statistics; None when the database keeps none
+    invalid_index_sql: dict[str, str] = field(default_factory=dict)  # PostgreSQL: name -> CREATE UNIQUE INDEX ...
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def fk_columns(self) -> set[str]:
+        return {column for fk in self.foreign_keys for column in fk.columns}
+
+    def is_protected(self, columns: Iterable[str]) -> bool:
+        """Whether some valid unique key lies within `columns` (then rows can never repeat them)."""
+        wanted = set(columns)
+        return any(u.protects and set(u.columns) <= wanted for u in self.uniques)
+
+    def sa_table(self) -> sa.TableClause:
+        """A lightweight table clause for building quoted statements."""
+        return sa.table(self.name, *(sa.column(c) for c in self.columns), schema=self.schema)
+
+
+def classify_type(type_: Any) -> TypeClass:
+    if isinstance(type_, sa.Integer):
+        return "integer"
+    if isinstance(type_, sa.Float | sa.Numeric) and not isinstance(type_, sa.Integer):
+        return "float" if isinstance(type_, sa.Float) else "other"
+    if isinstance(type_, sa.DateTime | sa.Time | sa.Interval):
+        return "temporal"  # a moment: two rows rarely share one, so it never makes a natural key
+    if isinstance(type_, sa.Date):
+        return "date"  # a day: "one check-in per user and day" is a natural key
+    if isinstance(type_, sa.String) and not isinstance(type_, sa.Enum):
+        return "text"
+    if isinstance(type_, sa.Enum | sa.Boolean | sa.Uuid):
+        return "text"
+    return "other"
+
+
+def resolve_schemas(conn: Connection, dialect: str, wanted: Iterable[str]) -> list[str]:
+    """The schemas to audit: those named (each must exist), else the connection's default schema."""
+    inspector = sa.inspect(conn)
+    names = list(wanted)
+    if not names:
+        return [inspector.default_schema_name or ("main" if dialect == "sqlite" else "public")]
+    existing = inspector.get_schema_names()
+    for name in names:
+        if name not in existing:
+            raise SchemaNotFound(f"--schema {name}: no such schema (have: {', '.join(sorted(existing))})")
+    return names
+
+
+def read_catalog(conn: Connection, dialect: str, schemas: list[str]) -> list[TableInfo]:
+    """Every base table of `schemas` (dupewatch's own tables excluded), with inferred foreign keys added."""
+    inspector = sa.inspect(conn)
+    tables: list[TableInfo] = []
+    for schema in schemas:
+        tables.extend(_read_schema(inspector, conn, dialect, schema))
+    _infer_foreign_keys(tables)
+    return tables
+
+
+def _read_schema(inspector: Inspector, conn: Connection, dialect: str, schema: str) -> list[TableInfo]:
+    kind = ObjectKind.TABLE
+    columns = inspector.get_multi_columns(schema=schema, kind=kind)
+    pks = inspector.get_multi_pk_constraint(schema=schema, kind=kind)
+    fks = inspector.get_multi_foreign_keys(schema=schema, kind=kind)
+    indexes = inspector.get_multi_indexes(schema=schema, kind=kind)
+    uniques = inspector.get_multi_unique_constraints(schema=schema, kind=kind)
+    extras = dialect_catalog.catalog_extras(conn, dialect, schema)
+    tables = []
+    for key, cols in columns.items():
+        name = key[1]
+        if name.startswith(OWN_TABLE_PREFIX):
+            continue
+        table = _table_info(schema, name, cols, pks.get(key), fks.get(key, []), indexes.get(key, []),
+                            uniques.get(key, []))
+        table.row_estimate = extras.row_estimates.get(name)
+        table.invalid_index_sql = extras.invalid_unique_indexes.get(name, {})
+        tables.append(table)
+    return sorted(tables, key=lambda t: t.name)
+
+
+def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any], indexes: list[Any],
+                uniques: list[Any]) -> TableInfo:
+    columns = {c["name"]: ColumnInfo(c["name"], classify_type(c["type"]), bool(c["nullable"])) for c in cols}
+    primary = tuple(pk["constrained_columns"]) if pk and pk.get("constrained_columns") else ()
+    keys: list[UniqueKey] = [UniqueKey(pk.get("name"), primary, "primary_key")] if primary else []
+    for u in uniques:
+        options = u.get("dialect_options", {})
+        keys.append(UniqueKey(u.get("name"), tuple(u["column_names"]), "constraint",
+                              nulls_distinct=not options.get("postgresql_nulls_not_distinct", False)))
+    index_infos = []
+    for ix in indexes:
+        plain = None not in ix["column_names"]  # reflection puts None where an index has an expression
+        names = tuple(ix["column_names"]) if plain else ()
+        index_infos.append(IndexInfo(ix["name"], names, bool(ix["unique"])))
+        if ix["unique"] and not any(k.name == ix["name"] and k.columns == names for k in keys):
+            options = ix.get("dialect_options", {})
+            keys.append(UniqueKey(
+                ix["name"], names, "index",
+                nulls_distinct=not options.get("postgresql_nulls_not_distinct", False),
+                partial=any(k.endswith("_where") for k in options),
+                valid=not options.get("postgresql_invalid", False)))
+    foreign = [ForeignKeyInfo(tuple(fk["constrained_columns"]), fk.get("referred_schema") or schema,
+                              fk["referred_table"], tuple(fk["referred_columns"])) for fk in fks]
+    return TableInfo(schema, name, columns, primary, keys, index_infos, foreign)
+
+
+def _infer_foreign_keys(tables: list[TableInfo]) -> None:
+    """Rails and many hand-written schemas declare no foreign keys: a `<name>_id` integer column counts as
+    one when a table named after it (`user_id` -> `users`, `user`, `<prefix>_user`) has a one-column
+    integer primary key."""
+    by_name: dict[str, TableInfo] = {}
+    for t in tables:
+        by_name.setdefault(t.name.lower(), t)
+    for table in tables:
+        declared = table.fk_columns
+        for column in table.columns.values():
+            if column.name in declared or column.type_class != "integer" or column.name in table.primary_key:
+                continue
+            match = re.fullmatch(r"(.+)_id", column.name, flags=re.IGNORECASE)
+            if not match:
+                continue
+            parent = _parent_table(match.group(1).lower(), by_name, table)
+            if parent is not None:
+                table.foreign_keys.append(ForeignKeyInfo((column.name,), parent.schema, parent.name,
+                                                         parent.primary_key, inferred=True))
+
+
+def _parent_table(stem: str, by_name: dict[str, TableInfo], child: TableInfo) -> TableInfo | None:
+    candidates = [stem, stem + "s", stem + "es", stem[:-1] + "ies" if stem.endswith("y") else None]
+    prefix = child.name.lower().split("_")[0] + "_"  # Django: <app>_<model>
+    for name in candidates:
+        if name is None:
+            continue
+        for full in (name, prefix + name):
+            parent = by_name.get(full)
+            if parent is not None and parent is not child and len(parent.primary_key) == 1 \
+                    and parent.columns[parent.primary_key[0]].type_class == "integer":
+                return parent
+    return None

@@ -1,0 +1,115 @@
+"""Rendering an audit: the table a person reads (worst first) and the config file `--write` produces.
+
+The written config names its database by `url_env` (the URL, with any password, stays in the
+environment), carries one `[[checks]]` entry per distinct table and key with a comment saying why, and is
+validated with the project's own config loader before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.audit import AuditReport
+from monitor.audit.findings import DATABASE_NAME, Finding
+from monitor.config import config_from_dict
+
+URL_ENV = "DUPEWATCH_URL"
+HEADERS = ("SEVERITY", "KIND", "TABLE", "COLUMNS", "GROUPS", "EXCESS ROWS", "EVIDENCE")
+EVIDENCE_WIDTH = 110
+
+
+def table_lines(report: AuditReport) -> list[str]:
+    """The human report: one row per finding, worst first, then notes and a summary line."""
+    rows = [(f.severity, f.kind, f.table, ", ".join(f.columns) or "-", _count(f.duplicate_groups, f.estimated),
+             _count(f.excess_rows, f.estimated), _shorten(f.evidence)) for f in report.findings]
+    lines: list[str] = []
+    if rows:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+        for cells in (HEADERS, *rows):
+            out = [c.rjust(widths[i]) if i in (4, 5) else c.ljust(widths[i]) for i, c in enumerate(cells)]
+            lines.append("  ".join(out).rstrip())
+        lines.append("")
+    lines.extend(f"note: {note}" for note in report.notes)
+    high = sum(f.severity == "high" for f in report.findings)
+    lines.append(f"audited {report.tables} table(s) of {', '.join(report.schemas)} in {report.url}: "
+                 f"{report.candidates} candidate(s), {len(report.findings)} finding(s), {high} high, "
+                 f"in {report.duration_ms / 1000:.1f} s" + ("; ~ marks estimates" if any(
+                     f.estimated for f in report.findings) else ""))
+    return lines
+
+
+def _count(value: int | None, estimated: bool) -> str:
+    if value is None:
+        return "-"
+    return f"~{value:,}" if estimated else f"{value:,}"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= EVIDENCE_WIDTH else text[:EVIDENCE_WIDTH - 1] + "…"
+
+
+def config_checks(findings: list[Finding]) -> list[tuple[list[Finding], dict[str, Any]]]:
+    """One check per distinct table and key (two kinds may point at the same columns), names made unique."""
+    merged: dict[tuple[str, tuple[str, ...]], tuple[list[Finding], dict[str, Any]]] = {}
+    for finding in findings:
+        if finding.check is None:
+            continue
+        key = (finding.check["table"], tuple(finding.check["key"]))
+        if key in merged:
+            merged[key][0].append(finding)
+        else:
+            merged[key] = ([finding], dict(finding.check))
+    used: set[str] = set()
+    for _findings, check in merged.values():
+        name, n = check["name"], 2
+        while check["name"] in used:
+            check["name"] = f"{name}-{n}"
+            n += 1
+        used.add(check["name"])
+    return list(merged.values())
+
+
+def config_text(report: AuditReport, *, statement_timeout: str = "30s") -> str | None:
+    """The TOML of a complete config watching every finding that has a check, or None when none has."""
+    checks = config_checks(report.findings)
+    if not checks:
+        return None
+    lines = [
+        f"# Written by `dupewatch audit` on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} from {report.url}.",
+        f"# The database URL is read from ${URL_ENV}, so no password is stored here:",
+        f"#   export {URL_ENV}='{report.url}'   (with the real password), then `dupewatch --config FILE`",
+        "# Every option is documented in config.example.toml.",
+        "",
+        f"[databases.{DATABASE_NAME}]",
+        f"url_env = {_toml(URL_ENV)}",
+        f"statement_timeout = {_toml(statement_timeout)}",
+        "",
+    ]
+    for findings, check in checks:
+        lines.extend(f"# {f.severity} {f.kind}: {_one_line(f.evidence)}" for f in findings)
+        lines.append("[[checks]]")
+        lines.extend(f"{k} = {_toml(v)}" for k, v in check.items())
+        lines.append("")
+    text = "\n".join(lines)
+    config_from_dict(tomllib.loads(text))  # what we write must load: fail here, not in the user's next command
+    return text
+
+
+def write_config(path: Path, text: str) -> None:
+    """Create `path` with `text`; FileExistsError when it already exists (never overwrites)."""
+    with path.open("x", encoding="utf-8") as out:
+        out.write(text)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)  # a JSON string is a TOML basic string
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
