@@ -43,13 +43,14 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 
-from monitor.db import DatabaseError
+from monitor.db import Database, DatabaseError
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.errors import FixError, FixRefused
@@ -149,9 +150,12 @@ def secure_guard(monitor: Monitor, check: str, *, rounds: int = GUARD_ROUNDS, lo
     for number, locked in plans:
         step = GuardRound(number, "locked" if locked is not None else _method(monitor, check), "failed")
         try:
-            if number > 1:
-                _fix_stragglers(monitor, check, step, batch_size, progress)
-            report = add_guard(monitor, check, lock_timeout=locked)
+            if locked is not None and _method(monitor, check) == "concurrent":
+                report = _locked_postgresql(monitor, check, locked, step, batch_size, progress)
+            else:
+                if number > 1:
+                    _fix_stragglers(monitor, check, step, batch_size, progress)
+                report = add_guard(monitor, check, lock_timeout=locked)
         except DuplicatesFound as exc:
             step.outcome, step.message, last = "duplicates", str(exc), exc
             _record_round(done, step, on_round)
@@ -226,6 +230,31 @@ def _fix_stragglers(monitor: Monitor, check: str, step: GuardRound, batch_size: 
         return
     fixed = run_fix(monitor, check, batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=progress)
     step.straggler_fix, step.stragglers_deleted = fixed.fix_id, fixed.deleted
+
+
+def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: GuardRound,
+                       batch_size: int | None, progress: ProgressCallback | None) -> GuardReport:
+    """The final straggler pass and a plain build, all in one transaction holding the table's write lock.
+
+    The fix runs on the locked session itself (`run_fix` through a one-connection engine whose commits are
+    savepoints of the locked transaction), so nothing the application writes can slip in between the pass
+    and the build; everything (fix records included) commits together or not at all."""
+    from monitor.fix.execute import DEFAULT_BATCH_SIZE, run_fix
+
+    builder = _builder(target(monitor, check))
+    assert isinstance(builder, _PostgresBuilder)
+    try:
+        with _LockedSession(builder, lock_timeout) as session:
+            if session.groups():
+                fixed = run_fix(session.monitor(monitor), check, batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                                progress=progress)
+                step.straggler_fix, step.stragglers_deleted = fixed.fix_id, fixed.deleted
+            return session.build()
+    except DuplicatesFound as exc:
+        if step.straggler_fix is None:
+            raise
+        raise DuplicatesFound(f"{exc} (this round's straggler fix {step.straggler_fix} was rolled back with "
+                              "it)") from None
 
 
 # -- one attempt -------------------------------------------------------------------------------------
@@ -357,7 +386,8 @@ _PG_INDEX = sa.text(
     "LEFT JOIN pg_catalog.pg_class c2 ON c2.relname = :table AND c2.relnamespace = n.oid "
     "WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
 _PG_RELKIND = sa.text(
-    "SELECT c.oid, c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "SELECT c.oid, c.relkind, n.nspname FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relname = :table AND n.nspname = COALESCE(:schema, current_schema())")
 _PG_PARTITIONS = sa.text(
     "SELECT n.nspname, c.relname, c.relkind FROM pg_catalog.pg_inherits h "
@@ -372,18 +402,22 @@ class _PostgresBuilder(_Builder):
     def __init__(self, t: _Target) -> None:
         super().__init__(t)
         self.version = self._scalar("SHOW server_version_num", int)
-        self.relid, relkind = self._relation()
+        self.relid, relkind, self.schema = self._relation()
         self.partitioned = relkind == "p"
 
     def _scalar(self, sql: str, cast: Callable[[Any], Any]) -> Any:
         with self.t.db.connect(self.t.db.writer) as conn:
             return cast(conn.execute(sa.text(sql)).scalar_one())
 
-    def _relation(self) -> tuple[int, str]:
+    def _relation(self) -> tuple[int, str, str]:
         table = self.t.tc.table
         with self.t.db.connect(self.t.db.writer) as conn:
             row = conn.execute(_PG_RELKIND, {"table": table.name, "schema": table.schema}).one()
-        return int(row.oid), str(row.relkind)
+        return int(row.oid), str(row.relkind), str(row.nspname)
+
+    def qualified(self, name: str) -> str:
+        """`schema.name` in the table's schema as the catalog has it, so a printed statement runs anywhere."""
+        return self.qualified_in(self.schema, name)
 
     def nulls_not_distinct(self) -> bool:
         return self.version >= 150000
@@ -426,6 +460,27 @@ class _PostgresBuilder(_Builder):
             tx.rollback()
         return str(definition)
 
+    def _on_only_parent(self) -> str:
+        """`CREATE UNIQUE INDEX name ON ONLY parent ...`: SQLAlchemy has no ON ONLY; the compiled statement
+        quoted every identifier already."""
+        parent = sa.schema.CreateIndex(self.index_on(self.t.tc.table, self.name, concurrently=False))
+        head, tail = str(parent.compile(dialect=self.t.db.writer.dialect)).split(" ON ", 1)
+        return f"{head} ON ONLY {tail}"
+
+    def _try_parent(self) -> None:
+        """A partitioned table's own rules (a unique index must include every partitioning column), asked of
+        PostgreSQL up front: the catalog-only `ON ONLY` index is created and rolled back."""
+        with self.t.db.connect(self.t.db.writer) as conn, conn.begin() as tx:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_milliseconds(self.t.db.config.statement_timeout)}")
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql(self._on_only_parent())
+            except sa.exc.DBAPIError as exc:
+                raise FixRefused(f"check {self.t.config.name!r}: PostgreSQL refuses a unique index on the "
+                                 f"partitioned table {self.t.table_name!r}: {self.t.db.describe(exc)}; nothing "
+                                 "was built") from None
+            tx.rollback()
+
     def _refused_definition(self, exc: sa.exc.DBAPIError) -> FixRefused:
         check = self.t.config
         cause = self.t.db.describe(exc)
@@ -440,7 +495,7 @@ class _PostgresBuilder(_Builder):
         expected = self.expected_definition()
         table = self.t.tc.table
         with self.t.db.connect(self.t.db.writer) as conn:
-            row = conn.execute(_PG_INDEX, {"name": self.name, "table": table.name, "schema": table.schema}).first()
+            row = conn.execute(_PG_INDEX, {"name": self.name, "table": table.name, "schema": self.schema}).first()
         if row is None:
             return None
         if row.definition is None or not row.on_table:
@@ -533,11 +588,17 @@ class _PostgresBuilder(_Builder):
         return [f"DROP INDEX CONCURRENTLY IF EXISTS {self.qualified(self.name)}"]
 
     def _drop_all(self) -> None:
+        """Drop our index (and partitions' indexes), waiting for the table's lockers at most statement_timeout."""
         with self.t.db.connect(self.t.db.writer) as fresh:
             auto = fresh.execution_options(isolation_level="AUTOCOMMIT")
             auto.exec_driver_sql(f"SET lock_timeout = {_milliseconds(self.t.db.config.statement_timeout)}")
-            for statement in self._drop_statements():
-                auto.exec_driver_sql(statement)
+            try:
+                for statement in self._drop_statements():
+                    auto.exec_driver_sql(statement)
+            except BaseException:
+                fresh.invalidate()  # never back into the pool with our lock_timeout
+                raise
+            auto.exec_driver_sql("RESET lock_timeout")
 
     # partitioned tables
     def _partitions(self) -> list[tuple[str, str]]:
@@ -562,13 +623,12 @@ class _PostgresBuilder(_Builder):
         """PostgreSQL cannot build an index on a partitioned table concurrently: ON ONLY the parent (invalid
         until every partition's index is attached), then concurrently on each partition, then attach."""
         partitions = self._partitions()
-        parent = sa.schema.CreateIndex(self.index_on(self.t.tc.table, self.name, concurrently=False))
-        head, tail = str(parent.compile(dialect=self.t.db.writer.dialect)).split(" ON ", 1)
+        self._try_parent()
         with self.t.db.connect(self.t.db.writer) as raw:
             conn = raw.execution_options(isolation_level="AUTOCOMMIT")
             self.duplicates(conn)
-            try:  # SQLAlchemy has no ON ONLY; the compiled statement quoted every identifier already
-                conn.exec_driver_sql(f"{head} ON ONLY {tail}")
+            try:
+                conn.exec_driver_sql(self._on_only_parent())
             except sa.exc.DBAPIError as exc:
                 raise self.failed(exc) from None
             for schema, name in partitions:
@@ -611,6 +671,148 @@ def _lock_refused(t: _Target, lock_timeout: float) -> FixRefused:
     return FixRefused(f"could not take the write lock on {t.table_name!r} within {lock_timeout:g}s (the "
                       "application's transactions held it): nothing was built or changed; try again at a quieter "
                       "moment or with a longer --lock-timeout")
+
+
+class _PinnedPsycopg(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg connection whose commits and rollbacks, while `pinned`, are savepoints of one outer
+    transaction: code that commits its own transactions (a fix) then runs inside the caller's."""
+
+    pinned = False
+    _SAVEPOINT = "SAVEPOINT dupewatch_pinned"
+
+    def commit(self) -> None:
+        if not self.pinned:
+            super().commit()
+            return
+        self.execute("RELEASE SAVEPOINT dupewatch_pinned")
+        self.execute(self._SAVEPOINT)
+
+    def rollback(self) -> None:
+        if not self.pinned:
+            super().rollback()
+            return
+        self.execute("ROLLBACK TO SAVEPOINT dupewatch_pinned")
+
+    def close(self) -> None:
+        if not self.pinned:
+            super().close()
+
+    @property
+    def autocommit(self) -> bool:
+        return bool(psycopg.Connection.autocommit.fget(self))  # type: ignore[attr-defined]
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        if not self.pinned:
+            psycopg.Connection.autocommit.fset(self, value)  # type: ignore[attr-defined]
+
+    @property
+    def isolation_level(self) -> Any:
+        return psycopg.Connection.isolation_level.fget(self)  # type: ignore[attr-defined]
+
+    @isolation_level.setter
+    def isolation_level(self, value: Any) -> None:
+        if not self.pinned:
+            psycopg.Connection.isolation_level.fset(self, value)  # type: ignore[attr-defined]
+
+
+class _PinnedDatabase(Database):
+    """The database as a fix sees it, but writing through the locked session."""
+
+    def __init__(self, db: Database, writer: sa.Engine) -> None:
+        super().__init__(db.name, db.config)
+        self._origin, self._pinned_writer = db, writer
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._origin.engine
+
+    @property
+    def writer(self) -> sa.Engine:
+        return self._pinned_writer
+
+    def dispose(self) -> None:
+        self._pinned_writer.dispose()
+
+
+class _PinnedMonitor:
+    """A `Monitor` whose check's database writes through the locked session; everything else delegated."""
+
+    def __init__(self, monitor: Monitor, db: Database) -> None:
+        self._monitor, self._db = monitor, db
+
+    def database_for(self, _check: Any) -> Database:
+        return self._db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._monitor, name)
+
+
+class _LockedSession:
+    """`LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE` (application writes wait, reads go on) under
+    `SET LOCAL lock_timeout`, held until `build` commits or anything fails (then all is rolled back)."""
+
+    def __init__(self, builder: _PostgresBuilder, lock_timeout: float) -> None:
+        self.builder, self.lock_timeout = builder, lock_timeout
+        t = builder.t
+        dialect = t.db.writer.dialect
+        args, kwargs = dialect.create_connect_args(t.db.writer.url)
+        kwargs.update(connect_timeout=10, application_name="dupewatch")
+        self.raw = _PinnedPsycopg.connect(*args, **kwargs)
+        self.engine = sa.create_engine(t.db.writer.url, creator=lambda: self.raw, poolclass=sa.pool.StaticPool,
+                                       pool_reset_on_return=None)
+
+    def __enter__(self) -> _LockedSession:
+        t = self.builder.t
+        try:
+            self.raw.execute(f"SET LOCAL statement_timeout = {_milliseconds(t.db.config.statement_timeout)}")
+            self.raw.execute(f"SET LOCAL lock_timeout = {_milliseconds(self.lock_timeout)}")
+            self.raw.execute(f"LOCK TABLE {self.builder.table_sql} IN SHARE ROW EXCLUSIVE MODE")
+            self.raw.execute(f"SET LOCAL lock_timeout = {_milliseconds(t.db.config.statement_timeout)}")
+            self.raw.execute(_PinnedPsycopg._SAVEPOINT)
+        except psycopg.errors.LockNotAvailable:
+            self._close()
+            raise _lock_refused(t, self.lock_timeout) from None
+        except BaseException:
+            self._close()
+            raise
+        self.raw.pinned = True
+        self.builder.was_fixed = True
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, _tb: Any) -> None:
+        self._close()
+        if isinstance(exc, KeyboardInterrupt):
+            raise GuardInterrupted(f"interrupted: the locked build for {self.builder.t.config.name!r} was rolled "
+                                   "back (the straggler fix with it) and nothing was left behind") from None
+        if isinstance(exc, sa.exc.DBAPIError):
+            raise self.builder.failed(exc) from None
+
+    def _close(self) -> None:
+        self.raw.pinned = False
+        if not self.raw.closed:
+            self.raw.rollback()  # a no-op after `build` committed
+            self.raw.close()
+        self.engine.dispose()
+
+    def monitor(self, monitor: Monitor) -> Monitor:
+        return cast(Monitor, _PinnedMonitor(monitor, _PinnedDatabase(self.builder.t.db, self.engine)))
+
+    def groups(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(self.builder.t.tc.figures()).one()[0])
+
+    def build(self) -> GuardReport:
+        builder = self.builder
+        index = builder.index(concurrently=False)
+        with self.engine.connect() as conn:
+            builder.duplicates(conn)
+            conn.execute(sa.schema.CreateIndex(index))
+            conn.commit()
+        self.raw.pinned = False
+        self.raw.commit()
+        return GuardReport(builder.t.config.name, builder.name, True, builder.statement(index),
+                           [*builder._null_notes()])
 
 
 # -- MySQL / MariaDB -------------------------------------------------------------------------------------
