@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 
-from monitor.db import Database, DatabaseError
+from monitor.db import Database, DatabaseError, first_line
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.errors import FixError, FixRefused
@@ -65,7 +65,12 @@ _TRIAL_TABLE = "dupewatch_guard_trial"
 
 
 class DuplicatesFound(FixRefused):
-    """Nothing was built because the table has duplicates again (they may go away with another fix)."""
+    """Nothing was built because the table has duplicates again (they may go away with another fix).
+    `short` is what a round reports: the counts, or the database's unique violation."""
+
+    def __init__(self, message: str, short: str = "") -> None:
+        super().__init__(message)
+        self.short = short or message
 
 
 class GuardInterrupted(FixRefused):
@@ -157,7 +162,7 @@ def secure_guard(monitor: Monitor, check: str, *, rounds: int = GUARD_ROUNDS, lo
                     _fix_stragglers(monitor, check, step, batch_size, progress)
                 report = add_guard(monitor, check, lock_timeout=locked)
         except DuplicatesFound as exc:
-            step.outcome, step.message, last = "duplicates", str(exc), exc
+            step.outcome, step.message, last = "duplicates", exc.short, exc
             _record_round(done, step, on_round)
             continue
         except FixError as exc:
@@ -243,6 +248,11 @@ def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: 
 
     builder = _builder(target(monitor, check))
     assert isinstance(builder, _PostgresBuilder)
+    builder.notes.extend(builder._null_notes())
+    if builder.existing() == "present":  # also drops an INVALID one and asks PostgreSQL about the definition
+        index = builder.index(concurrently=False)
+        return GuardReport(check, builder.name, False, builder.statement(index),
+                           [f"index {builder.name} already exists", *builder.notes])
     try:
         with _LockedSession(builder, lock_timeout) as session:
             if session.groups():
@@ -253,8 +263,8 @@ def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: 
     except DuplicatesFound as exc:
         if step.straggler_fix is None:
             raise
-        raise DuplicatesFound(f"{exc} (this round's straggler fix {step.straggler_fix} was rolled back with "
-                              "it)") from None
+        rolled_back = f" (this round's straggler fix {step.straggler_fix} was rolled back with it)"
+        raise DuplicatesFound(f"{exc}{rolled_back}", exc.short + rolled_back) from None
 
 
 # -- one attempt -------------------------------------------------------------------------------------
@@ -323,7 +333,8 @@ class _Builder:
         """Raise `DuplicatesFound` if the check finds duplicates now (run inside the caller's transaction)."""
         groups, excess = conn.execute(self.t.tc.figures()).one()
         if groups:
-            raise DuplicatesFound(self._duplicates_message(groups, excess))
+            raise DuplicatesFound(self._duplicates_message(groups, excess),
+                                  f"{groups} duplicate group(s) ({excess} excess rows) in the table")
 
     def _duplicates_message(self, groups: int, excess: int) -> str:
         check = self.t.config.name
@@ -342,7 +353,8 @@ class _Builder:
         """The real cause of a failed build: duplicates only when the database says so."""
         if self.is_unique_violation(exc):
             return DuplicatesFound(f"building the unique index for {self.t.config.name!r} found duplicates that "
-                                   f"arrived during the build and {left}: {self.t.db.describe(exc)}")
+                                   f"arrived during the build and {left}: {self.t.db.describe(exc)}",
+                                   f"duplicates arrived during the build ({first_line(exc)})")
         return FixRefused(f"building the unique index for {self.t.config.name!r} failed and {left}: "
                           f"{self.t.db.describe(exc)}")
 
@@ -758,7 +770,10 @@ class _LockedSession:
         dialect = t.db.writer.dialect
         args, kwargs = dialect.create_connect_args(t.db.writer.url)
         kwargs.update(connect_timeout=10, application_name="dupewatch")
-        self.raw = _PinnedPsycopg.connect(*args, **kwargs)
+        try:
+            self.raw = _PinnedPsycopg.connect(*args, **kwargs)
+        except psycopg.Error as exc:
+            raise DatabaseError(t.db.describe(exc)) from None
         self.engine = sa.create_engine(t.db.writer.url, creator=lambda: self.raw, poolclass=sa.pool.StaticPool,
                                        pool_reset_on_return=None)
 
@@ -811,8 +826,7 @@ class _LockedSession:
             conn.commit()
         self.raw.pinned = False
         self.raw.commit()
-        return GuardReport(builder.t.config.name, builder.name, True, builder.statement(index),
-                           [*builder._null_notes()])
+        return GuardReport(builder.t.config.name, builder.name, True, builder.statement(index), builder.notes)
 
 
 # -- MySQL / MariaDB -------------------------------------------------------------------------------------
