@@ -98,6 +98,14 @@ def test_non_unique_index_of_the_guards_name_does_not_count(db, tmp_path):
     db.execute("INSERT INTO item VALUES (999, 1, 0)")  # nothing guards the key: the refusal was right
 
 
+def test_hand_made_index_with_the_checks_definition_counts(db, tmp_path):
+    _seed_items(db)
+    db.execute("CREATE UNIQUE INDEX uq_dupewatch_items ON item ( k  )")
+    result = run_cli("guard", "items", "--config", str(config_file(tmp_path, db, [ITEMS])))
+    assert result.exit_code == 0, result.output
+    assert "already present" in result.stdout
+
+
 def test_matching_index_counts_on_postgresql_whatever_its_text(pg, tmp_path):
     """Compared as PostgreSQL deparses it: a hand-made index with the same meaning is the guard."""
     pg.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(64) NOT NULL, active INTEGER NOT NULL)")
