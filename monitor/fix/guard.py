@@ -203,7 +203,7 @@ def guard_after_fix(monitor: Monitor, check: str, report: FixReport, *, rounds: 
     if len(guard.rounds) > 1:
         report.notes.extend(r.line() for r in guard.rounds)
     t = target(monitor, check)
-    with t.db.connect(t.db.writer) as conn, conn.begin():
+    with t.db.connect(t.db.bookkeeping) as conn, conn.begin():
         records.update_record(conn, report.fix_id, constraint_name=guard.index_name)
     return guard
 
@@ -344,7 +344,7 @@ class _Builder:
 
     def _was_fixed(self) -> bool:
         """Whether `dupewatch_fix` (in this database) records a finished fix of this check."""
-        with self.t.db.connect(self.t.db.writer) as own, own.begin():
+        with self.t.db.connect(self.t.db.bookkeeping) as own, own.begin():
             if not records.has_tables(own):
                 return False
             return any(r.state == "done" for r in records.records(own, self.t.config.name))
@@ -732,7 +732,7 @@ class _PinnedDatabase(Database):
     """The database as a fix sees it, but writing through the locked session."""
 
     def __init__(self, db: Database, writer: sa.Engine) -> None:
-        super().__init__(db.name, db.config)
+        super().__init__(db.name, db.config, fix_schema=db.fix_schema)
         self._origin, self._pinned_writer = db, writer
 
     @property
