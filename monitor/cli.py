@@ -446,6 +446,27 @@ def fix_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _lock_timeout(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    from monitor.config import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        fail(f"--lock-timeout: {exc}")
+
+
+lock_timeout_option = click.option(
+    "--lock-timeout", "lock_timeout", metavar="DURATION", callback=_lock_timeout,
+    help="If building the unique index concurrently does not succeed, take the table's write lock (waiting at "
+         "most DURATION, e.g. 2s) and build it with the application's writes paused.")
+
+
+def _echo_guard_round(line: str) -> None:
+    click.echo(f"  guard {line}", err=True)
+
+
 def interactive() -> bool:
     """Whether an operator can be asked to confirm (stdin and stderr are terminals)."""
     return sys.stdin.isatty() and sys.stderr.isatty()
@@ -469,12 +490,15 @@ def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=FIX_BATCH_SIZE, show_default=True,
               help="Duplicate groups per transaction.")
-@click.option("--add-constraint", is_flag=True, help="Afterwards add the unique index (see `dupewatch guard`).")
+@click.option("--add-constraint", is_flag=True,
+              help="Afterwards add the unique index (see `dupewatch guard`), fixing duplicates that arrive "
+                   "meanwhile, in up to 3 rounds.")
+@lock_timeout_option
 @click.pass_context
 @user_errors
 @fix_errors
 def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: bool, batch_size: int,
-        add_constraint: bool) -> None:
+        add_constraint: bool, lock_timeout: float | None) -> None:
     """Delete a check's duplicate rows safely: keep one per group, archive the rest, repoint references.
 
     Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
@@ -492,7 +516,10 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
 
     config = load_context_config(ctx, environment=False)
     assert config is not None
+    if lock_timeout is not None and not add_constraint:
+        fail("--lock-timeout applies to the unique index: use it with --add-constraint (or `dupewatch guard`)")
     monitor = Monitor(config)
+    guard = None
     try:
         fixing.execute.target(monitor, check_name)  # refuses custom query checks before anything else
         if dry_run:
@@ -512,11 +539,17 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
         report = fixing.run_fix(monitor, check_name, plan, batch_size=batch_size,
-                                progress=None if as_json else show_progress, add_constraint=add_constraint)
+                                progress=None if as_json else show_progress)
+        if add_constraint and report.state == "done":
+            from monitor.fix.guard import guard_after_fix
+
+            guard = guard_after_fix(monitor, check_name, report, lock_timeout=lock_timeout, batch_size=batch_size,
+                                    progress=None if as_json else show_progress,
+                                    on_round=None if as_json else lambda r: _echo_guard_round(r.line()))
     finally:
         monitor.close()
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2))
+        click.echo(json.dumps({**report.as_json(), **({"guard": guard.as_json()} if guard else {})}, indent=2))
     else:
         _echo_lines(report_lines(report))
     incomplete = report.skipped or report.state != "done" or (add_constraint and not report.constraint)
@@ -623,11 +656,18 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
 @config_option
 @click.argument("check_name", metavar="CHECK")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--lock-timeout", "lock_timeout", metavar="DURATION", callback=_lock_timeout,
+              help="Build a plain CREATE UNIQUE INDEX under the table's write lock, waiting at most DURATION "
+                   "(e.g. 2s) for it; the application's writes wait while it builds.")
 @click.pass_context
 @user_errors
 @fix_errors
-def guard(ctx: click.Context, check_name: str, as_json: bool) -> None:
-    """Add the unique index that stops the check's duplicates from coming back (needs none left)."""
+def guard(ctx: click.Context, check_name: str, as_json: bool, lock_timeout: float | None) -> None:
+    """Add the unique index that stops the check's duplicates from coming back (needs none left).
+
+    Exit code 0 when the index was added or a valid, matching one is present; 2 when refused (duplicates,
+    an index of that name that does not match, an interrupted build, a lock not granted in time).
+    """
     from monitor.engine import Monitor
     from monitor.fix import add_guard
 
@@ -635,7 +675,7 @@ def guard(ctx: click.Context, check_name: str, as_json: bool) -> None:
     assert config is not None
     monitor = Monitor(config)
     try:
-        report = add_guard(monitor, check_name)
+        report = add_guard(monitor, check_name, lock_timeout=lock_timeout)
     finally:
         monitor.close()
     if as_json:

@@ -46,6 +46,7 @@ from monitor.fix import (
     run_fix,
 )
 from monitor.fix.execute import DEFAULT_BATCH_SIZE
+from monitor.fix.guard import guard_after_fix
 from monitor.fix.render import report_lines
 from monitor.tui.messages import (
     FixDiscarded,
@@ -330,8 +331,10 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                     return
             changed = True
             report = run_fix(monitor, check, plan, batch_size=self.batch_size,
-                             progress=lambda p: self.post_message(FixProgressed(p)), cancel=self.cancel,
-                             add_constraint=add_constraint)
+                             progress=lambda p: self.post_message(FixProgressed(p)), cancel=self.cancel)
+            if add_constraint and report.state == "done":  # converges: fixes stragglers, retries the build
+                guard_after_fix(monitor, check, report, batch_size=self.batch_size,
+                                progress=lambda p: self.post_message(FixProgressed(p)))
         except Exception as exc:  # shown as one line in the modal
             self.post_message(FixFailed(check, one_line(exc), changed=changed))
             return
