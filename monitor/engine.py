@@ -36,6 +36,7 @@ from monitor.detect import (
     custom_figures,
     custom_rows,
     custom_weighted,
+    ensure_safe,
     split_table_name,
 )
 from monitor.history import History, IncrementalState
@@ -115,10 +116,10 @@ class Monitor:
         except sa.exc.NoSuchTableError:
             raise CheckDefinitionError(_table_not_found(check, schema)) from None
         except sa.exc.DBAPIError as exc:
-            if schema and db.dialect == "sqlite" and "unknown database" in str(exc.orig):
+            if schema and db.rules.missing_schema(exc):
                 raise CheckDefinitionError(_table_not_found(check, schema)) from None  # no such attached database
             raise DatabaseError(db.describe(exc)) from None
-        resolved = TableCheck(check, table, db.dialect, is_view=is_view)
+        resolved = TableCheck(check, table, db.rules, is_view=is_view)
         _probe_where(db, conn, resolved)
         self._resolved[check.name] = resolved
         return resolved
@@ -264,6 +265,7 @@ class Monitor:
             if check.is_custom:
                 sql = self.config.custom_sql(check)
                 try:
+                    ensure_safe(sql, db.rules)
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
                         weighted = self._weighted[check.name] = custom_weighted(conn, sql)
@@ -330,9 +332,14 @@ class Monitor:
         """A page of the rows a custom query check returns."""
         config = self.config.check(check)
         db = self.database_for(config)
+        sql = self.config.custom_sql(config)
+        try:
+            ensure_safe(sql, db.rules)
+        except CheckDefinitionError as exc:
+            raise CheckDefinitionError(f"check {check!r}: {exc}") from None
         with db.read_only() as conn:
             try:
-                return custom_rows(conn, self.config.custom_sql(config), offset, limit)
+                return custom_rows(conn, sql, offset, limit)
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(db.describe(exc)) from None
 
