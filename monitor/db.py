@@ -241,26 +241,33 @@ class Database:
 
     def _unwatch(self, conn: Connection, watch: _Watch) -> None:
         WATCHDOG.unwatch(watch)
-        watch.released.set()
+        expired = watch.release()
         with self._watch_lock:
             self._watches.discard(watch)
         if not conn.invalidated:
             conn.info.pop(_WATCH_KEY, None)
-            if watch.expired:
-                conn.invalidate()
+            if expired:
+                conn.invalidate()  # a cancel may still be on its way to the server: never reuse the session
 
     def _deadline_message(self) -> str:
         return (f"database {self.name!r} ({self.display_url}): no answer within the client-side deadline "
                 f"({self.config.statement_timeout:g}s statement_timeout + {DEADLINE_GRACE_SECONDS:g}s): "
                 "query cancelled, connection discarded")
 
-    def cancel_running(self) -> int:
-        """Cancel every detection statement running now (from any thread) and discard their connections, as if
-        their deadline had passed; returns how many. For faces that stop waiting (quit, reload, a left screen)."""
+    def cancel_running(self, thread: int | None = None) -> int:
+        """Cancel the detection statements running now (all, or those of one thread, by `threading.get_ident()`)
+        and discard their connections, as if their deadline had passed; returns how many. Waits until each was
+        cancelled on the server or its socket shut (at most about 2 x `CANCEL_WAIT_SECONDS`). For faces that stop
+        waiting: quit, reload, a screen left while its query runs."""
         with self._watch_lock:
-            running = list(self._watches)
+            running = [w for w in self._watches if thread is None or w.thread == thread]
         for watch in running:
-            WATCHDOG.expire_now(watch)
+            WATCHDOG.unwatch(watch)
+        cancels = [threading.Thread(target=watch.expire, name="dupewatch-cancel", daemon=True) for watch in running]
+        for cancel in cancels:
+            cancel.start()
+        for cancel in cancels:
+            cancel.join(2 * CANCEL_WAIT_SECONDS + 0.5)
         return len(running)
 
     def describe(self, exc: BaseException) -> str:
@@ -294,14 +301,23 @@ class _Watch:
         self.url = url
         self.expired = False
         self.released = threading.Event()
+        self.thread = threading.get_ident()
+        self._lock = threading.Lock()
+
+    def release(self) -> bool:
+        """The connection's user is done with it; returns whether it expired (then it must not be reused)."""
+        with self._lock:
+            self.released.set()
+            return self.expired
 
     def rearm(self) -> None:
         WATCHDOG.watch(self, time.monotonic() + self.db.deadline_seconds)
 
     def expire(self) -> None:
-        if self.released.is_set():
-            return
-        self.expired = True
+        with self._lock:
+            if self.released.is_set():
+                return
+            self.expired = True
         rules = self.db.rules
         log.warning("database %s: cancelling a statement (client-side deadline or shutdown)", self.db.name)
         try:
@@ -311,8 +327,8 @@ class _Watch:
         if not self.released.wait(CANCEL_WAIT_SECONDS):
             try:
                 rules.sever(self.dbapi)
-            except OSError as exc:
-                log.info("database %s: could not shut the socket (%s)", self.db.name, exc)
+            except Exception as exc:  # already closed by its thread meanwhile
+                log.info("database %s: could not shut the socket (%s)", self.db.name, first_line(exc))
 
 
 class _Watchdog:
@@ -334,9 +350,6 @@ class _Watchdog:
     def unwatch(self, watch: _Watch) -> None:
         with self._changed:
             self._deadlines.pop(watch, None)
-
-    def expire_now(self, watch: _Watch) -> None:
-        self.watch(watch, 0.0)
 
     def _run(self) -> None:
         while True:

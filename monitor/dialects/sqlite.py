@@ -86,16 +86,25 @@ class SQLite(Dialect):
             return None
         return None if Path(path).is_file() else f"file not found: {path}"
 
+    def __init__(self) -> None:
+        self._deadlines: dict[int, list[float]] = {}  # id(connection) -> [deadline]; 0 once cancelled
+
     def arm_statement_deadline(self, dbapi: Any, timeout: float) -> None:
         if isinstance(dbapi, sqlite3.Connection):
-            deadline = time.monotonic() + timeout
-            dbapi.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 20_000)
+            deadline = self._deadlines[id(dbapi)] = [time.monotonic() + timeout]
+            dbapi.set_progress_handler(lambda: 1 if time.monotonic() > deadline[0] else 0, 20_000)
 
     def disarm_statement_deadline(self, dbapi: Any) -> None:
         if isinstance(dbapi, sqlite3.Connection):
+            self._deadlines.pop(id(dbapi), None)
             dbapi.set_progress_handler(None, 0)
 
     def cancel(self, dbapi: Any, url: URL, timeout: float) -> None:
+        """Interrupt the running statement and, through the progress handler, every later one of this checkout
+        (an interrupt that arrives between two statements would otherwise be lost)."""
+        deadline = self._deadlines.get(id(dbapi))
+        if deadline is not None:
+            deadline[0] = 0.0
         dbapi.interrupt()
 
     def is_timeout(self, message: str) -> bool:
