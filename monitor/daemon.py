@@ -281,8 +281,8 @@ def run(config: Config, log_format: LogFormat = "plain") -> int:
     def enqueue(signum: int, _frame: Any) -> None:
         signals.put(signum)  # SimpleQueue.put is reentrant: safe inside a signal handler
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, enqueue)
+    for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(handled, enqueue)
     daemon = Daemon(config, redact)
     daemon.start()
     try:

@@ -84,7 +84,7 @@ def first_line(exc: BaseException) -> str:
     """The useful first line of a DBAPI or SQLAlchemy error, without SQLAlchemy's SQL echo and links."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = getattr(orig, "args", ())
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # PyMySQL: (code, message)
         text = args[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -31,6 +31,7 @@ from monitor.detect import (
     GroupCursor,
     GroupMembers,
     GroupPage,
+    Status,
     TableCheck,
     as_datetime,
     custom_figures,
@@ -102,17 +103,17 @@ class Monitor:
         schema, name = split_table_name(check.table or "")
         table_key = (check.database, check.table or "")
         try:
-            cached = self._tables.get(table_key)
-            if cached is None:
+            reflected = self._tables.get(table_key)
+            if reflected is None:
                 with warnings.catch_warnings():
                     # SQLite's expression indexes (which incremental checks advise) cannot be reflected;
                     # detection does not need them, and the warning would reach every user's terminal.
                     warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index",
                                             sa.exc.SAWarning)
                     table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
-                cached = table, name in sa.inspect(conn).get_view_names(schema=schema)
-                self._tables[table_key] = cached
-            table, is_view = cached
+                reflected = table, name in sa.inspect(conn).get_view_names(schema=schema)
+                self._tables[table_key] = reflected
+            table, is_view = reflected
         except sa.exc.NoSuchTableError:
             raise CheckDefinitionError(_table_not_found(check, schema)) from None
         except sa.exc.DBAPIError as exc:
@@ -285,6 +286,7 @@ class Monitor:
     def _result(self, check: CheckConfig, started: float, *, groups: int | None = None,
                 excess: int | None = None, error: str | None = None) -> CheckResult:
         duration_ms = (time.perf_counter() - started) * 1000
+        status: Status
         if error is not None:
             status = "error"
         else:
@@ -328,7 +330,8 @@ class Monitor:
         truncated = len(rows) > limit
         return GroupMembers(columns, rows[:limit], 0 if rows else None, truncated, resolved.keeper_description())
 
-    def custom_rows(self, check: str, offset: int = 0, limit: int = GROUP_PAGE_SIZE) -> tuple[list[str], list[tuple]]:
+    def custom_rows(self, check: str, offset: int = 0,
+                    limit: int = GROUP_PAGE_SIZE) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A page of the rows a custom query check returns."""
         config = self.config.check(check)
         db = self.database_for(config)

@@ -70,7 +70,7 @@ RENDER_MAX_SHARE = 0.1
 RENDER_MAX_AGE_SECONDS = 15.0
 RENDER_FORGET_SECONDS = 600.0  # a format nobody asked for in this long is no longer kept rendered
 
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 _live_exporters: weakref.WeakSet[MetricsExporter] = weakref.WeakSet()
 
@@ -321,7 +321,8 @@ class PrerenderedApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING") \
                 or environ.get("PATH_INFO") == "/favicon.ico":
-            return self._inner(environ, start_response)
+            passed: Iterable[bytes] = self._inner(environ, start_response)
+            return passed
         accept = environ.get("HTTP_ACCEPT") or ""
         key = (choose_encoder(accept)[1], gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or ""))
         with self._lock:
@@ -377,7 +378,7 @@ def start_server(app: Callable[..., Iterable[bytes]], host: str, port: int, tls_
     """Serve `app` on a daemon thread (TLS when a certificate is given), as prometheus-client's own server."""
     family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
-    server = make_server(str(sockaddr[0]), port, app, server_class, handler_class=_QuietHandler)
+    server: WSGIServer = make_server(str(sockaddr[0]), port, app, server_class, handler_class=_QuietHandler)
     if tls_cert is not None and tls_key is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:

@@ -233,7 +233,7 @@ class Dialect:
 
     def server_version(self, conn: Connection) -> tuple[int, ...]:
         """The server's version as SQLAlchemy read it when the engine first connected."""
-        return tuple(conn.dialect.server_version_info or ())
+        return tuple(int(part) for part in conn.dialect.server_version_info or () if isinstance(part, int))
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

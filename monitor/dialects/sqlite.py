@@ -26,7 +26,9 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall
 
@@ -35,6 +37,26 @@ CASE_FOLD_FUNCTION = "dupewatch_lower"
 
 def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+class CaseFold(FunctionElement[Any]):
+    """`dupewatch_lower(expr)` in queries. In DDL (an index) it compiles to the built-in `lower()`: an index may
+    only use functions every connection has, or the application could no longer write to the table. Such an
+    index folds ASCII only: see `case_fold_indexable`."""
+
+    inherit_cache = True
+    name = CASE_FOLD_FUNCTION
+
+    def __init__(self, expr: ColumnElement[Any]) -> None:
+        super().__init__(expr)
+        self.type = expr.type
+
+
+@compiles(CaseFold, "sqlite")
+def _compile_case_fold(element: CaseFold, compiler: Any, **kw: Any) -> str:
+    inner = compiler.process(element.clauses, **kw)
+    in_ddl = compiler.statement is None  # the compiler a DDL statement uses for its expressions
+    return f"lower({inner})" if in_ddl else f"{CASE_FOLD_FUNCTION}({inner})"
 
 
 def register_functions(dbapi: sqlite3.Connection) -> None:
@@ -113,7 +135,7 @@ class SQLite(Dialect):
     # -- detection ------------------------------------------------------------------------------
 
     def case_fold(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        return getattr(sa.func, CASE_FOLD_FUNCTION)(expr, type_=expr.type)  # type: ignore[no-any-return]
+        return CaseFold(expr)
 
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None if is_view else sa.literal_column("rowid")

@@ -36,6 +36,7 @@ from monitor.engine import CheckError
 from monitor.fix import (
     FixError,
     FixPlan,
+    FixProgress,
     FixRecord,
     FixReport,
     discard_fix,
@@ -292,6 +293,9 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-counts", Static).update(Text(status, style=DIM))
         self.query_one(Vertical).border_subtitle = "Esc: stop after the current batch (resumable)"
 
+    def _post_progress(self, progress: FixProgress) -> None:
+        self.post_message(FixProgressed(progress))
+
     @work(thread=True, exclusive=True, group="fix-run")
     def fix(self, preview: FixPlan | None, resume: bool, snapshot: FixPlan | None, add_constraint: bool) -> None:
         """Snapshot (unless resuming or already confirmed), then run the fix batch by batch."""
@@ -306,7 +310,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                     return
             changed = True
             report = run_fix(monitor, check, plan, batch_size=self.batch_size,
-                             progress=lambda p: self.post_message(FixProgressed(p)), cancel=self.cancel,
+                             progress=self._post_progress, cancel=self.cancel,
                              add_constraint=add_constraint)
         except Exception as exc:  # shown as one line in the modal
             self.post_message(FixFailed(check, one_line(exc), changed=changed))

@@ -108,7 +108,10 @@ class FixesScreen(DashboardScreen):
             self.notify(f"fix {record.fix_id} is {record.state}: there is nothing to undo", title="Undo",
                         severity="warning", timeout=4)
             return
-        self.app.push_screen(UndoScreen(record), lambda _result: self.load())
+        def reload(_result: bool | None) -> None:
+            self.load()
+
+        self.app.push_screen(UndoScreen(record), reload)
 
     def action_reload(self) -> None:
         self.load()

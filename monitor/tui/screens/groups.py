@@ -10,6 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.worker import get_current_worker
 
@@ -147,7 +148,7 @@ class GroupsScreen(CheckScreen):
         table = self.query_one(PagedTable)
         if table.row_count == 0:
             return None
-        index = int(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value or 0)
+        index = int(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or 0)
         return self.groups[index] if index < len(self.groups) else None
 
     def action_open_group(self) -> None:
