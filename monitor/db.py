@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote_plus
@@ -36,6 +36,23 @@ _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+
 
 SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 _WRITE_REFUSED = ("read-only transaction", "read only transaction", "readonly database")
+
+
+_owner_lookups: list[Callable[[], object | None]] = []
+
+
+def register_owner_lookup(lookup: Callable[[], object | None]) -> None:
+    """Let a face name who runs a query (say, the dashboard's current thread worker), so that it can cancel
+    the queries of one owner (`Database.cancel_running(owners=...)`): `lookup` is called on the querying thread."""
+    _owner_lookups.append(lookup)
+
+
+def _current_owner() -> object | None:
+    for lookup in _owner_lookups:
+        owner = lookup()
+        if owner is not None:
+            return owner
+    return None
 
 
 class DatabaseError(Exception):
@@ -254,13 +271,13 @@ class Database:
                 f"({self.config.statement_timeout:g}s statement_timeout + {DEADLINE_GRACE_SECONDS:g}s): "
                 "query cancelled, connection discarded")
 
-    def cancel_running(self, thread: int | None = None) -> int:
-        """Cancel the detection statements running now (all, or those of one thread, by `threading.get_ident()`)
-        and discard their connections, as if their deadline had passed; returns how many. Waits until each was
-        cancelled on the server or its socket shut (at most about 2 x `CANCEL_WAIT_SECONDS`). For faces that stop
-        waiting: quit, reload, a screen left while its query runs."""
+    def cancel_running(self, owners: Collection[object] | None = None) -> int:
+        """Cancel the detection statements running now (all, or those run by `owners`, see
+        `register_owner_lookup`) and discard their connections, as if their deadline had passed; returns how many.
+        Waits until each was cancelled on the server or its socket shut (at most about 2 x `CANCEL_WAIT_SECONDS`).
+        For faces that stop waiting: quit, reload, a screen left while its query runs."""
         with self._watch_lock:
-            running = [w for w in self._watches if thread is None or w.thread == thread]
+            running = [w for w in self._watches if owners is None or w.owner in owners]
         for watch in running:
             WATCHDOG.unwatch(watch)
         cancels = [threading.Thread(target=watch.expire, name="dupewatch-cancel", daemon=True) for watch in running]
@@ -301,7 +318,7 @@ class _Watch:
         self.url = url
         self.expired = False
         self.released = threading.Event()
-        self.thread = threading.get_ident()
+        self.owner = _current_owner()
         self._lock = threading.Lock()
 
     def release(self) -> bool:

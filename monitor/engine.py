@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -157,7 +157,15 @@ class Monitor:
             self._fingerprints.pop(check, None)
             self._advice.pop(check, None)
 
+    def cancel_queries(self, owners: Collection[object] | None = None) -> int:
+        """Cancel the queries running now on every database (all, or those of `owners`: see
+        `monitor.db.register_owner_lookup`); returns how many. Blocks for at most a few seconds."""
+        with self._lock:
+            databases = list(self._databases.values())
+        return sum(db.cancel_running(owners) for db in databases)
+
     def close(self) -> None:
+        """Cancel what is still running and close every pool."""
         with self._lock:
             for db in self._databases.values():
                 db.dispose()

@@ -205,7 +205,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
 
     # -- 1. planning ------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="fix-plan")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fix-plan")
     def load_plan(self, key: tuple[Any, ...] | None) -> None:
         monitor = self.dash.monitor
         try:
@@ -296,7 +296,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
     def _post_progress(self, progress: FixProgress) -> None:
         self.post_message(FixProgressed(progress))
 
-    @work(thread=True, exclusive=True, group="fix-run")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fix-run")
     def fix(self, preview: FixPlan | None, resume: bool, snapshot: FixPlan | None, add_constraint: bool) -> None:
         """Snapshot (unless resuming or already confirmed), then run the fix batch by batch."""
         monitor, check = self.dash.monitor, self.check
@@ -422,7 +422,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             return  # already on its way; the worker reports back
         self.dismiss()
 
-    @work(thread=True, exclusive=True, group="fix-run")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fix-run")
     def discard(self, fix_id: str) -> None:
         try:
             discard_fix(self.dash.monitor, self.check, fix_id)

@@ -63,7 +63,7 @@ class FixesScreen(DashboardScreen):
         table.focus()
         self.load()
 
-    @work(thread=True, exclusive=True, group="fixes")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fixes")
     def load(self) -> None:
         monitor = self.dash.monitor
         found: list[tuple[str, FixRecord]] = []
@@ -170,7 +170,7 @@ class UndoScreen(DashboardMixin, ModalScreen[bool]):
         self._show(Text("undoing…", style=DIM))
         self.undo(self.record.fix_id)
 
-    @work(thread=True, exclusive=True, group="undo")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="undo")
     def undo(self, fix_id: str) -> None:
         try:
             report = undo_fix(self.dash.monitor, fix_id)

@@ -53,7 +53,7 @@ class GroupsScreen(CheckScreen):
         self.loading = True
         self.load_page(after, self._generation, fresh)
 
-    @work(thread=True, exclusive=True, group="groups")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="groups")
     def load_page(self, after: GroupCursor | None, generation: int, fresh: bool = False) -> None:
         """One page of groups from the engine (keyset-paginated: never the whole table). `fresh`: query the
         first page even when the last run kept one (the table changed since)."""
