@@ -23,19 +23,13 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from monitor.config import ConfigError, DatabaseConfig
-from monitor.dialects import Dialect, for_backend
+from monitor.dialects import DEFAULT_DRIVERS, SUPPORTED_BACKENDS, Dialect, for_backend
 
 log = logging.getLogger("dupewatch.db")
 
 CONNECT_TIMEOUT_SECONDS = 5
 DEADLINE_GRACE_SECONDS = 2.0  # beyond statement_timeout, before dupewatch gives up on a statement itself
 CANCEL_WAIT_SECONDS = 1.0  # for the server to act on a cancel before the connection's socket is shut
-_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-                    "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
-
-
-SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
-_WRITE_REFUSED = ("read-only transaction", "read only transaction", "readonly database")
 
 
 _owner_lookups: list[Callable[[], object | None]] = []
@@ -65,7 +59,7 @@ def parse_url(url: str, where: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"{where}: not a database URL: {redact_text(url, [url])}") from None
-    driver = _DEFAULT_DRIVERS.get(parsed.drivername)
+    driver = DEFAULT_DRIVERS.get(parsed.drivername)
     parsed = parsed.set(drivername=driver) if driver else parsed
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise ConfigError(f"{where}: unsupported database {parsed.get_backend_name()!r} in "
@@ -292,7 +286,7 @@ class Database:
         text = first_line(exc)
         if self.rules.is_timeout(text):
             text = f"query exceeded statement_timeout ({self.config.statement_timeout:g}s)"
-        elif any(marker in text.lower() for marker in _WRITE_REFUSED):
+        elif self.rules.is_write_refused(text):
             text = f"refused a write, checks run read-only ({text})"
         return redact_text(f"database {self.name!r} ({self.display_url}): {text}",
                            [self.url, self._fix_url_text])

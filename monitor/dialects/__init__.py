@@ -10,7 +10,13 @@ from functools import cache
 
 from monitor.dialects.base import Dialect, ForbiddenCall, NamedLock
 
-__all__ = ["Dialect", "ForbiddenCall", "NamedLock", "for_backend"]
+__all__ = ["DEFAULT_DRIVERS", "SUPPORTED_BACKENDS", "Dialect", "ForbiddenCall", "NamedLock", "for_backend"]
+
+SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")  # SQLAlchemy backend names with a dialect here
+# The driver a bare `postgresql://` / `mysql://` URL gets (SQLAlchemy's defaults, psycopg2 and mysqlclient, are
+# not installed with dupewatch).
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+                   "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 
 
 @cache

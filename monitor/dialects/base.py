@@ -19,7 +19,8 @@ Connections (`monitor.db`)
   statement timeout enforce one from the client (SQLite).
 - `cancel(dbapi, url, timeout)`: cancel the statement running on `dbapi` from another thread.
 - `sever(dbapi)`: shut the connection's socket so that a thread blocked on a frozen server returns.
-- `is_timeout(message)`: whether an error's first line is the server's statement timeout.
+- `is_timeout(message)`: whether an error's first line is the server's statement timeout;
+  `write_refused_markers`: what its refusal of a write in a read-only session says.
 - `forbidden_calls`: functions and clauses refused in custom SQL and `where` (see `refusal`), each with why.
 
 Detection (`monitor.detect`, `monitor.engine`)
@@ -108,6 +109,7 @@ class Dialect:
     concurrent_index_build: ClassVar[bool] = False
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
+    write_refused_markers: ClassVar[tuple[str, ...]] = ()
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -160,6 +162,10 @@ class Dialect:
 
     def is_timeout(self, message: str) -> bool:
         return False
+
+    def is_write_refused(self, message: str) -> bool:
+        """Whether an error's first line is the server refusing a write in a read-only session."""
+        return any(marker in message.lower() for marker in self.write_refused_markers)
 
     def refusal(self, sql: str) -> str | None:
         """Why `sql` (a custom query or a `where`) is refused, or None: the first forbidden call it makes."""

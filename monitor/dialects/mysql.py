@@ -49,6 +49,7 @@ class MySQL(Dialect):
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
+    write_refused_markers = ("read only transaction",)
 
     # -- connections ----------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class PostgreSQL(Dialect):
     row_identity_order = "physical order"
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     returning_delete = True
+    write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
 
     # -- connections ----------------------------------------------------------------------------

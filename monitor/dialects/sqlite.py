@@ -76,6 +76,7 @@ class SQLite(Dialect):
     name = "sqlite"
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     case_fold_indexable = False
+    write_refused_markers = ("readonly database",)
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
         # A fix waits for the application's short write transactions (SQLite's busy timeout) instead of
