@@ -44,6 +44,7 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   connections have).
 - `concurrent_index_build`, `nulls_not_distinct(version)`, `expression_index(version)`, `partial_index`,
   `index_options(...)`: what the guard's unique index can be built with.
+- `column_collations(conn, table)`: the catalog's collation of each column (a catalog query reflection lacks).
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -228,6 +229,11 @@ class Dialect:
     def expression_index(self, version: tuple[int, ...], server: str = "") -> bool:
         """Whether a unique index can be on expressions such as lower(col)."""
         return True
+
+    def column_collations(self, conn: Connection, table: sa.Table) -> dict[str, str | None]:
+        """Each text column's collation as the catalog states it (reflection leaves out inherited ones); {} where
+        collations do not decide equality."""
+        return {}
 
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
         """Whether a plain unique index on a column of this collation already compares case-insensitively."""

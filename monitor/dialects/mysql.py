@@ -19,7 +19,7 @@ from hashlib import sha256
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock
@@ -121,6 +121,13 @@ class MySQL(Dialect):
         if "mariadb" in server.lower():
             return False  # no functional key parts (a generated column would change the table's shape)
         return version >= (8, 0, 13)
+
+    def column_collations(self, conn: Connection, table: sa.Table) -> dict[str, str | None]:
+        """From information_schema.COLUMNS: a column that inherits the table's collation has none in reflection."""
+        query = sa.text("SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
+        rows = conn.execute(query, {"schema": table.schema, "table": table.name})
+        return {str(name): (str(collation) if collation else None) for name, collation in rows}
 
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
         """`*_ci` collations compare case-insensitively (MariaDB docs, "Setting Character Sets and
