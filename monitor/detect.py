@@ -15,12 +15,11 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.visitors import InternalTraversal
 
 from monitor.config import CheckConfig
 from monitor.dialects import Dialect
+from monitor.dialects.expressions import SinglePrecision
 
 Status = Literal["ok", "duplicates", "error"]
 GROUP_PAGE_SIZE = 100
@@ -177,34 +176,6 @@ def _quoted_parts(name: str) -> list[str] | None:
 
 def _is_text(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
-
-
-class SinglePrecision(ColumnElement[float]):
-    """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
-    way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""
-
-    inherit_cache = True
-    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, value: float) -> None:
-        self.value = sa.bindparam(None, value, type_=sa.Double())
-        self.type = sa.Float()
-
-
-@compiles(SinglePrecision)
-def _single_precision(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.value, **kw)} AS REAL)"
-
-
-@compiles(SinglePrecision, "mysql")
-@compiles(SinglePrecision, "mariadb")
-def _single_precision_mysql(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.value, **kw)} AS FLOAT)"
-
-
-@compiles(SinglePrecision, "sqlite")
-def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
 
 
 def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
