@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -252,7 +253,7 @@ class History:
                 raise
         return saved
 
-    def _merged(self, new: IncrementalState, stored: tuple, generation: int) -> IncrementalState:
+    def _merged(self, new: IncrementalState, stored: tuple[Any, ...], generation: int) -> IncrementalState:
         """`new` merged into another process's concurrent save (same fingerprint); writes the groups."""
         from monitor.incremental import lower_watermark
 
