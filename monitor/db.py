@@ -206,8 +206,7 @@ class Database:
         conn = self._checked_out(engine, watched)
         with conn:
             watch: _Watch | None = conn.info.get(_WATCH_KEY) if watched else None
-            raw = conn.connection.dbapi_connection
-            self.rules.arm_statement_deadline(raw, self.config.statement_timeout)
+            raw = conn.connection.dbapi_connection  # its statement deadline was armed at checkout
             try:
                 yield conn
             except Exception:
@@ -227,6 +226,8 @@ class Database:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
                 raise DatabaseError(self.describe(exc)) from None
+            # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
+            self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             if not watched:
                 return conn
             watch = self._watch(conn)
