@@ -52,6 +52,7 @@ class CaseFold(FunctionElement[Any]):
         self.type = expr.type
 
 
+@compiles(CaseFold)  # also for SQL shown as text (fingerprints, advice) outside a SQLite compiler
 @compiles(CaseFold, "sqlite")
 def _compile_case_fold(element: CaseFold, compiler: Any, **kw: Any) -> str:
     inner = compiler.process(element.clauses, **kw)
