@@ -532,13 +532,13 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         if not yes and not interactive():
             fail(f"refusing to fix {check_name!r} without confirmation: no terminal to confirm on and no --yes "
                  f"(review the plan with `dupewatch fix {check_name} --dry-run`); nothing changed")
-        plan = None if yes else _confirmed_plan(monitor, check_name)
+        confirmed = None if yes else _confirmed_plan(monitor, check_name)
 
         def show_progress(p: fixing.FixProgress) -> None:
             click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
-        report = fixing.run_fix(monitor, check_name, plan, batch_size=batch_size,
+        report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size,
                                 progress=None if as_json else show_progress)
         if add_constraint and report.state == "done":
             from monitor.fix.guard import guard_after_fix
@@ -571,6 +571,7 @@ def _confirmed_plan(monitor: Any, check_name: str) -> Any:
         return None
     plan = fixing.prepare_fix(monitor, check_name)
     _echo_lines(plan_lines(plan), err=True)
+    assert plan.fix_id is not None  # prepare_fix records the snapshot under a fix id
     if plan.blockers or not plan.groups:
         fixing.discard_fix(monitor, check_name, plan.fix_id)
         if plan.blockers:

@@ -30,8 +30,8 @@ from sqlalchemy.engine import URL
 from monitor import __version__
 from monitor.config import Config, ConfigError, load_config
 from monitor.db import Database, redact_text
-from monitor.detect import CheckResult
-from monitor.engine import Monitor
+from monitor.detect import CheckDefinitionError, CheckResult
+from monitor.engine import CheckError, Monitor
 from monitor.fixstats import deleted_by_check
 from monitor.history import History, default_state_path
 from monitor.metrics import MetricsExporter
@@ -243,15 +243,42 @@ class Daemon:
         for section in ("metrics", "state"):
             if getattr(new, section) != getattr(self.config, section):
                 log.warning(f"[{section}] changed: restart the daemon to apply it")
-        old_names, new_names = set(self.config.names), set(new.names)
-        old_monitor = self.monitor
-        self.config, self.monitor = new, Monitor(new, state=self.history)
+        old_names = set(self.config.names)
+        old_monitor, monitor = self.monitor, Monitor(new, state=self.history)
+        new = monitor.config = self._resolvable(new, monitor)
+        new_names = set(new.names)
+        self.config, self.monitor = new, monitor
         self.exporter.reload(new)  # first, so a late result of a removed check cannot revive its series
         self.poller.reload(self.monitor)
-        old_monitor.close()
+        old_monitor.close()  # cancels the old version's queries still running on the servers
         log.info("config reloaded", extra=fields(
             checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names)))
         return True
+
+    def _resolvable(self, new: Config, monitor: Monitor) -> Config:
+        """`new` with each added or changed table check that does not resolve against its database (unknown
+        table or column) replaced by its previous version, or left out when it is new; one log line for each."""
+        previous = {c.name: c for c in self.config.checks}
+        checks = []
+        for check in new.checks:
+            old = previous.get(check.name)
+            if check.is_custom or old == check:
+                checks.append(check)
+                continue
+            try:
+                monitor.resolve(check)
+            except CheckDefinitionError as exc:
+                keep = old is not None and old.database in new.databases
+                log.error("config reload: check does not resolve, " + (
+                    "still running its previous version" if keep else "not added"),
+                    extra=fields(check=check.name, error=str(exc)))
+                if keep and old is not None:
+                    checks.append(old)
+                continue
+            except CheckError:
+                pass  # the database is unreachable now: the check reports that itself, run after run
+            checks.append(check)
+        return new if checks == new.checks else new.model_copy(update={"checks": checks})
 
     def stop(self) -> list[str]:
         """Stop polling and serving; returns the checks whose queries were abandoned in flight."""
@@ -303,8 +330,8 @@ def run(config: Config, log_format: LogFormat = "plain") -> int:
     def enqueue(signum: int, _frame: Any) -> None:
         signals.put(signum)  # SimpleQueue.put is reentrant: safe inside a signal handler
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, enqueue)
+    for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(handled, enqueue)
     daemon = Daemon(config, redact)
     daemon.start()
     try:

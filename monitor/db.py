@@ -1,20 +1,21 @@
 """Connections: one pooled engine per configured database, read-only transactions with the database's
-statement timeout, dialect quirks, and URL/password redaction for everything that reaches a user.
+statement timeout and a client-side deadline, and URL/password redaction for everything that reaches a user.
 
-Detection connections are read-only at two levels: every session is put in read-only transaction mode
-when it connects, and every transaction is rolled back, never committed. Fixes use a separate engine
-(`Database.writer`), from `fix_url` when one is configured.
+Detection connections are read-only at two levels: every session is put in read-only mode when it connects
+(how is the dialect's business, `monitor.dialects`), and every transaction is rolled back, never committed.
+Their session state is reset when they return to the pool. Fixes use a separate engine (`Database.writer`),
+from `fix_url` when one is configured.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-import sqlite3
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 
 from monitor.config import Config, ConfigError, DatabaseConfig
+from monitor.dialects import DEFAULT_DRIVERS, SUPPORTED_BACKENDS, Dialect, for_backend
 
 # Reflection warns about column types and indexes it cannot represent (MariaDB's inet6, SQLite expression
 # indexes). Detection reflects only the checked tables and needs neither, so the warnings only alarm.
@@ -33,13 +35,28 @@ warnings.filterwarnings("ignore", message=r"Skipped unsupported reflection of ex
 warnings.filterwarnings("ignore", message=r"Predicate of partial index .* ignored during reflection",
                         category=SAWarning)
 
+log = logging.getLogger("dupewatch.db")
+
 CONNECT_TIMEOUT_SECONDS = 5
-_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-                    "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+DEADLINE_GRACE_SECONDS = 2.0  # beyond statement_timeout, before dupewatch gives up on a statement itself
+CANCEL_WAIT_SECONDS = 1.0  # for the server to act on a cancel before the connection's socket is shut
 
 
-SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
-_WRITE_REFUSED = ("read-only transaction", "read only transaction", "readonly database")
+_owner_lookups: list[Callable[[], object | None]] = []
+
+
+def register_owner_lookup(lookup: Callable[[], object | None]) -> None:
+    """Let a face name who runs a query (say, the dashboard's current thread worker), so that it can cancel
+    the queries of one owner (`Database.cancel_running(owners=...)`): `lookup` is called on the querying thread."""
+    _owner_lookups.append(lookup)
+
+
+def _current_owner() -> object | None:
+    for lookup in _owner_lookups:
+        owner = lookup()
+        if owner is not None:
+            return owner
+    return None
 
 
 class DatabaseError(Exception):
@@ -76,7 +93,7 @@ def parse_url(url: str, where: str) -> URL:
         raise ConfigError(f"{where}: ambiguous URL {mask_url_text(url)}: it has more than one '@'; "
                           f"percent-encode '@' in the password as %40 (in Python: urllib.parse.quote(password, "
                           "safe=''))")
-    driver = _DEFAULT_DRIVERS.get(parsed.drivername)
+    driver = DEFAULT_DRIVERS.get(parsed.drivername)
     parsed = parsed.set(drivername=driver) if driver else parsed
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise ConfigError(f"{where}: unsupported database {parsed.get_backend_name()!r} in "
@@ -152,7 +169,7 @@ def first_line(exc: BaseException) -> str:
     """The useful first line of a DBAPI or SQLAlchemy error, without SQLAlchemy's SQL echo and links."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = getattr(orig, "args", ())
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # PyMySQL: (code, message)
         text = args[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -185,16 +202,25 @@ def without_values(exc: BaseException, text: str) -> str:
 
 
 class Database:
-    """A configured database: a lazily created pooled engine for detection and another for fixes."""
+    """A configured database: a lazily created pooled engine for detection and another for fixes.
+
+    What differs between databases is asked of `rules` (a `monitor.dialects.Dialect`). Detection connections
+    (`read_only()`) carry a client-side deadline: each statement may run `statement_timeout` plus
+    `DEADLINE_GRACE_SECONDS`; past that the statement is cancelled, the connection is discarded (its socket shut
+    if the server does not answer) and the caller gets a one-line `DatabaseError`.
+    """
 
     def __init__(self, name: str, config: DatabaseConfig, *, fix_schema: str | None = None) -> None:
         self.name = name
         self.config = config
         self.fix_schema = fix_schema  # `[fix] schema`: where fixes keep their tables (see monitor/fix/records.py)
         self.url = parse_url(config.resolved_url(name), f"databases.{name}.url")
+        self.rules: Dialect = for_backend(self.url.get_backend_name())
         self._fix_url_text = config.resolved_fix_url(name)
         self._engine: Engine | None = None
         self._writer: Engine | None = None
+        self._watches: set[_Watch] = set()
+        self._watch_lock = threading.Lock()
 
     @property
     def display_url(self) -> str:
@@ -202,8 +228,13 @@ class Database:
 
     @property
     def dialect(self) -> str:
-        """`postgresql`, `mysql` (MySQL and MariaDB) or `sqlite`."""
-        return self.url.get_backend_name().replace("mariadb", "mysql")
+        """The dialect's name: `postgresql`, `mysql` (MySQL and MariaDB) or `sqlite` (ask `rules` what it does)."""
+        return self.rules.name
+
+    @property
+    def deadline_seconds(self) -> float:
+        """How long one detection statement may run, measured by dupewatch: statement timeout plus a grace."""
+        return self.config.statement_timeout + DEADLINE_GRACE_SECONDS
 
     @property
     def engine(self) -> Engine:
@@ -227,161 +258,248 @@ class Database:
         return self.writer.execution_options(schema_translate_map={BOOKKEEPING: self.fix_schema})
 
     def _create_engine(self, url: URL, *, read_only: bool) -> Engine:
-        connect_args: dict[str, Any] = {}
-        kwargs: dict[str, Any] = {}
-        backend = url.get_backend_name()
-        if backend == "postgresql":
-            connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-            connect_args["application_name"] = "dupewatch"
-        elif backend in ("mysql", "mariadb"):
-            connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-            connect_args["charset"] = "utf8mb4"
+        rules = for_backend(url.get_backend_name())
+        timeout = self.config.statement_timeout
+        connect_args = rules.connect_args(url, read_only=read_only, timeout=timeout,
+                                          connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        kwargs: dict[str, Any] = rules.engine_options(read_only=read_only)
         if read_only:
             # Each check runs its own statement once per interval, so a daemon with 200 checks would keep 200
             # compiled forms (about 7 MB) that save well under a millisecond per run; fixes repeat theirs.
             kwargs["query_cache_size"] = 0
-        if backend != "sqlite":
-            kwargs.update(pool_size=2, max_overflow=8, pool_recycle=1800, pool_timeout=30)
-        elif not read_only:
-            # A fix waits for the application's short write transactions (SQLite's busy timeout) instead of
-            # failing after the driver's default 5 s when the application writes without pause.
-            connect_args["timeout"] = max(self.config.statement_timeout, 5.0)
         try:
-            engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+            # Detection pings inside its deadline (`_checked_out`): a pre-ping would hang on a frozen server.
+            engine = sa.create_engine(url, pool_pre_ping=not read_only, connect_args=connect_args, **kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise ConfigError(f"databases.{self.name}.url: {exc}") from None
         except ImportError as exc:
             raise ConfigError(
                 f"databases.{self.name}.url: the driver of {redact_url(url)} is not installed ({exc}); "
                 "drop the +driver part to use the bundled one (psycopg, PyMySQL, sqlite3)") from None
-        timeout = self.config.statement_timeout
-        event.listen(engine, "connect", lambda dbapi, _record: _prepare_session(
-            dbapi, backend, read_only=read_only, timeout=timeout))
-        if backend == "sqlite" and not read_only:
-            _begin_immediate(engine)
+        event.listen(engine, "connect", lambda dbapi, _record: rules.prepare_session(
+            dbapi, read_only=read_only, timeout=timeout))
+        if read_only:
+            event.listen(engine, "reset", _reset_listener(rules))
+            event.listen(engine, "before_cursor_execute", _rearm_deadline)
+        rules.install(engine, read_only=read_only)
         return engine
 
     @contextmanager
     def read_only(self) -> Iterator[Connection]:
-        """A connection inside a read-only transaction that is always rolled back."""
+        """A connection inside a read-only transaction that is always rolled back, under the client deadline."""
         with self.connect(self.engine) as conn:
             try:
                 yield conn
             finally:
-                if conn.in_transaction():
+                if conn.in_transaction() and not conn.invalidated:
                     conn.rollback()
 
     @contextmanager
     def connect(self, engine: Engine) -> Iterator[Connection]:
-        """A connection from `engine`, turning connection failures into a one-line `DatabaseError`."""
-        if self.dialect == "sqlite" and not _sqlite_file_exists(engine.url):
-            # sqlite3 would silently create an empty database: a typo in the path must be an error instead.
-            raise DatabaseError(f"database {self.name!r} ({self.display_url}): file not found: {engine.url.database}")
-        try:
-            conn = engine.connect()
-        except sa.exc.DBAPIError as exc:
-            raise DatabaseError(self.describe(exc)) from None
-        except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
-            raise DatabaseError(self.describe(exc)) from None
+        """A connection from `engine`, turning connection failures into a one-line `DatabaseError`. Connections of
+        the detection engine are watched by the client-side deadline (see the class docstring)."""
+        missing = self.rules.missing_database(engine.url)
+        if missing:  # sqlite3 would silently create an empty database: a typo in the path must be an error
+            raise DatabaseError(f"database {self.name!r} ({self.display_url}): {missing}")
+        watched = engine is self._engine
+        conn = self._checked_out(engine, watched)
         with conn:
-            if self.dialect == "sqlite":
-                _arm_sqlite_deadline(conn, self.config.statement_timeout)
+            watch: _Watch | None = conn.info.get(_WATCH_KEY) if watched else None
+            raw = conn.connection.dbapi_connection  # its statement deadline was armed at checkout
             try:
                 yield conn
+            except Exception:
+                if watch is not None and watch.expired:
+                    raise DatabaseError(self._deadline_message()) from None
+                raise
             finally:
-                if self.dialect == "sqlite":
-                    _disarm_sqlite_deadline(conn)
+                if watch is not None:
+                    self._unwatch(conn, watch)
+                if not conn.invalidated:
+                    self.rules.disarm_statement_deadline(raw)
+
+    def _checked_out(self, engine: Engine, watched: bool) -> Connection:
+        """A pooled connection; a watched one is pinged under its deadline (once more after a stale connection)."""
+        for attempt in (1, 2):
+            try:
+                conn = engine.connect()
+            except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
+                raise DatabaseError(self.describe(exc)) from None
+            # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
+            self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
+            if not watched:
+                return conn
+            watch = self._watch(conn)
+            try:
+                conn.exec_driver_sql("SELECT 1").close()
+                return conn
+            except sa.exc.DBAPIError as exc:
+                self._unwatch(conn, watch)
+                conn.close()
+                if watch.expired:
+                    raise DatabaseError(self._deadline_message()) from None
+                if not exc.connection_invalidated or attempt == 2:
+                    raise DatabaseError(self.describe(exc)) from None
+        raise AssertionError("unreachable")
+
+    def _watch(self, conn: Connection) -> _Watch:
+        watch = _Watch(self, conn.connection.dbapi_connection, conn.engine.url)
+        conn.info[_WATCH_KEY] = watch
+        with self._watch_lock:
+            self._watches.add(watch)
+        watch.rearm()
+        return watch
+
+    def _unwatch(self, conn: Connection, watch: _Watch) -> None:
+        WATCHDOG.unwatch(watch)
+        expired = watch.release()
+        with self._watch_lock:
+            self._watches.discard(watch)
+        if not conn.invalidated:
+            conn.info.pop(_WATCH_KEY, None)
+            if expired:
+                conn.invalidate()  # a cancel may still be on its way to the server: never reuse the session
+
+    def _deadline_message(self) -> str:
+        return (f"database {self.name!r} ({self.display_url}): no answer within the client-side deadline "
+                f"({self.config.statement_timeout:g}s statement_timeout + {DEADLINE_GRACE_SECONDS:g}s): "
+                "query cancelled, connection discarded")
+
+    def cancel_running(self, owners: Collection[object] | None = None) -> int:
+        """Cancel the detection statements running now (all, or those run by `owners`, see
+        `register_owner_lookup`) and discard their connections, as if their deadline had passed; returns how many.
+        Waits until each was cancelled on the server or its socket shut (at most about 2 x `CANCEL_WAIT_SECONDS`).
+        For faces that stop waiting: quit, reload, a screen left while its query runs."""
+        with self._watch_lock:
+            running = [w for w in self._watches if owners is None or w.owner in owners]
+        for watch in running:
+            WATCHDOG.unwatch(watch)
+        cancels = [threading.Thread(target=watch.expire, name="dupewatch-cancel", daemon=True) for watch in running]
+        for cancel in cancels:
+            cancel.start()
+        for cancel in cancels:
+            cancel.join(2 * CANCEL_WAIT_SECONDS + 0.5)
+        return len(running)
 
     def describe(self, exc: BaseException) -> str:
         """A one-line, password-free description of a database error; the values a data error quotes (row
         values, from the table) are dropped, its kind and position kept (see `without_values`)."""
         text = without_values(exc, first_line(exc))
-        if "canceling statement due to statement timeout" in text or "max_statement_time" in text \
-                or "maximum statement execution time" in text.lower() or text == "interrupted":
+        if self.rules.is_timeout(text):
             text = f"query exceeded statement_timeout ({self.config.statement_timeout:g}s)"
-        elif any(marker in text.lower() for marker in _WRITE_REFUSED):
+        elif self.rules.is_write_refused(text):
             text = f"refused a write, checks run read-only ({text})"
         return redact_text(f"database {self.name!r} ({self.display_url}): {text}",
                            [self.url, self._fix_url_text])
 
     def dispose(self) -> None:
+        self.cancel_running()
         for engine in (self._engine, self._writer):
             if engine is not None:
                 engine.dispose()
         self._engine = self._writer = None
 
 
-def _prepare_session(dbapi: Any, backend: str, *, read_only: bool, timeout: float) -> None:
-    """Per-connection session settings: read-only mode for detection and the statement timeout."""
-    if backend == "sqlite":
-        if read_only:
-            dbapi.execute("PRAGMA query_only = ON")
-        return
-    statements: list[str] = []
-    if backend == "postgresql":
-        if read_only:
-            statements.append("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        statements.append(f"SET statement_timeout = {int(timeout * 1000)}")
-    elif backend in ("mysql", "mariadb"):
-        if read_only:
-            statements.append("SET SESSION TRANSACTION READ ONLY")
-        cursor = dbapi.cursor()
-        cursor.execute("SELECT VERSION()")
-        version = str(cursor.fetchone()[0])
-        cursor.close()
-        if "mariadb" in version.lower():
-            statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
-        else:
-            statements.append(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
-    cursor = dbapi.cursor()
-    try:
-        for statement in statements:
-            cursor.execute(statement)
-    finally:
-        cursor.close()
-    dbapi.commit()
+_WATCH_KEY = "dupewatch.watch"
+
+
+class _Watch:
+    """The deadline of one checked-out detection connection. On expiry (on its own thread) the statement is
+    cancelled; if the connection is not released within `CANCEL_WAIT_SECONDS`, its socket is shut."""
+
+    def __init__(self, db: Database, dbapi: Any, url: URL) -> None:
+        self.db = db
+        self.dbapi = dbapi
+        self.url = url
+        self.expired = False
+        self.released = threading.Event()
+        self.owner = _current_owner()
+        self._lock = threading.Lock()
+
+    def release(self) -> bool:
+        """The connection's user is done with it; returns whether it expired (then it must not be reused)."""
+        with self._lock:
+            self.released.set()
+            return self.expired
+
+    def rearm(self) -> None:
+        WATCHDOG.watch(self, time.monotonic() + self.db.deadline_seconds)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.released.is_set():
+                return
+            self.expired = True
+        rules = self.db.rules
+        log.warning("database %s: cancelling a statement (client-side deadline or shutdown)", self.db.name)
+        try:
+            rules.cancel(self.dbapi, self.url, CANCEL_WAIT_SECONDS)
+        except Exception as exc:  # the server may not answer at all (frozen, unreachable)
+            log.info("database %s: cancel failed (%s)", self.db.name, first_line(exc))
+        if not self.released.wait(CANCEL_WAIT_SECONDS):
+            try:
+                rules.sever(self.dbapi)
+            except Exception as exc:  # already closed by its thread meanwhile
+                log.info("database %s: could not shut the socket (%s)", self.db.name, first_line(exc))
+
+
+class _Watchdog:
+    """One daemon thread for every deadline of the process; expiries run on their own short-lived threads."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[_Watch, float] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watch: _Watch, deadline: float) -> None:
+        with self._changed:
+            self._deadlines[watch] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dupewatch-deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def unwatch(self, watch: _Watch) -> None:
+        with self._changed:
+            self._deadlines.pop(watch, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [w for w, at in self._deadlines.items() if at <= now]
+                for watch in due:
+                    del self._deadlines[watch]
+                if not due:
+                    wait = min(self._deadlines.values(), default=now + 60) - now
+                    self._changed.wait(max(wait, 0.01))
+                    continue
+            for watch in due:
+                threading.Thread(target=watch.expire, name="dupewatch-cancel", daemon=True).start()
+
+
+WATCHDOG = _Watchdog()
+
+
+def _rearm_deadline(conn: Connection, *_args: Any) -> None:
+    """Each statement of a watched connection gets the whole deadline."""
+    watch = conn.info.get(_WATCH_KEY)
+    if watch is not None and not watch.expired:
+        watch.rearm()
+
+
+def _reset_listener(rules: Dialect) -> Any:
+    def _reset(dbapi: Any, _record: Any, state: Any) -> None:
+        if not state.terminate_only:
+            rules.reset_session(dbapi)
+    return _reset
 
 
 @event.listens_for(sa.Table, "column_reflect")
-def _unescape_mysql_backticks(inspector: Any, _table: sa.Table, column: dict[str, Any]) -> None:
-    """SQLAlchemy's MySQL reflection reads names from SHOW CREATE TABLE and leaves a backtick in a column
-    name doubled (`a``b`), so every statement naming that column would fail; use the real name."""
-    if inspector.dialect.name in ("mysql", "mariadb") and "``" in column["name"]:
-        column["name"] = column["name"].replace("``", "`")
-
-
-def _begin_immediate(engine: Engine) -> None:
-    """SQLite writers take the write lock when their transaction begins (`BEGIN IMMEDIATE`), not at their
-    first write, so a fix's read-check-write batch cannot interleave with another writer."""
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi: Any, _record: Any) -> None:
-        dbapi.isolation_level = None  # the sqlite3 module would otherwise emit its own deferred BEGIN
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _sqlite_file_exists(url: URL) -> bool:
-    path = url.database or ""
-    if path in ("", ":memory:") or path.startswith("file:") or url.query.get("mode") == "memory":
-        return True
-    return Path(path).is_file()
-
-
-def _arm_sqlite_deadline(conn: Connection, timeout: float) -> None:
-    """SQLite has no statement timeout: interrupt the query from its progress handler instead."""
-    raw = conn.connection.dbapi_connection
-    if isinstance(raw, sqlite3.Connection):
-        deadline = time.monotonic() + timeout
-        raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 20_000)
-
-
-def _disarm_sqlite_deadline(conn: Connection) -> None:
+def _unescape_reflected_name(inspector: Any, _table: sa.Table, column: dict[str, Any]) -> None:
+    """A dialect's reflection quirks (MySQL's doubled backticks): see `Dialect.reflected_column_name`."""
     try:
-        raw = conn.connection.dbapi_connection
-    except sa.exc.ResourceClosedError:
+        rules = for_backend(inspector.dialect.name)
+    except KeyError:  # a table reflected through an engine that is not dupewatch's (tests, tools)
         return
-    if isinstance(raw, sqlite3.Connection):
-        raw.set_progress_handler(None, 0)
+    column["name"] = rules.reflected_column_name(column["name"])

@@ -14,13 +14,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.visitors import InternalTraversal
 
 from monitor.config import CheckConfig, close_matches
+from monitor.dialects import Dialect
+from monitor.dialects.expressions import SinglePrecision
 
 # "duplicates" or "violations" (what a check finds, `CheckConfig.finds`) when it found something.
 Status = Literal["ok", "duplicates", "violations", "error"]
@@ -202,34 +201,6 @@ def _is_text(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
 
 
-class SinglePrecision(ColumnElement[float]):
-    """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
-    way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""
-
-    inherit_cache = True
-    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, value: float) -> None:
-        self.value = sa.bindparam(None, value, type_=sa.Double())
-        self.type = sa.Float()
-
-
-@compiles(SinglePrecision)
-def _single_precision(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.value, **kw)} AS REAL)"
-
-
-@compiles(SinglePrecision, "mysql")
-@compiles(SinglePrecision, "mariadb")
-def _single_precision_mysql(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.value, **kw)} AS FLOAT)"
-
-
-@compiles(SinglePrecision, "sqlite")
-def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
-
-
 def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
     kind = expr.type
     if isinstance(value, float) and isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
@@ -242,10 +213,11 @@ def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
 class TableCheck:
     """A duplicate check resolved against its reflected table: every statement detection and fixes use."""
 
-    def __init__(self, check: CheckConfig, table: sa.Table, dialect: str, *, is_view: bool = False) -> None:
+    def __init__(self, check: CheckConfig, table: sa.Table, rules: Dialect, *, is_view: bool = False) -> None:
         self.check = check
         self.table = table
-        self.dialect = dialect
+        self.rules = rules
+        self.dialect = rules.name  # the name, for callers not yet asking `rules`
         self.is_view = is_view
         self.key_columns = [self._column(name, "key") for name in check.key or []]
         self._refuse_ungroupable_keys()
@@ -256,6 +228,9 @@ class TableCheck:
             self.order_columns = list(table.primary_key.columns)
         self.filters: list[ColumnElement[bool]] = []
         if check.where:
+            refused = rules.refusal(check.where)
+            if refused:
+                raise CheckDefinitionError(f"check {check.name!r}: where: {refused}")
             self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
         if check.nulls == "distinct":
             self.filters.extend(column.is_not(None) for column in self.key_columns)
@@ -271,25 +246,18 @@ class TableCheck:
                                        detail=detail) from None
 
     def _refuse_ungroupable_keys(self) -> None:
-        # PostgreSQL's `json` (unlike `jsonb`) has no equality operator, so GROUP BY on it fails with a
-        # message that names neither the check nor the column.
-        if self.dialect != "postgresql":
-            return
         for column in self.key_columns:
-            if isinstance(column.type, sa.JSON) and not isinstance(column.type, postgresql.JSONB):
-                raise CheckDefinitionError(
-                    f"check {self.check.name!r}: key: column {column.name!r} has type json, which PostgreSQL "
-                    "cannot compare or group; make it jsonb, or write a custom query that groups on "
-                    f"{column.name}::jsonb"
-                )
+            reason = self.rules.ungroupable_key(column)
+            if reason:
+                raise CheckDefinitionError(f"check {self.check.name!r}: key: {reason}")
 
     def _normalise(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         expr: ColumnElement[Any] = column
         if _is_text(column):
             if self.check.trim_whitespace:
-                expr = sa.func.trim(expr)
+                expr = self.rules.trim(expr)
             if self.check.case_insensitive:
-                expr = sa.func.lower(expr)
+                expr = self.rules.case_fold(expr)
         return expr
 
     @property
@@ -299,13 +267,7 @@ class TableCheck:
     @property
     def row_identity(self) -> ColumnElement[Any] | None:
         """What tells rows apart when the table has no primary key: ctid, rowid, or nothing (MySQL, views)."""
-        if self.is_view:
-            return None  # a PostgreSQL view has no ctid (and no stable row identity anywhere)
-        if self.dialect == "postgresql":
-            return sa.literal_column("ctid")
-        if self.dialect == "sqlite":
-            return sa.literal_column("rowid")
-        return None
+        return self.rules.row_identity(is_view=self.is_view)  # a view has no stable row identity anywhere
 
     def keeper_order(self) -> list[ColumnElement[Any]]:
         """ORDER BY clauses that put the row a fix keeps first (per `order_by` and `keep`).
@@ -333,7 +295,7 @@ class TableCheck:
         names = [c.name for c in self.order_columns]
         identity = None if self.has_primary_key else self.row_identity
         if identity is not None:
-            order = "physical order" if self.dialect == "postgresql" else "insertion order"
+            order = self.rules.row_identity_order
             names.append(f"{identity.name} ({order})" if not names else f"{identity.name} to break ties")
         if not names:
             return "any one of the rows (no primary key or order_by tells them apart)"
@@ -354,7 +316,7 @@ class TableCheck:
         columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_exprs)]
         columns.append(size.label("n"))
         if self.timestamp is not None:
-            ts_type = sa.String() if self.dialect == "sqlite" else self.timestamp.type
+            ts_type = self.rules.timestamp_type(self.timestamp)
             columns.append(sa.func.min(self.timestamp, type_=ts_type).label("first_seen"))
             columns.append(sa.func.max(self.timestamp, type_=ts_type).label("last_seen"))
         return self._grouped().add_columns(*columns).having(size > 1).subquery("dupewatch_groups")
@@ -395,8 +357,7 @@ class TableCheck:
                 .order_by(*self._page_order(top)))
 
     def _nulls_first(self, clause: Any) -> Any:
-        # MySQL and SQLite sort NULL first in ascending order already (and MySQL has no NULLS FIRST).
-        return clause.nulls_first() if self.dialect == "postgresql" else clause
+        return self.rules.nulls_first(clause)
 
     def _key_after(self, exprs: Sequence[ColumnElement[Any]], key: Sequence[Any]) -> ColumnElement[bool]:
         """Lexicographic `exprs > key` with NULL sorting before every value."""
@@ -421,12 +382,8 @@ class TableCheck:
         return one
 
     def _shown_columns(self) -> list[ColumnElement[Any]]:
-        """Every column of the table. SQLite stores whatever the application wrote, whatever the declared
-        type: a `DATETIME` holding `2024-01-01T10:00:00Z` or a `NUMERIC` holding `n/a` would make SQLAlchemy's
-        result processing raise, so SQLite rows are shown exactly as stored."""
-        if self.dialect != "sqlite":
-            return list(self.table.columns)
-        return [sa.type_coerce(c, sa.types.NullType()).label(c.name) for c in self.table.columns]
+        """Every column of the table, as the dialect can show them (SQLite: exactly as stored)."""
+        return self.rules.shown_columns(self.table)
 
     def members(self, key: Sequence[Any], limit: int = MEMBER_ROW_LIMIT) -> sa.Select[Any]:
         """The rows of the group with this (normalised) key, keeper first."""
@@ -460,6 +417,15 @@ def ensure_select(sql: str) -> None:
         raise CheckDefinitionError(
             f"custom query must be a SELECT, got {writing.group(1).upper()} inside WITH: checks run read-only"
         )
+
+
+def ensure_safe(sql: str, rules: Dialect) -> None:
+    """Refuse a custom query that is not a SELECT, or that calls what a read-only transaction does not stop
+    (`Dialect.forbidden_calls`: locks, sleeps, server files, other sessions), before it reaches the database."""
+    ensure_select(sql)
+    refused = rules.refusal(sql)
+    if refused:
+        raise CheckDefinitionError(f"custom query refused: {refused}")
 
 
 def custom_weighted(conn: Connection, sql: str) -> bool:

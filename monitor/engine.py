@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -31,11 +31,13 @@ from monitor.detect import (
     GroupCursor,
     GroupMembers,
     GroupPage,
+    Status,
     TableCheck,
     as_datetime,
     custom_figures,
     custom_rows,
     custom_weighted,
+    ensure_safe,
     split_table_name,
 )
 from monitor.history import History, IncrementalState
@@ -101,8 +103,8 @@ class Monitor:
         schema, name = split_table_name(check.table or "")
         table_key = (check.database, check.table or "")
         try:
-            cached = self._tables.get(table_key)
-            if cached is None:
+            reflected = self._tables.get(table_key)
+            if reflected is None:
                 # resolve_fks=False: reflect the checked table only, not every table its foreign keys reach.
                 with warnings.catch_warnings():
                     # SQLite's expression indexes (which incremental checks advise) cannot be reflected;
@@ -110,18 +112,16 @@ class Monitor:
                     warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index",
                                             sa.exc.SAWarning)
                     table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn, resolve_fks=False)
-                cached = table, name in sa.inspect(conn).get_view_names(schema=schema)
-                self._tables[table_key] = cached
-            table, is_view = cached
+                reflected = table, name in sa.inspect(conn).get_view_names(schema=schema)
+                self._tables[table_key] = reflected
+            table, is_view = reflected
         except sa.exc.NoSuchTableError:
             raise _table_not_found(check, schema, conn) from None
         except sa.exc.DBAPIError as exc:
-            if schema and db.dialect == "sqlite" and "unknown database" in str(exc.orig):
-                raise _table_not_found(check, schema, conn) from None  # no such attached database
-            if schema and _is_unknown_or_denied_database(exc):  # MySQL/MariaDB error codes
-                raise _table_not_found(check, schema, conn) from None
+            if schema and (db.rules.missing_schema(exc) or _is_unknown_or_denied_database(exc)):
+                raise _table_not_found(check, schema, conn) from None  # no such schema or database
             raise DatabaseError(db.describe(exc)) from None
-        resolved = TableCheck(check, table, db.dialect, is_view=is_view)
+        resolved = TableCheck(check, table, db.rules, is_view=is_view)
         _probe_where(db, conn, resolved)
         self._resolved[check.name] = resolved
         return resolved
@@ -191,7 +191,15 @@ class Monitor:
             self._fingerprints.pop(check, None)
             self._advice.pop(check, None)
 
+    def cancel_queries(self, owners: Collection[object] | None = None) -> int:
+        """Cancel the queries running now on every database (all, or those of `owners`: see
+        `monitor.db.register_owner_lookup`); returns how many. Blocks for at most a few seconds."""
+        with self._lock:
+            databases = list(self._databases.values())
+        return sum(db.cancel_running(owners) for db in databases)
+
     def close(self) -> None:
+        """Cancel what is still running and close every pool."""
         with self._lock:
             for db in self._databases.values():
                 db.dispose()
@@ -303,6 +311,7 @@ class Monitor:
             if check.is_custom:
                 sql = self.config.custom_sql(check)
                 try:
+                    ensure_safe(sql, db.rules)
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
                         weighted = self._weighted[check.name] = custom_weighted(conn, sql)
@@ -332,6 +341,7 @@ class Monitor:
         # A run that failed before its query (no connection) has no set-up to tell apart: its time is its duration.
         duration_ms = (ended - (query_started or started)) * 1000
         setup_ms = None if query_started is None else (query_started - started) * 1000
+        status: Status
         if error is not None:
             status = "error"
         else:
@@ -376,13 +386,19 @@ class Monitor:
         truncated = len(rows) > limit
         return GroupMembers(columns, rows[:limit], 0 if rows else None, truncated, resolved.keeper_description())
 
-    def custom_rows(self, check: str, offset: int = 0, limit: int = GROUP_PAGE_SIZE) -> tuple[list[str], list[tuple]]:
+    def custom_rows(self, check: str, offset: int = 0,
+                    limit: int = GROUP_PAGE_SIZE) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A page of the rows a custom query check returns."""
         config = self.config.check(check)
         db = self.database_for(config)
+        sql = self.config.custom_sql(config)
+        try:
+            ensure_safe(sql, db.rules)
+        except CheckDefinitionError as exc:
+            raise CheckDefinitionError(f"check {check!r}: {exc}") from None
         with db.read_only() as conn:
             try:
-                return custom_rows(conn, self.config.custom_sql(config), offset, limit)
+                return custom_rows(conn, sql, offset, limit)
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(db.describe(exc)) from None
 
@@ -420,7 +436,7 @@ def _table_names(conn: Connection, schema: str | None) -> list[str]:
 def _is_unknown_or_denied_database(exc: sa.exc.DBAPIError) -> bool:
     """MySQL/MariaDB answer reflection of `db.table` in a database the user cannot see with "Unknown database"
     (1049) or "SHOW command denied" (1142)."""
-    args = getattr(exc.orig, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
     return bool(args) and args[0] in (1049, 1142, 1044)
 
 

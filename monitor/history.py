@@ -15,12 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from monitor.detect import CheckResult
 
 PRUNE_EVERY = 200  # runs recorded between two prunes
+PRUNE_STEP = 1000  # runs deleted per step; the lock is released between steps, so writers never wait long
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,7 +53,12 @@ CREATE TABLE IF NOT EXISTS incremental_groups (
     first_seen_generation INTEGER NOT NULL,
     PRIMARY KEY (check_name, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (finished_at);
 """
+
+
+PRUNE_STATEMENT = ("DELETE FROM runs WHERE id IN (SELECT id FROM runs INDEXED BY runs_by_time WHERE finished_at < ? "
+                   "ORDER BY finished_at LIMIT ?)")
 
 
 def default_state_path() -> Path:
@@ -138,7 +145,7 @@ class History:
         self._conn.executescript(_SCHEMA)
         self._since_prune = 0
         self._closed = False
-        self._prune()  # a store reopened after a long pause (or with a shorter retention) starts trimmed
+        self.prune()  # a store reopened after a long pause (or with a shorter retention) starts trimmed
 
     def record(self, result: CheckResult) -> None:
         """Store one run; a no-op once closed (a run abandoned at shutdown may finish afterwards)."""
@@ -152,17 +159,23 @@ class History:
                  result.excess_rows, result.duration_ms, result.error),
             )
             self._since_prune += 1
-            if self._since_prune >= PRUNE_EVERY:
-                self._prune()
+            due = self._since_prune >= PRUNE_EVERY
+        if due:
+            self.prune()
 
     def prune(self) -> int:
-        with self._lock:
-            return self._prune()
-
-    def _prune(self) -> int:
-        self._since_prune = 0
-        cursor = self._conn.execute("DELETE FROM runs WHERE finished_at < ?", (time.time() - self.retention,))
-        return cursor.rowcount
+        """Delete the runs older than the retention, `PRUNE_STEP` at a time through the `runs_by_time` index
+        (never a scan of the table under the lock); returns how many."""
+        cutoff, deleted = time.time() - self.retention, 0
+        while True:
+            with self._lock:
+                if self._closed:
+                    return deleted
+                self._since_prune = 0
+                step = self._conn.execute(PRUNE_STATEMENT, (cutoff, PRUNE_STEP)).rowcount
+            deleted += step
+            if step < PRUNE_STEP:
+                return deleted
 
     def recent(self, check: str, limit: int = 60) -> list[Run]:
         """The last `limit` runs of a check, oldest first."""
@@ -259,7 +272,7 @@ class History:
                 raise
         return saved
 
-    def _merged(self, new: IncrementalState, stored: tuple, generation: int) -> IncrementalState:
+    def _merged(self, new: IncrementalState, stored: tuple[Any, ...], generation: int) -> IncrementalState:
         """`new` merged into another process's concurrent save (same fingerprint); writes the groups."""
         from monitor.incremental import lower_watermark
 

@@ -47,13 +47,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
-from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder, gzip_accepted, make_wsgi_app
+from prometheus_client.exposition import choose_encoder, gzip_accepted, make_wsgi_app
 
 from monitor import __version__
 from monitor.config import Config, MetricsConfig
@@ -70,10 +71,13 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # more than a tenth of a core's time, and at least every 15 s (for the process_* metrics).
 RENDER_MIN_SECONDS = 1.0
 RENDER_MAX_SHARE = 0.1
+HTTP_WORKERS = 4  # requests served at once
+HTTP_QUEUED = 16  # accepted connections waiting for a worker; beyond that a new connection is closed at once
+HTTP_IDLE_TIMEOUT_SECONDS = 5.0  # a connection that sends nothing (half-open, slowloris) is closed after this
 RENDER_MAX_AGE_SECONDS = 15.0
 RENDER_FORGET_SECONDS = 600.0  # a format nobody asked for in this long is no longer kept rendered
 
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 _live_exporters: weakref.WeakSet[MetricsExporter] = weakref.WeakSet()
 
@@ -347,7 +351,8 @@ class PrerenderedApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING") \
                 or environ.get("PATH_INFO") == "/favicon.ico":
-            return self._inner(environ, start_response)
+            passed: Iterable[bytes] = self._inner(environ, start_response)
+            return passed
         accept = environ.get("HTTP_ACCEPT") or ""
         key = (choose_encoder(accept)[1], gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or ""))
         with self._lock:
@@ -394,16 +399,55 @@ class PrerenderedApp:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = HTTP_IDLE_TIMEOUT_SECONDS  # socket timeout of every read and write, TLS handshake included
+
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes are not worth a log line each."""
+
+
+class BoundedWSGIServer(WSGIServer):
+    """A WSGI server with a fixed pool of `HTTP_WORKERS` threads and at most `HTTP_QUEUED` connections waiting:
+    thousands of half-open connections cost a few threads and sockets, not a thread each (the standard library's
+    threading server starts one per connection, with no idle timeout)."""
+
+    request_queue_size = 128  # the listen backlog: a burst of connects is accepted (or refused) without SYN retries
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._pool = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="metrics-http")
+        self._slots = threading.BoundedSemaphore(HTTP_WORKERS + HTTP_QUEUED)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: refused rather than queued without bound
+            return
+        self._pool.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away is not worth a traceback on stderr."""
+
+    def server_close(self) -> None:
+        super().server_close()
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def start_server(app: Callable[..., Iterable[bytes]], host: str, port: int, tls_cert: Path | None,
                  tls_key: Path | None) -> tuple[WSGIServer, threading.Thread]:
     """Serve `app` on a daemon thread (TLS when a certificate is given), as prometheus-client's own server."""
     family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
-    server = make_server(str(sockaddr[0]), port, app, server_class, handler_class=_QuietHandler)
+    server_class = type("MetricsServer", (BoundedWSGIServer,), {"address_family": family})
+    server: WSGIServer = make_server(str(sockaddr[0]), port, app, server_class, handler_class=_QuietHandler)
     if tls_cert is not None and tls_key is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
@@ -411,7 +455,8 @@ def start_server(app: Callable[..., Iterable[bytes]], host: str, port: int, tls_
         except BaseException:
             server.server_close()
             raise
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        # The handshake happens on a worker's first read, under its idle timeout, not in the accepting thread.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     return server, thread

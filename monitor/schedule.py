@@ -36,7 +36,7 @@ StartCallback = Callable[[str], None]
 
 def backoff_seconds(interval: float, failures: int, rng: random.Random | None = None) -> float:
     """Delay before retrying a check that failed `failures` times in a row: doubling, capped, +-20% jitter."""
-    base = min(interval * (2 ** max(failures - 1, 0)), max(MAX_BACKOFF_SECONDS, interval))
+    base: float = min(interval * (2 ** max(failures - 1, 0)), max(MAX_BACKOFF_SECONDS, interval))
     return base * (rng or random).uniform(0.8, 1.2)
 
 

@@ -177,7 +177,7 @@ def _plant_memberships(conn: sqlite3.Connection, rng: random.Random) -> None:
 
 
 def _plant_profiles(conn: sqlite3.Connection, rng: random.Random, now: datetime) -> None:
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for n in range(600):
         user_id = f"{rng.getrandbits(128):032x}"
         created = now - timedelta(seconds=rng.randint(60, 10 * 86400))

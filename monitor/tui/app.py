@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App
 from textual.css.query import NoMatches
+from textual.worker import Worker, WorkerState, active_worker
 
 from monitor.config import Config
+from monitor.db import first_line, register_owner_lookup
 from monitor.detect import GROUP_PAGE_SIZE, CheckResult
 from monitor.engine import Monitor
 from monitor.history import History, default_state_path
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from monitor.metrics import MetricsExporter
 
 log = logging.getLogger("dupewatch.tui")
+# A query run by a thread worker is owned by it: leaving its screen cancels it (`DashboardApp.abandon`).
+register_owner_lookup(lambda: active_worker.get(None))
 
 PollerFactory = Callable[..., Poller]
 FixHandler = Callable[["DashboardApp", FixRequest], None]
@@ -125,7 +129,34 @@ class DashboardApp(App[int]):
                 cancel.set()
         self.poller.shutdown(wait=False)
         if self._owns_monitor:
-            self.monitor.close()
+            self.monitor.close()  # cancels the queries still running, then closes the pools
+        else:
+            self.monitor.cancel_queries([w for w in self.workers if w.is_running])
+
+    # -- the safety net of background work --------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.worker_changed(event)
+
+    def worker_changed(self, event: Worker.StateChanged) -> None:
+        """An unexpected exception in a thread worker (a history file error, a bug) becomes an error
+        notification on the screen (click to dismiss) and a log record; the dashboard keeps running."""
+        if event.state is not WorkerState.ERROR:
+            return
+        worker, error = event.worker, event.worker.error
+        log.error("background task %s failed", worker.name, exc_info=error)
+        what = worker.group if worker.group != "default" else worker.name
+        self.notify(f"{what} failed: {first_line(error) if error else 'unknown error'} (click to dismiss; the "
+                    "dashboard keeps running)", title="Background task failed", severity="error", timeout=600)
+
+    def abandon(self, workers: list[Worker[Any]]) -> None:
+        """Cancel these workers and, off the UI thread, the queries they are running (a screen was left)."""
+        running = [w for w in workers if w.is_running]
+        for worker in running:
+            worker.cancel()
+        if running:
+            threading.Thread(target=self.monitor.cancel_queries, args=(running,), name="dupewatch-abandon",
+                             daemon=True).start()
 
     # -- results from the scheduler's threads ---------------------------------------------------------
 
@@ -158,7 +189,7 @@ class DashboardApp(App[int]):
             self.notify(f"{result.name}: incremental runs need an index to stay cheap: {result.index_advice}",
                         title="Index advice", severity="warning", timeout=30)
 
-    @work(thread=True, exclusive=True, group="history")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="history")
     def load_history(self) -> None:
         """Recent runs from the state store, so trends survive a restart (read off the UI thread)."""
         runs = {name: self.history.recent(name, HISTORY_POINTS) for name in self.config.names}
@@ -228,7 +259,7 @@ class DashboardApp(App[int]):
         what = name or f"all {len(names)} checks"
         self.notify(f"Re-running {what}", timeout=2)
 
-    @work(thread=True, group="manual")
+    @work(thread=True, exit_on_error=False, group="manual")
     def run_once(self, name: str) -> None:
         self.poller.run_once(name)
 

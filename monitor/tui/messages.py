@@ -7,12 +7,15 @@ the handler runs on the UI thread. `post_message` is thread-safe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from monitor.detect import CheckResult, GroupCursor, GroupMembers, GroupPage
 from monitor.history import Run
+
+if TYPE_CHECKING:  # the dashboard loads the fix machinery only when the operator presses `f` or `F`
+    from monitor.fix import FixPlan, FixProgress, FixRecord, FixReport, UndoReport
 
 
 class CheckStarted(Message):
@@ -100,14 +103,14 @@ class FixRequest:
 
 
 # -- the fix flow (screens/fix.py, screens/fixes.py) ------------------------------------------------
-# Typed loosely as `Any` where the value is a `monitor.fix` dataclass: this module must not import the fix
-# machinery (the dashboard loads it only when the operator presses `f` or `F`).
+# `monitor.fix` types are imported for the type checker only: this module must not load the fix machinery
+# (the dashboard loads it only when the operator presses `f` or `F`).
 
 
 class FixPlanned(Message):
     """The dry-run plan of a check or of one of its groups (`make_plan`), and an unfinished fix to resume."""
 
-    def __init__(self, check: str, plan: Any, unfinished: Any = None) -> None:
+    def __init__(self, check: str, plan: FixPlan, unfinished: FixRecord | None = None) -> None:
         super().__init__()
         self.check = check
         self.plan = plan
@@ -117,7 +120,7 @@ class FixPlanned(Message):
 class FixSnapshotChanged(Message):
     """The snapshot taken on confirmation (`prepare_fix`) differs from the preview: confirm it again."""
 
-    def __init__(self, check: str, plan: Any) -> None:
+    def __init__(self, check: str, plan: FixPlan) -> None:
         super().__init__()
         self.check = check
         self.plan = plan
@@ -126,7 +129,7 @@ class FixSnapshotChanged(Message):
 class FixProgressed(Message):
     """A batch of the running fix committed (`FixProgress`)."""
 
-    def __init__(self, progress: Any) -> None:
+    def __init__(self, progress: FixProgress) -> None:
         super().__init__()
         self.progress = progress
 
@@ -134,7 +137,7 @@ class FixProgressed(Message):
 class FixFinished(Message):
     """The fix ended: done, or stopped between batches on request (`FixReport`)."""
 
-    def __init__(self, report: Any) -> None:
+    def __init__(self, report: FixReport) -> None:
         super().__init__()
         self.report = report
 
@@ -160,7 +163,7 @@ class FixFailed(Message):
 class FixesLoaded(Message):
     """Every recorded fix, newest first, as (database, FixRecord); `errors` per unreachable database."""
 
-    def __init__(self, fixes: list[tuple[str, Any]], errors: list[str]) -> None:
+    def __init__(self, fixes: list[tuple[str, FixRecord]], errors: list[str]) -> None:
         super().__init__()
         self.fixes = fixes
         self.errors = errors
@@ -169,6 +172,6 @@ class FixesLoaded(Message):
 class UndoFinished(Message):
     """An undo committed (`UndoReport`)."""
 
-    def __init__(self, report: Any) -> None:
+    def __init__(self, report: UndoReport) -> None:
         super().__init__()
         self.report = report

@@ -119,7 +119,7 @@ class Dashboard:
     def __getitem__(self, name: str) -> CheckState:
         return self.checks[name]
 
-    def __iter__(self) -> Iterable[CheckState]:  # type: ignore[override]
+    def __iter__(self) -> Iterable[CheckState]:
         return iter(self.checks.values())
 
     @property

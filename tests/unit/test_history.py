@@ -91,3 +91,23 @@ def test_a_run_finishing_after_close_is_dropped_not_raised(tmp_path: Path) -> No
     store = History(tmp_path / "history.sqlite")
     store.close()
     store.record(result("late"))  # an abandoned run finishing during shutdown must not raise
+
+
+def test_pruning_goes_through_the_time_index_in_small_steps(tmp_path):
+    store = History(tmp_path / "h.sqlite", retention_seconds=3600)
+    try:
+        plan = " ".join(str(row[-1]) for row in store._conn.execute(
+            "EXPLAIN QUERY PLAN " + history_module.PRUNE_STATEMENT, (0.0, 10)))
+        assert "USING COVERING INDEX runs_by_time" in plan or "USING INDEX runs_by_time" in plan, plan
+        old, recent = time.time() - 7200, time.time()
+        rows = [("c", "d", old - i, "ok", 0, 0, 1.0, None) for i in range(2 * history_module.PRUNE_STEP + 500)]
+        rows += [("c", "d", recent, "ok", 0, 0, 1.0, None)] * 3
+        store._conn.executemany("INSERT INTO runs (check_name, database, finished_at, status, groups, excess_rows,"
+                                " duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
+        assert store.prune() == 2 * history_module.PRUNE_STEP + 500
+        assert sum(s.startswith("DELETE") for s in statements) == 3  # steps of PRUNE_STEP, not one big DELETE
+        assert len(store.recent("c")) == 3
+    finally:
+        store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual.screen import Screen
+from textual.worker import Worker
 
 if TYPE_CHECKING:
     from monitor.tui.app import DashboardApp
@@ -14,6 +15,14 @@ class DashboardMixin:
     @property
     def dash(self) -> DashboardApp:
         return self.app  # type: ignore[attr-defined, no-any-return]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.dash.worker_changed(event)  # the safety net: an unexpected error is shown, never fatal
+
+    def on_unmount(self) -> None:
+        """Leaving the screen cancels its workers and the queries they still run on the server."""
+        me: object = self
+        self.dash.abandon([w for w in self.dash.workers if w.node is me])
 
 
 class DashboardScreen(DashboardMixin, Screen[None]):

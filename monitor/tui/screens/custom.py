@@ -31,7 +31,7 @@ class CustomRowsScreen(CheckScreen):
         self.loading = True
         self.load_rows(self.loaded, self._generation)
 
-    @work(thread=True, exclusive=True, group="custom")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="custom")
     def load_rows(self, offset: int, generation: int) -> None:
         try:
             columns, rows = self.dash.monitor.custom_rows(self.check, offset=offset, limit=GROUP_PAGE_SIZE)

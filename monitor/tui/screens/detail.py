@@ -115,7 +115,7 @@ class CheckScreen(DashboardScreen):
             text.append_text(error_line(state, self.dash.retry_in(self.check)))
         return text
 
-    @work(thread=True, exclusive=True, group="trend")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="trend")
     def load_trend(self) -> None:
         """Read the check's runs over the chart window from the state store (off the UI thread)."""
         since = self.dash.now().timestamp() - TREND_WINDOW_SECONDS

@@ -36,6 +36,7 @@ from monitor.engine import CheckError
 from monitor.fix import (
     FixError,
     FixPlan,
+    FixProgress,
     FixRecord,
     FixReport,
     discard_fix,
@@ -217,7 +218,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
 
     # -- 1. planning ------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="fix-plan")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fix-plan")
     def load_plan(self, key: tuple[Any, ...] | None) -> None:
         monitor = self.dash.monitor
         try:
@@ -317,7 +318,10 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-counts", Static).update(Text(status, style=DIM))
         self.query_one(Vertical).border_subtitle = "Esc: stop after the current batch (resumable)"
 
-    @work(thread=True, exclusive=True, group="fix-run")
+    def _post_progress(self, progress: FixProgress) -> None:
+        self.post_message(FixProgressed(progress))
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fix-run")
     def fix(self, preview: FixPlan | None, resume: bool, snapshot: FixPlan | None, add_constraint: bool) -> None:
         """Snapshot (unless resuming or already confirmed), then run the fix batch by batch."""
         monitor, check = self.dash.monitor, self.check
@@ -331,7 +335,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                     return
             changed = True
             report = run_fix(monitor, check, plan, batch_size=self.batch_size,
-                             progress=lambda p: self.post_message(FixProgressed(p)), cancel=self.cancel)
+                             progress=self._post_progress, cancel=self.cancel)
             if add_constraint and report.state == "done":  # converges: fixes stragglers, retries the build
                 guard_after_fix(monitor, check, report, batch_size=self.batch_size,
                                 progress=lambda p: self.post_message(FixProgressed(p)))
@@ -445,7 +449,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             return  # already on its way; the worker reports back
         self.dismiss()
 
-    @work(thread=True, exclusive=True, group="fix-run")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fix-run")
     def discard(self, fix_id: str) -> None:
         try:
             discard_fix(self.dash.monitor, self.check, fix_id)

@@ -93,7 +93,7 @@ class FixesScreen(DashboardScreen):
         table.focus()
         self.load()
 
-    @work(thread=True, exclusive=True, group="fixes")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fixes")
     def load(self) -> None:
         monitor = self.dash.monitor
         found: list[tuple[str, FixRecord]] = []
@@ -150,7 +150,10 @@ class FixesScreen(DashboardScreen):
             self.notify(f"fix {record.fix_id} is {record.state}: there is nothing to undo", title="Undo",
                         severity="warning", timeout=4)
             return
-        self.app.push_screen(UndoScreen(record), lambda _result: self.load())
+        def reload(_result: bool | None) -> None:
+            self.load()
+
+        self.app.push_screen(UndoScreen(record), reload)
 
     def action_reload(self) -> None:
         self.load()
@@ -209,7 +212,7 @@ class UndoScreen(DashboardMixin, ModalScreen[bool]):
         self._show(Text("undoing…", style=DIM))
         self.undo(self.record.fix_id)
 
-    @work(thread=True, exclusive=True, group="undo")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="undo")
     def undo(self, fix_id: str) -> None:
         try:
             report = undo_fix(self.dash.monitor, fix_id)

@@ -10,6 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.worker import get_current_worker
 
@@ -67,7 +68,7 @@ class GroupsScreen(CheckScreen):
         self.loading = True
         self.load_page(after, self._generation, fresh)
 
-    @work(thread=True, exclusive=True, group="groups")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="groups")
     def load_page(self, after: GroupCursor | None, generation: int, fresh: bool = False) -> None:
         """One page of groups from the engine (keyset-paginated: never the whole table). `fresh`: query the
         first page even when the last run kept one (the table changed since)."""
@@ -162,7 +163,7 @@ class GroupsScreen(CheckScreen):
         table = self.query_one(PagedTable)
         if table.row_count == 0:
             return None
-        index = int(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value or 0)
+        index = int(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or 0)
         return self.groups[index] if index < len(self.groups) else None
 
     def action_open_group(self) -> None:

@@ -76,7 +76,7 @@ class GroupRowsScreen(DashboardScreen):
             self._changes_seen = self.dash.table_changes[self.check]
             self.load_members()
 
-    @work(thread=True, exclusive=True, group="members")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="members")
     def load_members(self) -> None:
         try:
             members = self.dash.monitor.members(self.check, self.group.key)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -113,7 +114,7 @@ class ChecksTable(DataTable[Any]):
     def order(self, names: Sequence[str]) -> None:
         """Put the visible rows in this order, keeping the cursor on the same check."""
         rank = {name: i for i, name in enumerate(names)}
-        current = [self.coordinate_to_cell_key((i, 0)).row_key.value for i in range(self.row_count)]
+        current = [self.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value for i in range(self.row_count)]
         if current == [n for n in names if n in self._shown]:
             return
         selected = self.selected_name
@@ -140,7 +141,7 @@ class ChecksTable(DataTable[Any]):
         if self.row_count == 0:
             return None
         try:
-            return self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+            return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
         except Exception:
             return None
 

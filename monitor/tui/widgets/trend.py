@@ -72,7 +72,7 @@ class TrendChart(PlotextPlot):
         plt.xlim(-span, 0)
         low, high = y_range([*excess, *groups])
         plt.ylim(low, high)
-        plt.yticks(y_ticks(low, high))
+        plt.yticks(list[float](y_ticks(low, high)))
         plt.title(f"{len(self._points)} runs, last {_span_label(span)}")
 
     def render(self):  # type: ignore[no-untyped-def]

@@ -1,0 +1,253 @@
+"""What every database dialect must provide; the rest of dupewatch asks a `Dialect`, never a dialect's name.
+
+A new database (CockroachDB, YugabyteDB, ...) is one new module with a `Dialect` subclass, registered in
+`monitor.dialects.for_backend`, plus its tests (run the `db` fixture's suite against it). A subclass provides:
+
+Connections (`monitor.db`)
+- `name`: the short name used in configuration-free places (`postgresql`, `mysql`, `sqlite`).
+- `connect_args(url, read_only, timeout)`, `engine_options(read_only)`: driver arguments (connect timeout, TCP
+  keepalives, session options) and pool options.
+- `prepare_session(dbapi, read_only, timeout)`: run once per new DBAPI connection: read-only session mode, the
+  statement timeout.
+- `reset_session(dbapi)`: run when a detection connection returns to the pool: release whatever a query can
+  leave behind on the session (advisory/named locks, settings), so that the next check starts clean.
+- `install(engine, read_only)`: engine events the dialect needs (SQLite: Unicode case folding, `BEGIN IMMEDIATE`
+  for writers; PostgreSQL: the extended protocol for every statement).
+- `reflected_column_name(name)`: a reflected column name corrected (MySQL reflection doubles backticks).
+- `missing_database(url)`: a reason when the URL points at nothing (a SQLite file that does not exist).
+- `arm_statement_deadline(dbapi, timeout)` / `disarm_statement_deadline(dbapi)`: databases without a server-side
+  statement timeout enforce one from the client (SQLite).
+- `cancel(dbapi, url, timeout)`: cancel the statement running on `dbapi` from another thread.
+- `sever(dbapi)`: shut the connection's socket so that a thread blocked on a frozen server returns.
+- `is_timeout(message)`: whether an error's first line is the server's statement timeout;
+  `write_refused_markers`: what its refusal of a write in a read-only session says.
+- `forbidden_calls`: functions and clauses refused in custom SQL and `where` (see `refusal`), each with why.
+
+Detection (`monitor.detect`, `monitor.engine`)
+- `ungroupable_key(column)`: why a key column cannot be grouped, or None.
+- `case_fold(expr)`, `trim(expr)`: how `case_insensitive` / `trim_whitespace` normalise text.
+- `row_identity(is_view)`, `row_identity_order`: what tells rows apart without a primary key.
+- `nulls_first(clause)`: an ascending ORDER BY clause that puts NULL first.
+- `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
+- `shown_columns(table)`: the columns a group's rows are shown with.
+- `missing_schema(exc)`: whether a reflection error means the schema does not exist.
+
+Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
+- `for_update(statement, table)`: a locking SELECT (or the statement itself where the transaction already
+  holds the write lock).
+- `fix_isolation_level`: the isolation level a fix's session uses, or None for the default.
+- `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
+  lock is used instead.
+- `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
+- `returning_delete`: whether a DELETE can return its rows (one statement archives and deletes).
+- `case_fold_indexable`: whether an index may use `case_fold()` (False where it is a function only dupewatch's
+  connections have).
+- `concurrent_index_build`, `nulls_not_distinct(version)`, `expression_index(version)`, `partial_index`,
+  `index_options(...)`: what the guard's unique index can be built with.
+- `column_collations(conn, table)`: the catalog's collation of each column (a catalog query reflection lacks).
+- `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
+  already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
+- `server_version(conn)`: the server's version, for the features above.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+
+@dataclass(frozen=True)
+class NamedLock:
+    """Session-level lock statements: `acquire` returns a true scalar when the lock was taken without waiting."""
+
+    acquire: sa.TextClause
+    release: sa.TextClause
+    what: str
+
+
+@dataclass(frozen=True)
+class ForbiddenCall:
+    """A function (or clause) refused in custom SQL and `where`: `pattern` is a regular expression matched
+    against the SQL with comments, string literals and identifier quotes removed."""
+
+    pattern: str
+    reason: str
+
+
+# Refused on every database: row locks held for the whole run block the application's writes.
+COMMON_FORBIDDEN: tuple[ForbiddenCall, ...] = (
+    ForbiddenCall(r"\bfor\s+(?:no\s+key\s+)?update\b", "FOR UPDATE locks the rows it reads"),
+    ForbiddenCall(r"\bfor\s+(?:key\s+)?share\b", "FOR SHARE locks the rows it reads"),
+    ForbiddenCall(r"\block\s+in\s+share\s+mode\b", "LOCK IN SHARE MODE blocks the application's updates"),
+)
+
+_STRIP = re.compile(
+    r"--[^\n]*|/\*.*?\*/"  # comments
+    r"|'(?:[^']|'')*'"  # string literals
+    r"|\$(\w*)\$.*?\$\1\$",  # PostgreSQL dollar quoting
+    re.S,
+)
+
+
+def _scannable(sql: str) -> str:
+    """The SQL as code only: comments and literals blanked, identifier quotes dropped (`"pg_sleep"(1)` is a call)."""
+    return re.sub(r'["`\[\]]', "", _STRIP.sub(" ", sql))
+
+
+class Dialect:
+    """The behaviour of one database family; the base class holds what most databases share."""
+
+    name: ClassVar[str] = ""
+    row_identity_order: ClassVar[str] = "insertion order"
+    forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = COMMON_FORBIDDEN
+    fix_isolation_level: ClassVar[str | None] = None
+    returning_delete: ClassVar[bool] = False
+    concurrent_index_build: ClassVar[bool] = False
+    partial_index: ClassVar[bool] = True
+    case_fold_indexable: ClassVar[bool] = True
+    write_refused_markers: ClassVar[tuple[str, ...]] = ()
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
+        return {}
+
+    def engine_options(self, *, read_only: bool) -> dict[str, Any]:
+        return {"pool_size": 2, "max_overflow": 8, "pool_recycle": 1800, "pool_timeout": 30}
+
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
+        """Session settings for a new connection (read-only mode, statement timeout)."""
+
+    def reset_session(self, dbapi: Any) -> None:
+        """Release what a query can leave on a session (locks, settings) before the connection is reused."""
+
+    def install(self, engine: Engine, *, read_only: bool) -> None:
+        """Engine events this dialect needs."""
+
+    def missing_database(self, url: URL) -> str | None:
+        return None
+
+    def reflected_column_name(self, name: str) -> str:
+        """A column name as reflection reported it, corrected where the reflection is known to be wrong."""
+        return name
+
+    def arm_statement_deadline(self, dbapi: Any, timeout: float) -> None:
+        """Enforce the statement timeout from the client where the server has none."""
+
+    def disarm_statement_deadline(self, dbapi: Any) -> None:
+        """Undo `arm_statement_deadline`."""
+
+    def cancel(self, dbapi: Any, url: URL, timeout: float) -> None:
+        """Cancel the statement running on `dbapi` (called from another thread); may raise."""
+
+    def sever(self, dbapi: Any) -> None:
+        """Shut the connection's socket, so that a thread blocked reading from a frozen server returns."""
+        import socket
+
+        fileno = self.socket_fileno(dbapi)
+        if fileno is None:
+            return
+        sock = socket.socket(fileno=fileno)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.detach()  # the driver owns the descriptor
+
+    def socket_fileno(self, dbapi: Any) -> int | None:
+        return None
+
+    def is_timeout(self, message: str) -> bool:
+        return False
+
+    def is_write_refused(self, message: str) -> bool:
+        """Whether an error's first line is the server refusing a write in a read-only session."""
+        return any(marker in message.lower() for marker in self.write_refused_markers)
+
+    def refusal(self, sql: str) -> str | None:
+        """Why `sql` (a custom query or a `where`) is refused, or None: the first forbidden call it makes."""
+        code = _scannable(sql)
+        for forbidden in self.forbidden_calls:
+            match = re.search(forbidden.pattern, code, re.I)
+            if match:
+                return f"{' '.join(match.group(0).split())!r} is not allowed in a check: {forbidden.reason}"
+        return None
+
+    # -- detection ------------------------------------------------------------------------------
+
+    def ungroupable_key(self, column: sa.Column[Any]) -> str | None:
+        return None
+
+    def case_fold(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.lower(expr)
+
+    def trim(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.trim(expr)
+
+    def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
+        return None
+
+    def nulls_first(self, clause: Any) -> Any:
+        """An ascending ORDER BY clause with NULL first (the default of MySQL and SQLite)."""
+        return clause
+
+    def nulls_last(self, clause: Any) -> Any:
+        """A descending ORDER BY clause with NULL last (the default of MySQL and SQLite)."""
+        return clause
+
+    def timestamp_type(self, column: sa.Column[Any]) -> sa.types.TypeEngine[Any]:
+        return column.type
+
+    def shown_columns(self, table: sa.Table) -> list[ColumnElement[Any]]:
+        return list(table.columns)
+
+    def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
+        return False
+
+    # -- fixes ----------------------------------------------------------------------------------
+
+    def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
+        return statement.with_for_update()
+
+    def named_lock(self, key: str) -> NamedLock | None:
+        return None
+
+    def comparable(self, column: sa.Column[Any]) -> bool:
+        return True
+
+    def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        return column
+
+    def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
+        """Whether a unique index can treat NULLs as equal."""
+        return False
+
+    def expression_index(self, version: tuple[int, ...], server: str = "") -> bool:
+        """Whether a unique index can be on expressions such as lower(col)."""
+        return True
+
+    def column_collations(self, conn: Connection, table: sa.Table) -> dict[str, str | None]:
+        """Each text column's collation as the catalog states it (reflection leaves out inherited ones); {} where
+        collations do not decide equality."""
+        return {}
+
+    def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
+        """Whether a plain unique index on a column of this collation already compares case-insensitively."""
+        return False
+
+    def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
+        """`sa.Index` keyword options for the guard's unique index."""
+        return {f"{self.name}_where": where} if where is not None else {}
+
+    def server_version(self, conn: Connection) -> tuple[int, ...]:
+        """The server's version as SQLAlchemy read it when the engine first connected."""
+        return tuple(int(part) for part in conn.dialect.server_version_info or () if isinstance(part, int))
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """`10.11.6-MariaDB-0+deb12u1` -> (10, 11, 6)."""
+    return tuple(int(p) for p in re.split(r"[.-]", text.split()[0])[:3] if p.isdigit())

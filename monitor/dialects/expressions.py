@@ -1,0 +1,38 @@
+"""SQL expressions whose spelling differs by database, compiled per dialect (SQLAlchemy's `@compiles`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+
+
+class SinglePrecision(ColumnElement[float]):
+    """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
+    way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""
+
+    inherit_cache = True
+    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, value: float) -> None:
+        self.value: sa.BindParameter[float] = sa.bindparam(None, value, type_=sa.Double())
+        self.type = sa.Float()
+
+
+@compiles(SinglePrecision)
+def _single_precision(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.value, **kw)} AS REAL)"
+
+
+@compiles(SinglePrecision, "mysql")
+@compiles(SinglePrecision, "mariadb")
+def _single_precision_mysql(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.value, **kw)} AS FLOAT)"
+
+
+@compiles(SinglePrecision, "sqlite")
+def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double

@@ -1,0 +1,46 @@
+"""What the dialect modules answer that the guard and the fix build on (the parts not exercised elsewhere)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.config import DatabaseConfig
+from monitor.db import Database
+
+
+def test_mariadb_tells_which_columns_a_plain_unique_index_already_compares_case_insensitively(mysql):
+    mysql.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, inherited VARCHAR(40), "
+                  "ci VARCHAR(40) COLLATE utf8mb4_unicode_ci, bin VARCHAR(40) COLLATE utf8mb4_bin, n INTEGER) "
+                  "DEFAULT COLLATE utf8mb4_general_ci")
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            table = sa.Table("person", sa.MetaData(), autoload_with=conn)
+            collations = database.rules.column_collations(conn, table)
+    finally:
+        database.dispose()
+    enforces = {name: database.rules.plain_index_enforces_case_insensitive(collations[name])
+                for name in ("inherited", "ci", "bin", "n")}
+    assert enforces == {"inherited": True, "ci": True, "bin": False, "n": False}
+    # and the rule is the server's: a unique index on the _ci column refuses a case variant
+    mysql.execute("CREATE UNIQUE INDEX uq_ci ON person (ci)", "INSERT INTO person (id, ci) VALUES (1, 'Ann')")
+    with pytest.raises(sa.exc.IntegrityError):
+        mysql.execute("INSERT INTO person (id, ci) VALUES (2, 'ANN')")
+
+
+def test_each_dialect_describes_its_guard_features(db):
+    database = Database("d", DatabaseConfig(url=db.url))
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    try:
+        with database.read_only() as conn:
+            version = database.rules.server_version(conn)
+    finally:
+        database.dispose()
+    rules = database.rules
+    expected = {"postgresql": (True, True, True, True), "mysql": (False, False, False, False),
+                "sqlite": (False, False, True, False)}[db.dialect]
+    nulls_not_distinct = rules.nulls_not_distinct(version)
+    assert (rules.concurrent_index_build, nulls_not_distinct, rules.partial_index, rules.returning_delete) == expected
+    lock = rules.named_lock("auth.login_source")
+    assert (lock is None) == (db.dialect == "sqlite")

@@ -1,0 +1,203 @@
+"""The read-only promise cannot be escaped: one statement per call, read-only sessions reset when they return to
+the pool, known side effects refused, every statement bounded by the client too, abandoned queries cancelled."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.config import DatabaseConfig
+from monitor.db import Database
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def victim(db):
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    db.execute("INSERT INTO victim (id, k) VALUES (:id, 'x')", params=[{"id": i} for i in range(1, 101)])
+    return db
+
+
+def run_sql(monitor_for: Any, db: Any, sql: str, **database: Any) -> Any:
+    monitor = monitor_for({"d": {"url": db.url, **database}}, [{"name": "c", "database": "d", "sql": sql}])
+    return monitor.run("c")
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> float:
+    """Poll `condition` until true; returns the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what} within {timeout}s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+# -- one statement per call -------------------------------------------------------------------------------
+
+def test_postgresql_custom_query_cannot_smuggle_a_write_in_a_second_statement(pg, monitor_for):
+    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY)", "INSERT INTO victim SELECT generate_series(1, 100)")
+    sql = ("SELECT 1 AS a) z; COMMIT; BEGIN READ WRITE; DELETE FROM victim WHERE id <= 50; COMMIT; "
+           "SELECT * FROM (SELECT 1 AS a")
+    result = run_sql(monitor_for, pg, sql)
+    assert result.status == "error"
+    assert "multiple commands" in result.error and "\n" not in result.error
+    assert pg.scalar("SELECT count(*) FROM victim") == 100
+
+
+def test_postgresql_custom_query_cannot_lift_the_timeout_with_a_second_statement(pg, monitor_for):
+    started = time.monotonic()
+    result = run_sql(monitor_for, pg, "SELECT 1 AS a) z; SET statement_timeout = 0; SELECT pg_sleep(20) AS s; "
+                                      "SELECT * FROM (SELECT 1 AS a", statement_timeout="3s")
+    assert result.status == "error" and "multiple commands" in result.error
+    assert time.monotonic() - started < 3
+
+
+def test_postgresql_session_is_read_only_even_for_a_new_transaction(pg):
+    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY)")
+    database = Database("d", DatabaseConfig(url=pg.url))
+    try:
+        with database.read_only() as conn:
+            assert conn.exec_driver_sql("SHOW default_transaction_read_only").scalar() == "on"
+            conn.rollback()
+            with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+                conn.exec_driver_sql("INSERT INTO victim VALUES (1)")
+    finally:
+        database.dispose()
+    assert pg.scalar("SELECT count(*) FROM victim") == 0
+
+
+# -- session state is reset when a connection returns to the pool -------------------------------------------
+
+def test_postgresql_settings_and_advisory_locks_do_not_survive_the_pool(pg):
+    database = Database("d", DatabaseConfig(url=pg.url, statement_timeout="4s"))
+    try:
+        with database.read_only() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            conn.exec_driver_sql("SELECT pg_advisory_lock(4242)")
+            conn.exec_driver_sql("SELECT set_config('default_transaction_read_only', 'off', false), "
+                                 "set_config('statement_timeout', '0', false)")
+        assert pg.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242") == 0
+        with database.read_only() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pid  # the same, pooled session
+            assert conn.exec_driver_sql("SHOW default_transaction_read_only").scalar() == "on"
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "4s"
+    finally:
+        database.dispose()
+
+
+def test_mysql_named_locks_do_not_survive_the_pool(mysql):
+    name = f"dw_{uuid.uuid4().hex[:8]}"
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
+        assert mysql.scalar(f"SELECT IS_FREE_LOCK('{name}')") == 1
+    finally:
+        database.dispose()
+
+
+# -- known side effects are refused --------------------------------------------------------------------------
+
+REFUSED = {
+    "postgresql": [
+        ("SELECT lo_export(1, '/tmp/x') AS a", "lo_export("),
+        ("SELECT * FROM dblink('dbname=test', 'SELECT pg_sleep(25)') AS t(a text)", "dblink("),
+        ("SELECT dblink_exec('dbname=test', 'DELETE FROM victim') AS a", "dblink_exec("),
+        ("SELECT pg_terminate_backend(pid) AS a FROM pg_stat_activity", "pg_terminate_backend("),
+        ('SELECT "pg_catalog"."pg_advisory_lock"(4242) AS a', "pg_advisory_lock("),
+        ("SELECT set_config('statement_timeout', '0', false) AS a", "set_config("),
+        ("SELECT * FROM victim FOR UPDATE", "FOR UPDATE"),
+        ("SELECT query_to_xml('DELETE FROM victim', true, true, '') AS a", "query_to_xml("),
+    ],
+    "mysql": [
+        ("SELECT * FROM victim LOCK IN SHARE MODE", "LOCK IN SHARE MODE"),
+        ("SELECT * FROM victim FOR UPDATE", "FOR UPDATE"),
+        ("SELECT GET_LOCK('x', 0) AS a", "GET_LOCK("),
+        ("SELECT LOAD_FILE('/etc/passwd') AS a", "LOAD_FILE("),
+        ("SELECT BENCHMARK(100000000, MD5('x')) AS a", "BENCHMARK("),
+    ],
+    "sqlite": [
+        ("SELECT length(randomblob(100000000)) AS a", "randomblob("),
+        ("SELECT load_extension('x') AS a", "load_extension("),
+    ],
+}
+
+
+def test_custom_queries_calling_known_side_effects_are_refused_in_one_line(victim, monitor_for):
+    for sql, shown in REFUSED[victim.dialect]:
+        result = run_sql(monitor_for, victim, sql)
+        assert result.status == "error", sql
+        assert "is not allowed in a check" in result.error and shown.lower() in result.error.lower(), result.error
+        assert "\n" not in result.error
+    assert victim.scalar("SELECT count(*) FROM victim") == 100
+
+
+def test_a_where_calling_a_side_effect_is_refused_naming_the_check(victim, monitor_for):
+    where = {"postgresql": "pg_terminate_backend(42) OR true", "mysql": "GET_LOCK('x', 0) = 1",
+             "sqlite": "length(randomblob(100000000)) > 0"}[victim.dialect]
+    monitor = monitor_for({"d": {"url": victim.url}},
+                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
+    result = monitor.run("w")
+    assert result.status == "error"
+    assert result.error.startswith("check 'w': where: ") and "is not allowed in a check" in result.error
+
+
+def test_the_names_of_forbidden_functions_inside_strings_and_comments_are_harmless(victim, monitor_for):
+    sql = "SELECT k /* no pg_terminate_backend( here */ FROM victim WHERE k = 'FOR UPDATE randomblob(1)'"
+    result = run_sql(monitor_for, victim, sql)
+    assert (result.status, result.error) == ("ok", None)
+
+
+# -- the client-side deadline and cancellation ----------------------------------------------------------------
+
+SLEEP = {"postgresql": "SELECT pg_sleep(30) AS {marker}", "mysql": "SELECT SLEEP(30) AS {marker}",
+         "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000000) "
+                   "SELECT COUNT(*) AS {marker} FROM c"}
+
+
+def running_queries(db: Any, marker: str) -> int:
+    if db.dialect == "postgresql":
+        return int(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
+                             "AND pid <> pg_backend_pid()", {"q": f"%{marker}%"}))
+    return int(db.scalar("SELECT count(*) FROM information_schema.processlist WHERE info LIKE :q "
+                         "AND id <> CONNECTION_ID()", {"q": f"%{marker}%"}))
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_cancel_running_frees_the_server_within_2_seconds(server, request, monitor_for):
+    db = request.getfixturevalue("pg" if server == "postgresql" else "mysql")
+    marker = f"dw_cancel_{uuid.uuid4().hex[:8]}"
+    monitor = monitor_for({"d": {"url": db.url, "statement_timeout": "60s"}},
+                          [{"name": "slow", "database": "d", "sql": SLEEP[server].format(marker=marker)}])
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(monitor.run("slow")))
+    worker.start()
+    wait_until(lambda: running_queries(db, marker) == 1, 20, "the slow query to start")
+    started = time.monotonic()
+    assert monitor.database("d").cancel_running() == 1
+    wait_until(lambda: running_queries(db, marker) == 0, 2, "the server to be free of the query")
+    worker.join(5)
+    assert time.monotonic() - started < 2.5
+    assert results[0].status == "error" and "query cancelled, connection discarded" in results[0].error
+
+
+def test_sqlite_cancel_running_interrupts_the_statement(sqlite_db, monitor_for):
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    monitor = monitor_for({"d": {"url": sqlite_db.url, "statement_timeout": "60s"}},
+                          [{"name": "slow", "database": "d", "sql": SLEEP["sqlite"].format(marker="n")}])
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(monitor.run("slow")))
+    worker.start()
+    database = monitor.database("d")
+    wait_until(lambda: bool(database._watches), 10, "the check to check out its connection")
+    started = time.monotonic()
+    database.cancel_running()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - started < 2
+    assert results[0].status == "error" and "query cancelled" in results[0].error
