@@ -82,44 +82,28 @@ def own_pg(tmp_path):
         admin.dispose()
 
 
-def test_a_row_that_took_a_planned_rows_ctid_is_not_deleted(own_pg):
+@pytest.mark.parametrize(("gone", "late", "left"), [
+    ("B", ("D-late", 4), ["A", "C", "D-late"]),  # a planned row's slot: the late row must not be deleted
+    ("A", ("Z-newest", 9), ["B", "C", "Z-newest"]),  # the keeper's slot: the late row must not be kept in its place
+])
+def test_a_row_that_took_a_planned_rows_ctid_is_left_alone(own_pg, gone, late, left):
     pg = own_pg
     pg.execute("CREATE TABLE log_lines (name TEXT, body TEXT, t INT) WITH (autovacuum_enabled = off)",
                "INSERT INTO log_lines VALUES ('k1', 'A', 1), ('k1', 'B', 2), ('k1', 'C', 3)")
     monitor = _monitor(pg, [{"name": "lines", "table": "log_lines", "key": ["name"], "order_by": ["t"]}])
     try:
         plan = prepare_fix(monitor, "lines")
-        b_slot = pg.scalar("SELECT ctid::text FROM log_lines WHERE body = 'B'")
-        pg.execute("DELETE FROM log_lines WHERE body = 'B'")
+        slot = pg.scalar("SELECT ctid::text FROM log_lines WHERE body = :b", {"b": gone})
+        pg.execute("DELETE FROM log_lines WHERE body = :b", params={"b": gone})
         with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM log_lines"))
-        pg.execute("INSERT INTO log_lines VALUES ('k1', 'D-late', 4)")
-        assert pg.scalar("SELECT ctid::text FROM log_lines WHERE body = 'D-late'") == b_slot  # the slot was reused
+        pg.execute("INSERT INTO log_lines VALUES ('k1', :b, :t)", params={"b": late[0], "t": late[1]})
+        assert pg.scalar("SELECT ctid::text FROM log_lines WHERE body = :b", {"b": late[0]}) == slot  # reused
         report = run_fix(monitor, "lines", plan)
     finally:
         monitor.close()
     assert (report.deleted, report.skipped) == (0, 1)
-    assert pg.rows("SELECT body FROM log_lines ORDER BY t") == [("A",), ("C",), ("D-late",)]
-
-
-def test_a_row_that_took_the_keepers_ctid_is_not_kept_in_its_place(own_pg):
-    pg = own_pg
-    pg.execute("CREATE TABLE log_lines (name TEXT, body TEXT, t INT) WITH (autovacuum_enabled = off)",
-               "INSERT INTO log_lines VALUES ('k1', 'A', 1), ('k1', 'B', 2), ('k1', 'C', 3)")
-    monitor = _monitor(pg, [{"name": "lines", "table": "log_lines", "key": ["name"], "order_by": ["t"]}])
-    try:
-        plan = prepare_fix(monitor, "lines")
-        a_slot = pg.scalar("SELECT ctid::text FROM log_lines WHERE body = 'A'")
-        pg.execute("DELETE FROM log_lines WHERE body = 'A'")
-        with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM log_lines"))
-        pg.execute("INSERT INTO log_lines VALUES ('k1', 'Z-newest', 9)")
-        assert pg.scalar("SELECT ctid::text FROM log_lines WHERE body = 'Z-newest'") == a_slot
-        report = run_fix(monitor, "lines", plan)
-    finally:
-        monitor.close()
-    assert (report.deleted, report.skipped) == (0, 1)
-    assert pg.rows("SELECT body FROM log_lines ORDER BY t") == [("B",), ("C",), ("Z-newest",)]
+    assert pg.rows("SELECT body FROM log_lines ORDER BY t") == [(b,) for b in left]
 
 
 # -- 4. float keys: group membership decided by the database -----------------------------------------------
