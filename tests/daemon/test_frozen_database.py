@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(180)
 
 STATEMENT_TIMEOUT = 2.0
 GRACE = 2.0  # monitor.db.DEADLINE_GRACE_SECONDS
+CANCEL_WAIT = 1.0  # monitor.db.CANCEL_WAIT_SECONDS
 UP = "dupewatch_check_up"
 
 
@@ -56,8 +57,18 @@ class Cluster:
         return [postmaster, *map(int, children)]
 
     def signal_all(self, signum: int) -> None:
-        for pid in self.processes():
-            os.kill(pid, signum)
+        """Signal the postmaster first, then its backends: a backend forked between listing the children and
+        stopping the postmaster would otherwise stay awake and answer."""
+        postmaster, *_ = self.processes()
+        os.kill(postmaster, signum)
+        signalled = {postmaster}
+        while fresh := [pid for pid in self.processes() if pid not in signalled]:
+            for pid in fresh:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:  # a backend that exited meanwhile
+                    pass
+                signalled.add(pid)
 
     def stop(self) -> None:
         if (self.directory / "data" / "postmaster.pid").exists():
@@ -97,8 +108,10 @@ def test_a_frozen_database_reports_up_0_within_the_deadline(cluster: Cluster, tm
 
     cluster.signal_all(signal.SIGSTOP)
     frozen_at = time.monotonic()
-    # A run that started just before the freeze has the whole deadline; the next run's ping then waits it too.
-    budget = 2 * (STATEMENT_TIMEOUT + GRACE) + 3
+    # A run that started just before the freeze has the whole deadline (its statement, or the session reset when
+    # the connection is returned); the next run's ping then waits it too. Each expiry also waits for the cancel
+    # and then for the statement to give up before the socket is shut (CANCEL_WAIT each).
+    budget = 2 * (STATEMENT_TIMEOUT + GRACE + 2 * CANCEL_WAIT) + 3
     daemon.wait_for(lambda s: s.value(UP, "frozen-check") == 0, "up = 0 while the database is frozen",
                     timeout=budget)
     assert time.monotonic() - frozen_at < budget
