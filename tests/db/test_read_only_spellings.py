@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbtest import PG_URL
+from dbtest import PG_URL, write_config
+from fix_support import run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -193,7 +194,7 @@ def test_mysql_a_call_in_a_constant_derived_table_is_refused(mysql, monitor_for)
 
 def test_mysql_a_shared_row_lock_in_a_sub_select_is_refused(mysql, monitor_for):
     mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
-    sql = "SELECT k FROM victim WHERE id IN (SELECT id FROM victim LOCK/**/IN SHARE MODE)"
+    sql = "SELECT k FROM victim WHERE id IN (SELECT id FROM victim LOCK /*!IN*/ SHARE MODE)"
     assert_refused(run_query(monitor_for, mysql, sql), "lock in share mode")
 
 
@@ -241,3 +242,37 @@ def test_sqlite_a_statement_cannot_build_a_string_of_a_gigabyte(victim_table, mo
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before_kb) / 1024
     assert result.status == "error" and "string or blob too big" in result.error, result.error
     assert grown_mb < 400, grown_mb
+
+
+# -- what the user sees: one line naming the check and the call, exit 2; a fix changes nothing ------------------
+
+CLI_QUERY = {"postgresql": ('SELECT U&"pg\\005fadvisory\\005flock"(4242) AS a', "pg_advisory_lock("),
+             "mysql": ("SELECT 1 /*!, GET_LOCK('dw_cli', 0)*/ AS a", "get_lock("),
+             "sqlite": ("SELECT 1 AS [x--], length(randomblob(10)) AS b", "randomblob(")}
+FIX_WHERE = {"postgresql": ("k <> E'\\'' AND pg_advisory_lock(4242) IS NOT NULL AND k <> 'x'", "pg_advisory_lock("),
+             "mysql": ("k <> \"'\" AND GET_LOCK('dw_fix', 0) = 1 AND k <> 'x'", "get_lock("),
+             "sqlite": ("EXISTS (SELECT 1 AS [x--] WHERE length(randomblob(10)) > 0)", "randomblob(")}
+
+
+def test_dupewatch_check_reports_a_refused_call_in_one_line_and_exits_2(db, tmp_path):
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    sql, call = CLI_QUERY[db.dialect]
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}}, [{"name": "sneaky", "database": "d", "sql": sql}])
+    result = run_cli("check", "--config", str(path))
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if "is not allowed in a check" in line]
+    assert len(errors) == 1 and errors[0].startswith("sneaky: ") and call in errors[0].lower(), result.output
+
+
+def test_dupewatch_fix_refuses_a_where_with_a_refused_call_and_changes_nothing(db, tmp_path):
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+               "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    where, call = FIX_WHERE[db.dialect]
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
+                        [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
+    before = db.rows("SELECT id, k FROM victim ORDER BY id")
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "'w'" in result.stderr and "is not allowed in a check" in result.stderr and call in result.stderr.lower()
+    assert db.rows("SELECT id, k FROM victim ORDER BY id") == before
