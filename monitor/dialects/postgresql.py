@@ -187,7 +187,8 @@ class PostgreSQL(Dialect):
             conn.exec_driver_sql("SELECT set_config('client_min_messages', 'log', true), "
                                  "set_config('debug_pretty_print', 'off', true), "
                                  "set_config('debug_print_plan', 'on', true)")
-            conn.exec_driver_sql(f"EXPLAIN (COSTS OFF) {statement}")
+            # No parameters: the statement reaches the server as written, `%` included.
+            conn.exec_driver_sql(f"EXPLAIN (COSTS OFF) {statement}", execution_options={"no_parameters": True})
         finally:
             driver.remove_notice_handler(keep)
             savepoint.rollback()

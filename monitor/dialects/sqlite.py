@@ -170,7 +170,7 @@ class SQLite(Dialect):
 
         dbapi.set_authorizer(authorize)
         try:
-            conn.exec_driver_sql(f"EXPLAIN {statement}").close()
+            conn.exec_driver_sql(f"EXPLAIN {statement}", execution_options={"no_parameters": True}).close()
         except sa.exc.DBAPIError:
             if not refused:
                 raise
