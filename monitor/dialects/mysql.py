@@ -165,7 +165,11 @@ class MySQL(Dialect):
     def refused_call(self, conn: Connection, statement: str) -> str | None:
         """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
         shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE)."""
-        expanded = "\n".join(self.expanded_queries(conn, statement))
+        queries = self.expanded_queries(conn, statement)
+        if not queries:
+            return ("custom SQL is not allowed in a check: the server's reading of it is missing or larger than its "
+                    "optimizer trace keeps (optimizer_trace_max_mem_size)")
+        expanded = "\n".join(queries)
         # The expansion prints LOCK IN SHARE MODE in a derived table but not in a WHERE sub-select, so the
         # statement's own words are read too.
         locking = _LOCKING.search(expanded)
@@ -184,7 +188,8 @@ class MySQL(Dialect):
 
     @staticmethod
     def expanded_queries(conn: Connection, statement: str) -> list[str]:
-        """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run)."""
+        """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run); [] when
+        the trace was cut short."""
         conn.exec_driver_sql("SET @dupewatch_vetted = %s", (statement,))
         conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=on'")
         try:
@@ -195,12 +200,9 @@ class MySQL(Dialect):
         finally:
             conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=off'")
             conn.exec_driver_sql("SET @dupewatch_vetted = NULL")
-        if missing:
-            raise ValueError("the server's reading of the statement is larger than its optimizer trace keeps")
         queries: list[str] = []
-        _collect_expanded(json.loads(trace), queries)
-        if not queries:
-            raise ValueError("the server recorded no reading of the statement")
+        if trace and not missing:
+            _collect_expanded(json.loads(trace), queries)
         return queries
 
     # -- fixes ----------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a l
 # timeout bounds). Every other VOLATILE function is refused: nextval, setval, pg_terminate_backend, advisory locks,
 # set_config, lo_*, dblink, query_to_xml (runs SQL given as text), pg_notify, file functions...
 HARMLESS_VOLATILE = ("random", "clock_timestamp", "timeofday", "gen_random_uuid", "pg_sleep", "pg_sleep_for",
-                     "pg_sleep_until", "pg_is_in_recovery")
+                     "pg_sleep_until", "pg_is_in_recovery", "bernoulli", "system")  # the last two: TABLESAMPLE
 # STABLE by declaration, but not harmless: each gives the check's transaction a permanent transaction ID.
 _REFUSED_STABLE = ("txid_current", "pg_current_xact_id")
 
@@ -155,7 +155,10 @@ class PostgreSQL(Dialect):
         """The first function the server resolves in `statement` that a check must not call, or row locks.
         IMMUTABLE and STABLE functions are allowed (a function's volatility is its author's declaration, which
         PostgreSQL itself relies on), VOLATILE ones only when in `HARMLESS_VOLATILE`."""
-        functions, operators, locks = called_oids(self.plan_tree(conn, statement))
+        plan = self.plan_tree(conn, statement)
+        if not plan:
+            return "custom SQL is not allowed in a check: PostgreSQL sent no plan to vet it by"
+        functions, operators, locks = called_oids(plan)
         if locks:
             return "FOR UPDATE/FOR SHARE is not allowed in a check: it locks the rows it reads"
         rows = conn.execute(_CALLED, {"functions": _oid_array(functions), "operators": _oid_array(operators),
@@ -170,7 +173,8 @@ class PostgreSQL(Dialect):
 
     @staticmethod
     def plan_tree(conn: Connection, statement: str) -> str:
-        """The plan tree PostgreSQL builds for `statement` (EXPLAIN: planned, not run), as the server dumps it.
+        """The plan tree PostgreSQL builds for `statement` (EXPLAIN: planned, not run), as the server dumps it
+        ("" if it sent none).
 
         The settings that send it to this session are local to a savepoint rolled back at once, so no later
         statement of the transaction dumps its plan. PostgreSQL also writes the dump to its own log."""
@@ -192,8 +196,6 @@ class PostgreSQL(Dialect):
         finally:
             driver.remove_notice_handler(keep)
             savepoint.rollback()
-        if not dumps:
-            raise RuntimeError("PostgreSQL sent no plan tree for the EXPLAIN")
         return "\n".join(dumps)
 
     # -- detection ------------------------------------------------------------------------------
