@@ -53,11 +53,12 @@ select from where and or not xor in exists as on using join values over union al
 case between like is by having distinct interval row except intersect div mod regexp rlike escape binary collate
 partition order group window rows range preceding following recursive lateral limit offset
 decimal dec numeric int integer signed unsigned double float real datetime nchar varchar json
+index key columns path nested for ordinality match against
 """)
 # MariaDB/MySQL built-in functions that read and compute only. Anything else is refused: GET_LOCK,
 # RELEASE_LOCK, BENCHMARK, LOAD_FILE, MASTER_POS_WAIT, NEXTVAL, SETVAL, stored functions, loadable (UDF) ones.
 HARMLESS_FUNCTIONS = _names("""
-abs acos adddate addtime aes_decrypt ascii asin atan atan2 avg bin bit_and bit_count bit_length bit_or bit_xor
+abs acos adddate addtime default aes_decrypt ascii asin atan atan2 avg bin bit_and bit_count bit_length bit_or bit_xor
 cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress
 concat concat_ws connection_id conv convert convert_tz cos cot count crc32 cume_dist curdate current_date
 current_role current_time current_timestamp current_user curtime database date date_add date_format date_sub
@@ -182,6 +183,9 @@ class MySQL(Dialect):
                 return (f"{name}() is not allowed in a check: it is a stored function, and the server does not say "
                         f"what a stored function calls")
             if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS:
+                if re.search(rf"\bwith\s+(?:recursive\s+)?{re.escape(name)}\(", expanded, re.I):
+                    return (f"{name}() is not allowed in a check: a column list after a WITH name reads like a "
+                            f"call; name the columns inside it instead (WITH {name} AS (SELECT ... AS column))")
                 return (f"{name}() is not allowed in a check: it is not one of the built-in functions known to "
                         f"change nothing (locks, waits, files, sequences and stored functions are refused)")
         return None
