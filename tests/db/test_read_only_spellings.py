@@ -16,6 +16,8 @@ import pytest
 
 from dbtest import PG_URL, write_config
 from fix_support import run_cli
+from monitor.config import DatabaseConfig
+from monitor.db import Database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -276,3 +278,28 @@ def test_dupewatch_fix_refuses_a_where_with_a_refused_call_and_changes_nothing(d
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "'w'" in result.stderr and "is not allowed in a check" in result.stderr and call in result.stderr.lower()
     assert db.rows("SELECT id, k FROM victim ORDER BY id") == before
+
+
+# -- the vetting leaves the session as it found it ---------------------------------------------------------------
+
+def test_postgresql_vetting_leaves_no_setting_behind(pg):
+    database = Database("d", DatabaseConfig(url=pg.url))
+    try:
+        with database.read_only() as conn:
+            assert database.rules.refused_call(conn, "SELECT lower('A') AS a") is None
+            settings = conn.exec_driver_sql("SELECT current_setting('debug_print_plan'), "
+                                            "current_setting('client_min_messages')").one()
+            assert tuple(settings) == ("off", "notice")
+    finally:
+        database.dispose()
+
+
+def test_mysql_vetting_leaves_no_setting_behind(mysql):
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            assert database.rules.refused_call(conn, "SELECT LOWER('A') AS a") is None
+            settings = conn.exec_driver_sql("SELECT @@optimizer_trace, @dupewatch_vetted").one()
+            assert tuple(settings) == ("enabled=off", None)
+    finally:
+        database.dispose()
