@@ -227,10 +227,7 @@ class TableCheck:
         if not self.order_columns:
             self.order_columns = list(table.primary_key.columns)
         self.filters: list[ColumnElement[bool]] = []
-        if check.where:
-            refused = rules.refusal(check.where)
-            if refused:
-                raise CheckDefinitionError(f"check {check.name!r}: where: {refused}")
+        if check.where:  # what it calls is vetted by the server before it first runs (`engine._probe_where`)
             self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
         if check.nulls == "distinct":
             self.filters.extend(column.is_not(None) for column in self.key_columns)
@@ -419,20 +416,33 @@ def ensure_select(sql: str) -> None:
         )
 
 
-def ensure_safe(sql: str, rules: Dialect) -> None:
-    """Refuse a custom query that is not a SELECT, or that calls what a read-only transaction does not stop
-    (`Dialect.forbidden_calls`: locks, sleeps, server files, other sessions), before it reaches the database."""
+def ensure_safe(conn: Connection, sql: str, rules: Dialect) -> None:
+    """Refuse a custom query that is not a SELECT, or that calls what a read-only transaction does not stop (locks,
+    other sessions, server files, ...): the database's own reading of the statement decides which functions it
+    calls (`Dialect.refused_call`), before it runs."""
     ensure_select(sql)
-    refused = rules.refusal(sql)
+    refused = rules.refused_call(conn, f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom")
     if refused:
         raise CheckDefinitionError(f"custom query refused: {refused}")
+
+
+def where_probe(resolved: TableCheck, preparer: Any) -> str:
+    """The statement a table check's `where` is vetted in: the filter on its table, as the check runs it."""
+    where = resolved.check.where or "true"
+    return f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE ({where})"
+
+
+# Custom SQL goes to the driver as written: with no parameters, psycopg and PyMySQL leave `%` alone
+# (`LIKE 'a%'`), where an empty parameter list would make them read it as a placeholder.
+AS_WRITTEN = {"no_parameters": True}
 
 
 def custom_weighted(conn: Connection, sql: str) -> bool:
     """Whether a custom query returns a `dup_count` column (asked once per check: MySQL may run the whole
     query to answer even a `WHERE 1 = 0` probe)."""
     ensure_select(sql)
-    probe = conn.exec_driver_sql(f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_probe WHERE 1 = 0")
+    probe = conn.exec_driver_sql(f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_probe WHERE 1 = 0",
+                                 execution_options=AS_WRITTEN)
     columns = [c.lower() for c in probe.keys()]  # noqa: SIM118 (a Result, not a dict)
     probe.close()
     return "dup_count" in columns
@@ -444,13 +454,13 @@ def custom_figures(conn: Connection, sql: str, weighted: bool) -> tuple[int, int
     body = custom_sql(sql)
     excess = "COALESCE(SUM(dup_count - 1), 0)" if weighted else "COUNT(*)"
     row = conn.exec_driver_sql(
-        f"SELECT COUNT(*), {excess} FROM (\n{body}\n) AS dupewatch_custom"
+        f"SELECT COUNT(*), {excess} FROM (\n{body}\n) AS dupewatch_custom", execution_options=AS_WRITTEN
     ).one()
     return int(row[0]), int(row[1])
 
 
 def custom_rows(conn: Connection, sql: str, offset: int, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
     result = conn.exec_driver_sql(
-        f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom LIMIT {int(limit)} OFFSET {int(offset)}"
-    )
+        f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom LIMIT {int(limit)} OFFSET {int(offset)}",
+        execution_options=AS_WRITTEN)
     return list(result.keys()), [tuple(row) for row in result]

@@ -39,6 +39,7 @@ from monitor.detect import (
     custom_weighted,
     ensure_safe,
     split_table_name,
+    where_probe,
 )
 from monitor.history import History, IncrementalState
 from monitor.incremental import IncrementalCheck, Outcome, encode_key, full_pass_due, index_advice
@@ -71,6 +72,9 @@ class Monitor:
         self._page_checks: frozenset[str] = frozenset()
         self._databases: dict[str, Database] = {}
         self._resolved: dict[str, TableCheck] = {}
+        # Custom queries the database has vetted (`ensure_safe`), as (database, SQL): once per process, since
+        # PostgreSQL writes the plan tree it is vetted by to its log.
+        self._vetted: set[tuple[str, str]] = set()
         # Reflected tables, shared by the checks of one table (200 checks over 10 tables reflect 10 times).
         self._tables: dict[tuple[str, str], tuple[sa.Table, bool]] = {}  # (table, is a view)
         self._lock = threading.Lock()
@@ -311,7 +315,7 @@ class Monitor:
             if check.is_custom:
                 sql = self.config.custom_sql(check)
                 try:
-                    ensure_safe(sql, db.rules)
+                    self._ensure_safe(conn, db, sql)
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
                         weighted = self._weighted[check.name] = custom_weighted(conn, sql)
@@ -392,15 +396,19 @@ class Monitor:
         config = self.config.check(check)
         db = self.database_for(config)
         sql = self.config.custom_sql(config)
-        try:
-            ensure_safe(sql, db.rules)
-        except CheckDefinitionError as exc:
-            raise CheckDefinitionError(f"check {check!r}: {exc}") from None
         with db.read_only() as conn:
             try:
+                self._ensure_safe(conn, db, sql)
                 return custom_rows(conn, sql, offset, limit)
+            except CheckDefinitionError as exc:
+                raise CheckDefinitionError(f"check {check!r}: {exc}") from None
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(db.describe(exc)) from None
+
+    def _ensure_safe(self, conn: Connection, db: Database, sql: str) -> None:
+        if (db.name, sql) not in self._vetted:
+            ensure_safe(conn, sql, db.rules)
+            self._vetted.add((db.name, sql))
 
     @staticmethod
     def _execute(db: Database, conn: Connection, statement: Any) -> list[Any]:
@@ -441,12 +449,17 @@ def _is_unknown_or_denied_database(exc: sa.exc.DBAPIError) -> bool:
 
 
 def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
-    """Try the check's `where` on no rows, so a mistake in it is reported as such, naming the check."""
+    """Vet the check's `where` by the server's reading of it (`Dialect.refused_call`: it also runs on the fix's
+    writable connection), then try it on no rows, so a mistake in it is reported as such, naming the check."""
     if not resolved.check.where:
         return
     # LIMIT 0 (not `AND false`, which SQLAlchemy would fold away with the filter) reads no rows.
     probe = sa.select(sa.literal(1)).select_from(resolved.table).where(*resolved.filters).limit(0)
     try:
+        refused = db.rules.refused_call(conn, where_probe(resolved, conn.dialect.identifier_preparer))
+        if refused:
+            raise CheckDefinitionError(f"check {resolved.check.name!r}: where: {refused}", field="where",
+                                       detail=refused)
         conn.execute(probe).all()
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:

@@ -21,7 +21,8 @@ Connections (`monitor.db`)
 - `sever(dbapi)`: shut the connection's socket so that a thread blocked on a frozen server returns.
 - `is_timeout(message)`: whether an error's first line is the server's statement timeout;
   `write_refused_markers`: what its refusal of a write in a read-only session says.
-- `forbidden_calls`: functions and clauses refused in custom SQL and `where` (see `refusal`), each with why.
+- `refused_call(conn, statement)`: why a custom query or a table check's `where` must not run, decided by the
+  server's own reading of the statement (its resolved functions, its row locks), not by a lexer of ours.
 
 Detection (`monitor.detect`, `monitor.engine`)
 - `ungroupable_key(column)`: why a key column cannot be grouped, or None.
@@ -70,41 +71,11 @@ class NamedLock:
     what: str
 
 
-@dataclass(frozen=True)
-class ForbiddenCall:
-    """A function (or clause) refused in custom SQL and `where`: `pattern` is a regular expression matched
-    against the SQL with comments, string literals and identifier quotes removed."""
-
-    pattern: str
-    reason: str
-
-
-# Refused on every database: row locks held for the whole run block the application's writes.
-COMMON_FORBIDDEN: tuple[ForbiddenCall, ...] = (
-    ForbiddenCall(r"\bfor\s+(?:no\s+key\s+)?update\b", "FOR UPDATE locks the rows it reads"),
-    ForbiddenCall(r"\bfor\s+(?:key\s+)?share\b", "FOR SHARE locks the rows it reads"),
-    ForbiddenCall(r"\block\s+in\s+share\s+mode\b", "LOCK IN SHARE MODE blocks the application's updates"),
-)
-
-_STRIP = re.compile(
-    r"--[^\n]*|/\*.*?\*/"  # comments
-    r"|'(?:[^']|'')*'"  # string literals
-    r"|\$(\w*)\$.*?\$\1\$",  # PostgreSQL dollar quoting
-    re.S,
-)
-
-
-def _scannable(sql: str) -> str:
-    """The SQL as code only: comments and literals blanked, identifier quotes dropped (`"pg_sleep"(1)` is a call)."""
-    return re.sub(r'["`\[\]]', "", _STRIP.sub(" ", sql))
-
-
 class Dialect:
     """The behaviour of one database family; the base class holds what most databases share."""
 
     name: ClassVar[str] = ""
     row_identity_order: ClassVar[str] = "insertion order"
-    forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = COMMON_FORBIDDEN
     fix_isolation_level: ClassVar[str | None] = None
     returning_delete: ClassVar[bool] = False
     concurrent_index_build: ClassVar[bool] = False
@@ -168,14 +139,12 @@ class Dialect:
         """Whether an error's first line is the server refusing a write in a read-only session."""
         return any(marker in message.lower() for marker in self.write_refused_markers)
 
-    def refusal(self, sql: str) -> str | None:
-        """Why `sql` (a custom query or a `where`) is refused, or None: the first forbidden call it makes."""
-        code = _scannable(sql)
-        for forbidden in self.forbidden_calls:
-            match = re.search(forbidden.pattern, code, re.I)
-            if match:
-                return f"{' '.join(match.group(0).split())!r} is not allowed in a check: {forbidden.reason}"
-        return None
+    def refused_call(self, conn: Connection, statement: str) -> str | None:
+        """Why `statement` (a custom query, or the probe of a table check's `where`) must not run, or None: one
+        line, `<call> is not allowed in a check: <why>`. Decided by the server's own reading of the statement,
+        without running it, on `conn` (a read-only session). A database that cannot say which functions a
+        statement calls refuses every custom statement."""
+        return "custom SQL is not allowed in a check: dupewatch cannot ask this database what a statement calls"
 
     # -- detection ------------------------------------------------------------------------------
 

@@ -14,25 +14,73 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from hashlib import sha256
-from typing import Any, ClassVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock
+from monitor.dialects.base import Dialect, NamedLock
 
-_FORBIDDEN = (
-    *COMMON_FORBIDDEN,
-    ForbiddenCall(r"\bbenchmark\s*\(", "it only burns the server's CPU"),
-    ForbiddenCall(r"\b(?:get_lock|release_lock|release_all_locks)\s*\(", "named locks outlive the check"),
-    ForbiddenCall(r"\bload_file\s*\(", "it reads server files"),
-    ForbiddenCall(r"\binto\s+(?:outfile|dumpfile)\b", "it writes server files"),
-    ForbiddenCall(r"\b(?:master|source)_(?:pos|gtid)_wait\s*\(|\bwait_for_executed_gtid_set\s*\(",
-                  "it waits on replication"),
-)
+# Which functions a statement calls is the server's answer, not ours. `PREPARE` parses and resolves a statement
+# without running it, and with the optimizer trace on MariaDB/MySQL records each SELECT of it as the server
+# expanded it (`join_preparation.expanded_query`): executable comments (`/*!...*/`) applied, names resolved, every
+# call printed `name(`. (`EXPLAIN EXTENDED` is not used: it evaluates constant derived tables while it optimizes,
+# `(SELECT GET_LOCK(...)) x` included, and prints the result instead of the call.) The expanded text prints some
+# string literals unescaped (`_utf8mb4'\'`), so it is not lexed: every `name(` in it, inside strings and aliases
+# too, must be a function known to change nothing; a stray `name(` in a string is refused, never a call missed.
+_CALL = re.compile(r"(\.`?)?([A-Za-z_][\w$]*)(`?)\s*\(")  # `db.f(`, `` `db`.`f`( ``: a stored function
+_LOCKING = re.compile(r"(?<![A-Za-z0-9_$])(lock\s+in\s+share\s+mode|for\s+share|for\s+update)(?![A-Za-z0-9_$])",
+                      re.I)
+# The same four words in order anywhere in the statement's own text, whatever lies between them (comments,
+# executable comments: `/*!50000LOCK*/ IN/**/SHARE MODE`): a keyword cannot be quoted or escaped, so this finds
+# every spelling, and may refuse a statement that only mentions the words.
+_LOCKING_WORDS = re.compile(r"(?<![A-Za-z_$])lock(?![\w$]).*?(?<![\w$])in(?![\w$]).*?(?<![\w$])share(?![\w$])"
+                            r".*?(?<![\w$])mode(?![\w$])", re.I | re.S)
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words the expanded text writes before a parenthesis that are syntax, not calls.
+_SYNTAX = _names("""
+select from where and or not xor in exists as on using join values over union all any some with when then else
+case between like is by having distinct interval row except intersect div mod regexp rlike escape binary collate
+partition order group window rows range preceding following recursive lateral limit offset
+decimal dec numeric int integer signed unsigned double float real datetime nchar varchar json
+index key columns path nested for ordinality match against
+""")
+# MariaDB/MySQL built-in functions that read and compute only. Anything else is refused: GET_LOCK,
+# RELEASE_LOCK, BENCHMARK, LOAD_FILE, MASTER_POS_WAIT, NEXTVAL, SETVAL, stored functions, loadable (UDF) ones.
+HARMLESS_FUNCTIONS = _names("""
+abs acos adddate addtime default aes_decrypt ascii asin atan atan2 avg bin bit_and bit_count bit_length bit_or bit_xor
+cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress
+concat concat_ws connection_id conv convert convert_tz cos cot count crc32 cume_dist curdate current_date
+current_role current_time current_timestamp current_user curtime database date date_add date_format date_sub
+datediff day dayname dayofmonth dayofweek dayofyear decode degrees dense_rank elt encode exp export_set extract
+extractvalue field find_in_set first_value floor format format_bytes format_pico_time found_rows from_base64
+from_days from_unixtime greatest group_concat hex hour if ifnull inet6_aton inet6_ntoa inet_aton inet_ntoa
+insert instr is_free_lock is_ipv4 is_ipv4_compat is_ipv4_mapped is_ipv6 is_used_lock isnull json_array
+json_array_append json_array_insert json_arrayagg json_compact json_contains json_contains_path json_depth
+json_detailed json_equals json_exists json_extract json_insert json_keys json_length json_loose json_merge
+json_merge_patch json_merge_preserve json_normalize json_object json_objectagg json_overlaps json_pretty
+json_query json_quote json_remove json_replace json_search json_set json_table json_type json_unquote
+json_valid json_value lag last_day last_value lcase lead least left length ln locate log log10 log2 lower lpad
+ltrim make_set makedate maketime max md5 median microsecond mid min minute mod month monthname natural_sort_key
+now nth_value ntile nullif oct octet_length ord percent_rank percentile_cont percentile_disc period_add
+period_diff pi position pow power quarter quote radians rand rank regexp_instr regexp_replace regexp_substr
+repeat replace reverse right round row_count row_number rpad rtrim schema sec_to_time second sformat sha sha1
+sha2 sign sin sleep soundex space sqrt std stddev stddev_pop stddev_samp str_to_date strcmp subdate substr
+substring substring_index subtime sum sys_guid sysdate tan time time_format time_to_sec timediff timestamp
+timestampadd timestampdiff to_base64 to_char to_days to_seconds trim truncate ucase uncompress
+uncompressed_length unhex unix_timestamp upper user utc_date utc_time utc_timestamp uuid var_pop var_samp
+variance version week weekday weekofyear weight_string year yearweek
+""")
 
 
 def fix_lock_name(table: str) -> str:
@@ -44,9 +92,20 @@ def is_mariadb(dbapi: Any) -> bool:
     return "mariadb" in str(dbapi.get_server_info()).lower()
 
 
+def _collect_expanded(node: Any, into: list[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expanded_query" and isinstance(value, str):
+                into.append(value)
+            else:
+                _collect_expanded(value, into)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_expanded(value, into)
+
+
 class MySQL(Dialect):
     name = "mysql"
-    forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
     write_refused_markers = ("read only transaction",)
@@ -103,6 +162,52 @@ class MySQL(Dialect):
 
     def is_timeout(self, message: str) -> bool:
         return "max_statement_time" in message or "maximum statement execution time" in message.lower()
+
+    def refused_call(self, conn: Connection, statement: str) -> str | None:
+        """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
+        shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE)."""
+        queries = self.expanded_queries(conn, statement)
+        if not queries:
+            return ("custom SQL is not allowed in a check: the server's reading of it is missing or larger than its "
+                    "optimizer trace keeps (optimizer_trace_max_mem_size)")
+        expanded = "\n".join(queries)
+        # The expansion prints LOCK IN SHARE MODE in a derived table but not in a WHERE sub-select, so the
+        # statement's own words are read too.
+        locking = _LOCKING.search(expanded)
+        if locking or _LOCKING_WORDS.search(statement):
+            clause = " ".join(locking.group(1).split()).upper() if locking else "LOCK IN SHARE MODE"
+            return f"{clause} is not allowed in a check: it locks the rows it reads"
+        for match in _CALL.finditer(expanded):
+            qualifier, name, quoted = match.groups()
+            if qualifier or quoted:
+                return (f"{name}() is not allowed in a check: it is a stored function, and the server does not say "
+                        f"what a stored function calls")
+            if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS:
+                if re.search(rf"\bwith\s+(?:recursive\s+)?{re.escape(name)}\(", expanded, re.I):
+                    return (f"{name}() is not allowed in a check: a column list after a WITH name reads like a "
+                            f"call; name the columns inside it instead (WITH {name} AS (SELECT ... AS column))")
+                return (f"{name}() is not allowed in a check: it is not one of the built-in functions known to "
+                        f"change nothing (locks, waits, files, sequences and stored functions are refused)")
+        return None
+
+    @staticmethod
+    def expanded_queries(conn: Connection, statement: str) -> list[str]:
+        """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run); [] when
+        the trace was cut short."""
+        conn.exec_driver_sql("SET @dupewatch_vetted = %s", (statement,))
+        conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=on'")
+        try:
+            conn.exec_driver_sql("PREPARE dupewatch_vetted FROM @dupewatch_vetted")
+            conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_vetted")
+            trace, missing = conn.exec_driver_sql(
+                "SELECT TRACE, MISSING_BYTES_BEYOND_MAX_MEM_SIZE FROM information_schema.OPTIMIZER_TRACE").one()
+        finally:
+            conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=off'")
+            conn.exec_driver_sql("SET @dupewatch_vetted = NULL")
+        queries: list[str] = []
+        if trace and not missing:
+            _collect_expanded(json.loads(trace), queries)
+        return queries
 
     # -- fixes ----------------------------------------------------------------------------------
 

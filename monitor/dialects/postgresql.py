@@ -17,31 +17,84 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 
 from __future__ import annotations
 
+import re
 from hashlib import sha256
-from typing import Any, ClassVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock
+from monitor.dialects.base import Dialect, NamedLock
 
-_FORBIDDEN = (
-    *COMMON_FORBIDDEN,
-    ForbiddenCall(r"\blo_\w+\s*\(", "large-object functions read and write server files and objects"),
-    ForbiddenCall(r"\bdblink\w*\s*\(", "dblink runs SQL on another session, outside the read-only transaction"),
-    ForbiddenCall(r"\bpg_(?:terminate|cancel)_backend\s*\(", "it ends or cancels other sessions"),
-    ForbiddenCall(r"\bpg_(?:try_)?advisory\w*\s*\(", "advisory locks outlive the check's transaction"),
-    ForbiddenCall(r"\bset_config\s*\(", "it changes the session's settings (read-only mode, timeout)"),
-    ForbiddenCall(r"\bpg_(?:read_file|read_binary_file|ls_\w+|stat_file|file_write)\s*\(",
-                  "it reads or writes server files"),
-    ForbiddenCall(r"\bpg_(?:reload_conf|rotate_logfile|switch_wal|promote|create_restore_point|"
-                  r"logical_emit_message|notify)\s*\(", "it acts on the server, not on data"),
-    ForbiddenCall(r"\b(?:query_to_xml\w*|cursor_to_xml\w*)\s*\(", "it runs SQL given as text, unchecked"),
-    ForbiddenCall(r"\bcopy\b", "COPY reads or writes files and programs"),
+# Which functions a statement calls is PostgreSQL's answer, not ours: the plan tree the server builds for it
+# (`debug_print_plan`, sent to this session only for the one EXPLAIN, `client_min_messages = log`) holds the OID of
+# every function it calls, wherever the call is (select list, WHERE, JOIN, LIMIT, VALUES, window frames,
+# sub-selects, CTEs, views and row-level security policies expanded), whatever its spelling (`U&"..."`, quoted
+# names, search_path). EXPLAIN without ANALYZE runs none of them (the planner only folds IMMUTABLE calls on
+# constants and estimates with STABLE ones). `pg_proc.provolatile` then decides.
+_FUNCTION_FIELDS = frozenset({":funcid", ":opfuncid", ":aggfnoid", ":winfnoid", ":hashfuncid", ":negfuncid",
+                              ":tsmhandler"})
+_OPERATOR_FIELD = re.compile(r":(?:opnos?|\w*[Oo]perators)")  # an operator runs its pg_operator.oprcode
+# outfuncs.c backslash-escapes whitespace, parentheses, braces and backslashes inside names, so an alias can
+# neither split a token nor forge a field; a line break of the dump (after any space) stays inside an escape.
+_PLAN_TOKEN = re.compile(r"(?:\\.|[^\s(){}\\])+|[(){}]", re.S)
+_OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
+
+# VOLATILE functions of pg_catalog that change nothing: random values, clocks, and sleeps (which the statement
+# timeout bounds). Every other VOLATILE function is refused: nextval, setval, pg_terminate_backend, advisory locks,
+# set_config, lo_*, dblink, query_to_xml (runs SQL given as text), pg_notify, file functions...
+HARMLESS_VOLATILE = ("random", "clock_timestamp", "timeofday", "gen_random_uuid", "pg_sleep", "pg_sleep_for",
+                     "pg_sleep_until", "pg_is_in_recovery", "bernoulli", "system")  # the last two: TABLESAMPLE
+# STABLE by declaration, but not harmless: each gives the check's transaction a permanent transaction ID.
+_REFUSED_STABLE = ("txid_current", "pg_current_xact_id")
+
+_CALLED = sa.text("""
+WITH called(fn) AS (
+    SELECT unnest(CAST(:functions AS oid[]))
+    UNION SELECT oprcode::oid FROM pg_operator WHERE oid = ANY (CAST(:operators AS oid[]))
+), support(fn) AS (  -- an aggregate runs its transition, final, combine and (de)serial functions
+    SELECT fn FROM called
+    UNION SELECT part FROM pg_aggregate a JOIN called c ON a.aggfnoid = c.fn,
+        LATERAL (VALUES (a.aggtransfn::oid), (a.aggfinalfn::oid), (a.aggcombinefn::oid), (a.aggserialfn::oid),
+                        (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid),
+                        (a.aggmfinalfn::oid)) AS parts(part)
+    WHERE part <> 0
 )
+SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
+       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
+       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.oid IN (SELECT fn FROM support)
+ORDER BY p.oid
+""")
+
+
+def _oid_array(oids: set[int]) -> str:
+    return "{" + ",".join(str(oid) for oid in sorted(oids)) + "}"
+
+
+def called_oids(plan: str) -> tuple[set[int], set[int], bool]:
+    """From a plan tree dump: the OIDs of the functions it calls, of the operators it applies, and whether it
+    locks rows (a LockRows node: FOR UPDATE / FOR SHARE)."""
+    tokens = _PLAN_TOKEN.findall(plan)
+    functions: set[int] = set()
+    operators: set[int] = set()
+    locks = False
+    for i, token in enumerate(tokens):
+        if token == "LOCKROWS" and i and tokens[i - 1] == "{":
+            locks = True
+        into = functions if token in _FUNCTION_FIELDS else operators if _OPERATOR_FIELD.fullmatch(token) else None
+        if into is None:
+            continue
+        for value in tokens[i + 1:]:
+            if not _OID_TOKENS.fullmatch(value):
+                break
+            if value.isdigit() and value != "0":
+                into.add(int(value))
+    return functions, operators, locks
 
 
 def fix_lock_key(table: str) -> int:
@@ -52,7 +105,6 @@ def fix_lock_key(table: str) -> int:
 class PostgreSQL(Dialect):
     name = "postgresql"
     row_identity_order = "physical order"
-    forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     returning_delete = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
@@ -98,6 +150,53 @@ class PostgreSQL(Dialect):
 
     def is_timeout(self, message: str) -> bool:
         return "canceling statement due to statement timeout" in message
+
+    def refused_call(self, conn: Connection, statement: str) -> str | None:
+        """The first function the server resolves in `statement` that a check must not call, or row locks.
+        IMMUTABLE and STABLE functions are allowed (a function's volatility is its author's declaration, which
+        PostgreSQL itself relies on), VOLATILE ones only when in `HARMLESS_VOLATILE`."""
+        plan = self.plan_tree(conn, statement)
+        if not plan:
+            return "custom SQL is not allowed in a check: PostgreSQL sent no plan to vet it by"
+        functions, operators, locks = called_oids(plan)
+        if locks:
+            return "FOR UPDATE/FOR SHARE is not allowed in a check: it locks the rows it reads"
+        rows = conn.execute(_CALLED, {"functions": _oid_array(functions), "operators": _oid_array(operators),
+                                      "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE)})
+        for signature, volatility, harmless, refused in rows:
+            if refused:
+                return f"{signature} is not allowed in a check: it gives the check's transaction an ID"
+            if volatility == "v" and not harmless:
+                return (f"{signature} is not allowed in a check: it is VOLATILE (it may act on data, sessions or "
+                        f"the server); checks call IMMUTABLE and STABLE functions, and {', '.join(HARMLESS_VOLATILE)}")
+        return None
+
+    @staticmethod
+    def plan_tree(conn: Connection, statement: str) -> str:
+        """The plan tree PostgreSQL builds for `statement` (EXPLAIN: planned, not run), as the server dumps it
+        ("" if it sent none).
+
+        The settings that send it to this session are local to a savepoint rolled back at once, so no later
+        statement of the transaction dumps its plan. PostgreSQL also writes the dump to its own log."""
+        driver: Any = conn.connection.driver_connection
+        dumps: list[str] = []
+
+        def keep(diagnostic: Any) -> None:
+            if diagnostic.severity_nonlocalized == "LOG" and diagnostic.message_primary == "plan:":
+                dumps.append(diagnostic.message_detail or "")
+
+        savepoint = conn.begin_nested()
+        driver.add_notice_handler(keep)
+        try:
+            conn.exec_driver_sql("SELECT set_config('client_min_messages', 'log', true), "
+                                 "set_config('debug_pretty_print', 'off', true), "
+                                 "set_config('debug_print_plan', 'on', true)")
+            # No parameters: the statement reaches the server as written, `%` included.
+            conn.exec_driver_sql(f"EXPLAIN (COSTS OFF) {statement}", execution_options={"no_parameters": True})
+        finally:
+            driver.remove_notice_handler(keep)
+            savepoint.rollback()
+        return "\n".join(dumps)
 
     # -- detection ------------------------------------------------------------------------------
 

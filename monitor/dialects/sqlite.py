@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -30,7 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall
+from monitor.dialects.base import Dialect
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 
@@ -65,17 +65,38 @@ def register_functions(dbapi: sqlite3.Connection) -> None:
     dbapi.create_function(CASE_FOLD_FUNCTION, 1, _unicode_lower, deterministic=True)
 
 
-_FORBIDDEN = (
-    *COMMON_FORBIDDEN,
-    ForbiddenCall(r"\b(?:randomblob|zeroblob)\s*\(", "it builds blobs of any size, for as long as it likes"),
-    ForbiddenCall(r"\bload_extension\s*\(", "it loads native code into the process"),
-    ForbiddenCall(r"\b(?:readfile|writefile|edit|fts3_tokenizer)\s*\(", "it reaches outside the database"),
-)
+# The longest string or blob a statement may build on dupewatch's connections (`sqlite3_limit`, SQLITE_LIMIT_LENGTH;
+# SQLite's own default is 1,000,000,000): SQLite runs in dupewatch's own process, and a statement doubling a string
+# (`s || s` in a recursive CTE) would otherwise take gigabytes of its memory before the deadline stops it. Past this
+# length SQLite stops the statement ("string or blob too big"); a stored value longer than this cannot be read.
+MAX_VALUE_BYTES = 32 * 1024 * 1024
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# The functions a check may call. SQLite asks the authorizer about every function a statement calls while it
+# prepares it (SQLITE_FUNCTION, whatever the spelling: `[x--]`, quotes, comments, views): anything not here is
+# denied, so the statement is refused before it runs. Left out on purpose: randomblob and zeroblob (blobs of any
+# size), printf and format (`printf('%.*c', 900000000, 'x')` loops 900 million times inside one step of SQLite's
+# program, where neither the length limit nor the deadline can stop it: 1.4 GB or 12 s), load_extension (native
+# code), readfile, writefile, edit, fts3_tokenizer (outside the database).
+HARMLESS_FUNCTIONS = _names("""
+abs acos acosh asin asinh atan atan2 atanh avg ceil ceiling changes char coalesce concat concat_ws cos cosh count
+cume_dist date datetime degrees dense_rank exp first_value floor glob group_concat hex ifnull iif instr json
+json_array json_array_length json_each json_error_position json_extract json_group_array json_group_object
+json_insert json_object json_patch json_quote json_remove json_replace json_set json_tree json_type json_valid
+jsonb julianday lag last_insert_rowid last_value lead length like likelihood likely ln log log10 log2 lower ltrim
+max min mod nth_value ntile nullif octet_length percent_rank pi pow power quote radians random rank replace round
+row_number rtrim sign sin sinh soundex sqlite_compileoption_get sqlite_compileoption_used sqlite_source_id
+sqlite_version sqrt string_agg strftime substr substring sum tan tanh time timediff total total_changes trim trunc
+typeof unhex unicode unixepoch unlikely upper -> ->>
+""") | {CASE_FOLD_FUNCTION}
 
 
 class SQLite(Dialect):
     name = "sqlite"
-    forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     case_fold_indexable = False
     write_refused_markers = ("readonly database",)
 
@@ -89,6 +110,7 @@ class SQLite(Dialect):
 
     def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
         register_functions(dbapi)
+        dbapi.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)  # the fix's connection runs `where` too
         if read_only:
             dbapi.execute("PRAGMA query_only = ON")
 
@@ -133,6 +155,32 @@ class SQLite(Dialect):
 
     def is_timeout(self, message: str) -> bool:
         return message == "interrupted"
+
+    def refused_call(self, conn: Connection, statement: str) -> str | None:
+        """The first function SQLite's authorizer reports while preparing `statement` (EXPLAIN: prepared, not
+        run) that is not in `HARMLESS_FUNCTIONS`."""
+        dbapi: Any = conn.connection.driver_connection
+        refused: list[str] = []
+
+        def authorize(action: int, _arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+            if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in HARMLESS_FUNCTIONS:
+                refused.append(arg2 or "")
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        dbapi.set_authorizer(authorize)
+        try:
+            conn.exec_driver_sql(f"EXPLAIN {statement}", execution_options={"no_parameters": True}).close()
+        except sa.exc.DBAPIError:
+            if not refused:
+                raise
+        finally:
+            dbapi.set_authorizer(None)
+        if refused:
+            return (f"{refused[0]}() is not allowed in a check: it is not one of the SQLite functions known to "
+                    f"change nothing and to stay small and quick (randomblob, zeroblob, printf, load_extension and "
+                    f"file functions are refused)")
+        return None
 
     # -- detection ------------------------------------------------------------------------------
 

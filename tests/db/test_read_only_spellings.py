@@ -1,0 +1,305 @@
+"""The read-only promise is decided by the server's own reading of a statement, so no spelling gets a refused call
+past it: each case here passed the old lexer (an adversarial run, issue 16) or hides from `EXPLAIN (VERBOSE)`.
+
+A custom query and a table check's `where` (which the fix also runs, on its writable connection) are vetted alike.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbtest import PG_URL, write_config
+from fix_support import run_cli
+from monitor.config import DatabaseConfig
+from monitor.db import Database
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_query(monitor_for: Any, db: Any, sql: str, **database: Any) -> Any:
+    monitor = monitor_for({"d": {"url": db.url, **database}}, [{"name": "c", "database": "d", "sql": sql}])
+    return monitor.run("c")
+
+
+def run_where(monitor_for: Any, db: Any, where: str) -> Any:
+    monitor = monitor_for({"d": {"url": db.url}},
+                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
+    return monitor.run("w")
+
+
+def assert_refused(result: Any, call: str) -> None:
+    assert result.status == "error", result
+    assert "is not allowed in a check" in result.error and call in result.error.lower(), result.error
+    assert "\n" not in result.error
+
+
+@pytest.fixture
+def victim_table(request: Any, tmp_path: Any) -> Any:
+    db = request.getfixturevalue(request.param)
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    db.execute("INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    return db
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def other_session() -> Any:
+    """Another session of the same role, the one a `pg_terminate_backend` spelling would kill."""
+    url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        yield conn
+
+
+PG_SPELLINGS = {
+    "unicode-escaped name": ('SELECT U&"pg\\005fterminate\\005fbackend"({pid}) AS a', "pg_terminate_backend("),
+    "-- inside a quoted alias": ('SELECT 1 AS "x--", pg_terminate_backend({pid}) AS a', "pg_terminate_backend("),
+    "quote inside a quoted alias": ("SELECT 1 AS \"it's\", pg_terminate_backend({pid}) AS a, 'x' AS b",
+                                    "pg_terminate_backend("),
+    "E'\\'' string": ("SELECT E'\\'' AS a, pg_terminate_backend({pid}) AS b, 'x' AS c", "pg_terminate_backend("),
+    "$ in identifiers": ("SELECT 1 AS a$q$, pg_terminate_backend({pid}) AS b$q$", "pg_terminate_backend("),
+}
+
+
+@pytest.mark.parametrize("victim_table", ["pg"], indirect=True)
+@pytest.mark.parametrize("spelling", PG_SPELLINGS)
+def test_postgresql_custom_query_spelling_cannot_call_a_refused_function(victim_table, other_session, spelling,
+                                                                         monitor_for):
+    pid = other_session.info.backend_pid
+    sql, call = PG_SPELLINGS[spelling]
+    assert_refused(run_query(monitor_for, victim_table, sql.format(pid=pid)), call)
+    assert other_session.execute("SELECT 1").fetchone() == (1,)  # the other session is alive
+
+
+PG_WHERE_SPELLINGS = {
+    "unicode-escaped name": ('U&"pg\\005fadvisory\\005flock"(4242) IS NOT NULL', "pg_advisory_lock("),
+    "-- inside a quoted alias": ('EXISTS (SELECT 1 AS "x--" WHERE pg_advisory_lock(4242) IS NOT NULL)',
+                                 "pg_advisory_lock("),
+    "quote inside a quoted alias": ("EXISTS (SELECT 1 AS \"it's\" WHERE pg_advisory_lock(4242) IS NOT NULL) "
+                                    "AND k <> 'x'", "pg_advisory_lock("),
+    "E'\\'' string": ("k <> E'\\'' AND pg_advisory_lock(4242) IS NOT NULL AND k <> 'x'", "pg_advisory_lock("),
+    "$ in identifiers": ("EXISTS (SELECT a$q$ FROM (SELECT pg_advisory_lock(4242) AS a$q$) AS t)",
+                         "pg_advisory_lock("),
+}
+
+
+@pytest.mark.parametrize("victim_table", ["pg"], indirect=True)
+@pytest.mark.parametrize("spelling", PG_WHERE_SPELLINGS)
+def test_postgresql_where_spelling_cannot_call_a_refused_function(victim_table, spelling, monitor_for):
+    where, call = PG_WHERE_SPELLINGS[spelling]
+    result = run_where(monitor_for, victim_table, where)
+    assert_refused(result, call)
+    assert result.error.startswith("check 'w': where: ")
+
+
+@pytest.fixture
+def pg_objects(pg):
+    """A VOLATILE function of the application's, an operator and a view that call it: nothing in a statement
+    using them names a refused function."""
+    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+               "INSERT INTO victim VALUES (1, 'a'), (2, 'a')",
+               "CREATE FUNCTION grab(n integer) RETURNS integer VOLATILE LANGUAGE plpgsql "
+               "AS 'BEGIN PERFORM pg_advisory_lock(n); RETURN n; END'",
+               "CREATE FUNCTION grab_eq(a integer, b integer) RETURNS boolean VOLATILE LANGUAGE plpgsql "
+               "AS 'BEGIN RETURN pg_try_advisory_lock(a) AND a = b; END'",
+               "CREATE OPERATOR === (LEFTARG = integer, RIGHTARG = integer, FUNCTION = grab_eq)",
+               "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim")
+    return pg
+
+
+PG_HIDDEN = {
+    "a function of the application's": ("SELECT grab(4242) AS a", "grab(integer)"),
+    "an operator": ("SELECT k FROM victim WHERE id === 4242", "grab_eq(integer,integer)"),
+    "a view": ("SELECT k FROM grabbing", "pg_try_advisory_lock(bigint)"),
+    "LIMIT, which EXPLAIN (VERBOSE) does not show": ("SELECT k FROM victim LIMIT grab(1)", "grab(integer)"),
+    "VALUES, which EXPLAIN (VERBOSE) does not show": ("SELECT * FROM (VALUES (grab(1)), (2)) AS v(a)",
+                                                      "grab(integer)"),
+    "a window frame, which EXPLAIN (VERBOSE) does not show": (
+        "SELECT count(*) OVER (ORDER BY id ROWS BETWEEN grab(1) PRECEDING AND CURRENT ROW) AS n FROM victim",
+        "grab(integer)"),
+}
+
+
+@pytest.mark.parametrize("hidden", PG_HIDDEN)
+def test_postgresql_a_call_the_statement_does_not_name_is_refused(pg_objects, hidden, monitor_for):
+    sql, call = PG_HIDDEN[hidden]
+    assert_refused(run_query(monitor_for, pg_objects, sql), call)
+    assert pg_objects.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+def test_postgresql_allows_stable_functions_and_harmless_volatile_ones(pg, monitor_for):
+    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10), at TIMESTAMPTZ DEFAULT now())",
+               "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a')")
+    sql = ("SELECT lower(k) AS k, count(*) AS dup_count, max(at) AS last, random() AS r, clock_timestamp() AS c "
+           "FROM victim WHERE at <= now() AND k ~ '^a' AND k = ANY (ARRAY['a', 'b']) GROUP BY lower(k) "
+           "HAVING count(*) > 1 ORDER BY 1 LIMIT 10")
+    result = run_query(monitor_for, pg, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
+# -- MariaDB / MySQL -------------------------------------------------------------------------------------------
+
+MYSQL_SPELLINGS = {
+    "executable comment": ("SELECT 1 /*!, GET_LOCK('{lock}', 0)*/ AS a", "get_lock("),
+    "'\\'' string": ("SELECT '\\'' AS a, GET_LOCK('{lock}', 0) AS b, 'x' AS c", "get_lock("),
+    "\"'\" string": ("SELECT \"'\" AS a, GET_LOCK('{lock}', 0) AS b, 'x' AS c", "get_lock("),
+    "backquoted `x--`": ("SELECT 1 AS `x--`, GET_LOCK('{lock}', 0) AS b", "get_lock("),
+}
+
+
+@pytest.mark.parametrize("victim_table", ["mysql"], indirect=True)
+@pytest.mark.parametrize("spelling", MYSQL_SPELLINGS)
+def test_mysql_custom_query_spelling_cannot_take_a_named_lock(victim_table, spelling, monitor_for):
+    lock = f"dw_{uuid.uuid4().hex[:8]}"
+    sql, call = MYSQL_SPELLINGS[spelling]
+    assert_refused(run_query(monitor_for, victim_table, sql.format(lock=lock)), call)
+    assert victim_table.scalar(f"SELECT IS_FREE_LOCK('{lock}')") == 1
+
+
+MYSQL_WHERE_SPELLINGS = {
+    "executable comment": ("k <> 'x' /*!AND GET_LOCK('dw_l', 0) = 1*/", "get_lock("),
+    "'\\'' string": ("k <> '\\'' AND GET_LOCK('dw_l', 0) = 1 AND k <> 'x'", "get_lock("),
+    "\"'\" string": ("k <> \"'\" AND GET_LOCK('dw_l', 0) = 1 AND k <> 'x'", "get_lock("),
+    "backquoted `x--`": ("EXISTS (SELECT 1 AS `x--` FROM DUAL WHERE GET_LOCK('dw_l', 0) = 1)", "get_lock("),
+}
+
+
+@pytest.mark.parametrize("victim_table", ["mysql"], indirect=True)
+@pytest.mark.parametrize("spelling", MYSQL_WHERE_SPELLINGS)
+def test_mysql_where_spelling_cannot_take_a_named_lock(victim_table, spelling, monitor_for):
+    where, call = MYSQL_WHERE_SPELLINGS[spelling]
+    result = run_where(monitor_for, victim_table, where)
+    assert_refused(result, call)
+    assert result.error.startswith("check 'w': where: ")
+
+
+def test_mysql_a_stored_function_is_refused(mysql, monitor_for):
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "CREATE FUNCTION grab() RETURNS INT NOT DETERMINISTIC RETURN GET_LOCK('dw_grab', 0)")
+    assert_refused(run_query(monitor_for, mysql, "SELECT grab() AS a FROM victim"), "grab()")
+
+
+def test_mysql_a_call_in_a_constant_derived_table_is_refused(mysql, monitor_for):
+    """`EXPLAIN EXTENDED` would evaluate `(SELECT GET_LOCK(...)) x` while it optimizes and print `1` in its place;
+    the statement is vetted by PREPARE, which runs nothing and keeps the call."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    lock = f"dw_{uuid.uuid4().hex[:8]}"
+    result = run_query(monitor_for, mysql, f"SELECT * FROM (SELECT GET_LOCK('{lock}', 0) AS g) AS x WHERE g")
+    assert_refused(result, "get_lock(")
+
+
+def test_mysql_a_shared_row_lock_in_a_sub_select_is_refused(mysql, monitor_for):
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    sql = "SELECT k FROM victim WHERE id IN (SELECT id FROM victim LOCK /*!IN*/ SHARE MODE)"
+    assert_refused(run_query(monitor_for, mysql, sql), "lock in share mode")
+
+
+def test_mysql_allows_ordinary_functions(mysql, monitor_for):
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10), at DATETIME)",
+                  "INSERT INTO victim VALUES (1, 'a', NOW()), (2, 'A', NOW())")
+    sql = ("SELECT LOWER(TRIM(k)) AS k, COUNT(*) AS dup_count, MAX(at) AS last, CAST(SUM(id) AS DECIMAL(10, 2)) "
+           "AS s, GROUP_CONCAT(id ORDER BY id SEPARATOR ',') AS ids FROM victim "
+           "WHERE at <= NOW() + INTERVAL 1 DAY AND k IN ('a', 'A') GROUP BY LOWER(TRIM(k)) HAVING COUNT(*) > 1")
+    result = run_query(monitor_for, mysql, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
+# -- SQLite ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_bracketed_alias_cannot_hide_randomblob(victim_table, monitor_for):
+    result = run_query(monitor_for, victim_table, "SELECT 1 AS [x--], length(randomblob(1000000)) AS b")
+    assert_refused(result, "randomblob(")
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_where_bracketed_alias_cannot_hide_randomblob(victim_table, monitor_for):
+    result = run_where(monitor_for, victim_table, "EXISTS (SELECT 1 AS [x--] WHERE length(randomblob(10)) > 0)")
+    assert_refused(result, "randomblob(")
+    assert result.error.startswith("check 'w': where: ")
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_printf_cannot_build_a_900_mb_string(victim_table, monitor_for):
+    """No name the old scanner refused: printf loops inside one step of SQLite's program, past every deadline."""
+    started = time.monotonic()
+    result = run_query(monitor_for, victim_table, "SELECT length(printf('%.*c', 900000000, 'x')) AS n")
+    assert_refused(result, "printf(")
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_a_statement_cannot_build_a_string_of_a_gigabyte(victim_table, monitor_for):
+    """Only allowed calls (`||`, length, max): SQLite's length limit stops the doubling string at 32 MiB."""
+    peak_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sql = ("WITH RECURSIVE r(n, s) AS (SELECT 1, 'x' UNION ALL SELECT n + 1, s || s FROM r WHERE n < 31) "
+           "SELECT max(length(s)) AS n FROM r")
+    result = run_query(monitor_for, victim_table, sql, statement_timeout="60s")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before_kb) / 1024
+    assert result.status == "error" and "string or blob too big" in result.error, result.error
+    assert grown_mb < 400, grown_mb
+
+
+# -- what the user sees: one line naming the check and the call, exit 2; a fix changes nothing ------------------
+
+CLI_QUERY = {"postgresql": ('SELECT U&"pg\\005fadvisory\\005flock"(4242) AS a', "pg_advisory_lock("),
+             "mysql": ("SELECT 1 /*!, GET_LOCK('dw_cli', 0)*/ AS a", "get_lock("),
+             "sqlite": ("SELECT 1 AS [x--], length(randomblob(10)) AS b", "randomblob(")}
+FIX_WHERE = {"postgresql": ("k <> E'\\'' AND pg_advisory_lock(4242) IS NOT NULL AND k <> 'x'", "pg_advisory_lock("),
+             "mysql": ("k <> \"'\" AND GET_LOCK('dw_fix', 0) = 1 AND k <> 'x'", "get_lock("),
+             "sqlite": ("EXISTS (SELECT 1 AS [x--] WHERE length(randomblob(10)) > 0)", "randomblob(")}
+
+
+def test_dupewatch_check_reports_a_refused_call_in_one_line_and_exits_2(db, tmp_path):
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    sql, call = CLI_QUERY[db.dialect]
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}}, [{"name": "sneaky", "database": "d", "sql": sql}])
+    result = run_cli("check", "--config", str(path))
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if "is not allowed in a check" in line]
+    assert len(errors) == 1 and errors[0].startswith("sneaky: ") and call in errors[0].lower(), result.output
+
+
+def test_dupewatch_fix_refuses_a_where_with_a_refused_call_and_changes_nothing(db, tmp_path):
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+               "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    where, call = FIX_WHERE[db.dialect]
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
+                        [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
+    before = db.rows("SELECT id, k FROM victim ORDER BY id")
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "'w'" in result.stderr and "is not allowed in a check" in result.stderr and call in result.stderr.lower()
+    assert db.rows("SELECT id, k FROM victim ORDER BY id") == before
+
+
+# -- the vetting leaves the session as it found it ---------------------------------------------------------------
+
+def test_postgresql_vetting_leaves_no_setting_behind(pg):
+    database = Database("d", DatabaseConfig(url=pg.url))
+    try:
+        with database.read_only() as conn:
+            assert database.rules.refused_call(conn, "SELECT lower('A') AS a") is None
+            settings = conn.exec_driver_sql("SELECT current_setting('debug_print_plan'), "
+                                            "current_setting('client_min_messages')").one()
+            assert tuple(settings) == ("off", "notice")
+    finally:
+        database.dispose()
+
+
+def test_mysql_vetting_leaves_no_setting_behind(mysql):
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            assert database.rules.refused_call(conn, "SELECT LOWER('A') AS a") is None
+            settings = conn.exec_driver_sql("SELECT @@optimizer_trace, @dupewatch_vetted").one()
+            assert tuple(settings) == ("enabled=off", None)
+    finally:
+        database.dispose()
