@@ -1,0 +1,151 @@
+"""Issue 16 items 2, 3 and 8: what a batch deletes is exactly what it archives, even while the application
+inserts into the group (the seed incident's shape); a deadlock victim batch is retried; batches are sized to a
+target time; the plan names the referencing column that lacks an index."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fix_support import config_file, json_out, make_config, run_cli
+from monitor.engine import Monitor
+from monitor.fix import FixProgress, make_plan, prepare_fix, run_fix
+
+DEADLINE = 30.0
+BATCH = 4
+MEMBERSHIP = [{"name": "roles", "table": "role_membership", "key": ["group_id", "user_id"]}]
+
+
+def _wait_until(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)  # polling interval of a condition with a deadline, not a synchronisation sleep
+
+
+def _role_membership(db) -> None:
+    """No primary key; on MariaDB an index whose order puts a later 'admin' row before the 'member' copies."""
+    index = ", KEY (group_id, user_id, role)" if db.dialect == "mysql" else ""
+    db.execute(f"CREATE TABLE role_membership (group_id INTEGER NOT NULL, user_id INTEGER NOT NULL, "
+               f"role VARCHAR(20) NOT NULL{index})")
+    if db.dialect != "mysql":
+        db.execute("CREATE INDEX role_membership_k ON role_membership (group_id, user_id, role)")
+
+
+def _multiset(db, sql: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r) for r in db.rows(sql))
+
+
+# -- item 2: a row inserted into a group while its batch runs -----------------------------------------------
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_db(request: pytest.FixtureRequest) -> Any:
+    """PostgreSQL or MariaDB: on SQLite a batch holds the database's write lock, so no row can arrive between
+    its statements (the concurrency test below covers SQLite)."""
+    return request.getfixturevalue({"postgresql": "pg", "mysql": "mysql"}[request.param])
+
+
+def test_a_row_inserted_between_the_batchs_statements_is_neither_deleted_nor_archived(server_db):
+    """The seed incident: (1, 7, 'admin') arrives after the batch locked and counted the group, right before
+    its DELETE. It survives, and the archive holds exactly the row that was deleted."""
+    db = server_db
+    _role_membership(db)
+    db.execute("INSERT INTO role_membership VALUES (1, 7, 'member'), (1, 7, 'member'), (2, 8, 'member')")
+    monitor = Monitor(make_config(db, MEMBERSHIP))
+    inserted: list[str] = []
+    app = sa.create_engine(db.url)
+
+    def insert_before_the_delete(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "DELETE FROM" in statement.upper() and "role_membership" in statement and not inserted:
+            inserted.append(statement)
+            with app.begin() as conn:  # the application, on its own connection, commits before the DELETE runs
+                conn.execute(sa.text("INSERT INTO role_membership VALUES (1, 7, 'admin')"))
+
+    try:
+        plan = prepare_fix(monitor, "roles")
+        assert (plan.groups, plan.rows_to_delete) == (1, 1)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", insert_before_the_delete)
+        try:
+            report = run_fix(monitor, "roles", plan, batch_size=1)
+        finally:
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", insert_before_the_delete)
+    finally:
+        monitor.close()
+        app.dispose()
+    assert inserted, "the batch never deleted"
+    assert (report.deleted, report.archived, report.skipped) == (1, 1, 0)
+    assert _multiset(db, "SELECT group_id, user_id, role FROM role_membership") == [
+        (1, 7, "admin"), (1, 7, "member"), (2, 8, "member")]
+    assert _multiset(db, "SELECT group_id, user_id, role FROM dupewatch_archive_role_membership") == [
+        (1, 7, "member")]
+
+
+def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
+    """An application inserts rows into the groups (new roles and more copies) all through a fix. Oracle: live
+    rows + archive == the rows before + every row the application inserted, each archived row a planned copy,
+    and every inserted row that differs from the copies still live."""
+    groups = 120
+    _role_membership(db)
+    seeded = [{"g": g, "u": g % 17, "r": "member"} for g in range(groups) for _ in range(2 + g % 2)]
+    db.execute("INSERT INTO role_membership VALUES (:g, :u, :r)", params=seeded)
+    monitor = Monitor(make_config(db, MEMBERSHIP))
+    inserted: list[tuple[int, int, str]] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    progress = threading.Condition()
+
+    focus = [0]  # the first group_id of the batch running now: the application writes into its groups
+
+    def app(seed: int) -> None:
+        rng = random.Random(seed)
+        engine = sa.create_engine(db.url)
+        try:
+            while not stop.is_set():
+                g = min(groups - 1, focus[0] + rng.randrange(BATCH))
+                row = (g, g % 17, rng.choice(["admin", "owner", "member"]))
+                with engine.begin() as conn:
+                    conn.execute(sa.text("INSERT INTO role_membership VALUES (:g, :u, :r)"),
+                                 {"g": row[0], "u": row[1], "r": row[2]})
+                with progress:
+                    inserted.append(row)
+                    progress.notify_all()
+        except BaseException as exc:  # surfaced by the assertions below
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    def between_batches(p: FixProgress) -> None:
+        seen = len(inserted)
+        with progress:
+            assert progress.wait_for(lambda: len(inserted) >= seen + 1 or bool(errors), timeout=DEADLINE)
+        focus[0] = p.groups_done  # groups are numbered in key order from 1: group_id g is group g + 1
+
+    threads = [threading.Thread(target=app, args=(seed,), daemon=True) for seed in (16, 17)]
+    try:
+        plan = prepare_fix(monitor, "roles")
+        for thread in threads:
+            thread.start()
+        report = run_fix(monitor, "roles", plan, batch_size=BATCH, progress=between_batches)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(DEADLINE)
+        monitor.close()
+    assert not errors, errors
+    assert len(inserted) > 10
+    before = sorted((r["g"], r["u"], r["r"]) for r in seeded)
+    live = _multiset(db, "SELECT group_id, user_id, role FROM role_membership")
+    archived = _multiset(db, "SELECT group_id, user_id, role FROM dupewatch_archive_role_membership")
+    assert sorted(live + archived) == sorted(before + inserted), "a row was lost, or archived but not deleted"
+    assert {r[2] for r in archived} <= {"member"}, "a row inserted after the plan was deleted"
+    assert report.deleted == report.archived == len(archived)
+    for row in {r for r in inserted if r[2] != "member"}:
+        assert live.count(row) == inserted.count(row), f"{row} was inserted during the fix and deleted"
+    assert {(g, u) for g, u, _r in live} == {(g, u) for g, u, _r in before + inserted}, "a key lost every row"
