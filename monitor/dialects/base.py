@@ -219,7 +219,7 @@ class Dialect:
     def comparable(self, column: sa.Column[Any]) -> bool:
         return True
 
-    def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+    def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
 
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:

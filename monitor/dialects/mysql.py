@@ -111,7 +111,7 @@ class MySQL(Dialect):
         return NamedLock(sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=name),
                          sa.text("SELECT RELEASE_LOCK(:n)").bindparams(n=name), f"lock {name}")
 
-    def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+    def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """Text as stored: by collation `a` and `A ` are equal, yet such rows are not identical."""
         if isinstance(column.type, sa.String):
             return sa.cast(column, sa.LargeBinary)

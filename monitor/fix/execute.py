@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 from monitor.config import CheckConfig
 from monitor.db import Database, DatabaseError
 from monitor.detect import CheckDefinitionError, TableCheck
+from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
@@ -623,32 +624,28 @@ class _Batch:
     def _identical(self, conn: Connection, in_batch: sa.ColumnElement[bool]) -> _Outcome:
         """MySQL/MariaDB without a primary key: delete all but one of fully identical rows, per group.
 
-        Each group's rows are found by joining its plan row on the key (the database compares, so a FLOAT
-        or a `_ci` text key matches what it grouped), locked, and must all be identical as stored (one
-        distinct row, text compared as bytes) and referenced by nobody; the extra copies are then archived
-        and deleted with `LIMIT`, which is safe because any copy is every copy."""
+        The plan holds each group's row content (`Layout.copy_match`). A group's rows equal to it in every
+        column (text compared as bytes, NULL-safe) are locked and counted in one statement; at least the
+        planned number must be there and nobody may reference them. Then the extra copies are archived and
+        deleted, both statements matching only rows equal to that content, with `LIMIT`: any copy is every
+        copy, so what is deleted is exactly what was archived, and a row the application adds to the group
+        meanwhile (READ COMMITTED neither locks nor counts it) is neither deleted nor archived."""
         p, layout = self.plan, self.layout
         outcome = _Outcome()
         for number, planned in conn.execute(sa.select(p.c[GROUP], p.c[SIZE]).where(in_batch)
                                             .order_by(p.c[GROUP])).all():
             one = p.c[GROUP] == number
-            members = self.table.join(p, sa.and_(layout.key_match(p), one))
-            conn.execute(self._lock(sa.select(sa.literal_column("1")).select_from(members)
-                                    .where(*layout.tc.filters)))
-            exact = [layout.exact(c) for c in self.table.columns]
-            distinct = (sa.select(sa.func.count().label("n")).select_from(members).where(*layout.tc.filters)
-                        .group_by(*exact).subquery("dupewatch_distinct"))
-            rows, kinds = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(distinct.c.n), 0),
-                                                 sa.func.count())).one()
-            if int(rows) < planned or int(kinds) != 1 or self._referenced(conn, members):
+            copies = self.table.join(p, sa.and_(layout.key_match(p), layout.copy_match(p), one))
+            found = conn.execute(self._lock(sa.select(sa.func.count()).select_from(copies)
+                                            .where(*layout.tc.filters))).scalar_one()
+            if int(found) < planned or self._referenced(conn, copies):
                 outcome.skipped += 1
                 continue
             extra = int(planned) - 1
-            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, one, limit=extra,
-                                                 joined=members)).rowcount
-            keys = [e.is_not_distinct_from(sa.select(p.c[label]).where(one).scalar_subquery())
-                    for e, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
-            deleted = conn.execute(sa.delete(self.table).where(*keys, *layout.tc.filters)
+            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id,
+                                                 sa.and_(one, *layout.tc.filters), limit=extra,
+                                                 joined=copies)).rowcount
+            deleted = conn.execute(sa.delete(self.table).where(*self._equal_to_copy(one), *layout.tc.filters)
                                    .with_dialect_options(mysql_limit=extra)).rowcount
             if archived != extra or deleted != extra:
                 raise BatchAborted(f"group {number}: archived {archived} and deleted {deleted} rows, "
@@ -657,6 +654,15 @@ class _Batch:
             outcome.archived += archived
             outcome.deleted += deleted
         return outcome
+
+    def _equal_to_copy(self, one: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+        """A live row has the group's planned key and is equal to its planned copy, compared with values read
+        from the plan by scalar subqueries (a DELETE with LIMIT names one table)."""
+        p, layout = self.plan, self.layout
+        planned = [(expr, p.c[label]) for expr, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
+        exact = for_backend(layout.dialect).exact
+        planned += [(exact(column), exact(p.c[f"dw_c{j}"])) for j, column in enumerate(self.table.columns)]
+        return [live.is_not_distinct_from(sa.select(stored).where(one).scalar_subquery()) for live, stored in planned]
 
     def _referenced(self, conn: Connection, members: sa.FromClause) -> bool:
         """Whether any row of another table holds the values of this group's rows: InnoDB applies ON DELETE

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
+from monitor.dialects import for_backend
 from monitor.fix.catalog import DeleteHooks, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.records import now_text
@@ -105,7 +106,13 @@ class Layout:
         """(label, expression, type) of the copy of every column a physical identity needs: a `ctid` or
         `rowid` is a slot, not a row, and may hold another row by the time a batch runs (after a delete and
         a VACUUM, or a delete of SQLite's last row), so a planned row is only the planned row while all its
-        columns are as snapshotted. Values PostgreSQL cannot compare with `=` are compared as text."""
+        columns are as snapshotted. Values PostgreSQL cannot compare with `=` are compared as text.
+
+        Without any identity (`identical`), the copy is the group's one row content (its rows are identical,
+        or the plan is blocked): a batch archives and deletes only rows equal to it in every column, so a row
+        the application adds to the group meanwhile is neither deleted nor archived (issue 16 item 2)."""
+        if self.mode == "identical":
+            return [(f"dw_c{j}", column, column.type) for j, column in enumerate(self.table.columns)]
         if self.mode not in ("ctid", "rowid"):
             return []
         copies: list[tuple[str, ColumnElement[Any], sa.types.TypeEngine[Any]]] = []
@@ -133,8 +140,9 @@ class Layout:
         keys = [e.label(label) for e, label in zip(tc.key_exprs, self.key_labels, strict=True)]
         if self.mode == "identical":
             size = sa.func.count()
+            copies = [sa.func.min(expr).label(label) for label, expr, _type in self.row_copies]
             return (sa.select(sa.func.row_number().over(order_by=tc.key_exprs).label(GROUP),
-                              sa.literal_column("1").label(RANK), *keys, size.label(SIZE))
+                              sa.literal_column("1").label(RANK), *keys, *copies, size.label(SIZE))
                     .select_from(self.table).where(*tc.filters).group_by(*tc.key_exprs)
                     .having(size > sa.literal_column("1")))
         # One sort of the table, the same one a hand-written `row_number() OVER (PARTITION BY key ...)` needs:
@@ -204,6 +212,12 @@ class Layout:
         referred = [self.table.c[name].is_not_distinct_from(rel.c[label]) for name, label in self.ref_label.items()]
         whole = [expr.is_not_distinct_from(rel.c[label]) for label, expr, _type in self.row_copies]
         return sa.and_(self.identity_match(rel), self.key_match(rel), *self.tc.filters, *referred, *whole)
+
+    def copy_match(self, rel: FromClause) -> ColumnElement[bool]:
+        """The live row equals the plan's copy of a row in every column as stored (text as bytes, NULL-safe)."""
+        exact = for_backend(self.dialect).exact
+        return sa.and_(*[exact(column).is_not_distinct_from(exact(rel.c[f"dw_c{j}"]))
+                         for j, column in enumerate(self.table.columns)])
 
     def member_match(self, rel: FromClause) -> ColumnElement[bool]:
         if self.mode == "identical":
