@@ -35,6 +35,9 @@ _FORBIDDEN = (
 )
 
 
+_CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
+
+
 def fix_lock_name(table: str) -> str:
     """The named lock of a table's fix (the same name `monitor.fix.locks` uses)."""
     return "dupewatch_fix_" + sha256(table.encode()).hexdigest()[:32]
@@ -100,6 +103,14 @@ class MySQL(Dialect):
     def socket_fileno(self, dbapi: Any) -> int | None:
         sock = getattr(dbapi, "_sock", None)
         return sock.fileno() if isinstance(sock, socket.socket) else None
+
+    def conflict(self, error: BaseException) -> str | None:
+        """ER_LOCK_DEADLOCK (1213: InnoDB rolled the transaction back) and ER_LOCK_WAIT_TIMEOUT (1205: by default
+        only the statement was rolled back; the fix rolls back the whole batch before trying again)."""
+        import pymysql
+
+        code = error.args[0] if isinstance(error, pymysql.err.MySQLError) and error.args else None
+        return _CONFLICTS.get(code) if isinstance(code, int) else None
 
     def is_timeout(self, message: str) -> bool:
         return "max_statement_time" in message or "maximum statement execution time" in message.lower()

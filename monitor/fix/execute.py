@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.config import CheckConfig
-from monitor.db import Database, DatabaseError
+from monitor.db import Database, DatabaseError, first_line
 from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
@@ -47,11 +47,12 @@ from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
 from monitor.fix.links import Link, apply, children_archived, delete_joined, prepare_links, verify_clear
 from monitor.fix.locks import fix_lock
+from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
 from monitor.fix.records import FixRecord
 from monitor.fix.refs import find_references
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = DEFAULT_LARGEST  # groups per batch at most, unless `batch_size` says otherwise
 _IN_CHUNK = 500
 
 
@@ -336,19 +337,26 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
 # -- running -------------------------------------------------------------------------------------
 
 
-def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE,
-            progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-            add_constraint: bool = False) -> FixReport:
+def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int | None = None,
+            batch_time: float | None = None, progress: ProgressCallback | None = None,
+            cancel: threading.Event | None = None, add_constraint: bool = False) -> FixReport:
     """Run (or resume) a fix of `check` and return what it did.
 
     `plan`: a prepared plan (`prepare_fix`) to run; None resumes an unfinished fix of the check or, if
     there is none, snapshots a new plan and runs it (refusing if anything blocks it). `progress` is called
     after each committed batch; setting `cancel` stops between batches (the fix stays resumable).
+    Batches are sized to take `batch_time` seconds (default: `[fix] batch_time`), at most `batch_size` groups;
+    `batch_size` alone fixes every batch at that many groups (see `pace.py`).
     Raises `FixRefused` (nothing changed) or `FixError` (a batch was rolled back; earlier batches stand).
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise FixRefused("--batch-size must be at least 1")
+    if batch_time is not None and batch_time <= 0:
+        raise FixRefused("--batch-time must be a positive duration")
+    if batch_time is None and batch_size is None:
+        batch_time = monitor.config.fix.batch_time
     t = target(monitor, check)
+    sizer = BatchSizer(batch_time, batch_size or DEFAULT_BATCH_SIZE, t.db.config.statement_timeout)
     with table_lock(t):
         resumed = False
         if plan is not None and plan.fix_id is not None:
@@ -371,7 +379,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                                                   finished_at=records.now_text(), message=fresh.blockers[0])
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
                 fix_id = fresh.fix_id or ""
-        report = _execute(t, fix_id, batch_size, progress, cancel)
+        report = _execute(t, fix_id, sizer, progress, cancel)
         report.resumed = resumed
     if add_constraint and report.state == "done":
         _guard_after_fix(monitor, t, report)
@@ -392,7 +400,7 @@ def _guard_after_fix(monitor: Monitor, t: _Target, report: FixReport) -> None:
         records.update_record(conn, report.fix_id, constraint_name=guard.index_name)
 
 
-def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallback | None,
+def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallback | None,
              cancel: threading.Event | None) -> FixReport:
     with _writer(t) as raw:
         conn = _session(raw, t.db)
@@ -414,19 +422,14 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
         counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
+        retried: dict[str, int] = {}
         while True:
             if cancel is not None and cancel.is_set():
                 with conn.begin():
                     records.update_record(conn, fix_id, state="stopped")
                 break
             try:
-                with conn.begin():
-                    if t.db.dialect == "postgresql":
-                        # A batch and its progress commit together, so a server crash can only lose whole
-                        # batches, which the resumed fix redoes; the final, synchronous commit of the fix
-                        # record flushes them all before the fix reports done.
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                    advanced = _advance(conn, batch, batch_size)
+                advanced = _paced_batch(conn, t, batch, sizer, record.done_through, retried, cancel)
             except BaseException as exc:
                 message = _batch_failure(t, layout, exc)
                 _mark_failed(t, fix_id, message)
@@ -449,9 +452,43 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
         final = _load(conn, fix_id)
         with conn.begin():
             references_archived = children_archived(conn, fix_id)
-    return FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
-                     final.repointed, final.skipped, final.constraint_name,
-                     references_archived=references_archived)
+    report = FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
+                       final.repointed, final.skipped, final.constraint_name,
+                       references_archived=references_archived)
+    report.notes.extend(f"{n} batch(es) rolled back by the database ({why}) and run again"
+                        for why, n in retried.items())
+    return report
+
+
+def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer, done_through: int,
+                 retried: dict[str, int], cancel: threading.Event | None) -> FixRecord | None:
+    """The next batch, `sizer.size` groups, committed; None when no group is left. A batch the database rolled
+    back to resolve a conflict is run again after a pause (at most `pace.ATTEMPTS` tries), one cancelled by the
+    statement timeout again at a smaller size (see `pace.py`). `retried` counts the reruns by cause."""
+    attempt = 1
+    while True:
+        try:
+            sizer.begin()
+            with conn.begin():
+                if t.db.dialect == "postgresql":
+                    # A batch and its progress commit together, so a server crash can only lose whole
+                    # batches, which the resumed fix redoes; the final, synchronous commit of the fix
+                    # record flushes them all before the fix reports done.
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                advanced = _advance(conn, batch, sizer.size)
+            if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
+                sizer.done(advanced.done_through - done_through)
+            return advanced
+        except sa.exc.DBAPIError as exc:
+            why = t.db.rules.conflict(exc.orig or exc)
+            if why is not None and attempt < ATTEMPTS:
+                attempt += 1
+            elif t.db.rules.is_timeout(first_line(exc)) and sizer.timed_out():
+                why = f"statement timeout; next tried with {sizer.size} group(s)"
+            else:
+                raise
+            retried[why] = retried.get(why, 0) + 1
+            (cancel or threading.Event()).wait(pause(attempt - 1))
 
 
 def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
@@ -659,7 +696,8 @@ class _Batch:
         """A live row has the group's planned key and is equal to its planned copy, compared with values read
         from the plan by scalar subqueries (a DELETE with LIMIT names one table)."""
         p, layout = self.plan, self.layout
-        planned = [(expr, p.c[label]) for expr, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
+        planned: list[tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]] = [
+            (expr, p.c[label]) for expr, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
         exact = for_backend(layout.dialect).exact
         planned += [(exact(column), exact(p.c[f"dw_c{j}"])) for j, column in enumerate(self.table.columns)]
         return [live.is_not_distinct_from(sa.select(stored).where(one).scalar_subquery()) for live, stored in planned]
