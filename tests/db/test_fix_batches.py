@@ -149,3 +149,60 @@ def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
     for row in {r for r in inserted if r[2] != "member"}:
         assert live.count(row) == inserted.count(row), f"{row} was inserted during the fix and deleted"
     assert {(g, u) for g, u, _r in live} == {(g, u) for g, u, _r in before + inserted}, "a key lost every row"
+
+
+# -- item 8: a deadlock victim batch is run again --------------------------------------------------------------
+
+
+def _blocked_by(db, blocker: int) -> bool:
+    """Whether some session waits for a row lock that session `blocker` holds (on MariaDB: whether a transaction
+    waits for a lock on this test's `visit`, as InnoDB's status reports it; information_schema.INNODB_LOCK_WAITS
+    leaves out some waiting transactions)."""
+    if db.dialect == "postgresql":
+        return bool(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))",
+                              {"b": blocker}))
+    status = db.rows("SHOW ENGINE INNODB STATUS")[0][2]
+    table = f"of table `{db.schema}`.`visit`"
+    return any(table in line and "waiting" in line for line in status.splitlines())
+
+
+def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(server_db):
+    """The application locks the batch's last row, the batch waits for it while holding the first, then the
+    application asks for the first: a deadlock, in which the database rolls the batch back (the application's
+    transaction has written more, so it is the one kept). The batch is run again and the fix finishes whole."""
+    db = server_db
+    db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, note VARCHAR(20))",
+               "CREATE TABLE ballast (n INTEGER)")
+    db.execute("INSERT INTO visit VALUES (:id, :k, 'seed')", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
+    monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
+    outcome: dict[str, Any] = {}
+
+    def fix() -> None:
+        try:
+            outcome["report"] = run_fix(monitor, "visits", plan, batch_size=10)
+        except BaseException as exc:  # surfaced by the assertions below
+            outcome["error"] = exc
+
+    app = db.engine.connect()
+    try:
+        plan = prepare_fix(monitor, "visits")
+        with app.begin():
+            blocker = app.execute(sa.text("SELECT pg_backend_pid()" if db.dialect == "postgresql"
+                                          else "SELECT CONNECTION_ID()")).scalar_one()
+            # weight: InnoDB rolls back the transaction that changed fewer rows
+            app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
+            thread = threading.Thread(target=fix, daemon=True)
+            thread.start()
+            _wait_until(lambda: _blocked_by(db, blocker) or not thread.is_alive(), "the batch to wait for row 8")
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
+        thread.join(DEADLINE)
+    finally:
+        app.close()
+        monitor.close()
+    assert "error" not in outcome, outcome.get("error")
+    report = outcome["report"]
+    assert (report.state, report.groups, report.deleted, report.archived) == ("done", 4, 4, 4)
+    assert any("deadlock" in note for note in report.notes), report.notes
+    assert [r[0] for r in db.rows("SELECT id FROM visit ORDER BY id")] == [1, 3, 5, 7]
+    assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 4, 6, 8]
