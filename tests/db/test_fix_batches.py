@@ -206,3 +206,38 @@ def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(se
     assert any("deadlock" in note for note in report.notes), report.notes
     assert [r[0] for r in db.rows("SELECT id FROM visit ORDER BY id")] == [1, 3, 5, 7]
     assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 4, 6, 8]
+
+
+# -- item 3: batches sized by time ------------------------------------------------------------------------------
+
+SLOW_TRIGGER = {
+    "postgresql": [
+        "CREATE FUNCTION visit_slow() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF OLD.note = 'slow' THEN PERFORM pg_sleep(0.02); END IF; RETURN OLD; END $$",
+        "CREATE TRIGGER visit_slow AFTER DELETE ON visit FOR EACH ROW EXECUTE FUNCTION visit_slow()",
+    ],
+    "mysql": ["CREATE TRIGGER visit_slow AFTER DELETE ON visit FOR EACH ROW "
+              "BEGIN IF OLD.note = 'slow' THEN DO SLEEP(0.02); END IF; END"],
+}
+
+
+def test_a_slow_batch_makes_the_next_one_smaller(server_db):
+    """Groups 61-160 are slow to delete (an AFTER DELETE trigger waits 20 ms per row): batches grow from the first
+    small one while fast, and the batch that meets the slow groups is followed by a smaller one."""
+    db = server_db
+    keys, slow = 300, range(60, 160)
+    db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, note VARCHAR(20))")
+    rows = [{"id": k * 2 + c + 1, "k": k, "n": "slow" if c and k in slow else "seed"} for k in range(keys) for c in (0, 1)]
+    db.execute("INSERT INTO visit VALUES (:id, :k, :n)", params=rows)
+    db.execute(*SLOW_TRIGGER[db.dialect])
+    monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
+    done = [0]
+    try:
+        run_fix(monitor, "visits", batch_time=0.2, progress=lambda p: done.append(p.groups_done))
+    finally:
+        monitor.close()
+    sizes = [b - a for a, b in zip(done, done[1:], strict=False)]
+    assert done[-1] == keys and db.scalar("SELECT count(*) FROM visit") == keys
+    first_slow = next(j for j, end in enumerate(done[1:]) if end > slow.start)
+    assert sizes[:first_slow] == sorted(sizes[:first_slow]) and sizes[0] < sizes[first_slow - 1], sizes
+    assert sizes[first_slow + 1] < sizes[first_slow], sizes
