@@ -4,6 +4,7 @@ target time; the plan names the referencing column that lacks an index."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from fix_support import config_file, json_out, make_config, run_cli
 from monitor.engine import Monitor
-from monitor.fix import FixProgress, make_plan, prepare_fix, run_fix
+from monitor.fix import FixProgress, prepare_fix, run_fix
 
 DEADLINE = 30.0
 BATCH = 4
@@ -227,7 +228,8 @@ def test_a_slow_batch_makes_the_next_one_smaller(server_db):
     db = server_db
     keys, slow = 300, range(60, 160)
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, note VARCHAR(20))")
-    rows = [{"id": k * 2 + c + 1, "k": k, "n": "slow" if c and k in slow else "seed"} for k in range(keys) for c in (0, 1)]
+    rows = [{"id": k * 2 + c + 1, "k": k, "n": "slow" if c and k in slow else "seed"}
+            for k in range(keys) for c in (0, 1)]
     db.execute("INSERT INTO visit VALUES (:id, :k, :n)", params=rows)
     db.execute(*SLOW_TRIGGER[db.dialect])
     monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
@@ -236,8 +238,50 @@ def test_a_slow_batch_makes_the_next_one_smaller(server_db):
         run_fix(monitor, "visits", batch_time=0.2, progress=lambda p: done.append(p.groups_done))
     finally:
         monitor.close()
-    sizes = [b - a for a, b in zip(done, done[1:], strict=False)]
+    sizes = [b - a for a, b in itertools.pairwise(done)]
     assert done[-1] == keys and db.scalar("SELECT count(*) FROM visit") == keys
     first_slow = next(j for j, end in enumerate(done[1:]) if end > slow.start)
     assert sizes[:first_slow] == sorted(sizes[:first_slow]) and sizes[0] < sizes[first_slow - 1], sizes
     assert sizes[first_slow + 1] < sizes[first_slow], sizes
+
+
+def _accounts(db, *, indexed: bool) -> None:
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(40) NOT NULL)",
+               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))",
+               "INSERT INTO account VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')",
+               "INSERT INTO login VALUES (10, 2), (11, 3)")
+    if indexed:
+        db.execute("CREATE INDEX login_by_account ON login (account_id)")
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["unindexed", "indexed"])
+def test_the_plan_names_the_referencing_column_without_an_index_and_the_index_to_build(db, tmp_path, indexed):
+    _accounts(db, indexed=indexed)
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    advice = [line for line in dry.stdout.splitlines() if line.startswith("  advice:")]
+    as_json = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json"))
+    if indexed or db.dialect == "mysql":  # InnoDB creates an index for every foreign key that lacks one
+        assert advice == [] and as_json["advice"] == [] and as_json["references"][0]["missing_index"] is None
+        return
+    ddl = {"postgresql": "CREATE INDEX CONCURRENTLY login_account_id_idx ON login (account_id)",
+           "sqlite": "CREATE INDEX login_account_id_idx ON login (account_id)"}[db.dialect]
+    assert len(advice) == 1 and "login(account_id) has no index on (account_id)" in advice[0], dry.stdout
+    assert advice[0].endswith(f"run: {ddl}")
+    assert as_json["references"][0]["missing_index"] == ddl and as_json["advice"] == [advice[0][len("  advice: "):]]
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(ddl))  # the advice, followed: the plan no longer gives it
+    again = run_cli("fix", "accounts", "--config", str(path), "--dry-run")
+    assert "advice:" not in again.stdout
+
+
+def test_batch_options_on_the_command_line(db, tmp_path):
+    _accounts(db, indexed=True)
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    bad = run_cli("fix", "accounts", "--config", str(path), "--yes", "--batch-time", "soon")
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "--batch-time" in bad.stderr
+    done = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json", "--batch-time", "200ms",
+                   "--batch-size", "1")
+    assert done.exit_code == 0, done.output
+    assert (json_out(done)["deleted"], json_out(done)["repointed"]) == (1, 1)

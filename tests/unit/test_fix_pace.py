@@ -3,6 +3,7 @@ when slow, stay clear of the statement timeout; a fixed --batch-size stays fixed
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from monitor.fix.pace import ATTEMPTS, FIRST_BATCH, BatchSizer, pause
@@ -30,7 +31,7 @@ def test_batches_start_small_and_grow_at_most_twofold_while_fast() -> None:
     sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
     sizes = [_batch(sizer, clock, 0.0001) for _ in range(12)]  # 10,000 groups a second: 5,000 fit in 0.5 s
     assert sizes[0] == FIRST_BATCH
-    assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:], strict=False))
+    assert all(b <= 2 * a for a, b in itertools.pairwise(sizes))
     assert sizes == sorted(sizes) and sizes[-1] == 5000  # capped by the largest batch
 
 
