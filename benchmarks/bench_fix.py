@@ -28,7 +28,6 @@ DUPEWATCH_TEST_MYSQL_URL (default mysql+pymysql://root@127.0.0.1:3306/test) and 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 PG_URL = os.environ.get("DUPEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("DUPEWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -140,22 +139,30 @@ def startup() -> float:
 
 
 def timed_batches(config: Path, check: str = "logins") -> tuple[float, float, int]:
-    """Run the fix through the API: its total time (snapshot excluded), its longest batch (seconds between
-    progress reports; the first batch is timed from the snapshot's end) and the number of batches."""
+    """Run the fix through the API: its total time (snapshot excluded), its longest batch (as the batch sizer
+    measured it: from the batch's first statement to its commit) and the number of batches."""
     from monitor.config import load_config
     from monitor.engine import Monitor
-    from monitor.fix import prepare_fix, run_fix
+    from monitor.fix import pace, prepare_fix, run_fix
 
     monitor = Monitor(load_config(config))
-    marks: list[float] = []
+    batches: list[float] = []
+    measure = pace.BatchSizer.done
+
+    def done(sizer: pace.BatchSizer, groups: int) -> float:
+        batches.append(measure(sizer, groups))
+        return batches[-1]
+
+    pace.BatchSizer.done = done  # type: ignore[method-assign]
     try:
         plan = prepare_fix(monitor, check, sample=0)
-        marks.append(time.perf_counter())
-        run_fix(monitor, check, plan, progress=lambda _p: marks.append(time.perf_counter()))
+        started = time.perf_counter()
+        run_fix(monitor, check, plan)
+        total = time.perf_counter() - started
     finally:
+        pace.BatchSizer.done = measure  # type: ignore[method-assign]
         monitor.close()
-    gaps = [b - a for a, b in itertools.pairwise(marks)]
-    return marks[-1] - marks[0], max(gaps, default=0.0), len(gaps)
+    return total, max(batches, default=0.0), len(batches)
 
 
 def longest_batch(config: Path) -> tuple[float, int]:
@@ -205,7 +212,25 @@ def follow_advice(config: Path, engine: sa.Engine) -> tuple[float, list[str]]:
     return time.perf_counter() - started, statements
 
 
-def unindexed_foreign_key(engine: sa.Engine, config: Path, rows: int, excess: int) -> None:
+def unindexed_foreign_key(directory: Path, rows: int, excess: int) -> None:
+    """In a database of its own: CREATE INDEX CONCURRENTLY waits for every older transaction of its database, and
+    the test database is shared with whatever else runs on the server."""
+    server = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {SCHEMA} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {SCHEMA}")
+    url = make_url(PG_URL).set(database=SCHEMA)
+    engine = sa.create_engine(url)
+    try:
+        _unindexed_foreign_key(engine, write_config(directory, "postgresql", url), rows, excess)
+    finally:
+        engine.dispose()
+        with server.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {SCHEMA} WITH (FORCE)")
+        server.dispose()
+
+
+def _unindexed_foreign_key(engine: sa.Engine, config: Path, rows: int, excess: int) -> None:
     print(f"postgresql: account {rows:,} rows ({excess:,} duplicates), login {rows:,} rows", flush=True)
     build_accounts(engine, rows, excess, indexed=True)
     indexed_s, indexed_longest, indexed_batches = timed_batches(config, "accounts")
@@ -223,11 +248,11 @@ def unindexed_foreign_key(engine: sa.Engine, config: Path, rows: int, excess: in
     print(f"ratio advice followed / indexed: {(index_s + advised_s) / indexed_s:.2f}x (target <= 2x)", flush=True)
 
 
-def write_config(directory: Path, dialect: str) -> Path:
+def write_config(directory: Path, dialect: str, base: URL | None = None) -> Path:
     if dialect == "mysql":
         url = make_url(MYSQL_URL).set(database=SCHEMA)
     else:
-        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={SCHEMA}"})
+        url = (base or make_url(PG_URL)).update_query_dict({"options": f"-csearch_path={SCHEMA}"})
     path = directory / "bench.toml"
     path.write_text(
         f'[databases.bench]\nurl = "{url.render_as_string(hide_password=False)}"\nstatement_timeout = "30m"\n\n'
@@ -254,7 +279,7 @@ def main() -> None:
         config = write_config(Path(tmp), args.dialect)
         try:
             if args.case == "unindexed-fk":
-                unindexed_foreign_key(engine, config, args.rows, args.excess)
+                unindexed_foreign_key(Path(tmp), args.rows, args.excess)
                 return
             print(f"{args.dialect}: building {args.rows:,} rows with {args.excess:,} excess rows ...", flush=True)
             build_table(engine, args.rows, args.excess)
