@@ -2,8 +2,9 @@
 
 The snapshot is one `INSERT INTO dupewatch_plan_<id> SELECT ...` of the plan relation (one sort of the table,
 see plan.py), then its unique key `(dw_group, dw_rn)` and, on PostgreSQL, `ANALYZE`. Groups are numbered
-1..total without gaps, so a batch is the range `done_through < dw_group <= done_through + batch_size` and
-runs in one transaction:
+1..total without gaps, so a batch is the range `done_through < dw_group <= done_through + size`, its size set
+by `pace.BatchSizer` to fit a target time (a deadlock victim batch is run again, see pace.py), and runs in one
+transaction:
 
 1. lock the fix record (`FOR UPDATE`), read where the fix stands;
 2. lock and re-check in one statement: the batch's planned rows, keepers included, joined to the live rows
@@ -15,7 +16,8 @@ runs in one transaction:
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
    `WITH moved AS (DELETE ... RETURNING *) INSERT INTO archive SELECT ... FROM moved` reporting both
-   counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's;
+   counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's
+   (MySQL/MariaDB without a primary key: both match only rows equal to the plan's copy of the group's row);
 5. advance the fix record (`done_through`, counts) and commit.
 
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
@@ -455,7 +457,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
     report = FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
                        final.repointed, final.skipped, final.constraint_name,
                        references_archived=references_archived)
-    report.notes.extend(f"{n} batch(es) rolled back by the database ({why}) and run again"
+    report.notes.extend(f"{n} batch(es) rolled back by the database and run again: {why}"
                         for why, n in retried.items())
     return report
 
