@@ -119,9 +119,13 @@ def baseline(engine: sa.Engine) -> tuple[float, int]:
     return time.perf_counter() - started, moved
 
 
+FIX_OPTIONS: list[str] = []  # --fix-option values, passed to `dupewatch fix`
+
+
 def dupewatch_fix(config: Path) -> tuple[float, dict, int]:
     """Wall time, JSON report and peak RSS (KiB) of `dupewatch fix` run as its own process."""
-    command = [sys.executable, "-m", "monitor.cli", "fix", "logins", "--config", str(config), "--yes", "--json"]
+    command = [sys.executable, "-m", "monitor.cli", "fix", "logins", "--config", str(config), "--yes", "--json",
+               *FIX_OPTIONS]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -268,7 +272,10 @@ def main() -> None:
     parser.add_argument("--excess", type=int, default=100_000)
     parser.add_argument("--dialect", choices=["postgresql", "mysql"], default="postgresql")
     parser.add_argument("--case", choices=["archive", "unindexed-fk"], default="archive")
+    parser.add_argument("--fix-option", action="append", default=[],
+                        help="passed to `dupewatch fix` (e.g. --fix-option=--batch-size=5000)")
     args = parser.parse_args()
+    FIX_OPTIONS.extend(args.fix_option)
     mysql = args.dialect == "mysql"
     if mysql and args.case == "unindexed-fk":
         raise SystemExit("--case unindexed-fk is PostgreSQL's: InnoDB creates an index for every foreign key")
