@@ -92,3 +92,19 @@ def test_pauses_between_tries_grow_and_are_jittered() -> None:
     waits = [pause(n, rng) for n in range(1, ATTEMPTS)]
     assert all(0.05 * 2 ** (n - 1) <= w <= 0.15 * 2 ** (n - 1) for n, w in zip(range(1, ATTEMPTS), waits, strict=True))
     assert sum(waits) < 3.0
+
+
+def test_the_dialects_name_the_conflicts_worth_running_a_batch_again_for() -> None:
+    import psycopg
+    import pymysql
+
+    from monitor.dialects import for_backend
+
+    mysql, pg, sqlite = for_backend("mysql"), for_backend("postgresql"), for_backend("sqlite")
+    assert "deadlock" in (mysql.conflict(pymysql.err.OperationalError(1213, "Deadlock found")) or "")
+    assert "lock wait timeout" in (mysql.conflict(pymysql.err.OperationalError(1205, "Lock wait timeout")) or "")
+    assert mysql.conflict(pymysql.err.IntegrityError(1062, "Duplicate entry")) is None
+    assert "deadlock" in (pg.conflict(psycopg.errors.DeadlockDetected("deadlock detected")) or "")
+    assert "serialization" in (pg.conflict(psycopg.errors.SerializationFailure("could not serialize")) or "")
+    assert pg.conflict(psycopg.errors.UniqueViolation("duplicate key")) is None
+    assert sqlite.conflict(Exception("database is locked")) is None
