@@ -446,15 +446,23 @@ def fix_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _lock_timeout(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    from monitor.config import parse_duration
+def _duration_option(flag: str) -> Callable[[click.Context, click.Parameter, str | None], float | None]:
+    """A click callback reading a DURATION option (`2s`, `500ms`): a bad value is one line naming `flag`, exit 2."""
 
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        fail(f"--lock-timeout: {exc}")
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+        from monitor.config import parse_duration
+
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            fail(f"{flag}: {exc}")
+
+    return parse
+
+
+_lock_timeout = _duration_option("--lock-timeout")
 
 
 lock_timeout_option = click.option(
@@ -488,8 +496,13 @@ def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
 @click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=FIX_BATCH_SIZE, show_default=True,
-              help="Duplicate groups per transaction.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help=f"Duplicate groups per transaction, every batch (no sizing by time); with --batch-time, the "
+                   f"most a batch takes. [default: {FIX_BATCH_SIZE} at most]")
+@click.option("--batch-time", "batch_time", metavar="DURATION", callback=_duration_option("--batch-time"),
+              help="How long each batch (one transaction holding its rows' locks) aims to take, e.g. 0.5s: the "
+                   "first batch is small, the next grow while fast and shrink when slow. [default: [fix] "
+                   "batch_time, 0.5s]")
 @click.option("--add-constraint", is_flag=True,
               help="Afterwards add the unique index (see `dupewatch guard`), fixing duplicates that arrive "
                    "meanwhile, in up to 3 rounds.")
@@ -497,8 +510,8 @@ def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
 @click.pass_context
 @user_errors
 @fix_errors
-def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: bool, batch_size: int,
-        add_constraint: bool, lock_timeout: float | None) -> None:
+def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: bool, batch_size: int | None,
+        batch_time: float | None, add_constraint: bool, lock_timeout: float | None) -> None:
     """Delete a check's duplicate rows safely: keep one per group, archive the rest, repoint references.
 
     Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
@@ -538,7 +551,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
             click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
-        report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size,
+        report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size, batch_time=batch_time,
                                 progress=None if as_json else show_progress)
         if add_constraint and report.state == "done":
             from monitor.fix.guard import guard_after_fix

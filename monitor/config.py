@@ -312,6 +312,9 @@ class FixConfig(_Model):
     # MySQL/MariaDB database that must exist; default: the fixed table's schema (records: the default schema).
     # (`schema_` in Python: pydantic's BaseModel has a `schema` method.)
     schema_: str | None = Field(default=None, min_length=1, alias="schema")
+    # How long one batch of a fix aims to take (its row locks are held that long); `--batch-time` overrides it.
+    # Batches grow while faster and shrink when slower, within a tenth of the statement timeout.
+    batch_time: Duration = 0.5
 
 
 class Config(_Model):

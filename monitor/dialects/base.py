@@ -20,6 +20,8 @@ Connections (`monitor.db`)
 - `cancel(dbapi, url, timeout)`: cancel the statement running on `dbapi` from another thread.
 - `sever(dbapi)`: shut the connection's socket so that a thread blocked on a frozen server returns.
 - `is_timeout(message)`: whether an error's first line is the server's statement timeout;
+  `conflict(error)`: what a driver error says when the server rolled the transaction back to resolve a conflict
+  (deadlock victim, lock wait timeout, serialization failure), which trying the batch again can resolve;
   `write_refused_markers`: what its refusal of a write in a read-only session says.
 - `refused_call(conn, statement)`: why a custom query or a table check's `where` must not run, decided by the
   server's own reading of the statement (its resolved functions, its row locks), not by a lexer of ours.
@@ -135,6 +137,10 @@ class Dialect:
     def is_timeout(self, message: str) -> bool:
         return False
 
+    def conflict(self, error: BaseException) -> str | None:
+        """What a driver error says (`deadlock`, ...) when trying the transaction again may succeed, else None."""
+        return None
+
     def is_write_refused(self, message: str) -> bool:
         """Whether an error's first line is the server refusing a write in a read-only session."""
         return any(marker in message.lower() for marker in self.write_refused_markers)
@@ -188,7 +194,7 @@ class Dialect:
     def comparable(self, column: sa.Column[Any]) -> bool:
         return True
 
-    def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+    def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
 
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:

@@ -83,6 +83,9 @@ variance version week weekday weekofyear weight_string year yearweek
 """)
 
 
+_CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
+
+
 def fix_lock_name(table: str) -> str:
     """The named lock of a table's fix (the same name `monitor.fix.locks` uses)."""
     return "dupewatch_fix_" + sha256(table.encode()).hexdigest()[:32]
@@ -160,6 +163,14 @@ class MySQL(Dialect):
         sock = getattr(dbapi, "_sock", None)
         return sock.fileno() if isinstance(sock, socket.socket) else None
 
+    def conflict(self, error: BaseException) -> str | None:
+        """ER_LOCK_DEADLOCK (1213: InnoDB rolled the transaction back) and ER_LOCK_WAIT_TIMEOUT (1205: by default
+        only the statement was rolled back; the fix rolls back the whole batch before trying again)."""
+        import pymysql
+
+        code = error.args[0] if isinstance(error, pymysql.err.MySQLError) and error.args else None
+        return _CONFLICTS.get(code) if isinstance(code, int) else None
+
     def is_timeout(self, message: str) -> bool:
         return "max_statement_time" in message or "maximum statement execution time" in message.lower()
 
@@ -216,7 +227,7 @@ class MySQL(Dialect):
         return NamedLock(sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=name),
                          sa.text("SELECT RELEASE_LOCK(:n)").bindparams(n=name), f"lock {name}")
 
-    def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+    def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """Text as stored: by collation `a` and `A ` are equal, yet such rows are not identical."""
         if isinstance(column.type, sa.String):
             return sa.cast(column, sa.LargeBinary)

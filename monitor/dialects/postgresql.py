@@ -97,6 +97,10 @@ def called_oids(plan: str) -> tuple[set[int], set[int], bool]:
     return functions, operators, locks
 
 
+_CONFLICTS = {"40P01": "deadlock (SQLSTATE 40P01)", "40001": "serialization failure (SQLSTATE 40001)",
+              "55P03": "lock not available (SQLSTATE 55P03)"}
+
+
 def fix_lock_key(table: str) -> int:
     """The advisory lock key of a table's fix (the same key `monitor.fix.locks` uses)."""
     return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
@@ -147,6 +151,11 @@ class PostgreSQL(Dialect):
 
     def socket_fileno(self, dbapi: Any) -> int | None:
         return int(dbapi.fileno())
+
+    def conflict(self, error: BaseException) -> str | None:
+        """SQLSTATE 40P01 deadlock_detected, 40001 serialization_failure, 55P03 lock_not_available (a lock
+        timeout): the server rolled the transaction back, and trying it again may succeed."""
+        return _CONFLICTS.get(str(getattr(error, "sqlstate", "") or ""))
 
     def is_timeout(self, message: str) -> bool:
         return "canceling statement due to statement timeout" in message

@@ -2,8 +2,9 @@
 
 The snapshot is one `INSERT INTO dupewatch_plan_<id> SELECT ...` of the plan relation (one sort of the table,
 see plan.py), then its unique key `(dw_group, dw_rn)` and, on PostgreSQL, `ANALYZE`. Groups are numbered
-1..total without gaps, so a batch is the range `done_through < dw_group <= done_through + batch_size` and
-runs in one transaction:
+1..total without gaps, so a batch is the range `done_through < dw_group <= done_through + size`, its size set
+by `pace.BatchSizer` to fit a target time (a deadlock victim batch is run again, see pace.py), and runs in one
+transaction:
 
 1. lock the fix record (`FOR UPDATE`), read where the fix stands;
 2. lock and re-check in one statement: the batch's planned rows, keepers included, joined to the live rows
@@ -15,7 +16,8 @@ runs in one transaction:
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
    `WITH moved AS (DELETE ... RETURNING *) INSERT INTO archive SELECT ... FROM moved` reporting both
-   counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's;
+   counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's
+   (MySQL/MariaDB without a primary key: both match only rows equal to the plan's copy of the group's row);
 5. advance the fix record (`done_through`, counts) and commit.
 
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
@@ -37,8 +39,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.config import CheckConfig
-from monitor.db import Database, DatabaseError
+from monitor.db import Database, DatabaseError, first_line
 from monitor.detect import CheckDefinitionError, TableCheck
+from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
@@ -46,11 +49,12 @@ from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
 from monitor.fix.links import Link, apply, children_archived, delete_joined, prepare_links, verify_clear
 from monitor.fix.locks import fix_lock
+from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
 from monitor.fix.records import FixRecord
 from monitor.fix.refs import find_references
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = DEFAULT_LARGEST  # groups per batch at most, unless `batch_size` says otherwise
 _IN_CHUNK = 500
 
 
@@ -335,19 +339,26 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
 # -- running -------------------------------------------------------------------------------------
 
 
-def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE,
-            progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-            add_constraint: bool = False) -> FixReport:
+def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int | None = None,
+            batch_time: float | None = None, progress: ProgressCallback | None = None,
+            cancel: threading.Event | None = None, add_constraint: bool = False) -> FixReport:
     """Run (or resume) a fix of `check` and return what it did.
 
     `plan`: a prepared plan (`prepare_fix`) to run; None resumes an unfinished fix of the check or, if
     there is none, snapshots a new plan and runs it (refusing if anything blocks it). `progress` is called
     after each committed batch; setting `cancel` stops between batches (the fix stays resumable).
+    Batches are sized to take `batch_time` seconds (default: `[fix] batch_time`), at most `batch_size` groups;
+    `batch_size` alone fixes every batch at that many groups (see `pace.py`).
     Raises `FixRefused` (nothing changed) or `FixError` (a batch was rolled back; earlier batches stand).
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise FixRefused("--batch-size must be at least 1")
+    if batch_time is not None and batch_time <= 0:
+        raise FixRefused("--batch-time must be a positive duration")
+    if batch_time is None and batch_size is None:
+        batch_time = monitor.config.fix.batch_time
     t = target(monitor, check)
+    sizer = BatchSizer(batch_time, batch_size or DEFAULT_BATCH_SIZE, t.db.config.statement_timeout)
     with table_lock(t):
         resumed = False
         if plan is not None and plan.fix_id is not None:
@@ -370,7 +381,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                                                   finished_at=records.now_text(), message=fresh.blockers[0])
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
                 fix_id = fresh.fix_id or ""
-        report = _execute(t, fix_id, batch_size, progress, cancel)
+        report = _execute(t, fix_id, sizer, progress, cancel)
         report.resumed = resumed
     if add_constraint and report.state == "done":
         _guard_after_fix(monitor, t, report)
@@ -391,7 +402,7 @@ def _guard_after_fix(monitor: Monitor, t: _Target, report: FixReport) -> None:
         records.update_record(conn, report.fix_id, constraint_name=guard.index_name)
 
 
-def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallback | None,
+def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallback | None,
              cancel: threading.Event | None) -> FixReport:
     with _writer(t) as raw:
         conn = _session(raw, t.db)
@@ -413,19 +424,14 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
         counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
+        retried: dict[str, int] = {}
         while True:
             if cancel is not None and cancel.is_set():
                 with conn.begin():
                     records.update_record(conn, fix_id, state="stopped")
                 break
             try:
-                with conn.begin():
-                    if t.db.dialect == "postgresql":
-                        # A batch and its progress commit together, so a server crash can only lose whole
-                        # batches, which the resumed fix redoes; the final, synchronous commit of the fix
-                        # record flushes them all before the fix reports done.
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                    advanced = _advance(conn, batch, batch_size)
+                advanced = _paced_batch(conn, t, batch, sizer, record.done_through, retried, cancel)
             except BaseException as exc:
                 message = _batch_failure(t, layout, exc)
                 _mark_failed(t, fix_id, message)
@@ -448,9 +454,43 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
         final = _load(conn, fix_id)
         with conn.begin():
             references_archived = children_archived(conn, fix_id)
-    return FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
-                     final.repointed, final.skipped, final.constraint_name,
-                     references_archived=references_archived)
+    report = FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
+                       final.repointed, final.skipped, final.constraint_name,
+                       references_archived=references_archived)
+    report.notes.extend(f"{n} batch(es) rolled back by the database and run again: {why}"
+                        for why, n in retried.items())
+    return report
+
+
+def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer, done_through: int,
+                 retried: dict[str, int], cancel: threading.Event | None) -> FixRecord | None:
+    """The next batch, `sizer.size` groups, committed; None when no group is left. A batch the database rolled
+    back to resolve a conflict is run again after a pause (at most `pace.ATTEMPTS` tries), one cancelled by the
+    statement timeout again at a smaller size (see `pace.py`). `retried` counts the reruns by cause."""
+    attempt = 1
+    while True:
+        try:
+            sizer.begin()
+            with conn.begin():
+                if t.db.dialect == "postgresql":
+                    # A batch and its progress commit together, so a server crash can only lose whole
+                    # batches, which the resumed fix redoes; the final, synchronous commit of the fix
+                    # record flushes them all before the fix reports done.
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                advanced = _advance(conn, batch, sizer.size)
+            if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
+                sizer.done(advanced.done_through - done_through)
+            return advanced
+        except sa.exc.DBAPIError as exc:
+            why = t.db.rules.conflict(exc.orig or exc)
+            if why is not None and attempt < ATTEMPTS:
+                attempt += 1
+            elif t.db.rules.is_timeout(first_line(exc)) and sizer.timed_out():
+                why = f"statement timeout; next tried with {sizer.size} group(s)"
+            else:
+                raise
+            retried[why] = retried.get(why, 0) + 1
+            (cancel or threading.Event()).wait(pause(attempt - 1))
 
 
 def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
@@ -623,32 +663,28 @@ class _Batch:
     def _identical(self, conn: Connection, in_batch: sa.ColumnElement[bool]) -> _Outcome:
         """MySQL/MariaDB without a primary key: delete all but one of fully identical rows, per group.
 
-        Each group's rows are found by joining its plan row on the key (the database compares, so a FLOAT
-        or a `_ci` text key matches what it grouped), locked, and must all be identical as stored (one
-        distinct row, text compared as bytes) and referenced by nobody; the extra copies are then archived
-        and deleted with `LIMIT`, which is safe because any copy is every copy."""
+        The plan holds each group's row content (`Layout.copy_match`). A group's rows equal to it in every
+        column (text compared as bytes, NULL-safe) are locked and counted in one statement; at least the
+        planned number must be there and nobody may reference them. Then the extra copies are archived and
+        deleted, both statements matching only rows equal to that content, with `LIMIT`: any copy is every
+        copy, so what is deleted is exactly what was archived, and a row the application adds to the group
+        meanwhile (READ COMMITTED neither locks nor counts it) is neither deleted nor archived."""
         p, layout = self.plan, self.layout
         outcome = _Outcome()
         for number, planned in conn.execute(sa.select(p.c[GROUP], p.c[SIZE]).where(in_batch)
                                             .order_by(p.c[GROUP])).all():
             one = p.c[GROUP] == number
-            members = self.table.join(p, sa.and_(layout.key_match(p), one))
-            conn.execute(self._lock(sa.select(sa.literal_column("1")).select_from(members)
-                                    .where(*layout.tc.filters)))
-            exact = [layout.exact(c) for c in self.table.columns]
-            distinct = (sa.select(sa.func.count().label("n")).select_from(members).where(*layout.tc.filters)
-                        .group_by(*exact).subquery("dupewatch_distinct"))
-            rows, kinds = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(distinct.c.n), 0),
-                                                 sa.func.count())).one()
-            if int(rows) < planned or int(kinds) != 1 or self._referenced(conn, members):
+            copies = self.table.join(p, sa.and_(layout.key_match(p), layout.copy_match(p), one))
+            found = conn.execute(self._lock(sa.select(sa.func.count()).select_from(copies)
+                                            .where(*layout.tc.filters))).scalar_one()
+            if int(found) < planned or self._referenced(conn, copies):
                 outcome.skipped += 1
                 continue
             extra = int(planned) - 1
-            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, one, limit=extra,
-                                                 joined=members)).rowcount
-            keys = [e.is_not_distinct_from(sa.select(p.c[label]).where(one).scalar_subquery())
-                    for e, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
-            deleted = conn.execute(sa.delete(self.table).where(*keys, *layout.tc.filters)
+            archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id,
+                                                 sa.and_(one, *layout.tc.filters), limit=extra,
+                                                 joined=copies)).rowcount
+            deleted = conn.execute(sa.delete(self.table).where(*self._equal_to_copy(one), *layout.tc.filters)
                                    .with_dialect_options(mysql_limit=extra)).rowcount
             if archived != extra or deleted != extra:
                 raise BatchAborted(f"group {number}: archived {archived} and deleted {deleted} rows, "
@@ -657,6 +693,16 @@ class _Batch:
             outcome.archived += archived
             outcome.deleted += deleted
         return outcome
+
+    def _equal_to_copy(self, one: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+        """A live row has the group's planned key and is equal to its planned copy, compared with values read
+        from the plan by scalar subqueries (a DELETE with LIMIT names one table)."""
+        p, layout = self.plan, self.layout
+        planned: list[tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]] = [
+            (expr, p.c[label]) for expr, label in zip(layout.tc.key_exprs, layout.key_labels, strict=True)]
+        exact = for_backend(layout.dialect).exact
+        planned += [(exact(column), exact(p.c[f"dw_c{j}"])) for j, column in enumerate(self.table.columns)]
+        return [live.is_not_distinct_from(sa.select(stored).where(one).scalar_subquery()) for live, stored in planned]
 
     def _referenced(self, conn: Connection, members: sa.FromClause) -> bool:
         """Whether any row of another table holds the values of this group's rows: InnoDB applies ON DELETE

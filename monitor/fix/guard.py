@@ -226,14 +226,14 @@ def _method(monitor: Monitor, check: str) -> str:
 def _fix_stragglers(monitor: Monitor, check: str, step: GuardRound, batch_size: int | None,
                     progress: ProgressCallback | None) -> None:
     """Fix the duplicates that arrived since the last round, if there are any."""
-    from monitor.fix.execute import DEFAULT_BATCH_SIZE, run_fix
+    from monitor.fix.execute import run_fix
 
     t = target(monitor, check)
     with t.db.connect(t.db.writer) as conn, conn.begin():
         groups, _excess = conn.execute(t.tc.figures()).one()
     if not groups:
         return
-    fixed = run_fix(monitor, check, batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=progress)
+    fixed = run_fix(monitor, check, batch_size=batch_size, progress=progress)
     step.straggler_fix, step.stragglers_deleted = fixed.fix_id, fixed.deleted
 
 
@@ -244,7 +244,7 @@ def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: 
     The fix runs on the locked session itself (`run_fix` through a one-connection engine whose commits are
     savepoints of the locked transaction), so nothing the application writes can slip in between the pass
     and the build; everything (fix records included) commits together or not at all."""
-    from monitor.fix.execute import DEFAULT_BATCH_SIZE, run_fix
+    from monitor.fix.execute import run_fix
 
     builder = _builder(target(monitor, check))
     assert isinstance(builder, _PostgresBuilder)
@@ -256,7 +256,7 @@ def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: 
     try:
         with _LockedSession(builder, lock_timeout) as session:
             if session.groups():
-                fixed = run_fix(session.monitor(monitor), check, batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                fixed = run_fix(session.monitor(monitor), check, batch_size=batch_size,
                                 progress=progress)
                 step.straggler_fix, step.stragglers_deleted = fixed.fix_id, fixed.deleted
             return session.build()

@@ -15,19 +15,21 @@ in Python; only `sample` groups are listed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
+from monitor.dialects import for_backend
 from monitor.fix.catalog import DeleteHooks, catalog_for
 from monitor.fix.errors import FixRefused
-from monitor.fix.records import now_text
+from monitor.fix.records import now_text, safe_identifier
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 
@@ -105,7 +107,13 @@ class Layout:
         """(label, expression, type) of the copy of every column a physical identity needs: a `ctid` or
         `rowid` is a slot, not a row, and may hold another row by the time a batch runs (after a delete and
         a VACUUM, or a delete of SQLite's last row), so a planned row is only the planned row while all its
-        columns are as snapshotted. Values PostgreSQL cannot compare with `=` are compared as text."""
+        columns are as snapshotted. Values PostgreSQL cannot compare with `=` are compared as text.
+
+        Without any identity (`identical`), the copy is the group's one row content (its rows are identical,
+        or the plan is blocked): a batch archives and deletes only rows equal to it in every column, so a row
+        the application adds to the group meanwhile is neither deleted nor archived (issue 16 item 2)."""
+        if self.mode == "identical":
+            return [(f"dw_c{j}", column, column.type) for j, column in enumerate(self.table.columns)]
         if self.mode not in ("ctid", "rowid"):
             return []
         copies: list[tuple[str, ColumnElement[Any], sa.types.TypeEngine[Any]]] = []
@@ -133,8 +141,9 @@ class Layout:
         keys = [e.label(label) for e, label in zip(tc.key_exprs, self.key_labels, strict=True)]
         if self.mode == "identical":
             size = sa.func.count()
+            copies = [sa.func.min(expr).label(label) for label, expr, _type in self.row_copies]
             return (sa.select(sa.func.row_number().over(order_by=tc.key_exprs).label(GROUP),
-                              sa.literal_column("1").label(RANK), *keys, size.label(SIZE))
+                              sa.literal_column("1").label(RANK), *keys, *copies, size.label(SIZE))
                     .select_from(self.table).where(*tc.filters).group_by(*tc.key_exprs)
                     .having(size > sa.literal_column("1")))
         # One sort of the table, the same one a hand-written `row_number() OVER (PARTITION BY key ...)` needs:
@@ -205,6 +214,12 @@ class Layout:
         whole = [expr.is_not_distinct_from(rel.c[label]) for label, expr, _type in self.row_copies]
         return sa.and_(self.identity_match(rel), self.key_match(rel), *self.tc.filters, *referred, *whole)
 
+    def copy_match(self, rel: FromClause) -> ColumnElement[bool]:
+        """The live row equals the plan's copy of a row in every column as stored (text as bytes, NULL-safe)."""
+        exact = for_backend(self.dialect).exact
+        return sa.and_(*[exact(column).is_not_distinct_from(exact(rel.c[f"dw_c{j}"]))
+                         for j, column in enumerate(self.table.columns)])
+
     def member_match(self, rel: FromClause) -> ColumnElement[bool]:
         if self.mode == "identical":
             return sa.and_(self.key_match(rel), *self.tc.filters)
@@ -265,6 +280,7 @@ class ReferencePlan:
     conflicts: dict[str, int]
     crowded: tuple[int, int, int] | None = None
     nested: dict[str, int] = field(default_factory=dict)  # for an archive: references to the rows it archives
+    index: str | None = None  # the CREATE INDEX the referencing columns lack, or None when an index leads with them
 
     @property
     def action(self) -> str:
@@ -293,7 +309,8 @@ class ReferencePlan:
         return {**self.reference.as_json(), "rows": self.rows,
                 "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
                 "rows_to_archive": self.rows if self.action == "archive" else 0,
-                "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts}
+                "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts,
+                "missing_index": self.index}
 
 
 @dataclass
@@ -313,6 +330,7 @@ class FixPlan:
     differences: dict[str, int]
     blockers: list[str]
     notes: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)  # what makes the fix faster (indexes its deletes need)
     fix_id: str | None = None
     planned_at: str = field(default_factory=now_text)
 
@@ -327,7 +345,8 @@ class FixPlan:
                 "rows_to_repoint": sum(r.as_json()["rows_to_repoint"] for r in self.references),
                 "sample": [g.as_json() for g in self.sample],
                 "references": [r.as_json() for r in self.references],
-                "differences": self.differences, "blockers": self.blockers, "notes": self.notes}
+                "differences": self.differences, "blockers": self.blockers, "notes": self.notes,
+                "advice": self.advice}
 
 
 def _display_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -393,6 +412,37 @@ def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference
 def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
     if layout.mode == "identical" or not ref.visible:
         return ReferencePlan(ref, 0, {})
+    found = _reference_rows(conn, layout, rel, ref)
+    index = None if _indexed(conn, ref) else missing_index(conn, layout.dialect, ref)
+    return replace(found, index=index) if index else found
+
+
+def _indexed(conn: Connection, ref: Reference) -> bool:
+    """Whether the primary key, a unique constraint or a (non-partial) index of the referencing table starts with
+    the foreign key's columns, so that the rows pointing at a deleted row are found by an index lookup, not by a
+    scan of the whole table (PostgreSQL's foreign key check does this once per deleted row)."""
+    inspector = sa.inspect(conn)
+    leading: list[list[str | None]] = [
+        list(inspector.get_pk_constraint(ref.table, schema=ref.schema).get("constrained_columns") or [])]
+    leading += [list(u["column_names"]) for u in inspector.get_unique_constraints(ref.table, schema=ref.schema)]
+    leading += [list(i.get("column_names") or []) for i in inspector.get_indexes(ref.table, schema=ref.schema)
+                if not any(key.endswith("_where") and value is not None
+                           for key, value in i.get("dialect_options", {}).items())]
+    wanted = set(ref.columns)
+    return any(set(columns[:len(wanted)]) == wanted for columns in leading)
+
+
+def missing_index(conn: Connection, dialect: str, ref: Reference) -> str:
+    """The CREATE INDEX (CONCURRENTLY where the database can build it without blocking writes) on the foreign
+    key's columns, quoted by SQLAlchemy for this database."""
+    name = safe_identifier("", f"{ref.table}_{'_'.join(ref.columns)}_idx")
+    child = sa.Table(ref.table, sa.MetaData(), *[sa.Column(c) for c in ref.columns], schema=ref.schema)
+    options = for_backend(dialect).index_options(where=None, nulls_not_distinct=False)
+    index = sa.Index(name, *[child.c[c] for c in ref.columns], **options)
+    return str(CreateIndex(index).compile(dialect=conn.dialect)).strip()
+
+
+def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
     table = reflect(conn, ref.schema, ref.table)
     child = table.alias("dupewatch_child")  # may be the fixed table itself
     on = _pointing(child, layout, rel, ref)
@@ -484,6 +534,11 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
             "are the ones that stay; the deleted rows' values are archived and `dupewatch undo` restores them")
     for ref_plan in plan.references:
         _judge_reference(plan, ref_plan)
+        if ref_plan.index and plan.rows_to_delete:
+            plan.advice.append(
+                f"{ref_plan.reference.label} has no index on ({', '.join(ref_plan.reference.columns)}): every "
+                f"deleted row makes the database search all of {ref_plan.reference.table} for rows pointing at it, "
+                f"so batches are slow (and shrink to fit --batch-time); before fixing, run: {ref_plan.index}")
     for hook in layout.hooks.blocking:
         plan.blockers.append(f"{table!r} has a {hook}, which can cancel or redirect the fix's deletes, so "
                              "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "

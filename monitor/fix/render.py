@@ -47,6 +47,7 @@ def plan_lines(plan: FixPlan) -> list[str]:
             if group.differs:
                 lines.append(f"      differs in: {', '.join(group.differs)} (the kept row's values win)")
     lines.extend(f"  note: {note}" for note in plan.notes)
+    lines.extend(f"  advice: {advice}" for advice in plan.advice)
     return lines
 
 

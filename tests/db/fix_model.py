@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -64,7 +65,10 @@ ORD_POOL: list[datetime | None] = [datetime(2024, 5, 1, 9, 30, 0), datetime(2024
 ACTIONS = ["CASCADE", "RESTRICT", "SET NULL", "NO ACTION"]
 TARGETS = ["pk", "unique", "nonunique", "composite", "self", "text"]
 # weights: the operations that race a planned row (delete, update, VACUUM and reuse its slot) come often
-OPS = ["dup", "new", "delete", "delete", "update", "update", "vacuum_reinsert", "vacuum_reinsert", "child"]
+# "mid": a row added to an existing group while a batch runs, between its locking read and its DELETE (issue 16
+# item 2, the seed incident's shape); not on SQLite, where a batch holds the database's write lock
+OPS = ["dup", "new", "delete", "delete", "update", "update", "vacuum_reinsert", "vacuum_reinsert", "child", "mid"]
+DELETES_FROM_P = re.compile(r"\bDELETE\s+FROM\s+(?:\S+\.)?[`\"]?p[`\"]?\s", re.I)
 TEXT_TYPES = ("text", "text_ci")
 
 
@@ -167,7 +171,8 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
                                                   max_size=8))),
                               draw(st.sampled_from(["int", "int", "text", *(["inet"] if dialect == "postgresql"
                                                                            else [])]))))
-    op = st.builds(Op, st.sampled_from([o for o in OPS if dialect == "postgresql" or o != "vacuum_reinsert"]),
+    op = st.builds(Op, st.sampled_from([o for o in OPS if (dialect == "postgresql" or o != "vacuum_reinsert")
+                                        and (dialect != "sqlite" or o != "mid")]),
                    st.integers(0, 40), st.integers(0, 40),
                    st.tuples(*[st.integers(0, n - 1) for n in sizes]))
     batch_size = draw(st.integers(1, 3))
@@ -445,6 +450,9 @@ def build(w: World) -> None:
     if d == "postgresql" and ("text_ci" in s.key_types or s.needs_ut):
         w.db.execute("CREATE COLLATION dw_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
     w.db.execute(_parent_ddl(w, "p", True), _parent_ddl(w, "exp_p", False))
+    if not s.has_pk:  # an index can order a row the application adds before the group's copies (the seed incident)
+        columns = ", ".join(w.sql.q(c.name) for c in [*w.key_cols, Col("ord", "ord")])
+        w.db.execute(f"CREATE INDEX p_by_key ON {w.sql.q('p')} ({columns})")
     for j in range(len(s.tables)):
         w.db.execute(_child_ddl(w, j, False), _child_ddl(w, j, True))
     for n, (key, ord_index) in enumerate(s.rows):
@@ -556,6 +564,10 @@ def apply(w: World, op: Op) -> None:
         insert_parent(w, {**values, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
         return
     row = rows[op.a % len(rows)]
+    if op.kind == "mid":  # a row of an existing key, any moment (NULL: first in the index of a table without a key)
+        copy = {c.name: row[c.name] for c in w.key_cols}
+        insert_parent(w, {**copy, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
+        return
     if op.kind == "dup" or not s.tagged:  # without a tag the application can only add rows
         copy = {c.name: row[c.name] for c in w.key_cols}
         insert_parent(w, {**copy, "ord": row["ord"] if op.b % 2 else bind(s.dialect, ORD_POOL[op.b % 3])})
@@ -688,20 +700,36 @@ def drive(w: World) -> tuple[Outcome, Monitor]:
         out.refused = plan.blockers[0]
         return out, monitor
     batches = iter(w.s.ops[1:])
+    during: list[Op] = []  # "mid" operations: run inside the next batch, just before it deletes from `p`
 
     def between(_p: FixProgress) -> None:
         w.problems += check_keepers(w, out.fix_id)
-        for op in next(batches, ()):
-            apply(w, op)
+        schedule(next(batches, ()))
 
-    for op in w.s.ops[0] if w.s.ops else ():
-        apply(w, op)
+    def schedule(ops: tuple[Op, ...]) -> None:
+        for op in ops:
+            if op.kind == "mid":
+                during.append(op)
+            else:
+                apply(w, op)
+
+    def inside_the_batch(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if during and conn.engine is not w.app and DELETES_FROM_P.search(statement):
+            ops, during[:] = list(during), []
+            for op in ops:  # the application commits on its own connection while the batch holds its locks
+                w.log.append("while the batch runs:")
+                apply(w, op)
+
+    schedule(w.s.ops[0] if w.s.ops else ())
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", inside_the_batch)
     try:
         out.report = run_fix(monitor, "model", plan, batch_size=w.s.batch_size, progress=between)
     except FixRefused as exc:
         out.refused = str(exc)
     except FixError as exc:
         out.error = str(exc)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", inside_the_batch)
     return out, monitor
 
 

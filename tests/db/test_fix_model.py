@@ -27,6 +27,9 @@ SHAPES = {
     "references": (True, False, True, None),
     "no_primary_key": (True, False, False, None),
     "application": (True, True, None, None),
+    # the seed incident's shape: no primary key (MariaDB: rows told apart by nothing), the application adding rows
+    # to the groups between and inside batches
+    "no_primary_key_application": (False, True, False, False),
 }
 PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("DUPEWATCH_FUZZ_SHRINK") else [])
 
@@ -92,6 +95,13 @@ REGRESSIONS: dict[tuple[str, str], list[Scenario]] = {
     ],
 }
 
+for _dialect in ("postgresql", "mysql"):
+    # issue 16 item 2: a row the application adds to a group while its batch runs (NULL `ord`: first in the
+    # index), in a table without a primary key whose groups hold identical rows
+    REGRESSIONS.setdefault((_dialect, "no_primary_key_application"), []).append(
+        _scenario(_dialect, ("int",), (((0,), 0), ((0,), 0), ((1,), 0), ((1,), 0)), has_pk=False, tagged=False,
+                  ops=((Op("mid", 0, 3, (0,)),), (Op("mid", 2, 3, (0,)),))))
+
 for _dialect in DIALECTS:
     # M10: on_reference = "archive" on a self-reference nothing points at
     REGRESSIONS.setdefault((_dialect, "references"), []).append(
@@ -103,7 +113,8 @@ for _dialect in DIALECTS:
 # Remove an entry once its cause is fixed; strict=False because a bounded run may not draw the failing case.
 M9 = "M9: DATETIME keys go through Python and back: the drill-down and a one-group fix find none of the group's rows"
 KNOWN: dict[tuple[str, str], str] = {
-    ("sqlite", shape): M9 for shape in ("plain", "identical_rows", "references", "no_primary_key")
+    ("sqlite", shape): M9 for shape in ("plain", "identical_rows", "references", "no_primary_key",
+                                        "no_primary_key_application")
 }
 
 

@@ -46,7 +46,6 @@ from monitor.fix import (
     prepare_fix,
     run_fix,
 )
-from monitor.fix.execute import DEFAULT_BATCH_SIZE
 from monitor.fix.guard import guard_after_fix
 from monitor.fix.render import report_lines
 from monitor.tui.messages import (
@@ -168,7 +167,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
     FixScreen #fix-result { height: auto; margin-top: 1; }
     """
 
-    def __init__(self, request: FixRequest, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, request: FixRequest, *, batch_size: int | None = None) -> None:
         super().__init__()
         self.check = request.check
         self.key = request.key

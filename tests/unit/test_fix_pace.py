@@ -1,0 +1,110 @@
+"""The batch sizing policy of a fix (monitor/fix/pace.py), on a fake clock: start small, grow while fast, shrink
+when slow, stay clear of the statement timeout; a fixed --batch-size stays fixed."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from monitor.fix.pace import ATTEMPTS, FIRST_BATCH, BatchSizer, pause
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _batch(sizer: BatchSizer, clock: FakeClock, seconds_per_group: float) -> int:
+    """Run one batch of `sizer.size` groups taking `seconds_per_group` each; returns its size."""
+    size = sizer.size
+    sizer.begin()
+    clock.now += size * seconds_per_group
+    sizer.done(size)
+    return size
+
+
+def test_batches_start_small_and_grow_at_most_twofold_while_fast() -> None:
+    clock = FakeClock()
+    sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
+    sizes = [_batch(sizer, clock, 0.0001) for _ in range(12)]  # 10,000 groups a second: 5,000 fit in 0.5 s
+    assert sizes[0] == FIRST_BATCH
+    assert all(b <= 2 * a for a, b in itertools.pairwise(sizes))
+    assert sizes == sorted(sizes) and sizes[-1] == 5000  # capped by the largest batch
+
+
+def test_a_slow_batch_makes_the_next_one_fit_the_target_at_once() -> None:
+    clock = FakeClock()
+    sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
+    for _ in range(10):
+        _batch(sizer, clock, 0.0001)
+    assert sizer.size == 5000
+    _batch(sizer, clock, 0.01)  # the table became slow: 5,000 groups took 50 s
+    assert sizer.size == 50  # 100 groups a second x 0.5 s
+    _batch(sizer, clock, 0.01)
+    assert sizer.size == 50  # steady at the target
+    _batch(sizer, clock, 0.0001)
+    assert 50 < sizer.size <= 100  # fast again: grows, at most twofold
+
+
+def test_the_target_stays_well_below_the_statement_timeout() -> None:
+    clock = FakeClock()
+    sizer = BatchSizer(10.0, 5000, 2.0, clock=clock)
+    assert sizer.target == 0.2  # a tenth of the timeout
+    for _ in range(10):
+        _batch(sizer, clock, 0.001)
+    assert sizer.size == 200
+
+
+def test_a_batch_taking_half_the_timeout_quarters_the_next() -> None:
+    clock = FakeClock()
+    sizer = BatchSizer(None, 400, 30.0, clock=clock)
+    assert sizer.size == 400 and not sizer.adaptive
+    sizer = BatchSizer(3.0, 400, 30.0, clock=clock)
+    sizer.size = 400
+    sizer.rate = 1000.0  # a stale belief that the table is fast
+    sizer.begin()
+    clock.now += 20.0
+    sizer.done(400)
+    assert sizer.size <= 100
+
+
+def test_a_fixed_batch_size_is_never_changed() -> None:
+    clock = FakeClock()
+    sizer = BatchSizer(None, 7, 30.0, clock=clock)
+    for per_group in (0.0001, 1.0, 0.0001):
+        assert _batch(sizer, clock, per_group) == 7
+    assert not sizer.timed_out() and sizer.size == 7
+
+
+def test_a_timed_out_batch_is_retried_smaller_until_one_group() -> None:
+    sizer = BatchSizer(0.5, 5000, 30.0, clock=FakeClock())
+    sizes = []
+    while sizer.timed_out():
+        sizes.append(sizer.size)
+    assert sizes == [5, 1] and sizer.size == 1
+
+
+def test_pauses_between_tries_grow_and_are_jittered() -> None:
+    rng = random.Random(1)
+    waits = [pause(n, rng) for n in range(1, ATTEMPTS)]
+    assert all(0.05 * 2 ** (n - 1) <= w <= 0.15 * 2 ** (n - 1) for n, w in zip(range(1, ATTEMPTS), waits, strict=True))
+    assert sum(waits) < 3.0
+
+
+def test_the_dialects_name_the_conflicts_worth_running_a_batch_again_for() -> None:
+    import psycopg
+    import pymysql
+
+    from monitor.dialects import for_backend
+
+    mysql, pg, sqlite = for_backend("mysql"), for_backend("postgresql"), for_backend("sqlite")
+    assert "deadlock" in (mysql.conflict(pymysql.err.OperationalError(1213, "Deadlock found")) or "")
+    assert "lock wait timeout" in (mysql.conflict(pymysql.err.OperationalError(1205, "Lock wait timeout")) or "")
+    assert mysql.conflict(pymysql.err.IntegrityError(1062, "Duplicate entry")) is None
+    assert "deadlock" in (pg.conflict(psycopg.errors.DeadlockDetected("deadlock detected")) or "")
+    assert "serialization" in (pg.conflict(psycopg.errors.SerializationFailure("could not serialize")) or "")
+    assert pg.conflict(psycopg.errors.UniqueViolation("duplicate key")) is None
+    assert sqlite.conflict(Exception("database is locked")) is None
