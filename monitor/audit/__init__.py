@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from monitor.audit import dialect_catalog
 from monitor.audit.candidates import Candidate, QuoteFn, all_candidates
 from monitor.audit.catalog import SchemaNotFound, read_catalog, resolve_schemas
-from monitor.audit.findings import Finding, decide
 from monitor.audit.code import code_lookups
+from monitor.audit.findings import Finding, decide
 from monitor.audit.lookups import check_then_insert
 from monitor.audit.measure import Budget, Measurement, Measurer, Unmeasured
 from monitor.config import ConfigError, DatabaseConfig

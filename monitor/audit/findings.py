@@ -20,7 +20,7 @@ Severity is decided by evidence, the way a DBA reads a table:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from monitor.audit.candidates import Candidate, Kind
@@ -36,7 +36,7 @@ RACE_SHARE = 0.5  # the share of groups with the race signature that makes dupli
 NULL_RISK_SHARE = 0.5  # a nullable unique column NULL in at least this share of rows protects (almost) nothing
 DATABASE_NAME = "app"  # the [databases] entry a written config uses
 CHECK_NAME_LENGTH = 40  # names are typed to confirm a fix
-SUSPICIONS = ("one_to_one_suspect", "non_unique_natural_key", "key_with_status")
+STRUCTURAL = ("check_then_insert", "unique_with_nullable_columns", "foreign_key_to_non_unique")
 Verdict = Literal["race", "alike", "differ", "design"]
 
 
@@ -93,13 +93,14 @@ def decide(candidate: Candidate, measured: Measurement | Unmeasured | None) -> F
                    estimated, evidence, live, candidate.calls, draft, draft_reason if draft else None)
 
 
-def verdict(m: Measurement) -> Verdict:
-    """What a candidate's duplicate groups look like (see the module docstring)."""
+def verdict(m: Measurement, compared: bool) -> Verdict:
+    """What a candidate's duplicate groups look like (see the module docstring). Rows born apart count as alike
+    only when there are columns to compare them on; with none (an event per order and type), they are the design."""
     burst = m.burst_share
     if burst is not None:
         if burst >= RACE_SHARE:
             return "race"
-        return "alike" if m.alike_share >= RACE_SHARE else "design"
+        return "alike" if compared and m.alike_share >= RACE_SHARE else "design"
     return "race" if m.alike_share >= RACE_SHARE else "differ"
 
 
@@ -108,14 +109,13 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
     if m.groups:
         if not _repeats_like_a_mistake(c, m):
             return None
-        seen = verdict(m)
+        seen = verdict(m, bool(c.compared))
         if seen == "race":
             return "high", None
         if seen == "alike":
             return "medium", None
-        suspicion = c.kind in SUSPICIONS or (c.kind == "link_table_without_unique" and not c.pure)
-        if suspicion and seen == "design":
-            return None
+        if seen == "design":
+            return _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
         reason = f"rows of its groups differ in {', '.join(c.compared)}: review that they are copies" \
             if c.compared else None
         return "medium", reason
