@@ -50,7 +50,7 @@ class Candidate:
     def compared(self) -> list[str]:
         """The columns that tell a race copy from a different row: every column but the key, a surrogate key,
         date-and-time columns, and types without a portable equality."""
-        skip = set(self.columns) | surrogate_key(self.table)
+        skip = set(self.columns) | set(self.agree_on) | surrogate_key(self.table)
         return [c.name for c in self.table.columns.values()
                 if c.name not in skip and c.type_class not in ("temporal", "other", "float")]
 

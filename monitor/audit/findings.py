@@ -167,9 +167,9 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
     if m.status_value is not None and candidate.status is not None:
         texts.append(f"where {candidate.status} = {m.status_value!r}: {m.once_share:.1%} of {m.distinct_keys:,} "
                      f"keys occur once")
-    if m.declared_distinct:
-        texts.append(f"{m.declared_distinct:,} group(s) whose rows differ in {', '.join(candidate.agree_on)} "
-                     "(another unique key: distinct entities by declaration) not counted")
+    if candidate.agree_on:
+        texts.append(f"rows that differ in {', '.join(candidate.agree_on)} (another unique key) are distinct "
+                     "entities by declaration: only rows alike in it are counted, and the check's key includes it")
     if not m.groups:
         texts.append(f"no duplicates{where}")
         return "; ".join(texts)
@@ -193,6 +193,7 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
         return None
     table = candidate.table
     key = [c for c in candidate.columns if c != candidate.status]
+    key += [c for c in candidate.agree_on if c not in key]
     entry: dict[str, Any] = {
         "name": check_name(table.name, tuple(key)),
         "database": DATABASE_NAME,

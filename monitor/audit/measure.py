@@ -34,8 +34,8 @@ SPREAD_GROUPS = 1_000  # the birth spread is read for at most this many groups
 class Measurement:
     """Duplicate figures of one candidate. With `estimated`, counts are scaled up from a sample.
 
-    `groups` counts only groups whose rows agree on every other unique key's columns (rows differing there are
-    distinct entities by the schema's declaration: `declared_distinct` counts those groups). The race signature:
+    `groups` counts only rows alike in every other unique key's columns too (rows differing there are distinct
+    entities by the schema's declaration). The race signature:
     `alike_groups` of them agree on every compared column, `burst_groups` of `timed_groups` were written within
     BURST_SECONDS (None without a birth timestamp)."""
 
@@ -47,7 +47,6 @@ class Measurement:
     sample_percent: float | None = None
     rows: int = 0  # rows the key was measured on (after the candidate's filter), scaled
     table_rows: int = 0
-    declared_distinct: int = 0
     alike_groups: int = 0
     burst_groups: int | None = None
     timed_groups: int = 0
@@ -175,18 +174,18 @@ class Measurer:
 
     def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
                      percent: float | None, *where: sa.ColumnElement[bool]) -> Measurement:
-        distinct, groups, excess, largest, measured_rows, declared, alike = figures
+        distinct, groups, excess, largest, measured_rows, alike = figures
         burst, timed = None, 0
         if groups and "dw_first" in per_key.c:
             burst, timed = self._bursts(per_key, *where)
         return Measurement(_scaled(distinct, scale), _scaled(groups, scale), _scaled(excess, scale),
                            int(largest or 0), scale > 1.0, percent, _scaled(measured_rows, scale), rows,
-                           _scaled(declared, scale), _scaled(alike, scale), burst, timed)
+                           _scaled(alike, scale), burst, timed)
 
     def _bursts(self, per_key: sa.Subquery, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
         """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS."""
         c = per_key.c
-        stmt = (sa.select(c.dw_first, c.dw_last).where(c.n > 1, c.dw_same == 1, *where).limit(SPREAD_GROUPS))
+        stmt = (sa.select(c.dw_first, c.dw_last).where(c.n > 1, *where).limit(SPREAD_GROUPS))
         self._arm()
         spreads = []
         for first, last in self.conn.execute(stmt):
@@ -217,27 +216,27 @@ def _flag(conditions: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[int]:
 
 
 def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) -> sa.Select[Any]:
-    """One row per key value: its row count `n`, whether its rows agree on the other unique keys' columns
-    (`dw_same`) and on every compared column (`dw_alike`), and its first and last birth timestamp."""
+    """One row per key value: its row count `n`, whether its rows agree on every compared column (`dw_alike`),
+    and its first and last birth timestamp. Rows are grouped by the key plus the other unique keys' columns
+    (`agree_on`, NULLs together): rows differing there are distinct entities by declaration."""
     keys = [source.c[c] for c in columns]
+    grouped = [*keys, *(source.c[c] for c in candidate.agree_on if c not in columns)]
     selected: list[Any] = [*keys, sa.func.count().label("n"),
-                           _flag([_agree(source.c[c]) for c in candidate.agree_on]).label("dw_same"),
                            _flag([_agree(source.c[c]) for c in candidate.compared]).label("dw_alike")]
     birth = candidate.table.birth_column
     if birth is not None:
         selected += [sa.type_coerce(sa.func.min(source.c[birth]), sa.DateTime()).label("dw_first"),
                      sa.type_coerce(sa.func.max(source.c[birth]), sa.DateTime()).label("dw_last")]
-    return sa.select(*selected).select_from(source).where(*_filters(candidate, keys)).group_by(*keys)
+    return sa.select(*selected).select_from(source).where(*_filters(candidate, keys)).group_by(*grouped)
 
 
 def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
-    """distinct keys, duplicate groups, excess rows, largest group, rows, declared-distinct groups, alike groups."""
-    n, same, alike = per_key.c.n, per_key.c.dw_same, per_key.c.dw_alike
-    duplicate = sa.and_(n > 1, same == 1)
+    """distinct keys, duplicate groups, excess rows, largest group, rows, alike groups."""
+    n, alike = per_key.c.n, per_key.c.dw_alike
+    duplicate = n > 1
     return sa.select(sa.func.count(), sa.func.sum(sa.case((duplicate, 1), else_=0)),
                      sa.func.sum(sa.case((duplicate, n - 1), else_=0)),
                      sa.func.max(sa.case((duplicate, n), else_=1)), sa.func.sum(n),
-                     sa.func.sum(sa.case((sa.and_(n > 1, same == 0), 1), else_=0)),
                      sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0))).select_from(per_key)
 
 

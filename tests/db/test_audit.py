@@ -125,7 +125,8 @@ def _django_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     t = md.tables
     conn.execute(t["auth_user"].insert(), [{"id": i, "username": f"user{i}"} for i in range(1, USERS + 1)])
     profiles = [{"user_id": i, "bio": "hi"} for i in range(1, USERS + 1)]
-    conn.execute(t["accounts_profile"].insert(), profiles + [{"user_id": u, "bio": "hi"} for u in EXTRA_PROFILES])  # racing copies alike
+    raced = [{"user_id": u, "bio": "hi"} for u in EXTRA_PROFILES]  # racing copies are alike
+    conn.execute(t["accounts_profile"].insert(), profiles + raced)
     conn.execute(t["accounts_settings"].insert(), [{"user_id": i, "theme": "dark"} for i in range(1, USERS + 1)])
     now = datetime(2026, 11, 1, 12, 0)
     logins = [{"user_id": i, "agent_type": "Firefox", "device_type": None, "os_type": "Linux", "last_seen": now}
