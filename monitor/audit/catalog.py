@@ -115,8 +115,8 @@ class TableInfo:
 
     @property
     def birth_column(self) -> str | None:
-        """The date-and-time column that best tells when a row was written: a `created_at`-style name, then
-        `first_seen`, then any `*_at` / `*_on` / `*_time` / `*_seen` column the server fills with now(), then
+        """The date-and-time column that best tells when a row was written: a `created_at` / `first_seen`-style
+        name, then any column the server fills with now(), then `*_at` / `*_on` / `*_time` / `*_seen` names, then
         `last_seen` / `updated_at`-style names (rows racing in are written within the same burst either way)."""
         moments = [c for c in self.columns.values() if c.moment]
         for rank in range(len(BIRTH_NAME_RANKS)):
@@ -138,7 +138,8 @@ class TableInfo:
 BIRTH_NAME_RANKS = (
     re.compile(r"created(_at|_on|_time|_date)?|inserted(_at|_on)?|date_created|creation_(date|time)|"
                r"(date_)?joined|first_seen(_at)?|added(_at|_on)?", re.IGNORECASE),
-    re.compile(r".*(_at|_on|_time|_seen|_date)", re.IGNORECASE),  # only with a now() default (see _birth_rank)
+    re.compile(r"(?!)"),  # rank 1: any date-and-time column the server fills with now() (see _birth_rank)
+    re.compile(r".*(_at|_on|_time|_seen|_date)", re.IGNORECASE),
     re.compile(r"last_seen(_at)?|updated(_at|_on)?|modified(_at|_on)?|last_login|datetime|timestamp|date",
                re.IGNORECASE),
 )
@@ -241,11 +242,14 @@ def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any]
 
 
 def _birth_rank(column: ColumnInfo) -> int:
-    """0 for a creation name, 1 for a now()-defaulted moment, 2 for a last-change name, 3 for anything else."""
-    for rank, pattern in enumerate(BIRTH_NAME_RANKS):
-        if pattern.fullmatch(column.name) and (rank != 1 or column.defaults_to_now):
-            return rank
-    return 1 if column.defaults_to_now else len(BIRTH_NAME_RANKS)
+    """0 for a creation name, 1 for a now()-defaulted moment, 2 for a `*_at`-style name, 3 for a last-change
+    name, 4 for anything else (never chosen)."""
+    if BIRTH_NAME_RANKS[0].fullmatch(column.name):
+        return 0
+    if column.defaults_to_now:
+        return 1
+    return next((rank for rank, pattern in enumerate(BIRTH_NAME_RANKS) if rank > 1 and pattern.fullmatch(column.name)),
+                len(BIRTH_NAME_RANKS))
 
 
 def _column_info(name: str, reflected: dict[str, Any]) -> ColumnInfo:

@@ -90,6 +90,11 @@ def ticketing_tables(md: sa.MetaData) -> None:
              sa.Column("user_id", bigint(), sa.ForeignKey("pretixbase_user.id"), nullable=True, index=True),
              sa.Column("action_type", sa.String(255), nullable=False),
              sa.Column("datetime", sa.DateTime, nullable=False))
+    # an async task's states: one row per state change, many per task and state over time
+    sa.Table("pretixbase_taskstate", md, pk(),
+             sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
+             sa.Column("user_id", bigint(), sa.ForeignKey("pretixbase_user.id"), nullable=False),
+             sa.Column("state", sa.String(20), nullable=False), sa.Column("created", sa.DateTime, nullable=False))
     sa.Table("pretixbase_checkinlist", md, pk(),
              sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
              sa.Column("name", sa.String(190), nullable=False))
@@ -119,6 +124,9 @@ def ticketing_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     conn.execute(t["pretixbase_logentry"].insert(), [
         {"user_id": 1 + n % 45, "action_type": "pretix.user.login", "datetime": BASE + n * DAY / 7}
         for n in range(400)])
+    conn.execute(t["pretixbase_taskstate"].insert(), [
+        {"event_id": 1 + n % 3, "user_id": 1 + n % 45, "state": ("PENDING", "STARTED", "SUCCESS")[n % 3],
+         "created": BASE + n * DAY / 2} for n in range(300)])
     conn.execute(t["pretixbase_checkinlist"].insert(), [{"id": i, "event_id": 1, "name": f"l{i}"}
                                                         for i in range(1, 21)])
     conn.execute(t["pretixbase_checkinrule"].insert(), [
@@ -285,6 +293,15 @@ def forum_tables(md: sa.MetaData) -> None:
              sa.Column("user_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=False, index=True),
              sa.Column("new_username", sa.String(255), nullable=False),
              sa.Column("changed_on", sa.DateTime))
+    # replies: many per (comment, user) by design, the text tells them apart
+    sa.Table("misago_threads_reply", md, pk(),
+             sa.Column("comment_id", bigint(), sa.ForeignKey("misago_threads_post.id"), nullable=False),
+             sa.Column("user_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=False),
+             sa.Column("text", sa.String(200), nullable=False), sa.Column("posted_on", sa.DateTime))
+    sa.Table("misago_threads_attachment", md, pk(),
+             sa.Column("post_id", bigint(), sa.ForeignKey("misago_threads_post.id"), nullable=True),
+             sa.Column("uploader_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=True),
+             sa.Column("filename", sa.String(255), nullable=False), sa.Column("uploaded_on", sa.DateTime))
     sa.Table("misago_threads_pollvote", md, pk(),
              sa.Column("thread_id", bigint(), sa.ForeignKey("misago_threads_thread.id"), nullable=False),
              sa.Column("voter_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=True),
@@ -307,6 +324,12 @@ def forum_rows(conn: sa.Connection, md: sa.MetaData) -> None:
         for n in range(300)])
     conn.execute(t["misago_users_usernamechange"].insert(), [
         {"user_id": 1 + n % 10, "new_username": f"n{n}", "changed_on": BASE + n * DAY} for n in range(50)])
+    conn.execute(t["misago_threads_reply"].insert(), [
+        {"comment_id": 1 + n % 10, "user_id": 1 + n % 4, "text": f"reply {n}", "posted_on": BASE + n * DAY / 3}
+        for n in range(120)])
+    conn.execute(t["misago_threads_attachment"].insert(), [
+        {"post_id": 1 + n % 20, "uploader_id": 1 + n % 20, "filename": "image.png", "uploaded_on": BASE + n * DAY}
+        for n in range(80)])
     conn.execute(t["misago_threads_pollvote"].insert(), [
         {"thread_id": 1 + n % 5, "voter_id": 1 + n // 5, "choice_hash": "abc", "voted_on": BASE + n * DAY}
         for n in range(60)])
