@@ -23,9 +23,9 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "db"))
 
-from audit_corpus import APPS, App, build, score  # noqa: E402
+from audit_corpus import APPS, App, build, score
 
-from monitor.audit import run_audit  # noqa: E402
+from monitor.audit import run_audit
 
 PG_URL = os.environ.get("DUPEWATCH_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("DUPEWATCH_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")

@@ -78,16 +78,16 @@ def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAUL
     try:
         with database.read_only() as conn:
             # the catalog must be read whatever the budget: without it there is nothing to report
-            dialect_catalog.set_query_timeout(conn, database.dialect, max(clock.remaining, CATALOG_TIMEOUT_FLOOR))
+            dialect_catalog.set_query_timeout(conn, max(clock.remaining, CATALOG_TIMEOUT_FLOOR))
             try:
-                chosen = resolve_schemas(conn, database.dialect, schemas or [])
+                chosen = resolve_schemas(conn, schemas or [])
             except SchemaNotFound as exc:
                 raise ConfigError(str(exc)) from None
             try:
-                tables = read_catalog(conn, database.dialect, chosen)
+                tables = read_catalog(conn, chosen)
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(f"reading the catalog of {', '.join(chosen)}: {database.describe(exc)}") from None
-            stats = dialect_catalog.statement_stats(conn, database.dialect)
+            stats = dialect_catalog.queries_for(conn).statement_stats(conn)
             conn.rollback()
             catalog_seconds = time.perf_counter() - started
             lookups = check_then_insert(stats.statements, tables)

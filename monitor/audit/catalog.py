@@ -163,7 +163,7 @@ def classify_type(type_: Any) -> TypeClass:
     return "other"
 
 
-def resolve_schemas(conn: Connection, dialect: str, wanted: Iterable[str]) -> list[str]:
+def resolve_schemas(conn: Connection, wanted: Iterable[str]) -> list[str]:
     """The schemas to audit: those named (each must exist), else the connection's default schema."""
     inspector = sa.inspect(conn)
     names = list(wanted)
@@ -179,18 +179,18 @@ def resolve_schemas(conn: Connection, dialect: str, wanted: Iterable[str]) -> li
     return names
 
 
-def read_catalog(conn: Connection, dialect: str, schemas: list[str]) -> list[TableInfo]:
+def read_catalog(conn: Connection, schemas: list[str]) -> list[TableInfo]:
     """Every base table of `schemas` (dupewatch's own tables excluded), with inferred foreign keys added."""
     inspector = sa.inspect(conn)
     fixed_name = for_backend(conn.dialect.name).reflected_column_name
     tables: list[TableInfo] = []
     for schema in schemas:
-        tables.extend(_read_schema(inspector, conn, dialect, schema, fixed_name))
+        tables.extend(_read_schema(inspector, conn, schema, fixed_name))
     _infer_foreign_keys(tables)
     return tables
 
 
-def _read_schema(inspector: Inspector, conn: Connection, dialect: str, schema: str,
+def _read_schema(inspector: Inspector, conn: Connection, schema: str,
                  fixed_name: Callable[[str], str]) -> list[TableInfo]:
     kind = ObjectKind.TABLE
     columns = inspector.get_multi_columns(schema=schema, kind=kind)
@@ -198,7 +198,7 @@ def _read_schema(inspector: Inspector, conn: Connection, dialect: str, schema: s
     fks = inspector.get_multi_foreign_keys(schema=schema, kind=kind)
     indexes = inspector.get_multi_indexes(schema=schema, kind=kind)
     uniques = inspector.get_multi_unique_constraints(schema=schema, kind=kind)
-    extras = dialect_catalog.catalog_extras(conn, dialect, schema)
+    extras = dialect_catalog.queries_for(conn).catalog_extras(conn, schema)
     tables = []
     for key, cols in columns.items():
         name = key[1]

@@ -98,7 +98,7 @@ class Measurer:
     def __init__(self, database: Database, conn: Connection, budget: Budget) -> None:
         self.database = database
         self.conn = conn
-        self.dialect = database.dialect
+        self.queries = dialect_catalog.queries_for(conn)
         self.budget = budget
         self._rows: dict[tuple[str, str], int] = {}
 
@@ -143,7 +143,7 @@ class Measurer:
         if rows > EXACT_ROW_LIMIT:
             needed = list(dict.fromkeys([*candidate.columns, *candidate.agree_on, *candidate.compared,
                                          *([candidate.table.birth_column] if candidate.table.birth_column else [])]))
-            source, scale = dialect_catalog.sampled_source(table, needed, self.dialect, rows, SAMPLE_ROWS)
+            source, scale = self.queries.sample(table, needed, rows, SAMPLE_ROWS)
             percent = 100.0 / scale
         if candidate.status is not None:
             return self._run_by_status(candidate, source, rows, scale, percent)
@@ -196,7 +196,7 @@ class Measurer:
         return sum(s <= BURST_SECONDS for s in spreads), len(spreads)
 
     def _arm(self) -> None:
-        dialect_catalog.set_query_timeout(self.conn, self.dialect, self.budget.query_timeout())
+        dialect_catalog.set_query_timeout(self.conn, self.budget.query_timeout())
 
     def _describe(self, exc: BaseException) -> str:
         text = self.database.describe(exc)

@@ -464,7 +464,7 @@ def test_check_then_insert_lookups_are_measured_on_the_real_table(db: TestDataba
     database = open_database(db.url, 60)
     try:
         with database.read_only() as conn:
-            tables = read_catalog(conn, db.dialect, resolve_schemas(conn, db.dialect, []))
+            tables = read_catalog(conn, resolve_schemas(conn, []))
             candidates = check_then_insert(statements, tables)
             measurer = Measurer(database, conn, Budget(60))
             findings = {c.table.name: decide(c, measurer.measure(c)) for c in candidates}

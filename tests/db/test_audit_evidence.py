@@ -196,7 +196,7 @@ def test_written_checks_carry_a_timestamp_for_last_seen_and_now_defaults(db: Tes
     database = Database("t", DatabaseConfig(url=db.url))
     try:
         with database.read_only() as conn:
-            tables = {t.name: t for t in read_catalog(conn, db.dialect, resolve_schemas(conn, db.dialect, []))}
+            tables = {t.name: t for t in read_catalog(conn, resolve_schemas(conn, []))}
     finally:
         database.dispose()
     assert tables["visit"].birth_column == "seen_at"
