@@ -171,8 +171,10 @@ def resolve_schemas(conn: Connection, wanted: Iterable[str]) -> list[str]:
         return [inspector.default_schema_name]
     existing = inspector.get_schema_names()
     if not names:  # MySQL/MariaDB without a database in the URL
+        shown = sorted(existing)
+        more = f", … {len(shown) - 10} more" if len(shown) > 10 else ""
         raise SchemaNotFound(f"the URL names no database and no --schema was given: name one "
-                             f"(have: {', '.join(sorted(existing))})")
+                             f"(have: {', '.join(shown[:10])}{more})")
     for name in names:
         if name not in existing:
             raise SchemaNotFound(f"--schema {name}: no such schema (have: {', '.join(sorted(existing))})")
