@@ -130,6 +130,13 @@ class TableInfo:
         wanted = set(columns)
         return any(u.protects and set(u.columns) <= wanted for u in self.uniques)
 
+    def stops_copies(self, columns: Iterable[str], null_columns: Iterable[str] = ()) -> bool:
+        """Whether a unique key stops a second row with these values, when `null_columns` are looked up as NULL:
+        a key within `columns` that is valid, and treats NULLs as equal wherever it covers a NULL."""
+        wanted, nulls = set(columns), set(null_columns)
+        return any(u.protects and set(u.columns) <= wanted and not (u.nulls_distinct and set(u.columns) & nulls)
+                   for u in self.uniques)
+
     def sa_table(self) -> sa.TableClause:
         """A lightweight table clause for building quoted statements."""
         return sa.table(self.name, *(sa.column(c) for c in self.columns), schema=self.schema)

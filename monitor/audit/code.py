@@ -244,7 +244,7 @@ def _candidates(sites: list[CodeLookup], names: ModelNames, tables: list[TableIn
     for site in sites:
         table = _table_of(site.model, names, tables)
         columns = _columns(table, site.fields) if table else None
-        if table is None or columns is None or _protected(table, columns, _columns(table, tuple(site.nulls)) or ()):
+        if table is None or columns is None or table.stops_copies(columns, _columns(table, tuple(site.nulls)) or ()):
             continue
         key = (table.schema, table.name, ordered(table, columns))
         entry = merged.setdefault(key, (table, [], set()))
@@ -290,10 +290,3 @@ def _columns(table: TableInfo, fields: tuple[str, ...]) -> tuple[str, ...] | Non
         else:
             return None
     return tuple(columns)
-
-
-def _protected(table: TableInfo, columns: tuple[str, ...], null_columns: tuple[str, ...]) -> bool:
-    """Whether a unique key within `columns` stops a racing copy, given the columns looked up as NULL."""
-    wanted = set(columns)
-    return any(u.protects and set(u.columns) <= wanted and not (u.nulls_distinct and set(u.columns) & set(null_columns))
-               for u in table.uniques)
