@@ -34,6 +34,7 @@ class ColumnInfo:
     nullable: bool
     moment: bool = False  # a date and time (not a date alone, a time or an interval): a row's birth or last change
     defaults_to_now: bool = False  # its server default is now() / CURRENT_TIMESTAMP: set when the row is written
+    orderable: bool = True  # min()/max() work on it everywhere (PostgreSQL has none for boolean or uuid)
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,8 @@ def _column_info(name: str, reflected: dict[str, Any]) -> ColumnInfo:
     type_ = reflected["type"]
     default = str(reflected.get("default") or "")
     return ColumnInfo(name, classify_type(type_), bool(reflected["nullable"]),
-                      moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)))
+                      moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)),
+                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum))
 
 
 def _infer_foreign_keys(tables: list[TableInfo]) -> None:

@@ -205,10 +205,12 @@ class Measurer:
         return text
 
 
-def _agree(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-    """Every row of the group holds the same value in `column`, or every row NULL."""
+def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[bool]:
+    """Every row of the group holds the same value in `column`, or every row NULL. min() = max() keeps the
+    aggregate hashable; count(DISTINCT) (a sort per group) only for types without min()."""
     count = sa.func.count(column)
-    return sa.and_(sa.func.count(column.distinct()) <= 1, sa.or_(count == 0, count == sa.func.count()))
+    same = sa.func.min(column) == sa.func.max(column) if orderable else sa.func.count(column.distinct()) <= 1
+    return sa.or_(count == 0, sa.and_(count == sa.func.count(), same))
 
 
 def _flag(conditions: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[int]:
@@ -222,7 +224,8 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
     keys = [source.c[c] for c in columns]
     grouped = [*keys, *(source.c[c] for c in candidate.agree_on if c not in columns)]
     selected: list[Any] = [*keys, sa.func.count().label("n"),
-                           _flag([_agree(source.c[c]) for c in candidate.compared]).label("dw_alike")]
+                           _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
+                                  for c in candidate.compared]).label("dw_alike")]
     birth = candidate.table.birth_column
     if birth is not None:
         selected += [sa.type_coerce(sa.func.min(source.c[birth]), sa.DateTime()).label("dw_first"),
