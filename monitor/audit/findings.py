@@ -115,7 +115,10 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
         if seen == "alike":
             return "medium", None
         if seen == "design":
-            return _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
+            risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
+            # a watch would report these groups at once, and a fix would merge rows that look like the design
+            return None if risk is None else (risk[0], "its groups differ and were born apart, like the "
+                                                       "design: review them before enabling it")
         reason = f"rows of its groups differ in {', '.join(c.compared)}: review that they are copies" \
             if c.compared else None
         return "medium", reason
