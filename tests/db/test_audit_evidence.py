@@ -271,3 +271,33 @@ def test_check_names_are_short_and_evidence_is_whole_in_a_pipe(db: TestDatabase)
     piped = run_dupewatch("audit", "--url", db.url)
     assert "…" not in piped.stdout
     assert "rows have a NULL in the key, which it does not protect" in piped.stdout
+
+
+# 6. the application's code ----------------------------------------------------------------------------------------
+
+def test_a_code_lookup_is_a_risk_without_duplicates_and_drafted_when_its_groups_look_designed(
+        db: TestDatabase, tmp_path: Path) -> None:
+    md = sa.MetaData()
+    rule = sa.Table("shop_rule", md, sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("list_id", sa.Integer, nullable=False), sa.Column("note", sa.String(20)),
+                    sa.Column("created_at", sa.DateTime))
+    sa.Table("shop_tag", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("name", sa.String(20), nullable=False))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(rule.insert(), [{"list_id": 1, "note": "a", "created_at": T0},
+                                     {"list_id": 1, "note": "b", "created_at": T0 + timedelta(days=3)}])
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "models.py").write_text(
+        "from django.db import models\n\nclass Rule(models.Model):\n    list = models.IntegerField()\n\n"
+        "class Tag(models.Model):\n    name = models.CharField(max_length=20)\n")
+    (tmp_path / "shop" / "views.py").write_text(
+        "from .models import Rule, Tag\n\ndef view(request):\n    Rule.objects.get_or_create(list=1)\n"
+        "    Tag.objects.get_or_create(name=request.GET['tag'])\n")
+    report = audit_json(db, "--source", str(tmp_path))
+    [tag] = [f for f in on(report, "shop_tag") if f["kind"] == "check_then_insert"]
+    assert (tag["severity"], tag["duplicate_groups"]) == ("medium", 0) and tag["check"]["key"] == ["name"]
+    assert "views.py:5 get_or_create()" in tag["evidence"]
+    [designed] = [f for f in on(report, "shop_rule") if f["kind"] == "check_then_insert"]
+    assert designed["severity"] == "medium" and designed["duplicate_groups"] == 1
+    assert designed["check"] is None and "like the design" in designed["evidence"]
