@@ -709,6 +709,10 @@ def _audit_options(func: F) -> F:
     func = click.option("--schema", "schemas", multiple=True, metavar="NAME",
                         help="A schema (MySQL/MariaDB: a database) to audit; repeat for more. "
                              "Default: the connection's default schema.")(func)
+    func = click.option("--source", "sources", multiple=True, metavar="DIR",
+                        type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help="The application's code (Python, Ruby): its get_or_create-style lookups are "
+                             "checked against the unique indexes; repeat for more.")(func)
     func = click.option("--url", envvar="DUPEWATCH_URL", required=True, metavar="URL",
                         help="The database URL (default: $DUPEWATCH_URL).")(func)
     return func
@@ -719,28 +723,29 @@ def _audit_options(func: F) -> F:
 @click.option("--write", "write_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write a config watching every finding to FILE (never overwrites).")
 @user_errors
-def audit(url: str, schemas: tuple[str, ...], as_json: bool, budget: str, write_path: Path | None) -> None:
+def audit(url: str, sources: tuple[Path, ...], schemas: tuple[str, ...], as_json: bool, budget: str,
+          write_path: Path | None) -> None:
     """Audit a database's catalog for tables that can hold race duplicates, and measure them (read-only).
 
     Exit code 0 when no duplicates were found, 1 when a finding has duplicates (or is an invalid unique
     index), 2 on bad input or an unreachable database.
     """
-    run_audit_command(url, schemas, as_json, budget, write_path)
+    run_audit_command(url, schemas, as_json, budget, write_path, sources=sources)
 
 
 @main.command(short_help="Audit a database and write ./dupewatch.toml.")
 @_audit_options
 @user_errors
-def init(url: str, schemas: tuple[str, ...], as_json: bool, budget: str) -> None:
+def init(url: str, sources: tuple[Path, ...], schemas: tuple[str, ...], as_json: bool, budget: str) -> None:
     """The same as `dupewatch audit --write dupewatch.toml`, except that it exits 0 once the file is written
     (duplicates found or not), so that `dupewatch init --url URL && dupewatch` opens the dashboard on it."""
     from monitor.config import CONFIG_FILE_NAME
 
-    run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME), init=True)
+    run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME), init=True, sources=sources)
 
 
 def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: str, write_path: Path | None,
-                      *, init: bool = False) -> None:
+                      *, init: bool = False, sources: Sequence[Path] = ()) -> None:
     from monitor.audit import run_audit
     from monitor.audit.report import URL_ENV, config_text, table_lines, write_config
     from monitor.config import parse_duration
@@ -751,14 +756,18 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
         fail(f"--budget: {exc}")
     if write_path is not None and write_path.exists():
         fail(f"--write {write_path}: file exists; refusing to overwrite it (choose another name or remove it)")
-    report = run_audit(url, list(schemas), seconds)
+    report = run_audit(url, list(schemas), seconds, sources=list(sources))
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
         _echo_lines([f"dupewatch: note: {n}" for n in report.notes], err=True)
     else:
-        _echo_lines(table_lines(report))
+        _echo_lines(table_lines(report, shorten=sys.stdout.isatty()))
     if write_path is not None:
         text = config_text(report)
+        if text is None and init:
+            # exit 0 here would let `dupewatch init && dupewatch` fail on a config that does not exist
+            fail(f"nothing to watch: no finding justifies a check, so {write_path} was not written; "
+                 "write a check by hand (see config.example.toml)")
         if text is None:
             click.echo(f"dupewatch: nothing to watch, {write_path} not written", err=True)
         else:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from monitor.audit import dialect_catalog
 from monitor.audit.candidates import Candidate, QuoteFn, all_candidates
 from monitor.audit.catalog import SchemaNotFound, read_catalog, resolve_schemas
+from monitor.audit.code import code_lookups
 from monitor.audit.findings import Finding, decide
 from monitor.audit.lookups import check_then_insert
 from monitor.audit.measure import Budget, Measurement, Measurer, Unmeasured
 from monitor.config import ConfigError, DatabaseConfig
-from monitor.db import Database, redact_url
+from monitor.db import Database, DatabaseError, redact_url
 
 DEFAULT_BUDGET_SECONDS = 60.0
 CATALOG_TIMEOUT_FLOOR = 5.0  # seconds the catalog queries may take even when the budget is smaller
@@ -60,8 +64,10 @@ def open_database(url: str, budget: float) -> Database:
     return Database("audit", DatabaseConfig(url=url, statement_timeout=timeout))
 
 
-def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAULT_BUDGET_SECONDS) -> AuditReport:
-    """Audit the schemas of `url` (default: the connection's default schema) within `budget` seconds.
+def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAULT_BUDGET_SECONDS,
+              sources: list[Path] | None = None) -> AuditReport:
+    """Audit the schemas of `url` (default: the connection's default schema) within `budget` seconds;
+    with `sources`, the application's code directories, its lookups-then-inserts too.
 
     Raises `monitor.db.DatabaseError` when the database cannot be reached and `ConfigError` for a bad URL or
     an unknown schema; both carry one line with the password masked.
@@ -72,16 +78,21 @@ def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAUL
     try:
         with database.read_only() as conn:
             # the catalog must be read whatever the budget: without it there is nothing to report
-            dialect_catalog.set_query_timeout(conn, database.dialect, max(clock.remaining, CATALOG_TIMEOUT_FLOOR))
+            dialect_catalog.set_query_timeout(conn, max(clock.remaining, CATALOG_TIMEOUT_FLOOR))
             try:
-                chosen = resolve_schemas(conn, database.dialect, schemas or [])
+                chosen = resolve_schemas(conn, schemas or [])
             except SchemaNotFound as exc:
                 raise ConfigError(str(exc)) from None
-            tables = read_catalog(conn, database.dialect, chosen)
-            stats = dialect_catalog.statement_stats(conn, database.dialect)
+            try:
+                tables = read_catalog(conn, chosen)
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseError(f"reading the catalog of {', '.join(chosen)}: {database.describe(exc)}") from None
+            stats = dialect_catalog.queries_for(conn).statement_stats(conn)
             conn.rollback()
             catalog_seconds = time.perf_counter() - started
             lookups = check_then_insert(stats.statements, tables)
+            if sources:
+                lookups = code_lookups(sources, tables) + lookups
             candidates = all_candidates(tables, QuoteFn(conn.dialect.identifier_preparer), lookups)
             findings, measured_seconds = _measure_all(Measurer(database, conn, clock), candidates)
     finally:

@@ -16,10 +16,12 @@ from monitor.audit.catalog import TableInfo, UniqueKey
 
 Kind = Literal["link_table_without_unique", "unique_with_nullable_columns", "invalid_unique_index",
                "non_unique_natural_key", "one_to_one_suspect", "foreign_key_to_non_unique", "no_primary_key",
-               "check_then_insert"]
-KINDS: tuple[Kind, ...] = ("invalid_unique_index", "link_table_without_unique", "unique_with_nullable_columns",
-                           "check_then_insert", "non_unique_natural_key", "one_to_one_suspect",
+               "check_then_insert", "key_with_status"]
+KINDS: tuple[Kind, ...] = ("invalid_unique_index", "unique_with_nullable_columns", "link_table_without_unique",
+                           "check_then_insert", "non_unique_natural_key", "key_with_status", "one_to_one_suspect",
                            "foreign_key_to_non_unique", "no_primary_key")
+STATUS_NAME = re.compile(r"(.*_)?(status|state)|is_[a-z0-9_]+|open|active|closed|current|submitted",
+                         re.IGNORECASE)
 Filter = Literal["none", "rows_with_null", "not_null"]
 
 
@@ -36,6 +38,21 @@ class Candidate:
     measure: bool = True
     calls: int | None = None  # check_then_insert: how often the application ran the lookup
     rebuild: str | None = None  # invalid_unique_index: the statement that drops and rebuilds it
+    pure: bool = False  # link_table_without_unique: nothing but references (a membership twice means nothing)
+    status: str | None = None  # key_with_status: the status-like column; the key's other columns repeat per value
+
+    @property
+    def agree_on(self) -> list[str]:
+        """Columns of other (nullable) unique keys: rows of a group that differ in one are declared distinct."""
+        return sorted({c for rest in self.table.other_unique_keys(self.columns) for c in rest})
+
+    @property
+    def compared(self) -> list[str]:
+        """The columns that tell a race copy from a different row: every column but the key, a surrogate key,
+        date-and-time columns, and types without a portable equality."""
+        skip = set(self.columns) | set(self.agree_on) | surrogate_key(self.table)
+        return [c.name for c in self.table.columns.values()
+                if c.name not in skip and c.type_class not in ("temporal", "other", "float")]
 
 
 def surrogate_key(table: TableInfo) -> set[str]:
@@ -73,20 +90,25 @@ def is_link_table(table: TableInfo) -> bool:
 
 
 def link_tables(tables: list[TableInfo]) -> list[Candidate]:
+    """Link tables keyed by every column that identifies a row (its references and its descriptive columns:
+    a revoked secret, a reply's text), so that only rows alike in all of them are counted as repeats."""
     found = []
     for table in tables:
         if not is_link_table(table):
             continue
         references = reference_columns(table)
-        meaningful = references | set(descriptive_columns(table))
+        descriptive = descriptive_columns(table)
+        meaningful = references | set(descriptive)
         if any(u.protects and set(u.columns) <= meaningful for u in table.uniques):
             continue  # unique over the foreign keys (or them plus a role): the design allows no repeats
-        columns = ordered(table, references)
-        by_name = "" if set(columns) <= {c for fk in table.foreign_keys if not fk.inferred for c in fk.columns} \
+        columns = ordered(table, meaningful)
+        by_name = "" if references <= {c for fk in table.foreign_keys if not fk.inferred for c in fk.columns} \
             else " (known by their names)"
+        also = f" and {', '.join(ordered(table, descriptive))}" if descriptive else ""
         found.append(Candidate("link_table_without_unique", table, columns,
-                               f"link table of {len(columns)} foreign keys{by_name} with no primary key or unique "
-                               "constraint over them", needs_duplicates=False))
+                               f"link table of {len(references)} foreign keys{by_name}{also} with no primary key "
+                               "or unique constraint over them", needs_duplicates=bool(descriptive),
+                               pure=not descriptive))
     return found
 
 
@@ -103,7 +125,7 @@ def nullable_uniques(tables: list[TableInfo]) -> list[Candidate]:
             found.append(Candidate("unique_with_nullable_columns", table, unique.columns,
                                    f"{_describe_unique(unique)} treats NULLs as distinct and "
                                    f"{', '.join(nullable)} {'is' if len(nullable) == 1 else 'are'} nullable",
-                                   needs_duplicates=True, row_filter="rows_with_null"))
+                                   needs_duplicates=False, row_filter="rows_with_null"))
     return found
 
 
@@ -142,6 +164,28 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
                                    f"non-unique index {index.name} over foreign key {fk_text} and "
                                    f"{', '.join(descriptive)}, the lookup of a get_or_create",
                                    needs_duplicates=True))
+    return found
+
+
+def status_keys(tables: list[TableInfo]) -> list[Candidate]:
+    """A reference plus a status-like column (`owner_id`, `status`): `get_or_create(owner=..., status="open")`
+    keeps one row per owner in one status while the others (submitted baskets) repeat by design."""
+    found = []
+    for table in tables:
+        if is_link_table(table):
+            continue
+        statuses = [c for c in table.columns.values() if c.type_class == "text" and STATUS_NAME.fullmatch(c.name)
+                    and c.name not in table.fk_columns]
+        for fk in table.foreign_keys:
+            if len(fk.columns) != 1 or table.is_protected(fk.columns):
+                continue
+            for status in statuses:
+                if table.is_protected((*fk.columns, status.name)):
+                    continue
+                found.append(Candidate("key_with_status", table, (*fk.columns, status.name),
+                                       f"{fk.columns[0]} repeats across {status.name} values; no unique key over "
+                                       f"{fk.columns[0]} for one {status.name}", needs_duplicates=True,
+                                       status=status.name))
     return found
 
 
@@ -202,7 +246,11 @@ class QuoteFn:
 
 
 def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candidate]) -> list[Candidate]:
-    """Every candidate, in the order they are measured: the likeliest and cheapest evidence first."""
-    return [*invalid_indexes(tables, quote), *link_tables(tables), *nullable_uniques(tables), *lookups,
-            *natural_keys(tables), *one_to_one_suspects(tables), *fks_to_non_unique(tables),
-            *no_primary_keys(tables)]
+    """Every candidate, in the order they are measured: what matters most first (structural risks and the
+    application's own lookups), the many one-column suspicions last, so a small budget spends itself on the
+    likeliest evidence. A column set whose rows another NOT NULL unique key declares distinct is no candidate."""
+    found = [*invalid_indexes(tables, quote), *nullable_uniques(tables), *link_tables(tables), *lookups,
+             *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables), *fks_to_non_unique(tables),
+             *no_primary_keys(tables)]
+    return [c for c in found if not c.columns or c.kind in ("invalid_unique_index", "foreign_key_to_non_unique")
+            or c.table.declares_distinct(c.columns) is None]

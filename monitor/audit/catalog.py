@@ -8,7 +8,7 @@ definitions). Everything here is plain data; nothing is measured.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.engine.reflection import ObjectKind
 
 from monitor.audit import dialect_catalog
+from monitor.dialects import for_backend
 
 TypeClass = Literal["integer", "text", "date", "temporal", "float", "other"]
 OWN_TABLE_PREFIX = "dupewatch_"  # fix archives and plans that dupewatch itself creates
@@ -31,6 +32,9 @@ class ColumnInfo:
     name: str
     type_class: TypeClass
     nullable: bool
+    moment: bool = False  # a date and time (not a date alone, a time or an interval): a row's birth or last change
+    defaults_to_now: bool = False  # its server default is now() / CURRENT_TIMESTAMP: set when the row is written
+    orderable: bool = True  # min()/max() work on it everywhere (PostgreSQL has none for boolean or uuid)
 
 
 @dataclass(frozen=True)
@@ -87,14 +91,68 @@ class TableInfo:
     def fk_columns(self) -> set[str]:
         return {column for fk in self.foreign_keys for column in fk.columns}
 
+    def other_unique_keys(self, columns: Iterable[str]) -> list[tuple[str, ...]]:
+        """The column sets that another unique key covers, `columns` aside: rows differing in one of them are
+        different entities by the schema's own declaration (a surrogate primary key says nothing and is left out)."""
+        key = set(columns)
+        surrogate = self.primary_key if self.has_surrogate_key else ()
+        found: list[tuple[str, ...]] = []
+        for unique in self.uniques:
+            rest = tuple(c for c in unique.columns if c not in key)
+            if unique.protects and unique.columns != surrogate and rest and rest not in found:
+                found.append(rest)
+        return found
+
+    def declares_distinct(self, columns: Iterable[str]) -> tuple[str, ...] | None:
+        """Another unique key whose other columns are all NOT NULL: then no two rows can agree on it, and rows
+        repeating `columns` are different entities by declaration. None when there is none."""
+        return next((rest for rest in self.other_unique_keys(columns)
+                     if not any(self.columns[c].nullable for c in rest)), None)
+
+    @property
+    def has_surrogate_key(self) -> bool:
+        """A one-column integer primary key: an `id` the database makes up, which says nothing about the row."""
+        return len(self.primary_key) == 1 and self.columns[self.primary_key[0]].type_class == "integer"
+
+    @property
+    def birth_column(self) -> str | None:
+        """The date-and-time column that best tells when a row was written: a `created_at` / `first_seen`-style
+        name, then any column the server fills with now(), then `*_at` / `*_on` / `*_time` / `*_seen` names, then
+        `last_seen` / `updated_at`-style names (rows racing in are written within the same burst either way)."""
+        moments = [c for c in self.columns.values() if c.moment]
+        for rank in range(len(BIRTH_NAME_RANKS)):
+            for column in moments:
+                if _birth_rank(column) == rank:
+                    return column.name
+        return None
+
     def is_protected(self, columns: Iterable[str]) -> bool:
         """Whether some valid unique key lies within `columns` (then rows can never repeat them)."""
         wanted = set(columns)
         return any(u.protects and set(u.columns) <= wanted for u in self.uniques)
 
+    def stops_copies(self, columns: Iterable[str], null_columns: Iterable[str] = ()) -> bool:
+        """Whether a unique key stops a second row with these values, when `null_columns` are looked up as NULL:
+        a key within `columns` that is valid, and treats NULLs as equal wherever it covers a NULL."""
+        wanted, nulls = set(columns), set(null_columns)
+        return any(u.protects and set(u.columns) <= wanted and not (u.nulls_distinct and set(u.columns) & nulls)
+                   for u in self.uniques)
+
     def sa_table(self) -> sa.TableClause:
         """A lightweight table clause for building quoted statements."""
         return sa.table(self.name, *(sa.column(c) for c in self.columns), schema=self.schema)
+
+
+BIRTH_NAME_RANKS = (
+    re.compile(r"created(_at|_on|_time|_date)?|inserted(_at|_on)?|date_created|creation_(date|time)|"
+               r"(date_)?joined|first_seen(_at)?|added(_at|_on)?", re.IGNORECASE),
+    re.compile(r"(?!)"),  # rank 1: any date-and-time column the server fills with now() (see _birth_rank)
+    re.compile(r".*(_at|_on|_time|_seen|_date)", re.IGNORECASE),
+    re.compile(r"last_seen(_at)?|updated(_at|_on)?|modified(_at|_on)?|last_login|datetime|timestamp|date",
+               re.IGNORECASE),
+)
+NOW_DEFAULT = re.compile(r"now\(|current_timestamp|localtimestamp|statement_timestamp|clock_timestamp|"
+                         r"transaction_timestamp|getdate|sysdate|datetime\(\s*'now'", re.IGNORECASE)
 
 
 def classify_type(type_: Any) -> TypeClass:
@@ -113,44 +171,51 @@ def classify_type(type_: Any) -> TypeClass:
     return "other"
 
 
-def resolve_schemas(conn: Connection, dialect: str, wanted: Iterable[str]) -> list[str]:
+def resolve_schemas(conn: Connection, wanted: Iterable[str]) -> list[str]:
     """The schemas to audit: those named (each must exist), else the connection's default schema."""
     inspector = sa.inspect(conn)
     names = list(wanted)
-    if not names:
-        return [inspector.default_schema_name or ("main" if dialect == "sqlite" else "public")]
+    if not names and inspector.default_schema_name:
+        return [inspector.default_schema_name]
     existing = inspector.get_schema_names()
+    if not names:  # MySQL/MariaDB without a database in the URL
+        shown = sorted(existing)
+        more = f", … {len(shown) - 10} more" if len(shown) > 10 else ""
+        raise SchemaNotFound(f"the URL names no database and no --schema was given: name one "
+                             f"(have: {', '.join(shown[:10])}{more})")
     for name in names:
         if name not in existing:
             raise SchemaNotFound(f"--schema {name}: no such schema (have: {', '.join(sorted(existing))})")
     return names
 
 
-def read_catalog(conn: Connection, dialect: str, schemas: list[str]) -> list[TableInfo]:
+def read_catalog(conn: Connection, schemas: list[str]) -> list[TableInfo]:
     """Every base table of `schemas` (dupewatch's own tables excluded), with inferred foreign keys added."""
     inspector = sa.inspect(conn)
+    fixed_name = for_backend(conn.dialect.name).reflected_column_name
     tables: list[TableInfo] = []
     for schema in schemas:
-        tables.extend(_read_schema(inspector, conn, dialect, schema))
+        tables.extend(_read_schema(inspector, conn, schema, fixed_name))
     _infer_foreign_keys(tables)
     return tables
 
 
-def _read_schema(inspector: Inspector, conn: Connection, dialect: str, schema: str) -> list[TableInfo]:
+def _read_schema(inspector: Inspector, conn: Connection, schema: str,
+                 fixed_name: Callable[[str], str]) -> list[TableInfo]:
     kind = ObjectKind.TABLE
     columns = inspector.get_multi_columns(schema=schema, kind=kind)
     pks = inspector.get_multi_pk_constraint(schema=schema, kind=kind)
     fks = inspector.get_multi_foreign_keys(schema=schema, kind=kind)
     indexes = inspector.get_multi_indexes(schema=schema, kind=kind)
     uniques = inspector.get_multi_unique_constraints(schema=schema, kind=kind)
-    extras = dialect_catalog.catalog_extras(conn, dialect, schema)
+    extras = dialect_catalog.queries_for(conn).catalog_extras(conn, schema)
     tables = []
     for key, cols in columns.items():
         name = key[1]
         if name.startswith(OWN_TABLE_PREFIX):
             continue
         table = _table_info(schema, name, cols, pks.get(key), fks.get(key, []), indexes.get(key, []),
-                            uniques.get(key, []))
+                            uniques.get(key, []), fixed_name)
         table.row_estimate = extras.row_estimates.get(name)
         table.invalid_index_sql = extras.invalid_unique_indexes.get(name, {})
         tables.append(table)
@@ -158,18 +223,21 @@ def _read_schema(inspector: Inspector, conn: Connection, dialect: str, schema: s
 
 
 def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any], indexes: list[Any],
-                uniques: list[Any]) -> TableInfo:
-    columns = {c["name"]: ColumnInfo(c["name"], classify_type(c["type"]), bool(c["nullable"])) for c in cols}
-    primary = tuple(pk["constrained_columns"]) if pk and pk.get("constrained_columns") else ()
+                uniques: list[Any], fixed_name: Callable[[str], str] = str) -> TableInfo:
+    def names_of(raw: Iterable[str]) -> tuple[str, ...]:
+        return tuple(fixed_name(n) for n in raw)
+
+    columns = {fixed_name(c["name"]): _column_info(fixed_name(c["name"]), c) for c in cols}
+    primary = names_of(pk["constrained_columns"]) if pk and pk.get("constrained_columns") else ()
     keys: list[UniqueKey] = [UniqueKey(pk.get("name"), primary, "primary_key")] if primary else []
     for u in uniques:
         options = u.get("dialect_options", {})
-        keys.append(UniqueKey(u.get("name"), tuple(u["column_names"]), "constraint",
+        keys.append(UniqueKey(u.get("name"), names_of(u["column_names"]), "constraint",
                               nulls_distinct=not options.get("postgresql_nulls_not_distinct", False)))
     index_infos = []
     for ix in indexes:
         plain = None not in ix["column_names"]  # reflection puts None where an index has an expression
-        names = tuple(ix["column_names"]) if plain else ()
+        names = names_of(ix["column_names"]) if plain else ()
         index_infos.append(IndexInfo(ix["name"], names, bool(ix["unique"])))
         if ix["unique"] and not any(k.name == ix["name"] and k.columns == names for k in keys):
             options = ix.get("dialect_options", {})
@@ -178,9 +246,28 @@ def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any]
                 nulls_distinct=not options.get("postgresql_nulls_not_distinct", False),
                 partial=any(k.endswith("_where") for k in options),
                 valid=not options.get("postgresql_invalid", False)))
-    foreign = [ForeignKeyInfo(tuple(fk["constrained_columns"]), fk.get("referred_schema") or schema,
-                              fk["referred_table"], tuple(fk["referred_columns"])) for fk in fks]
+    foreign = [ForeignKeyInfo(names_of(fk["constrained_columns"]), fk.get("referred_schema") or schema,
+                              fk["referred_table"], names_of(fk["referred_columns"])) for fk in fks]
     return TableInfo(schema, name, columns, primary, keys, index_infos, foreign)
+
+
+def _birth_rank(column: ColumnInfo) -> int:
+    """0 for a creation name, 1 for a now()-defaulted moment, 2 for a `*_at`-style name, 3 for a last-change
+    name, 4 for anything else (never chosen)."""
+    if BIRTH_NAME_RANKS[0].fullmatch(column.name):
+        return 0
+    if column.defaults_to_now:
+        return 1
+    return next((rank for rank, pattern in enumerate(BIRTH_NAME_RANKS) if rank > 1 and pattern.fullmatch(column.name)),
+                len(BIRTH_NAME_RANKS))
+
+
+def _column_info(name: str, reflected: dict[str, Any]) -> ColumnInfo:
+    type_ = reflected["type"]
+    default = str(reflected.get("default") or "")
+    return ColumnInfo(name, classify_type(type_), bool(reflected["nullable"]),
+                      moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)),
+                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum))
 
 
 def _infer_foreign_keys(tables: list[TableInfo]) -> None:

@@ -1,28 +1,43 @@
 """From measured candidates to findings: which are reported, how severe they are, and the check that
 would watch each.
 
-Severity rules: `high` needs evidence (duplicates measured, or an invalid unique index); a structural risk
-without measured duplicates is `medium` (`low` for a table without a primary key, or for a suspicion the
-budget left unmeasured). Candidates that are only suspicious *if* duplicates exist are dropped when none
-are found, and a natural key whose values mostly repeat (orders per customer) is taken to repeat by design.
+Severity is decided by evidence, the way a DBA reads a table:
+- The **race signature** decides what measured duplicates mean. Race copies are born together and alike: a
+  group whose rows were written within BURST_SECONDS (by the table's birth timestamp), or, without one, whose
+  rows agree on every compared column, is a race: `high`. Rows alike but born apart: `medium`. Rows that
+  differ and were born apart are the design: no finding for the kinds that are only suspicions
+  (`one_to_one_suspect`, `non_unique_natural_key`, `key_with_status`, a link table with descriptive columns).
+  Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out.
+- **What the schema declares** outranks the heuristics: a group whose rows differ in a column set another
+  unique key covers is distinct entities, never counted (`candidates.all_candidates` drops the candidate when
+  that key is NOT NULL).
+- **Structural risks** stand without duplicates: a unique key whose nullable column is NULL in most rows
+  (`medium`; `low` when the table is empty), a link table of references only, a lookup-then-insert the
+  application makes (`check_then_insert`), a foreign key to non-unique columns: `medium`.
+- Nothing unmeasured is ever more than `low`, and its check is never written live: only commented out, with why.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from monitor.audit.candidates import Candidate, Kind
-from monitor.audit.measure import Measurement, Unmeasured
+from monitor.audit.measure import BURST_SECONDS, Measurement, Unmeasured
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 ONE_TO_ONE_SHARE = 0.99  # one_to_one_suspect: at least this share of values occur once ...
 ONE_TO_ONE_MIN_VALUES = 20  # ... among at least this many distinct values
 DESIGN_SHARE = 0.5  # a natural key whose values occur once less often than this repeats by design
+STATUS_ONCE_SHARE = 0.9  # key_with_status: in the chosen status, at least this share of keys occur once
+RACE_SHARE = 0.5  # the share of groups with the race signature that makes duplicates a race
+NULL_RISK_SHARE = 0.5  # a nullable unique column NULL in at least this share of rows protects (almost) nothing
 DATABASE_NAME = "app"  # the [databases] entry a written config uses
-TIMESTAMP_NAMES = ("created_at", "inserted_at", "created", "date_created", "created_on", "creation_date")
+CHECK_NAME_LENGTH = 40  # names are typed to confirm a fix
+STRUCTURAL = ("check_then_insert", "unique_with_nullable_columns", "foreign_key_to_non_unique")
+Verdict = Literal["race", "alike", "differ", "design"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +50,10 @@ class Finding:
     excess_rows: int | None
     estimated: bool
     evidence: str
-    check: dict[str, Any] | None
+    check: dict[str, Any] | None  # the live [[checks]] entry, only when the evidence justifies its fix
     calls: int | None = None
+    draft: dict[str, Any] | None = None  # the entry written commented out, when `check` is None ...
+    draft_reason: str | None = None  # ... and why
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "table": self.table, "columns": self.columns, "severity": self.severity,
@@ -53,34 +70,84 @@ class Finding:
 
 
 def decide(candidate: Candidate, measured: Measurement | Unmeasured | None) -> Finding | None:
-    """The finding a candidate becomes, or None when the measurement clears it."""
-    if isinstance(measured, Measurement) and not _suspicious(candidate, measured):
-        return None
-    severity = _severity(candidate, measured)
+    """The finding a candidate becomes, or None when the evidence clears it."""
+    if isinstance(measured, Measurement):
+        judged = _judge(candidate, measured)
+        if judged is None:
+            return None
+        severity, draft_reason = judged
+    else:
+        severity = "high" if candidate.kind == "invalid_unique_index" else "low"
+        draft_reason = "not measured: no evidence yet that its fix would be right; run `dupewatch audit` " \
+            "with a larger --budget" if candidate.columns else None
     groups = measured.groups if isinstance(measured, Measurement) else None
     excess = measured.excess_rows if isinstance(measured, Measurement) else None
     estimated = isinstance(measured, Measurement) and measured.estimated
+    entry = _check_entry(candidate, measured)
+    live = entry if draft_reason is None else None
+    draft = entry if draft_reason is not None else None
+    evidence = _evidence(candidate, measured)
+    if draft is not None:
+        evidence += f"; check written commented out ({draft_reason})"
     return Finding(candidate.kind, candidate.table.qualified, list(candidate.columns), severity, groups, excess,
-                   estimated, _evidence(candidate, measured), _check_entry(candidate, measured),
-                   candidate.calls)
+                   estimated, evidence, live, candidate.calls, draft, draft_reason if draft else None)
 
 
-def _suspicious(candidate: Candidate, m: Measurement) -> bool:
-    if candidate.kind == "non_unique_natural_key" and m.groups and m.once_share < DESIGN_SHARE:
-        return False  # most values repeat: many rows per key is the design (orders per customer and status)
-    if candidate.kind == "one_to_one_suspect":
-        return bool(m.groups) and m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE
-    return bool(m.groups) or not candidate.needs_duplicates
+def verdict(m: Measurement, compared: bool) -> Verdict:
+    """What a candidate's duplicate groups look like (see the module docstring). Rows born apart count as alike
+    only when there are columns to compare them on; with none (an event per order and type), they are the design."""
+    burst = m.burst_share
+    if burst is not None:
+        if burst >= RACE_SHARE:
+            return "race"
+        return "alike" if compared and m.alike_share >= RACE_SHARE else "design"
+    return "race" if m.alike_share >= RACE_SHARE else "differ"
 
 
-def _severity(candidate: Candidate, measured: Measurement | Unmeasured | None) -> Severity:
-    if candidate.kind == "invalid_unique_index":
-        return "high"
-    if isinstance(measured, Measurement) and measured.groups:
-        return "high"
-    if candidate.kind == "no_primary_key" or candidate.needs_duplicates:
-        return "low"  # no evidence: a table without a key, or a suspicion the budget left unmeasured
-    return "medium"
+def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
+    """(severity, why its check is only drafted or None) for a measured candidate, or None: no finding."""
+    if m.groups:
+        if not _repeats_like_a_mistake(c, m):
+            return None
+        seen = verdict(m, bool(c.compared))
+        if seen == "race":
+            return "high", None
+        if seen == "alike":
+            return "medium", None
+        if seen == "design":
+            risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
+            # a watch would report these groups at once, and a fix would merge rows that look like the design
+            return None if risk is None else (risk[0], "its groups differ and were born apart, like the "
+                                                       "design: review them before enabling it")
+        reason = f"rows of its groups differ in {', '.join(c.compared)}: review that they are copies" \
+            if c.compared else None
+        return "medium", reason
+    return _structural(c, m)
+
+
+def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
+    if c.kind == "non_unique_natural_key":
+        return m.once_share >= DESIGN_SHARE  # most values repeat: orders per customer and status
+    if c.kind == "one_to_one_suspect":
+        return m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE
+    if c.kind == "key_with_status":
+        return m.once_share >= STATUS_ONCE_SHARE
+    return True
+
+
+def _structural(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
+    """The risks that stand without duplicates."""
+    if c.kind == "invalid_unique_index":
+        return "high", None
+    if c.kind in ("check_then_insert", "foreign_key_to_non_unique") or (c.kind == "link_table_without_unique"
+                                                                        and c.pure):
+        return "medium", None
+    if c.kind == "unique_with_nullable_columns" and not c.table.other_unique_keys(c.columns):
+        if not m.table_rows:
+            return "low", None
+        if m.row_share >= NULL_RISK_SHARE:
+            return "medium", None
+    return None
 
 
 def _evidence(candidate: Candidate, measured: Measurement | Unmeasured | None) -> str:
@@ -96,39 +163,67 @@ def _evidence(candidate: Candidate, measured: Measurement | Unmeasured | None) -
 
 def _figures(candidate: Candidate, m: Measurement) -> str:
     where = f" (estimated from a {m.sample_percent:.2g}% sample)" if m.estimated and m.sample_percent else ""
-    if not m.groups:
-        return f"no duplicates{where}"
-    text = f"{m.groups:,} duplicate group(s), {m.excess_rows:,} excess row(s), largest {m.largest}{where}"
-    if candidate.kind == "one_to_one_suspect":
-        text += f"; {m.once_share:.1%} of {m.distinct_keys:,} values occur once"
+    texts = []
     if candidate.kind == "unique_with_nullable_columns":
-        text = "rows differing only by NULLs: " + text
-    return text
+        texts.append(f"table empty{where}" if not m.table_rows else
+                     f"{m.row_share:.0%} of {m.table_rows:,} rows have a NULL in the key, which it does not protect")
+    if m.status_value is not None and candidate.status is not None:
+        texts.append(f"where {candidate.status} = {m.status_value!r}: {m.once_share:.1%} of {m.distinct_keys:,} "
+                     f"keys occur once")
+    if candidate.agree_on:
+        texts.append(f"rows that differ in {', '.join(candidate.agree_on)} (another unique key) are distinct "
+                     "entities by declaration: only rows alike in it are counted, and the check's key includes it")
+    if not m.groups:
+        texts.append(f"no duplicates{where}")
+        return "; ".join(texts)
+    prefix = "rows differing only by NULLs: " if candidate.kind == "unique_with_nullable_columns" else ""
+    texts.append(f"{prefix}{m.groups:,} duplicate group(s), {m.excess_rows:,} excess row(s), "
+                 f"largest {m.largest}{where}")
+    if candidate.kind == "one_to_one_suspect":
+        texts.append(f"{m.once_share:.1%} of {m.distinct_keys:,} values occur once")
+    if candidate.compared:
+        texts.append(f"{m.alike_groups:,} of them alike in every other column")
+    if m.burst_groups is not None:
+        texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "
+                     f"(by {candidate.table.birth_column})")
+    elif candidate.table.birth_column is None:
+        texts.append("no creation timestamp to date them")
+    return "; ".join(texts)
 
 
 def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None) -> dict[str, Any] | None:
     if not candidate.columns or candidate.kind == "no_primary_key":
         return None
     table = candidate.table
+    key = [c for c in candidate.columns if c != candidate.status]
+    key += [c for c in candidate.agree_on if c not in key]
     entry: dict[str, Any] = {
-        "name": check_name(table.name, candidate.columns),
+        "name": check_name(table.name, tuple(key)),
         "database": DATABASE_NAME,
         "description": f"{candidate.kind}: {candidate.reason}",
         "table": config_table_name(table.schema, table.name),
-        "key": list(candidate.columns),
+        "key": key,
     }
+    if candidate.status is not None:
+        if not isinstance(measured, Measurement) or measured.status_where is None:
+            return None
+        entry["where"] = measured.status_where
     if candidate.row_filter == "not_null":
         entry["nulls"] = "distinct"
-    stamp = next((c for c in TIMESTAMP_NAMES if c in table.columns and table.columns[c].type_class == "temporal"),
-                 None)
-    if stamp:
-        entry["timestamp"] = stamp
+    if table.birth_column:
+        entry["timestamp"] = table.birth_column
     return entry
 
 
 def check_name(table: str, columns: tuple[str, ...]) -> str:
-    raw = "-".join([table, *columns]).lower()
-    return re.sub(r"[^a-z0-9_-]+", "-", raw).strip("-") or "check"
+    """`table-col-col`, or the table's name alone when that runs past CHECK_NAME_LENGTH (names are typed)."""
+    def clean(raw: str) -> str:
+        return re.sub(r"[^a-z0-9_-]+", "-", raw.lower()).strip("-")
+
+    full = clean("-".join([table, *columns]))
+    if len(full) <= CHECK_NAME_LENGTH:
+        return full or "check"
+    return clean(table)[:CHECK_NAME_LENGTH].strip("-") or "check"
 
 
 def config_table_name(schema: str, name: str) -> str:

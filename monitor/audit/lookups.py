@@ -22,7 +22,8 @@ _SELECT = re.compile(
     rf"^\s*SELECT\s.+?\sFROM\s+(?P<table>{_QUALIFIED})(?:\s+(?:AS\s+)?(?P<alias>{_NAME}))?"
     r"\s+WHERE\s+(?P<where>.+?)(?:\s+(?:ORDER\s+BY|LIMIT|OFFSET|FETCH|FOR\s+UPDATE|FOR\s+SHARE|GROUP\s+BY)\b.*)?$",
     re.IGNORECASE | re.DOTALL)
-_TERM = re.compile(rf"^(?:{_NAME}\s*\.\s*)*(?P<column>{_NAME})\s*(?:=\s*\$\d+|IS\s+NULL)$", re.IGNORECASE)
+_TERM = re.compile(rf"^(?:{_NAME}\s*\.\s*)*(?P<column>{_NAME})\s*(?:=\s*\$\d+|(?P<null>IS\s+NULL))$",
+                   re.IGNORECASE)
 _NOT_A_TABLE = {"where", "join", "inner", "left", "right", "full", "cross", "natural", "on", "using"}
 
 
@@ -31,6 +32,7 @@ class Lookup:
     table: str  # unquoted, without schema
     columns: frozenset[str]
     calls: int
+    nulls: frozenset[str] = frozenset()  # the columns looked up as `IS NULL`
 
 
 def unquote(name: str) -> str:
@@ -56,13 +58,15 @@ def parse_lookup(query: str, calls: int) -> Lookup | None:
         where = where[1:-1].strip()
     if re.search(r"\b(OR|SELECT|EXISTS)\b|[()]", where, re.IGNORECASE):
         return None
-    columns = set()
+    columns, nulls = set(), set()
     for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
         term_match = _TERM.match(term.strip())
         if term_match is None:
             return None
         columns.add(unquote(term_match.group("column")))
-    return Lookup(table_name(match.group("table")), frozenset(columns), calls)
+        if term_match.group("null"):
+            nulls.add(unquote(term_match.group("column")))
+    return Lookup(table_name(match.group("table")), frozenset(columns), calls, frozenset(nulls))
 
 
 def inserted_table(query: str) -> str | None:
@@ -75,17 +79,17 @@ def check_then_insert(statements: list[tuple[str, int]], tables: list[TableInfo]
     lookups that a primary key or valid unique index already answers are left out."""
     inserted = {name for query, _calls in statements if (name := inserted_table(query))}
     by_name = {t.name: t for t in tables}
-    calls: dict[tuple[str, frozenset[str]], int] = {}
+    calls: dict[tuple[str, frozenset[str], frozenset[str]], int] = {}
     for query, count in statements:
         lookup = parse_lookup(query, count)
         if lookup is None or lookup.table not in inserted or lookup.table not in by_name:
             continue
-        key = (lookup.table, lookup.columns)
+        key = (lookup.table, lookup.columns, lookup.nulls)
         calls[key] = calls.get(key, 0) + count
     found = []
-    for (name, columns), count in sorted(calls.items(), key=lambda item: -item[1]):
+    for (name, columns, nulls), count in sorted(calls.items(), key=lambda item: -item[1]):
         table = by_name[name]
-        if not columns <= set(table.columns) or table.is_protected(columns):
+        if not columns <= set(table.columns) or table.stops_copies(columns, nulls):
             continue
         found.append(Candidate("check_then_insert", table, ordered(table, columns),
                                f"looked up by {', '.join(ordered(table, columns))} {count:,} times and inserted "

@@ -7,7 +7,9 @@ under a statement timeout that is the smaller of the time left in the budget and
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,11 +22,22 @@ from monitor.db import Database
 EXACT_ROW_LIMIT = 500_000  # tables up to this many rows are counted exactly
 SAMPLE_ROWS = 200_000  # a big table is measured on about this many rows
 QUERY_SHARE = 0.25  # no single query may take more than this share of the budget
+STATUS_VALUES = 50  # key_with_status: the status values read
+STATUS_MIN_KEYS = 5  # ... and the keys a value needs before its figures say anything
+
+
+BURST_SECONDS = 2.0  # rows of a group written within this span were born together (the seeds: 5 ms, one click)
+SPREAD_GROUPS = 1_000  # the birth spread is read for at most this many groups
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """Duplicate figures of one candidate. With `estimated`, counts are scaled up from a sample."""
+    """Duplicate figures of one candidate. With `estimated`, counts are scaled up from a sample.
+
+    `groups` counts only rows alike in every other unique key's columns too (rows differing there are distinct
+    entities by the schema's declaration). The race signature:
+    `alike_groups` of them agree on every compared column, `burst_groups` of `timed_groups` were written within
+    BURST_SECONDS (None without a birth timestamp)."""
 
     distinct_keys: int
     groups: int
@@ -32,11 +45,31 @@ class Measurement:
     largest: int
     estimated: bool
     sample_percent: float | None = None
+    rows: int = 0  # rows the key was measured on (after the candidate's filter), scaled
+    table_rows: int = 0
+    alike_groups: int = 0
+    burst_groups: int | None = None
+    timed_groups: int = 0
+    status_value: str | None = None  # key_with_status: the value whose rows are one per key ...
+    status_where: str | None = None  # ... and the condition selecting it, as a check's `where`
 
     @property
     def once_share(self) -> float:
         """The share of key values that occur exactly once (1.0 for an empty table)."""
         return 1.0 if not self.distinct_keys else (self.distinct_keys - self.groups) / self.distinct_keys
+
+    @property
+    def alike_share(self) -> float:
+        return self.alike_groups / self.groups if self.groups else 0.0
+
+    @property
+    def burst_share(self) -> float | None:
+        return None if self.burst_groups is None or not self.timed_groups else self.burst_groups / self.timed_groups
+
+    @property
+    def row_share(self) -> float:
+        """The share of the table's rows the filter kept (rows with a NULL in the key, for a nullable unique)."""
+        return self.rows / self.table_rows if self.table_rows else 0.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +98,7 @@ class Measurer:
     def __init__(self, database: Database, conn: Connection, budget: Budget) -> None:
         self.database = database
         self.conn = conn
-        self.dialect = database.dialect
+        self.queries = dialect_catalog.queries_for(conn)
         self.budget = budget
         self._rows: dict[tuple[str, str], int] = {}
 
@@ -105,33 +138,109 @@ class Measurer:
 
     def _run(self, candidate: Candidate, rows: int) -> Measurement:
         table = candidate.table.sa_table()
-        columns = list(candidate.columns)
         source: sa.FromClause = table
         scale, percent = 1.0, None
         if rows > EXACT_ROW_LIMIT:
-            source, scale = dialect_catalog.sampled_source(table, columns, self.dialect, rows, SAMPLE_ROWS)
+            needed = list(dict.fromkeys([*candidate.columns, *candidate.agree_on, *candidate.compared,
+                                         *([candidate.table.birth_column] if candidate.table.birth_column else [])]))
+            source, scale = self.queries.sample(table, needed, rows, SAMPLE_ROWS)
             percent = 100.0 / scale
-        keys = [source.c[c] for c in columns]
-        filters = _filters(candidate, keys)
-        per_key = (sa.select(sa.func.count().label("n")).select_from(source).where(*filters)
-                   .group_by(*keys).subquery("dw_keys"))
-        n = per_key.c.n
-        stmt = sa.select(sa.func.count(), sa.func.sum(sa.case((n > 1, 1), else_=0)),
-                         sa.func.sum(sa.case((n > 1, n - 1), else_=0)), sa.func.max(n)).select_from(per_key)
+        if candidate.status is not None:
+            return self._run_by_status(candidate, source, rows, scale, percent)
+        per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
         self._arm()
-        distinct, groups, excess, largest = self.conn.execute(stmt).one()
-        estimated = scale > 1.0
+        figures = self.conn.execute(_totals(per_key)).one()
+        return self._measurement(candidate, per_key, figures, rows, scale, percent)
+
+    def _run_by_status(self, candidate: Candidate, source: sa.FromClause, rows: int, scale: float,
+                       percent: float | None) -> Measurement:
+        """The key's figures per value of the status column; the value where keys most often occur once, among
+        values with duplicates, is the one a get_or_create keeps single (an open basket per owner)."""
+        assert candidate.status is not None
+        per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
+        status = per_key.c[candidate.status]
+        stmt = _totals(per_key).add_columns(status).group_by(status).limit(STATUS_VALUES)
+        self._arm()
+        by_value = [r for r in self.conn.execute(stmt) if r[1] and r[0] >= STATUS_MIN_KEYS]
+        if not by_value:
+            return Measurement(0, 0, 0, 0, scale > 1.0, percent, table_rows=rows)
+        best = max(by_value, key=lambda r: (r[0] - r[1]) / r[0])
+        value = best[-1]
+        measured = self._measurement(candidate, per_key, best[:-1], rows, scale, percent,
+                                     per_key.c[candidate.status] == value)
+        condition = sa.column(candidate.status) == value
+        where = str(condition.compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True}))
+        return replace(measured, status_value=str(value), status_where=where)
+
+    def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
+                     percent: float | None, *where: sa.ColumnElement[bool]) -> Measurement:
+        distinct, groups, excess, largest, measured_rows, alike = figures
+        burst, timed = None, 0
+        if groups and "dw_first" in per_key.c:
+            burst, timed = self._bursts(per_key, *where)
         return Measurement(_scaled(distinct, scale), _scaled(groups, scale), _scaled(excess, scale),
-                           int(largest or 0), estimated, percent)
+                           int(largest or 0), scale > 1.0, percent, _scaled(measured_rows, scale), rows,
+                           _scaled(alike, scale), burst, timed)
+
+    def _bursts(self, per_key: sa.Subquery, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
+        """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS."""
+        c = per_key.c
+        stmt = (sa.select(c.dw_first, c.dw_last).where(c.n > 1, *where).limit(SPREAD_GROUPS))
+        self._arm()
+        spreads = []
+        for first, last in self.conn.execute(stmt):
+            if isinstance(first, datetime) and isinstance(last, datetime):
+                spreads.append((last - first).total_seconds())
+        if not spreads:
+            return None, 0
+        return sum(s <= BURST_SECONDS for s in spreads), len(spreads)
 
     def _arm(self) -> None:
-        dialect_catalog.set_query_timeout(self.conn, self.dialect, self.budget.query_timeout())
+        dialect_catalog.set_query_timeout(self.conn, self.budget.query_timeout())
 
     def _describe(self, exc: BaseException) -> str:
         text = self.database.describe(exc)
         if "statement_timeout" in text:
             return f"timed out after {self.budget.query_timeout():.1f}s (the budget's share per query)"
         return text
+
+
+def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[bool]:
+    """Every row of the group holds the same value in `column`, or every row NULL. min() = max() keeps the
+    aggregate hashable; count(DISTINCT) (a sort per group) only for types without min()."""
+    count = sa.func.count(column)
+    same = sa.func.min(column) == sa.func.max(column) if orderable else sa.func.count(column.distinct()) <= 1
+    return sa.or_(count == 0, sa.and_(count == sa.func.count(), same))
+
+
+def _flag(conditions: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[int]:
+    return sa.case((sa.and_(*conditions), 1), else_=0) if conditions else sa.literal(1)
+
+
+def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) -> sa.Select[Any]:
+    """One row per key value: its row count `n`, whether its rows agree on every compared column (`dw_alike`),
+    and its first and last birth timestamp. Rows are grouped by the key plus the other unique keys' columns
+    (`agree_on`, NULLs together): rows differing there are distinct entities by declaration."""
+    keys = [source.c[c] for c in columns]
+    grouped = [*keys, *(source.c[c] for c in candidate.agree_on if c not in columns)]
+    selected: list[Any] = [*keys, sa.func.count().label("n"),
+                           _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
+                                  for c in candidate.compared]).label("dw_alike")]
+    birth = candidate.table.birth_column
+    if birth is not None:
+        selected += [sa.type_coerce(sa.func.min(source.c[birth]), sa.DateTime()).label("dw_first"),
+                     sa.type_coerce(sa.func.max(source.c[birth]), sa.DateTime()).label("dw_last")]
+    return sa.select(*selected).select_from(source).where(*_filters(candidate, keys)).group_by(*grouped)
+
+
+def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
+    """distinct keys, duplicate groups, excess rows, largest group, rows, alike groups."""
+    n, alike = per_key.c.n, per_key.c.dw_alike
+    duplicate = n > 1
+    return sa.select(sa.func.count(), sa.func.sum(sa.case((duplicate, 1), else_=0)),
+                     sa.func.sum(sa.case((duplicate, n - 1), else_=0)),
+                     sa.func.max(sa.case((duplicate, n), else_=1)), sa.func.sum(n),
+                     sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0))).select_from(per_key)
 
 
 def _filters(candidate: Candidate, keys: list[sa.ColumnElement[object]]) -> list[sa.ColumnElement[bool]]:

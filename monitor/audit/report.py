@@ -22,10 +22,13 @@ HEADERS = ("SEVERITY", "KIND", "TABLE", "COLUMNS", "GROUPS", "EXCESS ROWS", "EVI
 EVIDENCE_WIDTH = 110
 
 
-def table_lines(report: AuditReport) -> list[str]:
-    """The human report: one row per finding, worst first, then notes and a summary line."""
-    rows = [(f.severity, f.kind, f.table, ", ".join(f.columns) or "-", _count(f.duplicate_groups, f.estimated),
-             _count(f.excess_rows, f.estimated), _shorten(f.evidence)) for f in report.findings]
+def table_lines(report: AuditReport, *, shorten: bool = True) -> list[str]:
+    """The human report: one row per finding, worst first, then notes and a summary line. The evidence is cut
+    to EVIDENCE_WIDTH only for a terminal (`shorten`); names print with control characters escaped."""
+    cut = _shorten if shorten else _printable
+    rows = [(f.severity, f.kind, _printable(f.table), _printable(", ".join(f.columns)) or "-",
+             _count(f.duplicate_groups, f.estimated), _count(f.excess_rows, f.estimated), cut(f.evidence))
+            for f in report.findings]
     lines: list[str] = []
     if rows:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
@@ -49,14 +52,21 @@ def _count(value: int | None, estimated: bool) -> str:
 
 
 def _shorten(text: str) -> str:
+    text = _printable(text)
     return text if len(text) <= EVIDENCE_WIDTH else text[:EVIDENCE_WIDTH - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """`text` with tabs, newlines and other control characters shown as escapes, so a hostile table name
+    cannot break the table's lines."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def config_checks(findings: list[Finding]) -> list[tuple[list[Finding], dict[str, Any]]]:
     """One check per distinct table and key (two kinds may point at the same columns), names made unique."""
     merged: dict[tuple[str, tuple[str, ...]], tuple[list[Finding], dict[str, Any]]] = {}
     for finding in findings:
-        if finding.check is None:
+        if finding.check is None:  # drafts (no evidence their fix would be right) are written commented out
             continue
         key = (finding.check["table"], tuple(finding.check["key"]))
         if key in merged:
@@ -74,10 +84,12 @@ def config_checks(findings: list[Finding]) -> list[tuple[list[Finding], dict[str
 
 
 def config_text(report: AuditReport, *, statement_timeout: str = "30s") -> str | None:
-    """The TOML of a complete config watching every finding that has a check, or None when none has."""
+    """The TOML of a complete config watching every finding that has a live check, with the drafted ones
+    commented out under why; None when no finding has a live check (a config needs one)."""
     checks = config_checks(report.findings)
     if not checks:
         return None
+    watched = {(c["table"], tuple(c["key"])) for _f, c in checks}
     lines = [
         f"# Written by `dupewatch audit` on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} from {report.url}.",
         f"# The database URL is read from ${URL_ENV}, so no password is stored here:",
@@ -94,6 +106,17 @@ def config_text(report: AuditReport, *, statement_timeout: str = "30s") -> str |
         lines.append("[[checks]]")
         lines.extend(f"{k} = {_toml(v)}" for k, v in check.items())
         lines.append("")
+    drafts = [f for f in report.findings if f.draft is not None
+              and (f.draft["table"], tuple(f.draft["key"])) not in watched]
+    if drafts:
+        lines += ["# Not enabled: the evidence does not yet show that these checks' fixes would be right.", ""]
+    for finding in drafts:
+        assert finding.draft is not None
+        lines.append(f"# {finding.severity} {finding.kind}, not enabled: {_one_line(finding.draft_reason or '')}")
+        lines.append(f"# evidence: {_one_line(finding.evidence)}")
+        lines.append("# [[checks]]")
+        lines.extend(f"# {k} = {_toml(v)}" for k, v in finding.draft.items())
+        lines.append("")
     text = "\n".join(lines)
     config_from_dict(tomllib.loads(text))  # what we write must load: fail here, not in the user's next command
     return text
@@ -108,8 +131,24 @@ def write_config(path: Path, text: str) -> None:
 def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, str):
+        return _toml_string(value)
+    return json.dumps(value)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: characters outside ASCII kept as they are (json.dumps would write an emoji as a
+    surrogate pair, which TOML rejects), quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return _printable(" ".join(text.split()))

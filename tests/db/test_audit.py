@@ -125,7 +125,8 @@ def _django_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     t = md.tables
     conn.execute(t["auth_user"].insert(), [{"id": i, "username": f"user{i}"} for i in range(1, USERS + 1)])
     profiles = [{"user_id": i, "bio": "hi"} for i in range(1, USERS + 1)]
-    conn.execute(t["accounts_profile"].insert(), profiles + [{"user_id": u, "bio": "race"} for u in EXTRA_PROFILES])
+    raced = [{"user_id": u, "bio": "hi"} for u in EXTRA_PROFILES]  # racing copies are alike
+    conn.execute(t["accounts_profile"].insert(), profiles + raced)
     conn.execute(t["accounts_settings"].insert(), [{"user_id": i, "theme": "dark"} for i in range(1, USERS + 1)])
     now = datetime(2026, 11, 1, 12, 0)
     logins = [{"user_id": i, "agent_type": "Firefox", "device_type": None, "os_type": "Linux", "last_seen": now}
@@ -223,8 +224,8 @@ def test_audit_finds_every_planted_problem_with_measured_duplicates(app_db: Test
 def test_audit_leaves_clean_look_alikes_alone(app_db: TestDatabase) -> None:
     _code, report = audit_json(app_db)
     reported = {f["table"].rsplit(".", 1)[1] for f in report["findings"]}
-    clean = {"accounts_settings", "pretix_staffloginsource", "blog_post_tags", "memberships", "user_keyword",
-             "comments", "auth_user", "users", "keyword"}
+    clean = {"accounts_settings", "blog_post_tags", "memberships", "user_keyword", "comments", "auth_user", "users",
+             "keyword"}
     assert reported.isdisjoint(clean), [f for f in report["findings"] if f["table"].rsplit(".", 1)[1] in clean]
     # many orders per customer (and per customer and status) is the design, never a finding, never high
     assert found(report, "one_to_one_suspect", "shop_order") == []
@@ -286,7 +287,7 @@ def test_written_config_runs_with_check_and_finds_the_same_duplicates(app_db: Te
     assert all(r["status"] != "error" for r in by_table.values()), checked.stdout
     assert by_table["groups_users-group_id-user_id"]["groups"] == len(MEMBERSHIP_DUPES)
     assert by_table["accounts_profile-user_id"]["groups"] == len(EXTRA_PROFILES)
-    assert by_table["pretix_userknownloginsource-user_id-agent_type-device_type-os_type"]["groups"] == LOGIN_DUPES
+    assert by_table["pretix_userknownloginsource"]["groups"] == LOGIN_DUPES
 
 
 def test_write_refuses_to_overwrite(app_db: TestDatabase, tmp_path: Path) -> None:
@@ -426,8 +427,8 @@ def test_a_query_over_its_timeout_is_reported_unmeasured(db: TestDatabase, monke
     monkeypatch.setattr(measure, "QUERY_SHARE", 0.001 / 60)  # 1 ms per query out of the 60 s budget
     report = run_audit(db.url)
     link = next(f for f in report.findings if f.kind == "link_table_without_unique")
-    assert link.duplicate_groups is None and link.severity == "medium"
-    assert "timed out" in link.evidence
+    assert link.duplicate_groups is None and link.severity == "low"
+    assert "timed out" in link.evidence and link.check is None and link.draft is not None
 
 
 def test_schema_option_names_what_is_audited(db: TestDatabase) -> None:
@@ -463,7 +464,7 @@ def test_check_then_insert_lookups_are_measured_on_the_real_table(db: TestDataba
     database = open_database(db.url, 60)
     try:
         with database.read_only() as conn:
-            tables = read_catalog(conn, db.dialect, resolve_schemas(conn, db.dialect, []))
+            tables = read_catalog(conn, resolve_schemas(conn, []))
             candidates = check_then_insert(statements, tables)
             measurer = Measurer(database, conn, Budget(60))
             findings = {c.table.name: decide(c, measurer.measure(c)) for c in candidates}

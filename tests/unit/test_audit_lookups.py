@@ -65,3 +65,17 @@ def test_lookups_by_primary_key_are_not_reported() -> None:
     tables = [table("accounts_profile", ["id", "user_id", "bio"])]
     by_id = 'SELECT * FROM "accounts_profile" WHERE "accounts_profile"."id" = $1'
     assert check_then_insert([(by_id, 10), (DJANGO_INSERT, 5)], tables) == []
+
+
+def test_a_lookup_on_null_is_not_protected_by_a_nulls_distinct_unique_key() -> None:
+    """The Pretix seed: the login-source lookup has `device_type IS NULL`, and the unique key over the same
+    columns lets a second row with a NULL in (NULLs distinct); with NULLS NOT DISTINCT it stops it."""
+    columns = ["id", "user_id", "agent_type", "device_type", "os_type"]
+    key = ("user_id", "agent_type", "device_type", "os_type")
+    statements = [(PRETIX_GET, 90_000), (PRETIX_INSERT, 300)]
+    weak = table("pretixbase_userknownloginsource", columns, uniques=[key])
+    assert [c.columns for c in check_then_insert(statements, [weak])] == [key]
+    strict = TableInfo("public", weak.name, weak.columns, ("id",),
+                       [UniqueKey("pk", ("id",), "primary_key"), UniqueKey("uq", key, "index", nulls_distinct=False)],
+                       [], [])
+    assert check_then_insert(statements, [strict]) == []

@@ -1,0 +1,447 @@
+"""A corpus of application schemas for judging `dupewatch audit`: each application is its tables (the shapes of
+real applications' own migrations, reduced to the columns, keys and indexes that matter), a small data
+generator (by-design repetition next to reproduced races) and a written ground truth with the evidence for it.
+
+Shapes, from the applications' models:
+- ticketing (Pretix): `pretixbase_user` (email UNIQUE, UNIQUE(auth_backend, auth_backend_identifier) with the
+  identifier NULL for every password user), `pretixbase_userknownloginsource` (unique_together with
+  `device_type` and `country` nullable; NULL in every row without GeoIP), `pretixbase_revokedticketsecret`
+  (event, position, secret: many secrets per position by design), `pretixbase_seatcategorymapping`,
+  `pretixbase_cachedfile`-style uploads, `pretixbase_logentry` (many per user), `pretixbase_questionanswer`-style
+  replies, and the code's `get_or_create(rule=..., subevent=None)` on a check-in rule table.
+- cms (django-cms / django.contrib.redirects): `django_redirect` UNIQUE(old_path, site_id) with `site_id`
+  nullable, `cms_usersettings` (OneToOne: clean), `cms_pageuser` (many per user by design), `cms_staticplaceholder`.
+- shop (django-oscar): `basket_basket(owner_id, status)` with one open basket per owner kept by a
+  `get_or_create` in a middleware and no index on it, `basket_line` UNIQUE(basket, line_reference),
+  `order_communicationevent` / `order_shippingevent` (many per order by design), `order_orderdiscount`.
+- forum (misago): `misago_threads_subscription(user_id, thread_id, category_id)` without a unique key (a
+  pure link table), `misago_users_online` (OneToOne: clean), `misago_threads_post` (many per thread),
+  `misago_users_usernamechange` (many per user), the code's `update_or_create` on a poll vote.
+- rails (a Rails app, no declared foreign keys): `groups_users` (has_and_belongs_to_many, no unique index),
+  `checkins(user_id, day)` with `find_or_create_by`, `comments` (many per user), `memberships` (unique: clean).
+
+A true risk is `(table, columns)`: a column set where the application's code can race two rows in that no
+unique key stops. A finding of medium or high severity on anything else is a false positive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+BASE = datetime(2026, 11, 2, 9, 0)
+DAY = timedelta(days=1)
+BURST = timedelta(milliseconds=5)
+
+
+def bigint() -> sa.types.TypeEngine[int]:
+    return sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def pk() -> sa.Column[int]:
+    return sa.Column("id", bigint(), primary_key=True)
+
+
+@dataclass
+class App:
+    name: str
+    build: Callable[[sa.MetaData], None]
+    rows: Callable[[sa.Connection, sa.MetaData], None]
+    truth: dict[str, set[frozenset[str]]]  # table -> the column sets that are true risks
+    evidence: dict[str, str]  # table -> why it is a true risk
+    sources: dict[str, str] = field(default_factory=dict)  # path -> code, for --source
+
+
+# -- ticketing (Pretix) ------------------------------------------------------------------------------------------
+
+def ticketing_tables(md: sa.MetaData) -> None:
+    sa.Table("pretixbase_user", md, pk(), sa.Column("email", sa.String(190), unique=True),
+             sa.Column("auth_backend", sa.String(190), nullable=False),
+             sa.Column("auth_backend_identifier", sa.String(190), nullable=True),
+             sa.Column("date_joined", sa.DateTime, nullable=False),
+             sa.UniqueConstraint("auth_backend", "auth_backend_identifier", name="pretix_user_backend_uniq"))
+    sa.Table("pretixbase_userknownloginsource", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("pretixbase_user.id"), nullable=False),
+             sa.Column("agent_type", sa.String(190), nullable=False),
+             sa.Column("device_type", sa.String(190), nullable=True),
+             sa.Column("os_type", sa.String(190), nullable=False),
+             sa.Column("country", sa.String(2), nullable=True),
+             sa.Column("last_seen", sa.DateTime, nullable=False),
+             sa.UniqueConstraint("user_id", "agent_type", "os_type", "device_type", "country", name="pretix_uks_uniq"))
+    sa.Table("pretixbase_event", md, pk(), sa.Column("slug", sa.String(50), nullable=False, unique=True))
+    sa.Table("pretixbase_orderposition", md, pk(),
+             sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
+             sa.Column("secret", sa.String(190), nullable=False, index=True))
+    # many revoked secrets per position by design: a key of (event, position) would make revoked tickets valid
+    sa.Table("pretixbase_revokedticketsecret", md, pk(),
+             sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
+             sa.Column("position_id", bigint(), sa.ForeignKey("pretixbase_orderposition.id"), nullable=True),
+             sa.Column("secret", sa.String(190), nullable=False, index=True),
+             sa.Column("created", sa.DateTime, nullable=False))
+    sa.Table("pretixbase_seatcategorymapping", md, pk(),
+             sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
+             sa.Column("product_id", bigint(), sa.ForeignKey("pretixbase_orderposition.id"), nullable=False),
+             sa.Column("layout_category", sa.String(190), nullable=False))
+    sa.Table("pretixbase_logentry", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("pretixbase_user.id"), nullable=True, index=True),
+             sa.Column("action_type", sa.String(255), nullable=False),
+             sa.Column("datetime", sa.DateTime, nullable=False))
+    # an async task's states: one row per state change, many per task and state over time
+    sa.Table("pretixbase_taskstate", md, pk(),
+             sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
+             sa.Column("user_id", bigint(), sa.ForeignKey("pretixbase_user.id"), nullable=False),
+             sa.Column("state", sa.String(20), nullable=False), sa.Column("created", sa.DateTime, nullable=False))
+    sa.Table("pretixbase_checkinlist", md, pk(),
+             sa.Column("event_id", bigint(), sa.ForeignKey("pretixbase_event.id"), nullable=False),
+             sa.Column("name", sa.String(190), nullable=False))
+    # get_or_create(list=..., subevent=None) in the check-in code; no unique index
+    sa.Table("pretixbase_checkinrule", md, pk(),
+             sa.Column("list_id", bigint(), sa.ForeignKey("pretixbase_checkinlist.id"), nullable=False),
+             sa.Column("subevent_id", bigint(), nullable=True),
+             sa.Column("rules", sa.String(200), nullable=False))
+
+
+def ticketing_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["pretixbase_user"].insert(), [
+        {"id": i, "email": f"u{i}@example.org", "auth_backend": "native", "auth_backend_identifier": None,
+         "date_joined": BASE + i * DAY} for i in range(1, 46)])
+    sources = [{"user_id": i, "agent_type": "Firefox", "device_type": None, "os_type": "Linux", "country": None,
+                "last_seen": BASE + i * DAY} for i in range(1, 46)]
+    conn.execute(t["pretixbase_userknownloginsource"].insert(), sources)
+    conn.execute(t["pretixbase_event"].insert(), [{"id": i, "slug": f"e{i}"} for i in range(1, 4)])
+    conn.execute(t["pretixbase_orderposition"].insert(), [
+        {"id": i, "event_id": 1 + i % 3, "secret": f"s{i}"} for i in range(1, 61)])
+    conn.execute(t["pretixbase_revokedticketsecret"].insert(), [
+        {"event_id": 1 + p % 3, "position_id": p, "secret": f"old{p}-{n}", "created": BASE + (p + n) * DAY}
+        for p in range(1, 61) for n in range(3)])
+    conn.execute(t["pretixbase_seatcategorymapping"].insert(), [
+        {"event_id": 1, "product_id": p, "layout_category": c} for p in range(1, 11) for c in ("Stalls", "Balcony")])
+    conn.execute(t["pretixbase_logentry"].insert(), [
+        {"user_id": 1 + n % 45, "action_type": "pretix.user.login", "datetime": BASE + n * DAY / 7}
+        for n in range(400)])
+    conn.execute(t["pretixbase_taskstate"].insert(), [
+        {"event_id": 1 + n % 3, "user_id": 1 + n % 45, "state": ("PENDING", "STARTED", "SUCCESS")[n % 3],
+         "created": BASE + n * DAY / 2} for n in range(300)])
+    conn.execute(t["pretixbase_checkinlist"].insert(), [{"id": i, "event_id": 1, "name": f"l{i}"}
+                                                        for i in range(1, 21)])
+    conn.execute(t["pretixbase_checkinrule"].insert(), [
+        {"list_id": i, "subevent_id": None, "rules": "{}"} for i in range(1, 21)])
+
+
+TICKETING = App(
+    "ticketing", ticketing_tables, ticketing_rows,
+    truth={"pretixbase_userknownloginsource": {frozenset({"user_id", "agent_type", "os_type", "device_type",
+                                                          "country"})},
+           "pretixbase_checkinrule": {frozenset({"list_id", "subevent_id"})}},
+    evidence={"pretixbase_userknownloginsource": "update_or_create at login; device_type and country NULL in every "
+                                                 "row, so the unique key protects nothing (the seed incident)",
+              "pretixbase_checkinrule": "get_or_create(list=..., subevent=None) with no unique index"},
+    sources={"pretix/base/services/checkin.py": (
+        "from pretix.base.models import CheckinRule\n\n"
+        "def ensure_rule(clist):\n"
+        "    rule, created = CheckinRule.objects.get_or_create(list=clist, subevent=None, defaults={'rules': '{}'})\n"
+        "    return rule\n"),
+        "pretix/base/models/checkin.py": (
+        "from django.db import models\n\n"
+        "class CheckinRule(models.Model):\n"
+        "    list = models.ForeignKey('CheckinList', on_delete=models.CASCADE)\n"
+        "    subevent = models.ForeignKey('SubEvent', null=True, on_delete=models.CASCADE)\n"
+        "    rules = models.TextField()\n\n"
+        "    class Meta:\n"
+        "        app_label = 'pretixbase'\n")},
+)
+
+
+# -- cms (django-cms, django.contrib.redirects) --------------------------------------------------------------------
+
+def cms_tables(md: sa.MetaData) -> None:
+    sa.Table("django_site", md, pk(), sa.Column("domain", sa.String(100), nullable=False, unique=True))
+    sa.Table("django_redirect", md, pk(),
+             sa.Column("site_id", bigint(), sa.ForeignKey("django_site.id"), nullable=True),
+             sa.Column("old_path", sa.String(200), nullable=False),
+             sa.Column("new_path", sa.String(200), nullable=False),
+             sa.UniqueConstraint("old_path", "site_id", name="django_redirect_uniq"))
+    sa.Table("auth_user", md, pk(), sa.Column("username", sa.String(150), nullable=False, unique=True))
+    sa.Table("cms_usersettings", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=False, unique=True),
+             sa.Column("language", sa.String(10), nullable=False))
+    sa.Table("cms_page", md, pk(), sa.Column("path", sa.String(255), nullable=False),
+             sa.Column("created_by_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=True, index=True),
+             sa.Column("creation_date", sa.DateTime, nullable=False))
+    sa.Table("cms_pageuser", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=False),
+             sa.Column("page_id", bigint(), sa.ForeignKey("cms_page.id"), nullable=False),
+             sa.Column("grant_on", sa.String(20), nullable=False))
+
+
+def cms_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["django_site"].insert(), [{"id": 1, "domain": "example.org"}])
+    conn.execute(t["django_redirect"].insert(), [
+        {"site_id": None, "old_path": f"/old/{n}", "new_path": f"/new/{n}"} for n in range(40)])
+    conn.execute(t["auth_user"].insert(), [{"id": i, "username": f"u{i}"} for i in range(1, 31)])
+    conn.execute(t["cms_usersettings"].insert(), [{"user_id": i, "language": "en"} for i in range(1, 31)])
+    conn.execute(t["cms_page"].insert(), [
+        {"id": n, "path": f"000{n}", "created_by_id": 1 + n % 5, "creation_date": BASE + n * DAY}
+        for n in range(1, 61)])
+    conn.execute(t["cms_pageuser"].insert(), [
+        {"user_id": 1 + n % 3, "page_id": n, "grant_on": g} for n in range(1, 41) for g in ("page", "descendants")])
+
+
+CMS = App(
+    "cms", cms_tables, cms_rows,
+    truth={"django_redirect": {frozenset({"old_path", "site_id"})}},
+    evidence={"django_redirect": "a redirect form submitted by several editors at once; site_id NULL in every row, "
+                                 "so UNIQUE(old_path, site_id) protects nothing"},
+)
+
+
+# -- shop (django-oscar) ------------------------------------------------------------------------------------------
+
+def shop_tables(md: sa.MetaData) -> None:
+    sa.Table("auth_user", md, pk(), sa.Column("email", sa.String(150), nullable=False, unique=True))
+    sa.Table("basket_basket", md, pk(),
+             sa.Column("owner_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=True, index=True),
+             sa.Column("status", sa.String(128), nullable=False),
+             sa.Column("date_created", sa.DateTime, nullable=False),
+             sa.Column("date_submitted", sa.DateTime, nullable=True))
+    sa.Table("catalogue_product", md, pk(), sa.Column("title", sa.String(255), nullable=False))
+    sa.Table("basket_line", md, pk(),
+             sa.Column("basket_id", bigint(), sa.ForeignKey("basket_basket.id"), nullable=False),
+             sa.Column("product_id", bigint(), sa.ForeignKey("catalogue_product.id"), nullable=True),
+             sa.Column("line_reference", sa.String(128), nullable=False),
+             sa.Column("quantity", sa.Integer, nullable=False),
+             sa.UniqueConstraint("basket_id", "line_reference", name="basket_line_uniq"))
+    sa.Table("order_order", md, pk(), sa.Column("number", sa.String(128), nullable=False, unique=True),
+             sa.Column("basket_id", bigint(), sa.ForeignKey("basket_basket.id"), nullable=True))
+    sa.Table("order_communicationeventtype", md, pk(), sa.Column("code", sa.String(128), unique=True))
+    sa.Table("order_communicationevent", md, pk(),
+             sa.Column("order_id", bigint(), sa.ForeignKey("order_order.id"), nullable=False),
+             sa.Column("event_type_id", bigint(), sa.ForeignKey("order_communicationeventtype.id"), nullable=False),
+             sa.Column("date_created", sa.DateTime, nullable=False))
+    sa.Table("order_shippingevent", md, pk(),
+             sa.Column("order_id", bigint(), sa.ForeignKey("order_order.id"), nullable=False),
+             sa.Column("event_type_id", bigint(), sa.ForeignKey("order_communicationeventtype.id"), nullable=False),
+             sa.Column("notes", sa.String(200), nullable=False),
+             sa.Column("date_created", sa.DateTime, nullable=False))
+
+
+SHOP_CUSTOMERS = 30
+RACED_OWNER, OPEN_BASKETS = 7, 6
+
+
+def shop_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["auth_user"].insert(), [{"id": i, "email": f"c{i}@x"} for i in range(1, SHOP_CUSTOMERS + 1)])
+    submitted = [{"owner_id": c, "status": "Submitted", "date_created": BASE + (c + n) * DAY,
+                  "date_submitted": BASE + (c + n) * DAY} for c in range(1, SHOP_CUSTOMERS + 1) for n in range(3)]
+    open_ = [{"owner_id": c, "status": "Open", "date_created": BASE + c * DAY, "date_submitted": None}
+             for c in range(1, SHOP_CUSTOMERS + 1) if c != RACED_OWNER]
+    raced = [{"owner_id": RACED_OWNER, "status": "Open", "date_created": BASE + n * BURST, "date_submitted": None}
+             for n in range(OPEN_BASKETS)]
+    conn.execute(t["basket_basket"].insert(), submitted + open_ + raced)
+    conn.execute(t["catalogue_product"].insert(), [{"id": i, "title": f"p{i}"} for i in range(1, 11)])
+    conn.execute(t["basket_line"].insert(), [
+        {"basket_id": b, "product_id": 1 + b % 10, "line_reference": f"{1 + b % 10}_x", "quantity": 1}
+        for b in range(1, 41)])
+    conn.execute(t["order_order"].insert(), [{"id": i, "number": f"{100000 + i}", "basket_id": i}
+                                             for i in range(1, 41)])
+    conn.execute(t["order_communicationeventtype"].insert(), [{"id": 1, "code": "ORDER_PLACED"},
+                                                              {"id": 2, "code": "SHIPPED"}])
+    conn.execute(t["order_communicationevent"].insert(), [
+        {"order_id": o, "event_type_id": 1 + n % 2, "date_created": BASE + (o + n) * DAY}
+        for o in range(1, 41) for n in range(4)])
+    conn.execute(t["order_shippingevent"].insert(), [
+        {"order_id": o, "event_type_id": 2, "notes": "parcel", "date_created": BASE + (o + n) * DAY}
+        for o in range(1, 41) for n in range(2)])
+
+
+SHOP = App(
+    "shop", shop_tables, shop_rows,
+    truth={"basket_basket": {frozenset({"owner_id", "status"})}},
+    evidence={"basket_basket": "Basket.open.get_or_create(owner=user) in a middleware: 6 open baskets for one "
+                               "customer, created 5 ms apart"},
+)
+
+
+# -- forum (misago) -----------------------------------------------------------------------------------------------
+
+def forum_tables(md: sa.MetaData) -> None:
+    sa.Table("misago_users_user", md, pk(), sa.Column("slug", sa.String(255), nullable=False, unique=True))
+    sa.Table("misago_categories_category", md, pk(), sa.Column("name", sa.String(255), nullable=False))
+    sa.Table("misago_threads_thread", md, pk(),
+             sa.Column("category_id", bigint(), sa.ForeignKey("misago_categories_category.id"), nullable=False),
+             sa.Column("title", sa.String(255), nullable=False), sa.Column("started_on", sa.DateTime))
+    sa.Table("misago_threads_subscription", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=False),
+             sa.Column("thread_id", bigint(), sa.ForeignKey("misago_threads_thread.id"), nullable=False),
+             sa.Column("category_id", bigint(), sa.ForeignKey("misago_categories_category.id"), nullable=False),
+             sa.Column("last_read_on", sa.DateTime))
+    sa.Table("misago_users_online", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=False, unique=True),
+             sa.Column("last_click", sa.DateTime))
+    sa.Table("misago_threads_post", md, pk(),
+             sa.Column("thread_id", bigint(), sa.ForeignKey("misago_threads_thread.id"), nullable=False, index=True),
+             sa.Column("poster_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=True, index=True),
+             sa.Column("original", sa.String(200), nullable=False), sa.Column("posted_on", sa.DateTime))
+    sa.Table("misago_users_usernamechange", md, pk(),
+             sa.Column("user_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=False, index=True),
+             sa.Column("new_username", sa.String(255), nullable=False),
+             sa.Column("changed_on", sa.DateTime))
+    # replies: many per (comment, user) by design, the text tells them apart
+    sa.Table("misago_threads_reply", md, pk(),
+             sa.Column("comment_id", bigint(), sa.ForeignKey("misago_threads_post.id"), nullable=False),
+             sa.Column("user_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=False),
+             sa.Column("text", sa.String(200), nullable=False), sa.Column("posted_on", sa.DateTime))
+    sa.Table("misago_threads_attachment", md, pk(),
+             sa.Column("post_id", bigint(), sa.ForeignKey("misago_threads_post.id"), nullable=True),
+             sa.Column("uploader_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=True),
+             sa.Column("filename", sa.String(255), nullable=False), sa.Column("uploaded_on", sa.DateTime))
+    sa.Table("misago_threads_pollvote", md, pk(),
+             sa.Column("thread_id", bigint(), sa.ForeignKey("misago_threads_thread.id"), nullable=False),
+             sa.Column("voter_id", bigint(), sa.ForeignKey("misago_users_user.id"), nullable=True),
+             sa.Column("choice_hash", sa.String(12), nullable=False),
+             sa.Column("voted_on", sa.DateTime))
+
+
+def forum_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["misago_users_user"].insert(), [{"id": i, "slug": f"u{i}"} for i in range(1, 41)])
+    conn.execute(t["misago_categories_category"].insert(), [{"id": i, "name": f"c{i}"} for i in range(1, 4)])
+    conn.execute(t["misago_threads_thread"].insert(), [
+        {"id": i, "category_id": 1 + i % 3, "title": f"t{i}", "started_on": BASE + i * DAY} for i in range(1, 31)])
+    conn.execute(t["misago_threads_subscription"].insert(), [
+        {"user_id": u, "thread_id": 1 + u % 30, "category_id": 1 + (1 + u % 30) % 3, "last_read_on": BASE}
+        for u in range(1, 41)])
+    conn.execute(t["misago_users_online"].insert(), [{"user_id": i, "last_click": BASE} for i in range(1, 21)])
+    conn.execute(t["misago_threads_post"].insert(), [
+        {"thread_id": 1 + n % 30, "poster_id": 1 + n % 40, "original": f"p{n}", "posted_on": BASE + n * DAY / 5}
+        for n in range(300)])
+    conn.execute(t["misago_users_usernamechange"].insert(), [
+        {"user_id": 1 + n % 10, "new_username": f"n{n}", "changed_on": BASE + n * DAY} for n in range(50)])
+    conn.execute(t["misago_threads_reply"].insert(), [
+        {"comment_id": 1 + n % 10, "user_id": 1 + n % 4, "text": f"reply {n}", "posted_on": BASE + n * DAY / 3}
+        for n in range(120)])
+    conn.execute(t["misago_threads_attachment"].insert(), [
+        {"post_id": 1 + n % 20, "uploader_id": 1 + n % 20, "filename": "image.png", "uploaded_on": BASE + n * DAY}
+        for n in range(80)])
+    conn.execute(t["misago_threads_pollvote"].insert(), [
+        {"thread_id": 1 + n % 5, "voter_id": 1 + n // 5, "choice_hash": "abc", "voted_on": BASE + n * DAY}
+        for n in range(60)])
+
+
+FORUM = App(
+    "forum", forum_tables, forum_rows,
+    truth={"misago_threads_subscription": {frozenset({"user_id", "thread_id", "category_id"})},
+           "misago_threads_pollvote": {frozenset({"thread_id", "voter_id"}),
+                                       frozenset({"thread_id", "voter_id", "choice_hash"})}},
+    evidence={"misago_threads_subscription": "subscribe on first reply: a link of references with no unique key",
+              "misago_threads_pollvote": "PollVote.objects.update_or_create(thread=..., voter=...) with no unique "
+                                         "index"},
+    sources={"misago/threads/api/threadendpoints/poll.py": (
+        "from misago.threads.models import PollVote\n\n"
+        "def vote(request, thread, choice):\n"
+        "    PollVote.objects.update_or_create(thread=thread, voter=request.user, defaults={'choice_hash': choice})\n"),
+        "misago/threads/models/poll.py": (
+        "from django.db import models\n\n"
+        "class PollVote(models.Model):\n"
+        "    thread = models.ForeignKey('Thread', on_delete=models.CASCADE)\n"
+        "    voter = models.ForeignKey('User', null=True, on_delete=models.SET_NULL)\n\n"
+        "    class Meta:\n"
+        "        db_table = 'misago_threads_pollvote'\n")},
+)
+
+
+# -- a Rails application --------------------------------------------------------------------------------------------
+
+def rails_tables(md: sa.MetaData) -> None:
+    sa.Table("users", md, pk(), sa.Column("email", sa.String(100)))
+    sa.Table("groups", md, pk(), sa.Column("name", sa.String(100)))
+    sa.Table("groups_users", md, sa.Column("group_id", sa.BigInteger, nullable=False),
+             sa.Column("user_id", sa.BigInteger, nullable=False))
+    sa.Table("memberships", md, pk(), sa.Column("user_id", sa.BigInteger, nullable=False),
+             sa.Column("group_id", sa.BigInteger, nullable=False), sa.Column("created_at", sa.DateTime),
+             sa.Index("index_memberships_on_user_id_and_group_id", "user_id", "group_id", unique=True))
+    sa.Table("checkins", md, pk(), sa.Column("user_id", sa.BigInteger, nullable=False),
+             sa.Column("day", sa.Date, nullable=False), sa.Column("created_at", sa.DateTime),
+             sa.Index("index_checkins_on_user_id_and_day", "user_id", "day"))
+    sa.Table("comments", md, pk(), sa.Column("user_id", sa.BigInteger, nullable=False),
+             sa.Column("body", sa.String(200)), sa.Column("created_at", sa.DateTime),
+             sa.Index("index_comments_on_user_id", "user_id"))
+    sa.Table("bundle_files", md, pk(), sa.Column("bundle_name", sa.String(100), nullable=False),
+             sa.Column("filename", sa.String(200), nullable=False), sa.Column("created_at", sa.DateTime))
+
+
+def rails_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["users"].insert(), [{"id": i, "email": f"u{i}@x"} for i in range(1, 101)])
+    conn.execute(t["groups"].insert(), [{"id": i, "name": f"g{i}"} for i in range(1, 11)])
+    conn.execute(t["groups_users"].insert(), [{"group_id": 1 + u % 10, "user_id": u} for u in range(1, 101)]
+                 + [{"group_id": 4, "user_id": 3}])
+    conn.execute(t["memberships"].insert(), [{"user_id": u, "group_id": 1 + u % 10, "created_at": BASE}
+                                             for u in range(1, 101)])
+    day = BASE.date()
+    conn.execute(t["checkins"].insert(), [
+        {"user_id": u, "day": day - d * DAY, "created_at": BASE - d * DAY} for u in range(1, 51) for d in range(3)]
+        + [{"user_id": u, "day": day, "created_at": BASE + BURST} for u in (1, 2)])
+    conn.execute(t["comments"].insert(), [{"user_id": 1 + n % 20, "body": "x", "created_at": BASE + n * DAY}
+                                          for n in range(200)])
+    conn.execute(t["bundle_files"].insert(), [{"bundle_name": f"b{n % 5}", "filename": f"f{n}.js",
+                                              "created_at": BASE + n * DAY} for n in range(30)])
+
+
+RAILS = App(
+    "rails", rails_tables, rails_rows,
+    truth={"groups_users": {frozenset({"group_id", "user_id"})}, "checkins": {frozenset({"user_id", "day"})},
+           "bundle_files": {frozenset({"bundle_name", "filename"})}},
+    evidence={"groups_users": "has_and_belongs_to_many without a unique index; one pair twice",
+              "checkins": "find_or_create_by(user_id:, day:) on a double click; 2 pairs twice, 5 ms apart",
+              "bundle_files": "a select then session.add on (bundle_name, filename) (SQLAlchemy code in the repo)"},
+    sources={"app/models/checkin.rb": "class Checkin < ApplicationRecord\n  belongs_to :user\nend\n",
+             "app/controllers/checkins_controller.rb": (
+                 "class CheckinsController < ApplicationController\n"
+                 "  def create\n"
+                 "    Checkin.find_or_create_by(user_id: current_user.id, day: Date.today)\n"
+                 "  end\nend\n"),
+             "tools/bundles.py": (
+                 "from sqlalchemy import select\n\n"
+                 "class BundleFile(Base):\n"
+                 "    __tablename__ = 'bundle_files'\n\n"
+                 "def remember(session, bundle_name, filename):\n"
+                 "    found = session.execute(select(BundleFile).where(BundleFile.bundle_name == bundle_name,\n"
+                 "                                                     BundleFile.filename == filename)).first()\n"
+                 "    if found is None:\n"
+                 "        session.add(BundleFile(bundle_name=bundle_name, filename=filename))\n")},
+)
+
+APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
+
+
+def build(app: App, engine: sa.Engine) -> None:
+    md = sa.MetaData()
+    app.build(md)
+    md.create_all(engine)
+    with engine.begin() as conn:
+        app.rows(conn, md)
+
+
+def score(app: App, findings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Precision of medium/high findings, false highs, and recall of the app's true risks."""
+    def table_of(f: dict[str, Any]) -> str:
+        return str(f["table"]).rsplit(".", 1)[1]
+
+    def true(f: dict[str, Any]) -> bool:
+        return frozenset(f["columns"]) in app.truth.get(table_of(f), set())
+
+    serious = [f for f in findings if f["severity"] in ("high", "medium")]
+    hits = {table_of(f) for f in serious if true(f)}
+    return {"app": app.name, "serious": len(serious), "true": sum(true(f) for f in serious),
+            "false": [f"{table_of(f)}({', '.join(f['columns'])}) {f['severity']} {f['kind']}"
+                      for f in serious if not true(f)],
+            "false_high": sum(f["severity"] == "high" and not true(f) for f in serious),
+            "recall": len(hits) / len(app.truth) if app.truth else 1.0, "missed": sorted(set(app.truth) - hits)}
