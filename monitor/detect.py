@@ -67,6 +67,8 @@ class CheckResult:
     last_full_pass: datetime | None = None
     first_run: bool = False  # no earlier state to compare with: every group is "new"
     index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
+    # What the check measured (`monitor.history.subject`): the key its run is stored and compared by.
+    subject: str | None = None
 
     @property
     def incremental(self) -> bool:

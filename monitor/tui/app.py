@@ -192,14 +192,15 @@ class DashboardApp(App[int]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="history")
     def load_history(self) -> None:
         """Recent runs from the state store, so trends survive a restart (read off the UI thread)."""
-        runs = {name: self.history.recent(name, HISTORY_POINTS) for name in self.config.names}
+        runs = {name: self.history.recent(self.monitor.subject(name), HISTORY_POINTS) for name in self.config.names}
         self.post_message(HistoryLoaded(runs))
 
     @on(HistoryLoaded)
     def _history_loaded(self, message: HistoryLoaded) -> None:
         for name, runs in message.runs.items():
             if runs:
-                self.dashboard[name].load([result_from_run(run) for run in runs])
+                state = self.dashboard[name]
+                state.load([result_from_run(run, state.config) for run in runs])
         self.refresh_all()
 
     # -- pushing state to the screens -------------------------------------------------------------
@@ -378,7 +379,7 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
         racer.start()
     app = DashboardApp(config, demo=racer_path is not None if demo is None else demo, exporter=exporter)
     if exporter is not None:
-        exporter.restore(app.history)  # as the daemon does: a restart keeps the last figures and success time
+        exporter.restore(app.history, app.monitor.subject, config)  # as the daemon does: a restart keeps the last figures and success time
     try:
         code = app.run()
     finally:

@@ -16,10 +16,11 @@ from monitor.history import Run
 HISTORY_POINTS = 120  # runs kept in memory per check (sparkline and growth); the chart reads the store
 
 
-def result_from_run(run: Run) -> CheckResult:
-    """A stored run as the `CheckResult` it was recorded from."""
+def result_from_run(run: Run, check: CheckConfig) -> CheckResult:
+    """A stored run as the `CheckResult` of `check` (which measures the run's subject, whatever the config that
+    recorded it called the check and its database)."""
     status = run.status if run.status in ("ok", "duplicates", "violations", "error") else "error"
-    return CheckResult(run.check, run.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
+    return CheckResult(check.name, check.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
                        run.duration_ms, run.error, finished_at=run.finished)
 
 

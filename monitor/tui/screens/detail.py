@@ -119,12 +119,13 @@ class CheckScreen(DashboardScreen):
     def load_trend(self) -> None:
         """Read the check's runs over the chart window from the state store (off the UI thread)."""
         since = self.dash.now().timestamp() - TREND_WINDOW_SECONDS
-        runs = self.dash.history.since(self.check, since) if self.dash.history else []
+        history = self.dash.history
+        runs = history.since(self.dash.monitor.subject(self.check), since) if history else []
         self.post_message(TrendLoaded(self.check, runs))
 
     @on(TrendLoaded)
     def _trend_loaded(self, message: TrendLoaded) -> None:
-        stored = [result_from_run(run) for run in message.runs]
+        stored = [result_from_run(run, self.state.config) for run in message.runs]
         newest = stored[-1].finished_at if stored else None
         live = [r for r in self._trend if newest is None or r.finished_at > newest]
         self._trend = [*stored, *live]
