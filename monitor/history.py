@@ -13,6 +13,7 @@ the retention; incremental state stored by check name is not read again (the nex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -172,10 +173,8 @@ class History:
         self._conn.executescript(_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
         if "subject" not in columns:
-            try:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
                 self._conn.executescript(_SUBJECT_COLUMN)
-            except sqlite3.OperationalError:  # another process added it between the two statements
-                pass
         self._conn.execute(_SUBJECT_INDEX)
         self._since_prune = 0
         self._closed = False
