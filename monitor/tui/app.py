@@ -379,7 +379,8 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
         racer.start()
     app = DashboardApp(config, demo=racer_path is not None if demo is None else demo, exporter=exporter)
     if exporter is not None:
-        exporter.restore(app.history, app.monitor.subject, config)  # as the daemon does: a restart keeps the last figures and success time
+        # As the daemon does: a restart keeps the last figures and success time.
+        exporter.restore(app.history, app.monitor.subject, config)
     try:
         code = app.run()
     finally:

@@ -166,8 +166,10 @@ def test_a_restart_keeps_the_last_figures_and_success_time_until_a_run_replaces_
     assert first.stop() == 0
     stopped = time.time()
     last_success = seen.value(LAST_SUCCESS, "orders_ref")
-    # Restarted after a run that may have landed between that scrape and the stop: the store's last word.
-    unreachable = make_url(pg.url).set(database=f"dw_missing_{uuid.uuid4().hex[:8]}")
+    # Restarted after a run that may have landed between that scrape and the stop: the store's last word. The
+    # same server and database, which refuses the login now (a URL naming another database measures another
+    # thing: its figures are not these, see test_a_restart_never_restores_another_databases_figures).
+    unreachable = make_url(pg.url).set(username=f"dw_missing_{uuid.uuid4().hex[:8]}")
     config = config_file(tmp_path, port, {"main": {"url": unreachable.render_as_string(hide_password=False)}},
                          [check("orders_ref", "main", "orders", ["customer", "ref"])])
     second = start_daemon(config, port)
@@ -175,6 +177,27 @@ def test_a_restart_keeps_the_last_figures_and_success_time_until_a_run_replaces_
     assert down.value(UP, "orders_ref") == 0
     assert (down.value(GROUPS, "orders_ref"), down.value(EXCESS, "orders_ref")) == (9, 13)
     assert last_success <= down.value(LAST_SUCCESS, "orders_ref") <= stopped
+    assert second.stop() == 0
+
+
+def test_a_restart_never_restores_another_databases_figures(pg, tmp_path: Path, start_daemon) -> None:
+    """Two projects whose configs use the same names (`main`, `orders_ref`) and share a state file: a daemon
+    watching the second never starts from the first one's figures."""
+    seed_orders(pg)
+    port = free_port()
+    config = config_file(tmp_path, port, {"main": {"url": pg.url}},  # both use tmp_path's history file
+                         [check("orders_ref", "main", "orders", ["customer", "ref"])])
+    first = start_daemon(config, port)
+    first.wait_for(lambda s: s.value(UP, "orders_ref") == 1, "the first project's run")
+    assert first.stop() == 0
+
+    other = make_url(pg.url).set(database=f"dw_missing_{uuid.uuid4().hex[:8]}")
+    config = config_file(tmp_path, port, {"main": {"url": other.render_as_string(hide_password=False)}},
+                         [check("orders_ref", "main", "orders", ["customer", "ref"])])
+    second = start_daemon(config, port)
+    down = second.wait_for(lambda s: (s.value(ERRORS, "orders_ref") or 0) >= 1, "the second project's run")
+    assert down.value(UP, "orders_ref") == 0
+    assert down.value(GROUPS, "orders_ref") is None and down.value(LAST_SUCCESS, "orders_ref") is None
     assert second.stop() == 0
 
 
