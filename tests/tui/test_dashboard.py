@@ -198,11 +198,14 @@ async def test_s_cycles_the_sort_and_config_order_comes_back(demo_app):
     async with app.run_test(size=(150, 40)) as pilot:
         await wait_for(pilot, lambda: all_ran(app))
         await pilot.press("s")
-        by_groups = sorted(DEMO_CHECKS, key=lambda n: -(app.dashboard[n].groups or 0))
-        assert table_names(app) == by_groups
-        assert "most groups" in screen_text(app)
+        by_rows = sorted(DEMO_CHECKS, key=lambda n: -(app.dashboard[n].figure or 0))
+        assert table_names(app) == by_rows
+        assert "most rows" in screen_text(app)
         await pilot.press("s")
-        assert "fastest growth" in screen_text(app)
+        assert "largest change" in screen_text(app)
+        by_change = sorted(DEMO_CHECKS, key=lambda n: (-(app.dashboard[n].change or 0),
+                                                       -(app.dashboard[n].figure or 0)))
+        assert table_names(app) == by_change
         await pilot.press("s")
         assert table_names(app) == sorted(DEMO_CHECKS)
         await pilot.press("s")

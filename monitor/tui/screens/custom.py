@@ -23,7 +23,11 @@ class CustomRowsScreen(CheckScreen):
         self._generation = 0
 
     def on_mount(self) -> None:  # CheckScreen.on_mount runs after this one (Textual calls each class's handler)
-        self.set_caption(Text("Rows the check's query returns: each one is an offence", style="bold"))
+        if self.state.finds == "violations":
+            caption = "Violating rows: each row the check's query returns breaks its invariant (a fix does not apply)"
+        else:
+            caption = "Rows the check's query returns: each one is a duplicate group"
+        self.set_caption(Text(caption, style="bold"))
         self.set_status(Text("running the query…", style="dim"))
         self._request()
 
@@ -57,8 +61,8 @@ class CustomRowsScreen(CheckScreen):
             self.set_status(Text("● the query returns no rows right now", style="bold #5fd75f"))
             return
         more = "" if self.exhausted else "  ·  scroll down for more"
-        self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), " of ",
-                                      (format_count(self.state.groups), "bold"), f" rows loaded{more}"))
+        self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), " loaded, ",
+                                      (format_count(self.state.groups), "bold"), f" at the last run{more}"))
 
     @on(LoadFailed)
     def _failed(self) -> None:

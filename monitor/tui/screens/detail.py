@@ -87,7 +87,7 @@ class CheckScreen(DashboardScreen):
         if last is not None and (not self._trend or self._trend[-1].finished_at < last.finished_at):
             self._trend.append(last)
         self.query_one("#summary", Static).update(self._summary())
-        self.query_one(TrendChart).show(self._trend, self.dash.now())
+        self.query_one(TrendChart).show(self._trend, self.dash.now(), violations=self.state.finds == "violations")
 
     def _summary(self) -> Text:
         state, now = self.state, self.dash.now()
@@ -95,13 +95,28 @@ class CheckScreen(DashboardScreen):
         if running_for is not None and running_for >= RUNNING_GRACE_SECONDS:
             status = "running"
         else:
-            status = "paused" if self.dash.paused else (state.last.status if state.last else "pending")
+            status = state.last.status if state.last else "pending"
+        status_cell = status_text(status)
+        if self.dash.paused:  # paused keeps what the last run found: a paused check is not a clean one
+            status_cell.append("  ‖ paused", style="dim")
         age = state.age_seconds(now)
+        known = state.last_known
+        stale = known is not None and known is not state.last
+        suffix = f"  (last known, {relative_time((now - known.finished_at).total_seconds())})" \
+            if stale and known is not None else ""
+        groups = known.groups if known else None
+        if state.finds == "violations":
+            figures: list[tuple[str, Text | str]] = [("violating", format_count(groups) + suffix)]
+            previous = state.previous.groups if state.previous else None
+            change = change_text(previous, groups) if not stale else Text("—", style="dim")
+        else:
+            excess = known.excess_rows if known else None
+            figures = [("groups", format_count(groups) + suffix), ("excess rows", format_count(excess) + suffix)]
+            change = change_text(state.previous_excess, state.excess)
         rows: list[tuple[str, Text | str]] = [
-            ("status", status_text(status)),
-            ("groups", format_count(state.groups)),
-            ("excess rows", format_count(state.excess)),
-            ("change", change_text(state.previous_excess, state.excess)),
+            ("status", status_cell),
+            *figures,
+            ("change", change),
             ("last run", "never" if age is None else relative_time(age)),
             ("duration", format_duration(state.last.duration_ms) if state.last else "—"),
             ("interval", format_interval(state.config.interval)),
@@ -129,7 +144,7 @@ class CheckScreen(DashboardScreen):
         newest = stored[-1].finished_at if stored else None
         live = [r for r in self._trend if newest is None or r.finished_at > newest]
         self._trend = [*stored, *live]
-        self.query_one(TrendChart).show(self._trend, self.dash.now())
+        self.query_one(TrendChart).show(self._trend, self.dash.now(), violations=self.state.finds == "violations")
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:

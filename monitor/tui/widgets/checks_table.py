@@ -24,8 +24,8 @@ COLUMNS: list[tuple[str, str, int, bool]] = [
     ("name", "CHECK", 0, False),
     ("database", "DATABASE", 0, False),
     ("status", "STATUS", 12, False),
-    ("groups", "GROUPS", 9, True),
-    ("excess", "EXCESS ROWS", 11, True),
+    ("groups", "GROUPS", 8, True),
+    ("excess", "ROWS", 9, True),
     ("change", "CHANGE", 8, True),
     ("trend", "TREND", SPARK_WIDTH, False),
     ("last", "LAST RUN", 9, True),
@@ -159,8 +159,6 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
     running_for = state.running_for(now)
     if running_for is not None and running_for >= RUNNING_GRACE_SECONDS:
         status = "running"
-    elif paused:
-        status = "paused"
     else:
         status = state.status if state.status != "running" else (last.status if last else "pending")
     is_error = last is not None and last.status == "error"
@@ -172,14 +170,18 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
         duration = _right(format_duration(last.duration_ms) if last else "", "dim")
         if last is not None and last.incremental:  # a run that read only the new rows: a small Δ
             duration = _right(Text.assemble(("Δ ", "bold #5fafff"), (duration.plain, "dim")))
+    status_cell = status_text(status)
+    if paused and status != "running":  # paused keeps what the last run found, marked as paused
+        status_cell = Text("‖" + status_cell.plain[1:], style=status_cell.style)
+    violations = state.finds == "violations"
+    figure = state.figure
     return {
         "name": Text(state.name, style=name_style),
         "database": Text(state.config.database, style="dim"),
-        "status": status_text(status),
-        "groups": _right("—" if is_error else format_count(state.groups)),
-        "excess": _right("—" if is_error else format_count(state.excess),
-                         "bold" if (state.excess or 0) > 0 and not is_error else ""),
-        "change": _right(change_text(state.previous_excess, None if is_error else state.excess)),
+        "status": status_cell,
+        "groups": _right("—" if is_error or violations else format_count(state.groups), "dim" if violations else ""),
+        "excess": _right("—" if is_error else format_count(figure), "bold" if (figure or 0) > 0 else ""),
+        "change": _right(change_text(state.figure_of(state.previous), figure)),
         "trend": Text(sparkline(state.excess_series(), SPARK_WIDTH), style="#ffaf00"),
         "last": _right("never" if age is None else relative_time(age), "dim"),
         "duration": duration,
