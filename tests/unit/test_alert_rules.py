@@ -55,3 +55,19 @@ def test_the_stale_alert_waits_for_its_condition_only() -> None:
     rules = yaml.safe_load((RULES_DIR / "dupewatch.rules.yml").read_text())
     stale = next(r for g in rules["groups"] for r in g["rules"] if r["alert"] == "DupewatchCheckStale")
     assert "for" not in stale
+
+
+def test_every_grafana_query_parses(promtool: str, tmp_path: Path) -> None:
+    """Prometheus's own parser reads each of the dashboard's queries (as recording rules of a scratch file)."""
+    import json
+
+    from test_deploy import dashboard_queries
+
+    board = json.loads((RULES_DIR.parent / "grafana" / "dupewatch.json").read_text())
+    queries = [q.replace("$__rate_interval", "5m") for q in dashboard_queries(board) if "label_values" not in q]
+    rules = {"groups": [{"name": "grafana", "rules": [{"record": f"grafana:query_{i}", "expr": q}
+                                                      for i, q in enumerate(queries)]}]}
+    scratch = tmp_path / "grafana.rules.yml"
+    scratch.write_text(yaml.safe_dump(rules))
+    checked = subprocess.run([promtool, "check", "rules", str(scratch)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
