@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     pass
 
 TREND_WINDOW_SECONDS = 24 * 3600
+SHORT_SCREEN_ROWS = 35  # below this, the overview (figures and chart) takes 8 rows instead of 12
 
 
 class CheckScreen(DashboardScreen):
@@ -70,6 +71,10 @@ class CheckScreen(DashboardScreen):
         yield PagedTable(id="rows")
         yield Static(id="status")
         yield Footer()
+
+    def on_resize(self) -> None:
+        """A short terminal gives the list of groups (or rows) the room: the overview shrinks to its figures."""
+        self.query_one("#overview").styles.height = 12 if self.size.height >= SHORT_SCREEN_ROWS else 8
 
     def on_mount(self) -> None:
         self._trend = list(self.state.history)

@@ -33,8 +33,8 @@ class MainScreen(DashboardScreen):
     BINDINGS = [
         Binding("enter", "drill", "Open"),
         Binding("r", "run_selected", "Re-run"),
-        Binding("R", "run_all", "Re-run all"),
-        Binding("p", "toggle_pause", "Pause/Resume"),
+        Binding("R", "run_all", "All"),
+        Binding("p", "toggle_pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "cycle_sort", "Sort"),
         Binding("f", "fix", "Fix"),

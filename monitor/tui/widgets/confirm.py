@@ -6,7 +6,7 @@ check this is, which a reflexive Enter or `y` does not prove.
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
@@ -56,6 +56,16 @@ class TypeToConfirm(Horizontal):
 
     def _sync(self) -> None:
         self.query_one("#confirm-button", Button).disabled = not self.armed
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing while a button has the focus (after Tab) types into the name, rather than letting a later
+        Enter press whichever button it landed on."""
+        field = self.query_one(Input)
+        if event.is_printable and event.character and self.app.focused is not field and not field.disabled:
+            event.stop()
+            event.prevent_default()
+            field.focus()
+            field.insert_text_at_cursor(event.character)
 
     @on(Input.Changed, "#confirm-name")
     def _changed(self) -> None:

@@ -51,6 +51,12 @@ class TrendChart(PlotextPlot):
         self._draw()
         self.refresh()
 
+    def on_resize(self) -> None:
+        """The title (the legend) is fitted to the width: drawn again when it changes."""
+        if self._now is not None:
+            self._draw()
+            self.refresh()
+
     def _draw(self) -> None:
         plt = self.plt
         plt.clear_data()
@@ -73,7 +79,7 @@ class TrendChart(PlotextPlot):
             groups = [p.groups or 0 for p in self._points]
             plt.plot(xs, excess, color=(255, 175, 0), marker=marker)
             plt.plot(xs, groups, color=(95, 175, 255), marker=marker)
-            legend = "excess rows (amber), groups (blue)"
+            legend = "excess rows (amber), groups (blue)" if self.size.width >= 70 else "amber rows, blue groups"
         span = max(-min(xs), 1 / 6) if xs else 1
         ticks = [-span, -span * 2 / 3, -span / 3, 0]
         labels = [_clock_label(now, t) for t in ticks]
@@ -82,7 +88,8 @@ class TrendChart(PlotextPlot):
         low, high = y_range([*excess, *groups])
         plt.ylim(low, high)
         plt.yticks(list[float](y_ticks(low, high)))
-        plt.title(f"{legend} · {len(self._points)} runs over {_span_label(span)}")
+        runs = f"{len(self._points)} runs over {_span_label(span)}"
+        plt.title(f"{legend} · {runs}" if len(legend) + len(runs) + 3 <= self.size.width - 4 else legend)
 
     def render(self):  # type: ignore[no-untyped-def]
         if self.size.width < 10 or self.size.height < 4:
