@@ -33,10 +33,12 @@ class HeaderTotals(Horizontal):
     def show(self, dashboard: Dashboard, now: datetime, *, paused: bool, sort: str, filter_text: str) -> None:
         """The totals in the longest form that fits beside the mode (never overwritten by it, nor cut mid-word)."""
         width = (self.size.width or 160) - 2  # the padding
-        mode = mode_text(now, paused=paused, sort=sort, filter_text=filter_text, short=width < 120)
-        room = width - mode.cell_len - 2
-        forms = [totals_text(dashboard, now), totals_text(dashboard, now, short=True)]
-        totals = next((form for form in forms if form.cell_len <= room), forms[-1])
+        forms = [(totals_text(dashboard, now), False), (totals_text(dashboard, now), True),
+                 (totals_text(dashboard, now, short=True), True)]
+        for totals, short_mode in forms:
+            mode = mode_text(now, paused=paused, sort=sort, filter_text=filter_text, short=short_mode)
+            if totals.cell_len + mode.cell_len + 2 <= width:
+                break
         self.query_one("#totals", Static).update(totals)
         self.query_one("#mode", Static).update(mode)
 
@@ -52,15 +54,15 @@ def _figure(value: int, bad: bool, colour: str = AMBER) -> tuple[str, str]:
 
 
 def _rows(figures: Figures, words: str, *, short: bool = False) -> Text:
-    """`13 excess rows`, `13 excess rows (last known, 5m old)`, `≥ 13 excess rows` or `excess rows unknown`:
+    """`13 excess rows`, `13 excess rows (last known, 5m ago)`, `≥ 13 excess rows` or `excess rows unknown`:
     a database that does not answer has not been shown clean."""
     if figures.unknown and not figures.rows and figures.stale_seconds is None:
         return Text.assemble((f"{words} unknown" if not short else f"{words} ?", f"bold {RED}"))
     text = Text.assemble(("≥ " if figures.unknown else "", f"bold {AMBER}"),
                          _figure(figures.rows, figures.rows > 0), f" {words}")
     if figures.stale_seconds is not None:
-        age = relative_time(figures.stale_seconds).removesuffix(" ago")
-        text.append(f" ({age} old)" if short else f" (last known, {age} old)", style=GREY)
+        age = relative_time(figures.stale_seconds)
+        text.append(f" ({age})" if short else f" (last known, {age})", style=GREY)
     return text
 
 
@@ -78,21 +80,17 @@ def totals_text(dashboard: Dashboard, now: datetime, *, short: bool = False) -> 
         if errors:
             parts.append(Text(f"{errors} failing", style=f"bold {RED}"))
         return Text.assemble(("dupewatch", f"bold {AMBER}"), " ", Text(" · ", style=GREY).join(parts))
-    text = Text.assemble(
-        ("dupewatch", f"bold {AMBER}"), "   ",
-        _figure(dup, dup > 0), f" of {len(dashboard.checks)} {plural(len(dashboard.checks), 'check')} with "
-                               "duplicates   ",
-        _rows(dashboard.figures("duplicates", now), "excess rows"), "   ",
-        _figure(len(down), bool(down), RED),
-        f" of {len(dashboard.config.databases)} {plural(len(dashboard.config.databases), 'database')} unreachable",
-    )
+    checks, databases = len(dashboard.checks), len(dashboard.config.databases)
+    parts = [Text.assemble(_figure(dup, dup > 0), f" of {checks} {plural(checks, 'check')} with duplicates"),
+             _rows(dashboard.figures("duplicates", now), "excess rows")]
     if has_violations:
-        text.append_text(Text.assemble(
-            "   ", _figure(violating, violating > 0), " with violations: ",
-            _rows(dashboard.figures("violations", now), "violating rows")))
+        parts.append(Text.assemble(_figure(violating, violating > 0), " with violations: ",
+                                   _rows(dashboard.figures("violations", now), "violating rows")))
+    parts.append(Text.assemble(_figure(len(down), bool(down), RED),
+                               f" of {databases} {plural(databases, 'database')} unreachable"))
     if errors:
-        text.append_text(Text.assemble("   ", (f"{errors} failing", f"bold {RED}")))
-    return text
+        parts.append(Text(f"{errors} failing", style=f"bold {RED}"))
+    return Text.assemble(("dupewatch", f"bold {AMBER}"), "  ", Text(" · ", style=GREY).join(parts))
 
 
 def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short: bool = False) -> Text:
