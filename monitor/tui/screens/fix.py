@@ -168,7 +168,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
     FixScreen #fix-loading { height: 3; }
     FixScreen #fix-facts { height: auto; }
     FixScreen #fix-sample { height: auto; max-height: 14; margin-top: 1; }
-    FixScreen #fix-guard { margin-top: 1; }
+    FixScreen #fix-guard { margin-top: 1; width: 100%; }
     FixScreen #fix-run { height: auto; margin-top: 1; }
     FixScreen #fix-run > ProgressBar { width: auto; }
     FixScreen #fix-counts { padding-left: 2; width: 1fr; }

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from textual import events, on
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label
 
 
-class TypeToConfirm(Horizontal):
-    """A prompt, an input and the button it arms; posts `Confirmed` on the button or Enter once armed."""
+class TypeToConfirm(Vertical):
+    """A prompt, an input and the button it arms; posts `Confirmed` on the button or Enter once armed.
+
+    The prompt has a line of its own, so that the input and both buttons fit beside each other in 80 columns
+    whatever the length of the name to type."""
 
     DEFAULT_CSS = """
     TypeToConfirm { height: auto; margin-top: 1; }
-    TypeToConfirm > Label { padding: 1 1 0 0; }
-    TypeToConfirm > Input { width: 1fr; min-width: 24; }
-    TypeToConfirm > Button { margin-left: 1; }
+    TypeToConfirm > Horizontal { height: auto; }
+    TypeToConfirm Input { width: 1fr; min-width: 20; }
+    TypeToConfirm Button { margin-left: 1; }
     """
 
     class Confirmed(Message):
@@ -33,9 +36,10 @@ class TypeToConfirm(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(f"Type [b]{self.expected}[/b] to confirm:")
-        yield Input(placeholder="the name, exactly", id="confirm-name")
-        yield Button(self.action, variant="error", id="confirm-button", disabled=True)
-        yield Button("Cancel", id="cancel-button")
+        with Horizontal():
+            yield Input(placeholder="the name, exactly", id="confirm-name", select_on_focus=False)
+            yield Button(self.action, variant="error", id="confirm-button", disabled=True)
+            yield Button("Cancel", id="cancel-button")
 
     @property
     def armed(self) -> bool:
