@@ -91,7 +91,12 @@ _live_exporters: weakref.WeakSet[MetricsExporter] = weakref.WeakSet()
 
 
 class MetricsServeError(Exception):
-    """The metrics endpoint could not start (port taken, bad address, unreadable TLS files); one line."""
+    """The metrics endpoint could not start (port taken, bad address, unreadable TLS files); one line.
+    `in_use`: the address is taken (by a daemon with the same config, most likely)."""
+
+    def __init__(self, message: str, *, in_use: bool = False) -> None:
+        super().__init__(message)
+        self.in_use = in_use
 
 
 def record_fix(check: str, database: str, deleted: int) -> None:
@@ -370,8 +375,8 @@ class MetricsExporter:
                 app, settings.host, settings.port, settings.tls_cert, settings.tls_key)
         except OSError as exc:  # ssl.SSLError included
             if exc.errno == errno.EADDRINUSE:
-                raise MetricsServeError(f"{where}: address already in use (is another dupewatch running?)") \
-                    from None
+                raise MetricsServeError(f"{where}: address already in use (is another dupewatch running?)",
+                                        in_use=True) from None
             raise MetricsServeError(f"{where}: {exc.strerror or exc}") from None
         self._app = app
         app.start()

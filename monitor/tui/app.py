@@ -96,6 +96,7 @@ class DashboardApp(App[int]):
         self._advised: set[str] = set()  # checks whose missing index was shown (once per session)
         self.started_at = time.perf_counter()
         self.first_paint_ms: float | None = None
+        self.startup_notice: str | None = None  # shown once the screen is up (e.g. metrics served elsewhere)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class DashboardApp(App[int]):
         from monitor.tui.screens.main import MainScreen
 
         self.push_screen(MainScreen())
+        if self.startup_notice:
+            self.notify(self.startup_notice, title="Metrics", timeout=10)
         self.load_history()
         self.poller.start()
         if self._tick:
@@ -340,13 +343,16 @@ class DashboardStartError(Exception):
     """The dashboard cannot start (the metrics endpoint could not be served); one line."""
 
 
-def start_metrics(config: Config) -> MetricsExporter | None:
-    """Serve the config's `[metrics]` (None without that section). Raises `DashboardStartError`.
+def start_metrics(config: Config) -> tuple[MetricsExporter | None, str | None]:
+    """Serve the config's `[metrics]` (no exporter without that section), and a notice for the operator.
 
-    prometheus-client is imported only when the config asks for metrics.
+    With the address taken (a daemon with the same config serves the same checks' metrics) the dashboard opens
+    without serving them, and says so: it does not need to when the daemon does. Any other problem (a TLS file
+    missing, an address that cannot be bound) raises `DashboardStartError`. prometheus-client is imported only
+    when the config asks for metrics.
     """
     if config.metrics is None:
-        return None
+        return None, None
     from monitor.metrics import MetricsExporter, MetricsServeError
 
     exporter = MetricsExporter(config)
@@ -354,9 +360,12 @@ def start_metrics(config: Config) -> MetricsExporter | None:
         exporter.serve()
     except MetricsServeError as exc:
         exporter.close()
-        raise DashboardStartError(f"{exc}; the dashboard serves [metrics] as the daemon does: free the port "
-                                  "or open the dashboard with a config without [metrics]") from None
-    return exporter
+        if exc.in_use:
+            return None, (f"[metrics] {config.metrics.listen} is already served (by the daemon?): this dashboard "
+                          "does not serve metrics")
+        raise DashboardStartError(f"{exc}; the dashboard serves [metrics] as the daemon does: fix it or open the "
+                                  "dashboard with a config without [metrics]") from None
+    return exporter, None
 
 
 def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool | None = None) -> int:
@@ -366,7 +375,7 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
     """
     # Coalesced runs are expected here ("skipped: maximum number of running instances"), not news.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    exporter = start_metrics(config)
+    exporter, notice = start_metrics(config)
     if not has_terminal():
         if exporter is not None:
             exporter.close()
@@ -378,6 +387,7 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
         racer = Racer(racer_path, pace=DEMO_RACER_PACE)
         racer.start()
     app = DashboardApp(config, demo=racer_path is not None if demo is None else demo, exporter=exporter)
+    app.startup_notice = notice
     if exporter is not None:
         # As the daemon does: a restart keeps the last figures and success time.
         exporter.restore(app.history, app.monitor.subject, config)

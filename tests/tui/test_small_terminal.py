@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_fix_dashboard import fix_screen, open_fix, result_text, type_text
 from textual.widget import Widget
 
 from monitor.tui.screens.main import MainScreen
 from monitor.tui.widgets.checks_table import ChecksTable
-from test_fix_dashboard import fix_screen, open_fix, result_text, type_text
 from tui_support import all_ran, wait_for
 
 SMALL, LARGE = (80, 24), (160, 45)
