@@ -46,8 +46,11 @@ without telling an operator anything here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import platform
+import queue
+import selectors
 import socket
 import ssl
 import threading
@@ -79,8 +82,9 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # more than a tenth of a core's time, and at least every 15 s (for the process_* metrics).
 RENDER_MIN_SECONDS = 1.0
 RENDER_MAX_SHARE = 0.1
-HTTP_WORKERS = 4  # requests served at once
-HTTP_QUEUED = 16  # accepted connections waiting for a worker; beyond that a new connection is closed at once
+HTTP_WORKERS = 8  # requests served at once
+HTTP_QUEUED = 16  # requests waiting for a worker; beyond that a new request's connection is closed at once
+HTTP_WAITING = 256  # connections waiting for their first bytes (no thread each); beyond that the oldest is closed
 HTTP_IDLE_TIMEOUT_SECONDS = 5.0  # a connection that sends nothing (half-open, slowloris) is closed after this
 RENDER_MAX_AGE_SECONDS = 15.0
 RENDER_FORGET_SECONDS = 600.0  # a format nobody asked for in this long is no longer kept rendered
@@ -491,9 +495,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class BoundedWSGIServer(WSGIServer):
-    """A WSGI server with a fixed pool of `HTTP_WORKERS` threads and at most `HTTP_QUEUED` connections waiting:
-    thousands of half-open connections cost a few threads and sockets, not a thread each (the standard library's
-    threading server starts one per connection, with no idle timeout)."""
+    """A WSGI server that gives a worker only to a connection that has sent something, from a fixed pool of
+    `HTTP_WORKERS` threads with at most `HTTP_QUEUED` requests waiting for one.
+
+    Accepted connections wait, costing a socket and no thread, in a selector watched by one thread until their
+    first bytes arrive; one that sends nothing for `HTTP_IDLE_TIMEOUT_SECONDS` is closed, and when
+    `HTTP_WAITING` of them wait, the oldest is closed to let the new one in. So silent or half-open connections
+    (a scanner, a broken proxy, an attacker holding hundreds) never hold the workers Prometheus's scrape needs,
+    and never cost a thread each (the standard library's threading server starts one per connection, with no
+    idle timeout)."""
 
     request_queue_size = 128  # the listen backlog: a burst of connects is accepted (or refused) without SYN retries
 
@@ -501,12 +511,76 @@ class BoundedWSGIServer(WSGIServer):
         super().server_activate()
         self._pool = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="metrics-http")
         self._slots = threading.BoundedSemaphore(HTTP_WORKERS + HTTP_QUEUED)
+        self._selector = selectors.DefaultSelector()
+        self._waiting: dict[Any, tuple[float, Any]] = {}  # socket -> (accepted at, address), oldest first
+        self._arrived: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._stopping = False
+        self._watcher = threading.Thread(target=self._watch, name="metrics-accept", daemon=True)
+        self._watcher.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Called on the accepting thread: hand the connection to the watcher, which waits for its request."""
+        self._arrived.put((request, client_address))
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            timeout = None
+            if self._waiting:
+                oldest = next(iter(self._waiting.values()))[0]
+                timeout = max(oldest + HTTP_IDLE_TIMEOUT_SECONDS - time.monotonic(), 0.0)
+            for key, _events in self._selector.select(timeout):
+                if key.fileobj is self._wake_read:
+                    with contextlib.suppress(OSError):
+                        self._wake_read.recv(4096)
+                    self._take_arrivals()
+                else:
+                    self._ready(key.fileobj)
+            self._close_idle()
+
+    def _take_arrivals(self) -> None:
+        while True:
+            try:
+                request, address = self._arrived.get_nowait()
+            except queue.Empty:
+                return
+            if self._stopping:
+                self.shutdown_request(request)
+                continue
+            if len(self._waiting) >= HTTP_WAITING:  # the oldest silent connection makes room for the new one
+                self._drop(next(iter(self._waiting)))
+            self._waiting[request] = (time.monotonic(), address)
+            try:
+                self._selector.register(request, selectors.EVENT_READ)
+            except (OSError, ValueError):  # closed by the client already
+                self._drop(request)
+
+    def _ready(self, request: Any) -> None:
+        """The connection sent something: a worker serves it, or it is closed when all are taken and queued."""
+        _accepted, address = self._waiting.pop(request)
+        self._selector.unregister(request)
         if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # full: refused rather than queued without bound
+            self.shutdown_request(request)
             return
-        self._pool.submit(self._serve, request, client_address)
+        self._pool.submit(self._serve, request, address)
+
+    def _close_idle(self) -> None:
+        expired = time.monotonic() - HTTP_IDLE_TIMEOUT_SECONDS
+        while self._waiting:
+            request, (accepted, _address) = next(iter(self._waiting.items()))
+            if accepted > expired:
+                return
+            self._drop(request)
+
+    def _drop(self, request: Any) -> None:
+        self._waiting.pop(request, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(request)
+        self.shutdown_request(request)
 
     def _serve(self, request: Any, client_address: Any) -> None:
         try:
@@ -522,9 +596,18 @@ class BoundedWSGIServer(WSGIServer):
 
     def server_close(self) -> None:
         super().server_close()
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if getattr(self, "_watcher", None) is None:
+            return
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+        self._watcher.join(timeout=5)
+        for request in list(self._waiting):
+            self._drop(request)
+        self._selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def start_server(app: Callable[..., Iterable[bytes]], host: str, port: int, tls_cert: Path | None,

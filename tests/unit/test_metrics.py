@@ -294,3 +294,30 @@ def test_a_restart_restores_the_figures_of_what_the_check_measures_only(
         assert samples(exporter)[("dupewatch_duplicate_rows_appeared_total", "c")] == 2  # from the restored 13
     finally:
         store.close()
+
+
+def test_silent_connections_never_starve_a_scrape(exporters: list[MetricsExporter]) -> None:
+    """Hundreds of connections that send nothing (a scanner, an attacker) cost no worker: every scrape is answered
+    at once while they wait, and the oldest make room for new ones rather than new ones being refused."""
+    from monitor.metrics import HTTP_WAITING
+
+    exporter = new_exporter(exporters, make_config([("c", "d")], listen=f"127.0.0.1:{free_port()}"))
+    exporter.serve()
+    host, port = "127.0.0.1", int(exporter.url.rsplit(":", 1)[1].split("/")[0])
+    silent = []
+    try:
+        for _ in range(HTTP_WAITING + 20):
+            silent.append(socket.create_connection((host, port), timeout=5))
+        for _ in range(15):
+            started = time.monotonic()
+            with urllib.request.urlopen(exporter.url, timeout=5) as response:
+                assert response.status == 200 and b"dupewatch_check_interval_seconds" in response.read()
+            assert time.monotonic() - started < 1.0
+        silent[0].settimeout(5)
+        assert silent[0].recv(1) == b"", "the oldest silent connection is closed to make room"
+        silent[-1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent[-1].recv(1)  # the newest still waits for its request
+    finally:
+        for conn in silent:
+            conn.close()
