@@ -90,7 +90,7 @@ class CheckResult:
             "duration_ms": round(self.duration_ms, 1),
             "setup_ms": None if self.setup_ms is None else round(self.setup_ms, 1),
             "error": self.error,
-            "mode": self.mode,
+            "mode": None if self.status == "error" else self.mode,  # a failed run read nothing, in no mode
             "rows_scanned": self.rows_scanned,
             "new_groups": self.new_groups,
         }

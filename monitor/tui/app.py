@@ -260,7 +260,7 @@ class DashboardApp(App[int]):
                     self.run_once(check)
         else:
             self.poller.run_now(name)
-        what = name or f"all {len(names)} checks"
+        what = name or (f"all {len(names)} checks" if len(names) != 1 else "the only check")
         self.notify(f"Re-running {what}", timeout=2)
 
     @work(thread=True, exit_on_error=False, group="manual")
