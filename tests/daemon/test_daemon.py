@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from daemonproc import DaemonProcess, Scrape, daemon_command, daemon_starter, free_port
 from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, write_config
+from dbtest import PG_URL, REPO_ROOT, run_dupewatch, write_config
 
 INTERVAL = 0.5
 PASSWORD = "S3cret-Passw0rd-xyzzy"
@@ -339,3 +339,23 @@ def test_scrape_is_a_valid_exposition_with_build_info(pg, tmp_path: Path, start_
                 for labels, _ in samples]
     assert all(set(labels) - {"le"} == {"check", "database"} for labels in labelled)
     assert daemon.stop() == 0
+
+
+def test_the_daemon_watches_the_demo_with_the_config_the_demo_prints(tmp_path: Path, start_daemon) -> None:
+    """`dupewatch demo --print-config` writes the demo's config; the daemon serves its figures to Prometheus."""
+    printed = run_dupewatch("demo", "--print-config", "--dir", tmp_path / "demo")
+    assert printed.code == 0, printed.output
+    text = printed.stdout.replace('listen = "127.0.0.1:9641"', f'listen = "127.0.0.1:{(port := free_port())}"')
+    config = tmp_path / "demo.toml"
+    config.write_text(text)
+    daemon = start_daemon(config, port)
+    seen = daemon.wait_for(lambda s: s.value(UP, "login-sources") == 1 and s.value(UP, "vote-drift") == 1,
+                           "the demo's checks")
+    assert (seen.value(GROUPS, "login-sources") or 0) > 0
+    assert seen.value(GROUPS, "vote-drift") is None  # a violations check: its own metric
+    assert daemon.stop() == 0
+
+
+def test_config_example_prints_the_documented_example() -> None:
+    printed = run_dupewatch("config", "example", cwd=Path("/"))
+    assert printed.code == 0 and printed.stdout == (REPO_ROOT / "config.example.toml").read_text(encoding="utf-8")
