@@ -116,9 +116,9 @@ class GroupsScreen(CheckScreen):
         for name in key_columns:
             table.add_column(name, key=f"key:{name}")
         table.add_column(Text("ROWS", justify="right"), key="rows")
-        if self.state.config.timestamp:
-            table.add_column("FIRST BORN", key="first")
+        if self.state.config.timestamp:  # SPREAD first: the race-versus-bug verdict matters most in 80 columns
             table.add_column("SPREAD", key="spread")
+            table.add_column("FIRST BORN", key="first")
         if self.state.config.incremental:
             table.add_column("FIRST SEEN", key="seen")
         self._columns_ready = True
@@ -129,8 +129,8 @@ class GroupsScreen(CheckScreen):
         cells.append(Text(f"{group.rows:,}", style="bold #ffaf00", justify="right"))
         if self.state.config.timestamp:
             first = as_datetime(group.first_seen)
-            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
             cells.append(format_spread(group.spread))
+            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
         if self.state.config.incremental:
             cells.append(self._seen_cell(group))
         return cells
