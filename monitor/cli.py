@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-NO_CONFIG = ("no config file found: pass --config FILE or create ./dupewatch.toml (every option is documented in "
-             "config.example.toml); to see dupewatch at work first, run `dupewatch demo`")
+NO_CONFIG = ("no config file found: pass --config FILE or create ./dupewatch.toml (`dupewatch config example` prints "
+             "every option, documented); to see dupewatch at work first, run `dupewatch demo`")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -199,6 +199,21 @@ def config_group() -> None:
 
 
 @config_group.command()
+def example() -> None:
+    """Print config.example.toml: every option, documented, with its default (`> dupewatch.toml` to start one)."""
+    click.echo(example_config(), nl=False)
+
+
+def example_config() -> str:
+    """The text of config.example.toml: packaged beside the code in a wheel, at the checkout's root otherwise."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "config.example.toml", package.parent / "config.example.toml"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise UsageProblem("config.example.toml is not installed with this copy of dupewatch")
+
+
+@config_group.command()
 @config_option
 @click.option("--offline", is_flag=True,
               help="Do not connect: check the file alone (fields, names, query files, URLs written in it).")
@@ -326,17 +341,25 @@ def error_lines(results: Sequence[CheckResult]) -> list[tuple[str, str]]:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where to build the demo database (default: the per-user data directory).")
 @click.option("--reset", is_flag=True, help="Remove the demo's database and run history, then exit.")
+@click.option("--print-config", is_flag=True,
+              help="Print the demo's config (building its database if missing) for `dupewatch daemon`, then exit.")
 @user_errors
-def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool) -> None:
+def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool, print_config: bool) -> None:
     """The embedded SQLite demo: one table per real incident, no server or config needed.
 
     It writes its database and the dashboard's run history under the per-user data directory
     (~/.local/share/dupewatch/demo on Linux) unless --dir says otherwise; --reset removes them.
     """
-    from monitor.demo import build_demo, demo_config, demo_dir
+    from monitor.demo import build_demo, demo_config, demo_config_toml, demo_dir
 
     if reset:
         reset_demo(directory or demo_dir())
+        return
+    if print_config:  # e.g. `dupewatch demo --print-config > demo.toml && dupewatch daemon --config demo.toml`
+        database = (directory or demo_dir()) / "demo.sqlite"
+        if not database.is_file():
+            build_demo(database)
+        click.echo(demo_config_toml(database.resolve()), nl=False)
         return
     from monitor.tui import has_terminal
 
@@ -357,7 +380,7 @@ def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool) -> Non
     sys.exit(run_dashboard(config, racer_path=None if no_racer else path, demo=True))
 
 
-DEMO_FILES = ("demo.sqlite", "state.sqlite")
+DEMO_FILES = ("demo.sqlite", "state.sqlite", "daemon-state.sqlite")
 
 
 def reset_demo(directory: Path) -> None:
@@ -393,7 +416,7 @@ def run_demo_once(config: Config, path: Path) -> None:
     for check_config in config.checks:
         click.echo(click.style(f"{check_config.name}: ", bold=True) + (check_config.description or ""))
     click.echo("\nRun `dupewatch demo` for the live dashboard, or `dupewatch check --config FILE` "
-               "on your own database (see config.example.toml).")
+               "on your own database (`dupewatch config example` prints every option).")
 
 
 @main.command()

@@ -10,6 +10,7 @@ later, by reflection against the live database (`Monitor.preflight`), before any
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -155,12 +156,22 @@ def _url_from(url: str | None, env: str | None, database: str, field: str) -> st
     return value
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:)[^\s@'\"]*@")
+
+
+def redact_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it (`scheme://user:password@host`) masked as `***`."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
 _REFERENCE_NAME = re.compile(r"^(?P<table>.+)\.(?:\((?P<columns>[^()]+)\)|(?P<column>[^.()]+))$")
 
 
 def parse_reference_name(name: str) -> tuple[str | None, str, tuple[str, ...]]:
     """A reference as `on_reference` names it: `table.column`, `schema.table.column` or `table.(a,b)`,
     as (schema, table, columns). Raises ValueError saying what is wrong."""
+    if '"' in name or "`" in name:  # quoted parts: `"Order"."Customer Id"`, `app.\`weird.table\`.(a, "B")`
+        return _quoted_reference_name(name)
     match = _REFERENCE_NAME.match(name.strip())
     if match is None:
         raise ValueError(f"{name!r} is not `table.column`, `schema.table.column` or `table.(a,b)`")
@@ -169,6 +180,30 @@ def parse_reference_name(name: str) -> tuple[str | None, str, tuple[str, ...]]:
         raise ValueError(f"{name!r} names an empty column")
     schema, _, table = match["table"].rpartition(".")
     return (schema or None), table, columns
+
+
+def _quoted_reference_name(name: str) -> tuple[str | None, str, tuple[str, ...]]:
+    from monitor.detect import _quoted_parts  # detect imports this module
+
+    wrong = f"{name!r} is not `table.column`, `schema.table.column` or `table.(a,b)` (quoted where needed)"
+    text = name.strip()
+    listed = re.match(r"^(?P<table>.+)\.\((?P<columns>[^()]+)\)$", text)
+    if listed is not None:
+        table_parts = _quoted_parts(listed["table"])
+        column_parts = [_quoted_parts(c.strip()) for c in listed["columns"].split(",")]
+        if any(p is None or len(p) != 1 for p in column_parts):
+            raise ValueError(wrong)
+        columns = tuple(p[0] for p in column_parts if p is not None)
+    else:
+        parts = _quoted_parts(text)
+        if parts is None or len(parts) < 2:
+            raise ValueError(wrong)
+        table_parts, columns = parts[:-1], (parts[-1],)
+    if table_parts is None or len(table_parts) not in (1, 2) or not all(table_parts):
+        raise ValueError(wrong)
+    if not all(columns):
+        raise ValueError(f"{name!r} names an empty column")
+    return (table_parts[0] if len(table_parts) == 2 else None), table_parts[-1], columns
 
 
 class CheckConfig(_Model):
@@ -214,6 +249,8 @@ class CheckConfig(_Model):
     def _table_parts(cls, value: str | None) -> str | None:
         if value is not None:
             parts = table_name_parts(value)
+            if any("\0" in part for part in parts or []):
+                raise ValueError("a table name cannot contain a NUL character")
             if parts is None or len(parts) > 2 or not all(parts):
                 raise ValueError(
                     f"expected TABLE or SCHEMA.TABLE, got {value!r} (quote a name that contains a dot: "
@@ -292,9 +329,20 @@ class MetricsConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        _host, sep, port = value.rpartition(":")
+        host, sep, port = value.rpartition(":")
+        wrong = f"expected HOST:PORT, got {value!r}"
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
+            raise ValueError(wrong)
+        if host.startswith("[") or host.endswith("]") or ":" in host:
+            ipv6 = f"expected HOST:PORT with an IPv6 address in brackets, such as [::1]:9641, got {value!r}"
+            try:
+                ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+            except ValueError:
+                raise ValueError(ipv6) from None
+            if not (host.startswith("[") and host.endswith("]")):
+                raise ValueError(ipv6)
+        elif any(not c.isprintable() or c.isspace() or c in "/@?#" for c in host):
+            raise ValueError(wrong)
         return value
 
     @property
@@ -392,7 +440,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return config_from_dict(data, path)
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    try:
+        return config_from_dict(data, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply") from None
 
 
 def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
@@ -422,7 +475,8 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
                 problems.append(f"{where}: {label}.query: {problem}")
             sql[name] = text
     if problems or config is None:
-        raise ConfigError(*problems)
+        # A URL pasted where a name or a duration belongs is echoed back: never with its password.
+        raise ConfigError(*(redact_url_passwords(line) for line in problems))
     config._path = path
     config._sql = sql
     return config

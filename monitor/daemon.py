@@ -171,14 +171,14 @@ class Daemon:
             self.history = History(state_path, self.config.state.retention)
         except (OSError, sqlite3.Error) as exc:
             raise DaemonStartError(f"state path {state_path}: cannot open the history file: {exc}") from None
+        self.monitor = Monitor(self.config, state=self.history)
         self.exporter = MetricsExporter(self.config)
-        self.exporter.restore(self.history)
+        self.exporter.restore(self.history, self.monitor.subject, self.config)
         try:
             self.exporter.serve()
         except MetricsServeError as exc:
             self.history.close()
             raise DaemonStartError(str(exc)) from None
-        self.monitor = Monitor(self.config, state=self.history)
         self.poller = Poller(self.monitor, self.on_result, history=self.history)
         self.poller.start()
         log.info("dupewatch daemon started", extra=fields(

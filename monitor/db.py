@@ -10,6 +10,7 @@ from `fix_url` when one is configured.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -221,6 +222,21 @@ class Database:
         self._writer: Engine | None = None
         self._watches: set[_Watch] = set()
         self._watch_lock = threading.Lock()
+        # A file database (SQLite): the identity (st_dev, st_ino) of the file the engines opened. A file replaced
+        # on disk (restored, rebuilt, swapped) has another: its pools are closed so the next run opens the new one.
+        self._file = self.rules.database_file(self.url)
+        self._opened_file: tuple[int, int] | None = None
+        self._file_lock = threading.Lock()
+
+    @property
+    def place(self) -> list[str]:
+        """What this database is, for keying run history (`monitor.history.subject`): its backend and the server
+        and database its URL names, or the file's resolved path; never the config's name for it or credentials."""
+        if self._file is not None:
+            return [self.rules.name, os.path.realpath(self._file)]
+        socket = self.url.query.get("host", "")
+        return [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
+                self.url.database or ""]
 
     @property
     def display_url(self) -> str:
@@ -301,6 +317,7 @@ class Database:
         missing = self.rules.missing_database(engine.url)
         if missing:  # sqlite3 would silently create an empty database: a typo in the path must be an error
             raise DatabaseError(f"database {self.name!r} ({self.display_url}): {missing}")
+        engine = self._reopened_if_replaced(engine)
         watched = engine is self._engine
         conn = self._checked_out(engine, watched)
         with conn:
@@ -317,6 +334,40 @@ class Database:
                     self._unwatch(conn, watch)
                 if not conn.invalidated:
                     self.rules.disarm_statement_deadline(raw)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        try:
+            stat = os.stat(self._file)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _reopened_if_replaced(self, engine: Engine) -> Engine:
+        """`engine`, or its replacement when the database file was replaced on disk since the engines opened it
+        (a connection to the old file would read a deleted file forever, and report it as live)."""
+        if self._file is None:
+            return engine
+        current = self._file_identity()
+        with self._file_lock:
+            if self._opened_file is None or current is None:
+                self._opened_file = current
+                return engine
+            if current == self._opened_file:
+                return engine
+            log.warning("database file replaced on disk, reopening it", extra={"fields": {
+                "database": self.name, "path": str(self._file)}})
+            was_reader = engine is self._engine
+            for old in (self._engine, self._writer):
+                if old is not None:
+                    old.dispose()  # idle connections close now; one checked out closes when returned
+            self._engine = self._writer = None
+            self._opened_file = current
+        if not was_reader:  # a fix (or its bookkeeping) must not carry on against another file than it planned on
+            raise DatabaseError(f"database {self.name!r} ({self.display_url}): the file was replaced on disk; "
+                                "run again to use the new one")
+        return self.engine
 
     def _checked_out(self, engine: Engine, watched: bool) -> Connection:
         """A pooled connection; a watched one is pinged under its deadline (once more after a stale connection)."""

@@ -67,6 +67,8 @@ class CheckResult:
     last_full_pass: datetime | None = None
     first_run: bool = False  # no earlier state to compare with: every group is "new"
     index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
+    # What the check measured (`monitor.history.subject`): the key its run is stored and compared by.
+    subject: str | None = None
 
     @property
     def incremental(self) -> bool:
@@ -88,7 +90,7 @@ class CheckResult:
             "duration_ms": round(self.duration_ms, 1),
             "setup_ms": None if self.setup_ms is None else round(self.setup_ms, 1),
             "error": self.error,
-            "mode": self.mode,
+            "mode": None if self.status == "error" else self.mode,  # a failed run read nothing, in no mode
             "rows_scanned": self.rows_scanned,
             "new_groups": self.new_groups,
         }

@@ -41,7 +41,7 @@ from monitor.detect import (
     split_table_name,
     where_probe,
 )
-from monitor.history import History, IncrementalState
+from monitor.history import History, IncrementalState, subject
 from monitor.incremental import IncrementalCheck, Outcome, encode_key, full_pass_due, index_advice
 
 log = logging.getLogger("dupewatch.engine")
@@ -64,6 +64,7 @@ class Monitor:
         self._incremental: dict[str, IncrementalCheck] = {}
         self._fingerprints: dict[str, str] = {}
         self._advice: dict[str, str | None] = {}
+        self._subjects: dict[str, str] = {}
         self._memory_state: dict[str, IncrementalState] = {}
         self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
@@ -91,6 +92,21 @@ class Monitor:
     def database_for(self, check: CheckConfig | str) -> Database:
         check = self.config.check(check) if isinstance(check, str) else check
         return self.database(check.database)
+
+    def subject(self, check: CheckConfig | str) -> str:
+        """What the check measures (`monitor.history.subject`): the key of its runs and state in the store.
+        No database access."""
+        check = self.config.check(check) if isinstance(check, str) else check
+        known = self._subjects.get(check.name)
+        if known is not None:
+            return known
+        try:
+            place = self.database_for(check).place
+        except ConfigError:  # its URL names an unset variable: what it measures is not known; keep apart by name
+            place = ["unresolved", check.database]
+        sql = self.config.custom_sql(check) if check.is_custom else None
+        found = self._subjects[check.name] = subject(place, check, sql)
+        return found
 
     def resolve(self, check: CheckConfig | str, conn: Connection | None = None) -> TableCheck:
         """The check bound to its reflected table (validated once, then cached)."""
@@ -185,6 +201,7 @@ class Monitor:
             self._incremental.clear()
             self._fingerprints.clear()
             self._advice.clear()
+            self._subjects.clear()
         else:
             dropped = self._resolved.pop(check, None)
             if dropped is not None:
@@ -194,6 +211,7 @@ class Monitor:
             self._incremental.pop(check, None)
             self._fingerprints.pop(check, None)
             self._advice.pop(check, None)
+            self._subjects.pop(check, None)
 
     def cancel_queries(self, owners: Collection[object] | None = None) -> int:
         """Cancel the queries running now on every database (all, or those of `owners`: see
@@ -251,12 +269,12 @@ class Monitor:
     def _run_incremental(self, check: CheckConfig, full: bool) -> Outcome:
         """One run of an incremental check; its state is saved before returning."""
         db = self.database_for(check)
-        loaded = self._load_state(check.name)
+        loaded = self._load_state(self.subject(check))
         with db.read_only() as conn:
             resolved = self.resolve(check, conn)
             incremental = self._incremental.get(check.name)
             if incremental is None:
-                incremental = self._incremental[check.name] = IncrementalCheck(resolved)
+                incremental = self._incremental[check.name] = IncrementalCheck(resolved, self.subject(check))
             fingerprint = self._fingerprints.get(check.name)
             if fingerprint is None:
                 fingerprint = self._fingerprints[check.name] = incremental.fingerprint(conn, db.url)
@@ -270,23 +288,24 @@ class Monitor:
         self._save_state(outcome.state, loaded)
         return outcome
 
-    def _load_state(self, check: str) -> IncrementalState | None:
-        """The check's state: the copy this process saved last, unless another process saved since."""
-        cached = self._memory_state.get(check)
+    def _load_state(self, subject: str) -> IncrementalState | None:
+        """A subject's state: the copy this process saved last, unless another process saved since."""
+        cached = self._memory_state.get(subject)
         if self.state is None:
             return cached
-        if cached is not None and self.state.incremental_version(check) == (cached.fingerprint, cached.generation):
+        if cached is not None and \
+                self.state.incremental_version(subject) == (cached.fingerprint, cached.generation):
             return cached
-        return self.state.load_incremental(check)
+        return self.state.load_incremental(subject)
 
     def _save_state(self, state: IncrementalState, loaded: IncrementalState | None) -> None:
         saved = state if self.state is None else self.state.save_incremental(state, loaded)
-        self._memory_state[state.check] = saved
+        self._memory_state[state.subject] = saved
 
     def group_first_seen(self, check: str, key: Sequence[Any]) -> tuple[datetime, bool] | None:
         """When dupewatch first saw an incremental check's group with this (normalised) key, and whether that
         was in the check's latest run; None when not known. From the state in memory: no database access."""
-        state = self._memory_state.get(check)
+        state = self._memory_state.get(self.subject(check))
         if state is None:
             return None
         group = state.groups.get(encode_key(key))
@@ -351,7 +370,7 @@ class Monitor:
         else:
             status = check.finds if groups else "ok"
         return CheckResult(check.name, check.database, status, groups, excess, duration_ms, error,
-                           setup_ms=setup_ms)
+                           setup_ms=setup_ms, subject=self.subject(check))
 
     # -- drill-down ----------------------------------------------------------------------------
 

@@ -2,10 +2,19 @@
 
 Bounded by a retention period (older runs are pruned as new ones arrive). WAL mode and a busy timeout let
 a dashboard and a daemon write to the same file. Safe to call from any thread.
+
+Runs and incremental state are keyed by the **subject** of a check: a digest of what it measures (the server
+and database its URL names, or the SQLite file's resolved path; the table or query; the key and every option
+that decides its groups; what it finds), never by the names a config gives the check or the database. Two
+projects whose configs both say `app` and `users-email` keep apart; a renamed check keeps its history only if
+it still measures the same thing. Runs stored before subjects existed (no subject) are ignored and pruned by
+the retention; incremental state stored by check name is not read again (the next run is a full pass).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -19,6 +28,7 @@ from typing import Any
 
 import platformdirs
 
+from monitor.config import CheckConfig
 from monitor.detect import CheckResult
 
 PRUNE_EVERY = 200  # runs recorded between two prunes
@@ -36,25 +46,42 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_ms REAL NOT NULL,
     error TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_by_check ON runs (check_name, finished_at);
-CREATE TABLE IF NOT EXISTS incremental_state (
-    check_name TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS subject_state (
+    subject TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
     watermark TEXT,
     seen TEXT NOT NULL,
     last_full_at REAL,
     generation INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS incremental_groups (
-    check_name TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS subject_groups (
+    subject TEXT NOT NULL,
     key TEXT NOT NULL,
     rows INTEGER NOT NULL,
     first_seen_at REAL NOT NULL,
     first_seen_generation INTEGER NOT NULL,
-    PRIMARY KEY (check_name, key)
+    PRIMARY KEY (subject, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (finished_at);
 """
+# Runs recorded before subjects existed have none: no query by subject reads them (see the module docstring).
+_SUBJECT_COLUMN = """
+ALTER TABLE runs ADD COLUMN subject TEXT;
+"""
+_SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
+_RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
+
+
+def subject(place: list[str], check: CheckConfig, sql: str | None = None) -> str:
+    """The digest of what `check` measures on the database at `place` (`monitor.db.Database.place`); `sql` is a
+    custom check's query text. Everything that decides the figures, nothing that merely names them."""
+    if check.is_custom:
+        definition: list[Any] = ["query", " ".join((sql or "").split())]
+    else:
+        definition = ["table", check.table, check.key, check.where and " ".join(check.where.split()), check.nulls,
+                      check.case_insensitive, check.trim_whitespace]
+    parts = [*place, check.finds, *definition]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 
 
 PRUNE_STATEMENT = ("DELETE FROM runs WHERE id IN (SELECT id FROM runs INDEXED BY runs_by_time WHERE finished_at < ? "
@@ -87,7 +114,7 @@ def make_private(path: Path) -> None:
 class Run:
     """One stored run (a `CheckResult` as it came back from the store)."""
 
-    check: str
+    check: str  # the names the check and its database had in the config that recorded the run
     database: str
     finished_at: float
     status: str
@@ -116,12 +143,13 @@ class KnownGroup:
 class IncrementalState:
     """What an incremental check carries from one run to the next (see `monitor/incremental.py`).
 
-    `fingerprint` names the database, table and check definition the state belongs to; `watermark` is the
+    `subject` is what the check measures (see `subject`), the key it is stored by; `fingerprint` names the
+    database (as the server tells it), table and check definition the state belongs to; `watermark` is the
     encoded highest value of the incremental column read; `seen` the encoded identities of rows read inside
     the overlap window; `generation` counts saves (optimistic concurrency between processes).
     """
 
-    check: str
+    subject: str
     fingerprint: str
     watermark: str | None
     seen: list[str]
@@ -143,20 +171,25 @@ class History:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
+        if "subject" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                self._conn.executescript(_SUBJECT_COLUMN)
+        self._conn.execute(_SUBJECT_INDEX)
         self._since_prune = 0
         self._closed = False
         self.prune()  # a store reopened after a long pause (or with a shorter retention) starts trimmed
 
     def record(self, result: CheckResult) -> None:
-        """Store one run; a no-op once closed (a run abandoned at shutdown may finish afterwards)."""
+        """Store one run under its subject; a no-op once closed (a run abandoned at shutdown may finish
+        afterwards) or for a result without a subject (nothing could say what it measured)."""
         with self._lock:
-            if self._closed:
+            if self._closed or result.subject is None:
                 return
             self._conn.execute(
-                "INSERT INTO runs (check_name, database, finished_at, status, groups, excess_rows,"
-                " duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({_RUN_COLUMNS}, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.name, result.database, result.finished_at.timestamp(), result.status, result.groups,
-                 result.excess_rows, result.duration_ms, result.error),
+                 result.excess_rows, result.duration_ms, result.error, result.subject),
             )
             self._since_prune += 1
             due = self._since_prune >= PRUNE_EVERY
@@ -177,34 +210,33 @@ class History:
             if step < PRUNE_STEP:
                 return deleted
 
-    def recent(self, check: str, limit: int = 60) -> list[Run]:
-        """The last `limit` runs of a check, oldest first."""
+    def recent(self, subject: str, limit: int = 60) -> list[Run]:
+        """The last `limit` runs of a subject (see `subject`), oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
-                " FROM runs WHERE check_name = ? ORDER BY finished_at DESC LIMIT ?", (check, limit)).fetchall()
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE subject = ? ORDER BY finished_at DESC LIMIT ?",
+                (subject, limit)).fetchall()
         return [Run(*row) for row in reversed(rows)]
 
-    def since(self, check: str, since: float) -> list[Run]:
-        """Every run of a check since a UNIX time, oldest first (for trend charts)."""
+    def since(self, subject: str, since: float) -> list[Run]:
+        """Every run of a subject since a UNIX time, oldest first (for trend charts)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
-                " FROM runs WHERE check_name = ? AND finished_at >= ? ORDER BY finished_at", (check, since)
-            ).fetchall()
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE subject = ? AND finished_at >= ? ORDER BY finished_at",
+                (subject, since)).fetchall()
         return [Run(*row) for row in rows]
 
-    def last_success(self, check: str) -> Run | None:
+    def last_success(self, subject: str) -> Run | None:
+        """The subject's last successful run, whichever config recorded it."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
-                " FROM runs WHERE check_name = ? AND status != 'error' ORDER BY finished_at DESC LIMIT 1",
-                (check,)).fetchone()
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE subject = ? AND status != 'error'"
+                " ORDER BY finished_at DESC LIMIT 1", (subject,)).fetchone()
         return Run(*row) if row else None
 
     # -- incremental state ---------------------------------------------------------------------
 
-    def load_incremental(self, check: str) -> IncrementalState | None:
+    def load_incremental(self, subject: str) -> IncrementalState | None:
         """The saved state of an incremental check, with its known groups; None when there is none."""
         with self._lock:
             if self._closed:
@@ -212,25 +244,25 @@ class History:
             self._conn.execute("BEGIN")  # one snapshot for the state row and its groups
             try:
                 row = self._conn.execute(
-                    "SELECT fingerprint, watermark, seen, last_full_at, generation FROM incremental_state"
-                    " WHERE check_name = ?", (check,)).fetchone()
+                    "SELECT fingerprint, watermark, seen, last_full_at, generation FROM subject_state"
+                    " WHERE subject = ?", (subject,)).fetchone()
                 groups = self._conn.execute(
-                    "SELECT key, rows, first_seen_at, first_seen_generation FROM incremental_groups"
-                    " WHERE check_name = ?", (check,)).fetchall() if row else []
+                    "SELECT key, rows, first_seen_at, first_seen_generation FROM subject_groups"
+                    " WHERE subject = ?", (subject,)).fetchall() if row else []
             finally:
                 self._conn.execute("COMMIT")
         if row is None:
             return None
-        return IncrementalState(check, row[0], row[1], json.loads(row[2]), row[3], row[4],
+        return IncrementalState(subject, row[0], row[1], json.loads(row[2]), row[3], row[4],
                                 {g[0]: KnownGroup(*g) for g in groups})
 
-    def incremental_version(self, check: str) -> tuple[str, int] | None:
+    def incremental_version(self, subject: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
         with self._lock:
             if self._closed:
                 return None
-            row = self._conn.execute("SELECT fingerprint, generation FROM incremental_state WHERE check_name = ?",
-                                     (check,)).fetchone()
+            row = self._conn.execute("SELECT fingerprint, generation FROM subject_state WHERE subject = ?",
+                                     (subject,)).fetchone()
         return (row[0], row[1]) if row else None
 
     def save_incremental(self, new: IncrementalState, loaded: IncrementalState | None) -> IncrementalState:
@@ -249,22 +281,22 @@ class History:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 stored = conn.execute("SELECT fingerprint, watermark, seen, last_full_at, generation"
-                                      " FROM incremental_state WHERE check_name = ?", (new.check,)).fetchone()
+                                      " FROM subject_state WHERE subject = ?", (new.subject,)).fetchone()
                 generation = (stored[4] if stored else 0) + 1
                 expected = loaded.generation if loaded is not None else 0
                 concurrent = stored is not None and stored[4] != expected and stored[0] == new.fingerprint
                 if concurrent:
                     saved = self._merged(new, stored, generation)
                 else:
-                    saved = IncrementalState(new.check, new.fingerprint, new.watermark, new.seen, new.last_full_at,
+                    saved = IncrementalState(new.subject, new.fingerprint, new.watermark, new.seen, new.last_full_at,
                                              generation, new.groups, new.updated, new.removed)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
-                    "INSERT OR REPLACE INTO incremental_state (check_name, fingerprint, watermark, seen,"
+                    "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
                     " last_full_at, generation) VALUES (?, ?, ?, ?, ?, ?)",
-                    (saved.check, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
+                    (saved.subject, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
                      saved.generation))
                 conn.execute("COMMIT")
             except BaseException:
@@ -279,47 +311,47 @@ class History:
         watermark = lower_watermark(new.watermark, stored[1])
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
-        rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation FROM incremental_groups"
-                                  " WHERE check_name = ?", (new.check,)).fetchall()
+        rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation FROM subject_groups"
+                                  " WHERE subject = ?", (new.subject,)).fetchall()
         groups = {r[0]: KnownGroup(*r) for r in rows}
         for key, group in new.groups.items():
             theirs = groups.get(key)
             first = min(group.first_seen_at, theirs.first_seen_at) if theirs else group.first_seen_at
             groups[key] = KnownGroup(key, group.rows, first, group.first_seen_generation)
-        self._replace_groups(new.check, groups.values())
-        return IncrementalState(new.check, new.fingerprint, watermark, seen, max(fulls) if fulls else None,
+        self._replace_groups(new.subject, groups.values())
+        return IncrementalState(new.subject, new.fingerprint, watermark, seen, max(fulls) if fulls else None,
                                 generation, groups)
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""
         if before is None:
-            self._replace_groups(saved.check, saved.groups.values())
+            self._replace_groups(saved.subject, saved.groups.values())
             return
         if saved.updated is not None and saved.removed is not None:
-            gone = [(saved.check, key) for key in saved.removed]
+            gone = [(saved.subject, key) for key in saved.removed]
             changed = [saved.groups[key] for key in saved.updated]
         else:
-            gone = [(saved.check, key) for key in before if key not in saved.groups]
+            gone = [(saved.subject, key) for key in before if key not in saved.groups]
             changed = [g for key, g in saved.groups.items() if before.get(key) != g]
-        self._conn.executemany("DELETE FROM incremental_groups WHERE check_name = ? AND key = ?", gone)
-        self._insert_groups(saved.check, changed)
+        self._conn.executemany("DELETE FROM subject_groups WHERE subject = ? AND key = ?", gone)
+        self._insert_groups(saved.subject, changed)
 
-    def _replace_groups(self, check: str, groups: Iterable[KnownGroup]) -> None:
-        self._conn.execute("DELETE FROM incremental_groups WHERE check_name = ?", (check,))
-        self._insert_groups(check, groups)
+    def _replace_groups(self, subject: str, groups: Iterable[KnownGroup]) -> None:
+        self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (subject,))
+        self._insert_groups(subject, groups)
 
-    def _insert_groups(self, check: str, groups: Iterable[KnownGroup]) -> None:
+    def _insert_groups(self, subject: str, groups: Iterable[KnownGroup]) -> None:
         self._conn.executemany(
-            "INSERT OR REPLACE INTO incremental_groups (check_name, key, rows, first_seen_at,"
+            "INSERT OR REPLACE INTO subject_groups (subject, key, rows, first_seen_at,"
             " first_seen_generation) VALUES (?, ?, ?, ?, ?)",
-            ((check, g.key, g.rows, g.first_seen_at, g.first_seen_generation) for g in groups))
+            ((subject, g.key, g.rows, g.first_seen_at, g.first_seen_generation) for g in groups))
 
-    def forget_incremental(self, check: str) -> None:
-        """Drop a check's incremental state: its next run is a full pass."""
+    def forget_incremental(self, subject: str) -> None:
+        """Drop a subject's incremental state: its next run is a full pass."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("DELETE FROM incremental_state WHERE check_name = ?", (check,))
-            self._conn.execute("DELETE FROM incremental_groups WHERE check_name = ?", (check,))
+            self._conn.execute("DELETE FROM subject_state WHERE subject = ?", (subject,))
+            self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (subject,))
             self._conn.execute("COMMIT")
 
     def close(self) -> None:

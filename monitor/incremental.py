@@ -144,8 +144,9 @@ def column_kind(check: str, column: sa.Column[Any]) -> Literal["id", "timestamp"
 class IncrementalCheck:
     """A resolved table check with an `incremental` column: the statements of full and incremental runs."""
 
-    def __init__(self, resolved: TableCheck) -> None:
+    def __init__(self, resolved: TableCheck, subject: str) -> None:
         self.resolved = resolved
+        self.subject = subject  # what the check measures: the key its state is stored by (`monitor.history`)
         check = resolved.check
         assert check.incremental is not None
         self.column = resolved._column(check.incremental, "incremental")
@@ -265,7 +266,7 @@ class IncrementalCheck:
         found = {tuple(r[:-1]): int(r[-1]) for r in conn.execute(self._all_groups_statement())}
         rows = int(conn.execute(self._count_statement()).scalar() or 0)
         groups, new = self._known(found, before)
-        state = IncrementalState(self.resolved.check.name, fingerprint, _encoded(watermark), seen, time.time(),
+        state = IncrementalState(self.subject, fingerprint, _encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups)
         return _outcome(state, "full", rows, new, first_run=before is None)
 
@@ -284,7 +285,7 @@ class IncrementalCheck:
         start = self.overlap_start(highest)
         seen = [i for i, r in read if i is not None and (start is None or r[at] > start)]
         groups, new, updated, removed = self._applied(changed, state)
-        saved = IncrementalState(state.check, state.fingerprint, _encoded(highest), seen, state.last_full_at,
+        saved = IncrementalState(state.subject, state.fingerprint, _encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed)
         return _outcome(saved, "incremental", len(fresh), new)
 

@@ -10,15 +10,22 @@ Shared by the daemon and the dashboard (which serves them when the config has a 
 
 Every series is labelled `check` and `database`, never by row values. Semantics, as operators read them:
 
-- `dupewatch_duplicate_groups` / `dupewatch_duplicate_excess_rows` are the figures of the last *successful*
-  run. When a run fails they keep their last value (there is no "zero duplicates" to report for a database
-  that did not answer); `dupewatch_check_up` drops to 0 and `dupewatch_check_last_success_timestamp_seconds`
-  stops advancing, which is what the down and stale alerts watch. A check that never succeeded has no
-  figures at all, rather than a misleading 0.
+- A check finds duplicates (a table check, or a custom query with `kind = "duplicates"`) or violations (a
+  custom query: each row it returns breaks an invariant). The two are exported apart, so that a violation is
+  never counted, graphed or alerted on as a duplicate: `dupewatch_duplicate_groups` /
+  `dupewatch_duplicate_excess_rows` for the first, `dupewatch_violation_rows` for the second.
+- These figures are those of the last *successful* run. When a run fails they keep their last value (there is
+  no "zero duplicates" to report for a database that did not answer); `dupewatch_check_up` drops to 0 and
+  `dupewatch_check_last_success_timestamp_seconds` stops advancing, which is what the down and stale alerts
+  watch. A check that never succeeded has no figures at all, rather than a misleading 0.
+- `dupewatch_duplicate_rows_appeared_total` / `dupewatch_violation_rows_appeared_total` count the excess rows
+  (violating rows) that appeared between two successful runs: what the later run found beyond what the earlier
+  one left, after the rows fixes deleted in between. A fix never makes it go down, so growth after a fix is
+  seen at once (the growing alerts watch it); the first run of a process that has no earlier figures (none in
+  the state store either) adds nothing, having nothing to compare with.
 - `dupewatch_check_duration_seconds` observes every run, failed ones included (a run killed by the
   statement timeout shows up in the top buckets).
-- `dupewatch_check_errors_total` and `dupewatch_fix_deleted_rows_total` start at 0 for every check, so
-  `rate()` and `increase()` work from the first scrape.
+- The counters start at 0 for every check, so `rate()` and `increase()` work from the first scrape.
 - `dupewatch_fix_deleted_rows_total` counts the rows deleted by every fix of the check, whichever process ran
   it (the CLI, a dashboard): the daemon reads the totals from the fix records in the database
   (`dupewatch_fix.deleted`, see `monitor.fixstats`) and a fix run by this process adds its rows at once.
@@ -39,8 +46,11 @@ without telling an operator anything here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import platform
+import queue
+import selectors
 import socket
 import ssl
 import threading
@@ -48,6 +58,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -57,7 +68,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder, gzip_accepted, make_wsgi_app
 
 from monitor import __version__
-from monitor.config import Config, MetricsConfig
+from monitor.config import CheckConfig, Config, MetricsConfig
 
 if TYPE_CHECKING:
     from monitor.detect import CheckResult
@@ -71,8 +82,9 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # more than a tenth of a core's time, and at least every 15 s (for the process_* metrics).
 RENDER_MIN_SECONDS = 1.0
 RENDER_MAX_SHARE = 0.1
-HTTP_WORKERS = 4  # requests served at once
-HTTP_QUEUED = 16  # accepted connections waiting for a worker; beyond that a new connection is closed at once
+HTTP_WORKERS = 8  # requests served at once
+HTTP_QUEUED = 16  # requests waiting for a worker; beyond that a new request's connection is closed at once
+HTTP_WAITING = 256  # connections waiting for their first bytes (no thread each); beyond that the oldest is closed
 HTTP_IDLE_TIMEOUT_SECONDS = 5.0  # a connection that sends nothing (half-open, slowloris) is closed after this
 RENDER_MAX_AGE_SECONDS = 15.0
 RENDER_FORGET_SECONDS = 600.0  # a format nobody asked for in this long is no longer kept rendered
@@ -83,7 +95,12 @@ _live_exporters: weakref.WeakSet[MetricsExporter] = weakref.WeakSet()
 
 
 class MetricsServeError(Exception):
-    """The metrics endpoint could not start (port taken, bad address, unreadable TLS files); one line."""
+    """The metrics endpoint could not start (port taken, bad address, unreadable TLS files); one line.
+    `in_use`: the address is taken (by a daemon with the same config, most likely)."""
+
+    def __init__(self, message: str, *, in_use: bool = False) -> None:
+        super().__init__(message)
+        self.in_use = in_use
 
 
 def record_fix(check: str, database: str, deleted: int) -> None:
@@ -107,6 +124,15 @@ class DupewatchMetrics:
         self.excess_rows = Gauge("dupewatch_duplicate_excess_rows",
                                  "Rows beyond the first in every duplicate group, by the last successful run.",
                                  LABELS, registry=r)
+        self.appeared = Counter("dupewatch_duplicate_rows_appeared",
+                                "Excess duplicate rows that appeared between two successful runs (beyond what "
+                                "the earlier run found, less what fixes deleted in between).", LABELS, registry=r)
+        self.violations = Gauge("dupewatch_violation_rows",
+                                "Rows breaking the check's invariant (each row its query returns), by the last "
+                                "successful run of a violations check.", LABELS, registry=r)
+        self.violations_appeared = Counter("dupewatch_violation_rows_appeared",
+                                           "Violating rows that appeared between two successful runs of a "
+                                           "violations check.", LABELS, registry=r)
         self.duration = Histogram("dupewatch_check_duration_seconds",
                                   "Time taken by each run of a check, failed runs included.",
                                   LABELS, buckets=DURATION_BUCKETS, registry=r)
@@ -140,14 +166,20 @@ class DupewatchMetrics:
 
     @property
     def labelled(self) -> tuple[Gauge | Counter | Histogram, ...]:
-        return (self.groups, self.excess_rows, self.duration, self.last_success, self.up, self.errors,
-                self.interval, self.fix_deleted, self.new_groups, self.rows_scanned, self.last_full_pass)
+        return (self.groups, self.excess_rows, self.appeared, self.violations, self.violations_appeared,
+                self.duration, self.last_success, self.up, self.errors, self.interval, self.fix_deleted,
+                self.new_groups, self.rows_scanned, self.last_full_pass)
 
-    def add(self, check: str, database: str, interval: float, *, incremental: bool = False) -> None:
+    def add(self, check: str, database: str, interval: float, *, incremental: bool = False,
+            violations: bool = False) -> None:
         """Create a check's series that must exist before its first run (counters at 0, its interval)."""
         self.interval.labels(check, database).set(interval)
         self.errors.labels(check, database)
-        self.fix_deleted.labels(check, database)
+        if violations:
+            self.violations_appeared.labels(check, database)
+        else:
+            self.appeared.labels(check, database)
+            self.fix_deleted.labels(check, database)
         if incremental:
             self.new_groups.labels(check, database)
 
@@ -155,15 +187,25 @@ class DupewatchMetrics:
         for metric in self.labelled:
             metric.remove(check, database)
 
-    def observe(self, result: CheckResult) -> None:
+    def set_figures(self, labels: tuple[str, str], groups: int, excess_rows: int, *, violations: bool) -> None:
+        """The figures of a successful run, under the metrics of what the check finds."""
+        if violations:
+            self.violations.labels(*labels).set(groups)
+        else:
+            self.groups.labels(*labels).set(groups)
+            self.excess_rows.labels(*labels).set(excess_rows)
+
+    def observe(self, result: CheckResult, *, violations: bool = False, appeared: int = 0) -> None:
+        """Record one run; `appeared` is what the run found beyond the previous one (see `Appearance`)."""
         labels = (result.name, result.database)
         self.duration.labels(*labels).observe(result.duration_ms / 1000)
         if result.status == "error":
             self.up.labels(*labels).set(0)
             self.errors.labels(*labels).inc()
             return
-        self.groups.labels(*labels).set(result.groups or 0)
-        self.excess_rows.labels(*labels).set(result.excess_rows or 0)
+        self.set_figures(labels, result.groups or 0, result.excess_rows or 0, violations=violations)
+        if appeared > 0:
+            (self.violations_appeared if violations else self.appeared).labels(*labels).inc(appeared)
         self.last_success.labels(*labels).set(result.finished_at.timestamp())
         self.up.labels(*labels).set(1)
         if result.rows_scanned is not None:
@@ -178,6 +220,29 @@ class DupewatchMetrics:
         return prometheus_client.generate_latest(self.registry)
 
 
+@dataclass
+class Appearance:
+    """What one check's figure (excess rows, or violating rows) was at its last successful run, and the rows
+    fixes deleted since: from these, how many rows appeared by the next run.
+
+    A fix's rows may be counted before or after the next run (the fix records are read every few seconds):
+    counting them against the figure they were taken from (never more than it held) gives the same answer
+    either way, so a fix never hides rows that appeared, and never makes rows seem to appear."""
+
+    figure: int | None = None
+    fixed_since: int = 0
+
+    def next(self, figure: int) -> int:
+        """Rows that appeared by a run that found `figure`; the run becomes the one to compare with."""
+        if self.figure is None:
+            appeared = 0  # nothing to compare with
+        else:
+            left = max(self.figure - self.fixed_since, 0)
+            appeared = max(figure - left, 0)
+        self.figure, self.fixed_since = figure, 0
+        return appeared
+
+
 class MetricsExporter:
     """The metrics of one config's checks, kept in step with reloads, optionally served over HTTP."""
 
@@ -187,6 +252,9 @@ class MetricsExporter:
         self.settings = config.metrics or MetricsConfig()
         self._lock = threading.Lock()
         self._checks: set[tuple[str, str]] = set()
+        self._violations: set[tuple[str, str]] = set()  # the checks that find violations, not duplicates
+        self._appearance: dict[tuple[str, str], Appearance] = {}
+        self._fix_totals_read: set[tuple[str, str]] = set()  # checks whose fix records were read once
         self._fix_counted: dict[tuple[str, str], int] = {}  # what fix_deleted holds for each check
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -203,45 +271,63 @@ class MetricsExporter:
 
         The listen address is not changed by a reload (the caller restarts to move the endpoint).
         """
-        wanted = {(c.name, c.database): c.interval for c in config.checks}
-        incremental = {(c.name, c.database) for c in config.checks if c.incremental is not None}
+        wanted = {(c.name, c.database): c for c in config.checks}
         with self._lock:
-            for gone in self._checks - wanted.keys():
+            changed_kind = {key for key, c in wanted.items()
+                            if key in self._checks and (c.finds == "violations") != (key in self._violations)}
+            for gone in (self._checks - wanted.keys()) | changed_kind:
                 self.metrics.remove(*gone)
                 self._fix_counted.pop(gone, None)
-            for (check, database), interval in wanted.items():
-                self.metrics.add(check, database, interval, incremental=(check, database) in incremental)
+                self._appearance.pop(gone, None)
+            self._violations = {key for key, c in wanted.items() if c.finds == "violations"}
+            for (check, database), c in wanted.items():
+                self.metrics.add(check, database, c.interval, incremental=c.incremental is not None,
+                                 violations=c.finds == "violations")
             self._checks = set(wanted)
         self._changed()
 
-    def restore(self, history: History) -> None:
-        """Start from the last successful run in the state store, so that a restart does not blank the
-        figures or make `dupewatch_check_last_success_timestamp_seconds` forget when the check last worked
-        (the staleness alert keys on it). `up` and the counters belong to this process: set by its runs."""
+    def restore(self, history: History, subject_of: Callable[[CheckConfig], str], config: Config) -> None:
+        """Start from the last successful run of what each check measures (its subject, see
+        `monitor.history.subject`), so that a restart does not blank the figures or make
+        `dupewatch_check_last_success_timestamp_seconds` forget when the check last worked (the staleness alert
+        keys on it), and rows that appear are counted from those figures. A run of another database or another
+        definition that had the same names is never restored. `up` and the counters belong to this process."""
         with self._lock:
-            for check, database in self._checks:
-                run = history.last_success(check)
-                if run is None or run.database != database:  # a check moved to another database starts afresh
+            for check in config.checks:
+                key = (check.name, check.database)
+                if key not in self._checks:
                     continue
-                labels = (check, database)
-                self.metrics.groups.labels(*labels).set(run.groups or 0)
-                self.metrics.excess_rows.labels(*labels).set(run.excess_rows or 0)
-                self.metrics.last_success.labels(*labels).set(run.finished_at)
+                run = history.last_success(subject_of(check))
+                if run is None:
+                    continue
+                violations = key in self._violations
+                self.metrics.set_figures(key, run.groups or 0, run.excess_rows or 0, violations=violations)
+                self.metrics.last_success.labels(*key).set(run.finished_at)
+                self._appearance[key] = Appearance((run.groups if violations else run.excess_rows) or 0)
         self._changed()
 
     def observe(self, result: CheckResult) -> None:
         """Record one run. A late result of a check a reload removed is dropped, so its series stay gone."""
+        key = (result.name, result.database)
         with self._lock:
-            if (result.name, result.database) in self._checks:
-                self.metrics.observe(result)
+            if key in self._checks:
+                violations = key in self._violations
+                appeared = 0
+                if result.status != "error":
+                    figure = (result.groups if violations else result.excess_rows) or 0
+                    appeared = self._appearance.setdefault(key, Appearance()).next(figure)
+                self.metrics.observe(result, violations=violations, appeared=appeared)
         self._changed()
 
     def record_fix(self, check: str, database: str, deleted: int) -> None:
         if deleted > 0:
             with self._lock:
-                self.metrics.fix_deleted.labels(check, database).inc(deleted)
                 key = (check, database)
+                if key in self._violations:
+                    return
+                self.metrics.fix_deleted.labels(check, database).inc(deleted)
                 self._fix_counted[key] = self._fix_counted.get(key, 0) + deleted
+                self._appearance.setdefault(key, Appearance()).fixed_since += deleted
             self._changed()
 
     def fix_totals(self, database: str, totals: dict[str, int]) -> None:
@@ -251,13 +337,16 @@ class MetricsExporter:
         with self._lock:
             for check, total in totals.items():
                 key = (check, database)
-                if key not in self._checks:
+                if key not in self._checks or key in self._violations:
                     continue
                 behind = total - self._fix_counted.get(key, 0)
                 if behind > 0:
                     self.metrics.fix_deleted.labels(check, database).inc(behind)
                     self._fix_counted[key] = total
+                    if key in self._fix_totals_read:  # the first reading is the past, not fixes since the last run
+                        self._appearance.setdefault(key, Appearance()).fixed_since += behind
                     changed = True
+                self._fix_totals_read.add(key)
         if changed:
             self._changed()
 
@@ -290,8 +379,8 @@ class MetricsExporter:
                 app, settings.host, settings.port, settings.tls_cert, settings.tls_key)
         except OSError as exc:  # ssl.SSLError included
             if exc.errno == errno.EADDRINUSE:
-                raise MetricsServeError(f"{where}: address already in use (is another dupewatch running?)") \
-                    from None
+                raise MetricsServeError(f"{where}: address already in use (is another dupewatch running?)",
+                                        in_use=True) from None
             raise MetricsServeError(f"{where}: {exc.strerror or exc}") from None
         self._app = app
         app.start()
@@ -406,9 +495,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class BoundedWSGIServer(WSGIServer):
-    """A WSGI server with a fixed pool of `HTTP_WORKERS` threads and at most `HTTP_QUEUED` connections waiting:
-    thousands of half-open connections cost a few threads and sockets, not a thread each (the standard library's
-    threading server starts one per connection, with no idle timeout)."""
+    """A WSGI server that gives a worker only to a connection that has sent something, from a fixed pool of
+    `HTTP_WORKERS` threads with at most `HTTP_QUEUED` requests waiting for one.
+
+    Accepted connections wait, costing a socket and no thread, in a selector watched by one thread until their
+    first bytes arrive; one that sends nothing for `HTTP_IDLE_TIMEOUT_SECONDS` is closed, and when
+    `HTTP_WAITING` of them wait, the oldest is closed to let the new one in. So silent or half-open connections
+    (a scanner, a broken proxy, an attacker holding hundreds) never hold the workers Prometheus's scrape needs,
+    and never cost a thread each (the standard library's threading server starts one per connection, with no
+    idle timeout)."""
 
     request_queue_size = 128  # the listen backlog: a burst of connects is accepted (or refused) without SYN retries
 
@@ -416,12 +511,76 @@ class BoundedWSGIServer(WSGIServer):
         super().server_activate()
         self._pool = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="metrics-http")
         self._slots = threading.BoundedSemaphore(HTTP_WORKERS + HTTP_QUEUED)
+        self._selector = selectors.DefaultSelector()
+        self._waiting: dict[Any, tuple[float, Any]] = {}  # socket -> (accepted at, address), oldest first
+        self._arrived: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._stopping = False
+        self._watcher = threading.Thread(target=self._watch, name="metrics-accept", daemon=True)
+        self._watcher.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Called on the accepting thread: hand the connection to the watcher, which waits for its request."""
+        self._arrived.put((request, client_address))
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            timeout = None
+            if self._waiting:
+                oldest = next(iter(self._waiting.values()))[0]
+                timeout = max(oldest + HTTP_IDLE_TIMEOUT_SECONDS - time.monotonic(), 0.0)
+            for key, _events in self._selector.select(timeout):
+                if key.fileobj is self._wake_read:
+                    with contextlib.suppress(OSError):
+                        self._wake_read.recv(4096)
+                    self._take_arrivals()
+                else:
+                    self._ready(key.fileobj)
+            self._close_idle()
+
+    def _take_arrivals(self) -> None:
+        while True:
+            try:
+                request, address = self._arrived.get_nowait()
+            except queue.Empty:
+                return
+            if self._stopping:
+                self.shutdown_request(request)
+                continue
+            if len(self._waiting) >= HTTP_WAITING:  # the oldest silent connection makes room for the new one
+                self._drop(next(iter(self._waiting)))
+            self._waiting[request] = (time.monotonic(), address)
+            try:
+                self._selector.register(request, selectors.EVENT_READ)
+            except (OSError, ValueError):  # closed by the client already
+                self._drop(request)
+
+    def _ready(self, request: Any) -> None:
+        """The connection sent something: a worker serves it, or it is closed when all are taken and queued."""
+        _accepted, address = self._waiting.pop(request)
+        self._selector.unregister(request)
         if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # full: refused rather than queued without bound
+            self.shutdown_request(request)
             return
-        self._pool.submit(self._serve, request, client_address)
+        self._pool.submit(self._serve, request, address)
+
+    def _close_idle(self) -> None:
+        expired = time.monotonic() - HTTP_IDLE_TIMEOUT_SECONDS
+        while self._waiting:
+            request, (accepted, _address) = next(iter(self._waiting.items()))
+            if accepted > expired:
+                return
+            self._drop(request)
+
+    def _drop(self, request: Any) -> None:
+        self._waiting.pop(request, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(request)
+        self.shutdown_request(request)
 
     def _serve(self, request: Any, client_address: Any) -> None:
         try:
@@ -437,9 +596,18 @@ class BoundedWSGIServer(WSGIServer):
 
     def server_close(self) -> None:
         super().server_close()
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if getattr(self, "_watcher", None) is None:
+            return
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+        self._watcher.join(timeout=5)
+        for request in list(self._waiting):
+            self._drop(request)
+        self._selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def start_server(app: Callable[..., Iterable[bytes]], host: str, port: int, tls_cert: Path | None,

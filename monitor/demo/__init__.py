@@ -12,6 +12,7 @@ the races left them, and the built-in configuration that watches it.
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 from datetime import datetime, timedelta
@@ -198,6 +199,47 @@ def shipped_query(name: str) -> str:
 
 def demo_config(path: Path, *, interval: str = "5s") -> Config:
     """The built-in configuration watching the demo database at `path`."""
+    return config_from_dict(demo_config_data(path, interval=interval), None)
+
+
+def demo_config_toml(path: Path) -> str:
+    """The demo's configuration as a TOML file for `dupewatch daemon` (and Prometheus): the same checks on the
+    same database, metrics on the default address, and a run history of its own (the demo dashboard starts its
+    own afresh each time it rebuilds the database)."""
+    data = demo_config_data(path)
+    data["state"] = {"path": str(path.parent / "daemon-state.sqlite")}
+    data["metrics"] = {"listen": "127.0.0.1:9641"}
+    lines = ["# The dupewatch demo, for `dupewatch daemon --config FILE` (written by `dupewatch demo --print-config`).",
+             f"# The demo database: {path} (rebuilt by each `dupewatch demo`; the daemon reopens it).", ""]
+    for section in ("databases",):
+        for name, table in data[section].items():
+            lines.append(f"[{section}.{name}]")
+            lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+            lines.append("")
+    for section in ("metrics", "state"):
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in data[section].items())
+        lines.append("")
+    for check in data["checks"]:
+        lines.append("[[checks]]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in check.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    """A string, number or list of strings in TOML (JSON's string escapes are TOML's)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def demo_config_data(path: Path, *, interval: str = "5s") -> dict[str, Any]:
+    """The demo's configuration as the data of a TOML file."""
     data: dict[str, Any] = {
         "databases": {"demo": {"url": f"sqlite:///{path}", "statement_timeout": "10s"}},
         "state": {"path": str(path.parent / "state.sqlite")},
@@ -225,4 +267,4 @@ def demo_config(path: Path, *, interval: str = "5s") -> Config:
                             "user_id; later calls raised MultipleObjectsReturned."},
         ],
     }
-    return config_from_dict(data, None)
+    return data

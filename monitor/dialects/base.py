@@ -15,6 +15,8 @@ Connections (`monitor.db`)
   for writers; PostgreSQL: the extended protocol for every statement).
 - `reflected_column_name(name)`: a reflected column name corrected (MySQL reflection doubles backticks).
 - `missing_database(url)`: a reason when the URL points at nothing (a SQLite file that does not exist).
+- `database_file(url)`: the file a file database lives in (SQLite), None for a server: its identity on disk
+  tells a replaced file, and its resolved path is part of what a run measured (`Database.place`).
 - `arm_statement_deadline(dbapi, timeout)` / `disarm_statement_deadline(dbapi)`: databases without a server-side
   statement timeout enforce one from the client (SQLite).
 - `cancel(dbapi, url, timeout)`: cancel the statement running on `dbapi` from another thread.
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -103,6 +106,11 @@ class Dialect:
         """Engine events this dialect needs."""
 
     def missing_database(self, url: URL) -> str | None:
+        return None
+
+    def database_file(self, url: URL) -> Path | None:
+        """The file the database lives in, for a database that is a file (its identity on disk tells whether
+        it was replaced); None for a server."""
         return None
 
     def reflected_column_name(self, name: str) -> str:

@@ -127,10 +127,14 @@ class SQLite(Dialect):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def missing_database(self, url: URL) -> str | None:
+        path = self.database_file(url)
+        return None if path is None or path.is_file() else f"file not found: {url.database}"
+
+    def database_file(self, url: URL) -> Path | None:
         path = url.database or ""
         if path in ("", ":memory:") or path.startswith("file:") or url.query.get("mode") == "memory":
             return None
-        return None if Path(path).is_file() else f"file not found: {path}"
+        return Path(path)
 
     def __init__(self) -> None:
         self._deadlines: dict[int, list[float]] = {}  # id(connection) -> [deadline]; 0 once cancelled

@@ -96,6 +96,7 @@ class DashboardApp(App[int]):
         self._advised: set[str] = set()  # checks whose missing index was shown (once per session)
         self.started_at = time.perf_counter()
         self.first_paint_ms: float | None = None
+        self.startup_notice: str | None = None  # shown once the screen is up (e.g. metrics served elsewhere)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class DashboardApp(App[int]):
         from monitor.tui.screens.main import MainScreen
 
         self.push_screen(MainScreen())
+        if self.startup_notice:
+            self.notify(self.startup_notice, title="Metrics", timeout=10)
         self.load_history()
         self.poller.start()
         if self._tick:
@@ -192,14 +195,15 @@ class DashboardApp(App[int]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="history")
     def load_history(self) -> None:
         """Recent runs from the state store, so trends survive a restart (read off the UI thread)."""
-        runs = {name: self.history.recent(name, HISTORY_POINTS) for name in self.config.names}
+        runs = {name: self.history.recent(self.monitor.subject(name), HISTORY_POINTS) for name in self.config.names}
         self.post_message(HistoryLoaded(runs))
 
     @on(HistoryLoaded)
     def _history_loaded(self, message: HistoryLoaded) -> None:
         for name, runs in message.runs.items():
             if runs:
-                self.dashboard[name].load([result_from_run(run) for run in runs])
+                state = self.dashboard[name]
+                state.load([result_from_run(run, state.config) for run in runs])
         self.refresh_all()
 
     # -- pushing state to the screens -------------------------------------------------------------
@@ -256,7 +260,7 @@ class DashboardApp(App[int]):
                     self.run_once(check)
         else:
             self.poller.run_now(name)
-        what = name or f"all {len(names)} checks"
+        what = name or (f"all {len(names)} checks" if len(names) != 1 else "the only check")
         self.notify(f"Re-running {what}", timeout=2)
 
     @work(thread=True, exit_on_error=False, group="manual")
@@ -339,13 +343,16 @@ class DashboardStartError(Exception):
     """The dashboard cannot start (the metrics endpoint could not be served); one line."""
 
 
-def start_metrics(config: Config) -> MetricsExporter | None:
-    """Serve the config's `[metrics]` (None without that section). Raises `DashboardStartError`.
+def start_metrics(config: Config) -> tuple[MetricsExporter | None, str | None]:
+    """Serve the config's `[metrics]` (no exporter without that section), and a notice for the operator.
 
-    prometheus-client is imported only when the config asks for metrics.
+    With the address taken (a daemon with the same config serves the same checks' metrics) the dashboard opens
+    without serving them, and says so: it does not need to when the daemon does. Any other problem (a TLS file
+    missing, an address that cannot be bound) raises `DashboardStartError`. prometheus-client is imported only
+    when the config asks for metrics.
     """
     if config.metrics is None:
-        return None
+        return None, None
     from monitor.metrics import MetricsExporter, MetricsServeError
 
     exporter = MetricsExporter(config)
@@ -353,9 +360,12 @@ def start_metrics(config: Config) -> MetricsExporter | None:
         exporter.serve()
     except MetricsServeError as exc:
         exporter.close()
-        raise DashboardStartError(f"{exc}; the dashboard serves [metrics] as the daemon does: free the port "
-                                  "or open the dashboard with a config without [metrics]") from None
-    return exporter
+        if exc.in_use:
+            return None, (f"[metrics] {config.metrics.listen} is already served (by the daemon?): this dashboard "
+                          "does not serve metrics")
+        raise DashboardStartError(f"{exc}; the dashboard serves [metrics] as the daemon does: fix it or open the "
+                                  "dashboard with a config without [metrics]") from None
+    return exporter, None
 
 
 def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool | None = None) -> int:
@@ -365,7 +375,7 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
     """
     # Coalesced runs are expected here ("skipped: maximum number of running instances"), not news.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    exporter = start_metrics(config)
+    exporter, notice = start_metrics(config)
     if not has_terminal():
         if exporter is not None:
             exporter.close()
@@ -377,8 +387,10 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
         racer = Racer(racer_path, pace=DEMO_RACER_PACE)
         racer.start()
     app = DashboardApp(config, demo=racer_path is not None if demo is None else demo, exporter=exporter)
+    app.startup_notice = notice
     if exporter is not None:
-        exporter.restore(app.history)  # as the daemon does: a restart keeps the last figures and success time
+        # As the daemon does: a restart keeps the last figures and success time.
+        exporter.restore(app.history, app.monitor.subject, config)
     try:
         code = app.run()
     finally:

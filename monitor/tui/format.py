@@ -20,6 +20,7 @@ __all__ = [
     "format_duration",
     "format_interval",
     "format_spread",
+    "plural",
     "relative_time",
     "sparkline",
     "spread_kind",
@@ -49,6 +50,11 @@ def format_interval(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"
+
+
+def plural(count: int, word: str) -> str:
+    """`word` for one, `words` for any other count ("1 check", "3 checks", "0 checks")."""
+    return word if count == 1 else f"{word}s"
 
 
 def format_count(value: int | None) -> str:

@@ -5,7 +5,7 @@ whether it is running. Plain data updated on the UI thread from messages; no Tex
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,10 +16,11 @@ from monitor.history import Run
 HISTORY_POINTS = 120  # runs kept in memory per check (sparkline and growth); the chart reads the store
 
 
-def result_from_run(run: Run) -> CheckResult:
-    """A stored run as the `CheckResult` it was recorded from."""
+def result_from_run(run: Run, check: CheckConfig) -> CheckResult:
+    """A stored run as the `CheckResult` of `check` (which measures the run's subject, whatever the config that
+    recorded it called the check and its database)."""
     status = run.status if run.status in ("ok", "duplicates", "violations", "error") else "error"
-    return CheckResult(run.check, run.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
+    return CheckResult(check.name, check.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
                        run.duration_ms, run.error, finished_at=run.finished)
 
 
@@ -75,6 +76,18 @@ class CheckState:
         return self.last.status
 
     @property
+    def last_known(self) -> CheckResult | None:
+        """The last run with figures: the latest, or the success before a failure (None: never succeeded)."""
+        if self.last is not None and self.last.status != "error":
+            return self.last
+        return self.previous
+
+    @property
+    def finds(self) -> str:
+        """What the check reports: "duplicates" or "violations" (see `CheckConfig.finds`)."""
+        return self.config.finds
+
+    @property
     def groups(self) -> int | None:
         return self.last.groups if self.last else None
 
@@ -86,27 +99,41 @@ class CheckState:
     def previous_excess(self) -> int | None:
         return self.previous.excess_rows if self.previous else None
 
+    def figure_of(self, result: CheckResult | None) -> int | None:
+        """The rows a run found, as the check counts them: excess duplicate rows, or violating rows."""
+        if result is None or result.status == "error":
+            return None
+        return result.groups if self.finds == "violations" else result.excess_rows
+
+    @property
+    def figure(self) -> int | None:
+        """The latest run's rows (None after a failed run)."""
+        return self.figure_of(self.last)
+
     @property
     def change(self) -> int | None:
-        if self.excess is None or self.previous_excess is None:
+        """What the CHANGE column shows: rows now against the run before (None when either is unknown)."""
+        now, before = self.figure, self.figure_of(self.previous)
+        if now is None or before is None:
             return None
-        return self.excess - self.previous_excess
+        return now - before
 
     def excess_series(self) -> list[float | None]:
-        return [None if r.excess_rows is None else float(r.excess_rows) for r in self.history]
-
-    def growth_per_minute(self) -> float:
-        """How fast excess rows grew over the runs in memory (for the "fastest growth" sort)."""
-        points = [r for r in self.history if r.excess_rows is not None]
-        if len(points) < 2:
-            return 0.0
-        seconds = (points[-1].finished_at - points[0].finished_at).total_seconds()
-        if seconds <= 0:
-            return 0.0
-        return (points[-1].excess_rows - points[0].excess_rows) / seconds * 60  # type: ignore[operator]
+        """The rows of the runs in memory (for the sparkline), as the check counts them."""
+        return [None if (v := self.figure_of(r)) is None else float(v) for r in self.history]
 
     def age_seconds(self, now: datetime) -> float | None:
         return None if self.last is None else (now - self.last.finished_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A header total: `rows`, of which some may come from runs before a failure (`stale_seconds`: the age of
+    the oldest), and how many checks that failed have no figures at all (`unknown`)."""
+
+    rows: int
+    stale_seconds: float | None = None
+    unknown: int = 0
 
 
 class Dashboard:
@@ -119,7 +146,7 @@ class Dashboard:
     def __getitem__(self, name: str) -> CheckState:
         return self.checks[name]
 
-    def __iter__(self) -> Iterable[CheckState]:
+    def __iter__(self) -> Iterator[CheckState]:
         return iter(self.checks.values())
 
     @property
@@ -131,9 +158,23 @@ class Dashboard:
         """Checks whose last run found violations (custom queries: rows breaking an invariant)."""
         return sum(1 for c in self.checks.values() if c.last is not None and c.last.status == "violations")
 
-    @property
-    def total_excess(self) -> int:
-        return sum(c.excess or 0 for c in self.checks.values() if c.last and c.last.status != "error")
+    def figures(self, finds: str, now: datetime) -> Figures:
+        """The header's total for the checks that find `finds`: excess duplicate rows, or violating rows (one
+        per row a violations check's query returns). A check whose database does not answer counts with its
+        last known figures, and says how old they are; one that never succeeded leaves the total unknown."""
+        total, oldest, unknown = 0, None, 0
+        for check in self.checks.values():
+            if check.finds != finds or check.last is None:
+                continue
+            known = check.last_known
+            if known is None:
+                unknown += 1
+                continue
+            total += (known.groups if finds == "violations" else known.excess_rows) or 0
+            if known is not check.last:
+                age = (now - known.finished_at).total_seconds()
+                oldest = age if oldest is None else max(oldest, age)
+        return Figures(total, oldest, unknown)
 
     @property
     def errors(self) -> int:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from daemonproc import DaemonProcess, Scrape, daemon_command, daemon_starter, free_port
 from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, write_config
+from dbtest import PG_URL, REPO_ROOT, run_dupewatch, write_config
 
 INTERVAL = 0.5
 PASSWORD = "S3cret-Passw0rd-xyzzy"
@@ -166,8 +166,10 @@ def test_a_restart_keeps_the_last_figures_and_success_time_until_a_run_replaces_
     assert first.stop() == 0
     stopped = time.time()
     last_success = seen.value(LAST_SUCCESS, "orders_ref")
-    # Restarted after a run that may have landed between that scrape and the stop: the store's last word.
-    unreachable = make_url(pg.url).set(database=f"dw_missing_{uuid.uuid4().hex[:8]}")
+    # Restarted after a run that may have landed between that scrape and the stop: the store's last word. The
+    # same server and database, which refuses the login now (a URL naming another database measures another
+    # thing: its figures are not these, see test_a_restart_never_restores_another_databases_figures).
+    unreachable = make_url(pg.url).set(username=f"dw_missing_{uuid.uuid4().hex[:8]}")
     config = config_file(tmp_path, port, {"main": {"url": unreachable.render_as_string(hide_password=False)}},
                          [check("orders_ref", "main", "orders", ["customer", "ref"])])
     second = start_daemon(config, port)
@@ -175,6 +177,27 @@ def test_a_restart_keeps_the_last_figures_and_success_time_until_a_run_replaces_
     assert down.value(UP, "orders_ref") == 0
     assert (down.value(GROUPS, "orders_ref"), down.value(EXCESS, "orders_ref")) == (9, 13)
     assert last_success <= down.value(LAST_SUCCESS, "orders_ref") <= stopped
+    assert second.stop() == 0
+
+
+def test_a_restart_never_restores_another_databases_figures(pg, tmp_path: Path, start_daemon) -> None:
+    """Two projects whose configs use the same names (`main`, `orders_ref`) and share a state file: a daemon
+    watching the second never starts from the first one's figures."""
+    seed_orders(pg)
+    port = free_port()
+    config = config_file(tmp_path, port, {"main": {"url": pg.url}},  # both use tmp_path's history file
+                         [check("orders_ref", "main", "orders", ["customer", "ref"])])
+    first = start_daemon(config, port)
+    first.wait_for(lambda s: s.value(UP, "orders_ref") == 1, "the first project's run")
+    assert first.stop() == 0
+
+    other = make_url(pg.url).set(database=f"dw_missing_{uuid.uuid4().hex[:8]}")
+    config = config_file(tmp_path, port, {"main": {"url": other.render_as_string(hide_password=False)}},
+                         [check("orders_ref", "main", "orders", ["customer", "ref"])])
+    second = start_daemon(config, port)
+    down = second.wait_for(lambda s: (s.value(ERRORS, "orders_ref") or 0) >= 1, "the second project's run")
+    assert down.value(UP, "orders_ref") == 0
+    assert down.value(GROUPS, "orders_ref") is None and down.value(LAST_SUCCESS, "orders_ref") is None
     assert second.stop() == 0
 
 
@@ -316,3 +339,23 @@ def test_scrape_is_a_valid_exposition_with_build_info(pg, tmp_path: Path, start_
                 for labels, _ in samples]
     assert all(set(labels) - {"le"} == {"check", "database"} for labels in labelled)
     assert daemon.stop() == 0
+
+
+def test_the_daemon_watches_the_demo_with_the_config_the_demo_prints(tmp_path: Path, start_daemon) -> None:
+    """`dupewatch demo --print-config` writes the demo's config; the daemon serves its figures to Prometheus."""
+    printed = run_dupewatch("demo", "--print-config", "--dir", tmp_path / "demo")
+    assert printed.code == 0, printed.output
+    text = printed.stdout.replace('listen = "127.0.0.1:9641"', f'listen = "127.0.0.1:{(port := free_port())}"')
+    config = tmp_path / "demo.toml"
+    config.write_text(text)
+    daemon = start_daemon(config, port)
+    seen = daemon.wait_for(lambda s: s.value(UP, "login-sources") == 1 and s.value(UP, "vote-drift") == 1,
+                           "the demo's checks")
+    assert (seen.value(GROUPS, "login-sources") or 0) > 0
+    assert seen.value(GROUPS, "vote-drift") is None  # a violations check: its own metric
+    assert daemon.stop() == 0
+
+
+def test_config_example_prints_the_documented_example() -> None:
+    printed = run_dupewatch("config", "example", cwd=Path("/"))
+    assert printed.code == 0 and printed.stdout == (REPO_ROOT / "config.example.toml").read_text(encoding="utf-8")

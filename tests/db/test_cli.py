@@ -126,7 +126,7 @@ def test_config_discovered_in_cwd_then_xdg_config_home(pairs, tmp_path, dupewatc
 @pytest.mark.parametrize("command", [[], ["check"], ["tui"], ["daemon"], ["fix", "x"], ["fixes"]])
 def test_no_config_anywhere_is_one_line(tmp_path, dupewatch, command):
     run = dupewatch(*command, cwd=tmp_path, env={"XDG_CONFIG_HOME": str(tmp_path / "none"), "HOME": str(tmp_path)})
-    assert_one_line_error(run, "no config file found", "--config", "config.example.toml", "dupewatch demo")
+    assert_one_line_error(run, "no config file found", "--config", "dupewatch config example", "dupewatch demo")
 
 
 def test_help_lists_every_command_with_a_whole_sentence(dupewatch):

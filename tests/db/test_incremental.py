@@ -329,6 +329,7 @@ def test_an_incremental_column_that_cannot_grow_is_a_one_line_error(logins, runn
     result = runner(incremental="device").monitor.run("inc")
     assert result.status == "error"
     assert "incremental: column 'device'" in (result.error or "") and "\n" not in (result.error or "")
+    assert result.as_json()["mode"] is None  # it read nothing: neither a full nor an incremental pass
 
 
 # -- two processes, the CLI ------------------------------------------------------------------------------

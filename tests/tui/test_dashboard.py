@@ -64,7 +64,7 @@ async def test_main_screen_shows_every_check_in_config_order_with_its_figures(de
         assert "duplicates" in cell_text(app, "profiles-get-or-create", "status")
         header = screen_text(app)
         assert "4 of 5 checks with duplicates" in header and "1 with violations" in header  # vote-drift
-        assert "0 of 1 databases unreachable" in header
+        assert "0 of 1 database unreachable" in header
         # the highlighted check explains itself to a newcomer
         assert "Seed 000 (Pretix)" in header
 
@@ -198,11 +198,14 @@ async def test_s_cycles_the_sort_and_config_order_comes_back(demo_app):
     async with app.run_test(size=(150, 40)) as pilot:
         await wait_for(pilot, lambda: all_ran(app))
         await pilot.press("s")
-        by_groups = sorted(DEMO_CHECKS, key=lambda n: -(app.dashboard[n].groups or 0))
-        assert table_names(app) == by_groups
-        assert "most groups" in screen_text(app)
+        by_rows = sorted(DEMO_CHECKS, key=lambda n: -(app.dashboard[n].figure or 0))
+        assert table_names(app) == by_rows
+        assert "most rows" in screen_text(app)
         await pilot.press("s")
-        assert "fastest growth" in screen_text(app)
+        assert "largest change" in screen_text(app)
+        by_change = sorted(DEMO_CHECKS, key=lambda n: (-(app.dashboard[n].change or 0),
+                                                       -(app.dashboard[n].figure or 0)))
+        assert table_names(app) == by_change
         await pilot.press("s")
         assert table_names(app) == sorted(DEMO_CHECKS)
         await pilot.press("s")
@@ -216,7 +219,8 @@ async def test_pause_stops_polling_and_resume_picks_up_new_duplicates(demo_app, 
         await pilot.press("p")
         assert app.paused
         assert "PAUSED" in screen_text(app)
-        await wait_for(pilot, lambda: "paused" in cell_text(app, "login-sources", "status"))
+        # Paused keeps what the last run found, marked paused in place of the status mark.
+        await wait_for(pilot, lambda: cell_text(app, "login-sources", "status") == "‖ duplicates")
         await wait_for(pilot, lambda: not any(s.running for s in app.dashboard.checks.values()))
         before = cell_text(app, "profiles-get-or-create", "excess")
         finished = app.dashboard["profiles-get-or-create"].last.finished_at
@@ -298,6 +302,33 @@ async def test_mouse_click_opens_a_check(demo_app):
         assert app.screen.check == "role-membership"
 
 
+async def test_a_database_that_stops_answering_keeps_its_last_known_figures_with_their_age(demo_db, make_app):
+    """Unknown is not zero: the header counts a failing check's last known figures and says how old they are."""
+    app = make_app(demo_config(demo_db))
+    async with app.run_test(size=(240, 40)) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        duplicates = [n for n in DEMO_CHECKS if app.dashboard[n].finds == "duplicates"]
+        total = sum(app.dashboard[n].excess or 0 for n in duplicates)
+        violating = app.dashboard["vote-drift"].groups or 0
+        assert total > 0 and f"{total:,} excess rows" in screen_text(app)
+        demo_db.rename(demo_db.with_name("moved-away.sqlite"))  # the database stops answering
+        await pilot.press("R")
+        await wait_for(pilot, lambda: all(app.dashboard[n].last.status == "error" for n in DEMO_CHECKS),
+                       what="every check to fail")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert f"{total:,} excess rows (last known, " in shown
+        assert f"{violating:,} violating rows (last known, " in shown
+        assert " 0 excess rows" not in shown
+        app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen))
+        await pilot.pause()
+        known = app.dashboard["profiles-get-or-create"].last_known
+        assert known is not None and known.status == "duplicates"
+        assert f"excess rows {known.excess_rows:,}  (last known, " in screen_text(app)
+
+
 async def test_an_unreachable_database_shows_its_error_while_other_checks_carry_on(demo_db, make_app):
     demo = demo_config(demo_db)
     data = demo.model_dump(mode="json", exclude_none=True)
@@ -306,13 +337,16 @@ async def test_an_unreachable_database_shows_its_error_while_other_checks_carry_
     data["checks"].append({"name": "orders-double-submit", "database": "orders", "table": "orders",
                            "key": ["customer_id", "cart_id"], "interval": "1h"})
     app = make_app(config_from_dict(data))
-    async with app.run_test(size=(150, 40)) as pilot:
+    async with app.run_test(size=(200, 40)) as pilot:
         await wait_for(pilot, lambda: all_ran(app))
         await pilot.pause()
         assert "error" in cell_text(app, "orders-double-submit", "status")
         assert "duplicates" in cell_text(app, "login-sources", "status")
         shown = screen_text(app)
         assert "1 of 2 databases unreachable" in shown
+        # The orders database never answered: its excess rows are unknown, so the total is a floor, never exact.
+        total = sum(app.dashboard[n].excess or 0 for n in DEMO_CHECKS if app.dashboard[n].finds == "duplicates")
+        assert f"≥ {total:,} excess rows" in shown
         masked = "postgresql+psycopg://watcher:***@127.0.0.1:1/orders"
         assert f"orders-double-submit: ✖ database 'orders' ({masked})" in shown
         assert "failed once" in shown and "backing off" in shown
@@ -362,8 +396,32 @@ async def test_the_footer_follows_the_screen_it_is_on(demo_app):
         await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and "Back" in footer_keys(app),
                        what="the drill-down's footer")
         assert {"Rows", "Re-run", "Fix", "Help", "Quit"} <= set(footer_keys(app))
-        assert "Pause/Resume" not in footer_keys(app)
+        assert "Pause" not in footer_keys(app)
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and "Back" not in footer_keys(app),
                        what="the main screen's footer again")
-        assert {"Pause/Resume", "Fixes"} <= set(footer_keys(app))
+        assert {"Pause", "Fixes"} <= set(footer_keys(app))
+
+
+async def test_the_drill_down_count_and_list_agree_when_a_run_lands_after_the_list(demo_app, demo_db):
+    """The figures above the list and its caption say the same count: a run that finds one more group after
+    the list was read says so at once (not "12 of 12 groups loaded" beside "groups 13" until `r`)."""
+    app = demo_app()  # hourly: only the test makes the check run again
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        app.screen.query_one(ChecksTable).move_cursor(row=DEMO_CHECKS.index("profiles-get-or-create"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups)
+        listed = len(app.screen.groups)
+        assert app.dashboard["profiles-get-or-create"].groups == listed
+        plant_profile_race(demo_db, "after-the-list", copies=2)
+        app.run_checks("profiles-get-or-create")
+        await wait_for(pilot, lambda: app.dashboard["profiles-get-or-create"].groups == listed + 1)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert f"groups      {listed + 1}" in shown
+        assert f"{listed} loaded, then the last run found {listed + 1} (r: reload the list)" in shown
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(app.screen.groups) == listed + 1)
+        await pilot.pause()
+        assert f"{listed + 1} of {listed + 1} groups loaded" in screen_text(app)

@@ -354,8 +354,8 @@ async def test_f_on_a_custom_query_check_says_why_it_cannot_be_fixed(demo_app):
 
 async def test_dashboard_serves_metrics_and_counts_the_rows_its_fixes_delete(demo_db, make_app):
     config = with_metrics(demo_config(demo_db, interval="1h"), free_port())
-    exporter = start_metrics(config)
-    assert exporter is not None
+    exporter, notice = start_metrics(config)
+    assert exporter is not None and notice is None
     try:
         app = make_app(config, exporter=exporter)
         plan = independent_plan(config, "login-sources")
@@ -411,21 +411,35 @@ def test_fix_batches_count_their_deleted_rows_once_in_this_process_exporter(demo
         exporter.close()
 
 
-def test_dashboard_with_its_metrics_port_taken_exits_2_with_one_line_before_the_ui(demo_db, tmp_path):
-    from monitor.cli import main
-
+async def test_the_dashboard_opens_beside_a_daemon_serving_the_same_metrics_and_says_so(demo_db, make_app):
+    """The metrics port is taken (a daemon with the same config): the dashboard does not need to serve them."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        config = tmp_path / "dupewatch.toml"
-        config.write_text(f'[databases.demo]\nurl = "sqlite:///{demo_db}"\n\n[metrics]\nlisten = "127.0.0.1:{port}"\n\n'
-                          '[[checks]]\nname = "profiles"\ndatabase = "demo"\ntable = "race_profile"\n'
-                          'key = ["user_id"]\n')
-        result = CliRunner().invoke(main, ["tui", "--config", str(config)])
+        config = with_metrics(demo_config(demo_db, interval="1h"), taken.getsockname()[1])
+        exporter, notice = start_metrics(config)
+        assert exporter is None
+        assert notice is not None and "already served" in notice and "does not serve metrics" in notice
+        app = make_app(config)
+        app.startup_notice = notice
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: all_ran(app))
+            assert isinstance(app.screen, MainScreen)
+            assert any("already served" in n.message for n in app._notifications)
+
+
+def test_dashboard_with_unusable_metrics_tls_exits_2_with_one_line_before_the_ui(demo_db, tmp_path):
+    from monitor.cli import main
+
+    config = tmp_path / "dupewatch.toml"
+    config.write_text(f'[databases.demo]\nurl = "sqlite:///{demo_db}"\n\n'
+                      f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
+                      f'tls_cert = "{tmp_path}/missing.crt"\ntls_key = "{tmp_path}/missing.key"\n\n'
+                      '[[checks]]\nname = "profiles"\ndatabase = "demo"\ntable = "race_profile"\nkey = ["user_id"]\n')
+    result = CliRunner().invoke(main, ["tui", "--config", str(config)])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "address already in use" in lines[0] and "Traceback" not in result.output
+    assert len(lines) == 1 and "TLS file not found" in lines[0] and "Traceback" not in result.output
 
 
 def test_cli_fix_does_not_load_prometheus_client(demo_db):

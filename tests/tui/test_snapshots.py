@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from monitor.config import config_from_dict
 from monitor.demo import demo_config
 from monitor.history import History
@@ -27,13 +29,18 @@ async def first_runs(pilot) -> None:
     await pilot.pause()
 
 
-def test_main_screen(snap_compare, demo_db, tmp_path):
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=lambda s: f"{s[0]}x{s[1]}")
+
+
+@SIZES
+def test_main_screen(snap_compare, demo_db, tmp_path, size):
     app = frozen_app(demo_config(demo_db, interval="1h"), tmp_path)
-    assert snap_compare(app, terminal_size=SIZE, run_before=first_runs)
+    assert snap_compare(app, terminal_size=size, run_before=first_runs)
     app.stop()
 
 
-def test_drill_down(snap_compare, demo_db, tmp_path):
+@SIZES
+def test_drill_down(snap_compare, demo_db, tmp_path, size):
     app = frozen_app(demo_config(demo_db, interval="1h"), tmp_path)
 
     async def open_check(pilot) -> None:
@@ -42,7 +49,7 @@ def test_drill_down(snap_compare, demo_db, tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, GroupsScreen) and app.screen.groups)
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=open_check)
+    assert snap_compare(app, terminal_size=size, run_before=open_check)
     app.stop()
 
 

@@ -18,6 +18,7 @@ from monitor.config import (
     find_config_file,
     load_config,
     parse_duration,
+    parse_reference_name,
 )
 from monitor.db import Database, redact_text, redact_url
 from monitor.detect import CheckDefinitionError, ensure_select, split_table_name
@@ -221,3 +222,58 @@ def test_incremental_mistakes_are_one_line_naming_the_check(check, fragment):
     with pytest.raises(ConfigError) as err:
         config_from_dict(data)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+# -- hostile or mistaken input: one line, no traceback, no password ---------------------------------------
+
+
+def test_toml_nested_thousands_deep_is_one_line_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: invalid TOML: arrays or tables nested too deeply"
+
+
+@pytest.mark.parametrize("field", ["statement_timeout", "database"])
+def test_a_url_pasted_in_the_wrong_field_is_never_echoed_with_its_password(field: str) -> None:
+    pasted = "postgresql://app:hunter2-secret@db.internal:5432/app"
+    database = {"url": "sqlite:///x.sqlite"}
+    check = {"name": "c", "database": "main", "table": "t", "key": ["k"]}
+    if field == "statement_timeout":
+        database["statement_timeout"] = pasted
+    else:
+        check["database"] = pasted
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"databases": {"main": database}, "checks": [check]})
+    assert "hunter2-secret" not in str(caught.value)
+    assert "postgresql://app:***@db.internal:5432/app" in str(caught.value)
+
+
+@pytest.mark.parametrize("listen", ["[::1", "::1:9641", "[::1:9641", "[nothost]:9641", "a b:9641"])
+def test_a_malformed_listen_address_is_refused(listen: str) -> None:
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        config_from_dict({"databases": {"d": {"url": "sqlite:///x.sqlite"}}, "metrics": {"listen": listen},
+                          "checks": [{"name": "c", "database": "d", "table": "t", "key": ["k"]}]})
+
+
+@pytest.mark.parametrize("listen", ["[::1]:9641", "127.0.0.1:9641", ":9641", "db-monitor.internal:9641"])
+def test_a_good_listen_address_is_accepted(listen: str) -> None:
+    config_from_dict({"databases": {"d": {"url": "sqlite:///x.sqlite"}}, "metrics": {"listen": listen},
+                      "checks": [{"name": "c", "database": "d", "table": "t", "key": ["k"]}]})
+
+
+def test_a_table_name_with_a_nul_character_is_refused() -> None:
+    with pytest.raises(ConfigError, match="NUL"):
+        config_from_dict({"databases": {"d": {"url": "sqlite:///x.sqlite"}},
+                          "checks": [{"name": "c", "database": "d", "table": "us\0ers", "key": ["k"]}]})
+
+
+@pytest.mark.parametrize(("name", "parsed"), [
+    ('"Order"."Customer Id"', (None, "Order", ("Customer Id",))),
+    ('app."weird.table".user_id', ("app", "weird.table", ("user_id",))),
+    ('`odd.t`.(a, "B c")', (None, "odd.t", ("a", "B c"))),
+    ("public.login_event.user_id", ("public", "login_event", ("user_id",))),
+])
+def test_quoted_on_reference_names_are_read_as_written(name: str, parsed: tuple) -> None:
+    assert parse_reference_name(name) == parsed

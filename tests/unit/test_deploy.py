@@ -32,7 +32,8 @@ def exported() -> dict[str, set[str]]:
         "checks": [{"name": "orders", "database": "app", "table": "orders", "key": ["ref"]},
                    {"name": "logins", "database": "app", "table": "logins", "key": ["user_id"]},
                    {"name": "sessions", "database": "app", "table": "sessions", "key": ["token"],
-                    "incremental": "id"}],
+                    "incremental": "id"},
+                   {"name": "vote-drift", "database": "app", "sql": "SELECT 1 WHERE 1 = 0"}],
     })
     exporter = MetricsExporter(config)
     try:
@@ -40,6 +41,7 @@ def exported() -> dict[str, set[str]]:
         exporter.observe(CheckResult("sessions", "app", "duplicates", 2, 2, 3.0, mode="incremental",
                                      rows_scanned=1000, new_groups=1, last_full_pass=datetime.now().astimezone()))
         exporter.observe(CheckResult("logins", "app", "error", None, None, 5000.0, "database down"))
+        exporter.observe(CheckResult("vote-drift", "app", "violations", 4, 4, 2.0))
         exporter.record_fix("orders", "app", 4)
         text = exporter.metrics.exposition().decode()
     finally:
@@ -88,6 +90,8 @@ def assert_exported(queries: list[str], exported: dict[str, set[str]], where: st
 
 def test_every_alert_rule_uses_only_exported_metrics(exported: dict[str, set[str]]) -> None:
     assert_exported([rule["expr"] for rule in rules()], exported, "the alert rules")
+    # The stale alert's "never succeeded since the start" half reads the process's start time.
+    assert "process_start_time_seconds" in exported
 
 
 def test_every_dashboard_query_uses_only_exported_metrics(exported: dict[str, set[str]]) -> None:

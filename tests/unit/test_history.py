@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from monitor import history as history_module
+from monitor.config import config_from_dict
 from monitor.detect import CheckResult
+from monitor.engine import Monitor
 from monitor.history import History
 
 
@@ -17,7 +21,8 @@ def result(name: str, *, age_seconds: float = 0.0, status: str = "ok", groups: i
            error: str | None = None) -> CheckResult:
     finished = datetime.now().astimezone() - timedelta(seconds=age_seconds)
     excess = None if groups is None else groups * 2
-    return CheckResult(name, "db", status, groups, excess, 12.5, error, finished)  # type: ignore[arg-type]
+    return CheckResult(name, "db", status, groups, excess, 12.5, error, finished,  # type: ignore[arg-type]
+                       subject=name)
 
 
 @pytest.fixture
@@ -100,10 +105,10 @@ def test_pruning_goes_through_the_time_index_in_small_steps(tmp_path):
             "EXPLAIN QUERY PLAN " + history_module.PRUNE_STATEMENT, (0.0, 10)))
         assert "USING COVERING INDEX runs_by_time" in plan or "USING INDEX runs_by_time" in plan, plan
         old, recent = time.time() - 7200, time.time()
-        rows = [("c", "d", old - i, "ok", 0, 0, 1.0, None) for i in range(2 * history_module.PRUNE_STEP + 500)]
-        rows += [("c", "d", recent, "ok", 0, 0, 1.0, None)] * 3
+        rows = [("c", "d", old - i, "ok", 0, 0, 1.0, None, "c") for i in range(2 * history_module.PRUNE_STEP + 500)]
+        rows += [("c", "d", recent, "ok", 0, 0, 1.0, None, "c")] * 3
         store._conn.executemany("INSERT INTO runs (check_name, database, finished_at, status, groups, excess_rows,"
-                                " duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                                " duration_ms, error, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         statements: list[str] = []
         store._conn.set_trace_callback(statements.append)
         assert store.prune() == 2 * history_module.PRUNE_STEP + 500
@@ -111,3 +116,78 @@ def test_pruning_goes_through_the_time_index_in_small_steps(tmp_path):
         assert len(store.recent("c")) == 3
     finally:
         store.close()
+
+
+# -- keyed by what was measured ------------------------------------------------------------------------
+
+
+def project(url: str, *, name: str = "users-email", database: str = "app", key: list[str] | None = None,
+            where: str | None = None) -> Monitor:
+    return Monitor(config_from_dict({
+        "databases": {database: {"url": url}},
+        "checks": [{"name": name, "database": database, "table": "users", "key": key or ["email"],
+                    **({"where": where} if where else {})}],
+    }))
+
+
+def test_two_projects_with_the_same_names_on_different_databases_keep_apart() -> None:
+    postgres = project("postgresql://u:secret@db.example:5432/shop")
+    mariadb = project("mysql://u:secret@db.example:3306/shop")
+    sqlite_a = project("sqlite:///a/app.sqlite")
+    sqlite_b = project("sqlite:///b/app.sqlite")
+
+    subjects = {m.subject("users-email") for m in (postgres, mariadb, sqlite_a, sqlite_b)}
+
+    assert len(subjects) == 4
+    assert not any("secret" in s for s in subjects)
+
+
+def test_a_renamed_check_keeps_its_subject_only_while_it_measures_the_same_thing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    before = project(url).subject("users-email")
+
+    assert project(url, name="emails", database="main").subject("emails") == before
+    assert project("postgresql://other:pw@db.example/shop?sslmode=require").subject("users-email") != before
+    assert project(url, key=["email", "tenant"]).subject("users-email") != before
+    assert project(url, where="deleted_at IS NULL").subject("users-email") != before
+    # The same file named through another path is the same subject.
+    assert project(f"sqlite:///{tmp_path / '.' / 'app.sqlite'}").subject("users-email") == before
+
+
+def test_runs_of_another_subject_with_the_same_names_are_never_read(store: History) -> None:
+    store.record(replace(result("users-email", groups=10), subject="postgres-project"))
+    store.record(replace(result("users-email", groups=1), subject="mariadb-project"))
+
+    assert [run.groups for run in store.recent("mariadb-project")] == [1]
+    assert [run.groups for run in store.since("mariadb-project", 0)] == [1]
+    last = store.last_success("mariadb-project")
+    assert last is not None and last.groups == 1
+    assert store.recent("users-email") == []
+
+
+def test_a_file_from_before_subjects_is_migrated_and_its_runs_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, check_name TEXT NOT NULL, database TEXT NOT NULL,
+            finished_at REAL NOT NULL, status TEXT NOT NULL, groups INTEGER, excess_rows INTEGER,
+            duration_ms REAL NOT NULL, error TEXT);
+        CREATE TABLE incremental_state (check_name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, watermark TEXT,
+            seen TEXT NOT NULL, last_full_at REAL, generation INTEGER NOT NULL);
+    """)
+    old.execute("INSERT INTO runs (check_name, database, finished_at, status, groups, excess_rows, duration_ms)"
+                " VALUES ('users-email', 'app', ?, 'duplicates', 10, 10, 1.0)", (time.time(),))
+    old.execute("INSERT INTO incremental_state VALUES ('users-email', 'f', '5', '[]', NULL, 3)")
+    old.commit()
+    old.close()
+
+    store = History(path)
+    try:
+        assert store.recent("users-email") == [] and store.last_success("users-email") is None
+        assert store.load_incremental("users-email") is None
+        store.record(result("users-email", groups=2))
+        assert [run.groups for run in store.recent("users-email")] == [2]
+    finally:
+        store.close()
+    again = History(path)  # reopening a migrated file migrates nothing twice
+    again.close()

@@ -205,3 +205,119 @@ def test_incremental_checks_count_new_groups_after_their_first_run_and_export_ro
     assert values[("dupewatch_new_duplicate_groups_total", "inc")] == 2
     assert values[("dupewatch_check_rows_scanned", "inc")] == 40
     assert ("dupewatch_check_rows_scanned", "plain") not in values
+
+
+# -- violations apart, rows that appeared, restores by subject -----------------------------------------------
+
+
+def mixed_config() -> Config:
+    return config_from_dict({
+        "databases": {"d": {"url": "sqlite:///unused.sqlite"}},
+        "checks": [{"name": "dupes", "database": "d", "table": "t", "key": ["k"]},
+                   {"name": "vote-drift", "database": "d", "sql": "SELECT 1 WHERE 1 = 0"}],
+    })
+
+
+def test_a_violations_check_is_exported_as_violations_never_as_duplicates(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, mixed_config())
+    exporter.observe(CheckResult("vote-drift", "d", "violations", 4, 4, 3.0))
+    exporter.observe(CheckResult("dupes", "d", "duplicates", 2, 13, 3.0))
+
+    values = samples(exporter)
+    assert values[("dupewatch_violation_rows", "vote-drift")] == 4
+    assert ("dupewatch_duplicate_groups", "vote-drift") not in values
+    assert ("dupewatch_duplicate_excess_rows", "vote-drift") not in values
+    assert ("dupewatch_fix_deleted_rows_total", "vote-drift") not in values  # `dupewatch fix` refuses it
+    assert (values[("dupewatch_duplicate_groups", "dupes")], values[("dupewatch_duplicate_excess_rows", "dupes")]) \
+        == (2, 13)
+    assert ("dupewatch_violation_rows", "dupes") not in values
+
+
+def test_rows_that_appear_after_a_fix_are_counted_whenever_the_fix_is_read(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+
+    def appeared() -> float:
+        return samples(exporter)[("dupewatch_duplicate_rows_appeared_total", "c")]
+
+    exporter.observe(CheckResult("c", "d", "duplicates", 40, 98, 1.0))
+    assert appeared() == 0  # the first run has nothing to compare with
+    exporter.observe(CheckResult("c", "d", "duplicates", 41, 100, 1.0))
+    assert appeared() == 2
+
+    # A fix deletes the 100, the race adds 5 before the next run; the fix is read before that run.
+    exporter.fix_totals("d", {"c": 0})  # the fix records' first reading: the past
+    exporter.fix_totals("d", {"c": 100})
+    exporter.observe(CheckResult("c", "d", "duplicates", 5, 5, 1.0))
+    assert appeared() == 7
+
+    # Another fix (of those 5) is read only after the run that already saw its effect, and the race adds 10.
+    exporter.observe(CheckResult("c", "d", "duplicates", 0, 0, 1.0))
+    exporter.fix_totals("d", {"c": 105})
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))
+    assert appeared() == 17
+
+    exporter.observe(CheckResult("c", "d", "error", None, None, 1.0, "down"))
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))
+    assert appeared() == 17  # a failed run in between adds nothing
+
+
+def test_violating_rows_that_appear_are_counted_apart(exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, mixed_config())
+    for rows in (4, 1, 6):
+        exporter.observe(CheckResult("vote-drift", "d", "violations" if rows else "ok", rows, rows, 1.0))
+
+    values = samples(exporter)
+    assert values[("dupewatch_violation_rows_appeared_total", "vote-drift")] == 5
+    assert values[("dupewatch_duplicate_rows_appeared_total", "dupes")] == 0
+
+
+def test_a_restart_restores_the_figures_of_what_the_check_measures_only(
+        exporters: list[MetricsExporter], tmp_path: Path) -> None:
+    from monitor.history import History
+
+    config = make_config([("c", "d")])
+    store = History(tmp_path / "h.sqlite")
+    try:
+        store.record(CheckResult("c", "d", "duplicates", 2, 13, 1.0, subject="this-table"))
+        store.record(CheckResult("c", "d", "duplicates", 10, 10, 1.0, subject="another-project"))
+        elsewhere = new_exporter(exporters, config)
+        elsewhere.restore(store, lambda check: "not-measured-yet", config)
+        assert ("dupewatch_duplicate_groups", "c") not in samples(elsewhere)
+
+        exporter = new_exporter(exporters, config)
+        exporter.restore(store, lambda check: "this-table", config)
+        values = samples(exporter)
+        assert (values[("dupewatch_duplicate_groups", "c")], values[("dupewatch_duplicate_excess_rows", "c")]) \
+            == (2, 13)
+
+        exporter.observe(CheckResult("c", "d", "duplicates", 2, 15, 1.0))
+        assert samples(exporter)[("dupewatch_duplicate_rows_appeared_total", "c")] == 2  # from the restored 13
+    finally:
+        store.close()
+
+
+def test_silent_connections_never_starve_a_scrape(exporters: list[MetricsExporter]) -> None:
+    """Hundreds of connections that send nothing (a scanner, an attacker) cost no worker: every scrape is answered
+    at once while they wait, and the oldest make room for new ones rather than new ones being refused."""
+    from monitor.metrics import HTTP_WAITING
+
+    exporter = new_exporter(exporters, make_config([("c", "d")], listen=f"127.0.0.1:{free_port()}"))
+    exporter.serve()
+    host, port = "127.0.0.1", int(exporter.url.rsplit(":", 1)[1].split("/")[0])
+    silent = []
+    try:
+        for _ in range(HTTP_WAITING + 20):
+            silent.append(socket.create_connection((host, port), timeout=5))
+        for _ in range(15):
+            started = time.monotonic()
+            with urllib.request.urlopen(exporter.url, timeout=5) as response:
+                assert response.status == 200 and b"dupewatch_check_interval_seconds" in response.read()
+            assert time.monotonic() - started < 1.0
+        silent[0].settimeout(5)
+        assert silent[0].recv(1) == b"", "the oldest silent connection is closed to make room"
+        silent[-1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent[-1].recv(1)  # the newest still waits for its request
+    finally:
+        for conn in silent:
+            conn.close()

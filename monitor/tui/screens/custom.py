@@ -20,10 +20,15 @@ class CustomRowsScreen(CheckScreen):
         self.loaded = 0
         self.exhausted = False
         self.loading = False
+        self.listed = False  # a page has been shown
         self._generation = 0
 
     def on_mount(self) -> None:  # CheckScreen.on_mount runs after this one (Textual calls each class's handler)
-        self.set_caption(Text("Rows the check's query returns: each one is an offence", style="bold"))
+        if self.state.finds == "violations":
+            caption = "Violating rows: each row the check's query returns breaks its invariant (a fix does not apply)"
+        else:
+            caption = "Rows the check's query returns: each one is a duplicate group"
+        self.set_caption(Text(caption, style="bold"))
         self.set_status(Text("running the query…", style="dim"))
         self._request()
 
@@ -53,12 +58,26 @@ class CustomRowsScreen(CheckScreen):
             table.add_row(*(cell(value) for value in row), key=str(message.offset + offset))
         self.loaded += len(message.rows)
         self.exhausted = len(message.rows) < GROUP_PAGE_SIZE
+        self.listed = True
+        self._show_progress()
+
+    def refresh_check(self, name: str) -> None:
+        """A run finished: the count above and the caption below say the same figure."""
+        super().refresh_check(name)
+        if name == self.check and self.listed:
+            self._show_progress()
+
+    def _show_progress(self) -> None:
         if self.loaded == 0:
-            self.set_status(Text("● the query returns no rows right now", style="bold #5fd75f"))
+            self.set_status(Text("● the query returned no rows when the list was read", style="bold #5fd75f"))
             return
         more = "" if self.exhausted else "  ·  scroll down for more"
-        self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), " of ",
-                                      (format_count(self.state.groups), "bold"), f" rows loaded{more}"))
+        total = self.state.groups
+        if total == self.loaded or total is None:
+            self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), f" rows loaded{more}"))
+            return
+        self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
+                                      f" at the last run (r: reload the list){more}"))
 
     @on(LoadFailed)
     def _failed(self) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     pass
 
 TREND_WINDOW_SECONDS = 24 * 3600
+SHORT_SCREEN_ROWS = 35  # below this, the overview (figures and chart) takes 8 rows instead of 12
 
 
 class CheckScreen(DashboardScreen):
@@ -71,6 +72,10 @@ class CheckScreen(DashboardScreen):
         yield Static(id="status")
         yield Footer()
 
+    def on_resize(self) -> None:
+        """A short terminal gives the list of groups (or rows) the room: the overview shrinks to its figures."""
+        self.query_one("#overview").styles.height = 12 if self.size.height >= SHORT_SCREEN_ROWS else 8
+
     def on_mount(self) -> None:
         self._trend = list(self.state.history)
         self.ready = True
@@ -87,7 +92,7 @@ class CheckScreen(DashboardScreen):
         if last is not None and (not self._trend or self._trend[-1].finished_at < last.finished_at):
             self._trend.append(last)
         self.query_one("#summary", Static).update(self._summary())
-        self.query_one(TrendChart).show(self._trend, self.dash.now())
+        self.query_one(TrendChart).show(self._trend, self.dash.now(), violations=self.state.finds == "violations")
 
     def _summary(self) -> Text:
         state, now = self.state, self.dash.now()
@@ -95,13 +100,28 @@ class CheckScreen(DashboardScreen):
         if running_for is not None and running_for >= RUNNING_GRACE_SECONDS:
             status = "running"
         else:
-            status = "paused" if self.dash.paused else (state.last.status if state.last else "pending")
+            status = state.last.status if state.last else "pending"
+        status_cell = status_text(status)
+        if self.dash.paused:  # paused keeps what the last run found: a paused check is not a clean one
+            status_cell.append("  ‖ paused", style="dim")
         age = state.age_seconds(now)
+        known = state.last_known
+        stale = known is not None and known is not state.last
+        suffix = f"  (last known, {relative_time((now - known.finished_at).total_seconds())})" \
+            if stale and known is not None else ""
+        groups = known.groups if known else None
+        if state.finds == "violations":
+            figures: list[tuple[str, Text | str]] = [("violating", format_count(groups) + suffix)]
+            previous = state.previous.groups if state.previous else None
+            change = change_text(previous, groups) if not stale else Text("—", style="dim")
+        else:
+            excess = known.excess_rows if known else None
+            figures = [("groups", format_count(groups) + suffix), ("excess rows", format_count(excess) + suffix)]
+            change = change_text(state.previous_excess, state.excess)
         rows: list[tuple[str, Text | str]] = [
-            ("status", status_text(status)),
-            ("groups", format_count(state.groups)),
-            ("excess rows", format_count(state.excess)),
-            ("change", change_text(state.previous_excess, state.excess)),
+            ("status", status_cell),
+            *figures,
+            ("change", change),
             ("last run", "never" if age is None else relative_time(age)),
             ("duration", format_duration(state.last.duration_ms) if state.last else "—"),
             ("interval", format_interval(state.config.interval)),
@@ -119,16 +139,17 @@ class CheckScreen(DashboardScreen):
     def load_trend(self) -> None:
         """Read the check's runs over the chart window from the state store (off the UI thread)."""
         since = self.dash.now().timestamp() - TREND_WINDOW_SECONDS
-        runs = self.dash.history.since(self.check, since) if self.dash.history else []
+        history = self.dash.history
+        runs = history.since(self.dash.monitor.subject(self.check), since) if history else []
         self.post_message(TrendLoaded(self.check, runs))
 
     @on(TrendLoaded)
     def _trend_loaded(self, message: TrendLoaded) -> None:
-        stored = [result_from_run(run) for run in message.runs]
+        stored = [result_from_run(run, self.state.config) for run in message.runs]
         newest = stored[-1].finished_at if stored else None
         live = [r for r in self._trend if newest is None or r.finished_at > newest]
         self._trend = [*stored, *live]
-        self.query_one(TrendChart).show(self._trend, self.dash.now())
+        self.query_one(TrendChart).show(self._trend, self.dash.now(), violations=self.state.finds == "violations")
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:

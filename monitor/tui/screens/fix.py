@@ -26,7 +26,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, LoadingIndicator, ProgressBar, Static
 
@@ -48,6 +48,7 @@ from monitor.fix import (
 )
 from monitor.fix.guard import guard_after_fix
 from monitor.fix.render import report_lines
+from monitor.tui.format import plural
 from monitor.tui.messages import (
     FixDiscarded,
     FixFailed,
@@ -151,16 +152,22 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel / stop")]
 
+    # The preview scrolls between the title (docked at the top) and the controls (docked at the bottom): the
+    # confirmation, the constraint tick box, the button, the progress and the outcome are always on screen,
+    # at 80x24 as on a large terminal.
     DEFAULT_CSS = """
     FixScreen { align: center middle; }
-    FixScreen > Vertical {
+    FixScreen > #fix-box {
         width: 140; max-width: 96%; height: auto; max-height: 96%;
         border: thick $error 60%; background: $surface; padding: 0 1;
+        scrollbar-size-vertical: 1;
     }
+    FixScreen #fix-title { dock: top; }
+    FixScreen #fix-controls { dock: bottom; height: auto; background: $surface; }
     FixScreen #fix-loading { height: 3; }
-    FixScreen #fix-facts { height: auto; max-height: 12; }
+    FixScreen #fix-facts { height: auto; }
     FixScreen #fix-sample { height: auto; max-height: 14; margin-top: 1; }
-    FixScreen #fix-guard { margin-top: 1; }
+    FixScreen #fix-guard { margin-top: 1; width: 100%; }
     FixScreen #fix-run { height: auto; margin-top: 1; }
     FixScreen #fix-run > ProgressBar { width: auto; }
     FixScreen #fix-counts { padding-left: 2; width: 1fr; }
@@ -183,7 +190,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         config = self.dash.config.check(self.check)
-        with Vertical():
+        with VerticalScroll(id="fix-box"):
             title = Text.assemble(("Fix ", "bold"), (self.check, f"bold {AMBER}"), ("  on ", DIM),
                                   (f"{config.database}.{config.table}", "bold"))
             yield Static(title, id="fix-title")
@@ -195,16 +202,17 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             yield LoadingIndicator(id="fix-loading")
             yield Static(Text("computing the plan (read-only, nothing changes)…", style=DIM), id="fix-facts")
             yield DataTable(id="fix-sample", cursor_type="row", zebra_stripes=True)
-            yield TickBox(f"also add the unique constraint afterwards ({guard_name(self.check)}): stops the "
-                           "next race at the database", id="fix-guard")
-            yield TypeToConfirm(self.check, "Fix", id="fix-confirm")
-            with Horizontal(id="fix-run"):
-                yield ProgressBar(id="fix-progress", show_eta=False)
-                yield Static(id="fix-counts")
-            yield Static(id="fix-result")
+            with Vertical(id="fix-controls"):
+                yield TickBox(f"also add the unique constraint afterwards ({guard_name(self.check)}): stops the "
+                               "next race at the database", id="fix-guard")
+                yield TypeToConfirm(self.check, "Fix", id="fix-confirm")
+                with Horizontal(id="fix-run"):
+                    yield ProgressBar(id="fix-progress", show_eta=False)
+                    yield Static(id="fix-counts")
+                yield Static(id="fix-result")
 
     def on_mount(self) -> None:
-        box = self.query_one(Vertical)
+        box = self.query_one("#fix-box")
         box.border_title = "Confirm to fix"
         box.border_subtitle = "Esc: cancel"
         self.query_one("#fix-sample").display = False
@@ -248,13 +256,14 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             # one is missing; `dupewatch guard` adds it).
             confirm.display = False
             self.query_one("#fix-guard", Checkbox).display = False
-            self.query_one(Vertical).border_subtitle = "Esc: close"
+            self.query_one("#fix-box").border_subtitle = "Esc: close"
             return
         if message.unfinished is not None:
             confirm.set_action("Resume fix")
             confirm.enable(True)
         else:
-            confirm.set_action(f"Fix {message.plan.rows_to_delete:,} rows")
+            rows = message.plan.rows_to_delete
+            confirm.set_action(f"Fix {rows:,} {plural(rows, 'row')}")
             confirm.enable(message.plan.fixable and message.plan.groups > 0)
         confirm.focus_input()
 
@@ -315,7 +324,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-guard", Checkbox).disabled = True
         self.query_one("#fix-run").display = True
         self.query_one("#fix-counts", Static).update(Text(status, style=DIM))
-        self.query_one(Vertical).border_subtitle = "Esc: stop after the current batch (resumable)"
+        self.query_one("#fix-box").border_subtitle = "Esc: stop after the current batch (resumable)"
 
     def _post_progress(self, progress: FixProgress) -> None:
         self.post_message(FixProgressed(progress))
@@ -375,7 +384,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         confirm.set_action(f"Fix {message.plan.rows_to_delete:,} rows")
         confirm.enable(True)
         confirm.focus_input()
-        self.query_one(Vertical).border_subtitle = "Esc: discard the snapshot"
+        self.query_one("#fix-box").border_subtitle = "Esc: discard the snapshot"
 
     @on(FixProgressed)
     def _progressed(self, message: FixProgressed) -> None:
@@ -425,7 +434,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         result.update(text)
         result.display = True
         self.query_one(TypeToConfirm).display = False
-        self.query_one(Vertical).border_subtitle = "Esc: close"
+        self.query_one("#fix-box").border_subtitle = "Esc: close"
 
     # -- leaving ------------------------------------------------------------------------------------
 

@@ -123,14 +123,15 @@ class FixesScreen(DashboardScreen):
             self._show_status()
 
     def _show_status(self) -> None:
-        status = Text.assemble((f"{len(self.fixes):,}", "bold"), " fix(es)")
+        status = Text.assemble((f"{len(self.fixes):,}", "bold"), " fix" if len(self.fixes) == 1 else " fixes")
         chosen = self.selected()
         if chosen is not None:
             _database, record = chosen
             status.append_text(Text.assemble("  ·  ", (record.fix_id, "bold"), f" of {record.check_name} by ",
                                              (f"{record.os_user}@{record.host}", "bold"),
                                              f", constraint {record.constraint_name or '-'}"))
-            status.append("  ·  u: undo it  ·  r: reload", style=DIM)
+            undo = "u: undo it  ·  " if record.state in UNDOABLE else f"{record.state}: nothing to undo  ·  "
+            status.append(f"  ·  {undo}r: reload", style=DIM)
         for error in self.errors:
             status.append_text(Text.assemble("  ·  ", ("✖ ", f"bold {RED}"), (error, RED)))
         self.query_one("#status", Static).update(status)

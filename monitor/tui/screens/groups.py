@@ -5,6 +5,7 @@ scrolls, each with its key, its size and how far apart its rows were born (race 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -22,11 +23,15 @@ from monitor.tui.screens.detail import CheckScreen, elapsed_ms
 from monitor.tui.widgets.paged_table import PagedTable, cell
 
 
-def loaded_text(loaded: int, total: int | None, *, more: bool) -> Text:
+def loaded_text(loaded: int, total: int | None, *, more: bool, run_since: bool = False) -> Text:
     """How many groups are listed, against the last run's count. The pages are read after that run while the
-    application writes, so the two may disagree; say how instead of "85 of 84"."""
+    application writes, so the two may disagree; say how instead of "85 of 84". `run_since`: the last run
+    finished after the list was read (its count is newer than the list: `r` reads the list again)."""
     if total is None:
         return Text.assemble((f"{loaded:,}", "bold"), " groups loaded")
+    if run_since and (loaded != total or more):
+        return Text.assemble((f"{loaded:,}", "bold"), " loaded, then the last run found ",
+                             (format_count(total), "bold #ffaf00"), " (r: reload the list)")
     if loaded > total:
         return Text.assemble((f"{loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
                              " at the last run, ", (f"{loaded - total:,} new since", "bold #ffaf00"))
@@ -51,6 +56,7 @@ class GroupsScreen(CheckScreen):
         self._generation = 0
         self._columns_ready = False
         self._changes_seen: int | None = None  # the app's table_changes for this check when the list loaded
+        self._listed_after: datetime | None = None  # when the run the list is compared with finished
 
     def on_mount(self) -> None:  # CheckScreen.on_mount runs after this one (Textual calls each class's handler)
         self._changes_seen = self.dash.table_changes[self.check]
@@ -91,6 +97,8 @@ class GroupsScreen(CheckScreen):
             self._add_columns(page.key_columns)
         if message.after is None:
             self.first_page_ms = message.elapsed_ms
+            last = self.state.last
+            self._listed_after = last.finished_at if last is not None else None
         start = len(self.groups)
         for offset, group in enumerate(page.groups):
             table.add_row(*self._cells(start + offset + 1, group), key=str(start + offset))
@@ -108,9 +116,9 @@ class GroupsScreen(CheckScreen):
         for name in key_columns:
             table.add_column(name, key=f"key:{name}")
         table.add_column(Text("ROWS", justify="right"), key="rows")
-        if self.state.config.timestamp:
-            table.add_column("FIRST BORN", key="first")
+        if self.state.config.timestamp:  # SPREAD first: the race-versus-bug verdict matters most in 80 columns
             table.add_column("SPREAD", key="spread")
+            table.add_column("FIRST BORN", key="first")
         if self.state.config.incremental:
             table.add_column("FIRST SEEN", key="seen")
         self._columns_ready = True
@@ -121,8 +129,8 @@ class GroupsScreen(CheckScreen):
         cells.append(Text(f"{group.rows:,}", style="bold #ffaf00", justify="right"))
         if self.state.config.timestamp:
             first = as_datetime(group.first_seen)
-            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
             cells.append(format_spread(group.spread))
+            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
         if self.state.config.incremental:
             cells.append(self._seen_cell(group))
         return cells
@@ -136,13 +144,21 @@ class GroupsScreen(CheckScreen):
         when = moment.strftime("%Y-%m-%d %H:%M:%S")
         return Text(f"● new {when}", style="bold #ffaf00") if new else Text(when, style="dim")
 
+    def refresh_check(self, name: str) -> None:
+        """A run finished: the figures above and the caption below say the same count."""
+        super().refresh_check(name)
+        if name == self.check and self._listed_after is not None:
+            self._show_progress()
+
     def _show_progress(self) -> None:
         total = self.state.groups
         loaded = len(self.groups)
-        if loaded == 0 and self.next_cursor is None:
+        last = self.state.last
+        run_since = last is not None and self._listed_after is not None and last.finished_at > self._listed_after
+        if loaded == 0 and self.next_cursor is None and not (run_since and total):
             self.set_status(Text("● no duplicate groups right now", style="bold #5fd75f"))
             return
-        parts = [loaded_text(loaded, total, more=self.next_cursor is not None)]
+        parts = [loaded_text(loaded, total, more=self.next_cursor is not None, run_since=run_since)]
         if self.next_cursor is not None:
             parts.append(Text("scroll down for more", style="dim"))
         parts.append(Text("Enter: the group's rows", style="dim"))

@@ -17,7 +17,7 @@ leaves when two requests both "check, then write". Every check runs on its own s
   [b]r[/b] / [b]R[/b]          re-run the selected check now / every check now
   [b]p[/b]              pause or resume polling (figures stay; nothing runs against your databases)
   [b]/[/b]              filter checks by name; [b]Esc[/b] clears the filter
-  [b]s[/b]              cycle the sort: config order → most groups → fastest growth → name
+  [b]s[/b]              cycle the sort: config order → most rows → largest change → name
   [b]f[/b]              fix the selected check's duplicates (preview first, nothing changes unconfirmed)
   [b]F[/b]              past fixes: who, when, what they did; [b]u[/b] undoes one (press [b]F[/b] here to open it)
   [b]?[/b]              this help            [b]q[/b]  quit
@@ -32,12 +32,14 @@ leaves when two requests both "check, then write". Every check runs on its own s
 
 [b]Columns[/b]
   [b]STATUS[/b]       [#5fd75f]● ok[/] nothing found · [#ffaf00]▲ duplicates[/] / [#ffaf00]▲ violations[/] \
-(custom queries) found · [#8a8a8a]‖ paused[/]
+(custom queries) found · [#8a8a8a]‖[/] in place of the mark: paused
                [#5fafff]⟳ running[/] a query in progress (shown after a moment, with a timer)
                [#ff5f5f]✖ error[/] the check failed: the error is shown below the table; retried with backoff
-  [b]GROUPS[/b]       keys that occur more than once        [b]EXCESS ROWS[/b]  rows beyond the first of each key
-  [b]CHANGE[/b]       excess rows since the previous run: [b red]▲[/] growing (a live race), [green]▼[/] shrinking
-  [b]TREND[/b]        excess rows over the recent runs      [b]LAST RUN[/b] / [b]DURATION[/b]  when and how long
+  [b]GROUPS[/b]       keys that occur more than once (— for a violations check: it has rows, not groups)
+  [b]ROWS[/b]         duplicates: excess rows, beyond the first of each key (what a fix deletes);
+               violations: rows breaking the check's invariant (each row its query returns)
+  [b]CHANGE[/b]       ROWS since the previous run: [b red]▲[/] growing (a live race), [green]▼[/] shrinking
+  [b]TREND[/b]        ROWS over the recent runs             [b]LAST RUN[/b] / [b]DURATION[/b]  when and how long
 
 [b]Drill-down[/b]
   Groups are listed largest first and loaded page by page as you scroll. [b]SPREAD[/b] is how far apart a

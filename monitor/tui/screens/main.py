@@ -22,7 +22,7 @@ from monitor.tui.widgets.trend import TrendChart
 if TYPE_CHECKING:
     pass
 
-SORTS = ["config order", "most groups", "fastest growth", "name"]
+SORTS = ["config order", "most rows", "largest change", "name"]
 DEMO_BANNER = (
     "[b]DEMO[/b]  five real race-condition incidents, replayed live on a local SQLite database  ·  "
     "[b]↑↓[/b] pick a check  ·  [b]Enter[/b] its duplicate rows  ·  [b]?[/b] help"
@@ -33,8 +33,8 @@ class MainScreen(DashboardScreen):
     BINDINGS = [
         Binding("enter", "drill", "Open"),
         Binding("r", "run_selected", "Re-run"),
-        Binding("R", "run_all", "Re-run all"),
-        Binding("p", "toggle_pause", "Pause/Resume"),
+        Binding("R", "run_all", "All"),
+        Binding("p", "toggle_pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "cycle_sort", "Sort"),
         Binding("f", "fix", "Fix"),
@@ -114,7 +114,8 @@ class MainScreen(DashboardScreen):
         state = self.dash.dashboard[name] if name else None
         kept_by = self.dash.monitor.keeper_description(name) if name else None
         self.query_one(CheckDetails).show(state, self.dash.retry_in(name) if name else None, kept_by)
-        self.query_one("#preview-trend", TrendChart).show(list(state.history) if state else [], self.dash.now())
+        self.query_one("#preview-trend", TrendChart).show(list(state.history) if state else [], self.dash.now(),
+                                                          violations=state is not None and state.finds == "violations")
 
     # -- ordering and filtering ------------------------------------------------------------------
 
@@ -125,10 +126,10 @@ class MainScreen(DashboardScreen):
     def _ordered_names(self) -> list[str]:
         states = self._visible()
         config_rank = {name: i for i, name in enumerate(self.dash.dashboard.checks)}
-        if self.sort_mode == "most groups":
-            states.sort(key=lambda s: (-(s.groups or 0), config_rank[s.name]))
-        elif self.sort_mode == "fastest growth":
-            states.sort(key=lambda s: (-s.growth_per_minute(), -(s.change or 0), config_rank[s.name]))
+        if self.sort_mode == "most rows":  # the ROWS column, largest first
+            states.sort(key=lambda s: (-(s.figure or 0), config_rank[s.name]))
+        elif self.sort_mode == "largest change":  # the CHANGE column, largest growth first
+            states.sort(key=lambda s: (-(s.change or 0), -(s.figure or 0), config_rank[s.name]))
         elif self.sort_mode == "name":
             states.sort(key=lambda s: s.name.lower())
         return [s.name for s in states]

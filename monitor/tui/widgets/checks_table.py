@@ -19,18 +19,43 @@ from monitor.tui.widgets.palette import status_text
 SPARK_WIDTH = 16
 RUNNING_GRACE_SECONDS = 0.4  # a check that finishes faster than this never flickers to "running"
 
-# (key, label, width, right-aligned)
+# (key, label, width, right-aligned), in the order shown
 COLUMNS: list[tuple[str, str, int, bool]] = [
     ("name", "CHECK", 0, False),
     ("database", "DATABASE", 0, False),
     ("status", "STATUS", 12, False),
-    ("groups", "GROUPS", 9, True),
-    ("excess", "EXCESS ROWS", 11, True),
+    ("groups", "GROUPS", 8, True),
+    ("excess", "ROWS", 9, True),
     ("change", "CHANGE", 8, True),
     ("trend", "TREND", SPARK_WIDTH, False),
     ("last", "LAST RUN", 9, True),
     ("duration", "DURATION", 9, True),
 ]
+
+
+# What a narrow terminal gives up first: the run time, the sparkline (the chart below has the trend), the database
+# (the panel below names it), the groups. The check, its status, its rows, their change and the age of the figures
+# are always shown: they say whether there is a problem, how big, whether it grows, and whether it is current.
+DROPPED_FIRST = ("duration", "trend", "database", "groups")
+CELL_PADDING = 2  # DataTable's cell padding, one each side
+NAME_MIN_WIDTH = 12
+
+
+def fitted_columns(width: int, name_width: int, db_width: int) -> tuple[list[str], int]:
+    """The columns that fit in `width` cells, and the width of the CHECK column (names cropped past that)."""
+    widths = {key: {"name": name_width, "database": db_width}.get(key, size) for key, _, size, _ in COLUMNS}
+    shown = [key for key, *_ in COLUMNS]
+
+    def needed() -> int:
+        return sum(widths[key] + CELL_PADDING for key in shown) + 1  # and the vertical scrollbar's edge
+
+    for key in DROPPED_FIRST:
+        if needed() <= width:
+            break
+        shown.remove(key)
+    spare = width - needed()
+    name = max(NAME_MIN_WIDTH, name_width + min(spare, 0))
+    return shown, name
 
 
 def _right(value: str | Text, style: str = "") -> Text:
@@ -59,6 +84,8 @@ class ChecksTable(DataTable[Any]):
         self._row_stamps: dict[Any, int] = {}
         self._stamp = 0
         self._epoch = 0
+        self._name_width = self._db_width = 0
+        self._columns: list[str] = []  # the keys of the columns shown, for the width the table has
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int,
                      cursor: bool = False, hover: bool = False) -> Any:
@@ -90,11 +117,43 @@ class ChecksTable(DataTable[Any]):
 
     def setup(self, states: Sequence[CheckState]) -> None:
         """Add the columns (widths fitted to names once, so nothing jumps later) and one row per check."""
-        name_width = max([len("CHECK"), *(len(s.name) for s in states)])
-        db_width = max([len("DATABASE"), *(len(s.config.database) for s in states)])
-        for key, label, width, right in COLUMNS:
-            width = {"name": name_width, "database": db_width}.get(key, width)
-            self.add_column(_right(label) if right else label, key=key, width=width)
+        self._name_width = max([len("CHECK"), *(len(s.name) for s in states)])
+        self._db_width = max([len("DATABASE"), *(len(s.config.database) for s in states)])
+        self._add_columns(self.size.width or 10_000)
+
+    def _add_columns(self, width: int) -> None:
+        self._columns, name_width = fitted_columns(width, self._name_width, self._db_width)
+        for key, label, size, right in COLUMNS:
+            if key in self._columns:
+                size = {"name": name_width, "database": self._db_width}.get(key, size)
+                self.add_column(_right(label) if right else label, key=key, width=size)
+
+    def on_resize(self) -> None:
+        """Give up (or take back) columns as the terminal narrows (widens); rows keep their values and cursor."""
+        if not self._name_width:
+            return
+        wanted, name_width = fitted_columns(self.size.width, self._name_width, self._db_width)
+        current = self.columns.get(ColumnKey("name"))
+        if wanted == self._columns and current is not None and current.width == name_width:
+            return
+        selected = self.selected_name
+        names = [self.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value for i in range(self.row_count)]
+        self.clear(columns=True)
+        self._add_columns(self.size.width)
+        for name in names:
+            if name is not None and name in self._shown:
+                self.add_row(*self._row(self._shown[name]), key=name)
+        self._invalidate()
+        if selected is not None and selected in self._shown:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def _row(self, values: dict[str, Any]) -> list[Any]:
+        return [values[key] for key, *_ in COLUMNS if key in self._columns]
+
+    @property
+    def shown_columns(self) -> list[str]:
+        """The keys of the columns the table has room for."""
+        return list(self._columns)
 
     def show(self, states: Sequence[CheckState], cells: Callable[[CheckState], dict[str, Any]]) -> None:
         """Make exactly `states` visible, in that order, adding and removing rows but keeping the rest."""
@@ -106,7 +165,7 @@ class ChecksTable(DataTable[Any]):
         for state in states:
             if state.name not in self._shown:
                 values = cells(state)
-                self.add_row(*(values[key] for key, *_ in COLUMNS), key=state.name)
+                self.add_row(*self._row(values), key=state.name)
                 self._shown[state.name] = values
         self._invalidate()
         self.order([s.name for s in states])
@@ -130,11 +189,13 @@ class ChecksTable(DataTable[Any]):
             return
         for key, value in values.items():
             if not _same(shown.get(key), value):
+                shown[key] = value
+                if key not in self._columns:
+                    continue  # no room for it at this width: shown when the terminal widens
                 self._stamp += 1
                 self._stamps[(RowKey(name), ColumnKey(key))] = self._stamp
                 self._row_stamps[RowKey(name)] = self._stamp
                 self.update_cell(name, key, value)
-                shown[key] = value
 
     @property
     def selected_name(self) -> str | None:
@@ -159,8 +220,6 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
     running_for = state.running_for(now)
     if running_for is not None and running_for >= RUNNING_GRACE_SECONDS:
         status = "running"
-    elif paused:
-        status = "paused"
     else:
         status = state.status if state.status != "running" else (last.status if last else "pending")
     is_error = last is not None and last.status == "error"
@@ -172,14 +231,18 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
         duration = _right(format_duration(last.duration_ms) if last else "", "dim")
         if last is not None and last.incremental:  # a run that read only the new rows: a small Δ
             duration = _right(Text.assemble(("Δ ", "bold #5fafff"), (duration.plain, "dim")))
+    status_cell = status_text(status)
+    if paused and status != "running":  # paused keeps what the last run found, marked as paused
+        status_cell = Text("‖" + status_cell.plain[1:], style=status_cell.style)
+    violations = state.finds == "violations"
+    figure = state.figure
     return {
         "name": Text(state.name, style=name_style),
         "database": Text(state.config.database, style="dim"),
-        "status": status_text(status),
-        "groups": _right("—" if is_error else format_count(state.groups)),
-        "excess": _right("—" if is_error else format_count(state.excess),
-                         "bold" if (state.excess or 0) > 0 and not is_error else ""),
-        "change": _right(change_text(state.previous_excess, None if is_error else state.excess)),
+        "status": status_cell,
+        "groups": _right("—" if is_error or violations else format_count(state.groups), "dim" if violations else ""),
+        "excess": _right("—" if is_error else format_count(figure), "bold" if (figure or 0) > 0 else ""),
+        "change": _right(change_text(state.figure_of(state.previous), figure)),
         "trend": Text(sparkline(state.excess_series(), SPARK_WIDTH), style="#ffaf00"),
         "last": _right("never" if age is None else relative_time(age), "dim"),
         "duration": duration,

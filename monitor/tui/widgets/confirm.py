@@ -6,21 +6,24 @@ check this is, which a reflexive Enter or `y` does not prove.
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label
 
 
-class TypeToConfirm(Horizontal):
-    """A prompt, an input and the button it arms; posts `Confirmed` on the button or Enter once armed."""
+class TypeToConfirm(Vertical):
+    """A prompt, an input and the button it arms; posts `Confirmed` on the button or Enter once armed.
+
+    The prompt has a line of its own, so that the input and both buttons fit beside each other in 80 columns
+    whatever the length of the name to type."""
 
     DEFAULT_CSS = """
     TypeToConfirm { height: auto; margin-top: 1; }
-    TypeToConfirm > Label { padding: 1 1 0 0; }
-    TypeToConfirm > Input { width: 1fr; min-width: 24; }
-    TypeToConfirm > Button { margin-left: 1; }
+    TypeToConfirm > Horizontal { height: auto; }
+    TypeToConfirm Input { width: 1fr; min-width: 20; }
+    TypeToConfirm Button { margin-left: 1; }
     """
 
     class Confirmed(Message):
@@ -33,9 +36,10 @@ class TypeToConfirm(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(f"Type [b]{self.expected}[/b] to confirm:")
-        yield Input(placeholder="the name, exactly", id="confirm-name")
-        yield Button(self.action, variant="error", id="confirm-button", disabled=True)
-        yield Button("Cancel", id="cancel-button")
+        with Horizontal():
+            yield Input(placeholder="the name, exactly", id="confirm-name", select_on_focus=False)
+            yield Button(self.action, variant="error", id="confirm-button", disabled=True)
+            yield Button("Cancel", id="cancel-button")
 
     @property
     def armed(self) -> bool:
@@ -56,6 +60,16 @@ class TypeToConfirm(Horizontal):
 
     def _sync(self) -> None:
         self.query_one("#confirm-button", Button).disabled = not self.armed
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing while a button has the focus (after Tab) types into the name, rather than letting a later
+        Enter press whichever button it landed on."""
+        field = self.query_one(Input)
+        if event.is_printable and event.character and self.app.focused is not field and not field.disabled:
+            event.stop()
+            event.prevent_default()
+            field.focus()
+            field.insert_text_at_cursor(event.character)
 
     @on(Input.Changed, "#confirm-name")
     def _changed(self) -> None:

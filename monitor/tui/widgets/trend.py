@@ -34,12 +34,14 @@ class TrendChart(PlotextPlot):
         self._points: list[CheckResult] = []
         self._now: datetime | None = None
         self._signature: tuple[object, ...] | None = None
+        self.violations = False  # a violations check: one line, its violating rows
 
-    def show(self, points: Sequence[CheckResult], now: datetime) -> None:
+    def show(self, points: Sequence[CheckResult], now: datetime, *, violations: bool = False) -> None:
         """Plot these runs. Drawing costs tens of milliseconds, so nothing happens unless the runs changed."""
         points = downsample([p for p in points if p.excess_rows is not None])
         signature = (len(points), points[0].finished_at if points else None,
-                     points[-1].finished_at if points else None)
+                     points[-1].finished_at if points else None, violations)
+        self.violations = violations
         if signature == self._signature:
             return
         self._signature = signature
@@ -48,6 +50,12 @@ class TrendChart(PlotextPlot):
         self._now = points[-1].finished_at if points else now
         self._draw()
         self.refresh()
+
+    def on_resize(self) -> None:
+        """The title (the legend) is fitted to the width: drawn again when it changes."""
+        if self._now is not None:
+            self._draw()
+            self.refresh()
 
     def _draw(self) -> None:
         plt = self.plt
@@ -60,11 +68,18 @@ class TrendChart(PlotextPlot):
             return
         now = self._now
         xs = [(p.finished_at - now).total_seconds() / 60 for p in self._points]
-        excess = [p.excess_rows or 0 for p in self._points]
-        groups = [p.groups or 0 for p in self._points]
         marker = "braille"
-        plt.plot(xs, excess, label="excess rows", color=(255, 175, 0), marker=marker)
-        plt.plot(xs, groups, label="groups", color=(95, 175, 255), marker=marker)
+        # The legend is the title (plotext draws its own legend over the lines): amber rows, blue groups.
+        if self.violations:
+            excess = groups = [p.groups or 0 for p in self._points]
+            plt.plot(xs, excess, color=(255, 175, 0), marker=marker)
+            legend = "violating rows"
+        else:
+            excess = [p.excess_rows or 0 for p in self._points]
+            groups = [p.groups or 0 for p in self._points]
+            plt.plot(xs, excess, color=(255, 175, 0), marker=marker)
+            plt.plot(xs, groups, color=(95, 175, 255), marker=marker)
+            legend = "excess rows (amber), groups (blue)" if self.size.width >= 70 else "amber rows, blue groups"
         span = max(-min(xs), 1 / 6) if xs else 1
         ticks = [-span, -span * 2 / 3, -span / 3, 0]
         labels = [_clock_label(now, t) for t in ticks]
@@ -73,7 +88,8 @@ class TrendChart(PlotextPlot):
         low, high = y_range([*excess, *groups])
         plt.ylim(low, high)
         plt.yticks(list[float](y_ticks(low, high)))
-        plt.title(f"{len(self._points)} runs, last {_span_label(span)}")
+        runs = f"{len(self._points)} runs over {_span_label(span)}"
+        plt.title(f"{legend} · {runs}" if len(legend) + len(runs) + 3 <= self.size.width - 4 else legend)
 
     def render(self):  # type: ignore[no-untyped-def]
         if self.size.width < 10 or self.size.height < 4:
