@@ -41,13 +41,14 @@ from monitor.db import Database, DatabaseError
 from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.engine import Monitor
 from monitor.fix import records
+from monitor.fix.accounting import BatchAccount, Planned
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
 from monitor.fix.links import Link, apply, children_archived, delete_joined, prepare_links, verify_clear
 from monitor.fix.locks import fix_lock
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
-from monitor.fix.records import FixRecord
+from monitor.fix.records import FixRecord, reference_table
 from monitor.fix.refs import find_references
 
 DEFAULT_BATCH_SIZE = 5000
@@ -507,19 +508,34 @@ class _Batch:
         self.t, self.layout, self.plan, self.archive = t, layout, plan, archive
         self.links, self.fix_id = links, fix_id
         self.table = layout.table
+        self._references: sa.Table | None = None  # `dupewatch_fix_reference` where this connection keeps it
 
     def run(self, conn: Connection, lower: int, upper: int) -> _Outcome:
+        """Fix the groups numbered `lower` < group <= `upper`; before returning, the database's own count of
+        what the transaction changed must equal the plan's (see accounting.py), else `BatchAborted`."""
+        account = BatchAccount(conn, self.t.db.rules, self._suspects())
+        planned = Planned()
         in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
         if self.layout.mode == "identical":
-            return self._identical(conn, in_batch)
-        intact, expected, skipped = self._lock_and_recheck(conn, in_batch, range(lower + 1, upper + 1))
+            outcome = self._identical(conn, in_batch)
+        else:
+            outcome = self._fix_groups(conn, in_batch, range(lower + 1, upper + 1), planned)
+        planned.deleted(self.table, outcome.deleted)
+        planned.inserted(self.archive, outcome.archived)
+        account.settle(conn, planned)
+        return outcome
+
+    def _fix_groups(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: range,
+                    planned: Planned) -> _Outcome:
+        intact, expected, skipped = self._lock_and_recheck(conn, in_batch, groups)
         outcome = _Outcome(groups=intact, skipped=len(skipped))
-        self._forget(conn, skipped)
+        planned.deleted(self.plan, self._forget(conn, skipped))
         if not intact:
             return outcome
         doomed = sa.and_(in_batch, self.plan.c[RANK] > 1)
         for link in self.links:
             moved = apply(conn, self.layout, self.plan, link, doomed, self.fix_id)
+            self._plan_link(conn, planned, link, moved)
             if link.ref.action == "repoint":
                 outcome.repointed += moved
             else:
@@ -532,6 +548,25 @@ class _Batch:
             raise BatchAborted(f"deleted {deleted} rows, expected {expected}")
         outcome.archived, outcome.deleted = archived, deleted
         return outcome
+
+    def _plan_link(self, conn: Connection, planned: Planned, link: Link, moved: int) -> None:
+        """What `links.apply` changed for `moved` referencing rows: their update (repoint) or delete (archive),
+        as many log or archive rows, and the reference's row count in `dupewatch_fix_reference`."""
+        if not moved or link.log is None:
+            return
+        if link.ref.action == "repoint":
+            planned.updated(link.child, moved)
+        else:
+            planned.deleted(link.child, moved)
+        planned.inserted(link.log, moved)
+        if self._references is None:
+            self._references = sa.Table(reference_table.name, sa.MetaData(), schema=records.home(conn))
+        planned.updated(self._references, 1)
+
+    def _suspects(self) -> list[str]:
+        """What can write beyond the plan unseen, named when the database counts changes for all tables at once."""
+        actions = [f"ON DELETE {link.ref.ondelete} of {link.ref.label}" for link in self.links if link.ref.cascades]
+        return [*self.layout.hooks.blocking, *self.layout.hooks.firing, *actions]
 
     def _lock(self, statement: sa.Select[Any]) -> sa.Select[Any]:
         if self.layout.dialect == "postgresql":
@@ -569,11 +604,14 @@ class _Batch:
         sizes = {int(group): int(size) for group, size in conn.execute(intact)}
         return len(sizes), sum(n - 1 for n in sizes.values()), [g for g in groups if g not in sizes]
 
-    def _forget(self, conn: Connection, skipped: list[int]) -> None:
+    def _forget(self, conn: Connection, skipped: list[int]) -> int:
         """Drop skipped groups from the plan (in this batch's transaction): what is left of the batch's range
-        is exactly what gets repointed, archived and deleted."""
+        is exactly what gets repointed, archived and deleted. Returns the plan rows dropped."""
+        dropped = 0
         for start in range(0, len(skipped), _IN_CHUNK):
-            conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(skipped[start:start + _IN_CHUNK])))
+            chunk = skipped[start:start + _IN_CHUNK]
+            dropped += conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(chunk))).rowcount
+        return dropped
 
     def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool]) -> tuple[int, int]:
         """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them."""
