@@ -35,7 +35,8 @@ class ForeignKey:
     """A foreign key from `schema.table(columns)` to the fixed table's `referred_columns`.
 
     `schema` is None when the referencing table lives in the connection's default schema (or database).
-    `visible` is False when the fixing role may not read and update the referencing table."""
+    `visible` is False when the fixing role may not read and update the referencing table. `hidden_from` names
+    the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL)."""
 
     schema: str | None
     table: str
@@ -44,6 +45,7 @@ class ForeignKey:
     referred_columns: tuple[str, ...]
     ondelete: str | None
     visible: bool = True
+    hidden_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,21 @@ class PostgresCatalog(Catalog):
                          JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
                          ORDER BY k.ord) AS referred,
                    has_table_privilege(con.conrelid, 'SELECT') AND has_table_privilege(con.conrelid, 'UPDATE')
-                       AS visible
+                       AS visible,
+                   -- row-level security applies to the role: not a superuser or BYPASSRLS, and not the
+                   -- table's owner, or the owner under FORCE ROW LEVEL SECURITY (docs, "Row Security Policies")
+                   CASE WHEN c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+                         AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
+                                  WHERE r.rolname = current_user)
+                        THEN current_user END AS hidden_from
             FROM pg_catalog.pg_constraint con
             JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE con.contype = 'f' AND con.confrelid = to_regclass(:t) AND con.conparentid = 0
             ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
         return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
-                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible)) for r in rows]
+                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from)
+                for r in rows]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:
         params = {"t": qualified(self.conn, table)}

@@ -41,7 +41,7 @@ from monitor.db import Database, DatabaseError
 from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.engine import Monitor
 from monitor.fix import records
-from monitor.fix.accounting import BatchAccount, Planned
+from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
@@ -180,15 +180,34 @@ def table_lock(t: _Target) -> Iterator[None]:
 def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
               group: Sequence[Any] | None = None) -> FixPlan:
     """The dry run: the plan computed over the live table in a read-only transaction; changes nothing.
-    `group`: plan only the group with these key values."""
+    It is planned with the fix role's eyes (`fix_url`), which may see other rows, references and row-level
+    security than the detection role. `group`: plan only the group with these key values."""
     t = target(monitor, check, group)
     try:
-        with t.db.read_only() as conn:
+        with _planning_view(t) as conn:
             layout = _layout(conn, t)
             rel = layout.relation_select().subquery("dupewatch_plan")
             return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(t.db.describe(exc)) from None
+
+
+@contextmanager
+def _planning_view(t: _Target) -> Iterator[Connection]:
+    """A read-only transaction that sees what the fix will see: on the writing connection where a role decides
+    what is visible, else (SQLite) the detection connection. Always rolled back."""
+    if not t.db.rules.roles:
+        with t.db.read_only() as conn:
+            yield conn
+        return
+    with _writer(t) as conn:
+        conn.begin()
+        try:
+            t.db.rules.read_only_planning(conn)
+            yield conn
+        finally:
+            if conn.in_transaction() and not conn.invalidated:
+                conn.rollback()
 
 
 def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
@@ -433,7 +452,7 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
                 raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
-                               "(earlier batches stand; run the fix again to resume)") from None
+                               f"({_after_stop(exc, fix_id)})") from None
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
@@ -462,6 +481,14 @@ def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
         return f"interrupted ({type(exc).__name__}: {exc})" if str(exc) else f"interrupted ({type(exc).__name__})"
     hooks = [*layout.hooks.blocking, *layout.hooks.firing]
     return str(exc) + (f" (the table has {', '.join(hooks)})" if hooks else "")
+
+
+def _after_stop(exc: BaseException, fix_id: str) -> str:
+    """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing."""
+    if isinstance(exc, UnplannedChange):
+        return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
+                f"run it again to resume, or `dupewatch undo {fix_id}`")
+    return "earlier batches stand; run the fix again to resume"
 
 
 def _mark_failed(t: _Target, fix_id: str, message: str) -> None:
