@@ -85,10 +85,9 @@ class BatchAccount:
         table, kind = key
         what = "row(s) changed" if kind not in (INSERTED, UPDATED, DELETED) else f"row(s) {kind}"
         if table != ALL_TABLES:
-            beyond = (f"the database counted {done} {what} in {table}, the plan {expected}" if expected
-                      else f"the database counted {done} {what} in {table}, which the plan does not write")
-            return f"{beyond}: something the fix cannot see acted on it (a cascade, a trigger, a rule, or rows " \
-                   "row-level security hides); nothing of this batch was kept"
+            return (f"the database counted {done} {what} in {table}, the plan {expected}: something the fix "
+                    "cannot see acted on it (a cascade, a trigger, a rule, or rows row-level security hides); "
+                    "nothing of this batch was kept")
         written = sorted({t.name for (t, _k), rows in planned.rows.items() if rows})
         suspects = f"; what may have done it: {', '.join(self.suspects)}" if self.suspects else ""
         return (f"the database counted {done} {what} in this batch, the plan {expected} (in "

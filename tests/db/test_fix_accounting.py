@@ -87,7 +87,7 @@ def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fi
     monitor = Monitor(config_from_dict(checks_dict(pg, [CUSTOMERS], fix_url=_as(pg, pg_fix_role))))
     try:
         assert make_plan(monitor, "customers").blockers == []  # what the fix role sees: nothing references
-        with pytest.raises(FixError, match=r"deleted in invoice, which the plan does not write") as stopped:
+        with pytest.raises(FixError, match=r"2 row\(s\) deleted in invoice, the plan 0") as stopped:
             run_fix(monitor, "customers")
     finally:
         monitor.close()
