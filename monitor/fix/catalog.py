@@ -190,16 +190,18 @@ class MySqlCatalog(Catalog):
         return table.schema or str(self.conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
 
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        # KEY_COLUMN_USAGE lists a foreign key to whoever has a privilege on its table; MariaDB shows its row of
+        # REFERENTIAL_CONSTRAINTS (the ON DELETE rule) only with privileges on the whole database, so the rule is
+        # joined where visible (None otherwise) and never decides whether the reference exists.
         rows = self.conn.execute(sa.text("""
-            SELECT rc.CONSTRAINT_SCHEMA AS child_schema, rc.TABLE_NAME AS child_table,
-                   rc.CONSTRAINT_NAME AS fk_name, rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column,
-                   k.REFERENCED_COLUMN_NAME AS referred_column
-            FROM information_schema.REFERENTIAL_CONSTRAINTS rc
-            JOIN information_schema.KEY_COLUMN_USAGE k
-              ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME
-             AND k.TABLE_NAME = rc.TABLE_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL
-            WHERE rc.UNIQUE_CONSTRAINT_SCHEMA = :s AND rc.REFERENCED_TABLE_NAME = :t
-            ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
+            SELECT k.TABLE_SCHEMA AS child_schema, k.TABLE_NAME AS child_table, k.CONSTRAINT_NAME AS fk_name,
+                   rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column, k.REFERENCED_COLUMN_NAME AS referred_column
+            FROM information_schema.KEY_COLUMN_USAGE k
+            LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS rc
+              ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME
+             AND rc.TABLE_NAME = k.TABLE_NAME
+            WHERE k.REFERENCED_TABLE_SCHEMA = :s AND k.REFERENCED_TABLE_NAME = :t
+            ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
             {"s": self._schema(table), "t": table.name}).all()
         grouped: dict[tuple[str, str, str], tuple[str, list[str], list[str]]] = {}
         for r in rows:
@@ -207,7 +209,7 @@ class MySqlCatalog(Catalog):
             cols.append(r.fk_column)
             refs.append(r.referred_column)
         return [ForeignKey(self._schema_or_none(s), t, name, tuple(cols), tuple(refs),
-                           None if rule == "NO ACTION" else rule)
+                           None if rule in (None, "NO ACTION") else rule)
                 for (s, t, name), (rule, cols, refs) in grouped.items()]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:

@@ -251,6 +251,30 @@ def test_mysql_with_process_the_hidden_foreign_key_is_named(mysql, mysql_fix_use
         mysql.execute(f"DROP DATABASE `{other}`")
 
 
+def test_mysql_a_reference_on_a_table_granted_alone_is_repointed_not_cascaded(mysql, mysql_fix_user):
+    """MariaDB hides the REFERENTIAL_CONSTRAINTS row of a foreign key from a role with only table privileges on
+    its table; InnoDB's cascade (which no session counter shows) would delete the invoice unseen."""
+    other = f"{mysql.schema}_granted"
+    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
+                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')", f"CREATE DATABASE `{other}`")
+    user, password = mysql_fix_user
+    try:
+        mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
+                      f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
+                      f"INSERT INTO `{other}`.invoice VALUES (10, 2)",
+                      f"GRANT SELECT, UPDATE ON `{other}`.invoice TO '{user}'@'%'",
+                      f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=_as(mysql, user, password))))
+        try:
+            report = run_fix(monitor, "customers")
+        finally:
+            monitor.close()
+        assert (report.deleted, report.repointed) == (1, 1)
+        assert mysql.rows(f"SELECT id, customer_id FROM `{other}`.invoice") == [(10, 1)]
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
+
+
 # -- item 10: publications ------------------------------------------------------------------------------------
 
 
