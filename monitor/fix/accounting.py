@@ -57,11 +57,12 @@ class Planned:
 class BatchAccount:
     """The database's change counts when a batch began; `settle` compares what it changed since with the plan."""
 
-    def __init__(self, conn: Connection, rules: Dialect, suspects: Iterable[str] = ()) -> None:
+    def __init__(self, conn: Connection, rules: Dialect, suspects: Iterable[str] = (),
+                 names: dict[sa.Table, str] | None = None) -> None:
         self.rules = rules
         self.suspects = list(suspects)  # what may act unseen, named where the database counts no table
         self.before = rules.changes_so_far(conn)
-        self._names: dict[sa.Table, str] = {}
+        self._names = {} if names is None else names  # table -> the name it is counted under (shareable)
 
     def settle(self, conn: Connection, planned: Planned) -> None:
         """Raise `UnplannedChange` when the database counted a change the plan does not hold."""

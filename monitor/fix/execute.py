@@ -16,7 +16,10 @@ runs in one transaction:
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
    `WITH moved AS (DELETE ... RETURNING *) INSERT INTO archive SELECT ... FROM moved` reporting both
    counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's;
-5. advance the fix record (`done_through`, counts) and commit.
+5. settle the batch's account: what the database counted the transaction changing (per table on PostgreSQL,
+   trigger writes and foreign key actions included) must be exactly what steps 2-4 planned, else the batch is
+   rolled back naming the table (see accounting.py);
+6. advance the fix record (`done_through`, counts) and commit.
 
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
 Rows that were not in the snapshot are never touched, and a keeper is never deleted (it is locked, must
@@ -536,11 +539,12 @@ class _Batch:
         self.links, self.fix_id = links, fix_id
         self.table = layout.table
         self._references: sa.Table | None = None  # `dupewatch_fix_reference` where this connection keeps it
+        self._counted_as: dict[sa.Table, str] = {}  # the name the database counts each table's changes under
 
     def run(self, conn: Connection, lower: int, upper: int) -> _Outcome:
         """Fix the groups numbered `lower` < group <= `upper`; before returning, the database's own count of
         what the transaction changed must equal the plan's (see accounting.py), else `BatchAborted`."""
-        account = BatchAccount(conn, self.t.db.rules, self._suspects())
+        account = BatchAccount(conn, self.t.db.rules, self._suspects(), self._counted_as)
         planned = Planned()
         in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
         if self.layout.mode == "identical":

@@ -509,8 +509,8 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
                              "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "
                              "by hand")
     if layout.hooks.firing:
-        plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}; undo does not reverse "
-                          "what it does")
+        plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}: if it changes any row, the "
+                          "batch's account rolls the batch back and the fix stops (disable it for the fix)")
 
 
 def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
