@@ -11,7 +11,8 @@ Reflection inspects one schema at a time and cannot say who may see what, so the
 - `table_identity(conn, table)`: the resolved table, so that `parent` and `public.parent` are one table
   (PostgreSQL: its oid; MySQL/MariaDB: schema and name as stored; SQLite: the name, case-folded as SQLite does).
 - `restrict_access(conn, table)`: nothing but the owner may read a bookkeeping table (PostgreSQL: revoke what
-  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced).
+  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced),
+  and a publication may replicate its deletes (PostgreSQL: REPLICA IDENTITY FULL).
 
 One class per database; `catalog_for(conn)` picks it. Identifiers reach the catalog as bound values or as
 `regclass` text quoted by SQLAlchemy's preparer, never pasted into SQL.
@@ -173,6 +174,9 @@ class PostgresCatalog(Catalog):
             if not grantee.public:
                 self.conn.exec_driver_sql(f"REVOKE ALL ON TABLE {name} FROM {quote(grantee.role)}")
         self.conn.exec_driver_sql(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
+        # A publication FOR ALL TABLES (or of the schema) that publishes deletes refuses them on a table without a
+        # replica identity, and dupewatch's own tables have no primary key: skipped groups leave the plan table.
+        self.conn.exec_driver_sql(f"ALTER TABLE {name} REPLICA IDENTITY FULL")
 
     def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
         if not super()._index_enforced(schema, table, index):
