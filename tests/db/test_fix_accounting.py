@@ -331,3 +331,18 @@ def test_a_for_all_tables_publication_is_named_in_the_plan_notes(tmp_path):
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_rows_of_partitions_are_counted_as_their_partitioned_table(pg):
+    """PostgreSQL counts a partitioned table's changes on its partitions: the account adds them up."""
+    pg.execute("CREATE TABLE event (id INT, day INT, k INT, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)",
+               "CREATE TABLE event_1 PARTITION OF event FOR VALUES FROM (0) TO (10)",
+               "CREATE TABLE event_2 PARTITION OF event FOR VALUES FROM (10) TO (20)",
+               "INSERT INTO event VALUES (1, 1, 7), (2, 11, 7), (3, 12, 7), (4, 2, 8)")
+    monitor = Monitor(config_from_dict(checks_dict(pg, [{"name": "e", "table": "event", "key": ["k"]}])))
+    try:
+        report = run_fix(monitor, "e")
+    finally:
+        monitor.close()
+    assert (report.state, report.deleted) == ("done", 2)
+    assert pg.rows("SELECT id FROM event ORDER BY id") == [(1,), (4,)]
