@@ -73,9 +73,11 @@ class BatchAccount:
         expected: Counter[tuple[str, str]] = Counter()
         for (table, kind), rows in planned.rows.items():
             expected[(self._counted_as(conn, table), self.rules.counted_kind(kind))] += rows
-        for key in sorted(set(done) | set(expected)):
-            if done[key] != expected[key]:
-                raise UnplannedChange(self._describe(key, done[key], expected[key], planned))
+        wrong = sorted((key for key in set(done) | set(expected) if done[key] != expected[key]),
+                       key=lambda k: (expected[k] > 0, k))  # a table the plan does not write named first
+        if wrong:
+            first = wrong[0]
+            raise UnplannedChange(self._describe(first, done[first], expected[first], planned))
 
     def _counted_as(self, conn: Connection, table: sa.Table) -> str:
         if table not in self._names:
