@@ -130,6 +130,29 @@ def test_a_trigger_writing_another_table_rolls_the_batch_back(db):
     assert contents(db, "t", "audit") == before
 
 
+def test_a_trigger_on_a_repointed_table_writing_elsewhere_rolls_the_batch_back(db):
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))",
+               "INSERT INTO c VALUES (10, 2)", "CREATE TABLE audit (id INTEGER)")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END'",
+                   "CREATE TRIGGER remember_move AFTER UPDATE ON c FOR EACH ROW EXECUTE FUNCTION remember()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER remember_move AFTER UPDATE ON c FOR EACH ROW INSERT INTO audit VALUES (NEW.id)")
+    else:
+        db.execute("CREATE TRIGGER remember_move AFTER UPDATE ON c BEGIN INSERT INTO audit VALUES (new.id); END")
+    before = contents(db, "t", "c", "audit")
+    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    try:
+        with pytest.raises(FixError, match="rolled back") as stopped:
+            run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    assert db.dialect != "postgresql" or "in audit" in str(stopped.value)
+    assert contents(db, "t", "c", "audit") == before
+
+
 def test_a_trigger_writing_only_its_own_row_passes_the_account(db):
     """The account does not refuse what the plan holds: a child's BEFORE UPDATE trigger that stamps the
     updated row is one update of that row, as planned."""
