@@ -369,3 +369,22 @@ def test_rows_of_partitions_are_counted_as_their_partitioned_table(pg):
         monitor.close()
     assert (report.state, report.deleted) == ("done", 2)
     assert pg.rows("SELECT id FROM event ORDER BY id") == [(1,), (4,)]
+
+
+def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch):
+    """SQLite counts foreign key actions in total_changes(): with foreign keys enforced on the fix's connection
+    and the reference hidden from the plan, the cascade is what the account catches."""
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id) ON DELETE CASCADE)",
+                      "INSERT INTO c VALUES (10, 2)")
+    monkeypatch.setattr("monitor.fix.execute.find_references", lambda *_args, **_kw: [])
+    before = contents(sqlite_db, "t", "c")
+    monitor = Monitor(config_from_dict(checks_dict(sqlite_db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    sa.event.listen(monitor.database("app").writer, "connect",
+                    lambda dbapi, _record: dbapi.execute("PRAGMA foreign_keys = ON"))
+    try:
+        with pytest.raises(FixError, match=r"counted 3 row\(s\) changed in this batch, the plan 2"):
+            run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    assert contents(sqlite_db, "t", "c") == before
