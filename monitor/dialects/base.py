@@ -53,6 +53,20 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
+
+A fix batch's account (`monitor.fix.accounting`): what the transaction changed, as the database counts it
+- `changes_so_far(conn)`: rows the session's open transaction (or session) has inserted, updated and deleted so
+  far, per table where the database says (PostgreSQL), else for all tables (`ALL_TABLES`); kinds the database does
+  not tell apart are `ANY_CHANGE` (SQLite). None where the database keeps no such count.
+- `counted_as(conn, table)`: the name under which `changes_so_far` counts a table's changes (`ALL_TABLES` where it
+  counts the session only); `counted_kind(kind)`: the kind a change is counted as.
+- `read_only_planning(conn)`: make the transaction just begun on a writing connection read-only (the dry run plans
+  with the fix role's eyes); `roles`: whether the writing URL can see other rows than the detection URL (SQLite
+  has no roles: the dry run plans on the detection connection).
+- `unseen_references(conn, table)`: why the fix role may not see every foreign key or trigger that a write to
+  `table` sets off (information_schema hides tables the role has no privilege on), or None.
+- `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
+  fix's writes (PostgreSQL logical replication).
 """
 
 from __future__ import annotations
@@ -76,6 +90,13 @@ class NamedLock:
     what: str
 
 
+# A batch's row changes as a database counts them: (table, kind) -> rows. See `Dialect.changes_so_far`.
+ChangeCounts = dict[tuple[str, str], int]
+ALL_TABLES = ""  # the table of a count the database keeps for the whole session
+ANY_CHANGE = "changed"  # the kind of a count that does not tell inserts, updates and deletes apart
+INSERTED, UPDATED, DELETED = "inserted", "updated", "deleted"
+
+
 class Dialect:
     """The behaviour of one database family; the base class holds what most databases share."""
 
@@ -87,6 +108,7 @@ class Dialect:
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
+    roles: ClassVar[bool] = True
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -229,6 +251,33 @@ class Dialect:
     def server_version(self, conn: Connection) -> tuple[int, ...]:
         """The server's version as SQLAlchemy read it when the engine first connected."""
         return tuple(int(part) for part in conn.dialect.server_version_info or () if isinstance(part, int))
+
+    # -- a batch's account ----------------------------------------------------------------------
+
+    def changes_so_far(self, conn: Connection) -> ChangeCounts | None:
+        """Rows changed so far, as the database counts them (see the module docstring); None: no count kept."""
+        return None
+
+    def counted_as(self, conn: Connection, table: sa.Table) -> str:
+        return ALL_TABLES
+
+    def counted_kind(self, kind: str) -> str:
+        return kind
+
+    def read_only_planning(self, conn: Connection) -> None:
+        """Make the transaction just begun on `conn` read-only (before its first statement)."""
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    def unseen_references(self, conn: Connection, table: sa.Table) -> str | None:
+        return None
+
+    def replication_blockers(self, conn: Connection, table: sa.Table, writes: str) -> list[str]:
+        """Why a publication would refuse the fix's `writes` ("delete" or "update") to `table`."""
+        return []
+
+    def replication_notes(self, conn: Connection, schemas: list[str | None]) -> list[str]:
+        """What the operator should know about publications replicating dupewatch's tables in `schemas`."""
+        return []
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import Dialect, NamedLock
+from monitor.dialects.base import ALL_TABLES, DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock
 
 # Which functions a statement calls is the server's answer, not ours. `PREPARE` parses and resolves a statement
 # without running it, and with the optimizer trace on MariaDB/MySQL records each SELECT of it as the server
@@ -84,6 +84,16 @@ variance version week weekday weekofyear weight_string year yearweek
 
 
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
+
+
+# Rows the session's statements wrote, trigger bodies included (MariaDB docs, "Server Status Variables":
+# Handler_write, Handler_update, Handler_delete; internal temporary tables count apart, as Handler_tmp_*). InnoDB's
+# foreign key actions are not counted: what they reach must be visible in the catalog (`unseen_references`).
+_HANDLER_COUNTS = {"Handler_write": INSERTED, "Handler_update": UPDATED, "Handler_delete": DELETED}
+_SESSION_COUNTS = sa.text("SHOW SESSION STATUS WHERE Variable_name IN ('Handler_write', 'Handler_update', "
+                          "'Handler_delete')")
+# Every foreign key of the server, whoever may see its table (PROCESS privilege): MariaDB, then MySQL 8.
+_ALL_FOREIGN_KEYS = ("INNODB_SYS_FOREIGN", "INNODB_FOREIGN")
 
 
 def fix_lock_name(table: str) -> str:
@@ -254,3 +264,39 @@ class MySQL(Dialect):
         if where is not None:
             raise ValueError("MySQL/MariaDB have no partial indexes")
         return {}
+
+    # -- a batch's account ----------------------------------------------------------------------
+
+    def changes_so_far(self, conn: Connection) -> ChangeCounts:
+        return {(ALL_TABLES, _HANDLER_COUNTS[str(name)]): int(value) for name, value in conn.execute(_SESSION_COUNTS)}
+
+    def unseen_references(self, conn: Connection, table: sa.Table) -> str | None:
+        """information_schema lists only the foreign keys of tables the role has a privilege on, and InnoDB's
+        ON DELETE reaches the others all the same (uncounted: see `_HANDLER_COUNTS`). With PROCESS the role
+        reads every foreign key from InnoDB's own list; with a global SELECT it sees every table."""
+        schema = table.schema or str(conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
+        granted = set(conn.execute(sa.text(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES")).scalars())
+        visible = conn.execute(sa.text(
+            "SELECT COUNT(DISTINCT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME) FROM "
+            "information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_SCHEMA = :s AND REFERENCED_TABLE_NAME = :t"),
+            {"s": schema, "t": table.name}).scalar_one()
+        if "PROCESS" in granted:
+            names = conn.execute(sa.text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'information_schema' "
+                "AND TABLE_NAME IN ('INNODB_SYS_FOREIGN', 'INNODB_FOREIGN')")).scalars().all()
+            for source in (n for n in _ALL_FOREIGN_KEYS if n in names):
+                every = conn.execute(sa.text(f"SELECT FOR_NAME FROM information_schema.{source} "
+                                             "WHERE LOWER(REF_NAME) = LOWER(:r)"), {"r": f"{schema}/{table.name}"})
+                children = sorted(str(n).replace("/", ".") for n in every.scalars())
+                if len(children) > int(visible):
+                    return (f"{len(children) - int(visible)} foreign key(s) referring to {table.name!r} are on "
+                            f"tables the fix role has no privilege on (among {', '.join(children)}): their ON "
+                            "DELETE would act unseen; grant the fix role SELECT, UPDATE on them")
+                return None
+        if "SELECT" in granted:
+            return None
+        return (f"the fix role cannot see every foreign key that may refer to {table.name!r}: information_schema "
+                "hides the tables it has no privilege on, and their ON DELETE would act unseen; grant it PROCESS "
+                "(dupewatch then reads every foreign key from InnoDB) or SELECT on *.*")
+

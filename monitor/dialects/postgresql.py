@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import Dialect, NamedLock
+from monitor.dialects.base import DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock
 
 # Which functions a statement calls is PostgreSQL's answer, not ours: the plan tree the server builds for it
 # (`debug_print_plan`, sent to this session only for the one EXPLAIN, `client_min_messages = log`) holds the OID of
@@ -99,6 +99,37 @@ def called_oids(plan: str) -> tuple[set[int], set[int], bool]:
 
 _CONFLICTS = {"40P01": "deadlock (SQLSTATE 40P01)", "40001": "serialization failure (SQLSTATE 40001)",
               "55P03": "lock not available (SQLSTATE 55P03)"}
+
+
+# What this transaction changed, per table (its not yet flushed counts included, PostgreSQL docs "The Cumulative
+# Statistics System": pg_stat_xact_user_tables), counted by the executor, so cascaded deletes, SET NULL updates and
+# trigger writes are there even in rows row-level security hides from the role. A partition's rows count as its
+# partitioned table's.
+_XACT_CHANGES = sa.text("""
+    SELECT COALESCE(pg_catalog.pg_partition_root(relid), relid)::regclass::text AS counted,
+           sum(n_tup_ins) AS inserted, sum(n_tup_upd) AS updated, sum(n_tup_del) AS deleted
+    FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 GROUP BY 1""")
+_COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
+# Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
+# DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
+# IDENTITY" and "Logical Replication: Publication").
+_PUBLISHED = sa.text("""
+    SELECT p.pubname, c.relreplident,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid
+                   AND (i.indisprimary AND c.relreplident = 'd' OR i.indisreplident AND c.relreplident = 'i'))
+               AS has_key
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_publication_tables pt ON pt.schemaname = n.nspname AND pt.tablename = c.relname
+    JOIN pg_catalog.pg_publication p ON p.pubname = pt.pubname
+    WHERE c.oid = to_regclass(:t) AND CASE :writes WHEN 'delete' THEN p.pubdelete ELSE p.pubupdate END
+    ORDER BY p.pubname""")
+_ALL_TABLES_PUBLICATIONS = sa.text(
+    "SELECT pubname FROM pg_catalog.pg_publication WHERE puballtables AND pubinsert ORDER BY pubname")
+_SCHEMA_PUBLICATIONS = sa.text("""
+    SELECT p.pubname FROM pg_catalog.pg_publication p
+    JOIN pg_catalog.pg_publication_namespace pn ON pn.pnpubid = p.oid
+    JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
+    WHERE n.nspname = COALESCE(:s, current_schema()) AND p.pubinsert ORDER BY p.pubname""")
 
 
 def fix_lock_key(table: str) -> int:
@@ -252,3 +283,47 @@ class PostgreSQL(Dialect):
         if nulls_not_distinct:
             options["postgresql_nulls_not_distinct"] = True
         return options
+
+    # -- a batch's account ----------------------------------------------------------------------
+
+    def changes_so_far(self, conn: Connection) -> ChangeCounts:
+        counts: ChangeCounts = {}
+        for row in conn.execute(_XACT_CHANGES):
+            counts[(row.counted, INSERTED)] = int(row.inserted)
+            counts[(row.counted, UPDATED)] = int(row.updated)
+            counts[(row.counted, DELETED)] = int(row.deleted)
+        return counts
+
+    def counted_as(self, conn: Connection, table: sa.Table) -> str:
+        name = conn.dialect.identifier_preparer.format_table(table)
+        return str(conn.execute(_COUNTED_AS, {"t": name}).scalar() or name)
+
+    def replication_blockers(self, conn: Connection, table: sa.Table, writes: str) -> list[str]:
+        name = conn.dialect.identifier_preparer.format_table(table)
+        found = []
+        for row in conn.execute(_PUBLISHED, {"t": name, "writes": writes}):
+            if row.relreplident == "f" or row.has_key:
+                continue
+            identity = {"n": "NOTHING", "d": "DEFAULT and no primary key",
+                        "i": "USING INDEX of an index that is gone"}.get(row.relreplident, row.relreplident)
+            found.append(f"{name} is in publication {row.pubname}, which publishes {writes}s, and has no replica "
+                         f"identity (REPLICA IDENTITY {identity}), so PostgreSQL refuses the fix's {writes}s on it; "
+                         f"run `ALTER TABLE {name} REPLICA IDENTITY FULL` (or add a primary key) first")
+        return found
+
+    def replication_notes(self, conn: Connection, schemas: list[str | None]) -> list[str]:
+        everything = list(conn.execute(_ALL_TABLES_PUBLICATIONS).scalars())
+        by_schema = {str(p) for s in schemas for p in conn.execute(_SCHEMA_PUBLICATIONS, {"s": s}).scalars()}
+        notes = []
+        if everything:
+            notes.append(f"publication {', '.join(everything)} is FOR ALL TABLES: the fix's archive, plan and log "
+                         "tables (dupewatch_*), with every row it archives, are replicated to its subscribers, "
+                         "and PostgreSQL cannot leave a table out of it (a subscriber lacking them may stop "
+                         "applying changes); create them on each subscriber first, or publish the application's "
+                         "tables by name")
+        if by_schema:
+            notes.append(f"publication {', '.join(sorted(by_schema))} publishes whole schemas: the fix's dupewatch_* "
+                         "tables there and the rows it archives are replicated too; set `[fix] schema` to a "
+                         "schema it does not publish")
+        return notes
+

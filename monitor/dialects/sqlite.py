@@ -30,7 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import Dialect
+from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 
@@ -99,6 +99,7 @@ class SQLite(Dialect):
     name = "sqlite"
     case_fold_indexable = False
     write_refused_markers = ("readonly database",)
+    roles = False  # one file, one view: the dry run plans on the detection connection
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
         # A fix waits for the application's short write transactions (SQLite's busy timeout) instead of
@@ -212,3 +213,14 @@ class SQLite(Dialect):
 
     def expression_index(self, version: tuple[int, ...], server: str = "") -> bool:
         return True  # built-in functions only: see `case_fold_indexable`
+
+    # -- a batch's account ----------------------------------------------------------------------
+
+    def changes_so_far(self, conn: Connection) -> ChangeCounts:
+        """Rows changed on this connection: trigger bodies and foreign key actions included (SQLite docs,
+        "total_changes()"); inserts, updates and deletes in one count."""
+        return {(ALL_TABLES, ANY_CHANGE): int(conn.execute(sa.text("SELECT total_changes()")).scalar_one())}
+
+    def counted_kind(self, kind: str) -> str:
+        return ANY_CHANGE
+

@@ -3,15 +3,17 @@
 Reflection inspects one schema at a time and cannot say who may see what, so the fix asks the catalog:
 
 - `foreign_keys_to(conn, table)`: every foreign key referring to the table, from *any* schema (PostgreSQL
-  `pg_constraint.confrelid`) or database (MySQL/MariaDB `information_schema.REFERENTIAL_CONSTRAINTS`), with its
-  ON DELETE action and whether the fixing role may read and write the referencing table.
+  `pg_constraint.confrelid`) or database (MySQL/MariaDB `information_schema.KEY_COLUMN_USAGE`), with its
+  ON DELETE action, whether the fixing role may read and write the referencing table and (PostgreSQL) whether
+  row-level security may hide its rows from the role.
 - `delete_hooks(conn, table)`: what makes a DELETE do something else than delete the rows it names: triggers
   (PostgreSQL `pg_trigger`, MySQL `information_schema.TRIGGERS`, SQLite `sqlite_master`), PostgreSQL rules
   (`pg_rewrite`) and inheritance children (`pg_inherits`).
 - `table_identity(conn, table)`: the resolved table, so that `parent` and `public.parent` are one table
   (PostgreSQL: its oid; MySQL/MariaDB: schema and name as stored; SQLite: the name, case-folded as SQLite does).
 - `restrict_access(conn, table)`: nothing but the owner may read a bookkeeping table (PostgreSQL: revoke what
-  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced).
+  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced),
+  and a publication may replicate its deletes (PostgreSQL: REPLICA IDENTITY FULL).
 
 One class per database; `catalog_for(conn)` picks it. Identifiers reach the catalog as bound values or as
 `regclass` text quoted by SQLAlchemy's preparer, never pasted into SQL.
@@ -35,7 +37,8 @@ class ForeignKey:
     """A foreign key from `schema.table(columns)` to the fixed table's `referred_columns`.
 
     `schema` is None when the referencing table lives in the connection's default schema (or database).
-    `visible` is False when the fixing role may not read and update the referencing table."""
+    `visible` is False when the fixing role may not read and update the referencing table. `hidden_from` names
+    the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL)."""
 
     schema: str | None
     table: str
@@ -44,6 +47,7 @@ class ForeignKey:
     referred_columns: tuple[str, ...]
     ondelete: str | None
     visible: bool = True
+    hidden_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,14 +119,21 @@ class PostgresCatalog(Catalog):
                          JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
                          ORDER BY k.ord) AS referred,
                    has_table_privilege(con.conrelid, 'SELECT') AND has_table_privilege(con.conrelid, 'UPDATE')
-                       AS visible
+                       AS visible,
+                   -- row-level security applies to the role: not a superuser or BYPASSRLS, and not the
+                   -- table's owner, or the owner under FORCE ROW LEVEL SECURITY (docs, "Row Security Policies")
+                   CASE WHEN c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+                         AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
+                                  WHERE r.rolname = current_user)
+                        THEN current_user END AS hidden_from
             FROM pg_catalog.pg_constraint con
             JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE con.contype = 'f' AND con.confrelid = to_regclass(:t) AND con.conparentid = 0
             ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
         return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
-                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible)) for r in rows]
+                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from)
+                for r in rows]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:
         params = {"t": qualified(self.conn, table)}
@@ -164,6 +175,9 @@ class PostgresCatalog(Catalog):
             if not grantee.public:
                 self.conn.exec_driver_sql(f"REVOKE ALL ON TABLE {name} FROM {quote(grantee.role)}")
         self.conn.exec_driver_sql(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
+        # A publication FOR ALL TABLES (or of the schema) that publishes deletes refuses them on a table without a
+        # replica identity, and dupewatch's own tables have no primary key: skipped groups leave the plan table.
+        self.conn.exec_driver_sql(f"ALTER TABLE {name} REPLICA IDENTITY FULL")
 
     def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
         if not super()._index_enforced(schema, table, index):
@@ -181,16 +195,18 @@ class MySqlCatalog(Catalog):
         return table.schema or str(self.conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
 
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        # KEY_COLUMN_USAGE lists a foreign key to whoever has a privilege on its table; MariaDB shows its row of
+        # REFERENTIAL_CONSTRAINTS (the ON DELETE rule) only with privileges on the whole database, so the rule is
+        # joined where visible (None otherwise) and never decides whether the reference exists.
         rows = self.conn.execute(sa.text("""
-            SELECT rc.CONSTRAINT_SCHEMA AS child_schema, rc.TABLE_NAME AS child_table,
-                   rc.CONSTRAINT_NAME AS fk_name, rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column,
-                   k.REFERENCED_COLUMN_NAME AS referred_column
-            FROM information_schema.REFERENTIAL_CONSTRAINTS rc
-            JOIN information_schema.KEY_COLUMN_USAGE k
-              ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME
-             AND k.TABLE_NAME = rc.TABLE_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL
-            WHERE rc.UNIQUE_CONSTRAINT_SCHEMA = :s AND rc.REFERENCED_TABLE_NAME = :t
-            ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
+            SELECT k.TABLE_SCHEMA AS child_schema, k.TABLE_NAME AS child_table, k.CONSTRAINT_NAME AS fk_name,
+                   rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column, k.REFERENCED_COLUMN_NAME AS referred_column
+            FROM information_schema.KEY_COLUMN_USAGE k
+            LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS rc
+              ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME
+             AND rc.TABLE_NAME = k.TABLE_NAME
+            WHERE k.REFERENCED_TABLE_SCHEMA = :s AND k.REFERENCED_TABLE_NAME = :t
+            ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
             {"s": self._schema(table), "t": table.name}).all()
         grouped: dict[tuple[str, str, str], tuple[str, list[str], list[str]]] = {}
         for r in rows:
@@ -198,7 +214,7 @@ class MySqlCatalog(Catalog):
             cols.append(r.fk_column)
             refs.append(r.referred_column)
         return [ForeignKey(self._schema_or_none(s), t, name, tuple(cols), tuple(refs),
-                           None if rule == "NO ACTION" else rule)
+                           None if rule in (None, "NO ACTION") else rule)
                 for (s, t, name), (rule, cols, refs) in grouped.items()]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:

@@ -18,7 +18,10 @@ transaction:
    `WITH moved AS (DELETE ... RETURNING *) INSERT INTO archive SELECT ... FROM moved` reporting both
    counts, elsewhere `INSERT INTO archive SELECT ...` then `DELETE`; both counts must equal the plan's
    (MySQL/MariaDB without a primary key: both match only rows equal to the plan's copy of the group's row);
-5. advance the fix record (`done_through`, counts) and commit.
+5. settle the batch's account: what the database counted the transaction changing (per table on PostgreSQL,
+   trigger writes and foreign key actions included) must be exactly what steps 2-4 planned, else the batch is
+   rolled back naming the table (see accounting.py);
+6. advance the fix record (`done_through`, counts) and commit.
 
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
 Rows that were not in the snapshot are never touched, and a keeper is never deleted (it is locked, must
@@ -44,6 +47,7 @@ from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
+from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
@@ -51,7 +55,7 @@ from monitor.fix.links import Link, apply, children_archived, delete_joined, pre
 from monitor.fix.locks import fix_lock
 from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
-from monitor.fix.records import FixRecord
+from monitor.fix.records import FixRecord, reference_table
 from monitor.fix.refs import find_references
 
 DEFAULT_BATCH_SIZE = DEFAULT_LARGEST  # groups per batch at most, unless `batch_size` says otherwise
@@ -183,15 +187,34 @@ def table_lock(t: _Target) -> Iterator[None]:
 def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
               group: Sequence[Any] | None = None) -> FixPlan:
     """The dry run: the plan computed over the live table in a read-only transaction; changes nothing.
-    `group`: plan only the group with these key values."""
+    It is planned with the fix role's eyes (`fix_url`), which may see other rows, references and row-level
+    security than the detection role. `group`: plan only the group with these key values."""
     t = target(monitor, check, group)
     try:
-        with t.db.read_only() as conn:
+        with _planning_view(t) as conn:
             layout = _layout(conn, t)
             rel = layout.relation_select().subquery("dupewatch_plan")
             return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(t.db.describe(exc)) from None
+
+
+@contextmanager
+def _planning_view(t: _Target) -> Iterator[Connection]:
+    """A read-only transaction that sees what the fix will see: on the writing connection where a role decides
+    what is visible, else (SQLite) the detection connection. Always rolled back."""
+    if not t.db.rules.roles:
+        with t.db.read_only() as conn:
+            yield conn
+        return
+    with _writer(t) as conn:
+        conn.begin()
+        try:
+            t.db.rules.read_only_planning(conn)
+            yield conn
+        finally:
+            if conn.in_transaction() and not conn.invalidated:
+                conn.rollback()
 
 
 def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
@@ -438,7 +461,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
                 raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
-                               "(earlier batches stand; run the fix again to resume)") from None
+                               f"({_after_stop(exc, fix_id)})") from None
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
@@ -503,6 +526,14 @@ def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
     return str(exc) + (f" (the table has {', '.join(hooks)})" if hooks else "")
 
 
+def _after_stop(exc: BaseException, fix_id: str) -> str:
+    """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing."""
+    if isinstance(exc, UnplannedChange):
+        return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
+                f"run it again to resume, or `dupewatch undo {fix_id}`")
+    return "earlier batches stand; run the fix again to resume"
+
+
 def _mark_failed(t: _Target, fix_id: str, message: str) -> None:
     """Record a stopped batch on a fresh connection: the batch's own may be broken (or mid-rollback)."""
     try:
@@ -547,19 +578,35 @@ class _Batch:
         self.t, self.layout, self.plan, self.archive = t, layout, plan, archive
         self.links, self.fix_id = links, fix_id
         self.table = layout.table
+        self._references: sa.Table | None = None  # `dupewatch_fix_reference` where this connection keeps it
+        self._counted_as: dict[sa.Table, str] = {}  # the name the database counts each table's changes under
 
     def run(self, conn: Connection, lower: int, upper: int) -> _Outcome:
+        """Fix the groups numbered `lower` < group <= `upper`; before returning, the database's own count of
+        what the transaction changed must equal the plan's (see accounting.py), else `BatchAborted`."""
+        account = BatchAccount(conn, self.t.db.rules, self._suspects(), self._counted_as)
+        planned = Planned()
         in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
         if self.layout.mode == "identical":
-            return self._identical(conn, in_batch)
-        intact, expected, skipped = self._lock_and_recheck(conn, in_batch, range(lower + 1, upper + 1))
+            outcome = self._identical(conn, in_batch)
+        else:
+            outcome = self._fix_groups(conn, in_batch, range(lower + 1, upper + 1), planned)
+        planned.deleted(self.table, outcome.deleted)
+        planned.inserted(self.archive, outcome.archived)
+        account.settle(conn, planned)
+        return outcome
+
+    def _fix_groups(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: range,
+                    planned: Planned) -> _Outcome:
+        intact, expected, skipped = self._lock_and_recheck(conn, in_batch, groups)
         outcome = _Outcome(groups=intact, skipped=len(skipped))
-        self._forget(conn, skipped)
+        planned.deleted(self.plan, self._forget(conn, skipped))
         if not intact:
             return outcome
         doomed = sa.and_(in_batch, self.plan.c[RANK] > 1)
         for link in self.links:
             moved = apply(conn, self.layout, self.plan, link, doomed, self.fix_id)
+            self._plan_link(conn, planned, link, moved)
             if link.ref.action == "repoint":
                 outcome.repointed += moved
             else:
@@ -572,6 +619,25 @@ class _Batch:
             raise BatchAborted(f"deleted {deleted} rows, expected {expected}")
         outcome.archived, outcome.deleted = archived, deleted
         return outcome
+
+    def _plan_link(self, conn: Connection, planned: Planned, link: Link, moved: int) -> None:
+        """What `links.apply` changed for `moved` referencing rows: their update (repoint) or delete (archive),
+        as many log or archive rows, and the reference's row count in `dupewatch_fix_reference`."""
+        if not moved or link.log is None:
+            return
+        if link.ref.action == "repoint":
+            planned.updated(link.child, moved)
+        else:
+            planned.deleted(link.child, moved)
+        planned.inserted(link.log, moved)
+        if self._references is None:
+            self._references = sa.Table(reference_table.name, sa.MetaData(), schema=records.home(conn))
+        planned.updated(self._references, 1)
+
+    def _suspects(self) -> list[str]:
+        """What can write beyond the plan unseen, named when the database counts changes for all tables at once."""
+        actions = [f"ON DELETE {link.ref.ondelete} of {link.ref.label}" for link in self.links if link.ref.cascades]
+        return [*self.layout.hooks.blocking, *self.layout.hooks.firing, *actions]
 
     def _lock(self, statement: sa.Select[Any]) -> sa.Select[Any]:
         if self.layout.dialect == "postgresql":
@@ -609,11 +675,14 @@ class _Batch:
         sizes = {int(group): int(size) for group, size in conn.execute(intact)}
         return len(sizes), sum(n - 1 for n in sizes.values()), [g for g in groups if g not in sizes]
 
-    def _forget(self, conn: Connection, skipped: list[int]) -> None:
+    def _forget(self, conn: Connection, skipped: list[int]) -> int:
         """Drop skipped groups from the plan (in this batch's transaction): what is left of the batch's range
-        is exactly what gets repointed, archived and deleted."""
+        is exactly what gets repointed, archived and deleted. Returns the plan rows dropped."""
+        dropped = 0
         for start in range(0, len(skipped), _IN_CHUNK):
-            conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(skipped[start:start + _IN_CHUNK])))
+            chunk = skipped[start:start + _IN_CHUNK]
+            dropped += conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(chunk))).rowcount
+        return dropped
 
     def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool]) -> tuple[int, int]:
         """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them."""

@@ -29,7 +29,7 @@ from monitor.detect import TableCheck
 from monitor.dialects import for_backend
 from monitor.fix.catalog import DeleteHooks, catalog_for
 from monitor.fix.errors import FixRefused
-from monitor.fix.records import now_text, safe_identifier
+from monitor.fix.records import home, now_text, safe_identifier
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 
@@ -369,7 +369,26 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
         references=references, differences=differences, blockers=[],
     )
     _judge(plan, layout, differing_groups)
+    if groups:
+        _judge_unseen(conn, plan, layout)
     return plan
+
+
+def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
+    """What the catalog says the fix role cannot see or the server would refuse: foreign keys hidden from the role
+    (MariaDB/MySQL), publications refusing the fix's deletes and updates, publications replicating its tables."""
+    rules = for_backend(conn.dialect.name)
+    unseen = rules.unseen_references(conn, layout.table)
+    if unseen:
+        plan.blockers.append(unseen)
+    plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
+    for ref_plan in plan.references:
+        ref = ref_plan.reference
+        if ref_plan.rows and ref.visible and ref.action != "refuse":
+            child = reflect(conn, ref.schema, ref.table)
+            plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
+                                                            else "delete"))
+    plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
 
 
 def _totals(conn: Connection, layout: Layout, rel: FromClause) -> tuple[int, int]:
@@ -544,8 +563,8 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
                              "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "
                              "by hand")
     if layout.hooks.firing:
-        plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}; undo does not reverse "
-                          "what it does")
+        plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}: if it changes any row, the "
+                          "batch's account rolls the batch back and the fix stops (disable it for the fix)")
 
 
 def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
@@ -553,6 +572,13 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if not ref.visible:
         plan.blockers.append(f"{ref.label} references {table!r} but the fix role may not read and update it, so "
                              "dupewatch cannot see what a delete would do to its rows; grant SELECT, UPDATE on it")
+        return
+    if ref.hidden_from:
+        role = ref.hidden_from
+        plan.blockers.append(
+            f"{ref.label} references {table!r} and has row-level security that the fix role {role!r} does not "
+            f"bypass: rows it hides would be reached unseen by ON DELETE {ref.ondelete or 'NO ACTION'}; run "
+            f"`ALTER ROLE \"{role}\" BYPASSRLS`, or add a policy showing {role} every row of {ref.table}")
         return
     if not rows:
         return

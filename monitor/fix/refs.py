@@ -45,6 +45,7 @@ class Reference:
     self_reference: bool
     referred_unique: bool = True  # the referred columns are unique in the fixed table
     visible: bool = True  # the fixing role may read and update the referencing table
+    hidden_from: str | None = None  # the fixing role, when row-level security may hide rows of the table from it
     action: Action = "repoint"
 
     @property
@@ -99,7 +100,8 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
         schema=fk.schema, table=fk.table, name=fk.name, columns=fk.columns, referred_columns=fk.referred_columns,
         ondelete=fk.ondelete, primary_key=pk, unique_sets=tuple(containing),
         self_reference=same_schema and fk.table == table.name,
-        referred_unique=any(u <= set(fk.referred_columns) for u in unique), visible=fk.visible, action=action)
+        referred_unique=any(u <= set(fk.referred_columns) for u in unique), visible=fk.visible,
+        hidden_from=fk.hidden_from, action=action)
 
 
 def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:

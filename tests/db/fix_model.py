@@ -110,6 +110,7 @@ class Scenario:
     batch_size: int
     on_reference: tuple[str, ...] = ()
     one_group: bool = False  # fix only the first group the drill-down lists (`group=` its key values)
+    trigger: bool = False  # an AFTER DELETE trigger on `p` writes to `audit_p`: no batch deleting a row may commit
 
     @property
     def needs_u(self) -> bool:
@@ -137,7 +138,7 @@ HAS_ON_REFERENCE = "on_reference" in CheckConfig.model_fields
 
 @st.composite
 def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool = True,
-              primary_key: bool | None = None, tagged: bool | None = None) -> Scenario:
+              primary_key: bool | None = None, tagged: bool | None = None, trigger: bool = False) -> Scenario:
     """`tagged=False`: rows carry nothing but their key and `ord` (fully identical copies are possible, what
     MariaDB without a primary key can fix); the application then only inserts."""
     has_pk = draw(st.booleans()) if primary_key is None else primary_key
@@ -184,7 +185,7 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
         on_reference = tuple(draw(st.sampled_from(["repoint", "archive", "refuse"])) for _ in kids)
     return Scenario(dialect, has_pk, tagged, key_types, nullable, rows, draw(st.booleans()),
                     draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference,
-                    draw(st.integers(0, 3)) == 0)
+                    draw(st.integers(0, 3)) == 0, trigger)
 
 
 # -- SQL per dialect ------------------------------------------------------------------------------------------
@@ -471,6 +472,21 @@ def build(w: World) -> None:
     for j, c in enumerate(s.tables):
         for target in c.refs:
             insert_child(w, j, None if target is None else target, log=False)
+    if s.trigger:
+        audit_trigger(w)
+
+
+def audit_trigger(w: World) -> None:
+    """What the fix cannot see from its plan: each deleted row of `p` writes a row elsewhere."""
+    w.db.execute("CREATE TABLE audit_p (body VARCHAR(40))")
+    if w.s.dialect == "postgresql":
+        w.db.execute("CREATE FUNCTION audit_p() RETURNS trigger LANGUAGE plpgsql AS "
+                     "'BEGIN INSERT INTO audit_p VALUES (OLD.body); RETURN OLD; END'",
+                     "CREATE TRIGGER audit_p AFTER DELETE ON p FOR EACH ROW EXECUTE FUNCTION audit_p()")
+    elif w.s.dialect == "mysql":
+        w.db.execute("CREATE TRIGGER audit_p AFTER DELETE ON p FOR EACH ROW INSERT INTO audit_p VALUES (OLD.body)")
+    else:
+        w.db.execute("CREATE TRIGGER audit_p AFTER DELETE ON p BEGIN INSERT INTO audit_p VALUES (old.body); END")
 
 
 def insert_parent(w: World, values: dict[str, Any], *, row_no: int | None = None, log: bool = True) -> None:
@@ -804,6 +820,15 @@ def check_fix(w: World, out: Outcome) -> list[str]:
             if sql.digest(table[0], cols) != sql.digest(table[1], cols):
                 problems.append(f"refused ({out.refused[:80]}), yet {name} changed")
         return problems
+    if w.s.trigger:  # the database's account of each batch rolls back every batch whose deletes fired it
+        fired = w.db.scalar(f"SELECT count(*) FROM {q('audit_p')}")
+        by_application = sum(1 for entry in w.log if entry.startswith("delete "))  # its own deletes fire it too
+        if fired != by_application or counted_rows(w, archived):
+            problems.append(f"a batch whose deletes fired a trigger writing audit_p committed ({fired} audit rows, "
+                            f"{by_application} from the application's deletes)")
+        if counted_rows(w, archived) == 0 and out.report is not None and out.dry_run and out.dry_run.groups \
+                and not any(w.s.ops):
+            problems.append("the fix finished although each deleted row fires a trigger writing another table")
     # 1. nothing lost: live + archive == what the application left (no row deleted without its archive copy)
     both = sql.select(live, data) + (f" UNION ALL {archived}" if archived else "")
     lost = sql.missing(sql.select(shadow, data), both, data)
@@ -859,6 +884,10 @@ def check_fix(w: World, out: Outcome) -> list[str]:
         problems.append(f"keys that lost their last row: {gone[:3]}")
     problems += check_references(w, out.fix_id)
     return problems
+
+
+def counted_rows(w: World, source: str | None) -> int:
+    return int(w.db.scalar(f"SELECT count(*) FROM ({source}) a")) if source else 0
 
 
 def tables(w: World) -> list[tuple[str, tuple[str, str], list[Col]]]:

@@ -21,15 +21,17 @@ from fix_model import Child, Op, Scenario, examples, run_scenario, scenarios
 
 EXAMPLES = 8
 SHAPES = {
-    # shape: (children, application operations, primary key, rows told apart by a tag column)
-    "plain": (False, False, None, None),
-    "identical_rows": (False, False, False, False),
-    "references": (True, False, True, None),
-    "no_primary_key": (True, False, False, None),
-    "application": (True, True, None, None),
+    # shape: (children, application operations, primary key, rows told apart by a tag column, a trigger on `p`
+    # writing another table)
+    "plain": (False, False, None, None, False),
+    "identical_rows": (False, False, False, False, False),
+    "references": (True, False, True, None, False),
+    "no_primary_key": (True, False, False, None, False),
+    "application": (True, True, None, None, False),
+    "trigger": (True, True, None, None, True),
     # the seed incident's shape: no primary key (MariaDB: rows told apart by nothing), the application adding rows
     # to the groups between and inside batches
-    "no_primary_key_application": (False, True, False, False),
+    "no_primary_key_application": (False, True, False, False, False),
 }
 PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("DUPEWATCH_FUZZ_SHRINK") else [])
 
@@ -119,11 +121,11 @@ KNOWN: dict[tuple[str, str], str] = {
 
 
 def model_test(dialect: str, shape: str) -> Callable[[], None]:
-    children, app, primary_key, tagged = SHAPES[shape]
+    children, app, primary_key, tagged, trigger = SHAPES[shape]
 
     @settings(max_examples=examples(EXAMPLES), derandomize=True, deadline=None, database=None, phases=PHASES,
               suppress_health_check=list(HealthCheck), print_blob=False)
-    @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged))
+    @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged, trigger=trigger))
     def check(scenario: Scenario) -> None:
         run_scenario(scenario)
 

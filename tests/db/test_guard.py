@@ -21,6 +21,7 @@ from dbtest import REPO_ROOT, TestDatabase
 from fix_support import config_file, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, add_guard
+from monitor.fix import records as fix_records
 
 ITEMS = {"name": "items", "table": "item", "key": ["k"]}
 
@@ -407,13 +408,19 @@ def test_add_constraint_converges_while_the_application_keeps_racing(pg, tmp_pat
 
 
 def test_add_constraint_reports_each_round_when_it_does_not_converge(pg, tmp_path):
-    """A duplicate that comes back after every fix (here: a trigger re-inserting it): bounded, each round said."""
+    """A duplicate that comes back after every fix (here: a trigger re-inserting it when a fix is recorded done,
+    after its batches committed: inside a batch the batch's account would refuse it): bounded, each round said."""
     _seed_items(pg, duplicates=True)
-    pg.execute("CREATE TABLE item_echo (k INTEGER NOT NULL)")
+    monitor = Monitor(make_config(pg, [ITEMS]))
+    try:
+        with monitor.database("app").bookkeeping.begin() as conn:
+            fix_records.ensure_tables(conn)
+    finally:
+        monitor.close()
     pg.execute("CREATE FUNCTION echo() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO item (id, k, other) SELECT coalesce(max(id), 0) + 1, OLD.k, 0 FROM item; RETURN OLD; "
-               "END $$")
-    pg.execute("CREATE TRIGGER item_echo AFTER DELETE ON item FOR EACH ROW EXECUTE FUNCTION echo()")
+               "INSERT INTO item (id, k, other) SELECT max(id) + 1, 1, 0 FROM item; RETURN NEW; END $$")
+    pg.execute("CREATE TRIGGER item_echo AFTER UPDATE ON dupewatch_fix FOR EACH ROW "
+               "WHEN (NEW.state = 'done' AND OLD.state <> 'done') EXECUTE FUNCTION echo()")
     path = config_file(tmp_path, pg, [ITEMS])
     result = run_cli("fix", "items", "--config", str(path), "--yes", "--json", "--add-constraint")
     assert result.exit_code == 1, result.output

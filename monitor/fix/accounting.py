@@ -1,0 +1,99 @@
+"""The database's own account of a fix batch: what the transaction changed, table by table, against the plan.
+
+A batch reasons from what the fix role can see; the database may do more than that: a cascade into rows that
+row-level security hides, a trigger writing elsewhere, a rule, a foreign key action on a table the role cannot
+list. So before a batch commits, the fix asks the database what it changed and rolls the batch back on anything
+the plan did not say. The counts are read before the batch's first statement and again after its last one, in
+the same transaction (see `Dialect.changes_so_far`):
+
+- PostgreSQL `pg_stat_xact_user_tables`: per table, inserted, updated and deleted rows of this transaction;
+- SQLite `total_changes()`: every row changed by this connection, trigger bodies and foreign key actions
+  included, in one count (the batch's own tables are all it may change, so the total must equal the plan's);
+- MariaDB/MySQL `Handler_write`, `Handler_update`, `Handler_delete`: the session's row writes, triggers
+  included; InnoDB's foreign key actions are not counted there, so the plan refuses up front when the fix
+  role cannot see every foreign key (`Dialect.unseen_references`) and each batch verifies that no referencing
+  row is left pointing at a row it deletes (`links.verify_clear`).
+
+What a batch plans (`Planned`): the deletes on the fixed table and their archive inserts, the repoint
+updates on referencing tables and their log inserts, on_reference = "archive" deletes and archive inserts,
+the update of each used row of `dupewatch_fix_reference`, the deletes of skipped groups from the plan table.
+Anything else (a cascade, a SET NULL, a trigger's write) is unplanned: `settle` raises `BatchAborted` naming
+the table and the count, and the caller rolls the whole batch back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from monitor.dialects import Dialect
+from monitor.dialects.base import ALL_TABLES, DELETED, INSERTED, UPDATED
+from monitor.fix.errors import BatchAborted
+
+
+class UnplannedChange(BatchAborted):
+    """The database changed rows the plan did not: running the fix again would do the same."""
+
+
+class Planned:
+    """The rows a batch means to change, per table and kind (`inserted`, `updated`, `deleted`)."""
+
+    def __init__(self) -> None:
+        self.rows: Counter[tuple[sa.Table, str]] = Counter()
+
+    def inserted(self, table: sa.Table, rows: int) -> None:
+        self.rows[(table, INSERTED)] += rows
+
+    def updated(self, table: sa.Table, rows: int) -> None:
+        self.rows[(table, UPDATED)] += rows
+
+    def deleted(self, table: sa.Table, rows: int) -> None:
+        self.rows[(table, DELETED)] += rows
+
+
+class BatchAccount:
+    """The database's change counts when a batch began; `settle` compares what it changed since with the plan."""
+
+    def __init__(self, conn: Connection, rules: Dialect, suspects: Iterable[str] = (),
+                 names: dict[sa.Table, str] | None = None) -> None:
+        self.rules = rules
+        self.suspects = list(suspects)  # what may act unseen, named where the database counts no table
+        self.before = rules.changes_so_far(conn)
+        self._names = {} if names is None else names  # table -> the name it is counted under (shareable)
+
+    def settle(self, conn: Connection, planned: Planned) -> None:
+        """Raise `UnplannedChange` when the database counted a change the plan does not hold."""
+        if self.before is None:
+            return
+        after = self.rules.changes_so_far(conn) or {}
+        done = Counter({key: rows - self.before.get(key, 0) for key, rows in after.items()})
+        expected: Counter[tuple[str, str]] = Counter()
+        for (table, kind), rows in planned.rows.items():
+            expected[(self._counted_as(conn, table), self.rules.counted_kind(kind))] += rows
+        wrong = sorted((key for key in set(done) | set(expected) if done[key] != expected[key]),
+                       key=lambda k: (expected[k] > 0, k))  # a table the plan does not write named first
+        if wrong:
+            first = wrong[0]
+            raise UnplannedChange(self._describe(first, done[first], expected[first], planned))
+
+    def _counted_as(self, conn: Connection, table: sa.Table) -> str:
+        if table not in self._names:
+            self._names[table] = self.rules.counted_as(conn, table)
+        return self._names[table]
+
+    def _describe(self, key: tuple[str, str], done: int, expected: int, planned: Planned) -> str:
+        table, kind = key
+        what = "row(s) changed" if kind not in (INSERTED, UPDATED, DELETED) else f"row(s) {kind}"
+        if table != ALL_TABLES:
+            return (f"the database counted {done} {what} in {table}, the plan {expected}: something the fix "
+                    "cannot see acted on it (a cascade, a trigger, a rule, or rows row-level security hides); "
+                    "nothing of this batch was kept")
+        written = sorted({t.name for (t, _k), rows in planned.rows.items() if rows})
+        suspects = f"; what may have done it: {', '.join(self.suspects)}" if self.suspects else ""
+        return (f"the database counted {done} {what} in this batch, the plan {expected} (in "
+                f"{', '.join(written)}): something the fix cannot see wrote other rows (a trigger or a foreign "
+                f"key action){suspects}; nothing of this batch was kept")
+

@@ -1,0 +1,390 @@
+"""Issue 16's defence: the database's own account of each batch, and what the fix role cannot see.
+
+A batch that changed anything the plan did not say (a cascade into rows row-level security hides, a trigger
+writing elsewhere) is rolled back whole and names the table; what the catalog says the fix role cannot see
+(row-level security it does not bypass, foreign keys on tables hidden from it, a publication refusing deletes)
+blocks the plan, dry run and fix alike. Every outcome is read back from the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from dbtest import MYSQL_URL, PG_URL, TestDatabase, write_config
+from fix_support import checks_dict, contents, json_out, run_cli
+from monitor.config import config_from_dict
+from monitor.engine import Monitor
+from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix
+from monitor.fix.catalog import PostgresCatalog
+
+CUSTOMERS = {"name": "customers", "table": "customer", "key": ["email"]}
+
+
+@pytest.fixture
+def pg_fix_role(pg: TestDatabase) -> Iterator[str]:
+    """A login role that is neither superuser nor BYPASSRLS and may read and write the test schema."""
+    role = f"dw_fix_{uuid.uuid4().hex[:8]}"
+    pg.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS',
+               f'GRANT USAGE, CREATE ON SCHEMA "{pg.schema}" TO "{role}"',
+               f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{pg.schema}" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES '
+               f'TO "{role}"')
+    try:
+        yield role
+    finally:
+        pg.execute(f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
+
+
+def _as(db: TestDatabase, user: str, password: str | None = None) -> str:
+    return make_url(db.url).set(username=user, password=password).render_as_string(hide_password=False)
+
+
+def _seed_customers(pg: TestDatabase, role: str) -> None:
+    """Issue 16, item 1: invoices cascade, payments are unlinked, and RLS shows the fix role none of either."""
+    pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
+               "CREATE TABLE invoice (id INT PRIMARY KEY, customer_id INT REFERENCES customer ON DELETE CASCADE)",
+               "CREATE TABLE payment (id INT PRIMARY KEY, customer_id INT REFERENCES customer ON DELETE SET NULL)",
+               "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')",
+               "INSERT INTO invoice VALUES (10, 2), (11, 2), (12, 3)",
+               "INSERT INTO payment VALUES (20, 2)",
+               "ALTER TABLE invoice ENABLE ROW LEVEL SECURITY", "ALTER TABLE payment ENABLE ROW LEVEL SECURITY",
+               f'CREATE POLICY nothing_for_the_fix ON invoice TO "{role}" USING (false)',
+               f'CREATE POLICY nothing_for_the_fix ON payment TO "{role}" USING (false)')
+
+
+def _customers_config(tmp_path, pg: TestDatabase, role: str):
+    return write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "fix_url": _as(pg, role)}},
+                        [{"database": "app", **CUSTOMERS}])
+
+
+def test_rls_hiding_cascading_children_blocks_dry_run_and_fix(pg, pg_fix_role, tmp_path):
+    _seed_customers(pg, pg_fix_role)
+    before = contents(pg, "customer", "invoice", "payment")
+    path = _customers_config(tmp_path, pg, pg_fix_role)
+    dry = run_cli("fix", "customers", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    blockers = json_out(dry)["blockers"]
+    assert any("invoice(customer_id)" in b and "row-level security" in b and "BYPASSRLS" in b for b in blockers)
+    assert any("payment(customer_id)" in b and pg_fix_role in b for b in blockers)
+    fix = run_cli("fix", "customers", "--config", str(path), "--yes")
+    assert fix.exit_code == 2 and "row-level security" in fix.stderr
+    assert contents(pg, "customer", "invoice", "payment") == before
+
+
+def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fix_role, tmp_path, monkeypatch):
+    """Without the up-front refusal, the database's count of the batch catches the cascade it could not see."""
+    _seed_customers(pg, pg_fix_role)
+    unrefused = PostgresCatalog.foreign_keys_to
+    monkeypatch.setattr(PostgresCatalog, "foreign_keys_to",
+                        lambda self, table: [dataclasses.replace(fk, hidden_from=None)
+                                             for fk in unrefused(self, table)])
+    before = contents(pg, "customer", "invoice", "payment")
+    monitor = Monitor(config_from_dict(checks_dict(pg, [CUSTOMERS], fix_url=_as(pg, pg_fix_role))))
+    try:
+        assert make_plan(monitor, "customers").blockers == []  # what the fix role sees: nothing references
+        with pytest.raises(FixError, match=r"2 row\(s\) deleted in invoice, the plan 0") as stopped:
+            run_fix(monitor, "customers")
+    finally:
+        monitor.close()
+    assert "rolled back" in str(stopped.value)
+    assert contents(pg, "customer", "invoice", "payment") == before
+    assert pg.scalar("SELECT COUNT(*) FROM dupewatch_archive_customer") == 0
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "failed"
+
+
+# -- a trigger writing elsewhere, on every database ------------------------------------------------------------
+
+
+def _audit_trigger(db: TestDatabase) -> None:
+    db.execute("CREATE TABLE audit (id INTEGER)")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN INSERT INTO audit VALUES (OLD.id); RETURN OLD; END'",
+                   "CREATE TRIGGER remember_delete AFTER DELETE ON t FOR EACH ROW EXECUTE FUNCTION remember()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER remember_delete AFTER DELETE ON t FOR EACH ROW INSERT INTO audit VALUES (OLD.id)")
+    else:
+        db.execute("CREATE TRIGGER remember_delete AFTER DELETE ON t BEGIN INSERT INTO audit VALUES (old.id); END")
+
+
+def test_a_trigger_writing_another_table_rolls_the_batch_back(db):
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1), (3, 2)")
+    _audit_trigger(db)
+    before = contents(db, "t", "audit")
+    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    try:
+        with pytest.raises(FixError) as stopped:
+            run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    message = str(stopped.value)
+    # PostgreSQL counts per table; SQLite and MariaDB count the session's writes and name what may have done it.
+    named = "in audit" if db.dialect == "postgresql" else "AFTER DELETE trigger remember_delete"
+    assert named in message and "rolled back" in message, message
+    assert "run the fix again" not in message  # it would do the same again
+    assert contents(db, "t", "audit") == before
+
+
+def test_a_trigger_on_a_repointed_table_writing_elsewhere_rolls_the_batch_back(db):
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))",
+               "INSERT INTO c VALUES (10, 2)", "CREATE TABLE audit (id INTEGER)")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END'",
+                   "CREATE TRIGGER remember_move AFTER UPDATE ON c FOR EACH ROW EXECUTE FUNCTION remember()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER remember_move AFTER UPDATE ON c FOR EACH ROW INSERT INTO audit VALUES (NEW.id)")
+    else:
+        db.execute("CREATE TRIGGER remember_move AFTER UPDATE ON c BEGIN INSERT INTO audit VALUES (new.id); END")
+    before = contents(db, "t", "c", "audit")
+    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    try:
+        with pytest.raises(FixError, match="rolled back") as stopped:
+            run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    assert db.dialect != "postgresql" or "in audit" in str(stopped.value)
+    assert contents(db, "t", "c", "audit") == before
+
+
+def test_a_trigger_writing_only_its_own_row_passes_the_account(db):
+    """The account does not refuse what the plan holds: a child's BEFORE UPDATE trigger that stamps the
+    updated row is one update of that row, as planned."""
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id), seen INTEGER)",
+               "INSERT INTO c VALUES (10, 2, 0)")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN NEW.seen := 1; RETURN NEW; END'",
+                   "CREATE TRIGGER stamp BEFORE UPDATE ON c FOR EACH ROW EXECUTE FUNCTION stamp()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER stamp BEFORE UPDATE ON c FOR EACH ROW SET NEW.seen = 1")
+    else:
+        db.execute("CREATE TRIGGER stamp AFTER UPDATE OF t_id ON c BEGIN UPDATE c SET seen = 1 WHERE id = new.id; END")
+    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    try:
+        if db.dialect == "sqlite":  # SQLite's trigger is a second UPDATE statement: beyond the plan
+            with pytest.raises(FixError, match="row"):
+                run_fix(monitor, "t")
+            return
+        report = run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    assert (report.deleted, report.repointed) == (1, 1)
+    assert db.rows("SELECT id, t_id, seen FROM c") == [(10, 1, 1)]
+
+
+# -- item 9: the preview is the fix's view ------------------------------------------------------------------
+
+
+def test_the_dry_run_plans_what_the_fix_role_sees(pg, pg_fix_role):
+    """The detection role (a superuser) sees two duplicate groups; the fix role, under row-level security, one.
+    The dry run promises what the fix then does."""
+    pg.execute("CREATE TABLE member (id INT PRIMARY KEY, tenant TEXT, email TEXT)",
+               "INSERT INTO member VALUES (1, 'a', 'x'), (2, 'a', 'x'), (3, 'b', 'y'), (4, 'b', 'y'), (5, 'b', 'y')",
+               "ALTER TABLE member ENABLE ROW LEVEL SECURITY",
+               f"CREATE POLICY tenant_a ON member TO \"{pg_fix_role}\" USING (tenant = 'a')")
+    checks = [{"name": "m", "table": "member", "key": ["email"]}]
+    monitor = Monitor(config_from_dict(checks_dict(pg, checks, fix_url=_as(pg, pg_fix_role))))
+    try:
+        plan = make_plan(monitor, "m")
+        report = run_fix(monitor, "m")
+    finally:
+        monitor.close()
+    assert (plan.groups, plan.rows_to_delete) == (1, 1)
+    assert (report.groups, report.deleted) == (plan.groups, plan.rows_to_delete)
+    assert pg.rows("SELECT id FROM member ORDER BY id") == [(1,), (3,), (4,), (5,)]
+
+
+def test_the_dry_run_changes_nothing_on_the_writing_connection(db):
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    try:
+        plan = make_plan(monitor, "t")
+    finally:
+        monitor.close()
+    assert plan.rows_to_delete == 1
+    assert not [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch")]
+
+
+# -- MariaDB: foreign keys on tables the fix role cannot see ------------------------------------------------
+
+
+@pytest.fixture
+def mysql_fix_user(mysql: TestDatabase) -> Iterator[tuple[str, str]]:
+    user, password = f"dw_fix_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY :p"), {"p": password})
+        conn.execute(sa.text(f"GRANT ALL ON `{mysql.schema}`.* TO '{user}'@'%'"))
+    try:
+        yield user, password
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+
+
+def test_mysql_a_cascade_from_a_database_the_fix_role_cannot_see_blocks_the_plan(mysql, mysql_fix_user):
+    other = f"{mysql.schema}_hidden"
+    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
+                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')",
+                  f"CREATE DATABASE `{other}`")
+    try:
+        mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
+                      f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
+                      f"INSERT INTO `{other}`.invoice VALUES (10, 2)")
+        fix_url = _as(mysql, *mysql_fix_user)
+        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=fix_url)))
+        try:
+            plan = make_plan(monitor, "customers")
+            with pytest.raises(FixRefused, match="cannot see every foreign key"):
+                run_fix(monitor, "customers")
+        finally:
+            monitor.close()
+        assert any("grant it PROCESS" in b for b in plan.blockers), plan.blockers
+        assert mysql.scalar(f"SELECT COUNT(*) FROM `{other}`.invoice") == 1
+        assert mysql.scalar("SELECT COUNT(*) FROM customer") == 2
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
+
+
+def test_mysql_with_process_the_hidden_foreign_key_is_named(mysql, mysql_fix_user):
+    other = f"{mysql.schema}_hidden"
+    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
+                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')", f"CREATE DATABASE `{other}`")
+    user, password = mysql_fix_user
+    try:
+        mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
+                      f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
+                      f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=_as(mysql, user, password))))
+        try:
+            plan = make_plan(monitor, "customers")
+        finally:
+            monitor.close()
+        assert any(f"{other}.invoice" in b and "no privilege" in b for b in plan.blockers), plan.blockers
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
+
+
+def test_mysql_a_reference_on_a_table_granted_alone_is_repointed_not_cascaded(mysql, mysql_fix_user):
+    """MariaDB hides the REFERENTIAL_CONSTRAINTS row of a foreign key from a role with only table privileges on
+    its table; InnoDB's cascade (which no session counter shows) would delete the invoice unseen."""
+    other = f"{mysql.schema}_granted"
+    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
+                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')", f"CREATE DATABASE `{other}`")
+    user, password = mysql_fix_user
+    try:
+        mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
+                      f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
+                      f"INSERT INTO `{other}`.invoice VALUES (10, 2)",
+                      f"GRANT SELECT, UPDATE ON `{other}`.invoice TO '{user}'@'%'",
+                      f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=_as(mysql, user, password))))
+        try:
+            report = run_fix(monitor, "customers")
+        finally:
+            monitor.close()
+        assert (report.deleted, report.repointed) == (1, 1)
+        assert mysql.rows(f"SELECT id, customer_id FROM `{other}`.invoice") == [(10, 1)]
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
+
+
+# -- item 10: publications ------------------------------------------------------------------------------------
+
+
+def test_a_publication_refusing_deletes_blocks_the_dry_run(pg, tmp_path):
+    publication = f"dw_pub_{uuid.uuid4().hex[:8]}"
+    pg.execute("CREATE TABLE t (id INTEGER, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               f'CREATE PUBLICATION "{publication}" FOR TABLE t')
+    try:
+        path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}},
+                            [{"database": "app", "name": "t", "table": "t", "key": ["k"]}])
+        dry = run_cli("fix", "t", "--config", str(path), "--dry-run", "--json")
+        assert dry.exit_code == 2, dry.output
+        blocked = [b for b in json_out(dry)["blockers"] if publication in b]
+        assert blocked and "REPLICA IDENTITY FULL" in blocked[0]
+        pg.execute("ALTER TABLE t REPLICA IDENTITY FULL")  # what the blocker says to do
+        assert run_cli("fix", "t", "--config", str(path), "--dry-run").exit_code == 0
+        assert run_cli("fix", "t", "--config", str(path), "--yes").exit_code == 0
+    finally:
+        pg.execute(f'DROP PUBLICATION "{publication}"')
+    assert pg.rows("SELECT id FROM t") == [(1,)]
+
+
+def test_a_for_all_tables_publication_is_named_in_the_plan_notes(tmp_path):
+    """In a database of its own: a FOR ALL TABLES publication reaches every table of its database."""
+    name = f"dw_pub_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name)
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (1, 1), (2, 1)"))
+            conn.execute(sa.text("CREATE PUBLICATION everything FOR ALL TABLES"))
+        config = {"databases": {"app": {"url": url.render_as_string(hide_password=False)}},
+                  "checks": [{"database": "app", "name": "t", "table": "t", "key": ["k"]}]}
+        monitor = Monitor(config_from_dict(config))
+        try:
+            plan = make_plan(monitor, "t")
+            # A group changed after the snapshot is skipped and dropped from the plan table: a DELETE that the
+            # publication (it publishes deletes) allows only on a table with a replica identity.
+            prepared = prepare_fix(monitor, "t")
+            with engine.connect() as conn:
+                conn.execute(sa.text("UPDATE t SET k = 2 WHERE id = 2"))
+            report = run_fix(monitor, "t", prepared)
+        finally:
+            monitor.close()
+        assert plan.blockers == []
+        assert any("everything is FOR ALL TABLES" in n and "archive" in n for n in plan.notes), plan.notes
+        assert (report.state, report.skipped) == ("done", 1)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_rows_of_partitions_are_counted_as_their_partitioned_table(pg):
+    """PostgreSQL counts a partitioned table's changes on its partitions: the account adds them up."""
+    pg.execute("CREATE TABLE event (id INT, day INT, k INT, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)",
+               "CREATE TABLE event_1 PARTITION OF event FOR VALUES FROM (0) TO (10)",
+               "CREATE TABLE event_2 PARTITION OF event FOR VALUES FROM (10) TO (20)",
+               "INSERT INTO event VALUES (1, 1, 7), (2, 11, 7), (3, 12, 7), (4, 2, 8)")
+    monitor = Monitor(config_from_dict(checks_dict(pg, [{"name": "e", "table": "event", "key": ["k"]}])))
+    try:
+        report = run_fix(monitor, "e")
+    finally:
+        monitor.close()
+    assert (report.state, report.deleted) == ("done", 2)
+    assert pg.rows("SELECT id FROM event ORDER BY id") == [(1,), (4,)]
+
+
+def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch):
+    """SQLite counts foreign key actions in total_changes(): with foreign keys enforced on the fix's connection
+    and the reference hidden from the plan, the cascade is what the account catches."""
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id) ON DELETE CASCADE)",
+                      "INSERT INTO c VALUES (10, 2)")
+    monkeypatch.setattr("monitor.fix.execute.find_references", lambda *_args, **_kw: [])
+    before = contents(sqlite_db, "t", "c")
+    monitor = Monitor(config_from_dict(checks_dict(sqlite_db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    sa.event.listen(monitor.database("app").writer, "connect",
+                    lambda dbapi, _record: dbapi.execute("PRAGMA foreign_keys = ON"))
+    try:
+        with pytest.raises(FixError, match=r"counted 3 row\(s\) changed in this batch, the plan 2"):
+            run_fix(monitor, "t")
+    finally:
+        monitor.close()
+    assert contents(sqlite_db, "t", "c") == before
