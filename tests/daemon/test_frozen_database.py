@@ -3,6 +3,7 @@ reported down by the client-side deadline: only the frozen server would have enf
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -64,10 +65,8 @@ class Cluster:
         signalled = {postmaster}
         while fresh := [pid for pid in self.processes() if pid not in signalled]:
             for pid in fresh:
-                try:
+                with contextlib.suppress(ProcessLookupError):  # a backend that exited meanwhile
                     os.kill(pid, signum)
-                except ProcessLookupError:  # a backend that exited meanwhile
-                    pass
                 signalled.add(pid)
 
     def stop(self) -> None:
