@@ -494,11 +494,14 @@ def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
               help="Afterwards add the unique index (see `dupewatch guard`), fixing duplicates that arrive "
                    "meanwhile, in up to 3 rounds.")
 @lock_timeout_option
+@click.option("--merge-distinct", is_flag=True,
+              help="Also merge groups whose rows differ on another unique constraint or index (the schema says "
+                   "they are different entities; refused without this, or the check's merge_distinct).")
 @click.pass_context
 @user_errors
 @fix_errors
 def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: bool, batch_size: int,
-        add_constraint: bool, lock_timeout: float | None) -> None:
+        add_constraint: bool, lock_timeout: float | None, merge_distinct: bool) -> None:
     """Delete a check's duplicate rows safely: keep one per group, archive the rest, repoint references.
 
     Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
@@ -523,7 +526,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     try:
         fixing.execute.target(monitor, check_name)  # refuses custom query checks before anything else
         if dry_run:
-            plan = fixing.make_plan(monitor, check_name)
+            plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
             if as_json:
                 click.echo(json.dumps(plan.as_json(), indent=2, default=str))
             else:
@@ -532,14 +535,14 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         if not yes and not interactive():
             fail(f"refusing to fix {check_name!r} without confirmation: no terminal to confirm on and no --yes "
                  f"(review the plan with `dupewatch fix {check_name} --dry-run`); nothing changed")
-        confirmed = None if yes else _confirmed_plan(monitor, check_name)
+        confirmed = None if yes else _confirmed_plan(monitor, check_name, merge_distinct)
 
         def show_progress(p: fixing.FixProgress) -> None:
             click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
         report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size,
-                                progress=None if as_json else show_progress)
+                                progress=None if as_json else show_progress, merge_distinct=merge_distinct)
         if add_constraint and report.state == "done":
             from monitor.fix.guard import guard_after_fix
 
@@ -556,7 +559,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
 
 
-def _confirmed_plan(monitor: Any, check_name: str) -> Any:
+def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     """On a terminal: show what will happen and have the operator type the check's name."""
     from monitor import fix as fixing
     from monitor.fix.render import plan_lines
@@ -569,7 +572,7 @@ def _confirmed_plan(monitor: Any, check_name: str) -> Any:
         if not confirm_by_name(check_name, "resume it"):
             fail("not confirmed; nothing changed")
         return None
-    plan = fixing.prepare_fix(monitor, check_name)
+    plan = fixing.prepare_fix(monitor, check_name, merge_distinct=merge_distinct)
     _echo_lines(plan_lines(plan), err=True)
     assert plan.fix_id is not None  # prepare_fix records the snapshot under a fix id
     if plan.blockers or not plan.groups:
