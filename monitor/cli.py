@@ -419,9 +419,18 @@ def tui(ctx: click.Context) -> None:
 FIX_BATCH_SIZE = 5000  # groups per transaction; monitor.fix.DEFAULT_BATCH_SIZE (not imported: keeps startup light)
 
 
+# What is known after an unexpected error (a bug) in each command of the fix machinery.
+_AFTER_A_BUG = {
+    "fix": "the open batch was rolled back; `dupewatch fixes` shows where the fix stands",
+    "undo": "the undo's transaction was rolled back, nothing changed",
+    "guard": "`dupewatch guard` again shows whether the index is there",
+}
+
+
 def fix_errors(func: F) -> F:
     """Refusals and rolled-back batches of the fix machinery: one line, exit 2. An unexpected error (a bug)
-    too: the fix machinery has already rolled back the open batch and recorded the fix as failed."""
+    too, saying what is known of the command's state (see `_AFTER_A_BUG`)."""
+    known = _AFTER_A_BUG.get(func.__name__)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -440,8 +449,8 @@ def fix_errors(func: F) -> F:
             raise SystemExit(2) from None
         except Exception as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} (the open batch was rolled "
-                 "back; `dupewatch fixes` shows where the fix stands; please report this)")
+            fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} ("
+                 f"{known + '; ' if known else ''}please report this)")
 
     return wrapper  # type: ignore[return-value]
 
@@ -544,11 +553,9 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size,
                                 progress=None if as_json else show_progress, merge_distinct=merge_distinct)
         if add_constraint and report.state == "done":
-            from monitor.fix.guard import guard_after_fix
-
-            guard = guard_after_fix(monitor, check_name, report, lock_timeout=lock_timeout, batch_size=batch_size,
-                                    progress=None if as_json else show_progress,
-                                    on_round=None if as_json else lambda r: _echo_guard_round(r.line()))
+            guard = _guard_after(monitor, check_name, report, lock_timeout=lock_timeout, batch_size=batch_size,
+                                 progress=None if as_json else show_progress,
+                                 on_round=None if as_json else lambda r: _echo_guard_round(r.line()))
     finally:
         monitor.close()
     if as_json:
@@ -557,6 +564,22 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         _echo_lines(report_lines(report))
     incomplete = report.skipped or report.state != "done" or (add_constraint and not report.constraint)
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
+
+
+def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> Any:
+    """`guard_after_fix`; a failure it does not report itself (the database went away, a bug) must not read as
+    if the fix had been rolled back: the fix is committed."""
+    from monitor.db import DatabaseError
+    from monitor.fix.guard import guard_after_fix
+
+    try:
+        return guard_after_fix(monitor, check_name, report, **options)
+    except Exception as exc:
+        cause = str(exc) if isinstance(exc, DatabaseError) else \
+            f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)"
+        fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({report.deleted:,} row(s) deleted and "
+             f"archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index failed: "
+             f"{cause}")
 
 
 def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
@@ -623,11 +646,17 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
 @click.argument("fix_id", metavar="FIX_ID")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--drop-constraint", is_flag=True,
+              help="First drop the check's unique index uq_dupewatch_<check> (added by `fix --add-constraint` or "
+                   "`guard`), which would refuse the restored duplicates.")
 @click.pass_context
 @user_errors
 @fix_errors
-def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
-    """Restore the rows a fix deleted (original keys) and point references back, in one transaction."""
+def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constraint: bool) -> None:
+    """Restore the rows a fix deleted (original keys) and point references back, in one transaction.
+
+    A refusal names the unique constraint the database reports and says whether dupewatch added it; only
+    dupewatch's own guard is dropped, with --drop-constraint."""
     from monitor.engine import Monitor
     from monitor.fix import undo_fix
     from monitor.fix.undo import find_fix
@@ -646,14 +675,15 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
                        err=True)
             if not confirm_by_name(record.check_name, "undo it"):
                 fail("not confirmed; nothing changed")
-        report = undo_fix(monitor, fix_id)
+        report = undo_fix(monitor, fix_id, drop_constraint=drop_constraint)
     finally:
         monitor.close()
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
+        dropped = f"; unique index {report.constraint_dropped} dropped" if report.constraint_dropped else ""
         click.echo(f"fix {report.fix_id} undone: {report.restored:,} row(s) restored, "
-                   f"{report.repointed:,} reference(s) pointed back")
+                   f"{report.repointed:,} reference(s) pointed back{dropped}")
 
 
 @main.command(short_help="Add the unique index that keeps a check's duplicates out.")

@@ -31,6 +31,8 @@ Detection (`monitor.detect`, `monitor.engine`)
 - `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
 - `shown_columns(table)`: the columns a group's rows are shown with.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
+- `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
+  connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
 
 Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `for_update(statement, table)`: a locking SELECT (or the statement itself where the transaction already
@@ -48,6 +50,9 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
+- `violated_unique(exc)`: which unique constraint or index a unique violation names (its name, or its columns
+  where the database names only those, as SQLite does); `transactional_ddl`: whether DROP INDEX is rolled back
+  with the transaction it ran in.
 """
 
 from __future__ import annotations
@@ -68,6 +73,16 @@ class NamedLock:
     acquire: sa.TextClause
     release: sa.TextClause
     what: str
+
+
+@dataclass(frozen=True)
+class UniqueViolation:
+    """What the database says a unique violation broke: the constraint or index's `name`, or only its `columns`
+    (of `table`)."""
+
+    name: str | None = None
+    columns: tuple[str, ...] = ()
+    table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,7 @@ class Dialect:
     concurrent_index_build: ClassVar[bool] = False
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
+    transactional_ddl: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
 
     # -- connections ----------------------------------------------------------------------------
@@ -208,6 +224,10 @@ class Dialect:
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return False
 
+    def resolved_schema(self, conn: Connection, name: str) -> str | None:
+        """Where the server finds the unqualified table `name`, if not in the default schema; else None."""
+        return None
+
     # -- fixes ----------------------------------------------------------------------------------
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
@@ -242,6 +262,10 @@ class Dialect:
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         """`sa.Index` keyword options for the guard's unique index."""
         return {f"{self.name}_where": where} if where is not None else {}
+
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        """The constraint or index a unique violation names, from the error's diagnostics or message."""
+        return UniqueViolation()
 
     def server_version(self, conn: Connection) -> tuple[int, ...]:
         """The server's version as SQLAlchemy read it when the engine first connected."""

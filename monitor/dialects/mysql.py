@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from hashlib import sha256
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock
+from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock, UniqueViolation
 
 _FORBIDDEN = (
     *COMMON_FORBIDDEN,
@@ -49,6 +50,7 @@ class MySQL(Dialect):
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
+    transactional_ddl = False  # DDL commits the open transaction implicitly
     write_refused_markers = ("read only transaction",)
 
     # -- connections ----------------------------------------------------------------------------
@@ -133,6 +135,11 @@ class MySQL(Dialect):
         """`*_ci` collations compare case-insensitively (MariaDB docs, "Setting Character Sets and
         Collations"); `_cs`, `_bin` and binary ones do not. None (unknown) is not assumed to."""
         return bool(collation) and str(collation).lower().endswith("_ci")
+
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        """ER_DUP_ENTRY: `Duplicate entry 'x' for key 'users_email_key'` (MySQL 8: `'users.users_email_key'`)."""
+        match = re.search(r"for key '(?:[^'.]*\.)?([^']+)'\s*$", str(getattr(exc.orig, "args", ("", ""))[-1]))
+        return UniqueViolation(match.group(1) if match else None)
 
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         if where is not None:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall
+from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, UniqueViolation
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 
@@ -160,3 +160,11 @@ class SQLite(Dialect):
 
     def expression_index(self, version: tuple[int, ...], server: str = "") -> bool:
         return True  # built-in functions only: see `case_fold_indexable`
+
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        """SQLite names the columns only: `UNIQUE constraint failed: users.a, users.b`."""
+        message = str(exc.orig)
+        if not message.startswith("UNIQUE constraint failed: "):
+            return UniqueViolation()
+        columns = [c.rpartition(".") for c in message.removeprefix("UNIQUE constraint failed: ").split(", ")]
+        return UniqueViolation(columns=tuple(c[2] for c in columns), table=columns[0][0] or None)

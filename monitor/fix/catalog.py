@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.dialects import for_backend
+
 # PostgreSQL `pg_constraint.confdeltype` (see the pg_constraint catalog documentation).
 _PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -142,9 +144,15 @@ class Catalog:
 
     def resolved_schema(self, table: sa.Table) -> str | None:
         """The schema the server finds the table in; None when that is the connection's default schema."""
-        return self._schema_or_none(table.schema)
+        if table.schema is not None:
+            return self._schema_or_none(table.schema)
+        return for_backend(self.conn.dialect.name).resolved_schema(self.conn, table.name)
 
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        raise NotImplementedError
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        """Every index of the table, expression and partial ones included (reflection skips some)."""
         raise NotImplementedError
 
     def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -238,11 +246,10 @@ class PostgresCatalog(Catalog):
             {"i": index.get("name"), "t": relation}).scalar()
         return bool(valid)
 
-    def resolved_schema(self, table: sa.Table) -> str | None:
-        schema = self.conn.execute(sa.text(
-            "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.oid = to_regclass(:t)"), {"t": qualified(self.conn, table)}).scalar()
-        return self._schema_or_none(schema if schema is not None else table.schema)
+    def index_names(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = to_regclass(:t)"), {"t": qualified(self.conn, table)}).scalars())
 
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         # pg_index.indkey[k] = 0 marks an expression; pg_get_indexdef(oid, k, true) deparses it.
@@ -300,6 +307,11 @@ class MySqlCatalog(Catalog):
             "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).first()
         schema, name = (row[0], row[1]) if row else (self._schema(table), table.name)
         return f"mysql {schema}.{name}"
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s "
+            "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).scalars())
 
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         # MySQL 8 lists a functional key part with COLUMN_NAME NULL and its EXPRESSION; MariaDB has neither.
@@ -361,6 +373,11 @@ class SqliteCatalog(Catalog):
 
     def table_identity(self, table: sa.Table) -> str:
         return f"sqlite {(table.schema or 'main').lower()}.{table.name.lower()}"
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        return {row[1] for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_list({quote(table.name)})")}
 
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         quote = self.conn.dialect.identifier_preparer.quote
