@@ -155,6 +155,11 @@ class Catalog:
         """Every index of the table, expression and partial ones included (reflection skips some)."""
         raise NotImplementedError
 
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        """Columns whose values the database computes and refuses to be given (generated columns, MariaDB's
+        system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
+        return {c.name for c in table.columns if c.computed is not None}
+
     def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """(name, columns) of the primary key, unique constraints and unique indexes of a table."""
         inspector = sa.inspect(self.conn)
@@ -251,6 +256,11 @@ class PostgresCatalog(Catalog):
             "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
             "WHERE i.indrelid = to_regclass(:t)"), {"t": qualified(self.conn, table)}).scalars())
 
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 "
+            "AND NOT attisdropped AND attgenerated <> ''"), {"t": qualified(self.conn, table)}).scalars())
+
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         # pg_index.indkey[k] = 0 marks an expression; pg_get_indexdef(oid, k, true) deparses it.
         rows = self.conn.execute(sa.text("""
@@ -313,15 +323,37 @@ class MySqlCatalog(Catalog):
             "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s "
             "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).scalars())
 
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        # EXTRA: `VIRTUAL GENERATED`, `STORED GENERATED` (MariaDB's row_start/row_end too: `ROW START`/`ROW END`
+        # in GENERATION_EXPRESSION); MariaDB also says IS_GENERATED = 'ALWAYS'.
+        rows = self.conn.execute(sa.text(
+            "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
+            {"s": self._schema(table), "t": table.name}).mappings().all()
+        return {r["COLUMN_NAME"] for r in rows
+                if "GENERATED" in str(r["EXTRA"] or "").upper() or r.get("IS_GENERATED") == "ALWAYS"}
+
+    def _period_columns(self, table: sa.Table) -> set[str]:
+        """MariaDB system versioning: `row_start`/`row_end`, when the table names them."""
+        return set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND GENERATION_EXPRESSION IN ('ROW START', 'ROW END')"),
+            {"s": self._schema(table), "t": table.name}).scalars())
+
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         # MySQL 8 lists a functional key part with COLUMN_NAME NULL and its EXPRESSION; MariaDB has neither.
         rows = self.conn.execute(sa.text(
             "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
             "AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX"),
             {"s": self._schema(table), "t": table.name}).mappings().all()
+        # MariaDB appends the system-versioning end column (hidden, or named) to every unique key of a versioned
+        # table so that it holds among current rows, the only ones a fix sees: that part is left out.
+        listed = set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
+            {"s": self._schema(table), "t": table.name}).scalars()) - self._period_columns(table)
         parts: dict[str, list[tuple[str | None, str | None]]] = {}
         for r in rows:
-            parts.setdefault(r["INDEX_NAME"], []).append((r["COLUMN_NAME"], r.get("EXPRESSION")))
+            if r["COLUMN_NAME"] is None or r["COLUMN_NAME"] in listed:
+                parts.setdefault(r["INDEX_NAME"], []).append((r["COLUMN_NAME"], r.get("EXPRESSION")))
         return [UniqueKey(name, tuple(c for c, _e in cols), tuple(e for _c, e in cols), None, name == "PRIMARY")
                 for name, cols in parts.items()]
 
@@ -378,6 +410,13 @@ class SqliteCatalog(Catalog):
         quote = self.conn.dialect.identifier_preparer.quote
         prefix = f"{quote(table.schema)}." if table.schema else ""
         return {row[1] for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_list({quote(table.name)})")}
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        # table_xinfo's `hidden`: 2 a virtual, 3 a stored generated column.
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        return {row[1] for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}table_xinfo({quote(table.name)})")
+                if row[6] in (2, 3)}
 
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         quote = self.conn.dialect.identifier_preparer.quote

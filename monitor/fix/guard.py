@@ -834,10 +834,18 @@ class _LockedSession:
 _MY_COLUMN = sa.text(
     "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
     "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table AND COLUMN_NAME = :column")
+# MariaDB appends a system-versioned table's end column (hidden, or a named `row_end`) to each unique key so
+# that it holds among current rows; the guard's definition is compared without it.
 _MY_INDEX = sa.text(
-    "SELECT NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
-    "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table AND INDEX_NAME = :name "
-    "ORDER BY SEQ_IN_INDEX")
+    "SELECT s.NON_UNIQUE, s.COLUMN_NAME, s.SUB_PART FROM information_schema.STATISTICS s "
+    "WHERE s.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND s.TABLE_NAME = :table AND s.INDEX_NAME = :name "
+    "AND (s.COLUMN_NAME IS NULL OR s.COLUMN_NAME IN (SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c "
+    "WHERE c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME "
+    "AND COALESCE(c.GENERATION_EXPRESSION, '') NOT IN ('ROW START', 'ROW END'))) "
+    "ORDER BY s.SEQ_IN_INDEX")
+_MY_VERSIONED = sa.text(
+    "SELECT TABLE_TYPE = 'SYSTEM VERSIONED' FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
 _MY_DUPLICATE_KEY = (1062, 1022, 1169, 1586)  # ER_DUP_ENTRY, ER_DUP_KEY, ER_DUP_UNIQUE, ER_DUP_ENTRY_WITH_KEY_NAME
 _MY_LOCK_WAIT_TIMEOUT = 1205
 
@@ -926,7 +934,7 @@ class _MySQLBuilder(_Builder):
 
     def build(self, lock_timeout: float | None) -> None:
         index = self.index(concurrently=False)
-        with self.t.db.connect(self.t.db.writer) as conn:
+        with self.t.db.connect(self.t.db.writer) as conn, self._versioned_alter(conn):
             pid = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
             conn.rollback()  # end the autobegun transaction: LOCK TABLES and DDL must start afresh
             try:
@@ -949,6 +957,30 @@ class _MySQLBuilder(_Builder):
                 raise GuardInterrupted(f"interrupted: the unique index build for {self.t.config.name!r} was "
                                        "cancelled (MySQL/MariaDB build it atomically: nothing was left behind; "
                                        "`dupewatch guard` again shows whether it finished first)") from None
+
+    @contextmanager
+    def _versioned_alter(self, conn: Connection) -> Iterator[None]:
+        """MariaDB refuses any ALTER of a system-versioned table unless the session allows it
+        (`system_versioning_alter_history = KEEP`); adding an index rewrites no history row, and MariaDB extends
+        a unique key with the period's end so that it holds among current rows. Set for this build only."""
+        table = self.t.tc.table
+        versioned = self.mariadb and conn.execute(_MY_VERSIONED, {"schema": table.schema,
+                                                                  "table": table.name}).scalar()
+        conn.rollback()
+        if not versioned:
+            yield
+            return
+        before = conn.execute(sa.text("SELECT @@SESSION.system_versioning_alter_history")).scalar_one()
+        conn.execute(sa.text("SET SESSION system_versioning_alter_history = 'KEEP'"))
+        conn.rollback()
+        self.notes.append(f"{self.t.table_name!r} is system-versioned: the index was added with "
+                          "system_versioning_alter_history = KEEP for this session (an index rewrites no history), "
+                          "and MariaDB keys it on the current rows")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SET SESSION system_versioning_alter_history = :v"), {"v": before})
+            conn.rollback()
 
     @contextmanager
     def _write_locked(self, conn: Connection, lock_timeout: float) -> Iterator[None]:
