@@ -424,6 +424,7 @@ _AFTER_A_BUG = {
     "fix": "the open batch was rolled back; `dupewatch fixes` shows where the fix stands",
     "undo": "the undo's transaction was rolled back, nothing changed",
     "guard": "`dupewatch guard` again shows whether the index is there",
+    "purge": "`dupewatch fixes` shows whether the fix is purged",
 }
 
 
@@ -610,14 +611,18 @@ def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     return plan
 
 
-@main.command(short_help="List past fixes, newest first.")
+@main.group(short_help="List past fixes, newest first; purge one's archive.", invoke_without_command=True)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @user_errors
 @fix_errors
 def fixes(ctx: click.Context, as_json: bool) -> None:
-    """List past fixes (newest first) recorded in the configured databases."""
+    """List past fixes (newest first) recorded in the configured databases.
+
+    `dupewatch fixes purge FIX_ID` deletes a done or undone fix's archived rows and drops its logs."""
+    if ctx.invoked_subcommand is not None:
+        return
     from monitor.engine import Monitor
     from monitor.fix import list_fixes
     from monitor.fix.render import RECORD_HEADERS, record_cells
@@ -639,6 +644,47 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(RECORD_HEADERS)]
     for cells in (RECORD_HEADERS, *rows):
         click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+
+@fixes.command(short_help="Delete a fix's archived rows and drop its logs (no undo after).")
+@config_option
+@click.argument("fix_id", metavar="FIX_ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@user_errors
+@fix_errors
+def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
+    """Delete what a done or undone fix kept for undo: its rows in the archives (after an undo, copies of the
+    restored rows) and its repoint logs. The fix's record stays in `dupewatch fixes`; it can no longer be undone.
+    Exit code 0 when purged, 2 when refused (a fix that is not done or undone, no confirmation)."""
+    from monitor.engine import Monitor
+    from monitor.fix.purge import PURGEABLE, purge_fix
+    from monitor.fix.undo import find_fix
+
+    config = load_context_config(ctx, environment=False)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        if not yes and not interactive():
+            fail(f"refusing to purge {fix_id} without confirmation: no terminal to confirm on and no --yes; "
+                 "nothing changed")
+        if not yes:
+            _db, record = find_fix(monitor, fix_id)
+            if record.state in PURGEABLE:
+                click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
+                           f"its archived rows and logs are deleted"
+                           + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
+                if not confirm_by_name(record.check_name, "purge it"):
+                    fail("not confirmed; nothing changed")
+        report = purge_fix(monitor, fix_id)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        click.echo(f"fix {report.fix_id} purged: {report.archived_rows:,} archived row(s) deleted, "
+                   f"{report.logs_dropped:,} log table(s) dropped")
 
 
 @main.command(short_help="Restore the rows a fix deleted.")

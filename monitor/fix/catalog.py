@@ -155,6 +155,11 @@ class Catalog:
         """Every index of the table, expression and partial ones included (reflection skips some)."""
         raise NotImplementedError
 
+    def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
+        """Columns the database sets on every UPDATE of a row (MySQL/MariaDB `ON UPDATE CURRENT_TIMESTAMP`): an
+        UPDATE that sets them to themselves leaves them as they were."""
+        return ()
+
     def generated_columns(self, table: sa.Table) -> set[str]:
         """Columns whose values the database computes and refuses to be given (generated columns, MariaDB's
         system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
@@ -331,6 +336,12 @@ class MySqlCatalog(Catalog):
             {"s": self._schema(table), "t": table.name}).mappings().all()
         return {r["COLUMN_NAME"] for r in rows
                 if "GENERATED" in str(r["EXTRA"] or "").upper() or r.get("IS_GENERATED") == "ALWAYS"}
+
+    def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
+        return tuple(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND LOWER(EXTRA) LIKE '%on update%' ORDER BY ORDINAL_POSITION"),
+            {"s": self._schema(table), "t": table.name}).scalars())
 
     def _period_columns(self, table: sa.Table) -> set[str]:
         """MariaDB system versioning: `row_start`/`row_end`, when the table names them."""

@@ -44,7 +44,15 @@ from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
-from monitor.fix.links import Link, apply, children_archived, delete_joined, prepare_links, verify_clear
+from monitor.fix.links import (
+    Link,
+    apply,
+    children_archived,
+    delete_joined,
+    drop_empty_logs,
+    prepare_links,
+    verify_clear,
+)
 from monitor.fix.locks import fix_lock
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview, distinct_groups
 from monitor.fix.records import FixRecord
@@ -444,6 +452,7 @@ def _execute(t: _Target, fix_id: str, batch_size: int, progress: ProgressCallbac
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
                 _drop_plan(conn, t, _load(conn, fix_id))
+                drop_empty_logs(conn, fix_id, home)
                 break
             record = advanced
             _count_deleted(t, record.deleted - counted)
