@@ -559,13 +559,21 @@ class _PostgresBuilder(_Builder):
     def _concurrently(self, conn: Connection, index: sa.Index, qualified: str,
                       cleanup: Callable[[], None]) -> None:
         """Run one CREATE UNIQUE INDEX CONCURRENTLY; on failure or Ctrl-C run `cleanup` (fresh connections)."""
-        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        pid, started = conn.execute(sa.text("SELECT pg_backend_pid(), clock_timestamp()")).one()
         conn.exec_driver_sql("SET statement_timeout = 0")  # a concurrent build takes as long as the table needs
+        # ... but waits at most statement_timeout for the table's lock and for every transaction older than it
+        # (its snapshot waits are lock waits, which lock_timeout bounds), not as long as an idle session lives.
+        wait = self.t.db.config.statement_timeout
+        conn.exec_driver_sql(f"SET lock_timeout = {_milliseconds(wait)}")
         try:
             conn.execute(sa.schema.CreateIndex(index))
         except sa.exc.DBAPIError as exc:
+            older = self._older_transactions(pid, started) if getattr(exc.orig, "sqlstate", None) == "55P03" \
+                else None
             conn.invalidate()  # its statement_timeout is 0: never back into the pool
             left = self._cleaned(cleanup, pid)
+            if older is not None:
+                raise FixRefused(self._waited(wait, older, left)) from None
             raise self.failed(exc, left=left) from None
         except KeyboardInterrupt:
             conn.invalidate()
@@ -575,9 +583,31 @@ class _PostgresBuilder(_Builder):
         valid = conn.execute(sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
                              {"n": qualified}).scalar()
         conn.exec_driver_sql(f"SET statement_timeout = {_milliseconds(self.t.db.config.statement_timeout)}")
+        conn.exec_driver_sql("RESET lock_timeout")
         if not valid:
             left = self._cleaned(cleanup, pid)
             raise FixRefused(f"the unique index {self.name} was built INVALID and {left}")
+
+    def _older_transactions(self, pid: int, started: Any) -> list[str]:
+        """The sessions of this database whose transaction began before the build (what a concurrent build waits
+        for), oldest first, as `pid 123 (idle in transaction since 12:00:01, psql)`."""
+        try:
+            with self.t.db.connect(self.t.db.writer) as fresh:
+                rows = fresh.execute(sa.text(
+                    "SELECT pid, state, xact_start, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND xact_start < :started AND pid NOT IN (:pid, "
+                    "pg_backend_pid()) ORDER BY xact_start LIMIT 5"), {"started": started, "pid": pid}).all()
+        except (sa.exc.DBAPIError, DatabaseError):
+            return []
+        return [f"pid {r.pid} ({r.state} since {r.xact_start:%Y-%m-%d %H:%M:%S %Z}"
+                + (f", {r.application_name}" if r.application_name else "") + ")" for r in rows]
+
+    def _waited(self, wait: float, older: list[str], left: str) -> str:
+        waited_for = (f"transactions older than it: {', '.join(older)}" if older
+                      else "the table's lock")
+        return (f"the concurrent build of {self.name} waited {wait:g}s (the database's statement_timeout) for "
+                f"{waited_for}, and was cancelled; {left}; end those transactions and run the guard again, or "
+                "use --lock-timeout to build under the table's write lock instead")
 
     def _cleaned(self, cleanup: Callable[[], None], pid: int) -> str:
         """Stop the old session's build (psycopg cancels on Ctrl-C; make sure) and drop what it left."""

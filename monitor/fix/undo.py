@@ -42,8 +42,9 @@ class UndoReport:
     constraint_dropped: str | None = None  # the guard `--drop-constraint` dropped
 
     def as_json(self) -> dict[str, Any]:
+        dropped = {"constraint_dropped": self.constraint_dropped} if self.constraint_dropped else {}
         return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed,
-                "constraint_dropped": self.constraint_dropped}
+                **dropped}
 
 
 def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:

@@ -4,11 +4,13 @@ child's `ON UPDATE CURRENT_TIMESTAMP` column; a fix leaves a repoint log only fo
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
+import psycopg
 import sqlalchemy as sa
 
-from dbtest import TestDatabase
+from dbtest import PG_URL, TestDatabase, write_config
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import prepare_fix
@@ -92,3 +94,29 @@ def test_repoint_and_undo_keep_on_update_timestamps(mysql, tmp_path):
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert mysql.rows("SELECT account_id, touched FROM visit ORDER BY id") == [(2, OLD), (3, OLD)]
+
+
+def test_the_postgresql_guard_waits_for_old_transactions_at_most_statement_timeout(pg, tmp_path):
+    """CREATE INDEX CONCURRENTLY waits for every transaction older than it; an idle one must not hold the guard
+    forever: it gives up after statement_timeout, names the session, and leaves no INVALID index behind."""
+    pg.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(64) NOT NULL)",
+               "INSERT INTO account VALUES (1, 'a@x'), (2, 'b@x')")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "statement_timeout": "2s"}},
+                        [{"database": "app", **CHECK}])
+    old = psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), application_name="old-report")
+    try:
+        old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT 1")  # a snapshot, and no lock on the table
+        started = time.monotonic()
+        result = run_cli("guard", CHECK["name"], "--config", str(path))
+        elapsed = time.monotonic() - started
+        assert result.exit_code == 2
+        assert f"pid {old.info.backend_pid} (idle in transaction since" in result.stderr
+        assert "old-report" in result.stderr and "waited 2s" in result.stderr
+        assert "the half-built index was dropped" in result.stderr
+        assert elapsed < 30
+        assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_accounts'") == 0
+    finally:
+        old.close()
+    built = run_cli("guard", CHECK["name"], "--config", str(path))
+    assert built.exit_code == 0 and "added" in built.stdout, built.output
