@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import socket
+import warnings
 from hashlib import sha256
 from typing import Any, ClassVar
 
@@ -24,6 +25,11 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock, UniqueViolation
+
+# SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
+# on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
+# catalog about them (`Catalog.generated_columns`), so the warning would only reach the operator's terminal.
+warnings.filterwarnings("ignore", r"Unknown schema content: .*PERIOD FOR SYSTEM_TIME", sa.exc.SAWarning)
 
 _FORBIDDEN = (
     *COMMON_FORBIDDEN,
