@@ -144,7 +144,8 @@ class MySQL(Dialect):
 
     def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
         """ER_DUP_ENTRY: `Duplicate entry 'x' for key 'users_email_key'` (MySQL 8: `'users.users_email_key'`)."""
-        match = re.search(r"for key '(?:[^'.]*\.)?([^']+)'\s*$", str(getattr(exc.orig, "args", ("", ""))[-1]))
+        match = re.search(r"^Duplicate entry .* for key '(?:[^'.]*\.)?([^']+)'\s*$",
+                          str(getattr(exc.orig, "args", ("", ""))[-1]), re.S)
         return UniqueViolation(match.group(1) if match else None)
 
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:

@@ -145,6 +145,8 @@ class PostgreSQL(Dialect):
         return not isinstance(kind, sa.types.NullType)
 
     def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        if getattr(exc.orig, "sqlstate", None) != "23505":  # unique_violation
+            return UniqueViolation()
         diag = getattr(exc.orig, "diag", None)
         return UniqueViolation(getattr(diag, "constraint_name", None))
 

@@ -119,9 +119,8 @@ def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.In
         f"the unique index {dropped} was dropped already (MySQL/MariaDB commit DDL at once), nothing else changed"
         if dropped else "nothing changed")
     if name is None:
-        return FixRefused(f"{head}: restoring its rows would violate a unique constraint the database did not "
-                          f"name ({db.describe(exc)}); a row now holds the values of a row to restore: resolve "
-                          "that row first")
+        return FixRefused(f"{head}: restoring its rows would violate a constraint ({db.describe(exc)}); a row "
+                          "now conflicts with a row to restore: resolve that row first")
     guard = guard_name(record.check_name)
     if name in (guard, record.constraint_name):
         added = "this fix added it (--add-constraint)" if name == record.constraint_name else \
