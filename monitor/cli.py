@@ -442,9 +442,19 @@ def tui(ctx: click.Context) -> None:
 FIX_BATCH_SIZE = 5000  # groups per transaction; monitor.fix.DEFAULT_BATCH_SIZE (not imported: keeps startup light)
 
 
+# What is known after an unexpected error (a bug) in each command of the fix machinery.
+_AFTER_A_BUG = {
+    "fix": "the open batch was rolled back; `dupewatch fixes` shows where the fix stands",
+    "undo": "the undo's transaction was rolled back, nothing changed",
+    "guard": "`dupewatch guard` again shows whether the index is there",
+    "purge": "`dupewatch fixes` shows whether the fix is purged",
+}
+
+
 def fix_errors(func: F) -> F:
     """Refusals and rolled-back batches of the fix machinery: one line, exit 2. An unexpected error (a bug)
-    too: the fix machinery has already rolled back the open batch and recorded the fix as failed."""
+    too, saying what is known of the command's state (see `_AFTER_A_BUG`)."""
+    known = _AFTER_A_BUG.get(func.__name__)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -463,8 +473,8 @@ def fix_errors(func: F) -> F:
             raise SystemExit(2) from None
         except Exception as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} (the open batch was rolled "
-                 "back; `dupewatch fixes` shows where the fix stands; please report this)")
+            fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} ("
+                 f"{known + '; ' if known else ''}please report this)")
 
     return wrapper  # type: ignore[return-value]
 
@@ -530,11 +540,14 @@ def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
               help="Afterwards add the unique index (see `dupewatch guard`), fixing duplicates that arrive "
                    "meanwhile, in up to 3 rounds.")
 @lock_timeout_option
+@click.option("--merge-distinct", is_flag=True,
+              help="Also merge groups whose rows differ on another unique constraint or index (the schema says "
+                   "they are different entities; refused without this, or the check's merge_distinct).")
 @click.pass_context
 @user_errors
 @fix_errors
 def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: bool, batch_size: int | None,
-        batch_time: float | None, add_constraint: bool, lock_timeout: float | None) -> None:
+        batch_time: float | None, add_constraint: bool, lock_timeout: float | None, merge_distinct: bool) -> None:
     """Delete a check's duplicate rows safely: keep one per group, archive the rest, repoint references.
 
     Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
@@ -559,7 +572,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     try:
         fixing.execute.target(monitor, check_name)  # refuses custom query checks before anything else
         if dry_run:
-            plan = fixing.make_plan(monitor, check_name)
+            plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
             if as_json:
                 click.echo(json.dumps(plan.as_json(), indent=2, default=str))
             else:
@@ -568,20 +581,18 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         if not yes and not interactive():
             fail(f"refusing to fix {check_name!r} without confirmation: no terminal to confirm on and no --yes "
                  f"(review the plan with `dupewatch fix {check_name} --dry-run`); nothing changed")
-        confirmed = None if yes else _confirmed_plan(monitor, check_name)
+        confirmed = None if yes else _confirmed_plan(monitor, check_name, merge_distinct)
 
         def show_progress(p: fixing.FixProgress) -> None:
             click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
         report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size, batch_time=batch_time,
-                                progress=None if as_json else show_progress)
+                                progress=None if as_json else show_progress, merge_distinct=merge_distinct)
         if add_constraint and report.state == "done":
-            from monitor.fix.guard import guard_after_fix
-
-            guard = guard_after_fix(monitor, check_name, report, lock_timeout=lock_timeout, batch_size=batch_size,
-                                    progress=None if as_json else show_progress,
-                                    on_round=None if as_json else lambda r: _echo_guard_round(r.line()))
+            guard = _guard_after(monitor, check_name, report, lock_timeout=lock_timeout, batch_size=batch_size,
+                                 progress=None if as_json else show_progress,
+                                 on_round=None if as_json else lambda r: _echo_guard_round(r.line()))
     finally:
         monitor.close()
     if as_json:
@@ -592,7 +603,23 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
 
 
-def _confirmed_plan(monitor: Any, check_name: str) -> Any:
+def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> Any:
+    """`guard_after_fix`; a failure it does not report itself (the database went away, a bug) must not read as
+    if the fix had been rolled back: the fix is committed."""
+    from monitor.db import DatabaseError
+    from monitor.fix.guard import guard_after_fix
+
+    try:
+        return guard_after_fix(monitor, check_name, report, **options)
+    except Exception as exc:
+        cause = str(exc) if isinstance(exc, DatabaseError) else \
+            f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)"
+        fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({report.deleted:,} row(s) deleted and "
+             f"archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index failed: "
+             f"{cause}")
+
+
+def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     """On a terminal: show what will happen and have the operator type the check's name."""
     from monitor import fix as fixing
     from monitor.fix.render import plan_lines
@@ -605,7 +632,7 @@ def _confirmed_plan(monitor: Any, check_name: str) -> Any:
         if not confirm_by_name(check_name, "resume it"):
             fail("not confirmed; nothing changed")
         return None
-    plan = fixing.prepare_fix(monitor, check_name)
+    plan = fixing.prepare_fix(monitor, check_name, merge_distinct=merge_distinct)
     _echo_lines(plan_lines(plan), err=True)
     assert plan.fix_id is not None  # prepare_fix records the snapshot under a fix id
     if plan.blockers or not plan.groups:
@@ -620,14 +647,18 @@ def _confirmed_plan(monitor: Any, check_name: str) -> Any:
     return plan
 
 
-@main.command(short_help="List past fixes, newest first.")
+@main.group(short_help="List past fixes, newest first; purge one's archive.", invoke_without_command=True)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @user_errors
 @fix_errors
 def fixes(ctx: click.Context, as_json: bool) -> None:
-    """List past fixes (newest first) recorded in the configured databases."""
+    """List past fixes (newest first) recorded in the configured databases.
+
+    `dupewatch fixes purge FIX_ID` deletes a done or undone fix's archived rows and drops its logs."""
+    if ctx.invoked_subcommand is not None:
+        return
     from monitor.engine import Monitor
     from monitor.fix import list_fixes
     from monitor.fix.render import RECORD_HEADERS, record_cells
@@ -651,7 +682,7 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
-@main.command(short_help="Restore the rows a fix deleted.")
+@fixes.command(short_help="Delete a fix's archived rows and drop its logs (no undo after).")
 @config_option
 @click.argument("fix_id", metavar="FIX_ID")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
@@ -659,8 +690,55 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @user_errors
 @fix_errors
-def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
-    """Restore the rows a fix deleted (original keys) and point references back, in one transaction."""
+def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
+    """Delete what a done or undone fix kept for undo: its rows in the archives (after an undo, copies of the
+    restored rows) and its repoint logs. The fix's record stays in `dupewatch fixes`; it can no longer be undone.
+    Exit code 0 when purged, 2 when refused (a fix that is not done or undone, no confirmation)."""
+    from monitor.engine import Monitor
+    from monitor.fix.purge import PURGEABLE, purge_fix
+    from monitor.fix.undo import find_fix
+
+    config = load_context_config(ctx, environment=False)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        if not yes and not interactive():
+            fail(f"refusing to purge {fix_id} without confirmation: no terminal to confirm on and no --yes; "
+                 "nothing changed")
+        if not yes:
+            _db, record = find_fix(monitor, fix_id)
+            if record.state in PURGEABLE:
+                click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
+                           f"its archived rows and logs are deleted"
+                           + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
+                if not confirm_by_name(record.check_name, "purge it"):
+                    fail("not confirmed; nothing changed")
+        report = purge_fix(monitor, fix_id)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        click.echo(f"fix {report.fix_id} purged: {report.archived_rows:,} archived row(s) deleted, "
+                   f"{report.logs_dropped:,} log table(s) dropped")
+
+
+@main.command(short_help="Restore the rows a fix deleted.")
+@config_option
+@click.argument("fix_id", metavar="FIX_ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--drop-constraint", is_flag=True,
+              help="First drop the check's unique index uq_dupewatch_<check> (added by `fix --add-constraint` or "
+                   "`guard`), which would refuse the restored duplicates.")
+@click.pass_context
+@user_errors
+@fix_errors
+def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constraint: bool) -> None:
+    """Restore the rows a fix deleted (original keys) and point references back, in one transaction.
+
+    A refusal names the unique constraint the database reports and says whether dupewatch added it; only
+    dupewatch's own guard is dropped, with --drop-constraint."""
     from monitor.engine import Monitor
     from monitor.fix import undo_fix
     from monitor.fix.undo import find_fix
@@ -679,14 +757,15 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
                        err=True)
             if not confirm_by_name(record.check_name, "undo it"):
                 fail("not confirmed; nothing changed")
-        report = undo_fix(monitor, fix_id)
+        report = undo_fix(monitor, fix_id, drop_constraint=drop_constraint)
     finally:
         monitor.close()
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
+        dropped = f"; unique index {report.constraint_dropped} dropped" if report.constraint_dropped else ""
         click.echo(f"fix {report.fix_id} undone: {report.restored:,} row(s) restored, "
-                   f"{report.repointed:,} reference(s) pointed back")
+                   f"{report.repointed:,} reference(s) pointed back{dropped}")
 
 
 @main.command(short_help="Add the unique index that keeps a check's duplicates out.")

@@ -231,6 +231,8 @@ class CheckConfig(_Model):
     kind: Literal["duplicates", "violations"] | None = None
     # What a fix does with rows of other tables that reference a deleted duplicate (see monitor/fix/refs.py).
     on_reference: dict[str, Literal["repoint", "archive", "refuse"]] = Field(default_factory=dict)
+    # Whether a fix merges rows that another unique constraint or index says are different entities.
+    merge_distinct: StrictBool = False
 
     @field_validator("name")
     @classmethod

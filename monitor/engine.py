@@ -121,6 +121,8 @@ class Monitor:
             with db.read_only() as own:
                 return self.resolve(check, own)
         schema, name = split_table_name(check.table or "")
+        if schema is None:  # every statement names the table where the server resolves it (one place)
+            schema = db.rules.resolved_schema(conn, name)
         table_key = (check.database, check.table or "")
         try:
             reflected = self._tables.get(table_key)

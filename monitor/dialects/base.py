@@ -36,6 +36,8 @@ Detection (`monitor.detect`, `monitor.engine`)
 - `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
 - `shown_columns(table)`: the columns a group's rows are shown with.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
+- `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
+  connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
 
 Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `for_update(statement, table)`: a locking SELECT (or the statement itself where the transaction already
@@ -67,6 +69,9 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
   fix's writes (PostgreSQL logical replication).
+- `violated_unique(exc)`: which unique constraint or index a unique violation names (its name, or its columns
+  where the database names only those, as SQLite does); `transactional_ddl`: whether DROP INDEX is rolled back
+  with the transaction it ran in.
 """
 
 from __future__ import annotations
@@ -97,6 +102,16 @@ ANY_CHANGE = "changed"  # the kind of a count that does not tell inserts, update
 INSERTED, UPDATED, DELETED = "inserted", "updated", "deleted"
 
 
+@dataclass(frozen=True)
+class UniqueViolation:
+    """What the database says a unique violation broke: the constraint or index's `name`, or only its `columns`
+    (of `table`)."""
+
+    name: str | None = None
+    columns: tuple[str, ...] = ()
+    table: str | None = None
+
+
 class Dialect:
     """The behaviour of one database family; the base class holds what most databases share."""
 
@@ -107,6 +122,7 @@ class Dialect:
     concurrent_index_build: ClassVar[bool] = False
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
+    transactional_ddl: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
     roles: ClassVar[bool] = True
 
@@ -213,6 +229,10 @@ class Dialect:
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return False
 
+    def resolved_schema(self, conn: Connection, name: str) -> str | None:
+        """Where the server finds the unqualified table `name`, if not in the default schema; else None."""
+        return None
+
     # -- fixes ----------------------------------------------------------------------------------
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
@@ -247,6 +267,10 @@ class Dialect:
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         """`sa.Index` keyword options for the guard's unique index."""
         return {f"{self.name}_where": where} if where is not None else {}
+
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        """The constraint or index a unique violation names, from the error's diagnostics or message."""
+        return UniqueViolation()
 
     def server_version(self, conn: Connection) -> tuple[int, ...]:
         """The server's version as SQLAlchemy read it when the engine first connected."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import warnings
 from hashlib import sha256
 from typing import Any
 
@@ -24,7 +25,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import ALL_TABLES, DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock
+from monitor.dialects.base import (
+    ALL_TABLES,
+    DELETED,
+    INSERTED,
+    UPDATED,
+    ChangeCounts,
+    Dialect,
+    NamedLock,
+    UniqueViolation,
+)
+
+# SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
+# on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
+# catalog about them (`Catalog.generated_columns`), so the warning would only reach the operator's terminal.
+warnings.filterwarnings("ignore", r"Unknown schema content: .*PERIOD FOR SYSTEM_TIME", sa.exc.SAWarning)
 
 # Which functions a statement calls is the server's answer, not ours. `PREPARE` parses and resolves a statement
 # without running it, and with the optimizer trace on MariaDB/MySQL records each SELECT of it as the server
@@ -121,6 +136,7 @@ class MySQL(Dialect):
     name = "mysql"
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
+    transactional_ddl = False  # DDL commits the open transaction implicitly
     write_refused_markers = ("read only transaction",)
 
     # -- connections ----------------------------------------------------------------------------
@@ -259,6 +275,12 @@ class MySQL(Dialect):
         """`*_ci` collations compare case-insensitively (MariaDB docs, "Setting Character Sets and
         Collations"); `_cs`, `_bin` and binary ones do not. None (unknown) is not assumed to."""
         return bool(collation) and str(collation).lower().endswith("_ci")
+
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        """ER_DUP_ENTRY: `Duplicate entry 'x' for key 'users_email_key'` (MySQL 8: `'users.users_email_key'`)."""
+        match = re.search(r"^Duplicate entry .* for key '(?:[^'.]*\.)?([^']+)'\s*$",
+                          str(getattr(exc.orig, "args", ("", ""))[-1]), re.S)
+        return UniqueViolation(match.group(1) if match else None)
 
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         if where is not None:

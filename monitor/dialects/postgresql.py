@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock
+from monitor.dialects.base import DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock, UniqueViolation
 
 # Which functions a statement calls is PostgreSQL's answer, not ours: the plan tree the server builds for it
 # (`debug_print_plan`, sent to this session only for the one EXPLAIN, `client_min_messages = log`) holds the OID of
@@ -253,6 +253,16 @@ class PostgreSQL(Dialect):
     def nulls_first(self, clause: Any) -> Any:
         return clause.nulls_first()
 
+    def resolved_schema(self, conn: Connection, name: str) -> str | None:
+        """`to_regclass` follows `search_path`; `current_schema()` is only its first existing schema, which is
+        not where the table is when, say, `"$user", public` meets a schema named after the role."""
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        row = conn.execute(sa.text(
+            "SELECT n.nspname, n.nspname = current_schema() AS home FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)"),
+            {"t": quoted}).first()
+        return None if row is None or row.home else str(row.nspname)
+
     def nulls_last(self, clause: Any) -> Any:
         return clause.nulls_last()
 
@@ -272,6 +282,12 @@ class PostgreSQL(Dialect):
         if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
             return False
         return not isinstance(kind, sa.types.NullType)
+
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        if getattr(exc.orig, "sqlstate", None) != "23505":  # unique_violation
+            return UniqueViolation()
+        diag = getattr(exc.orig, "diag", None)
+        return UniqueViolation(getattr(diag, "constraint_name", None))
 
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         return version >= (15,)  # CREATE UNIQUE INDEX ... NULLS NOT DISTINCT, PostgreSQL 15

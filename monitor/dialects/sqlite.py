@@ -30,7 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect
+from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 
@@ -224,3 +224,10 @@ class SQLite(Dialect):
     def counted_kind(self, kind: str) -> str:
         return ANY_CHANGE
 
+    def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
+        """SQLite names the columns only: `UNIQUE constraint failed: users.a, users.b`."""
+        message = str(exc.orig)
+        if not message.startswith("UNIQUE constraint failed: "):
+            return UniqueViolation()
+        columns = [c.rpartition(".") for c in message.removeprefix("UNIQUE constraint failed: ").split(", ")]
+        return UniqueViolation(columns=tuple(c[2] for c in columns), table=columns[0][0] or None)

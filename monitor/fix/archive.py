@@ -80,14 +80,16 @@ def archive_rows(archive: sa.Table, table: sa.Table, fix_id: str, where: ColumnE
     return sa.insert(archive).from_select([*names, FIX_ID_COLUMN], source).execution_options(preserve_rowcount=True)
 
 
-def restorable_columns(table: sa.Table) -> list[str]:
-    """Columns undo writes back (generated columns are recomputed by the database)."""
-    return [c.name for c in table.columns if c.computed is None]
+def restorable_columns(conn: Connection, table: sa.Table) -> list[str]:
+    """Columns undo writes back: the archive keeps every column, but the database computes generated ones (and
+    MariaDB's system-versioning `row_start`/`row_end`) again and refuses to be given them (catalog's word)."""
+    generated = catalog_for(conn).generated_columns(table)
+    return [c.name for c in table.columns if c.name not in generated and c.computed is None]
 
 
 def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:
     """Put the fix's archived rows back into `table`, original keys included; returns the rows inserted."""
-    names = restorable_columns(table)
+    names = restorable_columns(conn, table)
     source = sa.select(*[archive.c[n] for n in names]).where(archive.c[FIX_ID_COLUMN] == fix_id)
     if not any(c.identity is not None and c.identity.always for c in table.columns):
         insert = sa.insert(table).from_select(names, source).execution_options(preserve_rowcount=True)

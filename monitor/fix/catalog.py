@@ -14,6 +14,13 @@ Reflection inspects one schema at a time and cannot say who may see what, so the
 - `restrict_access(conn, table)`: nothing but the owner may read a bookkeeping table (PostgreSQL: revoke what
   default privileges granted and enable row-level security with no policy; the owner is exempt unless forced),
   and a publication may replicate its deletes (PostgreSQL: REPLICA IDENTITY FULL).
+  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced).
+- `unique_keys(table)`: every valid unique constraint and unique index, as the catalog states it (PostgreSQL
+  `pg_index`, expressions and predicates deparsed by the server; MySQL/MariaDB `information_schema.STATISTICS`;
+  SQLite `PRAGMA index_list`/`index_xinfo`); `distinct_entity_keys(conn, table, key)` keeps those that can tell
+  the rows of a duplicate group apart (see its docstring).
+- `resolved_schema(table)`: the schema the server resolves the table in (PostgreSQL `to_regclass`, which follows
+  `search_path`, so `"$user", public` finds `public.t` even when a schema named after the role exists).
 
 One class per database; `catalog_for(conn)` picks it. Identifiers reach the catalog as bound values or as
 `regclass` text quoted by SQLAlchemy's preparer, never pasted into SQL.
@@ -22,11 +29,15 @@ One class per database; `catalog_for(conn)` picks it. Identifiers reach the cata
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.dialects import for_backend
 
 # PostgreSQL `pg_constraint.confdeltype` (see the pg_constraint catalog documentation).
 _PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
@@ -48,6 +59,54 @@ class ForeignKey:
     ondelete: str | None
     visible: bool = True
     hidden_from: str | None = None
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """A unique constraint or unique index: `name`, its key parts, and where it applies.
+
+    Each part is a column name (`columns[j]`) or, for an expression index, the expression as the database
+    deparses it (`expressions[j]`, the column entry then None). `predicate`: a partial index's condition as the
+    database deparses it (the index applies only to rows where it holds)."""
+
+    name: str
+    columns: tuple[str | None, ...]
+    expressions: tuple[str | None, ...] = ()
+    predicate: str | None = None
+    primary: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [c if c is not None else (self.expressions[j] or "?") for j, c in enumerate(self.columns)]
+        where = f" WHERE {self.predicate}" if self.predicate else ""
+        return f"{self.name} ({', '.join(parts)}){where}"
+
+    def parts(self, table: sa.Table) -> list[ColumnElement[Any]]:
+        """The key parts as expressions over `table` (an expression is the server's own text)."""
+        return [table.c[c] if c is not None else sa.literal_column(f"({self.expressions[j]})")
+                for j, c in enumerate(self.columns)]
+
+    def applies(self, table: sa.Table) -> ColumnElement[bool]:
+        """The rows the index constrains: every part non-NULL (NULLs are distinct in a unique index) and,
+        for a partial index, its predicate."""
+        where: list[ColumnElement[bool]] = [p.is_not(None) for p in self.parts(table)]
+        if self.predicate:
+            where.append(sa.literal_column(f"({self.predicate})", sa.Boolean))
+        return sa.and_(*where)
+
+
+def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str]) -> list[UniqueKey]:
+    """The unique constraints and indexes of `table` that say two rows sharing the values of `key` are different
+    entities when they hold different non-NULL values on them: every valid one except the primary key (which
+    always differs) and those whose columns all lie within `key` (the rows of a group share them).
+
+    Expression indexes are kept (their parts are the server's deparsed expressions); partial indexes apply under
+    their predicate. SQLite keeps expressions and predicates only as the CREATE INDEX text, which dupewatch does
+    not parse: an expression index is left out there, and a partial one applies to every row (a false refusal,
+    never a merge)."""
+    within = set(key)
+    return [u for u in catalog_for(conn).unique_keys(table)
+            if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)]
 
 
 @dataclass(frozen=True)
@@ -87,6 +146,29 @@ class Catalog:
 
     def restrict_access(self, table: sa.Table) -> None:
         """Nothing to do where the database has no per-table privileges (SQLite)."""
+
+    def resolved_schema(self, table: sa.Table) -> str | None:
+        """The schema the server finds the table in; None when that is the connection's default schema."""
+        if table.schema is not None:
+            return self._schema_or_none(table.schema)
+        return for_backend(self.conn.dialect.name).resolved_schema(self.conn, table.name)
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        raise NotImplementedError
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        """Every index of the table, expression and partial ones included (reflection skips some)."""
+        raise NotImplementedError
+
+    def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
+        """Columns the database sets on every UPDATE of a row (MySQL/MariaDB `ON UPDATE CURRENT_TIMESTAMP`): an
+        UPDATE that sets them to themselves leaves them as they were."""
+        return ()
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        """Columns whose values the database computes and refuses to be given (generated columns, MariaDB's
+        system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
+        return {c.name for c in table.columns if c.computed is not None}
 
     def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """(name, columns) of the primary key, unique constraints and unique indexes of a table."""
@@ -182,12 +264,38 @@ class PostgresCatalog(Catalog):
     def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
         if not super()._index_enforced(schema, table, index):
             return False
+        relation = qualified(self.conn, sa.Table(table, sa.MetaData(), schema=schema))
         valid = self.conn.execute(sa.text(
-            "SELECT indisvalid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relname = :i AND n.nspname = COALESCE(:s, current_schema())"),
-            {"i": index.get("name"), "s": schema}).scalar()
+            "SELECT i.indisvalid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :i AND i.indrelid = to_regclass(:t)"),
+            {"i": index.get("name"), "t": relation}).scalar()
         return bool(valid)
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = to_regclass(:t)"), {"t": qualified(self.conn, table)}).scalars())
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 "
+            "AND NOT attisdropped AND attgenerated <> ''"), {"t": qualified(self.conn, table)}).scalars())
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        # pg_index.indkey[k] = 0 marks an expression; pg_get_indexdef(oid, k, true) deparses it.
+        rows = self.conn.execute(sa.text("""
+            SELECT ic.relname AS name, i.indisprimary AS primary,
+                   ARRAY(SELECT a.attname FROM generate_series(1, i.indnkeyatts) k
+                         LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k - 1]
+                         ORDER BY k) AS columns,
+                   ARRAY(SELECT CASE WHEN i.indkey[k - 1] = 0 THEN pg_get_indexdef(i.indexrelid, k, true) END
+                         FROM generate_series(1, i.indnkeyatts) k ORDER BY k) AS expressions,
+                   pg_get_expr(i.indpred, i.indrelid, true) AS predicate
+            FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            WHERE i.indrelid = to_regclass(:t) AND i.indisunique AND i.indisvalid AND i.indisready
+            ORDER BY ic.relname"""), {"t": qualified(self.conn, table)}).all()
+        return [UniqueKey(r.name, tuple(r.columns), tuple(r.expressions), r.predicate, bool(r.primary))
+                for r in rows]
 
 
 class MySqlCatalog(Catalog):
@@ -231,6 +339,51 @@ class MySqlCatalog(Catalog):
             "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).first()
         schema, name = (row[0], row[1]) if row else (self._schema(table), table.name)
         return f"mysql {schema}.{name}"
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s "
+            "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).scalars())
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        # EXTRA: `VIRTUAL GENERATED`, `STORED GENERATED` (MariaDB's row_start/row_end too: `ROW START`/`ROW END`
+        # in GENERATION_EXPRESSION); MariaDB also says IS_GENERATED = 'ALWAYS'.
+        rows = self.conn.execute(sa.text(
+            "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
+            {"s": self._schema(table), "t": table.name}).mappings().all()
+        return {r["COLUMN_NAME"] for r in rows
+                if "GENERATED" in str(r["EXTRA"] or "").upper() or r.get("IS_GENERATED") == "ALWAYS"}
+
+    def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
+        return tuple(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND LOWER(EXTRA) LIKE '%on update%' ORDER BY ORDINAL_POSITION"),
+            {"s": self._schema(table), "t": table.name}).scalars())
+
+    def _period_columns(self, table: sa.Table) -> set[str]:
+        """MariaDB system versioning: `row_start`/`row_end`, when the table names them."""
+        return set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND GENERATION_EXPRESSION IN ('ROW START', 'ROW END')"),
+            {"s": self._schema(table), "t": table.name}).scalars())
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        # MySQL 8 lists a functional key part with COLUMN_NAME NULL and its EXPRESSION; MariaDB has neither.
+        rows = self.conn.execute(sa.text(
+            "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX"),
+            {"s": self._schema(table), "t": table.name}).mappings().all()
+        # MariaDB appends the system-versioning end column (hidden, or named) to every unique key of a versioned
+        # table so that it holds among current rows, the only ones a fix sees: that part is left out.
+        listed = set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
+            {"s": self._schema(table), "t": table.name}).scalars()) - self._period_columns(table)
+        parts: dict[str, list[tuple[str | None, str | None]]] = {}
+        for r in rows:
+            if r["COLUMN_NAME"] is None or r["COLUMN_NAME"] in listed:
+                parts.setdefault(r["INDEX_NAME"], []).append((r["COLUMN_NAME"], r.get("EXPRESSION")))
+        return [UniqueKey(name, tuple(c for c, _e in cols), tuple(e for _c, e in cols), None, name == "PRIMARY")
+                for name, cols in parts.items()]
 
 
 class SqliteCatalog(Catalog):
@@ -280,6 +433,34 @@ class SqliteCatalog(Catalog):
 
     def table_identity(self, table: sa.Table) -> str:
         return f"sqlite {(table.schema or 'main').lower()}.{table.name.lower()}"
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        return {row[1] for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_list({quote(table.name)})")}
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        # table_xinfo's `hidden`: 2 a virtual, 3 a stored generated column.
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        return {row[1] for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}table_xinfo({quote(table.name)})")
+                if row[6] in (2, 3)}
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(table.schema)}." if table.schema else ""
+        found = []
+        # index_list rows: (seq, name, unique, origin, partial); index_xinfo: (seqno, cid, name, desc, coll, key).
+        # cid -2 is an expression, kept only as text: such an index is left out (see `distinct_entity_keys`).
+        for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_list({quote(table.name)})").all():
+            if not row[2]:
+                continue
+            keys = [r for r in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_xinfo({quote(row[1])})") if r[5]]
+            if all(r[1] >= 0 for r in keys):
+                found.append(UniqueKey(row[1], tuple(r[2] for r in keys), primary=row[3] == "pk"))
+        if not any(u.primary for u in found) and table.primary_key.columns:  # INTEGER PRIMARY KEY is the rowid
+            found.append(UniqueKey("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns), primary=True))
+        return found
 
 
 def catalog_for(conn: Connection) -> Catalog:

@@ -49,12 +49,20 @@ from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
-from monitor.fix.catalog import catalog_for
+from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused
-from monitor.fix.links import Link, apply, children_archived, delete_joined, prepare_links, verify_clear
+from monitor.fix.links import (
+    Link,
+    apply,
+    children_archived,
+    delete_joined,
+    drop_empty_logs,
+    prepare_links,
+    verify_clear,
+)
 from monitor.fix.locks import fix_lock
 from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
-from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview
+from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview, distinct_groups
 from monitor.fix.records import FixRecord, reference_table
 from monitor.fix.refs import find_references
 
@@ -115,13 +123,15 @@ class _Target:
     config: CheckConfig
     tc: TableCheck
     db: Database
+    merge_distinct: bool = False  # merge rows another unique constraint says are different entities
 
     @property
     def table_name(self) -> str:
         return self.config.table or self.tc.table.name
 
 
-def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None) -> _Target:
+def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None, *,
+           merge_distinct: bool = False) -> _Target:
     """The table check to fix; custom query checks are refused. `group` (a group's normalised key values,
     as the drill-down lists them) limits the fix to that one group."""
     config = monitor.config.check(check)
@@ -139,7 +149,7 @@ def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None) -> 
     if db.dialect == "postgresql" and not tc.has_primary_key and _is_partitioned(db, tc.table):
         raise FixRefused(f"table {config.table!r} is partitioned and has no primary key: its rows cannot be "
                          "told apart (ctid repeats across partitions); add a primary key first")
-    return _Target(config, tc if group is None else tc.narrowed(group), db)
+    return _Target(config, tc if group is None else tc.narrowed(group), db, merge_distinct or config.merge_distinct)
 
 
 def _is_partitioned(db: Database, table: sa.Table) -> bool:
@@ -166,7 +176,9 @@ def _session(conn: Connection, db: Database) -> Connection:
 
 def _layout(conn: Connection, t: _Target) -> Layout:
     refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
-    return Layout(t.tc, refs, catalog_for(conn).delete_hooks(t.tc.table))
+    catalog = catalog_for(conn)
+    distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
+    return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct)
 
 
 @contextmanager
@@ -185,11 +197,13 @@ def table_lock(t: _Target) -> Iterator[None]:
 
 
 def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
-              group: Sequence[Any] | None = None) -> FixPlan:
+              group: Sequence[Any] | None = None, merge_distinct: bool = False) -> FixPlan:
     """The dry run: the plan computed over the live table in a read-only transaction; changes nothing.
     It is planned with the fix role's eyes (`fix_url`), which may see other rows, references and row-level
-    security than the detection role. `group`: plan only the group with these key values."""
-    t = target(monitor, check, group)
+    security than the detection role. `group`: plan only the group with these key values. `merge_distinct`:
+    merge rows that another unique constraint says are different entities (else they block the fix; also the
+    check's `merge_distinct`)."""
+    t = target(monitor, check, group, merge_distinct=merge_distinct)
     try:
         with _planning_view(t) as conn:
             layout = _layout(conn, t)
@@ -218,13 +232,14 @@ def _planning_view(t: _Target) -> Iterator[Connection]:
 
 
 def prepare_fix(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
-                group: Sequence[Any] | None = None) -> FixPlan:
+                group: Sequence[Any] | None = None, merge_distinct: bool = False) -> FixPlan:
     """Snapshot the plan (the rows the fix may delete) into a plan table and return its preview.
 
     The returned plan has `fix_id` set; pass it to `run_fix` after the operator confirms, or to
     `discard_fix` if they do not. Only dupewatch's own tables are written. `group`: only that group's rows.
+    `merge_distinct`: see `make_plan`.
     """
-    t = target(monitor, check, group)
+    t = target(monitor, check, group, merge_distinct=merge_distinct)
     with table_lock(t):
         return _snapshot(t, sample=sample)
 
@@ -364,7 +379,8 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
 
 def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int | None = None,
             batch_time: float | None = None, progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None, add_constraint: bool = False) -> FixReport:
+            cancel: threading.Event | None = None, add_constraint: bool = False,
+            merge_distinct: bool = False) -> FixReport:
     """Run (or resume) a fix of `check` and return what it did.
 
     `plan`: a prepared plan (`prepare_fix`) to run; None resumes an unfinished fix of the check or, if
@@ -372,6 +388,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     after each committed batch; setting `cancel` stops between batches (the fix stays resumable).
     Batches are sized to take `batch_time` seconds (default: `[fix] batch_time`), at most `batch_size` groups;
     `batch_size` alone fixes every batch at that many groups (see `pace.py`).
+    `merge_distinct`: see `make_plan` (a batch skips a group whose rows differ on another unique key, unless set).
     Raises `FixRefused` (nothing changed) or `FixError` (a batch was rolled back; earlier batches stand).
     """
     if batch_size is not None and batch_size < 1:
@@ -380,7 +397,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
         raise FixRefused("--batch-time must be a positive duration")
     if batch_time is None and batch_size is None:
         batch_time = monitor.config.fix.batch_time
-    t = target(monitor, check)
+    t = target(monitor, check, merge_distinct=merge_distinct)
     sizer = BatchSizer(batch_time, batch_size or DEFAULT_BATCH_SIZE, t.db.config.statement_timeout)
     with table_lock(t):
         resumed = False
@@ -466,6 +483,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
                 _drop_plan(conn, t, _load(conn, fix_id))
+                drop_empty_logs(conn, fix_id, home)
                 break
             record = advanced
             _count_deleted(t, record.deleted - counted)
@@ -599,6 +617,10 @@ class _Batch:
     def _fix_groups(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: range,
                     planned: Planned) -> _Outcome:
         intact, expected, skipped = self._lock_and_recheck(conn, in_batch, groups)
+        distinct = distinct_groups(conn, self.layout, self.plan, in_batch)  # asked under the batch's locks
+        if distinct:  # a row changed since the plan so that the schema now tells the group's rows apart
+            planned.deleted(self.plan, self._forget(conn, distinct))
+            intact, expected, skipped = self._lock_and_recheck(conn, in_batch, groups)
         outcome = _Outcome(groups=intact, skipped=len(skipped))
         planned.deleted(self.plan, self._forget(conn, skipped))
         if not intact:

@@ -559,13 +559,21 @@ class _PostgresBuilder(_Builder):
     def _concurrently(self, conn: Connection, index: sa.Index, qualified: str,
                       cleanup: Callable[[], None]) -> None:
         """Run one CREATE UNIQUE INDEX CONCURRENTLY; on failure or Ctrl-C run `cleanup` (fresh connections)."""
-        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        pid, started = conn.execute(sa.text("SELECT pg_backend_pid(), clock_timestamp()")).one()
         conn.exec_driver_sql("SET statement_timeout = 0")  # a concurrent build takes as long as the table needs
+        # ... but waits at most statement_timeout for the table's lock and for every transaction older than it
+        # (its snapshot waits are lock waits, which lock_timeout bounds), not as long as an idle session lives.
+        wait = self.t.db.config.statement_timeout
+        conn.exec_driver_sql(f"SET lock_timeout = {_milliseconds(wait)}")
         try:
             conn.execute(sa.schema.CreateIndex(index))
         except sa.exc.DBAPIError as exc:
+            older = self._older_transactions(pid, started) if getattr(exc.orig, "sqlstate", None) == "55P03" \
+                else None
             conn.invalidate()  # its statement_timeout is 0: never back into the pool
             left = self._cleaned(cleanup, pid)
+            if older is not None:
+                raise FixRefused(self._waited(wait, older, left)) from None
             raise self.failed(exc, left=left) from None
         except KeyboardInterrupt:
             conn.invalidate()
@@ -575,9 +583,31 @@ class _PostgresBuilder(_Builder):
         valid = conn.execute(sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
                              {"n": qualified}).scalar()
         conn.exec_driver_sql(f"SET statement_timeout = {_milliseconds(self.t.db.config.statement_timeout)}")
+        conn.exec_driver_sql("RESET lock_timeout")
         if not valid:
             left = self._cleaned(cleanup, pid)
             raise FixRefused(f"the unique index {self.name} was built INVALID and {left}")
+
+    def _older_transactions(self, pid: int, started: Any) -> list[str]:
+        """The sessions of this database whose transaction began before the build (what a concurrent build waits
+        for), oldest first, as `pid 123 (idle in transaction since 12:00:01, psql)`."""
+        try:
+            with self.t.db.connect(self.t.db.writer) as fresh:
+                rows = fresh.execute(sa.text(
+                    "SELECT pid, state, xact_start, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND xact_start < :started AND pid NOT IN (:pid, "
+                    "pg_backend_pid()) ORDER BY xact_start LIMIT 5"), {"started": started, "pid": pid}).all()
+        except (sa.exc.DBAPIError, DatabaseError):
+            return []
+        return [f"pid {r.pid} ({r.state} since {r.xact_start:%Y-%m-%d %H:%M:%S %Z}"
+                + (f", {r.application_name}" if r.application_name else "") + ")" for r in rows]
+
+    def _waited(self, wait: float, older: list[str], left: str) -> str:
+        waited_for = (f"transactions older than it: {', '.join(older)}" if older
+                      else "the table's lock")
+        return (f"the concurrent build of {self.name} waited {wait:g}s (the database's statement_timeout) for "
+                f"{waited_for}, and was cancelled; {left}; end those transactions and run the guard again, or "
+                "use --lock-timeout to build under the table's write lock instead")
 
     def _cleaned(self, cleanup: Callable[[], None], pid: int) -> str:
         """Stop the old session's build (psycopg cancels on Ctrl-C; make sure) and drop what it left."""
@@ -834,10 +864,18 @@ class _LockedSession:
 _MY_COLUMN = sa.text(
     "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
     "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table AND COLUMN_NAME = :column")
+# MariaDB appends a system-versioned table's end column (hidden, or a named `row_end`) to each unique key so
+# that it holds among current rows; the guard's definition is compared without it.
 _MY_INDEX = sa.text(
-    "SELECT NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
-    "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table AND INDEX_NAME = :name "
-    "ORDER BY SEQ_IN_INDEX")
+    "SELECT s.NON_UNIQUE, s.COLUMN_NAME, s.SUB_PART FROM information_schema.STATISTICS s "
+    "WHERE s.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND s.TABLE_NAME = :table AND s.INDEX_NAME = :name "
+    "AND (s.COLUMN_NAME IS NULL OR s.COLUMN_NAME IN (SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c "
+    "WHERE c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME "
+    "AND COALESCE(c.GENERATION_EXPRESSION, '') NOT IN ('ROW START', 'ROW END'))) "
+    "ORDER BY s.SEQ_IN_INDEX")
+_MY_VERSIONED = sa.text(
+    "SELECT TABLE_TYPE = 'SYSTEM VERSIONED' FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
 _MY_DUPLICATE_KEY = (1062, 1022, 1169, 1586)  # ER_DUP_ENTRY, ER_DUP_KEY, ER_DUP_UNIQUE, ER_DUP_ENTRY_WITH_KEY_NAME
 _MY_LOCK_WAIT_TIMEOUT = 1205
 
@@ -926,7 +964,7 @@ class _MySQLBuilder(_Builder):
 
     def build(self, lock_timeout: float | None) -> None:
         index = self.index(concurrently=False)
-        with self.t.db.connect(self.t.db.writer) as conn:
+        with self.t.db.connect(self.t.db.writer) as conn, self._versioned_alter(conn):
             pid = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
             conn.rollback()  # end the autobegun transaction: LOCK TABLES and DDL must start afresh
             try:
@@ -949,6 +987,30 @@ class _MySQLBuilder(_Builder):
                 raise GuardInterrupted(f"interrupted: the unique index build for {self.t.config.name!r} was "
                                        "cancelled (MySQL/MariaDB build it atomically: nothing was left behind; "
                                        "`dupewatch guard` again shows whether it finished first)") from None
+
+    @contextmanager
+    def _versioned_alter(self, conn: Connection) -> Iterator[None]:
+        """MariaDB refuses any ALTER of a system-versioned table unless the session allows it
+        (`system_versioning_alter_history = KEEP`); adding an index rewrites no history row, and MariaDB extends
+        a unique key with the period's end so that it holds among current rows. Set for this build only."""
+        table = self.t.tc.table
+        versioned = self.mariadb and conn.execute(_MY_VERSIONED, {"schema": table.schema,
+                                                                  "table": table.name}).scalar()
+        conn.rollback()
+        if not versioned:
+            yield
+            return
+        before = conn.execute(sa.text("SELECT @@SESSION.system_versioning_alter_history")).scalar_one()
+        conn.execute(sa.text("SET SESSION system_versioning_alter_history = 'KEEP'"))
+        conn.rollback()
+        self.notes.append(f"{self.t.table_name!r} is system-versioned: the index was added with "
+                          "system_versioning_alter_history = KEEP for this session (an index rewrites no history), "
+                          "and MariaDB keys it on the current rows")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SET SESSION system_versioning_alter_history = :v"), {"v": before})
+            conn.rollback()
 
     @contextmanager
     def _write_locked(self, conn: Connection, lock_timeout: float) -> Iterator[None]:

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.fix import records
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
+from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixRefused
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
@@ -42,6 +43,7 @@ class Link:
     child: sa.Table
     log: sa.Table | None  # repoint: the typed log; archive: the child's archive; refuse/non-unique: None
     position: int = 0  # in `dupewatch_fix_reference`
+    kept: tuple[str, ...] = ()  # columns an UPDATE would change by itself (ON UPDATE CURRENT_TIMESTAMP)
 
     def pointing(self, layout: Layout, plan: sa.FromClause) -> ColumnElement[bool]:
         """The child row points at the plan row (compared by the database)."""
@@ -55,8 +57,10 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
     recorded = {row.position: row for row in conn.execute(
         sa.select(reference_table).where(reference_table.c.fix_id == fix_id))}
     links = []
+    catalog = catalog_for(conn)
     for position, ref in enumerate(layout.refs):
         child = reflect(conn, ref.schema, ref.table)
+        kept = catalog.auto_updated_columns(child) if ref.action == "repoint" else ()
         # Nothing to move: refused, not a unique reference, no row identity, or the table itself (its archive
         # is the fixed table's, whose rows undo restores already).
         if ref.action == "refuse" or not ref.referred_unique or layout.mode == "identical" or ref.self_reference:
@@ -65,7 +69,7 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
         row = recorded.get(position)
         if row is not None:
             log_schema = schema if ref.action == "repoint" else records.place(conn, ref.schema)
-            links.append(Link(ref, child, reflect(conn, log_schema, row.log_table), position))
+            links.append(Link(ref, child, reflect(conn, log_schema, row.log_table), position, kept))
             continue
         if ref.action == "archive":
             log = ensure_archive(conn, child, records.place(conn, ref.schema), apart=records.home(conn) is not None)
@@ -77,7 +81,7 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
             fix_id=fix_id, position=position, child_schema=ref.schema, child_table=ref.table,
             fk_columns=json.dumps(list(ref.columns)), referred_columns=json.dumps(list(ref.referred_columns)),
             action=ref.action, log_table=log.name))
-        links.append(Link(ref, child, log, position))
+        links.append(Link(ref, child, log, position, kept))
     return links
 
 
@@ -139,7 +143,8 @@ def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doome
               .where(*[child.c[c] == log.c[f"pk_{j}"] for j, c in enumerate(ref.primary_key)],
                      *[child.c[c] == log.c[f"old_{j}"] for j, c in enumerate(ref.columns)],
                      log.c[GROUP].in_(batch))
-              .values({child.c[c]: log.c[f"new_{j}"] for j, c in enumerate(ref.columns)}))
+              .values({**_unchanged(child, link.kept), **{child.c[c]: log.c[f"new_{j}"]
+                                                         for j, c in enumerate(ref.columns)}}))
     moved = conn.execute(update).rowcount
     if moved != logged:
         raise BatchAborted(f"repointed {moved} row(s) of {ref.label}, expected {logged}")
@@ -185,6 +190,26 @@ def verify_clear(conn: Connection, layout: Layout, plan: sa.Table, links: list[L
             raise BatchAborted(f"{left} row(s) of {ref.label} still point at rows to delete ({why}){cascade}")
 
 
+def drop_empty_logs(conn: Connection, fix_id: str, schema: str | None) -> None:
+    """Once a fix is done, the repoint logs it wrote nothing to (one was created per foreign key) are dropped
+    with their entry, so a fix leaves a log in the application's schema only for a reference it repointed.
+    The entry goes first: a crash in between leaves an empty table, never an entry without its log."""
+    with conn.begin():
+        entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id,
+                                                                reference_table.c.action == "repoint")).all()
+    for entry in entries:
+        with conn.begin():
+            log = sa.Table(entry.log_table, sa.MetaData(), schema=schema)
+            if not sa.inspect(conn).has_table(entry.log_table, schema=schema):
+                continue
+            if conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one():
+                continue
+            conn.execute(reference_table.delete().where(reference_table.c.fix_id == fix_id,
+                                                        reference_table.c.position == entry.position))
+        with conn.begin():
+            log.drop(conn, checkfirst=True)
+
+
 # -- undo -------------------------------------------------------------------------------------------
 
 
@@ -215,6 +240,12 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
     return pointed, restored
 
 
+def _unchanged(child: sa.Table, kept: tuple[str, ...]) -> dict[Any, Any]:
+    """`SET ts = ts` for each column the database would otherwise set on UPDATE (MySQL/MariaDB: an
+    auto-updated column explicitly set to its current value is left alone)."""
+    return {child.c[name]: child.c[name] for name in kept}
+
+
 def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> int:
     pk = list(child.primary_key.columns)
     expected = conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one()
@@ -223,7 +254,8 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
     back = (sa.update(child)
             .where(*[c == log.c[f"pk_{j}"] for j, c in enumerate(pk)],
                    *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
-            .values({child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}))
+            .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
+                     **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
     moved = conn.execute(back).rowcount
     if moved != expected:
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "

@@ -27,7 +27,7 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
-from monitor.fix.catalog import DeleteHooks, catalog_for
+from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.records import home, now_text, safe_identifier
 from monitor.fix.refs import Reference, config_name, reflect
@@ -72,9 +72,14 @@ def _uncomparable(column: sa.Column[Any], dialect: str) -> bool:
 class Layout:
     """How one table check is planned and executed: identity mode, plan relation, join conditions."""
 
-    def __init__(self, tc: TableCheck, refs: list[Reference], hooks: DeleteHooks | None = None) -> None:
+    def __init__(self, tc: TableCheck, refs: list[Reference], hooks: DeleteHooks | None = None,
+                 distinct_keys: list[UniqueKey] | None = None, *, merge_distinct: bool = False) -> None:
         self.tc = tc
         self.hooks = hooks or DeleteHooks()
+        # Unique constraints and indexes beyond the key (see `catalog.distinct_entity_keys`): rows of a group
+        # that differ on one are different entities, merged only when the operator asks (`merge_distinct`).
+        self.distinct_keys = distinct_keys or []
+        self.merge_distinct = merge_distinct
         self.table = tc.table
         self.dialect = tc.dialect
         self.refs = refs
@@ -235,6 +240,17 @@ class Layout:
             return "first of the identical rows"
         return f"{self.tc.check.keep} by {', '.join(names)}"
 
+    def distinct_flags(self) -> list[sa.Label[int]]:
+        """Per unique key in `distinct_keys`, an aggregate over a group's rows (the plan relation joined to the
+        table): 1 when at least two of them hold different values on it where it applies, counted by the
+        database with its own comparison (collation included), NULLs ignored."""
+        flags = []
+        for j, key in enumerate(self.distinct_keys):
+            applies = key.applies(self.table)
+            differs = [sa.func.count(sa.distinct(sa.case((applies, part)))) > 1 for part in key.parts(self.table)]
+            flags.append(sa.case((sa.or_(*differs), 1), else_=0).label(f"dw_u{j}"))
+        return flags
+
     def comparable_columns(self) -> list[sa.Column[Any]]:
         """Columns whose differences inside a group are worth reporting (not the row identity)."""
         skip = {c.name for c in self.table.primary_key.columns}
@@ -331,6 +347,7 @@ class FixPlan:
     blockers: list[str]
     notes: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)  # what makes the fix faster (indexes its deletes need)
+    distinct_entities: dict[str, int] = field(default_factory=dict)  # unique key label -> groups it tells apart
     fix_id: str | None = None
     planned_at: str = field(default_factory=now_text)
 
@@ -345,8 +362,8 @@ class FixPlan:
                 "rows_to_repoint": sum(r.as_json()["rows_to_repoint"] for r in self.references),
                 "sample": [g.as_json() for g in self.sample],
                 "references": [r.as_json() for r in self.references],
-                "differences": self.differences, "blockers": self.blockers, "notes": self.notes,
-                "advice": self.advice}
+                "differences": self.differences, "distinct_entities": self.distinct_entities,
+                "blockers": self.blockers, "notes": self.notes, "advice": self.advice}
 
 
 def _display_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -367,6 +384,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
         identity=layout.mode, keeper=layout.keeper_description(), groups=groups, rows_to_delete=rows_to_delete,
         sample=_sample(conn, layout, rel, sample) if groups and sample > 0 else [],
         references=references, differences=differences, blockers=[],
+        distinct_entities=_distinct_entities(conn, layout, rel) if groups else {},
     )
     _judge(plan, layout, differing_groups)
     if groups:
@@ -419,6 +437,29 @@ def _differences(conn: Connection, layout: Layout, rel: FromClause) -> tuple[dic
                                  sa.func.coalesce(sa.func.sum(any_flag), 0))).one()
     counts = {c.name: int(row[j]) for j, c in enumerate(columns) if int(row[j])}
     return counts, int(row[-1])
+
+
+def _distinct_entities(conn: Connection, layout: Layout, rel: FromClause) -> dict[str, int]:
+    """Per unique key beyond the check's key: in how many groups the rows differ on it (see `distinct_flags`)."""
+    flags = layout.distinct_flags()
+    if not flags or layout.mode == "identical":  # identical rows hold no different values on anything
+        return {}
+    per_group = (sa.select(*flags).select_from(rel).join(layout.table, layout.member_match(rel))
+                 .group_by(rel.c[GROUP]).subquery("dupewatch_distinct"))
+    row = conn.execute(sa.select(*[sa.func.coalesce(sa.func.sum(per_group.c[f.name]), 0) for f in flags])).one()
+    return {key.label: int(n) for key, n in zip(layout.distinct_keys, row, strict=True) if n}
+
+
+def distinct_groups(conn: Connection, layout: Layout, plan: FromClause,
+                    chosen: ColumnElement[bool]) -> list[int]:
+    """The groups among the plan rows matching `chosen` whose rows differ on a unique key beyond the check's key
+    now (a batch asks under its locks); [] when the operator merges them anyway."""
+    flags = layout.distinct_flags()
+    if not flags or layout.merge_distinct or layout.mode == "identical":
+        return []
+    statement = (sa.select(plan.c[GROUP]).select_from(plan).join(layout.table, layout.member_match(plan))
+                 .where(chosen).group_by(plan.c[GROUP]).having(sa.or_(*[f.element == 1 for f in flags])))
+    return [int(g) for g in conn.execute(statement).scalars()]
 
 
 def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
@@ -551,6 +592,7 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
         plan.notes.append(
             f"{differing_groups:,} group(s) hold rows that differ outside the key ({columns}): the kept row's values "
             "are the ones that stay; the deleted rows' values are archived and `dupewatch undo` restores them")
+    _judge_distinct(plan, layout)
     for ref_plan in plan.references:
         _judge_reference(plan, ref_plan)
         if ref_plan.index and plan.rows_to_delete:
@@ -565,6 +607,21 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
     if layout.hooks.firing:
         plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}: if it changes any row, the "
                           "batch's account rolls the batch back and the fix stops (disable it for the fix)")
+
+
+def _judge_distinct(plan: FixPlan, layout: Layout) -> None:
+    """Rows the schema declares different entities (they differ on another unique constraint or index) are not
+    merged unless the operator says so."""
+    for label, groups in plan.distinct_entities.items():
+        if layout.merge_distinct:
+            plan.notes.append(f"{groups:,} group(s) hold rows that unique constraint {label} says are different "
+                              "entities; they are merged as asked (merge_distinct): each group keeps one row")
+        else:
+            plan.blockers.append(
+                f"{groups:,} group(s) hold rows that differ on unique constraint {label}: the schema says they "
+                "are different entities, not duplicates; review the key (a NULL in it groups unrelated rows), "
+                f"or merge them anyway with `dupewatch fix {plan.check} --merge-distinct` (or merge_distinct = "
+                "true on the check)")
 
 
 def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:

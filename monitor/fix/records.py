@@ -30,7 +30,8 @@ REFERENCE_TABLE = "dupewatch_fix_reference"
 MAX_IDENTIFIER = 63  # PostgreSQL's limit, the smallest of the three
 
 # planned: snapshot taken, nothing changed yet; running: batches under way (also after a crash);
-# stopped: cancelled between batches; failed: a batch was refused; done; undone; discarded (never ran).
+# stopped: cancelled between batches; failed: a batch was refused; done; undone; discarded (never ran);
+# purged: a done or undone fix whose archived rows and logs were deleted (`dupewatch fixes purge`).
 UNFINISHED = ("planned", "running", "stopped", "failed")
 
 BOOKKEEPING = "__dupewatch_bookkeeping__"  # placeholder schema, translated per connection (see the docstring)

@@ -65,7 +65,11 @@ def report_lines(report: FixReport) -> list[str]:
     if report.constraint:
         lines.append(f"  unique index {report.constraint} now guards the key")
     lines.extend(f"  note: {note}" for note in report.notes)
-    lines.append(f"  undo with: dupewatch undo {report.fix_id}")
+    if report.constraint:  # the guard would refuse the restored duplicates: undo drops it first
+        lines.append(f"  undo with: dupewatch undo {report.fix_id} --drop-constraint (drops {report.constraint} "
+                     "first)")
+    else:
+        lines.append(f"  undo with: dupewatch undo {report.fix_id}")
     return lines
 
 

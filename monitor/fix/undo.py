@@ -1,8 +1,9 @@
 """Undo: put a fix's archived rows back (original keys, byte-identical) and point references back at them.
 
 Everything happens in one transaction under the table's fix lock. Undo refuses, changing nothing, when a
-restored row's primary key is taken, when a unique constraint added since (e.g. the guard) would be
-violated, or when a repointed referencing row was changed or deleted since the fix.
+restored row's primary key is taken, when a unique constraint would be violated (the refusal names the one the
+database reports and says whether dupewatch added it: only its own guard is ever suggested for dropping, with
+`--drop-constraint`), or when a repointed referencing row was changed or deleted since the fix.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from sqlalchemy.engine import Connection
 
 from monitor.db import Database, DatabaseError
 from monitor.detect import split_table_name
+from monitor.dialects import UniqueViolation
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archived_count, reflect_archive, restore_rows
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.execute import repoint_statement
+from monitor.fix.guard import guard_name
 from monitor.fix.links import undo_links
 from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, repoint_table
@@ -30,15 +33,18 @@ from monitor.fix.values import loads
 UNDOABLE = ("done", "stopped", "failed", "running")
 
 
-@dataclass(frozen=True)
+@dataclass
 class UndoReport:
     fix_id: str
     check: str
     restored: int
     repointed: int
+    constraint_dropped: str | None = None  # the guard `--drop-constraint` dropped
 
     def as_json(self) -> dict[str, Any]:
-        return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed}
+        dropped = {"constraint_dropped": self.constraint_dropped} if self.constraint_dropped else {}
+        return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed,
+                **dropped}
 
 
 def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
@@ -55,39 +61,97 @@ def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
     raise FixRefused(f"no fix with id {fix_id!r} in any configured database (see `dupewatch fixes`)")
 
 
-def undo_fix(monitor: Monitor, fix_id: str) -> UndoReport:
+def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) -> UndoReport:
     """Restore what fix `fix_id` deleted and point its references back, in one transaction, then drop its plan
-    table. Raises `FixRefused` (nothing changed) or `DatabaseError`."""
+    table. `drop_constraint`: first drop the check's guard (`uq_dupewatch_<check>`, which `fix --add-constraint`
+    or `guard` added), which would refuse the restored duplicates; in the same transaction where DDL is
+    transactional (PostgreSQL, SQLite), just before it on MySQL/MariaDB. Raises `FixRefused` (nothing changed) or
+    `DatabaseError`."""
     db, record = find_fix(monitor, fix_id)
     if record.state not in UNDOABLE:
         raise FixRefused(f"fix {fix_id} is {record.state}: there is nothing to undo")
     schema, name = split_table_name(record.table_name)
     try:
         with db.connect(db.bookkeeping) as conn, conn.begin():
-            identity = catalog_for(conn).table_identity(sa.Table(name, sa.MetaData(), schema=schema))
+            catalog = catalog_for(conn)
+            schema = catalog.resolved_schema(sa.Table(name, sa.MetaData(), schema=schema)) or schema
+            identity = catalog.table_identity(sa.Table(name, sa.MetaData(), schema=schema))
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(db.describe(exc)) from None
+    guard = guard_name(record.check_name) if drop_constraint else None
+    dropped = None
     with fix_lock(db, identity, record.table_name):
         try:
             with db.connect(db.bookkeeping) as conn:
+                if guard is not None and not db.rules.transactional_ddl:
+                    with conn.begin():
+                        dropped = _drop_guard(conn, schema, name, guard)
+                    guard = None
                 with conn.begin():
-                    report = _undo(conn, record)
+                    if guard is not None:
+                        dropped = _drop_guard(conn, schema, name, guard)
+                    report = _undo(conn, record, schema)
                 _drop_plan_table(conn, records.place(conn, schema), record.plan_table)
+                report.constraint_dropped = dropped
                 return report
         except sa.exc.IntegrityError as exc:
-            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: restoring the rows would violate "
-                             f"a constraint of {record.table_name!r} ({db.describe(exc)}); a unique constraint "
-                             "was probably added since the fix (dupewatch guard adds uq_dupewatch_<check>): "
-                             "drop it first") from None
+            raise _refusal(db, record, schema, exc, dropped) from None
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(db.describe(exc)) from None
 
 
-def _undo(conn: Connection, record: FixRecord) -> UndoReport:
+def _drop_guard(conn: Connection, schema: str | None, name: str, guard: str) -> str | None:
+    """Drop the check's guard from the table if it is there; returns its name, or None."""
+    table = reflect(conn, schema, name)
+    if guard not in catalog_for(conn).index_names(table):
+        return None
+    conn.execute(sa.schema.DropIndex(sa.Index(guard, next(iter(table.columns)))))
+    return guard
+
+
+def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.IntegrityError,
+             dropped: str | None) -> FixRefused:
+    """Undo hit a unique constraint: name the one the database reports, say whether dupewatch added it, and
+    advise dropping only dupewatch's own guard."""
+    violation = db.rules.violated_unique(exc)
+    name = violation.name or _named_by_columns(db, schema, violation)
+    head = f"undo of fix {record.fix_id} refused, " + (
+        f"the unique index {dropped} was dropped already (MySQL/MariaDB commit DDL at once), nothing else changed"
+        if dropped else "nothing changed")
+    if name is None:
+        return FixRefused(f"{head}: restoring its rows would violate a constraint ({db.describe(exc)}); a row "
+                          "now conflicts with a row to restore: resolve that row first")
+    guard = guard_name(record.check_name)
+    if name in (guard, record.constraint_name):
+        added = "this fix added it (--add-constraint)" if name == record.constraint_name else \
+            "dupewatch added it (`dupewatch guard`)"
+        return FixRefused(f"{head}: restoring its rows would violate the unique index {name}, the guard of check "
+                          f"{record.check_name!r}; {added}: `dupewatch undo {record.fix_id} --drop-constraint` "
+                          "drops it and restores the duplicates it keeps out")
+    return FixRefused(f"{head}: restoring its rows would violate {name}, a unique constraint or index dupewatch did "
+                      "not add: a row now holds the same values as a row to restore (say, the user registered "
+                      "again); resolve that row first, and keep the constraint")
+
+
+def _named_by_columns(db: Database, schema: str | None, violation: UniqueViolation) -> str | None:
+    """SQLite names the columns only: the unique index of that table on exactly those columns."""
+    if not violation.columns or violation.table is None:
+        return None
+    try:
+        with db.connect(db.bookkeeping) as conn, conn.begin():
+            keys = catalog_for(conn).unique_keys(reflect(conn, schema, violation.table))
+    except sa.exc.SQLAlchemyError:
+        return None
+    found = [u.name for u in keys if u.columns == violation.columns]
+    return found[0] if found else f"the unique constraint on {violation.table}({', '.join(violation.columns)})"
+
+
+def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport:
+    """`schema`: where the server resolves the fixed table (see `Catalog.resolved_schema`)."""
     current = records.get_record(conn, record.fix_id, lock=True)
     if current is None or current.state not in UNDOABLE:
         raise FixRefused(f"fix {record.fix_id} is {current.state if current else 'gone'}: nothing to undo")
-    schema, name = split_table_name(record.table_name)
+    _schema, name = split_table_name(record.table_name)
     table = reflect(conn, schema, name)
     home = records.place(conn, schema)
     archive = reflect_archive(conn, home, record.archive_table)

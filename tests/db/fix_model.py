@@ -111,6 +111,13 @@ class Scenario:
     on_reference: tuple[str, ...] = ()
     one_group: bool = False  # fix only the first group the drill-down lists (`group=` its key values)
     trigger: bool = False  # an AFTER DELETE trigger on `p` writes to `audit_p`: no batch deleting a row may commit
+    # `merge_distinct` on the check: without it, rows differing on the unique columns u / ut outside the key
+    # (issue 16 item 4) must never be merged
+    merge_distinct: bool = True
+
+    @property
+    def distinct_columns(self) -> bool:
+        return self.needs_u or self.needs_ut
 
     @property
     def needs_u(self) -> bool:
@@ -134,6 +141,7 @@ class Scenario:
 
 
 HAS_ON_REFERENCE = "on_reference" in CheckConfig.model_fields
+HAS_MERGE_DISTINCT = "merge_distinct" in CheckConfig.model_fields
 
 
 @st.composite
@@ -185,7 +193,7 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
         on_reference = tuple(draw(st.sampled_from(["repoint", "archive", "refuse"])) for _ in kids)
     return Scenario(dialect, has_pk, tagged, key_types, nullable, rows, draw(st.booleans()),
                     draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference,
-                    draw(st.integers(0, 3)) == 0, trigger)
+                    draw(st.integers(0, 3)) == 0, trigger, merge_distinct=draw(st.integers(0, 3)) > 0)
 
 
 # -- SQL per dialect ------------------------------------------------------------------------------------------
@@ -652,6 +660,8 @@ def check_config(w: World) -> dict[str, Any]:
                              "key": [c.name for c in w.key_cols], "keep": s.keep}
     if s.use_order:
         check["order_by"] = ["ord"]
+    if s.distinct_columns and HAS_MERGE_DISTINCT:
+        check["merge_distinct"] = s.merge_distinct
     if s.on_reference:
         ref = {}
         for j, c in enumerate(s.children):
@@ -829,6 +839,12 @@ def check_fix(w: World, out: Outcome) -> list[str]:
         if counted_rows(w, archived) == 0 and out.report is not None and out.dry_run and out.dry_run.groups \
                 and not any(w.s.ops):
             problems.append("the fix finished although each deleted row fires a trigger writing another table")
+    # 0. rows that differ on a unique column outside the key (u, ut: never NULL, one value per row) are
+    # different entities: merged only with merge_distinct
+    counted = w.db.scalar(f"SELECT count(*) FROM ({archived}) a") if archived else 0
+    if w.s.distinct_columns and not w.s.merge_distinct and HAS_MERGE_DISTINCT and counted:
+        problems.append(f"merged {counted} row(s) that differ on a unique column outside the key (u/ut) "
+                        "without merge_distinct")
     # 1. nothing lost: live + archive == what the application left (no row deleted without its archive copy)
     both = sql.select(live, data) + (f" UNION ALL {archived}" if archived else "")
     lost = sql.missing(sql.select(shadow, data), both, data)
@@ -848,7 +864,6 @@ def check_fix(w: World, out: Outcome) -> list[str]:
         if alone:
             problems.append(f"deleted rows whose key had no duplicate at snapshot time: {alone[:3]}")
     # 4. what the fix reported is what the database holds; without the application, the preview's promise too
-    counted = w.db.scalar(f"SELECT count(*) FROM ({archived}) a") if archived else 0
     if out.report is not None and (out.report.deleted, out.report.archived) != (counted, counted):
         problems.append(f"the fix reported {out.report.deleted} deleted and {out.report.archived} archived, "
                         f"the archive holds {counted} rows of it")

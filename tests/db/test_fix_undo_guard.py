@@ -110,7 +110,8 @@ def test_undo_refuses_after_the_guard_was_added(db, tmp_path):
     before = contents(db, "checkin", "checkin_credit")
     result = run_cli("undo", fixed["fix_id"], "--config", str(path), "--yes")
     assert result.exit_code == 2
-    assert "would violate a constraint" in result.stderr and "uq_dupewatch" in result.stderr
+    assert "would violate the unique index uq_dupewatch_daily_checkins" in result.stderr
+    assert "this fix added it" in result.stderr and "--drop-constraint" in result.stderr
     assert contents(db, "checkin", "checkin_credit") == before
 
 

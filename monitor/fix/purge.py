@@ -1,0 +1,99 @@
+"""Purge: forget what a finished fix kept for undo, once the operator no longer wants to undo it.
+
+The archive holds the deleted rows (after an undo, copies of the restored ones: say, the users' password
+hashes) and the repoint logs the referencing rows' keys. `purge_fix` deletes the fix's rows from every archive it
+wrote (the fixed table's and those of referencing tables it archived), drops its repoint logs and any plan table
+left behind, and marks the fix `purged`, in the table's fix lock. The record in `dupewatch_fix` stays: it is the
+history `dupewatch fixes` lists. Only a `done` or `undone` fix can be purged; a purged fix cannot be undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from monitor.db import DatabaseError
+from monitor.detect import split_table_name
+from monitor.engine import Monitor
+from monitor.fix import records
+from monitor.fix.archive import FIX_ID_COLUMN, reflect_archive
+from monitor.fix.catalog import catalog_for
+from monitor.fix.errors import FixRefused
+from monitor.fix.locks import fix_lock
+from monitor.fix.records import FixRecord, reference_table, repoint_table
+from monitor.fix.undo import find_fix
+
+PURGEABLE = ("done", "undone")
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    fix_id: str
+    check: str
+    archived_rows: int  # rows deleted from the archives
+    logs_dropped: int  # repoint logs and plan tables dropped
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fix_id": self.fix_id, "check": self.check, "archived_rows": self.archived_rows,
+                "logs_dropped": self.logs_dropped}
+
+
+def purge_fix(monitor: Monitor, fix_id: str) -> PurgeReport:
+    """Delete fix `fix_id`'s archived rows and drop its logs; raises `FixRefused` unless it is done or undone."""
+    db, record = find_fix(monitor, fix_id)
+    _refuse_unless_purgeable(record)
+    schema, name = split_table_name(record.table_name)
+    try:
+        with db.connect(db.bookkeeping) as conn, conn.begin():
+            catalog = catalog_for(conn)
+            schema = catalog.resolved_schema(sa.Table(name, sa.MetaData(), schema=schema)) or schema
+            identity = catalog.table_identity(sa.Table(name, sa.MetaData(), schema=schema))
+        with fix_lock(db, identity, record.table_name), db.connect(db.bookkeeping) as conn:
+            return _purge(conn, record, schema)
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(db.describe(exc)) from None
+
+
+def _refuse_unless_purgeable(record: FixRecord) -> None:
+    if record.state not in PURGEABLE:
+        why = "its archive and logs are gone already" if record.state == "purged" else \
+            "finish it (run the fix again) or undo it first"
+        raise FixRefused(f"fix {record.fix_id} is {record.state}: only a done or undone fix can be purged; {why}")
+
+
+def _purge(conn: Connection, record: FixRecord, schema: str | None) -> PurgeReport:
+    home = records.place(conn, schema)
+    with conn.begin():
+        current = records.get_record(conn, record.fix_id, lock=True)
+        assert current is not None
+        _refuse_unless_purgeable(current)
+        entries = conn.execute(sa.select(reference_table)
+                               .where(reference_table.c.fix_id == record.fix_id)).all()
+        archives = [(home, record.archive_table)]
+        archives += [(records.place(conn, e.child_schema), e.log_table) for e in entries if e.action == "archive"]
+        archived = sum(_delete_archived(conn, where, table, record.fix_id) for where, table in dict.fromkeys(archives))
+        conn.execute(reference_table.delete().where(reference_table.c.fix_id == record.fix_id))
+        if sa.inspect(conn).has_table(records.REPOINT_TABLE, schema=records.home(conn)):
+            conn.execute(repoint_table.delete().where(repoint_table.c.fix_id == record.fix_id))
+        records.update_record(conn, record.fix_id, state="purged",
+                              message=f"archive and logs purged by {records.os_user()}@{records.host_name()} at "
+                                      f"{records.now_text()}")
+    dropped = 0
+    # DDL after the commit (MySQL/MariaDB would commit it implicitly): what is left is no longer referenced.
+    for table in [record.plan_table, *(e.log_table for e in entries if e.action == "repoint")]:
+        with conn.begin():
+            if sa.inspect(conn).has_table(table, schema=home):
+                sa.Table(table, sa.MetaData(), schema=home).drop(conn)
+                dropped += 1
+    return PurgeReport(record.fix_id, record.check_name, archived, dropped)
+
+
+def _delete_archived(conn: Connection, schema: str | None, name: str, fix_id: str) -> int:
+    archive = reflect_archive(conn, schema, name)
+    if archive is None:
+        return 0
+    statement = sa.delete(archive).where(archive.c[FIX_ID_COLUMN] == fix_id)
+    return int(conn.execute(statement).rowcount)

@@ -1,0 +1,130 @@
+"""Issue 16, item 4: rows the schema declares distinct (they differ on another unique constraint or index) are
+not merged unless the operator asks (`fix --merge-distinct`, or `merge_distinct = true` on the check).
+
+Every outcome is read back from the database, never from the fix's own report.
+"""
+
+from __future__ import annotations
+
+from dbtest import TestDatabase
+from fix_support import config_file, contents, json_out, make_config, run_cli
+from monitor.engine import Monitor
+from monitor.fix import make_plan, prepare_fix, run_fix
+from monitor.fix.catalog import distinct_entity_keys
+from monitor.fix.refs import reflect
+
+USERS = {"name": "users-by-backend", "table": "users", "key": ["auth_backend", "auth_backend_identifier"]}
+PASSWORD_USERS = 46
+POSTS_PER_USER = 5
+
+
+def seed_users(db: TestDatabase) -> None:
+    """The issue's schema: password users have no backend identifier, each has its own email."""
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(64) NOT NULL, "
+               "auth_backend VARCHAR(32) NOT NULL, auth_backend_identifier VARCHAR(64), "
+               "CONSTRAINT users_email_key UNIQUE (email), "
+               "CONSTRAINT users_backend_key UNIQUE (auth_backend, auth_backend_identifier))",
+               "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users (id))")
+    db.execute("INSERT INTO users VALUES (:id, :e, 'password', NULL)",
+               params=[{"id": i, "e": f"user{i}@example.org"} for i in range(1, PASSWORD_USERS + 1)])
+    db.execute("INSERT INTO users VALUES (100, 'sso@example.org', 'oidc', 'sub-1')")
+    db.execute("INSERT INTO posts VALUES (:id, :u)",
+               params=[{"id": 1000 + i * 10 + j, "u": i} for i in range(1, PASSWORD_USERS + 1)
+                       for j in range(POSTS_PER_USER)])
+
+
+def _email_named(db: TestDatabase, text: str) -> bool:
+    # SQLite names the index of a table constraint itself (sqlite_autoindex_users_<n>); the columns say which.
+    return "(email)" in text and (db.dialect == "sqlite" or "users_email_key" in text)
+
+
+def test_catalog_lists_unique_keys_beyond_the_check_key(db, tmp_path):
+    seed_users(db)
+    with db.engine.connect() as conn:
+        keys = distinct_entity_keys(conn, reflect(conn, None, "users"), USERS["key"])
+    assert [k.columns for k in keys] == [("email",)]
+    assert db.dialect == "sqlite" or keys[0].name == "users_email_key"
+
+
+def test_dry_run_names_the_unique_constraint_that_tells_the_rows_apart(db, tmp_path):
+    seed_users(db)
+    path = config_file(tmp_path, db, [USERS])
+    dry = run_cli("fix", USERS["name"], "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2
+    blocked = [line for line in dry.stdout.splitlines() if "BLOCKED" in line]
+    assert len(blocked) == 1 and _email_named(db, blocked[0]) and "1 group(s)" in blocked[0]
+    assert "--merge-distinct" in blocked[0]
+    as_json = json_out(run_cli("fix", USERS["name"], "--config", str(path), "--dry-run", "--json"))
+    assert list(as_json["distinct_entities"].values()) == [1]
+
+
+def test_fix_refuses_to_merge_distinct_entities_and_changes_nothing(db, tmp_path):
+    seed_users(db)
+    before = contents(db, "users", "posts")
+    path = config_file(tmp_path, db, [USERS])
+    result = run_cli("fix", USERS["name"], "--config", str(path), "--yes")
+    assert result.exit_code == 2 and _email_named(db, result.stderr)
+    assert contents(db, "users", "posts") == before
+
+
+def test_merge_distinct_merges_them_when_asked(db, tmp_path):
+    seed_users(db)
+    path = config_file(tmp_path, db, [USERS])
+    dry = run_cli("fix", USERS["name"], "--config", str(path), "--dry-run", "--merge-distinct")
+    assert dry.exit_code == 0 and "merged as asked" in dry.stdout
+    result = run_cli("fix", USERS["name"], "--config", str(path), "--yes", "--merge-distinct", "--json")
+    assert result.exit_code == 0, result.output
+    assert db.scalar("SELECT count(*) FROM users WHERE auth_backend = 'password'") == 1
+    assert db.scalar("SELECT count(DISTINCT user_id) FROM posts") == 1
+    assert db.scalar("SELECT count(*) FROM posts") == PASSWORD_USERS * POSTS_PER_USER
+
+
+def test_merge_distinct_in_the_check_config(db):
+    seed_users(db)
+    monitor = Monitor(make_config(db, [{**USERS, "merge_distinct": True}]))
+    try:
+        plan = make_plan(monitor, USERS["name"])
+    finally:
+        monitor.close()
+    assert not plan.blockers and plan.rows_to_delete == PASSWORD_USERS - 1
+
+
+def test_rows_equal_on_the_other_unique_key_where_it_applies_are_duplicates(db, tmp_path):
+    """NULLs on the other key say nothing: rows without an email are plain duplicates."""
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "CONSTRAINT accounts_email_key UNIQUE (email))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL), (2, 'ann', NULL), (3, 'bob', 'b@x'), (4, 'bob', NULL)")
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "accounts", "key": ["login"]}])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes")
+    assert result.exit_code == 0, result.output
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,)]
+
+
+def test_partial_unique_index_applies_under_its_predicate_only(pg, tmp_path):
+    """PostgreSQL: a partial unique index tells rows apart only where its predicate holds."""
+    pg.execute("CREATE TABLE members (id INTEGER PRIMARY KEY, team INTEGER NOT NULL, handle TEXT, active BOOLEAN)",
+               "CREATE UNIQUE INDEX members_active_handle ON members (lower(handle)) WHERE active",
+               "INSERT INTO members VALUES (1, 7, 'Ann', false), (2, 7, 'bob', false), "
+               "(3, 8, 'Cid', true), (4, 8, 'dan', true)")
+    path = config_file(tmp_path, pg, [{"name": "members", "table": "members", "key": ["team"]}])
+    dry = run_cli("fix", "members", "--config", str(path), "--dry-run")
+    blocked = [line for line in dry.stdout.splitlines() if "BLOCKED" in line]
+    assert len(blocked) == 1 and "members_active_handle (lower(handle)) WHERE active" in blocked[0]
+    assert "1 group(s)" in blocked[0]
+
+
+def test_batch_skips_a_group_whose_rows_became_distinct_after_the_plan(db):
+    """The batch asks again under its locks: an email set after the plan makes the group distinct entities."""
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "CONSTRAINT accounts_email_key UNIQUE (email))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL), (2, 'ann', NULL), (3, 'bob', NULL), (4, 'bob', NULL)")
+    monitor = Monitor(make_config(db, [{"name": "accounts", "table": "accounts", "key": ["login"]}]))
+    try:
+        plan = prepare_fix(monitor, "accounts")
+        assert not plan.blockers and plan.groups == 2
+        db.execute("UPDATE accounts SET email = 'a1@x' WHERE id = 1", "UPDATE accounts SET email = 'a2@x' WHERE id = 2")
+        report = run_fix(monitor, "accounts", plan)
+    finally:
+        monitor.close()
+    assert (report.groups, report.skipped, report.deleted) == (1, 1, 1)
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (2,), (3,)]
