@@ -48,6 +48,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -62,6 +63,7 @@ from monitor.config import Config, MetricsConfig
 if TYPE_CHECKING:
     from monitor.detect import CheckResult
     from monitor.history import History
+    from monitor.live.groups import Figures as LiveFigures
 
 LABELS = ("check", "database")
 # From a primary-key lookup on a small table to a full scan that hits a generous statement timeout.
@@ -178,6 +180,33 @@ class DupewatchMetrics:
         return prometheus_client.generate_latest(self.registry)
 
 
+class LiveMetrics:
+    """Live mode's series (monitor/live/), labelled by `database` only: the stream belongs to a database.
+
+    - `dupewatch_live_lag_seconds`: commit time of the last change processed to the moment its groups were
+      re-counted (0 when the stream had nothing waiting at the last read).
+    - `dupewatch_live_events_total`: row changes read from the stream (every table, watched or not).
+    - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
+      its changes were read); each is logged and followed by a full count of the database's checks.
+
+    A live database's checks take their figures and `dupewatch_new_duplicate_groups` from the stream as well
+    as from their runs; the counter counts each new group once (from the stream, not again from a run).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge("dupewatch_live_lag_seconds",
+                         "Seconds from the commit of the last change read from the database's stream to its count.",
+                         ["database"], registry=registry)
+        self.events = Counter("dupewatch_live_events", "Row changes read from the database's change stream.",
+                              ["database"], registry=registry)
+        self.gaps = Counter("dupewatch_live_gaps", "Breaks in the database's change stream (each followed by a "
+                            "full count of its checks).", ["database"], registry=registry)
+
+    def add(self, database: str) -> None:
+        self.events.labels(database)
+        self.gaps.labels(database)
+
+
 class MetricsExporter:
     """The metrics of one config's checks, kept in step with reloads, optionally served over HTTP."""
 
@@ -191,6 +220,8 @@ class MetricsExporter:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
+        self.live = LiveMetrics(self.registry)
+        self._live_databases: set[str] = set()
         self.reload(config)
         _live_exporters.add(self)
 
@@ -233,6 +264,8 @@ class MetricsExporter:
         """Record one run. A late result of a check a reload removed is dropped, so its series stay gone."""
         with self._lock:
             if (result.name, result.database) in self._checks:
+                if result.database in self._live_databases:  # its new groups are counted from the stream
+                    result = replace(result, new_groups=0)
                 self.metrics.observe(result)
         self._changed()
 
@@ -260,6 +293,40 @@ class MetricsExporter:
                     changed = True
         if changed:
             self._changed()
+
+    # -- live mode (monitor/live/; the `LiveSink` of its readers) --------------------------------------
+
+    def live_database(self, database: str) -> None:
+        """`database` is followed live: its series exist from now on, its new groups come from the stream."""
+        with self._lock:
+            self._live_databases.add(database)
+            self.live.add(database)
+        self._changed()
+
+    def live_figures(self, check: str, database: str, figures: LiveFigures) -> None:
+        with self._lock:
+            if (check, database) not in self._checks:
+                return
+            labels = (check, database)
+            self.metrics.groups.labels(*labels).set(figures.groups)
+            self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)
+            new_groups = self.metrics.new_groups.labels(*labels)
+            if figures.new_groups:
+                new_groups.inc(figures.new_groups)
+        self._changed()
+
+    def live_events(self, database: str, events: int, lag_seconds: float) -> None:
+        with self._lock:
+            self.live.lag.labels(database).set(lag_seconds)
+            if events:
+                self.live.events.labels(database).inc(events)
+        if events:
+            self._changed()
+
+    def live_gap(self, database: str, reason: str) -> None:
+        with self._lock:
+            self.live.gaps.labels(database).inc()
+        self._changed()
 
     def _changed(self) -> None:
         if self._app is not None:

@@ -54,11 +54,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
+
+if TYPE_CHECKING:
+    from monitor.live.changes import ChangeStream
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class Dialect:
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
+    # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).
+    change_stream_absent: ClassVar[str] = "dupewatch cannot read this database's change stream yet"
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -128,6 +133,10 @@ class Dialect:
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
         """Engine events this dialect needs."""
+
+    def change_stream(self, database: str, url: URL) -> ChangeStream | None:
+        """The database's change stream for live mode, or None (see `change_stream_absent`)."""
+        return None
 
     def missing_database(self, url: URL) -> str | None:
         return None

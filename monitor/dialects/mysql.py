@@ -46,6 +46,7 @@ def is_mariadb(dbapi: Any) -> bool:
 
 class MySQL(Dialect):
     name = "mysql"
+    change_stream_absent = "reading the MariaDB/MySQL binary log is not built yet"
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False

@@ -18,7 +18,7 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 from __future__ import annotations
 
 from hashlib import sha256
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -27,6 +27,9 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock
+
+if TYPE_CHECKING:
+    from monitor.live.changes import ChangeStream
 
 _FORBIDDEN = (
     *COMMON_FORBIDDEN,
@@ -56,6 +59,7 @@ class PostgreSQL(Dialect):
     returning_delete = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
+    change_stream_absent = ""
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -89,6 +93,11 @@ class PostgreSQL(Dialect):
         def _extended_no_params(cursor: Any, statement: str, _context: Any) -> bool:
             cursor.execute(statement, prepare=True)
             return True
+
+    def change_stream(self, database: str, url: URL) -> ChangeStream:
+        from monitor.live.postgresql import LogicalDecodingStream
+
+        return LogicalDecodingStream(database, url, self)
 
     def cancel(self, dbapi: Any, url: URL, timeout: float) -> None:
         dbapi.cancel_safe(timeout=timeout)

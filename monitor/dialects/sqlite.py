@@ -75,6 +75,7 @@ _FORBIDDEN = (
 
 class SQLite(Dialect):
     name = "sqlite"
+    change_stream_absent = "SQLite has no change stream"
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     case_fold_indexable = False
     write_refused_markers = ("readonly database",)
