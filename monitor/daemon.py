@@ -325,7 +325,7 @@ class _LiveSink:
                 check=check, database=database, new_groups=figures.new_groups, groups=figures.groups,
                 excess_rows=figures.excess_rows))
 
-    def live_events(self, database: str, events: int, lag_seconds: float) -> None:
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
         assert self.daemon.exporter is not None
         self.daemon.exporter.live_events(database, events, lag_seconds)
 

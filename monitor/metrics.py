@@ -183,8 +183,9 @@ class DupewatchMetrics:
 class LiveMetrics:
     """Live mode's series (monitor/live/), labelled by `database` only: the stream belongs to a database.
 
-    - `dupewatch_live_lag_seconds`: commit time of the last change processed to the moment its groups were
-      re-counted (0 when the stream had nothing waiting at the last read).
+    - `dupewatch_live_lag_seconds`: from the commit of the last change processed to the moment its groups were
+      re-counted (commit to count, as Debezium's MilliSecondsBehindSource); held until the next change, so a
+      quiet database does not look like a lagging stream.
     - `dupewatch_live_events_total`: row changes read from the stream (every table, watched or not).
     - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
       its changes were read); each is logged and followed by a full count of the database's checks.
@@ -315,9 +316,10 @@ class MetricsExporter:
                 new_groups.inc(figures.new_groups)
         self._changed()
 
-    def live_events(self, database: str, events: int, lag_seconds: float) -> None:
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
         with self._lock:
-            self.live.lag.labels(database).set(lag_seconds)
+            if lag_seconds is not None:
+                self.live.lag.labels(database).set(lag_seconds)
             if events:
                 self.live.events.labels(database).inc(events)
         if events:

@@ -14,6 +14,7 @@ temporary logical slot (monitor/live/postgresql.py); SQLite no stream at all, so
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from monitor.config import Config
 from monitor.engine import Monitor
@@ -27,11 +28,12 @@ __all__ = ["Figures", "LiveReader", "LiveRefused", "LiveSink", "StreamLost", "po
 log = logging.getLogger("dupewatch.live")
 
 
-def polling_notices(config: Config, monitor: Monitor) -> list[str]:
-    """One line for each database with `live = true` whose server has no change stream dupewatch reads."""
+def polling_notices(config: Config, monitor: Monitor, databases: Collection[str] | None = None) -> list[str]:
+    """One line for each database with `live = true` (of `databases`, or all) whose server has no change
+    stream dupewatch reads."""
     notices = []
     for name, database in config.databases.items():
-        if database.live:
+        if database.live and (databases is None or name in databases):
             rules = monitor.database(name).rules
             if rules.change_stream_absent:
                 notices.append(f"database {name}: live = true: {rules.change_stream_absent}; "

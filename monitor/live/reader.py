@@ -34,7 +34,7 @@ class LiveSink(Protocol):
 
     def live_figures(self, check: str, database: str, figures: Figures) -> None: ...
 
-    def live_events(self, database: str, events: int, lag_seconds: float) -> None: ...
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None: ...
 
     def live_gap(self, database: str, reason: str) -> None: ...
 
@@ -89,9 +89,8 @@ class LiveReader:
                 attempt += 1
                 continue
             attempt = 0
-            if gap_pending:
-                log.info("live stream open again, every check counted in full",
-                         extra={"fields": {"database": self.database}})
+            log.info("live stream open again, every check counted in full" if gap_pending else
+                     "following the change stream", extra={"fields": {"database": self.database}})
             self.following.set()
             reason = self._follow()
             self.following.clear()
@@ -139,7 +138,6 @@ class LiveReader:
 
     def _apply(self, done: list[Transaction]) -> None:
         if not done:
-            self.sink.live_events(self.database, 0, 0.0)  # caught up: nothing committed is waiting
             return
         touched: dict[str, list[Change]] = {}
         for transaction in done:
@@ -153,8 +151,10 @@ class LiveReader:
                     figures = self.groups[check].apply(conn, changes)
                     if figures is not None:
                         self.sink.live_figures(check, self.database, figures)
+        # As Debezium's MilliSecondsBehindSource: from the last change's commit to its processing, held until
+        # the next change (a quiet database is not a lagging stream).
         committed = [t.committed_at for t in done if t.committed_at is not None]
-        lag = max((self.clock() - committed[-1]).total_seconds(), 0.0) if committed else 0.0
+        lag = max((self.clock() - committed[-1]).total_seconds(), 0.0) if committed else None
         self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
 
 
