@@ -314,7 +314,7 @@ class MetricsExporter:
             new_groups = self.metrics.new_groups.labels(*labels)
             if figures.new_groups:
                 new_groups.inc(figures.new_groups)
-        self._changed()
+        self._changed(urgent=True)  # a duplicate within a second of its commit, on the page too
 
     def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
         with self._lock:
@@ -330,9 +330,9 @@ class MetricsExporter:
             self.live.gaps.labels(database).inc()
         self._changed()
 
-    def _changed(self) -> None:
+    def _changed(self, *, urgent: bool = False) -> None:
         if self._app is not None:
-            self._app.changed()
+            self._app.changed(urgent=urgent)
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -403,6 +403,7 @@ class PrerenderedApp:
         self._pages: dict[tuple[str, bool], _Page] = {}
         self._asked: dict[tuple[str, bool], tuple[str, float]] = {}  # key -> (an Accept header, last asked)
         self._dirty = threading.Event()
+        self._urgent = threading.Event()  # a live figure changed: render without waiting out RENDER_MIN_SECONDS
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._render_loop, name="metrics-render", daemon=True)
 
@@ -412,9 +413,12 @@ class PrerenderedApp:
     def stop(self) -> None:
         self._stopping.set()
         self._dirty.set()
+        self._urgent.set()
         self._thread.join(timeout=5)
 
-    def changed(self) -> None:
+    def changed(self, *, urgent: bool = False) -> None:
+        if urgent:
+            self._urgent.set()
         self._dirty.set()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -452,11 +456,13 @@ class PrerenderedApp:
             if self._stopping.is_set():
                 return
             self._dirty.clear()
+            self._urgent.clear()
             started = time.monotonic()
             for key, accept in self._wanted(started):
                 self._render(key, accept)
             spent = time.monotonic() - started
-            self._stopping.wait(max(RENDER_MIN_SECONDS, spent / RENDER_MAX_SHARE))
+            self._stopping.wait(spent / RENDER_MAX_SHARE)  # never more than a tenth of a core, urgent or not
+            self._urgent.wait(max(RENDER_MIN_SECONDS - spent / RENDER_MAX_SHARE, 0.0))
 
     def _wanted(self, now: float) -> list[tuple[tuple[str, bool], str]]:
         with self._lock:

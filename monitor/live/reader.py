@@ -144,18 +144,20 @@ class LiveReader:
             for change in transaction.changes:
                 for check in self._tables.get((change.schema, change.table), ()):
                     touched.setdefault(check, []).append(change)
+        changed: dict[str, Figures] = {}
         if touched:
             db = self.monitor.database(self.database)
             with db.read_only() as conn:
                 for check, changes in touched.items():
-                    figures = self.groups[check].apply(conn, changes)
-                    if figures is not None:
-                        self.sink.live_figures(check, self.database, figures)
+                    if (figures := self.groups[check].apply(conn, changes)) is not None:
+                        changed[check] = figures
         # As Debezium's MilliSecondsBehindSource: from the last change's commit to its processing, held until
         # the next change (a quiet database is not a lagging stream).
         committed = [t.committed_at for t in done if t.committed_at is not None]
         lag = max((self.clock() - committed[-1]).total_seconds(), 0.0) if committed else None
         self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
+        for check, figures in changed.items():
+            self.sink.live_figures(check, self.database, figures)
 
 
 def wait_following(readers: list[LiveReader], timeout: float) -> bool:
