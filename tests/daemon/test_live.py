@@ -18,7 +18,7 @@ from pgcluster import Cluster, started_cluster
 
 from dbtest import TestDatabase, write_config
 from monitor.dialects.postgresql import PostgreSQL
-from monitor.live import LiveRefused
+from monitor.live import Figures, LiveReader, LiveRefused
 from monitor.live.postgresql import LogicalDecodingStream
 
 pytestmark = pytest.mark.timeout(120)
@@ -292,3 +292,75 @@ def test_sqlite_keeps_polling_and_says_so(tmp_path: Path, dupewatch: Any) -> Non
         "check's interval")
 
 
+
+
+class Recorded:
+    """A `LiveSink` that keeps what a reader reports."""
+
+    def __init__(self) -> None:
+        self.figures: list[tuple[str, Figures]] = []
+        self.lags: list[float] = []
+        self.gaps: list[str] = []
+
+    def live_figures(self, check: str, database: str, figures: Figures) -> None:
+        self.figures.append((check, figures))
+
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        if lag_seconds is not None:
+            self.lags.append(lag_seconds)
+
+    def live_gap(self, database: str, reason: str) -> None:
+        self.gaps.append(reason)
+
+
+def await_true(condition: Callable[[], bool], what: str, timeout: float = LIVE_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)  # polling interval of a condition wait
+
+
+def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(cluster: Cluster, admin: sa.Engine) -> None:
+    name = f"Sign Up {uuid.uuid4().hex[:6]}"
+    execute(admin, f'CREATE TABLE "{name}" (id serial PRIMARY KEY, "E-mail" text, note text, tags int[])')
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    stream.open()
+    try:
+        execute(admin, f'INSERT INTO "{name}" ("E-mail", note, tags) VALUES (:e, NULL, ARRAY[1, 2])',
+                e="o'brien @ example.com")
+        execute(admin, f'UPDATE "{name}" SET id = 10')
+        execute(admin, f'DELETE FROM "{name}"')
+        changes: list[Any] = []
+        await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= 3,
+                   "three changes")
+    finally:
+        stream.close()
+        execute(admin, f'DROP TABLE "{name}"')
+    insert, update, delete = changes
+    assert (insert.schema, insert.table, insert.operation) == ("public", name, "INSERT")
+    assert insert.new == {"id": "1", "E-mail": "o'brien @ example.com", "note": None, "tags": "{1,2}"}
+    assert (update.operation, update.old, update.new["id"]) == ("UPDATE", {"id": "1"}, "10")
+    assert (delete.operation, delete.old) == ("DELETE", {"id": "10"})
+
+
+def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"], "case_insensitive": True,
+         "trim_whitespace": True}])
+    recorded = Recorded()
+    db = monitor.database("live")
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
+                        recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@Example.com')")
+        execute(admin, f"INSERT INTO {table} (email) VALUES (' ann@example.COM ')")
+        await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1].groups == 1, "the group of spellings")
+        assert recorded.figures[-1][1] == Figures(groups=1, excess_rows=1, new_groups=1)
+        assert reader.groups["signups"].known == {("ann@example.com",): 2}
+        assert recorded.lags and all(0 <= lag < 60 for lag in recorded.lags)
+        assert recorded.gaps == []
+    finally:
+        reader.stop()
