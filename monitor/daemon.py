@@ -329,6 +329,10 @@ class _LiveSink:
         assert self.daemon.exporter is not None
         self.daemon.exporter.live_events(database, events, lag_seconds)
 
+    def live_following(self, database: str, following: bool) -> None:
+        assert self.daemon.exporter is not None
+        self.daemon.exporter.live_following(database, following)
+
     def live_gap(self, database: str, reason: str) -> None:
         assert self.daemon.exporter is not None and self.daemon.poller is not None
         self.daemon.exporter.live_gap(database, reason)

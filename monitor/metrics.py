@@ -157,15 +157,17 @@ class DupewatchMetrics:
         for metric in self.labelled:
             metric.remove(check, database)
 
-    def observe(self, result: CheckResult) -> None:
+    def observe(self, result: CheckResult, *, figures: bool = True) -> None:
+        """`figures=False`: the run's groups and excess rows are not taken (a live stream's are newer)."""
         labels = (result.name, result.database)
         self.duration.labels(*labels).observe(result.duration_ms / 1000)
         if result.status == "error":
             self.up.labels(*labels).set(0)
             self.errors.labels(*labels).inc()
             return
-        self.groups.labels(*labels).set(result.groups or 0)
-        self.excess_rows.labels(*labels).set(result.excess_rows or 0)
+        if figures:
+            self.groups.labels(*labels).set(result.groups or 0)
+            self.excess_rows.labels(*labels).set(result.excess_rows or 0)
         self.last_success.labels(*labels).set(result.finished_at.timestamp())
         self.up.labels(*labels).set(1)
         if result.rows_scanned is not None:
@@ -222,7 +224,8 @@ class MetricsExporter:
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
         self.live = LiveMetrics(self.registry)
-        self._live_databases: set[str] = set()
+        self._live_databases: set[str] = set()  # followed at least once: the stream counts their new groups
+        self._live_following: set[str] = set()  # followed now: the stream's figures win over a run's
         self.reload(config)
         _live_exporters.add(self)
 
@@ -267,7 +270,8 @@ class MetricsExporter:
             if (result.name, result.database) in self._checks:
                 if result.database in self._live_databases:  # its new groups are counted from the stream
                     result = replace(result, new_groups=0)
-                self.metrics.observe(result)
+                # While the stream is followed its figures are newer than the run's snapshot of the table.
+                self.metrics.observe(result, figures=result.database not in self._live_following)
         self._changed()
 
     def record_fix(self, check: str, database: str, deleted: int) -> None:
@@ -298,11 +302,20 @@ class MetricsExporter:
     # -- live mode (monitor/live/; the `LiveSink` of its readers) --------------------------------------
 
     def live_database(self, database: str) -> None:
-        """`database` is followed live: its series exist from now on, its new groups come from the stream."""
+        """`database` has `live = true`: its series exist from now on."""
         with self._lock:
-            self._live_databases.add(database)
             self.live.add(database)
         self._changed()
+
+    def live_following(self, database: str, following: bool) -> None:
+        """The stream of `database` is followed (every check counted in full from it), or no longer is (a gap,
+        a stop): then the runs' figures are taken again until it is followed anew."""
+        with self._lock:
+            if following:
+                self._live_databases.add(database)
+                self._live_following.add(database)
+            else:
+                self._live_following.discard(database)
 
     def live_figures(self, check: str, database: str, figures: LiveFigures) -> None:
         with self._lock:
@@ -328,6 +341,7 @@ class MetricsExporter:
     def live_gap(self, database: str, reason: str) -> None:
         with self._lock:
             self.live.gaps.labels(database).inc()
+            self._live_following.discard(database)
         self._changed()
 
     def _changed(self, *, urgent: bool = False) -> None:

@@ -38,6 +38,8 @@ class LiveSink(Protocol):
 
     def live_gap(self, database: str, reason: str) -> None: ...
 
+    def live_following(self, database: str, following: bool) -> None: ...
+
 
 class LiveReader:
     """Follows one database's change stream for its table checks; `start()`, `stop()`."""
@@ -92,9 +94,11 @@ class LiveReader:
             log.info("live stream open again, every check counted in full" if gap_pending else
                      "following the change stream", extra={"fields": {"database": self.database}})
             self.following.set()
+            self.sink.live_following(self.database, True)
             reason = self._follow()
             self.following.clear()
             if reason is None:
+                self.sink.live_following(self.database, False)
                 return
             gap_pending = True
             self.sink.live_gap(self.database, reason)

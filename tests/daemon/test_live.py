@@ -312,6 +312,9 @@ class Recorded:
     def live_gap(self, database: str, reason: str) -> None:
         self.gaps.append(reason)
 
+    def live_following(self, database: str, following: bool) -> None:
+        pass
+
 
 def await_true(condition: Callable[[], bool], what: str, timeout: float = LIVE_SECONDS) -> None:
     deadline = time.monotonic() + timeout
