@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import socket
 from hashlib import sha256
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import COMMON_FORBIDDEN, Dialect, ForbiddenCall, NamedLock
+
+if TYPE_CHECKING:
+    from monitor.live.changes import ChangeStream
 
 _FORBIDDEN = (
     *COMMON_FORBIDDEN,
@@ -46,7 +49,7 @@ def is_mariadb(dbapi: Any) -> bool:
 
 class MySQL(Dialect):
     name = "mysql"
-    change_stream_absent = "reading the MariaDB/MySQL binary log is not built yet"
+    change_stream_absent = ""
     forbidden_calls: ClassVar[tuple[ForbiddenCall, ...]] = _FORBIDDEN
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
@@ -86,6 +89,11 @@ class MySQL(Dialect):
         """SQLAlchemy's MySQL reflection reads names from SHOW CREATE TABLE and leaves a backtick in a column name
         doubled (`a``b`), so every statement naming that column would fail; use the real name."""
         return name.replace("``", "`")
+
+    def change_stream(self, database: str, url: URL) -> ChangeStream:
+        from monitor.live.mysql import BinlogStream
+
+        return BinlogStream(database, url, self)
 
     def cancel(self, dbapi: Any, url: URL, timeout: float) -> None:
         import pymysql

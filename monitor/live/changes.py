@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
-Row = dict[str, str | None]  # column name -> value as text (None: SQL NULL)
+Row = dict[str, Any]  # column name -> value: text (PostgreSQL) or typed (MySQL), per the stream; None is NULL
 
 
 class LiveRefused(Exception):
@@ -47,7 +47,9 @@ class Transaction:
 
 
 class ChangeStream(Protocol):
-    """One database's change stream (see monitor/live/postgresql.py)."""
+    """One database's change stream (see monitor/live/postgresql.py, monitor/live/mysql.py)."""
+
+    typed_values: bool  # row values arrive as Python values of the column's type, not as text to cast
 
     def open(self) -> None:
         """Connect and start reading from now on. Raises `LiveRefused` or `StreamLost`."""

@@ -37,8 +37,9 @@ class Figures:
 
 
 class LiveGroups:
-    def __init__(self, resolved: TableCheck) -> None:
+    def __init__(self, resolved: TableCheck, *, typed_values: bool = False) -> None:
         self.resolved = resolved
+        self.typed_values = typed_values  # values arrive typed (MySQL's binlog) rather than as text (PostgreSQL)
         self.key_names = [column.name for column in resolved.key_columns]
         self.known: dict[Key, int] = {}
 
@@ -61,10 +62,10 @@ class LiveGroups:
 
     # -- changes ----------------------------------------------------------------------------------
 
-    def keys_named(self, changes: Iterable[Change]) -> tuple[set[tuple[str | None, ...]], bool]:
+    def keys_named(self, changes: Iterable[Change]) -> tuple[set[tuple[Any, ...]], bool]:
         """The raw key values the changes name (new rows, and old rows where the stream gives the key), and
         whether some change left its old key unknown (then every known group must be re-counted)."""
-        raw: set[tuple[str | None, ...]] = set()
+        raw: set[tuple[Any, ...]] = set()
         unknown_old = False
         for change in changes:
             if change.operation == "TRUNCATE":
@@ -77,7 +78,7 @@ class LiveGroups:
                 unknown_old = True
         return raw, unknown_old
 
-    def _key_of(self, row: Row) -> tuple[str | None, ...] | None:
+    def _key_of(self, row: Row) -> tuple[Any, ...] | None:
         if not all(name in row for name in self.key_names):
             return None
         return tuple(row[name] for name in self.key_names)
@@ -103,14 +104,18 @@ class LiveGroups:
             return None
         return Figures(*self.figures, new_groups=new)
 
-    def _count_raw(self, conn: Connection, values: tuple[str | None, ...]) -> tuple[Key, int]:
+    def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key, int]:
         """The normalised key of raw values (as text from the stream, cast to each column's type by the
-        database) and the rows of its group in the table."""
+        database, or typed already) and the rows of its group in the table."""
         r = self.resolved
         keys: list[ColumnElement[Any]] = []
         for column, value in zip(r.key_columns, values, strict=True):
-            cast = sa.null() if value is None else sa.cast(sa.literal(value, sa.Text()), column.type)
-            keys.append(r.normalise(column, cast))
+            if value is None:
+                keys.append(sa.null())
+                continue
+            typed = sa.literal(value, column.type) if self.typed_values else \
+                sa.cast(sa.literal(value, sa.Text()), column.type)
+            keys.append(r.normalise(column, typed))
         rows = (sa.select(sa.func.count()).select_from(r.table)
                 .where(*r.filters, *[e.is_(None) if v is None else e == k
                                      for e, k, v in zip(r.key_exprs, keys, values, strict=True)])

@@ -41,6 +41,8 @@ def slot_name() -> str:
 class LogicalDecodingStream:
     """One database's changes, from a temporary logical slot; `open()`, then `read()` repeatedly, `close()`."""
 
+    typed_values = False  # test_decoding prints values as text
+
     def __init__(self, database: str, url: URL, rules: Dialect, *, batch: int = 10_000) -> None:
         self.database = database
         self.url = url

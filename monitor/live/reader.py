@@ -133,7 +133,7 @@ class LiveReader:
                     log.error("live mode skips a check that does not resolve", extra={"fields": {
                         "check": check.name, "database": self.database, "error": str(exc)}})
                     continue
-                groups = self.groups.get(check.name) or LiveGroups(resolved)
+                groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
                 self._tables.setdefault(self.stream.table_name(conn, resolved.table), []).append(check.name)
                 new = groups.resync(conn)
