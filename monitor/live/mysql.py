@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import queue
 import secrets
+import socket
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -46,14 +48,17 @@ class BinlogStream:
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
+        self._closing = False
 
     def _settings(self) -> dict[str, Any]:
         return {"host": self.url.host or "127.0.0.1", "port": self.url.port or 3306, "user": self.url.username or "",
-                "passwd": self.url.password or "", "connect_timeout": CONNECT_TIMEOUT_SECONDS}
+                "password": self.url.password or "", "connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
     def open(self) -> None:
         """Check the server, then start reading from its current binary log position."""
         events = _row_events()
+        # Its advice to set binlog_row_metadata = FULL is a multi-line warning per stream; the README says it.
+        logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
         try:
             position, is_mariadb = self._refuse_unless_ready()
             self._reader = _replication().BinLogStreamReader(
@@ -61,11 +66,15 @@ class BinlogStream:
                 log_file=position[0], log_pos=position[1], only_schemas=[self.url.database],
                 only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent],
                 is_mariadb=is_mariadb,
-                slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False)
+                slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False,
+                # Without binlog_row_metadata = FULL the table map names no columns: they are read from
+                # information_schema once per table (a column reordered later needs a daemon restart).
+                use_column_name_cache=True, pymysql_wrapper=self._connect)
         except pymysql.MySQLError as exc:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
         self._events = queue.SimpleQueue()
         self._lost = None
+        self._closing = False
         self._thread = threading.Thread(target=self._pump, name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
 
@@ -95,6 +104,13 @@ class BinlogStream:
         finally:
             conn.close()
 
+    def _connect(self, **settings: Any) -> Any:
+        """The reader's connections. It reconnects on its own after a lost connection, from its position (no
+        gap); once the stream is closing it must not, so that its thread ends."""
+        if self._closing:
+            raise StreamLost(f"database {self.database}: live stream closed")
+        return pymysql.connect(**settings)
+
     def _pump(self) -> None:
         reader = self._reader
         try:
@@ -122,9 +138,19 @@ class BinlogStream:
 
     def close(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None:
-            with contextlib.suppress(Exception):  # closing a connection that already broke
-                reader.close()
+        if reader is None:
+            return
+        self._closing = True
+        # The pump thread is blocked reading the socket: closing its buffered reader would wait for that read
+        # (up to a heartbeat), so the socket is shut down first and the read returns at once.
+        sock = getattr(getattr(reader, "_stream_connection", None), "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with contextlib.suppress(Exception):  # closing a connection that already broke
+            reader.close()
 
 
 def _replication() -> Any:

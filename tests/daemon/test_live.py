@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
+from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
 
 from dbtest import TestDatabase, write_config
+from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused
 from monitor.live.postgresql import LogicalDecodingStream
@@ -367,3 +369,83 @@ def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         assert recorded.gaps == []
     finally:
         reader.stop()
+
+
+# -- MariaDB: the binary log -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[MariaDBServer]:
+    yield from started_mariadb("the live-mode tests", **{"log-bin": "binlog", "binlog-format": "ROW"})
+
+
+@pytest.fixture
+def mariadb_table(mariadb: MariaDBServer) -> Iterator[tuple[sa.Engine, str]]:
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    name = f"signup_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {name} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL, "
+                    "INDEX (email))")
+    yield engine, name
+    execute(engine, f"DROP TABLE {name}")
+    engine.dispose()
+
+
+def test_mariadb_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    race(engine, table, "racer@example.com", sessions=3)
+    committed = time.monotonic()
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the raced group in /metrics",
+                             timeout=LIVE_SECONDS)
+    print(f"MariaDB commit-to-metric latency: {time.monotonic() - committed:.3f} s")
+    assert scrape.value(EXCESS, "signups") == 2
+    assert scrape.value(NEW, "signups") == 1
+    assert (live_value(scrape, EVENTS) or 0) >= 3
+    assert daemon.stop() == 0
+
+
+def test_mariadb_updates_and_deletes_change_groups_by_their_old_and_new_keys(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com'), ('b@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert daemon.scrape().value(GROUPS, "signups") == 1
+
+    execute(engine, f"UPDATE {table} SET email = 'a@example.com' WHERE id = 3")  # b dissolves, a forms
+    daemon.wait_for(lambda s: s.value(NEW, "signups") == 1 and s.value(EXCESS, "signups") == 1,
+                    "the group the update moved", timeout=LIVE_SECONDS)
+    execute(engine, f"DELETE FROM {table} WHERE id = 3")
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group the delete dissolved",
+                    timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
+
+
+def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:
+    with mysql.engine.connect() as conn:
+        assert not conn.execute(sa.text("SELECT @@log_bin")).scalar(), "needs the shared server (no binary log)"
+    stream = MySQL().change_stream("shared", sa.make_url(mysql.url))
+    with pytest.raises(LiveRefused) as refused:
+        stream.open()
+    assert str(refused.value) == ("database shared: live = true needs the binary log: start the server with "
+                                  "log_bin (and binlog_format = ROW), or remove live = true")
+
+
+@pytest.mark.parametrize(("setting", "value", "refusal"), [
+    ("binlog_format", "MIXED", "needs binlog_format = ROW (the server has MIXED): set it in the server's "
+                               "configuration, or remove live = true"),
+    ("binlog_row_image", "MINIMAL", "needs binlog_row_image = FULL (the server has MINIMAL): set it in the "
+                                    "server's configuration, or remove live = true"),
+])
+def test_mariadb_binlog_settings_that_hide_rows_are_refused_in_one_line(
+        mariadb: MariaDBServer, setting: str, value: str, refusal: str) -> None:
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    before = engine.connect().execute(sa.text(f"SELECT @@GLOBAL.{setting}")).scalar()
+    execute(engine, f"SET GLOBAL {setting} = '{value}'")  # the throwaway server's, never the shared one's
+    try:
+        with pytest.raises(LiveRefused) as refused:
+            MySQL().change_stream("live", sa.make_url(mariadb.url)).open()
+        assert str(refused.value) == f"database live: live = true {refusal}"
+    finally:
+        execute(engine, f"SET GLOBAL {setting} = '{before}'")
+        engine.dispose()
