@@ -244,6 +244,11 @@ class Dialect:
         collations do not decide equality."""
         return {}
 
+    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """What identifies the group of a (normalised) key value in Python: equal exactly when the database's
+        comparison says the values are equal. The value itself where equality is exact."""
+        return expr
+
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
         """Whether a plain unique index on a column of this collation already compares case-insensitively."""
         return False

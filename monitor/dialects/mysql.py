@@ -138,6 +138,13 @@ class MySQL(Dialect):
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): (str(collation) if collation else None) for name, collation in rows}
 
+    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`
+        collation are one group, as GROUP BY and `=` say, though Python sees two spellings."""
+        if isinstance(expr.type, sa.String) and not isinstance(expr.type, sa.Enum):
+            return sa.func.weight_string(expr, type_=sa.LargeBinary())
+        return expr
+
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
         """`*_ci` collations compare case-insensitively (MariaDB docs, "Setting Character Sets and
         Collations"); `_cs`, `_bin` and binary ones do not. None (unknown) is not assumed to."""

@@ -364,7 +364,7 @@ def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         execute(admin, f"INSERT INTO {table} (email) VALUES (' ann@example.COM ')")
         await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1].groups == 1, "the group of spellings")
         assert recorded.figures[-1][1] == Figures(groups=1, excess_rows=1, new_groups=1)
-        assert reader.groups["signups"].known == {("ann@example.com",): 2}
+        assert reader.groups["signups"].known == {("ann@example.com",): (("ann@example.com",), 2)}
         assert recorded.lags and all(0 <= lag < 60 for lag in recorded.lags)
         assert recorded.gaps == []
     finally:
@@ -449,3 +449,20 @@ def test_mariadb_binlog_settings_that_hide_rows_are_refused_in_one_line(
     finally:
         execute(engine, f"SET GLOBAL {setting} = '{before}'")
         engine.dispose()
+
+
+def test_mariadb_a_new_spelling_of_a_ci_key_joins_its_group_instead_of_a_new_one(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert daemon.scrape().value(EXCESS, "signups") == 1  # one group under the column's _ci collation
+
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('ANN@EXAMPLE.COM')")
+    scrape = daemon.wait_for(lambda s: s.value(EXCESS, "signups") == 2, "the third spelling counted",
+                             timeout=LIVE_SECONDS)
+    assert (scrape.value(GROUPS, "signups"), scrape.value(NEW, "signups")) == (1, 0)
+    execute(engine, f"DELETE FROM {table} WHERE email = 'ann@example.com' AND id > 1")  # the collation's =
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group gone", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 0
+    assert daemon.stop() == 0
