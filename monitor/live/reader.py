@@ -18,6 +18,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+import sqlalchemy as sa
+
 from monitor.config import CheckConfig
 from monitor.engine import CheckError, Monitor
 from monitor.live.changes import Change, ChangeStream, LiveRefused, StreamLost, Transaction
@@ -82,11 +84,11 @@ class LiveReader:
                 self.refused = str(exc)
                 log.error(str(exc), extra={"fields": {"database": self.database}})
                 return
-            except (StreamLost, *CheckError) as exc:
+            except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()
                 if not gap_pending:  # never opened yet: not a gap, nothing was being followed
                     log.warning("live stream not open, retrying", extra={"fields": {
-                        "database": self.database, "error": str(exc)}})
+                        "database": self.database, "error": self._describe(exc)}})
                 self._stopping.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
                 attempt += 1
                 continue
@@ -112,12 +114,22 @@ class LiveReader:
             except StreamLost as exc:
                 self.stream.close()
                 return str(exc)
-            except CheckError as exc:
+            except (sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()  # its changes are consumed but not counted: a gap
-                return f"database {self.database}: re-count failed: {exc}"
+                return f"database {self.database}: re-count failed: {self._describe(exc)}"
+            except Exception as exc:  # a bug must not end live mode silently: logged, and a gap like any other
+                log.exception("live reader failed", extra={"fields": {"database": self.database}})
+                self.stream.close()
+                return f"database {self.database}: live reader failed: {type(exc).__name__}"
             if not done:
                 self._stopping.wait(self.poll_seconds)
         return None
+
+    def _describe(self, exc: BaseException) -> str:
+        """One line, without the statement's values (`Database.describe`)."""
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            return self.monitor.database(self.database).describe(exc)
+        return str(exc)
 
     # -- counting ---------------------------------------------------------------------------------
 

@@ -466,3 +466,35 @@ def test_mariadb_a_new_spelling_of_a_ci_key_joins_its_group_instead_of_a_new_one
     scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group gone", timeout=LIVE_SECONDS)
     assert scrape.value(NEW, "signups") == 0
     assert daemon.stop() == 0
+
+
+def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    role = f"dw_live_{uuid.uuid4().hex[:8]}"
+    for statement in (f"CREATE ROLE {role} LOGIN REPLICATION", f"GRANT SELECT ON {table} TO {role}"):
+        execute(admin, statement)
+    url = sa.make_url(cluster.url).set(username=role).render_as_string(hide_password=False)
+    monitor = monitor_for({"live": {"url": url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    db = monitor.database("live")
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
+                        recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        execute(admin, f"REVOKE SELECT ON {table} FROM {role}")
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('x@example.com'), ('x@example.com')")
+        await_true(lambda: bool(recorded.gaps), "the failed re-count reported as a gap")
+        assert recorded.gaps[0].startswith("database live: re-count failed: ")
+        assert "permission denied" in recorded.gaps[0]
+        execute(admin, f"GRANT SELECT ON {table} TO {role}")
+        await_true(lambda: reader.following.is_set() and bool(recorded.figures)
+                   and recorded.figures[-1][1] == Figures(groups=1, excess_rows=1, new_groups=1),
+                   "the group found by the full count after the gap", timeout=20)
+        assert len(recorded.gaps) == 1
+    finally:
+        reader.stop()
+        monitor.close()
+        execute(admin, f"DROP OWNED BY {role}")
+        execute(admin, f"DROP ROLE {role}")
