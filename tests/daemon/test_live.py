@@ -498,3 +498,22 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         monitor.close()
         execute(admin, f"DROP OWNED BY {role}")
         execute(admin, f"DROP ROLE {role}")
+
+
+def test_a_config_reload_follows_the_stream_again_with_one_slot(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    before = live_backend(admin)
+    daemon.send(signal.SIGHUP)
+    await_log(daemon, "config reloaded")
+    deadline = time.monotonic() + 20
+    while daemon.log().count("following the change stream") < 2:
+        assert time.monotonic() < deadline, f"not following again after the reload:\n{daemon.log()[-2000:]}"
+        time.sleep(0.05)  # polling interval of a condition wait
+    after = live_backend(admin)  # exactly one live slot: the previous one went with its session
+    assert after != before
+
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('reload@example.com'), ('reload@example.com')")
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(NEW, "signups") == 1,
+                    "the group after the reload", timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
