@@ -31,7 +31,7 @@ NEW = "dupewatch_new_duplicate_groups_total"
 GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
-LIVE_SECONDS = 3.0  # commit to /metrics: a poll of the slot (0.2 s), the re-count, the page render (<= 1 s)
+LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
 
 @pytest.fixture(scope="module")
