@@ -92,6 +92,11 @@ class LiveReader:
                 self._stopping.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
                 attempt += 1
                 continue
+            except Exception:  # a bug must not end live mode silently: logged, then retried like a failure
+                log.exception("live reader failed to open", extra={"fields": {"database": self.database}})
+                self.stream.close()
+                self._stopping.wait(RETRY_SECONDS[-1])
+                continue
             attempt = 0
             log.info("live stream open again, every check counted in full" if gap_pending else
                      "following the change stream", extra={"fields": {"database": self.database}})
