@@ -281,17 +281,32 @@ def test_a_role_without_replication_is_refused_in_one_line(cluster: Cluster, adm
         execute(admin, f"DROP ROLE {role}")
 
 
-def test_sqlite_keeps_polling_and_says_so(tmp_path: Path, dupewatch: Any) -> None:
+SQLITE_NOTICE = ("database app: live = true: SQLite has no change stream; dupewatch keeps polling it at each "
+                 "check's interval")
+
+
+def test_sqlite_keeps_polling_and_says_so(tmp_path: Path, dupewatch: Any, start_daemon: Any) -> None:
     database = tmp_path / "app.sqlite"
     with sa.create_engine(f"sqlite:///{database}").begin() as conn:
         conn.execute(sa.text("CREATE TABLE signup (id integer PRIMARY KEY, email text)"))
+    port = free_port()
     config = write_config(tmp_path / "dupewatch.toml", {"app": {"url": f"sqlite:///{database}", "live": True}},
-                          [{"name": "signups", "database": "app", "table": "signup", "key": ["email"]}])
+                          [{"name": "signups", "database": "app", "table": "signup", "key": ["email"],
+                            "interval": 0.2}],
+                          metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
     run = dupewatch("check", "--config", config)
     assert run.code == 0, run.output
-    assert run.stderr.strip().splitlines()[-1] == (
-        "dupewatch: database app: live = true: SQLite has no change stream; dupewatch keeps polling it at each "
-        "check's interval")
+    assert run.stderr.strip().splitlines()[-1] == f"dupewatch: {SQLITE_NOTICE}"
+
+    daemon = start_daemon(config, port)
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the first poll")
+    with sa.create_engine(f"sqlite:///{database}").begin() as conn:
+        conn.execute(sa.text("INSERT INTO signup (email) VALUES ('s@example.com'), ('s@example.com')"))
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the duplicate found by polling")
+    assert [line for line in daemon.log().splitlines() if SQLITE_NOTICE in line] != []
+    assert daemon.log().count(SQLITE_NOTICE) == 1
+    assert live_value(daemon.scrape(), EVENTS, "app") == 0
+    assert daemon.stop() == 0
 
 
 
