@@ -160,6 +160,7 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
                 click.echo(json.dumps({"checks": [], "error": "\n".join(problems), "problems": problems}))
             raise ConfigError(*problems)
         results = monitor.run_many(chosen, full=full)
+        notices = live_notices(config, monitor, {c.database for c in chosen})
     finally:
         monitor.close()
         if state is not None:
@@ -169,6 +170,8 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     else:
         print_results(results)
     print_index_advice(results)
+    for notice in notices:
+        click.echo(f"dupewatch: {notice}", err=True)
     sys.exit(exit_code(results))
 
 
@@ -183,6 +186,13 @@ def open_state(config: Config) -> Any:
         return History(path, config.state.retention)
     except (OSError, sqlite3.Error) as exc:
         fail(f"state path {path}: cannot open the state file: {exc}")
+
+
+def live_notices(config: Config, monitor: Any, databases: set[str]) -> list[str]:
+    """What `live = true` cannot do on these databases (SQLite: no stream, it keeps polling), one line each."""
+    from monitor.live import polling_notices
+
+    return polling_notices(config, monitor, databases)
 
 
 def print_index_advice(results: Sequence[CheckResult]) -> None:

@@ -128,6 +128,8 @@ class DatabaseConfig(_Model):
     # The writing connection used by `dupewatch fix`; detection keeps its read-only one.
     fix_url: str | None = None
     fix_url_env: str | None = None
+    # Live mode (monitor/live/): follow the database's change stream; the poll stays as the safety net.
+    live: StrictBool = False
 
     @model_validator(mode="after")
     def _one_url(self) -> DatabaseConfig:

@@ -34,6 +34,7 @@ from monitor.detect import CheckDefinitionError, CheckResult
 from monitor.engine import CheckError, Monitor
 from monitor.fixstats import deleted_by_check
 from monitor.history import History, default_state_path
+from monitor.live import Figures, LiveReader, start_live, stop_live
 from monitor.metrics import MetricsExporter
 from monitor.schedule import Poller
 
@@ -157,6 +158,7 @@ class Daemon:
         self.exporter: MetricsExporter | None = None
         self.monitor: Monitor | None = None
         self.poller: Poller | None = None
+        self.live: list[LiveReader] = []
         self._advised: set[str] = set()  # checks whose missing index was logged (once per process)
         self._fix_totals_read: dict[str, float] = {}  # database -> when its fix records were last read
         self._fix_totals_lock = threading.Lock()
@@ -181,6 +183,7 @@ class Daemon:
             raise DaemonStartError(str(exc)) from None
         self.poller = Poller(self.monitor, self.on_result, history=self.history)
         self.poller.start()
+        self._start_live()
         log.info("dupewatch daemon started", extra=fields(
             version=__version__, checks=len(self.config.checks), databases=len(self.config.databases),
             metrics=self.exporter.url, history=str(state_path)))
@@ -250,6 +253,8 @@ class Daemon:
         self.config, self.monitor = new, monitor
         self.exporter.reload(new)  # first, so a late result of a removed check cannot revive its series
         self.poller.reload(self.monitor)
+        stop_live(self.live)
+        self._start_live()
         old_monitor.close()  # cancels the old version's queries still running on the servers
         log.info("config reloaded", extra=fields(
             checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names)))
@@ -283,6 +288,7 @@ class Daemon:
     def stop(self) -> list[str]:
         """Stop polling and serving; returns the checks whose queries were abandoned in flight."""
         abandoned = sorted(self.poller.running()) if self.poller else []
+        stop_live(self.live)
         if self.poller is not None:
             self.poller.shutdown(wait=False)
         if self.exporter is not None:
@@ -293,6 +299,48 @@ class Daemon:
             self.history.close()
         log.info("dupewatch daemon stopped", extra=fields(abandoned=abandoned))
         return abandoned
+
+
+    # -- live mode (monitor/live/) ---------------------------------------------------------------------
+
+    def _start_live(self) -> None:
+        assert self.monitor is not None and self.exporter is not None
+        for name, database in self.config.databases.items():
+            if database.live:
+                self.exporter.live_database(name)
+        self.live = start_live(self.monitor, _LiveSink(self))
+
+
+class _LiveSink:
+    """Live readers report here: figures and events to the metrics; a gap also to the log and the poller."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def live_figures(self, check: str, database: str, figures: Figures) -> None:
+        assert self.daemon.exporter is not None
+        self.daemon.exporter.live_figures(check, database, figures)
+        if figures.new_groups:
+            log.info("new duplicate groups from the change stream", extra=fields(
+                check=check, database=database, new_groups=figures.new_groups, groups=figures.groups,
+                excess_rows=figures.excess_rows))
+
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        assert self.daemon.exporter is not None
+        self.daemon.exporter.live_events(database, events, lag_seconds)
+
+    def live_following(self, database: str, following: bool) -> None:
+        assert self.daemon.exporter is not None
+        self.daemon.exporter.live_following(database, following)
+
+    def live_gap(self, database: str, reason: str) -> None:
+        assert self.daemon.exporter is not None and self.daemon.poller is not None
+        self.daemon.exporter.live_gap(database, reason)
+        log.warning("live stream gap: changes may have been missed, polling the database's checks now",
+                    extra=fields(database=database, error=reason))
+        for check in self.daemon.config.checks:
+            if check.database == database:
+                self.daemon.poller.run_now(check.name)
 
 
 def validate_urls(config: Config) -> None:

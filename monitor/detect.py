@@ -251,7 +251,10 @@ class TableCheck:
                 raise CheckDefinitionError(f"check {self.check.name!r}: key: {reason}")
 
     def _normalise(self, column: sa.Column[Any]) -> ColumnElement[Any]:
-        expr: ColumnElement[Any] = column
+        return self.normalise(column, column)
+
+    def normalise(self, column: sa.Column[Any], expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`expr` (the column, or a value of its type) as the check compares keys of `column`."""
         if _is_text(column):
             if self.check.trim_whitespace:
                 expr = self.rules.trim(expr)

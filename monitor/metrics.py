@@ -58,7 +58,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -73,6 +73,7 @@ from monitor.config import CheckConfig, Config, MetricsConfig
 if TYPE_CHECKING:
     from monitor.detect import CheckResult
     from monitor.history import History
+    from monitor.live.groups import Figures as LiveFigures
 
 LABELS = ("check", "database")
 # From a primary-key lookup on a small table to a full scan that hits a generous statement timeout.
@@ -195,15 +196,18 @@ class DupewatchMetrics:
             self.groups.labels(*labels).set(groups)
             self.excess_rows.labels(*labels).set(excess_rows)
 
-    def observe(self, result: CheckResult, *, violations: bool = False, appeared: int = 0) -> None:
-        """Record one run; `appeared` is what the run found beyond the previous one (see `Appearance`)."""
+    def observe(self, result: CheckResult, *, violations: bool = False, appeared: int = 0,
+                figures: bool = True) -> None:
+        """Record one run; `appeared` is what the run found beyond the previous one (see `Appearance`).
+        `figures=False`: the run's groups and excess rows are not taken (a live stream's are newer)."""
         labels = (result.name, result.database)
         self.duration.labels(*labels).observe(result.duration_ms / 1000)
         if result.status == "error":
             self.up.labels(*labels).set(0)
             self.errors.labels(*labels).inc()
             return
-        self.set_figures(labels, result.groups or 0, result.excess_rows or 0, violations=violations)
+        if figures:
+            self.set_figures(labels, result.groups or 0, result.excess_rows or 0, violations=violations)
         if appeared > 0:
             (self.violations_appeared if violations else self.appeared).labels(*labels).inc(appeared)
         self.last_success.labels(*labels).set(result.finished_at.timestamp())
@@ -241,6 +245,32 @@ class Appearance:
             appeared = max(figure - left, 0)
         self.figure, self.fixed_since = figure, 0
         return appeared
+class LiveMetrics:
+    """Live mode's series (monitor/live/), labelled by `database` only: the stream belongs to a database.
+
+    - `dupewatch_live_lag_seconds`: from the commit of the last change processed to the moment its groups were
+      re-counted (commit to count, as Debezium's MilliSecondsBehindSource); held until the next change, so a
+      quiet database does not look like a lagging stream.
+    - `dupewatch_live_events_total`: row changes read from the stream (every table, watched or not).
+    - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
+      its changes were read); each is logged and followed by a full count of the database's checks.
+
+    A live database's checks take their figures and `dupewatch_new_duplicate_groups` from the stream as well
+    as from their runs; the counter counts each new group once (from the stream, not again from a run).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge("dupewatch_live_lag_seconds",
+                         "Seconds from the commit of the last change read from the database's stream to its count.",
+                         ["database"], registry=registry)
+        self.events = Counter("dupewatch_live_events", "Row changes read from the database's change stream.",
+                              ["database"], registry=registry)
+        self.gaps = Counter("dupewatch_live_gaps", "Breaks in the database's change stream (each followed by a "
+                            "full count of its checks).", ["database"], registry=registry)
+
+    def add(self, database: str) -> None:
+        self.events.labels(database)
+        self.gaps.labels(database)
 
 
 class MetricsExporter:
@@ -259,6 +289,9 @@ class MetricsExporter:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
+        self.live = LiveMetrics(self.registry)
+        self._live_databases: set[str] = set()  # followed at least once: the stream counts their new groups
+        self._live_following: set[str] = set()  # followed now: the stream's figures win over a run's
         self.reload(config)
         _live_exporters.add(self)
 
@@ -311,12 +344,16 @@ class MetricsExporter:
         key = (result.name, result.database)
         with self._lock:
             if key in self._checks:
+                if result.database in self._live_databases:  # its new groups are counted from the stream
+                    result = replace(result, new_groups=0)
                 violations = key in self._violations
                 appeared = 0
                 if result.status != "error":
                     figure = (result.groups if violations else result.excess_rows) or 0
                     appeared = self._appearance.setdefault(key, Appearance()).next(figure)
-                self.metrics.observe(result, violations=violations, appeared=appeared)
+                # While the stream is followed its figures are newer than the run's snapshot of the table.
+                self.metrics.observe(result, violations=violations, appeared=appeared,
+                                     figures=result.database not in self._live_following)
         self._changed()
 
     def record_fix(self, check: str, database: str, deleted: int) -> None:
@@ -350,9 +387,54 @@ class MetricsExporter:
         if changed:
             self._changed()
 
-    def _changed(self) -> None:
+    # -- live mode (monitor/live/; the `LiveSink` of its readers) --------------------------------------
+
+    def live_database(self, database: str) -> None:
+        """`database` has `live = true`: its series exist from now on."""
+        with self._lock:
+            self.live.add(database)
+        self._changed()
+
+    def live_following(self, database: str, following: bool) -> None:
+        """The stream of `database` is followed (every check counted in full from it), or no longer is (a gap,
+        a stop): then the runs' figures are taken again until it is followed anew."""
+        with self._lock:
+            if following:
+                self._live_databases.add(database)
+                self._live_following.add(database)
+            else:
+                self._live_following.discard(database)
+
+    def live_figures(self, check: str, database: str, figures: LiveFigures) -> None:
+        with self._lock:
+            if (check, database) not in self._checks:
+                return
+            labels = (check, database)
+            self.metrics.groups.labels(*labels).set(figures.groups)
+            self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)
+            new_groups = self.metrics.new_groups.labels(*labels)
+            if figures.new_groups:
+                new_groups.inc(figures.new_groups)
+        self._changed(urgent=True)  # a duplicate within a second of its commit, on the page too
+
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        with self._lock:
+            if lag_seconds is not None:
+                self.live.lag.labels(database).set(lag_seconds)
+            if events:
+                self.live.events.labels(database).inc(events)
+        if events:
+            self._changed()
+
+    def live_gap(self, database: str, reason: str) -> None:
+        with self._lock:
+            self.live.gaps.labels(database).inc()
+            self._live_following.discard(database)
+        self._changed()
+
+    def _changed(self, *, urgent: bool = False) -> None:
         if self._app is not None:
-            self._app.changed()
+            self._app.changed(urgent=urgent)
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -423,6 +505,7 @@ class PrerenderedApp:
         self._pages: dict[tuple[str, bool], _Page] = {}
         self._asked: dict[tuple[str, bool], tuple[str, float]] = {}  # key -> (an Accept header, last asked)
         self._dirty = threading.Event()
+        self._urgent = threading.Event()  # a live figure changed: render without waiting out RENDER_MIN_SECONDS
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._render_loop, name="metrics-render", daemon=True)
 
@@ -432,9 +515,12 @@ class PrerenderedApp:
     def stop(self) -> None:
         self._stopping.set()
         self._dirty.set()
+        self._urgent.set()
         self._thread.join(timeout=5)
 
-    def changed(self) -> None:
+    def changed(self, *, urgent: bool = False) -> None:
+        if urgent:
+            self._urgent.set()
         self._dirty.set()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -472,11 +558,13 @@ class PrerenderedApp:
             if self._stopping.is_set():
                 return
             self._dirty.clear()
+            self._urgent.clear()
             started = time.monotonic()
             for key, accept in self._wanted(started):
                 self._render(key, accept)
             spent = time.monotonic() - started
-            self._stopping.wait(max(RENDER_MIN_SECONDS, spent / RENDER_MAX_SHARE))
+            self._stopping.wait(spent / RENDER_MAX_SHARE)  # never more than a tenth of a core, urgent or not
+            self._urgent.wait(max(RENDER_MIN_SECONDS - spent / RENDER_MAX_SHARE, 0.0))
 
     def _wanted(self, now: float) -> list[tuple[tuple[str, bool], str]]:
         with self._lock:

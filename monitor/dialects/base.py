@@ -79,11 +79,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
+
+if TYPE_CHECKING:
+    from monitor.live.changes import ChangeStream
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class Dialect:
     transactional_ddl: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
     roles: ClassVar[bool] = True
+    # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).
+    change_stream_absent: ClassVar[str] = "dupewatch cannot read this database's change stream yet"
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -142,6 +147,10 @@ class Dialect:
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
         """Engine events this dialect needs."""
+
+    def change_stream(self, database: str, url: URL) -> ChangeStream | None:
+        """The database's change stream for live mode, or None (see `change_stream_absent`)."""
+        return None
 
     def missing_database(self, url: URL) -> str | None:
         return None
@@ -259,6 +268,11 @@ class Dialect:
         """Each text column's collation as the catalog states it (reflection leaves out inherited ones); {} where
         collations do not decide equality."""
         return {}
+
+    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """What identifies the group of a (normalised) key value in Python: equal exactly when the database's
+        comparison says the values are equal. The value itself where equality is exact."""
+        return expr
 
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
         """Whether a plain unique index on a column of this collation already compares case-insensitively."""

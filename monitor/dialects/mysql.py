@@ -19,7 +19,7 @@ import re
 import socket
 import warnings
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
@@ -35,6 +35,9 @@ from monitor.dialects.base import (
     NamedLock,
     UniqueViolation,
 )
+
+if TYPE_CHECKING:
+    from monitor.live.changes import ChangeStream
 
 # SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
 # on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
@@ -134,6 +137,7 @@ def _collect_expanded(node: Any, into: list[str]) -> None:
 
 class MySQL(Dialect):
     name = "mysql"
+    change_stream_absent = ""
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
     transactional_ddl = False  # DDL commits the open transaction implicitly
@@ -173,6 +177,11 @@ class MySQL(Dialect):
         """SQLAlchemy's MySQL reflection reads names from SHOW CREATE TABLE and leaves a backtick in a column name
         doubled (`a``b`), so every statement naming that column would fail; use the real name."""
         return name.replace("``", "`")
+
+    def change_stream(self, database: str, url: URL) -> ChangeStream:
+        from monitor.live.mysql import BinlogStream
+
+        return BinlogStream(database, url, self)
 
     def cancel(self, dbapi: Any, url: URL, timeout: float) -> None:
         import pymysql
@@ -270,6 +279,13 @@ class MySQL(Dialect):
                         "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): (str(collation) if collation else None) for name, collation in rows}
+
+    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`
+        collation are one group, as GROUP BY and `=` say, though Python sees two spellings."""
+        if isinstance(expr.type, sa.String) and not isinstance(expr.type, sa.Enum):
+            return sa.func.weight_string(expr, type_=sa.LargeBinary())
+        return expr
 
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:
         """`*_ci` collations compare case-insensitively (MariaDB docs, "Setting Character Sets and

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -28,6 +28,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock, UniqueViolation
+
+if TYPE_CHECKING:
+    from monitor.live.changes import ChangeStream
 
 # Which functions a statement calls is PostgreSQL's answer, not ours: the plan tree the server builds for it
 # (`debug_print_plan`, sent to this session only for the one EXPLAIN, `client_min_messages = log`) holds the OID of
@@ -143,6 +146,7 @@ class PostgreSQL(Dialect):
     returning_delete = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
+    change_stream_absent = ""
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -176,6 +180,11 @@ class PostgreSQL(Dialect):
         def _extended_no_params(cursor: Any, statement: str, _context: Any) -> bool:
             cursor.execute(statement, prepare=True)
             return True
+
+    def change_stream(self, database: str, url: URL) -> ChangeStream:
+        from monitor.live.postgresql import LogicalDecodingStream
+
+        return LogicalDecodingStream(database, url, self)
 
     def cancel(self, dbapi: Any, url: URL, timeout: float) -> None:
         dbapi.cancel_safe(timeout=timeout)

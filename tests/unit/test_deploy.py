@@ -43,6 +43,9 @@ def exported() -> dict[str, set[str]]:
         exporter.observe(CheckResult("logins", "app", "error", None, None, 5000.0, "database down"))
         exporter.observe(CheckResult("vote-drift", "app", "violations", 4, 4, 2.0))
         exporter.record_fix("orders", "app", 4)
+        exporter.live_database("app")  # live mode's series, labelled by database
+        exporter.live_events("app", 3, 0.05)
+        exporter.live_gap("app", "connection lost")
         text = exporter.metrics.exposition().decode()
     finally:
         exporter.close()
@@ -102,6 +105,8 @@ def test_every_check_metric_is_labelled_check_and_database_only(exported: dict[s
     for name, labels in exported.items():
         if name == "dupewatch_build_info":
             assert labels == {"version", "python"}
+        elif name.startswith("dupewatch_live_"):  # the change stream belongs to a database, not to a check
+            assert labels == {"database"}, name
         elif name.startswith("dupewatch_"):
             assert labels - {"le"} == {"check", "database"}, name
 

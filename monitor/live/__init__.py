@@ -1,0 +1,64 @@
+"""Live mode (`live = true` in a `[databases.NAME]` entry): duplicates counted from the database's change stream.
+
+The stream is a hint, never a count: each change names keys whose groups are re-counted in the table at once
+(monitor/live/groups.py), so a new duplicate reaches the metrics within about a second of its commit, while
+the poll keeps running as the safety net that fills every gap. Live mode reads the stream and counts; it
+writes nothing. What a database offers is asked of its dialect (`Dialect.change_stream`): PostgreSQL a
+temporary logical slot (monitor/live/postgresql.py); SQLite no stream at all, so it keeps polling and says so.
+
+    readers = start_live(monitor, sink)   # one reader thread per live database that has a stream
+    ...
+    stop_live(readers)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from monitor.config import Config
+from monitor.engine import Monitor
+from monitor.live.changes import LiveRefused, StreamLost
+from monitor.live.groups import Figures
+from monitor.live.reader import LiveReader, LiveSink
+
+__all__ = ["Figures", "LiveReader", "LiveRefused", "LiveSink", "StreamLost", "polling_notices", "start_live",
+           "stop_live"]
+
+log = logging.getLogger("dupewatch.live")
+
+
+def polling_notices(config: Config, monitor: Monitor, databases: Collection[str] | None = None) -> list[str]:
+    """One line for each database with `live = true` (of `databases`, or all) whose server has no change
+    stream dupewatch reads."""
+    notices = []
+    for name, database in config.databases.items():
+        if database.live and (databases is None or name in databases):
+            rules = monitor.database(name).rules
+            if rules.change_stream_absent:
+                notices.append(f"database {name}: live = true: {rules.change_stream_absent}; "
+                               "dupewatch keeps polling it at each check's interval")
+    return notices
+
+
+def start_live(monitor: Monitor, sink: LiveSink) -> list[LiveReader]:
+    """Start a reader for each database with `live = true` and a change stream; log the others once."""
+    config = monitor.config
+    for notice in polling_notices(config, monitor):
+        log.warning(notice)
+    readers = []
+    for name, database in config.databases.items():
+        db = monitor.database(name)
+        stream = db.rules.change_stream(name, db.url) if database.live else None
+        checks = [c for c in config.checks if c.database == name and not c.is_custom]
+        if stream is None or not checks:
+            continue
+        reader = LiveReader(monitor, name, checks, stream, sink)
+        reader.start()
+        readers.append(reader)
+    return readers
+
+
+def stop_live(readers: list[LiveReader]) -> None:
+    for reader in readers:
+        reader.stop()

@@ -1,0 +1,64 @@
+"""What a change stream reports, whatever the database: committed transactions of row changes.
+
+A change is a hint, never a count: it names a table and the key values a row had or has, so that the
+live reader can re-count those groups in the table. Values are kept as the stream gives them (text for
+PostgreSQL's `test_decoding`), and cast back to the column's type by the database when re-counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
+Row = dict[str, Any]  # column name -> value: text (PostgreSQL) or typed (MySQL), per the stream; None is NULL
+
+
+class LiveRefused(Exception):
+    """The server cannot feed live mode as configured; one line saying what to change. Never retried."""
+
+
+class StreamLost(Exception):
+    """The stream broke (connection lost, slot gone): changes may have been missed, a gap; one line."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row change of one table. `old` holds what the stream knows of the row before the change (the
+    replica identity's columns, often the primary key only); `new` the row after it."""
+
+    schema: str
+    table: str
+    operation: Operation
+    new: Row | None = None
+    old: Row | None = None
+
+
+@dataclass
+class Transaction:
+    """The changes of one committed transaction and its commit time (the server's clock)."""
+
+    committed_at: datetime | None = None
+    changes: list[Change] = field(default_factory=list)
+
+
+class ChangeStream(Protocol):
+    """One database's change stream (see monitor/live/postgresql.py, monitor/live/mysql.py)."""
+
+    typed_values: bool  # row values arrive as Python values of the column's type, not as text to cast
+
+    def open(self) -> None:
+        """Connect and start reading from now on. Raises `LiveRefused` or `StreamLost`."""
+
+    def read(self) -> list[Transaction]:
+        """The transactions committed since the last read. Raises `StreamLost`."""
+
+    def close(self) -> None:
+        """Stop reading; nothing of the stream is left on the server."""
+
+    def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
+        """(schema, table) as the stream names `table` in its changes, asked of the database."""

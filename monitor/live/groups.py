@@ -1,0 +1,153 @@
+"""The duplicate groups of one table check as live mode keeps them: re-counted in the table, key by key.
+
+`LiveGroups` holds every duplicate group of its check (its identity -> normalised key and rows). A group is
+identified as the database compares keys (`Dialect.group_identity`: on MariaDB/MySQL a text key's sort key
+under its collation), so a new spelling of a `_ci` key joins its group instead of making a "new" one. A full
+count (`resync`) fills it at start and after every gap in the stream; after that each change is a hint naming
+keys whose groups are re-counted at once through the key (`WHERE key = value`, served by the key's index), so
+the figures follow the table at a cost that follows the changes, and can never drift from it: counts always
+come from the table.
+
+A change whose old key the stream does not give (an UPDATE or DELETE of a table whose replica identity is
+its primary key only) may have shrunk any group: every known group is re-counted then (duplicate groups are
+few), and new groups it may have formed are named by its new row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.detect import TableCheck
+from monitor.live.changes import Change, Row
+
+Key = tuple[Any, ...]
+RECOUNT_CHUNK = 200  # groups re-counted by one statement
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A check's figures after live changes: groups, excess rows, and groups that were not duplicates before."""
+
+    groups: int
+    excess_rows: int
+    new_groups: int
+
+
+class LiveGroups:
+    def __init__(self, resolved: TableCheck, *, typed_values: bool = False) -> None:
+        self.resolved = resolved
+        self.typed_values = typed_values  # values arrive typed (MySQL's binlog) rather than as text (PostgreSQL)
+        self.key_names = [column.name for column in resolved.key_columns]
+        self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
+        rules = resolved.rules
+        self.identity = [rules.group_identity(e) for e in resolved.key_exprs]
+
+    @property
+    def figures(self) -> tuple[int, int]:
+        return len(self.known), sum(n - 1 for _key, n in self.known.values())
+
+    # -- full count -------------------------------------------------------------------------------
+
+    def resync(self, conn: Connection) -> int:
+        """Count every group in the table again; returns how many duplicate groups were not known before."""
+        r = self.resolved
+        width = len(r.key_exprs)
+        size = sa.func.count()
+        statement = (sa.select(*[e.label(f"k{i}") for i, e in enumerate(r.key_exprs)],
+                               *[e.label(f"i{i}") for i, e in enumerate(self.identity)], size.label("n"))
+                     .select_from(r.table).where(*r.filters).group_by(*r.key_exprs).having(size > 1))
+        found = {tuple(row[width:2 * width]): (tuple(row[:width]), int(row[-1])) for row in conn.execute(statement)}
+        new = len(found.keys() - self.known.keys())
+        self.known = found
+        return new
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    def keys_named(self, changes: Iterable[Change]) -> tuple[set[tuple[Any, ...]], bool]:
+        """The raw key values the changes name (new rows, and old rows where the stream gives the key), and
+        whether some change left its old key unknown (then every known group must be re-counted)."""
+        raw: set[tuple[Any, ...]] = set()
+        unknown_old = False
+        for change in changes:
+            if change.operation == "TRUNCATE":
+                unknown_old = True
+                continue
+            for row in (change.new, change.old):
+                if row is not None and (values := self._key_of(row)) is not None:
+                    raw.add(values)
+            if change.operation != "INSERT" and (change.old is None or self._key_of(change.old) is None):
+                unknown_old = True
+        return raw, unknown_old
+
+    def _key_of(self, row: Row) -> tuple[Any, ...] | None:
+        if not all(name in row for name in self.key_names):
+            return None
+        return tuple(row[name] for name in self.key_names)
+
+    def apply(self, conn: Connection, changes: Sequence[Change]) -> Figures | None:
+        """Re-count the groups `changes` touch; the new figures, or None when no group changed."""
+        raw, unknown_old = self.keys_named(changes)
+        counted: dict[Key, tuple[Key, int]] = {}
+        for values in raw:
+            identity, key, rows = self._count_raw(conn, values)
+            if identity is None:  # no row has the key now: which known group it was, only a re-count says
+                unknown_old = True
+                continue
+            counted[identity] = (key, rows)
+        if unknown_old and self.known:
+            counted.update(self._count_known(conn, [i for i in self.known if i not in counted]))
+        before = self.figures
+        new = 0
+        for identity, (key, rows) in counted.items():
+            if rows > 1:
+                new += identity not in self.known
+                self.known[identity] = (self.known.get(identity, (key, 0))[0], rows)
+            else:
+                self.known.pop(identity, None)
+        if not new and self.figures == before:
+            return None
+        return Figures(*self.figures, new_groups=new)
+
+    def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
+        """The group identity (None when no row has the key), the normalised key of raw values (as text from
+        the stream, cast to each column's type by the database, or typed already) and the rows of its group.
+        The identity is read from a row of the group, so that it is computed in the column's collation."""
+        r = self.resolved
+        keys: list[ColumnElement[Any]] = []
+        for column, value in zip(r.key_columns, values, strict=True):
+            if value is None:
+                keys.append(sa.null())
+                continue
+            typed = sa.literal(value, column.type) if self.typed_values else \
+                sa.cast(sa.literal(value, sa.Text()), column.type)
+            keys.append(r.normalise(column, typed))
+        match = [e.is_(None) if v is None else e == k for e, k, v in zip(r.key_exprs, keys, values, strict=True)]
+        rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
+        identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
+                      for e in self.identity]
+        width = len(keys)
+        row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(keys)],
+                                     *[e.label(f"i{i}") for i, e in enumerate(identities)], rows)).one()
+        if not row[-1]:
+            return None, tuple(row[:width]), 0
+        return tuple(row[width:2 * width]), tuple(row[:width]), int(row[-1])
+
+    def _count_known(self, conn: Connection, identities: list[Key]) -> dict[Key, tuple[Key, int]]:
+        """The rows of each known group in `identities` (0 for a group gone)."""
+        r = self.resolved
+        counted = {i: (self.known[i][0], 0) for i in identities}
+        width = len(r.key_exprs)
+        for start in range(0, len(identities), RECOUNT_CHUNK):
+            chunk = [self.known[i][0] for i in identities[start:start + RECOUNT_CHUNK]]
+            match = sa.or_(*[sa.and_(*r.key_equals(key, r.key_exprs)) for key in chunk])
+            statement = (sa.select(*r.key_exprs, *self.identity, sa.func.count()).select_from(r.table)
+                         .where(*r.filters, match).group_by(*r.key_exprs))
+            for row in conn.execute(statement):
+                counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))
+        return counted

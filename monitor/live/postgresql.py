@@ -1,0 +1,128 @@
+"""PostgreSQL's change stream: logical decoding on a temporary slot, read with `test_decoding`.
+
+The stream has a connection of its own (not one of the read-only detection pool: creating a slot is refused
+in a read-only transaction), in autocommit mode. It checks the server first and refuses, with one line saying
+what to change, when `wal_level` is not `logical`, when the role lacks `REPLICATION` or when the server allows
+no replication slots; it never changes a setting, never creates a publication, never touches a table's replica
+identity.
+
+The slot is **temporary**: it belongs to the stream's session and the server drops it when the session ends,
+however it ends (a crash, a kill -9, a network cut), so an abandoned daemon can never make the server retain
+WAL. It is read by polling `pg_logical_slot_get_changes(slot, NULL, upto_nchanges)` (psycopg 3 has no
+replication-protocol API); each call consumes what it returns. Nothing is written to any table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+
+from monitor.dialects.base import Dialect
+from monitor.live.changes import LiveRefused, StreamLost, Transaction
+from monitor.live.test_decoding import DecodingError, transactions
+
+PLUGIN = "test_decoding"
+OPTIONS = ("include-timestamp", "1", "skip-empty-xacts", "1")
+CONNECT_TIMEOUT_SECONDS = 10.0
+STATEMENT_TIMEOUT_SECONDS = 30.0
+
+
+def slot_name() -> str:
+    """A name no other process uses: `dupewatch_live_<pid>_<random>` (letters, digits and `_` only)."""
+    return f"dupewatch_live_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+class LogicalDecodingStream:
+    """One database's changes, from a temporary logical slot; `open()`, then `read()` repeatedly, `close()`."""
+
+    typed_values = False  # test_decoding prints values as text
+
+    def __init__(self, database: str, url: URL, rules: Dialect, *, batch: int = 10_000) -> None:
+        self.database = database
+        self.url = url
+        self.rules = rules
+        self.batch = batch
+        self.slot: str | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pending: Transaction | None = None
+
+    def open(self) -> None:
+        """Connect, check the server, create the slot. Raises `LiveRefused` or `StreamLost`."""
+        args = self.rules.connect_args(self.url, read_only=False, timeout=STATEMENT_TIMEOUT_SECONDS,
+                                       connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        args["application_name"] = "dupewatch live"
+        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self._conn = psycopg.connect(conninfo, autocommit=True, **args)
+            self._refuse_unless_ready()
+            self.slot = slot_name()
+            self._conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, temporary => true)",
+                               (self.slot, PLUGIN))
+        except psycopg.Error as exc:
+            self.close()
+            raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        except LiveRefused:
+            self.close()
+            raise
+
+    def _refuse_unless_ready(self) -> None:
+        assert self._conn is not None
+        row = self._conn.execute(
+            "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,"
+            " (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), current_user"
+        ).fetchone()
+        assert row is not None
+        wal_level, max_slots, may_replicate, role = row
+        where = f"database {self.database}: live = true"
+        if wal_level != "logical":
+            raise LiveRefused(f"{where} needs wal_level = logical (the server has {wal_level}): set it in "
+                              "postgresql.conf and restart the server, or remove live = true")
+        if not may_replicate:
+            raise LiveRefused(f"{where} needs a role with REPLICATION to read a temporary logical slot "
+                              f"(ALTER ROLE {role} REPLICATION), or remove live = true")
+        if max_slots < 1:
+            raise LiveRefused(f"{where} needs max_replication_slots >= 1 (the server has 0): set it in "
+                              "postgresql.conf and restart the server, or remove live = true")
+
+    @property
+    def backend_pid(self) -> int | None:
+        return self._conn.info.backend_pid if self._conn is not None else None
+
+    def read(self) -> list[Transaction]:
+        """The transactions committed since the last read (at most about `batch` changes). Raises `StreamLost`."""
+        if self._conn is None or self.slot is None:
+            raise StreamLost(f"database {self.database}: live stream is not open")
+        try:
+            rows = self._conn.execute(
+                "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, %s, %s, %s, %s, %s)",
+                (self.slot, self.batch, *OPTIONS)).fetchall()
+            done, self._pending = transactions([row[0] for row in rows], self._pending)
+        except (psycopg.Error, DecodingError) as exc:
+            self.close()
+            raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        return done
+
+    def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
+        quoted = conn.dialect.identifier_preparer.format_table(table)
+        row = conn.execute(sa.text(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = to_regclass(:name)"), {"name": quoted}).one()
+        return str(row[0]), str(row[1])
+
+    def close(self) -> None:
+        """End the session; the server drops the temporary slot with it."""
+        conn, self._conn, self.slot = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,534 @@
+"""Live mode on PostgreSQL for real: a throwaway cluster with `wal_level = logical`, the daemon as a real process
+scraped over HTTP, and the stream in-process where the test is about the server (refusals, the temporary slot)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
+from mariadbserver import MariaDBServer, started_mariadb
+from pgcluster import Cluster, started_cluster
+
+from dbtest import TestDatabase, write_config
+from monitor.dialects.mysql import MySQL
+from monitor.dialects.postgresql import PostgreSQL
+from monitor.live import Figures, LiveReader, LiveRefused
+from monitor.live.postgresql import LogicalDecodingStream
+
+pytestmark = pytest.mark.timeout(120)
+
+GROUPS = "dupewatch_duplicate_groups"
+EXCESS = "dupewatch_duplicate_excess_rows"
+NEW = "dupewatch_new_duplicate_groups_total"
+GAPS = "dupewatch_live_gaps_total"
+EVENTS = "dupewatch_live_events_total"
+LAG = "dupewatch_live_lag_seconds"
+LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    yield from started_cluster("the live-mode tests", wal_level="logical")
+
+
+@pytest.fixture
+def admin(cluster: Cluster) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def table(admin: sa.Engine) -> Iterator[str]:
+    name = f"signup_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {name} (id serial PRIMARY KEY, email text NOT NULL)"))
+        conn.execute(sa.text(f"CREATE INDEX ON {name} (email)"))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP TABLE {name}"))
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Any]:
+    yield from daemon_starter(tmp_path)
+
+
+def live_value(scrape: Scrape, name: str, database: str = "live") -> float | None:
+    for labels, value in scrape.samples.get(name, []):
+        if labels.get("database") == database:
+            return value
+    return None
+
+
+def live_daemon(start_daemon: Callable[..., DaemonProcess], tmp_path: Path, url: str, table: str,
+                **database: Any) -> DaemonProcess:
+    """A daemon whose one check polls hourly: after its first run, only the stream can change its figures."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "dupewatch.toml", {"live": {"url": url, "live": True, **database}},
+        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600}],
+        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+    daemon = start_daemon(config, port)
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") is not None, "the first run of the check")
+    await_log(daemon, "following the change stream")
+    return daemon
+
+
+def await_log(daemon: DaemonProcess, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in daemon.log():
+        assert daemon.proc.poll() is None, f"daemon exited:\n{daemon.log()[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {text!r} in the log:\n{daemon.log()[-3000:]}"
+        time.sleep(0.05)  # polling interval of a condition wait
+
+
+def execute(engine: sa.Engine, statement: str, **params: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+
+
+def race(engine: sa.Engine, table: str, email: str, sessions: int = 2) -> None:
+    """`sessions` transactions insert the same email at once, each after checking it is not there yet."""
+    barrier = threading.Barrier(sessions)
+
+    def insert() -> None:
+        with engine.begin() as conn:
+            seen = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE email = :e"), {"e": email}).scalar()
+            barrier.wait()
+            if not seen:
+                conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES (:e)"), {"e": email})
+
+    threads = [threading.Thread(target=insert) for _ in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('old@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    assert daemon.scrape().value(GROUPS, "signups") == 0
+
+    race(admin, table, "racer@example.com", sessions=3)
+    committed = time.monotonic()
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the raced group in /metrics",
+                             timeout=LIVE_SECONDS)
+    latency = time.monotonic() - committed
+    print(f"commit to count (dupewatch_live_lag_seconds): {live_value(scrape, LAG):.3f} s")
+    assert scrape.value(EXCESS, "signups") == 2
+    assert scrape.value(NEW, "signups") == 1
+    assert (live_value(scrape, EVENTS) or 0) >= 3
+    assert live_value(scrape, GAPS) == 0
+    assert live_value(scrape, LAG) is not None
+    print(f"commit-to-metric latency: {latency:.3f} s")
+    assert daemon.stop() == 0
+
+
+def test_a_low_id_committed_late_makes_a_duplicate_the_moment_it_commits(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    transactional = sa.create_engine(cluster.url)
+    with transactional.connect() as late:
+        late_transaction = late.begin()
+        late.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('late@example.com')"))  # the lower id
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('late@example.com'), ('other@example.com')")
+        daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 2, "the higher id's commit read")
+        assert daemon.scrape().value(GROUPS, "signups") == 0
+        late_transaction.commit()
+    transactional.dispose()
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(NEW, "signups") == 1,
+                    "the group the late commit made", timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
+
+
+def test_a_key_changing_update_forms_and_dissolves_a_group(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+
+    execute(admin, f"UPDATE {table} SET email = 'a@example.com' WHERE email = 'b@example.com'")
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(NEW, "signups") == 1,
+                    "the group the update formed", timeout=LIVE_SECONDS)
+    # The stream gives the new row only (the replica identity is the primary key): the old group is found
+    # among the known ones and re-counted.
+    execute(admin, f"UPDATE {table} SET email = 'c@example.com' WHERE id = (SELECT max(id) FROM {table})")
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group the second update dissolved",
+                    timeout=LIVE_SECONDS)
+    assert daemon.scrape().value(NEW, "signups") == 1
+    assert daemon.stop() == 0
+
+
+def test_a_delete_dissolves_a_group(cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path,
+                                    start_daemon: Any) -> None:
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('d@example.com'), ('d@example.com'), ('d@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    assert daemon.scrape().value(EXCESS, "signups") == 2
+
+    execute(admin, f"DELETE FROM {table} WHERE id = (SELECT max(id) FROM {table})")
+    daemon.wait_for(lambda s: s.value(EXCESS, "signups") == 1, "one excess row left", timeout=LIVE_SECONDS)
+    execute(admin, f"DELETE FROM {table} WHERE id = (SELECT max(id) FROM {table})")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group dissolved", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 0
+    assert daemon.stop() == 0
+
+
+def live_backend(admin: sa.Engine) -> int | None:
+    """The backend of the one live stream reading the cluster (earlier tests' sessions may still be ending)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with admin.connect() as conn:
+            pids = conn.execute(sa.text("SELECT active_pid FROM pg_replication_slots"
+                                        " WHERE slot_name LIKE 'dupewatch_live_%' AND active_pid IS NOT NULL")).all()
+        if len(pids) == 1 or time.monotonic() > deadline:
+            assert len(pids) == 1, f"expected one live slot, found {len(pids)}"
+            return int(pids[0][0])
+        time.sleep(0.05)  # polling interval of a condition wait
+
+
+def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    pid = live_backend(admin)
+    assert pid is not None
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('gap@example.com'), ('gap@example.com')")
+
+    scrape = daemon.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
+                             "the gap counted and the group found", timeout=20)
+    assert scrape.value(NEW, "signups") == 1
+    assert "live stream gap" in daemon.log()
+    await_log(daemon, "live stream open again")
+    assert daemon.stop() == 0
+
+
+def test_the_temporary_slot_dies_with_a_killed_daemon(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    pid = live_backend(admin)
+    with admin.connect() as conn:
+        slots = conn.execute(sa.text("SELECT temporary, slot_type, plugin FROM pg_replication_slots"
+                                     " WHERE active_pid = :pid"), {"pid": pid}).all()
+        assert [tuple(s) for s in slots] == [(True, "logical", "test_decoding")]
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_publication")).scalar() == 0
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait()
+
+    deadline = time.monotonic() + 20
+    while _slots(admin, pid):
+        assert time.monotonic() < deadline, "the slot outlived the killed daemon"
+        time.sleep(0.05)  # polling interval of a condition wait
+
+
+def _slots(admin: sa.Engine, pid: int | None = None) -> int:
+    """Slots of the backend `pid` (every slot of the cluster without one)."""
+    with admin.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM pg_replication_slots"
+                                        " WHERE :pid IS NULL OR active_pid = :pid"), {"pid": pid}).scalar() or 0)
+
+
+def test_a_server_without_logical_wal_is_refused_in_one_line_and_polling_goes_on(
+        pg: TestDatabase, tmp_path: Path, start_daemon: Any) -> None:
+    with pg.engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW wal_level")).scalar() != "logical", "needs the shared server (replica)"
+    pg.execute("CREATE TABLE signup (id serial PRIMARY KEY, email text NOT NULL)",
+               "INSERT INTO signup (email) VALUES ('x@example.com'), ('x@example.com')")
+    port = free_port()
+    config = write_config(
+        tmp_path / "dupewatch.toml", {"live": {"url": pg.url, "live": True}},
+        [{"name": "signups", "database": "live", "table": "signup", "key": ["email"], "interval": 0.5}],
+        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+    daemon = start_daemon(config, port)
+    await_log(daemon, "live = true needs wal_level")
+    refusal = [line for line in daemon.log().splitlines() if "live = true needs wal_level" in line]
+    assert len(refusal) == 1
+    assert "needs wal_level = logical (the server has replica): set it in postgresql.conf and restart the " \
+           "server, or remove live = true" in refusal[0]
+    assert "Traceback" not in daemon.log()
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value("dupewatch_check_up", "signups") == 1,
+                    "the check still polled")
+    assert daemon.stop() == 0
+
+
+def test_a_role_without_replication_is_refused_in_one_line(cluster: Cluster, admin: sa.Engine) -> None:
+    role = f"dw_norep_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE ROLE {role} LOGIN")
+    try:
+        url = sa.make_url(cluster.url).set(username=role)
+        stream = LogicalDecodingStream("live", url, PostgreSQL())
+        with pytest.raises(LiveRefused) as refused:
+            stream.open()
+        assert str(refused.value) == (
+            f"database live: live = true needs a role with REPLICATION to read a temporary logical slot "
+            f"(ALTER ROLE {role} REPLICATION), or remove live = true")
+        assert stream.slot is None
+        with admin.connect() as conn:
+            assert conn.execute(sa.text(
+                "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid"
+                " WHERE a.usename = :role"), {"role": role}).scalar() == 0
+    finally:
+        execute(admin, f"DROP ROLE {role}")
+
+
+SQLITE_NOTICE = ("database app: live = true: SQLite has no change stream; dupewatch keeps polling it at each "
+                 "check's interval")
+
+
+def test_sqlite_keeps_polling_and_says_so(tmp_path: Path, dupewatch: Any, start_daemon: Any) -> None:
+    database = tmp_path / "app.sqlite"
+    with sa.create_engine(f"sqlite:///{database}").begin() as conn:
+        conn.execute(sa.text("CREATE TABLE signup (id integer PRIMARY KEY, email text)"))
+    port = free_port()
+    config = write_config(tmp_path / "dupewatch.toml", {"app": {"url": f"sqlite:///{database}", "live": True}},
+                          [{"name": "signups", "database": "app", "table": "signup", "key": ["email"],
+                            "interval": 0.2}],
+                          metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+    run = dupewatch("check", "--config", config)
+    assert run.code == 0, run.output
+    assert run.stderr.strip().splitlines()[-1] == f"dupewatch: {SQLITE_NOTICE}"
+
+    daemon = start_daemon(config, port)
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the first poll")
+    with sa.create_engine(f"sqlite:///{database}").begin() as conn:
+        conn.execute(sa.text("INSERT INTO signup (email) VALUES ('s@example.com'), ('s@example.com')"))
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the duplicate found by polling")
+    assert [line for line in daemon.log().splitlines() if SQLITE_NOTICE in line] != []
+    assert daemon.log().count(SQLITE_NOTICE) == 1
+    assert live_value(daemon.scrape(), EVENTS, "app") == 0
+    assert daemon.stop() == 0
+
+
+
+
+class Recorded:
+    """A `LiveSink` that keeps what a reader reports."""
+
+    def __init__(self) -> None:
+        self.figures: list[tuple[str, Figures]] = []
+        self.lags: list[float] = []
+        self.gaps: list[str] = []
+
+    def live_figures(self, check: str, database: str, figures: Figures) -> None:
+        self.figures.append((check, figures))
+
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        if lag_seconds is not None:
+            self.lags.append(lag_seconds)
+
+    def live_gap(self, database: str, reason: str) -> None:
+        self.gaps.append(reason)
+
+    def live_following(self, database: str, following: bool) -> None:
+        pass
+
+
+def await_true(condition: Callable[[], bool], what: str, timeout: float = LIVE_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)  # polling interval of a condition wait
+
+
+def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(cluster: Cluster, admin: sa.Engine) -> None:
+    name = f"Sign Up {uuid.uuid4().hex[:6]}"
+    execute(admin, f'CREATE TABLE "{name}" (id serial PRIMARY KEY, "E-mail" text, note text, tags int[])')
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    stream.open()
+    try:
+        execute(admin, f'INSERT INTO "{name}" ("E-mail", note, tags) VALUES (:e, NULL, ARRAY[1, 2])',
+                e="o'brien @ example.com")
+        execute(admin, f'UPDATE "{name}" SET id = 10')
+        execute(admin, f'DELETE FROM "{name}"')
+        changes: list[Any] = []
+        await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= 3,
+                   "three changes")
+    finally:
+        stream.close()
+        execute(admin, f'DROP TABLE "{name}"')
+    insert, update, delete = changes
+    assert (insert.schema, insert.table, insert.operation) == ("public", name, "INSERT")
+    assert insert.new == {"id": "1", "E-mail": "o'brien @ example.com", "note": None, "tags": "{1,2}"}
+    assert (update.operation, update.old, update.new["id"]) == ("UPDATE", {"id": "1"}, "10")
+    assert (delete.operation, delete.old) == ("DELETE", {"id": "10"})
+
+
+def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"], "case_insensitive": True,
+         "trim_whitespace": True}])
+    recorded = Recorded()
+    db = monitor.database("live")
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
+                        recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@Example.com')")
+        execute(admin, f"INSERT INTO {table} (email) VALUES (' ann@example.COM ')")
+        await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1].groups == 1, "the group of spellings")
+        assert recorded.figures[-1][1] == Figures(groups=1, excess_rows=1, new_groups=1)
+        assert reader.groups["signups"].known == {("ann@example.com",): (("ann@example.com",), 2)}
+        assert recorded.lags and all(0 <= lag < 60 for lag in recorded.lags)
+        assert recorded.gaps == []
+    finally:
+        reader.stop()
+
+
+# -- MariaDB: the binary log -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[MariaDBServer]:
+    yield from started_mariadb("the live-mode tests", **{"log-bin": "binlog", "binlog-format": "ROW"})
+
+
+@pytest.fixture
+def mariadb_table(mariadb: MariaDBServer) -> Iterator[tuple[sa.Engine, str]]:
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    name = f"signup_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {name} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL, "
+                    "INDEX (email))")
+    yield engine, name
+    execute(engine, f"DROP TABLE {name}")
+    engine.dispose()
+
+
+def test_mariadb_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    race(engine, table, "racer@example.com", sessions=3)
+    committed = time.monotonic()
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the raced group in /metrics",
+                             timeout=LIVE_SECONDS)
+    print(f"MariaDB commit-to-metric latency: {time.monotonic() - committed:.3f} s")
+    assert scrape.value(EXCESS, "signups") == 2
+    assert scrape.value(NEW, "signups") == 1
+    assert (live_value(scrape, EVENTS) or 0) >= 3
+    assert daemon.stop() == 0
+
+
+def test_mariadb_updates_and_deletes_change_groups_by_their_old_and_new_keys(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com'), ('b@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert daemon.scrape().value(GROUPS, "signups") == 1
+
+    execute(engine, f"UPDATE {table} SET email = 'a@example.com' WHERE id = 3")  # b dissolves, a forms
+    daemon.wait_for(lambda s: s.value(NEW, "signups") == 1 and s.value(EXCESS, "signups") == 1,
+                    "the group the update moved", timeout=LIVE_SECONDS)
+    execute(engine, f"DELETE FROM {table} WHERE id = 3")
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group the delete dissolved",
+                    timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
+
+
+def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:
+    with mysql.engine.connect() as conn:
+        assert not conn.execute(sa.text("SELECT @@log_bin")).scalar(), "needs the shared server (no binary log)"
+    stream = MySQL().change_stream("shared", sa.make_url(mysql.url))
+    with pytest.raises(LiveRefused) as refused:
+        stream.open()
+    assert str(refused.value) == ("database shared: live = true needs the binary log: start the server with "
+                                  "log_bin (and binlog_format = ROW), or remove live = true")
+
+
+@pytest.mark.parametrize(("setting", "value", "refusal"), [
+    ("binlog_format", "MIXED", "needs binlog_format = ROW (the server has MIXED): set it in the server's "
+                               "configuration, or remove live = true"),
+    ("binlog_row_image", "MINIMAL", "needs binlog_row_image = FULL (the server has MINIMAL): set it in the "
+                                    "server's configuration, or remove live = true"),
+])
+def test_mariadb_binlog_settings_that_hide_rows_are_refused_in_one_line(
+        mariadb: MariaDBServer, setting: str, value: str, refusal: str) -> None:
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    before = engine.connect().execute(sa.text(f"SELECT @@GLOBAL.{setting}")).scalar()
+    execute(engine, f"SET GLOBAL {setting} = '{value}'")  # the throwaway server's, never the shared one's
+    try:
+        with pytest.raises(LiveRefused) as refused:
+            MySQL().change_stream("live", sa.make_url(mariadb.url)).open()
+        assert str(refused.value) == f"database live: live = true {refusal}"
+    finally:
+        execute(engine, f"SET GLOBAL {setting} = '{before}'")
+        engine.dispose()
+
+
+def test_mariadb_a_new_spelling_of_a_ci_key_joins_its_group_instead_of_a_new_one(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert daemon.scrape().value(EXCESS, "signups") == 1  # one group under the column's _ci collation
+
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('ANN@EXAMPLE.COM')")
+    scrape = daemon.wait_for(lambda s: s.value(EXCESS, "signups") == 2, "the third spelling counted",
+                             timeout=LIVE_SECONDS)
+    assert (scrape.value(GROUPS, "signups"), scrape.value(NEW, "signups")) == (1, 0)
+    execute(engine, f"DELETE FROM {table} WHERE email = 'ann@example.com' AND id > 1")  # the collation's =
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group gone", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 0
+    assert daemon.stop() == 0
+
+
+def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    role = f"dw_live_{uuid.uuid4().hex[:8]}"
+    for statement in (f"CREATE ROLE {role} LOGIN REPLICATION", f"GRANT SELECT ON {table} TO {role}"):
+        execute(admin, statement)
+    url = sa.make_url(cluster.url).set(username=role).render_as_string(hide_password=False)
+    monitor = monitor_for({"live": {"url": url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    db = monitor.database("live")
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
+                        recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        execute(admin, f"REVOKE SELECT ON {table} FROM {role}")
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('x@example.com'), ('x@example.com')")
+        await_true(lambda: bool(recorded.gaps), "the failed re-count reported as a gap")
+        assert recorded.gaps[0].startswith("database live: re-count failed: ")
+        assert "permission denied" in recorded.gaps[0]
+        execute(admin, f"GRANT SELECT ON {table} TO {role}")
+        await_true(lambda: reader.following.is_set() and bool(recorded.figures)
+                   and recorded.figures[-1][1] == Figures(groups=1, excess_rows=1, new_groups=1),
+                   "the group found by the full count after the gap", timeout=20)
+        assert len(recorded.gaps) == 1
+    finally:
+        reader.stop()
+        monitor.close()
+        execute(admin, f"DROP OWNED BY {role}")
+        execute(admin, f"DROP ROLE {role}")
+
+
+def test_a_config_reload_follows_the_stream_again_with_one_slot(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    before = live_backend(admin)
+    daemon.send(signal.SIGHUP)
+    await_log(daemon, "config reloaded")
+    deadline = time.monotonic() + 20
+    while daemon.log().count("following the change stream") < 2:
+        assert time.monotonic() < deadline, f"not following again after the reload:\n{daemon.log()[-2000:]}"
+        time.sleep(0.05)  # polling interval of a condition wait
+    after = live_backend(admin)  # exactly one live slot: the previous one went with its session
+    assert after != before
+
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('reload@example.com'), ('reload@example.com')")
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(NEW, "signups") == 1,
+                    "the group after the reload", timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
