@@ -61,7 +61,9 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   far, per table where the database says (PostgreSQL), else for all tables (`ALL_TABLES`); kinds the database does
   not tell apart are `ANY_CHANGE` (SQLite). None where the database keeps no such count.
 - `counted_as(conn, table)`: the name under which `changes_so_far` counts a table's changes (`ALL_TABLES` where it
-  counts the session only); `counted_kind(kind)`: the kind a change is counted as.
+  counts the session only); `counted_kind(kind)`: the kind a change is counted as; `counted_under(conn, table,
+  kind)`: every (name, kind) count one planned change of `table` adds to (a MariaDB system-versioned table's
+  DELETE is counted as an UPDATE, its UPDATE as an UPDATE and a history row's write).
 - `read_only_planning(conn)`: make the transaction just begun on a writing connection read-only (the dry run plans
   with the fix role's eyes); `roles`: whether the writing URL can see other rows than the detection URL (SQLite
   has no roles: the dry run plans on the detection connection).
@@ -301,6 +303,9 @@ class Dialect:
 
     def counted_kind(self, kind: str) -> str:
         return kind
+
+    def counted_under(self, conn: Connection, table: sa.Table, kind: str) -> tuple[tuple[str, str], ...]:
+        return ((self.counted_as(conn, table), self.counted_kind(kind)),)
 
     def read_only_planning(self, conn: Connection) -> None:
         """Make the transaction just begun on `conn` read-only (before its first statement)."""

@@ -58,11 +58,12 @@ class BatchAccount:
     """The database's change counts when a batch began; `settle` compares what it changed since with the plan."""
 
     def __init__(self, conn: Connection, rules: Dialect, suspects: Iterable[str] = (),
-                 names: dict[sa.Table, str] | None = None) -> None:
+                 names: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] | None = None) -> None:
         self.rules = rules
         self.suspects = list(suspects)  # what may act unseen, named where the database counts no table
         self.before = rules.changes_so_far(conn)
-        self._names = {} if names is None else names  # table -> the name it is counted under (shareable)
+        # (table, kind) -> the counts a planned row of that kind is counted under (shareable between batches)
+        self._names = {} if names is None else names
 
     def settle(self, conn: Connection, planned: Planned) -> None:
         """Raise `UnplannedChange` when the database counted a change the plan does not hold."""
@@ -72,17 +73,18 @@ class BatchAccount:
         done = Counter({key: rows - self.before.get(key, 0) for key, rows in after.items()})
         expected: Counter[tuple[str, str]] = Counter()
         for (table, kind), rows in planned.rows.items():
-            expected[(self._counted_as(conn, table), self.rules.counted_kind(kind))] += rows
+            for counted in self._counted_under(conn, table, kind):
+                expected[counted] += rows
         wrong = sorted((key for key in set(done) | set(expected) if done[key] != expected[key]),
                        key=lambda k: (expected[k] > 0, k))  # a table the plan does not write named first
         if wrong:
             first = wrong[0]
             raise UnplannedChange(self._describe(first, done[first], expected[first], planned))
 
-    def _counted_as(self, conn: Connection, table: sa.Table) -> str:
-        if table not in self._names:
-            self._names[table] = self.rules.counted_as(conn, table)
-        return self._names[table]
+    def _counted_under(self, conn: Connection, table: sa.Table, kind: str) -> tuple[tuple[str, str], ...]:
+        if (table, kind) not in self._names:
+            self._names[(table, kind)] = self.rules.counted_under(conn, table, kind)
+        return self._names[(table, kind)]
 
     def _describe(self, key: tuple[str, str], done: int, expected: int, planned: Planned) -> str:
         table, kind = key

@@ -597,7 +597,8 @@ class _Batch:
         self.links, self.fix_id = links, fix_id
         self.table = layout.table
         self._references: sa.Table | None = None  # `dupewatch_fix_reference` where this connection keeps it
-        self._counted_as: dict[sa.Table, str] = {}  # the name the database counts each table's changes under
+        # (table, kind) -> the counts the database keeps a planned change under (see accounting.py)
+        self._counted_as: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] = {}
 
     def run(self, conn: Connection, lower: int, upper: int) -> _Outcome:
         """Fix the groups numbered `lower` < group <= `upper`; before returning, the database's own count of
