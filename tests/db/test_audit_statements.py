@@ -4,73 +4,23 @@ audit reads them back from the view (the shared test server has no pg_stat_state
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pgcluster import Cluster, started_cluster
 
-from dbtest import IN_CI, run_dupewatch
+from dbtest import run_dupewatch
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class StatsCluster:
-    """initdb + pg_ctl on a free port with pg_stat_statements preloaded; run as `postgres` when we are root."""
-
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="dw_stats_"))
-        self.port = free_port()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.directory, "postgres")
-
-    def run(self, *command: str) -> None:
-        subprocess.run([*self.as_user, *command], check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        data = str(self.directory / "data")
-        self.run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
-        self.run("pg_ctl", "-D", data, "-l", str(self.directory / "log"), "-w", "-o",
-                 f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-                 "-c shared_preload_libraries=pg_stat_statements", "start")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 @pytest.fixture
-def stats_cluster() -> Iterator[StatsCluster]:
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        if IN_CI:
-            pytest.fail("initdb/pg_ctl are needed for the pg_stat_statements test (CI=true)")
-        pytest.skip("initdb/pg_ctl not found")
-    made = StatsCluster()
-    try:
-        made.start()
-        yield made
-    finally:
-        made.stop()
+def stats_cluster() -> Iterator[Cluster]:
+    yield from started_cluster("the pg_stat_statements test", shared_preload_libraries="pg_stat_statements")
 
 
-def test_check_then_insert_reads_the_applications_lookups_from_pg_stat_statements(stats_cluster: StatsCluster) -> None:
+def test_check_then_insert_reads_the_applications_lookups_from_pg_stat_statements(stats_cluster: Cluster) -> None:
     engine = sa.create_engine(stats_cluster.url)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE EXTENSION pg_stat_statements")
