@@ -16,15 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.db import DatabaseError
-from monitor.detect import split_table_name
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, reflect_archive
-from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, reference_table, repoint_table
-from monitor.fix.undo import find_fix
+from monitor.fix.undo import find_fix, locate_fixed_table
 
 PURGEABLE = ("done", "undone")
 
@@ -45,12 +43,8 @@ def purge_fix(monitor: Monitor, fix_id: str) -> PurgeReport:
     """Delete fix `fix_id`'s archived rows and drop its logs; raises `FixRefused` unless it is done or undone."""
     db, record = find_fix(monitor, fix_id)
     _refuse_unless_purgeable(record)
-    schema, name = split_table_name(record.table_name)
+    schema, identity = locate_fixed_table(db, record)
     try:
-        with db.connect(db.bookkeeping) as conn, conn.begin():
-            catalog = catalog_for(conn)
-            schema = catalog.resolved_schema(sa.Table(name, sa.MetaData(), schema=schema)) or schema
-            identity = catalog.table_identity(sa.Table(name, sa.MetaData(), schema=schema))
         with fix_lock(db, identity, record.table_name), db.connect(db.bookkeeping) as conn:
             return _purge(conn, record, schema)
     except sa.exc.DBAPIError as exc:

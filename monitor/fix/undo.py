@@ -61,6 +61,19 @@ def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
     raise FixRefused(f"no fix with id {fix_id!r} in any configured database (see `dupewatch fixes`)")
 
 
+def locate_fixed_table(db: Database, record: FixRecord) -> tuple[str | None, Any]:
+    """The schema the server resolves a fix's table in (`to_regclass` on PostgreSQL: the same place the fix
+    resolved it) and the table's identity for its fix lock."""
+    schema, name = split_table_name(record.table_name)
+    try:
+        with db.connect(db.bookkeeping) as conn, conn.begin():
+            catalog = catalog_for(conn)
+            schema = catalog.resolved_schema(sa.Table(name, sa.MetaData(), schema=schema)) or schema
+            return schema, catalog.table_identity(sa.Table(name, sa.MetaData(), schema=schema))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(db.describe(exc)) from None
+
+
 def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) -> UndoReport:
     """Restore what fix `fix_id` deleted and point its references back, in one transaction, then drop its plan
     table. `drop_constraint`: first drop the check's guard (`uq_dupewatch_<check>`, which `fix --add-constraint`
@@ -70,14 +83,8 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
     db, record = find_fix(monitor, fix_id)
     if record.state not in UNDOABLE:
         raise FixRefused(f"fix {fix_id} is {record.state}: there is nothing to undo")
-    schema, name = split_table_name(record.table_name)
-    try:
-        with db.connect(db.bookkeeping) as conn, conn.begin():
-            catalog = catalog_for(conn)
-            schema = catalog.resolved_schema(sa.Table(name, sa.MetaData(), schema=schema)) or schema
-            identity = catalog.table_identity(sa.Table(name, sa.MetaData(), schema=schema))
-    except sa.exc.DBAPIError as exc:
-        raise DatabaseError(db.describe(exc)) from None
+    schema, identity = locate_fixed_table(db, record)
+    name = split_table_name(record.table_name)[1]
     guard = guard_name(record.check_name) if drop_constraint else None
     dropped = None
     with fix_lock(db, identity, record.table_name):
