@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL, make_url
 
 PG_URL = os.environ.get("DUPEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("DUPEWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
-SCHEMA = "dupewatch_bench_fix"
+SCHEMA = f"dupewatch_bench_fix_{os.getpid()}"  # per run: two runs on one server must not share it
 
 
 def build_mysql(engine: sa.Engine, rows: int, excess: int) -> None:
