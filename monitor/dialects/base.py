@@ -124,6 +124,15 @@ class Dialect:
     row_identity_order: ClassVar[str] = "insertion order"
     fix_isolation_level: ClassVar[str | None] = None
     returning_delete: ClassVar[bool] = False
+    # A fix batch names its rows as `identity = ANY(ARRAY(SELECT ...))`: an index (or TID) scan however many rows
+    # the planner expects (PostgreSQL); elsewhere `IN (SELECT ...)`.
+    identity_array_scan: ClassVar[bool] = False
+    # A fix batch archives and deletes through joins with the plan table: an `IN (subquery)` becomes a
+    # DEPENDENT SUBQUERY that scans the whole table once per batch (MariaDB).
+    joined_batch_writes: ClassVar[bool] = False
+    # A column without a type the fix can reflect may still be copied into its plan table (SQLite keeps any
+    # value in a column declared without a type).
+    stores_untyped: ClassVar[bool] = False
     concurrent_index_build: ClassVar[bool] = False
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
@@ -245,6 +254,12 @@ class Dialect:
         return None
 
     # -- fixes ----------------------------------------------------------------------------------
+
+    def refresh_statistics(self, conn: Connection, table: sa.Table) -> None:
+        """After a table was filled in one statement, before it is joined: nothing to do by default."""
+
+    def relax_batch_durability(self, conn: Connection) -> None:
+        """In a fix batch's transaction: a server crash may lose whole batches, which a resumed fix redoes."""
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update()

@@ -145,6 +145,7 @@ class MySQL(Dialect):
     change_stream_absent = ""
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
+    joined_batch_writes = True
     transactional_ddl = False  # DDL commits the open transaction implicitly
     write_refused_markers = ("read only transaction",)
 

@@ -144,6 +144,7 @@ class PostgreSQL(Dialect):
     name = "postgresql"
     row_identity_order = "physical order"
     returning_delete = True
+    identity_array_scan = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
     change_stream_absent = ""
@@ -276,6 +277,16 @@ class PostgreSQL(Dialect):
         return clause.nulls_last()
 
     # -- fixes ----------------------------------------------------------------------------------
+
+    def refresh_statistics(self, conn: Connection, table: sa.Table) -> None:
+        # autovacuum has not seen a table just filled; the batches join it
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}")
+
+    def relax_batch_durability(self, conn: Connection) -> None:
+        # A batch and its progress commit together, so a server crash can only lose whole batches, which the
+        # resumed fix redoes; the final, synchronous commit of the fix record flushes them all before the fix
+        # reports done.
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)

@@ -97,6 +97,7 @@ typeof unhex unicode unixepoch unlikely upper -> ->>
 
 class SQLite(Dialect):
     name = "sqlite"
+    stores_untyped = True
     change_stream_absent = "SQLite has no change stream"
     case_fold_indexable = False
     write_refused_markers = ("readonly database",)

@@ -167,11 +167,10 @@ def _writer(t: _Target) -> Any:
 
 
 def _session(conn: Connection, db: Database) -> Connection:
-    """MySQL/MariaDB in READ COMMITTED, so that locking reads see the latest rows and the snapshot's
-    INSERT ... SELECT takes no shared locks on the live table."""
-    if db.dialect == "mysql":
-        return conn.execution_options(isolation_level="READ COMMITTED")
-    return conn
+    """The fix's isolation level (MySQL/MariaDB: READ COMMITTED, so that locking reads see the latest rows and
+    the snapshot's INSERT ... SELECT takes no shared locks on the live table)."""
+    level = db.rules.fix_isolation_level
+    return conn.execution_options(isolation_level=level) if level else conn
 
 
 def _layout(conn: Connection, t: _Target) -> Layout:
@@ -312,8 +311,7 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                 ordered = source.with_only_columns(*[source.selected_columns[c] for c in columns])
                 conn.execute(sa.insert(plan_table).from_select(columns, ordered))
                 layout.plan_index(plan_table).create(conn)
-                if t.db.dialect == "postgresql":  # autovacuum has not seen the new table; batches join it
-                    conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(plan_table)}")
+                t.db.rules.refresh_statistics(conn, plan_table)
                 plan = build_preview(conn, layout, plan_table, database=t.config.database, sample=sample)
                 plan.fix_id = fix_id
                 records.update_record(conn, fix_id, state="planned", total_groups=plan.groups)
@@ -513,11 +511,7 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
         try:
             sizer.begin()
             with conn.begin():
-                if t.db.dialect == "postgresql":
-                    # A batch and its progress commit together, so a server crash can only lose whole
-                    # batches, which the resumed fix redoes; the final, synchronous commit of the fix
-                    # record flushes them all before the fix reports done.
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
             if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
                 sizer.done(advanced.done_through - done_through)
@@ -663,11 +657,7 @@ class _Batch:
         return [*self.layout.hooks.blocking, *self.layout.hooks.firing, *actions]
 
     def _lock(self, statement: sa.Select[Any]) -> sa.Select[Any]:
-        if self.layout.dialect == "postgresql":
-            return statement.with_for_update(of=self.table)
-        if self.layout.dialect == "mysql":
-            return statement.with_for_update()
-        return statement  # SQLite: BEGIN IMMEDIATE already holds the database's write lock
+        return self.layout.rules.for_update(statement, self.table)
 
     def _lock_and_recheck(self, conn: Connection, in_batch: sa.ColumnElement[bool],
                           groups: range) -> tuple[int, int, list[int]]:
@@ -686,7 +676,7 @@ class _Batch:
         locking = (sa.select(p.c[GROUP], p.c[RANK], p.c[SIZE])
                    .select_from(p).join(keeper, same_key).join(self.table, layout.live_match(p)).where(in_batch)
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
-        if layout.dialect == "postgresql":
+        if layout.rules.identity_array_scan:
             locking = locking.where(self._identity_in(in_batch))  # keeps the join an index scan
         locked = self._lock(locking).subquery("dupewatch_locked")
         intact = (sa.select(locked.c[GROUP], locked.c[SIZE]).group_by(locked.c[GROUP], locked.c[SIZE])
@@ -709,7 +699,7 @@ class _Batch:
 
     def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool]) -> tuple[int, int]:
         """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them."""
-        if self.layout.dialect == "postgresql":
+        if self.layout.rules.returning_delete:
             # The rows are locked and re-checked already: one statement deletes them and archives exactly
             # what the DELETE returned, and reports both counts.
             moved = (sa.delete(self.table).where(self._identity_in(doomed)).returning(*self.table.columns)
@@ -723,7 +713,7 @@ class _Batch:
                                sa.select(sa.func.count()).select_from(copied).scalar_subquery())
             deleted, archived = conn.execute(counts).one()
             return int(deleted), int(archived)
-        if self.layout.dialect == "mysql":
+        if self.layout.rules.joined_batch_writes:
             # Joins driven by the plan's (group, rank) index and the table's primary key: an `IN (subquery)`
             # becomes a DEPENDENT SUBQUERY that scans the whole table once per batch on MariaDB.
             match = sa.and_(self.layout.identity_match(self.plan), doomed)
@@ -743,7 +733,7 @@ class _Batch:
         planned = sa.select(*[p.c[label] for label in layout.identity_labels]).where(chosen)
         whole = (layout.identity[0].in_(planned) if len(layout.identity) == 1
                  else sa.tuple_(*layout.identity).in_(planned))
-        if layout.dialect != "postgresql":
+        if not layout.rules.identity_array_scan:
             return whole
         # `id = ANY(ARRAY(...))` is an index (or TID) scan whatever the planner thinks of the batch's size;
         # a join or `IN (subquery)` turns into a sequential scan of the whole table once a batch is a few

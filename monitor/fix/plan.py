@@ -15,11 +15,11 @@ in Python; only `sample` groups are listed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import ColumnElement
@@ -59,14 +59,8 @@ class Untyped(sa.types.UserDefinedType[Any]):
         return ""
 
 
-def _uncomparable(column: sa.Column[Any], dialect: str) -> bool:
-    """Columns PostgreSQL cannot compare with `=` / DISTINCT (json, xml, geometric, unknown types)."""
-    if dialect != "postgresql":
-        return False
-    kind = column.type
-    if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
-        return True
-    return isinstance(kind, sa.types.NullType)
+# The type of a physical row identity (`Dialect.row_identity`) in the plan table.
+_PHYSICAL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {"ctid": Tid, "rowid": sa.Integer}
 
 
 class Layout:
@@ -82,6 +76,7 @@ class Layout:
         self.merge_distinct = merge_distinct
         self.table = tc.table
         self.dialect = tc.dialect
+        self.rules = tc.rules
         self.refs = refs
         pk = list(self.table.primary_key.columns)
         self.identity: list[ColumnElement[Any]]
@@ -89,14 +84,11 @@ class Layout:
             self.mode = "pk"
             self.identity = list(pk)
             self.identity_types = [c.type for c in pk]
-        elif self.dialect == "postgresql":
-            self.mode = "ctid"
-            self.identity = [ColumnClause("ctid", type_=Tid(), _selectable=self.table)]
-            self.identity_types = [Tid()]
-        elif self.dialect == "sqlite":
-            self.mode = "rowid"
-            self.identity = [ColumnClause("rowid", type_=sa.Integer(), _selectable=self.table)]
-            self.identity_types = [sa.Integer()]
+        elif (physical := self.rules.row_identity(is_view=False)) is not None:  # PostgreSQL ctid, SQLite rowid
+            self.mode = str(physical.name)
+            kind = _PHYSICAL_TYPES[self.mode]()
+            self.identity = [ColumnClause(self.mode, type_=kind, _selectable=self.table)]
+            self.identity_types = [kind]
         else:
             self.mode = "identical"
             self.identity = []
@@ -123,8 +115,7 @@ class Layout:
             return []
         copies: list[tuple[str, ColumnElement[Any], sa.types.TypeEngine[Any]]] = []
         for j, column in enumerate(self.table.columns):
-            if self.dialect == "postgresql" and (_uncomparable(column, self.dialect)
-                                                 or isinstance(column.type, sa.types.NullType)):
+            if not self.rules.comparable(column):
                 copies.append((f"dw_c{j}", sa.cast(column, sa.Text), sa.Text()))
             else:
                 copies.append((f"dw_c{j}", column, column.type))
@@ -195,7 +186,7 @@ class Layout:
 
     def _storable(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
         if isinstance(kind, sa.types.NullType):
-            if self.dialect == "sqlite":
+            if self.rules.stores_untyped:
                 return Untyped()
             raise FixRefused(f"check {self.tc.check.name!r}: a key or identity column of {self.tc.check.table!r} "
                              "has a type dupewatch cannot reflect; fix this table by hand")
@@ -254,14 +245,12 @@ class Layout:
     def comparable_columns(self) -> list[sa.Column[Any]]:
         """Columns whose differences inside a group are worth reporting (not the row identity)."""
         skip = {c.name for c in self.table.primary_key.columns}
-        return [c for c in self.table.columns if c.name not in skip and not _uncomparable(c, self.dialect)]
+        return [c for c in self.table.columns if c.name not in skip and self.rules.comparable(c)]
 
     def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         """The column's value as stored: MySQL/MariaDB compare text per collation, to which `a` and `A `
         are equal, yet such rows are not identical and the one kept is not interchangeable."""
-        if self.dialect == "mysql" and isinstance(column.type, sa.String):
-            return sa.cast(column, sa.LargeBinary)
-        return column
+        return self.rules.exact(column)
 
 
 # -- the preview -----------------------------------------------------------------------------------
