@@ -42,6 +42,8 @@ Detection (`monitor.detect`, `monitor.engine`)
 Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `for_update(statement, table)`: a locking SELECT (or the statement itself where the transaction already
   holds the write lock).
+- `partitioned_tables`, `is_partitioned(conn, table)`: whether a table can be a partitioned parent, and whether
+  this one is (a fix cannot tell its rows apart without a primary key).
 - `fix_isolation_level`: the isolation level a fix's session uses, or None for the default.
 - `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
   lock is used instead.
@@ -130,6 +132,7 @@ class Dialect:
     transactional_ddl: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
     roles: ClassVar[bool] = True
+    partitioned_tables: ClassVar[bool] = False
     # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).
     change_stream_absent: ClassVar[str] = "dupewatch cannot read this database's change stream yet"
 
@@ -248,6 +251,10 @@ class Dialect:
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update()
+
+    def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
+        """Whether `table` is a partitioned parent, whose rows live in its partitions."""
+        return False
 
     def named_lock(self, key: str) -> NamedLock | None:
         return None

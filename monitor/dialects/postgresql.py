@@ -112,6 +112,9 @@ _XACT_CHANGES = sa.text("""
     SELECT COALESCE(pg_catalog.pg_partition_root(relid), relid)::regclass::text AS counted,
            sum(n_tup_ins) AS inserted, sum(n_tup_upd) AS updated, sum(n_tup_del) AS deleted
     FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 GROUP BY 1""")
+_RELKIND = sa.text(
+    "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
@@ -146,6 +149,7 @@ class PostgreSQL(Dialect):
     returning_delete = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
+    partitioned_tables = True
     change_stream_absent = ""
 
     # -- connections ----------------------------------------------------------------------------
@@ -276,6 +280,10 @@ class PostgreSQL(Dialect):
         return clause.nulls_last()
 
     # -- fixes ----------------------------------------------------------------------------------
+
+    def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
+        """relkind 'p': a partitioned parent."""
+        return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "p"
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)
