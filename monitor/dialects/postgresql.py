@@ -139,7 +139,7 @@ _SCHEMA_PUBLICATIONS = sa.text("""
 
 
 def fix_lock_key(table: str) -> int:
-    """The advisory lock key of a table's fix (the same key `monitor.fix.locks` uses)."""
+    """The advisory lock key of a table's fix (`monitor.fix.locks` holds it while a fix runs)."""
     return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
 
 
@@ -150,6 +150,7 @@ class PostgreSQL(Dialect):
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
     partitioned_tables = True
+    error_aborts_transaction = True
     change_stream_absent = ""
 
     # -- connections ----------------------------------------------------------------------------
@@ -280,6 +281,11 @@ class PostgreSQL(Dialect):
         return clause.nulls_last()
 
     # -- fixes ----------------------------------------------------------------------------------
+
+    def serialise_table_creation(self, conn: Connection, key: int) -> None:
+        """`CREATE TABLE IF NOT EXISTS` still fails when two sessions race (a duplicate in
+        `pg_type_typname_nsp_index`): a transaction-level advisory lock comes first."""
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
         """relkind 'p': a partitioned parent."""
