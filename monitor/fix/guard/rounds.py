@@ -8,6 +8,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from monitor.db import DatabaseError
+from monitor.dialects import Dialect
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.dialects.sqlite import SQLite
@@ -26,7 +27,8 @@ from monitor.fix.target import Target, target
 GUARD_ROUNDS = 3
 
 # Each database's builder, by the class of its dialect.
-_BUILDERS: dict[type, type[Builder]] = {PostgreSQL: PostgresBuilder, MySQL: MySQLBuilder, SQLite: SQLiteBuilder}
+_BUILDERS: dict[type[Dialect], type[Builder]] = {PostgreSQL: PostgresBuilder, MySQL: MySQLBuilder,
+                                                 SQLite: SQLiteBuilder}
 
 
 def add_guard(monitor: Monitor, check: str, *, lock_timeout: float | None = None) -> GuardReport:
