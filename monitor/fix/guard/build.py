@@ -46,7 +46,7 @@ class Builder:
     # shared
     def add(self, lock_timeout: float | None) -> GuardReport:
         self.was_fixed = self._was_fixed()  # asked first: MySQL's LOCK TABLES hides every other table
-        self.notes.extend(self._null_notes())
+        self.notes.extend(self.null_notes())
         statement = self.statement(self.index(concurrently=lock_timeout is None))
         if self.existing() == "present":
             return GuardReport(self.t.config.name, self.name, False, statement,
@@ -61,7 +61,7 @@ class Builder:
         named = cast(Callable[..., sa.Dialect], type(dialect))(paramstyle="named")
         return str(sa.schema.CreateIndex(index).compile(dialect=named)).strip()
 
-    def _null_notes(self) -> list[str]:
+    def null_notes(self) -> list[str]:
         if self.t.config.nulls != "equal" or not self.nullable_key():
             return []
         if self.nulls_not_distinct():

@@ -31,6 +31,11 @@ _BUILDERS: dict[type[Dialect], type[Builder]] = {PostgreSQL: PostgresBuilder, My
                                                  SQLite: SQLiteBuilder}
 
 
+def builder_for(t: Target) -> Builder:
+    """The builder of the target's database (SQLite's for a database without one of its own)."""
+    return _BUILDERS.get(type(t.db.rules), SQLiteBuilder)(t)
+
+
 def add_guard(monitor: Monitor, check: str, *, lock_timeout: float | None = None) -> GuardReport:
     """Add the unique index for `check` in one attempt; idempotent.
 
@@ -139,7 +144,6 @@ def _method(monitor: Monitor, check: str) -> str:
 def _fix_stragglers(monitor: Monitor, check: str, step: GuardRound, batch_size: int | None,
                     progress: ProgressCallback | None) -> None:
     """Fix the duplicates that arrived since the last round, if there are any."""
-
     t = target(monitor, check)
     with t.db.connect(t.db.writer) as conn, conn.begin():
         groups, _excess = conn.execute(t.tc.figures()).one()
@@ -156,10 +160,9 @@ def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: 
     The fix runs on the locked session itself (`run_fix` through a one-connection engine whose commits are
     savepoints of the locked transaction), so nothing the application writes can slip in between the pass
     and the build; everything (fix records included) commits together or not at all."""
-
     builder = builder_for(target(monitor, check))
     assert isinstance(builder, PostgresBuilder)
-    builder.notes.extend(builder._null_notes())
+    builder.notes.extend(builder.null_notes())
     if builder.existing() == "present":  # also drops an INVALID one and asks PostgreSQL about the definition
         index = builder.index(concurrently=False)
         return GuardReport(check, builder.name, False, builder.statement(index),
@@ -176,7 +179,3 @@ def _locked_postgresql(monitor: Monitor, check: str, lock_timeout: float, step: 
             raise
         rolled_back = f" (this round's straggler fix {step.straggler_fix} was rolled back with it)"
         raise DuplicatesFound(f"{exc}{rolled_back}", exc.short + rolled_back) from None
-
-
-def builder_for(t: Target) -> Builder:
-    return _BUILDERS.get(type(t.db.rules), SQLiteBuilder)(t)
