@@ -580,7 +580,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     monitor = Monitor(config)
     guard = None
     try:
-        fixing.execute.target(monitor, check_name)  # refuses custom query checks before anything else
+        fixing.target.target(monitor, check_name)  # refuses custom query checks before anything else
         if dry_run:
             plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
             if as_json:

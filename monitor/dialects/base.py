@@ -42,6 +42,16 @@ Detection (`monitor.detect`, `monitor.engine`)
 Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `for_update(statement, table)`: a locking SELECT (or the statement itself where the transaction already
   holds the write lock).
+- `partitioned_tables`, `is_partitioned(conn, table)`: whether a table can be a partitioned parent, and whether
+  this one is (a fix cannot tell its rows apart without a primary key).
+- `row_locks`: whether a locking read (`FOR UPDATE`) is needed to keep other writers off rows (False where the
+  transaction holds the whole database's write lock already, as SQLite's `BEGIN IMMEDIATE` does).
+- `delete_using`: whether a DELETE's WHERE may name another table (`DELETE ... USING`, a multi-table DELETE);
+  else a join is an `EXISTS`.
+- `error_aborts_transaction`: whether a failed statement aborts the whole transaction (PostgreSQL), so that
+  nothing more can be asked in it.
+- `serialise_table_creation(conn, key)`: serialise creating the same tables from concurrent sessions for the
+  rest of the transaction, where `CREATE TABLE IF NOT EXISTS` alone can fail when two race (PostgreSQL).
 - `fix_isolation_level`: the isolation level a fix's session uses, or None for the default.
 - `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
   lock is used instead.
@@ -139,6 +149,10 @@ class Dialect:
     transactional_ddl: ClassVar[bool] = True
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
     roles: ClassVar[bool] = True
+    row_locks: ClassVar[bool] = True
+    delete_using: ClassVar[bool] = True
+    error_aborts_transaction: ClassVar[bool] = False
+    partitioned_tables: ClassVar[bool] = False
     # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).
     change_stream_absent: ClassVar[str] = "dupewatch cannot read this database's change stream yet"
 
@@ -263,6 +277,13 @@ class Dialect:
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update()
+
+    def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
+        """Whether `table` is a partitioned parent, whose rows live in its partitions."""
+        return False
+
+    def serialise_table_creation(self, conn: Connection, key: int) -> None:
+        """Nothing to do where a table is created atomically (MySQL/MariaDB) or one writer excludes the others."""
 
     def named_lock(self, key: str) -> NamedLock | None:
         return None

@@ -120,7 +120,7 @@ _ALL_FOREIGN_KEYS = ("INNODB_SYS_FOREIGN", "INNODB_FOREIGN")
 
 
 def fix_lock_name(table: str) -> str:
-    """The named lock of a table's fix (the same name `monitor.fix.locks` uses)."""
+    """The named lock of a table's fix (`monitor.fix.locks` holds it while a fix runs)."""
     return "dupewatch_fix_" + sha256(table.encode()).hexdigest()[:32]
 
 

@@ -112,6 +112,9 @@ _XACT_CHANGES = sa.text("""
     SELECT COALESCE(pg_catalog.pg_partition_root(relid), relid)::regclass::text AS counted,
            sum(n_tup_ins) AS inserted, sum(n_tup_upd) AS updated, sum(n_tup_del) AS deleted
     FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 GROUP BY 1""")
+_RELKIND = sa.text(
+    "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
@@ -136,7 +139,7 @@ _SCHEMA_PUBLICATIONS = sa.text("""
 
 
 def fix_lock_key(table: str) -> int:
-    """The advisory lock key of a table's fix (the same key `monitor.fix.locks` uses)."""
+    """The advisory lock key of a table's fix (`monitor.fix.locks` holds it while a fix runs)."""
     return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
 
 
@@ -147,6 +150,8 @@ class PostgreSQL(Dialect):
     identity_array_scan = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
+    partitioned_tables = True
+    error_aborts_transaction = True
     change_stream_absent = ""
 
     # -- connections ----------------------------------------------------------------------------
@@ -287,6 +292,14 @@ class PostgreSQL(Dialect):
         # resumed fix redoes; the final, synchronous commit of the fix record flushes them all before the fix
         # reports done.
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+    def serialise_table_creation(self, conn: Connection, key: int) -> None:
+        """`CREATE TABLE IF NOT EXISTS` still fails when two sessions race (a duplicate in
+        `pg_type_typname_nsp_index`): a transaction-level advisory lock comes first."""
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
+        """relkind 'p': a partitioned parent."""
+        return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "p"
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)

@@ -102,6 +102,8 @@ class SQLite(Dialect):
     case_fold_indexable = False
     write_refused_markers = ("readonly database",)
     roles = False  # one file, one view: the dry run plans on the detection connection
+    row_locks = False  # BEGIN IMMEDIATE already holds the database's write lock
+    delete_using = False
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
         # A fix waits for the application's short write transactions (SQLite's busy timeout) instead of

@@ -41,9 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor.config import CheckConfig
 from monitor.db import Database, DatabaseError, first_line
-from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
@@ -65,6 +63,8 @@ from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
 from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview, distinct_groups
 from monitor.fix.records import FixRecord, reference_table
 from monitor.fix.refs import find_references
+from monitor.fix.target import Target as _Target
+from monitor.fix.target import target
 
 DEFAULT_BATCH_SIZE = DEFAULT_LARGEST  # groups per batch at most, unless `batch_size` says otherwise
 _IN_CHUNK = 500
@@ -116,49 +116,6 @@ class _Outcome:
     repointed: int = 0
     skipped: int = 0
     children_archived: int = 0
-
-
-@dataclass
-class _Target:
-    config: CheckConfig
-    tc: TableCheck
-    db: Database
-    merge_distinct: bool = False  # merge rows another unique constraint says are different entities
-
-    @property
-    def table_name(self) -> str:
-        return self.config.table or self.tc.table.name
-
-
-def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None, *,
-           merge_distinct: bool = False) -> _Target:
-    """The table check to fix; custom query checks are refused. `group` (a group's normalised key values,
-    as the drill-down lists them) limits the fix to that one group."""
-    config = monitor.config.check(check)
-    if config.is_custom:
-        raise FixRefused(f"check {check!r} is a custom query check: dupewatch cannot know which rows of an "
-                         "arbitrary query to delete; only table checks (table + key) can be fixed")
-    try:
-        tc = monitor.resolve(config)
-    except CheckDefinitionError as exc:
-        raise FixRefused(str(exc)) from None
-    db = monitor.database_for(config)
-    if tc.is_view:
-        raise FixRefused(f"check {check!r} watches a view ({config.table!r}): dupewatch fixes tables only; "
-                         "point a check at the view's underlying table to fix it")
-    if db.dialect == "postgresql" and not tc.has_primary_key and _is_partitioned(db, tc.table):
-        raise FixRefused(f"table {config.table!r} is partitioned and has no primary key: its rows cannot be "
-                         "told apart (ctid repeats across partitions); add a primary key first")
-    return _Target(config, tc if group is None else tc.narrowed(group), db, merge_distinct or config.merge_distinct)
-
-
-def _is_partitioned(db: Database, table: sa.Table) -> bool:
-    """Whether a PostgreSQL table is a partitioned parent (relkind 'p')."""
-    query = sa.text(
-        "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
-    with db.read_only() as conn:
-        return conn.execute(query, {"name": table.name, "schema": table.schema}).scalar() == "p"
 
 
 def _writer(t: _Target) -> Any:
@@ -377,8 +334,7 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
 
 def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_size: int | None = None,
             batch_time: float | None = None, progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None, add_constraint: bool = False,
-            merge_distinct: bool = False) -> FixReport:
+            cancel: threading.Event | None = None, merge_distinct: bool = False) -> FixReport:
     """Run (or resume) a fix of `check` and return what it did.
 
     `plan`: a prepared plan (`prepare_fix`) to run; None resumes an unfinished fix of the check or, if
@@ -421,23 +377,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                 fix_id = fresh.fix_id or ""
         report = _execute(t, fix_id, sizer, progress, cancel)
         report.resumed = resumed
-    if add_constraint and report.state == "done":
-        _guard_after_fix(monitor, t, report)
     return report
-
-
-def _guard_after_fix(monitor: Monitor, t: _Target, report: FixReport) -> None:
-    from monitor.fix.guard import add_guard
-
-    try:
-        guard = add_guard(monitor, t.config.name)
-    except FixError as exc:
-        report.notes.append(f"constraint not added: {exc}")
-        return
-    report.constraint = guard.index_name
-    report.notes.extend(guard.notes)
-    with _writer(t) as conn, conn.begin():
-        records.update_record(conn, report.fix_id, constraint_name=guard.index_name)
 
 
 def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallback | None,

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.dialects import for_backend
 from monitor.fix import records
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import catalog_for
@@ -96,11 +97,9 @@ def _log_shape(ref: Reference, child: sa.Table) -> sa.Select[Any]:
 def _lock_rows(conn: Connection, link: Link, statement: sa.Select[Any]) -> None:
     """Lock the child rows `statement` selects, so that the application cannot change them under the batch
     (PostgreSQL `FOR UPDATE OF child`, MySQL `FOR UPDATE`; SQLite's write transaction holds the database)."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(statement.with_for_update(of=link.child))
-    elif dialect != "sqlite":
-        conn.execute(statement.with_for_update())
+    rules = for_backend(conn.dialect.name)
+    if rules.row_locks:
+        conn.execute(rules.for_update(statement, link.child))
 
 
 def apply(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: ColumnElement[bool],
@@ -171,7 +170,7 @@ def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Li
 def delete_joined(conn: Connection, table: sa.Table, other: sa.FromClause, where: ColumnElement[bool]) -> sa.Delete:
     """DELETE the rows of `table` that have a match in `other`: a join where the database has one
     (`DELETE ... USING`), which the optimiser drives from the small side; SQLite: `EXISTS`."""
-    if conn.dialect.name == "sqlite":
+    if not for_backend(conn.dialect.name).delete_using:
         return sa.delete(table).where(sa.exists().select_from(other).where(where))
     return sa.delete(table).where(where)
 

@@ -1,4 +1,5 @@
-"""One fixer per table: PostgreSQL `pg_try_advisory_lock`, MySQL/MariaDB `GET_LOCK`, SQLite a file lock.
+"""One fixer per table: the dialect's named lock (PostgreSQL `pg_try_advisory_lock`, MySQL/MariaDB `GET_LOCK`), or
+a file lock where it has none (SQLite).
 
 The lock is taken without waiting; a second dupewatch process gets `FixRefused` with a clear message.
 It is keyed by the resolved table (two checks on one table, say `parent` and `public.parent`, must not fix
@@ -25,10 +26,6 @@ def _lock_name(table: str) -> str:
     return "dupewatch_fix_" + sha256(table.encode()).hexdigest()[:32]
 
 
-def _lock_key(table: str) -> int:
-    return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
-
-
 def _refusal(table: str, what: str) -> FixRefused:
     return FixRefused(f"table {table!r} is already being fixed (or undone) by another dupewatch process "
                       f"({what} is held); wait for it to finish, then run again")
@@ -38,31 +35,24 @@ def _refusal(table: str, what: str) -> FixRefused:
 def fix_lock(db: Database, key: str, table: str) -> Iterator[None]:
     """Hold the fix lock keyed by `key` (the resolved table's identity, see `Catalog.table_identity`) or raise
     `FixRefused` naming `table` (as configured, e.g. `auth.login_source`)."""
-    if db.dialect == "sqlite":
+    named = db.rules.named_lock(key)
+    if named is None:
         with _file_lock(db, key, table):
             yield
         return
     with db.connect(db.writer) as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        if db.dialect == "postgresql":
-            acquire = sa.text("SELECT pg_try_advisory_lock(:k)").bindparams(k=_lock_key(key))
-            release = sa.text("SELECT pg_advisory_unlock(:k)").bindparams(k=_lock_key(key))
-            what = "advisory lock"
-        else:
-            acquire = sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=_lock_name(key))
-            release = sa.text("SELECT RELEASE_LOCK(:n)").bindparams(n=_lock_name(key))
-            what = f"lock {_lock_name(key)}"
         try:
-            got = conn.execute(acquire).scalar()
+            got = conn.execute(named.acquire).scalar()
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(db.describe(exc)) from None
         if not got:
-            raise _refusal(table, what)
+            raise _refusal(table, named.what)
         try:
             yield
         finally:
             try:
-                conn.execute(release)
+                conn.execute(named.release)
             except sa.exc.DBAPIError:
                 conn.invalidate()  # closing the session releases a session-level lock
 

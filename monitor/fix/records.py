@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from monitor.dialects import for_backend
 from monitor.fix.errors import FixRefused
 
 FIX_TABLE = "dupewatch_fix"
@@ -164,8 +165,7 @@ def bookkeeping_lock(conn: Connection) -> None:
     PostgreSQL's `CREATE TABLE IF NOT EXISTS` still fails when two sessions race (a duplicate in
     `pg_type_typname_nsp_index`), so a transaction-level advisory lock comes first. MySQL/MariaDB create a
     table atomically and SQLite's write transaction already excludes other writers."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOKKEEPING_LOCK})
+    for_backend(conn.dialect.name).serialise_table_creation(conn, _BOOKKEEPING_LOCK)
 
 
 def ensure_tables(conn: Connection) -> None:
@@ -187,7 +187,7 @@ def ensure_tables(conn: Connection) -> None:
     except sa.exc.OperationalError:
         # MySQL/MariaDB: another process created a table between the check and the CREATE (DDL commits at
         # once there, so nothing of ours is lost); a second pass finds it.
-        if conn.dialect.name == "postgresql" or not has_tables(conn):
+        if for_backend(conn.dialect.name).error_aborts_transaction or not has_tables(conn):
             raise
         _metadata.create_all(conn, checkfirst=True)
 
@@ -233,7 +233,7 @@ def _record(row: Any) -> FixRecord:
 
 def get_record(conn: Connection, fix_id: str, *, lock: bool = False) -> FixRecord | None:
     statement = sa.select(fix_table).where(fix_table.c.fix_id == fix_id)
-    if lock and conn.dialect.name != "sqlite":
+    if lock and for_backend(conn.dialect.name).row_locks:
         statement = statement.with_for_update()
     row = conn.execute(statement).first()
     return None if row is None else _record(row)

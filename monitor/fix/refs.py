@@ -32,21 +32,49 @@ Action = Literal["repoint", "archive", "refuse"]
 
 @dataclass(frozen=True)
 class Reference:
-    """A foreign key from `table(columns)` to the fixed table's `referred_columns`, and what to do with it."""
+    """A foreign key (`fk`, as the catalog states it) to the fixed table, what the fix needs to know about its
+    referencing table, and what to do with it. The foreign key's fields read through (`ref.columns`, ...)."""
 
-    schema: str | None
-    table: str
-    name: str | None
-    columns: tuple[str, ...]
-    referred_columns: tuple[str, ...]
-    ondelete: str | None
+    fk: ForeignKey
     primary_key: tuple[str, ...]
     unique_sets: tuple[tuple[str, tuple[str, ...]], ...]  # (constraint or index name, columns) containing the FK
     self_reference: bool
     referred_unique: bool = True  # the referred columns are unique in the fixed table
-    visible: bool = True  # the fixing role may read and update the referencing table
-    hidden_from: str | None = None  # the fixing role, when row-level security may hide rows of the table from it
     action: Action = "repoint"
+
+    @property
+    def schema(self) -> str | None:
+        return self.fk.schema
+
+    @property
+    def table(self) -> str:
+        return self.fk.table
+
+    @property
+    def name(self) -> str | None:
+        return self.fk.name
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.fk.columns
+
+    @property
+    def referred_columns(self) -> tuple[str, ...]:
+        return self.fk.referred_columns
+
+    @property
+    def ondelete(self) -> str | None:
+        return self.fk.ondelete
+
+    @property
+    def visible(self) -> bool:
+        """The fixing role may read and update the referencing table."""
+        return self.fk.visible
+
+    @property
+    def hidden_from(self) -> str | None:
+        """The fixing role, when row-level security may hide rows of the referencing table from it."""
+        return self.fk.hidden_from
 
     @property
     def label(self) -> str:
@@ -96,12 +124,9 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
             containing.append((name, cols))
     default = catalog.default_schema()
     same_schema = (fk.schema or default) == (table.schema or default)
-    return Reference(
-        schema=fk.schema, table=fk.table, name=fk.name, columns=fk.columns, referred_columns=fk.referred_columns,
-        ondelete=fk.ondelete, primary_key=pk, unique_sets=tuple(containing),
-        self_reference=same_schema and fk.table == table.name,
-        referred_unique=any(u <= set(fk.referred_columns) for u in unique), visible=fk.visible,
-        hidden_from=fk.hidden_from, action=action)
+    return Reference(fk, primary_key=pk, unique_sets=tuple(containing),
+                     self_reference=same_schema and fk.table == table.name,
+                     referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action)
 
 
 def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:

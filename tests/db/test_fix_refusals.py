@@ -17,7 +17,8 @@ from fix_support import (
 )
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, make_plan, run_fix
-from monitor.fix.execute import table_lock, target
+from monitor.fix.execute import table_lock
+from monitor.fix.target import target
 
 
 def _user_tables(db):

@@ -17,7 +17,8 @@ from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix, undo_fix
 from monitor.fix import records as fix_records
-from monitor.fix.execute import _Batch, table_lock, target
+from monitor.fix.execute import _Batch, table_lock
+from monitor.fix.target import target
 
 
 def _monitor(db, checks):

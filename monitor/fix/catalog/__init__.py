@@ -1,0 +1,68 @@
+"""What the fix must learn from a database's own catalog, where SQLAlchemy's reflection falls short.
+
+Reflection inspects one schema at a time and cannot say who may see what, so the fix asks the catalog:
+
+- `foreign_keys_to(conn, table)`: every foreign key referring to the table, from *any* schema (PostgreSQL
+  `pg_constraint.confrelid`) or database (MySQL/MariaDB `information_schema.KEY_COLUMN_USAGE`), with its
+  ON DELETE action, whether the fixing role may read and write the referencing table and (PostgreSQL) whether
+  row-level security may hide its rows from the role.
+- `delete_hooks(conn, table)`: what makes a DELETE do something else than delete the rows it names: triggers
+  (PostgreSQL `pg_trigger`, MySQL `information_schema.TRIGGERS`, SQLite `sqlite_master`), PostgreSQL rules
+  (`pg_rewrite`) and inheritance children (`pg_inherits`).
+- `table_identity(conn, table)`: the resolved table, so that `parent` and `public.parent` are one table
+  (PostgreSQL: its oid; MySQL/MariaDB: schema and name as stored; SQLite: the name, case-folded as SQLite does).
+- `restrict_access(conn, table)`: nothing but the owner may read a bookkeeping table (PostgreSQL: revoke what
+  default privileges granted and enable row-level security with no policy; the owner is exempt unless forced),
+  and a publication may replicate its deletes (PostgreSQL: REPLICA IDENTITY FULL).
+- `unique_keys(table)`: every valid unique constraint and unique index, as the catalog states it (PostgreSQL
+  `pg_index`, expressions and predicates deparsed by the server; MySQL/MariaDB `information_schema.STATISTICS`;
+  SQLite `PRAGMA index_list`/`index_xinfo`); `distinct_entity_keys(conn, table, key)` keeps those that can tell
+  the rows of a duplicate group apart (see its docstring).
+- `resolved_schema(table)`: the schema the server resolves the table in (PostgreSQL `to_regclass`, which follows
+  `search_path`, so `"$user", public` finds `public.t` even when a schema named after the role exists).
+
+One module per database, its class chosen by `catalog_for(conn)` from the connection's `Dialect` class.
+Identifiers reach the catalog as bound values or as `regclass` text quoted by SQLAlchemy's preparer, never pasted
+into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from monitor.dialects import Dialect, for_backend
+from monitor.dialects.mysql import MySQL
+from monitor.dialects.postgresql import PostgreSQL
+from monitor.dialects.sqlite import SQLite
+from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey, qualified
+from monitor.fix.catalog.mysql import MySqlCatalog
+from monitor.fix.catalog.postgresql import PostgresCatalog
+from monitor.fix.catalog.sqlite import SqliteCatalog
+
+__all__ = ["Catalog", "DeleteHooks", "ForeignKey", "MySqlCatalog", "PostgresCatalog", "SqliteCatalog", "UniqueKey",
+           "catalog_for", "distinct_entity_keys", "qualified"]
+
+# Each database's catalog, by the class of its dialect.
+_CATALOGS: dict[type[Dialect], type[Catalog]] = {PostgreSQL: PostgresCatalog, MySQL: MySqlCatalog,
+                                                 SQLite: SqliteCatalog}
+
+
+def catalog_for(conn: Connection) -> Catalog:
+    return _CATALOGS[type(for_backend(conn.dialect.name))](conn)
+
+
+def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str]) -> list[UniqueKey]:
+    """The unique constraints and indexes of `table` that say two rows sharing the values of `key` are different
+    entities when they hold different non-NULL values on them: every valid one except the primary key (which
+    always differs) and those whose columns all lie within `key` (the rows of a group share them).
+
+    Expression indexes are kept (their parts are the server's deparsed expressions); partial indexes apply under
+    their predicate. SQLite keeps expressions and predicates only as the CREATE INDEX text, which dupewatch does
+    not parse: an expression index is left out there, and a partial one applies to every row (a false refusal,
+    never a merge)."""
+    within = set(key)
+    return [u for u in catalog_for(conn).unique_keys(table)
+            if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)]

@@ -1,0 +1,144 @@
+"""What the catalog queries of every database return, and the class each database's catalog extends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.dialects import for_backend
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key from `schema.table(columns)` to the fixed table's `referred_columns`.
+
+    `schema` is None when the referencing table lives in the connection's default schema (or database).
+    `visible` is False when the fixing role may not read and update the referencing table. `hidden_from` names
+    the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL)."""
+
+    schema: str | None
+    table: str
+    name: str | None
+    columns: tuple[str, ...]
+    referred_columns: tuple[str, ...]
+    ondelete: str | None
+    visible: bool = True
+    hidden_from: str | None = None
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """A unique constraint or unique index: `name`, its key parts, and where it applies.
+
+    Each part is a column name (`columns[j]`) or, for an expression index, the expression as the database
+    deparses it (`expressions[j]`, the column entry then None). `predicate`: a partial index's condition as the
+    database deparses it (the index applies only to rows where it holds)."""
+
+    name: str
+    columns: tuple[str | None, ...]
+    expressions: tuple[str | None, ...] = ()
+    predicate: str | None = None
+    primary: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [c if c is not None else (self.expressions[j] or "?") for j, c in enumerate(self.columns)]
+        where = f" WHERE {self.predicate}" if self.predicate else ""
+        return f"{self.name} ({', '.join(parts)}){where}"
+
+    def parts(self, table: sa.Table) -> list[ColumnElement[Any]]:
+        """The key parts as expressions over `table` (an expression is the server's own text)."""
+        return [table.c[c] if c is not None else sa.literal_column(f"({self.expressions[j]})")
+                for j, c in enumerate(self.columns)]
+
+    def applies(self, table: sa.Table) -> ColumnElement[bool]:
+        """The rows the index constrains: every part non-NULL (NULLs are distinct in a unique index) and,
+        for a partial index, its predicate."""
+        where: list[ColumnElement[bool]] = [p.is_not(None) for p in self.parts(table)]
+        if self.predicate:
+            where.append(sa.literal_column(f"({self.predicate})", sa.Boolean))
+        return sa.and_(*where)
+
+
+@dataclass(frozen=True)
+class DeleteHooks:
+    """What else a DELETE on the table does. `blocking`: hooks that can cancel or redirect the delete (the
+    fix refuses); `firing`: hooks that run after each deleted row (the preview names them)."""
+
+    blocking: tuple[str, ...] = ()
+    firing: tuple[str, ...] = ()
+
+
+def qualified(conn: Connection, table: sa.Table) -> str:
+    """The table's name as the database parses it (quoted by SQLAlchemy), e.g. for `regclass`."""
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+class Catalog:
+    """The catalog queries of one database; subclasses override what differs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def default_schema(self) -> str | None:
+        return sa.inspect(self.conn).default_schema_name
+
+    def _schema_or_none(self, schema: str | None) -> str | None:
+        return None if schema is None or schema == self.default_schema() else schema
+
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        raise NotImplementedError
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        return DeleteHooks()
+
+    def table_identity(self, table: sa.Table) -> str:
+        raise NotImplementedError
+
+    def restrict_access(self, table: sa.Table) -> None:
+        """Nothing to do where the database has no per-table privileges (SQLite)."""
+
+    def resolved_schema(self, table: sa.Table) -> str | None:
+        """The schema the server finds the table in; None when that is the connection's default schema."""
+        if table.schema is not None:
+            return self._schema_or_none(table.schema)
+        return for_backend(self.conn.dialect.name).resolved_schema(self.conn, table.name)
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        raise NotImplementedError
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        """Every index of the table, expression and partial ones included (reflection skips some)."""
+        raise NotImplementedError
+
+    def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
+        """Columns the database sets on every UPDATE of a row (MySQL/MariaDB `ON UPDATE CURRENT_TIMESTAMP`): an
+        UPDATE that sets them to themselves leaves them as they were."""
+        return ()
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        """Columns whose values the database computes and refuses to be given (generated columns, MariaDB's
+        system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
+        return {c.name for c in table.columns if c.computed is not None}
+
+    def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, columns) of the primary key, unique constraints and unique indexes of a table."""
+        inspector = sa.inspect(self.conn)
+        found: list[tuple[str, tuple[str, ...]]] = []
+        pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
+        if pk:
+            found.append(("PRIMARY KEY", pk))
+        for uc in inspector.get_unique_constraints(name, schema=schema):
+            found.append((uc.get("name") or "unique", tuple(uc["column_names"])))
+        for index in inspector.get_indexes(name, schema=schema):
+            names = index.get("column_names") or []
+            if index.get("unique") and names and all(names) and self._index_enforced(schema, name, dict(index)):
+                found.append((index.get("name") or "unique index", tuple(n for n in names if n)))
+        return found
+
+    def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
+        return not index.get("dialect_options", {}).get("postgresql_where")

@@ -1,0 +1,96 @@
+"""MySQL/MariaDB's catalog: `information_schema` (KEY_COLUMN_USAGE, REFERENTIAL_CONSTRAINTS, TRIGGERS, STATISTICS,
+COLUMNS), tables named by bound schema and name."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey
+
+
+class MySqlCatalog(Catalog):
+    def _schema(self, table: sa.Table) -> str:
+        return table.schema or str(self.conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
+
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        # KEY_COLUMN_USAGE lists a foreign key to whoever has a privilege on its table; MariaDB shows its row of
+        # REFERENTIAL_CONSTRAINTS (the ON DELETE rule) only with privileges on the whole database, so the rule is
+        # joined where visible (None otherwise) and never decides whether the reference exists.
+        rows = self.conn.execute(sa.text("""
+            SELECT k.TABLE_SCHEMA AS child_schema, k.TABLE_NAME AS child_table, k.CONSTRAINT_NAME AS fk_name,
+                   rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column, k.REFERENCED_COLUMN_NAME AS referred_column
+            FROM information_schema.KEY_COLUMN_USAGE k
+            LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS rc
+              ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME
+             AND rc.TABLE_NAME = k.TABLE_NAME
+            WHERE k.REFERENCED_TABLE_SCHEMA = :s AND k.REFERENCED_TABLE_NAME = :t
+            ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
+            {"s": self._schema(table), "t": table.name}).all()
+        grouped: dict[tuple[str, str, str], tuple[str, list[str], list[str]]] = {}
+        for r in rows:
+            _rule, cols, refs = grouped.setdefault((r.child_schema, r.child_table, r.fk_name), (r.on_delete, [], []))
+            cols.append(r.fk_column)
+            refs.append(r.referred_column)
+        return [ForeignKey(self._schema_or_none(s), t, name, tuple(cols), tuple(refs),
+                           None if rule in (None, "NO ACTION") else rule)
+                for (s, t, name), (rule, cols, refs) in grouped.items()]
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        rows = self.conn.execute(sa.text(
+            "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing FROM information_schema.TRIGGERS "
+            "WHERE EVENT_OBJECT_SCHEMA = :s AND EVENT_OBJECT_TABLE = :t AND EVENT_MANIPULATION = 'DELETE' "
+            "ORDER BY TRIGGER_NAME"), {"s": self._schema(table), "t": table.name}).all()
+        return DeleteHooks(tuple(f"BEFORE DELETE trigger {r.name}" for r in rows if r.timing == "BEFORE"),
+                           tuple(f"AFTER DELETE trigger {r.name}" for r in rows if r.timing != "BEFORE"))
+
+    def table_identity(self, table: sa.Table) -> str:
+        row = self.conn.execute(sa.text(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+            "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).first()
+        schema, name = (row[0], row[1]) if row else (self._schema(table), table.name)
+        return f"mysql {schema}.{name}"
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s "
+            "AND TABLE_NAME = :t"), {"s": self._schema(table), "t": table.name}).scalars())
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        # EXTRA: `VIRTUAL GENERATED`, `STORED GENERATED` (MariaDB's row_start/row_end too: `ROW START`/`ROW END`
+        # in GENERATION_EXPRESSION); MariaDB also says IS_GENERATED = 'ALWAYS'.
+        rows = self.conn.execute(sa.text(
+            "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
+            {"s": self._schema(table), "t": table.name}).mappings().all()
+        return {r["COLUMN_NAME"] for r in rows
+                if "GENERATED" in str(r["EXTRA"] or "").upper() or r.get("IS_GENERATED") == "ALWAYS"}
+
+    def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
+        return tuple(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND LOWER(EXTRA) LIKE '%on update%' ORDER BY ORDINAL_POSITION"),
+            {"s": self._schema(table), "t": table.name}).scalars())
+
+    def _period_columns(self, table: sa.Table) -> set[str]:
+        """MariaDB system versioning: `row_start`/`row_end`, when the table names them."""
+        return set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND GENERATION_EXPRESSION IN ('ROW START', 'ROW END')"),
+            {"s": self._schema(table), "t": table.name}).scalars())
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        # MySQL 8 lists a functional key part with COLUMN_NAME NULL and its EXPRESSION; MariaDB has neither.
+        rows = self.conn.execute(sa.text(
+            "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX"),
+            {"s": self._schema(table), "t": table.name}).mappings().all()
+        # MariaDB appends the system-versioning end column (hidden, or named) to every unique key of a versioned
+        # table so that it holds among current rows, the only ones a fix sees: that part is left out.
+        listed = set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
+            {"s": self._schema(table), "t": table.name}).scalars()) - self._period_columns(table)
+        parts: dict[str, list[tuple[str | None, str | None]]] = {}
+        for r in rows:
+            if r["COLUMN_NAME"] is None or r["COLUMN_NAME"] in listed:
+                parts.setdefault(r["INDEX_NAME"], []).append((r["COLUMN_NAME"], r.get("EXPRESSION")))
+        return [UniqueKey(name, tuple(c for c, _e in cols), tuple(e for _c, e in cols), None, name == "PRIMARY")
+                for name, cols in parts.items()]

@@ -1,0 +1,122 @@
+"""PostgreSQL's catalog: `pg_constraint`, `pg_trigger`, `pg_rewrite`, `pg_inherits`, `pg_index`, privileges and
+row-level security, every table named by `regclass` text quoted by SQLAlchemy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey, qualified
+
+# PostgreSQL `pg_constraint.confdeltype` (see the pg_constraint catalog documentation).
+_PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+class PostgresCatalog(Catalog):
+    def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
+        # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition.
+        rows = self.conn.execute(sa.text("""
+            SELECT con.conname, n.nspname, c.relname, con.confdeltype,
+                   ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord) AS columns,
+                   ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord) AS referred,
+                   has_table_privilege(con.conrelid, 'SELECT') AND has_table_privilege(con.conrelid, 'UPDATE')
+                       AS visible,
+                   -- row-level security applies to the role: not a superuser or BYPASSRLS, and not the
+                   -- table's owner, or the owner under FORCE ROW LEVEL SECURITY (docs, "Row Security Policies")
+                   CASE WHEN c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+                         AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
+                                  WHERE r.rolname = current_user)
+                        THEN current_user END AS hidden_from
+            FROM pg_catalog.pg_constraint con
+            JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE con.contype = 'f' AND con.confrelid = to_regclass(:t) AND con.conparentid = 0
+            ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
+        return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
+                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from)
+                for r in rows]
+
+    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+        params = {"t": qualified(self.conn, table)}
+        # pg_trigger.tgtype bits: 1 ROW, 2 BEFORE, 8 DELETE, 64 INSTEAD (see the pg_trigger documentation).
+        triggers = self.conn.execute(sa.text("""
+            SELECT tgname, (tgtype & 2) <> 0 OR (tgtype & 64) <> 0 AS blocks FROM pg_catalog.pg_trigger
+            WHERE tgrelid = to_regclass(:t) AND NOT tgisinternal AND (tgtype & 8) <> 0 AND tgenabled <> 'D'
+            ORDER BY tgname"""), params).all()
+        rules = self.conn.execute(sa.text(
+            "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = '4' "
+            "ORDER BY rulename"), params).scalars().all()
+        children = self.conn.execute(sa.text("""
+            SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+            WHERE i.inhparent = to_regclass(:t) AND p.relkind = 'r' ORDER BY c.relname"""), params).scalars().all()
+        blocking = [f"BEFORE DELETE trigger {r.tgname}" for r in triggers if r.blocks]
+        blocking += [f"rule {name} ON DELETE" for name in rules]
+        if children:
+            blocking.append(f"inheritance children ({', '.join(children[:3])}{', ...' if len(children) > 3 else ''})"
+                            ", whose rows a DELETE on the parent also reaches")
+        firing = [f"AFTER DELETE trigger {r.tgname}" for r in triggers if not r.blocks]
+        return DeleteHooks(tuple(blocking), tuple(firing))
+
+    def table_identity(self, table: sa.Table) -> str:
+        oid = self.conn.execute(sa.text("SELECT CAST(to_regclass(:t) AS oid)"),
+                                {"t": qualified(self.conn, table)}).scalar()
+        return f"postgresql oid {oid}"
+
+    def restrict_access(self, table: sa.Table) -> None:
+        name = qualified(self.conn, table)
+        grantees = self.conn.execute(sa.text("""
+            SELECT DISTINCT COALESCE(r.rolname, 'PUBLIC') AS role, a.grantee = 0 AS public
+            FROM pg_catalog.pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+            LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+            WHERE c.oid = to_regclass(:t) AND a.grantee <> c.relowner"""), {"t": name}).all()
+        quote = self.conn.dialect.identifier_preparer.quote
+        self.conn.exec_driver_sql(f"REVOKE ALL ON TABLE {name} FROM PUBLIC")
+        for grantee in grantees:
+            if not grantee.public:
+                self.conn.exec_driver_sql(f"REVOKE ALL ON TABLE {name} FROM {quote(grantee.role)}")
+        self.conn.exec_driver_sql(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
+        # A publication FOR ALL TABLES (or of the schema) that publishes deletes refuses them on a table without a
+        # replica identity, and dupewatch's own tables have no primary key: skipped groups leave the plan table.
+        self.conn.exec_driver_sql(f"ALTER TABLE {name} REPLICA IDENTITY FULL")
+
+    def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
+        if not super()._index_enforced(schema, table, index):
+            return False
+        relation = qualified(self.conn, sa.Table(table, sa.MetaData(), schema=schema))
+        valid = self.conn.execute(sa.text(
+            "SELECT i.indisvalid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :i AND i.indrelid = to_regclass(:t)"),
+            {"i": index.get("name"), "t": relation}).scalar()
+        return bool(valid)
+
+    def index_names(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = to_regclass(:t)"), {"t": qualified(self.conn, table)}).scalars())
+
+    def generated_columns(self, table: sa.Table) -> set[str]:
+        return set(self.conn.execute(sa.text(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 "
+            "AND NOT attisdropped AND attgenerated <> ''"), {"t": qualified(self.conn, table)}).scalars())
+
+    def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
+        # pg_index.indkey[k] = 0 marks an expression; pg_get_indexdef(oid, k, true) deparses it.
+        rows = self.conn.execute(sa.text("""
+            SELECT ic.relname AS name, i.indisprimary AS primary,
+                   ARRAY(SELECT a.attname FROM generate_series(1, i.indnkeyatts) k
+                         LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k - 1]
+                         ORDER BY k) AS columns,
+                   ARRAY(SELECT CASE WHEN i.indkey[k - 1] = 0 THEN pg_get_indexdef(i.indexrelid, k, true) END
+                         FROM generate_series(1, i.indnkeyatts) k ORDER BY k) AS expressions,
+                   pg_get_expr(i.indpred, i.indrelid, true) AS predicate
+            FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            WHERE i.indrelid = to_regclass(:t) AND i.indisunique AND i.indisvalid AND i.indisready
+            ORDER BY ic.relname"""), {"t": qualified(self.conn, table)}).all()
+        return [UniqueKey(r.name, tuple(r.columns), tuple(r.expressions), r.predicate, bool(r.primary))
+                for r in rows]
