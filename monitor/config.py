@@ -532,9 +532,10 @@ def _fields_at(loc: list[Any]) -> list[str]:
     if not loc:
         return list(Config.model_fields)
     head = loc[0]
-    model: type[BaseModel] | None = {
+    models: dict[str, type[BaseModel]] = {
         "checks": CheckConfig, "databases": DatabaseConfig, "state": StateConfig, "metrics": MetricsConfig,
-    }.get(str(head))
+    }
+    model = models.get(str(head))
     return list(model.model_fields) if model is not None else []
 
 

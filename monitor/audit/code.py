@@ -156,7 +156,8 @@ def _function_lookups(function: ast.FunctionDef | ast.AsyncFunctionDef, shown: s
             inner = _inner_call(call, "filter")
             if inner is not None:
                 found.append(_keyword_lookup(model, inner, shown, "filter().exists() then create()"))
-        elif method in ("filter_by", "where", "filter") and (target := _queried_model(call)) in added:
+        elif method in ("filter_by", "where", "filter") and (target := _queried_model(call)) is not None \
+                and target in added:
             lookup = _sqlalchemy_lookup(target, call, shown)
             if lookup is not None:
                 found.append(lookup)

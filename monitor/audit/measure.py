@@ -7,9 +7,10 @@ under a statement timeout that is the smaller of the time left in the budget and
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, SupportsInt, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -127,12 +128,13 @@ class Measurer:
     def _bounded_count(self, table: TableInfo) -> int:
         self._arm()
         clause = table.sa_table()
-        first = sa.select(sa.literal_column("1").label("one")).select_from(clause).limit(EXACT_ROW_LIMIT + 1)
-        count = int(self.conn.execute(sa.select(sa.func.count()).select_from(first.subquery("dw_rows"))).scalar())
+        first: sa.Select[Any] = (sa.select(sa.literal_column("1").label("one")).select_from(clause)
+                                 .limit(EXACT_ROW_LIMIT + 1))
+        count = self.conn.execute(sa.select(sa.func.count()).select_from(first.subquery("dw_rows"))).scalar_one()
         if count > EXACT_ROW_LIMIT:
             # Bigger than its statistics say (or it has none): a plain count, cheaper than any GROUP BY,
             # tells how far a sample's figures must be scaled.
-            count = int(self.conn.execute(sa.select(sa.func.count()).select_from(clause)).scalar())
+            count = self.conn.execute(sa.select(sa.func.count()).select_from(clause)).scalar_one()
         self.conn.rollback()
         return count
 
@@ -237,13 +239,14 @@ def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
     """distinct keys, duplicate groups, excess rows, largest group, rows, alike groups."""
     n, alike = per_key.c.n, per_key.c.dw_alike
     duplicate = n > 1
-    return sa.select(sa.func.count(), sa.func.sum(sa.case((duplicate, 1), else_=0)),
-                     sa.func.sum(sa.case((duplicate, n - 1), else_=0)),
-                     sa.func.max(sa.case((duplicate, n), else_=1)), sa.func.sum(n),
-                     sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0))).select_from(per_key)
+    columns: list[Any] = [sa.func.count(), sa.func.sum(sa.case((duplicate, 1), else_=0)),
+                          sa.func.sum(sa.case((duplicate, n - 1), else_=0)),
+                          sa.func.max(sa.case((duplicate, n), else_=1)), sa.func.sum(n),
+                          sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0))]
+    return sa.select(*columns).select_from(per_key)
 
 
-def _filters(candidate: Candidate, keys: list[sa.ColumnElement[object]]) -> list[sa.ColumnElement[bool]]:
+def _filters(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
     if candidate.row_filter == "not_null":
         return [k.is_not(None) for k in keys]
     if candidate.row_filter == "rows_with_null":
@@ -253,5 +256,5 @@ def _filters(candidate: Candidate, keys: list[sa.ColumnElement[object]]) -> list
 
 
 def _scaled(value: object, scale: float) -> int:
-    count = int(value or 0)  # type: ignore[call-overload]
+    count = int(cast(SupportsInt, value or 0))
     return count if scale == 1.0 else round(count * scale)

@@ -346,7 +346,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                              progress=self._post_progress, cancel=self.cancel)
             if add_constraint and report.state == "done":  # converges: fixes stragglers, retries the build
                 guard_after_fix(monitor, check, report, batch_size=self.batch_size,
-                                progress=lambda p: self.post_message(FixProgressed(p)))
+                                progress=self._post_progress)
         except Exception as exc:  # shown as one line in the modal
             self.post_message(FixFailed(check, one_line(exc), changed=changed))
             return

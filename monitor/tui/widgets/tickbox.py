@@ -9,6 +9,7 @@ TICKED, UNTICKED = "✔", " "
 
 
 class TickBox(Checkbox):
-    @property  # type: ignore[override]
-    def BUTTON_INNER(self) -> str:  # Textual's name for the mark
+    # Textual's name for the mark, a class attribute there: a property here, read on every render.
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
         return TICKED if self.value else UNTICKED
