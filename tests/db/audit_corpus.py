@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,11 +50,13 @@ def pk() -> sa.Column[int]:
 @dataclass
 class App:
     name: str
-    build: Callable[[sa.MetaData], None]
+    build: Callable[[sa.MetaData], None] | None  # None: the tables come from `dump`
     rows: Callable[[sa.Connection, sa.MetaData], None]
     truth: dict[str, set[frozenset[str]]]  # table -> the column sets that are true risks
     evidence: dict[str, str]  # table -> why it is a true risk
     sources: dict[str, str] = field(default_factory=dict)  # path -> code, for --source
+    dump: str | None = None  # tests/db/corpus/<dump>: the schema the application's own migrations made (PostgreSQL)
+    dialects: tuple[str, ...] = ("postgresql", "mysql", "sqlite")  # where the application's schema can be built
 
 
 # -- ticketing (Pretix) ------------------------------------------------------------------------------------------
@@ -419,13 +422,117 @@ RAILS = App(
                  "        session.add(BundleFile(bundle_name=bundle_name, filename=filename))\n")},
 )
 
+# -- real schemas: the applications' own migrations, dumped (tests/db/corpus/) ------------------------------------
+
+def filled(table: sa.Table, n: int, **values: Any) -> dict[str, Any]:
+    """A row for `table`: `values`, and for every other NOT NULL column without a default a value of its type
+    that differs per `n` (so that only the columns the generator sets can make rows alike)."""
+    row = dict(values)
+    for col in table.columns:
+        if col.name in row or col.nullable or col.server_default is not None or col.primary_key:
+            continue
+        if isinstance(col.type, sa.Boolean):
+            row[col.name] = False
+        elif isinstance(col.type, sa.DateTime):
+            row[col.name] = BASE + n * DAY
+        elif isinstance(col.type, sa.Date):
+            row[col.name] = (BASE + n * DAY).date()
+        elif isinstance(col.type, (sa.Integer, sa.Numeric)):
+            row[col.name] = n
+        else:
+            length = getattr(col.type, "length", None) or 40
+            row[col.name] = f"{col.name}-{n}"[:length]
+    return row
+
+
+def insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    conn.execute(table.insert(), rows)
+
+
+DJANGO_CMS_PAGES = 30
+SLOTS = ("content", "sidebar", "footer")
+
+
+def django_cms_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["django_site"], [{"id": 1, "domain": "example.org", "name": "example"}])
+    insert(conn, t["django_content_type"], [
+        filled(t["django_content_type"], i, id=i, app_label=app, model=model)
+        for i, (app, model) in enumerate([("cms", "page"), ("cms", "pagecontent"), ("cms", "placeholder"),
+                                          ("auth", "user")], start=1)])
+    insert(conn, t["auth_user"], [filled(t["auth_user"], i, id=i, username=f"editor{i}", email="",
+                                         first_name="", last_name="") for i in range(1, 11)])
+    insert(conn, t["cms_usersettings"], [{"user_id": i, "language": "en"} for i in range(1, 11)])
+    pages = range(1, DJANGO_CMS_PAGES + 1)
+    insert(conn, t["cms_page"], [filled(t["cms_page"], p, id=p, path=f"0001{p:04}", depth=2, numchild=0,
+                                        site_id=1, is_home=p == 1) for p in pages])
+    insert(conn, t["cms_pagecontent"], [filled(t["cms_pagecontent"], p, id=p, page_id=p, language="en",
+                                               template="base.html") for p in pages])
+    # one URL per page and language; the home page's path is "" (never NULL: unique_site_language_path holds)
+    insert(conn, t["cms_pageurl"], [filled(t["cms_pageurl"], p, page_id=p, language="en", site_id=1,
+                                           slug=f"page-{p}", path="" if p == 1 else f"page-{p}", managed=True)
+                                    for p in pages])
+    # three placeholders per page content (by design: they differ in slot) ...
+    holders = [{"slot": slot, "default_width": None, "content_type_id": 2, "object_id": p}
+               for p in pages for slot in SLOTS]
+    # ... and the race: two editors open page 5 at once, rescan_placeholders_for_obj creates "content" twice
+    holders += [{"slot": "content", "default_width": None, "content_type_id": 2, "object_id": 5}]
+    insert(conn, t["cms_placeholder"], holders)
+    # many plugins per placeholder and language by design (position tells them apart)
+    insert(conn, t["cms_cmsplugin"], [
+        filled(t["cms_cmsplugin"], n, placeholder_id=1 + n // 4, language="en", position=n % 4,
+               plugin_type="TextPlugin", parent_id=None) for n in range(200)])
+    # the admin's log: many entries per user, content type and object by design
+    insert(conn, t["django_admin_log"], [
+        filled(t["django_admin_log"], n, user_id=1 + n % 10, content_type_id=1, object_id=str(1 + n % 30),
+               object_repr=f"page {1 + n % 30}", action_flag=2, change_message="[]") for n in range(300)])
+    insert(conn, t["django_session"], [filled(t["django_session"], n, session_key=f"k{n:038}",
+                                              session_data="e30") for n in range(40)])
+
+
+DJANGO_CMS = App(
+    "django-cms", None, django_cms_rows, dump="django_cms.sql", dialects=("postgresql",),
+    truth={"cms_placeholder": {frozenset({"content_type_id", "object_id", "slot"}),
+                               frozenset({"content_type_id", "object_id", "slot", "default_width"})}},
+    evidence={"cms_placeholder": (
+        "cms/utils/placeholder.py:366-387 (django-cms 5.1.3): rescan_placeholders_for_obj reads the object's "
+        "placeholders (Placeholder.objects.get_for_obj) then bulk_creates the declared slots it did not find, on "
+        "every render of a page whose placeholders are missing; cms/utils/placeholder.py:442: "
+        "placeholder_relation.get_or_create(slot=slot, default_width=default_width). No unique key on "
+        "(content_type_id, object_id, slot).")},
+    # Not risks, with their evidence: cms/api.py:418 page.urls.update_or_create(page=, language=) is covered by
+    # UNIQUE(page_id, language); cms/models/apphooks_reload.py:26,35 get_or_create(pk=1) by the primary key;
+    # django/contrib/contenttypes/models.py:56 get_or_create(app_label=, model=) by UNIQUE(app_label, model);
+    # django/contrib/auth/backends.py:284 get_or_create(username=) by UNIQUE(username).
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
+REAL_APPS = [DJANGO_CMS]
+
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def load_dump(engine: sa.Engine, name: str) -> None:
+    """Run a schema dump (plain DDL, no schema qualifier) in the connection's search_path."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute((CORPUS / name).read_text())
+        raw.commit()
+    finally:
+        raw.close()
 
 
 def build(app: App, engine: sa.Engine) -> None:
     md = sa.MetaData()
-    app.build(md)
-    md.create_all(engine)
+    if app.dump is not None:
+        load_dump(engine, app.dump)
+        md.reflect(engine)
+    else:
+        assert app.build is not None
+        app.build(md)
+        md.create_all(engine)
     with engine.begin() as conn:
         app.rows(conn, md)
 
