@@ -506,8 +506,97 @@ DJANGO_CMS = App(
     # django/contrib/auth/backends.py:284 get_or_create(username=) by UNIQUE(username).
 )
 
+TRYTON_USERS, TRYTON_PARTIES, TRYTON_TEMPLATES = 8, 30, 30
+TRYTON_VIEWS, TRYTON_SHARED_VIEWS = 125, 11
+INSTALL = BASE - 30 * DAY
+
+
+def tryton_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["res_user"], [filled(t["res_user"], u, id=u, login=f"user{u}", name=f"User {u}", active=True)
+                                 for u in range(1, TRYTON_USERS + 1)])
+    insert(conn, t["ir_lang"], [filled(t["ir_lang"], i, id=i, code=code, name=code, direction="ltr",
+                                       translatable=True, active=True)
+                                for i, code in enumerate(("en", "fr", "de"), start=1)])
+    models = ("ir.ui.menu", "party.category", "product.category", "party.party")
+    insert(conn, t["ir_model"], [filled(t["ir_model"], i, id=i, name=m) for i, m in enumerate(models, start=1)])
+    insert(conn, t["ir_model_field"], [filled(t["ir_model_field"], i, id=i, model=m, name="childs")
+                                       for i, m in enumerate(models[:3], start=1)])
+    insert(conn, t["currency_currency"], [filled(t["currency_currency"], 1, id=1, code="EUR", name="Euro", digits=2,
+                                                 rounding=0.01, active=True)])
+    insert(conn, t["party_party"], [filled(t["party_party"], p, id=p, code=str(p), name=f"Party {p}", active=True)
+                                    for p in range(1, TRYTON_PARTIES + 1)])
+    insert(conn, t["company_company"], [filled(t["company_company"], c, id=c, party=c, currency=1)
+                                        for c in (1, 2)])
+    # the party's language per company (a MultiValue): one row per party and company ...
+    langs = [{"party": p, "company": c, "lang": 1 + p % 3, "create_date": BASE + (p + 40 * c) * DAY, "create_uid": 1}
+             for p in range(1, TRYTON_PARTIES + 1) for c in (1, 2)]
+    # ... and the race: two saves of party 4's form at once, each found no row for company 1 and made one
+    langs += [{"party": 4, "company": 1, "lang": 2, "create_date": BASE + 44 * DAY + BURST, "create_uid": 1}]
+    insert(conn, t["party_party_lang"], langs)
+    insert(conn, t["product_uom_category"], [filled(t["product_uom_category"], 1, id=1, name="Units")])
+    insert(conn, t["product_uom"], [filled(t["product_uom"], 1, id=1, category=1, name="Unit", symbol="u", rate=1.0,
+                                           factor=1.0, rounding=1.0, digits=0, active=True)])
+    insert(conn, t["product_template"], [
+        filled(t["product_template"], n, id=n, name=f"Product {n}", type="goods", default_uom=1, active=True)
+        for n in range(1, TRYTON_TEMPLATES + 1)])
+    insert(conn, t["product_product"], [filled(t["product_product"], n, id=n, template=n, active=True)
+                                        for n in range(1, TRYTON_TEMPLATES + 1)])
+    # the list price per template and company (a MultiValue), and one template's price saved twice at once
+    prices = [{"template": n, "company": c, "product": None, "list_price": 10 + n, "create_date": BASE + (n + 40 * c) * DAY,
+               "create_uid": 1}
+              for n in range(1, TRYTON_TEMPLATES + 1) for c in (1, 2)]
+    prices += [{"template": 3, "company": 2, "product": None, "list_price": 13, "create_date": BASE + 83 * DAY + BURST,
+                "create_uid": 1}]
+    insert(conn, t["product_list_price"], prices)
+    # a tree's expanded nodes per user, model, domain and child field: set() searches, deletes, creates
+    states = [{"user": u, "model": model, "domain": "[]", "child_name": "childs", "nodes": "[]",
+               "selected_nodes": "[]", "create_date": BASE + u * DAY, "create_uid": u}
+              for u in range(1, TRYTON_USERS + 1) for model in ("ir.ui.menu", "party.category", "product.category")]
+    states += [{"user": 2, "model": "ir.ui.menu", "domain": "[]", "child_name": "childs", "nodes": "[[1]]",
+                "selected_nodes": "[]", "create_date": BASE + 2 * DAY + BURST, "create_uid": 2}]
+    insert(conn, t["ir_ui_view_tree_state"], states)
+    # the modules' XML data, written by `trytond-admin` in one transaction (one create_date for every row, by root):
+    # 125 views, 11 of them shown by two window actions (a fresh install of these modules has exactly this)
+    insert(conn, t["ir_ui_view"], [filled(t["ir_ui_view"], v, id=v, model="party.party", priority=16, type="tree")
+                                   for v in range(1, TRYTON_VIEWS + 1)])
+    actions = range(1, TRYTON_VIEWS + TRYTON_SHARED_VIEWS + 1)
+    insert(conn, t["ir_action"], [filled(t["ir_action"], a, id=a, name=f"Action {a}", type="ir.action.act_window",
+                                         active=True, create_date=INSTALL, create_uid=0) for a in actions])
+    insert(conn, t["ir_action_act_window"], [filled(t["ir_action_act_window"], a, id=a, action=a,
+                                                    res_model="party.party", create_date=INSTALL, create_uid=0)
+                                             for a in actions])
+    insert(conn, t["ir_action_act_window_view"], [
+        {"act_window": a, "view": a if a <= TRYTON_VIEWS else a - TRYTON_VIEWS, "active": True, "sequence": 20,
+         "create_date": INSTALL, "create_uid": 0} for a in actions])
+
+
+TRYTON = App(
+    "tryton", None, tryton_rows, dump="tryton.sql", dialects=("postgresql",),
+    truth={"party_party_lang": {frozenset({"party", "company"}), frozenset({"party", "company", "lang"})},
+           "product_list_price": {frozenset({"template", "company"}), frozenset({"template", "company", "product"}),
+                                  frozenset({"template", "company", "product", "list_price"})},
+           "ir_ui_view_tree_state": {frozenset({"user", "model", "domain", "child_name"})}},
+    evidence={
+        "party_party_lang": (
+            "trytond/modules/party/party.py:59 lang = fields.MultiValue(...); trytond/model/multivalue.py:80-96 "
+            "set_multivalue reads the party's values for the pattern (company) and, when none matches, saves a new "
+            "one: no unique key over (party, company), only an index on party"),
+        "product_list_price": (
+            "trytond/modules/product/product.py:153 list_price = fields.MultiValue(...) per company; "
+            "trytond/model/multivalue.py:80-96 (read, then save a new value when none matches); no unique key over "
+            "(template, company)"),
+        "ir_ui_view_tree_state": (
+            "trytond/ir/ui/view.py:861-880 ViewTreeState.set: search(user, model, domain, child_name), delete, "
+            "create; two requests at once both create. A non-unique index over (user, model, "
+            "COALESCE(child_name, ''), domain)")},
+    # Not risks: ir_action_act_window_view(view, active): one view in several actions is the modules' own XML data
+    # (a fresh install has 30 such views); ir_ui_view_tree_width is protected by an EXCLUDE constraint over
+    # (model, field, occurrence, user, COALESCE(screen_width, -1)); currency_currency_rate by UNIQUE(date, currency).
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
-REAL_APPS = [DJANGO_CMS]
+REAL_APPS = [DJANGO_CMS, TRYTON]
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
