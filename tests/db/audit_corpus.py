@@ -543,8 +543,8 @@ def tryton_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     insert(conn, t["product_product"], [filled(t["product_product"], n, id=n, template=n, active=True)
                                         for n in range(1, TRYTON_TEMPLATES + 1)])
     # the list price per template and company (a MultiValue), and one template's price saved twice at once
-    prices = [{"template": n, "company": c, "product": None, "list_price": 10 + n, "create_date": BASE + (n + 40 * c) * DAY,
-               "create_uid": 1}
+    prices = [{"template": n, "company": c, "product": None, "list_price": 10 + n,
+               "create_date": BASE + (n + 40 * c) * DAY, "create_uid": 1}
               for n in range(1, TRYTON_TEMPLATES + 1) for c in (1, 2)]
     prices += [{"template": 3, "company": 2, "product": None, "list_price": 13, "create_date": BASE + 83 * DAY + BURST,
                 "create_uid": 1}]

@@ -173,7 +173,8 @@ def install_data(db: TestDatabase, *, born: list[datetime]) -> None:
         conn.execute(md.tables["act_window"].insert(), [{"id": a} for a in range(1, 137)])
         conn.execute(md.tables["ui_view"].insert(), [{"id": v} for v in range(1, 126)])
         conn.execute(views.insert(), [{"act_window": a, "view": a if a <= 125 else a - 125, "state": "active",
-                                       "sequence": 20, "create_uid": 0, "create_date": born[a - 1]} for a in range(1, 137)])
+                                       "sequence": 20, "create_uid": 0, "create_date": born[a - 1]}
+                                      for a in range(1, 137)])
 
 
 def test_rows_all_born_in_one_instant_are_no_race_burst(db: TestDatabase) -> None:
