@@ -185,8 +185,16 @@ class Measurer:
                            _scaled(alike, scale), burst, timed)
 
     def _bursts(self, per_key: sa.Subquery, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
-        """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS."""
+        """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS; None when every
+        measured row was (an install's or an import's data, written in one transaction): then the birth
+        timestamps cannot tell a race from the design."""
         c = per_key.c
+        self._arm()
+        first, last = self.conn.execute(sa.select(sa.func.min(c.dw_first), sa.func.max(c.dw_last))
+                                        .where(*where)).one()
+        if isinstance(first, datetime) and isinstance(last, datetime) \
+                and (last - first).total_seconds() <= BURST_SECONDS:
+            return None, 0
         stmt = (sa.select(c.dw_first, c.dw_last).where(c.n > 1, *where).limit(SPREAD_GROUPS))
         self._arm()
         spreads = []

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,11 +50,13 @@ def pk() -> sa.Column[int]:
 @dataclass
 class App:
     name: str
-    build: Callable[[sa.MetaData], None]
+    build: Callable[[sa.MetaData], None] | None  # None: the tables come from `dump`
     rows: Callable[[sa.Connection, sa.MetaData], None]
     truth: dict[str, set[frozenset[str]]]  # table -> the column sets that are true risks
     evidence: dict[str, str]  # table -> why it is a true risk
     sources: dict[str, str] = field(default_factory=dict)  # path -> code, for --source
+    dump: str | None = None  # tests/db/corpus/<dump>: the schema the application's own migrations made (PostgreSQL)
+    dialects: tuple[str, ...] = ("postgresql", "mysql", "sqlite")  # where the application's schema can be built
 
 
 # -- ticketing (Pretix) ------------------------------------------------------------------------------------------
@@ -419,13 +422,206 @@ RAILS = App(
                  "        session.add(BundleFile(bundle_name=bundle_name, filename=filename))\n")},
 )
 
+# -- real schemas: the applications' own migrations, dumped (tests/db/corpus/) ------------------------------------
+
+def filled(table: sa.Table, n: int, **values: Any) -> dict[str, Any]:
+    """A row for `table`: `values`, and for every other NOT NULL column without a default a value of its type
+    that differs per `n` (so that only the columns the generator sets can make rows alike)."""
+    row = dict(values)
+    for col in table.columns:
+        if col.name in row or col.nullable or col.server_default is not None or col.primary_key:
+            continue
+        if isinstance(col.type, sa.Boolean):
+            row[col.name] = False
+        elif isinstance(col.type, sa.DateTime):
+            row[col.name] = BASE + n * DAY
+        elif isinstance(col.type, sa.Date):
+            row[col.name] = (BASE + n * DAY).date()
+        elif isinstance(col.type, (sa.Integer, sa.Numeric)):
+            row[col.name] = n
+        else:
+            length = getattr(col.type, "length", None) or 40
+            row[col.name] = f"{col.name}-{n}"[:length]
+    return row
+
+
+def insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    conn.execute(table.insert(), rows)
+
+
+DJANGO_CMS_PAGES = 30
+SLOTS = ("content", "sidebar", "footer")
+
+
+def django_cms_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["django_site"], [{"id": 1, "domain": "example.org", "name": "example"}])
+    insert(conn, t["django_content_type"], [
+        filled(t["django_content_type"], i, id=i, app_label=app, model=model)
+        for i, (app, model) in enumerate([("cms", "page"), ("cms", "pagecontent"), ("cms", "placeholder"),
+                                          ("auth", "user")], start=1)])
+    insert(conn, t["auth_user"], [filled(t["auth_user"], i, id=i, username=f"editor{i}", email="",
+                                         first_name="", last_name="") for i in range(1, 11)])
+    insert(conn, t["cms_usersettings"], [{"user_id": i, "language": "en"} for i in range(1, 11)])
+    pages = range(1, DJANGO_CMS_PAGES + 1)
+    insert(conn, t["cms_page"], [filled(t["cms_page"], p, id=p, path=f"0001{p:04}", depth=2, numchild=0,
+                                        site_id=1, is_home=p == 1) for p in pages])
+    insert(conn, t["cms_pagecontent"], [filled(t["cms_pagecontent"], p, id=p, page_id=p, language="en",
+                                               template="base.html") for p in pages])
+    # one URL per page and language; the home page's path is "" (never NULL: unique_site_language_path holds)
+    insert(conn, t["cms_pageurl"], [filled(t["cms_pageurl"], p, page_id=p, language="en", site_id=1,
+                                           slug=f"page-{p}", path="" if p == 1 else f"page-{p}", managed=True)
+                                    for p in pages])
+    # three placeholders per page content (by design: they differ in slot) ...
+    holders = [{"slot": slot, "default_width": None, "content_type_id": 2, "object_id": p}
+               for p in pages for slot in SLOTS]
+    # ... and the race: two editors open page 5 at once, rescan_placeholders_for_obj creates "content" twice
+    holders += [{"slot": "content", "default_width": None, "content_type_id": 2, "object_id": 5}]
+    insert(conn, t["cms_placeholder"], holders)
+    # many plugins per placeholder and language by design (position tells them apart)
+    insert(conn, t["cms_cmsplugin"], [
+        filled(t["cms_cmsplugin"], n, placeholder_id=1 + n // 4, language="en", position=n % 4,
+               plugin_type="TextPlugin", parent_id=None) for n in range(200)])
+    # the admin's log: many entries per user, content type and object by design
+    insert(conn, t["django_admin_log"], [
+        filled(t["django_admin_log"], n, user_id=1 + n % 10, content_type_id=1, object_id=str(1 + n % 30),
+               object_repr=f"page {1 + n % 30}", action_flag=2, change_message="[]") for n in range(300)])
+    insert(conn, t["django_session"], [filled(t["django_session"], n, session_key=f"k{n:038}",
+                                              session_data="e30") for n in range(40)])
+
+
+DJANGO_CMS = App(
+    "django-cms", None, django_cms_rows, dump="django_cms.sql", dialects=("postgresql",),
+    truth={"cms_placeholder": {frozenset({"content_type_id", "object_id", "slot"}),
+                               frozenset({"content_type_id", "object_id", "slot", "default_width"})}},
+    evidence={"cms_placeholder": (
+        "cms/utils/placeholder.py:366-387 (django-cms 5.1.3): rescan_placeholders_for_obj reads the object's "
+        "placeholders (Placeholder.objects.get_for_obj) then bulk_creates the declared slots it did not find, on "
+        "every render of a page whose placeholders are missing; cms/utils/placeholder.py:442: "
+        "placeholder_relation.get_or_create(slot=slot, default_width=default_width). No unique key on "
+        "(content_type_id, object_id, slot).")},
+    # Not risks, with their evidence: cms/api.py:418 page.urls.update_or_create(page=, language=) is covered by
+    # UNIQUE(page_id, language); cms/models/apphooks_reload.py:26,35 get_or_create(pk=1) by the primary key;
+    # django/contrib/contenttypes/models.py:56 get_or_create(app_label=, model=) by UNIQUE(app_label, model);
+    # django/contrib/auth/backends.py:284 get_or_create(username=) by UNIQUE(username).
+)
+
+TRYTON_USERS, TRYTON_PARTIES, TRYTON_TEMPLATES = 8, 30, 30
+TRYTON_VIEWS, TRYTON_SHARED_VIEWS = 125, 11
+INSTALL = BASE - 30 * DAY
+
+
+def tryton_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["res_user"], [filled(t["res_user"], u, id=u, login=f"user{u}", name=f"User {u}", active=True)
+                                 for u in range(1, TRYTON_USERS + 1)])
+    insert(conn, t["ir_lang"], [filled(t["ir_lang"], i, id=i, code=code, name=code, direction="ltr",
+                                       translatable=True, active=True)
+                                for i, code in enumerate(("en", "fr", "de"), start=1)])
+    models = ("ir.ui.menu", "party.category", "product.category", "party.party")
+    insert(conn, t["ir_model"], [filled(t["ir_model"], i, id=i, name=m) for i, m in enumerate(models, start=1)])
+    insert(conn, t["ir_model_field"], [filled(t["ir_model_field"], i, id=i, model=m, name="childs")
+                                       for i, m in enumerate(models[:3], start=1)])
+    insert(conn, t["currency_currency"], [filled(t["currency_currency"], 1, id=1, code="EUR", name="Euro", digits=2,
+                                                 rounding=0.01, active=True)])
+    insert(conn, t["party_party"], [filled(t["party_party"], p, id=p, code=str(p), name=f"Party {p}", active=True)
+                                    for p in range(1, TRYTON_PARTIES + 1)])
+    insert(conn, t["company_company"], [filled(t["company_company"], c, id=c, party=c, currency=1)
+                                        for c in (1, 2)])
+    # the party's language per company (a MultiValue): one row per party and company ...
+    langs = [{"party": p, "company": c, "lang": 1 + p % 3, "create_date": BASE + (p + 40 * c) * DAY, "create_uid": 1}
+             for p in range(1, TRYTON_PARTIES + 1) for c in (1, 2)]
+    # ... and the race: two saves of party 4's form at once, each found no row for company 1 and made one
+    langs += [{"party": 4, "company": 1, "lang": 2, "create_date": BASE + 44 * DAY + BURST, "create_uid": 1}]
+    insert(conn, t["party_party_lang"], langs)
+    insert(conn, t["product_uom_category"], [filled(t["product_uom_category"], 1, id=1, name="Units")])
+    insert(conn, t["product_uom"], [filled(t["product_uom"], 1, id=1, category=1, name="Unit", symbol="u", rate=1.0,
+                                           factor=1.0, rounding=1.0, digits=0, active=True)])
+    insert(conn, t["product_template"], [
+        filled(t["product_template"], n, id=n, name=f"Product {n}", type="goods", default_uom=1, active=True)
+        for n in range(1, TRYTON_TEMPLATES + 1)])
+    insert(conn, t["product_product"], [filled(t["product_product"], n, id=n, template=n, active=True)
+                                        for n in range(1, TRYTON_TEMPLATES + 1)])
+    # the list price per template and company (a MultiValue), and one template's price saved twice at once
+    prices = [{"template": n, "company": c, "product": None, "list_price": 10 + n,
+               "create_date": BASE + (n + 40 * c) * DAY, "create_uid": 1}
+              for n in range(1, TRYTON_TEMPLATES + 1) for c in (1, 2)]
+    prices += [{"template": 3, "company": 2, "product": None, "list_price": 13, "create_date": BASE + 83 * DAY + BURST,
+                "create_uid": 1}]
+    insert(conn, t["product_list_price"], prices)
+    # a tree's expanded nodes per user, model, domain and child field: set() searches, deletes, creates
+    states = [{"user": u, "model": model, "domain": "[]", "child_name": "childs", "nodes": "[]",
+               "selected_nodes": "[]", "create_date": BASE + u * DAY, "create_uid": u}
+              for u in range(1, TRYTON_USERS + 1) for model in ("ir.ui.menu", "party.category", "product.category")]
+    states += [{"user": 2, "model": "ir.ui.menu", "domain": "[]", "child_name": "childs", "nodes": "[[1]]",
+                "selected_nodes": "[]", "create_date": BASE + 2 * DAY + BURST, "create_uid": 2}]
+    insert(conn, t["ir_ui_view_tree_state"], states)
+    # the modules' XML data, written by `trytond-admin` in one transaction (one create_date for every row, by root):
+    # 125 views, 11 of them shown by two window actions (a fresh install of these modules has exactly this)
+    insert(conn, t["ir_ui_view"], [filled(t["ir_ui_view"], v, id=v, model="party.party", priority=16, type="tree")
+                                   for v in range(1, TRYTON_VIEWS + 1)])
+    actions = range(1, TRYTON_VIEWS + TRYTON_SHARED_VIEWS + 1)
+    insert(conn, t["ir_action"], [filled(t["ir_action"], a, id=a, name=f"Action {a}", type="ir.action.act_window",
+                                         active=True, create_date=INSTALL, create_uid=0) for a in actions])
+    insert(conn, t["ir_action_act_window"], [filled(t["ir_action_act_window"], a, id=a, action=a,
+                                                    res_model="party.party", create_date=INSTALL, create_uid=0)
+                                             for a in actions])
+    insert(conn, t["ir_action_act_window_view"], [
+        {"act_window": a, "view": a if a <= TRYTON_VIEWS else a - TRYTON_VIEWS, "active": True, "sequence": 20,
+         "create_date": INSTALL, "create_uid": 0} for a in actions])
+
+
+TRYTON = App(
+    "tryton", None, tryton_rows, dump="tryton.sql", dialects=("postgresql",),
+    truth={"party_party_lang": {frozenset({"party", "company"}), frozenset({"party", "company", "lang"})},
+           "product_list_price": {frozenset({"template", "company"}), frozenset({"template", "company", "product"}),
+                                  frozenset({"template", "company", "product", "list_price"})},
+           "ir_ui_view_tree_state": {frozenset({"user", "model", "domain", "child_name"})}},
+    evidence={
+        "party_party_lang": (
+            "trytond/modules/party/party.py:59 lang = fields.MultiValue(...); trytond/model/multivalue.py:80-96 "
+            "set_multivalue reads the party's values for the pattern (company) and, when none matches, saves a new "
+            "one: no unique key over (party, company), only an index on party"),
+        "product_list_price": (
+            "trytond/modules/product/product.py:153 list_price = fields.MultiValue(...) per company; "
+            "trytond/model/multivalue.py:80-96 (read, then save a new value when none matches); no unique key over "
+            "(template, company)"),
+        "ir_ui_view_tree_state": (
+            "trytond/ir/ui/view.py:861-880 ViewTreeState.set: search(user, model, domain, child_name), delete, "
+            "create; two requests at once both create. A non-unique index over (user, model, "
+            "COALESCE(child_name, ''), domain)")},
+    # Not risks: ir_action_act_window_view(view, active): one view in several actions is the modules' own XML data
+    # (a fresh install has 30 such views); ir_ui_view_tree_width is protected by an EXCLUDE constraint over
+    # (model, field, occurrence, user, COALESCE(screen_width, -1)); currency_currency_rate by UNIQUE(date, currency).
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
+REAL_APPS = [DJANGO_CMS, TRYTON]
+
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def load_dump(engine: sa.Engine, name: str) -> None:
+    """Run a schema dump (plain DDL, no schema qualifier) in the connection's search_path."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute((CORPUS / name).read_text())
+        raw.commit()
+    finally:
+        raw.close()
 
 
 def build(app: App, engine: sa.Engine) -> None:
     md = sa.MetaData()
-    app.build(md)
-    md.create_all(engine)
+    if app.dump is not None:
+        load_dump(engine, app.dump)
+        md.reflect(engine)
+    else:
+        assert app.build is not None
+        app.build(md)
+        md.create_all(engine)
     with engine.begin() as conn:
         app.rows(conn, md)
 

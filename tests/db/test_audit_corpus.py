@@ -1,6 +1,10 @@
 """Precision and recall of `dupewatch audit` on the application corpus (`audit_corpus.py`), with and without
 the application's code (`--source`): the issue's targets are at least 90% precision of medium and high
-findings, no false high, and at least 80% recall with `--source`."""
+findings, no false high, and at least 80% recall with `--source`.
+
+REAL_APPS are schemas the applications' own migrations made (tests/db/corpus/*.sql, PostgreSQL dumps) with a
+data generator and a ground truth citing the application's code; they are held to the precision target (recall is
+measured and reported by benchmarks/bench_audit_corpus.py, not asserted)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_corpus import APPS, App, build, score
+from audit_corpus import APPS, REAL_APPS, App, build, score
 
 from dbtest import TestDatabase, run_dupewatch
 
@@ -37,3 +41,17 @@ def test_corpus_findings_are_precise_and_never_falsely_high(db: TestDatabase, ap
     assert figures["false_high"] == 0, figures
     assert figures["false"] == [], figures
     assert figures["recall"] == 1.0, figures
+
+
+# Tryton: the modules' own XML data shows 11 of 125 views in two window actions; the audit reports
+# ir_action_act_window_view(view, active) as key_with_status, medium with its check commented out (a false medium:
+# the rows differ in act_window). Strict: this test fails, and must be updated, the day the audit gets it right.
+REAL_PARAMS = [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason="false medium on Tryton's install data"))
+               if a.name == "tryton" else a for a in REAL_APPS]
+
+
+@pytest.mark.parametrize("app", REAL_PARAMS, ids=[a.name for a in REAL_APPS])
+def test_real_application_schema_meets_the_precision_target(pg: TestDatabase, app: App, tmp_path: Path) -> None:
+    figures = audit_app(pg, app, tmp_path, with_source=True)
+    assert figures["false_high"] == 0, figures
+    assert figures["serious"] == 0 or figures["true"] / figures["serious"] >= 0.9, figures
