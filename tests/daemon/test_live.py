@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,20 @@ from monitor.live import Figures, LiveReader, LiveRefused
 from monitor.live.postgresql import LogicalDecodingStream
 
 pytestmark = pytest.mark.timeout(120)
+
+@contextmanager
+def following_reader(monitor: Any, recorded: Any) -> Iterator[LiveReader]:
+    """An in-process reader of database `live`'s stream, started and following it; stopped afterwards."""
+    db = monitor.database("live")
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
+                        recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        yield reader
+    finally:
+        reader.stop()
+
 
 GROUPS = "dupewatch_duplicate_groups"
 EXCESS = "dupewatch_duplicate_excess_rows"
@@ -369,12 +384,7 @@ def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         {"name": "signups", "database": "live", "table": table, "key": ["email"], "case_insensitive": True,
          "trim_whitespace": True}])
     recorded = Recorded()
-    db = monitor.database("live")
-    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
-                        recorded, poll_seconds=0.05)
-    reader.start()
-    try:
-        assert reader.following.wait(10)
+    with following_reader(monitor, recorded) as reader:
         execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@Example.com')")
         execute(admin, f"INSERT INTO {table} (email) VALUES (' ann@example.COM ')")
         await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1].groups == 1, "the group of spellings")
@@ -382,8 +392,6 @@ def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         assert reader.groups["signups"].known == {("ann@example.com",): (("ann@example.com",), 2)}
         assert recorded.lags and all(0 <= lag < 60 for lag in recorded.lags)
         assert recorded.gaps == []
-    finally:
-        reader.stop()
 
 
 # -- MariaDB: the binary log -------------------------------------------------------------------------
@@ -492,12 +500,7 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
     monitor = monitor_for({"live": {"url": url}}, [
         {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
     recorded = Recorded()
-    db = monitor.database("live")
-    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
-                        recorded, poll_seconds=0.05)
-    reader.start()
-    try:
-        assert reader.following.wait(10)
+    with following_reader(monitor, recorded) as reader:
         execute(admin, f"REVOKE SELECT ON {table} FROM {role}")
         execute(admin, f"INSERT INTO {table} (email) VALUES ('x@example.com'), ('x@example.com')")
         await_true(lambda: bool(recorded.gaps), "the failed re-count reported as a gap")
@@ -508,8 +511,6 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
                    and recorded.figures[-1][1] == Figures(groups=1, excess_rows=1, new_groups=1),
                    "the group found by the full count after the gap", timeout=20)
         assert len(recorded.gaps) == 1
-    finally:
-        reader.stop()
         monitor.close()
         execute(admin, f"DROP OWNED BY {role}")
         execute(admin, f"DROP ROLE {role}")
