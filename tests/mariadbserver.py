@@ -12,10 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
-import pytest
-from pgcluster import free_port
-
-from dbtest import IN_CI
+from pgcluster import free_port, require_programs
 
 STARTUP_SECONDS = 60.0
 
@@ -75,10 +72,7 @@ class MariaDBServer:
 
 def started_mariadb(what: str, **options: str) -> Iterator[MariaDBServer]:
     """For a fixture: a started server, stopped and removed afterwards; skips (fails in CI) without MariaDB."""
-    if shutil.which("mariadb-install-db") is None or shutil.which("mariadbd") is None:
-        if IN_CI:
-            pytest.fail(f"mariadb-install-db/mariadbd are needed for {what} (CI=true)")
-        pytest.skip("mariadb-install-db/mariadbd not found")
+    require_programs(what, "mariadb-install-db", "mariadbd")
     made = MariaDBServer(**options)
     try:
         made.start()

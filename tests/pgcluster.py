@@ -76,12 +76,17 @@ class Cluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def require_programs(what: str, *programs: str) -> None:
+    """Skip the test (fail it under CI=true) when a server program it starts is not installed."""
+    if any(shutil.which(p) is None for p in programs):
+        if IN_CI:
+            pytest.fail(f"{'/'.join(programs)} are needed for {what} (CI=true)")
+        pytest.skip(f"{'/'.join(programs)} not found")
+
+
 def started_cluster(what: str, **settings: str) -> Iterator[Cluster]:
     """For a fixture: a started cluster, stopped and removed afterwards; skips (fails in CI) without initdb."""
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        if IN_CI:
-            pytest.fail(f"initdb/pg_ctl are needed for {what} (CI=true)")
-        pytest.skip("initdb/pg_ctl not found")
+    require_programs(what, "initdb", "pg_ctl")
     made = Cluster(**settings)
     try:
         made.start()
