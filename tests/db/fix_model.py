@@ -729,7 +729,7 @@ def drive(w: World) -> tuple[Outcome, Monitor]:
     during: list[Op] = []  # "mid" operations: run inside the next batch, just before it deletes from `p`
 
     def between(_p: FixProgress) -> None:
-        w.problems += check_keepers(w, out.fix_id)
+        w.problems += check_keepers(w, out.fix_id) + changed_references(w)
         schedule(next(batches, ()))
 
     def schedule(ops: tuple[Op, ...]) -> None:
@@ -931,10 +931,8 @@ def child_archive(w: World, j: int, fix_id: str | None) -> str | None:
 
 def check_references(w: World, fix_id: str | None) -> list[str]:
     """No referencing row lost (unless archived, with `on_reference = "archive"`) or left dangling; a changed
-    reference points at a row of the same key."""
-    q = w.sql.q
+    reference points at a row of the same key (judged by `changed_references`, at each batch boundary)."""
     problems: list[str] = []
-    live, shadow = q("p"), q("exp_p")
     for j, c in enumerate(w.s.tables):
         t, e = w.child_table(j), w.child_table(j, True)
         fks = [col.name for col in w.ccols[j] if col.kind in ("fk", "tfk")]
@@ -946,31 +944,73 @@ def check_references(w: World, fix_id: str | None) -> list[str]:
             lost = w.db.rows(gone)
         if lost:
             problems.append(f"c{j} ({c.target}, ON DELETE {c.ondelete}) lost rows {lost[:3]}")
-        problems += _changed_refs(w, f"c{j}", t, e, "ctag", fks, _referred(c))
+        problems += _dangling(w, Refs(f"c{j}", t, e, f"oracle_ref_c{j}", "ctag", fks, _referred(c)))
     if w.s.self_ref is not None:
-        problems += _changed_refs(w, "p.sref", live, shadow, "tag", ["sref"], ["id"])
-    return problems
+        problems += _dangling(w, _self_refs(w))
+    return problems + changed_references(w)
 
 
-def _changed_refs(w: World, label: str, t: str, e: str, ident: str, fks: list[str], referred: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class Refs:
+    """One referencing column set: the live table, its shadow, the oracle's record of the references it last
+    judged, the column telling rows apart, the referencing columns and the columns of `p` they refer to."""
+
+    label: str
+    live: str
+    shadow: str
+    judged: str
+    ident: str
+    fks: list[str]
+    referred: list[str]
+
+
+def _self_refs(w: World) -> Refs:
+    return Refs("p.sref", w.sql.q("p"), w.sql.q("exp_p"), "oracle_ref_p", "tag", ["sref"], ["id"])
+
+
+def _references(w: World) -> list[Refs]:
+    found = [Refs(f"c{j}", w.child_table(j), w.child_table(j, True), f"oracle_ref_c{j}", "ctag",
+                  [col.name for col in w.ccols[j] if col.kind in ("fk", "tfk")], _referred(c))
+             for j, c in enumerate(w.s.tables)]
+    return found + ([_self_refs(w)] if w.s.self_ref is not None else [])
+
+
+def changed_references(w: World) -> list[str]:
+    """Every reference the fix changed since the last judgement points at a row of the same key as the row it
+    pointed at before, both keys as they are now (at a batch boundary, before the application writes again: as
+    they were when the batch committed). The application may change a keeper's key after the batch that
+    repointed rows to it; a reference is therefore judged once, at the boundary after the batch that changed
+    it, against the reference last judged (the shadow's, for a row never changed), never later."""
     sql, q = w.sql, w.sql.q
-    live, shadow = q("p"), q("exp_p")
     problems = []
-    notnull = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in fks)
-    points = " AND ".join(f"l.{q(r)} = c.{q(f)}" for f, r in zip(fks, referred, strict=True))
-    dangling = w.db.rows(f"SELECT c.{ident} FROM {t} c WHERE {notnull} AND NOT EXISTS "
-                         f"(SELECT 1 FROM {live} l WHERE {points})")
-    if dangling:
-        problems.append(f"{label} rows left pointing at no row: {dangling[:3]}")
-    same = " AND ".join(sql.nse(f"c.{q(f)}", f"e.{q(f)}") for f in fks)
-    was = " AND ".join(f"o.{q(r)} = e.{q(f)}" for f, r in zip(fks, referred, strict=True))
-    now = " AND ".join(f"n.{q(r)} = c.{q(f)}" for f, r in zip(fks, referred, strict=True))
-    moved = w.db.rows(
-        f"SELECT c.{ident} FROM {t} c JOIN {e} e ON c.{ident} = e.{ident} WHERE NOT ({same}) AND NOT EXISTS ("
-        f"SELECT 1 FROM {shadow} o JOIN {live} n ON {key_match(w, 'o', 'n')} WHERE {was} AND {now})")
-    if moved:
-        problems.append(f"{label} rows whose reference changed to a row of another key, or to NULL: {moved[:3]}")
+    for r in _references(w):
+        cols = ", ".join([r.ident, *(q(f) for f in r.fks)])
+        judged = q(r.judged)
+        if not sql.exists(r.judged):
+            w.db.execute(f"CREATE TABLE {judged} AS SELECT {cols} FROM {r.shadow} WHERE 1=0")
+        previous = (f"SELECT {cols} FROM {judged} UNION ALL SELECT {cols} FROM {r.shadow} x "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {judged} j WHERE j.{r.ident} = x.{r.ident})")
+        same = " AND ".join(sql.nse(f"c.{q(f)}", f"e.{q(f)}") for f in r.fks)
+        was = " AND ".join(f"o.{q(p)} = e.{q(f)}" for f, p in zip(r.fks, r.referred, strict=True))
+        now = " AND ".join(f"n.{q(p)} = c.{q(f)}" for f, p in zip(r.fks, r.referred, strict=True))
+        moved = w.db.rows(
+            f"SELECT c.{r.ident} FROM {r.live} c JOIN ({previous}) e ON c.{r.ident} = e.{r.ident} "
+            f"WHERE NOT ({same}) AND NOT EXISTS (SELECT 1 FROM {q('exp_p')} o JOIN {q('p')} n "
+            f"ON {key_match(w, 'o', 'n')} WHERE {was} AND {now})")
+        if moved:
+            problems.append(f"{r.label} rows whose reference changed to a row of another key, or to NULL: "
+                            f"{moved[:3]}")
+        w.db.execute(f"DELETE FROM {judged}", f"INSERT INTO {judged} ({cols}) SELECT {cols} FROM {r.live}")
     return problems
+
+
+def _dangling(w: World, r: Refs) -> list[str]:
+    q = w.sql.q
+    notnull = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in r.fks)
+    points = " AND ".join(f"l.{q(p)} = c.{q(f)}" for f, p in zip(r.fks, r.referred, strict=True))
+    dangling = w.db.rows(f"SELECT c.{r.ident} FROM {r.live} c WHERE {notnull} AND NOT EXISTS "
+                         f"(SELECT 1 FROM {q('p')} l WHERE {points})")
+    return [f"{r.label} rows left pointing at no row: {dangling[:3]}"] if dangling else []
 
 
 def check_undo(w: World) -> list[str]:
