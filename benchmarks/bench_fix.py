@@ -44,13 +44,22 @@ MYSQL_URL = os.environ.get("DUPEWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127
 SCHEMA = f"dupewatch_bench_fix_{os.getpid()}"  # per run: two runs on one server must not share it
 
 
+def fresh_scratch(conn: sa.Connection, *, mysql: bool = False) -> None:
+    """Drop and create the scratch schema (a database on MariaDB), and make it the connection's default."""
+    if mysql:
+        for statement in (f"DROP DATABASE IF EXISTS {SCHEMA}", f"CREATE DATABASE {SCHEMA}", f"USE {SCHEMA}"):
+            conn.exec_driver_sql(statement)
+        return
+    for statement in (f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE", f"CREATE SCHEMA {SCHEMA}",
+                      f"SET search_path = {SCHEMA}"):
+        conn.exec_driver_sql(statement)
+
+
 def build_mysql(engine: sa.Engine, rows: int, excess: int) -> None:
     distinct = rows - excess
     step = distinct // excess
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {SCHEMA}")
-        conn.exec_driver_sql(f"CREATE DATABASE {SCHEMA}")
-        conn.exec_driver_sql(f"USE {SCHEMA}")
+        fresh_scratch(conn, mysql=True)
         conn.exec_driver_sql("CREATE TABLE login_source (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL, "
                              "device VARCHAR(16) NOT NULL, last_seen DATETIME(3) NOT NULL, payload VARCHAR(40))")
         conn.exec_driver_sql(  # MariaDB's Sequence engine: seq_1_to_N
@@ -65,29 +74,34 @@ def build_mysql(engine: sa.Engine, rows: int, excess: int) -> None:
         conn.exec_driver_sql("ANALYZE TABLE login_source")
 
 
-def baseline_mysql(engine: sa.Engine) -> tuple[float, int]:
+def timed_by_hand(engine: sa.Engine, enter: str, *statements: str) -> tuple[float, list[int]]:
+    """The baseline's timing: `statements` in one transaction, into an empty `archive_by_hand` made beforehand
+    (not timed); `enter` selects the scratch schema. Returns the time and each statement's row count."""
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"USE {SCHEMA}")
+        conn.exec_driver_sql(enter)
         conn.exec_driver_sql("CREATE TABLE archive_by_hand AS SELECT * FROM login_source WHERE false")
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"USE {SCHEMA}")
-        conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        moved = conn.exec_driver_sql(
-            "INSERT INTO archive_by_hand SELECT s.* FROM login_source s JOIN ("
-            "  SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id, device ORDER BY id) AS rn"
-            "  FROM login_source) x WHERE rn > 1) d ON s.id = d.id").rowcount
-        conn.exec_driver_sql("DELETE s FROM login_source s JOIN archive_by_hand a ON s.id = a.id")
-    return time.perf_counter() - started, moved
+        conn.exec_driver_sql(enter)
+        counts = [conn.exec_driver_sql(statement).rowcount for statement in statements]
+    return time.perf_counter() - started, counts
+
+
+def baseline_mysql(engine: sa.Engine) -> tuple[float, int]:
+    elapsed, counts = timed_by_hand(
+        engine, f"USE {SCHEMA}", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "INSERT INTO archive_by_hand SELECT s.* FROM login_source s JOIN ("
+        "  SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id, device ORDER BY id) AS rn"
+        "  FROM login_source) x WHERE rn > 1) d ON s.id = d.id",
+        "DELETE s FROM login_source s JOIN archive_by_hand a ON s.id = a.id")
+    return elapsed, counts[1]
 
 
 def build(engine: sa.Engine, rows: int, excess: int) -> None:
     distinct = rows - excess
     step = distinct // excess
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
-        conn.exec_driver_sql(f"SET search_path = {SCHEMA}")
+        fresh_scratch(conn)
         conn.exec_driver_sql("CREATE TABLE login_source (id BIGSERIAL PRIMARY KEY, user_id INTEGER NOT NULL, "
                              "device TEXT NOT NULL, last_seen TIMESTAMPTZ NOT NULL, payload TEXT)")
         conn.exec_driver_sql(
@@ -104,19 +118,13 @@ def build(engine: sa.Engine, rows: int, excess: int) -> None:
 
 
 def baseline(engine: sa.Engine) -> tuple[float, int]:
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"SET search_path = {SCHEMA}")
-        conn.exec_driver_sql("CREATE TABLE archive_by_hand AS SELECT * FROM login_source WHERE false")
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"SET search_path = {SCHEMA}")
-        result = conn.exec_driver_sql(
-            "WITH d AS (DELETE FROM login_source s USING ("
-            "  SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id, device ORDER BY id) AS rn"
-            "  FROM login_source) x WHERE rn > 1) x WHERE s.id = x.id RETURNING s.*) "
-            "INSERT INTO archive_by_hand SELECT * FROM d")
-        moved = result.rowcount
-    return time.perf_counter() - started, moved
+    elapsed, counts = timed_by_hand(
+        engine, f"SET search_path = {SCHEMA}",
+        "WITH d AS (DELETE FROM login_source s USING ("
+        "  SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY user_id, device ORDER BY id) AS rn"
+        "  FROM login_source) x WHERE rn > 1) x WHERE s.id = x.id RETURNING s.*) "
+        "INSERT INTO archive_by_hand SELECT * FROM d")
+    return elapsed, counts[0]
 
 
 FIX_OPTIONS: list[str] = []  # --fix-option values, passed to `dupewatch fix`
@@ -179,9 +187,7 @@ def build_accounts(engine: sa.Engine, rows: int, excess: int, *, indexed: bool) 
     distinct = rows - excess
     step = distinct // excess
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
-        conn.exec_driver_sql(f"SET search_path = {SCHEMA}")
+        fresh_scratch(conn)
         conn.exec_driver_sql("CREATE TABLE account (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL, "
                              "created_at TIMESTAMPTZ NOT NULL)")
         conn.exec_driver_sql("CREATE TABLE login (id BIGSERIAL PRIMARY KEY, account_id BIGINT REFERENCES account (id), "
@@ -236,20 +242,17 @@ def unindexed_foreign_key(directory: Path, rows: int, excess: int) -> None:
 
 def _unindexed_foreign_key(engine: sa.Engine, config: Path, rows: int, excess: int) -> None:
     print(f"postgresql: account {rows:,} rows ({excess:,} duplicates), login {rows:,} rows", flush=True)
-    build_accounts(engine, rows, excess, indexed=True)
-    indexed_s, indexed_longest, indexed_batches = timed_batches(config, "accounts")
-    print(f"indexed login(account_id):      {indexed_s:7.2f} s, {indexed_batches} batches, longest "
-          f"{indexed_longest * 1000:.0f} ms", flush=True)
-    build_accounts(engine, rows, excess, indexed=False)
-    bare_s, bare_longest, bare_batches = timed_batches(config, "accounts")
-    print(f"unindexed, sized by time:       {bare_s:7.2f} s, {bare_batches} batches, longest "
-          f"{bare_longest * 1000:.0f} ms (target < 1000 ms)", flush=True)
-    build_accounts(engine, rows, excess, indexed=False)
-    index_s, statements = follow_advice(config, engine)
-    advised_s, advised_longest, advised_batches = timed_batches(config, "accounts")
-    print(f"advice followed ({'; '.join(statements)}): index {index_s:.2f} s + fix {advised_s:.2f} s, "
-          f"{advised_batches} batches, longest {advised_longest * 1000:.0f} ms", flush=True)
-    print(f"ratio advice followed / indexed: {(index_s + advised_s) / indexed_s:.2f}x (target <= 2x)", flush=True)
+    totals: dict[str, float] = {}
+    for case in ("indexed", "unindexed", "advised"):
+        build_accounts(engine, rows, excess, indexed=case == "indexed")
+        index_s, statements = follow_advice(config, engine) if case == "advised" else (0.0, [])
+        fix_s, longest, batches = timed_batches(config, "accounts")
+        totals[case] = index_s + fix_s
+        label = {"indexed": "indexed login(account_id):     ", "unindexed": "unindexed, sized by time:      ",
+                 "advised": f"advice followed ({'; '.join(statements)}): index {index_s:.2f} s +"}[case]
+        print(f"{label} fix {fix_s:7.2f} s, {batches} batches, longest {longest * 1000:.0f} ms"
+              + (" (target < 1000 ms)" if case == "unindexed" else ""), flush=True)
+    print(f"ratio advice followed / indexed: {totals['advised'] / totals['indexed']:.2f}x (target <= 2x)", flush=True)
 
 
 def write_config(directory: Path, dialect: str, base: URL | None = None) -> Path:

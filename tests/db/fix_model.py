@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,6 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from hypothesis import strategies as st
+from sqlalchemy.engine import make_url
 
 from dbtest import TestDatabase, make_test_database
 from monitor.config import CheckConfig, config_from_dict
@@ -64,6 +66,7 @@ ORD_POOL: list[datetime | None] = [datetime(2024, 5, 1, 9, 30, 0), datetime(2024
                                    datetime(2024, 5, 1, 9, 30, 1), None]
 ACTIONS = ["CASCADE", "RESTRICT", "SET NULL", "NO ACTION"]
 TARGETS = ["pk", "unique", "nonunique", "composite", "self", "text"]
+RLS = ["", "hidden", "hidden", "forced", "owner"]
 # weights: the operations that race a planned row (delete, update, VACUUM and reuse its slot) come often
 # "mid": a row added to an existing group while a batch runs, between its locking read and its DELETE (issue 16
 # item 2, the seed incident's shape); not on SQLite, where a batch holds the database's write lock
@@ -85,6 +88,11 @@ class Child:
     other_schema: bool
     refs: tuple[int | None, ...]  # per child row: the parent row (index, modulo) it points at, or NULL
     pk_type: str = "int"  # of the child's primary key: int, text, or (PostgreSQL) inet (issue 9 item 11)
+    # PostgreSQL row-level security on this table against the fix role (a login role, neither superuser nor
+    # BYPASSRLS, that the fix runs as): "" none; "hidden": a policy hides some of its rows from the fix role;
+    # "forced": the fix role owns the table, FORCE ROW LEVEL SECURITY and the same policy; "owner": the fix role
+    # owns the table and the policy does not apply to it (it sees every row). Issue 16 item 1.
+    rls: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,16 @@ class Scenario:
         return any(c.target in ("nonunique", "composite") for c in self.children)
 
     @property
+    def fix_role(self) -> bool:
+        """Whether the fix runs as its own role (`fix_url`), apart from the application's superuser."""
+        return any(c.rls for c in self.children)
+
+    @property
+    def hidden_children(self) -> list[int]:
+        """The referencing tables (indices into `tables`) with rows row-level security hides from the fix role."""
+        return [j for j, c in enumerate(self.tables) if c.rls in ("hidden", "forced")]
+
+    @property
     def self_ref(self) -> Child | None:
         return next((c for c in self.children if c.target == "self"), None)
 
@@ -146,9 +164,11 @@ HAS_MERGE_DISTINCT = "merge_distinct" in CheckConfig.model_fields
 
 @st.composite
 def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool = True,
-              primary_key: bool | None = None, tagged: bool | None = None, trigger: bool = False) -> Scenario:
+              primary_key: bool | None = None, tagged: bool | None = None, trigger: bool = False,
+              rls: bool = False) -> Scenario:
     """`tagged=False`: rows carry nothing but their key and `ord` (fully identical copies are possible, what
-    MariaDB without a primary key can fix); the application then only inserts."""
+    MariaDB without a primary key can fix); the application then only inserts. `rls` (PostgreSQL): the fix
+    runs as its own role and referencing tables may have row-level security against it (`Child.rls`)."""
     has_pk = draw(st.booleans()) if primary_key is None else primary_key
     if has_pk:
         tagged = True
@@ -170,7 +190,7 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
     targets = [t for t in TARGETS if (has_pk or t not in ("pk", "self")) and (dialect == "mysql" or t != "nonunique")]
     kids: list[Child] = []
     if children:
-        for _ in range(draw(st.integers(0 if app else 1, 3))):
+        for _ in range(draw(st.integers(0 if app and not rls else 1, 3))):
             target = draw(st.sampled_from(targets))
             if target == "self" and any(k.target == "self" for k in kids):
                 continue
@@ -179,7 +199,11 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
                               tuple(draw(st.lists(st.one_of(st.none(), st.integers(0, 40)), min_size=1,
                                                   max_size=8))),
                               draw(st.sampled_from(["int", "int", "text", *(["inet"] if dialect == "postgresql"
-                                                                           else [])]))))
+                                                                           else [])])),
+                              draw(st.sampled_from(RLS)) if rls and target != "self" else ""))
+        if rls and not any(k.rls for k in kids):  # the fix runs as its own role in every such scenario
+            kids.append(Child("pk" if has_pk else "unique", draw(st.sampled_from(ACTIONS)), True, False,
+                              (0, 1, 2, None), rls=draw(st.sampled_from(RLS[1:]))))
     op = st.builds(Op, st.sampled_from([o for o in OPS if (dialect == "postgresql" or o != "vacuum_reinsert")
                                         and (dialect != "sqlite" or o != "mid")]),
                    st.integers(0, 40), st.integers(0, 40),
@@ -325,6 +349,7 @@ class World:
     counter: int = 1000
     log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # found while the fix ran (at batch boundaries)
+    fix_role: str | None = None  # the role the fix runs as, when not the application's (Scenario.fix_role)
 
     @property
     def key_cols(self) -> list[Col]:
@@ -441,8 +466,9 @@ def world(s: Scenario) -> Iterator[World]:
                        f"CREATE DATABASE {db.q(other)} CHARACTER SET utf8mb4")
         try:
             w = World(s, db, Sql(db, other), app, parent_columns(s), [child_columns(c) for c in s.tables])
-            build(w)
-            yield w
+            with fix_role(w):
+                build(w)
+                yield w
         finally:
             app.dispose()
             if other:
@@ -482,6 +508,43 @@ def build(w: World) -> None:
             insert_child(w, j, None if target is None else target, log=False)
     if s.trigger:
         audit_trigger(w)
+    if w.fix_role is not None:
+        row_level_security(w)
+
+
+@contextlib.contextmanager
+def fix_role(w: World) -> Iterator[None]:
+    """A login role for the fix, neither superuser nor BYPASSRLS, dropped with what it owns afterwards."""
+    if not w.s.fix_role:
+        yield
+        return
+    role = w.fix_role = f"dw_fix_{uuid.uuid4().hex[:8]}"
+    w.db.execute(f"CREATE ROLE {w.sql.q(role)} LOGIN NOSUPERUSER NOBYPASSRLS")
+    try:
+        yield
+    finally:
+        w.db.execute(f"DROP OWNED BY {w.sql.q(role)}", f"DROP ROLE {w.sql.q(role)}")
+
+
+def row_level_security(w: World) -> None:
+    """Give the fix role every privilege on the scenario's schemas, and each referencing table its `Child.rls`:
+    a policy hiding the rows whose tag ends in an odd digit from the fix role."""
+    q, q_role = w.sql.q, w.sql.q(w.fix_role or "")
+    for schema in [w.db.schema, w.sql.other] if w.sql.other else [w.db.schema]:
+        w.db.execute(f"GRANT USAGE, CREATE ON SCHEMA {q(schema or '')} TO {q_role}",
+                     f"GRANT ALL ON ALL TABLES IN SCHEMA {q(schema or '')} TO {q_role}")
+    for j, c in enumerate(w.s.tables):
+        if not c.rls:
+            continue
+        table = w.child_table(j)
+        statements = [f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+                      f"CREATE POLICY dw_hide ON {table} TO {q_role} "
+                      "USING (right(ctag, 1) IN ('0', '2', '4', '6', '8'))"]
+        if c.rls in ("forced", "owner"):
+            statements.append(f"ALTER TABLE {table} OWNER TO {q_role}")
+        if c.rls == "forced":
+            statements.append(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        w.db.execute(*statements)
 
 
 def audit_trigger(w: World) -> None:
@@ -700,7 +763,10 @@ def snapshot(w: World) -> None:
 
 def drive(w: World) -> tuple[Outcome, Monitor]:
     """prepare_fix, the application's operations after the snapshot and after every batch, run_fix."""
-    monitor = Monitor(config_from_dict({"databases": {"app": {"url": w.db.url}}, "checks": [check_config(w)]}))
+    database = {"url": w.db.url}
+    if w.fix_role is not None:
+        database["fix_url"] = make_url(w.db.url).set(username=w.fix_role).render_as_string(hide_password=False)
+    monitor = Monitor(config_from_dict({"databases": {"app": database}, "checks": [check_config(w)]}))
     out = Outcome()
     try:
         if w.s.one_group:
@@ -729,7 +795,7 @@ def drive(w: World) -> tuple[Outcome, Monitor]:
     during: list[Op] = []  # "mid" operations: run inside the next batch, just before it deletes from `p`
 
     def between(_p: FixProgress) -> None:
-        w.problems += check_keepers(w, out.fix_id)
+        w.problems += check_keepers(w, out.fix_id) + changed_references(w)
         schedule(next(batches, ()))
 
     def schedule(ops: tuple[Op, ...]) -> None:
@@ -839,6 +905,13 @@ def check_fix(w: World, out: Outcome) -> list[str]:
         if counted_rows(w, archived) == 0 and out.report is not None and out.dry_run and out.dry_run.groups \
                 and not any(w.s.ops):
             problems.append("the fix finished although each deleted row fires a trigger writing another table")
+    # 0. rows row-level security hides from the fix role are out of its sight: it refuses, or changes nothing
+    if w.s.hidden_children:
+        changed = [name for name, table, cols in tables(w) if sql.digest(table[0], cols) != sql.digest(table[1], cols)]
+        if changed:
+            hidden = [f"c{j}" for j in w.s.hidden_children]
+            problems.append(f"the fix changed {changed} although row-level security hides rows of {hidden} from "
+                            "its role")
     # 0. rows that differ on a unique column outside the key (u, ut: never NULL, one value per row) are
     # different entities: merged only with merge_distinct
     counted = w.db.scalar(f"SELECT count(*) FROM ({archived}) a") if archived else 0
@@ -931,10 +1004,8 @@ def child_archive(w: World, j: int, fix_id: str | None) -> str | None:
 
 def check_references(w: World, fix_id: str | None) -> list[str]:
     """No referencing row lost (unless archived, with `on_reference = "archive"`) or left dangling; a changed
-    reference points at a row of the same key."""
-    q = w.sql.q
+    reference points at a row of the same key (judged by `changed_references`, at each batch boundary)."""
     problems: list[str] = []
-    live, shadow = q("p"), q("exp_p")
     for j, c in enumerate(w.s.tables):
         t, e = w.child_table(j), w.child_table(j, True)
         fks = [col.name for col in w.ccols[j] if col.kind in ("fk", "tfk")]
@@ -946,31 +1017,73 @@ def check_references(w: World, fix_id: str | None) -> list[str]:
             lost = w.db.rows(gone)
         if lost:
             problems.append(f"c{j} ({c.target}, ON DELETE {c.ondelete}) lost rows {lost[:3]}")
-        problems += _changed_refs(w, f"c{j}", t, e, "ctag", fks, _referred(c))
+        problems += _dangling(w, Refs(f"c{j}", t, e, f"oracle_ref_c{j}", "ctag", fks, _referred(c)))
     if w.s.self_ref is not None:
-        problems += _changed_refs(w, "p.sref", live, shadow, "tag", ["sref"], ["id"])
-    return problems
+        problems += _dangling(w, _self_refs(w))
+    return problems + changed_references(w)
 
 
-def _changed_refs(w: World, label: str, t: str, e: str, ident: str, fks: list[str], referred: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class Refs:
+    """One referencing column set: the live table, its shadow, the oracle's record of the references it last
+    judged, the column telling rows apart, the referencing columns and the columns of `p` they refer to."""
+
+    label: str
+    live: str
+    shadow: str
+    judged: str
+    ident: str
+    fks: list[str]
+    referred: list[str]
+
+
+def _self_refs(w: World) -> Refs:
+    return Refs("p.sref", w.sql.q("p"), w.sql.q("exp_p"), "oracle_ref_p", "tag", ["sref"], ["id"])
+
+
+def _references(w: World) -> list[Refs]:
+    found = [Refs(f"c{j}", w.child_table(j), w.child_table(j, True), f"oracle_ref_c{j}", "ctag",
+                  [col.name for col in w.ccols[j] if col.kind in ("fk", "tfk")], _referred(c))
+             for j, c in enumerate(w.s.tables)]
+    return found + ([_self_refs(w)] if w.s.self_ref is not None else [])
+
+
+def changed_references(w: World) -> list[str]:
+    """Every reference the fix changed since the last judgement points at a row of the same key as the row it
+    pointed at before, both keys as they are now (at a batch boundary, before the application writes again: as
+    they were when the batch committed). The application may change a keeper's key after the batch that
+    repointed rows to it; a reference is therefore judged once, at the boundary after the batch that changed
+    it, against the reference last judged (the shadow's, for a row never changed), never later."""
     sql, q = w.sql, w.sql.q
-    live, shadow = q("p"), q("exp_p")
     problems = []
-    notnull = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in fks)
-    points = " AND ".join(f"l.{q(r)} = c.{q(f)}" for f, r in zip(fks, referred, strict=True))
-    dangling = w.db.rows(f"SELECT c.{ident} FROM {t} c WHERE {notnull} AND NOT EXISTS "
-                         f"(SELECT 1 FROM {live} l WHERE {points})")
-    if dangling:
-        problems.append(f"{label} rows left pointing at no row: {dangling[:3]}")
-    same = " AND ".join(sql.nse(f"c.{q(f)}", f"e.{q(f)}") for f in fks)
-    was = " AND ".join(f"o.{q(r)} = e.{q(f)}" for f, r in zip(fks, referred, strict=True))
-    now = " AND ".join(f"n.{q(r)} = c.{q(f)}" for f, r in zip(fks, referred, strict=True))
-    moved = w.db.rows(
-        f"SELECT c.{ident} FROM {t} c JOIN {e} e ON c.{ident} = e.{ident} WHERE NOT ({same}) AND NOT EXISTS ("
-        f"SELECT 1 FROM {shadow} o JOIN {live} n ON {key_match(w, 'o', 'n')} WHERE {was} AND {now})")
-    if moved:
-        problems.append(f"{label} rows whose reference changed to a row of another key, or to NULL: {moved[:3]}")
+    for r in _references(w):
+        cols = ", ".join([r.ident, *(q(f) for f in r.fks)])
+        judged = q(r.judged)
+        if not sql.exists(r.judged):
+            w.db.execute(f"CREATE TABLE {judged} AS SELECT {cols} FROM {r.shadow} WHERE 1=0")
+        previous = (f"SELECT {cols} FROM {judged} UNION ALL SELECT {cols} FROM {r.shadow} x "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {judged} j WHERE j.{r.ident} = x.{r.ident})")
+        same = " AND ".join(sql.nse(f"c.{q(f)}", f"e.{q(f)}") for f in r.fks)
+        was = " AND ".join(f"o.{q(p)} = e.{q(f)}" for f, p in zip(r.fks, r.referred, strict=True))
+        now = " AND ".join(f"n.{q(p)} = c.{q(f)}" for f, p in zip(r.fks, r.referred, strict=True))
+        moved = w.db.rows(
+            f"SELECT c.{r.ident} FROM {r.live} c JOIN ({previous}) e ON c.{r.ident} = e.{r.ident} "
+            f"WHERE NOT ({same}) AND NOT EXISTS (SELECT 1 FROM {q('exp_p')} o JOIN {q('p')} n "
+            f"ON {key_match(w, 'o', 'n')} WHERE {was} AND {now})")
+        if moved:
+            problems.append(f"{r.label} rows whose reference changed to a row of another key, or to NULL: "
+                            f"{moved[:3]}")
+        w.db.execute(f"DELETE FROM {judged}", f"INSERT INTO {judged} ({cols}) SELECT {cols} FROM {r.live}")
     return problems
+
+
+def _dangling(w: World, r: Refs) -> list[str]:
+    q = w.sql.q
+    notnull = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in r.fks)
+    points = " AND ".join(f"l.{q(p)} = c.{q(f)}" for f, p in zip(r.fks, r.referred, strict=True))
+    dangling = w.db.rows(f"SELECT c.{r.ident} FROM {r.live} c WHERE {notnull} AND NOT EXISTS "
+                         f"(SELECT 1 FROM {q('p')} l WHERE {points})")
+    return [f"{r.label} rows left pointing at no row: {dangling[:3]}"] if dangling else []
 
 
 def check_undo(w: World) -> list[str]:

@@ -11,19 +11,30 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dbtest import MYSQL_URL, PG_URL, TestDatabase, write_config
-from fix_support import checks_dict, contents, json_out, run_cli
+from fix_support import contents, json_out, run_cli
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
 from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix
 from monitor.fix.catalog import PostgresCatalog
 
 CUSTOMERS = {"name": "customers", "table": "customer", "key": ["email"]}
+T = {"name": "t", "table": "t", "key": ["k"]}
+
+
+@pytest.fixture
+def monitor_on(monitor_for: Any) -> Any:
+    """`monitor_on(db, check, **database options)`: a `Monitor` of one check on the test database (database
+    `app`), closed after the test."""
+    def make(db: TestDatabase, check: dict[str, Any] = T, **options: Any) -> Monitor:
+        return monitor_for({"app": {"url": db.url, **options}}, [{"database": "app", **check}])
+    return make
 
 
 @pytest.fixture
@@ -76,7 +87,7 @@ def test_rls_hiding_cascading_children_blocks_dry_run_and_fix(pg, pg_fix_role, t
     assert contents(pg, "customer", "invoice", "payment") == before
 
 
-def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fix_role, tmp_path, monkeypatch):
+def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fix_role, monkeypatch, monitor_on):
     """Without the up-front refusal, the database's count of the batch catches the cascade it could not see."""
     _seed_customers(pg, pg_fix_role)
     unrefused = PostgresCatalog.foreign_keys_to
@@ -84,13 +95,10 @@ def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fi
                         lambda self, table: [dataclasses.replace(fk, hidden_from=None)
                                              for fk in unrefused(self, table)])
     before = contents(pg, "customer", "invoice", "payment")
-    monitor = Monitor(config_from_dict(checks_dict(pg, [CUSTOMERS], fix_url=_as(pg, pg_fix_role))))
-    try:
-        assert make_plan(monitor, "customers").blockers == []  # what the fix role sees: nothing references
-        with pytest.raises(FixError, match=r"2 row\(s\) deleted in invoice, the plan 0") as stopped:
-            run_fix(monitor, "customers")
-    finally:
-        monitor.close()
+    monitor = monitor_on(pg, CUSTOMERS, fix_url=_as(pg, pg_fix_role))
+    assert make_plan(monitor, "customers").blockers == []  # what the fix role sees: nothing references
+    with pytest.raises(FixError, match=r"2 row\(s\) deleted in invoice, the plan 0") as stopped:
+        run_fix(monitor, "customers")
     assert "rolled back" in str(stopped.value)
     assert contents(pg, "customer", "invoice", "payment") == before
     assert pg.scalar("SELECT COUNT(*) FROM dupewatch_archive_customer") == 0
@@ -100,28 +108,27 @@ def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fi
 # -- a trigger writing elsewhere, on every database ------------------------------------------------------------
 
 
-def _audit_trigger(db: TestDatabase) -> None:
+def _audit_trigger(db: TestDatabase, name: str, event: str, table: str) -> None:
+    """A trigger `name` AFTER `event` ON `table` writing the row's id into a new table `audit`: the row deleted
+    (OLD) or updated (NEW)."""
+    row = "OLD" if event == "DELETE" else "NEW"
     db.execute("CREATE TABLE audit (id INTEGER)")
     if db.dialect == "postgresql":
         db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
-                   "'BEGIN INSERT INTO audit VALUES (OLD.id); RETURN OLD; END'",
-                   "CREATE TRIGGER remember_delete AFTER DELETE ON t FOR EACH ROW EXECUTE FUNCTION remember()")
+                   f"'BEGIN INSERT INTO audit VALUES ({row}.id); RETURN {row}; END'",
+                   f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION remember()")
     elif db.dialect == "mysql":
-        db.execute("CREATE TRIGGER remember_delete AFTER DELETE ON t FOR EACH ROW INSERT INTO audit VALUES (OLD.id)")
+        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW INSERT INTO audit VALUES ({row}.id)")
     else:
-        db.execute("CREATE TRIGGER remember_delete AFTER DELETE ON t BEGIN INSERT INTO audit VALUES (old.id); END")
+        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN INSERT INTO audit VALUES ({row}.id); END")
 
 
-def test_a_trigger_writing_another_table_rolls_the_batch_back(db):
+def test_a_trigger_writing_another_table_rolls_the_batch_back(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1), (3, 2)")
-    _audit_trigger(db)
+    _audit_trigger(db, "remember_delete", "DELETE", "t")
     before = contents(db, "t", "audit")
-    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
-    try:
-        with pytest.raises(FixError) as stopped:
-            run_fix(monitor, "t")
-    finally:
-        monitor.close()
+    with pytest.raises(FixError) as stopped:
+        run_fix(monitor_on(db), "t")
     message = str(stopped.value)
     # PostgreSQL counts per table; SQLite and MariaDB count the session's writes and name what may have done it.
     named = "in audit" if db.dialect == "postgresql" else "AFTER DELETE trigger remember_delete"
@@ -130,30 +137,19 @@ def test_a_trigger_writing_another_table_rolls_the_batch_back(db):
     assert contents(db, "t", "audit") == before
 
 
-def test_a_trigger_on_a_repointed_table_writing_elsewhere_rolls_the_batch_back(db):
+def test_a_trigger_on_a_repointed_table_writing_elsewhere_rolls_the_batch_back(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
                "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))",
-               "INSERT INTO c VALUES (10, 2)", "CREATE TABLE audit (id INTEGER)")
-    if db.dialect == "postgresql":
-        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
-                   "'BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END'",
-                   "CREATE TRIGGER remember_move AFTER UPDATE ON c FOR EACH ROW EXECUTE FUNCTION remember()")
-    elif db.dialect == "mysql":
-        db.execute("CREATE TRIGGER remember_move AFTER UPDATE ON c FOR EACH ROW INSERT INTO audit VALUES (NEW.id)")
-    else:
-        db.execute("CREATE TRIGGER remember_move AFTER UPDATE ON c BEGIN INSERT INTO audit VALUES (new.id); END")
+               "INSERT INTO c VALUES (10, 2)")
+    _audit_trigger(db, "remember_move", "UPDATE", "c")
     before = contents(db, "t", "c", "audit")
-    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
-    try:
-        with pytest.raises(FixError, match="rolled back") as stopped:
-            run_fix(monitor, "t")
-    finally:
-        monitor.close()
+    with pytest.raises(FixError, match="rolled back") as stopped:
+        run_fix(monitor_on(db), "t")
     assert db.dialect != "postgresql" or "in audit" in str(stopped.value)
     assert contents(db, "t", "c", "audit") == before
 
 
-def test_a_trigger_writing_only_its_own_row_passes_the_account(db):
+def test_a_trigger_writing_only_its_own_row_passes_the_account(db, monitor_on):
     """The account does not refuse what the plan holds: a child's BEFORE UPDATE trigger that stamps the
     updated row is one update of that row, as planned."""
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
@@ -167,15 +163,11 @@ def test_a_trigger_writing_only_its_own_row_passes_the_account(db):
         db.execute("CREATE TRIGGER stamp BEFORE UPDATE ON c FOR EACH ROW SET NEW.seen = 1")
     else:
         db.execute("CREATE TRIGGER stamp AFTER UPDATE OF t_id ON c BEGIN UPDATE c SET seen = 1 WHERE id = new.id; END")
-    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
-    try:
-        if db.dialect == "sqlite":  # SQLite's trigger is a second UPDATE statement: beyond the plan
-            with pytest.raises(FixError, match="row"):
-                run_fix(monitor, "t")
-            return
-        report = run_fix(monitor, "t")
-    finally:
-        monitor.close()
+    if db.dialect == "sqlite":  # SQLite's trigger is a second UPDATE statement: beyond the plan
+        with pytest.raises(FixError, match="row"):
+            run_fix(monitor_on(db), "t")
+        return
+    report = run_fix(monitor_on(db), "t")
     assert (report.deleted, report.repointed) == (1, 1)
     assert db.rows("SELECT id, t_id, seen FROM c") == [(10, 1, 1)]
 
@@ -183,32 +175,24 @@ def test_a_trigger_writing_only_its_own_row_passes_the_account(db):
 # -- item 9: the preview is the fix's view ------------------------------------------------------------------
 
 
-def test_the_dry_run_plans_what_the_fix_role_sees(pg, pg_fix_role):
+def test_the_dry_run_plans_what_the_fix_role_sees(pg, pg_fix_role, monitor_on):
     """The detection role (a superuser) sees two duplicate groups; the fix role, under row-level security, one.
     The dry run promises what the fix then does."""
     pg.execute("CREATE TABLE member (id INT PRIMARY KEY, tenant TEXT, email TEXT)",
                "INSERT INTO member VALUES (1, 'a', 'x'), (2, 'a', 'x'), (3, 'b', 'y'), (4, 'b', 'y'), (5, 'b', 'y')",
                "ALTER TABLE member ENABLE ROW LEVEL SECURITY",
                f"CREATE POLICY tenant_a ON member TO \"{pg_fix_role}\" USING (tenant = 'a')")
-    checks = [{"name": "m", "table": "member", "key": ["email"]}]
-    monitor = Monitor(config_from_dict(checks_dict(pg, checks, fix_url=_as(pg, pg_fix_role))))
-    try:
-        plan = make_plan(monitor, "m")
-        report = run_fix(monitor, "m")
-    finally:
-        monitor.close()
+    monitor = monitor_on(pg, {"name": "m", "table": "member", "key": ["email"]}, fix_url=_as(pg, pg_fix_role))
+    plan = make_plan(monitor, "m")
+    report = run_fix(monitor, "m")
     assert (plan.groups, plan.rows_to_delete) == (1, 1)
     assert (report.groups, report.deleted) == (plan.groups, plan.rows_to_delete)
     assert pg.rows("SELECT id FROM member ORDER BY id") == [(1,), (3,), (4,), (5,)]
 
 
-def test_the_dry_run_changes_nothing_on_the_writing_connection(db):
+def test_the_dry_run_changes_nothing_on_the_writing_connection(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
-    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "t", "table": "t", "key": ["k"]}])))
-    try:
-        plan = make_plan(monitor, "t")
-    finally:
-        monitor.close()
+    plan = make_plan(monitor_on(db), "t")
     assert plan.rows_to_delete == 1
     assert not [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch")]
 
@@ -231,71 +215,50 @@ def mysql_fix_user(mysql: TestDatabase) -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-def test_mysql_a_cascade_from_a_database_the_fix_role_cannot_see_blocks_the_plan(mysql, mysql_fix_user):
-    other = f"{mysql.schema}_hidden"
+@pytest.fixture
+def invoices_elsewhere(mysql: TestDatabase) -> Iterator[str]:
+    """customer 1 and 2 share an email; invoice 10, in a second database, references customer 2 ON DELETE
+    CASCADE. Yields the second database's name, dropped after the test."""
+    other = f"{mysql.schema}_other"
     mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
-                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')",
-                  f"CREATE DATABASE `{other}`")
+                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')", f"CREATE DATABASE `{other}`")
     try:
         mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
                       f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
                       f"INSERT INTO `{other}`.invoice VALUES (10, 2)")
-        fix_url = _as(mysql, *mysql_fix_user)
-        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=fix_url)))
-        try:
-            plan = make_plan(monitor, "customers")
-            with pytest.raises(FixRefused, match="cannot see every foreign key"):
-                run_fix(monitor, "customers")
-        finally:
-            monitor.close()
-        assert any("grant it PROCESS" in b for b in plan.blockers), plan.blockers
-        assert mysql.scalar(f"SELECT COUNT(*) FROM `{other}`.invoice") == 1
-        assert mysql.scalar("SELECT COUNT(*) FROM customer") == 2
+        yield other
     finally:
         mysql.execute(f"DROP DATABASE `{other}`")
 
 
-def test_mysql_with_process_the_hidden_foreign_key_is_named(mysql, mysql_fix_user):
-    other = f"{mysql.schema}_hidden"
-    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
-                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')", f"CREATE DATABASE `{other}`")
+def test_mysql_a_cascade_from_a_database_the_fix_role_cannot_see_blocks_the_plan(mysql, mysql_fix_user,
+                                                                                  invoices_elsewhere, monitor_on):
+    monitor = monitor_on(mysql, CUSTOMERS, fix_url=_as(mysql, *mysql_fix_user))
+    plan = make_plan(monitor, "customers")
+    with pytest.raises(FixRefused, match="cannot see every foreign key"):
+        run_fix(monitor, "customers")
+    assert any("grant it PROCESS" in b for b in plan.blockers), plan.blockers
+    assert mysql.scalar(f"SELECT COUNT(*) FROM `{invoices_elsewhere}`.invoice") == 1
+    assert mysql.scalar("SELECT COUNT(*) FROM customer") == 2
+
+
+def test_mysql_with_process_the_hidden_foreign_key_is_named(mysql, mysql_fix_user, invoices_elsewhere, monitor_on):
     user, password = mysql_fix_user
-    try:
-        mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
-                      f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
-                      f"GRANT PROCESS ON *.* TO '{user}'@'%'")
-        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=_as(mysql, user, password))))
-        try:
-            plan = make_plan(monitor, "customers")
-        finally:
-            monitor.close()
-        assert any(f"{other}.invoice" in b and "no privilege" in b for b in plan.blockers), plan.blockers
-    finally:
-        mysql.execute(f"DROP DATABASE `{other}`")
+    mysql.execute(f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+    plan = make_plan(monitor_on(mysql, CUSTOMERS, fix_url=_as(mysql, user, password)), "customers")
+    assert any(f"{invoices_elsewhere}.invoice" in b and "no privilege" in b for b in plan.blockers), plan.blockers
 
 
-def test_mysql_a_reference_on_a_table_granted_alone_is_repointed_not_cascaded(mysql, mysql_fix_user):
+def test_mysql_a_reference_on_a_table_granted_alone_is_repointed_not_cascaded(mysql, mysql_fix_user,
+                                                                               invoices_elsewhere, monitor_on):
     """MariaDB hides the REFERENTIAL_CONSTRAINTS row of a foreign key from a role with only table privileges on
     its table; InnoDB's cascade (which no session counter shows) would delete the invoice unseen."""
-    other = f"{mysql.schema}_granted"
-    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
-                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')", f"CREATE DATABASE `{other}`")
     user, password = mysql_fix_user
-    try:
-        mysql.execute(f"CREATE TABLE `{other}`.invoice (id INT PRIMARY KEY, customer_id INT, FOREIGN KEY "
-                      f"(customer_id) REFERENCES `{mysql.schema}`.customer (id) ON DELETE CASCADE)",
-                      f"INSERT INTO `{other}`.invoice VALUES (10, 2)",
-                      f"GRANT SELECT, UPDATE ON `{other}`.invoice TO '{user}'@'%'",
-                      f"GRANT PROCESS ON *.* TO '{user}'@'%'")
-        monitor = Monitor(config_from_dict(checks_dict(mysql, [CUSTOMERS], fix_url=_as(mysql, user, password))))
-        try:
-            report = run_fix(monitor, "customers")
-        finally:
-            monitor.close()
-        assert (report.deleted, report.repointed) == (1, 1)
-        assert mysql.rows(f"SELECT id, customer_id FROM `{other}`.invoice") == [(10, 1)]
-    finally:
-        mysql.execute(f"DROP DATABASE `{other}`")
+    mysql.execute(f"GRANT SELECT, UPDATE ON `{invoices_elsewhere}`.invoice TO '{user}'@'%'",
+                  f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+    report = run_fix(monitor_on(mysql, CUSTOMERS, fix_url=_as(mysql, user, password)), "customers")
+    assert (report.deleted, report.repointed) == (1, 1)
+    assert mysql.rows(f"SELECT id, customer_id FROM `{invoices_elsewhere}`.invoice") == [(10, 1)]
 
 
 # -- item 10: publications ------------------------------------------------------------------------------------
@@ -356,22 +319,18 @@ def test_a_for_all_tables_publication_is_named_in_the_plan_notes(tmp_path):
         admin.dispose()
 
 
-def test_rows_of_partitions_are_counted_as_their_partitioned_table(pg):
+def test_rows_of_partitions_are_counted_as_their_partitioned_table(pg, monitor_on):
     """PostgreSQL counts a partitioned table's changes on its partitions: the account adds them up."""
     pg.execute("CREATE TABLE event (id INT, day INT, k INT, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)",
                "CREATE TABLE event_1 PARTITION OF event FOR VALUES FROM (0) TO (10)",
                "CREATE TABLE event_2 PARTITION OF event FOR VALUES FROM (10) TO (20)",
                "INSERT INTO event VALUES (1, 1, 7), (2, 11, 7), (3, 12, 7), (4, 2, 8)")
-    monitor = Monitor(config_from_dict(checks_dict(pg, [{"name": "e", "table": "event", "key": ["k"]}])))
-    try:
-        report = run_fix(monitor, "e")
-    finally:
-        monitor.close()
+    report = run_fix(monitor_on(pg, {"name": "e", "table": "event", "key": ["k"]}), "e")
     assert (report.state, report.deleted) == ("done", 2)
     assert pg.rows("SELECT id FROM event ORDER BY id") == [(1,), (4,)]
 
 
-def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch):
+def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch, monitor_on):
     """SQLite counts foreign key actions in total_changes(): with foreign keys enforced on the fix's connection
     and the reference hidden from the plan, the cascade is what the account catches."""
     sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
@@ -379,12 +338,9 @@ def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch)
                       "INSERT INTO c VALUES (10, 2)")
     monkeypatch.setattr("monitor.fix.execute.find_references", lambda *_args, **_kw: [])
     before = contents(sqlite_db, "t", "c")
-    monitor = Monitor(config_from_dict(checks_dict(sqlite_db, [{"name": "t", "table": "t", "key": ["k"]}])))
+    monitor = monitor_on(sqlite_db)
     sa.event.listen(monitor.database("app").writer, "connect",
                     lambda dbapi, _record: dbapi.execute("PRAGMA foreign_keys = ON"))
-    try:
-        with pytest.raises(FixError, match=r"counted 3 row\(s\) changed in this batch, the plan 2"):
-            run_fix(monitor, "t")
-    finally:
-        monitor.close()
+    with pytest.raises(FixError, match=r"counted 3 row\(s\) changed in this batch, the plan 2"):
+        run_fix(monitor, "t")
     assert contents(sqlite_db, "t", "c") == before

@@ -39,12 +39,18 @@ def assert_refused(result: Any, call: str) -> None:
     assert "\n" not in result.error
 
 
-@pytest.fixture
-def victim_table(request: Any, tmp_path: Any) -> Any:
-    db = request.getfixturevalue(request.param)
-    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
-    db.execute("INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+def make_victim(db: Any, *statements: str, rows: bool = True) -> Any:
+    """The table every check here reads (`victim`: key `k`, 'a' twice), then `statements`; returns `db`."""
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))", *statements)
+    if rows:
+        db.execute("INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
     return db
+
+
+@pytest.fixture
+def victim_table(request: Any) -> Any:
+    """`victim` in the database fixture named by the parameter (indirect parametrization)."""
+    return make_victim(request.getfixturevalue(request.param))
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
@@ -89,28 +95,17 @@ PG_WHERE_SPELLINGS = {
 }
 
 
-@pytest.mark.parametrize("victim_table", ["pg"], indirect=True)
-@pytest.mark.parametrize("spelling", PG_WHERE_SPELLINGS)
-def test_postgresql_where_spelling_cannot_call_a_refused_function(victim_table, spelling, monitor_for):
-    where, call = PG_WHERE_SPELLINGS[spelling]
-    result = run_where(monitor_for, victim_table, where)
-    assert_refused(result, call)
-    assert result.error.startswith("check 'w': where: ")
-
-
 @pytest.fixture
 def pg_objects(pg):
     """A VOLATILE function of the application's, an operator and a view that call it: nothing in a statement
     using them names a refused function."""
-    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-               "INSERT INTO victim VALUES (1, 'a'), (2, 'a')",
-               "CREATE FUNCTION grab(n integer) RETURNS integer VOLATILE LANGUAGE plpgsql "
-               "AS 'BEGIN PERFORM pg_advisory_lock(n); RETURN n; END'",
-               "CREATE FUNCTION grab_eq(a integer, b integer) RETURNS boolean VOLATILE LANGUAGE plpgsql "
-               "AS 'BEGIN RETURN pg_try_advisory_lock(a) AND a = b; END'",
-               "CREATE OPERATOR === (LEFTARG = integer, RIGHTARG = integer, FUNCTION = grab_eq)",
-               "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim")
-    return pg
+    return make_victim(pg,
+                       "CREATE FUNCTION grab(n integer) RETURNS integer VOLATILE LANGUAGE plpgsql "
+                       "AS 'BEGIN PERFORM pg_advisory_lock(n); RETURN n; END'",
+                       "CREATE FUNCTION grab_eq(a integer, b integer) RETURNS boolean VOLATILE LANGUAGE plpgsql "
+                       "AS 'BEGIN RETURN pg_try_advisory_lock(a) AND a = b; END'",
+                       "CREATE OPERATOR === (LEFTARG = integer, RIGHTARG = integer, FUNCTION = grab_eq)",
+                       "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim")
 
 
 PG_HIDDEN = {
@@ -169,32 +164,22 @@ MYSQL_WHERE_SPELLINGS = {
 }
 
 
-@pytest.mark.parametrize("victim_table", ["mysql"], indirect=True)
-@pytest.mark.parametrize("spelling", MYSQL_WHERE_SPELLINGS)
-def test_mysql_where_spelling_cannot_take_a_named_lock(victim_table, spelling, monitor_for):
-    where, call = MYSQL_WHERE_SPELLINGS[spelling]
-    result = run_where(monitor_for, victim_table, where)
-    assert_refused(result, call)
-    assert result.error.startswith("check 'w': where: ")
-
-
 def test_mysql_a_stored_function_is_refused(mysql, monitor_for):
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "CREATE FUNCTION grab() RETURNS INT NOT DETERMINISTIC RETURN GET_LOCK('dw_grab', 0)")
+    make_victim(mysql, "CREATE FUNCTION grab() RETURNS INT NOT DETERMINISTIC RETURN GET_LOCK('dw_grab', 0)")
     assert_refused(run_query(monitor_for, mysql, "SELECT grab() AS a FROM victim"), "grab()")
 
 
 def test_mysql_a_call_in_a_constant_derived_table_is_refused(mysql, monitor_for):
     """`EXPLAIN EXTENDED` would evaluate `(SELECT GET_LOCK(...)) x` while it optimizes and print `1` in its place;
     the statement is vetted by PREPARE, which runs nothing and keeps the call."""
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    make_victim(mysql)
     lock = f"dw_{uuid.uuid4().hex[:8]}"
     result = run_query(monitor_for, mysql, f"SELECT * FROM (SELECT GET_LOCK('{lock}', 0) AS g) AS x WHERE g")
     assert_refused(result, "get_lock(")
 
 
 def test_mysql_a_shared_row_lock_in_a_sub_select_is_refused(mysql, monitor_for):
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    make_victim(mysql)
     sql = "SELECT k FROM victim WHERE id IN (SELECT id FROM victim LOCK /*!IN*/ SHARE MODE)"
     assert_refused(run_query(monitor_for, mysql, sql), "lock in share mode")
 
@@ -218,13 +203,6 @@ def test_sqlite_bracketed_alias_cannot_hide_randomblob(victim_table, monitor_for
 
 
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
-def test_sqlite_where_bracketed_alias_cannot_hide_randomblob(victim_table, monitor_for):
-    result = run_where(monitor_for, victim_table, "EXISTS (SELECT 1 AS [x--] WHERE length(randomblob(10)) > 0)")
-    assert_refused(result, "randomblob(")
-    assert result.error.startswith("check 'w': where: ")
-
-
-@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
 def test_sqlite_printf_cannot_build_a_900_mb_string(victim_table, monitor_for):
     """No name the old scanner refused: printf loops inside one step of SQLite's program, past every deadline."""
     started = time.monotonic()
@@ -245,6 +223,24 @@ def test_sqlite_a_statement_cannot_build_a_string_of_a_gigabyte(victim_table, mo
     assert grown_mb < 400, grown_mb
 
 
+# -- a table check's `where`, on every database ------------------------------------------------------------------
+
+SQLITE_WHERE_SPELLINGS = {
+    "bracketed alias": ("EXISTS (SELECT 1 AS [x--] WHERE length(randomblob(10)) > 0)", "randomblob("),
+}
+WHERE_SPELLINGS = [pytest.param(fixture, where, call, id=f"{fixture}-{name}")
+                   for fixture, spellings in (("pg", PG_WHERE_SPELLINGS), ("mysql", MYSQL_WHERE_SPELLINGS),
+                                              ("sqlite_db", SQLITE_WHERE_SPELLINGS))
+                   for name, (where, call) in spellings.items()]
+
+
+@pytest.mark.parametrize(("victim_table", "where", "call"), WHERE_SPELLINGS, indirect=["victim_table"])
+def test_where_spelling_cannot_call_a_refused_function(victim_table, where, call, monitor_for):
+    result = run_where(monitor_for, victim_table, where)
+    assert_refused(result, call)
+    assert result.error.startswith("check 'w': where: ")
+
+
 # -- what the user sees: one line naming the check and the call, exit 2; a fix changes nothing ------------------
 
 CLI_QUERY = {"postgresql": ('SELECT U&"pg\\005fadvisory\\005flock"(4242) AS a', "pg_advisory_lock("),
@@ -256,7 +252,7 @@ FIX_WHERE = {"postgresql": ("k <> E'\\'' AND pg_advisory_lock(4242) IS NOT NULL 
 
 
 def test_dupewatch_check_reports_a_refused_call_in_one_line_and_exits_2(db, tmp_path):
-    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))")
+    make_victim(db, rows=False)
     sql, call = CLI_QUERY[db.dialect]
     path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}}, [{"name": "sneaky", "database": "d", "sql": sql}])
     result = run_cli("check", "--config", str(path))
@@ -266,8 +262,7 @@ def test_dupewatch_check_reports_a_refused_call_in_one_line_and_exits_2(db, tmp_
 
 
 def test_dupewatch_fix_refuses_a_where_with_a_refused_call_and_changes_nothing(db, tmp_path):
-    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-               "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    make_victim(db)
     where, call = FIX_WHERE[db.dialect]
     path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
                         [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
