@@ -20,6 +20,7 @@ import click
 
 from monitor import __version__
 from monitor.config import ConfigError, find_config_file, load_config
+from monitor.words import counted
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -594,7 +595,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         confirmed = None if yes else _confirmed_plan(monitor, check_name, merge_distinct)
 
         def show_progress(p: fixing.FixProgress) -> None:
-            click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
+            click.echo(f"  {p.groups_done:,}/{counted(p.groups_total, 'group')}: {p.deleted:,} deleted, "
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
         report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size, batch_time=batch_time,
@@ -624,9 +625,9 @@ def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> 
     except Exception as exc:
         cause = str(exc) if isinstance(exc, DatabaseError) else \
             f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)"
-        fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({report.deleted:,} row(s) deleted and "
-             f"archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index failed: "
-             f"{cause}")
+        fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({counted(report.deleted, 'row')} "
+             f"deleted and archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index "
+             f"failed: {cause}")
 
 
 def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
@@ -638,7 +639,7 @@ def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     if pending is not None:
         click.echo(f"fix {pending.fix_id} of {check_name!r} ({pending.state}, started {pending.created_at} by "
                    f"{pending.os_user}) is unfinished: {pending.groups + pending.skipped:,} of "
-                   f"{pending.total_groups:,} groups done; confirming resumes it.", err=True)
+                   f"{counted(pending.total_groups, 'group')} done; confirming resumes it.", err=True)
         if not confirm_by_name(check_name, "resume it"):
             fail("not confirmed; nothing changed")
         return None
@@ -729,8 +730,8 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
-        click.echo(f"fix {report.fix_id} purged: {report.archived_rows:,} archived row(s) deleted, "
-                   f"{report.logs_dropped:,} log table(s) dropped")
+        click.echo(f"fix {report.fix_id} purged: {counted(report.archived_rows, 'archived row')} deleted, "
+                   f"{counted(report.logs_dropped, 'log table')} dropped")
 
 
 @main.command(short_help="Restore the rows a fix deleted.")
@@ -763,7 +764,8 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
         if not yes:
             _db, record = find_fix(monitor, fix_id)
             click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name}: "
-                       f"{record.archived:,} row(s) to restore, {record.repointed:,} reference(s) to point back",
+                       f"{counted(record.archived, 'row')} to restore, "
+                       f"{counted(record.repointed, 'reference')} to point back",
                        err=True)
             if not confirm_by_name(record.check_name, "undo it"):
                 fail("not confirmed; nothing changed")
@@ -774,8 +776,8 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         dropped = f"; unique index {report.constraint_dropped} dropped" if report.constraint_dropped else ""
-        click.echo(f"fix {report.fix_id} undone: {report.restored:,} row(s) restored, "
-                   f"{report.repointed:,} reference(s) pointed back{dropped}")
+        click.echo(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
+                   f"{counted(report.repointed, 'reference')} pointed back{dropped}")
 
 
 @main.command(short_help="Add the unique index that keeps a check's duplicates out.")

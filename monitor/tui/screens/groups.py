@@ -17,7 +17,7 @@ from textual.worker import get_current_worker
 
 from monitor.detect import DuplicateGroup, GroupCursor, as_datetime
 from monitor.engine import CheckError
-from monitor.tui.format import format_count, format_spread
+from monitor.tui.format import format_count, format_spread, moment_text
 from monitor.tui.messages import GroupsPageLoaded, LoadFailed
 from monitor.tui.screens.detail import CheckScreen, elapsed_ms
 from monitor.tui.widgets.paged_table import PagedTable, cell
@@ -130,7 +130,7 @@ class GroupsScreen(CheckScreen):
         if self.state.config.timestamp:
             first = as_datetime(group.first_seen)
             cells.append(format_spread(group.spread))
-            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
+            cells.append(Text(moment_text(first) if first else "—", style="dim"))
         if self.state.config.incremental:
             cells.append(self._seen_cell(group))
         return cells
@@ -141,7 +141,7 @@ class GroupsScreen(CheckScreen):
         if seen is None:
             return Text("—", style="dim")
         moment, new = seen
-        when = moment.strftime("%Y-%m-%d %H:%M:%S")
+        when = moment_text(moment)
         return Text(f"● new {when}", style="bold #ffaf00") if new else Text(when, style="dim")
 
     def refresh_check(self, name: str) -> None:

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from monitor.tui.format import plural, relative_time
+from monitor.tui.format import counted, relative_time
 from monitor.tui.state import Dashboard, Figures
 
 AMBER, GREEN, RED, GREY = "#ffaf00", "#5fd75f", "#ff5f5f", "#8a8a8a"
@@ -81,13 +81,13 @@ def totals_text(dashboard: Dashboard, now: datetime, *, short: bool = False) -> 
             parts.append(Text(f"{errors} failing", style=f"bold {RED}"))
         return Text.assemble(("dupewatch", f"bold {AMBER}"), " ", Text(" · ", style=GREY).join(parts))
     checks, databases = len(dashboard.checks), len(dashboard.config.databases)
-    parts = [Text.assemble(_figure(dup, dup > 0), f" of {checks} {plural(checks, 'check')} with duplicates"),
+    parts = [Text.assemble(_figure(dup, dup > 0), f" of {counted(checks, 'check')} with duplicates"),
              _rows(dashboard.figures("duplicates", now), "excess rows")]
     if has_violations:
         parts.append(Text.assemble(_figure(violating, violating > 0), " with violations: ",
                                    _rows(dashboard.figures("violations", now), "violating rows")))
     parts.append(Text.assemble(_figure(len(down), bool(down), RED),
-                               f" of {databases} {plural(databases, 'database')} unreachable"))
+                               f" of {counted(databases, 'database')} unreachable"))
     if errors:
         parts.append(Text(f"{errors} failing", style=f"bold {RED}"))
     return Text.assemble(("dupewatch", f"bold {AMBER}"), "  ", Text(" · ", style=GREY).join(parts))
