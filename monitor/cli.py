@@ -858,6 +858,13 @@ def init(url: str, sources: tuple[Path, ...], schemas: tuple[str, ...], as_json:
     run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME), init=True, sources=sources)
 
 
+def _url_given_as() -> str:
+    """How the user gave the database URL: `--url`, or `$DUPEWATCH_URL` when it came from the environment."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("url") if context is not None else None
+    return "$DUPEWATCH_URL" if source == click.core.ParameterSource.ENVIRONMENT else "--url"
+
+
 def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: str, write_path: Path | None,
                       *, init: bool = False, sources: Sequence[Path] = ()) -> None:
     from monitor.audit import run_audit
@@ -868,9 +875,13 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
         seconds = parse_duration(budget)
     except ValueError as exc:
         fail(f"--budget: {exc}")
+    # Errors name what the user typed: `init` writes its file without a --write flag.
+    written = str(write_path) if init else f"--write {write_path}"
+    instead = "remove it, or write another file with `dupewatch audit --write FILE`" if init else \
+        "choose another name or remove it"
     if write_path is not None and write_path.exists():
-        fail(f"--write {write_path}: file exists; refusing to overwrite it (choose another name or remove it)")
-    report = run_audit(url, list(schemas), seconds, sources=list(sources))
+        fail(f"{written}: file exists; refusing to overwrite it ({instead})")
+    report = run_audit(url, list(schemas), seconds, sources=list(sources), given_as=_url_given_as())
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
         _echo_lines([f"dupewatch: note: {n}" for n in report.notes], err=True)
@@ -888,9 +899,9 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
             try:
                 write_config(write_path, text)
             except FileExistsError:
-                fail(f"--write {write_path}: file exists; refusing to overwrite it")
+                fail(f"{written}: file exists; refusing to overwrite it ({instead})")
             except OSError as exc:
-                fail(f"--write {write_path}: {exc.strerror or exc}")
+                fail(f"{written}: {exc.strerror or exc}")
             click.echo(f"dupewatch: wrote {write_path}; it reads the database URL from ${URL_ENV}: "
                        f"`dupewatch --config {write_path}` opens the dashboard on it", err=True)
             if init:

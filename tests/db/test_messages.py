@@ -295,3 +295,29 @@ def test_fix_on_one_database_does_not_need_another_databases_variable(tmp_path, 
     assert dupewatch("check", "--config", path, "c", env=env).code == 1  # only the chosen checks' databases
     [line] = error_lines(dupewatch("check", "--config", path, env=env))  # running every check needs them all
     assert line == f"{path}: databases.other.url_env: environment variable DW_TEST_UNSET_X is not set"
+
+
+# -- errors name what the user typed -----------------------------------------------------------------
+
+def test_audit_and_init_errors_name_the_url_as_given_never_an_internal_database(tmp_path, dupewatch):
+    """`audit` and `init` take a URL, not a config: no `database 'audit'` the user never configured."""
+    gone = "postgresql://watcher:S3cretPw@127.0.0.1:1/orders"
+    for command in ("audit", "init"):
+        [line] = error_lines(dupewatch(command, "--url", gone, cwd=tmp_path))
+        assert line.startswith("--url (postgresql+psycopg://watcher:***@127.0.0.1:1/orders): connection failed")
+        assert "audit'" not in line and "S3cretPw" not in line
+    env = {**os.environ, "DUPEWATCH_URL": "not a url"}
+    assert error_lines(dupewatch("audit", env=env, cwd=tmp_path)) == ["$DUPEWATCH_URL: not a database URL: not a url"]
+    [missing] = error_lines(dupewatch("init", "--url", f"sqlite:///{tmp_path}/nope.sqlite", cwd=tmp_path))
+    assert missing.startswith(f"--url (sqlite:///{tmp_path}/nope.sqlite): ")
+
+
+def test_init_over_an_existing_config_names_the_file_not_a_flag_it_never_typed(tmp_path, dupewatch, sqlite_db):
+    (tmp_path / "dupewatch.toml").write_text("# mine\n")
+    assert error_lines(dupewatch("init", "--url", sqlite_db.url, cwd=tmp_path)) == [
+        "dupewatch.toml: file exists; refusing to overwrite it (remove it, or write another file with "
+        "`dupewatch audit --write FILE`)"]
+    (tmp_path / "other.toml").write_text("# mine\n")
+    assert error_lines(dupewatch("audit", "--url", sqlite_db.url, "--write", "other.toml", cwd=tmp_path)) == [
+        "--write other.toml: file exists; refusing to overwrite it (choose another name or remove it)"]
+    assert (tmp_path / "dupewatch.toml").read_text() == "# mine\n"
