@@ -476,8 +476,15 @@ def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
         return
     # LIMIT 0 (not `AND false`, which SQLAlchemy would fold away with the filter) reads no rows.
     probe = sa.select(sa.literal(1)).select_from(resolved.table).where(*resolved.filters).limit(0)
+    where = " ".join(resolved.check.where.split())
     try:
-        refused = db.rules.refused_call(conn, where_probe(resolved, conn.dialect.identifier_preparer))
+        statement = where_probe(resolved, conn.dialect.identifier_preparer)
+        unknown = db.rules.unknown_column(conn, statement)
+        if unknown:
+            detail = f"{where!r} fails: {db.label} ({db.display_url}): {unknown}"
+            raise CheckDefinitionError(f"check {resolved.check.name!r}: where {detail}", field="where",
+                                       detail=detail)
+        refused = db.rules.refused_call(conn, statement)
         if refused:
             raise CheckDefinitionError(f"check {resolved.check.name!r}: where: {refused}", field="where",
                                        detail=refused)
@@ -485,7 +492,6 @@ def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseError(db.describe(exc)) from None
-        where = " ".join(resolved.check.where.split())
         detail = f"{where!r} fails: {db.describe(exc)}"
         raise CheckDefinitionError(f"check {resolved.check.name!r}: where {detail}", field="where",
                                    detail=detail) from None

@@ -27,6 +27,9 @@ Connections (`monitor.db`)
   `write_refused_markers`: what its refusal of a write in a read-only session says.
 - `refused_call(conn, statement)`: why a custom query or a table check's `where` must not run, decided by the
   server's own reading of the statement (its resolved functions, its row locks), not by a lexer of ours.
+- `unknown_column(conn, statement)`: the database's complaint when a table check's `where` names a column its
+  table lacks, reading a double-quoted name as a name (the SQL standard) where the database would otherwise take
+  an unknown one for a string (SQLite, MySQL/MariaDB without ANSI_QUOTES); None when every name resolves.
 
 Detection (`monitor.detect`, `monitor.engine`)
 - `ungroupable_key(column)`: why a key column cannot be grouped, or None.
@@ -231,6 +234,12 @@ class Dialect:
         without running it, on `conn` (a read-only session). A database that cannot say which functions a
         statement calls refuses every custom statement."""
         return "custom SQL is not allowed in a check: dupewatch cannot ask this database what a statement calls"
+
+    def unknown_column(self, conn: Connection, statement: str) -> str | None:
+        """The database's complaint about a name in `statement` that is no column, double-quoted names read as
+        names; None when all resolve. By default None: the database reads `"name"` as a name already, so running
+        the statement reports an unknown one (PostgreSQL)."""
+        return None
 
     # -- detection ------------------------------------------------------------------------------
 

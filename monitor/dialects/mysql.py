@@ -101,6 +101,7 @@ variance version week weekday weekofyear weight_string year yearweek
 """)
 
 
+UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
 
 
@@ -240,6 +241,25 @@ class MySQL(Dialect):
                             f"call; name the columns inside it instead (WITH {name} AS (SELECT ... AS column))")
                 return (f"{name}() is not allowed in a check: it is not one of the built-in functions known to "
                         f"change nothing (locks, waits, files, sequences and stored functions are refused)")
+        return None
+
+    def unknown_column(self, conn: Connection, statement: str) -> str | None:
+        """The server's error 1054 (unknown column) when it prepares `statement` with ANSI_QUOTES on, so that
+        `"staus"` is the column it names and not the string 'staus'. The session's sql_mode is restored."""
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one()
+        conn.exec_driver_sql("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'ANSI_QUOTES')")
+        try:
+            conn.exec_driver_sql("SET @dupewatch_vetted = %s", (statement,))
+            conn.exec_driver_sql("PREPARE dupewatch_vetted FROM @dupewatch_vetted")
+            conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_vetted")
+        except sa.exc.DBAPIError as exc:
+            args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+            if len(args) > 1 and args[0] == UNKNOWN_COLUMN:
+                return f"{args[1]} (a double-quoted name is a column here: write a string in single quotes)"
+            return None  # not a name: running the statement reports it as the server words it
+        finally:
+            conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+            conn.exec_driver_sql("SET @dupewatch_vetted = NULL")
         return None
 
     @staticmethod

@@ -321,3 +321,41 @@ def test_init_over_an_existing_config_names_the_file_not_a_flag_it_never_typed(t
     assert error_lines(dupewatch("audit", "--url", sqlite_db.url, "--write", "other.toml", cwd=tmp_path)) == [
         "--write other.toml: file exists; refusing to overwrite it (choose another name or remove it)"]
     assert (tmp_path / "dupewatch.toml").read_text() == "# mine\n"
+
+
+# -- a `where` names columns of its table --------------------------------------------------------------
+
+def test_a_where_naming_an_unknown_double_quoted_column_is_one_line_exit_2_on_every_database(db, tmp_path, dupewatch):
+    """SQLite (and MariaDB without ANSI_QUOTES) would read `"staus"` as the string 'staus': the check would
+    report 0 groups forever. The database, asked to read it as a name, says there is no such column."""
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email VARCHAR(40), status INTEGER)",
+               "INSERT INTO orders VALUES (1, 'a', 1), (2, 'a', 1)")
+    typo = write_config(tmp_path / "typo.toml", {"d": {"url": db.url}},
+                        [{"name": "c", "database": "d", "table": "orders", "key": ["email"], "where": '"staus" = 1'}])
+    for command in (("config", "validate"), ("check",)):
+        [line] = error_lines(dupewatch(*command, "--config", typo))
+        assert line.startswith(f"""{typo}: checks[0] ('c').where: '"staus" = 1' fails: database 'd' (""")
+        assert "staus" in line.split("): ", 1)[1]
+    good = write_config(tmp_path / "good.toml", {"d": {"url": db.url}},
+                        [{"name": "c", "database": "d", "table": "orders", "key": ["email"],
+                          "where": db.q("status") + " = 1"}])
+    run = dupewatch("check", "--json", "--config", good)
+    assert run.code == 1 and run.json["checks"][0]["groups"] == 1, run.output
+
+
+def test_mysql_where_vetting_leaves_the_sql_mode_as_it_found_it(mysql):
+    from monitor.config import DatabaseConfig
+    from monitor.db import Database
+
+    mysql.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, status INTEGER)")
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            before = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one()
+            probe = 'SELECT 1 FROM orders WHERE ("staus" = 1)'
+            assert "Unknown column 'staus'" in (database.rules.unknown_column(conn, probe) or "")
+            assert database.rules.unknown_column(conn, "SELECT 1 FROM orders WHERE (status = 'x')") is None
+            after = conn.exec_driver_sql("SELECT @@SESSION.sql_mode, @dupewatch_vetted").one()
+            assert tuple(after) == (before, None) and "ANSI_QUOTES" not in before
+    finally:
+        database.dispose()
