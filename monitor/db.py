@@ -231,16 +231,40 @@ class Database:
         self._file = self.rules.database_file(self.url)
         self._opened_file: tuple[int, int] | None = None
         self._file_lock = threading.Lock()
+        self._identity: list[str] | None = None  # `server_place` of a server, once it answered
+        self._identity_lock = threading.Lock()
 
     @property
-    def place(self) -> list[str]:
-        """What this database is, for keying run history (`monitor.history.subject`): its backend and the server
-        and database its URL names, or the file's resolved path; never the config's name for it or credentials."""
+    def address(self) -> list[str]:
+        """Where this database's URL points: its backend and the server and database it names, or the file's
+        resolved path; never the config's name for it or credentials. Two addresses may name one server
+        (`localhost`, `127.0.0.1`): `server_place` is what a run measured."""
         if self._file is not None:
             return [self.rules.name, os.path.realpath(self._file)]
         socket = self.url.query.get("host", "")
         return [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
                 self.url.database or ""]
+
+    def server_place(self) -> list[str]:
+        """What this database is, as it tells, for keying run history (`monitor.history.subject`): the server's
+        own identity and the database (`Dialect.server_identity`, asked once per process), or the device and
+        inode of a database file (asked each time: a file replaced on disk is another database). Raises
+        `DatabaseError` when the server does not answer or the file is gone."""
+        if self._file is not None:
+            try:
+                found = os.stat(self._file)
+            except OSError as exc:
+                raise DatabaseError(f"{self.label} ({self.display_url}): {exc.strerror or exc}") from None
+            return [self.rules.name, "file", str(found.st_dev), str(found.st_ino)]
+        with self._identity_lock:
+            if self._identity is None:
+                with self.read_only() as conn:
+                    try:
+                        told = self.rules.server_identity(conn)
+                    except sa.exc.DBAPIError as exc:
+                        raise DatabaseError(self.describe(exc)) from None
+                self._identity = self.address if told is None else [self.rules.name, *told]
+            return self._identity
 
     @property
     def display_url(self) -> str:

@@ -283,6 +283,17 @@ class MySQL(Dialect):
 
     # -- fixes ----------------------------------------------------------------------------------
 
+    def server_identity(self, conn: Connection) -> list[str]:
+        """MySQL's `server_uuid`, else (MariaDB has none) the server's host name and port as it reports them;
+        and the default database."""
+        uuid = conn.exec_driver_sql("SHOW GLOBAL VARIABLES LIKE 'server_uuid'").first()
+        if uuid is not None and uuid[1]:
+            server = ["server_uuid", str(uuid[1])]
+        else:
+            host, port = conn.exec_driver_sql("SELECT @@hostname, @@port").one()
+            server = ["host", str(host), str(port)]
+        return [*server, str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")]
+
     def named_lock(self, key: str) -> NamedLock:
         name = fix_lock_name(key)
         return NamedLock(sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=name),
