@@ -306,8 +306,8 @@ class PostgreSQL(Dialect):
 
     def server_identity(self, conn: Connection) -> list[str]:
         """The cluster's system identifier (`pg_control_system()`, callable by every role unless revoked), else
-        the address and port the server answered on; and the database. A physical standby shares its primary's
-        identifier: it holds the same data."""
+        the address and port the server answered on; the database, and the schema its search path starts at. A
+        physical standby shares its primary's identifier: it holds the same data."""
         if conn.exec_driver_sql("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')").scalar():
             identifier = conn.exec_driver_sql("SELECT system_identifier FROM pg_control_system()").scalar()
             server = ["system_identifier", str(identifier)]
@@ -315,7 +315,8 @@ class PostgreSQL(Dialect):
             address, port = conn.exec_driver_sql(
                 "SELECT coalesce(host(inet_server_addr()), 'local socket'), current_setting('port')").one()
             server = ["address", str(address), str(port)]
-        return [*server, str(conn.exec_driver_sql("SELECT current_database()").scalar())]
+        database, schema = conn.exec_driver_sql("SELECT current_database(), current_schema()").one()
+        return [*server, str(database), str(schema or "")]  # the schema an unqualified table name is found in
 
     def named_lock(self, key: str) -> NamedLock:
         lock = fix_lock_key(key)
