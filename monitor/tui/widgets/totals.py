@@ -33,10 +33,14 @@ class HeaderTotals(Horizontal):
     def show(self, dashboard: Dashboard, now: datetime, *, paused: bool, sort: str, filter_text: str) -> None:
         """The totals in the longest form that fits beside the mode (never overwritten by it, nor cut mid-word)."""
         width = (self.size.width or 160) - 2  # the padding
-        forms = [(totals_text(dashboard, now), False), (totals_text(dashboard, now), True),
-                 (totals_text(dashboard, now, short=True), True)]
-        for totals, short_mode in forms:
-            mode = mode_text(now, paused=paused, sort=sort, filter_text=filter_text, short=short_mode)
+        long, short = totals_text(dashboard, now), totals_text(dashboard, now, short=True)
+        options = {"paused": paused, "sort": sort, "filter_text": filter_text}
+        forms = [(long, mode_text(now, **options)), (long, mode_text(now, **options, short=True)),
+                 (short, mode_text(now, **options, short=True)),
+                 (short, mode_text(now, **options, short=True, clock=False))]
+        room = width - short.cell_len - 2  # the last resort: the filter cut to what is left beside the totals
+        forms.append((short, mode_text(now, **options, short=True, clock=False, filter_room=room)))
+        for totals, mode in forms:
             if totals.cell_len + mode.cell_len + 2 <= width:
                 break
         self.query_one("#totals", Static).update(totals)
@@ -93,11 +97,15 @@ def totals_text(dashboard: Dashboard, now: datetime, *, short: bool = False) -> 
     return Text.assemble(("dupewatch", f"bold {AMBER}"), "  ", Text(" · ", style=GREY).join(parts))
 
 
-def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short: bool = False) -> Text:
-    """Filter, sort, LIVE/PAUSED and the clock; `short` leaves out the words and the default sort."""
+def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short: bool = False, clock: bool = True,
+              filter_room: int | None = None) -> Text:
+    """Filter, sort, LIVE/PAUSED and the clock; `short` leaves out the words and the default sort, `clock=False`
+    the clock; `filter_room` is the most the whole text may take, the filter cut to fit (never below 2 characters)."""
     text = Text()
     if filter_text:
-        shown = filter_text if not short or len(filter_text) <= 12 else filter_text[:11] + "…"
+        sorted_by = len(sort) + 2 if sort != "config order" else 0  # `↓most rows `
+        limit = 12 if filter_room is None else max(2, filter_room - sorted_by - 8)  # `/` filter ` ` ` LIVE `
+        shown = filter_text if not short or len(filter_text) <= limit else filter_text[:limit - 1] + "…"
         label, gap = ("", " ") if short else ("filter ", "   ")
         text.append_text(Text.assemble((label, "dim"), (f"/{shown}", "bold"), gap))
     if not short:
@@ -105,5 +113,6 @@ def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short
     elif sort != "config order":
         text.append_text(Text.assemble((f"↓{sort}", "bold"), " "))
     text.append(" PAUSED " if paused else " LIVE ", style=f"bold reverse {GREY if paused else GREEN}")
-    text.append_text(Text.assemble("  ", (now.strftime("%H:%M:%S"), "dim")))
+    if clock:
+        text.append_text(Text.assemble("  ", (now.strftime("%H:%M:%S"), "dim")))
     return text
