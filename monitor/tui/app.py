@@ -391,7 +391,7 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
     app.startup_notice = notice
     if exporter is not None:
         # As the daemon does: a restart keeps the last figures and success time.
-        exporter.restore(app.history, app.monitor.subject, config)
+        exporter.restore(app.history, lambda check: app.monitor.subject(check, ask=False), config)
     try:
         code = app.run()
     finally:

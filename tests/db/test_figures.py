@@ -128,6 +128,7 @@ def test_a_server_that_does_not_answer_is_known_by_what_it_said_before(tmp_path)
         assert monitor.place("d") == address  # never answered: its address stands for it
         store.remember_place(address, ["postgresql", "system_identifier", "42", "x", "public"])
         later = Monitor(config, state=store)
+        assert later.place("d", ask=False) == ["postgresql", "system_identifier", "42", "x", "public"]
         assert later.place("d") == ["postgresql", "system_identifier", "42", "x", "public"]
         later.close()
     finally:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from test_fix_dashboard import fix_screen, open_fix
 from textual.widgets import Button, DataTable, Static
 
 from monitor.config import config_from_dict
 from monitor.tui.screens.groups import GroupsScreen
 from monitor.tui.screens.rows import GroupRowsScreen
 from monitor.tui.widgets.paged_table import PagedTable
-from test_fix_dashboard import fix_screen, open_fix
 from tui_support import all_ran, wait_for
 
 BORN = "2024-06-01 01:10:31.000000"  # SQLite's DATETIME as SQLAlchemy stores it: whole seconds, six zeros

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from rich.text import Text
@@ -34,12 +35,11 @@ class HeaderTotals(Horizontal):
         """The totals in the longest form that fits beside the mode (never overwritten by it, nor cut mid-word)."""
         width = (self.size.width or 160) - 2  # the padding
         long, short = totals_text(dashboard, now), totals_text(dashboard, now, short=True)
-        options = {"paused": paused, "sort": sort, "filter_text": filter_text}
-        forms = [(long, mode_text(now, **options)), (long, mode_text(now, **options, short=True)),
-                 (short, mode_text(now, **options, short=True)),
-                 (short, mode_text(now, **options, short=True, clock=False))]
+        mode_of = functools.partial(mode_text, now, paused=paused, sort=sort, filter_text=filter_text)
         room = width - short.cell_len - 2  # the last resort: the filter cut to what is left beside the totals
-        forms.append((short, mode_text(now, **options, short=True, clock=False, filter_room=room)))
+        forms = [(long, mode_of()), (long, mode_of(short=True)), (short, mode_of(short=True)),
+                 (short, mode_of(short=True, clock=False)),
+                 (short, mode_of(short=True, clock=False, filter_room=room))]
         for totals, mode in forms:
             if totals.cell_len + mode.cell_len + 2 <= width:
                 break
