@@ -80,3 +80,33 @@ async def test_a_filter_never_overwrites_the_header_totals(demo_app):
             assert totals.region.right <= mode.region.x and mode.region.right <= size[0]
             assert len(str(totals.render())) <= totals.region.width, str(totals.render())
             assert "dupewatch" in str(totals.render()) and "excess" in str(totals.render())
+
+
+async def test_the_trend_legend_is_the_charts_title_never_drawn_over_its_lines():
+    """plotext draws its own legend inside the canvas, over the lines: the legend is the title line instead."""
+    from datetime import datetime, timedelta
+
+    from textual.app import App, ComposeResult
+
+    from monitor.detect import CheckResult
+    from monitor.tui.widgets.trend import TrendChart
+
+    start = datetime(2024, 6, 3, 14, 0).astimezone()
+    points = [CheckResult("c", "d", "duplicates", groups, rows, 5.0, None,
+                          finished_at=start + timedelta(minutes=minute))
+              for minute, (groups, rows) in enumerate([(1, 2), (2, 5), (4, 9), (4, 12), (6, 20), (6, 21)])]
+
+    class Chart(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TrendChart(id="chart")
+
+    app = Chart()
+    async with app.run_test(size=(100, 16)) as pilot:
+        chart = app.query_one(TrendChart)
+        chart.show(points, points[-1].finished_at)
+        await pilot.pause()
+        lines = chart.render().plain.splitlines()  # type: ignore[union-attr]
+        [title] = [i for i, line in enumerate(lines) if "excess rows (amber), groups (blue)" in line]
+        assert title == 0 and "6 runs over" in lines[0]
+        assert not any(word in line for line in lines[1:] for word in ("excess", "groups", "amber", "blue"))
+        assert any("\u2800" < ch <= "\u28ff" for line in lines[1:] for ch in line)  # the lines are drawn (braille)
