@@ -250,7 +250,7 @@ def validate(ctx: click.Context, offline: bool) -> None:
         problems.extend(_database_problems(config))
     if problems:
         raise ConfigError(*problems)
-    click.echo(f"{path}: valid ({len(config.checks)} check{'s' if len(config.checks) != 1 else ''}"
+    click.echo(f"{path}: valid ({counted(len(config.checks), 'check')}"
                f"{', not connected' if offline else ''})")
 
 

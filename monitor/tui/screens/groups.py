@@ -17,7 +17,7 @@ from textual.worker import get_current_worker
 
 from monitor.detect import DuplicateGroup, GroupCursor, as_datetime
 from monitor.engine import CheckError
-from monitor.tui.format import format_count, format_spread, moment_text
+from monitor.tui.format import format_count, format_spread, moment_text, plural
 from monitor.tui.messages import GroupsPageLoaded, LoadFailed
 from monitor.tui.screens.detail import CheckScreen, elapsed_ms
 from monitor.tui.widgets.paged_table import PagedTable, cell
@@ -28,7 +28,7 @@ def loaded_text(loaded: int, total: int | None, *, more: bool, run_since: bool =
     application writes, so the two may disagree; say how instead of "85 of 84". `run_since`: the last run
     finished after the list was read (its count is newer than the list: `r` reads the list again)."""
     if total is None:
-        return Text.assemble((f"{loaded:,}", "bold"), " groups loaded")
+        return Text.assemble((f"{loaded:,}", "bold"), f" {plural(loaded, 'group')} loaded")
     if run_since and (loaded != total or more):
         return Text.assemble((f"{loaded:,}", "bold"), " loaded, then the last run found ",
                              (format_count(total), "bold #ffaf00"), " (r: reload the list)")
@@ -38,7 +38,8 @@ def loaded_text(loaded: int, total: int | None, *, more: bool, run_since: bool =
     if not more and loaded < total:
         return Text.assemble("all ", (f"{loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
                              " at the last run, ", (f"{total - loaded:,} gone since", "bold"))
-    return Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"), " groups loaded")
+    return Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"),
+                         f" {plural(total, 'group')} loaded")
 
 
 class GroupsScreen(CheckScreen):
