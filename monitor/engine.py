@@ -67,6 +67,7 @@ class Monitor:
         self._advice: dict[str, str | None] = {}
         self._places: dict[str, list[str]] = {}  # database name -> its server's place, once it answered
         self._place_retry: dict[str, float] = {}  # database name -> when to ask an unanswering server again
+        self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
         self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
@@ -122,8 +123,9 @@ class Monitor:
         except DatabaseError:
             self._place_retry[database] = self.clock() + PLACE_RETRY_SECONDS
             return self._remembered_place(address) or address
-        if self.state is not None:
+        if self.state is not None and self._remembered.get(database) != place:
             self.state.remember_place(address, place)
+            self._remembered[database] = place
         if db.rules.database_file(db.url) is None:  # a file's identity is asked each time (it can be replaced)
             self._places[database] = place
         return place
@@ -228,6 +230,7 @@ class Monitor:
             self._advice.clear()
             self._places.clear()
             self._place_retry.clear()
+            self._remembered.clear()
         else:
             dropped = self._resolved.pop(check, None)
             if dropped is not None:
