@@ -361,7 +361,17 @@ def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool, print_
     It writes its database and the dashboard's run history under the per-user data directory
     (~/.local/share/dupewatch/demo on Linux) unless --dir says otherwise; --reset removes them.
     """
-    from monitor.demo import build_demo, demo_config, demo_config_toml, demo_dir
+    from monitor.demo import demo_config, demo_config_toml, demo_dir
+
+    def build_demo(database: Path) -> Path:
+        """The demo database built, or one line naming the directory as the user gave it (or the default)."""
+        from monitor.demo import build_demo as build
+
+        try:
+            return build(database)
+        except OSError as exc:
+            where = f"--dir {directory}" if directory is not None else str(database.parent)
+            fail(f"{where}: cannot write the demo database there: {exc.strerror or exc}")
 
     if reset:
         reset_demo(directory or demo_dir())

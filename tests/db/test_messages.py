@@ -359,3 +359,11 @@ def test_mysql_where_vetting_leaves_the_sql_mode_as_it_found_it(mysql):
             assert tuple(after) == (before, None) and "ANSI_QUOTES" not in before
     finally:
         database.dispose()
+
+
+def test_a_demo_directory_that_cannot_be_written_is_one_line_naming_the_flag(tmp_path, dupewatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for flags in (("--once",), ("--print-config",)):
+        [line] = error_lines(dupewatch("demo", *flags, "--dir", str(blocker / "demo"), cwd=tmp_path))
+        assert line.startswith(f"--dir {blocker / 'demo'}: cannot write the demo database there: ")
