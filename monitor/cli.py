@@ -20,6 +20,7 @@ import click
 
 from monitor import __version__
 from monitor.config import ConfigError, find_config_file, load_config
+from monitor.words import counted
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -249,7 +250,7 @@ def validate(ctx: click.Context, offline: bool) -> None:
         problems.extend(_database_problems(config))
     if problems:
         raise ConfigError(*problems)
-    click.echo(f"{path}: valid ({len(config.checks)} check{'s' if len(config.checks) != 1 else ''}"
+    click.echo(f"{path}: valid ({counted(len(config.checks), 'check')}"
                f"{', not connected' if offline else ''})")
 
 
@@ -360,7 +361,17 @@ def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool, print_
     It writes its database and the dashboard's run history under the per-user data directory
     (~/.local/share/dupewatch/demo on Linux) unless --dir says otherwise; --reset removes them.
     """
-    from monitor.demo import build_demo, demo_config, demo_config_toml, demo_dir
+    from monitor.demo import demo_config, demo_config_toml, demo_dir
+
+    def build_demo(database: Path) -> Path:
+        """The demo database built, or one line naming the directory as the user gave it (or the default)."""
+        from monitor.demo import build_demo as build
+
+        try:
+            return build(database)
+        except OSError as exc:
+            where = f"--dir {directory}" if directory is not None else str(database.parent)
+            fail(f"{where}: cannot write the demo database there: {exc.strerror or exc}")
 
     if reset:
         reset_demo(directory or demo_dir())
@@ -594,7 +605,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         confirmed = None if yes else _confirmed_plan(monitor, check_name, merge_distinct)
 
         def show_progress(p: fixing.FixProgress) -> None:
-            click.echo(f"  {p.groups_done:,}/{p.groups_total:,} groups: {p.deleted:,} deleted, "
+            click.echo(f"  {p.groups_done:,}/{counted(p.groups_total, 'group')}: {p.deleted:,} deleted, "
                        f"{p.repointed:,} repointed, {p.skipped:,} skipped", err=True)
 
         report = fixing.run_fix(monitor, check_name, confirmed, batch_size=batch_size, batch_time=batch_time,
@@ -624,9 +635,9 @@ def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> 
     except Exception as exc:
         cause = str(exc) if isinstance(exc, DatabaseError) else \
             f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)"
-        fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({report.deleted:,} row(s) deleted and "
-             f"archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index failed: "
-             f"{cause}")
+        fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({counted(report.deleted, 'row')} "
+             f"deleted and archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index "
+             f"failed: {cause}")
 
 
 def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
@@ -638,7 +649,7 @@ def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     if pending is not None:
         click.echo(f"fix {pending.fix_id} of {check_name!r} ({pending.state}, started {pending.created_at} by "
                    f"{pending.os_user}) is unfinished: {pending.groups + pending.skipped:,} of "
-                   f"{pending.total_groups:,} groups done; confirming resumes it.", err=True)
+                   f"{counted(pending.total_groups, 'group')} done; confirming resumes it.", err=True)
         if not confirm_by_name(check_name, "resume it"):
             fail("not confirmed; nothing changed")
         return None
@@ -729,8 +740,8 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
-        click.echo(f"fix {report.fix_id} purged: {report.archived_rows:,} archived row(s) deleted, "
-                   f"{report.logs_dropped:,} log table(s) dropped")
+        click.echo(f"fix {report.fix_id} purged: {counted(report.archived_rows, 'archived row')} deleted, "
+                   f"{counted(report.logs_dropped, 'log table')} dropped")
 
 
 @main.command(short_help="Restore the rows a fix deleted.")
@@ -763,7 +774,8 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
         if not yes:
             _db, record = find_fix(monitor, fix_id)
             click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name}: "
-                       f"{record.archived:,} row(s) to restore, {record.repointed:,} reference(s) to point back",
+                       f"{counted(record.archived, 'row')} to restore, "
+                       f"{counted(record.repointed, 'reference')} to point back",
                        err=True)
             if not confirm_by_name(record.check_name, "undo it"):
                 fail("not confirmed; nothing changed")
@@ -774,8 +786,8 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         dropped = f"; unique index {report.constraint_dropped} dropped" if report.constraint_dropped else ""
-        click.echo(f"fix {report.fix_id} undone: {report.restored:,} row(s) restored, "
-                   f"{report.repointed:,} reference(s) pointed back{dropped}")
+        click.echo(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
+                   f"{counted(report.repointed, 'reference')} pointed back{dropped}")
 
 
 @main.command(short_help="Add the unique index that keeps a check's duplicates out.")
@@ -856,6 +868,13 @@ def init(url: str, sources: tuple[Path, ...], schemas: tuple[str, ...], as_json:
     run_audit_command(url, schemas, as_json, budget, Path(CONFIG_FILE_NAME), init=True, sources=sources)
 
 
+def _url_given_as() -> str:
+    """How the user gave the database URL: `--url`, or `$DUPEWATCH_URL` when it came from the environment."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("url") if context is not None else None
+    return "$DUPEWATCH_URL" if source == click.core.ParameterSource.ENVIRONMENT else "--url"
+
+
 def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: str, write_path: Path | None,
                       *, init: bool = False, sources: Sequence[Path] = ()) -> None:
     from monitor.audit import run_audit
@@ -866,9 +885,13 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
         seconds = parse_duration(budget)
     except ValueError as exc:
         fail(f"--budget: {exc}")
+    # Errors name what the user typed: `init` writes its file without a --write flag.
+    written = str(write_path) if init else f"--write {write_path}"
+    instead = "remove it, or write another file with `dupewatch audit --write FILE`" if init else \
+        "choose another name or remove it"
     if write_path is not None and write_path.exists():
-        fail(f"--write {write_path}: file exists; refusing to overwrite it (choose another name or remove it)")
-    report = run_audit(url, list(schemas), seconds, sources=list(sources))
+        fail(f"{written}: file exists; refusing to overwrite it ({instead})")
+    report = run_audit(url, list(schemas), seconds, sources=list(sources), given_as=_url_given_as())
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
         _echo_lines([f"dupewatch: note: {n}" for n in report.notes], err=True)
@@ -886,9 +909,9 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
             try:
                 write_config(write_path, text)
             except FileExistsError:
-                fail(f"--write {write_path}: file exists; refusing to overwrite it")
+                fail(f"{written}: file exists; refusing to overwrite it ({instead})")
             except OSError as exc:
-                fail(f"--write {write_path}: {exc.strerror or exc}")
+                fail(f"{written}: {exc.strerror or exc}")
             click.echo(f"dupewatch: wrote {write_path}; it reads the database URL from ${URL_ENV}: "
                        f"`dupewatch --config {write_path}` opens the dashboard on it", err=True)
             if init:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import queue
@@ -175,7 +176,8 @@ class Daemon:
             raise DaemonStartError(f"state path {state_path}: cannot open the history file: {exc}") from None
         self.monitor = Monitor(self.config, state=self.history)
         self.exporter = MetricsExporter(self.config)
-        self.exporter.restore(self.history, self.monitor.subject, self.config)
+        # From what each server said last time: a start never waits on a server (see Monitor.place).
+        self.exporter.restore(self.history, functools.partial(self.monitor.subject, ask=False), self.config)
         try:
             self.exporter.serve()
         except MetricsServeError as exc:

@@ -211,11 +211,15 @@ class Database:
     if the server does not answer) and the caller gets a one-line `DatabaseError`.
     """
 
-    def __init__(self, name: str, config: DatabaseConfig, *, fix_schema: str | None = None) -> None:
+    def __init__(self, name: str, config: DatabaseConfig, *, fix_schema: str | None = None,
+                 given_as: str | None = None) -> None:
         self.name = name
         self.config = config
         self.fix_schema = fix_schema  # `[fix] schema`: where fixes keep their tables (see monitor/fix/records.py)
-        self.url = parse_url(config.resolved_url(name), f"databases.{name}.url")
+        # How errors name this database: as the user gave it, a config's `databases.NAME` or a flag (`--url`).
+        self.label = given_as or f"database {name!r}"
+        self.url_field = given_as or f"databases.{name}.url"
+        self.url = parse_url(config.resolved_url(name), self.url_field)
         self.rules: Dialect = for_backend(self.url.get_backend_name())
         self._fix_url_text = config.resolved_fix_url(name)
         self._engine: Engine | None = None
@@ -227,16 +231,40 @@ class Database:
         self._file = self.rules.database_file(self.url)
         self._opened_file: tuple[int, int] | None = None
         self._file_lock = threading.Lock()
+        self._identity: list[str] | None = None  # `server_place` of a server, once it answered
+        self._identity_lock = threading.Lock()
 
     @property
-    def place(self) -> list[str]:
-        """What this database is, for keying run history (`monitor.history.subject`): its backend and the server
-        and database its URL names, or the file's resolved path; never the config's name for it or credentials."""
+    def address(self) -> list[str]:
+        """Where this database's URL points: its backend and the server and database it names, or the file's
+        resolved path; never the config's name for it or credentials. Two addresses may name one server
+        (`localhost`, `127.0.0.1`): `server_place` is what a run measured."""
         if self._file is not None:
             return [self.rules.name, os.path.realpath(self._file)]
         socket = self.url.query.get("host", "")
         return [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
                 self.url.database or ""]
+
+    def server_place(self) -> list[str]:
+        """What this database is, as it tells, for keying run history (`monitor.history.subject`): the server's
+        own identity and the database (`Dialect.server_identity`, asked once per process), or the device and
+        inode of a database file (asked each time: a file replaced on disk is another database). Raises
+        `DatabaseError` when the server does not answer or the file is gone."""
+        if self._file is not None:
+            try:
+                found = os.stat(self._file)
+            except OSError as exc:
+                raise DatabaseError(f"{self.label} ({self.display_url}): {exc.strerror or exc}") from None
+            return [self.rules.name, "file", str(found.st_dev), str(found.st_ino)]
+        with self._identity_lock:
+            if self._identity is None:
+                with self.read_only() as conn:
+                    try:
+                        told = self.rules.server_identity(conn)
+                    except sa.exc.DBAPIError as exc:
+                        raise DatabaseError(self.describe(exc)) from None
+                self._identity = self.address if told is None else [self.rules.name, *told]
+            return self._identity
 
     @property
     def display_url(self) -> str:
@@ -287,10 +315,10 @@ class Database:
             # Detection pings inside its deadline (`_checked_out`): a pre-ping would hang on a frozen server.
             engine = sa.create_engine(url, pool_pre_ping=not read_only, connect_args=connect_args, **kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
-            raise ConfigError(f"databases.{self.name}.url: {exc}") from None
+            raise ConfigError(f"{self.url_field}: {exc}") from None
         except ImportError as exc:
             raise ConfigError(
-                f"databases.{self.name}.url: the driver of {redact_url(url)} is not installed ({exc}); "
+                f"{self.url_field}: the driver of {redact_url(url)} is not installed ({exc}); "
                 "drop the +driver part to use the bundled one (psycopg, PyMySQL, sqlite3)") from None
         event.listen(engine, "connect", lambda dbapi, _record: rules.prepare_session(
             dbapi, read_only=read_only, timeout=timeout))
@@ -316,7 +344,7 @@ class Database:
         the detection engine are watched by the client-side deadline (see the class docstring)."""
         missing = self.rules.missing_database(engine.url)
         if missing:  # sqlite3 would silently create an empty database: a typo in the path must be an error
-            raise DatabaseError(f"database {self.name!r} ({self.display_url}): {missing}")
+            raise DatabaseError(f"{self.label} ({self.display_url}): {missing}")
         engine = self._reopened_if_replaced(engine)
         watched = engine is self._engine
         conn = self._checked_out(engine, watched)
@@ -365,7 +393,7 @@ class Database:
             self._engine = self._writer = None
             self._opened_file = current
         if not was_reader:  # a fix (or its bookkeeping) must not carry on against another file than it planned on
-            raise DatabaseError(f"database {self.name!r} ({self.display_url}): the file was replaced on disk; "
+            raise DatabaseError(f"{self.label} ({self.display_url}): the file was replaced on disk; "
                                 "run again to use the new one")
         return self.engine
 
@@ -412,7 +440,7 @@ class Database:
                 conn.invalidate()  # a cancel may still be on its way to the server: never reuse the session
 
     def _deadline_message(self) -> str:
-        return (f"database {self.name!r} ({self.display_url}): no answer within the client-side deadline "
+        return (f"{self.label} ({self.display_url}): no answer within the client-side deadline "
                 f"({self.config.statement_timeout:g}s statement_timeout + {DEADLINE_GRACE_SECONDS:g}s): "
                 "query cancelled, connection discarded")
 
@@ -440,7 +468,7 @@ class Database:
             text = f"query exceeded statement_timeout ({self.config.statement_timeout:g}s)"
         elif self.rules.is_write_refused(text):
             text = f"refused a write, checks run read-only ({text})"
-        return redact_text(f"database {self.name!r} ({self.display_url}): {text}",
+        return redact_text(f"{self.label} ({self.display_url}): {text}",
                            [self.url, self._fix_url_text])
 
     def dispose(self) -> None:

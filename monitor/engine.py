@@ -48,6 +48,7 @@ log = logging.getLogger("dupewatch.engine")
 
 # Errors a user can cause or a database can raise at run time: reported per check, never a traceback.
 CheckError = (ConfigError, DatabaseError, CheckDefinitionError)
+PLACE_RETRY_SECONDS = 30.0  # how often a server that did not say what it is is asked again
 
 
 class Monitor:
@@ -64,7 +65,9 @@ class Monitor:
         self._incremental: dict[str, IncrementalCheck] = {}
         self._fingerprints: dict[str, str] = {}
         self._advice: dict[str, str | None] = {}
-        self._subjects: dict[str, str] = {}
+        self._places: dict[str, list[str]] = {}  # database name -> its server's place, once it answered
+        self._place_retry: dict[str, float] = {}  # database name -> when to ask an unanswering server again
+        self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
         self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
@@ -93,20 +96,42 @@ class Monitor:
         check = self.config.check(check) if isinstance(check, str) else check
         return self.database(check.database)
 
-    def subject(self, check: CheckConfig | str) -> str:
+    def subject(self, check: CheckConfig | str, *, ask: bool = True) -> str:
         """What the check measures (`monitor.history.subject`): the key of its runs and state in the store.
-        No database access."""
+        Asks the server what it is once per process (see `place`); `ask=False` never connects."""
         check = self.config.check(check) if isinstance(check, str) else check
-        known = self._subjects.get(check.name)
+        sql = self.config.custom_sql(check) if check.is_custom else None
+        return subject(self.place(check.database, ask=ask), check, sql)
+
+    def place(self, database: str, *, ask: bool = True) -> list[str]:
+        """What the database is (`Database.server_place`), remembered in the store for its URL's address. A
+        server that does not answer (or is not asked: `ask=False`, for a start that must not wait on servers)
+        is known by what it said last time, else by its address; it is asked again at most every
+        `PLACE_RETRY_SECONDS`, so that a dead database does not cost each run a second connection attempt."""
+        try:
+            db = self.database(database)
+            address = db.address
+        except ConfigError:  # its URL names an unset variable: what it measures is not known; keep apart by name
+            return ["unresolved", database]
+        known = self._places.get(database)
         if known is not None:
             return known
+        if not ask or self.clock() < self._place_retry.get(database, 0.0):
+            return self._remembered_place(address) or address
         try:
-            place = self.database_for(check).place
-        except ConfigError:  # its URL names an unset variable: what it measures is not known; keep apart by name
-            place = ["unresolved", check.database]
-        sql = self.config.custom_sql(check) if check.is_custom else None
-        found = self._subjects[check.name] = subject(place, check, sql)
-        return found
+            place = db.server_place()
+        except DatabaseError:
+            self._place_retry[database] = self.clock() + PLACE_RETRY_SECONDS
+            return self._remembered_place(address) or address
+        if self.state is not None and self._remembered.get(database) != place:
+            self.state.remember_place(address, place)
+            self._remembered[database] = place
+        if db.rules.database_file(db.url) is None:  # a file's identity is asked each time (it can be replaced)
+            self._places[database] = place
+        return place
+
+    def _remembered_place(self, address: list[str]) -> list[str] | None:
+        return self.state.known_place(address) if self.state is not None else None
 
     def resolve(self, check: CheckConfig | str, conn: Connection | None = None) -> TableCheck:
         """The check bound to its reflected table (validated once, then cached)."""
@@ -203,7 +228,9 @@ class Monitor:
             self._incremental.clear()
             self._fingerprints.clear()
             self._advice.clear()
-            self._subjects.clear()
+            self._places.clear()
+            self._place_retry.clear()
+            self._remembered.clear()
         else:
             dropped = self._resolved.pop(check, None)
             if dropped is not None:
@@ -213,7 +240,6 @@ class Monitor:
             self._incremental.pop(check, None)
             self._fingerprints.pop(check, None)
             self._advice.pop(check, None)
-            self._subjects.pop(check, None)
 
     def cancel_queries(self, owners: Collection[object] | None = None) -> int:
         """Cancel the queries running now on every database (all, or those of `owners`: see
@@ -476,16 +502,22 @@ def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
         return
     # LIMIT 0 (not `AND false`, which SQLAlchemy would fold away with the filter) reads no rows.
     probe = sa.select(sa.literal(1)).select_from(resolved.table).where(*resolved.filters).limit(0)
+    where = " ".join(resolved.check.where.split())
     try:
-        refused = db.rules.refused_call(conn, where_probe(resolved, conn.dialect.identifier_preparer))
+        statement = where_probe(resolved, conn.dialect.identifier_preparer)
+        refused = db.rules.refused_call(conn, statement)
         if refused:
             raise CheckDefinitionError(f"check {resolved.check.name!r}: where: {refused}", field="where",
                                        detail=refused)
+        unknown = db.rules.unknown_column(conn, statement)  # `"staus"` read as a name, not as 'staus'
+        if unknown:
+            detail = f"{where!r} fails: {db.label} ({db.display_url}): {unknown}"
+            raise CheckDefinitionError(f"check {resolved.check.name!r}: where {detail}", field="where",
+                                       detail=detail)
         conn.execute(probe).all()
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseError(db.describe(exc)) from None
-        where = " ".join(resolved.check.where.split())
         detail = f"{where!r} fails: {db.describe(exc)}"
         raise CheckDefinitionError(f"check {resolved.check.name!r}: where {detail}", field="where",
                                    detail=detail) from None

@@ -4,11 +4,14 @@ Bounded by a retention period (older runs are pruned as new ones arrive). WAL mo
 a dashboard and a daemon write to the same file. Safe to call from any thread.
 
 Runs and incremental state are keyed by the **subject** of a check: a digest of what it measures (the server
-and database its URL names, or the SQLite file's resolved path; the table or query; the key and every option
-that decides its groups; what it finds), never by the names a config gives the check or the database. Two
-projects whose configs both say `app` and `users-email` keep apart; a renamed check keeps its history only if
-it still measures the same thing. Runs stored before subjects existed (no subject) are ignored and pruned by
-the retention; incremental state stored by check name is not read again (the next run is a full pass).
+as it identifies itself and the database, or the SQLite file's device and inode: `Database.server_place`; the
+table or query; the key and every option that decides its groups; what it finds), never by the names a config
+gives the check or the database, nor by the spelling of its URL. Two projects whose configs both say `app` and
+`users-email` keep apart; two URLs naming one server (`localhost`, `127.0.0.1`) share history; a renamed check
+keeps its history only if it still measures the same thing. The place a URL's address was last found to name is
+kept (`places`), so that a server that does not answer is still known by what it said before. Runs stored before
+subjects existed (no subject) are ignored and pruned by the retention; incremental state stored by check name is
+not read again (the next run is a full pass).
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ CREATE TABLE IF NOT EXISTS subject_groups (
     PRIMARY KEY (subject, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (finished_at);
+CREATE TABLE IF NOT EXISTS places (
+    address TEXT PRIMARY KEY,
+    place TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
 """
 # Runs recorded before subjects existed have none: no query by subject reads them (see the module docstring).
 _SUBJECT_COLUMN = """
@@ -73,8 +81,8 @@ _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, 
 
 
 def subject(place: list[str], check: CheckConfig, sql: str | None = None) -> str:
-    """The digest of what `check` measures on the database at `place` (`monitor.db.Database.place`); `sql` is a
-    custom check's query text. Everything that decides the figures, nothing that merely names them."""
+    """The digest of what `check` measures on the database at `place` (`monitor.db.Database.server_place`); `sql`
+    is a custom check's query text. Everything that decides the figures, nothing that merely names them."""
     if check.is_custom:
         definition: list[Any] = ["query", " ".join((sql or "").split())]
     else:
@@ -195,6 +203,21 @@ class History:
             due = self._since_prune >= PRUNE_EVERY
         if due:
             self.prune()
+
+    def remember_place(self, address: list[str], place: list[str]) -> None:
+        """Keep the place (`Database.server_place`) a URL's address (`Database.address`) was found to name."""
+        with self._lock:
+            if not self._closed:
+                self._conn.execute("INSERT OR REPLACE INTO places (address, place, seen_at) VALUES (?, ?, ?)",
+                                   (json.dumps(address), json.dumps(place), time.time()))
+
+    def known_place(self, address: list[str]) -> list[str] | None:
+        """The place this address was last found to name, or None."""
+        with self._lock:
+            if self._closed:
+                return None
+            row = self._conn.execute("SELECT place FROM places WHERE address = ?", (json.dumps(address),)).fetchone()
+        return None if row is None else list(json.loads(row[0]))
 
     def prune(self) -> int:
         """Delete the runs older than the retention, `PRUNE_STEP` at a time through the `runs_by_time` index

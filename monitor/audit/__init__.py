@@ -57,15 +57,16 @@ class AuditReport:
         return any(f.has_duplicates or f.kind == "invalid_unique_index" for f in self.findings)
 
 
-def open_database(url: str, budget: float) -> Database:
+def open_database(url: str, budget: float, given_as: str = "--url") -> Database:
     """The audited database, read-only, with the whole budget as its statement timeout until each query
-    arms its own share. Raises ConfigError (one line, password masked) for a URL that is not one."""
+    arms its own share. Raises ConfigError (one line, password masked) for a URL that is not one. Errors name
+    it `given_as`: what the user typed (`--url`, or `$DUPEWATCH_URL`), never an internal name."""
     timeout = min(max(budget, CATALOG_TIMEOUT_FLOOR), 24 * 86400.0)
-    return Database("audit", DatabaseConfig(url=url, statement_timeout=timeout))
+    return Database("audit", DatabaseConfig(url=url, statement_timeout=timeout), given_as=given_as)
 
 
 def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAULT_BUDGET_SECONDS,
-              sources: list[Path] | None = None) -> AuditReport:
+              sources: list[Path] | None = None, given_as: str = "--url") -> AuditReport:
     """Audit the schemas of `url` (default: the connection's default schema) within `budget` seconds;
     with `sources`, the application's code directories, its lookups-then-inserts too.
 
@@ -74,7 +75,7 @@ def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAUL
     """
     started = time.perf_counter()
     clock = Budget(budget)
-    database = open_database(url, budget)
+    database = open_database(url, budget, given_as)
     try:
         with database.read_only() as conn:
             # the catalog must be read whatever the budget: without it there is nothing to report

@@ -16,7 +16,9 @@ Connections (`monitor.db`)
 - `reflected_column_name(name)`: a reflected column name corrected (MySQL reflection doubles backticks).
 - `missing_database(url)`: a reason when the URL points at nothing (a SQLite file that does not exist).
 - `database_file(url)`: the file a file database lives in (SQLite), None for a server: its identity on disk
-  tells a replaced file, and its resolved path is part of what a run measured (`Database.place`).
+  (device and inode) tells a replaced file, and is what a run measured (`Database.server_place`).
+- `server_identity(conn)`: what the server says it is, and the database the session is in, so that two URLs
+  naming one server (`localhost`, `127.0.0.1`) share run history; None where the server cannot say.
 - `arm_statement_deadline(dbapi, timeout)` / `disarm_statement_deadline(dbapi)`: databases without a server-side
   statement timeout enforce one from the client (SQLite).
 - `cancel(dbapi, url, timeout)`: cancel the statement running on `dbapi` from another thread.
@@ -27,6 +29,9 @@ Connections (`monitor.db`)
   `write_refused_markers`: what its refusal of a write in a read-only session says.
 - `refused_call(conn, statement)`: why a custom query or a table check's `where` must not run, decided by the
   server's own reading of the statement (its resolved functions, its row locks), not by a lexer of ours.
+- `unknown_column(conn, statement)`: the database's complaint when a table check's `where` names a column its
+  table lacks, reading a double-quoted name as a name (the SQL standard) where the database would otherwise take
+  an unknown one for a string (SQLite, MySQL/MariaDB without ANSI_QUOTES); None when every name resolves.
 
 Detection (`monitor.detect`, `monitor.engine`)
 - `ungroupable_key(column)`: why a key column cannot be grouped, or None.
@@ -232,6 +237,12 @@ class Dialect:
         statement calls refuses every custom statement."""
         return "custom SQL is not allowed in a check: dupewatch cannot ask this database what a statement calls"
 
+    def unknown_column(self, conn: Connection, statement: str) -> str | None:
+        """The database's complaint about a name in `statement` that is no column, double-quoted names read as
+        names; None when all resolve. By default None: the database reads `"name"` as a name already, so running
+        the statement reports an unknown one (PostgreSQL)."""
+        return None
+
     # -- detection ------------------------------------------------------------------------------
 
     def ungroupable_key(self, column: sa.Column[Any]) -> str | None:
@@ -323,6 +334,11 @@ class Dialect:
     def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
         """The constraint or index a unique violation names, from the error's diagnostics or message."""
         return UniqueViolation()
+
+    def server_identity(self, conn: Connection) -> list[str] | None:
+        """What the server says it is (an identifier of its own, else the address and port it answered on) and
+        the database the session is in; None where it cannot say (the URL then stands for it)."""
+        return None
 
     def server_version(self, conn: Connection) -> tuple[int, ...]:
         """The server's version as SQLAlchemy read it when the engine first connected."""

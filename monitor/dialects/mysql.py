@@ -101,6 +101,7 @@ variance version week weekday weekofyear weight_string year yearweek
 """)
 
 
+UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
 
 
@@ -242,6 +243,25 @@ class MySQL(Dialect):
                         f"change nothing (locks, waits, files, sequences and stored functions are refused)")
         return None
 
+    def unknown_column(self, conn: Connection, statement: str) -> str | None:
+        """The server's error 1054 (unknown column) when it prepares `statement` with ANSI_QUOTES on, so that
+        `"staus"` is the column it names and not the string 'staus'. The session's sql_mode is restored."""
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one()
+        conn.exec_driver_sql("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'ANSI_QUOTES')")
+        try:
+            conn.exec_driver_sql("SET @dupewatch_vetted = %s", (statement,))
+            conn.exec_driver_sql("PREPARE dupewatch_vetted FROM @dupewatch_vetted")
+            conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_vetted")
+        except sa.exc.DBAPIError as exc:
+            args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+            if len(args) > 1 and args[0] == UNKNOWN_COLUMN:
+                return f"{args[1]} (a double-quoted name is a column here: write a string in single quotes)"
+            return None  # not a name: running the statement reports it as the server words it
+        finally:
+            conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+            conn.exec_driver_sql("SET @dupewatch_vetted = NULL")
+        return None
+
     @staticmethod
     def expanded_queries(conn: Connection, statement: str) -> list[str]:
         """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run); [] when
@@ -262,6 +282,17 @@ class MySQL(Dialect):
         return queries
 
     # -- fixes ----------------------------------------------------------------------------------
+
+    def server_identity(self, conn: Connection) -> list[str]:
+        """MySQL's `server_uuid`, else (MariaDB has none) the server's host name and port as it reports them;
+        and the default database."""
+        uuid = conn.exec_driver_sql("SHOW GLOBAL VARIABLES LIKE 'server_uuid'").first()
+        if uuid is not None and uuid[1]:
+            server = ["server_uuid", str(uuid[1])]
+        else:
+            host, port = conn.exec_driver_sql("SELECT @@hostname, @@port").one()
+            server = ["host", str(host), str(port)]
+        return [*server, str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")]
 
     def named_lock(self, key: str) -> NamedLock:
         name = fix_lock_name(key)

@@ -304,6 +304,20 @@ class PostgreSQL(Dialect):
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)
 
+    def server_identity(self, conn: Connection) -> list[str]:
+        """The cluster's system identifier (`pg_control_system()`, callable by every role unless revoked), else
+        the address and port the server answered on; the database, and the schema its search path starts at. A
+        physical standby shares its primary's identifier: it holds the same data."""
+        if conn.exec_driver_sql("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')").scalar():
+            identifier = conn.exec_driver_sql("SELECT system_identifier FROM pg_control_system()").scalar()
+            server = ["system_identifier", str(identifier)]
+        else:
+            address, port = conn.exec_driver_sql(
+                "SELECT coalesce(host(inet_server_addr()), 'local socket'), current_setting('port')").one()
+            server = ["address", str(address), str(port)]
+        database, schema = conn.exec_driver_sql("SELECT current_database(), current_schema()").one()
+        return [*server, str(database), str(schema or "")]  # the schema an unqualified table name is found in
+
     def named_lock(self, key: str) -> NamedLock:
         lock = fix_lock_key(key)
         return NamedLock(sa.text("SELECT pg_try_advisory_lock(:k)").bindparams(k=lock),

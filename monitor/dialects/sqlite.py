@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -190,6 +191,34 @@ class SQLite(Dialect):
                     f"change nothing and to stay small and quick (randomblob, zeroblob, printf, load_extension and "
                     f"file functions are refused)")
         return None
+
+    def unknown_column(self, conn: Connection, statement: str) -> str | None:
+        """SQLite's own complaint when it prepares `statement` with double-quoted string literals off
+        (SQLITE_DBCONFIG_DQS_DML), so that `"staus"` is the column it names, not the string 'staus'. Python's
+        sqlite3 module cannot turn them off before Python 3.12, so apsw prepares it, on a copy of this database's
+        schema (its tables and views, no rows: the application's file is not opened a second time). Its message
+        says what to do: `no such column: "staus" - should this be a string literal in single-quotes?`."""
+        import apsw
+
+        schema = conn.exec_driver_sql(
+            "SELECT sql FROM main.sqlite_master WHERE type IN ('table', 'view') AND sql IS NOT NULL "
+            "ORDER BY type = 'view', rowid").scalars().all()
+        copy = apsw.Connection(":memory:")
+        try:
+            for create in schema:
+                # sqlite_sequence and the shadow tables of a virtual table cannot be created by name; a
+                # virtual table of a module apsw lacks is left out (its checks are not vetted here).
+                with contextlib.suppress(apsw.Error):
+                    copy.execute(create)
+            copy.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+            try:
+                copy.execute(f"EXPLAIN {statement}")
+            except apsw.SQLError as exc:
+                message = str(exc).removeprefix("SQLError: ")
+                return message if message.startswith("no such column") else None
+            return None
+        finally:
+            copy.close()
 
     # -- detection ------------------------------------------------------------------------------
 

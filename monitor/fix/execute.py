@@ -12,7 +12,7 @@ transaction:
    (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes;
-3. repoint referencing rows to the keeper (logged in `dupewatch_fix_repoint`) and verify none is left
+3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
    `WITH moved AS (DELETE ... RETURNING *) INSERT INTO archive SELECT ... FROM moved` reporting both

@@ -5,11 +5,12 @@ The lock is taken without waiting; a second dupewatch process gets `FixRefused` 
 It is keyed by the resolved table (two checks on one table, say `parent` and `public.parent`, must not fix
 it at the same time) and held on its own
 connection for as long as the fix (or undo) runs. A killed process loses it with its connection or file
-descriptor, so a crash never leaves a stale lock behind.
+descriptor, so a crash never leaves a stale lock behind; a file lock's file is removed when the lock is released.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +60,10 @@ def fix_lock(db: Database, key: str, table: str) -> Iterator[None]:
 
 @contextmanager
 def _file_lock(db: Database, key: str, table: str) -> Iterator[None]:
+    """An exclusive `flock` on a file beside the database, removed when released, so that no empty lock file
+    is left behind after a fix. Removing a lock file races with a process that opened it just before: that
+    process would lock a file no longer at the path. So a lock counts only if, once taken, the path still names
+    the locked file; otherwise it is taken again on the file now there."""
     database = db.url.database
     if not database or database == ":memory:":
         yield  # a private in-memory database cannot be shared with another process
@@ -69,15 +74,29 @@ def _file_lock(db: Database, key: str, table: str) -> Iterator[None]:
         yield
         return
     path = Path(f"{database}.dupewatch-{_lock_name(key)}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise _refusal(table, f"file lock {path}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        if _names(path, fd):
+            break
+        os.close(fd)  # removed by the holder that just released it: lock the file now at the path
+    try:
+        yield
     finally:
-        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # while still locked: no other process holds a lock on this file
+        os.close(fd)  # releases the lock
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether `path` still names the open file `fd`."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)

@@ -2,9 +2,10 @@
 
 `dupewatch_fix` holds one row per fix (who, when, which check and table, state, counts, resume point);
 `dupewatch_fix_reference` each reference a fix repointed or archived (and the table holding its log);
-`dupewatch_fix_repoint` the repoints of fixes made by dupewatch 0.1. They live in the database's default schema,
-or in `[fix] schema`: they are declared in the placeholder schema `BOOKKEEPING`, which every connection of
-`Database.bookkeeping` translates (SQLAlchemy's `schema_translate_map`). They are created on first use.
+`dupewatch_fix_repoint` the repoints of fixes made by dupewatch 0.1 (never created now: read by undo and purge
+where an old fix left it). They live in the database's default schema, or in `[fix] schema`: they are declared in
+the placeholder schema `BOOKKEEPING`, which every connection of `Database.bookkeeping` translates (SQLAlchemy's
+`schema_translate_map`). The first two are created on first use.
 Timestamps are ISO 8601 UTC text, the same on every dialect.
 """
 
@@ -60,8 +61,9 @@ fix_table = sa.Table(
     sa.Column("constraint_name", sa.String(80)),
     sa.Column("message", sa.Text),
 )
+# Apart from `_metadata`, so that `ensure_tables` never creates it.
 repoint_table = sa.Table(
-    REPOINT_TABLE, _metadata,
+    REPOINT_TABLE, sa.MetaData(schema=BOOKKEEPING),
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("fix_id", sa.String(40), nullable=False, index=True),
     sa.Column("child_schema", sa.String(128)),

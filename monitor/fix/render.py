@@ -7,13 +7,13 @@ from typing import Any
 from monitor.fix.execute import FixReport
 from monitor.fix.plan import FixPlan
 from monitor.fix.records import FixRecord
-from monitor.fix.values import display
+from monitor.words import value_text
 
 MAX_CELL = 40
 
 
 def _cell(value: Any) -> str:
-    text = "NULL" if value is None else str(display(value))
+    text = value_text(value)
     return text if len(text) <= MAX_CELL else text[:MAX_CELL - 1] + "…"
 
 

@@ -200,7 +200,7 @@ def _drop_plan_table(conn: Connection, schema: str | None, name: str) -> None:
 
 def _point_back(conn: Connection, fix_id: str) -> int:
     """Undo the repoints of a fix made by dupewatch 0.1, which logged values as JSON text."""
-    if not sa.inspect(conn).has_table(records.REPOINT_TABLE):
+    if not sa.inspect(conn).has_table(records.REPOINT_TABLE, schema=records.home(conn)):
         return 0
     log = conn.execute(sa.select(repoint_table).where(repoint_table.c.fix_id == fix_id)
                        .order_by(repoint_table.c.id.desc())).all()

@@ -37,6 +37,7 @@ from monitor.engine import Monitor
 from monitor.history import History, default_state_path
 from monitor.schedule import Poller
 from monitor.tui import has_terminal
+from monitor.tui.format import counted
 from monitor.tui.messages import CheckFinished, CheckStarted, FixRequest, HistoryLoaded
 from monitor.tui.state import HISTORY_POINTS, Dashboard, result_from_run
 
@@ -260,7 +261,7 @@ class DashboardApp(App[int]):
                     self.run_once(check)
         else:
             self.poller.run_now(name)
-        what = name or (f"all {len(names)} checks" if len(names) != 1 else "the only check")
+        what = name or ("the only check" if len(names) == 1 else f"all {counted(len(names), 'check')}")
         self.notify(f"Re-running {what}", timeout=2)
 
     @work(thread=True, exit_on_error=False, group="manual")
@@ -390,7 +391,7 @@ def run_dashboard(config: Config, racer_path: Path | None = None, *, demo: bool 
     app.startup_notice = notice
     if exporter is not None:
         # As the daemon does: a restart keeps the last figures and success time.
-        exporter.restore(app.history, app.monitor.subject, config)
+        exporter.restore(app.history, lambda check: app.monitor.subject(check, ask=False), config)
     try:
         code = app.run()
     finally:

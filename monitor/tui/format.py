@@ -12,18 +12,22 @@ from typing import Literal
 from rich.text import Text
 
 from monitor.cli import format_duration
+from monitor.words import counted, moment_text, plural, value_text
 
 __all__ = [
     "SpreadKind",
     "change_text",
+    "counted",
     "format_count",
     "format_duration",
     "format_interval",
     "format_spread",
+    "moment_text",
     "plural",
     "relative_time",
     "sparkline",
     "spread_kind",
+    "value_text",
 ]
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
@@ -50,11 +54,6 @@ def format_interval(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"
-
-
-def plural(count: int, word: str) -> str:
-    """`word` for one, `words` for any other count ("1 check", "3 checks", "0 checks")."""
-    return word if count == 1 else f"{word}s"
 
 
 def format_count(value: int | None) -> str:

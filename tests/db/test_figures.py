@@ -3,6 +3,7 @@ reports violations rather than duplicates, and the demo says where it writes and
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -66,3 +67,70 @@ def test_demo_writes_under_the_per_user_data_directory_and_reset_removes_it(tmp_
     assert not demo.exists()
     again = dupewatch("demo", "--reset", cwd=tmp_path, env=env)
     assert again.code == 0 and again.stdout.strip() == f"dupewatch demo: nothing to remove in {demo}"
+
+
+def _another_spelling(db, tmp_path):
+    """A second URL to the same database: `localhost` for `127.0.0.1`, or a hard link to the SQLite file."""
+    if db.dialect == "sqlite":
+        link = tmp_path / "linked" / "same.sqlite"
+        link.parent.mkdir()
+        os.link(db.url.removeprefix("sqlite:///"), link)
+        return f"sqlite:///{link}"
+    assert "@127.0.0.1:" in db.url
+    return db.url.replace("@127.0.0.1:", "@localhost:")
+
+
+def test_two_urls_to_one_server_share_run_history(db, tmp_path):
+    """What a run measured is the server as it identifies itself, not the URL's spelling: a dashboard on
+    `localhost` reads the history a daemon on `127.0.0.1` wrote (and another database's never)."""
+    from monitor.config import config_from_dict
+    from monitor.engine import Monitor
+    from monitor.history import History
+
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(40))",
+               "INSERT INTO users VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    store = History(tmp_path / "history.sqlite")
+
+    def project(url, name):
+        return Monitor(config_from_dict({"databases": {name: {"url": url}},
+                                         "checks": [{"name": f"{name}-emails", "database": name,
+                                                     "table": "users", "key": ["email"]}]}), state=store)
+
+    daemon, dashboard = project(db.url, "app"), project(_another_spelling(db, tmp_path), "main")
+    other_url = db.url.replace("/test", "/postgres") if db.dialect == "postgresql" else None
+    try:
+        result = daemon.run("app-emails")
+        assert result.groups == 1 and result.subject is not None
+        store.record(result)
+        assert dashboard.subject("main-emails") == result.subject
+        [run] = store.recent(dashboard.subject("main-emails"))
+        assert (run.groups, run.excess_rows) == (1, 1)
+        if other_url is not None:  # the same server, another database: never the same history
+            assert project(other_url, "x").subject("x-emails") != result.subject
+    finally:
+        daemon.close()
+        dashboard.close()
+        store.close()
+
+
+def test_a_server_that_does_not_answer_is_known_by_what_it_said_before(tmp_path):
+    """Its history stays readable while it is down: the place its URL named is remembered in the store."""
+    from monitor.config import config_from_dict
+    from monitor.engine import Monitor
+    from monitor.history import History
+
+    store = History(tmp_path / "history.sqlite")
+    config = config_from_dict({"databases": {"d": {"url": "postgresql://u@127.0.0.1:1/x"}},
+                               "checks": [{"name": "c", "database": "d", "table": "t", "key": ["k"]}]})
+    monitor = Monitor(config, state=store)
+    try:
+        address = monitor.database("d").address
+        assert monitor.place("d") == address  # never answered: its address stands for it
+        store.remember_place(address, ["postgresql", "system_identifier", "42", "x", "public"])
+        later = Monitor(config, state=store)
+        assert later.place("d", ask=False) == ["postgresql", "system_identifier", "42", "x", "public"]
+        assert later.place("d") == ["postgresql", "system_identifier", "42", "x", "public"]
+        later.close()
+    finally:
+        monitor.close()
+        store.close()

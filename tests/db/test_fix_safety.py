@@ -464,7 +464,7 @@ def test_fix_tables_live_in_the_configured_fix_schema(dialect, request, tmp_path
         assert [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch")] == []
         apart = sorted(sa.inspect(db.engine).get_table_names(schema=home))
         assert apart == ["dupewatch_archive_checkin", "dupewatch_archive_checkin_credit", "dupewatch_fix",
-                         "dupewatch_fix_reference", "dupewatch_fix_repoint"]
+                         "dupewatch_fix_reference"]  # no legacy dupewatch_fix_repoint
         listed = run_cli("fixes", "--config", str(path), "--json")
         assert [f["state"] for f in json_out(listed)["fixes"]] == ["done"]
         undone = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")

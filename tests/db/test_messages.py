@@ -295,3 +295,75 @@ def test_fix_on_one_database_does_not_need_another_databases_variable(tmp_path, 
     assert dupewatch("check", "--config", path, "c", env=env).code == 1  # only the chosen checks' databases
     [line] = error_lines(dupewatch("check", "--config", path, env=env))  # running every check needs them all
     assert line == f"{path}: databases.other.url_env: environment variable DW_TEST_UNSET_X is not set"
+
+
+# -- errors name what the user typed -----------------------------------------------------------------
+
+def test_audit_and_init_errors_name_the_url_as_given_never_an_internal_database(tmp_path, dupewatch):
+    """`audit` and `init` take a URL, not a config: no `database 'audit'` the user never configured."""
+    gone = "postgresql://watcher:S3cretPw@127.0.0.1:1/orders"
+    for command in ("audit", "init"):
+        [line] = error_lines(dupewatch(command, "--url", gone, cwd=tmp_path))
+        assert line.startswith("--url (postgresql+psycopg://watcher:***@127.0.0.1:1/orders): connection failed")
+        assert "audit'" not in line and "S3cretPw" not in line
+    env = {**os.environ, "DUPEWATCH_URL": "not a url"}
+    assert error_lines(dupewatch("audit", env=env, cwd=tmp_path)) == ["$DUPEWATCH_URL: not a database URL: not a url"]
+    [missing] = error_lines(dupewatch("init", "--url", f"sqlite:///{tmp_path}/nope.sqlite", cwd=tmp_path))
+    assert missing.startswith(f"--url (sqlite:///{tmp_path}/nope.sqlite): ")
+
+
+def test_init_over_an_existing_config_names_the_file_not_a_flag_it_never_typed(tmp_path, dupewatch, sqlite_db):
+    (tmp_path / "dupewatch.toml").write_text("# mine\n")
+    assert error_lines(dupewatch("init", "--url", sqlite_db.url, cwd=tmp_path)) == [
+        "dupewatch.toml: file exists; refusing to overwrite it (remove it, or write another file with "
+        "`dupewatch audit --write FILE`)"]
+    (tmp_path / "other.toml").write_text("# mine\n")
+    assert error_lines(dupewatch("audit", "--url", sqlite_db.url, "--write", "other.toml", cwd=tmp_path)) == [
+        "--write other.toml: file exists; refusing to overwrite it (choose another name or remove it)"]
+    assert (tmp_path / "dupewatch.toml").read_text() == "# mine\n"
+
+
+# -- a `where` names columns of its table --------------------------------------------------------------
+
+def test_a_where_naming_an_unknown_double_quoted_column_is_one_line_exit_2_on_every_database(db, tmp_path, dupewatch):
+    """SQLite (and MariaDB without ANSI_QUOTES) would read `"staus"` as the string 'staus': the check would
+    report 0 groups forever. The database, asked to read it as a name, says there is no such column."""
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email VARCHAR(40), status INTEGER)",
+               "INSERT INTO orders VALUES (1, 'a', 1), (2, 'a', 1)")
+    typo = write_config(tmp_path / "typo.toml", {"d": {"url": db.url}},
+                        [{"name": "c", "database": "d", "table": "orders", "key": ["email"], "where": '"staus" = 1'}])
+    for command in (("config", "validate"), ("check",)):
+        [line] = error_lines(dupewatch(*command, "--config", typo))
+        assert line.startswith(f"""{typo}: checks[0] ('c').where: '"staus" = 1' fails: database 'd' (""")
+        assert "staus" in line.split("): ", 1)[1]
+    good = write_config(tmp_path / "good.toml", {"d": {"url": db.url}},
+                        [{"name": "c", "database": "d", "table": "orders", "key": ["email"],
+                          "where": db.q("status") + " = 1"}])
+    run = dupewatch("check", "--json", "--config", good)
+    assert run.code == 1 and run.json["checks"][0]["groups"] == 1, run.output
+
+
+def test_mysql_where_vetting_leaves_the_sql_mode_as_it_found_it(mysql):
+    from monitor.config import DatabaseConfig
+    from monitor.db import Database
+
+    mysql.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, status INTEGER)")
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            before = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one()
+            probe = 'SELECT 1 FROM orders WHERE ("staus" = 1)'
+            assert "Unknown column 'staus'" in (database.rules.unknown_column(conn, probe) or "")
+            assert database.rules.unknown_column(conn, "SELECT 1 FROM orders WHERE (status = 'x')") is None
+            after = conn.exec_driver_sql("SELECT @@SESSION.sql_mode, @dupewatch_vetted").one()
+            assert tuple(after) == (before, None) and "ANSI_QUOTES" not in before
+    finally:
+        database.dispose()
+
+
+def test_a_demo_directory_that_cannot_be_written_is_one_line_naming_the_flag(tmp_path, dupewatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for flags in (("--once",), ("--print-config",)):
+        [line] = error_lines(dupewatch("demo", *flags, "--dir", str(blocker / "demo"), cwd=tmp_path))
+        assert line.startswith(f"--dir {blocker / 'demo'}: cannot write the demo database there: ")

@@ -31,6 +31,7 @@ from monitor.tui.screens.main import MainScreen
 from monitor.tui.screens.rows import GroupRowsScreen
 from monitor.tui.widgets.checks_table import ChecksTable
 from monitor.tui.widgets.paged_table import PagedTable
+from monitor.words import counted
 from tui_support import FROZEN_NOW, SIZE, FrozenMonitor, all_ran, frozen_poller, wait_for
 
 DEMO_CHECKS = ["login-sources", "daily-checkins", "vote-drift", "role-membership", "profiles-get-or-create"]
@@ -161,7 +162,7 @@ async def test_preview_shows_the_plans_counts_and_only_the_exact_name_arms_the_f
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_fix(pilot, app, "login-sources")
         text = facts(app)
-        assert f"{plan.groups:,} duplicate group(s): {plan.rows_to_delete:,} row(s) to delete" in text
+        assert f"{counted(plan.groups, 'duplicate group')}: {counted(plan.rows_to_delete, 'row')} to delete" in text
         assert f"keeps the {plan.keeper}" in text
         assert screen.preview is not None and screen.preview.rows_to_delete == plan.rows_to_delete
         # the sample: every sampled group's keeper marked, then its rows to delete
@@ -271,7 +272,7 @@ async def test_a_snapshot_that_differs_from_the_preview_is_confirmed_again(demo_
         await wait_for(pilot, lambda: screen.stage == "reconfirm", what="the changed snapshot")
         assert "Changed since the preview: groups" in facts(app)
         assert screen.snapshot is not None and screen.snapshot.rows_to_delete == previewed.rows_to_delete + 1
-        assert f"{previewed.rows_to_delete + 1:,} row(s) to delete" in facts(app)
+        assert f"{counted(previewed.rows_to_delete + 1, 'row')} to delete" in facts(app)
         assert not confirm_button(app).disabled  # the name is still typed: one more press runs it
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.stage in ("done", "failed"), timeout=30)
@@ -486,7 +487,8 @@ async def test_pg_fix_from_the_dashboard_then_undo(pg, make_app):
     app = make_app(config, fix_batch_size=BATCH)
     async with app.run_test(size=SIZE) as pilot:
         await open_fix(pilot, app, "accounts")
-        assert f"{plan.groups:,} duplicate group(s): {plan.rows_to_delete:,} row(s) to delete" in facts(app)
+        wanted = f"{counted(plan.groups, 'duplicate group')}: {counted(plan.rows_to_delete, 'row')} to delete"
+        assert wanted in facts(app)
         assert f"{plan.references[0].rows:,} referencing row(s) repointed" in facts(app)
         await type_text(pilot, app, "account")
         assert confirm_button(app).disabled

@@ -8,7 +8,7 @@ from textual.worker import get_current_worker
 
 from monitor.detect import GROUP_PAGE_SIZE
 from monitor.engine import CheckError
-from monitor.tui.format import format_count
+from monitor.tui.format import format_count, plural
 from monitor.tui.messages import CustomRowsLoaded, LoadFailed
 from monitor.tui.screens.detail import CheckScreen
 from monitor.tui.widgets.paged_table import PagedTable, cell
@@ -74,7 +74,7 @@ class CustomRowsScreen(CheckScreen):
         more = "" if self.exhausted else "  ·  scroll down for more"
         total = self.state.groups
         if total == self.loaded or total is None:
-            self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), f" rows loaded{more}"))
+            self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), f" {plural(self.loaded, 'row')} loaded{more}"))
             return
         self.set_status(Text.assemble((f"{self.loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
                                       f" at the last run (r: reload the list){more}"))

@@ -48,7 +48,7 @@ from monitor.fix import (
 )
 from monitor.fix.guard import guard_after_fix
 from monitor.fix.render import report_lines
-from monitor.tui.format import plural
+from monitor.tui.format import counted, value_text
 from monitor.tui.messages import (
     FixDiscarded,
     FixFailed,
@@ -86,7 +86,7 @@ def one_line(exc: BaseException) -> str:
 
 def shown(value: Any) -> str:
     """A key value as an operator reads it: text quoted, everything else (dates, numbers) as itself."""
-    return repr(value) if isinstance(value, str) else "NULL" if value is None else str(value)
+    return repr(value) if isinstance(value, str) else value_text(value)
 
 
 def same_plan(a: FixPlan, b: FixPlan) -> bool:
@@ -108,8 +108,9 @@ def plan_facts(plan: FixPlan, *, previewed: FixPlan | None = None) -> Text:
         text.append("● no duplicate groups right now: nothing to fix\n", style=f"bold {GREEN}")
         return text
     text.append_text(Text.assemble(
-        (f"{plan.groups:,}", "bold"), " duplicate group(s): ", (f"{plan.rows_to_delete:,}", f"bold {AMBER}"),
-        " row(s) to delete, each copied first into an archive table (undo restores them)\n"))
+        (counted(plan.groups, "duplicate group"), "bold"), ": ",
+        (counted(plan.rows_to_delete, "row"), f"bold {AMBER}"),
+        " to delete, each copied first into an archive table (undo restores them)\n"))
     text.append(f"keeps the {plan.keeper} of each group", style=DIM)
     if plan.identity in ("ctid", "rowid"):
         text.append(f"; no primary key: rows are told apart by {plan.identity} under the lock", style=DIM)
@@ -142,8 +143,8 @@ def resume_text(record: FixRecord) -> Text:
     return Text.assemble(
         ("Unfinished fix ", f"bold {AMBER}"), (record.fix_id, "bold"),
         f" ({record.state}, started {record.created_at[:19].replace('T', ' ')} UTC by "
-        f"{record.os_user}@{record.host}): {done:,} of {record.total_groups:,} groups done, "
-        f"{record.deleted:,} rows deleted. Confirming resumes it: it finishes the rows it snapshotted then; "
+        f"{record.os_user}@{record.host}): {done:,} of {counted(record.total_groups, 'group')} done, "
+        f"{counted(record.deleted, 'row')} deleted. Confirming resumes it: it finishes the rows it snapshotted then; "
         "duplicates that arrived since are left for the next check.\n")
 
 
@@ -262,8 +263,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             confirm.set_action("Resume fix")
             confirm.enable(True)
         else:
-            rows = message.plan.rows_to_delete
-            confirm.set_action(f"Fix {rows:,} {plural(rows, 'row')}")
+            confirm.set_action(f"Fix {counted(message.plan.rows_to_delete, 'row')}")
             confirm.enable(message.plan.fixable and message.plan.groups > 0)
         confirm.focus_input()
 
@@ -297,7 +297,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                 table.add_row("", "", Text(f"… and {hidden:,} more to delete", style=DIM),
                               *([""] * (len(columns) - 1)))
         if plan.groups > len(groups):
-            table.add_row("", Text(f"first {len(groups)} of {plan.groups:,} groups", style=DIM),
+            table.add_row("", Text(f"first {len(groups)} of {counted(plan.groups, 'group')}", style=DIM),
                           *([""] * len(columns)))
         table.display = True
 
@@ -381,7 +381,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
         confirm.display = True
-        confirm.set_action(f"Fix {message.plan.rows_to_delete:,} rows")
+        confirm.set_action(f"Fix {counted(message.plan.rows_to_delete, 'row')}")
         confirm.enable(True)
         confirm.focus_input()
         self.query_one("#fix-box").border_subtitle = "Esc: discard the snapshot"
@@ -390,7 +390,7 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
     def _progressed(self, message: FixProgressed) -> None:
         p = message.progress
         self.query_one(ProgressBar).update(total=max(p.groups_total, 1), progress=p.groups_done)
-        counts = Text.assemble((f"{p.groups_done:,}", "bold"), f" of {p.groups_total:,} groups · ",
+        counts = Text.assemble((f"{p.groups_done:,}", "bold"), f" of {counted(p.groups_total, 'group')} · ",
                                (f"{p.deleted:,}", "bold"), " deleted · ", (f"{p.archived:,}", "bold"),
                                " archived · ", (f"{p.repointed:,}", "bold"), " repointed · ",
                                (f"{p.skipped:,}", "bold"), " skipped")

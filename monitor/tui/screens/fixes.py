@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Static
 from monitor.fix import FixRecord, UndoReport, list_fixes, undo_fix
 from monitor.fix.render import RECORD_HEADERS, record_cells
 from monitor.fix.undo import UNDOABLE
+from monitor.tui.format import counted
 from monitor.tui.messages import FixesLoaded, FixFailed, UndoFinished
 from monitor.tui.screens.base import DashboardMixin, DashboardScreen
 from monitor.tui.screens.fix import AMBER, DIM, GREEN, RED, one_line
@@ -190,8 +191,8 @@ class UndoScreen(DashboardMixin, ModalScreen[bool]):
             yield Static(Text.assemble(
                 ("Undo fix ", "bold"), (r.fix_id, f"bold {AMBER}"), (" of ", DIM), (r.check_name, "bold"),
                 (" on ", DIM), (r.table_name, "bold"), "\n",
-                f"Restores the {r.archived:,} archived row(s) with their original keys and points "
-                f"{r.repointed:,} reference(s) back, in one transaction. Refused, changing nothing, if a "
+                f"Restores the {counted(r.archived, 'archived row')} with their original keys and points "
+                f"{counted(r.repointed, 'reference')} back, in one transaction. Refused, changing nothing, if a "
                 "restored key is taken or a unique constraint was added since."), id="undo-facts")
             yield TypeToConfirm(r.check_name, "Undo", id="undo-confirm")
             yield Static(id="undo-result")
@@ -227,8 +228,8 @@ class UndoScreen(DashboardMixin, ModalScreen[bool]):
         report: UndoReport = message.report
         self.stage = "done"
         self.undone = True
-        self._show(Text(f"fix {report.fix_id} undone: {report.restored:,} row(s) restored, "
-                        f"{report.repointed:,} reference(s) pointed back; the check is being re-run",
+        self._show(Text(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
+                        f"{counted(report.repointed, 'reference')} pointed back; the check is being re-run",
                         style=f"bold {GREEN}"))
         self.dash.rerun(report.check)
 

@@ -17,7 +17,7 @@ from textual.worker import get_current_worker
 
 from monitor.detect import DuplicateGroup, GroupCursor, as_datetime
 from monitor.engine import CheckError
-from monitor.tui.format import format_count, format_spread
+from monitor.tui.format import format_count, format_spread, moment_text, plural
 from monitor.tui.messages import GroupsPageLoaded, LoadFailed
 from monitor.tui.screens.detail import CheckScreen, elapsed_ms
 from monitor.tui.widgets.paged_table import PagedTable, cell
@@ -28,7 +28,7 @@ def loaded_text(loaded: int, total: int | None, *, more: bool, run_since: bool =
     application writes, so the two may disagree; say how instead of "85 of 84". `run_since`: the last run
     finished after the list was read (its count is newer than the list: `r` reads the list again)."""
     if total is None:
-        return Text.assemble((f"{loaded:,}", "bold"), " groups loaded")
+        return Text.assemble((f"{loaded:,}", "bold"), f" {plural(loaded, 'group')} loaded")
     if run_since and (loaded != total or more):
         return Text.assemble((f"{loaded:,}", "bold"), " loaded, then the last run found ",
                              (format_count(total), "bold #ffaf00"), " (r: reload the list)")
@@ -38,7 +38,8 @@ def loaded_text(loaded: int, total: int | None, *, more: bool, run_since: bool =
     if not more and loaded < total:
         return Text.assemble("all ", (f"{loaded:,}", "bold"), " loaded, ", (format_count(total), "bold"),
                              " at the last run, ", (f"{total - loaded:,} gone since", "bold"))
-    return Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"), " groups loaded")
+    return Text.assemble((f"{loaded:,}", "bold"), " of ", (format_count(total), "bold"),
+                         f" {plural(total, 'group')} loaded")
 
 
 class GroupsScreen(CheckScreen):
@@ -130,7 +131,7 @@ class GroupsScreen(CheckScreen):
         if self.state.config.timestamp:
             first = as_datetime(group.first_seen)
             cells.append(format_spread(group.spread))
-            cells.append(Text(first.strftime("%Y-%m-%d %H:%M:%S") if first else "—", style="dim"))
+            cells.append(Text(moment_text(first) if first else "—", style="dim"))
         if self.state.config.incremental:
             cells.append(self._seen_cell(group))
         return cells
@@ -141,7 +142,7 @@ class GroupsScreen(CheckScreen):
         if seen is None:
             return Text("—", style="dim")
         moment, new = seen
-        when = moment.strftime("%Y-%m-%d %H:%M:%S")
+        when = moment_text(moment)
         return Text(f"● new {when}", style="bold #ffaf00") if new else Text(when, style="dim")
 
     def refresh_check(self, name: str) -> None:

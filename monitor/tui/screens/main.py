@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
+from monitor.tui.format import counted
 from monitor.tui.screens.base import DashboardScreen
 from monitor.tui.state import CheckState
 from monitor.tui.widgets.checks_table import ChecksTable, row_cells
@@ -104,7 +105,7 @@ class MainScreen(DashboardScreen):
             lines = [Text.assemble((f"{s.name}: ", "bold"), error_line(s, dash.retry_in(s.name)))
                      for s in failing[:5]]
             if len(failing) > 5:
-                lines.append(Text(f"… and {len(failing) - 5} more failing checks", style="dim"))
+                lines.append(Text(f"… and {counted(len(failing) - 5, 'more failing check')}", style="dim"))
             errors.update(Text("\n").join(lines))
         if details:  # the preview chart is the costly part: redraw it only for the check it shows
             self._refresh_details()

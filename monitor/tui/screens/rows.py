@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from monitor.detect import DuplicateGroup
 from monitor.engine import CheckError
-from monitor.tui.format import format_spread
+from monitor.tui.format import counted, format_spread, plural
 from monitor.tui.messages import LoadFailed, MembersLoaded
 from monitor.tui.screens.base import DashboardScreen
 from monitor.tui.widgets.footer import Footer
@@ -58,7 +58,8 @@ class GroupRowsScreen(DashboardScreen):
         config = self.dash.dashboard[self.check].config
         if kept_by is None:
             kept_by = f"{config.keep} by {', '.join(config.order_by) if config.order_by else 'primary key'}"
-        facts = Text.assemble((f"{self.group.rows:,} rows", "bold #ffaf00"), " share this key.  ")
+        facts = Text.assemble((counted(self.group.rows, "row"), "bold #ffaf00"),
+                              " shares this key.  " if self.group.rows == 1 else " share this key.  ")
         if config.timestamp:
             facts.append_text(format_spread(self.group.spread))
             facts.append("  ")
@@ -98,7 +99,7 @@ class GroupRowsScreen(DashboardScreen):
         for index, row in enumerate(members.rows):
             mark = KEEP if index == members.keeper else EXTRA
             table.add_row(mark, *(cell(value) for value in row), key=str(index))
-        status = Text.assemble((f"{len(members.rows):,}", "bold"), " rows")
+        status = Text.assemble((f"{len(members.rows):,}", "bold"), f" {plural(len(members.rows), 'row')}")
         if members.truncated:
             status.append(f" (the first {len(members.rows):,}; the group has more)", style="dim")
         if not members.rows:

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from monitor.config import CheckConfig
-from monitor.tui.format import format_interval
+from monitor.tui.format import counted, format_interval, moment_text
 from monitor.tui.state import CheckState
 
 RED = "#ff5f5f"
@@ -46,12 +46,11 @@ def incremental_line(state: CheckState) -> Text | None:
     if not state.config.incremental or last is None or last.rows_scanned is None:
         return None
     mode = Text("Δ incremental run", style="bold #5fafff") if last.incremental else Text("full pass", style="bold")
-    parts = [mode, Text(f"{last.rows_scanned:,} rows scanned")]
+    parts = [mode, Text(f"{counted(last.rows_scanned, 'row')} scanned")]
     if last.new_groups:
-        noun = "group" if last.new_groups == 1 else "groups"
-        parts.append(Text(f"{last.new_groups:,} new {noun}", style="bold #ffaf00"))
+        parts.append(Text(counted(last.new_groups, "new group"), style="bold #ffaf00"))
     if last.last_full_pass is not None:
-        parts.append(Text(f"last full pass {last.last_full_pass.strftime('%Y-%m-%d %H:%M:%S')}", style="dim"))
+        parts.append(Text(f"last full pass {moment_text(last.last_full_pass)}", style="dim"))
     line = Text(" · ").join(parts)
     if last.index_advice:
         line.append("\nfaster with an index: ", style="dim")

@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from monitor.words import value_text
+
 PREFETCH_ROWS = 20  # ask for the next page this many rows before the end, so scrolling rarely waits
 
 
@@ -43,17 +45,16 @@ class PagedTable(DataTable[Any]):
 
 
 def cell(value: Any, width: int = 48) -> Text:
-    """A database value as a table cell: NULL dimmed, long text cut with an ellipsis, numbers right-aligned."""
+    """A database value as a table cell (written by `value_text`, like everywhere else): NULL dimmed, long text
+    cut with an ellipsis, numbers right-aligned."""
     if value is None:
         return Text("NULL", style="dim italic")
-    if isinstance(value, bool):
-        return Text(str(value).lower())
-    if isinstance(value, int | float):
-        return Text(f"{value}", justify="right")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Text(value_text(value), justify="right")
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
-        return Text(f"0x{raw[:16].hex()}{'…' if len(raw) > 16 else ''}", style="dim")
-    text = str(value)
+        return Text(f"{value_text(raw[:16])}{'…' if len(raw) > 16 else ''}", style="dim")
+    text = value_text(value)
     if len(text) > width:
         text = text[: width - 1] + "…"
     return Text(text)

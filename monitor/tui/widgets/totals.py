@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from rich.text import Text
@@ -9,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from monitor.tui.format import plural, relative_time
+from monitor.tui.format import counted, relative_time
 from monitor.tui.state import Dashboard, Figures
 
 AMBER, GREEN, RED, GREY = "#ffaf00", "#5fd75f", "#ff5f5f", "#8a8a8a"
@@ -33,10 +34,13 @@ class HeaderTotals(Horizontal):
     def show(self, dashboard: Dashboard, now: datetime, *, paused: bool, sort: str, filter_text: str) -> None:
         """The totals in the longest form that fits beside the mode (never overwritten by it, nor cut mid-word)."""
         width = (self.size.width or 160) - 2  # the padding
-        forms = [(totals_text(dashboard, now), False), (totals_text(dashboard, now), True),
-                 (totals_text(dashboard, now, short=True), True)]
-        for totals, short_mode in forms:
-            mode = mode_text(now, paused=paused, sort=sort, filter_text=filter_text, short=short_mode)
+        long, short = totals_text(dashboard, now), totals_text(dashboard, now, short=True)
+        mode_of = functools.partial(mode_text, now, paused=paused, sort=sort, filter_text=filter_text)
+        room = width - short.cell_len - 2  # the last resort: the filter cut to what is left beside the totals
+        forms = [(long, mode_of()), (long, mode_of(short=True)), (short, mode_of(short=True)),
+                 (short, mode_of(short=True, clock=False)),
+                 (short, mode_of(short=True, clock=False, filter_room=room))]
+        for totals, mode in forms:
             if totals.cell_len + mode.cell_len + 2 <= width:
                 break
         self.query_one("#totals", Static).update(totals)
@@ -81,23 +85,27 @@ def totals_text(dashboard: Dashboard, now: datetime, *, short: bool = False) -> 
             parts.append(Text(f"{errors} failing", style=f"bold {RED}"))
         return Text.assemble(("dupewatch", f"bold {AMBER}"), " ", Text(" · ", style=GREY).join(parts))
     checks, databases = len(dashboard.checks), len(dashboard.config.databases)
-    parts = [Text.assemble(_figure(dup, dup > 0), f" of {checks} {plural(checks, 'check')} with duplicates"),
+    parts = [Text.assemble(_figure(dup, dup > 0), f" of {counted(checks, 'check')} with duplicates"),
              _rows(dashboard.figures("duplicates", now), "excess rows")]
     if has_violations:
         parts.append(Text.assemble(_figure(violating, violating > 0), " with violations: ",
                                    _rows(dashboard.figures("violations", now), "violating rows")))
     parts.append(Text.assemble(_figure(len(down), bool(down), RED),
-                               f" of {databases} {plural(databases, 'database')} unreachable"))
+                               f" of {counted(databases, 'database')} unreachable"))
     if errors:
         parts.append(Text(f"{errors} failing", style=f"bold {RED}"))
     return Text.assemble(("dupewatch", f"bold {AMBER}"), "  ", Text(" · ", style=GREY).join(parts))
 
 
-def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short: bool = False) -> Text:
-    """Filter, sort, LIVE/PAUSED and the clock; `short` leaves out the words and the default sort."""
+def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short: bool = False, clock: bool = True,
+              filter_room: int | None = None) -> Text:
+    """Filter, sort, LIVE/PAUSED and the clock; `short` leaves out the words and the default sort, `clock=False`
+    the clock; `filter_room` is the most the whole text may take, the filter cut to fit (never below 2 characters)."""
     text = Text()
     if filter_text:
-        shown = filter_text if not short or len(filter_text) <= 12 else filter_text[:11] + "…"
+        sorted_by = len(sort) + 2 if sort != "config order" else 0  # `↓most rows `
+        limit = 12 if filter_room is None else max(2, filter_room - sorted_by - 8)  # `/` filter ` ` ` LIVE `
+        shown = filter_text if not short or len(filter_text) <= limit else filter_text[:limit - 1] + "…"
         label, gap = ("", " ") if short else ("filter ", "   ")
         text.append_text(Text.assemble((label, "dim"), (f"/{shown}", "bold"), gap))
     if not short:
@@ -105,5 +113,6 @@ def mode_text(now: datetime, *, paused: bool, sort: str, filter_text: str, short
     elif sort != "config order":
         text.append_text(Text.assemble((f"↓{sort}", "bold"), " "))
     text.append(" PAUSED " if paused else " LIVE ", style=f"bold reverse {GREY if paused else GREEN}")
-    text.append_text(Text.assemble("  ", (now.strftime("%H:%M:%S"), "dim")))
+    if clock:
+        text.append_text(Text.assemble("  ", (now.strftime("%H:%M:%S"), "dim")))
     return text

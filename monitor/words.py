@@ -1,0 +1,51 @@
+"""How dupewatch writes counts, database values and moments for people: one function each, shared by the CLI,
+the dashboard and the fix's plain-text renderings, so that a figure or a timestamp reads the same everywhere.
+
+Pure functions of plain values (no Textual, no database).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+# Nouns whose plural is not the noun plus "s".
+_IRREGULAR = {"index": "indexes", "query": "queries", "batch": "batches"}
+
+
+def plural(count: int, word: str) -> str:
+    """`word` for one, its plural for any other count (`1 row`, `0 rows`, `3 batches`)."""
+    if count == 1:
+        return word
+    head, _, last = word.rpartition(" ")  # "repointed row" -> "repointed rows"
+    many = _IRREGULAR.get(last, f"{last}s")
+    return f"{head} {many}" if head else many
+
+
+def counted(count: int, word: str) -> str:
+    """The count with its noun, thousands separated: `1 row`, `1,024 rows`, `0 checks`."""
+    return f"{count:,} {plural(count, word)}"
+
+
+def value_text(value: Any) -> str:
+    """A database value as people read it. Timestamps always carry their microseconds (and their offset, when
+    they have one): the form SQLite's DATETIME columns store, so a row read as stored and the same row read as a
+    datetime look alike, and two rows a few microseconds apart (a race) never look equal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, time):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"0x{bytes(value).hex()}"
+    return str(value)
+
+
+def moment_text(moment: datetime) -> str:
+    """A moment dupewatch itself noted (a run, a first sighting, a full pass), to the second, local time."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
