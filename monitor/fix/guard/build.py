@@ -77,7 +77,7 @@ class Builder:
 
     def duplicates(self, conn: Connection) -> None:
         """Raise `DuplicatesFound` if the check finds duplicates now (run inside the caller's transaction)."""
-        groups, excess = conn.execute(self.t.tc.figures()).one()
+        groups, excess, _rows = conn.execute(self.t.tc.figures()).one()
         if groups:
             raise DuplicatesFound(self._duplicates_message(groups, excess),
                                   f"{groups} duplicate group(s) ({excess} excess rows) in the table")
