@@ -253,7 +253,8 @@ class TableCheck:
         self.filters: list[ColumnElement[bool]] = []
         if check.where:  # what it calls is vetted by the server before it first runs (`engine._probe_where`)
             self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
-        self.filters.extend(self._null_filters())
+        self.null_filters = self._null_filters()
+        self.filters.extend(self.null_filters)
 
     def _null_filters(self) -> list[ColumnElement[bool]]:
         """The rows `nulls` leaves out: any with a NULL key part ("distinct", as a unique index), or those whose

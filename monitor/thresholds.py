@@ -30,3 +30,12 @@ def judge(check: CheckConfig, found: int, checked: int | None) -> Outcome | None
     if failing is None or warning is None:
         return None
     return "warn" if warning else "ok"
+
+
+def format_percent(percent: float | None) -> str:
+    """A share of rows as a person reads it: `0.50%`, `<0.01%` for a few rows in millions; "" when unknown."""
+    if percent is None:
+        return ""
+    if 0 < percent < 0.01:
+        return "<0.01%"
+    return f"{percent:.2f}%"
