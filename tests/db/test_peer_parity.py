@@ -257,7 +257,7 @@ def test_figures_and_fix_of_every_null_rule_match_the_model(db):
         finally:
             monitor.close()
         left = [(a, b) for _, a, b in db.rows("SELECT id, a, b FROM r ORDER BY id")]
-        groups, excess, _ = model(rows, nulls)
+        _groups, excess, _ = model(rows, nulls)
         assert report.deleted == excess and len(left) == len(rows) - excess
         assert model(left, nulls)[:2] == (0, 0)  # nothing the rule counts is left duplicated
         assert Counter(left) - Counter(rows) == Counter()  # only rows of the table, each kept at most as often

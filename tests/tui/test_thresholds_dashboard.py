@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_snapshots import first_runs, frozen_app
 
 from monitor.config import config_from_dict
 from monitor.demo import demo_config
 from monitor.engine import Monitor
 from monitor.thresholds import format_percent
 from monitor.tui.widgets.checks_table import ChecksTable
-from test_snapshots import first_runs, frozen_app
 from tui_support import all_ran, wait_for
 
 # The demo's figures: login-sources 75 excess rows, daily-checkins 100, role-membership 46, profiles 26.
