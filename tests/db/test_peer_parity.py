@@ -274,3 +274,17 @@ def test_json_rows_scanned_is_absent_for_a_custom_query(sqlite_db, tmp_path):
     assert result.code == 0, result.output
     [only] = json.loads(result.stdout)["checks"]
     assert (only["rows_scanned"], only["excess_percent"], only["outcome"]) == (None, None, "ok")
+
+
+def test_an_incremental_check_with_the_gx_rule_matches_its_full_pass(partial_nulls, monitor_for):
+    db = partial_nulls
+    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "table": "dev",
+                                                    "key": ["user_id", "os"], "nulls": "skip_all_null",
+                                                    "incremental": "id"}])
+    assert (monitor.run("c").groups, monitor.run("c").excess_rows) == (3, 4)
+    # a new all-NULL row is skipped; a new partial-NULL row joins its group; another starts a new group
+    db.execute("INSERT INTO dev VALUES (11, NULL, NULL), (12, 2, NULL), (13, NULL, 'ios'), (14, 2, NULL)")
+    step = monitor.run("c")
+    assert (step.mode, step.groups, step.excess_rows, step.rows_scanned) == ("incremental", 4, 6, 3)
+    full = monitor.run("c", full=True)
+    assert (full.mode, full.groups, full.excess_rows, full.rows_checked) == ("full", 4, 6, 11)
