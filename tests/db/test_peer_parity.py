@@ -19,13 +19,14 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dbtest import run_dupewatch, write_config
 from fix_support import make_config
 from monitor.engine import Monitor
-from monitor.fix import run_fix
+from monitor.fix import add_guard, run_fix
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -288,3 +289,27 @@ def test_an_incremental_check_with_the_gx_rule_matches_its_full_pass(partial_nul
     assert (step.mode, step.groups, step.excess_rows, step.rows_scanned) == ("incremental", 4, 6, 3)
     full = monitor.run("c", full=True)
     assert (full.mode, full.groups, full.excess_rows, full.rows_checked) == ("full", 4, 6, 11)
+
+
+def test_the_guard_after_a_gx_rule_fix_refuses_what_the_rule_counts_and_nothing_else(partial_nulls):
+    """PostgreSQL 15+: NULLS NOT DISTINCT where the key is not all NULL, so a second (1, NULL) is refused and a
+    second all-NULL row (which the rule skips) is not. Elsewhere NULLs are distinct in unique indexes: the guard
+    says the rows with a NULL key part are not guarded."""
+    db = partial_nulls
+    monitor = Monitor(make_config(db, [{"name": "devices", "table": "dev", "key": ["user_id", "os"],
+                                        "nulls": "skip_all_null"}]))
+    try:
+        run_fix(monitor, "devices")
+        report = add_guard(monitor, "devices")
+    finally:
+        monitor.close()
+    assert report.created
+    db.execute("INSERT INTO dev VALUES (20, NULL, NULL)")  # skipped by the rule: never refused
+    with pytest.raises(sa.exc.IntegrityError):
+        db.execute("INSERT INTO dev VALUES (21, 1, 'ios')")
+    if db.dialect == "postgresql":
+        assert "NULLS NOT DISTINCT" in report.statement and "IS NOT NULL" in report.statement and not report.notes
+        with pytest.raises(sa.exc.IntegrityError):
+            db.execute("INSERT INTO dev VALUES (22, 1, NULL)")
+    else:
+        assert any("skip_all_null" in note and "not guarded" in note for note in report.notes), report.notes
