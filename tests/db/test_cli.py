@@ -375,7 +375,8 @@ def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch
     for name in ("login-sources", "daily-checkins", "vote-drift", "role-membership", "profiles-get-or-create"):
         # vote-drift is a custom query: an invariant it breaks is a violation, not a duplicate row
         assert lines[name][2] == ("violations" if name == "vote-drift" else "duplicates"), run.stdout
-        assert int(lines[name][3].replace(",", "")) > 0
+        assert lines[name][3] == "fail"  # no thresholds: anything found fails
+        assert int(lines[name][4].replace(",", "")) > 0
     assert list(work.iterdir()) == []  # nothing written where the user stood
     assert list(home.rglob("demo.sqlite")), "the demo database lives under the per-user data directory"
 
