@@ -92,13 +92,19 @@ class CheckResult:
         return self.rows_scanned if self.mode == "full" and self.status != "error" else None
 
     @property
-    def excess_percent(self) -> float | None:
-        """Excess rows as a percentage of the rows checked: Soda's `duplicate_percent` (its `duplicate_count`
-        is our excess rows, over its non-missing rows). None when the rows checked are unknown or none."""
+    def excess_ratio(self) -> float | None:
+        """Excess rows as a share of the rows checked (0.005 is 0.5%); None when they are unknown or none."""
         checked = self.rows_checked
         if not checked or self.excess_rows is None:
             return None
-        return 100.0 * self.excess_rows / checked
+        return self.excess_rows / checked
+
+    @property
+    def excess_percent(self) -> float | None:
+        """Excess rows as a percentage of the rows checked: Soda's `duplicate_percent` (its `duplicate_count`
+        is our excess rows, over its non-missing rows). None when the rows checked are unknown or none."""
+        ratio = self.excess_ratio
+        return None if ratio is None else 100.0 * ratio
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -228,14 +228,14 @@ class DupewatchMetrics:
                 self.new_groups.labels(*labels).inc(result.new_groups)
         if result.last_full_pass is not None:
             self.last_full_pass.labels(*labels).set(result.last_full_pass.timestamp())
-        self.set_judgement(labels, result.outcome, result.excess_percent)
+        self.set_judgement(labels, result.outcome, result.excess_ratio)
 
-    def set_judgement(self, labels: tuple[str, str], outcome: Outcome | None, percent: float | None = None) -> None:
+    def set_judgement(self, labels: tuple[str, str], outcome: Outcome | None, ratio: float | None = None) -> None:
         """The run's outcome (`dupewatch_check_status`) and excess share; an unknown one keeps its last value."""
         if outcome is not None:
             self.status.labels(*labels).set(OUTCOMES.index(outcome))
-        if percent is not None:
-            self.excess_ratio.labels(*labels).set(percent / 100)
+        if ratio is not None:
+            self.excess_ratio.labels(*labels).set(ratio)
 
     def exposition(self) -> bytes:
         """The page a scrape gets, in the Prometheus text format."""
