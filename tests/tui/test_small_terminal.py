@@ -2,7 +2,8 @@
 
 80x24: the main table keeps CHECK, STATUS, ROWS, CHANGE and LAST RUN, and ROWS % where it fits (giving up
 DURATION, TREND, DATABASE, GROUPS and then ROWS % in that order), the header its totals in short words, the
-footer every key, help and quit included; the fix modal keeps its confirmation, its button, its progress and its outcome visible below a preview that scrolls.
+footer every key, help and quit included; the fix modal keeps its confirmation, its button, its progress and its
+outcome visible below a preview that scrolls.
 """
 
 from __future__ import annotations
