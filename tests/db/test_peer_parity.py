@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from dbtest import run_dupewatch, write_config
 from fix_support import make_config
 from monitor.engine import Monitor
-from monitor.fix import add_guard, run_fix
+from monitor.fix import add_guard, prepare_fix, run_fix
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -313,3 +313,21 @@ def test_the_guard_after_a_gx_rule_fix_refuses_what_the_rule_counts_and_nothing_
             db.execute("INSERT INTO dev VALUES (22, 1, NULL)")
     else:
         assert any("skip_all_null" in note and "not guarded" in note for note in report.notes), report.notes
+
+
+def test_fixing_one_partial_null_group_under_the_gx_rule_leaves_the_others(partial_nulls):
+    """The drill-down's `f` on the (1, NULL) group: the plan matches that group's rows NULL-safely, as detection
+    grouped them, and no other row."""
+    db = partial_nulls
+    monitor = Monitor(make_config(db, [{"name": "devices", "table": "dev", "key": ["user_id", "os"],
+                                        "nulls": "skip_all_null"}]))
+    try:
+        plan = prepare_fix(monitor, "devices", group=(1, None))
+        assert (plan.groups, plan.rows_to_delete) == (1, 2)
+        report = run_fix(monitor, "devices", plan)
+        assert report.deleted == 2
+        after = monitor.run("devices")
+        assert (after.groups, after.excess_rows) == (2, 2)  # (NULL, 'ios') and (1, 'ios') are untouched
+    finally:
+        monitor.close()
+    assert [r[0] for r in db.rows("SELECT id FROM dev ORDER BY id")] == [1, 2, 3, 4, 5, 8, 9, 10]
