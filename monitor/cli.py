@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from monitor.detect import CheckResult
 
 EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
+EXIT_WARNINGS = 3  # `dupewatch check`: the worst outcome is a check above its `warn_above`
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 NO_CONFIG = ("no config file found: pass --config FILE or create ./dupewatch.toml (`dupewatch config example` prints "
              "every option, documented); to see dupewatch at work first, run `dupewatch demo`")
@@ -132,8 +133,9 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     """Run the checks once (all, or those named) and report.
 
     Incremental checks use and update the state store the daemon and dashboard use ([state] path), so
-    repeated runs read only new rows. Exit code 0 when clean, 1 when duplicates or violations were found, 2 on
-    bad input or a check error. DURATION is the query alone; --json adds setup_ms, the connecting and
+    repeated runs read only new rows. Exit code 0 when clean, 1 when duplicates or violations were found (above
+    `fail_above`, for a check that sets it), 3 when the worst is a check above its `warn_above`, 2 on bad input
+    or a check error. DURATION is the query alone; --json adds setup_ms, the connecting and
     reflecting before it.
     """
     from monitor.db import url_problems
@@ -290,14 +292,21 @@ def _database_problems(config: Config) -> list[str]:
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
+    """2 when a check errored, else 1 when one failed (found anything, or more than its `fail_above`), else 3
+    when one is above its `warn_above`, else 0."""
     if any(r.status == "error" for r in results):
         return EXIT_ERROR
-    if any(r.found for r in results):
+    outcomes = {r.outcome or ("fail" if r.found else "ok") for r in results}
+    if "fail" in outcomes:
         return EXIT_DUPLICATES
+    if "warn" in outcomes:
+        return EXIT_WARNINGS
     return EXIT_OK
 
 
 _STATUS_COLOURS = {"ok": "green", "duplicates": "yellow", "violations": "yellow", "error": "red"}
+_OUTCOME_COLOURS = {"ok": "green", "warn": "yellow", "fail": "red"}
+
 
 
 def format_duration(ms: float) -> str:
@@ -306,29 +315,34 @@ def format_duration(ms: float) -> str:
 
 def print_results(results: Sequence[CheckResult]) -> None:
     """The human table of `dupewatch check`, then one line per error."""
-    headers = ("CHECK", "DATABASE", "STATUS", "GROUPS", "EXCESS ROWS", "DURATION")
+    from monitor.thresholds import format_percent
+
+    headers = ("CHECK", "DATABASE", "STATUS", "OUTCOME", "GROUPS", "EXCESS ROWS", "EXCESS %", "DURATION")
     rows = [
-        (r.name, r.database, r.status,
+        (r.name, r.database, r.status, r.outcome or "-",
          "-" if r.groups is None else f"{r.groups:,}",
          "-" if r.excess_rows is None else f"{r.excess_rows:,}",
+         format_percent(r.excess_percent) or "-",
          format_duration(r.duration_ms))
         for r in results
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    numeric = {3, 4, 5}
+    numeric = {4, 5, 6, 7}
 
-    def line(cells: Sequence[str], status: str | None = None) -> str:
+    def line(cells: Sequence[str], result: CheckResult | None = None) -> str:
         out = []
         for i, cell in enumerate(cells):
             text = cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-            if i == 2 and status:
-                text = click.style(text, fg=_STATUS_COLOURS.get(status), bold=status != "ok")
+            if i == 2 and result is not None:
+                text = click.style(text, fg=_STATUS_COLOURS.get(result.status), bold=result.status != "ok")
+            if i == 3 and result is not None and result.outcome:
+                text = click.style(text, fg=_OUTCOME_COLOURS[result.outcome], bold=result.outcome != "ok")
             out.append(text)
         return "  ".join(out).rstrip()
 
     click.echo(click.style(line(headers), bold=True))
     for result, row in zip(results, rows, strict=True):
-        click.echo(line(row, result.status))
+        click.echo(line(row, result))
     errors = error_lines(results)
     if errors:
         click.echo()

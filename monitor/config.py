@@ -17,7 +17,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -112,6 +112,46 @@ def parse_interval(value: Any) -> float:
     return seconds
 
 
+class Limit(NamedTuple):
+    """A threshold: a count of rows, or a percentage of the rows a check read (`percent`)."""
+
+    value: float
+    percent: bool
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{self.value:g}"
+
+    def exceeded(self, rows: int, checked: int | None) -> bool | None:
+        """Whether `rows` are above the limit; None when a percentage cannot be judged (rows checked unknown)."""
+        if not self.percent:
+            return rows > self.value
+        if not checked:
+            return None if checked is None else False  # an empty table holds no duplicates at all
+        return rows * 100 > self.value * checked
+
+
+def parse_threshold(value: Any) -> Limit:
+    """`10` (rows) or "0.5%" (of the rows checked): how many excess rows a check tolerates."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of rows (10) or a percentage (\"0.5%\"), got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value}")
+        return Limit(float(value), False)
+    if isinstance(value, str):
+        text = value.strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+        if match:
+            percent = float(match.group(1))
+            if percent >= 100:
+                raise ValueError(f"a percentage must be below 100%, got {value!r}")
+            return Limit(percent, True)
+        if text.isdigit():
+            return Limit(float(int(text)), False)
+    raise ValueError(f"expected a number of rows (10) or a percentage (\"0.5%\"), got {value!r}")
+
+
+Threshold = Annotated[Limit, BeforeValidator(parse_threshold)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Interval = Annotated[float, BeforeValidator(parse_interval)]
 StatementTimeout = Annotated[float, BeforeValidator(parse_statement_timeout)]
@@ -218,7 +258,9 @@ class CheckConfig(_Model):
     where: str | None = None
     case_insensitive: StrictBool = False
     trim_whitespace: StrictBool = False
-    nulls: Literal["equal", "distinct"] = "equal"
+    # "equal": NULLs group together (GROUP BY); "distinct": a row with any NULL key part never counts (UNIQUE);
+    # "skip_all_null": a row whose key parts are all NULL never counts, partial NULLs compare equal (GX's rule).
+    nulls: Literal["equal", "distinct", "skip_all_null"] = "equal"
     order_by: list[str] | None = None
     keep: Literal["oldest", "newest"] = "oldest"
     timestamp: str | None = None
@@ -235,6 +277,10 @@ class CheckConfig(_Model):
     on_reference: dict[str, Literal["repoint", "archive", "refuse"]] = Field(default_factory=dict)
     # Whether a fix merges rows that another unique constraint or index says are different entities.
     merge_distinct: StrictBool = False
+    # How much the check tolerates (`monitor.thresholds`): above `warn_above` it warns, above `fail_above` it
+    # fails; each is a count of excess (violating) rows, `10`, or a percentage of the rows checked, "0.5%".
+    warn_above: Threshold | None = None
+    fail_above: Threshold | None = None
 
     @field_validator("name")
     @classmethod
@@ -297,6 +343,20 @@ class CheckConfig(_Model):
             misplaced = [f for f in table_only if getattr(self, f) is not None]
             if misplaced:
                 raise ValueError(f"'{misplaced[0]}' applies only to table checks, not custom queries")
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> CheckConfig:
+        percent = [f for f in ("warn_above", "fail_above") if getattr(self, f) is not None and getattr(self, f).percent]
+        if percent and self.table is None:
+            raise ValueError(f"'{percent[0]}' in percent needs a table check (a custom query has no row count to be "
+                             "a percentage of); give it in rows")
+        if percent and self.incremental is not None:
+            raise ValueError(f"'{percent[0]}' in percent cannot apply to an incremental check (its runs read only new "
+                             "rows, not the table's row count); give it in rows")
+        warn, fail = self.warn_above, self.fail_above
+        if warn is not None and fail is not None and warn.percent == fail.percent and warn.value >= fail.value:
+            raise ValueError(f"'warn_above' ({warn}) must be below 'fail_above' ({fail})")
         return self
 
     @property

@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.config import CheckConfig, close_matches
 from monitor.dialects import Dialect
 from monitor.dialects.expressions import SinglePrecision
+from monitor.thresholds import Outcome
 
 # "duplicates" or "violations" (what a check finds, `CheckConfig.finds`) when it found something.
 Status = Literal["ok", "duplicates", "violations", "error"]
@@ -58,9 +59,10 @@ class CheckResult:
     duration_ms: float
     error: str | None = None
     finished_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
-    # Incremental detection (`monitor/incremental.py`): how the run read the table. A plain check's run is a
-    # full pass whose rows are not counted (None); an incremental check's says how many rows it read
-    # (past the watermark, or the whole table for a full pass) and how many groups it saw for the first time.
+    # How the run read the table. A table check's run is a full pass that counts the rows it grouped (the
+    # table's rows under its `where` and `nulls` rule) in the same scan; an incremental check's incremental pass
+    # counts the rows it read past the watermark (`monitor/incremental.py`) and how many groups it saw for the
+    # first time. A custom query's rows are not counted (None).
     mode: Literal["full", "incremental"] = "full"
     rows_scanned: int | None = None
     new_groups: int | None = None
@@ -69,6 +71,9 @@ class CheckResult:
     index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
     # What the check measured (`monitor.history.subject`): the key its run is stored and compared by.
     subject: str | None = None
+    # The run judged by the check's `warn_above` / `fail_above` (`monitor.thresholds`); None for a failed run,
+    # or when a percentage threshold cannot be judged (a run restored from history, whose rows are not stored).
+    outcome: Outcome | None = None
 
     @property
     def incremental(self) -> bool:
@@ -79,6 +84,27 @@ class CheckResult:
     def found(self) -> bool:
         """Whether the run found duplicates or violations."""
         return self.status in FOUND
+
+    @property
+    def rows_checked(self) -> int | None:
+        """The rows the figures are about: those of a full pass (the whole table under the check's `where` and
+        `nulls` rule). Unknown for an incremental pass (it reads only new rows) and for a custom query."""
+        return self.rows_scanned if self.mode == "full" and self.status != "error" else None
+
+    @property
+    def excess_ratio(self) -> float | None:
+        """Excess rows as a share of the rows checked (0.005 is 0.5%); None when they are unknown or none."""
+        checked = self.rows_checked
+        if not checked or self.excess_rows is None:
+            return None
+        return self.excess_rows / checked
+
+    @property
+    def excess_percent(self) -> float | None:
+        """Excess rows as a percentage of the rows checked: Soda's `duplicate_percent` (its `duplicate_count`
+        is our excess rows, over its non-missing rows). None when the rows checked are unknown or none."""
+        ratio = self.excess_ratio
+        return None if ratio is None else 100.0 * ratio
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +118,8 @@ class CheckResult:
             "error": self.error,
             "mode": None if self.status == "error" else self.mode,  # a failed run read nothing, in no mode
             "rows_scanned": self.rows_scanned,
+            "excess_percent": None if (percent := self.excess_percent) is None else round(percent, 4),
+            "outcome": self.outcome,
             "new_groups": self.new_groups,
         }
 
@@ -231,8 +259,18 @@ class TableCheck:
         self.filters: list[ColumnElement[bool]] = []
         if check.where:  # what it calls is vetted by the server before it first runs (`engine._probe_where`)
             self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
-        if check.nulls == "distinct":
-            self.filters.extend(column.is_not(None) for column in self.key_columns)
+        self.null_filters = self._null_filters()
+        self.filters.extend(self.null_filters)
+
+    def _null_filters(self) -> list[ColumnElement[bool]]:
+        """The rows `nulls` leaves out: any with a NULL key part ("distinct", as a unique index), or those whose
+        key parts are all NULL ("skip_all_null", Great Expectations' default); "equal" leaves none out. The
+        groups, their rows and a fix all filter by these, so each sees the rows detection grouped."""
+        if self.check.nulls == "distinct":
+            return [column.is_not(None) for column in self.key_columns]
+        if self.check.nulls == "skip_all_null":
+            return [sa.or_(*(column.is_not(None) for column in self.key_columns))]
+        return []
 
     def _column(self, name: str, option: str) -> sa.Column[Any]:
         try:
@@ -307,13 +345,13 @@ class TableCheck:
         return sa.select().select_from(self.table).where(*self.filters).group_by(*self.key_exprs)
 
     def figures(self) -> sa.Select[Any]:
-        """One row: (duplicate groups, excess rows)."""
-        sizes = self._grouped().add_columns(sa.func.count().label("n")).having(sa.func.count() > 1)
-        sub = sizes.subquery("dupewatch_groups")
-        return sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sub.c.n - 1), 0))
+        """One row: (duplicate groups, excess rows, rows checked), from one scan of the table."""
+        sizes = self._grouped().add_columns(sa.func.count().label("n")).subquery("dupewatch_groups")
+        return sa.select(*_totals(sizes))
 
-    def _group_rows(self) -> sa.Subquery:
-        """Every duplicate group as a row: key values `k0..`, size `n`, and first/last birth times."""
+    def _group_rows(self, *, every: bool = False) -> sa.Subquery:
+        """Every duplicate group (`every`: every key, single rows too) as a row: key values `k0..`, size `n`,
+        and first/last birth times."""
         size = sa.func.count()
         columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_exprs)]
         columns.append(size.label("n"))
@@ -321,7 +359,8 @@ class TableCheck:
             ts_type = self.rules.timestamp_type(self.timestamp)
             columns.append(sa.func.min(self.timestamp, type_=ts_type).label("first_seen"))
             columns.append(sa.func.max(self.timestamp, type_=ts_type).label("last_seen"))
-        return self._grouped().add_columns(*columns).having(size > 1).subquery("dupewatch_groups")
+        grouped = self._grouped().add_columns(*columns)
+        return (grouped if every else grouped.having(size > 1)).subquery("dupewatch_groups")
 
     def _page_order(self, groups: sa.FromClause) -> list[Any]:
         keys = [groups.c[f"k{i}"] for i in range(len(self.key_exprs))]
@@ -344,17 +383,15 @@ class TableCheck:
     def figures_with_first_page(self, limit: int) -> sa.Select[Any]:
         """The figures and the first `limit` groups from one scan of the table.
 
-        Rows: (groups, excess, k0.., n, [first_seen, last_seen]); one row with NULL group columns when
+        Rows: (groups, excess, rows checked, k0.., n, [first_seen, last_seen]); one row with NULL group columns when
         there are no duplicates. The dashboard uses it so that opening a check with a million groups
         shows its first page at once instead of aggregating the table again.
         """
-        groups = self._group_rows().element.cte("dupewatch_groups")
-        top = sa.select(*groups.c).order_by(*self._page_order(groups)).limit(limit).subquery("dupewatch_top")
-        totals = sa.select(
-            sa.func.count().label("total_groups"),
-            sa.func.coalesce(sa.func.sum(groups.c.n - 1), 0).label("total_excess"),
-        ).select_from(groups).subquery("dupewatch_totals")
-        return (sa.select(totals.c.total_groups, totals.c.total_excess, *top.c)
+        groups = self._group_rows(every=True).element.cte("dupewatch_groups")
+        top = (sa.select(*groups.c).where(groups.c.n > 1).order_by(*self._page_order(groups)).limit(limit)
+               .subquery("dupewatch_top"))
+        totals = sa.select(*_totals(groups)).select_from(groups).subquery("dupewatch_totals")
+        return (sa.select(totals.c.total_groups, totals.c.total_excess, totals.c.total_rows, *top.c)
                 .select_from(totals.outerjoin(top, sa.true()))
                 .order_by(*self._page_order(top)))
 
@@ -392,6 +429,14 @@ class TableCheck:
         statement = sa.select(*self._shown_columns()).select_from(self.table).where(
             *self.filters, *self.key_equals(key, self.key_exprs))
         return statement.order_by(*self.keeper_order()).limit(limit)
+
+
+def _totals(sizes: sa.FromClause) -> list[ColumnElement[Any]]:
+    """(duplicate groups, excess rows, rows checked) from one row per key with its size `n`: the rows checked
+    are counted by the same aggregate that finds the groups, so a percentage costs no second scan."""
+    rows = sa.func.coalesce(sa.func.sum(sizes.c.n), 0)
+    return [sa.func.count(sa.case((sizes.c.n > 1, 1))).label("total_groups"),
+            (rows - sa.func.count()).label("total_excess"), rows.label("total_rows")]
 
 
 def custom_sql(sql: str) -> str:

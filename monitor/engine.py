@@ -42,7 +42,9 @@ from monitor.detect import (
     where_probe,
 )
 from monitor.history import History, IncrementalState, subject
-from monitor.incremental import IncrementalCheck, Outcome, encode_key, full_pass_due, index_advice
+from monitor.incremental import IncrementalCheck, encode_key, full_pass_due, index_advice
+from monitor.incremental import Outcome as Pass
+from monitor.thresholds import Outcome, judge
 
 log = logging.getLogger("dupewatch.engine")
 
@@ -270,7 +272,7 @@ class Monitor:
         try:
             if check.incremental is not None and not check.is_custom:
                 return self._incremental_result(check, started, self._run_incremental(check, full))
-            groups, excess = self._figures(check, timing)
+            groups, excess, rows = self._figures(check, timing)
         except CheckError as exc:
             return self._result(check, started, timing, error=str(exc))
         except sa.exc.DBAPIError as exc:
@@ -281,7 +283,7 @@ class Monitor:
             log.exception("check %s failed unexpectedly", check.name)
             detail = self.database_for(check).describe(exc)
             return self._result(check, started, timing, error=f"internal error ({type(exc).__name__}): {detail}")
-        return self._result(check, started, timing, groups=groups, excess=excess)
+        return self._result(check, started, timing, groups=groups, excess=excess, rows=rows)
 
     def run_many(self, checks: Iterable[CheckConfig | str] | None = None, workers: int = 4, *,
                  full: bool = False) -> list[CheckResult]:
@@ -294,7 +296,7 @@ class Monitor:
 
     # -- incremental checks ---------------------------------------------------------------------
 
-    def _run_incremental(self, check: CheckConfig, full: bool) -> Outcome:
+    def _run_incremental(self, check: CheckConfig, full: bool) -> Pass:
         """One run of an incremental check; its state is saved before returning."""
         db = self.database_for(check)
         loaded = self._load_state(self.subject(check))
@@ -347,16 +349,18 @@ class Monitor:
         looked (None when its indexes serve it, or before its first run). No database access."""
         return self._advice.get(check)
 
-    def _incremental_result(self, check: CheckConfig, started: float, outcome: Outcome) -> CheckResult:
-        base = self._result(check, started, {}, groups=outcome.groups, excess=outcome.excess_rows)
+    def _incremental_result(self, check: CheckConfig, started: float, outcome: Pass) -> CheckResult:
+        base = self._result(check, started, {}, groups=outcome.groups, excess=outcome.excess_rows,
+                            rows=outcome.rows_scanned if outcome.mode == "full" else None)
         last_full = outcome.state.last_full_at
         return replace(base, mode=outcome.mode, rows_scanned=outcome.rows_scanned, new_groups=outcome.new_groups,
                        first_run=outcome.first_run,
                        last_full_pass=None if last_full is None else datetime.fromtimestamp(last_full).astimezone(),
                        index_advice=self._advice.get(check.name))
 
-    def _figures(self, check: CheckConfig, timing: dict[str, float]) -> tuple[int, int]:
-        """The check's figures; `timing["query"]` is set to when its query started (perf_counter)."""
+    def _figures(self, check: CheckConfig, timing: dict[str, float]) -> tuple[int, int, int | None]:
+        """The check's figures (groups, excess rows, rows checked: None for a custom query);
+        `timing["query"]` is set to when its query started (perf_counter)."""
         db = self.database_for(check)
         with db.read_only() as conn:
             if check.is_custom:
@@ -367,38 +371,41 @@ class Monitor:
                     if weighted is None:
                         weighted = self._weighted[check.name] = custom_weighted(conn, sql)
                     timing["query"] = time.perf_counter()
-                    figures = custom_figures(conn, sql, weighted)
+                    groups, excess = custom_figures(conn, sql, weighted)
                     timing["done"] = time.perf_counter()
-                    return figures
+                    return groups, excess, None
                 except CheckDefinitionError as exc:
                     raise CheckDefinitionError(f"check {check.name!r}: {exc}") from None
             resolved = self.resolve(check, conn)
             timing["query"] = time.perf_counter()
             if not self.first_page_size or check.name not in self._page_checks:
-                groups, excess = conn.execute(resolved.figures()).one()
+                groups, excess, rows = conn.execute(resolved.figures()).one()
                 timing["done"] = time.perf_counter()
-                return int(groups), int(excess)
+                return int(groups), int(excess), int(rows)
             rows = list(conn.execute(resolved.figures_with_first_page(self.first_page_size + 1)))
             timing["done"] = time.perf_counter()
-        groups, excess = rows[0][0], rows[0][1]
-        found = [row[2:] for row in rows if row[2 + len(resolved.key_exprs)] is not None]
+        groups, excess, checked = rows[0][0], rows[0][1], rows[0][2]
+        found = [row[3:] for row in rows if row[3 + len(resolved.key_exprs)] is not None]
         self._first_pages[check.name] = _page(resolved, found, self.first_page_size)
-        return int(groups), int(excess)
+        return int(groups), int(excess), int(checked)
 
     def _result(self, check: CheckConfig, started: float, timing: dict[str, float], *, groups: int | None = None,
-                excess: int | None = None, error: str | None = None) -> CheckResult:
+                excess: int | None = None, rows: int | None = None, error: str | None = None) -> CheckResult:
+        """`rows`: the rows the figures are about (a full pass of a table check), None when unknown."""
         ended = timing.get("done", time.perf_counter())
         query_started = timing.get("query")
         # A run that failed before its query (no connection) has no set-up to tell apart: its time is its duration.
         duration_ms = (ended - (query_started or started)) * 1000
         setup_ms = None if query_started is None else (query_started - started) * 1000
         status: Status
+        outcome: Outcome | None = None
         if error is not None:
             status = "error"
         else:
             status = check.finds if groups else "ok"
+            outcome = judge(check, (groups if check.finds == "violations" else excess) or 0, rows)
         return CheckResult(check.name, check.database, status, groups, excess, duration_ms, error,
-                           setup_ms=setup_ms, subject=self.subject(check))
+                           setup_ms=setup_ms, subject=self.subject(check), rows_scanned=rows, outcome=outcome)
 
     # -- drill-down ----------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted, make_wsg
 
 from monitor import __version__
 from monitor.config import CheckConfig, Config, MetricsConfig
+from monitor.thresholds import OUTCOMES, Outcome, judge
 
 if TYPE_CHECKING:
     from monitor.detect import CheckResult
@@ -155,8 +156,17 @@ class DupewatchMetrics:
                                   "(not counted on its first run, which has nothing to compare with).",
                                   LABELS, registry=r)
         self.rows_scanned = Gauge("dupewatch_check_rows_scanned",
-                                  "Rows the last run of an incremental check read: past the watermark, or the "
-                                  "whole table for a full pass.", LABELS, registry=r)
+                                  "Rows the last successful run of a table check read: the whole table under its "
+                                  "where and nulls rule (a full pass), or the rows past the watermark (an "
+                                  "incremental pass).", LABELS, registry=r)
+        # Thresholds and percentages (monitor/thresholds.py): what the on-call compares with `warn_above`.
+        self.excess_ratio = Gauge("dupewatch_duplicate_excess_ratio",
+                                  "Excess rows as a share of the rows grouped by the last full pass of a table "
+                                  "check (0.005 is 0.5%; Soda's duplicate_percent / 100).", LABELS, registry=r)
+        self.status = Gauge("dupewatch_check_status",
+                            "The last successful run judged by the check's warn_above / fail_above: 0 ok, 1 warn, "
+                            "2 fail (a check without thresholds fails as soon as it finds anything).",
+                            LABELS, registry=r)
         self.last_full_pass = Gauge("dupewatch_check_last_full_pass_timestamp_seconds",
                                     "UNIX time of an incremental check's last full pass of its table.", LABELS,
                                     registry=r)
@@ -169,7 +179,7 @@ class DupewatchMetrics:
     def labelled(self) -> tuple[Gauge | Counter | Histogram, ...]:
         return (self.groups, self.excess_rows, self.appeared, self.violations, self.violations_appeared,
                 self.duration, self.last_success, self.up, self.errors, self.interval, self.fix_deleted,
-                self.new_groups, self.rows_scanned, self.last_full_pass)
+                self.new_groups, self.rows_scanned, self.last_full_pass, self.excess_ratio, self.status)
 
     def add(self, check: str, database: str, interval: float, *, incremental: bool = False,
             violations: bool = False) -> None:
@@ -218,6 +228,14 @@ class DupewatchMetrics:
                 self.new_groups.labels(*labels).inc(result.new_groups)
         if result.last_full_pass is not None:
             self.last_full_pass.labels(*labels).set(result.last_full_pass.timestamp())
+        self.set_judgement(labels, result.outcome, result.excess_ratio)
+
+    def set_judgement(self, labels: tuple[str, str], outcome: Outcome | None, ratio: float | None = None) -> None:
+        """The run's outcome (`dupewatch_check_status`) and excess share; an unknown one keeps its last value."""
+        if outcome is not None:
+            self.status.labels(*labels).set(OUTCOMES.index(outcome))
+        if ratio is not None:
+            self.excess_ratio.labels(*labels).set(ratio)
 
     def exposition(self) -> bytes:
         """The page a scrape gets, in the Prometheus text format."""
@@ -336,6 +354,8 @@ class MetricsExporter:
                 violations = key in self._violations
                 self.metrics.set_figures(key, run.groups or 0, run.excess_rows or 0, violations=violations)
                 self.metrics.last_success.labels(*key).set(run.finished_at)
+                self.metrics.set_judgement(key, judge(check, (run.groups if violations else run.excess_rows) or 0,
+                                                      None))
                 self._appearance[key] = Appearance((run.groups if violations else run.excess_rows) or 0)
         self._changed()
 

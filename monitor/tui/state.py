@@ -12,6 +12,7 @@ from datetime import datetime
 from monitor.config import CheckConfig, Config
 from monitor.detect import CheckResult
 from monitor.history import Run
+from monitor.thresholds import judge
 
 HISTORY_POINTS = 120  # runs kept in memory per check (sparkline and growth); the chart reads the store
 
@@ -20,8 +21,11 @@ def result_from_run(run: Run, check: CheckConfig) -> CheckResult:
     """A stored run as the `CheckResult` of `check` (which measures the run's subject, whatever the config that
     recorded it called the check and its database)."""
     status = run.status if run.status in ("ok", "duplicates", "violations", "error") else "error"
+    figure = run.groups if check.finds == "violations" else run.excess_rows
+    # judged again by today's thresholds; a percentage cannot be (the store keeps no row counts): None
+    outcome = None if status == "error" else judge(check, figure or 0, None)
     return CheckResult(check.name, check.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
-                       run.duration_ms, run.error, finished_at=run.finished)
+                       run.duration_ms, run.error, finished_at=run.finished, outcome=outcome)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dbtest import IN_CI, MYSQL_URL, PG_URL, REPO_ROOT, write_config
 
 pytestmark = pytest.mark.timeout(180)
 JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "setup_ms", "error", "mode",
-             "rows_scanned", "new_groups"}
+             "rows_scanned", "excess_percent", "outcome", "new_groups"}
 
 
 @pytest.fixture
@@ -93,9 +93,10 @@ def test_human_output_is_a_table_of_checks(pairs, tmp_path, dupewatch):
     run = dupewatch("check", "-c", config(tmp_path, pairs.url, DUP, CLEAN))
     assert run.code == 1
     header, dup, clean = run.stdout.strip().splitlines()
-    assert header.split() == ["CHECK", "DATABASE", "STATUS", "GROUPS", "EXCESS", "ROWS", "DURATION"]
-    assert dup.split()[:5] == ["dup", "d", "duplicates", "2", "3"] and dup.endswith("ms")
-    assert clean.split()[:5] == ["clean", "d", "ok", "0", "0"]
+    assert header.split() == ["CHECK", "DATABASE", "STATUS", "OUTCOME", "GROUPS", "EXCESS", "ROWS", "EXCESS", "%",
+                              "DURATION"]
+    assert dup.split()[:6] == ["dup", "d", "duplicates", "fail", "2", "3"] and dup.endswith("ms")
+    assert clean.split()[:7] == ["clean", "d", "ok", "ok", "0", "0", "0.00%"]
 
 
 def test_config_option_before_or_after_the_subcommand(pairs, tmp_path, dupewatch):
@@ -374,7 +375,8 @@ def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch
     for name in ("login-sources", "daily-checkins", "vote-drift", "role-membership", "profiles-get-or-create"):
         # vote-drift is a custom query: an invariant it breaks is a violation, not a duplicate row
         assert lines[name][2] == ("violations" if name == "vote-drift" else "duplicates"), run.stdout
-        assert int(lines[name][3].replace(",", "")) > 0
+        assert lines[name][3] == "fail"  # no thresholds: anything found fails
+        assert int(lines[name][4].replace(",", "")) > 0
     assert list(work.iterdir()) == []  # nothing written where the user stood
     assert list(home.rglob("demo.sqlite")), "the demo database lives under the per-user data directory"
 
@@ -387,8 +389,8 @@ def test_demo_without_a_terminal_prints_the_figures_once_instead(tmp_path, dupew
     assert run.stderr.strip() == ("dupewatch: no terminal for the live dashboard; printing the figures once "
                                   "(`dupewatch demo --once`)")
     assert "\x1b[" not in run.stdout
-    assert run.stdout.splitlines()[2].split() == ["CHECK", "DATABASE", "STATUS", "GROUPS", "EXCESS", "ROWS",
-                                                  "DURATION"]
+    assert run.stdout.splitlines()[2].split() == ["CHECK", "DATABASE", "STATUS", "OUTCOME", "GROUPS", "EXCESS",
+                                                  "ROWS", "EXCESS", "%", "DURATION"]
 
 
 def test_dashboard_without_a_terminal_is_one_line_and_exit_2(tmp_path, dupewatch):

@@ -1,8 +1,9 @@
 """The dashboard in a small terminal (80x24) and a large one: what matters is on screen at each width.
 
-80x24: the main table keeps CHECK, STATUS, ROWS, CHANGE and LAST RUN (giving up DURATION, TREND, DATABASE and
-GROUPS in that order), the header its totals in short words, the footer every key, help and quit included; the
-fix modal keeps its confirmation, its button, its progress and its outcome visible below a preview that scrolls.
+80x24: the main table keeps CHECK, STATUS, ROWS, CHANGE and LAST RUN, and ROWS % where it fits (giving up
+DURATION, TREND, DATABASE, GROUPS and then ROWS % in that order), the header its totals in short words, the
+footer every key, help and quit included; the fix modal keeps its confirmation, its button, its progress and its
+outcome visible below a preview that scrolls.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def test_the_main_screen_at_80x24_keeps_what_matters_and_gets_the_rest_bac
         await wait_for(pilot, lambda: all_ran(app))
         await pilot.pause()
         table = app.screen.query_one(ChecksTable)
-        assert table.shown_columns == ["name", "status", "excess", "change", "last"]
+        assert table.shown_columns == ["name", "status", "excess", "percent", "change", "last"]
         assert sum(c.get_render_width(table) for c in table.columns.values()) <= SMALL[0]
         header = str(app.screen.query_one("#totals").render()) + str(app.screen.query_one("#mode").render())
         assert "dup" in header and "excess" in header and "LIVE" in header
@@ -51,8 +52,8 @@ async def test_the_main_screen_at_80x24_keeps_what_matters_and_gets_the_rest_bac
 
         await pilot.resize_terminal(*LARGE)
         await wait_for(pilot, lambda: table.shown_columns[-1] == "duration", what="the columns to come back")
-        assert table.shown_columns == ["name", "database", "status", "groups", "excess", "change", "trend", "last",
-                                       "duration"]
+        assert table.shown_columns == ["name", "database", "status", "groups", "excess", "percent", "change", "trend",
+                                       "last", "duration"]
         assert isinstance(app.screen, MainScreen)
 
 

@@ -1,7 +1,8 @@
 """The shipped alert rules do what deploy/README says, by Prometheus's own rule engine: `promtool test rules`
 runs deploy/prometheus/dupewatch.rules.test.yml (present, growing, growing again after a fix, new duplicates,
-violations, down, stale, exporter down). promtool comes from Debian's `prometheus` package; .ci/run installs it,
-and under CI a missing promtool fails the run instead of skipping it."""
+violations, checks within their thresholds staying silent, down, stale, exporter down). promtool comes from
+Debian's `prometheus` package; .ci/run installs it, and under CI a missing promtool fails the run instead of
+skipping it."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def exported() -> dict[str, set[str]]:
     })
     exporter = MetricsExporter(config)
     try:
-        exporter.observe(CheckResult("orders", "app", "duplicates", 3, 4, 12.0))
+        exporter.observe(CheckResult("orders", "app", "duplicates", 3, 4, 12.0, rows_scanned=400, outcome="warn"))
         exporter.observe(CheckResult("sessions", "app", "duplicates", 2, 2, 3.0, mode="incremental",
                                      rows_scanned=1000, new_groups=1, last_full_pass=datetime.now().astimezone()))
         exporter.observe(CheckResult("logins", "app", "error", None, None, 5000.0, "database down"))
@@ -124,7 +124,9 @@ def test_alerts_cover_present_growing_down_and_stale_with_summary_and_descriptio
 
 def test_new_duplicates_alert_fires_on_any_new_group_within_ten_minutes() -> None:
     rule = {rule["alert"]: rule for rule in rules()}["DupewatchNewDuplicates"]
-    assert rule["expr"].strip() == "increase(dupewatch_new_duplicate_groups_total[10m]) > 0"
+    # silent only for a check within its thresholds (dupewatch_check_status 0)
+    assert rule["expr"].strip() == ("increase(dupewatch_new_duplicate_groups_total[10m]) > 0 "
+                                    "unless dupewatch_check_status == 0")
     assert rule["labels"]["severity"] in ("warning", "critical")
     assert rule["annotations"]["summary"].strip() and len(rule["annotations"]["description"]) > 80
 

@@ -62,12 +62,13 @@ class Builder:
         return str(sa.schema.CreateIndex(index).compile(dialect=named)).strip()
 
     def null_notes(self) -> list[str]:
-        if self.t.config.nulls != "equal" or not self.nullable_key():
+        nulls = self.t.config.nulls
+        if nulls == "distinct" or not self.nullable_key():
             return []
         if self.nulls_not_distinct():
             return []
         return [f"{self.nulls_distinct_in} unique indexes treat NULLs as distinct: rows whose key has a NULL are not "
-                "guarded, although the check counts them as duplicates (nulls = \"equal\")"]
+                f"guarded, although the check counts them as duplicates (nulls = \"{nulls}\")"]
 
     def nullable_key(self) -> bool:
         return any(c.nullable for c in self.t.tc.key_columns)
@@ -77,7 +78,7 @@ class Builder:
 
     def duplicates(self, conn: Connection) -> None:
         """Raise `DuplicatesFound` if the check finds duplicates now (run inside the caller's transaction)."""
-        groups, excess = conn.execute(self.t.tc.figures()).one()
+        groups, excess, _rows = conn.execute(self.t.tc.figures()).one()
         if groups:
             raise DuplicatesFound(self._duplicates_message(groups, excess),
                                   f"{groups} duplicate group(s) ({excess} excess rows) in the table")

@@ -68,10 +68,15 @@ class PostgresBuilder(Builder):
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
+        where: list[sa.ColumnElement[bool]] = []
         if self.t.config.where:
-            options["postgresql_where"] = sa.literal_column(f"({self.t.config.where})", sa.Boolean)
-        if self.t.config.nulls == "equal" and self.nullable_key() and self.nulls_not_distinct():
+            where.append(sa.literal_column(f"({self.t.config.where})", sa.Boolean))
+        if self.t.config.nulls != "distinct" and self.nullable_key() and self.nulls_not_distinct():
             options["postgresql_nulls_not_distinct"] = True
+            if self.t.config.nulls == "skip_all_null":  # rows the check skips are not one entity either
+                where.extend(self.t.tc.null_filters)
+        if where:
+            options["postgresql_where"] = sa.and_(*where) if len(where) > 1 else where[0]
         return options
 
     def index(self, *, concurrently: bool) -> sa.Index:
@@ -80,6 +85,8 @@ class PostgresBuilder(Builder):
     def index_on(self, table: sa.Table, name: str, *, concurrently: bool) -> sa.Index:
         parts = _rebind(self.key_parts(), table) if table is not self.t.tc.table else self.key_parts()
         options = self._options()
+        if table is not self.t.tc.table and "postgresql_where" in options:
+            options["postgresql_where"] = _rebind([options["postgresql_where"]], table)[0]
         if concurrently:
             options["postgresql_concurrently"] = True
         return sa.Index(name, *parts, unique=True, **options)

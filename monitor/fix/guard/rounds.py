@@ -146,7 +146,7 @@ def _fix_stragglers(monitor: Monitor, check: str, step: GuardRound, batch_size: 
     """Fix the duplicates that arrived since the last round, if there are any."""
     t = target(monitor, check)
     with t.db.connect(t.db.writer) as conn, conn.begin():
-        groups, _excess = conn.execute(t.tc.figures()).one()
+        groups, _excess, _rows = conn.execute(t.tc.figures()).one()
     if not groups:
         return
     fixed = run_fix(monitor, check, batch_size=batch_size, progress=progress)

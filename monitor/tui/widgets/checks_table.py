@@ -12,6 +12,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
+from monitor.thresholds import format_percent
 from monitor.tui.format import change_text, format_count, format_duration, relative_time, sparkline
 from monitor.tui.state import CheckState
 from monitor.tui.widgets.palette import status_text
@@ -26,6 +27,7 @@ COLUMNS: list[tuple[str, str, int, bool]] = [
     ("status", "STATUS", 12, False),
     ("groups", "GROUPS", 8, True),
     ("excess", "ROWS", 9, True),
+    ("percent", "ROWS %", 7, True),
     ("change", "CHANGE", 8, True),
     ("trend", "TREND", SPARK_WIDTH, False),
     ("last", "LAST RUN", 9, True),
@@ -34,9 +36,10 @@ COLUMNS: list[tuple[str, str, int, bool]] = [
 
 
 # What a narrow terminal gives up first: the run time, the sparkline (the chart below has the trend), the database
-# (the panel below names it), the groups. The check, its status, its rows, their change and the age of the figures
-# are always shown: they say whether there is a problem, how big, whether it grows, and whether it is current.
-DROPPED_FIRST = ("duration", "trend", "database", "groups")
+# (the panel below names it), the groups, then the rows as a share of the table. The check, its status, its rows,
+# their change and the age of the figures are always shown: they say whether there is a problem, how big, whether
+# it grows, and whether it is current.
+DROPPED_FIRST = ("duration", "trend", "database", "groups", "percent")
 CELL_PADDING = 2  # DataTable's cell padding, one each side
 NAME_MIN_WIDTH = 12
 
@@ -214,6 +217,10 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _has_thresholds(state: CheckState) -> bool:
+    return state.config.warn_above is not None or state.config.fail_above is not None
+
+
 def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, Any]:
     """What one check's row shows."""
     last = state.last
@@ -231,6 +238,9 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
         duration = _right(format_duration(last.duration_ms) if last else "", "dim")
         if last is not None and last.incremental:  # a run that read only the new rows: a small Δ
             duration = _right(Text.assemble(("Δ ", "bold #5fafff"), (duration.plain, "dim")))
+    if status in ("duplicates", "violations", "ok") and last is not None and last.outcome is not None \
+            and _has_thresholds(state):
+        status = last.outcome  # judged by its warn_above / fail_above: rows it tolerates read "ok"
     status_cell = status_text(status)
     if paused and status != "running":  # paused keeps what the last run found, marked as paused
         status_cell = Text("‖" + status_cell.plain[1:], style=status_cell.style)
@@ -242,6 +252,7 @@ def row_cells(state: CheckState, now: datetime, *, paused: bool) -> dict[str, An
         "status": status_cell,
         "groups": _right("—" if is_error or violations else format_count(state.groups), "dim" if violations else ""),
         "excess": _right("—" if is_error else format_count(figure), "bold" if (figure or 0) > 0 else ""),
+        "percent": _right(("" if is_error or last is None else format_percent(last.excess_percent)) or "—", "dim"),
         "change": _right(change_text(state.figure_of(state.previous), figure)),
         "trend": Text(sparkline(state.excess_series(), SPARK_WIDTH), style="#ffaf00"),
         "last": _right("never" if age is None else relative_time(age), "dim"),

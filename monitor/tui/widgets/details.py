@@ -28,6 +28,8 @@ def definition(check: CheckConfig, kept_by: str | None = None) -> str:
         parts.append("trimmed")
     if check.nulls == "distinct":
         parts.append("NULLs distinct")
+    elif check.nulls == "skip_all_null":
+        parts.append("all-NULL keys skipped")
     if kept_by is None:
         kept_by = f"{check.keep} by {', '.join(check.order_by) if check.order_by else 'primary key'}"
     parts.append(f"a fix keeps the {kept_by}")

@@ -8,6 +8,8 @@ STATUS_STYLE = {
     "ok": ("●", "ok", "bold #5fd75f"),
     "duplicates": ("▲", "duplicates", "bold #ffaf00"),
     "violations": ("▲", "violations", "bold #ffaf00"),
+    "warn": ("▲", "warn", "bold #ffaf00"),  # above the check's warn_above (monitor/thresholds.py)
+    "fail": ("▲", "fail", "bold #ff8700"),  # above its fail_above
     "error": ("✖", "error", "bold #ff5f5f"),
     "running": ("⟳", "running", "bold #5fafff"),
     "paused": ("‖", "paused", "#8a8a8a"),
