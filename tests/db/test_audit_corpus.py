@@ -43,15 +43,10 @@ def test_corpus_findings_are_precise_and_never_falsely_high(db: TestDatabase, ap
     assert figures["recall"] == 1.0, figures
 
 
-# Tryton: the modules' own XML data shows 11 of 125 views in two window actions; the audit reports
-# ir_action_act_window_view(view, active) as key_with_status, medium with its check commented out (a false medium:
-# the rows differ in act_window). Strict: this test fails, and must be updated, the day the audit gets it right.
-REAL_PARAMS = [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason="false medium on Tryton's install data"))
-               if a.name == "tryton" else a for a in REAL_APPS]
-
-
-@pytest.mark.parametrize("app", REAL_PARAMS, ids=[a.name for a in REAL_APPS])
+@pytest.mark.parametrize("app", REAL_APPS, ids=[a.name for a in REAL_APPS])
 def test_real_application_schema_meets_the_precision_target(pg: TestDatabase, app: App, tmp_path: Path) -> None:
+    """Tryton's install data (11 of 125 views shown by two window actions) once made a false medium
+    key_with_status on ir_action_act_window_view(view, active): its rows differ in act_window, a required parent."""
     figures = audit_app(pg, app, tmp_path, with_source=True)
     assert figures["false_high"] == 0, figures
     assert figures["serious"] == 0 or figures["true"] / figures["serious"] >= 0.9, figures

@@ -156,15 +156,17 @@ def test_raced_login_sources_are_high_by_their_burst(db: TestDatabase) -> None:
     assert "3 of 3 written within 2s (by last_seen)" in finding["evidence"]
 
 
-def install_data(db: TestDatabase, *, born: list[datetime]) -> None:
+def install_data(db: TestDatabase, *, born: list[datetime], required_parent: bool = False) -> None:
     """Tryton's `ir_action_act_window_view` as `trytond-admin` writes it: 125 views, 11 of them shown by two
     window actions (the rows differ in act_window), each row born at `born[action - 1]`. Its `active` is a
-    boolean there; a text `state` here, so that MariaDB (where a boolean is a TINYINT) has the same candidate."""
+    boolean there; a text `state` here, so that MariaDB (where a boolean is a TINYINT) has the same candidate.
+    act_window is NOT NULL in Tryton (`required_parent`); nullable, rows differing in it are not told apart by
+    a required parent, and only the birth timestamps can judge them."""
     md = sa.MetaData()
     sa.Table("act_window", md, sa.Column("id", sa.Integer, primary_key=True))
     sa.Table("ui_view", md, sa.Column("id", sa.Integer, primary_key=True))
     views = sa.Table("act_window_view", md, sa.Column("id", sa.Integer, primary_key=True),
-                     sa.Column("act_window", sa.Integer, sa.ForeignKey("act_window.id"), nullable=False),
+                     sa.Column("act_window", sa.Integer, sa.ForeignKey("act_window.id"), nullable=not required_parent),
                      sa.Column("view", sa.Integer, sa.ForeignKey("ui_view.id"), nullable=False),
                      sa.Column("state", sa.String(10)), sa.Column("sequence", sa.Integer),
                      sa.Column("create_uid", sa.Integer), sa.Column("create_date", sa.DateTime))
@@ -182,6 +184,16 @@ def test_rows_all_born_in_one_instant_are_no_race_burst(db: TestDatabase) -> Non
     [finding] = [f for f in on(audit_json(db), "act_window_view") if f["kind"] == "key_with_status"]
     assert finding["severity"] != "high" and finding["check"] is None, finding
     assert "written within" not in finding["evidence"], finding
+
+
+def test_rows_pointing_at_different_required_parents_are_no_duplicate_group(db: TestDatabase) -> None:
+    born_apart = [T0 + timedelta(days=a) for a in range(1, 126)] + [T0 + timedelta(days=v) for v in range(1, 12)]
+    for born in ([T0] * 136, born_apart):  # an install transaction, or repeats born together among rows born apart
+        install_data(db, born=born, required_parent=True)
+        assert on(audit_json(db), "act_window_view") == []  # each repeated view is in a different window action
+        with db.engine.begin() as conn:
+            for name in ("act_window_view", "act_window", "ui_view"):
+                conn.execute(sa.text(f"DROP TABLE {name}"))
 
 
 def test_repeats_born_together_among_rows_born_apart_are_still_a_burst(db: TestDatabase) -> None:
