@@ -348,3 +348,98 @@ def test_a_code_lookup_is_a_risk_without_duplicates_and_drafted_when_its_groups_
     [designed] = [f for f in on(report, "shop_rule") if f["kind"] == "check_then_insert"]
     assert designed["severity"] == "medium" and designed["duplicate_groups"] == 1
     assert designed["check"] is None and "like the design" in designed["evidence"]
+
+
+# 7. real schemas' shapes (tests/db/corpus) --------------------------------------------------------------------------
+
+def tryton_like(db: TestDatabase, md: sa.MetaData, *names: str) -> dict[str, sa.Table]:
+    """Tables as Tryton makes them: every one has create_uid / write_uid (who wrote the row, no foreign key) and
+    create_date; ten filler models make the schema big enough for "every table has it" to mean something."""
+    def stamped(name: str, *columns: sa.Column[Any]) -> sa.Table:
+        return sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True), *columns,
+                        sa.Column("create_uid", sa.Integer), sa.Column("write_uid", sa.Integer),
+                        sa.Column("create_date", sa.DateTime))
+    for n in range(10):
+        stamped(f"filler_{n}", sa.Column("name", sa.String(20)))
+    stamped("party", sa.Column("name", sa.String(20)))
+    stamped("company", sa.Column("name", sa.String(20)))
+    stamped("lang", sa.Column("code", sa.String(10)))
+    tables = {n: stamped(n, *(sa.Column(c, sa.Integer, sa.ForeignKey(f"{c}.id")) for c in ("party", "company", "lang")))
+              for n in names}
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        for name in ("party", "company", "lang"):
+            conn.execute(md.tables[name].insert(), [{"id": i, "name" if name != "lang" else "code": f"{name}{i}"}
+                                                    for i in range(1, 31)])
+    return tables
+
+
+def test_a_multivalue_table_is_a_link_table_once_the_bookkeeping_columns_are_seen(db: TestDatabase) -> None:
+    md = sa.MetaData()
+    tables = tryton_like(db, md, "party_lang", "party_unused_lang")
+    rows = [{"party": p, "company": c, "lang": 1 + p % 3, "create_uid": 1, "create_date": T0 + timedelta(days=p + c)}
+            for p in range(1, 31) for c in (1, 2)]
+    rows += [{"party": 4, "company": 1, "lang": 2, "create_uid": 1, "create_date": T0 + timedelta(days=5, milliseconds=5)}]
+    with db.engine.begin() as conn:
+        conn.execute(tables["party_lang"].insert(), rows)
+    report = audit_json(db)
+    [lang] = on(report, "party_lang")
+    assert lang["kind"] == "link_table_without_unique" and set(lang["columns"]) == {"party", "company", "lang"}
+    assert (lang["severity"], lang["duplicate_groups"]) == ("high", 1), lang
+    assert "create_uid" not in lang["check"]["key"]
+    [unused] = on(report, "party_unused_lang")  # the same shape, empty: nothing writes it yet
+    assert unused["severity"] == "low"
+    assert all(f["kind"] != "one_to_one_suspect" or f["columns"] != ["create_uid"] for f in report["findings"])
+
+
+def test_a_unique_index_over_coalesce_is_a_key_whose_nulls_are_safe(pg: TestDatabase, tmp_path: Path) -> None:
+    pg.execute("CREATE TABLE site (id integer PRIMARY KEY)",
+               "CREATE TABLE redirect (id integer PRIMARY KEY, site_id integer REFERENCES site, "
+               "old_path varchar(200) NOT NULL, new_path varchar(200) NOT NULL)",
+               "CREATE UNIQUE INDEX redirect_path ON redirect (old_path, COALESCE(site_id, 0))",
+               "INSERT INTO redirect SELECT n, NULL, '/old/' || n, '/new/' || n FROM generate_series(1, 40) n")
+    (tmp_path / "redirects").mkdir()
+    (tmp_path / "redirects" / "models.py").write_text(
+        "from django.db import models\n\nclass Redirect(models.Model):\n    old_path = models.CharField()\n\n"
+        "    class Meta:\n        db_table = 'redirect'\n")
+    (tmp_path / "redirects" / "views.py").write_text(
+        "from .models import Redirect\n\ndef add(path):\n    Redirect.objects.get_or_create(old_path=path, site=None)\n")
+    assert on(audit_json(pg, "--source", str(tmp_path)), "redirect") == []
+    pg.execute("DROP INDEX redirect_path", "CREATE UNIQUE INDEX redirect_path ON redirect (old_path, site_id)")
+    kinds = {f["kind"] for f in on(audit_json(pg, "--source", str(tmp_path)), "redirect")}
+    assert kinds == {"unique_with_nullable_columns", "check_then_insert"}  # the same key without COALESCE
+
+
+def test_an_equality_exclusion_constraint_is_a_key(pg: TestDatabase, tmp_path: Path) -> None:
+    """Tryton's ir_ui_view_tree_width: EXCLUDE USING btree (model WITH =, ..., COALESCE(screen_width, -1) WITH =)."""
+    pg.execute('CREATE TABLE tree_width (id integer PRIMARY KEY, model varchar NOT NULL, "user" integer NOT NULL, '
+               "screen_width integer, width integer)",
+               'ALTER TABLE tree_width ADD CONSTRAINT tree_width_unique EXCLUDE USING btree (model WITH =, '
+               '"user" WITH =, COALESCE(screen_width, -1) WITH =)')
+    (tmp_path / "ir.py").write_text(
+        "from trytond.model import ModelSQL\n\nclass ViewTreeWidth(ModelSQL):\n"
+        "    __name__ = 'tree.width'\n\n    @classmethod\n    def set_width(cls, model, user, width):\n"
+        "        if not cls.search([('model', '=', model), ('user', '=', user), ('screen_width', '=', None)]):\n"
+        "            cls.create([{'model': model, 'user': user, 'width': width}])\n")
+    assert [f for f in on(audit_json(pg, "--source", str(tmp_path)), "tree_width") if f["columns"]] == []
+    pg.execute("ALTER TABLE tree_width DROP CONSTRAINT tree_width_unique")
+    [lookup] = on(audit_json(pg, "--source", str(tmp_path)), "tree_width")
+    assert lookup["kind"] == "check_then_insert" and set(lookup["columns"]) == {"model", "user", "screen_width"}
+
+
+def test_a_natural_key_index_with_coalesce_finds_its_race(pg: TestDatabase) -> None:
+    """Tryton's ir_ui_view_tree_state: INDEX ("user", model, COALESCE(child_name, ''), domain), searched then
+    created by ViewTreeState.set."""
+    pg.execute("CREATE TABLE res_user (id integer PRIMARY KEY)",
+               'CREATE TABLE tree_state (id integer PRIMARY KEY, "user" integer NOT NULL REFERENCES res_user, '
+               "model varchar NOT NULL, child_name varchar, domain varchar NOT NULL, nodes text, "
+               "create_date timestamp)",
+               'CREATE INDEX tree_state_key ON tree_state ("user", model, COALESCE(child_name, \'\'), domain)',
+               "INSERT INTO res_user SELECT generate_series(1, 8)",
+               "INSERT INTO tree_state SELECT u * 10 + m, u, 'model' || m, 'childs', '[]', '[]', "
+               "timestamp '2026-11-02' + u * interval '1 day' FROM generate_series(1, 8) u, generate_series(1, 3) m",
+               "INSERT INTO tree_state VALUES (1000, 2, 'model1', 'childs', '[]', '[[1]]', "
+               "timestamp '2026-11-04' + interval '5 milliseconds')")
+    [state] = on(audit_json(pg), "tree_state")
+    assert state["kind"] == "non_unique_natural_key" and state["columns"] == ["user", "model", "child_name", "domain"]
+    assert (state["severity"], state["duplicate_groups"]) == ("high", 1), state
