@@ -263,12 +263,14 @@ class QuoteFn:
         return f"{p.quote_schema(schema)}.{p.quote(name)}"  # type: ignore[attr-defined]
 
 
-def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candidate]) -> list[Candidate]:
+def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candidate],
+                   related: list[Candidate] | None = None) -> list[Candidate]:
     """Every candidate, in the order they are measured: what matters most first (structural risks and the
     application's own lookups), the many one-column suspicions last, so a small budget spends itself on the
-    likeliest evidence. A column set whose rows another NOT NULL unique key declares distinct is no candidate."""
+    likeliest evidence. `related`: natural keys the data confirmed (`generic.py`). A column set whose rows another
+    NOT NULL unique key declares distinct is no candidate."""
     found = [*invalid_indexes(tables, quote), *nullable_uniques(tables), *link_tables(tables), *lookups,
-             *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables), *fks_to_non_unique(tables),
-             *no_primary_keys(tables)]
+             *(related or []), *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables),
+             *fks_to_non_unique(tables), *no_primary_keys(tables)]
     return [c for c in found if not c.columns or c.kind in ("invalid_unique_index", "foreign_key_to_non_unique")
             or c.table.declares_distinct(c.columns) is None]

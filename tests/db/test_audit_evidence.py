@@ -379,7 +379,8 @@ def test_a_multivalue_table_is_a_link_table_once_the_bookkeeping_columns_are_see
     tables = tryton_like(db, md, "party_lang", "party_unused_lang")
     rows = [{"party": p, "company": c, "lang": 1 + p % 3, "create_uid": 1, "create_date": T0 + timedelta(days=p + c)}
             for p in range(1, 31) for c in (1, 2)]
-    rows += [{"party": 4, "company": 1, "lang": 2, "create_uid": 1, "create_date": T0 + timedelta(days=5, milliseconds=5)}]
+    raced = T0 + timedelta(days=5, milliseconds=5)  # party 4's form saved twice at once
+    rows += [{"party": 4, "company": 1, "lang": 2, "create_uid": 1, "create_date": raced}]
     with db.engine.begin() as conn:
         conn.execute(tables["party_lang"].insert(), rows)
     report = audit_json(db)
@@ -403,7 +404,8 @@ def test_a_unique_index_over_coalesce_is_a_key_whose_nulls_are_safe(pg: TestData
         "from django.db import models\n\nclass Redirect(models.Model):\n    old_path = models.CharField()\n\n"
         "    class Meta:\n        db_table = 'redirect'\n")
     (tmp_path / "redirects" / "views.py").write_text(
-        "from .models import Redirect\n\ndef add(path):\n    Redirect.objects.get_or_create(old_path=path, site=None)\n")
+        "from .models import Redirect\n\ndef add(path):\n"
+        "    Redirect.objects.get_or_create(old_path=path, site=None)\n")
     assert on(audit_json(pg, "--source", str(tmp_path)), "redirect") == []
     pg.execute("DROP INDEX redirect_path", "CREATE UNIQUE INDEX redirect_path ON redirect (old_path, site_id)")
     kinds = {f["kind"] for f in on(audit_json(pg, "--source", str(tmp_path)), "redirect")}
