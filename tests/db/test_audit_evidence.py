@@ -445,3 +445,43 @@ def test_a_natural_key_index_with_coalesce_finds_its_race(pg: TestDatabase) -> N
     [state] = on(audit_json(pg), "tree_state")
     assert state["kind"] == "non_unique_natural_key" and state["columns"] == ["user", "model", "child_name", "domain"]
     assert (state["severity"], state["duplicate_groups"]) == ("high", 1), state
+
+
+def placeholders(db: TestDatabase, *, object_ids: list[int], raced: bool) -> None:
+    """django-cms's cms_placeholder: (content_type_id, object_id) names the page content a slot belongs to."""
+    md = sa.MetaData()
+    types = sa.Table("django_content_type", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("app_label", sa.String(100), nullable=False),
+                     sa.Column("model", sa.String(100), nullable=False), sa.UniqueConstraint("app_label", "model"))
+    contents = sa.Table("cms_pagecontent", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("title", sa.String(50)))
+    holders = sa.Table("cms_placeholder", md, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column("slot", sa.String(255), nullable=False), sa.Column("default_width", sa.SmallInteger),
+                       sa.Column("content_type_id", sa.Integer, sa.ForeignKey("django_content_type.id")),
+                       sa.Column("object_id", sa.Integer))
+    md.create_all(db.engine)
+    rows = [{"slot": slot, "content_type_id": 2, "object_id": o} for o in object_ids
+            for slot in ("content", "sidebar", "footer")]
+    with db.engine.begin() as conn:
+        conn.execute(types.insert(), [{"id": 1, "app_label": "cms", "model": "page"},
+                                      {"id": 2, "app_label": "cms", "model": "pagecontent"}])
+        conn.execute(contents.insert(), [{"id": i, "title": f"t{i}"} for i in range(1, 31)])
+        conn.execute(holders.insert(), rows + ([{"slot": "content", "content_type_id": 2, "object_id": 5}]
+                                               if raced else []))
+
+
+def test_a_generic_relation_confirmed_by_the_data_is_the_parent_of_a_natural_key(db: TestDatabase) -> None:
+    placeholders(db, object_ids=list(range(1, 31)), raced=True)
+    [holder] = on(audit_json(db), "cms_placeholder")
+    assert set(holder["columns"]) == {"content_type_id", "object_id", "slot", "default_width"}
+    assert (holder["kind"], holder["severity"], holder["duplicate_groups"]) == ("non_unique_natural_key", "high", 1)
+    assert "cms.pagecontent (cms_pagecontent)" in holder["evidence"]
+
+
+def test_a_generic_relation_is_no_finding_without_duplicates_or_without_the_data_s_confirmation(
+        db: TestDatabase) -> None:
+    placeholders(db, object_ids=list(range(1, 31)), raced=False)
+    assert on(audit_json(db), "cms_placeholder") == []  # three slots per page content: the design
+    db.execute("DROP TABLE cms_placeholder", "DROP TABLE cms_pagecontent", "DROP TABLE django_content_type")
+    placeholders(db, object_ids=[*range(1, 31), 31], raced=True)  # object 31 is in no table: no generic relation
+    assert on(audit_json(db), "cms_placeholder") == []
