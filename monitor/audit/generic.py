@@ -9,7 +9,8 @@
 
 Such a pair is the row's parent. With the table's other references and descriptive columns it names one row
 (a placeholder per object and slot); the candidate is measured like any natural key and reported only when its
-duplicates look like a mistake (`findings.py`). Each query here is bounded and read-only.
+duplicates look like a mistake (`findings.py`). Each query here is read-only under the statement timeout: a type
+table is read once (at most MAX_TYPE_ROWS rows), the other tables only by queries that stop at their first row.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from monitor.audit import dialect_catalog
 from monitor.audit.candidates import Candidate, descriptive_columns, ordered, reference_columns
 from monitor.audit.catalog import ForeignKeyInfo, TableInfo
 
-MAX_TYPES = 50  # type rows read per candidate pair; more than this and the pair is not judged
+MAX_TYPE_ROWS = 1_000  # a type table is small (Django's content types): a bigger one is not read as one
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def generic_candidates(conn: Connection, tables: list[TableInfo], timeout: float
 def generic_pairs(conn: Connection, tables: list[TableInfo], timeout: float) -> list[GenericPair]:
     by_name = {t.name.lower(): t for t in tables}
     by_key = {(t.schema, t.name): t for t in tables}
+    named_by: dict[tuple[str, str], dict[object, tuple[str, TableInfo]]] = {}
     found = []
     for table in tables:
         ids = [c.name for c in table.columns.values() if c.type_class == "integer" and c.name not in table.fk_columns
@@ -64,10 +66,15 @@ def generic_pairs(conn: Connection, tables: list[TableInfo], timeout: float) -> 
         for fk in table.foreign_keys:
             types = by_key.get((fk.referred_schema, fk.referred_table))
             names = _name_columns(types, fk) if types is not None else None
-            if types is None or names is None or fk.columns[0] in table.bookkeeping:
+            if not ids or types is None or names is None or fk.columns[0] in table.bookkeeping:
+                continue
+            key = (types.schema, types.name)
+            if key not in named_by:  # read once per type table: its rows that name a table of the catalog
+                named_by[key] = _named_tables(conn, types, names, by_name, timeout)
+            if not named_by[key]:
                 continue
             for id_column in ids:
-                parents = _confirmed(conn, table, fk.columns[0], id_column, types, names, by_name, timeout)
+                parents = _confirmed(conn, table, fk.columns[0], id_column, named_by[key], timeout)
                 if parents:
                     found.append(GenericPair(table, fk.columns[0], id_column, parents))
                     break
@@ -87,26 +94,49 @@ def _name_columns(types: TableInfo, fk: ForeignKeyInfo) -> tuple[str, ...] | Non
     return None
 
 
-def _confirmed(conn: Connection, table: TableInfo, type_column: str, id_column: str, types: TableInfo,
-               names: tuple[str, ...], by_name: dict[str, TableInfo], timeout: float) -> dict[str, str]:
-    """{type name: table} when every type used names a table holding every id stored with it; else {}."""
-    child, parent_types = table.sa_table(), types.sa_table()
-    used = (sa.select(parent_types.c[types.primary_key[0]], *(parent_types.c[c] for c in names))
-            .where(parent_types.c[types.primary_key[0]].in_(sa.select(child.c[type_column]).distinct()))
-            .limit(MAX_TYPES + 1))
+def _named_tables(conn: Connection, types: TableInfo, names: tuple[str, ...], by_name: dict[str, TableInfo],
+                  timeout: float) -> dict[object, tuple[str, TableInfo]]:
+    """{type id: (its name, the table it names)} for a small type table (at most MAX_TYPE_ROWS rows); {} else."""
+    table = types.sa_table()
+    stmt = sa.select(table.c[types.primary_key[0]], *(table.c[c] for c in names)).limit(MAX_TYPE_ROWS + 1)
     try:
         dialect_catalog.set_query_timeout(conn, timeout)
-        rows = conn.execute(used).all()
-        if not rows or len(rows) > MAX_TYPES:
+        rows = conn.execute(stmt).all()
+    except sa.exc.DBAPIError:
+        return {}
+    finally:
+        conn.rollback()
+    if len(rows) > MAX_TYPE_ROWS:
+        return {}
+    found = {}
+    for type_id, *parts in rows:
+        text = [str(p) for p in parts]
+        named = by_name.get("_".join(text).lower()) or by_name.get("_".join(text).replace(".", "_").lower())
+        if named is not None and named.has_surrogate_key:
+            found[type_id] = (".".join(text), named)
+    return found
+
+
+def _confirmed(conn: Connection, table: TableInfo, type_column: str, id_column: str,
+               named: dict[object, tuple[str, TableInfo]], timeout: float) -> dict[str, str]:
+    """{type name: table} when the table stores ids with some type, every type it uses names a table, and every
+    id stored with a type is an id of the table it names; else {}. Each query stops at its first row."""
+    child = table.sa_table()
+    try:
+        dialect_catalog.set_query_timeout(conn, timeout)
+        unnamed = sa.and_(child.c[type_column].is_not(None), child.c[type_column].not_in(list(named)))
+        if _first(conn, child, unnamed):
             return {}
         confirmed = {}
-        for type_id, *parts in rows:
-            text = [str(p) for p in parts]
-            named = by_name.get("_".join(text).lower()) or by_name.get("_".join(text).replace(".", "_").lower())
-            if named is None or not named.has_surrogate_key or not _ids_all_found(
-                    conn, child, type_column, type_id, id_column, named):
+        for type_id, (name, parent_table) in named.items():
+            stored = sa.and_(child.c[type_column] == type_id, child.c[id_column].is_not(None))
+            if not _first(conn, child, stored):
+                continue
+            parent = parent_table.sa_table()
+            orphan = ~sa.exists().where(parent.c[parent_table.primary_key[0]] == child.c[id_column])
+            if _first(conn, child, sa.and_(stored, orphan)):
                 return {}
-            confirmed[".".join(text)] = named.name
+            confirmed[name] = parent_table.name
         return confirmed
     except sa.exc.DBAPIError:
         return {}
@@ -114,12 +144,5 @@ def _confirmed(conn: Connection, table: TableInfo, type_column: str, id_column: 
         conn.rollback()
 
 
-def _ids_all_found(conn: Connection, child: sa.TableClause, type_column: str, type_id: object, id_column: str,
-                   named: TableInfo) -> bool:
-    parent = named.sa_table()
-    stored = sa.and_(child.c[type_column] == type_id, child.c[id_column].is_not(None))
-    any_stored = conn.execute(sa.select(sa.literal(1)).select_from(child).where(stored).limit(1)).first()
-    missing = conn.execute(
-        sa.select(sa.literal(1)).select_from(child).where(
-            stored, ~sa.exists().where(parent.c[named.primary_key[0]] == child.c[id_column])).limit(1)).first()
-    return any_stored is not None and missing is None
+def _first(conn: Connection, table: sa.TableClause, where: sa.ColumnElement[bool]) -> bool:
+    return conn.execute(sa.select(sa.literal(1)).select_from(table).where(where).limit(1)).first() is not None
