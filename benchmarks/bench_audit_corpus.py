@@ -1,6 +1,7 @@
 """Precision and recall of `dupewatch audit` on the application corpus (tests/db/audit_corpus.py), per application,
 on PostgreSQL and MariaDB, without and with `--source` (the application's code). REAL_APPS (the schemas the
-applications' own migrations made, dumped from PostgreSQL into tests/db/corpus/) are measured on PostgreSQL only.
+applications' own migrations made, dumped into tests/db/corpus/) are measured on each database they were migrated
+into (`App.dialects`: both for django-cms, PostgreSQL only for Tryton).
 
 Each application is built in its own PostgreSQL schema / MariaDB database (dropped at the end) from the corpus's
 schema and data generator; its findings are scored against the corpus's written ground truth:

@@ -1,7 +1,8 @@
 """`dupewatch audit`: from a database URL to findings (and a config that watches them).
 
 `run_audit(url, schemas, budget)` reads the catalog (`catalog.py`, `dialect_catalog.py`), lists the
-candidates (`candidates.py`, `lookups.py`), measures them read-only within the budget (`measure.py`) and
+candidates (`candidates.py`, `lookups.py`, `code.py`, and `generic.py`: generic relations the data confirms),
+measures them read-only within the budget (`measure.py`) and
 decides what to report (`findings.py`). It returns plain data; `report.py` renders it. Nothing here writes
 to the audited database: the connection is `monitor.db.Database`'s read-only one, and every transaction is
 rolled back.
@@ -21,6 +22,7 @@ from monitor.audit.candidates import Candidate, QuoteFn, all_candidates
 from monitor.audit.catalog import SchemaNotFound, read_catalog, resolve_schemas
 from monitor.audit.code import code_lookups
 from monitor.audit.findings import Finding, decide
+from monitor.audit.generic import generic_candidates
 from monitor.audit.lookups import check_then_insert
 from monitor.audit.measure import Budget, Measurement, Measurer, Unmeasured
 from monitor.config import ConfigError, DatabaseConfig
@@ -94,7 +96,8 @@ def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAUL
             lookups = check_then_insert(stats.statements, tables)
             if sources:
                 lookups = code_lookups(sources, tables) + lookups
-            candidates = all_candidates(tables, QuoteFn(conn.dialect.identifier_preparer), lookups)
+            related = generic_candidates(conn, tables, max(clock.query_timeout(), CATALOG_TIMEOUT_FLOOR / 5))
+            candidates = all_candidates(tables, QuoteFn(conn.dialect.identifier_preparer), lookups, related)
             findings, measured_seconds = _measure_all(Measurer(database, conn, clock), candidates)
     finally:
         database.dispose()

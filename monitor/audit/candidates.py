@@ -23,6 +23,7 @@ KINDS: tuple[Kind, ...] = ("invalid_unique_index", "unique_with_nullable_columns
 STATUS_NAME = re.compile(r"(.*_)?(status|state)|is_[a-z0-9_]+|open|active|closed|current|submitted",
                          re.IGNORECASE)
 Filter = Literal["none", "rows_with_null", "not_null"]
+SUSPICIONS: tuple[Kind, ...] = ("one_to_one_suspect", "non_unique_natural_key", "key_with_status")
 
 
 @dataclass
@@ -40,11 +41,24 @@ class Candidate:
     rebuild: str | None = None  # invalid_unique_index: the statement that drops and rebuilds it
     pure: bool = False  # link_table_without_unique: nothing but references (a membership twice means nothing)
     status: str | None = None  # key_with_status: the status-like column; the key's other columns repeat per value
+    null_columns: tuple[str, ...] = ()  # rows_with_null: the columns whose NULL the key lets through (else all)
 
     @property
     def agree_on(self) -> list[str]:
         """Columns of other (nullable) unique keys: rows of a group that differ in one are declared distinct."""
         return sorted({c for rest in self.table.other_unique_keys(self.columns) for c in rest})
+
+    @property
+    def other_parents(self) -> list[str]:
+        """For a suspicion (one_to_one_suspect, non_unique_natural_key, key_with_status): the NOT NULL columns of
+        declared foreign keys outside the key. Rows of a group that point at different parents there are
+        different relationships (a view shown by two window actions), not copies of one row."""
+        if self.kind not in SUSPICIONS:
+            return []
+        skip = set(self.columns) | set(self.agree_on) | self.table.bookkeeping
+        found = {c for fk in self.table.foreign_keys if not fk.inferred
+                 and not any(self.table.columns[k].nullable for k in fk.columns) for c in fk.columns}
+        return [c for c in self.table.columns if c in found - skip]
 
     @property
     def compared(self) -> list[str]:
@@ -64,17 +78,19 @@ def surrogate_key(table: TableInfo) -> set[str]:
 
 def reference_columns(table: TableInfo) -> set[str]:
     """Foreign keys (declared or inferred), plus, in a table without a primary key, every integer column
-    named `*_id`: a key-less table of ids is a link table even when its parents live elsewhere."""
+    named `*_id`: a key-less table of ids is a link table even when its parents live elsewhere. The schema's
+    bookkeeping columns (who wrote the row) are no parent, with or without a foreign key."""
     columns = set(table.fk_columns)
     if not table.primary_key:
         columns |= {c.name for c in table.columns.values()
                     if c.type_class == "integer" and c.name.lower().endswith("_id")}
-    return columns
+    return columns - table.bookkeeping
 
 
 def descriptive_columns(table: TableInfo) -> list[str]:
-    """Columns that describe a row: not a surrogate key, a reference, or a timestamp."""
-    skip = surrogate_key(table) | reference_columns(table)
+    """Columns that describe a row: not a surrogate key, a reference, a timestamp, or the schema's bookkeeping
+    (a column every table has: who wrote the row)."""
+    skip = surrogate_key(table) | reference_columns(table) | table.bookkeeping
     return [c.name for c in table.columns.values() if c.name not in skip and c.type_class != "temporal"]
 
 
@@ -119,13 +135,15 @@ def nullable_uniques(tables: list[TableInfo]) -> list[Candidate]:
             if unique.origin == "primary_key" or not unique.protects or not unique.nulls_distinct \
                     or len(unique.columns) < 2:
                 continue
-            nullable = [c for c in unique.columns if table.columns[c].nullable]
+            # a column indexed as COALESCE(column, constant) is safe: its NULL is a value that collides
+            nullable = [c for c in unique.columns if table.columns[c].nullable and c in unique.null_escapes([c])]
             if not nullable:
                 continue
             found.append(Candidate("unique_with_nullable_columns", table, unique.columns,
                                    f"{_describe_unique(unique)} treats NULLs as distinct and "
                                    f"{', '.join(nullable)} {'is' if len(nullable) == 1 else 'are'} nullable",
-                                   needs_duplicates=False, row_filter="rows_with_null"))
+                                   needs_duplicates=False, row_filter="rows_with_null",
+                                   null_columns=tuple(nullable)))
     return found
 
 
@@ -177,7 +195,7 @@ def status_keys(tables: list[TableInfo]) -> list[Candidate]:
         statuses = [c for c in table.columns.values() if c.type_class == "text" and STATUS_NAME.fullmatch(c.name)
                     and c.name not in table.fk_columns]
         for fk in table.foreign_keys:
-            if len(fk.columns) != 1 or table.is_protected(fk.columns):
+            if len(fk.columns) != 1 or table.is_protected(fk.columns) or fk.columns[0] in table.bookkeeping:
                 continue
             for status in statuses:
                 if table.is_protected((*fk.columns, status.name)):
@@ -196,7 +214,7 @@ def one_to_one_suspects(tables: list[TableInfo]) -> list[Candidate]:
             continue
         for fk in table.foreign_keys:
             column = fk.columns[0]
-            if len(fk.columns) != 1 or table.is_protected(fk.columns):
+            if len(fk.columns) != 1 or table.is_protected(fk.columns) or column in table.bookkeeping:
                 continue
             how = " (by its name)" if fk.inferred else ""
             found.append(Candidate("one_to_one_suspect", table, fk.columns,
@@ -245,12 +263,14 @@ class QuoteFn:
         return f"{p.quote_schema(schema)}.{p.quote(name)}"  # type: ignore[attr-defined]
 
 
-def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candidate]) -> list[Candidate]:
+def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candidate],
+                   related: list[Candidate] | None = None) -> list[Candidate]:
     """Every candidate, in the order they are measured: what matters most first (structural risks and the
     application's own lookups), the many one-column suspicions last, so a small budget spends itself on the
-    likeliest evidence. A column set whose rows another NOT NULL unique key declares distinct is no candidate."""
+    likeliest evidence. `related`: natural keys the data confirmed (`generic.py`). A column set whose rows another
+    NOT NULL unique key declares distinct is no candidate."""
     found = [*invalid_indexes(tables, quote), *nullable_uniques(tables), *link_tables(tables), *lookups,
-             *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables), *fks_to_non_unique(tables),
-             *no_primary_keys(tables)]
+             *(related or []), *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables),
+             *fks_to_non_unique(tables), *no_primary_keys(tables)]
     return [c for c in found if not c.columns or c.kind in ("invalid_unique_index", "foreign_key_to_non_unique")
             or c.table.declares_distinct(c.columns) is None]

@@ -48,6 +48,14 @@ class UniqueKey:
     nulls_distinct: bool = True
     partial: bool = False
     valid: bool = True
+    coalesced: frozenset[str] = frozenset()  # columns indexed as COALESCE(column, constant): a NULL collides
+
+    def null_escapes(self, columns: Iterable[str]) -> set[str]:
+        """The columns of `columns` where a NULL lets a second row in: every one the key covers, unless it treats
+        NULLs as equal, less those it indexes through COALESCE(column, constant) (NULL becomes the constant)."""
+        if not self.nulls_distinct:
+            return set()
+        return (set(columns) & set(self.columns)) - self.coalesced
 
     @property
     def protects(self) -> bool:
@@ -58,7 +66,7 @@ class UniqueKey:
 @dataclass(frozen=True)
 class IndexInfo:
     name: str
-    columns: tuple[str, ...]  # empty when the index has an expression
+    columns: tuple[str, ...]  # empty when the index has an expression other than COALESCE(column, constant)
     unique: bool
 
 
@@ -82,6 +90,7 @@ class TableInfo:
     foreign_keys: list[ForeignKeyInfo]
     row_estimate: int | None = None  # the catalog's statistics; None when the database keeps none
     invalid_index_sql: dict[str, str] = field(default_factory=dict)  # PostgreSQL: name -> CREATE UNIQUE INDEX ...
+    bookkeeping: frozenset[str] = frozenset()  # columns (nearly) every table of the schema has: see read_catalog
 
     @property
     def qualified(self) -> str:
@@ -104,10 +113,16 @@ class TableInfo:
         return found
 
     def declares_distinct(self, columns: Iterable[str]) -> tuple[str, ...] | None:
-        """Another unique key whose other columns are all NOT NULL: then no two rows can agree on it, and rows
-        repeating `columns` are different entities by declaration. None when there is none."""
-        return next((rest for rest in self.other_unique_keys(columns)
-                     if not any(self.columns[c].nullable for c in rest)), None)
+        """Another unique key whose other columns are NOT NULL (or NULL made a value by COALESCE): then no two rows
+        can agree on it, and rows repeating `columns` are different entities by declaration. None when none is."""
+        key = set(columns)
+        surrogate = self.primary_key if self.has_surrogate_key else ()
+        for unique in self.uniques:
+            rest = tuple(c for c in unique.columns if c not in key)
+            if unique.protects and unique.columns != surrogate and rest \
+                    and not unique.null_escapes(c for c in rest if self.columns[c].nullable):
+                return rest
+        return None
 
     @property
     def has_surrogate_key(self) -> bool:
@@ -135,8 +150,7 @@ class TableInfo:
         """Whether a unique key stops a second row with these values, when `null_columns` are looked up as NULL:
         a key within `columns` that is valid, and treats NULLs as equal wherever it covers a NULL."""
         wanted, nulls = set(columns), set(null_columns)
-        return any(u.protects and set(u.columns) <= wanted and not (u.nulls_distinct and set(u.columns) & nulls)
-                   for u in self.uniques)
+        return any(u.protects and set(u.columns) <= wanted and not u.null_escapes(nulls) for u in self.uniques)
 
     def sa_table(self) -> sa.TableClause:
         """A lightweight table clause for building quoted statements."""
@@ -197,7 +211,27 @@ def read_catalog(conn: Connection, schemas: list[str]) -> list[TableInfo]:
     for schema in schemas:
         tables.extend(_read_schema(inspector, conn, schema, fixed_name))
     _infer_foreign_keys(tables)
+    _mark_bookkeeping(tables)
     return tables
+
+
+BOOKKEEPING_MIN_TABLES = 10  # a schema this big before a column "every table has" means anything ...
+BOOKKEEPING_SHARE = 0.9  # ... and the share of its tables that must have it
+
+
+def _mark_bookkeeping(tables: list[TableInfo]) -> None:
+    """A column (same name, same type) that nearly every table of the schema has is the framework's bookkeeping
+    (Tryton's create_uid / write_uid, who wrote the row): it tells who or when, not which row, so it is neither a
+    parent nor a descriptive column of any one table. Judged from the whole catalog, never from the name."""
+    if len(tables) < BOOKKEEPING_MIN_TABLES:
+        return
+    counts: dict[tuple[str, str], int] = {}
+    for table in tables:
+        for column in table.columns.values():
+            counts[(column.name, column.type_class)] = counts.get((column.name, column.type_class), 0) + 1
+    common = {name for (name, _type), n in counts.items() if n >= BOOKKEEPING_SHARE * len(tables)}
+    for table in tables:
+        table.bookkeeping = frozenset(common - set(table.primary_key))
 
 
 def _read_schema(inspector: Inspector, conn: Connection, schema: str,
@@ -215,7 +249,7 @@ def _read_schema(inspector: Inspector, conn: Connection, schema: str,
         if name.startswith(OWN_TABLE_PREFIX):
             continue
         table = _table_info(schema, name, cols, pks.get(key), fks.get(key, []), indexes.get(key, []),
-                            uniques.get(key, []), fixed_name)
+                            uniques.get(key, []), fixed_name, extras.equality_exclusions.get(name, set()))
         table.row_estimate = extras.row_estimates.get(name)
         table.invalid_index_sql = extras.invalid_unique_indexes.get(name, {})
         tables.append(table)
@@ -223,7 +257,8 @@ def _read_schema(inspector: Inspector, conn: Connection, schema: str,
 
 
 def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any], indexes: list[Any],
-                uniques: list[Any], fixed_name: Callable[[str], str] = str) -> TableInfo:
+                uniques: list[Any], fixed_name: Callable[[str], str] = str,
+                exclusions: set[str] | frozenset[str] = frozenset()) -> TableInfo:
     def names_of(raw: Iterable[str]) -> tuple[str, ...]:
         return tuple(fixed_name(n) for n in raw)
 
@@ -236,19 +271,49 @@ def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any]
                               nulls_distinct=not options.get("postgresql_nulls_not_distinct", False)))
     index_infos = []
     for ix in indexes:
-        plain = None not in ix["column_names"]  # reflection puts None where an index has an expression
-        names = names_of(ix["column_names"]) if plain else ()
-        index_infos.append(IndexInfo(ix["name"], names, bool(ix["unique"])))
-        if ix["unique"] and not any(k.name == ix["name"] and k.columns == names for k in keys):
+        elements = _index_elements(ix, columns)
+        names = names_of(c for c, _ in elements) if elements is not None else ()
+        coalesced = frozenset(fixed_name(c) for c, wrapped in elements or () if wrapped)
+        # an exclusion constraint whose operators are all `=` is a unique constraint in all but name
+        unique = bool(ix["unique"]) or ix["name"] in exclusions
+        index_infos.append(IndexInfo(ix["name"], names, unique))
+        if unique and not any(k.name == ix["name"] and k.columns == names for k in keys):
             options = ix.get("dialect_options", {})
             keys.append(UniqueKey(
-                ix["name"], names, "index",
+                ix["name"], names, "constraint" if ix["name"] in exclusions else "index",
                 nulls_distinct=not options.get("postgresql_nulls_not_distinct", False),
                 partial=any(k.endswith("_where") for k in options),
-                valid=not options.get("postgresql_invalid", False)))
+                valid=not options.get("postgresql_invalid", False), coalesced=coalesced))
     foreign = [ForeignKeyInfo(names_of(fk["constrained_columns"]), fk.get("referred_schema") or schema,
                               fk["referred_table"], names_of(fk["referred_columns"])) for fk in fks]
     return TableInfo(schema, name, columns, primary, keys, index_infos, foreign)
+
+
+_IDENTIFIER = r'"(?:[^"]|"")+"|`(?:[^`]|``)+`|[A-Za-z_][A-Za-z0-9_$]*'
+_CONSTANT = r"(?:_\w+)?'(?:[^']|'')*'|-?[0-9]+(?:\.[0-9]+)?"
+COALESCED = re.compile(rf"\(?\s*coalesce\s*\(\s*(?P<column>{_IDENTIFIER})\s*,\s*\(?(?:{_CONSTANT})\)?"
+                       r"(?:\s*::\s*[A-Za-z ]+(?:\([0-9, ]+\))?)?\s*\)\s*\)?", re.IGNORECASE)
+
+
+def _index_elements(ix: dict[str, Any], columns: dict[str, Any]) -> list[tuple[str, bool]] | None:
+    """(column, wrapped in COALESCE) per element of an index, or None when an element is any other expression.
+    The expressions are the database's own rendering of them (PostgreSQL's pg_get_indexdef, per column):
+    COALESCE(column, constant) keys the column itself, with NULL turned into a value that collides."""
+    found: list[tuple[str, bool]] = []
+    expressions = ix.get("expressions") or [None] * len(ix["column_names"])
+    for name, expression in zip(ix["column_names"], expressions, strict=False):
+        if name is not None:
+            found.append((name, False))
+            continue
+        match = COALESCED.fullmatch(str(expression or "").strip())
+        if match is None:
+            return None
+        column = match.group("column")
+        column = column[1:-1].replace(column[0] * 2, column[0]) if column[0] in '"`' else column
+        if column not in columns and column.lower() not in columns:
+            return None
+        found.append((column if column in columns else column.lower(), True))
+    return found
 
 
 def _birth_rank(column: ColumnInfo) -> int:

@@ -7,12 +7,16 @@ Python files are parsed with `ast`; Ruby files are read with the documented patt
   calls `Model.objects.create(...)`.
 - SQLAlchemy: `select(Model).where(Model.a == x, ...)` / `query(Model).filter_by(a=...)` /
   `query(Model).filter(Model.a == x)` in a function that also calls `session.add(Model(...))`.
+- Tryton: `Model.search([('a', '=', x), ('b', '=', None)])` in a function that also calls `Model.create(...)`,
+  where `Model` is `cls` / `self` in a class declaring `__name__ = 'party.party'`, or a name bound to
+  `Pool().get('party.party')` / `pool.get(...)`; a domain of anything but `(field, '=', value)` terms is skipped.
 - Ruby (Rails), one line each: `Model.find_or_create_by(a: ..., b: ...)` (and `!`, `find_or_initialize_by`),
   `Model.where(a: ...).first_or_create`, and `validates :col, uniqueness: { scope: [:a, :b] }` /
   `validates_uniqueness_of :col, scope: ...` inside `class Model < ...` (a uniqueness the application checks
   and the database does not).
 
-Models map to tables by `__tablename__`, Django's `Meta.db_table`, Django's default `<app_label>_<model>`
+Models map to tables by `__tablename__`, Django's `Meta.db_table`, Tryton's `__name__` (dots become
+underscores: `party.party` is `party_party`, unless the class sets `_table`), Django's default `<app_label>_<model>`
 (the app is `Meta.app_label` or the directory holding `models.py` / `models/`), Rails' pluralised snake case,
 and, failing those, the one catalog table named `<model>` or `*_<model>`. A field maps to its column, or to
 `<field>_id` (a foreign key). A lookup whose table or columns are not in the catalog is skipped. A lookup is
@@ -103,18 +107,27 @@ def _python_lookups(text: str, shown: str, names: ModelNames, path: Path) -> lis
     except (SyntaxError, ValueError):
         return []
     _learn_models(tree, names, path)
+    owners = {id(item): cls.name for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) for item in cls.body}
     found: list[CodeLookup] = []
     for function in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
-        found += _function_lookups(function, shown)
+        found += _function_lookups(function, shown, owners.get(id(function)))
     return found
 
 
 def _learn_models(tree: ast.Module, names: ModelNames, path: Path) -> None:
     app = path.parent.parent.name if path.parent.name == "models" else path.parent.name
     for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+        tryton = [str(_constant(st.value)) for st in cls.body if isinstance(st, ast.Assign)
+                  and _assigned(st, "__name__") and isinstance(_constant(st.value), str)]
+        for model in tryton:  # ModelSQL's table: the model's name, dots as underscores, unless _table says
+            names.tables.setdefault(cls.name, model.replace(".", "_"))
         for statement in cls.body:
             if isinstance(statement, ast.Assign) and _assigned(statement, "__tablename__"):
                 names.tables[cls.name] = str(_constant(statement.value) or "")
+            if tryton and isinstance(statement, ast.Assign) and _assigned(statement, "_table") \
+                    and isinstance(_constant(statement.value), str):
+                names.tables[cls.name] = str(_constant(statement.value))
+                names.tables[tryton[0]] = str(_constant(statement.value))
             if isinstance(statement, ast.ClassDef) and statement.name == "Meta":
                 for item in statement.body:
                     if isinstance(item, ast.Assign) and _assigned(item, "db_table"):
@@ -139,8 +152,10 @@ def _root_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def _function_lookups(function: ast.FunctionDef | ast.AsyncFunctionDef, shown: str) -> list[CodeLookup]:
+def _function_lookups(function: ast.FunctionDef | ast.AsyncFunctionDef, shown: str,
+                      owner: str | None = None) -> list[CodeLookup]:
     calls = [n for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    pooled = _pooled_models(function)
     created = {_root_name(c.func) for c in calls if c.func.attr == "create"}  # type: ignore[attr-defined]
     added = {_root_name(c.args[0]) for c in calls if c.func.attr == "add" and c.args  # type: ignore[attr-defined]
              and isinstance(c.args[0], ast.Call)}
@@ -161,7 +176,40 @@ def _function_lookups(function: ast.FunctionDef | ast.AsyncFunctionDef, shown: s
             lookup = _sqlalchemy_lookup(target, call, shown)
             if lookup is not None:
                 found.append(lookup)
+        elif method == "search" and model in created and call.args and isinstance(call.args[0], ast.List):
+            tryton_model = owner if model in ("cls", "self") else pooled.get(model)
+            lookup = _tryton_lookup(tryton_model, call.args[0], call, shown) if tryton_model else None
+            if lookup is not None:
+                found.append(lookup)
     return [f for f in found if f.fields]
+
+
+def _pooled_models(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, str]:
+    """Names bound to Tryton models in a function: `Party = Pool().get('party.party')` / `pool.get(...)`."""
+    found = {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute) \
+                and node.value.func.attr == "get" and len(node.value.args) == 1 \
+                and isinstance(model := _constant(node.value.args[0]), str) and "." in model:
+            found[node.targets[0].id] = model
+    return found
+
+
+def _tryton_lookup(model: str, domain: ast.List, call: ast.Call, shown: str) -> CodeLookup | None:
+    """`search([('a', '=', x), ...])`: a conjunction of equalities, else None (an 'OR', a nested domain, another
+    operator or a dotted field is not a lookup of this table's columns)."""
+    fields, nulls = [], set()
+    for term in domain.elts:
+        if not (isinstance(term, ast.Tuple) and len(term.elts) == 3):
+            return None
+        field, operator = _constant(term.elts[0]), _constant(term.elts[1])
+        if not isinstance(field, str) or operator != "=" or "." in field:
+            return None
+        fields.append(field)
+        if isinstance(term.elts[2], ast.Constant) and term.elts[2].value is None:
+            nulls.add(field)
+    return CodeLookup(model, tuple(fields), frozenset(nulls), shown, call.lineno, "search() then create()")
 
 
 def _inner_call(call: ast.Call, method: str) -> ast.Call | None:
@@ -265,6 +313,8 @@ def _table_of(model: str, names: ModelNames, tables: list[TableInfo]) -> TableIn
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", model).lower()
     if model in names.apps:
         wanted.append(f"{names.apps[model]}_{model.lower()}")
+    if "." in model:  # a Tryton model name from Pool().get()
+        wanted.append(model.replace(".", "_"))
     wanted += [_plural(snake), snake]
     for name in wanted:
         if name and name.lower() in by_name:

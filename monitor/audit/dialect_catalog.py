@@ -23,6 +23,7 @@ from monitor.dialects import Dialect, for_backend
 class CatalogExtras:
     row_estimates: dict[str, int] = field(default_factory=dict)  # table -> rows, from statistics
     invalid_unique_indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: DDL}
+    equality_exclusions: dict[str, set[str]] = field(default_factory=dict)  # table -> exclusion constraints, all `=`
 
 
 @dataclass

@@ -8,12 +8,15 @@ Severity is decided by evidence, the way a DBA reads a table:
   differ and were born apart are the design: no finding for the kinds that are only suspicions
   (`one_to_one_suspect`, `non_unique_natural_key`, `key_with_status`, a link table with descriptive columns).
   Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out.
+- **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
+  group whose rows point at different parents through another NOT NULL foreign key links the key to different
+  rows (one view shown by two window actions): the design, no finding.
 - **What the schema declares** outranks the heuristics: a group whose rows differ in a column set another
   unique key covers is distinct entities, never counted (`candidates.all_candidates` drops the candidate when
   that key is NOT NULL).
 - **Structural risks** stand without duplicates: a unique key whose nullable column is NULL in most rows
-  (`medium`; `low` when the table is empty), a link table of references only, a lookup-then-insert the
-  application makes (`check_then_insert`), a foreign key to non-unique columns: `medium`.
+  (`medium`; `low` when the table is empty), a link table of references only (`low` when empty), a
+  lookup-then-insert the application makes (`check_then_insert`), a foreign key to non-unique columns: `medium`.
 - Nothing unmeasured is ever more than `low`, and its check is never written live: only commented out, with why.
 """
 
@@ -126,22 +129,25 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 
 
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
-    if c.kind == "non_unique_natural_key":
-        return m.once_share >= DESIGN_SHARE  # most values repeat: orders per customer and status
-    if c.kind == "one_to_one_suspect":
-        return m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE
-    if c.kind == "key_with_status":
-        return m.once_share >= STATUS_ONCE_SHARE
-    return True
+    if c.kind == "non_unique_natural_key" and m.once_share < DESIGN_SHARE:
+        return False  # most values repeat: orders per customer and status
+    if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
+                                               and m.once_share >= ONE_TO_ONE_SHARE):
+        return False
+    if c.kind == "key_with_status" and m.once_share < STATUS_ONCE_SHARE:
+        return False
+    # rows pointing at different parents through another required foreign key are different relationships
+    return not c.other_parents or m.same_parent_share >= RACE_SHARE
 
 
 def _structural(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
     """The risks that stand without duplicates."""
     if c.kind == "invalid_unique_index":
         return "high", None
-    if c.kind in ("check_then_insert", "foreign_key_to_non_unique") or (c.kind == "link_table_without_unique"
-                                                                        and c.pure):
+    if c.kind in ("check_then_insert", "foreign_key_to_non_unique"):
         return "medium", None
+    if c.kind == "link_table_without_unique" and c.pure:
+        return ("medium" if m.table_rows else "low"), None  # empty: nothing writes its links yet
     if c.kind == "unique_with_nullable_columns" and not c.table.other_unique_keys(c.columns):
         if not m.table_rows:
             return "low", None

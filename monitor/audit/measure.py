@@ -53,6 +53,11 @@ class Measurement:
     timed_groups: int = 0
     status_value: str | None = None  # key_with_status: the value whose rows are one per key ...
     status_where: str | None = None  # ... and the condition selecting it, as a check's `where`
+    same_parent_groups: int = 0  # groups whose rows agree on the candidate's other_parents (all, without any)
+
+    @property
+    def same_parent_share(self) -> float:
+        return self.same_parent_groups / self.groups if self.groups else 0.0
 
     @property
     def once_share(self) -> float:
@@ -176,13 +181,13 @@ class Measurer:
 
     def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
                      percent: float | None, *where: sa.ColumnElement[bool]) -> Measurement:
-        distinct, groups, excess, largest, measured_rows, alike = figures
+        distinct, groups, excess, largest, measured_rows, alike, same_parent = figures
         burst, timed = None, 0
         if groups and "dw_first" in per_key.c:
             burst, timed = self._bursts(per_key, *where)
         return Measurement(_scaled(distinct, scale), _scaled(groups, scale), _scaled(excess, scale),
                            int(largest or 0), scale > 1.0, percent, _scaled(measured_rows, scale), rows,
-                           _scaled(alike, scale), burst, timed)
+                           _scaled(alike, scale), burst, timed, same_parent_groups=_scaled(same_parent, scale))
 
     def _bursts(self, per_key: sa.Subquery, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
         """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS; None when every
@@ -235,7 +240,9 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
     grouped = [*keys, *(source.c[c] for c in candidate.agree_on if c not in columns)]
     selected: list[Any] = [*keys, sa.func.count().label("n"),
                            _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
-                                  for c in candidate.compared]).label("dw_alike")]
+                                  for c in candidate.compared]).label("dw_alike"),
+                           _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
+                                  for c in candidate.other_parents]).label("dw_same_parents")]
     birth = candidate.table.birth_column
     if birth is not None:
         selected += [sa.type_coerce(sa.func.min(source.c[birth]), sa.DateTime()).label("dw_first"),
@@ -244,13 +251,14 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
 
 
 def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
-    """distinct keys, duplicate groups, excess rows, largest group, rows, alike groups."""
-    n, alike = per_key.c.n, per_key.c.dw_alike
+    """distinct keys, duplicate groups, excess rows, largest group, rows, alike groups, same-parent groups."""
+    n, alike, parents = per_key.c.n, per_key.c.dw_alike, per_key.c.dw_same_parents
     duplicate = n > 1
     columns: list[Any] = [sa.func.count(), sa.func.sum(sa.case((duplicate, 1), else_=0)),
                           sa.func.sum(sa.case((duplicate, n - 1), else_=0)),
                           sa.func.max(sa.case((duplicate, n), else_=1)), sa.func.sum(n),
-                          sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0))]
+                          sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0)),
+                          sa.func.sum(sa.case((sa.and_(duplicate, parents == 1), 1), else_=0))]
     return sa.select(*columns).select_from(per_key)
 
 
@@ -259,7 +267,8 @@ def _filters(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> lis
         return [k.is_not(None) for k in keys]
     if candidate.row_filter == "rows_with_null":
         # rows that a NULLS DISTINCT unique lets through: some key column NULL, but not all of them
-        return [sa.or_(*(k.is_(None) for k in keys)), sa.or_(*(k.is_not(None) for k in keys))]
+        escaping = [k for k, c in zip(keys, candidate.columns, strict=True) if c in candidate.null_columns] or keys
+        return [sa.or_(*(k.is_(None) for k in escaping)), sa.or_(*(k.is_not(None) for k in keys))]
     return []
 
 

@@ -15,9 +15,11 @@ class PostgreSQLQueries(AuditQueries):
     product = "PostgreSQL"
 
     def catalog_extras(self, conn: Connection, schema: str) -> CatalogExtras:
-        """`pg_class.reltuples` (-1 until the table is first analyzed: no estimate) and the unique indexes with
+        """`pg_class.reltuples` (-1 until the table is first analyzed: no estimate), the unique indexes with
         `pg_index.indisvalid = false` with their `pg_get_indexdef()` (PostgreSQL docs, "pg_index" and "CREATE
-        INDEX ... Building Indexes Concurrently": a failed concurrent build leaves an invalid index)."""
+        INDEX ... Building Indexes Concurrently": a failed concurrent build leaves an invalid index), and the
+        exclusion constraints whose every operator is `=` (`pg_constraint.conexclop`): those reject a second row
+        equal in all their elements, as a unique constraint does (Tryton declares its keys this way)."""
         extras = CatalogExtras()
         rows = conn.execute(sa.text(
             "SELECT c.relname, c.reltuples FROM pg_catalog.pg_class c "
@@ -31,6 +33,13 @@ class PostgreSQLQueries(AuditQueries):
             "WHERE n.nspname = :schema AND x.indisunique AND NOT x.indisvalid"), {"schema": schema})
         for table, index, definition in invalid:
             extras.invalid_unique_indexes.setdefault(table, {})[index] = definition
+        exclusions = conn.execute(sa.text(
+            "SELECT t.relname, c.conname FROM pg_catalog.pg_constraint c "
+            "JOIN pg_catalog.pg_class t ON t.oid = c.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = :schema AND c.contype = 'x' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_operator o "
+            "WHERE o.oid = ANY (c.conexclop) AND o.oprname <> '=')"), {"schema": schema})
+        for table, constraint in exclusions:
+            extras.equality_exclusions.setdefault(table, set()).add(constraint)
         return extras
 
     def set_timeout(self, conn: Connection, seconds: float) -> None:

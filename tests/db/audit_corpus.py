@@ -26,6 +26,7 @@ unique key stops. A finding of medium or high severity on anything else is a fal
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,6 +57,7 @@ class App:
     evidence: dict[str, str]  # table -> why it is a true risk
     sources: dict[str, str] = field(default_factory=dict)  # path -> code, for --source
     dump: str | None = None  # tests/db/corpus/<dump>: the schema the application's own migrations made (PostgreSQL)
+    dumps: dict[str, str] = field(default_factory=dict)  # the same made on another database: dialect -> file
     dialects: tuple[str, ...] = ("postgresql", "mysql", "sqlite")  # where the application's schema can be built
 
 
@@ -491,7 +493,8 @@ def django_cms_rows(conn: sa.Connection, md: sa.MetaData) -> None:
 
 
 DJANGO_CMS = App(
-    "django-cms", None, django_cms_rows, dump="django_cms.sql", dialects=("postgresql",),
+    "django-cms", None, django_cms_rows, dump="django_cms.sql", dumps={"mysql": "django_cms_mariadb.sql"},
+    dialects=("postgresql", "mysql"),
     truth={"cms_placeholder": {frozenset({"content_type_id", "object_id", "slot"}),
                                frozenset({"content_type_id", "object_id", "slot", "default_width"})}},
     evidence={"cms_placeholder": (
@@ -590,6 +593,35 @@ TRYTON = App(
             "trytond/ir/ui/view.py:861-880 ViewTreeState.set: search(user, model, domain, child_name), delete, "
             "create; two requests at once both create. A non-unique index over (user, model, "
             "COALESCE(child_name, ''), domain)")},
+    # --source: ViewTreeState.set reduced from trytond/ir/ui/view.py (develop 3df41d95: lines 506-561; 8.2's own
+    # ViewTreeState.set has the same search, delete, create); MultiValue's generic set_multivalue is not readable
+    # as a lookup of one table, so the value tables are found from the catalog and the data alone.
+    sources={"trytond/ir/ui/view.py": (
+        "import json\n\n"
+        "from trytond.model import ModelSQL, ModelView, fields\n"
+        "from trytond.transaction import Transaction\n\n\n"
+        "class ViewTreeState(ModelSQL, ModelView):\n"
+        "    'View Tree State'\n"
+        "    __name__ = 'ir.ui.view_tree_state'\n"
+        "    model = fields.Char('Model', required=True)\n"
+        "    domain = fields.Char('Domain', required=True)\n"
+        "    user = fields.Many2One('res.user', 'User', required=True, ondelete='CASCADE')\n"
+        "    child_name = fields.Char('Child Name')\n"
+        "    nodes = fields.Text('Expanded Nodes')\n"
+        "    selected_nodes = fields.Text('Selected Nodes')\n\n"
+        "    @classmethod\n"
+        "    def set(cls, model, domain, child_name, nodes, selected_nodes):\n"
+        "        domain = json.dumps(json.loads(domain), separators=(',', ':'))\n"
+        "        current_user = Transaction().user\n"
+        "        records = cls.search([\n"
+        "                ('user', '=', current_user),\n"
+        "                ('model', '=', model),\n"
+        "                ('domain', '=', domain),\n"
+        "                ('child_name', '=', child_name),\n"
+        "                ])\n"
+        "        cls.delete(records)\n"
+        "        cls.create([{'user': current_user, 'model': model, 'domain': domain, 'child_name': child_name,\n"
+        "                     'nodes': nodes, 'selected_nodes': selected_nodes}])\n")},
     # Not risks: ir_action_act_window_view(view, active): one view in several actions is the modules' own XML data
     # (a fresh install has 30 such views); ir_ui_view_tree_width is protected by an EXCLUDE constraint over
     # (model, field, occurrence, user, COALESCE(screen_width, -1)); currency_currency_rate by UNIQUE(date, currency).
@@ -603,11 +635,15 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
 def load_dump(engine: sa.Engine, name: str) -> None:
-    """Run a schema dump (plain DDL, no schema qualifier) in the connection's search_path."""
+    """Run a schema dump (plain DDL, no schema qualifier) in the connection's search_path / database, one statement
+    at a time (PyMySQL runs one per call; the dumps hold no routine whose body has a `;` at a line's end)."""
+    statements = [s for s in re.split(r";\s*\n", (CORPUS / name).read_text())
+                  if s.strip() and not all(line.startswith("--") for line in s.strip().splitlines())]
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
-            cur.execute((CORPUS / name).read_text())
+            for statement in statements:
+                cur.execute(statement)
         raw.commit()
     finally:
         raw.close()
@@ -616,7 +652,7 @@ def load_dump(engine: sa.Engine, name: str) -> None:
 def build(app: App, engine: sa.Engine) -> None:
     md = sa.MetaData()
     if app.dump is not None:
-        load_dump(engine, app.dump)
+        load_dump(engine, app.dumps.get(engine.dialect.name, app.dump))
         md.reflect(engine)
     else:
         assert app.build is not None

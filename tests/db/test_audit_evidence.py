@@ -156,15 +156,17 @@ def test_raced_login_sources_are_high_by_their_burst(db: TestDatabase) -> None:
     assert "3 of 3 written within 2s (by last_seen)" in finding["evidence"]
 
 
-def install_data(db: TestDatabase, *, born: list[datetime]) -> None:
+def install_data(db: TestDatabase, *, born: list[datetime], required_parent: bool = False) -> None:
     """Tryton's `ir_action_act_window_view` as `trytond-admin` writes it: 125 views, 11 of them shown by two
     window actions (the rows differ in act_window), each row born at `born[action - 1]`. Its `active` is a
-    boolean there; a text `state` here, so that MariaDB (where a boolean is a TINYINT) has the same candidate."""
+    boolean there; a text `state` here, so that MariaDB (where a boolean is a TINYINT) has the same candidate.
+    act_window is NOT NULL in Tryton (`required_parent`); nullable, rows differing in it are not told apart by
+    a required parent, and only the birth timestamps can judge them."""
     md = sa.MetaData()
     sa.Table("act_window", md, sa.Column("id", sa.Integer, primary_key=True))
     sa.Table("ui_view", md, sa.Column("id", sa.Integer, primary_key=True))
     views = sa.Table("act_window_view", md, sa.Column("id", sa.Integer, primary_key=True),
-                     sa.Column("act_window", sa.Integer, sa.ForeignKey("act_window.id"), nullable=False),
+                     sa.Column("act_window", sa.Integer, sa.ForeignKey("act_window.id"), nullable=not required_parent),
                      sa.Column("view", sa.Integer, sa.ForeignKey("ui_view.id"), nullable=False),
                      sa.Column("state", sa.String(10)), sa.Column("sequence", sa.Integer),
                      sa.Column("create_uid", sa.Integer), sa.Column("create_date", sa.DateTime))
@@ -182,6 +184,16 @@ def test_rows_all_born_in_one_instant_are_no_race_burst(db: TestDatabase) -> Non
     [finding] = [f for f in on(audit_json(db), "act_window_view") if f["kind"] == "key_with_status"]
     assert finding["severity"] != "high" and finding["check"] is None, finding
     assert "written within" not in finding["evidence"], finding
+
+
+def test_rows_pointing_at_different_required_parents_are_no_duplicate_group(db: TestDatabase) -> None:
+    born_apart = [T0 + timedelta(days=a) for a in range(1, 126)] + [T0 + timedelta(days=v) for v in range(1, 12)]
+    for born in ([T0] * 136, born_apart):  # an install transaction, or repeats born together among rows born apart
+        install_data(db, born=born, required_parent=True)
+        assert on(audit_json(db), "act_window_view") == []  # each repeated view is in a different window action
+        with db.engine.begin() as conn:
+            for name in ("act_window_view", "act_window", "ui_view"):
+                conn.execute(sa.text(f"DROP TABLE {name}"))
 
 
 def test_repeats_born_together_among_rows_born_apart_are_still_a_burst(db: TestDatabase) -> None:
@@ -336,3 +348,143 @@ def test_a_code_lookup_is_a_risk_without_duplicates_and_drafted_when_its_groups_
     [designed] = [f for f in on(report, "shop_rule") if f["kind"] == "check_then_insert"]
     assert designed["severity"] == "medium" and designed["duplicate_groups"] == 1
     assert designed["check"] is None and "like the design" in designed["evidence"]
+
+
+# 7. real schemas' shapes (tests/db/corpus) --------------------------------------------------------------------------
+
+def tryton_like(db: TestDatabase, md: sa.MetaData, *names: str) -> dict[str, sa.Table]:
+    """Tables as Tryton makes them: every one has create_uid / write_uid (who wrote the row, no foreign key) and
+    create_date; ten filler models make the schema big enough for "every table has it" to mean something."""
+    def stamped(name: str, *columns: sa.Column[Any]) -> sa.Table:
+        return sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True), *columns,
+                        sa.Column("create_uid", sa.Integer), sa.Column("write_uid", sa.Integer),
+                        sa.Column("create_date", sa.DateTime))
+    for n in range(10):
+        stamped(f"filler_{n}", sa.Column("name", sa.String(20)))
+    stamped("party", sa.Column("name", sa.String(20)))
+    stamped("company", sa.Column("name", sa.String(20)))
+    stamped("lang", sa.Column("code", sa.String(10)))
+    tables = {n: stamped(n, *(sa.Column(c, sa.Integer, sa.ForeignKey(f"{c}.id")) for c in ("party", "company", "lang")))
+              for n in names}
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        for name in ("party", "company", "lang"):
+            conn.execute(md.tables[name].insert(), [{"id": i, "name" if name != "lang" else "code": f"{name}{i}"}
+                                                    for i in range(1, 31)])
+    return tables
+
+
+def test_a_multivalue_table_is_a_link_table_once_the_bookkeeping_columns_are_seen(db: TestDatabase) -> None:
+    md = sa.MetaData()
+    tables = tryton_like(db, md, "party_lang", "party_unused_lang")
+    rows = [{"party": p, "company": c, "lang": 1 + p % 3, "create_uid": 1, "create_date": T0 + timedelta(days=p + c)}
+            for p in range(1, 31) for c in (1, 2)]
+    raced = T0 + timedelta(days=5, milliseconds=5)  # party 4's form saved twice at once
+    rows += [{"party": 4, "company": 1, "lang": 2, "create_uid": 1, "create_date": raced}]
+    with db.engine.begin() as conn:
+        conn.execute(tables["party_lang"].insert(), rows)
+    report = audit_json(db)
+    [lang] = on(report, "party_lang")
+    assert lang["kind"] == "link_table_without_unique" and set(lang["columns"]) == {"party", "company", "lang"}
+    assert (lang["severity"], lang["duplicate_groups"]) == ("high", 1), lang
+    assert "create_uid" not in lang["check"]["key"]
+    [unused] = on(report, "party_unused_lang")  # the same shape, empty: nothing writes it yet
+    assert unused["severity"] == "low"
+    assert all(f["kind"] != "one_to_one_suspect" or f["columns"] != ["create_uid"] for f in report["findings"])
+
+
+def test_a_unique_index_over_coalesce_is_a_key_whose_nulls_are_safe(pg: TestDatabase, tmp_path: Path) -> None:
+    pg.execute("CREATE TABLE site (id integer PRIMARY KEY)",
+               "CREATE TABLE redirect (id integer PRIMARY KEY, site_id integer REFERENCES site, "
+               "old_path varchar(200) NOT NULL, new_path varchar(200) NOT NULL)",
+               "CREATE UNIQUE INDEX redirect_path ON redirect (old_path, COALESCE(site_id, 0))",
+               "INSERT INTO redirect SELECT n, NULL, '/old/' || n, '/new/' || n FROM generate_series(1, 40) n")
+    (tmp_path / "redirects").mkdir()
+    (tmp_path / "redirects" / "models.py").write_text(
+        "from django.db import models\n\nclass Redirect(models.Model):\n    old_path = models.CharField()\n\n"
+        "    class Meta:\n        db_table = 'redirect'\n")
+    (tmp_path / "redirects" / "views.py").write_text(
+        "from .models import Redirect\n\ndef add(path):\n"
+        "    Redirect.objects.get_or_create(old_path=path, site=None)\n")
+    assert on(audit_json(pg, "--source", str(tmp_path)), "redirect") == []
+    pg.execute("DROP INDEX redirect_path", "CREATE UNIQUE INDEX redirect_path ON redirect (old_path, site_id)")
+    kinds = {f["kind"] for f in on(audit_json(pg, "--source", str(tmp_path)), "redirect")}
+    assert kinds == {"unique_with_nullable_columns", "check_then_insert"}  # the same key without COALESCE
+
+
+def test_an_equality_exclusion_constraint_is_a_key(pg: TestDatabase, tmp_path: Path) -> None:
+    """Tryton's ir_ui_view_tree_width: EXCLUDE USING btree (model WITH =, ..., COALESCE(screen_width, -1) WITH =)."""
+    pg.execute('CREATE TABLE tree_width (id integer PRIMARY KEY, model varchar NOT NULL, "user" integer NOT NULL, '
+               "screen_width integer, width integer)",
+               'ALTER TABLE tree_width ADD CONSTRAINT tree_width_unique EXCLUDE USING btree (model WITH =, '
+               '"user" WITH =, COALESCE(screen_width, -1) WITH =)')
+    (tmp_path / "ir.py").write_text(
+        "from trytond.model import ModelSQL\n\nclass ViewTreeWidth(ModelSQL):\n"
+        "    __name__ = 'tree.width'\n\n    @classmethod\n    def set_width(cls, model, user, width):\n"
+        "        if not cls.search([('model', '=', model), ('user', '=', user), ('screen_width', '=', None)]):\n"
+        "            cls.create([{'model': model, 'user': user, 'width': width}])\n")
+    assert [f for f in on(audit_json(pg, "--source", str(tmp_path)), "tree_width") if f["columns"]] == []
+    pg.execute("ALTER TABLE tree_width DROP CONSTRAINT tree_width_unique")
+    [lookup] = on(audit_json(pg, "--source", str(tmp_path)), "tree_width")
+    assert lookup["kind"] == "check_then_insert" and set(lookup["columns"]) == {"model", "user", "screen_width"}
+
+
+def test_a_natural_key_index_with_coalesce_finds_its_race(pg: TestDatabase) -> None:
+    """Tryton's ir_ui_view_tree_state: INDEX ("user", model, COALESCE(child_name, ''), domain), searched then
+    created by ViewTreeState.set."""
+    pg.execute("CREATE TABLE res_user (id integer PRIMARY KEY)",
+               'CREATE TABLE tree_state (id integer PRIMARY KEY, "user" integer NOT NULL REFERENCES res_user, '
+               "model varchar NOT NULL, child_name varchar, domain varchar NOT NULL, nodes text, "
+               "create_date timestamp)",
+               'CREATE INDEX tree_state_key ON tree_state ("user", model, COALESCE(child_name, \'\'), domain)',
+               "INSERT INTO res_user SELECT generate_series(1, 8)",
+               "INSERT INTO tree_state SELECT u * 10 + m, u, 'model' || m, 'childs', '[]', '[]', "
+               "timestamp '2026-11-02' + u * interval '1 day' FROM generate_series(1, 8) u, generate_series(1, 3) m",
+               "INSERT INTO tree_state VALUES (1000, 2, 'model1', 'childs', '[]', '[[1]]', "
+               "timestamp '2026-11-04' + interval '5 milliseconds')")
+    [state] = on(audit_json(pg), "tree_state")
+    assert state["kind"] == "non_unique_natural_key" and state["columns"] == ["user", "model", "child_name", "domain"]
+    assert (state["severity"], state["duplicate_groups"]) == ("high", 1), state
+
+
+def placeholders(db: TestDatabase, *, object_ids: list[int], raced: bool) -> None:
+    """django-cms's cms_placeholder: (content_type_id, object_id) names the page content a slot belongs to."""
+    md = sa.MetaData()
+    types = sa.Table("django_content_type", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("app_label", sa.String(100), nullable=False),
+                     sa.Column("model", sa.String(100), nullable=False), sa.UniqueConstraint("app_label", "model"))
+    contents = sa.Table("cms_pagecontent", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("title", sa.String(50)))
+    holders = sa.Table("cms_placeholder", md, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column("slot", sa.String(255), nullable=False), sa.Column("default_width", sa.SmallInteger),
+                       sa.Column("content_type_id", sa.Integer, sa.ForeignKey("django_content_type.id")),
+                       sa.Column("object_id", sa.Integer))
+    md.create_all(db.engine)
+    rows = [{"slot": slot, "content_type_id": 2, "object_id": o} for o in object_ids
+            for slot in ("content", "sidebar", "footer")]
+    with db.engine.begin() as conn:
+        conn.execute(types.insert(), [{"id": 1, "app_label": "cms", "model": "page"},
+                                      {"id": 2, "app_label": "cms", "model": "pagecontent"}])
+        conn.execute(contents.insert(), [{"id": i, "title": f"t{i}"} for i in range(1, 31)])
+        conn.execute(holders.insert(), rows + ([{"slot": "content", "content_type_id": 2, "object_id": 5}]
+                                               if raced else []))
+
+
+def test_a_generic_relation_confirmed_by_the_data_is_the_parent_of_a_natural_key(db: TestDatabase) -> None:
+    placeholders(db, object_ids=list(range(1, 31)), raced=True)
+    [holder] = on(audit_json(db), "cms_placeholder")
+    assert set(holder["columns"]) == {"content_type_id", "object_id", "slot", "default_width"}
+    assert (holder["kind"], holder["severity"], holder["duplicate_groups"]) == ("non_unique_natural_key", "high", 1)
+    assert "cms.pagecontent (cms_pagecontent)" in holder["evidence"]
+
+
+def test_a_generic_relation_is_no_finding_without_duplicates_or_without_the_data_s_confirmation(
+        db: TestDatabase) -> None:
+    placeholders(db, object_ids=list(range(1, 31)), raced=False)
+    assert on(audit_json(db), "cms_placeholder") == []  # three slots per page content: the design
+    db.execute("DROP TABLE cms_placeholder", "DROP TABLE cms_pagecontent", "DROP TABLE django_content_type")
+    placeholders(db, object_ids=[*range(1, 31), 31], raced=True)  # object 31 is in no table: no generic relation
+    assert on(audit_json(db), "cms_placeholder") == []
+    db.execute("DELETE FROM cms_placeholder WHERE object_id = 31",  # a type naming no table (cms_page): neither
+               "UPDATE cms_placeholder SET content_type_id = 1 WHERE object_id = 7")
+    assert on(audit_json(db), "cms_placeholder") == []
