@@ -8,9 +8,14 @@ keys whose groups are re-counted at once through the key (`WHERE key = value`, s
 the figures follow the table at a cost that follows the changes, and can never drift from it: counts always
 come from the table.
 
-A change whose old key the stream does not give (an UPDATE or DELETE of a table whose replica identity is
-its primary key only) may have shrunk any group: every known group is re-counted then (duplicate groups are
-few), and new groups it may have formed are named by its new row.
+An UPDATE whose old row the stream gives whole (MariaDB/MySQL's full row image, a PostgreSQL table with
+`REPLICA IDENTITY FULL`) re-counts nothing when it left every key column as it was (a check with a `where`
+re-counts the row's one group: the `where` is SQL text, so any column may move the row in or out of it), and
+the old key's group and the new one's when it changed a key column. A change whose old key the stream does not
+give (an UPDATE or DELETE of a table whose replica identity is its primary key only, a TRUNCATE) may have shrunk
+any known group: its new key is re-counted at once (a new duplicate is never late), and every known group is
+queued to be re-counted again, `RECOUNT_BUDGET` groups per read of the stream, so that a group it dissolved
+disappears within a bounded time at a bounded cost, however many groups are known.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from monitor.live.changes import Change, Row
 
 Key = tuple[Any, ...]
 RECOUNT_CHUNK = 200  # groups re-counted by one statement
+RECOUNT_BUDGET = 1_000  # queued known groups re-counted per read of the stream (five statements)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ class LiveGroups:
         self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
         rules = resolved.rules
         self.identity = [rules.group_identity(e) for e in resolved.key_exprs]
+        self.pending: dict[Key, None] = {}  # known groups queued for a re-count, oldest first
+        self.recounted = 0  # groups re-counted from changes since the start (the cost live mode pays)
+        self._where = bool(resolved.check.where)
+        # Python's equality of keys is the database's (no collation makes two spellings one group)
+        self._exact_identity = all(i is e for i, e in zip(self.identity, resolved.key_exprs, strict=True))
 
     @property
     def figures(self) -> tuple[int, int]:
@@ -65,25 +76,35 @@ class LiveGroups:
         found = {tuple(row[width:2 * width]): (tuple(row[:width]), int(row[-1])) for row in conn.execute(statement)}
         new = len(found.keys() - self.known.keys())
         self.known = found
+        self.pending.clear()
         return new
 
     # -- changes ----------------------------------------------------------------------------------
 
     def keys_named(self, changes: Iterable[Change]) -> tuple[set[tuple[Any, ...]], bool]:
-        """The raw key values the changes name (new rows, and old rows where the stream gives the key), and
-        whether some change left its old key unknown (then every known group must be re-counted)."""
+        """The raw key values whose groups `changes` may have changed (new rows, and old rows where the stream
+        gives the key), and whether some change left its old key unknown (then every known group is queued)."""
         raw: set[tuple[Any, ...]] = set()
         unknown_old = False
         for change in changes:
             if change.operation == "TRUNCATE":
                 unknown_old = True
                 continue
-            for row in (change.new, change.old):
-                if row is not None and (values := self._key_of(row)) is not None:
-                    raw.add(values)
-            if change.operation != "INSERT" and (change.old is None or self._key_of(change.old) is None):
+            old = self._key_of(change.old) if change.old is not None else None
+            new = self._key_of(self._row_after(change)) if change.new is not None else None
+            if change.operation == "UPDATE" and old is not None and old == new and not self._where:
+                continue  # no key column changed: no group did
+            raw.update(values for values in (old, new) if values is not None)
+            if change.operation != "INSERT" and old is None:
                 unknown_old = True
         return raw, unknown_old
+
+    @staticmethod
+    def _row_after(change: Change) -> Row:
+        """The row after `change`; an UPDATE's new row lacks the columns PostgreSQL did not send again (an
+        unchanged TOASTed value), which are the old row's where the stream gives it."""
+        assert change.new is not None
+        return {**change.old, **change.new} if change.old is not None else change.new
 
     def _key_of(self, row: Row) -> tuple[Any, ...] | None:
         if not all(name in row for name in self.key_names):
@@ -91,17 +112,23 @@ class LiveGroups:
         return tuple(row[name] for name in self.key_names)
 
     def apply(self, conn: Connection, changes: Sequence[Change]) -> Figures | None:
-        """Re-count the groups `changes` touch; the new figures, or None when no group changed."""
+        """Re-count the groups `changes` touch, then up to `RECOUNT_BUDGET` queued ones; the new figures, or
+        None when no group changed."""
         raw, unknown_old = self.keys_named(changes)
         counted: dict[Key, tuple[Key, int]] = {}
         for values in raw:
             identity, key, rows = self._count_raw(conn, values)
-            if identity is None:  # no row has the key now: which known group it was, only a re-count says
-                unknown_old = True
-                continue
+            if identity is None:  # no row has the key now: the group it was, if any, is known by its key
+                identity = self._known_by_key(key)
+                if identity is None:  # not a known group, unless spelled otherwise under a collation
+                    unknown_old |= not self._exact_identity
+                    continue
             counted[identity] = (key, rows)
-        if unknown_old and self.known:
-            counted.update(self._count_known(conn, [i for i in self.known if i not in counted]))
+        if unknown_old:
+            self.pending.update(dict.fromkeys(self.known))
+        for identity in counted:
+            self.pending.pop(identity, None)
+        counted.update(self._count_pending(conn))
         before = self.figures
         new = 0
         for identity, (key, rows) in counted.items():
@@ -113,6 +140,21 @@ class LiveGroups:
         if not new and self.figures == before:
             return None
         return Figures(*self.figures, new_groups=new)
+
+    def _known_by_key(self, key: Key) -> Key | None:
+        if self._exact_identity:  # the identity is the key itself
+            return key if key in self.known else None
+        return next((i for i, (known, _n) in self.known.items() if known == key), None)
+
+    def _count_pending(self, conn: Connection) -> dict[Key, tuple[Key, int]]:
+        """Re-count the oldest `RECOUNT_BUDGET` queued groups (those still known)."""
+        chunk: list[Key] = []
+        while self.pending and len(chunk) < RECOUNT_BUDGET:
+            identity = next(iter(self.pending))
+            del self.pending[identity]
+            if identity in self.known:
+                chunk.append(identity)
+        return self._count_known(conn, chunk) if chunk else {}
 
     def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
         """The group identity (None when no row has the key), the normalised key of raw values (as text from
@@ -132,6 +174,7 @@ class LiveGroups:
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
                       for e in self.identity]
         width = len(keys)
+        self.recounted += 1
         row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(keys)],
                                      *[e.label(f"i{i}") for i, e in enumerate(identities)], rows)).one()
         if not row[-1]:
@@ -142,6 +185,7 @@ class LiveGroups:
         """The rows of each known group in `identities` (0 for a group gone)."""
         r = self.resolved
         counted = {i: (self.known[i][0], 0) for i in identities}
+        self.recounted += len(identities)
         width = len(r.key_exprs)
         for start in range(0, len(identities), RECOUNT_CHUNK):
             chunk = [self.known[i][0] for i in identities[start:start + RECOUNT_CHUNK]]

@@ -21,7 +21,7 @@ from pgcluster import Cluster, started_cluster
 from dbtest import TestDatabase, write_config
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
-from monitor.live import Figures, LiveReader, LiveRefused
+from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live.postgresql import LogicalDecodingStream
 
 pytestmark = pytest.mark.timeout(120)
@@ -333,11 +333,13 @@ class Recorded:
         self.figures: list[tuple[str, Figures]] = []
         self.lags: list[float] = []
         self.gaps: list[str] = []
+        self.events = 0
 
     def live_figures(self, check: str, database: str, figures: Figures) -> None:
         self.figures.append((check, figures))
 
     def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        self.events += events  # reported once the changes read are applied
         if lag_seconds is not None:
             self.lags.append(lag_seconds)
 
@@ -394,6 +396,64 @@ def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         assert recorded.gaps == []
 
 
+def recounts_of_updates(admin: sa.Engine, table: str, reader: LiveReader, recorded: Recorded) -> tuple[int, int]:
+    """Groups re-counted by an UPDATE of 20 rows' non-key column, then by one UPDATE moving a row from group
+    'a' to group 'b' (20 rows hold 'a', 'b' and singles)."""
+    groups = reader.groups["signups"]
+
+    def recounts_of(statement: str, events: int) -> int:
+        before, seen = groups.recounted, recorded.events
+        execute(admin, statement)
+        await_true(lambda: recorded.events >= seen + events, f"{events} change(s) applied")
+        assert not groups.pending, "no known group queued for a re-count"
+        return groups.recounted - before
+
+    non_key = recounts_of(f"UPDATE {table} SET note = 'touched'", 20)
+    key = recounts_of(f"UPDATE {table} SET email = 'b@example.com' WHERE id = 1", 1)
+    return non_key, key
+
+
+def fill_for_updates(engine: sa.Engine, table: str) -> None:
+    """Rows 1-3 hold 'a' (a group of 3), rows 4-5 'b' (a group of 2), rows 6-20 one key each."""
+    emails = ["a@example.com"] * 3 + ["b@example.com"] * 2 + [f"single{i}@example.com" for i in range(15)]
+    with engine.begin() as conn:
+        for email in emails:
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES (:e)"), {"e": email})
+
+
+def test_an_update_of_no_key_column_recounts_nothing_and_a_key_update_recounts_old_and_new_groups(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY FULL")  # the test's own table
+    fill_for_updates(admin, table)
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        assert reader.groups["signups"].figures == (2, 3)
+        non_key, key = recounts_of_updates(admin, table, reader, recorded)
+        assert reader.groups["signups"].figures == (2, 3)  # 'a' has 2 rows and 'b' 3 now
+        assert reader.groups["signups"].known[("a@example.com",)][1] == 2
+    assert (non_key, key) == (0, 2)
+
+
+def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known_groups(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """The replica identity is the primary key: the stream says nothing of the old email. The new key is
+    re-counted at once; the known groups (one of which the row may have left) within the budget."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text")
+    fill_for_updates(admin, table)
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        before = groups.recounted
+        execute(admin, f"UPDATE {table} SET email = 'c@example.com' WHERE id IN (1, 2)")  # 'a' dissolves
+        await_true(lambda: groups.figures == (2, 2) and not groups.pending, "'a' dissolved, 'c' formed")
+        assert groups.recounted - before == 1 + 2  # the new key, then the two known groups
+        assert recorded.figures[-1][1] == Figures(groups=2, excess_rows=2, new_groups=1)
+
+
 # -- MariaDB: the binary log -------------------------------------------------------------------------
 
 
@@ -442,6 +502,79 @@ def test_mariadb_updates_and_deletes_change_groups_by_their_old_and_new_keys(
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group the delete dissolved",
                     timeout=LIVE_SECONDS)
     assert daemon.stop() == 0
+
+
+def test_mariadb_an_update_of_no_key_column_recounts_nothing_and_a_key_update_recounts_old_and_new_groups(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    fill_for_updates(engine, table)
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        non_key, key = recounts_of_updates(engine, table, reader, recorded)
+        assert reader.groups["signups"].figures == (2, 3)
+    assert (non_key, key) == (0, 2)
+
+
+def read_changes(stream: Any, count: int) -> list[Any]:
+    changes: list[Any] = []
+    await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= count,
+               f"{count} change(s) read")
+    return changes
+
+
+def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_nothing(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")  # before: never read
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('first@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 1)] == ["first@example.com"]
+        with engine.connect() as conn:
+            assert stream.gtid == {0: conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar()}
+        stream.close()  # down: what commits now must be read once it opens again
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('meanwhile@example.com')")
+        stream.open()
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 2)] == ["meanwhile@example.com", "after@example.com"]
+    finally:
+        stream.close()
+
+
+def test_mariadb_a_binary_log_purged_while_the_stream_was_down_is_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    engine, table = mariadb_table
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('first@example.com')")
+        read_changes(stream, 1)
+        stream.close()
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('lost@example.com')")
+        with engine.connect() as conn:
+            conn.execute(sa.text("FLUSH BINARY LOGS"))
+            current = conn.execute(sa.text("SHOW MASTER STATUS")).one()[0]
+
+            def purged() -> bool:  # the throwaway server's binary log; purged once InnoDB has checkpointed it
+                conn.execute(sa.text(f"PURGE BINARY LOGS TO '{current}'"))
+                return [row[0] for row in conn.execute(sa.text("SHOW BINARY LOGS"))] == [current]
+
+            await_true(purged, "the binary log purged up to the current file")
+        stream.open()
+        with pytest.raises(StreamLost) as lost:
+            read_changes(stream, 1)
+        assert str(lost.value).startswith("database live: live stream: the binary log no longer holds GTID "
+                                          "position 0-1-")
+        assert "purged" in str(lost.value)
+        stream.open()  # from the current position now
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('next@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 1)] == ["next@example.com"]
+    finally:
+        stream.close()
 
 
 def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:
