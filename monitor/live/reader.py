@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from monitor.config import CheckConfig
 from monitor.engine import CheckError, Monitor
-from monitor.live.changes import Change, ChangeStream, LiveRefused, StreamLost, Transaction
+from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction
 from monitor.live.groups import Figures, LiveGroups
 
 log = logging.getLogger("dupewatch.live")
@@ -164,6 +164,9 @@ class LiveReader:
             for change in transaction.changes:
                 for check in self._tables.get((change.schema, change.table), ()):
                     touched.setdefault(check, []).append(change)
+            if transaction.unseen:
+                for check in self.groups:
+                    touched.setdefault(check, []).append(UNSEEN)
         changed: dict[str, Figures] = {}
         if touched:
             db = self.monitor.database(self.database)

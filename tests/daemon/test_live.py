@@ -22,7 +22,7 @@ from dbtest import TestDatabase, write_config
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
-from monitor.live.postgresql import LogicalDecodingStream
+from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,7 +51,48 @@ LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a l
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    yield from started_cluster("the live-mode tests", wal_level="logical")
+    for made in started_cluster("the live-mode tests", wal_level="logical"):
+        allow_wal2json(made)
+        yield made
+
+
+def allow_wal2json(cluster: Cluster) -> None:
+    """Where the server lists the output plugins roles may use (`output_plugin_libraries`), add wal2json to this
+    throwaway cluster's list, so that live mode uses it where it is installed."""
+    set_plugin_libraries(cluster, "pgoutput, test_decoding, wal2json")
+
+
+def set_plugin_libraries(cluster: Cluster, libraries: str) -> bool:
+    """Set the throwaway cluster's `output_plugin_libraries` and wait until new sessions have it; False where
+    the server has no such setting."""
+    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if not conn.execute(sa.text("SELECT count(*) FROM pg_settings"
+                                        " WHERE name = 'output_plugin_libraries'")).scalar():
+                return False
+            conn.execute(sa.text(f"ALTER SYSTEM SET output_plugin_libraries = {libraries}"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+
+        def applied() -> bool:
+            with engine.connect() as fresh:
+                return bool(fresh.execute(sa.text("SHOW output_plugin_libraries")).scalar() == libraries)
+
+        await_true(applied, "the setting reloaded")
+        return True
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def plugin(cluster: Cluster) -> str:
+    """The output plugin live mode uses on the cluster: wal2json where the server accepts it."""
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    stream.open()
+    assert stream.plugin is not None
+    name = stream.plugin.name
+    stream.close()
+    return name
 
 
 @pytest.fixture
@@ -229,13 +270,13 @@ def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
 
 
 def test_the_temporary_slot_dies_with_a_killed_daemon(
-        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any, plugin: str) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
     pid = live_backend(admin)
     with admin.connect() as conn:
         slots = conn.execute(sa.text("SELECT temporary, slot_type, plugin FROM pg_replication_slots"
                                      " WHERE active_pid = :pid"), {"pid": pid}).all()
-        assert [tuple(s) for s in slots] == [(True, "logical", "test_decoding")]
+        assert [tuple(s) for s in slots] == [(True, "logical", plugin)]
         assert conn.execute(sa.text("SELECT count(*) FROM pg_publication")).scalar() == 0
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait()
@@ -357,13 +398,19 @@ def await_true(condition: Callable[[], bool], what: str, timeout: float = LIVE_S
         time.sleep(0.02)  # polling interval of a condition wait
 
 
-def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(cluster: Cluster, admin: sa.Engine) -> None:
+@pytest.mark.parametrize("decoder", [WAL2JSON, TEST_DECODING], ids=lambda p: p.name)
+def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(
+        cluster: Cluster, admin: sa.Engine, decoder: Plugin, plugin: str) -> None:
+    if decoder is WAL2JSON and plugin != "wal2json":
+        pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
     name = f"Sign Up {uuid.uuid4().hex[:6]}"
-    execute(admin, f'CREATE TABLE "{name}" (id serial PRIMARY KEY, "E-mail" text, note text, tags int[])')
-    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    execute(admin, f'CREATE TABLE "{name}" (id serial PRIMARY KEY, "E-mail" text, note text, tags int[],'
+                   ' amount numeric, flag boolean)')
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(decoder,))
     stream.open()
     try:
-        execute(admin, f'INSERT INTO "{name}" ("E-mail", note, tags) VALUES (:e, NULL, ARRAY[1, 2])',
+        execute(admin, f'INSERT INTO "{name}" ("E-mail", note, tags, amount, flag)'
+                       ' VALUES (:e, NULL, ARRAY[1, 2], 1.10000000000000000001, true)',
                 e="o'brien @ example.com")
         execute(admin, f'UPDATE "{name}" SET id = 10')
         execute(admin, f'DELETE FROM "{name}"')
@@ -375,9 +422,59 @@ def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(clus
         execute(admin, f'DROP TABLE "{name}"')
     insert, update, delete = changes
     assert (insert.schema, insert.table, insert.operation) == ("public", name, "INSERT")
-    assert insert.new == {"id": "1", "E-mail": "o'brien @ example.com", "note": None, "tags": "{1,2}"}
+    assert insert.new == {"id": "1", "E-mail": "o'brien @ example.com", "note": None, "tags": "{1,2}",
+                          "amount": "1.10000000000000000001", "flag": "true"}
     assert (update.operation, update.old, update.new["id"]) == ("UPDATE", {"id": "1"}, "10")
     assert (delete.operation, delete.old) == ("DELETE", {"id": "10"})
+
+
+def test_the_slot_falls_back_to_test_decoding_when_the_server_refuses_a_plugin(
+        cluster: Cluster, admin: sa.Engine) -> None:
+    missing = Plugin("dupewatch_no_such_plugin", (), TEST_DECODING.parse)
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(missing, TEST_DECODING))
+    stream.open()
+    try:
+        assert stream.plugin is TEST_DECODING
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT plugin FROM pg_replication_slots WHERE slot_name = :s"),
+                                {"s": stream.slot}).scalar() == "test_decoding"
+    finally:
+        stream.close()
+
+
+def test_a_server_that_lets_the_role_use_no_output_plugin_is_refused_in_one_line(
+        cluster: Cluster, admin: sa.Engine) -> None:
+    if not set_plugin_libraries(cluster, "pgoutput"):
+        pytest.skip("this PostgreSQL has no output_plugin_libraries setting")
+    try:
+        stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+        with pytest.raises(LiveRefused) as refused:
+            stream.open()
+        assert str(refused.value) == (
+            'database live: live = true needs an output plugin this role may use (library "test_decoding" may not '
+            "be used as an output plugin): add test_decoding to output_plugin_libraries and reload the server, "
+            "or remove live = true")
+        assert stream.slot is None
+    finally:
+        allow_wal2json(cluster)
+
+
+def test_a_delete_from_a_table_without_a_replica_identity_dissolves_its_group(
+        cluster: Cluster, admin: sa.Engine, monitor_for: Any, plugin: str) -> None:
+    """Neither plugin gives such a row's key (wal2json prints nothing of it): every known group is re-counted."""
+    name = f"membership_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (role_id int NOT NULL, group_id int NOT NULL)")  # no primary key
+    try:
+        execute(admin, f"INSERT INTO {name} VALUES (1, 1), (1, 1), (2, 2), (2, 2)")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "membership", "database": "live", "table": name, "key": ["role_id", "group_id"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            assert reader.groups["membership"].figures == (2, 2)
+            execute(admin, f"DELETE FROM {name} WHERE ctid = (SELECT min(ctid) FROM {name} WHERE role_id = 1)")
+            await_true(lambda: reader.groups["membership"].figures == (1, 1), f"group (1, 1) dissolved ({plugin})")
+    finally:
+        execute(admin, f"DROP TABLE {name}")
 
 
 def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
