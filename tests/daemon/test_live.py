@@ -3,7 +3,11 @@ scraped over HTTP, and the stream in-process where the test is about the server 
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -14,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
 from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
@@ -46,6 +51,7 @@ NEW = "dupewatch_new_duplicate_groups_total"
 GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "dupewatch.rules.yml"
 LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
 
@@ -189,6 +195,51 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
     assert live_value(scrape, LAG) is not None
     print(f"commit-to-metric latency: {latency:.3f} s")
     assert daemon.stop() == 0
+
+
+def test_a_raced_duplicate_moves_the_new_duplicates_counter_from_the_stream_and_the_shipped_alert_fires(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The check polls hourly: between two scrapes only the stream ran. Prometheus's own rule engine (promtool)
+    then evaluates the shipped DupewatchNewDuplicates rule over the counter's two scraped values."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    before = daemon.scrape()
+    ran = before.value("dupewatch_check_last_success_timestamp_seconds", "signups")
+    assert before.value(NEW, "signups") == 0
+
+    race(admin, table, "alert@example.com", sessions=2)
+    after = daemon.wait_for(lambda s: s.value(NEW, "signups") == 1, "the new group counted", timeout=LIVE_SECONDS)
+    assert after.value("dupewatch_check_last_success_timestamp_seconds", "signups") == ran  # no poll ran
+    assert daemon.stop() == 0
+
+    alert_labels = {"check": "signups", "database": "live", "instance": "dupewatch", "job": "dupewatch"}
+    labels = ",".join(f'{name}="{value}"' for name, value in alert_labels.items())
+    case = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f"{NEW}{{{labels}}}",
+                          "values": f"{before.value(NEW, 'signups'):.0f} {after.value(NEW, 'signups'):.0f}"}],
+        "alert_rule_test": [{"eval_time": "1m", "alertname": "DupewatchNewDuplicates", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", **alert_labels},
+            "exp_annotations": {name: expand(text, alert_labels, after.value(NEW, "signups") or 0)
+                                for name, text in rule_annotations("DupewatchNewDuplicates").items()},
+        }]}]}]}
+    cases = tmp_path / "live.rules.test.yml"
+    cases.write_text(json.dumps(case))  # YAML is a superset of JSON
+    tested = subprocess.run([promtool, "test", "rules", str(cases)], capture_output=True, text=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def rule_annotations(alert: str) -> dict[str, str]:
+    rules = yaml.safe_load(RULES.read_text())
+    return next(r["annotations"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert)
+
+
+def expand(template: str, labels: dict[str, str], value: float) -> str:
+    """The annotation as Prometheus fills it in: `{{ $labels.NAME }}` and `{{ $value | printf "%.0f" }}`."""
+    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], template)
+    return text.replace('{{ $value | printf "%.0f" }}', f"{value:.0f}")
 
 
 def test_a_low_id_committed_late_makes_a_duplicate_the_moment_it_commits(
