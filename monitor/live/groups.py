@@ -21,7 +21,7 @@ disappears within a bounded time at a bounded cost, however many groups are know
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +34,15 @@ from monitor.live.changes import Change, Row
 Key = tuple[Any, ...]
 RECOUNT_CHUNK = 200  # groups re-counted by one statement
 RECOUNT_BUDGET = 1_000  # queued known groups re-counted per read of the stream (five statements)
+
+
+@dataclass
+class Named:
+    """What a batch of changes names (`LiveGroups.keys_named`)."""
+
+    present: set[tuple[Any, ...]] = field(default_factory=set)  # keys rows have now
+    left: set[tuple[Any, ...]] = field(default_factory=set)  # keys rows had before (their groups may be gone)
+    unknown_old: bool = False  # some row's old key is not given: any known group may have shrunk
 
 
 @dataclass(frozen=True)
@@ -81,23 +90,26 @@ class LiveGroups:
 
     # -- changes ----------------------------------------------------------------------------------
 
-    def keys_named(self, changes: Iterable[Change]) -> tuple[set[tuple[Any, ...]], bool]:
-        """The raw key values whose groups `changes` may have changed (new rows, and old rows where the stream
-        gives the key), and whether some change left its old key unknown (then every known group is queued)."""
-        raw: set[tuple[Any, ...]] = set()
-        unknown_old = False
+    def keys_named(self, changes: Iterable[Change]) -> Named:
+        """The raw key values whose groups `changes` may have changed: those rows now have (new rows) and those
+        rows may have left (old rows, where the stream gives the key); and whether some change left its old key
+        unknown (then every known group is queued)."""
+        named = Named()
         for change in changes:
             if change.operation == "TRUNCATE":
-                unknown_old = True
+                named.unknown_old = True
                 continue
             old = self._key_of(change.old) if change.old is not None else None
             new = self._key_of(self._row_after(change)) if change.new is not None else None
             if change.operation == "UPDATE" and old is not None and old == new and not self._where:
                 continue  # no key column changed: no group did
-            raw.update(values for values in (old, new) if values is not None)
-            if change.operation != "INSERT" and old is None:
-                unknown_old = True
-        return raw, unknown_old
+            if new is not None:
+                named.present.add(new)
+            if old is not None:
+                named.left.add(old)
+            elif change.operation != "INSERT":
+                named.unknown_old = True
+        return named
 
     @staticmethod
     def _row_after(change: Change) -> Row:
@@ -114,9 +126,13 @@ class LiveGroups:
     def apply(self, conn: Connection, changes: Sequence[Change]) -> Figures | None:
         """Re-count the groups `changes` touch, then up to `RECOUNT_BUDGET` queued ones; the new figures, or
         None when no group changed."""
-        raw, unknown_old = self.keys_named(changes)
-        counted: dict[Key, tuple[Key, int]] = {}
-        for values in raw:
+        named = self.keys_named(changes)
+        unknown_old = named.unknown_old
+        # Keys rows were just given are counted many to a statement; a key rows may have left, one by one (its
+        # group may be gone: found by its key among the known ones).
+        one_by_one = named.left | {values for values in named.present if None in values}
+        counted = self._count_present(conn, [values for values in named.present if values not in one_by_one])
+        for values in one_by_one:
             identity, key, rows = self._count_raw(conn, values)
             if identity is None:  # no row has the key now: the group it was, if any, is known by its key
                 identity = self._known_by_key(key)
@@ -156,6 +172,31 @@ class LiveGroups:
                 chunk.append(identity)
         return self._count_known(conn, chunk) if chunk else {}
 
+    def _typed(self, column: sa.Column[Any], value: Any) -> ColumnElement[Any]:
+        """A raw value of `column` as the check compares it: typed by the database (text from the stream cast
+        to the column's type) or already typed, then normalised."""
+        typed = sa.literal(value, column.type) if self.typed_values else \
+            sa.cast(sa.literal(value, sa.Text()), column.type)
+        return self.resolved.normalise(column, typed)
+
+    def _count_present(self, conn: Connection, raws: list[tuple[Any, ...]]) -> dict[Key, tuple[Key, int]]:
+        """The groups of keys without NULLs that rows have now, `RECOUNT_CHUNK` keys to a statement (served by
+        the key's index); a key no row has any more is left out."""
+        r = self.resolved
+        width = len(r.key_exprs)
+        counted: dict[Key, tuple[Key, int]] = {}
+        for start in range(0, len(raws), RECOUNT_CHUNK):
+            chunk = raws[start:start + RECOUNT_CHUNK]
+            self.recounted += len(chunk)
+            values = [[self._typed(c, v) for c, v in zip(r.key_columns, raw, strict=True)] for raw in chunk]
+            match = r.key_exprs[0].in_([v[0] for v in values]) if width == 1 else \
+                sa.tuple_(*r.key_exprs).in_([sa.tuple_(*v) for v in values])
+            statement = (sa.select(*r.key_exprs, *self.identity, sa.func.count()).select_from(r.table)
+                         .where(*r.filters, match).group_by(*r.key_exprs))
+            for row in conn.execute(statement):
+                counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))
+        return counted
+
     def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
         """The group identity (None when no row has the key), the normalised key of raw values (as text from
         the stream, cast to each column's type by the database, or typed already) and the rows of its group.
@@ -163,12 +204,7 @@ class LiveGroups:
         r = self.resolved
         keys: list[ColumnElement[Any]] = []
         for column, value in zip(r.key_columns, values, strict=True):
-            if value is None:
-                keys.append(sa.null())
-                continue
-            typed = sa.literal(value, column.type) if self.typed_values else \
-                sa.cast(sa.literal(value, sa.Text()), column.type)
-            keys.append(r.normalise(column, typed))
+            keys.append(sa.null() if value is None else self._typed(column, value))
         match = [e.is_(None) if v is None else e == k for e, k, v in zip(r.key_exprs, keys, values, strict=True)]
         rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
