@@ -4,9 +4,10 @@
 identified as the database compares keys (`Dialect.group_identity`: on MariaDB/MySQL a text key's sort key
 under its collation), so a new spelling of a `_ci` key joins its group instead of making a "new" one. A full
 count (`resync`) fills it at start and after every gap in the stream; after that each change is a hint naming
-keys whose groups are re-counted at once through the key (`WHERE key = value`, served by the key's index), so
-the figures follow the table at a cost that follows the changes, and can never drift from it: counts always
-come from the table.
+keys whose groups are re-counted at once through the key (served by the key's index): the keys rows were just
+given `RECOUNT_CHUNK` to a statement (`WHERE key IN (...) GROUP BY key`), a key rows may have left one by one
+(its group may be gone, and is then found by its key among the known ones). So the figures follow the table at
+a cost that follows the changes, and can never drift from it: counts always come from the table.
 
 An UPDATE whose old row the stream gives whole (MariaDB/MySQL's full row image, a PostgreSQL table with
 `REPLICA IDENTITY FULL`) re-counts nothing when it left every key column as it was (a check with a `where`

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
 from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
@@ -585,6 +587,67 @@ def test_an_update_of_no_key_column_recounts_nothing_and_a_key_update_recounts_o
     assert (non_key, key) == (0, 2)
 
 
+Operation = tuple[str, int, str]  # (insert | key | note | delete, row index, key)
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["insert", "key", "note", "delete"]), st.integers(0, 30),
+                                st.sampled_from("abcde")), min_size=1, max_size=25)
+
+
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
+def test_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str) -> None:
+    """Randomized: whatever rows are inserted, moved between keys, touched in another column or deleted (several
+    to a transaction), once the reader has applied them its groups are the table's `GROUP BY ... HAVING`."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY {identity}")
+    figures_follow_random_operations(admin, table, monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]))
+
+
+def figures_follow_random_operations(engine: sa.Engine, table: str, monitor: Any) -> None:
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        applied = {"events": 0}
+
+        @settings(max_examples=12, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(operations=OPERATIONS, split=st.integers(1, 4))
+        def run(operations: list[Operation], split: int) -> None:
+            with engine.connect() as conn:
+                ids = [int(i) for i in conn.execute(sa.text(f"SELECT id FROM {table} ORDER BY id")).scalars()]
+            for batch in [operations[i::split] for i in range(split)]:
+                with engine.begin() as conn:
+                    for operation, index, key in batch:
+                        applied["events"] += apply_operation(conn, table, ids, operation, index, key)
+            await_true(lambda: recorded.events >= applied["events"] and not groups.pending, "the changes applied")
+            with engine.connect() as conn:
+                truth = {str(k): int(n) for k, n in conn.execute(sa.text(
+                    f"SELECT email, count(*) FROM {table} GROUP BY email HAVING count(*) > 1"))}
+            assert {key[0]: n for key, n in groups.known.values()} == truth
+
+        run()
+        assert recorded.gaps == []
+
+
+def apply_operation(conn: sa.Connection, table: str, ids: list[int], operation: str, index: int, key: str) -> int:
+    """One operation; the rows it changed (each a change in the stream). `ids` follows the table's rows."""
+    email = f"{key}@example.com"
+    if operation == "insert" or not ids:
+        ids.append(int(conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES (:e) RETURNING id"),
+                                    {"e": email}).scalar_one()))
+        return 1
+    row = ids[index % len(ids)]
+    if operation == "delete":
+        ids.remove(row)
+        return int(conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :i"), {"i": row}).rowcount)
+    current = conn.execute(sa.text(f"SELECT email, note FROM {table} WHERE id = :i"), {"i": row}).one()
+    # Only updates that change the row: MariaDB logs none for a row left as it was (PostgreSQL does).
+    column, value = ("email", email) if operation == "key" else ("note", "x" if current.note != "x" else "y")
+    if getattr(current, column) == value:
+        return 0
+    return int(conn.execute(sa.text(f"UPDATE {table} SET {column} = :v WHERE id = :i"),
+                            {"v": value, "i": row}).rowcount)
+
+
 def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known_groups(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """The replica identity is the primary key: the stream says nothing of the old email. The new key is
@@ -672,6 +735,14 @@ def read_changes(stream: Any, count: int) -> list[Any]:
     await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= count,
                f"{count} change(s) read")
     return changes
+
+
+def test_mariadb_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    figures_follow_random_operations(engine, table, monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]))
 
 
 def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_nothing(
