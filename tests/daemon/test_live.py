@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
 from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
 
