@@ -212,9 +212,13 @@ class DashboardApp(App[int]):
             return
         if message.following is not None:
             state.following = message.following
-        if message.gap is not None:
+        if message.gap is not None:  # changes may have been missed: the database's checks run now (the poll)
             state.following = False
             state.gaps += 1
+            if not self.paused:
+                for check in self.config.checks:
+                    if check.database == message.database:
+                        self.poller.run_now(check.name)
         state.events += message.events
         if message.lag_seconds is not None:
             state.lag_seconds = message.lag_seconds

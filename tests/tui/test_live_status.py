@@ -111,3 +111,29 @@ async def test_the_status_line_follows_a_real_stream_and_counts_its_gap(cluster:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP TABLE {table}"))
         admin.dispose()
+
+
+async def test_a_server_that_refuses_live_mode_says_so_once_and_the_check_keeps_polling(
+        pg: Any, tmp_path: Path) -> None:
+    with pg.engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW wal_level")).scalar() != "logical", "needs the shared server (replica)"
+    pg.execute("CREATE TABLE signup (id serial PRIMARY KEY, email text NOT NULL)",
+               "INSERT INTO signup (email) VALUES ('x@example.com'), ('x@example.com')")
+    config = config_from_dict({
+        "databases": {"app": {"url": pg.url, "live": True}},
+        "checks": [{"name": "signups", "database": "app", "table": "signup", "key": ["email"], "interval": "1h"}],
+        "state": {"path": str(tmp_path / "state.sqlite")}})
+    app = DashboardApp(config)
+    try:
+        async with app.run_test(size=(100, 24)) as pilot:
+            await wait_for(pilot, lambda: app.live_states["app"].polling == "refused", what="the refusal shown")
+            await wait_for(pilot, lambda: all_ran(app), what="the check's run")
+            await pilot.pause()
+            assert "app · polling: refused" in screen_text(app)
+            refusals = [n for n in app._notifications if n.title == "Live mode refused"]
+            assert [n.message for n in refusals] == [
+                "database app: live = true needs wal_level = logical (the server has replica): set it in "
+                "postgresql.conf and restart the server, or remove live = true"]
+            assert app.dashboard["signups"].last is not None and app.dashboard["signups"].last.groups == 1
+    finally:
+        app.stop()
