@@ -1,27 +1,36 @@
-"""Benchmark: commit-to-count latency of live mode on PostgreSQL under a steady insert load.
+"""Benchmark: live mode under a steady insert load, on PostgreSQL and on MariaDB.
 
-Builds `signup` with `--rows` rows (one INSERT ... SELECT from generate_series) of which `--groups` keys are
-already duplicated (the known groups), with an index on the key, in a throwaway cluster with
-`wal_level = logical` (tests/pgcluster.py) or at DUPEWATCH_BENCH_PG_LIVE_URL. A `LiveReader` follows it
-in-process while one writer session inserts `--rate` rows per second for `--seconds`, each its own
-transaction; `--repeat-share` of them (default 10%) repeat an old key that had one row, so each makes a new
-duplicate group. The latency of a new group is from its insert's commit (as the writer saw it return) to the
-reader reporting figures that count it (new groups are matched to the writer's inserts in commit order).
-Prints p50/p95/max (target: p95 under 1 s) and how many new groups were counted against how many were made.
+For each database it starts a throwaway server with the change stream on (tests/pgcluster.py with
+`wal_level = logical`; tests/mariadbserver.py with the binary log in ROW format), builds `signup` with `--rows`
+rows of which `--groups` keys are already duplicated (the known groups), with an index on the key, and follows
+it with a `LiveReader` in this process (what the daemon runs; its sink notes when figures are reported, the
+moment the daemon sets /metrics). A writer in **another process** inserts `--rate` rows per second for
+`--seconds`, each its own transaction; `--repeat-share` of them (default 10%) repeat an old key that had one
+row, so each makes a new duplicate group. Measured:
 
-    .venv/bin/python benchmarks/bench_live.py [--rows 10000000] [--groups 100000] [--rate 1000] [--seconds 30]
+- (a) commit-to-metric latency of a new duplicate: from its insert's commit (as the writer saw it return) to
+  the reader reporting figures that count it (new groups are matched to the writer's repeats in commit order):
+  p50, p95, max (target: under 1 s);
+- (b) daemon CPU per 1,000 changes: the CPU time of this process (the reader, its stream thread and the
+  detection connections' client side; the writer runs elsewhere) over the changes written; and the groups the
+  reader re-counted per 1,000 changes (each is one indexed count on the server, whose CPU is not included).
+
+    .venv/bin/python benchmarks/bench_live.py [--database postgresql|mariadb|both] [--pg-rows 10000000]
+        [--pg-groups 100000] [--mariadb-rows 2000000] [--mariadb-groups 20000] [--rate 1000] [--seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import multiprocessing
 import random
 import statistics
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,13 +47,16 @@ class Timeline:
     def __init__(self) -> None:
         self.counted: list[float] = []  # monotonic time of each new group counted
         self.gaps: list[str] = []
+        self.events = 0
+        self.lock = threading.Lock()
 
     def live_figures(self, check: str, database: str, figures: Figures) -> None:
         now = time.monotonic()
-        self.counted.extend([now] * figures.new_groups)
+        with self.lock:
+            self.counted.extend([now] * figures.new_groups)
 
     def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
-        pass
+        self.events += events
 
     def live_gap(self, database: str, reason: str) -> None:
         self.gaps.append(reason)
@@ -53,27 +65,43 @@ class Timeline:
         pass
 
 
-def build(engine: sa.Engine, rows: int, groups: int) -> None:
+@dataclass(frozen=True)
+class Schema:
+    """The statements that build the table on one database."""
+
+    create: str
+    series: str  # rows 1..{n} as column g
+    analyze: str
+
+
+POSTGRESQL = Schema("CREATE TABLE signup (id bigserial PRIMARY KEY, email text NOT NULL)",
+                    "generate_series(1, {n}) g", "ANALYZE signup")
+MARIADB = Schema("CREATE TABLE signup (id bigint AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL)",
+                 "(SELECT seq AS g FROM seq_1_to_{n}) s", "ANALYZE TABLE signup")
+
+
+def build(engine: sa.Engine, rows: int, groups: int, schema: Schema) -> None:
+    """Keys 1..rows-groups once each, then keys 1..groups a second time: `groups` duplicate groups."""
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS signup"))
-        conn.execute(sa.text("CREATE TABLE signup (id bigserial PRIMARY KEY, email text NOT NULL)"))
-        # Keys 1..rows-groups once each, then keys 1..groups a second time: `groups` duplicate groups.
-        conn.execute(sa.text("INSERT INTO signup (email) SELECT 'user' || g || '@example.com' "
-                             "FROM generate_series(1, :unique) g"), {"unique": rows - groups})
-        conn.execute(sa.text("INSERT INTO signup (email) SELECT 'user' || g || '@example.com' "
-                             "FROM generate_series(1, :groups) g"), {"groups": groups})
+        conn.execute(sa.text(schema.create))
+        for count in (rows - groups, groups):
+            conn.execute(sa.text(f"INSERT INTO signup (email) SELECT concat('user', g, '@example.com') "
+                                 f"FROM {schema.series.format(n=count)}"))
         conn.execute(sa.text("CREATE INDEX signup_email ON signup (email)"))
-        conn.execute(sa.text("ANALYZE signup"))
+        conn.execute(sa.text(schema.analyze))
 
 
-def write(engine: sa.Engine, rows: int, groups: int, rate: float, seconds: float, share: float) -> list[float]:
-    """Insert at `rate` per second; returns the commit times of the inserts that made a new group."""
+def write(url: str, rows: int, groups: int, rate: float, seconds: float, share: float, out: Any) -> None:
+    """In another process: insert at `rate` per second; sends the commit times of the inserts that made a new
+    group, and how many rows were inserted."""
+    engine = sa.create_engine(url)
     made: list[float] = []
     singles = list(range(groups + 1, rows - groups + 1))  # keys with one row: repeating one makes a new group
-    random.shuffle(singles)
+    random.Random(7).shuffle(singles)
     fresh = rows
-    start = time.monotonic()
     n = 0
+    start = time.monotonic()
     with engine.connect() as conn:
         while (now := time.monotonic()) - start < seconds:
             due = start + n / rate
@@ -86,63 +114,119 @@ def write(engine: sa.Engine, rows: int, groups: int, rate: float, seconds: float
             conn.commit()
             if repeat:
                 made.append(time.monotonic())
-    return made
+    engine.dispose()
+    out.send((made, n, time.monotonic() - start))
+
+
+@dataclass
+class Measured:
+    database: str
+    rows: int
+    groups: int
+    build_seconds: float
+    first_count_seconds: float
+    changes: int
+    write_seconds: float
+    made: int
+    counted: int
+    gaps: int
+    latencies: list[float]
+    cpu_seconds: float
+    recounted: int
+
+    def report(self) -> str:
+        lat = sorted(self.latencies)
+        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float("nan")
+        per_k = 1000 / self.changes if self.changes else float("nan")
+        return "\n".join([
+            f"== {self.database}: {self.rows:,} rows, {self.groups:,} known groups "
+            f"(built in {self.build_seconds:.0f} s, first full count {self.first_count_seconds:.1f} s)",
+            f"   load: {self.changes:,} inserts in {self.write_seconds:.1f} s ({self.changes / self.write_seconds:,.0f}"
+            f"/s), {self.made:,} new duplicate groups made, {self.counted:,} counted, {self.gaps} gaps",
+            f"   (a) commit-to-metric latency of a new duplicate: p50 {statistics.median(lat) * 1000:.0f} ms, "
+            f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms" if lat else "   (a) no latency measured",
+            f"   (b) daemon CPU {self.cpu_seconds * per_k:.2f} s per 1,000 changes "
+            f"({self.cpu_seconds:.1f} s for {self.changes:,}); groups re-counted per 1,000 changes "
+            f"{self.recounted * per_k:,.0f}",
+        ])
+
+
+def measure(name: str, url: str, rows: int, groups: int, schema: Schema, args: argparse.Namespace) -> Measured:
+    engine = sa.create_engine(url)
+    started = time.monotonic()
+    build(engine, rows, groups, schema)
+    built = time.monotonic() - started
+    engine.dispose()
+    monitor = Monitor(config_from_dict({"databases": {"bench": {"url": url}}, "checks": [
+        {"name": "signups", "database": "bench", "table": "signup", "key": ["email"]}]}))
+    db = monitor.database("bench")
+    stream = db.rules.change_stream("bench", db.url)
+    assert stream is not None
+    timeline = Timeline()
+    reader = LiveReader(monitor, "bench", list(monitor.config.checks), stream, timeline)
+    started = time.monotonic()
+    reader.start()
+    assert reader.following.wait(900), "the live reader never followed the stream"
+    first_count = time.monotonic() - started
+    cpu_before = time.process_time()
+    receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
+    writer = multiprocessing.get_context("spawn").Process(
+        target=write, args=(url, rows, groups, args.rate, args.seconds, args.repeat_share, send))
+    writer.start()
+    made, changes, write_seconds = receive.recv()
+    writer.join()
+    deadline = time.monotonic() + 30
+    while len(timeline.counted) < len(made) and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the reader to catch up
+    cpu = time.process_time() - cpu_before
+    recounted = reader.groups["signups"].recounted
+    reader.stop()
+    monitor.close()
+    with timeline.lock:
+        counted = list(timeline.counted)
+    return Measured(name, rows, groups, built, first_count, changes, write_seconds, len(made), len(counted),
+                    len(timeline.gaps), [c - m for c, m in zip(counted, made, strict=False)], cpu, recounted)
+
+
+def on_postgresql(args: argparse.Namespace) -> Measured:
+    from pgcluster import Cluster
+
+    cluster = Cluster(wal_level="logical", shared_buffers="512MB", max_wal_size="4GB", maintenance_work_mem="512MB")
+    cluster.start()
+    try:
+        return measure("PostgreSQL", cluster.url, args.pg_rows, args.pg_groups, POSTGRESQL, args)
+    finally:
+        cluster.stop()
+
+
+def on_mariadb(args: argparse.Namespace) -> Measured:
+    from mariadbserver import MariaDBServer
+
+    server = MariaDBServer(**{"log-bin": "binlog", "binlog-format": "ROW", "innodb-buffer-pool-size": "512M",
+                              "innodb-log-file-size": "512M", "max-binlog-size": "1G"})
+    server.start()
+    try:
+        return measure("MariaDB", server.url, args.mariadb_rows, args.mariadb_groups, MARIADB, args)
+    finally:
+        server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--database", choices=["postgresql", "mariadb", "both"], default="both")
+    parser.add_argument("--pg-rows", type=int, default=10_000_000)
+    parser.add_argument("--pg-groups", type=int, default=100_000)
+    parser.add_argument("--mariadb-rows", type=int, default=2_000_000)
+    parser.add_argument("--mariadb-groups", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeat-share", type=float, default=0.1)
     args = parser.parse_args()
-
-    cluster = None
-    url = os.environ.get("DUPEWATCH_BENCH_PG_LIVE_URL")
-    if url is None:
-        from pgcluster import Cluster
-
-        cluster = Cluster(wal_level="logical")
-        cluster.start()
-        url = cluster.url
-    engine = sa.create_engine(url)
-    try:
-        started = time.monotonic()
-        build(engine, args.rows, args.groups)
-        print(f"built {args.rows:,} rows with {args.groups:,} duplicate groups in {time.monotonic() - started:.1f} s")
-        monitor = Monitor(config_from_dict({"databases": {"bench": {"url": url}}, "checks": [
-            {"name": "signups", "database": "bench", "table": "signup", "key": ["email"]}]}))
-        db = monitor.database("bench")
-        stream = db.rules.change_stream("bench", db.url)
-        assert stream is not None
-        timeline = Timeline()
-        reader = LiveReader(monitor, "bench", list(monitor.config.checks), stream, timeline)
-        reader.start()
-        assert reader.following.wait(600), "the live reader never followed the stream"
-        cpu_before = time.process_time()
-        made: list[float] = []
-        writer = threading.Thread(target=lambda: made.extend(
-            write(engine, args.rows, args.groups, args.rate, args.seconds, args.repeat_share)))
-        writer.start()
-        writer.join()
-        deadline = time.monotonic() + 10
-        while len(timeline.counted) < len(made) and time.monotonic() < deadline:
-            time.sleep(0.05)  # waiting for the reader to catch up
-        cpu = time.process_time() - cpu_before
-        reader.stop()
-        monitor.close()
-        latencies = sorted(c - m for c, m in zip(timeline.counted, made, strict=False))
-        print(f"new groups made {len(made)}, counted {len(timeline.counted)}, gaps {len(timeline.gaps)}")
-        if latencies:
-            p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-            print(f"commit-to-count latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                  f"p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
-        print(f"process CPU (reader and writer together) {cpu:.1f} s for {args.rate * args.seconds:,.0f} changes")
-    finally:
-        engine.dispose()
-        if cluster is not None:
-            cluster.stop()
+    print(f"load: {args.rate:,.0f} inserts/s for {args.seconds:.0f} s, {args.repeat_share:.0%} repeating an old key")
+    if args.database in ("postgresql", "both"):
+        print(on_postgresql(args).report(), flush=True)
+    if args.database in ("mariadb", "both"):
+        print(on_mariadb(args).report(), flush=True)
 
 
 if __name__ == "__main__":

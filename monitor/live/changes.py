@@ -40,10 +40,17 @@ class Change:
 
 @dataclass
 class Transaction:
-    """The changes of one committed transaction and its commit time (the server's clock)."""
+    """The changes of one committed transaction and its commit time (the server's clock). `unseen`: the stream
+    says the transaction committed but shows none of its changes, which may have been rows of any table (a
+    DELETE the plugin could not print): every known group of the database is re-counted."""
 
     committed_at: datetime | None = None
     changes: list[Change] = field(default_factory=list)
+    unseen: bool = False
+
+
+# What the reader hands each check for an `unseen` transaction: a change whose old rows are unknown.
+UNSEEN = Change("", "", "TRUNCATE")
 
 
 class ChangeStream(Protocol):

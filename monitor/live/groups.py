@@ -4,19 +4,25 @@
 identified as the database compares keys (`Dialect.group_identity`: on MariaDB/MySQL a text key's sort key
 under its collation), so a new spelling of a `_ci` key joins its group instead of making a "new" one. A full
 count (`resync`) fills it at start and after every gap in the stream; after that each change is a hint naming
-keys whose groups are re-counted at once through the key (`WHERE key = value`, served by the key's index), so
-the figures follow the table at a cost that follows the changes, and can never drift from it: counts always
-come from the table.
+keys whose groups are re-counted at once through the key (served by the key's index): the keys rows were just
+given `RECOUNT_CHUNK` to a statement (`WHERE key IN (...) GROUP BY key`), a key rows may have left one by one
+(its group may be gone, and is then found by its key among the known ones). So the figures follow the table at
+a cost that follows the changes, and can never drift from it: counts always come from the table.
 
-A change whose old key the stream does not give (an UPDATE or DELETE of a table whose replica identity is
-its primary key only) may have shrunk any group: every known group is re-counted then (duplicate groups are
-few), and new groups it may have formed are named by its new row.
+An UPDATE whose old row the stream gives whole (MariaDB/MySQL's full row image, a PostgreSQL table with
+`REPLICA IDENTITY FULL`) re-counts nothing when it left every key column as it was (a check with a `where`
+re-counts the row's one group: the `where` is SQL text, so any column may move the row in or out of it), and
+the old key's group and the new one's when it changed a key column. A change whose old key the stream does not
+give (an UPDATE or DELETE of a table whose replica identity is its primary key only, a TRUNCATE) may have shrunk
+any known group: its new key is re-counted at once (a new duplicate is never late), and every known group is
+queued to be re-counted again, `RECOUNT_BUDGET` groups per read of the stream, so that a group it dissolved
+disappears within a bounded time at a bounded cost, however many groups are known.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +34,16 @@ from monitor.live.changes import Change, Row
 
 Key = tuple[Any, ...]
 RECOUNT_CHUNK = 200  # groups re-counted by one statement
+RECOUNT_BUDGET = 1_000  # queued known groups re-counted per read of the stream (five statements)
+
+
+@dataclass
+class Named:
+    """What a batch of changes names (`LiveGroups.keys_named`)."""
+
+    present: set[tuple[Any, ...]] = field(default_factory=set)  # keys rows have now
+    left: set[tuple[Any, ...]] = field(default_factory=set)  # keys rows had before (their groups may be gone)
+    unknown_old: bool = False  # some row's old key is not given: any known group may have shrunk
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,11 @@ class LiveGroups:
         self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
         rules = resolved.rules
         self.identity = [rules.group_identity(e) for e in resolved.key_exprs]
+        self.pending: dict[Key, None] = {}  # known groups queued for a re-count, oldest first
+        self.recounted = 0  # groups re-counted from changes since the start (the cost live mode pays)
+        self._where = bool(resolved.check.where)
+        # Python's equality of keys is the database's (no collation makes two spellings one group)
+        self._exact_identity = all(i is e for i, e in zip(self.identity, resolved.key_exprs, strict=True))
 
     @property
     def figures(self) -> tuple[int, int]:
@@ -65,25 +86,38 @@ class LiveGroups:
         found = {tuple(row[width:2 * width]): (tuple(row[:width]), int(row[-1])) for row in conn.execute(statement)}
         new = len(found.keys() - self.known.keys())
         self.known = found
+        self.pending.clear()
         return new
 
     # -- changes ----------------------------------------------------------------------------------
 
-    def keys_named(self, changes: Iterable[Change]) -> tuple[set[tuple[Any, ...]], bool]:
-        """The raw key values the changes name (new rows, and old rows where the stream gives the key), and
-        whether some change left its old key unknown (then every known group must be re-counted)."""
-        raw: set[tuple[Any, ...]] = set()
-        unknown_old = False
+    def keys_named(self, changes: Iterable[Change]) -> Named:
+        """The raw key values whose groups `changes` may have changed: those rows now have (new rows) and those
+        rows may have left (old rows, where the stream gives the key); and whether some change left its old key
+        unknown (then every known group is queued)."""
+        named = Named()
         for change in changes:
             if change.operation == "TRUNCATE":
-                unknown_old = True
+                named.unknown_old = True
                 continue
-            for row in (change.new, change.old):
-                if row is not None and (values := self._key_of(row)) is not None:
-                    raw.add(values)
-            if change.operation != "INSERT" and (change.old is None or self._key_of(change.old) is None):
-                unknown_old = True
-        return raw, unknown_old
+            old = self._key_of(change.old) if change.old is not None else None
+            new = self._key_of(self._row_after(change)) if change.new is not None else None
+            if change.operation == "UPDATE" and old is not None and old == new and not self._where:
+                continue  # no key column changed: no group did
+            if new is not None:
+                named.present.add(new)
+            if old is not None:
+                named.left.add(old)
+            elif change.operation != "INSERT":
+                named.unknown_old = True
+        return named
+
+    @staticmethod
+    def _row_after(change: Change) -> Row:
+        """The row after `change`; an UPDATE's new row lacks the columns PostgreSQL did not send again (an
+        unchanged TOASTed value), which are the old row's where the stream gives it."""
+        assert change.new is not None
+        return {**change.old, **change.new} if change.old is not None else change.new
 
     def _key_of(self, row: Row) -> tuple[Any, ...] | None:
         if not all(name in row for name in self.key_names):
@@ -91,17 +125,27 @@ class LiveGroups:
         return tuple(row[name] for name in self.key_names)
 
     def apply(self, conn: Connection, changes: Sequence[Change]) -> Figures | None:
-        """Re-count the groups `changes` touch; the new figures, or None when no group changed."""
-        raw, unknown_old = self.keys_named(changes)
-        counted: dict[Key, tuple[Key, int]] = {}
-        for values in raw:
+        """Re-count the groups `changes` touch, then up to `RECOUNT_BUDGET` queued ones; the new figures, or
+        None when no group changed."""
+        named = self.keys_named(changes)
+        unknown_old = named.unknown_old
+        # Keys rows were just given are counted many to a statement; a key rows may have left, one by one (its
+        # group may be gone: found by its key among the known ones).
+        one_by_one = named.left | {values for values in named.present if None in values}
+        counted = self._count_present(conn, [values for values in named.present if values not in one_by_one])
+        for values in one_by_one:
             identity, key, rows = self._count_raw(conn, values)
-            if identity is None:  # no row has the key now: which known group it was, only a re-count says
-                unknown_old = True
-                continue
+            if identity is None:  # no row has the key now: the group it was, if any, is known by its key
+                identity = self._known_by_key(key)
+                if identity is None:  # not a known group, unless spelled otherwise under a collation
+                    unknown_old |= not self._exact_identity
+                    continue
             counted[identity] = (key, rows)
-        if unknown_old and self.known:
-            counted.update(self._count_known(conn, [i for i in self.known if i not in counted]))
+        if unknown_old:
+            self.pending.update(dict.fromkeys(self.known))
+        for identity in counted:
+            self.pending.pop(identity, None)
+        counted.update(self._count_pending(conn))
         before = self.figures
         new = 0
         for identity, (key, rows) in counted.items():
@@ -114,6 +158,46 @@ class LiveGroups:
             return None
         return Figures(*self.figures, new_groups=new)
 
+    def _known_by_key(self, key: Key) -> Key | None:
+        if self._exact_identity:  # the identity is the key itself
+            return key if key in self.known else None
+        return next((i for i, (known, _n) in self.known.items() if known == key), None)
+
+    def _count_pending(self, conn: Connection) -> dict[Key, tuple[Key, int]]:
+        """Re-count the oldest `RECOUNT_BUDGET` queued groups (those still known)."""
+        chunk: list[Key] = []
+        while self.pending and len(chunk) < RECOUNT_BUDGET:
+            identity = next(iter(self.pending))
+            del self.pending[identity]
+            if identity in self.known:
+                chunk.append(identity)
+        return self._count_known(conn, chunk) if chunk else {}
+
+    def _typed(self, column: sa.Column[Any], value: Any) -> ColumnElement[Any]:
+        """A raw value of `column` as the check compares it: typed by the database (text from the stream cast
+        to the column's type) or already typed, then normalised."""
+        typed = sa.literal(value, column.type) if self.typed_values else \
+            sa.cast(sa.literal(value, sa.Text()), column.type)
+        return self.resolved.normalise(column, typed)
+
+    def _count_present(self, conn: Connection, raws: list[tuple[Any, ...]]) -> dict[Key, tuple[Key, int]]:
+        """The groups of keys without NULLs that rows have now, `RECOUNT_CHUNK` keys to a statement (served by
+        the key's index); a key no row has any more is left out."""
+        r = self.resolved
+        width = len(r.key_exprs)
+        counted: dict[Key, tuple[Key, int]] = {}
+        for start in range(0, len(raws), RECOUNT_CHUNK):
+            chunk = raws[start:start + RECOUNT_CHUNK]
+            self.recounted += len(chunk)
+            values = [[self._typed(c, v) for c, v in zip(r.key_columns, raw, strict=True)] for raw in chunk]
+            match = r.key_exprs[0].in_([v[0] for v in values]) if width == 1 else \
+                sa.tuple_(*r.key_exprs).in_([sa.tuple_(*v) for v in values])
+            statement = (sa.select(*r.key_exprs, *self.identity, sa.func.count()).select_from(r.table)
+                         .where(*r.filters, match).group_by(*r.key_exprs))
+            for row in conn.execute(statement):
+                counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))
+        return counted
+
     def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
         """The group identity (None when no row has the key), the normalised key of raw values (as text from
         the stream, cast to each column's type by the database, or typed already) and the rows of its group.
@@ -121,17 +205,13 @@ class LiveGroups:
         r = self.resolved
         keys: list[ColumnElement[Any]] = []
         for column, value in zip(r.key_columns, values, strict=True):
-            if value is None:
-                keys.append(sa.null())
-                continue
-            typed = sa.literal(value, column.type) if self.typed_values else \
-                sa.cast(sa.literal(value, sa.Text()), column.type)
-            keys.append(r.normalise(column, typed))
+            keys.append(sa.null() if value is None else self._typed(column, value))
         match = [e.is_(None) if v is None else e == k for e, k, v in zip(r.key_exprs, keys, values, strict=True)]
         rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
                       for e in self.identity]
         width = len(keys)
+        self.recounted += 1
         row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(keys)],
                                      *[e.label(f"i{i}") for i, e in enumerate(identities)], rows)).one()
         if not row[-1]:
@@ -142,6 +222,7 @@ class LiveGroups:
         """The rows of each known group in `identities` (0 for a group gone)."""
         r = self.resolved
         counted = {i: (self.known[i][0], 0) for i in identities}
+        self.recounted += len(identities)
         width = len(r.key_exprs)
         for start in range(0, len(identities), RECOUNT_CHUNK):
             chunk = [self.known[i][0] for i in identities[start:start + RECOUNT_CHUNK]]

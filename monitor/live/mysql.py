@@ -7,6 +7,15 @@ MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an
 old key); otherwise it refuses with one line saying what to change, and never changes a setting. It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
+
+**Position.** On MariaDB the stream starts at the server's GTID position (`@@gtid_binlog_pos`: the last
+transaction written to the binary log it reads; `gtid_current_pos` may also hold transactions applied as a
+replica and never logged here) and remembers the GTID of each transaction once its commit has been read. When
+its connection breaks, the library connects again and the stream resumes after that GTID, so nothing is missed
+and there is no gap; a stream closed and opened again (after a gap) resumes the same way. When the server no
+longer holds that position (the binary log was purged meanwhile), it says so (error 1236) and the stream
+reports a **gap** naming the purge, then starts again from the current position. On MySQL (and a MariaDB too
+old for GTIDs) the library's own file/position bookkeeping does the same within a connection's life.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from monitor.live.changes import Change, LiveRefused, StreamLost, Transaction
 CONNECT_TIMEOUT_SECONDS = 10
 HEARTBEAT_SECONDS = 5.0  # the server sends one when idle, so a dead connection is noticed
 SERVER_ID_RANGE = (2**30, 2**32 - 1)
+POSITION_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the requested position is no longer logged
 _LOST = object()
 
 
@@ -49,23 +59,29 @@ class BinlogStream:
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
         self._closing = False
+        self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
+        self._started: str | None = None  # the GTID of the transaction whose events are being read
 
     def _settings(self) -> dict[str, Any]:
         return {"host": self.url.host or "127.0.0.1", "port": self.url.port or 3306, "user": self.url.username or "",
                 "password": self.url.password or "", "connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
     def open(self) -> None:
-        """Check the server, then start reading from its current binary log position."""
+        """Check the server, then start reading: after the last transaction read (MariaDB, when the stream was
+        open before), else from the server's current position."""
         events = _row_events()
         # Its advice to set binlog_row_metadata = FULL is a multi-line warning per stream; the README says it.
         logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
         try:
-            position, is_mariadb = self._refuse_unless_ready()
+            position, gtid_position = self._refuse_unless_ready()
+            if gtid_position is not None and self.gtid is None:
+                self.gtid = _gtid_state(gtid_position)
+            progress = [_events().MariadbGtidEvent, _events().XidEvent] if self.gtid is not None else []
             self._reader = _replication().BinLogStreamReader(
                 connection_settings=self._settings(), server_id=self.server_id, blocking=True, resume_stream=True,
                 log_file=position[0], log_pos=position[1], only_schemas=[self.url.database],
-                only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent],
-                is_mariadb=is_mariadb,
+                only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent, *progress],
+                is_mariadb=self.gtid is not None, auto_position=self._gtid_text(),
                 slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False,
                 # Without binlog_row_metadata = FULL the table map names no columns: they are read from
                 # information_schema once per table (a column reordered later needs a daemon restart).
@@ -75,10 +91,15 @@ class BinlogStream:
         self._events = queue.SimpleQueue()
         self._lost = None
         self._closing = False
+        self._started = None
         self._thread = threading.Thread(target=self._pump, name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
 
-    def _refuse_unless_ready(self) -> tuple[tuple[str, int], bool]:
+    def _gtid_text(self) -> str | None:
+        return ",".join(self.gtid.values()) if self.gtid is not None else None
+
+    def _refuse_unless_ready(self) -> tuple[tuple[str, int], str | None]:
+        """The current file/position, and the current GTID position on a MariaDB server that has one."""
         where = f"database {self.database}: live = true"
         conn = pymysql.connect(**self._settings())
         try:
@@ -100,7 +121,11 @@ class BinlogStream:
                     raise LiveRefused(f"{where} needs a role allowed to read the binary log position "
                                       "(GRANT REPLICATION CLIENT, or BINLOG MONITOR on MariaDB, and REPLICATION "
                                       "SLAVE), or remove live = true")
-                return (str(row[0]), int(row[1])), "mariadb" in str(version).lower()
+                position = str(row[0]), int(row[1])
+                if "mariadb" not in str(version).lower():
+                    return position, None
+                cursor.execute("SELECT @@gtid_binlog_pos")
+                return position, str(cursor.fetchone()[0] or "")
         finally:
             conn.close()
 
@@ -109,16 +134,38 @@ class BinlogStream:
         gap); once the stream is closing it must not, so that its thread ends."""
         if self._closing:
             raise StreamLost(f"database {self.database}: live stream closed")
+        if self._reader is not None and self.gtid is not None:
+            self._reader.auto_position = self._gtid_text()  # reconnecting: resume after the last commit read
         return pymysql.connect(**settings)
 
     def _pump(self) -> None:
         reader = self._reader
+        events = _events()
         try:
             for event in reader:
-                self._events.put(event)
+                if isinstance(event, events.MariadbGtidEvent):
+                    self._started = event.gtid
+                elif isinstance(event, events.XidEvent):
+                    self._committed()
+                else:
+                    self._events.put(event)
+        except pymysql.OperationalError as exc:
+            if exc.args and exc.args[0] == POSITION_PURGED and self.gtid is not None:
+                where = self._gtid_text()
+                self.gtid = None  # opened again, the stream starts from the server's current position
+                self._lost = f"the binary log no longer holds GTID position {where} (purged?): {_first_line(exc)}"
+            else:
+                self._lost = _first_line(exc)
         except Exception as exc:  # any failure of the reader's thread is a gap, reported by read()
             self._lost = _first_line(exc)
         self._events.put(_LOST)
+
+    def _committed(self) -> None:
+        """The transaction started by the last GTID event is read whole: resume after it from now on."""
+        if self._started is not None and self.gtid is not None:
+            domain = int(self._started.split("-", 1)[0])
+            self.gtid = {**self.gtid, domain: self._started}
+        self._started = None
 
     def read(self) -> list[Transaction]:
         done: list[Transaction] = []
@@ -160,6 +207,15 @@ def _replication() -> Any:
 
 def _row_events() -> Any:
     return importlib.import_module("pymysqlreplication.row_event")
+
+
+def _events() -> Any:
+    return importlib.import_module("pymysqlreplication.event")
+
+
+def _gtid_state(position: str) -> dict[int, str]:
+    """`0-1-12,1-2-7` (one GTID per replication domain) as {domain: GTID}."""
+    return {int(gtid.split("-", 1)[0]): gtid for gtid in (g.strip() for g in position.split(",")) if gtid}
 
 
 def _changes(event: Any) -> list[Change]:

@@ -1,4 +1,4 @@
-"""PostgreSQL's change stream: logical decoding on a temporary slot, read with `test_decoding`.
+"""PostgreSQL's change stream: logical decoding on a temporary slot, read with `wal2json` or `test_decoding`.
 
 The stream has a connection of its own (not one of the read-only detection pool: creating a slot is refused
 in a read-only transaction), in autocommit mode. It checks the server first and refuses, with one line saying
@@ -10,6 +10,10 @@ The slot is **temporary**: it belongs to the stream's session and the server dro
 however it ends (a crash, a kill -9, a network cut), so an abandoned daemon can never make the server retain
 WAL. It is read by polling `pg_logical_slot_get_changes(slot, NULL, upto_nchanges)` (psycopg 3 has no
 replication-protocol API); each call consumes what it returns. Nothing is written to any table.
+
+**Output plugin.** The server is asked, by creating the slot: with `wal2json` (format-version 2: JSON, typed
+values; monitor/live/wal2json.py) where it is installed and the server lets this role use it, else with the
+built-in `test_decoding` (monitor/live/test_decoding.py). Which one a stream uses is `plugin`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -24,11 +30,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
+from monitor.live import test_decoding, wal2json
 from monitor.live.changes import LiveRefused, StreamLost, Transaction
-from monitor.live.test_decoding import DecodingError, transactions
+from monitor.live.test_decoding import DecodingError
 
-PLUGIN = "test_decoding"
-OPTIONS = ("include-timestamp", "1", "skip-empty-xacts", "1")
+Parse = Callable[[list[str], Transaction | None], tuple[list[Transaction], Transaction | None]]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A logical decoding output plugin: its name, the options each read passes, and its parser."""
+
+    name: str
+    options: tuple[str, ...]  # name, value, name, value...
+    parse: Parse
+
+
+WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1"), wal2json.transactions)
+TEST_DECODING = Plugin("test_decoding", ("include-timestamp", "1", "skip-empty-xacts", "1"),
+                       test_decoding.transactions)
+PLUGINS = (WAL2JSON, TEST_DECODING)  # preferred first; test_decoding ships with PostgreSQL
 CONNECT_TIMEOUT_SECONDS = 10.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
 
@@ -41,13 +62,16 @@ def slot_name() -> str:
 class LogicalDecodingStream:
     """One database's changes, from a temporary logical slot; `open()`, then `read()` repeatedly, `close()`."""
 
-    typed_values = False  # test_decoding prints values as text
+    typed_values = False  # both plugins' values are read as the server's text
 
-    def __init__(self, database: str, url: URL, rules: Dialect, *, batch: int = 10_000) -> None:
+    def __init__(self, database: str, url: URL, rules: Dialect, *, batch: int = 10_000,
+                 plugins: tuple[Plugin, ...] = PLUGINS) -> None:
         self.database = database
         self.url = url
         self.rules = rules
         self.batch = batch
+        self.plugins = plugins
+        self.plugin: Plugin | None = None
         self.slot: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._pending: Transaction | None = None
@@ -60,16 +84,37 @@ class LogicalDecodingStream:
         conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
             self._conn = psycopg.connect(conninfo, autocommit=True, **args)
+            self._pending = None
             self._refuse_unless_ready()
             self.slot = slot_name()
-            self._conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, temporary => true)",
-                               (self.slot, PLUGIN))
+            self.plugin = self._create_slot(self.slot)
         except psycopg.Error as exc:
             self.close()
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
         except LiveRefused:
             self.close()
             raise
+
+    def _create_slot(self, slot: str) -> Plugin:
+        """The temporary slot, with the first plugin the server accepts (it refuses one that is not installed
+        or, where the server has that setting, not listed in `output_plugin_libraries`); the last one's error
+        is raised."""
+        assert self._conn is not None
+        for index, plugin in enumerate(self.plugins):
+            try:
+                self._conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, temporary => true)",
+                                   (slot, plugin.name))
+                return plugin
+            except psycopg.errors.InsufficientPrivilege as exc:
+                if index == len(self.plugins) - 1:
+                    raise LiveRefused(
+                        f"database {self.database}: live = true needs an output plugin this role may use "
+                        f"({_first_line(exc)}): add {plugin.name} to output_plugin_libraries and reload the "
+                        "server, or remove live = true") from None
+            except psycopg.Error:
+                if index == len(self.plugins) - 1:
+                    raise
+        raise AssertionError("no output plugin to try")
 
     def _refuse_unless_ready(self) -> None:
         assert self._conn is not None
@@ -96,13 +141,14 @@ class LogicalDecodingStream:
 
     def read(self) -> list[Transaction]:
         """The transactions committed since the last read (at most about `batch` changes). Raises `StreamLost`."""
-        if self._conn is None or self.slot is None:
+        if self._conn is None or self.slot is None or self.plugin is None:
             raise StreamLost(f"database {self.database}: live stream is not open")
+        options = self.plugin.options
         try:
             rows = self._conn.execute(
-                "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, %s, %s, %s, %s, %s)",
-                (self.slot, self.batch, *OPTIONS)).fetchall()
-            done, self._pending = transactions([row[0] for row in rows], self._pending)
+                "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, %s" + ", %s" * len(options) + ")",
+                (self.slot, self.batch, *options)).fetchall()
+            done, self._pending = self.plugin.parse([row[0] for row in rows], self._pending)
         except (psycopg.Error, DecodingError) as exc:
             self.close()
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from monitor.config import CheckConfig
 from monitor.engine import CheckError, Monitor
-from monitor.live.changes import Change, ChangeStream, LiveRefused, StreamLost, Transaction
+from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction
 from monitor.live.groups import Figures, LiveGroups
 
 log = logging.getLogger("dupewatch.live")
@@ -158,13 +158,15 @@ class LiveReader:
                 self.sink.live_figures(check.name, self.database, Figures(groups_now, excess, new if count_new else 0))
 
     def _apply(self, done: list[Transaction]) -> None:
-        if not done:
-            return
-        touched: dict[str, list[Change]] = {}
+        """Re-count what `done` names, and some groups still queued for a re-count (`LiveGroups.pending`)."""
+        touched: dict[str, list[Change]] = {name: [] for name, groups in self.groups.items() if groups.pending}
         for transaction in done:
             for change in transaction.changes:
                 for check in self._tables.get((change.schema, change.table), ()):
                     touched.setdefault(check, []).append(change)
+            if transaction.unseen:
+                for check in self.groups:
+                    touched.setdefault(check, []).append(UNSEEN)
         changed: dict[str, Figures] = {}
         if touched:
             db = self.monitor.database(self.database)
@@ -172,14 +174,14 @@ class LiveReader:
                 for check, changes in touched.items():
                     if (figures := self.groups[check].apply(conn, changes)) is not None:
                         changed[check] = figures
-        # As Debezium's MilliSecondsBehindSource: from the last change's commit to its processing, held until
-        # the next change (a quiet database is not a lagging stream).
-        committed = [t.committed_at for t in done if t.committed_at is not None]
-        lag = max((self.clock() - committed[-1]).total_seconds(), 0.0) if committed else None
-        self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
+        if done:
+            # As Debezium's MilliSecondsBehindSource: from the last change's commit to its processing, held
+            # until the next change (a quiet database is not a lagging stream).
+            committed = [t.committed_at for t in done if t.committed_at is not None]
+            lag = max((self.clock() - committed[-1]).total_seconds(), 0.0) if committed else None
+            self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
         for check, figures in changed.items():
             self.sink.live_figures(check, self.database, figures)
-
 
 def wait_following(readers: list[LiveReader], timeout: float) -> bool:
     """For callers that must not race the first full count (tests, a one-shot run)."""

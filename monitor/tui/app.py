@@ -38,10 +38,12 @@ from monitor.history import History, default_state_path
 from monitor.schedule import Poller
 from monitor.tui import has_terminal
 from monitor.tui.format import counted
-from monitor.tui.messages import CheckFinished, CheckStarted, FixRequest, HistoryLoaded
+from monitor.tui.messages import CheckFinished, CheckStarted, FixRequest, HistoryLoaded, LiveReported
 from monitor.tui.state import HISTORY_POINTS, Dashboard, result_from_run
+from monitor.tui.widgets.live_status import LiveState
 
 if TYPE_CHECKING:
+    from monitor.live import Figures, LiveReader, LiveSink
     from monitor.metrics import MetricsExporter
 
 log = logging.getLogger("dupewatch.tui")
@@ -49,6 +51,7 @@ log = logging.getLogger("dupewatch.tui")
 register_owner_lookup(lambda: active_worker.get(None))
 
 PollerFactory = Callable[..., Poller]
+LiveStarter = Callable[[Monitor, "LiveSink"], "list[LiveReader]"]
 FixHandler = Callable[["DashboardApp", FixRequest], None]
 Clock = Callable[[], datetime]
 TICK_SECONDS = 1.0  # relative times ("12s ago") and running timers are refreshed this often
@@ -57,6 +60,12 @@ TICK_SECONDS = 1.0  # relative times ("12s ago") and running timers are refreshe
 def default_poller(monitor: Monitor, on_result: Callable[[CheckResult], None], *, history: History | None,
                    on_start: Callable[[str], None]) -> Poller:
     return Poller(monitor, on_result, history=history, on_start=on_start)
+
+
+def default_live(monitor: Monitor, sink: LiveSink) -> list[LiveReader]:
+    from monitor.live import start_live
+
+    return start_live(monitor, sink)
 
 
 def local_now() -> datetime:
@@ -73,7 +82,7 @@ class DashboardApp(App[int]):
     def __init__(self, config: Config, *, monitor: Monitor | None = None, history: History | None = None,
                  poller_factory: PollerFactory = default_poller, clock: Clock = local_now, demo: bool = False,
                  on_fix: FixHandler | None = None, tick: bool = True, exporter: MetricsExporter | None = None,
-                 fix_batch_size: int | None = None) -> None:
+                 fix_batch_size: int | None = None, live_starter: LiveStarter = default_live) -> None:
         super().__init__()
         self.config = config
         self.history = history if history is not None else open_history(config)
@@ -98,6 +107,12 @@ class DashboardApp(App[int]):
         self.started_at = time.perf_counter()
         self.first_paint_ms: float | None = None
         self.startup_notice: str | None = None  # shown once the screen is up (e.g. metrics served elsewhere)
+        self.live_starter = live_starter
+        self.live_readers: list[LiveReader] = []
+        self.live_states = {name: LiveState(polling="no change stream" if self.monitor.database(name).rules
+                                            .change_stream_absent else None)
+                            for name, database in config.databases.items() if database.live}
+        self._live_refusals: set[str] = set()  # databases whose refusal was shown
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -109,6 +124,8 @@ class DashboardApp(App[int]):
             self.notify(self.startup_notice, title="Metrics", timeout=10)
         self.load_history()
         self.poller.start()
+        if self.live_states:
+            self.live_readers = self.live_starter(self.monitor, _LiveSink(self))
         if self._tick:
             self.set_interval(TICK_SECONDS, self.refresh_all)
         self.call_after_refresh(self._painted)
@@ -132,6 +149,9 @@ class DashboardApp(App[int]):
             for cancel in self._fixes.values():
                 cancel.set()
         self.poller.shutdown(wait=False)
+        readers, self.live_readers = self.live_readers, []
+        for reader in readers:
+            reader.stop(timeout=1.0)
         if self._owns_monitor:
             self.monitor.close()  # cancels the queries still running, then closes the pools
         else:
@@ -186,6 +206,41 @@ class DashboardApp(App[int]):
         self.refresh_check(message.result.name)
         self._advise_index(message.result)
 
+    @on(LiveReported)
+    def _live_reported(self, message: LiveReported) -> None:
+        state = self.live_states.get(message.database)
+        if state is None:
+            return
+        if message.following is not None:
+            state.following = message.following
+        if message.gap is not None:  # changes may have been missed: the database's checks run now (the poll)
+            state.following = False
+            state.gaps += 1
+            if not self.paused:
+                for check in self.config.checks:
+                    if check.database == message.database:
+                        self.poller.run_now(check.name)
+        state.events += message.events
+        if message.lag_seconds is not None:
+            state.lag_seconds = message.lag_seconds
+        self.refresh_live()
+
+    def _show_live_refusals(self) -> None:
+        """A reader the server refused (wal_level, a role without REPLICATION...): its one line, once."""
+        for reader in self.live_readers:
+            if reader.refused and reader.database not in self._live_refusals:
+                self._live_refusals.add(reader.database)
+                self.live_states[reader.database].polling = "refused"
+                self.notify(reader.refused, title="Live mode refused", severity="error", timeout=30)
+                self.refresh_live()
+
+    def refresh_live(self) -> None:
+        for screen in self.screen_stack:
+            refresh = getattr(screen, "refresh_live", None)
+            if refresh is not None and getattr(screen, "ready", False):
+                with contextlib.suppress(NoMatches):
+                    refresh()
+
     def _advise_index(self, result: CheckResult) -> None:
         """Once per check and session: the index an incremental check lacks (also in its details panel)."""
         if result.index_advice and result.name not in self._advised:
@@ -219,6 +274,8 @@ class DashboardApp(App[int]):
                     refresh(name)
 
     def refresh_all(self) -> None:
+        if self.live_readers:
+            self._show_live_refusals()
         for screen in self.screen_stack:
             if not getattr(screen, "ready", False):
                 continue
@@ -329,6 +386,26 @@ class DashboardApp(App[int]):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+
+class _LiveSink:
+    """The `LiveSink` of the dashboard's live readers: each report becomes a message (readers run on threads)."""
+
+    def __init__(self, app: DashboardApp) -> None:
+        self.app = app
+
+    def live_figures(self, check: str, database: str, figures: Figures) -> None:
+        pass  # the checks' figures come from their runs here; the stream's lag and gaps are shown
+
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        self.app.post_message(LiveReported(database, events=events, lag_seconds=lag_seconds))
+
+    def live_gap(self, database: str, reason: str) -> None:
+        log.warning("live stream gap: %s", reason)
+        self.app.post_message(LiveReported(database, gap=reason))
+
+    def live_following(self, database: str, following: bool) -> None:
+        self.app.post_message(LiveReported(database, following=following))
 
 
 def open_history(config: Config) -> History:

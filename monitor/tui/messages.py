@@ -36,6 +36,19 @@ class CheckFinished(Message):
         self.backoff_seconds = backoff_seconds
 
 
+class LiveReported(Message):
+    """A live reader reported on its database's change stream (monitor/live/reader.py `LiveSink`)."""
+
+    def __init__(self, database: str, *, following: bool | None = None, events: int = 0,
+                 lag_seconds: float | None = None, gap: str | None = None) -> None:
+        super().__init__()
+        self.database = database
+        self.following = following
+        self.events = events
+        self.lag_seconds = lag_seconds
+        self.gap = gap
+
+
 class HistoryLoaded(Message):
     """Recent runs of every check, read from the state store at startup (oldest first)."""
 

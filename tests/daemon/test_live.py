@@ -3,7 +3,11 @@ scraped over HTTP, and the stream in-process where the test is about the server 
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -14,15 +18,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from daemonproc import DaemonProcess, Scrape, daemon_starter, free_port
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
 
 from dbtest import TestDatabase, write_config
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
-from monitor.live import Figures, LiveReader, LiveRefused
-from monitor.live.postgresql import LogicalDecodingStream
+from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,12 +53,54 @@ NEW = "dupewatch_new_duplicate_groups_total"
 GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "dupewatch.rules.yml"
 LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    yield from started_cluster("the live-mode tests", wal_level="logical")
+    for made in started_cluster("the live-mode tests", wal_level="logical"):
+        allow_wal2json(made)
+        yield made
+
+
+def allow_wal2json(cluster: Cluster) -> None:
+    """Where the server lists the output plugins roles may use (`output_plugin_libraries`), add wal2json to this
+    throwaway cluster's list, so that live mode uses it where it is installed."""
+    set_plugin_libraries(cluster, "pgoutput, test_decoding, wal2json")
+
+
+def set_plugin_libraries(cluster: Cluster, libraries: str) -> bool:
+    """Set the throwaway cluster's `output_plugin_libraries` and wait until new sessions have it; False where
+    the server has no such setting."""
+    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if not conn.execute(sa.text("SELECT count(*) FROM pg_settings"
+                                        " WHERE name = 'output_plugin_libraries'")).scalar():
+                return False
+            conn.execute(sa.text(f"ALTER SYSTEM SET output_plugin_libraries = {libraries}"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+
+        def applied() -> bool:
+            with engine.connect() as fresh:
+                return bool(fresh.execute(sa.text("SHOW output_plugin_libraries")).scalar() == libraries)
+
+        await_true(applied, "the setting reloaded")
+        return True
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def plugin(cluster: Cluster) -> str:
+    """The output plugin live mode uses on the cluster: wal2json where the server accepts it."""
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    stream.open()
+    assert stream.plugin is not None
+    name = stream.plugin.name
+    stream.close()
+    return name
 
 
 @pytest.fixture
@@ -150,6 +199,52 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
     assert daemon.stop() == 0
 
 
+def test_a_raced_duplicate_moves_the_new_duplicates_counter_from_the_stream_and_the_shipped_alert_fires(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The check polls hourly: between two scrapes only the stream ran. Prometheus's own rule engine (promtool)
+    then evaluates the shipped DupewatchNewDuplicates rule over the counter's two scraped values."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    ran_at = "dupewatch_check_last_success_timestamp_seconds"
+    before = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None, "the check's first (hourly) run")
+    ran = before.value(ran_at, "signups")
+    assert before.value(NEW, "signups") == 0
+
+    race(admin, table, "alert@example.com", sessions=2)
+    after = daemon.wait_for(lambda s: s.value(NEW, "signups") == 1, "the new group counted", timeout=LIVE_SECONDS)
+    assert after.value(ran_at, "signups") == ran  # no poll ran since
+    assert daemon.stop() == 0
+
+    alert_labels = {"check": "signups", "database": "live", "instance": "dupewatch", "job": "dupewatch"}
+    labels = ",".join(f'{name}="{value}"' for name, value in alert_labels.items())
+    case = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f"{NEW}{{{labels}}}",
+                          "values": f"{before.value(NEW, 'signups'):.0f} {after.value(NEW, 'signups'):.0f}"}],
+        "alert_rule_test": [{"eval_time": "1m", "alertname": "DupewatchNewDuplicates", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", **alert_labels},
+            "exp_annotations": {name: expand(text, alert_labels, after.value(NEW, "signups") or 0)
+                                for name, text in rule_annotations("DupewatchNewDuplicates").items()},
+        }]}]}]}
+    cases = tmp_path / "live.rules.test.yml"
+    cases.write_text(json.dumps(case))  # YAML is a superset of JSON
+    tested = subprocess.run([promtool, "test", "rules", str(cases)], capture_output=True, text=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def rule_annotations(alert: str) -> dict[str, str]:
+    rules = yaml.safe_load(RULES.read_text())
+    return next(r["annotations"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert)
+
+
+def expand(template: str, labels: dict[str, str], value: float) -> str:
+    """The annotation as Prometheus fills it in: `{{ $labels.NAME }}` and `{{ $value | printf "%.0f" }}`."""
+    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], template)
+    return text.replace('{{ $value | printf "%.0f" }}', f"{value:.0f}")
+
+
 def test_a_low_id_committed_late_makes_a_duplicate_the_moment_it_commits(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
@@ -229,13 +324,13 @@ def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
 
 
 def test_the_temporary_slot_dies_with_a_killed_daemon(
-        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any, plugin: str) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
     pid = live_backend(admin)
     with admin.connect() as conn:
         slots = conn.execute(sa.text("SELECT temporary, slot_type, plugin FROM pg_replication_slots"
                                      " WHERE active_pid = :pid"), {"pid": pid}).all()
-        assert [tuple(s) for s in slots] == [(True, "logical", "test_decoding")]
+        assert [tuple(s) for s in slots] == [(True, "logical", plugin)]
         assert conn.execute(sa.text("SELECT count(*) FROM pg_publication")).scalar() == 0
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait()
@@ -333,11 +428,13 @@ class Recorded:
         self.figures: list[tuple[str, Figures]] = []
         self.lags: list[float] = []
         self.gaps: list[str] = []
+        self.events = 0
 
     def live_figures(self, check: str, database: str, figures: Figures) -> None:
         self.figures.append((check, figures))
 
     def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        self.events += events  # reported once the changes read are applied
         if lag_seconds is not None:
             self.lags.append(lag_seconds)
 
@@ -355,13 +452,19 @@ def await_true(condition: Callable[[], bool], what: str, timeout: float = LIVE_S
         time.sleep(0.02)  # polling interval of a condition wait
 
 
-def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(cluster: Cluster, admin: sa.Engine) -> None:
+@pytest.mark.parametrize("decoder", [WAL2JSON, TEST_DECODING], ids=lambda p: p.name)
+def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(
+        cluster: Cluster, admin: sa.Engine, decoder: Plugin, plugin: str) -> None:
+    if decoder is WAL2JSON and plugin != "wal2json":
+        pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
     name = f"Sign Up {uuid.uuid4().hex[:6]}"
-    execute(admin, f'CREATE TABLE "{name}" (id serial PRIMARY KEY, "E-mail" text, note text, tags int[])')
-    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    execute(admin, f'CREATE TABLE "{name}" (id serial PRIMARY KEY, "E-mail" text, note text, tags int[],'
+                   ' amount numeric, flag boolean)')
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(decoder,))
     stream.open()
     try:
-        execute(admin, f'INSERT INTO "{name}" ("E-mail", note, tags) VALUES (:e, NULL, ARRAY[1, 2])',
+        execute(admin, f'INSERT INTO "{name}" ("E-mail", note, tags, amount, flag)'
+                       ' VALUES (:e, NULL, ARRAY[1, 2], 1.10000000000000000001, true)',
                 e="o'brien @ example.com")
         execute(admin, f'UPDATE "{name}" SET id = 10')
         execute(admin, f'DELETE FROM "{name}"')
@@ -373,9 +476,59 @@ def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(clus
         execute(admin, f'DROP TABLE "{name}"')
     insert, update, delete = changes
     assert (insert.schema, insert.table, insert.operation) == ("public", name, "INSERT")
-    assert insert.new == {"id": "1", "E-mail": "o'brien @ example.com", "note": None, "tags": "{1,2}"}
+    assert insert.new == {"id": "1", "E-mail": "o'brien @ example.com", "note": None, "tags": "{1,2}",
+                          "amount": "1.10000000000000000001", "flag": "true"}
     assert (update.operation, update.old, update.new["id"]) == ("UPDATE", {"id": "1"}, "10")
     assert (delete.operation, delete.old) == ("DELETE", {"id": "10"})
+
+
+def test_the_slot_falls_back_to_test_decoding_when_the_server_refuses_a_plugin(
+        cluster: Cluster, admin: sa.Engine) -> None:
+    missing = Plugin("dupewatch_no_such_plugin", (), TEST_DECODING.parse)
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(missing, TEST_DECODING))
+    stream.open()
+    try:
+        assert stream.plugin is TEST_DECODING
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT plugin FROM pg_replication_slots WHERE slot_name = :s"),
+                                {"s": stream.slot}).scalar() == "test_decoding"
+    finally:
+        stream.close()
+
+
+def test_a_server_that_lets_the_role_use_no_output_plugin_is_refused_in_one_line(
+        cluster: Cluster, admin: sa.Engine) -> None:
+    if not set_plugin_libraries(cluster, "pgoutput"):
+        pytest.skip("this PostgreSQL has no output_plugin_libraries setting")
+    try:
+        stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+        with pytest.raises(LiveRefused) as refused:
+            stream.open()
+        assert str(refused.value) == (
+            'database live: live = true needs an output plugin this role may use (library "test_decoding" may not '
+            "be used as an output plugin): add test_decoding to output_plugin_libraries and reload the server, "
+            "or remove live = true")
+        assert stream.slot is None
+    finally:
+        allow_wal2json(cluster)
+
+
+def test_a_delete_from_a_table_without_a_replica_identity_dissolves_its_group(
+        cluster: Cluster, admin: sa.Engine, monitor_for: Any, plugin: str) -> None:
+    """Neither plugin gives such a row's key (wal2json prints nothing of it): every known group is re-counted."""
+    name = f"membership_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (role_id int NOT NULL, group_id int NOT NULL)")  # no primary key
+    try:
+        execute(admin, f"INSERT INTO {name} VALUES (1, 1), (1, 1), (2, 2), (2, 2)")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "membership", "database": "live", "table": name, "key": ["role_id", "group_id"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            assert reader.groups["membership"].figures == (2, 2)
+            execute(admin, f"DELETE FROM {name} WHERE ctid = (SELECT min(ctid) FROM {name} WHERE role_id = 1)")
+            await_true(lambda: reader.groups["membership"].figures == (1, 1), f"group (1, 1) dissolved ({plugin})")
+    finally:
+        execute(admin, f"DROP TABLE {name}")
 
 
 def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
@@ -392,6 +545,125 @@ def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         assert reader.groups["signups"].known == {("ann@example.com",): (("ann@example.com",), 2)}
         assert recorded.lags and all(0 <= lag < 60 for lag in recorded.lags)
         assert recorded.gaps == []
+
+
+def recounts_of_updates(admin: sa.Engine, table: str, reader: LiveReader, recorded: Recorded) -> tuple[int, int]:
+    """Groups re-counted by an UPDATE of 20 rows' non-key column, then by one UPDATE moving a row from group
+    'a' to group 'b' (20 rows hold 'a', 'b' and singles)."""
+    groups = reader.groups["signups"]
+
+    def recounts_of(statement: str, events: int) -> int:
+        before, seen = groups.recounted, recorded.events
+        execute(admin, statement)
+        await_true(lambda: recorded.events >= seen + events, f"{events} change(s) applied")
+        assert not groups.pending, "no known group queued for a re-count"
+        return groups.recounted - before
+
+    non_key = recounts_of(f"UPDATE {table} SET note = 'touched'", 20)
+    key = recounts_of(f"UPDATE {table} SET email = 'b@example.com' WHERE id = 1", 1)
+    return non_key, key
+
+
+def fill_for_updates(engine: sa.Engine, table: str) -> None:
+    """Rows 1-3 hold 'a' (a group of 3), rows 4-5 'b' (a group of 2), rows 6-20 one key each."""
+    emails = ["a@example.com"] * 3 + ["b@example.com"] * 2 + [f"single{i}@example.com" for i in range(15)]
+    with engine.begin() as conn:
+        for email in emails:
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES (:e)"), {"e": email})
+
+
+def test_an_update_of_no_key_column_recounts_nothing_and_a_key_update_recounts_old_and_new_groups(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY FULL")  # the test's own table
+    fill_for_updates(admin, table)
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        assert reader.groups["signups"].figures == (2, 3)
+        non_key, key = recounts_of_updates(admin, table, reader, recorded)
+        assert reader.groups["signups"].figures == (2, 3)  # 'a' has 2 rows and 'b' 3 now
+        assert reader.groups["signups"].known[("a@example.com",)][1] == 2
+    assert (non_key, key) == (0, 2)
+
+
+Operation = tuple[str, int, str]  # (insert | key | note | delete, row index, key)
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["insert", "key", "note", "delete"]), st.integers(0, 30),
+                                st.sampled_from("abcde")), min_size=1, max_size=25)
+
+
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
+def test_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str) -> None:
+    """Randomized: whatever rows are inserted, moved between keys, touched in another column or deleted (several
+    to a transaction), once the reader has applied them its groups are the table's `GROUP BY ... HAVING`."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY {identity}")
+    figures_follow_random_operations(admin, table, monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]))
+
+
+def figures_follow_random_operations(engine: sa.Engine, table: str, monitor: Any) -> None:
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        applied = {"events": 0}
+
+        @settings(max_examples=12, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(operations=OPERATIONS, split=st.integers(1, 4))
+        def run(operations: list[Operation], split: int) -> None:
+            with engine.connect() as conn:
+                ids = [int(i) for i in conn.execute(sa.text(f"SELECT id FROM {table} ORDER BY id")).scalars()]
+            for batch in [operations[i::split] for i in range(split)]:
+                with engine.begin() as conn:
+                    for operation, index, key in batch:
+                        applied["events"] += apply_operation(conn, table, ids, operation, index, key)
+            await_true(lambda: recorded.events >= applied["events"] and not groups.pending, "the changes applied")
+            with engine.connect() as conn:
+                truth = {str(k): int(n) for k, n in conn.execute(sa.text(
+                    f"SELECT email, count(*) FROM {table} GROUP BY email HAVING count(*) > 1"))}
+            assert {key[0]: n for key, n in groups.known.values()} == truth
+
+        run()
+        assert recorded.gaps == []
+
+
+def apply_operation(conn: sa.Connection, table: str, ids: list[int], operation: str, index: int, key: str) -> int:
+    """One operation; the rows it changed (each a change in the stream). `ids` follows the table's rows."""
+    email = f"{key}@example.com"
+    if operation == "insert" or not ids:
+        ids.append(int(conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES (:e) RETURNING id"),
+                                    {"e": email}).scalar_one()))
+        return 1
+    row = ids[index % len(ids)]
+    if operation == "delete":
+        ids.remove(row)
+        return int(conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :i"), {"i": row}).rowcount)
+    current = conn.execute(sa.text(f"SELECT email, note FROM {table} WHERE id = :i"), {"i": row}).one()
+    # Only updates that change the row: MariaDB logs none for a row left as it was (PostgreSQL does).
+    column, value = ("email", email) if operation == "key" else ("note", "x" if current.note != "x" else "y")
+    if getattr(current, column) == value:
+        return 0
+    return int(conn.execute(sa.text(f"UPDATE {table} SET {column} = :v WHERE id = :i"),
+                            {"v": value, "i": row}).rowcount)
+
+
+def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known_groups(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """The replica identity is the primary key: the stream says nothing of the old email. The new key is
+    re-counted at once; the known groups (one of which the row may have left) within the budget."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text")
+    fill_for_updates(admin, table)
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        before = groups.recounted
+        execute(admin, f"UPDATE {table} SET email = 'c@example.com' WHERE id IN (1, 2)")  # 'a' dissolves
+        await_true(lambda: groups.figures == (2, 2) and not groups.pending, "'a' dissolved, 'c' formed")
+        assert groups.recounted - before == 1 + 2  # the new key, then the two known groups
+        assert recorded.figures[-1][1] == Figures(groups=2, excess_rows=2, new_groups=1)
 
 
 # -- MariaDB: the binary log -------------------------------------------------------------------------
@@ -442,6 +714,87 @@ def test_mariadb_updates_and_deletes_change_groups_by_their_old_and_new_keys(
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group the delete dissolved",
                     timeout=LIVE_SECONDS)
     assert daemon.stop() == 0
+
+
+def test_mariadb_an_update_of_no_key_column_recounts_nothing_and_a_key_update_recounts_old_and_new_groups(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    fill_for_updates(engine, table)
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        non_key, key = recounts_of_updates(engine, table, reader, recorded)
+        assert reader.groups["signups"].figures == (2, 3)
+    assert (non_key, key) == (0, 2)
+
+
+def read_changes(stream: Any, count: int) -> list[Any]:
+    changes: list[Any] = []
+    await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= count,
+               f"{count} change(s) read")
+    return changes
+
+
+def test_mariadb_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    figures_follow_random_operations(engine, table, monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]))
+
+
+def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_nothing(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")  # before: never read
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('first@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 1)] == ["first@example.com"]
+        with engine.connect() as conn:
+            assert stream.gtid == {0: conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar()}
+        stream.close()  # down: what commits now must be read once it opens again
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('meanwhile@example.com')")
+        stream.open()
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 2)] == ["meanwhile@example.com", "after@example.com"]
+    finally:
+        stream.close()
+
+
+def test_mariadb_a_binary_log_purged_while_the_stream_was_down_is_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    engine, table = mariadb_table
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('first@example.com')")
+        read_changes(stream, 1)
+        stream.close()
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('lost@example.com')")
+        with engine.connect() as conn:
+            conn.execute(sa.text("FLUSH BINARY LOGS"))
+            current = conn.execute(sa.text("SHOW MASTER STATUS")).one()[0]
+
+            def purged() -> bool:  # the throwaway server's binary log; purged once InnoDB has checkpointed it
+                conn.execute(sa.text(f"PURGE BINARY LOGS TO '{current}'"))
+                return [row[0] for row in conn.execute(sa.text("SHOW BINARY LOGS"))] == [current]
+
+            await_true(purged, "the binary log purged up to the current file")
+        stream.open()
+        with pytest.raises(StreamLost) as lost:
+            read_changes(stream, 1)
+        assert str(lost.value).startswith("database live: live stream: the binary log no longer holds GTID "
+                                          "position 0-1-")
+        assert "purged" in str(lost.value)
+        stream.open()  # from the current position now
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('next@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 1)] == ["next@example.com"]
+    finally:
+        stream.close()
 
 
 def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:

@@ -17,6 +17,7 @@ from monitor.tui.state import CheckState
 from monitor.tui.widgets.checks_table import ChecksTable, row_cells
 from monitor.tui.widgets.details import CheckDetails, error_line
 from monitor.tui.widgets.footer import Footer
+from monitor.tui.widgets.live_status import LiveStatus
 from monitor.tui.widgets.totals import HeaderTotals
 from monitor.tui.widgets.trend import TrendChart
 
@@ -53,6 +54,7 @@ class MainScreen(DashboardScreen):
 
     def compose(self) -> ComposeResult:
         yield HeaderTotals(id="header")
+        yield LiveStatus(id="live-status")
         if self.dash.demo:
             yield Static(DEMO_BANNER, id="banner")
         yield ChecksTable(id="checks")
@@ -71,6 +73,7 @@ class MainScreen(DashboardScreen):
         self.query_one("#filter", Input).display = False
         self.ready = True
         self.refresh_all()
+        self.refresh_live()
         table.focus()
 
     # -- updates (called by the app on the UI thread) ----------------------------------------------
@@ -92,6 +95,9 @@ class MainScreen(DashboardScreen):
             table.update(state.name, self._cells(state))
         table.order(self._ordered_names())
         self._refresh_summary()
+
+    def refresh_live(self) -> None:
+        self.query_one(LiveStatus).show(self.dash.live_states)
 
     def _refresh_summary(self, details: bool = True) -> None:
         dash = self.dash
