@@ -1,0 +1,41 @@
+"""A fix made by dupewatch 0.1 logged its repoints in `dupewatch_fix_repoint`: no fix creates that table now, but
+undo still reads it where an old fix left it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from monitor.cli import main
+
+
+def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, email TEXT NOT NULL)")
+        conn.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id))")
+        conn.execute("INSERT INTO parent VALUES (1, 'a'), (2, 'a')")
+        conn.execute("INSERT INTO child VALUES (7, 2)")
+    config = tmp_path / "dupewatch.toml"
+    config.write_text(f'[databases.app]\nurl = "sqlite:///{path}"\n\n[[checks]]\nname = "emails"\n'
+                      'database = "app"\ntable = "parent"\nkey = ["email"]\n')
+    fixed = CliRunner().invoke(main, ["--config", str(config), "fix", "emails", "--yes", "--json"])
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = json.loads(fixed.stdout)["fix_id"]
+    with sqlite3.connect(path) as conn:  # the same fix as dupewatch 0.1 recorded it: its repoints in the old log
+        assert conn.execute("SELECT parent_id FROM child").fetchall() == [(1,)]
+        assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dupewatch_fix_repoint'").fetchall()
+        conn.execute("DELETE FROM dupewatch_fix_reference WHERE fix_id = ?", (fix_id,))
+        conn.execute("CREATE TABLE dupewatch_fix_repoint (id INTEGER PRIMARY KEY, fix_id VARCHAR(40) NOT NULL, "
+                     "child_schema VARCHAR(128), child_table VARCHAR(128) NOT NULL, fk_columns TEXT NOT NULL, "
+                     "child_key TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL)")
+        conn.execute("INSERT INTO dupewatch_fix_repoint (fix_id, child_table, fk_columns, child_key, old_value, "
+                     "new_value) VALUES (?, 'child', '[\"parent_id\"]', '[7]', '[2]', '[1]')", (fix_id,))
+    undone = CliRunner().invoke(main, ["--config", str(config), "undo", fix_id, "--yes"])
+    assert undone.exit_code == 0, undone.output
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT id, email FROM parent ORDER BY id").fetchall() == [(1, "a"), (2, "a")]
+        assert conn.execute("SELECT id, parent_id FROM child").fetchall() == [(7, 2)]
