@@ -132,6 +132,21 @@ def test_a_clean_check_is_ok_whatever_its_thresholds(soda_table, monitor_for):
     assert (result.status, result.outcome, result.excess_percent) == ("ok", "ok", 0.0)
 
 
+# -- dbt-utils: unique_combination_of_columns ------------------------------------------------------------------------
+
+def test_dbt_unique_combination_of_columns_with_warn_if_and_error_if(db, monitor_for):
+    """`data_unique_combination_of_columns_where_failing.csv`: dbt counts one failure per repeated combination
+    (its query returns the groups), NULLs grouped together as GROUP BY does (`nulls = "equal"`). With
+    `warn_if: ">1"` and `error_if: ">2"` its two failures warn; here each group has one extra row, so the
+    excess rows our thresholds count are the same two."""
+    db.execute("CREATE TABLE dbt (pk INTEGER PRIMARY KEY, id INTEGER, color VARCHAR(8))")
+    rows = [(1, "orange"), (1, "blue"), (2, "orange"), (2, "orange"), (2, "blue"), (2, "blue")]
+    db.execute("INSERT INTO dbt VALUES (:pk, :id, :color)",
+               params=[dict(pk=i, id=a, color=c) for i, (a, c) in enumerate(rows, 1)])
+    result = run(monitor_for, db, table="dbt", key=["id", "color"], warn_above=1, fail_above=2)
+    assert (result.groups, result.excess_rows, result.rows_checked, result.outcome) == (2, 2, 6, "warn")
+
+
 # -- rows checked: counted by the aggregate that finds the groups --------------------------------------------------
 
 def test_the_first_page_scan_counts_the_same_rows(soda_table):
