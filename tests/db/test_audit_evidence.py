@@ -11,9 +11,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from audit_corpus import CMS, OPEN_BASKETS, RACED_OWNER, SHOP, TICKETING, build
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from dbtest import TestDatabase, run_dupewatch
 from monitor.audit import run_audit
+from monitor.audit.catalog import read_catalog
+from monitor.audit.generic import generic_pairs
 from monitor.audit.report import config_text
 
 T0 = datetime(2026, 11, 2, 9, 0)
@@ -488,3 +492,36 @@ def test_a_generic_relation_is_no_finding_without_duplicates_or_without_the_data
     db.execute("DELETE FROM cms_placeholder WHERE object_id = 31",  # a type naming no table (cms_page): neither
                "UPDATE cms_placeholder SET content_type_id = 1 WHERE object_id = 7")
     assert on(audit_json(db), "cms_placeholder") == []
+
+
+@settings(max_examples=40, deadline=None)
+@example([(2, 5), (2, 5), (None, None)]).via("confirmed")
+@example([(2, 5), (2, 31)]).via("an id in no table")
+@example([(2, 5), (1, 5)]).via("a type naming no table")
+@given(st.lists(st.tuples(st.sampled_from([None, 1, 2, 3]), st.one_of(st.none(), st.integers(1, 35))),
+                min_size=1, max_size=40))
+def test_a_generic_pair_is_confirmed_exactly_when_every_stored_id_is_in_the_table_its_type_names(
+        stored: list[tuple[int | None, int | None]]) -> None:
+    """Types 1 (cms.page) and 3 (auth.user) name no table here, type 2 names cms_pagecontent (ids 1-30): the pair
+    is a generic relation when no row uses an unnamed type, some id is stored with type 2, and every one is 1-30."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100) "
+                             "NOT NULL, model VARCHAR(100) NOT NULL, UNIQUE (app_label, model))")
+        conn.exec_driver_sql("INSERT INTO django_content_type VALUES (1, 'cms', 'page'), (2, 'cms', 'pagecontent'), "
+                             "(3, 'auth', 'user')")
+        conn.exec_driver_sql("CREATE TABLE cms_pagecontent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO cms_pagecontent WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                             "FROM n WHERE i < 30) SELECT i FROM n")
+        conn.exec_driver_sql("CREATE TABLE cms_placeholder (id INTEGER PRIMARY KEY, slot VARCHAR(20) NOT NULL, "
+                             "content_type_id INTEGER REFERENCES django_content_type (id), object_id INTEGER)")
+        for n, (type_id, object_id) in enumerate(stored):
+            conn.execute(sa.text("INSERT INTO cms_placeholder VALUES (:n, 'content', :t, :o)"),
+                         {"n": n, "t": type_id, "o": object_id})
+    with engine.connect() as conn:
+        tables = read_catalog(conn, ["main"])
+        pairs = [(p.type_column, p.id_column) for p in generic_pairs(conn, tables, 5.0)]
+    expected = (all(t in (None, 2) for t, _ in stored)
+                and any(t == 2 and o is not None for t, o in stored)
+                and all(o is None or 1 <= o <= 30 for t, o in stored if t == 2))
+    assert pairs == ([("content_type_id", "object_id")] if expected else []), stored
