@@ -67,6 +67,9 @@ class CheckResult:
     last_full_pass: datetime | None = None
     first_run: bool = False  # no earlier state to compare with: every group is "new"
     index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
+    # What an incremental run has to say beyond its figures, one line each: rows dated in the future, late rows the
+    # overlap window cannot bound, why it ran a full pass (see `monitor/incremental/`).
+    notes: tuple[str, ...] = ()
     # What the check measured (`monitor.history.subject`): the key its run is stored and compared by.
     subject: str | None = None
 
@@ -93,6 +96,7 @@ class CheckResult:
             "mode": None if self.status == "error" else self.mode,  # a failed run read nothing, in no mode
             "rows_scanned": self.rows_scanned,
             "new_groups": self.new_groups,
+            "notes": list(self.notes),
         }
 
 
