@@ -82,6 +82,7 @@ ALTER TABLE runs ADD COLUMN subject TEXT;
 # Columns added to the incremental state after the first release: (table, column, definition).
 _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"),
                   ("subject_state", "recount_position", "INTEGER NOT NULL DEFAULT 0"),
+                  ("subject_state", "pending_since", "TEXT"),
                   ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
@@ -176,7 +177,8 @@ class IncrementalState:
     encoded highest value of the incremental column read; `seen` the encoded identities of rows read inside
     the overlap window (identity and key digest); `generation` counts saves (optimistic concurrency between
     processes); `changes_seen` the last table change (`TableChange.id`) the state accounts for;
-    `recount_position` which slice of the known groups the next run re-counts.
+    `recount_position` which slice of the known groups the next run re-counts; `pending_since` the encoded start of
+    the oldest transaction running at the last run (the next run reads from there at the latest).
     """
 
     key: str
@@ -191,6 +193,7 @@ class IncrementalState:
     removed: list[str] | None = None
     changes_seen: int = 0
     recount_position: int = 0
+    pending_since: str | None = None
 
 
 class History:
@@ -280,8 +283,8 @@ class History:
             self._conn.execute("BEGIN")  # one snapshot for the state row and its groups
             try:
                 row = self._conn.execute(
-                    "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position"
-                    " FROM subject_state WHERE subject = ?", (key,)).fetchone()
+                    "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
+                    " pending_since FROM subject_state WHERE subject = ?", (key,)).fetchone()
                 groups = self._conn.execute(
                     "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
                     " WHERE subject = ?", (key,)).fetchall() if row else []
@@ -290,7 +293,8 @@ class History:
         if row is None:
             return None
         return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
-                                {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6])
+                                {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
+                                pending_since=row[7])
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -326,15 +330,16 @@ class History:
                 else:
                     saved = IncrementalState(new.key, new.fingerprint, new.watermark, new.seen, new.last_full_at,
                                              generation, new.groups, new.updated, new.removed, new.changes_seen,
-                                             new.recount_position)
+                                             new.recount_position, new.pending_since)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
-                    " last_full_at, generation, changes_seen, recount_position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " last_full_at, generation, changes_seen, recount_position, pending_since)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
-                     saved.generation, saved.changes_seen, saved.recount_position))
+                     saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -349,7 +354,7 @@ class History:
         watermark = lower_watermark(new.watermark, stored[1])
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
-        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position FROM subject_state"
+        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since FROM subject_state"
                                          " WHERE subject = ?", (new.key,)).fetchone()
         rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
                                   " FROM subject_groups WHERE subject = ?", (new.key,)).fetchall()
@@ -361,7 +366,9 @@ class History:
         self._replace_groups(new.key, groups.values())
         return IncrementalState(new.key, new.fingerprint, watermark, seen, max(fulls) if fulls else None,
                                 generation, groups, changes_seen=min(new.changes_seen, theirs_seen[0]),
-                                recount_position=max(new.recount_position, theirs_seen[1]))
+                                recount_position=max(new.recount_position, theirs_seen[1]),
+                                pending_since=lower_watermark(new.pending_since, theirs_seen[2])
+                                if new.pending_since and theirs_seen[2] else new.pending_since or theirs_seen[2])
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""

@@ -136,6 +136,12 @@ class IncrementalCheck:
         """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
         plain = [k for k in keys if None not in k]
         matches: list[ColumnElement[bool]] = []
+        columns = self.resolved.key_columns
+        if plain and any(isinstance(c.type, sa.ARRAY) for c in columns):
+            # An array binds as the driver guesses its element type (smallint[] for small integers): cast it.
+            matches.extend(sa.and_(*[e == sa.cast(sa.bindparam(None, v, type_=c.type), c.type)
+                                     for e, v, c in zip(self.exprs, k, columns, strict=True)]) for k in plain)
+            plain = []
         if plain:
             if len(self.exprs) == 1:
                 matches.append(self.exprs[0].in_([k[0] for k in plain]))
@@ -195,15 +201,17 @@ class IncrementalCheck:
         window = window_for(conn, self)
         said += window.notes
         watermark = window.bounded(top)
-        read = list(conn.execute(self._window_statement(window.start(watermark))))
+        start = window.start(watermark, window.since)
+        read = list(conn.execute(self._window_statement(start)))
         said += self._future_notes(read, window)
-        seen = self._seen(read, window.start(watermark))
+        seen = self._seen(read, start)
         found = {self._identity(r, 0): (self._values(r, 0), int(r[-1]))
                  for r in conn.execute(self._all_groups_statement())}
         rows = int(conn.execute(self._count_statement()).scalar() or 0)
         groups, new = self._known(found, before)
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
-                                 _next_generation(before), groups, changes_seen=changes_seen)
+                                 _next_generation(before), groups, changes_seen=changes_seen,
+                                 pending_since=encoded(window.since))
         return _outcome(state, "full", rows, new, said, first_run=before is None)
 
     def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
@@ -214,12 +222,12 @@ class IncrementalCheck:
         watermark = decoded(state.watermark)
         top = conn.execute(self._top_statement(filtered=False)).scalar()
         window = window_for(conn, self)
-        if top is None or self._restarted_below(top, window.start(watermark)):
+        if top is None or self._restarted_below(top, window.start(watermark, decoded(state.pending_since))):
             why = "the table is empty" if top is None else "every row lies below the watermark (emptied or recreated)"
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"])
         said += window.notes
-        read = list(conn.execute(self._window_statement(window.start(watermark))))
+        read = list(conn.execute(self._window_statement(window.start(watermark, decoded(state.pending_since)))))
         said += self._future_notes(read, window)
         at = len(self.row_ids)  # where the incremental value sits in a read row
         before = set(state.seen)
@@ -238,10 +246,11 @@ class IncrementalCheck:
         if cheaper is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
         changed = self._changed_counts(conn, recount, fresh, state.groups)
-        seen = self._seen(read, window.start(highest), at)
+        seen = self._seen(read, window.start(highest, window.since), at)
         groups, new, updated, removed = self._applied(changed, state, fresh)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
-                                 _next_generation(state), groups, updated, removed, seen_changes, position)
+                                 _next_generation(state), groups, updated, removed, seen_changes, position,
+                                 encoded(window.since))
         return _outcome(saved, "incremental", scanned, new, said)
 
     def _restarted_below(self, top: Any, start: Any) -> bool:
@@ -250,7 +259,7 @@ class IncrementalCheck:
         if start is None:
             return False
         try:
-            return bool(top <= start)
+            return bool(top < start)
         except TypeError:  # naive and aware datetimes (a changed column type): start over
             return True
 
@@ -301,7 +310,7 @@ class IncrementalCheck:
                 return None
             return (f"full pass: without an index on the key, counting {keys:,} key(s) would read the table {reads:,} "
                     "times, more than a full pass; create the index to run incrementally")
-        if reads * probe < full:
+        if reads * probe <= full:
             return None
         return (f"full pass: without an index on the key, counting {keys:,} key(s) would cost {reads * probe:,.0f} by "
                 f"the planner's estimate, a full pass {full:,.0f}; create the index to run incrementally")

@@ -5,8 +5,9 @@
   dated a day ahead, or imported with an id far above the sequence, is read (and recognised when read again) but
   does not lift the watermark past the rows that will still arrive; the run says such a row lies in the future.
 - **The overlap window** (rows re-read below the watermark, for rows committed after rows with higher values)
-  covers, for a timestamp watermark, the age of the oldest transaction still running (at least
-  `TIMESTAMP_OVERLAP`, for clocks that differ); for an id watermark, every range of values the sessions may hold
+  covers, for a timestamp watermark, every transaction still running at the previous run: the next run reads
+  from the start of the oldest of them (`Window.since`, kept in the state), and at least `TIMESTAMP_OVERLAP`
+  below the watermark, for clocks that differ; for an id watermark, every range of values the sessions may hold
   cached from the sequence (`cache_size` times the sessions that may hold one; at least `ID_OVERLAP`, for
   transactions committing out of order).
 - Where the database cannot say, the run says once that late rows wait for the full pass, and why.
@@ -32,21 +33,30 @@ FUTURE_TOLERANCE = timedelta(minutes=1)  # a row this far ahead of the database'
 @dataclass(frozen=True)
 class Window:
     """One run's bounds: `upper` (the watermark never goes above it; None where nothing bounds it) and what it is,
-    the `overlap` below the watermark, and what the database could not bound (one line each)."""
+    the `overlap` below the watermark, `since` (the earliest value a row of a transaction running now can carry:
+    the next run reads from there at the latest; None where not known), and what the database could not bound
+    (one line each)."""
 
     upper: Any
     upper_name: str
     overlap: Any
     notes: list[str] = field(default_factory=list)
+    since: Any = None
 
-    def start(self, watermark: Any) -> Any:
-        """Where a run reading past `watermark` starts: the watermark minus the overlap."""
+    def start(self, watermark: Any, since: Any = None) -> Any:
+        """Where a run reading past `watermark` starts: the watermark minus the overlap, or `since` (the start of
+        the oldest transaction a run saw running) where that is earlier."""
         if watermark is None:
             return None
         if isinstance(watermark, date) and not isinstance(watermark, datetime):
             days = max(1, -(-int(self.overlap.total_seconds()) // 86400))  # a DATE column: whole days
-            return watermark - timedelta(days=days)
-        return watermark - self.overlap
+            start = watermark - timedelta(days=days)
+        else:
+            start = watermark - self.overlap
+        try:
+            return since if since is not None and since < start else start
+        except TypeError:  # naive against aware: the column's type changed
+            return start
 
     def bounded(self, value: Any) -> Any:
         """`value`, or the upper bound where `value` lies beyond it."""
@@ -81,13 +91,13 @@ def _timestamp_window(conn: Connection, check: IncrementalCheck) -> Window:
     clock = conn.execute(sa.select(rules.database_clock(column))).scalar()
     age, why = rules.oldest_transaction_age(conn)
     notes = []
-    if age is None:
-        overlap = TIMESTAMP_OVERLAP
+    overlap = TIMESTAMP_OVERLAP
+    if age is None or clock is None:
         notes.append(f"late rows: a row committed more than {_minutes(overlap)} after its {column.name} value waits "
                      f"for the full pass: {why}")
-    else:
-        overlap = max(TIMESTAMP_OVERLAP, timedelta(seconds=age + 1))
-    return Window(clock, "the database's clock", overlap, notes)
+        return Window(clock, "the database's clock", overlap, notes)
+    since = clock - timedelta(seconds=age + 1) if isinstance(clock, datetime) else clock - timedelta(days=1)
+    return Window(clock, "the database's clock", overlap, notes, since)
 
 
 def _id_window(conn: Connection, check: IncrementalCheck) -> Window:

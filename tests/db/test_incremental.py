@@ -87,17 +87,23 @@ class Runner:
 
 
 @pytest.fixture
-def runner(logins: TestDatabase, tmp_path: Path) -> Iterator[Any]:
+def runner_for(tmp_path: Path) -> Iterator[Any]:
+    """`runner_for(db, **check)`: a Runner of `logins` in `db` (a table the test made)."""
     made: list[Runner] = []
 
-    def make(db: TestDatabase | None = None, **check: Any) -> Runner:
+    def make(db: TestDatabase, **check: Any) -> Runner:
         check = {"table": "logins", "key": ["user_id", "device"], "incremental": "id", **check}
-        made.append(Runner(db or logins, tmp_path / "state.sqlite", **check))
+        made.append(Runner(db, tmp_path / "state.sqlite", **check))
         return made[-1]
 
     yield make
     for r in made:
         r.close()
+
+
+@pytest.fixture
+def runner(logins: TestDatabase, runner_for: Any) -> Any:
+    return lambda db=None, **check: runner_for(db or logins, **check)
 
 
 # -- inserts, deletes, a fix, an update --------------------------------------------------------------
@@ -444,3 +450,266 @@ def test_known_groups_are_recounted_within_a_budget_all_within_bounded_runs(logi
     assert after.mode == "incremental"
     r.assert_matches_full_pass(after)
     assert after.groups == 1201 - 500
+
+
+# -- issue 19: the watermark never runs ahead of rows still to come ----------------------------------
+
+
+def db_now(db: TestDatabase) -> str:
+    """SQL for the database's clock in the column's form (what `Dialect.database_clock` reads)."""
+    return {"postgresql": "LOCALTIMESTAMP", "mysql": "NOW(6)",
+            "sqlite": "strftime('%Y-%m-%d %H:%M:%f', 'now')"}[db.dialect]
+
+
+def insert_now(db: TestDatabase, rows: list[tuple[int, int, str]]) -> None:
+    """Rows dated by the database's clock, as a `DEFAULT now()` would date them."""
+    for id_, user, device in rows:
+        db.execute(f"INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, :d, {db_now(db)})",
+                   params={"i": id_, "u": user, "d": device})
+
+
+def test_a_row_dated_a_day_ahead_does_not_blind_a_timestamp_watermark(logins, runner):
+    r = runner(incremental="created_at")
+    insert(logins, [(6, 50, "pc")], at=datetime.now() + timedelta(days=2))  # a client with a wrong clock
+    first = r.run()
+    assert any(n.startswith("rows in the future: 1 row(s) with created_at") for n in first.notes), first.notes
+    insert_now(logins, [(7, 2, "tablet")])  # a duplicate of (2, tablet), dated now
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+    assert r.run(full=True).mode == "full"  # even right after a full pass
+    insert_now(logins, [(8, 4, "pc")])  # a duplicate of (4, pc)
+    later = r.run()
+    assert (later.mode, later.new_groups, later.groups) == ("incremental", 1, 3)
+    r.assert_matches_full_pass(later)
+    assert later.rows_scanned == 1  # the row ahead is recognised, not counted again
+
+
+def sequenced_logins(db: TestDatabase, cache: int = 1) -> None:
+    """`logins` whose ids a sequence hands out: serial with `CACHE`, AUTO_INCREMENT, an SQLite rowid."""
+    columns = f"user_id INTEGER NOT NULL, device VARCHAR(40) NULL, created_at {ts_type(db)} NOT NULL"
+    if db.dialect == "postgresql":
+        db.execute(f"CREATE SEQUENCE logins_ids CACHE {cache}",
+                   f"CREATE TABLE logins (id BIGINT PRIMARY KEY DEFAULT nextval('logins_ids'), {columns})",
+                   "ALTER SEQUENCE logins_ids OWNED BY logins.id")
+    elif db.dialect == "mysql":
+        db.execute(f"CREATE TABLE logins (id BIGINT AUTO_INCREMENT PRIMARY KEY, {columns})")
+    else:
+        db.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, {columns})")
+    db.execute("CREATE INDEX logins_key ON logins (user_id, device)")
+
+
+def add(db: TestDatabase, user: int, device: str, conn: sa.Connection | None = None) -> None:
+    statement = sa.text("INSERT INTO logins (user_id, device, created_at) VALUES (:u, :d, :t)")
+    params = {"u": user, "d": device, "t": ts(db, NOW)}
+    if conn is not None:
+        conn.execute(statement, params)
+        return
+    with db.engine.begin() as own:
+        own.execute(statement, params)
+
+
+def test_an_id_imported_far_above_the_sequence_does_not_blind_the_watermark(db, runner_for):
+    sequenced_logins(db)
+    for user in (1, 1, 2, 3):
+        add(db, user, "pc")
+    db.execute("INSERT INTO logins (id, user_id, device, created_at) VALUES (1000000, 9, 'pc', :t)",
+               params={"t": ts(db, NOW)})  # an import with explicit ids
+    r = runner_for(db)
+    first = r.run()
+    ahead = [n for n in first.notes if n.startswith("rows in the future")]
+    # Only PostgreSQL's sequence stays behind an explicit id; AUTO_INCREMENT and the rowid move past it.
+    assert bool(ahead) == (db.dialect == "postgresql"), first.notes
+    add(db, 2, "pc")  # the sequence's next id, far below 1,000,000
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def test_a_late_commit_inside_a_sequence_cache_is_read(pg, runner_for):
+    """CACHE 2000 and two sessions: the late session's id lies 2,000 below the rows already read. The overlap
+    covers every range the sessions may hold cached (pg_sequence.seqcache times the sessions)."""
+    sequenced_logins(pg, cache=2000)
+    late_engine = sa.create_engine(pg.url)
+    try:
+        with late_engine.connect() as late:
+            transaction = late.begin()
+            add(pg, 7, "pc", conn=late)  # takes id 1, caches 1-2000, commits last
+            for user in (1, 1, 7, 3):
+                add(pg, user, "pc")  # another session: ids 2001-2004
+            r = runner_for(pg)
+            assert (r.run().groups, r.run().mode) == (1, "incremental")
+            transaction.commit()
+    finally:
+        late_engine.dispose()
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def test_a_late_commit_within_the_oldest_transactions_age_is_read(logins, runner, monkeypatch):
+    """A timestamp watermark's overlap covers the oldest transaction still running (here with no fixed floor)."""
+    if logins.dialect == "sqlite":
+        pytest.skip("SQLite does not say which transactions are running (see the next test)")
+    import monitor.incremental.window as window
+
+    monkeypatch.setattr(window, "TIMESTAMP_OVERLAP", timedelta(0))
+    r = runner(incremental="created_at")
+    insert_now(logins, [(6, 40, "pc")])
+    r.run()
+    late_engine = sa.create_engine(logins.url)
+    try:
+        with late_engine.connect() as late:
+            transaction = late.begin()
+            # Dated when its transaction began (as DEFAULT now() dates it), committed after a later row was read.
+            late.execute(sa.text(f"INSERT INTO logins (id, user_id, device, created_at) VALUES (60, 40, 'pc', "
+                                 f"{db_now(logins)})"))
+            started = logins.scalar(f"SELECT {db_now(logins)}")
+            deadline = time.monotonic() + 30
+            while logins.scalar(f"SELECT {db_now(logins)}") < started + timedelta(seconds=2):  # await the clock
+                assert time.monotonic() < deadline
+            insert_now(logins, [(7, 41, "pc")])
+            assert r.run().groups == 1
+            transaction.commit()
+    finally:
+        late_engine.dispose()
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def test_where_the_overlap_cannot_be_bounded_the_run_says_why(sqlite_db, tmp_path):
+    db = sqlite_db
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_created ON logins (created_at)")
+    insert(db, [(1, 1, "a"), (2, 1, "a")])
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
+                        [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                          "incremental": "created_at"}], state={"path": str(tmp_path / "state.sqlite")})
+    run = run_dupewatch("check", "--json", "--config", path)
+    (doc,) = run.json["checks"]
+    late = [n for n in doc["notes"] if n.startswith("late rows")]
+    assert late == ["late rows: a row committed more than 5 min after its created_at value waits for the full "
+                    "pass: this database does not say which transactions are running"]
+    assert run.stderr.count("late rows") == 1, run.stderr
+
+
+# -- issue 19: what the state must not lose ----------------------------------------------------------
+
+
+def test_a_poll_while_the_table_is_empty_keeps_its_groups_and_reads_restored_rows(logins, runner):
+    r = runner()
+    insert(logins, [(id_, id_, "x") for id_ in range(100, 1300)])
+    assert r.run().groups == 1
+    saved = logins.rows("SELECT id, user_id, device FROM logins ORDER BY id")
+    logins.execute("DELETE FROM logins")
+    empty = r.run()
+    assert (empty.groups, empty.excess_rows) == (0, 0)
+    insert(logins, saved)  # restored with their old ids, below the watermark
+    after = r.run()
+    assert (after.groups, after.excess_rows) == (1, 1)
+    assert after.new_groups == 0  # the group came back; it is not new
+    r.assert_matches_full_pass(after)
+
+
+def test_a_row_replaced_with_the_same_id_and_a_new_key_is_read(logins, runner):
+    r = runner()
+    r.run()
+    if logins.dialect == "mysql":
+        logins.execute("REPLACE INTO logins (id, user_id, device, created_at) VALUES (5, 2, 'tablet', :t)",
+                       params={"t": ts(logins, NOW)})
+    else:
+        logins.execute("DELETE FROM logins WHERE id = 5",
+                       "INSERT INTO logins (id, user_id, device, created_at) VALUES (5, 2, 'tablet', :t)",
+                       params={"t": ts(logins, NOW)})
+    after = r.run()
+    assert (after.mode, after.rows_scanned, after.new_groups, after.groups) == ("incremental", 1, 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def test_checks_of_one_table_with_other_incremental_columns_keep_apart(logins, tmp_path):
+    history = History(tmp_path / "state.sqlite")
+    config = config_from_dict({"databases": {"d": {"url": logins.url}}, "checks": [
+        {"name": name, "database": "d", "table": "logins", "key": ["user_id", "device"], "incremental": column}
+        for name, column in (("by-id", "id"), ("by-time", "created_at"))]})
+    monitor = Monitor(config, state=history)
+    try:
+        assert monitor.state_key("by-id") != monitor.state_key("by-time")
+        assert (monitor.run("by-id").mode, monitor.run("by-time").mode) == ("full", "full")
+        insert(logins, [(6, 2, "tablet")], at=NOW + timedelta(hours=1))
+        by_id, by_time = monitor.run("by-id"), monitor.run("by-time")
+        assert (by_id.mode, by_id.new_groups, by_id.groups) == ("incremental", 1, 2)
+        assert (by_time.mode, by_time.new_groups, by_time.groups) == ("incremental", 1, 2)
+    finally:
+        monitor.close()
+        history.close()
+
+
+# -- issue 19: keys -----------------------------------------------------------------------------------
+
+
+def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for):
+    mysql.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+                  " device VARCHAR(40) COLLATE utf8mb4_general_ci NULL, created_at DATETIME(6) NOT NULL)",
+                  "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(mysql, [(1, 1, "Phone"), (2, 1, "phone"), (3, 1, "PHONE"), (4, 2, "Pad"), (5, 2, "pad")])
+    r = runner_for(mysql)
+    assert r.run().groups == 2
+    for _ in range(2):  # delete the spelling GROUP BY returns, twice
+        shown = mysql.scalar("SELECT device FROM logins WHERE user_id = 1 GROUP BY user_id, device")
+        mysql.execute("DELETE FROM logins WHERE device = BINARY :d", params={"d": shown})
+        after = r.run()
+        assert after.mode == "incremental" and after.new_groups == 0, after
+    assert after.groups == 1  # (1, phone) is down to one row; (2, pad) stays
+    r.assert_matches_full_pass(after)
+    insert(mysql, [(6, 1, "pHONE")])
+    back = r.run()
+    assert (back.new_groups, back.groups) == (1, 2)
+    r.assert_matches_full_pass(back)
+
+
+@pytest.mark.parametrize("kind", ["jsonb", "integer[]"])
+def test_a_jsonb_or_array_key_runs_incrementally(pg, runner_for, kind):
+    values = ({"a": 1, "b": [1, 2]}, {"a": 2}) if kind == "jsonb" else ([1, 2], [3])
+    pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device {kind} NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+
+    def put(rows: list[tuple[int, int, Any]]) -> None:
+        for id_, user, device in rows:
+            text = json.dumps(device) if kind == "jsonb" else "{" + ",".join(map(str, device)) + "}"
+            pg.execute(f"INSERT INTO logins VALUES (:i, :u, CAST(:d AS {kind}), :t)",
+                       params={"i": id_, "u": user, "d": text, "t": NOW})
+
+    put([(1, 1, values[0]), (2, 1, values[0]), (3, 2, values[1])])
+    r = runner_for(pg)
+    assert r.run().groups == 1
+    put([(4, 2, values[1]), (5, 1, values[0])])
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups, after.excess_rows) == ("incremental", 1, 2, 3)
+    r.assert_matches_full_pass(after)
+    pg.execute("DELETE FROM logins WHERE id IN (1, 2)")
+    resolved = r.run()
+    assert (resolved.mode, resolved.groups) == ("incremental", 1)  # (1, v0) is down to one row
+    r.assert_matches_full_pass(resolved)
+
+
+def test_without_a_key_index_a_run_is_a_full_pass_when_the_planner_says_it_is_cheaper(logins, runner):
+    logins.execute("DROP INDEX logins_key" + (" ON logins" if logins.dialect == "mysql" else ""))
+    insert(logins, [(id_, id_ // 2, "x") for id_ in range(100, 400)])  # 150 groups to re-count
+    r = runner(key=["user_id"])
+    r.run()
+    insert(logins, [(500, 7, "y")])
+    after = r.run()
+    r.assert_matches_full_pass(after)
+    if logins.dialect == "sqlite":  # no cost from its planner: one IN-list scan is no dearer than a full pass
+        assert after.mode == "incremental"
+        return
+    assert after.mode == "full"
+    (note,) = [n for n in after.notes if "without an index on the key" in n]
+    assert "planner's estimate" in note and "create the index" in note
+    logins.execute("CREATE INDEX logins_user ON logins (user_id)")
+    r.restart()
+    r.run()
+    insert(logins, [(501, 8, "y")])
+    assert r.run().mode == "incremental"
