@@ -82,6 +82,9 @@ class IncrementalCheck:
         self.row_ids = self._row_id_columns()
         self.key_indexed = True  # whether an index serves the key lookups (set by `index_advice`)
         self._spellings: dict[str, tuple[Any, ...]] = {}  # group identity -> key values (decoded once)
+        # Kept from the last run of this process, valid while its state is the one passed in next:
+        self._counted: tuple[dict[str, KnownGroup] | None, int] = (None, 0)  # known groups, their excess rows
+        self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
 
     def _row_id_columns(self) -> list[ColumnElement[Any]]:
         """What tells rows apart for the overlap window: the primary key, else ctid/rowid, else nothing."""
@@ -212,7 +215,9 @@ class IncrementalCheck:
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups, changes_seen=changes_seen,
                                  pending_since=encoded(window.since))
-        return _outcome(state, "full", rows, new, said, first_run=before is None)
+        excess = sum(g.rows - 1 for g in groups.values())
+        self._counted = (groups, excess)
+        return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
 
     def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
                          changes_seen: int | None = None, notes: Iterable[str] = ()) -> Outcome:
@@ -232,10 +237,12 @@ class IncrementalCheck:
         at = len(self.row_ids)  # where the incremental value sits in a read row
         before = set(state.seen)
         fresh: dict[str, tuple[Any, ...]] = {}
+        entries = []
         scanned = 0
         for row in read:
             identity = self._identity(row, at + 1)
             entry = self._seen_entry(row, identity)
+            entries.append(entry)
             if entry is None or entry not in before:
                 scanned += 1
                 fresh.setdefault(identity, self._values(row, at + 1))
@@ -246,12 +253,26 @@ class IncrementalCheck:
         if cheaper is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
         changed = self._changed_counts(conn, recount, fresh, state.groups)
-        seen = self._seen(read, window.start(highest, window.since), at)
-        groups, new, updated, removed = self._applied(changed, state, fresh)
+        next_start = window.start(highest, window.since)
+        seen = [e for e, row in zip(entries, read, strict=True)
+                if e is not None and (next_start is None or row[at] > next_start)]
+        groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
                                  encoded(window.since))
-        return _outcome(saved, "incremental", scanned, new, said)
+        self._counted = (groups, excess)
+        self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
+        return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
+
+    def _keep_slices(self, before: dict[str, KnownGroup], after: dict[str, KnownGroup], added: list[str]) -> None:
+        """The recount slices of `before`, with the groups found since (`added`): valid for `after`."""
+        slices, sliced = self._slices
+        if sliced is not before or not slices:
+            self._slices = ([], None)
+            return
+        for key in added:
+            slices[zlib.crc32(key.encode()) % len(slices)].append(key)
+        self._slices = (slices, after)
 
     def _restarted_below(self, top: Any, start: Any) -> bool:
         """Whether the table's highest value (any row, an index lookup) fell below the overlap window: the table
@@ -285,13 +306,24 @@ class IncrementalCheck:
     def _recount_slice(self, known: dict[str, KnownGroup], position: int) -> tuple[dict[str, KnownGroup], int]:
         """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else one of at most
         RECOUNT_ROUNDS slices (by a hash of the group), the next one each run, so that every group is re-counted
-        within RECOUNT_ROUNDS runs and a run costs its new rows plus the budget."""
+        within RECOUNT_ROUNDS runs and a run costs its new rows plus the budget.
+
+        The slices are kept between runs of this process (a group found since is added to its slice; a group gone
+        is skipped), and sliced again when the state came from elsewhere or the number of slices changed."""
         budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
         if len(known) <= budget:
             return known, 0
         rounds = -(-len(known) // budget)
+        slices, sliced = self._slices
+        if sliced is not known or len(slices) != rounds:
+            slices = [[] for _ in range(rounds)]
+            for key in known:
+                slices[zlib.crc32(key.encode()) % rounds].append(key)
         turn = position % rounds
-        return {k: g for k, g in known.items() if zlib.crc32(k.encode()) % rounds == turn}, position + 1
+        chosen = {k: known[k] for k in slices[turn] if k in known}
+        slices[turn] = list(chosen)
+        self._slices = (slices, known)
+        return chosen, position + 1
 
     def _full_pass_cheaper(self, conn: Connection, keys: int) -> str | None:
         """Without an index on the key, whether the planner expects the key lookups to cost as much as a full
@@ -350,7 +382,8 @@ class IncrementalCheck:
         size = self.rules.key_batch_size(len(self.exprs), indexed=self.key_indexed)
         for start in range(0, len(identities), size):
             chunk = identities[start:start + size]
-            texts = [encode_key(keys[i]) for i in chunk]
+            # The identity is the encoded key where the database compares values exactly.
+            texts = [encode_key(keys[i]) for i in chunk] if self.spelled_apart else chunk
             document = "[" + ",".join(f"{t[:-1]},{expected[i]}]" for t, i in zip(texts, chunk, strict=True)) + "]"
             for ordinal, rows in self.rules.changed_counts(conn, self.resolved, document):
                 changed[chunk[ordinal - 1]] = rows
@@ -375,14 +408,19 @@ class IncrementalCheck:
                         self._spellings.setdefault(identity, self._values(row, 0))
         return counts
 
-    def _applied(self, changed: dict[str, int], state: IncrementalState, fresh: dict[str, tuple[Any, ...]]
-                 ) -> tuple[dict[str, KnownGroup], int, list[str], list[str]]:
-        """The known groups after these count changes: (groups, how many are new, updated keys, removed keys)."""
+    def _applied(self, changed: dict[str, int], state: IncrementalState
+                 ) -> tuple[dict[str, KnownGroup], int, list[str], list[str], int]:
+        """The known groups after these count changes: (groups, how many are new, updated keys, removed keys,
+        excess rows). The excess rows follow from the last run's when this process made its state."""
         now, generation = time.time(), _next_generation(state)
         groups = dict(state.groups)
+        counted_groups, excess = self._counted
+        if counted_groups is not state.groups:  # another process saved it: count once
+            excess = sum(g.rows - 1 for g in state.groups.values())
         new, updated, removed = 0, [], []
         for identity, rows in changed.items():
             old = groups.get(identity)
+            excess += max(rows - 1, 0) - (old.rows - 1 if old is not None else 0)
             if rows < 2:
                 if old is not None:
                     del groups[identity]
@@ -396,7 +434,7 @@ class IncrementalCheck:
                 groups[identity] = KnownGroup(identity, rows, old.first_seen_at, old.first_seen_generation,
                                               old.spelling)
             updated.append(identity)
-        return groups, new, updated, removed
+        return groups, new, updated, removed, excess
 
     def _spelling_text(self, identity: str) -> str | None:
         if not self.spelled_apart:
@@ -428,13 +466,6 @@ class IncrementalCheck:
 
 def _next_generation(state: IncrementalState | None) -> int:
     return (state.generation if state is not None else 0) + 1
-
-
-def _outcome(state: IncrementalState, mode: Mode, rows_scanned: int, new: int, notes: list[str], *,
-             first_run: bool = False) -> Outcome:
-    groups = state.groups.values()
-    return Outcome(len(state.groups), sum(g.rows - 1 for g in groups), mode, rows_scanned, new, state, first_run,
-                   notes)
 
 
 def _sortable(value: Any) -> Any:
