@@ -42,7 +42,7 @@ from monitor.incremental.window import FUTURE_TOLERANCE, ID_OVERLAP, TIMESTAMP_O
 
 # Notes that state a standing condition (said once per check by the dashboard and the daemon's log); other notes
 # tell what one run did (`check` prints every note of its run).
-STANDING_NOTES = ("late rows", "rows in the future")
+STANDING_NOTES = ("late rows", "rows in the future", "no key index")
 
 
 def standing(note: str) -> str | None:

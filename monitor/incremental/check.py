@@ -340,12 +340,12 @@ class IncrementalCheck:
         if probe is None or full is None:
             if reads <= 1:
                 return None
-            return (f"full pass: without an index on the key, counting {keys:,} key(s) would read the table {reads:,} "
-                    "times, more than a full pass; create the index to run incrementally")
+            return (f"no key index: counting {keys:,} key(s) would read the table {reads:,} times, more than a full "
+                    "pass, so the run was a full pass; create the index to run incrementally")
         if reads * probe <= full:
             return None
-        return (f"full pass: without an index on the key, counting {keys:,} key(s) would cost {reads * probe:,.0f} by "
-                f"the planner's estimate, a full pass {full:,.0f}; create the index to run incrementally")
+        return (f"no key index: counting {keys:,} key(s) would cost {reads * probe:,.0f} by the planner's estimate, a "
+                f"full pass {full:,.0f}, so the run was a full pass; create the index to run incrementally")
 
     # -- counting ------------------------------------------------------------------------------
 
