@@ -30,11 +30,8 @@ _MYSQL: sa.engine.Dialect = mysql.dialect()  # how CREATE INDEX is written
 if TYPE_CHECKING:
     from monitor.detect import TableCheck
 
-_AUTO_INCREMENT = sa.text(
-    "SELECT t.AUTO_INCREMENT FROM information_schema.TABLES t JOIN information_schema.COLUMNS c"
-    " ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME"
-    " WHERE t.TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND t.TABLE_NAME = :t AND c.COLUMN_NAME = :c"
-    " AND c.EXTRA LIKE '%auto_increment%'")
+_AUTO_INCREMENT = sa.text("SELECT AUTO_INCREMENT FROM information_schema.TABLES"
+                          " WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t")
 _OLDEST_TRANSACTION = sa.text(
     "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(trx_started), NOW(6)) / 1000000 FROM information_schema.INNODB_TRX"
     " WHERE trx_mysql_thread_id <> CONNECTION_ID()")
@@ -101,7 +98,9 @@ class MySQLPolling(Polling):
         return sa.type_coerce(sa.func.curdate(), column.type)
 
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
-        row = conn.execute(_AUTO_INCREMENT, {"s": table.schema, "t": table.name, "c": column.name}).first()
+        if column.autoincrement is not True:  # reflection says AUTO_INCREMENT (information_schema's EXTRA)
+            return None
+        row = conn.execute(_AUTO_INCREMENT, {"s": table.schema, "t": table.name}).first()
         if row is None:
             return None
         following = row[0]

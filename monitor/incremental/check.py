@@ -23,6 +23,7 @@ from monitor.incremental.window import Window, window_for
 Mode = Literal["full", "incremental"]
 RECOUNT_BUDGET = 1000  # known groups re-counted per incremental run, at the least
 RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs
+JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,7 @@ class IncrementalCheck:
                          expected: dict[str, int]) -> dict[str, int]:
         identities = list(keys)
         changed: dict[str, int] = {}
-        size = self.rules.key_batch_size(len(self.exprs), indexed=self.key_indexed)
+        size = JSON_BATCH  # one parameter however many keys
         for start in range(0, len(identities), size):
             chunk = identities[start:start + size]
             # The identity is the encoded key where the database compares values exactly.
