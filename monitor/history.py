@@ -83,6 +83,8 @@ ALTER TABLE runs ADD COLUMN subject TEXT;
 _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"),
                   ("subject_state", "recount_position", "INTEGER NOT NULL DEFAULT 0"),
                   ("subject_state", "pending_since", "TEXT"),
+                  ("subject_state", "removals_seen", "INTEGER"),
+                  ("subject_state", "recount_left", "INTEGER NOT NULL DEFAULT -1"),
                   ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
@@ -178,7 +180,9 @@ class IncrementalState:
     the overlap window (identity and key digest); `generation` counts saves (optimistic concurrency between
     processes); `changes_seen` the last table change (`TableChange.id`) the state accounts for;
     `recount_position` which slice of the known groups the next run re-counts; `pending_since` the encoded start of
-    the oldest transaction running at the last run (the next run reads from there at the latest).
+    the oldest transaction running at the last run (the next run reads from there at the latest);
+    `removals_seen` the database's count of rows deleted or updated in the table at the last run (None: it keeps
+    none) and `recount_left` the slices of known groups still to re-count since that count last moved (-1: always).
     """
 
     key: str
@@ -194,6 +198,8 @@ class IncrementalState:
     changes_seen: int = 0
     recount_position: int = 0
     pending_since: str | None = None
+    removals_seen: int | None = None
+    recount_left: int = -1
 
 
 class History:
@@ -284,7 +290,8 @@ class History:
             try:
                 row = self._conn.execute(
                     "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
-                    " pending_since FROM subject_state WHERE subject = ?", (key,)).fetchone()
+                    " pending_since, removals_seen, recount_left FROM subject_state WHERE subject = ?",
+                    (key,)).fetchone()
                 groups = self._conn.execute(
                     "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
                     " WHERE subject = ?", (key,)).fetchall() if row else []
@@ -294,7 +301,7 @@ class History:
             return None
         return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
                                 {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
-                                pending_since=row[7])
+                                pending_since=row[7], removals_seen=row[8], recount_left=row[9])
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -330,16 +337,18 @@ class History:
                 else:
                     saved = IncrementalState(new.key, new.fingerprint, new.watermark, new.seen, new.last_full_at,
                                              generation, new.groups, new.updated, new.removed, new.changes_seen,
-                                             new.recount_position, new.pending_since)
+                                             new.recount_position, new.pending_since, new.removals_seen,
+                                             new.recount_left)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
-                    " last_full_at, generation, changes_seen, recount_position, pending_since)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " last_full_at, generation, changes_seen, recount_position, pending_since, removals_seen,"
+                    " recount_left) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
-                     saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since))
+                     saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since,
+                     saved.removals_seen, saved.recount_left))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

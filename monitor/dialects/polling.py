@@ -19,6 +19,9 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   the cached ranges); None where the column has no sequence the database describes.
 - `oldest_transaction_age(conn)`: seconds since the oldest transaction still running on the database began, or
   None where the database does not say (a timestamp watermark's overlap then cannot be bounded).
+- `removed_rows(conn, table)`: the rows deleted or updated in the table so far, as the database counts them (a
+  cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
+  shrunk, and an incremental run need not re-count them.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class Polling:
         return sa.type_coerce(sa.func.current_date(), column.type)
 
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
+        return None
+
+    def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         return None
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:

@@ -7,6 +7,9 @@
 - A serial or identity column's sequence is `pg_get_serial_sequence`; `pg_sequence_last_value` is what it handed
   out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it) and `pg_sequence.seqcache`
   how many values a session takes at once: every client session of the database may hold such a range.
+- `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
+  updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
+  Statistics System").
 - `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
   as a superuser or a member of `pg_read_all_stats`.
 """
@@ -34,6 +37,10 @@ _SEQUENCE = sa.text(
     " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
     " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
     " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
+_REMOVED_ROWS = sa.text(
+    "SELECT CASE WHEN current_setting('track_counts') = 'on' THEN"
+    " (SELECT COALESCE(sum(n_tup_del + n_tup_upd), 0) FROM pg_stat_user_tables"
+    " WHERE relid = to_regclass(:t) OR relid IN (SELECT relid FROM pg_partition_tree(to_regclass(:t)))) END")
 _SESSIONS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND backend_type = 'client backend'")
 _SEES_ALL_SESSIONS = sa.text("SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')"
@@ -139,6 +146,10 @@ class PostgreSQLPolling(Polling):
             f"the role has neither USAGE nor SELECT on {name}" if not readable else f"{name} has handed out no value")
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
                                 why)
+
+    def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
+        counted = conn.execute(_REMOVED_ROWS, {"t": _quoted(conn, table)}).scalar()
+        return None if counted is None else int(counted)
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         if not conn.execute(_SEES_ALL_SESSIONS).scalar():

@@ -196,11 +196,12 @@ class IncrementalCheck:
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
         full pass, which reads whatever was restored)."""
         said = list(notes)
+        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
         top = conn.execute(self._top_statement(filtered=True)).scalar()
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
-                                     changes_seen=changes_seen)
+                                     changes_seen=changes_seen, removals_seen=removals, recount_left=0)
             return Outcome(0, 0, "full", 0, 0, state, before is None, said)
         window = window_for(conn, self)
         said += window.notes
@@ -215,7 +216,7 @@ class IncrementalCheck:
         groups, new = self._known(found, before)
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups, changes_seen=changes_seen,
-                                 pending_since=encoded(window.since))
+                                 pending_since=encoded(window.since), removals_seen=removals, recount_left=0)
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -224,6 +225,7 @@ class IncrementalCheck:
                          changes_seen: int | None = None, notes: Iterable[str] = ()) -> Outcome:
         """Read past the watermark (minus the overlap); count the keys read and a budget of the known groups."""
         said = list(notes)
+        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         watermark = decoded(state.watermark)
         top = conn.execute(self._top_statement(filtered=False)).scalar()
@@ -248,8 +250,7 @@ class IncrementalCheck:
                 scanned += 1
                 fresh.setdefault(identity, self._values(row, at + 1))
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
-        recount, position = (state.groups, state.recount_position) if recount_all else \
-            self._recount_slice(state.groups, state.recount_position)
+        recount, position, left = self._to_recount(state, removals, recount_all)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
         if cheaper is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
@@ -260,7 +261,7 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since))
+                                 encoded(window.since), removals, left)
         self._counted = (groups, excess)
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
@@ -303,6 +304,32 @@ class IncrementalCheck:
             return []
         return [f"rows in the future: {len(ahead):,} row(s) with {self.column.name} up to {max(ahead)} lie ahead "
                 f"of {window.upper_name} ({window.upper}); the watermark stays there, so rows still to come are read"]
+
+    def _to_recount(self, state: IncrementalState, removals: int | None, recount_all: bool
+                    ) -> tuple[dict[str, KnownGroup], int, int]:
+        """The known groups this run re-counts, the next slice's position, and the slices left in the rotation.
+
+        Where the database counts the rows deleted or updated in the table (`Dialect.removed_rows`), a run while
+        that count stands still re-counts none (no group can have shrunk); once it moves, a whole rotation of
+        slices follows, so every group is re-counted within RECOUNT_ROUNDS runs of the change. Elsewhere the
+        rotation never stops, as it does where the known groups fit in one run's budget (the count reaches the
+        statistics a few seconds after a commit: a small set is re-counted at every run instead)."""
+        if recount_all:
+            return state.groups, state.recount_position, 0 if removals is not None else -1
+        if removals is None or len(state.groups) <= RECOUNT_BUDGET:
+            recount, position = self._recount_slice(state.groups, state.recount_position)
+            return recount, position, -1
+        left = state.recount_left
+        if state.removals_seen is None or removals != state.removals_seen or left < 0:
+            left = self._rounds(state.groups)  # a rotation from here
+        if left == 0:
+            return {}, state.recount_position, 0
+        recount, position = self._recount_slice(state.groups, state.recount_position)
+        return recount, position, left - 1
+
+    def _rounds(self, known: dict[str, KnownGroup]) -> int:
+        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
+        return max(1, -(-len(known) // budget))
 
     def _recount_slice(self, known: dict[str, KnownGroup], position: int) -> tuple[dict[str, KnownGroup], int]:
         """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else one of at most
