@@ -75,7 +75,8 @@ class MySQLPolling(Polling):
 
     def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
         """The keys as `JSON_TABLE` rows, each counted by a dependent subquery that looks the key up in its index;
-        only the keys whose count differs from the expected one come back (ordinal, count)."""
+        only the keys whose count differs from the expected one, and is a group or was one, come back (ordinal,
+        count)."""
         exprs = resolved.key_exprs
         types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
         columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
@@ -88,7 +89,8 @@ class MySQLPolling(Polling):
         counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
                             sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
         inner = counted.subquery("counted")
-        rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(inner.c.n != inner.c.expected))
+        rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(
+            inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)))
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:

@@ -100,8 +100,9 @@ class PostgreSQLPolling(Polling):
 
     def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
         """The keys as `json_array_elements` rows, each counted by a correlated index lookup; only the keys whose
-        count differs from the expected one come back (ordinal, count). JIT is off for this transaction: compiling
-        the plan costs more than the lookups it would speed up ("JIT Accelerated Operations")."""
+        count differs from the expected one, and is a group or was one, come back (ordinal, count). JIT is off
+        for this transaction: compiling the plan costs more than the lookups it would speed up ("JIT Accelerated
+        Operations")."""
         conn.exec_driver_sql("SET LOCAL jit = off")
         exprs = resolved.key_exprs
         keys = sa.func.json_array_elements(sa.cast(sa.bindparam("dupewatch_keys", document, type_=sa.Text),
@@ -113,7 +114,8 @@ class PostgreSQLPolling(Polling):
         counted = sa.select(keys.c.ordinality.label("ord"), size.label("n"),
                             sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")
                             ).subquery("counted")
-        rows = conn.execute(sa.select(counted.c.ord, counted.c.n).where(counted.c.n != counted.c.expected))
+        rows = conn.execute(sa.select(counted.c.ord, counted.c.n).where(
+            counted.c.n != counted.c.expected, sa.or_(counted.c.n > 1, counted.c.expected > 0)))
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:
