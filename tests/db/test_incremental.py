@@ -490,7 +490,7 @@ def test_a_row_dated_a_day_ahead_does_not_blind_a_timestamp_watermark(logins, ru
     from monitor.dialects import for_backend
 
     # Only the fixed window, as for a role that cannot see other sessions: the clock alone must bound the watermark.
-    rules = for_backend("mysql" if logins.dialect == "mysql" else logins.dialect)
+    rules = for_backend(logins.dialect)
     monkeypatch.setattr(type(rules), "oldest_transaction_age", lambda self, conn: (None, "not asked in this test"))
     r = runner(incremental="created_at")
     insert(logins, [(6, 50, "pc")], at=datetime.now() + timedelta(days=2))  # a client with a wrong clock
