@@ -173,6 +173,7 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     else:
         print_results(results)
     print_index_advice(results)
+    print_notes(results)
     for notice in notices:
         click.echo(f"dupewatch: {notice}", err=True)
     sys.exit(exit_code(results))
@@ -204,6 +205,14 @@ def print_index_advice(results: Sequence[CheckResult]) -> None:
         if result.index_advice:
             click.echo(f"dupewatch: {result.name}: without an index its incremental runs read more than the new "
                        f"rows; create it with: {result.index_advice}", err=True)
+
+
+def print_notes(results: Sequence[CheckResult]) -> None:
+    """What incremental runs have to say (rows in the future, late rows waiting for the full pass, why a run was
+    a full pass), one line each on stderr."""
+    for result in results:
+        for note in result.notes:
+            click.echo(f"dupewatch: {result.name}: {note}", err=True)
 
 
 @main.group(name="config", short_help="Check a config file.")

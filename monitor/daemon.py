@@ -161,6 +161,7 @@ class Daemon:
         self.poller: Poller | None = None
         self.live: list[LiveReader] = []
         self._advised: set[str] = set()  # checks whose missing index was logged (once per process)
+        self._advised_notes: set[tuple[str, str]] = set()  # (check, kind) of standing notes logged
         self._fix_totals_read: dict[str, float] = {}  # database -> when its fix records were last read
         self._fix_totals_lock = threading.Lock()
 
@@ -206,10 +207,24 @@ class Daemon:
                 if result.rows_scanned is not None else {}
             log.info("check finished", extra=fields(
                 **base, status=result.status, groups=result.groups, excess_rows=result.excess_rows, **more))
+        self._log_notes(result)
         if result.index_advice and result.name not in self._advised:
             self._advised.add(result.name)
             log.warning("check needs an index to run incrementally at the cost of its new rows", extra=fields(
                 check=result.name, database=result.database, create=result.index_advice))
+
+    def _log_notes(self, result: CheckResult) -> None:
+        """An incremental run's notes: a standing condition (late rows, rows in the future) once per check, what
+        one run did every time."""
+        from monitor.incremental import standing
+
+        for note in result.notes:
+            kind = standing(note)
+            if kind is not None and (result.name, kind) in self._advised_notes:
+                continue
+            if kind is not None:
+                self._advised_notes.add((result.name, kind))
+            log.warning(note, extra=fields(check=result.name, database=result.database))
 
     def _refresh_fix_totals(self, database: str) -> None:
         """Read the fix records of `database` (at most every FIX_TOTALS_SECONDS, on the worker thread that

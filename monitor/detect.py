@@ -69,6 +69,9 @@ class CheckResult:
     last_full_pass: datetime | None = None
     first_run: bool = False  # no earlier state to compare with: every group is "new"
     index_advice: str | None = None  # the CREATE INDEX that would make the check's lookups fast
+    # What an incremental run has to say beyond its figures, one line each: rows dated in the future, late rows the
+    # overlap window cannot bound, why it ran a full pass (see `monitor/incremental/`).
+    notes: tuple[str, ...] = ()
     # What the check measured (`monitor.history.subject`): the key its run is stored and compared by.
     subject: str | None = None
     # The run judged by the check's `warn_above` / `fail_above` (`monitor.thresholds`); None for a failed run,
@@ -121,6 +124,7 @@ class CheckResult:
             "excess_percent": None if (percent := self.excess_percent) is None else round(percent, 4),
             "outcome": self.outcome,
             "new_groups": self.new_groups,
+            "notes": list(self.notes),
         }
 
 

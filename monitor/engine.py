@@ -41,8 +41,9 @@ from monitor.detect import (
     split_table_name,
     where_probe,
 )
-from monitor.history import History, IncrementalState, subject
-from monitor.incremental import IncrementalCheck, encode_key, full_pass_due, index_advice
+from monitor.dialects import for_backend
+from monitor.history import History, IncrementalState, TableChange, subject
+from monitor.incremental import IncrementalCheck, encode_key, full_pass_due, index_advice, state_key, table_key
 from monitor.incremental import Outcome as Pass
 from monitor.thresholds import Outcome, judge
 
@@ -71,6 +72,7 @@ class Monitor:
         self._place_retry: dict[str, float] = {}  # database name -> when to ask an unanswering server again
         self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
+        self._memory_changes: list[tuple[str, TableChange]] = []  # (table key, change), without a state store
         self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
         self._first_pages: dict[str, GroupPage] = {}
@@ -296,49 +298,94 @@ class Monitor:
 
     # -- incremental checks ---------------------------------------------------------------------
 
+    def state_key(self, check: CheckConfig | str) -> str:
+        """What an incremental check's state is stored by (`monitor.incremental.state_key`). No database access."""
+        check = self.config.check(check) if isinstance(check, str) else check
+        return state_key(self.subject(check), check.incremental or "")
+
     def _run_incremental(self, check: CheckConfig, full: bool) -> Pass:
-        """One run of an incremental check; its state is saved before returning."""
+        """One run of an incremental check; its state is saved before returning.
+
+        What fixes and undos changed in the table since the state was saved decides the run: rows restored below
+        the watermark need a full pass; rows a fix deleted, a re-count of every known group."""
         db = self.database_for(check)
-        loaded = self._load_state(self.subject(check))
+        key = self.state_key(check)
+        loaded = self._load_state(key)
         with db.read_only() as conn:
             resolved = self.resolve(check, conn)
             incremental = self._incremental.get(check.name)
             if incremental is None:
-                incremental = self._incremental[check.name] = IncrementalCheck(resolved, self.subject(check))
+                incremental = self._incremental[check.name] = IncrementalCheck(resolved, key)
             fingerprint = self._fingerprints.get(check.name)
             if fingerprint is None:
                 fingerprint = self._fingerprints[check.name] = incremental.fingerprint(conn, db.url)
             if check.name not in self._advice:
                 self._advice[check.name] = index_advice(conn, incremental)
             usable = loaded if loaded is not None and loaded.fingerprint == fingerprint else None
-            if full or usable is None or full_pass_due(usable, fingerprint, check.full_every, self.clock()):
-                outcome = incremental.full_pass(conn, fingerprint, usable)
+            changes = self._table_changes(table_key(self.place(check.database), resolved.table.name),
+                                          usable.changes_seen if usable is not None else 0)
+            seen = max([c.id for c in changes], default=usable.changes_seen if usable is not None else 0)
+            restored = [c.why for c in changes if c.restored]
+            if full or usable is None or full_pass_due(usable, fingerprint, check.full_every, self.clock()) \
+                    or restored:
+                notes = [f"full pass: {restored[-1]} restored rows the watermark had passed"] if restored else []
+                if usable is None:
+                    seen = self._last_table_change()
+                outcome = incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes)
             else:
-                outcome = incremental.incremental_pass(conn, usable)
+                notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
+                outcome = incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
+                                                       notes=notes)
         self._save_state(outcome.state, loaded)
         return outcome
 
-    def _load_state(self, subject: str) -> IncrementalState | None:
-        """A subject's state: the copy this process saved last, unless another process saved since."""
-        cached = self._memory_state.get(subject)
+    def table_changed(self, database: str, table: str, why: str, *, restored: bool) -> None:
+        """A fix (`restored=False`: it deleted rows) or an undo (`restored=True`: rows came back with their old
+        ids and timestamps, below any watermark) changed rows of `table`: every incremental check of that table,
+        in this config or another sharing the state store, learns it at its next run (see `_run_incremental`).
+        Written to the state store ([state] path) when any check of the config is incremental."""
+        key = table_key(self.place(database), table)
+        self._memory_changes.append((key, TableChange(len(self._memory_changes) + 1, why, restored)))
+        if self.state is not None:
+            self.state.record_table_change(key, why, restored=restored)
+        elif any(c.incremental for c in self.config.checks):
+            store = History(self.config.state.path, self.config.state.retention) if self.config.state.path \
+                else History(retention_seconds=self.config.state.retention)
+            try:
+                store.record_table_change(key, why, restored=restored)
+            finally:
+                store.close()
+
+    def _table_changes(self, key: str, after: int) -> list[TableChange]:
+        if self.state is not None:
+            return self.state.table_changes(key, after)
+        return [c for k, c in self._memory_changes if k == key and c.id > after]
+
+    def _last_table_change(self) -> int:
+        return self.state.last_table_change() if self.state is not None else len(self._memory_changes)
+
+    def _load_state(self, key: str) -> IncrementalState | None:
+        """A check's state: the copy this process saved last, unless another process saved since."""
+        cached = self._memory_state.get(key)
         if self.state is None:
             return cached
         if cached is not None and \
-                self.state.incremental_version(subject) == (cached.fingerprint, cached.generation):
+                self.state.incremental_version(key) == (cached.fingerprint, cached.generation):
             return cached
-        return self.state.load_incremental(subject)
+        return self.state.load_incremental(key)
 
     def _save_state(self, state: IncrementalState, loaded: IncrementalState | None) -> None:
         saved = state if self.state is None else self.state.save_incremental(state, loaded)
-        self._memory_state[state.subject] = saved
+        self._memory_state[state.key] = saved
 
     def group_first_seen(self, check: str, key: Sequence[Any]) -> tuple[datetime, bool] | None:
         """When dupewatch first saw an incremental check's group with this (normalised) key, and whether that
         was in the check's latest run; None when not known. From the state in memory: no database access."""
-        state = self._memory_state.get(self.subject(check))
+        state = self._memory_state.get(self.state_key(check))
         if state is None:
             return None
-        group = state.groups.get(encode_key(key))
+        group = state.groups.get(encode_key(key)) or next(
+            (g for g in state.groups.values() if g.spelling == encode_key(key)), None)
         if group is None:
             return None
         seen = datetime.fromtimestamp(group.first_seen_at).astimezone()
@@ -354,7 +401,7 @@ class Monitor:
                             rows=outcome.rows_scanned if outcome.mode == "full" else None)
         last_full = outcome.state.last_full_at
         return replace(base, mode=outcome.mode, rows_scanned=outcome.rows_scanned, new_groups=outcome.new_groups,
-                       first_run=outcome.first_run,
+                       first_run=outcome.first_run, notes=tuple(outcome.notes),
                        last_full_pass=None if last_full is None else datetime.fromtimestamp(last_full).astimezone(),
                        index_advice=self._advice.get(check.name))
 
@@ -490,7 +537,7 @@ def _table_names(conn: Connection, schema: str | None) -> list[str]:
         inspector = sa.inspect(conn)
         return [*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)]
     except sa.exc.SQLAlchemyError:
-        if conn.in_transaction() and conn.dialect.name == "postgresql":
+        if conn.in_transaction() and for_backend(conn.dialect.name).error_aborts_transaction:
             conn.rollback()  # an aborted PostgreSQL transaction refuses everything after
         return []
 

@@ -12,6 +12,9 @@ keeps its history only if it still measures the same thing. The place a URL's ad
 kept (`places`), so that a server that does not answer is still known by what it said before. Runs stored before
 subjects existed (no subject) are ignored and pruned by the retention; incremental state stored by check name is
 not read again (the next run is a full pass).
+Incremental state is keyed by the subject and the check's watermark column (`monitor.incremental.state_key`), so
+two checks of one table with other `incremental` columns never share a watermark; `table_changes` notes what a fix
+or an undo changed, for the incremental checks of that table to learn at their next run.
 """
 
 from __future__ import annotations
@@ -71,11 +74,26 @@ CREATE TABLE IF NOT EXISTS places (
     place TEXT NOT NULL,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS table_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    table_key TEXT NOT NULL,
+    at REAL NOT NULL,
+    why TEXT NOT NULL,
+    restored INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS table_changes_by_table ON table_changes (table_key, id);
 """
 # Runs recorded before subjects existed have none: no query by subject reads them (see the module docstring).
 _SUBJECT_COLUMN = """
 ALTER TABLE runs ADD COLUMN subject TEXT;
 """
+# Columns added to the incremental state after the first release: (table, column, definition).
+_STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"),
+                  ("subject_state", "recount_position", "INTEGER NOT NULL DEFAULT 0"),
+                  ("subject_state", "pending_since", "TEXT"),
+                  ("subject_state", "removals_seen", "INTEGER"),
+                  ("subject_state", "recount_left", "INTEGER NOT NULL DEFAULT -1"),
+                  ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
 
@@ -138,26 +156,44 @@ class Run:
 
 @dataclass(frozen=True)
 class KnownGroup:
-    """A duplicate group an incremental check knows of: its key (encoded text), rows at the last count, and
-    when (UNIX time) and in which saved generation of the check's state dupewatch first saw it."""
+    """A duplicate group an incremental check knows of: its key (the encoded group identity: the key as the
+    database compares it), rows at the last count, when (UNIX time) and in which saved generation of the check's
+    state dupewatch first saw it, and its `spelling` (encoded key values) where that differs from its key."""
 
     key: str
     rows: int
     first_seen_at: float
     first_seen_generation: int
+    spelling: str | None = None
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """A fix or an undo changed rows of a table (`table_key`, see `monitor.incremental.table_key`): `restored`
+    when rows came back below any watermark."""
+
+    id: int
+    why: str
+    restored: bool
 
 
 @dataclass
 class IncrementalState:
-    """What an incremental check carries from one run to the next (see `monitor/incremental.py`).
+    """What an incremental check carries from one run to the next (see `monitor/incremental/`).
 
-    `subject` is what the check measures (see `subject`), the key it is stored by; `fingerprint` names the
+    `key` is what it is stored by (`monitor.incremental.state_key`: what the check measures, see `subject`, and
+    its watermark column); `fingerprint` names the
     database (as the server tells it), table and check definition the state belongs to; `watermark` is the
     encoded highest value of the incremental column read; `seen` the encoded identities of rows read inside
-    the overlap window; `generation` counts saves (optimistic concurrency between processes).
+    the overlap window (identity and key digest); `generation` counts saves (optimistic concurrency between
+    processes); `changes_seen` the last table change (`TableChange.id`) the state accounts for;
+    `recount_position` which slice of the known groups the next run re-counts; `pending_since` the encoded start of
+    the oldest transaction running at the last run (the next run reads from there at the latest);
+    `removals_seen` the database's count of rows deleted or updated in the table at the last run (None: it keeps
+    none) and `recount_left` the slices of known groups still to re-count since that count last moved (-1: always).
     """
 
-    subject: str
+    key: str
     fingerprint: str
     watermark: str | None
     seen: list[str]
@@ -167,6 +203,11 @@ class IncrementalState:
     # What changed since the state the run started from, when the run knows (saves rewriting every group).
     updated: list[str] | None = None
     removed: list[str] | None = None
+    changes_seen: int = 0
+    recount_position: int = 0
+    pending_since: str | None = None
+    removals_seen: int | None = None
+    recount_left: int = -1
 
 
 class History:
@@ -184,6 +225,10 @@ class History:
             with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
                 self._conn.executescript(_SUBJECT_COLUMN)
         self._conn.execute(_SUBJECT_INDEX)
+        for table, column, definition in _STATE_COLUMNS:
+            if column not in {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._since_prune = 0
         self._closed = False
         self.prune()  # a store reopened after a long pause (or with a shorter retention) starts trimmed
@@ -259,7 +304,7 @@ class History:
 
     # -- incremental state ---------------------------------------------------------------------
 
-    def load_incremental(self, subject: str) -> IncrementalState | None:
+    def load_incremental(self, key: str) -> IncrementalState | None:
         """The saved state of an incremental check, with its known groups; None when there is none."""
         with self._lock:
             if self._closed:
@@ -267,25 +312,27 @@ class History:
             self._conn.execute("BEGIN")  # one snapshot for the state row and its groups
             try:
                 row = self._conn.execute(
-                    "SELECT fingerprint, watermark, seen, last_full_at, generation FROM subject_state"
-                    " WHERE subject = ?", (subject,)).fetchone()
+                    "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
+                    " pending_since, removals_seen, recount_left FROM subject_state WHERE subject = ?",
+                    (key,)).fetchone()
                 groups = self._conn.execute(
-                    "SELECT key, rows, first_seen_at, first_seen_generation FROM subject_groups"
-                    " WHERE subject = ?", (subject,)).fetchall() if row else []
+                    "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
+                    " WHERE subject = ?", (key,)).fetchall() if row else []
             finally:
                 self._conn.execute("COMMIT")
         if row is None:
             return None
-        return IncrementalState(subject, row[0], row[1], json.loads(row[2]), row[3], row[4],
-                                {g[0]: KnownGroup(*g) for g in groups})
+        return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
+                                {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
+                                pending_since=row[7], removals_seen=row[8], recount_left=row[9])
 
-    def incremental_version(self, subject: str) -> tuple[str, int] | None:
+    def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
         with self._lock:
             if self._closed:
                 return None
             row = self._conn.execute("SELECT fingerprint, generation FROM subject_state WHERE subject = ?",
-                                     (subject,)).fetchone()
+                                     (key,)).fetchone()
         return (row[0], row[1]) if row else None
 
     def save_incremental(self, new: IncrementalState, loaded: IncrementalState | None) -> IncrementalState:
@@ -304,23 +351,27 @@ class History:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 stored = conn.execute("SELECT fingerprint, watermark, seen, last_full_at, generation"
-                                      " FROM subject_state WHERE subject = ?", (new.subject,)).fetchone()
+                                      " FROM subject_state WHERE subject = ?", (new.key,)).fetchone()
                 generation = (stored[4] if stored else 0) + 1
                 expected = loaded.generation if loaded is not None else 0
                 concurrent = stored is not None and stored[4] != expected and stored[0] == new.fingerprint
                 if concurrent:
                     saved = self._merged(new, stored, generation)
                 else:
-                    saved = IncrementalState(new.subject, new.fingerprint, new.watermark, new.seen, new.last_full_at,
-                                             generation, new.groups, new.updated, new.removed)
+                    saved = IncrementalState(new.key, new.fingerprint, new.watermark, new.seen, new.last_full_at,
+                                             generation, new.groups, new.updated, new.removed, new.changes_seen,
+                                             new.recount_position, new.pending_since, new.removals_seen,
+                                             new.recount_left)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
-                    " last_full_at, generation) VALUES (?, ?, ?, ?, ?, ?)",
-                    (saved.subject, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
-                     saved.generation))
+                    " last_full_at, generation, changes_seen, recount_position, pending_since, removals_seen,"
+                    " recount_left) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
+                     saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since,
+                     saved.removals_seen, saved.recount_left))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -328,36 +379,42 @@ class History:
         return saved
 
     def _merged(self, new: IncrementalState, stored: tuple[Any, ...], generation: int) -> IncrementalState:
-        """`new` merged into another process's concurrent save (same fingerprint); writes the groups."""
+        """`new` merged into another process's concurrent save (same fingerprint); writes the groups. The
+        earlier of the two table changes seen, so that neither misses one."""
         from monitor.incremental import lower_watermark
 
         watermark = lower_watermark(new.watermark, stored[1])
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
-        rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation FROM subject_groups"
-                                  " WHERE subject = ?", (new.subject,)).fetchall()
+        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since FROM subject_state"
+                                         " WHERE subject = ?", (new.key,)).fetchone()
+        rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
+                                  " FROM subject_groups WHERE subject = ?", (new.key,)).fetchall()
         groups = {r[0]: KnownGroup(*r) for r in rows}
         for key, group in new.groups.items():
             theirs = groups.get(key)
             first = min(group.first_seen_at, theirs.first_seen_at) if theirs else group.first_seen_at
-            groups[key] = KnownGroup(key, group.rows, first, group.first_seen_generation)
-        self._replace_groups(new.subject, groups.values())
-        return IncrementalState(new.subject, new.fingerprint, watermark, seen, max(fulls) if fulls else None,
-                                generation, groups)
+            groups[key] = KnownGroup(key, group.rows, first, group.first_seen_generation, group.spelling)
+        self._replace_groups(new.key, groups.values())
+        return IncrementalState(new.key, new.fingerprint, watermark, seen, max(fulls) if fulls else None,
+                                generation, groups, changes_seen=min(new.changes_seen, theirs_seen[0]),
+                                recount_position=max(new.recount_position, theirs_seen[1]),
+                                pending_since=lower_watermark(new.pending_since, theirs_seen[2])
+                                if new.pending_since and theirs_seen[2] else new.pending_since or theirs_seen[2])
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""
         if before is None:
-            self._replace_groups(saved.subject, saved.groups.values())
+            self._replace_groups(saved.key, saved.groups.values())
             return
         if saved.updated is not None and saved.removed is not None:
-            gone = [(saved.subject, key) for key in saved.removed]
+            gone = [(saved.key, key) for key in saved.removed]
             changed = [saved.groups[key] for key in saved.updated]
         else:
-            gone = [(saved.subject, key) for key in before if key not in saved.groups]
+            gone = [(saved.key, key) for key in before if key not in saved.groups]
             changed = [g for key, g in saved.groups.items() if before.get(key) != g]
         self._conn.executemany("DELETE FROM subject_groups WHERE subject = ? AND key = ?", gone)
-        self._insert_groups(saved.subject, changed)
+        self._insert_groups(saved.key, changed)
 
     def _replace_groups(self, subject: str, groups: Iterable[KnownGroup]) -> None:
         self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (subject,))
@@ -366,16 +423,44 @@ class History:
     def _insert_groups(self, subject: str, groups: Iterable[KnownGroup]) -> None:
         self._conn.executemany(
             "INSERT OR REPLACE INTO subject_groups (subject, key, rows, first_seen_at,"
-            " first_seen_generation) VALUES (?, ?, ?, ?, ?)",
-            ((subject, g.key, g.rows, g.first_seen_at, g.first_seen_generation) for g in groups))
+            " first_seen_generation, spelling) VALUES (?, ?, ?, ?, ?, ?)",
+            ((subject, g.key, g.rows, g.first_seen_at, g.first_seen_generation, g.spelling) for g in groups))
 
-    def forget_incremental(self, subject: str) -> None:
-        """Drop a subject's incremental state: its next run is a full pass."""
+    def forget_incremental(self, key: str) -> None:
+        """Drop an incremental check's state: its next run is a full pass."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("DELETE FROM subject_state WHERE subject = ?", (subject,))
-            self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (subject,))
+            self._conn.execute("DELETE FROM subject_state WHERE subject = ?", (key,))
+            self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (key,))
             self._conn.execute("COMMIT")
+
+    def record_table_change(self, table_key: str, why: str, *, restored: bool) -> int:
+        """Note that a fix or an undo changed rows of a table, for every incremental check of that table to
+        learn at its next run (`table_changes`); returns the change's id."""
+        with self._lock:
+            if self._closed:
+                return 0
+            cursor = self._conn.execute("INSERT INTO table_changes (table_key, at, why, restored) VALUES (?, ?, ?, ?)",
+                                        (table_key, time.time(), why, int(restored)))
+            self._conn.execute("DELETE FROM table_changes WHERE at < ?", (time.time() - self.retention,))
+            return int(cursor.lastrowid or 0)
+
+    def table_changes(self, table_key: str, after: int) -> list[TableChange]:
+        """The changes of a table noted after change `after`, oldest first."""
+        with self._lock:
+            if self._closed:
+                return []
+            rows = self._conn.execute("SELECT id, why, restored FROM table_changes WHERE table_key = ? AND id > ?"
+                                      " ORDER BY id", (table_key, after)).fetchall()
+        return [TableChange(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+    def last_table_change(self) -> int:
+        """The id of the latest change noted of any table (0: none): a full pass accounts for all before it."""
+        with self._lock:
+            if self._closed:
+                return 0
+            row = self._conn.execute("SELECT max(id) FROM table_changes").fetchone()
+        return int(row[0] or 0)
 
     def close(self) -> None:
         with self._lock:

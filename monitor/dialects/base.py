@@ -71,6 +71,10 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
 
+The watermark poll (`monitor.incremental`): inherited from `monitor.dialects.polling.Polling`, whose docstring
+lists what a database can say (its clock, a sequence's position and cache, the oldest running transaction, the
+planner's cost, how keys are counted); each dialect's `*_polling.py` says it.
+
 A fix batch's account (`monitor.fix.accounting`): what the transaction changed, as the database counts it
 - `changes_so_far(conn)`: rows the session's open transaction (or session) has inserted, updated and deleted so
   far, per table where the database says (PostgreSQL), else for all tables (`ALL_TABLES`); kinds the database does
@@ -102,6 +106,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.dialects.polling import Polling
+
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
 
@@ -132,7 +138,7 @@ class UniqueViolation:
     table: str | None = None
 
 
-class Dialect:
+class Dialect(Polling):
     """The behaviour of one database family; the base class holds what most databases share."""
 
     name: ClassVar[str] = ""

@@ -35,6 +35,7 @@ from monitor.dialects.base import (
     NamedLock,
     UniqueViolation,
 )
+from monitor.dialects.mysql_polling import MySQLPolling
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -141,7 +142,7 @@ def _collect_expanded(node: Any, into: list[str]) -> None:
             _collect_expanded(value, into)
 
 
-class MySQL(Dialect):
+class MySQL(MySQLPolling, Dialect):
     name = "mysql"
     change_stream_absent = ""
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks

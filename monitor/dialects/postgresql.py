@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock, UniqueViolation
+from monitor.dialects.postgresql_polling import PostgreSQLPolling
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -143,7 +144,7 @@ def fix_lock_key(table: str) -> int:
     return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
 
 
-class PostgreSQL(Dialect):
+class PostgreSQL(PostgreSQLPolling, Dialect):
     name = "postgresql"
     row_identity_order = "physical order"
     returning_delete = True

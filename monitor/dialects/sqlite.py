@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation
+from monitor.dialects.sqlite_polling import SQLitePolling
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 
@@ -96,7 +97,7 @@ typeof unhex unicode unixepoch unlikely upper -> ->>
 """) | {CASE_FOLD_FUNCTION}
 
 
-class SQLite(Dialect):
+class SQLite(SQLitePolling, Dialect):
     name = "sqlite"
     stores_untyped = True
     change_stream_absent = "SQLite has no change stream"

@@ -375,7 +375,10 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                                                   finished_at=records.now_text(), message=fresh.blockers[0])
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
                 fix_id = fresh.fix_id or ""
-        report = _execute(t, fix_id, sizer, progress, cancel)
+        try:
+            report = _execute(t, fix_id, sizer, progress, cancel)
+        finally:  # what any batch deleted: incremental checks of the table re-count their groups
+            monitor.table_changed(t.db.name, t.tc.table.name, f"fix {fix_id}", restored=False)
         report.resumed = resumed
     return report
 

@@ -100,7 +100,9 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
                     report = _undo(conn, record, schema)
                 _drop_plan_table(conn, records.place(conn, schema), record.plan_table)
                 report.constraint_dropped = dropped
-                return report
+            # Restored rows keep their ids and timestamps, below any watermark: the next poll is a full pass.
+            monitor.table_changed(db.name, name, f"undo of fix {fix_id}", restored=True)
+            return report
         except sa.exc.IntegrityError as exc:
             raise _refusal(db, record, schema, exc, dropped) from None
         except sa.exc.DBAPIError as exc:

@@ -104,6 +104,7 @@ class DashboardApp(App[int]):
         self.poller = poller_factory(self.monitor, self._result_from_thread, history=self.history,
                                      on_start=self._start_from_thread)
         self._advised: set[str] = set()  # checks whose missing index was shown (once per session)
+        self._noted: set[tuple[str, str]] = set()  # (check, kind) of standing notes shown
         self.started_at = time.perf_counter()
         self.first_paint_ms: float | None = None
         self.startup_notice: str | None = None  # shown once the screen is up (e.g. metrics served elsewhere)
@@ -205,6 +206,18 @@ class DashboardApp(App[int]):
         state.failures = message.failures
         self.refresh_check(message.result.name)
         self._advise_index(message.result)
+        self._say_notes(message.result)
+
+    def _say_notes(self, result: CheckResult) -> None:
+        """Once per check, kind and session: a standing condition of an incremental check (late rows waiting for
+        the full pass, rows in the future)."""
+        from monitor.incremental import standing
+
+        for note in result.notes:
+            kind = standing(note)
+            if kind is not None and (result.name, kind) not in self._noted:
+                self._noted.add((result.name, kind))
+                self.notify(f"{result.name}: {note}", title="Incremental check", severity="warning", timeout=30)
 
     @on(LiveReported)
     def _live_reported(self, message: LiveReported) -> None:

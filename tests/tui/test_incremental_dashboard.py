@@ -67,3 +67,26 @@ async def test_incremental_runs_show_a_delta_rows_scanned_and_new_groups_in_the_
         assert len(new) == 1 and new[0].split()[1:3] == ["2", "b"], rows
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_late_rows_the_window_cannot_bound_are_said_once(tmp_path, make_app):
+    """Issue 19: SQLite does not say which transactions are running, so a timestamp watermark's late rows beyond
+    its fixed window wait for the full pass: the dashboard says so once, not at every run."""
+    path = tmp_path / "app.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER, created_at DATETIME)")
+        conn.executemany("INSERT INTO logins VALUES (?, ?, '2026-11-30 12:00:00')", [(1, 1), (2, 1)])
+    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
+        {"name": "logins", "database": "app", "table": "logins", "key": ["user_id"],
+         "incremental": "created_at", "interval": "1h"}]}))
+
+    def late_toasts() -> int:
+        return sum("late rows: " in n.message and "does not say which transactions" in n.message
+                   for n in app._notifications)
+
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for(pilot, lambda: late_toasts() == 1, what="the late-rows note")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: runs(app) == 2, what="a second run")
+        await pilot.pause()
+        assert late_toasts() == 1

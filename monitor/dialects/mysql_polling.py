@@ -1,0 +1,120 @@
+"""What MariaDB and MySQL tell the watermark poll (`monitor.incremental`): see `monitor.dialects.polling`.
+
+- The server's host name, port and default schema name the server.
+- Integer keys travel as `JSON_TABLE` rows (MariaDB 10.6+, MySQL 8.0), each counted by a dependent subquery that
+  looks the key up in its index; other keys as IN lists (JSON_TABLE's text columns would compare in their own
+  collation, not the table's). Without an index a long IN list is one scan with a hash lookup ("Conversion of Big
+  IN Predicates Into Subqueries").
+- The planner's estimate is the rows `EXPLAIN` expects the outer query to read.
+- An AUTO_INCREMENT column's position is `information_schema.TABLES.AUTO_INCREMENT` (the next value), taken one
+  insert at a time (no cached ranges).
+- `information_schema.INNODB_TRX.trx_started` says when each running InnoDB transaction began (PROCESS privilege).
+- MariaDB cannot index an expression ("Generated Columns"), so a normalised key gets an explanation, with MySQL
+  8.0.13+'s functional index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.dialects.polling import Polling, SequencePosition, compiled_create_index, expr_text, leads
+
+_MYSQL: sa.engine.Dialect = mysql.dialect()  # how CREATE INDEX is written
+
+if TYPE_CHECKING:
+    from monitor.detect import TableCheck
+
+_AUTO_INCREMENT = sa.text("SELECT AUTO_INCREMENT FROM information_schema.TABLES"
+                          " WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t")
+_OLDEST_TRANSACTION = sa.text(
+    "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(trx_started), NOW(6)) / 1000000 FROM information_schema.INNODB_TRX"
+    " WHERE trx_mysql_thread_id <> CONNECTION_ID()")
+
+
+class MySQLPolling(Polling):
+    def database_identity_statements(self, conn: Connection) -> list[str]:
+        return ["SELECT @@hostname, @@port, DATABASE()"]
+
+    def served_by_index(self, conn: Connection, table: sa.Table, exprs: Sequence[ColumnElement[Any]]) -> bool:
+        """Reflected indexes by column; MariaDB cannot index an expression, so a normalised key is never served."""
+        if any(not isinstance(e, sa.Column) for e in exprs):
+            return False
+        indexes = [list(table.primary_key.columns.keys())]
+        indexes += [[c for c in ix["column_names"] if c]
+                    for ix in sa.inspect(conn).get_indexes(table.name, schema=table.schema)]
+        wanted = [e.name for e in exprs if isinstance(e, sa.Column)]
+        return any(leads(columns, wanted) for columns in indexes if columns)
+
+    def index_statement(self, table: sa.Table, exprs: Sequence[ColumnElement[Any]], name: str) -> str:
+        if all(isinstance(e, sa.Column) for e in exprs):
+            return compiled_create_index(table, sa.Index(name, *exprs), _MYSQL)
+        functional = [e if isinstance(e, sa.Column) else sa.Grouping(e) for e in exprs]
+        return (f"(MariaDB/MySQL before 8.0.13 cannot index {', '.join(expr_text(e) for e in exprs)}: the key "
+                "lookups of incremental runs read the whole table; on MySQL 8.0.13+: "
+                + compiled_create_index(table, sa.Index(name, *functional), _MYSQL) + ")")
+
+    def estimated_cost(self, conn: Connection, statement: sa.Select[Any]) -> float | None:
+        compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+        result = conn.exec_driver_sql(f"EXPLAIN {compiled}")
+        columns = list(result.keys())
+        rows = [dict(zip(columns, row, strict=True)) for row in result]
+        outer = [r for r in rows if str(r.get("id")) == "1"]
+        return float(sum(float(r.get("rows") or 1) for r in outer)) if outer else None
+
+    def key_batch_size(self, width: int, *, indexed: bool) -> int:
+        return 500 if indexed else 1_000_000  # without an index, one scan for all the keys
+
+    def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
+        return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
+
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+        """The keys as `JSON_TABLE` rows, each counted by a dependent subquery that looks the key up in its index;
+        only the keys whose count differs from the expected one, and is a group or was one, come back (ordinal,
+        count)."""
+        exprs = resolved.key_exprs
+        types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
+        columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
+        source = sa.text(f"JSON_TABLE(:dupewatch_keys, '$[*]' COLUMNS (ord FOR ORDINALITY, {columns}, "
+                         f"expected BIGINT PATH '$[{len(exprs)}]')) AS dupewatch_keys"
+                         ).bindparams(dupewatch_keys=document)
+        size = (sa.select(sa.func.count()).select_from(resolved.table).where(
+            *resolved.filters, *[e == sa.literal_column(f"dupewatch_keys.k{i}") for i, e in enumerate(exprs)])
+            .scalar_subquery())
+        counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
+                            sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
+        inner = counted.subquery("counted")
+        rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(
+            inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)))
+        return [(int(ordinal), int(count)) for ordinal, count in rows]
+
+    def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        """`NOW(6)` in the session's time zone (DATETIME and TIMESTAMP read back in it), `CURDATE()` for DATE."""
+        if isinstance(column.type, sa.DateTime):
+            return sa.type_coerce(sa.func.now(6), column.type)
+        return sa.type_coerce(sa.func.curdate(), column.type)
+
+    def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
+        if column.autoincrement is not True:  # reflection says AUTO_INCREMENT (information_schema's EXTRA)
+            return None
+        row = conn.execute(_AUTO_INCREMENT, {"s": table.schema, "t": table.name}).first()
+        if row is None:
+            return None
+        following = row[0]
+        name = f"the AUTO_INCREMENT of {table.name}"
+        if following is None:
+            return SequencePosition(name, None, why_unknown=f"information_schema does not show {name}")
+        return SequencePosition(name, int(following) - 1)
+
+    def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
+        try:
+            with conn.begin_nested():
+                age = conn.execute(_OLDEST_TRANSACTION).scalar()
+        except sa.exc.DBAPIError:
+            return None, "the role cannot read information_schema.INNODB_TRX (grant it PROCESS)"
+        return (float(age) if age is not None else 0.0), ""

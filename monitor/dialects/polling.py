@@ -1,0 +1,126 @@
+"""What the watermark poll (`monitor.incremental`) asks a database; `Dialect` inherits these defaults.
+
+A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_polling.py`, `sqlite_polling.py`):
+
+- `database_identity_statements(conn)`: statements of one row each naming the server and database a connection
+  reached (the state's fingerprint).
+- `served_by_index(conn, table, exprs)`: whether an index leads with these expressions; `index_statement(table,
+  exprs, name)`: the statement creating it (or why it cannot be created).
+- `estimated_cost(conn, statement)`: the planner's estimate of a statement's cost, in its own unit; None where the
+  planner gives none.
+- `key_batch_size(width, indexed)`: keys counted per statement; `counts_keys_as_json(columns)`,
+  `changed_counts(conn, resolved, document)`: count keys sent as one JSON document, each by a correlated lookup;
+  `key_count_statement(resolved, keys)`: a statement counting many keys by correlated lookups, or None for the
+  IN-list form. Both correlated forms read the table once per key where no index serves the key.
+- `database_clock(column)`: the database's current time as a value of the column's type (a timestamp watermark
+  never runs ahead of it).
+- `sequence_position(conn, table, column)`: the highest value the column's sequence has handed out, its cache
+  size and the sessions that may hold a cached range (an id watermark never runs ahead of it; the overlap covers
+  the cached ranges); None where the column has no sequence the database describes.
+- `oldest_transaction_age(conn)`: seconds since the oldest transaction still running on the database began, or
+  None where the database does not say (a timestamp watermark's overlap then cannot be bounded).
+- `removed_rows(conn, table)`: the rows deleted or updated in the table so far, as the database counts them (a
+  cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
+  shrunk, and an incremental run need not re-count them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+if TYPE_CHECKING:
+    from monitor.detect import TableCheck
+
+KEY_BATCH = 500  # keys counted per IN-list statement when an index serves the lookups
+
+
+@dataclass(frozen=True)
+class SequencePosition:
+    """What the database says of the sequence behind an id column.
+
+    `last_value`: the highest value handed out (None when the role may not read it or none was handed out yet);
+    `cache_size`: values a session takes at once; `sessions`: sessions that may hold such a cached range (None when
+    not known); `name`: the sequence, for messages; `why_unknown`: why `last_value` is None."""
+
+    name: str
+    last_value: int | None
+    cache_size: int = 1
+    sessions: int | None = None
+    why_unknown: str = ""
+
+
+class Polling:
+    """The defaults: a database that says nothing beyond standard SQL."""
+
+    def database_identity_statements(self, conn: Connection) -> list[str]:
+        return []
+
+    def served_by_index(self, conn: Connection, table: sa.Table, exprs: Sequence[ColumnElement[Any]]) -> bool:
+        return False
+
+    def index_statement(self, table: sa.Table, exprs: Sequence[ColumnElement[Any]], name: str) -> str:
+        return compiled_create_index(table, sa.Index(name, *exprs), sa.engine.default.DefaultDialect())
+
+    def estimated_cost(self, conn: Connection, statement: sa.Select[Any]) -> float | None:
+        return None
+
+    def key_batch_size(self, width: int, *, indexed: bool) -> int:
+        return KEY_BATCH
+
+    def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
+        return False
+
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+        raise NotImplementedError("counts_keys_as_json is False")
+
+    def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:
+        return None
+
+    def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        if isinstance(column.type, sa.DateTime):
+            return sa.type_coerce(sa.func.current_timestamp(), column.type)
+        return sa.type_coerce(sa.func.current_date(), column.type)
+
+    def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
+        return None
+
+    def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
+        return None
+
+    def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
+        """(seconds since the oldest running transaction began, or None; why None)."""
+        return None, "this database does not say which transactions are running"
+
+
+def compiled_create_index(table: sa.Table, index: sa.Index, dialect: sa.engine.Dialect) -> str:
+    """The CREATE INDEX statement of `index` as `dialect` writes it, without leaving the index on `table`."""
+    try:
+        return str(sa.schema.CreateIndex(index).compile(dialect=dialect)).strip()
+    finally:
+        table.indexes.discard(index)  # an Index attaches itself to its table: keep reflection as read
+
+
+def normalised_sql(text: str) -> str:
+    """An expression's text for comparing with an index's: no quotes, spaces or casts to text, one trim()."""
+    text = text.lower().replace('"', "").replace("`", "").replace(" ", "")
+    return text.replace("trim(bothfrom", "trim(").replace("btrim(", "trim(").replace("::text", "")
+
+
+def expr_text(expr: ColumnElement[Any]) -> str:
+    """A normalised text of a key expression (`lower(trim(email))`) to compare with an index's."""
+    text = str(expr.compile(compile_kwargs={"literal_binds": True}))
+    if "(" not in text:
+        return normalised_sql(text.split(".")[-1])
+    inner = text[text.rfind("(") + 1:text.find(")")]
+    return normalised_sql(text.replace(inner, inner.split(".")[-1]))
+
+
+def leads(index_columns: Sequence[str], wanted: Sequence[str]) -> bool:
+    """Whether an index's leading columns are exactly `wanted`, in any order."""
+    return len(index_columns) >= len(wanted) and set(index_columns[:len(wanted)]) == set(wanted)

@@ -1,0 +1,161 @@
+"""What PostgreSQL tells the watermark poll (`monitor.incremental`): see `monitor.dialects.polling`.
+
+- The cluster's system identifier (`pg_control_system()`, where the role may call it) names the server.
+- Keys travel as one JSON document or as arrays, each counted by a correlated index lookup ("Table Functions" and
+  "Scalar Subqueries" in the PostgreSQL docs), so a statement takes 50,000 keys in a few parameters.
+- The planner's estimate is `EXPLAIN (FORMAT JSON)`'s `Total Cost` of the top plan node.
+- A serial or identity column's sequence is `pg_get_serial_sequence`; `pg_sequence_last_value` is what it handed
+  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it) and `pg_sequence.seqcache`
+  how many values a session takes at once: every client session of the database may hold such a range.
+- `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
+  updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
+  Statistics System").
+- `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
+  as a superuser or a member of `pg_read_all_stats`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.dialects.polling import Polling, SequencePosition, compiled_create_index, expr_text, leads, normalised_sql
+
+_POSTGRESQL: sa.engine.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # how CREATE INDEX is written
+
+if TYPE_CHECKING:
+    from monitor.detect import TableCheck
+
+_SEQUENCE = sa.text(
+    "SELECT s.seqrelid::regclass::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
+    " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
+    " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
+    " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
+_REMOVED_ROWS = sa.text(
+    "SELECT CASE WHEN current_setting('track_counts') = 'on' THEN"
+    " (SELECT COALESCE(sum(n_tup_del + n_tup_upd), 0) FROM pg_stat_user_tables"
+    " WHERE relid = to_regclass(:t) OR relid IN (SELECT relid FROM pg_partition_tree(to_regclass(:t)))) END")
+_SESSIONS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend'")
+_SEES_ALL_SESSIONS = sa.text("SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')"
+                             " FROM pg_roles WHERE rolname = current_user")
+_OLDEST_TRANSACTION = sa.text(
+    "SELECT EXTRACT(EPOCH FROM max(clock_timestamp() - xact_start)) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+    " AND backend_type = 'client backend'")
+
+
+def _quoted(conn: Connection, table: sa.Table) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return f"{quote(table.schema)}.{quote(table.name)}" if table.schema else quote(table.name)
+
+
+def _plain(column: sa.Column[Any]) -> bool:
+    """A column whose values bind as array elements and JSON scalars: not JSON, arrays or enums."""
+    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum)
+
+
+class PostgreSQLPolling(Polling):
+    def database_identity_statements(self, conn: Connection) -> list[str]:
+        allowed = conn.execute(sa.text("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')")).scalar()
+        cluster = "SELECT system_identifier FROM pg_control_system()" if allowed else "SELECT inet_server_port()"
+        return [cluster, "SELECT current_database()"]
+
+    def served_by_index(self, conn: Connection, table: sa.Table, exprs: Sequence[ColumnElement[Any]]) -> bool:
+        """Each valid, non-partial index's key columns as `pg_get_indexdef(index, n, true)` deparses them."""
+        rows = conn.execute(sa.text(
+            "SELECT i.indexrelid, i.indnkeyatts FROM pg_index i WHERE i.indrelid = to_regclass(:t)"
+            " AND i.indpred IS NULL AND i.indisvalid"), {"t": _quoted(conn, table)}).all()
+        wanted = [expr_text(e) for e in exprs]
+        for index_id, width in rows:
+            columns = [conn.execute(sa.text("SELECT pg_get_indexdef(:i, :n, true)"), {"i": index_id, "n": n}).scalar()
+                       for n in range(1, width + 1)]
+            if leads([normalised_sql(str(c)) for c in columns], wanted):
+                return True
+        return False
+
+    def index_statement(self, table: sa.Table, exprs: Sequence[ColumnElement[Any]], name: str) -> str:
+        """`CREATE INDEX CONCURRENTLY`: no long lock on a busy table."""
+        index = sa.Index(name, *exprs, postgresql_concurrently=True)
+        return compiled_create_index(table, index, _POSTGRESQL)
+
+    def estimated_cost(self, conn: Connection, statement: sa.Select[Any]) -> float | None:
+        compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+        plan: Any = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}").scalar()
+        document = json.loads(plan) if isinstance(plan, str) else plan
+        return float(document[0]["Plan"]["Total Cost"])
+
+    def key_batch_size(self, width: int, *, indexed: bool) -> int:
+        return 50_000  # arrays or one JSON document: a few parameters whatever the number of keys
+
+    def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
+        """Integer and plain text keys: their JSON text casts back to the column's type exactly."""
+        return all(isinstance(c.type, sa.Integer) or (isinstance(c.type, sa.String) and _plain(c)) for c in columns)
+
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+        """The keys as `json_array_elements` rows, each counted by a correlated index lookup; only the keys whose
+        count differs from the expected one, and is a group or was one, come back (ordinal, count). JIT is off
+        for this transaction: compiling the plan costs more than the lookups it would speed up ("JIT Accelerated
+        Operations")."""
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        exprs = resolved.key_exprs
+        keys = sa.func.json_array_elements(sa.cast(sa.bindparam("dupewatch_keys", document, type_=sa.Text),
+                                                   postgresql.JSON)).table_valued(
+            sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(name="dupewatch_keys")
+        values = [sa.cast(keys.c.value[i].astext, resolved.key_columns[i].type) for i in range(len(exprs))]
+        size = (sa.select(sa.func.count()).select_from(resolved.table)
+                .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)]).scalar_subquery())
+        counted = sa.select(keys.c.ordinality.label("ord"), size.label("n"),
+                            sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")
+                            ).subquery("counted")
+        rows = conn.execute(sa.select(counted.c.ord, counted.c.n).where(
+            counted.c.n != counted.c.expected, sa.or_(counted.c.n > 1, counted.c.expected > 0)))
+        return [(int(ordinal), int(count)) for ordinal, count in rows]
+
+    def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:
+        """The keys as arrays, `unnest`ed, each counted by a correlated subquery. Not for keys with NULL (`=` never
+        matches it) nor for JSON or array columns (`unnest` flattens an array of arrays)."""
+        if not all(_plain(c) for c in resolved.key_columns) or any(None in k for k in keys):
+            return None
+        exprs = resolved.key_exprs
+        arrays = [sa.bindparam(f"dupewatch_keys_{i}", [k[i] for k in keys],
+                               type_=postgresql.ARRAY(resolved.key_columns[i].type)) for i in range(len(exprs))]
+        wanted = sa.func.unnest(*arrays).table_valued(
+            *[sa.column(f"k{i}", resolved.key_columns[i].type) for i in range(len(exprs))]
+        ).render_derived(name="dupewatch_keys")
+        size = (sa.select(sa.func.count()).select_from(resolved.table)
+                .where(*resolved.filters, *[e == wanted.c[f"k{i}"] for i, e in enumerate(exprs)]).scalar_subquery())
+        return sa.select(*wanted.c, size.label("n"))
+
+    def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        """`now()` (the transaction's start) as the column's type: timestamptz, timestamp (the session's time
+        zone) or date."""
+        return sa.cast(sa.func.now(), column.type)
+
+    def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
+        row = conn.execute(_SEQUENCE, {"t": _quoted(conn, table), "c": column.name}).first()
+        if row is None:
+            return None
+        name, last_value, cache, readable = row
+        sessions = int(conn.execute(_SESSIONS).scalar() or 1)
+        why = "" if last_value is not None else (
+            f"the role has neither USAGE nor SELECT on {name}" if not readable else f"{name} has handed out no value")
+        return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
+                                why)
+
+    def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
+        counted = conn.execute(_REMOVED_ROWS, {"t": _quoted(conn, table)}).scalar()
+        return None if counted is None else int(counted)
+
+    def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
+        if not conn.execute(_SEES_ALL_SESSIONS).scalar():
+            return None, ("the role cannot see other roles' transactions in pg_stat_activity (grant it "
+                          "pg_read_all_stats)")
+        age = conn.execute(_OLDEST_TRANSACTION).scalar()
+        return (float(age) if age is not None else 0.0), ""

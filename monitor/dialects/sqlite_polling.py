@@ -1,0 +1,60 @@
+"""What SQLite tells the watermark poll (`monitor.incremental`): see `monitor.dialects.polling`.
+
+- The main database file's path names the database.
+- Whether an index serves a lookup is the planner's answer (`EXPLAIN QUERY PLAN`, "The SQLite Query Optimizer
+  Overview"); it gives no cost.
+- Keys are IN lists: 500 per statement when an index serves them, else as many as SQLite binds (32,766).
+- An `INTEGER PRIMARY KEY` is the rowid: a new row gets one more than the largest rowid (or than
+  `sqlite_sequence.seq`, with AUTOINCREMENT), so a row imported with a large id moves the sequence with it: no
+  row can still come below it.
+- `strftime('%Y-%m-%d %H:%M:%f', 'now')` is the clock (UTC), in the text form SQLAlchemy stores.
+- SQLite does not say which transactions other connections have open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.dialects.polling import KEY_BATCH, Polling, SequencePosition, compiled_create_index
+
+_SQLITE: sa.engine.Dialect = sqlite.dialect()  # how CREATE INDEX is written
+
+
+class SQLitePolling(Polling):
+    def database_identity_statements(self, conn: Connection) -> list[str]:
+        return ["SELECT file FROM pragma_database_list WHERE name = 'main'"]
+
+    def served_by_index(self, conn: Connection, table: sa.Table, exprs: Sequence[ColumnElement[Any]]) -> bool:
+        probe = sa.select(sa.func.count()).select_from(table).where(*[e == sa.literal(0) for e in exprs])
+        compiled = probe.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+        return any("USING" in str(row[-1]) and ("INDEX" in str(row[-1]) or "PRIMARY KEY" in str(row[-1]))
+                   for row in plan)
+
+    def index_statement(self, table: sa.Table, exprs: Sequence[ColumnElement[Any]], name: str) -> str:
+        return compiled_create_index(table, sa.Index(name, *exprs), _SQLITE)
+
+    def key_batch_size(self, width: int, *, indexed: bool) -> int:
+        return KEY_BATCH if indexed else max(KEY_BATCH, 32_000 // width)
+
+    def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:
+        if isinstance(column.type, sa.DateTime):
+            return sa.type_coerce(sa.func.strftime("%Y-%m-%d %H:%M:%f", "now"), column.type)
+        return sa.type_coerce(sa.func.date("now"), column.type)
+
+    def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
+        info = conn.exec_driver_sql(f"PRAGMA table_info({conn.dialect.identifier_preparer.quote(table.name)})").all()
+        keys = [row for row in info if row[5]]
+        if len(keys) != 1 or keys[0][1] != column.name or str(keys[0][2]).upper() != "INTEGER":
+            return None  # not the rowid: nothing hands its values out
+        top = conn.execute(sa.select(sa.func.max(sa.literal_column("rowid"))).select_from(table)).scalar()
+        if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
+            seq = conn.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table.name}).scalar()
+            top = max(int(v) for v in (top, seq, 0) if v is not None)
+        return SequencePosition(f"the rowid of {table.name}", int(top or 0))

@@ -1,0 +1,74 @@
+"""Incremental detection: a run that costs what the new rows cost, not what the table costs.
+
+A check with `incremental = "<column>"` runs in one of two modes:
+
+- **full**: the first run, a run once `full_every` has passed since the last full pass, a forced run
+  (`dupewatch check --full`), a run whose saved state belongs to another database or another definition of the
+  check (its fingerprint differs), a run after an undo restored rows (`Monitor.table_changed`), a run after the
+  table was empty, and a run where the planner expects a full pass to cost less (no index on the key). It
+  aggregates the whole table, as a plain check does, and keeps every duplicate group it finds.
+- **incremental**: it reads the keys of the rows whose incremental column is past the watermark, minus an
+  overlap window (`window.py`: from what the database says of its running transactions and sequence caches),
+  drops the rows it already read (by row identity and key: primary key, else ctid or rowid), and counts in the
+  whole table the rows of every key it read and of a budget of the groups it already knew (`RECOUNT_BUDGET`,
+  rotating so that each is re-counted within `RECOUNT_ROUNDS` runs; all of them after a fix). Groups whose
+  count fell below two are gone; groups counted for the first time are new.
+
+Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
+position); the figures of an incremental run equal a full pass's for inserts, and for deletes within
+`RECOUNT_ROUNDS` runs (at once after a fix); a duplicate made by an UPDATE of old rows' key columns, or by a row
+committed later than the overlap window allows, waits for the next full pass, and a run says when the window
+cannot be bounded. Groups are identified as the database compares keys (`_ci` collations). The state (watermark,
+rows seen in the window, known groups) lives in the state store (`History`), keyed by what the check measures and
+its watermark column, and is written in one transaction per run.
+
+Modules: `values` (how values are kept), `window` (the watermark's bounds), `check` (the runs), `advice` (the
+indexes a check lacks). What differs per database is asked of the dialect (`monitor.dialects.polling`).
+"""
+
+from monitor.incremental.advice import index_advice
+from monitor.incremental.check import (
+    RECOUNT_BUDGET,
+    RECOUNT_ROUNDS,
+    IncrementalCheck,
+    Outcome,
+    column_kind,
+    full_pass_due,
+    state_key,
+    table_key,
+)
+from monitor.incremental.values import decode_key, decode_value, encode_key, encode_value, lower_watermark
+from monitor.incremental.window import FUTURE_TOLERANCE, ID_OVERLAP, TIMESTAMP_OVERLAP
+
+# Notes that state a standing condition (said once per check by the dashboard and the daemon's log); other notes
+# tell what one run did (`check` prints every note of its run).
+STANDING_NOTES = ("late rows", "rows in the future", "no key index")
+
+
+def standing(note: str) -> str | None:
+    """The kind of a note that states a standing condition, or None for a note about one run."""
+    kind = note.split(":", 1)[0]
+    return kind if kind in STANDING_NOTES else None
+
+
+__all__ = [
+    "FUTURE_TOLERANCE",
+    "ID_OVERLAP",
+    "RECOUNT_BUDGET",
+    "RECOUNT_ROUNDS",
+    "STANDING_NOTES",
+    "TIMESTAMP_OVERLAP",
+    "IncrementalCheck",
+    "Outcome",
+    "column_kind",
+    "decode_key",
+    "decode_value",
+    "encode_key",
+    "encode_value",
+    "full_pass_due",
+    "index_advice",
+    "lower_watermark",
+    "standing",
+    "state_key",
+    "table_key",
+]

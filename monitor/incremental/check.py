@@ -1,0 +1,509 @@
+"""The two kinds of run of an incremental check, and how they count keys (see the package docstring)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.detect import CheckDefinitionError, TableCheck
+from monitor.dialects.polling import KEY_BATCH
+from monitor.history import IncrementalState, KnownGroup
+from monitor.incremental.values import decode_key, decoded, encode_key, encoded
+from monitor.incremental.window import Window, window_for
+
+Mode = Literal["full", "incremental"]
+RECOUNT_BUDGET = 1000  # known groups re-counted per incremental run, at the least
+RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs
+JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of an incremental check found: figures, mode, cost, what it has to say, the state to save."""
+
+    groups: int
+    excess_rows: int
+    mode: Mode
+    rows_scanned: int
+    new_groups: int
+    state: IncrementalState
+    first_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def column_kind(check: str, column: sa.Column[Any]) -> Literal["id", "timestamp"]:
+    """`id` for an integer column, `timestamp` for a date/time one; anything else cannot be a watermark."""
+    if isinstance(column.type, sa.Integer):
+        return "id"
+    if isinstance(column.type, sa.DateTime | sa.Date):
+        return "timestamp"
+    raise CheckDefinitionError(
+        f"check {check!r}: incremental: column {column.name!r} has type {column.type}; it must grow for new "
+        "rows: an integer (identity, serial, auto-increment) or a timestamp")
+
+
+def state_key(subject: str, column: str) -> str:
+    """What an incremental check's state is stored by: what it measures and the column its watermark reads (two
+    checks of one table with other `incremental` columns keep apart)."""
+    return hashlib.sha256(json.dumps([subject, column]).encode()).hexdigest()[:32]
+
+
+def table_key(place: Sequence[str], table: str) -> str:
+    """What a fix or an undo marks as changed: the database (`Monitor.place`: what the server says it is) and the table's name."""
+    return hashlib.sha256(json.dumps([*place, table.rsplit(".", 1)[-1].strip('"`')]).encode()).hexdigest()[:32]
+
+
+class IncrementalCheck:
+    """A resolved table check with an `incremental` column: the statements of full and incremental runs.
+
+    A group is identified as the database compares its key (`Dialect.group_identity`: on MariaDB/MySQL a text key's
+    sort key under its collation), so a `_ci` group stays one group whichever spelling `GROUP BY` returns; its
+    `spelling` (the key values) is what its rows are looked up by."""
+
+    def __init__(self, resolved: TableCheck, key: str) -> None:
+        self.resolved = resolved
+        self.key = key  # the state's key in the store (`state_key`)
+        self.rules = resolved.rules
+        check = resolved.check
+        assert check.incremental is not None
+        self.column = resolved._column(check.incremental, "incremental")
+        self.kind = column_kind(check.name, self.column)
+        self.exprs = list(resolved.key_exprs)
+        self.identity_exprs = [self.rules.group_identity(e) for e in self.exprs]
+        self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
+        self.row_ids = self._row_id_columns()
+        self.key_indexed = True  # whether an index serves the key lookups (set by `index_advice`)
+        self._spellings: dict[str, tuple[Any, ...]] = {}  # group identity -> key values (decoded once)
+        # Kept from the last run of this process, valid while its state is the one passed in next:
+        self._counted: tuple[dict[str, KnownGroup] | None, int] = (None, 0)  # known groups, their excess rows
+        self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
+
+    def _row_id_columns(self) -> list[ColumnElement[Any]]:
+        """What tells rows apart for the overlap window: the primary key, else ctid/rowid, else nothing."""
+        if self.resolved.has_primary_key:
+            return list(self.resolved.table.primary_key.columns)
+        identity = self.resolved.row_identity
+        return [sa.type_coerce(identity, sa.String()).label("dupewatch_identity")] if identity is not None else []
+
+    # -- fingerprint -----------------------------------------------------------------------------
+
+    def fingerprint(self, conn: Connection, url: sa.engine.URL) -> str:
+        """A digest of where the state belongs: the database (its URL without credentials, and what the server
+        says it is) and the parts of the check that decide its groups."""
+        check = self.resolved.check
+        place = url.set(username=None, password=None).render_as_string(hide_password=True)
+        server = [str(v) for statement in self.rules.database_identity_statements(conn)
+                  for v in conn.execute(sa.text(statement)).one()]
+        parts = [place, *server, check.table, check.key, check.where, check.nulls, check.case_insensitive,
+                 check.trim_whitespace, check.incremental]
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+    # -- statements ------------------------------------------------------------------------------
+
+    def _keyed(self) -> list[ColumnElement[Any]]:
+        """The key's columns of a statement: its values, then (where they differ) its identities."""
+        keyed: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.exprs)]
+        if self.spelled_apart:
+            keyed += [e.label(f"g{i}") for i, e in enumerate(self.identity_exprs)]
+        return keyed
+
+    def _top_statement(self, *, filtered: bool) -> sa.Select[Any]:
+        statement = sa.select(sa.func.max(self.column)).select_from(self.resolved.table)
+        return statement.where(*self.resolved.filters) if filtered else statement
+
+    def _count_statement(self) -> sa.Select[Any]:
+        return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
+
+    def _all_groups_statement(self) -> sa.Select[Any]:
+        size = sa.func.count()
+        return (sa.select(*self._keyed(), size.label("n")).select_from(self.resolved.table)
+                .where(*self.resolved.filters).group_by(*self.exprs).having(size > 1))
+
+    def _window_statement(self, after: Any) -> sa.Select[Any]:
+        """Identity, incremental value and key of the rows with `column > after`."""
+        conditions = [*self.resolved.filters, self.column.is_not(None)]
+        if after is not None:
+            conditions.append(self.column > after)
+        return (sa.select(*self.row_ids, self.column.label("dupewatch_inc"), *self._keyed())
+                .select_from(self.resolved.table).where(*conditions))
+
+    def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
+        """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
+        plain = [k for k in keys if None not in k]
+        matches: list[ColumnElement[bool]] = []
+        columns = self.resolved.key_columns
+        if plain and any(isinstance(c.type, sa.ARRAY) for c in columns):
+            # An array binds as the driver guesses its element type (smallint[] for small integers): cast it.
+            matches.extend(sa.and_(*[e == sa.cast(sa.bindparam(None, v, type_=c.type), c.type)
+                                     for e, v, c in zip(self.exprs, k, columns, strict=True)]) for k in plain)
+            plain = []
+        if plain:
+            if len(self.exprs) == 1:
+                matches.append(self.exprs[0].in_([k[0] for k in plain]))
+            else:
+                matches.append(sa.tuple_(*self.exprs).in_(plain))
+        matches.extend(sa.and_(*TableCheck.key_equals(k, self.exprs)) for k in keys if None in k)
+        return (sa.select(*self._keyed(), sa.func.count().label("n")).select_from(self.resolved.table)
+                .where(*self.resolved.filters, sa.or_(*matches)).group_by(*self.exprs))
+
+    def _probe_statement(self) -> sa.Select[Any]:
+        """One key's count, as the planner sees a lookup (the key: the table's first, read by a sub-select)."""
+        table, filters = self.resolved.table, self.resolved.filters
+        first = [sa.select(e).select_from(table).where(*filters).limit(1).scalar_subquery() for e in self.exprs]
+        return sa.select(sa.func.count()).select_from(table).where(
+            *filters, *[e == f for e, f in zip(self.exprs, first, strict=True)])
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _values(self, row: Sequence[Any], at: int) -> tuple[Any, ...]:
+        return tuple(row[at:at + len(self.exprs)])
+
+    def _identity(self, row: Sequence[Any], at: int) -> str:
+        """The group identity of the key starting at `row[at]` (its values, then its identities)."""
+        width = len(self.exprs)
+        return encode_key(row[at + width:at + 2 * width] if self.spelled_apart else row[at:at + width])
+
+    def _seen_entry(self, row: Sequence[Any], key: str) -> str | None:
+        """A read row as the overlap window remembers it: its identity and a digest of its key, so that a row
+        deleted and inserted again with the same identity and another key (REPLACE INTO) is read as new."""
+        if not self.row_ids:
+            return None
+        digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+        return f"{encode_key(row[:len(self.row_ids)])}#{digest}"
+
+    def spelling(self, identity: str, group: KnownGroup | None = None) -> tuple[Any, ...]:
+        """The key values a group's rows are looked up by."""
+        values = self._spellings.get(identity)
+        if values is None:
+            text = group.spelling if group is not None and group.spelling is not None else identity
+            values = self._spellings[identity] = decode_key(text)
+        return values
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def full_pass(self, conn: Connection, fingerprint: str, before: IncrementalState | None, *,
+                  changes_seen: int = 0, notes: Iterable[str] = ()) -> Outcome:
+        """Aggregate the whole table; every group found becomes known. An empty table keeps the groups known
+        before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
+        full pass, which reads whatever was restored)."""
+        said = list(notes)
+        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
+        top = conn.execute(self._top_statement(filtered=True)).scalar()
+        if top is None:
+            kept = dict(before.groups) if before is not None else {}
+            state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
+                                     changes_seen=changes_seen, removals_seen=removals, recount_left=0)
+            return Outcome(0, 0, "full", 0, 0, state, before is None, said)
+        window = window_for(conn, self)
+        said += window.notes
+        watermark = window.bounded(top)
+        start = window.start(watermark, window.since)
+        read = list(conn.execute(self._window_statement(start)))
+        said += self._future_notes(read, window)
+        seen = self._seen(read, start)
+        found = {self._identity(r, 0): (self._values(r, 0), int(r[-1]))
+                 for r in conn.execute(self._all_groups_statement())}
+        rows = int(conn.execute(self._count_statement()).scalar() or 0)
+        groups, new = self._known(found, before)
+        state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
+                                 _next_generation(before), groups, changes_seen=changes_seen,
+                                 pending_since=encoded(window.since), removals_seen=removals, recount_left=0)
+        excess = sum(g.rows - 1 for g in groups.values())
+        self._counted = (groups, excess)
+        return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
+
+    def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
+                         changes_seen: int | None = None, notes: Iterable[str] = ()) -> Outcome:
+        """Read past the watermark (minus the overlap); count the keys read and a budget of the known groups."""
+        said = list(notes)
+        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
+        seen_changes = state.changes_seen if changes_seen is None else changes_seen
+        watermark = decoded(state.watermark)
+        top = conn.execute(self._top_statement(filtered=False)).scalar()
+        window = window_for(conn, self)
+        if top is None or self._restarted_below(top, window.start(watermark, decoded(state.pending_since))):
+            why = "the table is empty" if top is None else "every row lies below the watermark (emptied or recreated)"
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {why}"])
+        said += window.notes
+        read = list(conn.execute(self._window_statement(window.start(watermark, decoded(state.pending_since)))))
+        said += self._future_notes(read, window)
+        at = len(self.row_ids)  # where the incremental value sits in a read row
+        before = set(state.seen)
+        fresh: dict[str, tuple[Any, ...]] = {}
+        entries = []
+        scanned = 0
+        for row in read:
+            identity = self._identity(row, at + 1)
+            entry = self._seen_entry(row, identity)
+            entries.append(entry)
+            if entry is None or entry not in before:
+                scanned += 1
+                fresh.setdefault(identity, self._values(row, at + 1))
+        highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
+        recount, position, left = self._to_recount(state, removals, recount_all)
+        cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
+        if cheaper is not None:
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
+        changed = self._changed_counts(conn, recount, fresh, state.groups)
+        next_start = window.start(highest, window.since)
+        seen = [e for e, row in zip(entries, read, strict=True)
+                if e is not None and (next_start is None or row[at] > next_start)]
+        groups, new, updated, removed, excess = self._applied(changed, state)
+        saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
+                                 _next_generation(state), groups, updated, removed, seen_changes, position,
+                                 encoded(window.since), removals, left)
+        self._counted = (groups, excess)
+        self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
+        return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
+
+    def _keep_slices(self, before: dict[str, KnownGroup], after: dict[str, KnownGroup], added: list[str]) -> None:
+        """The recount slices of `before`, with the groups found since (`added`): valid for `after`."""
+        slices, sliced = self._slices
+        if sliced is not before or not slices:
+            self._slices = ([], None)
+            return
+        for key in added:
+            slices[zlib.crc32(key.encode()) % len(slices)].append(key)
+        self._slices = (slices, after)
+
+    def _restarted_below(self, top: Any, start: Any) -> bool:
+        """Whether the table's highest value (any row, an index lookup) fell below the overlap window: the table
+        was emptied or recreated since the watermark was read."""
+        if start is None:
+            return False
+        try:
+            return bool(top < start)
+        except TypeError:  # naive and aware datetimes (a changed column type): start over
+            return True
+
+    def _seen(self, read: Sequence[Row[Any]], start: Any, at: int | None = None) -> list[str]:
+        """The entries of the rows read above `start`: the next run re-reads them and must recognise them."""
+        at = len(self.row_ids) if at is None else at
+        seen = []
+        for row in read:
+            if start is None or row[at] > start:
+                entry = self._seen_entry(row, self._identity(row, at + 1))
+                if entry is not None:
+                    seen.append(entry)
+        return seen
+
+    def _future_notes(self, read: Sequence[Row[Any]], window: Window) -> list[str]:
+        at = len(self.row_ids)
+        ahead = [row[at] for row in read if window.ahead(row[at])]
+        if not ahead:
+            return []
+        return [f"rows in the future: {len(ahead):,} row(s) with {self.column.name} up to {max(ahead)} lie ahead "
+                f"of {window.upper_name} ({window.upper}); the watermark stays there, so rows still to come are read"]
+
+    def _to_recount(self, state: IncrementalState, removals: int | None, recount_all: bool
+                    ) -> tuple[dict[str, KnownGroup], int, int]:
+        """The known groups this run re-counts, the next slice's position, and the slices left in the rotation.
+
+        Where the database counts the rows deleted or updated in the table (`Dialect.removed_rows`), a run while
+        that count stands still re-counts none (no group can have shrunk); once it moves, a whole rotation of
+        slices follows, so every group is re-counted within RECOUNT_ROUNDS runs of the change. Elsewhere the
+        rotation never stops, as it does where the known groups fit in one run's budget (the count reaches the
+        statistics a few seconds after a commit: a small set is re-counted at every run instead)."""
+        if recount_all:
+            return state.groups, state.recount_position, 0 if removals is not None else -1
+        if removals is None or len(state.groups) <= RECOUNT_BUDGET:
+            recount, position = self._recount_slice(state.groups, state.recount_position)
+            return recount, position, -1
+        left = state.recount_left
+        if state.removals_seen is None or removals != state.removals_seen or left < 0:
+            left = self._rounds(state.groups)  # a rotation from here
+        if left == 0:
+            return {}, state.recount_position, 0
+        recount, position = self._recount_slice(state.groups, state.recount_position)
+        return recount, position, left - 1
+
+    def _rounds(self, known: dict[str, KnownGroup]) -> int:
+        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
+        return max(1, -(-len(known) // budget))
+
+    def _recount_slice(self, known: dict[str, KnownGroup], position: int) -> tuple[dict[str, KnownGroup], int]:
+        """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else one of at most
+        RECOUNT_ROUNDS slices (by a hash of the group), the next one each run, so that every group is re-counted
+        within RECOUNT_ROUNDS runs and a run costs its new rows plus the budget.
+
+        The slices are kept between runs of this process (a group found since is added to its slice; a group gone
+        is skipped), and sliced again when the state came from elsewhere or the number of slices changed."""
+        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
+        if len(known) <= budget:
+            return known, 0
+        rounds = -(-len(known) // budget)
+        slices, sliced = self._slices
+        if sliced is not known or len(slices) != rounds:
+            slices = [[] for _ in range(rounds)]
+            for key in known:
+                slices[zlib.crc32(key.encode()) % rounds].append(key)
+        turn = position % rounds
+        chosen = {k: known[k] for k in slices[turn] if k in known}
+        slices[turn] = list(chosen)
+        self._slices = (slices, known)
+        return chosen, position + 1
+
+    def _full_pass_cheaper(self, conn: Connection, keys: int) -> str | None:
+        """Without an index on the key, whether the planner expects the key lookups to cost as much as a full
+        pass (then the run is one, and says so). Where the planner gives no cost, a statement reading the table is
+        taken to cost a full pass."""
+        if self.key_indexed or keys == 0:
+            return None
+        columns = self.resolved.key_columns
+        correlated = self.rules.counts_keys_as_json(columns) or \
+            self.rules.key_count_statement(self.resolved, [tuple(1 for _ in columns)]) is not None
+        reads = keys if correlated else -(-keys // self.rules.key_batch_size(len(columns), indexed=False))
+        probe = self.rules.estimated_cost(conn, self._probe_statement())
+        full = self.rules.estimated_cost(conn, self._all_groups_statement())
+        if probe is None or full is None:
+            if reads <= 1:
+                return None
+            return (f"no key index: counting {keys:,} key(s) would read the table {reads:,} times, more than a full "
+                    "pass, so the run was a full pass; create the index to run incrementally")
+        if reads * probe <= full:
+            return None
+        return (f"no key index: counting {keys:,} key(s) would cost {reads * probe:,.0f} by the planner's estimate, a "
+                f"full pass {full:,.0f}, so the run was a full pass; create the index to run incrementally")
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def _changed_counts(self, conn: Connection, recount: dict[str, KnownGroup], fresh: dict[str, tuple[Any, ...]],
+                        known: dict[str, KnownGroup]) -> dict[str, int]:
+        """Rows now, by group identity, of the known groups to re-count and of the keys read, where that is not
+        what the state (`known`) says: 0 for a key not known; a key read that is no group is left out."""
+        wanted = {identity: self.spelling(identity, group) for identity, group in recount.items()}
+        for identity, values in fresh.items():
+            wanted.setdefault(identity, values)
+        expected = {i: (known[i].rows if i in known else 0) for i in wanted}
+        changed: dict[str, int] = {}
+        plain = {i: v for i, v in wanted.items() if None not in v}
+        rest = {i: v for i, v in wanted.items() if None in v}
+        if plain and self.rules.counts_keys_as_json(self.resolved.key_columns):
+            changed.update(self._changed_by_json(conn, plain, expected))
+        else:
+            rest.update(plain)
+        if rest:
+            counts = self._count_keys(conn, list(rest.values()))
+            for identity in rest:
+                rows = counts.get(identity, 0)
+                if rows != expected[identity]:
+                    changed[identity] = rows
+            for identity, rows in counts.items():  # a key the database groups with one asked under another identity
+                if identity not in rest and rows != (known[identity].rows if identity in known else 0):
+                    changed[identity] = rows
+        return {i: n for i, n in changed.items() if n > 1 or i in known}
+
+    def _changed_by_json(self, conn: Connection, keys: dict[str, tuple[Any, ...]],
+                         expected: dict[str, int]) -> dict[str, int]:
+        identities = list(keys)
+        changed: dict[str, int] = {}
+        size = JSON_BATCH  # one parameter however many keys
+        for start in range(0, len(identities), size):
+            chunk = identities[start:start + size]
+            # The identity is the encoded key where the database compares values exactly.
+            texts = [encode_key(keys[i]) for i in chunk] if self.spelled_apart else chunk
+            document = "[" + ",".join(f"{t[:-1]},{expected[i]}]" for t, i in zip(texts, chunk, strict=True)) + "]"
+            for ordinal, rows in self.rules.changed_counts(conn, self.resolved, document):
+                changed[chunk[ordinal - 1]] = rows
+        return changed
+
+    def _count_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Rows per group identity of these keys (only groups with rows), in as few statements as the dialect
+        allows."""
+        counts: dict[str, int] = {}
+        width = len(self.exprs)
+        plain = [k for k in keys if None not in k]
+        with_null = [k for k in keys if None in k]  # matched by IS NULL: always the IN-list form
+        for chunk, size in ((plain, self.rules.key_batch_size(width, indexed=self.key_indexed)),
+                            (with_null, KEY_BATCH)):
+            for start in range(0, len(chunk), size):
+                part = chunk[start:start + size]
+                statement = self.rules.key_count_statement(self.resolved, part) or self._in_list_statement(part)
+                for row in conn.execute(statement):
+                    if row[-1]:
+                        identity = self._identity(row, 0)
+                        counts[identity] = counts.get(identity, 0) + int(row[-1])
+                        self._spellings.setdefault(identity, self._values(row, 0))
+        return counts
+
+    def _applied(self, changed: dict[str, int], state: IncrementalState
+                 ) -> tuple[dict[str, KnownGroup], int, list[str], list[str], int]:
+        """The known groups after these count changes: (groups, how many are new, updated keys, removed keys,
+        excess rows). The excess rows follow from the last run's when this process made its state."""
+        now, generation = time.time(), _next_generation(state)
+        groups = dict(state.groups)
+        counted_groups, excess = self._counted
+        if counted_groups is not state.groups:  # another process saved it: count once
+            excess = sum(g.rows - 1 for g in state.groups.values())
+        new, updated, removed = 0, [], []
+        for identity, rows in changed.items():
+            old = groups.get(identity)
+            excess += max(rows - 1, 0) - (old.rows - 1 if old is not None else 0)
+            if rows < 2:
+                if old is not None:
+                    del groups[identity]
+                    removed.append(identity)
+                    self._spellings.pop(identity, None)
+                continue
+            if old is None:
+                new += 1
+                groups[identity] = KnownGroup(identity, rows, now, generation, self._spelling_text(identity))
+            else:
+                groups[identity] = KnownGroup(identity, rows, old.first_seen_at, old.first_seen_generation,
+                                              old.spelling)
+            updated.append(identity)
+        return groups, new, updated, removed, excess
+
+    def _spelling_text(self, identity: str) -> str | None:
+        if not self.spelled_apart:
+            return None
+        return encode_key(self._spellings[identity])
+
+    def _known(self, found: dict[str, tuple[tuple[Any, ...], int]], before: IncrementalState | None
+               ) -> tuple[dict[str, KnownGroup], int]:
+        """Known groups from the counts found, keeping when each was first seen; and how many are new."""
+        now = time.time()
+        generation = _next_generation(before)
+        previous = before.groups if before is not None else {}
+        groups: dict[str, KnownGroup] = {}
+        self._spellings = {}
+        new = 0
+        for identity, (values, rows) in found.items():
+            self._spellings[identity] = values
+            old = previous.get(identity)
+            spelling = encode_key(values) if self.spelled_apart else None
+            if old is None:
+                new += 1
+                groups[identity] = KnownGroup(identity, rows, now, generation, spelling)
+            elif old.rows == rows and old.spelling == spelling:
+                groups[identity] = old
+            else:
+                groups[identity] = KnownGroup(identity, rows, old.first_seen_at, old.first_seen_generation, spelling)
+        return groups, new
+
+
+def _next_generation(state: IncrementalState | None) -> int:
+    return (state.generation if state is not None else 0) + 1
+
+
+def _sortable(value: Any) -> Any:
+    """Sort key that puts None (no watermark yet) below everything."""
+    return (value is not None, value)
+
+
+def full_pass_due(state: IncrementalState | None, fingerprint: str, full_every: float,
+                  now: float | None = None) -> bool:
+    """Whether this run must be a full pass: no state, a foreign state, no watermark, or `full_every` elapsed."""
+    if state is None or state.fingerprint != fingerprint or state.last_full_at is None or state.watermark is None:
+        return True
+    return (now if now is not None else time.time()) - state.last_full_at >= full_every

@@ -1,0 +1,122 @@
+"""What bounds the rows one incremental run reads, from what the database says.
+
+- **The watermark never runs ahead of rows still to come.** A timestamp watermark stays at or below the
+  database's clock, an id watermark at or below its sequence's position (the highest value handed out): a row
+  dated a day ahead, or imported with an id far above the sequence, is read (and recognised when read again) but
+  does not lift the watermark past the rows that will still arrive; the run says such a row lies in the future.
+- **The overlap window** (rows re-read below the watermark, for rows committed after rows with higher values)
+  covers, for a timestamp watermark, every transaction still running at the previous run: the next run reads
+  from the start of the oldest of them (`Window.since`, kept in the state), and at least `TIMESTAMP_OVERLAP`
+  below the watermark, for clocks that differ; for an id watermark, every range of values the sessions may hold
+  cached from the sequence (`cache_size` times the sessions that may hold one; at least `ID_OVERLAP`, for
+  transactions committing out of order).
+- Where the database cannot say, the run says once that late rows wait for the full pass, and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from monitor.incremental.check import IncrementalCheck
+
+TIMESTAMP_OVERLAP = timedelta(minutes=5)  # the least a timestamp watermark re-reads below itself
+ID_OVERLAP = 1000  # the least an integer watermark re-reads below itself
+FUTURE_TOLERANCE = timedelta(minutes=1)  # a row this far ahead of the database's clock is said to lie in the future
+
+
+@dataclass(frozen=True)
+class Window:
+    """One run's bounds: `upper` (the watermark never goes above it; None where nothing bounds it) and what it is,
+    the `overlap` below the watermark, `since` (the earliest value a row of a transaction running now can carry:
+    the next run reads from there at the latest; None where not known), and what the database could not bound
+    (one line each)."""
+
+    upper: Any
+    upper_name: str
+    overlap: Any
+    notes: list[str] = field(default_factory=list)
+    since: Any = None
+
+    def start(self, watermark: Any, since: Any = None) -> Any:
+        """Where a run reading past `watermark` starts: the watermark minus the overlap, or `since` (the start of
+        the oldest transaction a run saw running) where that is earlier."""
+        if watermark is None:
+            return None
+        if isinstance(watermark, date) and not isinstance(watermark, datetime):
+            days = max(1, -(-int(self.overlap.total_seconds()) // 86400))  # a DATE column: whole days
+            start = watermark - timedelta(days=days)
+        else:
+            start = watermark - self.overlap
+        try:
+            return since if since is not None and since < start else start
+        except TypeError:  # naive against aware: the column's type changed
+            return start
+
+    def bounded(self, value: Any) -> Any:
+        """`value`, or the upper bound where `value` lies beyond it."""
+        if value is None or self.upper is None:
+            return value
+        try:
+            return self.upper if value > self.upper else value
+        except TypeError:  # naive against aware: the column's type changed; nothing to bound by
+            return value
+
+    def ahead(self, value: Any) -> bool:
+        """Whether a read value lies in the future: beyond the bound (a clock: by more than FUTURE_TOLERANCE)."""
+        if value is None or self.upper is None:
+            return False
+        try:
+            if isinstance(value, datetime):
+                return bool(value > self.upper + FUTURE_TOLERANCE)
+            return bool(value > self.upper)
+        except TypeError:
+            return False
+
+
+def window_for(conn: Connection, check: IncrementalCheck) -> Window:
+    """Ask the database for this run's bounds (a few catalog reads; no scan)."""
+    if check.kind == "timestamp":
+        return _timestamp_window(conn, check)
+    return _id_window(conn, check)
+
+
+def _timestamp_window(conn: Connection, check: IncrementalCheck) -> Window:
+    rules, column = check.resolved.rules, check.column
+    clock = conn.execute(sa.select(rules.database_clock(column))).scalar()
+    age, why = rules.oldest_transaction_age(conn)
+    notes = []
+    overlap = TIMESTAMP_OVERLAP
+    if age is None or clock is None:
+        notes.append(f"late rows: a row committed more than {_minutes(overlap)} after its {column.name} value waits "
+                     f"for the full pass: {why}")
+        return Window(clock, "the database's clock", overlap, notes)
+    since = clock - timedelta(seconds=age + 1) if isinstance(clock, datetime) else clock - timedelta(days=1)
+    return Window(clock, "the database's clock", overlap, notes, since)
+
+
+def _id_window(conn: Connection, check: IncrementalCheck) -> Window:
+    rules, column = check.resolved.rules, check.column
+    position = rules.sequence_position(conn, check.resolved.table, column)
+    if position is None:
+        return Window(None, "", ID_OVERLAP, [
+            f"late rows: {column.name} is not handed out by a sequence the database describes, so nothing bounds "
+            f"the watermark by the rows still to come; a row committed with a value more than {ID_OVERLAP:,} below "
+            "the highest read waits for the full pass"])
+    if position.last_value is None:
+        return Window(None, "", ID_OVERLAP, [
+            f"late rows: the position of {position.name} cannot be read ({position.why_unknown}); a row committed "
+            f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass"])
+    cached = position.cache_size * (position.sessions or 1) if position.cache_size > 1 else 0
+    overlap = max(ID_OVERLAP, cached)
+    return Window(position.last_value, f"{position.name} (last value {position.last_value:,})", overlap)
+
+
+def _minutes(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
