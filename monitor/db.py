@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 
-from monitor.config import Config, ConfigError, DatabaseConfig
+from monitor.config import Config, ConfigError, DatabaseConfig, TargetDatabaseConfig
 from monitor.dialects import DEFAULT_DRIVERS, SUPPORTED_BACKENDS, Dialect, for_backend
 
 # Reflection warns about column types and indexes it cannot represent (MariaDB's inet6, SQLite expression
@@ -227,6 +227,9 @@ class Database:
         self._file = self.rules.database_file(self.url)
         self._opened_file: tuple[int, int] | None = None
         self._file_lock = threading.Lock()
+        # Whether the last attempt to connect failed (the server refused or did not answer): a fleet server
+        # whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
+        self.connect_failed = False
 
     @property
     def place(self) -> list[str]:
@@ -235,8 +238,11 @@ class Database:
         if self._file is not None:
             return [self.rules.name, os.path.realpath(self._file)]
         socket = self.url.query.get("host", "")
-        return [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
-                self.url.database or ""]
+        place = [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
+                 self.url.database or ""]
+        if isinstance(self.config, TargetDatabaseConfig) and self.config.place_schema is not None:
+            place.append(self.config.place_schema)  # a tenant schema: another place in the same database
+        return place
 
     @property
     def display_url(self) -> str:
@@ -279,6 +285,13 @@ class Database:
         connect_args = rules.connect_args(url, read_only=read_only, timeout=timeout,
                                           connect_timeout=CONNECT_TIMEOUT_SECONDS)
         kwargs: dict[str, Any] = rules.engine_options(read_only=read_only)
+        if isinstance(self.config, TargetDatabaseConfig):
+            # A fleet target: at most one check runs on it at a time, and one checked rarely keeps no connection.
+            if self.config.pooled:
+                kwargs.update(pool_size=1, max_overflow=4)
+            else:
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("pool_size", "max_overflow", "pool_timeout")}
+                kwargs["poolclass"] = sa.NullPool
         if read_only:
             # Each check runs its own statement once per interval, so a daemon with 200 checks would keep 200
             # compiled forms (about 7 MB) that save well under a millisecond per run; fixes repeat theirs.
@@ -375,7 +388,9 @@ class Database:
             try:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
+                self.connect_failed = True
                 raise DatabaseError(self.describe(exc)) from None
+            self.connect_failed = False
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             if not watched:

@@ -144,7 +144,7 @@ def scrape(url: str) -> str:
 
 
 def sample(page: str, metric: str, check: str, database: str) -> float | None:
-    prefix = f'{metric}{{check="{check}",database="{database}"}} '
+    prefix = f'{metric}{{check="{check}",database="{database}",target="{database}"}} '
     for line in page.splitlines():
         if line.startswith(prefix):
             return float(line[len(prefix):])
