@@ -227,9 +227,9 @@ class Database:
         self._file = self.rules.database_file(self.url)
         self._opened_file: tuple[int, int] | None = None
         self._file_lock = threading.Lock()
-        # Whether the last attempt to connect failed (the server refused or did not answer): a fleet server
-        # whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
-        self.connect_failed = False
+        # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
+        # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
+        self.server_refused = False
 
     @property
     def place(self) -> list[str]:
@@ -388,9 +388,9 @@ class Database:
             try:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
-                self.connect_failed = True
+                self.server_refused = self.rules.server_refused(exc)
                 raise DatabaseError(self.describe(exc)) from None
-            self.connect_failed = False
+            self.server_refused = False
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             if not watched:

@@ -258,8 +258,8 @@ class Poller:
 
 
 def _connect_failed(monitor: Monitor, check: CheckConfig) -> bool:
-    """Whether the check's run failed to connect (not a query error); False once its target is gone."""
+    """Whether the check's run found its server refusing connections; False once its target is gone."""
     try:
-        return monitor.database_for(check).connect_failed
+        return monitor.database_for(check).server_refused
     except (KeyError, ConfigError):
         return False

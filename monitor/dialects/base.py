@@ -42,6 +42,9 @@ Detection (`monitor.detect`, `monitor.engine`)
 Fleet mode (`monitor.fleet`)
 - `list_databases(conn)`: the databases of the server the role may connect to, system ones left out; raises
   `FleetUnsupported` where there is no server to ask (SQLite).
+- `server_refused(exc)`: whether a failed connect means the server itself is out of reach or refusing
+  connections (down, unreachable, too many connections), rather than refusing one database (it does not
+  exist, the role may not connect): the first makes the whole server back off.
 - `target_url(url, database, schema)`: the URL of one target: the server's URL for another database, and (with
   `schema`) unqualified names resolved in that schema (PostgreSQL's `search_path`; MySQL's schema is a database).
 
@@ -170,6 +173,9 @@ class Dialect:
 
     def list_databases(self, conn: Connection) -> list[str]:
         raise FleetUnsupported(f"{self.name} has no server whose databases can be discovered")
+
+    def server_refused(self, exc: BaseException) -> bool:
+        return True
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         if schema is not None:

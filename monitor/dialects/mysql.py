@@ -159,6 +159,12 @@ class MySQL(Dialect):
         names = conn.exec_driver_sql("SHOW DATABASES").scalars()
         return sorted(str(n) for n in names if str(n).lower() not in SYSTEM_SCHEMAS)
 
+    def server_refused(self, exc: BaseException) -> bool:
+        """Can't connect (2003), lost the connection (2013), unknown host (2005), too many connections (1040,
+        1203); not an unknown or forbidden database (1049, 1044) or a rejected user (1045)."""
+        args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
+        return not args or not isinstance(args[0], int) or args[0] in (1040, 1203, 2003, 2005, 2013)
+
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         """A schema is a database here: a tenant schema is the database the target connects to."""
         return url.set(database=schema if schema is not None else database)

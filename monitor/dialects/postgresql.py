@@ -162,6 +162,12 @@ class PostgreSQL(Dialect):
             "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate "
             "AND has_database_privilege(datname, 'CONNECT') ORDER BY datname")).scalars())
 
+    def server_refused(self, exc: BaseException) -> bool:
+        """No answer from the server at all (no SQLSTATE: refused, unreachable, timed out), or its answer is
+        about the whole server: too many connections (53300), starting up or shutting down (57P03)."""
+        sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+        return sqlstate is None or sqlstate in ("53300", "57P03")
+
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         """A tenant schema is put first (and alone) on the session's `search_path`, as a startup option, so that
         unqualified names of table checks and custom queries resolve in it and `DISCARD ALL` keeps it."""
