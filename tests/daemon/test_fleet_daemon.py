@@ -93,10 +93,10 @@ def test_failed_discovery_keeps_the_last_good_list_and_says_so(tmp_path: Path, s
             assert errors >= 1
             assert "discovery failed, keeping the last good list of targets" in daemon.log()
             # Both targets are still checked: their last success keeps advancing.
-            before = scrape.samples["dupewatch_target_last_success_timestamp_seconds"]
-            later = daemon.wait_for(lambda s: all(
-                v > dict((l["target"], b) for l, b in before)[l["target"]]
-                for l, v in s.samples["dupewatch_target_last_success_timestamp_seconds"]), "targets still checked")
+            metric = "dupewatch_target_last_success_timestamp_seconds"
+            before = figures(scrape, metric)
+            later = daemon.wait_for(lambda s: all(v > before[t] for t, v in figures(s, metric).items()),
+                                    "targets still checked")
             assert len(figures(later)) == 2
         finally:
             with engine.begin() as conn:
