@@ -615,6 +615,10 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
 
     config = load_context_config(ctx, environment=False)
     assert config is not None
+    chosen = next((c for c in config.checks if c.name == check_name), None)
+    if chosen is not None and config.databases[chosen.database].read_only:
+        fail(f"{config.locate(chosen.name)}: runs on a read-only target (read_only = true on its database or "
+             "source): no fix")
     if lock_timeout is not None and not add_constraint:
         fail("--lock-timeout applies to the unique index: use it with --add-constraint (or `dupewatch guard`)")
     monitor = Monitor(config)

@@ -153,6 +153,7 @@ class MainScreen(DashboardScreen):
     @on(DataTable.RowHighlighted, "#checks")
     def _highlighted(self) -> None:
         self._refresh_details()
+        self.refresh_bindings()  # `f` hides on a read-only target
         name = self._selected_name()
         if name:
             # Runs of the check under the cursor keep their first page of groups, so Enter opens it at once.
@@ -201,6 +202,9 @@ class MainScreen(DashboardScreen):
         self.filter_text = ""
         self._apply_filter()
         self.query_one(ChecksTable).focus()
+
+    def current_check(self) -> str | None:
+        return self._selected_name()
 
     def action_fix(self) -> None:
         name = self._selected_name()
