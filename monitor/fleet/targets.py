@@ -84,6 +84,7 @@ def expand(config: Config, targets: Mapping[str, Sequence[Target]], shard: Shard
     databases = dict(config.databases)
     checks: list[CheckConfig] = []
     sql = dict(config._sql)
+    per_server = _targets_per_server(config, targets, shard)
     for check in config.checks:
         if not check.needs_targets:
             if shard.count == 1 or shard.owns(_database_identity(config, check.database)):
@@ -91,10 +92,13 @@ def expand(config: Config, targets: Mapping[str, Sequence[Target]], shard: Shard
             continue
         assert check.source is not None
         source = config.sources[check.source]
-        pooled = _fastest(config, check.source) < config.fleet.close_idle_after
+        often = _fastest(config, check.source) < config.fleet.close_idle_after
         for target in targets.get(check.source, ()):
             if not shard.owns(target.identity):
                 continue
+            # An idle pooled connection counts against its server's cap like a running one: targets keep one
+            # only while their server has no more targets than the cap allows connections.
+            pooled = often and per_server[target.server] <= config.fleet.server_connections
             databases.setdefault(target.key, _database_config(target, source, pooled))
             made = check.model_copy(update={"name": f"{check.name}@{target.name}", "database": target.key})
             made._template = check.name
@@ -105,6 +109,17 @@ def expand(config: Config, targets: Mapping[str, Sequence[Target]], shard: Shard
     expanded._path = config._path
     expanded._sql = sql
     return expanded
+
+
+def _targets_per_server(config: Config, targets: Mapping[str, Sequence[Target]], shard: Shard) -> dict[str, int]:
+    used = {c.source for c in config.checks if c.needs_targets}
+    counted: dict[str, set[str]] = {}
+    for source, found in targets.items():
+        if source in used:
+            for target in found:
+                if shard.owns(target.identity):
+                    counted.setdefault(target.server, set()).add(target.identity)
+    return {server: len(identities) for server, identities in counted.items()}
 
 
 def _fastest(config: Config, source: str) -> float:

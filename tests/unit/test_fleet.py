@@ -103,13 +103,16 @@ def test_schema_targets_are_database_slash_schema_and_measure_another_place():
     assert len(places) == 2  # their runs are kept apart in the history
 
 
-def test_rarely_checked_targets_keep_no_pooled_connection():
+def test_rarely_checked_targets_and_crowded_servers_keep_no_pooled_connection():
     config = config_from_dict(fleet_config())  # interval 10m, above close_idle_after (2m)
     rare = expand(config, {"tenants": targets("tenant_1")}).databases["tenants:tenant_1"]
     data = fleet_config()
     data["checks"][0]["interval"] = "30s"  # type: ignore[index]
     often = expand(config_from_dict(data), {"tenants": targets("tenant_1")}).databases["tenants:tenant_1"]
     assert (rare.pooled, often.pooled) == (False, True)  # type: ignore[attr-defined]
+    data["fleet"] = {"server_connections": 2}  # three targets on one server: idle connections would pass the cap
+    crowded = expand(config_from_dict(data), {"tenants": targets("tenant_1", "tenant_2", "tenant_3")})
+    assert not any(d.pooled for d in crowded.databases.values() if hasattr(d, "pooled"))
     db = Database("tenants:tenant_1", rare)
     try:
         assert type(db.engine.pool).__name__ == "NullPool"
