@@ -390,7 +390,7 @@ def test_fix_batches_count_their_deleted_rows_once_in_this_process_exporter(demo
     config = demo_config(demo_db, interval="1h")
     exporter = MetricsExporter(config, process_metrics=False)
     monitor = Monitor(config)
-    labels = {"check": "daily-checkins", "database": "demo"}
+    labels = {"check": "daily-checkins", "database": "demo", "target": "demo"}
     try:
         plan = prepare_fix(monitor, "daily-checkins")
         cancel = threading.Event()
