@@ -100,7 +100,7 @@ class Poller:
         for index, check in enumerate(self.monitor.config.checks):
             if check.name in existing:
                 continue
-            if target_of(self.monitor.config, check) is not None:
+            if target_of(self.monitor.config, check) is not None and self._stagger:
                 delay = timedelta(seconds=random.uniform(0, min(check.interval, FIRST_RUN_SPREAD_SECONDS)))
             else:
                 # Spread the first runs over a second so 200 checks don't open 200 connections at once.
