@@ -28,7 +28,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import URL
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, TargetDatabaseConfig, load_config
 from monitor.db import Database, parse_url, redact_text
 from monitor.detect import CheckDefinitionError, CheckResult
 from monitor.engine import CheckError, Monitor
@@ -48,6 +48,8 @@ LogFormat = Literal["plain", "json"]
 SIGNAL_POLL_SECONDS = 1.0
 # How often the daemon reads each database's fix records for dupewatch_fix_deleted_rows_total.
 FIX_TOTALS_SECONDS = 5.0
+# ... and each fleet target's (hundreds of them: once a minute keeps the extra query well below the checks' own).
+FLEET_FIX_TOTALS_SECONDS = 60.0
 
 
 class DaemonStartError(Exception):
@@ -282,11 +284,17 @@ class Daemon:
         just ran one of its checks), so `dupewatch_fix_deleted_rows_total` counts fixes of other processes."""
         assert self.exporter is not None and self.monitor is not None
         now = time.monotonic()
+        every = FLEET_FIX_TOTALS_SECONDS if isinstance(self.config.databases.get(database), TargetDatabaseConfig) \
+            else FIX_TOTALS_SECONDS
         with self._fix_totals_lock:
-            if now - self._fix_totals_read.get(database, -FIX_TOTALS_SECONDS) < FIX_TOTALS_SECONDS:
+            if now - self._fix_totals_read.get(database, -every) < every:
                 return
             self._fix_totals_read[database] = now
-        totals = deleted_by_check(self.monitor.database(database))
+        try:
+            db = self.monitor.database(database)
+        except KeyError:  # a fleet target that discovery removed while its check ran
+            return
+        totals = deleted_by_check(db)
         if totals is not None:
             self.exporter.fix_totals(database, totals)
 
