@@ -20,8 +20,6 @@ leaves when two requests both "check, then write". Every check runs on its own s
   [b]s[/b]              cycle the sort: config order → most rows → largest change → name
   [b]f[/b]              fix the selected check's duplicates (preview first, nothing changes unconfirmed)
   [b]F[/b]              past fixes: who, when, what they did; [b]u[/b] undoes one (press [b]F[/b] here to open it)
-  [b]t[/b]              fleet view (checks on fleet targets): targets by checks, worst first; [b]:[/b] jumps
-               to a target, [b]/[/b] filters by label ([b]env=prod[/b]) or name, [b]Enter[/b] shows its checks
   [b]?[/b]              this help            [b]q[/b]  quit
 
 [b]Fixing[/b]  ([b]f[/b] on a check fixes every group; on a group in the drill-down, that group only)
