@@ -163,6 +163,14 @@ def url_problems(config: Config, *, environment: bool = True, databases: set[str
                 parse_url(text, f"databases.{name}.{field if inline is not None else field + '_env'}")
             except ConfigError as exc:
                 problems.extend(f"{where}{line}" for line in exc.problems)
+    if databases is None:
+        for name, source in config.sources.items():  # fleet sources: the server discovery asks
+            if source.url is None and not environment:
+                continue
+            try:
+                parse_url(source.resolved_url(name), f"sources.{name}.{'url' if source.url else 'url_env'}")
+            except ConfigError as exc:
+                problems.extend(f"{where}{line}" for line in exc.problems)
     return problems
 
 

@@ -198,3 +198,12 @@ def test_discovery_keeps_the_last_good_list_when_a_listing_fails_and_says_so():
     assert discovery.refresh()  # tenant_2 disappeared
     assert [t.name for t in discovery.targets()["tenants"]] == ["tenant_1"]
     assert seen[-1] == (True, None)
+
+
+def test_an_unset_source_variable_is_a_config_problem_naming_the_source(monkeypatch: pytest.MonkeyPatch):
+    from monitor.db import url_problems
+
+    monkeypatch.delenv("DW_FLEET_UNIT_UNSET", raising=False)
+    config = config_from_dict(fleet_config(url=None, url_env="DW_FLEET_UNIT_UNSET"))
+    assert url_problems(config) == ["sources.tenants.url_env: environment variable DW_FLEET_UNIT_UNSET is not set"]
+    assert url_problems(config, environment=False) == []  # commands using one database do not refuse
