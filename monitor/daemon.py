@@ -33,7 +33,7 @@ from monitor.db import Database, parse_url, redact_text
 from monitor.detect import CheckDefinitionError, CheckResult
 from monitor.engine import CheckError, Monitor
 from monitor.fixstats import deleted_by_check
-from monitor.fleet import Discovery, Shard, expand
+from monitor.fleet import Discovery, Shard, expand, static_label_names
 from monitor.fleet.discover import SourceState, Targets, used_sources
 from monitor.fleet.shard import ALL
 from monitor.history import History, default_state_path
@@ -325,6 +325,9 @@ class Daemon:
         for section in ("metrics", "state"):
             if getattr(new, section) != getattr(self.config, section):
                 log.warning(f"[{section}] changed: restart the daemon to apply it")
+        if static_label_names(new) != self.exporter.metrics.static:
+            log.warning("static label names changed: restart the daemon to export them (the label set of a "
+                        "series cannot change while Prometheus scrapes it)")
         old_names = set(self.config.names)
         old_monitor, monitor = self.monitor, Monitor(new, state=self.history)
         new = monitor.config = self._resolvable(new, monitor)

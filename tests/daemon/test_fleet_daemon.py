@@ -5,6 +5,7 @@ once between them."""
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +138,18 @@ def test_three_shards_check_every_target_exactly_once(tmp_path: Path, start_daem
         assert set(checked) == set(fleet.names) == set(exported)
         assert all(count == 1 for count in checked.values()), checked  # by one shard each
         assert all(count == 1 for count in exported.values()), exported  # and exported by that one only
+
+
+def test_a_reload_that_narrows_a_source_stops_exporting_the_targets_it_left_out(tmp_path: Path, start_daemon: Any):
+    with pg_databases(2) as fleet:
+        port = free_port()
+        source = {"url": PG_URL, "discover": "databases", "include": fleet.include, "every": "1h"}
+        path = fleet_config(tmp_path, port, source)
+        daemon = start_daemon(path, port)
+        daemon.wait_for(lambda s: set(figures(s)) == set(fleet.names), "both targets")
+        fleet_config(tmp_path, port, {**source, "exclude": "_2$"})  # the same file, rewritten
+        daemon.send(signal.SIGHUP)
+        scrape = daemon.wait_for(lambda s: set(figures(s, "dupewatch_check_interval_seconds")) == {fleet.names[0]},
+                                 "the narrowed source's targets only")
+        assert set(series(scrape, "dupewatch_target_up")) == {fleet.names[0]}
+        assert daemon.stop() == 0
