@@ -404,6 +404,8 @@ class Database:
             if not watched:
                 return conn
             watch = self._watch(conn)
+            if isinstance(engine.pool, sa.NullPool):
+                return conn  # connected just now (a fleet target checked rarely): nothing stale to find
             try:
                 conn.exec_driver_sql("SELECT 1").close()
                 return conn
