@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -512,10 +513,11 @@ class Config(_Model):
 
     @field_validator("databases", "sources")
     @classmethod
-    def _printable_database_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _printable_database_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = "database" if info.field_name == "databases" else "source"
         for name in value:
             if not name.isprintable():
-                raise ValueError(f"name {name!r} must be printable characters, without newlines, "
+                raise ValueError(f"{kind} name {name!r} must be printable characters, without newlines, "
                                  "tabs or control characters")
         return value
 
