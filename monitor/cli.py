@@ -23,7 +23,7 @@ from monitor.config import ConfigError, find_config_file, load_config
 from monitor.words import counted
 
 if TYPE_CHECKING:
-    from monitor.config import Config
+    from monitor.config import CheckConfig, Config
     from monitor.detect import CheckResult
 
 EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
@@ -74,11 +74,14 @@ config_option = click.option(
 )
 
 
-def load_context_config(ctx: click.Context, *, required: bool = True, environment: bool = True) -> Config | None:
+def load_context_config(ctx: click.Context, *, required: bool = True, environment: bool = True,
+                        targets: bool = True) -> Config | None:
     """The config the command names or finds, its database URLs checked too (every problem at once).
 
     `environment=False` checks only the URLs written in the file: commands that use one database (fix, undo,
-    guard) must not refuse because the variable of another database is not set in this shell."""
+    guard) must not refuse because the variable of another database is not set in this shell. With `targets`,
+    a config whose checks name a source comes back expanded: its sources are listed now, and each such check
+    is one check per target, named `CHECK@TARGET` (see monitor/fleet/)."""
     from monitor.db import url_problems
 
     explicit = ctx.ensure_object(dict).get("config")
@@ -91,7 +94,21 @@ def load_context_config(ctx: click.Context, *, required: bool = True, environmen
     problems = url_problems(config, environment=environment)
     if problems:
         raise ConfigError(*problems)
+    if targets and config.needs_targets:
+        config = with_targets(config)
     return config
+
+
+def with_targets(config: Config) -> Config:
+    """`config` over its sources' targets, listed now; a source that cannot be listed is a one-line error."""
+    from monitor.db import DatabaseError
+    from monitor.fleet import expand
+    from monitor.fleet.discover import discover_all
+
+    try:
+        return expand(config, discover_all(config))
+    except DatabaseError as exc:
+        raise ConfigError(f"{config.path or 'config'}: discovery failed: {exc}") from None
 
 
 class DupewatchGroup(click.Group):
@@ -144,7 +161,7 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     try:
         config = load_context_config(ctx, environment=False)
         assert config is not None
-        chosen = [config.check(name) for name in checks] if checks else list(config.checks)
+        chosen = chosen_checks(config, checks)
         # The variables of the databases the chosen checks use (another database's may be unset here).
         problems = url_problems(config, databases={c.database for c in chosen})
         if problems:
@@ -169,7 +186,8 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
         if state is not None:
             state.close()
     if as_json:
-        click.echo(json.dumps({"checks": [r.as_json() for r in results]}, indent=2, default=str))
+        entries = [check_entry(config, r) for r in results]
+        click.echo(json.dumps({"checks": entries}, indent=2, default=str))
     else:
         print_results(results)
     print_index_advice(results)
@@ -177,6 +195,28 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     for notice in notices:
         click.echo(f"dupewatch: {notice}", err=True)
     sys.exit(exit_code(results))
+
+
+def chosen_checks(config: Config, names: Sequence[str]) -> list[CheckConfig]:
+    """The checks named (all when none): a fleet check's name chooses it on every target."""
+    if not names:
+        return list(config.checks)
+    chosen: list[CheckConfig] = []
+    for name in names:
+        found = [c for c in config.checks if c.name != name and c.template == name]
+        chosen.extend(found or [config.check(name)])
+    return chosen
+
+
+def check_entry(config: Config, result: CheckResult) -> dict[str, Any]:
+    """One entry of `check --json`: the run, plus the check as configured and the target it ran on (one entry
+    per check and target)."""
+    from monitor.fleet import series_labels
+
+    check_config = config.check(result.name)
+    name, database, target = series_labels(config, check_config, ())
+    return {**result.as_json(), "check": name, "target": target, "target_database": database,
+            "labels": dict(config.databases[check_config.database].labels)}
 
 
 def open_state(config: Config) -> Any:
@@ -609,6 +649,10 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
 
     config = load_context_config(ctx, environment=False)
     assert config is not None
+    chosen = next((c for c in config.checks if c.name == check_name), None)
+    if chosen is not None and config.databases[chosen.database].read_only:
+        fail(f"{config.locate(chosen.name)}: runs on a read-only target (read_only = true on its database or "
+             "source): no fix")
     if lock_timeout is not None and not add_constraint:
         fail("--lock-timeout applies to the unique index: use it with --add-constraint (or `dupewatch guard`)")
     monitor = Monitor(config)
@@ -946,20 +990,25 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
 @config_option
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
               help="Log lines on stderr: `key=value` text, or one JSON object per line.")
+@click.option("--shard", "shard_spec", metavar="I/N", default=None,
+              help="Run only the targets of shard I of N (I from 0), by a stable hash of each target; default "
+                   "$DUPEWATCH_SHARD, or $DUPEWATCH_SHARDS with the ordinal of $POD_NAME (a StatefulSet pod).")
 @click.pass_context
 @user_errors
-def daemon(ctx: click.Context, log_format: str) -> None:
+def daemon(ctx: click.Context, log_format: str, shard_spec: str | None) -> None:
     """Run every check on its schedule with no terminal and serve Prometheus metrics.
 
     Metrics are served on `[metrics] listen` (default 127.0.0.1:9641). SIGHUP reloads the config (an
     invalid one is logged and the running one kept); SIGTERM or SIGINT stops within seconds, exit 0.
     """
     from monitor.daemon import DaemonStartError, run
+    from monitor.fleet import shard_from_environment
 
-    config = load_context_config(ctx)
+    shard = shard_from_environment(shard_spec)
+    config = load_context_config(ctx, targets=False)  # the daemon lists its sources itself, and again later
     assert config is not None
     try:
-        code = run(config, log_format)  # type: ignore[arg-type]
+        code = run(config, log_format, shard)  # type: ignore[arg-type]
     except DaemonStartError as exc:
         fail(str(exc))
     # Queries abandoned in flight keep their worker threads, which a normal exit would wait for.

@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -161,6 +162,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Labels every per-check series already has (or Prometheus reserves): a static label cannot take their names.
+RESERVED_LABELS = frozenset({"check", "database", "target", "le", "quantile"})
+
+
+def static_labels(value: dict[str, str]) -> dict[str, str]:
+    """Static labels (`labels = { env = "prod" }`): Prometheus label names, printable values."""
+    for name, text in value.items():
+        if not LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"label name {name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        if name in RESERVED_LABELS:
+            raise ValueError(f"label name {name!r} is reserved (every series has it, or Prometheus does)")
+        printable_name(text)
+    return value
+
+
 class DatabaseConfig(_Model):
     url: str | None = None
     url_env: str | None = None
@@ -170,6 +187,14 @@ class DatabaseConfig(_Model):
     fix_url_env: str | None = None
     # Live mode (monitor/live/): follow the database's change stream; the poll stays as the safety net.
     live: StrictBool = False
+    # Fleet mode: static labels on every series of this database's checks, and no fix offered on it.
+    labels: dict[str, str] = Field(default_factory=dict)
+    read_only: StrictBool = False
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return static_labels(value)
 
     @model_validator(mode="after")
     def _one_url(self) -> DatabaseConfig:
@@ -188,14 +213,104 @@ class DatabaseConfig(_Model):
         return _url_from(self.fix_url, self.fix_url_env, name, "fix_url_env")
 
 
-def _url_from(url: str | None, env: str | None, database: str, field: str) -> str:
+class TargetDatabaseConfig(DatabaseConfig):
+    """A fleet target as the rest of dupewatch sees it: a database entry made by `monitor.fleet.expand`, never
+    written in a file. `place_schema` joins what a run measured (`Database.address` and `Database.server_place`); `pooled` False makes its
+    detection connect, run and close (a target checked rarely keeps no connection open)."""
+
+    source: str
+    target: str  # the `target` label: the database, or `database/schema`
+    database_name: str
+    place_schema: str | None = None
+    server: str  # host:port: what the per-server connection cap counts
+    identity: str  # server + database (+ schema): what shards hash
+    pooled: bool = False
+
+
+def _url_from(url: str | None, env: str | None, database: str, field: str, section: str = "databases") -> str:
     if url is not None:
         return url
     assert env is not None
     value = os.environ.get(env)
     if not value:
-        raise ConfigError(f"databases.{database}.{field}: environment variable {env} is not set")
+        raise ConfigError(f"{section}.{database}.{field}: environment variable {env} is not set")
     return value
+
+
+DEFAULT_DISCOVERY_INTERVAL = 300.0
+
+
+def regular_expression(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+def discover_value(value: Any) -> str | list[str]:
+    """`discover`: "databases", "schemas", or a static list of database names."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(name, str) and name for name in value):
+            raise ValueError("a static list names at least one database, each a non-empty string")
+        for name in value:
+            printable_name(name)
+        if len(set(value)) != len(value):
+            raise ValueError("names a database twice")
+        return value
+    if value not in ("databases", "schemas"):
+        raise ValueError(f'expected "databases", "schemas" or a list of database names, got {value!r}')
+    return str(value)
+
+
+class SourceConfig(_Model):
+    """`[sources.NAME]`: where fleet targets come from (see monitor/fleet/). A server whose databases are
+    discovered, its tenant schemas listed by `schemas_query`, or a static list of database names."""
+
+    url: str | None = None
+    url_env: str | None = None
+    discover: Annotated[str | list[str], BeforeValidator(discover_value)]
+    schemas_query: str | None = None
+    include: str | None = None
+    exclude: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    every: Interval = DEFAULT_DISCOVERY_INTERVAL
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT
+    read_only: StrictBool = False
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return static_labels(value)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: str | None) -> str | None:
+        return regular_expression(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of 'url' or 'url_env'")
+        if (self.discover == "schemas") != (self.schemas_query is not None):
+            raise ValueError("discover = \"schemas\" needs schemas_query (a SELECT listing the schemas), "
+                             "and schemas_query needs discover = \"schemas\"")
+        if self.schemas_query is not None and not self.schemas_query.strip():
+            raise ValueError("schemas_query must not be empty")
+        return self
+
+    def resolved_url(self, name: str) -> str:
+        return _url_from(self.url, self.url_env, name, "url_env", "sources")
+
+
+class FleetConfig(_Model):
+    """`[fleet]`: the budgets of a daemon running checks over many targets (see monitor/fleet/budget.py)."""
+
+    max_running: int = Field(default=8, ge=1)  # checks running at once, over all targets
+    server_connections: int = Field(default=4, ge=1)  # connections open at once to one server (host:port)
+    # A target whose checks run less often than this connects, runs and closes (no pooled connection kept).
+    close_idle_after: Duration = 120.0
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:)[^\s@'\"]*@")
@@ -250,7 +365,9 @@ def _quoted_reference_name(name: str) -> tuple[str | None, str, tuple[str, ...]]
 
 class CheckConfig(_Model):
     name: str = Field(min_length=1)
-    database: str
+    # Exactly one of `database` (a `[databases.X]` entry) or `source` (a `[sources.X]`: every target of it).
+    database: str = ""
+    source: str | None = Field(default=None, min_length=1)
     description: str | None = None
     # A duplicate check names a table and a key ...
     table: str | None = None
@@ -281,6 +398,18 @@ class CheckConfig(_Model):
     # fails; each is a count of excess (violating) rows, `10`, or a percentage of the rows checked, "0.5%".
     warn_above: Threshold | None = None
     fail_above: Threshold | None = None
+    # Set by `monitor.fleet.expand` on a check made for one target: the name of the check it was made from.
+    _template: str | None = PrivateAttr(default=None)
+
+    @property
+    def template(self) -> str:
+        """The name under which the check is configured (and exported): its own, or its template's."""
+        return self._template or self.name
+
+    @property
+    def needs_targets(self) -> bool:
+        """A template: it names a source and has not been expanded into one check per target yet."""
+        return self.source is not None and not self.database
 
     @field_validator("name")
     @classmethod
@@ -333,6 +462,8 @@ class CheckConfig(_Model):
 
     @model_validator(mode="after")
     def _table_or_query(self) -> CheckConfig:
+        if bool(self.database) == (self.source is not None):
+            raise ValueError("set exactly one of 'database' or 'source'")
         kinds = [k for k in ("table", "query", "sql") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("set exactly one of 'table' (with 'key'), 'query' (a file) or 'sql'")
@@ -430,7 +561,9 @@ class FixConfig(_Model):
 
 
 class Config(_Model):
-    databases: dict[str, DatabaseConfig]
+    databases: dict[str, DatabaseConfig] = Field(default_factory=dict)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    fleet: FleetConfig = FleetConfig()
     checks: list[CheckConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
     metrics: MetricsConfig | None = None
@@ -438,14 +571,21 @@ class Config(_Model):
     _path: Path | None = PrivateAttr(default=None)
     _sql: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    @field_validator("databases")
+    @field_validator("databases", "sources")
     @classmethod
-    def _printable_database_names(cls, value: dict[str, DatabaseConfig]) -> dict[str, DatabaseConfig]:
+    def _printable_database_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = "database" if info.field_name == "databases" else "source"
         for name in value:
             if not name.isprintable():
-                raise ValueError(f"database name {name!r} must be printable characters, without newlines, "
+                raise ValueError(f"{kind} name {name!r} must be printable characters, without newlines, "
                                  "tabs or control characters")
         return value
+
+    @property
+    def needs_targets(self) -> bool:
+        """Whether some check runs over the targets of a source and the config has not been expanded yet
+        (`monitor.fleet.expand`): it cannot run as it is."""
+        return any(c.needs_targets for c in self.checks)
 
     @property
     def path(self) -> Path | None:
@@ -567,6 +707,8 @@ def _cross_check(data: dict[str, Any]) -> list[str]:
     the schema layer failed)."""
     databases = data.get("databases")
     known = [str(k) for k in databases] if isinstance(databases, dict) else []
+    sources = data.get("sources")
+    known_sources = [str(k) for k in sources] if isinstance(sources, dict) else []
     checks = data.get("checks")
     problems: list[str] = []
     seen: set[str] = set()
@@ -584,6 +726,11 @@ def _cross_check(data: dict[str, Any]) -> list[str]:
             listed = ", ".join(sorted(known)) or "none defined"
             problems.append(f"{label}.database: unknown database {database!r}"
                             f"{close_matches(database, known)} (known: {listed})")
+        source = check.get("source")
+        if isinstance(source, str) and source not in known_sources:
+            listed = ", ".join(sorted(known_sources)) or "none defined"
+            problems.append(f"{label}.source: unknown source {source!r}"
+                            f"{close_matches(source, known_sources)} (known: {listed})")
     return problems
 
 
@@ -594,6 +741,7 @@ def _fields_at(loc: list[Any]) -> list[str]:
     head = loc[0]
     models: dict[str, type[BaseModel]] = {
         "checks": CheckConfig, "databases": DatabaseConfig, "state": StateConfig, "metrics": MetricsConfig,
+        "sources": SourceConfig, "fleet": FleetConfig,
     }
     model = models.get(str(head))
     return list(model.model_fields) if model is not None else []

@@ -29,11 +29,14 @@ from typing import Any, Literal
 from sqlalchemy.engine import URL
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, load_config
-from monitor.db import Database, redact_text
+from monitor.config import Config, ConfigError, TargetDatabaseConfig, load_config
+from monitor.db import Database, parse_url, redact_text
 from monitor.detect import CheckDefinitionError, CheckResult
 from monitor.engine import CheckError, Monitor
 from monitor.fixstats import deleted_by_check
+from monitor.fleet import Discovery, Shard, expand, static_label_names
+from monitor.fleet.discover import SourceState, Targets, used_sources
+from monitor.fleet.shard import ALL
 from monitor.history import History, default_state_path
 from monitor.live import Figures, LiveReader, start_live, stop_live
 from monitor.metrics import MetricsExporter
@@ -46,6 +49,8 @@ LogFormat = Literal["plain", "json"]
 SIGNAL_POLL_SECONDS = 1.0
 # How often the daemon reads each database's fix records for dupewatch_fix_deleted_rows_total.
 FIX_TOTALS_SECONDS = 5.0
+# ... and each fleet target's (hundreds of them: once a minute keeps the extra query well below the checks' own).
+FLEET_FIX_TOTALS_SECONDS = 60.0
 
 
 class DaemonStartError(Exception):
@@ -74,6 +79,11 @@ class _Redactor:
                     self.urls.append(resolve(name))
                 except ConfigError:
                     continue
+        for name, source in config.sources.items():
+            try:
+                self.urls.append(source.resolved_url(name))
+            except ConfigError:
+                continue
 
     def __call__(self, text: str) -> str:
         return redact_text(text, self.urls) if self.urls else text
@@ -149,10 +159,20 @@ def configure_logging(log_format: LogFormat, redact: _Redactor) -> logging.Handl
 
 
 class Daemon:
-    """The running pieces of one daemon process; `start`, then `reload` on SIGHUP, then `stop`."""
+    """The running pieces of one daemon process; `start`, then `reload` on SIGHUP, then `stop`.
 
-    def __init__(self, config: Config, redact: _Redactor | None = None) -> None:
+    Fleet mode: `template` is the config as written (checks may name a source), `config` the one running: each
+    source's targets (those of this daemon's `shard`) with one check per target (`monitor.fleet.expand`). When
+    discovery finds other targets, the running config follows without a reload: new targets are scheduled
+    (jittered), the checks of targets gone stop and their series are removed.
+    """
+
+    def __init__(self, config: Config, redact: _Redactor | None = None, shard: Shard = ALL) -> None:
+        self.template = config
         self.config = config
+        self.shard = shard
+        self.discovery: Discovery | None = None
+        self._retarget_lock = threading.Lock()
         self.redact = redact or _Redactor()
         self.redact.learn(config)
         self.history: History | None = None
@@ -170,6 +190,7 @@ class Daemon:
         from monitor.metrics import MetricsServeError
 
         validate_urls(self.config)
+        self.config = self._expanded(self.template)
         state_path = self.config.state.path or default_state_path()
         try:
             self.history = History(state_path, self.config.state.retention)
@@ -179,6 +200,11 @@ class Daemon:
         self.exporter = MetricsExporter(self.config)
         # From what each server said last time: a start never waits on a server (see Monitor.place).
         self.exporter.restore(self.history, functools.partial(self.monitor.subject, ask=False), self.config)
+        if self.shard.count > 1:
+            self.exporter.shard(self.shard.index, self.shard.count)
+        if self.discovery is not None:
+            for name, state in self.discovery.states.items():
+                self._discovery_status(name, state)
         try:
             self.exporter.serve()
         except MetricsServeError as exc:
@@ -187,9 +213,53 @@ class Daemon:
         self.poller = Poller(self.monitor, self.on_result, history=self.history)
         self.poller.start()
         self._start_live()
+        if self.discovery is not None:
+            self.discovery.start()
         log.info("dupewatch daemon started", extra=fields(
             version=__version__, checks=len(self.config.checks), databases=len(self.config.databases),
-            metrics=self.exporter.url, history=str(state_path)))
+            metrics=self.exporter.url, history=str(state_path),
+            shard=str(self.shard) if self.shard.count > 1 else None))
+
+    # -- fleet mode (monitor/fleet/) -------------------------------------------------------------------
+
+    def _expanded(self, template: Config) -> Config:
+        """The config to run: `template` with its sources' targets (listed now, the first time), sharded."""
+        if not template.needs_targets and self.shard.count == 1:
+            self.discovery = None
+            return template
+        if template.needs_targets:
+            if self.discovery is None or self.discovery.config.sources != template.sources \
+                    or set(self.discovery.states) != set(used_sources(template)):
+                if self.discovery is not None:
+                    self.discovery.stop()
+                self.discovery = Discovery(template, on_change=self._targets_changed,
+                                           on_status=self._discovery_status)
+                self.discovery.refresh()
+            else:
+                self.discovery.config = template
+        targets = self.discovery.targets() if self.discovery is not None else {}
+        return expand(template, targets, self.shard)
+
+    def _discovery_status(self, source: str, state: SourceState) -> None:
+        if self.exporter is not None:
+            self.exporter.discovery(source, up=state.up, failed=not state.up,
+                                    targets=None if state.targets is None else len(state.targets),
+                                    last_success=state.last_success)
+
+    def _targets_changed(self, targets: Targets) -> None:
+        """Discovery found other targets: run the same checks over them (on the discovery thread)."""
+        if self.monitor is None or self.poller is None or self.exporter is None:
+            return
+        with self._retarget_lock:
+            new = expand(self.template, targets, self.shard)
+            old_names = set(self.config.names)
+            self.config = new
+            self.exporter.reload(new)  # first, so a late result of a removed target cannot revive its series
+            self.monitor.retarget(new)
+            self.poller.reload(self.monitor, only_new=True)
+        names = set(new.names)
+        log.info("fleet targets changed", extra=fields(
+            checks=len(new.checks), added=len(names - old_names), removed=len(old_names - names)))
 
     def on_result(self, result: CheckResult) -> None:
         """Called on a worker thread after every run: update the metrics, log one line."""
@@ -231,11 +301,17 @@ class Daemon:
         just ran one of its checks), so `dupewatch_fix_deleted_rows_total` counts fixes of other processes."""
         assert self.exporter is not None and self.monitor is not None
         now = time.monotonic()
+        every = FLEET_FIX_TOTALS_SECONDS if isinstance(self.config.databases.get(database), TargetDatabaseConfig) \
+            else FIX_TOTALS_SECONDS
         with self._fix_totals_lock:
-            if now - self._fix_totals_read.get(database, -FIX_TOTALS_SECONDS) < FIX_TOTALS_SECONDS:
+            if now - self._fix_totals_read.get(database, -every) < every:
                 return
             self._fix_totals_read[database] = now
-        totals = deleted_by_check(self.monitor.database(database))
+        try:
+            db = self.monitor.database(database)
+        except KeyError:  # a fleet target that discovery removed while its check ran
+            return
+        totals = deleted_by_check(db)
         if totals is not None:
             self.exporter.fix_totals(database, totals)
 
@@ -254,15 +330,21 @@ class Daemon:
             log.error("config reload failed: the running config was not loaded from a file")
             return False
         try:
-            new = load_config(path)
-            validate_urls(new)
+            template = load_config(path)
+            validate_urls(template)
         except ConfigError as exc:
             log.error("config reload failed, still running the previous config", extra=fields(error=str(exc)))
             return False
-        self.redact.learn(new)
+        self.redact.learn(template)
+        with self._retarget_lock:
+            self.template = template
+            new = self._expanded(template)
         for section in ("metrics", "state"):
             if getattr(new, section) != getattr(self.config, section):
                 log.warning(f"[{section}] changed: restart the daemon to apply it")
+        if static_label_names(new) != self.exporter.metrics.static:
+            log.warning("static label names changed: restart the daemon to export them (the label set of a "
+                        "series cannot change while Prometheus scrapes it)")
         old_names = set(self.config.names)
         old_monitor, monitor = self.monitor, Monitor(new, state=self.history)
         new = monitor.config = self._resolvable(new, monitor)
@@ -270,6 +352,8 @@ class Daemon:
         self.config, self.monitor = new, monitor
         self.exporter.reload(new)  # first, so a late result of a removed check cannot revive its series
         self.poller.reload(self.monitor)
+        if self.discovery is not None:
+            self.discovery.start()  # a new one (its sources changed); a running one carries on
         stop_live(self.live)
         self._start_live()
         old_monitor.close()  # cancels the old version's queries still running on the servers
@@ -284,7 +368,9 @@ class Daemon:
         checks = []
         for check in new.checks:
             old = previous.get(check.name)
-            if check.is_custom or old == check:
+            # A fleet target's check reports a table it lacks when it runs: resolving hundreds here would connect
+            # to every target at once.
+            if check.is_custom or old == check or check.source is not None:
                 checks.append(check)
                 continue
             try:
@@ -305,6 +391,8 @@ class Daemon:
     def stop(self) -> list[str]:
         """Stop polling and serving; returns the checks whose queries were abandoned in flight."""
         abandoned = sorted(self.poller.running()) if self.poller else []
+        if self.discovery is not None:
+            self.discovery.stop()
         stop_live(self.live)
         if self.poller is not None:
             self.poller.shutdown(wait=False)
@@ -367,6 +455,8 @@ def validate_urls(config: Config) -> None:
         db = Database(name, database)
         db.engine  # noqa: B018 (creating the engine loads the driver; it connects only when used)
         db.dispose()
+    for name, source in config.sources.items():
+        parse_url(source.resolved_url(name), f"sources.{name}.url")
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -385,7 +475,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 _M_ARENA_MAX = -8
 
 
-def run(config: Config, log_format: LogFormat = "plain") -> int:
+def run(config: Config, log_format: LogFormat = "plain", shard: Shard = ALL) -> int:
     """Run the daemon until SIGTERM or SIGINT; returns the exit code. Raises `DaemonStartError`."""
     redact = _Redactor()
     configure_logging(log_format, redact)
@@ -397,7 +487,7 @@ def run(config: Config, log_format: LogFormat = "plain") -> int:
 
     for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(handled, enqueue)
-    daemon = Daemon(config, redact)
+    daemon = Daemon(config, redact, shard)
     daemon.start()
     try:
         while True:

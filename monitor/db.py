@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 
-from monitor.config import Config, ConfigError, DatabaseConfig
+from monitor.config import Config, ConfigError, DatabaseConfig, TargetDatabaseConfig
 from monitor.dialects import DEFAULT_DRIVERS, SUPPORTED_BACKENDS, Dialect, for_backend
 
 # Reflection warns about column types and indexes it cannot represent (MariaDB's inet6, SQLite expression
@@ -163,6 +163,14 @@ def url_problems(config: Config, *, environment: bool = True, databases: set[str
                 parse_url(text, f"databases.{name}.{field if inline is not None else field + '_env'}")
             except ConfigError as exc:
                 problems.extend(f"{where}{line}" for line in exc.problems)
+    if databases is None:
+        for name, source in config.sources.items():  # fleet sources: the server discovery asks
+            if source.url is None and not environment:
+                continue
+            try:
+                parse_url(source.resolved_url(name), f"sources.{name}.{'url' if source.url else 'url_env'}")
+            except ConfigError as exc:
+                problems.extend(f"{where}{line}" for line in exc.problems)
     return problems
 
 
@@ -233,6 +241,9 @@ class Database:
         self._file_lock = threading.Lock()
         self._identity: list[str] | None = None  # `server_place` of a server, once it answered
         self._identity_lock = threading.Lock()
+        # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
+        # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
+        self.server_refused = False
 
     @property
     def address(self) -> list[str]:
@@ -242,8 +253,11 @@ class Database:
         if self._file is not None:
             return [self.rules.name, os.path.realpath(self._file)]
         socket = self.url.query.get("host", "")
-        return [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
-                self.url.database or ""]
+        place = [self.rules.name, (self.url.host or "").lower(), str(self.url.port or ""), str(socket),
+                 self.url.database or ""]
+        if isinstance(self.config, TargetDatabaseConfig) and self.config.place_schema is not None:
+            place.append(self.config.place_schema)  # a tenant schema: another place in the same database
+        return place
 
     def server_place(self) -> list[str]:
         """What this database is, as it tells, for keying run history (`monitor.history.subject`): the server's
@@ -264,6 +278,9 @@ class Database:
                     except sa.exc.DBAPIError as exc:
                         raise DatabaseError(self.describe(exc)) from None
                 self._identity = self.address if told is None else [self.rules.name, *told]
+                if told is not None and isinstance(self.config, TargetDatabaseConfig) \
+                        and self.config.place_schema is not None:
+                    self._identity.append(self.config.place_schema)  # a tenant schema: another place in one database
             return self._identity
 
     @property
@@ -307,6 +324,13 @@ class Database:
         connect_args = rules.connect_args(url, read_only=read_only, timeout=timeout,
                                           connect_timeout=CONNECT_TIMEOUT_SECONDS)
         kwargs: dict[str, Any] = rules.engine_options(read_only=read_only)
+        if isinstance(self.config, TargetDatabaseConfig):
+            # A fleet target: at most one check runs on it at a time, and one checked rarely keeps no connection.
+            if self.config.pooled:
+                kwargs.update(pool_size=1, max_overflow=4)
+            else:
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("pool_size", "max_overflow", "pool_timeout")}
+                kwargs["poolclass"] = sa.NullPool
         if read_only:
             # Each check runs its own statement once per interval, so a daemon with 200 checks would keep 200
             # compiled forms (about 7 MB) that save well under a millisecond per run; fixes repeat theirs.
@@ -403,12 +427,16 @@ class Database:
             try:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
+                self.server_refused = self.rules.server_refused(exc)
                 raise DatabaseError(self.describe(exc)) from None
+            self.server_refused = False
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             if not watched:
                 return conn
             watch = self._watch(conn)
+            if isinstance(engine.pool, sa.NullPool):
+                return conn  # connected just now (a fleet target checked rarely): nothing stale to find
             try:
                 conn.exec_driver_sql("SELECT 1").close()
                 return conn

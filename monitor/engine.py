@@ -187,7 +187,7 @@ class Monitor:
         chosen = list(self.config.checks if checks is None else checks)
         by_database: dict[str, list[CheckConfig]] = {}
         for check in chosen:
-            if not check.is_custom:
+            if not check.is_custom and not check.needs_targets:  # a fleet template is resolved per target
                 by_database.setdefault(check.database, []).append(check)
         problems: list[str] = []
         for database, table_checks in by_database.items():
@@ -244,6 +244,23 @@ class Monitor:
             self._incremental.pop(check, None)
             self._fingerprints.pop(check, None)
             self._advice.pop(check, None)
+
+    def retarget(self, config: Config) -> None:
+        """Switch to `config`, the same checks over other fleet targets (`monitor.fleet.expand`): the databases it
+        no longer names are closed (their queries cancelled), what was cached of checks it no longer has is
+        dropped, and the rest (pools, reflection, incremental state) is kept."""
+        with self._lock:
+            gone = [name for name, db in self._databases.items() if config.databases.get(name) != db.config]
+            dropped = [self._databases.pop(name) for name in gone]
+            for name in gone:
+                for known in (self._places, self._place_retry, self._remembered):
+                    known.pop(name, None)
+        self.config = config
+        names = set(config.names)
+        for check in {*self._resolved, *self._incremental, *self._weighted} - names:
+            self.forget(check)
+        for db in dropped:
+            db.dispose()
 
     def cancel_queries(self, owners: Collection[object] | None = None) -> int:
         """Cancel the queries running now on every database (all, or those of `owners`: see

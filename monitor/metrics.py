@@ -8,7 +8,12 @@ Shared by the daemon and the dashboard (which serves them when the config has a 
     exporter.reload(new_config)   # after a config reload: series of removed checks disappear
     exporter.close()
 
-Every series is labelled `check` and `database`, never by row values. Semantics, as operators read them:
+Every per-check series is labelled `check`, `database` and `target` (the database, or `database/schema` for a
+fleet target; a `[databases]` entry is its own target), plus the config's static labels (`labels = {...}` of
+sources and databases: every name on every series, empty where a target has none), never by row values. A
+fleet check is exported under its template's name. Per target, `dupewatch_target_up`, `_last_success_...`
+and `_duration_seconds` take its checks together; per source, `dupewatch_discovery_*` say how discovery goes.
+Semantics, as operators read them:
 
 - A check finds duplicates (a table check, or a custom query with `kind = "duplicates"`) or violations (a
   custom query: each row it returns breaks an invariant). The two are exported apart, so that a violation is
@@ -69,6 +74,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted, make_wsg
 
 from monitor import __version__
 from monitor.config import CheckConfig, Config, MetricsConfig
+from monitor.fleet.targets import series_labels, static_label_names
 from monitor.thresholds import OUTCOMES, Outcome, judge
 
 if TYPE_CHECKING:
@@ -76,7 +82,8 @@ if TYPE_CHECKING:
     from monitor.history import History
     from monitor.live.groups import Figures as LiveFigures
 
-LABELS = ("check", "database")
+LABELS = ("check", "database", "target")  # then the config's static labels (`monitor.fleet.static_label_names`)
+TARGET_LABELS = ("database", "target")  # per-target series: then the static labels
 # From a primary-key lookup on a small table to a full scan that hits a generous statement timeout.
 # Ten buckets: every check carries the histogram, so each bucket costs a series per check.
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -117,59 +124,86 @@ def record_fix(check: str, database: str, deleted: int) -> None:
 class DupewatchMetrics:
     """The collectors, registered in a registry of their own."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True,
+                 static: tuple[str, ...] = ()) -> None:
         self.registry = registry or CollectorRegistry()
+        self.static = static
         r = self.registry
+        labels = (*LABELS, *static)
+        target_labels = (*TARGET_LABELS, *static)
         self.groups = Gauge("dupewatch_duplicate_groups",
                             "Duplicate groups (keys with more than one row) found by the last successful run.",
-                            LABELS, registry=r)
+                            labels, registry=r)
         self.excess_rows = Gauge("dupewatch_duplicate_excess_rows",
                                  "Rows beyond the first in every duplicate group, by the last successful run.",
-                                 LABELS, registry=r)
+                                 labels, registry=r)
         self.appeared = Counter("dupewatch_duplicate_rows_appeared",
                                 "Excess duplicate rows that appeared between two successful runs (beyond what "
-                                "the earlier run found, less what fixes deleted in between).", LABELS, registry=r)
+                                "the earlier run found, less what fixes deleted in between).", labels, registry=r)
         self.violations = Gauge("dupewatch_violation_rows",
                                 "Rows breaking the check's invariant (each row its query returns), by the last "
-                                "successful run of a violations check.", LABELS, registry=r)
+                                "successful run of a violations check.", labels, registry=r)
         self.violations_appeared = Counter("dupewatch_violation_rows_appeared",
                                            "Violating rows that appeared between two successful runs of a "
-                                           "violations check.", LABELS, registry=r)
+                                           "violations check.", labels, registry=r)
         self.duration = Histogram("dupewatch_check_duration_seconds",
                                   "Time taken by each run of a check, failed runs included.",
-                                  LABELS, buckets=DURATION_BUCKETS, registry=r)
+                                  labels, buckets=DURATION_BUCKETS, registry=r)
         self.last_success = Gauge("dupewatch_check_last_success_timestamp_seconds",
-                                  "UNIX time at which the check last ran successfully.", LABELS, registry=r)
+                                  "UNIX time at which the check last ran successfully.", labels, registry=r)
         self.up = Gauge("dupewatch_check_up", "1 when the last run of the check succeeded, 0 when it failed.",
-                        LABELS, registry=r)
+                        labels, registry=r)
         self.errors = Counter("dupewatch_check_errors",
                               "Runs of the check that failed (database down, timeout, bad definition).",
-                              LABELS, registry=r)
+                              labels, registry=r)
         self.interval = Gauge("dupewatch_check_interval_seconds", "The check's configured polling interval.",
-                              LABELS, registry=r)
+                              labels, registry=r)
         self.fix_deleted = Counter("dupewatch_fix_deleted_rows",
                                    "Duplicate rows deleted by fixes of the check (from the fix records in the "
-                                   "database, whichever process ran them).", LABELS, registry=r)
+                                   "database, whichever process ran them).", labels, registry=r)
         # Incremental checks (`incremental = "column"`, monitor/incremental.py) only.
         self.new_groups = Counter("dupewatch_new_duplicate_groups",
                                   "Duplicate groups seen for the first time by a run of an incremental check "
                                   "(not counted on its first run, which has nothing to compare with).",
-                                  LABELS, registry=r)
+                                  labels, registry=r)
         self.rows_scanned = Gauge("dupewatch_check_rows_scanned",
                                   "Rows the last successful run of a table check read: the whole table under its "
                                   "where and nulls rule (a full pass), or the rows past the watermark (an "
-                                  "incremental pass).", LABELS, registry=r)
+                                  "incremental pass).", labels, registry=r)
         # Thresholds and percentages (monitor/thresholds.py): what the on-call compares with `warn_above`.
         self.excess_ratio = Gauge("dupewatch_duplicate_excess_ratio",
                                   "Excess rows as a share of the rows grouped by the last full pass of a table "
-                                  "check (0.005 is 0.5%; Soda's duplicate_percent / 100).", LABELS, registry=r)
+                                  "check (0.005 is 0.5%; Soda's duplicate_percent / 100).", labels, registry=r)
         self.status = Gauge("dupewatch_check_status",
                             "The last successful run judged by the check's warn_above / fail_above: 0 ok, 1 warn, "
                             "2 fail (a check without thresholds fails as soon as it finds anything).",
-                            LABELS, registry=r)
+                            labels, registry=r)
         self.last_full_pass = Gauge("dupewatch_check_last_full_pass_timestamp_seconds",
-                                    "UNIX time of an incremental check's last full pass of its table.", LABELS,
+                                    "UNIX time of an incremental check's last full pass of its table.", labels,
                                     registry=r)
+        # Per target (fleet mode; a `[databases]` entry is its own target): its checks taken together.
+        self.target_up = Gauge("dupewatch_target_up", "1 when the last run of every check of the target succeeded.",
+                               target_labels, registry=r)
+        self.target_last_success = Gauge("dupewatch_target_last_success_timestamp_seconds",
+                                         "UNIX time at which a check of the target last ran successfully.",
+                                         target_labels, registry=r)
+        self.target_duration = Gauge("dupewatch_target_duration_seconds",
+                                     "Time taken by the last run of each of the target's checks, added up.",
+                                     target_labels, registry=r)
+        # Discovery (monitor/fleet/discover.py), per source.
+        self.discovery_up = Gauge("dupewatch_discovery_up", "1 when the last listing of the source's targets "
+                                  "succeeded; 0 when it failed (its last good list is still checked).",
+                                  ["source"], registry=r)
+        self.discovery_targets = Gauge("dupewatch_discovery_targets",
+                                       "Targets of the source (its last good list, before sharding).", ["source"],
+                                       registry=r)
+        self.discovery_last_success = Gauge("dupewatch_discovery_last_success_timestamp_seconds",
+                                            "UNIX time of the last successful listing of the source's targets.",
+                                            ["source"], registry=r)
+        self.discovery_errors = Counter("dupewatch_discovery_errors", "Listings of the source's targets that "
+                                        "failed.", ["source"], registry=r)
+        self.shard = Gauge("dupewatch_shard", "This daemon's shard: 1, labelled with its index and the count.",
+                           ["shard", "shards"], registry=r)
         self.build = Info("dupewatch_build", "The dupewatch version and the Python running it.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         if process:
@@ -181,24 +215,30 @@ class DupewatchMetrics:
                 self.duration, self.last_success, self.up, self.errors, self.interval, self.fix_deleted,
                 self.new_groups, self.rows_scanned, self.last_full_pass, self.excess_ratio, self.status)
 
-    def add(self, check: str, database: str, interval: float, *, incremental: bool = False,
+    def add(self, labels: tuple[str, ...], interval: float, *, incremental: bool = False,
             violations: bool = False) -> None:
         """Create a check's series that must exist before its first run (counters at 0, its interval)."""
-        self.interval.labels(check, database).set(interval)
-        self.errors.labels(check, database)
+        self.interval.labels(*labels).set(interval)
+        self.errors.labels(*labels)
         if violations:
-            self.violations_appeared.labels(check, database)
+            self.violations_appeared.labels(*labels)
         else:
-            self.appeared.labels(check, database)
-            self.fix_deleted.labels(check, database)
+            self.appeared.labels(*labels)
+            self.fix_deleted.labels(*labels)
         if incremental:
-            self.new_groups.labels(check, database)
+            self.new_groups.labels(*labels)
 
-    def remove(self, check: str, database: str) -> None:
+    def remove(self, labels: tuple[str, ...]) -> None:
         for metric in self.labelled:
-            metric.remove(check, database)
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
 
-    def set_figures(self, labels: tuple[str, str], groups: int, excess_rows: int, *, violations: bool) -> None:
+    def remove_target(self, labels: tuple[str, ...]) -> None:
+        for metric in (self.target_up, self.target_last_success, self.target_duration):
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
+
+    def set_figures(self, labels: tuple[str, ...], groups: int, excess_rows: int, *, violations: bool) -> None:
         """The figures of a successful run, under the metrics of what the check finds."""
         if violations:
             self.violations.labels(*labels).set(groups)
@@ -206,11 +246,10 @@ class DupewatchMetrics:
             self.groups.labels(*labels).set(groups)
             self.excess_rows.labels(*labels).set(excess_rows)
 
-    def observe(self, result: CheckResult, *, violations: bool = False, appeared: int = 0,
+    def observe(self, result: CheckResult, labels: tuple[str, ...], *, violations: bool = False, appeared: int = 0,
                 figures: bool = True) -> None:
-        """Record one run; `appeared` is what the run found beyond the previous one (see `Appearance`).
-        `figures=False`: the run's groups and excess rows are not taken (a live stream's are newer)."""
-        labels = (result.name, result.database)
+        """Record one run under `labels`; `appeared` is what the run found beyond the previous one (see
+        `Appearance`). `figures=False`: the run's groups and excess rows are not taken (a live stream's are newer)."""
         self.duration.labels(*labels).observe(result.duration_ms / 1000)
         if result.status == "error":
             self.up.labels(*labels).set(0)
@@ -230,7 +269,7 @@ class DupewatchMetrics:
             self.last_full_pass.labels(*labels).set(result.last_full_pass.timestamp())
         self.set_judgement(labels, result.outcome, result.excess_ratio)
 
-    def set_judgement(self, labels: tuple[str, str], outcome: Outcome | None, ratio: float | None = None) -> None:
+    def set_judgement(self, labels: tuple[str, ...], outcome: Outcome | None, ratio: float | None = None) -> None:
         """The run's outcome (`dupewatch_check_status`) and excess share; an unknown one keeps its last value."""
         if outcome is not None:
             self.status.labels(*labels).set(OUTCOMES.index(outcome))
@@ -296,10 +335,15 @@ class MetricsExporter:
 
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
                  process_metrics: bool = True) -> None:
-        self.metrics = DupewatchMetrics(registry, process=process_metrics)
+        # Static label names are fixed for the process (Prometheus wants one label set per metric): one that a
+        # reload adds is not exported until a restart (the daemon says so).
+        self.metrics = DupewatchMetrics(registry, process=process_metrics, static=static_label_names(config))
         self.settings = config.metrics or MetricsConfig()
         self._lock = threading.Lock()
         self._checks: set[tuple[str, str]] = set()
+        self._series: dict[tuple[str, str], tuple[str, ...]] = {}  # (check, database) -> its label values
+        # Per target (its label values): each check's last run as (succeeded, seconds), and its last success.
+        self._targets: dict[tuple[str, ...], dict[tuple[str, str], tuple[bool, float]]] = {}
         self._violations: set[tuple[str, str]] = set()  # the checks that find violations, not duplicates
         self._appearance: dict[tuple[str, str], Appearance] = {}
         self._fix_totals_read: set[tuple[str, str]] = set()  # checks whose fix records were read once
@@ -323,19 +367,58 @@ class MetricsExporter:
         The listen address is not changed by a reload (the caller restarts to move the endpoint).
         """
         wanted = {(c.name, c.database): c for c in config.checks}
+        series = {key: series_labels(config, c, self.metrics.static) for key, c in wanted.items()}
         with self._lock:
             changed_kind = {key for key, c in wanted.items()
                             if key in self._checks and (c.finds == "violations") != (key in self._violations)}
-            for gone in (self._checks - wanted.keys()) | changed_kind:
-                self.metrics.remove(*gone)
+            relabelled = {key for key in wanted.keys() & self._checks if self._series.get(key) != series[key]}
+            for gone in (self._checks - wanted.keys()) | changed_kind | relabelled:
+                self.metrics.remove(self._series[gone])
                 self._fix_counted.pop(gone, None)
                 self._appearance.pop(gone, None)
             self._violations = {key for key, c in wanted.items() if c.finds == "violations"}
-            for (check, database), c in wanted.items():
-                self.metrics.add(check, database, c.interval, incremental=c.incremental is not None,
+            for key, c in wanted.items():
+                self.metrics.add(series[key], c.interval, incremental=c.incremental is not None,
                                  violations=c.finds == "violations")
             self._checks = set(wanted)
+            self._series = series
+            targets = {labels[1:] for labels in series.values()}
+            for target in set(self._targets) - targets:
+                self.metrics.remove_target(target)
+                del self._targets[target]
+            for runs in self._targets.values():
+                for key in set(runs) - wanted.keys():
+                    del runs[key]
         self._changed()
+
+    def discovery(self, source: str, *, up: bool, targets: int | None, last_success: float | None,
+                  failed: bool) -> None:
+        """How the last listing of a fleet source went (`monitor.fleet.Discovery`)."""
+        with self._lock:
+            self.metrics.discovery_up.labels(source).set(1 if up else 0)
+            errors = self.metrics.discovery_errors.labels(source)
+            if failed:
+                errors.inc()
+            if targets is not None:
+                self.metrics.discovery_targets.labels(source).set(targets)
+            if last_success is not None:
+                self.metrics.discovery_last_success.labels(source).set(last_success)
+        self._changed()
+
+    def shard(self, index: int, count: int) -> None:
+        with self._lock:
+            self.metrics.shard.labels(str(index), str(count)).set(1)
+        self._changed()
+
+    def _observe_target(self, key: tuple[str, str], result: CheckResult) -> None:
+        """The per-target series after one run of one of its checks (the lock is held)."""
+        target = self._series[key][1:]
+        runs = self._targets.setdefault(target, {})
+        runs[key] = (result.status != "error", result.duration_ms / 1000)
+        self.metrics.target_up.labels(*target).set(1 if all(ok for ok, _ in runs.values()) else 0)
+        self.metrics.target_duration.labels(*target).set(sum(seconds for _, seconds in runs.values()))
+        if result.status != "error":
+            self.metrics.target_last_success.labels(*target).set(result.finished_at.timestamp())
 
     def restore(self, history: History, subject_of: Callable[[CheckConfig], str], config: Config) -> None:
         """Start from the last successful run of what each check measures (its subject, see
@@ -352,10 +435,11 @@ class MetricsExporter:
                 if run is None:
                     continue
                 violations = key in self._violations
-                self.metrics.set_figures(key, run.groups or 0, run.excess_rows or 0, violations=violations)
-                self.metrics.last_success.labels(*key).set(run.finished_at)
-                self.metrics.set_judgement(key, judge(check, (run.groups if violations else run.excess_rows) or 0,
-                                                      None))
+                labels = self._series[key]
+                self.metrics.set_figures(labels, run.groups or 0, run.excess_rows or 0, violations=violations)
+                self.metrics.last_success.labels(*labels).set(run.finished_at)
+                self.metrics.set_judgement(labels, judge(check, (run.groups if violations else run.excess_rows) or 0,
+                                                         None))
                 self._appearance[key] = Appearance((run.groups if violations else run.excess_rows) or 0)
         self._changed()
 
@@ -372,17 +456,18 @@ class MetricsExporter:
                     figure = (result.groups if violations else result.excess_rows) or 0
                     appeared = self._appearance.setdefault(key, Appearance()).next(figure)
                 # While the stream is followed its figures are newer than the run's snapshot of the table.
-                self.metrics.observe(result, violations=violations, appeared=appeared,
+                self.metrics.observe(result, self._series[key], violations=violations, appeared=appeared,
                                      figures=result.database not in self._live_following)
+                self._observe_target(key, result)
         self._changed()
 
     def record_fix(self, check: str, database: str, deleted: int) -> None:
         if deleted > 0:
             with self._lock:
                 key = (check, database)
-                if key in self._violations:
+                if key in self._violations or key not in self._checks:
                     return
-                self.metrics.fix_deleted.labels(check, database).inc(deleted)
+                self.metrics.fix_deleted.labels(*self._series[key]).inc(deleted)
                 self._fix_counted[key] = self._fix_counted.get(key, 0) + deleted
                 self._appearance.setdefault(key, Appearance()).fixed_since += deleted
             self._changed()
@@ -398,7 +483,7 @@ class MetricsExporter:
                     continue
                 behind = total - self._fix_counted.get(key, 0)
                 if behind > 0:
-                    self.metrics.fix_deleted.labels(check, database).inc(behind)
+                    self.metrics.fix_deleted.labels(*self._series[key]).inc(behind)
                     self._fix_counted[key] = total
                     if key in self._fix_totals_read:  # the first reading is the past, not fixes since the last run
                         self._appearance.setdefault(key, Appearance()).fixed_since += behind
@@ -429,7 +514,7 @@ class MetricsExporter:
         with self._lock:
             if (check, database) not in self._checks:
                 return
-            labels = (check, database)
+            labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)
             new_groups = self.metrics.new_groups.labels(*labels)

@@ -1,7 +1,12 @@
 """Polling: APScheduler runs each check at its own interval, off the caller's thread.
 
 Shared by the dashboard and the daemon. Each database gets its own thread pool, so a database that hangs
-or is down never delays another database's checks. A check never runs twice at once and a late run is
+or is down never delays another database's checks. Fleet targets (`monitor.fleet`) share one pool per server
+instead, of `[fleet] server_connections` workers, and run under the fleet's `Budget` (checks running at once,
+one check per target, a refusing server backing off as a whole); their first runs are spread at random over
+their interval (at most a minute) so that a restart does not connect to every database at once.
+
+A check never runs twice at once and a late run is
 coalesced, not queued. A failing check is retried with exponential backoff and jitter (no reconnect
 storm), and returns to its normal interval as soon as it succeeds.
 """
@@ -20,15 +25,19 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import CheckConfig
+from monitor.config import CheckConfig, ConfigError, TargetDatabaseConfig
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
+from monitor.fleet.budget import Budget
+from monitor.fleet.targets import target_of
 from monitor.history import History
 
 log = logging.getLogger("dupewatch.schedule")
 
 MAX_BACKOFF_SECONDS = 300.0
 WORKERS_PER_DATABASE = 2
+FIRST_RUN_SPREAD_SECONDS = 60.0  # fleet targets' first runs: at random within their interval, at most this
+BUSY_TARGET_RETRY_SECONDS = (0.5, 1.5)  # a check whose target is busy runs again within this
 
 ResultCallback = Callable[[CheckResult], None]
 StartCallback = Callable[[str], None]
@@ -53,6 +62,7 @@ class Poller:
         self._failures: dict[str, int] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
+        self.budget = Budget(monitor.config.fleet)
         self._pools = self._executors(monitor)
         self._scheduler = BackgroundScheduler(
             executors=dict(self._pools),
@@ -62,10 +72,21 @@ class Poller:
 
     @staticmethod
     def _executors(monitor: Monitor) -> dict[str, ThreadPoolExecutor]:
-        names = {c.database for c in monitor.config.checks}
-        pools = {name: ThreadPoolExecutor(WORKERS_PER_DATABASE) for name in names}
+        pools = {}
+        for check in monitor.config.checks:
+            alias = Poller._executor_of(monitor, check)
+            if alias not in pools:
+                target = target_of(monitor.config, check)
+                size = monitor.config.fleet.server_connections if target is not None else WORKERS_PER_DATABASE
+                pools[alias] = ThreadPoolExecutor(size)
         pools["default"] = ThreadPoolExecutor(1)
         return pools
+
+    @staticmethod
+    def _executor_of(monitor: Monitor, check: CheckConfig) -> str:
+        """A database's own pool, or for a fleet target its server's (the per-server connection cap)."""
+        target = target_of(monitor.config, check)
+        return f"server {target.server}" if target is not None else check.database
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -73,17 +94,24 @@ class Poller:
         self._schedule_all()
         self._scheduler.start()
 
-    def _schedule_all(self) -> None:
+    def _schedule_all(self, only_new: bool = False) -> None:
         now = datetime.now().astimezone()
+        existing = {job.id for job in self._scheduler.get_jobs()} if only_new else set()
         for index, check in enumerate(self.monitor.config.checks):
-            # Spread the first runs over a second so 200 checks don't open 200 connections at once.
-            delay = timedelta(milliseconds=index * 5) if self._stagger else timedelta(0)
+            if check.name in existing:
+                continue
+            if target_of(self.monitor.config, check) is not None and self._stagger:
+                delay = timedelta(seconds=random.uniform(0, min(check.interval, FIRST_RUN_SPREAD_SECONDS)))
+            else:
+                # Spread the first runs over a second so 200 checks don't open 200 connections at once.
+                delay = timedelta(milliseconds=index * 5) if self._stagger else timedelta(0)
             self._add_job(check, now + delay)
 
     def _add_job(self, check: CheckConfig, first_run: datetime) -> None:
         self._scheduler.add_job(
             self._run, IntervalTrigger(seconds=check.interval), args=[check.name], id=check.name,
-            name=check.name, executor=check.database, next_run_time=first_run, replace_existing=True,
+            name=check.name, executor=self._executor_of(self.monitor, check), next_run_time=first_run,
+            replace_existing=True,
         )
 
     def shutdown(self, wait: bool = False) -> None:
@@ -96,8 +124,9 @@ class Poller:
             for pool in self._pools.values():
                 pool.shutdown(wait=True)
 
-    def reload(self, monitor: Monitor) -> None:
-        """Swap in a new monitor (a reloaded config): jobs are replaced, runs in flight finish on the old one."""
+    def reload(self, monitor: Monitor, *, only_new: bool = False) -> None:
+        """Swap in a new monitor (a reloaded config): jobs are replaced, runs in flight finish on the old one.
+        `only_new`: the checks kept keep their schedule (new fleet targets were discovered, others went)."""
         self.monitor = monitor
         for pool_name, pool in self._executors(monitor).items():
             if pool_name not in self._pools:  # new database: give it its own pool
@@ -107,7 +136,7 @@ class Poller:
         for job in self._scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
-        self._schedule_all()
+        self._schedule_all(only_new)
         with self._lock:
             self._failures = {k: v for k, v in self._failures.items() if k in wanted}
 
@@ -160,6 +189,42 @@ class Poller:
             check = monitor.config.check(name)
         except Exception:  # removed by a reload while queued
             return
+        target = target_of(monitor.config, check)
+        if target is not None:
+            self._run_target(monitor, check, target)
+            return
+        self._run_and_report(monitor, check)
+
+    def _run_target(self, monitor: Monitor, check: CheckConfig, target: TargetDatabaseConfig) -> None:
+        """A fleet target's check under the budget; the report (fix totals included) happens inside its slot."""
+        wait = self.budget.backing_off(target.server)
+        if wait > 0:
+            self._on_result(CheckResult(
+                check.name, check.database, "error", None, None, 0.0,
+                error=f"server {target.server} refused connections: its targets are not tried for another "
+                      f"{wait:.0f}s (the whole server backs off)"))
+            return
+        if not self.budget.claim(check.database):  # another check of the target runs: soon, not beside it
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.modify_job(check.name, next_run_time=datetime.now().astimezone() + timedelta(
+                    seconds=random.uniform(*BUSY_TARGET_RETRY_SECONDS)))
+            return
+        connect_failed = False
+        slot = False
+        try:
+            self.budget.run_slot()
+            slot = True
+            result = self._run_and_report(monitor, check)
+            connect_failed = result.status == "error" and _connect_failed(monitor, check)
+        finally:
+            backoff = self.budget.release(check.database, target.server, slot=slot, connect_failed=connect_failed)
+        if backoff:
+            log.warning("server refused a connection: its targets back off", extra={"fields": {
+                "server": target.server, "target": target.target, "retry_in_s": round(backoff, 1)}})
+
+    def _run_and_report(self, monitor: Monitor, check: CheckConfig) -> CheckResult:
+        """Run, record and report one check."""
+        name = check.name
         with self._lock:
             self._running.add(name)
         try:
@@ -176,6 +241,7 @@ class Poller:
             except Exception as exc:  # a full disk must not stop monitoring
                 log.error("could not record run of %s in history: %s", name, exc)
         self._on_result(result)
+        return result
 
     def _after(self, check: CheckConfig, result: CheckResult) -> None:
         with self._lock:
@@ -189,3 +255,11 @@ class Poller:
             with contextlib.suppress(JobLookupError):
                 self._scheduler.modify_job(
                     check.name, next_run_time=datetime.now().astimezone() + timedelta(seconds=delay))
+
+
+def _connect_failed(monitor: Monitor, check: CheckConfig) -> bool:
+    """Whether the check's run found its server refusing connections; False once its target is gone."""
+    try:
+        return monitor.database_for(check).server_refused
+    except (KeyError, ConfigError):
+        return False

@@ -3,11 +3,16 @@
 The written config names its database by `url_env` (the URL, with any password, stays in the
 environment), carries one `[[checks]]` entry per distinct table and key with a comment saying why, and is
 validated with the project's own config loader before it is written.
+
+A fleet (tenant schemas: `--schema` given for each): a check found alike (same table name, key and options) in
+`FLEET_MIN_SCHEMAS` schemas or more is written once, as a template over a `[sources.X]` listing those schemas
+(`discover = "schemas"`), not once per tenant.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -15,11 +20,14 @@ from typing import Any
 
 from monitor.audit import AuditReport
 from monitor.audit.findings import DATABASE_NAME, Finding
-from monitor.config import config_from_dict
+from monitor.config import config_from_dict, table_name_parts
 
 URL_ENV = "DUPEWATCH_URL"
 HEADERS = ("SEVERITY", "KIND", "TABLE", "COLUMNS", "GROUPS", "EXCESS ROWS", "EVIDENCE")
 EVIDENCE_WIDTH = 110
+FLEET_MIN_SCHEMAS = 3  # two copies of a table may be two things; three alike tenants make a fleet
+FLEET_SOURCE = "tenants"
+SCHEMAS_QUERY = "SELECT schema_name FROM information_schema.schemata"
 
 
 def table_lines(report: AuditReport, *, shorten: bool = True) -> list[str]:
@@ -83,6 +91,50 @@ def config_checks(findings: list[Finding]) -> list[tuple[list[Finding], dict[str
     return list(merged.values())
 
 
+Checks = list[tuple[list[Finding], dict[str, Any]]]
+
+
+def fleet_templates(checks: Checks) -> tuple[Checks, dict[str, list[str]]]:
+    """`checks` with those alike in `FLEET_MIN_SCHEMAS` schemas or more merged into one template each (naming
+    its source), and the sources (name -> the schemas each lists)."""
+    alike: dict[str, list[tuple[str, list[Finding], dict[str, Any]]]] = {}
+    for findings, check in checks:
+        parts = table_name_parts(check["table"]) or []
+        if len(parts) != 2:
+            continue
+        signature = {k: v for k, v in check.items() if k not in ("name", "description", "table")}
+        alike.setdefault(json.dumps([parts[1], signature], sort_keys=True), []).append((parts[0], findings, check))
+    merged: set[int] = set()
+    templates: Checks = []
+    sources: dict[frozenset[str], str] = {}
+    for group in alike.values():
+        schemas = sorted({schema for schema, _f, _c in group})
+        if len(schemas) < FLEET_MIN_SCHEMAS:
+            continue
+        source = sources.setdefault(frozenset(schemas), FLEET_SOURCE if not sources else
+                                    f"{FLEET_SOURCE}-{len(sources) + 1}")
+        findings = [f for _s, found, _c in group for f in found]
+        first = group[0][2]
+        table = table_name_parts(first["table"]) or []
+        template = {k: v for k, v in first.items() if k != "database"}
+        template.update(source=source, table=_table_part(table[1]))
+        templates.append((findings, template))
+        merged.update(id(c) for _s, _f, c in group)
+    kept = [(f, c) for f, c in checks if id(c) not in merged]
+    used = {c["name"] for _f, c in kept}
+    for _findings, template in templates:
+        name, n = template["name"], 2
+        while template["name"] in used:
+            template["name"] = f"{name}-{n}"
+            n += 1
+        used.add(template["name"])
+    return kept + templates, {name: sorted(schemas) for schemas, name in sources.items()}
+
+
+def _table_part(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"' if any(ch in name for ch in '."`') else name
+
+
 def config_text(report: AuditReport, *, statement_timeout: str = "30s") -> str | None:
     """The TOML of a complete config watching every finding that has a live check, with the drafted ones
     commented out under why; None when no finding has a live check (a config needs one)."""
@@ -90,17 +142,23 @@ def config_text(report: AuditReport, *, statement_timeout: str = "30s") -> str |
     if not checks:
         return None
     watched = {(c["table"], tuple(c["key"])) for _f, c in checks}
+    checks, sources = fleet_templates(checks)
     lines = [
         f"# Written by `dupewatch audit` on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} from {report.url}.",
         f"# The database URL is read from ${URL_ENV}, so no password is stored here:",
         f"#   export {URL_ENV}='{report.url}'   (with the real password), then `dupewatch --config FILE`",
         "# Every option is documented in config.example.toml.",
         "",
-        f"[databases.{DATABASE_NAME}]",
-        f"url_env = {_toml(URL_ENV)}",
-        f"statement_timeout = {_toml(statement_timeout)}",
-        "",
     ]
+    if any("database" in c for _f, c in checks):
+        lines += [f"[databases.{DATABASE_NAME}]", f"url_env = {_toml(URL_ENV)}",
+                  f"statement_timeout = {_toml(statement_timeout)}", ""]
+    for source, schemas in sources.items():
+        lines += ["# The tenant schemas the audit found these tables alike in; widen `include` to watch new ones.",
+                  f"[sources.{source}]", f"url_env = {_toml(URL_ENV)}", 'discover = "schemas"',
+                  f"schemas_query = {_toml(SCHEMAS_QUERY)}",
+                  f"include = {_toml('^(?:' + '|'.join(re.escape(s) for s in schemas) + ')$')}",
+                  f"statement_timeout = {_toml(statement_timeout)}", ""]
     for findings, check in checks:
         lines.extend(f"# {f.severity} {f.kind}: {_one_line(f.evidence)}" for f in findings)
         lines.append("[[checks]]")

@@ -44,6 +44,15 @@ Detection (`monitor.detect`, `monitor.engine`)
 - `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
   connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
 
+Fleet mode (`monitor.fleet`)
+- `list_databases(conn)`: the databases of the server the role may connect to, system ones left out; raises
+  `FleetUnsupported` where there is no server to ask (SQLite).
+- `server_refused(exc)`: whether a failed connect means the server itself is out of reach or refusing
+  connections (down, unreachable, too many connections), rather than refusing one database (it does not
+  exist, the role may not connect): the first makes the whole server back off.
+- `target_url(url, database, schema)`: the URL of one target: the server's URL for another database, and (with
+  `schema`) unqualified names resolved in that schema (PostgreSQL's `search_path`; MySQL's schema is a database).
+
 Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `for_update(statement, table)`: a locking SELECT (or the statement itself where the transaction already
   holds the write lock).
@@ -112,6 +121,10 @@ if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
 
 
+class FleetUnsupported(Exception):
+    """This database cannot be a fleet source (one line, for the config's source)."""
+
+
 @dataclass(frozen=True)
 class NamedLock:
     """Session-level lock statements: `acquire` returns a true scalar when the lock was taken without waiting."""
@@ -166,6 +179,19 @@ class Dialect(Polling):
     partitioned_tables: ClassVar[bool] = False
     # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).
     change_stream_absent: ClassVar[str] = "dupewatch cannot read this database's change stream yet"
+
+    # -- fleet ----------------------------------------------------------------------------------
+
+    def list_databases(self, conn: Connection) -> list[str]:
+        raise FleetUnsupported(f"{self.name} has no server whose databases can be discovered")
+
+    def server_refused(self, exc: BaseException) -> bool:
+        return True
+
+    def target_url(self, url: URL, database: str, schema: str | None) -> URL:
+        if schema is not None:
+            raise FleetUnsupported(f"{self.name} has no schemas to discover")
+        return url.set(database=database)
 
     # -- connections ----------------------------------------------------------------------------
 

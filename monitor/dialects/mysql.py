@@ -142,6 +142,9 @@ def _collect_expanded(node: Any, into: list[str]) -> None:
             _collect_expanded(value, into)
 
 
+SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+
+
 class MySQL(MySQLPolling, Dialect):
     name = "mysql"
     change_stream_absent = ""
@@ -152,6 +155,21 @@ class MySQL(MySQLPolling, Dialect):
     write_refused_markers = ("read only transaction",)
 
     # -- connections ----------------------------------------------------------------------------
+
+    def list_databases(self, conn: Connection) -> list[str]:
+        """`SHOW DATABASES` (only those the user has some privilege on) without the system schemas."""
+        names = conn.exec_driver_sql("SHOW DATABASES").scalars()
+        return sorted(str(n) for n in names if str(n).lower() not in SYSTEM_SCHEMAS)
+
+    def server_refused(self, exc: BaseException) -> bool:
+        """Can't connect (2003), lost the connection (2013), unknown host (2005), too many connections (1040,
+        1203); not an unknown or forbidden database (1049, 1044) or a rejected user (1045)."""
+        args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
+        return not args or not isinstance(args[0], int) or args[0] in (1040, 1203, 2003, 2005, 2013)
+
+    def target_url(self, url: URL, database: str, schema: str | None) -> URL:
+        """A schema is a database here: a tenant schema is the database the target connects to."""
+        return url.set(database=schema if schema is not None else database)
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
         return {"connect_timeout": connect_timeout, "charset": "utf8mb4"}

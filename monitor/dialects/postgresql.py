@@ -157,6 +157,29 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     # -- connections ----------------------------------------------------------------------------
 
+    def list_databases(self, conn: Connection) -> list[str]:
+        """Databases that accept connections, are not templates and that the role may CONNECT to."""
+        return list(conn.execute(sa.text(
+            "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate "
+            "AND has_database_privilege(datname, 'CONNECT') ORDER BY datname")).scalars())
+
+    def server_refused(self, exc: BaseException) -> bool:
+        """No answer from the server at all (no SQLSTATE: refused, unreachable, timed out), or its answer is
+        about the whole server: too many connections (53300), starting up or shutting down (57P03)."""
+        sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+        return sqlstate is None or sqlstate in ("53300", "57P03")
+
+    def target_url(self, url: URL, database: str, schema: str | None) -> URL:
+        """A tenant schema is put first (and alone) on the session's `search_path`, as a startup option, so that
+        unqualified names of table checks and custom queries resolve in it and `DISCARD ALL` keeps it."""
+        url = url.set(database=database)
+        if schema is None:
+            return url
+        quoted = '"' + schema.replace('"', '""') + '"'
+        escaped = quoted.replace("\\", "\\\\").replace(" ", "\\ ")  # the options string splits on spaces
+        options = " ".join(o for o in (str(url.query.get("options", "")).strip(), f"-c search_path={escaped}") if o)
+        return url.update_query_dict({"options": options})
+
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
         options = [str(url.query.get("options", "")).strip()] if url.query.get("options") else []
         options.append(f"-c statement_timeout={int(timeout * 1000)}")

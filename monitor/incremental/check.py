@@ -58,7 +58,8 @@ def state_key(subject: str, column: str) -> str:
 
 
 def table_key(place: Sequence[str], table: str) -> str:
-    """What a fix or an undo marks as changed: the database (`Monitor.place`: what the server says it is) and the table's name."""
+    """What a fix or an undo marks as changed: the database (`Monitor.place`: what the server says it is) and the
+    table's name."""
     return hashlib.sha256(json.dumps([*place, table.rsplit(".", 1)[-1].strip('"`')]).encode()).hexdigest()[:32]
 
 

@@ -30,7 +30,7 @@ from textual.app import App
 from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState, active_worker
 
-from monitor.config import Config
+from monitor.config import Config, ConfigError
 from monitor.db import first_line, register_owner_lookup
 from monitor.detect import GROUP_PAGE_SIZE, CheckResult
 from monitor.engine import Monitor
@@ -347,6 +347,15 @@ class DashboardApp(App[int]):
             self.notify("Polling paused: press p to resume", timeout=3)
         self.refresh_all()
 
+    def read_only(self, name: str) -> bool:
+        """Whether the check's database (or fleet source) says `read_only = true`: no fix is offered on it."""
+        try:
+            check = self.config.check(name)
+        except ConfigError:
+            return False
+        database = self.config.databases.get(check.database)
+        return database is not None and database.read_only
+
     def request_fix(self, name: str, key: tuple[Any, ...] | None = None) -> None:
         """`f`: open the confirm-to-fix modal for the check (`key`: the group the operator was on).
 
@@ -354,6 +363,10 @@ class DashboardApp(App[int]):
         instead (for embedding the dashboard elsewhere).
         """
         check = self.config.check(name)
+        if self.read_only(name):
+            self.notify(f"{name} runs on a read-only target (read_only = true): no fix is offered on it.",
+                        title="Cannot fix", severity="warning", timeout=6)
+            return
         if check.is_custom:
             self.notify(f"{name} is a custom query check: it reports rows that break an invariant, not "
                         "duplicate rows of one table, so there is nothing dupewatch can delete safely.",

@@ -337,7 +337,7 @@ def test_scrape_is_a_valid_exposition_with_build_info(pg, tmp_path: Path, start_
     assert len(info) == 1 and set(info[0][0]) == {"version", "python"}
     labelled = [labels for name, samples in scrape.samples.items() if name.startswith("dupewatch_check")
                 for labels, _ in samples]
-    assert all(set(labels) - {"le"} == {"check", "database"} for labels in labelled)
+    assert all(set(labels) - {"le"} == {"check", "database", "target"} for labels in labelled)
     assert daemon.stop() == 0
 
 

@@ -20,7 +20,8 @@ from dbtest import IN_CI, MYSQL_URL, PG_URL, REPO_ROOT, write_config
 
 pytestmark = pytest.mark.timeout(180)
 JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "setup_ms", "error", "mode",
-             "rows_scanned", "excess_percent", "outcome", "new_groups", "notes"}
+             "rows_scanned", "excess_percent", "outcome", "new_groups", "notes",
+             "check", "target", "target_database", "labels"}  # one entry per check and target (fleet mode)
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ def scrape(url: str) -> str:
 
 
 def sample(page: str, metric: str, check: str, database: str) -> float | None:
-    prefix = f'{metric}{{check="{check}",database="{database}"}} '
+    prefix = f'{metric}{{check="{check}",database="{database}",target="{database}"}} '
     for line in page.splitlines():
         if line.startswith(prefix):
             return float(line[len(prefix):])
@@ -391,7 +391,7 @@ def test_fix_batches_count_their_deleted_rows_once_in_this_process_exporter(demo
     config = demo_config(demo_db, interval="1h")
     exporter = MetricsExporter(config, process_metrics=False)
     monitor = Monitor(config)
-    labels = {"check": "daily-checkins", "database": "demo"}
+    labels = {"check": "daily-checkins", "database": "demo", "target": "demo"}
     try:
         plan = prepare_fix(monitor, "daily-checkins")
         cancel = threading.Event()

@@ -12,7 +12,9 @@ from monitor.config import (
     CheckConfig,
     ConfigError,
     DatabaseConfig,
+    FleetConfig,
     MetricsConfig,
+    SourceConfig,
     StateConfig,
     config_from_dict,
     find_config_file,
@@ -145,7 +147,8 @@ def test_example_config_loads(monkeypatch):
         Database(name, database).dispose()  # url_env and fix_url_env resolve
 
 
-@pytest.mark.parametrize("model", [DatabaseConfig, CheckConfig, StateConfig, MetricsConfig])
+@pytest.mark.parametrize("model", [DatabaseConfig, CheckConfig, StateConfig, MetricsConfig, SourceConfig,
+                                   FleetConfig])
 def test_example_config_documents_every_option(model):
     text = EXAMPLE.read_text(encoding="utf-8")
     for field in model.model_fields:

@@ -20,7 +20,7 @@ from monitor.metrics import MetricsExporter
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC = re.compile(r"\bdupewatch_[a-z0-9_]+\b")
 GROUPING = re.compile(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)")
-OWN_LABELS = {"check", "database", "le"}
+OWN_LABELS = {"check", "database", "target", "le"}
 PROMETHEUS_LABELS = {"job", "instance"}
 
 
@@ -101,14 +101,16 @@ def test_every_dashboard_query_uses_only_exported_metrics(exported: dict[str, se
     assert_exported(list(dashboard_queries(dashboard())), exported, "the Grafana dashboard")
 
 
-def test_every_check_metric_is_labelled_check_and_database_only(exported: dict[str, set[str]]) -> None:
+def test_every_check_metric_is_labelled_check_database_and_target_only(exported: dict[str, set[str]]) -> None:
     for name, labels in exported.items():
         if name == "dupewatch_build_info":
             assert labels == {"version", "python"}
         elif name.startswith("dupewatch_live_"):  # the change stream belongs to a database, not to a check
             assert labels == {"database"}, name
+        elif name.startswith("dupewatch_target_"):  # a target's checks taken together
+            assert labels == {"database", "target"}, name
         elif name.startswith("dupewatch_"):
-            assert labels - {"le"} == {"check", "database"}, name
+            assert labels - {"le"} == {"check", "database", "target"}, name
 
 
 def test_alerts_cover_present_growing_down_and_stale_with_summary_and_description() -> None:

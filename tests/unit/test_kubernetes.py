@@ -204,7 +204,6 @@ def test_the_secret_holds_placeholders_only() -> None:
         assert url.hostname is not None and url.hostname.endswith((".invalid", ".example")), name
 
 
-@pytest.mark.xfail(strict=False, reason="fleet mode config lands with fleet20")
 def test_the_fleet_config_passes_config_validate(tmp_path: Path) -> None:
     path = tmp_path / "dupewatch.toml"
     path.write_text(daemon_config_text(), encoding="utf-8")

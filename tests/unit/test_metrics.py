@@ -117,7 +117,7 @@ def test_serves_over_http_and_refuses_a_taken_port_in_one_line(exporters: list[M
     first = new_exporter(exporters, make_config([("c", "d")], listen))
     first.serve()
     with urllib.request.urlopen(first.url, timeout=5) as response:
-        assert b'dupewatch_check_interval_seconds{check="c",database="d"} 30.0' in response.read()
+        assert b'dupewatch_check_interval_seconds{check="c",database="d",target="d"} 30.0' in response.read()
 
     second = new_exporter(exporters, make_config([("c", "d")], listen))
     with pytest.raises(MetricsServeError, match=f"^metrics listen {listen}: address already in use"):
@@ -160,7 +160,7 @@ def test_the_served_page_follows_new_results_within_about_a_second(exporters: li
 
     exporter.observe(CheckResult("c", "d", "duplicates", 6, 9, 3.0))
     observed = time.monotonic()
-    while b'dupewatch_duplicate_groups{check="c",database="d"} 6.0' not in fetch(exporter.url)[1]:
+    while b'dupewatch_duplicate_groups{check="c",database="d",target="d"} 6.0' not in fetch(exporter.url)[1]:
         assert time.monotonic() - observed < 5, "the page never showed the new result"
         time.sleep(0.05)
     assert time.monotonic() - observed < RENDER_MIN_SECONDS + 1.5

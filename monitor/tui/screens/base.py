@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 from textual.worker import Worker
@@ -30,6 +30,20 @@ class DashboardScreen(DashboardMixin, Screen[None]):
 
     def action_fixes(self) -> None:
         self.dash.open_fixes()
+
+    def current_check(self) -> str | None:
+        """The check the screen's `f` would fix."""
+        check = getattr(self, "check", None)
+        return check if isinstance(check, str) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`f` is hidden on a check whose database or fleet source says `read_only = true`."""
+        if action == "fix":
+            name = self.current_check()
+            if name is not None and self.dash.read_only(name):
+                return False
+        result: Any = super().check_action(action, parameters)
+        return bool(result) if result is not None else None
 
     def action_help(self) -> None:
         self.dash.action_help()

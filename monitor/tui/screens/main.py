@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
+from monitor.fleet.targets import series_labels, target_of
 from monitor.tui.format import counted
 from monitor.tui.screens.base import DashboardScreen
 from monitor.tui.state import CheckState
@@ -41,6 +42,7 @@ class MainScreen(DashboardScreen):
         Binding("s", "cycle_sort", "Sort"),
         Binding("f", "fix", "Fix"),
         Binding("F", "fixes", "Fixes"),
+        Binding("t", "targets", "Targets"),
         Binding("question_mark", "help", "Help"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "quit", "Quit"),
@@ -51,6 +53,7 @@ class MainScreen(DashboardScreen):
         self.ready = False
         self.sort_mode = SORTS[0]
         self.filter_text = ""
+        self.target: str | None = None  # from the fleet view: only this target's checks are shown
 
     def compose(self) -> ComposeResult:
         yield HeaderTotals(id="header")
@@ -128,7 +131,15 @@ class MainScreen(DashboardScreen):
 
     def _visible(self) -> list[CheckState]:
         needle = self.filter_text.lower()
-        return [s for s in self.dash.dashboard.checks.values() if needle in s.name.lower()]
+        config = self.dash.config
+        return [s for s in self.dash.dashboard.checks.values() if needle in s.name.lower()
+                and (self.target is None or series_labels(config, s.config, ())[2] == self.target)]
+
+    def show_target(self, target: str) -> None:
+        """Only the checks of `target` (chosen in the fleet view); Esc shows every check again."""
+        self.target = target
+        self._apply_filter()
+        self.notify(f"showing the checks of {target}; Esc shows every check", timeout=4)
 
     def _ordered_names(self) -> list[str]:
         states = self._visible()
@@ -160,6 +171,7 @@ class MainScreen(DashboardScreen):
     @on(DataTable.RowHighlighted, "#checks")
     def _highlighted(self) -> None:
         self._refresh_details()
+        self.refresh_bindings()  # `f` hides on a read-only target
         name = self._selected_name()
         if name:
             # Runs of the check under the cursor keep their first page of groups, so Enter opens it at once.
@@ -206,8 +218,23 @@ class MainScreen(DashboardScreen):
         if box.value:
             box.value = ""  # fires Input.Changed, which shows every check again
         self.filter_text = ""
+        self.target = None
         self._apply_filter()
         self.query_one(ChecksTable).focus()
+
+    def current_check(self) -> str | None:
+        return self._selected_name()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`t` (the fleet view) only when some check runs on a fleet target."""
+        if action == "targets":
+            return any(target_of(self.dash.config, c) is not None for c in self.dash.config.checks)
+        return super().check_action(action, parameters)
+
+    def action_targets(self) -> None:
+        from monitor.tui.screens.fleet import FleetScreen
+
+        self.dash.push_screen(FleetScreen())
 
     def action_fix(self) -> None:
         name = self._selected_name()

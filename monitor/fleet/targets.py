@@ -1,0 +1,139 @@
+"""Targets, and a config expanded into one check per target.
+
+A target is one database (and schema) a check runs against. Its identity is the server and database (and
+schema) it names, never the config's names for them: what shards hash, and (through `Database.address` and `server_place`) what run
+history is keyed by. A check that names a `source` is a template; `expand` makes one check per target of the
+source, named `CHECK@TARGET` (what `dupewatch fix` and the logs call it), exported under the template's name
+with a `target` label, over a database entry (`TargetDatabaseConfig`) per target. Every other face (engine,
+scheduler, metrics, dashboard) then runs the expanded config as it runs any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL
+
+from monitor.config import CheckConfig, Config, SourceConfig, TargetDatabaseConfig
+from monitor.db import Database
+from monitor.fleet.shard import ALL, Shard
+
+SERIES_LABELS = ("check", "database", "target")
+
+
+@dataclass(frozen=True)
+class Target:
+    source: str
+    database: str
+    schema: str | None
+    url: URL
+    labels: tuple[tuple[str, str], ...] = ()
+    read_only: bool = False
+
+    @property
+    def name(self) -> str:
+        """The `target` label: the database, or `database/schema`."""
+        return self.database if self.schema is None else f"{self.database}/{self.schema}"
+
+    @property
+    def key(self) -> str:
+        """Its entry in the expanded config's databases."""
+        return f"{self.source}:{self.name}"
+
+    @property
+    def server(self) -> str:
+        return f"{(self.url.host or '').lower()}:{self.url.port or ''}"
+
+    @property
+    def identity(self) -> str:
+        return f"{self.url.get_backend_name()}://{self.server}/{self.name}"
+
+
+def static_label_names(config: Config) -> tuple[str, ...]:
+    """Every static label name of the config (sources and databases), sorted: each per-check series carries all
+    of them, empty where its target has none, because Prometheus wants one label set per metric."""
+    names: set[str] = set()
+    for source in config.sources.values():
+        names.update(source.labels)
+    for database in config.databases.values():
+        names.update(database.labels)
+    return tuple(sorted(names))
+
+
+def series_labels(config: Config, check: CheckConfig, names: Sequence[str]) -> tuple[str, ...]:
+    """The label values of a check's series: check (its template's name), database, target, then `names`."""
+    database = config.databases.get(check.database)
+    if isinstance(database, TargetDatabaseConfig):
+        shown, target = database.database_name, database.target
+    else:
+        shown = target = check.database
+    labels = database.labels if database is not None else {}
+    return (check.template, shown, target, *(labels.get(name, "") for name in names))
+
+
+def target_of(config: Config, check: CheckConfig) -> TargetDatabaseConfig | None:
+    """The fleet target a (expanded) check runs on; None for a check of a `[databases]` entry."""
+    database = config.databases.get(check.database)
+    return database if isinstance(database, TargetDatabaseConfig) else None
+
+
+def expand(config: Config, targets: Mapping[str, Sequence[Target]], shard: Shard = ALL) -> Config:
+    """`config` with every template check replaced by one check per target of its source (those `shard` owns);
+    the checks of `[databases]` entries are kept when `shard` owns their database."""
+    databases = dict(config.databases)
+    checks: list[CheckConfig] = []
+    sql = dict(config._sql)
+    per_server = _targets_per_server(config, targets, shard)
+    for check in config.checks:
+        if not check.needs_targets:
+            if shard.count == 1 or shard.owns(_database_identity(config, check.database)):
+                checks.append(check)
+            continue
+        assert check.source is not None
+        source = config.sources[check.source]
+        often = _fastest(config, check.source) < config.fleet.close_idle_after
+        for target in targets.get(check.source, ()):
+            if not shard.owns(target.identity):
+                continue
+            # An idle pooled connection counts against its server's cap like a running one: targets keep one
+            # only while their server has no more targets than the cap allows connections.
+            pooled = often and per_server[target.server] <= config.fleet.server_connections
+            databases.setdefault(target.key, _database_config(target, source, pooled))
+            made = check.model_copy(update={"name": f"{check.name}@{target.name}", "database": target.key})
+            made._template = check.name
+            checks.append(made)
+            if check.name in sql:
+                sql[made.name] = sql[check.name]
+    expanded = config.model_copy(update={"databases": databases, "checks": checks})
+    expanded._path = config._path
+    expanded._sql = sql
+    return expanded
+
+
+def _targets_per_server(config: Config, targets: Mapping[str, Sequence[Target]], shard: Shard) -> dict[str, int]:
+    used = {c.source for c in config.checks if c.needs_targets}
+    counted: dict[str, set[str]] = {}
+    for source, found in targets.items():
+        if source in used:
+            for target in found:
+                if shard.owns(target.identity):
+                    counted.setdefault(target.server, set()).add(target.identity)
+    return {server: len(identities) for server, identities in counted.items()}
+
+
+def _fastest(config: Config, source: str) -> float:
+    return min((c.interval for c in config.checks if c.source == source), default=float("inf"))
+
+
+def _database_config(target: Target, source: SourceConfig, pooled: bool) -> TargetDatabaseConfig:
+    return TargetDatabaseConfig(
+        url=target.url.render_as_string(hide_password=False), statement_timeout=source.statement_timeout,
+        labels=dict(target.labels), read_only=target.read_only, source=target.source, target=target.name,
+        database_name=target.database, place_schema=target.schema, server=target.server,
+        identity=target.identity, pooled=pooled)
+
+
+def _database_identity(config: Config, name: str) -> str:
+    """A `[databases]` entry's identity for sharding: what its URL names (`Database.address`; no connection)."""
+    return "/".join(Database(name, config.databases[name]).address)

@@ -1,0 +1,209 @@
+"""Fleet mode without a server: the config contract, expansion into one check per target, shards, the budget
+and discovery's last good list."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from monitor.config import ConfigError, FleetConfig, SourceConfig, config_from_dict
+from monitor.db import Database, DatabaseError
+from monitor.fleet import Discovery, Target, expand, series_labels, shard_from_environment, static_label_names
+from monitor.fleet.budget import Budget
+from monitor.fleet.shard import Shard, parse_shard, shard_of
+
+SERVER = "postgresql://monitor:secret@db.internal:5432/postgres"
+
+
+def fleet_config(**source: object) -> dict[str, object]:
+    return {
+        "sources": {"tenants": {"url": SERVER, "discover": "databases", "include": "^tenant_",
+                                "labels": {"env": "prod"}, "every": "5m", **source}},
+        "databases": {"app": {"url": "postgresql://monitor@app.internal/app", "labels": {"team": "core"}}},
+        "checks": [
+            {"name": "logins", "source": "tenants", "table": "login_source", "key": ["user_id"], "interval": "10m"},
+            {"name": "orders", "database": "app", "table": "orders", "key": ["ref"]},
+        ],
+    }
+
+
+def targets(*names: str, schema: bool = False) -> list[Target]:
+    url = make_url(SERVER)
+    made = []
+    for name in names:
+        database, tenant = ("app", name) if schema else (name, None)
+        made.append(Target("tenants", database, tenant, url.set(database=database), (("env", "prod"),)))
+    return made
+
+
+def problems(data: dict[str, object]) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict(data)
+    return raised.value.problems
+
+
+def test_the_issue_contract_loads():
+    config = config_from_dict(fleet_config(exclude="_archive$"))
+    source = config.sources["tenants"]
+    assert (source.discover, source.include, source.exclude, source.every) == ("databases", "^tenant_",
+                                                                               "_archive$", 300.0)
+    assert config.checks[0].source == "tenants" and config.checks[0].needs_targets
+    assert config.needs_targets
+    assert config_from_dict(fleet_config(discover=["a", "b"])).sources["tenants"].discover == ["a", "b"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"discover": "schemas"}, "sources.tenants: discover = \"schemas\" needs schemas_query"),
+    ({"schemas_query": "SELECT 1"}, "needs schemas_query"),
+    ({"discover": "tables"}, "sources.tenants.discover: expected \"databases\", \"schemas\" or a list"),
+    ({"discover": []}, "sources.tenants.discover: a static list names at least one database"),
+    ({"include": "(unclosed"}, "sources.tenants.include: not a regular expression"),
+    ({"labels": {"check": "x"}}, "sources.tenants.labels: label name 'check' is reserved"),
+    ({"labels": {"bad-name": "x"}}, "is not a Prometheus label name"),
+    ({"every": "0s"}, "sources.tenants.every: must be a positive duration"),
+    ({"evry": "5m"}, "sources.tenants.evry: unknown field (did you mean 'every'?)"),
+])
+def test_a_bad_source_is_one_line_naming_the_field(change, expected):
+    found = problems(fleet_config(**change))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_a_check_names_exactly_one_of_database_or_source_and_a_known_source():
+    data = fleet_config()
+    data["checks"] = [{"name": "a", "source": "tenant", "table": "t", "key": ["k"]},
+                      {"name": "b", "source": "tenants", "database": "app", "table": "t", "key": ["k"]},
+                      {"name": "c", "table": "t", "key": ["k"]}]
+    found = problems(data)
+    assert "checks[1] ('b'): set exactly one of 'database' or 'source'" in found[0]
+    assert "checks[2] ('c'): set exactly one of 'database' or 'source'" in found[1]
+    assert "checks[0] ('a').source: unknown source 'tenant' (did you mean 'tenants'?) (known: tenants)" in found[2]
+
+
+def test_expansion_makes_one_check_per_target_exported_under_the_template_with_target_and_static_labels():
+    config = config_from_dict(fleet_config())
+    expanded = expand(config, {"tenants": targets("tenant_1", "tenant_2")})
+    assert expanded.names == ["logins@tenant_1", "logins@tenant_2", "orders"]
+    names = static_label_names(expanded)
+    assert names == ("env", "team")  # every static label name, on every series
+    labelled = {c.name: series_labels(expanded, c, names) for c in expanded.checks}
+    assert labelled == {"logins@tenant_1": ("logins", "tenant_1", "tenant_1", "prod", ""),
+                        "logins@tenant_2": ("logins", "tenant_2", "tenant_2", "prod", ""),
+                        "orders": ("orders", "app", "app", "", "core")}
+    assert not expanded.needs_targets and config.needs_targets  # the template is left as it was
+
+
+def test_schema_targets_are_database_slash_schema_and_measure_another_place():
+    config = config_from_dict(fleet_config(discover="schemas", schemas_query="SELECT s FROM t"))
+    expanded = expand(config, {"tenants": targets("acme", "globex", schema=True)})
+    assert [series_labels(expanded, c, ())[2] for c in expanded.checks[:2]] == ["app/acme", "app/globex"]
+    places = {tuple(Database(c.database, expanded.databases[c.database]).place) for c in expanded.checks[:2]}
+    assert len(places) == 2  # their runs are kept apart in the history
+
+
+def test_rarely_checked_targets_and_crowded_servers_keep_no_pooled_connection():
+    config = config_from_dict(fleet_config())  # interval 10m, above close_idle_after (2m)
+    rare = expand(config, {"tenants": targets("tenant_1")}).databases["tenants:tenant_1"]
+    data = fleet_config()
+    data["checks"][0]["interval"] = "30s"  # type: ignore[index]
+    often = expand(config_from_dict(data), {"tenants": targets("tenant_1")}).databases["tenants:tenant_1"]
+    assert (rare.pooled, often.pooled) == (False, True)  # type: ignore[attr-defined]
+    data["fleet"] = {"server_connections": 2}  # three targets on one server: idle connections would pass the cap
+    crowded = expand(config_from_dict(data), {"tenants": targets("tenant_1", "tenant_2", "tenant_3")})
+    assert not any(d.pooled for d in crowded.databases.values() if hasattr(d, "pooled"))
+    db = Database("tenants:tenant_1", rare)
+    try:
+        assert type(db.engine.pool).__name__ == "NullPool"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(("spec", "expected"), [("0/1", Shard(0, 1)), ("2/3", Shard(2, 3)), (" 1 / 4 ", Shard(1, 4))])
+def test_shard_specs(spec, expected):
+    assert parse_shard(spec, "--shard") == expected
+
+
+@pytest.mark.parametrize(("spec", "message"), [("3/3", "--shard: shard 3 of 3 does not exist"),
+                                               ("1/0", "does not exist"), ("a/b", "--shard: expected I/N")])
+def test_a_bad_shard_is_one_line(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_shard(spec, "--shard")
+
+
+def test_shard_from_option_then_environment_then_statefulset_ordinal():
+    env = {"DUPEWATCH_SHARD": "1/2", "DUPEWATCH_SHARDS": "5", "POD_NAME": "dupewatch-3"}
+    assert shard_from_environment("0/4", env) == Shard(0, 4)
+    assert shard_from_environment(None, env) == Shard(1, 2)
+    assert shard_from_environment(None, {"DUPEWATCH_SHARDS": "5", "POD_NAME": "dupewatch-3"}) == Shard(3, 5)
+    assert shard_from_environment(None, {}) == Shard(0, 1)
+    with pytest.raises(ConfigError, match="POD_NAME 'dupewatch' does not end in -<ordinal>"):
+        shard_from_environment(None, {"DUPEWATCH_SHARDS": "2", "POD_NAME": "dupewatch"})
+    with pytest.raises(ConfigError, match="shard 3 of 3 does not exist"):
+        shard_from_environment(None, {"DUPEWATCH_SHARDS": "3", "POD_NAME": "dupewatch-3"})
+
+
+def test_shards_split_targets_exactly_once_and_stably():
+    config = config_from_dict(fleet_config())
+    fleet = targets(*(f"tenant_{i}" for i in range(300)))
+    owned = Counter(name for i in range(3)
+                    for name in expand(config, {"tenants": fleet}, Shard(i, 3)).names)
+    assert all(count == 1 for count in owned.values()) and len(owned) == 301  # 300 targets and `orders`
+    assert shard_of("postgresql://db:5432/tenant_1", 3) == shard_of("postgresql://db:5432/tenant_1", 3)
+    per_shard = Counter(shard_of(t.identity, 3) for t in fleet)
+    assert min(per_shard.values()) > 60  # a hash, not everything in one shard
+
+
+def test_budget_one_check_per_target_and_a_refusing_server_backs_off_as_a_whole():
+    budget = Budget(FleetConfig(max_running=2))
+    assert budget.claim("t1") and not budget.claim("t1") and budget.claim("t2")
+    budget.run_slot()
+    assert budget.release("t1", "db:5432", slot=True, connect_failed=True) > 0
+    assert budget.backing_off("db:5432") > 0 and budget.backing_off("other:5432") == 0
+    assert budget.claim("t1")
+    budget.release("t1", "db:5432", slot=False, connect_failed=False)
+    assert budget.backing_off("db:5432") == 0  # a connection that succeeded ends it
+
+
+def test_budget_caps_checks_running_at_once():
+    budget = Budget(FleetConfig(max_running=2))
+    budget.run_slot()
+    budget.run_slot()
+    third = threading.Thread(target=budget.run_slot)
+    third.start()
+    third.join(0.2)
+    assert third.is_alive()  # waits for a slot
+    budget.release("a", "s", slot=True, connect_failed=False)
+    third.join(5)
+    assert not third.is_alive() and budget.peak_running == 2
+
+
+def test_discovery_keeps_the_last_good_list_when_a_listing_fails_and_says_so():
+    config = config_from_dict(fleet_config())
+    answers: list[object] = [targets("tenant_1", "tenant_2"), DatabaseError("server down"), targets("tenant_1")]
+    seen = []
+
+    def lister(_name: str, _source: SourceConfig) -> list[Target]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    discovery = Discovery(config, lister=lister, on_status=lambda name, state: seen.append((state.up, state.error)))
+    assert discovery.refresh()
+    assert not discovery.refresh()  # failed: nothing changed
+    assert [t.name for t in discovery.targets()["tenants"]] == ["tenant_1", "tenant_2"]
+    assert seen[-1] == (False, "server down")
+    assert discovery.refresh()  # tenant_2 disappeared
+    assert [t.name for t in discovery.targets()["tenants"]] == ["tenant_1"]
+    assert seen[-1] == (True, None)
+
+
+def test_an_unset_source_variable_is_a_config_problem_naming_the_source(monkeypatch: pytest.MonkeyPatch):
+    from monitor.db import url_problems
+
+    monkeypatch.delenv("DW_FLEET_UNIT_UNSET", raising=False)
+    config = config_from_dict(fleet_config(url=None, url_env="DW_FLEET_UNIT_UNSET"))
+    assert url_problems(config) == ["sources.tenants.url_env: environment variable DW_FLEET_UNIT_UNSET is not set"]
+    assert url_problems(config, environment=False) == []  # commands using one database do not refuse
