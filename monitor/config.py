@@ -215,8 +215,8 @@ class DatabaseConfig(_Model):
 
 class TargetDatabaseConfig(DatabaseConfig):
     """A fleet target as the rest of dupewatch sees it: a database entry made by `monitor.fleet.expand`, never
-    written in a file. `place_schema` joins what a run measured (`Database.address` and `Database.server_place`); `pooled` False makes its
-    detection connect, run and close (a target checked rarely keeps no connection open)."""
+    written in a file. `place_schema` joins what a run measured (`Database.address` and `Database.server_place`);
+    `pooled` False makes its detection connect, run and close (a target checked rarely keeps no connection open)."""
 
     source: str
     target: str  # the `target` label: the database, or `database/schema`

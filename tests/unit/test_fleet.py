@@ -99,7 +99,7 @@ def test_schema_targets_are_database_slash_schema_and_measure_another_place():
     config = config_from_dict(fleet_config(discover="schemas", schemas_query="SELECT s FROM t"))
     expanded = expand(config, {"tenants": targets("acme", "globex", schema=True)})
     assert [series_labels(expanded, c, ())[2] for c in expanded.checks[:2]] == ["app/acme", "app/globex"]
-    places = {tuple(Database(c.database, expanded.databases[c.database]).place) for c in expanded.checks[:2]}
+    places = {tuple(Database(c.database, expanded.databases[c.database]).address) for c in expanded.checks[:2]}
     assert len(places) == 2  # their runs are kept apart in the history
 
 
