@@ -612,12 +612,13 @@ class _Batch:
         rows are locked already, so asking again finds at least those)."""
         p, layout = self.plan, self.layout
         keeper = p.alias("dupewatch_keeper")
-        # Every row's key must equal its keeper's by the database's `=` (NULL-safe): a GROUP BY or PARTITION
-        # BY may group more coarsely (MariaDB sorts TEXT on its first max_sort_length bytes).
-        same_key = sa.and_(keeper.c[GROUP] == p.c[GROUP], keeper.c[RANK] == 1,
-                           *[keeper.c[k].is_not_distinct_from(p.c[k]) for k in layout.key_labels])
+        # Every row's live key must equal its keeper's planned key by the database's `=` on the live column
+        # (NULL-safe, the live column on the left so that SQLite compares by its collation: the plan table
+        # does not carry it, SQLAlchemy does not reflect SQLite's COLLATE): a GROUP BY or PARTITION BY may
+        # group more coarsely (MariaDB sorts TEXT on its first max_sort_length bytes).
+        same_key = sa.and_(keeper.c[GROUP] == p.c[GROUP], keeper.c[RANK] == 1, layout.key_match(keeper))
         locking = (sa.select(p.c[GROUP], p.c[RANK], p.c[SIZE])
-                   .select_from(p).join(keeper, same_key).join(self.table, layout.live_match(p)).where(in_batch)
+                   .select_from(p).join(self.table, layout.live_match(p)).join(keeper, same_key).where(in_batch)
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
         if layout.rules.identity_array_scan:
             locking = locking.where(self._identity_in(in_batch))  # keeps the join an index scan

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 
 from dbtest import DIALECTS
 from fix_model import Child, Op, Scenario, examples, run_scenario, scenarios
@@ -95,8 +95,9 @@ REGRESSIONS: dict[tuple[str, str], list[Scenario]] = {
         _scenario("mysql", ("float",), (((0,), 0), ((0,), 0)), has_pk=False, tagged=False, batch_size=2),
     ],
     ("sqlite", "plain"): [
-        # M9: a timestamp key, one group fixed from the drill-down
-        _scenario("sqlite", ("ts",), (((0,), 0), ((0,), 0), ((0,), 0)), one_group=True),
+        # soak 16: a NOCASE key whose group holds 'a' and 'A' (the keeper compared by the plan table's BINARY)
+        _scenario("sqlite", ("text_ci",), (((1,), 3), ((0,), 0), ((1,), 0), ((0,), 0)), has_pk=False,
+                  use_order=True, keep="newest"),
     ],
 }
 
@@ -142,11 +143,18 @@ for _dialect in DIALECTS:
                   children=(Child("self", "CASCADE", True, False, (28, 24, None, None)),), batch_size=2,
                   on_reference=("archive",)))
 
-# Shapes where main @ bd0d184 still breaks a promise (see /work/notes/model-findings.md).
-# Remove an entry once its cause is fixed; strict=False because a bounded run may not draw the failing case.
+# A promise main still breaks, outside monitor/fix (detection reads the key through Python). Scenarios that draw
+# it are left out of the generated runs, so that every other promise is still checked on their shapes (an xfail
+# of whole shapes hid a NOCASE bug of the fix, soak 16); its own test below fails until it is fixed.
 M9 = "M9: DATETIME keys go through Python and back: the drill-down and a one-group fix find none of the group's rows"
-# (any shape: a one-group fix of a DATETIME key; the soak at 20 examples drew it in "application" and "trigger" too)
-KNOWN: dict[tuple[str, str], str] = {("sqlite", shape): M9 for shape in SHAPES}
+M9_SCENARIO = _scenario("sqlite", ("ts",), (((0,), 0), ((0,), 0), ((0,), 0)), one_group=True)
+
+
+def known(scenario: Scenario) -> str | None:
+    """The known cause a scenario would trip over, if any."""
+    if scenario.dialect == "sqlite" and scenario.one_group and "ts" in scenario.key_types:
+        return M9
+    return None
 
 
 def model_test(dialect: str, shape: str) -> Callable[[], None]:
@@ -157,10 +165,11 @@ def model_test(dialect: str, shape: str) -> Callable[[], None]:
     @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged, trigger=trigger,
                      rls=shape in SHAPES_PG))
     def check(scenario: Scenario) -> None:
+        assume(known(scenario) is None)
         run_scenario(scenario)
 
-    for known in reversed(REGRESSIONS.get((dialect, shape), [])):
-        check = example(known)(check)
+    for regression in reversed(REGRESSIONS.get((dialect, shape), [])):
+        check = example(regression)(check)
     return check
 
 
@@ -168,9 +177,7 @@ def _cases() -> list[object]:
     cases: list[object] = []
     for dialect in DIALECTS:
         for shape in [*SHAPES, *(SHAPES_PG if dialect == "postgresql" else ())]:
-            reason = KNOWN.get((dialect, shape))
-            marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
-            cases.append(pytest.param(dialect, shape, marks=marks, id=f"{dialect}-{shape}"))
+            cases.append(pytest.param(dialect, shape, id=f"{dialect}-{shape}"))
     return cases
 
 
@@ -179,3 +186,8 @@ def test_fix_keeps_every_promise_on_generated_schemas(dialect: str, shape: str) 
     """No row outside the plan deleted, every deleted row archived identically, no reference lost or left
     dangling, every key keeps a row, and undo restores every table exactly; a refusal changes nothing."""
     model_test(dialect, shape)()
+
+
+@pytest.mark.xfail(strict=True, reason=M9)
+def test_known_m9_a_one_group_fix_of_a_sqlite_datetime_key() -> None:
+    run_scenario(M9_SCENARIO)
