@@ -1,11 +1,11 @@
 """Targets, and a config expanded into one check per target.
 
-A target is one database (and schema) a check runs against. Its identity is the server and database (and
-schema) it names, never the config's names for them: what shards hash (`Database.address`), and what run history
-is keyed by (`Database.server_place`, with the schema). A check that names a `source` is a template; `expand`
-makes one check per target of the source, named `CHECK@TARGET` (what `dupewatch fix` and the logs call it), exported under the template's name
-with a `target` label, over a database entry (`TargetDatabaseConfig`) per target. Every other face (engine,
-scheduler, metrics, dashboard) then runs the expanded config as it runs any other.
+A target is one database (and schema) a check runs against. Its identity is the server and database (and schema) it
+names, never the config's names for them: what shards hash (`Database.address`), and what run history is keyed by
+(`Database.server_place`, with the schema). A check that names a `source` is a template; `expand` makes one check
+per target of the source, named `CHECK@TARGET` (what `dupewatch fix` and the logs call it), exported under the
+template's name with a `target` label, over a database entry (`TargetDatabaseConfig`) per target. Every other face
+(engine, scheduler, metrics, dashboard) then runs the expanded config as it runs any other.
 """
 
 from __future__ import annotations
