@@ -87,5 +87,5 @@ def test_a_failed_guard_after_a_committed_fix_says_the_fix_stands(pg, tmp_path, 
     monkeypatch.setattr("monitor.fix.guard.rounds.secure_guard", broken)
     result = run_cli("fix", "logins", "--config", str(path), "--yes", "--add-constraint")
     assert result.exit_code == 2
-    assert "is done and committed (1 row(s) deleted" in result.stderr and "rolled back" not in result.stderr
+    assert "is done and committed (1 row deleted" in result.stderr and "rolled back" not in result.stderr
     assert pg.scalar("SELECT state FROM dupewatch_fix") == "done"

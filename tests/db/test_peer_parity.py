@@ -171,6 +171,7 @@ def test_an_empty_table_has_no_percentage(db, monitor_for):
 def test_an_incremental_pass_reports_the_rows_it_read_but_no_percentage(db, monitor_for):
     db.execute("CREATE TABLE inc (id INTEGER PRIMARY KEY, k INTEGER)")
     db.execute("INSERT INTO inc VALUES (1, 1), (2, 1), (3, 2), (4, 3)")
+    db.execute("CREATE INDEX inc_k ON inc (k)")  # without it a poll may run as a full pass (issue 19)
     monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "table": "inc", "key": ["k"],
                                                     "incremental": "id", "warn_above": 1}])
     full = monitor.run("c")
@@ -294,6 +295,7 @@ def test_json_rows_scanned_is_absent_for_a_custom_query(sqlite_db, tmp_path):
 
 def test_an_incremental_check_with_the_gx_rule_matches_its_full_pass(partial_nulls, monitor_for):
     db = partial_nulls
+    db.execute("CREATE INDEX dev_key ON dev (user_id, os)")  # without it a poll may run as a full pass (issue 19)
     monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "table": "dev",
                                                     "key": ["user_id", "os"], "nulls": "skip_all_null",
                                                     "incremental": "id"}])
