@@ -32,14 +32,14 @@ leaves when two requests both "check, then write". Every check runs on its own s
 
 [b]Columns[/b]
   [b]STATUS[/b]       [#5fd75f]● ok[/] nothing found · [#ffaf00]▲ duplicates[/] / [#ffaf00]▲ violations[/] \
-(custom queries) found · [#8a8a8a]‖[/] in place of the mark: paused
+(custom queries) found · [#8a8a8a]‖[/] in place of the mark: paused · ok / warn / fail: by its thresholds
                [#5fafff]⟳ running[/] a query in progress (shown after a moment, with a timer)
                [#ff5f5f]✖ error[/] the check failed: the error is shown below the table; retried with backoff
   [b]GROUPS[/b]       keys that occur more than once (— for a violations check: it has rows, not groups)
   [b]ROWS[/b]         duplicates: excess rows, beyond the first of each key (what a fix deletes);
                violations: rows breaking the check's invariant (each row its query returns)
   [b]CHANGE[/b]       ROWS since the previous run: [b red]▲[/] growing (a live race), [green]▼[/] shrinking
-  [b]TREND[/b]        ROWS over the recent runs             [b]LAST RUN[/b] / [b]DURATION[/b]  when and how long
+  [b]TREND[/b]        ROWS over the recent runs   [b]ROWS %[/b] of the rows checked   [b]LAST RUN[/b] / [b]DURATION[/b]  when, how long
 
 [b]Drill-down[/b]
   Groups are listed largest first and loaded page by page as you scroll. [b]SPREAD[/b] is how far apart a
