@@ -256,6 +256,9 @@ class TableCheck:
         self.key_columns = [self._column(name, "key") for name in check.key or []]
         self._refuse_ungroupable_keys()
         self.key_exprs = [self._normalise(column) for column in self.key_columns]
+        # A group's key values as the drill-down reads them and binds them back (`members`, `narrowed`, the page
+        # cursor): as stored where the Python type's round trip would change them (`Dialect.as_stored`).
+        self.key_reads = [rules.as_stored(e) for e in self.key_exprs]
         self.timestamp = self._column(check.timestamp, "timestamp") if check.timestamp else None
         self.order_columns = [self._column(name, "order_by") for name in check.order_by or []]
         if not self.order_columns:
@@ -357,7 +360,7 @@ class TableCheck:
         """Every duplicate group (`every`: every key, single rows too) as a row: key values `k0..`, size `n`,
         and first/last birth times."""
         size = sa.func.count()
-        columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_exprs)]
+        columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_reads)]
         columns.append(size.label("n"))
         if self.timestamp is not None:
             ts_type = self.rules.timestamp_type(self.timestamp)
@@ -421,7 +424,7 @@ class TableCheck:
     def narrowed(self, key: Sequence[Any]) -> TableCheck:
         """This check limited to the one group with this (normalised) key: what fixing a single group plans."""
         one = copy.copy(self)
-        one.filters = [*self.filters, *self.key_equals(key, self.key_exprs)]
+        one.filters = [*self.filters, *self.key_equals(key, self.key_reads)]
         return one
 
     def _shown_columns(self) -> list[ColumnElement[Any]]:
@@ -431,7 +434,7 @@ class TableCheck:
     def members(self, key: Sequence[Any], limit: int = MEMBER_ROW_LIMIT) -> sa.Select[Any]:
         """The rows of the group with this (normalised) key, keeper first."""
         statement = sa.select(*self._shown_columns()).select_from(self.table).where(
-            *self.filters, *self.key_equals(key, self.key_exprs))
+            *self.filters, *self.key_equals(key, self.key_reads))
         return statement.order_by(*self.keeper_order()).limit(limit)
 
 

@@ -40,6 +40,9 @@ Detection (`monitor.detect`, `monitor.engine`)
 - `nulls_first(clause)`: an ascending ORDER BY clause that puts NULL first.
 - `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
 - `shown_columns(table)`: the columns a group's rows are shown with.
+- `as_stored(expr)`: a key expression read and bound back as the database stores it, where the Python type's
+  conversion both ways would not give back the stored value (SQLite's `DATETIME` text), so that a group's key
+  values, read by the drill-down and bound again, find the group's rows.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
 - `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
   connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
@@ -302,6 +305,13 @@ class Dialect(Polling):
 
     def shown_columns(self, table: sa.Table) -> list[ColumnElement[Any]]:
         return list(table.columns)
+
+    def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`expr` as a group's key value is read and bound back. The expression itself where the driver's
+        round trip gives the stored value back exactly: PostgreSQL and MariaDB/MySQL return temporal and decimal
+        values at the column's precision and compare the bound value in the column's type (a single-precision
+        float is rounded again, `detect.key_equals`)."""
+        return expr
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return False
