@@ -410,7 +410,7 @@ class TableCheck:
         alternatives = []
         for i, expr in enumerate(exprs):
             value = key[i]
-            greater = expr.is_not(None) if value is None else expr > value
+            greater = expr.is_not(None) if value is None else expr > _as_stored(expr, value)
             alternatives.append(sa.and_(*self.key_equals(key[:i], exprs[:i]), greater))
         return sa.or_(*alternatives)
 

@@ -307,10 +307,13 @@ class Dialect(Polling):
         return list(table.columns)
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        """`expr` as a group's key value is read and bound back. The expression itself where the driver's
-        round trip gives the stored value back exactly: PostgreSQL and MariaDB/MySQL return temporal and decimal
-        values at the column's precision and compare the bound value in the column's type (a single-precision
-        float is rounded again, `detect.key_equals`)."""
+        """`expr` as a group's key value is read and bound back: the value the driver returns, which psycopg and
+        PyMySQL bind back exactly (temporal and decimal values at the column's precision; a single-precision
+        float is rounded again by `detect.key_equals`). A float column SQLAlchemy would read as a Decimal of
+        fixed scale (MySQL's `DOUBLE`, 10 places: 1e-300 became 0) is read as the float the driver returns."""
+        kind = expr.type
+        if isinstance(kind, sa.Float) and kind.asdecimal:
+            return sa.type_coerce(expr, sa.Double() if isinstance(kind, sa.Double) else sa.Float())
         return expr
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:

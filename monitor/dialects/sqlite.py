@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation
+from monitor.dialects.expressions import AsStored
 from monitor.dialects.sqlite_polling import SQLitePolling
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
@@ -247,7 +248,7 @@ class SQLite(SQLitePolling, Dialect):
         dialect = _SQLITE
         if expr.type.dialect_impl(dialect).result_processor(dialect, None) is None:
             return expr  # read as stored already (text, integers, REAL, blobs)
-        return sa.type_coerce(expr, sa.types.NullType())
+        return sa.type_coerce(expr, AsStored())
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return "unknown database" in str(exc.orig)
