@@ -235,13 +235,18 @@ def _is_text(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
 
 
-def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+def single_precision(expr: ColumnElement[Any]) -> bool:
+    """Whether `expr` holds single-precision floats, which equal a double read back from them only once the
+    database rounds the double again (`key_equals`)."""
     kind = expr.type
-    if isinstance(value, float) and isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
+    if isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
         precision = getattr(kind, "precision", None)
-        if precision is None or precision <= 24:  # FLOAT(p) is single precision up to p = 24
-            return SinglePrecision(value)
-    return value
+        return precision is None or precision <= 24  # FLOAT(p) is single precision up to p = 24
+    return False
+
+
+def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    return SinglePrecision(value) if isinstance(value, float) and single_precision(expr) else value
 
 
 class TableCheck:

@@ -4,7 +4,8 @@ group (`make_plan(group=...)`). Each must find exactly the group's rows, for eve
 type, on every database: a value that comes back as other text or another precision finds none of them.
 
 Each case stores two groups as the application wrote them (three rows and two rows, literal SQL, not through
-SQLAlchemy's types), then walks the groups one per page and checks each group's rows and its one-group plan.
+SQLAlchemy's types), then walks the groups one per page and checks each group's rows and its one-group plan; an
+incremental check looks up the groups it knows by their key values too, and must count what a full pass counts.
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ def walk_groups(db: Any, monitor_for: Any, column_type: str, first: str, second:
     assert seen == [(3, [1, 2, 3], 1, 2), (2, [4, 5], 1, 1)]
 
 
+def count_incrementally(db: Any, monitor_for: Any, column_type: str, first: str, second: str) -> None:
+    db.execute(f"CREATE TABLE kv (id INTEGER PRIMARY KEY, k {column_type})")
+    db.execute(*(f"INSERT INTO kv (id, k) VALUES ({i + 1}, {v})" for i, v in enumerate([first] * 2 + [second])))
+    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "table": "kv", "key": ["k"],
+                                                    "incremental": "id"}])
+    full = monitor.run("c")
+    assert (full.mode, full.groups, full.excess_rows) == ("full", 1, 1)
+    db.execute(f"INSERT INTO kv (id, k) VALUES (4, {first})", f"INSERT INTO kv (id, k) VALUES (5, {second})")
+    step = monitor.run("c")
+    # the known group's rows found again by its key values
+    assert (step.error, step.groups, step.excess_rows) == (None, 2, 3)
+
+
 @pytest.mark.parametrize("case", list(SQLITE))
 def test_sqlite_group_keys_find_their_rows(sqlite_db: Any, monitor_for: Any, case: str) -> None:
     walk_groups(sqlite_db, monitor_for, *SQLITE[case])
@@ -91,3 +105,18 @@ def test_postgresql_group_keys_find_their_rows(pg: Any, monitor_for: Any, case: 
 @pytest.mark.parametrize("case", list(MYSQL))
 def test_mysql_group_keys_find_their_rows(mysql: Any, monitor_for: Any, case: str) -> None:
     walk_groups(mysql, monitor_for, *MYSQL[case])
+
+
+@pytest.mark.parametrize("case", list(SQLITE))
+def test_sqlite_incremental_checks_find_known_groups(sqlite_db: Any, monitor_for: Any, case: str) -> None:
+    count_incrementally(sqlite_db, monitor_for, *SQLITE[case])
+
+
+@pytest.mark.parametrize("case", list(POSTGRESQL))
+def test_postgresql_incremental_checks_find_known_groups(pg: Any, monitor_for: Any, case: str) -> None:
+    count_incrementally(pg, monitor_for, *POSTGRESQL[case])
+
+
+@pytest.mark.parametrize("case", list(MYSQL))
+def test_mysql_incremental_checks_find_known_groups(mysql: Any, monitor_for: Any, case: str) -> None:
+    count_incrementally(mysql, monitor_for, *MYSQL[case])
