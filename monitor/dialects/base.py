@@ -41,8 +41,9 @@ Detection (`monitor.detect`, `monitor.engine`)
 - `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
 - `shown_columns(table)`: the columns a group's rows are shown with.
 - `as_stored(expr)`: a key expression read and bound back as the database stores it, where the Python type's
-  conversion both ways would not give back the stored value (SQLite's `DATETIME` text), so that a group's key
-  values, read by the drill-down and bound again, find the group's rows.
+  conversion both ways would not give back the stored value (SQLite's `DATETIME` text, MySQL's `DOUBLE` read as a
+  Decimal of 10 places and `TIME` as a time of day), so that a group's key values, read by the drill-down or an
+  incremental pass and bound again, find the group's rows.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
 - `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
   connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
