@@ -235,13 +235,18 @@ def _is_text(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
 
 
-def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+def single_precision(expr: ColumnElement[Any]) -> bool:
+    """Whether `expr` holds single-precision floats, which equal a double read back from them only once the
+    database rounds the double again (`key_equals`)."""
     kind = expr.type
-    if isinstance(value, float) and isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
+    if isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
         precision = getattr(kind, "precision", None)
-        if precision is None or precision <= 24:  # FLOAT(p) is single precision up to p = 24
-            return SinglePrecision(value)
-    return value
+        return precision is None or precision <= 24  # FLOAT(p) is single precision up to p = 24
+    return False
+
+
+def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    return SinglePrecision(value) if isinstance(value, float) and single_precision(expr) else value
 
 
 class TableCheck:
@@ -256,6 +261,9 @@ class TableCheck:
         self.key_columns = [self._column(name, "key") for name in check.key or []]
         self._refuse_ungroupable_keys()
         self.key_exprs = [self._normalise(column) for column in self.key_columns]
+        # A group's key values as the drill-down reads them and binds them back (`members`, `narrowed`, the page
+        # cursor): as stored where the Python type's round trip would change them (`Dialect.as_stored`).
+        self.key_reads = [rules.as_stored(e) for e in self.key_exprs]
         self.timestamp = self._column(check.timestamp, "timestamp") if check.timestamp else None
         self.order_columns = [self._column(name, "order_by") for name in check.order_by or []]
         if not self.order_columns:
@@ -357,7 +365,7 @@ class TableCheck:
         """Every duplicate group (`every`: every key, single rows too) as a row: key values `k0..`, size `n`,
         and first/last birth times."""
         size = sa.func.count()
-        columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_exprs)]
+        columns: list[ColumnElement[Any]] = [e.label(f"k{i}") for i, e in enumerate(self.key_reads)]
         columns.append(size.label("n"))
         if self.timestamp is not None:
             ts_type = self.rules.timestamp_type(self.timestamp)
@@ -407,7 +415,7 @@ class TableCheck:
         alternatives = []
         for i, expr in enumerate(exprs):
             value = key[i]
-            greater = expr.is_not(None) if value is None else expr > value
+            greater = expr.is_not(None) if value is None else expr > _as_stored(expr, value)
             alternatives.append(sa.and_(*self.key_equals(key[:i], exprs[:i]), greater))
         return sa.or_(*alternatives)
 
@@ -421,7 +429,7 @@ class TableCheck:
     def narrowed(self, key: Sequence[Any]) -> TableCheck:
         """This check limited to the one group with this (normalised) key: what fixing a single group plans."""
         one = copy.copy(self)
-        one.filters = [*self.filters, *self.key_equals(key, self.key_exprs)]
+        one.filters = [*self.filters, *self.key_equals(key, self.key_reads)]
         return one
 
     def _shown_columns(self) -> list[ColumnElement[Any]]:
@@ -431,7 +439,7 @@ class TableCheck:
     def members(self, key: Sequence[Any], limit: int = MEMBER_ROW_LIMIT) -> sa.Select[Any]:
         """The rows of the group with this (normalised) key, keeper first."""
         statement = sa.select(*self._shown_columns()).select_from(self.table).where(
-            *self.filters, *self.key_equals(key, self.key_exprs))
+            *self.filters, *self.key_equals(key, self.key_reads))
         return statement.order_by(*self.keeper_order()).limit(limit)
 
 

@@ -40,6 +40,10 @@ Detection (`monitor.detect`, `monitor.engine`)
 - `nulls_first(clause)`: an ascending ORDER BY clause that puts NULL first.
 - `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
 - `shown_columns(table)`: the columns a group's rows are shown with.
+- `as_stored(expr)`: a key expression read and bound back as the database stores it, where the Python type's
+  conversion both ways would not give back the stored value (SQLite's `DATETIME` text, MySQL's `DOUBLE` read as a
+  Decimal of 10 places and `TIME` as a time of day), so that a group's key values, read by the drill-down or an
+  incremental pass and bound again, find the group's rows.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
 - `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
   connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
@@ -302,6 +306,16 @@ class Dialect(Polling):
 
     def shown_columns(self, table: sa.Table) -> list[ColumnElement[Any]]:
         return list(table.columns)
+
+    def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`expr` as a group's key value is read and bound back: the value the driver returns, which psycopg and
+        PyMySQL bind back exactly (temporal and decimal values at the column's precision; a single-precision
+        float is rounded again by `detect.key_equals`). A float column SQLAlchemy would read as a Decimal of
+        fixed scale (MySQL's `DOUBLE`, 10 places: 1e-300 became 0) is read as the float the driver returns."""
+        kind = expr.type
+        if isinstance(kind, sa.Float) and kind.asdecimal:
+            return sa.type_coerce(expr, sa.Double() if isinstance(kind, sa.Double) else sa.Float())
+        return expr
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return False

@@ -10,6 +10,17 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 
+class AsStored(sa.types.UserDefinedType[Any]):
+    """A value exactly as the driver returns it and binds it, with no conversion by SQLAlchemy's type either way
+    (`Dialect.as_stored`). A value compared with such an expression is bound in this type too (NullType would
+    pick a type from the Python value: a timedelta would bind as an Interval, converted again)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        raise NotImplementedError("AsStored reads and compares values; it is no column type")
+
+
 class SinglePrecision(ColumnElement[float]):
     """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
     way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""

@@ -35,6 +35,7 @@ from monitor.dialects.base import (
     NamedLock,
     UniqueViolation,
 )
+from monitor.dialects.expressions import AsStored
 from monitor.dialects.mysql_polling import MySQLPolling
 
 if TYPE_CHECKING:
@@ -312,6 +313,13 @@ class MySQL(MySQLPolling, Dialect):
             host, port = conn.exec_driver_sql("SELECT @@hostname, @@port").one()
             server = ["host", str(host), str(port)]
         return [*server, str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")]
+
+    def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A `TIME` as the `timedelta` PyMySQL returns and binds back exactly: SQLAlchemy makes it a time of day,
+        which has no `-838:59:59` or `25:00:00`."""
+        if isinstance(expr.type, sa.Time):
+            return sa.type_coerce(expr, AsStored())
+        return super().as_stored(expr)
 
     def named_lock(self, key: str) -> NamedLock:
         name = fix_lock_name(key)

@@ -26,15 +26,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation
+from monitor.dialects.expressions import AsStored
 from monitor.dialects.sqlite_polling import SQLitePolling
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
+_SQLITE = sqlite_dialect.dialect()  # what SQLAlchemy's types do with values on SQLite (`SQLite.as_stored`)
 
 
 def _unicode_lower(value: Any) -> Any:
@@ -236,6 +239,16 @@ class SQLite(SQLitePolling, Dialect):
         """Exactly as stored: a `DATETIME` holding `2024-01-01T10:00:00Z` or a `NUMERIC` holding `n/a` would make
         SQLAlchemy's result processing raise."""
         return [sa.type_coerce(c, sa.types.NullType()).label(c.name) for c in table.columns]
+
+    def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Exactly as stored, wherever SQLAlchemy's type converts the value in Python: a `DATETIME` holding
+        `2024-01-01 09:00:00` reads as a datetime that binds back as `2024-01-01 09:00:00.000000`, which `=`
+        compares as different text (as a `BOOLEAN` holding 2 binds back as 1, a `NUMERIC` holding `n/a` does not
+        read at all). The value as stored compares equal to itself."""
+        dialect = _SQLITE
+        if expr.type.dialect_impl(dialect).result_processor(dialect, None) is None:
+            return expr  # read as stored already (text, integers, REAL, blobs)
+        return sa.type_coerce(expr, AsStored())
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return "unknown database" in str(exc.orig)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.detect import CheckDefinitionError, TableCheck
+from monitor.detect import CheckDefinitionError, TableCheck, single_precision
 from monitor.dialects.polling import KEY_BATCH
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
@@ -78,7 +78,10 @@ class IncrementalCheck:
         assert check.incremental is not None
         self.column = resolved._column(check.incremental, "incremental")
         self.kind = column_kind(check.name, self.column)
-        self.exprs = list(resolved.key_exprs)
+        # Key values read and bound back as stored (`Dialect.as_stored`: a SQLite DATETIME key read through Python
+        # bound back as other text, and the lookups of known groups found none of their rows).
+        self.exprs = list(resolved.key_reads)
+        self.read_as_stored = any(r is not e for r, e in zip(resolved.key_reads, resolved.key_exprs, strict=True))
         self.identity_exprs = [self.rules.group_identity(e) for e in self.exprs]
         self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
         self.row_ids = self._row_id_columns()
@@ -106,6 +109,8 @@ class IncrementalCheck:
                   for v in conn.execute(sa.text(statement)).one()]
         parts = [place, *server, check.table, check.key, check.where, check.nulls, check.case_insensitive,
                  check.trim_whitespace, check.incremental]
+        if self.read_as_stored:  # a state whose keys were read through Python types is started again
+            parts.append("keys as stored")
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
     # -- statements ------------------------------------------------------------------------------
@@ -142,6 +147,10 @@ class IncrementalCheck:
         plain = [k for k in keys if None not in k]
         matches: list[ColumnElement[bool]] = []
         columns = self.resolved.key_columns
+        if plain and any(single_precision(e) for e in self.exprs):
+            # A single-precision key equals the double read from it only once the database rounds it again.
+            matches.extend(sa.and_(*TableCheck.key_equals(k, self.exprs)) for k in plain)
+            plain = []
         if plain and any(isinstance(c.type, sa.ARRAY) for c in columns):
             # An array binds as the driver guesses its element type (smallint[] for small integers): cast it.
             matches.extend(sa.and_(*[e == sa.cast(sa.bindparam(None, v, type_=c.type), c.type)

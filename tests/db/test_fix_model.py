@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, Phase, assume, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 from dbtest import DIALECTS
 from fix_model import Child, Op, Scenario, examples, run_scenario, scenarios
@@ -143,18 +143,9 @@ for _dialect in DIALECTS:
                   children=(Child("self", "CASCADE", True, False, (28, 24, None, None)),), batch_size=2,
                   on_reference=("archive",)))
 
-# A promise main still breaks, outside monitor/fix (detection reads the key through Python). Scenarios that draw
-# it are left out of the generated runs, so that every other promise is still checked on their shapes (an xfail
-# of whole shapes hid a NOCASE bug of the fix, soak 16); its own test below fails until it is fixed.
-M9 = "M9: DATETIME keys go through Python and back: the drill-down and a one-group fix find none of the group's rows"
+# M9 (fixed): a SQLite DATETIME key read through Python came back as other text (`.000000`), so the drill-down
+# and a one-group fix found none of the group's rows (`Dialect.as_stored`). Its minimal scenario, always run.
 M9_SCENARIO = _scenario("sqlite", ("ts",), (((0,), 0), ((0,), 0), ((0,), 0)), one_group=True)
-
-
-def known(scenario: Scenario) -> str | None:
-    """The known cause a scenario would trip over, if any."""
-    if scenario.dialect == "sqlite" and scenario.one_group and "ts" in scenario.key_types:
-        return M9
-    return None
 
 
 def model_test(dialect: str, shape: str) -> Callable[[], None]:
@@ -165,7 +156,6 @@ def model_test(dialect: str, shape: str) -> Callable[[], None]:
     @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged, trigger=trigger,
                      rls=shape in SHAPES_PG))
     def check(scenario: Scenario) -> None:
-        assume(known(scenario) is None)
         run_scenario(scenario)
 
     for regression in reversed(REGRESSIONS.get((dialect, shape), [])):
@@ -188,6 +178,7 @@ def test_fix_keeps_every_promise_on_generated_schemas(dialect: str, shape: str) 
     model_test(dialect, shape)()
 
 
-@pytest.mark.xfail(strict=True, reason=M9)
-def test_known_m9_a_one_group_fix_of_a_sqlite_datetime_key() -> None:
+def test_m9_a_one_group_fix_of_a_sqlite_datetime_key() -> None:
+    """Three identical rows under a SQLite DATETIME key: the drill-down lists all three and a one-group fix
+    keeps one of them."""
     run_scenario(M9_SCENARIO)
