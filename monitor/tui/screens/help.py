@@ -39,7 +39,8 @@ leaves when two requests both "check, then write". Every check runs on its own s
   [b]ROWS[/b]         duplicates: excess rows, beyond the first of each key (what a fix deletes);
                violations: rows breaking the check's invariant (each row its query returns)
   [b]CHANGE[/b]       ROWS since the previous run: [b red]▲[/] growing (a live race), [green]▼[/] shrinking
-  [b]TREND[/b]        ROWS over the recent runs   [b]ROWS %[/b] of the rows checked   [b]LAST RUN[/b] / [b]DURATION[/b]  when, how long
+  [b]TREND[/b]        ROWS over the recent runs   [b]ROWS %[/b] of the rows checked   \
+[b]LAST RUN[/b] / [b]DURATION[/b]  when, how long
 
 [b]Drill-down[/b]
   Groups are listed largest first and loaded page by page as you scroll. [b]SPREAD[/b] is how far apart a
