@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -227,3 +228,27 @@ def monitor_for() -> Iterator[Any]:
     yield make
     for monitor in made:
         monitor.close()
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    """Prometheus's own rule and config checker (Debian's `prometheus` package; .ci/run installs it)."""
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return found
+
+
+def metric_samples(exporter: Any) -> dict[tuple[str, str], float]:
+    """(sample name, check) -> value of a `monitor.metrics.MetricsExporter`'s labelled series (no histogram
+    buckets)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(exporter.metrics.exposition().decode()):
+        for s in family.samples:
+            if "check" in s.labels and "le" not in s.labels:
+                found[(s.name, s.labels["check"])] = s.value
+    return found

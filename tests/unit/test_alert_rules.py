@@ -6,25 +6,12 @@ skipping it."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return found
 
 
 def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,6 @@ checked here against the pods it must find (`discovered_targets`, Prometheus's r
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shutil
 import subprocess
@@ -382,16 +381,6 @@ def test_the_scrape_job_leaves_other_pods_alone() -> None:
     other_app = {"postgres-0": {**pod_labels(), "app.kubernetes.io/name": "postgres"}}
     assert list(discovered_targets(job, other_app, namespace)) == []
     assert list(discovered_targets(job, shard_pods(), "default")) == []
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return found
 
 
 def check_config(promtool: str, config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:

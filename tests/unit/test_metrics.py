@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from dbtest import metric_samples
 from monitor.config import Config, config_from_dict
 from monitor.detect import CheckResult
 from monitor.metrics import RENDER_MIN_SECONDS, MetricsExporter, MetricsServeError, record_fix
@@ -32,14 +32,7 @@ def make_config(checks: list[tuple[str, str]], listen: str | None = None, **metr
     return config_from_dict(data)
 
 
-def samples(exporter: MetricsExporter) -> dict[tuple[str, str], float]:
-    """(sample name, check) -> value, for dupewatch's labelled series (histogram buckets left out)."""
-    found = {}
-    for family in text_string_to_metric_families(exporter.metrics.exposition().decode()):
-        for s in family.samples:
-            if "check" in s.labels and "le" not in s.labels:
-                found[(s.name, s.labels["check"])] = s.value
-    return found
+samples = metric_samples  # (sample name, check) -> value
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
+from dbtest import metric_samples
 from monitor.config import ConfigError, Limit, config_from_dict
 from monitor.detect import CheckResult
 from monitor.history import History
@@ -120,13 +120,7 @@ def exporter() -> Iterator[MetricsExporter]:
     made.close()
 
 
-def values(exporter: MetricsExporter) -> dict[tuple[str, str], float]:
-    found = {}
-    for family in text_string_to_metric_families(exporter.metrics.exposition().decode()):
-        for s in family.samples:
-            if "check" in s.labels and "le" not in s.labels:
-                found[(s.name, s.labels["check"])] = s.value
-    return found
+values = metric_samples  # (sample name, check) -> value
 
 
 def test_status_and_excess_ratio_follow_successful_runs_only(exporter):
