@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -200,12 +199,10 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
 
 
 def test_a_raced_duplicate_moves_the_new_duplicates_counter_from_the_stream_and_the_shipped_alert_fires(
-        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any, promtool: str) -> None:
     """The check polls hourly: between two scrapes only the stream ran. Prometheus's own rule engine (promtool)
-    then evaluates the shipped DupewatchNewDuplicates rule over the counter's two scraped values."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    then evaluates the shipped DupewatchNewDuplicates rule over the counter's two scraped values (under CI a
+    missing promtool fails the test, as in the rule tests)."""
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
     ran_at = "dupewatch_check_last_success_timestamp_seconds"
     before = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None, "the check's first (hourly) run")
