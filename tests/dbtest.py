@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,38 @@ class TestDatabase:
     def q(self, name: str) -> str:
         """An identifier quoted for this dialect, for hand-written test SQL."""
         return self.engine.dialect.identifier_preparer.quote_identifier(name)
+
+
+@contextmanager
+def server_login(dialect: str, *setup: str, prefix: str = "dw", password: str | None = None) -> Iterator[str]:
+    """A login (PostgreSQL role, MariaDB/MySQL user `'name'@'%'`) on the shared test server, with a fresh name
+    starting with `prefix` and the given password (none when None); `setup` statements run after it, as the
+    server's administrator, with `{user}` replaced by the quoted name. Yields the name; the login and what it owns
+    are dropped afterwards. A missing server skips (fails under CI=true)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    mysql = dialect == "mysql"
+    admin = sa.create_engine(MYSQL_URL if mysql else PG_URL, isolation_level="AUTOCOMMIT")
+    user = f"'{name}'@'%'" if mysql else f'"{name}"'
+    create = f"CREATE USER {user}" if mysql else f"CREATE ROLE {user} LOGIN"
+    if password is not None:  # MariaDB takes it as a parameter; PostgreSQL's DDL takes none (a test's own value)
+        create += " IDENTIFIED BY :password" if mysql else f" PASSWORD '{password}'"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(create), {"password": password})
+    except Exception as exc:
+        admin.dispose()
+        _unavailable("MySQL/MariaDB" if mysql else "PostgreSQL", exc)
+    drops = [f"DROP USER IF EXISTS {user}"] if mysql else [f"DROP OWNED BY {user} CASCADE", f"DROP ROLE {user}"]
+    try:
+        with admin.connect() as conn:
+            for statement in setup:
+                conn.execute(sa.text(statement.replace("{user}", user)))
+        yield name
+    finally:
+        with admin.connect() as conn:
+            for statement in drops:
+                conn.execute(sa.text(statement))
+        admin.dispose()
 
 
 def _pg(name: str) -> Iterator[TestDatabase]:

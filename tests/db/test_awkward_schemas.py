@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dbtest import MYSQL_URL
+from dbtest import server_login
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -148,20 +148,12 @@ def test_mysql_enum_set_and_binary_keys_with_normalisation(mysql, monitor_for):
 
 def test_mysql_url_for_another_server_user_never_leaks_its_password(mysql, monitor_for):
     password = "p@ss:w/rd%"
-    user = f"dw_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(MYSQL_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY :p"), {"p": password})
+    with server_login("mysql", password=password) as user:
         url = sa.engine.make_url(mysql.url).set(username=user, password=password + "wrong")
         result = monitor_for({"d": {"url": url.render_as_string(hide_password=False)}},
                              [{"name": "c", "database": "d", "table": "t", "key": ["k"]}]).run("c")
         assert result.status == "error" and "Access denied" in result.error
         assert "p@ss" not in result.error and "p%40ss" not in result.error and "***" in result.error
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
-        admin.dispose()
 
 
 KEPT_BY_WITHOUT_KEY = {

@@ -9,14 +9,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dbtest import IN_CI, MYSQL_URL, PG_URL, REPO_ROOT, write_config
+from dbtest import MYSQL_URL, PG_URL, REPO_ROOT, server_login, write_config
 
 pytestmark = pytest.mark.timeout(180)
 JSON_KEYS = {"name", "database", "status", "groups", "excess_rows", "duration_ms", "setup_ms", "error", "mode",
@@ -263,43 +263,17 @@ def test_url_env_reads_the_url_and_names_a_missing_variable(pairs, tmp_path, dup
 # -- wrong passwords never leak ----------------------------------------------------------------------
 
 @pytest.fixture
-def mysql_user() -> Any:
-    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
-    user, password = f"dw_pw_{uuid.uuid4().hex[:8]}", f"Right-{uuid.uuid4().hex}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
-    except Exception as exc:
-        admin.dispose()
-        if IN_CI:
-            pytest.fail(f"MariaDB not reachable: {exc}")
-        pytest.skip(f"MariaDB not reachable: {exc}")
-    try:
+def mysql_user() -> Iterator[tuple[str, str]]:
+    password = f"Right-{uuid.uuid4().hex}"
+    with server_login("mysql", prefix="dw_pw", password=password) as user:
         yield user, password
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
-        admin.dispose()
 
 
 @pytest.fixture
-def pg_role() -> Any:
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    role, password = f"dw_pw_{uuid.uuid4().hex[:8]}", f"Right-{uuid.uuid4().hex}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
-    except Exception as exc:
-        admin.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL not reachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    try:
+def pg_role() -> Iterator[tuple[str, str]]:
+    password = f"Right-{uuid.uuid4().hex}"
+    with server_login("postgresql", prefix="dw_pw", password=password) as role:
         yield role, password
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
-        admin.dispose()
 
 
 def test_wrong_mysql_password_is_one_line_without_the_password(mysql_user, tmp_path, dupewatch):

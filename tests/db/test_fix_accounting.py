@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dbtest import MYSQL_URL, PG_URL, TestDatabase, write_config
+from dbtest import PG_URL, TestDatabase, server_login, write_config
 from fix_support import contents, json_out, run_cli
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
@@ -40,15 +40,11 @@ def monitor_on(monitor_for: Any) -> Any:
 @pytest.fixture
 def pg_fix_role(pg: TestDatabase) -> Iterator[str]:
     """A login role that is neither superuser nor BYPASSRLS and may read and write the test schema."""
-    role = f"dw_fix_{uuid.uuid4().hex[:8]}"
-    pg.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS',
-               f'GRANT USAGE, CREATE ON SCHEMA "{pg.schema}" TO "{role}"',
-               f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{pg.schema}" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES '
-               f'TO "{role}"')
-    try:
+    with server_login("postgresql", "ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS",
+                      f'GRANT USAGE, CREATE ON SCHEMA "{pg.schema}" TO {{user}}',
+                      f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{pg.schema}" GRANT SELECT, INSERT, UPDATE, DELETE '
+                      "ON TABLES TO {user}", prefix="dw_fix") as role:
         yield role
-    finally:
-        pg.execute(f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
 
 
 def _as(db: TestDatabase, user: str, password: str | None = None) -> str:
@@ -202,17 +198,10 @@ def test_the_dry_run_changes_nothing_on_the_writing_connection(db, monitor_on):
 
 @pytest.fixture
 def mysql_fix_user(mysql: TestDatabase) -> Iterator[tuple[str, str]]:
-    user, password = f"dw_fix_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY :p"), {"p": password})
-        conn.execute(sa.text(f"GRANT ALL ON `{mysql.schema}`.* TO '{user}'@'%'"))
-    try:
+    password = uuid.uuid4().hex
+    with server_login("mysql", f"GRANT ALL ON `{mysql.schema}`.* TO {{user}}", prefix="dw_fix",
+                      password=password) as user:
         yield user, password
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
-        admin.dispose()
 
 
 @pytest.fixture

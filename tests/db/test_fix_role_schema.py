@@ -6,14 +6,13 @@ its archive, the guard and undo must all act on the table where the server resol
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, TestDatabase, write_config
+from dbtest import PG_URL, TestDatabase, server_login, write_config
 from fix_support import json_out, run_cli
 
 
@@ -21,22 +20,11 @@ from fix_support import json_out, run_cli
 def role_db(pg: TestDatabase) -> Iterator[tuple[TestDatabase, str, str]]:
     """(the test database, a role whose search_path is `"$user", <test schema>`, its URL); a schema named after
     the role exists, and the role owns the table it fixes (the guard must own it)."""
-    role = f"dw_role_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
-        conn.execute(sa.text(f'GRANT USAGE, CREATE ON SCHEMA "{pg.schema}" TO "{role}"'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{role}" AUTHORIZATION "{role}"'))
-    url = make_url(PG_URL).set(username=role).update_query_dict(
-        {"options": f'-csearch_path="$user",{pg.schema}'}).render_as_string(hide_password=False)
-    try:
+    with server_login("postgresql", f'GRANT USAGE, CREATE ON SCHEMA "{pg.schema}" TO {{user}}',
+                      "CREATE SCHEMA {user} AUTHORIZATION {user}", prefix="dw_role") as role:
+        url = make_url(PG_URL).set(username=role).update_query_dict(
+            {"options": f'-csearch_path="$user",{pg.schema}'}).render_as_string(hide_password=False)
         yield pg, role, url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{role}" CASCADE'))
-            conn.execute(sa.text(f'DROP OWNED BY "{role}" CASCADE'))
-            conn.execute(sa.text(f'DROP ROLE "{role}"'))
-        admin.dispose()
 
 
 def _seed(url: str, schema: str) -> None:
