@@ -16,6 +16,12 @@ and there is no gap; a stream closed and opened again (after a gap) resumes the 
 longer holds that position (the binary log was purged meanwhile), it says so (error 1236) and the stream
 reports a **gap** naming the purge, then starts again from the current position. On MySQL (and a MariaDB too
 old for GTIDs) the library's own file/position bookkeeping does the same within a connection's life.
+
+**Across daemon restarts.** `position` is where `read()` has handed out every change up to a commit (`gtid:` and
+the GTID position on MariaDB, `file:` and the binary log file and position elsewhere); the reader saves it in
+the state store once it counted those changes, and a daemon started later opens the stream from it
+(`open(resume=...)`): what committed while it was down is read then, at least once. A position the binary log no
+longer holds is a gap, reported as above.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import queue
 import secrets
 import socket
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +49,13 @@ HEARTBEAT_SECONDS = 5.0  # the server sends one when idle, so a dead connection 
 SERVER_ID_RANGE = (2**30, 2**32 - 1)
 POSITION_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the requested position is no longer logged
 _LOST = object()
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """Queued after a transaction's row events: the stream's position once they are read."""
+
+    position: str
 
 
 class BinlogStream:
@@ -61,26 +75,31 @@ class BinlogStream:
         self._closing = False
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
         self._started: str | None = None  # the GTID of the transaction whose events are being read
+        self.position: str | None = None
 
     def _settings(self) -> dict[str, Any]:
         return {"host": self.url.host or "127.0.0.1", "port": self.url.port or 3306, "user": self.url.username or "",
                 "password": self.url.password or "", "connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
-    def open(self) -> None:
+    def open(self, resume: str | None = None) -> str | None:
         """Check the server, then start reading: after the last transaction read (MariaDB, when the stream was
-        open before), else from the server's current position."""
+        open before), else after `resume`, else from the server's current position."""
         events = _row_events()
         # Its advice to set binlog_row_metadata = FULL is a multi-line warning per stream; the README says it.
         logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
+        gap = None
         try:
             position, gtid_position = self._refuse_unless_ready()
+            if resume is not None and self.gtid is None:
+                position, gap = self._resumed(resume, position, gtid_position)
             if gtid_position is not None and self.gtid is None:
                 self.gtid = _gtid_state(gtid_position)
-            progress = [_events().MariadbGtidEvent, _events().XidEvent] if self.gtid is not None else []
+            progress = [_events().MariadbGtidEvent] if self.gtid is not None else []
             self._reader = _replication().BinLogStreamReader(
                 connection_settings=self._settings(), server_id=self.server_id, blocking=True, resume_stream=True,
                 log_file=position[0], log_pos=position[1], only_schemas=[self.url.database],
-                only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent, *progress],
+                only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent,
+                             _events().XidEvent, *progress],
                 is_mariadb=self.gtid is not None, auto_position=self._gtid_text(),
                 slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False,
                 # Without binlog_row_metadata = FULL the table map names no columns: they are read from
@@ -92,8 +111,23 @@ class BinlogStream:
         self._lost = None
         self._closing = False
         self._started = None
+        self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
         self._thread = threading.Thread(target=self._pump, name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
+        return gap
+
+    def _resumed(self, resume: str, current: tuple[str, int], gtid_position: str | None
+                 ) -> tuple[tuple[str, int], str | None]:
+        """Where to start for `resume`: the file/position to read from (MariaDB: `self.gtid` is set to the saved
+        GTID position) and, when `resume` is of a kind this server cannot continue, why (then: from `current`)."""
+        kind, _, value = resume.partition(":")
+        if kind == "gtid" and gtid_position is not None:
+            self.gtid = _gtid_state(value)
+            return current, None
+        name, _, offset = value.rpartition(":")
+        if kind == "file" and gtid_position is None and name and offset.isdigit():
+            return (name, int(offset)), None
+        return current, f"cannot resume from the saved position {resume} on this server: changes since are not read"
 
     def _gtid_text(self) -> str | None:
         return ",".join(self.gtid.values()) if self.gtid is not None else None
@@ -147,6 +181,8 @@ class BinlogStream:
                     self._started = event.gtid
                 elif isinstance(event, events.XidEvent):
                     self._committed()
+                    self._events.put(_Commit(f"gtid:{self._gtid_text()}" if self.gtid is not None else
+                                             f"file:{reader.log_file}:{reader.log_pos}"))
                 else:
                     self._events.put(event)
         except pymysql.OperationalError as exc:
@@ -177,6 +213,9 @@ class BinlogStream:
             if event is _LOST:
                 self.close()
                 raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}")
+            if isinstance(event, _Commit):
+                self.position = event.position
+                continue
             done.append(Transaction(datetime.fromtimestamp(event.timestamp, UTC), list(_changes(event))))
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:

@@ -320,6 +320,42 @@ def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
     assert daemon.stop() == 0
 
 
+def restarted(start_daemon: Callable[..., DaemonProcess], daemon: DaemonProcess) -> DaemonProcess:
+    """The same daemon (config, state store, port) started again after `daemon` stopped."""
+    again = start_daemon(daemon.config, daemon.port)
+    await_log(again, "following the change stream")
+    return again
+
+
+def test_a_daemon_restart_is_a_gap_on_postgresql_and_the_rows_committed_meanwhile_are_counted(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
+    daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the insert read from the stream",
+                    timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('down@example.com'), ('down@example.com')")
+
+    again = restarted(start_daemon, daemon)
+    scrape = again.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
+                            "the restart counted as a gap and the group made meanwhile counted", timeout=20)
+    assert scrape.value(EXCESS, "signups") == 1
+    gap = next(line for line in again.log().splitlines() if "live stream gap" in line)
+    assert "temporary slot ended with its session (read up to " in gap
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")
+    again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
+                   timeout=LIVE_SECONDS)
+    assert again.stop() == 0
+
+
+def test_the_first_start_of_a_daemon_is_no_gap(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    assert live_value(daemon.scrape(), GAPS) == 0
+    assert "live stream gap" not in daemon.log()
+    assert daemon.stop() == 0
+
+
 def test_the_temporary_slot_dies_with_a_killed_daemon(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any, plugin: str) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
@@ -792,6 +828,64 @@ def test_mariadb_a_binary_log_purged_while_the_stream_was_down_is_a_gap(
         assert [c.new["email"] for c in read_changes(stream, 1)] == ["next@example.com"]
     finally:
         stream.close()
+
+
+def test_mariadb_a_restarted_daemon_resumes_from_the_saved_gtid_and_reads_what_committed_meanwhile(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
+    daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the insert read from the stream",
+                    timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
+    for _ in range(3):  # three transactions while no daemon runs
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('down@example.com')")
+
+    again = restarted(start_daemon, daemon)
+    # Read from the stream, not only found by the full count: the three inserts are events of the new process.
+    scrape = again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 3 and s.value(GROUPS, "signups") == 1,
+                            "the inserts made while the daemon was down read from the binary log")
+    assert scrape.value(EXCESS, "signups") == 2
+    assert live_value(scrape, GAPS) == 0
+    assert "resuming the change stream from the position saved before" in again.log()
+    assert "live stream gap" not in again.log()
+    assert again.stop() == 0
+
+
+def purge_binary_logs(engine: sa.Engine) -> None:
+    """Rotate the throwaway server's binary log and purge every file but the new one."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("FLUSH BINARY LOGS"))
+        current = conn.execute(sa.text("SHOW MASTER STATUS")).one()[0]
+
+        def purged() -> bool:  # purged once InnoDB has checkpointed it
+            conn.execute(sa.text(f"PURGE BINARY LOGS TO '{current}'"))
+            return [row[0] for row in conn.execute(sa.text("SHOW BINARY LOGS"))] == [current]
+
+        await_true(purged, "the binary log purged up to the current file")
+
+
+def test_mariadb_a_binary_log_purged_while_the_daemon_was_down_is_a_gap_and_its_rows_are_counted(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
+    daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the insert read from the stream",
+                    timeout=LIVE_SECONDS)
+    assert daemon.stop() == 0
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('down@example.com'), ('down@example.com')")
+    purge_binary_logs(engine)
+
+    again = restarted(start_daemon, daemon)
+    scrape = again.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
+                            "the purge counted as a gap and the group made meanwhile counted", timeout=20)
+    assert scrape.value(EXCESS, "signups") == 1
+    gap = next(line for line in again.log().splitlines() if "live stream gap" in line)
+    assert "the binary log no longer holds GTID position" in gap
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")
+    again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
+                   timeout=LIVE_SECONDS)
+    assert again.stop() == 0
 
 
 def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:
