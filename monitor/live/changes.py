@@ -42,7 +42,8 @@ class Change:
 class Transaction:
     """The changes of one committed transaction and its commit time (the server's clock). `unseen`: the stream
     says the transaction committed but shows none of its changes, which may have been rows of any table (a
-    DELETE the plugin could not print): every known group of the database is re-counted."""
+    DELETE the plugin could not print, a TRUNCATE in MySQL's binary log): every known group of the database is
+    re-counted."""
 
     committed_at: datetime | None = None
     changes: list[Change] = field(default_factory=list)

@@ -4,7 +4,9 @@ The stream registers as a replica with a server id of its own (random, far above
 their servers with) and reads row events from the binary log position current when it opened, on a thread of
 its own that hands them to `read()`. It needs the binary log on, `binlog_format = ROW` (MariaDB's default is
 MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an UPDATE or DELETE carries the
-old key); otherwise it refuses with one line saying what to change, and never changes a setting. It writes
+old key); otherwise it refuses with one line saying what to change, and never changes a setting. A statement
+logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on as an `unseen` transaction, so
+every known group of the database is re-counted. It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -99,7 +101,7 @@ class BinlogStream:
                 connection_settings=self._settings(), server_id=self.server_id, blocking=True, resume_stream=True,
                 log_file=position[0], log_pos=position[1], only_schemas=[self.url.database],
                 only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent,
-                             _events().XidEvent, *progress],
+                             _events().XidEvent, _events().QueryEvent, *progress],
                 is_mariadb=self.gtid is not None, auto_position=self._gtid_text(),
                 slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False,
                 # Without binlog_row_metadata = FULL the table map names no columns: they are read from
@@ -181,8 +183,12 @@ class BinlogStream:
                     self._started = event.gtid
                 elif isinstance(event, events.XidEvent):
                     self._committed()
-                    self._events.put(_Commit(f"gtid:{self._gtid_text()}" if self.gtid is not None else
-                                             f"file:{reader.log_file}:{reader.log_pos}"))
+                    self._events.put(self._commit(reader))
+                elif isinstance(event, events.QueryEvent):
+                    if not _transaction_control(event.query):  # a statement (TRUNCATE, DDL) that commits alone
+                        self._committed()
+                        self._events.put(event)
+                        self._events.put(self._commit(reader))
                 else:
                     self._events.put(event)
         except pymysql.OperationalError as exc:
@@ -195,6 +201,10 @@ class BinlogStream:
         except Exception as exc:  # any failure of the reader's thread is a gap, reported by read()
             self._lost = _first_line(exc)
         self._events.put(_LOST)
+
+    def _commit(self, reader: Any) -> _Commit:
+        return _Commit(f"gtid:{self._gtid_text()}" if self.gtid is not None else
+                       f"file:{reader.log_file}:{reader.log_pos}")
 
     def _committed(self) -> None:
         """The transaction started by the last GTID event is read whole: resume after it from now on."""
@@ -216,7 +226,11 @@ class BinlogStream:
             if isinstance(event, _Commit):
                 self.position = event.position
                 continue
-            done.append(Transaction(datetime.fromtimestamp(event.timestamp, UTC), list(_changes(event))))
+            committed_at = datetime.fromtimestamp(event.timestamp, UTC)
+            if isinstance(event, _events().QueryEvent):  # rows it removed or changed are not logged as rows
+                done.append(Transaction(committed_at, unseen=True))
+            else:
+                done.append(Transaction(committed_at, list(_changes(event))))
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
@@ -265,6 +279,12 @@ def _changes(event: Any) -> list[Change]:
         return [Change(event.schema, event.table, "UPDATE", new=row["after_values"], old=row["before_values"])
                 for row in event.rows]
     return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
+
+
+def _transaction_control(query: Any) -> bool:
+    """Whether a logged statement only delimits a transaction whose row events follow (`BEGIN`)."""
+    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+    return text.strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -303,6 +303,38 @@ def live_backend(admin: sa.Engine) -> int | None:
         time.sleep(0.05)  # polling interval of a condition wait
 
 
+# (column type, two key values as SQL literals): the stream prints them as text, cast back by the server; the
+# re-counted keys are read and bound back as stored (`Dialect.as_stored`), the float rounded to its column's type.
+POSTGRESQL_STREAM_KEYS = {
+    "timestamptz": ("TIMESTAMPTZ", "'2024-01-01 09:00:00.123456+02'", "'2024-01-01 09:00:00.123457+02'"),
+    "real": ("REAL", "0.1", "3.3"),
+    "numeric": ("NUMERIC(30, 20)", "0.00000000000000000001", "12345678.12345678901234567890"),
+    "interval": ("INTERVAL", "'1 mon'", "'1 day 00:00:00.000001'"),
+}
+
+
+@pytest.mark.parametrize("kind", POSTGRESQL_STREAM_KEYS)
+def test_recounts_bind_the_streams_key_values_as_the_database_stores_them(
+        kind: str, cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    column, first, second = POSTGRESQL_STREAM_KEYS[kind]
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN k {column}")
+    execute(admin, f"CREATE INDEX ON {table} (k)")
+    execute(admin, f"ALTER TABLE {table} REPLICA IDENTITY FULL")  # deletes give the old key
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["k"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        for value in (first, first, first, second, second):  # one transaction each: the stream names each key
+            execute(admin, f"INSERT INTO {table} (email, k) VALUES ('x', {value})")
+        groups = reader.groups["signups"]
+        await_true(lambda: groups.figures == (2, 3), "both groups counted from the stream")
+        execute(admin, f"DELETE FROM {table} WHERE id = (SELECT max(id) FROM {table})")  # `second` dissolves
+        await_true(lambda: groups.figures == (1, 2), "the dissolved group found by its key")
+        execute(admin, f"TRUNCATE {table}")  # no rows named: every known group re-counted by its key
+        await_true(lambda: groups.figures == (0, 0) and not groups.pending, "the known group re-counted")
+    assert not recorded.gaps
+
+
 def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
@@ -886,6 +918,39 @@ def test_mariadb_a_binary_log_purged_while_the_daemon_was_down_is_a_gap_and_its_
     again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
                    timeout=LIVE_SECONDS)
     assert again.stop() == 0
+
+
+# (column type, two key values as SQL literals) whose groups the binary log's typed values must find as stored:
+# a DOUBLE read as a Decimal of 10 places makes 1e-300 and 2e-300 one group (0E-10); a TIME beyond a day or below
+# zero is no time of day; a TIMESTAMP arrives as UTC and is compared in the session's time zone (here +05:30).
+MARIADB_STREAM_KEYS = {
+    "double": ("DOUBLE", "1e-300", "2e-300"),
+    "time": ("TIME", "'25:00:00'", "'-01:00:00'"),
+    "timestamp": ("TIMESTAMP(6) NULL", "'2024-01-01 09:00:00.000001'", "'2024-01-01 09:00:00'"),
+    "decimal": ("DECIMAL(30, 20)", "0.00000000000000000001", "12345678.12345678901234567890"),
+}
+
+
+@pytest.mark.parametrize("kind", MARIADB_STREAM_KEYS)
+def test_mariadb_recounts_bind_the_binary_logs_key_values_as_the_database_stores_them(
+        kind: str, mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    column, first, second = MARIADB_STREAM_KEYS[kind]
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN k {column}, ADD INDEX (k)")
+    url = sa.make_url(mariadb.url).update_query_dict({"init_command": "SET time_zone = '+05:30'"})
+    monitor = monitor_for({"live": {"url": url.render_as_string(hide_password=False)}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["k"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        for value in (first, first, first, second, second):  # one transaction each: the stream names each key
+            execute(engine, f"INSERT INTO {table} (email, k) VALUES ('x', {value})")
+        groups = reader.groups["signups"]
+        await_true(lambda: groups.figures == (2, 3), "both groups counted from the stream")
+        execute(engine, f"DELETE FROM {table} WHERE k = {second} LIMIT 1")  # the group of `second` dissolves
+        await_true(lambda: groups.figures == (1, 2), "the dissolved group found by its key")
+        execute(engine, f"TRUNCATE {table}")  # no rows named: every known group re-counted by its key
+        await_true(lambda: groups.figures == (0, 0) and not groups.pending, "the known group re-counted")
+    assert not recorded.gaps
 
 
 def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:
