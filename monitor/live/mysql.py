@@ -1,8 +1,9 @@
 """MariaDB/MySQL's change stream: the binary log, read with `python-mysql-replication` as a replica would.
 
 The stream registers as a replica with a server id of its own (random, far above the ids operators number
-their servers with) and reads row events from the binary log position current when it opened, on a thread of
-its own that hands them to `read()`. It needs the binary log on, `binlog_format = ROW` (MariaDB's default is
+their servers with) and reads row events from the binary log position current when it opened, in a process of
+its own (monitor/live/binlog_decoder.py: decoding in Python must not hold up the re-counts) whose output a
+thread hands to `read()`. It needs the binary log on, `binlog_format = ROW` (MariaDB's default is
 MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an UPDATE or DELETE carries the
 old key); otherwise it refuses with one line saying what to change, and never changes a setting. A statement
 logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on as an `unseen` transaction, so
@@ -28,15 +29,15 @@ longer holds is a gap, reported as above.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import logging
+import multiprocessing
+import os
 import queue
 import secrets
-import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import pymysql
@@ -44,7 +45,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
-from monitor.live.changes import Change, LiveRefused, StreamLost, Transaction
+from monitor.live import binlog_decoder
+from monitor.live.changes import LiveRefused, StreamLost, Transaction
 
 CONNECT_TIMEOUT_SECONDS = 10
 HEARTBEAT_SECONDS = 5.0  # the server sends one when idle, so a dead connection is noticed
@@ -70,13 +72,11 @@ class BinlogStream:
         self.url = url
         self.rules = rules
         self.server_id = SERVER_ID_RANGE[0] + secrets.randbelow(SERVER_ID_RANGE[1] - SERVER_ID_RANGE[0])
-        self._reader: Any = None
+        self._process: BaseProcess | None = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
-        self._closing = False
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
-        self._started: str | None = None  # the GTID of the transaction whose events are being read
         self.position: str | None = None
 
     def _settings(self) -> dict[str, Any]:
@@ -86,9 +86,6 @@ class BinlogStream:
     def open(self, resume: str | None = None) -> str | None:
         """Check the server, then start reading: after the last transaction read (MariaDB, when the stream was
         open before), else after `resume`, else from the server's current position."""
-        events = _row_events()
-        # Its advice to set binlog_row_metadata = FULL is a multi-line warning per stream; the README says it.
-        logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
         gap = None
         try:
             position, gtid_position = self._refuse_unless_ready()
@@ -96,25 +93,27 @@ class BinlogStream:
                 position, gap = self._resumed(resume, position, gtid_position)
             if gtid_position is not None and self.gtid is None:
                 self.gtid = _gtid_state(gtid_position)
-            progress = [_events().MariadbGtidEvent] if self.gtid is not None else []
-            self._reader = _replication().BinLogStreamReader(
-                connection_settings=self._settings(), server_id=self.server_id, blocking=True, resume_stream=True,
-                log_file=position[0], log_pos=position[1], only_schemas=[self.url.database],
-                only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent,
-                             _events().XidEvent, _events().QueryEvent, *progress],
-                is_mariadb=self.gtid is not None, auto_position=self._gtid_text(),
-                slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False,
-                # Without binlog_row_metadata = FULL the table map names no columns: they are read from
-                # information_schema once per table (a column reordered later needs a daemon restart).
-                use_column_name_cache=True, pymysql_wrapper=self._connect)
         except pymysql.MySQLError as exc:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        options = {
+            "server_id": self.server_id, "blocking": True, "resume_stream": True, "log_file": position[0],
+            "log_pos": position[1], "only_schemas": [self.url.database], "slave_heartbeat": HEARTBEAT_SECONDS,
+            "enable_logging": False,
+            # Without binlog_row_metadata = FULL the table map names no columns: they are read from
+            # information_schema once per table (a column reordered later needs a daemon restart). Its advice to
+            # set it is a multi-line warning per stream, silenced in the decoder; the README says it.
+            "use_column_name_cache": True}
         self._events = queue.SimpleQueue()
         self._lost = None
-        self._closing = False
-        self._started = None
         self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
-        self._thread = threading.Thread(target=self._pump, name=f"binlog-{self.database}", daemon=True)
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=binlog_decoder.decode, name=f"dupewatch-binlog-{self.database}",
+                                        args=(self._settings(), options, self.gtid, sender, os.getpid()), daemon=True)
+        self._process.start()
+        sender.close()  # the decoder's end: once it exits, `recv` ends
+        self._thread = threading.Thread(target=self._pump, args=(receiver, self._events),
+                                        name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
         return gap
 
@@ -165,53 +164,34 @@ class BinlogStream:
         finally:
             conn.close()
 
-    def _connect(self, **settings: Any) -> Any:
-        """The reader's connections. It reconnects on its own after a lost connection, from its position (no
-        gap); once the stream is closing it must not, so that its thread ends."""
-        if self._closing:
-            raise StreamLost(f"database {self.database}: live stream closed")
-        if self._reader is not None and self.gtid is not None:
-            self._reader.auto_position = self._gtid_text()  # reconnecting: resume after the last commit read
-        return pymysql.connect(**settings)
-
-    def _pump(self) -> None:
-        reader = self._reader
-        events = _events()
+    def _pump(self, receiver: Pipe, events: queue.SimpleQueue[Any]) -> None:
+        """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit."""
         try:
-            for event in reader:
-                if isinstance(event, events.MariadbGtidEvent):
-                    self._started = event.gtid
-                elif isinstance(event, events.XidEvent):
-                    self._committed()
-                    self._events.put(self._commit(reader))
-                elif isinstance(event, events.QueryEvent):
-                    if not _transaction_control(event.query):  # a statement (TRUNCATE, DDL) that commits alone
-                        self._committed()
-                        self._events.put(event)
-                        self._events.put(self._commit(reader))
+            while True:
+                message = receiver.recv()
+                kind = message[0]
+                if kind == "commit":
+                    _kind, gtid, log_file, log_pos = message
+                    if gtid is not None:
+                        self.gtid = _gtid_state(gtid)
+                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"))
+                elif kind == "lost":
+                    self._lost = self._lost_reason(message[1], message[2])
+                    break
                 else:
-                    self._events.put(event)
-        except pymysql.OperationalError as exc:
-            if exc.args and exc.args[0] == POSITION_PURGED and self.gtid is not None:
-                where = self._gtid_text()
-                self.gtid = None  # opened again, the stream starts from the server's current position
-                self._lost = f"the binary log no longer holds GTID position {where} (purged?): {_first_line(exc)}"
-            else:
-                self._lost = _first_line(exc)
-        except Exception as exc:  # any failure of the reader's thread is a gap, reported by read()
-            self._lost = _first_line(exc)
-        self._events.put(_LOST)
+                    events.put(message)
+        except (EOFError, OSError):
+            self._lost = self._lost or "the binary log decoder ended"
+        finally:
+            receiver.close()
+        events.put(_LOST)
 
-    def _commit(self, reader: Any) -> _Commit:
-        return _Commit(f"gtid:{self._gtid_text()}" if self.gtid is not None else
-                       f"file:{reader.log_file}:{reader.log_pos}")
-
-    def _committed(self) -> None:
-        """The transaction started by the last GTID event is read whole: resume after it from now on."""
-        if self._started is not None and self.gtid is not None:
-            domain = int(self._started.split("-", 1)[0])
-            self.gtid = {**self.gtid, domain: self._started}
-        self._started = None
+    def _lost_reason(self, code: int | None, text: str) -> str:
+        if code == POSITION_PURGED and self.gtid is not None:
+            where = self._gtid_text()
+            self.gtid = None  # opened again, the stream starts from the server's current position
+            return f"the binary log no longer holds GTID position {where} (purged?): {text}"
+        return text
 
     def read(self) -> list[Transaction]:
         done: list[Transaction] = []
@@ -226,44 +206,26 @@ class BinlogStream:
             if isinstance(event, _Commit):
                 self.position = event.position
                 continue
-            committed_at = datetime.fromtimestamp(event.timestamp, UTC)
-            if isinstance(event, _events().QueryEvent):  # rows it removed or changed are not logged as rows
+            committed_at = datetime.fromtimestamp(event[1], UTC)
+            if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
                 done.append(Transaction(committed_at, unseen=True))
             else:
-                done.append(Transaction(committed_at, list(_changes(event))))
+                done.append(Transaction(committed_at, event[2]))
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
         return str(schema), table.name
 
     def close(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is None:
-            return
-        self._closing = True
-        # The pump thread is blocked reading the socket: closing its buffered reader would wait for that read
-        # (up to a heartbeat), so the socket is shut down first and the read returns at once.
-        sock = getattr(getattr(reader, "_stream_connection", None), "_sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        """End the decoder process (its replica connection goes with it) and the thread reading from it."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.join(timeout=5)
+            process.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        with contextlib.suppress(Exception):  # closing a connection that already broke
-            reader.close()
-
-
-def _replication() -> Any:
-    """python-mysql-replication (untyped, hence imported as a module object), loaded on first use."""
-    return importlib.import_module("pymysqlreplication")
-
-
-def _row_events() -> Any:
-    return importlib.import_module("pymysqlreplication.row_event")
-
-
-def _events() -> Any:
-    return importlib.import_module("pymysqlreplication.event")
+            self._thread = None
 
 
 def _gtid_state(position: str) -> dict[int, str]:
@@ -271,22 +233,4 @@ def _gtid_state(position: str) -> dict[int, str]:
     return {int(gtid.split("-", 1)[0]): gtid for gtid in (g.strip() for g in position.split(",")) if gtid}
 
 
-def _changes(event: Any) -> list[Change]:
-    events = _row_events()
-    if isinstance(event, events.WriteRowsEvent):
-        return [Change(event.schema, event.table, "INSERT", new=row["values"]) for row in event.rows]
-    if isinstance(event, events.UpdateRowsEvent):
-        return [Change(event.schema, event.table, "UPDATE", new=row["after_values"], old=row["before_values"])
-                for row in event.rows]
-    return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
-
-
-def _transaction_control(query: Any) -> bool:
-    """Whether a logged statement only delimits a transaction whose row events follow (`BEGIN`)."""
-    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
-    return text.strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+_first_line = binlog_decoder.first_line

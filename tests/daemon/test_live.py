@@ -920,6 +920,22 @@ def test_mariadb_a_binary_log_purged_while_the_daemon_was_down_is_a_gap_and_its_
     assert again.stop() == 0
 
 
+def binlog_readers(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return sum(1 for row in conn.execute(sa.text("SHOW PROCESSLIST")) if str(row[4]).startswith("Binlog Dump"))
+
+
+def test_mariadb_the_binary_log_reader_dies_with_a_killed_daemon(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    engine, table = mariadb_table
+    await_true(lambda: binlog_readers(engine) == 0, "no reader left by earlier tests", timeout=20)
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    await_true(lambda: binlog_readers(engine) == 1, "the daemon's decoder reading the binary log")
+    daemon.send(signal.SIGKILL)
+    daemon.proc.wait(timeout=10)
+    await_true(lambda: binlog_readers(engine) == 0, "the decoder gone with the daemon", timeout=20)
+
+
 # (column type, two key values as SQL literals) whose groups the binary log's typed values must find as stored:
 # a DOUBLE read as a Decimal of 10 places makes 1e-300 and 2e-300 one group (0E-10); a TIME beyond a day or below
 # zero is no time of day; a TIMESTAMP arrives as UTC and is compared in the session's time zone (here +05:30).
