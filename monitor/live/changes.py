@@ -71,6 +71,10 @@ class ChangeStream(Protocol):
     def read(self) -> list[Transaction]:
         """The transactions committed since the last read. Raises `StreamLost`."""
 
+    def wait(self, timeout: float) -> None:
+        """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds
+        (a stream that is polled)."""
+
     def close(self) -> None:
         """Stop reading; nothing of the stream is left on the server."""
 

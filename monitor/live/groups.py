@@ -198,6 +198,9 @@ class LiveGroups:
         for start in range(0, len(raws), RECOUNT_CHUNK):
             chunk = raws[start:start + RECOUNT_CHUNK]
             self.recounted += len(chunk)
+            # `IN (a, b, b, b)` is `IN (a, b)`: padded to a power of two, a handful of statement shapes serve every
+            # batch, and their compiled forms are reused (the reader's `compiled_cache`), not compiled per batch.
+            chunk = chunk + chunk[-1:] * (min(1 << (len(chunk) - 1).bit_length(), RECOUNT_CHUNK) - len(chunk))
             values = [[self._typed(c, v) for c, v in zip(r.key_columns, raw, strict=True)] for raw in chunk]
             match = r.key_exprs[0].in_([v[0] for v in values]) if width == 1 else \
                 sa.tuple_(*r.key_exprs).in_([sa.tuple_(*v) for v in values])

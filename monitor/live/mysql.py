@@ -75,6 +75,7 @@ class BinlogStream:
         self._process: BaseProcess | None = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._arrived = threading.Event()  # something to read since the last `read()`
         self._lost: str | None = None
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
         self.position: str | None = None
@@ -104,6 +105,7 @@ class BinlogStream:
             # set it is a multi-line warning per stream, silenced in the decoder; the README says it.
             "use_column_name_cache": True}
         self._events = queue.SimpleQueue()
+        self._arrived = threading.Event()
         self._lost = None
         self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
@@ -112,10 +114,15 @@ class BinlogStream:
                                         args=(self._settings(), options, self.gtid, sender, os.getpid()), daemon=True)
         self._process.start()
         sender.close()  # the decoder's end: once it exits, `recv` ends
-        self._thread = threading.Thread(target=self._pump, args=(receiver, self._events),
+        self._thread = threading.Thread(target=self._pump, args=(receiver, self._events, self._arrived),
                                         name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
         return gap
+
+    @property
+    def decoder_pid(self) -> int | None:
+        """The process decoding the binary log (its CPU is the stream's; see benchmarks/bench_live.py)."""
+        return self._process.pid if self._process is not None else None
 
     def _resumed(self, resume: str, current: tuple[str, int], gtid_position: str | None
                  ) -> tuple[tuple[str, int], str | None]:
@@ -164,7 +171,7 @@ class BinlogStream:
         finally:
             conn.close()
 
-    def _pump(self, receiver: Pipe, events: queue.SimpleQueue[Any]) -> None:
+    def _pump(self, receiver: Pipe, events: queue.SimpleQueue[Any], arrived: threading.Event) -> None:
         """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit."""
         try:
             while True:
@@ -175,16 +182,18 @@ class BinlogStream:
                     if gtid is not None:
                         self.gtid = _gtid_state(gtid)
                     events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"))
+                    arrived.set()
                 elif kind == "lost":
                     self._lost = self._lost_reason(message[1], message[2])
                     break
                 else:
-                    events.put(message)
+                    events.put(message)  # `arrived` once its transaction's commit is there: one batch
         except (EOFError, OSError):
             self._lost = self._lost or "the binary log decoder ended"
         finally:
             receiver.close()
         events.put(_LOST)
+        arrived.set()
 
     def _lost_reason(self, code: int | None, text: str) -> str:
         if code == POSITION_PURGED and self.gtid is not None:
@@ -193,7 +202,12 @@ class BinlogStream:
             return f"the binary log no longer holds GTID position {where} (purged?): {text}"
         return text
 
+    def wait(self, timeout: float) -> None:
+        """Return once a transaction's commit (or the stream's end) has arrived, or after `timeout` seconds."""
+        self._arrived.wait(timeout)
+
     def read(self) -> list[Transaction]:
+        self._arrived.clear()  # before taking: what arrives from now on is waited for by the next `wait`
         done: list[Transaction] = []
         while True:
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,7 @@ class LogicalDecodingStream:
         self._conn: psycopg.Connection[Any] | None = None
         self._pending: Transaction | None = None
         self.position: str | None = None
+        self._closed = threading.Event()
 
     def open(self, resume: str | None = None) -> str | None:
         """Connect, check the server, create the slot; a slot cannot start at `resume` (see the module's
@@ -85,6 +87,7 @@ class LogicalDecodingStream:
         args["application_name"] = "dupewatch live"
         conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
+            self._closed.clear()
             self._conn = psycopg.connect(conninfo, autocommit=True, **args)
             self._pending = None
             self._refuse_unless_ready()
@@ -164,6 +167,10 @@ class LogicalDecodingStream:
             self.position = f"lsn:{rows[-1][0]}"
         return done
 
+    def wait(self, timeout: float) -> None:
+        """The slot is polled: wait out `timeout`, or until the stream is closed."""
+        self._closed.wait(timeout)
+
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         quoted = conn.dialect.identifier_preparer.format_table(table)
         row = conn.execute(sa.text(
@@ -174,6 +181,7 @@ class LogicalDecodingStream:
     def close(self) -> None:
         """End the session; the server drops the temporary slot with it."""
         conn, self._conn, self.slot = self._conn, None, None
+        self._closed.set()
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()

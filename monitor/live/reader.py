@@ -2,7 +2,8 @@
 
 The reader opens the stream first and counts every watched check in full second, so that nothing committed
 between the two is missed (a change seen twice only re-counts a group twice). Then it reads the stream every
-`poll_seconds` (at once again while changes keep coming) and re-counts, through the detection connections,
+`poll_seconds` (at once again while changes keep coming; at once when a stream fed by a thread has some:
+`ChangeStream.wait`) and re-counts, through the detection connections,
 the groups the changes name. A broken stream (connection lost, slot gone, a re-count that failed after its
 changes were consumed) is a **gap**: reported to the sink at once (metric, log, a poll of the database's
 checks), then the stream is opened again and every check counted in full, the groups that appeared
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -38,6 +39,7 @@ log = logging.getLogger("dupewatch.live")
 POLL_SECONDS = 0.2
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between attempts to open a stream again
 SAVE_SECONDS = 1.0  # the stream's position is saved at most this often
+COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
 
 
 class LiveSink(Protocol):
@@ -72,6 +74,9 @@ class LiveReader:
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
         self.following = threading.Event()  # set once the stream is open and every check counted
         self._saved: tuple[str | None, float] = (None, 0.0)  # the position last saved, and when (monotonic)
+        # The detection engine keeps no compiled statements (each check runs its own once per interval); the
+        # re-counts repeat a few shapes many times a second, so the reader keeps theirs.
+        self._compiled: sa.util.LRUCache[Any, Any] = sa.util.LRUCache(COMPILED_STATEMENTS)
 
     def start(self) -> None:
         self._thread.start()
@@ -146,7 +151,7 @@ class LiveReader:
                 return f"database {self.database}: live reader failed: {type(exc).__name__}"
             self._save_position()
             if not done:
-                self._stopping.wait(self.poll_seconds)
+                self.stream.wait(self.poll_seconds)
         self._save_position(force=True)
         return None
 
@@ -215,6 +220,7 @@ class LiveReader:
         if touched:
             db = self.monitor.database(self.database)
             with db.read_only() as conn:
+                conn.execution_options(compiled_cache=self._compiled)
                 for check, changes in touched.items():
                     if (figures := self.groups[check].apply(conn, changes)) is not None:
                         changed[check] = figures
