@@ -39,6 +39,7 @@ log = logging.getLogger("dupewatch.live")
 POLL_SECONDS = 0.2
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between attempts to open a stream again
 SAVE_SECONDS = 1.0  # the stream's position is saved at most this often
+BATCH_SECONDS = 0.02  # reads of a stream that keeps changing start at most this often
 COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
 
 
@@ -136,6 +137,7 @@ class LiveReader:
     def _follow(self) -> str | None:
         """Read and apply changes until stopped (None) or the stream breaks (the reason, one line)."""
         while not self._stopping.is_set():
+            started = time.monotonic()
             try:
                 done = self.stream.read()
                 self._apply(done)
@@ -152,6 +154,8 @@ class LiveReader:
             self._save_position()
             if not done:
                 self.stream.wait(self.poll_seconds)
+            elif (left := started + BATCH_SECONDS - time.monotonic()) > 0:
+                self._stopping.wait(left)  # a batch per few commits, not per commit: each batch costs statements
         self._save_position(force=True)
         return None
 
