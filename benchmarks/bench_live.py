@@ -12,8 +12,10 @@ row, so each makes a new duplicate group. Measured:
   the reader reporting figures that count it (new groups are matched to the writer's repeats in commit order):
   p50, p95, max (target: under 1 s);
 - (b) daemon CPU per 1,000 changes: the CPU time of this process (the reader, its stream thread and the
-  detection connections' client side; the writer runs elsewhere) over the changes written; and the groups the
-  reader re-counted per 1,000 changes (each is one indexed count on the server, whose CPU is not included).
+  detection connections' client side; the writer runs elsewhere) and of the stream's decoder process where it
+  has one (MariaDB's binary log), over the changes written; and the groups the reader re-counted per 1,000
+  changes (each is one indexed count on the server, whose CPU is not included). The load average is printed
+  before and after each database's run.
 
     .venv/bin/python benchmarks/bench_live.py [--database postgresql|mariadb|both] [--pg-rows 10000000]
         [--pg-groups 100000] [--mariadb-rows 2000000] [--mariadb-groups 20000] [--rate 1000] [--seconds 30]
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -132,6 +135,7 @@ class Measured:
     gaps: int
     latencies: list[float]
     cpu_seconds: float
+    decoder_cpu_seconds: float
     recounted: int
 
     def report(self) -> str:
@@ -145,9 +149,9 @@ class Measured:
             f"/s), {self.made:,} new duplicate groups made, {self.counted:,} counted, {self.gaps} gaps",
             f"   (a) commit-to-metric latency of a new duplicate: p50 {statistics.median(lat) * 1000:.0f} ms, "
             f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms" if lat else "   (a) no latency measured",
-            f"   (b) daemon CPU {self.cpu_seconds * per_k:.2f} s per 1,000 changes "
-            f"({self.cpu_seconds:.1f} s for {self.changes:,}); groups re-counted per 1,000 changes "
-            f"{self.recounted * per_k:,.0f}",
+            f"   (b) daemon CPU {(self.cpu_seconds + self.decoder_cpu_seconds) * per_k:.2f} s per 1,000 changes "
+            f"({self.cpu_seconds:.1f} s reader + {self.decoder_cpu_seconds:.1f} s stream decoder for "
+            f"{self.changes:,}); groups re-counted per 1,000 changes {self.recounted * per_k:,.0f}",
         ])
 
 
@@ -168,7 +172,8 @@ def measure(name: str, url: str, rows: int, groups: int, schema: Schema, args: a
     reader.start()
     assert reader.following.wait(900), "the live reader never followed the stream"
     first_count = time.monotonic() - started
-    cpu_before = time.process_time()
+    decoder = getattr(stream, "decoder_pid", None)
+    cpu_before, decoder_before = time.process_time(), process_cpu(decoder)
     receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
     writer = multiprocessing.get_context("spawn").Process(
         target=write, args=(url, rows, groups, args.rate, args.seconds, args.repeat_share, send))
@@ -178,14 +183,27 @@ def measure(name: str, url: str, rows: int, groups: int, schema: Schema, args: a
     deadline = time.monotonic() + 30
     while len(timeline.counted) < len(made) and time.monotonic() < deadline:
         time.sleep(0.05)  # waiting for the reader to catch up
-    cpu = time.process_time() - cpu_before
+    cpu, decoder_cpu = time.process_time() - cpu_before, process_cpu(decoder) - decoder_before
     recounted = reader.groups["signups"].recounted
     reader.stop()
     monitor.close()
     with timeline.lock:
         counted = list(timeline.counted)
     return Measured(name, rows, groups, built, first_count, changes, write_seconds, len(made), len(counted),
-                    len(timeline.gaps), [c - m for c, m in zip(counted, made, strict=False)], cpu, recounted)
+                    len(timeline.gaps), [c - m for c, m in zip(counted, made, strict=False)], cpu, decoder_cpu,
+                    recounted)
+
+
+def process_cpu(pid: int | None) -> float:
+    """User and system CPU seconds of a running process (Linux `/proc`), 0 without one."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def on_postgresql(args: argparse.Namespace) -> Measured:
@@ -224,9 +242,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load: {args.rate:,.0f} inserts/s for {args.seconds:.0f} s, {args.repeat_share:.0%} repeating an old key")
     if args.database in ("postgresql", "both"):
-        print(on_postgresql(args).report(), flush=True)
+        print(f"load average before: {load_average()}", flush=True)
+        print(on_postgresql(args).report(), f"\nload average after: {load_average()}", flush=True)
     if args.database in ("mariadb", "both"):
-        print(on_mariadb(args).report(), flush=True)
+        print(f"load average before: {load_average()}", flush=True)
+        print(on_mariadb(args).report(), f"\nload average after: {load_average()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from `fix_url` when one is configured.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -557,6 +558,7 @@ class _Watchdog:
         self._deadlines: dict[_Watch, float] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at = -math.inf  # when the thread, waiting, wakes up next
 
     def watch(self, watch: _Watch, deadline: float) -> None:
         with self._changed:
@@ -564,7 +566,10 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="dupewatch-deadlines", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            # Every statement re-arms its deadline, later than before: waking the thread for each (to find
+            # nothing due) cost a thread switch per statement; it is woken only for an earlier deadline.
+            if deadline < self._wakes_at:
+                self._changed.notify()
 
     def unwatch(self, watch: _Watch) -> None:
         with self._changed:
@@ -578,8 +583,9 @@ class _Watchdog:
                 for watch in due:
                     del self._deadlines[watch]
                 if not due:
-                    wait = min(self._deadlines.values(), default=now + 60) - now
-                    self._changed.wait(max(wait, 0.01))
+                    wait = max(min(self._deadlines.values(), default=now + 60) - now, 0.01)
+                    self._wakes_at = now + wait
+                    self._changed.wait(wait)
                     continue
             for watch in due:
                 threading.Thread(target=watch.expire, name="dupewatch-cancel", daemon=True).start()

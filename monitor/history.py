@@ -14,7 +14,8 @@ subjects existed (no subject) are ignored and pruned by the retention; increment
 not read again (the next run is a full pass).
 Incremental state is keyed by the subject and the check's watermark column (`monitor.incremental.state_key`), so
 two checks of one table with other `incremental` columns never share a watermark; `table_changes` notes what a fix
-or an undo changed, for the incremental checks of that table to learn at their next run.
+or an undo changed, for the incremental checks of that table to learn at their next run. `live_positions` keeps,
+per database (by its place), where live mode's change stream was read and counted up to (monitor/live/reader.py).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ CREATE TABLE IF NOT EXISTS table_changes (
     restored INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS table_changes_by_table ON table_changes (table_key, id);
+CREATE TABLE IF NOT EXISTS live_positions (
+    place TEXT PRIMARY KEY,
+    position TEXT NOT NULL,
+    saved_at REAL NOT NULL
+);
 """
 # Runs recorded before subjects existed have none: no query by subject reads them (see the module docstring).
 _SUBJECT_COLUMN = """
@@ -263,6 +269,25 @@ class History:
                 return None
             row = self._conn.execute("SELECT place FROM places WHERE address = ?", (json.dumps(address),)).fetchone()
         return None if row is None else list(json.loads(row[0]))
+
+    # -- live mode's stream positions -------------------------------------------------------------
+
+    def save_live_position(self, place: list[str], position: str) -> None:
+        """Where the change stream of the database at `place` (`Database.server_place`) was read and counted up
+        to (`ChangeStream.position`), for a daemon started later to resume from it or report the gap."""
+        with self._lock:
+            if not self._closed:
+                self._conn.execute("INSERT OR REPLACE INTO live_positions (place, position, saved_at) VALUES (?, ?, ?)",
+                                   (json.dumps(place), position, time.time()))
+
+    def live_position(self, place: list[str]) -> tuple[str, float] | None:
+        """The position saved for the database at `place` and when it was saved, or None."""
+        with self._lock:
+            if self._closed:
+                return None
+            row = self._conn.execute("SELECT position, saved_at FROM live_positions WHERE place = ?",
+                                     (json.dumps(place),)).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
 
     def prune(self) -> int:
         """Delete the runs older than the retention, `PRUNE_STEP` at a time through the `runs_by_time` index

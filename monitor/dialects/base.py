@@ -44,6 +44,8 @@ Detection (`monitor.detect`, `monitor.engine`)
   conversion both ways would not give back the stored value (SQLite's `DATETIME` text, MySQL's `DOUBLE` read as a
   Decimal of 10 places and `TIME` as a time of day), so that a group's key values, read by the drill-down or an
   incremental pass and bound again, find the group's rows.
+- `stream_value(column, value)`: a key value of `column` as a typed change stream gives it (MySQL's binary log),
+  bound as the database stores it (`as_stored`'s type; a `TIMESTAMP` arrives as UTC), for live mode's re-counts.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
 - `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
   connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
@@ -316,6 +318,11 @@ class Dialect(Polling):
         if isinstance(kind, sa.Float) and kind.asdecimal:
             return sa.type_coerce(expr, sa.Double() if isinstance(kind, sa.Double) else sa.Float())
         return expr
+
+    def stream_value(self, column: sa.Column[Any], value: Any) -> ColumnElement[Any]:
+        """`value` of `column`, as a typed change stream gives it, bound as the database stores it: in the type
+        the key is read back in (`as_stored`), so that the re-count of a key the stream names finds its rows."""
+        return sa.literal(value, self.as_stored(column).type)
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return False

@@ -18,6 +18,8 @@ import json
 import re
 import socket
 import warnings
+from datetime import datetime
+from decimal import Decimal
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +145,7 @@ def _collect_expanded(node: Any, into: list[str]) -> None:
             _collect_expanded(value, into)
 
 
+EPOCH = datetime(1970, 1, 1)  # the binary log's TIMESTAMPs arrive as naive UTC datetimes
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 
 
@@ -320,6 +323,16 @@ class MySQL(MySQLPolling, Dialect):
         if isinstance(expr.type, sa.Time):
             return sa.type_coerce(expr, AsStored())
         return super().as_stored(expr)
+
+    def stream_value(self, column: sa.Column[Any], value: Any) -> ColumnElement[Any]:
+        """The binary log holds a `TIMESTAMP` as seconds since the epoch, which python-mysql-replication gives as a
+        naive UTC datetime: bound as that instant (`FROM_UNIXTIME`, in the session's time zone as the column is
+        read), not as a local time of the session's zone."""
+        if isinstance(column.type, sa.TIMESTAMP) and isinstance(value, datetime) and value.tzinfo is None:
+            since = value - EPOCH
+            seconds = Decimal(since.days * 86400 + since.seconds) + Decimal(since.microseconds).scaleb(-6)
+            return sa.func.from_unixtime(sa.literal(seconds, sa.Numeric(20, 6)), type_=column.type)
+        return super().stream_value(column, value)
 
     def named_lock(self, key: str) -> NamedLock:
         name = fix_lock_name(key)

@@ -42,7 +42,8 @@ class Change:
 class Transaction:
     """The changes of one committed transaction and its commit time (the server's clock). `unseen`: the stream
     says the transaction committed but shows none of its changes, which may have been rows of any table (a
-    DELETE the plugin could not print): every known group of the database is re-counted."""
+    DELETE the plugin could not print, a TRUNCATE in MySQL's binary log): every known group of the database is
+    re-counted."""
 
     committed_at: datetime | None = None
     changes: list[Change] = field(default_factory=list)
@@ -57,12 +58,22 @@ class ChangeStream(Protocol):
     """One database's change stream (see monitor/live/postgresql.py, monitor/live/mysql.py)."""
 
     typed_values: bool  # row values arrive as Python values of the column's type, not as text to cast
+    # Where the stream's changes were all handed out by `read()` (text; None before it opened): what the reader
+    # saves once it counted them, for a stream opened later (a restarted daemon) to resume from.
+    position: str | None
 
-    def open(self) -> None:
-        """Connect and start reading from now on. Raises `LiveRefused` or `StreamLost`."""
+    def open(self, resume: str | None = None) -> str | None:
+        """Connect and start reading: after `resume` (the `position` of an earlier stream) where the server can
+        still give what followed it, else from now on. Returns why it cannot resume from `resume` (changes
+        committed since may never be seen: a gap), or None. Raises `LiveRefused` or `StreamLost` (also later,
+        from `read()`, when the server finds it no longer holds `resume`)."""
 
     def read(self) -> list[Transaction]:
         """The transactions committed since the last read. Raises `StreamLost`."""
+
+    def wait(self, timeout: float) -> None:
+        """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds
+        (a stream that is polled)."""
 
     def close(self) -> None:
         """Stop reading; nothing of the stream is left on the server."""

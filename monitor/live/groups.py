@@ -61,17 +61,22 @@ class LiveGroups:
         self.typed_values = typed_values  # values arrive typed (MySQL's binlog) rather than as text (PostgreSQL)
         self.key_names = [column.name for column in resolved.key_columns]
         self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
+        self._excess = 0  # the excess rows of `known`, kept as it changes (summing it per batch cost a core)
         rules = resolved.rules
-        self.identity = [rules.group_identity(e) for e in resolved.key_exprs]
+        identities = [rules.group_identity(e) for e in resolved.key_exprs]
+        # Python's equality of keys is the database's (no collation makes two spellings one group)
+        self._exact_identity = all(i is e for i, e in zip(identities, resolved.key_exprs, strict=True))
+        # Key values are read, and bound back, as the database stores them (`Dialect.as_stored`): a MySQL DOUBLE
+        # read as a Decimal of 10 places would make 1e-300 and 2e-300 one group, and find neither when bound.
+        self.reads = resolved.key_reads
+        self.identity = [r if i is e else i for i, e, r in zip(identities, resolved.key_exprs, self.reads, strict=True)]
         self.pending: dict[Key, None] = {}  # known groups queued for a re-count, oldest first
         self.recounted = 0  # groups re-counted from changes since the start (the cost live mode pays)
         self._where = bool(resolved.check.where)
-        # Python's equality of keys is the database's (no collation makes two spellings one group)
-        self._exact_identity = all(i is e for i, e in zip(self.identity, resolved.key_exprs, strict=True))
 
     @property
     def figures(self) -> tuple[int, int]:
-        return len(self.known), sum(n - 1 for _key, n in self.known.values())
+        return len(self.known), self._excess
 
     # -- full count -------------------------------------------------------------------------------
 
@@ -80,12 +85,13 @@ class LiveGroups:
         r = self.resolved
         width = len(r.key_exprs)
         size = sa.func.count()
-        statement = (sa.select(*[e.label(f"k{i}") for i, e in enumerate(r.key_exprs)],
+        statement = (sa.select(*[e.label(f"k{i}") for i, e in enumerate(self.reads)],
                                *[e.label(f"i{i}") for i, e in enumerate(self.identity)], size.label("n"))
                      .select_from(r.table).where(*r.filters).group_by(*r.key_exprs).having(size > 1))
         found = {tuple(row[width:2 * width]): (tuple(row[:width]), int(row[-1])) for row in conn.execute(statement)}
         new = len(found.keys() - self.known.keys())
         self.known = found
+        self._excess = sum(n - 1 for _key, n in found.values())
         self.pending.clear()
         return new
 
@@ -149,11 +155,13 @@ class LiveGroups:
         before = self.figures
         new = 0
         for identity, (key, rows) in counted.items():
+            before_rows = self.known.get(identity, (key, 1))[1]
             if rows > 1:
                 new += identity not in self.known
                 self.known[identity] = (self.known.get(identity, (key, 0))[0], rows)
             else:
                 self.known.pop(identity, None)
+            self._excess += max(rows, 1) - before_rows
         if not new and self.figures == before:
             return None
         return Figures(*self.figures, new_groups=new)
@@ -175,8 +183,9 @@ class LiveGroups:
 
     def _typed(self, column: sa.Column[Any], value: Any) -> ColumnElement[Any]:
         """A raw value of `column` as the check compares it: typed by the database (text from the stream cast
-        to the column's type) or already typed, then normalised."""
-        typed = sa.literal(value, column.type) if self.typed_values else \
+        to the column's type) or already typed (bound as the database stores it), then normalised."""
+        rules = self.resolved.rules
+        typed = rules.stream_value(column, value) if self.typed_values else \
             sa.cast(sa.literal(value, sa.Text()), column.type)
         return self.resolved.normalise(column, typed)
 
@@ -189,10 +198,13 @@ class LiveGroups:
         for start in range(0, len(raws), RECOUNT_CHUNK):
             chunk = raws[start:start + RECOUNT_CHUNK]
             self.recounted += len(chunk)
+            # `IN (a, b, b, b)` is `IN (a, b)`: padded to a power of two, a handful of statement shapes serve every
+            # batch, and their compiled forms are reused (the reader's `compiled_cache`), not compiled per batch.
+            chunk = chunk + chunk[-1:] * (min(1 << (len(chunk) - 1).bit_length(), RECOUNT_CHUNK) - len(chunk))
             values = [[self._typed(c, v) for c, v in zip(r.key_columns, raw, strict=True)] for raw in chunk]
             match = r.key_exprs[0].in_([v[0] for v in values]) if width == 1 else \
                 sa.tuple_(*r.key_exprs).in_([sa.tuple_(*v) for v in values])
-            statement = (sa.select(*r.key_exprs, *self.identity, sa.func.count()).select_from(r.table)
+            statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
                 counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))
@@ -205,7 +217,7 @@ class LiveGroups:
         r = self.resolved
         keys: list[ColumnElement[Any]] = []
         for column, value in zip(r.key_columns, values, strict=True):
-            keys.append(sa.null() if value is None else self._typed(column, value))
+            keys.append(sa.null() if value is None else r.rules.as_stored(self._typed(column, value)))
         match = [e.is_(None) if v is None else e == k for e, k, v in zip(r.key_exprs, keys, values, strict=True)]
         rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
@@ -226,8 +238,8 @@ class LiveGroups:
         width = len(r.key_exprs)
         for start in range(0, len(identities), RECOUNT_CHUNK):
             chunk = [self.known[i][0] for i in identities[start:start + RECOUNT_CHUNK]]
-            match = sa.or_(*[sa.and_(*r.key_equals(key, r.key_exprs)) for key in chunk])
-            statement = (sa.select(*r.key_exprs, *self.identity, sa.func.count()).select_from(r.table)
+            match = sa.or_(*[sa.and_(*r.key_equals(key, self.reads)) for key in chunk])
+            statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
                 counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))

@@ -1,10 +1,13 @@
 """MariaDB/MySQL's change stream: the binary log, read with `python-mysql-replication` as a replica would.
 
 The stream registers as a replica with a server id of its own (random, far above the ids operators number
-their servers with) and reads row events from the binary log position current when it opened, on a thread of
-its own that hands them to `read()`. It needs the binary log on, `binlog_format = ROW` (MariaDB's default is
+their servers with) and reads row events from the binary log position current when it opened, in a process of
+its own (monitor/live/binlog_decoder.py: decoding in Python must not hold up the re-counts) whose output a
+thread hands to `read()`. It needs the binary log on, `binlog_format = ROW` (MariaDB's default is
 MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an UPDATE or DELETE carries the
-old key); otherwise it refuses with one line saying what to change, and never changes a setting. It writes
+old key); otherwise it refuses with one line saying what to change, and never changes a setting. A statement
+logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on as an `unseen` transaction, so
+every known group of the database is re-counted. It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -16,18 +19,25 @@ and there is no gap; a stream closed and opened again (after a gap) resumes the 
 longer holds that position (the binary log was purged meanwhile), it says so (error 1236) and the stream
 reports a **gap** naming the purge, then starts again from the current position. On MySQL (and a MariaDB too
 old for GTIDs) the library's own file/position bookkeeping does the same within a connection's life.
+
+**Across daemon restarts.** `position` is where `read()` has handed out every change up to a commit (`gtid:` and
+the GTID position on MariaDB, `file:` and the binary log file and position elsewhere); the reader saves it in
+the state store once it counted those changes, and a daemon started later opens the stream from it
+(`open(resume=...)`): what committed while it was down is read then, at least once. A position the binary log no
+longer holds is a gap, reported as above.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import logging
+import multiprocessing
+import os
 import queue
 import secrets
-import socket
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import pymysql
@@ -35,13 +45,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
-from monitor.live.changes import Change, LiveRefused, StreamLost, Transaction
+from monitor.live import binlog_decoder
+from monitor.live.changes import LiveRefused, StreamLost, Transaction
 
 CONNECT_TIMEOUT_SECONDS = 10
 HEARTBEAT_SECONDS = 5.0  # the server sends one when idle, so a dead connection is noticed
 SERVER_ID_RANGE = (2**30, 2**32 - 1)
 POSITION_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the requested position is no longer logged
 _LOST = object()
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """Queued after a transaction's row events: the stream's position once they are read."""
+
+    position: str
 
 
 class BinlogStream:
@@ -54,46 +72,70 @@ class BinlogStream:
         self.url = url
         self.rules = rules
         self.server_id = SERVER_ID_RANGE[0] + secrets.randbelow(SERVER_ID_RANGE[1] - SERVER_ID_RANGE[0])
-        self._reader: Any = None
+        self._process: BaseProcess | None = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._arrived = threading.Event()  # something to read since the last `read()`
         self._lost: str | None = None
-        self._closing = False
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
-        self._started: str | None = None  # the GTID of the transaction whose events are being read
+        self.position: str | None = None
 
     def _settings(self) -> dict[str, Any]:
         return {"host": self.url.host or "127.0.0.1", "port": self.url.port or 3306, "user": self.url.username or "",
                 "password": self.url.password or "", "connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
-    def open(self) -> None:
+    def open(self, resume: str | None = None) -> str | None:
         """Check the server, then start reading: after the last transaction read (MariaDB, when the stream was
-        open before), else from the server's current position."""
-        events = _row_events()
-        # Its advice to set binlog_row_metadata = FULL is a multi-line warning per stream; the README says it.
-        logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
+        open before), else after `resume`, else from the server's current position."""
+        gap = None
         try:
             position, gtid_position = self._refuse_unless_ready()
+            if resume is not None and self.gtid is None:
+                position, gap = self._resumed(resume, position, gtid_position)
             if gtid_position is not None and self.gtid is None:
                 self.gtid = _gtid_state(gtid_position)
-            progress = [_events().MariadbGtidEvent, _events().XidEvent] if self.gtid is not None else []
-            self._reader = _replication().BinLogStreamReader(
-                connection_settings=self._settings(), server_id=self.server_id, blocking=True, resume_stream=True,
-                log_file=position[0], log_pos=position[1], only_schemas=[self.url.database],
-                only_events=[events.WriteRowsEvent, events.UpdateRowsEvent, events.DeleteRowsEvent, *progress],
-                is_mariadb=self.gtid is not None, auto_position=self._gtid_text(),
-                slave_heartbeat=HEARTBEAT_SECONDS, enable_logging=False,
-                # Without binlog_row_metadata = FULL the table map names no columns: they are read from
-                # information_schema once per table (a column reordered later needs a daemon restart).
-                use_column_name_cache=True, pymysql_wrapper=self._connect)
         except pymysql.MySQLError as exc:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        options = {
+            "server_id": self.server_id, "blocking": True, "resume_stream": True, "log_file": position[0],
+            "log_pos": position[1], "only_schemas": [self.url.database], "slave_heartbeat": HEARTBEAT_SECONDS,
+            "enable_logging": False,
+            # Without binlog_row_metadata = FULL the table map names no columns: they are read from
+            # information_schema once per table (a column reordered later needs a daemon restart). Its advice to
+            # set it is a multi-line warning per stream, silenced in the decoder; the README says it.
+            "use_column_name_cache": True}
         self._events = queue.SimpleQueue()
+        self._arrived = threading.Event()
         self._lost = None
-        self._closing = False
-        self._started = None
-        self._thread = threading.Thread(target=self._pump, name=f"binlog-{self.database}", daemon=True)
+        self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=binlog_decoder.decode, name=f"dupewatch-binlog-{self.database}",
+                                        args=(self._settings(), options, self.gtid, sender, os.getpid()), daemon=True)
+        self._process.start()
+        sender.close()  # the decoder's end: once it exits, `recv` ends
+        self._thread = threading.Thread(target=self._pump, args=(receiver, self._events, self._arrived),
+                                        name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
+        return gap
+
+    @property
+    def decoder_pid(self) -> int | None:
+        """The process decoding the binary log (its CPU is the stream's; see benchmarks/bench_live.py)."""
+        return self._process.pid if self._process is not None else None
+
+    def _resumed(self, resume: str, current: tuple[str, int], gtid_position: str | None
+                 ) -> tuple[tuple[str, int], str | None]:
+        """Where to start for `resume`: the file/position to read from (MariaDB: `self.gtid` is set to the saved
+        GTID position) and, when `resume` is of a kind this server cannot continue, why (then: from `current`)."""
+        kind, _, value = resume.partition(":")
+        if kind == "gtid" and gtid_position is not None:
+            self.gtid = _gtid_state(value)
+            return current, None
+        name, _, offset = value.rpartition(":")
+        if kind == "file" and gtid_position is None and name and offset.isdigit():
+            return (name, int(offset)), None
+        return current, f"cannot resume from the saved position {resume} on this server: changes since are not read"
 
     def _gtid_text(self) -> str | None:
         return ",".join(self.gtid.values()) if self.gtid is not None else None
@@ -129,45 +171,43 @@ class BinlogStream:
         finally:
             conn.close()
 
-    def _connect(self, **settings: Any) -> Any:
-        """The reader's connections. It reconnects on its own after a lost connection, from its position (no
-        gap); once the stream is closing it must not, so that its thread ends."""
-        if self._closing:
-            raise StreamLost(f"database {self.database}: live stream closed")
-        if self._reader is not None and self.gtid is not None:
-            self._reader.auto_position = self._gtid_text()  # reconnecting: resume after the last commit read
-        return pymysql.connect(**settings)
-
-    def _pump(self) -> None:
-        reader = self._reader
-        events = _events()
+    def _pump(self, receiver: Pipe, events: queue.SimpleQueue[Any], arrived: threading.Event) -> None:
+        """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit."""
         try:
-            for event in reader:
-                if isinstance(event, events.MariadbGtidEvent):
-                    self._started = event.gtid
-                elif isinstance(event, events.XidEvent):
-                    self._committed()
+            while True:
+                message = receiver.recv()
+                kind = message[0]
+                if kind == "commit":
+                    _kind, gtid, log_file, log_pos = message
+                    if gtid is not None:
+                        self.gtid = _gtid_state(gtid)
+                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"))
+                    arrived.set()
+                elif kind == "lost":
+                    self._lost = self._lost_reason(message[1], message[2])
+                    break
                 else:
-                    self._events.put(event)
-        except pymysql.OperationalError as exc:
-            if exc.args and exc.args[0] == POSITION_PURGED and self.gtid is not None:
-                where = self._gtid_text()
-                self.gtid = None  # opened again, the stream starts from the server's current position
-                self._lost = f"the binary log no longer holds GTID position {where} (purged?): {_first_line(exc)}"
-            else:
-                self._lost = _first_line(exc)
-        except Exception as exc:  # any failure of the reader's thread is a gap, reported by read()
-            self._lost = _first_line(exc)
-        self._events.put(_LOST)
+                    events.put(message)  # `arrived` once its transaction's commit is there: one batch
+        except (EOFError, OSError):
+            self._lost = self._lost or "the binary log decoder ended"
+        finally:
+            receiver.close()
+        events.put(_LOST)
+        arrived.set()
 
-    def _committed(self) -> None:
-        """The transaction started by the last GTID event is read whole: resume after it from now on."""
-        if self._started is not None and self.gtid is not None:
-            domain = int(self._started.split("-", 1)[0])
-            self.gtid = {**self.gtid, domain: self._started}
-        self._started = None
+    def _lost_reason(self, code: int | None, text: str) -> str:
+        if code == POSITION_PURGED and self.gtid is not None:
+            where = self._gtid_text()
+            self.gtid = None  # opened again, the stream starts from the server's current position
+            return f"the binary log no longer holds GTID position {where} (purged?): {text}"
+        return text
+
+    def wait(self, timeout: float) -> None:
+        """Return once a transaction's commit (or the stream's end) has arrived, or after `timeout` seconds."""
+        self._arrived.wait(timeout)
 
     def read(self) -> list[Transaction]:
+        self._arrived.clear()  # before taking: what arrives from now on is waited for by the next `wait`
         done: list[Transaction] = []
         while True:
             try:
@@ -177,40 +217,29 @@ class BinlogStream:
             if event is _LOST:
                 self.close()
                 raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}")
-            done.append(Transaction(datetime.fromtimestamp(event.timestamp, UTC), list(_changes(event))))
+            if isinstance(event, _Commit):
+                self.position = event.position
+                continue
+            committed_at = datetime.fromtimestamp(event[1], UTC)
+            if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
+                done.append(Transaction(committed_at, unseen=True))
+            else:
+                done.append(Transaction(committed_at, event[2]))
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
         return str(schema), table.name
 
     def close(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is None:
-            return
-        self._closing = True
-        # The pump thread is blocked reading the socket: closing its buffered reader would wait for that read
-        # (up to a heartbeat), so the socket is shut down first and the read returns at once.
-        sock = getattr(getattr(reader, "_stream_connection", None), "_sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        """End the decoder process (its replica connection goes with it) and the thread reading from it."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.join(timeout=5)
+            process.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        with contextlib.suppress(Exception):  # closing a connection that already broke
-            reader.close()
-
-
-def _replication() -> Any:
-    """python-mysql-replication (untyped, hence imported as a module object), loaded on first use."""
-    return importlib.import_module("pymysqlreplication")
-
-
-def _row_events() -> Any:
-    return importlib.import_module("pymysqlreplication.row_event")
-
-
-def _events() -> Any:
-    return importlib.import_module("pymysqlreplication.event")
+            self._thread = None
 
 
 def _gtid_state(position: str) -> dict[int, str]:
@@ -218,16 +247,4 @@ def _gtid_state(position: str) -> dict[int, str]:
     return {int(gtid.split("-", 1)[0]): gtid for gtid in (g.strip() for g in position.split(",")) if gtid}
 
 
-def _changes(event: Any) -> list[Change]:
-    events = _row_events()
-    if isinstance(event, events.WriteRowsEvent):
-        return [Change(event.schema, event.table, "INSERT", new=row["values"]) for row in event.rows]
-    if isinstance(event, events.UpdateRowsEvent):
-        return [Change(event.schema, event.table, "UPDATE", new=row["after_values"], old=row["before_values"])
-                for row in event.rows]
-    return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+_first_line = binlog_decoder.first_line

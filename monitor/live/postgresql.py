@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,36 +76,46 @@ class LogicalDecodingStream:
         self.slot: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._pending: Transaction | None = None
+        self.position: str | None = None
+        self._closed = threading.Event()
 
-    def open(self) -> None:
-        """Connect, check the server, create the slot. Raises `LiveRefused` or `StreamLost`."""
+    def open(self, resume: str | None = None) -> str | None:
+        """Connect, check the server, create the slot; a slot cannot start at `resume` (see the module's
+        docstring), so a gap is returned when it is given. Raises `LiveRefused` or `StreamLost`."""
         args = self.rules.connect_args(self.url, read_only=False, timeout=STATEMENT_TIMEOUT_SECONDS,
                                        connect_timeout=CONNECT_TIMEOUT_SECONDS)
         args["application_name"] = "dupewatch live"
         conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
+            self._closed.clear()
             self._conn = psycopg.connect(conninfo, autocommit=True, **args)
             self._pending = None
             self._refuse_unless_ready()
             self.slot = slot_name()
-            self.plugin = self._create_slot(self.slot)
+            self.plugin, start = self._create_slot(self.slot)
         except psycopg.Error as exc:
             self.close()
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
         except LiveRefused:
             self.close()
             raise
+        self.position = f"lsn:{start}"
+        if resume is None:
+            return None
+        return (f"the previous stream's temporary slot ended with its session (read up to {resume.removeprefix('lsn:')}"
+                f", the new one starts at {start}): changes committed in between were not streamed")
 
-    def _create_slot(self, slot: str) -> Plugin:
+    def _create_slot(self, slot: str) -> tuple[Plugin, str]:
         """The temporary slot, with the first plugin the server accepts (it refuses one that is not installed
         or, where the server has that setting, not listed in `output_plugin_libraries`); the last one's error
-        is raised."""
+        is raised. Returns the plugin and the LSN the slot starts at."""
         assert self._conn is not None
         for index, plugin in enumerate(self.plugins):
             try:
-                self._conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, temporary => true)",
-                                   (slot, plugin.name))
-                return plugin
+                row = self._conn.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s,"
+                                         " temporary => true)", (slot, plugin.name)).fetchone()
+                assert row is not None
+                return plugin, str(row[0])
             except psycopg.errors.InsufficientPrivilege as exc:
                 if index == len(self.plugins) - 1:
                     raise LiveRefused(
@@ -146,13 +157,19 @@ class LogicalDecodingStream:
         options = self.plugin.options
         try:
             rows = self._conn.execute(
-                "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, %s" + ", %s" * len(options) + ")",
+                "SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, %s" + ", %s" * len(options) + ")",
                 (self.slot, self.batch, *options)).fetchall()
-            done, self._pending = self.plugin.parse([row[0] for row in rows], self._pending)
+            done, self._pending = self.plugin.parse([row[1] for row in rows], self._pending)
         except (psycopg.Error, DecodingError) as exc:
             self.close()
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        if rows:
+            self.position = f"lsn:{rows[-1][0]}"
         return done
+
+    def wait(self, timeout: float) -> None:
+        """The slot is polled: wait out `timeout`, or until the stream is closed."""
+        self._closed.wait(timeout)
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         quoted = conn.dialect.identifier_preparer.format_table(table)
@@ -164,6 +181,7 @@ class LogicalDecodingStream:
     def close(self) -> None:
         """End the session; the server drops the temporary slot with it."""
         conn, self._conn, self.slot = self._conn, None, None
+        self._closed.set()
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()

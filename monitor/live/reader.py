@@ -2,11 +2,20 @@
 
 The reader opens the stream first and counts every watched check in full second, so that nothing committed
 between the two is missed (a change seen twice only re-counts a group twice). Then it reads the stream every
-`poll_seconds` (at once again while changes keep coming) and re-counts, through the detection connections,
+`poll_seconds` (at once again while changes keep coming; at once when a stream fed by a thread has some:
+`ChangeStream.wait`) and re-counts, through the detection connections,
 the groups the changes name. A broken stream (connection lost, slot gone, a re-count that failed after its
 changes were consumed) is a **gap**: reported to the sink at once (metric, log, a poll of the database's
 checks), then the stream is opened again and every check counted in full, the groups that appeared
 meanwhile counted as new. A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
+
+**Across restarts.** Once the changes of a read are counted, the stream's position is saved in the state store
+(at most every `SAVE_SECONDS`, and when the reader stops; a position is saved only after what precedes it was
+counted, so a crash re-reads, never skips: at least once). A reader started later opens the stream from the
+position saved for its database: MariaDB/MySQL reads what committed while the daemon was down; where the server
+cannot resume from it (a PostgreSQL temporary slot dies with its session; a purged binary log) that is a gap,
+reported like any other (metric, log line, a poll of the database's checks) after every check was counted in
+full, which counts the rows that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -29,6 +38,9 @@ log = logging.getLogger("dupewatch.live")
 
 POLL_SECONDS = 0.2
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between attempts to open a stream again
+SAVE_SECONDS = 1.0  # the stream's position is saved at most this often
+BATCH_SECONDS = 0.02  # reads of a stream that keeps changing start at most this often
+COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
 
 
 class LiveSink(Protocol):
@@ -62,6 +74,10 @@ class LiveReader:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
         self.following = threading.Event()  # set once the stream is open and every check counted
+        self._saved: tuple[str | None, float] = (None, 0.0)  # the position last saved, and when (monotonic)
+        # The detection engine keeps no compiled statements (each check runs its own once per interval); the
+        # re-counts repeat a few shapes many times a second, so the reader keeps theirs.
+        self._compiled: sa.util.LRUCache[Any, Any] = sa.util.LRUCache(COMPILED_STATEMENTS)
 
     def start(self) -> None:
         self._thread.start()
@@ -76,9 +92,10 @@ class LiveReader:
     def _run(self) -> None:
         attempt = 0
         gap_pending = False
+        resume = self._saved_position()
         while not self._stopping.is_set():
             try:
-                self.stream.open()
+                restart_gap = self.stream.open(resume)
                 self._count_all(count_new=gap_pending)
             except LiveRefused as exc:
                 self.refused = str(exc)
@@ -98,6 +115,13 @@ class LiveReader:
                 self._stopping.wait(RETRY_SECONDS[-1])
                 continue
             attempt = 0
+            if restart_gap is not None:  # counted in full above: what arrived while no stream was read is counted
+                self.sink.live_gap(self.database, f"database {self.database}: live stream: {restart_gap}")
+            elif resume is not None:
+                log.info("resuming the change stream from the position saved before", extra={"fields": {
+                    "database": self.database, "position": resume}})
+            resume = None  # from now on the stream keeps its own position
+            self._save_position(force=True)
             log.info("live stream open again, every check counted in full" if gap_pending else
                      "following the change stream", extra={"fields": {"database": self.database}})
             self.following.set()
@@ -113,6 +137,7 @@ class LiveReader:
     def _follow(self) -> str | None:
         """Read and apply changes until stopped (None) or the stream breaks (the reason, one line)."""
         while not self._stopping.is_set():
+            started = time.monotonic()
             try:
                 done = self.stream.read()
                 self._apply(done)
@@ -126,9 +151,37 @@ class LiveReader:
                 log.exception("live reader failed", extra={"fields": {"database": self.database}})
                 self.stream.close()
                 return f"database {self.database}: live reader failed: {type(exc).__name__}"
+            self._save_position()
             if not done:
-                self._stopping.wait(self.poll_seconds)
+                self.stream.wait(self.poll_seconds)
+            elif (left := started + BATCH_SECONDS - time.monotonic()) > 0:
+                self._stopping.wait(left)  # a batch per few commits, not per commit: each batch costs statements
+        self._save_position(force=True)
         return None
+
+    # -- the position, across restarts -------------------------------------------------------------
+
+    def _saved_position(self) -> str | None:
+        """The position a reader of this database saved before (another process, maybe), or None."""
+        state = self.monitor.state
+        if state is None:
+            return None
+        try:
+            saved = state.live_position(self.monitor.place(self.database))
+        except (sa.exc.SQLAlchemyError, *CheckError):
+            return None  # the server does not answer: the stream will not open either, and retries
+        return saved[0] if saved is not None else None
+
+    def _save_position(self, *, force: bool = False) -> None:
+        """Save the stream's position (its changes are counted) unless it is saved already, or was less than
+        `SAVE_SECONDS` ago (`force`: now)."""
+        state, position = self.monitor.state, self.stream.position
+        last, when = self._saved
+        now = time.monotonic()
+        if state is None or position is None or position == last or (not force and now - when < SAVE_SECONDS):
+            return
+        state.save_live_position(self.monitor.place(self.database), position)
+        self._saved = (position, now)
 
     def _describe(self, exc: BaseException) -> str:
         """One line, without the statement's values (`Database.describe`)."""
@@ -171,6 +224,7 @@ class LiveReader:
         if touched:
             db = self.monitor.database(self.database)
             with db.read_only() as conn:
+                conn.execution_options(compiled_cache=self._compiled)
                 for check, changes in touched.items():
                     if (figures := self.groups[check].apply(conn, changes)) is not None:
                         changed[check] = figures

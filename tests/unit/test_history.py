@@ -191,3 +191,17 @@ def test_a_file_from_before_subjects_is_migrated_and_its_runs_ignored(tmp_path: 
         store.close()
     again = History(path)  # reopening a migrated file migrates nothing twice
     again.close()
+
+
+def test_a_live_stream_position_is_kept_per_database_place_across_reopening_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    first = History(path)
+    first.save_live_position(["server_uuid", "a", "app"], "gtid:0-1-5")
+    first.save_live_position(["server_uuid", "a", "app"], "gtid:0-1-9")  # the later position replaces it
+    first.save_live_position(["server_uuid", "b", "app"], "lsn:0/16B3748")
+    first.close()
+    again = History(path)
+    assert again.live_position(["server_uuid", "a", "app"])[0] == "gtid:0-1-9"  # type: ignore[index]
+    assert again.live_position(["server_uuid", "b", "app"])[0] == "lsn:0/16B3748"  # type: ignore[index]
+    assert again.live_position(["server_uuid", "c", "app"]) is None
+    again.close()
