@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -174,10 +175,24 @@ def startup(config: Path, runs: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def in_process(config: Path, check: str = "logins") -> tuple[float, float, float, int]:
+@dataclass
+class Batches:
+    """Each batch's duration (as the batch sizer measured it: from its first statement to its commit) and groups."""
+
+    seconds: list[float] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+
+    def longest(self) -> str:
+        if not self.seconds:
+            return "no batch"
+        at = max(range(len(self.seconds)), key=self.seconds.__getitem__)
+        return (f"longest of {len(self.seconds)} batches {self.seconds[at] * 1000:.0f} ms (batch {at + 1}, "
+                f"{self.groups[at]:,} groups)")
+
+
+def in_process(config: Path, check: str = "logins") -> tuple[float, float, Batches]:
     """The fix through the API, after its imports and a first connection: its total time (snapshot included),
-    its run alone (snapshot excluded), its longest batch (as the batch sizer measured it: from the batch's first
-    statement to its commit) and the number of batches."""
+    its run alone (snapshot excluded) and its batches."""
     from monitor.config import load_config
     from monitor.engine import Monitor
     from monitor.fix import pace, prepare_fix, run_fix
@@ -186,12 +201,13 @@ def in_process(config: Path, check: str = "logins") -> tuple[float, float, float
     db = monitor.database("bench")
     with db.connect(db.writer) as conn:
         conn.exec_driver_sql("SELECT 1")
-    batches: list[float] = []
+    batches = Batches()
     measure = pace.BatchSizer.done
 
     def done(sizer: pace.BatchSizer, groups: int) -> float:
-        batches.append(measure(sizer, groups))
-        return batches[-1]
+        batches.seconds.append(measure(sizer, groups))
+        batches.groups.append(groups)
+        return batches.seconds[-1]
 
     pace.BatchSizer.done = done  # type: ignore[method-assign]
     try:
@@ -203,14 +219,7 @@ def in_process(config: Path, check: str = "logins") -> tuple[float, float, float
     finally:
         pace.BatchSizer.done = measure  # type: ignore[method-assign]
         monitor.close()
-    return finished - started, finished - running, max(batches, default=0.0), len(batches)
-
-
-def timed_batches(config: Path, check: str = "logins") -> tuple[float, float, int]:
-    """Run the fix through the API: its total time (snapshot excluded), its longest batch and the number of
-    batches."""
-    _total, run, longest, batches = in_process(config, check)
-    return run, longest, batches
+    return finished - started, finished - running, batches
 
 
 def build_accounts(engine: sa.Engine, rows: int, excess: int, *, indexed: bool) -> None:
@@ -277,11 +286,11 @@ def _unindexed_foreign_key(engine: sa.Engine, config: Path, rows: int, excess: i
     for case in ("indexed", "unindexed", "advised"):
         build_accounts(engine, rows, excess, indexed=case == "indexed")
         index_s, statements = follow_advice(config, engine) if case == "advised" else (0.0, [])
-        fix_s, longest, batches = timed_batches(config, "accounts")
+        _total, fix_s, batches = in_process(config, "accounts")
         totals[case] = index_s + fix_s
         label = {"indexed": "indexed login(account_id):     ", "unindexed": "unindexed, sized by time:      ",
                  "advised": f"advice followed ({'; '.join(statements)}): index {index_s:.2f} s +"}[case]
-        print(f"{label} fix {fix_s:7.2f} s, {batches} batches, longest {longest * 1000:.0f} ms"
+        print(f"{label} fix {fix_s:7.2f} s (snapshot excluded), {batches.longest()}"
               + (" (target < 1000 ms)" if case == "unindexed" else ""), flush=True)
     print(f"ratio advice followed / indexed: {totals['advised'] / totals['indexed']:.2f}x (target <= 2x)", flush=True)
 
@@ -334,12 +343,11 @@ def main() -> None:
                   f"{report['groups']:,} groups)")
             print(f"process start-up (imports, config, connect; median of 3): {boot:.2f} s", flush=True)
             build_table(engine, args.rows, args.excess)
-            api_s, _run, longest, batches = in_process(config)
+            api_s, _run, batches = in_process(config)
             print(f"dupewatch fix, in-process (snapshot included): {api_s:7.2f} s", flush=True)
             print(f"ratio: CLI {fix_s / base_s:.2f}x; CLI minus start-up {(fix_s - boot) / base_s:.2f}x "
                   f"(target <= {target}x, start-up excluded); in-process {api_s / base_s:.2f}x", flush=True)
-            print(f"longest of {batches} batches (row locks held): {longest * 1000:.0f} ms (target < 1000 ms)",
-                  flush=True)
+            print(f"row locks held: {batches.longest()} (target < 1000 ms)", flush=True)
             small_rows, small_excess = args.rows // 4, args.excess // 4
             build_table(engine, small_rows, small_excess)
             _s, small_report, small_rss = dupewatch_fix(config)
