@@ -8,7 +8,7 @@ transaction:
 
 1. lock the fix record (`FOR UPDATE`), read where the fix stands;
 2. lock and re-check in one statement: the batch's planned rows, keepers included, joined to the live rows
-   that still have their identity, planned key, the check's `where` and the referred-to values, locked
+   that still have their identity, their keeper's planned key, the check's `where` and the referred-to values, locked
    (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes;
