@@ -77,6 +77,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   lock is used instead.
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
 - `returning_delete`: whether a DELETE can return its rows (one statement archives and deletes).
+- `refresh_statistics`, `relax_batch_durability`, `prepare_snapshot`: session settings and upkeep around the
+  snapshot and the batches (statistics of the plan table, commits a crash may lose, a sort-bound statement).
 - `case_fold_indexable`: whether an index may use `case_fold()` (False where it is a function only dupewatch's
   connections have).
 - `concurrent_index_build`, `nulls_not_distinct(version)`, `expression_index(version)`, `partial_index`,
@@ -338,6 +340,9 @@ class Dialect(Polling):
 
     def relax_batch_durability(self, conn: Connection) -> None:
         """In a fix batch's transaction: a server crash may lose whole batches, which a resumed fix redoes."""
+
+    def prepare_snapshot(self, conn: Connection) -> None:
+        """In the transaction that takes a fix's snapshot (one sort of the whole table): nothing by default."""
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update()

@@ -8,7 +8,7 @@ transaction:
 
 1. lock the fix record (`FOR UPDATE`), read where the fix stands;
 2. lock and re-check in one statement: the batch's planned rows, keepers included, joined to the live rows
-   that still have their identity, planned key, the check's `where` and the referred-to values, locked
+   that still have their identity, their keeper's planned key, the check's `where` and the referred-to values, locked
    (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes;
@@ -263,6 +263,7 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                 ensure_archive(conn, t.tc.table, records.place(conn, t.tc.table.schema),
                                apart=records.home(conn) is not None)
             with conn.begin():
+                t.db.rules.prepare_snapshot(conn)
                 columns = [c.name for c in plan_table.columns]
                 source = layout.relation_select()
                 ordered = source.with_only_columns(*[source.selected_columns[c] for c in columns])
@@ -611,14 +612,13 @@ class _Batch:
         instead: a fixed order all the same). Only when some group changed are the intact ones listed (the
         rows are locked already, so asking again finds at least those)."""
         p, layout = self.plan, self.layout
-        keeper = p.alias("dupewatch_keeper")
-        # Every row's live key must equal its keeper's planned key by the database's `=` on the live column
-        # (NULL-safe, the live column on the left so that SQLite compares by its collation: the plan table
-        # does not carry it, SQLAlchemy does not reflect SQLite's COLLATE): a GROUP BY or PARTITION BY may
-        # group more coarsely (MariaDB sorts TEXT on its first max_sort_length bytes).
-        same_key = sa.and_(keeper.c[GROUP] == p.c[GROUP], keeper.c[RANK] == 1, layout.key_match(keeper))
+        # Every row's live key must equal its keeper's planned key, which the plan holds on every row of the
+        # group (see plan.py), by the database's `=` on the live column (`live_match`: NULL-safe, the live
+        # column on the left so that SQLite compares by its collation: the plan table does not carry it,
+        # SQLAlchemy does not reflect SQLite's COLLATE): a GROUP BY or PARTITION BY may group more coarsely
+        # (MariaDB sorts TEXT on its first max_sort_length bytes).
         locking = (sa.select(p.c[GROUP], p.c[RANK], p.c[SIZE])
-                   .select_from(p).join(self.table, layout.live_match(p)).join(keeper, same_key).where(in_batch)
+                   .select_from(p).join(self.table, layout.live_match(p)).where(in_batch)
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
         if layout.rules.identity_array_scan:
             locking = locking.where(self._identity_in(in_batch))  # keeps the join an index scan

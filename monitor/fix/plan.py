@@ -3,11 +3,13 @@
 Everything is computed by the database from one *plan relation*, a row per member of every duplicate group:
 `dw_group` (groups numbered 1, 2, ... in key order, without gaps), `dw_rn` (1 = the keeper, by
 `TableCheck.keeper_order()`, the one place that decides), `dw_n` (group size), `dw_i*` (row identity: primary
-key, `ctid` or `rowid`), `dw_k*` (the normalised key) and `dw_r*` (the columns other tables' foreign keys
-refer to). For a dry run the relation is a window-function subquery over the live table (read-only); for a
-real fix it is materialised once as the fix's plan table (`dupewatch_plan_<fix id>`), the snapshot the
-batches work through. Tables with no primary key on MySQL/MariaDB have no row identity: their relation has
-one row per group and its size, and the fix deletes all but one of fully identical rows.
+key, `ctid` or `rowid`), `dw_gk*` (the group's normalised key as its keeper holds it, on every row of the group,
+so that a batch compares each live row with its keeper's key without joining the plan to itself) and `dw_r*`
+(the columns other tables' foreign keys refer to). For a dry run the relation is a window-function subquery
+over the live table (read-only); for a real fix it is materialised once as the fix's plan table
+(`dupewatch_plan_<fix id>`), the snapshot the batches work through. Tables with no primary key on MySQL/MariaDB
+have no row identity: their relation has one row per group and its size, and the fix deletes all but one of
+fully identical rows.
 
 Preview queries aggregate over the relation, so their cost and memory do not grow with the number of groups
 in Python; only `sample` groups are listed.
@@ -34,7 +36,8 @@ from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 
 # Columns of the plan relation (see the module docstring); identity, key and referred columns are
-# `dw_i<j>`, `dw_k<j>`, `dw_r<j>`.
+# `dw_i<j>`, `dw_gk<j>`, `dw_r<j>`. (Earlier plans held each row's own key as `dw_k<j>`: the different columns make
+# `run_fix` refuse to resume such a plan rather than compare rows with their own planned keys only.)
 GROUP, RANK, SIZE = "dw_group", "dw_rn", "dw_n"
 SAMPLE_GROUPS = 20
 SAMPLE_ROWS = 1000
@@ -129,7 +132,7 @@ class Layout:
 
     @property
     def key_labels(self) -> list[str]:
-        return [f"dw_k{j}" for j in range(len(self.tc.key_exprs))]
+        return [f"dw_gk{j}" for j in range(len(self.tc.key_exprs))]
 
     def relation_select(self) -> sa.Select[Any]:
         """The plan relation as a SELECT over the live table (see the module docstring)."""
@@ -146,21 +149,29 @@ class Layout:
         # row_number and lead share the window, and a row belongs to a duplicate group when it is not the
         # first of its key or a next one exists. Numbering and sizing the groups then only touches their rows.
         partition, order = tc.key_exprs, tc.keeper_order()
+        own = [f"dw_k{j}" for j in range(len(tc.key_exprs))]  # each row's own key, inside this statement only
         ranked = sa.select(
             sa.func.row_number().over(partition_by=partition, order_by=order).label(RANK),
             sa.func.lead(sa.literal_column("1")).over(partition_by=partition, order_by=order).label("dw_next"),
             *[e.label(label) for e, label in zip(self.identity, self.identity_labels, strict=True)],
-            *keys,
+            *[e.label(label) for e, label in zip(tc.key_exprs, own, strict=True)],
             *[self.table.c[name].label(self.ref_label[name]) for name in self.ref_names],
             *[expr.label(label) for label, expr, _type in self.row_copies],
         ).select_from(self.table).where(*tc.filters).subquery("dupewatch_ranked")
-        group_keys = [ranked.c[label] for label in self.key_labels]
-        carried = [*self.identity_labels, *self.key_labels, *self.ref_label.values(),
-                   *[label for label, _expr, _type in self.row_copies]]
+        group_keys = [ranked.c[label] for label in own]
+        # Every row carries its keeper's key (the first by rank of its group): a batch compares each live row's
+        # key with the keeper's planned key by the database's `=` (a PARTITION BY may group more coarsely than
+        # `=`: MariaDB sorts TEXT on its first max_sort_length bytes) without joining the plan to itself. Over
+        # the groups' rows only, whose order by key PostgreSQL keeps (an incremental sort adds the rank).
+        keepers = [sa.func.first_value(ranked.c[label], type_=e.type)
+                   .over(partition_by=group_keys, order_by=ranked.c[RANK]).label(kept)
+                   for e, label, kept in zip(tc.key_exprs, own, self.key_labels, strict=True)]
+        carried = [*self.identity_labels, *self.ref_label.values(), *[label for label, _expr, _type in self.row_copies]]
         return sa.select(
             sa.func.dense_rank().over(order_by=group_keys).label(GROUP),
             ranked.c[RANK],
             *[ranked.c[label] for label in carried],
+            *keepers,
             sa.func.count().over(partition_by=group_keys).label(SIZE),
         ).where(sa.or_(ranked.c[RANK] > 1, ranked.c.dw_next.is_not(None)))
 
@@ -198,7 +209,7 @@ class Layout:
         return sa.and_(*[e == rel.c[label] for e, label in zip(self.identity, self.identity_labels, strict=True)])
 
     def key_match(self, rel: FromClause) -> ColumnElement[bool]:
-        """The live row still has the planned (normalised) key; NULLs compare equal."""
+        """The live row has its group's planned (normalised) key, as the keeper held it; NULLs compare equal."""
         return sa.and_(*[e.is_not_distinct_from(rel.c[label])
                         for e, label in zip(self.tc.key_exprs, self.key_labels, strict=True)])
 

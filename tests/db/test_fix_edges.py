@@ -156,6 +156,26 @@ def test_where_naming_columns_that_the_plan_table_also_has(db, tmp_path):
     assert db.rows("SELECT id, hit_id FROM hit_ref ORDER BY id") == [(1, 1), (2, 3)]
 
 
+def test_plan_holding_each_rows_own_key_is_not_resumed(db):
+    """A plan table of the earlier layout (each row's own key, `dw_k*`, where a batch compared rows with their
+    keeper's key by a self-join) is refused, not resumed comparing rows with their own keys only."""
+    db.execute("CREATE TABLE stay (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)")
+    db.execute("INSERT INTO stay VALUES (1, 1), (2, 1), (3, 2), (4, 2)")
+    monitor = Monitor(make_config(db, [{"name": "stays", "table": "stay", "key": ["k"]}]))
+    try:
+        plan = prepare_fix(monitor, "stays")
+        stop = threading.Event()
+        stopped = run_fix(monitor, "stays", plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
+        assert (stopped.state, stopped.deleted) == ("stopped", 1)
+        name = db.scalar("SELECT plan_table FROM dupewatch_fix WHERE fix_id = :f", {"f": plan.fix_id})
+        db.execute(f"ALTER TABLE {name} RENAME COLUMN dw_gk0 TO dw_k0")
+        with pytest.raises(FixRefused, match=r"changed since fix .* undo it"):
+            run_fix(monitor, "stays")
+        assert db.scalar("SELECT count(*) FROM stay") == 3  # the first batch stands, nothing else moved
+    finally:
+        monitor.close()
+
+
 def test_plan_that_no_longer_fits_the_table_is_refused(db):
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)")
     db.execute("INSERT INTO visit VALUES (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)")
