@@ -22,6 +22,7 @@ from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -316,8 +317,10 @@ class MySQL(MySQLPolling, Dialect):
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """A `TIME` as the `timedelta` PyMySQL returns and binds back exactly: SQLAlchemy makes it a time of day,
-        which has no `-838:59:59` or `25:00:00`."""
-        if isinstance(expr.type, sa.Time):
+        which has no `-838:59:59` or `25:00:00`. A `SET` as the text the server returns (`a,b`, its members in
+        definition order): SQLAlchemy makes it a Python set, bound back as its members in any order (`b,a`),
+        which `=` compares as other text."""
+        if isinstance(expr.type, sa.Time | mysql_types.SET):
             return sa.type_coerce(expr, AsStored())
         return super().as_stored(expr)
 
