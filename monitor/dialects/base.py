@@ -71,9 +71,9 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `serialise_table_creation(conn, key)`: serialise creating the same tables from concurrent sessions for the
   rest of the transaction, where `CREATE TABLE IF NOT EXISTS` alone can fail when two race (PostgreSQL).
 - `fix_isolation_level`: the isolation level a fix's session uses, or None for the default.
-- `whole_table_statement(conn)`: a context around one statement that sorts the whole table (the plan's snapshot):
-  session settings that let it keep its internal temporary tables in memory, up to a bound, restored afterwards
-  (MariaDB/MySQL); nothing elsewhere.
+- `whole_table_statement(conn)`: a context around statements that sort the whole table (the plan's snapshot, the
+  dry run's preview): session settings that let them keep their internal temporary tables in memory, up to a
+  bound, restored afterwards (MariaDB/MySQL); nothing elsewhere.
 - `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
   lock is used instead.
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
@@ -336,7 +336,7 @@ class Dialect(Polling):
 
     @contextmanager
     def whole_table_statement(self, conn: Connection) -> Iterator[None]:
-        """Around one statement that sorts the whole table: nothing to change by default."""
+        """Around statements that sort the whole table: nothing to change by default."""
         yield
 
     def relax_batch_durability(self, conn: Connection) -> None:

@@ -312,11 +312,12 @@ class MySQL(MySQLPolling, Dialect):
 
     @contextmanager
     def whole_table_statement(self, conn: Connection) -> Iterator[None]:
-        """The snapshot's window functions over the whole table run in internal temporary tables, which spill to
-        Aria files in `tmpdir` beyond `tmp_table_size` and `max_heap_table_size` (16 MiB by default): 2M rows took
-        12-24 s there against 3.5-4 s in memory (MariaDB 10.11, measured), and any mariadbd starting with the
-        same tmpdir deletes those files under the running statement. This session may keep up to
-        `WHOLE_TABLE_MEMORY` per temporary table for this one statement; a larger table still spills, as before."""
+        """The plan's window functions over the whole table (the snapshot, the dry run's preview queries) run in
+        internal temporary tables, which spill to Aria files in `tmpdir` beyond `tmp_table_size` and
+        `max_heap_table_size` (16 MiB by default): the 2M-row snapshot took 12-24 s there against 3.5-4 s in memory
+        (MariaDB 10.11, measured), and any mariadbd starting with the same tmpdir deletes those files under the
+        running statement. Inside this context the session may keep up to `WHOLE_TABLE_MEMORY` per temporary
+        table; a larger table still spills, as before."""
         before = conn.exec_driver_sql("SELECT @@SESSION.tmp_table_size, @@SESSION.max_heap_table_size").one()
         restore = {"t": int(before[0]), "h": int(before[1])}
         conn.execute(sa.text("SET SESSION tmp_table_size = GREATEST(:t, :m), max_heap_table_size = GREATEST(:h, :m)"),

@@ -164,7 +164,8 @@ def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
         with _planning_view(t) as conn:
             layout = _layout(conn, t)
             rel = layout.relation_select().subquery("dupewatch_plan")
-            return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
+            with t.db.rules.whole_table_statement(conn):  # each preview query windows the whole table
+                return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(t.db.describe(exc)) from None
 
