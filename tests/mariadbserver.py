@@ -1,5 +1,10 @@
 """A throwaway MariaDB server of its own (mariadb-install-db + mariadbd on a free port and socket), for tests that
-need server settings the shared server does not have (the binary log in ROW format for live mode)."""
+need server settings the shared server does not have (the binary log in ROW format for live mode).
+
+It has a `tmpdir` of its own: at start-up mariadbd (also the one mariadb-install-db runs) deletes every `#sql*`
+file in its tmpdir (leftovers of a crash, it assumes), and with the default `/tmp` those are the live on-disk
+temporary tables of every other server on the machine: a long statement of the shared server then fails with
+`Error on delete of '/tmp/#sql-temptable-...' (Errcode: 2 "No such file or directory")`."""
 
 from __future__ import annotations
 
@@ -31,13 +36,16 @@ class MariaDBServer:
 
     def start(self) -> None:
         data = str(self.directory / "data")
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--skip-test-db",
-                        "--auth-root-authentication-method=normal", *self.as_root],
+        tmpdir = self.directory / "tmp"
+        tmpdir.mkdir()
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", f"--tmpdir={tmpdir}",
+                        "--skip-test-db", "--auth-root-authentication-method=normal", *self.as_root],
                        check=True, capture_output=True, timeout=120)
         options = [f"--{name}={value}" for name, value in self.options.items()]
         with (self.directory / "log").open("wb") as log:
             self.proc = subprocess.Popen(
-                ["mariadbd", "--no-defaults", f"--datadir={data}", f"--port={self.port}", f"--socket={self.socket}",
+                ["mariadbd", "--no-defaults", f"--datadir={data}", f"--tmpdir={tmpdir}", f"--port={self.port}",
+                 f"--socket={self.socket}",
                  "--bind-address=127.0.0.1", "--skip-name-resolve", *options, *self.as_root],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + STARTUP_SECONDS

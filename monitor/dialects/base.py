@@ -73,6 +73,9 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `serialise_table_creation(conn, key)`: serialise creating the same tables from concurrent sessions for the
   rest of the transaction, where `CREATE TABLE IF NOT EXISTS` alone can fail when two race (PostgreSQL).
 - `fix_isolation_level`: the isolation level a fix's session uses, or None for the default.
+- `whole_table_statement(conn)`: a context around statements that sort the whole table (the plan's snapshot, the
+  dry run's preview): session settings that let them keep their internal temporary tables in memory, up to a
+  bound, restored afterwards (MariaDB/MySQL); nothing elsewhere.
 - `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
   lock is used instead.
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
@@ -115,6 +118,8 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -337,6 +342,11 @@ class Dialect(Polling):
 
     def refresh_statistics(self, conn: Connection, table: sa.Table) -> None:
         """After a table was filled in one statement, before it is joined: nothing to do by default."""
+
+    @contextmanager
+    def whole_table_statement(self, conn: Connection) -> Iterator[None]:
+        """Around statements that sort the whole table: nothing to change by default."""
+        yield
 
     def relax_batch_durability(self, conn: Connection) -> None:
         """In a fix batch's transaction: a server crash may lose whole batches, which a resumed fix redoes."""

@@ -164,7 +164,8 @@ def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
         with _planning_view(t) as conn:
             layout = _layout(conn, t)
             rel = layout.relation_select().subquery("dupewatch_plan")
-            return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
+            with t.db.rules.whole_table_statement(conn):  # each preview query windows the whole table
+                return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(t.db.describe(exc)) from None
 
@@ -267,7 +268,8 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                 columns = [c.name for c in plan_table.columns]
                 source = layout.relation_select()
                 ordered = source.with_only_columns(*[source.selected_columns[c] for c in columns])
-                conn.execute(sa.insert(plan_table).from_select(columns, ordered))
+                with t.db.rules.whole_table_statement(conn):
+                    conn.execute(sa.insert(plan_table).from_select(columns, ordered))
                 layout.plan_index(plan_table).create(conn)
                 t.db.rules.refresh_statistics(conn, plan_table)
                 plan = build_preview(conn, layout, plan_table, database=t.config.database, sample=sample)

@@ -555,9 +555,12 @@ def _crowded(conn: Connection, child: FromClause, rel: FromClause,
 
 
 def _sample(conn: Connection, layout: Layout, rel: FromClause, limit: int) -> list[PlanGroup]:
-    """The first `limit` groups (groups are numbered densely from 1), keeper first."""
-    keys = [rel.c[k] for k in layout.key_labels]
-    statement = (sa.select(rel.c[GROUP], rel.c[SIZE], *keys, layout.table)
+    """The first `limit` groups (groups are numbered densely from 1), keeper first. Keys and columns are read as
+    stored (`Dialect.as_stored`): SQLite keeps `n/a` in a NUMERIC column, which SQLAlchemy's type cannot read."""
+    as_stored = layout.rules.as_stored
+    keys = [as_stored(rel.c[k]) for k in layout.key_labels]
+    columns = [as_stored(c).label(c.name) for c in layout.table.columns]
+    statement = (sa.select(rel.c[GROUP], rel.c[SIZE], *keys, *columns)
                  .select_from(rel).join(layout.table, layout.member_match(rel))
                  .where(rel.c[GROUP] <= limit).order_by(rel.c[GROUP], rel.c[RANK]).limit(SAMPLE_ROWS))
     names = [c.name for c in layout.table.columns]

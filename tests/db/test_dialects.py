@@ -44,3 +44,32 @@ def test_each_dialect_describes_its_guard_features(db):
     assert (rules.concurrent_index_build, nulls_not_distinct, rules.partial_index, rules.returning_delete) == expected
     lock = rules.named_lock("auth.login_source")
     assert (lock is None) == (db.dialect == "sqlite")
+
+
+_WINDOW_OVER_200K_ROWS = ("SELECT count(*) FROM (SELECT seq, CAST(REPEAT('x', 60) AS CHAR(60)) AS pad, row_number() "
+                          "OVER (PARTITION BY seq MOD 1000 ORDER BY seq) AS r FROM seq_1_to_200000) x WHERE r > 1")
+
+
+def test_mariadb_whole_table_statement_keeps_temporary_tables_in_memory_then_restores_the_session(mysql):
+    """The snapshot's window functions spill to on-disk temporary tables beyond 16 MiB (slow, and deleted under the
+    statement by any mariadbd starting with the same tmpdir): inside `whole_table_statement` they stay in
+    memory; afterwards the session has its own settings back."""
+    database = Database("d", DatabaseConfig(url=mysql.url))
+
+    def disk_tables(conn: sa.Connection) -> int:
+        return int(conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Created_tmp_disk_tables'").one()[1])
+
+    try:
+        with database.connect(database.writer) as conn:
+            conn.exec_driver_sql("SET SESSION tmp_table_size = 1048576, max_heap_table_size = 2097152")
+            before = disk_tables(conn)
+            assert conn.exec_driver_sql(_WINDOW_OVER_200K_ROWS).scalar() == 199000
+            spilled = disk_tables(conn)
+            assert spilled > before  # the statement spills as it is
+            with database.rules.whole_table_statement(conn):
+                assert conn.exec_driver_sql(_WINDOW_OVER_200K_ROWS).scalar() == 199000
+            assert disk_tables(conn) == spilled
+            sizes = conn.exec_driver_sql("SELECT @@SESSION.tmp_table_size, @@SESSION.max_heap_table_size").one()
+            assert tuple(sizes) == (1048576, 2097152)
+    finally:
+        database.dispose()

@@ -55,6 +55,8 @@ MYSQL = {
     "decimal_wide": ("DECIMAL(65, 30)", "0.100000000000000000000000000001", "1e-30"),
     "float": ("FLOAT", "0.1", "3.3"),  # single precision (M8)
     "double": ("DOUBLE", "0.1", "1e-300"),  # SQLAlchemy reads a Decimal of 10 places: 0
+    "set": ("SET('a', 'b', 'c')", "'b,a'", "'c'"),  # SQLAlchemy reads a Python set, binds its members in any order
+    "bit": ("BIT(8)", "b'101'", "b'0'"),
 }
 
 

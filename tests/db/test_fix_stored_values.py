@@ -1,0 +1,95 @@
+"""A fix reads, compares and puts back values exactly as the database stores them, whatever SQLAlchemy's type for
+the column would make of them in Python: the preview lists the rows, the fix finds and archives them, undo restores
+them byte for byte.
+
+- SQLite: a NUMERIC column (NUMERIC affinity) keeps a value it cannot read as a number as text (`'n/a'`), which
+  SQLAlchemy's Numeric type cannot turn into a Decimal: the preview (`plan._sample`) crashed on it.
+- MariaDB: SET and BIT columns as a check's key (see tests/db/test_group_key_round_trip.py for how keys are bound
+  back as stored): plan, fix, undo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from monitor.fix import make_plan, prepare_fix, run_fix, undo_fix
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _contents(db: Any, table: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row) for row in db.rows(f"SELECT * FROM {table} ORDER BY id"))
+
+
+def _plan_fix_undo(db: Any, monitor_for: Any, table: str, key: list[str]) -> dict[str, Any]:
+    """The preview, then a fix and its undo through the API; the table's rows after undo must be the rows before."""
+    before = _contents(db, table)
+    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "table": table, "key": key}])
+    preview = make_plan(monitor, "c")
+    report = run_fix(monitor, "c", prepare_fix(monitor, "c"))
+    after_fix = _contents(db, table)
+    undone = undo_fix(monitor, report.fix_id)
+    assert _contents(db, table) == before
+    return {"preview": preview, "report": report, "after_fix": after_fix, "restored": undone.restored}
+
+
+# -- SQLite: NUMERIC affinity holding text ----------------------------------------------------------------
+
+
+def test_sqlite_preview_shows_text_stored_in_a_numeric_column(sqlite_db: Any, monitor_for: Any) -> None:
+    sqlite_db.execute("CREATE TABLE price (id INTEGER PRIMARY KEY, sku TEXT, amount NUMERIC(10, 2))")
+    sqlite_db.execute("INSERT INTO price VALUES (1, 'a', 'n/a'), (2, 'a', 'n/a'), (3, 'a', 1.5), (4, 'b', 2)")
+    done = _plan_fix_undo(sqlite_db, monitor_for, "price", ["sku"])
+    group = done["preview"].sample[0]
+    assert (group.key, group.keep["amount"], [r["amount"] for r in group.delete]) == (("a",), "n/a", ["n/a", 1.5])
+    assert group.differs == ["amount"]
+    assert (done["report"].deleted, done["after_fix"]) == (2, [(1, "a", "n/a"), (4, "b", 2)])
+    assert done["restored"] == 2
+
+
+def test_sqlite_numeric_key_holding_text_is_planned_fixed_and_undone(sqlite_db: Any, monitor_for: Any) -> None:
+    sqlite_db.execute("CREATE TABLE reading (id INTEGER PRIMARY KEY, v NUMERIC)")
+    sqlite_db.execute("INSERT INTO reading VALUES (1, 'n/a'), (2, 'n/a'), (3, 'n/a'), (4, 0.1), (5, 0.1), (6, 7)")
+    done = _plan_fix_undo(sqlite_db, monitor_for, "reading", ["v"])
+    assert [(g.key, g.rows) for g in done["preview"].sample] == [((0.1,), 2), (("n/a",), 3)]
+    assert (done["report"].groups, done["report"].deleted) == (2, 3)
+    assert done["after_fix"] == [(1, "n/a"), (4, 0.1), (6, 7)]
+
+
+# -- MariaDB: SET and BIT keys --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("column_type", "values"), [
+    ("SET('read', 'write', 'admin')", ["'read,write'", "'write,read'", "'read,write'", "'admin'", "'admin'", "''"]),
+    ("BIT(1)", ["b'1'", "b'1'", "b'1'", "b'0'", "b'0'", "NULL"]),
+    ("BIT(12)", ["b'101000000001'", "b'101000000001'", "b'101000000001'", "b'1'", "b'1'", "b'111'"]),
+], ids=["set", "bit1", "bit12"])
+def test_mysql_set_and_bit_keys_are_planned_fixed_and_undone(mysql: Any, monitor_for: Any, column_type: str,
+                                                             values: list[str]) -> None:
+    """Three rows with one value (a SET's members in any order are one value), two with another, one alone."""
+    mysql.execute(f"CREATE TABLE perm (id INTEGER PRIMARY KEY, k {column_type}, note VARCHAR(10))")
+    mysql.execute(*(f"INSERT INTO perm VALUES ({i + 1}, {v}, 'n{i + 1}')" for i, v in enumerate(values)))
+    done = _plan_fix_undo(mysql, monitor_for, "perm", ["k"])
+    assert sorted(g.rows for g in done["preview"].sample) == [2, 3]
+    assert sorted(len(g.delete) for g in done["preview"].sample) == [1, 2]
+    assert (done["report"].groups, done["report"].deleted, done["report"].archived) == (2, 3, 3)
+    assert [row[0] for row in done["after_fix"]] == [1, 4, 6]
+    assert done["restored"] == 3
+
+
+def test_mysql_fixing_one_group_with_a_set_or_bit_key_finds_its_rows(mysql: Any, monitor_for: Any) -> None:
+    """The group's key values as the drill-down lists them, bound back: the one-group plan finds its rows."""
+    mysql.execute("CREATE TABLE perm (id INTEGER PRIMARY KEY, s SET('a', 'b'), f BIT(3))")
+    mysql.execute("INSERT INTO perm VALUES (1, 'a,b', b'101'), (2, 'b,a', b'101'), (3, 'a', b'101'), (4, 'a', b'101')")
+    monitor = monitor_for({"d": {"url": mysql.url}}, [{"name": "c", "database": "d", "table": "perm",
+                                                        "key": ["s", "f"]}])
+    groups = monitor.groups("c").groups
+    assert sorted(g.rows for g in groups) == [2, 2]
+    for group in groups:
+        plan = make_plan(monitor, "c", group=group.key)
+        assert (plan.groups, plan.rows_to_delete) == (1, 1)
+    report = run_fix(monitor, "c", prepare_fix(monitor, "c", group=groups[0].key))
+    assert (report.groups, report.deleted) == (1, 1)
+    assert mysql.scalar("SELECT count(*) FROM perm") == 3
