@@ -51,6 +51,9 @@ SIGNAL_POLL_SECONDS = 1.0
 FIX_TOTALS_SECONDS = 5.0
 # ... and each fleet target's (hundreds of them: once a minute keeps the extra query well below the checks' own).
 FLEET_FIX_TOTALS_SECONDS = 60.0
+# How long a config reload waits for each live reader of the new config to open its stream and take over from the
+# previous one (a full count of its checks included) before stopping the previous one anyway.
+LIVE_HANDOVER_SECONDS = 30.0
 
 
 class DaemonStartError(Exception):
@@ -354,8 +357,14 @@ class Daemon:
         self.poller.reload(self.monitor)
         if self.discovery is not None:
             self.discovery.start()  # a new one (its sources changed); a running one carries on
-        stop_live(self.live)
-        self._start_live()
+        previous = self.live
+        self._start_live({reader.database: reader for reader in previous})
+        # Each new reader opens its stream, then has its predecessor read to the end of the old one and stop (no
+        # gap); one that cannot open in time leaves its predecessor to be stopped here (a gap it reports).
+        deadline = time.monotonic() + LIVE_HANDOVER_SECONDS
+        for reader in self.live:
+            reader.took_over.wait(max(deadline - time.monotonic(), 0.0))
+        stop_live(previous)
         old_monitor.close()  # cancels the old version's queries still running on the servers
         log.info("config reloaded", extra=fields(
             checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names)))
@@ -408,12 +417,12 @@ class Daemon:
 
     # -- live mode (monitor/live/) ---------------------------------------------------------------------
 
-    def _start_live(self) -> None:
+    def _start_live(self, previous: dict[str, LiveReader] | None = None) -> None:
         assert self.monitor is not None and self.exporter is not None
         for name, database in self.config.databases.items():
             if database.live:
                 self.exporter.live_database(name)
-        self.live = start_live(self.monitor, _LiveSink(self))
+        self.live = start_live(self.monitor, _LiveSink(self), previous)
 
 
 class _LiveSink:

@@ -14,7 +14,7 @@ temporary logical slot (monitor/live/postgresql.py); SQLite no stream at all, so
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from monitor.config import Config
 from monitor.engine import Monitor
@@ -41,8 +41,10 @@ def polling_notices(config: Config, monitor: Monitor, databases: Collection[str]
     return notices
 
 
-def start_live(monitor: Monitor, sink: LiveSink) -> list[LiveReader]:
-    """Start a reader for each database with `live = true` and a change stream; log the others once."""
+def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None
+               ) -> list[LiveReader]:
+    """Start a reader for each database with `live = true` and a change stream; log the others once. A reader of
+    a database in `previous` (the readers of the config before a reload) takes over from that one."""
     config = monitor.config
     for notice in polling_notices(config, monitor):
         log.warning(notice)
@@ -53,7 +55,7 @@ def start_live(monitor: Monitor, sink: LiveSink) -> list[LiveReader]:
         checks = [c for c in config.checks if c.database == name and not c.is_custom]
         if stream is None or not checks:
             continue
-        reader = LiveReader(monitor, name, checks, stream, sink)
+        reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name))
         reader.start()
         readers.append(reader)
     return readers

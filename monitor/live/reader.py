@@ -16,6 +16,12 @@ position saved for its database: MariaDB/MySQL reads what committed while the da
 cannot resume from it (a PostgreSQL temporary slot dies with its session; a purged binary log) that is a gap,
 reported like any other (metric, log line, a poll of the database's checks) after every check was counted in
 full, which counts the rows that arrived meanwhile.
+
+**Across a config reload.** The reader of the new config takes over from the previous one (`predecessor`):
+it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
+stop (`hand_over`). Whatever committed before the new stream began is read by the previous one, whatever
+committed after by the new one, so a reload is no gap, on PostgreSQL either, unless the previous reader could
+not read to its end (then it is one, reported like any other).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between attempts to open a 
 SAVE_SECONDS = 1.0  # the stream's position is saved at most this often
 BATCH_SECONDS = 0.02  # reads of a stream that keeps changing start at most this often
 COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
+DRAIN_SECONDS = 5.0  # how long a reader handing over may read to the end of its stream
 
 
 class LiveSink(Protocol):
@@ -59,7 +66,7 @@ class LiveReader:
     """Follows one database's change stream for its table checks; `start()`, `stop()`."""
 
     def __init__(self, monitor: Monitor, database: str, checks: list[CheckConfig], stream: ChangeStream,
-                 sink: LiveSink, *, poll_seconds: float = POLL_SECONDS,
+                 sink: LiveSink, *, poll_seconds: float = POLL_SECONDS, predecessor: LiveReader | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now().astimezone()) -> None:
         self.monitor = monitor
         self.database = database
@@ -74,6 +81,12 @@ class LiveReader:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
         self.following = threading.Event()  # set once the stream is open and every check counted
+        self.predecessor = predecessor  # the reader of the previous config, following until this one took over
+        self.took_over = threading.Event()  # set once the predecessor (if any) is stopped, handed over or not
+        if predecessor is None:
+            self.took_over.set()
+        self._drain = False  # stopping: read to the end of the stream first (`hand_over`)
+        self._drained = False  # the last read reached the end of the stream
         self._saved: tuple[str | None, float] = (None, 0.0)  # the position last saved, and when (monotonic)
         # The detection engine keeps no compiled statements (each check runs its own once per interval); the
         # re-counts repeat a few shapes many times a second, so the reader keeps theirs.
@@ -86,6 +99,14 @@ class LiveReader:
         self._stopping.set()
         self._thread.join(timeout)
         self.stream.close()
+        self.took_over.set()  # a reader stopped before it opened takes over from nobody
+
+    def hand_over(self) -> bool:
+        """Stop after reading and counting everything the stream holds: True when that last read reached the end
+        of the stream, so every change committed before this call was counted."""
+        self._drain = True
+        self.stop(DRAIN_SECONDS + 5.0)
+        return self._drained
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -115,6 +136,13 @@ class LiveReader:
                 self._stopping.wait(RETRY_SECONDS[-1])
                 continue
             attempt = 0
+            if self.predecessor is not None:
+                predecessor, self.predecessor = self.predecessor, None
+                if predecessor.hand_over() and restart_gap is not None:
+                    log.info("took over the change stream from the previous config's reader, no gap", extra={
+                        "fields": {"database": self.database}})
+                    restart_gap = None  # it read what committed before this stream began
+                self.took_over.set()
             if restart_gap is not None:  # counted in full above: what arrived while no stream was read is counted
                 self.sink.live_gap(self.database, f"database {self.database}: live stream: {restart_gap}")
             elif resume is not None:
@@ -156,8 +184,24 @@ class LiveReader:
                 self.stream.wait(self.poll_seconds)
             elif (left := started + BATCH_SECONDS - time.monotonic()) > 0:
                 self._stopping.wait(left)  # a batch per few commits, not per commit: each batch costs statements
+        if self._drain:
+            self._read_to_end()
         self._save_position(force=True)
         return None
+
+    def _read_to_end(self) -> None:
+        """Read and count until a read finds nothing more (then `_drained`), for at most `DRAIN_SECONDS`."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                done = self.stream.read()
+                self._apply(done)
+                if not done:
+                    self._drained = True
+                    return
+        except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
+            log.warning("the previous config's live reader could not read to the end of its stream", extra={
+                "fields": {"database": self.database, "error": self._describe(exc)}})
 
     # -- the position, across restarts -------------------------------------------------------------
 

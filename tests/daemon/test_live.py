@@ -1042,9 +1042,14 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         execute(admin, f"DROP ROLE {role}")
 
 
-def test_a_config_reload_follows_the_stream_again_with_one_slot(
+def test_a_config_reload_hands_the_stream_over_without_a_gap_and_follows_it_with_one_slot(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The new config's reader opens its slot, then the previous reader reads to the end of its own and stops:
+    nothing is unread between the two, so a reload is no gap (a restart on PostgreSQL is one)."""
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
+    daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the insert read from the stream",
+                    timeout=LIVE_SECONDS)  # a position saved: a reader without a predecessor would report a gap
     before = live_backend(admin)
     daemon.send(signal.SIGHUP)
     await_log(daemon, "config reloaded")
@@ -1056,6 +1061,10 @@ def test_a_config_reload_follows_the_stream_again_with_one_slot(
     assert after != before
 
     execute(admin, f"INSERT INTO {table} (email) VALUES ('reload@example.com'), ('reload@example.com')")
-    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(NEW, "signups") == 1,
-                    "the group after the reload", timeout=LIVE_SECONDS)
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(NEW, "signups") == 1,
+                             "the group after the reload", timeout=LIVE_SECONDS)
+    assert live_value(scrape, GAPS) == 0
+    log = daemon.log()
+    assert "took over the change stream from the previous config's reader" in log
+    assert "live stream gap" not in log
     assert daemon.stop() == 0
