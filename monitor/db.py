@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -241,6 +241,7 @@ class Database:
         self._file_lock = threading.Lock()
         self._identity: list[str] | None = None  # `server_place` of a server, once it answered
         self._identity_lock = threading.Lock()
+        self._held = threading.local()  # `holding()`: this thread's shared detection connection
         # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
         # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
         self.server_refused = False
@@ -354,13 +355,34 @@ class Database:
 
     @contextmanager
     def read_only(self) -> Iterator[Connection]:
-        """A connection inside a read-only transaction that is always rolled back, under the client deadline."""
+        """A connection inside a read-only transaction that is always rolled back, under the client deadline.
+        Inside `holding()` on the same thread, every call shares one connection (each its own transaction)."""
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is not None:
+            with held.transaction() as conn:
+                yield conn
+            return
         with self.connect(self.engine) as conn:
             try:
                 yield conn
             finally:
                 if conn.in_transaction() and not conn.invalidated:
                     conn.rollback()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep the first detection connection opened on this thread until the block ends: the checks of one
+        fleet target's round connect once, run one after the other, and close (or return it to the pool).
+        A connection that failed under its deadline is dropped, and the next check opens another."""
+        if getattr(self._held, "value", None) is not None:
+            yield
+            return
+        held = self._held.value = _Held(self)
+        try:
+            yield
+        finally:
+            self._held.value = None
+            held.close()
 
     @contextmanager
     def connect(self, engine: Engine) -> Iterator[Connection]:
@@ -508,6 +530,55 @@ class Database:
 
 
 _WATCH_KEY = "dupewatch.watch"
+
+
+class _Held:
+    """The connection `Database.holding()` keeps for one thread, opened by the first transaction that needs it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._stack: ExitStack | None = None
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if self._conn is None or self._conn.invalidated:
+            self.close()
+            stack = ExitStack()
+            self._conn = stack.enter_context(self.db.connect(self.db.engine))
+            self._stack = stack
+        conn = self._conn
+        try:
+            yield conn
+        except BaseException as exc:
+            watch: _Watch | None = conn.info.get(_WATCH_KEY)
+            expired = watch is not None and watch.expired
+            try:
+                self._rollback(conn)
+                broken = conn.invalidated
+            except Exception:
+                broken = True
+            if expired or broken:
+                # As `connect` does on leaving: the deadline's error, and the connection never reused.
+                self.close(exc)
+                if expired and not isinstance(exc, DatabaseError):
+                    raise DatabaseError(self.db._deadline_message()) from None
+            raise
+        self._rollback(conn)
+
+    @staticmethod
+    def _rollback(conn: Connection) -> None:
+        if conn.in_transaction() and not conn.invalidated:
+            conn.rollback()
+
+    def close(self, exc: BaseException | None = None) -> None:
+        stack, self._stack, self._conn = self._stack, None, None
+        if stack is not None:
+            if exc is None:
+                stack.close()
+            else:
+                with suppress(Exception):
+                    stack.__exit__(type(exc), exc, exc.__traceback__)
 
 
 class _Watch:
