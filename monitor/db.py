@@ -241,6 +241,7 @@ class Database:
         self._file_lock = threading.Lock()
         self._identity: list[str] | None = None  # `server_place` of a server, once it answered
         self._identity_lock = threading.Lock()
+        self._target_connect: tuple[list[Any], dict[str, Any]] | None = None  # see `_server_engine`
         self._held = threading.local()  # `holding()`: this thread's shared detection connection
         # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
         # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
@@ -301,8 +302,29 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = self._create_engine(self.url, read_only=True)
+            if isinstance(self.config, TargetDatabaseConfig) and not self.config.pooled:
+                self._engine = self._server_engine()
+            else:
+                self._engine = self._create_engine(self.url, read_only=True)
         return self._engine
+
+    def _server_engine(self) -> Engine:
+        """The detection engine a fleet target without a pooled connection shares with the other targets of its
+        server (same credentials and settings): one dialect, initialised by the server's first connection, not
+        one engine per database. Its connections are made for whichever target opens them, on that thread
+        (`_connecting`): the dialect's own connect arguments for the target's URL."""
+        server = self.url.set(database=None).difference_update_query(["options"])
+        key = (server.render_as_string(hide_password=False), self.config.statement_timeout)
+        with _server_engines_lock:
+            engine = _server_engines.get(key)
+            if engine is None:
+                engine = _server_engines[key] = self._create_engine(server, read_only=True)
+                event.listen(engine, "do_connect", _connect_for_target)
+        cargs, cparams = engine.dialect.create_connect_args(self.url)
+        connect_args = self.rules.connect_args(self.url, read_only=True, timeout=self.config.statement_timeout,
+                                               connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        self._target_connect = (list(cargs), {**cparams, **connect_args})
+        return engine
 
     @property
     def writer(self) -> Engine:
@@ -446,11 +468,14 @@ class Database:
     def _checked_out(self, engine: Engine, watched: bool) -> Connection:
         """A pooled connection; a watched one is pinged under its deadline (once more after a stale connection)."""
         for attempt in (1, 2):
+            _connecting.target = self._target_connect if engine is self._engine else None
             try:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
                 self.server_refused = self.rules.server_refused(exc)
                 raise DatabaseError(self.describe(exc)) from None
+            finally:
+                _connecting.target = None
             self.server_refused = False
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
@@ -523,13 +548,30 @@ class Database:
 
     def dispose(self) -> None:
         self.cancel_running()
-        for engine in (self._engine, self._writer):
+        # A server's shared engine (`_server_engine`) is not this database's to close; it holds no connection.
+        own = (self._engine if self._target_connect is None else None, self._writer)
+        for engine in own:
             if engine is not None:
                 engine.dispose()
         self._engine = self._writer = None
 
 
 _WATCH_KEY = "dupewatch.watch"
+
+# Fleet servers' shared detection engines (`Database._server_engine`), and the target a thread connects for.
+_server_engines: dict[tuple[str, float], Engine] = {}
+_server_engines_lock = threading.Lock()
+_connecting = threading.local()
+
+
+def _connect_for_target(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+    """A shared server engine connects to the database of the target that asked (see `_server_engine`)."""
+    target: tuple[list[Any], dict[str, Any]] | None = getattr(_connecting, "target", None)
+    if target is None:  # the engine's own first connection, to the server's default database
+        return
+    cargs[:] = target[0]
+    cparams.clear()
+    cparams.update(target[1])
 
 
 class _Held:
