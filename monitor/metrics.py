@@ -53,6 +53,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
+import io
 import platform
 import queue
 import selectors
@@ -61,7 +63,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,6 +100,7 @@ HTTP_QUEUED = 16  # requests waiting for a worker; beyond that a new request's c
 HTTP_WAITING = 256  # connections waiting for their first bytes (no thread each); beyond that the oldest is closed
 HTTP_IDLE_TIMEOUT_SECONDS = 5.0  # a connection that sends nothing (half-open, slowloris) is closed after this
 RENDER_MAX_AGE_SECONDS = 15.0
+RENDER_CHUNK_SERIES = 250  # series of one family rendered at a time (a fleet has thousands per family)
 RENDER_FORGET_SECONDS = 600.0  # a format nobody asked for in this long is no longer kept rendered
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
@@ -147,10 +150,19 @@ class Family:
         with self._lock:
             self.values.pop(values, None)
 
-    def family(self) -> Metric:
+    def chunks(self) -> Iterator[Metric]:
+        """The family as metric families of at most `RENDER_CHUNK_SERIES` series each, in order (a page rendered
+        from them holds one chunk's samples at a time; `_encoded` writes the family's header once)."""
+        with self._lock:
+            keys = list(self.values)
+        for start in range(0, max(len(keys), 1), RENDER_CHUNK_SERIES):
+            yield self.family(keys[start:start + RENDER_CHUNK_SERIES])
+
+    def family(self, keys: Sequence[tuple[str, ...]]) -> Metric:
         with self._lock:
             items: list[tuple[tuple[str, ...], Any]] = [
-                (key, list(value) if isinstance(value, list) else value) for key, value in self.values.items()]
+                (key, list(value) if isinstance(value, list) else value) for key in keys
+                if (value := self.values.get(key)) is not None]
         if self.kind == "histogram":
             histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
             for key, counts in items:
@@ -232,8 +244,9 @@ class SeriesStore:
     def describe(self) -> Iterable[Metric]:
         return [Metric(f.name, f.documentation, f.kind) for f in self.families]
 
-    def collect(self) -> Iterable[Metric]:
-        return [family.family() for family in self.families]
+    def collect(self) -> Iterator[Metric]:
+        for family in self.families:
+            yield from family.chunks()
 
 
 class DupewatchMetrics:
@@ -722,6 +735,7 @@ class PrerenderedApp:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
         self._inner = make_wsgi_app(registry)
         self._lock = threading.Lock()
         self._pages: dict[tuple[str, bool], _Page] = {}
@@ -761,15 +775,16 @@ class PrerenderedApp:
         return [page.body]
 
     def _render(self, key: tuple[str, bool], accept: str) -> _Page:
-        captured: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]], _exc_info: Any = None) -> None:
-            captured.update(status=status, headers=headers)
-
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "", "HTTP_ACCEPT": accept,
-                   "HTTP_ACCEPT_ENCODING": "gzip" if key[1] else ""}
-        body = b"".join(self._inner(environ, start_response))
-        page = _Page(captured["status"], captured["headers"], body)
+        """The page prometheus-client's app would answer (its encoders, headers and gzip), rendered one metric
+        family at a time: rendered whole, a fleet's page (about 10 MB for 3,500 checks) cost four times its
+        size in lines and samples at once, every render."""
+        encoder, content_type = choose_encoder(accept)
+        body = _encoded(encoder, self._registry)
+        headers = [("Content-Type", content_type)]
+        if key[1]:
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        page = _Page("200 OK", headers, body)
         with self._lock:
             self._pages[key] = page
         return page
@@ -795,6 +810,37 @@ class PrerenderedApp:
                     del self._asked[key]
                     self._pages.pop(key, None)
             return [(key, accept) for key, (accept, _asked) in self._asked.items()]
+
+
+class _Families:
+    """A collector of the given metric families (what an encoder is given to encode just those)."""
+
+    def __init__(self, *families: Metric) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _encoded(encoder: Callable[[Any], bytes], registry: CollectorRegistry) -> bytes:
+    """What `encoder(registry)` returns, encoded family by family: the format's ending (OpenMetrics' `# EOF`),
+    which each part ends with, is written once at the end."""
+    ending = encoder(_Families())
+    out = io.BytesIO()
+    previous: Metric | None = None
+    for family in registry.collect():
+        part = encoder(_Families(family))
+        if ending and part.endswith(ending):
+            part = part[:len(part) - len(ending)]
+        if previous is not None and (previous.name, previous.type) == (family.name, family.type):
+            # Another chunk of the same family (`Family.chunks`): its header is written once.
+            header = encoder(_Families(Metric(family.name, family.documentation, family.type, family.unit)))
+            header = header[:len(header) - len(ending)] if ending else header
+            part = part.removeprefix(header)
+        out.write(part)
+        previous = family
+    out.write(ending)
+    return out.getvalue()
 
 
 class _QuietHandler(WSGIRequestHandler):
