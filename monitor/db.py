@@ -313,7 +313,7 @@ class Database:
         server (same credentials and settings): one dialect, initialised by the server's first connection, not
         one engine per database. Its connections are made for whichever target opens them, on that thread
         (`_connecting`): the dialect's own connect arguments for the target's URL."""
-        server = self.url.set(database=None).difference_update_query(["options"])
+        server = self.url._replace(database=None).difference_update_query(["options"])  # (set() keeps a None)
         key = (server.render_as_string(hide_password=False), self.config.statement_timeout)
         with _server_engines_lock:
             engine = _server_engines.get(key)
