@@ -3,8 +3,10 @@
 Shared by the dashboard and the daemon. Each database gets its own thread pool, so a database that hangs
 or is down never delays another database's checks. Fleet targets (`monitor.fleet`) share one pool per server
 instead, of `[fleet] server_connections` workers, and run under the fleet's `Budget` (checks running at once,
-one check per target, a refusing server backing off as a whole); their first runs are spread at random over
-their interval (at most a minute) so that a restart does not connect to every database at once.
+one check per target, a refusing server backing off as a whole). A target's checks of one interval are one job,
+a round, that runs them one after the other on one connection (`Database.holding`); the rounds' first runs are
+spread at random over their interval (at most a minute) so that a restart does not connect to every database
+at once.
 
 A check never runs twice at once and a late run is
 coalesced, not queued. A failing check is retried with exponential backoff and jitter (no reconnect
