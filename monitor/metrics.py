@@ -521,7 +521,7 @@ class MetricsExporter:
                 for key in set(runs) - wanted.keys():
                     del runs[key]
             self.metrics.forget_unused_labels()
-        self._changed()
+        self._changed(reshaped=True)
 
     def discovery(self, source: str, *, up: bool, targets: int | None, last_success: float | None,
                   failed: bool) -> None:
@@ -667,9 +667,9 @@ class MetricsExporter:
             self._live_following.discard(database)
         self._changed()
 
-    def _changed(self, *, urgent: bool = False) -> None:
+    def _changed(self, *, urgent: bool = False, reshaped: bool = False) -> None:
         if self._app is not None:
-            self._app.changed(urgent=urgent)
+            self._app.changed(urgent=urgent, reshaped=reshaped)
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -742,6 +742,9 @@ class PrerenderedApp:
         self._asked: dict[tuple[str, bool], tuple[str, float]] = {}  # key -> (an Accept header, last asked)
         self._dirty = threading.Event()
         self._urgent = threading.Event()  # a live figure changed: render without waiting out RENDER_MIN_SECONDS
+        # Series were added or removed (a reload, targets discovered or gone): render without waiting out the
+        # render's share of a core either. Rare by nature, so the share still holds over time.
+        self._reshaped = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._render_loop, name="metrics-render", daemon=True)
 
@@ -752,10 +755,14 @@ class PrerenderedApp:
         self._stopping.set()
         self._dirty.set()
         self._urgent.set()
+        self._reshaped.set()
         self._thread.join(timeout=5)
 
-    def changed(self, *, urgent: bool = False) -> None:
-        if urgent:
+    def changed(self, *, urgent: bool = False, reshaped: bool = False) -> None:
+        if reshaped:
+            self._reshaped.set()
+            self._urgent.set()
+        elif urgent:
             self._urgent.set()
         self._dirty.set()
 
@@ -796,11 +803,12 @@ class PrerenderedApp:
                 return
             self._dirty.clear()
             self._urgent.clear()
+            self._reshaped.clear()
             started = time.monotonic()
             for key, accept in self._wanted(started):
                 self._render(key, accept)
             spent = time.monotonic() - started
-            self._stopping.wait(spent / RENDER_MAX_SHARE)  # never more than a tenth of a core, urgent or not
+            self._reshaped.wait(spent / RENDER_MAX_SHARE)  # at most a tenth of a core, unless series came or went
             self._urgent.wait(max(RENDER_MIN_SECONDS - spent / RENDER_MAX_SHARE, 0.0))
 
     def _wanted(self, now: float) -> list[tuple[tuple[str, bool], str]]:
