@@ -1,5 +1,6 @@
-"""Connections: one pooled engine per configured database, read-only transactions with the database's
-statement timeout and a client-side deadline, and URL/password redaction for everything that reaches a user.
+"""Connections: one pooled engine per configured database (fleet targets that keep no connection share one per
+server), read-only transactions with the database's statement timeout and a client-side deadline, and
+URL/password redaction for everything that reaches a user.
 
 Detection connections are read-only at two levels: every session is put in read-only mode when it connects
 (how is the dialect's business, `monitor.dialects`), and every transaction is rolled back, never committed.
