@@ -260,63 +260,61 @@ class DupewatchMetrics:
         labels = (*LABELS, *static)
         target_labels = (*TARGET_LABELS, *static)
         self._series = SeriesStore()
-        self.groups = self._series.gauge("dupewatch_duplicate_groups",
+        gauge, counter, histogram = self._series.gauge, self._series.counter, self._series.histogram
+        self.groups = gauge("dupewatch_duplicate_groups",
                             "Duplicate groups (keys with more than one row) found by the last successful run.",
                             labels)
-        self.excess_rows = self._series.gauge("dupewatch_duplicate_excess_rows",
+        self.excess_rows = gauge("dupewatch_duplicate_excess_rows",
                                  "Rows beyond the first in every duplicate group, by the last successful run.",
                                  labels)
-        self.appeared = self._series.counter("dupewatch_duplicate_rows_appeared",
+        self.appeared = counter("dupewatch_duplicate_rows_appeared",
                                 "Excess duplicate rows that appeared between two successful runs (beyond what "
                                 "the earlier run found, less what fixes deleted in between).", labels)
-        self.violations = self._series.gauge("dupewatch_violation_rows",
+        self.violations = gauge("dupewatch_violation_rows",
                                 "Rows breaking the check's invariant (each row its query returns), by the last "
                                 "successful run of a violations check.", labels)
-        self.violations_appeared = self._series.counter("dupewatch_violation_rows_appeared",
+        self.violations_appeared = counter("dupewatch_violation_rows_appeared",
                                            "Violating rows that appeared between two successful runs of a "
                                            "violations check.", labels)
-        self.duration = self._series.histogram("dupewatch_check_duration_seconds",
+        self.duration = histogram("dupewatch_check_duration_seconds",
                                   "Time taken by each run of a check, failed runs included.",
                                   labels, buckets=DURATION_BUCKETS)
-        self.last_success = self._series.gauge("dupewatch_check_last_success_timestamp_seconds",
+        self.last_success = gauge("dupewatch_check_last_success_timestamp_seconds",
                                   "UNIX time at which the check last ran successfully.", labels)
-        self.up = self._series.gauge("dupewatch_check_up",
-                                     "1 when the last run of the check succeeded, 0 when it failed.", labels)
-        self.errors = self._series.counter("dupewatch_check_errors",
+        self.up = gauge("dupewatch_check_up", "1 when the last run of the check succeeded, 0 when it failed.", labels)
+        self.errors = counter("dupewatch_check_errors",
                               "Runs of the check that failed (database down, timeout, bad definition).",
                               labels)
-        self.interval = self._series.gauge("dupewatch_check_interval_seconds",
-                                           "The check's configured polling interval.", labels)
-        self.fix_deleted = self._series.counter("dupewatch_fix_deleted_rows",
+        self.interval = gauge("dupewatch_check_interval_seconds", "The check's configured polling interval.", labels)
+        self.fix_deleted = counter("dupewatch_fix_deleted_rows",
                                    "Duplicate rows deleted by fixes of the check (from the fix records in the "
                                    "database, whichever process ran them).", labels)
         # Incremental checks (`incremental = "column"`, monitor/incremental.py) only.
-        self.new_groups = self._series.counter("dupewatch_new_duplicate_groups",
+        self.new_groups = counter("dupewatch_new_duplicate_groups",
                                   "Duplicate groups seen for the first time by a run of an incremental check "
                                   "(not counted on its first run, which has nothing to compare with).",
                                   labels)
-        self.rows_scanned = self._series.gauge("dupewatch_check_rows_scanned",
+        self.rows_scanned = gauge("dupewatch_check_rows_scanned",
                                   "Rows the last successful run of a table check read: the whole table under its "
                                   "where and nulls rule (a full pass), or the rows past the watermark (an "
                                   "incremental pass).", labels)
         # Thresholds and percentages (monitor/thresholds.py): what the on-call compares with `warn_above`.
-        self.excess_ratio = self._series.gauge("dupewatch_duplicate_excess_ratio",
+        self.excess_ratio = gauge("dupewatch_duplicate_excess_ratio",
                                   "Excess rows as a share of the rows grouped by the last full pass of a table "
                                   "check (0.005 is 0.5%; Soda's duplicate_percent / 100).", labels)
-        self.status = self._series.gauge("dupewatch_check_status",
+        self.status = gauge("dupewatch_check_status",
                             "The last successful run judged by the check's warn_above / fail_above: 0 ok, 1 warn, "
                             "2 fail (a check without thresholds fails as soon as it finds anything).",
                             labels)
-        self.last_full_pass = self._series.gauge("dupewatch_check_last_full_pass_timestamp_seconds",
+        self.last_full_pass = gauge("dupewatch_check_last_full_pass_timestamp_seconds",
                                     "UNIX time of an incremental check's last full pass of its table.", labels)
         # Per target (fleet mode; a `[databases]` entry is its own target): its checks taken together.
-        self.target_up = self._series.gauge("dupewatch_target_up",
-                                            "1 when the last run of every check of the target succeeded.",
-                                            target_labels)
-        self.target_last_success = self._series.gauge("dupewatch_target_last_success_timestamp_seconds",
+        self.target_up = gauge("dupewatch_target_up", "1 when the last run of every check of the target succeeded.",
+                               target_labels)
+        self.target_last_success = gauge("dupewatch_target_last_success_timestamp_seconds",
                                          "UNIX time at which a check of the target last ran successfully.",
                                          target_labels)
-        self.target_duration = self._series.gauge("dupewatch_target_duration_seconds",
+        self.target_duration = gauge("dupewatch_target_duration_seconds",
                                      "Time taken by the last run of each of the target's checks, added up.",
                                      target_labels)
         r.register(self._series)
