@@ -1,5 +1,6 @@
-"""Connections: one pooled engine per configured database, read-only transactions with the database's
-statement timeout and a client-side deadline, and URL/password redaction for everything that reaches a user.
+"""Connections: one pooled engine per configured database (fleet targets that keep no connection share one per
+server), read-only transactions with the database's statement timeout and a client-side deadline, and
+URL/password redaction for everything that reaches a user.
 
 Detection connections are read-only at two levels: every session is put in read-only mode when it connects
 (how is the dialect's business, `monitor.dialects`), and every transaction is rolled back, never committed.
@@ -17,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -242,6 +243,8 @@ class Database:
         self._file_lock = threading.Lock()
         self._identity: list[str] | None = None  # `server_place` of a server, once it answered
         self._identity_lock = threading.Lock()
+        self._target_connect: tuple[list[Any], dict[str, Any]] | None = None  # see `_server_engine`
+        self._held = threading.local()  # `holding()`: this thread's shared detection connection
         # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
         # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
         self.server_refused = False
@@ -301,8 +304,29 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = self._create_engine(self.url, read_only=True)
+            if isinstance(self.config, TargetDatabaseConfig) and not self.config.pooled:
+                self._engine = self._server_engine()
+            else:
+                self._engine = self._create_engine(self.url, read_only=True)
         return self._engine
+
+    def _server_engine(self) -> Engine:
+        """The detection engine a fleet target without a pooled connection shares with the other targets of its
+        server (same credentials and settings): one dialect, initialised by the server's first connection, not
+        one engine per database. Its connections are made for whichever target opens them, on that thread
+        (`_connecting`): the dialect's own connect arguments for the target's URL."""
+        server = self.url._replace(database=None).difference_update_query(["options"])  # (set() keeps a None)
+        key = (server.render_as_string(hide_password=False), self.config.statement_timeout)
+        with _server_engines_lock:
+            engine = _server_engines.get(key)
+            if engine is None:
+                engine = _server_engines[key] = self._create_engine(server, read_only=True)
+                event.listen(engine, "do_connect", _connect_for_target)
+        cargs, cparams = engine.dialect.create_connect_args(self.url)
+        connect_args = self.rules.connect_args(self.url, read_only=True, timeout=self.config.statement_timeout,
+                                               connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        self._target_connect = (list(cargs), {**cparams, **connect_args})
+        return engine
 
     @property
     def writer(self) -> Engine:
@@ -355,13 +379,34 @@ class Database:
 
     @contextmanager
     def read_only(self) -> Iterator[Connection]:
-        """A connection inside a read-only transaction that is always rolled back, under the client deadline."""
+        """A connection inside a read-only transaction that is always rolled back, under the client deadline.
+        Inside `holding()` on the same thread, every call shares one connection (each its own transaction)."""
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is not None:
+            with held.transaction() as conn:
+                yield conn
+            return
         with self.connect(self.engine) as conn:
             try:
                 yield conn
             finally:
                 if conn.in_transaction() and not conn.invalidated:
                     conn.rollback()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep the first detection connection opened on this thread until the block ends: the checks of one
+        fleet target's round connect once, run one after the other, and close (or return it to the pool).
+        A connection that failed under its deadline is dropped, and the next check opens another."""
+        if getattr(self._held, "value", None) is not None:
+            yield
+            return
+        held = self._held.value = _Held(self)
+        try:
+            yield
+        finally:
+            self._held.value = None
+            held.close()
 
     @contextmanager
     def connect(self, engine: Engine) -> Iterator[Connection]:
@@ -425,11 +470,14 @@ class Database:
     def _checked_out(self, engine: Engine, watched: bool) -> Connection:
         """A pooled connection; a watched one is pinged under its deadline (once more after a stale connection)."""
         for attempt in (1, 2):
+            _connecting.target = self._target_connect if engine is self._engine else None
             try:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
                 self.server_refused = self.rules.server_refused(exc)
                 raise DatabaseError(self.describe(exc)) from None
+            finally:
+                _connecting.target = None
             self.server_refused = False
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
@@ -502,13 +550,79 @@ class Database:
 
     def dispose(self) -> None:
         self.cancel_running()
-        for engine in (self._engine, self._writer):
+        # A server's shared engine (`_server_engine`) is not this database's to close; it holds no connection.
+        own = (self._engine if self._target_connect is None else None, self._writer)
+        for engine in own:
             if engine is not None:
                 engine.dispose()
         self._engine = self._writer = None
 
 
 _WATCH_KEY = "dupewatch.watch"
+
+# Fleet servers' shared detection engines (`Database._server_engine`), and the target a thread connects for.
+_server_engines: dict[tuple[str, float], Engine] = {}
+_server_engines_lock = threading.Lock()
+_connecting = threading.local()
+
+
+def _connect_for_target(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+    """A shared server engine connects to the database of the target that asked (see `_server_engine`)."""
+    target: tuple[list[Any], dict[str, Any]] | None = getattr(_connecting, "target", None)
+    if target is None:  # the engine's own first connection, to the server's default database
+        return
+    cargs[:] = target[0]
+    cparams.clear()
+    cparams.update(target[1])
+
+
+class _Held:
+    """The connection `Database.holding()` keeps for one thread, opened by the first transaction that needs it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._stack: ExitStack | None = None
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if self._conn is None or self._conn.invalidated:
+            self.close()
+            stack = ExitStack()
+            self._conn = stack.enter_context(self.db.connect(self.db.engine))
+            self._stack = stack
+        conn = self._conn
+        try:
+            yield conn
+        except BaseException as exc:
+            watch: _Watch | None = conn.info.get(_WATCH_KEY)
+            expired = watch is not None and watch.expired
+            try:
+                self._rollback(conn)
+                broken = conn.invalidated
+            except Exception:
+                broken = True
+            if expired or broken:
+                # As `connect` does on leaving: the deadline's error, and the connection never reused.
+                self.close(exc)
+                if expired and not isinstance(exc, DatabaseError):
+                    raise DatabaseError(self.db._deadline_message()) from None
+            raise
+        self._rollback(conn)
+
+    @staticmethod
+    def _rollback(conn: Connection) -> None:
+        if conn.in_transaction() and not conn.invalidated:
+            conn.rollback()
+
+    def close(self, exc: BaseException | None = None) -> None:
+        stack, self._stack, self._conn = self._stack, None, None
+        if stack is not None:
+            if exc is None:
+                stack.close()
+            else:
+                with suppress(Exception):
+                    stack.__exit__(type(exc), exc, exc.__traceback__)
 
 
 class _Watch:

@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor.config import CheckConfig, Config, ConfigError, close_matches
-from monitor.db import Database, DatabaseError
+from monitor.config import CheckConfig, Config, ConfigError, TargetDatabaseConfig, close_matches
+from monitor.db import Database, DatabaseError, first_line
 from monitor.detect import (
     GROUP_PAGE_SIZE,
     MEMBER_ROW_LIMIT,
@@ -85,6 +85,8 @@ class Monitor:
         self._vetted: set[tuple[str, str]] = set()
         # Reflected tables, shared by the checks of one table (200 checks over 10 tables reflect 10 times).
         self._tables: dict[tuple[str, str], tuple[sa.Table, bool]] = {}  # (table, is a view)
+        # Fleet targets' plain checks: their figures statement by (dialect, table, key, nulls), unreflected.
+        self._unreflected: dict[tuple[str, str, tuple[str, ...], str], sa.Select[Any]] = {}
         self._lock = threading.Lock()
 
     # -- databases and checks -------------------------------------------------------------------
@@ -440,9 +442,24 @@ class Monitor:
                     return groups, excess, None
                 except CheckDefinitionError as exc:
                     raise CheckDefinitionError(f"check {check.name!r}: {exc}") from None
+            paged = bool(self.first_page_size) and check.name in self._page_checks
+            unreflected = None if paged else self._unreflected_figures(check, db)
+            if unreflected is not None:
+                timing["query"] = time.perf_counter()
+                try:
+                    groups, excess, rows = conn.execute(unreflected).one()
+                except sa.exc.DBAPIError as exc:
+                    if exc.connection_invalidated or db.rules.is_timeout(first_line(exc)):
+                        raise
+                    # The server refused the statement (no such table or column, a key it cannot group): the
+                    # reflected check says which, as for any other check, or runs where the guess was wrong.
+                    conn.rollback()
+                else:
+                    timing["done"] = time.perf_counter()
+                    return int(groups), int(excess), int(rows)
             resolved = self.resolve(check, conn)
             timing["query"] = time.perf_counter()
-            if not self.first_page_size or check.name not in self._page_checks:
+            if not paged:
                 groups, excess, rows = conn.execute(resolved.figures()).one()
                 timing["done"] = time.perf_counter()
                 return int(groups), int(excess), int(rows)
@@ -452,6 +469,29 @@ class Monitor:
         found = [row[3:] for row in rows if row[3 + len(resolved.key_exprs)] is not None]
         self._first_pages[check.name] = _page(resolved, found, self.first_page_size)
         return int(groups), int(excess), int(checked)
+
+    def _unreflected_figures(self, check: CheckConfig, db: Database) -> sa.Select[Any] | None:
+        """The figures statement of a fleet target's plain check, built from the quoted names of its table and
+        columns without reflecting them; None when the check needs its columns' types (`where`, trimmed or
+        case-folded keys, incremental) or is not on a fleet target.
+
+        A fleet has hundreds of targets with the same tables: reflecting each (several catalog queries, a
+        `Table` kept per target) was most of a first run's cost and of the daemon's memory. The server resolves
+        the names as it would the reflected table's (the target's `search_path` or database), and the
+        statement is the same for every target of a template, so it is built once."""
+        if not isinstance(self.config.databases.get(check.database), TargetDatabaseConfig) or check.where \
+                or check.trim_whitespace or check.case_insensitive or check.incremental is not None \
+                or check.is_custom or check.name in self._resolved:
+            return None
+        shape = (db.rules.name, check.table or "", tuple(check.key or ()), check.nulls)
+        statement = self._unreflected.get(shape)
+        if statement is None:
+            schema, name = split_table_name(check.table or "")
+            named = dict.fromkeys([*(check.key or ()), *([check.timestamp] if check.timestamp else []),
+                                   *(check.order_by or ())])
+            table = sa.Table(name, sa.MetaData(), *(sa.Column(column) for column in named), schema=schema)
+            statement = self._unreflected[shape] = TableCheck(check, table, db.rules).figures()
+        return statement
 
     def _result(self, check: CheckConfig, started: float, timing: dict[str, float], *, groups: int | None = None,
                 excess: int | None = None, rows: int | None = None, error: str | None = None) -> CheckResult:

@@ -53,6 +53,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
+import io
 import platform
 import queue
 import selectors
@@ -61,7 +63,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,8 +71,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted, make_wsgi_app
+from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
 from monitor.config import CheckConfig, Config, MetricsConfig
@@ -96,6 +100,7 @@ HTTP_QUEUED = 16  # requests waiting for a worker; beyond that a new request's c
 HTTP_WAITING = 256  # connections waiting for their first bytes (no thread each); beyond that the oldest is closed
 HTTP_IDLE_TIMEOUT_SECONDS = 5.0  # a connection that sends nothing (half-open, slowloris) is closed after this
 RENDER_MAX_AGE_SECONDS = 15.0
+RENDER_CHUNK_SERIES = 250  # series of one family rendered at a time (a fleet has thousands per family)
 RENDER_FORGET_SECONDS = 600.0  # a format nobody asked for in this long is no longer kept rendered
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
@@ -121,6 +126,129 @@ def record_fix(check: str, database: str, deleted: int) -> None:
         exporter.record_fix(check, database, deleted)
 
 
+class Family:
+    """One labelled metric of `SeriesStore`: the last value of each series (a histogram's cumulative bucket
+    counts and sum), set, added to and removed as prometheus-client's labelled metrics are."""
+
+    def __init__(self, store: SeriesStore, kind: str, name: str, documentation: str, labels: Sequence[str],
+                 buckets: Sequence[float] = ()) -> None:
+        self.store = store
+        self.kind = kind
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labels)
+        self.buckets = (*buckets, float("inf")) if buckets else ()
+        # As prometheus-client writes `le` (0.01, 1.0, +Inf).
+        self._les = [floatToGoString(le) for le in self.buckets]  # type: ignore[no-untyped-call]  # untyped
+        self.values: dict[tuple[str, ...], Any] = {}  # a float, or [count per le..., sum] for a histogram
+        self._lock = threading.Lock()
+
+    def labels(self, *values: str) -> Series:
+        return Series(self, self.store.key(values))
+
+    def remove(self, *values: str) -> None:
+        with self._lock:
+            self.values.pop(values, None)
+
+    def chunks(self) -> Iterator[Metric]:
+        """The family as metric families of at most `RENDER_CHUNK_SERIES` series each, in order (a page rendered
+        from them holds one chunk's samples at a time; `_encoded` writes the family's header once)."""
+        with self._lock:
+            keys = list(self.values)
+        for start in range(0, max(len(keys), 1), RENDER_CHUNK_SERIES):
+            yield self.family(keys[start:start + RENDER_CHUNK_SERIES])
+
+    def family(self, keys: Sequence[tuple[str, ...]]) -> Metric:
+        with self._lock:
+            items: list[tuple[tuple[str, ...], Any]] = [
+                (key, list(value) if isinstance(value, list) else value) for key in keys
+                if (value := self.values.get(key)) is not None]
+        if self.kind == "histogram":
+            histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for key, counts in items:
+                histogram.add_metric(list(key), list(zip(self._les, counts, strict=False)), counts[-1])
+            return histogram
+        made = (CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily)(
+            self.name, self.documentation, labels=self.labelnames)
+        for key, value in items:
+            made.add_metric(list(key), value)
+        return made
+
+
+class Series:
+    """One series of a `Family` (what `labels(...)` returns)."""
+
+    __slots__ = ("_family", "_key")
+
+    def __init__(self, family: Family, key: tuple[str, ...]) -> None:
+        self._family = family
+        self._key = key
+
+    def set(self, value: float) -> None:
+        with self._family._lock:
+            self._family.values[self._key] = float(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        with self._family._lock:
+            values = self._family.values
+            values[self._key] = values.get(self._key, 0.0) + amount
+
+    def create(self) -> None:
+        """A counter's series at 0 before anything counts (`rate()` works from the first scrape)."""
+        self.inc(0.0)
+
+    def observe(self, value: float) -> None:
+        family = self._family
+        with family._lock:
+            counts = family.values.get(self._key)
+            if counts is None:
+                counts = family.values[self._key] = [0] * len(family.buckets) + [0.0]
+            for index, le in enumerate(family.buckets):
+                if value <= le:
+                    counts[index] += 1
+            counts[-1] += value
+
+
+class SeriesStore:
+    """The per-check and per-target series of thousands of fleet checks, kept as plain values and turned into
+    metric families when the page is rendered (prometheus-client's custom-collector way): a prometheus-client
+    child per series (an object with its own lock, a histogram's a dozen) cost the daemon tens of MB at 3,500
+    checks. Names, types, labels and samples are those prometheus-client's Gauge, Counter and Histogram give."""
+
+    def __init__(self) -> None:
+        self.families: list[Family] = []
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per label set, shared by families
+
+    def key(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        return self._keys.setdefault(values, values)
+
+    def forget_unused_keys(self) -> None:
+        used = {key for family in self.families for key in family.values}
+        self._keys = {key: key for key in used}
+
+    def _family(self, kind: str, name: str, documentation: str, labels: Sequence[str],
+                buckets: Sequence[float] = ()) -> Family:
+        family = Family(self, kind, name, documentation, labels, buckets)
+        self.families.append(family)
+        return family
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str]) -> Family:
+        return self._family("gauge", name, documentation, labels)
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str]) -> Family:
+        return self._family("counter", name, documentation, labels)
+
+    def histogram(self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]) -> Family:
+        return self._family("histogram", name, documentation, labels, buckets)
+
+    def describe(self) -> Iterable[Metric]:
+        return [Metric(f.name, f.documentation, f.kind) for f in self.families]
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.families:
+            yield from family.chunks()
+
+
 class DupewatchMetrics:
     """The collectors, registered in a registry of their own."""
 
@@ -131,65 +259,65 @@ class DupewatchMetrics:
         r = self.registry
         labels = (*LABELS, *static)
         target_labels = (*TARGET_LABELS, *static)
-        self.groups = Gauge("dupewatch_duplicate_groups",
+        self._series = SeriesStore()
+        gauge, counter, histogram = self._series.gauge, self._series.counter, self._series.histogram
+        self.groups = gauge("dupewatch_duplicate_groups",
                             "Duplicate groups (keys with more than one row) found by the last successful run.",
-                            labels, registry=r)
-        self.excess_rows = Gauge("dupewatch_duplicate_excess_rows",
+                            labels)
+        self.excess_rows = gauge("dupewatch_duplicate_excess_rows",
                                  "Rows beyond the first in every duplicate group, by the last successful run.",
-                                 labels, registry=r)
-        self.appeared = Counter("dupewatch_duplicate_rows_appeared",
+                                 labels)
+        self.appeared = counter("dupewatch_duplicate_rows_appeared",
                                 "Excess duplicate rows that appeared between two successful runs (beyond what "
-                                "the earlier run found, less what fixes deleted in between).", labels, registry=r)
-        self.violations = Gauge("dupewatch_violation_rows",
+                                "the earlier run found, less what fixes deleted in between).", labels)
+        self.violations = gauge("dupewatch_violation_rows",
                                 "Rows breaking the check's invariant (each row its query returns), by the last "
-                                "successful run of a violations check.", labels, registry=r)
-        self.violations_appeared = Counter("dupewatch_violation_rows_appeared",
+                                "successful run of a violations check.", labels)
+        self.violations_appeared = counter("dupewatch_violation_rows_appeared",
                                            "Violating rows that appeared between two successful runs of a "
-                                           "violations check.", labels, registry=r)
-        self.duration = Histogram("dupewatch_check_duration_seconds",
+                                           "violations check.", labels)
+        self.duration = histogram("dupewatch_check_duration_seconds",
                                   "Time taken by each run of a check, failed runs included.",
-                                  labels, buckets=DURATION_BUCKETS, registry=r)
-        self.last_success = Gauge("dupewatch_check_last_success_timestamp_seconds",
-                                  "UNIX time at which the check last ran successfully.", labels, registry=r)
-        self.up = Gauge("dupewatch_check_up", "1 when the last run of the check succeeded, 0 when it failed.",
-                        labels, registry=r)
-        self.errors = Counter("dupewatch_check_errors",
+                                  labels, buckets=DURATION_BUCKETS)
+        self.last_success = gauge("dupewatch_check_last_success_timestamp_seconds",
+                                  "UNIX time at which the check last ran successfully.", labels)
+        self.up = gauge("dupewatch_check_up", "1 when the last run of the check succeeded, 0 when it failed.", labels)
+        self.errors = counter("dupewatch_check_errors",
                               "Runs of the check that failed (database down, timeout, bad definition).",
-                              labels, registry=r)
-        self.interval = Gauge("dupewatch_check_interval_seconds", "The check's configured polling interval.",
-                              labels, registry=r)
-        self.fix_deleted = Counter("dupewatch_fix_deleted_rows",
+                              labels)
+        self.interval = gauge("dupewatch_check_interval_seconds", "The check's configured polling interval.", labels)
+        self.fix_deleted = counter("dupewatch_fix_deleted_rows",
                                    "Duplicate rows deleted by fixes of the check (from the fix records in the "
-                                   "database, whichever process ran them).", labels, registry=r)
+                                   "database, whichever process ran them).", labels)
         # Incremental checks (`incremental = "column"`, monitor/incremental.py) only.
-        self.new_groups = Counter("dupewatch_new_duplicate_groups",
+        self.new_groups = counter("dupewatch_new_duplicate_groups",
                                   "Duplicate groups seen for the first time by a run of an incremental check "
                                   "(not counted on its first run, which has nothing to compare with).",
-                                  labels, registry=r)
-        self.rows_scanned = Gauge("dupewatch_check_rows_scanned",
+                                  labels)
+        self.rows_scanned = gauge("dupewatch_check_rows_scanned",
                                   "Rows the last successful run of a table check read: the whole table under its "
                                   "where and nulls rule (a full pass), or the rows past the watermark (an "
-                                  "incremental pass).", labels, registry=r)
+                                  "incremental pass).", labels)
         # Thresholds and percentages (monitor/thresholds.py): what the on-call compares with `warn_above`.
-        self.excess_ratio = Gauge("dupewatch_duplicate_excess_ratio",
+        self.excess_ratio = gauge("dupewatch_duplicate_excess_ratio",
                                   "Excess rows as a share of the rows grouped by the last full pass of a table "
-                                  "check (0.005 is 0.5%; Soda's duplicate_percent / 100).", labels, registry=r)
-        self.status = Gauge("dupewatch_check_status",
+                                  "check (0.005 is 0.5%; Soda's duplicate_percent / 100).", labels)
+        self.status = gauge("dupewatch_check_status",
                             "The last successful run judged by the check's warn_above / fail_above: 0 ok, 1 warn, "
                             "2 fail (a check without thresholds fails as soon as it finds anything).",
-                            labels, registry=r)
-        self.last_full_pass = Gauge("dupewatch_check_last_full_pass_timestamp_seconds",
-                                    "UNIX time of an incremental check's last full pass of its table.", labels,
-                                    registry=r)
+                            labels)
+        self.last_full_pass = gauge("dupewatch_check_last_full_pass_timestamp_seconds",
+                                    "UNIX time of an incremental check's last full pass of its table.", labels)
         # Per target (fleet mode; a `[databases]` entry is its own target): its checks taken together.
-        self.target_up = Gauge("dupewatch_target_up", "1 when the last run of every check of the target succeeded.",
-                               target_labels, registry=r)
-        self.target_last_success = Gauge("dupewatch_target_last_success_timestamp_seconds",
+        self.target_up = gauge("dupewatch_target_up", "1 when the last run of every check of the target succeeded.",
+                               target_labels)
+        self.target_last_success = gauge("dupewatch_target_last_success_timestamp_seconds",
                                          "UNIX time at which a check of the target last ran successfully.",
-                                         target_labels, registry=r)
-        self.target_duration = Gauge("dupewatch_target_duration_seconds",
+                                         target_labels)
+        self.target_duration = gauge("dupewatch_target_duration_seconds",
                                      "Time taken by the last run of each of the target's checks, added up.",
-                                     target_labels, registry=r)
+                                     target_labels)
+        r.register(self._series)
         # Discovery (monitor/fleet/discover.py), per source.
         self.discovery_up = Gauge("dupewatch_discovery_up", "1 when the last listing of the source's targets "
                                   "succeeded; 0 when it failed (its last good list is still checked).",
@@ -210,7 +338,7 @@ class DupewatchMetrics:
             ProcessCollector(registry=r)
 
     @property
-    def labelled(self) -> tuple[Gauge | Counter | Histogram, ...]:
+    def labelled(self) -> tuple[Family, ...]:
         return (self.groups, self.excess_rows, self.appeared, self.violations, self.violations_appeared,
                 self.duration, self.last_success, self.up, self.errors, self.interval, self.fix_deleted,
                 self.new_groups, self.rows_scanned, self.last_full_pass, self.excess_ratio, self.status)
@@ -219,24 +347,25 @@ class DupewatchMetrics:
             violations: bool = False) -> None:
         """Create a check's series that must exist before its first run (counters at 0, its interval)."""
         self.interval.labels(*labels).set(interval)
-        self.errors.labels(*labels)
+        self.errors.labels(*labels).create()
         if violations:
-            self.violations_appeared.labels(*labels)
+            self.violations_appeared.labels(*labels).create()
         else:
-            self.appeared.labels(*labels)
-            self.fix_deleted.labels(*labels)
+            self.appeared.labels(*labels).create()
+            self.fix_deleted.labels(*labels).create()
         if incremental:
-            self.new_groups.labels(*labels)
+            self.new_groups.labels(*labels).create()
 
     def remove(self, labels: tuple[str, ...]) -> None:
         for metric in self.labelled:
-            with contextlib.suppress(KeyError):
-                metric.remove(*labels)
+            metric.remove(*labels)
+
+    def forget_unused_labels(self) -> None:
+        self._series.forget_unused_keys()
 
     def remove_target(self, labels: tuple[str, ...]) -> None:
         for metric in (self.target_up, self.target_last_success, self.target_duration):
-            with contextlib.suppress(KeyError):
-                metric.remove(*labels)
+            metric.remove(*labels)
 
     def set_figures(self, labels: tuple[str, ...], groups: int, excess_rows: int, *, violations: bool) -> None:
         """The figures of a successful run, under the metrics of what the check finds."""
@@ -389,7 +518,8 @@ class MetricsExporter:
             for runs in self._targets.values():
                 for key in set(runs) - wanted.keys():
                     del runs[key]
-        self._changed()
+            self.metrics.forget_unused_labels()
+        self._changed(reshaped=True)
 
     def discovery(self, source: str, *, up: bool, targets: int | None, last_success: float | None,
                   failed: bool) -> None:
@@ -517,9 +647,7 @@ class MetricsExporter:
             labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)
-            new_groups = self.metrics.new_groups.labels(*labels)
-            if figures.new_groups:
-                new_groups.inc(figures.new_groups)
+            self.metrics.new_groups.labels(*labels).inc(figures.new_groups)  # (0 makes the series exist)
         self._changed(urgent=True)  # a duplicate within a second of its commit, on the page too
 
     def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
@@ -537,9 +665,9 @@ class MetricsExporter:
             self._live_following.discard(database)
         self._changed()
 
-    def _changed(self, *, urgent: bool = False) -> None:
+    def _changed(self, *, urgent: bool = False, reshaped: bool = False) -> None:
         if self._app is not None:
-            self._app.changed(urgent=urgent)
+            self._app.changed(urgent=urgent, reshaped=reshaped)
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -605,12 +733,16 @@ class PrerenderedApp:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
         self._inner = make_wsgi_app(registry)
         self._lock = threading.Lock()
         self._pages: dict[tuple[str, bool], _Page] = {}
         self._asked: dict[tuple[str, bool], tuple[str, float]] = {}  # key -> (an Accept header, last asked)
         self._dirty = threading.Event()
         self._urgent = threading.Event()  # a live figure changed: render without waiting out RENDER_MIN_SECONDS
+        # Series were added or removed (a reload, targets discovered or gone): render without waiting out the
+        # render's share of a core either. Rare by nature, so the share still holds over time.
+        self._reshaped = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._render_loop, name="metrics-render", daemon=True)
 
@@ -621,10 +753,14 @@ class PrerenderedApp:
         self._stopping.set()
         self._dirty.set()
         self._urgent.set()
+        self._reshaped.set()
         self._thread.join(timeout=5)
 
-    def changed(self, *, urgent: bool = False) -> None:
-        if urgent:
+    def changed(self, *, urgent: bool = False, reshaped: bool = False) -> None:
+        if reshaped:
+            self._reshaped.set()
+            self._urgent.set()
+        elif urgent:
             self._urgent.set()
         self._dirty.set()
 
@@ -644,15 +780,16 @@ class PrerenderedApp:
         return [page.body]
 
     def _render(self, key: tuple[str, bool], accept: str) -> _Page:
-        captured: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]], _exc_info: Any = None) -> None:
-            captured.update(status=status, headers=headers)
-
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "", "HTTP_ACCEPT": accept,
-                   "HTTP_ACCEPT_ENCODING": "gzip" if key[1] else ""}
-        body = b"".join(self._inner(environ, start_response))
-        page = _Page(captured["status"], captured["headers"], body)
+        """The page prometheus-client's app would answer (its encoders, headers and gzip), rendered one metric
+        family at a time: rendered whole, a fleet's page (about 10 MB for 3,500 checks) cost four times its
+        size in lines and samples at once, every render."""
+        encoder, content_type = choose_encoder(accept)
+        body = _encoded(encoder, self._registry)
+        headers = [("Content-Type", content_type)]
+        if key[1]:
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        page = _Page("200 OK", headers, body)
         with self._lock:
             self._pages[key] = page
         return page
@@ -664,11 +801,12 @@ class PrerenderedApp:
                 return
             self._dirty.clear()
             self._urgent.clear()
+            self._reshaped.clear()
             started = time.monotonic()
             for key, accept in self._wanted(started):
                 self._render(key, accept)
             spent = time.monotonic() - started
-            self._stopping.wait(spent / RENDER_MAX_SHARE)  # never more than a tenth of a core, urgent or not
+            self._reshaped.wait(spent / RENDER_MAX_SHARE)  # at most a tenth of a core, unless series came or went
             self._urgent.wait(max(RENDER_MIN_SECONDS - spent / RENDER_MAX_SHARE, 0.0))
 
     def _wanted(self, now: float) -> list[tuple[tuple[str, bool], str]]:
@@ -678,6 +816,37 @@ class PrerenderedApp:
                     del self._asked[key]
                     self._pages.pop(key, None)
             return [(key, accept) for key, (accept, _asked) in self._asked.items()]
+
+
+class _Families:
+    """A collector of the given metric families (what an encoder is given to encode just those)."""
+
+    def __init__(self, *families: Metric) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _encoded(encoder: Callable[[Any], bytes], registry: CollectorRegistry) -> bytes:
+    """What `encoder(registry)` returns, encoded family by family: the format's ending (OpenMetrics' `# EOF`),
+    which each part ends with, is written once at the end."""
+    ending = encoder(_Families())
+    out = io.BytesIO()
+    previous: Metric | None = None
+    for family in registry.collect():
+        part = encoder(_Families(family))
+        if ending and part.endswith(ending):
+            part = part[:len(part) - len(ending)]
+        if previous is not None and (previous.name, previous.type) == (family.name, family.type):
+            # Another chunk of the same family (`Family.chunks`): its header is written once.
+            header = encoder(_Families(Metric(family.name, family.documentation, family.type, family.unit)))
+            header = header[:len(header) - len(ending)] if ending else header
+            part = part.removeprefix(header)
+        out.write(part)
+        previous = family
+    out.write(ending)
+    return out.getvalue()
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -3,8 +3,10 @@
 Shared by the dashboard and the daemon. Each database gets its own thread pool, so a database that hangs
 or is down never delays another database's checks. Fleet targets (`monitor.fleet`) share one pool per server
 instead, of `[fleet] server_connections` workers, and run under the fleet's `Budget` (checks running at once,
-one check per target, a refusing server backing off as a whole); their first runs are spread at random over
-their interval (at most a minute) so that a restart does not connect to every database at once.
+one check per target, a refusing server backing off as a whole). A target's checks of one interval are one job,
+a round, that runs them one after the other on one connection (`Database.holding`); the rounds' first runs are
+spread at random over their interval (at most a minute) so that a restart does not connect to every database
+at once.
 
 A check never runs twice at once and a late run is
 coalesced, not queued. A failing check is retried with exponential backoff and jitter (no reconnect
@@ -17,6 +19,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -63,6 +66,10 @@ class Poller:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self.budget = Budget(monitor.config.fleet)
+        self._rounds: dict[str, list[str]] = {}  # job id -> the fleet checks it runs (see `_plan_rounds`)
+        self._job_of: dict[str, str] = {}  # a fleet check -> its round's job id
+        self._not_before: dict[str, float] = {}  # a fleet check backing off -> monotonic time of its next try
+        self._plan_rounds(monitor)
         self._pools = self._executors(monitor)
         self._scheduler = BackgroundScheduler(
             executors=dict(self._pools),
@@ -97,22 +104,36 @@ class Poller:
     def _schedule_all(self, only_new: bool = False) -> None:
         now = datetime.now().astimezone()
         existing = {job.id for job in self._scheduler.get_jobs()} if only_new else set()
+        rounds = self._rounds
         for index, check in enumerate(self.monitor.config.checks):
-            if check.name in existing:
+            job = self._job_of.get(check.name, check.name)
+            if job in existing:
                 continue
-            if target_of(self.monitor.config, check) is not None and self._stagger:
+            existing.add(job)
+            if job in rounds and self._stagger:
                 delay = timedelta(seconds=random.uniform(0, min(check.interval, FIRST_RUN_SPREAD_SECONDS)))
             else:
                 # Spread the first runs over a second so 200 checks don't open 200 connections at once.
                 delay = timedelta(milliseconds=index * 5) if self._stagger else timedelta(0)
-            self._add_job(check, now + delay)
+            self._add_job(check, job, now + delay)
 
-    def _add_job(self, check: CheckConfig, first_run: datetime) -> None:
+    def _add_job(self, check: CheckConfig, job: str, first_run: datetime) -> None:
+        run = self._run_round if job in self._rounds else self._run
         self._scheduler.add_job(
-            self._run, IntervalTrigger(seconds=check.interval), args=[check.name], id=check.name,
-            name=check.name, executor=self._executor_of(self.monitor, check), next_run_time=first_run,
+            run, IntervalTrigger(seconds=check.interval), args=[job], id=job,
+            name=job, executor=self._executor_of(self.monitor, check), next_run_time=first_run,
             replace_existing=True,
         )
+
+    def _plan_rounds(self, monitor: Monitor) -> None:
+        """Group each fleet target's checks of one interval into a round: one job that runs them one after the
+        other on one connection (`Database.holding`), instead of a job and a connection per check."""
+        rounds: dict[str, list[str]] = {}
+        for check in monitor.config.checks:
+            if target_of(monitor.config, check) is not None:
+                rounds.setdefault(f"{check.database} every {check.interval:g}s", []).append(check.name)
+        self._rounds = rounds
+        self._job_of = {name: job for job, names in rounds.items() for name in names}
 
     def shutdown(self, wait: bool = False) -> None:
         """Stop scheduling; with `wait`, also wait for runs in flight (without, they are abandoned)."""
@@ -128,17 +149,20 @@ class Poller:
         """Swap in a new monitor (a reloaded config): jobs are replaced, runs in flight finish on the old one.
         `only_new`: the checks kept keep their schedule (new fleet targets were discovered, others went)."""
         self.monitor = monitor
+        self._plan_rounds(monitor)
         for pool_name, pool in self._executors(monitor).items():
             if pool_name not in self._pools:  # new database: give it its own pool
                 self._pools[pool_name] = pool
                 self._scheduler.add_executor(pool, alias=pool_name)
         wanted = {c.name for c in monitor.config.checks}
+        jobs = {self._job_of.get(name, name) for name in wanted}
         for job in self._scheduler.get_jobs():
-            if job.id not in wanted:
+            if job.id not in jobs:
                 job.remove()
         self._schedule_all(only_new)
         with self._lock:
             self._failures = {k: v for k, v in self._failures.items() if k in wanted}
+            self._not_before = {k: v for k, v in self._not_before.items() if k in wanted}
 
     # -- control --------------------------------------------------------------------------------
 
@@ -147,8 +171,10 @@ class Poller:
         now = datetime.now().astimezone()
         names = [name] if name else [c.name for c in self.monitor.config.checks]
         for check in names:
+            with self._lock:
+                self._not_before.pop(check, None)
             try:
-                self._scheduler.modify_job(check, next_run_time=now)
+                self._scheduler.modify_job(self._job_of.get(check, check), next_run_time=now)
             except JobLookupError:
                 log.warning("no scheduled check named %s", check)
 
@@ -174,7 +200,7 @@ class Poller:
             return set(self._running)
 
     def next_run(self, name: str) -> datetime | None:
-        job = self._scheduler.get_job(name)
+        job = self._scheduler.get_job(self._job_of.get(name, name))
         return job.next_run_time if job else None
 
     def failures(self, name: str) -> int:
@@ -191,22 +217,42 @@ class Poller:
             return
         target = target_of(monitor.config, check)
         if target is not None:
-            self._run_target(monitor, check, target)
+            self._run_target(monitor, [check], target, self._job_of.get(name, name))
             return
         self._run_and_report(monitor, check)
 
-    def _run_target(self, monitor: Monitor, check: CheckConfig, target: TargetDatabaseConfig) -> None:
-        """A fleet target's check under the budget; the report (fix totals included) happens inside its slot."""
+    def _run_round(self, job: str) -> None:
+        """The due checks of one fleet target's round (those not backing off after failing), on one connection."""
+        monitor = self.monitor
+        names = self._rounds.get(job, [])
+        now = time.monotonic()
+        with self._lock:
+            due = [name for name in names if self._not_before.get(name, 0.0) <= now]
+        try:
+            checks = [monitor.config.check(name) for name in due]
+        except Exception:  # removed by a reload while queued
+            return
+        target = target_of(monitor.config, checks[0]) if checks else None
+        if target is not None:
+            self._run_target(monitor, checks, target, job)
+
+    def _run_target(self, monitor: Monitor, checks: list[CheckConfig], target: TargetDatabaseConfig,
+                    job: str) -> None:
+        """Checks of one fleet target under the budget, one after the other on one connection; the reports (fix
+        totals included) happen inside its slot. A connection its server refused fails the rest of the round
+        with the same error, without trying again."""
         wait = self.budget.backing_off(target.server)
         if wait > 0:
-            self._on_result(CheckResult(
-                check.name, check.database, "error", None, None, 0.0,
-                error=f"server {target.server} refused connections: its targets are not tried for another "
-                      f"{wait:.0f}s (the whole server backs off)"))
+            for check in checks:
+                self._on_result(CheckResult(
+                    check.name, check.database, "error", None, None, 0.0,
+                    error=f"server {target.server} refused connections: its targets are not tried for another "
+                          f"{wait:.0f}s (the whole server backs off)"))
             return
-        if not self.budget.claim(check.database):  # another check of the target runs: soon, not beside it
+        database = checks[0].database
+        if not self.budget.claim(database):  # another round of the target runs: soon, not beside it
             with contextlib.suppress(JobLookupError):
-                self._scheduler.modify_job(check.name, next_run_time=datetime.now().astimezone() + timedelta(
+                self._scheduler.modify_job(job, next_run_time=datetime.now().astimezone() + timedelta(
                     seconds=random.uniform(*BUSY_TARGET_RETRY_SECONDS)))
             return
         connect_failed = False
@@ -214,10 +260,19 @@ class Poller:
         try:
             self.budget.run_slot()
             slot = True
-            result = self._run_and_report(monitor, check)
-            connect_failed = result.status == "error" and _connect_failed(monitor, check)
+            with monitor.database(database).holding():
+                for index, check in enumerate(checks):
+                    result = self._run_and_report(monitor, check)
+                    connect_failed = result.status == "error" and _connect_failed(monitor, check)
+                    if connect_failed:
+                        for rest in checks[index + 1:]:
+                            self._report(rest, CheckResult(rest.name, rest.database, "error", None, None, 0.0,
+                                                           error=result.error))
+                        break
+        except KeyError:  # the target left the config (discovery) while its round waited
+            return
         finally:
-            backoff = self.budget.release(check.database, target.server, slot=slot, connect_failed=connect_failed)
+            backoff = self.budget.release(database, target.server, slot=slot, connect_failed=connect_failed)
         if backoff:
             log.warning("server refused a connection: its targets back off", extra={"fields": {
                 "server": target.server, "target": target.target, "retry_in_s": round(backoff, 1)}})
@@ -234,24 +289,33 @@ class Poller:
         finally:
             with self._lock:
                 self._running.discard(name)
+        self._report(check, result)
+        return result
+
+    def _report(self, check: CheckConfig, result: CheckResult) -> None:
+        """Record and hand on one result (retrying a failed check later)."""
         self._after(check, result)
         if self.history is not None:
             try:
                 self.history.record(result)
             except Exception as exc:  # a full disk must not stop monitoring
-                log.error("could not record run of %s in history: %s", name, exc)
+                log.error("could not record run of %s in history: %s", check.name, exc)
         self._on_result(result)
-        return result
 
     def _after(self, check: CheckConfig, result: CheckResult) -> None:
         with self._lock:
             if result.status != "error":
                 self._failures.pop(check.name, None)
+                self._not_before.pop(check.name, None)
                 return
             failures = self._failures.get(check.name, 0) + 1
             self._failures[check.name] = failures
         delay = backoff_seconds(check.interval, failures)
-        if delay > check.interval:
+        if delay > check.interval and check.name in self._job_of:
+            # Its round goes on for the target's other checks; this one sits out the rounds within its backoff.
+            with self._lock:
+                self._not_before[check.name] = time.monotonic() + delay - check.interval / 2
+        elif delay > check.interval:
             with contextlib.suppress(JobLookupError):
                 self._scheduler.modify_job(
                     check.name, next_run_time=datetime.now().astimezone() + timedelta(seconds=delay))
