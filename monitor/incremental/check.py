@@ -188,13 +188,15 @@ class IncrementalCheck:
         width = len(self.exprs)
         return encode_key(row[at + width:at + 2 * width] if self.spelled_apart else row[at:at + width])
 
-    def _seen_entry(self, row: Sequence[Any], key: str) -> str | None:
-        """A read row as the overlap window remembers it: its identity and a digest of its key, so that a row
-        deleted and inserted again with the same identity and another key (REPLACE INTO) is read as new."""
+    def _seen_entry(self, row: Sequence[Any]) -> str | None:
+        """A read row as the overlap window remembers it: a digest of the row as read (its identity, incremental
+        value and key), so that a row deleted and inserted again with the same identity and another key (REPLACE
+        INTO) is read as new. The digest is of the values' `repr`, which needs no encoding of the key; a value
+        read another way next time (a driver's other type) only makes its row read as new, and counted again.
+        80 bits: two of a run's few thousand rows never share one."""
         if not self.row_ids:
             return None
-        digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
-        return f"{encode_key(row[:len(self.row_ids)])}#{digest}"
+        return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=10).hexdigest()
 
     def spelling(self, identity: str, group: KnownGroup | None = None) -> tuple[Any, ...]:
         """The key values a group's rows are looked up by."""
@@ -259,12 +261,11 @@ class IncrementalCheck:
         entries = []
         scanned = 0
         for row in read:
-            identity = self._identity(row, key_at)
-            entry = self._seen_entry(row, identity)
+            entry = self._seen_entry(row)
             entries.append(entry)
-            if entry is None or entry not in before:
+            if entry is None or entry not in before:  # a row read for the first time: its key is counted
                 scanned += 1
-                fresh.setdefault(identity, self._values(row, key_at))
+                fresh.setdefault(self._identity(row, key_at), self._values(row, key_at))
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
         recount, position, left = self._to_recount(state, removals, recount_all)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
@@ -308,7 +309,7 @@ class IncrementalCheck:
         seen = []
         for row in read:
             if start is None or row[at] > start:
-                entry = self._seen_entry(row, self._identity(row, self._key_at))
+                entry = self._seen_entry(row)
                 if entry is not None:
                     seen.append(entry)
         return seen
