@@ -9,6 +9,9 @@
 - An AUTO_INCREMENT column's position is `information_schema.TABLES.AUTO_INCREMENT` (the next value), taken one
   insert at a time (no cached ranges).
 - `information_schema.INNODB_TRX.trx_started` says when each running InnoDB transaction began (PROCESS privilege).
+- No count of deleted or updated rows (`removed_rows`) is read: `performance_schema` and `userstat` are off by
+  default, and `INNODB_SYS_TABLESTATS.MODIFIED_COUNTER` counts inserts, is reset whenever the table's statistics
+  are recalculated, and counts a `REPLACE INTO` that moves a row to another key as one change (MariaDB 10.11).
 - MariaDB cannot index an expression ("Generated Columns"), so a normalised key gets an explanation, with MySQL
   8.0.13+'s functional index.
 """

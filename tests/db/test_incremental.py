@@ -259,6 +259,21 @@ def test_overlap_window_rereads_are_deduplicated_by_row_identity(logins, runner)
     assert (again.rows_scanned, again.new_groups, again.groups) == (0, 0, 2)
 
 
+def test_overlap_window_rereads_under_the_primary_key_watermark_are_deduplicated(logins, runner):
+    # The primary key is the incremental column: it is read once, and is both the watermark and the row identity.
+    r = runner()
+    r.run()
+    insert(logins, [(6, 8, "pc"), (7, 8, "pc"), (8, 9, "pc")])
+    first = r.run()
+    assert (first.rows_scanned, first.new_groups, first.groups) == (3, 1, 2)
+    again = r.run()  # rows 1-8 are inside the 1,000-value overlap window: read, recognised, not new
+    assert (again.mode, again.rows_scanned, again.new_groups, again.groups) == ("incremental", 0, 0, 2)
+    logins.execute("DELETE FROM logins WHERE id = 7")  # a run that changed nothing keeps its groups countable
+    after = r.run()
+    assert (after.rows_scanned, after.groups) == (0, 1)
+    r.assert_matches_full_pass(after)
+
+
 # -- the state file ----------------------------------------------------------------------------------
 
 
