@@ -860,8 +860,10 @@ def before(w: World, s_alias: str, r_alias: str) -> str:
 
 def check_keepers(w: World, fix_id: str | None) -> list[str]:
     """At a batch boundary (before the application writes again): every group that lost rows in the batch
-    still has one of its first rows of the snapshot (keeper order; ties allowed) exactly as it was. Rows are
-    told apart by their tag, so tables without one (MariaDB's identical rows) are not judged here."""
+    still has one of its first rows of the snapshot (keeper order; ties allowed), with its planned key by the
+    database's comparison (an application may respell a keeper's key within its collation, 'A' to 'a' under
+    NOCASE: the row is still its group's, as the fix's re-check asks the database). Rows are told apart by their
+    tag, so tables without one (MariaDB's identical rows) are not judged here."""
     sql, q = w.sql, w.sql.q
     data = w.data_cols
     archived = archive_source(w, fix_id, data)
@@ -872,7 +874,7 @@ def check_keepers(w: World, fix_id: str | None) -> list[str]:
     fresh = f"SELECT * FROM ({archived}) a0 WHERE NOT EXISTS (SELECT 1 FROM oracle_seen o WHERE o.tag = a0.tag)"
     keeperless = w.db.rows(
         f"SELECT DISTINCT {', '.join('a.' + q(c.name) for c in w.key_cols)} FROM ({fresh}) a WHERE NOT EXISTS ("
-        f"SELECT 1 FROM {q('snap_p')} r JOIN {q('p')} l ON {exact_match(w, 'r', 'l', data)} "
+        f"SELECT 1 FROM {q('snap_p')} r JOIN {q('p')} l ON r.{q('tag')} = l.{q('tag')} AND {key_match(w, 'r', 'l')} "
         f"WHERE {key_match(w, 'r', 'a')} AND NOT EXISTS (SELECT 1 FROM {q('snap_p')} s2 "
         f"WHERE {key_match(w, 's2', 'r')} AND {before(w, 's2', 'r')}))")
     w.db.execute(f"INSERT INTO oracle_seen (tag) SELECT tag FROM ({fresh}) f")

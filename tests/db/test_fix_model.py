@@ -129,6 +129,21 @@ for _dialect in DIALECTS:
         _scenario(_dialect, ("int",), TWO, children=(Child("pk", "NO ACTION", True, False, (1,)),),
                   ops=((), (Op("update", 0, 0, (1,)),))))
 
+# Soak of 2026-12-04 (an oracle error, the fix was right): the application respelled a planned keeper's NOCASE key
+# ('A' to 'a') before its batch; the fix's re-check (the database's `=`) kept it as its group's keeper, the oracle
+# wanted the keeper byte for byte as planned. Now it asks the database too.
+REGRESSIONS.setdefault(("sqlite", "application"), []).append(Scenario(
+    dialect="sqlite", has_pk=True, tagged=True, key_types=("numeric", "text_ci"), nullable=True,
+    rows=(((2, 0), 2), ((None, None), 2), ((0, 1), 2), ((2, 1), 3), ((None, None), 2), ((2, 0), 2),
+          ((None, None), 2), ((0, 1), 0), ((0, 1), 2), ((0, 1), 2), ((2, 1), 3)),
+    use_order=False, keep="oldest",
+    children=(Child(target="composite", ondelete="RESTRICT", has_pk=True, other_schema=False, refs=(None, 0, None, 32),
+                    pk_type="int", rls=""),),
+    ops=((Op("child", 4, 19, (1, 2)), Op("update", 24, 28, (0, 2))),
+         (Op("update", 40, 35, (1, 0)), Op("delete", 23, 34, (2, 3)), Op("new", 2, 27, (2, 0))),
+         (Op("delete", 26, 8, (2, 3)), Op("child", 35, 28, (2, 0)), Op("child", 36, 37, (0, 2)))),
+    batch_size=2, on_reference=("repoint",), one_group=False, trigger=False, merge_distinct=True))
+
 # Issue 16 item 1 in the model: a child row the fix role cannot see (its tag c1001 ends in an odd digit) points
 # at the row to delete, ON DELETE CASCADE; refused when the policy applies to the fix role, fixed when it owns the
 # table without FORCE ROW LEVEL SECURITY (it sees every row).
