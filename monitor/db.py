@@ -393,6 +393,13 @@ class Database:
                 if conn.in_transaction() and not conn.invalidated:
                     conn.rollback()
 
+    @staticmethod
+    def deadline_passed(conn: Connection) -> bool:
+        """Whether `conn`'s statement was cancelled by its client-side deadline or by `cancel_running` (a stop):
+        what it raised is that, whatever the server worded it as, and the connection must run nothing more."""
+        watch: _Watch | None = conn.info.get(_WATCH_KEY)
+        return watch is not None and watch.expired
+
     @contextmanager
     def holding(self) -> Iterator[None]:
         """Keep the first detection connection opened on this thread until the block ends: the checks of one
@@ -595,8 +602,7 @@ class _Held:
         try:
             yield conn
         except BaseException as exc:
-            watch: _Watch | None = conn.info.get(_WATCH_KEY)
-            expired = watch is not None and watch.expired
+            expired = Database.deadline_passed(conn)
             try:
                 self._rollback(conn)
                 broken = conn.invalidated

@@ -449,8 +449,9 @@ class Monitor:
                 try:
                     groups, excess, rows = conn.execute(unreflected).one()
                 except sa.exc.DBAPIError as exc:
-                    if exc.connection_invalidated or db.rules.is_timeout(first_line(exc)):
-                        raise
+                    if exc.connection_invalidated or db.rules.is_timeout(first_line(exc)) \
+                            or db.deadline_passed(conn):
+                        raise  # cancelled (a deadline, a stop), not refused: the reflected check must not run
                     # The server refused the statement (no such table or column, a key it cannot group): the
                     # reflected check says which, as for any other check, or runs where the guess was wrong.
                     conn.rollback()

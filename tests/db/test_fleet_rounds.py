@@ -4,10 +4,12 @@ table still names a missing column as any check does (real PostgreSQL, databases
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from dbtest import PG_URL, write_config
@@ -55,3 +57,50 @@ def test_a_targets_round_connects_once_and_a_missing_column_is_named_as_for_a_re
             assert results[f"user@{name}"].excess_rows == fleet.excess[name]
             error: Any = results[f"typo@{name}"].error
             assert "key: unknown column 'user_idd'" in error and "did you mean 'user_id'" in error
+
+
+def test_a_cancelled_unreflected_statement_is_not_run_again_by_the_reflected_check(tmp_path: Path):
+    """A statement cancelled by the client-side deadline or by a stop (`cancel_running`: quit, reload) is the
+    check's error; it is not taken for a refused definition and run again, reflected, past the cancel."""
+    with pg_databases(1) as fleet:
+        path = write_config(tmp_path / "fleet.toml", {}, [
+            {"name": "pair", "source": "tenants", "table": TABLE, "key": ["user_id", "agent"], "interval": 3600}],
+            **{"sources.tenants": {"url": PG_URL, "discover": "databases", "include": fleet.include}})
+        config = expand(load_config(str(path)), discover_all(load_config(str(path))))
+        monitor = Monitor(config)
+        check = config.checks[0]
+        db = monitor.database(check.database)
+        scans: list[Any] = []  # the connections that ran the figures statement
+        after_cancel: list[str] = []
+        cancelled = threading.Event()
+
+        def counted(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if cancelled.is_set() and conn in scans:
+                after_cancel.append(statement)
+            elif "dupewatch_groups" in statement:
+                scans.append(conn)
+
+        event.listen(db.engine, "before_cursor_execute", counted)
+        locker = sa.create_engine(fleet.url_of(fleet.names[0]))
+        results: list[CheckResult] = []
+        try:
+            with locker.begin() as lock:
+                lock.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
+                runner = threading.Thread(target=lambda: results.append(monitor.run(check.name)))
+                runner.start()
+                deadline = time.monotonic() + 30
+                while not scans or not lock.execute(sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock' "
+                        "AND query LIKE '%dupewatch_groups%'"), {"d": fleet.names[0]}).scalar():
+                    assert time.monotonic() < deadline, "the check's statement never waited on the lock"
+                    time.sleep(0.05)
+                cancelled.set()
+                assert db.cancel_running() == 1
+                runner.join(30)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", counted)
+            monitor.close()
+            locker.dispose()
+        assert not runner.is_alive()
+        assert results[0].status == "error", results[0]
+        assert after_cancel == [], f"the cancelled check went on: {after_cancel}"
