@@ -85,8 +85,9 @@ class Monitor:
         self._vetted: set[tuple[str, str]] = set()
         # Reflected tables, shared by the checks of one table (200 checks over 10 tables reflect 10 times).
         self._tables: dict[tuple[str, str], tuple[sa.Table, bool]] = {}  # (table, is a view)
-        # Fleet targets' plain checks: their figures statement by (dialect, table, key, nulls), unreflected.
-        self._unreflected: dict[tuple[str, str, tuple[str, ...], str], sa.Select[Any]] = {}
+        # Fleet targets' plain checks: their figures statement, unreflected, by (dialect, table, key, nulls, the
+        # other columns the check names).
+        self._unreflected: dict[tuple[str, str, tuple[str, ...], str, tuple[str, ...]], sa.Select[Any]] = {}
         self._lock = threading.Lock()
 
     # -- databases and checks -------------------------------------------------------------------
@@ -447,7 +448,7 @@ class Monitor:
             if unreflected is not None:
                 timing["query"] = time.perf_counter()
                 try:
-                    groups, excess, rows = conn.execute(unreflected).one()
+                    groups, excess, rows = conn.execute(unreflected).one()[:3]
                 except sa.exc.DBAPIError as exc:
                     if exc.connection_invalidated or db.rules.is_timeout(first_line(exc)) \
                             or db.deadline_passed(conn):
@@ -479,19 +480,29 @@ class Monitor:
         A fleet has hundreds of targets with the same tables: reflecting each (several catalog queries, a
         `Table` kept per target) was most of a first run's cost and of the daemon's memory. The server resolves
         the names as it would the reflected table's (the target's `search_path` or database), and the
-        statement is the same for every target of a template, so it is built once."""
+        statement is the same for every target of a template, so it is built once.
+
+        It names every column the check names, its `timestamp` and `order_by` too (in an `EXISTS` over no rows,
+        which reads nothing): a tenant whose table lacks one is refused by its server, and the reflected check
+        then says which, as it does for a `[databases]` entry, rather than reporting figures that the group
+        list and a fix of the same check would refuse."""
         if not isinstance(self.config.databases.get(check.database), TargetDatabaseConfig) or check.where \
                 or check.trim_whitespace or check.case_insensitive or check.incremental is not None \
                 or check.is_custom or check.name in self._resolved:
             return None
-        shape = (db.rules.name, check.table or "", tuple(check.key or ()), check.nulls)
+        others = tuple(c for c in dict.fromkeys([*([check.timestamp] if check.timestamp else []),
+                                                 *(check.order_by or ())]) if c not in (check.key or ()))
+        shape = (db.rules.name, check.table or "", tuple(check.key or ()), check.nulls, others)
         statement = self._unreflected.get(shape)
         if statement is None:
             schema, name = split_table_name(check.table or "")
-            named = dict.fromkeys([*(check.key or ()), *([check.timestamp] if check.timestamp else []),
-                                   *(check.order_by or ())])
+            named = dict.fromkeys([*(check.key or ()), *others])
             table = sa.Table(name, sa.MetaData(), *(sa.Column(column) for column in named), schema=schema)
-            statement = self._unreflected[shape] = TableCheck(check, table, db.rules).figures()
+            statement = TableCheck(check, table, db.rules).figures()
+            if others:
+                statement = statement.add_columns(
+                    sa.exists(sa.select(*(table.c[c] for c in others)).where(sa.false())).label("named"))
+            statement = self._unreflected[shape] = statement
         return statement
 
     def _result(self, check: CheckConfig, started: float, timing: dict[str, float], *, groups: int | None = None,

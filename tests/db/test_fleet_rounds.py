@@ -9,11 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from dbtest import PG_URL, write_config
-from fleetdb import TABLE, pg_databases
+from fleetdb import TABLE, mysql_databases, pg_databases
 from monitor.config import load_config
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
@@ -104,3 +105,32 @@ def test_a_cancelled_unreflected_statement_is_not_run_again_by_the_reflected_che
         assert not runner.is_alive()
         assert results[0].status == "error", results[0]
         assert after_cancel == [], f"the cancelled check went on: {after_cancel}"
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_tenant_missing_the_timestamp_or_order_by_column_fails_as_a_reflected_check_does(dialect: str,
+                                                                                          tmp_path: Path):
+    """The unreflected statement names every column the check names (not only its key), so that a tenant whose
+    table lacks one fails with the reflected check's error, not with figures a fix of it would then refuse."""
+    databases = pg_databases if dialect == "postgresql" else mysql_databases
+    with databases(2) as fleet:
+        complete, lacking = fleet.names
+        engine = sa.create_engine(fleet.url_of(complete))
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {TABLE} ADD COLUMN created_at TIMESTAMP NULL, ADD COLUMN seq INT"))
+        engine.dispose()
+        path = write_config(tmp_path / "fleet.toml", {}, [
+            {"name": "born", "source": "tenants", "table": TABLE, "key": ["user_id"], "timestamp": "created_at"},
+            {"name": "ordered", "source": "tenants", "table": TABLE, "key": ["user_id"], "order_by": ["seq"]}],
+            **{"sources.tenants": {"url": fleet.server_url, "discover": "databases", "include": fleet.include}})
+        config = expand(load_config(str(path)), discover_all(load_config(str(path))))
+        monitor = Monitor(config)
+        try:
+            results = {check.name: monitor.run(check.name) for check in config.checks}
+        finally:
+            monitor.close()
+        assert results[f"born@{complete}"].excess_rows == fleet.excess[complete]
+        assert results[f"ordered@{complete}"].excess_rows == fleet.excess[complete]
+        born, ordered = results[f"born@{lacking}"], results[f"ordered@{lacking}"]
+        assert born.status == "error" and "timestamp: unknown column 'created_at'" in (born.error or ""), born
+        assert ordered.status == "error" and "order_by: unknown column 'seq'" in (ordered.error or ""), ordered
