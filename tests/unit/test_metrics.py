@@ -314,3 +314,28 @@ def test_silent_connections_never_starve_a_scrape(exporters: list[MetricsExporte
     finally:
         for conn in silent:
             conn.close()
+
+
+def target_samples(exporter: MetricsExporter) -> dict[tuple[str, str], float]:
+    """(sample name, target) -> value of the per-target series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, s.labels["target"]): s.value
+            for family in text_string_to_metric_families(exporter.metrics.exposition().decode())
+            for s in family.samples if s.name.startswith("dupewatch_target_")}
+
+
+def test_a_reload_that_removes_a_targets_failing_check_recomputes_the_targets_up_and_duration(
+        exporters: list[MetricsExporter]) -> None:
+    """`dupewatch_target_up` and `_duration_seconds` take the target's checks of the config being run: a check a
+    reload removed (the broken one an operator took out) no longer holds its target down until the next run."""
+    exporter = new_exporter(exporters, make_config([("broken", "d"), ("fine", "d")]))
+    exporter.observe(CheckResult("broken", "d", "error", None, None, 4000.0, "no such column"))
+    exporter.observe(CheckResult("fine", "d", "ok", 0, 0, 250.0))
+    assert target_samples(exporter)[("dupewatch_target_up", "d")] == 0
+    assert target_samples(exporter)[("dupewatch_target_duration_seconds", "d")] == 4.25
+
+    exporter.reload(make_config([("fine", "d")]))
+
+    assert target_samples(exporter)[("dupewatch_target_up", "d")] == 1
+    assert target_samples(exporter)[("dupewatch_target_duration_seconds", "d")] == 0.25
