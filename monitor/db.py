@@ -396,7 +396,10 @@ class Database:
     @staticmethod
     def deadline_passed(conn: Connection) -> bool:
         """Whether `conn`'s statement was cancelled by its client-side deadline or by `cancel_running` (a stop):
-        what it raised is that, whatever the server worded it as, and the connection must run nothing more."""
+        what it raised is that, whatever the server worded it as, and the connection must run nothing more.
+        An invalidated connection (the server or the deadline ended it) runs nothing more either."""
+        if conn.invalidated:
+            return True
         watch: _Watch | None = conn.info.get(_WATCH_KEY)
         return watch is not None and watch.expired
 
@@ -590,6 +593,9 @@ class _Held:
         self.db = db
         self._stack: ExitStack | None = None
         self._conn: Connection | None = None
+        # The connection's deadline, taken when it opened: an invalidated connection (the server ended it)
+        # answers nothing, its `info` included, until rolled back.
+        self._watch: _Watch | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -598,11 +604,12 @@ class _Held:
             stack = ExitStack()
             self._conn = stack.enter_context(self.db.connect(self.db.engine))
             self._stack = stack
-        conn = self._conn
+            self._watch = self._conn.info.get(_WATCH_KEY)
+        conn, watch = self._conn, self._watch
         try:
             yield conn
         except BaseException as exc:
-            expired = Database.deadline_passed(conn)
+            expired = watch is not None and watch.expired
             try:
                 self._rollback(conn)
                 broken = conn.invalidated
@@ -622,7 +629,7 @@ class _Held:
             conn.rollback()
 
     def close(self, exc: BaseException | None = None) -> None:
-        stack, self._stack, self._conn = self._stack, None, None
+        stack, self._stack, self._conn, self._watch = self._stack, None, None, None
         if stack is not None:
             if exc is None:
                 stack.close()

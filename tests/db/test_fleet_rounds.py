@@ -134,3 +134,60 @@ def test_a_tenant_missing_the_timestamp_or_order_by_column_fails_as_a_reflected_
         born, ordered = results[f"born@{lacking}"], results[f"ordered@{lacking}"]
         assert born.status == "error" and "timestamp: unknown column 'created_at'" in (born.error or ""), born
         assert ordered.status == "error" and "order_by: unknown column 'seq'" in (ordered.error or ""), ordered
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_connection_dropped_mid_round_fails_that_check_with_the_servers_word_and_the_next_reconnects(
+        dialect: str, tmp_path: Path):
+    """The server ends a round's connection while a check's statement waits (an administrator's kill, a
+    failover): that check fails saying so, not with an internal error, and the round's next check runs on a
+    new connection."""
+    databases = pg_databases if dialect == "postgresql" else mysql_databases
+    with databases(1) as fleet:
+        name = fleet.names[0]
+        engine = sa.create_engine(fleet.url_of(name))
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE other (id INT PRIMARY KEY, k INT)"))
+            conn.execute(sa.text("INSERT INTO other VALUES (1, 1), (2, 1)"))
+        path = write_config(tmp_path / "fleet.toml", {}, [
+            {"name": "killed", "source": "tenants", "table": TABLE, "key": ["user_id"], "interval": 3600},
+            {"name": "next", "source": "tenants", "table": "other", "key": ["k"], "interval": 3600}],
+            **{"sources.tenants": {"url": fleet.server_url, "discover": "databases", "include": fleet.include}})
+        config = expand(load_config(str(path)), discover_all(load_config(str(path))))
+        monitor = Monitor(config)
+        results: dict[str, CheckResult] = {}
+        done = threading.Event()
+
+        def on_result(result: CheckResult) -> None:
+            results[result.name] = result
+            if len(results) == len(config.checks):
+                done.set()
+
+        admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
+        poller = Poller(monitor, on_result, stagger=False)
+        try:
+            with engine.connect() as lock, lock.begin(), admin.connect() as kill:
+                lock.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE" if dialect == "postgresql"
+                                     else f"LOCK TABLES {TABLE} WRITE"))
+                waiting = (sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock'")
+                           if dialect == "postgresql" else
+                           sa.text("SELECT id FROM information_schema.processlist WHERE db = :d AND state LIKE "
+                                   "'Waiting for table%'"))
+                poller.start()
+                deadline = time.monotonic() + 30
+                while (pid := kill.execute(waiting, {"d": name}).scalar()) is None:
+                    assert time.monotonic() < deadline, "the check never waited on the lock"
+                    time.sleep(0.05)
+                kill.execute(sa.text(f"SELECT pg_terminate_backend({int(pid)})" if dialect == "postgresql"
+                                     else f"KILL CONNECTION {int(pid)}"))
+                assert done.wait(30), f"only {sorted(results)} ran"
+                if dialect == "mysql":
+                    lock.execute(sa.text("UNLOCK TABLES"))
+        finally:
+            poller.shutdown()
+            monitor.close()
+            admin.dispose()
+            engine.dispose()
+        killed, after = results[f"killed@{name}"], results[f"next@{name}"]
+        assert killed.status == "error" and "internal error" not in (killed.error or ""), killed
+        assert after.status == "duplicates" and after.excess_rows == 1, after
