@@ -505,6 +505,7 @@ class MetricsExporter:
                 self.metrics.remove(self._series[gone])
                 self._fix_counted.pop(gone, None)
                 self._appearance.pop(gone, None)
+                self._fix_totals_read.discard(gone)  # if it comes back, its first reading is the past again
             self._violations = {key for key, c in wanted.items() if c.finds == "violations"}
             for key, c in wanted.items():
                 self.metrics.add(series[key], c.interval, incremental=c.incremental is not None,

@@ -339,3 +339,22 @@ def test_a_reload_that_removes_a_targets_failing_check_recomputes_the_targets_up
 
     assert target_samples(exporter)[("dupewatch_target_up", "d")] == 1
     assert target_samples(exporter)[("dupewatch_target_duration_seconds", "d")] == 0.25
+
+
+def test_a_check_that_comes_back_reads_its_past_fixes_as_the_past_not_as_rows_that_appeared(
+        exporters: list[MetricsExporter]) -> None:
+    """A fleet target that disappears and is discovered again (or a check a reload removes and restores) starts
+    its series afresh: the first reading of its fix records is the past, as at start-up, so that the fixes of
+    long ago are not taken for rows deleted since its last run (which made rows seem to appear)."""
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+    exporter.fix_totals("d", {"c": 50})  # the past
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))
+
+    exporter.reload(make_config([("other", "d")]))  # the target went
+    exporter.reload(make_config([("c", "d")]))  # and came back
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))  # its first run, then the records are read
+    exporter.fix_totals("d", {"c": 50})  # nothing was fixed since
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))
+
+    assert samples(exporter)[("dupewatch_duplicate_rows_appeared_total", "c")] == 0
+    assert samples(exporter)[("dupewatch_fix_deleted_rows_total", "c")] == 50
