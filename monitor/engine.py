@@ -70,6 +70,7 @@ class Monitor:
         self._advice: dict[str, str | None] = {}
         self._places: dict[str, list[str]] = {}  # database name -> its server's place, once it answered
         self._place_retry: dict[str, float] = {}  # database name -> when to ask an unanswering server again
+        self._closed = False  # `close()`: a run still in flight asks no server what it is (see `place`)
         self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
         self._memory_changes: list[tuple[str, TableChange]] = []  # (table key, change), without a state store
@@ -113,8 +114,9 @@ class Monitor:
     def place(self, database: str, *, ask: bool = True) -> list[str]:
         """What the database is (`Database.server_place`), remembered in the store for its URL's address. A
         server that does not answer (or is not asked: `ask=False`, for a start that must not wait on servers)
-        is known by what it said last time, else by its address; it is asked again at most every
-        `PLACE_RETRY_SECONDS`, so that a dead database does not cost each run a second connection attempt."""
+        is known by what it said last time, else by its address (so is every one after `close()`); it is asked
+        again at most every `PLACE_RETRY_SECONDS`, so that a dead database does not cost each run a second
+        connection attempt."""
         try:
             db = self.database(database)
             address = db.address
@@ -123,7 +125,7 @@ class Monitor:
         known = self._places.get(database)
         if known is not None:
             return known
-        if not ask or self.clock() < self._place_retry.get(database, 0.0):
+        if not ask or self._closed or self.clock() < self._place_retry.get(database, 0.0):
             return self._remembered_place(address) or address
         try:
             place = db.server_place()
@@ -273,8 +275,10 @@ class Monitor:
         return sum(db.cancel_running(owners) for db in databases)
 
     def close(self) -> None:
-        """Cancel what is still running and close every pool."""
+        """Cancel what is still running and close every pool. A run still in flight (its statement cancelled)
+        reports without asking its server what it is: that would re-open a pool nothing closes any more."""
         with self._lock:
+            self._closed = True
             for db in self._databases.values():
                 db.dispose()
             self._databases.clear()

@@ -191,3 +191,52 @@ def test_a_connection_dropped_mid_round_fails_that_check_with_the_servers_word_a
         killed, after = results[f"killed@{name}"], results[f"next@{name}"]
         assert killed.status == "error" and "internal error" not in (killed.error or ""), killed
         assert after.status == "duplicates" and after.excess_rows == 1, after
+
+
+def test_a_reload_during_a_round_leaves_no_connection_behind(tmp_path: Path):
+    """A reload closes the old monitor while a round runs on it: the check in flight is cancelled and the rest of
+    the round is left to the new monitor, instead of running on the closed one, whose re-opened pools nothing
+    would ever close (a connection held against the server's cap until the daemon exits, per reload)."""
+    with pg_databases(1) as fleet:
+        name = fleet.names[0]
+        engine = sa.create_engine(fleet.url_of(name))
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE other (id INT PRIMARY KEY, k INT)"))
+        path = write_config(tmp_path / "fleet.toml", {}, [  # checked often: the target keeps a pooled connection
+            {"name": "first", "source": "tenants", "table": TABLE, "key": ["user_id"], "interval": 60},
+            {"name": "second", "source": "tenants", "table": "other", "key": ["k"], "interval": 60},
+            {"name": "third", "source": "tenants", "table": "other", "key": ["id"], "interval": 60}],
+            **{"sources.tenants": {"url": PG_URL, "discover": "databases", "include": fleet.include}})
+        config = expand(load_config(str(path)), discover_all(load_config(str(path))))
+        old = Monitor(config)
+        assert old.config.databases[config.checks[0].database].pooled  # type: ignore[union-attr]
+        results: list[CheckResult] = []
+        poller = Poller(old, results.append, stagger=False)
+        connections = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d")
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")  # pg_stat_activity is read afresh
+        try:
+            with admin.connect() as watch:
+                with engine.connect() as lock, lock.begin():
+                    lock.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
+                    poller.start()
+                    deadline = time.monotonic() + 30
+                    while not watch.execute(sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock'"),
+                            {"d": name}).scalar():
+                        assert time.monotonic() < deadline, f"the first check never waited on the lock: {results}"
+                        time.sleep(0.05)
+                    new = Monitor(config)
+                    poller.reload(new)  # as the daemon reloads: the new monitor in, then the old one closed
+                    old.close()
+                poller.shutdown(wait=True)
+                new.close()
+                engine.dispose()  # the lock's own connection
+                deadline = time.monotonic() + 10  # a closed connection's backend leaves pg_stat_activity soon after
+                while (left := watch.execute(connections, {"d": name}).scalar()) != 0:
+                    assert time.monotonic() < deadline, f"{left} connection(s) left open"
+                    time.sleep(0.05)
+        finally:
+            poller.shutdown()
+            old.close()
+            engine.dispose()
+            admin.dispose()
