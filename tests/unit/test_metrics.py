@@ -358,3 +358,54 @@ def test_a_check_that_comes_back_reads_its_past_fixes_as_the_past_not_as_rows_th
 
     assert samples(exporter)[("dupewatch_duplicate_rows_appeared_total", "c")] == 0
     assert samples(exporter)[("dupewatch_fix_deleted_rows_total", "c")] == 50
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_the_page_rendered_in_chunks_is_prometheus_clients_own_rendering(openmetrics: bool) -> None:
+    """The per-check series, kept as plain values and rendered one chunk of a family at a time, read as
+    prometheus-client's own Gauge, Counter and Histogram would write them: names, types, HELP and TYPE once per
+    family, every sample, and label values with quotes, backslashes, newlines and other scripts escaped."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    from monitor.metrics import DURATION_BUCKETS, RENDER_CHUNK_SERIES, DupewatchMetrics, _encoded
+
+    encoder = generate_openmetrics if openmetrics else generate_latest
+    ours = DupewatchMetrics(process=False, static=("team",))
+    theirs = CollectorRegistry()
+    names = ("check", "database", "target", "team")
+    pairs = [(ours.groups, Gauge(ours.groups.name, ours.groups.documentation, names, registry=theirs)),
+             (ours.appeared, Counter(ours.appeared.name, ours.appeared.documentation, names, registry=theirs)),
+             (ours.duration, Histogram(ours.duration.name, ours.duration.documentation, names, registry=theirs,
+                                       buckets=DURATION_BUCKETS))]
+    odd = ['a"b', "back\\slash", "new\nline", "ünï€😀", "", "\\n"]
+    for i in range(2 * RENDER_CHUNK_SERIES + 7):
+        labels = (f"c{odd[i % len(odd)]}", f"db{i}", f"{odd[(i + 3) % len(odd)]}{i}", odd[i % len(odd)])
+        for (mine, reference) in pairs:
+            if mine is ours.groups:
+                mine.labels(*labels).set(i)
+                reference.labels(*labels).set(i)  # type: ignore[attr-defined]
+            elif mine is ours.appeared:
+                mine.labels(*labels).inc(i)
+                reference.labels(*labels).inc(i)  # type: ignore[attr-defined]
+            else:
+                for seconds in (0.003, 0.7, 400.0, i / 10):
+                    mine.labels(*labels).observe(seconds)
+                    reference.labels(*labels).observe(seconds)  # type: ignore[attr-defined]
+
+    def families(page: bytes) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        name = ""
+        for line in page.decode().splitlines():
+            if line.startswith("# HELP "):
+                name = line.split()[2]
+            if line != "# EOF":
+                found.setdefault(name, []).append(line)
+        return found
+
+    page = _encoded(encoder, ours.registry)
+    rendered, expected = families(page), families(encoder(theirs))
+    for name, lines in expected.items():
+        assert rendered[name] == lines, name  # same lines, in the same order, one HELP and TYPE each
+    assert page.decode().count("# EOF") == (1 if openmetrics else 0)
