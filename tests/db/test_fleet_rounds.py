@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from dbtest import PG_URL, write_config
-from fleetdb import TABLE, mysql_databases, pg_databases
+from fleetdb import TABLE, Fleet, mysql_databases, pg_databases
 from monitor.config import load_config
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
@@ -60,13 +62,40 @@ def test_a_targets_round_connects_once_and_a_missing_column_is_named_as_for_a_re
             assert "key: unknown column 'user_idd'" in error and "did you mean 'user_id'" in error
 
 
-def test_a_cancelled_unreflected_statement_is_not_run_again_by_the_reflected_check(tmp_path: Path):
+WAITING_ON_A_LOCK = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock'",
+    "mysql": "SELECT count(*) FROM information_schema.processlist WHERE db = :d AND state LIKE 'Waiting for table%'",
+}
+
+
+@contextmanager
+def table_locked(dialect: str, fleet: Fleet, database: str) -> Iterator[Callable[[], bool]]:
+    """`TABLE` of `database` locked against readers until the block ends; yields whether a statement waits on it
+    (asked on a connection of its own, outside any transaction: PostgreSQL's activity view is a snapshot per
+    transaction)."""
+    engine = sa.create_engine(fleet.url_of(database))
+    admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as lock, lock.begin(), admin.connect() as watch:
+            lock.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE" if dialect == "postgresql"
+                                 else f"LOCK TABLES {TABLE} WRITE"))
+            yield lambda: bool(watch.execute(sa.text(WAITING_ON_A_LOCK[dialect]), {"d": database}).scalar())
+            if dialect == "mysql":
+                lock.execute(sa.text("UNLOCK TABLES"))
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_cancelled_unreflected_statement_is_not_run_again_by_the_reflected_check(dialect: str, tmp_path: Path):
     """A statement cancelled by the client-side deadline or by a stop (`cancel_running`: quit, reload) is the
     check's error; it is not taken for a refused definition and run again, reflected, past the cancel."""
-    with pg_databases(1) as fleet:
+    databases = pg_databases if dialect == "postgresql" else mysql_databases
+    with databases(1) as fleet:
         path = write_config(tmp_path / "fleet.toml", {}, [
             {"name": "pair", "source": "tenants", "table": TABLE, "key": ["user_id", "agent"], "interval": 3600}],
-            **{"sources.tenants": {"url": PG_URL, "discover": "databases", "include": fleet.include}})
+            **{"sources.tenants": {"url": fleet.server_url, "discover": "databases", "include": fleet.include}})
         config = expand(load_config(str(path)), discover_all(load_config(str(path))))
         monitor = Monitor(config)
         check = config.checks[0]
@@ -82,17 +111,13 @@ def test_a_cancelled_unreflected_statement_is_not_run_again_by_the_reflected_che
                 scans.append(conn)
 
         event.listen(db.engine, "before_cursor_execute", counted)
-        locker = sa.create_engine(fleet.url_of(fleet.names[0]))
         results: list[CheckResult] = []
         try:
-            with locker.begin() as lock:
-                lock.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
+            with table_locked(dialect, fleet, fleet.names[0]) as waiting:
                 runner = threading.Thread(target=lambda: results.append(monitor.run(check.name)))
                 runner.start()
                 deadline = time.monotonic() + 30
-                while not scans or not lock.execute(sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock' "
-                        "AND query LIKE '%dupewatch_groups%'"), {"d": fleet.names[0]}).scalar():
+                while not scans or not waiting():
                     assert time.monotonic() < deadline, "the check's statement never waited on the lock"
                     time.sleep(0.05)
                 cancelled.set()
@@ -101,7 +126,6 @@ def test_a_cancelled_unreflected_statement_is_not_run_again_by_the_reflected_che
         finally:
             event.remove(db.engine, "before_cursor_execute", counted)
             monitor.close()
-            locker.dispose()
         assert not runner.is_alive()
         assert results[0].status == "error", results[0]
         assert after_cancel == [], f"the cancelled check went on: {after_cancel}"
