@@ -393,6 +393,16 @@ class Database:
                 if conn.in_transaction() and not conn.invalidated:
                     conn.rollback()
 
+    @staticmethod
+    def deadline_passed(conn: Connection) -> bool:
+        """Whether `conn`'s statement was cancelled by its client-side deadline or by `cancel_running` (a stop):
+        what it raised is that, whatever the server worded it as, and the connection must run nothing more.
+        An invalidated connection (the server or the deadline ended it) runs nothing more either."""
+        if conn.invalidated:
+            return True
+        watch: _Watch | None = conn.info.get(_WATCH_KEY)
+        return watch is not None and watch.expired
+
     @contextmanager
     def holding(self) -> Iterator[None]:
         """Keep the first detection connection opened on this thread until the block ends: the checks of one
@@ -583,6 +593,9 @@ class _Held:
         self.db = db
         self._stack: ExitStack | None = None
         self._conn: Connection | None = None
+        # The connection's deadline, taken when it opened: an invalidated connection (the server ended it)
+        # answers nothing, its `info` included, until rolled back.
+        self._watch: _Watch | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -591,11 +604,11 @@ class _Held:
             stack = ExitStack()
             self._conn = stack.enter_context(self.db.connect(self.db.engine))
             self._stack = stack
-        conn = self._conn
+            self._watch = self._conn.info.get(_WATCH_KEY)
+        conn, watch = self._conn, self._watch
         try:
             yield conn
         except BaseException as exc:
-            watch: _Watch | None = conn.info.get(_WATCH_KEY)
             expired = watch is not None and watch.expired
             try:
                 self._rollback(conn)
@@ -616,7 +629,7 @@ class _Held:
             conn.rollback()
 
     def close(self, exc: BaseException | None = None) -> None:
-        stack, self._stack, self._conn = self._stack, None, None
+        stack, self._stack, self._conn, self._watch = self._stack, None, None, None
         if stack is not None:
             if exc is None:
                 stack.close()

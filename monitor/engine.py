@@ -70,6 +70,7 @@ class Monitor:
         self._advice: dict[str, str | None] = {}
         self._places: dict[str, list[str]] = {}  # database name -> its server's place, once it answered
         self._place_retry: dict[str, float] = {}  # database name -> when to ask an unanswering server again
+        self._closed = False  # `close()`: a run still in flight asks no server what it is (see `place`)
         self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
         self._memory_changes: list[tuple[str, TableChange]] = []  # (table key, change), without a state store
@@ -85,8 +86,9 @@ class Monitor:
         self._vetted: set[tuple[str, str]] = set()
         # Reflected tables, shared by the checks of one table (200 checks over 10 tables reflect 10 times).
         self._tables: dict[tuple[str, str], tuple[sa.Table, bool]] = {}  # (table, is a view)
-        # Fleet targets' plain checks: their figures statement by (dialect, table, key, nulls), unreflected.
-        self._unreflected: dict[tuple[str, str, tuple[str, ...], str], sa.Select[Any]] = {}
+        # Fleet targets' plain checks: their figures statement, unreflected, by (dialect, table, key, nulls, the
+        # other columns the check names).
+        self._unreflected: dict[tuple[str, str, tuple[str, ...], str, tuple[str, ...]], sa.Select[Any]] = {}
         self._lock = threading.Lock()
 
     # -- databases and checks -------------------------------------------------------------------
@@ -112,8 +114,9 @@ class Monitor:
     def place(self, database: str, *, ask: bool = True) -> list[str]:
         """What the database is (`Database.server_place`), remembered in the store for its URL's address. A
         server that does not answer (or is not asked: `ask=False`, for a start that must not wait on servers)
-        is known by what it said last time, else by its address; it is asked again at most every
-        `PLACE_RETRY_SECONDS`, so that a dead database does not cost each run a second connection attempt."""
+        is known by what it said last time, else by its address (so is every one after `close()`); it is asked
+        again at most every `PLACE_RETRY_SECONDS`, so that a dead database does not cost each run a second
+        connection attempt."""
         try:
             db = self.database(database)
             address = db.address
@@ -122,7 +125,7 @@ class Monitor:
         known = self._places.get(database)
         if known is not None:
             return known
-        if not ask or self.clock() < self._place_retry.get(database, 0.0):
+        if not ask or self._closed or self.clock() < self._place_retry.get(database, 0.0):
             return self._remembered_place(address) or address
         try:
             place = db.server_place()
@@ -272,8 +275,10 @@ class Monitor:
         return sum(db.cancel_running(owners) for db in databases)
 
     def close(self) -> None:
-        """Cancel what is still running and close every pool."""
+        """Cancel what is still running and close every pool. A run still in flight (its statement cancelled)
+        reports without asking its server what it is: that would re-open a pool nothing closes any more."""
         with self._lock:
+            self._closed = True
             for db in self._databases.values():
                 db.dispose()
             self._databases.clear()
@@ -447,10 +452,11 @@ class Monitor:
             if unreflected is not None:
                 timing["query"] = time.perf_counter()
                 try:
-                    groups, excess, rows = conn.execute(unreflected).one()
+                    groups, excess, rows = conn.execute(unreflected).one()[:3]
                 except sa.exc.DBAPIError as exc:
-                    if exc.connection_invalidated or db.rules.is_timeout(first_line(exc)):
-                        raise
+                    if exc.connection_invalidated or db.rules.is_timeout(first_line(exc)) \
+                            or db.deadline_passed(conn):
+                        raise  # cancelled (a deadline, a stop), not refused: the reflected check must not run
                     # The server refused the statement (no such table or column, a key it cannot group): the
                     # reflected check says which, as for any other check, or runs where the guess was wrong.
                     conn.rollback()
@@ -478,19 +484,29 @@ class Monitor:
         A fleet has hundreds of targets with the same tables: reflecting each (several catalog queries, a
         `Table` kept per target) was most of a first run's cost and of the daemon's memory. The server resolves
         the names as it would the reflected table's (the target's `search_path` or database), and the
-        statement is the same for every target of a template, so it is built once."""
+        statement is the same for every target of a template, so it is built once.
+
+        It names every column the check names, its `timestamp` and `order_by` too (in an `EXISTS` over no rows,
+        which reads nothing): a tenant whose table lacks one is refused by its server, and the reflected check
+        then says which, as it does for a `[databases]` entry, rather than reporting figures that the group
+        list and a fix of the same check would refuse."""
         if not isinstance(self.config.databases.get(check.database), TargetDatabaseConfig) or check.where \
                 or check.trim_whitespace or check.case_insensitive or check.incremental is not None \
                 or check.is_custom or check.name in self._resolved:
             return None
-        shape = (db.rules.name, check.table or "", tuple(check.key or ()), check.nulls)
+        others = tuple(c for c in dict.fromkeys([*([check.timestamp] if check.timestamp else []),
+                                                 *(check.order_by or ())]) if c not in (check.key or ()))
+        shape = (db.rules.name, check.table or "", tuple(check.key or ()), check.nulls, others)
         statement = self._unreflected.get(shape)
         if statement is None:
             schema, name = split_table_name(check.table or "")
-            named = dict.fromkeys([*(check.key or ()), *([check.timestamp] if check.timestamp else []),
-                                   *(check.order_by or ())])
+            named = dict.fromkeys([*(check.key or ()), *others])
             table = sa.Table(name, sa.MetaData(), *(sa.Column(column) for column in named), schema=schema)
-            statement = self._unreflected[shape] = TableCheck(check, table, db.rules).figures()
+            statement = TableCheck(check, table, db.rules).figures()
+            if others:
+                statement = statement.add_columns(
+                    sa.exists(sa.select(*(table.c[c] for c in others)).where(sa.false())).label("named"))
+            statement = self._unreflected[shape] = statement
         return statement
 
     def _result(self, check: CheckConfig, started: float, timing: dict[str, float], *, groups: int | None = None,

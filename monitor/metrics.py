@@ -505,6 +505,7 @@ class MetricsExporter:
                 self.metrics.remove(self._series[gone])
                 self._fix_counted.pop(gone, None)
                 self._appearance.pop(gone, None)
+                self._fix_totals_read.discard(gone)  # if it comes back, its first reading is the past again
             self._violations = {key for key, c in wanted.items() if c.finds == "violations"}
             for key, c in wanted.items():
                 self.metrics.add(series[key], c.interval, incremental=c.incremental is not None,
@@ -515,9 +516,12 @@ class MetricsExporter:
             for target in set(self._targets) - targets:
                 self.metrics.remove_target(target)
                 del self._targets[target]
-            for runs in self._targets.values():
-                for key in set(runs) - wanted.keys():
+            for target, runs in self._targets.items():
+                removed = set(runs) - wanted.keys()
+                for key in removed:
                     del runs[key]
+                if removed and runs:  # its up and duration take the checks it still has
+                    self._set_target(target, runs)
             self.metrics.forget_unused_labels()
         self._changed(reshaped=True)
 
@@ -545,10 +549,14 @@ class MetricsExporter:
         target = self._series[key][1:]
         runs = self._targets.setdefault(target, {})
         runs[key] = (result.status != "error", result.duration_ms / 1000)
-        self.metrics.target_up.labels(*target).set(1 if all(ok for ok, _ in runs.values()) else 0)
-        self.metrics.target_duration.labels(*target).set(sum(seconds for _, seconds in runs.values()))
+        self._set_target(target, runs)
         if result.status != "error":
             self.metrics.target_last_success.labels(*target).set(result.finished_at.timestamp())
+
+    def _set_target(self, target: tuple[str, ...], runs: dict[tuple[str, str], tuple[bool, float]]) -> None:
+        """A target's up and duration from the last run of each of its checks (the lock is held)."""
+        self.metrics.target_up.labels(*target).set(1 if all(ok for ok, _ in runs.values()) else 0)
+        self.metrics.target_duration.labels(*target).set(sum(seconds for _, seconds in runs.values()))
 
     def restore(self, history: History, subject_of: Callable[[CheckConfig], str], config: Config) -> None:
         """Start from the last successful run of what each check measures (its subject, see

@@ -262,6 +262,10 @@ class Poller:
             slot = True
             with monitor.database(database).holding():
                 for index, check in enumerate(checks):
+                    if index and self.monitor is not monitor:
+                        # A reload replaced (and closes) this monitor: the new one runs the rest of the round,
+                        # rather than the closed one re-opening pools that nothing would close.
+                        break
                     result = self._run_and_report(monitor, check)
                     connect_failed = result.status == "error" and _connect_failed(monitor, check)
                     if connect_failed:

@@ -314,3 +314,98 @@ def test_silent_connections_never_starve_a_scrape(exporters: list[MetricsExporte
     finally:
         for conn in silent:
             conn.close()
+
+
+def target_samples(exporter: MetricsExporter) -> dict[tuple[str, str], float]:
+    """(sample name, target) -> value of the per-target series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, s.labels["target"]): s.value
+            for family in text_string_to_metric_families(exporter.metrics.exposition().decode())
+            for s in family.samples if s.name.startswith("dupewatch_target_")}
+
+
+def test_a_reload_that_removes_a_targets_failing_check_recomputes_the_targets_up_and_duration(
+        exporters: list[MetricsExporter]) -> None:
+    """`dupewatch_target_up` and `_duration_seconds` take the target's checks of the config being run: a check a
+    reload removed (the broken one an operator took out) no longer holds its target down until the next run."""
+    exporter = new_exporter(exporters, make_config([("broken", "d"), ("fine", "d")]))
+    exporter.observe(CheckResult("broken", "d", "error", None, None, 4000.0, "no such column"))
+    exporter.observe(CheckResult("fine", "d", "ok", 0, 0, 250.0))
+    assert target_samples(exporter)[("dupewatch_target_up", "d")] == 0
+    assert target_samples(exporter)[("dupewatch_target_duration_seconds", "d")] == 4.25
+
+    exporter.reload(make_config([("fine", "d")]))
+
+    assert target_samples(exporter)[("dupewatch_target_up", "d")] == 1
+    assert target_samples(exporter)[("dupewatch_target_duration_seconds", "d")] == 0.25
+
+
+def test_a_check_that_comes_back_reads_its_past_fixes_as_the_past_not_as_rows_that_appeared(
+        exporters: list[MetricsExporter]) -> None:
+    """A fleet target that disappears and is discovered again (or a check a reload removes and restores) starts
+    its series afresh: the first reading of its fix records is the past, as at start-up, so that the fixes of
+    long ago are not taken for rows deleted since its last run (which made rows seem to appear)."""
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+    exporter.fix_totals("d", {"c": 50})  # the past
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))
+
+    exporter.reload(make_config([("other", "d")]))  # the target went
+    exporter.reload(make_config([("c", "d")]))  # and came back
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))  # its first run, then the records are read
+    exporter.fix_totals("d", {"c": 50})  # nothing was fixed since
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 10, 1.0))
+
+    assert samples(exporter)[("dupewatch_duplicate_rows_appeared_total", "c")] == 0
+    assert samples(exporter)[("dupewatch_fix_deleted_rows_total", "c")] == 50
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_the_page_rendered_in_chunks_is_prometheus_clients_own_rendering(openmetrics: bool) -> None:
+    """The per-check series, kept as plain values and rendered one chunk of a family at a time, read as
+    prometheus-client's own Gauge, Counter and Histogram would write them: names, types, HELP and TYPE once per
+    family, every sample, and label values with quotes, backslashes, newlines and other scripts escaped."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    from monitor.metrics import DURATION_BUCKETS, RENDER_CHUNK_SERIES, DupewatchMetrics, _encoded
+
+    encoder = generate_openmetrics if openmetrics else generate_latest
+    ours = DupewatchMetrics(process=False, static=("team",))
+    theirs = CollectorRegistry()
+    names = ("check", "database", "target", "team")
+    pairs = [(ours.groups, Gauge(ours.groups.name, ours.groups.documentation, names, registry=theirs)),
+             (ours.appeared, Counter(ours.appeared.name, ours.appeared.documentation, names, registry=theirs)),
+             (ours.duration, Histogram(ours.duration.name, ours.duration.documentation, names, registry=theirs,
+                                       buckets=DURATION_BUCKETS))]
+    odd = ['a"b', "back\\slash", "new\nline", "ünï€😀", "", "\\n"]
+    for i in range(2 * RENDER_CHUNK_SERIES + 7):
+        labels = (f"c{odd[i % len(odd)]}", f"db{i}", f"{odd[(i + 3) % len(odd)]}{i}", odd[i % len(odd)])
+        for (mine, reference) in pairs:
+            if mine is ours.groups:
+                mine.labels(*labels).set(i)
+                reference.labels(*labels).set(i)  # type: ignore[attr-defined]
+            elif mine is ours.appeared:
+                mine.labels(*labels).inc(i)
+                reference.labels(*labels).inc(i)  # type: ignore[attr-defined]
+            else:
+                for seconds in (0.003, 0.7, 400.0, i / 10):
+                    mine.labels(*labels).observe(seconds)
+                    reference.labels(*labels).observe(seconds)  # type: ignore[attr-defined]
+
+    def families(page: bytes) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        name = ""
+        for line in page.decode().splitlines():
+            if line.startswith("# HELP "):
+                name = line.split()[2]
+            if line != "# EOF":
+                found.setdefault(name, []).append(line)
+        return found
+
+    page = _encoded(encoder, ours.registry)
+    rendered, expected = families(page), families(encoder(theirs))
+    for name, lines in expected.items():
+        assert rendered[name] == lines, name  # same lines, in the same order, one HELP and TYPE each
+    assert page.decode().count("# EOF") == (1 if openmetrics else 0)
