@@ -320,17 +320,26 @@ def test_recounts_bind_the_streams_key_values_as_the_database_stores_them(
     execute(admin, f"ALTER TABLE {table} ADD COLUMN k {column}")
     execute(admin, f"CREATE INDEX ON {table} (k)")
     execute(admin, f"ALTER TABLE {table} REPLICA IDENTITY FULL")  # deletes give the old key
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
+    assert_recounts_find_stream_keys(monitor_for, cluster.url, admin, table, first, second,
+                                     f"DELETE FROM {table} WHERE id = (SELECT max(id) FROM {table})")
+
+
+def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engine, table: str, first: str,
+                                     second: str, delete_one_second: str) -> None:
+    """Two groups of key column `k` made one insert per transaction (the stream names each key), one dissolved
+    by `delete_one_second`, the other by a TRUNCATE (no rows named: every known group re-counted by its key): the
+    re-counts find each group by the key as the stream gave it."""
+    monitor = monitor_for({"live": {"url": url}}, [
         {"name": "signups", "database": "live", "table": table, "key": ["k"]}])
     recorded = Recorded()
     with following_reader(monitor, recorded) as reader:
-        for value in (first, first, first, second, second):  # one transaction each: the stream names each key
-            execute(admin, f"INSERT INTO {table} (email, k) VALUES ('x', {value})")
+        for value in (first, first, first, second, second):
+            execute(engine, f"INSERT INTO {table} (email, k) VALUES ('x', {value})")
         groups = reader.groups["signups"]
         await_true(lambda: groups.figures == (2, 3), "both groups counted from the stream")
-        execute(admin, f"DELETE FROM {table} WHERE id = (SELECT max(id) FROM {table})")  # `second` dissolves
+        execute(engine, delete_one_second)
         await_true(lambda: groups.figures == (1, 2), "the dissolved group found by its key")
-        execute(admin, f"TRUNCATE {table}")  # no rows named: every known group re-counted by its key
+        execute(engine, f"TRUNCATE {table}")
         await_true(lambda: groups.figures == (0, 0) and not groups.pending, "the known group re-counted")
     assert not recorded.gaps
 
@@ -955,19 +964,8 @@ def test_mariadb_recounts_bind_the_binary_logs_key_values_as_the_database_stores
     column, first, second = MARIADB_STREAM_KEYS[kind]
     execute(engine, f"ALTER TABLE {table} ADD COLUMN k {column}, ADD INDEX (k)")
     url = sa.make_url(mariadb.url).update_query_dict({"init_command": "SET time_zone = '+05:30'"})
-    monitor = monitor_for({"live": {"url": url.render_as_string(hide_password=False)}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["k"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
-        for value in (first, first, first, second, second):  # one transaction each: the stream names each key
-            execute(engine, f"INSERT INTO {table} (email, k) VALUES ('x', {value})")
-        groups = reader.groups["signups"]
-        await_true(lambda: groups.figures == (2, 3), "both groups counted from the stream")
-        execute(engine, f"DELETE FROM {table} WHERE k = {second} LIMIT 1")  # the group of `second` dissolves
-        await_true(lambda: groups.figures == (1, 2), "the dissolved group found by its key")
-        execute(engine, f"TRUNCATE {table}")  # no rows named: every known group re-counted by its key
-        await_true(lambda: groups.figures == (0, 0) and not groups.pending, "the known group re-counted")
-    assert not recorded.gaps
+    assert_recounts_find_stream_keys(monitor_for, url.render_as_string(hide_password=False), engine, table, first,
+                                     second, f"DELETE FROM {table} WHERE k = {second} LIMIT 1")
 
 
 def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDatabase) -> None:
