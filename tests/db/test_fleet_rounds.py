@@ -25,6 +25,21 @@ from monitor.fleet.discover import discover_all
 from monitor.schedule import Poller
 
 
+class AllResults(dict[str, CheckResult]):
+    """A poller's results by check name; `done` is set once `expected` checks reported."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.done = threading.Event()
+
+    def __call__(self, result: CheckResult) -> None:
+        self[result.name] = result
+        if len(self) == self.expected:
+            self.done.set()
+
+
+
 def test_a_targets_round_connects_once_and_a_missing_column_is_named_as_for_a_reflected_check(tmp_path: Path):
     with pg_databases(2) as fleet:
         checks = [{"name": "pair", "source": "tenants", "table": TABLE, "key": ["user_id", "agent"]},
@@ -39,18 +54,12 @@ def test_a_targets_round_connects_once_and_a_missing_column_is_named_as_for_a_re
         connects: Counter[str] = Counter()
         engine = monitor.database(config.checks[0].database).engine
         event.listen(engine, "connect", lambda dbapi, _record: connects.update([dbapi.info.dbname]))
-        results: dict[str, CheckResult] = {}
-        done = threading.Event()
+        results = AllResults(len(config.checks))
 
-        def on_result(result: CheckResult) -> None:
-            results[result.name] = result
-            if len(results) == len(config.checks):
-                done.set()
-
-        poller = Poller(monitor, on_result, stagger=False)
+        poller = Poller(monitor, results, stagger=False)
         poller.start()
         try:
-            assert done.wait(60), f"only {sorted(results)} ran"
+            assert results.done.wait(60), f"only {sorted(results)} ran"
         finally:
             poller.shutdown()
             monitor.close()
@@ -179,16 +188,10 @@ def test_a_connection_dropped_mid_round_fails_that_check_with_the_servers_word_a
             **{"sources.tenants": {"url": fleet.server_url, "discover": "databases", "include": fleet.include}})
         config = expand(load_config(str(path)), discover_all(load_config(str(path))))
         monitor = Monitor(config)
-        results: dict[str, CheckResult] = {}
-        done = threading.Event()
-
-        def on_result(result: CheckResult) -> None:
-            results[result.name] = result
-            if len(results) == len(config.checks):
-                done.set()
+        results = AllResults(len(config.checks))
 
         admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
-        poller = Poller(monitor, on_result, stagger=False)
+        poller = Poller(monitor, results, stagger=False)
         try:
             with engine.connect() as lock, lock.begin(), admin.connect() as kill:
                 lock.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE" if dialect == "postgresql"
@@ -204,7 +207,7 @@ def test_a_connection_dropped_mid_round_fails_that_check_with_the_servers_word_a
                     time.sleep(0.05)
                 kill.execute(sa.text(f"SELECT pg_terminate_backend({int(pid)})" if dialect == "postgresql"
                                      else f"KILL CONNECTION {int(pid)}"))
-                assert done.wait(30), f"only {sorted(results)} ran"
+                assert results.done.wait(30), f"only {sorted(results)} ran"
                 if dialect == "mysql":
                     lock.execute(sa.text("UNLOCK TABLES"))
         finally:
