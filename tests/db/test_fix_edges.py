@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
-from monitor.fix import FixRefused, make_plan, prepare_fix, run_fix, undo_fix
+from monitor.fix import FixPlan, FixRefused, make_plan, prepare_fix, run_fix, undo_fix
 
 # -- awkward identifiers ----------------------------------------------------------------------------
 
@@ -156,6 +156,15 @@ def test_where_naming_columns_that_the_plan_table_also_has(db, tmp_path):
     assert db.rows("SELECT id, hit_id FROM hit_ref ORDER BY id") == [(1, 1), (2, 3)]
 
 
+def stopped_after_one_batch(monitor: Monitor, check: str) -> FixPlan:
+    """A fix of `check` stopped after its first batch of one group (one row deleted); returns its plan."""
+    plan = prepare_fix(monitor, check)
+    stop = threading.Event()
+    stopped = run_fix(monitor, check, plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
+    assert (stopped.state, stopped.deleted) == ("stopped", 1)
+    return plan
+
+
 def test_plan_holding_each_rows_own_key_is_not_resumed(db):
     """A plan table of the earlier layout (each row's own key, `dw_k*`, where a batch compared rows with their
     keeper's key by a self-join) is refused, not resumed comparing rows with their own keys only."""
@@ -163,10 +172,7 @@ def test_plan_holding_each_rows_own_key_is_not_resumed(db):
     db.execute("INSERT INTO stay VALUES (1, 1), (2, 1), (3, 2), (4, 2)")
     monitor = Monitor(make_config(db, [{"name": "stays", "table": "stay", "key": ["k"]}]))
     try:
-        plan = prepare_fix(monitor, "stays")
-        stop = threading.Event()
-        stopped = run_fix(monitor, "stays", plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
-        assert (stopped.state, stopped.deleted) == ("stopped", 1)
+        plan = stopped_after_one_batch(monitor, "stays")
         name = db.scalar("SELECT plan_table FROM dupewatch_fix WHERE fix_id = :f", {"f": plan.fix_id})
         db.execute(f"ALTER TABLE {name} RENAME COLUMN dw_gk0 TO dw_k0")
         with pytest.raises(FixRefused, match=r"changed since fix .* undo it"):
@@ -181,10 +187,7 @@ def test_plan_that_no_longer_fits_the_table_is_refused(db):
     db.execute("INSERT INTO visit VALUES (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)")
     monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
     try:
-        plan = prepare_fix(monitor, "visits")
-        stop = threading.Event()
-        stopped = run_fix(monitor, "visits", plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
-        assert (stopped.state, stopped.deleted) == ("stopped", 1)
+        plan = stopped_after_one_batch(monitor, "visits")
         db.execute("CREATE TABLE visit_ref (id INTEGER PRIMARY KEY, visit_id INTEGER REFERENCES visit (id))")
         with pytest.raises(FixRefused, match=r"changed since fix .* undo it"):
             run_fix(monitor, "visits")
