@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -409,3 +410,51 @@ def test_the_page_rendered_in_chunks_is_prometheus_clients_own_rendering(openmet
     for name, lines in expected.items():
         assert rendered[name] == lines, name  # same lines, in the same order, one HELP and TYPE each
     assert page.decode().count("# EOF") == (1 if openmetrics else 0)
+
+
+def test_series_that_come_or_go_are_rendered_without_waiting_out_the_renders_share_of_a_core() -> None:
+    """A page that is slow to render (a fleet's) is re-rendered at most a tenth of a core's time; a change of the
+    series themselves (targets discovered or gone, a reload) is rendered at once all the same."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    from monitor.metrics import RENDER_MAX_SHARE, PrerenderedApp
+
+    render_seconds = 0.5  # the collector's cost: the next render waits 0.5 / RENDER_MAX_SHARE = 5 s
+
+    class Targets:
+        def __init__(self) -> None:
+            self.names = ["a"]
+            self.rendering = threading.Event()
+
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            names = list(self.names)
+            self.rendering.set()
+            time.sleep(render_seconds)  # stands for a large page's encoding, not a wait of the test
+            family = GaugeMetricFamily("dupewatch_target_up", "up", labels=["target"])
+            for name in names:
+                family.add_metric([name], 1.0)
+            yield family
+
+    targets, registry = Targets(), CollectorRegistry()
+    registry.register(targets)
+    app = PrerenderedApp(registry)
+
+    def page() -> bytes:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_ACCEPT": "", "QUERY_STRING": ""}
+        return b"".join(app(environ, lambda *_args: None))
+
+    app.start()
+    try:
+        assert b'target="a"' in page()  # the first scrape renders this format
+        targets.rendering.clear()
+        app.changed()  # a figure changed: the loop renders, then keeps to its share of a core
+        assert targets.rendering.wait(5), "the loop never rendered"
+        targets.names = ["a", "new"]  # after that render read its series: only the next one shows it
+        app.changed(reshaped=True)
+        changed = time.monotonic()
+        while b'target="new"' not in page():
+            assert time.monotonic() - changed < render_seconds / RENDER_MAX_SHARE - 1.0, "waited out the share"
+            time.sleep(0.05)  # polling interval of a condition wait
+    finally:
+        app.stop()
