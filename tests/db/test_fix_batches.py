@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fix_support import config_file, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixProgress, prepare_fix, run_fix
+from monitor.fix.pace import FIRST_BATCH
 
 DEADLINE = 30.0
 BATCH = 4
@@ -229,7 +230,9 @@ SLOW_TRIGGER = {
 
 def test_a_slow_batch_makes_the_next_one_smaller(server_db):
     """Groups 61-160 are slow to delete (an AFTER DELETE trigger waits 20 ms per row): batches grow from the first
-    small one while fast, and the batch that meets the slow groups is followed by a smaller one."""
+    small one while fast, and a batch among the slow groups is followed by a smaller one. Wall-clock driven: the
+    assertions hold whichever batch a busy machine happens to slow down (the sizer's arithmetic is tested exactly,
+    on a fake clock, in tests/unit/test_fix_pace.py)."""
     db = server_db
     keys, slow = 300, range(60, 160)
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, note VARCHAR(20))")
@@ -240,14 +243,15 @@ def test_a_slow_batch_makes_the_next_one_smaller(server_db):
     monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
     done = [0]
     try:
-        run_fix(monitor, "visits", batch_time=0.2, progress=lambda p: done.append(p.groups_done))
+        run_fix(monitor, "visits", batch_time=0.5, progress=lambda p: done.append(p.groups_done))
     finally:
         monitor.close()
     sizes = [b - a for a, b in itertools.pairwise(done)]
     assert done[-1] == keys and db.scalar("SELECT count(*) FROM visit") == keys
     first_slow = next(j for j, end in enumerate(done[1:]) if end > slow.start)
-    assert sizes[:first_slow] == sorted(sizes[:first_slow]) and sizes[0] < sizes[first_slow - 1], sizes
-    assert sizes[first_slow + 1] < sizes[first_slow], sizes
+    assert sizes[0] == FIRST_BATCH and any(b > a for a, b in itertools.pairwise(sizes[:first_slow])), sizes
+    shrunk = [j for j in range(first_slow, len(sizes) - 1) if done[j] < slow.stop and sizes[j + 1] < sizes[j]]
+    assert shrunk, sizes
 
 
 def _accounts(db, *, indexed: bool) -> None:
