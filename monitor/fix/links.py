@@ -250,8 +250,11 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
     expected = conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one()
     if not expected:
         return 0
+    # A primary key column that is also a repointed column (a link table keyed by `(user_id, group_id)`) was
+    # changed by the repoint: the row is found by its new value, logged beside the old key.
     back = (sa.update(child)
-            .where(*[c == log.c[f"pk_{j}"] for j, c in enumerate(pk)],
+            .where(*[c == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
+                     for j, c in enumerate(pk)],
                    *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
             .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
                      **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
