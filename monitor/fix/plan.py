@@ -484,7 +484,7 @@ def _indexed(conn: Connection, ref: Reference) -> bool:
     inspector = sa.inspect(conn)
     leading: list[list[str | None]] = [
         list(inspector.get_pk_constraint(ref.table, schema=ref.schema).get("constrained_columns") or [])]
-    leading += [list(u["column_names"]) for u in inspector.get_unique_constraints(ref.table, schema=ref.schema)]
+    leading += [list(cols) for _name, cols in catalog_for(conn).unique_column_sets(ref.schema, ref.table)]
     leading += [list(i.get("column_names") or []) for i in inspector.get_indexes(ref.table, schema=ref.schema)
                 if not any(key.endswith("_where") and value is not None
                            for key, value in i.get("dialect_options", {}).items())]

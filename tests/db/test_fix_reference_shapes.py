@@ -26,3 +26,49 @@ def test_undo_points_back_a_link_row_whose_primary_key_holds_the_repointed_colum
     assert undone.exit_code == 0, undone.output
     assert json_out(undone)["repointed"] == 1
     assert contents(db, "account", "membership") == before
+
+
+def _seed_people(db) -> None:
+    """Django's shapes on SQLite: a `char(32)` UUID key, a one-to-one `profile` (`char(32) NOT NULL UNIQUE
+    REFERENCES`) and a `varchar(10) NOT NULL UNIQUE` column another table refers to. SQLAlchemy's reflection
+    misses an inline UNIQUE after a type with a length; SQLite's own index list has it."""
+    db.execute("CREATE TABLE person (id CHAR(32) PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
+               "email VARCHAR(50) NOT NULL)")
+    db.execute("CREATE TABLE profile (id INTEGER PRIMARY KEY, person_id CHAR(32) NOT NULL UNIQUE "
+               "REFERENCES person (id), bio VARCHAR(20))")
+    db.execute("CREATE TABLE badge (id INTEGER PRIMARY KEY, person_code VARCHAR(10) REFERENCES person (code))")
+    db.execute("INSERT INTO person VALUES ('aaa', 'A', 'x'), ('bbb', 'B', 'x'), ('ccc', 'C', 'y')")
+    db.execute("INSERT INTO badge VALUES (1, 'A'), (2, 'B'), (3, 'C')")
+
+
+def test_repoint_onto_an_inline_unique_column_with_a_length_is_refused_up_front(db, tmp_path):
+    """Two profiles of one person would break `profile.person_id UNIQUE`: the plan says so (it said nothing on
+    SQLite, and the fix stopped at its first batch telling the operator to run it again, which failed alike)."""
+    _seed_people(db)
+    db.execute("INSERT INTO profile VALUES (1, 'aaa', 'first'), (2, 'bbb', 'second')")
+    path = config_file(tmp_path, db, [{"name": "people", "table": "person", "key": ["email"],
+                                       "merge_distinct": True}])
+    before = contents(db, "person", "profile", "badge")
+    dry = run_cli("fix", "people", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("profile(person_id)" in b and "unique constraint" in b for b in json_out(dry)["blockers"])
+    fixed = run_cli("fix", "people", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
+    assert contents(db, "person", "profile", "badge") == before
+
+
+def test_reference_to_an_inline_unique_column_with_a_length_is_repointed_and_undone(db, tmp_path):
+    """`badge.person_code` refers to `person.code VARCHAR(10) UNIQUE`: a unique column, so its rows are
+    repointed to the kept person's code (SQLite called it not unique and refused)."""
+    _seed_people(db)
+    db.execute("INSERT INTO profile VALUES (1, 'aaa', 'first')")
+    path = config_file(tmp_path, db, [{"name": "people", "table": "person", "key": ["email"],
+                                       "merge_distinct": True}])
+    before = contents(db, "person", "profile", "badge")
+    fixed = run_cli("fix", "people", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 1)
+    assert db.rows("SELECT id, person_code FROM badge ORDER BY id") == [(1, "A"), (2, "A"), (3, "C")]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "person", "profile", "badge") == before

@@ -71,6 +71,23 @@ class SqliteCatalog(Catalog):
         return {row[1] for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}table_xinfo({quote(table.name)})")
                 if row[6] in (2, 3)}
 
+    def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """From SQLite's own list (`PRAGMA index_list`): reflection misses a column's inline `UNIQUE` when its
+        type has a length (`email varchar(254) NOT NULL UNIQUE`, as Django writes it). Partial and expression
+        indexes are left out, as on the other databases."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(schema)}." if schema else ""
+        pk = tuple(sa.inspect(self.conn).get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
+        found: list[tuple[str, tuple[str, ...]]] = [("PRIMARY KEY", pk)] if pk else []
+        # index_list rows: (seq, name, unique, origin, partial); index_xinfo: (seqno, cid, name, desc, coll, key).
+        for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_list({quote(name)})").all():
+            if not row[2] or row[3] == "pk" or row[4]:
+                continue
+            keys = [r for r in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_xinfo({quote(row[1])})") if r[5]]
+            if keys and all(r[1] >= 0 for r in keys):
+                found.append((row[1], tuple(r[2] for r in keys)))
+        return found
+
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         quote = self.conn.dialect.identifier_preparer.quote
         prefix = f"{quote(table.schema)}." if table.schema else ""
