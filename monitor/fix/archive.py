@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.dialects import for_backend
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.records import bookkeeping_lock, safe_identifier
@@ -88,19 +89,52 @@ def restorable_columns(conn: Connection, table: sa.Table) -> list[str]:
 
 
 def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:
-    """Put the fix's archived rows back into `table`, original keys included; returns the rows inserted."""
+    """Put the fix's archived rows back into `table`, original keys included; returns the rows inserted.
+    The database then says whether the rows it holds are the archived ones, every restored column compared as
+    stored: a BEFORE INSERT trigger (`NEW.updated_at := now()`, a key from a sequence) or a rule may change
+    a row as it is inserted, and then undo refuses (raises `FixRefused`) rather than restore other values."""
     names = restorable_columns(conn, table)
-    source = sa.select(*[archive.c[n] for n in names]).where(archive.c[FIX_ID_COLUMN] == fix_id)
+    tagged = archive.c[FIX_ID_COLUMN] == fix_id
+    matching = _matching_count(conn, archive, table, names, tagged)
+    before = conn.execute(matching).scalar_one() if not table.primary_key.columns else 0
+    source = sa.select(*[archive.c[n] for n in names]).where(tagged)
     if not any(c.identity is not None and c.identity.always for c in table.columns):
         insert = sa.insert(table).from_select(names, source).execution_options(preserve_rowcount=True)
-        return conn.execute(insert).rowcount
-    # PostgreSQL refuses values for a GENERATED ALWAYS identity column unless the INSERT overrides it, and
-    # SQLAlchemy has no construct for OVERRIDING SYSTEM VALUE.
-    preparer = conn.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(n) for n in names)
-    body = str(source.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    return conn.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({columns}) OVERRIDING SYSTEM VALUE "
-                                f"{body}").rowcount
+        inserted = int(conn.execute(insert).rowcount)
+    else:
+        # PostgreSQL refuses values for a GENERATED ALWAYS identity column unless the INSERT overrides it, and
+        # SQLAlchemy has no construct for OVERRIDING SYSTEM VALUE.
+        preparer = conn.dialect.identifier_preparer
+        columns = ", ".join(preparer.quote(n) for n in names)
+        body = str(source.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        inserted = int(conn.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({columns}) OVERRIDING "
+                                            f"SYSTEM VALUE {body}").rowcount)
+    same = conn.execute(matching).scalar_one() - before
+    if same != inserted:
+        raise FixRefused(
+            f"undo of fix {fix_id} refused, nothing changed: {inserted - same} of the {inserted} row(s) restored "
+            f"into {table.name!r} are not the archived ones once inserted: the database changed them (a BEFORE "
+            "INSERT trigger or a rule of the table?); disable it for the undo (and enable it after), then undo "
+            "again")
+    return inserted
+
+
+def _matching_count(conn: Connection, archive: sa.Table, table: sa.Table, names: list[str],
+                    tagged: ColumnElement[bool]) -> sa.Select[Any]:
+    """How many rows of `table` equal an archived row of the fix in every restored column (as stored, NULL-safe;
+    values PostgreSQL cannot compare with `=` as text). With a primary key, from the archive's side (each
+    archived row meets at most its own restored row); without one, the table's rows that have an equal one in
+    the archive (identical rows kept by the fix count before and after the restore alike)."""
+    rules = for_backend(conn.dialect.name)
+
+    def stored(column: sa.Column[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
+        return rules.exact(column if rules.comparable(kind) else sa.cast(column, sa.Text))
+
+    same = sa.and_(*[stored(table.c[n], table.c[n]).is_not_distinct_from(stored(archive.c[n], table.c[n]))
+                     for n in names])
+    if table.primary_key.columns:
+        return sa.select(sa.func.count()).select_from(archive.join(table, same)).where(tagged)
+    return sa.select(sa.func.count()).select_from(table).where(sa.exists().where(tagged, same))
 
 
 def archived_count(conn: Connection, archive: sa.Table, fix_id: str) -> int:

@@ -1,7 +1,9 @@
-"""The fix and its undo on reference shapes taken from real applications' schemas: a link table whose primary
-key holds the foreign key it repoints."""
+"""The fix and its undo on shapes taken from real applications' schemas: a link table whose primary key holds the
+foreign key it repoints, Django's inline `UNIQUE` columns on SQLite, a trigger stamping every inserted row."""
 
 from __future__ import annotations
+
+import pytest
 
 from fix_support import config_file, contents, json_out, run_cli
 
@@ -72,3 +74,45 @@ def test_reference_to_an_inline_unique_column_with_a_length_is_repointed_and_und
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "person", "profile", "badge") == before
+
+
+def _stamp_on_insert(db) -> None:
+    """`account.updated_at` set by the database on every insert, as Supabase's and Hasura's `set_updated_at`
+    triggers do (SQLite: an AFTER INSERT trigger updating the row)."""
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN NEW.updated_at := now(); RETURN NEW; END'",
+                   "CREATE TRIGGER stamp BEFORE INSERT ON account FOR EACH ROW EXECUTE FUNCTION stamp()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER stamp BEFORE INSERT ON account FOR EACH ROW SET NEW.updated_at = NOW()")
+    else:
+        db.execute("CREATE TRIGGER stamp AFTER INSERT ON account BEGIN "
+                   "UPDATE account SET updated_at = datetime('now') WHERE id = new.id; END")
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["primary-key", "no-primary-key"])
+def test_undo_refuses_when_a_trigger_changes_the_rows_it_restores(db, tmp_path, keyed):
+    """Undo restores the archived rows as they were, or refuses: a trigger that stamps each inserted row would
+    have given the restored rows the undo's time, silently."""
+    ident = "id INTEGER PRIMARY KEY" if keyed else "id INTEGER NOT NULL"
+    db.execute(f"CREATE TABLE account ({ident}, email VARCHAR(50) NOT NULL, updated_at VARCHAR(30) NOT NULL)")
+    db.execute("INSERT INTO account VALUES (1, 'a', '2020-01-01'), (2, 'a', '2020-01-01'), (3, 'b', '2020-01-01')")
+    if not keyed and db.dialect == "mysql":  # MariaDB deletes only fully identical rows without a primary key
+        db.execute("UPDATE account SET id = 1")
+    _stamp_on_insert(db)
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    before = contents(db, "account")
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert json_out(fixed)["deleted"] == 1
+    after = contents(db, "account")
+
+    refused = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert refused.exit_code == 2, refused.output
+    assert "restored into 'account' are not the archived ones" in refused.stderr
+    assert contents(db, "account") == after
+
+    db.execute("DROP TRIGGER stamp ON account" if db.dialect == "postgresql" else "DROP TRIGGER stamp")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account") == before
