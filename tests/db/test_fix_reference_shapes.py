@@ -116,3 +116,25 @@ def test_undo_refuses_when_a_trigger_changes_the_rows_it_restores(db, tmp_path, 
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "account") == before
+
+
+def test_a_foreign_key_to_a_table_named_alike_in_another_case_is_left_alone(mysql, tmp_path):
+    """MariaDB/MySQL on Linux (`lower_case_table_names = 0`): `Users` and `users` are two tables, while
+    information_schema compares their names case-insensitively. Fixing `Users` repointed `orders.user_id`, which
+    refers to `users`: order 1 then belonged to another user."""
+    if mysql.scalar("SELECT @@lower_case_table_names") != 0:
+        pytest.skip("table names are case-insensitive on this server")
+    mysql.execute("CREATE TABLE `Users` (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+                  "CREATE TABLE `users` (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL)",
+                  "CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES `users` (id))",
+                  "INSERT INTO `Users` VALUES (1, 'a'), (2, 'a')", "INSERT INTO `users` VALUES (1, 'x'), (2, 'y')",
+                  "INSERT INTO orders VALUES (1, 2), (2, 1)")
+    path = config_file(tmp_path, mysql, [{"name": "accounts", "table": "Users", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["rows_to_repoint"] == 0
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 0)
+    assert mysql.rows("SELECT id FROM `Users`") == [(1,)]
+    assert mysql.rows("SELECT id, user_id FROM orders ORDER BY id") == [(1, 2), (2, 1)]

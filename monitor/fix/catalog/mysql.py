@@ -15,7 +15,9 @@ class MySqlCatalog(Catalog):
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         # KEY_COLUMN_USAGE lists a foreign key to whoever has a privilege on its table; MariaDB shows its row of
         # REFERENTIAL_CONSTRAINTS (the ON DELETE rule) only with privileges on the whole database, so the rule is
-        # joined where visible (None otherwise) and never decides whether the reference exists.
+        # joined where visible (None otherwise) and never decides whether the reference exists. information_schema
+        # compares names case-insensitively, but with lower_case_table_names = 0 (Linux) `Users` and `users` are
+        # two tables: a foreign key to the other one is not a reference to this one.
         rows = self.conn.execute(sa.text("""
             SELECT k.TABLE_SCHEMA AS child_schema, k.TABLE_NAME AS child_table, k.CONSTRAINT_NAME AS fk_name,
                    rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column, k.REFERENCED_COLUMN_NAME AS referred_column
@@ -24,6 +26,8 @@ class MySqlCatalog(Catalog):
               ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME
              AND rc.TABLE_NAME = k.TABLE_NAME
             WHERE k.REFERENCED_TABLE_SCHEMA = :s AND k.REFERENCED_TABLE_NAME = :t
+              AND (@@lower_case_table_names <> 0 OR (BINARY k.REFERENCED_TABLE_SCHEMA = BINARY :s
+                                                     AND BINARY k.REFERENCED_TABLE_NAME = BINARY :t))
             ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
             {"s": self._schema(table), "t": table.name}).all()
         grouped: dict[tuple[str, str, str], tuple[str, list[str], list[str]]] = {}
