@@ -111,6 +111,7 @@ variance version week weekday weekofyear weight_string year yearweek
 # Memory a statement over the whole table may keep one internal temporary table in (`whole_table_statement`):
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
 WHOLE_TABLE_MEMORY = 256 * 1024 * 1024
+SORT_LENGTH = 8 * 1024 * 1024  # the largest `max_sort_length` MariaDB and MySQL accept
 
 UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
@@ -321,16 +322,23 @@ class MySQL(MySQLPolling, Dialect):
         `max_heap_table_size` (16 MiB by default): the 2M-row snapshot took 12-24 s there against 3.5-4 s in memory
         (MariaDB 10.11, measured), and any mariadbd starting with the same tmpdir deletes those files under the
         running statement. Inside this context the session may keep up to `WHOLE_TABLE_MEMORY` per temporary
-        table; a larger table still spills, as before."""
-        before = conn.exec_driver_sql("SELECT @@SESSION.tmp_table_size, @@SESSION.max_heap_table_size").one()
-        restore = {"t": int(before[0]), "h": int(before[1])}
-        conn.execute(sa.text("SET SESSION tmp_table_size = GREATEST(:t, :m), max_heap_table_size = GREATEST(:h, :m)"),
-                     {**restore, "m": WHOLE_TABLE_MEMORY})
+        table; a larger table still spills, as before.
+
+        A window's PARTITION BY compares a TEXT or BLOB value by its first `max_sort_length` bytes only (1024 by
+        default; GROUP BY and `=` compare whole values): two long texts alike in their first KiB were one group of
+        the plan. Inside this context the session compares up to `SORT_LENGTH` bytes (the server's maximum)."""
+        before = conn.exec_driver_sql(
+            "SELECT @@SESSION.tmp_table_size, @@SESSION.max_heap_table_size, @@SESSION.max_sort_length").one()
+        restore = {"t": int(before[0]), "h": int(before[1]), "s": int(before[2])}
+        conn.execute(sa.text("SET SESSION tmp_table_size = GREATEST(:t, :m), max_heap_table_size = GREATEST(:h, :m), "
+                             "max_sort_length = GREATEST(:s, :l)"),
+                     {**restore, "m": WHOLE_TABLE_MEMORY, "l": SORT_LENGTH})
         try:
             yield
         finally:
             if not conn.invalidated:
-                conn.execute(sa.text("SET SESSION tmp_table_size = :t, max_heap_table_size = :h"), restore)
+                conn.execute(sa.text("SET SESSION tmp_table_size = :t, max_heap_table_size = :h, "
+                                     "max_sort_length = :s"), restore)
 
     def server_identity(self, conn: Connection) -> list[str]:
         """MySQL's `server_uuid`, else (MariaDB has none) the server's host name and port as it reports them;

@@ -160,3 +160,19 @@ def test_fix_and_undo_on_a_partitioned_mariadb_table(mysql, tmp_path, keyed):
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(mysql, "ev") == before
+
+
+def test_long_texts_alike_in_their_first_kilobyte_are_not_one_group(db, tmp_path):
+    """Webhook payloads deduplicated on a TEXT column: MariaDB's window PARTITION BY compared only the first
+    `max_sort_length` (1024) bytes, so the plan made one group of three rows holding two values, promised to
+    delete the distinct one, and the fix skipped the whole group (its real duplicate stayed) with exit 1."""
+    prefix = "p" * 2000
+    db.execute("CREATE TABLE hook (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+    db.execute("INSERT INTO hook VALUES (1, :a), (2, :b), (3, :b)", params={"a": prefix + "a", "b": prefix + "b"})
+    path = config_file(tmp_path, db, [{"name": "hooks", "table": "hook", "key": ["payload"]}])
+    dry = json_out(run_cli("fix", "hooks", "--config", str(path), "--dry-run", "--json"))
+    assert (dry["groups"], dry["rows_to_delete"]) == (1, 1)
+    fixed = run_cli("fix", "hooks", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["skipped"]) == (1, 0)
+    assert db.rows("SELECT id FROM hook ORDER BY id") == [(1,), (2,)]
