@@ -90,7 +90,7 @@ class Layout:
         elif (physical := self.rules.row_identity(is_view=False)) is not None:  # PostgreSQL ctid, SQLite rowid
             self.mode = str(physical.name)
             kind = _PHYSICAL_TYPES[self.mode]()
-            self.identity = [ColumnClause(self.mode, type_=kind, _selectable=self.table)]
+            self.identity = [ColumnClause(self._physical_name(), type_=kind, _selectable=self.table)]
             self.identity_types = [kind]
         else:
             self.mode = "identical"
@@ -102,6 +102,20 @@ class Layout:
         self.ref_names = referred if self.mode != "identical" else []
         self.ref_label = {name: f"dw_r{j}" for j, name in enumerate(self.ref_names)}
         self.row_copies = self._row_copies()
+
+    def _physical_name(self) -> str:
+        """The name that reaches the physical identity: SQLite's rowid is also `_rowid_` and `oid`, and a column
+        of the table named like one of them hides it (a `rowid` column of equal values made every row of a group
+        its keeper's and its duplicates' at once)."""
+        if self.mode != "rowid":
+            return self.mode
+        taken = {c.name.lower() for c in self.table.columns}
+        for name in ("rowid", "_rowid_", "oid"):
+            if name not in taken:
+                return name
+        raise FixRefused(f"check {self.tc.check.name!r}: table {self.tc.check.table!r} has no primary key and "
+                         "columns named rowid, _rowid_ and oid, which hide SQLite's row identity: nothing tells its "
+                         "rows apart; add a primary key first")
 
     def _row_copies(self) -> list[tuple[str, ColumnElement[Any], sa.types.TypeEngine[Any]]]:
         """(label, expression, type) of the copy of every column a physical identity needs: a `ctid` or

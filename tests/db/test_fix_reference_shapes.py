@@ -176,3 +176,28 @@ def test_long_texts_alike_in_their_first_kilobyte_are_not_one_group(db, tmp_path
     assert fixed.exit_code == 0, fixed.output
     assert (json_out(fixed)["deleted"], json_out(fixed)["skipped"]) == (1, 0)
     assert db.rows("SELECT id FROM hook ORDER BY id") == [(1,), (2,)]
+
+
+def test_a_sqlite_column_named_rowid_does_not_stand_for_the_row_identity(sqlite_db, tmp_path):
+    """A table without a primary key and with its own `rowid` column (SQLite then means the column by that name):
+    rows of equal `rowid` values were each other's keeper and duplicate; the plan listed four rows in a group
+    of two and the fix stopped at its first batch ("archived 2 rows, expected 1") on every run."""
+    sqlite_db.execute("CREATE TABLE t (rowid INTEGER, k INTEGER NOT NULL, note TEXT)",
+                      "INSERT INTO t VALUES (1, 7, 'a'), (1, 7, 'b'), (2, 8, 'c'), (2, 8, 'c'), (5, 9, 'x')")
+    path = config_file(tmp_path, sqlite_db, [{"name": "ts", "table": "t", "key": ["k"]}])
+    before = contents(sqlite_db, "t")
+    dry = json_out(run_cli("fix", "ts", "--config", str(path), "--dry-run", "--json"))
+    assert [len(group["delete"]) for group in dry["sample"]] == [1, 1]
+    fixed = run_cli("fix", "ts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert sqlite_db.rows("SELECT rowid, k, note FROM t ORDER BY _rowid_") == [(1, 7, "a"), (2, 8, "c"), (5, 9, "x")]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "t") == before
+
+    sqlite_db.execute("CREATE TABLE hidden (rowid INTEGER, _rowid_ INTEGER, oid INTEGER, k INTEGER)",
+                      "INSERT INTO hidden VALUES (1, 1, 1, 7), (1, 1, 1, 7)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "hidden", "table": "hidden", "key": ["k"]}])
+    refused = run_cli("fix", "hidden", "--config", str(path), "--yes")
+    assert refused.exit_code == 2 and "rowid, _rowid_ and oid" in refused.stderr, refused.output
+    assert sqlite_db.scalar("SELECT count(*) FROM hidden") == 2
