@@ -122,13 +122,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.polling import Polling
+
+Writing = TypeVar("Writing", sa.Insert, sa.Update)
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -372,6 +374,12 @@ class Dialect(Polling):
 
     def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
+
+    def abort_on_conflict(self, statement: Writing) -> Writing:
+        """`statement` (an INSERT or UPDATE of an application table) failing on a unique conflict, whatever the
+        table declares: SQLite's `UNIQUE ON CONFLICT REPLACE` would resolve it by deleting the row in the way,
+        uncounted by `total_changes()`."""
+        return statement
 
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         """Whether a unique index can treat NULLs as equal."""

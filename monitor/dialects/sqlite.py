@@ -32,7 +32,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation
+from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation, Writing
 from monitor.dialects.expressions import AsStored
 from monitor.dialects.sqlite_polling import SQLitePolling
 
@@ -239,6 +239,10 @@ class SQLite(SQLitePolling, Dialect):
         """Exactly as stored: a `DATETIME` holding `2024-01-01T10:00:00Z` or a `NUMERIC` holding `n/a` would make
         SQLAlchemy's result processing raise."""
         return [sa.type_coerce(c, sa.types.NullType()).label(c.name) for c in table.columns]
+
+    def abort_on_conflict(self, statement: Writing) -> Writing:
+        """`OR ABORT` outranks the table's own `ON CONFLICT` clause (SQLite docs, "The ON CONFLICT Clause")."""
+        return statement.prefix_with("OR ABORT")
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """Exactly as stored, wherever SQLAlchemy's type converts the value in Python: a `DATETIME` holding

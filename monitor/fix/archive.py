@@ -100,7 +100,7 @@ def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: s
     source = sa.select(*[archive.c[n] for n in names]).where(tagged)
     if not any(c.identity is not None and c.identity.always for c in table.columns):
         insert = sa.insert(table).from_select(names, source).execution_options(preserve_rowcount=True)
-        inserted = int(conn.execute(insert).rowcount)
+        inserted = int(conn.execute(for_backend(conn.dialect.name).abort_on_conflict(insert)).rowcount)
     else:
         # PostgreSQL refuses values for a GENERATED ALWAYS identity column unless the INSERT overrides it, and
         # SQLAlchemy has no construct for OVERRIDING SYSTEM VALUE.

@@ -144,7 +144,7 @@ def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doome
                      log.c[GROUP].in_(batch))
               .values({**_unchanged(child, link.kept), **{child.c[c]: log.c[f"new_{j}"]
                                                          for j, c in enumerate(ref.columns)}}))
-    moved = conn.execute(update).rowcount
+    moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(update)).rowcount
     if moved != logged:
         raise BatchAborted(f"repointed {moved} row(s) of {ref.label}, expected {logged}")
     return int(logged)
@@ -258,7 +258,7 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
                    *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
             .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
                      **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
-    moved = conn.execute(back).rowcount
+    moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(back)).rowcount
     if moved != expected:
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "
                          f"changed or deleted since the fix ({expected - moved} of {expected}), so it cannot be "

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.db import Database, DatabaseError
 from monitor.detect import split_table_name
-from monitor.dialects import UniqueViolation
+from monitor.dialects import UniqueViolation, for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.archive import FIX_ID_COLUMN, archived_count, reflect_archive, restore_rows
@@ -219,7 +219,8 @@ def _point_back(conn: Connection, fix_id: str) -> int:
         # the fix's repoint run backwards: rows still pointing at the keeper go back to their old value
         back = {**{f"p{j}": v for j, v in enumerate(key)}, **{f"o{j}": v for j, v in enumerate(new)},
                 **{f"v{j}": v for j, v in enumerate(old)}}
-        if conn.execute(repoint_statement(child, pk, fk), back).rowcount != 1:
+        statement = for_backend(conn.dialect.name).abort_on_conflict(repoint_statement(child, pk, fk))
+        if conn.execute(statement, back).rowcount != 1:
             label = f"{entry.child_table}({', '.join(c.name for c in pk)} = {', '.join(map(str, key))})"
             raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: the referencing row {label} was "
                              "changed or deleted since the fix, so it cannot be pointed back")

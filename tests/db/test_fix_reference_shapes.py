@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fix_support import config_file, contents, json_out, run_cli
+from fix_support import config_file, contents, json_out, make_config, run_cli
+from monitor.engine import Monitor
+from monitor.fix import FixError, FixRefused, prepare_fix, run_fix, undo_fix
 
 
 def test_undo_points_back_a_link_row_whose_primary_key_holds_the_repointed_column(db, tmp_path):
@@ -201,3 +203,33 @@ def test_a_sqlite_column_named_rowid_does_not_stand_for_the_row_identity(sqlite_
     refused = run_cli("fix", "hidden", "--config", str(path), "--yes")
     assert refused.exit_code == 2 and "rowid, _rowid_ and oid" in refused.stderr, refused.output
     assert sqlite_db.scalar("SELECT count(*) FROM hidden") == 2
+
+
+def test_sqlite_on_conflict_replace_never_deletes_a_row_in_the_way(sqlite_db, tmp_path):
+    """`UNIQUE ON CONFLICT REPLACE` makes SQLite resolve a unique conflict by deleting the row in the way, and
+    `total_changes()` does not count that delete. A profile the application wrote for the kept person after the
+    plan was silently deleted by the repoint; a row holding a restored row's unique value, by undo."""
+    sqlite_db.execute(
+        "CREATE TABLE person (id INTEGER PRIMARY KEY, email TEXT NOT NULL, handle TEXT UNIQUE ON CONFLICT REPLACE)",
+        "CREATE TABLE profile (id INTEGER PRIMARY KEY, "
+        "person_id INTEGER UNIQUE ON CONFLICT REPLACE REFERENCES person (id), bio TEXT)",
+        "INSERT INTO person VALUES (1, 'a', 'h1'), (2, 'a', 'h2')", "INSERT INTO profile VALUES (10, 2, 'dup')")
+    monitor = Monitor(make_config(sqlite_db, [{"name": "people", "table": "person", "key": ["email"],
+                                               "merge_distinct": True}]))
+    try:
+        plan = prepare_fix(monitor, "people")
+        sqlite_db.execute("INSERT INTO profile VALUES (11, 1, 'written after the plan')")
+        with pytest.raises(FixError, match="UNIQUE constraint failed"):
+            run_fix(monitor, "people", plan)
+        assert sqlite_db.rows("SELECT id, person_id FROM profile ORDER BY id") == [(10, 2), (11, 1)]
+        assert sqlite_db.scalar("SELECT count(*) FROM person") == 2
+
+        sqlite_db.execute("DELETE FROM profile WHERE id = 11")
+        report = run_fix(monitor, "people")
+        assert (report.deleted, report.repointed) == (1, 1)
+        sqlite_db.execute("INSERT INTO person VALUES (3, 'b', 'h2')")  # takes the archived row's handle
+        with pytest.raises(FixRefused, match="refused"):
+            undo_fix(monitor, report.fix_id)
+        assert sqlite_db.rows("SELECT id, handle FROM person ORDER BY id") == [(1, "h1"), (3, "h2")]
+    finally:
+        monitor.close()
