@@ -686,6 +686,11 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(f"{count} row(s) of {label} refer to the {ref.table} columns the repoint changes "
                              f"({', '.join(ref.columns)}): their ON UPDATE action would fire where no log reaches; "
                              "repoint them by hand first")
+    if moving := [c for c in ref.columns if c in ref.partition_key]:
+        plan.blockers.append(
+            f"{ref.table} is partitioned by {', '.join(moving)}, which the repoint of {ref.label} changes: "
+            "PostgreSQL would move its rows to other partitions (a delete and an insert each, not the update the "
+            f"fix plans and logs); set its on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
     if not ref.primary_key:
         plan.blockers.append(
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "

@@ -41,6 +41,7 @@ class Reference:
     self_reference: bool
     referred_unique: bool = True  # the referred columns are unique in the fixed table
     action: Action = "repoint"
+    partition_key: tuple[str, ...] = ()  # the referencing table's partitioning columns (PostgreSQL)
 
     @property
     def schema(self) -> str | None:
@@ -126,7 +127,8 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
     same_schema = (fk.schema or default) == (table.schema or default)
     return Reference(fk, primary_key=pk, unique_sets=tuple(containing),
                      self_reference=same_schema and fk.table == table.name,
-                     referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action)
+                     referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
+                     partition_key=catalog.partition_columns(fk.schema, fk.table))
 
 
 def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:

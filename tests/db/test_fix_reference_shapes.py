@@ -233,3 +233,31 @@ def test_sqlite_on_conflict_replace_never_deletes_a_row_in_the_way(sqlite_db, tm
         assert sqlite_db.rows("SELECT id, handle FROM person ORDER BY id") == [(1, "h1"), (3, "h2")]
     finally:
         monitor.close()
+
+
+def test_repoint_of_a_partition_key_is_refused_up_front_and_archive_works(pg, tmp_path):
+    """`event` partitioned by the column that refers to the fixed table: a repoint moves rows between
+    partitions, which PostgreSQL does as a delete and an insert; the dry run promised the fix and every batch
+    then stopped on the account ("2 row(s) deleted in event, the plan 0"). on_reference = "archive" works."""
+    pg.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+               "CREATE TABLE event (id INTEGER NOT NULL, account_id INTEGER NOT NULL REFERENCES account (id), "
+               "PRIMARY KEY (id, account_id)) PARTITION BY LIST (account_id)",
+               "CREATE TABLE event_1 PARTITION OF event FOR VALUES IN (1)",
+               "CREATE TABLE event_2 PARTITION OF event FOR VALUES IN (2)",
+               "INSERT INTO account VALUES (1, 'a'), (2, 'a')", "INSERT INTO event VALUES (1, 2), (2, 2), (3, 1)")
+    check = {"name": "accounts", "table": "account", "key": ["email"]}
+    path = config_file(tmp_path, pg, [check])
+    before = contents(pg, "account", "event")
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("partitioned by account_id" in b and "archive" in b for b in json_out(dry)["blockers"])
+    assert run_cli("fix", "accounts", "--config", str(path), "--yes").exit_code == 2
+    assert contents(pg, "account", "event") == before
+
+    path = config_file(tmp_path, pg, [{**check, "on_reference": {"event.account_id": "archive"}}])
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["references_archived"]) == (1, 2)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(pg, "account", "event") == before

@@ -125,6 +125,11 @@ class Catalog:
         system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
         return {c.name for c in table.columns if c.computed is not None}
 
+    def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
+        """The columns a partitioned table routes its rows by (an UPDATE of them may move a row to another
+        partition); () where the database has no such table or it is not partitioned."""
+        return ()
+
     def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """(name, columns) of the primary key, unique constraints and unique indexes of a table."""
         inspector = sa.inspect(self.conn)

@@ -63,6 +63,13 @@ class PostgresCatalog(Catalog):
         firing = [f"AFTER DELETE trigger {r.tgname}" for r in triggers if not r.blocks]
         return DeleteHooks(tuple(blocking), tuple(firing))
 
+    def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
+        return tuple(self.conn.execute(sa.text("""
+            SELECT a.attname FROM pg_catalog.pg_partitioned_table p JOIN pg_catalog.pg_attribute a
+              ON a.attrelid = p.partrelid AND a.attnum = ANY (CAST(p.partattrs AS int2[]))
+            WHERE p.partrelid = to_regclass(:t) ORDER BY a.attnum"""),
+            {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
+
     def table_identity(self, table: sa.Table) -> str:
         oid = self.conn.execute(sa.text("SELECT CAST(to_regclass(:t) AS oid)"),
                                 {"t": qualified(self.conn, table)}).scalar()
