@@ -355,8 +355,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                          sa.text("SELECT pg_advisory_unlock(:k)").bindparams(k=lock), "advisory lock")
 
     def comparable(self, column: sa.Column[Any]) -> bool:
-        """json, xml, geometric and unreflected types have no `=` (PostgreSQL docs, "JSON Types")."""
+        """json, xml, geometric and unreflected types have no `=` (PostgreSQL docs, "JSON Types"), nor have arrays
+        of them (`json[]`) or domains over them (`CREATE DOMAIN payload AS json`)."""
         kind = column.type
+        while isinstance(kind, sa.ARRAY | postgresql.DOMAIN):
+            kind = kind.item_type if isinstance(kind, sa.ARRAY) else kind.data_type
         if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
             return False
         return not isinstance(kind, sa.types.NullType)
