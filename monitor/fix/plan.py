@@ -536,6 +536,23 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[name] = int(count)
+    known = {name for name, _cols in ref.unique_sets}
+    for key in catalog_for(conn).unique_keys(table):
+        # A partial unique index (GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`)
+        # is not a unique set, yet a repoint breaks it all the same, where its predicate holds (SQLite keeps no
+        # predicate: there it is applied to every row, a refusal too many).
+        columns = [c for c in key.columns if c is not None]
+        if key.name in known or len(columns) < len(key.columns) or not set(ref.columns) <= set(columns):
+            continue
+        rest = [child.c[c] for c in columns if c not in ref.columns]
+        where: list[ColumnElement[bool]] = [c.is_not(None) for c in rest]
+        if key.predicate:
+            where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
+        colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on).where(*where)
+                     .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
+        count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
+        if count:
+            conflicts[key.name] = int(count)
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested)
 
 

@@ -295,3 +295,31 @@ def test_columns_postgresql_cannot_compare_with_equals(pg, tmp_path, keyed):
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(pg, "doc") == before
+
+
+def test_repoint_breaking_a_partial_unique_index_is_refused_up_front(pg, tmp_path):
+    """GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`. Moving the duplicate's
+    membership of source 5 to the kept user breaks it: the dry run said nothing and every batch then failed on
+    the unique violation. Where the predicate does not hold (a pending request), the repoint goes ahead."""
+    pg.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+               "CREATE TABLE member (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES account (id), "
+               "source_id INTEGER NOT NULL, requested_at TIMESTAMP)",
+               "CREATE UNIQUE INDEX member_once ON member (user_id, source_id) WHERE requested_at IS NULL",
+               "INSERT INTO account VALUES (1, 'a'), (2, 'a')",
+               "INSERT INTO member VALUES (10, 1, 5, NULL), (11, 2, 5, NULL), (12, 2, 6, NULL)")
+    path = config_file(tmp_path, pg, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    before = contents(pg, "account", "member")
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("member_once" in b for b in json_out(dry)["blockers"])
+    assert run_cli("fix", "accounts", "--config", str(path), "--yes").exit_code == 2
+    assert contents(pg, "account", "member") == before
+
+    pg.execute("UPDATE member SET requested_at = '2024-01-01' WHERE id = 10")  # outside the index's predicate
+    before = contents(pg, "account", "member")
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id, user_id FROM member ORDER BY id") == [(10, 1), (11, 1), (12, 1)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(pg, "account", "member") == before
