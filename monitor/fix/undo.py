@@ -105,6 +105,11 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
             return report
         except sa.exc.IntegrityError as exc:
             raise _refusal(db, record, schema, exc, dropped) from None
+        except FixRefused as exc:
+            if dropped is None or guard is not None:
+                raise
+            raise FixRefused(str(exc).replace("nothing changed", f"the unique index {dropped} was dropped already "
+                                              "(MySQL/MariaDB commit DDL at once), nothing else changed")) from None
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(db.describe(exc)) from None
 

@@ -323,3 +323,20 @@ def test_repoint_breaking_a_partial_unique_index_is_refused_up_front(pg, tmp_pat
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(pg, "account", "member") == before
+
+
+def test_undo_refused_after_dropping_the_guard_says_the_guard_is_gone(mysql, tmp_path):
+    """MySQL/MariaDB commit the guard's DROP INDEX at once: an undo refused after it (here by a trigger that
+    stamps restored rows) must not say that nothing changed."""
+    mysql.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(50) NOT NULL, "
+                  "updated_at VARCHAR(30) NOT NULL)",
+                  "INSERT INTO account VALUES (1, 'a', '2020-01-01'), (2, 'a', '2020-01-01')")
+    path = config_file(tmp_path, mysql, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json", "--add-constraint")
+    assert fixed.exit_code == 0 and json_out(fixed)["constraint"] == "uq_dupewatch_accounts", fixed.output
+    _stamp_on_insert(mysql)
+    refused = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
+    assert refused.exit_code == 2, refused.output
+    assert "uq_dupewatch_accounts was dropped already" in refused.stderr
+    assert "nothing changed" not in refused.stderr
+    assert mysql.rows("SELECT id FROM account") == [(1,)]
