@@ -198,7 +198,8 @@ VALUE_HIDDEN = "(value not shown)"
 
 def without_values(exc: BaseException, text: str) -> str:
     """`text` with the quoted values of a data error replaced by `(value not shown)`, and PostgreSQL's position
-    of the error in the statement (`at character N`) appended; other errors unchanged (their quotes name
+    of the error in the statement (`at character N`) and the constraint it names (from the error's own
+    diagnostics, not its text) appended; other errors unchanged (their quotes name
     tables and columns)."""
     orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None)
@@ -206,7 +207,11 @@ def without_values(exc: BaseException, text: str) -> str:
     code = args[0] if args and isinstance(args[0], int) else None
     if (isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")) or code in _MYSQL_DATA_ERRORS:
         text = _QUOTED.sub(VALUE_HIDDEN, text)
-        position = getattr(getattr(orig, "diag", None), "statement_position", None)
+        diag = getattr(orig, "diag", None)
+        constraint = getattr(diag, "constraint_name", None)  # a name from the catalog, not a row's value
+        if constraint:
+            text += f" (constraint {constraint})"
+        position = getattr(diag, "statement_position", None)
         if position:
             text += f" (at character {position} of the statement)"
     return text

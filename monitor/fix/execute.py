@@ -489,6 +489,12 @@ def _after_stop(exc: BaseException, fix_id: str) -> str:
     if isinstance(exc, UnplannedChange):
         return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
                 f"run it again to resume, or `dupewatch undo {fix_id}`")
+    if isinstance(exc, sa.exc.IntegrityError):
+        # A constraint the batch's change breaks (an exclusion constraint on a referencing table, say) breaks
+        # again on the same rows: resuming is no way out until those rows or the constraint change.
+        return (f"earlier batches stand; running the fix again would meet the same constraint: change the rows "
+                f"it names, or set `on_reference = \"archive\"` for that reference, then run it again to resume, "
+                f"or `dupewatch undo {fix_id}`")
     return "earlier batches stand; run the fix again to resume"
 
 

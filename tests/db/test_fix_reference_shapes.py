@@ -340,3 +340,23 @@ def test_undo_refused_after_dropping_the_guard_says_the_guard_is_gone(mysql, tmp
     assert "uq_dupewatch_accounts was dropped already" in refused.stderr
     assert "nothing changed" not in refused.stderr
     assert mysql.rows("SELECT id FROM account") == [(1,)]
+
+
+def test_a_batch_stopped_by_a_constraint_does_not_say_resuming_helps(pg, tmp_path):
+    """Room bookings: an exclusion constraint on the referencing table (no two bookings of one room overlap).
+    Moving the duplicate room's booking onto the kept room breaks it, and the database rolls the batch back;
+    running the fix again meets the same rows, so the message must not say that resuming is the way out."""
+    pg.execute("CREATE TABLE room (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+               "CREATE TABLE booking (id INTEGER PRIMARY KEY, room_id INTEGER NOT NULL REFERENCES room (id), "
+               "during tsrange NOT NULL, CONSTRAINT booking_no_overlap EXCLUDE USING gist "
+               "(int4range(room_id, room_id, '[]') WITH =, during WITH &&))",
+               "INSERT INTO room VALUES (1, 'blue'), (2, 'blue')",
+               "INSERT INTO booking VALUES (10, 1, '[2024-01-01 10:00, 2024-01-01 11:00)'), "
+               "(11, 2, '[2024-01-01 10:30, 2024-01-01 11:30)')")
+    path = config_file(tmp_path, pg, [{"name": "rooms", "table": "room", "key": ["name"]}])
+    before = contents(pg, "room", "booking")
+    fixed = run_cli("fix", "rooms", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "booking_no_overlap" in fixed.stderr and "would meet the same constraint" in fixed.stderr, fixed.stderr
+    assert "run the fix again to resume" not in fixed.stderr
+    assert contents(pg, "room", "booking") == before
