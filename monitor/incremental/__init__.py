@@ -8,11 +8,15 @@ A check with `incremental = "<column>"` runs in one of two modes:
   table was empty, and a run where the planner expects a full pass to cost less (no index on the key). It
   aggregates the whole table, as a plain check does, and keeps every duplicate group it finds.
 - **incremental**: it reads the keys of the rows whose incremental column is past the watermark, minus an
-  overlap window (`window.py`: from what the database says of its running transactions and sequence caches),
-  drops the rows it already read (by row identity and key: primary key, else ctid or rowid), and counts in the
-  whole table the rows of every key it read and of a budget of the groups it already knew (`RECOUNT_BUDGET`,
-  rotating so that each is re-counted within `RECOUNT_ROUNDS` runs; all of them after a fix). Groups whose
-  count fell below two are gone; groups counted for the first time are new.
+  overlap window (`window.py`: from what the database says of its running transactions and sequence caches; on
+  PostgreSQL only the window's rows committed since the last run read, by their `xmin` against the xmin of the
+  snapshot that run read with, `Dialect.snapshot_mark`), drops the rows it already read (by row identity and key:
+  primary key, else ctid or rowid), and counts in the whole table the rows of every key it read and of a budget of
+  the groups it already knew (`RECOUNT_BUDGET`, rotating so that each is re-counted within `RECOUNT_ROUNDS` runs;
+  all of them after a fix). Groups whose count fell below two are gone; groups counted for the first time are
+  new. Where the key is integers no row leaves NULL and an index serves it (`counted_on_server`, PostgreSQL and
+  MariaDB/MySQL), the database reads the rows and counts their keys in one statement that returns each distinct
+  key read with its count, never the rows (a row read again is counted again, to the same figure).
 
 Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
 position); the figures of an incremental run equal a full pass's for inserts, and for deletes within

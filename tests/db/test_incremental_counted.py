@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pgcluster import Cluster, started_cluster
 from test_incremental import NOW, Runner
 
-from dbtest import TestDatabase
+from dbtest import TestDatabase, make_test_database
 from fix_support import ts
 from monitor.dialects.postgresql_polling import PostgreSQLPolling
 
@@ -46,13 +46,29 @@ def pg(cluster: Cluster) -> Iterator[TestDatabase]:
         admin.dispose()
 
 
+def with_numbers(db: TestDatabase) -> TestDatabase:
+    """`logins` with an integer key and explicit ids (no sequence: the overlap window is the 1,000-id floor)."""
+    stamp = "TIMESTAMP(6)" if db.dialect == "postgresql" else "DATETIME(6)"
+    db.execute("CREATE TABLE logins (id BIGINT PRIMARY KEY, user_id INTEGER NOT NULL, device SMALLINT NOT NULL,"
+               f" created_at {stamp} NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    add(db, [(1, 1, 1), (2, 1, 1), (3, 2, 1), (4, 3, 1), (5, 4, 2)])
+    return db
+
+
 @pytest.fixture
 def numbers(pg: TestDatabase) -> TestDatabase:
-    """`logins` with an integer key and explicit ids (no sequence: the overlap window is the 1,000-id floor)."""
-    pg.execute("CREATE TABLE logins (id BIGINT PRIMARY KEY, user_id INTEGER NOT NULL, device SMALLINT NOT NULL,"
-               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
-    add(pg, [(1, 1, 1), (2, 1, 1), (3, 2, 1), (4, 3, 1), (5, 4, 2)])
-    return pg
+    return with_numbers(pg)
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def any_numbers(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[TestDatabase]:
+    """`logins` on PostgreSQL (its own cluster) or MariaDB/MySQL (the shared server: it reads no transaction id)."""
+    if request.param == "postgresql":
+        yield with_numbers(request.getfixturevalue("pg"))
+        return
+    made = make_test_database("mysql", tmp_path)
+    yield with_numbers(next(made))
+    made.close()
 
 
 def add(db: TestDatabase, rows: list[tuple[int, int, int]], conn: sa.Connection | None = None) -> None:
@@ -65,12 +81,11 @@ def add(db: TestDatabase, rows: list[tuple[int, int, int]], conn: sa.Connection 
         own.execute(statement, params)
 
 
-@pytest.fixture
-def runner(numbers: TestDatabase, tmp_path: Any) -> Any:
+def runners(db: TestDatabase, tmp_path: Any) -> Iterator[Any]:
     made: list[Runner] = []
 
     def make(**check: Any) -> Runner:
-        made.append(Runner(numbers, tmp_path / "state.sqlite",
+        made.append(Runner(db, tmp_path / "state.sqlite",
                            **{"table": "logins", "key": ["user_id", "device"], "incremental": "id", **check}))
         return made[-1]
 
@@ -79,14 +94,24 @@ def runner(numbers: TestDatabase, tmp_path: Any) -> Any:
         r.close()
 
 
+@pytest.fixture
+def runner(numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
+    yield from runners(numbers, tmp_path)
+
+
+@pytest.fixture
+def any_runner(any_numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
+    yield from runners(any_numbers, tmp_path)
+
+
 def counted_on_server(r: Runner) -> bool:
     return bool(r.monitor._incremental["inc"].counted_on_server)
 
 
-def test_random_changes_counted_by_the_database_match_a_full_pass(numbers, runner):
+def test_random_changes_counted_by_the_database_match_a_full_pass(any_numbers, any_runner):
     """Inserts of old and new keys, deletes, a row deleted and inserted again with its id and another key: after
     each, the run's figures equal a full pass's."""
-    r = runner()
+    numbers, r = any_numbers, any_runner()
     assert r.run().mode == "full"
     assert counted_on_server(r)
     rng = random.Random(19)
@@ -108,13 +133,14 @@ def test_random_changes_counted_by_the_database_match_a_full_pass(numbers, runne
         r.assert_matches_full_pass(result)
 
 
-def test_a_known_group_whose_key_is_read_dissolves_at_that_run_without_a_recount(numbers, runner, monkeypatch):
+def test_a_known_group_whose_key_is_read_dissolves_at_that_run_without_a_recount(any_numbers, any_runner,
+                                                                                  monkeypatch):
     """The statement returns every key it read with its count, so a known group whose rows fell below two is seen
     by the run that reads its key, with no known group re-counted besides."""
     from monitor.incremental.check import IncrementalCheck
 
     monkeypatch.setattr(IncrementalCheck, "_to_recount", lambda self, state, removals, recount_all: ({}, 0, 0))
-    r = runner()
+    numbers, r = any_numbers, any_runner()
     assert r.run().groups == 1  # (1, 1): rows 1 and 2
     numbers.execute("DELETE FROM logins WHERE id IN (1, 2)")
     add(numbers, [(6, 1, 1), (7, 9, 9), (8, 9, 9)])  # (1, 1) has one row again; (9, 9) is new
