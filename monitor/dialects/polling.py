@@ -30,7 +30,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   keys only, whose text is their identity), instead of sending the rows to the client.
 - `removed_rows(conn, table)`: the rows deleted or updated in the table so far, as the database counts them (a
   cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
-  shrunk, and an incremental run need not re-count them.
+  shrunk, and an incremental run need not re-count them. `removed_rows_column(conn, table)`: the same count as an
+  expression, read in the statement that reads the table's highest value (a statement less per run), or None.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class Polling:
         return None
 
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
+        return None
+
+    def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         return None
 
     def snapshot_mark(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:

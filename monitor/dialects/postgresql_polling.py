@@ -173,6 +173,16 @@ class PostgreSQLPolling(Polling):
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
                                 why)
 
+    def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""
+        relation = sa.func.to_regclass(sa.literal(_quoted(conn, table), sa.Text))
+        tree = sa.func.pg_partition_tree(relation).table_valued("relid").render_derived(name="dupewatch_tree")
+        relations = sa.union(sa.select(tree.c.relid), sa.select(relation.label("relid"))).subquery("dupewatch_rels")
+        removed = sa.func.pg_stat_get_tuples_deleted(relations.c.relid) + \
+            sa.func.pg_stat_get_tuples_updated(relations.c.relid)
+        counted = sa.select(sa.func.coalesce(sa.func.sum(removed), 0)).scalar_subquery()
+        return sa.case((sa.func.current_setting("track_counts") == "on", counted))
+
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         counted = conn.execute(_REMOVED_ROWS, {"t": _quoted(conn, table)}).scalar()
         return None if counted is None else int(counted)

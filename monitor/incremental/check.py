@@ -96,6 +96,7 @@ class IncrementalCheck:
         self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
         self._mark: ColumnElement[Any] | Literal[False] | None = False  # `Dialect.snapshot_mark` (False: not asked)
         self._statements: dict[tuple[Any, ...], sa.Select[Any]] = {}  # built once, bound at each run
+        self._removals_read = False  # whether the top statement reads `Dialect.removed_rows_column`
         columns = resolved.key_columns
         # The keys read are counted by the database, in the statement that reads them (see `_counted_window`):
         # plain columns (integers: their text is their identity) that no row leaves NULL and an index serves.
@@ -135,18 +136,26 @@ class IncrementalCheck:
             keyed += [e.label(f"g{i}") for i, e in enumerate(self.identity_exprs)]
         return keyed
 
-    def _top(self, conn: Connection, *, filtered: bool) -> tuple[Any, str | None]:
-        """The table's highest incremental value and, where the database gives one, the snapshot mark read with
-        it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see)."""
+    def _top(self, conn: Connection, *, filtered: bool) -> tuple[Any, str | None, int | None]:
+        """The table's highest incremental value and, where the database gives them, the snapshot mark read with
+        it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see)
+        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it)."""
+        table = self.resolved.table
         if self._mark is False:
-            self._mark = self.rules.snapshot_mark(conn, self.resolved.table)
+            self._mark = self.rules.snapshot_mark(conn, table)
         statement = self._statements.get(("top", filtered))
         if statement is None:
             mark = self._mark if self._mark is not None else sa.null()
-            top: sa.Select[Any] = sa.select(sa.func.max(self.column), mark).select_from(self.resolved.table)
+            removals = self.rules.removed_rows_column(conn, table)
+            self._removals_read = removals is not None
+            top: sa.Select[Any] = sa.select(sa.func.max(self.column), mark,
+                                            removals if removals is not None else sa.null()).select_from(table)
             statement = self._statements["top", filtered] = top.where(*self.resolved.filters) if filtered else top
-        highest, taken = conn.execute(statement).one()
-        return highest, None if taken is None else str(taken)
+        removed = None if self._removals_read else self.rules.removed_rows(conn, table)
+        highest, taken, counted = conn.execute(statement).one()
+        if self._removals_read:
+            removed = None if counted is None else int(counted)
+        return highest, None if taken is None else str(taken), removed
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -287,8 +296,7 @@ class IncrementalCheck:
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
         full pass, which reads whatever was restored)."""
         said = list(notes)
-        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
-        top, mark = self._top(conn, filtered=True)
+        top, mark, removals = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
@@ -317,10 +325,9 @@ class IncrementalCheck:
                          changes_seen: int | None = None, notes: Iterable[str] = ()) -> Outcome:
         """Read past the watermark (minus the overlap); count the keys read and a budget of the known groups."""
         said = list(notes)
-        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         watermark = decoded(state.watermark)
-        top, mark = self._top(conn, filtered=False)
+        top, mark, removals = self._top(conn, filtered=False)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
         if top is None or self._restarted_below(top, start):
