@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -21,8 +22,9 @@ from monitor.incremental.values import decode_key, decoded, encode_key, encoded
 from monitor.incremental.window import Window, window_for
 
 Mode = Literal["full", "incremental"]
-RECOUNT_BUDGET = 1000  # known groups re-counted per incremental run, at the least
-RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs
+RECOUNT_BUDGET = 200  # known groups re-counted per incremental run, at the least (all of them up to this many)
+RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs,
+RECOUNT_PERIOD = 300.0  # and by the first run this many seconds after (more slices a run the further apart they are)
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 
 
@@ -300,7 +302,8 @@ class IncrementalCheck:
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
-                                     changes_seen=changes_seen, removals_seen=removals, recount_left=0)
+                                     changes_seen=changes_seen, removals_seen=removals, recount_left=0,
+                                     last_run_at=time.time())
             return Outcome(0, 0, "full", 0, 0, state, before is None, said)
         window = window_for(conn, self)
         said += window.notes
@@ -316,7 +319,7 @@ class IncrementalCheck:
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups, changes_seen=changes_seen,
                                  pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
-                                 snapshot=mark)
+                                 snapshot=mark, last_run_at=time.time())
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -354,7 +357,8 @@ class IncrementalCheck:
                 scanned += 1
                 fresh.setdefault(self._identity(row, key_at), self._values(row, key_at))
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
-        recount, position, left = self._to_recount(state, removals, recount_all)
+        now = time.time()
+        recount, position, left = self._to_recount(state, removals, recount_all, now)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
         if cheaper is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
@@ -365,7 +369,7 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark)
+                                 encoded(window.since), removals, left, mark, now)
         self._counted = (groups, excess)
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
@@ -396,14 +400,15 @@ class IncrementalCheck:
             if (group.rows if group is not None else 0) != rows_now and (rows_now > 1 or group is not None):
                 changed[identity] = rows_now
         highest = window.bounded(max([watermark, highest_read], key=_sortable))
-        recount, position, left = self._to_recount(state, removals, recount_all)
+        now = time.time()
+        recount, position, left = self._to_recount(state, removals, recount_all, now)
         recount = {k: g for k, g in recount.items() if k not in counted}
         if recount:
             changed.update(self._changed_counts(conn, recount, {}, known))
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark)
+                                 encoded(window.since), removals, left, mark, now)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
@@ -448,7 +453,7 @@ class IncrementalCheck:
         return (f"rows in the future: {count:,} row(s) with {self.column.name} up to {highest} lie ahead of "
                 f"{window.upper_name} ({window.upper}); the watermark stays there, so rows still to come are read")
 
-    def _to_recount(self, state: IncrementalState, removals: int | None, recount_all: bool
+    def _to_recount(self, state: IncrementalState, removals: int | None, recount_all: bool, now: float
                     ) -> tuple[dict[str, KnownGroup], int, int]:
         """The known groups this run re-counts, the next slice's position, and the slices left in the rotation.
 
@@ -456,45 +461,69 @@ class IncrementalCheck:
         that count stands still re-counts none (no group can have shrunk); once it moves, a whole rotation of
         slices follows, so every group is re-counted within RECOUNT_ROUNDS runs of the change. Elsewhere the
         rotation never stops, as it does where the known groups fit in one run's budget (the count reaches the
-        statistics a few seconds after a commit: a small set is re-counted at every run instead)."""
+        statistics a few seconds after a commit: a small set is re-counted at every run instead).
+
+        A run re-counts at least one slice, and more the longer since the last run (`_turns`), so that a rotation
+        ends within RECOUNT_ROUNDS runs and by the first run RECOUNT_PERIOD seconds after it began."""
         if recount_all:
             return state.groups, state.recount_position, 0 if removals is not None else -1
+        turns = self._turns(state, now)
         if removals is None or len(state.groups) <= RECOUNT_BUDGET:
-            recount, position = self._recount_slice(state.groups, state.recount_position)
+            recount, position = self._recount_slice(state.groups, state.recount_position, turns)
             return recount, position, -1
         left = state.recount_left
         if state.removals_seen is None or removals != state.removals_seen or left < 0:
             left = self._rounds(state.groups)  # a rotation from here
         if left == 0:
             return {}, state.recount_position, 0
-        recount, position = self._recount_slice(state.groups, state.recount_position)
-        return recount, position, left - 1
+        turns = min(turns, left)
+        recount, position = self._recount_slice(state.groups, state.recount_position, turns)
+        return recount, position, left - turns
 
-    def _rounds(self, known: dict[str, KnownGroup]) -> int:
-        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
-        return max(1, -(-len(known) // budget))
+    def _turns(self, state: IncrementalState, now: float) -> int:
+        """The slices this run re-counts: those holding RECOUNT_BUDGET groups, or the share of a rotation that
+        RECOUNT_PERIOD gives the seconds since the last run (rounded up) where that is more, at most a rotation.
+        Over any RECOUNT_PERIOD the runs re-count a whole rotation, however often they run."""
+        known = state.groups
+        rounds = self._rounds(known)
+        if rounds == 1:
+            return 1
+        least = -(-RECOUNT_BUDGET * rounds // len(known))
+        timed = 1
+        if state.last_run_at is not None and now > state.last_run_at:
+            timed = math.ceil(rounds * (now - state.last_run_at) / RECOUNT_PERIOD)
+        return max(1, min(rounds, max(least, timed)))
 
-    def _recount_slice(self, known: dict[str, KnownGroup], position: int) -> tuple[dict[str, KnownGroup], int]:
-        """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else one of at most
-        RECOUNT_ROUNDS slices (by a hash of the group), the next one each run, so that every group is re-counted
-        within RECOUNT_ROUNDS runs and a run costs its new rows plus the budget.
+    @staticmethod
+    def _rounds(known: dict[str, KnownGroup]) -> int:
+        """The slices of a rotation: one (every group, every run) up to RECOUNT_BUDGET groups, else
+        RECOUNT_ROUNDS (by a hash of the group: a group keeps its slice while the known groups come and go)."""
+        return 1 if len(known) <= RECOUNT_BUDGET else RECOUNT_ROUNDS
+
+    def _recount_slice(self, known: dict[str, KnownGroup], position: int, turns: int = 1
+                       ) -> tuple[dict[str, KnownGroup], int]:
+        """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else `turns` of RECOUNT_ROUNDS
+        slices, the next ones each run, so that every group is re-counted within RECOUNT_ROUNDS runs and a run
+        costs its new rows plus a share of the known groups (`_turns`).
 
         The slices are kept between runs of this process (a group found since is added to its slice; a group gone
-        is skipped), and sliced again when the state came from elsewhere or the number of slices changed."""
-        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
-        if len(known) <= budget:
+        is skipped), and sliced again when the state came from elsewhere."""
+        rounds = self._rounds(known)
+        if rounds == 1:
             return known, 0
-        rounds = -(-len(known) // budget)
         slices, sliced = self._slices
         if sliced is not known or len(slices) != rounds:
             slices = [[] for _ in range(rounds)]
             for key in known:
                 slices[zlib.crc32(key.encode()) % rounds].append(key)
-        turn = position % rounds
-        chosen = {k: known[k] for k in slices[turn] if k in known}
-        slices[turn] = list(chosen)
+        chosen: dict[str, KnownGroup] = {}
+        for step in range(min(turns, rounds)):
+            turn = (position + step) % rounds
+            kept = {k: known[k] for k in slices[turn] if k in known}
+            slices[turn] = list(kept)
+            chosen.update(kept)
         self._slices = (slices, known)
-        return chosen, position + 1
+        return chosen, position + min(turns, rounds)
 
     def _full_pass_cheaper(self, conn: Connection, keys: int) -> str | None:
         """Without an index on the key, whether the planner expects the key lookups to cost as much as a full
