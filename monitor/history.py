@@ -99,6 +99,8 @@ _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"
                   ("subject_state", "pending_since", "TEXT"),
                   ("subject_state", "removals_seen", "INTEGER"),
                   ("subject_state", "recount_left", "INTEGER NOT NULL DEFAULT -1"),
+                  ("subject_state", "snapshot", "TEXT"),
+                  ("subject_state", "last_run_at", "REAL"),
                   ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
@@ -196,7 +198,11 @@ class IncrementalState:
     `recount_position` which slice of the known groups the next run re-counts; `pending_since` the encoded start of
     the oldest transaction running at the last run (the next run reads from there at the latest);
     `removals_seen` the database's count of rows deleted or updated in the table at the last run (None: it keeps
-    none) and `recount_left` the slices of known groups still to re-count since that count last moved (-1: always).
+    none) and `recount_left` the slices of known groups still to re-count since that count last moved (-1: always);
+    `snapshot` what the database said of the transactions running when the last run read (`Dialect.snapshot_mark`:
+    on PostgreSQL its snapshot's xmin), so that the next run re-reads below the watermark only the rows committed
+    since (None: the whole overlap window); `last_run_at` when the last run ran (the next re-counts more known
+    groups the longer since, `monitor.incremental.RECOUNT_PERIOD`).
     """
 
     key: str
@@ -214,6 +220,18 @@ class IncrementalState:
     pending_since: str | None = None
     removals_seen: int | None = None
     recount_left: int = -1
+    snapshot: str | None = None
+    last_run_at: float | None = None
+
+
+def _earlier_mark(a: str | None, b: str | None) -> str | None:
+    """The earlier of two snapshot marks (integers as text; None, "re-read the whole window", wins)."""
+    if a is None or b is None:
+        return None
+    try:
+        return a if int(a) <= int(b) else b
+    except ValueError:
+        return None
 
 
 class History:
@@ -338,7 +356,8 @@ class History:
             try:
                 row = self._conn.execute(
                     "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
-                    " pending_since, removals_seen, recount_left FROM subject_state WHERE subject = ?",
+                    " pending_since, removals_seen, recount_left, snapshot, last_run_at FROM subject_state"
+                    " WHERE subject = ?",
                     (key,)).fetchone()
                 groups = self._conn.execute(
                     "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
@@ -349,7 +368,8 @@ class History:
             return None
         return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
                                 {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
-                                pending_since=row[7], removals_seen=row[8], recount_left=row[9])
+                                pending_since=row[7], removals_seen=row[8], recount_left=row[9],
+                                snapshot=row[10], last_run_at=row[11])
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -386,17 +406,17 @@ class History:
                     saved = IncrementalState(new.key, new.fingerprint, new.watermark, new.seen, new.last_full_at,
                                              generation, new.groups, new.updated, new.removed, new.changes_seen,
                                              new.recount_position, new.pending_since, new.removals_seen,
-                                             new.recount_left)
+                                             new.recount_left, new.snapshot, new.last_run_at)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
                     " last_full_at, generation, changes_seen, recount_position, pending_since, removals_seen,"
-                    " recount_left) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recount_left, snapshot, last_run_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
                      saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since,
-                     saved.removals_seen, saved.recount_left))
+                     saved.removals_seen, saved.recount_left, saved.snapshot, saved.last_run_at))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -411,7 +431,8 @@ class History:
         watermark = lower_watermark(new.watermark, stored[1])
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
-        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since FROM subject_state"
+        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since, snapshot, last_run_at"
+                                         " FROM subject_state"
                                          " WHERE subject = ?", (new.key,)).fetchone()
         rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
                                   " FROM subject_groups WHERE subject = ?", (new.key,)).fetchall()
@@ -425,7 +446,10 @@ class History:
                                 generation, groups, changes_seen=min(new.changes_seen, theirs_seen[0]),
                                 recount_position=max(new.recount_position, theirs_seen[1]),
                                 pending_since=lower_watermark(new.pending_since, theirs_seen[2])
-                                if new.pending_since and theirs_seen[2] else new.pending_since or theirs_seen[2])
+                                if new.pending_since and theirs_seen[2] else new.pending_since or theirs_seen[2],
+                                snapshot=_earlier_mark(new.snapshot, theirs_seen[3]),
+                                last_run_at=min([t for t in (new.last_run_at, theirs_seen[4]) if t is not None],
+                                                default=None))
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""

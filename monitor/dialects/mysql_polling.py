@@ -5,6 +5,10 @@
   looks the key up in its index; other keys as IN lists (JSON_TABLE's text columns would compare in their own
   collation, not the table's). Without an index a long IN list is one scan with a hash lookup ("Conversion of Big
   IN Predicates Into Subqueries").
+- Integer keys are read and counted in one statement (`counts_window_on_server`: a CTE of the rows read, each
+  distinct key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
+  PyMySQL decodes a row in pure Python, so the rows never reach the client. No transaction id of a row can be
+  read (InnoDB's `DB_TRX_ID` is hidden), so the whole overlap window is read again and its keys counted again.
 - The planner's estimate is the rows `EXPLAIN` expects the outer query to read.
 - An AUTO_INCREMENT column's position is `information_schema.TABLES.AUTO_INCREMENT` (the next value), taken one
   insert at a time (no cached ranges).
@@ -95,6 +99,9 @@ class MySQLPolling(Polling):
         rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(
             inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)))
         return [(int(ordinal), int(count)) for ordinal, count in rows]
+
+    def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
+        return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
 
     def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         """`NOW(6)` in the session's time zone (DATETIME and TIMESTAMP read back in it), `CURDATE()` for DATE."""

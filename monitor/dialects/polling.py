@@ -19,9 +19,19 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   the cached ranges); None where the column has no sequence the database describes.
 - `oldest_transaction_age(conn)`: seconds since the oldest transaction still running on the database began, or
   None where the database does not say (a timestamp watermark's overlap then cannot be bounded).
+- `snapshot_mark(conn, table)`: an expression a run reads with the table's highest value, naming what the database
+  says of the transactions running at that moment (on PostgreSQL its snapshot's xmin), or None where it says
+  nothing usable; `committed_since(previous, current)`: the value to bind to `committed_after(mark)`, a condition
+  on a row of the table (its only FROM) that holds for every row committed after the run that read `previous`
+  (and may hold for others), or None where the marks cannot bound it. The next run re-reads below its watermark
+  only the rows it holds for.
+- `counts_window_on_server(columns)`: whether the rows past the watermark are read and their keys counted by the
+  database in one statement, which returns each key's group identity as text and its count (`concat`: integer
+  keys only, whose text is their identity), instead of sending the rows to the client.
 - `removed_rows(conn, table)`: the rows deleted or updated in the table so far, as the database counts them (a
   cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
-  shrunk, and an incremental run need not re-count them.
+  shrunk, and an incremental run need not re-count them. `removed_rows_column(conn, table)`: the same count as an
+  expression, read in the statement that reads the table's highest value (a statement less per run), or None.
 """
 
 from __future__ import annotations
@@ -92,6 +102,21 @@ class Polling:
 
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         return None
+
+    def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        return None
+
+    def snapshot_mark(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        return None
+
+    def committed_since(self, previous: str, current: str) -> str | None:
+        return None
+
+    def committed_after(self, mark: ColumnElement[Any]) -> ColumnElement[bool]:
+        raise NotImplementedError("committed_since gives no mark")
+
+    def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
+        return False
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         """(seconds since the oldest running transaction began, or None; why None)."""

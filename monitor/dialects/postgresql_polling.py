@@ -10,6 +10,14 @@
 - `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
   updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
   Statistics System").
+- A run reads the xmin of its statement's snapshot (`pg_snapshot_xmin(pg_current_snapshot())`, 64 bits with the
+  epoch; `txid_snapshot_xmin` before PostgreSQL 13): every row it could not see was written by a transaction with an
+  id at or above it, still running or not yet begun. The next run re-reads below its watermark only the rows whose
+  `xmin` (the inserting transaction) is at most as old as that mark: `age(xmin) <= age(mark)`, both counted from
+  the same transaction id, modulo 2^32 as PostgreSQL compares them. A frozen row keeps its `xmin` (9.4+) and is
+  older; a row whose `xmin` wrapped around may be re-read, never missed. Where the marks lie 2^30 transactions or
+  more apart (or go backwards: another cluster), or the relation is not a table (a view, a foreign table: no
+  `xmin`), the whole window is re-read.
 - `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
   as a superuser or a member of `pg_read_all_stats`.
 """
@@ -37,10 +45,14 @@ _SEQUENCE = sa.text(
     " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
     " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
     " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
+# The counters `pg_stat_user_tables.n_tup_del + n_tup_upd` show, read by relation (the view reads them for every
+# table of the database before filtering: a millisecond and more per run).
 _REMOVED_ROWS = sa.text(
     "SELECT CASE WHEN current_setting('track_counts') = 'on' THEN"
-    " (SELECT COALESCE(sum(n_tup_del + n_tup_upd), 0) FROM pg_stat_user_tables"
-    " WHERE relid = to_regclass(:t) OR relid IN (SELECT relid FROM pg_partition_tree(to_regclass(:t)))) END")
+    " (SELECT COALESCE(sum(pg_stat_get_tuples_deleted(r.relid) + pg_stat_get_tuples_updated(r.relid)), 0)"
+    " FROM (SELECT relid FROM pg_partition_tree(to_regclass(:t)) UNION SELECT to_regclass(:t)) AS r) END")
+_HAS_XMIN = sa.text("SELECT relkind IN ('r', 'p', 'm') FROM pg_class WHERE oid = to_regclass(:t)")
+_MARK_SPAN = 2 ** 30  # marks further apart than this (transactions) are not compared: the whole window is re-read
 _SESSIONS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND backend_type = 'client backend'")
 _SEES_ALL_SESSIONS = sa.text("SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')"
@@ -49,6 +61,18 @@ _OLDEST_TRANSACTION = sa.text(
     "SELECT EXTRACT(EPOCH FROM max(clock_timestamp() - xact_start)) FROM pg_stat_activity"
     " WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
     " AND backend_type = 'client backend'")
+
+
+class _Xid(sa.types.UserDefinedType[str]):
+    """PostgreSQL's 32-bit transaction id (`xmin`), for a cast."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "XID"
+
+
+_XID = _Xid()
 
 
 def _quoted(conn: Connection, table: sa.Table) -> str:
@@ -149,9 +173,43 @@ class PostgreSQLPolling(Polling):
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
                                 why)
 
+    def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""
+        relation = sa.func.to_regclass(sa.literal(_quoted(conn, table), sa.Text))
+        tree = sa.func.pg_partition_tree(relation).table_valued("relid").render_derived(name="dupewatch_tree")
+        relations = sa.union(sa.select(tree.c.relid), sa.select(relation.label("relid"))).subquery("dupewatch_rels")
+        removed = sa.func.pg_stat_get_tuples_deleted(relations.c.relid) + \
+            sa.func.pg_stat_get_tuples_updated(relations.c.relid)
+        counted = sa.select(sa.func.coalesce(sa.func.sum(removed), 0)).scalar_subquery()
+        return sa.case((sa.func.current_setting("track_counts") == "on", counted))
+
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         counted = conn.execute(_REMOVED_ROWS, {"t": _quoted(conn, table)}).scalar()
         return None if counted is None else int(counted)
+
+    def snapshot_mark(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        if not conn.execute(_HAS_XMIN, {"t": _quoted(conn, table)}).scalar():
+            return None
+        version = conn.dialect.server_version_info or (0,)
+        xmin = sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot()) if version >= (13,) \
+            else sa.func.txid_snapshot_xmin(sa.func.txid_current_snapshot())
+        return sa.cast(xmin, sa.Text)
+
+    def committed_since(self, previous: str, current: str) -> str | None:
+        try:
+            before, now = int(previous), int(current)
+        except ValueError:
+            return None
+        if not 0 <= now - before < _MARK_SPAN:
+            return None
+        return str(before % 2 ** 32)  # the 32-bit xid `xmin` is compared with
+
+    def committed_after(self, mark: ColumnElement[Any]) -> ColumnElement[bool]:
+        """`age(xmin) <= age(mark::xid)`: the row's inserting transaction is no older than the mark."""
+        return sa.func.age(sa.literal_column("xmin")) <= sa.func.age(sa.cast(sa.cast(mark, sa.Text), _XID))
+
+    def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
+        return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         if not conn.execute(_SEES_ALL_SESSIONS).scalar():

@@ -8,19 +8,24 @@ A check with `incremental = "<column>"` runs in one of two modes:
   table was empty, and a run where the planner expects a full pass to cost less (no index on the key). It
   aggregates the whole table, as a plain check does, and keeps every duplicate group it finds.
 - **incremental**: it reads the keys of the rows whose incremental column is past the watermark, minus an
-  overlap window (`window.py`: from what the database says of its running transactions and sequence caches),
-  drops the rows it already read (by row identity and key: primary key, else ctid or rowid), and counts in the
-  whole table the rows of every key it read and of a budget of the groups it already knew (`RECOUNT_BUDGET`,
-  rotating so that each is re-counted within `RECOUNT_ROUNDS` runs; all of them after a fix). Groups whose
-  count fell below two are gone; groups counted for the first time are new.
+  overlap window (`window.py`: from what the database says of its running transactions and sequence caches; on
+  PostgreSQL only the window's rows committed since the last run read, by their `xmin` against the xmin of the
+  snapshot that run read with, `Dialect.snapshot_mark`), drops the rows it already read (by row identity and key:
+  primary key, else ctid or rowid), and counts in the whole table the rows of every key it read and of a budget of
+  the groups it already knew (`RECOUNT_BUDGET`, or more the longer since the last run, rotating so that each is
+  re-counted within `RECOUNT_ROUNDS` runs and by the first run `RECOUNT_PERIOD` seconds after; all of them after a
+  fix). Groups whose count fell below two are gone; groups counted for the first time are
+  new. Where the key is integers no row leaves NULL and an index serves it (`counted_on_server`, PostgreSQL and
+  MariaDB/MySQL), the database reads the rows and counts their keys in one statement that returns each distinct
+  key read with its count, never the rows (a row read again is counted again, to the same figure).
 
 Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
 position); the figures of an incremental run equal a full pass's for inserts, and for deletes within
-`RECOUNT_ROUNDS` runs (at once after a fix); a duplicate made by an UPDATE of old rows' key columns, or by a row
-committed later than the overlap window allows, waits for the next full pass, and a run says when the window
-cannot be bounded. Groups are identified as the database compares keys (`_ci` collations). The state (watermark,
-rows seen in the window, known groups) lives in the state store (`History`), keyed by what the check measures and
-its watermark column, and is written in one transaction per run.
+`RECOUNT_ROUNDS` runs or `RECOUNT_PERIOD` seconds (at once after a fix); a duplicate made by an UPDATE of old rows'
+key columns, or by a row committed later than the overlap window allows, waits for the next full pass, and a run
+says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations). The
+state (watermark, rows seen in the window, known groups) lives in the state store (`History`), keyed by what the
+check measures and its watermark column, and is written in one transaction per run.
 
 Modules: `values` (how values are kept), `window` (the watermark's bounds), `check` (the runs), `advice` (the
 indexes a check lacks). What differs per database is asked of the dialect (`monitor.dialects.polling`).
@@ -29,6 +34,7 @@ indexes a check lacks). What differs per database is asked of the dialect (`moni
 from monitor.incremental.advice import index_advice
 from monitor.incremental.check import (
     RECOUNT_BUDGET,
+    RECOUNT_PERIOD,
     RECOUNT_ROUNDS,
     IncrementalCheck,
     Outcome,
@@ -55,6 +61,7 @@ __all__ = [
     "FUTURE_TOLERANCE",
     "ID_OVERLAP",
     "RECOUNT_BUDGET",
+    "RECOUNT_PERIOD",
     "RECOUNT_ROUNDS",
     "STANDING_NOTES",
     "TIMESTAMP_OVERLAP",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -21,8 +22,9 @@ from monitor.incremental.values import decode_key, decoded, encode_key, encoded
 from monitor.incremental.window import Window, window_for
 
 Mode = Literal["full", "incremental"]
-RECOUNT_BUDGET = 1000  # known groups re-counted per incremental run, at the least
-RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs
+RECOUNT_BUDGET = 200  # known groups re-counted per incremental run, at the least (all of them up to this many)
+RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs,
+RECOUNT_PERIOD = 300.0  # and by the first run this many seconds after (more slices a run the further apart they are)
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 
 
@@ -94,6 +96,16 @@ class IncrementalCheck:
         # Kept from the last run of this process, valid while its state is the one passed in next:
         self._counted: tuple[dict[str, KnownGroup] | None, int] = (None, 0)  # known groups, their excess rows
         self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
+        self._mark: ColumnElement[Any] | Literal[False] | None = False  # `Dialect.snapshot_mark` (False: not asked)
+        self._statements: dict[tuple[Any, ...], sa.Select[Any]] = {}  # built once, bound at each run
+        self._removals_read = False  # whether the top statement reads `Dialect.removed_rows_column`
+        columns = resolved.key_columns
+        # The keys read are counted by the database, in the statement that reads them (see `_counted_window`):
+        # plain columns (integers: their text is their identity) that no row leaves NULL and an index serves.
+        self.counted_on_server = (not self.spelled_apart and not self.read_as_stored
+                                  and all(e is c for e, c in zip(self.exprs, columns, strict=True))
+                                  and self.rules.counts_window_on_server(columns)
+                                  and (check.nulls == "distinct" or not any(c.nullable for c in columns)))
 
     def _row_id_columns(self) -> list[ColumnElement[Any]]:
         """What tells rows apart for the overlap window: the primary key, else ctid/rowid, else nothing."""
@@ -126,9 +138,26 @@ class IncrementalCheck:
             keyed += [e.label(f"g{i}") for i, e in enumerate(self.identity_exprs)]
         return keyed
 
-    def _top_statement(self, *, filtered: bool) -> sa.Select[Any]:
-        statement = sa.select(sa.func.max(self.column)).select_from(self.resolved.table)
-        return statement.where(*self.resolved.filters) if filtered else statement
+    def _top(self, conn: Connection, *, filtered: bool) -> tuple[Any, str | None, int | None]:
+        """The table's highest incremental value and, where the database gives them, the snapshot mark read with
+        it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see)
+        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it)."""
+        table = self.resolved.table
+        if self._mark is False:
+            self._mark = self.rules.snapshot_mark(conn, table)
+        statement = self._statements.get(("top", filtered))
+        if statement is None:
+            mark = self._mark if self._mark is not None else sa.null()
+            removals = self.rules.removed_rows_column(conn, table)
+            self._removals_read = removals is not None
+            top: sa.Select[Any] = sa.select(sa.func.max(self.column), mark,
+                                            removals if removals is not None else sa.null()).select_from(table)
+            statement = self._statements["top", filtered] = top.where(*self.resolved.filters) if filtered else top
+        removed = None if self._removals_read else self.rules.removed_rows(conn, table)
+        highest, taken, counted = conn.execute(statement).one()
+        if self._removals_read:
+            removed = None if counted is None else int(counted)
+        return highest, None if taken is None else str(taken), removed
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -138,15 +167,70 @@ class IncrementalCheck:
         return (sa.select(*self._keyed(), size.label("n")).select_from(self.resolved.table)
                 .where(*self.resolved.filters).group_by(*self.exprs).having(size > 1))
 
-    def _window_statement(self, after: Any) -> sa.Select[Any]:
-        """Identity (unless it is the incremental column), incremental value and key of the rows with
-        `column > after`."""
+    def _bounds(self, after: Any, watermark: Any = None, late: str | None = None) -> tuple[tuple[bool, bool],
+                                                                                           dict[str, Any]]:
+        """The shape and parameters of `_window_conditions` for these bounds."""
+        limited = late is not None and watermark is not None
+        values = {"dupewatch_after": after, "dupewatch_watermark": watermark, "dupewatch_mark": late}
+        return (after is not None, limited), values
+
+    def _window_conditions(self, shape: tuple[bool, bool]) -> list[ColumnElement[bool]]:
+        """The rows with `column > :dupewatch_after` (where `shape[0]`); of those at or below
+        `:dupewatch_watermark`, only those committed since the last run read (`Dialect.committed_after`
+        `:dupewatch_mark`) where `shape[1]`."""
         conditions = [*self.resolved.filters, self.column.is_not(None)]
-        if after is not None:
-            conditions.append(self.column > after)
-        ids = self.row_ids[:self._inc_at]
-        return (sa.select(*ids, self.column.label("dupewatch_inc"), *self._keyed())
-                .select_from(self.resolved.table).where(*conditions))
+        if shape[0]:
+            conditions.append(self.column > sa.bindparam("dupewatch_after", type_=self.column.type))
+        if shape[1]:
+            late = self.rules.committed_after(sa.bindparam("dupewatch_mark", type_=sa.Text))
+            conditions.append(sa.or_(self.column > sa.bindparam("dupewatch_watermark", type_=self.column.type),
+                                     late))
+        return conditions
+
+    def _read_window(self, conn: Connection, after: Any, watermark: Any = None,
+                     late: str | None = None) -> Sequence[Row[Any]]:
+        """Identity (unless it is the incremental column), incremental value and key of the rows with
+        `column > after` (see `_window_conditions`)."""
+        shape, values = self._bounds(after, watermark, late)
+        statement = self._statements.get(("window", *shape))
+        if statement is None:
+            ids = self.row_ids[:self._inc_at]
+            statement = self._statements["window", *shape] = (
+                sa.select(*ids, self.column.label("dupewatch_inc"), *self._keyed())
+                .select_from(self.resolved.table).where(*self._window_conditions(shape)))
+        return conn.execute(statement, values).all()
+
+    def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None,
+                        ahead: Any) -> Sequence[Sequence[Any]]:
+        """The rows of `_window_conditions`, their keys counted in the whole table by the database: one row per
+        distinct key read (its group identity as text, its rows now), each with the rows read, the highest value
+        read and how many lie ahead of `ahead` (None: none can); one row of these alone when no row was read.
+        A key's count is an index lookup (`counted_on_server` asks for one)."""
+        shape, values = self._bounds(after, watermark, late)
+        key = ("counted", *shape, ahead is not None)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
+        return conn.execute(statement, {**values, "dupewatch_ahead": ahead}).all()
+
+    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool) -> sa.Select[Any]:
+        table, filters = self.resolved.table, self.resolved.filters
+        read = (sa.select(self.column.label("inc"), *[e.label(f"k{i}") for i, e in enumerate(self.exprs)])
+                .select_from(table).where(*self._window_conditions(shape))
+                .cte("dupewatch_read"))
+        width = len(self.exprs)
+        keys = sa.select(*[read.c[f"k{i}"] for i in range(width)]).distinct().subquery("dupewatch_keys")
+        size = (sa.select(sa.func.count()).select_from(table)
+                .where(*filters, *[e == keys.c[f"k{i}"] for i, e in enumerate(self.exprs)])
+                .correlate(keys).scalar_subquery())
+        identity = sa.func.concat("[", sa.func.concat_ws(",", *keys.c), "]")  # `encode_key` of integers
+        counted = sa.select(identity.label("identity"), size.label("n")).subquery("dupewatch_counted")
+        beyond = sa.func.count(sa.case((read.c.inc > sa.bindparam("dupewatch_ahead", type_=self.column.type), 1))) \
+            if bounded else sa.literal(0)
+        summary = sa.select(sa.func.count().label("rows"), sa.func.max(read.c.inc).label("top"),
+                            beyond.label("ahead")).subquery("dupewatch_summary")
+        return (sa.select(summary.c.rows, summary.c.top, summary.c.ahead, counted.c.identity, counted.c.n)
+                .select_from(summary.outerjoin(counted, sa.true())))
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
         """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
@@ -214,18 +298,18 @@ class IncrementalCheck:
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
         full pass, which reads whatever was restored)."""
         said = list(notes)
-        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
-        top = conn.execute(self._top_statement(filtered=True)).scalar()
+        top, mark, removals = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
-                                     changes_seen=changes_seen, removals_seen=removals, recount_left=0)
+                                     changes_seen=changes_seen, removals_seen=removals, recount_left=0,
+                                     last_run_at=time.time())
             return Outcome(0, 0, "full", 0, 0, state, before is None, said)
         window = window_for(conn, self)
         said += window.notes
         watermark = window.bounded(top)
         start = window.start(watermark, window.since)
-        read = conn.execute(self._window_statement(start)).all()
+        read = self._read_window(conn, start)
         said += self._future_notes(read, window)
         seen = self._seen(read, start)
         found = {self._identity(r, 0): (self._values(r, 0), int(r[-1]))
@@ -234,7 +318,8 @@ class IncrementalCheck:
         groups, new = self._known(found, before)
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups, changes_seen=changes_seen,
-                                 pending_since=encoded(window.since), removals_seen=removals, recount_left=0)
+                                 pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
+                                 snapshot=mark, last_run_at=time.time())
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -243,17 +328,22 @@ class IncrementalCheck:
                          changes_seen: int | None = None, notes: Iterable[str] = ()) -> Outcome:
         """Read past the watermark (minus the overlap); count the keys read and a budget of the known groups."""
         said = list(notes)
-        removals = self.rules.removed_rows(conn, self.resolved.table)  # before counting: a later delete moves it
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         watermark = decoded(state.watermark)
-        top = conn.execute(self._top_statement(filtered=False)).scalar()
+        top, mark, removals = self._top(conn, filtered=False)
         window = window_for(conn, self)
-        if top is None or self._restarted_below(top, window.start(watermark, decoded(state.pending_since))):
+        start = window.start(watermark, decoded(state.pending_since))
+        if top is None or self._restarted_below(top, start):
             why = "the table is empty" if top is None else "every row lies below the watermark (emptied or recreated)"
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"])
         said += window.notes
-        read = conn.execute(self._window_statement(window.start(watermark, decoded(state.pending_since)))).all()
+        late = self.rules.committed_since(state.snapshot, mark) \
+            if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
+        if self.counted_on_server and self.key_indexed:
+            return self._counted_pass(conn, state, window, start, watermark, late, mark, removals, recount_all,
+                                      seen_changes, said)
+        read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
         before = set(state.seen)
@@ -267,7 +357,8 @@ class IncrementalCheck:
                 scanned += 1
                 fresh.setdefault(self._identity(row, key_at), self._values(row, key_at))
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
-        recount, position, left = self._to_recount(state, removals, recount_all)
+        now = time.time()
+        recount, position, left = self._to_recount(state, removals, recount_all, now)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
         if cheaper is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
@@ -278,9 +369,48 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left)
+                                 encoded(window.since), removals, left, mark, now)
         self._counted = (groups, excess)
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
+        return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
+
+    def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
+                      late: str | None, mark: str | None, removals: int | None, recount_all: bool,
+                      seen_changes: int, said: list[str]) -> Outcome:
+        """An incremental run whose keys read are counted by the database (`_counted_window`): only each distinct
+        key's identity and count reach the client, never the rows. Every key read comes back, so a known group
+        whose rows fell below two is seen as at the client's count; the rows re-read are not told apart (a key
+        counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
+        those committed since the last run where the database says which."""
+        ahead = window.ahead_bound()
+        rows = self._counted_window(conn, start, watermark, late, ahead)
+        scanned, highest_read, beyond = int(rows[0][0]), rows[0][1], int(rows[0][2])
+        if beyond:
+            said.append(self._future_note(beyond, highest_read, window))
+        known = state.groups
+        changed: dict[str, int] = {}
+        counted = set()
+        for row in rows:
+            identity = row[3]
+            if identity is None:
+                continue
+            counted.add(identity)
+            rows_now = int(row[4])
+            group = known.get(identity)
+            if (group.rows if group is not None else 0) != rows_now and (rows_now > 1 or group is not None):
+                changed[identity] = rows_now
+        highest = window.bounded(max([watermark, highest_read], key=_sortable))
+        now = time.time()
+        recount, position, left = self._to_recount(state, removals, recount_all, now)
+        recount = {k: g for k, g in recount.items() if k not in counted}
+        if recount:
+            changed.update(self._changed_counts(conn, recount, {}, known))
+        groups, new, updated, removed, excess = self._applied(changed, state)
+        saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
+                                 _next_generation(state), groups, updated, removed, seen_changes, position,
+                                 encoded(window.since), removals, left, mark, now)
+        self._counted = (groups, excess)
+        self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
     def _keep_slices(self, before: dict[str, KnownGroup], after: dict[str, KnownGroup], added: list[str]) -> None:
@@ -317,12 +447,13 @@ class IncrementalCheck:
     def _future_notes(self, read: Sequence[Row[Any]], window: Window) -> list[str]:
         at = self._inc_at
         ahead = [row[at] for row in read if window.ahead(row[at])]
-        if not ahead:
-            return []
-        return [f"rows in the future: {len(ahead):,} row(s) with {self.column.name} up to {max(ahead)} lie ahead "
-                f"of {window.upper_name} ({window.upper}); the watermark stays there, so rows still to come are read"]
+        return [self._future_note(len(ahead), max(ahead), window)] if ahead else []
 
-    def _to_recount(self, state: IncrementalState, removals: int | None, recount_all: bool
+    def _future_note(self, count: int, highest: Any, window: Window) -> str:
+        return (f"rows in the future: {count:,} row(s) with {self.column.name} up to {highest} lie ahead of "
+                f"{window.upper_name} ({window.upper}); the watermark stays there, so rows still to come are read")
+
+    def _to_recount(self, state: IncrementalState, removals: int | None, recount_all: bool, now: float
                     ) -> tuple[dict[str, KnownGroup], int, int]:
         """The known groups this run re-counts, the next slice's position, and the slices left in the rotation.
 
@@ -330,45 +461,69 @@ class IncrementalCheck:
         that count stands still re-counts none (no group can have shrunk); once it moves, a whole rotation of
         slices follows, so every group is re-counted within RECOUNT_ROUNDS runs of the change. Elsewhere the
         rotation never stops, as it does where the known groups fit in one run's budget (the count reaches the
-        statistics a few seconds after a commit: a small set is re-counted at every run instead)."""
+        statistics a few seconds after a commit: a small set is re-counted at every run instead).
+
+        A run re-counts at least one slice, and more the longer since the last run (`_turns`), so that a rotation
+        ends within RECOUNT_ROUNDS runs and by the first run RECOUNT_PERIOD seconds after it began."""
         if recount_all:
             return state.groups, state.recount_position, 0 if removals is not None else -1
+        turns = self._turns(state, now)
         if removals is None or len(state.groups) <= RECOUNT_BUDGET:
-            recount, position = self._recount_slice(state.groups, state.recount_position)
+            recount, position = self._recount_slice(state.groups, state.recount_position, turns)
             return recount, position, -1
         left = state.recount_left
         if state.removals_seen is None or removals != state.removals_seen or left < 0:
             left = self._rounds(state.groups)  # a rotation from here
         if left == 0:
             return {}, state.recount_position, 0
-        recount, position = self._recount_slice(state.groups, state.recount_position)
-        return recount, position, left - 1
+        turns = min(turns, left)
+        recount, position = self._recount_slice(state.groups, state.recount_position, turns)
+        return recount, position, left - turns
 
-    def _rounds(self, known: dict[str, KnownGroup]) -> int:
-        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
-        return max(1, -(-len(known) // budget))
+    def _turns(self, state: IncrementalState, now: float) -> int:
+        """The slices this run re-counts: those holding RECOUNT_BUDGET groups, or the share of a rotation that
+        RECOUNT_PERIOD gives the seconds since the last run (rounded up) where that is more, at most a rotation.
+        Over any RECOUNT_PERIOD the runs re-count a whole rotation, however often they run."""
+        known = state.groups
+        rounds = self._rounds(known)
+        if rounds == 1:
+            return 1
+        least = -(-RECOUNT_BUDGET * rounds // len(known))
+        timed = 1
+        if state.last_run_at is not None and now > state.last_run_at:
+            timed = math.ceil(rounds * (now - state.last_run_at) / RECOUNT_PERIOD)
+        return max(1, min(rounds, max(least, timed)))
 
-    def _recount_slice(self, known: dict[str, KnownGroup], position: int) -> tuple[dict[str, KnownGroup], int]:
-        """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else one of at most
-        RECOUNT_ROUNDS slices (by a hash of the group), the next one each run, so that every group is re-counted
-        within RECOUNT_ROUNDS runs and a run costs its new rows plus the budget.
+    @staticmethod
+    def _rounds(known: dict[str, KnownGroup]) -> int:
+        """The slices of a rotation: one (every group, every run) up to RECOUNT_BUDGET groups, else
+        RECOUNT_ROUNDS (by a hash of the group: a group keeps its slice while the known groups come and go)."""
+        return 1 if len(known) <= RECOUNT_BUDGET else RECOUNT_ROUNDS
+
+    def _recount_slice(self, known: dict[str, KnownGroup], position: int, turns: int = 1
+                       ) -> tuple[dict[str, KnownGroup], int]:
+        """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else `turns` of RECOUNT_ROUNDS
+        slices, the next ones each run, so that every group is re-counted within RECOUNT_ROUNDS runs and a run
+        costs its new rows plus a share of the known groups (`_turns`).
 
         The slices are kept between runs of this process (a group found since is added to its slice; a group gone
-        is skipped), and sliced again when the state came from elsewhere or the number of slices changed."""
-        budget = max(RECOUNT_BUDGET, -(-len(known) // RECOUNT_ROUNDS))
-        if len(known) <= budget:
+        is skipped), and sliced again when the state came from elsewhere."""
+        rounds = self._rounds(known)
+        if rounds == 1:
             return known, 0
-        rounds = -(-len(known) // budget)
         slices, sliced = self._slices
         if sliced is not known or len(slices) != rounds:
             slices = [[] for _ in range(rounds)]
             for key in known:
                 slices[zlib.crc32(key.encode()) % rounds].append(key)
-        turn = position % rounds
-        chosen = {k: known[k] for k in slices[turn] if k in known}
-        slices[turn] = list(chosen)
+        chosen: dict[str, KnownGroup] = {}
+        for step in range(min(turns, rounds)):
+            turn = (position + step) % rounds
+            kept = {k: known[k] for k in slices[turn] if k in known}
+            slices[turn] = list(kept)
+            chosen.update(kept)
         self._slices = (slices, known)
-        return chosen, position + 1
+        return chosen, position + min(turns, rounds)
 
     def _full_pass_cheaper(self, conn: Connection, keys: int) -> str | None:
         """Without an index on the key, whether the planner expects the key lookups to cost as much as a full

@@ -67,6 +67,12 @@ class Window:
         except TypeError:  # naive against aware: the column's type changed; nothing to bound by
             return value
 
+    def ahead_bound(self) -> Any:
+        """The value beyond which a row lies in the future (`ahead`), or None where nothing bounds it."""
+        if self.upper is None:
+            return None
+        return self.upper + FUTURE_TOLERANCE if isinstance(self.upper, datetime) else self.upper
+
     def ahead(self, value: Any) -> bool:
         """Whether a read value lies in the future: beyond the bound (a clock: by more than FUTURE_TOLERANCE)."""
         if value is None or self.upper is None:

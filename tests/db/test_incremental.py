@@ -485,6 +485,24 @@ def test_known_groups_are_recounted_within_a_budget_all_within_bounded_runs(logi
         assert (quiet.groups, quiet.rows_scanned) == (701, 0)
 
 
+def test_runs_further_apart_recount_more_known_groups_all_within_the_period(logins, runner, monkeypatch):
+    """A run re-counts the share of a rotation that RECOUNT_PERIOD gives the time since the last run: with a
+    period shorter than the time between two runs, the next run re-counts every known group (one slice when they
+    run back to back, as the test above shows)."""
+    import monitor.incremental.check as check
+
+    rows = [(100 + n, 1000 + n // 2, "pc") for n in range(2400)]
+    insert(logins, rows)  # 1,200 pairs: more than the budget, so a rotation of slices
+    r = runner()
+    assert r.run().groups == 1201
+    logins.execute("DELETE FROM logins WHERE id >= 100 AND id < 1100 AND MOD(id, 2) = 0")  # breaks 500 pairs
+    await_counted_removals(logins, 500)
+    monkeypatch.setattr(check, "RECOUNT_PERIOD", 1e-6)
+    after = r.run()
+    assert (after.mode, after.groups) == ("incremental", 701)
+    r.assert_matches_full_pass(after)
+
+
 # -- issue 19: the watermark never runs ahead of rows still to come ----------------------------------
 
 

@@ -205,3 +205,19 @@ def test_a_live_stream_position_is_kept_per_database_place_across_reopening_the_
     assert again.live_position(["server_uuid", "b", "app"])[0] == "lsn:0/16B3748"  # type: ignore[index]
     assert again.live_position(["server_uuid", "c", "app"]) is None
     again.close()
+
+
+def test_concurrent_saves_keep_the_earlier_snapshot_mark_and_last_run(store: History) -> None:
+    """Two processes saved one check's state from the same base: the merged state keeps the earlier snapshot mark
+    (the next run re-reads everything either could not see) and the earlier last run (it re-counts at least as
+    many known groups); a state without a mark makes the next run re-read the whole window."""
+    from monitor.history import IncrementalState
+
+    base = store.save_incremental(IncrementalState("k", "f", '1', [], 1.0, snapshot="500", last_run_at=10.0), None)
+    store.save_incremental(replace(base, snapshot="900", last_run_at=30.0), base)
+    merged = store.save_incremental(replace(base, snapshot="700", last_run_at=20.0), base)
+    assert (merged.snapshot, merged.last_run_at) == ("700", 20.0)
+    loaded = store.load_incremental("k")
+    assert loaded is not None and (loaded.snapshot, loaded.last_run_at) == ("700", 20.0)
+    unmarked = store.save_incremental(replace(base, snapshot=None, last_run_at=5.0), base)
+    assert (unmarked.snapshot, unmarked.last_run_at) == (None, 5.0)

@@ -1,0 +1,214 @@
+"""Incremental runs on PostgreSQL whose keys are counted by the database in the statement that reads them (integer
+keys no row leaves NULL: `IncrementalCheck.counted_on_server`), and whose overlap window re-reads only the rows
+committed since the last run read (the `xmin` of each row against the snapshot the last run read with).
+
+On a cluster of their own: a snapshot's xmin is the oldest transaction running anywhere in the cluster, so another
+test's (or process's) open transaction on the shared server would make a run re-read rows these tests count."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pgcluster import Cluster, started_cluster
+from test_incremental import NOW, Runner
+
+from dbtest import TestDatabase, make_test_database
+from fix_support import ts
+from monitor.dialects.postgresql_polling import PostgreSQLPolling
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    yield from started_cluster("the xmin overlap tests")
+
+
+@pytest.fixture
+def pg(cluster: Cluster) -> Iterator[TestDatabase]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = str(sa.make_url(cluster.url).set(database=name).render_as_string(hide_password=False))
+    engine = sa.create_engine(url)
+    try:
+        yield TestDatabase("postgresql", url, engine, None)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def with_numbers(db: TestDatabase) -> TestDatabase:
+    """`logins` with an integer key and explicit ids (no sequence: the overlap window is the 1,000-id floor)."""
+    stamp = "TIMESTAMP(6)" if db.dialect == "postgresql" else "DATETIME(6)"
+    db.execute("CREATE TABLE logins (id BIGINT PRIMARY KEY, user_id INTEGER NOT NULL, device SMALLINT NOT NULL,"
+               f" created_at {stamp} NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    add(db, [(1, 1, 1), (2, 1, 1), (3, 2, 1), (4, 3, 1), (5, 4, 2)])
+    return db
+
+
+@pytest.fixture
+def numbers(pg: TestDatabase) -> TestDatabase:
+    return with_numbers(pg)
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def any_numbers(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[TestDatabase]:
+    """`logins` on PostgreSQL (its own cluster) or MariaDB/MySQL (the shared server: it reads no transaction id)."""
+    if request.param == "postgresql":
+        yield with_numbers(request.getfixturevalue("pg"))
+        return
+    made = make_test_database("mysql", tmp_path)
+    yield with_numbers(next(made))
+    made.close()
+
+
+def add(db: TestDatabase, rows: list[tuple[int, int, int]], conn: sa.Connection | None = None) -> None:
+    statement = sa.text("INSERT INTO logins (id, user_id, device, created_at) VALUES (:id, :u, :d, :t)")
+    params = [dict(id=i, u=u, d=d, t=ts(db, NOW)) for i, u, d in rows]
+    if conn is not None:
+        conn.execute(statement, params)
+        return
+    with db.engine.begin() as own:
+        own.execute(statement, params)
+
+
+def runners(db: TestDatabase, tmp_path: Any) -> Iterator[Any]:
+    made: list[Runner] = []
+
+    def make(**check: Any) -> Runner:
+        made.append(Runner(db, tmp_path / "state.sqlite",
+                           **{"table": "logins", "key": ["user_id", "device"], "incremental": "id", **check}))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+@pytest.fixture
+def runner(numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
+    yield from runners(numbers, tmp_path)
+
+
+@pytest.fixture
+def any_runner(any_numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
+    yield from runners(any_numbers, tmp_path)
+
+
+def counted_on_server(r: Runner) -> bool:
+    return bool(r.monitor._incremental["inc"].counted_on_server)
+
+
+def test_random_changes_counted_by_the_database_match_a_full_pass(any_numbers, any_runner):
+    """Inserts of old and new keys, deletes, a row deleted and inserted again with its id and another key: after
+    each, the run's figures equal a full pass's."""
+    numbers, r = any_numbers, any_runner()
+    assert r.run().mode == "full"
+    assert counted_on_server(r)
+    rng = random.Random(19)
+    next_id = 6
+    for _ in range(40):
+        ids = [row[0] for row in numbers.rows("SELECT id FROM logins ORDER BY id")]
+        kind = rng.choice(["insert", "insert", "delete", "replace"])
+        if kind == "insert":
+            add(numbers, [(next_id + i, rng.randrange(8), rng.randrange(2)) for i in range(rng.randrange(1, 4))])
+            next_id += 4
+        elif kind == "delete" and ids:
+            numbers.execute("DELETE FROM logins WHERE id = :i", params={"i": rng.choice(ids)})
+        elif kind == "replace" and ids:
+            victim = rng.choice(ids)
+            numbers.execute("DELETE FROM logins WHERE id = :i", params={"i": victim})
+            add(numbers, [(victim, rng.randrange(8), rng.randrange(2))])
+        result = r.run()
+        assert result.mode == "incremental"
+        r.assert_matches_full_pass(result)
+
+
+def test_a_known_group_whose_key_is_read_dissolves_at_that_run_without_a_recount(any_numbers, any_runner,
+                                                                                  monkeypatch):
+    """The statement returns every key it read with its count, so a known group whose rows fell below two is seen
+    by the run that reads its key, with no known group re-counted besides."""
+    from monitor.incremental.check import IncrementalCheck
+
+    monkeypatch.setattr(IncrementalCheck, "_to_recount", lambda self, *args: ({}, 0, 0))
+    numbers, r = any_numbers, any_runner()
+    assert r.run().groups == 1  # (1, 1): rows 1 and 2
+    numbers.execute("DELETE FROM logins WHERE id IN (1, 2)")
+    add(numbers, [(6, 1, 1), (7, 9, 9), (8, 9, 9)])  # (1, 1) has one row again; (9, 9) is new
+    after = r.run()
+    assert (after.mode, after.groups, after.new_groups, after.excess_rows) == ("incremental", 1, 1, 1)
+    r.assert_matches_full_pass(after)
+
+
+def test_the_window_rereads_only_rows_committed_since_the_last_run(numbers, runner):
+    """Every row below the watermark committed before the last run read is left out of the overlap window, also
+    after a restart (the mark is in the state file) and after VACUUM FREEZE (a frozen row keeps its xmin)."""
+    r = runner()
+    r.run()
+    add(numbers, [(6, 5, 5), (7, 5, 5)])
+    first = r.run()
+    assert (first.rows_scanned, first.new_groups, first.groups) == (2, 1, 2)
+    again = r.run()  # rows 1-7 lie inside the 1,000-id overlap window; none committed since the last run
+    assert (again.mode, again.rows_scanned, again.new_groups, again.groups) == ("incremental", 0, 0, 2)
+    r.restart()
+    assert r.run().rows_scanned == 0
+    with numbers.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (FREEZE) logins")
+    frozen = r.run()
+    assert (frozen.rows_scanned, frozen.groups) == (0, 2)
+    add(numbers, [(8, 2, 1)])  # joins (2, 1), row 3
+    after = r.run()
+    assert (after.rows_scanned, after.new_groups, after.groups) == (1, 1, 3)
+    r.assert_matches_full_pass(after)
+
+
+@pytest.mark.parametrize("savepoint", [False, True], ids=["transaction", "subtransaction"])
+def test_a_transaction_begun_before_a_run_and_committed_after_the_next_is_read(numbers, runner, savepoint):
+    """The late transaction writes its row (below the watermark) before a run reads, so its id is older than the
+    ids that run hands out next, and commits only after the following run: the mark is the snapshot's xmin (the
+    oldest transaction still running), not its xmax, so the row is read (a filter by the transactions begun since
+    the last run would miss it). In a subtransaction (a savepoint) the row's xmin is the subtransaction's id."""
+    r = runner()
+    assert r.run().groups == 1
+    late_engine = sa.create_engine(numbers.url)
+    try:
+        with late_engine.connect() as late:
+            transaction = late.begin()
+            if savepoint:
+                late.exec_driver_sql("SAVEPOINT s")
+            add(numbers, [(50, 4, 2)], conn=late)  # joins row 5's key (4, 2)
+            if savepoint:
+                late.exec_driver_sql("RELEASE SAVEPOINT s")
+            during = r.run()  # not committed: not seen
+            assert (during.mode, during.groups) == ("incremental", 1)
+            add(numbers, [(100, 7, 7), (101, 8, 8)])  # the watermark passes 50
+            before = r.run()
+            assert (before.rows_scanned, before.groups) == (2, 1)
+            transaction.commit()
+    finally:
+        late_engine.dispose()
+    after = r.run()
+    # Rows 100 and 101 are read again with it: they committed while the late transaction, older, still ran.
+    assert (after.mode, after.rows_scanned, after.new_groups, after.groups) == ("incremental", 3, 1, 2)
+    r.assert_matches_full_pass(after)
+    assert r.run().rows_scanned == 0  # once no older transaction runs, none is read again
+
+
+def test_marks_too_far_apart_or_backwards_reread_the_whole_window():
+    """Transaction ids compare modulo 2^32: marks 2^30 or more apart (or going backwards: another cluster, a
+    restored backup) bind no mark, and the run re-reads its whole overlap window."""
+    rules = PostgreSQLPolling()
+    assert rules.committed_since("1000", "1000") == "1000"
+    assert rules.committed_since(str(2 ** 32 + 7), str(2 ** 32 + 900)) == "7"  # the 32-bit xid of an epoch's id
+    assert rules.committed_since("1000", str(1000 + 2 ** 30)) is None
+    assert rules.committed_since("5000", "4000") is None
+    assert rules.committed_since("not a mark", "4000") is None
