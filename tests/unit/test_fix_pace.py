@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 
+from monitor.fix import pace
 from monitor.fix.pace import ATTEMPTS, FIRST_BATCH, RECENT, BatchSizer, pause
 
 
@@ -75,7 +76,7 @@ def test_batches_too_short_to_measure_a_rate_do_not_hold_growth_back() -> None:
     for _ in range(8):
         size = sizer.size
         sizer.begin()
-        clock.now += 0.01 + size * 0.00001  # 10 ms per batch whatever its size, then 100,000 groups a second
+        clock.now += 0.1 + size * 0.00001  # 100 ms per batch whatever its size, then 100,000 groups a second
         sizer.done(size)
         sizes.append(size)
     assert sizes == [FIRST_BATCH * 2 ** j for j in range(8)], sizes
@@ -90,17 +91,19 @@ def test_the_target_stays_well_below_the_statement_timeout() -> None:
     assert sizer.size == 200
 
 
-def test_a_batch_taking_half_the_timeout_quarters_the_next() -> None:
+def test_a_batch_taking_half_the_timeout_quarters_the_next(monkeypatch) -> None:
+    """With the target at most a tenth of the timeout the rate alone keeps such a batch's successor below a
+    quarter (it is at most the latest batch's); the rule holds whatever the target, here one above that share."""
     clock = FakeClock()
     sizer = BatchSizer(None, 400, 30.0, clock=clock)
     assert sizer.size == 400 and not sizer.adaptive
-    sizer = BatchSizer(3.0, 400, 30.0, clock=clock)
+    monkeypatch.setattr(pace, "TIMEOUT_SHARE", 1.0)
+    sizer = BatchSizer(20.0, 5000, 30.0, clock=clock)
     sizer.size = 400
-    sizer.rate = 1000.0  # a stale belief that the table is fast
     sizer.begin()
-    clock.now += 20.0
+    clock.now += 16.0  # past half the timeout, within the 20 s target: the rate says 25 a second x 20 s = 500
     sizer.done(400)
-    assert sizer.size <= 100
+    assert sizer.size == 100
 
 
 def test_a_fixed_batch_size_is_never_changed() -> None:
