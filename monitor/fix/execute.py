@@ -11,7 +11,11 @@ transaction:
    that still have their identity, their keeper's planned key, the check's `where` and the referred-to values, locked
    (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
-   (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes;
+   (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes.
+   PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): in a
+   savepoint, only the keepers are locked and re-checked, and step 4's DELETE re-checks each row it deletes in its
+   own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows were found, the
+   savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`);
 3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
@@ -543,6 +547,10 @@ class _Batch:
         self.links, self.fix_id = links, fix_id
         self.table = layout.table
         self._references: sa.Table | None = None  # `dupewatch_fix_reference` where this connection keeps it
+        # Nothing references the table and nothing else is asked under the batch's locks: a batch may lock only
+        # the keepers and let its DELETE re-check the rows it deletes (`_keepers_locked`).
+        self._unreferenced = (not layout.refs and layout.mode == "pk" and not layout.distinct_flags()
+                              and layout.rules.returning_delete)
         # (table, kind) -> the counts the database keeps a planned change under (see accounting.py)
         self._counted_as: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] = {}
 
@@ -554,7 +562,11 @@ class _Batch:
         in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
         if self.layout.mode == "identical":
             outcome = self._identical(conn, in_batch)
+        elif self._unreferenced and (found := self._keepers_locked(conn, in_batch, upper - lower)) is not None:
+            outcome = found
         else:
+            if self._unreferenced:  # the savepoint's rolled-back statements count in the database's account
+                account = BatchAccount(conn, self.t.db.rules, self._suspects(), self._counted_as)
             outcome = self._fix_groups(conn, in_batch, range(lower + 1, upper + 1), planned)
         planned.deleted(self.table, outcome.deleted)
         planned.inserted(self.archive, outcome.archived)
@@ -588,6 +600,30 @@ class _Batch:
             raise BatchAborted(f"deleted {deleted} rows, expected {expected}")
         outcome.archived, outcome.deleted = archived, deleted
         return outcome
+
+    def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome | None:
+        """The batch when every group is as planned, locking only what must stay: in a savepoint, lock the
+        keepers still as planned (in identity order), then archive and delete the other planned rows with the
+        re-check in the DELETE's own `WHERE` (each row compared with the plan under the row lock the DELETE
+        takes, after waiting for any writer of it). All keepers and exactly the planned rows to delete: the
+        savepoint is kept. Anything less (a row changed, gone, or a keeper changed since the plan): rolled back
+        to the savepoint and None, and the caller runs the batch as `_fix_groups` does, which skips the changed
+        groups. Half the rows locked and fetched of `_lock_and_recheck` on a table whose groups are pairs."""
+        p, layout = self.plan, self.layout
+        keepers, doomed = sa.and_(in_batch, p.c[RANK] == 1), sa.and_(in_batch, p.c[RANK] > 1)
+        savepoint = conn.begin_nested()
+        locking = (sa.select(p.c[GROUP]).select_from(p).join(self.table, layout.live_match(p))
+                   .where(keepers, self._identity_in(keepers))
+                   .order_by(*[p.c[label] for label in layout.identity_labels]))
+        locked = self._lock(locking).subquery("dupewatch_locked")
+        if conn.execute(sa.select(sa.func.count()).select_from(locked)).scalar_one() == groups:
+            expected = conn.execute(sa.select(sa.func.count()).select_from(p).where(doomed)).scalar_one()
+            deleted, archived = self._archive_and_delete(conn, doomed, recheck=True)
+            if deleted == archived == expected:
+                savepoint.commit()
+                return _Outcome(groups=groups, deleted=deleted, archived=archived)
+        savepoint.rollback()
+        return None
 
     def _plan_link(self, conn: Connection, planned: Planned, link: Link, moved: int) -> None:
         """What `links.apply` changed for `moved` referencing rows: their update (repoint) or delete (archive),
@@ -649,13 +685,17 @@ class _Batch:
             dropped += conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(chunk))).rowcount
         return dropped
 
-    def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool]) -> tuple[int, int]:
-        """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them."""
+    def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool], *,
+                            recheck: bool = False) -> tuple[int, int]:
+        """Move the doomed rows into the archive; returns (deleted, archived) as the database counted them.
+        `recheck`: the rows are not locked yet, the DELETE deletes only those still as planned (`live_match`)."""
         if self.layout.rules.returning_delete:
-            # The rows are locked and re-checked already: one statement deletes them and archives exactly
-            # what the DELETE returned, and reports both counts.
-            moved = (sa.delete(self.table).where(self._identity_in(doomed)).returning(*self.table.columns)
-                     .cte("dupewatch_moved"))
+            # The rows are locked and re-checked already (or the DELETE re-checks them): one statement deletes
+            # them and archives exactly what the DELETE returned, and reports both counts.
+            delete = sa.delete(self.table).where(self._identity_in(doomed))
+            if recheck:
+                delete = delete.where(self.layout.live_match(self.plan), doomed)
+            moved = delete.returning(*self.table.columns).cte("dupewatch_moved")
             names = [c.name for c in self.table.columns]
             copied = (sa.insert(self.archive)
                       .from_select([*names, FIX_ID_COLUMN],

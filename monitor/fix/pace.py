@@ -1,11 +1,14 @@
 """How many duplicate groups the next batch of a fix takes, and when a failed batch is tried again.
 
 Batches are sized by time, not by count, the way pt-archiver and gh-ost size their chunks (`--chunk-time`): the
-first batch is small, each next one aims at the target duration from the rate (groups per second) measured so
-far, growing at most twofold per batch while batches are fast and shrinking at once, to the last batch's rate,
-when one was slow. The target never comes near the statement timeout (at most a tenth of it), and a batch that
-took half of it makes the next one a quarter of its size whatever the rate says. A fixed `--batch-size` without
-a target turns sizing off: every batch is that many groups.
+first batch is small, each next one aims at the target duration, growing at most twofold per batch while batches
+are fast. The rate (groups per second) it sizes from is a conservative one: the slowest of the latest batch's and
+those of the `RECENT` batches before it that ran long enough to measure one (a quarter of the target or more:
+shorter ones are mostly fixed costs), so a batch that met a burst of load or a slow stretch of the table keeps
+the next few small instead of being forgotten after one fast batch. A batch that ran past the target makes the
+next one aim at half of it, until a batch fits its aim again. The target never comes near the statement timeout
+(at most a tenth of it), and a batch that took half of it makes the next one a quarter of its size whatever the
+rate says. A fixed `--batch-size` without a target turns sizing off: every batch is that many groups.
 
 A batch the database rolled back to resolve a conflict (a deadlock victim, a lock wait timeout, a serialization
 failure: see `Dialect.conflict`) is tried again, at most `ATTEMPTS` times in all, after a growing, jittered pause,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +28,9 @@ DEFAULT_BATCH_TIME = 0.5  # seconds a batch aims at (pt-online-schema-change's -
 DEFAULT_LARGEST = 5000  # groups in a batch at most, unless `--batch-size` says otherwise
 FIRST_BATCH = 20  # groups in the first batch: small, so that a slow table shows itself before it hurts
 GROWTH = 2.0  # at most this factor between two batches
-SMOOTHING = 0.75  # weight of the latest batch's rate in the running rate
+RECENT = 4  # earlier batches whose rate still counts (the slowest of them and the latest sizes the next)
+MEASURED = 0.25  # a batch's rate counts among the recent ones when it took at least this share of its target
+OVERRUN_AIM = 0.5  # after a batch that ran past the target, the next aims at this share of it
 TIMEOUT_SHARE = 0.1  # the target is at most this share of the statement timeout
 ATTEMPTS = 5  # tries of one batch that lost a conflict
 FIRST_PAUSE = 0.1  # seconds before the second try; doubled before each next one, with jitter
@@ -40,13 +46,17 @@ class BatchSizer:
     timeout: float | None = None
     clock: Callable[[], float] = time.monotonic
     size: int = field(init=False)
-    rate: float | None = field(init=False, default=None)  # groups per second, smoothed
+    rate: float | None = field(init=False, default=None)  # groups per second the last size was set from
+    aim: float | None = field(init=False, default=None)  # seconds the next batch aims at (the target, or less)
+    _recent: deque[float | None] = field(init=False)  # the latest batches' rates (None: too short to measure)
     _started: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         if self.target is not None and self.timeout is not None:
             self.target = min(self.target, self.timeout * TIMEOUT_SHARE)
         self.size = self.largest if self.target is None else min(self.largest, FIRST_BATCH)
+        self.aim = self.target
+        self._recent = deque(maxlen=RECENT)
 
     @property
     def adaptive(self) -> bool:
@@ -62,18 +72,22 @@ class BatchSizer:
         if self.target is None or groups <= 0:
             return elapsed
         latest = groups / elapsed
-        slow = elapsed > self.target
-        self.rate = latest if self.rate is None or slow else SMOOTHING * latest + (1 - SMOOTHING) * self.rate
-        wanted = int(self.rate * self.target)
+        self.rate = min([latest, *[r for r in self._recent if r is not None]])
+        self._recent.append(latest if elapsed >= self.target * MEASURED else None)
+        self.aim = self.target * OVERRUN_AIM if elapsed > self.target else self.target
+        wanted = int(self.rate * self.aim * (1 + 1e-9))  # not one group less for a rounding error
         if self.timeout is not None and elapsed > self.timeout / 2:
             wanted = min(wanted, groups // 4)
         self.size = max(1, min(self.largest, wanted, int(groups * GROWTH)))
         return elapsed
 
     def timed_out(self) -> bool:
-        """The batch was cancelled by the statement timeout: whether to try it again, at a quarter of its size."""
+        """The batch was cancelled by the statement timeout: whether to try it again, at a quarter of its size.
+        Its rate (at most its size over the timeout) counts among the recent ones."""
         if self.target is None or self.size <= 1:
             return False
+        if self.timeout is not None:
+            self._recent.append(self.size / self.timeout)
         self.size = max(1, self.size // 4)
         self.rate = None
         return True

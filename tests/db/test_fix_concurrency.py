@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -100,6 +101,46 @@ def test_groups_changed_after_the_plan_are_skipped(db, tmp_path):
         monitor.close()
     assert (report.groups, report.deleted, report.skipped) == (2, 2, 2)
     assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [2, 3, 4, 5, 7]
+
+
+
+def test_a_row_changed_while_the_batch_waits_for_it_is_not_deleted_and_its_group_is_skipped(pg):
+    """PostgreSQL, a table nothing references: a batch locks the keepers, and its DELETE re-checks each row it
+    deletes under the row lock it takes. The application holds an update moving a row to delete to another key;
+    the batch waits for it, and once the application commits the row is no longer the planned one: it stays (the
+    only row of its new key), its group is skipped, the other groups are fixed."""
+    db = pg
+    _seed(db, 4, 2)  # keys 0..3: ids (1,2) (3,4) (5,6) (7,8)
+    monitor = Monitor(make_config(db, CHECK))
+    outcome: dict[str, Any] = {}
+
+    def fix() -> None:
+        try:
+            outcome["report"] = run_fix(monitor, "visits", plan, batch_size=10)
+        except BaseException as exc:  # surfaced by the assertions below
+            outcome["error"] = exc
+
+    app = db.engine.connect()
+    fixing = threading.Thread(target=fix)
+    try:
+        plan = prepare_fix(monitor, "visits")
+        with app.begin():
+            blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            app.execute(sa.text("UPDATE visit SET k = 99 WHERE id = 4"))
+            fixing.start()
+            _wait_until(lambda: bool(db.scalar("SELECT count(*) FROM pg_stat_activity "
+                                               "WHERE :b = ANY(pg_blocking_pids(pid))", {"b": blocker})),
+                        "the batch to wait for the row the application updates")
+        fixing.join(DEADLINE)
+    finally:
+        app.close()
+        monitor.close()
+    assert "error" not in outcome, outcome
+    report = outcome["report"]
+    assert (report.groups, report.deleted, report.skipped) == (3, 3, 1)
+    assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [1, 3, 4, 5, 7]
+    assert db.scalar("SELECT k FROM visit WHERE id = 4") == 99
+    assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
 
 
 CHILD = textwrap.dedent("""

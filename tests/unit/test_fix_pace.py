@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 import random
 
-from monitor.fix.pace import ATTEMPTS, FIRST_BATCH, BatchSizer, pause
+from monitor.fix import pace
+from monitor.fix.pace import ATTEMPTS, FIRST_BATCH, RECENT, BatchSizer, pause
 
 
 class FakeClock:
@@ -35,18 +36,50 @@ def test_batches_start_small_and_grow_at_most_twofold_while_fast() -> None:
     assert sizes == sorted(sizes) and sizes[-1] == 5000  # capped by the largest batch
 
 
-def test_a_slow_batch_makes_the_next_one_fit_the_target_at_once() -> None:
+def test_a_slow_batch_makes_the_next_one_fit_half_the_target_at_once() -> None:
     clock = FakeClock()
     sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
     for _ in range(10):
         _batch(sizer, clock, 0.0001)
     assert sizer.size == 5000
     _batch(sizer, clock, 0.01)  # the table became slow: 5,000 groups took 50 s
+    assert sizer.size == 25  # 100 groups a second x half the 0.5 s target, after a batch that overran it
+    _batch(sizer, clock, 0.01)  # 0.25 s: within the target again
     assert sizer.size == 50  # 100 groups a second x 0.5 s
     _batch(sizer, clock, 0.01)
     assert sizer.size == 50  # steady at the target
-    _batch(sizer, clock, 0.0001)
-    assert 50 < sizer.size <= 100  # fast again: grows, at most twofold
+
+
+def test_a_slow_batch_is_remembered_for_the_next_few_then_batches_grow_again() -> None:
+    """Sized from the slowest recent rate, not a smoothed one: one fast batch after a slow one (a burst of load
+    that ended, or one that comes and goes) does not size the next one from the fast rate alone."""
+    clock = FakeClock()
+    sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
+    for _ in range(8):
+        _batch(sizer, clock, 0.01)  # 100 groups a second: 50 per batch
+    assert sizer.size == 50
+    _batch(sizer, clock, 0.06)  # a burst of load: 3 s instead of 0.5 s
+    assert sizer.size == 4  # 16.7 groups a second x 0.25 s
+    sizes = [_batch(sizer, clock, 0.01) for _ in range(RECENT + 4)]  # the burst is over
+    # the slow batch's rate sizes the RECENT batches after it: 16.7 groups a second x 0.5 s (each within its target)
+    assert sizes[:RECENT + 1] == [4, 8, 8, 8, 8], sizes
+    assert sizes[RECENT + 1:] == [16, 32, 50], sizes  # then back to 100 a second, growing at most twofold
+    assert all(b <= 2 * a for a, b in itertools.pairwise(sizes))
+
+
+def test_batches_too_short_to_measure_a_rate_do_not_hold_growth_back() -> None:
+    """A batch far shorter than the target is mostly fixed costs (a round trip, a commit): its rate would
+    understate the table's and is not remembered, so batches still double while fast."""
+    clock = FakeClock()
+    sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
+    sizes = []
+    for _ in range(8):
+        size = sizer.size
+        sizer.begin()
+        clock.now += 0.1 + size * 0.00001  # 100 ms per batch whatever its size, then 100,000 groups a second
+        sizer.done(size)
+        sizes.append(size)
+    assert sizes == [FIRST_BATCH * 2 ** j for j in range(8)], sizes
 
 
 def test_the_target_stays_well_below_the_statement_timeout() -> None:
@@ -58,17 +91,19 @@ def test_the_target_stays_well_below_the_statement_timeout() -> None:
     assert sizer.size == 200
 
 
-def test_a_batch_taking_half_the_timeout_quarters_the_next() -> None:
+def test_a_batch_taking_half_the_timeout_quarters_the_next(monkeypatch) -> None:
+    """With the target at most a tenth of the timeout the rate alone keeps such a batch's successor below a
+    quarter (it is at most the latest batch's); the rule holds whatever the target, here one above that share."""
     clock = FakeClock()
     sizer = BatchSizer(None, 400, 30.0, clock=clock)
     assert sizer.size == 400 and not sizer.adaptive
-    sizer = BatchSizer(3.0, 400, 30.0, clock=clock)
+    monkeypatch.setattr(pace, "TIMEOUT_SHARE", 1.0)
+    sizer = BatchSizer(20.0, 5000, 30.0, clock=clock)
     sizer.size = 400
-    sizer.rate = 1000.0  # a stale belief that the table is fast
     sizer.begin()
-    clock.now += 20.0
+    clock.now += 16.0  # past half the timeout, within the 20 s target: the rate says 25 a second x 20 s = 500
     sizer.done(400)
-    assert sizer.size <= 100
+    assert sizer.size == 100
 
 
 def test_a_fixed_batch_size_is_never_changed() -> None:
@@ -85,6 +120,17 @@ def test_a_timed_out_batch_is_retried_smaller_until_one_group() -> None:
     while sizer.timed_out():
         sizes.append(sizer.size)
     assert sizes == [5, 1] and sizer.size == 1
+
+
+def test_a_timed_out_batch_counts_as_slow_for_the_next_ones() -> None:
+    clock = FakeClock()
+    sizer = BatchSizer(0.5, 5000, 30.0, clock=clock)
+    for _ in range(12):
+        _batch(sizer, clock, 0.00001)
+    assert sizer.size == 5000
+    assert sizer.timed_out() and sizer.size == 1250  # at most 5,000 groups in 30 s: 167 a second
+    _batch(sizer, clock, 0.00001)  # the retried quarter is fast
+    assert sizer.size == 83  # sized from the timed-out batch's rate, 166.7 groups a second x 0.5 s
 
 
 def test_pauses_between_tries_grow_and_are_jittered() -> None:
