@@ -735,9 +735,11 @@ def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known
         groups = reader.groups["signups"]
         before = groups.recounted
         execute(admin, f"UPDATE {table} SET email = 'c@example.com' WHERE id IN (1, 2)")  # 'a' dissolves
-        await_true(lambda: groups.figures == (2, 2) and not groups.pending, "'a' dissolved, 'c' formed")
+        final = Figures(groups=2, excess_rows=2, new_groups=1)
+        # The reader reports to its sink after it updates its groups: wait for the report, not only the groups.
+        await_true(lambda: groups.figures == (2, 2) and not groups.pending
+                   and bool(recorded.figures) and recorded.figures[-1][1] == final, "'a' dissolved, 'c' formed")
         assert groups.recounted - before == 1 + 2  # the new key, then the two known groups
-        assert recorded.figures[-1][1] == Figures(groups=2, excess_rows=2, new_groups=1)
 
 
 # -- MariaDB: the binary log -------------------------------------------------------------------------
