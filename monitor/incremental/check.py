@@ -106,6 +106,15 @@ class IncrementalCheck:
                                   and all(e is c for e, c in zip(self.exprs, columns, strict=True))
                                   and self.rules.counts_window_on_server(columns)
                                   and (check.nulls == "distinct" or not any(c.nullable for c in columns)))
+        # A digest of the overlap window (`Dialect.window_digest`), where the rows are counted on the server and no
+        # snapshot mark tells the rows committed since the last run: of the row's identity, incremental value and
+        # key, each once.
+        digested: list[ColumnElement[Any]] = []
+        for e in [*self.row_ids, self.column, *self.exprs]:
+            if not any(e is d for d in digested):
+                digested.append(e)
+        self.digest = self.rules.window_digest(digested) \
+            if self.counted_on_server and self.kind == "id" and self.resolved.has_primary_key else None
 
     def _row_id_columns(self) -> list[ColumnElement[Any]]:
         """What tells rows apart for the overlap window: the primary key, else ctid/rowid, else nothing."""
@@ -167,25 +176,40 @@ class IncrementalCheck:
         return (sa.select(*self._keyed(), size.label("n")).select_from(self.resolved.table)
                 .where(*self.resolved.filters).group_by(*self.exprs).having(size > 1))
 
-    def _bounds(self, after: Any, watermark: Any = None, late: str | None = None) -> tuple[tuple[bool, bool],
-                                                                                           dict[str, Any]]:
+    def _bounds(self, after: Any, watermark: Any = None, late: str | None = None,
+                digest: str | None = None) -> tuple[tuple[bool, bool, bool], dict[str, Any]]:
         """The shape and parameters of `_window_conditions` for these bounds."""
         limited = late is not None and watermark is not None
-        values = {"dupewatch_after": after, "dupewatch_watermark": watermark, "dupewatch_mark": late}
-        return (after is not None, limited), values
+        digested = not limited and digest is not None and watermark is not None and after is not None
+        values = {"dupewatch_after": after, "dupewatch_watermark": watermark, "dupewatch_mark": late,
+                  "dupewatch_digest": digest}
+        return (after is not None, limited, digested), values
 
-    def _window_conditions(self, shape: tuple[bool, bool]) -> list[ColumnElement[bool]]:
+    def _window_conditions(self, shape: tuple[bool, bool, bool]) -> list[ColumnElement[bool]]:
         """The rows with `column > :dupewatch_after` (where `shape[0]`); of those at or below
         `:dupewatch_watermark`, only those committed since the last run read (`Dialect.committed_after`
-        `:dupewatch_mark`) where `shape[1]`."""
+        `:dupewatch_mark`) where `shape[1]`, and none where `shape[2]` and the window's digest is still
+        `:dupewatch_digest` (`_digest_of`: nothing in it changed since the last run took it)."""
         conditions = [*self.resolved.filters, self.column.is_not(None)]
+        after = sa.bindparam("dupewatch_after", type_=self.column.type)
+        watermark = sa.bindparam("dupewatch_watermark", type_=self.column.type)
         if shape[0]:
-            conditions.append(self.column > sa.bindparam("dupewatch_after", type_=self.column.type))
+            conditions.append(self.column > after)
         if shape[1]:
             late = self.rules.committed_after(sa.bindparam("dupewatch_mark", type_=sa.Text))
-            conditions.append(sa.or_(self.column > sa.bindparam("dupewatch_watermark", type_=self.column.type),
-                                     late))
+            conditions.append(sa.or_(self.column > watermark, late))
+        elif shape[2]:
+            changed = self._digest_of(after, watermark).is_distinct_from(
+                sa.bindparam("dupewatch_digest", type_=sa.Text))
+            conditions.append(sa.or_(self.column > watermark, changed))
         return conditions
+
+    def _digest_of(self, low: ColumnElement[Any], high: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The window digest (`Dialect.window_digest`) of the rows with `low < column <= high`, a scalar."""
+        assert self.digest is not None
+        return (sa.select(self.digest).select_from(self.resolved.table)
+                .where(*self.resolved.filters, self.column.is_not(None), self.column > low, self.column <= high)
+                .scalar_subquery())
 
     def _read_window(self, conn: Connection, after: Any, watermark: Any = None,
                      late: str | None = None) -> Sequence[Row[Any]]:
@@ -200,20 +224,23 @@ class IncrementalCheck:
                 .select_from(self.resolved.table).where(*self._window_conditions(shape)))
         return conn.execute(statement, values).all()
 
-    def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None,
-                        ahead: Any) -> Sequence[Sequence[Any]]:
+    def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None, digest: str | None,
+                        window: Window) -> Sequence[Sequence[Any]]:
         """The rows of `_window_conditions`, their keys counted in the whole table by the database: one row per
         distinct key read (its group identity as text, its rows now), each with the rows read, the highest value
-        read and how many lie ahead of `ahead` (None: none can); one row of these alone when no row was read.
-        A key's count is an index lookup (`counted_on_server` asks for one)."""
-        shape, values = self._bounds(after, watermark, late)
+        read, how many lie ahead of the window's `ahead_bound` (None: none can), and (where `self.digest`) the
+        watermark the run leaves and the digest of the overlap window below it (`_next_digest`); one row of these
+        alone when no row was read. A key's count is an index lookup (`counted_on_server` asks for one)."""
+        ahead = window.ahead_bound()
+        shape, values = self._bounds(after, watermark, late, digest)
         key = ("counted", *shape, ahead is not None)
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
-        return conn.execute(statement, {**values, "dupewatch_ahead": ahead}).all()
+        return conn.execute(statement, {**values, "dupewatch_ahead": ahead, "dupewatch_upper": window.upper,
+                                        "dupewatch_overlap": window.overlap}).all()
 
-    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool) -> sa.Select[Any]:
+    def _counted_statement(self, shape: tuple[bool, bool, bool], bounded: bool) -> sa.Select[Any]:
         table, filters = self.resolved.table, self.resolved.filters
         read = (sa.select(self.column.label("inc"), *[e.label(f"k{i}") for i, e in enumerate(self.exprs)])
                 .select_from(table).where(*self._window_conditions(shape))
@@ -227,10 +254,22 @@ class IncrementalCheck:
         counted = sa.select(identity.label("identity"), size.label("n")).subquery("dupewatch_counted")
         beyond = sa.func.count(sa.case((read.c.inc > sa.bindparam("dupewatch_ahead", type_=self.column.type), 1))) \
             if bounded else sa.literal(0)
-        summary = sa.select(sa.func.count().label("rows"), sa.func.max(read.c.inc).label("top"),
-                            beyond.label("ahead")).subquery("dupewatch_summary")
-        return (sa.select(summary.c.rows, summary.c.top, summary.c.ahead, counted.c.identity, counted.c.n)
-                .select_from(summary.outerjoin(counted, sa.true())))
+        top = sa.func.max(read.c.inc)
+        parts = [sa.func.count().label("rows"), top.label("top"), beyond.label("ahead")]
+        if self.digest is not None:
+            # The watermark this run leaves (`window.bounded(max(watermark, top))`, as `_counted_pass` computes it)
+            watermark = sa.bindparam("dupewatch_watermark", type_=self.column.type)
+            upper = sa.bindparam("dupewatch_upper", type_=self.column.type)
+            highest = sa.func.greatest(sa.func.coalesce(top, watermark), watermark)
+            parts.append(sa.func.least(highest, sa.func.coalesce(upper, highest)).label("next_top"))
+        summary = sa.select(*parts).subquery("dupewatch_summary")
+        columns = [summary.c.rows, summary.c.top, summary.c.ahead, counted.c.identity, counted.c.n]
+        if self.digest is not None:
+            # and the digest of the window the next run re-reads below it, in this statement's snapshot
+            overlap = sa.bindparam("dupewatch_overlap", type_=sa.BigInteger)
+            columns += [summary.c.next_top,
+                        self._digest_of(summary.c.next_top - overlap, summary.c.next_top).label("digest")]
+        return sa.select(*columns).select_from(summary.outerjoin(counted, sa.true()))
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
         """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
@@ -309,6 +348,8 @@ class IncrementalCheck:
         said += window.notes
         watermark = window.bounded(top)
         start = window.start(watermark, window.since)
+        # Before the rows are counted: a row committed between the two makes the next run re-read the window.
+        digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
         said += self._future_notes(read, window)
         seen = self._seen(read, start)
@@ -319,7 +360,7 @@ class IncrementalCheck:
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups, changes_seen=changes_seen,
                                  pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
-                                 snapshot=mark, last_run_at=time.time())
+                                 snapshot=mark, last_run_at=time.time(), window_digest=digest)
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -341,8 +382,9 @@ class IncrementalCheck:
         late = self.rules.committed_since(state.snapshot, mark) \
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
         if self.counted_on_server and self.key_indexed:
-            return self._counted_pass(conn, state, window, start, watermark, late, mark, removals, recount_all,
-                                      seen_changes, said)
+            digest = self._stored_digest(state.window_digest, start, watermark) if late is None else None
+            return self._counted_pass(conn, state, window, start, watermark, late, digest, mark, removals,
+                                      recount_all, seen_changes, said)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
@@ -375,15 +417,15 @@ class IncrementalCheck:
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
-                      late: str | None, mark: str | None, removals: int | None, recount_all: bool,
-                      seen_changes: int, said: list[str]) -> Outcome:
+                      late: str | None, digest: str | None, mark: str | None, removals: int | None,
+                      recount_all: bool, seen_changes: int, said: list[str]) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): only each distinct
         key's identity and count reach the client, never the rows. Every key read comes back, so a known group
         whose rows fell below two is seen as at the client's count; the rows re-read are not told apart (a key
         counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
-        those committed since the last run where the database says which."""
-        ahead = window.ahead_bound()
-        rows = self._counted_window(conn, start, watermark, late, ahead)
+        those committed since the last run where the database says which, or to none where the window's digest is
+        the one the last run took (`digest`: nothing in it changed)."""
+        rows = self._counted_window(conn, start, watermark, late, digest, window)
         scanned, highest_read, beyond = int(rows[0][0]), rows[0][1], int(rows[0][2])
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
@@ -400,6 +442,9 @@ class IncrementalCheck:
             if (group.rows if group is not None else 0) != rows_now and (rows_now > 1 or group is not None):
                 changed[identity] = rows_now
         highest = window.bounded(max([watermark, highest_read], key=_sortable))
+        taken = None
+        if self.digest is not None and rows[0][5] == highest and rows[0][6] is not None:
+            taken = self._digest_text(window.start(highest), highest, rows[0][6])
         now = time.time()
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         recount = {k: g for k, g in recount.items() if k not in counted}
@@ -408,10 +453,30 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark, now)
+                                 encoded(window.since), removals, left, mark, now, taken)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
+
+    def _take_digest(self, conn: Connection, start: Any, watermark: Any) -> str | None:
+        """The window digest of the rows in `(start, watermark]`, as the state keeps it (None: none can be taken)."""
+        if self.digest is None or start is None or watermark is None:
+            return None
+        taken = conn.execute(sa.select(self._digest_of(sa.literal(start, self.column.type),
+                                                       sa.literal(watermark, self.column.type)))).scalar()
+        return None if taken is None else self._digest_text(start, watermark, taken)
+
+    @staticmethod
+    def _digest_text(start: Any, watermark: Any, digest: Any) -> str:
+        return json.dumps([encoded(start), encoded(watermark), str(digest)])
+
+    def _stored_digest(self, text: str | None, start: Any, watermark: Any) -> str | None:
+        """The digest the last run took of the window `(start, watermark]` this run re-reads, or None where it took
+        none of these bounds (another overlap, another watermark)."""
+        if text is None or self.digest is None:
+            return None
+        low, high, digest = json.loads(text)
+        return str(digest) if (low, high) == (encoded(start), encoded(watermark)) else None
 
     def _keep_slices(self, before: dict[str, KnownGroup], after: dict[str, KnownGroup], added: list[str]) -> None:
         """The recount slices of `before`, with the groups found since (`added`): valid for `after`."""
