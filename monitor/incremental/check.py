@@ -225,11 +225,11 @@ class IncrementalCheck:
         return conn.execute(statement, values).all()
 
     def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None, digest: str | None,
-                        window: Window) -> Sequence[Sequence[Any]]:
+                        window: Window, expected: Any) -> Sequence[Sequence[Any]]:
         """The rows of `_window_conditions`, their keys counted in the whole table by the database: one row per
         distinct key read (its group identity as text, its rows now), each with the rows read, the highest value
         read, how many lie ahead of the window's `ahead_bound` (None: none can), and (where `self.digest`) the
-        watermark the run leaves and the digest of the overlap window below it (`_next_digest`); one row of these
+        digest of the overlap window below `expected` (the watermark this run expects to leave); one row of these
         alone when no row was read. A key's count is an index lookup (`counted_on_server` asks for one)."""
         ahead = window.ahead_bound()
         shape, values = self._bounds(after, watermark, late, digest)
@@ -237,8 +237,8 @@ class IncrementalCheck:
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
-        return conn.execute(statement, {**values, "dupewatch_ahead": ahead, "dupewatch_upper": window.upper,
-                                        "dupewatch_overlap": window.overlap}).all()
+        return conn.execute(statement, {**values, "dupewatch_ahead": ahead, "dupewatch_next_top": expected,
+                                        "dupewatch_next_low": window.start(expected)}).all()
 
     def _counted_statement(self, shape: tuple[bool, bool, bool], bounded: bool) -> sa.Select[Any]:
         table, filters = self.resolved.table, self.resolved.filters
@@ -254,21 +254,15 @@ class IncrementalCheck:
         counted = sa.select(identity.label("identity"), size.label("n")).subquery("dupewatch_counted")
         beyond = sa.func.count(sa.case((read.c.inc > sa.bindparam("dupewatch_ahead", type_=self.column.type), 1))) \
             if bounded else sa.literal(0)
-        top = sa.func.max(read.c.inc)
-        parts = [sa.func.count().label("rows"), top.label("top"), beyond.label("ahead")]
-        if self.digest is not None:
-            # The watermark this run leaves (`window.bounded(max(watermark, top))`, as `_counted_pass` computes it)
-            watermark = sa.bindparam("dupewatch_watermark", type_=self.column.type)
-            upper = sa.bindparam("dupewatch_upper", type_=self.column.type)
-            highest = sa.func.greatest(sa.func.coalesce(top, watermark), watermark)
-            parts.append(sa.func.least(highest, sa.func.coalesce(upper, highest)).label("next_top"))
-        summary = sa.select(*parts).subquery("dupewatch_summary")
+        summary = sa.select(sa.func.count().label("rows"), sa.func.max(read.c.inc).label("top"),
+                            beyond.label("ahead")).subquery("dupewatch_summary")
         columns = [summary.c.rows, summary.c.top, summary.c.ahead, counted.c.identity, counted.c.n]
         if self.digest is not None:
-            # and the digest of the window the next run re-reads below it, in this statement's snapshot
-            overlap = sa.bindparam("dupewatch_overlap", type_=sa.BigInteger)
-            columns += [summary.c.next_top,
-                        self._digest_of(summary.c.next_top - overlap, summary.c.next_top).label("digest")]
+            # The digest of the window the next run re-reads, in this statement's snapshot, below the watermark
+            # the run expects to leave (bound: a range the database reads through the incremental column's index;
+            # a bound read from this statement's rows made MariaDB scan the whole index).
+            columns.append(self._digest_of(sa.bindparam("dupewatch_next_low", type_=self.column.type),
+                                           sa.bindparam("dupewatch_next_top", type_=self.column.type)).label("digest"))
         return sa.select(*columns).select_from(summary.outerjoin(counted, sa.true()))
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
@@ -383,7 +377,7 @@ class IncrementalCheck:
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
         if self.counted_on_server and self.key_indexed:
             digest = self._stored_digest(state.window_digest, start, watermark) if late is None else None
-            return self._counted_pass(conn, state, window, start, watermark, late, digest, mark, removals,
+            return self._counted_pass(conn, state, window, start, watermark, top, late, digest, mark, removals,
                                       recount_all, seen_changes, said)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
@@ -417,7 +411,7 @@ class IncrementalCheck:
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
-                      late: str | None, digest: str | None, mark: str | None, removals: int | None,
+                      top: Any, late: str | None, digest: str | None, mark: str | None, removals: int | None,
                       recount_all: bool, seen_changes: int, said: list[str]) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): only each distinct
         key's identity and count reach the client, never the rows. Every key read comes back, so a known group
@@ -425,7 +419,9 @@ class IncrementalCheck:
         counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
         those committed since the last run where the database says which, or to none where the window's digest is
         the one the last run took (`digest`: nothing in it changed)."""
-        rows = self._counted_window(conn, start, watermark, late, digest, window)
+        # The watermark this run leaves where no row commits past the table's highest value read before (`top`)
+        expected = window.bounded(max([watermark, top], key=_sortable))
+        rows = self._counted_window(conn, start, watermark, late, digest, window, expected)
         scanned, highest_read, beyond = int(rows[0][0]), rows[0][1], int(rows[0][2])
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
@@ -443,8 +439,8 @@ class IncrementalCheck:
                 changed[identity] = rows_now
         highest = window.bounded(max([watermark, highest_read], key=_sortable))
         taken = None
-        if self.digest is not None and rows[0][5] == highest and rows[0][6] is not None:
-            taken = self._digest_text(window.start(highest), highest, rows[0][6])
+        if self.digest is not None and expected == highest and rows[0][5] is not None:
+            taken = self._digest_text(window.start(highest), highest, rows[0][5])
         now = time.time()
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         recount = {k: g for k, g in recount.items() if k not in counted}
