@@ -19,7 +19,7 @@ from monitor.detect import CheckDefinitionError, TableCheck, single_precision
 from monitor.dialects.polling import KEY_BATCH
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
-from monitor.incremental.window import Window, window_for
+from monitor.incremental.window import ID_OVERLAP, Window, window_for
 
 Mode = Literal["full", "incremental"]
 RECOUNT_BUDGET = 200  # known groups re-counted per incremental run, at the least (all of them up to this many)
@@ -147,26 +147,46 @@ class IncrementalCheck:
             keyed += [e.label(f"g{i}") for i, e in enumerate(self.identity_exprs)]
         return keyed
 
-    def _top(self, conn: Connection, *, filtered: bool) -> tuple[Any, str | None, int | None]:
+    def _top(self, conn: Connection, *, filtered: bool,
+             digests: tuple[Any, Any, Any] | None = None) -> tuple[Any, str | None, int | None, Any, Any]:
         """The table's highest incremental value and, where the database gives them, the snapshot mark read with
         it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see)
-        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it)."""
+        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it).
+
+        With `digests` (low, high, overlap), also the window digests (`_digest_of`) of `(low, high]` (the window
+        the last run took one of) and of the `overlap` below the highest value (the window the next run
+        re-reads, where this run leaves its watermark there): in this statement, before any row is read, so a row
+        that commits later changes the digest the next run compares."""
         table = self.resolved.table
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, table)
-        statement = self._statements.get(("top", filtered))
+        key = ("top", filtered, digests is not None)
+        statement = self._statements.get(key)
         if statement is None:
             mark = self._mark if self._mark is not None else sa.null()
             removals = self.rules.removed_rows_column(conn, table)
             self._removals_read = removals is not None
-            top: sa.Select[Any] = sa.select(sa.func.max(self.column), mark,
-                                            removals if removals is not None else sa.null()).select_from(table)
-            statement = self._statements["top", filtered] = top.where(*self.resolved.filters) if filtered else top
+            columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null()]
+            if digests is not None:
+                kind = self.column.type
+                # The highest value as a scalar subquery: a constant the database reads the next window's range by
+                # through the column's index (a bound taken from another row source made MariaDB scan it all).
+                highest = sa.select(sa.func.max(self.column)).select_from(table).scalar_subquery()
+                overlap = sa.bindparam("dupewatch_next_overlap", type_=kind)
+                columns += [self._digest_of(sa.bindparam("dupewatch_low", type_=kind),
+                                            sa.bindparam("dupewatch_high", type_=kind)),
+                            self._digest_of(highest - overlap, highest)]
+            top: sa.Select[Any] = sa.select(*columns).select_from(table)
+            statement = self._statements[key] = top.where(*self.resolved.filters) if filtered else top
         removed = None if self._removals_read else self.rules.removed_rows(conn, table)
-        highest, taken, counted = conn.execute(statement).one()
+        values = {} if digests is None else {"dupewatch_low": digests[0], "dupewatch_high": digests[1],
+                                             "dupewatch_next_overlap": digests[2]}
+        row = conn.execute(statement, values).one()
+        highest, taken, counted = row[:3]
         if self._removals_read:
             removed = None if counted is None else int(counted)
-        return highest, None if taken is None else str(taken), removed
+        now, following = (row[3], row[4]) if digests is not None else (None, None)
+        return highest, None if taken is None else str(taken), removed, now, following
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -176,32 +196,24 @@ class IncrementalCheck:
         return (sa.select(*self._keyed(), size.label("n")).select_from(self.resolved.table)
                 .where(*self.resolved.filters).group_by(*self.exprs).having(size > 1))
 
-    def _bounds(self, after: Any, watermark: Any = None, late: str | None = None,
-                digest: str | None = None) -> tuple[tuple[bool, bool, bool], dict[str, Any]]:
+    def _bounds(self, after: Any, watermark: Any = None, late: str | None = None) -> tuple[tuple[bool, bool],
+                                                                                           dict[str, Any]]:
         """The shape and parameters of `_window_conditions` for these bounds."""
         limited = late is not None and watermark is not None
-        digested = not limited and digest is not None and watermark is not None and after is not None
-        values = {"dupewatch_after": after, "dupewatch_watermark": watermark, "dupewatch_mark": late,
-                  "dupewatch_digest": digest}
-        return (after is not None, limited, digested), values
+        values = {"dupewatch_after": after, "dupewatch_watermark": watermark, "dupewatch_mark": late}
+        return (after is not None, limited), values
 
-    def _window_conditions(self, shape: tuple[bool, bool, bool]) -> list[ColumnElement[bool]]:
+    def _window_conditions(self, shape: tuple[bool, bool]) -> list[ColumnElement[bool]]:
         """The rows with `column > :dupewatch_after` (where `shape[0]`); of those at or below
         `:dupewatch_watermark`, only those committed since the last run read (`Dialect.committed_after`
-        `:dupewatch_mark`) where `shape[1]`, and none where `shape[2]` and the window's digest is still
-        `:dupewatch_digest` (`_digest_of`: nothing in it changed since the last run took it)."""
+        `:dupewatch_mark`) where `shape[1]`."""
         conditions = [*self.resolved.filters, self.column.is_not(None)]
-        after = sa.bindparam("dupewatch_after", type_=self.column.type)
-        watermark = sa.bindparam("dupewatch_watermark", type_=self.column.type)
         if shape[0]:
-            conditions.append(self.column > after)
+            conditions.append(self.column > sa.bindparam("dupewatch_after", type_=self.column.type))
         if shape[1]:
             late = self.rules.committed_after(sa.bindparam("dupewatch_mark", type_=sa.Text))
-            conditions.append(sa.or_(self.column > watermark, late))
-        elif shape[2]:
-            changed = self._digest_of(after, watermark).is_distinct_from(
-                sa.bindparam("dupewatch_digest", type_=sa.Text))
-            conditions.append(sa.or_(self.column > watermark, changed))
+            conditions.append(sa.or_(self.column > sa.bindparam("dupewatch_watermark", type_=self.column.type),
+                                     late))
         return conditions
 
     def _digest_of(self, low: ColumnElement[Any], high: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -224,23 +236,20 @@ class IncrementalCheck:
                 .select_from(self.resolved.table).where(*self._window_conditions(shape)))
         return conn.execute(statement, values).all()
 
-    def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None, digest: str | None,
-                        window: Window, expected: Any) -> Sequence[Sequence[Any]]:
+    def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None,
+                        ahead: Any) -> Sequence[Sequence[Any]]:
         """The rows of `_window_conditions`, their keys counted in the whole table by the database: one row per
         distinct key read (its group identity as text, its rows now), each with the rows read, the highest value
-        read, how many lie ahead of the window's `ahead_bound` (None: none can), and (where `self.digest`) the
-        digest of the overlap window below `expected` (the watermark this run expects to leave); one row of these
-        alone when no row was read. A key's count is an index lookup (`counted_on_server` asks for one)."""
-        ahead = window.ahead_bound()
-        shape, values = self._bounds(after, watermark, late, digest)
+        read and how many lie ahead of `ahead` (None: none can); one row of these alone when no row was read.
+        A key's count is an index lookup (`counted_on_server` asks for one)."""
+        shape, values = self._bounds(after, watermark, late)
         key = ("counted", *shape, ahead is not None)
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
-        return conn.execute(statement, {**values, "dupewatch_ahead": ahead, "dupewatch_next_top": expected,
-                                        "dupewatch_next_low": window.start(expected)}).all()
+        return conn.execute(statement, {**values, "dupewatch_ahead": ahead}).all()
 
-    def _counted_statement(self, shape: tuple[bool, bool, bool], bounded: bool) -> sa.Select[Any]:
+    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool) -> sa.Select[Any]:
         table, filters = self.resolved.table, self.resolved.filters
         read = (sa.select(self.column.label("inc"), *[e.label(f"k{i}") for i, e in enumerate(self.exprs)])
                 .select_from(table).where(*self._window_conditions(shape))
@@ -256,14 +265,8 @@ class IncrementalCheck:
             if bounded else sa.literal(0)
         summary = sa.select(sa.func.count().label("rows"), sa.func.max(read.c.inc).label("top"),
                             beyond.label("ahead")).subquery("dupewatch_summary")
-        columns = [summary.c.rows, summary.c.top, summary.c.ahead, counted.c.identity, counted.c.n]
-        if self.digest is not None:
-            # The digest of the window the next run re-reads, in this statement's snapshot, below the watermark
-            # the run expects to leave (bound: a range the database reads through the incremental column's index;
-            # a bound read from this statement's rows made MariaDB scan the whole index).
-            columns.append(self._digest_of(sa.bindparam("dupewatch_next_low", type_=self.column.type),
-                                           sa.bindparam("dupewatch_next_top", type_=self.column.type)).label("digest"))
-        return sa.select(*columns).select_from(summary.outerjoin(counted, sa.true()))
+        return (sa.select(summary.c.rows, summary.c.top, summary.c.ahead, counted.c.identity, counted.c.n)
+                .select_from(summary.outerjoin(counted, sa.true())))
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
         """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
@@ -331,7 +334,7 @@ class IncrementalCheck:
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
         full pass, which reads whatever was restored)."""
         said = list(notes)
-        top, mark, removals = self._top(conn, filtered=True)
+        top, mark, removals, _, _ = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
@@ -365,7 +368,11 @@ class IncrementalCheck:
         said = list(notes)
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         watermark = decoded(state.watermark)
-        top, mark, removals = self._top(conn, filtered=False)
+        stored = self._stored_digest(state.window_digest)
+        digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
+        if self.digest is not None and self.kind == "id":
+            digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
+        top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
         if top is None or self._restarted_below(top, start):
@@ -376,9 +383,16 @@ class IncrementalCheck:
         late = self.rules.committed_since(state.snapshot, mark) \
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
         if self.counted_on_server and self.key_indexed:
-            digest = self._stored_digest(state.window_digest, start, watermark) if late is None else None
-            return self._counted_pass(conn, state, window, start, watermark, top, late, digest, mark, removals,
-                                      recount_all, seen_changes, said)
+            # The window is not read again where its digest is the one the last run took of it.
+            unchanged = stored is not None and late is None and (stored[0], stored[1]) == (start, watermark) \
+                and digest_now is not None and str(digest_now) == stored[2]
+            following = None
+            if digests is not None and digest_next is not None and top == window.bounded(top) \
+                    and window.start(top) == top - digests[2]:
+                following = self._digest_text(window.start(top), top, digest_next)
+            return self._counted_pass(conn, state, window, watermark if unchanged else start, watermark, late,
+                                      following if top is not None else None, mark, removals, recount_all,
+                                      seen_changes, said)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
@@ -411,17 +425,16 @@ class IncrementalCheck:
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
-                      top: Any, late: str | None, digest: str | None, mark: str | None, removals: int | None,
+                      late: str | None, following: str | None, mark: str | None, removals: int | None,
                       recount_all: bool, seen_changes: int, said: list[str]) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): only each distinct
         key's identity and count reach the client, never the rows. Every key read comes back, so a known group
         whose rows fell below two is seen as at the client's count; the rows re-read are not told apart (a key
         counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
-        those committed since the last run where the database says which, or to none where the window's digest is
-        the one the last run took (`digest`: nothing in it changed)."""
-        # The watermark this run leaves where no row commits past the table's highest value read before (`top`)
-        expected = window.bounded(max([watermark, top], key=_sortable))
-        rows = self._counted_window(conn, start, watermark, late, digest, window, expected)
+        those committed since the last run where the database says which (`start` is the watermark where the
+        window's digest is the one the last run took: nothing in it changed). `following`: the digest of the window
+        below the table's highest value (`_top`), kept where the run leaves its watermark there."""
+        rows = self._counted_window(conn, start, watermark, late, window.ahead_bound())
         scanned, highest_read, beyond = int(rows[0][0]), rows[0][1], int(rows[0][2])
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
@@ -438,9 +451,7 @@ class IncrementalCheck:
             if (group.rows if group is not None else 0) != rows_now and (rows_now > 1 or group is not None):
                 changed[identity] = rows_now
         highest = window.bounded(max([watermark, highest_read], key=_sortable))
-        taken = None
-        if self.digest is not None and expected == highest and rows[0][5] is not None:
-            taken = self._digest_text(window.start(highest), highest, rows[0][5])
+        taken = following if following is not None and json.loads(following)[1] == encoded(highest) else None
         now = time.time()
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         recount = {k: g for k, g in recount.items() if k not in counted}
@@ -466,13 +477,16 @@ class IncrementalCheck:
     def _digest_text(start: Any, watermark: Any, digest: Any) -> str:
         return json.dumps([encoded(start), encoded(watermark), str(digest)])
 
-    def _stored_digest(self, text: str | None, start: Any, watermark: Any) -> str | None:
-        """The digest the last run took of the window `(start, watermark]` this run re-reads, or None where it took
-        none of these bounds (another overlap, another watermark)."""
-        if text is None or self.digest is None:
+    def _stored_digest(self, text: str | None) -> tuple[Any, Any, str, Any] | None:
+        """The digest the last run took (low, high, digest, and high - low: the overlap it was taken with), or None
+        where none is kept or none applies."""
+        if text is None or self.digest is None or self.kind != "id":
             return None
         low, high, digest = json.loads(text)
-        return str(digest) if (low, high) == (encoded(start), encoded(watermark)) else None
+        low, high = decoded(low), decoded(high)
+        if not isinstance(low, int) or not isinstance(high, int):
+            return None
+        return low, high, str(digest), high - low
 
     def _keep_slices(self, before: dict[str, KnownGroup], after: dict[str, KnownGroup], added: list[str]) -> None:
         """The recount slices of `before`, with the groups found since (`added`): valid for `after`."""

@@ -334,3 +334,31 @@ def test_a_null_key_part_given_a_value_inside_the_window_is_counted(tmp_path):
             assert inc.run().rows_scanned == 0
     finally:
         made.close()
+
+
+def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next_run(mysql_numbers, mysql_runner,
+                                                                                     monkeypatch):
+    """The digests are taken in the run's first statement, before its rows are read: a row committed inside the
+    window after that statement is not in the digest the run keeps, so the next run's differs and reads it."""
+    import monitor.incremental.check as check_module
+
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(10, 6, 1), (11, 7, 1)])
+    r.run()
+    original = check_module.window_for
+    committed = []
+
+    def late_commit(conn: Any, check: Any) -> Any:
+        if not committed:
+            add(mysql_numbers, [(8, 2, 1)])  # joins row 3's key (2, 1), below the watermark 11
+            committed.append(8)
+        return original(conn, check)
+
+    monkeypatch.setattr(check_module, "window_for", late_commit)
+    during = r.run()
+    assert committed and during.rows_scanned == 0  # the window's digest, taken before the commit, had not changed
+    after = r.run()
+    assert (after.new_groups, after.groups) == (1, 2)
+    assert after.rows_scanned == window_rows(mysql_numbers, r)
+    r.assert_matches_full_pass(after)
