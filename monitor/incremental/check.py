@@ -370,7 +370,7 @@ class IncrementalCheck:
         watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
-        if self.digest is not None and self.kind == "id":
+        if self.digest is not None and self.kind == "id" and self.key_indexed:
             digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
         top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
@@ -467,7 +467,7 @@ class IncrementalCheck:
 
     def _take_digest(self, conn: Connection, start: Any, watermark: Any) -> str | None:
         """The window digest of the rows in `(start, watermark]`, as the state keeps it (None: none can be taken)."""
-        if self.digest is None or start is None or watermark is None:
+        if self.digest is None or not self.key_indexed or start is None or watermark is None:
             return None
         taken = conn.execute(sa.select(self._digest_of(sa.literal(start, self.column.type),
                                                        sa.literal(watermark, self.column.type)))).scalar()
