@@ -101,6 +101,7 @@ _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"
                   ("subject_state", "recount_left", "INTEGER NOT NULL DEFAULT -1"),
                   ("subject_state", "snapshot", "TEXT"),
                   ("subject_state", "last_run_at", "REAL"),
+                  ("subject_state", "window_digest", "TEXT"),
                   ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
@@ -202,7 +203,10 @@ class IncrementalState:
     `snapshot` what the database said of the transactions running when the last run read (`Dialect.snapshot_mark`:
     on PostgreSQL its snapshot's xmin), so that the next run re-reads below the watermark only the rows committed
     since (None: the whole overlap window); `last_run_at` when the last run ran (the next re-counts more known
-    groups the longer since, `monitor.incremental.RECOUNT_PERIOD`).
+    groups the longer since, `monitor.incremental.RECOUNT_PERIOD`); `window_digest` what the database said of the
+    rows of the overlap window the next run re-reads, as the last run read (`Dialect.window_digest`: their count
+    and a sum of a hash of each row's identity and key, with the window's bounds; None: none taken), so that the
+    next run skips re-reading the window when the database gives the same digest.
     """
 
     key: str
@@ -222,6 +226,7 @@ class IncrementalState:
     recount_left: int = -1
     snapshot: str | None = None
     last_run_at: float | None = None
+    window_digest: str | None = None
 
 
 def _earlier_mark(a: str | None, b: str | None) -> str | None:
@@ -356,8 +361,8 @@ class History:
             try:
                 row = self._conn.execute(
                     "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
-                    " pending_since, removals_seen, recount_left, snapshot, last_run_at FROM subject_state"
-                    " WHERE subject = ?",
+                    " pending_since, removals_seen, recount_left, snapshot, last_run_at, window_digest"
+                    " FROM subject_state WHERE subject = ?",
                     (key,)).fetchone()
                 groups = self._conn.execute(
                     "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
@@ -369,7 +374,7 @@ class History:
         return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
                                 {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
                                 pending_since=row[7], removals_seen=row[8], recount_left=row[9],
-                                snapshot=row[10], last_run_at=row[11])
+                                snapshot=row[10], last_run_at=row[11], window_digest=row[12])
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -406,17 +411,19 @@ class History:
                     saved = IncrementalState(new.key, new.fingerprint, new.watermark, new.seen, new.last_full_at,
                                              generation, new.groups, new.updated, new.removed, new.changes_seen,
                                              new.recount_position, new.pending_since, new.removals_seen,
-                                             new.recount_left, new.snapshot, new.last_run_at)
+                                             new.recount_left, new.snapshot, new.last_run_at, new.window_digest)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
                     " last_full_at, generation, changes_seen, recount_position, pending_since, removals_seen,"
-                    " recount_left, snapshot, last_run_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recount_left, snapshot, last_run_at, window_digest)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
                      saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since,
-                     saved.removals_seen, saved.recount_left, saved.snapshot, saved.last_run_at))
+                     saved.removals_seen, saved.recount_left, saved.snapshot, saved.last_run_at,
+                     saved.window_digest))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -425,13 +432,15 @@ class History:
 
     def _merged(self, new: IncrementalState, stored: tuple[Any, ...], generation: int) -> IncrementalState:
         """`new` merged into another process's concurrent save (same fingerprint); writes the groups. The
-        earlier of the two table changes seen, so that neither misses one."""
+        earlier of the two table changes seen, so that neither misses one; a window digest only where both took
+        the same (else the next run re-reads the window)."""
         from monitor.incremental import lower_watermark
 
         watermark = lower_watermark(new.watermark, stored[1])
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
-        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since, snapshot, last_run_at"
+        theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since, snapshot, last_run_at,"
+                                         " window_digest"
                                          " FROM subject_state"
                                          " WHERE subject = ?", (new.key,)).fetchone()
         rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
@@ -449,7 +458,8 @@ class History:
                                 if new.pending_since and theirs_seen[2] else new.pending_since or theirs_seen[2],
                                 snapshot=_earlier_mark(new.snapshot, theirs_seen[3]),
                                 last_run_at=min([t for t in (new.last_run_at, theirs_seen[4]) if t is not None],
-                                                default=None))
+                                                default=None),
+                                window_digest=new.window_digest if new.window_digest == theirs_seen[5] else None)
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""

@@ -8,7 +8,11 @@
 - Integer keys are read and counted in one statement (`counts_window_on_server`: a CTE of the rows read, each
   distinct key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
   PyMySQL decodes a row in pure Python, so the rows never reach the client. No transaction id of a row can be
-  read (InnoDB's `DB_TRX_ID` is hidden), so the whole overlap window is read again and its keys counted again.
+  read (InnoDB's `DB_TRX_ID` is hidden), so each run takes a digest of the overlap window the next run re-reads
+  (`window_digest`: the rows' count and the exact sum of a 64-bit hash of each row's integer columns, the CRC32
+  of their decimal text and that of their hexadecimal text, `N` for NULL), and the next run re-reads the window
+  and counts its keys again only where the digest differs (a late commit, a delete, a `REPLACE INTO` with another
+  key, a key update).
 - The planner's estimate is the rows `EXPLAIN` expects the outer query to read.
 - An AUTO_INCREMENT column's position is `information_schema.TABLES.AUTO_INCREMENT` (the next value), taken one
   insert at a time (no cached ranges).
@@ -102,6 +106,19 @@ class MySQLPolling(Polling):
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
+
+    def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
+        """`count(*)` and the sum (exact: DECIMAL) of a 64-bit hash of each row's values, as `count:sum`: the CRC32
+        of the values' decimal text (`N` for NULL, comma-separated) shifted above the CRC32 of their hexadecimal
+        text (two texts whose bits differ for values from 10 on; below, the two CRCs are one, 32 bits). MD5's
+        first 64 bits cost 1.0 ms per 1,000 rows against 0.3-0.4 ms. Integer columns only (their text is their
+        stored value; a sum, unlike a XOR, does not cancel two equal rows); None for any other."""
+        if not all(isinstance(e.type, sa.Integer) and not isinstance(e.type, sa.Boolean) for e in exprs):
+            return None
+        text = sa.func.concat_ws(",", *[sa.func.coalesce(sa.func.hex(e), "N") for e in exprs])
+        decimal = sa.func.concat_ws(",", *[sa.func.coalesce(e, "N") for e in exprs])
+        hashed = sa.func.crc32(decimal).op("<<")(32).op("|")(sa.func.crc32(text))
+        return sa.func.concat(sa.func.count(), ":", sa.func.coalesce(sa.func.sum(hashed), 0))
 
     def database_clock(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         """`NOW(6)` in the session's time zone (DATETIME and TIMESTAMP read back in it), `CURDATE()` for DATE."""

@@ -32,6 +32,10 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
   shrunk, and an incremental run need not re-count them. `removed_rows_column(conn, table)`: the same count as an
   expression, read in the statement that reads the table's highest value (a statement less per run), or None.
+- `window_digest(exprs)`: an aggregate over rows, as text, that changes whenever a row is added, removed or has
+  any of `exprs` (its identity, incremental value and key) changed (count and sum of a 64-bit hash of the stored
+  values, NULL apart from any value), or None where the database cannot say it of these expressions honestly.
+  An incremental run whose overlap window gives the digest the last run took of it skips re-reading the window.
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ class Polling:
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False
+
+    def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
+        return None
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         """(seconds since the oldest running transaction began, or None; why None)."""

@@ -10,7 +10,9 @@ A check with `incremental = "<column>"` runs in one of two modes:
 - **incremental**: it reads the keys of the rows whose incremental column is past the watermark, minus an
   overlap window (`window.py`: from what the database says of its running transactions and sequence caches; on
   PostgreSQL only the window's rows committed since the last run read, by their `xmin` against the xmin of the
-  snapshot that run read with, `Dialect.snapshot_mark`), drops the rows it already read (by row identity and key:
+  snapshot that run read with, `Dialect.snapshot_mark`; on MariaDB/MySQL, with integer keys counted on the
+  server, none of the window's rows where the digest the last run took of the window is still the database's,
+  `Dialect.window_digest`), drops the rows it already read (by row identity and key:
   primary key, else ctid or rowid), and counts in the whole table the rows of every key it read and of a budget of
   the groups it already knew (`RECOUNT_BUDGET`, or more the longer since the last run, rotating so that each is
   re-counted within `RECOUNT_ROUNDS` runs and by the first run `RECOUNT_PERIOD` seconds after; all of them after a

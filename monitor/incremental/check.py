@@ -19,7 +19,7 @@ from monitor.detect import CheckDefinitionError, TableCheck, single_precision
 from monitor.dialects.polling import KEY_BATCH
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
-from monitor.incremental.window import Window, window_for
+from monitor.incremental.window import ID_OVERLAP, Window, window_for
 
 Mode = Literal["full", "incremental"]
 RECOUNT_BUDGET = 200  # known groups re-counted per incremental run, at the least (all of them up to this many)
@@ -106,6 +106,15 @@ class IncrementalCheck:
                                   and all(e is c for e, c in zip(self.exprs, columns, strict=True))
                                   and self.rules.counts_window_on_server(columns)
                                   and (check.nulls == "distinct" or not any(c.nullable for c in columns)))
+        # A digest of the overlap window (`Dialect.window_digest`), where the rows are counted on the server and no
+        # snapshot mark tells the rows committed since the last run: of the row's identity, incremental value and
+        # key, each once.
+        digested: list[ColumnElement[Any]] = []
+        for e in [*self.row_ids, self.column, *self.exprs]:
+            if not any(e is d for d in digested):
+                digested.append(e)
+        self.digest = self.rules.window_digest(digested) \
+            if self.counted_on_server and self.kind == "id" and self.resolved.has_primary_key else None
 
     def _row_id_columns(self) -> list[ColumnElement[Any]]:
         """What tells rows apart for the overlap window: the primary key, else ctid/rowid, else nothing."""
@@ -138,26 +147,46 @@ class IncrementalCheck:
             keyed += [e.label(f"g{i}") for i, e in enumerate(self.identity_exprs)]
         return keyed
 
-    def _top(self, conn: Connection, *, filtered: bool) -> tuple[Any, str | None, int | None]:
+    def _top(self, conn: Connection, *, filtered: bool,
+             digests: tuple[Any, Any, Any] | None = None) -> tuple[Any, str | None, int | None, Any, Any]:
         """The table's highest incremental value and, where the database gives them, the snapshot mark read with
         it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see)
-        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it)."""
+        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it).
+
+        With `digests` (low, high, overlap), also the window digests (`_digest_of`) of `(low, high]` (the window
+        the last run took one of) and of the `overlap` below the highest value (the window the next run
+        re-reads, where this run leaves its watermark there): in this statement, before any row is read, so a row
+        that commits later changes the digest the next run compares."""
         table = self.resolved.table
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, table)
-        statement = self._statements.get(("top", filtered))
+        key = ("top", filtered, digests is not None)
+        statement = self._statements.get(key)
         if statement is None:
             mark = self._mark if self._mark is not None else sa.null()
             removals = self.rules.removed_rows_column(conn, table)
             self._removals_read = removals is not None
-            top: sa.Select[Any] = sa.select(sa.func.max(self.column), mark,
-                                            removals if removals is not None else sa.null()).select_from(table)
-            statement = self._statements["top", filtered] = top.where(*self.resolved.filters) if filtered else top
+            columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null()]
+            if digests is not None:
+                kind = self.column.type
+                # The highest value as a scalar subquery: a constant the database reads the next window's range by
+                # through the column's index (a bound taken from another row source made MariaDB scan it all).
+                highest = sa.select(sa.func.max(self.column)).select_from(table).scalar_subquery()
+                overlap = sa.bindparam("dupewatch_next_overlap", type_=kind)
+                columns += [self._digest_of(sa.bindparam("dupewatch_low", type_=kind),
+                                            sa.bindparam("dupewatch_high", type_=kind)),
+                            self._digest_of(highest - overlap, highest)]
+            top: sa.Select[Any] = sa.select(*columns).select_from(table)
+            statement = self._statements[key] = top.where(*self.resolved.filters) if filtered else top
         removed = None if self._removals_read else self.rules.removed_rows(conn, table)
-        highest, taken, counted = conn.execute(statement).one()
+        values = {} if digests is None else {"dupewatch_low": digests[0], "dupewatch_high": digests[1],
+                                             "dupewatch_next_overlap": digests[2]}
+        row = conn.execute(statement, values).one()
+        highest, taken, counted = row[:3]
         if self._removals_read:
             removed = None if counted is None else int(counted)
-        return highest, None if taken is None else str(taken), removed
+        now, following = (row[3], row[4]) if digests is not None else (None, None)
+        return highest, None if taken is None else str(taken), removed, now, following
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -186,6 +215,13 @@ class IncrementalCheck:
             conditions.append(sa.or_(self.column > sa.bindparam("dupewatch_watermark", type_=self.column.type),
                                      late))
         return conditions
+
+    def _digest_of(self, low: ColumnElement[Any], high: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The window digest (`Dialect.window_digest`) of the rows with `low < column <= high`, a scalar."""
+        assert self.digest is not None
+        return (sa.select(self.digest).select_from(self.resolved.table)
+                .where(*self.resolved.filters, self.column.is_not(None), self.column > low, self.column <= high)
+                .scalar_subquery())
 
     def _read_window(self, conn: Connection, after: Any, watermark: Any = None,
                      late: str | None = None) -> Sequence[Row[Any]]:
@@ -298,7 +334,7 @@ class IncrementalCheck:
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
         full pass, which reads whatever was restored)."""
         said = list(notes)
-        top, mark, removals = self._top(conn, filtered=True)
+        top, mark, removals, _, _ = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
@@ -309,6 +345,8 @@ class IncrementalCheck:
         said += window.notes
         watermark = window.bounded(top)
         start = window.start(watermark, window.since)
+        # Before the rows are counted: a row committed between the two makes the next run re-read the window.
+        digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
         said += self._future_notes(read, window)
         seen = self._seen(read, start)
@@ -319,7 +357,7 @@ class IncrementalCheck:
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
                                  _next_generation(before), groups, changes_seen=changes_seen,
                                  pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
-                                 snapshot=mark, last_run_at=time.time())
+                                 snapshot=mark, last_run_at=time.time(), window_digest=digest)
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -330,7 +368,11 @@ class IncrementalCheck:
         said = list(notes)
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         watermark = decoded(state.watermark)
-        top, mark, removals = self._top(conn, filtered=False)
+        stored = self._stored_digest(state.window_digest)
+        digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
+        if self.digest is not None and self.kind == "id" and self.key_indexed:
+            digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
+        top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
         if top is None or self._restarted_below(top, start):
@@ -341,7 +383,15 @@ class IncrementalCheck:
         late = self.rules.committed_since(state.snapshot, mark) \
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
         if self.counted_on_server and self.key_indexed:
-            return self._counted_pass(conn, state, window, start, watermark, late, mark, removals, recount_all,
+            # The window is not read again where its digest is the one the last run took of it.
+            unchanged = stored is not None and late is None and (stored[0], stored[1]) == (start, watermark) \
+                and digest_now is not None and str(digest_now) == stored[2]
+            following = None
+            if digests is not None and digest_next is not None and top == window.bounded(top) \
+                    and window.start(top) == top - digests[2]:
+                following = self._digest_text(window.start(top), top, digest_next)
+            return self._counted_pass(conn, state, window, watermark if unchanged else start, watermark, late,
+                                      following if top is not None else None, mark, removals, recount_all,
                                       seen_changes, said)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
@@ -375,15 +425,16 @@ class IncrementalCheck:
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
-                      late: str | None, mark: str | None, removals: int | None, recount_all: bool,
-                      seen_changes: int, said: list[str]) -> Outcome:
+                      late: str | None, following: str | None, mark: str | None, removals: int | None,
+                      recount_all: bool, seen_changes: int, said: list[str]) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): only each distinct
         key's identity and count reach the client, never the rows. Every key read comes back, so a known group
         whose rows fell below two is seen as at the client's count; the rows re-read are not told apart (a key
         counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
-        those committed since the last run where the database says which."""
-        ahead = window.ahead_bound()
-        rows = self._counted_window(conn, start, watermark, late, ahead)
+        those committed since the last run where the database says which (`start` is the watermark where the
+        window's digest is the one the last run took: nothing in it changed). `following`: the digest of the window
+        below the table's highest value (`_top`), kept where the run leaves its watermark there."""
+        rows = self._counted_window(conn, start, watermark, late, window.ahead_bound())
         scanned, highest_read, beyond = int(rows[0][0]), rows[0][1], int(rows[0][2])
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
@@ -400,6 +451,7 @@ class IncrementalCheck:
             if (group.rows if group is not None else 0) != rows_now and (rows_now > 1 or group is not None):
                 changed[identity] = rows_now
         highest = window.bounded(max([watermark, highest_read], key=_sortable))
+        taken = following if following is not None and json.loads(following)[1] == encoded(highest) else None
         now = time.time()
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         recount = {k: g for k, g in recount.items() if k not in counted}
@@ -408,10 +460,33 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark, now)
+                                 encoded(window.since), removals, left, mark, now, taken)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
+
+    def _take_digest(self, conn: Connection, start: Any, watermark: Any) -> str | None:
+        """The window digest of the rows in `(start, watermark]`, as the state keeps it (None: none can be taken)."""
+        if self.digest is None or not self.key_indexed or start is None or watermark is None:
+            return None
+        taken = conn.execute(sa.select(self._digest_of(sa.literal(start, self.column.type),
+                                                       sa.literal(watermark, self.column.type)))).scalar()
+        return None if taken is None else self._digest_text(start, watermark, taken)
+
+    @staticmethod
+    def _digest_text(start: Any, watermark: Any, digest: Any) -> str:
+        return json.dumps([encoded(start), encoded(watermark), str(digest)])
+
+    def _stored_digest(self, text: str | None) -> tuple[Any, Any, str, Any] | None:
+        """The digest the last run took (low, high, digest, and high - low: the overlap it was taken with), or None
+        where none is kept or none applies."""
+        if text is None or self.digest is None or self.kind != "id":
+            return None
+        low, high, digest = json.loads(text)
+        low, high = decoded(low), decoded(high)
+        if not isinstance(low, int) or not isinstance(high, int):
+            return None
+        return low, high, str(digest), high - low
 
     def _keep_slices(self, before: dict[str, KnownGroup], after: dict[str, KnownGroup], added: list[str]) -> None:
         """The recount slices of `before`, with the groups found since (`added`): valid for `after`."""

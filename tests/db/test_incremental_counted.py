@@ -212,3 +212,153 @@ def test_marks_too_far_apart_or_backwards_reread_the_whole_window():
     assert rules.committed_since("1000", str(1000 + 2 ** 30)) is None
     assert rules.committed_since("5000", "4000") is None
     assert rules.committed_since("not a mark", "4000") is None
+
+
+# -- MariaDB/MySQL: the overlap window's digest (`Dialect.window_digest`) ----------------------------------------
+
+
+@pytest.fixture
+def mysql_numbers(tmp_path: Any) -> Iterator[TestDatabase]:
+    """`logins` on the shared MariaDB/MySQL server: no row shows its transaction, so each run takes a digest of
+    the window the next run re-reads."""
+    made = make_test_database("mysql", tmp_path)
+    yield with_numbers(next(made))
+    made.close()
+
+
+@pytest.fixture
+def mysql_runner(mysql_numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
+    yield from runners(mysql_numbers, tmp_path)
+
+
+def window_rows(db: TestDatabase, r: Runner) -> int:
+    """The rows the next run's overlap window holds (the whole table: its ids lie within 1,000 of the top)."""
+    return int(db.rows("SELECT count(*) FROM logins")[0][0])
+
+
+def test_an_unchanged_overlap_window_is_not_read_again(mysql_numbers, mysql_runner):
+    """Only the rows past the watermark are read while nothing in the window changed, also after a restart (the
+    digest is in the state file)."""
+    r = mysql_runner()
+    assert r.run().mode == "full"
+    assert r.monitor._incremental["inc"].digest is not None
+    quiet = r.run()  # rows 1-5 lie inside the 1,000-id overlap window, unchanged since the full pass
+    assert (quiet.mode, quiet.rows_scanned, quiet.groups) == ("incremental", 0, 1)
+    add(mysql_numbers, [(6, 5, 5), (7, 5, 5)])
+    first = r.run()
+    assert (first.rows_scanned, first.new_groups, first.groups) == (2, 1, 2)
+    r.restart()
+    again = r.run()
+    assert (again.mode, again.rows_scanned, again.groups) == ("incremental", 0, 2)
+    r.assert_matches_full_pass(again)
+
+
+def test_a_row_committed_late_inside_the_window_is_counted(mysql_numbers, mysql_runner):
+    """A row with an id below the watermark, committed after the run that read past it: the window's digest
+    differs, the window is read again and the row's key counted (a run trusting the old digest would miss it)."""
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(10, 6, 1), (11, 7, 1)])  # the watermark moves to 11, above the late row's id
+    assert r.run().rows_scanned == 2
+    add(mysql_numbers, [(8, 2, 1)])  # joins row 3's key (2, 1)
+    late = r.run()
+    assert (late.mode, late.new_groups, late.groups) == ("incremental", 1, 2)
+    assert late.rows_scanned == window_rows(mysql_numbers, r)
+    r.assert_matches_full_pass(late)
+    assert r.run().rows_scanned == 0
+
+
+def test_a_replace_into_with_a_new_key_inside_the_window_is_counted(mysql_numbers, mysql_runner):
+    """`REPLACE INTO` gives row 4 (key (3, 1)) row 3's key (2, 1) with the same id and incremental value."""
+    r = mysql_runner()
+    r.run()
+    assert r.run().rows_scanned == 0
+    mysql_numbers.execute("REPLACE INTO logins (id, user_id, device, created_at) VALUES (4, 2, 1, :t)",
+                          params={"t": ts(mysql_numbers, NOW)})
+    replaced = r.run()
+    assert (replaced.mode, replaced.new_groups, replaced.groups) == ("incremental", 1, 2)
+    assert replaced.rows_scanned == window_rows(mysql_numbers, r)
+    r.assert_matches_full_pass(replaced)
+
+
+def test_a_key_update_inside_the_window_is_counted(mysql_numbers, mysql_runner):
+    r = mysql_runner()
+    r.run()
+    assert r.run().rows_scanned == 0
+    mysql_numbers.execute("UPDATE logins SET user_id = 4, device = 2 WHERE id = 4")  # joins row 5's key
+    updated = r.run()
+    assert (updated.new_groups, updated.groups) == (1, 2)
+    assert updated.rows_scanned == window_rows(mysql_numbers, r)
+    r.assert_matches_full_pass(updated)
+
+
+def test_a_delete_inside_the_window_rereads_it(mysql_numbers, mysql_runner, monkeypatch):
+    """A row deleted inside the window changes its digest: the window is read again (and, with no known group
+    re-counted besides, its keys say that the group of the deleted row dissolved)."""
+    from monitor.incremental.check import IncrementalCheck
+
+    monkeypatch.setattr(IncrementalCheck, "_to_recount", lambda self, *args: ({}, 0, 0))
+    r = mysql_runner()
+    assert r.run().groups == 1  # (1, 1): rows 1 and 2
+    assert r.run().rows_scanned == 0
+    mysql_numbers.execute("DELETE FROM logins WHERE id = 2")
+    deleted = r.run()
+    assert deleted.rows_scanned == window_rows(mysql_numbers, r) == 4
+    assert (deleted.groups, deleted.excess_rows) == (0, 0)
+    r.assert_matches_full_pass(deleted)
+
+
+def test_a_null_key_part_given_a_value_inside_the_window_is_counted(tmp_path):
+    """With `nulls = "distinct"` a row with a NULL key part is none of the check's rows (nor of the digest's);
+    row 4's (2, NULL) becoming (2, 1) joins row 3's group: the window's digest differs and the window is read
+    again. A row moving its NULL to the other key part stays out of the check's rows: nothing to read."""
+    made = make_test_database("mysql", tmp_path)
+    db = next(made)
+    try:
+        db.execute("CREATE TABLE logins (id BIGINT PRIMARY KEY, user_id INTEGER NULL, device SMALLINT NULL,"
+                   " created_at DATETIME(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+        add(db, [(1, 1, 1), (2, 1, 1), (3, 2, 1), (5, 4, 2)])
+        db.execute("INSERT INTO logins (id, user_id, device, created_at) VALUES (4, 2, NULL, :t)",
+                   params={"t": ts(db, NOW)})
+        for r in runners(db, tmp_path):
+            inc = r(nulls="distinct")
+            inc.run()
+            assert inc.monitor._incremental["inc"].digest is not None
+            assert inc.run().rows_scanned == 0
+            db.execute("UPDATE logins SET user_id = NULL, device = 2 WHERE id = 4")
+            assert inc.run().rows_scanned == 0
+            db.execute("UPDATE logins SET user_id = 2, device = 1 WHERE id = 4")
+            valued = inc.run()
+            assert (valued.rows_scanned, valued.new_groups, valued.groups) == (5, 1, 2)
+            inc.assert_matches_full_pass(valued)
+            assert inc.run().rows_scanned == 0
+    finally:
+        made.close()
+
+
+def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next_run(mysql_numbers, mysql_runner,
+                                                                                     monkeypatch):
+    """The digests are taken in the run's first statement, before its rows are read: a row committed inside the
+    window after that statement is not in the digest the run keeps, so the next run's differs and reads it."""
+    import monitor.incremental.check as check_module
+
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(10, 6, 1), (11, 7, 1)])
+    r.run()
+    original = check_module.window_for
+    committed = []
+
+    def late_commit(conn: Any, check: Any) -> Any:
+        if not committed:
+            add(mysql_numbers, [(8, 2, 1)])  # joins row 3's key (2, 1), below the watermark 11
+            committed.append(8)
+        return original(conn, check)
+
+    monkeypatch.setattr(check_module, "window_for", late_commit)
+    during = r.run()
+    assert committed and during.rows_scanned == 0  # the window's digest, taken before the commit, had not changed
+    after = r.run()
+    assert (after.new_groups, after.groups) == (1, 2)
+    assert after.rows_scanned == window_rows(mysql_numbers, r)
+    r.assert_matches_full_pass(after)

@@ -221,3 +221,22 @@ def test_concurrent_saves_keep_the_earlier_snapshot_mark_and_last_run(store: His
     assert loaded is not None and (loaded.snapshot, loaded.last_run_at) == ("700", 20.0)
     unmarked = store.save_incremental(replace(base, snapshot=None, last_run_at=5.0), base)
     assert (unmarked.snapshot, unmarked.last_run_at) == (None, 5.0)
+
+
+def test_a_window_digest_is_stored_and_kept_by_a_merge_only_where_both_took_it(store: History) -> None:
+    """The window digest (what the database said of the overlap window the next run re-reads) is saved and loaded;
+    two processes' concurrent saves keep it only where both took the same one (else the next run re-reads the
+    window)."""
+    from monitor.history import IncrementalState
+
+    base = store.save_incremental(IncrementalState("k", "f", '1', [], 1.0, window_digest='["0","1","1:7"]'), None)
+    loaded = store.load_incremental("k")
+    assert loaded is not None and loaded.window_digest == '["0","1","1:7"]'
+    store.save_incremental(replace(base, window_digest='["0","1","2:9"]'), base)
+    differing = store.save_incremental(replace(base, window_digest='["0","1","1:7"]'), base)
+    assert differing.window_digest is None
+    loaded = store.load_incremental("k")
+    assert loaded is not None and loaded.window_digest is None
+    store.save_incremental(replace(loaded, window_digest='["0","1","3:5"]'), loaded)
+    same = store.save_incremental(replace(loaded, window_digest='["0","1","3:5"]'), loaded)
+    assert same.window_digest == '["0","1","3:5"]'
