@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,8 +14,27 @@ from click.testing import CliRunner, Result
 from dbtest import TestDatabase, write_config
 from monitor.cli import main
 from monitor.config import Config, config_from_dict
+from monitor.engine import Monitor
+from monitor.fix import FixPlan, FixReport, run_fix
 
 T0 = datetime(2024, 5, 1, 9, 30, 0, 123456)
+
+
+class FixThread(threading.Thread):
+    """`run_fix` in a thread of its own, for tests where the application holds rows the fix waits for: once
+    joined, `report` is what the fix returned, or `error` what it raised (surfaced by the test's assertions)."""
+
+    def __init__(self, monitor: Monitor, check: str, plan: FixPlan, **options: Any) -> None:
+        super().__init__(daemon=True)
+        self.monitor, self.check, self.plan, self.options = monitor, check, plan, options
+        self.report: FixReport | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.report = run_fix(self.monitor, self.check, self.plan, **self.options)
+        except BaseException as exc:
+            self.error = exc
 
 
 def types(db: TestDatabase) -> dict[str, str]:

@@ -9,11 +9,10 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any
 
 import sqlalchemy as sa
 
-from fix_support import config_file, json_out, make_config, run_cli
+from fix_support import FixThread, config_file, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixProgress, prepare_fix, run_fix
 
@@ -112,18 +111,9 @@ def test_a_row_changed_while_the_batch_waits_for_it_is_not_deleted_and_its_group
     db = pg
     _seed(db, 4, 2)  # keys 0..3: ids (1,2) (3,4) (5,6) (7,8)
     monitor = Monitor(make_config(db, CHECK))
-    outcome: dict[str, Any] = {}
-
-    def fix() -> None:
-        try:
-            outcome["report"] = run_fix(monitor, "visits", plan, batch_size=10)
-        except BaseException as exc:  # surfaced by the assertions below
-            outcome["error"] = exc
-
     app = db.engine.connect()
-    fixing = threading.Thread(target=fix)
     try:
-        plan = prepare_fix(monitor, "visits")
+        fixing = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
         with app.begin():
             blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
             app.execute(sa.text("UPDATE visit SET k = 99 WHERE id = 4"))
@@ -135,8 +125,8 @@ def test_a_row_changed_while_the_batch_waits_for_it_is_not_deleted_and_its_group
     finally:
         app.close()
         monitor.close()
-    assert "error" not in outcome, outcome
-    report = outcome["report"]
+    assert fixing.error is None and fixing.report is not None, fixing.error
+    report = fixing.report
     assert (report.groups, report.deleted, report.skipped) == (3, 3, 1)
     assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [1, 3, 4, 5, 7]
     assert db.scalar("SELECT k FROM visit WHERE id = 4") == 99
