@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 # every function it calls, wherever the call is (select list, WHERE, JOIN, LIMIT, VALUES, window frames,
 # sub-selects, CTEs, views and row-level security policies expanded), whatever its spelling (`U&"..."`, quoted
 # names, search_path). EXPLAIN without ANALYZE runs none of them (the planner only folds IMMUTABLE calls on
-# constants and estimates with STABLE ones). `pg_proc.provolatile` then decides.
+# constants and estimates with STABLE ones). `pg_proc.provolatile` then decides. A coercion to a domain runs the
+# domain's CHECK constraints, which the tree does not hold: their stored trees (`pg_constraint.conbin`) are read
+# the same way.
 _FUNCTION_FIELDS = frozenset({":funcid", ":opfuncid", ":aggfnoid", ":winfnoid", ":hashfuncid", ":negfuncid",
                               ":tsmhandler"})
 _OPERATOR_FIELD = re.compile(r":(?:opnos?|\w*[Oo]perators)")  # an operator runs its pg_operator.oprcode
@@ -80,25 +82,55 @@ def _oid_array(oids: set[int]) -> str:
     return "{" + ",".join(str(oid) for oid in sorted(oids)) + "}"
 
 
-def called_oids(plan: str) -> tuple[set[int], set[int], bool]:
-    """From a plan tree dump: the OIDs of the functions it calls, of the operators it applies, and whether it
-    locks rows (a LockRows node: FOR UPDATE / FOR SHARE)."""
-    tokens = _PLAN_TOKEN.findall(plan)
-    functions: set[int] = set()
-    operators: set[int] = set()
-    locks = False
-    for i, token in enumerate(tokens):
-        if token == "LOCKROWS" and i and tokens[i - 1] == "{":
-            locks = True
-        into = functions if token in _FUNCTION_FIELDS else operators if _OPERATOR_FIELD.fullmatch(token) else None
-        if into is None:
-            continue
-        for value in tokens[i + 1:]:
-            if not _OID_TOKENS.fullmatch(value):
-                break
-            if value.isdigit() and value != "0":
-                into.add(int(value))
-    return functions, operators, locks
+class Calls:
+    """What a plan tree (or a stored expression, `pg_node_tree`) calls: function and operator OIDs, the domains it
+    coerces to (their CHECK constraints run when it does, and are not in the tree), and whether it locks rows (a
+    LockRows node: FOR UPDATE / FOR SHARE)."""
+
+    def __init__(self) -> None:
+        self.functions: set[int] = set()
+        self.operators: set[int] = set()
+        self.domains: set[int] = set()
+        self.locks = False
+
+    def read(self, tree: str) -> None:
+        tokens = _PLAN_TOKEN.findall(tree)
+        nodes: list[str] = []  # the node each token is inside, innermost last
+        for i, token in enumerate(tokens):
+            if token == "{":
+                nodes.append(tokens[i + 1] if i + 1 < len(tokens) else "")
+                continue
+            if token == "}":
+                if nodes:
+                    nodes.pop()
+                continue
+            if token == "LOCKROWS" and i and tokens[i - 1] == "{":
+                self.locks = True
+            if token == ":resulttype" and nodes and nodes[-1] == "COERCETODOMAIN":
+                into: set[int] | None = self.domains
+            else:
+                into = (self.functions if token in _FUNCTION_FIELDS
+                        else self.operators if _OPERATOR_FIELD.fullmatch(token) else None)
+            if into is None:
+                continue
+            for value in tokens[i + 1:]:
+                if not _OID_TOKENS.fullmatch(value):
+                    break
+                if value.isdigit() and value != "0":
+                    into.add(int(value))
+
+
+# The CHECK constraints a coercion to these domains evaluates (a domain's own and those of the domains it is
+# based on), as the expression trees PostgreSQL stored for them.
+_DOMAIN_CHECKS = sa.text("""
+WITH RECURSIVE domains(oid) AS (
+    SELECT unnest(CAST(:domains AS oid[]))
+    UNION SELECT t.typbasetype FROM pg_catalog.pg_type t JOIN domains d ON t.oid = d.oid
+    WHERE t.typtype = 'd' AND t.typbasetype <> 0
+)
+SELECT c.conbin::text FROM pg_catalog.pg_constraint c
+WHERE c.contypid IN (SELECT oid FROM domains) AND c.contype = 'c' AND c.conbin IS NOT NULL
+""")
 
 
 _CONFLICTS = {"40P01": "deadlock (SQLSTATE 40P01)", "40001": "serialization failure (SQLSTATE 40001)",
@@ -237,10 +269,18 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         plan = self.plan_tree(conn, statement)
         if not plan:
             return "custom SQL is not allowed in a check: PostgreSQL sent no plan to vet it by"
-        functions, operators, locks = called_oids(plan)
-        if locks:
+        calls = Calls()
+        calls.read(plan)
+        if calls.locks:
             return "FOR UPDATE/FOR SHARE is not allowed in a check: it locks the rows it reads"
-        rows = conn.execute(_CALLED, {"functions": _oid_array(functions), "operators": _oid_array(operators),
+        read: set[int] = set()
+        while calls.domains - read:  # a domain's CHECK may coerce to another domain
+            unread = calls.domains - read
+            read |= unread
+            for (check,) in conn.execute(_DOMAIN_CHECKS, {"domains": _oid_array(unread)}):
+                calls.read(check)
+        rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
+                                      "operators": _oid_array(calls.operators),
                                       "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE)})
         for signature, volatility, harmless, refused in rows:
             if refused:

@@ -97,15 +97,17 @@ PG_WHERE_SPELLINGS = {
 
 @pytest.fixture
 def pg_objects(pg):
-    """A VOLATILE function of the application's, an operator and a view that call it: nothing in a statement
-    using them names a refused function."""
+    """A VOLATILE function of the application's, an operator, a view and domains that call it: nothing in a
+    statement using them names a refused function."""
     return make_victim(pg,
                        "CREATE FUNCTION grab(n integer) RETURNS integer VOLATILE LANGUAGE plpgsql "
                        "AS 'BEGIN PERFORM pg_advisory_lock(n); RETURN n; END'",
                        "CREATE FUNCTION grab_eq(a integer, b integer) RETURNS boolean VOLATILE LANGUAGE plpgsql "
                        "AS 'BEGIN RETURN pg_try_advisory_lock(a) AND a = b; END'",
                        "CREATE OPERATOR === (LEFTARG = integer, RIGHTARG = integer, FUNCTION = grab_eq)",
-                       "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim")
+                       "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim",
+                       "CREATE DOMAIN grabbed AS integer CHECK (grab(VALUE) IS NOT NULL)",
+                       "CREATE DOMAIN grabbed_too AS grabbed CHECK (VALUE > 0)")
 
 
 PG_HIDDEN = {
@@ -118,6 +120,10 @@ PG_HIDDEN = {
     "a window frame, which EXPLAIN (VERBOSE) does not show": (
         "SELECT count(*) OVER (ORDER BY id ROWS BETWEEN grab(1) PRECEDING AND CURRENT ROW) AS n FROM victim",
         "grab(integer)"),
+    "a domain's CHECK, which the plan does not hold": ("SELECT CAST(id AS grabbed) AS a FROM victim",
+                                                       "grab(integer)"),
+    "the CHECK of a domain a domain is based on, in an array": ("SELECT ARRAY[id]::grabbed_too[] AS a FROM victim",
+                                                                "grab(integer)"),
 }
 
 
@@ -125,6 +131,17 @@ PG_HIDDEN = {
 def test_postgresql_a_call_the_statement_does_not_name_is_refused(pg_objects, hidden, monitor_for):
     sql, call = PG_HIDDEN[hidden]
     assert_refused(run_query(monitor_for, pg_objects, sql), call)
+
+
+def test_postgresql_a_where_coercing_to_a_domain_whose_check_locks_is_refused(pg_objects, monitor_for):
+    assert_refused(run_where(monitor_for, pg_objects, "CAST(id AS grabbed) > 0"), "grab(integer)")
+
+
+def test_postgresql_a_domain_whose_check_calls_nothing_volatile_is_allowed(pg, monitor_for):
+    make_victim(pg, "CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 5 AND VALUE ~ '^[a-z]')")
+    sql = "SELECT CAST(k AS short_text) AS k, count(*) AS dup_count FROM victim GROUP BY 1 HAVING count(*) > 1"
+    result = run_query(monitor_for, pg, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
 def test_postgresql_allows_stable_functions_and_harmless_volatile_ones(pg, monitor_for):
