@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 # every function it calls, wherever the call is (select list, WHERE, JOIN, LIMIT, VALUES, window frames,
 # sub-selects, CTEs, views and row-level security policies expanded), whatever its spelling (`U&"..."`, quoted
 # names, search_path). EXPLAIN without ANALYZE runs none of them (the planner only folds IMMUTABLE calls on
-# constants and estimates with STABLE ones). `pg_proc.provolatile` then decides.
+# constants and estimates with STABLE ones). `pg_proc.provolatile` then decides. Domains' CHECK constraints, which
+# the tree does not hold, are read first (`refused_domain`).
 _FUNCTION_FIELDS = frozenset({":funcid", ":opfuncid", ":aggfnoid", ":winfnoid", ":hashfuncid", ":negfuncid",
                               ":tsmhandler"})
 _OPERATOR_FIELD = re.compile(r":(?:opnos?|\w*[Oo]perators)")  # an operator runs its pg_operator.oprcode
@@ -80,25 +81,40 @@ def _oid_array(oids: set[int]) -> str:
     return "{" + ",".join(str(oid) for oid in sorted(oids)) + "}"
 
 
-def called_oids(plan: str) -> tuple[set[int], set[int], bool]:
-    """From a plan tree dump: the OIDs of the functions it calls, of the operators it applies, and whether it
+class Calls:
+    """What a plan tree (or a stored expression, `pg_node_tree`) calls: function and operator OIDs, and whether it
     locks rows (a LockRows node: FOR UPDATE / FOR SHARE)."""
-    tokens = _PLAN_TOKEN.findall(plan)
-    functions: set[int] = set()
-    operators: set[int] = set()
-    locks = False
-    for i, token in enumerate(tokens):
-        if token == "LOCKROWS" and i and tokens[i - 1] == "{":
-            locks = True
-        into = functions if token in _FUNCTION_FIELDS else operators if _OPERATOR_FIELD.fullmatch(token) else None
-        if into is None:
-            continue
-        for value in tokens[i + 1:]:
-            if not _OID_TOKENS.fullmatch(value):
-                break
-            if value.isdigit() and value != "0":
-                into.add(int(value))
-    return functions, operators, locks
+
+    def __init__(self) -> None:
+        self.functions: set[int] = set()
+        self.operators: set[int] = set()
+        self.locks = False
+
+    def read(self, tree: str) -> None:
+        tokens = _PLAN_TOKEN.findall(tree)
+        for i, token in enumerate(tokens):
+            if token == "LOCKROWS" and i and tokens[i - 1] == "{":
+                self.locks = True
+            into = self.functions if token in _FUNCTION_FIELDS else self.operators \
+                if _OPERATOR_FIELD.fullmatch(token) else None
+            if into is None:
+                continue
+            for value in tokens[i + 1:]:
+                if not _OID_TOKENS.fullmatch(value):
+                    break
+                if value.isdigit() and value != "0":
+                    into.add(int(value))
+
+
+# Every domain's CHECK constraints, as the expression trees PostgreSQL stored for them. PostgreSQL evaluates them
+# not only where a plan coerces to the domain: parsing a literal of an array or row type holding the domain runs the
+# domain's input function, and so its CHECK, while the statement is parsed (`'(1)'::a_row_type`), which is before,
+# and inside, the EXPLAIN that vets it; JSON and record functions run them inside a call the plan only names
+# (`jsonb_populate_record`).
+_DOMAIN_CHECKS = sa.text("""
+SELECT c.contypid::regtype::text AS domain, c.conbin::text AS tree FROM pg_catalog.pg_constraint c
+WHERE c.contypid <> 0 AND c.contype = 'c' AND c.conbin IS NOT NULL ORDER BY c.contypid, c.oid
+""")
 
 
 _CONFLICTS = {"40P01": "deadlock (SQLSTATE 40P01)", "40001": "serialization failure (SQLSTATE 40001)",
@@ -234,13 +250,24 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """The first function the server resolves in `statement` that a check must not call, or row locks.
         IMMUTABLE and STABLE functions are allowed (a function's volatility is its author's declaration, which
         PostgreSQL itself relies on), VOLATILE ones only when in `HARMLESS_VOLATILE`."""
+        refused = self.refused_domain(conn)  # before the statement is parsed: parsing may run a domain's CHECK
+        if refused:
+            return refused
         plan = self.plan_tree(conn, statement)
         if not plan:
             return "custom SQL is not allowed in a check: PostgreSQL sent no plan to vet it by"
-        functions, operators, locks = called_oids(plan)
-        if locks:
+        calls = Calls()
+        calls.read(plan)
+        if calls.locks:
             return "FOR UPDATE/FOR SHARE is not allowed in a check: it locks the rows it reads"
-        rows = conn.execute(_CALLED, {"functions": _oid_array(functions), "operators": _oid_array(operators),
+        return self.refused_among(conn, calls)
+
+    @staticmethod
+    def refused_among(conn: Connection, calls: Calls) -> str | None:
+        """Why the first of `calls`' functions (operators, aggregates' support functions) a check must not call is
+        refused, or None."""
+        rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
+                                      "operators": _oid_array(calls.operators),
                                       "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE)})
         for signature, volatility, harmless, refused in rows:
             if refused:
@@ -248,6 +275,27 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             if volatility == "v" and not harmless:
                 return (f"{signature} is not allowed in a check: it is VOLATILE (it may act on data, sessions or "
                         f"the server); checks call IMMUTABLE and STABLE functions, and {', '.join(HARMLESS_VOLATILE)}")
+        return None
+
+    def refused_domain(self, conn: Connection) -> str | None:
+        """Why no custom SQL or `where` can be vetted on this database: a domain whose CHECK calls what a check must
+        not. PostgreSQL runs a domain's CHECK wherever a value of it is made, also while parsing a literal of a row
+        or array type holding it, so no reading of the statement can come first; None when there is none."""
+        checks = conn.execute(_DOMAIN_CHECKS).all()
+        everything = Calls()
+        for _, tree in checks:
+            everything.read(tree)
+        if not checks or not self.refused_among(conn, everything):
+            return None
+        for domain, tree in checks:
+            calls = Calls()
+            calls.read(tree)
+            refused = self.refused_among(conn, calls)
+            if refused:
+                return (f"{refused.split(' is not allowed', 1)[0]} is not allowed in a check: the CHECK of domain "
+                        f"{domain} calls it, and PostgreSQL runs that CHECK even while it parses a value of a row or "
+                        f"array type holding the domain, before dupewatch can vet a statement; no custom query or "
+                        f"where runs on this database until that CHECK calls only IMMUTABLE or STABLE functions")
         return None
 
     @staticmethod

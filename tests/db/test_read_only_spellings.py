@@ -13,8 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, write_config
+from dbtest import PG_URL, TestDatabase, write_config
 from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
@@ -125,6 +127,63 @@ PG_HIDDEN = {
 def test_postgresql_a_call_the_statement_does_not_name_is_refused(pg_objects, hidden, monitor_for):
     sql, call = PG_HIDDEN[hidden]
     assert_refused(run_query(monitor_for, pg_objects, sql), call)
+
+
+@pytest.fixture
+def pg_domains():
+    """A database of its own (a domain's CHECK is refused database-wide, so the shared test database, where other
+    tests run, must not hold one): `victim`, a VOLATILE `grab`, domains whose CHECK calls it (one through the
+    other), a row type holding one, and a domain whose CHECK calls nothing volatile."""
+    name = f"dw_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    engine = sa.create_engine(url)
+    try:
+        yield make_victim(TestDatabase("postgresql", url, engine, None),
+                          "CREATE FUNCTION grab(n integer) RETURNS boolean VOLATILE LANGUAGE plpgsql "
+                          "AS 'BEGIN PERFORM pg_advisory_lock(n); RETURN true; END'",
+                          "CREATE DOMAIN positive AS integer CHECK (VALUE > 0 AND abs(VALUE) < 1000000)",
+                          "CREATE DOMAIN grabbed AS integer CHECK (grab(VALUE))",
+                          "CREATE DOMAIN grabbed_inside AS integer CHECK (CAST(VALUE AS grabbed) > 0)",
+                          "CREATE TYPE holder AS (a grabbed_inside)")
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+PG_DOMAIN_CHECKS = {
+    "a cast to the domain": "SELECT CAST(id AS grabbed) AS a FROM victim",
+    "a row literal, parsed (and its domain checked) before the EXPLAIN that vets it":
+        "SELECT 1 AS a WHERE ('(4242)'::holder).a IS NOT NULL",
+    "a JSON function filling the row type": "SELECT 1 AS a WHERE (jsonb_populate_record(NULL::holder, "
+                                            "'{\"a\": 4242}')).a IS NOT NULL",
+    "a column definition list": "SELECT a FROM jsonb_to_record('{\"a\": 4242}') AS x(a grabbed_inside) "
+                                "WHERE a IS NOT NULL",
+    "nothing of the domain's": "SELECT k, count(*) AS dup_count FROM victim GROUP BY k",
+}
+
+
+@pytest.mark.parametrize("spelling", PG_DOMAIN_CHECKS)
+def test_postgresql_a_domain_whose_check_calls_a_volatile_function_refuses_custom_sql(pg_domains, spelling,
+                                                                                      monitor_for):
+    result = run_query(monitor_for, pg_domains, PG_DOMAIN_CHECKS[spelling])
+    assert_refused(result, "grab(integer)")
+    assert "domain grabbed" in result.error
+
+
+def test_postgresql_a_domain_whose_check_calls_a_volatile_function_refuses_a_where(pg_domains, monitor_for):
+    assert_refused(run_where(monitor_for, pg_domains, "CAST(id AS grabbed) > 0"), "grab(integer)")
+
+
+def test_postgresql_a_domain_whose_check_calls_nothing_volatile_is_allowed(pg, monitor_for):
+    make_victim(pg, "CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 5 AND VALUE ~ '^[a-z]')")
+    sql = "SELECT CAST(k AS short_text) AS k, count(*) AS dup_count FROM victim GROUP BY 1 HAVING count(*) > 1"
+    result = run_query(monitor_for, pg, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
 def test_postgresql_allows_stable_functions_and_harmless_volatile_ones(pg, monitor_for):
