@@ -262,19 +262,25 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             return "FOR UPDATE/FOR SHARE is not allowed in a check: it locks the rows it reads"
         return self.refused_among(conn, calls)
 
-    @staticmethod
-    def refused_among(conn: Connection, calls: Calls) -> str | None:
+    @classmethod
+    def refused_among(cls, conn: Connection, calls: Calls) -> str | None:
         """Why the first of `calls`' functions (operators, aggregates' support functions) a check must not call is
         refused, or None."""
+        found = cls._first_refused(conn, calls)
+        return None if found is None else f"{found[0]} is not allowed in a check: {found[1]}"
+
+    @staticmethod
+    def _first_refused(conn: Connection, calls: Calls) -> tuple[str, str] | None:
+        """The signature of the first of `calls`' functions a check must not call, and why; None when none."""
         rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
                                       "operators": _oid_array(calls.operators),
                                       "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE)})
         for signature, volatility, harmless, refused in rows:
             if refused:
-                return f"{signature} is not allowed in a check: it gives the check's transaction an ID"
+                return signature, "it gives the check's transaction an ID"
             if volatility == "v" and not harmless:
-                return (f"{signature} is not allowed in a check: it is VOLATILE (it may act on data, sessions or "
-                        f"the server); checks call IMMUTABLE and STABLE functions, and {', '.join(HARMLESS_VOLATILE)}")
+                return signature, (f"it is VOLATILE (it may act on data, sessions or the server); checks call "
+                                   f"IMMUTABLE and STABLE functions, and {', '.join(HARMLESS_VOLATILE)}")
         return None
 
     def refused_domain(self, conn: Connection) -> str | None:
@@ -285,14 +291,14 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         everything = Calls()
         for _, tree in checks:
             everything.read(tree)
-        if not checks or not self.refused_among(conn, everything):
+        if not checks or self._first_refused(conn, everything) is None:
             return None
         for domain, tree in checks:
             calls = Calls()
             calls.read(tree)
-            refused = self.refused_among(conn, calls)
-            if refused:
-                return (f"{refused.split(' is not allowed', 1)[0]} is not allowed in a check: the CHECK of domain "
+            found = self._first_refused(conn, calls)
+            if found is not None:
+                return (f"{found[0]} is not allowed in a check: the CHECK of domain "
                         f"{domain} calls it, and PostgreSQL runs that CHECK even while it parses a value of a row or "
                         f"array type holding the domain, before dupewatch can vet a statement; no custom query or "
                         f"where runs on this database until that CHECK calls only IMMUTABLE or STABLE functions")
