@@ -128,13 +128,15 @@ def test_three_shards_check_every_target_exactly_once(tmp_path: Path, start_daem
         checked: Counter[str] = Counter()
         exported: Counter[str] = Counter()
         for index, daemon in enumerate(daemons):
-            scrape = daemon.wait_for(lambda s: len(figures(s)) == len(figures(s, "dupewatch_check_interval_seconds"))
+            # Discovery first: before its first listing a shard exports no target, and 0 == 0 would pass.
+            scrape = daemon.wait_for(lambda s: s.samples.get("dupewatch_discovery_up") == [({"source": "tenants"}, 1.0)]
+                                     and len(figures(s)) == len(figures(s, "dupewatch_check_interval_seconds"))
                                      and "dupewatch_shard" in s.samples, "every target of the shard checked")
             assert scrape.samples["dupewatch_shard"] == [({"shard": str(index), "shards": "3"}, 1.0)]
             for labels, runs in scrape.samples.get("dupewatch_check_duration_seconds_count", []):
                 if runs > 0:
                     checked[labels["target"]] += 1
-            exported.update(labels["target"] for labels, _ in scrape.samples["dupewatch_check_interval_seconds"])
+            exported.update(list(figures(scrape, "dupewatch_check_interval_seconds")))  # a shard may own none
         assert set(checked) == set(fleet.names) == set(exported)
         assert all(count == 1 for count in checked.values()), checked  # by one shard each
         assert all(count == 1 for count in exported.values()), exported  # and exported by that one only
