@@ -211,21 +211,22 @@ def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(se
 SLOW_TRIGGER = {
     "postgresql": [
         "CREATE FUNCTION visit_slow() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN IF OLD.note = 'slow' THEN PERFORM pg_sleep(0.02); END IF; RETURN OLD; END $$",
+        "$$ BEGIN IF OLD.note = 'slow' THEN PERFORM pg_sleep(0.1); END IF; RETURN OLD; END $$",
         "CREATE TRIGGER visit_slow AFTER DELETE ON visit FOR EACH ROW EXECUTE FUNCTION visit_slow()",
     ],
     "mysql": ["CREATE TRIGGER visit_slow AFTER DELETE ON visit FOR EACH ROW "
-              "BEGIN IF OLD.note = 'slow' THEN DO SLEEP(0.02); END IF; END"],
+              "BEGIN IF OLD.note = 'slow' THEN DO SLEEP(0.1); END IF; END"],
 }
 
 
 def test_a_slow_batch_makes_the_next_one_smaller(server_db):
-    """Groups 61-160 are slow to delete (an AFTER DELETE trigger waits 20 ms per row): batches grow from the first
-    small one while fast, and a batch among the slow groups is followed by a smaller one. Wall-clock driven: the
-    assertions hold whichever batch a busy machine happens to slow down (the sizer's arithmetic is tested exactly,
-    on a fake clock, in tests/unit/test_fix_pace.py)."""
+    """Groups 61-100 are slow to delete (an AFTER DELETE trigger waits 100 ms per row, so six of them outlast the
+    0.5 s target however fast the machine): batches grow from the first small one while fast, and a batch among the
+    slow groups is followed by a smaller one. Wall-clock driven: the assertions hold whichever batch a busy machine
+    happens to slow down (the sizer's arithmetic is tested exactly, on a fake clock, in
+    tests/unit/test_fix_pace.py)."""
     db = server_db
-    keys, slow = 300, range(60, 160)
+    keys, slow = 300, range(60, 100)
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, note VARCHAR(20))")
     rows = [{"id": k * 2 + c + 1, "k": k, "n": "slow" if c and k in slow else "seed"}
             for k in range(keys) for c in (0, 1)]
