@@ -440,7 +440,7 @@ class Database:
                 yield conn
             except Exception:
                 if watch is not None and watch.expired:
-                    raise DatabaseError(self._deadline_message()) from None
+                    raise DatabaseError(self._deadline_message(watch)) from None
                 raise
             finally:
                 if watch is not None:
@@ -508,7 +508,7 @@ class Database:
                 self._unwatch(conn, watch)
                 conn.close()
                 if watch.expired:
-                    raise DatabaseError(self._deadline_message()) from None
+                    raise DatabaseError(self._deadline_message(watch)) from None
                 if not exc.connection_invalidated or attempt == 2:
                     raise DatabaseError(self.describe(exc)) from None
         raise AssertionError("unreachable")
@@ -531,10 +531,14 @@ class Database:
             if expired:
                 conn.invalidate()  # a cancel may still be on its way to the server: never reuse the session
 
-    def _deadline_message(self) -> str:
-        return (f"{self.label} ({self.display_url}): no answer within the client-side deadline "
-                f"({self.config.statement_timeout:g}s statement_timeout + {DEADLINE_GRACE_SECONDS:g}s): "
-                "query cancelled, connection discarded")
+    def _deadline_message(self, watch: _Watch | None) -> str:
+        told = (f"{self.label} ({self.display_url}): no answer within the client-side deadline "
+                f"({self.config.statement_timeout:g}s statement_timeout + {DEADLINE_GRACE_SECONDS:g}s): ")
+        if watch is not None and watch.unstopped:
+            return told + (f"query cancelled, but it did not stop within {CANCEL_WAIT_SECONDS:g}s (a call the database "
+                           "does not interrupt, such as a long LIKE); connection discarded, and the database may run "
+                           "that call to its end")
+        return told + "query cancelled, connection discarded"
 
     def cancel_running(self, owners: Collection[object] | None = None) -> int:
         """Cancel the detection statements running now (all, or those run by `owners`, see
@@ -624,7 +628,7 @@ class _Held:
                 # As `connect` does on leaving: the deadline's error, and the connection never reused.
                 self.close(exc)
                 if expired and not isinstance(exc, DatabaseError):
-                    raise DatabaseError(self.db._deadline_message()) from None
+                    raise DatabaseError(self.db._deadline_message(watch)) from None
             raise
         self._rollback(conn)
 
@@ -652,6 +656,7 @@ class _Watch:
         self.dbapi = dbapi
         self.url = url
         self.expired = False
+        self.unstopped = False  # expired, and the statement had not stopped `CANCEL_WAIT_SECONDS` after its cancel
         self.released = threading.Event()
         self.owner = _current_owner()
         self._lock = threading.Lock()
@@ -677,6 +682,7 @@ class _Watch:
         except Exception as exc:  # the server may not answer at all (frozen, unreachable)
             log.info("database %s: cancel failed (%s)", self.db.name, first_line(exc))
         if not self.released.wait(CANCEL_WAIT_SECONDS):
+            self.unstopped = True  # before the socket is shut: the statement's thread reads it once woken
             try:
                 rules.sever(self.dbapi)
             except Exception as exc:  # already closed by its thread meanwhile

@@ -81,7 +81,8 @@ decimal dec numeric int integer signed unsigned double float real datetime nchar
 index key columns path nested for ordinality match against
 """)
 # MariaDB/MySQL built-in functions that read and compute only. Anything else is refused: GET_LOCK,
-# RELEASE_LOCK, BENCHMARK, LOAD_FILE, MASTER_POS_WAIT, NEXTVAL, SETVAL, stored functions, loadable (UDF) ones.
+# RELEASE_LOCK, BENCHMARK, LOAD_FILE, MASTER_POS_WAIT, NEXTVAL, SETVAL, stored functions, loadable (UDF) ones, and
+# those whose result's size an argument sets, not their input (`SIZED_BY_ARGUMENT`).
 HARMLESS_FUNCTIONS = _names("""
 abs acos adddate addtime default aes_decrypt ascii asin atan atan2 avg bin bit_and bit_count bit_length bit_or bit_xor
 cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress
@@ -95,18 +96,24 @@ json_array_append json_array_insert json_arrayagg json_compact json_contains jso
 json_detailed json_equals json_exists json_extract json_insert json_keys json_length json_loose json_merge
 json_merge_patch json_merge_preserve json_normalize json_object json_objectagg json_overlaps json_pretty
 json_query json_quote json_remove json_replace json_search json_set json_table json_type json_unquote
-json_valid json_value lag last_day last_value lcase lead least left length ln locate log log10 log2 lower lpad
+json_valid json_value lag last_day last_value lcase lead least left length ln locate log log10 log2 lower
 ltrim make_set makedate maketime max md5 median microsecond mid min minute mod month monthname natural_sort_key
 now nth_value ntile nullif oct octet_length ord percent_rank percentile_cont percentile_disc period_add
 period_diff pi position pow power quarter quote radians rand rank regexp_instr regexp_replace regexp_substr
-repeat replace reverse right round row_count row_number rpad rtrim schema sec_to_time second sformat sha sha1
-sha2 sign sin sleep soundex space sqrt std stddev stddev_pop stddev_samp str_to_date strcmp subdate substr
+replace reverse right round row_count row_number rtrim schema sec_to_time second sha sha1
+sha2 sign sin sleep soundex sqrt std stddev stddev_pop stddev_samp str_to_date strcmp subdate substr
 substring substring_index subtime sum sys_guid sysdate tan time time_format time_to_sec timediff timestamp
 timestampadd timestampdiff to_base64 to_char to_days to_seconds trim truncate ucase uncompress
 uncompressed_length unhex unix_timestamp upper user utc_date utc_time utc_timestamp uuid var_pop var_samp
-variance version week weekday weekofyear weight_string year yearweek
+variance version week weekday weekofyear year yearweek
 """)
 
+# A count or width sets the size of their result (REPEAT('a', 16000000), SFORMAT('{:>16000000}', ...),
+# WEIGHT_STRING(x AS CHAR(n))), up to max_allowed_packet (16 MB by default); LOCATE over such strings runs without
+# looking at max_statement_time or KILL QUERY (measured on MariaDB 10.11: LOCATE over REPEAT('a', 1000000) ran 38 s
+# under a 1 s max_statement_time, and returned its result; over REPEAT('a', 400000) a KILL QUERY at 1 s did
+# nothing, the statement returned its result at 6 s).
+SIZED_BY_ARGUMENT = _names("repeat lpad rpad space sformat weight_string")
 
 # Memory a statement over the whole table may keep one internal temporary table in (`whole_table_statement`):
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
@@ -269,6 +276,10 @@ class MySQL(MySQLPolling, Dialect):
             if qualifier or quoted:
                 return (f"{name}() is not allowed in a check: it is a stored function, and the server does not say "
                         f"what a stored function calls")
+            if name.lower() in SIZED_BY_ARGUMENT:
+                return (f"{name}() is not allowed in a check: an argument, not its input, sets the size of its "
+                        f"result, and the server does not interrupt LOCATE over such a string: it would run "
+                        f"past max_statement_time and the KILL QUERY of dupewatch's deadline")
             if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS:
                 if re.search(rf"\bwith\s+(?:recursive\s+)?{re.escape(name)}\(", expanded, re.I):
                     return (f"{name}() is not allowed in a check: a column list after a WITH name reads like a "

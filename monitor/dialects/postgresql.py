@@ -55,6 +55,13 @@ HARMLESS_VOLATILE = ("random", "clock_timestamp", "timeofday", "gen_random_uuid"
                      "pg_sleep_until", "pg_is_in_recovery", "bernoulli", "system")  # the last two: TABLESAMPLE
 # STABLE by declaration, but not harmless: each gives the check's transaction a permanent transaction ID.
 _REFUSED_STABLE = ("txid_current", "pg_current_xact_id")
+# IMMUTABLE, but the size of their result is set by an argument (a count or a width), not by their input:
+# `repeat('a', 400000000)` is 400 MB from a short statement, and a matcher given such strings (LIKE, position)
+# runs without looking for a cancel, past statement_timeout and past the cancel of dupewatch's deadline
+# (measured on PostgreSQL 15 under a 1 s statement_timeout: a LIKE over `repeat('a', 400000)` ran 17 s, position()
+# of a 20,001-character needle in `repeat('a', 2000000)` 15 s).
+# format() takes its width from the format string or an argument (`format('%*s', n, 'x')`).
+SIZED_BY_ARGUMENT = ("repeat", "lpad", "rpad", "array_fill", "format")
 
 _CALLED = sa.text("""
 WITH called(fn) AS (
@@ -70,7 +77,8 @@ WITH called(fn) AS (
 )
 SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
-       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused
+       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused,
+       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:sized AS text[])) AS sized
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.oid IN (SELECT fn FROM support)
 ORDER BY p.oid
@@ -253,6 +261,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         refused = self.refused_domain(conn)  # before the statement is parsed: parsing may run a domain's CHECK
         if refused:
             return refused
+        # Before it is planned: planning folds IMMUTABLE calls on constants, so the EXPLAIN below would itself run
+        # `repeat('a', 400000) LIKE ...` (past every timeout) and leave no call of it in the plan.
+        rewritten = Calls()
+        rewritten.read(self.rewritten_tree(conn, statement))
+        refused = self.refused_among(conn, rewritten)
+        if refused:
+            return refused
         plan = self.plan_tree(conn, statement)
         if not plan:
             return "custom SQL is not allowed in a check: PostgreSQL sent no plan to vet it by"
@@ -274,10 +289,15 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """The signature of the first of `calls`' functions a check must not call, and why; None when none."""
         rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
                                       "operators": _oid_array(calls.operators),
-                                      "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE)})
-        for signature, volatility, harmless, refused in rows:
+                                      "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
+                                      "sized": list(SIZED_BY_ARGUMENT)})
+        for signature, volatility, harmless, refused, sized in rows:
             if refused:
                 return signature, "it gives the check's transaction an ID"
+            if sized:
+                return signature, ("an argument, not its input, sets the size of its result, and PostgreSQL does "
+                                   "not interrupt LIKE or position() over such a string: it would run past "
+                                   "statement_timeout and the cancel of dupewatch's deadline")
             if volatility == "v" and not harmless:
                 return signature, (f"it is VOLATILE (it may act on data, sessions or the server); checks call "
                                    f"IMMUTABLE and STABLE functions, and {', '.join(HARMLESS_VOLATILE)}")
@@ -303,6 +323,31 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                         f"array type holding the domain, before dupewatch can vet a statement; no custom query or "
                         f"where runs on this database until that CHECK calls only IMMUTABLE or STABLE functions")
         return None
+
+    @staticmethod
+    def rewritten_tree(conn: Connection, statement: str) -> str:
+        """The query tree PostgreSQL makes of `statement` once parsed and rewritten (views and row-level security
+        policies expanded), not yet planned: the protocol's Parse message alone (libpq `PQprepare` of the unnamed
+        statement), which plans and runs nothing; "" when the server sent none or could not parse it (the EXPLAIN
+        that follows reports why, as the server words it)."""
+        driver: Any = conn.connection.driver_connection
+        dumps: list[str] = []
+
+        def keep(diagnostic: Any) -> None:
+            if diagnostic.severity_nonlocalized == "LOG" and diagnostic.message_primary == "rewritten parse tree:":
+                dumps.append(diagnostic.message_detail or "")
+
+        savepoint = conn.begin_nested()
+        driver.add_notice_handler(keep)
+        try:
+            conn.exec_driver_sql("SELECT set_config('client_min_messages', 'log', true), "
+                                 "set_config('debug_pretty_print', 'off', true), "
+                                 "set_config('debug_print_rewritten', 'on', true)")
+            driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
+        finally:
+            driver.remove_notice_handler(keep)
+            savepoint.rollback()
+        return "\n".join(dumps)
 
     @staticmethod
     def plan_tree(conn: Connection, statement: str) -> str:

@@ -75,6 +75,11 @@ def register_functions(dbapi: sqlite3.Connection) -> None:
 # (`s || s` in a recursive CTE) would otherwise take gigabytes of its memory before the deadline stops it. Past this
 # length SQLite stops the statement ("string or blob too big"); a stored value longer than this cannot be read.
 MAX_VALUE_BYTES = 32 * 1024 * 1024
+# The longest LIKE or GLOB pattern a statement may use (SQLITE_LIMIT_LIKE_PATTERN_LENGTH; SQLite's default is
+# 50,000 bytes). Matching is one step of SQLite's program, which neither the progress handler nor `interrupt()`
+# can stop, and costs up to the string's length times the pattern's: measured on SQLite 3.40, a `%`-led pattern
+# against a 32 MiB string took 2 s at 100 bytes, 18 s at 1,000, and over a minute at 40,000 against 4 MiB.
+MAX_LIKE_PATTERN_BYTES = 200
 
 
 def _names(text: str) -> frozenset[str]:
@@ -85,11 +90,13 @@ def _names(text: str) -> frozenset[str]:
 # prepares it (SQLITE_FUNCTION, whatever the spelling: `[x--]`, quotes, comments, views): anything not here is
 # denied, so the statement is refused before it runs. Left out on purpose: randomblob and zeroblob (blobs of any
 # size), printf and format (`printf('%.*c', 900000000, 'x')` loops 900 million times inside one step of SQLite's
-# program, where neither the length limit nor the deadline can stop it: 1.4 GB or 12 s), load_extension (native
-# code), readfile, writefile, edit, fts3_tokenizer (outside the database).
+# program, where neither the length limit nor the deadline can stop it: 1.4 GB or 12 s), instr (its needle has no
+# limit: instr over a string doubled to 4 MiB by `s || s` and a 50,000-byte needle took 2.2 s in one step, past a
+# 1 s deadline; LIKE, whose pattern `MAX_LIKE_PATTERN_BYTES` bounds, finds the same), load_extension (native code),
+# readfile, writefile, edit, fts3_tokenizer (outside the database).
 HARMLESS_FUNCTIONS = _names("""
 abs acos acosh asin asinh atan atan2 atanh avg ceil ceiling changes char coalesce concat concat_ws cos cosh count
-cume_dist date datetime degrees dense_rank exp first_value floor glob group_concat hex ifnull iif instr json
+cume_dist date datetime degrees dense_rank exp first_value floor glob group_concat hex ifnull iif json
 json_array json_array_length json_each json_error_position json_extract json_group_array json_group_object
 json_insert json_object json_patch json_quote json_remove json_replace json_set json_tree json_type json_valid
 jsonb julianday lag last_insert_rowid last_value lead length like likelihood likely ln log log10 log2 lower ltrim
@@ -121,6 +128,7 @@ class SQLite(SQLitePolling, Dialect):
     def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
         register_functions(dbapi)
         dbapi.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)  # the fix's connection runs `where` too
+        dbapi.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_BYTES)
         if read_only:
             dbapi.execute("PRAGMA query_only = ON")
 
@@ -192,8 +200,8 @@ class SQLite(SQLitePolling, Dialect):
             dbapi.set_authorizer(None)
         if refused:
             return (f"{refused[0]}() is not allowed in a check: it is not one of the SQLite functions known to "
-                    f"change nothing and to stay small and quick (randomblob, zeroblob, printf, load_extension and "
-                    f"file functions are refused)")
+                    f"change nothing and to stay small and quick (randomblob, zeroblob, printf, instr, load_extension "
+                    f"and file functions are refused)")
         return None
 
     def unknown_column(self, conn: Connection, statement: str) -> str | None:

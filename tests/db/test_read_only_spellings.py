@@ -356,3 +356,157 @@ def test_mysql_vetting_leaves_no_setting_behind(mysql):
             assert tuple(settings) == ("enabled=off", None)
     finally:
         database.dispose()
+
+
+# -- a result whose size an argument sets: the matchers over it run past every timeout -------------------------
+# LIKE and position() (PostgreSQL), LOCATE (MariaDB), instr and LIKE (SQLite) look for no cancel while they match,
+# and cost the string's length times the needle's: measured, `repeat('a', 400000) LIKE '%' || repeat('a', 40000)
+# || 'b'` ran 17 s under a 1 s statement_timeout, LOCATE over REPEAT('a', 400000) 6 s through a KILL QUERY at 1 s.
+
+def stop_backends(db: Any, marker: str) -> None:
+    """End every session still running a statement holding `marker` (a statement that does not look for a
+    cancel ends when its call does): terminate it, and wait until it is gone."""
+    if db.dialect == "postgresql":
+        db.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE :q "
+                  "AND pid <> pg_backend_pid()", {"q": f"%{marker}%"})
+        running = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q AND pid <> pg_backend_pid()"
+    else:
+        for (pid,) in db.rows("SELECT id FROM information_schema.processlist WHERE info LIKE :q "
+                              "AND id <> CONNECTION_ID()", {"q": f"%{marker}%"}):
+            db.execute(f"KILL {int(pid)}")
+        running = "SELECT count(*) FROM information_schema.processlist WHERE info LIKE :q AND id <> CONNECTION_ID()"
+    started = time.monotonic()
+    while db.scalar(running, {"q": f"%{marker}%"}):
+        assert time.monotonic() - started < 60, f"the statement marked {marker} to end"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def marker() -> str:
+    """A name for the statements of this test (`stop_backends` ends those still running after it)."""
+    return f"dw_runaway_{uuid.uuid4().hex[:8]}"
+
+
+PG_SIZED = {
+    "repeat under LIKE, folded (and so run) by planning": (
+        "SELECT repeat('a', 400000) LIKE '%' || repeat('a', 40000) || 'b' AS {marker}", "repeat(text,integer)"),
+    "position() of an lpad needle": ("SELECT position(lpad('b', 20001, 'a') IN k) AS {marker} FROM victim",
+                                     "lpad(text,integer,text)"),
+    "rpad": ("SELECT rpad(k, 3) AS {marker} FROM victim", "rpad(text,integer)"),
+    "array_fill": ("SELECT array_to_string(array_fill('a'::text, ARRAY[3]), '') AS {marker}",
+                   "array_fill(anyelement,integer[])"),
+    "format's width": ("SELECT format('%*s', 3, k) AS {marker} FROM victim", "format(text,\"any\")"),
+    "unicode-escaped repeat": ('SELECT U&"r\\0065peat"(k, 3) AS {marker} FROM victim', "repeat(text,integer)"),
+}
+
+
+@pytest.mark.parametrize("spelling", PG_SIZED)
+def test_postgresql_a_function_sized_by_its_argument_is_refused_before_it_runs(pg, spelling, marker, monitor_for):
+    make_victim(pg)
+    sql, call = PG_SIZED[spelling]
+    started = time.monotonic()
+    try:
+        result = run_query(monitor_for, pg, sql.format(marker=marker), statement_timeout="1s")
+    finally:
+        stop_backends(pg, marker)
+    assert_refused(result, call)
+    assert "sets the size of its result" in result.error
+    assert time.monotonic() - started < 2.5  # nothing ran: planning would fold, and so run, a LIKE on constants
+
+
+def test_postgresql_a_where_cannot_call_a_function_sized_by_its_argument(pg, monitor_for):
+    make_victim(pg)
+    assert_refused(run_where(monitor_for, pg, "k LIKE '%' || repeat('a', 3) || 'b'"), "repeat(text,integer)")
+
+
+MYSQL_SIZED = {
+    "REPEAT under LOCATE": (
+        "SELECT LOCATE(CONCAT(REPEAT('a', 40000), 'b'), REPEAT('a', 400000)) AS {marker}", "repeat("),
+    "LPAD": ("SELECT LPAD(k, 3, 'a') AS {marker} FROM victim", "lpad("),
+    "RPAD": ("SELECT RPAD(k, 3, 'a') AS {marker} FROM victim", "rpad("),
+    "SPACE": ("SELECT CONCAT(k, SPACE(3)) AS {marker} FROM victim", "space("),
+    "SFORMAT's width": ("SELECT SFORMAT('{{:>3}}', k) AS {marker} FROM victim", "sformat("),
+    "WEIGHT_STRING AS CHAR(n)": ("SELECT WEIGHT_STRING(k AS CHAR(3)) AS {marker} FROM victim", "weight_string("),
+    "REPEAT in an executable comment": ("SELECT 1 /*!, REPEAT(k, 3)*/ AS {marker} FROM victim", "repeat("),
+}
+
+
+@pytest.mark.parametrize("spelling", MYSQL_SIZED)
+def test_mysql_a_function_sized_by_its_argument_is_refused(mysql, spelling, marker, monitor_for):
+    make_victim(mysql)
+    sql, call = MYSQL_SIZED[spelling]
+    started = time.monotonic()
+    try:
+        result = run_query(monitor_for, mysql, sql.format(marker=marker), statement_timeout="1s")
+    finally:
+        stop_backends(mysql, marker)
+    assert_refused(result, call)
+    assert "sets the size of its result" in result.error
+    assert time.monotonic() - started < 2.5
+
+
+def test_mysql_a_where_cannot_call_a_function_sized_by_its_argument(mysql, monitor_for):
+    make_victim(mysql)
+    assert_refused(run_where(monitor_for, mysql, "LOCATE(REPEAT('a', 3), k) = 0"), "repeat(")
+
+
+DOUBLED = "WITH RECURSIVE r(n, s) AS (SELECT 1, 'x' UNION ALL SELECT n + 1, s || s FROM r WHERE n < {n}) "
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_instr_is_refused(victim_table, monitor_for):
+    """instr's needle has no limit: over a string doubled to 4 MiB it matched for 2.2 s in one step, past a 1 s
+    deadline. (The doubling itself stops at `MAX_VALUE_BYTES`.)"""
+    started = time.monotonic()
+    sql = DOUBLED.format(n=23) + "SELECT instr(s, substr(s, 1, 50000) || 'y') AS n FROM r WHERE n = 23"
+    assert_refused(run_query(monitor_for, victim_table, sql, statement_timeout="1s"), "instr(")
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+@pytest.mark.parametrize("operator", ["LIKE '%'", "GLOB '*'"])
+def test_sqlite_a_long_like_pattern_is_refused_by_sqlite_before_it_matches(victim_table, operator, monitor_for):
+    """A LIKE or GLOB matches in one step of SQLite's program, which no deadline stops, for up to the string's
+    length times the pattern's: SQLite's own pattern limit (SQLITE_LIMIT_LIKE_PATTERN_LENGTH) bounds it."""
+    started = time.monotonic()
+    sql = DOUBLED.format(n=22) + f"SELECT n FROM r WHERE n = 22 AND s {operator} || substr(s, 1, 5000) || 'y'"
+    result = run_query(monitor_for, victim_table, sql, statement_timeout="1s")
+    assert result.status == "error" and "pattern too complex" in result.error, result.error
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_a_short_like_pattern_still_matches(victim_table, monitor_for):
+    sql = "SELECT k, count(*) AS dup_count FROM victim WHERE k LIKE 'a%' GROUP BY k HAVING count(*) > 1"
+    result = run_query(monitor_for, victim_table, sql)
+    assert (result.status, result.groups, result.error) == ("violations", 1, None)
+
+
+# -- the deadline, when the database does not stop a statement on cancel -----------------------------------------
+
+UNSTOPPABLE = {
+    # string_agg builds the string as rows come (interruptible); the LIKE over it is not.
+    "pg": "SELECT s AS {marker}, 2 AS dup_count FROM (SELECT string_agg('a', '') AS s FROM generate_series(1, 300000)) "
+          "AS t WHERE s LIKE '%' || substr(s, 1, 30000) || 'b'",
+    "mysql": "SELECT s AS {marker}, 2 AS dup_count FROM (SELECT GROUP_CONCAT('a' SEPARATOR '') AS s "
+             "FROM seq_1_to_400000) AS t WHERE LOCATE(CONCAT(LEFT(s, 40000), 'b'), s) > 0",
+}
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_the_deadline_says_when_the_database_did_not_stop_a_cancelled_statement(server, request, marker,
+                                                                                monitor_for):
+    """The cancel (libpq's cancel request, KILL QUERY) cannot stop a call that does not look for it: dupewatch
+    still answers at its deadline, and says that the database may run the call on."""
+    db = request.getfixturevalue(server)
+    make_victim(db)
+    started = time.monotonic()
+    try:
+        result = run_query(monitor_for, db, UNSTOPPABLE[server].format(marker=marker), statement_timeout="1s")
+        took = time.monotonic() - started
+    finally:
+        stop_backends(db, marker)
+    assert result.status == "error", result
+    assert "did not stop within 1s" in result.error and "may run that call to its end" in result.error, result.error
+    assert "\n" not in result.error
+    assert took < 1 + 2 + 1 + 2.5, took  # statement_timeout + grace + the wait for the cancel, and some slack
