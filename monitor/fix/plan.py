@@ -718,6 +718,12 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "
             f"{groups} group(s){cascade}; merge those referencing rows first, or set its on_reference to "
             "\"archive\"")
+    for name in ref.exclusions:
+        plan.notes.append(
+            f"risk: {ref.table} has exclusion constraint {name} over {', '.join(ref.columns)}, which the repoint of "
+            f"{ref.label} changes; the dry run cannot evaluate it, so a repointed row that conflicts with a kept "
+            "row's stops its batch, rolled back, naming the constraint; resolve those rows by hand, or set its "
+            f"on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
     if ref_plan.crowded:
         kept, low, high = ref_plan.crowded
         spread = f"{low}" if low == high else f"{low}-{high}"

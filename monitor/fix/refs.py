@@ -42,6 +42,9 @@ class Reference:
     referred_unique: bool = True  # the referred columns are unique in the fixed table
     action: Action = "repoint"
     partition_key: tuple[str, ...] = ()  # the referencing table's partitioning columns (PostgreSQL)
+    # Exclusion constraints (PostgreSQL EXCLUDE) of the referencing table that read a foreign-key column: the dry
+    # run cannot tell whether a repoint violates one (its operators are arbitrary: overlaps, adjacency, ...).
+    exclusions: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str | None:
@@ -128,7 +131,9 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
     return Reference(fk, primary_key=pk, unique_sets=tuple(containing),
                      self_reference=same_schema and fk.table == table.name,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
-                     partition_key=catalog.partition_columns(fk.schema, fk.table))
+                     partition_key=catalog.partition_columns(fk.schema, fk.table),
+                     exclusions=tuple(name for name, cols in catalog.exclusion_constraints(fk.schema, fk.table)
+                                      if set(fk.columns) & set(cols)))
 
 
 def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:

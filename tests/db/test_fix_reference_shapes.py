@@ -360,3 +360,43 @@ def test_a_batch_stopped_by_a_constraint_does_not_say_resuming_helps(pg, tmp_pat
     assert "booking_no_overlap" in fixed.stderr and "would meet the same constraint" in fixed.stderr, fixed.stderr
     assert "run the fix again to resume" not in fixed.stderr
     assert contents(pg, "room", "booking") == before
+
+
+def _bookings(pg, *, overlapping: bool) -> None:
+    """Two rooms named alike, one booking each, and an exclusion constraint that reads `room_id` inside an
+    expression (no two bookings of one room overlap); `overlapping`: the bookings overlap, so the repoint breaks it."""
+    second = "'[2024-01-01 10:30, 2024-01-01 11:30)'" if overlapping else "'[2024-01-02 10:00, 2024-01-02 11:00)'"
+    pg.execute("CREATE TABLE room (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+               "CREATE TABLE booking (id INTEGER PRIMARY KEY, room_id INTEGER NOT NULL REFERENCES room (id), "
+               "during tsrange NOT NULL, CONSTRAINT booking_no_overlap EXCLUDE USING gist "
+               "(int4range(room_id, room_id, '[]') WITH =, during WITH &&))",
+               "INSERT INTO room VALUES (1, 'blue'), (2, 'blue')",
+               f"INSERT INTO booking VALUES (10, 1, '[2024-01-01 10:00, 2024-01-01 11:00)'), (11, 2, {second})")
+
+
+@pytest.mark.parametrize("overlapping", [True, False], ids=["overlapping", "apart"])
+def test_the_dry_run_names_an_exclusion_constraint_the_repoint_may_violate(pg, tmp_path, overlapping):
+    """The dry run cannot evaluate an EXCLUDE constraint (its operators are arbitrary), so it names, as a risk,
+    each one of a referencing table that reads a repointed column, from the catalog, whether or not it breaks."""
+    _bookings(pg, overlapping=overlapping)
+    path = config_file(tmp_path, pg, [{"name": "rooms", "table": "room", "key": ["name"]}])
+    dry = run_cli("fix", "rooms", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    risks = [note for note in json_out(dry)["notes"] if "booking_no_overlap" in note]
+    assert len(risks) == 1 and risks[0].startswith("risk: booking has exclusion constraint booking_no_overlap over "
+                                                   "room_id"), json_out(dry)["notes"]
+    shown = run_cli("fix", "rooms", "--config", str(path), "--dry-run")
+    assert "booking_no_overlap" in shown.output, shown.output
+
+
+def test_an_exclusion_constraint_on_other_columns_is_no_risk(pg, tmp_path):
+    pg.execute("CREATE TABLE room (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+               "CREATE TABLE booking (id INTEGER PRIMARY KEY, room_id INTEGER NOT NULL REFERENCES room (id), "
+               "during tsrange NOT NULL, CONSTRAINT booking_apart EXCLUDE USING gist (during WITH &&))",
+               "INSERT INTO room VALUES (1, 'blue'), (2, 'blue')",
+               "INSERT INTO booking VALUES (10, 1, '[2024-01-01 10:00, 2024-01-01 11:00)'), "
+               "(11, 2, '[2024-01-02 10:00, 2024-01-02 11:00)')")
+    path = config_file(tmp_path, pg, [{"name": "rooms", "table": "room", "key": ["name"]}])
+    dry = run_cli("fix", "rooms", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert not [note for note in json_out(dry)["notes"] if "exclusion" in note], json_out(dry)["notes"]

@@ -130,6 +130,11 @@ class Catalog:
         partition); () where the database has no such table or it is not partitioned."""
         return ()
 
+    def exclusion_constraints(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, columns) of a table's exclusion constraints (PostgreSQL `EXCLUDE`), each with every column it
+        reads (plain elements, expressions, its WHERE); [] where the database has none."""
+        return []
+
     def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """(name, columns) of the primary key, unique constraints and unique indexes of a table."""
         inspector = sa.inspect(self.conn)

@@ -70,6 +70,23 @@ class PostgresCatalog(Catalog):
             WHERE p.partrelid = to_regclass(:t) ORDER BY a.attnum"""),
             {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
 
+    def exclusion_constraints(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """A plain column element is in `conkey`; one inside an expression or the WHERE (`conkey` holds 0 for an
+        expression) is a dependency of the constraint's index on the column (pg_depend)."""
+        rows = self.conn.execute(sa.text("""
+            SELECT c.conname, array_agg(DISTINCT a.attname ORDER BY a.attname) AS columns
+            FROM pg_catalog.pg_constraint c
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum > 0 AND (
+                a.attnum = ANY (c.conkey) OR EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.conindid
+                      AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = c.conrelid
+                      AND d.refobjsubid = a.attnum))
+            WHERE c.conrelid = to_regclass(:t) AND c.contype = 'x'
+            GROUP BY c.conname ORDER BY c.conname"""),
+            {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))})
+        return [(str(row.conname), tuple(row.columns)) for row in rows]
+
     def table_identity(self, table: sa.Table) -> str:
         oid = self.conn.execute(sa.text("SELECT CAST(to_regclass(:t) AS oid)"),
                                 {"t": qualified(self.conn, table)}).scalar()
