@@ -18,6 +18,7 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
@@ -343,7 +344,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             conn.exec_driver_sql("SELECT set_config('client_min_messages', 'log', true), "
                                  "set_config('debug_pretty_print', 'off', true), "
                                  "set_config('debug_print_rewritten', 'on', true)")
-            driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
+            with suppress(UnicodeEncodeError):  # the EXPLAIN that follows reports it as psycopg words it
+                driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
         finally:
             driver.remove_notice_handler(keep)
             savepoint.rollback()

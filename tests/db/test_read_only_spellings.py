@@ -286,6 +286,7 @@ def test_sqlite_a_statement_cannot_build_a_string_of_a_gigabyte(victim_table, mo
 
 SQLITE_WHERE_SPELLINGS = {
     "bracketed alias": ("EXISTS (SELECT 1 AS [x--] WHERE length(randomblob(10)) > 0)", "randomblob("),
+    "instr, whose needle has no limit": ("instr(k, 'a') > 0", "instr("),
 }
 WHERE_SPELLINGS = [pytest.param(fixture, where, call, id=f"{fixture}-{name}")
                    for fixture, spellings in (("pg", PG_WHERE_SPELLINGS), ("mysql", MYSQL_WHERE_SPELLINGS),
