@@ -342,8 +342,9 @@ def test_postgresql_vetting_leaves_no_setting_behind(pg):
         with database.read_only() as conn:
             assert database.rules.refused_call(conn, "SELECT lower('A') AS a") is None
             settings = conn.exec_driver_sql("SELECT current_setting('debug_print_plan'), "
+                                            "current_setting('debug_print_rewritten'), "
                                             "current_setting('client_min_messages')").one()
-            assert tuple(settings) == ("off", "notice")
+            assert tuple(settings) == ("off", "off", "notice")
     finally:
         database.dispose()
 
