@@ -657,6 +657,7 @@ class _Watch:
         self.url = url
         self.expired = False
         self.unstopped = False  # expired, and the statement had not stopped `CANCEL_WAIT_SECONDS` after its cancel
+        # was delivered
         self.released = threading.Event()
         self.owner = _current_owner()
         self._lock = threading.Lock()
@@ -679,10 +680,15 @@ class _Watch:
         log.warning("database %s: cancelling a statement (client-side deadline or shutdown)", self.db.name)
         try:
             rules.cancel(self.dbapi, self.url, CANCEL_WAIT_SECONDS)
+            delivered = True
         except Exception as exc:  # the server may not answer at all (frozen, unreachable)
             log.info("database %s: cancel failed (%s)", self.db.name, first_line(exc))
+            delivered = False
         if not self.released.wait(CANCEL_WAIT_SECONDS):
-            self.unstopped = True  # before the socket is shut: the statement's thread reads it once woken
+            # Set before the socket is shut: the statement's thread reads it once woken. A server that took the
+            # cancel and still runs the statement is inside a call it does not interrupt; one that did not take
+            # it (frozen, unreachable) is only not answering.
+            self.unstopped = delivered
             try:
                 rules.sever(self.dbapi)
             except Exception as exc:  # already closed by its thread meanwhile

@@ -57,3 +57,22 @@ def test_a_frozen_database_reports_up_0_within_the_deadline(cluster: Cluster, tm
     daemon.wait_for(lambda s: s.value(UP, "frozen-check") == 1, "up = 1 again once the database thaws",
                     timeout=30)
     assert daemon.stop() == 0
+
+
+def test_a_frozen_database_is_not_said_to_be_running_a_call_it_does_not_interrupt(cluster: Cluster) -> None:
+    """The deadline's cancel never reached a frozen server, so its error says no more than that the query was
+    cancelled: `did not stop within ...` is for a server that took the cancel and still runs the statement."""
+    from monitor.config import DatabaseConfig
+    from monitor.db import Database, DatabaseError
+
+    database = Database("frozen", DatabaseConfig(url=cluster.url, statement_timeout=f"{STATEMENT_TIMEOUT}s"))
+    try:
+        with pytest.raises(DatabaseError) as raised, database.read_only() as conn:
+            conn.exec_driver_sql("SELECT 1").close()
+            cluster.signal_all(signal.SIGSTOP)
+            conn.exec_driver_sql("SELECT 1")
+    finally:
+        cluster.signal_all(signal.SIGCONT)
+        database.dispose()
+    message = str(raised.value)
+    assert "query cancelled, connection discarded" in message and "did not stop within" not in message, message
