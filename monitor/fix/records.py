@@ -237,12 +237,12 @@ def unusable_tables(conn: Connection) -> list[str]:
         return []
     quote = conn.dialect.identifier_preparer.quote
     role = quote(str(conn.execute(sa.select(sa.func.current_user())).scalar()))
-    where = f"{quote(schema)}." if schema else ""
-    return [f"dupewatch's table {where}{name} belongs to {owner}, and this fix role {role} may not read and write "
-            f"it (dupewatch's tables grant nothing to anyone but their owner): run the fix as {owner}, or give it "
-            f"to this role (ALTER TABLE {where}{name} OWNER TO {role}, and so for the other dupewatch_* tables), "
-            "or set [fix] schema to a schema of the fix role's own"
-            for name, owner in foreign]
+    return [f"dupewatch's table {quote(where)}.{quote(name)} belongs to {quote(owner)}, and this fix role {role} "
+            "may not read and write it (dupewatch's tables grant nothing to anyone but their owner): run the fix "
+            f"as {quote(owner)}, or give it to this role (ALTER TABLE {quote(where)}.{quote(name)} OWNER TO "
+            f"{role}, and so for the other dupewatch_* tables there), or set [fix] schema to a schema of the fix "
+            "role's own"
+            for where, name, owner in foreign]
 
 
 def planning(conn: Connection, check: str, table_name: str) -> list[FixRecord]:
