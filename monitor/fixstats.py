@@ -15,12 +15,12 @@ from monitor.db import Database, DatabaseError
 def deleted_by_check(db: Database) -> dict[str, int] | None:
     """Rows deleted by all fixes of each check recorded in `db` ({} when no fix ever ran there), or None when
     the records cannot be read (database down, no privilege on the table)."""
-    from monitor.fix.records import BOOKKEEPING, fix_table, has_tables
+    from monitor.fix.records import BOOKKEEPING, fix_table, tables_exist
 
     try:
         with db.read_only() as conn:
             conn = conn.execution_options(schema_translate_map={BOOKKEEPING: db.fix_schema})
-            if not has_tables(conn):
+            if not tables_exist(conn):
                 return {}
             rows = conn.execute(sa.select(fix_table.c.check_name, sa.func.sum(fix_table.c.deleted))
                                 .group_by(fix_table.c.check_name))

@@ -31,7 +31,7 @@ from monitor.detect import TableCheck
 from monitor.dialects import for_backend
 from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
-from monitor.fix.records import home, now_text, safe_identifier
+from monitor.fix.records import home, now_text, safe_identifier, unusable_tables
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 
@@ -414,6 +414,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     if unseen:
         plan.blockers.append(unseen)
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
+    plan.blockers.extend(unusable_tables(conn))
     for ref_plan in plan.references:
         ref = ref_plan.reference
         if ref_plan.rows and ref.visible and ref.action != "refuse":

@@ -189,7 +189,7 @@ def ensure_tables(conn: Connection) -> None:
     except sa.exc.OperationalError:
         # MySQL/MariaDB: another process created a table between the check and the CREATE (DDL commits at
         # once there, so nothing of ours is lost); a second pass finds it.
-        if for_backend(conn.dialect.name).error_aborts_transaction or not has_tables(conn):
+        if for_backend(conn.dialect.name).error_aborts_transaction or not tables_exist(conn):
             raise
         _metadata.create_all(conn, checkfirst=True)
 
@@ -206,8 +206,43 @@ def place(conn: Connection, schema: str | None) -> str | None:
     return schema if chosen is None else chosen
 
 
-def has_tables(conn: Connection) -> bool:
+def tables_exist(conn: Connection) -> bool:
+    """Whether dupewatch's bookkeeping tables exist (whoever may read them)."""
     return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
+
+
+def has_tables(conn: Connection) -> bool:
+    """Whether dupewatch's bookkeeping tables exist, for a connection that reads and writes them: raises
+    `FixRefused` when they belong to a role this one may not act for (see `unusable_tables`)."""
+    if not tables_exist(conn):
+        return False
+    refusals = unusable_tables(conn)
+    if refusals:
+        raise FixRefused(refusals[0])
+    return True
+
+
+def unusable_tables(conn: Connection) -> list[str]:
+    """A refusal per bookkeeping table this connection's role may not read and write: they grant nothing to
+    anyone but their owner, so a fix through another role than the one that ran the first fix (a `fix_url`
+    added later) would fail on them. [] when the tables do not exist yet."""
+    from monitor.fix.catalog import catalog_for
+
+    schema = home(conn)
+    if not sa.inspect(conn).has_table(FIX_TABLE, schema=schema):
+        return []
+    tables = [sa.Table(name, sa.MetaData(), schema=schema) for name in (FIX_TABLE, REFERENCE_TABLE)]
+    foreign = catalog_for(conn).foreign_owners(tables)
+    if not foreign:
+        return []
+    quote = conn.dialect.identifier_preparer.quote
+    role = quote(str(conn.execute(sa.select(sa.func.current_user())).scalar()))
+    return [f"dupewatch's table {quote(where)}.{quote(name)} belongs to {quote(owner)}, and this fix role {role} "
+            "may not read and write it (dupewatch's tables grant nothing to anyone but their owner): run the fix "
+            f"as {quote(owner)}, or give it to this role (ALTER TABLE {quote(where)}.{quote(name)} OWNER TO "
+            f"{role}, and so for the other dupewatch_* tables there), or set [fix] schema to a schema of the fix "
+            "role's own"
+            for where, name, owner in foreign]
 
 
 def planning(conn: Connection, check: str, table_name: str) -> list[FixRecord]:

@@ -28,6 +28,7 @@ from monitor.fix.catalog import ForeignKey, catalog_for
 from monitor.fix.errors import FixRefused
 
 Action = Literal["repoint", "archive", "refuse"]
+ACTIONS: dict[str, Action] = {"repoint": "repoint", "archive": "archive", "refuse": "refuse"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def find_references(conn: Connection, table: sa.Table, on_reference: Mapping[str
         for spec, (_name, configured) in wanted.items():
             if _names(spec, fk):
                 used.add(spec)
-                action = configured  # type: ignore[assignment]
+                action = ACTIONS[configured]  # the config accepts only these
         found.append(_reference(catalog, table, fk, unique, action))
     unknown = [name for spec, (name, _a) in wanted.items() if spec not in used]
     if unknown:

@@ -173,9 +173,9 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     if expected != current.archived:
         raise FixRefused(f"undo of fix {record.fix_id} refused: the archive holds {expected} of its "
                          f"{current.archived} rows (was {record.archive_table} changed?)")
-    if expected:
-        _refuse_taken_keys(conn, table, archive, record.fix_id)  # type: ignore[arg-type]
-        restored = restore_rows(conn, archive, table, record.fix_id)  # type: ignore[arg-type]
+    if expected and archive is not None:  # (a count above 0 came from the archive)
+        _refuse_taken_keys(conn, table, archive, record.fix_id)
+        restored = restore_rows(conn, archive, table, record.fix_id)
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
     pointed, _children = undo_links(conn, record.fix_id, home)

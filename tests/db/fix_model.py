@@ -122,6 +122,7 @@ class Scenario:
     # `merge_distinct` on the check: without it, rows differing on the unique columns u / ut outside the key
     # (issue 16 item 4) must never be merged
     merge_distinct: bool = True
+    versioned: bool = False  # MariaDB: `p` is system-versioned (issue 16 item 5; its period columns hidden)
 
     @property
     def distinct_columns(self) -> bool:
@@ -165,7 +166,7 @@ HAS_MERGE_DISTINCT = "merge_distinct" in CheckConfig.model_fields
 @st.composite
 def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool = True,
               primary_key: bool | None = None, tagged: bool | None = None, trigger: bool = False,
-              rls: bool = False) -> Scenario:
+              rls: bool = False, versioned: bool = False) -> Scenario:
     """`tagged=False`: rows carry nothing but their key and `ord` (fully identical copies are possible, what
     MariaDB without a primary key can fix); the application then only inserts. `rls` (PostgreSQL): the fix
     runs as its own role and referencing tables may have row-level security against it (`Child.rls`)."""
@@ -217,7 +218,8 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
         on_reference = tuple(draw(st.sampled_from(["repoint", "archive", "refuse"])) for _ in kids)
     return Scenario(dialect, has_pk, tagged, key_types, nullable, rows, draw(st.booleans()),
                     draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference,
-                    draw(st.integers(0, 3)) == 0, trigger, merge_distinct=draw(st.integers(0, 3)) > 0)
+                    draw(st.integers(0, 3)) == 0, trigger, merge_distinct=draw(st.integers(0, 3)) > 0,
+                    versioned=versioned)
 
 
 # -- SQL per dialect ------------------------------------------------------------------------------------------
@@ -508,6 +510,8 @@ def build(w: World) -> None:
             insert_child(w, j, None if target is None else target, log=False)
     if s.trigger:
         audit_trigger(w)
+    if s.versioned:  # after its rows: the fix, the application and undo write a versioned table's current rows
+        w.db.execute(f"ALTER TABLE {w.sql.q('p')} ADD SYSTEM VERSIONING")
     if w.fix_role is not None:
         row_level_security(w)
 

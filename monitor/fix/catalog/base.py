@@ -102,6 +102,12 @@ class Catalog:
     def restrict_access(self, table: sa.Table) -> None:
         """Nothing to do where the database has no per-table privileges (SQLite)."""
 
+    def foreign_owners(self, tables: list[sa.Table]) -> list[tuple[str, str, str]]:
+        """(schema, table, owner) of each of dupewatch's own `tables` (found where the server resolves them) that
+        this connection's role may not read and write as `restrict_access` left them; [] where it may use them
+        all (or the database has no owners)."""
+        return []
+
     def resolved_schema(self, table: sa.Table) -> str | None:
         """The schema the server finds the table in; None when that is the connection's default schema."""
         if table.schema is not None:

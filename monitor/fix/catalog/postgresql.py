@@ -109,6 +109,23 @@ class PostgresCatalog(Catalog):
         # replica identity, and dupewatch's own tables have no primary key: skipped groups leave the plan table.
         self.conn.exec_driver_sql(f"ALTER TABLE {name} REPLICA IDENTITY FULL")
 
+    def foreign_owners(self, tables: list[sa.Table]) -> list[tuple[str, str, str]]:
+        # restrict_access revoked every grant and enabled row-level security with no policy: a role that is
+        # neither the owner (nor a member of it) nor superuser cannot read or write the table, or reads no row.
+        rows = self.conn.execute(sa.text("""
+            SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner) AS owner FROM pg_catalog.pg_class c
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid IN (SELECT to_regclass(t) FROM unnest(CAST(:tables AS text[])) AS t)
+              AND NOT pg_has_role(c.relowner, 'USAGE')
+              AND NOT (has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+                       AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')
+                       AND (NOT c.relrowsecurity
+                            OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r
+                                WHERE r.rolname = current_user)
+                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)))
+            ORDER BY c.relname"""), {"tables": [qualified(self.conn, t) for t in tables]}).all()
+        return [(str(r.nspname), str(r.relname), str(r.owner)) for r in rows]
+
     def _index_enforced(self, schema: str | None, table: str, index: dict[str, Any]) -> bool:
         if not super()._index_enforced(schema, table, index):
             return False

@@ -3,6 +3,7 @@ write lock, the fix running on the locked session itself (its commits become sav
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, cast
 
 import psycopg
@@ -13,6 +14,11 @@ from monitor.engine import Monitor
 from monitor.fix.guard.build import lock_refused, milliseconds
 from monitor.fix.guard.postgresql import PostgresBuilder
 from monitor.fix.guard.report import GuardInterrupted, GuardReport
+
+# psycopg's own properties, called past the overrides below (as descriptors: mypy types a property read from the
+# class as its getter's value)
+_AUTOCOMMIT: Any = inspect.getattr_static(psycopg.Connection, "autocommit")
+_ISOLATION_LEVEL: Any = inspect.getattr_static(psycopg.Connection, "isolation_level")
 
 
 class _PinnedPsycopg(psycopg.Connection):
@@ -41,21 +47,21 @@ class _PinnedPsycopg(psycopg.Connection):
 
     @property
     def autocommit(self) -> bool:
-        return bool(psycopg.Connection.autocommit.fget(self))  # type: ignore[attr-defined]
+        return bool(_AUTOCOMMIT.__get__(self))
 
     @autocommit.setter
     def autocommit(self, value: bool) -> None:
         if not self.pinned:
-            psycopg.Connection.autocommit.fset(self, value)  # type: ignore[attr-defined]
+            _AUTOCOMMIT.__set__(self, value)
 
     @property
     def isolation_level(self) -> Any:
-        return psycopg.Connection.isolation_level.fget(self)  # type: ignore[attr-defined]
+        return _ISOLATION_LEVEL.__get__(self)
 
     @isolation_level.setter
     def isolation_level(self, value: Any) -> None:
         if not self.pinned:
-            psycopg.Connection.isolation_level.fset(self, value)  # type: ignore[attr-defined]
+            _ISOLATION_LEVEL.__set__(self, value)
 
 
 class PinnedDatabase(Database):

@@ -112,7 +112,7 @@ def guard_after_fix(monitor: Monitor, check: str, report: FixReport, *, rounds: 
                              progress=progress, on_round=on_round)
     except FixError as exc:
         report.notes.append(f"constraint not added: {exc}")
-        done: list[GuardRound] = getattr(exc, "rounds", [])
+        done = exc.rounds if isinstance(exc, _RefusedAfterRounds) else []
         report.notes.extend(r.line() for r in done)
         return GuardReport(check, guard_name(check), False, "", [], done, error=str(exc))
     report.constraint = guard.index_name
@@ -131,9 +131,16 @@ def _record_round(done: list[GuardRound], step: GuardRound, on_round: Callable[[
         on_round(step)
 
 
+class _RefusedAfterRounds(FixRefused):
+    """The guard gave up: `rounds`, the rounds it ran before."""
+
+    def __init__(self, message: str, rounds: list[GuardRound]) -> None:
+        super().__init__(message)
+        self.rounds = rounds
+
+
 def _with_rounds(exc: FixRefused, done: list[GuardRound]) -> FixRefused:
-    exc.rounds = list(done)  # type: ignore[attr-defined]
-    return exc
+    return _RefusedAfterRounds(str(exc), list(done))
 
 
 def _method(monitor: Monitor, check: str) -> str:
