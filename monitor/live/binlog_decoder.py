@@ -7,6 +7,9 @@ reader only what live mode uses, already plain data:
 
 - `("rows", commit_timestamp, [Change, ...])`: one row event's changes;
 - `("unseen", commit_timestamp)`: a statement the log holds as a statement (TRUNCATE, DDL), naming no rows;
+- `("statement", commit_timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
+  LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
+  (the server's ROW is only the sessions' default);
 - `("commit", gtid_position | None, log_file, log_pos)`: a transaction read whole, and where to resume after it;
 - `("lost", error_code | None, first_line)`: the stream failed (the process ends after it).
 
@@ -23,6 +26,7 @@ import ctypes.util
 import importlib
 import logging
 import os
+import re
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -72,7 +76,8 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                 pipe.send(committed())
             elif isinstance(event, events.QueryEvent):
                 if not transaction_control(event.query):  # a statement (TRUNCATE, DDL) that commits alone
-                    pipe.send(("unseen", event.timestamp))
+                    verb = adds_rows(event.query)
+                    pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
                     pipe.send(committed())
             else:
                 pipe.send(("rows", event.timestamp, changes(event)))
@@ -114,6 +119,19 @@ def transaction_control(query: Any) -> bool:
     """Whether a logged statement only delimits a transaction whose row events follow (`BEGIN`)."""
     text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
     return text.strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END")
+
+
+_LEADING_COMMENTS = re.compile(r"\A(?:\s+|/\*.*?\*/|#[^\n]*\n|--\s[^\n]*\n)*", re.DOTALL)
+_ADDS_ROWS = ("INSERT", "REPLACE", "UPDATE", "LOAD")
+
+
+def adds_rows(query: Any) -> str | None:
+    """The verb of a logged statement that may add rows or give rows a key (INSERT, REPLACE, UPDATE, LOAD DATA),
+    or None (a DELETE, TRUNCATE or DDL only removes rows or names none)."""
+    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+    words = _LEADING_COMMENTS.sub("", text, count=1).split(None, 1)
+    verb = words[0].upper() if words else ""
+    return verb if verb in _ADDS_ROWS else None
 
 
 def first_line(exc: BaseException) -> str:

@@ -7,7 +7,9 @@ thread hands to `read()`. It needs the binary log on, `binlog_format = ROW` (Mar
 MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an UPDATE or DELETE carries the
 old key); otherwise it refuses with one line saying what to change, and never changes a setting. A statement
 logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on as an `unseen` transaction, so
-every known group of the database is re-counted. It writes
+every known group of the database is re-counted. An INSERT, REPLACE, UPDATE or LOAD DATA logged as a statement (a
+session may set its own `binlog_format`) may have made groups the log does not name: its transaction is
+`unnamed`, which the reader reports as a gap and follows with a full count. It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -223,6 +225,10 @@ class BinlogStream:
             committed_at = datetime.fromtimestamp(event[1], UTC)
             if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
                 done.append(Transaction(committed_at, unseen=True))
+            elif event[0] == "statement":  # rows added or given a key that the log does not name
+                done.append(Transaction(committed_at, unseen=True, unnamed=(
+                    f"{event[2]} logged as a statement, naming no rows (a session's binlog_format is not ROW): "
+                    "every check counted in full")))
             else:
                 done.append(Transaction(committed_at, event[2]))
 

@@ -7,7 +7,9 @@ between the two is missed (a change seen twice only re-counts a group twice). Th
 the groups the changes name. A broken stream (connection lost, slot gone, a re-count that failed after its
 changes were consumed) is a **gap**: reported to the sink at once (metric, log, a poll of the database's
 checks), then the stream is opened again and every check counted in full, the groups that appeared
-meanwhile counted as new. A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
+meanwhile counted as new. Changes the stream says it cannot name (`Transaction.unnamed`: a statement MariaDB
+logged as a statement) are a gap too, reported the same way and followed by a full count, on the open stream.
+A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
 
 **Across restarts.** Once the changes of a read are counted, the stream's position is saved in the state store
 (at most every `SAVE_SECONDS`, and when the reader stops; a position is saved only after what precedes it was
@@ -169,6 +171,7 @@ class LiveReader:
             try:
                 done = self.stream.read()
                 self._apply(done)
+                self._count_unnamed(done)
             except StreamLost as exc:
                 self.stream.close()
                 return str(exc)
@@ -189,6 +192,16 @@ class LiveReader:
         self._save_position(force=True)
         return None
 
+    def _count_unnamed(self, done: list[Transaction]) -> None:
+        """Where `done` holds rows the stream does not name (`Transaction.unnamed`), report a gap and count every
+        check in full: the groups those rows formed are counted as new."""
+        reason = next((t.unnamed for t in done if t.unnamed), None)
+        if reason is None:
+            return
+        self.sink.live_gap(self.database, f"database {self.database}: live stream: {reason}")
+        self._count_all(count_new=True)
+        self.sink.live_following(self.database, True)
+
     def _read_to_end(self) -> None:
         """Read and count until a read finds nothing more (then `_drained`), for at most `DRAIN_SECONDS`."""
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -196,6 +209,7 @@ class LiveReader:
             while time.monotonic() < deadline:
                 done = self.stream.read()
                 self._apply(done)
+                self._count_unnamed(done)
                 if not done:
                     self._drained = True
                     return

@@ -1017,6 +1017,31 @@ def test_mariadb_a_new_spelling_of_a_ci_key_joins_its_group_instead_of_a_new_one
     assert daemon.stop() == 0
 
 
+def test_mariadb_rows_a_session_logs_as_a_statement_are_a_gap_and_their_group_is_counted_at_once(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """The server's binlog_format = ROW is only the sessions' default: a session may log its INSERT as a statement,
+    which names no rows. The group it made is counted at once (not at the hourly poll), and the gap is reported."""
+    engine, table = mariadb_table
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    statement_logged = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")  # its own session, then gone
+    try:
+        with statement_logged.connect() as conn:
+            conn.execute(sa.text("SET SESSION binlog_format = 'STATEMENT'"))
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('s@example.com'), ('s@example.com')"))
+    finally:
+        statement_logged.dispose()
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and live_value(s, GAPS) == 1,
+                             "the group the statement made, and the gap", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 1
+    gap = next(line for line in daemon.log().splitlines() if "live stream gap" in line)
+    assert "INSERT logged as a statement, naming no rows (a session's binlog_format is not ROW)" in gap
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('r@example.com'), ('r@example.com')")  # rows again
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
+                             timeout=LIVE_SECONDS)
+    assert (live_value(scrape, GAPS), scrape.value(NEW, "signups")) == (1, 2)
+    assert daemon.stop() == 0
+
+
 def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     role = f"dw_live_{uuid.uuid4().hex[:8]}"
