@@ -5,12 +5,14 @@ shared the interpreter (its lock) with the re-counts, and under load the new dup
 commit to metric of 2 s on a busy machine. In a process of its own it runs beside the re-counts, and sends the
 reader only what live mode uses, already plain data:
 
-- `("rows", commit_timestamp, [Change, ...])`: one row event's changes;
-- `("unseen", commit_timestamp)`: a statement the log holds as a statement (TRUNCATE, DDL), naming no rows;
-- `("statement", commit_timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
+- `("rows", timestamp, [Change, ...])`: one row event's changes (`timestamp`: the whole second its statement
+  began, as the log dates every event);
+- `("unseen", timestamp)`: a statement the log holds as a statement (TRUNCATE, DDL), naming no rows;
+- `("statement", timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
   LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
   (the server's ROW is only the sessions' default);
-- `("commit", gtid_position | None, log_file, log_pos)`: a transaction read whole, and where to resume after it;
+- `("commit", gtid_position | None, log_file, log_pos, timestamp)`: a transaction read whole, where to resume
+  after it, and its commit's second (the XID event's: a long transaction's rows are dated when it began);
 - `("lost", error_code | None, first_line)`: the stream failed (the process ends after it).
 
 The process dies with the daemon (Linux's parent-death signal, sent when the thread that opened the stream
@@ -56,12 +58,13 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
             reader.auto_position = ",".join(gtid.values())
         return pymysql.connect(**kwargs)
 
-    def committed() -> tuple[str, str | None, str, int]:
+    def committed(timestamp: int) -> tuple[str, str | None, str, int, int]:
         nonlocal started
         if started is not None and gtid is not None:
             gtid[int(started.split("-", 1)[0])] = started
         started = None
-        return "commit", ",".join(gtid.values()) if gtid is not None else None, reader.log_file, reader.log_pos
+        return ("commit", ",".join(gtid.values()) if gtid is not None else None, reader.log_file, reader.log_pos,
+                timestamp)
 
     only = [row_event.WriteRowsEvent, row_event.UpdateRowsEvent, row_event.DeleteRowsEvent, events.XidEvent,
             events.QueryEvent, *([events.MariadbGtidEvent] if gtid is not None else [])]
@@ -73,12 +76,12 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
             if isinstance(event, events.MariadbGtidEvent):
                 started = event.gtid
             elif isinstance(event, events.XidEvent):
-                pipe.send(committed())
+                pipe.send(committed(event.timestamp))
             elif isinstance(event, events.QueryEvent):
                 if not transaction_control(event.query):  # a statement (TRUNCATE, DDL) that commits alone
                     verb = adds_rows(event.query)
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
-                    pipe.send(committed())
+                    pipe.send(committed(event.timestamp))
             else:
                 pipe.send(("rows", event.timestamp, changes(event)))
     except (BrokenPipeError, EOFError):

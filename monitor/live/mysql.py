@@ -59,9 +59,10 @@ _LOST = object()
 
 @dataclass(frozen=True)
 class _Commit:
-    """Queued after a transaction's row events: the stream's position once they are read."""
+    """Queued after a transaction's row events: the stream's position once they are read, and its commit's time."""
 
     position: str
+    committed_at: datetime
 
 
 class BinlogStream:
@@ -180,10 +181,11 @@ class BinlogStream:
                 message = receiver.recv()
                 kind = message[0]
                 if kind == "commit":
-                    _kind, gtid, log_file, log_pos = message
+                    _kind, gtid, log_file, log_pos, timestamp = message
                     if gtid is not None:
                         self.gtid = _gtid_state(gtid)
-                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"))
+                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}",
+                                       datetime.fromtimestamp(timestamp, UTC)))
                     arrived.set()
                 elif kind == "lost":
                     self._lost = self._lost_reason(message[1], message[2])
@@ -211,6 +213,7 @@ class BinlogStream:
     def read(self) -> list[Transaction]:
         self._arrived.clear()  # before taking: what arrives from now on is waited for by the next `wait`
         done: list[Transaction] = []
+        uncommitted: list[Transaction] = []  # read since the last commit: dated by it once it is read
         while True:
             try:
                 event = self._events.get_nowait()
@@ -221,6 +224,9 @@ class BinlogStream:
                 raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}")
             if isinstance(event, _Commit):
                 self.position = event.position
+                for transaction in uncommitted:  # a row event is dated when its statement began, not committed
+                    transaction.committed_at = max(event.committed_at, transaction.committed_at or event.committed_at)
+                uncommitted.clear()
                 continue
             committed_at = datetime.fromtimestamp(event[1], UTC)
             if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
@@ -231,6 +237,7 @@ class BinlogStream:
                     "every check counted in full")))
             else:
                 done.append(Transaction(committed_at, event[2]))
+            uncommitted.append(done[-1])
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()

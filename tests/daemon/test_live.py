@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1015,6 +1016,33 @@ def test_mariadb_a_new_spelling_of_a_ci_key_joins_its_group_instead_of_a_new_one
     scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group gone", timeout=LIVE_SECONDS)
     assert scrape.value(NEW, "signups") == 0
     assert daemon.stop() == 0
+
+
+def test_mariadb_the_lag_runs_from_the_commit_not_from_a_long_transactions_first_statement(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """The binary log dates a row event to the second its statement began: a transaction held open 4 s after its
+    insert must not read as a stream 4 s behind. Its commit (the XID event) dates it, to the whole second."""
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    held = sa.create_engine(mariadb.url)
+    try:
+        with following_reader(monitor, recorded), held.connect() as conn:
+            transaction = conn.begin()
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('long@example.com')"))
+            began = conn.execute(sa.text("SELECT NOW(6)")).scalar()
+
+            def held_4_seconds() -> bool:
+                with engine.connect() as clock:
+                    return bool(clock.execute(sa.text("SELECT NOW(6)")).scalar() >= began + timedelta(seconds=4))
+
+            await_true(held_4_seconds, "the transaction held open 4 s", timeout=30)
+            transaction.commit()
+            await_true(lambda: recorded.events >= 1 and bool(recorded.lags), "the insert read from the stream")
+    finally:
+        held.dispose()
+    assert recorded.lags[-1] < 3.0, recorded.lags  # at most 1 s of rounding plus the reader's own delay
 
 
 def test_mariadb_rows_a_session_logs_as_a_statement_are_a_gap_and_their_group_is_counted_at_once(
