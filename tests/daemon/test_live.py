@@ -291,6 +291,32 @@ def test_a_delete_dissolves_a_group(cluster: Cluster, admin: sa.Engine, table: s
     assert daemon.stop() == 0
 
 
+def test_live_mode_writes_nothing_and_leaves_the_replica_identity_as_it_was(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The read-only promise, asked of the server: a slot of the test's own, opened before the daemon, holds every
+    change committed while the daemon followed the stream and counted; only the test's own four are there."""
+    slot = f"audit_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as watch:  # the slot is temporary: it lives as long as this session
+        watch.execute(sa.text("SELECT pg_create_logical_replication_slot(:s, 'test_decoding', temporary => true)"),
+                      {"s": slot})
+        daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('w@example.com'), ('w@example.com')")
+        daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the group counted", timeout=LIVE_SECONDS)
+        execute(admin, f"UPDATE {table} SET email = 'v@example.com' WHERE id = (SELECT max(id) FROM {table})")
+        daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group dissolved", timeout=LIVE_SECONDS)
+        execute(admin, f"DELETE FROM {table} WHERE email = 'v@example.com'")
+        daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 4, "the delete read", timeout=LIVE_SECONDS)
+        assert daemon.stop() == 0
+        data = watch.execute(sa.text("SELECT data FROM pg_logical_slot_get_changes(:s, NULL, NULL)"),
+                             {"s": slot}).scalars().all()
+        identity = watch.execute(sa.text("SELECT relreplident FROM pg_class WHERE oid = to_regclass(:t)"),
+                                 {"t": table}).scalar()
+    changes = [line for line in data if not line.startswith(("BEGIN", "COMMIT"))]
+    assert [line.split(":")[1].strip() for line in changes] == ["INSERT", "INSERT", "UPDATE", "DELETE"], changes
+    assert all(line.startswith(f"table public.{table}: ") for line in changes), changes
+    assert identity == "d"  # the default (the primary key): never changed by live mode
+
+
 def live_backend(admin: sa.Engine) -> int | None:
     """The backend of the one live stream reading the cluster (earlier tests' sessions may still be ending)."""
     deadline = time.monotonic() + 10
@@ -348,6 +374,8 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
 def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    ran_at = "dupewatch_check_last_success_timestamp_seconds"
+    first_run = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None, "the check's first (hourly) run")
     pid = live_backend(admin)
     assert pid is not None
     with admin.connect() as conn:
@@ -357,6 +385,9 @@ def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
     scrape = daemon.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
                              "the gap counted and the group found", timeout=20)
     assert scrape.value(NEW, "signups") == 1
+    # The poll fills the gap at once: the hourly check ran again, not an hour later.
+    daemon.wait_for(lambda s: (s.value(ran_at, "signups") or 0) > (first_run.value(ran_at, "signups") or 0),
+                    "the check polled at the gap", timeout=20)
     assert "live stream gap" in daemon.log()
     await_log(daemon, "live stream open again")
     assert daemon.stop() == 0
