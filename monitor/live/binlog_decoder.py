@@ -10,7 +10,8 @@ reader only what live mode uses, already plain data:
 - `("unseen", timestamp)`: a statement the log holds as a statement (TRUNCATE, DDL), naming no rows;
 - `("statement", timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
   LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
-  (the server's ROW is only the sessions' default);
+  (the server's ROW is only the sessions' default); or an `ALTER TABLE` or `RENAME TABLE`, which may change keys
+  or how they compare, or swap a table's rows, without logging any row (`adds_rows`);
 - `("commit", gtid_position | None, log_file, log_pos, timestamp)`: a transaction read whole, where to resume
   after it, and its commit's second (the XID event's: a long transaction's rows are dated when it began);
 - `("lost", error_code | None, first_line)`: the stream failed (the process ends after it).
@@ -126,13 +127,20 @@ def transaction_control(query: Any) -> bool:
 
 _LEADING_COMMENTS = re.compile(r"\A(?:\s+|/\*.*?\*/|#[^\n]*\n|--\s[^\n]*\n)*", re.DOTALL)
 _ADDS_ROWS = ("INSERT", "REPLACE", "UPDATE", "LOAD")
+_RESHAPES = re.compile(r"\A(?:ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE|RENAME\s+TABLE)\b", re.IGNORECASE)
 
 
 def adds_rows(query: Any) -> str | None:
-    """The verb of a logged statement that may add rows or give rows a key (INSERT, REPLACE, UPDATE, LOAD DATA),
-    or None (a DELETE, TRUNCATE or DDL only removes rows or names none)."""
+    """What a statement logged as a statement did that may have made groups the log does not name: its verb for
+    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA), `ALTER TABLE` for one that may
+    change every row's key or how keys compare (a type, a collation) without logging the rows, `RENAME TABLE` for
+    one that may put other rows under a watched table's name (an online schema change's cut-over); else None
+    (a DELETE or TRUNCATE only removes rows, other DDL names none)."""
     text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
-    words = _LEADING_COMMENTS.sub("", text, count=1).split(None, 1)
+    text = _LEADING_COMMENTS.sub("", text, count=1)
+    if (reshape := _RESHAPES.match(text)) is not None:
+        return "ALTER TABLE" if reshape[0].upper().startswith("ALTER") else "RENAME TABLE"
+    words = text.split(None, 1)
     verb = words[0].upper() if words else ""
     return verb if verb in _ADDS_ROWS else None
 

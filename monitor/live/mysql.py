@@ -8,8 +8,9 @@ MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an
 old key); otherwise it refuses with one line saying what to change, and never changes a setting. A statement
 logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on as an `unseen` transaction, so
 every known group of the database is re-counted. An INSERT, REPLACE, UPDATE or LOAD DATA logged as a statement (a
-session may set its own `binlog_format`) may have made groups the log does not name: its transaction is
-`unnamed`, which the reader reports as a gap and follows with a full count. It writes
+session may set its own `binlog_format`), an `ALTER TABLE` (a key's type or collation) or a `RENAME TABLE` (an
+online schema change's cut-over) may have made groups the log does not name: its transaction is `unnamed`, which
+the reader reports as a gap and follows with a full count. It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -232,9 +233,7 @@ class BinlogStream:
             if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
                 done.append(Transaction(committed_at, unseen=True))
             elif event[0] == "statement":  # rows added or given a key that the log does not name
-                done.append(Transaction(committed_at, unseen=True, unnamed=(
-                    f"{event[2]} logged as a statement, naming no rows (a session's binlog_format is not ROW): "
-                    "every check counted in full")))
+                done.append(Transaction(committed_at, unseen=True, unnamed=_unnamed(event[2])))
             else:
                 done.append(Transaction(committed_at, event[2]))
             uncommitted.append(done[-1])
@@ -253,6 +252,15 @@ class BinlogStream:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+
+
+def _unnamed(verb: str) -> str:
+    """Why a statement's transaction names no rows that may have formed groups (`Transaction.unnamed`)."""
+    if verb in ("ALTER TABLE", "RENAME TABLE"):
+        return (f"{verb} changed tables without logging their rows (a key's type or collation, or a table swapped "
+                "in): every check counted in full")
+    return (f"{verb} logged as a statement, naming no rows (a session's binlog_format is not ROW): every check "
+            "counted in full")
 
 
 def _gtid_state(position: str) -> dict[int, str]:

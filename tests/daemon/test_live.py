@@ -1101,6 +1101,24 @@ def test_mariadb_rows_a_session_logs_as_a_statement_are_a_gap_and_their_group_is
     assert daemon.stop() == 0
 
 
+def test_mariadb_an_alter_table_that_makes_keys_equal_is_a_gap_and_its_group_is_counted_at_once(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """A collation change makes 'Ann' and 'ann' one key without logging a row: the binary log holds the ALTER as a
+    statement. The group it made is counted at once, and the gap is reported."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} MODIFY email varchar(100) COLLATE utf8mb4_bin NOT NULL")
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert daemon.scrape().value(GROUPS, "signups") == 0
+    execute(engine, f"ALTER TABLE {table} MODIFY email varchar(100) COLLATE utf8mb4_general_ci NOT NULL")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and live_value(s, GAPS) == 1,
+                             "the group the collation made, and the gap", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 1
+    gap = next(line for line in daemon.log().splitlines() if "live stream gap" in line)
+    assert "ALTER TABLE changed tables without logging their rows" in gap
+    assert daemon.stop() == 0
+
+
 def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     role = f"dw_live_{uuid.uuid4().hex[:8]}"
