@@ -481,8 +481,10 @@ class MetricsExporter:
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
         self.live = LiveMetrics(self.registry)
-        self._live_databases: set[str] = set()  # followed at least once: the stream counts their new groups
-        self._live_following: set[str] = set()  # followed now: the stream's figures win over a run's
+        # The checks a live stream counts (table checks; not custom SQL, nor one it could not resolve): the stream
+        # counts their new groups, and while their database's stream is followed its figures win over a run's.
+        self._live_checks: set[tuple[str, str]] = set()
+        self._live_following: set[str] = set()  # databases whose stream is followed now
         self.reload(config)
         _live_exporters.add(self)
 
@@ -586,7 +588,8 @@ class MetricsExporter:
         key = (result.name, result.database)
         with self._lock:
             if key in self._checks:
-                if result.database in self._live_databases:  # its new groups are counted from the stream
+                streamed = key in self._live_checks
+                if streamed:  # its new groups are counted from the stream
                     result = replace(result, new_groups=0)
                 violations = key in self._violations
                 appeared = 0
@@ -595,7 +598,7 @@ class MetricsExporter:
                     appeared = self._appearance.setdefault(key, Appearance()).next(figure)
                 # While the stream is followed its figures are newer than the run's snapshot of the table.
                 self.metrics.observe(result, self._series[key], violations=violations, appeared=appeared,
-                                     figures=result.database not in self._live_following)
+                                     figures=not (streamed and result.database in self._live_following))
                 self._observe_target(key, result)
         self._changed()
 
@@ -643,7 +646,6 @@ class MetricsExporter:
         a stop): then the runs' figures are taken again until it is followed anew."""
         with self._lock:
             if following:
-                self._live_databases.add(database)
                 self._live_following.add(database)
             else:
                 self._live_following.discard(database)
@@ -652,6 +654,7 @@ class MetricsExporter:
         with self._lock:
             if (check, database) not in self._checks:
                 return
+            self._live_checks.add((check, database))
             labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)

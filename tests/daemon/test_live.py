@@ -317,6 +317,27 @@ def test_live_mode_writes_nothing_and_leaves_the_replica_identity_as_it_was(
     assert identity == "d"  # the default (the primary key): never changed by live mode
 
 
+def test_a_check_the_stream_does_not_follow_keeps_its_polled_figures_on_a_live_database(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """Live mode follows table checks only: a custom SQL check of the same database takes its figures, and its
+    new groups, from its runs while the stream is followed."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "dupewatch.toml", {"live": {"url": cluster.url, "live": True}},
+        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600},
+         {"name": "custom", "database": "live", "interval": 0.5, "kind": "duplicates",
+          "sql": f"SELECT email, count(*) AS dup_count FROM {table} GROUP BY email HAVING count(*) > 1"}],
+        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+    daemon = start_daemon(config, port)
+    await_log(daemon, "following the change stream")
+    daemon.wait_for(lambda s: s.value(GROUPS, "custom") == 0, "the custom check's first run")
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('c@example.com'), ('c@example.com')")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(GROUPS, "custom") == 1,
+                             "both checks' figures", timeout=LIVE_SECONDS)
+    assert scrape.value(EXCESS, "custom") == 1
+    assert daemon.stop() == 0
+
+
 def live_backend(admin: sa.Engine) -> int | None:
     """The backend of the one live stream reading the cluster (earlier tests' sessions may still be ending)."""
     deadline = time.monotonic() + 10
