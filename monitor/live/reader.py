@@ -38,6 +38,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from monitor.config import CheckConfig
+from monitor.detect import TableCheck
+from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction
 from monitor.live.groups import Figures, LiveGroups
@@ -80,6 +82,7 @@ class LiveReader:
         self.refused: str | None = None
         self.groups: dict[str, LiveGroups] = {}
         self._tables: dict[tuple[str, str], list[str]] = {}  # (schema, table) as the stream names it -> checks
+        self._unindexed: set[str] = set()  # checks left to their poll: no index serves the key (logged once)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
         self.following = threading.Event()  # set once the stream is open and every check counted
@@ -261,6 +264,12 @@ class LiveReader:
                     log.error("live mode skips a check that does not resolve", extra={"fields": {
                         "check": check.name, "database": self.database, "error": str(exc)}})
                     continue
+                if not resolved.rules.served_by_index(conn, resolved.table, list(resolved.key_exprs)):
+                    if check.name not in self._unindexed:  # once per reader, not again after each gap
+                        self._unindexed.add(check.name)
+                        log.error(unindexed(self.database, check.name, resolved), extra={"fields": {
+                            "check": check.name, "database": self.database}})
+                    continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
                 self._tables.setdefault(self.stream.table_name(conn, resolved.table), []).append(check.name)
@@ -294,6 +303,16 @@ class LiveReader:
             self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
         for check, figures in changed.items():
             self.sink.live_figures(check, self.database, figures)
+
+def unindexed(database: str, check: str, resolved: TableCheck) -> str:
+    """Why live mode leaves `check` to its poll, and the statement creating the index it needs: one line."""
+    table, exprs = resolved.table, list(resolved.key_exprs)
+    names = [str(getattr(e, "name", "")) or expr_text(e).split("(")[-1].rstrip(")") for e in exprs]
+    statement = resolved.rules.index_statement(table, exprs, f"{table.name}_{'_'.join(names)}_dw_key"[:60])
+    return (f"database {database}: live = true leaves check {check} to its poll: no index serves its key, so "
+            f"re-counting the keys each change names would read the whole table; create one ({statement}) and "
+            "reload")
+
 
 def wait_following(readers: list[LiveReader], timeout: float) -> bool:
     """For callers that must not race the first full count (tests, a one-shot run)."""

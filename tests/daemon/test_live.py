@@ -4,6 +4,7 @@ scraped over HTTP, and the stream in-process where the test is about the server 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import subprocess
@@ -645,6 +646,7 @@ def test_a_delete_from_a_table_without_a_replica_identity_dissolves_its_group(
     """Neither plugin gives such a row's key (wal2json prints nothing of it): every known group is re-counted."""
     name = f"membership_{uuid.uuid4().hex[:8]}"
     execute(admin, f"CREATE TABLE {name} (role_id int NOT NULL, group_id int NOT NULL)")  # no primary key
+    execute(admin, f"CREATE INDEX ON {name} (role_id, group_id)")  # live mode re-counts through the key's index
     try:
         execute(admin, f"INSERT INTO {name} VALUES (1, 1), (1, 1), (2, 2), (2, 2)")
         monitor = monitor_for({"live": {"url": cluster.url}}, [
@@ -658,8 +660,30 @@ def test_a_delete_from_a_table_without_a_replica_identity_dissolves_its_group(
         execute(admin, f"DROP TABLE {name}")
 
 
+def test_a_check_whose_key_no_index_serves_is_left_to_its_poll_in_one_line(
+        cluster: Cluster, admin: sa.Engine, monitor_for: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Without an index on the key every re-count reads the whole table, at every batch of changes (a 1M-row bulk
+    insert made 5,000 of them): live mode leaves such a check to its poll, and says which index it needs."""
+    name = f"unindexed_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (id serial PRIMARY KEY, email text NOT NULL)")
+    try:
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "signups", "database": "live", "table": name, "key": ["email"]}])
+        with caplog.at_level(logging.ERROR, logger="dupewatch.live"), \
+                following_reader(monitor, Recorded()) as reader:
+            assert "signups" not in reader.groups
+        (line,) = [r.getMessage() for r in caplog.records if "leaves check" in r.getMessage()]
+        assert line.startswith("database live: live = true leaves check signups to its poll: no index serves its "
+                               "key, so re-counting the keys each change names would read the whole table; create "
+                               "one (CREATE INDEX CONCURRENTLY "), line
+        assert f"ON {name} (email)) and reload" in line
+    finally:
+        execute(admin, f"DROP TABLE {name}")
+
+
 def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    execute(admin, f"CREATE INDEX ON {table} (lower(trim(email)))")  # the key as compared
     monitor = monitor_for({"live": {"url": cluster.url}}, [
         {"name": "signups", "database": "live", "table": table, "key": ["email"], "case_insensitive": True,
          "trim_whitespace": True}])
