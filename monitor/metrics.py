@@ -440,6 +440,9 @@ class LiveMetrics:
     - `dupewatch_live_events_total`: row changes read from the stream (every table, watched or not).
     - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
       its changes were read); each is logged and followed by a full count of the database's checks.
+    - `dupewatch_live_following`: 1 while the stream is followed, 0 before it opens, after a gap until it is
+      followed again, and for good when the server refused it (the refusal's one line is in the log): a refused
+      or broken stream does not look like a quiet database.
 
     A live database's checks take their figures and `dupewatch_new_duplicate_groups` from the stream as well
     as from their runs; the counter counts each new group once (from the stream, not again from a run).
@@ -453,10 +456,18 @@ class LiveMetrics:
                               ["database"], registry=registry)
         self.gaps = Counter("dupewatch_live_gaps", "Breaks in the database's change stream (each followed by a "
                             "full count of its checks).", ["database"], registry=registry)
+        self._added: set[str] = set()
+        self.following = Gauge("dupewatch_live_following",
+                               "1 while the database's change stream is followed; 0 before it opens, after a gap "
+                               "until it is followed again, or when the server refused it.", ["database"],
+                               registry=registry)
 
     def add(self, database: str) -> None:
         self.events.labels(database)
         self.gaps.labels(database)
+        if database not in self._added:  # a reload keeps what the stream's reader last said
+            self._added.add(database)
+            self.following.labels(database).set(0)
 
 
 class MetricsExporter:
@@ -649,6 +660,8 @@ class MetricsExporter:
                 self._live_following.add(database)
             else:
                 self._live_following.discard(database)
+            self.live.following.labels(database).set(1 if following else 0)
+        self._changed()
 
     def live_figures(self, check: str, database: str, figures: LiveFigures) -> None:
         with self._lock:
@@ -674,6 +687,7 @@ class MetricsExporter:
         with self._lock:
             self.live.gaps.labels(database).inc()
             self._live_following.discard(database)
+            self.live.following.labels(database).set(0)
         self._changed()
 
     def _changed(self, *, urgent: bool = False, reshaped: bool = False) -> None:

@@ -54,6 +54,7 @@ NEW = "dupewatch_new_duplicate_groups_total"
 GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
+FOLLOWING = "dupewatch_live_following"
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "dupewatch.rules.yml"
 LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
@@ -196,6 +197,7 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
     assert (live_value(scrape, EVENTS) or 0) >= 3
     assert live_value(scrape, GAPS) == 0
     assert live_value(scrape, LAG) is not None
+    assert live_value(scrape, FOLLOWING) == 1
     print(f"commit-to-metric latency: {latency:.3f} s")
     assert daemon.stop() == 0
 
@@ -407,6 +409,7 @@ def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
     scrape = daemon.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
                              "the gap counted and the group found", timeout=20)
     assert scrape.value(NEW, "signups") == 1
+    daemon.wait_for(lambda s: live_value(s, FOLLOWING) == 1, "followed again after the gap", timeout=20)
     # The poll fills the gap at once: the hourly check ran again, not an hour later.
     daemon.wait_for(lambda s: (s.value(ran_at, "signups") or 0) > (first_run.value(ran_at, "signups") or 0),
                     "the check polled at the gap", timeout=20)
@@ -494,8 +497,10 @@ def test_a_server_without_logical_wal_is_refused_in_one_line_and_polling_goes_on
     assert "needs wal_level = logical (the server has replica): set it in postgresql.conf and restart the " \
            "server, or remove live = true" in refusal[0]
     assert "Traceback" not in daemon.log()
-    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value("dupewatch_check_up", "signups") == 1,
-                    "the check still polled")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1
+                             and s.value("dupewatch_check_up", "signups") == 1, "the check still polled")
+    # On /metrics too, a refused stream is not a quiet one: not followed, no gap (it never opened).
+    assert (live_value(scrape, FOLLOWING), live_value(scrape, GAPS)) == (0, 0)
     assert daemon.stop() == 0
 
 
