@@ -177,9 +177,11 @@ class LiveReader:
                 self._count_unnamed(done)
             except StreamLost as exc:
                 self.stream.close()
-                return str(exc)
+                return None if self._stopping.is_set() else str(exc)
             except (sa.exc.SQLAlchemyError, *CheckError) as exc:
-                self.stream.close()  # its changes are consumed but not counted: a gap
+                self.stream.close()  # its changes are consumed but not counted: a gap, unless stopping
+                if self._stopping.is_set():  # a stop cancelled the re-count: not a gap (the next start has one
+                    return None  # where the position cannot be resumed; nothing uncounted is saved)
                 return f"database {self.database}: re-count failed: {self._describe(exc)}"
             except Exception as exc:  # a bug must not end live mode silently: logged, and a gap like any other
                 log.exception("live reader failed", extra={"fields": {"database": self.database}})

@@ -1194,6 +1194,41 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         execute(admin, f"DROP ROLE {role}")
 
 
+def test_a_recount_cancelled_by_a_stop_is_not_a_gap(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """The daemon stops its readers, then closes the detection connections, cancelling a re-count in flight: that
+    is the stop, not a break of the stream (no gap counted, no poll asked of a scheduler that is gone). The
+    re-count is held by a lock on a table its `where` reads."""
+    blocker = f"blocker_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {blocker} (id int)")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"],
+         "where": f"id NOT IN (SELECT id FROM {blocker})"}])
+    recorded = Recorded()
+    locker = sa.create_engine(cluster.url)
+    try:
+        with following_reader(monitor, recorded) as reader, locker.connect() as lock:
+            lock.execute(sa.text(f"LOCK TABLE {blocker} IN ACCESS EXCLUSIVE MODE"))
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('s@example.com'), ('s@example.com')")
+
+            def waiting() -> list[int]:
+                with admin.connect() as conn:
+                    return [int(pid) for pid in conn.execute(sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"),
+                        {"q": f"%{blocker}%"}).scalars()]
+
+            await_true(lambda: bool(waiting()), "the re-count held by the lock")
+            reader.stop(timeout=0.2)  # stopping: the re-count is still in flight
+            execute(admin, f"SELECT pg_cancel_backend({waiting()[0]})")  # as closing the connections does
+            reader._thread.join(10)
+            assert not reader._thread.is_alive()
+            lock.rollback()
+    finally:
+        locker.dispose()
+        execute(admin, f"DROP TABLE {blocker}")
+    assert recorded.gaps == []
+
+
 def test_a_config_reload_hands_the_stream_over_without_a_gap_and_follows_it_with_one_slot(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     """The new config's reader opens its slot, then the previous reader reads to the end of its own and stops:
