@@ -1194,6 +1194,30 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         execute(admin, f"DROP ROLE {role}")
 
 
+def test_a_table_rewrite_that_makes_keys_equal_is_a_gap_and_its_group_is_counted_at_once(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Logical decoding shows no DDL: `ALTER ... TYPE ... USING lower(email)` makes 'Ann' and 'ann' one key without
+    a row change in the stream. The reader sees the table's new storage, reports a gap and counts in full."""
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        assert reader.groups["signups"].figures == (0, 0)
+        execute(admin, f"ALTER TABLE {table} ALTER COLUMN email TYPE text USING lower(email)")
+        await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1] == Figures(1, 1, 1),
+                   "the group the rewrite made, counted as new")
+        (gap,) = recorded.gaps
+        assert gap == (f"database live: live stream: table public.{table} rewritten or its columns changed (ALTER "
+                       "TABLE, VACUUM FULL, CLUSTER; logical decoding shows no DDL): every check counted in full")
+        execute(admin, f"TRUNCATE {table}")  # a new storage too, but the stream shows the TRUNCATE
+        await_true(lambda: reader.groups["signups"].figures == (0, 0) and not reader.groups["signups"].pending,
+                   "the truncated table's group gone")
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('b@example.com'), ('b@example.com')")
+        await_true(lambda: reader.groups["signups"].figures == (1, 1), "the stream followed after the TRUNCATE")
+    assert len(recorded.gaps) == 1
+
+
 def test_a_recount_cancelled_by_a_stop_is_not_a_gap(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """The daemon stops its readers, then closes the detection connections, cancelling a re-count in flight: that
