@@ -52,6 +52,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     _die_with(parent)
     logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
     started: str | None = None
+    in_transaction = False  # between a BEGIN and its end: a statement there does not commit alone
     reader: Any = None
 
     def connect(**kwargs: Any) -> Any:
@@ -77,12 +78,20 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
             if isinstance(event, events.MariadbGtidEvent):
                 started = event.gtid
             elif isinstance(event, events.XidEvent):
+                in_transaction = False
                 pipe.send(committed(event.timestamp))
             elif isinstance(event, events.QueryEvent):
-                if not transaction_control(event.query):  # a statement (TRUNCATE, DDL) that commits alone
+                control = transaction_control(event.query)
+                if control == "BEGIN":
+                    in_transaction = True
+                elif control in ("COMMIT", "ROLLBACK"):  # the end of a non-transactional (Aria, MyISAM) table's
+                    in_transaction = False  # changes, which are logged even when rolled back: no XID event
+                    pipe.send(committed(event.timestamp))
+                elif control is None:  # a statement (TRUNCATE, DDL, or DML a session logged as a statement)
                     verb = adds_rows(event.query)
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
-                    pipe.send(committed(event.timestamp))
+                    if not in_transaction:  # it commits alone; inside a transaction its end commits it
+                        pipe.send(committed(event.timestamp))
             else:
                 pipe.send(("rows", event.timestamp, changes(event)))
     except (BrokenPipeError, EOFError):
@@ -119,10 +128,12 @@ def changes(event: Any) -> list[Change]:
     return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
 
 
-def transaction_control(query: Any) -> bool:
-    """Whether a logged statement only delimits a transaction whose row events follow (`BEGIN`)."""
+def transaction_control(query: Any) -> str | None:
+    """`BEGIN`, `COMMIT`, `ROLLBACK`, `XA START` or `XA END` for a logged statement that only delimits a
+    transaction, else None."""
     text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
-    return text.strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END")
+    control = " ".join(text.split()).upper()
+    return control if control in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END") else None
 
 
 _LEADING_COMMENTS = re.compile(r"\A(?:\s+|/\*.*?\*/|#[^\n]*\n|--\s[^\n]*\n)*", re.DOTALL)

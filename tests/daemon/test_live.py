@@ -924,6 +924,24 @@ def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_n
         stream.close()
 
 
+def test_mariadb_a_non_transactional_tables_commit_moves_the_saved_position(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    """An Aria table's changes end with a COMMIT statement, not an XID event: the stream's position (what a
+    restarted daemon resumes from) moves past them too."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ENGINE = Aria")
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('aria@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 1)] == ["aria@example.com"]
+        with engine.connect() as conn:
+            logged = conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar()
+        await_true(lambda: not stream.read() and stream.position == f"gtid:{logged}", "the position past the insert")
+    finally:
+        stream.close()
+
+
 def test_mariadb_a_binary_log_purged_while_the_stream_was_down_is_a_gap(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
     engine, table = mariadb_table
