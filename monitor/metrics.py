@@ -440,6 +440,9 @@ class LiveMetrics:
     - `dupewatch_live_events_total`: row changes read from the stream (every table, watched or not).
     - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
       its changes were read); each is logged and followed by a full count of the database's checks.
+    - `dupewatch_live_following`: 1 while the stream is followed, 0 before it opens, after a gap until it is
+      followed again, and for good when the server refused it (the refusal's one line is in the log): a refused
+      or broken stream does not look like a quiet database.
 
     A live database's checks take their figures and `dupewatch_new_duplicate_groups` from the stream as well
     as from their runs; the counter counts each new group once (from the stream, not again from a run).
@@ -453,10 +456,18 @@ class LiveMetrics:
                               ["database"], registry=registry)
         self.gaps = Counter("dupewatch_live_gaps", "Breaks in the database's change stream (each followed by a "
                             "full count of its checks).", ["database"], registry=registry)
+        self._added: set[str] = set()
+        self.following = Gauge("dupewatch_live_following",
+                               "1 while the database's change stream is followed; 0 before it opens, after a gap "
+                               "until it is followed again, or when the server refused it.", ["database"],
+                               registry=registry)
 
     def add(self, database: str) -> None:
         self.events.labels(database)
         self.gaps.labels(database)
+        if database not in self._added:  # a reload keeps what the stream's reader last said
+            self._added.add(database)
+            self.following.labels(database).set(0)
 
 
 class MetricsExporter:
@@ -481,8 +492,10 @@ class MetricsExporter:
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
         self.live = LiveMetrics(self.registry)
-        self._live_databases: set[str] = set()  # followed at least once: the stream counts their new groups
-        self._live_following: set[str] = set()  # followed now: the stream's figures win over a run's
+        # The checks a live stream counts (table checks; not custom SQL, nor one it could not resolve): the stream
+        # counts their new groups, and while their database's stream is followed its figures win over a run's.
+        self._live_checks: set[tuple[str, str]] = set()
+        self._live_following: set[str] = set()  # databases whose stream is followed now
         self.reload(config)
         _live_exporters.add(self)
 
@@ -586,7 +599,8 @@ class MetricsExporter:
         key = (result.name, result.database)
         with self._lock:
             if key in self._checks:
-                if result.database in self._live_databases:  # its new groups are counted from the stream
+                streamed = key in self._live_checks
+                if streamed:  # its new groups are counted from the stream
                     result = replace(result, new_groups=0)
                 violations = key in self._violations
                 appeared = 0
@@ -595,7 +609,7 @@ class MetricsExporter:
                     appeared = self._appearance.setdefault(key, Appearance()).next(figure)
                 # While the stream is followed its figures are newer than the run's snapshot of the table.
                 self.metrics.observe(result, self._series[key], violations=violations, appeared=appeared,
-                                     figures=result.database not in self._live_following)
+                                     figures=not (streamed and result.database in self._live_following))
                 self._observe_target(key, result)
         self._changed()
 
@@ -643,15 +657,17 @@ class MetricsExporter:
         a stop): then the runs' figures are taken again until it is followed anew."""
         with self._lock:
             if following:
-                self._live_databases.add(database)
                 self._live_following.add(database)
             else:
                 self._live_following.discard(database)
+            self.live.following.labels(database).set(1 if following else 0)
+        self._changed()
 
     def live_figures(self, check: str, database: str, figures: LiveFigures) -> None:
         with self._lock:
             if (check, database) not in self._checks:
                 return
+            self._live_checks.add((check, database))
             labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)
@@ -671,6 +687,7 @@ class MetricsExporter:
         with self._lock:
             self.live.gaps.labels(database).inc()
             self._live_following.discard(database)
+            self.live.following.labels(database).set(0)
         self._changed()
 
     def _changed(self, *, urgent: bool = False, reshaped: bool = False) -> None:

@@ -5,9 +5,15 @@ shared the interpreter (its lock) with the re-counts, and under load the new dup
 commit to metric of 2 s on a busy machine. In a process of its own it runs beside the re-counts, and sends the
 reader only what live mode uses, already plain data:
 
-- `("rows", commit_timestamp, [Change, ...])`: one row event's changes;
-- `("unseen", commit_timestamp)`: a statement the log holds as a statement (TRUNCATE, DDL), naming no rows;
-- `("commit", gtid_position | None, log_file, log_pos)`: a transaction read whole, and where to resume after it;
+- `("rows", timestamp, [Change, ...])`: one row event's changes (`timestamp`: the whole second its statement
+  began, as the log dates every event);
+- `("unseen", timestamp)`: a statement the log holds as a statement (TRUNCATE, DDL), naming no rows;
+- `("statement", timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
+  LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
+  (the server's ROW is only the sessions' default); or an `ALTER TABLE` or `RENAME TABLE`, which may change keys
+  or how they compare, or swap a table's rows, without logging any row (`adds_rows`);
+- `("commit", gtid_position | None, log_file, log_pos, timestamp)`: a transaction read whole, where to resume
+  after it, and its commit's second (the XID event's: a long transaction's rows are dated when it began);
 - `("lost", error_code | None, first_line)`: the stream failed (the process ends after it).
 
 The process dies with the daemon (Linux's parent-death signal, sent when the thread that opened the stream
@@ -23,6 +29,7 @@ import ctypes.util
 import importlib
 import logging
 import os
+import re
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -45,6 +52,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     _die_with(parent)
     logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
     started: str | None = None
+    in_transaction = False  # between a BEGIN and its end: a statement there does not commit alone
     reader: Any = None
 
     def connect(**kwargs: Any) -> Any:
@@ -52,12 +60,13 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
             reader.auto_position = ",".join(gtid.values())
         return pymysql.connect(**kwargs)
 
-    def committed() -> tuple[str, str | None, str, int]:
+    def committed(timestamp: int) -> tuple[str, str | None, str, int, int]:
         nonlocal started
         if started is not None and gtid is not None:
             gtid[int(started.split("-", 1)[0])] = started
         started = None
-        return "commit", ",".join(gtid.values()) if gtid is not None else None, reader.log_file, reader.log_pos
+        return ("commit", ",".join(gtid.values()) if gtid is not None else None, reader.log_file, reader.log_pos,
+                timestamp)
 
     only = [row_event.WriteRowsEvent, row_event.UpdateRowsEvent, row_event.DeleteRowsEvent, events.XidEvent,
             events.QueryEvent, *([events.MariadbGtidEvent] if gtid is not None else [])]
@@ -69,11 +78,20 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
             if isinstance(event, events.MariadbGtidEvent):
                 started = event.gtid
             elif isinstance(event, events.XidEvent):
-                pipe.send(committed())
+                in_transaction = False
+                pipe.send(committed(event.timestamp))
             elif isinstance(event, events.QueryEvent):
-                if not transaction_control(event.query):  # a statement (TRUNCATE, DDL) that commits alone
-                    pipe.send(("unseen", event.timestamp))
-                    pipe.send(committed())
+                control = transaction_control(event.query)
+                if control == "BEGIN":
+                    in_transaction = True
+                elif control in ("COMMIT", "ROLLBACK"):  # the end of a non-transactional (Aria, MyISAM) table's
+                    in_transaction = False  # changes, which are logged even when rolled back: no XID event
+                    pipe.send(committed(event.timestamp))
+                elif control is None:  # a statement (TRUNCATE, DDL, or DML a session logged as a statement)
+                    verb = adds_rows(event.query)
+                    pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
+                    if not in_transaction:  # it commits alone; inside a transaction its end commits it
+                        pipe.send(committed(event.timestamp))
             else:
                 pipe.send(("rows", event.timestamp, changes(event)))
     except (BrokenPipeError, EOFError):
@@ -110,10 +128,32 @@ def changes(event: Any) -> list[Change]:
     return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
 
 
-def transaction_control(query: Any) -> bool:
-    """Whether a logged statement only delimits a transaction whose row events follow (`BEGIN`)."""
+def transaction_control(query: Any) -> str | None:
+    """`BEGIN`, `COMMIT`, `ROLLBACK`, `XA START` or `XA END` for a logged statement that only delimits a
+    transaction, else None."""
     text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
-    return text.strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END")
+    control = " ".join(text.split()).upper()
+    return control if control in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END") else None
+
+
+_LEADING_COMMENTS = re.compile(r"\A(?:\s+|/\*.*?\*/|#[^\n]*\n|--\s[^\n]*\n)*", re.DOTALL)
+_ADDS_ROWS = ("INSERT", "REPLACE", "UPDATE", "LOAD")
+_RESHAPES = re.compile(r"\A(?:ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE|RENAME\s+TABLE)\b", re.IGNORECASE)
+
+
+def adds_rows(query: Any) -> str | None:
+    """What a statement logged as a statement did that may have made groups the log does not name: its verb for
+    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA), `ALTER TABLE` for one that may
+    change every row's key or how keys compare (a type, a collation) without logging the rows, `RENAME TABLE` for
+    one that may put other rows under a watched table's name (an online schema change's cut-over); else None
+    (a DELETE or TRUNCATE only removes rows, other DDL names none)."""
+    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+    text = _LEADING_COMMENTS.sub("", text, count=1)
+    if (reshape := _RESHAPES.match(text)) is not None:
+        return "ALTER TABLE" if reshape[0].upper().startswith("ALTER") else "RENAME TABLE"
+    words = text.split(None, 1)
+    verb = words[0].upper() if words else ""
+    return verb if verb in _ADDS_ROWS else None
 
 
 def first_line(exc: BaseException) -> str:

@@ -43,11 +43,14 @@ class Transaction:
     """The changes of one committed transaction and its commit time (the server's clock). `unseen`: the stream
     says the transaction committed but shows none of its changes, which may have been rows of any table (a
     DELETE the plugin could not print, a TRUNCATE in MySQL's binary log): every known group of the database is
-    re-counted."""
+    re-counted. `unnamed`: the transaction may have added rows, or given rows a key, that the stream does not name
+    (a statement MariaDB/MySQL logged as a statement); why, in a few words. New groups may have formed anywhere:
+    the reader reports it as a gap and counts every check of the database in full."""
 
     committed_at: datetime | None = None
     changes: list[Change] = field(default_factory=list)
     unseen: bool = False
+    unnamed: str | None = None
 
 
 # What the reader hands each check for an `unseen` transaction: a change whose old rows are unknown.

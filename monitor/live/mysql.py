@@ -7,7 +7,10 @@ thread hands to `read()`. It needs the binary log on, `binlog_format = ROW` (Mar
 MIXED, whose statement events name no rows) and `binlog_row_image = FULL` (so an UPDATE or DELETE carries the
 old key); otherwise it refuses with one line saying what to change, and never changes a setting. A statement
 logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on as an `unseen` transaction, so
-every known group of the database is re-counted. It writes
+every known group of the database is re-counted. An INSERT, REPLACE, UPDATE or LOAD DATA logged as a statement (a
+session may set its own `binlog_format`), an `ALTER TABLE` (a key's type or collation) or a `RENAME TABLE` (an
+online schema change's cut-over) may have made groups the log does not name: its transaction is `unnamed`, which
+the reader reports as a gap and follows with a full count. It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -57,9 +60,10 @@ _LOST = object()
 
 @dataclass(frozen=True)
 class _Commit:
-    """Queued after a transaction's row events: the stream's position once they are read."""
+    """Queued after a transaction's row events: the stream's position once they are read, and its commit's time."""
 
     position: str
+    committed_at: datetime
 
 
 class BinlogStream:
@@ -178,10 +182,11 @@ class BinlogStream:
                 message = receiver.recv()
                 kind = message[0]
                 if kind == "commit":
-                    _kind, gtid, log_file, log_pos = message
+                    _kind, gtid, log_file, log_pos, timestamp = message
                     if gtid is not None:
                         self.gtid = _gtid_state(gtid)
-                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"))
+                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}",
+                                       datetime.fromtimestamp(timestamp, UTC)))
                     arrived.set()
                 elif kind == "lost":
                     self._lost = self._lost_reason(message[1], message[2])
@@ -209,6 +214,7 @@ class BinlogStream:
     def read(self) -> list[Transaction]:
         self._arrived.clear()  # before taking: what arrives from now on is waited for by the next `wait`
         done: list[Transaction] = []
+        uncommitted: list[Transaction] = []  # read since the last commit: dated by it once it is read
         while True:
             try:
                 event = self._events.get_nowait()
@@ -219,12 +225,18 @@ class BinlogStream:
                 raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}")
             if isinstance(event, _Commit):
                 self.position = event.position
+                for transaction in uncommitted:  # a row event is dated when its statement began, not committed
+                    transaction.committed_at = max(event.committed_at, transaction.committed_at or event.committed_at)
+                uncommitted.clear()
                 continue
             committed_at = datetime.fromtimestamp(event[1], UTC)
             if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
                 done.append(Transaction(committed_at, unseen=True))
+            elif event[0] == "statement":  # rows added or given a key that the log does not name
+                done.append(Transaction(committed_at, unseen=True, unnamed=_unnamed(event[2])))
             else:
                 done.append(Transaction(committed_at, event[2]))
+            uncommitted.append(done[-1])
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
@@ -240,6 +252,15 @@ class BinlogStream:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+
+
+def _unnamed(verb: str) -> str:
+    """Why a statement's transaction names no rows that may have formed groups (`Transaction.unnamed`)."""
+    if verb in ("ALTER TABLE", "RENAME TABLE"):
+        return (f"{verb} changed tables without logging their rows (a key's type or collation, or a table swapped "
+                "in): every check counted in full")
+    return (f"{verb} logged as a statement, naming no rows (a session's binlog_format is not ROW): every check "
+            "counted in full")
 
 
 def _gtid_state(position: str) -> dict[int, str]:

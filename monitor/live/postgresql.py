@@ -78,6 +78,10 @@ class LogicalDecodingStream:
         self._pending: Transaction | None = None
         self.position: str | None = None
         self._closed = threading.Event()
+        # Logical decoding shows no DDL: each watched table's shape (its storage and columns) as its check was
+        # counted, compared at each read (`_reshaped`), and the tables the previous read saw truncated.
+        self._shapes: dict[int, tuple[str, str, str]] = {}  # oid -> (schema, table, shape)
+        self._truncated: set[tuple[str, str]] = set()
 
     def open(self, resume: str | None = None) -> str | None:
         """Connect, check the server, create the slot; a slot cannot start at `resume` (see the module's
@@ -90,6 +94,8 @@ class LogicalDecodingStream:
             self._closed.clear()
             self._conn = psycopg.connect(conninfo, autocommit=True, **args)
             self._pending = None
+            self._shapes.clear()  # filled again as the checks are counted (`table_name`)
+            self._truncated = set()
             self._refuse_unless_ready()
             self.slot = slot_name()
             self.plugin, start = self._create_slot(self.slot)
@@ -156,6 +162,7 @@ class LogicalDecodingStream:
             raise StreamLost(f"database {self.database}: live stream is not open")
         options = self.plugin.options
         try:
+            shapes = self._shapes_now()  # before the read: a change seen here was committed before it (see below)
             rows = self._conn.execute(
                 "SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, %s" + ", %s" * len(options) + ")",
                 (self.slot, self.batch, *options)).fetchall()
@@ -165,17 +172,50 @@ class LogicalDecodingStream:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
         if rows:
             self.position = f"lsn:{rows[-1][0]}"
+        if (reshaped := self._reshaped(shapes, done)) is not None:
+            done.append(Transaction(unnamed=reshaped))
         return done
+
+    def _shapes_now(self) -> dict[int, str]:
+        assert self._conn is not None
+        if not self._shapes:
+            return {}
+        return {int(oid): str(shape) for oid, shape in self._conn.execute(
+            f"SELECT c.oid, {_SHAPE} FROM pg_class c WHERE c.oid = ANY(%s)", (list(self._shapes),)).fetchall()}
+
+    def _reshaped(self, shapes: dict[int, str], done: list[Transaction]) -> str | None:
+        """Why a watched table may hold keys no change named (a table rewritten, or its columns changed, since its
+        check was counted: `ALTER TABLE ... TYPE ... USING`, a collation, VACUUM FULL, CLUSTER), or None. A new
+        storage with the same columns is a TRUNCATE where the stream shows one of the table, in this read or the
+        previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes)."""
+        truncated = {(c.schema, c.table) for t in done for c in t.changes if c.operation == "TRUNCATE"}
+        seen, self._truncated = truncated | self._truncated, truncated
+        reshaped = []
+        for oid, (schema, name, before) in self._shapes.items():
+            now = shapes.get(oid)
+            if now is None or now == before:
+                continue  # a dropped table: its re-counts fail, a gap of their own
+            self._shapes[oid] = (schema, name, now)
+            if now.partition(":")[2] == before.partition(":")[2] and (schema, name) in seen:
+                continue
+            reshaped.append(f"{schema}.{name}")
+        if not reshaped:
+            return None
+        return (f"table {', '.join(reshaped)} rewritten or its columns changed (ALTER TABLE, VACUUM FULL, CLUSTER; "
+                "logical decoding shows no DDL): every check counted in full")
 
     def wait(self, timeout: float) -> None:
         """The slot is polled: wait out `timeout`, or until the stream is closed."""
         self._closed.wait(timeout)
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
+        """Also keeps the table's shape now (before its check is counted), for `_reshaped`."""
         quoted = conn.dialect.identifier_preparer.format_table(table)
         row = conn.execute(sa.text(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.oid = to_regclass(:name)"), {"name": quoted}).one()
+            f"SELECT n.nspname, c.relname, c.oid, {_SHAPE} FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:name)"),
+            {"name": quoted}).one()
+        self._shapes[int(row[2])] = (str(row[0]), str(row[1]), str(row[3]))
         return str(row[0]), str(row[1])
 
     def close(self) -> None:
@@ -185,6 +225,13 @@ class LogicalDecodingStream:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+
+
+# A table's storage (relfilenode: new after a rewrite or a TRUNCATE) and its columns' types, type modifiers and
+# collations, as text: `relfilenode:columns`.
+_SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum || ',' || a.atttypid || ',' ||"
+          " a.atttypmod || ',' || a.attcollation, ';' ORDER BY a.attnum) FROM pg_attribute a"
+          " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,7 +7,9 @@ between the two is missed (a change seen twice only re-counts a group twice). Th
 the groups the changes name. A broken stream (connection lost, slot gone, a re-count that failed after its
 changes were consumed) is a **gap**: reported to the sink at once (metric, log, a poll of the database's
 checks), then the stream is opened again and every check counted in full, the groups that appeared
-meanwhile counted as new. A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
+meanwhile counted as new. Changes the stream says it cannot name (`Transaction.unnamed`: a statement MariaDB
+logged as a statement) are a gap too, reported the same way and followed by a full count, on the open stream.
+A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
 
 **Across restarts.** Once the changes of a read are counted, the stream's position is saved in the state store
 (at most every `SAVE_SECONDS`, and when the reader stops; a position is saved only after what precedes it was
@@ -36,6 +38,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from monitor.config import CheckConfig
+from monitor.detect import TableCheck
+from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction
 from monitor.live.groups import Figures, LiveGroups
@@ -78,6 +82,7 @@ class LiveReader:
         self.refused: str | None = None
         self.groups: dict[str, LiveGroups] = {}
         self._tables: dict[tuple[str, str], list[str]] = {}  # (schema, table) as the stream names it -> checks
+        self._unindexed: set[str] = set()  # checks left to their poll: no index serves the key (logged once)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
         self.following = threading.Event()  # set once the stream is open and every check counted
@@ -169,11 +174,14 @@ class LiveReader:
             try:
                 done = self.stream.read()
                 self._apply(done)
+                self._count_unnamed(done)
             except StreamLost as exc:
                 self.stream.close()
-                return str(exc)
+                return None if self._stopping.is_set() else str(exc)
             except (sa.exc.SQLAlchemyError, *CheckError) as exc:
-                self.stream.close()  # its changes are consumed but not counted: a gap
+                self.stream.close()  # its changes are consumed but not counted: a gap, unless stopping
+                if self._stopping.is_set():  # a stop cancelled the re-count: not a gap (the next start has one
+                    return None  # where the position cannot be resumed; nothing uncounted is saved)
                 return f"database {self.database}: re-count failed: {self._describe(exc)}"
             except Exception as exc:  # a bug must not end live mode silently: logged, and a gap like any other
                 log.exception("live reader failed", extra={"fields": {"database": self.database}})
@@ -189,6 +197,16 @@ class LiveReader:
         self._save_position(force=True)
         return None
 
+    def _count_unnamed(self, done: list[Transaction]) -> None:
+        """Where `done` holds rows the stream does not name (`Transaction.unnamed`), report a gap and count every
+        check in full: the groups those rows formed are counted as new."""
+        reason = next((t.unnamed for t in done if t.unnamed), None)
+        if reason is None:
+            return
+        self.sink.live_gap(self.database, f"database {self.database}: live stream: {reason}")
+        self._count_all(count_new=True)
+        self.sink.live_following(self.database, True)
+
     def _read_to_end(self) -> None:
         """Read and count until a read finds nothing more (then `_drained`), for at most `DRAIN_SECONDS`."""
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -196,6 +214,7 @@ class LiveReader:
             while time.monotonic() < deadline:
                 done = self.stream.read()
                 self._apply(done)
+                self._count_unnamed(done)
                 if not done:
                     self._drained = True
                     return
@@ -247,6 +266,12 @@ class LiveReader:
                     log.error("live mode skips a check that does not resolve", extra={"fields": {
                         "check": check.name, "database": self.database, "error": str(exc)}})
                     continue
+                if not resolved.rules.served_by_index(conn, resolved.table, list(resolved.key_exprs)):
+                    if check.name not in self._unindexed:  # once per reader, not again after each gap
+                        self._unindexed.add(check.name)
+                        log.error(unindexed(self.database, check.name, resolved), extra={"fields": {
+                            "check": check.name, "database": self.database}})
+                    continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
                 self._tables.setdefault(self.stream.table_name(conn, resolved.table), []).append(check.name)
@@ -280,6 +305,16 @@ class LiveReader:
             self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
         for check, figures in changed.items():
             self.sink.live_figures(check, self.database, figures)
+
+def unindexed(database: str, check: str, resolved: TableCheck) -> str:
+    """Why live mode leaves `check` to its poll, and the statement creating the index it needs: one line."""
+    table, exprs = resolved.table, list(resolved.key_exprs)
+    names = [str(getattr(e, "name", "")) or expr_text(e).split("(")[-1].rstrip(")") for e in exprs]
+    statement = resolved.rules.index_statement(table, exprs, f"{table.name}_{'_'.join(names)}_dw_key"[:60])
+    return (f"database {database}: live = true leaves check {check} to its poll: no index serves its key, so "
+            f"re-counting the keys each change names would read the whole table; create one ({statement}) and "
+            "reload")
+
 
 def wait_following(readers: list[LiveReader], timeout: float) -> bool:
     """For callers that must not race the first full count (tests, a one-shot run)."""

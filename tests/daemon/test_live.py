@@ -4,6 +4,7 @@ scraped over HTTP, and the stream in-process where the test is about the server 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ NEW = "dupewatch_new_duplicate_groups_total"
 GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
+FOLLOWING = "dupewatch_live_following"
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "dupewatch.rules.yml"
 LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
@@ -194,6 +197,7 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
     assert (live_value(scrape, EVENTS) or 0) >= 3
     assert live_value(scrape, GAPS) == 0
     assert live_value(scrape, LAG) is not None
+    assert live_value(scrape, FOLLOWING) == 1
     print(f"commit-to-metric latency: {latency:.3f} s")
     assert daemon.stop() == 0
 
@@ -290,6 +294,53 @@ def test_a_delete_dissolves_a_group(cluster: Cluster, admin: sa.Engine, table: s
     assert daemon.stop() == 0
 
 
+def test_live_mode_writes_nothing_and_leaves_the_replica_identity_as_it_was(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The read-only promise, asked of the server: a slot of the test's own, opened before the daemon, holds every
+    change committed while the daemon followed the stream and counted; only the test's own four are there."""
+    slot = f"audit_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as watch:  # the slot is temporary: it lives as long as this session
+        watch.execute(sa.text("SELECT pg_create_logical_replication_slot(:s, 'test_decoding', temporary => true)"),
+                      {"s": slot})
+        daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('w@example.com'), ('w@example.com')")
+        daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the group counted", timeout=LIVE_SECONDS)
+        execute(admin, f"UPDATE {table} SET email = 'v@example.com' WHERE id = (SELECT max(id) FROM {table})")
+        daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 0, "the group dissolved", timeout=LIVE_SECONDS)
+        execute(admin, f"DELETE FROM {table} WHERE email = 'v@example.com'")
+        daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 4, "the delete read", timeout=LIVE_SECONDS)
+        assert daemon.stop() == 0
+        data = watch.execute(sa.text("SELECT data FROM pg_logical_slot_get_changes(:s, NULL, NULL)"),
+                             {"s": slot}).scalars().all()
+        identity = watch.execute(sa.text("SELECT relreplident FROM pg_class WHERE oid = to_regclass(:t)"),
+                                 {"t": table}).scalar()
+    changes = [line for line in data if not line.startswith(("BEGIN", "COMMIT"))]
+    assert [line.split(":")[1].strip() for line in changes] == ["INSERT", "INSERT", "UPDATE", "DELETE"], changes
+    assert all(line.startswith(f"table public.{table}: ") for line in changes), changes
+    assert identity == "d"  # the default (the primary key): never changed by live mode
+
+
+def test_a_check_the_stream_does_not_follow_keeps_its_polled_figures_on_a_live_database(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """Live mode follows table checks only: a custom SQL check of the same database takes its figures, and its
+    new groups, from its runs while the stream is followed."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "dupewatch.toml", {"live": {"url": cluster.url, "live": True}},
+        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600},
+         {"name": "custom", "database": "live", "interval": 0.5, "kind": "duplicates",
+          "sql": f"SELECT email, count(*) AS dup_count FROM {table} GROUP BY email HAVING count(*) > 1"}],
+        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+    daemon = start_daemon(config, port)
+    await_log(daemon, "following the change stream")
+    daemon.wait_for(lambda s: s.value(GROUPS, "custom") == 0, "the custom check's first run")
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('c@example.com'), ('c@example.com')")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value(GROUPS, "custom") == 1,
+                             "both checks' figures", timeout=LIVE_SECONDS)
+    assert scrape.value(EXCESS, "custom") == 1
+    assert daemon.stop() == 0
+
+
 def live_backend(admin: sa.Engine) -> int | None:
     """The backend of the one live stream reading the cluster (earlier tests' sessions may still be ending)."""
     deadline = time.monotonic() + 10
@@ -347,6 +398,8 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
 def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    ran_at = "dupewatch_check_last_success_timestamp_seconds"
+    first_run = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None, "the check's first (hourly) run")
     pid = live_backend(admin)
     assert pid is not None
     with admin.connect() as conn:
@@ -356,6 +409,10 @@ def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
     scrape = daemon.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
                              "the gap counted and the group found", timeout=20)
     assert scrape.value(NEW, "signups") == 1
+    daemon.wait_for(lambda s: live_value(s, FOLLOWING) == 1, "followed again after the gap", timeout=20)
+    # The poll fills the gap at once: the hourly check ran again, not an hour later.
+    daemon.wait_for(lambda s: (s.value(ran_at, "signups") or 0) > (first_run.value(ran_at, "signups") or 0),
+                    "the check polled at the gap", timeout=20)
     assert "live stream gap" in daemon.log()
     await_log(daemon, "live stream open again")
     assert daemon.stop() == 0
@@ -440,8 +497,10 @@ def test_a_server_without_logical_wal_is_refused_in_one_line_and_polling_goes_on
     assert "needs wal_level = logical (the server has replica): set it in postgresql.conf and restart the " \
            "server, or remove live = true" in refusal[0]
     assert "Traceback" not in daemon.log()
-    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and s.value("dupewatch_check_up", "signups") == 1,
-                    "the check still polled")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1
+                             and s.value("dupewatch_check_up", "signups") == 1, "the check still polled")
+    # On /metrics too, a refused stream is not a quiet one: not followed, no gap (it never opened).
+    assert (live_value(scrape, FOLLOWING), live_value(scrape, GAPS)) == (0, 0)
     assert daemon.stop() == 0
 
 
@@ -592,6 +651,7 @@ def test_a_delete_from_a_table_without_a_replica_identity_dissolves_its_group(
     """Neither plugin gives such a row's key (wal2json prints nothing of it): every known group is re-counted."""
     name = f"membership_{uuid.uuid4().hex[:8]}"
     execute(admin, f"CREATE TABLE {name} (role_id int NOT NULL, group_id int NOT NULL)")  # no primary key
+    execute(admin, f"CREATE INDEX ON {name} (role_id, group_id)")  # live mode re-counts through the key's index
     try:
         execute(admin, f"INSERT INTO {name} VALUES (1, 1), (1, 1), (2, 2), (2, 2)")
         monitor = monitor_for({"live": {"url": cluster.url}}, [
@@ -605,8 +665,30 @@ def test_a_delete_from_a_table_without_a_replica_identity_dissolves_its_group(
         execute(admin, f"DROP TABLE {name}")
 
 
+def test_a_check_whose_key_no_index_serves_is_left_to_its_poll_in_one_line(
+        cluster: Cluster, admin: sa.Engine, monitor_for: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Without an index on the key every re-count reads the whole table, at every batch of changes (a 1M-row bulk
+    insert made 5,000 of them): live mode leaves such a check to its poll, and says which index it needs."""
+    name = f"unindexed_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (id serial PRIMARY KEY, email text NOT NULL)")
+    try:
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "signups", "database": "live", "table": name, "key": ["email"]}])
+        with caplog.at_level(logging.ERROR, logger="dupewatch.live"), \
+                following_reader(monitor, Recorded()) as reader:
+            assert "signups" not in reader.groups
+        (line,) = [r.getMessage() for r in caplog.records if "leaves check" in r.getMessage()]
+        assert line.startswith("database live: live = true leaves check signups to its poll: no index serves its "
+                               "key, so re-counting the keys each change names would read the whole table; create "
+                               "one (CREATE INDEX CONCURRENTLY "), line
+        assert f"ON {name} (email)) and reload" in line
+    finally:
+        execute(admin, f"DROP TABLE {name}")
+
+
 def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    execute(admin, f"CREATE INDEX ON {table} (lower(trim(email)))")  # the key as compared
     monitor = monitor_for({"live": {"url": cluster.url}}, [
         {"name": "signups", "database": "live", "table": table, "key": ["email"], "case_insensitive": True,
          "trim_whitespace": True}])
@@ -842,6 +924,24 @@ def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_n
         stream.close()
 
 
+def test_mariadb_a_non_transactional_tables_commit_moves_the_saved_position(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    """An Aria table's changes end with a COMMIT statement, not an XID event: the stream's position (what a
+    restarted daemon resumes from) moves past them too."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ENGINE = Aria")
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('aria@example.com')")
+        assert [c.new["email"] for c in read_changes(stream, 1)] == ["aria@example.com"]
+        with engine.connect() as conn:
+            logged = conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar()
+        await_true(lambda: not stream.read() and stream.position == f"gtid:{logged}", "the position past the insert")
+    finally:
+        stream.close()
+
+
 def test_mariadb_a_binary_log_purged_while_the_stream_was_down_is_a_gap(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
     engine, table = mariadb_table
@@ -1017,6 +1117,76 @@ def test_mariadb_a_new_spelling_of_a_ci_key_joins_its_group_instead_of_a_new_one
     assert daemon.stop() == 0
 
 
+def test_mariadb_the_lag_runs_from_the_commit_not_from_a_long_transactions_first_statement(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """The binary log dates a row event to the second its statement began: a transaction held open 4 s after its
+    insert must not read as a stream 4 s behind. Its commit (the XID event) dates it, to the whole second."""
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    held = sa.create_engine(mariadb.url)
+    try:
+        with following_reader(monitor, recorded), held.connect() as conn:
+            transaction = conn.begin()
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('long@example.com')"))
+            began = conn.execute(sa.text("SELECT NOW(6)")).scalar()
+
+            def held_4_seconds() -> bool:
+                with engine.connect() as clock:
+                    return bool(clock.execute(sa.text("SELECT NOW(6)")).scalar() >= began + timedelta(seconds=4))
+
+            await_true(held_4_seconds, "the transaction held open 4 s", timeout=30)
+            transaction.commit()
+            await_true(lambda: recorded.events >= 1 and bool(recorded.lags), "the insert read from the stream")
+    finally:
+        held.dispose()
+    assert recorded.lags[-1] < 3.0, recorded.lags  # at most 1 s of rounding plus the reader's own delay
+
+
+def test_mariadb_rows_a_session_logs_as_a_statement_are_a_gap_and_their_group_is_counted_at_once(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """The server's binlog_format = ROW is only the sessions' default: a session may log its INSERT as a statement,
+    which names no rows. The group it made is counted at once (not at the hourly poll), and the gap is reported."""
+    engine, table = mariadb_table
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    statement_logged = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")  # its own session, then gone
+    try:
+        with statement_logged.connect() as conn:
+            conn.execute(sa.text("SET SESSION binlog_format = 'STATEMENT'"))
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('s@example.com'), ('s@example.com')"))
+    finally:
+        statement_logged.dispose()
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and live_value(s, GAPS) == 1,
+                             "the group the statement made, and the gap", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 1
+    gap = next(line for line in daemon.log().splitlines() if "live stream gap" in line)
+    assert "INSERT logged as a statement, naming no rows (a session's binlog_format is not ROW)" in gap
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('r@example.com'), ('r@example.com')")  # rows again
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
+                             timeout=LIVE_SECONDS)
+    assert (live_value(scrape, GAPS), scrape.value(NEW, "signups")) == (1, 2)
+    assert daemon.stop() == 0
+
+
+def test_mariadb_an_alter_table_that_makes_keys_equal_is_a_gap_and_its_group_is_counted_at_once(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """A collation change makes 'Ann' and 'ann' one key without logging a row: the binary log holds the ALTER as a
+    statement. The group it made is counted at once, and the gap is reported."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} MODIFY email varchar(100) COLLATE utf8mb4_bin NOT NULL")
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert daemon.scrape().value(GROUPS, "signups") == 0
+    execute(engine, f"ALTER TABLE {table} MODIFY email varchar(100) COLLATE utf8mb4_general_ci NOT NULL")
+    scrape = daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1 and live_value(s, GAPS) == 1,
+                             "the group the collation made, and the gap", timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 1
+    gap = next(line for line in daemon.log().splitlines() if "live stream gap" in line)
+    assert "ALTER TABLE changed tables without logging their rows" in gap
+    assert daemon.stop() == 0
+
+
 def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     role = f"dw_live_{uuid.uuid4().hex[:8]}"
@@ -1040,6 +1210,65 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         monitor.close()
         execute(admin, f"DROP OWNED BY {role}")
         execute(admin, f"DROP ROLE {role}")
+
+
+def test_a_table_rewrite_that_makes_keys_equal_is_a_gap_and_its_group_is_counted_at_once(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Logical decoding shows no DDL: `ALTER ... TYPE ... USING lower(email)` makes 'Ann' and 'ann' one key without
+    a row change in the stream. The reader sees the table's new storage, reports a gap and counts in full."""
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        assert reader.groups["signups"].figures == (0, 0)
+        execute(admin, f"ALTER TABLE {table} ALTER COLUMN email TYPE text USING lower(email)")
+        await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1] == Figures(1, 1, 1),
+                   "the group the rewrite made, counted as new")
+        (gap,) = recorded.gaps
+        assert gap == (f"database live: live stream: table public.{table} rewritten or its columns changed (ALTER "
+                       "TABLE, VACUUM FULL, CLUSTER; logical decoding shows no DDL): every check counted in full")
+        execute(admin, f"TRUNCATE {table}")  # a new storage too, but the stream shows the TRUNCATE
+        await_true(lambda: reader.groups["signups"].figures == (0, 0) and not reader.groups["signups"].pending,
+                   "the truncated table's group gone")
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('b@example.com'), ('b@example.com')")
+        await_true(lambda: reader.groups["signups"].figures == (1, 1), "the stream followed after the TRUNCATE")
+    assert len(recorded.gaps) == 1
+
+
+def test_a_recount_cancelled_by_a_stop_is_not_a_gap(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """The daemon stops its readers, then closes the detection connections, cancelling a re-count in flight: that
+    is the stop, not a break of the stream (no gap counted, no poll asked of a scheduler that is gone). The
+    re-count is held by a lock on a table its `where` reads."""
+    blocker = f"blocker_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {blocker} (id int)")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"],
+         "where": f"id NOT IN (SELECT id FROM {blocker})"}])
+    recorded = Recorded()
+    locker = sa.create_engine(cluster.url)
+    try:
+        with following_reader(monitor, recorded) as reader, locker.connect() as lock:
+            lock.execute(sa.text(f"LOCK TABLE {blocker} IN ACCESS EXCLUSIVE MODE"))
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('s@example.com'), ('s@example.com')")
+
+            def waiting() -> list[int]:
+                with admin.connect() as conn:
+                    return [int(pid) for pid in conn.execute(sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"),
+                        {"q": f"%{blocker}%"}).scalars()]
+
+            await_true(lambda: bool(waiting()), "the re-count held by the lock")
+            reader.stop(timeout=0.2)  # stopping: the re-count is still in flight
+            execute(admin, f"SELECT pg_cancel_backend({waiting()[0]})")  # as closing the connections does
+            reader._thread.join(10)
+            assert not reader._thread.is_alive()
+            lock.rollback()
+    finally:
+        locker.dispose()
+        execute(admin, f"DROP TABLE {blocker}")
+    assert recorded.gaps == []
 
 
 def test_a_config_reload_hands_the_stream_over_without_a_gap_and_follows_it_with_one_slot(

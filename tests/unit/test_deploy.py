@@ -147,4 +147,16 @@ def test_dashboard_is_templated_by_check_and_database() -> None:
     variables = {v["name"] for v in board["templating"]["list"]}
     assert {"check", "database"} <= variables
     targets = [q for panel in board["panels"] for q in dashboard_queries(panel.get("targets", []))]
-    assert targets and all('check=~"$check"' in q for q in targets if "dupewatch_build_info" not in q)
+    # Live mode's series belong to a database, not to a check: filtered by database only.
+    live = [q for q in targets if "dupewatch_live_" in q]
+    assert live and all('database=~"$database"' in q for q in live)
+    assert all('check=~"$check"' in q for q in targets if "dupewatch_build_info" not in q and q not in live)
+
+
+def test_dashboard_shows_the_live_streams_lag_events_and_gaps() -> None:
+    """Issue 19: latency and gaps on the dashboard as in the metrics, one series per database."""
+    exprs = [q for panel in dashboard()["panels"] for q in dashboard_queries(panel.get("targets", []))]
+    for metric in ("dupewatch_live_lag_seconds", "dupewatch_live_events_total", "dupewatch_live_gaps_total"):
+        assert any(metric in e for e in exprs), metric
+    assert any("rate(dupewatch_live_events_total" in e for e in exprs)  # events per second
+    assert any("increase(dupewatch_live_gaps_total" in e for e in exprs)
