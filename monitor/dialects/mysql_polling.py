@@ -84,7 +84,8 @@ class MySQLPolling(Polling):
     def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
 
-    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
+                       cache: dict[Any, Any] | None = None) -> list[tuple[int, int]]:
         """The keys as `JSON_TABLE` rows, each counted by a dependent subquery that looks the key up in its index;
         only the keys whose count differs from the expected one, and is a group or was one, come back (ordinal,
         count)."""
@@ -101,7 +102,8 @@ class MySQLPolling(Polling):
                             sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
         inner = counted.subquery("counted")
         rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(
-            inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)))
+            inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)),
+            execution_options=None if cache is None else {"compiled_cache": cache})
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:

@@ -9,7 +9,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 - `estimated_cost(conn, statement)`: the planner's estimate of a statement's cost, in its own unit; None where the
   planner gives none.
 - `key_batch_size(width, indexed)`: keys counted per statement; `counts_keys_as_json(columns)`,
-  `changed_counts(conn, resolved, document)`: count keys sent as one JSON document, each by a correlated lookup;
+  `changed_counts(conn, resolved, document, cache)`: count keys sent as one JSON document, each by a correlated lookup
+  (`cache`: the caller's compiled forms, `compiled_cache`);
   `key_count_statement(resolved, keys)`: a statement counting many keys by correlated lookups, or None for the
   IN-list form. Both correlated forms read the table once per key where no index serves the key.
 - `database_clock(column)`: the database's current time as a value of the column's type (a timestamp watermark
@@ -90,7 +91,8 @@ class Polling:
     def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False
 
-    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
+                       cache: dict[Any, Any] | None = None) -> list[tuple[int, int]]:
         raise NotImplementedError("counts_keys_as_json is False")
 
     def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:

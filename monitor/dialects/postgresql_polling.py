@@ -122,7 +122,8 @@ class PostgreSQLPolling(Polling):
         """Integer and plain text keys: their JSON text casts back to the column's type exactly."""
         return all(isinstance(c.type, sa.Integer) or (isinstance(c.type, sa.String) and _plain(c)) for c in columns)
 
-    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
+                       cache: dict[Any, Any] | None = None) -> list[tuple[int, int]]:
         """The keys as `json_array_elements` rows, each counted by a correlated index lookup; only the keys whose
         count differs from the expected one, and is a group or was one, come back (ordinal, count). JIT is off
         for this transaction: compiling the plan costs more than the lookups it would speed up ("JIT Accelerated
@@ -139,7 +140,8 @@ class PostgreSQLPolling(Polling):
                             sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")
                             ).subquery("counted")
         rows = conn.execute(sa.select(counted.c.ord, counted.c.n).where(
-            counted.c.n != counted.c.expected, sa.or_(counted.c.n > 1, counted.c.expected > 0)))
+            counted.c.n != counted.c.expected, sa.or_(counted.c.n > 1, counted.c.expected > 0)),
+            execution_options=None if cache is None else {"compiled_cache": cache})
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:
