@@ -5,9 +5,11 @@
   looks the key up in its index; other keys as IN lists (JSON_TABLE's text columns would compare in their own
   collation, not the table's). Without an index a long IN list is one scan with a hash lookup ("Conversion of Big
   IN Predicates Into Subqueries").
-- Integer keys are read and counted in one statement (`counts_window_on_server`: a CTE of the rows read, each
-  distinct key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
-  PyMySQL decodes a row in pure Python, so the rows never reach the client. No transaction id of a row can be
+- Integer keys are read and counted in one statement (`counts_window_on_server`: the rows read grouped by key,
+  each key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
+  PyMySQL decodes a row in pure Python, so the rows never reach the client, and of the keys only those of more
+  than one row come back one a row (the keys of one row as one `GROUP_CONCAT`, which `group_concat_max_len`
+  may cut short: the run then re-counts every known group). No transaction id of a row can be
   read (InnoDB's `DB_TRX_ID` is hidden), so each run takes a digest of the overlap window the next run re-reads
   (`window_digest`: the rows' count and the exact sum of a 64-bit hash of each row's integer columns, the CRC32
   of their decimal text and that of their hexadecimal text, `N` for NULL), and the next run re-reads the window

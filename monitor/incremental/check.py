@@ -240,7 +240,8 @@ class IncrementalCheck:
                 .select_from(self.resolved.table).where(*self._window_conditions(shape)))
         return self._execute(conn, statement, values).all()
 
-    def _execute(self, conn: Connection, statement: sa.Executable, values: dict[str, Any]) -> sa.CursorResult[Any]:
+    def _execute(self, conn: Connection, statement: sa.Executable,
+                 values: dict[str, Any]) -> sa.CursorResult[*tuple[Any, ...]]:
         """`statement` bound to `values`, compiled at its first run only (`_compiled`)."""
         return conn.execute(statement, values, execution_options={"compiled_cache": self._compiled})
 
@@ -448,9 +449,11 @@ class IncrementalCheck:
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
                       recount_all: bool, seen_changes: int, said: list[str]) -> Outcome:
-        """An incremental run whose keys read are counted by the database (`_counted_window`): only each distinct
-        key's identity and count reach the client, never the rows. Every key read comes back, so a known group
-        whose rows fell below two is seen as at the client's count; the rows re-read are not told apart (a key
+        """An incremental run whose keys read are counted by the database (`_counted_window`): only the keys of
+        more than one row reach the client with their counts, the keys of one row as one text, never the rows.
+        Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
+        (where the text of the keys of one row comes back cut short, every known group is re-counted instead); the
+        rows re-read are not told apart (a key
         counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
         those committed since the last run where the database says which (`start` is the watermark where the
         window's digest is the one the last run took: nothing in it changed). `following`: the digest of the window
