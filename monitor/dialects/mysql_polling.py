@@ -36,7 +36,14 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.polling import Polling, SequencePosition, compiled_create_index, expr_text, leads
+from monitor.dialects.polling import (
+    Polling,
+    SequencePosition,
+    StatementCache,
+    compiled_create_index,
+    expr_text,
+    leads,
+)
 
 _MYSQL: sa.engine.Dialect = mysql.dialect()  # how CREATE INDEX is written
 
@@ -87,25 +94,28 @@ class MySQLPolling(Polling):
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
 
     def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
-                       cache: dict[Any, Any] | None = None) -> list[tuple[int, int]]:
+                       cache: StatementCache | None = None) -> list[tuple[int, int]]:
         """The keys as `JSON_TABLE` rows, each counted by a dependent subquery that looks the key up in its index;
         only the keys whose count differs from the expected one, and is a group or was one, come back (ordinal,
         count)."""
-        exprs = resolved.key_exprs
-        types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
-        columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
-        source = sa.text(f"JSON_TABLE(:dupewatch_keys, '$[*]' COLUMNS (ord FOR ORDINALITY, {columns}, "
-                         f"expected BIGINT PATH '$[{len(exprs)}]')) AS dupewatch_keys"
-                         ).bindparams(dupewatch_keys=document)
-        size = (sa.select(sa.func.count()).select_from(resolved.table).where(
-            *resolved.filters, *[e == sa.literal_column(f"dupewatch_keys.k{i}") for i, e in enumerate(exprs)])
-            .scalar_subquery())
-        counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
-                            sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
-        inner = counted.subquery("counted")
-        rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(
-            inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)),
-            execution_options=None if cache is None else {"compiled_cache": cache})
+
+        def build() -> sa.Select[Any]:
+            exprs = resolved.key_exprs
+            types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
+            columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
+            source = sa.text(f"JSON_TABLE(:dupewatch_keys, '$[*]' COLUMNS (ord FOR ORDINALITY, {columns}, "
+                             f"expected BIGINT PATH '$[{len(exprs)}]')) AS dupewatch_keys")
+            size = (sa.select(sa.func.count()).select_from(resolved.table).where(
+                *resolved.filters, *[e == sa.literal_column(f"dupewatch_keys.k{i}") for i, e in enumerate(exprs)])
+                .scalar_subquery())
+            counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
+                                sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
+            inner = counted.subquery("counted")
+            return sa.select(inner.c.ord, inner.c.n).where(
+                inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0))
+
+        kept = cache if cache is not None else StatementCache()
+        rows = kept.execute(conn, "changed_counts", build, {"dupewatch_keys": document})
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:

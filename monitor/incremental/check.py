@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
 from monitor.detect import CheckDefinitionError, TableCheck, single_precision
-from monitor.dialects.polling import KEY_BATCH
+from monitor.dialects.polling import KEY_BATCH, StatementCache
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
 from monitor.incremental.window import ID_OVERLAP, Window, window_for
@@ -99,9 +99,9 @@ class IncrementalCheck:
         self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
         self._mark: ColumnElement[Any] | Literal[False] | None = False  # `Dialect.snapshot_mark` (False: not asked)
         self._statements: dict[tuple[Any, ...], sa.Select[Any]] = {}  # built once, bound at each run
-        # and compiled once: the detection engine keeps no compiled forms (`Database`: query_cache_size=0), and
-        # compiling a run's statements again cost 1-2 ms a run; a few forms per incremental check.
-        self._compiled: dict[Any, Any] = {}
+        # and compiled once (`StatementCache`: the detection engine keeps no compiled forms, `Database`'s
+        # query_cache_size=0, and compiling a run's statements again cost 1-2 ms a run); a few per check.
+        self._cache = StatementCache()
         self._removals_read = False  # whether the top statement reads `Dialect.removed_rows_column`
         columns = resolved.key_columns
         # The keys read are counted by the database, in the statement that reads them (see `_counted_window`):
@@ -242,8 +242,8 @@ class IncrementalCheck:
 
     def _execute(self, conn: Connection, statement: sa.Executable,
                  values: dict[str, Any]) -> sa.CursorResult[*tuple[Any, ...]]:
-        """`statement` bound to `values`, compiled at its first run only (`_compiled`)."""
-        return conn.execute(statement, values, execution_options={"compiled_cache": self._compiled})
+        """`statement` bound to `values`, compiled at its first run only (`_cache`)."""
+        return self._cache.run(conn, statement, values)
 
     def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None,
                         ahead: Any) -> Sequence[Sequence[Any]]:
@@ -693,7 +693,7 @@ class IncrementalCheck:
             # The identity is the encoded key where the database compares values exactly.
             texts = [encode_key(keys[i]) for i in chunk] if self.spelled_apart else chunk
             document = "[" + ",".join(f"{t[:-1]},{expected[i]}]" for t, i in zip(texts, chunk, strict=True)) + "]"
-            for ordinal, rows in self.rules.changed_counts(conn, self.resolved, document, self._compiled):
+            for ordinal, rows in self.rules.changed_counts(conn, self.resolved, document, self._cache):
                 changed[chunk[ordinal - 1]] = rows
         return changed
 
