@@ -456,8 +456,8 @@ class IncrementalCheck:
         more than one row reach the client with their counts, the keys of one row as one text, never the rows.
         Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
         (where the text of the keys of one row comes back cut short, every known group is re-counted instead); the
-        rows re-read are not told apart (a key
-        counted again counts the same), so none is remembered (`seen`), and `late` keeps the re-read rows to
+        rows re-read are not told apart (a key counted again counts the same), so none is remembered (`seen`),
+        and `late` keeps the re-read rows to
         those committed since the last run where the database says which (`start` is the watermark where the
         window's digest is the one the last run took: nothing in it changed). `following`: the digest of the window
         below the table's highest value (`_top`), kept where the run leaves its watermark there."""
