@@ -5,9 +5,11 @@
   looks the key up in its index; other keys as IN lists (JSON_TABLE's text columns would compare in their own
   collation, not the table's). Without an index a long IN list is one scan with a hash lookup ("Conversion of Big
   IN Predicates Into Subqueries").
-- Integer keys are read and counted in one statement (`counts_window_on_server`: a CTE of the rows read, each
-  distinct key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
-  PyMySQL decodes a row in pure Python, so the rows never reach the client. No transaction id of a row can be
+- Integer keys are read and counted in one statement (`counts_window_on_server`: the rows read grouped by key,
+  each key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
+  PyMySQL decodes a row in pure Python, so the rows never reach the client, and of the keys only those of more
+  than one row come back one a row (the keys of one row as one `GROUP_CONCAT`, which `group_concat_max_len`
+  may cut short: the run then re-counts every known group). No transaction id of a row can be
   read (InnoDB's `DB_TRX_ID` is hidden), so each run takes a digest of the overlap window the next run re-reads
   (`window_digest`: the rows' count and the exact sum of a 64-bit hash of each row's integer columns, the CRC32
   of their decimal text and that of their hexadecimal text, `N` for NULL), and the next run re-reads the window
@@ -34,7 +36,14 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.polling import Polling, SequencePosition, compiled_create_index, expr_text, leads
+from monitor.dialects.polling import (
+    Polling,
+    SequencePosition,
+    StatementCache,
+    compiled_create_index,
+    expr_text,
+    leads,
+)
 
 _MYSQL: sa.engine.Dialect = mysql.dialect()  # how CREATE INDEX is written
 
@@ -84,24 +93,29 @@ class MySQLPolling(Polling):
     def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
 
-    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
+                       cache: StatementCache | None = None) -> list[tuple[int, int]]:
         """The keys as `JSON_TABLE` rows, each counted by a dependent subquery that looks the key up in its index;
         only the keys whose count differs from the expected one, and is a group or was one, come back (ordinal,
         count)."""
-        exprs = resolved.key_exprs
-        types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
-        columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
-        source = sa.text(f"JSON_TABLE(:dupewatch_keys, '$[*]' COLUMNS (ord FOR ORDINALITY, {columns}, "
-                         f"expected BIGINT PATH '$[{len(exprs)}]')) AS dupewatch_keys"
-                         ).bindparams(dupewatch_keys=document)
-        size = (sa.select(sa.func.count()).select_from(resolved.table).where(
-            *resolved.filters, *[e == sa.literal_column(f"dupewatch_keys.k{i}") for i, e in enumerate(exprs)])
-            .scalar_subquery())
-        counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
-                            sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
-        inner = counted.subquery("counted")
-        rows = conn.execute(sa.select(inner.c.ord, inner.c.n).where(
-            inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0)))
+
+        def build() -> sa.Select[Any]:
+            exprs = resolved.key_exprs
+            types = [c.type.compile(dialect=conn.dialect) for c in resolved.key_columns]
+            columns = ", ".join(f"k{i} {kind} PATH '$[{i}]'" for i, kind in enumerate(types))
+            source = sa.text(f"JSON_TABLE(:dupewatch_keys, '$[*]' COLUMNS (ord FOR ORDINALITY, {columns}, "
+                             f"expected BIGINT PATH '$[{len(exprs)}]')) AS dupewatch_keys")
+            size = (sa.select(sa.func.count()).select_from(resolved.table).where(
+                *resolved.filters, *[e == sa.literal_column(f"dupewatch_keys.k{i}") for i, e in enumerate(exprs)])
+                .scalar_subquery())
+            counted = sa.select(sa.literal_column("dupewatch_keys.ord").label("ord"), size.label("n"),
+                                sa.literal_column("dupewatch_keys.expected").label("expected")).select_from(source)
+            inner = counted.subquery("counted")
+            return sa.select(inner.c.ord, inner.c.n).where(
+                inner.c.n != inner.c.expected, sa.or_(inner.c.n > 1, inner.c.expected > 0))
+
+        kept = cache if cache is not None else StatementCache()
+        rows = kept.execute(conn, "changed_counts", build, {"dupewatch_keys": document})
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:

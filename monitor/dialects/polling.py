@@ -9,7 +9,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 - `estimated_cost(conn, statement)`: the planner's estimate of a statement's cost, in its own unit; None where the
   planner gives none.
 - `key_batch_size(width, indexed)`: keys counted per statement; `counts_keys_as_json(columns)`,
-  `changed_counts(conn, resolved, document)`: count keys sent as one JSON document, each by a correlated lookup;
+  `changed_counts(conn, resolved, document, cache)`: count keys sent as one JSON document, each by a correlated lookup
+  (`cache`: the caller's `StatementCache`, kept between the runs of one check);
   `key_count_statement(resolved, keys)`: a statement counting many keys by correlated lookups, or None for the
   IN-list form. Both correlated forms read the table once per key where no index serves the key.
 - `database_clock(column)`: the database's current time as a value of the column's type (a timestamp watermark
@@ -40,8 +41,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -69,6 +70,29 @@ class SequencePosition:
     why_unknown: str = ""
 
 
+@dataclass
+class StatementCache:
+    """What a caller keeps between the runs of one check: statements built once (`built`, by name) and compiled
+    once (`compiled`, SQLAlchemy's `compiled_cache`: the detection engine keeps no compiled forms, and building and
+    compiling a run's statements again cost about 1 ms of a run's CPU time on MariaDB)."""
+
+    built: dict[str, Any] = field(default_factory=dict)
+    compiled: dict[Any, Any] = field(default_factory=dict)
+
+    def execute(self, conn: Connection, name: str, build: Callable[[], sa.Executable],
+                values: dict[str, Any]) -> sa.CursorResult[*tuple[Any, ...]]:
+        """The statement named `name` (`build()` at its first run) bound to `values`."""
+        statement = self.built.get(name)
+        if statement is None:
+            statement = self.built[name] = build()
+        return self.run(conn, statement, values)
+
+    def run(self, conn: Connection, statement: sa.Executable,
+            values: dict[str, Any]) -> sa.CursorResult[*tuple[Any, ...]]:
+        """`statement` bound to `values`, compiled at its first run only."""
+        return conn.execute(statement, values, execution_options={"compiled_cache": self.compiled})
+
+
 class Polling:
     """The defaults: a database that says nothing beyond standard SQL."""
 
@@ -90,7 +114,8 @@ class Polling:
     def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False
 
-    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
+                       cache: StatementCache | None = None) -> list[tuple[int, int]]:
         raise NotImplementedError("counts_keys_as_json is False")
 
     def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:

@@ -33,7 +33,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.polling import Polling, SequencePosition, compiled_create_index, expr_text, leads, normalised_sql
+from monitor.dialects.polling import (
+    Polling,
+    SequencePosition,
+    StatementCache,
+    compiled_create_index,
+    expr_text,
+    leads,
+    normalised_sql,
+)
 
 _POSTGRESQL: sa.engine.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # how CREATE INDEX is written
 
@@ -122,24 +130,32 @@ class PostgreSQLPolling(Polling):
         """Integer and plain text keys: their JSON text casts back to the column's type exactly."""
         return all(isinstance(c.type, sa.Integer) or (isinstance(c.type, sa.String) and _plain(c)) for c in columns)
 
-    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str) -> list[tuple[int, int]]:
+    def changed_counts(self, conn: Connection, resolved: TableCheck, document: str,
+                       cache: StatementCache | None = None) -> list[tuple[int, int]]:
         """The keys as `json_array_elements` rows, each counted by a correlated index lookup; only the keys whose
         count differs from the expected one, and is a group or was one, come back (ordinal, count). JIT is off
         for this transaction: compiling the plan costs more than the lookups it would speed up ("JIT Accelerated
         Operations")."""
         conn.exec_driver_sql("SET LOCAL jit = off")
-        exprs = resolved.key_exprs
-        keys = sa.func.json_array_elements(sa.cast(sa.bindparam("dupewatch_keys", document, type_=sa.Text),
-                                                   postgresql.JSON)).table_valued(
-            sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(name="dupewatch_keys")
-        values = [sa.cast(keys.c.value[i].astext, resolved.key_columns[i].type) for i in range(len(exprs))]
-        size = (sa.select(sa.func.count()).select_from(resolved.table)
-                .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)]).scalar_subquery())
-        counted = sa.select(keys.c.ordinality.label("ord"), size.label("n"),
-                            sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")
-                            ).subquery("counted")
-        rows = conn.execute(sa.select(counted.c.ord, counted.c.n).where(
-            counted.c.n != counted.c.expected, sa.or_(counted.c.n > 1, counted.c.expected > 0)))
+
+        def build() -> sa.Select[Any]:
+            exprs = resolved.key_exprs
+            keys = sa.func.json_array_elements(sa.cast(sa.bindparam("dupewatch_keys", type_=sa.Text),
+                                                       postgresql.JSON)).table_valued(
+                sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(
+                name="dupewatch_keys")
+            values = [sa.cast(keys.c.value[i].astext, resolved.key_columns[i].type) for i in range(len(exprs))]
+            size = (sa.select(sa.func.count()).select_from(resolved.table)
+                    .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)])
+                    .scalar_subquery())
+            counted = sa.select(keys.c.ordinality.label("ord"), size.label("n"),
+                                sa.cast(keys.c.value[len(exprs)].astext, sa.BigInteger).label("expected")
+                                ).subquery("counted")
+            return sa.select(counted.c.ord, counted.c.n).where(
+                counted.c.n != counted.c.expected, sa.or_(counted.c.n > 1, counted.c.expected > 0))
+
+        kept = cache if cache is not None else StatementCache()
+        rows = kept.execute(conn, "changed_counts", build, {"dupewatch_keys": document})
         return [(int(ordinal), int(count)) for ordinal, count in rows]
 
     def key_count_statement(self, resolved: TableCheck, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any] | None:
