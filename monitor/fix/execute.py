@@ -13,9 +13,9 @@ transaction:
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes.
    PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): in a
-   savepoint, only the keepers are locked and re-checked, and step 4's DELETE re-checks each row it deletes in its
-   own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows were found, the
-   savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`);
+   savepoint, one statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row
+   it deletes in its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows
+   were found, the savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`);
 3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
