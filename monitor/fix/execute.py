@@ -13,9 +13,9 @@ transaction:
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes.
    PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): in a
-   savepoint, only the keepers are locked and re-checked, and step 4's DELETE re-checks each row it deletes in its
-   own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows were found, the
-   savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`);
+   savepoint, one statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row
+   it deletes in its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows
+   were found, the savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`);
 3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
@@ -602,26 +602,34 @@ class _Batch:
         return outcome
 
     def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome | None:
-        """The batch when every group is as planned, locking only what must stay: in a savepoint, lock the
-        keepers still as planned (in identity order), then archive and delete the other planned rows with the
-        re-check in the DELETE's own `WHERE` (each row compared with the plan under the row lock the DELETE
-        takes, after waiting for any writer of it). All keepers and exactly the planned rows to delete: the
+        """The batch when every group is as planned, locking only what must stay: in a savepoint, one statement
+        locks the keepers still as planned (in identity order), then archives and deletes the other planned rows
+        with the re-check in the DELETE's own `WHERE` (each row compared with the plan under the row lock the
+        DELETE takes, after waiting for any writer of it), and reports the keepers locked, the plan's rows to
+        delete and the rows deleted and archived. All keepers and exactly the planned rows to delete: the
         savepoint is kept. Anything less (a row changed, gone, or a keeper changed since the plan): rolled back
         to the savepoint and None, and the caller runs the batch as `_fix_groups` does, which skips the changed
-        groups. Half the rows locked and fetched of `_lock_and_recheck` on a table whose groups are pairs."""
+        groups. Half the rows locked and fetched of `_lock_and_recheck` on a table whose groups are pairs.
+
+        One statement, so the DELETE runs even when a keeper is missing (then the savepoint undoes it): what is
+        kept at commit is only ever a batch whose every keeper is locked. The keepers' count is the statement's
+        first output, so PostgreSQL locks them before the DELETE starts (its scalar subqueries run in order)."""
         p, layout = self.plan, self.layout
         keepers, doomed = sa.and_(in_batch, p.c[RANK] == 1), sa.and_(in_batch, p.c[RANK] > 1)
         savepoint = conn.begin_nested()
         locking = (sa.select(p.c[GROUP]).select_from(p).join(self.table, layout.live_match(p))
                    .where(keepers, self._identity_in(keepers))
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
-        locked = self._lock(locking).subquery("dupewatch_locked")
-        if conn.execute(sa.select(sa.func.count()).select_from(locked)).scalar_one() == groups:
-            expected = conn.execute(sa.select(sa.func.count()).select_from(p).where(doomed)).scalar_one()
-            deleted, archived = self._archive_and_delete(conn, doomed, recheck=True)
-            if deleted == archived == expected:
-                savepoint.commit()
-                return _Outcome(groups=groups, deleted=deleted, archived=archived)
+        locked = self._lock(locking).cte("dupewatch_locked")
+        moved, copied = self._moved(doomed, recheck=True)
+        counts = sa.select(sa.select(sa.func.count()).select_from(locked).scalar_subquery(),
+                           sa.select(sa.func.count()).select_from(p).where(doomed).scalar_subquery(),
+                           sa.select(sa.func.count()).select_from(moved).scalar_subquery(),
+                           sa.select(sa.func.count()).select_from(copied).scalar_subquery())
+        found, expected, deleted, archived = (int(n) for n in conn.execute(counts).one())
+        if found == groups and deleted == archived == expected:
+            savepoint.commit()
+            return _Outcome(groups=groups, deleted=deleted, archived=archived)
         savepoint.rollback()
         return None
 
@@ -692,15 +700,7 @@ class _Batch:
         if self.layout.rules.returning_delete:
             # The rows are locked and re-checked already (or the DELETE re-checks them): one statement deletes
             # them and archives exactly what the DELETE returned, and reports both counts.
-            delete = sa.delete(self.table).where(self._identity_in(doomed))
-            if recheck:
-                delete = delete.where(self.layout.live_match(self.plan), doomed)
-            moved = delete.returning(*self.table.columns).cte("dupewatch_moved")
-            names = [c.name for c in self.table.columns]
-            copied = (sa.insert(self.archive)
-                      .from_select([*names, FIX_ID_COLUMN],
-                                   sa.select(*[moved.c[n] for n in names], sa.literal(self.fix_id, sa.String(40))))
-                      .returning(sa.literal_column("1")).cte("dupewatch_copied"))
+            moved, copied = self._moved(doomed, recheck=recheck)
             counts = sa.select(sa.select(sa.func.count()).select_from(moved).scalar_subquery(),
                                sa.select(sa.func.count()).select_from(copied).scalar_subquery())
             deleted, archived = conn.execute(counts).one()
@@ -718,6 +718,20 @@ class _Batch:
         archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, where)).rowcount
         deleted = conn.execute(sa.delete(self.table).where(where)).rowcount
         return deleted, archived
+
+    def _moved(self, doomed: sa.ColumnElement[bool], *, recheck: bool) -> tuple[sa.CTE, sa.CTE]:
+        """`WITH moved AS (DELETE ... RETURNING *), copied AS (INSERT INTO archive SELECT ... FROM moved)`: the
+        archive receives exactly what the DELETE returned. `recheck`: see `_archive_and_delete`."""
+        delete = sa.delete(self.table).where(self._identity_in(doomed))
+        if recheck:
+            delete = delete.where(self.layout.live_match(self.plan), doomed)
+        moved = delete.returning(*self.table.columns).cte("dupewatch_moved")
+        names = [c.name for c in self.table.columns]
+        copied = (sa.insert(self.archive)
+                  .from_select([*names, FIX_ID_COLUMN],
+                               sa.select(*[moved.c[n] for n in names], sa.literal(self.fix_id, sa.String(40))))
+                  .returning(sa.literal_column("1")).cte("dupewatch_copied"))
+        return moved, copied
 
     def _identity_in(self, chosen: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
         """The live table's rows whose identity is in the plan rows matching `chosen`."""

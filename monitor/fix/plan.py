@@ -177,8 +177,13 @@ class Layout:
         # key with the keeper's planned key by the database's `=` (a PARTITION BY may group more coarsely than
         # `=`: MariaDB sorts TEXT on its first max_sort_length bytes) without joining the plan to itself. Over
         # the groups' rows only, whose order by key PostgreSQL keeps (an incremental sort adds the rank).
-        keepers = [sa.func.first_value(ranked.c[label], type_=e.type)
-                   .over(partition_by=group_keys, order_by=ranked.c[RANK]).label(kept)
+        # The keepers' keys and the group's size over one window (the whole group as its frame), so the
+        # database computes them in one pass over the groups' rows (PostgreSQL: one WindowAgg, not two; measured
+        # at 2M rows: the snapshot's median 1.40 s against 1.61 s, 8 alternated runs).
+        def whole_group(function: sa.FunctionElement[Any]) -> sa.Over[Any]:
+            return function.over(partition_by=group_keys, order_by=ranked.c[RANK], rows=(None, None))
+
+        keepers = [whole_group(sa.func.first_value(ranked.c[label], type_=e.type)).label(kept)
                    for e, label, kept in zip(tc.key_exprs, own, self.key_labels, strict=True)]
         carried = [*self.identity_labels, *self.ref_label.values(), *[label for label, _expr, _type in self.row_copies]]
         return sa.select(
@@ -186,7 +191,7 @@ class Layout:
             ranked.c[RANK],
             *[ranked.c[label] for label in carried],
             *keepers,
-            sa.func.count().over(partition_by=group_keys).label(SIZE),
+            whole_group(sa.func.count()).label(SIZE),
         ).where(sa.or_(ranked.c[RANK] > 1, ranked.c.dw_next.is_not(None)))
 
     def plan_table(self, name: str, schema: str | None) -> sa.Table:

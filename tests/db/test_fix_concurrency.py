@@ -133,6 +133,37 @@ def test_a_row_changed_while_the_batch_waits_for_it_is_not_deleted_and_its_group
     assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
 
 
+def test_a_keeper_changed_while_the_batch_waits_for_it_undoes_the_batchs_deletes_and_skips_its_group(pg):
+    """PostgreSQL, a table nothing references: one statement locks the keepers and deletes the other planned
+    rows. The application holds an update moving a keeper to another key; the statement waits for it, and once
+    the application commits the keeper is no longer the planned one, while its group's other row still is and
+    was deleted by the same statement: the batch undoes that delete, skips the group (both rows stay, each now
+    the only row of its key) and fixes the others; the database's account of the batch still holds."""
+    db = pg
+    _seed(db, 4, 2)  # keys 0..3: ids (1,2) (3,4) (5,6) (7,8); keepers 1, 3, 5, 7
+    monitor = Monitor(make_config(db, CHECK))
+    app = db.engine.connect()
+    try:
+        fixing = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
+        with app.begin():
+            blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            app.execute(sa.text("UPDATE visit SET k = 99 WHERE id = 3"))
+            fixing.start()
+            _wait_until(lambda: bool(db.scalar("SELECT count(*) FROM pg_stat_activity "
+                                               "WHERE :b = ANY(pg_blocking_pids(pid))", {"b": blocker})),
+                        "the batch to wait for the keeper the application updates")
+        fixing.join(DEADLINE)
+    finally:
+        app.close()
+        monitor.close()
+    assert fixing.error is None and fixing.report is not None, fixing.error
+    report = fixing.report
+    assert (report.groups, report.deleted, report.archived, report.skipped) == (3, 3, 3, 1)
+    assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [1, 3, 4, 5, 7]
+    assert db.scalar("SELECT k FROM visit WHERE id = 3") == 99
+    assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
+
+
 CHILD = textwrap.dedent("""
     import sys
     from monitor.config import load_config
