@@ -227,3 +227,28 @@ def test_rows_made_distinct_while_the_fix_runs_are_not_merged(db):
     assert updated and (report.groups, report.skipped, report.deleted) == (3, 1, 3)
     assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (4,), (5,), (7,)]
     assert db.rows("SELECT account_id FROM notes WHERE id IN (103, 104) ORDER BY id") == [(3,), (4,)]
+
+
+def test_a_resumed_fix_still_leaves_the_distinct_group_out(db):
+    """Stopped after its first batch and resumed by another run (which has not the plan at hand): the group the
+    plan left out stays left out, counted as skipped, and the summary says it may have been left out."""
+    import threading
+
+    from monitor.fix.render import report_lines
+
+    seed_accounts(db)
+    db.execute("UPDATE accounts SET login = 'aaa' WHERE login = 'dan'")  # the distinct group first
+    monitor = Monitor(make_config(db, [ACCOUNTS]))
+    cancel = threading.Event()
+    try:
+        plan = prepare_fix(monitor, ACCOUNTS["name"])
+        assert plan.left_out_groups == 1 and [x.keys for x in plan.left_out] == [[("aaa",)]]
+        first = run_fix(monitor, ACCOUNTS["name"], plan, batch_size=2, progress=lambda _p: cancel.set(),
+                        cancel=cancel)
+        assert first.state == "stopped" and (first.groups, first.skipped) == (1, 1)
+        resumed = run_fix(monitor, ACCOUNTS["name"])
+    finally:
+        monitor.close()
+    assert resumed.resumed and resumed.state == "done" and (resumed.groups, resumed.skipped) == (3, 1)
+    assert any("left out by the plan" in line for line in report_lines(resumed))
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (5,), (7,), (8,)]
