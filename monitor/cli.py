@@ -626,7 +626,7 @@ def _echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
 @lock_timeout_option
 @click.option("--merge-distinct", is_flag=True,
               help="Also merge groups whose rows differ on another unique constraint or index (the schema says "
-                   "they are different entities; refused without this, or the check's merge_distinct).")
+                   "they are different entities; left out without this, or the check's merge_distinct).")
 @click.pass_context
 @user_errors
 @fix_errors
@@ -634,8 +634,9 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         batch_time: float | None, add_constraint: bool, lock_timeout: float | None, merge_distinct: bool) -> None:
     """Delete a check's duplicate rows safely: keep one per group, archive the rest, repoint references.
 
-    Exit code 0 when done, 1 when done but some groups changed meanwhile and were skipped (or the
-    constraint could not be added), 2 when refused or stopped (nothing of the current batch changed).
+    Exit code 0 when done, 1 when done but some groups were left out by the plan (rows another unique
+    constraint says are distinct) or changed meanwhile and were skipped (or the constraint could not be
+    added), 2 when refused or stopped (nothing of the current batch changed).
     With --dry-run: 0, or 2 when something blocks the fix.
 
     The fix role (`fix_url`) needs SELECT, INSERT, UPDATE, DELETE on the table and on every table referencing

@@ -64,7 +64,17 @@ from monitor.fix.links import (
 )
 from monitor.fix.locks import fix_lock
 from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
-from monitor.fix.plan import GROUP, RANK, SAMPLE_GROUPS, SIZE, FixPlan, Layout, build_preview, distinct_groups
+from monitor.fix.plan import (
+    GROUP,
+    RANK,
+    SAMPLE_GROUPS,
+    SIZE,
+    FixPlan,
+    Layout,
+    LeftOut,
+    build_preview,
+    distinct_groups,
+)
 from monitor.fix.records import FixRecord, reference_table
 from monitor.fix.refs import find_references
 from monitor.fix.target import Target as _Target
@@ -103,13 +113,17 @@ class FixReport:
     skipped: int
     constraint: str | None = None
     resumed: bool = False
+    # Groups the plan left out (counted in `skipped`), as the plan this run started from listed them; empty
+    # when resuming a fix planned by another run (its plan is not at hand).
+    left_out: list[LeftOut] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     references_archived: int = 0  # referencing rows archived with their parents (on_reference = "archive")
 
     def as_json(self) -> dict[str, Any]:
         return {"fix_id": self.fix_id, "check": self.check, "groups": self.groups, "deleted": self.deleted,
                 "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
-                "references_archived": self.references_archived, "constraint": self.constraint}
+                "references_archived": self.references_archived, "constraint": self.constraint,
+                "left_out": [x.as_json() for x in self.left_out]}
 
 
 @dataclass
@@ -276,7 +290,9 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                     conn.execute(sa.insert(plan_table).from_select(columns, ordered))
                 layout.plan_index(plan_table).create(conn)
                 t.db.rules.refresh_statistics(conn, plan_table)
-                plan = build_preview(conn, layout, plan_table, database=t.config.database, sample=sample)
+                # Groups the plan leaves out are dropped from the plan table as a batch drops those it skips.
+                plan = build_preview(conn, layout, plan_table, database=t.config.database, sample=sample,
+                                     forget=lambda groups: _forget(conn, plan_table, groups))
                 plan.fix_id = fix_id
                 records.update_record(conn, fix_id, state="planned", total_groups=plan.groups)
     except sa.exc.DBAPIError as exc:
@@ -362,10 +378,11 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     sizer = BatchSizer(batch_time, batch_size or DEFAULT_BATCH_SIZE, t.db.config.statement_timeout)
     with table_lock(t):
         resumed = False
+        left_out: list[LeftOut] = []
         if plan is not None and plan.fix_id is not None:
             if plan.blockers:
                 raise FixRefused(f"check {check!r} cannot be fixed: {plan.blockers[0]}")
-            fix_id = plan.fix_id
+            fix_id, left_out = plan.fix_id, plan.left_out
         else:
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
@@ -381,12 +398,12 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                             records.update_record(conn, fresh.fix_id or "", state="discarded",
                                                   finished_at=records.now_text(), message=fresh.blockers[0])
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
-                fix_id = fresh.fix_id or ""
+                fix_id, left_out = fresh.fix_id or "", fresh.left_out
         try:
             report = _execute(t, fix_id, sizer, progress, cancel)
         finally:  # what any batch deleted: incremental checks of the table re-count their groups
             monitor.table_changed(t.db.name, t.tc.table.name, f"fix {fix_id}", restored=False)
-        report.resumed = resumed
+        report.resumed, report.left_out = resumed, left_out
     return report
 
 
@@ -562,6 +579,7 @@ class _Batch:
         in_batch = sa.and_(self.plan.c[GROUP] > lower, self.plan.c[GROUP] <= upper)
         if self.layout.mode == "identical":
             outcome = self._identical(conn, in_batch)
+            outcome.skipped = upper - lower - outcome.groups  # with the groups the plan left out (not in it)
         elif self._unreferenced and (found := self._keepers_locked(conn, in_batch, upper - lower)) is not None:
             outcome = found
         else:
@@ -685,13 +703,7 @@ class _Batch:
         return len(sizes), sum(n - 1 for n in sizes.values()), [g for g in groups if g not in sizes]
 
     def _forget(self, conn: Connection, skipped: list[int]) -> int:
-        """Drop skipped groups from the plan (in this batch's transaction): what is left of the batch's range
-        is exactly what gets repointed, archived and deleted. Returns the plan rows dropped."""
-        dropped = 0
-        for start in range(0, len(skipped), _IN_CHUNK):
-            chunk = skipped[start:start + _IN_CHUNK]
-            dropped += conn.execute(sa.delete(self.plan).where(self.plan.c[GROUP].in_(chunk))).rowcount
-        return dropped
+        return _forget(conn, self.plan, skipped)
 
     def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool], *,
                             recheck: bool = False) -> tuple[int, int]:
@@ -802,6 +814,17 @@ class _Batch:
             if conn.execute(sa.select(sa.func.count()).select_from(members.join(link.child, holds))).scalar_one():
                 return True
         return False
+
+
+def _forget(conn: Connection, plan: sa.Table, skipped: list[int]) -> int:
+    """Drop skipped groups from the plan (in the caller's transaction: a batch's, or the snapshot's for the groups
+    the plan leaves out): what is left of a batch's range is exactly what gets repointed, archived and deleted,
+    and a batch counts a group missing from its range as skipped. Returns the plan rows dropped."""
+    dropped = 0
+    for start in range(0, len(skipped), _IN_CHUNK):
+        chunk = skipped[start:start + _IN_CHUNK]
+        dropped += conn.execute(sa.delete(plan).where(plan.c[GROUP].in_(chunk))).rowcount
+    return dropped
 
 
 def repoint_statement(child: sa.Table, pk: list[sa.Column[Any]], fk: list[sa.Column[Any]]) -> sa.Update:

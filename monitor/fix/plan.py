@@ -34,6 +34,7 @@ from monitor.fix.errors import FixRefused
 from monitor.fix.records import home, now_text, safe_identifier, unusable_tables
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
+from monitor.words import value_text
 
 # Columns of the plan relation (see the module docstring); identity, key and referred columns are
 # `dw_i<j>`, `dw_gk<j>`, `dw_r<j>`. (Earlier plans held each row's own key as `dw_k<j>`: the different columns make
@@ -42,6 +43,9 @@ GROUP, RANK, SIZE = "dw_group", "dw_rn", "dw_n"
 SAMPLE_GROUPS = 20
 SAMPLE_ROWS = 1000
 ROWS_SHOWN_PER_GROUP = 10
+LEFT_OUT_KEYS = 5  # keys of the first groups left out, per reason
+# The reason a group of a table without any row identity is left out (`refusals`).
+IDENTICAL_DIFFER = "rows that differ"
 
 
 class Tid(sa.types.UserDefinedType[str]):
@@ -348,6 +352,31 @@ class ReferencePlan:
                 "missing_index": self.index}
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """Groups the fix leaves alone for one reason (a unique key's label, or `IDENTICAL_DIFFER`), decided by the
+    database per group: how many, and the keys of the first few."""
+
+    reason: str
+    groups: int
+    keys: list[tuple[Any, ...]]
+
+    def describe(self, check: str) -> str:
+        """One line: what is left out, why, and how to proceed."""
+        keys = "; ".join("(" + ", ".join(value_text(v) for v in key) + ")" for key in self.keys)
+        more = ", ..." if self.groups > len(self.keys) else ""
+        if self.reason == IDENTICAL_DIFFER:
+            return (f"{self.groups:,} group(s) whose rows differ: the table has no primary key, so nothing tells "
+                    f"those rows apart and none is deleted; keys {keys}{more}; add a primary key or merge them by "
+                    "hand")
+        return (f"{self.groups:,} group(s) whose rows differ on unique constraint {self.reason}: the schema says "
+                f"they are different entities, not duplicates, so they are not merged; keys {keys}{more}; merge "
+                f"them anyway with `dupewatch fix {check} --merge-distinct` (or merge_distinct = true on the check)")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "groups": self.groups, "keys": [[display(v) for v in k] for k in self.keys]}
+
+
 @dataclass
 class FixPlan:
     """What a fix will do; `fix_id` is set once the plan is a snapshot a fix can run (see `prepare_fix`)."""
@@ -367,6 +396,10 @@ class FixPlan:
     notes: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)  # what makes the fix faster (indexes its deletes need)
     distinct_entities: dict[str, int] = field(default_factory=dict)  # unique key label -> groups it tells apart
+    # Groups the fix leaves alone (their rows differ on another unique key, or without identity at all), per
+    # reason; `groups` counts them, `rows_to_delete` does not. `left_out_groups`: how many in all.
+    left_out: list[LeftOut] = field(default_factory=list)
+    left_out_groups: int = 0
     fix_id: str | None = None
     planned_at: str = field(default_factory=now_text)
 
@@ -382,6 +415,7 @@ class FixPlan:
                 "sample": [g.as_json() for g in self.sample],
                 "references": [r.as_json() for r in self.references],
                 "differences": self.differences, "distinct_entities": self.distinct_entities,
+                "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out],
                 "blockers": self.blockers, "notes": self.notes, "advice": self.advice}
 
 
@@ -390,20 +424,30 @@ def _display_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database: str,
-                  sample: int = SAMPLE_GROUPS) -> FixPlan:
-    """Every figure of the plan, computed by the database over the plan relation `rel`."""
+                  sample: int = SAMPLE_GROUPS, forget: Callable[[list[int]], object] | None = None) -> FixPlan:
+    """Every figure of the plan, computed by the database over the plan relation `rel`. Groups the fix leaves
+    out (`refusals`) are counted in `groups` and listed, and left out of every other figure; `forget` drops them
+    from a snapshot's plan table (see `_left_out`)."""
     tc = layout.tc
     groups, rows_to_delete = _totals(conn, layout, rel)
-    # Differences only block tables without a row identity; otherwise they inform a preview someone reads.
-    wanted = groups and (sample > 0 or layout.mode == "identical")
-    differences, differing_groups = _differences(conn, layout, rel) if wanted else ({}, 0)
+    # Differences only block tables without a row identity (asked before their groups are left out, to name the
+    # columns); otherwise they inform a preview someone reads, about the groups the fix merges.
+    identical = layout.mode == "identical"
+    differences, differing_groups = _differences(conn, layout, rel) if groups and identical else ({}, 0)
+    distinct = _distinct_entities(conn, layout, rel) if groups and layout.merge_distinct else {}
+    left_out, left_out_groups, rel = _left_out(conn, layout, rel, forget) if groups else ([], 0, rel)
+    if left_out_groups:
+        rows_to_delete = _totals(conn, layout, rel)[1]
+        distinct = {x.reason: x.groups for x in left_out if not identical}
+    if groups and sample > 0 and not identical:
+        differences, differing_groups = _differences(conn, layout, rel)
     references = [_reference_plan(conn, layout, rel, ref) for ref in layout.refs] if groups else []
     plan = FixPlan(
         check=tc.check.name, database=database, table=tc.check.table or tc.table.name, dialect=layout.dialect,
         identity=layout.mode, keeper=layout.keeper_description(), groups=groups, rows_to_delete=rows_to_delete,
         sample=_sample(conn, layout, rel, sample) if groups and sample > 0 else [],
         references=references, differences=differences, blockers=[],
-        distinct_entities=_distinct_entities(conn, layout, rel) if groups else {},
+        distinct_entities=distinct, left_out=left_out, left_out_groups=left_out_groups,
     )
     _judge(plan, layout, differing_groups)
     if groups:
@@ -470,16 +514,72 @@ def _distinct_entities(conn: Connection, layout: Layout, rel: FromClause) -> dic
     return {key.label: int(n) for key, n in zip(layout.distinct_keys, row, strict=True) if n}
 
 
+def refusals(layout: Layout) -> list[tuple[str, ColumnElement[Any]]]:
+    """Why a group is left out of the fix, as (reason, an aggregate over the group's rows in the table that is 1
+    when it holds): its rows differ on another unique key (unless the operator merges them, `merge_distinct`),
+    or, without any row identity (`identical`), its rows differ at all (nothing tells them apart)."""
+    if layout.mode == "identical":
+        columns = layout.comparable_columns()
+        if not columns:
+            return []
+        differ = [sa.func.count(sa.distinct(layout.exact(c))) + sa.func.max(sa.case((c.is_(None), 1), else_=0)) > 1
+                  for c in columns]
+        return [(IDENTICAL_DIFFER, sa.case((sa.or_(*differ), 1), else_=0))]
+    if layout.merge_distinct:
+        return []
+    return [(key.label, flag.element) for key, flag in zip(layout.distinct_keys, layout.distinct_flags(), strict=True)]
+
+
+def refused_select(layout: Layout, plan: FromClause,
+                   chosen: ColumnElement[bool] | None = None) -> sa.Select[Any] | None:
+    """The groups (`GROUP`, then one 0/1 column per reason of `refusals`) the fix leaves out, decided by the
+    database over the plan relation (or plan table) `plan` joined to the live table; None when nothing can be."""
+    reasons = refusals(layout)
+    if not reasons:
+        return None
+    flags = [flag.label(f"dw_u{j}") for j, (_reason, flag) in enumerate(reasons)]
+    statement = (sa.select(plan.c[GROUP], *flags).select_from(plan).join(layout.table, layout.member_match(plan))
+                 .group_by(plan.c[GROUP]).having(sa.or_(*[flag == 1 for _reason, flag in reasons])))
+    return statement if chosen is None else statement.where(chosen)
+
+
 def distinct_groups(conn: Connection, layout: Layout, plan: FromClause,
                     chosen: ColumnElement[bool]) -> list[int]:
     """The groups among the plan rows matching `chosen` whose rows differ on a unique key beyond the check's key
     now (a batch asks under its locks); [] when the operator merges them anyway."""
-    flags = layout.distinct_flags()
-    if not flags or layout.merge_distinct or layout.mode == "identical":
+    if layout.mode == "identical":  # the batch compares every row with the plan's copy (`_identical`)
         return []
-    statement = (sa.select(plan.c[GROUP]).select_from(plan).join(layout.table, layout.member_match(plan))
-                 .where(chosen).group_by(plan.c[GROUP]).having(sa.or_(*[f.element == 1 for f in flags])))
-    return [int(g) for g in conn.execute(statement).scalars()]
+    statement = refused_select(layout, plan, chosen)
+    return [] if statement is None else [int(row[0]) for row in conn.execute(statement)]
+
+
+def _left_out(conn: Connection, layout: Layout, rel: FromClause,
+              forget: Callable[[list[int]], object] | None) -> tuple[list[LeftOut], int, FromClause]:
+    """The groups the fix leaves out (see `refusals`), per reason with the keys of the first few; how many groups
+    in all; and the relation without them. With `forget` (a snapshot), the groups are dropped from the plan table
+    the way a batch drops the groups it skips, so no batch touches them; a dry run filters them out."""
+    statement = refused_select(layout, rel)
+    if statement is None:
+        return [], 0, rel
+    reasons = [reason for reason, _flag in refusals(layout)]
+    found = conn.execute(statement.order_by(rel.c[GROUP])).all()
+    if not found:
+        return [], 0, rel
+    counts = [sum(int(row[1 + j]) for row in found) for j in range(len(reasons))]
+    shown: list[list[int]] = [[int(row[0]) for row in found if row[1 + j]][:LEFT_OUT_KEYS] for j in range(len(reasons))]
+    wanted = sorted({g for groups in shown for g in groups})
+    as_stored = layout.rules.as_stored
+    keys = {int(row[0]): tuple(row[1:]) for row in conn.execute(
+        sa.select(rel.c[GROUP], *[as_stored(rel.c[k]) for k in layout.key_labels])
+        .where(rel.c[GROUP].in_(wanted), rel.c[RANK] == 1))}
+    left_out = [LeftOut(reason, counts[j], [keys[g] for g in shown[j] if g in keys])
+                for j, reason in enumerate(reasons) if counts[j]]
+    if forget is not None:
+        forget([int(row[0]) for row in found])
+        return left_out, len(found), rel
+    remaining = sa.select(rel).where(rel.c[GROUP].not_in(
+        sa.select(statement.subquery("dupewatch_refused").c[GROUP]))).subquery("dupewatch_fixed")
+    return left_out, len(found), remaining
 
 
 def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
@@ -621,18 +721,19 @@ def _plan_group(layout: Layout, number: int, group: dict[str, Any]) -> PlanGroup
 def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
     """Fill in what blocks the fix and what the operator should know before confirming."""
     table = plan.table
-    if layout.mode == "identical" and differing_groups:
+    everything = plan.left_out_groups == plan.groups > 0  # nothing left to fix: the fix refuses as a whole
+    if layout.mode == "identical" and differing_groups and everything:
         columns = ", ".join(plan.differences) or "?"
         plan.blockers.append(
             f"table {table!r} has no primary key and {differing_groups} group(s) hold rows that differ (in "
             f"{columns}; text compared as stored, case and trailing spaces included): nothing tells those rows "
             "apart, so dupewatch cannot delete one safely; add a primary key or merge them by hand")
-    elif differing_groups:
+    elif differing_groups and layout.mode != "identical":
         columns = ", ".join(f"{name} in {count:,}" for name, count in plan.differences.items())
         plan.notes.append(
             f"{differing_groups:,} group(s) hold rows that differ outside the key ({columns}): the kept row's values "
             "are the ones that stay; the deleted rows' values are archived and `dupewatch undo` restores them")
-    _judge_distinct(plan, layout)
+    _judge_distinct(plan, layout, everything)
     for ref_plan in plan.references:
         _judge_reference(plan, ref_plan)
         if ref_plan.index and plan.rows_to_delete:
@@ -649,10 +750,13 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
                           "batch's account rolls the batch back and the fix stops (disable it for the fix)")
 
 
-def _judge_distinct(plan: FixPlan, layout: Layout) -> None:
+def _judge_distinct(plan: FixPlan, layout: Layout, everything: bool) -> None:
     """Rows the schema declares different entities (they differ on another unique constraint or index) are not
-    merged unless the operator says so."""
+    merged unless the operator says so: their groups are left out (`plan.left_out`), and when no other group is
+    left to fix, the fix refuses."""
     for label, groups in plan.distinct_entities.items():
+        if not layout.merge_distinct and not everything:
+            continue
         if layout.merge_distinct:
             plan.notes.append(f"{groups:,} group(s) hold rows that unique constraint {label} says are different "
                               "entities; they are merged as asked (merge_distinct): each group keeps one row")

@@ -172,7 +172,10 @@ def bookkeeping_lock(conn: Connection) -> None:
 
 def ensure_tables(conn: Connection) -> None:
     """Create dupewatch's bookkeeping tables where missing; a new one grants nothing to anyone but its owner
-    (an operator may grant SELECT on `dupewatch_fix` to the detection role afterwards: it is kept)."""
+    (`Catalog.restrict_access`). An operator may let the detection role read `dupewatch_fix` afterwards (the
+    daemon's `dupewatch_fix_deleted_rows_total`): GRANT SELECT on it and, on PostgreSQL, where the table has
+    row-level security with no policy, also a policy (`CREATE POLICY ... FOR SELECT TO <role> USING (true)`):
+    a grant alone reads no row there, and the totals read 0. Both are kept."""
     from monitor.fix.catalog import catalog_for
 
     bookkeeping_lock(conn)

@@ -26,8 +26,12 @@ def plan_lines(plan: FixPlan) -> list[str]:
     lines = [f"Plan for check {plan.check!r} on {plan.database}.{plan.table}"
              + (f" (fix {plan.fix_id})" if plan.fix_id else " (dry run: nothing changed)")]
     lines.extend(f"  BLOCKED: {blocker}" for blocker in plan.blockers)
-    lines.append(f"  {plan.groups:,} duplicate group(s); {plan.rows_to_delete:,} row(s) to delete and archive; "
-                 f"keeps the {plan.keeper}")
+    if not plan.blockers:
+        lines.extend(f"  LEFT OUT: {left_out.describe(plan.check)}" for left_out in plan.left_out)
+    fixed = f" ({plan.groups - plan.left_out_groups:,} to fix, {plan.left_out_groups:,} left out)" \
+        if plan.left_out_groups else ""
+    lines.append(f"  {plan.groups:,} duplicate group(s){fixed}; {plan.rows_to_delete:,} row(s) to delete and "
+                 f"archive; keeps the {plan.keeper}")
     if plan.identity in ("ctid", "rowid"):
         lines.append(f"  no primary key: rows are told apart by {plan.identity} under the lock")
     elif plan.identity == "identical":
@@ -35,7 +39,9 @@ def plan_lines(plan: FixPlan) -> list[str]:
     lines.extend(f"  references: {ref.describe(plan.table)}" for ref in plan.references)
     if plan.sample:
         shown = len(plan.sample)
-        lines.append(f"  first {shown} of {plan.groups:,} group(s):")
+        of = f"{plan.groups - plan.left_out_groups:,} group(s) to fix" if plan.left_out_groups \
+            else f"{plan.groups:,} group(s)"
+        lines.append(f"  first {shown} of {of}:")
         for group in plan.sample:
             key = ", ".join(_cell(v) for v in group.key)
             lines.append(f"    group ({key}): {group.rows} rows")
@@ -60,8 +66,13 @@ def report_lines(report: FixReport) -> list[str]:
              f"{report.repointed:,} reference(s) repointed"
              + (f", {report.references_archived:,} referencing row(s) archived" if report.references_archived
                 else "")]
-    if report.skipped:
-        lines.append(f"  {report.skipped:,} group(s) changed since the plan and were skipped; run the check again")
+    lines.extend(f"  left out: {left_out.describe(report.check)}" for left_out in report.left_out)
+    changed = report.skipped - sum(x.groups for x in report.left_out)
+    if changed > 0 and report.resumed and not report.left_out:
+        lines.append(f"  {changed:,} group(s) skipped: left out by the plan (see `dupewatch fix {report.check} "
+                     "--dry-run`) or changed since it; run the check again")
+    elif changed > 0:
+        lines.append(f"  {changed:,} group(s) changed since the plan and were skipped; run the check again")
     if report.constraint:
         lines.append(f"  unique index {report.constraint} now guards the key")
     lines.extend(f"  note: {note}" for note in report.notes)

@@ -108,9 +108,13 @@ def test_partial_unique_index_applies_under_its_predicate_only(pg, tmp_path):
                "(3, 8, 'Cid', true), (4, 8, 'dan', true)")
     path = config_file(tmp_path, pg, [{"name": "members", "table": "members", "key": ["team"]}])
     dry = run_cli("fix", "members", "--config", str(path), "--dry-run")
-    blocked = [line for line in dry.stdout.splitlines() if "BLOCKED" in line]
-    assert len(blocked) == 1 and "members_active_handle (lower(handle)) WHERE active" in blocked[0]
-    assert "1 group(s)" in blocked[0]
+    assert dry.exit_code == 0 and "BLOCKED" not in dry.stdout
+    left_out = [line for line in dry.stdout.splitlines() if "LEFT OUT" in line]
+    assert len(left_out) == 1 and "members_active_handle (lower(handle)) WHERE active" in left_out[0]
+    assert "1 group(s)" in left_out[0] and "keys (8)" in left_out[0]
+    result = run_cli("fix", "members", "--config", str(path), "--yes")
+    assert result.exit_code == 1, result.output
+    assert pg.rows("SELECT id FROM members ORDER BY id") == [(1,), (3,), (4,)]
 
 
 def test_batch_skips_a_group_whose_rows_became_distinct_after_the_plan(db):
@@ -128,3 +132,123 @@ def test_batch_skips_a_group_whose_rows_became_distinct_after_the_plan(db):
         monitor.close()
     assert (report.groups, report.skipped, report.deleted) == (1, 1, 1)
     assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (2,), (3,)]
+
+
+def seed_accounts(db: TestDatabase) -> None:
+    """Three real duplicate groups (ann, bob, cid: no email) and one of distinct entities (dan: two emails), each
+    row with a post pointing at it."""
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "CONSTRAINT accounts_email_key UNIQUE (email))",
+               "CREATE TABLE notes (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts (id))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL), (2, 'ann', NULL), (3, 'bob', NULL), (4, 'bob', NULL), "
+               "(5, 'cid', NULL), (6, 'cid', NULL), (7, 'dan', 'd1@x'), (8, 'dan', 'd2@x')")
+    db.execute("INSERT INTO notes VALUES (:id, :a)", params=[{"id": 100 + a, "a": a} for a in range(1, 9)])
+
+
+ACCOUNTS = {"name": "accounts", "table": "accounts", "key": ["login"]}
+
+
+def _accounts_email_named(db: TestDatabase, text: str) -> bool:
+    return "(email)" in text and (db.dialect == "sqlite" or "accounts_email_key" in text)
+
+
+def test_only_the_distinct_group_is_left_out_and_the_others_are_fixed(db, tmp_path):
+    """One group of distinct entities no longer refuses the whole fix: it is left out, named with the constraint
+    and its key in the plan and the fix's summary, the three real duplicate groups are fixed, exit code 1."""
+    seed_accounts(db)
+    path = config_file(tmp_path, db, [ACCOUNTS])
+    dry = run_cli("fix", ACCOUNTS["name"], "--config", str(path), "--dry-run")
+    assert dry.exit_code == 0 and "BLOCKED" not in dry.stdout, dry.output
+    left_out = [line for line in dry.stdout.splitlines() if "LEFT OUT" in line]
+    assert len(left_out) == 1 and _accounts_email_named(db, left_out[0]), dry.stdout
+    assert "1 group(s)" in left_out[0] and "keys (dan)" in left_out[0] and "--merge-distinct" in left_out[0]
+    assert "4 duplicate group(s) (3 to fix, 1 left out); 3 row(s) to delete" in dry.stdout
+    plan = json_out(run_cli("fix", ACCOUNTS["name"], "--config", str(path), "--dry-run", "--json"))
+    assert plan["rows_to_delete"] == 3 and plan["left_out_groups"] == 1
+    assert [(x["groups"], x["keys"]) for x in plan["left_out"]] == [(1, [["dan"]])]
+    assert plan["references"][0]["rows_to_repoint"] == 3  # dan's note is not counted: its group is left alone
+
+    result = run_cli("fix", ACCOUNTS["name"], "--config", str(path), "--yes")
+    assert result.exit_code == 1, result.output
+    summary = [line for line in result.stdout.splitlines() if "left out" in line]
+    assert len(summary) == 1 and _accounts_email_named(db, summary[0]) and "keys (dan)" in summary[0]
+    assert "3 group(s) fixed" in result.stdout and "changed since the plan" not in result.stdout
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (5,), (7,), (8,)]
+    assert db.rows("SELECT id, account_id FROM notes ORDER BY id") == [
+        (101, 1), (102, 1), (103, 3), (104, 3), (105, 5), (106, 5), (107, 7), (108, 8)]
+    fix = db.rows("SELECT groups, skipped, deleted, state FROM dupewatch_fix")
+    assert fix == [(3, 1, 3, "done")]
+
+
+def test_a_distinct_group_is_left_out_of_a_confirmed_plan_and_its_report(db):
+    """The prepared plan (what a terminal confirms) leaves the group out of its plan table: the run reports it."""
+    seed_accounts(db)
+    monitor = Monitor(make_config(db, [ACCOUNTS]))
+    try:
+        plan = prepare_fix(monitor, ACCOUNTS["name"])
+        assert not plan.blockers and (plan.groups, plan.left_out_groups, plan.rows_to_delete) == (4, 1, 3)
+        report = run_fix(monitor, ACCOUNTS["name"], plan)
+    finally:
+        monitor.close()
+    assert (report.groups, report.skipped, report.deleted) == (3, 1, 3)
+    assert [(x.groups, x.keys) for x in report.left_out] == [(1, [("dan",)])]
+    assert db.rows("SELECT id FROM accounts WHERE login = 'dan' ORDER BY id") == [(7,), (8,)]
+
+
+def test_merge_distinct_still_merges_the_distinct_group_too(db, tmp_path):
+    seed_accounts(db)
+    path = config_file(tmp_path, db, [ACCOUNTS])
+    result = run_cli("fix", ACCOUNTS["name"], "--config", str(path), "--yes", "--merge-distinct")
+    assert result.exit_code == 0, result.output
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (5,), (7,)]
+    assert db.scalar("SELECT count(*) FROM notes WHERE account_id = 7") == 2
+
+
+def test_rows_made_distinct_while_the_fix_runs_are_not_merged(db):
+    """A concurrent update between two batches gives bob's rows two emails: the next batch asks the database under
+    its locks, skips the group, and the rest is fixed."""
+    seed_accounts(db)
+    db.execute("UPDATE accounts SET email = NULL WHERE login = 'dan'")  # four real duplicate groups at the plan
+    monitor = Monitor(make_config(db, [ACCOUNTS]))
+    updated = []
+
+    def application(progress) -> None:
+        if progress.groups_done == 1 and not updated:  # ann fixed and committed; bob's batch is next
+            db.execute("UPDATE accounts SET email = 'b3@x' WHERE id = 3",
+                       "UPDATE accounts SET email = 'b4@x' WHERE id = 4")
+            updated.append(True)
+
+    try:
+        plan = prepare_fix(monitor, ACCOUNTS["name"])
+        assert not plan.blockers and (plan.groups, plan.left_out_groups) == (4, 0)
+        report = run_fix(monitor, ACCOUNTS["name"], plan, batch_size=1, progress=application)
+    finally:
+        monitor.close()
+    assert updated and (report.groups, report.skipped, report.deleted) == (3, 1, 3)
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (4,), (5,), (7,)]
+    assert db.rows("SELECT account_id FROM notes WHERE id IN (103, 104) ORDER BY id") == [(3,), (4,)]
+
+
+def test_a_resumed_fix_still_leaves_the_distinct_group_out(db):
+    """Stopped after its first batch and resumed by another run (which has not the plan at hand): the group the
+    plan left out stays left out, counted as skipped, and the summary says it may have been left out."""
+    import threading
+
+    from monitor.fix.render import report_lines
+
+    seed_accounts(db)
+    db.execute("UPDATE accounts SET login = 'aaa' WHERE login = 'dan'")  # the distinct group first
+    monitor = Monitor(make_config(db, [ACCOUNTS]))
+    cancel = threading.Event()
+    try:
+        plan = prepare_fix(monitor, ACCOUNTS["name"])
+        assert plan.left_out_groups == 1 and [x.keys for x in plan.left_out] == [[("aaa",)]]
+        first = run_fix(monitor, ACCOUNTS["name"], plan, batch_size=2, progress=lambda _p: cancel.set(),
+                        cancel=cancel)
+        assert first.state == "stopped" and (first.groups, first.skipped) == (1, 1)
+        resumed = run_fix(monitor, ACCOUNTS["name"])
+    finally:
+        monitor.close()
+    assert resumed.resumed and resumed.state == "done" and (resumed.groups, resumed.skipped) == (3, 1)
+    assert any("left out by the plan" in line for line in report_lines(resumed))
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (5,), (7,), (8,)]

@@ -107,10 +107,28 @@ def _refused_for_want_of_a_key(db, tmp_path, check: dict, blocker: str) -> None:
 
 
 def test_no_key_and_differing_rows_is_refused_on_mysql(mysql, tmp_path):
+    """Every group's rows differ: nothing is left to fix, the fix refuses as a whole."""
     mysql.execute("CREATE TABLE link (a INTEGER NOT NULL, b INTEGER NOT NULL, note VARCHAR(20))")
-    mysql.execute("INSERT INTO link VALUES (1, 1, 'x'), (1, 1, 'y'), (2, 2, NULL), (2, 2, NULL)")
+    mysql.execute("INSERT INTO link VALUES (1, 1, 'x'), (1, 1, 'y'), (2, 2, NULL)")
     _refused_for_want_of_a_key(mysql, tmp_path, {"name": "link", "table": "link", "key": ["a", "b"]},
                                "has no primary key and 1 group(s) hold rows that differ (in note;")
+
+
+def test_no_key_and_differing_rows_leave_only_their_group_out_on_mysql(mysql, tmp_path):
+    """A group whose rows differ is left out (nothing tells its rows apart); the identical copies of the other
+    groups are fixed, and the exit code says not everything was."""
+    mysql.execute("CREATE TABLE link (a INTEGER NOT NULL, b INTEGER NOT NULL, note VARCHAR(20))")
+    mysql.execute("INSERT INTO link VALUES (1, 1, 'x'), (1, 1, 'y'), (2, 2, NULL), (2, 2, NULL), (3, 3, 'z'), "
+                  "(3, 3, 'z'), (3, 3, 'z')")
+    path = config_file(tmp_path, mysql, [{"name": "link", "table": "link", "key": ["a", "b"]}])
+    plan = json_out(run_cli("fix", "link", "--config", str(path), "--dry-run", "--json"))
+    assert plan["blockers"] == [] and plan["rows_to_delete"] == 3
+    assert plan["left_out"] == [{"reason": "rows that differ", "groups": 1, "keys": [[1, 1]]}]
+    result = run_cli("fix", "link", "--config", str(path), "--yes")
+    assert result.exit_code == 1, result.output
+    assert "left out: 1 group(s) whose rows differ" in result.stdout and "keys (1, 1)" in result.stdout
+    assert mysql.rows("SELECT a, b, note FROM link ORDER BY a, note") == [
+        (1, 1, "x"), (1, 1, "y"), (2, 2, None), (3, 3, "z")]
 
 
 def test_no_key_and_rows_equal_only_by_collation_is_refused_on_mysql(mysql, tmp_path):

@@ -51,3 +51,33 @@ def test_a_fix_role_that_may_not_use_dupewatchs_tables_is_refused_naming_them(pg
     assert "dupewatch_fix " in message and "belongs to postgres" in message and other_role in message, message
     assert "OWNER TO" in message, message
     assert contents(pg, "customer", "dupewatch_fix", "dupewatch_archive_customer") == before
+
+
+def test_the_detection_role_reads_the_fix_records_with_a_grant_and_a_policy(pg, other_role, tmp_path):
+    """What `records.ensure_tables` and the README say about letting the detection role (the daemon's
+    `dupewatch_fix_deleted_rows_total`) read `dupewatch_fix` on PostgreSQL: row-level security with no policy makes a
+    grant alone read no row; the grant and a SELECT policy read the totals."""
+    from monitor.config import load_config
+    from monitor.engine import Monitor
+    from monitor.fixstats import deleted_by_check
+
+    pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
+               "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')")
+    fixing = write_config(tmp_path / "fix.toml", {"app": {"url": pg.url}}, [{"database": "app", **CHECK}])
+    assert run_cli("fix", CHECK["name"], "--config", str(fixing), "--yes").exit_code == 0  # as the superuser
+    as_other = make_url(pg.url).set(username=other_role, password="pw").render_as_string(hide_password=False)
+    path = write_config(tmp_path / "detect.toml", {"app": {"url": as_other}}, [{"database": "app", **CHECK}])
+
+    def totals() -> dict[str, int] | None:
+        monitor = Monitor(load_config(path))
+        try:
+            return deleted_by_check(monitor.database("app"))
+        finally:
+            monitor.close()
+
+    assert totals() is None  # no privilege: unreadable, not zero
+    pg.execute(f'GRANT SELECT ON "{pg.schema}".dupewatch_fix TO {other_role}')
+    assert totals() == {}  # row-level security without a policy: no row
+    pg.execute(f'CREATE POLICY dupewatch_fix_read ON "{pg.schema}".dupewatch_fix FOR SELECT TO {other_role} '
+               "USING (true)")
+    assert totals() == {CHECK["name"]: 1}

@@ -104,6 +104,9 @@ def plan_facts(plan: FixPlan, *, previewed: FixPlan | None = None) -> Text:
     for blocker in plan.blockers:
         text.append("BLOCKED  ", style=f"bold {RED}")
         text.append(f"{blocker}\n", style=RED)
+    for left_out in [] if plan.blockers else plan.left_out:
+        text.append("LEFT OUT  ", style=f"bold {AMBER}")
+        text.append(f"{left_out.describe(plan.check)}\n")
     if not plan.groups:
         text.append("● no duplicate groups right now: nothing to fix\n", style=f"bold {GREEN}")
         return text
