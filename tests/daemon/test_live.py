@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -392,6 +393,41 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
         await_true(lambda: groups.figures == (1, 2), "the dissolved group found by its key")
         execute(engine, f"TRUNCATE {table}")
         await_true(lambda: groups.figures == (0, 0) and not groups.pending, "the known group re-counted")
+    assert not recorded.gaps
+
+
+BIG_ROWS = int(os.environ.get("DUPEWATCH_LIVE_BIG_ROWS", "200000"))  # 1,000,000 for the README's figure
+BIG_GROWTH_MB = 48  # holding the transaction's changes took about 1 KB each: 200 MB for 200,000 rows
+
+
+def peak_rss_kb(reset: bool = False) -> int:
+    """This process's peak resident memory (VmHWM), in KB; `reset` sets the peak to what is resident now."""
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())[1])  # type: ignore[index]
+
+
+def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_found(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, plugin: str) -> None:
+    """PostgreSQL hands over a whole transaction in one read (`upto_nchanges` is checked at commits only): the
+    reader must neither hold its rows nor a key per row, yet still find the duplicate the transaction made."""
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        before = peak_rss_kb(reset=True)
+        started = time.monotonic()
+        execute(admin, f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"
+                       f" FROM generate_series(1, {BIG_ROWS}) g UNION ALL SELECT 'user7@example.com'")
+        await_true(lambda: groups.figures == (1, 1), "the duplicate of the big transaction counted", timeout=90)
+        seconds = time.monotonic() - started
+        growth_mb = (peak_rss_kb() - before) / 1024
+    print(f"{BIG_ROWS + 1} rows in one transaction ({plugin}): peak RSS +{growth_mb:.0f} MB, "
+          f"counted {seconds:.1f} s after the insert began")
+    assert growth_mb < BIG_GROWTH_MB
+    assert ("signups", Figures(1, 1, 1)) in recorded.figures
+    assert recorded.events >= BIG_ROWS + 1
     assert not recorded.gaps
 
 
