@@ -65,6 +65,9 @@ class LiveSink(Protocol):
 
     def live_following(self, database: str, following: bool) -> None: ...
 
+    def live_overflow(self, database: str, check: str) -> None:
+        """A read named more keys of `check`'s table than `KEYS_PER_READ`: the check was counted in full."""
+
 
 class LiveReader:
     """Follows one database's change stream for its table checks; `start()`, `stop()`."""
@@ -312,6 +315,7 @@ class LiveReader:
                                  "one: the check is counted in full", extra={"fields": {
                                      "database": self.database, "check": check, "changes": named.changes,
                                      "keys_per_read": KEYS_PER_READ}})
+                        self.sink.live_overflow(self.database, check)
                     if (figures := self.groups[check].apply(conn, named)) is not None:
                         changed[check] = figures
         if done:
