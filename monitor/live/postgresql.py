@@ -19,6 +19,11 @@ is parsed, so neither the result nor its changes are ever held whole. Position s
 call: the function runs to its end, and consumes what it returns, at the first fetch (decoding only ever
 returns committed transactions, so their rows are visible to the re-counts before the last block is read). A
 daemon that dies in the middle dies with the session and its temporary slot: the next stream is a gap, reported.
+Peeking (`pg_logical_slot_peek_changes`) and then `pg_replication_slot_advance` would leave the changes on the
+slot until they were counted, but advancing a logical slot decodes the WAL again, and a count that fails already
+ends the session (a gap, every check counted in full), so it would buy nothing for twice the decoding.
+`test_decoding`'s `stream-changes` (in-progress transactions in blocks) would hand over rows not yet committed,
+which a re-count cannot see, and needs abort handling; the cursor bounds memory without either.
 
 **Output plugin.** The server is asked, by creating the slot: with `wal2json` (format-version 2: JSON, typed
 values; monitor/live/wal2json.py) where it is installed and the server lets this role use it, else with the
