@@ -31,6 +31,7 @@ from dbtest import TestDatabase, write_config
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live.groups import KEYS_PER_READ
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,6 +57,7 @@ GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
 FOLLOWING = "dupewatch_live_following"
+OVERFLOWS = "dupewatch_live_overflows_total"
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "dupewatch.rules.yml"
 LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
@@ -197,6 +199,7 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
     assert scrape.value(NEW, "signups") == 1
     assert (live_value(scrape, EVENTS) or 0) >= 3
     assert live_value(scrape, GAPS) == 0
+    assert live_value(scrape, OVERFLOWS) == 0
     assert live_value(scrape, LAG) is not None
     assert live_value(scrape, FOLLOWING) == 1
     print(f"commit-to-metric latency: {latency:.3f} s")
@@ -438,6 +441,21 @@ def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_fou
     assert ("signups", Figures(1, 1, 1)) in recorded.figures
     assert recorded.events >= BIG_ROWS + 1
     assert recorded.overflows == ["signups"]  # counted in full, once: not a gap, nothing was missed
+    assert not recorded.gaps
+
+
+def test_a_transaction_naming_fewer_keys_than_the_cap_is_recounted_by_key_not_in_full(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"
+                       f" FROM generate_series(1, {KEYS_PER_READ - 1}) g UNION ALL SELECT 'user7@example.com'")
+        await_true(lambda: groups.figures == (1, 1), "the duplicate counted", timeout=30)
+        assert groups.recounted >= KEYS_PER_READ - 1  # each key named, re-counted through the index
+    assert recorded.overflows == []
     assert not recorded.gaps
 
 
