@@ -67,6 +67,9 @@ class Timeline:
     def live_following(self, database: str, following: bool) -> None:
         pass
 
+    def live_overflow(self, database: str, check: str) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class Schema:

@@ -440,6 +440,9 @@ class LiveMetrics:
     - `dupewatch_live_events_total`: row changes read from the stream (every table, watched or not).
     - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
       its changes were read); each is logged and followed by a full count of the database's checks.
+    - `dupewatch_live_overflows_total`: reads of the stream that named more keys of a check's table than live
+      mode re-counts one by one (a bulk load, a mass update; `KEYS_PER_READ` in monitor/live/groups.py): that
+      check was counted in full instead. Not a gap: nothing was missed.
     - `dupewatch_live_following`: 1 while the stream is followed, 0 before it opens, after a gap until it is
       followed again, and for good when the server refused it (the refusal's one line is in the log): a refused
       or broken stream does not look like a quiet database.
@@ -456,6 +459,9 @@ class LiveMetrics:
                               ["database"], registry=registry)
         self.gaps = Counter("dupewatch_live_gaps", "Breaks in the database's change stream (each followed by a "
                             "full count of its checks).", ["database"], registry=registry)
+        self.overflows = Counter("dupewatch_live_overflows", "Reads of the database's change stream that named too "
+                                 "many keys of a check's table to re-count them one by one (that check was counted "
+                                 "in full instead).", ["database"], registry=registry)
         self._added: set[str] = set()
         self.following = Gauge("dupewatch_live_following",
                                "1 while the database's change stream is followed; 0 before it opens, after a gap "
@@ -465,6 +471,7 @@ class LiveMetrics:
     def add(self, database: str) -> None:
         self.events.labels(database)
         self.gaps.labels(database)
+        self.overflows.labels(database)
         if database not in self._added:  # a reload keeps what the stream's reader last said
             self._added.add(database)
             self.following.labels(database).set(0)
@@ -682,6 +689,10 @@ class MetricsExporter:
                 self.live.events.labels(database).inc(events)
         if events:
             self._changed()
+
+    def live_overflow(self, database: str) -> None:
+        with self._lock:
+            self.live.overflows.labels(database).inc()
 
     def live_gap(self, database: str, reason: str) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ PostgreSQL's `test_decoding`), and cast back to the column's type by the databas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -45,12 +46,24 @@ class Transaction:
     DELETE the plugin could not print, a TRUNCATE in MySQL's binary log): every known group of the database is
     re-counted. `unnamed`: the transaction may have added rows, or given rows a key, that the stream does not name
     (a statement MariaDB/MySQL logged as a statement); why, in a few words. New groups may have formed anywhere:
-    the reader reports it as a gap and counts every check of the database in full."""
+    the reader reports it as a gap and counts every check of the database in full. `folded`: changes of the
+    transaction handed to a `Fold` as they were read instead of being kept in `changes`."""
 
     committed_at: datetime | None = None
     changes: list[Change] = field(default_factory=list)
     unseen: bool = False
     unnamed: str | None = None
+    folded: int = 0
+
+    @property
+    def events(self) -> int:
+        """The transaction's row changes read, kept or folded."""
+        return len(self.changes) + self.folded
+
+
+# Takes each change as it is read, so that a reader keeps what it needs of it (a key), not the change: one
+# transaction of PostgreSQL's stream may hold millions (see `ChangeStream.read`).
+Fold = Callable[[Change], None]
 
 
 # What the reader hands each check for an `unseen` transaction: a change whose old rows are unknown.
@@ -71,8 +84,9 @@ class ChangeStream(Protocol):
         committed since may never be seen: a gap), or None. Raises `LiveRefused` or `StreamLost` (also later,
         from `read()`, when the server finds it no longer holds `resume`)."""
 
-    def read(self) -> list[Transaction]:
-        """The transactions committed since the last read. Raises `StreamLost`."""
+    def read(self, fold: Fold | None = None) -> list[Transaction]:
+        """The transactions committed since the last read. With `fold`, each of their changes is handed to it
+        as it is read and is not kept (`Transaction.folded` counts them). Raises `StreamLost`."""
 
     def wait(self, timeout: float) -> None:
         """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds

@@ -17,11 +17,17 @@ give (an UPDATE or DELETE of a table whose replica identity is its primary key o
 any known group: its new key is re-counted at once (a new duplicate is never late), and every known group is
 queued to be re-counted again, `RECOUNT_BUDGET` groups per read of the stream, so that a group it dissolved
 disappears within a bounded time at a bounded cost, however many groups are known.
+
+**Big transactions.** The changes of a read are folded into the keys they name as they arrive (`fold`), so
+only keys are held, never rows; and at most `KEYS_PER_READ` distinct keys per check and read: past it (a bulk
+load, a mass update) the check stops collecting keys for that read and is counted in full instead (`resync`: one
+`GROUP BY`, its new groups reported as new), which costs about what re-counting that many keys one by one would,
+and bounds memory whatever the transaction's size. The reader logs each such overflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +41,7 @@ from monitor.live.changes import Change, Row
 Key = tuple[Any, ...]
 RECOUNT_CHUNK = 200  # groups re-counted by one statement
 RECOUNT_BUDGET = 1_000  # queued known groups re-counted per read of the stream (five statements)
+KEYS_PER_READ = 20_000  # distinct keys a check collects per read; past it, the check is counted in full
 
 
 @dataclass
@@ -44,6 +51,8 @@ class Named:
     present: set[tuple[Any, ...]] = field(default_factory=set)  # keys rows have now
     left: set[tuple[Any, ...]] = field(default_factory=set)  # keys rows had before (their groups may be gone)
     unknown_old: bool = False  # some row's old key is not given: any known group may have shrunk
+    overflow: bool = False  # more than `KEYS_PER_READ` keys named: the check is counted in full, keys not kept
+    changes: int = 0  # the changes folded in
 
 
 @dataclass(frozen=True)
@@ -98,25 +107,35 @@ class LiveGroups:
     # -- changes ----------------------------------------------------------------------------------
 
     def keys_named(self, changes: Iterable[Change]) -> Named:
-        """The raw key values whose groups `changes` may have changed: those rows now have (new rows) and those
-        rows may have left (old rows, where the stream gives the key); and whether some change left its old key
-        unknown (then every known group is queued)."""
+        """What `changes` name (`fold`)."""
         named = Named()
         for change in changes:
-            if change.operation == "TRUNCATE":
-                named.unknown_old = True
-                continue
-            old = self._key_of(change.old) if change.old is not None else None
-            new = self._key_of(self._row_after(change)) if change.new is not None else None
-            if change.operation == "UPDATE" and old is not None and old == new and not self._where:
-                continue  # no key column changed: no group did
-            if new is not None:
-                named.present.add(new)
-            if old is not None:
-                named.left.add(old)
-            elif change.operation != "INSERT":
-                named.unknown_old = True
+            self.fold(named, change)
         return named
+
+    def fold(self, named: Named, change: Change, limit: int = KEYS_PER_READ) -> None:
+        """Add to `named` the raw key values whose groups `change` may have changed: the one its row has now (a
+        new row) and the one it may have left (its old row, where the stream gives the key), or that it left
+        its old key unknown (then every known group is queued); past `limit` distinct keys, only that the check
+        must be counted in full (`Named.overflow`)."""
+        named.changes += 1
+        if named.overflow:
+            return
+        if change.operation == "TRUNCATE":
+            named.unknown_old = True
+            return
+        old = self._key_of(change.old) if change.old is not None else None
+        new = self._key_of(self._row_after(change)) if change.new is not None else None
+        if change.operation == "UPDATE" and old is not None and old == new and not self._where:
+            return  # no key column changed: no group did
+        if new is not None:
+            named.present.add(new)
+        if old is not None:
+            named.left.add(old)
+        elif change.operation != "INSERT":
+            named.unknown_old = True
+        if len(named.present) + len(named.left) > limit:
+            named.overflow, named.present, named.left = True, set(), set()
 
     @staticmethod
     def _row_after(change: Change) -> Row:
@@ -130,10 +149,13 @@ class LiveGroups:
             return None
         return tuple(row[name] for name in self.key_names)
 
-    def apply(self, conn: Connection, changes: Sequence[Change]) -> Figures | None:
-        """Re-count the groups `changes` touch, then up to `RECOUNT_BUDGET` queued ones; the new figures, or
-        None when no group changed."""
-        named = self.keys_named(changes)
+    def apply(self, conn: Connection, named: Named) -> Figures | None:
+        """Re-count the groups `named` (`fold`), then up to `RECOUNT_BUDGET` queued ones, or every group where
+        it overflowed; the new figures, or None when no group changed."""
+        if named.overflow:
+            before = self.figures
+            new = self.resync(conn)
+            return Figures(*self.figures, new_groups=new) if new or self.figures != before else None
         unknown_old = named.unknown_old
         # Keys rows were just given are counted many to a statement; a key rows may have left, one by one (its
         # group may be gone: found by its key among the known ones).

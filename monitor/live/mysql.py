@@ -49,7 +49,7 @@ from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
 from monitor.live import binlog_decoder
-from monitor.live.changes import LiveRefused, StreamLost, Transaction
+from monitor.live.changes import Fold, LiveRefused, StreamLost, Transaction
 
 CONNECT_TIMEOUT_SECONDS = 10
 HEARTBEAT_SECONDS = 5.0  # the server sends one when idle, so a dead connection is noticed
@@ -211,7 +211,7 @@ class BinlogStream:
         """Return once a transaction's commit (or the stream's end) has arrived, or after `timeout` seconds."""
         self._arrived.wait(timeout)
 
-    def read(self) -> list[Transaction]:
+    def read(self, fold: Fold | None = None) -> list[Transaction]:
         self._arrived.clear()  # before taking: what arrives from now on is waited for by the next `wait`
         done: list[Transaction] = []
         uncommitted: list[Transaction] = []  # read since the last commit: dated by it once it is read
@@ -234,6 +234,10 @@ class BinlogStream:
                 done.append(Transaction(committed_at, unseen=True))
             elif event[0] == "statement":  # rows added or given a key that the log does not name
                 done.append(Transaction(committed_at, unseen=True, unnamed=_unnamed(event[2])))
+            elif fold is not None:
+                for change in event[2]:
+                    fold(change)
+                done.append(Transaction(committed_at, folded=len(event[2])))
             else:
                 done.append(Transaction(committed_at, event[2]))
             uncommitted.append(done[-1])

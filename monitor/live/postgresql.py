@@ -11,6 +11,20 @@ however it ends (a crash, a kill -9, a network cut), so an abandoned daemon can 
 WAL. It is read by polling `pg_logical_slot_get_changes(slot, NULL, upto_nchanges)` (psycopg 3 has no
 replication-protocol API); each call consumes what it returns. Nothing is written to any table.
 
+**Memory.** `upto_nchanges` is checked only at transaction boundaries: one call returns a whole transaction,
+however big (a bulk load of 10M rows). The server keeps the call's result in a tuplestore, which spills to disk
+past `work_mem`; the stream reads it through a server-side cursor (`DECLARE ... CURSOR` in a transaction block of
+its session), `FETCH_ROWS` at a time, and hands each change to the reader's `fold` as it
+is parsed, so neither the result nor its changes are ever held whole. Position semantics are those of the plain
+call: the function runs to its end, and consumes what it returns, at the first fetch (decoding only ever
+returns committed transactions, so their rows are visible to the re-counts before the last block is read). A
+daemon that dies in the middle dies with the session and its temporary slot: the next stream is a gap, reported.
+Peeking (`pg_logical_slot_peek_changes`) and then `pg_replication_slot_advance` would leave the changes on the
+slot until they were counted, but advancing a logical slot decodes the WAL again, and a count that fails already
+ends the session (a gap, every check counted in full), so it would buy nothing for twice the decoding.
+`test_decoding`'s `stream-changes` (in-progress transactions in blocks) would hand over rows not yet committed,
+which a re-count cannot see, and needs abort handling; the cursor bounds memory without either.
+
 **Output plugin.** The server is asked, by creating the slot: with `wal2json` (format-version 2: JSON, typed
 values; monitor/live/wal2json.py) where it is installed and the server lets this role use it, else with the
 built-in `test_decoding` (monitor/live/test_decoding.py). Which one a stream uses is `plugin`.
@@ -32,10 +46,10 @@ from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
 from monitor.live import test_decoding, wal2json
-from monitor.live.changes import LiveRefused, StreamLost, Transaction
+from monitor.live.changes import Change, Fold, LiveRefused, StreamLost, Transaction
 from monitor.live.test_decoding import DecodingError
 
-Parse = Callable[[list[str], Transaction | None], tuple[list[Transaction], Transaction | None]]
+Parse = Callable[[list[str], Transaction | None, Fold | None], tuple[list[Transaction], Transaction | None]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ TEST_DECODING = Plugin("test_decoding", ("include-timestamp", "1", "skip-empty-x
 PLUGINS = (WAL2JSON, TEST_DECODING)  # preferred first; test_decoding ships with PostgreSQL
 CONNECT_TIMEOUT_SECONDS = 10.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
+FETCH_ROWS = 2_000  # rows of the slot's result fetched at a time (a few hundred bytes each)
 
 
 def slot_name() -> str:
@@ -156,23 +171,39 @@ class LogicalDecodingStream:
     def backend_pid(self) -> int | None:
         return self._conn.info.backend_pid if self._conn is not None else None
 
-    def read(self) -> list[Transaction]:
-        """The transactions committed since the last read (at most about `batch` changes). Raises `StreamLost`."""
+    def read(self, fold: Fold | None = None) -> list[Transaction]:
+        """The transactions committed since the last read (at least one, else at most about `batch` changes),
+        read `FETCH_ROWS` rows at a time (see the module's docstring). Raises `StreamLost`."""
         if self._conn is None or self.slot is None or self.plugin is None:
             raise StreamLost(f"database {self.database}: live stream is not open")
         options = self.plugin.options
+        truncated: set[tuple[str, str]] = set()
+
+        def folding(change: Change) -> None:
+            if change.operation == "TRUNCATE":
+                truncated.add((change.schema, change.table))
+            assert fold is not None
+            fold(change)
+
+        done: list[Transaction] = []
+        last = None
         try:
             shapes = self._shapes_now()  # before the read: a change seen here was committed before it (see below)
-            rows = self._conn.execute(
-                "SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, %s" + ", %s" * len(options) + ")",
-                (self.slot, self.batch, *options)).fetchall()
-            done, self._pending = self.plugin.parse([row[1] for row in rows], self._pending)
+            with self._conn.transaction(), self._conn.cursor(f"{self.slot}_read") as cursor:
+                cursor.execute("SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, %s"
+                               + ", %s" * len(options) + ")", (self.slot, self.batch, *options))
+                while rows := cursor.fetchmany(FETCH_ROWS):
+                    block, self._pending = self.plugin.parse([row[1] for row in rows], self._pending,
+                                                             None if fold is None else folding)
+                    done += block
+                    last = rows[-1][0]
         except (psycopg.Error, DecodingError) as exc:
             self.close()
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
-        if rows:
-            self.position = f"lsn:{rows[-1][0]}"
-        if (reshaped := self._reshaped(shapes, done)) is not None:
+        if last is not None:
+            self.position = f"lsn:{last}"
+        truncated.update((c.schema, c.table) for t in done for c in t.changes if c.operation == "TRUNCATE")
+        if (reshaped := self._reshaped(shapes, truncated)) is not None:
             done.append(Transaction(unnamed=reshaped))
         return done
 
@@ -183,12 +214,11 @@ class LogicalDecodingStream:
         return {int(oid): str(shape) for oid, shape in self._conn.execute(
             f"SELECT c.oid, {_SHAPE} FROM pg_class c WHERE c.oid = ANY(%s)", (list(self._shapes),)).fetchall()}
 
-    def _reshaped(self, shapes: dict[int, str], done: list[Transaction]) -> str | None:
+    def _reshaped(self, shapes: dict[int, str], truncated: set[tuple[str, str]]) -> str | None:
         """Why a watched table may hold keys no change named (a table rewritten, or its columns changed, since its
         check was counted: `ALTER TABLE ... TYPE ... USING`, a collation, VACUUM FULL, CLUSTER), or None. A new
         storage with the same columns is a TRUNCATE where the stream shows one of the table, in this read or the
         previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes)."""
-        truncated = {(c.schema, c.table) for t in done for c in t.changes if c.operation == "TRUNCATE"}
         seen, self._truncated = truncated | self._truncated, truncated
         reshaped = []
         for oid, (schema, name, before) in self._shapes.items():

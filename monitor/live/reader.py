@@ -42,7 +42,7 @@ from monitor.detect import TableCheck
 from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction
-from monitor.live.groups import Figures, LiveGroups
+from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named
 
 log = logging.getLogger("dupewatch.live")
 
@@ -64,6 +64,9 @@ class LiveSink(Protocol):
     def live_gap(self, database: str, reason: str) -> None: ...
 
     def live_following(self, database: str, following: bool) -> None: ...
+
+    def live_overflow(self, database: str, check: str) -> None:
+        """A read named more keys of `check`'s table than `KEYS_PER_READ`: the check was counted in full."""
 
 
 class LiveReader:
@@ -172,9 +175,7 @@ class LiveReader:
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
-                done = self.stream.read()
-                self._apply(done)
-                self._count_unnamed(done)
+                done = self._read_and_apply()
             except StreamLost as exc:
                 self.stream.close()
                 return None if self._stopping.is_set() else str(exc)
@@ -212,10 +213,7 @@ class LiveReader:
         deadline = time.monotonic() + DRAIN_SECONDS
         try:
             while time.monotonic() < deadline:
-                done = self.stream.read()
-                self._apply(done)
-                self._count_unnamed(done)
-                if not done:
+                if not self._read_and_apply():
                     self._drained = True
                     return
         except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
@@ -279,30 +277,53 @@ class LiveReader:
                 groups_now, excess = groups.figures
                 self.sink.live_figures(check.name, self.database, Figures(groups_now, excess, new if count_new else 0))
 
-    def _apply(self, done: list[Transaction]) -> None:
-        """Re-count what `done` names, and some groups still queued for a re-count (`LiveGroups.pending`)."""
-        touched: dict[str, list[Change]] = {name: [] for name, groups in self.groups.items() if groups.pending}
+    def _read_and_apply(self) -> list[Transaction]:
+        """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count
+        them and count what it cannot name (`_count_unnamed`); what was read."""
+        touched: dict[str, Named] = {}
+
+        def fold(change: Change) -> None:
+            for check in self._tables.get((change.schema, change.table), ()):
+                self.groups[check].fold(touched.setdefault(check, Named()), change)
+
+        done = self.stream.read(fold)
+        self._apply(done, touched)
+        self._count_unnamed(done)
+        return done
+
+    def _apply(self, done: list[Transaction], touched: dict[str, Named]) -> None:
+        """Re-count what `done` named (`touched`: folded per check), and some groups still queued for a re-count
+        (`LiveGroups.pending`)."""
+        for name, groups in self.groups.items():
+            if groups.pending:
+                touched.setdefault(name, Named())
         for transaction in done:
-            for change in transaction.changes:
+            for change in transaction.changes:  # a stream that kept them
                 for check in self._tables.get((change.schema, change.table), ()):
-                    touched.setdefault(check, []).append(change)
+                    self.groups[check].fold(touched.setdefault(check, Named()), change)
             if transaction.unseen:
-                for check in self.groups:
-                    touched.setdefault(check, []).append(UNSEEN)
+                for check, groups in self.groups.items():
+                    groups.fold(touched.setdefault(check, Named()), UNSEEN)
         changed: dict[str, Figures] = {}
         if touched:
             db = self.monitor.database(self.database)
             with db.read_only() as conn:
                 conn.execution_options(compiled_cache=self._compiled)
-                for check, changes in touched.items():
-                    if (figures := self.groups[check].apply(conn, changes)) is not None:
+                for check, named in touched.items():
+                    if named.overflow:
+                        log.info("one read of the change stream named more keys than live mode re-counts one by "
+                                 "one: the check is counted in full", extra={"fields": {
+                                     "database": self.database, "check": check, "changes": named.changes,
+                                     "keys_per_read": KEYS_PER_READ}})
+                        self.sink.live_overflow(self.database, check)
+                    if (figures := self.groups[check].apply(conn, named)) is not None:
                         changed[check] = figures
         if done:
             # As Debezium's MilliSecondsBehindSource: from the last change's commit to its processing, held
             # until the next change (a quiet database is not a lagging stream).
             committed = [t.committed_at for t in done if t.committed_at is not None]
             lag = max((self.clock() - committed[-1]).total_seconds(), 0.0) if committed else None
-            self.sink.live_events(self.database, sum(len(t.changes) for t in done), lag)
+            self.sink.live_events(self.database, sum(t.events for t in done), lag)
         for check, figures in changed.items():
             self.sink.live_figures(check, self.database, figures)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from monitor.live.changes import Change, Operation, Row, Transaction
+from monitor.live.changes import Change, Fold, Operation, Row, Transaction
 
 _CHANGE = re.compile(r'^table (?P<name>(?:"(?:[^"]|"")*"|[^.":])+\.(?:"(?:[^"]|"")*"|[^.":])+): '
                      r'(?P<op>INSERT|UPDATE|DELETE|TRUNCATE):(?: (?P<data>.*))?$', re.DOTALL)
@@ -31,8 +31,10 @@ class DecodingError(ValueError):
     """A line the parser does not understand (a plugin version it does not know)."""
 
 
-def transactions(lines: list[str], pending: Transaction | None = None) -> tuple[list[Transaction], Transaction | None]:
-    """The committed transactions in `lines`, and the one still open at their end (to continue with)."""
+def transactions(lines: list[str], pending: Transaction | None = None, fold: Fold | None = None
+                 ) -> tuple[list[Transaction], Transaction | None]:
+    """The committed transactions in `lines`, and the one still open at their end (to continue with). With
+    `fold`, changes are handed to it, not kept in their transaction."""
     done: list[Transaction] = []
     current = pending
     for line in lines:
@@ -46,8 +48,17 @@ def transactions(lines: list[str], pending: Transaction | None = None) -> tuple[
         elif line.startswith("table "):
             if current is None:  # a change outside BEGIN/COMMIT: keep it rather than lose a hint
                 current = Transaction()
-            current.changes.append(parse_change(line))
+            keep(current, parse_change(line), fold)
     return done, current
+
+
+def keep(transaction: Transaction, change: Change, fold: Fold | None) -> None:
+    """`change` kept in `transaction`, or handed to `fold` and counted."""
+    if fold is None:
+        transaction.changes.append(change)
+    else:
+        transaction.folded += 1
+        fold(change)
 
 
 def commit_time(line: str) -> datetime | None:

@@ -23,14 +23,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-from monitor.live.changes import Change, Operation, Row, Transaction
-from monitor.live.test_decoding import DecodingError, commit_time
+from monitor.live.changes import Change, Fold, Operation, Row, Transaction
+from monitor.live.test_decoding import DecodingError, commit_time, keep
 
 OPERATIONS: dict[str, Operation] = {"I": "INSERT", "U": "UPDATE", "D": "DELETE", "T": "TRUNCATE"}
 
 
-def transactions(lines: list[str], pending: Transaction | None = None) -> tuple[list[Transaction], Transaction | None]:
-    """The committed transactions in `lines`, and the one still open at their end (to continue with)."""
+def transactions(lines: list[str], pending: Transaction | None = None, fold: Fold | None = None
+                 ) -> tuple[list[Transaction], Transaction | None]:
+    """The committed transactions in `lines`, and the one still open at their end (to continue with). With
+    `fold`, changes are handed to it, not kept in their transaction."""
     done: list[Transaction] = []
     current = pending
     for line in lines:
@@ -41,13 +43,13 @@ def transactions(lines: list[str], pending: Transaction | None = None) -> tuple[
         elif action == "C":
             finished = current or Transaction()
             finished.committed_at = _timestamp(record)
-            finished.unseen = not finished.changes
+            finished.unseen = not finished.events
             done.append(finished)
             current = None
         elif action in OPERATIONS:
             if current is None:  # a change outside B/C: keep it rather than lose a hint
                 current = Transaction()
-            current.changes.append(_change(record, OPERATIONS[action]))
+            keep(current, _change(record, OPERATIONS[action]), fold)
     return done, current
 
 

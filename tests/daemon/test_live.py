@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from dbtest import TestDatabase, write_config
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live.groups import KEYS_PER_READ
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,6 +57,7 @@ GAPS = "dupewatch_live_gaps_total"
 EVENTS = "dupewatch_live_events_total"
 LAG = "dupewatch_live_lag_seconds"
 FOLLOWING = "dupewatch_live_following"
+OVERFLOWS = "dupewatch_live_overflows_total"
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "dupewatch.rules.yml"
 LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a loaded CI machine)
 
@@ -196,6 +199,7 @@ def test_racing_inserts_show_a_new_duplicate_in_metrics_within_seconds(
     assert scrape.value(NEW, "signups") == 1
     assert (live_value(scrape, EVENTS) or 0) >= 3
     assert live_value(scrape, GAPS) == 0
+    assert live_value(scrape, OVERFLOWS) == 0
     assert live_value(scrape, LAG) is not None
     assert live_value(scrape, FOLLOWING) == 1
     print(f"commit-to-metric latency: {latency:.3f} s")
@@ -395,6 +399,66 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
     assert not recorded.gaps
 
 
+BIG_ROWS = int(os.environ.get("DUPEWATCH_LIVE_BIG_ROWS", "200000"))  # 1,000,000 for the README's figure
+BIG_GROWTH_MB = 48  # holding the transaction's changes took about 1 KB each: 200 MB for 200,000 rows
+
+
+def peak_rss_kb(reset: bool = False) -> int:
+    """This process's peak resident memory (VmHWM), in KB; `reset` sets the peak to what is resident now."""
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())[1])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("decoder", [WAL2JSON, TEST_DECODING], ids=lambda p: p.name)
+def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_found(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, decoder: Plugin, plugin: str) -> None:
+    """PostgreSQL hands over a whole transaction in one read (`upto_nchanges` is checked at commits only): the
+    reader must neither hold its rows nor a key per row, yet still find the duplicate the transaction made."""
+    if decoder is WAL2JSON and plugin != "wal2json":
+        pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(decoder,))
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), stream, recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        groups = reader.groups["signups"]
+        before = peak_rss_kb(reset=True)
+        started = time.monotonic()
+        execute(admin, f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"
+                       f" FROM generate_series(1, {BIG_ROWS}) g UNION ALL SELECT 'user7@example.com'")
+        await_true(lambda: groups.figures == (1, 1), "the duplicate of the big transaction counted", timeout=90)
+        seconds = time.monotonic() - started
+        growth_mb = (peak_rss_kb() - before) / 1024
+    finally:
+        reader.stop()
+    print(f"{BIG_ROWS + 1} rows in one transaction ({decoder.name}): peak RSS +{growth_mb:.0f} MB, "
+          f"counted {seconds:.1f} s after the insert began")
+    assert growth_mb < BIG_GROWTH_MB
+    assert ("signups", Figures(1, 1, 1)) in recorded.figures
+    assert recorded.events >= BIG_ROWS + 1
+    assert recorded.overflows == ["signups"]  # counted in full, once: not a gap, nothing was missed
+    assert not recorded.gaps
+
+
+def test_a_transaction_naming_fewer_keys_than_the_cap_is_recounted_by_key_not_in_full(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"
+                       f" FROM generate_series(1, {KEYS_PER_READ - 1}) g UNION ALL SELECT 'user7@example.com'")
+        await_true(lambda: groups.figures == (1, 1), "the duplicate counted", timeout=30)
+        assert groups.recounted >= KEYS_PER_READ - 1  # each key named, re-counted through the index
+    assert recorded.overflows == []
+    assert not recorded.gaps
+
+
 def test_a_reconnect_gap_is_counted_and_the_duplicate_made_meanwhile_is_found(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
@@ -561,6 +625,7 @@ class Recorded:
         self.figures: list[tuple[str, Figures]] = []
         self.lags: list[float] = []
         self.gaps: list[str] = []
+        self.overflows: list[str] = []
         self.events = 0
 
     def live_figures(self, check: str, database: str, figures: Figures) -> None:
@@ -576,6 +641,9 @@ class Recorded:
 
     def live_following(self, database: str, following: bool) -> None:
         pass
+
+    def live_overflow(self, database: str, check: str) -> None:
+        self.overflows.append(check)
 
 
 def await_true(condition: Callable[[], bool], what: str, timeout: float = LIVE_SECONDS) -> None:
