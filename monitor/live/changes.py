@@ -59,8 +59,8 @@ class Transaction:
 
     @property
     def events(self) -> int:
-        """The transaction's row changes read, kept or folded."""
-        return len(self.changes) + self.folded
+        """The transaction's row changes read, kept or folded (an `overflowed` change is none)."""
+        return sum(change.operation != "OVERFLOW" for change in self.changes) + self.folded
 
 
 # Takes each change as it is read, so that a reader keeps what it needs of it (a key), not the change: one

@@ -32,6 +32,7 @@ from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live.groups import KEYS_PER_READ
+from monitor.live.mysql import QUEUED_CHANGES
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
@@ -1406,6 +1407,32 @@ def test_mariadb_one_big_transaction_is_followed_in_bounded_memory_and_its_dupli
     assert ("signups", Figures(1, 1, 1)) in recorded.figures
     assert recorded.overflows == ["signups"]  # counted in full, once: not a gap, nothing was missed
     assert not recorded.gaps
+
+
+def test_mariadb_a_transaction_overflowing_the_queue_is_handed_on_as_one_overflow_before_its_commit(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    """Past `QUEUED_CHANGES` changes of a watched table in one transaction the queue keeps none of the rest, and
+    says so with one `OVERFLOW` change read no later than the commit (the position a restart resumes from), so
+    the full count it leads to covers what was dropped; what it queued holds the key columns only."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        stream.watch({(str(sa.make_url(mariadb.url).database), table): frozenset({"email"})})
+        execute(engine, f"INSERT INTO {table} (email, note) SELECT CONCAT('user', seq, '@example.com'), 'x'"
+                        f" FROM seq_1_to_{QUEUED_CHANGES + 1}")
+        committed = f"gtid:{gtid_binlog_pos(engine)[0]}"
+        done: list[Any] = []
+        await_true(lambda: bool(done.extend(stream.read())) or stream.position == committed,
+                   "the transaction's commit read", timeout=30)
+    finally:
+        stream.close()
+    changes = [c for t in done for c in t.changes]
+    assert [c.operation for c in changes if c.operation != "INSERT"] == ["OVERFLOW"]
+    assert 0 < len(changes) - 1 <= QUEUED_CHANGES
+    assert all(set(c.new) == {"email"} for c in changes if c.operation == "INSERT")
+    assert sum(t.events for t in done) == QUEUED_CHANGES + 1  # every row counted as read, queued or not
 
 
 def waiting_for_a_lock(engine: sa.Engine) -> bool:
