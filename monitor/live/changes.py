@@ -97,10 +97,12 @@ class ChangeStream(Protocol):
         """The transactions committed since the last read. With `fold`, each of their changes is handed to it
         as it is read and is not kept (`Transaction.folded` counts them). Raises `StreamLost`."""
 
-    def watch(self, columns: dict[tuple[str, str], frozenset[str]]) -> None:
+    def watch(self, columns: dict[tuple[str, str], frozenset[str]], filtered: frozenset[tuple[str, str]]) -> None:
         """The columns of each table (as `table_name` names it) that the reader's checks key on: a stream that
-        queues changes before `read()` may keep only those, and drop the changes of other tables (counting
-        them). Called after every full count; before the first, a stream keeps every column of every table."""
+        queues changes before `read()` may keep only those, drop the changes of other tables, and the UPDATEs
+        that change none of those columns of a table not in `filtered` (a check of which has a `where`, which
+        such an UPDATE may move a row in or out of), counting them. Called after every full count; before the
+        first, a stream keeps every change whole."""
 
     def wait(self, timeout: float) -> None:
         """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds

@@ -26,7 +26,8 @@ old for GTIDs) the library's own file/position bookkeeping does the same within 
 **Memory.** The thread queues what the decoder sends until the reader takes it, all of it at once, and the
 reader may be busy re-counting meanwhile (a transaction of a million rows arrives in seconds; a re-count may wait
 behind a lock). So the thread keeps of each row only the columns the checks key on (`watch`; every column before
-the first full count), drops the rows of tables no check watches (counting them), and queues at most
+the first full count), drops the rows of tables no check watches and the UPDATEs that change none of those
+columns (where no check of the table has a `where`), counting them as read, and queues at most
 `QUEUED_CHANGES` changes of a table, and of a transaction's changes of a table: past that the table is
 **overflowing**, its changes are dropped (counted) until its transaction commits, and an `overflowed` change for
 it is queued just before that commit, so the reader counts the table's checks in full once the transaction's rows
@@ -102,7 +103,7 @@ class BinlogStream:
         self._process: BaseProcess | None = None
         self._lock = threading.Lock()  # the queue and its counts, shared by the thread and `read()`
         self._events: deque[Any] = deque()
-        self._columns: dict[Table, frozenset[str]] | None = None  # `watch`: None keeps every column of every table
+        self._columns: tuple[dict[Table, frozenset[str]], frozenset[Table]] | None = None  # `watch`: None keeps all
         self._generation = 0  # of the queue: a thread of a stream closed before queues nothing more
         self._reset_queue()
         self._thread: threading.Thread | None = None
@@ -212,8 +213,8 @@ class BinlogStream:
             self._marked: set[Table] = set()  # tables with an `_Overflow` queued and not read yet
             self._dropped = 0  # changes read from the log and not queued, not read yet (counted as events)
 
-    def watch(self, columns: dict[Table, frozenset[str]]) -> None:
-        self._columns = columns
+    def watch(self, columns: dict[Table, frozenset[str]], filtered: frozenset[Table]) -> None:
+        self._columns = (columns, filtered)
 
     def _pump(self, receiver: Pipe, arrived: threading.Event, generation: int) -> None:
         """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit, and
@@ -253,15 +254,21 @@ class BinlogStream:
         no check watches the table or it overflows."""
         if not changes:
             return
-        table, columns = (changes[0].schema, changes[0].table), self._columns
-        keep = None if columns is None else columns.get(table)
-        if keep is not None:
+        table, watched = (changes[0].schema, changes[0].table), self._columns
+        read = len(changes)
+        keep = None if watched is None else watched[0].get(table)
+        if watched is not None and keep is not None:
             changes = [Change(c.schema, c.table, c.operation, _only(c.new, keep), _only(c.old, keep)) for c in changes]
+            if table not in watched[1]:  # an UPDATE of no key column changes no group
+                changes = [c for c in changes if c.operation != "UPDATE" or c.old != c.new]
         with self._lock:
             if generation != self._generation:
                 return
-            if columns is not None and keep is None:  # no check watches the table
+            self._dropped += read - len(changes)
+            if watched is not None and keep is None:  # no check watches the table
                 self._dropped += len(changes)
+                return
+            if not changes:
                 return
             in_transaction = self._in_transaction[table] = self._in_transaction.get(table, 0) + len(changes)
             queued = self._queued.get(table, 0) + len(changes)

@@ -279,7 +279,8 @@ class LiveReader:
         columns: dict[tuple[str, str], frozenset[str]] = {}
         for table, names in self._tables.items():
             columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)
-        self.stream.watch(columns)
+        self.stream.watch(columns, frozenset(table for table, names in self._tables.items()
+                                             if any(self.groups[name].resolved.check.where for name in names)))
 
     def _read_and_apply(self) -> list[Transaction]:
         """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count

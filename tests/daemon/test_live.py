@@ -1435,6 +1435,44 @@ def test_mariadb_a_transaction_overflowing_the_queue_is_handed_on_as_one_overflo
     assert sum(t.events for t in done) == QUEUED_CHANGES + 1  # every row counted as read, queued or not
 
 
+def test_mariadb_a_mass_update_of_no_key_column_is_no_overflow(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """An UPDATE of more rows than `QUEUED_CHANGES` that changes no key column changes no group: the queue drops
+    its changes (counted as read) rather than overflowing into a full count."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    execute(engine, f"INSERT INTO {table} (email) SELECT CONCAT('user', seq, '@example.com')"
+                    f" FROM seq_1_to_{QUEUED_CHANGES + 1}")
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        before = reader.groups["signups"].recounted
+        execute(engine, f"UPDATE {table} SET note = 'seen'")
+        await_true(lambda: recorded.events >= QUEUED_CHANGES + 1, "the update's rows read", timeout=30)
+        assert reader.groups["signups"].recounted == before
+    assert recorded.overflows == []
+    assert not recorded.gaps
+
+
+def test_mariadb_an_update_of_no_key_column_that_moves_a_row_into_a_wheres_groups_is_followed(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """Where a check has a `where`, an UPDATE of no key column may still make a duplicate (a row now matches
+    it): the queue keeps such UPDATEs for the re-count."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    execute(engine, f"INSERT INTO {table} (email, note) VALUES ('a@example.com', NULL), ('a@example.com', 'old')")
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"], "where": "note IS NULL"}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        execute(engine, f"UPDATE {table} SET note = NULL WHERE note = 'old'")
+        await_true(lambda: groups.figures == (1, 1), "the group the update made")
+    assert not recorded.gaps
+
+
 def waiting_for_a_lock(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
         return bool(conn.execute(sa.text("SELECT COUNT(*) FROM information_schema.PROCESSLIST"
