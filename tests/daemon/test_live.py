@@ -1419,7 +1419,7 @@ def test_mariadb_a_transaction_overflowing_the_queue_is_handed_on_as_one_overflo
     stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
     stream.open()
     try:
-        stream.watch({(str(sa.make_url(mariadb.url).database), table): frozenset({"email"})})
+        stream.watch({(str(sa.make_url(mariadb.url).database), table): frozenset({"email"})}, frozenset())
         execute(engine, f"INSERT INTO {table} (email, note) SELECT CONCAT('user', seq, '@example.com'), 'x'"
                         f" FROM seq_1_to_{QUEUED_CHANGES + 1}")
         committed = f"gtid:{gtid_binlog_pos(engine)[0]}"
