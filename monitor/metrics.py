@@ -441,8 +441,9 @@ class LiveMetrics:
     - `dupewatch_live_gaps_total`: times the stream broke (reconnect, slot lost, a re-count that failed after
       its changes were read); each is logged and followed by a full count of the database's checks.
     - `dupewatch_live_overflows_total`: reads of the stream that named more keys of a check's table than live
-      mode re-counts one by one (a bulk load, a mass update; `KEYS_PER_READ` in monitor/live/groups.py): that
-      check was counted in full instead. Not a gap: nothing was missed.
+      mode re-counts one by one (a bulk load, a mass update; `KEYS_PER_READ` in monitor/live/groups.py), or
+      a table whose changes the binary log's queue stopped keeping (monitor/live/mysql.py): that check was
+      counted in full instead. Not a gap: nothing was missed.
     - `dupewatch_live_following`: 1 while the stream is followed, 0 before it opens, after a gap until it is
       followed again, and for good when the server refused it (the refusal's one line is in the log): a refused
       or broken stream does not look like a quiet database.

@@ -15,7 +15,9 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
+# OVERFLOW is no change of a row: a stream that stopped keeping a table's changes (too many at once, see
+# monitor/live/mysql.py) says so with it, and the table's checks are counted in full (`overflowed`).
+Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "OVERFLOW"]
 Row = dict[str, Any]  # column name -> value: text (PostgreSQL) or typed (MySQL), per the stream; None is NULL
 
 
@@ -57,8 +59,8 @@ class Transaction:
 
     @property
     def events(self) -> int:
-        """The transaction's row changes read, kept or folded."""
-        return len(self.changes) + self.folded
+        """The transaction's row changes read, kept or folded (an `overflowed` change is none)."""
+        return sum(change.operation != "OVERFLOW" for change in self.changes) + self.folded
 
 
 # Takes each change as it is read, so that a reader keeps what it needs of it (a key), not the change: one
@@ -68,6 +70,13 @@ Fold = Callable[[Change], None]
 
 # What the reader hands each check for an `unseen` transaction: a change whose old rows are unknown.
 UNSEEN = Change("", "", "TRUNCATE")
+
+
+def overflowed(schema: str, table: str) -> Change:
+    """What a stream hands on for `table` where it stopped keeping its changes, to bound its memory (more than
+    the reader re-counts one by one, or a backlog the reader has not read yet): the table's checks are counted in
+    full (`Named.overflow`), so the changes it did not keep are counted too."""
+    return Change(schema, table, "OVERFLOW")
 
 
 class ChangeStream(Protocol):
@@ -87,6 +96,13 @@ class ChangeStream(Protocol):
     def read(self, fold: Fold | None = None) -> list[Transaction]:
         """The transactions committed since the last read. With `fold`, each of their changes is handed to it
         as it is read and is not kept (`Transaction.folded` counts them). Raises `StreamLost`."""
+
+    def watch(self, columns: dict[tuple[str, str], frozenset[str]], filtered: frozenset[tuple[str, str]]) -> None:
+        """The columns of each table (as `table_name` names it) that the reader's checks key on: a stream that
+        queues changes before `read()` may keep only those, drop the changes of other tables, and the UPDATEs
+        that change none of those columns of a table not in `filtered` (a check of which has a `where`, which
+        such an UPDATE may move a row in or out of), counting them. Called after every full count; before the
+        first, a stream keeps every change whole."""
 
     def wait(self, timeout: float) -> None:
         """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds

@@ -22,7 +22,9 @@ disappears within a bounded time at a bounded cost, however many groups are know
 only keys are held, never rows; and at most `KEYS_PER_READ` distinct keys per check and read: past it (a bulk
 load, a mass update) the check stops collecting keys for that read and is counted in full instead (`resync`: one
 `GROUP BY`, its new groups reported as new), which costs about what re-counting that many keys one by one would,
-and bounds memory whatever the transaction's size. The reader logs each such overflow.
+and bounds memory whatever the transaction's size. The reader logs each such overflow. A stream that queues
+changes between reads (MariaDB/MySQL's binary log: monitor/live/mysql.py) bounds its queue with the same
+limit and hands on an `overflowed` change for a table it stopped queueing, which overflows the same way.
 """
 
 from __future__ import annotations
@@ -117,7 +119,11 @@ class LiveGroups:
         """Add to `named` the raw key values whose groups `change` may have changed: the one its row has now (a
         new row) and the one it may have left (its old row, where the stream gives the key), or that it left
         its old key unknown (then every known group is queued); past `limit` distinct keys, only that the check
-        must be counted in full (`Named.overflow`)."""
+        must be counted in full (`Named.overflow`), as it must where the stream says it stopped keeping the
+        table's changes (`overflowed`)."""
+        if change.operation == "OVERFLOW":
+            named.overflow, named.present, named.left = True, set(), set()
+            return
         named.changes += 1
         if named.overflow:
             return

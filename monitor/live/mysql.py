@@ -23,6 +23,20 @@ longer holds that position (the binary log was purged meanwhile), it says so (er
 reports a **gap** naming the purge, then starts again from the current position. On MySQL (and a MariaDB too
 old for GTIDs) the library's own file/position bookkeeping does the same within a connection's life.
 
+**Memory.** The thread queues what the decoder sends until the reader takes it, all of it at once, and the
+reader may be busy re-counting meanwhile (a transaction of a million rows arrives in seconds; a re-count may wait
+behind a lock). So the thread keeps of each row only the columns the checks key on (`watch`; every column before
+the first full count), drops the rows of tables no check watches and the UPDATEs that change none of those
+columns (where no check of the table has a `where`), counting them as read, and queues at most
+`QUEUED_CHANGES` changes of a table, and of a transaction's changes of a table: past that the table is
+**overflowing**, its changes are dropped (counted) until its transaction commits, and an `overflowed` change for
+it is queued just before that commit, so the reader counts the table's checks in full once the transaction's rows
+are all committed, logs it and counts it in `dupewatch_live_overflows_total`, as for one read of PostgreSQL's
+stream naming too many keys (`KEYS_PER_READ`, monitor/live/groups.py). The position moves past that commit only
+once the full count is done, so nothing dropped is skipped by a restart. The thread never waits for the reader:
+the binary log is read on, and a row is dropped only where a full count that follows it covers it. Commits with
+nothing queued between them are queued as one (the last: its position and time).
+
 **Across daemon restarts.** `position` is where `read()` has handed out every change up to a commit (`gtid:` and
 the GTID position on MariaDB, `file:` and the binary log file and position elsewhere); the reader saves it in
 the state store once it counted those changes, and a daemon started later opens the stream from it
@@ -34,9 +48,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection as Pipe
@@ -49,13 +63,23 @@ from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
 from monitor.live import binlog_decoder
-from monitor.live.changes import Fold, LiveRefused, StreamLost, Transaction
+from monitor.live.changes import Change, Fold, LiveRefused, Row, StreamLost, Transaction, overflowed
+from monitor.live.groups import KEYS_PER_READ
 
 CONNECT_TIMEOUT_SECONDS = 10
 HEARTBEAT_SECONDS = 5.0  # the server sends one when idle, so a dead connection is noticed
 SERVER_ID_RANGE = (2**30, 2**32 - 1)
 POSITION_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the requested position is no longer logged
 _LOST = object()
+QUEUED_CHANGES = KEYS_PER_READ  # a table's changes queued (or of one transaction) before it overflows
+Table = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _Overflow:
+    """Queued before the commit of a transaction whose changes of `table` were dropped: count it in full."""
+
+    table: Table
 
 
 @dataclass(frozen=True)
@@ -77,7 +101,11 @@ class BinlogStream:
         self.rules = rules
         self.server_id = SERVER_ID_RANGE[0] + secrets.randbelow(SERVER_ID_RANGE[1] - SERVER_ID_RANGE[0])
         self._process: BaseProcess | None = None
-        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # the queue and its counts, shared by the thread and `read()`
+        self._events: deque[Any] = deque()
+        self._columns: tuple[dict[Table, frozenset[str]], frozenset[Table]] | None = None  # `watch`: None keeps all
+        self._generation = 0  # of the queue: a thread of a stream closed before queues nothing more
+        self._reset_queue()
         self._thread: threading.Thread | None = None
         self._arrived = threading.Event()  # something to read since the last `read()`
         self._lost: str | None = None
@@ -108,7 +136,7 @@ class BinlogStream:
             # information_schema once per table (a column reordered later needs a daemon restart). Its advice to
             # set it is a multi-line warning per stream, silenced in the decoder; the README says it.
             "use_column_name_cache": True}
-        self._events = queue.SimpleQueue()
+        self._reset_queue()
         self._arrived = threading.Event()
         self._lost = None
         self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
@@ -118,7 +146,7 @@ class BinlogStream:
                                         args=(self._settings(), options, self.gtid, sender, os.getpid()), daemon=True)
         self._process.start()
         sender.close()  # the decoder's end: once it exits, `recv` ends
-        self._thread = threading.Thread(target=self._pump, args=(receiver, self._events, self._arrived),
+        self._thread = threading.Thread(target=self._pump, args=(receiver, self._arrived, self._generation),
                                         name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
         return gap
@@ -175,8 +203,22 @@ class BinlogStream:
         finally:
             conn.close()
 
-    def _pump(self, receiver: Pipe, events: queue.SimpleQueue[Any], arrived: threading.Event) -> None:
-        """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit."""
+    def _reset_queue(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._events = deque()
+            self._queued: dict[Table, int] = {}  # changes queued and not read yet, per table
+            self._in_transaction: dict[Table, int] = {}  # changes since the last commit, per table
+            self._overflowing: set[Table] = set()  # tables whose changes are dropped until the next commit
+            self._marked: set[Table] = set()  # tables with an `_Overflow` queued and not read yet
+            self._dropped = 0  # changes read from the log and not queued, not read yet (counted as events)
+
+    def watch(self, columns: dict[Table, frozenset[str]], filtered: frozenset[Table]) -> None:
+        self._columns = (columns, filtered)
+
+    def _pump(self, receiver: Pipe, arrived: threading.Event, generation: int) -> None:
+        """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit, and
+        of each row the key columns only, in bounded memory (see the module's docstring)."""
         try:
             while True:
                 message = receiver.recv()
@@ -185,20 +227,73 @@ class BinlogStream:
                     _kind, gtid, log_file, log_pos, timestamp = message
                     if gtid is not None:
                         self.gtid = _gtid_state(gtid)
-                    events.put(_Commit(f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}",
-                                       datetime.fromtimestamp(timestamp, UTC)))
+                    position = f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"
+                    self._queue_commit(generation, _Commit(position, datetime.fromtimestamp(timestamp, UTC)))
                     arrived.set()
                 elif kind == "lost":
                     self._lost = self._lost_reason(message[1], message[2])
                     break
+                elif kind == "rows":
+                    # `arrived` once its transaction's commit is there: one batch
+                    self._queue_rows(generation, message[1], message[2])
                 else:
-                    events.put(message)  # `arrived` once its transaction's commit is there: one batch
+                    with self._lock:
+                        if generation == self._generation:
+                            self._events.append(message)
         except (EOFError, OSError):
             self._lost = self._lost or "the binary log decoder ended"
         finally:
             receiver.close()
-        events.put(_LOST)
+        with self._lock:
+            if generation == self._generation:  # not the queue of the stream opened again
+                self._events.append(_LOST)
         arrived.set()
+
+    def _queue_rows(self, generation: int, timestamp: int, changes: list[Change]) -> None:
+        """Queue one row event's changes (one table's), reduced to its checks' key columns, or drop them where
+        no check watches the table or it overflows."""
+        if not changes:
+            return
+        table, watched = (changes[0].schema, changes[0].table), self._columns
+        read = len(changes)
+        keep = None if watched is None else watched[0].get(table)
+        if watched is not None and keep is not None:
+            changes = [Change(c.schema, c.table, c.operation, _only(c.new, keep), _only(c.old, keep)) for c in changes]
+            if table not in watched[1]:  # an UPDATE of no key column changes no group
+                changes = [c for c in changes if c.operation != "UPDATE" or c.old != c.new]
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._dropped += read - len(changes)
+            if watched is not None and keep is None:  # no check watches the table
+                self._dropped += len(changes)
+                return
+            if not changes:
+                return
+            in_transaction = self._in_transaction[table] = self._in_transaction.get(table, 0) + len(changes)
+            queued = self._queued.get(table, 0) + len(changes)
+            if table in self._overflowing or queued > QUEUED_CHANGES or in_transaction > QUEUED_CHANGES:
+                self._overflowing.add(table)
+                self._dropped += len(changes)
+                return
+            self._queued[table] = queued
+            self._events.append(("rows", timestamp, changes))
+
+    def _queue_commit(self, generation: int, commit: _Commit) -> None:
+        """Queue a commit, after an `_Overflow` for each table whose changes it dropped since the last one (none
+        where one is still queued: it is read with this commit or after it)."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            for table in self._overflowing - self._marked:
+                self._events.append(_Overflow(table))
+                self._marked.add(table)
+            self._overflowing.clear()
+            self._in_transaction.clear()
+            if self._events and isinstance(self._events[-1], _Commit):
+                self._events[-1] = commit  # nothing between: the later one says all
+            else:
+                self._events.append(commit)
 
     def _lost_reason(self, code: int | None, text: str) -> str:
         if code == POSITION_PURGED and self.gtid is not None:
@@ -213,13 +308,14 @@ class BinlogStream:
 
     def read(self, fold: Fold | None = None) -> list[Transaction]:
         self._arrived.clear()  # before taking: what arrives from now on is waited for by the next `wait`
-        done: list[Transaction] = []
+        with self._lock:  # all that is queued, at once
+            taken, self._events = self._events, deque()
+            dropped, self._dropped = self._dropped, 0
+            self._queued.clear()
+            self._marked.clear()
+        done: list[Transaction] = [Transaction(folded=dropped)] if dropped else []
         uncommitted: list[Transaction] = []  # read since the last commit: dated by it once it is read
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return done
+        for event in taken:
             if event is _LOST:
                 self.close()
                 raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}")
@@ -228,6 +324,12 @@ class BinlogStream:
                 for transaction in uncommitted:  # a row event is dated when its statement began, not committed
                     transaction.committed_at = max(event.committed_at, transaction.committed_at or event.committed_at)
                 uncommitted.clear()
+                continue
+            if isinstance(event, _Overflow):
+                change = overflowed(*event.table)
+                if fold is not None:
+                    fold(change)
+                done.append(Transaction(changes=[] if fold is not None else [change]))
                 continue
             committed_at = datetime.fromtimestamp(event[1], UTC)
             if event[0] == "unseen":  # a statement's rows (TRUNCATE) are not logged as rows
@@ -241,6 +343,7 @@ class BinlogStream:
             else:
                 done.append(Transaction(committed_at, event[2]))
             uncommitted.append(done[-1])
+        return done
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
@@ -256,6 +359,10 @@ class BinlogStream:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+
+
+def _only(row: Row | None, columns: frozenset[str]) -> Row | None:
+    return None if row is None else {name: value for name, value in row.items() if name in columns}
 
 
 def _unnamed(verb: str) -> str:

@@ -171,6 +171,9 @@ class LogicalDecodingStream:
     def backend_pid(self) -> int | None:
         return self._conn.info.backend_pid if self._conn is not None else None
 
+    def watch(self, columns: dict[tuple[str, str], frozenset[str]], filtered: frozenset[tuple[str, str]]) -> None:
+        """Nothing to do: changes are read, and folded into keys, only when `read()` is called."""
+
     def read(self, fold: Fold | None = None) -> list[Transaction]:
         """The transactions committed since the last read (at least one, else at most about `batch` changes),
         read `FETCH_ROWS` rows at a time (see the module's docstring). Raises `StreamLost`."""

@@ -276,6 +276,11 @@ class LiveReader:
                 new = groups.resync(conn)
                 groups_now, excess = groups.figures
                 self.sink.live_figures(check.name, self.database, Figures(groups_now, excess, new if count_new else 0))
+        columns: dict[tuple[str, str], frozenset[str]] = {}
+        for table, names in self._tables.items():
+            columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)
+        self.stream.watch(columns, frozenset(table for table, names in self._tables.items()
+                                             if any(self.groups[name].resolved.check.where for name in names)))
 
     def _read_and_apply(self) -> list[Transaction]:
         """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count

@@ -32,6 +32,7 @@ from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live.groups import KEYS_PER_READ
+from monitor.live.mysql import QUEUED_CHANGES
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
@@ -1365,3 +1366,119 @@ def test_a_config_reload_hands_the_stream_over_without_a_gap_and_follows_it_with
     assert "took over the change stream from the previous config's reader" in log
     assert "live stream gap" not in log
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("behind", [False, True], ids=["reader-free", "reader-waiting"])
+def test_mariadb_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_found(
+        behind: bool, mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """The binary log's thread queues what the decoder sends until the reader takes it. A transaction of
+    200,000 rows, read from the log while the reader is free or while its re-count waits behind a lock (a daemon
+    whose counting falls behind: then it is queued whole): the queue must keep only keys, at most
+    `QUEUED_CHANGES` of the table, and the table be counted in full once (an overflow), which finds the
+    duplicate the transaction made, with no gap."""
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader, engine.connect() as locker:
+        groups = reader.groups["signups"]
+        if behind:
+            locker.execute(sa.text(f"LOCK TABLES {table} WRITE, seq_1_to_{BIG_ROWS} READ"))
+        try:
+            locker.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('first@example.com')"))
+            if behind:
+                await_true(lambda: waiting_for_a_lock(engine), "the reader's re-count waiting behind the lock")
+            before = peak_rss_kb(reset=True)
+            started = time.monotonic()
+            locker.execute(sa.text(f"INSERT INTO {table} (email) SELECT CONCAT('user', seq, '@example.com')"
+                                   f" FROM seq_1_to_{BIG_ROWS} UNION ALL SELECT 'user7@example.com'"))
+            logged = gtid_binlog_pos(engine)
+            await_true(lambda: reader.stream.gtid == logged, "the big transaction read from the log", timeout=120)
+        finally:
+            if behind:
+                locker.execute(sa.text("UNLOCK TABLES"))
+        await_true(lambda: groups.figures == (1, 1) and recorded.events >= BIG_ROWS + 2,
+                   "the duplicate of the big transaction counted", timeout=600)
+        seconds = time.monotonic() - started
+        growth_mb = (peak_rss_kb() - before) / 1024
+    print(f"MariaDB: {BIG_ROWS + 1} rows in one transaction, reader {'waiting' if behind else 'free'}: peak RSS "
+          f"+{growth_mb:.0f} MB, counted {seconds:.1f} s after the insert began, {len(recorded.overflows)} overflows")
+    assert growth_mb < BIG_GROWTH_MB
+    assert ("signups", Figures(1, 1, 1)) in recorded.figures
+    assert recorded.overflows == ["signups"]  # counted in full, once: not a gap, nothing was missed
+    assert not recorded.gaps
+
+
+def test_mariadb_a_transaction_overflowing_the_queue_is_handed_on_as_one_overflow_before_its_commit(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str]) -> None:
+    """Past `QUEUED_CHANGES` changes of a watched table in one transaction the queue keeps none of the rest, and
+    says so with one `OVERFLOW` change read no later than the commit (the position a restart resumes from), so
+    the full count it leads to covers what was dropped; what it queued holds the key columns only."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    stream = MySQL().change_stream("live", sa.make_url(mariadb.url))
+    stream.open()
+    try:
+        stream.watch({(str(sa.make_url(mariadb.url).database), table): frozenset({"email"})}, frozenset())
+        execute(engine, f"INSERT INTO {table} (email, note) SELECT CONCAT('user', seq, '@example.com'), 'x'"
+                        f" FROM seq_1_to_{QUEUED_CHANGES + 1}")
+        committed = f"gtid:{gtid_binlog_pos(engine)[0]}"
+        done: list[Any] = []
+        await_true(lambda: bool(done.extend(stream.read())) or stream.position == committed,
+                   "the transaction's commit read", timeout=30)
+    finally:
+        stream.close()
+    changes = [c for t in done for c in t.changes]
+    assert [c.operation for c in changes if c.operation != "INSERT"] == ["OVERFLOW"]
+    assert 0 < len(changes) - 1 <= QUEUED_CHANGES
+    assert all(set(c.new) == {"email"} for c in changes if c.operation == "INSERT")
+    assert sum(t.events for t in done) == QUEUED_CHANGES + 1  # every row counted as read, queued or not
+
+
+def test_mariadb_a_mass_update_of_no_key_column_is_no_overflow(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """An UPDATE of more rows than `QUEUED_CHANGES` that changes no key column changes no group: the queue drops
+    its changes (counted as read) rather than overflowing into a full count."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    execute(engine, f"INSERT INTO {table} (email) SELECT CONCAT('user', seq, '@example.com')"
+                    f" FROM seq_1_to_{QUEUED_CHANGES + 1}")
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        before = reader.groups["signups"].recounted
+        execute(engine, f"UPDATE {table} SET note = 'seen'")
+        await_true(lambda: recorded.events >= QUEUED_CHANGES + 1, "the update's rows read", timeout=30)
+        assert reader.groups["signups"].recounted == before
+    assert recorded.overflows == []
+    assert not recorded.gaps
+
+
+def test_mariadb_an_update_of_no_key_column_that_moves_a_row_into_a_wheres_groups_is_followed(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """Where a check has a `where`, an UPDATE of no key column may still make a duplicate (a row now matches
+    it): the queue keeps such UPDATEs for the re-count."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
+    execute(engine, f"INSERT INTO {table} (email, note) VALUES ('a@example.com', NULL), ('a@example.com', 'old')")
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"], "where": "note IS NULL"}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        execute(engine, f"UPDATE {table} SET note = NULL WHERE note = 'old'")
+        await_true(lambda: groups.figures == (1, 1), "the group the update made")
+    assert not recorded.gaps
+
+
+def waiting_for_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text("SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                                         " WHERE state = 'Waiting for table metadata lock'")).scalar())
+
+
+def gtid_binlog_pos(engine: sa.Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        return {0: str(conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar())}
