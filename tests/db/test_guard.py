@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dbtest import REPO_ROOT, TestDatabase
+from dbtest import REPO_ROOT, TestDatabase, write_config
 from fix_support import config_file, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, add_guard
@@ -205,6 +205,30 @@ def test_ctrl_c_when_the_cleanup_cannot_finish_names_the_drop_to_run(pg, tmp_pat
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
             f"DROP INDEX CONCURRENTLY IF EXISTS {schema}.{index}")
     assert _pg_index_state(pg, index) is None
+
+
+def test_a_cleanup_cancelled_by_the_statement_timeout_is_said_in_one_line(pg, tmp_path):
+    """The build waits behind a held row lock until statement_timeout cancels it, and so does the DROP that cleans
+    up after it: the refusal names the server's reason and the drop to run, on one line (the SQLAlchemy error's own
+    text, with its SQL echo and link lines, made it three)."""
+    _seed_items(pg)
+    check, index = _unique_check(pg)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "statement_timeout": "1s"}},
+                        [{"database": "app", **check}])
+    with _row_lock_held(pg):
+        proc = _spawn("guard", check["name"], "--config", str(path))
+        try:
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 2, err
+    line = _one_line(err)
+    assert "the half-built index could not be dropped (canceling statement due to statement timeout)" in line
+    assert f"run `DROP INDEX CONCURRENTLY IF EXISTS {pg.schema}.{index}`" in line
+    with pg.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            f"DROP INDEX CONCURRENTLY IF EXISTS {pg.schema}.{index}")
 
 
 # -- item 8: every failure says its real cause ------------------------------------------------------------

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 
-from monitor.db import DatabaseError
+from monitor.db import DatabaseError, first_line
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder, lock_refused, milliseconds
 from monitor.fix.guard.report import GuardInterrupted
@@ -257,7 +257,7 @@ class PostgresBuilder(Builder):
                                      "AND state = 'active'"), {"pid": pid})
             cleanup()
         except (sa.exc.DBAPIError, DatabaseError, KeyboardInterrupt) as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else first_line(exc)
             return (f"the half-built index could not be dropped ({reason}): run "
                     f"`{'; '.join(self._drop_statements())}`")
         return "the half-built index was dropped; nothing was left behind"
