@@ -514,3 +514,40 @@ def test_the_deadline_says_when_the_database_did_not_stop_a_cancelled_statement(
     assert "did not stop within 1s" in result.error and "may run that call to its end" in result.error, result.error
     assert "\n" not in result.error
     assert took < 0.5 + 2 + 1 + 2.5, took  # statement_timeout + grace + the wait for the cancel, and some slack
+
+
+# -- the fix role reads the `where` with its own search_path -------------------------------------------------------
+
+def test_postgresql_a_where_the_fix_role_resolves_to_another_function_is_refused(pg, monitor_for):
+    """The `where` is vetted on the detection connection, but the fix runs it as `fix_url`'s role, whose
+    search_path (`ALTER ROLE ... SET search_path`, or `"$user"` first with a schema named after the role) may
+    resolve the same name to another function: there a VOLATILE one that ends a session of the fix role."""
+    from monitor.fix.errors import FixRefused
+    from monitor.fix.execute import make_plan
+
+    make_victim(pg, "CREATE FUNCTION dw_same(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t $$")
+    fixer = f"dw_fixer_{uuid.uuid4().hex[:8]}"
+    pg.execute(f'CREATE ROLE "{fixer}" LOGIN NOSUPERUSER NOBYPASSRLS',
+               f'GRANT USAGE ON SCHEMA "{pg.schema}" TO "{fixer}"',
+               f'GRANT SELECT, INSERT, UPDATE, DELETE ON victim TO "{fixer}"',
+               f'CREATE SCHEMA "{fixer}" AUTHORIZATION "{fixer}"',
+               f'ALTER ROLE "{fixer}" SET search_path = "{fixer}", "{pg.schema}"')
+    fixer_url = make_url(PG_URL).set(username=fixer)
+    try:
+        with psycopg.connect(fixer_url.render_as_string(hide_password=False)
+                             .replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as victim_session:
+            pid = victim_session.info.backend_pid
+            pg.execute(f'CREATE FUNCTION "{fixer}".dw_same(t text) RETURNS text LANGUAGE sql VOLATILE '
+                       f"AS $$ SELECT pg_terminate_backend({pid})::text || t $$",
+                       f'ALTER FUNCTION "{fixer}".dw_same(text) OWNER TO "{fixer}"')
+            monitor = monitor_for({"d": {"url": pg.url, "fix_url": fixer_url.render_as_string(hide_password=False)}},
+                                  [{"name": "w", "database": "d", "table": "victim", "key": ["k"],
+                                    "where": "dw_same(k) = k"}])
+            assert monitor.run("w").status == "duplicates"  # the detection role's dw_same is IMMUTABLE
+            with pytest.raises(FixRefused, match=r"is not allowed in a check") as refused:
+                make_plan(monitor, "w")
+            assert "dw_same(text)" in str(refused.value) and "VOLATILE" in str(refused.value)
+            assert "\n" not in str(refused.value)
+            assert victim_session.execute("SELECT 1").fetchone() == (1,)  # still alive: nothing was called
+    finally:
+        pg.execute(f'DROP OWNED BY "{fixer}" CASCADE', f'DROP ROLE "{fixer}"')
