@@ -399,6 +399,12 @@ PG_SIZED = {
                    "array_fill(anyelement,integer[])"),
     "format's width": ("SELECT format('%*s', 3, k) AS {marker} FROM victim", "format(text,\"any\")"),
     "unicode-escaped repeat": ('SELECT U&"r\\0065peat"(k, 3) AS {marker} FROM victim', "repeat(text,integer)"),
+    # A type's length (typmod) pads the value to it: bit(n) with zeros, char(n) with spaces, up to 83,886,080
+    # bits and 10,485,760 characters; the length coercion is an IMMUTABLE call that planning folds, and so runs.
+    "bit(n) padding under LIKE, folded (and so run) by planning": (
+        "SELECT B'0'::bit(1000000)::text LIKE '%' || B'0'::bit(3000)::text || '1' AS {marker}",
+        '"bit"(bit,integer,boolean)'),
+    "char(n) padding": ("SELECT CAST(k AS char(30)) AS {marker} FROM victim", "bpchar(character,integer,boolean)"),
 }
 
 
