@@ -436,6 +436,12 @@ MYSQL_SIZED = {
     "SFORMAT's width": ("SELECT SFORMAT('{{:>3}}', k) AS {marker} FROM victim", "sformat("),
     "WEIGHT_STRING AS CHAR(n)": ("SELECT WEIGHT_STRING(k AS CHAR(3)) AS {marker} FROM victim", "weight_string("),
     "REPEAT in an executable comment": ("SELECT 1 /*!, REPEAT(k, 3)*/ AS {marker} FROM victim", "repeat("),
+    # EXPORT_SET(bits, on, off, separator, n): n (up to 64) copies of `on` or `off`; nested, 64 times per level
+    # (this LOCATE ran 3.6 s under a 1 s max_statement_time).
+    "EXPORT_SET under LOCATE": (
+        "SELECT LOCATE(CONCAT(EXPORT_SET(0, '', EXPORT_SET(0, '', 'a', '', 64), '', 64), 'b'), "
+        "EXPORT_SET(0, '', EXPORT_SET(0, '', EXPORT_SET(0, '', 'aaaa', '', 64), '', 64), '', 64)) AS {marker}",
+        "export_set("),
 }
 
 
