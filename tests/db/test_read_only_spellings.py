@@ -442,6 +442,13 @@ MYSQL_SIZED = {
         "SELECT LOCATE(CONCAT(EXPORT_SET(0, '', EXPORT_SET(0, '', 'a', '', 64), '', 64), 'b'), "
         "EXPORT_SET(0, '', EXPORT_SET(0, '', EXPORT_SET(0, '', 'aaaa', '', 64), '', 64), '', 64)) AS {marker}",
         "export_set("),
+    # CAST/CONVERT to BINARY(n) pads with 0x00 bytes to n (this LOCATE ran 2.0 s under a 1 s max_statement_time,
+    # and returned its result).
+    "CAST AS BINARY(n) under LOCATE": (
+        "SELECT LOCATE(CONCAT(CAST('' AS BINARY(3000)), 'b'), CAST('' AS BINARY(1000000))) AS {marker}",
+        "as binary(n)"),
+    "CONVERT to CHAR(n) CHARACTER SET binary": (
+        "SELECT CONVERT(k, CHAR(30) CHARACTER SET binary) AS {marker} FROM victim", "as binary(n)"),
 }
 
 
