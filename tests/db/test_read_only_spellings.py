@@ -484,6 +484,38 @@ def test_sqlite_instr_is_refused(victim_table, monitor_for):
     assert time.monotonic() - started < 2
 
 
+SQLITE_UNBOUNDED_OPERAND = {
+    # each character of the string is looked up in the set of characters to trim, one by one: 65,536 x 65,537
+    # took 6.8-8.7 s in one step, past a 1 s deadline (dupewatch's own process, which no interrupt reaches)
+    "ltrim's character set": ("WITH RECURSIVE a(n, s, t) AS (SELECT 1, 'a', 'b' UNION ALL SELECT n + 1, s || s, "
+                              "t || t FROM a WHERE n < 16) SELECT n FROM a WHERE n = 16 AND ltrim(s, t || 'a') = ''",
+                              "ltrim("),
+    "rtrim's character set": ("SELECT rtrim(k, 'ab') AS n FROM victim", "rtrim("),
+    "trim's character set": ("SELECT trim(k, 'ab') AS n FROM victim", "trim("),
+    # replace's needle, like instr's, has no limit: a 4 MiB string and a 32 KiB needle took 1.8 s in one step
+    "replace's needle": (DOUBLED.format(n=23) + "SELECT n FROM r WHERE n = 23 "
+                         "AND replace(s, substr(s, 1, 32768) || 'y', '') <> ''", "replace("),
+}
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+@pytest.mark.parametrize("spelling", SQLITE_UNBOUNDED_OPERAND)
+def test_sqlite_a_function_whose_second_operand_has_no_limit_is_refused(victim_table, spelling, monitor_for):
+    """SQLite's own program (EXPLAIN) names each call with its number of arguments (`ltrim(2)`): a trim with a set
+    of characters and replace match in one step, for up to the string's length times that operand's."""
+    sql, call = SQLITE_UNBOUNDED_OPERAND[spelling]
+    started = time.monotonic()
+    assert_refused(run_query(monitor_for, victim_table, sql, statement_timeout="1s"), call)
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_trim_of_whitespace_is_allowed(victim_table, monitor_for):
+    result = run_query(monitor_for, victim_table, "SELECT trim(k) AS t, ltrim(k) AS l, rtrim(k) AS r FROM victim "
+                                                  "GROUP BY trim(k) HAVING COUNT(*) > 1")
+    assert result.status == "violations" and result.groups == 1, result
+
+
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
 @pytest.mark.parametrize("operator", ["LIKE '%'", "GLOB '*'"])
 def test_sqlite_a_long_like_pattern_is_refused_by_sqlite_before_it_matches(victim_table, operator, monitor_for):
