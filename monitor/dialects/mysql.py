@@ -88,7 +88,7 @@ abs acos adddate addtime default aes_decrypt ascii asin atan atan2 avg bin bit_a
 cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress
 concat concat_ws connection_id conv convert convert_tz cos cot count crc32 cume_dist curdate current_date
 current_role current_time current_timestamp current_user curtime database date date_add date_format date_sub
-datediff day dayname dayofmonth dayofweek dayofyear decode degrees dense_rank elt encode exp export_set extract
+datediff day dayname dayofmonth dayofweek dayofyear decode degrees dense_rank elt encode exp extract
 extractvalue field find_in_set first_value floor format format_bytes format_pico_time found_rows from_base64
 from_days from_unixtime greatest group_concat hex hour if ifnull inet6_aton inet6_ntoa inet_aton inet_ntoa
 insert instr is_free_lock is_ipv4 is_ipv4_compat is_ipv4_mapped is_ipv6 is_used_lock isnull json_array
@@ -113,7 +113,12 @@ variance version week weekday weekofyear year yearweek
 # looking at max_statement_time or KILL QUERY (measured on MariaDB 10.11: LOCATE over REPEAT('a', 1000000) ran 38 s
 # under a 1 s max_statement_time, and returned its result; over REPEAT('a', 400000) a KILL QUERY at 1 s did
 # nothing, the statement returned its result at 6 s).
-SIZED_BY_ARGUMENT = _names("repeat lpad rpad space sformat weight_string")
+# A cast to BINARY(n) pads with 0x00 bytes to n, which the server's expansion writes as `char(n) charset binary`
+# (`CAST(x AS BINARY(n))`, `CONVERT(x, BINARY(n))`, `CHAR(n) CHARACTER SET binary`); a cast to another CHAR(n)
+# only truncates.
+_PADDED_CAST = re.compile(r"\bas\s+char\s*\(\s*\d+\s*\)\s*charset\s+binary\b", re.I)
+# EXPORT_SET(bits, on, off, separator, n) writes n (up to 64) copies of `on` or `off`: 64 times per nesting.
+SIZED_BY_ARGUMENT = _names("repeat lpad rpad space sformat weight_string export_set")
 
 # Memory a statement over the whole table may keep one internal temporary table in (`whole_table_statement`):
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
@@ -271,6 +276,10 @@ class MySQL(MySQLPolling, Dialect):
         if locking or _LOCKING_WORDS.search(statement):
             clause = " ".join(locking.group(1).split()).upper() if locking else "LOCK IN SHARE MODE"
             return f"{clause} is not allowed in a check: it locks the rows it reads"
+        if _PADDED_CAST.search(expanded):
+            return ("CAST(... AS BINARY(n)) is not allowed in a check: an argument, not its input, sets the size of "
+                    "its result (it pads to n bytes), and the server does not interrupt LOCATE over such a string: "
+                    "it would run past max_statement_time and the KILL QUERY of dupewatch's deadline")
         for match in _CALL.finditer(expanded):
             qualifier, name, quoted = match.groups()
             if qualifier or quoted:

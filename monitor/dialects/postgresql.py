@@ -63,6 +63,9 @@ _REFUSED_STABLE = ("txid_current", "pg_current_xact_id")
 # of a 20,001-character needle in `repeat('a', 2000000)` 15 s).
 # format() takes its width from the format string or an argument (`format('%*s', n, 'x')`).
 SIZED_BY_ARGUMENT = ("repeat", "lpad", "rpad", "array_fill", "format")
+# The same for a type's length (typmod), which these length coercions pad the value to: `bit(n)` with zeros,
+# `char(n)` with spaces, up to 83,886,080 bits and 10,485,760 characters (`CAST(x AS char(n))`, `B'0'::bit(n)`).
+PADDED_TO_TYPMOD = ('"bit"(bit,integer,boolean)', "bpchar(character,integer,boolean)")
 
 _CALLED = sa.text("""
 WITH called(fn) AS (
@@ -79,7 +82,8 @@ WITH called(fn) AS (
 SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused,
-       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:sized AS text[])) AS sized
+       n.nspname = 'pg_catalog' AND (p.proname = ANY (CAST(:sized AS text[]))
+                                     OR p.oid = ANY (CAST(:padded AS pg_catalog.regprocedure[]))) AS sized
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.oid IN (SELECT fn FROM support)
 ORDER BY p.oid
@@ -291,7 +295,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
                                       "operators": _oid_array(calls.operators),
                                       "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
-                                      "sized": list(SIZED_BY_ARGUMENT)})
+                                      "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)})
         for signature, volatility, harmless, refused, sized in rows:
             if refused:
                 return signature, "it gives the check's transaction an ID"

@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.db import Database, DatabaseError, first_line
+from monitor.detect import where_probe
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
@@ -149,10 +150,22 @@ def _session(conn: Connection, db: Database) -> Connection:
 
 
 def _layout(conn: Connection, t: _Target) -> Layout:
+    _vet_where(conn, t)
     refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
     catalog = catalog_for(conn)
     distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
     return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct)
+
+
+def _vet_where(conn: Connection, t: _Target) -> None:
+    """Vet the check's `where` again as the fix role reads it: detection vetted it on its own connection, but the
+    fix runs it on `fix_url`'s, whose search_path (a schema named after the role, `ALTER ROLE ... SET
+    search_path`) may resolve the same name to another function; the server resolves it here, before it runs."""
+    if not t.tc.check.where:
+        return
+    refused = t.db.rules.refused_call(conn, where_probe(t.tc, conn.dialect.identifier_preparer))
+    if refused:
+        raise FixRefused(f"check {t.config.name!r}: where, as the fix's connection reads it: {refused}")
 
 
 @contextmanager

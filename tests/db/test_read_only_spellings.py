@@ -399,6 +399,12 @@ PG_SIZED = {
                    "array_fill(anyelement,integer[])"),
     "format's width": ("SELECT format('%*s', 3, k) AS {marker} FROM victim", "format(text,\"any\")"),
     "unicode-escaped repeat": ('SELECT U&"r\\0065peat"(k, 3) AS {marker} FROM victim', "repeat(text,integer)"),
+    # A type's length (typmod) pads the value to it: bit(n) with zeros, char(n) with spaces, up to 83,886,080
+    # bits and 10,485,760 characters; the length coercion is an IMMUTABLE call that planning folds, and so runs.
+    "bit(n) padding under LIKE, folded (and so run) by planning": (
+        "SELECT B'0'::bit(1000000)::text LIKE '%' || B'0'::bit(3000)::text || '1' AS {marker}",
+        '"bit"(bit,integer,boolean)'),
+    "char(n) padding": ("SELECT CAST(k AS char(30)) AS {marker} FROM victim", "bpchar(character,integer,boolean)"),
 }
 
 
@@ -430,6 +436,19 @@ MYSQL_SIZED = {
     "SFORMAT's width": ("SELECT SFORMAT('{{:>3}}', k) AS {marker} FROM victim", "sformat("),
     "WEIGHT_STRING AS CHAR(n)": ("SELECT WEIGHT_STRING(k AS CHAR(3)) AS {marker} FROM victim", "weight_string("),
     "REPEAT in an executable comment": ("SELECT 1 /*!, REPEAT(k, 3)*/ AS {marker} FROM victim", "repeat("),
+    # EXPORT_SET(bits, on, off, separator, n): n (up to 64) copies of `on` or `off`; nested, 64 times per level
+    # (this LOCATE ran 3.6 s under a 1 s max_statement_time).
+    "EXPORT_SET under LOCATE": (
+        "SELECT LOCATE(CONCAT(EXPORT_SET(0, '', EXPORT_SET(0, '', 'a', '', 64), '', 64), 'b'), "
+        "EXPORT_SET(0, '', EXPORT_SET(0, '', EXPORT_SET(0, '', 'aaaa', '', 64), '', 64), '', 64)) AS {marker}",
+        "export_set("),
+    # CAST/CONVERT to BINARY(n) pads with 0x00 bytes to n (this LOCATE ran 2.0 s under a 1 s max_statement_time,
+    # and returned its result).
+    "CAST AS BINARY(n) under LOCATE": (
+        "SELECT LOCATE(CONCAT(CAST('' AS BINARY(3000)), 'b'), CAST('' AS BINARY(1000000))) AS {marker}",
+        "as binary(n)"),
+    "CONVERT to CHAR(n) CHARACTER SET binary": (
+        "SELECT CONVERT(k, CHAR(30) CHARACTER SET binary) AS {marker} FROM victim", "as binary(n)"),
 }
 
 
@@ -463,6 +482,44 @@ def test_sqlite_instr_is_refused(victim_table, monitor_for):
     sql = DOUBLED.format(n=23) + "SELECT instr(s, substr(s, 1, 50000) || 'y') AS n FROM r WHERE n = 23"
     assert_refused(run_query(monitor_for, victim_table, sql, statement_timeout="1s"), "instr(")
     assert time.monotonic() - started < 2
+
+
+SQLITE_UNBOUNDED_OPERAND = {
+    # each character of the string is looked up in the set of characters to trim, one by one: 65,536 x 65,537
+    # took 6.8-8.7 s in one step, past a 1 s deadline (dupewatch's own process, which no interrupt reaches)
+    "ltrim's character set": ("WITH RECURSIVE a(n, s, t) AS (SELECT 1, 'a', 'b' UNION ALL SELECT n + 1, s || s, "
+                              "t || t FROM a WHERE n < 16) SELECT n FROM a WHERE n = 16 AND ltrim(s, t || 'a') = ''",
+                              "ltrim("),
+    "rtrim's character set": ("SELECT rtrim(k, 'ab') AS n FROM victim", "rtrim("),
+    "trim's character set": ("SELECT trim(k, 'ab') AS n FROM victim", "trim("),
+    # replace's needle, like instr's, has no limit: a 4 MiB string and a 32 KiB needle took 1.8 s in one step
+    # json_patch merges each key of the patch by a search through the target's keys: 40,000 x 40,000 keys ran
+    # past the 3 s deadline in one step
+    "json_patch of two large objects": (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 20000), "
+        "a(j) AS (SELECT json_group_object('a' || n, n) FROM r), b(j) AS (SELECT json_group_object('b' || n, n) "
+        "FROM r) SELECT 1 AS x FROM a, b WHERE json_patch(a.j, b.j) <> ''", "json_patch("),
+    "replace's needle": (DOUBLED.format(n=23) + "SELECT n FROM r WHERE n = 23 "
+                         "AND replace(s, substr(s, 1, 32768) || 'y', '') <> ''", "replace("),
+}
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+@pytest.mark.parametrize("spelling", SQLITE_UNBOUNDED_OPERAND)
+def test_sqlite_a_function_whose_second_operand_has_no_limit_is_refused(victim_table, spelling, monitor_for):
+    """SQLite's own program (EXPLAIN) names each call with its number of arguments (`ltrim(2)`): a trim with a set
+    of characters and replace match in one step, for up to the string's length times that operand's."""
+    sql, call = SQLITE_UNBOUNDED_OPERAND[spelling]
+    started = time.monotonic()
+    assert_refused(run_query(monitor_for, victim_table, sql, statement_timeout="1s"), call)
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_trim_of_whitespace_is_allowed(victim_table, monitor_for):
+    result = run_query(monitor_for, victim_table, "SELECT trim(k) AS t, ltrim(k) AS l, rtrim(k) AS r FROM victim "
+                                                  "GROUP BY trim(k) HAVING COUNT(*) > 1")
+    assert result.status == "violations" and result.groups == 1, result
 
 
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
@@ -514,3 +571,40 @@ def test_the_deadline_says_when_the_database_did_not_stop_a_cancelled_statement(
     assert "did not stop within 1s" in result.error and "may run that call to its end" in result.error, result.error
     assert "\n" not in result.error
     assert took < 0.5 + 2 + 1 + 2.5, took  # statement_timeout + grace + the wait for the cancel, and some slack
+
+
+# -- the fix role reads the `where` with its own search_path -------------------------------------------------------
+
+def test_postgresql_a_where_the_fix_role_resolves_to_another_function_is_refused(pg, monitor_for):
+    """The `where` is vetted on the detection connection, but the fix runs it as `fix_url`'s role, whose
+    search_path (`ALTER ROLE ... SET search_path`, or `"$user"` first with a schema named after the role) may
+    resolve the same name to another function: there a VOLATILE one that ends a session of the fix role."""
+    from monitor.fix.errors import FixRefused
+    from monitor.fix.execute import make_plan
+
+    make_victim(pg, "CREATE FUNCTION dw_same(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t $$")
+    fixer = f"dw_fixer_{uuid.uuid4().hex[:8]}"
+    pg.execute(f'CREATE ROLE "{fixer}" LOGIN NOSUPERUSER NOBYPASSRLS',
+               f'GRANT USAGE ON SCHEMA "{pg.schema}" TO "{fixer}"',
+               f'GRANT SELECT, INSERT, UPDATE, DELETE ON victim TO "{fixer}"',
+               f'CREATE SCHEMA "{fixer}" AUTHORIZATION "{fixer}"',
+               f'ALTER ROLE "{fixer}" SET search_path = "{fixer}", "{pg.schema}"')
+    fixer_url = make_url(PG_URL).set(username=fixer)
+    try:
+        with psycopg.connect(fixer_url.render_as_string(hide_password=False)
+                             .replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as victim_session:
+            pid = victim_session.info.backend_pid
+            pg.execute(f'CREATE FUNCTION "{fixer}".dw_same(t text) RETURNS text LANGUAGE sql VOLATILE '
+                       f"AS $$ SELECT pg_terminate_backend({pid})::text || t $$",
+                       f'ALTER FUNCTION "{fixer}".dw_same(text) OWNER TO "{fixer}"')
+            monitor = monitor_for({"d": {"url": pg.url, "fix_url": fixer_url.render_as_string(hide_password=False)}},
+                                  [{"name": "w", "database": "d", "table": "victim", "key": ["k"],
+                                    "where": "dw_same(k) = k"}])
+            assert monitor.run("w").status == "duplicates"  # the detection role's dw_same is IMMUTABLE
+            with pytest.raises(FixRefused, match=r"is not allowed in a check") as refused:
+                make_plan(monitor, "w")
+            assert "dw_same(text)" in str(refused.value) and "VOLATILE" in str(refused.value)
+            assert "\n" not in str(refused.value)
+            assert victim_session.execute("SELECT 1").fetchone() == (1,)  # still alive: nothing was called
+    finally:
+        pg.execute(f'DROP OWNED BY "{fixer}" CASCADE', f'DROP ROLE "{fixer}"')
