@@ -268,11 +268,17 @@ class Layout:
     def distinct_flags(self) -> list[sa.Label[int]]:
         """Per unique key in `distinct_keys`, an aggregate over a group's rows (the plan relation joined to the
         table): 1 when at least two of them hold different values on it where it applies, counted by the
-        database with its own comparison (collation included), NULLs ignored."""
+        database with its own comparison (collation included), NULLs ignored unless the key holds them as values
+        (`UniqueKey.nulls_are_values`: then a NULL and a value differ)."""
         flags = []
         for j, key in enumerate(self.distinct_keys):
             applies = key.applies(self.table)
-            differs = [sa.func.count(sa.distinct(sa.case((applies, part)))) > 1 for part in key.parts(self.table)]
+            differs = []
+            for part in key.parts(self.table):
+                values: ColumnElement[Any] = sa.func.count(sa.distinct(sa.case((applies, part))))
+                if key.nulls_are_values:
+                    values = values + sa.func.max(sa.case((sa.and_(applies, part.is_(None)), 1), else_=0))
+                differs.append(values > 1)
             flags.append(sa.case((sa.or_(*differs), 1), else_=0).label(f"dw_u{j}"))
         return flags
 

@@ -1,0 +1,86 @@
+"""Adversarial shapes of issue 16 item 4 (groups the schema says are distinct are left out, or merged when asked):
+each outcome read back from the database, with a full before/after snapshot, fix and undo."""
+
+from __future__ import annotations
+
+from fix_support import config_file, contents, json_out, run_cli
+
+ACCOUNTS = {"name": "accounts", "table": "accounts", "key": ["login"]}
+
+
+def test_sqlite_expression_unique_index_keeps_distinct_rows(sqlite_db, tmp_path):
+    """SQLite keeps an expression index only as its CREATE INDEX text: rows that differ in any column it may
+    cover are left out, never merged."""
+    sqlite_db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login TEXT NOT NULL, email TEXT)",
+                      "CREATE UNIQUE INDEX accounts_email_lower ON accounts (lower(email))",
+                      "INSERT INTO accounts VALUES (1, 'ann', 'a@x'), (2, 'ann', 'a@x2'), (3, 'bob', NULL), "
+                      "(4, 'bob', NULL)")
+    path = config_file(tmp_path, sqlite_db, [ACCOUNTS])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes")
+    assert sqlite_db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (2,), (3,)], result.output
+    assert result.exit_code == 1 and "accounts_email_lower (an expression)" in result.output
+
+
+def test_nulls_not_distinct_unique_tells_null_from_a_value(pg, tmp_path):
+    """PostgreSQL 15 `UNIQUE NULLS NOT DISTINCT`: NULL is a value of the key that one row only may hold, so a row
+    holding NULL and one holding 'a@x' are two entities (every group of such a key is; nothing is merged)."""
+    pg.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login TEXT NOT NULL, email TEXT, "
+               "CONSTRAINT accounts_email_key UNIQUE NULLS NOT DISTINCT (email))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL), (2, 'ann', 'a@x'), (3, 'bob', 'b@x'), (4, 'bob', 'b2@x')")
+    before = contents(pg, "accounts")
+    path = config_file(tmp_path, pg, [ACCOUNTS])
+    plan = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json"))
+    assert plan["rows_to_delete"] == 0 and plan["left_out_groups"] == 2, plan
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes")
+    assert result.exit_code != 0 and "accounts_email_key" in result.output
+    assert contents(pg, "accounts") == before
+
+
+def test_deferrable_unique_constraint_tells_rows_apart(pg, tmp_path):
+    pg.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login TEXT NOT NULL, email TEXT, "
+               "CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED)",
+               "INSERT INTO accounts VALUES (1, 'ann', 'a1'), (2, 'ann', 'a2'), (3, 'bob', 'b'), (4, 'bob', NULL)")
+    path = config_file(tmp_path, pg, [ACCOUNTS])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes")
+    assert result.exit_code == 1, result.output
+    assert pg.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (2,), (3,)]
+
+
+def test_expression_unique_index_case_variants_are_one_entity(pg, tmp_path):
+    """lower(email): 'A@x' and 'a@X' cannot both exist; 'a@x' and 'b@x' differ: left out; undo restores all."""
+    pg.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login TEXT NOT NULL, email TEXT)",
+               "CREATE UNIQUE INDEX accounts_lower ON accounts (lower(email)) WHERE id > 0",
+               "INSERT INTO accounts VALUES (1, 'ann', 'A@x'), (2, 'ann', NULL), (3, 'bob', 'b@x'), (4, 'bob', 'c@x')")
+    before = contents(pg, "accounts")
+    path = config_file(tmp_path, pg, [ACCOUNTS])
+    dry = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json"))
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 1, result.output
+    report = json_out(result)
+    assert (dry["rows_to_delete"], dry["left_out_groups"]) == (1, 1)
+    assert report["deleted"] == dry["rows_to_delete"] and report["skipped"] == 1
+    assert pg.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (4,)]
+    undo = run_cli("undo", report["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(pg, "accounts") == before
+
+
+def test_identical_mode_left_out_groups_on_ci_collation(mysql, tmp_path):
+    """MariaDB without a primary key: case variants and trailing spaces fall in one group of a `_ci` key; they
+    are not identical rows, so the group is left out; NULL keys form their own group."""
+    mysql.execute("CREATE TABLE accounts (login VARCHAR(32) COLLATE utf8mb4_general_ci, note VARCHAR(8)) "
+               "CHARACTER SET utf8mb4",
+               "INSERT INTO accounts VALUES ('bob', 'x'), ('Bob', 'x'), ('bob ', 'x'), "
+               "(NULL, 'n'), (NULL, 'n'), ('cid', 'y'), ('cid', 'y'), ('dan', 'é'), ('dan', 'é')")
+    before = contents(mysql, "accounts")
+    path = config_file(tmp_path, mysql, [ACCOUNTS])
+    dry = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json"))
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    report = json_out(result)
+    after = mysql.rows("SELECT login, note FROM accounts")
+    assert dry["rows_to_delete"] == report["deleted"], (dry, report)
+    assert sorted(map(repr, after)) == sorted(map(repr, [('bob', 'x'), ('Bob', 'x'), ('bob ', 'x'),
+                                                        (None, 'n'), ('cid', 'y'), ('dan', 'é')])), after
+    undo = run_cli("undo", report["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(mysql, "accounts") == before
