@@ -84,3 +84,26 @@ def test_identical_mode_left_out_groups_on_ci_collation(mysql, tmp_path):
     undo = run_cli("undo", report["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(mysql, "accounts") == before
+
+
+def test_case_insensitive_check_keeps_rows_the_unique_key_on_its_own_column_tells_apart(db, tmp_path):
+    """A check folding case (and trimming) groups 'Ann' and 'ann ' under one key, yet the table's own UNIQUE (login)
+    holds both: the schema says they are two entities. The fix leaves them out; the real duplicate group (two
+    rows with the same login, distinguished by no unique key: a nullable one with NULLs) is fixed."""
+    binary = " COLLATE utf8mb4_bin" if db.dialect == "mysql" else ""  # MariaDB's default would refuse the rows
+    db.execute(f"CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32){binary}, team INTEGER NOT NULL, "
+               "CONSTRAINT accounts_login_key UNIQUE (login))",
+               "INSERT INTO accounts VALUES (1, 'Ann', 1), (2, 'ann ', 1), (3, NULL, 2), (4, NULL, 2)")
+    before = contents(db, "accounts")
+    check = {"name": "accounts", "table": "accounts", "key": ["login"], "case_insensitive": True,
+             "trim_whitespace": True}
+    path = config_file(tmp_path, db, [check])
+    dry = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json"))
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (2,), (3,)], result.output
+    assert result.exit_code == 1 and "(login)" in result.stdout
+    report = json_out(result)
+    assert report["deleted"] == dry["rows_to_delete"]
+    undo = run_cli("undo", report["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(db, "accounts") == before
