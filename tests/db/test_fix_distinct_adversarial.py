@@ -107,3 +107,42 @@ def test_case_insensitive_check_keeps_rows_the_unique_key_on_its_own_column_tell
     undo = run_cli("undo", report["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(db, "accounts") == before
+
+
+def test_merge_distinct_with_references_is_undone_to_the_last_row(db, tmp_path):
+    """--merge-distinct merges the group the schema says are two entities, repointing their notes; the dry run's
+    figures are the fix's; undo brings every row and every reference back."""
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "CONSTRAINT accounts_email_key UNIQUE (email))",
+               "CREATE TABLE notes (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts (id))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL), (2, 'ann', NULL), (7, 'dan', 'd1@x'), "
+               "(8, 'dan', 'd2@x'), (9, 'dan', NULL)")
+    db.execute("INSERT INTO notes VALUES (:id, :a)", params=[{"id": 100 + a, "a": a} for a in (1, 2, 7, 8, 9)])
+    before = contents(db, "accounts", "notes")
+    path = config_file(tmp_path, db, [ACCOUNTS])
+    dry = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json", "--merge-distinct"))
+    assert (dry["rows_to_delete"], dry["rows_to_repoint"], dry["left_out_groups"]) == (3, 3, 0), dry
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json", "--merge-distinct")
+    assert result.exit_code == 0, result.output
+    report = json_out(result)
+    assert (report["deleted"], report["repointed"], report["left_out"]) == (3, 3, [])
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (7,)]
+    undo = run_cli("undo", report["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(db, "accounts", "notes") == before
+
+
+def test_mariadb_unique_virtual_column_tells_rows_apart(mysql, tmp_path):
+    """MariaDB's way to a functional unique key: a unique index on a virtual column; left out, undo exact."""
+    mysql.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+                  "email_lower VARCHAR(64) AS (lower(email)) VIRTUAL, UNIQUE KEY accounts_email_lower (email_lower))",
+                  "INSERT INTO accounts (id, login, email) VALUES (1, 'ann', 'A@x'), (2, 'ann', 'b@x'), "
+                  "(3, 'bob', NULL), (4, 'bob', NULL)")
+    before = contents(mysql, "accounts")
+    path = config_file(tmp_path, mysql, [ACCOUNTS])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 1, result.output
+    assert mysql.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (2,), (3,)]
+    undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(mysql, "accounts") == before
