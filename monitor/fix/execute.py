@@ -116,6 +116,7 @@ class FixReport:
     # Groups the plan left out (counted in `skipped`), as the plan this run started from listed them; empty
     # when resuming a fix planned by another run (its plan is not at hand).
     left_out: list[LeftOut] = field(default_factory=list)
+    left_out_groups: int = 0  # how many groups `left_out` lists (one left out on two unique keys is listed twice)
     notes: list[str] = field(default_factory=list)
     references_archived: int = 0  # referencing rows archived with their parents (on_reference = "archive")
 
@@ -123,7 +124,7 @@ class FixReport:
         return {"fix_id": self.fix_id, "check": self.check, "groups": self.groups, "deleted": self.deleted,
                 "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
                 "references_archived": self.references_archived, "constraint": self.constraint,
-                "left_out": [x.as_json() for x in self.left_out]}
+                "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out]}
 
 
 @dataclass
@@ -382,10 +383,11 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     with table_lock(t):
         resumed = False
         left_out: list[LeftOut] = []
+        left_out_groups = 0
         if plan is not None and plan.fix_id is not None:
             if plan.blockers:
                 raise FixRefused(f"check {check!r} cannot be fixed: {plan.blockers[0]}")
-            fix_id, left_out = plan.fix_id, plan.left_out
+            fix_id, left_out, left_out_groups = plan.fix_id, plan.left_out, plan.left_out_groups
         else:
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
@@ -401,12 +403,12 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                             records.update_record(conn, fresh.fix_id or "", state="discarded",
                                                   finished_at=records.now_text(), message=fresh.blockers[0])
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
-                fix_id, left_out = fresh.fix_id or "", fresh.left_out
+                fix_id, left_out, left_out_groups = fresh.fix_id or "", fresh.left_out, fresh.left_out_groups
         try:
             report = _execute(t, fix_id, sizer, progress, cancel)
         finally:  # what any batch deleted: incremental checks of the table re-count their groups
             monitor.table_changed(t.db.name, t.tc.table.name, f"fix {fix_id}", restored=False)
-        report.resumed, report.left_out = resumed, left_out
+        report.resumed, report.left_out, report.left_out_groups = resumed, left_out, left_out_groups
     return report
 
 

@@ -3,7 +3,10 @@ each outcome read back from the database, with a full before/after snapshot, fix
 
 from __future__ import annotations
 
-from fix_support import config_file, contents, json_out, run_cli
+from fix_support import config_file, contents, json_out, make_config, run_cli
+from monitor.engine import Monitor
+from monitor.fix import prepare_fix, run_fix
+from monitor.fix.render import report_lines
 
 ACCOUNTS = {"name": "accounts", "table": "accounts", "key": ["login"]}
 
@@ -146,3 +149,27 @@ def test_mariadb_unique_virtual_column_tells_rows_apart(mysql, tmp_path):
     undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(mysql, "accounts") == before
+
+
+def test_a_group_distinct_on_two_keys_is_one_group_left_out_and_changes_are_still_reported(db, tmp_path):
+    """dan's rows differ on email and on phone: one group left out (listed under both keys), not two; bob's rows
+    change after the plan, and the summary still says a group changed since the plan."""
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "phone VARCHAR(16), CONSTRAINT accounts_email_key UNIQUE (email), "
+               "CONSTRAINT accounts_phone_key UNIQUE (phone))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL, NULL), (2, 'ann', NULL, NULL), (3, 'bob', NULL, NULL), "
+               "(4, 'bob', NULL, NULL), (7, 'dan', 'd1@x', '1'), (8, 'dan', 'd2@x', '2')")
+    monitor = Monitor(make_config(db, [ACCOUNTS]))
+    try:
+        plan = prepare_fix(monitor, "accounts")
+        assert (plan.groups, plan.left_out_groups, plan.rows_to_delete) == (3, 1, 2)
+        assert plan.as_json()["left_out_groups"] == 1 and len(plan.left_out) == 2
+        db.execute("DELETE FROM accounts WHERE id = 4")  # bob's duplicate is gone: its group changed
+        report = run_fix(monitor, "accounts", plan)
+    finally:
+        monitor.close()
+    assert (report.groups, report.skipped, report.deleted) == (1, 2, 1)
+    assert report.as_json()["left_out_groups"] == 1
+    lines = report_lines(report)
+    assert any("1 group(s) changed since the plan" in line for line in lines), lines
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (7,), (8,)]
