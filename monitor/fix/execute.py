@@ -156,7 +156,8 @@ def _layout(conn: Connection, t: _Target) -> Layout:
     # 'Ann' and 'ann ' fall in one group, yet a unique key on that column says they are two entities.
     shared = [c.name for c, e in zip(t.tc.key_columns, t.tc.key_exprs, strict=True) if e is c]
     distinct = distinct_entity_keys(conn, t.tc.table, shared)
-    return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct)
+    return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct,
+                  collations=t.db.rules.column_collations(conn, t.tc.table))
 
 
 @contextmanager

@@ -17,6 +17,7 @@ in Python; only `sample` groups are listed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -74,8 +75,13 @@ class Layout:
     """How one table check is planned and executed: identity mode, plan relation, join conditions."""
 
     def __init__(self, tc: TableCheck, refs: list[Reference], hooks: DeleteHooks | None = None,
-                 distinct_keys: list[UniqueKey] | None = None, *, merge_distinct: bool = False) -> None:
+                 distinct_keys: list[UniqueKey] | None = None, *, merge_distinct: bool = False,
+                 collations: dict[str, str | None] | None = None) -> None:
         self.tc = tc
+        # Each text column's collation as the catalog states it (`Dialect.column_collations`): the plan table's
+        # copies of a column hold its bytes only in its own character set (MariaDB: a latin1 'é' copied into
+        # the database's default utf8mb4 is two other bytes, and `copy_match` compares bytes).
+        self.collations = collations or {}
         self.hooks = hooks or DeleteHooks()
         # Unique constraints and indexes beyond the key (see `catalog.distinct_entity_keys`): rows of a group
         # that differ on one are different entities, merged only when the operator asks (`merge_distinct`).
@@ -205,10 +211,13 @@ class Layout:
         columns = [sa.Column(GROUP, sa.BigInteger, nullable=False), sa.Column(RANK, sa.BigInteger, nullable=False)]
         columns += [sa.Column(label, self._storable(t)) for label, t in zip(self.identity_labels,
                                                                           self.identity_types, strict=True)]
-        columns += [sa.Column(label, self._storable(c.type))
+        columns += [sa.Column(label, self._storable(self._collated(c.name, c.type)))
                     for label, c in zip(self.key_labels, self.tc.key_columns, strict=True)]
-        columns += [sa.Column(self.ref_label[n], self._storable(self.table.c[n].type)) for n in self.ref_names]
-        columns += [sa.Column(label, self._storable(kind)) for label, _expr, kind in self.row_copies]
+        columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type)))
+                    for n in self.ref_names]
+        copied = [c.name for c in self.table.columns] if self.row_copies else []  # a copy is of every column
+        columns += [sa.Column(label, self._storable(self._collated(name, kind)))
+                    for (label, _expr, kind), name in zip(self.row_copies, copied, strict=True)]
         columns.append(sa.Column(SIZE, sa.BigInteger, nullable=False))
         return sa.Table(name, sa.MetaData(), *columns, schema=schema)
 
@@ -217,6 +226,15 @@ class Layout:
         """(group, rank) is the plan's key; built after the snapshot is inserted (cheaper than maintaining
         it row by row)."""
         return sa.Index(f"{plan.name}_key", plan.c[GROUP], plan.c[RANK], unique=True)
+
+    def _collated(self, name: str, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+        """`kind` with the column's catalog collation (hence its character set), for a text column."""
+        collation = self.collations.get(name)
+        if not collation or not isinstance(kind, sa.String) or kind.collation:
+            return kind
+        collated = copy.copy(kind)
+        collated.collation = collation
+        return collated
 
     def _storable(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
         if isinstance(kind, sa.types.NullType):

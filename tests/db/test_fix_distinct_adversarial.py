@@ -173,3 +173,18 @@ def test_a_group_distinct_on_two_keys_is_one_group_left_out_and_changes_are_stil
     lines = report_lines(report)
     assert any("1 group(s) changed since the plan" in line for line in lines), lines
     assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (7,), (8,)]
+
+
+def test_identical_rows_of_a_latin1_table_without_primary_key_are_fixed(mysql, tmp_path):
+    """MariaDB without a primary key compares each row with the plan's copy as bytes: the copy must hold the
+    table's own bytes (latin1 'é' is one byte, utf8mb4's two)."""
+    mysql.execute("CREATE TABLE accounts (login VARCHAR(32), note VARCHAR(8)) CHARACTER SET latin1",
+                  "INSERT INTO accounts VALUES ('dan', 'é'), ('dan', 'é'), ('eve', 'ü '), ('eve', 'ü ')")
+    before = contents(mysql, "accounts")
+    path = config_file(tmp_path, mysql, [ACCOUNTS])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(mysql.rows("SELECT login, note FROM accounts")) == [("dan", "é"), ("eve", "ü ")]
+    undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(mysql, "accounts") == before
