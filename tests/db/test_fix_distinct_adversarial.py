@@ -188,3 +188,20 @@ def test_identical_rows_of_a_latin1_table_without_primary_key_are_fixed(mysql, t
     undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(mysql, "accounts") == before
+
+
+def test_table_collation_other_than_the_databases_is_fixed_and_undone(mysql, tmp_path):
+    """MariaDB: a table whose collation (utf8mb4_bin, declared on the table, not its columns) is not the
+    database's: the plan's key copies compare with the live keys without an illegal mix of collations."""
+    mysql.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, note VARCHAR(8)) "
+                  "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+                  "INSERT INTO accounts VALUES (1, 'ann', 'a'), (2, 'ann', 'b'), (3, 'Ann', 'c'), (4, 'é', 'd'), "
+                  "(5, 'é', 'e')")
+    before = contents(mysql, "accounts")
+    path = config_file(tmp_path, mysql, [ACCOUNTS])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    assert mysql.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (4,)]
+    undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(mysql, "accounts") == before
