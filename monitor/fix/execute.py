@@ -72,10 +72,11 @@ from monitor.fix.plan import (
     FixPlan,
     Layout,
     LeftOut,
+    archives,
     build_preview,
     distinct_groups,
 )
-from monitor.fix.records import FixRecord, reference_table
+from monitor.fix.records import FixRecord, reference_table, unusable_tables
 from monitor.fix.refs import find_references
 from monitor.fix.target import Target as _Target
 from monitor.fix.target import target
@@ -396,6 +397,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             if pending is not None:
                 fix_id, resumed = pending.fix_id, True
             else:
+                _refuse_unusable(t)
                 fresh = _snapshot(t, sample=0)
                 if fresh.blockers:
                     with _writer(t) as conn:
@@ -411,6 +413,19 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             monitor.table_changed(t.db.name, t.tc.table.name, f"fix {fix_id}", restored=False)
         report.resumed, report.left_out, report.left_out_groups = resumed, left_out, left_out_groups
     return report
+
+
+def _refuse_unusable(t: _Target) -> None:
+    """Refuse before anything is written when the fix role may not use a table of dupewatch's the fix will
+    write (an archive an earlier fix created as another role): its first batch would stop on it, and so would
+    every resumed run."""
+    try:
+        with _writer(t) as conn, conn.begin():
+            refusals = unusable_tables(conn, archives(conn, _layout(conn, t)))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(t.db.describe(exc)) from None
+    if refusals:
+        raise FixRefused(f"check {t.config.name!r} cannot be fixed: {refusals[0]}")
 
 
 def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallback | None,

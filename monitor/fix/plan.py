@@ -30,9 +30,10 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
+from monitor.fix.archive import archive_name
 from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
-from monitor.fix.records import home, now_text, safe_identifier, unusable_tables
+from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 from monitor.words import value_text
@@ -487,7 +488,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     if unseen:
         plan.blockers.append(unseen)
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
-    plan.blockers.extend(unusable_tables(conn))
+    plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     for ref_plan in plan.references:
         ref = ref_plan.reference
         if ref_plan.rows and ref.visible and ref.action != "refuse":
@@ -495,6 +496,17 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
             plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
                                                             else "delete"))
     plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
+
+
+def archives(conn: Connection, layout: Layout) -> list[sa.Table]:
+    """The archive tables a fix of the layout's table writes (its own, and those of the referencing tables it
+    archives with their parents), where `archive.ensure_archive` keeps them; an earlier fix may have created
+    them as another role."""
+    apart = home(conn) is not None
+    tables = [(layout.table.schema, layout.table.name)]
+    tables += [(ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]
+    return [sa.Table(archive_name(sa.Table(name, sa.MetaData(), schema=schema), apart=apart), sa.MetaData(),
+                     schema=place(conn, schema)) for schema, name in tables]
 
 
 def _totals(conn: Connection, layout: Layout, rel: FromClause) -> tuple[int, int]:
