@@ -25,8 +25,14 @@ MOVE = sa.text("UPDATE visit SET k = :k WHERE id = :i")
 TOUCH = sa.text("UPDATE visit SET v = :v WHERE id = :i")
 
 
-def _seed(db) -> dict[int, tuple[int, int]]:
-    db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v INTEGER NOT NULL)")
+def _seed(db, partitioned: bool = False) -> dict[int, tuple[int, int]]:
+    if partitioned:  # a writer moving a row to another key moves it to another partition under the fix
+        db.execute("CREATE TABLE visit (id INTEGER, k INTEGER NOT NULL, v INTEGER NOT NULL, PRIMARY KEY (id, k)) "
+                   "PARTITION BY RANGE (k)",
+                   f"CREATE TABLE visit_low PARTITION OF visit FOR VALUES FROM (0) TO ({GROUPS // 2})",
+                   f"CREATE TABLE visit_high PARTITION OF visit FOR VALUES FROM ({GROUPS // 2}) TO (MAXVALUE)")
+    else:
+        db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v INTEGER NOT NULL)")
     rng = random.Random(16)
     rows: dict[int, tuple[int, int]] = {}
     next_id = 1
@@ -43,13 +49,19 @@ def test_writers_deleting_and_updating_keepers_and_duplicates_during_the_fix(pg)
     _writers_during_the_fix(pg)
 
 
+def test_writers_moving_rows_between_partitions_during_the_fix(pg):
+    """PostgreSQL, a partitioned table: a writer's key update moves the row to another partition, which a waiting
+    DELETE meets as a serialization failure (the batch is rolled back and run again)."""
+    _writers_during_the_fix(pg, partitioned=True)
+
+
 def test_writers_during_the_fix_mariadb(mysql):
     """The same writers against MariaDB's path (locks every planned row, READ COMMITTED)."""
     _writers_during_the_fix(mysql)
 
 
-def _writers_during_the_fix(pg) -> None:
-    seeded = _seed(pg)
+def _writers_during_the_fix(pg, partitioned: bool = False) -> None:
+    seeded = _seed(pg, partitioned)
     keeper = {}
     for i, (k, _v) in sorted(seeded.items()):
         keeper.setdefault(k, i)  # keep = first, ordered by the primary key
