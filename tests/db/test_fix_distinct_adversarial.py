@@ -205,3 +205,22 @@ def test_table_collation_other_than_the_databases_is_fixed_and_undone(mysql, tmp
     undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(mysql, "accounts") == before
+
+
+def test_left_out_groups_of_a_table_without_primary_key_but_a_unique_key(db, tmp_path):
+    """No primary key (PostgreSQL ctid, SQLite rowid; MariaDB: identical rows only), a nullable UNIQUE (email):
+    the group of two emails is left out, the group without emails fixed; undo restores every row."""
+    db.execute("CREATE TABLE accounts (login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "CONSTRAINT accounts_email_key UNIQUE (email))",
+               "INSERT INTO accounts VALUES ('ann', NULL), ('ann', NULL), ('dan', 'd1@x'), ('dan', 'd2@x')")
+    before = contents(db, "accounts")
+    path = config_file(tmp_path, db, [ACCOUNTS])
+    dry = json_out(run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json"))
+    assert (dry["rows_to_delete"], dry["left_out_groups"]) == (1, 1), dry
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 1, result.output
+    assert sorted(db.rows("SELECT login, email FROM accounts"), key=repr) == sorted(
+        [("ann", None), ("dan", "d1@x"), ("dan", "d2@x")], key=repr)
+    undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(db, "accounts") == before
