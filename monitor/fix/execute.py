@@ -153,10 +153,9 @@ def _session(conn: Connection, db: Database) -> Connection:
 def _layout(conn: Connection, t: _Target) -> Layout:
     refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
     catalog = catalog_for(conn)
-    # A key column the check folds (case_insensitive, trim_whitespace) is no longer shared by a group's rows:
-    # 'Ann' and 'ann ' fall in one group, yet a unique key on that column says they are two entities.
-    shared = [c.name for c, e in zip(t.tc.key_columns, t.tc.key_exprs, strict=True) if e is c]
-    distinct = distinct_entity_keys(conn, t.tc.table, shared)
+    # The check's key columns aside, folded or not: a check with case_insensitive on `email UNIQUE` exists to merge
+    # 'Bob@x' into 'bob@x'; the key's own unique constraint is no evidence beyond the key the operator chose.
+    distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
     return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct,
                   collations=t.db.rules.column_collations(conn, t.tc.table))
 
