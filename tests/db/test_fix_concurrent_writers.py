@@ -132,3 +132,69 @@ def _writers_during_the_fix(pg, partitioned: bool = False) -> None:
     finally:
         stop.set()
         monitor.close()
+
+
+def test_writers_inserting_and_deleting_in_groups_without_primary_key_mariadb(mysql):
+    """MariaDB without a primary key (the seed incident's shape): writers insert rows into the groups (identical
+    copies and other roles) and delete copies while the fix runs. Counted per row content, as multisets:
+    live + archived + deleted by writers = seeded + inserted; every archived row is a seeded content, never one
+    only a writer wrote; a content the fix archived keeps a live copy unless a writer deleted one."""
+    from collections import Counter
+
+    mysql.execute("CREATE TABLE membership (g INTEGER NOT NULL, u INTEGER NOT NULL, role VARCHAR(8) NOT NULL, "
+                  "KEY (g, u, role))")
+    seeded = Counter({(g, 7, "member"): 2 + g % 2 for g in range(GROUPS)})
+    mysql.execute("INSERT INTO membership VALUES (:g, :u, :r)",
+                  params=[{"g": g, "u": u, "r": r} for (g, u, r), n in seeded.items() for _ in range(n)])
+    inserted: Counter = Counter()
+    deleted: Counter = Counter()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    monitor = Monitor(make_config(mysql, [{"name": "members", "table": "membership", "key": ["g", "u"]}]))
+
+    def writer(n: int) -> None:
+        rng = random.Random(100 + n)
+        engine = sa.create_engine(mysql.url)
+        try:
+            while not stop.is_set():
+                row = (rng.randrange(GROUPS) // WRITERS * WRITERS + n, 7, rng.choice(("member", "admin")))
+                if row[0] >= GROUPS:
+                    continue
+                with engine.begin() as conn:
+                    if rng.random() < 0.5:
+                        conn.execute(sa.text("INSERT INTO membership VALUES (:g, :u, :r)"),
+                                     {"g": row[0], "u": row[1], "r": row[2]})
+                        inserted[row] += 1
+                    elif conn.execute(sa.text("DELETE FROM membership WHERE g = :g AND u = :u AND role = :r LIMIT 1"),
+                                      {"g": row[0], "u": row[1], "r": row[2]}).rowcount:
+                        deleted[row] += 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    try:
+        plan = prepare_fix(monitor, "members")
+        threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(WRITERS)]
+        fix = FixThread(monitor, "members", plan, batch_size=4)
+        for t in threads:
+            t.start()
+        fix.start()
+        fix.join(120)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        assert fix.error is None and fix.report is not None, fix.error
+        archive = mysql.scalar("SELECT archive_table FROM dupewatch_fix WHERE fix_id = :f", {"f": fix.report.fix_id})
+        archived = Counter(tuple(r) for r in mysql.rows(f"SELECT g, u, role FROM {mysql.q(archive)}"))
+        live = Counter(tuple(r) for r in mysql.rows("SELECT g, u, role FROM membership"))
+        assert 0 < sum(archived.values()) == fix.report.deleted == fix.report.archived
+        assert live + archived + deleted == seeded + inserted
+        assert set(archived) <= set(seeded)
+        assert all(live[c] + deleted[c] >= 1 for c in archived)
+        undo_fix(monitor, fix.report.fix_id)
+        assert Counter(tuple(r) for r in mysql.rows("SELECT g, u, role FROM membership")) == live + archived
+    finally:
+        stop.set()
+        monitor.close()
