@@ -291,12 +291,12 @@ class Layout:
         (`UniqueKey.nulls_are_values`: then a NULL and a value differ)."""
         flags = []
         for j, key in enumerate(self.distinct_keys):
-            applies = key.applies(self.table)
             differs = []
             for part in key.parts(self.table):
-                values: ColumnElement[Any] = sa.func.count(sa.distinct(sa.case((applies, part))))
+                values: ColumnElement[Any] = sa.func.count(sa.distinct(key.where_applies(self.table, part)))
                 if key.nulls_are_values:
-                    values = values + sa.func.max(sa.case((sa.and_(applies, part.is_(None)), 1), else_=0))
+                    null = key.where_applies(self.table, sa.case((part.is_(None), 1), else_=0))
+                    values = values + sa.func.coalesce(sa.func.max(null), 0)
                 differs.append(values > 1)
             flags.append(sa.case((sa.or_(*differs), 1), else_=0).label(f"dw_u{j}"))
         return flags

@@ -225,3 +225,25 @@ def test_left_out_groups_of_a_table_without_primary_key_but_a_unique_key(db, tmp
     undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(db, "accounts") == before
+
+
+def test_partial_expression_index_is_evaluated_only_where_its_predicate_holds(pg, tmp_path):
+    """PostgreSQL evaluates a partial index's expression only on the rows its predicate admits: `(payload::int)`
+    WHERE kind = 'num' holds 'abc' in text rows. Telling a group's rows apart must not evaluate it elsewhere (an
+    invalid integer would stop the plan, every time)."""
+    pg.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT)",
+               "CREATE UNIQUE INDEX accounts_num ON accounts ((payload::int)) WHERE kind = 'num'",
+               "INSERT INTO accounts VALUES (1, 'ann', 'text', 'abc'), (2, 'ann', 'text', 'abc'), "
+               "(3, 'bob', 'num', '1'), (4, 'bob', 'num', '2'), (5, 'cid', 'num', '3'), (6, 'cid', 'text', 'x')")
+    before = contents(pg, "accounts")
+    path = config_file(tmp_path, pg, [ACCOUNTS])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json_out(dry)
+    assert (plan["rows_to_delete"], plan["left_out_groups"]) == (2, 1), plan
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert result.exit_code == 1, result.output
+    assert pg.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (4,), (5,)]
+    undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(pg, "accounts") == before

@@ -71,13 +71,16 @@ class UniqueKey:
         a NULL into a value: `coalesce(email, '')`)."""
         return self.nulls_not_distinct or self.opaque
 
-    def applies(self, table: sa.Table) -> ColumnElement[bool]:
-        """The rows the index constrains: every part non-NULL (NULLs are distinct in a unique index, unless
-        `nulls_are_values`) and, for a partial index, its predicate."""
-        where: list[ColumnElement[bool]] = [] if self.nulls_are_values else [p.is_not(None) for p in self.parts(table)]
-        if self.predicate:
-            where.append(sa.literal_column(f"({self.predicate})", sa.Boolean))
-        return sa.and_(sa.true(), *where)
+    def where_applies(self, table: sa.Table, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`value` on the rows the index constrains, else NULL: for a partial index, where its predicate holds,
+        and there every part non-NULL (NULLs are distinct in a unique index, unless `nulls_are_values`). Nested
+        CASEs, so that the parts are evaluated only where the predicate holds, as the index itself does
+        (`(payload::int) WHERE kind = 'num'` holds text elsewhere, which the cast would refuse)."""
+        inner = value if self.nulls_are_values else sa.case(
+            (sa.and_(*[p.is_not(None) for p in self.parts(table)]), value))
+        if not self.predicate:
+            return inner
+        return sa.case((sa.literal_column(f"({self.predicate})", sa.Boolean), inner))
 
 
 @dataclass(frozen=True)
