@@ -247,3 +247,22 @@ def test_partial_expression_index_is_evaluated_only_where_its_predicate_holds(pg
     undo = run_cli("undo", json_out(result)["fix_id"], "--config", str(path), "--yes")
     assert undo.exit_code == 0, undo.output
     assert contents(pg, "accounts") == before
+
+
+def test_add_constraint_after_a_fix_that_left_a_group_out(db, tmp_path):
+    """`fix --add-constraint` with a group left out: the left-out rows still share the key, so the unique index
+    cannot be added; the fix stands (exit 1), one line says why, nothing crashes, and the undo line works."""
+    db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, login VARCHAR(32) NOT NULL, email VARCHAR(64), "
+               "CONSTRAINT accounts_email_key UNIQUE (email))",
+               "INSERT INTO accounts VALUES (1, 'ann', NULL), (2, 'ann', NULL), (7, 'dan', 'd1@x'), (8, 'dan', 'd2@x')")
+    before = contents(db, "accounts")
+    path = config_file(tmp_path, db, [ACCOUNTS])
+    result = run_cli("fix", "accounts", "--config", str(path), "--yes", "--add-constraint")
+    assert result.exit_code == 1, result.output
+    assert "unexpected" not in result.output and "please report" not in result.output, result.output
+    assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (7,), (8,)]
+    undo_line = [line for line in result.stdout.splitlines() if "undo with:" in line]
+    assert undo_line, result.output
+    undo = run_cli(*undo_line[0].split("undo with: dupewatch ")[1].split(), "--config", str(path), "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert contents(db, "accounts") == before
