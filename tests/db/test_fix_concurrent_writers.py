@@ -49,6 +49,12 @@ def test_writers_deleting_and_updating_keepers_and_duplicates_during_the_fix(pg)
     _writers_during_the_fix(pg)
 
 
+def test_writers_moving_rows_out_of_the_checks_where_during_the_fix(pg):
+    """The check counts rows with v < 2 only: a writer's update takes a keeper or a duplicate out of it while the
+    fix runs; a row is archived only as a row inside the check's `where`."""
+    _writers_during_the_fix(pg, where="v < 2")
+
+
 def test_writers_moving_rows_between_partitions_during_the_fix(pg):
     """PostgreSQL, a partitioned table: a writer's key update moves the row to another partition, which a waiting
     DELETE meets as a serialization failure (the batch is rolled back and run again)."""
@@ -60,14 +66,14 @@ def test_writers_during_the_fix_mariadb(mysql):
     _writers_during_the_fix(mysql)
 
 
-def _writers_during_the_fix(pg, partitioned: bool = False) -> None:
+def _writers_during_the_fix(pg, partitioned: bool = False, where: str | None = None) -> None:
     seeded = _seed(pg, partitioned)
     keeper = {}
     for i, (k, _v) in sorted(seeded.items()):
         keeper.setdefault(k, i)  # keep = first, ordered by the primary key
     state = dict(seeded)  # each row's last committed (k, v), by its one writer
     deleted: set[int] = set()
-    monitor = Monitor(make_config(pg, CHECK))
+    monitor = Monitor(make_config(pg, [{**CHECK[0], "where": where}] if where else CHECK))
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -121,6 +127,7 @@ def _writers_during_the_fix(pg, partitioned: bool = False) -> None:
         assert {i: state[i] for i in live} == live
         assert {i: state[i] for i in archived} == archived  # the row as the writers last left it
         assert all(k == seeded[i][0] for i, (k, _v) in archived.items())  # still its planned key
+        assert where is None or all(v < 2 for _k, v in archived.values())  # still inside the check's where
         assert not set(keeper.values()) & set(archived)
         touched = {seeded[i][0] for i in archived}
         assert all(keeper[k] in live or keeper[k] in deleted for k in touched)
