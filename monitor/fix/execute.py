@@ -73,10 +73,11 @@ from monitor.fix.plan import (
     FixPlan,
     Layout,
     LeftOut,
+    archives,
     build_preview,
     distinct_groups,
 )
-from monitor.fix.records import FixRecord, reference_table
+from monitor.fix.records import FixRecord, reference_table, unusable_tables
 from monitor.fix.refs import find_references
 from monitor.fix.target import Target as _Target
 from monitor.fix.target import target
@@ -117,6 +118,7 @@ class FixReport:
     # Groups the plan left out (counted in `skipped`), as the plan this run started from listed them; empty
     # when resuming a fix planned by another run (its plan is not at hand).
     left_out: list[LeftOut] = field(default_factory=list)
+    left_out_groups: int = 0  # how many groups `left_out` lists (one left out on two unique keys is listed twice)
     notes: list[str] = field(default_factory=list)
     references_archived: int = 0  # referencing rows archived with their parents (on_reference = "archive")
 
@@ -124,7 +126,7 @@ class FixReport:
         return {"fix_id": self.fix_id, "check": self.check, "groups": self.groups, "deleted": self.deleted,
                 "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
                 "references_archived": self.references_archived, "constraint": self.constraint,
-                "left_out": [x.as_json() for x in self.left_out]}
+                "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out]}
 
 
 @dataclass
@@ -153,8 +155,11 @@ def _layout(conn: Connection, t: _Target) -> Layout:
     _vet_where(conn, t)
     refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
     catalog = catalog_for(conn)
+    # The check's key columns aside, folded or not: a check with case_insensitive on `email UNIQUE` exists to merge
+    # 'Bob@x' into 'bob@x'; the key's own unique constraint is no evidence beyond the key the operator chose.
     distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
-    return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct)
+    return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct,
+                  collations=t.db.rules.column_collations(conn, t.tc.table))
 
 
 def _vet_where(conn: Connection, t: _Target) -> None:
@@ -392,10 +397,11 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     with table_lock(t):
         resumed = False
         left_out: list[LeftOut] = []
+        left_out_groups = 0
         if plan is not None and plan.fix_id is not None:
             if plan.blockers:
                 raise FixRefused(f"check {check!r} cannot be fixed: {plan.blockers[0]}")
-            fix_id, left_out = plan.fix_id, plan.left_out
+            fix_id, left_out, left_out_groups = plan.fix_id, plan.left_out, plan.left_out_groups
         else:
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
@@ -403,6 +409,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             if pending is not None:
                 fix_id, resumed = pending.fix_id, True
             else:
+                _refuse_unusable(t)
                 fresh = _snapshot(t, sample=0)
                 if fresh.blockers:
                     with _writer(t) as conn:
@@ -411,13 +418,26 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                             records.update_record(conn, fresh.fix_id or "", state="discarded",
                                                   finished_at=records.now_text(), message=fresh.blockers[0])
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
-                fix_id, left_out = fresh.fix_id or "", fresh.left_out
+                fix_id, left_out, left_out_groups = fresh.fix_id or "", fresh.left_out, fresh.left_out_groups
         try:
             report = _execute(t, fix_id, sizer, progress, cancel)
         finally:  # what any batch deleted: incremental checks of the table re-count their groups
             monitor.table_changed(t.db.name, t.tc.table.name, f"fix {fix_id}", restored=False)
-        report.resumed, report.left_out = resumed, left_out
+        report.resumed, report.left_out, report.left_out_groups = resumed, left_out, left_out_groups
     return report
+
+
+def _refuse_unusable(t: _Target) -> None:
+    """Refuse before anything is written when the fix role may not use a table of dupewatch's the fix will
+    write (an archive an earlier fix created as another role): its first batch would stop on it, and so would
+    every resumed run."""
+    try:
+        with _writer(t) as conn, conn.begin():
+            refusals = unusable_tables(conn, archives(conn, _layout(conn, t)))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(t.db.describe(exc)) from None
+    if refusals:
+        raise FixRefused(f"check {t.config.name!r} cannot be fixed: {refusals[0]}")
 
 
 def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallback | None,

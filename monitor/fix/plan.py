@@ -17,6 +17,7 @@ in Python; only `sample` groups are listed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,9 +30,10 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
+from monitor.fix.archive import archive_name
 from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
-from monitor.fix.records import home, now_text, safe_identifier, unusable_tables
+from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
 from monitor.words import value_text
@@ -74,8 +76,13 @@ class Layout:
     """How one table check is planned and executed: identity mode, plan relation, join conditions."""
 
     def __init__(self, tc: TableCheck, refs: list[Reference], hooks: DeleteHooks | None = None,
-                 distinct_keys: list[UniqueKey] | None = None, *, merge_distinct: bool = False) -> None:
+                 distinct_keys: list[UniqueKey] | None = None, *, merge_distinct: bool = False,
+                 collations: dict[str, str | None] | None = None) -> None:
         self.tc = tc
+        # Each text column's collation as the catalog states it (`Dialect.column_collations`): the plan table's
+        # copies of a column hold its bytes only in its own character set (MariaDB: a latin1 'é' copied into
+        # the database's default utf8mb4 is two other bytes, and `copy_match` compares bytes).
+        self.collations = collations or {}
         self.hooks = hooks or DeleteHooks()
         # Unique constraints and indexes beyond the key (see `catalog.distinct_entity_keys`): rows of a group
         # that differ on one are different entities, merged only when the operator asks (`merge_distinct`).
@@ -205,10 +212,13 @@ class Layout:
         columns = [sa.Column(GROUP, sa.BigInteger, nullable=False), sa.Column(RANK, sa.BigInteger, nullable=False)]
         columns += [sa.Column(label, self._storable(t)) for label, t in zip(self.identity_labels,
                                                                           self.identity_types, strict=True)]
-        columns += [sa.Column(label, self._storable(c.type))
+        columns += [sa.Column(label, self._storable(self._collated(c.name, c.type)))
                     for label, c in zip(self.key_labels, self.tc.key_columns, strict=True)]
-        columns += [sa.Column(self.ref_label[n], self._storable(self.table.c[n].type)) for n in self.ref_names]
-        columns += [sa.Column(label, self._storable(kind)) for label, _expr, kind in self.row_copies]
+        columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type)))
+                    for n in self.ref_names]
+        copied = [c.name for c in self.table.columns] if self.row_copies else []  # a copy is of every column
+        columns += [sa.Column(label, self._storable(self._collated(name, kind)))
+                    for (label, _expr, kind), name in zip(self.row_copies, copied, strict=True)]
         columns.append(sa.Column(SIZE, sa.BigInteger, nullable=False))
         return sa.Table(name, sa.MetaData(), *columns, schema=schema)
 
@@ -217,6 +227,15 @@ class Layout:
         """(group, rank) is the plan's key; built after the snapshot is inserted (cheaper than maintaining
         it row by row)."""
         return sa.Index(f"{plan.name}_key", plan.c[GROUP], plan.c[RANK], unique=True)
+
+    def _collated(self, name: str, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+        """`kind` with the column's catalog collation (hence its character set), for a text column."""
+        collation = self.collations.get(name)
+        if not collation or not isinstance(kind, sa.String) or kind.collation:
+            return kind
+        collated = copy.copy(kind)
+        collated.collation = collation
+        return collated
 
     def _storable(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
         if isinstance(kind, sa.types.NullType):
@@ -268,11 +287,17 @@ class Layout:
     def distinct_flags(self) -> list[sa.Label[int]]:
         """Per unique key in `distinct_keys`, an aggregate over a group's rows (the plan relation joined to the
         table): 1 when at least two of them hold different values on it where it applies, counted by the
-        database with its own comparison (collation included), NULLs ignored."""
+        database with its own comparison (collation included), NULLs ignored unless the key holds them as values
+        (`UniqueKey.nulls_are_values`: then a NULL and a value differ)."""
         flags = []
         for j, key in enumerate(self.distinct_keys):
-            applies = key.applies(self.table)
-            differs = [sa.func.count(sa.distinct(sa.case((applies, part)))) > 1 for part in key.parts(self.table)]
+            differs = []
+            for part in key.parts(self.table):
+                values: ColumnElement[Any] = sa.func.count(sa.distinct(key.where_applies(self.table, part)))
+                if key.nulls_are_values:
+                    null = key.where_applies(self.table, sa.case((part.is_(None), 1), else_=0))
+                    values = values + sa.func.coalesce(sa.func.max(null), 0)
+                differs.append(values > 1)
             flags.append(sa.case((sa.or_(*differs), 1), else_=0).label(f"dw_u{j}"))
         return flags
 
@@ -463,7 +488,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     if unseen:
         plan.blockers.append(unseen)
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
-    plan.blockers.extend(unusable_tables(conn))
+    plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     for ref_plan in plan.references:
         ref = ref_plan.reference
         if ref_plan.rows and ref.visible and ref.action != "refuse":
@@ -471,6 +496,17 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
             plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
                                                             else "delete"))
     plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
+
+
+def archives(conn: Connection, layout: Layout) -> list[sa.Table]:
+    """The archive tables a fix of the layout's table writes (its own, and those of the referencing tables it
+    archives with their parents), where `archive.ensure_archive` keeps them; an earlier fix may have created
+    them as another role."""
+    apart = home(conn) is not None
+    tables = [(layout.table.schema, layout.table.name)]
+    tables += [(ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]
+    return [sa.Table(archive_name(sa.Table(name, sa.MetaData(), schema=schema), apart=apart), sa.MetaData(),
+                     schema=place(conn, schema)) for schema, name in tables]
 
 
 def _totals(conn: Connection, layout: Layout, rel: FromClause) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import getpass
 import re
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -225,16 +226,19 @@ def has_tables(conn: Connection) -> bool:
     return True
 
 
-def unusable_tables(conn: Connection) -> list[str]:
+def unusable_tables(conn: Connection, also: Sequence[sa.Table] = ()) -> list[str]:
     """A refusal per bookkeeping table this connection's role may not read and write: they grant nothing to
     anyone but their owner, so a fix through another role than the one that ran the first fix (a `fix_url`
-    added later) would fail on them. [] when the tables do not exist yet."""
+    added later) would fail on them. `also`: more of dupewatch's tables a fix will write (the archives an
+    earlier fix created), checked where they exist. [] when none of the tables exists yet."""
     from monitor.fix.catalog import catalog_for
 
     schema = home(conn)
-    if not sa.inspect(conn).has_table(FIX_TABLE, schema=schema):
+    tables = list(also)
+    if sa.inspect(conn).has_table(FIX_TABLE, schema=schema):
+        tables[:0] = [sa.Table(name, sa.MetaData(), schema=schema) for name in (FIX_TABLE, REFERENCE_TABLE)]
+    if not tables:
         return []
-    tables = [sa.Table(name, sa.MetaData(), schema=schema) for name in (FIX_TABLE, REFERENCE_TABLE)]
     foreign = catalog_for(conn).foreign_owners(tables)
     if not foreign:
         return []

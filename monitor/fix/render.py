@@ -67,7 +67,7 @@ def report_lines(report: FixReport) -> list[str]:
              + (f", {report.references_archived:,} referencing row(s) archived" if report.references_archived
                 else "")]
     lines.extend(f"  left out: {left_out.describe(report.check)}" for left_out in report.left_out)
-    changed = report.skipped - sum(x.groups for x in report.left_out)
+    changed = report.skipped - report.left_out_groups
     if changed > 0 and report.resumed and not report.left_out:
         lines.append(f"  {changed:,} group(s) skipped: left out by the plan (see `dupewatch fix {report.check} "
                      "--dry-run`) or changed since it; run the check again")

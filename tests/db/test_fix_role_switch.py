@@ -81,3 +81,51 @@ def test_the_detection_role_reads_the_fix_records_with_a_grant_and_a_policy(pg, 
     pg.execute(f'CREATE POLICY dupewatch_fix_read ON "{pg.schema}".dupewatch_fix FOR SELECT TO {other_role} '
                "USING (true)")
     assert totals() == {CHECK["name"]: 1}
+
+
+def test_a_fix_role_that_may_not_use_the_tables_archive_is_refused_before_anything_changes(pg, other_role, tmp_path):
+    """The operator gave dupewatch_fix and dupewatch_fix_reference to the fix role, but the table's archive from an
+    earlier fix still belongs to the first role: refused up front naming the archive, not a batch stopped on it."""
+    pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
+               "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x'), (4, 'b@x')")
+    first = write_config(tmp_path / "first.toml", {"app": {"url": pg.url}},
+                         [{"database": "app", **CHECK, "where": "email = 'a@x'"}])
+    assert run_cli("fix", CHECK["name"], "--config", str(first), "--yes").exit_code == 0  # as the superuser
+    pg.execute(f'ALTER TABLE "{pg.schema}".dupewatch_fix OWNER TO {other_role}',
+               f'ALTER TABLE "{pg.schema}".dupewatch_fix_reference OWNER TO {other_role}')
+    before = contents(pg, "customer", "dupewatch_archive_customer")
+    fixes = pg.scalar("SELECT count(*) FROM dupewatch_fix")
+    as_other = make_url(pg.url).set(username=other_role, password="pw").render_as_string(hide_password=False)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "fix_url": as_other}},
+                        [{"database": "app", **CHECK}])
+    dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    blocked = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
+    assert blocked and "dupewatch_archive_customer" in blocked[0] and "belongs to postgres" in blocked[0], dry.stdout
+    fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
+    assert fix.exit_code == 2, fix.output
+    message = fix.stderr
+    assert "rolled back" not in message and "dupewatch_archive_customer" in message, message
+    assert contents(pg, "customer", "dupewatch_archive_customer") == before
+    assert pg.scalar("SELECT count(*) FROM dupewatch_fix") == fixes
+
+
+def test_undo_by_a_role_that_may_not_read_the_archive_is_refused_naming_it(pg, other_role, tmp_path):
+    """Undo through a `fix_url` role that was handed dupewatch_fix and dupewatch_fix_reference but not the archive:
+    refused in one line naming the archive and its owner, the fix still undoable by the owner."""
+    pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
+               "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')")
+    first = write_config(tmp_path / "first.toml", {"app": {"url": pg.url}}, [{"database": "app", **CHECK}])
+    assert run_cli("fix", CHECK["name"], "--config", str(first), "--yes").exit_code == 0  # as the superuser
+    fix_id = pg.scalar("SELECT fix_id FROM dupewatch_fix")
+    pg.execute(f'ALTER TABLE "{pg.schema}".dupewatch_fix OWNER TO {other_role}',
+               f'ALTER TABLE "{pg.schema}".dupewatch_fix_reference OWNER TO {other_role}')
+    as_other = make_url(pg.url).set(username=other_role, password="pw").render_as_string(hide_password=False)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "fix_url": as_other}},
+                        [{"database": "app", **CHECK}])
+    undo = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undo.exit_code == 2, undo.output
+    assert "dupewatch_archive_customer" in undo.stderr and "unexpected" not in undo.stderr, undo.stderr
+    assert pg.rows("SELECT id FROM customer ORDER BY id") == [(1,)]
+    assert run_cli("undo", fix_id, "--config", str(first), "--yes").exit_code == 0, "the owner may still undo"
+    assert pg.rows("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]

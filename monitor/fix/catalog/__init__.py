@@ -56,13 +56,14 @@ def catalog_for(conn: Connection) -> Catalog:
 
 def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str]) -> list[UniqueKey]:
     """The unique constraints and indexes of `table` that say two rows sharing the values of `key` are different
-    entities when they hold different non-NULL values on them: every valid one except the primary key (which
-    always differs) and those whose columns all lie within `key` (the rows of a group share them).
+    entities when they hold different non-NULL values on them (or NULL and a value, for PostgreSQL's `NULLS NOT
+    DISTINCT`): every valid one except the primary key (which always differs) and those whose columns all lie
+    within `key` (the rows of a group share them).
 
     Expression indexes are kept (their parts are the server's deparsed expressions); partial indexes apply under
     their predicate. SQLite keeps expressions and predicates only as the CREATE INDEX text, which dupewatch does
-    not parse: an expression index is left out there, and a partial one applies to every row (a false refusal,
-    never a merge)."""
+    not parse: an expression index there is `opaque` (rows differing in any column outside the primary key are
+    told apart), and a partial one applies to every row (false refusals, never a merge)."""
     within = set(key)
     return [u for u in catalog_for(conn).unique_keys(table)
             if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)]

@@ -36,32 +36,51 @@ class UniqueKey:
 
     Each part is a column name (`columns[j]`) or, for an expression index, the expression as the database
     deparses it (`expressions[j]`, the column entry then None). `predicate`: a partial index's condition as the
-    database deparses it (the index applies only to rows where it holds)."""
+    database deparses it (the index applies only to rows where it holds). `nulls_not_distinct`: NULL is a value
+    of the key like any other (PostgreSQL 15 `UNIQUE NULLS NOT DISTINCT`). `opaque`: an expression part the
+    database keeps only as the CREATE INDEX text (SQLite), which dupewatch does not parse: any column may be
+    part of it."""
 
     name: str
     columns: tuple[str | None, ...]
     expressions: tuple[str | None, ...] = ()
     predicate: str | None = None
     primary: bool = False
+    nulls_not_distinct: bool = False
+    opaque: bool = False
 
     @property
     def label(self) -> str:
-        parts = [c if c is not None else (self.expressions[j] or "?") for j, c in enumerate(self.columns)]
+        expressions = [*self.expressions, *[None] * len(self.columns)]
+        parts = [c if c is not None else (expressions[j] or "an expression") for j, c in enumerate(self.columns)]
         where = f" WHERE {self.predicate}" if self.predicate else ""
         return f"{self.name} ({', '.join(parts)}){where}"
 
     def parts(self, table: sa.Table) -> list[ColumnElement[Any]]:
-        """The key parts as expressions over `table` (an expression is the server's own text)."""
+        """The key parts as expressions over `table` (an expression is the server's own text). An `opaque` key:
+        every column outside the primary key (rows equal on all of them are equal on any expression of them)."""
+        if self.opaque:
+            pk = {c.name for c in table.primary_key.columns}
+            return [c for c in table.columns if c.name not in pk]
         return [table.c[c] if c is not None else sa.literal_column(f"({self.expressions[j]})")
                 for j, c in enumerate(self.columns)]
 
-    def applies(self, table: sa.Table) -> ColumnElement[bool]:
-        """The rows the index constrains: every part non-NULL (NULLs are distinct in a unique index) and,
-        for a partial index, its predicate."""
-        where: list[ColumnElement[bool]] = [p.is_not(None) for p in self.parts(table)]
-        if self.predicate:
-            where.append(sa.literal_column(f"({self.predicate})", sa.Boolean))
-        return sa.and_(*where)
+    @property
+    def nulls_are_values(self) -> bool:
+        """Whether a NULL part tells rows apart: `nulls_not_distinct`, or an `opaque` expression (which may turn
+        a NULL into a value: `coalesce(email, '')`)."""
+        return self.nulls_not_distinct or self.opaque
+
+    def where_applies(self, table: sa.Table, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`value` on the rows the index constrains, else NULL: for a partial index, where its predicate holds,
+        and there every part non-NULL (NULLs are distinct in a unique index, unless `nulls_are_values`). Nested
+        CASEs, so that the parts are evaluated only where the predicate holds, as the index itself does
+        (`(payload::int) WHERE kind = 'num'` holds text elsewhere, which the cast would refuse)."""
+        inner = value if self.nulls_are_values else sa.case(
+            (sa.and_(*[p.is_not(None) for p in self.parts(table)]), value))
+        if not self.predicate:
+            return inner
+        return sa.case((sa.literal_column(f"({self.predicate})", sa.Boolean), inner))
 
 
 @dataclass(frozen=True)

@@ -155,9 +155,11 @@ class PostgresCatalog(Catalog):
                          ORDER BY k) AS columns,
                    ARRAY(SELECT CASE WHEN i.indkey[k - 1] = 0 THEN pg_get_indexdef(i.indexrelid, k, true) END
                          FROM generate_series(1, i.indnkeyatts) k ORDER BY k) AS expressions,
-                   pg_get_expr(i.indpred, i.indrelid, true) AS predicate
+                   pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
+                   coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_not_distinct
             FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
             WHERE i.indrelid = to_regclass(:t) AND i.indisunique AND i.indisvalid AND i.indisready
             ORDER BY ic.relname"""), {"t": qualified(self.conn, table)}).all()
-        return [UniqueKey(r.name, tuple(r.columns), tuple(r.expressions), r.predicate, bool(r.primary))
-                for r in rows]
+        # indnullsnotdistinct exists from PostgreSQL 15 on (read through to_jsonb so older servers answer false).
+        return [UniqueKey(r.name, tuple(r.columns), tuple(r.expressions), r.predicate, bool(r.primary),
+                          bool(r.nulls_not_distinct)) for r in rows]

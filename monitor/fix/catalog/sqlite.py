@@ -93,13 +93,13 @@ class SqliteCatalog(Catalog):
         prefix = f"{quote(table.schema)}." if table.schema else ""
         found = []
         # index_list rows: (seq, name, unique, origin, partial); index_xinfo: (seqno, cid, name, desc, coll, key).
-        # cid -2 is an expression, kept only as text: such an index is left out (see `distinct_entity_keys`).
+        # cid -2 is an expression, kept only as text: such an index is `opaque` (any column may be part of it).
         for row in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_list({quote(table.name)})").all():
             if not row[2]:
                 continue
             keys = [r for r in self.conn.exec_driver_sql(f"PRAGMA {prefix}index_xinfo({quote(row[1])})") if r[5]]
-            if all(r[1] >= 0 for r in keys):
-                found.append(UniqueKey(row[1], tuple(r[2] for r in keys), primary=row[3] == "pk"))
+            columns = tuple(r[2] if r[1] >= 0 else None for r in keys)
+            found.append(UniqueKey(row[1], columns, primary=row[3] == "pk", opaque=None in columns))
         if not any(u.primary for u in found) and table.primary_key.columns:  # INTEGER PRIMARY KEY is the rowid
             found.append(UniqueKey("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns), primary=True))
         return found
