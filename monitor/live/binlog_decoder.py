@@ -88,6 +88,10 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                     in_transaction = False  # changes, which are logged even when rolled back: no XID event
                     pipe.send(committed(event.timestamp))
                 elif control is None:  # a statement (TRUNCATE, DDL, or DML a session logged as a statement)
+                    # Without binlog_row_metadata = FULL, rows carry values by position, named from
+                    # information_schema once per table: a DDL statement may have moved, renamed or dropped a column
+                    # (or created a table of that name again), so the names are read again for the rows after it.
+                    row_event._COLUMN_NAME_CACHE.clear()
                     verb = adds_rows(event.query)
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
                     if not in_transaction:  # it commits alone; inside a transaction its end commits it

@@ -133,7 +133,7 @@ class BinlogStream:
             "log_pos": position[1], "only_schemas": [self.url.database], "slave_heartbeat": HEARTBEAT_SECONDS,
             "enable_logging": False,
             # Without binlog_row_metadata = FULL the table map names no columns: they are read from
-            # information_schema once per table (a column reordered later needs a daemon restart). Its advice to
+            # information_schema once per table, and again after each DDL statement (binlog_decoder). Its advice to
             # set it is a multi-line warning per stream, silenced in the decoder; the README says it.
             "use_column_name_cache": True}
         self._reset_queue()
