@@ -1550,3 +1550,25 @@ def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_rea
         await_true(lambda: len(recorded.gaps) == 1, "the ALTER reported as a gap")
         execute(engine, f"INSERT INTO {table} (note, email) VALUES ('x', 'm@example.com'), ('y', 'm@example.com')")
         await_true(lambda: groups.figures == (1, 1), "the duplicate inserted after the ALTER")
+
+
+def test_mariadb_a_check_on_a_table_of_another_database_is_followed(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """A check may name `otherdb.table` on a MariaDB connection whose URL names another database: its rows are in
+    the same binary log, and the stream must not keep only the URL's database's."""
+    engine, table = mariadb_table
+    execute(engine, "CREATE DATABASE IF NOT EXISTS live_other")
+    execute(engine, f"CREATE TABLE live_other.{table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
+                    " INDEX (email))")
+    try:
+        monitor = monitor_for({"live": {"url": mariadb.url}}, [
+            {"name": "signups", "database": "live", "table": f"live_other.{table}", "key": ["email"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (email) VALUES ('o@example.com'), ('o@example.com')")  # not it
+            execute(engine, f"INSERT INTO live_other.{table} (email) VALUES ('o@example.com'), ('o@example.com')")
+            await_true(lambda: groups.figures == (1, 1), "the group of the other database's table")
+            assert groups.figures == (1, 1)
+    finally:
+        execute(engine, f"DROP TABLE live_other.{table}")
