@@ -245,11 +245,17 @@ class LogicalDecodingStream:
                 for above in ancestors if above == table or above in watched]
 
     def _shapes_now(self) -> dict[int, str]:
+        """Each watched table's shape now; `_REPLACED` where its name no longer names it (renamed, dropped: another
+        table may hold the name, whose rows no change named)."""
         assert self._conn is not None
         if not self._shapes:
             return {}
-        return {int(oid): str(shape) for oid, shape in self._conn.execute(
-            f"SELECT c.oid, {_SHAPE} FROM pg_class c WHERE c.oid = ANY(%s)", (list(self._shapes),)).fetchall()}
+        oids = list(self._shapes)
+        return {int(oid): str(shape) if named else _REPLACED for oid, shape, named in self._conn.execute(
+            f"SELECT w.oid, {_SHAPE}, to_regclass(format('%%I.%%I', w.nspname, w.relname)) IS NOT DISTINCT FROM"
+            " w.oid::regclass FROM unnest(%s::oid[], %s::text[], %s::text[]) AS w(oid, nspname, relname)"
+            " LEFT JOIN pg_class c ON c.oid = w.oid",
+            (oids, [self._shapes[o][0] for o in oids], [self._shapes[o][1] for o in oids])).fetchall()}
 
     def _reshaped(self, shapes: dict[int, str], truncated: set[tuple[str, str]]) -> str | None:
         """Why a watched table may hold keys no change named (a table rewritten, or its columns changed, since its
@@ -258,11 +264,15 @@ class LogicalDecodingStream:
         storage with the same columns is a TRUNCATE where the stream shows one of the table, in this read or the
         previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes)."""
         seen, self._truncated = truncated | self._truncated, truncated
-        reshaped, repartitioned = [], []
-        for oid, (schema, name, before) in self._shapes.items():
+        reshaped, repartitioned, replaced = [], [], []
+        for oid, (schema, name, before) in list(self._shapes.items()):
             now = shapes.get(oid)
+            if now == _REPLACED:  # the check's table is another now (its own shape is kept as it is counted)
+                del self._shapes[oid]
+                replaced.append(f"{schema}.{name}")
+                continue
             if now is None or now == before:
-                continue  # a dropped table: its re-counts fail, a gap of their own
+                continue
             self._shapes[oid] = (schema, name, now)
             (_storage, columns, tree), (_before, columns_before, tree_before) = (
                 now.split(":", 2), before.split(":", 2))
@@ -270,8 +280,11 @@ class LogicalDecodingStream:
                 reshaped.append(f"{schema}.{name}")
             elif tree != tree_before:
                 repartitioned.append(f"{schema}.{name}")
-        if repartitioned:
+        if repartitioned or replaced:
             self._ancestors.clear()  # a table a change names may be a partition now, or no longer
+        if replaced:
+            return (f"table {', '.join(replaced)} replaced: another table (or none) has its name now (a rename, an "
+                    "online schema change's cut-over; logical decoding shows no DDL): every check counted in full")
         if reshaped:
             return (f"table {', '.join(reshaped)} rewritten or its columns changed (ALTER TABLE, VACUUM FULL, "
                     "CLUSTER; logical decoding shows no DDL): every check counted in full")
@@ -311,6 +324,9 @@ _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum ||
           " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ':' ||"
           " coalesce((SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)"
           " FROM pg_partition_tree(c.oid) t), '')")
+
+
+_REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 
 
 def _first_line(exc: BaseException) -> str:

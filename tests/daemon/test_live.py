@@ -1572,3 +1572,25 @@ def test_mariadb_a_check_on_a_table_of_another_database_is_followed(
             assert groups.figures == (1, 1)
     finally:
         execute(engine, f"DROP TABLE live_other.{table}")
+
+
+def test_a_table_swapped_in_under_the_checks_name_is_a_gap_and_its_group_is_counted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """An online schema change's cut-over renames a table filled beforehand (its rows named by its old name in the
+    stream) to the check's table's name: rows under the name that no change named, as MariaDB's RENAME TABLE."""
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"CREATE TABLE {table}_new (LIKE {table} INCLUDING ALL)")
+        execute(admin, f"INSERT INTO {table}_new (id, email) VALUES (1, 's@example.com'), (2, 's@example.com')")
+        with admin.connect() as conn, conn.begin():
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_old"))
+            conn.execute(sa.text(f"ALTER TABLE {table}_new RENAME TO {table}"))
+        try:
+            await_true(lambda: groups.figures == (1, 1), "the group of the table swapped in")
+            await_true(lambda: len(recorded.gaps) == 1, "the swap reported as a gap")
+        finally:
+            execute(admin, f"DROP TABLE {table}_old CASCADE")
+    assert "replaced" in recorded.gaps[0]
