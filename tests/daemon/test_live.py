@@ -1594,3 +1594,46 @@ def test_a_table_swapped_in_under_the_checks_name_is_a_gap_and_its_group_is_coun
         finally:
             execute(admin, f"DROP TABLE {table}_old CASCADE")
     assert "replaced" in recorded.gaps[0]
+
+
+def test_a_delete_without_a_replica_identity_beside_other_changes_dissolves_its_group(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, plugin: str) -> None:
+    """wal2json prints nothing of a DELETE from a table without a replica identity: in a transaction that changed
+    another table too, the transaction is not empty, and the delete must still make every known group re-counted."""
+    name = f"membership_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (role_id int NOT NULL, group_id int NOT NULL)")  # no primary key
+    execute(admin, f"CREATE INDEX ON {name} (role_id, group_id)")
+    try:
+        execute(admin, f"INSERT INTO {name} VALUES (1, 1), (1, 1)")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "membership", "database": "live", "table": name, "key": ["role_id", "group_id"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            assert reader.groups["membership"].figures == (1, 1)
+            with admin.connect() as conn, conn.begin():
+                conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('other@example.com')"))
+                conn.execute(sa.text(f"DELETE FROM {name} WHERE ctid = (SELECT min(ctid) FROM {name})"))
+            await_true(lambda: reader.groups["membership"].figures == (0, 0), f"the group dissolved ({plugin})")
+    finally:
+        execute(admin, f"DROP TABLE {name}")
+
+
+def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Renaming columns changes no type: the key's name may come to name another column (its old values are in no
+    change), which makes the groups of that column's values the check's."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN email_next text")
+    execute(admin, f"CREATE INDEX ON {table} (email_next)")  # the key's index once renamed
+    execute(admin, f"INSERT INTO {table} (email, email_next) VALUES ('a@example.com', 'n@example.com'),"
+                   " ('b@example.com', 'n@example.com')")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        with admin.connect() as conn, conn.begin():
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email TO email_before"))
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email_next TO email"))
+        await_true(lambda: groups.figures == (1, 1), "the group of the column now named email")
+        await_true(lambda: len(recorded.gaps) == 1, "the rename reported as a gap")
