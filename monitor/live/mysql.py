@@ -10,7 +10,8 @@ logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on a
 every known group of the database is re-counted. An INSERT, REPLACE, UPDATE or LOAD DATA logged as a statement (a
 session may set its own `binlog_format`), an `ALTER TABLE` (a key's type or collation) or a `RENAME TABLE` (an
 online schema change's cut-over) may have made groups the log does not name: its transaction is `unnamed`, which
-the reader reports as a gap and follows with a full count. It writes
+the reader reports as a gap and follows with a full count; so is the XA COMMIT of a transaction whose prepared
+rows the decoder did not keep (monitor/live/binlog_decoder.py). It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -390,6 +391,9 @@ def _only(row: Row | None, columns: frozenset[str]) -> Row | None:
 
 def _unnamed(verb: str) -> str:
     """Why a statement's transaction names no rows that may have formed groups (`Transaction.unnamed`)."""
+    if verb == "XA COMMIT":
+        return ("XA COMMIT of a transaction whose rows were not kept since its XA PREPARE (prepared before the stream "
+                "began, or too many): every check counted in full")
     if verb in ("ALTER TABLE", "RENAME TABLE"):
         return (f"{verb} changed tables without logging their rows (a key's type or collation, or a table swapped "
                 "in): every check counted in full")

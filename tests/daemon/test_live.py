@@ -1637,3 +1637,46 @@ def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
             conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email_next TO email"))
         await_true(lambda: groups.figures == (1, 1), "the group of the column now named email")
         await_true(lambda: len(recorded.gaps) == 1, "the rename reported as a gap")
+
+
+def test_mariadb_a_duplicate_committed_by_an_xa_transaction_is_found(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """MariaDB logs an XA transaction's rows at XA PREPARE, before they are committed (a re-count cannot see them
+    yet), and its XA COMMIT later as a statement: the rows are counted once committed."""
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    xid = f"dw{uuid.uuid4().hex[:8]}"
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"XA START '{xid}'"))
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('xa@example.com'), ('xa@example.com')"))
+            conn.execute(sa.text(f"XA END '{xid}'"))
+            conn.execute(sa.text(f"XA PREPARE '{xid}'"))
+            await_true(lambda: recorded.events >= 2, "the prepared rows read from the binary log")
+            assert groups.figures == (0, 0)  # not committed yet
+            conn.execute(sa.text(f"XA COMMIT '{xid}'"))
+            await_true(lambda: groups.figures == (1, 1), "the group the XA transaction committed")
+
+
+def test_mariadb_an_xa_transaction_prepared_before_the_stream_began_is_a_gap_at_its_commit(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    xid = f"dw{uuid.uuid4().hex[:8]}"
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"XA START '{xid}'"))
+        conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('xa@example.com'), ('xa@example.com')"))
+        conn.execute(sa.text(f"XA END '{xid}'"))
+        conn.execute(sa.text(f"XA PREPARE '{xid}'"))
+        with following_reader(monitor, recorded) as reader:
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            conn.execute(sa.text(f"XA COMMIT '{xid}'"))
+            await_true(lambda: groups.figures == (1, 1), "the group the XA transaction committed")
+            await_true(lambda: len(recorded.gaps) == 1, "the commit of rows not kept reported as a gap")
+    assert "XA COMMIT of a transaction whose rows were not kept" in recorded.gaps[0]
