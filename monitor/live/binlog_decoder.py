@@ -45,7 +45,7 @@ row_event: Any = importlib.import_module("pymysqlreplication.row_event")
 
 _PR_SET_PDEATHSIG = 1
 FL_PREPARED_XA = 64  # MariaDB's GTID event flag: the transaction is an XA transaction's prepare
-XA_CHANGES = 20_000  # changes of a prepared XA transaction kept until its XA COMMIT; past it, it is a gap there
+XA_CHANGES = 20_000  # changes of prepared XA transactions kept until their XA COMMIT; past it, a gap there
 
 
 def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, str] | None, pipe: Connection,
@@ -94,8 +94,10 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                 control = transaction_control(event.query)
                 verb, xid = xa_statement(event.query)
                 if verb == "XA END":  # the prepare of an XA transaction: its rows are not committed yet
-                    if xa:
-                        prepared[xid] = preparing
+                    if xa:  # kept within XA_CHANGES for all prepared transactions (some may never commit)
+                        held = sum(len(kept) for kept in prepared.values() if kept is not None)
+                        fits = preparing is not None and held + len(preparing) <= XA_CHANGES
+                        prepared[xid] = preparing if fits else None
                     xa, preparing = False, None
                     pipe.send(committed(event.timestamp))
                 elif verb in ("XA COMMIT", "XA ROLLBACK"):
