@@ -44,6 +44,8 @@ events: Any = importlib.import_module("pymysqlreplication.event")
 row_event: Any = importlib.import_module("pymysqlreplication.row_event")
 
 _PR_SET_PDEATHSIG = 1
+FL_PREPARED_XA = 64  # MariaDB's GTID event flag: the transaction is an XA transaction's prepare
+XA_CHANGES = 20_000  # changes of prepared XA transactions kept until their XA COMMIT; past it, a gap there
 
 
 def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, str] | None, pipe: Connection,
@@ -54,6 +56,12 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     started: str | None = None
     in_transaction = False  # between a BEGIN and its end: a statement there does not commit alone
     reader: Any = None
+    # MariaDB logs an XA transaction's rows at XA PREPARE, not yet committed (a re-count does not see them), and
+    # its XA COMMIT later, alone: its changes are kept (by xid) and sent again at the commit; where they were not
+    # kept (too many, or prepared before this stream began), the commit is a statement naming no rows, a gap.
+    preparing: list[Change] | None = None  # of the XA transaction being read (None: none, or too many)
+    xa = False  # reading an XA transaction's prepare
+    prepared: dict[str, list[Change] | None] = {}
 
     def connect(**kwargs: Any) -> Any:
         if reader is not None and gtid is not None:  # reconnecting: resume after the last commit read
@@ -77,23 +85,50 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
         for event in reader:
             if isinstance(event, events.MariadbGtidEvent):
                 started = event.gtid
+                xa = bool(event.flags & FL_PREPARED_XA)
+                preparing = [] if xa else None
             elif isinstance(event, events.XidEvent):
                 in_transaction = False
                 pipe.send(committed(event.timestamp))
             elif isinstance(event, events.QueryEvent):
                 control = transaction_control(event.query)
-                if control == "BEGIN":
+                verb, xid = xa_statement(event.query)
+                if verb == "XA END":  # the prepare of an XA transaction: its rows are not committed yet
+                    if xa:  # kept within XA_CHANGES for all prepared transactions (some may never commit)
+                        held = sum(len(kept) for kept in prepared.values() if kept is not None)
+                        fits = preparing is not None and held + len(preparing) <= XA_CHANGES
+                        prepared[xid] = preparing if fits else None
+                    xa, preparing = False, None
+                    pipe.send(committed(event.timestamp))
+                elif verb in ("XA COMMIT", "XA ROLLBACK"):
+                    kept = prepared.pop(xid, None)
+                    if verb == "XA COMMIT" and kept is not None:
+                        for table_changes in by_table(kept):
+                            pipe.send(("rows", event.timestamp, table_changes))
+                    elif verb == "XA COMMIT":
+                        pipe.send(("statement", event.timestamp, verb))
+                    pipe.send(committed(event.timestamp))
+                elif control == "BEGIN":
                     in_transaction = True
                 elif control in ("COMMIT", "ROLLBACK"):  # the end of a non-transactional (Aria, MyISAM) table's
                     in_transaction = False  # changes, which are logged even when rolled back: no XID event
                     pipe.send(committed(event.timestamp))
                 elif control is None:  # a statement (TRUNCATE, DDL, or DML a session logged as a statement)
+                    # Without binlog_row_metadata = FULL, rows carry values by position, named from
+                    # information_schema once per table: a DDL statement may have moved, renamed or dropped a column
+                    # (or created a table of that name again), so the names are read again for the rows after it.
+                    row_event._COLUMN_NAME_CACHE.clear()
                     verb = adds_rows(event.query)
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
                     if not in_transaction:  # it commits alone; inside a transaction its end commits it
                         pipe.send(committed(event.timestamp))
             else:
-                pipe.send(("rows", event.timestamp, changes(event)))
+                rows = changes(event)
+                if preparing is not None:
+                    preparing.extend(rows)
+                    if len(preparing) > XA_CHANGES:
+                        preparing = None
+                pipe.send(("rows", event.timestamp, rows))
     except (BrokenPipeError, EOFError):
         return  # the reader is gone
     except pymysql.OperationalError as exc:
@@ -126,6 +161,29 @@ def changes(event: Any) -> list[Change]:
         return [Change(event.schema, event.table, "UPDATE", new=row["after_values"], old=row["before_values"])
                 for row in event.rows]
     return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
+
+
+def by_table(kept: list[Change]) -> list[list[Change]]:
+    """`kept` in runs of one table's changes, as row events are."""
+    runs: list[list[Change]] = []
+    for change in kept:
+        if runs and (runs[-1][0].schema, runs[-1][0].table) == (change.schema, change.table):
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
+
+
+_XA = re.compile(r"\A\s*(XA\s+(?:END|COMMIT|ROLLBACK))\s+(.*?)\s*\Z", re.IGNORECASE | re.DOTALL)
+
+
+def xa_statement(query: Any) -> tuple[str | None, str]:
+    """(`XA END`, `XA COMMIT` or `XA ROLLBACK`, the xid as logged) for such a logged statement, else (None, "")."""
+    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+    match = _XA.match(text)
+    if match is None or match[2].upper().endswith("ONE PHASE"):
+        return None, ""
+    return " ".join(match[1].upper().split()), match[2]
 
 
 def transaction_control(query: Any) -> str | None:

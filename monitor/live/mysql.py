@@ -10,7 +10,8 @@ logged as a statement even so (`TRUNCATE`, DDL) names no rows: it is handed on a
 every known group of the database is re-counted. An INSERT, REPLACE, UPDATE or LOAD DATA logged as a statement (a
 session may set its own `binlog_format`), an `ALTER TABLE` (a key's type or collation) or a `RENAME TABLE` (an
 online schema change's cut-over) may have made groups the log does not name: its transaction is `unnamed`, which
-the reader reports as a gap and follows with a full count. It writes
+the reader reports as a gap and follows with a full count; so is the XA COMMIT of a transaction whose prepared
+rows the decoder did not keep (monitor/live/binlog_decoder.py). It writes
 nothing; the server keeps no state for it (a replica's position lives on the replica), so an abandoned
 daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not as text.
 
@@ -104,6 +105,9 @@ class BinlogStream:
         self._lock = threading.Lock()  # the queue and its counts, shared by the thread and `read()`
         self._events: deque[Any] = deque()
         self._columns: tuple[dict[Table, frozenset[str]], frozenset[Table]] | None = None  # `watch`: None keeps all
+        # The databases whose rows the decoder reads: the URL's, and those of tables checks name as `db.table`
+        # (`watch`); the rows of the others are skipped before they are decoded.
+        self._schemas: set[str] = {url.database} if url.database else set()
         self._generation = 0  # of the queue: a thread of a stream closed before queues nothing more
         self._reset_queue()
         self._thread: threading.Thread | None = None
@@ -128,18 +132,25 @@ class BinlogStream:
                 self.gtid = _gtid_state(gtid_position)
         except pymysql.MySQLError as exc:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
+        self._start(position)
+        return gap
+
+    def _start(self, position: tuple[str | None, int | None]) -> None:
+        """Start the decoder process at `position` (after `self.gtid` on MariaDB) and the thread queueing what it
+        sends, on an empty queue."""
         options = {
             "server_id": self.server_id, "blocking": True, "resume_stream": True, "log_file": position[0],
-            "log_pos": position[1], "only_schemas": [self.url.database], "slave_heartbeat": HEARTBEAT_SECONDS,
+            "log_pos": position[1], "only_schemas": sorted(self._schemas) or None,
+            "slave_heartbeat": HEARTBEAT_SECONDS,
             "enable_logging": False,
             # Without binlog_row_metadata = FULL the table map names no columns: they are read from
-            # information_schema once per table (a column reordered later needs a daemon restart). Its advice to
+            # information_schema once per table, and again after each DDL statement (binlog_decoder). Its advice to
             # set it is a multi-line warning per stream, silenced in the decoder; the README says it.
             "use_column_name_cache": True}
         self._reset_queue()
         self._arrived = threading.Event()
         self._lost = None
-        self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=binlog_decoder.decode, name=f"dupewatch-binlog-{self.database}",
@@ -149,7 +160,6 @@ class BinlogStream:
         self._thread = threading.Thread(target=self._pump, args=(receiver, self._arrived, self._generation),
                                         name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
-        return gap
 
     @property
     def decoder_pid(self) -> int | None:
@@ -214,7 +224,21 @@ class BinlogStream:
             self._dropped = 0  # changes read from the log and not queued, not read yet (counted as events)
 
     def watch(self, columns: dict[Table, frozenset[str]], filtered: frozenset[Table]) -> None:
+        """Also, where a check's table is in a database the decoder skips (`otherdb.table`), start the decoder
+        again, with it, from where `read()` handed out every change: what it skipped since is read again."""
         self._columns = (columns, filtered)
+        schemas = {schema for schema, _table in columns}
+        if schemas <= self._schemas or self._process is None or self.position is None:
+            return
+        self._schemas |= schemas
+        self.close()
+        kind, _, value = self.position.partition(":")
+        if kind == "gtid":  # the file and position are the GTID's
+            self.gtid = _gtid_state(value)
+            self._start((None, None))
+        else:
+            name, _, offset = value.rpartition(":")
+            self._start((name, int(offset)))
 
     def _pump(self, receiver: Pipe, arrived: threading.Event, generation: int) -> None:
         """Hand what the decoder process sends to `read()`, keeping the GTID position of the last commit, and
@@ -367,6 +391,9 @@ def _only(row: Row | None, columns: frozenset[str]) -> Row | None:
 
 def _unnamed(verb: str) -> str:
     """Why a statement's transaction names no rows that may have formed groups (`Transaction.unnamed`)."""
+    if verb == "XA COMMIT":
+        return ("XA COMMIT of a transaction whose rows were not kept since its XA PREPARE (prepared before the stream "
+                "began, or too many): every check counted in full")
     if verb in ("ALTER TABLE", "RENAME TABLE"):
         return (f"{verb} changed tables without logging their rows (a key's type or collation, or a table swapped "
                 "in): every check counted in full")

@@ -25,6 +25,12 @@ ends the session (a gap, every check counted in full), so it would buy nothing f
 `test_decoding`'s `stream-changes` (in-progress transactions in blocks) would hand over rows not yet committed,
 which a re-count cannot see, and needs abort handling; the cursor bounds memory without either.
 
+**Partitions.** Both plugins name a partitioned table's changes by the partition that holds the row: each
+table a change names is asked once for the partitioned tables above it (`pg_partition_ancestors`), and its change is
+handed on as theirs too. ATTACH and DETACH PARTITION change a partitioned table's rows without a change: the
+partition tree is part of a watched table's shape, so either is a gap followed by a full count (so is a new,
+empty partition: the catalog cannot say it is empty).
+
 **Output plugin.** The server is asked, by creating the slot: with `wal2json` (format-version 2: JSON, typed
 values; monitor/live/wal2json.py) where it is installed and the server lets this role use it, else with the
 built-in `test_decoding` (monitor/live/test_decoding.py). Which one a stream uses is `plugin`.
@@ -33,6 +39,7 @@ built-in `test_decoding` (monitor/live/test_decoding.py). Which one a stream use
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import threading
@@ -97,6 +104,9 @@ class LogicalDecodingStream:
         # counted, compared at each read (`_reshaped`), and the tables the previous read saw truncated.
         self._shapes: dict[int, tuple[str, str, str]] = {}  # oid -> (schema, table, shape)
         self._truncated: set[tuple[str, str]] = set()
+        # Logical decoding names a partitioned table's changes by the partition holding the row: each table a
+        # change names -> the tables it is part of (itself, then the partitioned tables above it), asked once.
+        self._ancestors: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
     def open(self, resume: str | None = None) -> str | None:
         """Connect, check the server, create the slot; a slot cannot start at `resume` (see the module's
@@ -111,6 +121,7 @@ class LogicalDecodingStream:
             self._pending = None
             self._shapes.clear()  # filled again as the checks are counted (`table_name`)
             self._truncated = set()
+            self._ancestors.clear()
             self._refuse_unless_ready()
             self.slot = slot_name()
             self.plugin, start = self._create_slot(self.slot)
@@ -181,12 +192,14 @@ class LogicalDecodingStream:
             raise StreamLost(f"database {self.database}: live stream is not open")
         options = self.plugin.options
         truncated: set[tuple[str, str]] = set()
+        watched = {(schema, name) for schema, name, _shape in self._shapes.values()}
 
         def folding(change: Change) -> None:
             if change.operation == "TRUNCATE":
                 truncated.add((change.schema, change.table))
             assert fold is not None
-            fold(change)
+            for named in self._as_watched(change, watched):
+                fold(named)
 
         done: list[Transaction] = []
         last = None
@@ -205,37 +218,80 @@ class LogicalDecodingStream:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
         if last is not None:
             self.position = f"lsn:{last}"
+        for transaction in done:  # changes a `fold` did not take
+            if transaction.changes:
+                transaction.changes = [n for c in transaction.changes for n in self._as_watched(c, watched)]
         truncated.update((c.schema, c.table) for t in done for c in t.changes if c.operation == "TRUNCATE")
         if (reshaped := self._reshaped(shapes, truncated)) is not None:
             done.append(Transaction(unnamed=reshaped))
         return done
 
+    def _as_watched(self, change: Change, watched: set[tuple[str, str]]) -> list[Change]:
+        """`change` as a change of each watched table its table is part of: a partition's change is its partitioned
+        table's (each level's); a change of a table that is no partition, as it is."""
+        table = (change.schema, change.table)
+        if not change.table:  # no table's (`UNSEEN`)
+            return [change]
+        ancestors = self._ancestors.get(table)
+        if ancestors is None:
+            assert self._conn is not None
+            ancestors = self._ancestors[table] = tuple((str(schema), str(name)) for schema, name in self._conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_partition_ancestors(to_regclass(format('%%I.%%I', %s::text,"
+                " %s::text))) a JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace",
+                table).fetchall())
+        if len(ancestors) < 2:  # no partition (or gone already: its rows went with it)
+            return [change]
+        return [change if above == table else dataclasses.replace(change, schema=above[0], table=above[1])
+                for above in ancestors if above == table or above in watched]
+
     def _shapes_now(self) -> dict[int, str]:
+        """Each watched table's shape now; `_REPLACED` where its name no longer names it (renamed, dropped: another
+        table may hold the name, whose rows no change named)."""
         assert self._conn is not None
         if not self._shapes:
             return {}
-        return {int(oid): str(shape) for oid, shape in self._conn.execute(
-            f"SELECT c.oid, {_SHAPE} FROM pg_class c WHERE c.oid = ANY(%s)", (list(self._shapes),)).fetchall()}
+        oids = list(self._shapes)
+        return {int(oid): str(shape) if named else _REPLACED for oid, shape, named in self._conn.execute(
+            f"SELECT w.oid, {_SHAPE}, to_regclass(format('%%I.%%I', w.nspname, w.relname)) IS NOT DISTINCT FROM"
+            " w.oid::regclass FROM unnest(%s::oid[], %s::text[], %s::text[]) AS w(oid, nspname, relname)"
+            " LEFT JOIN pg_class c ON c.oid = w.oid",
+            (oids, [self._shapes[o][0] for o in oids], [self._shapes[o][1] for o in oids])).fetchall()}
 
     def _reshaped(self, shapes: dict[int, str], truncated: set[tuple[str, str]]) -> str | None:
         """Why a watched table may hold keys no change named (a table rewritten, or its columns changed, since its
-        check was counted: `ALTER TABLE ... TYPE ... USING`, a collation, VACUUM FULL, CLUSTER), or None. A new
+        check was counted: `ALTER TABLE ... TYPE ... USING`, a collation, VACUUM FULL, CLUSTER; a partition attached,
+        whose rows no change names, or detached), or None. A new
         storage with the same columns is a TRUNCATE where the stream shows one of the table, in this read or the
         previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes)."""
         seen, self._truncated = truncated | self._truncated, truncated
-        reshaped = []
-        for oid, (schema, name, before) in self._shapes.items():
+        reshaped, repartitioned, replaced = [], [], []
+        for oid, (schema, name, before) in list(self._shapes.items()):
             now = shapes.get(oid)
-            if now is None or now == before:
-                continue  # a dropped table: its re-counts fail, a gap of their own
-            self._shapes[oid] = (schema, name, now)
-            if now.partition(":")[2] == before.partition(":")[2] and (schema, name) in seen:
+            if now == _REPLACED:  # the check's table is another now (its own shape is kept as it is counted)
+                del self._shapes[oid]
+                replaced.append(f"{schema}.{name}")
                 continue
-            reshaped.append(f"{schema}.{name}")
-        if not reshaped:
-            return None
-        return (f"table {', '.join(reshaped)} rewritten or its columns changed (ALTER TABLE, VACUUM FULL, CLUSTER; "
-                "logical decoding shows no DDL): every check counted in full")
+            if now is None or now == before:
+                continue
+            self._shapes[oid] = (schema, name, now)
+            (_storage, columns, tree), (_before, columns_before, tree_before) = (
+                now.split(":", 2), before.split(":", 2))
+            if columns != columns_before or (tree == tree_before and (schema, name) not in seen):
+                reshaped.append(f"{schema}.{name}")
+            elif tree != tree_before:
+                repartitioned.append(f"{schema}.{name}")
+        if repartitioned or replaced:
+            self._ancestors.clear()  # a table a change names may be a partition now, or no longer
+        if replaced:
+            return (f"table {', '.join(replaced)} replaced: another table (or none) has its name now (a rename, an "
+                    "online schema change's cut-over; logical decoding shows no DDL): every check counted in full")
+        if reshaped:
+            return (f"table {', '.join(reshaped)} rewritten or its columns changed (ALTER TABLE, VACUUM FULL, "
+                    "CLUSTER; logical decoding shows no DDL): every check counted in full")
+        if repartitioned:
+            return (f"table {', '.join(repartitioned)}: partitions attached or detached (their rows are in no "
+                    "change; logical decoding shows no DDL): every check counted in full")
+        return None
 
     def wait(self, timeout: float) -> None:
         """The slot is polled: wait out `timeout`, or until the stream is closed."""
@@ -260,11 +316,18 @@ class LogicalDecodingStream:
                 conn.close()
 
 
-# A table's storage (relfilenode: new after a rewrite or a TRUNCATE) and its columns' types, type modifiers and
-# collations, as text: `relfilenode:columns`.
+# A table's storage (relfilenode: new after a rewrite or a TRUNCATE), its columns' types, type modifiers,
+# collations and names (a rename may make the key's name another column's), and the tables of its partition tree
+# (ATTACH PARTITION brings rows no change names), as text: `relfilenode:columns:partitions` (names as their md5,
+# so that no `:` in one splits the text elsewhere).
 _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum || ',' || a.atttypid || ',' ||"
-          " a.atttypmod || ',' || a.attcollation, ';' ORDER BY a.attnum) FROM pg_attribute a"
-          " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')")
+          " a.atttypmod || ',' || a.attcollation || ',' || md5(a.attname), ';' ORDER BY a.attnum) FROM pg_attribute a"
+          " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ':' ||"
+          " coalesce((SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)"
+          " FROM pg_partition_tree(c.oid) t), '')")
+
+
+_REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1482,3 +1482,207 @@ def waiting_for_a_lock(engine: sa.Engine) -> bool:
 def gtid_binlog_pos(engine: sa.Engine) -> dict[int, str]:
     with engine.connect() as conn:
         return {0: str(conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar())}
+
+
+# -- shapes the stream names otherwise than the check: partitions (PostgreSQL), columns moved (MariaDB) -----
+
+
+@pytest.fixture
+def partitioned(admin: sa.Engine) -> Iterator[str]:
+    name = f"signup_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (id serial, email text NOT NULL, region int NOT NULL,"
+                   f" PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
+    execute(admin, f"CREATE INDEX ON {name} (email)")
+    execute(admin, f"CREATE TABLE {name}_1 PARTITION OF {name} FOR VALUES IN (1)")
+    execute(admin, f"CREATE TABLE {name}_2 PARTITION OF {name} FOR VALUES IN (2)")
+    yield name
+    execute(admin, f"DROP TABLE {name}")
+
+
+def test_a_duplicate_inserted_into_partitions_is_found_from_the_stream(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
+    """Logical decoding names each change by the partition that holds the row, not by the partitioned table the
+    check counts: the changes of its partitions are its changes."""
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('p@example.com', 1)")
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('p@example.com', 2)")
+        await_true(lambda: groups.figures == (1, 1), "the group formed across two partitions")
+        execute(admin, f"DELETE FROM {partitioned} WHERE region = 2")
+        await_true(lambda: groups.figures == (0, 0), "the group a delete in a partition dissolved")
+    assert recorded.gaps == []
+
+
+def test_attaching_a_partition_that_holds_a_duplicate_is_a_gap_and_its_group_is_counted(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
+    """ATTACH PARTITION puts rows under the check's table without logging any of them."""
+    execute(admin, f"CREATE TABLE {partitioned}_3 (LIKE {partitioned})")
+    execute(admin, f"INSERT INTO {partitioned}_3 (id, email, region) VALUES (101, 'a@example.com', 3),"
+                   " (102, 'a@example.com', 3)")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        execute(admin, f"ALTER TABLE {partitioned} ATTACH PARTITION {partitioned}_3 FOR VALUES IN (3)")
+        await_true(lambda: groups.figures == (1, 1), "the group the attached partition brought")
+        await_true(lambda: len(recorded.gaps) == 1, "the gap reported")
+    assert "partition" in recorded.gaps[0]
+
+
+def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_read_from_the_log(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """Without binlog_row_metadata = FULL the log's rows carry values by position and the reader names them from
+    information_schema: after an ALTER TABLE that moves the key column, the names must be read again."""
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")  # names read and kept
+        await_true(lambda: recorded.events >= 1, "the first insert read")
+        execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20) AFTER id")
+        await_true(lambda: len(recorded.gaps) == 1, "the ALTER reported as a gap")
+        execute(engine, f"INSERT INTO {table} (note, email) VALUES ('x', 'm@example.com'), ('y', 'm@example.com')")
+        await_true(lambda: groups.figures == (1, 1), "the duplicate inserted after the ALTER")
+
+
+def test_mariadb_a_check_on_a_table_of_another_database_is_followed(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """A check may name `otherdb.table` on a MariaDB connection whose URL names another database: its rows are in
+    the same binary log, and the stream must not keep only the URL's database's."""
+    engine, table = mariadb_table
+    execute(engine, "CREATE DATABASE IF NOT EXISTS live_other")
+    execute(engine, f"CREATE TABLE live_other.{table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
+                    " INDEX (email))")
+    try:
+        monitor = monitor_for({"live": {"url": mariadb.url}}, [
+            {"name": "signups", "database": "live", "table": f"live_other.{table}", "key": ["email"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (email) VALUES ('o@example.com'), ('o@example.com')")  # not it
+            execute(engine, f"INSERT INTO live_other.{table} (email) VALUES ('o@example.com'), ('o@example.com')")
+            await_true(lambda: groups.figures == (1, 1), "the group of the other database's table")
+            assert groups.figures == (1, 1)
+    finally:
+        execute(engine, f"DROP TABLE live_other.{table}")
+
+
+def test_a_table_swapped_in_under_the_checks_name_is_a_gap_and_its_group_is_counted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """An online schema change's cut-over renames a table filled beforehand (its rows named by its old name in the
+    stream) to the check's table's name: rows under the name that no change named, as MariaDB's RENAME TABLE."""
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"CREATE TABLE {table}_new (LIKE {table} INCLUDING ALL)")
+        execute(admin, f"INSERT INTO {table}_new (id, email) VALUES (1, 's@example.com'), (2, 's@example.com')")
+        with admin.connect() as conn, conn.begin():
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_old"))
+            conn.execute(sa.text(f"ALTER TABLE {table}_new RENAME TO {table}"))
+        try:
+            await_true(lambda: groups.figures == (1, 1), "the group of the table swapped in")
+            await_true(lambda: len(recorded.gaps) == 1, "the swap reported as a gap")
+        finally:
+            execute(admin, f"DROP TABLE {table}_old CASCADE")
+    assert "replaced" in recorded.gaps[0]
+
+
+def test_a_delete_without_a_replica_identity_beside_other_changes_dissolves_its_group(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, plugin: str) -> None:
+    """wal2json prints nothing of a DELETE from a table without a replica identity: in a transaction that changed
+    another table too, the transaction is not empty, and the delete must still make every known group re-counted."""
+    name = f"membership_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE TABLE {name} (role_id int NOT NULL, group_id int NOT NULL)")  # no primary key
+    execute(admin, f"CREATE INDEX ON {name} (role_id, group_id)")
+    try:
+        execute(admin, f"INSERT INTO {name} VALUES (1, 1), (1, 1)")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "membership", "database": "live", "table": name, "key": ["role_id", "group_id"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            assert reader.groups["membership"].figures == (1, 1)
+            with admin.connect() as conn, conn.begin():
+                conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('other@example.com')"))
+                conn.execute(sa.text(f"DELETE FROM {name} WHERE ctid = (SELECT min(ctid) FROM {name})"))
+            await_true(lambda: reader.groups["membership"].figures == (0, 0), f"the group dissolved ({plugin})")
+    finally:
+        execute(admin, f"DROP TABLE {name}")
+
+
+def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Renaming columns changes no type: the key's name may come to name another column (its old values are in no
+    change), which makes the groups of that column's values the check's."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN email_next text")
+    execute(admin, f"CREATE INDEX ON {table} (email_next)")  # the key's index once renamed
+    execute(admin, f"INSERT INTO {table} (email, email_next) VALUES ('a@example.com', 'n@example.com'),"
+                   " ('b@example.com', 'n@example.com')")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        with admin.connect() as conn, conn.begin():
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email TO email_before"))
+            conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email_next TO email"))
+        await_true(lambda: groups.figures == (1, 1), "the group of the column now named email")
+        await_true(lambda: len(recorded.gaps) == 1, "the rename reported as a gap")
+
+
+def test_mariadb_a_duplicate_committed_by_an_xa_transaction_is_found(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """MariaDB logs an XA transaction's rows at XA PREPARE, before they are committed (a re-count cannot see them
+    yet), and its XA COMMIT later as a statement: the rows are counted once committed."""
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    xid = f"dw{uuid.uuid4().hex[:8]}"
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"XA START '{xid}'"))
+            conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('xa@example.com'), ('xa@example.com')"))
+            conn.execute(sa.text(f"XA END '{xid}'"))
+            conn.execute(sa.text(f"XA PREPARE '{xid}'"))
+            try:
+                await_true(lambda: recorded.events >= 2, "the prepared rows read from the binary log")
+                assert groups.figures == (0, 0)  # not committed yet
+            finally:
+                conn.execute(sa.text(f"XA COMMIT '{xid}'"))
+            await_true(lambda: groups.figures == (1, 1), "the group the XA transaction committed")
+
+
+def test_mariadb_an_xa_transaction_prepared_before_the_stream_began_is_a_gap_at_its_commit(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    xid = f"dw{uuid.uuid4().hex[:8]}"
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"XA START '{xid}'"))
+        conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('xa@example.com'), ('xa@example.com')"))
+        conn.execute(sa.text(f"XA END '{xid}'"))
+        conn.execute(sa.text(f"XA PREPARE '{xid}'"))
+        try:
+            with following_reader(monitor, recorded) as reader:
+                groups = reader.groups["signups"]
+                assert groups.figures == (0, 0)
+                conn.execute(sa.text(f"XA COMMIT '{xid}'"))
+                await_true(lambda: groups.figures == (1, 1), "the group the XA transaction committed")
+                await_true(lambda: len(recorded.gaps) == 1, "the commit of rows not kept reported as a gap")
+        finally:  # a prepared transaction outlives its session and holds its locks: never left behind
+            if conn.execute(sa.text("XA RECOVER")).fetchall():
+                conn.execute(sa.text(f"XA ROLLBACK '{xid}'"))
+    assert "XA COMMIT of a transaction whose rows were not kept" in recorded.gaps[0]
