@@ -18,6 +18,7 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextlib import suppress
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
@@ -336,51 +337,20 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         statement), which plans and runs nothing; "" when the server sent none or could not parse it (the EXPLAIN
         that follows reports why, as the server words it)."""
         driver: Any = conn.connection.driver_connection
-        dumps: list[str] = []
 
-        def keep(diagnostic: Any) -> None:
-            if diagnostic.severity_nonlocalized == "LOG" and diagnostic.message_primary == "rewritten parse tree:":
-                dumps.append(diagnostic.message_detail or "")
-
-        savepoint = conn.begin_nested()
-        driver.add_notice_handler(keep)
-        try:
-            conn.exec_driver_sql("SELECT set_config('client_min_messages', 'log', true), "
-                                 "set_config('debug_pretty_print', 'off', true), "
-                                 "set_config('debug_print_rewritten', 'on', true)")
+        def parse_only() -> None:
             with suppress(UnicodeEncodeError):  # the EXPLAIN that follows reports it as psycopg words it
                 driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
-        finally:
-            driver.remove_notice_handler(keep)
-            savepoint.rollback()
-        return "\n".join(dumps)
+
+        return _server_dump(conn, "debug_print_rewritten", "rewritten parse tree:", parse_only)
 
     @staticmethod
     def plan_tree(conn: Connection, statement: str) -> str:
         """The plan tree PostgreSQL builds for `statement` (EXPLAIN: planned, not run), as the server dumps it
-        ("" if it sent none).
-
-        The settings that send it to this session are local to a savepoint rolled back at once, so no later
-        statement of the transaction dumps its plan. PostgreSQL also writes the dump to its own log."""
-        driver: Any = conn.connection.driver_connection
-        dumps: list[str] = []
-
-        def keep(diagnostic: Any) -> None:
-            if diagnostic.severity_nonlocalized == "LOG" and diagnostic.message_primary == "plan:":
-                dumps.append(diagnostic.message_detail or "")
-
-        savepoint = conn.begin_nested()
-        driver.add_notice_handler(keep)
-        try:
-            conn.exec_driver_sql("SELECT set_config('client_min_messages', 'log', true), "
-                                 "set_config('debug_pretty_print', 'off', true), "
-                                 "set_config('debug_print_plan', 'on', true)")
-            # No parameters: the statement reaches the server as written, `%` included.
-            conn.exec_driver_sql(f"EXPLAIN (COSTS OFF) {statement}", execution_options={"no_parameters": True})
-        finally:
-            driver.remove_notice_handler(keep)
-            savepoint.rollback()
-        return "\n".join(dumps)
+        ("" if it sent none)."""
+        # No parameters: the statement reaches the server as written, `%` included.
+        return _server_dump(conn, "debug_print_plan", "plan:", lambda: conn.exec_driver_sql(
+            f"EXPLAIN (COSTS OFF) {statement}", execution_options={"no_parameters": True}))
 
     # -- detection ------------------------------------------------------------------------------
 
@@ -529,3 +499,28 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                          "schema it does not publish")
         return notes
 
+
+def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[], object]) -> str:
+    """The trees PostgreSQL dumps (`setting`, one of the `debug_print_*`) while `send` runs, as this session
+    receives them: LOG messages whose first line is `header`, joined ("" if it sent none).
+
+    The settings that send them to this session are local to a savepoint rolled back at once, so no later
+    statement of the transaction dumps anything. PostgreSQL also writes each dump to its own log."""
+    driver: Any = conn.connection.driver_connection
+    dumps: list[str] = []
+
+    def keep(diagnostic: Any) -> None:
+        if diagnostic.severity_nonlocalized == "LOG" and diagnostic.message_primary == header:
+            dumps.append(diagnostic.message_detail or "")
+
+    savepoint = conn.begin_nested()
+    driver.add_notice_handler(keep)
+    try:
+        conn.execute(sa.text("SELECT set_config('client_min_messages', 'log', true), "
+                             "set_config('debug_pretty_print', 'off', true), set_config(:setting, 'on', true)"),
+                     {"setting": setting})
+        send()
+    finally:
+        driver.remove_notice_handler(keep)
+        savepoint.rollback()
+    return "\n".join(dumps)
