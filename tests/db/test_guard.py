@@ -136,10 +136,16 @@ def _row_lock_held(db: TestDatabase) -> Iterator[Any]:
         conn.close()
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a test run started in the background (`pytest &`, nohup, as CI runners may)
+    ignores SIGINT, a child inherits that, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "NO_COLOR": "1"}
     return subprocess.Popen([sys.executable, "-m", "monitor.cli", *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
 
 
 def _waiting(db: TestDatabase, statement: str) -> bool:
