@@ -629,10 +629,10 @@ class _Batch:
         intact, expected, skipped = self._lock_and_recheck(conn, in_batch, groups)
         distinct = distinct_groups(conn, self.layout, self.plan, in_batch)  # asked under the batch's locks
         if distinct:  # a row changed since the plan so that the schema now tells the group's rows apart
-            planned.deleted(self.plan, self._forget(conn, distinct))
+            planned.deleted(self.plan, _forget(conn, self.plan, distinct))
             intact, expected, skipped = self._lock_and_recheck(conn, in_batch, groups)
         outcome = _Outcome(groups=intact, skipped=len(skipped))
-        planned.deleted(self.plan, self._forget(conn, skipped))
+        planned.deleted(self.plan, _forget(conn, self.plan, skipped))
         if not intact:
             return outcome
         doomed = sa.and_(in_batch, self.plan.c[RANK] > 1)
@@ -734,9 +734,6 @@ class _Batch:
             return int(found), int(doomed or 0), []
         sizes = {int(group): int(size) for group, size in conn.execute(intact)}
         return len(sizes), sum(n - 1 for n in sizes.values()), [g for g in groups if g not in sizes]
-
-    def _forget(self, conn: Connection, skipped: list[int]) -> int:
-        return _forget(conn, self.plan, skipped)
 
     def _archive_and_delete(self, conn: Connection, doomed: sa.ColumnElement[bool], *,
                             recheck: bool = False) -> tuple[int, int]:
