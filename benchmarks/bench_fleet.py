@@ -39,6 +39,7 @@ from pgcluster import Cluster, free_port
 TABLES = ["login_source", "profile", "vote", "invoice", "session"]
 DISCOVERY_EVERY = 10.0
 TARGET_RSS_MB, TARGET_SCRAPE_MS = 150.0, 50.0
+NEW_TARGET_SERIES = 'target="tenant_new"'
 
 
 def libpq(url: str, database: str) -> str:
@@ -103,10 +104,14 @@ def start(config: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def scrape(port: int) -> str | None:
+def scrape(port: int, *, gzipped: bool = False) -> str | None:
+    """The page; `gzipped` asks for it as Prometheus does (`Accept-Encoding: gzip`) and returns it undecoded."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Accept-Encoding": "gzip"} if gzipped else {})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            return str(response.read().decode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+            return body.decode("latin-1") if gzipped else str(body.decode())
     except OSError:
         return None
 
@@ -117,7 +122,7 @@ def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 
 
 def wait_until(condition: Callable[[], object], what: str, proc: subprocess.Popen[bytes] | None,
-               timeout: float, *, give_up: bool = False) -> float | None:
+               timeout: float, *, give_up: bool = False, every: float = 0.5) -> float | None:
     """Seconds until `condition` held; None after `timeout` when `give_up` (the run goes on to measure the
     rest), else the benchmark stops."""
     started = time.monotonic()
@@ -128,7 +133,7 @@ def wait_until(condition: Callable[[], object], what: str, proc: subprocess.Pope
             if give_up:
                 return None
             raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(every)
     return time.monotonic() - started
 
 
@@ -171,12 +176,12 @@ class ConnectionSampler(threading.Thread):
                 self.stopping.wait(0.05)
 
 
-def scrape_ms(port: int, count: int) -> tuple[float, float, int]:
+def scrape_ms(port: int, count: int, *, gzipped: bool = False) -> tuple[float, float, int]:
     times = []
     size = 0
     for _ in range(count):
         started = time.perf_counter()
-        size = len(scrape(port) or "")
+        size = len(scrape(port, gzipped=gzipped) or "")
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return statistics.median(times), times[int(len(times) * 0.95) - 1], size
@@ -210,9 +215,10 @@ def one_daemon(url: str, workdir: Path, args: argparse.Namespace, expected: int)
         late = [key for key in before if after[key] <= before[key]]
         print(f"  checks that ran again within one interval (+5 s): {len(before) - len(late)} of {len(before)}; "
               f"{runs / (time.monotonic() - began):.1f} runs/s")
-        median, p95, size = scrape_ms(port, args.scrapes)
-        print(f"  /metrics: median {median:.1f} ms, p95 {p95:.1f} ms, {size / 1024:.0f} KiB   "
-              f"target < {TARGET_SCRAPE_MS:g} ms: {'met' if median < TARGET_SCRAPE_MS else 'MISSED'}")
+        for gzipped, asked in ((True, "gzip, as Prometheus asks"), (False, "uncompressed")):
+            median, p95, size = scrape_ms(port, args.scrapes, gzipped=gzipped)
+            print(f"  /metrics ({asked}): median {median:.1f} ms, p95 {p95:.1f} ms, {size / 1024:.0f} KiB   "
+                  f"target < {TARGET_SCRAPE_MS:g} ms: {'met' if p95 < TARGET_SCRAPE_MS else 'MISSED'} (p95)")
         rss, peak = rss_mb(proc.pid)
         print(f"  resident memory {rss:.1f} MB (peak {peak:.1f} MB)   target < {TARGET_RSS_MB:g} MB: "
               f"{'met' if peak < TARGET_RSS_MB else 'MISSED'}")
@@ -222,8 +228,9 @@ def one_daemon(url: str, workdir: Path, args: argparse.Namespace, expected: int)
               f"{'held' if sampler.peak <= cap + 2 else 'EXCEEDED'})")
         with psycopg.connect(libpq(url, "postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE tenant_new TEMPLATE fleet_template STRATEGY FILE_COPY")
-        found = wait_until(lambda: any(labels["target"] == "tenant_new" for labels, _ in samples(
-            scrape(port) or "", "dupewatch_check_interval_seconds")), "the new database", proc, 120, give_up=True)
+        # A substring, not the parser: parsing a 10 MB page takes seconds, which would be counted as discovery's.
+        found = wait_until(lambda: NEW_TARGET_SERIES in (scrape(port) or ""), "the new database", proc, 120,
+                           give_up=True, every=0.1)
         print(f"  a database created during the run was exported (its checks scheduled) {seconds(found)} later "
               f"(discovery every {DISCOVERY_EVERY:g}s)")
     finally:
