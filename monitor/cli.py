@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -24,6 +24,7 @@ from monitor.words import counted
 
 if TYPE_CHECKING:
     from monitor.config import CheckConfig, Config
+    from monitor.daemon import LogFormat
     from monitor.detect import CheckResult
 
 EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
@@ -31,7 +32,9 @@ EXIT_WARNINGS = 3  # `dupewatch check`: the worst outcome is a check above its `
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 NO_CONFIG = ("no config file found: pass --config FILE or create ./dupewatch.toml (`dupewatch config example` prints "
              "every option, documented); to see dupewatch at work first, run `dupewatch demo`")
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., Any])  # a click command, decorated with options
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class UsageProblem(click.ClickException):
@@ -48,18 +51,18 @@ def fail(message: str) -> NoReturn:
     raise UsageProblem(message)
 
 
-def user_errors(func: F) -> F:
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can cause into one line and exit code 2."""
     from monitor.db import DatabaseError
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except (ConfigError, DatabaseError) as exc:
             fail(str(exc))
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -535,13 +538,13 @@ _AFTER_A_BUG = {
 }
 
 
-def fix_errors(func: F) -> F:
+def fix_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Refusals and rolled-back batches of the fix machinery: one line, exit 2. An unexpected error (a bug)
     too, saying what is known of the command's state (see `_AFTER_A_BUG`)."""
     known = _AFTER_A_BUG.get(func.__name__)
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from monitor.db import DatabaseError
         from monitor.detect import CheckDefinitionError
         from monitor.fix import FixError
@@ -560,7 +563,7 @@ def fix_errors(func: F) -> F:
             fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} ("
                  f"{known + '; ' if known else ''}please report this)")
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _duration_option(flag: str) -> Callable[[click.Context, click.Parameter, str | None], float | None]:
@@ -996,7 +999,7 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
                    "$DUPEWATCH_SHARD, or $DUPEWATCH_SHARDS with the ordinal of $POD_NAME (a StatefulSet pod).")
 @click.pass_context
 @user_errors
-def daemon(ctx: click.Context, log_format: str, shard_spec: str | None) -> None:
+def daemon(ctx: click.Context, log_format: LogFormat, shard_spec: str | None) -> None:
     """Run every check on its schedule with no terminal and serve Prometheus metrics.
 
     Metrics are served on `[metrics] listen` (default 127.0.0.1:9641). SIGHUP reloads the config (an
@@ -1009,7 +1012,7 @@ def daemon(ctx: click.Context, log_format: str, shard_spec: str | None) -> None:
     config = load_context_config(ctx, targets=False)  # the daemon lists its sources itself, and again later
     assert config is not None
     try:
-        code = run(config, log_format, shard)  # type: ignore[arg-type]
+        code = run(config, log_format, shard)
     except DaemonStartError as exc:
         fail(str(exc))
     # Queries abandoned in flight keep their worker threads, which a normal exit would wait for.

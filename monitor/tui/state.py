@@ -8,23 +8,25 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import get_args
 
 from monitor.config import CheckConfig, Config
-from monitor.detect import CheckResult
+from monitor.detect import CheckResult, Status
 from monitor.history import Run
 from monitor.thresholds import judge
 
+STATUSES: tuple[Status, ...] = get_args(Status)
 HISTORY_POINTS = 120  # runs kept in memory per check (sparkline and growth); the chart reads the store
 
 
 def result_from_run(run: Run, check: CheckConfig) -> CheckResult:
     """A stored run as the `CheckResult` of `check` (which measures the run's subject, whatever the config that
     recorded it called the check and its database)."""
-    status = run.status if run.status in ("ok", "duplicates", "violations", "error") else "error"
+    status: Status = next((known for known in STATUSES if known == run.status), "error")  # the store keeps text
     figure = run.groups if check.finds == "violations" else run.excess_rows
     # judged again by today's thresholds; a percentage cannot be (the store keeps no row counts): None
     outcome = None if status == "error" else judge(check, figure or 0, None)
-    return CheckResult(check.name, check.database, status, run.groups, run.excess_rows,  # type: ignore[arg-type]
+    return CheckResult(check.name, check.database, status, run.groups, run.excess_rows,
                        run.duration_ms, run.error, finished_at=run.finished, outcome=outcome)
 
 
@@ -188,8 +190,8 @@ class Dashboard:
         """Databases whose every check's latest run failed with a database error (not a bad check)."""
         down = []
         for name in self.config.databases:
-            states = [c for c in self.checks.values() if c.config.database == name and c.last is not None]
-            if states and all(c.last.status == "error" for c in states) and any(  # type: ignore[union-attr]
-                    (c.last.error or "").startswith(f"database {name!r}") for c in states):  # type: ignore[union-attr]
+            lasts = [c.last for c in self.checks.values() if c.config.database == name and c.last is not None]
+            if lasts and all(last.status == "error" for last in lasts) and any(
+                    (last.error or "").startswith(f"database {name!r}") for last in lasts):
                 down.append(name)
         return down
