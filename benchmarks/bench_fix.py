@@ -2,7 +2,10 @@
 whose table is referenced through a foreign key without an index.
 
 `--case archive` (default) builds a table of ROWS rows of which EXCESS are extra copies of existing keys (pairs),
-then in the same run times:
+laid out by `--layout`: `scattered` (default) appends the copies after all the keepers, so the keepers (on nearly
+every page) and the copies (on the last pages) lie on different pages; `race` inserts each copy right after its
+keeper, as a race between two inserts milliseconds apart leaves them, mostly on the keeper's page. Then in the same
+run it times:
   * baseline, PostgreSQL: WITH d AS (DELETE ... USING (row_number() > 1) RETURNING *) INSERT INTO archive ...;
     MariaDB/MySQL: INSERT INTO archive SELECT ... JOIN (row_number() > 1), then DELETE ... JOIN, one transaction
   * dupewatch: `dupewatch fix CHECK --yes --json` as a subprocess, archive included;
@@ -26,6 +29,7 @@ them duplicates by email) and `login(account_id REFERENCES account)` with ROWS r
 
     .venv/bin/python benchmarks/bench_fix.py [--case archive|unindexed-fk] [--dialect postgresql|mysql]
                                              [--rows 2000000] [--excess 100000] [--repeat N]
+                                             [--layout scattered|race]
 
 Uses DUPEWATCH_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) or
 DUPEWATCH_TEST_MYSQL_URL (default mysql+pymysql://root@127.0.0.1:3306/test) and a scratch schema or database.
@@ -71,15 +75,23 @@ def build_mysql(engine: sa.Engine, rows: int, excess: int) -> None:
         fresh_scratch(conn, mysql=True)
         conn.exec_driver_sql("CREATE TABLE login_source (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL, "
                              "device VARCHAR(16) NOT NULL, last_seen DATETIME(3) NOT NULL, payload VARCHAR(40))")
-        conn.exec_driver_sql(  # MariaDB's Sequence engine: seq_1_to_N
-            "INSERT INTO login_source (user_id, device, last_seen, payload) "
-            "SELECT seq, CONCAT('dev-', MOD(seq, 7)), TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND, MD5(seq) "
-            f"FROM seq_1_to_{distinct}")
-        conn.exec_driver_sql(
-            "INSERT INTO login_source (user_id, device, last_seen, payload) "
-            f"SELECT seq * {step}, CONCAT('dev-', MOD(seq * {step}, 7)), "
-            f"TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq * {step} SECOND + INTERVAL 5000 MICROSECOND, MD5(seq) "
-            f"FROM seq_1_to_{excess}")
+        if LAYOUT[0] == "race":
+            conn.exec_driver_sql(  # each second row right after its keeper (MariaDB's Sequence engine: seq_1_to_N)
+                "INSERT INTO login_source (user_id, device, last_seen, payload) "
+                "SELECT seq, CONCAT('dev-', MOD(seq, 7)), TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND "
+                f"+ INTERVAL d.dup * 5000 MICROSECOND, IF(d.dup = 0, MD5(seq), MD5(seq DIV {step})) "
+                f"FROM seq_1_to_{distinct} JOIN (SELECT 0 AS dup UNION ALL SELECT 1) d "
+                f"ON d.dup = 0 OR (MOD(seq, {step}) = 0 AND seq DIV {step} <= {excess}) ORDER BY seq, d.dup")
+        else:
+            conn.exec_driver_sql(  # MariaDB's Sequence engine: seq_1_to_N
+                "INSERT INTO login_source (user_id, device, last_seen, payload) "
+                "SELECT seq, CONCAT('dev-', MOD(seq, 7)), TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND, "
+                f"MD5(seq) FROM seq_1_to_{distinct}")
+            conn.exec_driver_sql(
+                "INSERT INTO login_source (user_id, device, last_seen, payload) "
+                f"SELECT seq * {step}, CONCAT('dev-', MOD(seq * {step}, 7)), "
+                f"TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq * {step} SECOND + INTERVAL 5000 MICROSECOND, "
+                f"MD5(seq) FROM seq_1_to_{excess}")
         conn.exec_driver_sql("ANALYZE TABLE login_source")
 
 
@@ -123,15 +135,24 @@ def build(engine: sa.Engine, rows: int, excess: int) -> None:
         fresh_scratch(conn)
         conn.exec_driver_sql("CREATE TABLE login_source (id BIGSERIAL PRIMARY KEY, user_id INTEGER NOT NULL, "
                              "device TEXT NOT NULL, last_seen TIMESTAMPTZ NOT NULL, payload TEXT)")
-        conn.exec_driver_sql(
-            "INSERT INTO login_source (user_id, device, last_seen, payload) "
-            "SELECT g, 'dev-' || mod(g, 7), timestamptz '2024-01-01' + g * interval '1 second', md5(g::text) "
-            f"FROM generate_series(1, {distinct}) g")
-        conn.exec_driver_sql(  # the race: a second row for every step-th key, 5 ms later
-            "INSERT INTO login_source (user_id, device, last_seen, payload) "
-            f"SELECT g * {step}, 'dev-' || mod(g * {step}, 7), "
-            f"timestamptz '2024-01-01' + (g * {step}) * interval '1 second' + interval '5 ms', md5('dup' || g) "
-            f"FROM generate_series(1, {excess}) g")
+        if LAYOUT[0] == "race":
+            conn.exec_driver_sql(  # each second row right after its keeper, 5 ms later: on the same page
+                "INSERT INTO login_source (user_id, device, last_seen, payload) "
+                "SELECT g, 'dev-' || mod(g, 7), timestamptz '2024-01-01' + g * interval '1 second' "
+                "+ d.dup * interval '5 ms', CASE d.dup WHEN 0 THEN md5(g::text) "
+                f"ELSE md5('dup' || (g / {step})) END "
+                f"FROM generate_series(1, {distinct}) g CROSS JOIN (VALUES (0), (1)) d (dup) "
+                f"WHERE d.dup = 0 OR (mod(g, {step}) = 0 AND g / {step} <= {excess}) ORDER BY g, d.dup")
+        else:
+            conn.exec_driver_sql(
+                "INSERT INTO login_source (user_id, device, last_seen, payload) "
+                "SELECT g, 'dev-' || mod(g, 7), timestamptz '2024-01-01' + g * interval '1 second', md5(g::text) "
+                f"FROM generate_series(1, {distinct}) g")
+            conn.exec_driver_sql(  # a second row for every step-th key, 5 ms later, appended at the table's end
+                "INSERT INTO login_source (user_id, device, last_seen, payload) "
+                f"SELECT g * {step}, 'dev-' || mod(g * {step}, 7), "
+                f"timestamptz '2024-01-01' + (g * {step}) * interval '1 second' + interval '5 ms', md5('dup' || g) "
+                f"FROM generate_series(1, {excess}) g")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(f"VACUUM ANALYZE {SCHEMA}.login_source")
 
@@ -147,6 +168,7 @@ def baseline(engine: sa.Engine) -> tuple[float, int]:
 
 
 FIX_OPTIONS: list[str] = []  # --fix-option values, passed to `dupewatch fix`
+LAYOUT = ["scattered"]  # --layout: where the duplicates lie relative to their keepers
 
 
 def dupewatch_fix(config: Path) -> tuple[float, dict, int]:
@@ -382,8 +404,12 @@ def main() -> None:
                              "and print the median ratio")
     parser.add_argument("--fix-option", action="append", default=[],
                         help="passed to `dupewatch fix` (e.g. --fix-option=--batch-size=5000)")
+    parser.add_argument("--layout", choices=["scattered", "race"], default="scattered",
+                        help="archive case: duplicates appended after all keepers (scattered: the keepers' pages "
+                             "and the duplicates' are different pages) or each right after its keeper (race)")
     args = parser.parse_args()
     FIX_OPTIONS.extend(args.fix_option)
+    LAYOUT[0] = args.layout
     mysql = args.dialect == "mysql"
     if mysql and args.case == "unindexed-fk":
         raise SystemExit("--case unindexed-fk is PostgreSQL's: InnoDB creates an index for every foreign key")
@@ -396,7 +422,8 @@ def main() -> None:
             if args.case == "unindexed-fk":
                 unindexed_foreign_key(Path(tmp), args.rows, args.excess)
                 return
-            print(f"{args.dialect}: building {args.rows:,} rows with {args.excess:,} excess rows ...", flush=True)
+            print(f"{args.dialect}: building {args.rows:,} rows with {args.excess:,} excess rows, layout "
+                  f"{args.layout} ...", flush=True)
             build_table(engine, args.rows, args.excess)
             base_s, moved = run_baseline(engine)
             print(f"hand-written archiving DELETE:           {base_s:7.2f} s ({moved:,} rows)", flush=True)
