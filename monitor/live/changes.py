@@ -21,6 +21,11 @@ Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "OVERFLOW"]
 Row = dict[str, Any]  # column name -> value: text (PostgreSQL) or typed (MySQL), per the stream; None is NULL
 
 
+class OneOf(tuple[Any, ...]):
+    """A value the stream prints alike for several (wal2json's `null` for NULL, NaN and the infinities): the row
+    holds one of these, and the groups of each are re-counted."""
+
+
 class LiveRefused(Exception):
     """The server cannot feed live mode as configured; one line saying what to change. Never retried."""
 

@@ -366,17 +366,10 @@ POSTGRESQL_STREAM_KEYS = {
     "real": ("REAL", "0.1", "3.3"),
     "numeric": ("NUMERIC(30, 20)", "0.00000000000000000001", "12345678.12345678901234567890"),
     "interval": ("INTERVAL", "'1 mon'", "'1 day 00:00:00.000001'"),
+    # wal2json prints a bytea without its `\x`, and NaN and the infinities as `null`, like a NULL
     "bytea": ("BYTEA", "'\\x00ff'", "'\\x'"),
-    "bit": ("BIT VARYING(8)", "B'101'", "B'1'"),
-    "money": ("MONEY", "1.5", "2"),
-    "inet": ("INET", "'10.0.0.1/8'", "'10.0.0.1'"),
-    "float_neg0": ("FLOAT8", "'-0'", "'NaN'"),
-    "date_inf": ("DATE", "'infinity'", "'-infinity'"),
-    "tsrange": ("TSRANGE", "'[2024-01-01,2024-01-02)'", "'empty'"),
-    "uuid": ("UUID", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"),
-    "char": ("CHAR(4)", "'ab'", "'a '"),
-    "textarr": ("TEXT[]", "'{a,\"b c\"}'", "'{NULL}'"),
-    "time_tz": ("TIMETZ", "'10:00+02'", "'10:00+03'"),
+    "nan": ("FLOAT8", "'-0'", "'NaN'"),
+    "infinity": ("NUMERIC", "'-Infinity'", "'Infinity'"),
 }
 
 
@@ -902,6 +895,27 @@ def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known
         await_true(lambda: groups.figures == (2, 2) and not groups.pending
                    and bool(recorded.figures) and recorded.figures[-1][1] == final, "'a' dissolved, 'c' formed")
         assert groups.recounted - before == 1 + 2  # the new key, then the two known groups
+
+
+def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Key (team, email) where email is TOASTed: an UPDATE of team alone sends no email (PostgreSQL sends no
+    unchanged TOASTed value), and the default replica identity no old row: the row's key is not in the stream,
+    so the group it joined is found by a full count (an overflow), never missed."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN team int NOT NULL DEFAULT 0")
+    execute(admin, f"ALTER TABLE {table} ALTER COLUMN email SET STORAGE EXTERNAL")  # out of line, uncompressed
+    execute(admin, f"CREATE INDEX ON {table} (team, email)")
+    big = "x" * 2400  # past the 2 KB a row keeps inline, within the 2.7 KB a btree entry holds
+    execute(admin, f"INSERT INTO {table} (email, team) VALUES (:big, 1), (:big, 2)", big=big)
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["team", "email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        execute(admin, f"UPDATE {table} SET team = 1 WHERE team = 2")
+        await_true(lambda: groups.figures == (1, 1), "the group the update formed")
+    assert recorded.overflows and not recorded.gaps
 
 
 # -- MariaDB: the binary log -------------------------------------------------------------------------
