@@ -1585,6 +1585,46 @@ def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_rea
         await_true(lambda: groups.figures == (1, 1), "the duplicate inserted after the ALTER")
 
 
+def test_mariadb_rows_a_foreign_key_sets_null_or_deletes_are_followed(
+        mariadb: MariaDBServer, tmp_path: Path, start_daemon: Any) -> None:
+    """InnoDB's foreign key actions change the child's rows without the binary log naming them (it holds the
+    parent's row only): deleting two customers sets two orders' customer to NULL, making the group (NULL, 'x')
+    (NULLs group as equal), and a cascaded delete dissolves a group. Both reach /metrics from the parent's change."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    parent, child = f"customer_{uuid.uuid4().hex[:8]}", f"orders_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {parent} (id int PRIMARY KEY)")
+    execute(engine, f"CREATE TABLE {child} (id int AUTO_INCREMENT PRIMARY KEY, customer int NULL, "
+                    f"ref varchar(10) NOT NULL, INDEX (customer, ref), "
+                    f"FOREIGN KEY (customer) REFERENCES {parent} (id) ON DELETE SET NULL)")
+    grandchild = f"line_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {grandchild} (id int AUTO_INCREMENT PRIMARY KEY, customer int NOT NULL, "
+                    f"sku varchar(10) NOT NULL, INDEX (sku), "
+                    f"FOREIGN KEY (customer) REFERENCES {parent} (id) ON DELETE CASCADE)")
+    try:
+        execute(engine, f"INSERT INTO {parent} VALUES (1), (2), (3)")
+        execute(engine, f"INSERT INTO {child} (customer, ref) VALUES (1, 'x'), (2, 'x'), (3, 'y')")
+        execute(engine, f"INSERT INTO {grandchild} (customer, sku) VALUES (1, 's'), (3, 's')")
+        port = free_port()
+        config = write_config(
+            tmp_path / "dupewatch.toml", {"live": {"url": mariadb.url, "live": True}},
+            [{"name": "orders", "database": "live", "table": child, "key": ["customer", "ref"], "interval": 3600},
+             {"name": "lines", "database": "live", "table": grandchild, "key": ["sku"], "interval": 3600}],
+            metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+        daemon = start_daemon(config, port)
+        daemon.wait_for(lambda s: s.value(GROUPS, "orders") == 0 and s.value(GROUPS, "lines") == 1, "first runs")
+        await_log(daemon, "following the change stream")
+
+        execute(engine, f"DELETE FROM {parent} WHERE id IN (1, 2)")  # orders (NULL, 'x') twice; a line goes
+        scrape = daemon.wait_for(lambda s: s.value(GROUPS, "orders") == 1 and s.value(GROUPS, "lines") == 0,
+                                 "the group SET NULL formed, the one CASCADE dissolved", timeout=LIVE_SECONDS)
+        assert (scrape.value(NEW, "orders"), live_value(scrape, GAPS)) == (1, 0)
+        assert daemon.stop() == 0
+    finally:
+        for name in (grandchild, child, parent):
+            execute(engine, f"DROP TABLE IF EXISTS {name}")
+        engine.dispose()
+
+
 def test_mariadb_a_check_on_a_table_of_another_database_is_followed(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     """A check may name `otherdb.table` on a MariaDB connection whose URL names another database: its rows are in
