@@ -711,7 +711,10 @@ class IncrementalCheck:
                             (with_null, KEY_BATCH)):
             for start in range(0, len(chunk), size):
                 part = chunk[start:start + size]
-                statement = self.rules.key_count_statement(self.resolved, part) or self._in_list_statement(part)
+                # The dialect's form returns the keys as bound, not their identities: only where they are one.
+                statement = None if self.spelled_apart else self.rules.key_count_statement(self.resolved, part)
+                if statement is None:  # (a statement has no truth value: `or` raised TypeError)
+                    statement = self._in_list_statement(part)
                 for row in conn.execute(statement):
                     if row[-1]:
                         identity = self._identity(row, 0)
