@@ -400,8 +400,10 @@ class IncrementalCheck:
         top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
-        if top is None or self._restarted_below(top, start):
-            why = "the table is empty" if top is None else "every row lies below the watermark (emptied or recreated)"
+        went_back = self._sequence_went_back(watermark, window)
+        if top is None or self._restarted_below(top, start) or went_back:
+            why = "the table is empty" if top is None else went_back or \
+                "every row lies below the watermark (emptied or recreated)"
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"])
         said += window.notes
@@ -533,6 +535,21 @@ class IncrementalCheck:
         for key in added:
             slices[zlib.crc32(key.encode()) % len(slices)].append(key)
         self._slices = (slices, after)
+
+    def _sequence_went_back(self, watermark: Any, window: Window) -> str | None:
+        """Why the watermark cannot be trusted where the sequence handing out ids now stands below it: each run
+        leaves it at or below the sequence's position, which only grows, unless the sequence was set back
+        (`ALTER SEQUENCE ... RESTART`, `setval`) or the table created again: the ids it hands out now lie below
+        the watermark, and their rows would wait for the full pass unread (a row kept above them hides the
+        restart from `_restarted_below`)."""
+        if self.kind != "id" or window.upper is None or watermark is None:
+            return None
+        try:
+            behind = bool(watermark > window.upper)
+        except TypeError:
+            return None
+        return f"{window.upper_name} lies below the watermark {watermark} (the sequence was set back, or the " \
+               "table created again)" if behind else None
 
     def _restarted_below(self, top: Any, start: Any) -> bool:
         """Whether the table's highest value (any row, an index lookup) fell below the overlap window: the table

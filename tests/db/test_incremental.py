@@ -582,6 +582,29 @@ def test_an_id_imported_far_above_the_sequence_does_not_blind_the_watermark(db, 
     r.assert_matches_full_pass(after)
 
 
+def test_ids_handed_out_again_after_a_sequence_restart_are_read(pg, runner_for):
+    """A sequence set back (`ALTER SEQUENCE ... RESTART`) hands out ids below the watermark; a row kept above them
+    hides it from the emptied-table check. The run that finds the sequence below the watermark is a full pass."""
+    sequenced_logins(pg)
+    for user in range(1, 1202):
+        add(pg, user, "pc")
+    r = runner_for(pg)
+    assert r.run().groups == 0
+    pg.execute("DELETE FROM logins WHERE id < 1201", "ALTER SEQUENCE logins_ids RESTART")
+    r.run()  # the sequence has handed out no value yet: nothing bounds the watermark
+    add(pg, 5, "pc")
+    add(pg, 5, "pc")  # ids 1 and 2, 1,200 below the watermark
+    after = r.run()
+    assert (after.mode, after.groups, after.new_groups) == ("full", 1, 1), after
+    assert any("lies below the watermark" in n for n in after.notes), after.notes
+    r.assert_matches_full_pass(after)
+    add(pg, 6, "pc")
+    add(pg, 6, "pc")
+    again = r.run()
+    assert (again.mode, again.groups) == ("incremental", 2), again
+    r.assert_matches_full_pass(again)
+
+
 def test_a_late_commit_inside_a_sequence_cache_is_read(pg, runner_for):
     """CACHE 2000 and two sessions: the late session's id lies 2,000 below the rows already read. The overlap
     covers every range the sessions may hold cached (pg_sequence.seqcache times the sessions)."""
