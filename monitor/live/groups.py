@@ -29,6 +29,7 @@ limit and hands on an `overflowed` change for a table it stopped queueing, which
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -79,6 +80,21 @@ def _values(values: Iterable[Any]) -> Key:
                  else v for v in values)
 
 
+def _identity(values: Iterable[Any]) -> Key:
+    """Identity values read from the table as a key of a dict: also an array (a list) as a tuple and a JSON
+    document (a dict) as its canonical text. A jsonb or array key's group failed every re-count with TypeError
+    (unhashable), each a gap, the stream opened again and failing again."""
+    return tuple(_hashable(v) for v in _values(values))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
+
+
 def _each(key: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     """The keys `key` may be: itself, or one per value of each `OneOf` in it."""
     keys: list[tuple[Any, ...]] = [()]
@@ -120,7 +136,8 @@ class LiveGroups:
         statement = (sa.select(*[e.label(f"k{i}") for i, e in enumerate(self.reads)],
                                *[e.label(f"i{i}") for i, e in enumerate(self.identity)], size.label("n"))
                      .select_from(r.table).where(*r.filters).group_by(*r.key_exprs).having(size > 1))
-        found = {_values(row[width:2 * width]): (_values(row[:width]), int(row[-1])) for row in conn.execute(statement)}
+        found = {_identity(row[width:2 * width]): (_values(row[:width]), int(row[-1]))
+                 for row in conn.execute(statement)}
         new = len(found.keys() - self.known.keys())
         self.known = found
         self._excess = sum(n - 1 for _key, n in found.values())
@@ -223,7 +240,8 @@ class LiveGroups:
 
     def _known_by_key(self, key: Key) -> Key | None:
         if self._exact_identity:  # the identity is the key itself
-            return key if key in self.known else None
+            identity = _identity(key)
+            return identity if identity in self.known else None
         return next((i for i, (known, _n) in self.known.items() if known == key), None)
 
     def _count_pending(self, conn: Connection) -> dict[Key, tuple[Key, int]]:
@@ -262,7 +280,7 @@ class LiveGroups:
             statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
-                counted[_values(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
+                counted[_identity(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
         return counted
 
     def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
@@ -283,7 +301,7 @@ class LiveGroups:
                                      *[e.label(f"i{i}") for i, e in enumerate(identities)], rows)).one()
         if not row[-1]:
             return None, _values(row[:width]), 0
-        return _values(row[width:2 * width]), _values(row[:width]), int(row[-1])
+        return _identity(row[width:2 * width]), _values(row[:width]), int(row[-1])
 
     def _count_known(self, conn: Connection, identities: list[Key]) -> dict[Key, tuple[Key, int]]:
         """The rows of each known group in `identities` (0 for a group gone)."""
@@ -297,5 +315,5 @@ class LiveGroups:
             statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
-                counted[_values(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
+                counted[_identity(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
         return counted
