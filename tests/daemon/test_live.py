@@ -900,6 +900,26 @@ def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known
         assert groups.recounted - before == 1 + 2  # the new key, then the two known groups
 
 
+def test_a_new_spelling_of_a_citext_key_joins_its_group_instead_of_a_new_one(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """citext compares lower(text): 'Bob', 'bob' and 'BOB' are one group, whichever spelling GROUP BY returns."""
+    execute(admin, "CREATE EXTENSION IF NOT EXISTS citext")
+    execute(admin, f"ALTER TABLE {table} ALTER COLUMN email TYPE citext")
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('Bob'), ('bob')")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    assert daemon.scrape().value(EXCESS, "signups") == 1
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('BOB')")
+    scrape = daemon.wait_for(lambda s: s.value(EXCESS, "signups") == 2, "the third spelling counted",
+                             timeout=LIVE_SECONDS)
+    assert (scrape.value(GROUPS, "signups"), scrape.value(NEW, "signups")) == (1, 0)
+    execute(admin, f"DELETE FROM {table} WHERE id = 1")  # the spelling GROUP BY returned first
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('bOB')")
+    scrape = daemon.wait_for(lambda s: s.value(EXCESS, "signups") == 2 and (live_value(s, EVENTS) or 0) >= 3,
+                             "the delete and the fourth spelling read", timeout=LIVE_SECONDS)
+    assert (scrape.value(GROUPS, "signups"), scrape.value(NEW, "signups")) == (1, 0)
+    assert daemon.stop() == 0
+
+
 def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """Key (team, email) where email is TOASTed: an UPDATE of team alone sends no email (PostgreSQL sends no

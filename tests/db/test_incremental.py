@@ -753,10 +753,17 @@ def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, ru
     ("double precision", ["0", "-0", "0", "-0"]),
     ("interval", ["1 day", "24 hours", "1440 minutes", "86400 seconds"]),
     ("date", ["2024-01-01"] * 4),  # one spelling: the re-count of its keys raised TypeError
+    # outside the search_path a type SQLAlchemy does not know: the re-count of its keys failed to compile
+    ("citext", ["Bob"] * 4),
 ])
 def test_keys_equal_in_other_spellings_are_one_group_on_postgresql(pg, runner_for, kind, spellings):
     """GROUP BY returns one of a group's spellings (1.0 or 1.00): deleting the row it returned, or reading the
     group by another row's key, must not make an old group new, nor count it twice."""
+    if kind == "citext":  # where the extension is (the test's schema is not on its search_path)
+        schema = pg.scalar("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'citext'")
+        if schema is None:
+            pytest.skip("the citext extension is not created in the test database")
+        kind = f"{schema}.citext"
     pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device {kind} NULL,"
                " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
 
