@@ -400,7 +400,7 @@ class IncrementalCheck:
         top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
-        went_back = self._sequence_went_back(watermark, window)
+        went_back = self._bound_went_back(watermark, start, window)
         if top is None or self._restarted_below(top, start) or went_back:
             why = "the table is empty" if top is None else went_back or \
                 "every row lies below the watermark (emptied or recreated)"
@@ -536,20 +536,23 @@ class IncrementalCheck:
             slices[zlib.crc32(key.encode()) % len(slices)].append(key)
         self._slices = (slices, after)
 
-    def _sequence_went_back(self, watermark: Any, window: Window) -> str | None:
-        """Why the watermark cannot be trusted where the sequence handing out ids now stands below it: each run
-        leaves it at or below the sequence's position, which only grows, unless the sequence was set back
-        (`ALTER SEQUENCE ... RESTART`, `setval`) or the table created again: the ids it hands out now lie below
-        the watermark, and their rows would wait for the full pass unread (a row kept above them hides the
-        restart from `_restarted_below`)."""
-        if self.kind != "id" or window.upper is None or watermark is None:
+    def _bound_went_back(self, watermark: Any, start: Any, window: Window) -> str | None:
+        """Why the watermark cannot be trusted where what bounds it (the sequence handing out ids, the database's
+        clock) now stands below the window a run reads: each run leaves the watermark at or below that bound,
+        which only grows, unless a sequence was set back (`ALTER SEQUENCE ... RESTART`, `setval`, the table
+        created again) or the clock went back (a `timestamp` column of local time when daylight saving time
+        ends, a clock stepped back). The values handed out now lie below the window, and their rows would wait
+        for the full pass unread (a row kept above them hides a restart from `_restarted_below`)."""
+        if window.upper is None or start is None:
             return None
         try:
-            behind = bool(watermark > window.upper)
+            behind = bool(start > window.upper)
         except TypeError:
             return None
-        return f"{window.upper_name} lies below the watermark {watermark} (the sequence was set back, or the " \
-               "table created again)" if behind else None
+        what = "the sequence was set back, or the table created again" if self.kind == "id" else \
+            "the clock went back: daylight saving time ended for a local-time column, or the clock was stepped back"
+        bound = window.upper_name if self.kind == "id" else f"{window.upper_name} ({window.upper})"
+        return f"{bound} lies below the watermark {watermark} ({what})" if behind else None
 
     def _restarted_below(self, top: Any, start: Any) -> bool:
         """Whether the table's highest value (any row, an index lookup) fell below the overlap window: the table

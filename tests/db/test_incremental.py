@@ -541,6 +541,36 @@ def test_a_row_dated_a_day_ahead_does_not_blind_a_timestamp_watermark(logins, ru
     assert later.rows_scanned == 1  # the row ahead is recognised, not counted again
 
 
+def test_a_clock_gone_back_below_a_timestamp_watermark_makes_a_full_pass(logins, runner, monkeypatch):
+    """A `timestamp` of local time goes back an hour when daylight saving time ends: rows dated by the clock
+    now lie below the watermark's window, and would wait for the full pass. The run that finds the clock below it
+    is a full pass, and says why."""
+    from monitor.dialects import for_backend
+
+    rules = for_backend(logins.dialect)
+    monkeypatch.setattr(type(rules), "oldest_transaction_age", lambda self, conn: (None, "not asked in this test"))
+    clock = [NOW + timedelta(minutes=30)]
+
+    def database_clock(self: Any, column: sa.Column[Any]) -> Any:  # a bound value comes back as text on MySQL
+        value = sa.literal(clock[0], column.type)
+        return sa.cast(value, column.type) if logins.dialect == "mysql" else value
+
+    monkeypatch.setattr(type(rules), "database_clock", database_clock)
+    r = runner(incremental="created_at")
+    assert r.run().mode == "full"  # the watermark: the rows' NOW
+    clock[0] = NOW - timedelta(minutes=30)  # 01:30 again
+    insert(logins, [(6, 2, "tablet")], at=NOW - timedelta(minutes=25))  # a duplicate of (2, tablet), dated now
+    after = r.run()
+    assert (after.mode, after.groups, after.new_groups) == ("full", 2, 1), after
+    assert any("lies below the watermark" in n and "the clock went back" in n for n in after.notes), after.notes
+    r.assert_matches_full_pass(after)
+    clock[0] = NOW - timedelta(minutes=20)
+    insert(logins, [(7, 4, "pc")], at=NOW - timedelta(minutes=21))  # a duplicate of (4, pc)
+    later = r.run()
+    assert (later.mode, later.groups, later.new_groups) == ("incremental", 3, 1), later
+    r.assert_matches_full_pass(later)
+
+
 def sequenced_logins(db: TestDatabase, cache: int = 1) -> None:
     """`logins` whose ids a sequence hands out: serial with `CACHE`, AUTO_INCREMENT, an SQLite rowid."""
     columns = f"user_id INTEGER NOT NULL, device VARCHAR(40) NULL, created_at {ts_type(db)} NOT NULL"
