@@ -385,7 +385,13 @@ class MySQL(MySQLPolling, Dialect):
     def stream_value(self, column: sa.Column[Any], value: Any) -> ColumnElement[Any]:
         """The binary log holds a `TIMESTAMP` as seconds since the epoch, which python-mysql-replication gives as a
         naive UTC datetime: bound as that instant (`FROM_UNIXTIME`, in the session's time zone as the column is
-        read), not as a local time of the session's zone."""
+        read), not as a local time of the session's zone. A `BIT` comes as the text of its bits (`'101'`, which
+        `=` would compare as the number 101): bound as its number. A `BINARY(n)` comes without the zero bytes
+        that pad it to n (the log strips them): bound padded, as stored."""
+        if isinstance(column.type, mysql_types.BIT) and isinstance(value, str):  # its bits, '101'
+            return sa.literal(int(value, 2) if value else 0, sa.BigInteger())
+        if isinstance(column.type, sa.BINARY) and isinstance(value, bytes) and column.type.length:
+            return super().stream_value(column, value.ljust(column.type.length, b"\0"))
         if isinstance(column.type, sa.TIMESTAMP) and isinstance(value, datetime) and value.tzinfo is None:
             since = value - EPOCH
             seconds = Decimal(since.days * 86400 + since.seconds) + Decimal(since.microseconds).scaleb(-6)
@@ -417,7 +423,11 @@ class MySQL(MySQLPolling, Dialect):
 
     def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`
-        collation are one group, as GROUP BY and `=` say, though Python sees two spellings."""
+        collation are one group, as GROUP BY and `=` say, though Python sees two spellings. A `BIT` as its
+        number (`k + 0`): read through a subquery the server returns it as the text of that number, which the
+        BIT type reads as bytes (192 as 3225906), so a group found that way was another than the known one."""
+        if isinstance(expr.type, mysql_types.BIT):
+            return sa.type_coerce(expr, sa.BigInteger()) + 0
         if isinstance(expr.type, sa.String) and not isinstance(expr.type, sa.Enum):
             return sa.func.weight_string(expr, type_=sa.LargeBinary())
         return expr

@@ -448,6 +448,24 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         return version >= (15,)  # CREATE UNIQUE INDEX ... NULLS NOT DISTINCT, PostgreSQL 15
 
+    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Values `=` finds equal though they print apart, as one value: a `citext` lowered, a numeric at its
+        least scale (`trim_scale`: 1.0 = 1.00), a float plus zero (-0 = 0), an interval justified (`1 mon` = `30
+        days`, `1 day` = `24 hours`). GROUP BY returns one of the group's spellings, not always the same one
+        (delete the row it returned, or read the group by another row's key): identified by the spelling, the
+        group was another, and the "new duplicates" alert fired for an old one. Text under a nondeterministic
+        collation has no such function (PostgreSQL gives no sort key): still identified by its spelling."""
+        kind = expr.type
+        if isinstance(kind, postgresql.CITEXT):  # compared as lower(text): 'Bob' = 'BOB'
+            return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())
+        if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
+            return sa.func.trim_scale(expr, type_=kind)
+        if isinstance(kind, sa.Float):
+            return sa.type_coerce(expr + sa.literal(0, kind), kind)
+        if isinstance(kind, sa.Interval):
+            return sa.func.justify_interval(expr, type_=kind)
+        return expr
+
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         options: dict[str, Any] = {"postgresql_concurrently": True}
         if where is not None:

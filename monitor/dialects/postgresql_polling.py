@@ -89,8 +89,9 @@ def _quoted(conn: Connection, table: sa.Table) -> str:
 
 
 def _plain(column: sa.Column[Any]) -> bool:
-    """A column whose values bind as array elements and JSON scalars: not JSON, arrays or enums."""
-    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum)
+    """A column whose values bind as array elements and JSON scalars: not JSON, arrays or enums, nor of a type
+    SQLAlchemy does not know (an extension's type outside the search_path: no array of it can be named)."""
+    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType)
 
 
 class PostgreSQLPolling(Polling):

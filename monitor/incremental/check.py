@@ -400,8 +400,10 @@ class IncrementalCheck:
         top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
-        if top is None or self._restarted_below(top, start):
-            why = "the table is empty" if top is None else "every row lies below the watermark (emptied or recreated)"
+        went_back = self._bound_went_back(watermark, start, window)
+        if top is None or self._restarted_below(top, start) or went_back:
+            why = "the table is empty" if top is None else went_back or \
+                "every row lies below the watermark (emptied or recreated)"
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"])
         said += window.notes
@@ -533,6 +535,24 @@ class IncrementalCheck:
         for key in added:
             slices[zlib.crc32(key.encode()) % len(slices)].append(key)
         self._slices = (slices, after)
+
+    def _bound_went_back(self, watermark: Any, start: Any, window: Window) -> str | None:
+        """Why the watermark cannot be trusted where what bounds it (the sequence handing out ids, the database's
+        clock) now stands below the window a run reads: each run leaves the watermark at or below that bound,
+        which only grows, unless a sequence was set back (`ALTER SEQUENCE ... RESTART`, `setval`, the table
+        created again) or the clock went back (a `timestamp` column of local time when daylight saving time
+        ends, a clock stepped back). The values handed out now lie below the window, and their rows would wait
+        for the full pass unread (a row kept above them hides a restart from `_restarted_below`)."""
+        if window.upper is None or start is None:
+            return None
+        try:
+            behind = bool(start > window.upper)
+        except TypeError:
+            return None
+        what = "the sequence was set back, or the table created again" if self.kind == "id" else \
+            "the clock went back: daylight saving time ended for a local-time column, or the clock was stepped back"
+        bound = window.upper_name if self.kind == "id" else f"{window.upper_name} ({window.upper})"
+        return f"{bound} lies below the watermark {watermark} ({what})" if behind else None
 
     def _restarted_below(self, top: Any, start: Any) -> bool:
         """Whether the table's highest value (any row, an index lookup) fell below the overlap window: the table
@@ -711,7 +731,10 @@ class IncrementalCheck:
                             (with_null, KEY_BATCH)):
             for start in range(0, len(chunk), size):
                 part = chunk[start:start + size]
-                statement = self.rules.key_count_statement(self.resolved, part) or self._in_list_statement(part)
+                # The dialect's form returns the keys as bound, not their identities: only where they are one.
+                statement = None if self.spelled_apart else self.rules.key_count_statement(self.resolved, part)
+                if statement is None:  # (a statement has no truth value: `or` raised TypeError)
+                    statement = self._in_list_statement(part)
                 for row in conn.execute(statement):
                     if row[-1]:
                         identity = self._identity(row, 0)

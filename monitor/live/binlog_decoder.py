@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import pymysql
+from pymysql.constants import FIELD_TYPE
 
 from monitor.live.changes import Change
 
@@ -56,6 +57,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     started: str | None = None
     in_transaction = False  # between a BEGIN and its end: a statement there does not commit alone
     reader: Any = None
+    catalog = Catalog(settings)
     # MariaDB logs an XA transaction's rows at XA PREPARE, not yet committed (a re-count does not see them), and
     # its XA COMMIT later, alone: its changes are kept (by xid) and sent again at the commit; where they were not
     # kept (too many, or prepared before this stream began), the commit is a statement naming no rows, a gap.
@@ -118,11 +120,13 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                     # information_schema once per table: a DDL statement may have moved, renamed or dropped a column
                     # (or created a table of that name again), so the names are read again for the rows after it.
                     row_event._COLUMN_NAME_CACHE.clear()
+                    catalog.forget()
                     verb = adds_rows(event.query)
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
                     if not in_transaction:  # it commits alone; inside a transaction its end commits it
                         pipe.send(committed(event.timestamp))
             else:
+                catalog.describe(event)
                 rows = changes(event)
                 if preparing is not None:
                     preparing.extend(rows)
@@ -138,6 +142,74 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     finally:
         with contextlib.suppress(Exception):
             reader.close()
+        catalog.close()
+
+
+_TEXT_TYPES = (FIELD_TYPE.VARCHAR, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+
+
+class Catalog:
+    """What a row event's columns hold, from information_schema where the log does not say it.
+
+    Without `binlog_row_metadata = FULL` (MariaDB's default logs none) a table map gives no ENUM or SET member
+    names and (below MINIMAL) no character set: python-mysql-replication then gives every ENUM and SET value as
+    None, a `BINARY`/`VARBINARY`/`BLOB` value decoded as UTF-8 (text, or a decoding error that ends the stream at
+    the first byte string that is not UTF-8), and text in any character set as UTF-8. A key read as None or as
+    other bytes is re-counted as another key than the row's: its duplicate would be missed without a gap. Read
+    once per table (and again after a DDL statement, as column names are) before the event's rows are decoded."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._settings = settings
+        self._connection: Any = None
+        self._tables: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+
+    def describe(self, event: Any) -> None:
+        columns = getattr(event, "columns", None) or []
+        if not any(_undescribed(column) for column in columns):
+            return
+        described = self._described(event.schema, event.table)
+        if len(described) != len(columns):
+            return  # the table changed shape since the event: its values are named as the library can
+        for column, (column_type, charset) in zip(columns, described, strict=True):
+            if column.type == FIELD_TYPE.ENUM and not column.enum_values:
+                column.enum_values = ["", *_members(column_type)]
+            elif column.type == FIELD_TYPE.SET and not column.set_values:
+                column.set_values = _members(column_type)
+            elif column.type in _TEXT_TYPES and column.character_set_name is None:
+                column.character_set_name = charset or "binary"  # a byte string's column has no character set
+
+    def _described(self, schema: str, table: str) -> list[tuple[str, str | None]]:
+        if (schema, table) not in self._tables:
+            if self._connection is None:
+                self._connection = pymysql.connect(**self._settings)
+            with self._connection.cursor() as cursor:
+                cursor.execute("SELECT COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS"
+                               " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                               (schema, table))
+                self._tables[schema, table] = [(str(kind), charset) for kind, charset in cursor.fetchall()]
+        return self._tables[schema, table]
+
+    def forget(self) -> None:
+        self._tables.clear()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+
+
+def _undescribed(column: Any) -> bool:
+    if column.type == FIELD_TYPE.ENUM:
+        return not column.enum_values
+    if column.type == FIELD_TYPE.SET:
+        return not column.set_values
+    return column.type in _TEXT_TYPES and column.character_set_name is None
+
+
+def _members(column_type: str) -> list[str]:
+    """The members of `enum('a','it''s')` or `set(...)` as information_schema spells the column's type."""
+    return [member.replace("''", "'") for member in _QUOTED.findall(column_type)]
 
 
 def _send_lost(pipe: Connection, code: int | None, exc: BaseException) -> None:
@@ -155,12 +227,22 @@ def _die_with(parent: int) -> None:
 
 
 def changes(event: Any) -> list[Change]:
+    sets = {column.name: column.set_values for column in event.columns
+            if column.type == FIELD_TYPE.SET and column.set_values}
+
+    def plain(values: dict[str, Any]) -> dict[str, Any]:
+        """A SET's value (a Python set, unhashable) as the server's text of it: members in definition order."""
+        if not sets:
+            return values
+        return {name: ",".join(m for m in sets[name] if m in value) if name in sets and isinstance(value, set)
+                else value for name, value in values.items()}
+
     if isinstance(event, row_event.WriteRowsEvent):
-        return [Change(event.schema, event.table, "INSERT", new=row["values"]) for row in event.rows]
+        return [Change(event.schema, event.table, "INSERT", new=plain(row["values"])) for row in event.rows]
     if isinstance(event, row_event.UpdateRowsEvent):
-        return [Change(event.schema, event.table, "UPDATE", new=row["after_values"], old=row["before_values"])
-                for row in event.rows]
-    return [Change(event.schema, event.table, "DELETE", old=row["values"]) for row in event.rows]
+        return [Change(event.schema, event.table, "UPDATE", new=plain(row["after_values"]),
+                       old=plain(row["before_values"])) for row in event.rows]
+    return [Change(event.schema, event.table, "DELETE", old=plain(row["values"])) for row in event.rows]
 
 
 def by_table(kept: list[Change]) -> list[list[Change]]:

@@ -21,6 +21,11 @@ Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "OVERFLOW"]
 Row = dict[str, Any]  # column name -> value: text (PostgreSQL) or typed (MySQL), per the stream; None is NULL
 
 
+class OneOf(tuple[Any, ...]):
+    """A value the stream prints alike for several (wal2json's `null` for NULL, NaN and the infinities): the row
+    holds one of these, and the groups of each are re-counted."""
+
+
 class LiveRefused(Exception):
     """The server cannot feed live mode as configured; one line saying what to change. Never retried."""
 
@@ -79,6 +84,17 @@ def overflowed(schema: str, table: str) -> Change:
     return Change(schema, table, "OVERFLOW")
 
 
+@dataclass(frozen=True)
+class Cascade:
+    """A foreign key of a table whose parent's changes change its rows (`ChangeStream.unlogged_cascades`)."""
+
+    parent: tuple[str, str]  # (schema, table) as the stream names it
+    columns: frozenset[str]  # the child's columns the key sets
+    referenced: frozenset[str]  # the parent's columns they reference
+    on_update: str  # the key's rules, as information_schema spells them: CASCADE, SET NULL, RESTRICT, ...
+    on_delete: str
+
+
 class ChangeStream(Protocol):
     """One database's change stream (see monitor/live/postgresql.py, monitor/live/mysql.py)."""
 
@@ -113,3 +129,8 @@ class ChangeStream(Protocol):
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         """(schema, table) as the stream names `table` in its changes, asked of the database."""
+
+    def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
+        """The foreign keys of `table` (as `table_name` names it) whose actions change its rows without the
+        stream naming them (InnoDB's cascades, which the binary log does not hold); empty where the stream names
+        every row a cascade changes (PostgreSQL runs them as statements, decoded like any other)."""

@@ -29,8 +29,10 @@ limit and hands on an `overflowed` change for a table it stopped queueing, which
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.detect import TableCheck
-from monitor.live.changes import Change, Row
+from monitor.live.changes import Change, OneOf, Row
 
 Key = tuple[Any, ...]
 RECOUNT_CHUNK = 200  # groups re-counted by one statement
@@ -64,6 +66,41 @@ class Figures:
     groups: int
     excess_rows: int
     new_groups: int
+
+
+_NAN = float("nan")
+_DECIMAL_NAN = Decimal("NaN")
+
+
+def _values(values: Iterable[Any]) -> Key:
+    """Values read from the table as a key Python compares as the database does: every NaN one object. The
+    server's NaN equals NaN (one group); Python's equals nothing, not even another NaN (hashed by identity), so a
+    NaN group read twice was two groups: never dissolved, and counted as new at each re-count."""
+    return tuple(_NAN if isinstance(v, float) and v != v else _DECIMAL_NAN if isinstance(v, Decimal) and v.is_nan()
+                 else v for v in values)
+
+
+def _identity(values: Iterable[Any]) -> Key:
+    """Identity values read from the table as a key of a dict: also an array (a list) as a tuple and a JSON
+    document (a dict) as its canonical text. A jsonb or array key's group failed every re-count with TypeError
+    (unhashable), each a gap, the stream opened again and failing again."""
+    return tuple(_hashable(v) for v in _values(values))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
+
+
+def _each(key: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The keys `key` may be: itself, or one per value of each `OneOf` in it."""
+    keys: list[tuple[Any, ...]] = [()]
+    for value in key:
+        keys = [(*k, v) for k in keys for v in (value if isinstance(value, OneOf) else (value,))]
+    return keys
 
 
 class LiveGroups:
@@ -99,7 +136,8 @@ class LiveGroups:
         statement = (sa.select(*[e.label(f"k{i}") for i, e in enumerate(self.reads)],
                                *[e.label(f"i{i}") for i, e in enumerate(self.identity)], size.label("n"))
                      .select_from(r.table).where(*r.filters).group_by(*r.key_exprs).having(size > 1))
-        found = {tuple(row[width:2 * width]): (tuple(row[:width]), int(row[-1])) for row in conn.execute(statement)}
+        found = {_identity(row[width:2 * width]): (_values(row[:width]), int(row[-1]))
+                 for row in conn.execute(statement)}
         new = len(found.keys() - self.known.keys())
         self.known = found
         self._excess = sum(n - 1 for _key, n in found.values())
@@ -131,13 +169,19 @@ class LiveGroups:
             named.unknown_old = True
             return
         old = self._key_of(change.old) if change.old is not None else None
-        new = self._key_of(self._row_after(change)) if change.new is not None else None
+        after = self._row_after(change) if change.new is not None else None
+        new = self._key_of(after) if after is not None else None
         if change.operation == "UPDATE" and old is not None and old == new and not self._where:
             return  # no key column changed: no group did
+        if after is not None and new is None:
+            # PostgreSQL sends no unchanged TOASTed value again, and without the old row (the default replica
+            # identity) the row's key is not in the stream: whatever group it joined is found by a full count.
+            named.overflow, named.present, named.left = True, set(), set()
+            return
         if new is not None:
-            named.present.add(new)
+            named.present.update(_each(new))
         if old is not None:
-            named.left.add(old)
+            named.left.update(_each(old))
         elif change.operation != "INSERT":
             named.unknown_old = True
         if len(named.present) + len(named.left) > limit:
@@ -167,10 +211,13 @@ class LiveGroups:
         # group may be gone: found by its key among the known ones).
         one_by_one = named.left | {values for values in named.present if None in values}
         counted = self._count_present(conn, [values for values in named.present if values not in one_by_one])
+        by_key: dict[Key, Key] | None = None  # known groups by their key's spelling, made once per batch
         for values in one_by_one:
             identity, key, rows = self._count_raw(conn, values)
             if identity is None:  # no row has the key now: the group it was, if any, is known by its key
-                identity = self._known_by_key(key)
+                if by_key is None and not self._exact_identity:
+                    by_key = {_identity(known): i for i, (known, _n) in self.known.items()}
+                identity = self._known_by_key(key, by_key)
                 if identity is None:  # not a known group, unless spelled otherwise under a collation
                     unknown_old |= not self._exact_identity
                     continue
@@ -194,10 +241,14 @@ class LiveGroups:
             return None
         return Figures(*self.figures, new_groups=new)
 
-    def _known_by_key(self, key: Key) -> Key | None:
+    def _known_by_key(self, key: Key, by_key: dict[Key, Key] | None) -> Key | None:
+        """The known group whose key is `key`: the key itself where it is the identity, else looked up in
+        `by_key` (a map of the known keys made once per batch: with 100,000 known groups a scan of them took
+        5 ms per key a delete named, 10 s for a batch of 2,000; the map takes 15 ms per batch)."""
+        identity = _identity(key)
         if self._exact_identity:  # the identity is the key itself
-            return key if key in self.known else None
-        return next((i for i, (known, _n) in self.known.items() if known == key), None)
+            return identity if identity in self.known else None
+        return by_key.get(identity) if by_key is not None else None
 
     def _count_pending(self, conn: Connection) -> dict[Key, tuple[Key, int]]:
         """Re-count the oldest `RECOUNT_BUDGET` queued groups (those still known)."""
@@ -235,7 +286,7 @@ class LiveGroups:
             statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
-                counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))
+                counted[_identity(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
         return counted
 
     def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
@@ -255,8 +306,8 @@ class LiveGroups:
         row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(keys)],
                                      *[e.label(f"i{i}") for i, e in enumerate(identities)], rows)).one()
         if not row[-1]:
-            return None, tuple(row[:width]), 0
-        return tuple(row[width:2 * width]), tuple(row[:width]), int(row[-1])
+            return None, _values(row[:width]), 0
+        return _identity(row[width:2 * width]), _values(row[:width]), int(row[-1])
 
     def _count_known(self, conn: Connection, identities: list[Key]) -> dict[Key, tuple[Key, int]]:
         """The rows of each known group in `identities` (0 for a group gone)."""
@@ -270,5 +321,5 @@ class LiveGroups:
             statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
-                counted[tuple(row[width:2 * width])] = (tuple(row[:width]), int(row[-1]))
+                counted[_identity(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
         return counted

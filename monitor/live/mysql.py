@@ -64,7 +64,7 @@ from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
 from monitor.live import binlog_decoder
-from monitor.live.changes import Change, Fold, LiveRefused, Row, StreamLost, Transaction, overflowed
+from monitor.live.changes import Cascade, Change, Fold, LiveRefused, Row, StreamLost, Transaction, overflowed
 from monitor.live.groups import KEYS_PER_READ
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -372,6 +372,23 @@ class BinlogStream:
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
         return str(schema), table.name
+
+    def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
+        """InnoDB's foreign key actions: the binary log holds the parent's row only (monitor/live/cascades.py)."""
+        rows = conn.execute(sa.text(
+            "SELECT k.CONSTRAINT_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, k.COLUMN_NAME,"
+            " k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE"
+            " FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r"
+            " ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME"
+            " AND r.TABLE_NAME = k.TABLE_NAME"
+            " WHERE k.TABLE_SCHEMA = :schema AND k.TABLE_NAME = :table AND k.REFERENCED_TABLE_NAME IS NOT NULL"),
+            {"schema": table[0], "table": table[1]}).all()
+        keys: dict[str, list[Any]] = {}
+        for row in rows:
+            keys.setdefault(str(row[0]), []).append(row)
+        return [Cascade((str(first[1]), str(first[2])), frozenset(str(r[3]) for r in columns),
+                        frozenset(str(r[4]) for r in columns), str(first[5]), str(first[6]))
+                for columns in keys.values() for first in columns[:1]]
 
     def close(self) -> None:
         """End the decoder process (its replica connection goes with it) and the thread reading from it."""

@@ -53,7 +53,7 @@ from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
 from monitor.live import test_decoding, wal2json
-from monitor.live.changes import Change, Fold, LiveRefused, StreamLost, Transaction
+from monitor.live.changes import Cascade, Change, Fold, LiveRefused, StreamLost, Transaction
 from monitor.live.test_decoding import DecodingError
 
 Parse = Callable[[list[str], Transaction | None, Fold | None], tuple[list[Transaction], Transaction | None]]
@@ -296,6 +296,9 @@ class LogicalDecodingStream:
     def wait(self, timeout: float) -> None:
         """The slot is polled: wait out `timeout`, or until the stream is closed."""
         self._closed.wait(timeout)
+
+    def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
+        return []  # a foreign key's actions run as statements, decoded as any other
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         """Also keeps the table's shape now (before its check is counted), for `_reshaped`."""

@@ -41,7 +41,8 @@ from monitor.config import CheckConfig
 from monitor.detect import TableCheck
 from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
-from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction
+from monitor.live.cascades import FULL, NOTHING, Effect, ancestors
+from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction, overflowed
 from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named
 
 log = logging.getLogger("dupewatch.live")
@@ -85,6 +86,8 @@ class LiveReader:
         self.refused: str | None = None
         self.groups: dict[str, LiveGroups] = {}
         self._tables: dict[tuple[str, str], list[str]] = {}  # (schema, table) as the stream names it -> checks
+        # Tables whose changes cascade to checks' tables unnamed by the stream (InnoDB's foreign key actions)
+        self._cascades: dict[tuple[str, str], dict[str, Effect]] = {}
         self._unindexed: set[str] = set()  # checks left to their poll: no index serves the key (logged once)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
@@ -256,6 +259,7 @@ class LiveReader:
         """Resolve the checks and count each in full (after a gap, groups unknown before are new)."""
         db = self.monitor.database(self.database)
         self._tables.clear()
+        self._cascades.clear()
         with db.read_only() as conn:
             for check in self.checks:
                 try:
@@ -272,13 +276,19 @@ class LiveReader:
                     continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
-                self._tables.setdefault(self.stream.table_name(conn, resolved.table), []).append(check.name)
+                table = self.stream.table_name(conn, resolved.table)
+                self._tables.setdefault(table, []).append(check.name)
+                for parent, effect in ancestors(self.stream, conn, table, frozenset(groups.key_names),
+                                                bool(check.where)).items():
+                    self._cascades.setdefault(parent, {})[check.name] = effect
                 new = groups.resync(conn)
                 groups_now, excess = groups.figures
                 self.sink.live_figures(check.name, self.database, Figures(groups_now, excess, new if count_new else 0))
         columns: dict[tuple[str, str], frozenset[str]] = {}
         for table, names in self._tables.items():
             columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)
+        for table, effects in self._cascades.items():  # an UPDATE of its referenced columns cascades
+            columns[table] = columns.get(table, frozenset()).union(*(e.referenced for e in effects.values()))
         self.stream.watch(columns, frozenset(table for table, names in self._tables.items()
                                              if any(self.groups[name].resolved.check.where for name in names)))
 
@@ -288,13 +298,22 @@ class LiveReader:
         touched: dict[str, Named] = {}
 
         def fold(change: Change) -> None:
-            for check in self._tables.get((change.schema, change.table), ()):
-                self.groups[check].fold(touched.setdefault(check, Named()), change)
+            self._fold(touched, change)
 
         done = self.stream.read(fold)
         self._apply(done, touched)
         self._count_unnamed(done)
         return done
+
+    def _fold(self, touched: dict[str, Named], change: Change) -> None:
+        """Hand `change` to the groups of each check of its table, and what it cascades to (`cascades`)."""
+        table = (change.schema, change.table)
+        for check in self._tables.get(table, ()):
+            self.groups[check].fold(touched.setdefault(check, Named()), change)
+        for check, effect in self._cascades.get(table, {}).items():
+            if (what := effect.of(change)) != NOTHING:
+                self.groups[check].fold(touched.setdefault(check, Named()),
+                                        overflowed(*table) if what == FULL else UNSEEN)
 
     def _apply(self, done: list[Transaction], touched: dict[str, Named]) -> None:
         """Re-count what `done` named (`touched`: folded per check), and some groups still queued for a re-count
@@ -304,8 +323,7 @@ class LiveReader:
                 touched.setdefault(name, Named())
         for transaction in done:
             for change in transaction.changes:  # a stream that kept them
-                for check in self._tables.get((change.schema, change.table), ()):
-                    self.groups[check].fold(touched.setdefault(check, Named()), change)
+                self._fold(touched, change)
             if transaction.unseen:
                 for check, groups in self.groups.items():
                     groups.fold(touched.setdefault(check, Named()), UNSEEN)
@@ -317,7 +335,8 @@ class LiveReader:
                 for check, named in touched.items():
                     if named.overflow:
                         log.info("one read of the change stream named more keys than live mode re-counts one by "
-                                 "one: the check is counted in full", extra={"fields": {
+                                 "one, or a change whose keys it cannot name (a foreign key's action, an "
+                                 "unchanged TOASTed key column): the check is counted in full", extra={"fields": {
                                      "database": self.database, "check": check, "changes": named.changes,
                                      "keys_per_read": KEYS_PER_READ}})
                         self.sink.live_overflow(self.database, check)

@@ -14,7 +14,9 @@ FULL`). Names arrive unquoted. Values are JSON: numbers are kept as the digits t
 float), booleans as `true`/`false`, everything else as the server's text, so that the database casts them
 back exactly as it does `test_decoding`'s. Unlike `test_decoding`, wal2json prints nothing for the DELETE of a
 row of a table without a replica identity (it logs a warning on the server): a transaction that shows no change
-at all is therefore marked `unseen`, and every known group of the database is re-counted.
+at all is therefore marked `unseen`, and every known group of the database is re-counted. Two values print
+otherwise than the server does: a `bytea` as its bare hex digits (given back their `\\x`), and a float's or
+numeric's NaN and infinities as `null`, like a NULL (given as any of the four, each re-counted).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from monitor.live.changes import Change, Fold, Operation, Row, Transaction
+from monitor.live.changes import Change, Fold, OneOf, Operation, Row, Transaction
 from monitor.live.test_decoding import DecodingError, commit_time, keep
 
 OPERATIONS: dict[str, Operation] = {"I": "INSERT", "U": "UPDATE", "D": "DELETE", "T": "TRUNCATE"}
@@ -77,8 +79,23 @@ def _change(record: dict[str, Any], operation: Operation) -> Change:
     return Change(schema, table, operation, new=new, old=old)
 
 
+# wal2json prints a float's or numeric's NaN, Infinity and -Infinity as JSON `null` (JSON has no such number),
+# as it prints a NULL: such a value is any of them, and each is re-counted (`changes.OneOf`).
+_NOT_FINITE = OneOf((None, "NaN", "Infinity", "-Infinity"))
+_FLOATS = ("real", "double precision", "numeric", "float4", "float8")
+
+
 def _row(columns: list[dict[str, Any]]) -> Row:
-    return {str(column["name"]): _text(column.get("value")) for column in columns}
+    return {str(column["name"]): _value(column) for column in columns}
+
+
+def _value(column: dict[str, Any]) -> str | OneOf | None:
+    value, kind = column.get("value"), str(column.get("type", ""))
+    if value is None and kind.split("(", 1)[0] in _FLOATS:
+        return _NOT_FINITE
+    if kind == "bytea" and isinstance(value, str):  # its hex digits without the `\x` the server prints
+        return "\\x" + value
+    return _text(value)
 
 
 def _text(value: Any) -> str | None:
