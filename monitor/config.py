@@ -163,14 +163,17 @@ class _Model(BaseModel):
 
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# Labels every per-check series already has (or Prometheus reserves): a static label cannot take their names.
-RESERVED_LABELS = frozenset({"check", "database", "target", "le", "quantile"})
+# Labels every per-check series already has, Prometheus reserves (`le`, `quantile`) or attaches to every scraped
+# series (`job`, `instance`: a clash is silently renamed `exported_job`): a static label cannot take their names.
+RESERVED_LABELS = frozenset({"check", "database", "target", "le", "quantile", "job", "instance"})
 
 
 def static_labels(value: dict[str, str]) -> dict[str, str]:
     """Static labels (`labels = { env = "prod" }`): Prometheus label names, printable values."""
     for name, text in value.items():
-        if not LABEL_NAME.match(name) or name.startswith("__"):
+        if name.startswith("__"):
+            raise ValueError(f"label name {name!r} is reserved (Prometheus keeps names starting with __)")
+        if not LABEL_NAME.match(name):
             raise ValueError(f"label name {name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
         if name in RESERVED_LABELS:
             raise ValueError(f"label name {name!r} is reserved (every series has it, or Prometheus does)")

@@ -63,6 +63,13 @@ def test_the_issue_contract_loads():
     ({"include": "(unclosed"}, "sources.tenants.include: not a regular expression"),
     ({"labels": {"check": "x"}}, "sources.tenants.labels: label name 'check' is reserved"),
     ({"labels": {"bad-name": "x"}}, "is not a Prometheus label name"),
+    ({"labels": {"job": "x"}}, "sources.tenants.labels: label name 'job' is reserved"),
+    ({"labels": {"instance": "x"}}, "sources.tenants.labels: label name 'instance' is reserved"),
+    ({"labels": {"le": "x"}}, "sources.tenants.labels: label name 'le' is reserved"),
+    ({"labels": {"target": "x"}}, "sources.tenants.labels: label name 'target' is reserved"),
+    ({"labels": {"__name__": "x"}}, "sources.tenants.labels: label name '__name__' is reserved"),
+    ({"labels": {"": "x"}}, "is not a Prometheus label name"),
+    ({"labels": {"9lives": "x"}}, "is not a Prometheus label name"),
     ({"every": "0s"}, "sources.tenants.every: must be a positive duration"),
     ({"evry": "5m"}, "sources.tenants.evry: unknown field (did you mean 'every'?)"),
 ])
