@@ -159,9 +159,10 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     from monitor.engine import Monitor
 
     try:
-        config = load_context_config(ctx, environment=False)
-        assert config is not None
-        chosen = chosen_checks(config, checks)
+        template = load_context_config(ctx, environment=False, targets=False)
+        assert template is not None
+        config = with_targets(template) if template.needs_targets else template
+        chosen = chosen_checks(config, checks, template)
         # The variables of the databases the chosen checks use (another database's may be unset here).
         problems = url_problems(config, databases={c.database for c in chosen})
         if problems:
@@ -194,18 +195,37 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     print_notes(results)
     for notice in notices:
         click.echo(f"dupewatch: {notice}", err=True)
+    for name in targetless_checks(config, template):
+        if not checks or name in checks:
+            click.echo(f"dupewatch: check {name!r} ran on no target (its source lists none)", err=True)
     sys.exit(exit_code(results))
 
 
-def chosen_checks(config: Config, names: Sequence[str]) -> list[CheckConfig]:
-    """The checks named (all when none): a fleet check's name chooses it on every target."""
+def chosen_checks(config: Config, names: Sequence[str], template: Config | None = None) -> list[CheckConfig]:
+    """The checks named (all when none): a fleet check's name chooses it on every target. `template` is the
+    config as written: a fleet check whose selection has no target runs nowhere, and when nothing is left to
+    run that is a one-line error naming them."""
     if not names:
-        return list(config.checks)
-    chosen: list[CheckConfig] = []
-    for name in names:
-        found = [c for c in config.checks if c.name != name and c.template == name]
-        chosen.extend(found or [config.check(name)])
+        chosen = list(config.checks)
+    else:
+        chosen = []
+        for name in names:
+            found = [c for c in config.checks if c.name != name and c.template == name]
+            if not found and template is not None and name in targetless_checks(config, template):
+                continue
+            chosen.extend(found or [config.check(name)])
+    if not chosen and template is not None:
+        empty = [n for n in targetless_checks(config, template) if not names or n in names]
+        raise ConfigError(f"{config.path or 'config'}: nothing to run: no target for "
+                          + ", ".join(f"check {n!r}" for n in empty)
+                          + " (its source lists none, or none matches its include, exclude or match_labels)")
     return chosen
+
+
+def targetless_checks(config: Config, template: Config) -> list[str]:
+    """The fleet checks of `template` that the expanded `config` runs on no target."""
+    made = {c.template for c in config.checks}
+    return [c.name for c in template.checks if c.needs_targets and c.name not in made]
 
 
 def check_entry(config: Config, result: CheckResult) -> dict[str, Any]:

@@ -379,7 +379,7 @@ class Daemon:
             old = previous.get(check.name)
             # A fleet target's check reports a table it lacks when it runs: resolving hundreds here would connect
             # to every target at once.
-            if check.is_custom or old == check or check.source is not None:
+            if check.is_custom or old == check or check.selects_targets:
                 checks.append(check)
                 continue
             try:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from monitor.config import Config, ConfigError, DatabaseConfig, SourceConfig
 from monitor.db import Database, DatabaseError, parse_url
 from monitor.dialects.base import FleetUnsupported
-from monitor.fleet.targets import Target
+from monitor.fleet.targets import Target, selected_sources
 
 log = logging.getLogger("dupewatch.fleet")
 
@@ -79,8 +79,8 @@ def _wanted(name: str, source: SourceConfig) -> bool:
 
 
 def used_sources(config: Config) -> list[str]:
-    """The sources some check runs over (an unused source is never discovered)."""
-    return sorted({c.source for c in config.checks if c.source is not None and c.needs_targets})
+    """The sources some check selects (an unused source is never discovered)."""
+    return sorted({name for check in config.checks if check.needs_targets for name in selected_sources(config, check)})
 
 
 @dataclass

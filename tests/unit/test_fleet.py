@@ -214,3 +214,76 @@ def test_an_unset_source_variable_is_a_config_problem_naming_the_source(monkeypa
     config = config_from_dict(fleet_config(url=None, url_env="DW_FLEET_UNIT_UNSET"))
     assert url_problems(config) == ["sources.tenants.url_env: environment variable DW_FLEET_UNIT_UNSET is not set"]
     assert url_problems(config, environment=False) == []  # commands using one database do not refuse
+
+
+def selector_config(**check: object) -> dict[str, object]:
+    data = fleet_config()
+    data["sources"] = {
+        "eu": {"url": SERVER, "discover": "databases", "labels": {"env": "prod", "region": "eu"}},
+        "us": {"url": "postgresql://monitor@us.internal/postgres", "discover": "databases",
+               "labels": {"env": "prod", "region": "us"}},
+        "staging": {"url": SERVER, "discover": "databases", "labels": {"env": "staging", "region": "eu"}},
+    }
+    data["databases"] = {"app": {"url": "postgresql://monitor@app.internal/app", "labels": {"env": "prod"}},
+                         "other": {"url": "postgresql://monitor@app.internal/other"}}
+    data["checks"] = [{"name": "logins", "table": "login_source", "key": ["user_id"], **check}]
+    return data
+
+
+def listed(source: str, server: str, *names: str, labels: tuple[tuple[str, str], ...] = ()) -> list[Target]:
+    url = make_url(server)
+    return [Target(source, name, None, url.set(database=name), labels) for name in names]
+
+
+def test_a_check_selects_its_targets_by_labels_across_sources_and_databases():
+    from monitor.fleet.discover import used_sources
+
+    config = config_from_dict(selector_config(match_labels={"env": "prod"}))
+    assert used_sources(config) == ["eu", "us"]  # staging is never listed
+    found = {"eu": listed("eu", SERVER, "t1", labels=(("env", "prod"), ("region", "eu"))),
+             "us": listed("us", "postgresql://monitor@us.internal/postgres", "t2",
+                          labels=(("env", "prod"), ("region", "us")))}
+    expanded = expand(config, found)
+    assert expanded.names == ["logins@app", "logins@t1", "logins@t2"]  # a [databases] entry carrying env=prod too
+    names = static_label_names(expanded)
+    labelled = {c.name: series_labels(expanded, c, names) for c in expanded.checks}
+    assert labelled == {"logins@app": ("logins", "app", "app", "prod", ""),
+                        "logins@t1": ("logins", "t1", "t1", "prod", "eu"),
+                        "logins@t2": ("logins", "t2", "t2", "prod", "us")}
+
+
+def test_a_label_selector_with_a_source_narrows_that_source_only():
+    config = config_from_dict(selector_config(source="eu", match_labels={"region": "eu"}))
+    from monitor.fleet.discover import used_sources
+
+    assert used_sources(config) == ["eu"]
+    expanded = expand(config, {"eu": listed("eu", SERVER, "t1")})
+    assert expanded.names == ["logins@t1"]
+
+
+def test_a_place_two_sources_list_is_checked_once_and_a_clashing_name_only_once():
+    config = config_from_dict(selector_config(match_labels={"region": "eu"}))
+    found = {"eu": listed("eu", SERVER, "t1", "t2"), "staging": listed("staging", SERVER, "t1", "t3")}
+    assert expand(config, found).names == ["logins@t1", "logins@t2", "logins@t3"]  # t1: one server, once
+    config = config_from_dict(selector_config(match_labels={"env": "prod"}))
+    clash = {"eu": listed("eu", SERVER, "app"), "us": listed("us", "postgresql://monitor@us.internal/x", "t2")}
+    expanded = expand(config, clash)
+    assert expanded.names == ["logins@app", "logins@t2"]  # the entry `app`, not the eu server's database `app`
+    assert expanded.check("logins@app").database == "app"
+    every = Counter(n for i in range(3) for n in expand(config, clash, Shard(i, 3)).names)
+    assert every == Counter(expanded.names)  # the shards agree which one is checked
+
+
+@pytest.mark.parametrize(("check", "expected"), [
+    ({"match_labels": {"env": "prd"}},
+     "checks[0] ('logins').match_labels: no source or database carries env=prd (labels in the file: env=prod, "
+     "env=staging, region=eu, region=us)"),
+    ({"source": "us", "match_labels": {"region": "eu"}},
+     "checks[0] ('logins').match_labels: source 'us' does not carry region=eu (its labels: env=prod, region=us)"),
+    ({"match_labels": {}}, "checks[0] ('logins').match_labels: names at least one label"),
+    ({"match_labels": {"job": "x"}}, "label name 'job' is reserved"),
+    ({"database": "app", "match_labels": {"env": "prod"}}, "set exactly one of 'database' or 'source'"),
+])
+def test_a_bad_label_selector_is_one_line(check, expected):
+    found = problems(selector_config(**check))
+    assert len(found) == 1 and expected in found[0], found
