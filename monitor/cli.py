@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from monitor import __version__
-from monitor.config import ConfigError, find_config_file, load_config
+from monitor.config import ConfigError, close_matches, find_config_file, load_config
 from monitor.words import counted
 
 if TYPE_CHECKING:
@@ -220,6 +220,28 @@ def chosen_checks(config: Config, names: Sequence[str], template: Config | None 
                           + ", ".join(f"check {n!r}" for n in empty)
                           + " (its source lists none, or none matches its include, exclude or match_labels)")
     return chosen
+
+
+def refuse_unknown_target(config: Config, name: str) -> None:
+    """A fleet check named without one of its targets (`CHECK`, or `CHECK@TARGET` with a target it does not
+    run on): one line naming a few of its targets, not the hundreds the generic message would list."""
+    if any(c.name == name for c in config.checks):
+        return
+    made = [c for c in config.checks if c.name != c.template]
+    for template in sorted({c.template for c in made}, key=len, reverse=True):
+        targets = sorted(c.name[len(template) + 1:] for c in made if c.template == template)
+        some = ", ".join(targets[:3]) + (", ..." if len(targets) > 3 else "")
+        if name == template:
+            fail(f"check {name!r} runs on {counted(len(targets), 'target')}: name one, as CHECK@TARGET "
+                 f"({name}@{targets[0]}; targets: {some})")
+        if name.startswith(template + "@"):
+            target = name[len(template) + 1:]
+            fail(f"check {template!r} has no target {target!r}{close_matches(target, targets)} "
+                 f"({counted(len(targets), 'target')}: {some})")
+    if made:
+        names = sorted({c.template for c in config.checks})
+        fail(f"{config.path or 'config'}: no check named {name!r}{close_matches(name, names)} (have: "
+             f"{', '.join(names)}; a fleet check is named CHECK@TARGET)")
 
 
 def targetless_checks(config: Config, template: Config) -> list[str]:
@@ -670,6 +692,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
 
     config = load_context_config(ctx, environment=False)
     assert config is not None
+    refuse_unknown_target(config, check_name)
     chosen = next((c for c in config.checks if c.name == check_name), None)
     if chosen is not None and config.databases[chosen.database].read_only:
         fail(f"{config.locate(chosen.name)}: runs on a read-only target (read_only = true on its database or "
@@ -898,6 +921,8 @@ def guard(ctx: click.Context, check_name: str, as_json: bool, lock_timeout: floa
     from monitor.fix import add_guard
 
     config = load_context_config(ctx, environment=False)
+    assert config is not None
+    refuse_unknown_target(config, check_name)
     assert config is not None
     monitor = Monitor(config)
     try:

@@ -69,7 +69,8 @@ def test_postgresql_databases_whose_names_need_quoting_are_discovered_checked_an
     with pg_awkward_databases(prefix) as made:
         path = write_config(tmp_path / "fleet.toml", {}, [
             {"name": "logins", "source": "tenants", "table": TABLE, "key": KEY}],
-            **{"sources.tenants": {"url": PG_URL, "discover": "databases", "include": "^" + prefix.replace(" ", "\\s")}})
+            **{"sources.tenants": {"url": PG_URL, "discover": "databases",
+                                   "include": "^" + prefix.replace(" ", "\\s")}})
         run = run_dupewatch("check", "--json", "--config", path)
         assert excess_by_target(run.json) == made, run.stderr
         assert all(e["status"] != "error" for e in run.json["checks"]), run.stdout
@@ -152,3 +153,30 @@ def test_a_fleet_whose_source_lists_no_target_is_one_line_and_exit_2(url: str, t
         assert run.code == 2, run.stderr
         assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert "nothing to run: no target for check 'logins'" in run.stderr
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+def test_fix_or_guard_of_a_fleet_check_without_a_known_target_is_one_line_naming_a_few(server: str,
+                                                                                     tmp_path: Path):
+    from fleetdb import mysql_databases, pg_databases
+
+    with (pg_databases(4) if server == "postgresql" else mysql_databases(4)) as fleet:
+        path = write_config(tmp_path / "fleet.toml", {}, [
+            {"name": "logins", "source": "tenants", "table": TABLE, "key": KEY}],
+            **{"sources.tenants": {"url": fleet.server_url, "discover": "databases", "include": fleet.include}})
+        first = fleet.names[0]
+        cases = {
+            ("fix", "logins@no_such_tenant", "--dry-run"): "check 'logins' has no target 'no_such_tenant' (4 targets: ",
+            ("fix", f"logins@{first[:-1]}x", "--dry-run"): f"(did you mean '{fleet.prefix}tenant_",
+            ("fix", "logins", "--dry-run"):
+                f"check 'logins' runs on 4 targets: name one, as CHECK@TARGET (logins@{first}",
+            ("guard", "logins@no_such_tenant"): "check 'logins' has no target 'no_such_tenant'",
+            ("fix", "login", "--dry-run"): "no check named 'login' (did you mean 'logins'?) (have: logins; ",
+        }
+        for args, expected in cases.items():
+            run = run_dupewatch(*args, "--config", path)
+            assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1, (args, run.stderr)
+            assert expected in run.stderr, (args, run.stderr)
+            assert "Traceback" not in run.stderr
+        done = run_dupewatch("fix", f"logins@{first}", "--dry-run", "--config", path)
+        assert done.code == 0, done.stderr  # a known target is fixed as any check
