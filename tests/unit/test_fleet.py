@@ -170,6 +170,9 @@ def test_budget_one_check_per_target_and_a_refusing_server_backs_off_as_a_whole(
     assert budget.backing_off("db:5432") > 0 and budget.backing_off("other:5432") == 0
     assert budget.claim("t1")
     budget.release("t1", "db:5432", slot=False, connect_failed=False)
+    assert budget.backing_off("db:5432") > 0  # a round that never ran says nothing of the server
+    budget.run_slot()
+    budget.release("t1", "db:5432", slot=True, connect_failed=False)
     assert budget.backing_off("db:5432") == 0  # a connection that succeeded ends it
 
 
@@ -287,3 +290,38 @@ def test_a_place_two_sources_list_is_checked_once_and_a_clashing_name_only_once(
 def test_a_bad_label_selector_is_one_line(check, expected):
     found = problems(selector_config(**check))
     assert len(found) == 1 and expected in found[0], found
+
+
+def test_a_server_out_of_connections_takes_as_many_checks_at_once_as_it_was_taking(
+        monkeypatch: pytest.MonkeyPatch):
+    from monitor.fleet import budget as budgets
+
+    budget = Budget(FleetConfig(max_running=8, server_connections=4))
+
+    def done(target: str, *, connect_failed: bool = False, exhausted: bool = False) -> None:
+        budget.run_slot()
+        budget.release(target, "db:5432", slot=True, connect_failed=connect_failed, entered=True, exhausted=exhausted)
+
+    assert all(budget.enter_server("db:5432", 0) for _ in range(4))
+    assert not budget.enter_server("db:5432", 0)  # the cap
+    # Two are connected; the third and fourth are refused: the server takes two of ours.
+    done("t3", connect_failed=True, exhausted=True)
+    done("t4", connect_failed=True, exhausted=True)
+    assert budget.server_limit("db:5432") == 2
+    assert not budget.enter_server("db:5432", 0.05)  # two still run
+    done("t1", connect_failed=False)
+    waiting = threading.Thread(target=budget.enter_server, args=("db:5432", 30))
+    assert budget.enter_server("db:5432", 0)  # one finished: one more may run, no more
+    assert not budget.enter_server("db:5432", 0)
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # waits, unconnected, for a running one to finish
+    done("t2", connect_failed=False)
+    waiting.join(5)
+    assert not waiting.is_alive()
+    assert budget.enter_server("other:5432", 0)  # another server keeps its own cap
+    monkeypatch.setattr(budgets, "SERVER_LIMIT_RECOVERY_SECONDS", 0.0)
+    done("t5", connect_failed=False)
+    assert budget.enter_server("db:5432", 0) and budget.server_limit("db:5432") == 3  # one more, tried again
+    done("t5", connect_failed=True, exhausted=False)
+    assert budget.server_limit("db:5432") == 3  # a server down, not out of connections, keeps its limit
