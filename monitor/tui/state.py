@@ -186,9 +186,13 @@ class Dashboard:
 
     def unreachable_databases(self) -> list[str]:
         """Databases whose every check's latest run failed with a database error (not a bad check)."""
+        ran: dict[str, list[CheckState]] = {}  # one pass over the checks: a fleet has hundreds of databases
+        for check in self.checks.values():
+            if check.last is not None:
+                ran.setdefault(check.config.database, []).append(check)
         down = []
         for name in self.config.databases:
-            states = [c for c in self.checks.values() if c.config.database == name and c.last is not None]
+            states = ran.get(name, [])
             if states and all(c.last.status == "error" for c in states) and any(  # type: ignore[union-attr]
                     (c.last.error or "").startswith(f"database {name!r}") for c in states):  # type: ignore[union-attr]
                 down.append(name)
