@@ -98,3 +98,48 @@ def test_a_sources_password_is_in_no_log_line_and_no_metric(tmp_path: Path, star
         assert password not in log and password not in scrape.text
         assert daemon.stop() == 0
         assert password not in daemon.log()
+
+
+SLOW = {"postgresql": "SELECT 1 AS v FROM (SELECT pg_sleep(2)) AS s WHERE false",
+        "mysql": "SELECT 1 AS v FROM (SELECT SLEEP(2) AS s) AS t WHERE t.s = 7"}
+RUNNING = {"postgresql": "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND query LIKE '%pg_sleep(2)%'",
+           "mysql": "SELECT count(*) FROM information_schema.processlist WHERE db = :d AND info LIKE '%SLEEP(2)%'"}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_database_dropped_while_its_round_runs_fails_in_one_line_and_leaves(dialect: str, tmp_path: Path,
+                                                                              start_daemon: Any):
+    import sqlalchemy as sa
+
+    from fleetdb import drop_pg_database
+
+    with (pg_databases(2) if dialect == "postgresql" else mysql_databases(2)) as fleet:
+        doomed = fleet.names[1]
+        sources = {"tenants": {"url": fleet.server_url, "discover": "databases", "include": fleet.include,
+                               "every": 1}}
+        checks = [{"name": "logins", "source": "tenants", "table": TABLE, "key": KEY, "interval": 0.5},
+                  {"name": "slow", "source": "tenants", "sql": SLOW[dialect], "interval": 0.5}]
+        port = free_port()
+        daemon = start_daemon(write(tmp_path, port, sources, {}, checks), port)
+        daemon.wait_for(lambda s: set(figures(s)) == set(fleet.names), "both targets checked")
+        admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                daemon.wait_for(lambda _: conn.execute(sa.text(RUNNING[dialect]), {"d": doomed}).scalar(),
+                                "the doomed target's slow check running")
+                if dialect == "postgresql":
+                    drop_pg_database(doomed)
+                else:
+                    conn.execute(sa.text(f"DROP DATABASE `{doomed}`"))
+                fleet.names.remove(doomed)
+        finally:
+            admin.dispose()
+        scrape = daemon.wait_for(lambda s: doomed not in s.text and set(figures(s)) == {fleet.names[0]}
+                                 and "fleet targets changed" in daemon.log(), "the dropped target gone from /metrics")
+        assert figures(scrape, "dupewatch_target_up") == {fleet.names[0]: 1.0}
+        log = daemon.log()
+        assert "Traceback" not in log
+        for line in log.splitlines():
+            if "check failed" in line:
+                assert doomed in line, line  # only the dropped one failed, and said so in its line
+        assert daemon.stop() == 0
