@@ -251,7 +251,8 @@ class Poller:
                           f"{wait:.0f}s (the whole server backs off)"))
             return
         database = checks[0].database
-        if not self.budget.claim(database):  # another round of the target runs: soon, not beside it
+        # By what it is (server, database, schema), not its entry: two sources listing one database are one target.
+        if not self.budget.claim(target.identity):  # another round of the target runs: soon, not beside it
             with contextlib.suppress(JobLookupError):
                 self._scheduler.modify_job(job, next_run_time=datetime.now().astimezone() + timedelta(
                     seconds=random.uniform(*BUSY_TARGET_RETRY_SECONDS)))
@@ -283,7 +284,7 @@ class Poller:
         except KeyError:  # the target left the config (discovery) while its round waited
             return
         finally:
-            backoff = self.budget.release(database, target.server, slot=slot, connect_failed=connect_failed,
+            backoff = self.budget.release(target.identity, target.server, slot=slot, connect_failed=connect_failed,
                                           entered=entered, exhausted=exhausted)
         if backoff:
             log.warning("server refused a connection: its targets back off", extra={"fields": {

@@ -325,3 +325,36 @@ def test_a_server_out_of_connections_takes_as_many_checks_at_once_as_it_was_taki
     assert budget.enter_server("db:5432", 0) and budget.server_limit("db:5432") == 3  # one more, tried again
     done("t5", connect_failed=True, exhausted=False)
     assert budget.server_limit("db:5432") == 3  # a server down, not out of connections, keeps its limit
+
+
+def test_fleet_rounds_first_runs_are_spread_over_their_interval_at_most_a_minute():
+    """A restart does not hit every database at once: each target's first round at random within its interval
+    (a minute at most), the schedule read before anything runs."""
+    from datetime import datetime
+
+    from monitor.engine import Monitor
+    from monitor.schedule import FIRST_RUN_SPREAD_SECONDS, Poller
+
+    data = fleet_config()
+    data["checks"] = [{"name": "logins", "source": "tenants", "table": "t", "key": ["k"], "interval": "10m"},
+                      {"name": "often", "source": "tenants", "table": "t", "key": ["k"], "interval": "20s"}]
+    config = expand(config_from_dict(data), {"tenants": targets(*(f"tenant_{i}" for i in range(100)))})
+    monitor = Monitor(config)
+    poller = Poller(monitor, lambda _result: None)
+    poller._scheduler.start(paused=True)  # scheduled, never run
+    try:
+        now = datetime.now().astimezone()
+        poller._schedule_all()
+        firsts: dict[str, list[float]] = {"logins": [], "often": []}
+        for check in config.checks:
+            when = poller.next_run(check.name)
+            assert when is not None
+            firsts[check.template].append((when - now).total_seconds())
+    finally:
+        poller.shutdown()
+        monitor.close()
+    for template, limit in (("logins", FIRST_RUN_SPREAD_SECONDS), ("often", 20.0)):
+        delays = firsts[template]
+        assert all(-1 < d <= limit + 1 for d in delays), (template, min(delays), max(delays))
+        assert max(delays) - min(delays) > limit / 2  # spread, not all at once
+        assert len({round(d, 3) for d in delays}) > 90
