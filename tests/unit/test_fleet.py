@@ -358,3 +358,23 @@ def test_fleet_rounds_first_runs_are_spread_over_their_interval_at_most_a_minute
         assert all(-1 < d <= limit + 1 for d in delays), (template, min(delays), max(delays))
         assert max(delays) - min(delays) > limit / 2  # spread, not all at once
         assert len({round(d, 3) for d in delays}) > 90
+
+
+def test_a_database_named_like_a_schema_target_is_told_apart_by_the_database_label():
+    """`target` is `database/schema`: a database whose name has a slash (`app/acme`) has the same target label
+    as the schema `acme` of `app`; the `database` label tells their series apart."""
+    data = fleet_config()
+    data["sources"] = {"dbs": {"url": SERVER, "discover": "databases", "labels": {"env": "prod"}},
+                       "schemas": {"url": SERVER, "discover": "schemas", "schemas_query": "SELECT s FROM t",
+                                   "labels": {"env": "prod"}}}
+    data["checks"] = [{"name": "logins", "match_labels": {"env": "prod"}, "table": "t", "key": ["k"]}]
+    config = config_from_dict(data)
+    url = make_url(SERVER)
+    found = {"dbs": [Target("dbs", "app/acme", None, url.set(database="app/acme"), (("env", "prod"),))],
+             "schemas": [Target("schemas", "app", "acme", url.set(database="app"), (("env", "prod"),))]}
+    expanded = expand(config, found)
+    assert expanded.names == ["logins@app/acme"]  # one check name: the first selected is checked, logged
+    data["checks"] = [{"name": f"logins-{s}", "source": s, "table": "t", "key": ["k"]} for s in ("dbs", "schemas")]
+    expanded = expand(config_from_dict(data), found)
+    labelled = {series_labels(expanded, c, ())[1:] for c in expanded.checks}
+    assert labelled == {("app/acme", "app/acme"), ("app", "app/acme")}  # (database, target): two series
