@@ -180,3 +180,16 @@ def test_fix_or_guard_of_a_fleet_check_without_a_known_target_is_one_line_naming
             assert "Traceback" not in run.stderr
         done = run_dupewatch("fix", f"logins@{first}", "--dry-run", "--config", path)
         assert done.code == 0, done.stderr  # a known target is fixed as any check
+
+
+@pytest.mark.parametrize("url", [PG_URL, MYSQL_URL], ids=["postgresql", "mariadb"])
+def test_a_discovery_failure_names_the_source_without_its_password(url: str, tmp_path: Path):
+    password = "Pw-Secret-c0ffee"
+    down = make_url(url).set(port=1, password=password).render_as_string(hide_password=False)
+    path = write_config(tmp_path / "fleet.toml", {}, [
+        {"name": "logins", "source": "tenants", "table": TABLE, "key": KEY}],
+        **{"sources.tenants": {"url": down, "discover": "databases"}})
+    for args in (("check",), ("check", "--json"), ("fix", "logins@x", "--dry-run")):
+        run = run_dupewatch(*args, "--config", path)
+        assert run.code == 2 and "discovery failed" in run.stderr + run.stdout, run.stderr
+        assert ":***@" in run.stderr and password not in run.stdout + run.stderr, run.stderr
