@@ -213,6 +213,8 @@ def chosen_checks(config: Config, names: Sequence[str], template: Config | None 
             found = [c for c in config.checks if c.name != name and c.template == name]
             if not found and template is not None and name in targetless_checks(config, template):
                 continue
+            if not found:
+                refuse_unknown_target(config, name)
             chosen.extend(found or [config.check(name)])
     if not chosen and template is not None:
         empty = [n for n in targetless_checks(config, template) if not names or n in names]
@@ -224,7 +226,7 @@ def chosen_checks(config: Config, names: Sequence[str], template: Config | None 
 
 def refuse_unknown_target(config: Config, name: str) -> None:
     """A fleet check named without one of its targets (`CHECK`, or `CHECK@TARGET` with a target it does not
-    run on): one line naming a few of its targets, not the hundreds the generic message would list."""
+    run on): a `ConfigError` naming a few of its targets, not the hundreds the generic message would list."""
     if any(c.name == name for c in config.checks):
         return
     made = [c for c in config.checks if c.name != c.template]
@@ -232,16 +234,16 @@ def refuse_unknown_target(config: Config, name: str) -> None:
         targets = sorted(c.name[len(template) + 1:] for c in made if c.template == template)
         some = ", ".join(targets[:3]) + (", ..." if len(targets) > 3 else "")
         if name == template:
-            fail(f"check {name!r} runs on {counted(len(targets), 'target')}: name one, as CHECK@TARGET "
-                 f"({name}@{targets[0]}; targets: {some})")
+            raise ConfigError(f"check {name!r} runs on {counted(len(targets), 'target')}: name one, as "
+                              f"CHECK@TARGET ({name}@{targets[0]}; targets: {some})")
         if name.startswith(template + "@"):
             target = name[len(template) + 1:]
-            fail(f"check {template!r} has no target {target!r}{close_matches(target, targets)} "
-                 f"({counted(len(targets), 'target')}: {some})")
+            raise ConfigError(f"check {template!r} has no target {target!r}{close_matches(target, targets)} "
+                              f"({counted(len(targets), 'target')}: {some})")
     if made:
         names = sorted({c.template for c in config.checks})
-        fail(f"{config.path or 'config'}: no check named {name!r}{close_matches(name, names)} (have: "
-             f"{', '.join(names)}; a fleet check is named CHECK@TARGET)")
+        raise ConfigError(f"{config.path or 'config'}: no check named {name!r}{close_matches(name, names)} "
+                          f"(have: {', '.join(names)}; a fleet check is named CHECK@TARGET)")
 
 
 def targetless_checks(config: Config, template: Config) -> list[str]:

@@ -172,10 +172,13 @@ def test_fix_or_guard_of_a_fleet_check_without_a_known_target_is_one_line_naming
                 f"check 'logins' runs on 4 targets: name one, as CHECK@TARGET (logins@{first}",
             ("guard", "logins@no_such_tenant"): "check 'logins' has no target 'no_such_tenant'",
             ("fix", "login", "--dry-run"): "no check named 'login' (did you mean 'logins'?) (have: logins; ",
+            ("check", "logins@no_such_tenant"): "check 'logins' has no target 'no_such_tenant'",
+            ("check", "--json", "login"): "no check named 'login' (did you mean 'logins'?) (have: logins; ",
         }
         for args, expected in cases.items():
             run = run_dupewatch(*args, "--config", path)
             assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1, (args, run.stderr)
+            assert run.stdout == "" or expected in run.json["error"], run.stdout  # --json: the same, as JSON
             assert expected in run.stderr, (args, run.stderr)
             assert "Traceback" not in run.stderr
         done = run_dupewatch("fix", f"logins@{first}", "--dry-run", "--config", path)
