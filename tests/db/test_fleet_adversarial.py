@@ -196,3 +196,27 @@ def test_a_discovery_failure_names_the_source_without_its_password(url: str, tmp
         run = run_dupewatch(*args, "--config", path)
         assert run.code == 2 and "discovery failed" in run.stderr + run.stdout, run.stderr
         assert ":***@" in run.stderr and password not in run.stdout + run.stderr, run.stderr
+
+
+def test_a_label_selector_over_databases_entries_alone_runs_on_each_and_fixes_one(tmp_path: Path):
+    """`match_labels` with no source at all: every `[databases]` entry carrying the labels is a target (SQLite
+    files here; no server to discover), named `CHECK@ENTRY` on the command line."""
+    import sqlite3
+
+    databases = {}
+    for name in ("one", "two", "other"):
+        with sqlite3.connect(tmp_path / f"{name}.db") as conn:
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT)")
+            conn.executemany("INSERT INTO t (k) VALUES (?)", [("a",), ("a",), ("b",)])
+        conn.close()
+        databases[name] = {"url": f"sqlite:///{tmp_path / f'{name}.db'}",
+                           **({"labels": {"team": "core"}} if name != "other" else {})}
+    path = write_config(tmp_path / "fleet.toml", databases, [
+        {"name": "dups", "match_labels": {"team": "core"}, "table": "t", "key": ["k"]}])
+    run = run_dupewatch("check", "--json", "--config", path)
+    assert {(e["check"], e["target"], e["excess_rows"]) for e in run.json["checks"]} == {
+        ("dups", "one", 1), ("dups", "two", 1)}, run.stderr
+    fixed = run_dupewatch("fix", "dups@two", "--yes", "--config", path)
+    assert fixed.code == 0, fixed.stderr
+    again = run_dupewatch("check", "--json", "--config", path)
+    assert {e["target"]: e["excess_rows"] for e in again.json["checks"]} == {"one": 1, "two": 0}
