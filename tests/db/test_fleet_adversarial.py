@@ -220,3 +220,14 @@ def test_a_label_selector_over_databases_entries_alone_runs_on_each_and_fixes_on
     assert fixed.code == 0, fixed.stderr
     again = run_dupewatch("check", "--json", "--config", path)
     assert {e["target"]: e["excess_rows"] for e in again.json["checks"]} == {"one": 1, "two": 0}
+
+
+@pytest.mark.parametrize("url", [PG_URL, MYSQL_URL], ids=["postgresql", "mariadb"])
+def test_a_schemas_query_listing_a_schema_twice_or_an_empty_one_makes_one_target_each(url: str):
+    from monitor.config import SourceConfig
+    from monitor.fleet import discover
+
+    database = make_url(url).database
+    query = "SELECT 'alpha' UNION ALL SELECT NULL UNION ALL SELECT '' UNION ALL SELECT 'beta' UNION ALL SELECT 'alpha'"
+    source = SourceConfig.model_validate({"url": url, "discover": "schemas", "schemas_query": query})
+    assert [t.name for t in discover("tenants", source)] == [f"{database}/alpha", f"{database}/beta"]
