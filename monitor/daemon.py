@@ -117,7 +117,8 @@ class PlainFormatter(_Formatter):
             text = ",".join(map(str, value)) if isinstance(value, list | tuple | set) else str(value)
             if isinstance(value, float):
                 text = f"{value:.1f}"
-            needs_quotes = not text or any(c in text for c in ' "=')
+            # A newline in a value (a database may be named so) must not start a forged record of its own.
+            needs_quotes = not text or any(c in text for c in ' "=') or not text.isprintable()
             parts.append(f"{key}={json.dumps(text, ensure_ascii=False) if needs_quotes else text}")
         line = " ".join(parts)
         if record.exc_info:

@@ -378,3 +378,15 @@ def test_a_database_named_like_a_schema_target_is_told_apart_by_the_database_lab
     expanded = expand(config_from_dict(data), found)
     labelled = {series_labels(expanded, c, ())[1:] for c in expanded.checks}
     assert labelled == {("app/acme", "app/acme"), ("app", "app/acme")}  # (database, target): two series
+
+
+def test_a_target_named_with_a_newline_stays_on_one_log_line():
+    """PostgreSQL allows a newline in a database name; its log fields are quoted, so no line is forged."""
+    import logging
+
+    from monitor.daemon import PlainFormatter, _Redactor
+
+    record = logging.LogRecord("dupewatch", logging.INFO, __file__, 1, "check finished", None, None)
+    record.fields = {"check": "logins@tenant\nERROR forged", "status": "ok"}
+    line = PlainFormatter(_Redactor()).format(record)
+    assert "\n" not in line and 'check="logins@tenant\\nERROR forged"' in line
