@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from monitor import __version__
-from monitor.config import ConfigError, find_config_file, load_config
+from monitor.config import ConfigError, close_matches, find_config_file, load_config
 from monitor.words import counted
 
 if TYPE_CHECKING:
@@ -162,9 +162,10 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     from monitor.engine import Monitor
 
     try:
-        config = load_context_config(ctx, environment=False)
-        assert config is not None
-        chosen = chosen_checks(config, checks)
+        template = load_context_config(ctx, environment=False, targets=False)
+        assert template is not None
+        config = with_targets(template) if template.needs_targets else template
+        chosen = chosen_checks(config, checks, template)
         # The variables of the databases the chosen checks use (another database's may be unset here).
         problems = url_problems(config, databases={c.database for c in chosen})
         if problems:
@@ -197,18 +198,61 @@ def check(ctx: click.Context, as_json: bool, full: bool, checks: tuple[str, ...]
     print_notes(results)
     for notice in notices:
         click.echo(f"dupewatch: {notice}", err=True)
+    for name in targetless_checks(config, template):
+        if not checks or name in checks:
+            click.echo(f"dupewatch: check {name!r} ran on no target (its source lists none)", err=True)
     sys.exit(exit_code(results))
 
 
-def chosen_checks(config: Config, names: Sequence[str]) -> list[CheckConfig]:
-    """The checks named (all when none): a fleet check's name chooses it on every target."""
+def chosen_checks(config: Config, names: Sequence[str], template: Config | None = None) -> list[CheckConfig]:
+    """The checks named (all when none): a fleet check's name chooses it on every target. `template` is the
+    config as written: a fleet check whose selection has no target runs nowhere, and when nothing is left to
+    run that is a one-line error naming them."""
     if not names:
-        return list(config.checks)
-    chosen: list[CheckConfig] = []
-    for name in names:
-        found = [c for c in config.checks if c.name != name and c.template == name]
-        chosen.extend(found or [config.check(name)])
+        chosen = list(config.checks)
+    else:
+        chosen = []
+        for name in names:
+            found = [c for c in config.checks if c.name != name and c.template == name]
+            if not found and template is not None and name in targetless_checks(config, template):
+                continue
+            if not found:
+                refuse_unknown_target(config, name)
+            chosen.extend(found or [config.check(name)])
+    if not chosen and template is not None:
+        empty = [n for n in targetless_checks(config, template) if not names or n in names]
+        raise ConfigError(f"{config.path or 'config'}: nothing to run: no target for "
+                          + ", ".join(f"check {n!r}" for n in empty)
+                          + " (its source lists none, or none matches its include, exclude or match_labels)")
     return chosen
+
+
+def refuse_unknown_target(config: Config, name: str) -> None:
+    """A fleet check named without one of its targets (`CHECK`, or `CHECK@TARGET` with a target it does not
+    run on): a `ConfigError` naming a few of its targets, not the hundreds the generic message would list."""
+    if any(c.name == name for c in config.checks):
+        return
+    made = [c for c in config.checks if c.name != c.template]
+    for template in sorted({c.template for c in made}, key=len, reverse=True):
+        targets = sorted(c.name[len(template) + 1:] for c in made if c.template == template)
+        some = ", ".join(targets[:3]) + (", ..." if len(targets) > 3 else "")
+        if name == template:
+            raise ConfigError(f"check {name!r} runs on {counted(len(targets), 'target')}: name one, as "
+                              f"CHECK@TARGET ({name}@{targets[0]}; targets: {some})")
+        if name.startswith(template + "@"):
+            target = name[len(template) + 1:]
+            raise ConfigError(f"check {template!r} has no target {target!r}{close_matches(target, targets)} "
+                              f"({counted(len(targets), 'target')}: {some})")
+    if made:
+        names = sorted({c.template for c in config.checks})
+        raise ConfigError(f"{config.path or 'config'}: no check named {name!r}{close_matches(name, names)} "
+                          f"(have: {', '.join(names)}; a fleet check is named CHECK@TARGET)")
+
+
+def targetless_checks(config: Config, template: Config) -> list[str]:
+    """The fleet checks of `template` that the expanded `config` runs on no target."""
+    made = {c.template for c in config.checks}
+    return [c.name for c in template.checks if c.needs_targets and c.name not in made]
 
 
 def check_entry(config: Config, result: CheckResult) -> dict[str, Any]:
@@ -653,6 +697,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
 
     config = load_context_config(ctx, environment=False)
     assert config is not None
+    refuse_unknown_target(config, check_name)
     chosen = next((c for c in config.checks if c.name == check_name), None)
     if chosen is not None and config.databases[chosen.database].read_only:
         fail(f"{config.locate(chosen.name)}: runs on a read-only target (read_only = true on its database or "
@@ -881,6 +926,8 @@ def guard(ctx: click.Context, check_name: str, as_json: bool, lock_timeout: floa
     from monitor.fix import add_guard
 
     config = load_context_config(ctx, environment=False)
+    assert config is not None
+    refuse_unknown_target(config, check_name)
     assert config is not None
     monitor = Monitor(config)
     try:

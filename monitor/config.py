@@ -15,6 +15,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -163,14 +164,17 @@ class _Model(BaseModel):
 
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# Labels every per-check series already has (or Prometheus reserves): a static label cannot take their names.
-RESERVED_LABELS = frozenset({"check", "database", "target", "le", "quantile"})
+# Labels every per-check series already has, Prometheus reserves (`le`, `quantile`) or attaches to every scraped
+# series (`job`, `instance`: a clash is silently renamed `exported_job`): a static label cannot take their names.
+RESERVED_LABELS = frozenset({"check", "database", "target", "le", "quantile", "job", "instance"})
 
 
 def static_labels(value: dict[str, str]) -> dict[str, str]:
     """Static labels (`labels = { env = "prod" }`): Prometheus label names, printable values."""
     for name, text in value.items():
-        if not LABEL_NAME.match(name) or name.startswith("__"):
+        if name.startswith("__"):
+            raise ValueError(f"label name {name!r} is reserved (Prometheus keeps names starting with __)")
+        if not LABEL_NAME.match(name):
             raise ValueError(f"label name {name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
         if name in RESERVED_LABELS:
             raise ValueError(f"label name {name!r} is reserved (every series has it, or Prometheus does)")
@@ -365,9 +369,12 @@ def _quoted_reference_name(name: str) -> tuple[str | None, str, tuple[str, ...]]
 
 class CheckConfig(_Model):
     name: str = Field(min_length=1)
-    # Exactly one of `database` (a `[databases.X]` entry) or `source` (a `[sources.X]`: every target of it).
+    # Exactly one of `database` (a `[databases.X]` entry) or a selector of targets: `source` (a `[sources.X]`:
+    # every target of it) and/or `match_labels` (every target, and `[databases]` entry, whose static labels
+    # include these; with `source`, only that source's).
     database: str = ""
     source: str | None = Field(default=None, min_length=1)
+    match_labels: dict[str, str] | None = None
     description: str | None = None
     # A duplicate check names a table and a key ...
     table: str | None = None
@@ -407,14 +414,30 @@ class CheckConfig(_Model):
         return self._template or self.name
 
     @property
+    def selects_targets(self) -> bool:
+        """A template, or a check made from one: it selects its targets (a source, labels)."""
+        return self.source is not None or self.match_labels is not None
+
+    @property
     def needs_targets(self) -> bool:
-        """A template: it names a source and has not been expanded into one check per target yet."""
-        return self.source is not None and not self.database
+        """A template: it selects targets and has not been expanded into one check per target yet."""
+        return self.selects_targets and not self.database
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        """Whether static `labels` carry every label of `match_labels` (any, without it)."""
+        return all(labels.get(name) == value for name, value in (self.match_labels or {}).items())
 
     @field_validator("name")
     @classmethod
     def _printable_name(cls, value: str) -> str:
         return printable_name(value)
+
+    @field_validator("match_labels")
+    @classmethod
+    def _match_labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and not value:
+            raise ValueError("names at least one label (match_labels = { env = \"prod\" })")
+        return value if value is None else static_labels(value)
 
     @field_validator("table", "query", "sql")
     @classmethod
@@ -462,8 +485,8 @@ class CheckConfig(_Model):
 
     @model_validator(mode="after")
     def _table_or_query(self) -> CheckConfig:
-        if bool(self.database) == (self.source is not None):
-            raise ValueError("set exactly one of 'database' or 'source'")
+        if bool(self.database) == self.selects_targets:
+            raise ValueError("set exactly one of 'database' or 'source' (and/or 'match_labels')")
         kinds = [k for k in ("table", "query", "sql") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("set exactly one of 'table' (with 'key'), 'query' (a file) or 'sql'")
@@ -731,7 +754,33 @@ def _cross_check(data: dict[str, Any]) -> list[str]:
             listed = ", ".join(sorted(known_sources)) or "none defined"
             problems.append(f"{label}.source: unknown source {source!r}"
                             f"{close_matches(source, known_sources)} (known: {listed})")
+        elif isinstance(check.get("match_labels"), dict) and not check.get("database"):
+            problems.extend(_selection_problems(label, check["match_labels"], source, data))
     return problems
+
+
+def _selection_problems(label: str, wanted: dict[str, Any], source: Any, data: dict[str, Any]) -> list[str]:
+    """A `match_labels` that no source (the check's own, when it names one) or `[databases]` entry carries: a
+    typo, since static labels are all in the file. An invalid selector is the schema layer's problem."""
+    try:
+        if not wanted or static_labels(wanted) is not wanted:
+            return []
+    except (ValueError, TypeError):
+        return []
+    candidates: list[Any] = []
+    for section in ("sources", "databases") if source is None else ("sources",):
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            candidates += [v for k, v in entries.items() if source is None or k == source]
+    carried: list[dict[str, Any]] = [c["labels"] for c in candidates
+                                     if isinstance(c, dict) and isinstance(c.get("labels"), dict)]
+    if any(all(labels.get(k) == v for k, v in wanted.items()) for labels in carried):
+        return []
+    known = ", ".join(sorted({f"{k}={v}" for labels in carried for k, v in labels.items()})) or "none"
+    selector = ", ".join(f"{k}={v}" for k, v in wanted.items())
+    if source is not None:
+        return [f"{label}.match_labels: source {source!r} does not carry {selector} (its labels: {known})"]
+    return [f"{label}.match_labels: no source or database carries {selector} (labels in the file: {known})"]
 
 
 def _fields_at(loc: list[Any]) -> list[str]:

@@ -117,7 +117,8 @@ class PlainFormatter(_Formatter):
             text = ",".join(map(str, value)) if isinstance(value, list | tuple | set) else str(value)
             if isinstance(value, float):
                 text = f"{value:.1f}"
-            needs_quotes = not text or any(c in text for c in ' "=')
+            # A newline in a value (a database may be named so) must not start a forged record of its own.
+            needs_quotes = not text or any(c in text for c in ' "=') or not text.isprintable()
             parts.append(f"{key}={json.dumps(text, ensure_ascii=False) if needs_quotes else text}")
         line = " ".join(parts)
         if record.exc_info:
@@ -379,7 +380,7 @@ class Daemon:
             old = previous.get(check.name)
             # A fleet target's check reports a table it lacks when it runs: resolving hundreds here would connect
             # to every target at once.
-            if check.is_custom or old == check or check.source is not None:
+            if check.is_custom or old == check or check.selects_targets:
                 checks.append(check)
                 continue
             try:

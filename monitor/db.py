@@ -253,6 +253,8 @@ class Database:
         # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
         # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
         self.server_refused = False
+        # ... and whether it said it has no connection left for us (`Dialect.connections_exhausted`).
+        self.connections_exhausted = False
 
     @property
     def address(self) -> list[str]:
@@ -490,10 +492,11 @@ class Database:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
                 self.server_refused = self.rules.server_refused(exc)
+                self.connections_exhausted = self.rules.connections_exhausted(exc)
                 raise DatabaseError(self.describe(exc)) from None
             finally:
                 _connecting.target = None
-            self.server_refused = False
+            self.server_refused = self.connections_exhausted = False
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             if not watched:

@@ -41,6 +41,7 @@ MAX_BACKOFF_SECONDS = 300.0
 WORKERS_PER_DATABASE = 2
 FIRST_RUN_SPREAD_SECONDS = 60.0  # fleet targets' first runs: at random within their interval, at most this
 BUSY_TARGET_RETRY_SECONDS = (0.5, 1.5)  # a check whose target is busy runs again within this
+SERVER_WAIT_SECONDS = 60.0  # a round waits at most this (or its interval) for its server to take one more check
 
 ResultCallback = Callable[[CheckResult], None]
 StartCallback = Callable[[str], None]
@@ -250,14 +251,20 @@ class Poller:
                           f"{wait:.0f}s (the whole server backs off)"))
             return
         database = checks[0].database
-        if not self.budget.claim(database):  # another round of the target runs: soon, not beside it
+        # By what it is (server, database, schema), not its entry: two sources listing one database are one target.
+        if not self.budget.claim(target.identity):  # another round of the target runs: soon, not beside it
             with contextlib.suppress(JobLookupError):
                 self._scheduler.modify_job(job, next_run_time=datetime.now().astimezone() + timedelta(
                     seconds=random.uniform(*BUSY_TARGET_RETRY_SECONDS)))
             return
-        connect_failed = False
-        slot = False
+        connect_failed = exhausted = False
+        slot = entered = False
         try:
+            # A server that ran out of connections takes fewer checks at once: the others wait here, unconnected
+            # (a round that waited its whole interval is left to the next one).
+            entered = self.budget.enter_server(target.server, min(checks[0].interval, SERVER_WAIT_SECONDS))
+            if not entered:
+                return
             self.budget.run_slot()
             slot = True
             with monitor.database(database).holding():
@@ -268,6 +275,7 @@ class Poller:
                         break
                     result = self._run_and_report(monitor, check)
                     connect_failed = result.status == "error" and _connect_failed(monitor, check)
+                    exhausted = connect_failed and _connections_exhausted(monitor, check)
                     if connect_failed:
                         for rest in checks[index + 1:]:
                             self._report(rest, CheckResult(rest.name, rest.database, "error", None, None, 0.0,
@@ -276,10 +284,12 @@ class Poller:
         except KeyError:  # the target left the config (discovery) while its round waited
             return
         finally:
-            backoff = self.budget.release(database, target.server, slot=slot, connect_failed=connect_failed)
+            backoff = self.budget.release(target.identity, target.server, slot=slot, connect_failed=connect_failed,
+                                          entered=entered, exhausted=exhausted)
         if backoff:
             log.warning("server refused a connection: its targets back off", extra={"fields": {
-                "server": target.server, "target": target.target, "retry_in_s": round(backoff, 1)}})
+                "server": target.server, "target": target.target, "retry_in_s": round(backoff, 1),
+                "server_limit": self.budget.server_limit(target.server) if exhausted else None}})
 
     def _run_and_report(self, monitor: Monitor, check: CheckConfig) -> CheckResult:
         """Run, record and report one check."""
@@ -329,5 +339,13 @@ def _connect_failed(monitor: Monitor, check: CheckConfig) -> bool:
     """Whether the check's run found its server refusing connections; False once its target is gone."""
     try:
         return monitor.database_for(check).server_refused
+    except (KeyError, ConfigError):
+        return False
+
+
+def _connections_exhausted(monitor: Monitor, check: CheckConfig) -> bool:
+    """Whether the server said it had no connection left for the check's run; False once its target is gone."""
+    try:
+        return monitor.database_for(check).connections_exhausted
     except (KeyError, ConfigError):
         return False

@@ -56,6 +56,9 @@ Fleet mode (`monitor.fleet`)
 - `server_refused(exc)`: whether a failed connect means the server itself is out of reach or refusing
   connections (down, unreachable, too many connections), rather than refusing one database (it does not
   exist, the role may not connect): the first makes the whole server back off.
+- `connections_exhausted(exc)`: whether a failed connect says the server (or the role, or the database) has no
+  connection left for us (a `CONNECTION LIMIT`, `max_connections`, `max_user_connections`): the server then
+  gets fewer of our connections at once, as many as it was taking (`monitor.fleet.budget`).
 - `target_url(url, database, schema)`: the URL of one target: the server's URL for another database, and (with
   `schema`) unqualified names resolved in that schema (PostgreSQL's `search_path`; MySQL's schema is a database).
 
@@ -202,6 +205,9 @@ class Dialect(Polling):
 
     def server_refused(self, exc: BaseException) -> bool:
         return True
+
+    def connections_exhausted(self, exc: BaseException) -> bool:
+        return False
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         if schema is not None:

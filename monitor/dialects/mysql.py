@@ -190,9 +190,15 @@ class MySQL(MySQLPolling, Dialect):
 
     def server_refused(self, exc: BaseException) -> bool:
         """Can't connect (2003), lost the connection (2013), unknown host (2005), too many connections (1040,
-        1203); not an unknown or forbidden database (1049, 1044) or a rejected user (1045)."""
+        1203, 1226); not an unknown or forbidden database (1049, 1044) or a rejected user (1045)."""
         args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
-        return not args or not isinstance(args[0], int) or args[0] in (1040, 1203, 2003, 2005, 2013)
+        return not args or not isinstance(args[0], int) or args[0] in (1040, 1203, 1226, 2003, 2005, 2013)
+
+    def connections_exhausted(self, exc: BaseException) -> bool:
+        """Too many connections (1040), the user's `max_user_connections` (1203 for the server's setting, 1226
+        for the account's `WITH MAX_USER_CONNECTIONS`)."""
+        args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
+        return bool(args) and args[0] in (1040, 1203, 1226)
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         """A schema is a database here: a tenant schema is the database the target connects to."""

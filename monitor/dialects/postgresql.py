@@ -194,10 +194,24 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             "AND has_database_privilege(datname, 'CONNECT') ORDER BY datname")).scalars())
 
     def server_refused(self, exc: BaseException) -> bool:
-        """No answer from the server at all (no SQLSTATE: refused, unreachable, timed out), or its answer is
-        about the whole server: too many connections (53300), starting up or shutting down (57P03)."""
+        """No answer from the server at all (refused, unreachable, timed out), or its answer is about the whole
+        server or the role: too many connections (53300), starting up or shutting down (57P03), the role or its
+        password refused. Not one database: missing, closed to connections, not to be connected to by the role,
+        or at its own connection limit. libpq gives a failed connection's FATAL as text only (psycopg's
+        `sqlstate` is None then): it is read from the message, as the server words it in English."""
         sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
-        return sqlstate is None or sqlstate in ("53300", "57P03")
+        if sqlstate is not None:
+            return sqlstate in ("53300", "57P03")
+        fatal = _connect_fatal(exc)
+        return fatal is None or not _one_database_refused(fatal)
+
+    def connections_exhausted(self, exc: BaseException) -> bool:
+        """Too many connections: the server's `max_connections` (and its reserved slots) or the role's
+        `CONNECTION LIMIT`, not one database's."""
+        if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "53300":
+            return True
+        fatal = _connect_fatal(exc) or ""
+        return any(words in fatal for words in _NO_CONNECTION_LEFT)
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         """A tenant schema is put first (and alone) on the session's `search_path`, as a startup option, so that
@@ -542,3 +556,19 @@ def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[],
         driver.remove_notice_handler(keep)
         savepoint.rollback()
     return "\n".join(dumps)
+
+
+# The FATALs of one database (missing, closed to connections, not to be connected to by the role, at its own
+# connection limit) name it as `database "x"` or `for database "x"`; a role's, a password's or the server's do not.
+_NO_CONNECTION_LEFT = ("too many connections for role", "too many clients already",
+                       "remaining connection slots are reserved")
+
+
+def _connect_fatal(exc: BaseException) -> str | None:
+    """The server's FATAL message of a failed connection; None when the server said nothing (no answer)."""
+    _, found, fatal = str(getattr(exc, "orig", exc)).partition("FATAL:")
+    return fatal.strip() if found else None
+
+
+def _one_database_refused(fatal: str) -> bool:
+    return fatal.startswith('database "') or 'for database "' in fatal

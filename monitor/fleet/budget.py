@@ -9,6 +9,11 @@
 - A server whose connections fail backs off as a whole: after a failed connect, its targets' checks are not
   tried until the backoff (doubling, jittered, capped) has passed; they report the wait as their error, and the
   first connection that succeeds ends it.
+- A server that says it has no connection left for us (a role's or database's `CONNECTION LIMIT`,
+  `max_connections`, `max_user_connections`) gets fewer of our checks at once from then on: as many as it was
+  taking when it refused (at least one). The others wait for one of them to finish, holding no connection, so a
+  limit below the cap costs no storm of refused connections; one more is tried again after
+  `SERVER_LIMIT_RECOVERY_SECONDS` without another refusal, up to the cap.
 
 A dead target costs at most one worker of its server (one check per target) for at most its statement timeout
 plus the client deadline (`monitor.db`): the other targets keep their slots.
@@ -19,18 +24,24 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from monitor.config import FleetConfig
 
 SERVER_BACKOFF_SECONDS = 5.0
 MAX_SERVER_BACKOFF_SECONDS = 300.0
+SERVER_LIMIT_RECOVERY_SECONDS = 300.0
 
 
 @dataclass
 class _Server:
+    limit: int  # how many checks of its targets may run at once: the cap, fewer after it ran out of connections
     failures: int = 0
     until: float = 0.0  # monotonic time before which its targets are not tried
+    running: int = 0  # checks of its targets running now
+    exhausted_at: float = 0.0  # monotonic time it last said it had no connection left
+    waiting: deque[object] = field(default_factory=deque)  # checks waiting to enter, first come first
 
 
 class Budget:
@@ -40,6 +51,7 @@ class Budget:
         self.settings = settings
         self._running = threading.BoundedSemaphore(settings.max_running)
         self._lock = threading.Lock()
+        self._server_free = threading.Condition(self._lock)
         self._busy: set[str] = set()  # targets with a check running
         self._servers: dict[str, _Server] = {}
         self.peak_running = 0
@@ -59,6 +71,42 @@ class Budget:
             self._busy.add(target)
             return True
 
+    def server_limit(self, server: str) -> int:
+        """How many checks of the server's targets may run at once now."""
+        with self._lock:
+            return self._server(server).limit
+
+    def enter_server(self, server: str, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until the server may take one more check; False when it did not.
+        Checks enter in the order they came (a target whose round just ended does not pass the waiting ones)."""
+        deadline = time.monotonic() + timeout
+        ticket = object()
+        with self._server_free:
+            state = self._server(server)
+            state.waiting.append(ticket)
+            try:
+                while True:
+                    now = time.monotonic()
+                    if state.limit < self.settings.server_connections \
+                            and now - state.exhausted_at >= SERVER_LIMIT_RECOVERY_SECONDS:
+                        state.limit, state.exhausted_at = state.limit + 1, now
+                    if state.running < state.limit and state.waiting[0] is ticket:
+                        state.running += 1
+                        return True
+                    if now >= deadline:
+                        return False
+                    self._server_free.wait(min(deadline - now, 1.0))
+            finally:
+                state.waiting.remove(ticket)
+                self._server_free.notify_all()  # the next in line may be free to enter
+
+    def _server(self, server: str) -> _Server:
+        """The server's state (the lock is held)."""
+        state = self._servers.get(server)
+        if state is None:
+            state = self._servers[server] = _Server(limit=self.settings.server_connections)
+        return state
+
     def run_slot(self) -> None:
         """Wait for one of the `max_running` slots (after `claim`)."""
         self._running.acquire()
@@ -66,15 +114,25 @@ class Budget:
             self._now_running += 1
             self.peak_running = max(self.peak_running, self._now_running)
 
-    def release(self, target: str, server: str, *, slot: bool, connect_failed: bool) -> float:
-        """The check is done; returns the server's backoff (0 unless its connection failed)."""
+    def release(self, target: str, server: str, *, slot: bool, connect_failed: bool, entered: bool = False,
+                exhausted: bool = False) -> float:
+        """The check is done (`entered`: it had entered its server); returns the server's backoff (0 unless its
+        connection failed). `exhausted`: the server said it had no connection left for it."""
         if slot:
             with self._lock:
                 self._now_running -= 1
             self._running.release()
-        with self._lock:
+        with self._server_free:
             self._busy.discard(target)
-            state = self._servers.setdefault(server, _Server())
+            state = self._server(server)
+            if entered:
+                if exhausted:  # those running beside it are what the server takes
+                    state.limit = max(1, min(state.limit, state.running - 1))
+                    state.exhausted_at = time.monotonic()
+                state.running -= 1
+                self._server_free.notify_all()
+            if not slot:  # never ran (waited for its server in vain): it says nothing of the server
+                return 0.0
             if not connect_failed:
                 state.failures, state.until = 0, 0.0
                 return 0.0

@@ -2,8 +2,9 @@
 
 Asks the server, never a guess: PostgreSQL's `pg_database` (connectable, not a template, CONNECT allowed to
 the role), MySQL/MariaDB's `SHOW DATABASES` without the system schemas, or the source's `schemas_query` (its
-first column, run read-only in the source URL's database), or the static list the config gives; then the
-`include` / `exclude` regular expressions (searched in the name).
+first column, run read-only in the source URL's database; a value listed twice is one target, an empty one
+none), or the static list the config gives; then the `include` / `exclude` regular expressions (searched in the
+name).
 
 `Discovery` keeps, per source, the last list that was read successfully: when a listing fails (server down,
 query refused) it logs so, counts it (`dupewatch_discovery_up` 0, `dupewatch_discovery_errors_total`) and the
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from monitor.config import Config, ConfigError, DatabaseConfig, SourceConfig
 from monitor.db import Database, DatabaseError, parse_url
 from monitor.dialects.base import FleetUnsupported
-from monitor.fleet.targets import Target
+from monitor.fleet.targets import Target, selected_sources
 
 log = logging.getLogger("dupewatch.fleet")
 
@@ -45,7 +46,8 @@ def discover(name: str, source: SourceConfig) -> list[Target]:
             names, in_schemas = list(source.discover), False
         else:
             names, in_schemas = _listed(db, source), source.discover == "schemas"
-        chosen = [n for n in names if _wanted(n, source)]
+        # A query may list a schema twice, or an empty value: one target each, none for nothing.
+        chosen = [n for n in dict.fromkeys(names) if n and _wanted(n, source)]
         targets = []
         for value in chosen:
             database, schema = (url.database or "", value) if in_schemas else (value, None)
@@ -79,8 +81,8 @@ def _wanted(name: str, source: SourceConfig) -> bool:
 
 
 def used_sources(config: Config) -> list[str]:
-    """The sources some check runs over (an unused source is never discovered)."""
-    return sorted({c.source for c in config.checks if c.source is not None and c.needs_targets})
+    """The sources some check selects (an unused source is never discovered)."""
+    return sorted({name for check in config.checks if check.needs_targets for name in selected_sources(config, check)})
 
 
 @dataclass

@@ -188,9 +188,13 @@ class Dashboard:
 
     def unreachable_databases(self) -> list[str]:
         """Databases whose every check's latest run failed with a database error (not a bad check)."""
+        ran: dict[str, list[CheckResult]] = {}  # one pass over the checks: a fleet has hundreds of databases
+        for check in self.checks.values():
+            if check.last is not None:
+                ran.setdefault(check.config.database, []).append(check.last)
         down = []
         for name in self.config.databases:
-            lasts = [c.last for c in self.checks.values() if c.config.database == name and c.last is not None]
+            lasts = ran.get(name, [])
             if lasts and all(last.status == "error" for last in lasts) and any(
                     (last.error or "").startswith(f"database {name!r}") for last in lasts):
                 down.append(name)

@@ -63,6 +63,13 @@ def test_the_issue_contract_loads():
     ({"include": "(unclosed"}, "sources.tenants.include: not a regular expression"),
     ({"labels": {"check": "x"}}, "sources.tenants.labels: label name 'check' is reserved"),
     ({"labels": {"bad-name": "x"}}, "is not a Prometheus label name"),
+    ({"labels": {"job": "x"}}, "sources.tenants.labels: label name 'job' is reserved"),
+    ({"labels": {"instance": "x"}}, "sources.tenants.labels: label name 'instance' is reserved"),
+    ({"labels": {"le": "x"}}, "sources.tenants.labels: label name 'le' is reserved"),
+    ({"labels": {"target": "x"}}, "sources.tenants.labels: label name 'target' is reserved"),
+    ({"labels": {"__name__": "x"}}, "sources.tenants.labels: label name '__name__' is reserved"),
+    ({"labels": {"": "x"}}, "is not a Prometheus label name"),
+    ({"labels": {"9lives": "x"}}, "is not a Prometheus label name"),
     ({"every": "0s"}, "sources.tenants.every: must be a positive duration"),
     ({"evry": "5m"}, "sources.tenants.evry: unknown field (did you mean 'every'?)"),
 ])
@@ -163,6 +170,9 @@ def test_budget_one_check_per_target_and_a_refusing_server_backs_off_as_a_whole(
     assert budget.backing_off("db:5432") > 0 and budget.backing_off("other:5432") == 0
     assert budget.claim("t1")
     budget.release("t1", "db:5432", slot=False, connect_failed=False)
+    assert budget.backing_off("db:5432") > 0  # a round that never ran says nothing of the server
+    budget.run_slot()
+    budget.release("t1", "db:5432", slot=True, connect_failed=False)
     assert budget.backing_off("db:5432") == 0  # a connection that succeeded ends it
 
 
@@ -207,3 +217,176 @@ def test_an_unset_source_variable_is_a_config_problem_naming_the_source(monkeypa
     config = config_from_dict(fleet_config(url=None, url_env="DW_FLEET_UNIT_UNSET"))
     assert url_problems(config) == ["sources.tenants.url_env: environment variable DW_FLEET_UNIT_UNSET is not set"]
     assert url_problems(config, environment=False) == []  # commands using one database do not refuse
+
+
+def selector_config(**check: object) -> dict[str, object]:
+    data = fleet_config()
+    data["sources"] = {
+        "eu": {"url": SERVER, "discover": "databases", "labels": {"env": "prod", "region": "eu"}},
+        "us": {"url": "postgresql://monitor@us.internal/postgres", "discover": "databases",
+               "labels": {"env": "prod", "region": "us"}},
+        "staging": {"url": SERVER, "discover": "databases", "labels": {"env": "staging", "region": "eu"}},
+    }
+    data["databases"] = {"app": {"url": "postgresql://monitor@app.internal/app", "labels": {"env": "prod"}},
+                         "other": {"url": "postgresql://monitor@app.internal/other"}}
+    data["checks"] = [{"name": "logins", "table": "login_source", "key": ["user_id"], **check}]
+    return data
+
+
+def listed(source: str, server: str, *names: str, labels: tuple[tuple[str, str], ...] = ()) -> list[Target]:
+    url = make_url(server)
+    return [Target(source, name, None, url.set(database=name), labels) for name in names]
+
+
+def test_a_check_selects_its_targets_by_labels_across_sources_and_databases():
+    from monitor.fleet.discover import used_sources
+
+    config = config_from_dict(selector_config(match_labels={"env": "prod"}))
+    assert used_sources(config) == ["eu", "us"]  # staging is never listed
+    found = {"eu": listed("eu", SERVER, "t1", labels=(("env", "prod"), ("region", "eu"))),
+             "us": listed("us", "postgresql://monitor@us.internal/postgres", "t2",
+                          labels=(("env", "prod"), ("region", "us")))}
+    expanded = expand(config, found)
+    assert expanded.names == ["logins@app", "logins@t1", "logins@t2"]  # a [databases] entry carrying env=prod too
+    names = static_label_names(expanded)
+    labelled = {c.name: series_labels(expanded, c, names) for c in expanded.checks}
+    assert labelled == {"logins@app": ("logins", "app", "app", "prod", ""),
+                        "logins@t1": ("logins", "t1", "t1", "prod", "eu"),
+                        "logins@t2": ("logins", "t2", "t2", "prod", "us")}
+
+
+def test_a_label_selector_with_a_source_narrows_that_source_only():
+    config = config_from_dict(selector_config(source="eu", match_labels={"region": "eu"}))
+    from monitor.fleet.discover import used_sources
+
+    assert used_sources(config) == ["eu"]
+    expanded = expand(config, {"eu": listed("eu", SERVER, "t1")})
+    assert expanded.names == ["logins@t1"]
+
+
+def test_a_place_two_sources_list_is_checked_once_and_a_clashing_name_only_once():
+    config = config_from_dict(selector_config(match_labels={"region": "eu"}))
+    found = {"eu": listed("eu", SERVER, "t1", "t2"), "staging": listed("staging", SERVER, "t1", "t3")}
+    assert expand(config, found).names == ["logins@t1", "logins@t2", "logins@t3"]  # t1: one server, once
+    config = config_from_dict(selector_config(match_labels={"env": "prod"}))
+    clash = {"eu": listed("eu", SERVER, "app"), "us": listed("us", "postgresql://monitor@us.internal/x", "t2")}
+    expanded = expand(config, clash)
+    assert expanded.names == ["logins@app", "logins@t2"]  # the entry `app`, not the eu server's database `app`
+    assert expanded.check("logins@app").database == "app"
+    every = Counter(n for i in range(3) for n in expand(config, clash, Shard(i, 3)).names)
+    assert every == Counter(expanded.names)  # the shards agree which one is checked
+
+
+@pytest.mark.parametrize(("check", "expected"), [
+    ({"match_labels": {"env": "prd"}},
+     "checks[0] ('logins').match_labels: no source or database carries env=prd (labels in the file: env=prod, "
+     "env=staging, region=eu, region=us)"),
+    ({"source": "us", "match_labels": {"region": "eu"}},
+     "checks[0] ('logins').match_labels: source 'us' does not carry region=eu (its labels: env=prod, region=us)"),
+    ({"match_labels": {}}, "checks[0] ('logins').match_labels: names at least one label"),
+    ({"match_labels": {"job": "x"}}, "label name 'job' is reserved"),
+    ({"database": "app", "match_labels": {"env": "prod"}}, "set exactly one of 'database' or 'source'"),
+])
+def test_a_bad_label_selector_is_one_line(check, expected):
+    found = problems(selector_config(**check))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_a_server_out_of_connections_takes_as_many_checks_at_once_as_it_was_taking(
+        monkeypatch: pytest.MonkeyPatch):
+    from monitor.fleet import budget as budgets
+
+    budget = Budget(FleetConfig(max_running=8, server_connections=4))
+
+    def done(target: str, *, connect_failed: bool = False, exhausted: bool = False) -> None:
+        budget.run_slot()
+        budget.release(target, "db:5432", slot=True, connect_failed=connect_failed, entered=True, exhausted=exhausted)
+
+    assert all(budget.enter_server("db:5432", 0) for _ in range(4))
+    assert not budget.enter_server("db:5432", 0)  # the cap
+    # Two are connected; the third and fourth are refused: the server takes two of ours.
+    done("t3", connect_failed=True, exhausted=True)
+    done("t4", connect_failed=True, exhausted=True)
+    assert budget.server_limit("db:5432") == 2
+    assert not budget.enter_server("db:5432", 0.05)  # two still run
+    done("t1", connect_failed=False)
+    waiting = threading.Thread(target=budget.enter_server, args=("db:5432", 30))
+    assert budget.enter_server("db:5432", 0)  # one finished: one more may run, no more
+    assert not budget.enter_server("db:5432", 0)
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # waits, unconnected, for a running one to finish
+    done("t2", connect_failed=False)
+    waiting.join(5)
+    assert not waiting.is_alive()
+    assert budget.enter_server("other:5432", 0)  # another server keeps its own cap
+    monkeypatch.setattr(budgets, "SERVER_LIMIT_RECOVERY_SECONDS", 0.0)
+    done("t5", connect_failed=False)
+    assert budget.enter_server("db:5432", 0) and budget.server_limit("db:5432") == 3  # one more, tried again
+    done("t5", connect_failed=True, exhausted=False)
+    assert budget.server_limit("db:5432") == 3  # a server down, not out of connections, keeps its limit
+
+
+def test_fleet_rounds_first_runs_are_spread_over_their_interval_at_most_a_minute():
+    """A restart does not hit every database at once: each target's first round at random within its interval
+    (a minute at most), the schedule read before anything runs."""
+    from datetime import datetime
+
+    from monitor.engine import Monitor
+    from monitor.schedule import FIRST_RUN_SPREAD_SECONDS, Poller
+
+    data = fleet_config()
+    data["checks"] = [{"name": "logins", "source": "tenants", "table": "t", "key": ["k"], "interval": "10m"},
+                      {"name": "often", "source": "tenants", "table": "t", "key": ["k"], "interval": "20s"}]
+    config = expand(config_from_dict(data), {"tenants": targets(*(f"tenant_{i}" for i in range(100)))})
+    monitor = Monitor(config)
+    poller = Poller(monitor, lambda _result: None)
+    poller._scheduler.start(paused=True)  # scheduled, never run
+    try:
+        now = datetime.now().astimezone()
+        poller._schedule_all()
+        firsts: dict[str, list[float]] = {"logins": [], "often": []}
+        for check in config.checks:
+            when = poller.next_run(check.name)
+            assert when is not None
+            firsts[check.template].append((when - now).total_seconds())
+    finally:
+        poller.shutdown()
+        monitor.close()
+    for template, limit in (("logins", FIRST_RUN_SPREAD_SECONDS), ("often", 20.0)):
+        delays = firsts[template]
+        assert all(-1 < d <= limit + 1 for d in delays), (template, min(delays), max(delays))
+        assert max(delays) - min(delays) > limit / 2  # spread, not all at once
+        assert len({round(d, 3) for d in delays}) > 90
+
+
+def test_a_database_named_like_a_schema_target_is_told_apart_by_the_database_label():
+    """`target` is `database/schema`: a database whose name has a slash (`app/acme`) has the same target label
+    as the schema `acme` of `app`; the `database` label tells their series apart."""
+    data = fleet_config()
+    data["sources"] = {"dbs": {"url": SERVER, "discover": "databases", "labels": {"env": "prod"}},
+                       "schemas": {"url": SERVER, "discover": "schemas", "schemas_query": "SELECT s FROM t",
+                                   "labels": {"env": "prod"}}}
+    data["checks"] = [{"name": "logins", "match_labels": {"env": "prod"}, "table": "t", "key": ["k"]}]
+    config = config_from_dict(data)
+    url = make_url(SERVER)
+    found = {"dbs": [Target("dbs", "app/acme", None, url.set(database="app/acme"), (("env", "prod"),))],
+             "schemas": [Target("schemas", "app", "acme", url.set(database="app"), (("env", "prod"),))]}
+    expanded = expand(config, found)
+    assert expanded.names == ["logins@app/acme"]  # one check name: the first selected is checked, logged
+    data["checks"] = [{"name": f"logins-{s}", "source": s, "table": "t", "key": ["k"]} for s in ("dbs", "schemas")]
+    expanded = expand(config_from_dict(data), found)
+    labelled = {series_labels(expanded, c, ())[1:] for c in expanded.checks}
+    assert labelled == {("app/acme", "app/acme"), ("app", "app/acme")}  # (database, target): two series
+
+
+def test_a_target_named_with_a_newline_stays_on_one_log_line():
+    """PostgreSQL allows a newline in a database name; its log fields are quoted, so no line is forged."""
+    import logging
+
+    from monitor.daemon import PlainFormatter, _Redactor
+
+    record = logging.LogRecord("dupewatch", logging.INFO, __file__, 1, "check finished", None, None)
+    record.fields = {"check": "logins@tenant\nERROR", "status": "ok"}
+    line = PlainFormatter(_Redactor()).format(record)
+    assert "\n" not in line and 'check="logins@tenant\\nERROR"' in line

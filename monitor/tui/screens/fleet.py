@@ -95,6 +95,7 @@ class FleetScreen(DashboardScreen):
         self.ready = False
         self.filter_text = ""
         self.rows: list[TargetRow] = []
+        self._kept: str | None = None  # the target the cursor was on (see `refresh_all`)
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -113,16 +114,20 @@ class FleetScreen(DashboardScreen):
     def refresh_all(self) -> None:
         checks, rows = target_rows(self.dash.config, self.dash.dashboard)
         terms = self.filter_text.split()
+        # Before the rows change: the cursor follows its target, not its index, through re-sorting results and
+        # a filter typed letter by letter (matching nothing on the way).
+        current = self.selected() or self._kept
         self.rows = [r for r in rows if r.matches(terms)]
         table = self.query_one(DataTable)
-        current = self.selected()
         table.clear(columns=True)
         table.add_columns("TARGET", *checks)
         for row in self.rows:
             name = f"{row.target} (read-only)" if row.read_only else row.target
             table.add_row(name, *(cell(row.states.get(c)) for c in checks), key=row.target)
-        if current is not None:
-            self.move_to(current)
+        names = [r.target for r in self.rows]
+        if current in names:
+            table.move_cursor(row=names.index(current))
+        self._kept = current
         failing = sum(1 for r in self.rows if r.rank[0] == 0)
         found = sum(1 for r in self.rows if r.rank[0] == 1)
         shown = f"{len(self.rows)} of {len(rows)} targets" if terms else f"{len(rows)} targets"
