@@ -763,9 +763,11 @@ def _rearm_deadline(conn: Connection, *_args: Any) -> None:
 
 
 def _reset_listener(rules: Dialect) -> Any:
+    """The pool's `reset` event: the dialect's `reset_session`. The pool rolls back after it (detection engines
+    keep `reset_on_return="rollback"`) unless the connection's transaction was just rolled back by closing it."""
     def _reset(dbapi: Any, _record: Any, state: Any) -> None:
         if not state.terminate_only:
-            rules.reset_session(dbapi)
+            rules.reset_session(dbapi, rolled_back_after=state.asyncio_safe and not state.transaction_was_reset)
     return _reset
 
 
