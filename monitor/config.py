@@ -35,6 +35,7 @@ from pydantic import (
 
 DEFAULT_INTERVAL = 60.0
 DEFAULT_FULL_EVERY = 3600.0
+DEFAULT_RECOUNT_EVERY = 300.0  # `monitor.incremental.RECOUNT_PERIOD`
 MIN_INTERVAL_SECONDS = 0.1  # a check polled faster than this only loads the database; `interval` says so
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9641"
@@ -392,9 +393,11 @@ class CheckConfig(_Model):
     query: str | None = None
     sql: str | None = None
     interval: Interval = DEFAULT_INTERVAL
-    # Incremental detection (table checks): a column that grows for new rows, and how often a full pass runs.
+    # Incremental detection (table checks): a column that grows for new rows, how often a full pass runs, and
+    # within how long every known duplicate group is re-counted (a delete is seen).
     incremental: str | None = Field(default=None, min_length=1)
     full_every: Duration = DEFAULT_FULL_EVERY
+    recount_every: Duration = DEFAULT_RECOUNT_EVERY
     # What a check finds: a table check "duplicates", a custom query "violations" (rows breaking an invariant).
     kind: Literal["duplicates", "violations"] | None = None
     # What a fix does with rows of other tables that reference a deleted duplicate (see monitor/fix/refs.py).

@@ -505,7 +505,7 @@ class Database:
             if isinstance(engine.pool, sa.NullPool):
                 return conn  # connected just now (a fleet target checked rarely): nothing stale to find
             try:
-                conn.exec_driver_sql("SELECT 1").close()
+                self._ping(conn)
                 return conn
             except sa.exc.DBAPIError as exc:
                 self._unwatch(conn, watch)
@@ -515,6 +515,23 @@ class Database:
                 if not exc.connection_invalidated or attempt == 2:
                     raise DatabaseError(self.describe(exc)) from None
         raise AssertionError("unreachable")
+
+    def _ping(self, conn: Connection) -> None:
+        """Ping the server on `conn`; a driver's error is raised as SQLAlchemy raises a
+        statement's, the connection invalidated where the driver says it is lost."""
+        if not self.rules.pings_by_protocol:
+            conn.exec_driver_sql("SELECT 1").close()
+            return
+        raw, dialect = conn.connection.dbapi_connection, conn.dialect
+        assert raw is not None  # checked out just now
+        try:
+            dialect.do_ping(raw)
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, raw, None)
+            if lost:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance("ping", None, exc, dialect.loaded_dbapi.Error,
+                                             connection_invalidated=lost) from exc
 
     def _watch(self, conn: Connection) -> _Watch:
         watch = _Watch(self, conn.connection.dbapi_connection, conn.engine.url)
@@ -749,9 +766,11 @@ def _rearm_deadline(conn: Connection, *_args: Any) -> None:
 
 
 def _reset_listener(rules: Dialect) -> Any:
+    """The pool's `reset` event: the dialect's `reset_session`. The pool rolls back after it (detection engines
+    keep `reset_on_return="rollback"`) unless the connection's transaction was just rolled back by closing it."""
     def _reset(dbapi: Any, _record: Any, state: Any) -> None:
         if not state.terminate_only:
-            rules.reset_session(dbapi)
+            rules.reset_session(dbapi, rolled_back_after=state.asyncio_safe and not state.transaction_was_reset)
     return _reset
 
 

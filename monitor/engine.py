@@ -355,11 +355,12 @@ class Monitor:
                 notes = [f"full pass: {restored[-1]} restored rows the watermark had passed"] if restored else []
                 if usable is None:
                     seen = self._last_table_change()
-                outcome = incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes)
+                outcome = incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes,
+                                                now=self.clock())
             else:
                 notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
                 outcome = incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
-                                                       notes=notes)
+                                                       notes=notes, now=self.clock())
         self._save_state(outcome.state, loaded)
         return outcome
 

@@ -202,8 +202,8 @@ class IncrementalState:
     none) and `recount_left` the slices of known groups still to re-count since that count last moved (-1: always);
     `snapshot` what the database said of the transactions running when the last run read (`Dialect.snapshot_mark`:
     on PostgreSQL its snapshot's xmin), so that the next run re-reads below the watermark only the rows committed
-    since (None: the whole overlap window); `last_run_at` when the last run ran (the next re-counts more known
-    groups the longer since, `monitor.incremental.RECOUNT_PERIOD`); `window_digest` what the database said of the
+    since (None: the whole overlap window); `last_run_at` when the last run ran (the next re-counts the share of the
+    known groups the time since calls for, `recount_every`); `window_digest` what the database said of the
     rows of the overlap window the next run re-reads, as the last run read (`Dialect.window_digest`: their count
     and a sum of a hash of each row's identity and key, with the window's bounds; None: none taken), so that the
     next run skips re-reading the window when the database gives the same digest.

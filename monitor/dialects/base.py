@@ -9,8 +9,9 @@ Connections (`monitor.db`)
   keepalives, session options) and pool options.
 - `prepare_session(dbapi, read_only, timeout)`: run once per new DBAPI connection: read-only session mode, the
   statement timeout.
-- `reset_session(dbapi)`: run when a detection connection returns to the pool: release whatever a query can
-  leave behind on the session (advisory/named locks, settings), so that the next check starts clean.
+- `reset_session(dbapi, rolled_back_after)`: run when a detection connection returns to the pool: release
+  whatever a query can leave behind on the session (advisory/named locks, settings), so that the next check
+  starts clean; the pool rolls the session back right after where `rolled_back_after` says so.
 - `install(engine, read_only)`: engine events the dialect needs (SQLite: Unicode case folding, `BEGIN IMMEDIATE`
   for writers; PostgreSQL: the extended protocol for every statement).
 - `reflected_column_name(name)`: a reflected column name corrected (MySQL reflection doubles backticks).
@@ -225,8 +226,14 @@ class Dialect(Polling):
     def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
         """Session settings for a new connection (read-only mode, statement timeout)."""
 
-    def reset_session(self, dbapi: Any) -> None:
-        """Release what a query can leave on a session (locks, settings) before the connection is reused."""
+    def reset_session(self, dbapi: Any, *, rolled_back_after: bool) -> None:
+        """Release what a query can leave on a session (locks, settings) before the connection is reused.
+        `rolled_back_after`: the pool rolls the session back right after (else a transaction this opens is the
+        dialect's to end)."""
+
+    # Whether the driver pings the server at the protocol level (`Dialect.do_ping`: MySQL's COM_PING, no
+    # statement to parse or result to decode); else a pooled connection is pinged with `SELECT 1`.
+    pings_by_protocol = False
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
         """Engine events this dialect needs."""

@@ -233,7 +233,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
                 "options": " ".join(options)}
 
-    def reset_session(self, dbapi: Any) -> None:
+    def reset_session(self, dbapi: Any, *, rolled_back_after: bool) -> None:
         dbapi.rollback()
         dbapi.autocommit = True
         try:

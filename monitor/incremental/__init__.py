@@ -14,17 +14,18 @@ A check with `incremental = "<column>"` runs in one of two modes:
   server, none of the window's rows where the digest the last run took of the window is still the database's,
   `Dialect.window_digest`), drops the rows it already read (by row identity and key:
   primary key, else ctid or rowid), and counts in the whole table the rows of every key it read and of a budget of
-  the groups it already knew (`RECOUNT_BUDGET`, or more the longer since the last run, rotating so that each is
-  re-counted within `RECOUNT_ROUNDS` runs and by the first run `RECOUNT_PERIOD` seconds after; all of them after a
-  fix). Groups whose count fell below two are gone; groups counted for the first time are
-  new. Where the key is integers no row leaves NULL and an index serves it (`counted_on_server`, PostgreSQL and
-  MariaDB/MySQL), the database reads the rows and counts their keys in one statement that returns each key of
-  more than one row with its count and the keys of one row as one text, never the rows (a row read again is
-  counted again, to the same figure).
+  the groups it already knew (all of them up to `RECOUNT_BUDGET`; above it, one of `RECOUNT_ROUNDS` slices per
+  `recount_every / RECOUNT_ROUNDS` seconds since the last run, rotating so that each is re-counted by the first run
+  `recount_every` (default `RECOUNT_PERIOD`) after, however often the runs come; all of them after a fix).
+  Groups whose count fell below two are gone; groups counted for the first time are new. Where the key is
+  integers no row leaves NULL and an index serves it (`counted_on_server`, PostgreSQL and MariaDB/MySQL), the
+  database reads the rows and counts their keys in one statement that returns each key of more than one row
+  with its count and the keys of one row as one text, never the rows (a row read again is counted again, to the
+  same figure).
 
 Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
 position); the figures of an incremental run equal a full pass's for inserts, and for deletes within
-`RECOUNT_ROUNDS` runs or `RECOUNT_PERIOD` seconds (at once after a fix); a duplicate made by an UPDATE of old rows'
+`recount_every` (at once after a fix); a duplicate made by an UPDATE of old rows'
 key columns, or by a row committed later than the overlap window allows, waits for the next full pass, and a run
 says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations). The
 state (watermark, rows seen in the window, known groups) lives in the state store (`History`), keyed by what the

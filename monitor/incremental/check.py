@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
+from monitor.config import DEFAULT_RECOUNT_EVERY
 from monitor.detect import CheckDefinitionError, TableCheck, single_precision
 from monitor.dialects.polling import KEY_BATCH, StatementCache
 from monitor.history import IncrementalState, KnownGroup
@@ -23,9 +24,9 @@ from monitor.incremental.values import decode_key, decoded, encode_key, encoded
 from monitor.incremental.window import ID_OVERLAP, Window, window_for
 
 Mode = Literal["full", "incremental"]
-RECOUNT_BUDGET = 200  # known groups re-counted per incremental run, at the least (all of them up to this many)
-RECOUNT_ROUNDS = 100  # every known group is re-counted within this many incremental runs,
-RECOUNT_PERIOD = 300.0  # and by the first run this many seconds after (more slices a run the further apart they are)
+RECOUNT_BUDGET = 200  # up to this many known groups, every incremental run re-counts all of them
+RECOUNT_ROUNDS = 100  # above it, the slices (by a hash of the group) of a rotation through the known groups,
+RECOUNT_PERIOD = DEFAULT_RECOUNT_EVERY  # which ends within `recount_every` (300 s) however often the runs come
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 
 
@@ -93,6 +94,7 @@ class IncrementalCheck:
         self._inc_at = 0 if len(self.row_ids) == 1 and self.row_ids[0] is self.column else len(self.row_ids)
         self._key_at = self._inc_at + 1
         self.key_indexed = True  # whether an index serves the key lookups (set by `index_advice`)
+        self.recount_every = check.recount_every  # seconds: every known group is re-counted within them
         self._spellings: dict[str, tuple[Any, ...]] = {}  # group identity -> key values (decoded once)
         # Kept from the last run of this process, valid while its state is the one passed in next:
         self._counted: tuple[dict[str, KnownGroup] | None, int] = (None, 0)  # known groups, their excess rows
@@ -354,17 +356,18 @@ class IncrementalCheck:
     # -- runs ------------------------------------------------------------------------------------
 
     def full_pass(self, conn: Connection, fingerprint: str, before: IncrementalState | None, *,
-                  changes_seen: int = 0, notes: Iterable[str] = ()) -> Outcome:
+                  changes_seen: int = 0, notes: Iterable[str] = (), now: float | None = None) -> Outcome:
         """Aggregate the whole table; every group found becomes known. An empty table keeps the groups known
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
-        full pass, which reads whatever was restored)."""
+        full pass, which reads whatever was restored). `now`: the UNIX time of the run (the engine's clock)."""
         said = list(notes)
+        now = time.time() if now is None else now
         top, mark, removals, _, _ = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
-            state = IncrementalState(self.key, fingerprint, None, [], time.time(), _next_generation(before), kept,
+            state = IncrementalState(self.key, fingerprint, None, [], now, _next_generation(before), kept,
                                      changes_seen=changes_seen, removals_seen=removals, recount_left=0,
-                                     last_run_at=time.time())
+                                     last_run_at=now)
             return Outcome(0, 0, "full", 0, 0, state, before is None, said)
         window = window_for(conn, self)
         said += window.notes
@@ -379,18 +382,21 @@ class IncrementalCheck:
                  for r in conn.execute(self._all_groups_statement())}
         rows = int(conn.execute(self._count_statement()).scalar() or 0)
         groups, new = self._known(found, before)
-        state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, time.time(),
+        state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, now,
                                  _next_generation(before), groups, changes_seen=changes_seen,
                                  pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
-                                 snapshot=mark, last_run_at=time.time(), window_digest=digest)
+                                 snapshot=mark, last_run_at=now, window_digest=digest)
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
 
     def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
-                         changes_seen: int | None = None, notes: Iterable[str] = ()) -> Outcome:
-        """Read past the watermark (minus the overlap); count the keys read and a budget of the known groups."""
+                         changes_seen: int | None = None, notes: Iterable[str] = (), now: float | None = None
+                         ) -> Outcome:
+        """Read past the watermark (minus the overlap); count the keys read and the share of the known groups the
+        time since the last run calls for (`_turns`). `now`: the UNIX time of the run (the engine's clock)."""
         said = list(notes)
+        now = time.time() if now is None else now
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
@@ -405,7 +411,7 @@ class IncrementalCheck:
             why = "the table is empty" if top is None else went_back or \
                 "every row lies below the watermark (emptied or recreated)"
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
-                                  notes=[*said, f"full pass: {why}"])
+                                  notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
         late = self.rules.committed_since(state.snapshot, mark) \
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
@@ -419,7 +425,7 @@ class IncrementalCheck:
                 following = self._digest_text(window.start(top), top, digest_next)
             return self._counted_pass(conn, state, window, watermark if unchanged else start, watermark, late,
                                       following if top is not None else None, mark, removals, recount_all,
-                                      seen_changes, said)
+                                      seen_changes, said, now)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
@@ -434,11 +440,11 @@ class IncrementalCheck:
                 scanned += 1
                 fresh.setdefault(self._identity(row, key_at), self._values(row, key_at))
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
-        now = time.time()
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
         if cheaper is not None:
-            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper])
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper],
+                                  now=now)
         changed = self._changed_counts(conn, recount, fresh, state.groups)
         next_start = window.start(highest, window.since)
         seen = [e for e, row in zip(entries, read, strict=True)
@@ -453,7 +459,7 @@ class IncrementalCheck:
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
-                      recount_all: bool, seen_changes: int, said: list[str]) -> Outcome:
+                      recount_all: bool, seen_changes: int, said: list[str], now: float) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): only the keys of
         more than one row reach the client with their counts, the keys of one row as one text, never the rows.
         Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
@@ -490,7 +496,6 @@ class IncrementalCheck:
                 changed[identity] = rows_now
         highest = window.bounded(max([watermark, highest_read], key=_sortable))
         taken = following if following is not None and json.loads(following)[1] == encoded(highest) else None
-        now = time.time()
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         recount = {k: g for k, g in recount.items() if k not in counted}
         if recount:
@@ -590,12 +595,12 @@ class IncrementalCheck:
 
         Where the database counts the rows deleted or updated in the table (`Dialect.removed_rows`), a run while
         that count stands still re-counts none (no group can have shrunk); once it moves, a whole rotation of
-        slices follows, so every group is re-counted within RECOUNT_ROUNDS runs of the change. Elsewhere the
-        rotation never stops, as it does where the known groups fit in one run's budget (the count reaches the
-        statistics a few seconds after a commit: a small set is re-counted at every run instead).
+        slices follows, so every group is re-counted within `recount_every` of the change. Elsewhere the rotation
+        never stops, as it does where the known groups fit in one run's budget (the count reaches the statistics a
+        few seconds after a commit: a small set is re-counted at every run instead).
 
-        A run re-counts at least one slice, and more the longer since the last run (`_turns`), so that a rotation
-        ends within RECOUNT_ROUNDS runs and by the first run RECOUNT_PERIOD seconds after it began."""
+        A run re-counts the slices the time since the last run calls for (`_turns`), so that a rotation ends by
+        the first run `recount_every` after it began, however often the runs come."""
         if recount_all:
             return state.groups, state.recount_position, 0 if removals is not None else -1
         turns = self._turns(state, now)
@@ -612,18 +617,21 @@ class IncrementalCheck:
         return recount, position, left - turns
 
     def _turns(self, state: IncrementalState, now: float) -> int:
-        """The slices this run re-counts: those holding RECOUNT_BUDGET groups, or the share of a rotation that
-        RECOUNT_PERIOD gives the seconds since the last run (rounded up) where that is more, at most a rotation.
-        Over any RECOUNT_PERIOD the runs re-count a whole rotation, however often they run."""
-        known = state.groups
-        rounds = self._rounds(known)
+        """The slices this run re-counts: one per tick of the rotation's clock (`recount_every` / RECOUNT_ROUNDS
+        seconds, counted from the UNIX epoch) passed since the last run, at most a rotation; one where the last
+        run's time is unknown or ahead of this one (a clock set back).
+
+        The ticks of consecutive runs add up, so over any `recount_every` the runs re-count a whole rotation
+        whether they come every few milliseconds (most of them then re-count none) or an hour apart (one re-counts
+        all), and a run costs its new rows plus the share of the known groups its interval calls for."""
+        rounds = self._rounds(state.groups)
         if rounds == 1:
             return 1
-        least = -(-RECOUNT_BUDGET * rounds // len(known))
-        timed = 1
-        if state.last_run_at is not None and now > state.last_run_at:
-            timed = math.ceil(rounds * (now - state.last_run_at) / RECOUNT_PERIOD)
-        return max(1, min(rounds, max(least, timed)))
+        last = state.last_run_at
+        if last is None or now < last:
+            return 1
+        tick = self.recount_every / rounds
+        return min(rounds, math.floor(now / tick) - math.floor(last / tick))
 
     @staticmethod
     def _rounds(known: dict[str, KnownGroup]) -> int:
@@ -634,7 +642,7 @@ class IncrementalCheck:
     def _recount_slice(self, known: dict[str, KnownGroup], position: int, turns: int = 1
                        ) -> tuple[dict[str, KnownGroup], int]:
         """The known groups this run re-counts: all of them up to RECOUNT_BUDGET, else `turns` of RECOUNT_ROUNDS
-        slices, the next ones each run, so that every group is re-counted within RECOUNT_ROUNDS runs and a run
+        slices, the next ones each run, so that every group is re-counted within `recount_every` and a run
         costs its new rows plus a share of the known groups (`_turns`).
 
         The slices are kept between runs of this process (a group found since is added to its slice; a group gone

@@ -118,6 +118,35 @@ def test_detection_connections_refuse_writes_and_ddl_at_the_database(items, stat
     assert "items" in tables and "other" not in tables
 
 
+# -- a pooled connection the server ended ---------------------------------------------------------------
+
+SESSION_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+SESSION_ENDED = {"postgresql": "SELECT count(*) FROM pg_stat_activity WHERE pid = {id}",
+                 "mysql": "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = {id}"}
+END_SESSION = {"postgresql": "SELECT pg_terminate_backend({id})", "mysql": "KILL CONNECTION {id}"}
+
+
+@pytest.mark.parametrize("db", ["postgresql", "mysql"], indirect=True)
+def test_a_pooled_connection_the_server_ended_is_replaced_by_the_next_run(items, monitor_for):
+    """The server ends the session a check's pooled connection holds between two runs (a restart, `wait_timeout`,
+    a DBA's kill): the ping at checkout (COM_PING on MariaDB/MySQL, `SELECT 1` elsewhere) finds it lost, and the
+    run takes a new connection instead of failing."""
+    monitor = monitor_for({"d": {"url": items.url}}, [{"name": "c", "database": "d", "table": "items", "key": ["k"]}])
+    assert monitor.run("c").groups == 2
+    engine = monitor.database_for("c").engine
+    with engine.connect() as pooled:  # the connection the run returned to the pool
+        session = int(pooled.exec_driver_sql(SESSION_ID[items.dialect]).scalar())
+    items.execute(END_SESSION[items.dialect].format(id=session))
+    deadline = time.monotonic() + 30
+    while items.scalar(SESSION_ENDED[items.dialect].format(id=session)):
+        assert time.monotonic() < deadline, "the server never ended the session"
+        time.sleep(0.05)
+    after = monitor.run("c")
+    assert (after.status, after.groups, after.error) == ("duplicates", 2, None)
+    with engine.connect() as pooled:
+        assert int(pooled.exec_driver_sql(SESSION_ID[items.dialect]).scalar()) != session
+
+
 # -- statement timeout ----------------------------------------------------------------------------------
 
 SLOW_SQL = {

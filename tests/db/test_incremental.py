@@ -26,7 +26,7 @@ from fix_support import ts
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
 from monitor.history import History
-from monitor.incremental import RECOUNT_BUDGET, TIMESTAMP_OVERLAP
+from monitor.incremental import TIMESTAMP_OVERLAP
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -63,7 +63,7 @@ class Runner:
         config = config_from_dict({"databases": {"d": {"url": self.db.url}}, "checks": [
             {"name": "inc", "database": "d", **self.check},
             {"name": "plain", "database": "d", **{k: v for k, v in self.check.items()
-                                                   if k not in ("incremental", "full_every")}}]})
+                                                   if k not in ("incremental", "full_every", "recount_every")}}]})
         return Monitor(config, state=self.history)
 
     def run(self, *, full: bool = False) -> Any:
@@ -461,43 +461,48 @@ def await_counted_removals(db: TestDatabase, rows: int) -> None:
         assert time.monotonic() < deadline, "the statistics never counted the deletes"
 
 
-def test_known_groups_are_recounted_within_a_budget_all_within_bounded_runs(logins, runner):
-    """More known groups than the budget (and than one IN list holds), half of them with a NULL in the key: a run
-    re-counts a slice of them (its cost follows the new rows), and every group within a bounded number of runs."""
+def test_known_groups_are_recounted_by_the_time_since_the_last_run_all_within_recount_every(logins, runner):
+    """More known groups than the budget (and than one IN list holds), half of them with a NULL in the key: runs
+    back to back re-count none of them (their cost follows the new rows), a run half of `recount_every` after the
+    last re-counts about half, and every group is re-counted by the first run `recount_every` after."""
     rows = [(100 + n, 1000 + n // 2, None if n % 4 < 2 else "pc") for n in range(2400)]
     insert(logins, rows)  # 1,200 pairs
-    r = runner()
+    r = runner(recount_every="100s")
+    now = [time.time()]
+    r.monitor.clock = lambda: now[0]
     assert r.run().groups == 1201
     logins.execute("DELETE FROM logins WHERE id >= 100 AND id < 1100 AND MOD(id, 2) = 0")  # breaks 500 pairs
     await_counted_removals(logins, 500)
     insert(logins, [(5000, 1001, None), (5001, 1999, "pc")])
-    first = r.run()
-    assert first.mode == "incremental"
-    assert first.groups > 1201 - 500  # a slice only: some broken groups wait for their turn
-    rounds = -(-1201 // RECOUNT_BUDGET)
-    for _ in range(rounds - 1):
-        after = r.run()
+    back_to_back = r.run()
+    assert back_to_back.mode == "incremental"
+    assert back_to_back.groups == 1201  # no slice re-counted: every broken group waits for its turn
+    now[0] += 50
+    half = r.run()
+    assert 701 < half.groups < 1201  # the slices of 50 s of the 100 s rotation
+    now[0] += 50
+    after = r.run()
     assert after.mode == "incremental"
     r.assert_matches_full_pass(after)
     assert after.groups == 1201 - 500
     if logins.dialect == "postgresql":  # the count of deleted rows stands still: no group is re-counted
+        now[0] += 100
         quiet = r.run()
         assert (quiet.groups, quiet.rows_scanned) == (701, 0)
 
 
-def test_runs_further_apart_recount_more_known_groups_all_within_the_period(logins, runner, monkeypatch):
-    """A run re-counts the share of a rotation that RECOUNT_PERIOD gives the time since the last run: with a
-    period shorter than the time between two runs, the next run re-counts every known group (one slice when they
-    run back to back, as the test above shows)."""
-    import monitor.incremental.check as check
-
+def test_runs_further_apart_than_recount_every_recount_every_known_group(logins, runner):
+    """A run re-counts the share of a rotation that `recount_every` gives the time since the last run: with a
+    period shorter than the time between two runs, the next run re-counts every known group."""
     rows = [(100 + n, 1000 + n // 2, "pc") for n in range(2400)]
     insert(logins, rows)  # 1,200 pairs: more than the budget, so a rotation of slices
-    r = runner()
+    r = runner(recount_every="10s")
+    now = [time.time()]
+    r.monitor.clock = lambda: now[0]
     assert r.run().groups == 1201
     logins.execute("DELETE FROM logins WHERE id >= 100 AND id < 1100 AND MOD(id, 2) = 0")  # breaks 500 pairs
     await_counted_removals(logins, 500)
-    monkeypatch.setattr(check, "RECOUNT_PERIOD", 1e-6)
+    now[0] += 11
     after = r.run()
     assert (after.mode, after.groups) == ("incremental", 701)
     r.assert_matches_full_pass(after)

@@ -102,6 +102,39 @@ def test_mysql_named_locks_do_not_survive_the_pool(mysql):
         database.dispose()
 
 
+def in_transaction(database: Database) -> bool:
+    """Whether the server said a transaction was open after the last command the pool sent on its connection."""
+    from pymysql.constants import SERVER_STATUS
+
+    pooled = database.engine.raw_connection()
+    try:
+        return bool(pooled.dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+    finally:
+        pooled.close()
+
+
+def test_mysql_sessions_return_to_the_pool_with_their_locks_released_and_no_transaction_open(mysql):
+    """The pool's reset releases named locks and ends the transaction `RELEASE_ALL_LOCKS()` opens, whether the
+    connection's transaction was rolled back before it returned (`Database.read_only`: the pool's own rollback
+    ends it) or closed with it (the dialect's rollback does)."""
+    name = f"dw_{uuid.uuid4().hex[:8]}"
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
+        with database.engine.connect() as conn:  # closed with its transaction open
+            assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}_2', 0)").scalar() == 1
+        assert mysql.scalar(f"SELECT IS_FREE_LOCK('{name}') AND IS_FREE_LOCK('{name}_2')") == 1
+        with database.read_only() as conn:  # rolled back before it returns: the pool's rollback follows
+            conn.exec_driver_sql("SELECT 1").close()
+        assert not in_transaction(database)
+        with database.engine.connect() as conn:  # closed with its transaction open: the dialect rolls back
+            conn.exec_driver_sql("SELECT 1").close()
+        assert not in_transaction(database)
+    finally:
+        database.dispose()
+
+
 # -- known side effects are refused (by the server's reading of the statement: test_read_only_spellings.py) -------
 
 REFUSED = {
