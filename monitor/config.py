@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictBool,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -269,6 +270,9 @@ def discover_value(value: Any) -> str | list[str]:
     return str(value)
 
 
+DEFAULT_MAX_TARGETS = 5000
+
+
 class SourceConfig(_Model):
     """`[sources.NAME]`: where fleet targets come from (see monitor/fleet/). A server whose databases are
     discovered, its tenant schemas listed by `schemas_query`, or a static list of database names."""
@@ -283,6 +287,9 @@ class SourceConfig(_Model):
     every: Interval = DEFAULT_DISCOVERY_INTERVAL
     statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT
     read_only: StrictBool = False
+    # A listing longer than this is a failed one (the last good list is kept): a schemas_query that returns row
+    # values by mistake must not turn into millions of series.
+    max_targets: Annotated[StrictInt, Field(ge=1)] = DEFAULT_MAX_TARGETS
 
     @field_validator("labels")
     @classmethod

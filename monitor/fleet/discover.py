@@ -48,6 +48,10 @@ def discover(name: str, source: SourceConfig) -> list[Target]:
             names, in_schemas = _listed(db, source), source.discover == "schemas"
         # A query may list a schema twice, or an empty value: one target each, none for nothing.
         chosen = [n for n in dict.fromkeys(names) if n and _wanted(n, source)]
+        if len(chosen) > source.max_targets:
+            raise ConfigError(f"sources.{name}: the listing has {len(chosen)} targets, more than max_targets = "
+                              f"{source.max_targets} (raise it if that many are meant; a schemas_query returning "
+                              f"row values would make a series per value)")
         targets = []
         for value in chosen:
             database, schema = (url.database or "", value) if in_schemas else (value, None)

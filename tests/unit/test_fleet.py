@@ -390,3 +390,27 @@ def test_a_target_named_with_a_newline_stays_on_one_log_line():
     record.fields = {"check": "logins@tenant\nERROR", "status": "ok"}
     line = PlainFormatter(_Redactor()).format(record)
     assert "\n" not in line and 'check="logins@tenant\\nERROR"' in line
+
+
+def test_a_listing_longer_than_max_targets_fails_and_the_last_good_list_is_kept():
+    from monitor.fleet.discover import discover
+
+    config = config_from_dict(fleet_config(discover=["tenant_1", "tenant_2", "tenant_3"], max_targets=2))
+    source = config.sources["tenants"]
+    with pytest.raises(ConfigError, match=r"sources\.tenants: the listing has 3 targets, more than max_targets = 2"):
+        discover("tenants", source)
+    answers = [targets("tenant_1", "tenant_2")]
+
+    def lister(name: str, listed: SourceConfig) -> list[Target]:
+        return answers.pop(0) if answers else discover(name, listed)
+
+    discovery = Discovery(config, lister=lister)
+    assert discovery.refresh()
+    assert not discovery.refresh()  # three targets: refused, the two kept
+    assert [t.name for t in discovery.targets()["tenants"]] == ["tenant_1", "tenant_2"]
+    assert "max_targets" in (discovery.states["tenants"].error or "")
+
+
+def test_max_targets_must_be_a_positive_whole_number():
+    with pytest.raises(ConfigError, match="max_targets"):
+        config_from_dict(fleet_config(max_targets=0))
