@@ -415,6 +415,13 @@ class MySQL(MySQLPolling, Dialect):
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): (str(collation) if collation else None) for name, collation in rows}
 
+    def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
+        """information_schema.COLUMNS.COLUMN_TYPE (`point`, `inet6`, `uuid`: types SQLAlchemy does not reflect)."""
+        query = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
+        rows = conn.execute(query, {"schema": table.schema, "table": table.name})
+        return {str(name): str(kind) for name, kind in rows}
+
     def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`
         collation are one group, as GROUP BY and `=` say, though Python sees two spellings."""

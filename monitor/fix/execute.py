@@ -159,7 +159,8 @@ def _layout(conn: Connection, t: _Target) -> Layout:
     # 'Bob@x' into 'bob@x'; the key's own unique constraint is no evidence beyond the key the operator chose.
     distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
     return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct,
-                  collations=t.db.rules.column_collations(conn, t.tc.table))
+                  collations=t.db.rules.column_collations(conn, t.tc.table),
+                  declared_types=t.db.rules.declared_types(conn, t.tc.table))
 
 
 def _vet_where(conn: Connection, t: _Target) -> None:
@@ -199,6 +200,7 @@ def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
     try:
         with _planning_view(t) as conn:
             layout = _layout(conn, t)
+            layout.plan_table("dupewatch_plan", None)  # refuses here what the fix's snapshot would refuse
             rel = layout.relation_select().subquery("dupewatch_plan")
             with t.db.rules.whole_table_statement(conn):  # each preview query windows the whole table
                 return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
