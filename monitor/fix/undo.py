@@ -8,7 +8,7 @@ database reports and says whether dupewatch added it: only its own guard is ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from monitor.detect import split_table_name
 from monitor.dialects import UniqueViolation, for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
-from monitor.fix.archive import FIX_ID_COLUMN, archived_count, reflect_archive, restore_rows
+from monitor.fix.archive import FIX_ID_COLUMN, added_since, archived_count, reflect_archive, restore_rows
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.execute import repoint_statement
@@ -40,11 +40,13 @@ class UndoReport:
     restored: int
     repointed: int
     constraint_dropped: str | None = None  # the guard `--drop-constraint` dropped
+    defaulted: list[str] = field(default_factory=list)  # columns added since the fix: restored rows got defaults
 
     def as_json(self) -> dict[str, Any]:
         dropped = {"constraint_dropped": self.constraint_dropped} if self.constraint_dropped else {}
+        defaulted = {"defaulted": self.defaulted} if self.defaulted else {}
         return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed,
-                **dropped}
+                **dropped, **defaulted}
 
 
 def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
@@ -173,7 +175,9 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     if expected != current.archived:
         raise FixRefused(f"undo of fix {record.fix_id} refused: the archive holds {expected} of its "
                          f"{current.archived} rows (was {record.archive_table} changed?)")
+    defaulted: list[str] = []
     if expected and archive is not None:  # (a count above 0 came from the archive)
+        defaulted = added_since(conn, archive, table, record.fix_id)
         _refuse_taken_keys(conn, table, archive, record.fix_id)
         restored = restore_rows(conn, archive, table, record.fix_id)
         if restored != expected:
@@ -182,7 +186,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     repointed = pointed + _point_back(conn, record.fix_id)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"undone by {records.os_user()}@{records.host_name()} at {records.now_text()}")
-    return UndoReport(record.fix_id, record.check_name, expected, repointed)
+    return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)
 
 
 def _refuse_taken_keys(conn: Connection, table: sa.Table, archive: sa.Table, fix_id: str) -> None:
