@@ -842,6 +842,12 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         return
     if not rows:
         return
+    if ref.fk.partition:
+        plan.blockers.append(
+            f"{ref.label} refers to partition {ref.fk.partition} of {table!r}, not to the table, and {rows} of its "
+            "rows point at rows to delete: a kept row in another partition cannot be pointed at, and the fix would "
+            "stop at its first batch; make it refer to the table, or fix by hand")
+        return
     cascade = f"; its ON DELETE {ref.ondelete.upper()} would fire" if ref.cascades and ref.ondelete else ""
     if not ref.referred_unique:
         plan.blockers.append(
