@@ -17,7 +17,8 @@ class PostgresCatalog(Catalog):
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition, and one that
         # refers to a partitioned table is cloned to refer to each of its partitions. A foreign key declared to
-        # refer to one partition of the table (conparentid = 0, confrelid that partition) is a reference too.
+        # refer to one partition of the table (conparentid = 0, confrelid that partition) is a reference too
+        # (pg_partition_tree lists nothing for a table that is not partitioned, hence the table's own oid first).
         rows = self.conn.execute(sa.text("""
             SELECT con.conname, n.nspname, c.relname, con.confdeltype,
                    CASE WHEN con.confrelid <> to_regclass(:t) THEN con.confrelid::regclass::text END AS partition,
@@ -39,7 +40,8 @@ class PostgresCatalog(Catalog):
             JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE con.contype = 'f' AND con.conparentid = 0
-              AND con.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t)))
+              AND (con.confrelid = to_regclass(:t)
+                   OR con.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t))))
             ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
         return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
                            tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from,
@@ -56,8 +58,9 @@ class PostgresCatalog(Catalog):
             SELECT t.tgname || CASE WHEN t.tgrelid <> to_regclass(:t)
                                     THEN ' on partition ' || t.tgrelid::regclass::text ELSE '' END AS tgname,
                    (t.tgtype & 2) <> 0 OR (t.tgtype & 64) <> 0 AS blocks FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t)))
-              AND (t.tgrelid = to_regclass(:t) OR coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0)
+            WHERE (t.tgrelid = to_regclass(:t)
+                   OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t)))
+                      AND coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0)
               AND NOT t.tgisinternal AND (t.tgtype & 8) <> 0 AND t.tgenabled <> 'D'
             ORDER BY 1"""), params).all()
         rules = self.conn.execute(sa.text(
