@@ -227,8 +227,9 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
                            .order_by(reference_table.c.position)).all()
     archives_done: set[tuple[str | None, str]] = set()
     for entry in entries:
-        child = reflect(conn, entry.child_schema, entry.child_table)
         columns = json.loads(entry.fk_columns)
+        child = undo_target(conn, entry.child_schema, entry.child_table, fix_id, columns,
+                            "whose rows it repointed" if entry.action == "repoint" else "whose rows it archived")
         if entry.action == "archive":
             where = (records.place(conn, entry.child_schema), entry.log_table)
             if where not in archives_done:  # two references from one table share its archive
@@ -237,6 +238,22 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
             continue
         pointed += _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
     return pointed, restored
+
+
+def undo_target(conn: Connection, schema: str | None, name: str, fix_id: str, columns: list[str],
+                what: str) -> sa.Table:
+    """A table undo writes back into, reflected; refuses (nothing changed) when it, or one of `columns`, is gone
+    since the fix (dropped or renamed by a migration): what it would put back has nowhere to go."""
+    try:
+        table = reflect(conn, schema, name)
+    except sa.exc.NoSuchTableError:
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: table {name!r}, {what}, no longer "
+                         "exists (dropped or renamed since the fix); restore it under its name for the undo") from None
+    if missing := [c for c in columns if c not in table.c]:
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: table {name!r}, {what}, no longer has "
+                         f"column(s) {', '.join(missing)} (dropped or renamed since the fix); give them back for "
+                         "the undo")
+    return table
 
 
 def _unchanged(child: sa.Table, kept: tuple[str, ...]) -> dict[Any, Any]:

@@ -24,7 +24,7 @@ from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.execute import repoint_statement
 from monitor.fix.guard import guard_name
-from monitor.fix.links import undo_links
+from monitor.fix.links import undo_links, undo_target
 from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, repoint_table
 from monitor.fix.refs import reflect
@@ -168,7 +168,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     if current is None or current.state not in UNDOABLE:
         raise FixRefused(f"fix {record.fix_id} is {current.state if current else 'gone'}: nothing to undo")
     _schema, name = split_table_name(record.table_name)
-    table = reflect(conn, schema, name)
+    table = undo_target(conn, schema, name, record.fix_id, [], "whose rows it deleted")
     home = records.place(conn, schema)
     archive = reflect_archive(conn, home, record.archive_table)
     expected = archived_count(conn, archive, record.fix_id) if archive is not None else 0

@@ -1,7 +1,8 @@
 """Undo after the application's schema changed since the fix (a migration deployed in between): a column added
 with a default gets it in the restored rows; one the rows could have no value for, or a rename (an archived
-column gone while another appeared), is refused in one line, changing nothing. Undo crashed on each
-(`unexpected KeyError: 'flag' ... please report this`): the fix could not be undone."""
+column gone while another appeared), or a table or column undo writes into that is gone, is refused in one
+line, changing nothing. Undo crashed on each (`unexpected KeyError: 'flag' ... please report this`): the fix could
+not be undone."""
 
 from __future__ import annotations
 
@@ -66,3 +67,26 @@ def test_a_rename_is_refused_on_every_database(db, tmp_path):
     undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "account", "login") == before
+
+
+@pytest.mark.parametrize("migration", ["drop_referencing_table", "rename_referencing_column", "drop_fixed_table"])
+def test_a_table_or_column_undo_writes_into_gone_since_the_fix_is_refused_naming_it(db, tmp_path, migration):
+    """Undo said `unexpected NoSuchTableError: login ... please report this` (or KeyError for a renamed column)."""
+    path, fix_id, _before = _fixed(db, tmp_path)
+    if migration == "drop_referencing_table":
+        db.execute("DROP TABLE login")
+        expected = "table 'login', whose rows it repointed, no longer exists"
+    elif migration == "rename_referencing_column":
+        if db.dialect == "mysql":  # MariaDB refuses to rename a column its foreign key uses
+            name = db.scalar("SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                             "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'login'")
+            db.execute(f"ALTER TABLE login DROP FOREIGN KEY {name}")
+        db.execute("ALTER TABLE login RENAME COLUMN account_id TO owner_id")
+        expected = "table 'login', whose rows it repointed, no longer has column(s) account_id"
+    else:
+        db.execute("DROP TABLE login", "DROP TABLE account")
+        expected = "table 'account', whose rows it deleted, no longer exists"
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    assert "refused, nothing changed" in undone.stderr and expected in undone.stderr, undone.stderr
+    assert "unexpected" not in undone.stderr and len(undone.stderr.strip().splitlines()) == 1
