@@ -53,7 +53,7 @@ from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
-from monitor.fix.errors import BatchAborted, FixError, FixRefused
+from monitor.fix.errors import BatchAborted, FixError, FixRefused, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
@@ -551,6 +551,9 @@ def _after_stop(exc: BaseException, fix_id: str) -> str:
         return (f"earlier batches stand; running the fix again would meet the same constraint: change the rows "
                 f"it names, or set `on_reference = \"archive\"` for that reference, then run it again to resume, "
                 f"or `dupewatch undo {fix_id}`")
+    if isinstance(exc, RepointNotDone):
+        return (f"earlier batches stand; once what is named is dealt with, run the fix again to resume, or "
+                f"`dupewatch undo {fix_id}`")
     return "earlier batches stand; run the fix again to resume"
 
 

@@ -30,7 +30,7 @@ from monitor.dialects import for_backend
 from monitor.fix import records
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import catalog_for
-from monitor.fix.errors import BatchAborted, FixRefused
+from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
 from monitor.fix.refs import Reference, reflect
@@ -146,7 +146,8 @@ def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doome
                                                          for j, c in enumerate(ref.columns)}}))
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(update)).rowcount
     if moved != logged:
-        raise BatchAborted(f"repointed {moved} row(s) of {ref.label}, expected {logged}")
+        raise RepointNotDone(f"repointed {moved} row(s) of {ref.label}, expected {logged}: a row changed meanwhile, or "
+                           f"{_TRIGGER_HINT.format(table=ref.table)}")
     return int(logged)
 
 
@@ -167,6 +168,12 @@ def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Li
     return int(deleted)
 
 
+# A repoint the database did not do as planned: a concurrent writer (resuming helps), or something of the referencing
+# table that rewrites or cancels the update, which resuming meets again.
+_TRIGGER_HINT = ("a BEFORE UPDATE trigger or an UPDATE rule of {table} changed or cancelled the repoint (running the "
+                 "fix again meets it again: disable it for the fix)")
+
+
 def delete_joined(conn: Connection, table: sa.Table, other: sa.FromClause, where: ColumnElement[bool]) -> sa.Delete:
     """DELETE the rows of `table` that have a match in `other`: a join where the database has one
     (`DELETE ... USING`), which the optimiser drives from the small side; SQLite: `EXISTS`."""
@@ -184,9 +191,11 @@ def verify_clear(conn: Connection, layout: Layout, plan: sa.Table, links: list[L
         if left:
             ref = link.ref
             why = ("it refers to a column that is not unique" if not ref.referred_unique
-                   else "its on_reference is \"refuse\"" if ref.action == "refuse" else "after the repoint")
+                   else "its on_reference is \"refuse\"" if ref.action == "refuse"
+                   else f"after the repoint: a row changed meanwhile, or {_TRIGGER_HINT.format(table=ref.table)}")
             cascade = f"; its ON DELETE {ref.ondelete} would fire" if ref.cascades else ""
-            raise BatchAborted(f"{left} row(s) of {ref.label} still point at rows to delete ({why}){cascade}")
+            error = RepointNotDone if ref.referred_unique and ref.action != "refuse" else BatchAborted
+            raise error(f"{left} row(s) of {ref.label} still point at rows to delete ({why}){cascade}")
 
 
 def drop_empty_logs(conn: Connection, fix_id: str, schema: str | None) -> None:
