@@ -88,6 +88,7 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   `index_options(...)`: what the guard's unique index can be built with.
 - `column_collations(conn, table)`: the catalog's collation of each column (a catalog query reflection lacks).
 - `declared_types(conn, table)`: each column's type as DDL text from the catalog (for types reflection lacks).
+- `non_transactional_engine(conn, table)`: the table's storage engine when it cannot roll back (MyISAM).
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -394,6 +395,11 @@ class Dialect(Polling):
         """Each text column's collation as the catalog states it (reflection leaves out inherited ones); {} where
         collations do not decide equality."""
         return {}
+
+    def non_transactional_engine(self, conn: Connection, table: sa.Table) -> str | None:
+        """The table's storage engine when it cannot roll back a transaction (MySQL/MariaDB MyISAM, Aria,
+        MEMORY...), else None."""
+        return None
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """Each column's type as the catalog declares it, as DDL text the server wrote (for a column reflection

@@ -415,6 +415,15 @@ class MySQL(MySQLPolling, Dialect):
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): (str(collation) if collation else None) for name, collation in rows}
 
+    def non_transactional_engine(self, conn: Connection, table: sa.Table) -> str | None:
+        """information_schema.ENGINES says which engines support transactions (InnoDB: YES; MyISAM, Aria,
+        MEMORY, CSV, ARCHIVE: NO). A partitioned table reports its partitions' engine."""
+        query = sa.text("SELECT t.ENGINE FROM information_schema.TABLES t JOIN information_schema.ENGINES e "
+                        "ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) "
+                        "AND t.TABLE_NAME = :table AND e.TRANSACTIONS <> 'YES'")
+        engine = conn.execute(query, {"schema": table.schema, "table": table.name}).scalar()
+        return str(engine) if engine else None
+
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """information_schema.COLUMNS.COLUMN_TYPE (`point`, `inet6`, `uuid`: types SQLAlchemy does not reflect)."""
         query = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "

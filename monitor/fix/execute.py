@@ -153,6 +153,11 @@ def _session(conn: Connection, db: Database) -> Connection:
 
 def _layout(conn: Connection, t: _Target) -> Layout:
     _vet_where(conn, t)
+    if engine := t.db.rules.non_transactional_engine(conn, t.tc.table):
+        raise FixRefused(f"check {t.config.name!r} cannot be fixed: table {t.table_name!r} uses the {engine} storage "
+                         "engine, which cannot roll back: a batch stopped half-way (a trigger, a deadlock, Ctrl-C) "
+                         "would keep its deletes without their archive; convert it first (ALTER TABLE ... "
+                         "ENGINE=InnoDB) or fix by hand")
     refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
     catalog = catalog_for(conn)
     # The check's key columns aside, folded or not: a check with case_insensitive on `email UNIQUE` exists to merge
