@@ -205,7 +205,11 @@ class MySQL(MySQLPolling, Dialect):
         sock = getattr(dbapi, "_sock", None)  # PyMySQL has no keepalive option
         if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else []
+        # A writing session creates dupewatch's own tables (archive, plan, logs, records): in InnoDB whatever the
+        # server's default engine, so that a rolled-back batch rolls back their rows too (a MyISAM archive kept
+        # the copies of a rolled-back batch, and undo then refused forever: "the archive holds 2 of its 1 rows").
+        statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else [
+            "SET SESSION default_storage_engine = InnoDB"]
         if is_mariadb(dbapi):
             statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
         else:
