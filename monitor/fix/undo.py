@@ -136,7 +136,8 @@ def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.In
         if dropped else "nothing changed")
     if name is None:
         return FixRefused(f"{head}: restoring its rows would violate a constraint ({db.describe(exc)}); a row "
-                          "now conflicts with a row to restore: resolve that row first")
+                          "now conflicts with a row to restore, or a constraint added or changed since the fix (a "
+                          "CHECK, a NOT NULL) refuses a restored row: resolve that row or that constraint first")
     guard = guard_name(record.check_name)
     if name in (guard, record.constraint_name):
         added = "this fix added it (--add-constraint)" if name == record.constraint_name else \

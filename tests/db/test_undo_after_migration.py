@@ -90,3 +90,19 @@ def test_a_table_or_column_undo_writes_into_gone_since_the_fix_is_refused_naming
     assert undone.exit_code == 2, undone.output
     assert "refused, nothing changed" in undone.stderr and expected in undone.stderr, undone.stderr
     assert "unexpected" not in undone.stderr and len(undone.stderr.strip().splitlines()) == 1
+
+
+def test_a_check_constraint_added_since_the_fix_is_not_blamed_on_a_conflicting_row(pg, tmp_path):
+    """PostgreSQL: undo said only "a row now conflicts with a row to restore", about a CHECK that the restored
+    row itself fails."""
+    pg.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL, credit INTEGER)",
+               "INSERT INTO account VALUES (1, 'a', 5), (2, 'a', -1), (3, 'b', 3)")
+    path = config_file(tmp_path, pg, [{"name": "c", "table": "account", "key": ["email"]}])
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    pg.execute("ALTER TABLE account ADD CONSTRAINT credit_positive CHECK (credit > 0)")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    assert "credit_positive" in undone.stderr and "refused, nothing changed" in undone.stderr
+    assert "a constraint added or changed since the fix (a CHECK, a NOT NULL) refuses a restored row" in undone.stderr
+    assert pg.rows("SELECT id FROM account ORDER BY id") == [(1,), (3,)]
