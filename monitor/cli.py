@@ -902,8 +902,10 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         dropped = f"; unique index {report.constraint_dropped} dropped" if report.constraint_dropped else ""
+        defaulted = (f"; column(s) added since the fix took their default in the restored rows: "
+                     f"{', '.join(report.defaulted)}" if report.defaulted else "")
         click.echo(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
-                   f"{counted(report.repointed, 'reference')} pointed back{dropped}")
+                   f"{counted(report.repointed, 'reference')} pointed back{dropped}{defaulted}")
 
 
 @main.command(short_help="Add the unique index that keeps a check's duplicates out.")

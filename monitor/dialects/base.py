@@ -91,6 +91,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `concurrent_index_build`, `nulls_not_distinct(version)`, `expression_index(version)`, `partial_index`,
   `index_options(...)`: what the guard's unique index can be built with.
 - `column_collations(conn, table)`: the catalog's collation of each column (a catalog query reflection lacks).
+- `declared_types(conn, table)`: each column's type as DDL text from the catalog (for types reflection lacks).
+- `non_transactional_engine(conn, table)`: the table's storage engine when it cannot roll back (MyISAM).
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -405,6 +407,17 @@ class Dialect(Polling):
     def column_collations(self, conn: Connection, table: sa.Table) -> dict[str, str | None]:
         """Each text column's collation as the catalog states it (reflection leaves out inherited ones); {} where
         collations do not decide equality."""
+        return {}
+
+    def non_transactional_engine(self, conn: Connection, table: sa.Table) -> str | None:
+        """The table's storage engine when it cannot roll back a transaction (MySQL/MariaDB MyISAM, Aria,
+        MEMORY...), else None."""
+        return None
+
+    def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
+        """Each column's type as the catalog declares it, as DDL text the server wrote (for a column reflection
+        does not know, such as PostgreSQL's `citext` or MariaDB's `POINT`, so that the plan table can hold its
+        values as they are); {} where a column without a known type can be stored untyped."""
         return {}
 
     def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:

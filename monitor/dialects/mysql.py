@@ -211,7 +211,11 @@ class MySQL(MySQLPolling, Dialect):
         sock = getattr(dbapi, "_sock", None)  # PyMySQL has no keepalive option
         if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else []
+        # A writing session creates dupewatch's own tables (archive, plan, logs, records): in InnoDB whatever the
+        # server's default engine, so that a rolled-back batch rolls back their rows too (a MyISAM archive kept
+        # the copies of a rolled-back batch, and undo then refused forever: "the archive holds 2 of its 1 rows").
+        statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else [
+            "SET SESSION default_storage_engine = InnoDB"]
         if is_mariadb(dbapi):
             statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
         else:
@@ -429,6 +433,22 @@ class MySQL(MySQLPolling, Dialect):
                         "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): (str(collation) if collation else None) for name, collation in rows}
+
+    def non_transactional_engine(self, conn: Connection, table: sa.Table) -> str | None:
+        """information_schema.ENGINES says which engines support transactions (InnoDB: YES; MyISAM, Aria,
+        MEMORY, CSV, ARCHIVE: NO). A partitioned table reports its partitions' engine."""
+        query = sa.text("SELECT t.ENGINE FROM information_schema.TABLES t JOIN information_schema.ENGINES e "
+                        "ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) "
+                        "AND t.TABLE_NAME = :table AND e.TRANSACTIONS <> 'YES'")
+        engine = conn.execute(query, {"schema": table.schema, "table": table.name}).scalar()
+        return str(engine) if engine else None
+
+    def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
+        """information_schema.COLUMNS.COLUMN_TYPE (`point`, `inet6`, `uuid`: types SQLAlchemy does not reflect)."""
+        query = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table")
+        rows = conn.execute(query, {"schema": table.schema, "table": table.name})
+        return {str(name): str(kind) for name, kind in rows}
 
     def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`

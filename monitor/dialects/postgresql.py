@@ -146,6 +146,13 @@ _XACT_CHANGES = sa.text("""
 _RELKIND = sa.text(
     "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
+# Each column's type as the server writes it in DDL (`format_type`: qualified and quoted as this session's
+# search_path needs, with its modifiers), for the types reflection does not know (`citext`, PostGIS types).
+_DECLARED_TYPES = sa.text(
+    "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
+    " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema()) AND a.attnum > 0"
+    " AND NOT a.attisdropped")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
@@ -420,6 +427,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
         """relkind 'p': a partitioned parent."""
         return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "p"
+
+    def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
+        rows = conn.execute(_DECLARED_TYPES, {"name": table.name, "schema": table.schema})
+        return {str(name): str(kind) for name, kind in rows}
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)

@@ -88,12 +88,38 @@ def restorable_columns(conn: Connection, table: sa.Table) -> list[str]:
     return [c.name for c in table.columns if c.name not in generated and c.computed is None]
 
 
+def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> list[str]:
+    """The columns added to `table` since the fix archived its rows (a migration deployed in between): restored
+    rows get their default, as the table's other rows did when the column was added. Refuses (nothing changed)
+    when that cannot put the rows back: a column the archive has is gone while another was added (a rename
+    looks so, and its archived values would come back empty), or an added column has no value to give a row
+    (part of the primary key, or NOT NULL without a default)."""
+    archived = {c.name for c in archive.columns} - {FIX_ID_COLUMN}
+    added = [n for n in restorable_columns(conn, table) if n not in archived]
+    if not added:
+        return []
+    head = f"undo of fix {fix_id} refused, nothing changed: {table.name!r} has column(s) added since the fix"
+    gone = sorted(archived - {c.name for c in table.columns})
+    if gone:
+        raise FixRefused(f"{head} ({', '.join(added)}) and lacks archived one(s) ({', '.join(gone)}): a renamed "
+                         f"column's archived values would come back empty; give the table the archived columns "
+                         f"back for the undo, or restore the rows by hand from {archive.name!r}")
+    empty = [n for n in added if table.c[n].primary_key or not (
+        table.c[n].nullable or table.c[n].server_default is not None or table.c[n].identity is not None)]
+    if empty:
+        raise FixRefused(f"{head} that the restored rows would have no value for ({', '.join(empty)}: part of the "
+                         "primary key, or NOT NULL without a default); give it a default for the undo, or restore "
+                         f"the rows by hand from {archive.name!r}")
+    return added
+
+
 def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:
     """Put the fix's archived rows back into `table`, original keys included; returns the rows inserted.
     The database then says whether the rows it holds are the archived ones, every restored column compared as
     stored: a BEFORE INSERT trigger (`NEW.updated_at := now()`, a key from a sequence) or a rule may change
     a row as it is inserted, and then undo refuses (raises `FixRefused`) rather than restore other values."""
-    names = restorable_columns(conn, table)
+    added = set(added_since(conn, archive, table, fix_id))
+    names = [n for n in restorable_columns(conn, table) if n not in added]
     tagged = archive.c[FIX_ID_COLUMN] == fix_id
     matching = _matching_count(conn, archive, table, names, tagged)
     before = conn.execute(matching).scalar_one() if not table.primary_key.columns else 0

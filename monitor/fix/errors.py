@@ -11,3 +11,8 @@ class FixRefused(FixError):
 
 class BatchAborted(FixError):
     """A batch found something unexpected under its locks and was rolled back whole."""
+
+
+class RepointNotDone(BatchAborted):
+    """The database did not repoint as planned: a concurrent writer (resuming helps), or a trigger or rule of the
+    referencing table (resuming meets it again until it is dealt with)."""

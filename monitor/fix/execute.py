@@ -53,7 +53,7 @@ from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
-from monitor.fix.errors import BatchAborted, FixError, FixRefused
+from monitor.fix.errors import BatchAborted, FixError, FixRefused, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
@@ -153,13 +153,19 @@ def _session(conn: Connection, db: Database) -> Connection:
 
 def _layout(conn: Connection, t: _Target) -> Layout:
     _vet_where(conn, t)
+    if engine := t.db.rules.non_transactional_engine(conn, t.tc.table):
+        raise FixRefused(f"check {t.config.name!r} cannot be fixed: table {t.table_name!r} uses the {engine} storage "
+                         "engine, which cannot roll back: a batch stopped half-way (a trigger, a deadlock, Ctrl-C) "
+                         "would keep its deletes without their archive; convert it first (ALTER TABLE ... "
+                         "ENGINE=InnoDB) or fix by hand")
     refs = find_references(conn, t.tc.table, t.config.on_reference, check=t.config.name)
     catalog = catalog_for(conn)
     # The check's key columns aside, folded or not: a check with case_insensitive on `email UNIQUE` exists to merge
     # 'Bob@x' into 'bob@x'; the key's own unique constraint is no evidence beyond the key the operator chose.
     distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
     return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct,
-                  collations=t.db.rules.column_collations(conn, t.tc.table))
+                  collations=t.db.rules.column_collations(conn, t.tc.table),
+                  declared_types=t.db.rules.declared_types(conn, t.tc.table))
 
 
 def _vet_where(conn: Connection, t: _Target) -> None:
@@ -199,6 +205,7 @@ def make_plan(monitor: Monitor, check: str, *, sample: int = SAMPLE_GROUPS,
     try:
         with _planning_view(t) as conn:
             layout = _layout(conn, t)
+            layout.plan_table("dupewatch_plan", None)  # refuses here what the fix's snapshot would refuse
             rel = layout.relation_select().subquery("dupewatch_plan")
             with t.db.rules.whole_table_statement(conn):  # each preview query windows the whole table
                 return build_preview(conn, layout, rel, database=t.config.database, sample=sample)
@@ -549,6 +556,9 @@ def _after_stop(exc: BaseException, fix_id: str) -> str:
         return (f"earlier batches stand; running the fix again would meet the same constraint: change the rows "
                 f"it names, or set `on_reference = \"archive\"` for that reference, then run it again to resume, "
                 f"or `dupewatch undo {fix_id}`")
+    if isinstance(exc, RepointNotDone):
+        return (f"earlier batches stand; once what is named is dealt with, run the fix again to resume, or "
+                f"`dupewatch undo {fix_id}`")
     return "earlier batches stand; run the fix again to resume"
 
 

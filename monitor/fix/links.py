@@ -30,7 +30,7 @@ from monitor.dialects import for_backend
 from monitor.fix import records
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import catalog_for
-from monitor.fix.errors import BatchAborted, FixRefused
+from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
 from monitor.fix.refs import Reference, reflect
@@ -146,7 +146,8 @@ def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doome
                                                          for j, c in enumerate(ref.columns)}}))
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(update)).rowcount
     if moved != logged:
-        raise BatchAborted(f"repointed {moved} row(s) of {ref.label}, expected {logged}")
+        raise RepointNotDone(f"repointed {moved} row(s) of {ref.label}, expected {logged}: a row changed meanwhile, or "
+                           f"{_TRIGGER_HINT.format(table=ref.table)}")
     return int(logged)
 
 
@@ -167,6 +168,12 @@ def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Li
     return int(deleted)
 
 
+# A repoint the database did not do as planned: a concurrent writer (resuming helps), or something of the referencing
+# table that rewrites or cancels the update, which resuming meets again.
+_TRIGGER_HINT = ("a BEFORE UPDATE trigger or an UPDATE rule of {table} changed or cancelled the repoint (running the "
+                 "fix again meets it again: disable it for the fix)")
+
+
 def delete_joined(conn: Connection, table: sa.Table, other: sa.FromClause, where: ColumnElement[bool]) -> sa.Delete:
     """DELETE the rows of `table` that have a match in `other`: a join where the database has one
     (`DELETE ... USING`), which the optimiser drives from the small side; SQLite: `EXISTS`."""
@@ -184,9 +191,11 @@ def verify_clear(conn: Connection, layout: Layout, plan: sa.Table, links: list[L
         if left:
             ref = link.ref
             why = ("it refers to a column that is not unique" if not ref.referred_unique
-                   else "its on_reference is \"refuse\"" if ref.action == "refuse" else "after the repoint")
+                   else "its on_reference is \"refuse\"" if ref.action == "refuse"
+                   else f"after the repoint: a row changed meanwhile, or {_TRIGGER_HINT.format(table=ref.table)}")
             cascade = f"; its ON DELETE {ref.ondelete} would fire" if ref.cascades else ""
-            raise BatchAborted(f"{left} row(s) of {ref.label} still point at rows to delete ({why}){cascade}")
+            error = RepointNotDone if ref.referred_unique and ref.action != "refuse" else BatchAborted
+            raise error(f"{left} row(s) of {ref.label} still point at rows to delete ({why}){cascade}")
 
 
 def drop_empty_logs(conn: Connection, fix_id: str, schema: str | None) -> None:
@@ -227,8 +236,9 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
                            .order_by(reference_table.c.position)).all()
     archives_done: set[tuple[str | None, str]] = set()
     for entry in entries:
-        child = reflect(conn, entry.child_schema, entry.child_table)
         columns = json.loads(entry.fk_columns)
+        child = undo_target(conn, entry.child_schema, entry.child_table, fix_id, columns,
+                            "whose rows it repointed" if entry.action == "repoint" else "whose rows it archived")
         if entry.action == "archive":
             where = (records.place(conn, entry.child_schema), entry.log_table)
             if where not in archives_done:  # two references from one table share its archive
@@ -237,6 +247,22 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
             continue
         pointed += _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
     return pointed, restored
+
+
+def undo_target(conn: Connection, schema: str | None, name: str, fix_id: str, columns: list[str],
+                what: str) -> sa.Table:
+    """A table undo writes back into, reflected; refuses (nothing changed) when it, or one of `columns`, is gone
+    since the fix (dropped or renamed by a migration): what it would put back has nowhere to go."""
+    try:
+        table = reflect(conn, schema, name)
+    except sa.exc.NoSuchTableError:
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: table {name!r}, {what}, no longer "
+                         "exists (dropped or renamed since the fix); restore it under its name for the undo") from None
+    if missing := [c for c in columns if c not in table.c]:
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: table {name!r}, {what}, no longer has "
+                         f"column(s) {', '.join(missing)} (dropped or renamed since the fix); give them back for "
+                         "the undo")
+    return table
 
 
 def _unchanged(child: sa.Table, kept: tuple[str, ...]) -> dict[Any, Any]:

@@ -68,6 +68,20 @@ class Untyped(sa.types.UserDefinedType[Any]):
         return ""
 
 
+class Declared(sa.types.UserDefinedType[Any]):
+    """A column of a type reflection does not know (PostgreSQL `citext`, MariaDB `POINT`), declared in the plan
+    table as the server's catalog writes the live column's type, so the plan holds and compares its values as
+    the live table does. The text comes from the server's own catalog (`Dialect.declared_types`)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return self.spec
+
+
 # The type of a physical row identity (`Dialect.row_identity`) in the plan table.
 _PHYSICAL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {"ctid": Tid, "rowid": sa.Integer}
 
@@ -77,8 +91,12 @@ class Layout:
 
     def __init__(self, tc: TableCheck, refs: list[Reference], hooks: DeleteHooks | None = None,
                  distinct_keys: list[UniqueKey] | None = None, *, merge_distinct: bool = False,
-                 collations: dict[str, str | None] | None = None) -> None:
+                 collations: dict[str, str | None] | None = None,
+                 declared_types: dict[str, str] | None = None) -> None:
         self.tc = tc
+        # Each column's type as the catalog declares it (`Dialect.declared_types`), for columns reflection does
+        # not know: the plan table declares those the same way.
+        self.declared_types = declared_types or {}
         # Each text column's collation as the catalog states it (`Dialect.column_collations`): the plan table's
         # copies of a column hold its bytes only in its own character set (MariaDB: a latin1 'é' copied into
         # the database's default utf8mb4 is two other bytes, and `copy_match` compares bytes).
@@ -210,14 +228,16 @@ class Layout:
         carry a `dw_` prefix so that a `where` filter naming the fixed table's columns stays unambiguous
         when the plan is joined to the table."""
         columns = [sa.Column(GROUP, sa.BigInteger, nullable=False), sa.Column(RANK, sa.BigInteger, nullable=False)]
-        columns += [sa.Column(label, self._storable(t)) for label, t in zip(self.identity_labels,
-                                                                          self.identity_types, strict=True)]
-        columns += [sa.Column(label, self._storable(self._collated(c.name, c.type)))
+        identity_names: list[str | None] = [c.name for c in self.table.primary_key.columns] if self.mode == "pk" \
+            else [None] * len(self.identity_types)
+        columns += [sa.Column(label, self._storable(t, name)) for label, t, name in zip(
+            self.identity_labels, self.identity_types, identity_names, strict=True)]
+        columns += [sa.Column(label, self._storable(self._collated(c.name, c.type), c.name))
                     for label, c in zip(self.key_labels, self.tc.key_columns, strict=True)]
-        columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type)))
+        columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type), n))
                     for n in self.ref_names]
         copied = [c.name for c in self.table.columns] if self.row_copies else []  # a copy is of every column
-        columns += [sa.Column(label, self._storable(self._collated(name, kind)))
+        columns += [sa.Column(label, self._storable(self._collated(name, kind), name))
                     for (label, _expr, kind), name in zip(self.row_copies, copied, strict=True)]
         columns.append(sa.Column(SIZE, sa.BigInteger, nullable=False))
         return sa.Table(name, sa.MetaData(), *columns, schema=schema)
@@ -237,10 +257,13 @@ class Layout:
         collated.collation = collation
         return collated
 
-    def _storable(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    def _storable(self, kind: sa.types.TypeEngine[Any], name: str | None) -> sa.types.TypeEngine[Any]:
+        """`kind`, or for a type reflection does not know, the live column's type as the catalog declares it."""
         if isinstance(kind, sa.types.NullType):
             if self.rules.stores_untyped:
                 return Untyped()
+            if name is not None and name in self.declared_types:
+                return Declared(self.declared_types[name])
             raise FixRefused(f"check {self.tc.check.name!r}: a key or identity column of {self.tc.check.table!r} "
                              "has a type dupewatch cannot reflect; fix this table by hand")
         return kind
@@ -818,6 +841,12 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"`ALTER ROLE \"{role}\" BYPASSRLS`, or add a policy showing {role} every row of {ref.table}")
         return
     if not rows:
+        return
+    if ref.fk.partition:
+        plan.blockers.append(
+            f"{ref.label} refers to partition {ref.fk.partition} of {table!r}, not to the table, and {rows} of its "
+            "rows point at rows to delete: a kept row in another partition cannot be pointed at, and the fix would "
+            "stop at its first batch; make it refer to the table, or fix by hand")
         return
     cascade = f"; its ON DELETE {ref.ondelete.upper()} would fire" if ref.cascades and ref.ondelete else ""
     if not ref.referred_unique:

@@ -1,7 +1,7 @@
 """The target of a fix: one table check, resolved, on its database; what the fix and the guard both start from.
 
-`target(monitor, check)` refuses what cannot be fixed (custom query checks, views, a partitioned table without a
-primary key) before anything else is asked of the database.
+`target(monitor, check)` refuses what cannot be fixed (custom query checks, views, materialized views, a partitioned
+table without a primary key) before anything else is asked of the database.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None, *,
     if tc.is_view:
         raise FixRefused(f"check {check!r} watches a view ({config.table!r}): dupewatch fixes tables only; "
                          "point a check at the view's underlying table to fix it")
+    if _is_materialized_view(db, tc.table):
+        raise FixRefused(f"check {check!r} watches a materialized view ({config.table!r}): its rows cannot be "
+                         "deleted, only refreshed from its query; point a check at the underlying table to fix it")
     if db.rules.partitioned_tables and not tc.has_primary_key and _is_partitioned(db, tc.table):
         raise FixRefused(f"table {config.table!r} is partitioned and has no primary key: its rows cannot be "
                          "told apart (ctid repeats across partitions); add a primary key first")
@@ -56,3 +59,13 @@ def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None, *,
 def _is_partitioned(db: Database, table: sa.Table) -> bool:
     with db.read_only() as conn:
         return db.rules.is_partitioned(conn, table)
+
+
+def _is_materialized_view(db: Database, table: sa.Table) -> bool:
+    """PostgreSQL's materialized views are read as tables (rows, a ctid) but no row can be locked or deleted;
+    databases without them have no such names (SQLAlchemy: NotImplementedError)."""
+    with db.read_only() as conn:
+        try:
+            return table.name in sa.inspect(conn).get_materialized_view_names(schema=table.schema)
+        except NotImplementedError:
+            return False

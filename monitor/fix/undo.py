@@ -8,7 +8,7 @@ database reports and says whether dupewatch added it: only its own guard is ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,12 +19,12 @@ from monitor.detect import split_table_name
 from monitor.dialects import UniqueViolation, for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
-from monitor.fix.archive import FIX_ID_COLUMN, archived_count, reflect_archive, restore_rows
+from monitor.fix.archive import FIX_ID_COLUMN, added_since, archived_count, reflect_archive, restore_rows
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.execute import repoint_statement
 from monitor.fix.guard import guard_name
-from monitor.fix.links import undo_links
+from monitor.fix.links import undo_links, undo_target
 from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, repoint_table
 from monitor.fix.refs import reflect
@@ -40,11 +40,13 @@ class UndoReport:
     restored: int
     repointed: int
     constraint_dropped: str | None = None  # the guard `--drop-constraint` dropped
+    defaulted: list[str] = field(default_factory=list)  # columns added since the fix: restored rows got defaults
 
     def as_json(self) -> dict[str, Any]:
         dropped = {"constraint_dropped": self.constraint_dropped} if self.constraint_dropped else {}
+        defaulted = {"defaulted": self.defaulted} if self.defaulted else {}
         return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed,
-                **dropped}
+                **dropped, **defaulted}
 
 
 def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
@@ -134,7 +136,8 @@ def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.In
         if dropped else "nothing changed")
     if name is None:
         return FixRefused(f"{head}: restoring its rows would violate a constraint ({db.describe(exc)}); a row "
-                          "now conflicts with a row to restore: resolve that row first")
+                          "now conflicts with a row to restore, or a constraint added or changed since the fix (a "
+                          "CHECK, a NOT NULL) refuses a restored row: resolve that row or that constraint first")
     guard = guard_name(record.check_name)
     if name in (guard, record.constraint_name):
         added = "this fix added it (--add-constraint)" if name == record.constraint_name else \
@@ -166,14 +169,16 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     if current is None or current.state not in UNDOABLE:
         raise FixRefused(f"fix {record.fix_id} is {current.state if current else 'gone'}: nothing to undo")
     _schema, name = split_table_name(record.table_name)
-    table = reflect(conn, schema, name)
+    table = undo_target(conn, schema, name, record.fix_id, [], "whose rows it deleted")
     home = records.place(conn, schema)
     archive = reflect_archive(conn, home, record.archive_table)
     expected = archived_count(conn, archive, record.fix_id) if archive is not None else 0
     if expected != current.archived:
         raise FixRefused(f"undo of fix {record.fix_id} refused: the archive holds {expected} of its "
                          f"{current.archived} rows (was {record.archive_table} changed?)")
+    defaulted: list[str] = []
     if expected and archive is not None:  # (a count above 0 came from the archive)
+        defaulted = added_since(conn, archive, table, record.fix_id)
         _refuse_taken_keys(conn, table, archive, record.fix_id)
         restored = restore_rows(conn, archive, table, record.fix_id)
         if restored != expected:
@@ -182,7 +187,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     repointed = pointed + _point_back(conn, record.fix_id)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"undone by {records.os_user()}@{records.host_name()} at {records.now_text()}")
-    return UndoReport(record.fix_id, record.check_name, expected, repointed)
+    return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)
 
 
 def _refuse_taken_keys(conn: Connection, table: sa.Table, archive: sa.Table, fix_id: str) -> None:

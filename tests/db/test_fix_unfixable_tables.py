@@ -1,6 +1,7 @@
-"""Tables a fix must refuse, clearly and before writing anything: views and PK-less partitioned tables."""
+"""Tables a fix must refuse, clearly and before writing anything: views, materialized views and PK-less
+partitioned tables."""
 
-from fix_support import make_config
+from fix_support import config_file, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, make_plan
 
@@ -31,3 +32,19 @@ def test_fix_refuses_a_partitioned_table_without_primary_key(pg):
                "INSERT INTO p VALUES (1, 'x', '2024-02-01'), (2, 'x', '2025-02-01')")
     assert "partitioned and has no primary key" in _refusal(pg, "p")
     assert pg.scalar("SELECT count(*) FROM p") == 2
+
+
+def test_fix_refuses_a_materialized_view_up_front(pg, tmp_path):
+    """Its rows read like a table's (with a ctid), so the dry run promised a fix that then stopped at its first
+    batch (`cannot lock rows in materialized view ... run the fix again to resume`)."""
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+               "INSERT INTO t (id, k) VALUES (1, 'x'), (2, 'x')",
+               "CREATE MATERIALIZED VIEW mv AS SELECT id, k FROM t")
+    path = config_file(tmp_path, pg, [{"name": "c", "table": "mv", "key": ["k"]}])
+    for args in (["--dry-run"], ["--yes"]):
+        result = run_cli("fix", "c", "--config", str(path), *args)
+        assert result.exit_code == 2, result.output
+        assert "watches a materialized view ('mv')" in result.stderr
+    assert pg.scalar("SELECT count(*) FROM mv") == 2
+    assert not pg.rows("SELECT tablename FROM pg_tables WHERE tablename LIKE 'dupewatch%' "
+                       "AND schemaname = current_schema()")

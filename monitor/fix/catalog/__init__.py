@@ -57,13 +57,17 @@ def catalog_for(conn: Connection) -> Catalog:
 def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str]) -> list[UniqueKey]:
     """The unique constraints and indexes of `table` that say two rows sharing the values of `key` are different
     entities when they hold different non-NULL values on them (or NULL and a value, for PostgreSQL's `NULLS NOT
-    DISTINCT`): every valid one except the primary key (which always differs) and those whose columns all lie
-    within `key` (the rows of a group share them).
+    DISTINCT`): every valid one except the primary key (which always differs), those holding every primary key
+    column (which differ alike) and those whose columns all lie within `key` (the rows of a group share them).
 
     Expression indexes are kept (their parts are the server's deparsed expressions); partial indexes apply under
     their predicate. SQLite keeps expressions and predicates only as the CREATE INDEX text, which dupewatch does
     not parse: an expression index there is `opaque` (rows differing in any column outside the primary key are
     told apart), and a partial one applies to every row (false refusals, never a merge)."""
     within = set(key)
+    # A unique key holding every primary key column (`UNIQUE (tenant_id, id)`, which a composite foreign key
+    # needs in a multi-tenant schema) differs between any two rows, as the primary key does: no evidence either.
+    primary = {c.name for c in table.primary_key.columns}
     return [u for u in catalog_for(conn).unique_keys(table)
-            if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)]
+            if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)
+            and not (primary and primary <= set(u.columns))]

@@ -18,7 +18,9 @@ class ForeignKey:
 
     `schema` is None when the referencing table lives in the connection's default schema (or database).
     `visible` is False when the fixing role may not read and update the referencing table. `hidden_from` names
-    the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL)."""
+    the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL).
+    `partition` names the partition of the fixed table the foreign key refers to, when it refers to one
+    partition rather than the table (PostgreSQL allows it)."""
 
     schema: str | None
     table: str
@@ -28,6 +30,7 @@ class ForeignKey:
     ondelete: str | None
     visible: bool = True
     hidden_from: str | None = None
+    partition: str | None = None
 
 
 @dataclass(frozen=True)

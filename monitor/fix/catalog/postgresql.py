@@ -15,9 +15,13 @@ _PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d
 
 class PostgresCatalog(Catalog):
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
-        # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition.
+        # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition, and one that
+        # refers to a partitioned table is cloned to refer to each of its partitions. A foreign key declared to
+        # refer to one partition of the table (conparentid = 0, confrelid that partition) is a reference too
+        # (pg_partition_tree lists nothing for a table that is not partitioned, hence the table's own oid first).
         rows = self.conn.execute(sa.text("""
             SELECT con.conname, n.nspname, c.relname, con.confdeltype,
+                   CASE WHEN con.confrelid <> to_regclass(:t) THEN con.confrelid::regclass::text END AS partition,
                    ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                          JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
                          ORDER BY k.ord) AS columns,
@@ -35,19 +39,30 @@ class PostgresCatalog(Catalog):
             FROM pg_catalog.pg_constraint con
             JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE con.contype = 'f' AND con.confrelid = to_regclass(:t) AND con.conparentid = 0
+            WHERE con.contype = 'f' AND con.conparentid = 0
+              AND (con.confrelid = to_regclass(:t)
+                   OR con.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t))))
             ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
         return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
-                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from)
+                           tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from,
+                           r.partition)
                 for r in rows]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:
         params = {"t": qualified(self.conn, table)}
-        # pg_trigger.tgtype bits: 1 ROW, 2 BEFORE, 8 DELETE, 64 INSTEAD (see the pg_trigger documentation).
+        # pg_trigger.tgtype bits: 1 ROW, 2 BEFORE, 8 DELETE, 64 INSTEAD (see the pg_trigger documentation). A
+        # DELETE on a partitioned table fires the row triggers of the partitions holding the rows: those declared on
+        # a partition itself count too (a clone of the table's own has tgparentid set; read through to_jsonb, the
+        # column exists from PostgreSQL 13 on).
         triggers = self.conn.execute(sa.text("""
-            SELECT tgname, (tgtype & 2) <> 0 OR (tgtype & 64) <> 0 AS blocks FROM pg_catalog.pg_trigger
-            WHERE tgrelid = to_regclass(:t) AND NOT tgisinternal AND (tgtype & 8) <> 0 AND tgenabled <> 'D'
-            ORDER BY tgname"""), params).all()
+            SELECT t.tgname || CASE WHEN t.tgrelid <> to_regclass(:t)
+                                    THEN ' on partition ' || t.tgrelid::regclass::text ELSE '' END AS tgname,
+                   (t.tgtype & 2) <> 0 OR (t.tgtype & 64) <> 0 AS blocks FROM pg_catalog.pg_trigger t
+            WHERE (t.tgrelid = to_regclass(:t)
+                   OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t)))
+                      AND coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0)
+              AND NOT t.tgisinternal AND (t.tgtype & 8) <> 0 AND t.tgenabled <> 'D'
+            ORDER BY 1"""), params).all()
         rules = self.conn.execute(sa.text(
             "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = '4' "
             "ORDER BY rulename"), params).scalars().all()

@@ -1,0 +1,108 @@
+"""Undo after the application's schema changed since the fix (a migration deployed in between): a column added
+with a default gets it in the restored rows; one the rows could have no value for, or a rename (an archived
+column gone while another appeared), or a table or column undo writes into that is gone, is refused in one
+line, changing nothing. Undo crashed on each (`unexpected KeyError: 'flag' ... please report this`): the fix could
+not be undone."""
+
+from __future__ import annotations
+
+import pytest
+
+from fix_support import config_file, contents, json_out, run_cli
+
+
+def _fixed(db, tmp_path):
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL, secret VARCHAR(20))",
+               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))",
+               "INSERT INTO account VALUES (1, 'a', 's1'), (2, 'a', 's2'), (3, 'b', 's3')",
+               "INSERT INTO login VALUES (10, 1), (11, 2)")
+    path = config_file(tmp_path, db, [{"name": "c", "table": "account", "key": ["email"]}])
+    before = contents(db, "account", "login")
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    return path, json_out(fixed)["fix_id"], before
+
+
+def test_a_column_added_with_a_default_since_the_fix_takes_it_in_the_restored_rows(db, tmp_path):
+    path, fix_id, _before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE account ADD COLUMN flag INTEGER DEFAULT 5")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert (json_out(undone)["restored"], json_out(undone)["repointed"]) == (1, 1)
+    assert json_out(undone)["defaulted"] == ["flag"]
+    assert db.rows("SELECT id, email, secret, flag FROM account ORDER BY id") == [
+        (1, "a", "s1", 5), (2, "a", "s2", 5), (3, "b", "s3", 5)]
+    assert db.rows("SELECT id, account_id FROM login ORDER BY id") == [(10, 1), (11, 2)]
+
+
+@pytest.mark.parametrize("migration", ["rename", "not_null_without_default"])
+def test_a_column_change_the_restored_rows_cannot_follow_is_refused_naming_it(pg, tmp_path, migration):
+    """PostgreSQL alone: SQLite and MariaDB cannot add a NOT NULL column without a default to a table with rows
+    (the rename is the same code on every database)."""
+    path, fix_id, _before = _fixed(pg, tmp_path)
+    if migration == "rename":
+        pg.execute("ALTER TABLE account RENAME COLUMN secret TO token")
+    else:
+        pg.execute("ALTER TABLE account ADD COLUMN flag INTEGER NOT NULL DEFAULT 0",
+                   "ALTER TABLE account ALTER COLUMN flag DROP DEFAULT")
+    after_fix = contents(pg, "account", "login")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    assert "refused, nothing changed" in undone.stderr and "Traceback" not in undone.output
+    assert ("(token) and lacks archived one(s) (secret)" if migration == "rename"
+            else "(flag: part of the primary key, or NOT NULL without a default)") in undone.stderr
+    assert len(undone.stderr.strip().splitlines()) == 1
+    assert contents(pg, "account", "login") == after_fix
+
+
+def test_a_rename_is_refused_on_every_database(db, tmp_path):
+    path, fix_id, before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE account RENAME COLUMN secret TO token")
+    after_fix = contents(db, "account", "login")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2 and "a renamed column's archived values would come back empty" in undone.stderr
+    assert contents(db, "account", "login") == after_fix
+    # Renamed back, the undo puts everything back.
+    db.execute("ALTER TABLE account RENAME COLUMN token TO secret")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account", "login") == before
+
+
+@pytest.mark.parametrize("migration", ["drop_referencing_table", "rename_referencing_column", "drop_fixed_table"])
+def test_a_table_or_column_undo_writes_into_gone_since_the_fix_is_refused_naming_it(db, tmp_path, migration):
+    """Undo said `unexpected NoSuchTableError: login ... please report this` (or KeyError for a renamed column)."""
+    path, fix_id, _before = _fixed(db, tmp_path)
+    if migration == "drop_referencing_table":
+        db.execute("DROP TABLE login")
+        expected = "table 'login', whose rows it repointed, no longer exists"
+    elif migration == "rename_referencing_column":
+        if db.dialect == "mysql":  # MariaDB refuses to rename a column its foreign key uses
+            name = db.scalar("SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                             "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'login'")
+            db.execute(f"ALTER TABLE login DROP FOREIGN KEY {name}")
+        db.execute("ALTER TABLE login RENAME COLUMN account_id TO owner_id")
+        expected = "table 'login', whose rows it repointed, no longer has column(s) account_id"
+    else:
+        db.execute("DROP TABLE login", "DROP TABLE account")
+        expected = "table 'account', whose rows it deleted, no longer exists"
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    assert "refused, nothing changed" in undone.stderr and expected in undone.stderr, undone.stderr
+    assert "unexpected" not in undone.stderr and len(undone.stderr.strip().splitlines()) == 1
+
+
+def test_a_check_constraint_added_since_the_fix_is_not_blamed_on_a_conflicting_row(pg, tmp_path):
+    """PostgreSQL: undo said only "a row now conflicts with a row to restore", about a CHECK that the restored
+    row itself fails."""
+    pg.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL, credit INTEGER)",
+               "INSERT INTO account VALUES (1, 'a', 5), (2, 'a', -1), (3, 'b', 3)")
+    path = config_file(tmp_path, pg, [{"name": "c", "table": "account", "key": ["email"]}])
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    pg.execute("ALTER TABLE account ADD CONSTRAINT credit_positive CHECK (credit > 0)")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    assert "credit_positive" in undone.stderr and "refused, nothing changed" in undone.stderr
+    assert "a constraint added or changed since the fix (a CHECK, a NOT NULL) refuses a restored row" in undone.stderr
+    assert pg.rows("SELECT id FROM account ORDER BY id") == [(1,), (3,)]
