@@ -58,7 +58,8 @@ class Poller:
     """Runs checks on their schedules and hands every result to `on_result` (on a worker thread)."""
 
     def __init__(self, monitor: Monitor, on_result: ResultCallback, *, history: History | None = None,
-                 on_start: StartCallback | None = None, stagger: bool = True) -> None:
+                 on_start: StartCallback | None = None, stagger: bool = True,
+                 on_server_limit: Callable[[str, int], None] | None = None) -> None:
         self.monitor = monitor
         self.history = history
         self._on_result = on_result
@@ -67,7 +68,7 @@ class Poller:
         self._failures: dict[str, int] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
-        self.budget = Budget(monitor.config.fleet)
+        self.budget = Budget(monitor.config.fleet, on_server_limit)
         self.refusals = Refusals()
         self._rounds: dict[str, list[str]] = {}  # job id -> the fleet checks it runs (see `_plan_rounds`)
         self._job_of: dict[str, str] = {}  # a fleet check -> its round's job id

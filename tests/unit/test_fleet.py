@@ -414,3 +414,61 @@ def test_a_listing_longer_than_max_targets_fails_and_the_last_good_list_is_kept(
 def test_max_targets_must_be_a_positive_whole_number():
     with pytest.raises(ConfigError, match="max_targets"):
         config_from_dict(fleet_config(max_targets=0))
+
+
+def test_a_round_that_waited_its_whole_interval_for_its_server_is_reported_as_its_checks_error():
+    """A server taking fewer checks at once than rounds are due: a round that waited its whole interval for a
+    place says so as each of its checks' result (with the server and the wait), instead of vanishing."""
+    from monitor.engine import Monitor
+    from monitor.schedule import Poller
+
+    data = fleet_config()
+    data["fleet"] = {"server_connections": 1}
+    data["checks"] = [{"name": "logins", "source": "tenants", "table": "t", "key": ["k"], "interval": "0.3s"}]
+    config = expand(config_from_dict(data), {"tenants": targets("tenant_1")})
+    monitor = Monitor(config)
+    results = []
+    poller = Poller(monitor, results.append, stagger=False)
+    try:
+        server = targets("tenant_1")[0].server
+        assert poller.budget.enter_server(server, 0)  # the one place the server has is taken
+        poller.run_once("logins@tenant_1")
+        [result] = results
+        assert result.name == "logins@tenant_1" and result.status == "error" and result.error is not None
+        assert result.error.startswith(f"waited 0.3s for a connection to server {server}"), result.error
+        assert poller.failures("logins@tenant_1") == 1
+    finally:
+        poller.shutdown()
+        monitor.close()
+
+
+def test_a_server_limit_change_is_handed_on_and_exported(monkeypatch: pytest.MonkeyPatch):
+    from prometheus_client import CollectorRegistry
+
+    from monitor.fleet import budget as budgets
+    from monitor.metrics import MetricsExporter
+
+    changes: list[tuple[str, int]] = []
+    budget = Budget(FleetConfig(max_running=8, server_connections=4), lambda s, n: changes.append((s, n)))
+    assert all(budget.enter_server("db:5432", 0) for _ in range(3))
+    for target in ("t2", "t3"):
+        budget.run_slot()
+        budget.release(target, "db:5432", slot=True, connect_failed=True, entered=True, exhausted=True)
+    assert changes == [("db:5432", 2), ("db:5432", 1)]  # as many as were running beside each refusal
+    budget.run_slot()
+    budget.release("t1", "db:5432", slot=True, connect_failed=True, entered=True, exhausted=True)
+    assert len(changes) == 2  # a refusal that leaves the limit as it was is no change
+    monkeypatch.setattr(budgets, "SERVER_LIMIT_RECOVERY_SECONDS", 0.0)
+    assert budget.enter_server("db:5432", 0)
+    assert changes[-1] == ("db:5432", 2)  # one more, tried again
+
+    config = expand(config_from_dict(fleet_config()), {"tenants": targets("tenant_1")})
+    exporter = MetricsExporter(config, registry=CollectorRegistry(), process_metrics=False)
+    exporter.servers({"db:5432": 4, "other:5432": 4}, 4)
+    exporter.server_limit("db:5432", 2, 4)
+    text = exporter.metrics.exposition().decode()
+    assert 'dupewatch_server_connection_limit{server="db:5432"} 2.0' in text
+    assert 'dupewatch_server_connections_limited{server="db:5432"} 1.0' in text
+    assert 'dupewatch_server_connections_limited{server="other:5432"} 0.0' in text
+    exporter.servers({"db:5432": 2}, 4)  # other's targets went: its series go
+    assert "other:5432" not in exporter.metrics.exposition().decode()
