@@ -214,9 +214,13 @@ class MySQL(MySQLPolling, Dialect):
         return url.set(database=schema if schema is not None else database)
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
-        return {"connect_timeout": connect_timeout, "charset": "utf8mb4"}
+        """PyMySQL's `connect_timeout` bounds the TCP connect only: a server that accepts and never greets (a
+        listener that never accepts, a frozen server) would hang the handshake's reads for good. `read_timeout`
+        bounds them too, until `prepare_session` lifts it (statements have their own deadline)."""
+        return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "charset": "utf8mb4"}
 
     def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
+        dbapi._read_timeout = None  # the handshake's bound (`connect_args`), not the statements'
         sock = getattr(dbapi, "_sock", None)  # PyMySQL has no keepalive option
         if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

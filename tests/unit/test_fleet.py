@@ -13,6 +13,7 @@ from monitor.config import ConfigError, FleetConfig, SourceConfig, config_from_d
 from monitor.db import Database, DatabaseError
 from monitor.fleet import Discovery, Target, expand, series_labels, shard_from_environment, static_label_names
 from monitor.fleet.budget import Budget
+from monitor.fleet.discover import SourceState
 from monitor.fleet.shard import Shard, parse_shard, shard_of
 
 SERVER = "postgresql://monitor:secret@db.internal:5432/postgres"
@@ -472,3 +473,52 @@ def test_a_server_limit_change_is_handed_on_and_exported(monkeypatch: pytest.Mon
     assert 'dupewatch_server_connections_limited{server="other:5432"} 0.0' in text
     exporter.servers({"db:5432": 2}, 4)  # other's targets went: its series go
     assert "other:5432" not in exporter.metrics.exposition().decode()
+
+
+def test_a_listing_past_its_deadline_counts_as_failed_and_the_others_go_on(monkeypatch: pytest.MonkeyPatch):
+    """A listing that outlives its deadline (a driver that does not bound the wait) is a failed listing for now:
+    `dupewatch_discovery_up` 0 and its last good list kept, while the other sources are listed on time."""
+    import importlib
+
+    discovery_module = importlib.import_module("monitor.fleet.discover")
+
+    release = threading.Event()
+    first = threading.Event()
+
+    def lister(name: str, _source: SourceConfig) -> list[Target]:
+        if name == "silent" and first.is_set():
+            release.wait(30)  # hangs, past its deadline
+        if name == "silent":
+            first.set()
+        return []
+
+    monkeypatch.setattr(discovery_module, "listing_deadline", lambda _source: 0.5)
+    config = config_from_dict({
+        "sources": {"fast": {"url": "postgresql://u@fast.invalid/db", "discover": "databases", "every": "0.2s"},
+                    "silent": {"url": "postgresql://u@silent.invalid/db", "discover": "databases", "every": "0.2s"}},
+        "checks": [{"name": "a", "source": "fast", "table": "t", "key": ["k"]},
+                   {"name": "b", "source": "silent", "table": "t", "key": ["k"]}],
+    })
+    seen: list[tuple[str, bool, str | None]] = []
+    changed = threading.Condition()
+
+    def on_status(name: str, state: SourceState) -> None:
+        with changed:
+            seen.append((name, state.up, state.error))
+            changed.notify_all()
+
+    discovery = Discovery(config, on_status=on_status, lister=lister)
+    try:
+        assert discovery.refresh()  # both listed once
+        discovery.start()
+        with changed:
+            assert changed.wait_for(lambda: any(n == "silent" and e for n, _, e in seen), 5), seen
+            before = sum(n == "fast" for n, _, _ in seen)
+            assert changed.wait_for(lambda: sum(n == "fast" for n, _, _ in seen) >= before + 3, 5), seen
+            silent = [(up, error) for n, up, error in seen if n == "silent"]
+        assert silent[-1][0] is False and "no answer within 0.5s" in (silent[-1][1] or ""), silent
+        assert len(silent) == 2  # listed once, then one listing in flight (overdue): never two at once
+        assert discovery.targets()["silent"] == []  # its last good list kept
+    finally:
+        release.set()
+        discovery.stop()
