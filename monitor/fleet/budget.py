@@ -6,9 +6,10 @@
   the scheduler gives each server a pool of that many workers (`monitor.schedule`), so the cap is per server,
   not multiplied by its databases.
 - At most one check per target at a time: a check whose target is busy is put off briefly, not run beside it.
-- A server whose connections fail backs off as a whole: after a failed connect, its targets' checks are not
-  tried until the backoff (doubling, jittered, capped) has passed; they report the wait as their error, and the
-  first connection that succeeds ends it.
+- A server that refuses connections backs off as a whole (what refused, the server or one database, is asked
+  of the server: `monitor.fleet.refusal`): its targets' checks are not tried until the backoff (doubling,
+  jittered, capped) has passed; they report the wait as their error, and the first connection that succeeds
+  ends it.
 - A server that says it has no connection left for us (a role's or database's `CONNECTION LIMIT`,
   `max_connections`, `max_user_connections`) gets fewer of our checks at once from then on: as many as it was
   taking when it refused (at least one). The others wait for one of them to finish, holding no connection, so a
