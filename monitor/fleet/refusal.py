@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from monitor.config import Config, TargetDatabaseConfig
+from monitor.config import Config, ConfigError, TargetDatabaseConfig
 from monitor.db import Database, parse_url
 from monitor.dialects.base import Refusal
 
@@ -63,8 +63,11 @@ class Refusals:
                 answered = self._answered.get(target.server)
             if answered is not None and time.monotonic() - answered[0] < SHARED_SECONDS:
                 return answered[1]
-            source = config.sources[target.source]
-            url = parse_url(source.resolved_url(target.source), f"sources.{target.source}.url")
+            try:
+                source = config.sources[target.source]
+                url = parse_url(source.resolved_url(target.source), f"sources.{target.source}.url")
+            except (KeyError, ConfigError):  # its source left the config, or its variable the environment
+                return Verdict("server")
             verdict = ask(db, url, db.url.database or "")
             if verdict.refusal != "database":
                 with self._lock:

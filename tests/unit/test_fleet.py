@@ -522,3 +522,38 @@ def test_a_listing_past_its_deadline_counts_as_failed_and_the_others_go_on(monke
     finally:
         release.set()
         discovery.stop()
+
+
+def test_the_targets_of_a_server_failing_at_once_ask_it_why_once(monkeypatch: pytest.MonkeyPatch):
+    """No storm of questions: a server-wide answer is shared by its other targets failing at the same moment;
+    an answer about one database is that database's own."""
+    import importlib
+
+    from monitor.config import TargetDatabaseConfig
+    from monitor.fleet.refusal import Refusals, Verdict
+
+    refusal = importlib.import_module("monitor.fleet.refusal")
+    config = expand(config_from_dict(fleet_config()), {"tenants": targets(*(f"tenant_{i}" for i in range(6)))})
+    asked: list[str | None] = []
+    answer = Verdict("server")
+
+    def ask(db: Database, _url: object, database: str) -> Verdict:
+        asked.append(database)
+        return answer
+
+    monkeypatch.setattr(refusal, "ask", ask)
+    refusals = Refusals()
+    entries = [(name, d) for name, d in config.databases.items() if isinstance(d, TargetDatabaseConfig)]
+    verdicts: list[Verdict] = []
+    threads = [threading.Thread(target=lambda n=name, d=entry: verdicts.append(
+        refusals.why(config, d, Database(n, d), OSError("no answer")))) for name, entry in entries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert verdicts == [answer] * 6 and len(asked) == 1
+    answer = Verdict("database", "it does not exist")
+    other = Refusals()
+    for name, entry in entries[:2]:
+        assert other.why(config, entry, Database(name, entry), OSError("refused")) == answer
+    assert len(asked) == 3  # each database asked about its own refusal
