@@ -9,7 +9,8 @@ name).
 `Discovery` keeps, per source, the last list that was read successfully: when a listing fails (server down,
 query refused) it logs so, counts it (`dupewatch_discovery_up` 0, `dupewatch_discovery_errors_total`) and the
 targets it had stay checked; a target missing from a successful listing is dropped (its checks stop and their
-series go). A source never listed yet is retried sooner than its interval.
+series go). A source never listed yet is retried sooner than its interval. Each listing runs on a thread of its
+own, so a source whose server hangs delays no other; one past `listing_deadline` counts as failed (said once).
 """
 
 from __future__ import annotations
