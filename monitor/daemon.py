@@ -214,7 +214,9 @@ class Daemon:
         except MetricsServeError as exc:
             self.history.close()
             raise DaemonStartError(str(exc)) from None
-        self.poller = Poller(self.monitor, self.on_result, history=self.history)
+        self.poller = Poller(self.monitor, self.on_result, history=self.history,
+                             on_server_limit=self._server_limit)
+        self._export_servers()
         self.poller.start()
         self._start_live()
         if self.discovery is not None:
@@ -261,9 +263,24 @@ class Daemon:
             self.exporter.reload(new)  # first, so a late result of a removed target cannot revive its series
             self.monitor.retarget(new)
             self.poller.reload(self.monitor, only_new=True)
+            self._export_servers()
         names = set(new.names)
         log.info("fleet targets changed", extra=fields(
             checks=len(new.checks), added=len(names - old_names), removed=len(old_names - names)))
+
+    def _export_servers(self) -> None:
+        """How many of our checks each server of the running fleet targets takes at once now."""
+        assert self.exporter is not None and self.poller is not None
+        servers = {d.server for d in self.config.databases.values() if isinstance(d, TargetDatabaseConfig)}
+        self.exporter.servers({server: self.poller.budget.server_limit(server) for server in servers},
+                              self.config.fleet.server_connections)
+
+    def _server_limit(self, server: str, limit: int) -> None:
+        """A server took fewer of our checks at once (it ran out of connections), or one more again."""
+        if self.exporter is not None:
+            self.exporter.server_limit(server, limit, self.config.fleet.server_connections)
+        log.info("server connection limit changed", extra=fields(
+            server=server, limit=limit, cap=self.config.fleet.server_connections))
 
     def on_result(self, result: CheckResult) -> None:
         """Called on a worker thread after every run: update the metrics, log one line."""
@@ -356,6 +373,7 @@ class Daemon:
         self.config, self.monitor = new, monitor
         self.exporter.reload(new)  # first, so a late result of a removed check cannot revive its series
         self.poller.reload(self.monitor)
+        self._export_servers()
         if self.discovery is not None:
             self.discovery.start()  # a new one (its sources changed); a running one carries on
         previous = self.live

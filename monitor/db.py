@@ -250,11 +250,9 @@ class Database:
         self._identity_lock = threading.Lock()
         self._target_connect: tuple[list[Any], dict[str, Any]] | None = None  # see `_server_engine`
         self._held = threading.local()  # `holding()`: this thread's shared detection connection
-        # Whether the last attempt to connect failed for the whole server (`Dialect.server_refused`): a fleet
-        # server whose targets cannot connect backs off as a whole (`monitor.fleet.budget`).
-        self.server_refused = False
-        # ... and whether it said it has no connection left for us (`Dialect.connections_exhausted`).
-        self.connections_exhausted = False
+        # What the driver raised when the last attempt to connect failed (None once one succeeded): a fleet
+        # server whose targets cannot connect backs off as a whole, after asking it why (`monitor.fleet.refusal`).
+        self.connect_failure: BaseException | None = None
 
     @property
     def address(self) -> list[str]:
@@ -491,12 +489,11 @@ class Database:
             try:
                 conn = engine.connect()
             except Exception as exc:  # drivers raise plain OSError and friends for DNS or socket trouble
-                self.server_refused = self.rules.server_refused(exc)
-                self.connections_exhausted = self.rules.connections_exhausted(exc)
+                self.connect_failure = exc
                 raise DatabaseError(self.describe(exc)) from None
             finally:
                 _connecting.target = None
-            self.server_refused = self.connections_exhausted = False
+            self.connect_failure = None
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             if not watched:

@@ -63,7 +63,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -330,6 +330,14 @@ class DupewatchMetrics:
                                             ["source"], registry=r)
         self.discovery_errors = Counter("dupewatch_discovery_errors", "Listings of the source's targets that "
                                         "failed.", ["source"], registry=r)
+        # The fleet's servers (monitor/fleet/budget.py): how many of our checks each takes at once.
+        self.server_limit = Gauge("dupewatch_server_connection_limit", "How many of our checks the server takes at "
+                                  "once now: [fleet] server_connections, fewer after it ran out of connections "
+                                  "for us.", ["server"], registry=r)
+        self.server_limited = Gauge("dupewatch_server_connections_limited", "1 while the server takes fewer of our "
+                                    "checks at once than [fleet] server_connections (it ran out of connections "
+                                    "for us: a role's or database's CONNECTION LIMIT, max_connections, "
+                                    "max_user_connections); 0 otherwise.", ["server"], registry=r)
         self.shard = Gauge("dupewatch_shard", "This daemon's shard: 1, labelled with its index and the count.",
                            ["shard", "shards"], registry=r)
         self.build = Info("dupewatch_build", "The dupewatch version and the Python running it.", registry=r)
@@ -496,6 +504,7 @@ class MetricsExporter:
         self._appearance: dict[tuple[str, str], Appearance] = {}
         self._fix_totals_read: set[tuple[str, str]] = set()  # checks whose fix records were read once
         self._fix_counted: dict[tuple[str, str], int] = {}  # what fix_deleted holds for each check
+        self._servers: set[str] = set()  # the fleet servers exported (`servers`)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._app: PrerenderedApp | None = None
@@ -558,6 +567,27 @@ class MetricsExporter:
                 self.metrics.discovery_targets.labels(source).set(targets)
             if last_success is not None:
                 self.metrics.discovery_last_success.labels(source).set(last_success)
+        self._changed()
+
+    def servers(self, limits: Mapping[str, int], cap: int) -> None:
+        """How many of our checks each fleet server takes at once now (`monitor.fleet.budget`); a server left out
+        of `limits` is no longer a target's (its series go)."""
+        with self._lock:
+            for server, limit in limits.items():
+                self.metrics.server_limit.labels(server).set(limit)
+                self.metrics.server_limited.labels(server).set(1 if limit < cap else 0)
+            for server in self._servers - set(limits):
+                self.metrics.server_limit.remove(server)
+                self.metrics.server_limited.remove(server)
+            self._servers = set(limits)
+        self._changed()
+
+    def server_limit(self, server: str, limit: int, cap: int) -> None:
+        with self._lock:
+            if server not in self._servers:  # a late change of a server whose targets went
+                return
+            self.metrics.server_limit.labels(server).set(limit)
+            self.metrics.server_limited.labels(server).set(1 if limit < cap else 0)
         self._changed()
 
     def shard(self, index: int, count: int) -> None:

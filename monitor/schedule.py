@@ -32,6 +32,7 @@ from monitor.config import CheckConfig, ConfigError, TargetDatabaseConfig
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
 from monitor.fleet.budget import Budget
+from monitor.fleet.refusal import Refusals, Verdict
 from monitor.fleet.targets import target_of
 from monitor.history import History
 
@@ -57,7 +58,8 @@ class Poller:
     """Runs checks on their schedules and hands every result to `on_result` (on a worker thread)."""
 
     def __init__(self, monitor: Monitor, on_result: ResultCallback, *, history: History | None = None,
-                 on_start: StartCallback | None = None, stagger: bool = True) -> None:
+                 on_start: StartCallback | None = None, stagger: bool = True,
+                 on_server_limit: Callable[[str, int], None] | None = None) -> None:
         self.monitor = monitor
         self.history = history
         self._on_result = on_result
@@ -66,7 +68,8 @@ class Poller:
         self._failures: dict[str, int] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
-        self.budget = Budget(monitor.config.fleet)
+        self.budget = Budget(monitor.config.fleet, on_server_limit)
+        self.refusals = Refusals()
         self._rounds: dict[str, list[str]] = {}  # job id -> the fleet checks it runs (see `_plan_rounds`)
         self._job_of: dict[str, str] = {}  # a fleet check -> its round's job id
         self._not_before: dict[str, float] = {}  # a fleet check backing off -> monotonic time of its next try
@@ -257,13 +260,14 @@ class Poller:
                 self._scheduler.modify_job(job, next_run_time=datetime.now().astimezone() + timedelta(
                     seconds=random.uniform(*BUSY_TARGET_RETRY_SECONDS)))
             return
-        connect_failed = exhausted = False
+        verdict: Verdict | None = None
         slot = entered = False
         try:
-            # A server that ran out of connections takes fewer checks at once: the others wait here, unconnected
-            # (a round that waited its whole interval is left to the next one).
-            entered = self.budget.enter_server(target.server, min(checks[0].interval, SERVER_WAIT_SECONDS))
-            if not entered:
+            # A server that ran out of connections takes fewer checks at once: the others wait here, unconnected.
+            waited = min(checks[0].interval, SERVER_WAIT_SECONDS)
+            entered = self.budget.enter_server(target.server, waited)
+            if not entered:  # the whole interval: said as the round's result, not skipped in silence
+                self._report_waited(checks, target, waited)
                 return
             self.budget.run_slot()
             slot = True
@@ -274,9 +278,9 @@ class Poller:
                         # rather than the closed one re-opening pools that nothing would close.
                         break
                     result = self._run_and_report(monitor, check)
-                    connect_failed = result.status == "error" and _connect_failed(monitor, check)
-                    exhausted = connect_failed and _connections_exhausted(monitor, check)
-                    if connect_failed:
+                    failure = _connect_failure(monitor, check) if result.status == "error" else None
+                    if failure is not None:
+                        verdict = self.refusals.why(monitor.config, target, monitor.database_for(check), failure)
                         for rest in checks[index + 1:]:
                             self._report(rest, CheckResult(rest.name, rest.database, "error", None, None, 0.0,
                                                            error=result.error))
@@ -284,12 +288,26 @@ class Poller:
         except KeyError:  # the target left the config (discovery) while its round waited
             return
         finally:
-            backoff = self.budget.release(target.identity, target.server, slot=slot, connect_failed=connect_failed,
+            whole_server = verdict is not None and verdict.refusal != "database"
+            exhausted = verdict is not None and verdict.refusal == "exhausted"
+            backoff = self.budget.release(target.identity, target.server, slot=slot, connect_failed=whole_server,
                                           entered=entered, exhausted=exhausted)
         if backoff:
             log.warning("server refused a connection: its targets back off", extra={"fields": {
                 "server": target.server, "target": target.target, "retry_in_s": round(backoff, 1),
                 "server_limit": self.budget.server_limit(target.server) if exhausted else None}})
+        elif verdict is not None:
+            log.warning("database refused a connection, the server did not: its other targets go on",
+                        extra={"fields": {"server": target.server, "target": target.target,
+                                          "reason": verdict.reason}})
+
+    def _report_waited(self, checks: list[CheckConfig], target: TargetDatabaseConfig, waited: float) -> None:
+        limit = self.budget.server_limit(target.server)
+        for check in checks:
+            self._report(check, CheckResult(
+                check.name, check.database, "error", None, None, 0.0,
+                error=f"waited {waited:g}s for a connection to server {target.server}: it takes {limit} of our "
+                      f"checks at once now (it ran out of connections), and they were all in use"))
 
     def _run_and_report(self, monitor: Monitor, check: CheckConfig) -> CheckResult:
         """Run, record and report one check."""
@@ -335,17 +353,9 @@ class Poller:
                     check.name, next_run_time=datetime.now().astimezone() + timedelta(seconds=delay))
 
 
-def _connect_failed(monitor: Monitor, check: CheckConfig) -> bool:
-    """Whether the check's run found its server refusing connections; False once its target is gone."""
+def _connect_failure(monitor: Monitor, check: CheckConfig) -> BaseException | None:
+    """What the driver raised when the check's run could not connect; None once its target is gone."""
     try:
-        return monitor.database_for(check).server_refused
+        return monitor.database_for(check).connect_failure
     except (KeyError, ConfigError):
-        return False
-
-
-def _connections_exhausted(monitor: Monitor, check: CheckConfig) -> bool:
-    """Whether the server said it had no connection left for the check's run; False once its target is gone."""
-    try:
-        return monitor.database_for(check).connections_exhausted
-    except (KeyError, ConfigError):
-        return False
+        return None

@@ -16,6 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dbtest import MYSQL_URL, PG_URL
+from monitor.config import DatabaseConfig
+from monitor.db import Database, DatabaseError
+from monitor.fleet.refusal import Verdict, judged
 
 TABLE = "login_source"
 
@@ -50,7 +53,7 @@ def new_prefix() -> str:
 
 
 def create_pg_database(fleet: Fleet, name: str, excess: int) -> None:
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -66,8 +69,8 @@ def create_pg_database(fleet: Fleet, name: str, excess: int) -> None:
     fleet.excess[name] = excess
 
 
-def drop_pg_database(name: str) -> None:
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+def drop_pg_database(name: str, server_url: str = PG_URL) -> None:
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -76,16 +79,17 @@ def drop_pg_database(name: str) -> None:
 
 
 @contextmanager
-def pg_databases(count: int, *, prefix: str | None = None) -> Iterator[Fleet]:
-    """`count` PostgreSQL databases `PREFIXtenant_<i>`, tenant i with i excess rows."""
-    fleet = Fleet(PG_URL, prefix or new_prefix())
+def pg_databases(count: int, *, prefix: str | None = None, server_url: str = PG_URL) -> Iterator[Fleet]:
+    """`count` PostgreSQL databases `PREFIXtenant_<i>`, tenant i with i excess rows (on the shared server, or the
+    one at `server_url`)."""
+    fleet = Fleet(server_url, prefix or new_prefix())
     try:
         for i in range(1, count + 1):
             create_pg_database(fleet, f"{fleet.prefix}tenant_{i}", i)
         yield fleet
     finally:
         for name in list(fleet.names):
-            drop_pg_database(name)
+            drop_pg_database(name, server_url)
 
 
 @contextmanager
@@ -130,4 +134,103 @@ def mysql_databases(count: int) -> Iterator[Fleet]:
         with admin.begin() as conn:
             for name in fleet.names:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+LIMIT = 2  # the connections `limited_role` may hold
+
+
+@contextmanager
+def limited_role(dialect: str, fleet: Fleet) -> Iterator[str]:
+    """A role that may hold LIMIT connections and read the fleet's table; yields the fleet's URL as that role."""
+    role, password = f"dwlimit_{uuid.uuid4().hex[:8]}", "pw_" + uuid.uuid4().hex[:8]
+    admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if dialect == "postgresql":
+                conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT {LIMIT}"))
+            else:
+                conn.execute(sa.text(f"CREATE USER '{role}'@'%' IDENTIFIED BY '{password}' "
+                                     f"WITH MAX_USER_CONNECTIONS {LIMIT}"))
+                for name in fleet.names:
+                    conn.execute(sa.text(f"GRANT SELECT, SHOW VIEW ON `{name}`.* TO '{role}'@'%'"))
+        if dialect == "postgresql":
+            for name in fleet.names:
+                engine = sa.create_engine(fleet.url_of(name))
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(sa.text(f"GRANT SELECT ON {TABLE} TO {role}"))
+                finally:
+                    engine.dispose()
+        # Discovery runs in the URL's database: one the role may use (MariaDB refuses it the others).
+        url = make_url(fleet.url_of(fleet.names[0])).set(username=role, password=password)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if dialect == "postgresql":
+                for name in fleet.names:
+                    engine = sa.create_engine(fleet.url_of(name))
+                    try:
+                        with engine.begin() as db:
+                            db.execute(sa.text(f"REVOKE ALL ON {TABLE} FROM {role}"))
+                    finally:
+                        engine.dispose()
+                conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+            else:
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{role}'@'%'"))
+        admin.dispose()
+
+
+def refusal(url: str, source_url: str) -> tuple[Verdict, str]:
+    """Why connecting to `url` once failed, as the server at `source_url` (the source's database) says."""
+    db = Database("probe", DatabaseConfig(url=url))
+    try:
+        with db.read_only():
+            pass
+    except DatabaseError as exc:
+        assert db.connect_failure is not None
+        return judged(db, make_url(source_url), db.connect_failure), str(exc)
+    finally:
+        db.dispose()
+    raise AssertionError(f"{url} connected")
+
+
+def assert_server_tells_one_database_from_itself(server_url: str, fleet: Fleet, role_url: str) -> None:
+    """Against the server at `server_url` (as its admin): a missing database, one closed to connections, one the
+    role may not CONNECT to and one at its own CONNECTION LIMIT refuse alone; the role out of connections, a
+    role the server refuses and a server that is not there refuse as a whole."""
+    missing, closed, forbidden, full = fleet.names
+    as_role = make_url(role_url)
+    source = as_role.set(database=make_url(server_url).database).render_as_string(False)
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{missing}"'))
+            fleet.names.remove(missing)
+            conn.execute(sa.text(f'ALTER DATABASE "{closed}" ALLOW_CONNECTIONS false'))
+            conn.execute(sa.text(f'REVOKE CONNECT ON DATABASE "{forbidden}" FROM PUBLIC'))
+            conn.execute(sa.text(f'ALTER DATABASE "{full}" CONNECTION LIMIT 0'))
+        for name, reason in ((missing, "does not exist"), (closed, "does not allow connections"),
+                             (forbidden, "no CONNECT privilege"), (full, "CONNECTION LIMIT (0 of 0)")):
+            verdict, error = refusal(as_role.set(database=name).render_as_string(False), source)
+            assert verdict.refusal == "database" and reason in (verdict.reason or ""), (verdict, error)
+        nobody = as_role.set(username="dwlimit_no_such_role").render_as_string(False)
+        verdict, error = refusal(as_role.set(username="dwlimit_no_such_role", database=fleet.names[0])
+                                 .render_as_string(False), nobody)
+        assert verdict.refusal != "database", error  # the role: every target would fail alike
+        held = [sa.create_engine(source).connect() for _ in range(LIMIT)]
+        try:
+            verdict, error = refusal(as_role.set(database=fleet.names[0]).render_as_string(False), source)
+            assert verdict.refusal == "exhausted", error
+        finally:
+            for conn in held:
+                conn.close()
+                conn.engine.dispose()
+        down = make_url(server_url).set(port=1).render_as_string(False)
+        assert refusal(down, down)[0].refusal == "server"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{closed}" ALLOW_CONNECTIONS true'))
+            conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{forbidden}" TO PUBLIC'))
+            conn.execute(sa.text(f'ALTER DATABASE "{full}" CONNECTION LIMIT -1'))
         admin.dispose()

@@ -54,12 +54,15 @@ Detection (`monitor.detect`, `monitor.engine`)
 Fleet mode (`monitor.fleet`)
 - `list_databases(conn)`: the databases of the server the role may connect to, system ones left out; raises
   `FleetUnsupported` where there is no server to ask (SQLite).
-- `server_refused(exc)`: whether a failed connect means the server itself is out of reach or refusing
-  connections (down, unreachable, too many connections), rather than refusing one database (it does not
-  exist, the role may not connect): the first makes the whole server back off.
-- `connections_exhausted(exc)`: whether a failed connect says the server (or the role, or the database) has no
-  connection left for us (a `CONNECTION LIMIT`, `max_connections`, `max_user_connections`): the server then
-  gets fewer of our connections at once, as many as it was taking (`monitor.fleet.budget`).
+- `connect_refusal(exc)`: what a failed connect means by the code the server or the driver gave it: the whole
+  server refusing (`"server"`: down, unreachable, not accepting connections), out of connections for us
+  (`"exhausted"`: a `CONNECTION LIMIT`, `max_connections`, `max_user_connections`), or one database
+  (`"database"`: it does not exist, the role may not connect); None when there is no code and the server must be
+  asked (`monitor.fleet.refusal`), with:
+- `database_refusal(conn, database)`: on a connection to the source's own database, why the server refuses
+  `database` to this role (missing, closed to connections, no privilege, at its own connection limit), or None;
+- `connections_left(conn)`: whether the server and the role still had a connection left beside this one;
+- `answers(url, connect_timeout)`: whether the server at the URL's address answers at all (whatever it says).
 - `target_url(url, database, schema)`: the URL of one target: the server's URL for another database, and (with
   `schema`) unqualified names resolved in that schema (PostgreSQL's `search_path`; MySQL's schema is a database).
 
@@ -128,7 +131,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
@@ -144,6 +147,11 @@ if TYPE_CHECKING:
 
 class FleetUnsupported(Exception):
     """This database cannot be a fleet source (one line, for the config's source)."""
+
+
+# Why a fleet target's connect failed: the whole server refusing (down, unreachable, not accepting connections),
+# the server out of connections for us, or only the target's database refusing.
+Refusal = Literal["server", "exhausted", "database"]
 
 
 @dataclass(frozen=True)
@@ -206,10 +214,16 @@ class Dialect(Polling):
     def list_databases(self, conn: Connection) -> list[str]:
         raise FleetUnsupported(f"{self.name} has no server whose databases can be discovered")
 
-    def server_refused(self, exc: BaseException) -> bool:
+    def connect_refusal(self, exc: BaseException) -> Refusal | None:
+        return "server"
+
+    def database_refusal(self, conn: Connection, database: str) -> str | None:
+        return None
+
+    def connections_left(self, conn: Connection) -> bool:
         return True
 
-    def connections_exhausted(self, exc: BaseException) -> bool:
+    def answers(self, url: URL, connect_timeout: float) -> bool:
         return False
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:

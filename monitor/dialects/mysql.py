@@ -38,6 +38,7 @@ from monitor.dialects.base import (
     ChangeCounts,
     Dialect,
     NamedLock,
+    Refusal,
     UniqueViolation,
 )
 from monitor.dialects.expressions import AsStored
@@ -188,26 +189,38 @@ class MySQL(MySQLPolling, Dialect):
         names = conn.exec_driver_sql("SHOW DATABASES").scalars()
         return sorted(str(n) for n in names if str(n).lower() not in SYSTEM_SCHEMAS)
 
-    def server_refused(self, exc: BaseException) -> bool:
-        """Can't connect (2003), lost the connection (2013), unknown host (2005), too many connections (1040,
-        1203, 1226); not an unknown or forbidden database (1049, 1044) or a rejected user (1045)."""
+    def connect_refusal(self, exc: BaseException) -> Refusal | None:
+        """By the server's error code (in every language): too many connections (1040), the user's
+        `max_user_connections` (1203 for the server's setting, 1226 for the account's); can't connect (2003),
+        unknown host (2005), lost the connection (2013), the user rejected (1045: on every database alike); an
+        unknown or forbidden database (1049, 1044). Any other: None (the server is asked)."""
         args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
-        return not args or not isinstance(args[0], int) or args[0] in (1040, 1203, 1226, 2003, 2005, 2013)
+        code = args[0] if args and isinstance(args[0], int) else None
+        if code in (1040, 1203, 1226):
+            return "exhausted"
+        if code in (1045, 2003, 2005, 2013):
+            return "server"
+        return "database" if code in (1044, 1049) else None
 
-    def connections_exhausted(self, exc: BaseException) -> bool:
-        """Too many connections (1040), the user's `max_user_connections` (1203 for the server's setting, 1226
-        for the account's `WITH MAX_USER_CONNECTIONS`)."""
-        args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
-        return bool(args) and args[0] in (1040, 1203, 1226)
+    def database_refusal(self, conn: Connection, database: str) -> str | None:
+        """Whether the user sees the database (`information_schema.SCHEMATA` shows those it has some privilege
+        on, as `SHOW DATABASES` does)."""
+        seen = conn.execute(sa.text("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+                            {"name": database}).scalar()
+        return None if seen else "it does not exist, or the user has no privilege on it"
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         """A schema is a database here: a tenant schema is the database the target connects to."""
         return url.set(database=schema if schema is not None else database)
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
-        return {"connect_timeout": connect_timeout, "charset": "utf8mb4"}
+        """PyMySQL's `connect_timeout` bounds the TCP connect only: a server that accepts and never greets (a
+        listener that never accepts, a frozen server) would hang the handshake's reads for good. `read_timeout`
+        bounds them too, until `prepare_session` lifts it (statements have their own deadline)."""
+        return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "charset": "utf8mb4"}
 
     def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
+        dbapi._read_timeout = None  # the handshake's bound (`connect_args`), not the statements'
         sock = getattr(dbapi, "_sock", None)  # PyMySQL has no keepalive option
         if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

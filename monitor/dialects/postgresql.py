@@ -29,7 +29,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects.base import DELETED, INSERTED, UPDATED, ChangeCounts, Dialect, NamedLock, UniqueViolation
+from monitor.dialects.base import (
+    DELETED,
+    INSERTED,
+    UPDATED,
+    ChangeCounts,
+    Dialect,
+    NamedLock,
+    Refusal,
+    UniqueViolation,
+)
 from monitor.dialects.postgresql_polling import PostgreSQLPolling
 
 if TYPE_CHECKING:
@@ -200,25 +209,63 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate "
             "AND has_database_privilege(datname, 'CONNECT') ORDER BY datname")).scalars())
 
-    def server_refused(self, exc: BaseException) -> bool:
-        """No answer from the server at all (refused, unreachable, timed out), or its answer is about the whole
-        server or the role: too many connections (53300), starting up or shutting down (57P03), the role or its
-        password refused. Not one database: missing, closed to connections, not to be connected to by the role,
-        or at its own connection limit. libpq gives a failed connection's FATAL as text only (psycopg's
-        `sqlstate` is None then): it is read from the message, as the server words it in English."""
+    def connect_refusal(self, exc: BaseException) -> Refusal | None:
+        """By the SQLSTATE, when the driver has one: too many connections (53300) or the server starting up or
+        shutting down (57P03). libpq keeps a failed connection's SQLSTATE to itself (psycopg's `sqlstate` and
+        `diag` are None, only the FATAL's text in the server's `lc_messages` language is given): then None, and
+        the server is asked (`database_refusal`, `connections_left`, `answers`)."""
         sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
-        if sqlstate is not None:
-            return sqlstate in ("53300", "57P03")
-        fatal = _connect_fatal(exc)
-        return fatal is None or not _one_database_refused(fatal)
+        if sqlstate == "53300":
+            return "exhausted"
+        return "server" if sqlstate == "57P03" else None
 
-    def connections_exhausted(self, exc: BaseException) -> bool:
-        """Too many connections: the server's `max_connections` (and its reserved slots) or the role's
-        `CONNECTION LIMIT`, not one database's."""
-        if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "53300":
+    def database_refusal(self, conn: Connection, database: str) -> str | None:
+        """What `pg_database` says of the database for this role: missing, `ALLOW_CONNECTIONS false`, no CONNECT
+        privilege, or as many connections as its `CONNECTION LIMIT` (those of every role, as the server counts)."""
+        row = conn.execute(sa.text(
+            "SELECT d.datallowconn, has_database_privilege(d.oid, 'CONNECT'), d.datconnlimit, "
+            "(SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid) "
+            "FROM pg_catalog.pg_database d WHERE d.datname = :name"), {"name": database}).first()
+        if row is None:
+            return "it does not exist"
+        allowed, connect, limit, connected = row
+        if not allowed:
+            return "it does not allow connections (ALLOW_CONNECTIONS false)"
+        if not connect:
+            return "the role has no CONNECT privilege on it"
+        if limit >= 0 and connected >= limit:
+            return f"it has as many connections as its CONNECTION LIMIT ({connected} of {limit})"
+        return None
+
+    def connections_left(self, conn: Connection) -> bool:
+        """Whether the role's `CONNECTION LIMIT` and the server's `max_connections` (less its reserved slots, for
+        a role that is not a superuser) leave one more connection beside this one."""
+        row = conn.execute(sa.text(
+            "SELECT r.rolsuper, r.rolconnlimit, "
+            "(SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.usesysid = r.oid "
+            " AND a.backend_type = 'client backend'), "
+            "current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int "
+            "- coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0), "
+            "(SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'client backend') "
+            "FROM pg_catalog.pg_roles r WHERE r.rolname = current_user")).first()
+        if row is None:
             return True
-        fatal = _connect_fatal(exc) or ""
-        return any(words in fatal for words in _NO_CONNECTION_LEFT)
+        superuser, role_limit, by_role, server_limit, everyone = row
+        if superuser:
+            return True
+        return bool((role_limit < 0 or by_role < role_limit) and everyone < server_limit)
+
+    def answers(self, url: URL, connect_timeout: float) -> bool:
+        """libpq's ping (`PQping`): whether the server answered at all, whatever it said (it reads the SQLSTATE
+        libpq keeps to itself: a server starting up or shutting down does not count as answering)."""
+        from psycopg import pq
+        from psycopg.conninfo import make_conninfo
+
+        params = {"host": url.host, "port": url.port, "user": url.username, "password": url.password,
+                  "dbname": url.database, **{k: v for k, v in url.query.items() if isinstance(v, str)}}
+        conninfo = make_conninfo("", **{k: v for k, v in params.items() if v is not None},
+                                 connect_timeout=max(1, round(connect_timeout)))
+        return pq.PGconn.ping(conninfo.encode()) == pq.Ping.OK
 
     def target_url(self, url: URL, database: str, schema: str | None) -> URL:
         """A tenant schema is put first (and alone) on the session's `search_path`, as a startup option, so that
@@ -567,19 +614,3 @@ def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[],
         driver.remove_notice_handler(keep)
         savepoint.rollback()
     return "\n".join(dumps)
-
-
-# The FATALs of one database (missing, closed to connections, not to be connected to by the role, at its own
-# connection limit) name it as `database "x"` or `for database "x"`; a role's, a password's or the server's do not.
-_NO_CONNECTION_LEFT = ("too many connections for role", "too many clients already",
-                       "remaining connection slots are reserved")
-
-
-def _connect_fatal(exc: BaseException) -> str | None:
-    """The server's FATAL message of a failed connection; None when the server said nothing (no answer)."""
-    _, found, fatal = str(getattr(exc, "orig", exc)).partition("FATAL:")
-    return fatal.strip() if found else None
-
-
-def _one_database_refused(fatal: str) -> bool:
-    return fatal.startswith('database "') or 'for database "' in fatal

@@ -8,6 +8,7 @@
 - `shard`: which targets a daemon owns when several share the fleet (`--shard I/N`, or the environment).
 - `budget`: the limits a daemon holds over its targets: checks running at once, connections per server, one
   check per target at a time, and a server that refuses connections backing off as a whole.
+- `refusal`: why a target's connect failed, asked of its server: the whole server refusing, or one database.
 
 No coordination service: shards split the targets by a stable hash of their identity, so N daemons given the
 same config check every target exactly once.

@@ -6,14 +6,17 @@
   the scheduler gives each server a pool of that many workers (`monitor.schedule`), so the cap is per server,
   not multiplied by its databases.
 - At most one check per target at a time: a check whose target is busy is put off briefly, not run beside it.
-- A server whose connections fail backs off as a whole: after a failed connect, its targets' checks are not
-  tried until the backoff (doubling, jittered, capped) has passed; they report the wait as their error, and the
-  first connection that succeeds ends it.
+- A server that refuses connections backs off as a whole (what refused, the server or one database, is asked
+  of the server: `monitor.fleet.refusal`): its targets' checks are not tried until the backoff (doubling,
+  jittered, capped) has passed; they report the wait as their error, and the first connection that succeeds
+  ends it.
 - A server that says it has no connection left for us (a role's or database's `CONNECTION LIMIT`,
   `max_connections`, `max_user_connections`) gets fewer of our checks at once from then on: as many as it was
   taking when it refused (at least one). The others wait for one of them to finish, holding no connection, so a
   limit below the cap costs no storm of refused connections; one more is tried again after
-  `SERVER_LIMIT_RECOVERY_SECONDS` without another refusal, up to the cap.
+  `SERVER_LIMIT_RECOVERY_SECONDS` without another refusal, up to the cap. Each change of a server's limit is
+  handed to `on_limit` (the daemon exports it: `dupewatch_server_connection_limit`), and a round that waited its
+  whole interval for its server is reported as its checks' error (`monitor.schedule`), not skipped in silence.
 
 A dead target costs at most one worker of its server (one check per target) for at most its statement timeout
 plus the client deadline (`monitor.db`): the other targets keep their slots.
@@ -25,6 +28,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitor.config import FleetConfig
@@ -47,8 +51,9 @@ class _Server:
 class Budget:
     """Admission of fleet checks; thread-safe."""
 
-    def __init__(self, settings: FleetConfig) -> None:
+    def __init__(self, settings: FleetConfig, on_limit: Callable[[str, int], None] | None = None) -> None:
         self.settings = settings
+        self._on_limit = on_limit  # (server, how many checks it takes at once now), after each change
         self._running = threading.BoundedSemaphore(settings.max_running)
         self._lock = threading.Lock()
         self._server_free = threading.Condition(self._lock)
@@ -81,6 +86,7 @@ class Budget:
         Checks enter in the order they came (a target whose round just ended does not pass the waiting ones)."""
         deadline = time.monotonic() + timeout
         ticket = object()
+        raised: int | None = None
         with self._server_free:
             state = self._server(server)
             state.waiting.append(ticket)
@@ -90,6 +96,7 @@ class Budget:
                     if state.limit < self.settings.server_connections \
                             and now - state.exhausted_at >= SERVER_LIMIT_RECOVERY_SECONDS:
                         state.limit, state.exhausted_at = state.limit + 1, now
+                        raised = state.limit
                     if state.running < state.limit and state.waiting[0] is ticket:
                         state.running += 1
                         return True
@@ -99,6 +106,8 @@ class Budget:
             finally:
                 state.waiting.remove(ticket)
                 self._server_free.notify_all()  # the next in line may be free to enter
+                if raised is not None:
+                    self._limit_changed(server, raised)
 
     def _server(self, server: str) -> _Server:
         """The server's state (the lock is held)."""
@@ -122,22 +131,36 @@ class Budget:
             with self._lock:
                 self._now_running -= 1
             self._running.release()
+        lowered: int | None = None
         with self._server_free:
             self._busy.discard(target)
             state = self._server(server)
             if entered:
                 if exhausted:  # those running beside it are what the server takes
-                    state.limit = max(1, min(state.limit, state.running - 1))
-                    state.exhausted_at = time.monotonic()
+                    limit = max(1, min(state.limit, state.running - 1))
+                    lowered = limit if limit != state.limit else None
+                    state.limit, state.exhausted_at = limit, time.monotonic()
                 state.running -= 1
                 self._server_free.notify_all()
-            if not slot:  # never ran (waited for its server in vain): it says nothing of the server
-                return 0.0
-            if not connect_failed:
-                state.failures, state.until = 0, 0.0
-                return 0.0
-            state.failures += 1
-            delay: float = min(SERVER_BACKOFF_SECONDS * 2 ** (state.failures - 1), MAX_SERVER_BACKOFF_SECONDS)
-            delay = delay * random.uniform(0.8, 1.2)
-            state.until = max(state.until, time.monotonic() + delay)
-            return delay
+            delay = self._backoff(state, slot=slot, connect_failed=connect_failed)
+        if lowered is not None:
+            self._limit_changed(server, lowered)
+        return delay
+
+    @staticmethod
+    def _backoff(state: _Server, *, slot: bool, connect_failed: bool) -> float:
+        """The server's backoff after one check (the lock is held)."""
+        if not slot:  # never ran (waited for its server in vain): it says nothing of the server
+            return 0.0
+        if not connect_failed:
+            state.failures, state.until = 0, 0.0
+            return 0.0
+        state.failures += 1
+        delay: float = min(SERVER_BACKOFF_SECONDS * 2 ** (state.failures - 1), MAX_SERVER_BACKOFF_SECONDS)
+        delay = delay * random.uniform(0.8, 1.2)
+        state.until = max(state.until, time.monotonic() + delay)
+        return delay
+
+    def _limit_changed(self, server: str, limit: int) -> None:
+        if self._on_limit is not None:
+            self._on_limit(server, limit)

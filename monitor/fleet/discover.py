@@ -9,7 +9,8 @@ name).
 `Discovery` keeps, per source, the last list that was read successfully: when a listing fails (server down,
 query refused) it logs so, counts it (`dupewatch_discovery_up` 0, `dupewatch_discovery_errors_total`) and the
 targets it had stay checked; a target missing from a successful listing is dropped (its checks stop and their
-series go). A source never listed yet is retried sooner than its interval.
+series go). A source never listed yet is retried sooner than its interval. Each listing runs on a thread of its
+own, so a source whose server hangs delays no other; one past `listing_deadline` counts as failed (said once).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from monitor.config import Config, ConfigError, DatabaseConfig, SourceConfig
-from monitor.db import Database, DatabaseError, parse_url
+from monitor.db import CONNECT_TIMEOUT_SECONDS, DEADLINE_GRACE_SECONDS, Database, DatabaseError, parse_url
 from monitor.dialects.base import FleetUnsupported
 from monitor.fleet.targets import Target, selected_sources
 
@@ -105,10 +106,30 @@ Listener = Callable[[Targets], None]
 StatusListener = Callable[[str, SourceState], None]
 
 
+@dataclass
+class _Listing:
+    """One listing of a source in flight, on a thread of its own."""
+
+    thread: threading.Thread
+    deadline: float  # monotonic time after which it counts as failed (it may still answer later)
+    changed: bool = False
+    done: bool = False
+    notify: bool = False  # its caller stopped waiting: it hands a change to `on_change` itself
+    overdue: bool = False  # its deadline passed and that was said
+
+
+def listing_deadline(source: SourceConfig) -> float:
+    """How long a listing may take before it counts as failed: connecting, then its statement."""
+    return CONNECT_TIMEOUT_SECONDS + source.statement_timeout + DEADLINE_GRACE_SECONDS
+
+
 class Discovery:
-    """Lists each used source on its own interval on one background thread; `on_change` gets every source's
-    targets (the last good lists) whenever one of them changed, `on_status` every source's state after each
-    listing. `refresh()` lists every source now, on the caller's thread (the daemon's first round)."""
+    """Lists each used source on its own interval, each listing on a thread of its own (a source whose server
+    hangs delays no other source's); `on_change` gets every source's targets (the last good lists) whenever one
+    of them changed, `on_status` every source's state after each listing. A listing that has not answered
+    within `listing_deadline` counts as failed (the last good list is kept); a source is never listed twice at
+    once. `refresh()` lists sources now and waits for them, at most until their deadline (the daemon's first
+    round)."""
 
     def __init__(self, config: Config, *, on_change: Listener | None = None, on_status: StatusListener | None = None,
                  lister: Callable[[str, SourceConfig], Sequence[Target]] = discover) -> None:
@@ -118,6 +139,7 @@ class Discovery:
         self._lister = lister
         self._lock = threading.Lock()
         self.states: dict[str, SourceState] = {name: SourceState() for name in used_sources(config)}
+        self._listings: dict[str, _Listing] = {}  # sources being listed now
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,11 +149,65 @@ class Discovery:
             return {name: list(state.targets or []) for name, state in self.states.items()}
 
     def refresh(self, names: Sequence[str] | None = None) -> bool:
-        """List the sources (all, or `names`) now; returns whether some source's targets changed."""
+        """List the sources (all, or `names`) now, at once, and wait for them (each at most until its deadline);
+        returns whether some source's targets changed. One still listing then counts as failed for now, and
+        hands its targets to `on_change` when it answers."""
+        chosen = names if names is not None else list(self.states)
+        started = [(name, self._start(name, notify=False)) for name in chosen]
         changed = False
-        for name in names if names is not None else list(self.states):
-            changed |= self._list(name)
+        for name, listing in started:
+            if listing is None:  # already being listed (it reports itself)
+                continue
+            listing.thread.join(max(listing.deadline - time.monotonic(), 0.0))
+            with self._lock:
+                finished, listing.notify = listing.done, not listing.done
+            if finished:
+                changed |= listing.changed
+            else:
+                self._overdue(name, listing)
         return changed
+
+    def _start(self, name: str, *, notify: bool) -> _Listing | None:
+        """A listing of the source on a thread of its own; None when one is in flight."""
+        with self._lock:
+            if name in self._listings:
+                return None
+            thread = threading.Thread(target=self._listed, args=(name,), name=f"dupewatch-discovery {name}",
+                                      daemon=True)
+            listing = self._listings[name] = _Listing(
+                thread, time.monotonic() + listing_deadline(self.config.sources[name]), notify=notify)
+        thread.start()
+        return listing
+
+    def _listed(self, name: str) -> None:
+        """The listing thread: list the source, then hand a change on when nobody waits for it."""
+        try:
+            changed = self._list(name)
+        except Exception:  # a bug must not stop discovery for good
+            log.exception("discovery failed unexpectedly")
+            changed = False
+        with self._lock:
+            listing = self._listings.pop(name)
+            listing.changed, listing.done = changed, True
+            notify = listing.notify
+        self._wake.set()
+        if changed and notify and self._on_change is not None and not self._stopping.is_set():
+            self._on_change(self.targets())
+
+    def _overdue(self, name: str, listing: _Listing) -> None:
+        """A listing past its deadline: failed, for now (the last good list is kept), said once."""
+        with self._lock:
+            if listing.overdue or listing.done:
+                return
+            listing.overdue = True
+            state = self.states[name]
+            waited = listing_deadline(self.config.sources[name])
+            state.up, state.errors = False, state.errors + 1
+            state.error = f"sources.{name}: no answer within {waited:g}s (the listing goes on waiting)"
+            kept = len(state.targets) if state.targets is not None else 0
+        log.error("discovery failed, keeping the last good list of targets", extra={"fields": {
+            "source": name, "targets": kept, "error": state.error}})
+        self._status(name, state)
 
     def _list(self, name: str) -> bool:
         source = self.config.sources[name]
@@ -184,19 +260,20 @@ class Discovery:
         while not self._stopping.is_set():
             now = time.monotonic()
             with self._lock:
-                due = [n for n, s in self.states.items() if s.next_at <= now]
-                upcoming = min((s.next_at for s in self.states.values()), default=now + 60.0)
-            if not due:
+                idle = {n: s for n, s in self.states.items() if n not in self._listings}
+                due = [n for n, s in idle.items() if s.next_at <= now]
+                late = [(n, listing) for n, listing in self._listings.items()
+                        if listing.deadline <= now and not listing.overdue]
+                upcoming = min([*(s.next_at for s in idle.values()),
+                                *(listing.deadline for listing in self._listings.values() if not listing.overdue)],
+                               default=now + 60.0)
+            for name in due:
+                self._start(name, notify=True)
+            for name, listing in late:
+                self._overdue(name, listing)
+            if not due and not late:
                 self._wake.wait(max(upcoming - now, 0.05))
                 self._wake.clear()
-                continue
-            try:
-                changed = self.refresh(due)
-            except Exception:  # a bug must not stop discovery for good
-                log.exception("discovery failed unexpectedly")
-                changed = False
-            if changed and self._on_change is not None and not self._stopping.is_set():
-                self._on_change(self.targets())
 
 
 def discover_all(config: Config) -> Mapping[str, list[Target]]:

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from daemonproc import Scrape, daemon_starter, free_port
+from sqlalchemy.engine import make_url
 
 from dbtest import PG_URL, write_config
 from fleetdb import TABLE, create_pg_database, drop_pg_database, pg_databases, pg_schemas
+from monitor.config import FleetConfig
 
 KEY = ["user_id", "agent"]
 
@@ -66,6 +68,10 @@ def test_every_series_carries_target_and_static_labels_and_a_target_that_disappe
             assert set(series(scrape, metric)) == {*fleet.names, "app"}, metric
         assert scrape.value("dupewatch_discovery_targets", "") is None  # labelled by source, not check
         assert scrape.samples["dupewatch_discovery_targets"] == [({"source": "tenants"}, 3.0)]
+        server = f"{make_url(PG_URL).host}:{make_url(PG_URL).port}"
+        cap = float(FleetConfig().server_connections)
+        assert scrape.samples["dupewatch_server_connection_limit"] == [({"server": server}, cap)]
+        assert scrape.samples["dupewatch_server_connections_limited"] == [({"server": server}, 0.0)]
 
         drop_pg_database(fleet.names[2])
         fleet.names.pop()

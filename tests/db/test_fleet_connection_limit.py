@@ -6,10 +6,7 @@ with no stream of refused connections (real servers, a role and databases made f
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dbtest import MYSQL_URL, PG_URL, write_config
-from fleetdb import TABLE, Fleet, mysql_databases, pg_databases
+from fleetdb import (
+    TABLE,
+    assert_server_tells_one_database_from_itself,
+    limited_role,
+    mysql_databases,
+    pg_databases,
+    refusal,
+)
 from monitor.config import load_config
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
@@ -26,50 +30,8 @@ from monitor.fleet.discover import discover_all
 from monitor.schedule import Poller
 
 TARGETS = 6
-LIMIT = 2
 # What each server says when the role has no connection left.
 REFUSED = {"postgresql": "too many connections for role", "mysql": "max_user_connections"}
-
-
-@contextmanager
-def limited_role(dialect: str, fleet: Fleet) -> Iterator[str]:
-    """A role that may hold LIMIT connections and read the fleet's table; yields the fleet's URL as that role."""
-    role, password = f"dwlimit_{uuid.uuid4().hex[:8]}", "pw_" + uuid.uuid4().hex[:8]
-    admin = sa.create_engine(fleet.server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if dialect == "postgresql":
-                conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT {LIMIT}"))
-            else:
-                conn.execute(sa.text(f"CREATE USER '{role}'@'%' IDENTIFIED BY '{password}' "
-                                     f"WITH MAX_USER_CONNECTIONS {LIMIT}"))
-                for name in fleet.names:
-                    conn.execute(sa.text(f"GRANT SELECT, SHOW VIEW ON `{name}`.* TO '{role}'@'%'"))
-        if dialect == "postgresql":
-            for name in fleet.names:
-                engine = sa.create_engine(fleet.url_of(name))
-                try:
-                    with engine.begin() as conn:
-                        conn.execute(sa.text(f"GRANT SELECT ON {TABLE} TO {role}"))
-                finally:
-                    engine.dispose()
-        # Discovery runs in the URL's database: one the role may use (MariaDB refuses it the others).
-        url = make_url(fleet.url_of(fleet.names[0])).set(username=role, password=password)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            if dialect == "postgresql":
-                for name in fleet.names:
-                    engine = sa.create_engine(fleet.url_of(name))
-                    try:
-                        with engine.begin() as db:
-                            db.execute(sa.text(f"REVOKE ALL ON {TABLE} FROM {role}"))
-                    finally:
-                        engine.dispose()
-                conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
-            else:
-                conn.execute(sa.text(f"DROP USER IF EXISTS '{role}'@'%'"))
-        admin.dispose()
 
 
 class Runs:
@@ -123,60 +85,21 @@ def test_a_role_with_fewer_connections_than_the_cap_is_not_stormed_and_every_tar
         assert excess == fleet.excess
 
 
-def refusal(url: str) -> tuple[bool, bool, str]:
-    """(server_refused, connections_exhausted, error) of connecting to `url` once."""
-    from monitor.config import DatabaseConfig
-    from monitor.db import Database, DatabaseError
-
-    db = Database("probe", DatabaseConfig(url=url))
-    try:
-        with db.read_only():
-            pass
-    except DatabaseError as exc:
-        return db.server_refused, db.connections_exhausted, str(exc)
-    finally:
-        db.dispose()
-    raise AssertionError(f"{url} connected")
+def test_postgresql_the_server_tells_a_database_refusing_one_role_from_the_whole_server_refusing():
+    """psycopg gives a failed connection no SQLSTATE: the server is asked (pg_database, the role's and the
+    server's connection limits, libpq's ping) whether it refused one database or refuses as a whole."""
+    with pg_databases(4) as fleet, limited_role("postgresql", fleet) as url:
+        assert_server_tells_one_database_from_itself(PG_URL, fleet, url)
 
 
-def test_postgresql_a_database_refusing_one_role_is_not_the_whole_server_refusing():
-    """psycopg gives a failed connection no SQLSTATE: the server's FATAL says whether it refused one database
-    (the others keep being checked) or the server or role (its targets back off as a whole)."""
-    from fleetdb import pg_databases
+def test_psycopg_gives_a_failed_connection_no_sqlstate():
+    """Why the server is asked: if psycopg ever gives one, `connect_refusal` uses it and this test says so."""
+    import psycopg
 
-    with pg_databases(3) as fleet, limited_role("postgresql", fleet) as url:
-        missing, closed, forbidden = fleet.names
-        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE "{missing}"'))
-                fleet.names.remove(missing)
-                conn.execute(sa.text(f'ALTER DATABASE "{closed}" ALLOW_CONNECTIONS false'))
-                conn.execute(sa.text(f'REVOKE CONNECT ON DATABASE "{forbidden}" FROM PUBLIC'))
-            as_role = make_url(url)
-            for name, words in ((missing, "does not exist"), (closed, "not currently accepting connections"),
-                                (forbidden, "permission denied for database")):
-                refused, exhausted, error = refusal(as_role.set(database=name).render_as_string(False))
-                assert (refused, exhausted) == (False, False) and words in error, error
-            nobody = as_role.set(username="dwlimit_no_such_role", database=make_url(PG_URL).database)
-            refused, exhausted, error = refusal(nobody.render_as_string(False))
-            assert (refused, exhausted) == (True, False), error  # the role: every target would fail alike
-            usable = as_role.set(database=make_url(PG_URL).database).render_as_string(False)
-            held = [sa.create_engine(usable).connect() for _ in range(LIMIT)]
-            try:
-                refused, exhausted, error = refusal(usable)
-                assert (refused, exhausted) == (True, True) and "too many connections for role" in error, error
-            finally:
-                for conn in held:
-                    conn.close()
-                    conn.engine.dispose()
-            down = make_url(PG_URL).set(port=1).render_as_string(False)
-            assert refusal(down)[:2] == (True, False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'ALTER DATABASE "{closed}" ALLOW_CONNECTIONS true'))
-                conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{forbidden}" TO PUBLIC'))
-            admin.dispose()
+    with pytest.raises(psycopg.OperationalError) as raised:
+        psycopg.connect(make_url(PG_URL).set(database="dw_no_such_database_x", drivername="postgresql")
+                        .render_as_string(False))
+    assert raised.value.sqlstate is None and raised.value.diag.sqlstate is None
 
 
 def test_mariadb_a_database_the_user_may_list_but_not_use_is_not_the_whole_server_refusing(tmp_path: Path):
@@ -193,8 +116,8 @@ def test_mariadb_a_database_the_user_may_list_but_not_use_is_not_the_whole_serve
             with admin.connect() as conn:
                 conn.execute(sa.text(f"REVOKE ALL PRIVILEGES ON `{fleet.names[1]}`.* FROM '{role}'@'%'"))
                 conn.execute(sa.text(f"GRANT SHOW DATABASES ON *.* TO '{role}'@'%'"))
-            refused, exhausted, error = refusal(make_url(url).set(database=fleet.names[1]).render_as_string(False))
-            assert (refused, exhausted) == (False, False) and "Access denied" in error, error
+            verdict, error = refusal(make_url(url).set(database=fleet.names[1]).render_as_string(False), url)
+            assert verdict.refusal == "database" and "Access denied" in error, error
             path = write_config(tmp_path / "fleet.toml", {}, [
                 {"name": "logins", "source": "shops", "table": TABLE, "key": ["user_id", "agent"]}],
                 **{"sources.shops": {"url": url, "discover": "databases", "include": fleet.include}})

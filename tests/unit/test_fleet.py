@@ -13,6 +13,7 @@ from monitor.config import ConfigError, FleetConfig, SourceConfig, config_from_d
 from monitor.db import Database, DatabaseError
 from monitor.fleet import Discovery, Target, expand, series_labels, shard_from_environment, static_label_names
 from monitor.fleet.budget import Budget
+from monitor.fleet.discover import SourceState
 from monitor.fleet.shard import Shard, parse_shard, shard_of
 
 SERVER = "postgresql://monitor:secret@db.internal:5432/postgres"
@@ -414,3 +415,145 @@ def test_a_listing_longer_than_max_targets_fails_and_the_last_good_list_is_kept(
 def test_max_targets_must_be_a_positive_whole_number():
     with pytest.raises(ConfigError, match="max_targets"):
         config_from_dict(fleet_config(max_targets=0))
+
+
+def test_a_round_that_waited_its_whole_interval_for_its_server_is_reported_as_its_checks_error():
+    """A server taking fewer checks at once than rounds are due: a round that waited its whole interval for a
+    place says so as each of its checks' result (with the server and the wait), instead of vanishing."""
+    from monitor.engine import Monitor
+    from monitor.schedule import Poller
+
+    data = fleet_config()
+    data["fleet"] = {"server_connections": 1}
+    data["checks"] = [{"name": "logins", "source": "tenants", "table": "t", "key": ["k"], "interval": "0.3s"}]
+    config = expand(config_from_dict(data), {"tenants": targets("tenant_1")})
+    monitor = Monitor(config)
+    results = []
+    poller = Poller(monitor, results.append, stagger=False)
+    try:
+        server = targets("tenant_1")[0].server
+        assert poller.budget.enter_server(server, 0)  # the one place the server has is taken
+        poller.run_once("logins@tenant_1")
+        [result] = results
+        assert result.name == "logins@tenant_1" and result.status == "error" and result.error is not None
+        assert result.error.startswith(f"waited 0.3s for a connection to server {server}"), result.error
+        assert poller.failures("logins@tenant_1") == 1
+    finally:
+        poller.shutdown()
+        monitor.close()
+
+
+def test_a_server_limit_change_is_handed_on_and_exported(monkeypatch: pytest.MonkeyPatch):
+    from prometheus_client import CollectorRegistry
+
+    from monitor.fleet import budget as budgets
+    from monitor.metrics import MetricsExporter
+
+    changes: list[tuple[str, int]] = []
+    budget = Budget(FleetConfig(max_running=8, server_connections=4), lambda s, n: changes.append((s, n)))
+    assert all(budget.enter_server("db:5432", 0) for _ in range(3))
+    for target in ("t2", "t3"):
+        budget.run_slot()
+        budget.release(target, "db:5432", slot=True, connect_failed=True, entered=True, exhausted=True)
+    assert changes == [("db:5432", 2), ("db:5432", 1)]  # as many as were running beside each refusal
+    budget.run_slot()
+    budget.release("t1", "db:5432", slot=True, connect_failed=True, entered=True, exhausted=True)
+    assert len(changes) == 2  # a refusal that leaves the limit as it was is no change
+    monkeypatch.setattr(budgets, "SERVER_LIMIT_RECOVERY_SECONDS", 0.0)
+    assert budget.enter_server("db:5432", 0)
+    assert changes[-1] == ("db:5432", 2)  # one more, tried again
+
+    config = expand(config_from_dict(fleet_config()), {"tenants": targets("tenant_1")})
+    exporter = MetricsExporter(config, registry=CollectorRegistry(), process_metrics=False)
+    exporter.servers({"db:5432": 4, "other:5432": 4}, 4)
+    exporter.server_limit("db:5432", 2, 4)
+    text = exporter.metrics.exposition().decode()
+    assert 'dupewatch_server_connection_limit{server="db:5432"} 2.0' in text
+    assert 'dupewatch_server_connections_limited{server="db:5432"} 1.0' in text
+    assert 'dupewatch_server_connections_limited{server="other:5432"} 0.0' in text
+    exporter.servers({"db:5432": 2}, 4)  # other's targets went: its series go
+    assert "other:5432" not in exporter.metrics.exposition().decode()
+
+
+def test_a_listing_past_its_deadline_counts_as_failed_and_the_others_go_on(monkeypatch: pytest.MonkeyPatch):
+    """A listing that outlives its deadline (a driver that does not bound the wait) is a failed listing for now:
+    `dupewatch_discovery_up` 0 and its last good list kept, while the other sources are listed on time."""
+    import importlib
+
+    discovery_module = importlib.import_module("monitor.fleet.discover")
+
+    release = threading.Event()
+    first = threading.Event()
+
+    def lister(name: str, _source: SourceConfig) -> list[Target]:
+        if name == "silent" and first.is_set():
+            release.wait(30)  # hangs, past its deadline
+        if name == "silent":
+            first.set()
+        return []
+
+    monkeypatch.setattr(discovery_module, "listing_deadline", lambda _source: 0.5)
+    config = config_from_dict({
+        "sources": {"fast": {"url": "postgresql://u@fast.invalid/db", "discover": "databases", "every": "0.2s"},
+                    "silent": {"url": "postgresql://u@silent.invalid/db", "discover": "databases", "every": "0.2s"}},
+        "checks": [{"name": "a", "source": "fast", "table": "t", "key": ["k"]},
+                   {"name": "b", "source": "silent", "table": "t", "key": ["k"]}],
+    })
+    seen: list[tuple[str, bool, str | None]] = []
+    changed = threading.Condition()
+
+    def on_status(name: str, state: SourceState) -> None:
+        with changed:
+            seen.append((name, state.up, state.error))
+            changed.notify_all()
+
+    discovery = Discovery(config, on_status=on_status, lister=lister)
+    try:
+        assert discovery.refresh()  # both listed once
+        discovery.start()
+        with changed:
+            assert changed.wait_for(lambda: any(n == "silent" and e for n, _, e in seen), 5), seen
+            before = sum(n == "fast" for n, _, _ in seen)
+            assert changed.wait_for(lambda: sum(n == "fast" for n, _, _ in seen) >= before + 3, 5), seen
+            silent = [(up, error) for n, up, error in seen if n == "silent"]
+        assert silent[-1][0] is False and "no answer within 0.5s" in (silent[-1][1] or ""), silent
+        assert len(silent) == 2  # listed once, then one listing in flight (overdue): never two at once
+        assert discovery.targets()["silent"] == []  # its last good list kept
+    finally:
+        release.set()
+        discovery.stop()
+
+
+def test_the_targets_of_a_server_failing_at_once_ask_it_why_once(monkeypatch: pytest.MonkeyPatch):
+    """No storm of questions: a server-wide answer is shared by its other targets failing at the same moment;
+    an answer about one database is that database's own."""
+    import importlib
+
+    from monitor.config import TargetDatabaseConfig
+    from monitor.fleet.refusal import Refusals, Verdict
+
+    refusal = importlib.import_module("monitor.fleet.refusal")
+    config = expand(config_from_dict(fleet_config()), {"tenants": targets(*(f"tenant_{i}" for i in range(6)))})
+    asked: list[str | None] = []
+    answer = Verdict("server")
+
+    def ask(db: Database, _url: object, database: str) -> Verdict:
+        asked.append(database)
+        return answer
+
+    monkeypatch.setattr(refusal, "ask", ask)
+    refusals = Refusals()
+    entries = [(name, d) for name, d in config.databases.items() if isinstance(d, TargetDatabaseConfig)]
+    verdicts: list[Verdict] = []
+    threads = [threading.Thread(target=lambda n=name, d=entry: verdicts.append(
+        refusals.why(config, d, Database(n, d), OSError("no answer")))) for name, entry in entries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert verdicts == [answer] * 6 and len(asked) == 1
+    answer = Verdict("database", "it does not exist")
+    other = Refusals()
+    for name, entry in entries[:2]:
+        assert other.why(config, entry, Database(name, entry), OSError("refused")) == answer
+    assert len(asked) == 3  # each database asked about its own refusal
