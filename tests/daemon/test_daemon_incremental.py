@@ -16,12 +16,19 @@ from monitor.metrics import RENDER_MIN_SECONDS
 pytestmark = pytest.mark.timeout(120)
 INTERVAL = 1.0
 NEW = "dupewatch_new_duplicate_groups_total"
-SCANNED, FULL = "dupewatch_check_rows_scanned", "dupewatch_check_last_full_pass_timestamp_seconds"
+FULL = "dupewatch_check_last_full_pass_timestamp_seconds"
 
 
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Any:
     yield from daemon_starter(tmp_path)
+
+
+def first_full_pass(daemon: DaemonProcess, rows: int) -> Any:
+    """The scrape after the first pass, which read every row (its log line says so: the rows-scanned gauge
+    already shows the next run's figure when a loaded machine scrapes after it, the interval being 1 s)."""
+    return daemon.wait_for(lambda s: s.value(FULL, "logins") is not None
+                           and f"mode=full rows_scanned={rows} " in daemon.log(), "the first (full) pass")
 
 
 def test_a_new_duplicate_reaches_the_metrics_within_one_interval_plus_the_run(pg, tmp_path: Path,
@@ -35,7 +42,7 @@ def test_a_new_duplicate_reaches_the_metrics_within_one_interval_plus_the_run(pg
                             "incremental": "id", "interval": INTERVAL}],
                           metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
     daemon: DaemonProcess = start_daemon(config, port)
-    first = daemon.wait_for(lambda s: s.value(SCANNED, "logins") == 51, "the first (full) pass")
+    first = first_full_pass(daemon, 51)
     assert first.value(NEW, "logins") == 0  # the first pass has nothing to compare with
     assert first.value(FULL, "logins") == pytest.approx(time.time(), abs=30)
     assert first.value("dupewatch_duplicate_groups", "logins") == 1
@@ -73,7 +80,7 @@ def test_a_row_in_the_future_is_logged_once_and_does_not_blind_the_daemon(pg, tm
                             "incremental": "created_at", "interval": INTERVAL}],
                           metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
     daemon: DaemonProcess = start_daemon(config, port)
-    daemon.wait_for(lambda s: s.value(SCANNED, "logins") == 21, "the first (full) pass")
+    first_full_pass(daemon, 21)
     pg.execute("INSERT INTO logins (user_id, agent) VALUES (7, 'ff')")
     daemon.wait_for(lambda s: s.value(NEW, "logins") == 1, "the duplicate dated now to be counted")
     runs = daemon.wait_for(lambda s: (s.value("dupewatch_check_duration_seconds_count", "logins") or 0) >= 5,
