@@ -42,6 +42,7 @@ class Candidate:
     pure: bool = False  # link_table_without_unique: nothing but references (a membership twice means nothing)
     status: str | None = None  # key_with_status: the status-like column; the key's other columns repeat per value
     null_columns: tuple[str, ...] = ()  # rows_with_null: the columns whose NULL the key lets through (else all)
+    identifier: bool = False  # non_unique_natural_key with no foreign key: only almost one row per value counts
 
     @property
     def agree_on(self) -> list[str]:
@@ -173,9 +174,17 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
             types = {table.columns[c].type_class for c in index.columns}
             fks = [c for c in index.columns if c in table.fk_columns]
             descriptive = [c for c in index.columns if c not in table.fk_columns and c not in surrogate_key(table)]
-            if not fks or not descriptive or types & {"temporal", "float"} or table.is_protected(index.columns):
+            if not descriptive or types & {"temporal", "float", "other"} or table.is_protected(index.columns) \
+                    or set(index.columns) & table.bookkeeping:
                 continue
             seen.add(index.columns)
+            if not fks:
+                # a login or an email looked up before an insert (wp_insert_user's username_exists): reported only
+                # when almost every value occurs once (findings._repeats_like_a_mistake)
+                found.append(Candidate("non_unique_natural_key", table, index.columns,
+                                       f"non-unique index {index.name} over {', '.join(descriptive)}, the lookup "
+                                       "of a check-then-insert", needs_duplicates=True, identifier=True))
+                continue
             by_name = {c for fk in table.foreign_keys if fk.inferred for c in fk.columns}
             fk_text = ", ".join(f"{c} (by its name)" if c in by_name else c for c in fks)
             found.append(Candidate("non_unique_natural_key", table, index.columns,

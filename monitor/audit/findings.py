@@ -136,7 +136,7 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     if c.kind == "non_unique_natural_key" and m.once_share < DESIGN_SHARE:
         return False  # most values repeat: orders per customer and status
-    if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
+    if (c.kind == "one_to_one_suspect" or c.identifier) and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
                                                and m.once_share >= ONE_TO_ONE_SHARE):
         return False
     if c.kind == "key_with_status" and m.once_share < STATUS_ONCE_SHARE:
