@@ -33,6 +33,7 @@ Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 ONE_TO_ONE_SHARE = 0.99  # one_to_one_suspect: at least this share of values occur once ...
 ONE_TO_ONE_MIN_VALUES = 20  # ... among at least this many distinct values
+IDENTIFIER_SHARE = 0.95  # a non-unique index with no foreign key: at least this share of its values occur once
 DESIGN_SHARE = 0.5  # a natural key whose values occur once less often than this repeats by design
 STATUS_ONCE_SHARE = 0.9  # key_with_status: in the chosen status, at least this share of keys occur once
 RACE_SHARE = 0.5  # the share of groups with the race signature that makes duplicates a race
@@ -118,10 +119,16 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
-        if seen == "race":
-            return "high", None
-        if seen == "alike":
-            return "medium", None
+        if seen == "differ" and c.identifier:
+            return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
+        if seen in ("race", "alike"):
+            severity: Severity = "high" if seen == "race" else "medium"
+            if max(m.burst_share or 0.0, m.alike_share) < 1.0:
+                # most groups are copies, some may be the design (two accounts sharing an email, imported apart):
+                # a fix would merge those too
+                return severity, "some of its groups differ and were born apart, like the design: review them " \
+                    "before enabling it"
+            return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
             # a watch would report these groups at once, and a fix would merge rows that look like the design
@@ -136,7 +143,9 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     if c.kind == "non_unique_natural_key" and m.once_share < DESIGN_SHARE:
         return False  # most values repeat: orders per customer and status
-    if (c.kind == "one_to_one_suspect" or c.identifier) and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
+    if c.identifier and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
+        return False
+    if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
                                                and m.once_share >= ONE_TO_ONE_SHARE):
         return False
     if c.kind == "key_with_status" and m.once_share < STATUS_ONCE_SHARE:

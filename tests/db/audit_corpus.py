@@ -629,12 +629,15 @@ TRYTON = App(
 
 def mediawiki_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     t = md.tables
-    users = range(1, 21)
-    insert(conn, t["user"], [filled(t["user"], u, user_id=u, user_name=f"Editor{u}", user_email=f"e{u}@example.org",
+    users = range(1, 121)
+    # MediaWiki lets accounts share an email address (a bot account and its owner's): Editor12 and Editor19,
+    # registered a week apart, share one
+    insert(conn, t["user"], [filled(t["user"], u, user_id=u, user_name=f"Editor{u}",
+                                    user_email=f"e{12 if u == 19 else u}@example.org",
                                     user_registration=BASE + u * DAY) for u in users])
     # the users' actors, and one actor per IP that edited (actor_user NULL): most actors of a public wiki
     actors = [{"actor_id": u, "actor_user": u, "actor_name": f"Editor{u}"} for u in users]
-    actors += [{"actor_id": 100 + n, "actor_user": None, "actor_name": f"192.0.2.{n}"} for n in range(1, 41)]
+    actors += [{"actor_id": 1000 + n, "actor_user": None, "actor_name": f"192.0.2.{n}"} for n in range(1, 41)]
     insert(conn, t["actor"], actors)
     pages = range(1, 41)
     insert(conn, t["page"], [filled(t["page"], p, page_id=p, page_namespace=p % 3, page_title=f"Title_{p}",
@@ -703,6 +706,8 @@ def wordpress_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     users = range(1, 151)
     people = [filled(t["wp_users"], u, ID=u, user_login=f"reader{u}", user_nicename=f"reader{u}",
                      user_email=f"reader{u}@example.org", user_registered=BASE + u * DAY) for u in users]
+    # accounts imported with WP_IMPORTING set may share an email: reader140 and reader139, registered apart
+    people[139]["user_email"] = "reader139@example.org"
     # the race: one registration form submitted twice at once; both passed username_exists()
     people += [filled(t["wp_users"], 151, ID=151, user_login="reader7", user_nicename="reader7",
                       user_email="reader7@example.org", user_registered=BASE + 7 * DAY)]
@@ -722,8 +727,10 @@ def wordpress_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     meta += [{"post_id": p, "meta_key": "_wp_old_slug", "meta_value": f"old-{p}-{n}"} for p in range(1, 21)
              for n in range(3)]
     insert(conn, t["wp_postmeta"], meta)
-    terms = range(1, 21)
-    insert(conn, t["wp_terms"], [{"term_id": i, "name": f"Topic {i}", "slug": f"topic-{i}", "term_group": 0}
+    terms = range(1, 41)
+    # a category and a tag may share a name (their slugs differ: "news", "news-2"): terms 4 and 17 are both "News"
+    insert(conn, t["wp_terms"], [{"term_id": i, "name": "News" if i in (4, 17) else f"Topic {i}",
+                                  "slug": {4: "news", 17: "news-2"}.get(i, f"topic-{i}"), "term_group": 0}
                                  for i in terms])
     insert(conn, t["wp_term_taxonomy"], [{"term_taxonomy_id": i, "term_id": i, "taxonomy": "category" if i < 6
                                           else "post_tag", "description": "", "parent": 0, "count": 3} for i in terms])
