@@ -1,4 +1,4 @@
--- WordPress 6.x (GPL-2.0-or-later): wp_get_db_schema('blog') and ('global') of wp-admin/includes/schema.php as
+-- WordPress 6.8 (GPL-2.0-or-later): wp_get_db_schema('blog') and ('global') of wp-admin/includes/schema.php as
 -- dbDelta() runs them at install on MariaDB, with the `wp_` table prefix and the charset WordPress picks on
 -- MariaDB 10.11 (utf8mb4, utf8mb4_unicode_520_ci); trimmed to the tables below (links left out). WordPress
 -- declares no foreign key and no unique key on users(user_login) or users(user_email): wp_insert_user checks
@@ -126,7 +126,8 @@ CREATE TABLE wp_posts (
   KEY post_name (post_name(191)),
   KEY type_status_date (post_type,post_status,post_date,ID),
   KEY post_parent (post_parent),
-  KEY post_author (post_author)
+  KEY post_author (post_author),
+  KEY type_status_author (post_type,post_status,post_author)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_520_ci;
 
 CREATE TABLE wp_users (
