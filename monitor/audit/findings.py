@@ -7,7 +7,11 @@ Severity is decided by evidence, the way a DBA reads a table:
   rows agree on every compared column, is a race: `high`. Rows alike but born apart: `medium`. Rows that
   differ and were born apart are the design: no finding for the kinds that are only suspicions
   (`one_to_one_suspect`, `non_unique_natural_key`, `key_with_status`, a link table with descriptive columns).
-  Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out.
+  Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out (no finding at all
+  for an index with no foreign key: the index alone is too weak a suspicion). When only some groups are copies,
+  the severity stands and the check is written commented out: its fix would merge the others too.
+- **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
+  table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
   group whose rows point at different parents through another NOT NULL foreign key links the key to different
   rows (one view shown by two window actions): the design, no finding.
