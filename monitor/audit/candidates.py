@@ -16,10 +16,10 @@ from monitor.audit.catalog import TableInfo, UniqueKey
 
 Kind = Literal["link_table_without_unique", "unique_with_nullable_columns", "invalid_unique_index",
                "non_unique_natural_key", "one_to_one_suspect", "foreign_key_to_non_unique", "no_primary_key",
-               "check_then_insert", "key_with_status"]
+               "check_then_insert", "key_with_status", "identical_rows"]
 KINDS: tuple[Kind, ...] = ("invalid_unique_index", "unique_with_nullable_columns", "link_table_without_unique",
-                           "check_then_insert", "non_unique_natural_key", "key_with_status", "one_to_one_suspect",
-                           "foreign_key_to_non_unique", "no_primary_key")
+                           "check_then_insert", "identical_rows", "non_unique_natural_key", "key_with_status",
+                           "one_to_one_suspect", "foreign_key_to_non_unique", "no_primary_key")
 STATUS_NAME = re.compile(r"(.*_)?(status|state)|is_[a-z0-9_]+|open|active|closed|current|submitted",
                          re.IGNORECASE)
 Filter = Literal["none", "rows_with_null", "not_null"]
@@ -42,6 +42,7 @@ class Candidate:
     pure: bool = False  # link_table_without_unique: nothing but references (a membership twice means nothing)
     status: str | None = None  # key_with_status: the status-like column; the key's other columns repeat per value
     null_columns: tuple[str, ...] = ()  # rows_with_null: the columns whose NULL the key lets through (else all)
+    identifier: bool = False  # non_unique_natural_key with no foreign key: only almost one row per value counts
 
     @property
     def agree_on(self) -> list[str]:
@@ -173,9 +174,17 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
             types = {table.columns[c].type_class for c in index.columns}
             fks = [c for c in index.columns if c in table.fk_columns]
             descriptive = [c for c in index.columns if c not in table.fk_columns and c not in surrogate_key(table)]
-            if not fks or not descriptive or types & {"temporal", "float"} or table.is_protected(index.columns):
+            if not descriptive or types & {"temporal", "float", "other"} or table.is_protected(index.columns) \
+                    or set(index.columns) & table.bookkeeping:
                 continue
             seen.add(index.columns)
+            if not fks:
+                # a login or an email looked up before an insert (wp_insert_user's username_exists): reported only
+                # when almost every value occurs once (findings._repeats_like_a_mistake)
+                found.append(Candidate("non_unique_natural_key", table, index.columns,
+                                       f"non-unique index {index.name} over {', '.join(descriptive)}, the lookup "
+                                       "of a check-then-insert", needs_duplicates=True, identifier=True))
+                continue
             by_name = {c for fk in table.foreign_keys if fk.inferred for c in fk.columns}
             fk_text = ", ".join(f"{c} (by its name)" if c in by_name else c for c in fks)
             found.append(Candidate("non_unique_natural_key", table, index.columns,
@@ -241,6 +250,23 @@ def fks_to_non_unique(tables: list[TableInfo]) -> list[Candidate]:
     return list(found.values())
 
 
+def identical_rows(tables: list[TableInfo]) -> list[Candidate]:
+    """A table with no primary key and no unique key, and not a link table (`link_tables` covers those): its rows
+    measured over every column, so that only rows alike in all of them count. Nothing in the schema stops a
+    second copy of a row (`INSERT IGNORE` / `ON CONFLICT DO NOTHING` into such a table ignores nothing), and
+    nothing tells the copies apart once they are in."""
+    found = []
+    for table in tables:
+        if table.primary_key or any(u.protects for u in table.uniques) or is_link_table(table):
+            continue
+        columns = tuple(c.name for c in table.columns.values() if c.type_class != "other")
+        if len(columns) < len(table.columns) or not columns:
+            continue  # a column without a portable equality (JSON, arrays) could tell copies apart: no claim
+        found.append(Candidate("identical_rows", table, columns, "no primary key or unique key: nothing stops a "
+                               "second copy of a row", needs_duplicates=True))
+    return found
+
+
 def no_primary_keys(tables: list[TableInfo]) -> list[Candidate]:
     return [Candidate("no_primary_key", t, (), "no primary key: a fix can only tell its rows apart by physical "
                       "identity (ctid, rowid; none on MySQL/MariaDB)", needs_duplicates=False, measure=False)
@@ -270,6 +296,7 @@ def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candid
     likeliest evidence. `related`: natural keys the data confirmed (`generic.py`). A column set whose rows another
     NOT NULL unique key declares distinct is no candidate."""
     found = [*invalid_indexes(tables, quote), *nullable_uniques(tables), *link_tables(tables), *lookups,
+             *identical_rows(tables),
              *(related or []), *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables),
              *fks_to_non_unique(tables), *no_primary_keys(tables)]
     return [c for c in found if not c.columns or c.kind in ("invalid_unique_index", "foreign_key_to_non_unique")

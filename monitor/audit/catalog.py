@@ -159,7 +159,8 @@ class TableInfo:
 
 BIRTH_NAME_RANKS = (
     re.compile(r"created(_at|_on|_time|_date)?|inserted(_at|_on)?|date_created|creation_(date|time)|"
-               r"(date_)?joined|first_seen(_at)?|added(_at|_on)?", re.IGNORECASE),
+               r"(date_)?joined|first_seen(_at)?|added(_at|_on)?|([a-z0-9]+_)?(registered|registration)(_at|_on|_date)?",
+               re.IGNORECASE),
     re.compile(r"(?!)"),  # rank 1: any date-and-time column the server fills with now() (see _birth_rank)
     re.compile(r".*(_at|_on|_time|_seen|_date)", re.IGNORECASE),
     re.compile(r"last_seen(_at)?|updated(_at|_on)?|modified(_at|_on)?|last_login|datetime|timestamp|date",

@@ -7,7 +7,11 @@ Severity is decided by evidence, the way a DBA reads a table:
   rows agree on every compared column, is a race: `high`. Rows alike but born apart: `medium`. Rows that
   differ and were born apart are the design: no finding for the kinds that are only suspicions
   (`one_to_one_suspect`, `non_unique_natural_key`, `key_with_status`, a link table with descriptive columns).
-  Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out.
+  Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out (no finding at all
+  for an index with no foreign key: the index alone is too weak a suspicion). When only some groups are copies,
+  the severity stands and the check is written commented out: its fix would merge the others too.
+- **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
+  table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
   group whose rows point at different parents through another NOT NULL foreign key links the key to different
   rows (one view shown by two window actions): the design, no finding.
@@ -33,6 +37,7 @@ Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 ONE_TO_ONE_SHARE = 0.99  # one_to_one_suspect: at least this share of values occur once ...
 ONE_TO_ONE_MIN_VALUES = 20  # ... among at least this many distinct values
+IDENTIFIER_SHARE = 0.95  # a non-unique index with no foreign key: at least this share of its values occur once
 DESIGN_SHARE = 0.5  # a natural key whose values occur once less often than this repeats by design
 STATUS_ONCE_SHARE = 0.9  # key_with_status: in the chosen status, at least this share of keys occur once
 RACE_SHARE = 0.5  # the share of groups with the race signature that makes duplicates a race
@@ -112,11 +117,22 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
     if m.groups:
         if not _repeats_like_a_mistake(c, m):
             return None
+        if c.kind == "identical_rows":
+            # copies alike in every column, but a key-less table may log one event twice by design (a hit per
+            # second): never high, and its check is only drafted
+            return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
+                "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
-        if seen == "race":
-            return "high", None
-        if seen == "alike":
-            return "medium", None
+        if seen == "differ" and c.identifier:
+            return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
+        if seen in ("race", "alike"):
+            severity: Severity = "high" if seen == "race" else "medium"
+            if max(m.burst_share or 0.0, m.alike_share) < 1.0:
+                # most groups are copies, some may be the design (two accounts sharing an email, imported apart):
+                # a fix would merge those too
+                return severity, "some of its groups differ and were born apart, like the design: review them " \
+                    "before enabling it"
+            return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
             # a watch would report these groups at once, and a fix would merge rows that look like the design
@@ -131,6 +147,8 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     if c.kind == "non_unique_natural_key" and m.once_share < DESIGN_SHARE:
         return False  # most values repeat: orders per customer and status
+    if c.identifier and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
+        return False
     if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
                                                and m.once_share >= ONE_TO_ONE_SHARE):
         return False

@@ -627,8 +627,192 @@ TRYTON = App(
     # (model, field, occurrence, user, COALESCE(screen_width, -1)); currency_currency_rate by UNIQUE(date, currency).
 )
 
+def mediawiki_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    users = range(1, 121)
+    # MediaWiki lets accounts share an email address (a bot account and its owner's): Editor12 and Editor19,
+    # registered a week apart, share one
+    insert(conn, t["user"], [filled(t["user"], u, user_id=u, user_name=f"Editor{u}",
+                                    user_email=f"e{12 if u == 19 else u}@example.org",
+                                    user_registration=BASE + u * DAY) for u in users])
+    # the users' actors, and one actor per IP that edited (actor_user NULL): most actors of a public wiki
+    actors = [{"actor_id": u, "actor_user": u, "actor_name": f"Editor{u}"} for u in users]
+    actors += [{"actor_id": 1000 + n, "actor_user": None, "actor_name": f"192.0.2.{n}"} for n in range(1, 41)]
+    insert(conn, t["actor"], actors)
+    pages = range(1, 41)
+    insert(conn, t["page"], [filled(t["page"], p, page_id=p, page_namespace=p % 3, page_title=f"Title_{p}",
+                                    page_random=p / 41, page_latest=p * 10) for p in pages])
+    # many revisions per page and per actor by design
+    insert(conn, t["revision"], [filled(t["revision"], n, rev_id=n, rev_page=1 + n % 40, rev_comment_id=n,
+                                        rev_actor=1 + n % 20, rev_timestamp=BASE + n * DAY / 10, rev_sha1=f"s{n}")
+                                 for n in range(1, 301)])
+    insert(conn, t["watchlist"], [{"wl_user": u, "wl_namespace": p % 3, "wl_title": f"Title_{p}"}
+                                  for u in users for p in range(u, u + 5)])
+    insert(conn, t["user_properties"], [{"up_user": u, "up_property": prop, "up_value": "1"}
+                                        for u in users for prop in ("skin", "language", "gender")])
+    # the "you have new messages" flag: one row per user or IP whose talk page changed ...
+    newtalk = [{"user_id": u, "user_ip": "", "user_last_timestamp": BASE + u * DAY} for u in range(1, 9)]
+    newtalk += [{"user_id": 0, "user_ip": f"192.0.2.{n}", "user_last_timestamp": BASE + n * DAY} for n in range(1, 6)]
+    # ... and two messages left on Editor3's talk page at once: two rows for one user
+    newtalk += [{"user_id": 3, "user_ip": "", "user_last_timestamp": BASE + 3 * DAY}]
+    insert(conn, t["user_newtalk"], newtalk)
+    # special pages' cached results: the whole list per type, rewritten by updateSpecialPages
+    insert(conn, t["querycache"], [{"qc_type": qt, "qc_value": n % 4, "qc_namespace": 0, "qc_title": f"Title_{n}"}
+                                   for qt in ("Lonelypages", "Uncategorizedpages", "Wantedpages")
+                                   for n in range(1, 26)])
+    insert(conn, t["change_tag_def"], [{"ctd_id": i, "ctd_name": name, "ctd_user_defined": 0, "ctd_count": 50}
+                                       for i, name in enumerate(("mw-reverted", "mw-undo", "visualeditor"), start=1)])
+    # tags on edits (rc and rev set, log NULL) and on log entries (rc and log set, rev NULL)
+    tags = [{"ct_rc_id": n, "ct_rev_id": n, "ct_log_id": None, "ct_tag_id": 1 + n % 3} for n in range(1, 121)]
+    tags += [{"ct_rc_id": 1000 + n, "ct_rev_id": None, "ct_log_id": n, "ct_tag_id": 1 + n % 3} for n in range(1, 11)]
+    insert(conn, t["change_tag"], tags)
+    # the same URL linked from many pages, many URLs per page
+    insert(conn, t["externallinks"], [{"el_from": p, "el_to_domain_index": f"https://org.example{d}.",
+                                       "el_to_path": f"/doc/{d}"} for p in pages for d in range(p % 5, p % 5 + 4)])
+    # refreshLinks jobs: one per page edit, several per title waiting at once; job_sha1 '' (not deduplicated)
+    insert(conn, t["job"], [filled(t["job"], n, job_cmd="refreshLinks", job_namespace=0,
+                                   job_title=f"Title_{1 + n % 10}", job_params="a:0:{}",
+                                   job_timestamp=BASE + n * DAY / 24, job_sha1="") for n in range(60)])
+    insert(conn, t["categorylinks"], [filled(t["categorylinks"], n, cl_from=p, cl_to=f"Cat{c}",
+                                             cl_timestamp=BASE + p * DAY) for n, (p, c) in
+                                      enumerate((p, c) for p in pages for c in range(p % 3, p % 3 + 2))])
+    insert(conn, t["logging"], [filled(t["logging"], n, log_type="patrol", log_action="patrol",
+                                       log_timestamp=BASE + n * DAY / 5, log_actor=1 + n % 20, log_namespace=0,
+                                       log_title=f"Title_{1 + n % 40}", log_page=1 + n % 40, log_comment_id=n,
+                                       log_params="a:0:{}") for n in range(200)])
+    # several blocks of one target (multiblocks: a sitewide and a partial block)
+    insert(conn, t["block"], [filled(t["block"], n, bl_target=1 + n // 2, bl_by_actor=1, bl_reason_id=n,
+                                     bl_timestamp=BASE + n * DAY, bl_expiry=BASE + (n + 30) * DAY,
+                                     bl_sitewide=n % 2) for n in range(20)])
+
+
+MEDIAWIKI = App(
+    "mediawiki", None, mediawiki_rows, dump="mediawiki.sql", dialects=("postgresql",),
+    truth={"user_newtalk": {frozenset({"user_id", "user_ip", "user_last_timestamp"})}},
+    evidence={"user_newtalk": (
+        "includes/user/TalkPageNotificationManager.php (dbUpdateNewtalk): INSERT IGNORE INTO user_newtalk "
+        "(user_id or user_ip, user_last_timestamp) on every edit of a user's talk page; the table has no primary "
+        "or unique key, so IGNORE ignores nothing and two edits at once leave two identical rows")},
+    # Not risks: change_tag's three unique keys each hold a nullable column (ct_log_id is NULL on every edit's tag)
+    # but the other two keys cover those rows (UNIQUE(ct_rc_id, ct_tag_id)); actor(actor_user) is NULL for every IP
+    # actor, covered by UNIQUE(actor_name); querycache is the special pages' cached lists (the whole list per type,
+    # rewritten); job rows repeat per title (refreshLinks for each edit, job_sha1 '' when not deduplicated);
+    # block repeats per target (a sitewide and a partial block); externallinks repeats a URL across pages.
+)
+
+
+def wordpress_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    users = range(1, 151)
+    people = [filled(t["wp_users"], u, ID=u, user_login=f"reader{u}", user_nicename=f"reader{u}",
+                     user_email=f"reader{u}@example.org", user_registered=BASE + u * DAY) for u in users]
+    # accounts imported with WP_IMPORTING set may share an email: reader140 and reader139, registered apart
+    people[139]["user_email"] = "reader139@example.org"
+    # the race: one registration form submitted twice at once; both passed username_exists()
+    people += [filled(t["wp_users"], 151, ID=151, user_login="reader7", user_nicename="reader7",
+                      user_email="reader7@example.org", user_registered=BASE + 7 * DAY)]
+    insert(conn, t["wp_users"], people)
+    # many meta keys per user; wp_capabilities and wp_user_level once per user
+    insert(conn, t["wp_usermeta"], [{"user_id": u, "meta_key": k, "meta_value": "x"}
+                                    for u in users for k in ("nickname", "wp_capabilities", "wp_user_level",
+                                                             "session_tokens")])
+    posts = range(1, 61)
+    insert(conn, t["wp_posts"], [filled(t["wp_posts"], p, ID=p, post_author=1 + p % 5, post_date=BASE + p * DAY,
+                                        post_date_gmt=BASE + p * DAY, post_name=f"post-{p}" if p % 10 else "",
+                                        post_status="publish" if p % 10 else "auto-draft", post_type="post",
+                                        post_parent=0, post_modified=BASE + p * DAY,
+                                        post_modified_gmt=BASE + p * DAY) for p in posts])
+    # post meta: one _edit_last per post; several _wp_old_slug per renamed post by design (add_post_meta, not unique)
+    meta = [{"post_id": p, "meta_key": "_edit_last", "meta_value": "1"} for p in posts]
+    meta += [{"post_id": p, "meta_key": "_wp_old_slug", "meta_value": f"old-{p}-{n}"} for p in range(1, 21)
+             for n in range(3)]
+    insert(conn, t["wp_postmeta"], meta)
+    terms = range(1, 41)
+    # a category and a tag may share a name (their slugs differ: "news", "news-2"): terms 4 and 17 are both "News"
+    insert(conn, t["wp_terms"], [{"term_id": i, "name": "News" if i in (4, 17) else f"Topic {i}",
+                                  "slug": {4: "news", 17: "news-2"}.get(i, f"topic-{i}"), "term_group": 0}
+                                 for i in terms])
+    insert(conn, t["wp_term_taxonomy"], [{"term_taxonomy_id": i, "term_id": i, "taxonomy": "category" if i < 6
+                                          else "post_tag", "description": "", "parent": 0, "count": 3} for i in terms])
+    insert(conn, t["wp_term_relationships"], [{"object_id": p, "term_taxonomy_id": 1 + (p + k) % 20, "term_order": 0}
+                                              for p in posts for k in range(3)])
+    # many comments per post and per author email by design
+    insert(conn, t["wp_comments"], [filled(t["wp_comments"], n, comment_post_ID=1 + n % 60,
+                                           comment_author=f"Reader {1 + n % 9}",
+                                           comment_author_email=f"reader{1 + n % 9}@example.org",
+                                           comment_date=BASE + n * DAY / 3, comment_date_gmt=BASE + n * DAY / 3,
+                                           comment_content=f"c{n}", comment_approved="1", comment_type="comment",
+                                           comment_parent=0, user_id=0) for n in range(200)])
+    insert(conn, t["wp_options"], [{"option_name": f"opt_{n}", "option_value": "v",
+                                    "autoload": "yes" if n % 3 else "no"} for n in range(50)])
+
+
+WORDPRESS = App(
+    "wordpress", None, wordpress_rows, dump="wordpress_mariadb.sql", dialects=("mysql",),
+    truth={"wp_users": {frozenset({"user_login"}), frozenset({"user_email"}), frozenset({"user_nicename"})}},
+    evidence={"wp_users": (
+        "wp-includes/user.php wp_insert_user: username_exists($user_login) and email_exists($user_email), then "
+        "$wpdb->insert($wpdb->users, ...); user_nicename made unique by a SELECT loop before the insert; "
+        "wp_users has only non-unique indexes on user_login, user_nicename and user_email")},
+    # Not risks: postmeta / usermeta repeat (post_id, meta_key) by design (add_post_meta($id, '_wp_old_slug', ...)
+    # keeps every old slug; multi-valued meta); comments repeat per post and author email; term_relationships and
+    # options are keyed.
+)
+
+
+def matomo_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    logins = [f"analyst{n}" for n in range(1, 11)]
+    insert(conn, t["matomo_user"], [filled(t["matomo_user"], n, login=login, email=f"{login}@example.org",
+                                           date_registered=BASE + n * DAY) for n, login in enumerate(logins)])
+    insert(conn, t["matomo_site"], [filled(t["matomo_site"], s, idsite=s, name=f"Site {s}", ts_created=BASE)
+                                    for s in range(1, 6)])
+    insert(conn, t["matomo_site_url"], [{"idsite": s, "url": f"https://s{s}.example.org"} for s in range(1, 6)])
+    # a role per login and site, and the capabilities granted next to it (tagmanager_write, ...): several rows per
+    # (login, idsite) by design
+    access = [{"login": login, "idsite": s, "access": "view"} for login in logins for s in range(1, 6)]
+    access += [{"login": login, "idsite": s, "access": cap} for login in logins[:6] for s in range(1, 4)
+               for cap in ("tagmanager_write", "tagmanager_publish_live_container")]
+    insert(conn, t["matomo_access"], access)
+    insert(conn, t["matomo_twofactor_recovery_code"], [{"login": login, "recovery_code": f"{login}-{n}"}
+                                                       for login in logins[:4] for n in range(10)])
+    insert(conn, t["matomo_plugin_setting"], [{"plugin_name": p, "setting_name": f"s{n}", "setting_value": "1",
+                                               "json_encoded": 0, "user_login": login}
+                                              for p in ("CoreHome", "Live") for login in ("", *logins[:3])
+                                              for n in range(3)])
+    # the actions: one row per (type, hash) ...
+    actions = [{"idaction": n, "name": f"example.org/page/{n}", "hash": 1_000_003 * n % 4_294_967_291,
+                "type": 1 + n % 4, "url_prefix": 1 if n % 4 == 0 else None} for n in range(1, 301)]
+    # ... and the race: two trackers hit a new page at once, neither found it by (type, hash), both inserted it
+    actions += [{"idaction": 301, "name": "example.org/page/42", "hash": 1_000_003 * 42 % 4_294_967_291,
+                 "type": 1 + 42 % 4, "url_prefix": None}]
+    insert(conn, t["matomo_log_action"], actions)
+    visits = range(1, 201)
+    insert(conn, t["matomo_log_visit"], [{"idvisit": v, "idsite": 1 + v % 5, "idvisitor": f"{v % 70:08}".encode(),
+                                          "visit_last_action_time": BASE + v * DAY / 20,
+                                          "config_id": f"{v % 90:08}".encode(), "location_ip": b"\xc0\x00\x02\x01"}
+                                         for v in visits])
+    insert(conn, t["matomo_log_link_visit_action"], [
+        {"idsite": 1 + v % 5, "idvisitor": f"{v % 70:08}".encode(), "idvisit": v, "idaction_url_ref": 1 + (v + k) % 300,
+         "idaction_name_ref": 1 + (v * k) % 300, "pageview_position": k} for v in visits for k in range(1, 4)])
+    insert(conn, t["matomo_option"], [{"option_name": f"opt_{n}", "option_value": "v", "autoload": n % 2}
+                                      for n in range(40)])
+
+
+MATOMO = App(
+    "matomo", None, matomo_rows, dump="matomo_mariadb.sql", dialects=("mysql",),
+    truth={"matomo_log_action": {frozenset({"type", "hash"})}},
+    evidence={"matomo_log_action": (
+        "core/Tracker/TableLogAction.php: the tracker looks actions up by (type, hash) through index_type_hash and "
+        "inserts the ones it did not find, with no unique key; plugins/CoreAdminHome/Commands/"
+        "FixDuplicateLogActions.php (core:fix-duplicate-log-actions) exists to merge the duplicates this leaves")},
+    # Not risks: access repeats (login, idsite) by design (a role row and its capability rows: tagmanager_write,
+    # ...); plugin_setting repeats (plugin_name, user_login) per setting; twofactor_recovery_code holds ten codes
+    # per login; log_visit and log_link_visit_action repeat per site and visitor.
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
-REAL_APPS = [DJANGO_CMS, TRYTON]
+REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO]
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
