@@ -575,6 +575,30 @@ def test_sqlite_a_function_whose_second_operand_has_no_limit_is_refused(victim_t
     assert time.monotonic() - started < 1
 
 
+SQLITE_GENERATED = {
+    "printf": "printf('%.*c', 900000000, 'x')",
+    "zeroblob": "length(zeroblob(30000000))",
+}
+
+
+@pytest.mark.parametrize("call", SQLITE_GENERATED)
+def test_sqlite_a_virtual_generated_column_calling_a_refused_function_is_refused(sqlite_db, call, monitor_for):
+    """SQLite's authorizer is not asked about a VIRTUAL generated column's calls (they were resolved when the
+    schema was read); the statement's program runs them on every read of the column."""
+    make_victim(sqlite_db, f"CREATE TABLE made (id INTEGER PRIMARY KEY, c AS ({SQLITE_GENERATED[call]}) VIRTUAL)")
+    result = run_query(monitor_for, sqlite_db, "SELECT id, 1 AS dup_count FROM made WHERE c IS NOT NULL")
+    assert_refused(result, f"{call}()")
+    assert "generated column" in result.error
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_a_where_cannot_read_a_generated_column_calling_a_refused_function(victim_table, monitor_for):
+    victim_table.execute("DROP TABLE victim",
+                         "CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10), "
+                         "c AS (printf('%.*c', 900000000, 'x')) VIRTUAL)")
+    assert_refused(run_where(monitor_for, victim_table, "c IS NOT NULL"), "printf()")
+
+
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
 def test_sqlite_trim_of_whitespace_is_allowed(victim_table, monitor_for):
     result = run_query(monitor_for, victim_table, "SELECT trim(k) AS t, ltrim(k) AS l, rtrim(k) AS r FROM victim "
