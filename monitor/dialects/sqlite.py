@@ -114,6 +114,10 @@ typeof unhex unicode unixepoch unlikely upper -> ->>
 # program: trims with a set of characters (65,536 x 65,537 took 6.8-8.7 s) and replace's needle (a 4 MiB string
 # and a 32 KiB needle took 1.8 s), as instr's needle. SQLite's own program (EXPLAIN) names each call with its
 # number of arguments, `ltrim(2)`, so trim(x) of whitespace stays allowed.
+# The PRAGMAs a statement may read as tables (`SELECT * FROM pragma_table_info('t')`) report settings and the schema,
+# and run nothing, except `optimize`, which runs ANALYZE on the tables this connection's queries would plan better
+# with statistics: a write into sqlite_stat1 (on the fix's writable connection, where a `where` runs too).
+ACTING_PRAGMA_TABLES = frozenset({"pragma_optimize"})
 UNBOUNDED_OPERAND = {"trim": 2, "ltrim": 2, "rtrim": 2, "replace": 3}
 _CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((-?\d+)\)")  # -1: any number of arguments (printf)
 
@@ -195,9 +199,12 @@ class SQLite(SQLitePolling, Dialect):
         dbapi: Any = conn.connection.driver_connection
         refused: list[str] = []
 
-        def authorize(action: int, _arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+        def authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
             if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in HARMLESS_FUNCTIONS:
                 refused.append(arg2 or "")
+                return sqlite3.SQLITE_DENY
+            if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in ACTING_PRAGMA_TABLES:
+                refused.append(arg1 or "")
                 return sqlite3.SQLITE_DENY
             return sqlite3.SQLITE_OK
 
@@ -210,6 +217,9 @@ class SQLite(SQLitePolling, Dialect):
                 raise
         finally:
             dbapi.set_authorizer(None)
+        if refused and refused[0].lower() in ACTING_PRAGMA_TABLES:
+            return (f"{refused[0]} is not allowed in a check: reading it runs PRAGMA {refused[0][7:]}, which may "
+                    f"write to the database (ANALYZE into sqlite_stat1)")
         if refused:
             return (f"{refused[0]}() is not allowed in a check: it is not one of the SQLite functions known to "
                     f"change nothing and to stay small and quick (randomblob, zeroblob, printf, instr, load_extension "

@@ -600,6 +600,17 @@ def test_sqlite_a_where_cannot_read_a_generated_column_calling_a_refused_functio
 
 
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_pragma_optimize_read_as_a_table_is_refused(victim_table, monitor_for):
+    """`pragma_optimize` runs PRAGMA optimize, which may ANALYZE (write sqlite_stat1), also in a `where` on the fix's
+    writable connection; the PRAGMAs that only report stay readable."""
+    result = run_where(monitor_for, victim_table, "EXISTS (SELECT 1 FROM pragma_optimize)")
+    assert result.status == "error" and "pragma_optimize is not allowed in a check" in result.error, result
+    allowed = run_query(monitor_for, victim_table,
+                        "SELECT name AS k, 2 AS dup_count FROM pragma_table_info('victim') WHERE pk = 1")
+    assert (allowed.status, allowed.groups, allowed.error) == ("violations", 1, None)
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
 def test_sqlite_trim_of_whitespace_is_allowed(victim_table, monitor_for):
     result = run_query(monitor_for, victim_table, "SELECT trim(k) AS t, ltrim(k) AS l, rtrim(k) AS r FROM victim "
                                                   "GROUP BY trim(k) HAVING COUNT(*) > 1")
