@@ -63,9 +63,11 @@ _REFUSED_STABLE = ("txid_current", "pg_current_xact_id")
 # cursor_to_xml are VOLATILE, refused as such.)
 RUNS_A_QUERY = ("table_to_xml", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema",
                 "database_to_xml", "database_to_xml_and_xmlschema")
-# The same in the tablefunc extension (whatever schema it is installed in; C functions of its library, by their C
-# name): crosstab and connectby are STABLE and run the SQL text they are given.
-_TABLEFUNC_QUERIES = ("crosstab", "crosstab_hash", "connectby_text", "connectby_text_serial")
+# The same in extensions (whatever schema they are installed in: C functions, as `library:C name`): tablefunc's
+# crosstab and connectby are STABLE and run the SQL text they are given, xml2's xpath_table one it builds from its
+# arguments.
+_EXTENSION_QUERIES = ("tablefunc:crosstab", "tablefunc:crosstab_hash", "tablefunc:connectby_text",
+                      "tablefunc:connectby_text_serial", "pgxml:xpath_table")
 # IMMUTABLE, but the size of their result is set by an argument (a count or a width), not by their input:
 # `repeat('a', 400000000)` is 400 MB from a short statement, and a matcher given such strings (LIKE, position)
 # runs without looking for a cancel, past statement_timeout and past the cancel of dupewatch's deadline
@@ -99,7 +101,8 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:queries AS text[]))
-       OR l.lanname = 'c' AND p.probin ~ 'tablefunc$' AND p.prosrc = ANY (CAST(:tablefunc AS text[])) AS queries,
+       OR l.lanname = 'c' AND regexp_replace(p.probin, '^.*/', '') || ':' || p.prosrc
+                              = ANY (CAST(:extension_queries AS text[])) AS queries,
        n.nspname = 'pg_catalog' AND (p.proname = ANY (CAST(:sized AS text[]))
                                      OR p.oid = ANY (CAST(:padded AS pg_catalog.regprocedure[]))) AS sized
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
@@ -327,7 +330,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
                                       "operators": _oid_array(calls.operators),
                                       "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
-                                      "queries": list(RUNS_A_QUERY), "tablefunc": list(_TABLEFUNC_QUERIES),
+                                      "queries": list(RUNS_A_QUERY), "extension_queries": list(_EXTENSION_QUERIES),
                                       "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)})
         for signature, volatility, harmless, refused, queries, sized in rows:
             if refused:

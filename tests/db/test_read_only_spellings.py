@@ -241,11 +241,20 @@ def test_postgresql_a_where_cannot_reach_a_view_through_table_to_xml(pg_hidden_r
     assert_refused(run_where(monitor_for, pg_hidden_runners, where), "table_to_xml(")
 
 
-def test_postgresql_tablefunc_crosstab_running_its_sql_text_is_refused(pg, monitor_for):
-    make_victim(pg, f'CREATE EXTENSION tablefunc SCHEMA "{pg.schema}"')
-    sql = ("SELECT * FROM crosstab('SELECT k::text, k::text, pg_try_advisory_lock(4242)::text FROM victim ORDER BY 1') "
-           "AS ct(k text, a text)")
-    assert_refused(run_query(monitor_for, pg, sql), "crosstab(text)")
+PG_EXTENSION_QUERIES = {
+    "tablefunc": ("SELECT * FROM crosstab('SELECT k::text, k::text, pg_try_advisory_lock(4242)::text FROM victim "
+                  "ORDER BY 1') AS ct(k text, a text)", "crosstab(text)"),
+    "xml2": ("SELECT * FROM xpath_table('id', 'x', '(SELECT id, ''<a/>'' AS x FROM victim "
+             "WHERE pg_try_advisory_lock(4242)) AS v', '/a', 'true') AS t(id integer, a text)",
+             "xpath_table(text,text,text,text,text)"),
+}
+
+
+@pytest.mark.parametrize("extension", PG_EXTENSION_QUERIES)
+def test_postgresql_an_extension_function_running_sql_text_is_refused(pg, extension, monitor_for):
+    make_victim(pg, f'CREATE EXTENSION {extension} SCHEMA "{pg.schema}"')
+    sql, call = PG_EXTENSION_QUERIES[extension]
+    assert_refused(run_query(monitor_for, pg, sql), call)
 
 
 def test_postgresql_to_json_of_a_type_without_a_volatile_cast_is_allowed(pg, monitor_for):
