@@ -109,15 +109,16 @@ typeof unhex unicode unixepoch unlikely upper -> ->>
 """) | {CASE_FOLD_FUNCTION}
 
 
+# The PRAGMAs a statement may read as tables (`SELECT * FROM pragma_table_info('t')`) report settings and the schema,
+# and run nothing, except `optimize`, which runs ANALYZE on the tables this connection's queries would plan better
+# with statistics: a write into sqlite_stat1 (on the fix's writable connection, where a `where` runs too).
+ACTING_PRAGMA_TABLES = frozenset({"pragma_optimize"})
+
 # Allowed functions that, given this many arguments or more, match their string against an operand no SQLite limit
 # bounds (unlike LIKE's pattern), for up to the string's length times the operand's in one step of SQLite's
 # program: trims with a set of characters (65,536 x 65,537 took 6.8-8.7 s) and replace's needle (a 4 MiB string
 # and a 32 KiB needle took 1.8 s), as instr's needle. SQLite's own program (EXPLAIN) names each call with its
 # number of arguments, `ltrim(2)`, so trim(x) of whitespace stays allowed.
-# The PRAGMAs a statement may read as tables (`SELECT * FROM pragma_table_info('t')`) report settings and the schema,
-# and run nothing, except `optimize`, which runs ANALYZE on the tables this connection's queries would plan better
-# with statistics: a write into sqlite_stat1 (on the fix's writable connection, where a `where` runs too).
-ACTING_PRAGMA_TABLES = frozenset({"pragma_optimize"})
 UNBOUNDED_OPERAND = {"trim": 2, "ltrim": 2, "rtrim": 2, "replace": 3}
 _CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((-?\d+)\)")  # -1: any number of arguments (printf)
 
