@@ -478,12 +478,14 @@ def ensure_select(sql: str) -> None:
         )
 
 
-def ensure_safe(conn: Connection, sql: str, rules: Dialect) -> None:
+def ensure_safe(conn: Connection, sql: str, rules: Dialect, statement: str | None = None) -> None:
     """Refuse a custom query that is not a SELECT, or that calls what a read-only transaction does not stop (locks,
     other sessions, server files, ...): the database's own reading of the statement decides which functions it
-    calls (`Dialect.refused_call`), before it runs."""
+    calls (`Dialect.refused_call`), before it runs. `statement` is the one that will run it (its rows by default):
+    the server resolves an operator or aggregate by the types of the query's columns, so `SUM(dup_count - 1)` over
+    a `dup_count` of a type of the database's own may call a function of its owner's that the rows alone do not."""
     ensure_select(sql)
-    refused = rules.refused_call(conn, f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom")
+    refused = rules.refused_call(conn, statement or f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom")
     if refused:
         raise CheckDefinitionError(f"custom query refused: {refused}")
 
@@ -510,14 +512,17 @@ def custom_weighted(conn: Connection, sql: str) -> bool:
     return "dup_count" in columns
 
 
+def figures_statement(sql: str, weighted: bool) -> str:
+    """The statement that counts a custom query's offences: each row is one; `dup_count` (when `weighted`)
+    weighs it."""
+    excess = "COALESCE(SUM(dup_count - 1), 0)" if weighted else "COUNT(*)"
+    return f"SELECT COUNT(*), {excess} FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom"
+
+
 def custom_figures(conn: Connection, sql: str, weighted: bool) -> tuple[int, int]:
     """Each row a custom query returns is one offence; `dup_count` (when `weighted`) weighs it."""
     ensure_select(sql)
-    body = custom_sql(sql)
-    excess = "COALESCE(SUM(dup_count - 1), 0)" if weighted else "COUNT(*)"
-    row = conn.exec_driver_sql(
-        f"SELECT COUNT(*), {excess} FROM (\n{body}\n) AS dupewatch_custom", execution_options=AS_WRITTEN
-    ).one()
+    row = conn.exec_driver_sql(figures_statement(sql, weighted), execution_options=AS_WRITTEN).one()
     return int(row[0]), int(row[1])
 
 

@@ -38,6 +38,7 @@ from monitor.detect import (
     custom_rows,
     custom_weighted,
     ensure_safe,
+    figures_statement,
     split_table_name,
     where_probe,
 )
@@ -442,6 +443,7 @@ class Monitor:
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
                         weighted = self._weighted[check.name] = custom_weighted(conn, sql)
+                    self._ensure_safe(conn, db, sql, figures_statement(sql, weighted))
                     timing["query"] = time.perf_counter()
                     groups, excess = custom_figures(conn, sql, weighted)
                     timing["done"] = time.perf_counter()
@@ -580,10 +582,11 @@ class Monitor:
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(db.describe(exc)) from None
 
-    def _ensure_safe(self, conn: Connection, db: Database, sql: str) -> None:
-        if (db.name, sql) not in self._vetted:
-            ensure_safe(conn, sql, db.rules)
-            self._vetted.add((db.name, sql))
+    def _ensure_safe(self, conn: Connection, db: Database, sql: str, statement: str | None = None) -> None:
+        """Vet the custom query `sql` in `statement` (its rows by default), once per process."""
+        if (db.name, statement or sql) not in self._vetted:
+            ensure_safe(conn, sql, db.rules, statement)
+            self._vetted.add((db.name, statement or sql))
 
     @staticmethod
     def _execute(db: Database, conn: Connection, statement: Any) -> list[Any]:

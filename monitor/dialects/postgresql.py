@@ -66,6 +66,17 @@ HARMLESS_VOLATILE = ("random", "clock_timestamp", "timeofday", "gen_random_uuid"
                      "pg_sleep_until", "pg_is_in_recovery", "bernoulli", "system")  # the last two: TABLESAMPLE
 # STABLE by declaration, but not harmless: each gives the check's transaction a permanent transaction ID.
 _REFUSED_STABLE = ("txid_current", "pg_current_xact_id")
+# STABLE by declaration, but each runs a query of its own, which the statement's plan does not hold and so no
+# vetting sees: `table_to_xml('a_view', ...)` reads the view, whatever VOLATILE function the view calls, and
+# `schema_to_xml` and `database_to_xml` read every table and view of a schema or database. (query_to_xml and
+# cursor_to_xml are VOLATILE, refused as such.)
+RUNS_A_QUERY = ("table_to_xml", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema",
+                "database_to_xml", "database_to_xml_and_xmlschema")
+# The same in extensions (whatever schema they are installed in: C functions, as `library:C name`): tablefunc's
+# crosstab and connectby are STABLE and run the SQL text they are given, xml2's xpath_table one it builds from its
+# arguments.
+_EXTENSION_QUERIES = ("tablefunc:crosstab", "tablefunc:crosstab_hash", "tablefunc:connectby_text",
+                      "tablefunc:connectby_text_serial", "pgxml:xpath_table")
 # IMMUTABLE, but the size of their result is set by an argument (a count or a width), not by their input:
 # `repeat('a', 400000000)` is 400 MB from a short statement, and a matcher given such strings (LIKE, position)
 # runs without looking for a cancel, past statement_timeout and past the cancel of dupewatch's deadline
@@ -88,13 +99,22 @@ WITH called(fn) AS (
                         (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid),
                         (a.aggmfinalfn::oid)) AS parts(part)
     WHERE part <> 0
+    -- the JSON builders (to_json, row_to_json, json_agg, json_build_object...) run a type's cast to json or jsonb
+    -- for every value of a type of the database's own (a composite, an enum), a call no plan tree holds
+    UNION SELECT k.castfunc::oid FROM pg_catalog.pg_cast k
+    WHERE k.casttarget IN ('pg_catalog.json'::regtype, 'pg_catalog.jsonb'::regtype) AND k.castfunc <> 0
+      AND EXISTS (SELECT FROM called c JOIN pg_catalog.pg_proc b ON b.oid = c.fn
+                  WHERE b.pronamespace = 'pg_catalog'::regnamespace AND b.proname ~ 'json')
 )
 SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused,
+       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:queries AS text[]))
+       OR l.lanname = 'c' AND regexp_replace(p.probin, '^.*/', '') || ':' || p.prosrc
+                              = ANY (CAST(:extension_queries AS text[])) AS queries,
        n.nspname = 'pg_catalog' AND (p.proname = ANY (CAST(:sized AS text[]))
                                      OR p.oid = ANY (CAST(:padded AS pg_catalog.regprocedure[]))) AS sized
-FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 WHERE p.oid IN (SELECT fn FROM support)
 ORDER BY p.oid
 """)
@@ -364,10 +384,14 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
                                       "operators": _oid_array(calls.operators),
                                       "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
+                                      "queries": list(RUNS_A_QUERY), "extension_queries": list(_EXTENSION_QUERIES),
                                       "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)})
-        for signature, volatility, harmless, refused, sized in rows:
+        for signature, volatility, harmless, refused, queries, sized in rows:
             if refused:
                 return signature, "it gives the check's transaction an ID"
+            if queries:
+                return signature, ("it runs a query of its own (of the tables and views it is given), which "
+                                   "dupewatch cannot vet: a view it reads may call anything")
             if sized:
                 return signature, ("an argument, not its input, sets the size of its result, and PostgreSQL does "
                                    "not interrupt LIKE or position() over such a string: it would run past "

@@ -109,13 +109,18 @@ typeof unhex unicode unixepoch unlikely upper -> ->>
 """) | {CASE_FOLD_FUNCTION}
 
 
+# The PRAGMAs a statement may read as tables (`SELECT * FROM pragma_table_info('t')`) report settings and the schema,
+# and run nothing, except `optimize`, which runs ANALYZE on the tables this connection's queries would plan better
+# with statistics: a write into sqlite_stat1 (on the fix's writable connection, where a `where` runs too).
+ACTING_PRAGMA_TABLES = frozenset({"pragma_optimize"})
+
 # Allowed functions that, given this many arguments or more, match their string against an operand no SQLite limit
 # bounds (unlike LIKE's pattern), for up to the string's length times the operand's in one step of SQLite's
 # program: trims with a set of characters (65,536 x 65,537 took 6.8-8.7 s) and replace's needle (a 4 MiB string
 # and a 32 KiB needle took 1.8 s), as instr's needle. SQLite's own program (EXPLAIN) names each call with its
 # number of arguments, `ltrim(2)`, so trim(x) of whitespace stays allowed.
 UNBOUNDED_OPERAND = {"trim": 2, "ltrim": 2, "rtrim": 2, "replace": 3}
-_CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((\d+)\)")
+_CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((-?\d+)\)")  # -1: any number of arguments (printf)
 
 
 class SQLite(SQLitePolling, Dialect):
@@ -195,9 +200,12 @@ class SQLite(SQLitePolling, Dialect):
         dbapi: Any = conn.connection.driver_connection
         refused: list[str] = []
 
-        def authorize(action: int, _arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+        def authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
             if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in HARMLESS_FUNCTIONS:
                 refused.append(arg2 or "")
+                return sqlite3.SQLITE_DENY
+            if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in ACTING_PRAGMA_TABLES:
+                refused.append(arg1 or "")
                 return sqlite3.SQLITE_DENY
             return sqlite3.SQLITE_OK
 
@@ -210,12 +218,22 @@ class SQLite(SQLitePolling, Dialect):
                 raise
         finally:
             dbapi.set_authorizer(None)
+        if refused and refused[0].lower() in ACTING_PRAGMA_TABLES:
+            return (f"{refused[0]} is not allowed in a check: reading it runs PRAGMA {refused[0][7:]}, which may "
+                    f"write to the database (ANALYZE into sqlite_stat1)")
         if refused:
             return (f"{refused[0]}() is not allowed in a check: it is not one of the SQLite functions known to "
                     f"change nothing and to stay small and quick (randomblob, zeroblob, printf, instr, load_extension "
                     f"and file functions are refused)")
         for step in program:  # (addr, opcode, p1, p2, p3, p4, p5, comment): p4 names a call `name(arguments)`
             call = _CALL_STEP.fullmatch(step[5]) if isinstance(step[5], str) else None
+            if call and call.group(1).lower() not in HARMLESS_FUNCTIONS:
+                # The authorizer is asked about the calls of the statement and of its views, not about those of a
+                # VIRTUAL generated column it reads (resolved once, when the schema was read): the program has them.
+                return (f"{call.group(1)}() is not allowed in a check: a generated column the statement reads calls "
+                        f"it, and it is not one of the SQLite functions known to change nothing and to stay small "
+                        f"and quick (randomblob, zeroblob, printf, instr, load_extension and file functions are "
+                        f"refused)")
             if call and int(call.group(2)) >= UNBOUNDED_OPERAND.get(call.group(1).lower(), 99):
                 return (f"{call.group(1)}() is not allowed in a check with {call.group(2)} arguments: it matches its "
                         f"string against an operand of any length (the characters to trim, the text to replace) in "

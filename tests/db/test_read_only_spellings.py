@@ -196,6 +196,75 @@ def test_postgresql_allows_stable_functions_and_harmless_volatile_ones(pg, monit
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
+@pytest.fixture
+def pg_hidden_runners(pg):
+    """A VOLATILE function of the application's reached without a call the statement's plan holds: an operator the
+    count of a custom query resolves by the type of its `dup_count`, a cast to json the JSON builders run, and a
+    view that functions running a query of their own read."""
+    grab = "BEGIN PERFORM pg_advisory_lock(4242); RETURN {}; END"
+    return make_victim(pg,
+                       "CREATE TYPE grabby AS (n integer)",
+                       f"CREATE FUNCTION grab_minus(a grabby, b integer) RETURNS integer VOLATILE LANGUAGE plpgsql "
+                       f"AS '{grab.format('a.n - b')}'",
+                       "CREATE OPERATOR - (LEFTARG = grabby, RIGHTARG = integer, FUNCTION = grab_minus)",
+                       "CREATE TYPE mood AS ENUM ('calm')",
+                       f"CREATE FUNCTION grab_json(m mood) RETURNS json VOLATILE LANGUAGE plpgsql "
+                       f"AS '{grab.format('to_json(m::text)')}'",
+                       "CREATE CAST (mood AS json) WITH FUNCTION grab_json(mood)",
+                       "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim")
+
+
+PG_HIDDEN_RUNNERS = {
+    "an operator only the count calls (SUM(dup_count - 1))":
+        ("SELECT k, ROW(2)::grabby AS dup_count FROM victim", "grab_minus(grabby,integer)"),
+    "a cast to json run by to_json": ("SELECT to_json('calm'::mood) AS j", "grab_json(mood)"),
+    "a cast to json run by json_build_object": ("SELECT json_build_object('m', 'calm'::mood) AS j",
+                                                "grab_json(mood)"),
+    "a cast to json run by json_agg": ("SELECT json_agg(CAST('calm' AS mood)) AS j FROM victim", "grab_json(mood)"),
+    "table_to_xml reading a view": ("SELECT table_to_xml('grabbing', true, false, '') AS x",
+                                    "table_to_xml(regclass,boolean,boolean,text)"),
+    "schema_to_xml reading every view": ("SELECT schema_to_xml(current_schema(), true, false, '') AS x",
+                                         "schema_to_xml(name,boolean,boolean,text)"),
+    "database_to_xml reading every view": ("SELECT database_to_xml(true, false, '') AS x",
+                                           "database_to_xml(boolean,boolean,text)"),
+}
+
+
+@pytest.mark.parametrize("spelling", PG_HIDDEN_RUNNERS)
+def test_postgresql_a_call_run_outside_the_plan_is_refused(pg_hidden_runners, spelling, monitor_for):
+    sql, call = PG_HIDDEN_RUNNERS[spelling]
+    assert_refused(run_query(monitor_for, pg_hidden_runners, sql), call)
+
+
+def test_postgresql_a_where_cannot_reach_a_view_through_table_to_xml(pg_hidden_runners, monitor_for):
+    where = "table_to_xml('grabbing', true, false, '') IS NOT NULL"
+    assert_refused(run_where(monitor_for, pg_hidden_runners, where), "table_to_xml(")
+
+
+PG_EXTENSION_QUERIES = {
+    "tablefunc": ("SELECT * FROM crosstab('SELECT k::text, k::text, pg_try_advisory_lock(4242)::text FROM victim "
+                  "ORDER BY 1') AS ct(k text, a text)", "crosstab(text)"),
+    "xml2": ("SELECT * FROM xpath_table('id', 'x', '(SELECT id, ''<a/>'' AS x FROM victim "
+             "WHERE pg_try_advisory_lock(4242)) AS v', '/a', 'true') AS t(id integer, a text)",
+             "xpath_table(text,text,text,text,text)"),
+}
+
+
+@pytest.mark.parametrize("extension", PG_EXTENSION_QUERIES)
+def test_postgresql_an_extension_function_running_sql_text_is_refused(pg, extension, monitor_for):
+    make_victim(pg, f'CREATE EXTENSION {extension} SCHEMA "{pg.schema}"')
+    sql, call = PG_EXTENSION_QUERIES[extension]
+    assert_refused(run_query(monitor_for, pg, sql), call)
+
+
+def test_postgresql_to_json_of_a_type_without_a_volatile_cast_is_allowed(pg, monitor_for):
+    make_victim(pg, "CREATE TYPE mood AS ENUM ('calm')")
+    sql = ("SELECT k, count(*) AS dup_count, json_agg(to_json('calm'::mood)) AS j FROM victim GROUP BY k "
+           "HAVING count(*) > 1")
+    result = run_query(monitor_for, pg, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
 # -- MariaDB / MySQL -------------------------------------------------------------------------------------------
 
 MYSQL_SPELLINGS = {
@@ -513,6 +582,41 @@ def test_sqlite_a_function_whose_second_operand_has_no_limit_is_refused(victim_t
     started = time.monotonic()
     assert_refused(run_query(monitor_for, victim_table, sql, statement_timeout="1s"), call)
     assert time.monotonic() - started < 1
+
+
+SQLITE_GENERATED = {
+    "printf": "printf('%.*c', 900000000, 'x')",
+    "zeroblob": "length(zeroblob(30000000))",
+}
+
+
+@pytest.mark.parametrize("call", SQLITE_GENERATED)
+def test_sqlite_a_virtual_generated_column_calling_a_refused_function_is_refused(sqlite_db, call, monitor_for):
+    """SQLite's authorizer is not asked about a VIRTUAL generated column's calls (they were resolved when the
+    schema was read); the statement's program runs them on every read of the column."""
+    make_victim(sqlite_db, f"CREATE TABLE made (id INTEGER PRIMARY KEY, c AS ({SQLITE_GENERATED[call]}) VIRTUAL)")
+    result = run_query(monitor_for, sqlite_db, "SELECT id, 1 AS dup_count FROM made WHERE c IS NOT NULL")
+    assert_refused(result, f"{call}()")
+    assert "generated column" in result.error
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_a_where_cannot_read_a_generated_column_calling_a_refused_function(victim_table, monitor_for):
+    victim_table.execute("DROP TABLE victim",
+                         "CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10), "
+                         "c AS (printf('%.*c', 900000000, 'x')) VIRTUAL)")
+    assert_refused(run_where(monitor_for, victim_table, "c IS NOT NULL"), "printf()")
+
+
+@pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
+def test_sqlite_pragma_optimize_read_as_a_table_is_refused(victim_table, monitor_for):
+    """`pragma_optimize` runs PRAGMA optimize, which may ANALYZE (write sqlite_stat1), also in a `where` on the fix's
+    writable connection; the PRAGMAs that only report stay readable."""
+    result = run_where(monitor_for, victim_table, "EXISTS (SELECT 1 FROM pragma_optimize)")
+    assert result.status == "error" and "pragma_optimize is not allowed in a check" in result.error, result
+    allowed = run_query(monitor_for, victim_table,
+                        "SELECT name AS k, 2 AS dup_count FROM pragma_table_info('victim') WHERE pk = 1")
+    assert (allowed.status, allowed.groups, allowed.error) == ("violations", 1, None)
 
 
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)
