@@ -692,6 +692,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     the README, "The fix's tables, and who can read them".
     """
     from monitor import fix as fixing
+    from monitor.config import config_to_name
     from monitor.engine import Monitor
     from monitor.fix.render import plan_lines, report_lines
 
@@ -735,7 +736,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     if as_json:
         click.echo(json.dumps({**report.as_json(), **({"guard": guard.as_json()} if guard else {})}, indent=2))
     else:
-        _echo_lines(report_lines(report))
+        _echo_lines(report_lines(report, config=config_to_name(config.path)))
     incomplete = report.skipped or report.state != "done" or (add_constraint and not report.constraint)
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
 

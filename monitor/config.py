@@ -662,6 +662,17 @@ def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def config_to_name(path: Path | None) -> Path | None:
+    """The config file a command suggested to the user must name with --config: None when it is the one found
+    without --config (./dupewatch.toml, the XDG file), else the file, absolute so it works from any directory."""
+    if path is None:
+        return None
+    found = find_config_file(None)
+    if found is not None and found.resolve() == path.resolve():
+        return None
+    return path.resolve()
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """The validated config of a TOML file. Raises `ConfigError` listing every problem of the file."""
     path = Path(path)

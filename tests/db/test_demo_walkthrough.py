@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from pathlib import Path
 
 from fix_support import run_cli
-
 from monitor.demo import build_demo, demo_config_toml
 
 
@@ -26,3 +26,20 @@ def test_demo_fix_can_be_undone_after_the_racer_inserted_more_rows(tmp_path: Pat
     conn.close()
     undone = run_cli("undo", fix_id, "--config", str(config), "--yes")
     assert undone.exit_code == 0, undone.output
+
+
+def test_the_undo_command_a_fix_prints_works_as_printed_from_another_directory(tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    database = build_demo(tmp_path / "demo.sqlite")
+    (tmp_path / "demo.toml").write_text(demo_config_toml(database))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./dupewatch.toml here: the printed command must name the config
+    fixed = run_cli("fix", "daily-checkins", "--config", str(tmp_path / "demo.toml"), "--yes")
+    assert fixed.exit_code == 0, fixed.output
+    undo = next(line for line in fixed.output.splitlines() if "undo with:" in line).split("undo with:")[1]
+    command = shlex.split(undo)
+    assert command[0] == "dupewatch"
+    undone = run_cli(*command[1:], "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert "undone" in undone.output
