@@ -885,11 +885,11 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
     assert config is not None
     monitor = Monitor(config)
     try:
+        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
         if not yes and not interactive():
             fail(f"refusing to undo {fix_id} without confirmation: no terminal to confirm on and no --yes; "
                  "nothing changed")
         if not yes:
-            _db, record = find_fix(monitor, fix_id)
             click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name}: "
                        f"{counted(record.archived, 'row')} to restore, "
                        f"{counted(record.repointed, 'reference')} to point back",
