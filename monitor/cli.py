@@ -840,17 +840,16 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     assert config is not None
     monitor = Monitor(config)
     try:
+        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
         if not yes and not interactive():
             fail(f"refusing to purge {fix_id} without confirmation: no terminal to confirm on and no --yes; "
                  "nothing changed")
-        if not yes:
-            _db, record = find_fix(monitor, fix_id)
-            if record.state in PURGEABLE:
-                click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
-                           f"its archived rows and logs are deleted"
-                           + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
-                if not confirm_by_name(record.check_name, "purge it"):
-                    fail("not confirmed; nothing changed")
+        if not yes and record.state in PURGEABLE:
+            click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
+                       f"its archived rows and logs are deleted"
+                       + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
+            if not confirm_by_name(record.check_name, "purge it"):
+                fail("not confirmed; nothing changed")
         report = purge_fix(monitor, fix_id)
     finally:
         monitor.close()

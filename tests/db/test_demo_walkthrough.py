@@ -6,6 +6,8 @@ import shlex
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from fix_support import run_cli
 from monitor.demo import build_demo, demo_config_toml
 
@@ -45,10 +47,11 @@ def test_the_undo_command_a_fix_prints_works_as_printed_from_another_directory(t
     assert "undone" in undone.output
 
 
-def test_undo_of_an_unknown_fix_id_says_so_before_asking_for_confirmation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("undo",), ("fixes", "purge")])
+def test_an_unknown_fix_id_is_said_before_asking_for_confirmation(tmp_path: Path, command: tuple[str, ...]) -> None:
     database = build_demo(tmp_path / "demo.sqlite")
     (tmp_path / "demo.toml").write_text(demo_config_toml(database))
-    undone = run_cli("undo", "20990101-000000-abcdef", "--config", str(tmp_path / "demo.toml"))
+    undone = run_cli(*command, "20990101-000000-abcdef", "--config", str(tmp_path / "demo.toml"))
     assert undone.exit_code == 2
     assert "no fix with id '20990101-000000-abcdef'" in undone.stderr and "--yes" not in undone.stderr
     assert len(undone.stderr.strip().splitlines()) == 1
