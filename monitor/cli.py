@@ -1020,7 +1020,7 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
         if text is None and init:
             # exit 0 here would let `dupewatch init && dupewatch` fail on a config that does not exist
             fail(f"nothing to watch: no finding justifies a check, so {write_path} was not written; "
-                 "write a check by hand (see config.example.toml)")
+                 "write a check by hand (`dupewatch config example` prints every option, documented)")
         if text is None:
             click.echo(f"dupewatch: nothing to watch, {write_path} not written", err=True)
         else:
