@@ -463,7 +463,8 @@ def error_lines(results: Sequence[CheckResult]) -> list[tuple[str, str]]:
               help="Where to build the demo database (default: the per-user data directory).")
 @click.option("--reset", is_flag=True, help="Remove the demo's database and run history, then exit.")
 @click.option("--print-config", is_flag=True,
-              help="Print the demo's config (building its database if missing) for `dupewatch daemon`, then exit.")
+              help="Print the demo's config (building its database if missing) for the other commands "
+                   "(`check`, `fix`, `undo`, `daemon` with --config FILE), then exit.")
 @user_errors
 def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool, print_config: bool) -> None:
     """The embedded SQLite demo: one table per real incident, no server or config needed.
