@@ -116,7 +116,8 @@ def with_targets(config: Config) -> Config:
 
 class DupewatchGroup(click.Group):
     """Ctrl-C ends a command with one line and exit code 130 (click would say "Aborted!" and exit 1, which
-    `dupewatch check` uses for "duplicates found" and `dupewatch fix` for "done, some groups skipped")."""
+    `dupewatch check` uses for "duplicates found" and `dupewatch fix` for "done, some groups skipped"); a
+    subcommand's unknown option or missing argument is one line and exit 2 (click prints its usage around it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -124,6 +125,27 @@ class DupewatchGroup(click.Group):
         except (KeyboardInterrupt, click.exceptions.Abort):  # Abort: Ctrl-C or end of input at a prompt
             click.echo("dupewatch: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except click.UsageError as exc:  # a subcommand's arguments: one line, as every other bad input
+            usage_error(ctx, exc)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # `dupewatch --bogus`
+            usage_error(ctx, exc)
+
+
+def usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """Click's usage error as one line naming the command, exit 2."""
+    names: list[str] = []
+    at = exc.ctx or ctx
+    while at.parent is not None:  # the root is `dupewatch`, however Python was asked to run it
+        names.insert(0, at.info_name or "")
+        at = at.parent
+    command = " ".join(["dupewatch", *names])
+    click.echo(f"dupewatch: error: {command}: {exc.format_message().rstrip('.')}; `{command} --help` says how "
+               "to call it", err=True)
+    ctx.exit(EXIT_ERROR)
 
 
 @click.group(cls=DupewatchGroup, invoke_without_command=True,
