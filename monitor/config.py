@@ -843,6 +843,10 @@ def _describe_one(error: Any, data: dict[str, Any]) -> str:
         message = "required field is missing"
     elif kind == "bool_type":
         message = f"expected true or false (without quotes), got {error.get('input')!r}"
+    elif kind == "string_type":  # pydantic says "Input should be a valid string", not what to write
+        given = error.get("input")
+        shown = str(given).lower() if isinstance(given, bool) else repr(given)
+        message = f"expected a string in quotes (see `dupewatch config example`), got {shown}"
     else:
         message = error["msg"].removeprefix("Value error, ")
     return f"{location}: {message}"
