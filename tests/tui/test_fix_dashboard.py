@@ -193,6 +193,20 @@ async def test_the_demos_fix_summary_offers_no_shell_undo_command_that_has_no_co
         assert "dupewatch undo" not in summary and "F lists past fixes and undoes them" in summary
 
 
+async def test_enter_on_a_wrong_name_says_why_nothing_happened_and_changes_nothing(demo_app, demo_db):
+    before = demo_tables(demo_db)
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fix(pilot, app, "daily-checkins")
+        await type_text(pilot, app, "daily")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app._notifications), what="a notification")
+        [note] = list(app._notifications)
+        assert "'daily' is not 'daily-checkins'" in note.message and "exactly" in note.message
+        assert screen.stage == "preview"
+    assert demo_tables(demo_db) == before
+
+
 async def test_escape_on_the_preview_changes_nothing(demo_app, demo_db):
     before_rows, before_schema = demo_tables(demo_db), sqlite_schema(demo_db)
     app = demo_app()
