@@ -116,7 +116,8 @@ def with_targets(config: Config) -> Config:
 
 class DupewatchGroup(click.Group):
     """Ctrl-C ends a command with one line and exit code 130 (click would say "Aborted!" and exit 1, which
-    `dupewatch check` uses for "duplicates found" and `dupewatch fix` for "done, some groups skipped")."""
+    `dupewatch check` uses for "duplicates found" and `dupewatch fix` for "done, some groups skipped"); a
+    subcommand's unknown option or missing argument is one line and exit 2 (click prints its usage around it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -124,6 +125,27 @@ class DupewatchGroup(click.Group):
         except (KeyboardInterrupt, click.exceptions.Abort):  # Abort: Ctrl-C or end of input at a prompt
             click.echo("dupewatch: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except click.UsageError as exc:  # a subcommand's arguments: one line, as every other bad input
+            usage_error(ctx, exc)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # `dupewatch --bogus`
+            usage_error(ctx, exc)
+
+
+def usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """Click's usage error as one line naming the command, exit 2."""
+    names: list[str] = []
+    at = exc.ctx or ctx
+    while at.parent is not None:  # the root is `dupewatch`, however Python was asked to run it
+        names.insert(0, at.info_name or "")
+        at = at.parent
+    command = " ".join(["dupewatch", *names])
+    click.echo(f"dupewatch: error: {command}: {exc.format_message().rstrip('.')}; `{command} --help` says how "
+               "to call it", err=True)
+    ctx.exit(EXIT_ERROR)
 
 
 @click.group(cls=DupewatchGroup, invoke_without_command=True,
@@ -463,7 +485,8 @@ def error_lines(results: Sequence[CheckResult]) -> list[tuple[str, str]]:
               help="Where to build the demo database (default: the per-user data directory).")
 @click.option("--reset", is_flag=True, help="Remove the demo's database and run history, then exit.")
 @click.option("--print-config", is_flag=True,
-              help="Print the demo's config (building its database if missing) for `dupewatch daemon`, then exit.")
+              help="Print the demo's config (building its database if missing) for the other commands "
+                   "(`check`, `fix`, `undo`, `daemon` with --config FILE), then exit.")
 @user_errors
 def demo(once: bool, no_racer: bool, directory: Path | None, reset: bool, print_config: bool) -> None:
     """The embedded SQLite demo: one table per real incident, no server or config needed.
@@ -692,6 +715,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     the README, "The fix's tables, and who can read them".
     """
     from monitor import fix as fixing
+    from monitor.config import config_to_name
     from monitor.engine import Monitor
     from monitor.fix.render import plan_lines, report_lines
 
@@ -735,7 +759,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     if as_json:
         click.echo(json.dumps({**report.as_json(), **({"guard": guard.as_json()} if guard else {})}, indent=2))
     else:
-        _echo_lines(report_lines(report))
+        _echo_lines(report_lines(report, config=config_to_name(config.path)))
     incomplete = report.skipped or report.state != "done" or (add_constraint and not report.constraint)
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
 
@@ -839,17 +863,16 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     assert config is not None
     monitor = Monitor(config)
     try:
+        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
         if not yes and not interactive():
             fail(f"refusing to purge {fix_id} without confirmation: no terminal to confirm on and no --yes; "
                  "nothing changed")
-        if not yes:
-            _db, record = find_fix(monitor, fix_id)
-            if record.state in PURGEABLE:
-                click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
-                           f"its archived rows and logs are deleted"
-                           + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
-                if not confirm_by_name(record.check_name, "purge it"):
-                    fail("not confirmed; nothing changed")
+        if not yes and record.state in PURGEABLE:
+            click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
+                       f"its archived rows and logs are deleted"
+                       + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
+            if not confirm_by_name(record.check_name, "purge it"):
+                fail("not confirmed; nothing changed")
         report = purge_fix(monitor, fix_id)
     finally:
         monitor.close()
@@ -884,11 +907,11 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
     assert config is not None
     monitor = Monitor(config)
     try:
+        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
         if not yes and not interactive():
             fail(f"refusing to undo {fix_id} without confirmation: no terminal to confirm on and no --yes; "
                  "nothing changed")
         if not yes:
-            _db, record = find_fix(monitor, fix_id)
             click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name}: "
                        f"{counted(record.archived, 'row')} to restore, "
                        f"{counted(record.repointed, 'reference')} to point back",
@@ -1022,7 +1045,7 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
         if text is None and init:
             # exit 0 here would let `dupewatch init && dupewatch` fail on a config that does not exist
             fail(f"nothing to watch: no finding justifies a check, so {write_path} was not written; "
-                 "write a check by hand (see config.example.toml)")
+                 "write a check by hand (`dupewatch config example` prints every option, documented)")
         if text is None:
             click.echo(f"dupewatch: nothing to watch, {write_path} not written", err=True)
         else:

@@ -662,6 +662,17 @@ def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def config_to_name(path: Path | None) -> Path | None:
+    """The config file a command suggested to the user must name with --config: None when it is the one found
+    without --config (./dupewatch.toml, the XDG file), else the file, absolute so it works from any directory."""
+    if path is None:
+        return None
+    found = find_config_file(None)
+    if found is not None and found.resolve() == path.resolve():
+        return None
+    return path.resolve()
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """The validated config of a TOML file. Raises `ConfigError` listing every problem of the file."""
     path = Path(path)
@@ -832,6 +843,10 @@ def _describe_one(error: Any, data: dict[str, Any]) -> str:
         message = "required field is missing"
     elif kind == "bool_type":
         message = f"expected true or false (without quotes), got {error.get('input')!r}"
+    elif kind == "string_type":  # pydantic says "Input should be a valid string", not what to write
+        given = error.get("input")
+        shown = str(given).lower() if isinstance(given, bool) else repr(given)
+        message = f"expected a string in quotes (see `dupewatch config example`), got {shown}"
     else:
         message = error["msg"].removeprefix("Value error, ")
     return f"{location}: {message}"

@@ -23,9 +23,11 @@ import platformdirs
 
 from monitor.config import Config, config_from_dict
 
+# AUTOINCREMENT as Django and Rails declare it on SQLite: an id a fix deleted is never handed to a row the racer
+# inserts after it, so `dupewatch undo` can put the deleted rows back under their own keys.
 SCHEMA = """
 CREATE TABLE user_known_login_source (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL,
     agent_type VARCHAR(64) NOT NULL,
     device_type VARCHAR(64) NOT NULL,
@@ -34,23 +36,23 @@ CREATE TABLE user_known_login_source (
 );
 CREATE INDEX ix_login_source_user ON user_known_login_source (user_id);
 CREATE TABLE checkin (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL,
     checkin_date DATE NOT NULL,
     created_at DATETIME NOT NULL
 );
 CREATE TABLE checkin_credit (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     checkin_id INTEGER NOT NULL REFERENCES checkin (id),
     credits INTEGER NOT NULL
 );
 CREATE TABLE candidate (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name VARCHAR(64) NOT NULL,
     total_votes INTEGER NOT NULL
 );
 CREATE TABLE payment (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     candidate_id INTEGER NOT NULL REFERENCES candidate (id),
     votes INTEGER NOT NULL,
     verified BOOLEAN NOT NULL,
@@ -61,7 +63,7 @@ CREATE TABLE role_membership (
     member_id INTEGER NOT NULL
 );
 CREATE TABLE race_profile (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id VARCHAR(32) NOT NULL,
     name VARCHAR(32) NOT NULL,
     created_at DATETIME NOT NULL

@@ -486,6 +486,11 @@ class Dialect(Polling):
         """Why a publication would refuse the fix's `writes` ("delete" or "update") to `table`."""
         return []
 
+    def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
+        """The privileges the fix role lacks on the fixed `table` to lock its rows and delete them (SELECT, UPDATE
+        for the row locks, DELETE); [] where it has them, or where the catalog cannot tell ahead of the fix."""
+        return []
+
     def replication_notes(self, conn: Connection, schemas: list[str | None]) -> list[str]:
         """What the operator should know about publications replicating dupewatch's tables in `schemas`."""
         return []

@@ -186,6 +186,9 @@ _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
 # IDENTITY" and "Logical Replication: Publication").
+_FIX_PRIVILEGES = sa.text("""
+    SELECT has_any_column_privilege(to_regclass(:t), 'SELECT'), has_any_column_privilege(to_regclass(:t), 'UPDATE'),
+           has_table_privilege(to_regclass(:t), 'DELETE')""")
 _PUBLISHED = sa.text("""
     SELECT p.pubname, c.relreplident,
            EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid
@@ -596,6 +599,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                          f"identity (REPLICA IDENTITY {identity}), so PostgreSQL refuses the fix's {writes}s on it; "
                          f"run `ALTER TABLE {name} REPLICA IDENTITY FULL` (or add a primary key) first")
         return found
+
+    def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
+        # SELECT ... FOR UPDATE needs UPDATE on some column (column grants count); DELETE is table-wide only.
+        row = conn.execute(_FIX_PRIVILEGES, {"t": conn.dialect.identifier_preparer.format_table(table)}).one()
+        return [name for name, held in zip(("SELECT", "UPDATE", "DELETE"), row, strict=True) if not held]
 
     def replication_notes(self, conn: Connection, schemas: list[str | None]) -> list[str]:
         everything = list(conn.execute(_ALL_TABLES_PUBLICATIONS).scalars())

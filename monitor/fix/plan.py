@@ -510,6 +510,12 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)
+    missing = rules.missing_fix_privileges(conn, layout.table)
+    if missing:  # else the first batch fails on "permission denied", and a resume meets the same refusal
+        name = conn.dialect.identifier_preparer.format_table(layout.table)
+        plan.blockers.append(f"the fix role may not {' or '.join(missing)} {name}, which a fix needs (the row locks "
+                             f"take UPDATE): GRANT SELECT, UPDATE, DELETE ON {name} TO the fix role (INSERT too, for "
+                             "undo), or point fix_url / fix_url_env at a role that has them")
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
     plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     for ref_plan in plan.references:

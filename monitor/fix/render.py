@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 from monitor.fix.execute import FixReport
@@ -57,7 +59,10 @@ def plan_lines(plan: FixPlan) -> list[str]:
     return lines
 
 
-def report_lines(report: FixReport) -> list[str]:
+def report_lines(report: FixReport, *, config: Path | None = None, undo_hint: bool = True) -> list[str]:
+    """What a finished fix did, ending with the command that undoes it: with `--config FILE` when the caller was
+    given one (a shell in another directory finds no ./dupewatch.toml), and without that line when the config
+    has no file to name (the demo's dashboard, whose `F` undoes it)."""
     verb = "resumed and finished" if report.resumed else "finished"
     if report.state != "done":
         verb = f"{report.state} (run it again to resume)"
@@ -76,11 +81,14 @@ def report_lines(report: FixReport) -> list[str]:
     if report.constraint:
         lines.append(f"  unique index {report.constraint} now guards the key")
     lines.extend(f"  note: {note}" for note in report.notes)
+    if not undo_hint:
+        return lines
+    option = f" --config {shlex.quote(str(config))}" if config else ""
     if report.constraint:  # the guard would refuse the restored duplicates: undo drops it first
-        lines.append(f"  undo with: dupewatch undo {report.fix_id} --drop-constraint (drops {report.constraint} "
-                     "first)")
+        lines.append(f"  undo with: dupewatch undo {report.fix_id}{option} --drop-constraint (drops "
+                     f"{report.constraint} first)")
     else:
-        lines.append(f"  undo with: dupewatch undo {report.fix_id}")
+        lines.append(f"  undo with: dupewatch undo {report.fix_id}{option}")
     return lines
 
 

@@ -167,10 +167,11 @@ class Dashboard:
     def figures(self, finds: str, now: datetime) -> Figures:
         """The header's total for the checks that find `finds`: excess duplicate rows, or violating rows (one
         per row a violations check's query returns). A check whose database does not answer counts with its
-        last known figures, and says how old they are; one that never succeeded leaves the total unknown."""
+        last known figures, and says how old they are; one that never succeeded, or has not run yet (a fleet's
+        first runs spread over a minute), leaves the total unknown: not yet counted is not clean."""
         total, oldest, unknown = 0, None, 0
         for check in self.checks.values():
-            if check.finds != finds or check.last is None:
+            if check.finds != finds:
                 continue
             known = check.last_known
             if known is None:

@@ -311,6 +311,7 @@ def test_init_with_nothing_to_watch_says_so_and_exits_2(db: TestDatabase, tmp_pa
     db.execute("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username VARCHAR(20) NOT NULL UNIQUE)")
     run = run_dupewatch("init", "--url", db.url, cwd=tmp_path)
     assert run.code == 2 and "nothing to watch" in run.stderr
+    assert "`dupewatch config example`" in run.stderr  # what an installed copy has; config.example.toml is not
     assert not (tmp_path / "dupewatch.toml").exists()
 
 

@@ -131,6 +131,18 @@ def test_no_config_anywhere_is_one_line(tmp_path, dupewatch, command):
     assert_one_line_error(run, "no config file found", "--config", "dupewatch config example", "dupewatch demo")
 
 
+@pytest.mark.parametrize(("command", "fragment"), [
+    (["check", "--bogus"], "No such option '--bogus'"), (["fix"], "Missing argument 'CHECK'"),
+    (["fix", "x", "--batch-size", "abc"], "--batch-size"), (["audit", "--source", "/no/such/dir"], "--source"),
+    (["fixes", "purge"], "Missing argument 'FIX_ID'"), (["nosuchcmd"], "No such command 'nosuchcmd'"),
+    (["--bogus"], "No such option '--bogus'"),
+])
+def test_a_malformed_command_line_is_one_line_naming_the_command(tmp_path, dupewatch, command, fragment):
+    run = dupewatch(*command, cwd=tmp_path)
+    line = assert_one_line_error(run, fragment, "--help")
+    assert "Usage:" not in run.stderr and line.startswith("dupewatch: error: dupewatch")
+
+
 def test_help_lists_every_command_with_a_whole_sentence(dupewatch):
     run = dupewatch("--help")
     assert run.code == 0 and "dupewatch demo" in run.stdout

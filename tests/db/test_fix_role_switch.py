@@ -129,3 +129,32 @@ def test_undo_by_a_role_that_may_not_read_the_archive_is_refused_naming_it(pg, o
     assert pg.rows("SELECT id FROM customer ORDER BY id") == [(1,)]
     assert run_cli("undo", fix_id, "--config", str(first), "--yes").exit_code == 0, "the owner may still undo"
     assert pg.rows("SELECT id FROM customer ORDER BY id") == [(1,), (2,)]
+
+
+@pytest.fixture
+def select_only_role(pg: TestDatabase) -> Iterator[str]:
+    """A detection-style login: it may read the test schema's tables (and create there), not change their rows."""
+    with server_login("postgresql", "ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS",
+                      f'GRANT USAGE, CREATE ON SCHEMA "{pg.schema}" TO {{user}}',
+                      f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{pg.schema}" GRANT SELECT ON TABLES TO {{user}}',
+                      prefix="dw_select", password="pw") as role:
+        yield role
+
+
+def test_a_fix_role_without_delete_on_the_table_is_blocked_by_the_dry_run(pg, select_only_role, tmp_path):
+    """Found as a new user: the dry run as a SELECT-only role passed (exit 0), then the fix failed at its first
+    batch with `permission denied`, recorded failed, with "run the fix again to resume" (which fails alike)."""
+    pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
+               "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')")
+    as_role = make_url(pg.url).set(username=select_only_role, password="pw").render_as_string(hide_password=False)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "fix_url": as_role}},
+                        [{"database": "app", **CHECK}])
+    dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    [blocked] = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
+    assert "may not UPDATE or DELETE" in blocked and "GRANT SELECT, UPDATE, DELETE ON" in blocked, blocked
+    before = contents(pg, "customer")
+    fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
+    assert fix.exit_code == 2 and "may not UPDATE or DELETE" in fix.stderr, fix.output
+    assert "rolled back" not in fix.stderr and fix.stderr.count("\n") == 1, fix.stderr
+    assert contents(pg, "customer") == before

@@ -240,6 +240,15 @@ def test_booleans_are_strict(tmp_path, dupewatch, field, value):
         f"{path}: checks[0] ('c').{field}: expected true or false (without quotes), got {value!r}"]
 
 
+@pytest.mark.parametrize(("value", "shown"), [(True, "true"), (5, "5")])
+def test_a_string_field_given_another_type_says_to_quote_a_string(tmp_path, dupewatch, value, shown):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": "sqlite://"}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"], "incremental": value}])
+    assert error_lines(dupewatch("config", "validate", "--offline", "--config", path)) == [
+        f"{path}: checks[0] ('c').incremental: expected a string in quotes (see `dupewatch config example`), "
+        f"got {shown}"]
+
+
 def test_reflection_warnings_about_other_tables_are_not_printed_mariadb(mysql, tmp_path, dupewatch):
     mysql.execute("CREATE TABLE device (id INTEGER PRIMARY KEY, address INET6)",
                   "CREATE TABLE login (id INTEGER PRIMARY KEY, device_id INTEGER, k INTEGER, "

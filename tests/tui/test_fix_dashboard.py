@@ -181,6 +181,32 @@ async def test_preview_shows_the_plans_counts_and_only_the_exact_name_arms_the_f
         assert not confirm_button(app).disabled
 
 
+async def test_the_demos_fix_summary_offers_no_shell_undo_command_that_has_no_config_to_find(demo_app):
+    """The demo's config is built in memory: `dupewatch undo ID` typed in a shell finds no config and fails, so
+    the summary points at F (which undoes it) instead of printing that command."""
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_fix(pilot, app, "profiles-get-or-create")
+        screen = await run_confirmed_fix(pilot, app, "profiles-get-or-create")
+        summary = result_text(app)
+        assert screen.report is not None and screen.report.fix_id in summary
+        assert "dupewatch undo" not in summary and "F lists past fixes and undoes them" in summary
+
+
+async def test_enter_on_a_wrong_name_says_why_nothing_happened_and_changes_nothing(demo_app, demo_db):
+    before = demo_tables(demo_db)
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fix(pilot, app, "daily-checkins")
+        await type_text(pilot, app, "daily")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app._notifications), what="a notification")
+        [note] = list(app._notifications)
+        assert "'daily' is not 'daily-checkins'" in note.message and "exactly" in note.message
+        assert screen.stage == "preview"
+    assert demo_tables(demo_db) == before
+
+
 async def test_escape_on_the_preview_changes_nothing(demo_app, demo_db):
     before_rows, before_schema = demo_tables(demo_db), sqlite_schema(demo_db)
     app = demo_app()

@@ -280,3 +280,18 @@ def test_a_table_name_with_a_nul_character_is_refused() -> None:
 ])
 def test_quoted_on_reference_names_are_read_as_written(name: str, parsed: tuple) -> None:
     assert parse_reference_name(name) == parsed
+
+
+def test_the_printed_example_validates_on_its_own_in_an_empty_directory(tmp_path):
+    """README: `dupewatch config example > dupewatch.toml` starts one; the file it writes must load where it is
+    written (a pip install has no `queries/` beside it)."""
+    from click.testing import CliRunner
+
+    from monitor.cli import main
+
+    printed = CliRunner().invoke(main, ["config", "example"])
+    assert printed.exit_code == 0
+    (tmp_path / "dupewatch.toml").write_text(printed.output)
+    validated = CliRunner().invoke(main, ["config", "validate", "--offline", "--config",
+                                          str(tmp_path / "dupewatch.toml")])
+    assert validated.exit_code == 0, validated.output

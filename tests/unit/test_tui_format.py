@@ -69,3 +69,15 @@ def test_a_database_counts_as_unreachable_only_when_its_checks_fail_on_the_datab
     dash["x"].apply(CheckResult("x", "a", "error", None, None, 1, "database 'a' (sqlite://): unable to open", now))
     dash["y"].apply(CheckResult("y", "b", "error", None, None, 1, "check 'y': table 't' not found", now))
     assert dash.unreachable_databases() == ["a"]
+
+
+def test_checks_that_have_not_run_yet_leave_the_header_total_unknown_not_zero(tmp_path):
+    """README: a check that never succeeded makes the total a floor or unknown, never 0; a fleet's first runs
+    are spread over up to a minute, and until then nothing has been counted."""
+    from monitor.demo import demo_config
+    from monitor.tui.widgets.totals import totals_text
+
+    dashboard = Dashboard(demo_config(tmp_path / "demo.sqlite"))
+    shown = totals_text(dashboard, datetime.now()).plain
+    assert "excess rows unknown" in shown and "violating rows unknown" in shown, shown
+    assert " 0 excess" not in shown and " 0 violating" not in shown, shown

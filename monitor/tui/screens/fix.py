@@ -30,6 +30,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, LoadingIndicator, ProgressBar, Static
 
+from monitor.config import config_to_name
 from monitor.db import DatabaseError
 from monitor.detect import CheckDefinitionError
 from monitor.engine import CheckError
@@ -406,7 +407,8 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         report: FixReport = message.report
         self.stage = "done"
         self.report = report
-        lines = report_lines(report)
+        path = self.dash.config.path  # the demo's config has no file: `F` is how it undoes a fix
+        lines = report_lines(report, config=config_to_name(path), undo_hint=path is not None)
         style = f"bold {GREEN}" if report.state == "done" and not report.skipped else f"bold {AMBER}"
         text = Text(lines[0], style=style)
         for line in lines[1:]:

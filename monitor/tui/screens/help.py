@@ -9,26 +9,28 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 HELP = """\
-[b #ffaf00]dupewatch[/] watches tables for rows that should be unique but are not: the marks a race condition
-leaves when two requests both "check, then write". Every check runs on its own schedule, in the background.
+[b #ffaf00]dupewatch[/] watches tables for rows that should be unique but are not: the marks a race \
+condition leaves when two requests both "check, then write". Every check runs on its own schedule, \
+in the background.
 
 [b]Main screen[/b]
   [b]Enter[/b] / click  open the check: its duplicate groups, trend chart and description
   [b]r[/b] / [b]R[/b]          re-run the selected check now / every check now
-  [b]p[/b]              pause or resume polling (figures stay; nothing runs against your databases)
+  [b]p[/b]              pause or resume polling (figures stay; no query runs)
   [b]/[/b]              filter checks by name; [b]Esc[/b] clears the filter
   [b]s[/b]              cycle the sort: config order → most rows → largest change → name
-  [b]f[/b]              fix the selected check's duplicates (preview first, nothing changes unconfirmed)
-  [b]F[/b]              past fixes: who, when, what they did; [b]u[/b] undoes one (press [b]F[/b] here to open it)
+  [b]f[/b]              fix the check's duplicates (previewed; nothing changes unconfirmed)
+  [b]F[/b]              past fixes: who, when, what they did; [b]u[/b] undoes one ([b]F[/b] here opens it)
   [b]?[/b]              this help            [b]q[/b]  quit
 
 [b]Fixing[/b]  ([b]f[/b] on a check fixes every group; on a group in the drill-down, that group only)
-  The preview is read-only: groups, the row each keeps ([#5fd75f]★ keep[/]), the rows to delete ([#ffaf00]✖[/]),
-  the rows of other tables that point at them (repointed to the kept row), and anything that
-  [#ff5f5f]blocks[/] the fix. Type the check's name to arm the button. The fix runs in batches, one
-  transaction each, copying every deleted row into an archive table first; [b]Esc[/b] stops it after the
-  current batch ([b]f[/b] again resumes it). Tick "also add the unique constraint" to stop the next race:
-  the constraint is the durable cure ([b]dupewatch fix --add-constraint[/b] on the command line).
+  The preview is read-only: groups, the row each keeps ([#5fd75f]★ keep[/]), the rows to delete \
+([#ffaf00]✖[/]), the rows of other tables that point at them (repointed to the kept row), and \
+anything that [#ff5f5f]blocks[/] the fix. Type the check's name to arm the button. The fix runs in \
+batches, one transaction each, copying every deleted row into an archive table first; [b]Esc[/b] \
+stops it after the current batch ([b]f[/b] again resumes it). Tick "also add the unique constraint" \
+to stop the next race: the constraint is the durable cure ([b]dupewatch fix --add-constraint[/b] on \
+the command line).
 
 [b]Columns[/b]
   [b]STATUS[/b]       [#5fd75f]● ok[/] nothing found · [#ffaf00]▲ duplicates[/] / [#ffaf00]▲ violations[/] \
@@ -43,10 +45,10 @@ leaves when two requests both "check, then write". Every check runs on its own s
 [b]LAST RUN[/b] / [b]DURATION[/b]  when, how long
 
 [b]Drill-down[/b]
-  Groups are listed largest first and loaded page by page as you scroll. [b]SPREAD[/b] is how far apart a
-  group's rows were born: [b magenta]↯ race[/] a burst of milliseconds (concurrent requests),
-  [b cyan]↻ retry[/] seconds to minutes apart (a resubmit), [b yellow]logic bug[/] hours or days apart (not a race: the
-  code writes twice).
+  Groups are listed largest first and loaded page by page as you scroll. [b]SPREAD[/b] is how far \
+apart a group's rows were born: [b magenta]↯ race[/] a burst of milliseconds (concurrent requests), \
+[b cyan]↻ retry[/] seconds to minutes apart (a resubmit), [b yellow]logic bug[/] hours or days apart \
+(not a race: the code writes twice).
   [b]Enter[/b] on a group shows its rows ([#5fd75f]★ keep[/] marks the row a fix would keep); \
 [b]Esc[/b] back; [b]r[/b] re-run.\
 """

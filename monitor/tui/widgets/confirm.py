@@ -80,6 +80,9 @@ class TypeToConfirm(Vertical):
         event.stop()
         if self.armed:
             self.post_message(self.Confirmed())
+        elif not self.query_one(Input).disabled:  # Enter on a near miss did nothing, silently
+            self.app.notify(f"{event.value!r} is not {self.expected!r}: type the name exactly to confirm",
+                            severity="warning", markup=False)
 
     @on(Button.Pressed, "#confirm-button")
     def _pressed(self, event: Button.Pressed) -> None:
