@@ -155,26 +155,14 @@ def limited_role(dialect: str, fleet: Fleet) -> Iterator[str]:
                 for name in fleet.names:
                     conn.execute(sa.text(f"GRANT SELECT, SHOW VIEW ON `{name}`.* TO '{role}'@'%'"))
         if dialect == "postgresql":
-            for name in fleet.names:
-                engine = sa.create_engine(fleet.url_of(name))
-                try:
-                    with engine.begin() as conn:
-                        conn.execute(sa.text(f"GRANT SELECT ON {TABLE} TO {role}"))
-                finally:
-                    engine.dispose()
+            _in_each_database(fleet, f"GRANT SELECT ON {TABLE} TO {role}")
         # Discovery runs in the URL's database: one the role may use (MariaDB refuses it the others).
         url = make_url(fleet.url_of(fleet.names[0])).set(username=role, password=password)
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             if dialect == "postgresql":
-                for name in fleet.names:
-                    engine = sa.create_engine(fleet.url_of(name))
-                    try:
-                        with engine.begin() as db:
-                            db.execute(sa.text(f"REVOKE ALL ON {TABLE} FROM {role}"))
-                    finally:
-                        engine.dispose()
+                _in_each_database(fleet, f"REVOKE ALL ON {TABLE} FROM {role}")
                 conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
             else:
                 conn.execute(sa.text(f"DROP USER IF EXISTS '{role}'@'%'"))
@@ -234,3 +222,14 @@ def assert_server_tells_one_database_from_itself(server_url: str, fleet: Fleet, 
             conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{forbidden}" TO PUBLIC'))
             conn.execute(sa.text(f'ALTER DATABASE "{full}" CONNECTION LIMIT -1'))
         admin.dispose()
+
+
+def _in_each_database(fleet: Fleet, statement: str) -> None:
+    """Run `statement` in each database of `fleet` (PostgreSQL grants are per database)."""
+    for name in fleet.names:
+        engine = sa.create_engine(fleet.url_of(name))
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(statement))
+        finally:
+            engine.dispose()
