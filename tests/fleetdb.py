@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from dbtest import MYSQL_URL, PG_URL
 from monitor.config import DatabaseConfig
 from monitor.db import Database, DatabaseError
-from monitor.fleet.refusal import Verdict, judged
+from monitor.fleet.refusal import Verdict, ask
 
 TABLE = "login_source"
 
@@ -177,7 +177,9 @@ def refusal(url: str, source_url: str) -> tuple[Verdict, str]:
             pass
     except DatabaseError as exc:
         assert db.connect_failure is not None
-        return judged(db, make_url(source_url), db.connect_failure), str(exc)
+        known = db.rules.connect_refusal(db.connect_failure)  # the server's code, else the server asked
+        verdict = Verdict(known) if known is not None else ask(db, make_url(source_url), db.url.database or "")
+        return verdict, str(exc)
     finally:
         db.dispose()
     raise AssertionError(f"{url} connected")

@@ -75,12 +75,6 @@ class Refusals:
             return verdict
 
 
-def judged(db: Database, url: URL, failure: BaseException) -> Verdict:
-    """Why `db`'s connect failed with `failure`: by the server's code for it, else asking the server at `url`."""
-    known = db.rules.connect_refusal(failure)
-    return Verdict(known) if known is not None else ask(db, url, db.url.database or "")
-
-
 def ask(db: Database, url: URL, database: str) -> Verdict:
     """Ask the server at `url` (the source's own database) why `database` refused `db`'s connect."""
     rules = db.rules
