@@ -14,7 +14,12 @@ reader only what live mode uses, already plain data:
   or how they compare, or swap a table's rows, without logging any row (`adds_rows`);
 - `("commit", gtid_position | None, log_file, log_pos, timestamp)`: a transaction read whole, where to resume
   after it, and its commit's second (the XID event's: a long transaction's rows are dated when it began);
-- `("lost", error_code | None, first_line)`: the stream failed (the process ends after it).
+- `("reshaped", timestamp, schema, table)`: a row event whose rows are not decoded, because the log does not
+  name its columns (`binlog_row_metadata` is not FULL) and the table's columns are no longer those the event
+  was logged with (`Catalog.reshaped`): named by the current columns, its values would be misread;
+- `("lost", error_code | None, first_line, connection)`: the stream failed (the process ends after it);
+  `connection`: the server's connection failed (it may be opened again from a position read before), not the
+  decoding.
 
 The process dies with the daemon (Linux's parent-death signal, sent when the thread that opened the stream
 ends: the live reader's, which closes it anyway), so a killed daemon leaves no reader on the server. It writes
@@ -31,6 +36,7 @@ import logging
 import os
 import re
 import signal
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,6 +47,7 @@ from monitor.live.changes import Change
 
 # python-mysql-replication has no type information: its modules are objects of type Any here.
 replication: Any = importlib.import_module("pymysqlreplication")
+LOGGED: Any = importlib.import_module("pymysqlreplication.constants.FIELD_TYPE")  # a table map's column types
 events: Any = importlib.import_module("pymysqlreplication.event")
 row_event: Any = importlib.import_module("pymysqlreplication.row_event")
 
@@ -125,6 +132,10 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
                     if not in_transaction:  # it commits alone; inside a transaction its end commits it
                         pipe.send(committed(event.timestamp))
+            elif catalog.reshaped(event):
+                if preparing is not None:  # its XA COMMIT is a gap too: the rows are not all kept
+                    preparing = None
+                pipe.send(("reshaped", event.timestamp, event.schema, event.table))
             else:
                 catalog.describe(event)
                 rows = changes(event)
@@ -136,9 +147,9 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     except (BrokenPipeError, EOFError):
         return  # the reader is gone
     except pymysql.OperationalError as exc:
-        _send_lost(pipe, exc.args[0] if exc.args and isinstance(exc.args[0], int) else None, exc)
+        _send_lost(pipe, exc.args[0] if exc.args and isinstance(exc.args[0], int) else None, exc, connection=True)
     except Exception as exc:  # any failure is a gap, reported by the reader
-        _send_lost(pipe, None, exc)
+        _send_lost(pipe, None, exc, connection=False)
     finally:
         with contextlib.suppress(Exception):
             reader.close()
@@ -150,19 +161,41 @@ _QUOTED = re.compile(r"'((?:[^']|'')*)'")
 
 
 class Catalog:
-    """What a row event's columns hold, from information_schema where the log does not say it.
+    """What a row event's columns are, from information_schema where the log does not say it.
 
-    Without `binlog_row_metadata = FULL` (MariaDB's default logs none) a table map gives no ENUM or SET member
-    names and (below MINIMAL) no character set: python-mysql-replication then gives every ENUM and SET value as
-    None, a `BINARY`/`VARBINARY`/`BLOB` value decoded as UTF-8 (text, or a decoding error that ends the stream at
-    the first byte string that is not UTF-8), and text in any character set as UTF-8. A key read as None or as
-    other bytes is re-counted as another key than the row's: its duplicate would be missed without a gap. Read
-    once per table (and again after a DDL statement, as column names are) before the event's rows are decoded."""
+    Without `binlog_row_metadata = FULL` (MariaDB's default, NO_LOG, and MySQL's, MINIMAL, log no column names)
+    a table map gives the columns' types in order but no names, no ENUM or SET member names and (below MINIMAL) no
+    character set: python-mysql-replication then gives every ENUM and SET value as None, a `BINARY`/`VARBINARY`/
+    `BLOB` value decoded as UTF-8 (text, or a decoding error that ends the stream at the first byte string that
+    is not UTF-8), and text in any character set as UTF-8. A key read as None or as other bytes is re-counted as
+    another key than the row's: its duplicate would be missed without a gap. So the table's columns are read
+    once per table (and again after a DDL statement of the log) before the event's rows are decoded, and name
+    them. They are the table's columns **now**: an event logged before an ALTER TABLE that the decoder reads
+    after it (a stream resumed from a saved position, a decoder behind the server) has other columns, and its
+    values named by them would be misread. Where the event's column count or a column's type differs from the
+    table's now (`reshaped`) its rows are not decoded: the reader treats them as a gap. Columns of one type
+    swapped in place cannot be told apart this way; with `binlog_row_metadata = FULL` the log names every
+    column and none of this applies."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self._settings = settings
         self._connection: Any = None
-        self._tables: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+        self._tables: dict[tuple[str, str], list[_Described]] = {}
+
+    def reshaped(self, event: Any) -> bool:
+        """The log does not name `event`'s columns and the table's columns now are not the ones it was logged
+        with (their number, or a type). Otherwise the event's columns are named by the table's now."""
+        table = event.table_map.get(event.table_id)
+        if table is None or table.column_name_flag:  # the log named them (binlog_row_metadata = FULL)
+            return False
+        columns = event.columns
+        described = self._described(event.schema, event.table)
+        if len(described) != len(columns) or not all(
+                _logged_as(column.type, now.data_type) for column, now in zip(columns, described, strict=True)):
+            return True
+        for column, now in zip(columns, described, strict=True):
+            column.name = now.name
+        return False
 
     def describe(self, event: Any) -> None:
         columns = getattr(event, "columns", None) or []
@@ -170,24 +203,25 @@ class Catalog:
             return
         described = self._described(event.schema, event.table)
         if len(described) != len(columns):
-            return  # the table changed shape since the event: its values are named as the library can
-        for column, (column_type, charset) in zip(columns, described, strict=True):
+            return  # not reached: `reshaped` took the event's rows for a gap
+        for column, now in zip(columns, described, strict=True):
             if column.type == FIELD_TYPE.ENUM and not column.enum_values:
-                column.enum_values = ["", *_members(column_type)]
+                column.enum_values = ["", *_members(now.column_type)]
             elif column.type == FIELD_TYPE.SET and not column.set_values:
-                column.set_values = _members(column_type)
+                column.set_values = _members(now.column_type)
             elif column.type in _TEXT_TYPES and column.character_set_name is None:
-                column.character_set_name = charset or "binary"  # a byte string's column has no character set
+                column.character_set_name = now.charset or "binary"  # a byte string's column has no character set
 
-    def _described(self, schema: str, table: str) -> list[tuple[str, str | None]]:
+    def _described(self, schema: str, table: str) -> list[_Described]:
         if (schema, table) not in self._tables:
             if self._connection is None:
                 self._connection = pymysql.connect(**self._settings)
             with self._connection.cursor() as cursor:
-                cursor.execute("SELECT COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS"
-                               " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-                               (schema, table))
-                self._tables[schema, table] = [(str(kind), charset) for kind, charset in cursor.fetchall()]
+                cursor.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME"
+                               " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+                               " ORDER BY ORDINAL_POSITION", (schema, table))
+                self._tables[schema, table] = [_Described(str(name), str(data_type).lower(), str(kind), charset)
+                                               for name, data_type, kind, charset in cursor.fetchall()]
         return self._tables[schema, table]
 
     def forget(self) -> None:
@@ -197,6 +231,42 @@ class Catalog:
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 self._connection.close()
+
+
+@dataclass(frozen=True)
+class _Described:
+    """A column as information_schema.COLUMNS describes it now."""
+
+    name: str
+    data_type: str  # DATA_TYPE: `varchar`, `int`, ...
+    column_type: str  # COLUMN_TYPE: `varchar(100)`, `enum('a','b')`, ...
+    charset: str | None
+
+
+_STRINGS = frozenset({LOGGED.STRING, LOGGED.VARCHAR, LOGGED.VAR_STRING, LOGGED.ENUM, LOGGED.SET})
+_BLOBS = frozenset({LOGGED.TINY_BLOB, LOGGED.MEDIUM_BLOB, LOGGED.LONG_BLOB, LOGGED.BLOB, LOGGED.JSON})
+# The types a table map logs a column of each DATA_TYPE as (MariaDB's and MySQL's binary log formats); a DATA_TYPE
+# not listed (a type of a newer server) is not judged.
+_LOGGED_AS: dict[str, frozenset[int]] = {
+    "tinyint": frozenset({LOGGED.TINY}), "smallint": frozenset({LOGGED.SHORT}),
+    "mediumint": frozenset({LOGGED.INT24}), "int": frozenset({LOGGED.LONG}), "bigint": frozenset({LOGGED.LONGLONG}),
+    "decimal": frozenset({LOGGED.NEWDECIMAL, LOGGED.DECIMAL}), "float": frozenset({LOGGED.FLOAT}),
+    "double": frozenset({LOGGED.DOUBLE}), "bit": frozenset({LOGGED.BIT}), "year": frozenset({LOGGED.YEAR}),
+    "date": frozenset({LOGGED.DATE, LOGGED.NEWDATE}), "time": frozenset({LOGGED.TIME, LOGGED.TIME2}),
+    "datetime": frozenset({LOGGED.DATETIME, LOGGED.DATETIME2}),
+    "timestamp": frozenset({LOGGED.TIMESTAMP, LOGGED.TIMESTAMP2}),
+    **dict.fromkeys(("char", "varchar", "binary", "varbinary", "enum", "set", "inet4", "inet6", "uuid"), _STRINGS),
+    **dict.fromkeys(("tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob", "longblob",
+                     "json"), _BLOBS),
+    **dict.fromkeys(("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+                     "geometrycollection"), frozenset({LOGGED.GEOMETRY})),
+}
+
+
+def _logged_as(logged: int, data_type: str) -> bool:
+    """A column logged as type `logged` may be the column information_schema now gives as `data_type`."""
+    kinds = _LOGGED_AS.get(data_type)
+    return kinds is None or logged in kinds
 
 
 def _undescribed(column: Any) -> bool:
@@ -212,9 +282,9 @@ def _members(column_type: str) -> list[str]:
     return [member.replace("''", "'") for member in _QUOTED.findall(column_type)]
 
 
-def _send_lost(pipe: Connection, code: int | None, exc: BaseException) -> None:
+def _send_lost(pipe: Connection, code: int | None, exc: BaseException, *, connection: bool) -> None:
     with contextlib.suppress(BrokenPipeError, EOFError, OSError):
-        pipe.send(("lost", code, first_line(exc)))
+        pipe.send(("lost", code, first_line(exc), connection))
 
 
 def _die_with(parent: int) -> None:

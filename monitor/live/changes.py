@@ -31,7 +31,14 @@ class LiveRefused(Exception):
 
 
 class StreamLost(Exception):
-    """The stream broke (connection lost, slot gone): changes may have been missed, a gap; one line."""
+    """The stream broke (connection lost, slot gone): changes may have been missed, a gap; one line.
+    `resumable`: the stream can be opened again from the position its reader counted up to
+    (`ChangeStream.open(resume=...)`) and read on from there, missing nothing (MariaDB/MySQL after a lost
+    connection); then it is a gap only if the server no longer holds that position."""
+
+    def __init__(self, reason: str, *, resumable: bool = False) -> None:
+        super().__init__(reason)
+        self.resumable = resumable
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ class BinlogStream:
         self._thread: threading.Thread | None = None
         self._arrived = threading.Event()  # something to read since the last `read()`
         self._lost: str | None = None
+        self._resumable = False  # the stream was lost with its connection: it may be opened again where it was
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
         self.position: str | None = None
 
@@ -121,13 +122,15 @@ class BinlogStream:
                 "password": self.url.password or "", "connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
     def open(self, resume: str | None = None) -> str | None:
-        """Check the server, then start reading: after the last transaction read (MariaDB, when the stream was
-        open before), else after `resume`, else from the server's current position."""
+        """Check the server, then start reading: after `resume`, else after the last transaction read (MariaDB,
+        when the stream was open before), else from the server's current position."""
         gap = None
         try:
             position, gtid_position = self._refuse_unless_ready()
-            if resume is not None and self.gtid is None:
+            if resume is not None:
                 position, gap = self._resumed(resume, position, gtid_position)
+                if gap is not None:
+                    self.gtid = None  # from the server's current position
             if gtid_position is not None and self.gtid is None:
                 self.gtid = _gtid_state(gtid_position)
         except pymysql.MySQLError as exc:
@@ -151,6 +154,7 @@ class BinlogStream:
         self._reset_queue()
         self._arrived = threading.Event()
         self._lost = None
+        self._resumable = False
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=binlog_decoder.decode, name=f"dupewatch-binlog-{self.database}",
@@ -171,7 +175,8 @@ class BinlogStream:
         """Where to start for `resume`: the file/position to read from (MariaDB: `self.gtid` is set to the saved
         GTID position) and, when `resume` is of a kind this server cannot continue, why (then: from `current`)."""
         kind, _, value = resume.partition(":")
-        if kind == "gtid" and gtid_position is not None:
+        if kind == "gtid" and gtid_position is not None and (value or not gtid_position):
+            # (saved before the server logged any transaction: resumed only while it still logged none)
             self.gtid = _gtid_state(value)
             return current, None
         name, _, offset = value.rpartition(":")
@@ -256,7 +261,10 @@ class BinlogStream:
                     arrived.set()
                 elif kind == "lost":
                     self._lost = self._lost_reason(message[1], message[2])
+                    self._resumable = message[3] and message[1] != POSITION_PURGED
                     break
+                elif kind == "reshaped":
+                    self._queue_reshaped(generation, message[1], (message[2], message[3]))
                 elif kind == "rows":
                     # `arrived` once its transaction's commit is there: one batch
                     self._queue_rows(generation, message[1], message[2])
@@ -265,7 +273,8 @@ class BinlogStream:
                         if generation == self._generation:
                             self._events.append(message)
         except (EOFError, OSError):
-            self._lost = self._lost or "the binary log decoder ended"
+            if self._lost is None:  # the decoder died (killed): started again, it reads on from where it was
+                self._lost, self._resumable = "the binary log decoder ended", True
         finally:
             receiver.close()
         with self._lock:
@@ -303,6 +312,16 @@ class BinlogStream:
             self._queued[table] = queued
             self._events.append(("rows", timestamp, changes))
 
+    def _queue_reshaped(self, generation: int, timestamp: int, table: Table) -> None:
+        """Queue a row event whose rows the decoder could not name (`binlog_decoder.Catalog.reshaped`), unless no
+        check watches its table."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            watched = self._columns
+            if watched is None or table in watched[0]:
+                self._events.append(("reshaped", timestamp, table))
+
     def _queue_commit(self, generation: int, commit: _Commit) -> None:
         """Queue a commit, after an `_Overflow` for each table whose changes it dropped since the last one (none
         where one is still queued: it is read with this commit or after it)."""
@@ -320,10 +339,10 @@ class BinlogStream:
                 self._events.append(commit)
 
     def _lost_reason(self, code: int | None, text: str) -> str:
-        if code == POSITION_PURGED and self.gtid is not None:
-            where = self._gtid_text()
+        if code == POSITION_PURGED:
+            where = f"GTID position {self._gtid_text()}" if self.gtid is not None else f"position {self.position}"
             self.gtid = None  # opened again, the stream starts from the server's current position
-            return f"the binary log no longer holds GTID position {where} (purged?): {text}"
+            return f"the binary log no longer holds {where} (purged?): {text}"
         return text
 
     def wait(self, timeout: float) -> None:
@@ -342,7 +361,8 @@ class BinlogStream:
         for event in taken:
             if event is _LOST:
                 self.close()
-                raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}")
+                raise StreamLost(f"database {self.database}: live stream: {self._lost or 'the binary log ended'}",
+                                 resumable=self._resumable)
             if isinstance(event, _Commit):
                 self.position = event.position
                 for transaction in uncommitted:  # a row event is dated when its statement began, not committed
@@ -360,6 +380,8 @@ class BinlogStream:
                 done.append(Transaction(committed_at, unseen=True))
             elif event[0] == "statement":  # rows added or given a key that the log does not name
                 done.append(Transaction(committed_at, unseen=True, unnamed=_unnamed(event[2])))
+            elif event[0] == "reshaped":  # rows the decoder could not name: which keys they had is not known
+                done.append(Transaction(committed_at, unseen=True, unnamed=_reshaped(event[2])))
             elif fold is not None:
                 for change in event[2]:
                     fold(change)
@@ -416,6 +438,12 @@ def _unnamed(verb: str) -> str:
                 "in): every check counted in full")
     return (f"{verb} logged as a statement, naming no rows (a session's binlog_format is not ROW): every check "
             "counted in full")
+
+
+def _reshaped(table: Table) -> str:
+    """Why the rows of `table` in a transaction are not read (`binlog_decoder.Catalog.reshaped`)."""
+    return (f"rows of {table[0]}.{table[1]} logged before its columns changed, which the binary log does not "
+            "name (binlog_row_metadata is not FULL): not read, every check counted in full")
 
 
 def _gtid_state(position: str) -> dict[int, str]:

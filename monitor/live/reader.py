@@ -99,6 +99,8 @@ class LiveReader:
         self._drain = False  # stopping: read to the end of the stream first (`hand_over`)
         self._drained = False  # the last read reached the end of the stream
         self._saved: tuple[str | None, float] = (None, 0.0)  # the position last saved, and when (monotonic)
+        self._counted: str | None = None  # the stream's position once the changes it read were counted
+        self._resumable: str | None = None  # where a stream lost with its connection can be opened again
         # The detection engine keeps no compiled statements (each check runs its own once per interval); the
         # re-counts repeat a few shapes many times a second, so the reader keeps theirs.
         self._compiled: sa.util.LRUCache[Any, Any] = sa.util.LRUCache(COMPILED_STATEMENTS)
@@ -125,6 +127,8 @@ class LiveReader:
         attempt = 0
         gap_pending = False
         resume = self._saved_position()
+        reconnecting = False  # `resume` is where a lost stream's changes were counted up to (`StreamLost.resumable`)
+        resumed: tuple[str | None, int] = (None, 0)  # the last such position, and how often it was lost there
         while not self._stopping.is_set():
             try:
                 restart_gap = self.stream.open(resume)
@@ -156,10 +160,14 @@ class LiveReader:
                 self.took_over.set()
             if restart_gap is not None:  # counted in full above: what arrived while no stream was read is counted
                 self.sink.live_gap(self.database, f"database {self.database}: live stream: {restart_gap}")
+            elif reconnecting:
+                log.info("live stream lost and opened again from the position counted up to: no gap",
+                         extra={"fields": {"database": self.database, "position": resume}})
             elif resume is not None:
                 log.info("resuming the change stream from the position saved before", extra={"fields": {
                     "database": self.database, "position": resume}})
-            resume = None  # from now on the stream keeps its own position
+            resume, reconnecting = None, False  # from now on the stream keeps its own position
+            self._counted = self.stream.position
             self._save_position(force=True)
             log.info("live stream open again, every check counted in full" if gap_pending else
                      "following the change stream", extra={"fields": {"database": self.database}})
@@ -171,16 +179,30 @@ class LiveReader:
                 self.sink.live_following(self.database, False)
                 return
             gap_pending = True
-            self.sink.live_gap(self.database, reason)
+            if self._resumable is None:
+                self.sink.live_gap(self.database, reason)
+                continue
+            # Lost with its connection: opened again from where its changes were counted, it misses nothing
+            # (at least once), and it is a gap only where the server no longer holds that position (`open`
+            # returns why, or the stream says so once read: then `_resumable` is None).
+            resume, reconnecting = self._resumable, True
+            resumed = (resume, resumed[1] + 1 if resumed[0] == resume else 0)
+            log.warning("live stream lost, opening it again from the position counted up to", extra={"fields": {
+                "database": self.database, "error": reason, "position": resume}})
+            if resumed[1]:  # lost again before anything more was counted: not at once, as any retry
+                self._stopping.wait(RETRY_SECONDS[min(resumed[1] - 1, len(RETRY_SECONDS) - 1)])
 
     def _follow(self) -> str | None:
-        """Read and apply changes until stopped (None) or the stream breaks (the reason, one line)."""
+        """Read and apply changes until stopped (None) or the stream breaks (the reason, one line; then
+        `_resumable` is where to open it again without a gap, or None)."""
+        self._resumable = None
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 done = self._read_and_apply()
             except StreamLost as exc:
                 self.stream.close()
+                self._resumable = self._counted if exc.resumable else None
                 return None if self._stopping.is_set() else str(exc)
             except (sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()  # its changes are consumed but not counted: a gap, unless stopping
@@ -191,6 +213,7 @@ class LiveReader:
                 log.exception("live reader failed", extra={"fields": {"database": self.database}})
                 self.stream.close()
                 return f"database {self.database}: live reader failed: {type(exc).__name__}"
+            self._counted = self.stream.position
             self._save_position()
             if not done:
                 self.stream.wait(self.poll_seconds)

@@ -32,7 +32,7 @@ from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live.groups import KEYS_PER_READ
-from monitor.live.mysql import QUEUED_CHANGES
+from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
 
 pytestmark = pytest.mark.timeout(120)
@@ -1144,9 +1144,90 @@ def test_mariadb_a_binary_log_purged_while_the_daemon_was_down_is_a_gap_and_its_
     gap = next(line for line in again.log().splitlines() if "live stream gap" in line)
     assert "the binary log no longer holds GTID position" in gap
     execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")
-    again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
-                   timeout=LIVE_SECONDS)
+    scrape = again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
+                            timeout=LIVE_SECONDS)
+    assert live_value(scrape, GAPS) == 1  # the purge is one gap, not one per attempt to resume
     assert again.stop() == 0
+    assert sum("live stream gap" in line for line in again.log().splitlines()) == 1
+
+
+class CuedStream(BinlogStream):
+    """A binary log stream that, once lost, opens again only when `cue` is set: what a test commits meanwhile
+    commits while no stream is read."""
+
+    def __init__(self, database: str, url: sa.URL) -> None:
+        super().__init__(database, url, MySQL())
+        self.cue = threading.Event()
+
+    def open(self, resume: str | None = None) -> str | None:
+        if self.position is not None:  # opened before
+            self.cue.wait(LIVE_SECONDS * 4)
+        return super().open(resume)
+
+
+@contextmanager
+def reader_reopened_on_cue(monitor: Any, recorded: Recorded) -> Iterator[tuple[LiveReader, CuedStream]]:
+    """A following reader of database `live` whose stream, once lost, opens again on its cue."""
+    stream = CuedStream("live", monitor.database("live").url)
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), stream, recorded, poll_seconds=0.05)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        yield reader, stream
+    finally:
+        stream.cue.set()
+        reader.stop()
+
+
+def lose_decoder(reader: LiveReader, stream: CuedStream) -> None:
+    """Kill the stream's decoder process (its replica connection goes with it): the stream is lost."""
+    assert stream.decoder_pid is not None
+    os.kill(stream.decoder_pid, signal.SIGKILL)
+    await_true(lambda: not reader.following.is_set(), "the reader to find the stream lost")
+
+
+def test_mariadb_a_lost_stream_resumes_from_the_counted_gtid_and_reads_what_committed_meanwhile_without_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with reader_reopened_on_cue(monitor, recorded) as (reader, stream):
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
+        await_true(lambda: recorded.events >= 1, "the first insert read")
+        lose_decoder(reader, stream)
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('down@example.com')")  # while no stream is read
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('down@example.com')")
+        read_before = recorded.events
+        stream.cue.set()
+        # Read from the binary log, not only found by the full count at the reopening: two more events.
+        await_true(lambda: recorded.events >= read_before + 2 and reader.groups["signups"].figures == (1, 1),
+                   "the inserts made while the stream was lost read from the binary log")
+        assert reader.following.is_set()
+    assert recorded.gaps == []
+    assert sum(f.new_groups for _check, f in recorded.figures) == 1  # the group formed meanwhile is new
+
+
+def test_mariadb_a_lost_stream_whose_position_was_purged_meanwhile_is_exactly_one_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with reader_reopened_on_cue(monitor, recorded) as (reader, stream):
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
+        await_true(lambda: recorded.events >= 1, "the first insert read")
+        lose_decoder(reader, stream)
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('down@example.com'), ('down@example.com')")
+        purge_binary_logs(engine)
+        stream.cue.set()
+        await_true(lambda: len(recorded.gaps) == 1 and reader.following.is_set(), "the purge reported as a gap",
+                   timeout=20)
+        assert "the binary log no longer holds GTID position" in recorded.gaps[0]
+        assert reader.groups["signups"].figures == (1, 1)  # counted in full after the gap
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")
+        await_true(lambda: reader.groups["signups"].figures == (2, 2), "the stream followed after the gap")
+    assert len(recorded.gaps) == 1
 
 
 def binlog_readers(engine: sa.Engine) -> int:
