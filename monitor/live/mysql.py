@@ -19,10 +19,20 @@ daemon retains nothing. Row values arrive typed (ints, strings, datetimes), not 
 transaction written to the binary log it reads; `gtid_current_pos` may also hold transactions applied as a
 replica and never logged here) and remembers the GTID of each transaction once its commit has been read. When
 its connection breaks, the library connects again and the stream resumes after that GTID, so nothing is missed
-and there is no gap; a stream closed and opened again (after a gap) resumes the same way. When the server no
-longer holds that position (the binary log was purged meanwhile), it says so (error 1236) and the stream
-reports a **gap** naming the purge, then starts again from the current position. On MySQL (and a MariaDB too
-old for GTIDs) the library's own file/position bookkeeping does the same within a connection's life.
+and there is no gap. When the decoder cannot connect again (the server down for longer) or dies, the stream is
+lost `resumable` (`StreamLost.resumable`): the reader opens it again from the position it counted up to
+(`open(resume=...)`), which is no gap. When the server no longer holds that position (the binary log was purged
+meanwhile) it says so (error 1236): the stream is lost, not resumable, and the reader reports a **gap** naming
+the purge, then opens it again from the current position. On MySQL (and a MariaDB too old for GTIDs) the
+binary log file and position do the same: the library's bookkeeping within a connection's life, the position
+counted up to across it. The server decides whether it still holds a position: the stream asks for it and reads
+the answer, it never compares GTIDs or file names itself.
+
+**Columns.** Without `binlog_row_metadata = FULL` a row event names no columns: the decoder names its values by
+the table's columns as information_schema gives them when it decodes the event, and where those are no longer
+the ones the event was logged with (another count, or a type: an ALTER TABLE between the two, read from a
+backlog or after a resume) it does not decode the rows (`binlog_decoder.Catalog.reshaped`): the transaction is
+`unnamed`, a gap followed by a full count, instead of keys misread. With FULL the log names them.
 
 **Memory.** The thread queues what the decoder sends until the reader takes it, all of it at once, and the
 reader may be busy re-counting meanwhile (a transaction of a million rows arrives in seconds; a re-count may wait

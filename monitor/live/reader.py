@@ -7,7 +7,12 @@ between the two is missed (a change seen twice only re-counts a group twice). Th
 the groups the changes name. A broken stream (connection lost, slot gone, a re-count that failed after its
 changes were consumed) is a **gap**: reported to the sink at once (metric, log, a poll of the database's
 checks), then the stream is opened again and every check counted in full, the groups that appeared
-meanwhile counted as new. Changes the stream says it cannot name (`Transaction.unnamed`: a statement MariaDB
+meanwhile counted as new. A stream lost with its connection whose server can give what followed the position
+its changes were counted up to (`StreamLost.resumable`: MariaDB/MySQL's binary log) is opened again from that
+position instead, every check counted in full (groups formed meanwhile are new) and its changes since read
+again: no gap, unless the server no longer holds the position (a purged binary log: then one gap, reported as
+above, and the stream opened from the current position). Lost again at the same position, it waits as a failed
+opening does before trying again. Changes the stream says it cannot name (`Transaction.unnamed`: a statement MariaDB
 logged as a statement) are a gap too, reported the same way and followed by a full count, on the open stream.
 A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
 

@@ -1693,6 +1693,85 @@ def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_rea
         await_true(lambda: groups.figures == (1, 1), "the duplicate inserted after the ALTER")
 
 
+@pytest.fixture
+def row_metadata(mariadb: MariaDBServer) -> Iterator[Callable[[str], None]]:
+    """Sets the throwaway server's binlog_row_metadata (global: the table maps logged from then on); restored."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT @@GLOBAL.binlog_row_metadata")).scalar()
+
+    def set_to(value: str) -> None:
+        execute(engine, "SET GLOBAL binlog_row_metadata = :value", value=value)
+
+    yield set_to
+    set_to(str(before))
+    engine.dispose()
+
+
+def read_logged_before_an_alter(url: str, engine: sa.Engine, table: str) -> list[Any]:
+    """The transactions a stream resumed from before an INSERT reads, once that INSERT is followed by an ALTER
+    TABLE adding a column before the key: the decoder reads the insert's row event when the table has the new
+    columns. Read until the ALTER's own gap."""
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT @@gtid_binlog_pos")).scalar()
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('early@example.com')")
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20) AFTER id")
+    stream = MySQL().change_stream("live", sa.make_url(url))
+    assert stream.open(resume=f"gtid:{before}") is None
+    read: list[Any] = []
+    try:
+        await_true(lambda: bool(read.extend(stream.read())) or any(
+            t.unnamed and "ALTER TABLE" in t.unnamed for t in read), "the ALTER TABLE read")
+    finally:
+        stream.close()
+    return read
+
+
+def test_mariadb_rows_logged_before_their_tables_columns_changed_are_a_gap_not_misread_without_full_row_metadata(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], row_metadata: Callable[[str], None]) -> None:
+    """With binlog_row_metadata MINIMAL (or NO_LOG, MariaDB's default) the log names no column: named by the
+    table's columns now, the insert's email would be read as `note` (and its key as missing)."""
+    engine, table = mariadb_table
+    row_metadata("MINIMAL")
+    read = read_logged_before_an_alter(mariadb.url, engine, table)
+    assert [c for t in read for c in t.changes if c.table == table] == []  # not misread
+    reshaped = [t.unnamed for t in read if t.unnamed and "binlog_row_metadata" in t.unnamed]
+    assert reshaped == [f"rows of test.{table} logged before its columns changed, which the binary log does not "
+                        "name (binlog_row_metadata is not FULL): not read, every check counted in full"]
+
+
+def test_mariadb_rows_logged_before_their_tables_columns_changed_are_named_by_the_log_with_full_row_metadata(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], row_metadata: Callable[[str], None]) -> None:
+    engine, table = mariadb_table
+    row_metadata("FULL")
+    read = read_logged_before_an_alter(mariadb.url, engine, table)
+    assert [c.new for t in read for c in t.changes if c.table == table] == [{"id": 1, "email": "early@example.com"}]
+    assert not any(t.unnamed and "binlog_row_metadata" in t.unnamed for t in read)
+
+
+def test_mariadb_rows_of_a_reshaped_table_are_one_gap_and_the_duplicate_they_made_is_counted(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], row_metadata: Callable[[str], None],
+        monitor_for: Any) -> None:
+    """A reader behind the server (here: lost, then resumed) reads a duplicate's rows after a column was dropped
+    and another added in its place: same count, another type, which the log (without names) cannot tell
+    apart from the old columns but the table map's types can."""
+    engine, table = mariadb_table
+    row_metadata("NO_LOG")
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN note int")
+    monitor = monitor_for({"live": {"url": mariadb.url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    recorded = Recorded()
+    with reader_reopened_on_cue(monitor, recorded) as (reader, stream):
+        lose_decoder(reader, stream)
+        execute(engine, f"INSERT INTO {table} (email, note) VALUES ('m@example.com', 1), ('m@example.com', 2)")
+        execute(engine, f"ALTER TABLE {table} DROP COLUMN note, ADD COLUMN note varchar(20)")
+        stream.cue.set()
+        await_true(lambda: len(recorded.gaps) == 2 and reader.groups["signups"].figures == (1, 1),
+                   "the reshaped rows and the ALTER reported as gaps, the duplicate counted", timeout=20)
+    assert "logged before its columns changed" in recorded.gaps[0]
+    assert "ALTER TABLE" in recorded.gaps[1]
+
+
 def test_mariadb_rows_a_foreign_key_sets_null_or_deletes_are_followed(
         mariadb: MariaDBServer, tmp_path: Path, start_daemon: Any) -> None:
     """InnoDB's foreign key actions change the child's rows without the binary log naming them (it holds the
