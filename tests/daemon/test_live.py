@@ -28,8 +28,11 @@ from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
 
 from dbtest import TestDatabase, write_config
+from monitor.config import config_from_dict
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
+from monitor.engine import Monitor
+from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live.groups import KEYS_PER_READ
 from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
@@ -1228,6 +1231,57 @@ def test_mariadb_a_lost_stream_whose_position_was_purged_meanwhile_is_exactly_on
         execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")
         await_true(lambda: reader.groups["signups"].figures == (2, 2), "the stream followed after the gap")
     assert len(recorded.gaps) == 1
+
+
+def test_mariadb_two_databases_of_one_server_resume_each_from_its_own_saved_position(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path) -> None:
+    """One binary log, two databases: each reader saves where it counted up to under its own database. Database
+    `second`, stopped while `first` reads on past an insert into `second`, resumes from its own position and reads
+    that insert; from `first`'s it would start after it."""
+    engine, table = mariadb_table
+    other = f"dw_other_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE DATABASE {other}")
+    execute(engine, f"CREATE TABLE {other}.{table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
+                    " INDEX (email))")
+    url = sa.make_url(mariadb.url)
+    state = History(tmp_path / "state.db")
+    monitor = Monitor(config_from_dict({
+        "databases": {"first": {"url": mariadb.url, "live": True},
+                      "second": {"url": url.set(database=other).render_as_string(hide_password=False), "live": True}},
+        "checks": [{"name": "first_signups", "database": "first", "table": table, "key": ["email"]},
+                   {"name": "second_signups", "database": "second", "table": table, "key": ["email"]}]}),
+        state=state)
+
+    def reader(database: str, recorded: Recorded) -> LiveReader:
+        db = monitor.database(database)
+        made = LiveReader(monitor, database, [c for c in monitor.config.checks if c.database == database],
+                          db.rules.change_stream(database, db.url), recorded, poll_seconds=0.05)
+        made.start()
+        assert made.following.wait(10)
+        return made
+
+    try:
+        assert monitor.place("first") != monitor.place("second")
+        second = reader("second", Recorded())
+        second.stop()
+        first_recorded = Recorded()
+        first = reader("first", first_recorded)
+        execute(engine, f"INSERT INTO {other}.{table} (email) VALUES ('s@example.com'), ('s@example.com')")
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('f@example.com')")  # after it in the binary log
+        await_true(lambda: first_recorded.events >= 1, "database first's insert read")
+        first.stop()  # saves a position past database second's insert
+        recorded = Recorded()
+        again = reader("second", recorded)
+        try:
+            await_true(lambda: recorded.events >= 2, "database second's inserts read from its own saved position")
+            assert again.groups["second_signups"].figures == (1, 1)
+        finally:
+            again.stop()
+        assert recorded.gaps == []
+    finally:
+        monitor.close()
+        state.close()
+        execute(engine, f"DROP DATABASE {other}")
 
 
 def binlog_readers(engine: sa.Engine) -> int:
