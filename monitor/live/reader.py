@@ -144,7 +144,7 @@ class LiveReader:
                 return
             except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()
-                if not gap_pending:  # never opened yet: not a gap, nothing was being followed
+                if not gap_pending or reconnecting:  # not a gap (yet): said at each attempt, not hidden
                     log.warning("live stream not open, retrying", extra={"fields": {
                         "database": self.database, "error": self._describe(exc)}})
                 self._stopping.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
@@ -191,6 +191,7 @@ class LiveReader:
             # (at least once), and it is a gap only where the server no longer holds that position (`open`
             # returns why, or the stream says so once read: then `_resumable` is None).
             resume, reconnecting = self._resumable, True
+            self.sink.live_following(self.database, False)  # the poll's figures count until it is followed again
             resumed = (resume, resumed[1] + 1 if resumed[0] == resume else 0)
             log.warning("live stream lost, opening it again from the position counted up to", extra={"fields": {
                 "database": self.database, "error": reason, "position": resume}})
