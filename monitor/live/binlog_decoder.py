@@ -12,8 +12,9 @@ reader only what live mode uses, already plain data:
   LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
   (the server's ROW is only the sessions' default); or an `ALTER TABLE` or `RENAME TABLE`, which may change keys
   or how they compare, or swap a table's rows, without logging any row (`adds_rows`);
-- `("commit", gtid_position | None, log_file, log_pos, timestamp)`: a transaction read whole, where to resume
-  after it, and its commit's second (the XID event's: a long transaction's rows are dated when it began);
+- `("commit", gtid_position | None, log_file, log_pos, timestamp, gtid_set | None)`: a transaction read whole,
+  where to resume after it (MariaDB's GTID position, MySQL's set of GTIDs read, else the file and position), and
+  its commit's second (the XID event's: a long transaction's rows are dated when it began);
 - `("reshaped", timestamp, schema, table)`: a row event whose rows are not decoded, because the log does not
   name its columns (`binlog_row_metadata` is not FULL) and the table's columns are no longer those the event
   was logged with (`Catalog.reshaped`): named by the current columns, its values would be misread;
@@ -50,6 +51,7 @@ replication: Any = importlib.import_module("pymysqlreplication")
 LOGGED: Any = importlib.import_module("pymysqlreplication.constants.FIELD_TYPE")  # a table map's column types
 events: Any = importlib.import_module("pymysqlreplication.event")
 row_event: Any = importlib.import_module("pymysqlreplication.row_event")
+gtids: Any = importlib.import_module("pymysqlreplication.gtid")
 
 _PR_SET_PDEATHSIG = 1
 FL_PREPARED_XA = 64  # MariaDB's GTID event flag: the transaction is an XA transaction's prepare
@@ -57,8 +59,9 @@ XA_CHANGES = 20_000  # changes of prepared XA transactions kept until their XA C
 
 
 def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, str] | None, pipe: Connection,
-           parent: int) -> None:
-    """Read the binary log from `options`' position (after `gtid` on MariaDB) and send what it holds on `pipe`."""
+           parent: int, gtid_set: str | None = None) -> None:
+    """Read the binary log from `options`' position (after `gtid` on MariaDB, `gtid_set` on MySQL with GTIDs:
+    every transaction not in it) and send what it holds on `pipe`."""
     _die_with(parent)
     logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
     started: str | None = None
@@ -71,28 +74,40 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
     preparing: list[Change] | None = None  # of the XA transaction being read (None: none, or too many)
     xa = False  # reading an XA transaction's prepare
     prepared: dict[str, list[Change] | None] = {}
+    # MySQL with GTIDs: the set of transactions read (the server sends every one not in it)
+    read_set: Any = gtids.GtidSet(gtid_set) if gtid_set is not None else None
 
     def connect(**kwargs: Any) -> Any:
         if reader is not None and gtid is not None:  # reconnecting: resume after the last commit read
             reader.auto_position = ",".join(gtid.values())
+        elif reader is not None and read_set is not None:
+            reader.auto_position = str(read_set)
         return pymysql.connect(**kwargs)
 
-    def committed(timestamp: int) -> tuple[str, str | None, str, int, int]:
-        nonlocal started
+    def committed(timestamp: int) -> tuple[str, str | None, str, int, int, str | None]:
+        nonlocal started, read_set
         if started is not None and gtid is not None:
             gtid[int(started.split("-", 1)[0])] = started
+        elif started is not None and read_set is not None:
+            one = gtids.Gtid(started)
+            if one not in read_set:
+                read_set = read_set + one
         started = None
         return ("commit", ",".join(gtid.values()) if gtid is not None else None, reader.log_file, reader.log_pos,
-                timestamp)
+                timestamp, str(read_set) if read_set is not None else None)
 
     only = [row_event.WriteRowsEvent, row_event.UpdateRowsEvent, row_event.DeleteRowsEvent, events.XidEvent,
-            events.QueryEvent, *([events.MariadbGtidEvent] if gtid is not None else [])]
+            events.QueryEvent, *([events.MariadbGtidEvent] if gtid is not None else []),
+            *([events.GtidEvent] if read_set is not None else [])]
+    auto_position = ",".join(gtid.values()) if gtid is not None else str(read_set) if read_set is not None else None
     reader = replication.BinLogStreamReader(
-        connection_settings=settings, only_events=only, is_mariadb=gtid is not None,
-        auto_position=",".join(gtid.values()) if gtid is not None else None, pymysql_wrapper=connect, **options)
+        connection_settings=settings, only_events=only, is_mariadb=gtid is not None, auto_position=auto_position,
+        pymysql_wrapper=connect, **options)
     try:
         for event in reader:
-            if isinstance(event, events.MariadbGtidEvent):
+            if isinstance(event, events.GtidEvent) and read_set is not None:
+                started = event.gtid
+            elif isinstance(event, events.MariadbGtidEvent):
                 started = event.gtid
                 xa = bool(event.flags & FL_PREPARED_XA)
                 preparing = [] if xa else None

@@ -23,9 +23,11 @@ and there is no gap. When the decoder cannot connect again (the server down for 
 lost `resumable` (`StreamLost.resumable`): the reader opens it again from the position it counted up to
 (`open(resume=...)`), which is no gap. When the server no longer holds that position (the binary log was purged
 meanwhile) it says so (error 1236): the stream is lost, not resumable, and the reader reports a **gap** naming
-the purge, then opens it again from the current position. On MySQL (and a MariaDB too old for GTIDs) the
-binary log file and position do the same: the library's bookkeeping within a connection's life, the position
-counted up to across it. The server decides whether it still holds a position: the stream asks for it and reads
+the purge, then opens it again from the current position. On MySQL with `gtid_mode = ON` the stream keeps the
+set of GTIDs executed before it began (`@@gtid_executed`) plus those it read, and resumes with it (the server
+sends every transaction not in it); without GTIDs (and on a MariaDB too old for them) the binary log file and
+position do the same: the library's bookkeeping within a connection's life, the position counted up to across
+it. The server decides whether it still holds a position: the stream asks for it and reads
 the answer, it never compares GTIDs or file names itself.
 
 **Columns.** Without `binlog_row_metadata = FULL` a row event names no columns: the decoder names its values by
@@ -49,7 +51,8 @@ the binary log is read on, and a row is dropped only where a full count that fol
 nothing queued between them are queued as one (the last: its position and time).
 
 **Across daemon restarts.** `position` is where `read()` has handed out every change up to a commit (`gtid:` and
-the GTID position on MariaDB, `file:` and the binary log file and position elsewhere); the reader saves it in
+the GTID position on MariaDB, `gtidset:` and the GTID set on MySQL with GTIDs, `file:` and the binary log file
+and position elsewhere); the reader saves it in
 the state store once it counted those changes, and a daemon started later opens the stream from it
 (`open(resume=...)`): what committed while it was down is read then, at least once. A position the binary log no
 longer holds is a gap, reported as above.
@@ -125,6 +128,7 @@ class BinlogStream:
         self._lost: str | None = None
         self._resumable = False  # the stream was lost with its connection: it may be opened again where it was
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
+        self.gtid_set: str | None = None  # MySQL with gtid_mode = ON: the GTIDs executed before it and read since
         self.position: str | None = None
 
     def _settings(self) -> dict[str, Any]:
@@ -136,16 +140,19 @@ class BinlogStream:
         when the stream was open before), else from the server's current position."""
         gap = None
         try:
-            position, gtid_position = self._refuse_unless_ready()
+            position, gtid_position, executed = self._refuse_unless_ready()
             if resume is not None:
-                position, gap = self._resumed(resume, position, gtid_position)
+                position, gap = self._resumed(resume, position, gtid_position, executed)
                 if gap is not None:
-                    self.gtid = None  # from the server's current position
+                    self.gtid = self.gtid_set = None  # from the server's current position
             if gtid_position is not None and self.gtid is None:
                 self.gtid = _gtid_state(gtid_position)
+            if executed is not None and self.gtid_set is None:
+                self.gtid_set = executed
         except pymysql.MySQLError as exc:
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
-        self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else f"file:{position[0]}:{position[1]}"
+        self.position = f"gtid:{self._gtid_text()}" if self.gtid is not None else \
+            f"gtidset:{self.gtid_set}" if self.gtid_set is not None else f"file:{position[0]}:{position[1]}"
         self._start(position)
         return gap
 
@@ -168,7 +175,8 @@ class BinlogStream:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=binlog_decoder.decode, name=f"dupewatch-binlog-{self.database}",
-                                        args=(self._settings(), options, self.gtid, sender, os.getpid()), daemon=True)
+                                        args=(self._settings(), options, self.gtid, sender, os.getpid(),
+                                              self.gtid_set), daemon=True)
         self._process.start()
         sender.close()  # the decoder's end: once it exits, `recv` ends
         self._thread = threading.Thread(target=self._pump, args=(receiver, self._arrived, self._generation),
@@ -180,25 +188,30 @@ class BinlogStream:
         """The process decoding the binary log (its CPU is the stream's; see benchmarks/bench_live.py)."""
         return self._process.pid if self._process is not None else None
 
-    def _resumed(self, resume: str, current: tuple[str, int], gtid_position: str | None
+    def _resumed(self, resume: str, current: tuple[str, int], gtid_position: str | None, executed: str | None
                  ) -> tuple[tuple[str, int], str | None]:
         """Where to start for `resume`: the file/position to read from (MariaDB: `self.gtid` is set to the saved
-        GTID position) and, when `resume` is of a kind this server cannot continue, why (then: from `current`)."""
+        GTID position; MySQL with GTIDs: `self.gtid_set` to the saved set) and, when `resume` is of a kind this
+        server cannot continue, why (then: from `current`). A GTID position saved before the server logged any
+        transaction is resumed only while it still logged none (an empty position is no place in the log)."""
         kind, _, value = resume.partition(":")
         if kind == "gtid" and gtid_position is not None and (value or not gtid_position):
-            # (saved before the server logged any transaction: resumed only while it still logged none)
             self.gtid = _gtid_state(value)
             return current, None
+        if kind == "gtidset" and executed is not None and (value or not executed):
+            self.gtid_set = value
+            return current, None
         name, _, offset = value.rpartition(":")
-        if kind == "file" and gtid_position is None and name and offset.isdigit():
+        if kind == "file" and gtid_position is None and executed is None and name and offset.isdigit():
             return (name, int(offset)), None
         return current, f"cannot resume from the saved position {resume} on this server: changes since are not read"
 
     def _gtid_text(self) -> str | None:
         return ",".join(self.gtid.values()) if self.gtid is not None else None
 
-    def _refuse_unless_ready(self) -> tuple[tuple[str, int], str | None]:
-        """The current file/position, and the current GTID position on a MariaDB server that has one."""
+    def _refuse_unless_ready(self) -> tuple[tuple[str, int], str | None, str | None]:
+        """The current file/position, the current GTID position on a MariaDB server that has one, and the set of
+        GTIDs executed on a MySQL server with `gtid_mode = ON`."""
         where = f"database {self.database}: live = true"
         conn = pymysql.connect(**self._settings())
         try:
@@ -221,10 +234,15 @@ class BinlogStream:
                                       "(GRANT REPLICATION CLIENT, or BINLOG MONITOR on MariaDB, and REPLICATION "
                                       "SLAVE), or remove live = true")
                 position = str(row[0]), int(row[1])
-                if "mariadb" not in str(version).lower():
-                    return position, None
-                cursor.execute("SELECT @@gtid_binlog_pos")
-                return position, str(cursor.fetchone()[0] or "")
+                if "mariadb" in str(version).lower():
+                    cursor.execute("SELECT @@gtid_binlog_pos")
+                    return position, str(cursor.fetchone()[0] or ""), None
+                cursor.execute("SHOW GLOBAL VARIABLES LIKE 'gtid_mode'")
+                mode = cursor.fetchone()
+                if mode is None or str(mode[1]).upper() != "ON":
+                    return position, None, None
+                cursor.execute("SELECT @@GLOBAL.gtid_executed")
+                return position, None, "".join(str(cursor.fetchone()[0] or "").split())
         finally:
             conn.close()
 
@@ -251,6 +269,9 @@ class BinlogStream:
         if kind == "gtid":  # the file and position are the GTID's
             self.gtid = _gtid_state(value)
             self._start((None, None))
+        elif kind == "gtidset":
+            self.gtid_set = value
+            self._start((None, None))
         else:
             name, _, offset = value.rpartition(":")
             self._start((name, int(offset)))
@@ -263,10 +284,15 @@ class BinlogStream:
                 message = receiver.recv()
                 kind = message[0]
                 if kind == "commit":
-                    _kind, gtid, log_file, log_pos, timestamp = message
+                    _kind, gtid, log_file, log_pos, timestamp, gtid_set = message
                     if gtid is not None:
                         self.gtid = _gtid_state(gtid)
-                    position = f"gtid:{gtid}" if gtid is not None else f"file:{log_file}:{log_pos}"
+                        position = f"gtid:{gtid}"
+                    elif gtid_set is not None:
+                        self.gtid_set = gtid_set
+                        position = f"gtidset:{gtid_set}"
+                    else:
+                        position = f"file:{log_file}:{log_pos}"
                     self._queue_commit(generation, _Commit(position, datetime.fromtimestamp(timestamp, UTC)))
                     arrived.set()
                 elif kind == "lost":
@@ -350,8 +376,9 @@ class BinlogStream:
 
     def _lost_reason(self, code: int | None, text: str) -> str:
         if code == POSITION_PURGED:
-            where = f"GTID position {self._gtid_text()}" if self.gtid is not None else f"position {self.position}"
-            self.gtid = None  # opened again, the stream starts from the server's current position
+            where = f"GTID position {self._gtid_text()}" if self.gtid is not None else \
+                f"GTIDs {self.gtid_set}" if self.gtid_set is not None else f"position {self.position}"
+            self.gtid = self.gtid_set = None  # opened again, the stream starts from the server's current position
             return f"the binary log no longer holds {where} (purged?): {text}"
         return text
 
