@@ -557,15 +557,20 @@ def custom_page_statement(conn: Connection, rules: Dialect, sql: str, width: int
     each value sent only when the server measured every value of the page within `MAX_VALUE_BYTES` and the page
     within `MAX_PAGE_BYTES`; the measures (`dupewatch_w0..`, the widest value of each column; `dupewatch_total`)
     follow the values. The custom query runs once: its page is a LIMIT sub-select, which no database merges into
-    the statement around it."""
+    the statement around it. A value beyond `MAX_VALUE_BYTES` is dropped row by row, before the window that
+    measures the page keeps the page's rows (in a temporary table that may spill to disk)."""
     names = [f"dupewatch_c{i}" for i in range(width)]
     page = sa.table("dupewatch_page", *(sa.column(name) for name in names))
-    widths = [rules.sent_width(page.c[name]) for name in names]
-    total = sa.func.sum(sum((sa.func.coalesce(w, 0) for w in widths), sa.literal(0, sa.BigInteger())))
-    sized = sa.select(page, *(sa.func.max(w).over().label(f"dupewatch_w{i}") for i, w in enumerate(widths)),
-                      total.over().label("dupewatch_total")).subquery("dupewatch_sized")
-    fits = sa.and_(*(sa.func.coalesce(sized.c[f"dupewatch_w{i}"], 0) <= MAX_VALUE_BYTES for i in range(width)),
-                   sa.func.coalesce(sized.c.dupewatch_total, 0) <= MAX_PAGE_BYTES)
+    widths = [sa.func.coalesce(rules.sent_width(page.c[name]), 0) for name in names]
+    capped = sa.select(*(sa.case((w <= MAX_VALUE_BYTES, page.c[name])).label(name) for w, name in zip(widths, names,
+                                                                                                  strict=True)),
+                       *(w.label(f"dupewatch_w{i}") for i, w in enumerate(widths))).subquery("dupewatch_capped")
+    measures = [capped.c[f"dupewatch_w{i}"] for i in range(width)]
+    sized = sa.select(*(capped.c[name] for name in names), *(sa.func.max(w).over().label(w.name) for w in measures),
+                      sa.func.sum(sum(measures, sa.literal(0, sa.BigInteger()))).over().label("dupewatch_total")
+                      ).subquery("dupewatch_sized")
+    fits = sa.and_(*(sized.c[f"dupewatch_w{i}"] <= MAX_VALUE_BYTES for i in range(width)),
+                   sized.c.dupewatch_total <= MAX_PAGE_BYTES)
     outer = sa.select(*(sa.case((fits, sized.c[name])).label(f"dupewatch_v{i}") for i, name in enumerate(names)),
                       *(sized.c[f"dupewatch_w{i}"] for i in range(width)), sized.c.dupewatch_total)
     compiled = outer.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
