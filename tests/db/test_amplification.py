@@ -13,6 +13,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from typing import Any
@@ -20,8 +21,10 @@ from typing import Any
 import pytest
 from test_read_only_spellings import make_victim, stop_backends
 
-from dbtest import REPO_ROOT
-from monitor.db import CANCEL_WAIT_SECONDS, DEADLINE_GRACE_SECONDS
+from dbtest import REPO_ROOT, write_config
+from fix_support import run_cli
+from monitor.config import DatabaseConfig
+from monitor.db import CANCEL_WAIT_SECONDS, DEADLINE_GRACE_SECONDS, Database
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -213,3 +216,45 @@ def test_postgresql_columns_sharing_a_name_are_read_by_position(pg, monitor_for)
                           [{"name": "c", "database": "d", "sql": "SELECT id, k, id * 10 AS id FROM victim"}])
     columns, rows = monitor.custom_rows("c")
     assert columns == ["id", "k", "id"] and sorted(rows) == [(1, "a", 10), (2, "a", 20), (3, "b", 30)]
+
+
+# -- the server's own statement timeout, on every connection a check's SQL runs on -----------------------------
+
+SLEEPING_WHERE = {"postgresql": "pg_sleep(3) IS NOT NULL", "mysql": "SLEEP(3) = 0"}
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_the_statement_timeout_bounds_a_where_on_the_fix_connection_too(server, request, tmp_path):
+    """The fix runs a table check's `where` on its writable connection (`fix_url`), which no client-side deadline
+    watches: the server's timeout (a startup option on PostgreSQL, `max_statement_time` on MariaDB, set on every
+    connection dupewatch opens) ends it, one line, nothing changed."""
+    db = make_victim(request.getfixturevalue(server))
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url, "statement_timeout": "1s"}},
+                        [{"name": "w", "database": "d", "table": "victim", "key": ["k"],
+                          "where": SLEEPING_WHERE[db.dialect]}])
+    before = db.rows("SELECT id, k FROM victim ORDER BY id")
+    started = time.monotonic()
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    took = time.monotonic() - started
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "statement_timeout (1s)" in result.stderr, result.stderr
+    assert took < 1 + 3, took  # one sleep of 3 s a row would take 9
+    assert db.rows("SELECT id, k FROM victim ORDER BY id") == before
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_the_detection_and_the_fix_connections_carry_the_server_timeout(server, request):
+    db = request.getfixturevalue(server)
+    database = Database("d", DatabaseConfig(url=db.url, statement_timeout="1500ms"))
+    ask = {"postgresql": "SELECT current_setting('statement_timeout')",
+           "mysql": "SELECT @@SESSION.max_statement_time"}[db.dialect]
+    try:
+        with database.read_only() as conn:
+            detection = conn.exec_driver_sql(ask).scalar()
+        with database.writer.connect() as conn:
+            writing = conn.exec_driver_sql(ask).scalar()
+    finally:
+        database.dispose()
+    assert detection == writing
+    assert float(str(detection).removesuffix("ms")) == {"postgresql": 1500, "mysql": 1.5}[db.dialect], detection
