@@ -501,10 +501,9 @@ def where_probe(resolved: TableCheck, preparer: Any) -> str:
 AS_WRITTEN = {"no_parameters": True}
 
 
-def custom_weighted(conn: Connection, sql: str) -> bool:
-    """Whether a custom query returns a `dup_count` column (asked once per check: MySQL may run the whole
-    query to answer even a `WHERE 1 = 0` probe)."""
-    return "dup_count" in [c.lower() for c in custom_columns(conn, sql)]
+def custom_weighted(columns: list[str]) -> bool:
+    """Whether a custom query with these columns (`custom_columns`) returns a `dup_count`."""
+    return "dup_count" in [c.lower() for c in columns]
 
 
 def figures_statement(sql: str, weighted: bool) -> str:

@@ -446,7 +446,8 @@ class Monitor:
                     self._ensure_safe(conn, db, sql)
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
-                        weighted = self._weighted[check.name] = custom_weighted(conn, sql)
+                        columns = self._custom_columns(conn, check.name, sql)
+                        weighted = self._weighted[check.name] = custom_weighted(columns)
                     self._ensure_safe(conn, db, sql, figures_statement(sql, weighted))
                     timing["query"] = time.perf_counter()
                     groups, excess = custom_figures(conn, sql, weighted)
@@ -580,14 +581,20 @@ class Monitor:
         with db.read_only() as conn:
             try:
                 self._ensure_safe(conn, db, sql)
-                columns = self._columns.get(check)
-                if columns is None:
-                    columns = self._columns[check] = custom_columns(conn, sql)
+                columns = self._custom_columns(conn, check, sql)
                 return custom_rows(conn, db.rules, sql, offset, limit, columns)
             except CheckDefinitionError as exc:
                 raise CheckDefinitionError(f"check {check!r}: {exc}") from None
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(db.describe(exc)) from None
+
+    def _custom_columns(self, conn: Connection, check: str, sql: str) -> list[str]:
+        """The names of a custom query's columns, probed once per check (MySQL may run the whole query to answer
+        even the probe's `WHERE 1 = 0`)."""
+        columns = self._columns.get(check)
+        if columns is None:
+            columns = self._columns[check] = custom_columns(conn, sql)
+        return columns
 
     def _ensure_safe(self, conn: Connection, db: Database, sql: str, statement: str | None = None) -> None:
         """Vet the custom query `sql` in `statement` (its rows by default), once per process."""
