@@ -583,6 +583,10 @@ def custom_rows(conn: Connection, rules: Dialect, sql: str, offset: int, limit: 
     server before it sends them; a page beyond them raises `CheckDefinitionError`, one line naming the column."""
     names = columns if columns is not None else custom_columns(conn, sql)
     width = len(names)
+    if not width:  # PostgreSQL's `SELECT FROM t`: rows of no value, nothing to measure
+        plain = (f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom LIMIT {int(limit)} "
+                 f"OFFSET {int(offset)}")
+        return names, [() for _ in conn.exec_driver_sql(plain, execution_options=AS_WRITTEN)]
     result = conn.exec_driver_sql(custom_page_statement(conn, rules, sql, width, offset, limit),
                                   execution_options=AS_WRITTEN)
     rows = [tuple(row) for row in result]

@@ -230,6 +230,12 @@ def test_a_page_of_rows_within_the_bounds_is_read_whole(db, monitor_for):
     assert sorted((r[0], r[1], r[2], int(r[3])) for r in rows) == [("a", "a", None, 2), ("b", "b", None, 1)]
 
 
+def test_postgresql_rows_of_no_column_are_listed(pg, monitor_for):
+    make_victim(pg)
+    monitor = monitor_for({"d": {"url": pg.url}}, [{"name": "c", "database": "d", "sql": "SELECT FROM victim"}])
+    assert monitor.custom_rows("c") == ([], [(), (), ()])
+
+
 def test_postgresql_columns_sharing_a_name_are_read_by_position(pg, monitor_for):
     make_victim(pg)
     monitor = monitor_for({"d": {"url": pg.url}},
