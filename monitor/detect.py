@@ -501,15 +501,9 @@ def where_probe(resolved: TableCheck, preparer: Any) -> str:
 AS_WRITTEN = {"no_parameters": True}
 
 
-def custom_weighted(conn: Connection, sql: str) -> bool:
-    """Whether a custom query returns a `dup_count` column (asked once per check: MySQL may run the whole
-    query to answer even a `WHERE 1 = 0` probe)."""
-    ensure_select(sql)
-    probe = conn.exec_driver_sql(f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_probe WHERE 1 = 0",
-                                 execution_options=AS_WRITTEN)
-    columns = [c.lower() for c in probe.keys()]  # noqa: SIM118 (a Result, not a dict)
-    probe.close()
-    return "dup_count" in columns
+def custom_weighted(columns: list[str]) -> bool:
+    """Whether a custom query with these columns (`custom_columns`) returns a `dup_count`."""
+    return "dup_count" in [c.lower() for c in columns]
 
 
 def figures_statement(sql: str, weighted: bool) -> str:
@@ -519,15 +513,92 @@ def figures_statement(sql: str, weighted: bool) -> str:
     return f"SELECT COUNT(*), {excess} FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom"
 
 
+# The largest count a run stores and exports (a signed 64-bit integer, as the history store and every database's
+# COUNT(*) hold it): `SUM(dup_count - 1)` over a numeric `dup_count` (`power(10::numeric, 100000)`) is not a count.
+MAX_COUNT = 2**63 - 1
+
+
 def custom_figures(conn: Connection, sql: str, weighted: bool) -> tuple[int, int]:
     """Each row a custom query returns is one offence; `dup_count` (when `weighted`) weighs it."""
     ensure_select(sql)
     row = conn.exec_driver_sql(figures_statement(sql, weighted), execution_options=AS_WRITTEN).one()
+    try:  # compared as the driver read it (a numeric of 100,000 digits, NaN, Infinity)
+        counts = -MAX_COUNT <= row[1] <= MAX_COUNT
+    except (ArithmeticError, TypeError):
+        counts = False
+    if not counts:
+        raise CheckDefinitionError("custom query's dup_count does not add up to a count of excess rows (beyond "
+                                   "2^63 - 1, or not a number): return a row count as dup_count")
     return int(row[0]), int(row[1])
 
 
-def custom_rows(conn: Connection, sql: str, offset: int, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
-    result = conn.exec_driver_sql(
-        f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom LIMIT {int(limit)} OFFSET {int(offset)}",
-        execution_options=AS_WRITTEN)
-    return list(result.keys()), [tuple(row) for row in result]
+# What dupewatch reads of a custom query's rows (the drill-down), as the server measures them before it sends them
+# (`Dialect.sent_width`): a query returning keys and counts needs far less; one building a string or a number of
+# gigabytes from a short statement (nested replace(), a doubling recursive CTE, string_agg, UNCOMPRESS) is refused
+# in one line instead of arriving in dupewatch's memory.
+MAX_VALUE_BYTES = 1024 * 1024  # per value
+MAX_PAGE_BYTES = 16 * 1024 * 1024  # per page of rows, all values together
+
+
+def custom_columns(conn: Connection, sql: str) -> list[str]:
+    """The names of a custom query's columns (a probe that reads no rows)."""
+    ensure_select(sql)
+    probe = conn.exec_driver_sql(f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_probe WHERE 1 = 0",
+                                 execution_options=AS_WRITTEN)
+    columns = list(probe.keys())
+    probe.close()
+    return columns
+
+
+def custom_page_statement(conn: Connection, rules: Dialect, sql: str, width: int, offset: int,
+                          limit: int) -> str:
+    """A page of a custom query's rows (`width` columns, read by position: a query's columns may share a name),
+    each value sent only when the server measured every value of the page within `MAX_VALUE_BYTES` and the page
+    within `MAX_PAGE_BYTES`; the measures (`dupewatch_w0..`, the widest value of each column; `dupewatch_total`)
+    follow the values. The custom query runs once: its page is a LIMIT sub-select, which no database merges into
+    the statement around it. A value beyond `MAX_VALUE_BYTES` is dropped row by row, before the window that
+    measures the page keeps the page's rows (in a temporary table that may spill to disk)."""
+    names = [f"dupewatch_c{i}" for i in range(width)]
+    page = sa.table("dupewatch_page", *(sa.column(name) for name in names))
+    widths = [sa.func.coalesce(rules.sent_width(page.c[name]), 0) for name in names]
+    capped = sa.select(*(sa.case((w <= MAX_VALUE_BYTES, page.c[name])).label(name) for w, name in zip(widths, names,
+                                                                                                  strict=True)),
+                       *(w.label(f"dupewatch_w{i}") for i, w in enumerate(widths))).subquery("dupewatch_capped")
+    measures = [capped.c[f"dupewatch_w{i}"] for i in range(width)]
+    sized = sa.select(*(capped.c[name] for name in names), *(sa.func.max(w).over().label(w.name) for w in measures),
+                      sa.func.sum(sum(measures, sa.literal(0, sa.BigInteger()))).over().label("dupewatch_total")
+                      ).subquery("dupewatch_sized")
+    fits = sa.and_(*(sized.c[f"dupewatch_w{i}"] <= MAX_VALUE_BYTES for i in range(width)),
+                   sized.c.dupewatch_total <= MAX_PAGE_BYTES)
+    outer = sa.select(*(sa.case((fits, sized.c[name])).label(f"dupewatch_v{i}") for i, name in enumerate(names)),
+                      *(sized.c[f"dupewatch_w{i}"] for i in range(width)), sized.c.dupewatch_total)
+    compiled = outer.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    return (f"WITH dupewatch_page ({', '.join(names)}) AS (SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom "
+            f"LIMIT {int(limit)} OFFSET {int(offset)})\n{compiled}")
+
+
+def custom_rows(conn: Connection, rules: Dialect, sql: str, offset: int, limit: int,
+                columns: list[str] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A page of the rows a custom query returns, its values bounded (`MAX_VALUE_BYTES`, `MAX_PAGE_BYTES`) by the
+    server before it sends them; a page beyond them raises `CheckDefinitionError`, one line naming the column."""
+    names = columns if columns is not None else custom_columns(conn, sql)
+    width = len(names)
+    if not width:  # PostgreSQL's `SELECT FROM t`: rows of no value, nothing to measure
+        plain = (f"SELECT * FROM (\n{custom_sql(sql)}\n) AS dupewatch_custom LIMIT {int(limit)} "
+                 f"OFFSET {int(offset)}")
+        return names, [() for _ in conn.exec_driver_sql(plain, execution_options=AS_WRITTEN)]
+    result = conn.exec_driver_sql(custom_page_statement(conn, rules, sql, width, offset, limit),
+                                  execution_options=AS_WRITTEN)
+    rows = [tuple(row) for row in result]
+    if rows:
+        widest, total = rows[0][width:2 * width], rows[0][2 * width]
+        for name, bytes_ in zip(names, widest, strict=True):
+            if bytes_ is not None and int(bytes_) > MAX_VALUE_BYTES:
+                raise CheckDefinitionError(
+                    f"custom query returned a value of {int(bytes_):,} bytes in column {name!r}, more than the "
+                    f"{MAX_VALUE_BYTES // 1024 ** 2} MiB dupewatch reads of a value: return keys and counts")
+        if total is not None and int(total) > MAX_PAGE_BYTES:
+            raise CheckDefinitionError(
+                f"custom query returned {int(total):,} bytes in {len(rows)} rows, more than the "
+                f"{MAX_PAGE_BYTES // 1024 ** 2} MiB dupewatch reads of a page: return keys and counts")
+    return names, [row[:width] for row in rows]

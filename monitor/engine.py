@@ -34,6 +34,7 @@ from monitor.detect import (
     Status,
     TableCheck,
     as_datetime,
+    custom_columns,
     custom_figures,
     custom_rows,
     custom_weighted,
@@ -79,6 +80,7 @@ class Monitor:
         self.first_page_size = first_page_size
         self._first_pages: dict[str, GroupPage] = {}
         self._weighted: dict[str, bool] = {}  # custom checks: does the query return `dup_count`?
+        self._columns: dict[str, list[str]] = {}  # custom checks: the names of the query's columns
         self._page_checks: frozenset[str] = frozenset()
         self._databases: dict[str, Database] = {}
         self._resolved: dict[str, TableCheck] = {}
@@ -235,6 +237,7 @@ class Monitor:
             self._tables.clear()
             self._first_pages.clear()
             self._weighted.clear()
+            self._columns.clear()
             self._incremental.clear()
             self._fingerprints.clear()
             self._advice.clear()
@@ -247,6 +250,7 @@ class Monitor:
                 self._tables.pop((dropped.check.database, dropped.check.table or ""), None)
             self._first_pages.pop(check, None)
             self._weighted.pop(check, None)
+            self._columns.pop(check, None)
             self._incremental.pop(check, None)
             self._fingerprints.pop(check, None)
             self._advice.pop(check, None)
@@ -263,7 +267,7 @@ class Monitor:
                     known.pop(name, None)
         self.config = config
         names = set(config.names)
-        for check in {*self._resolved, *self._incremental, *self._weighted} - names:
+        for check in {*self._resolved, *self._incremental, *self._weighted, *self._columns} - names:
             self.forget(check)
         for db in dropped:
             db.dispose()
@@ -442,7 +446,8 @@ class Monitor:
                     self._ensure_safe(conn, db, sql)
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
-                        weighted = self._weighted[check.name] = custom_weighted(conn, sql)
+                        columns = self._custom_columns(conn, check.name, sql)
+                        weighted = self._weighted[check.name] = custom_weighted(columns)
                     self._ensure_safe(conn, db, sql, figures_statement(sql, weighted))
                     timing["query"] = time.perf_counter()
                     groups, excess = custom_figures(conn, sql, weighted)
@@ -576,11 +581,20 @@ class Monitor:
         with db.read_only() as conn:
             try:
                 self._ensure_safe(conn, db, sql)
-                return custom_rows(conn, sql, offset, limit)
+                columns = self._custom_columns(conn, check, sql)
+                return custom_rows(conn, db.rules, sql, offset, limit, columns)
             except CheckDefinitionError as exc:
                 raise CheckDefinitionError(f"check {check!r}: {exc}") from None
             except sa.exc.DBAPIError as exc:
                 raise DatabaseError(db.describe(exc)) from None
+
+    def _custom_columns(self, conn: Connection, check: str, sql: str) -> list[str]:
+        """The names of a custom query's columns, probed once per check (MySQL may run the whole query to answer
+        even the probe's `WHERE 1 = 0`)."""
+        columns = self._columns.get(check)
+        if columns is None:
+            columns = self._columns[check] = custom_columns(conn, sql)
+        return columns
 
     def _ensure_safe(self, conn: Connection, db: Database, sql: str, statement: str | None = None) -> None:
         """Vet the custom query `sql` in `statement` (its rows by default), once per process."""

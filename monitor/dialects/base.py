@@ -37,6 +37,8 @@ Connections (`monitor.db`)
 Detection (`monitor.detect`, `monitor.engine`)
 - `ungroupable_key(column)`: why a key column cannot be grouped, or None.
 - `case_fold(expr)`, `trim(expr)`: how `case_insensitive` / `trim_whitespace` normalise text.
+- `sent_width(expr)`: the bytes a value of `expr` takes as the server sends it (its text, or its bytes), measured
+  by the server before it is sent: a custom query's page of rows is bounded by it (`monitor.detect.custom_rows`).
 - `row_identity(is_view)`, `row_identity_order`: what tells rows apart without a primary key.
 - `nulls_first(clause)`: an ascending ORDER BY clause that puts NULL first.
 - `timestamp_type(column)`: the type min()/max() of a timestamp column is read back as.
@@ -329,6 +331,9 @@ class Dialect(Polling):
 
     def trim(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         return sa.func.trim(expr)
+
+    def sent_width(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.length(expr, type_=sa.BigInteger())
 
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None

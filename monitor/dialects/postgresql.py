@@ -456,6 +456,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                     f"jsonb, or write a custom query that groups on {column.name}::jsonb")
         return None
 
+    def sent_width(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The length of the value's text (every type has a cast to text: its output function, as it is sent);
+        a text value's length is read from its header, without decompressing it."""
+        return sa.func.octet_length(sa.cast(expr, sa.Text()), type_=sa.BigInteger())
+
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None if is_view else sa.literal_column("ctid")  # a view has no ctid
 

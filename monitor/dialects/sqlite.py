@@ -273,6 +273,10 @@ class SQLite(SQLitePolling, Dialect):
     def case_fold(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         return CaseFold(expr)
 
+    def sent_width(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Bytes, not characters: `length()` of a blob counts its bytes, of text its characters."""
+        return sa.func.length(sa.cast(expr, sa.LargeBinary()), type_=sa.BigInteger())
+
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None if is_view else sa.literal_column("rowid")
 
