@@ -1594,6 +1594,48 @@ def test_attaching_a_partition_that_holds_a_duplicate_is_a_gap_and_its_group_is_
     assert "partition" in recorded.gaps[0]
 
 
+def test_an_empty_partition_created_while_followed_is_no_gap_and_its_rows_are_followed(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
+    """CREATE TABLE ... PARTITION OF brings no row under the check's table: the catalog's tree changes, yet no
+    change was missed (the partition holds no row), so it is no gap; the rows it is given later are streamed."""
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 1)")
+        execute(admin, f"CREATE TABLE {partitioned}_3 PARTITION OF {partitioned} FOR VALUES IN (3)")
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 2)")
+        await_true(lambda: groups.figures == (1, 1), "the group formed after the partition was created")
+        # A read that begins after the group formed reads the tree with the new partition in it, still empty.
+        events = recorded.events
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('other@example.com', 1)")
+        await_true(lambda: recorded.events > events, "a read after the partition was created")
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 3)")
+        await_true(lambda: groups.figures == (1, 2), "the new partition's row counted from the stream")
+    assert recorded.gaps == []
+
+
+def test_detaching_a_partition_is_a_gap_and_the_group_it_took_away_dissolves(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
+    """DETACH PARTITION takes rows from under the check's table without a change: a gap, even where another,
+    empty partition joins the tree in the same read."""
+    execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('d@example.com', 1), ('d@example.com', 2)")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (1, 1)
+        with admin.connect() as conn, conn.begin():  # (the autocommit engine: one transaction by hand)
+            conn.execute(sa.text(f"ALTER TABLE {partitioned} DETACH PARTITION {partitioned}_2"))
+            conn.execute(sa.text(f"CREATE TABLE {partitioned}_3 PARTITION OF {partitioned} FOR VALUES IN (3)"))
+        await_true(lambda: groups.figures == (0, 0), "the group the detached partition took away")
+        await_true(lambda: len(recorded.gaps) == 1, "the gap reported")
+    assert "partition" in recorded.gaps[0]
+    execute(admin, f"DROP TABLE {partitioned}_2")
+
+
 def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_read_from_the_log(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     """Without binlog_row_metadata = FULL the log's rows carry values by position and the reader names them from
