@@ -70,8 +70,9 @@ def table_key(place: Sequence[str], table: str) -> str:
 class IncrementalCheck:
     """A resolved table check with an `incremental` column: the statements of full and incremental runs.
 
-    A group is identified as the database compares its key (`Dialect.group_identity`: on MariaDB/MySQL a text key's
-    sort key under its collation), so a `_ci` group stays one group whichever spelling `GROUP BY` returns; its
+    A group is identified as the database compares its key (`TableCheck.group_identities`: on MariaDB/MySQL a text
+    key's sort key under its collation, on PostgreSQL a text key's hash under a nondeterministic collation), so a
+    case-insensitive group stays one group whichever spelling `GROUP BY` returns; its
     `spelling` (the key values) is what its rows are looked up by."""
 
     def __init__(self, resolved: TableCheck, key: str) -> None:
@@ -86,7 +87,7 @@ class IncrementalCheck:
         # bound back as other text, and the lookups of known groups found none of their rows).
         self.exprs = list(resolved.key_reads)
         self.read_as_stored = any(r is not e for r, e in zip(resolved.key_reads, resolved.key_exprs, strict=True))
-        self.identity_exprs = [self.rules.group_identity(e) for e in self.exprs]
+        self.identity_exprs = resolved.group_identities(self.exprs)
         self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
         self.row_ids = self._row_id_columns()
         # Where a read row of the overlap window holds the incremental value and the key: a primary key that is
@@ -725,7 +726,9 @@ class IncrementalCheck:
             texts = [encode_key(keys[i]) for i in chunk] if self.spelled_apart else chunk
             document = "[" + ",".join(f"{t[:-1]},{expected[i]}]" for t, i in zip(texts, chunk, strict=True)) + "]"
             for ordinal, rows in self.rules.changed_counts(conn, self.resolved, document, self._cache):
-                changed[chunk[ordinal - 1]] = rows
+                identity = chunk[ordinal - 1]
+                changed[identity] = rows
+                self._spellings.setdefault(identity, keys[identity])  # what a new group's rows are looked up by
         return changed
 
     def _count_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> dict[str, int]:

@@ -110,8 +110,7 @@ class LiveGroups:
         self.key_names = [column.name for column in resolved.key_columns]
         self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
         self._excess = 0  # the excess rows of `known`, kept as it changes (summing it per batch cost a core)
-        rules = resolved.rules
-        identities = [rules.group_identity(e) for e in resolved.key_exprs]
+        identities = resolved.group_identities(resolved.key_exprs)
         # Python's equality of keys is the database's (no collation makes two spellings one group)
         self._exact_identity = all(i is e for i, e in zip(identities, resolved.key_exprs, strict=True))
         # Key values are read, and bound back, as the database stores them (`Dialect.as_stored`): a MySQL DOUBLE

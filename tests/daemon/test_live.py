@@ -920,6 +920,39 @@ def test_a_new_spelling_of_a_citext_key_joins_its_group_instead_of_a_new_one(
     assert daemon.stop() == 0
 
 
+
+def test_a_new_spelling_under_a_nondeterministic_collation_joins_its_group_instead_of_a_new_one(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Under a nondeterministic ICU collation 'Bob' = 'BOB' (GROUP BY and `=` say so, Python does not): a new
+    spelling joins its group, and deleting the spelling GROUP BY returned leaves it the same group, never a new one
+    (the group is identified by its hash in the collation, computed by the server)."""
+    collation = f"ci_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE COLLATION {collation} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    try:
+        execute(admin, f"ALTER TABLE {table} ALTER COLUMN email TYPE text COLLATE {collation}")
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('Bob'), ('bob')")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            groups = reader.groups["signups"]
+            assert groups.figures == (1, 1)
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('BOB')")
+            await_true(lambda: groups.figures == (1, 2), "the third spelling counted in its group")
+            with admin.connect() as conn:
+                shown = conn.execute(sa.text(f"SELECT CAST(email AS text) FROM {table} GROUP BY email")).scalar()
+            events = recorded.events
+            execute(admin, f'DELETE FROM {table} WHERE email = :shown COLLATE "C"', shown=shown)
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('bOB')")
+            await_true(lambda: recorded.events >= events + 2 and groups.figures == (1, 2),
+                       "the delete of the spelling GROUP BY returned and a fourth spelling read")
+            assert len(groups.known) == 1 and not groups.pending
+        assert [f.new_groups for _check, f in recorded.figures] == [0] * len(recorded.figures)
+        assert recorded.gaps == []
+    finally:
+        execute(admin, f'ALTER TABLE {table} ALTER COLUMN email TYPE text COLLATE "default"')
+        execute(admin, f"DROP COLLATION {collation}")
+
 def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """Key (team, email) where email is TOASTed: an UPDATE of team alone sends no email (PostgreSQL sends no
