@@ -284,6 +284,19 @@ class TableCheck:
         return [self.rules.group_identity(e, self.compared.get(c.name))
                 for c, e in zip(self.key_columns, exprs, strict=True)]
 
+    def keys_not_found_by_equality(self) -> str | None:
+        """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
+        extension's type off the search_path, whose `=` the server does not find: it compares the values as
+        text), or None. GROUP BY and a full pass are right; a look-up of keys (an incremental run, live mode) is
+        not."""
+        for column in self.key_columns:
+            comparison = self.compared.get(column.name)
+            if comparison is not None and not comparison.visible:
+                return (f"key column {column.name!r} is of type {comparison.type_name}, whose `=` is not on the "
+                        "search_path: a look-up of a key compares it as text, not as GROUP BY does; put the "
+                        "type's schema on the role's search_path")
+        return None
+
     def _null_filters(self) -> list[ColumnElement[bool]]:
         """The rows `nulls` leaves out: any with a NULL key part ("distinct", as a unique index), or those whose
         key parts are all NULL ("skip_all_null", Great Expectations' default); "equal" leaves none out. The

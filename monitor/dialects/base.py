@@ -182,6 +182,10 @@ class Comparison:
 
     kind: Literal["collation", "citext"]  # a nondeterministic collation; the citext extension's type
     version: str = ""  # the collation's version as its library reports it now: another may compare otherwise
+    # Whether an unqualified `=` finds the type's own operator: one whose schema is off the search_path is not
+    # found, and `col = value` compares the value as text (case-sensitively) where GROUP BY uses the type's.
+    visible: bool = True
+    type_name: str = ""  # the type as the server names it (`ext.citext`), for a message
 
 
 @dataclass(frozen=True)

@@ -185,14 +185,19 @@ _DECLARED_TYPES = sa.text(
     " AND NOT a.attisdropped")
 # Each column `=` finds values stored apart equal in, where its reflected type may not say so: of the citext
 # extension's type (or a domain over it: reflection knows the type only where its schema is on the search_path),
-# or under a nondeterministic collation, with that collation's version as its library reports it now.
+# with whether an unqualified `=` finds its operator (`pg_operator_is_visible`) and the type's name, or under a
+# nondeterministic collation, with that collation's version as its library reports it now.
 _COMPARED_APART = sa.text(
     "SELECT a.attname, EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension x"
     " ON x.oid = d.refobjid WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.deptype = 'e'"
     " AND x.extname = 'citext' AND d.objid IN (t.oid, t.typbasetype)),"
+    " EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = b.oid"
+    " AND o.oprright = b.oid AND pg_catalog.pg_operator_is_visible(o.oid)),"
+    " pg_catalog.format_type(b.oid, NULL),"
     " NOT co.collisdeterministic, CASE WHEN NOT co.collisdeterministic THEN"
     " pg_catalog.pg_collation_actual_version(co.oid) END"
     " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+    " JOIN pg_catalog.pg_type b ON b.oid = COALESCE(NULLIF(t.typbasetype, 0), t.oid)"
     " LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation"
     " WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
@@ -567,9 +572,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         if self.server_version(conn) < (12,):
             return found
         name = conn.dialect.identifier_preparer.format_table(table)
-        for column, citext, nondeterministic, version in conn.execute(_COMPARED_APART, {"t": name}):
+        for column, citext, visible, type_name, nondeterministic, version in conn.execute(_COMPARED_APART,
+                                                                                        {"t": name}):
             if citext:
-                found[str(column)] = Comparison("citext")
+                found[str(column)] = Comparison("citext", visible=bool(visible), type_name=str(type_name))
             elif nondeterministic:
                 found[str(column)] = Comparison("collation", str(version or ""))
         return found

@@ -143,6 +143,8 @@ class IncrementalCheck:
                  check.trim_whitespace, check.incremental]
         if self.read_as_stored:  # a state whose keys were read through Python types is started again
             parts.append("keys as stored")
+        if self.resolved.compared:  # groups identified under a collation (and its version) or as citext
+            parts.append(sorted((n, c.kind, c.version) for n, c in self.resolved.compared.items()))
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
     # -- statements ------------------------------------------------------------------------------
@@ -399,6 +401,9 @@ class IncrementalCheck:
         said = list(notes)
         now = time.time() if now is None else now
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
+        if (unmatched := self.resolved.keys_not_found_by_equality()) is not None:
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {unmatched}"], now=now)
         watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)

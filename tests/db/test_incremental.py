@@ -819,10 +819,26 @@ def citext_elsewhere(pg: TestDatabase) -> Iterator[TestDatabase]:
         admin.dispose()
 
 
-def test_citext_keys_outside_the_search_path_are_one_group(citext_elsewhere, runner_for):
-    """citext from a schema off the search_path is a type SQLAlchemy does not know (the re-count of its keys
-    failed to compile): the catalog says it is citext, and its spellings are one group."""
-    assert_spellings_are_one_group(citext_elsewhere, runner_for, "ext.citext", ["Bob", "bob", "BOB", "bOB"])
+def test_citext_keys_outside_the_search_path_are_identified_lowered_and_run_as_full_passes(citext_elsewhere,
+                                                                                          runner_for):
+    """citext from a schema off the search_path is a type SQLAlchemy does not know: the catalog says it is citext,
+    and a group is identified lowered, as GROUP BY compares (deleting the spelling GROUP BY returned left a "new"
+    group). `device = 'bob'` does not find the type's `=` there and compares as text, so no key can be looked up:
+    every run is a full pass, and says why."""
+    db = citext_elsewhere
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device ext.citext NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(1, 1, "Bob"), (2, 1, "bob"), (3, 1, "BOB")])
+    r = runner_for(db)
+    assert r.run().groups == 1
+    for id_, spelling in ((4, "bOB"), (5, "BoB")):
+        shown = db.scalar("SELECT CAST(device AS text) FROM logins GROUP BY device")
+        db.execute("DELETE FROM logins WHERE CAST(device AS text) = :d", params={"d": shown})
+        insert(db, [(id_, 1, spelling)])
+        after = r.run()
+        assert (after.mode, after.new_groups, after.groups) == ("full", 0, 1), after
+        assert any("search_path" in note for note in after.notes), after.notes
+        r.assert_matches_full_pass(after)
 
 
 def assert_spellings_are_one_group(pg: TestDatabase, runner_for: Any, kind: str, spellings: list[str]) -> None:
