@@ -1,8 +1,9 @@
 """The duplicate groups of one table check as live mode keeps them: re-counted in the table, key by key.
 
 `LiveGroups` holds every duplicate group of its check (its identity -> normalised key and rows). A group is
-identified as the database compares keys (`Dialect.group_identity`: on MariaDB/MySQL a text key's sort key
-under its collation), so a new spelling of a `_ci` key joins its group instead of making a "new" one. A full
+identified as the database compares keys (`TableCheck.group_identities`: on MariaDB/MySQL a text key's sort key
+under its collation, on PostgreSQL a text key's hash under a nondeterministic collation, as the catalog says), so
+a new spelling of a case-insensitive key joins its group instead of making a "new" one. A full
 count (`resync`) fills it at start and after every gap in the stream; after that each change is a hint naming
 keys whose groups are re-counted at once through the key (served by the key's index): the keys rows were just
 given `RECOUNT_CHUNK` to a statement (`WHERE key IN (...) GROUP BY key`), a key rows may have left one by one
