@@ -251,17 +251,18 @@ class LogicalDecodingStream:
 
     def _shapes_now(self) -> tuple[dict[int, str], dict[int, frozenset[str]]]:
         """Each watched table's shape now (`_REPLACED` where its name no longer names it: renamed, dropped; another
-        table may hold the name, whose rows no change named), and the tables of its partition tree that hold no
-        row now (`_EMPTY`), read in the same statement."""
+        table may hold the name, whose rows no change named), and the tables of its partition tree that were not
+        in it before and hold no row now (`_EMPTY`), read in the same statement."""
         assert self._conn is not None
         if not self._shapes:
             return {}, {}
         oids = list(self._shapes)
         rows = self._conn.execute(
             f"SELECT w.oid, {_SHAPE}, to_regclass(format('%%I.%%I', w.nspname, w.relname)) IS NOT DISTINCT FROM"
-            f" w.oid::regclass, {_EMPTY} FROM unnest(%s::oid[], %s::text[], %s::text[]) AS w(oid, nspname, relname)"
-            " LEFT JOIN pg_class c ON c.oid = w.oid",
-            (oids, [self._shapes[o][0] for o in oids], [self._shapes[o][1] for o in oids])).fetchall()
+            f" w.oid::regclass, {_EMPTY} FROM unnest(%s::oid[], %s::text[], %s::text[], %s::text[])"
+            " AS w(oid, nspname, relname, tree) LEFT JOIN pg_class c ON c.oid = w.oid",
+            (oids, [self._shapes[o][0] for o in oids], [self._shapes[o][1] for o in oids],
+             [self._shapes[o][2].split(":", 2)[-1] for o in oids])).fetchall()
         shapes = {int(oid): str(shape) if named else _REPLACED for oid, shape, named, _empty in rows}
         empty = {int(oid): frozenset(str(e or "").split(",")) - {""} for oid, _shape, _named, e in rows}
         return shapes, empty
@@ -344,14 +345,16 @@ _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum ||
           " FROM pg_partition_tree(c.oid) t), '')")
 
 
-# The tables of a watched table's partition tree that hold no row, as the catalog and the storage say in the
-# statement that reads the tree (`_shapes_now`): a partitioned table (rows live in its partitions only) and a heap
-# table whose main fork has no page (a row needs one; VACUUM gives back the pages of deleted rows at the end only,
-# so a table rows were deleted from may count as holding some: a gap, never a miss). Another storage (a foreign
-# table, another access method) may hold rows without pages here: never counted empty.
+# The tables of a watched table's partition tree not in the tree it had (`w.tree`, `_SHAPE`'s list) that hold no
+# row, as the catalog and the storage say in the statement that reads the tree (`_shapes_now`): a partitioned
+# table (rows live in its partitions only) and a heap table whose main fork has no page (a row needs one; VACUUM
+# gives back the pages of deleted rows at the end only, so a table rows were deleted from may count as holding
+# some: a gap, never a miss). Another storage (a foreign table, another access method) may hold rows without pages
+# here: never counted empty. Only the new tables' sizes are asked (a file's size, once per new partition).
 _EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid ="
-          " t.relid WHERE p.relkind = 'p' OR (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE"
-          " a.amname = 'heap') AND pg_relation_size(p.oid) = 0))")
+          " t.relid WHERE t.relid::oid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
+          " (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap')"
+          " AND pg_relation_size(p.oid) = 0)))")
 
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 
