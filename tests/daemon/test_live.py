@@ -926,6 +926,9 @@ def test_a_new_spelling_under_a_nondeterministic_collation_joins_its_group_inste
     """Under a nondeterministic ICU collation 'Bob' = 'BOB' (GROUP BY and `=` say so, Python does not): a new
     spelling joins its group, and deleting the spelling GROUP BY returned leaves it the same group, never a new one
     (the group is identified by its hash in the collation, computed by the server)."""
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'")).scalar():
+            pytest.skip("the server has no ICU collations")
     collation = f"ci_{uuid.uuid4().hex[:8]}"
     execute(admin, f"CREATE COLLATION {collation} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
     try:
