@@ -905,6 +905,29 @@ def test_nondeterministic_collation_groups_are_identified_by_the_collation_not_b
     r.assert_matches_full_pass(back)
 
 
+def test_check_json_counts_no_new_group_when_the_spelling_group_by_returned_is_deleted(pg, tmp_path):
+    """`dupewatch check --json`, one process per run (the state from the file): under a nondeterministic collation
+    the group whose returned spelling was deleted, then read by another spelling, is the same group."""
+    collation = nondeterministic_collation(pg)
+    pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+               f" device TEXT COLLATE {collation} NULL, created_at TIMESTAMP(6) NOT NULL)",
+               "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(pg, [(1, 1, "Phone"), (2, 1, "phone"), (3, 1, "PHONE")])
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg.url}},
+                        [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                          "incremental": "id"}], state={"path": str(tmp_path / "cli-state.sqlite")})
+    first = run_dupewatch("check", "--json", "--config", path).json["checks"][0]
+    assert (first["mode"], first["groups"], first["new_groups"]) == ("full", 1, 1)
+    shown = pg.scalar("SELECT device FROM logins GROUP BY user_id, device")
+    pg.execute('DELETE FROM logins WHERE device = :d COLLATE "C"', params={"d": shown})
+    insert(pg, [(4, 1, "pHONE")])
+    second = run_dupewatch("check", "--json", "--config", path).json["checks"][0]
+    assert (second["mode"], second["groups"], second["excess_rows"], second["new_groups"]) == \
+        ("incremental", 1, 2, 0), second
+    forced = run_dupewatch("check", "--json", "--full", "--config", path).json["checks"][0]
+    assert (forced["mode"], forced["groups"], forced["new_groups"]) == ("full", 1, 0), forced
+
+
 @pytest.mark.parametrize("kind", ["jsonb", "integer[]"])
 def test_a_jsonb_or_array_key_runs_incrementally(pg, runner_for, kind):
     values = ({"a": 1, "b": [1, 2]}, {"a": 2}) if kind == "jsonb" else ([1, 2], [3])
