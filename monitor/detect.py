@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.config import CheckConfig, close_matches
 from monitor.dialects import Dialect
+from monitor.dialects.base import Comparison
 from monitor.dialects.expressions import SinglePrecision
 from monitor.thresholds import Outcome
 
@@ -264,6 +265,9 @@ class TableCheck:
         # A group's key values as the drill-down reads them and binds them back (`members`, `narrowed`, the page
         # cursor): as stored where the Python type's round trip would change them (`Dialect.as_stored`).
         self.key_reads = [rules.as_stored(e) for e in self.key_exprs]
+        # Key columns whose `=` finds values stored apart equal where their reflected type does not say so, as the
+        # catalog says (`Dialect.compared_apart`; asked by `Monitor.resolve`, which has a connection).
+        self.compared: dict[str, Comparison] = {}
         self.timestamp = self._column(check.timestamp, "timestamp") if check.timestamp else None
         self.order_columns = [self._column(name, "order_by") for name in check.order_by or []]
         if not self.order_columns:
@@ -273,6 +277,25 @@ class TableCheck:
             self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
         self.null_filters = self._null_filters()
         self.filters.extend(self.null_filters)
+
+    def group_identities(self, exprs: Sequence[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+        """What identifies the group of each key expression (`exprs`, one per key column), as the database compares
+        its column (`Dialect.group_identity`, told what the catalog says of the column: `compared`)."""
+        return [self.rules.group_identity(e, self.compared.get(c.name))
+                for c, e in zip(self.key_columns, exprs, strict=True)]
+
+    def keys_not_found_by_equality(self) -> str | None:
+        """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
+        extension's type off the search_path, whose `=` the server does not find: it compares the values as
+        text), or None. GROUP BY and a full pass are right; a look-up of keys (an incremental run, live mode) is
+        not."""
+        for column in self.key_columns:
+            comparison = self.compared.get(column.name)
+            if comparison is not None and not comparison.visible:
+                return (f"key column {column.name!r} is of type {comparison.type_name}, whose `=` is not on the "
+                        "search_path: a look-up of a key compares it as text, not as GROUP BY does; put the "
+                        "type's schema on the role's search_path")
+        return None
 
     def _null_filters(self) -> list[ColumnElement[bool]]:
         """The rows `nulls` leaves out: any with a NULL key part ("distinct", as a unique index), or those whose

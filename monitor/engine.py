@@ -181,6 +181,7 @@ class Monitor:
                 raise _table_not_found(check, schema, conn) from None  # no such schema or database
             raise DatabaseError(db.describe(exc)) from None
         resolved = TableCheck(check, table, db.rules, is_view=is_view)
+        resolved.compared = db.rules.compared_apart(conn, table)
         _probe_where(db, conn, resolved)
         self._resolved[check.name] = resolved
         return resolved

@@ -47,6 +47,11 @@ Detection (`monitor.detect`, `monitor.engine`)
   conversion both ways would not give back the stored value (SQLite's `DATETIME` text, MySQL's `DOUBLE` read as a
   Decimal of 10 places and `TIME` as a time of day), so that a group's key values, read by the drill-down or an
   incremental pass and bound again, find the group's rows.
+- `compared_apart(conn, table)`: the columns whose `=` the catalog says finds values stored apart equal beyond
+  what their reflected type tells (a PostgreSQL nondeterministic collation, an extension's type reflection does
+  not know), and how (`Comparison`); `group_identity(expr, comparison)` then identifies a key's group as that
+  `=` does (the database computes the identity, in the column's collation), so that a group is one group whichever
+  spelling `GROUP BY` returns.
 - `stream_value(column, value)`: a key value of `column` as a typed change stream gives it (MySQL's binary log),
   bound as the database stores it (`as_stored`'s type; a `TIMESTAMP` arrives as UTC), for live mode's re-counts.
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
@@ -170,6 +175,19 @@ ChangeCounts = dict[tuple[str, str], int]
 ALL_TABLES = ""  # the table of a count the database keeps for the whole session
 ANY_CHANGE = "changed"  # the kind of a count that does not tell inserts, updates and deletes apart
 INSERTED, UPDATED, DELETED = "inserted", "updated", "deleted"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How the catalog says `=` compares a column's values, where it finds values stored apart equal and the
+    reflected type does not say so (`Dialect.compared_apart`)."""
+
+    kind: Literal["collation", "citext"]  # a nondeterministic collation; the citext extension's type
+    version: str = ""  # the collation's version as its library reports it now: another may compare otherwise
+    # Whether an unqualified `=` finds the type's own operator: one whose schema is off the search_path is not
+    # found, and `col = value` compares the value as text (case-sensitively) where GROUP BY uses the type's.
+    visible: bool = True
+    type_name: str = ""  # the type as the server names it (`ext.citext`), for a message
 
 
 @dataclass(frozen=True)
@@ -439,9 +457,15 @@ class Dialect(Polling):
         values as they are); {} where a column without a known type can be stored untyped."""
         return {}
 
-    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    def compared_apart(self, conn: Connection, table: sa.Table) -> dict[str, Comparison]:
+        """The columns whose `=` finds values stored apart equal where their reflected type does not say so, as
+        the catalog says; {} where the type says all (MariaDB/MySQL's `_ci` types carry their collation)."""
+        return {}
+
+    def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """What identifies the group of a (normalised) key value in Python: equal exactly when the database's
-        comparison says the values are equal. The value itself where equality is exact."""
+        comparison says the values are equal (`comparison`: how the catalog says its column compares, where the
+        type does not tell). The value itself where equality is exact."""
         return expr
 
     def plain_index_enforces_case_insensitive(self, collation: str | None) -> bool:

@@ -36,6 +36,7 @@ from monitor.dialects.base import (
     INSERTED,
     UPDATED,
     ChangeCounts,
+    Comparison,
     Dialect,
     NamedLock,
     Refusal,
@@ -463,7 +464,7 @@ class MySQL(MySQLPolling, Dialect):
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): str(kind) for name, kind in rows}
 
-    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`
         collation are one group, as GROUP BY and `=` say, though Python sees two spellings. A `BIT` as its
         number (`k + 0`): read through a subquery the server returns it as the text of that number, which the

@@ -34,6 +34,7 @@ from monitor.dialects.base import (
     INSERTED,
     UPDATED,
     ChangeCounts,
+    Comparison,
     Dialect,
     NamedLock,
     Refusal,
@@ -182,6 +183,23 @@ _DECLARED_TYPES = sa.text(
     " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema()) AND a.attnum > 0"
     " AND NOT a.attisdropped")
+# Each column `=` finds values stored apart equal in, where its reflected type may not say so: of the citext
+# extension's type (or a domain over it: reflection knows the type only where its schema is on the search_path),
+# with whether an unqualified `=` finds its operator (`pg_operator_is_visible`) and the type's name, or under a
+# nondeterministic collation, with that collation's version as its library reports it now.
+_COMPARED_APART = sa.text(
+    "SELECT a.attname, EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension x"
+    " ON x.oid = d.refobjid WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.deptype = 'e'"
+    " AND x.extname = 'citext' AND d.objid IN (t.oid, t.typbasetype)),"
+    " EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = b.oid"
+    " AND o.oprright = b.oid AND pg_catalog.pg_operator_is_visible(o.oid)),"
+    " pg_catalog.format_type(b.oid, NULL),"
+    " NOT co.collisdeterministic, CASE WHEN NOT co.collisdeterministic THEN"
+    " pg_catalog.pg_collation_actual_version(co.oid) END"
+    " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+    " JOIN pg_catalog.pg_type b ON b.oid = COALESCE(NULLIF(t.typbasetype, 0), t.oid)"
+    " LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation"
+    " WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
@@ -552,16 +570,33 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         return version >= (15,)  # CREATE UNIQUE INDEX ... NULLS NOT DISTINCT, PostgreSQL 15
 
-    def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    def compared_apart(self, conn: Connection, table: sa.Table) -> dict[str, Comparison]:
+        """From the catalog (`_COMPARED_APART`): citext wherever its schema is, and nondeterministic collations
+        (`pg_collation.collisdeterministic`, PostgreSQL 12 and later)."""
+        found: dict[str, Comparison] = {}
+        if self.server_version(conn) < (12,):
+            return found
+        name = conn.dialect.identifier_preparer.format_table(table)
+        for column, citext, visible, type_name, nondeterministic, version in conn.execute(_COMPARED_APART,
+                                                                                        {"t": name}):
+            if citext:
+                found[str(column)] = Comparison("citext", visible=bool(visible), type_name=str(type_name))
+            elif nondeterministic:
+                found[str(column)] = Comparison("collation", str(version or ""))
+        return found
+
+    def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """Values `=` finds equal though they print apart, as one value: a `citext` lowered, a numeric at its
         least scale (`trim_scale`: 1.0 = 1.00), a float plus zero (-0 = 0), an interval justified (`1 mon` = `30
-        days`, `1 day` = `24 hours`). GROUP BY returns one of the group's spellings, not always the same one
-        (delete the row it returned, or read the group by another row's key): identified by the spelling, the
-        group was another, and the "new duplicates" alert fired for an old one. Text under a nondeterministic
-        collation has no such function (PostgreSQL gives no sort key): still identified by its spelling."""
+        days`, `1 day` = `24 hours`), text under a nondeterministic collation as its hash in that collation
+        (`_collation_hash`). GROUP BY returns one of the group's spellings, not always the same one (delete the row
+        it returned, or read the group by another row's key): identified by the spelling, the group was another,
+        and the "new duplicates" alert fired for an old one."""
         kind = expr.type
-        if isinstance(kind, postgresql.CITEXT):  # compared as lower(text): 'Bob' = 'BOB'
-            return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())
+        if isinstance(kind, postgresql.CITEXT) or (comparison is not None and comparison.kind == "citext"):
+            return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())  # compared as lower(text): 'Bob' = 'BOB'
+        if comparison is not None and comparison.kind == "collation":
+            return _collation_hash(expr)
         if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
             return sa.func.trim_scale(expr, type_=kind)
         if isinstance(kind, sa.Float):
@@ -651,3 +686,16 @@ def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[],
         driver.remove_notice_handler(keep)
         savepoint.rollback()
     return "\n".join(dumps)
+
+
+def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A text (or text array) value under a nondeterministic collation as the hash PostgreSQL computes of it in that
+    collation (`hashtextextended`, `hash_array_extended`: the collation is the expression's, derived from its
+    column), with two seeds, as `h0:h1` (NULL for NULL). PostgreSQL gives no sort key of such a collation, but its
+    hash is of the ICU sort key, the one its hash joins and hashed GROUP BY rely on: values `=` finds equal hash
+    equal, whatever their spelling. Values `=` finds apart hash apart but for a collision of both 64-bit hashes,
+    which would count two groups as one: a chance of about 10^-27 among a million groups."""
+    hashed = sa.func.hash_array_extended if isinstance(expr.type, sa.ARRAY) else sa.func.hashtextextended
+    first, second = (sa.cast(hashed(expr, sa.literal_column(seed, sa.BigInteger())), sa.Text())
+                     for seed in ("0", "1"))
+    return sa.type_coerce(first.concat(":").concat(second), sa.Text())

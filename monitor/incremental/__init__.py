@@ -27,7 +27,8 @@ Invariants: the watermark never runs ahead of the rows still to come (the databa
 position); the figures of an incremental run equal a full pass's for inserts, and for deletes within
 `recount_every` (at once after a fix); a duplicate made by an UPDATE of old rows'
 key columns, or by a row committed later than the overlap window allows, waits for the next full pass, and a run
-says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations). The
+says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations,
+nondeterministic collations and citext, as the catalog says: `TableCheck.group_identities`). The
 state (watermark, rows seen in the window, known groups) lives in the state store (`History`), keyed by what the
 check measures and its watermark column, and is written in one transaction per run.
 

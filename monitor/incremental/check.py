@@ -70,8 +70,9 @@ def table_key(place: Sequence[str], table: str) -> str:
 class IncrementalCheck:
     """A resolved table check with an `incremental` column: the statements of full and incremental runs.
 
-    A group is identified as the database compares its key (`Dialect.group_identity`: on MariaDB/MySQL a text key's
-    sort key under its collation), so a `_ci` group stays one group whichever spelling `GROUP BY` returns; its
+    A group is identified as the database compares its key (`TableCheck.group_identities`: on MariaDB/MySQL a text
+    key's sort key under its collation, on PostgreSQL a text key's hash under a nondeterministic collation), so a
+    case-insensitive group stays one group whichever spelling `GROUP BY` returns; its
     `spelling` (the key values) is what its rows are looked up by."""
 
     def __init__(self, resolved: TableCheck, key: str) -> None:
@@ -86,7 +87,7 @@ class IncrementalCheck:
         # bound back as other text, and the lookups of known groups found none of their rows).
         self.exprs = list(resolved.key_reads)
         self.read_as_stored = any(r is not e for r, e in zip(resolved.key_reads, resolved.key_exprs, strict=True))
-        self.identity_exprs = [self.rules.group_identity(e) for e in self.exprs]
+        self.identity_exprs = resolved.group_identities(self.exprs)
         self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
         self.row_ids = self._row_id_columns()
         # Where a read row of the overlap window holds the incremental value and the key: a primary key that is
@@ -142,6 +143,8 @@ class IncrementalCheck:
                  check.trim_whitespace, check.incremental]
         if self.read_as_stored:  # a state whose keys were read through Python types is started again
             parts.append("keys as stored")
+        if self.resolved.compared:  # groups identified under a collation (and its version) or as citext
+            parts.append(json.dumps(sorted((n, c.kind, c.version) for n, c in self.resolved.compared.items())))
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
     # -- statements ------------------------------------------------------------------------------
@@ -398,6 +401,9 @@ class IncrementalCheck:
         said = list(notes)
         now = time.time() if now is None else now
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
+        if (unmatched := self.resolved.keys_not_found_by_equality()) is not None:
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {unmatched}"], now=now)
         watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
@@ -725,7 +731,9 @@ class IncrementalCheck:
             texts = [encode_key(keys[i]) for i in chunk] if self.spelled_apart else chunk
             document = "[" + ",".join(f"{t[:-1]},{expected[i]}]" for t, i in zip(texts, chunk, strict=True)) + "]"
             for ordinal, rows in self.rules.changed_counts(conn, self.resolved, document, self._cache):
-                changed[chunk[ordinal - 1]] = rows
+                identity = chunk[ordinal - 1]
+                changed[identity] = rows
+                self._spellings.setdefault(identity, keys[identity])  # what a new group's rows are looked up by
         return changed
 
     def _count_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """The duplicate groups of one table check as live mode keeps them: re-counted in the table, key by key.
 
 `LiveGroups` holds every duplicate group of its check (its identity -> normalised key and rows). A group is
-identified as the database compares keys (`Dialect.group_identity`: on MariaDB/MySQL a text key's sort key
-under its collation), so a new spelling of a `_ci` key joins its group instead of making a "new" one. A full
+identified as the database compares keys (`TableCheck.group_identities`: on MariaDB/MySQL a text key's sort key
+under its collation, on PostgreSQL a text key's hash under a nondeterministic collation, as the catalog says), so
+a new spelling of a case-insensitive key joins its group instead of making a "new" one. A full
 count (`resync`) fills it at start and after every gap in the stream; after that each change is a hint naming
 keys whose groups are re-counted at once through the key (served by the key's index): the keys rows were just
 given `RECOUNT_CHUNK` to a statement (`WHERE key IN (...) GROUP BY key`), a key rows may have left one by one
@@ -110,14 +111,20 @@ class LiveGroups:
         self.key_names = [column.name for column in resolved.key_columns]
         self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
         self._excess = 0  # the excess rows of `known`, kept as it changes (summing it per batch cost a core)
-        rules = resolved.rules
-        identities = [rules.group_identity(e) for e in resolved.key_exprs]
+        identities = resolved.group_identities(resolved.key_exprs)
         # Python's equality of keys is the database's (no collation makes two spellings one group)
         self._exact_identity = all(i is e for i, e in zip(identities, resolved.key_exprs, strict=True))
         # Key values are read, and bound back, as the database stores them (`Dialect.as_stored`): a MySQL DOUBLE
         # read as a Decimal of 10 places would make 1e-300 and 2e-300 one group, and find neither when bound.
         self.reads = resolved.key_reads
         self.identity = [r if i is e else i for i, e, r in zip(identities, resolved.key_exprs, self.reads, strict=True)]
+        # Where each key column's identity is its value or its hash under a nondeterministic collation, which the
+        # typed value carries (`_typed` casts to the column's type, collation included), a key no row has any more
+        # is identified by the database from the value itself, not looked up among the known keys' spellings
+        # (another spelling of a known group would queue every known group for a re-count).
+        self._identified_by_value = not self._exact_identity and all(
+            i is e or getattr(resolved.compared.get(c.name), "kind", None) == "collation"
+            for c, i, e in zip(resolved.key_columns, identities, resolved.key_exprs, strict=True))
         self.pending: dict[Key, None] = {}  # known groups queued for a re-count, oldest first
         self.recounted = 0  # groups re-counted from changes since the start (the cost live mode pays)
         self._where = bool(resolved.check.where)
@@ -290,9 +297,10 @@ class LiveGroups:
         return counted
 
     def _count_raw(self, conn: Connection, values: tuple[Any, ...]) -> tuple[Key | None, Key, int]:
-        """The group identity (None when no row has the key), the normalised key of raw values (as text from
-        the stream, cast to each column's type by the database, or typed already) and the rows of its group.
-        The identity is read from a row of the group, so that it is computed in the column's collation."""
+        """The group identity (None when no row has the key, unless `_identified_by_value`), the normalised key
+        of raw values (as text from the stream, cast to each column's type by the database, or typed already) and
+        the rows of its group. The identity is read from a row of the group, so that it is computed in the
+        column's collation (a MariaDB/MySQL value's own may be the connection's)."""
         r = self.resolved
         keys: list[ColumnElement[Any]] = []
         for column, value in zip(r.key_columns, values, strict=True):
@@ -301,12 +309,14 @@ class LiveGroups:
         rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
                       for e in self.identity]
+        own = r.group_identities(keys) if self._identified_by_value else []
         width = len(keys)
         self.recounted += 1
         row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(keys)],
-                                     *[e.label(f"i{i}") for i, e in enumerate(identities)], rows)).one()
+                                     *[e.label(f"i{i}") for i, e in enumerate(identities)],
+                                     *[e.label(f"o{i}") for i, e in enumerate(own)], rows)).one()
         if not row[-1]:
-            return None, _values(row[:width]), 0
+            return (_identity(row[2 * width:3 * width]) if own else None), _values(row[:width]), 0
         return _identity(row[width:2 * width]), _values(row[:width]), int(row[-1])
 
     def _count_known(self, conn: Connection, identities: list[Key]) -> dict[Key, tuple[Key, int]]:

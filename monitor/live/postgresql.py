@@ -28,8 +28,13 @@ which a re-count cannot see, and needs abort handling; the cursor bounds memory 
 **Partitions.** Both plugins name a partitioned table's changes by the partition that holds the row: each
 table a change names is asked once for the partitioned tables above it (`pg_partition_ancestors`), and its change is
 handed on as theirs too. ATTACH and DETACH PARTITION change a partitioned table's rows without a change: the
-partition tree is part of a watched table's shape, so either is a gap followed by a full count (so is a new,
-empty partition: the catalog cannot say it is empty).
+partition tree is part of a watched table's shape, so either is a gap followed by a full count. A partition that
+joins the tree holding no row is no gap (`CREATE TABLE ... PARTITION OF`, a premade monthly partition): in the
+statement that reads the tree, the catalog says which of its tables cannot hold a row (a heap table of no page, a
+partitioned table, which stores none); every row such a partition holds later comes by a change the stream shows,
+named by the partition and handed on as the watched table's. A new partition that already holds a row when it is
+first seen (its rows came before it was attached, or in the few hundred milliseconds before the next read), a
+partition of another storage (a foreign table), and any partition that leaves the tree are gaps.
 
 **Output plugin.** The server is asked, by creating the slot: with `wal2json` (format-version 2: JSON, typed
 values; monitor/live/wal2json.py) where it is installed and the server lets this role use it, else with the
@@ -204,7 +209,7 @@ class LogicalDecodingStream:
         done: list[Transaction] = []
         last = None
         try:
-            shapes = self._shapes_now()  # before the read: a change seen here was committed before it (see below)
+            shapes, empty = self._shapes_now()  # before the read: a change seen here was committed before it
             with self._conn.transaction(), self._conn.cursor(f"{self.slot}_read") as cursor:
                 cursor.execute("SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, %s"
                                + ", %s" * len(options) + ")", (self.slot, self.batch, *options))
@@ -222,7 +227,7 @@ class LogicalDecodingStream:
             if transaction.changes:
                 transaction.changes = [n for c in transaction.changes for n in self._as_watched(c, watched)]
         truncated.update((c.schema, c.table) for t in done for c in t.changes if c.operation == "TRUNCATE")
-        if (reshaped := self._reshaped(shapes, truncated)) is not None:
+        if (reshaped := self._reshaped(shapes, truncated, empty)) is not None:
             done.append(Transaction(unnamed=reshaped))
         return done
 
@@ -244,27 +249,35 @@ class LogicalDecodingStream:
         return [change if above == table else dataclasses.replace(change, schema=above[0], table=above[1])
                 for above in ancestors if above == table or above in watched]
 
-    def _shapes_now(self) -> dict[int, str]:
-        """Each watched table's shape now; `_REPLACED` where its name no longer names it (renamed, dropped: another
-        table may hold the name, whose rows no change named)."""
+    def _shapes_now(self) -> tuple[dict[int, str], dict[int, frozenset[str]]]:
+        """Each watched table's shape now (`_REPLACED` where its name no longer names it: renamed, dropped; another
+        table may hold the name, whose rows no change named), and the tables of its partition tree that were not
+        in it before and hold no row now (`_EMPTY`), read in the same statement."""
         assert self._conn is not None
         if not self._shapes:
-            return {}
+            return {}, {}
         oids = list(self._shapes)
-        return {int(oid): str(shape) if named else _REPLACED for oid, shape, named in self._conn.execute(
+        rows = self._conn.execute(
             f"SELECT w.oid, {_SHAPE}, to_regclass(format('%%I.%%I', w.nspname, w.relname)) IS NOT DISTINCT FROM"
-            " w.oid::regclass FROM unnest(%s::oid[], %s::text[], %s::text[]) AS w(oid, nspname, relname)"
-            " LEFT JOIN pg_class c ON c.oid = w.oid",
-            (oids, [self._shapes[o][0] for o in oids], [self._shapes[o][1] for o in oids])).fetchall()}
+            f" w.oid::regclass, {_EMPTY} FROM unnest(%s::oid[], %s::text[], %s::text[], %s::text[])"
+            " AS w(oid, nspname, relname, tree) LEFT JOIN pg_class c ON c.oid = w.oid",
+            (oids, [self._shapes[o][0] for o in oids], [self._shapes[o][1] for o in oids],
+             [self._shapes[o][2].split(":", 2)[-1] for o in oids])).fetchall()
+        shapes = {int(oid): str(shape) if named else _REPLACED for oid, shape, named, _empty in rows}
+        empty = {int(oid): frozenset(str(e or "").split(",")) - {""} for oid, _shape, _named, e in rows}
+        return shapes, empty
 
-    def _reshaped(self, shapes: dict[int, str], truncated: set[tuple[str, str]]) -> str | None:
+    def _reshaped(self, shapes: dict[int, str], truncated: set[tuple[str, str]],
+                  empty: dict[int, frozenset[str]]) -> str | None:
         """Why a watched table may hold keys no change named (a table rewritten, or its columns changed, since its
         check was counted: `ALTER TABLE ... TYPE ... USING`, a collation, VACUUM FULL, CLUSTER; a partition attached,
         whose rows no change names, or detached), or None. A new
         storage with the same columns is a TRUNCATE where the stream shows one of the table, in this read or the
-        previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes)."""
+        previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes). A partition
+        tree that only gained tables holding no row (`empty`, read with `shapes`) brought no row: no gap."""
         seen, self._truncated = truncated | self._truncated, truncated
         reshaped, repartitioned, replaced = [], [], []
+        regrown = False  # a tree gained only empty tables: a table a change names may be a partition now
         for oid, (schema, name, before) in list(self._shapes.items()):
             now = shapes.get(oid)
             if now == _REPLACED:  # the check's table is another now (its own shape is kept as it is counted)
@@ -278,9 +291,11 @@ class LogicalDecodingStream:
                 now.split(":", 2), before.split(":", 2))
             if columns != columns_before or (tree == tree_before and (schema, name) not in seen):
                 reshaped.append(f"{schema}.{name}")
+            elif _only_empty_joined(tree_before, tree, empty.get(oid, frozenset())):
+                regrown = True
             elif tree != tree_before:
                 repartitioned.append(f"{schema}.{name}")
-        if repartitioned or replaced:
+        if repartitioned or replaced or regrown:
             self._ancestors.clear()  # a table a change names may be a partition now, or no longer
         if replaced:
             return (f"table {', '.join(replaced)} replaced: another table (or none) has its name now (a rename, an "
@@ -330,7 +345,25 @@ _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum ||
           " FROM pg_partition_tree(c.oid) t), '')")
 
 
+# The tables of a watched table's partition tree not in the tree it had (`w.tree`, `_SHAPE`'s list) that hold no
+# row, as the catalog and the storage say in the statement that reads the tree (`_shapes_now`): a partitioned
+# table (rows live in its partitions only) and a heap table whose main fork has no page (a row needs one; VACUUM
+# gives back the pages of deleted rows at the end only, so a table rows were deleted from may count as holding
+# some: a gap, never a miss). Another storage (a foreign table, another access method) may hold rows without pages
+# here: never counted empty. Only the new tables' sizes are asked (a file's size, once per new partition).
+_EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid ="
+          " t.relid WHERE t.relid::oid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
+          " (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap')"
+          " AND pg_relation_size(p.oid) = 0)))")
+
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
+
+
+def _only_empty_joined(before: str, now: str, empty: frozenset[str]) -> bool:
+    """Whether a partition tree (`_SHAPE`'s list of its tables) changed only by gaining tables that hold no row
+    (`_EMPTY`): none left it (its rows left the watched table without a change), none joined with rows."""
+    old, new = set(before.split(",")) - {""}, set(now.split(",")) - {""}
+    return new != old and old <= new and new - old <= empty
 
 
 def _first_line(exc: BaseException) -> str:

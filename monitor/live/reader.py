@@ -297,6 +297,12 @@ class LiveReader:
                     log.error("live mode skips a check that does not resolve", extra={"fields": {
                         "check": check.name, "database": self.database, "error": str(exc)}})
                     continue
+                if (unmatched := resolved.keys_not_found_by_equality()) is not None:
+                    if check.name not in self._unindexed:  # once per reader, not again after each gap
+                        self._unindexed.add(check.name)
+                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
+                                  f"{unmatched}", extra={"fields": {"check": check.name, "database": self.database}})
+                    continue
                 if not resolved.rules.served_by_index(conn, resolved.table, list(resolved.key_exprs)):
                     if check.name not in self._unindexed:  # once per reader, not again after each gap
                         self._unindexed.add(check.name)

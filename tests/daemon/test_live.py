@@ -923,6 +923,70 @@ def test_a_new_spelling_of_a_citext_key_joins_its_group_instead_of_a_new_one(
     assert daemon.stop() == 0
 
 
+
+@contextmanager
+def nondeterministic_email(admin: sa.Engine, table: str) -> Iterator[None]:
+    """`table`'s email column under a nondeterministic ICU collation that ignores case, made for the test."""
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'")).scalar():
+            pytest.skip("the server has no ICU collations")
+    collation = f"ci_{uuid.uuid4().hex[:8]}"
+    execute(admin, f"CREATE COLLATION {collation} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    try:
+        execute(admin, f"ALTER TABLE {table} ALTER COLUMN email TYPE text COLLATE {collation}")
+        yield
+    finally:
+        execute(admin, f'ALTER TABLE {table} ALTER COLUMN email TYPE text COLLATE "default"')
+        execute(admin, f"DROP COLLATION {collation}")
+
+
+def test_a_new_spelling_under_a_nondeterministic_collation_joins_its_group_instead_of_a_new_one(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Under a nondeterministic ICU collation 'Bob' = 'BOB' (GROUP BY and `=` say so, Python does not): a new
+    spelling joins its group, and deleting the spelling GROUP BY returned leaves it the same group, never a new one
+    (the group is identified by its hash in the collation, computed by the server)."""
+    with nondeterministic_email(admin, table):
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('Bob'), ('bob')")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            groups = reader.groups["signups"]
+            assert groups.figures == (1, 1)
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('BOB')")
+            await_true(lambda: groups.figures == (1, 2), "the third spelling counted in its group")
+            with admin.connect() as conn:
+                shown = conn.execute(sa.text(f"SELECT CAST(email AS text) FROM {table} GROUP BY email")).scalar()
+            execute(admin, f'DELETE FROM {table} WHERE email = :shown COLLATE "C"', shown=shown)  # one row
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('bOB')")
+            await_true(lambda: recorded.events >= 3 and groups.figures == (1, 2),  # 'BOB', the delete, 'bOB'
+                       "the delete of the spelling GROUP BY returned and a fourth spelling read")
+            assert len(groups.known) == 1 and not groups.pending
+        assert [f.new_groups for _check, f in recorded.figures] == [0] * len(recorded.figures)
+        assert recorded.gaps == []
+
+
+def test_a_delete_under_a_nondeterministic_collation_finds_its_group_by_the_key_it_removed(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """The stream gives a deleted row's key (REPLICA IDENTITY FULL) in its own spelling, not the one its group is
+    known by: the server identifies the group from that key (its hash in the collation), so the deleted keys are
+    re-counted and no known group is queued."""
+    with nondeterministic_email(admin, table):
+        execute(admin, f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('Bob'), ('bob'), ('x'), ('X')")
+        monitor = monitor_for({"live": {"url": cluster.url}}, [
+            {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+        recorded = Recorded()
+        with following_reader(monitor, recorded) as reader:
+            groups = reader.groups["signups"]
+            assert groups.figures == (2, 2)
+            before = groups.recounted
+            execute(admin, f"DELETE FROM {table} WHERE email = 'BOB'")  # both rows: 'Bob' and 'bob'
+            await_true(lambda: groups.figures == (1, 1), "the group the delete dissolved")
+            assert groups.recounted - before == 2  # the two keys deleted, not the known groups
+            assert not groups.pending
+        assert recorded.gaps == []
+
 def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """Key (team, email) where email is TOASTed: an UPDATE of team alone sends no email (PostgreSQL sends no
@@ -1727,6 +1791,49 @@ def test_attaching_a_partition_that_holds_a_duplicate_is_a_gap_and_its_group_is_
         await_true(lambda: groups.figures == (1, 1), "the group the attached partition brought")
         await_true(lambda: len(recorded.gaps) == 1, "the gap reported")
     assert "partition" in recorded.gaps[0]
+
+
+def test_an_empty_partition_created_while_followed_is_no_gap_and_its_rows_are_followed(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
+    """CREATE TABLE ... PARTITION OF brings no row under the check's table: the catalog's tree changes, yet no
+    change was missed (the partition holds no row), so it is no gap; the rows it is given later are streamed."""
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 1)")
+        execute(admin, f"CREATE TABLE {partitioned}_3 PARTITION OF {partitioned} FOR VALUES IN (3)")
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 2)")
+        await_true(lambda: groups.figures == (1, 1), "the group formed after the partition was created")
+        # The read of a third row begins after the read that formed the group, which read a row committed after
+        # the partition was created: it reads the tree with the new partition in it, still empty. (A read's
+        # events are reported after its groups change: counted, not compared with a value read before.)
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('other@example.com', 1)")
+        await_true(lambda: recorded.events >= 3, "a read after the partition was created")
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 3)")
+        await_true(lambda: groups.figures == (1, 2), "the new partition's row counted from the stream")
+    assert recorded.gaps == []
+
+
+def test_detaching_a_partition_is_a_gap_and_the_group_it_took_away_dissolves(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
+    """DETACH PARTITION takes rows from under the check's table without a change: a gap, even where another,
+    empty partition joins the tree in the same read."""
+    execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('d@example.com', 1), ('d@example.com', 2)")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        assert groups.figures == (1, 1)
+        with admin.connect() as conn, conn.begin():  # (the autocommit engine: one transaction by hand)
+            conn.execute(sa.text(f"ALTER TABLE {partitioned} DETACH PARTITION {partitioned}_2"))
+            conn.execute(sa.text(f"CREATE TABLE {partitioned}_3 PARTITION OF {partitioned} FOR VALUES IN (3)"))
+        await_true(lambda: groups.figures == (0, 0), "the group the detached partition took away")
+        await_true(lambda: len(recorded.gaps) == 1, "the gap reported")
+    assert "partition" in recorded.gaps[0]
+    execute(admin, f"DROP TABLE {partitioned}_2")
 
 
 def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_read_from_the_log(

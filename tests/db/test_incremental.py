@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -788,17 +789,59 @@ def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, ru
     ("double precision", ["0", "-0", "0", "-0"]),
     ("interval", ["1 day", "24 hours", "1440 minutes", "86400 seconds"]),
     ("date", ["2024-01-01"] * 4),  # one spelling: the re-count of its keys raised TypeError
-    # outside the search_path a type SQLAlchemy does not know: the re-count of its keys failed to compile
-    ("citext", ["Bob"] * 4),
 ])
 def test_keys_equal_in_other_spellings_are_one_group_on_postgresql(pg, runner_for, kind, spellings):
     """GROUP BY returns one of a group's spellings (1.0 or 1.00): deleting the row it returned, or reading the
     group by another row's key, must not make an old group new, nor count it twice."""
-    if kind == "citext":  # where the extension is (the test's schema is not on its search_path)
-        schema = pg.scalar("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'citext'")
-        if schema is None:
-            pytest.skip("the citext extension is not created in the test database")
-        kind = f"{schema}.citext"
+    assert_spellings_are_one_group(pg, runner_for, kind, spellings)
+
+
+@pytest.fixture
+def citext_elsewhere(pg: TestDatabase) -> Iterator[TestDatabase]:
+    """A database of its own on the PostgreSQL server, with the citext extension in schema `ext`, off the
+    search_path (an extension is created once per database: not in the shared one, where a test's schema
+    dropped with it would take other tests' citext columns along)."""
+    name = f"dw_citext_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(sa.make_url(pg.url).set(query={}), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(pg.url).set(database=name, query={})
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE SCHEMA ext"))
+            conn.execute(sa.text("CREATE EXTENSION citext SCHEMA ext"))
+        yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_citext_keys_outside_the_search_path_are_identified_lowered_and_run_as_full_passes(citext_elsewhere,
+                                                                                          runner_for):
+    """citext from a schema off the search_path is a type SQLAlchemy does not know: the catalog says it is citext,
+    and a group is identified lowered, as GROUP BY compares (deleting the spelling GROUP BY returned left a "new"
+    group). `device = 'bob'` does not find the type's `=` there and compares as text, so no key can be looked up:
+    every run is a full pass, and says why."""
+    db = citext_elsewhere
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device ext.citext NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(1, 1, "Bob"), (2, 1, "bob"), (3, 1, "BOB")])
+    r = runner_for(db)
+    assert r.run().groups == 1
+    for id_, spelling in ((4, "bOB"), (5, "BoB")):
+        shown = db.scalar("SELECT CAST(device AS text) FROM logins GROUP BY device")
+        db.execute("DELETE FROM logins WHERE CAST(device AS text) = :d", params={"d": shown})
+        insert(db, [(id_, 1, spelling)])
+        after = r.run()
+        assert (after.mode, after.new_groups, after.groups) == ("full", 0, 1), after
+        assert any("search_path" in note for note in after.notes), after.notes
+        r.assert_matches_full_pass(after)
+
+
+def assert_spellings_are_one_group(pg: TestDatabase, runner_for: Any, kind: str, spellings: list[str]) -> None:
     pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device {kind} NULL,"
                " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
 
@@ -813,12 +856,76 @@ def test_keys_equal_in_other_spellings_are_one_group_on_postgresql(pg, runner_fo
     put(3, spellings[2])  # read by its own spelling
     grown = r.run()
     assert (grown.mode, grown.new_groups, grown.groups, grown.excess_rows) == ("incremental", 0, 1, 2), grown
-    shown = pg.scalar("SELECT min(id) FROM logins WHERE device = (SELECT device FROM logins GROUP BY device)")
-    pg.execute("DELETE FROM logins WHERE id = :i", params={"i": shown})  # the row GROUP BY took its spelling from
+    shown = pg.scalar("SELECT min(id) FROM logins WHERE CAST(device AS text) ="  # as spelled, not as compared
+                      " (SELECT CAST(device AS text) FROM logins GROUP BY device)")
+    pg.execute("DELETE FROM logins WHERE id = :i", params={"i": shown})  # a row of the spelling GROUP BY returned
     put(4, spellings[3])
     after = r.run()
     assert (after.mode, after.new_groups, after.groups, after.excess_rows) == ("incremental", 0, 1, 2), after
     r.assert_matches_full_pass(after)
+
+
+def nondeterministic_collation(pg: TestDatabase) -> str:
+    """An ICU collation that ignores case (`und-u-ks-level2`, deterministic = false) in the test's schema: its name."""
+    if not pg.scalar("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'"):
+        pytest.skip("the server has no ICU collations")
+    pg.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    return "ci"
+
+
+@pytest.mark.parametrize("keyed", ["text", "integer and text"])
+def test_nondeterministic_collation_groups_are_identified_by_the_collation_not_by_one_spelling(pg, runner_for,
+                                                                                               keyed):
+    """Under a nondeterministic collation 'Phone' = 'PHONE' (GROUP BY and `=` say so), though Python sees two
+    spellings: deleting the spelling GROUP BY returned, or reading the group by another spelling, must not make
+    an old group new nor count it twice."""
+    collation = nondeterministic_collation(pg)
+    pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+               f" device TEXT COLLATE {collation} NULL, created_at TIMESTAMP(6) NOT NULL)",
+               "CREATE INDEX logins_key ON logins (user_id, device)", "CREATE INDEX logins_device ON logins (device)")
+    insert(pg, [(1, 1, "Phone"), (2, 1, "phone"), (3, 1, "PHONE"), (4, 2, "Pad"), (5, 2, "pad")])
+    r = runner_for(pg, key=["device"] if keyed == "text" else ["user_id", "device"])
+    assert r.run().groups == 2
+    insert(pg, [(6, 1, "pHONE")])  # read by a spelling no known group has
+    grown = r.run()
+    assert (grown.mode, grown.new_groups, grown.groups, grown.excess_rows) == ("incremental", 0, 2, 4), grown
+    for _ in range(2):  # delete the spelling GROUP BY returns, twice
+        shown = pg.scalar("SELECT device FROM logins WHERE user_id = 1 GROUP BY device")
+        pg.execute("DELETE FROM logins WHERE device = :d COLLATE \"C\"", params={"d": shown})
+        after = r.run(full=_ == 1)  # the second time a full pass
+        assert after.new_groups == 0, after
+        r.assert_matches_full_pass(after)
+    assert after.groups == 2  # (1, phone) is down to two rows; (2, pad) stays
+    pg.execute("DELETE FROM logins WHERE id <> (SELECT min(id) FROM logins WHERE user_id = 1) AND user_id = 1")
+    gone = r.run()
+    assert (gone.mode, gone.groups) == ("incremental", 1), gone
+    insert(pg, [(7, 1, "PhOnE")])
+    back = r.run()
+    assert (back.new_groups, back.groups) == (1, 2)
+    r.assert_matches_full_pass(back)
+
+
+def test_check_json_counts_no_new_group_when_the_spelling_group_by_returned_is_deleted(pg, tmp_path):
+    """`dupewatch check --json`, one process per run (the state from the file): under a nondeterministic collation
+    the group whose returned spelling was deleted, then read by another spelling, is the same group."""
+    collation = nondeterministic_collation(pg)
+    pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+               f" device TEXT COLLATE {collation} NULL, created_at TIMESTAMP(6) NOT NULL)",
+               "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(pg, [(1, 1, "Phone"), (2, 1, "phone"), (3, 1, "PHONE")])
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg.url}},
+                        [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                          "incremental": "id"}], state={"path": str(tmp_path / "cli-state.sqlite")})
+    first = run_dupewatch("check", "--json", "--config", path).json["checks"][0]
+    assert (first["mode"], first["groups"], first["new_groups"]) == ("full", 1, 1)
+    shown = pg.scalar("SELECT device FROM logins GROUP BY user_id, device")
+    pg.execute('DELETE FROM logins WHERE device = :d COLLATE "C"', params={"d": shown})
+    insert(pg, [(4, 1, "pHONE")])
+    second = run_dupewatch("check", "--json", "--config", path).json["checks"][0]
+    assert (second["mode"], second["groups"], second["excess_rows"], second["new_groups"]) == \
+        ("incremental", 1, 2, 0), second
+    forced = run_dupewatch("check", "--json", "--full", "--config", path).json["checks"][0]
+    assert (forced["mode"], forced["groups"], forced["new_groups"]) == ("full", 1, 0), forced
 
 
 @pytest.mark.parametrize("kind", ["jsonb", "integer[]"])
