@@ -6,8 +6,9 @@ Everything is computed by the database from one *plan relation*, a row per membe
 key, `ctid` or `rowid`), `dw_gk*` (the group's normalised key as its keeper holds it, on every row of the group,
 so that a batch compares each live row with its keeper's key without joining the plan to itself), `dw_r*`
 (the columns other tables' foreign keys refer to) and, beside a primary key on PostgreSQL, `dw_at` (the row's
-`ctid` when planned: the address a batch reaches it by, then matching its primary key and key). For a dry run the relation is a window-function subquery
-over the live table (read-only); for a real fix it is materialised once as the fix's plan table
+`ctid` when planned: the address a batch reaches it by, then matching its primary key and key). For a dry run
+the relation is a window-function subquery over the live table (read-only); for a real fix it is materialised
+once as the fix's plan table
 (`dupewatch_plan_<fix id>`), the snapshot the batches work through. Tables with no primary key on MySQL/MariaDB
 have no row identity: their relation has one row per group and its size, and the fix deletes all but one of
 fully identical rows.
