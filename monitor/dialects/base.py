@@ -210,6 +210,11 @@ class Dialect(Polling):
     # A fix batch names its rows as `identity = ANY(ARRAY(SELECT ...))`: an index (or TID) scan however many rows
     # the planner expects (PostgreSQL); elsewhere `IN (SELECT ...)`.
     identity_array_scan: ClassVar[bool] = False
+    # A row's physical address (`row_identity`), read in a fix's snapshot beside its primary key, reaches the row
+    # again without an index (`ctid = ANY(ARRAY(...))` is a TID scan on PostgreSQL): a batch that re-checks each
+    # row's primary key and key under its lock may use it as its access path (a row that moved is not found and
+    # the batch runs the identity path instead).
+    address_scan: ClassVar[bool] = False
     # A fix batch archives and deletes through joins with the plan table: an `IN (subquery)` becomes a
     # DEPENDENT SUBQUERY that scans the whole table once per batch (MariaDB).
     joined_batch_writes: ClassVar[bool] = False

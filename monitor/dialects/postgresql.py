@@ -236,6 +236,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     row_identity_order = "physical order"
     returning_delete = True
     identity_array_scan = True
+    address_scan = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
     partitioned_tables = True

@@ -15,7 +15,9 @@ transaction:
    PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): in a
    savepoint, one statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row
    it deletes in its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows
-   were found, the savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`);
+   were found, the savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`). That
+   statement reaches the rows by the `ctid` the snapshot read (`plan.ADDRESS`, a TID scan) and matches each by
+   primary key and key: a row that moved since the plan is not found there, and the batch runs as above;
 3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
    pointing at a row to delete (a cascade would fire otherwise); skipped when nothing references the table;
 4. archive and delete the planned non-keepers, set-based: on PostgreSQL one
@@ -66,6 +68,7 @@ from monitor.fix.links import (
 from monitor.fix.locks import fix_lock
 from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
 from monitor.fix.plan import (
+    ADDRESS,
     GROUP,
     RANK,
     SAMPLE_GROUPS,
@@ -679,7 +682,7 @@ class _Batch:
         keepers, doomed = sa.and_(in_batch, p.c[RANK] == 1), sa.and_(in_batch, p.c[RANK] > 1)
         savepoint = conn.begin_nested()
         locking = (sa.select(p.c[GROUP]).select_from(p).join(self.table, layout.live_match(p))
-                   .where(keepers, self._identity_in(keepers))
+                   .where(keepers, self._reached(keepers))
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
         locked = self._lock(locking).cte("dupewatch_locked")
         moved, copied = self._moved(doomed, recheck=True)
@@ -774,9 +777,10 @@ class _Batch:
     def _moved(self, doomed: sa.ColumnElement[bool], *, recheck: bool) -> tuple[sa.CTE, sa.CTE]:
         """`WITH moved AS (DELETE ... RETURNING *), copied AS (INSERT INTO archive SELECT ... FROM moved)`: the
         archive receives exactly what the DELETE returned. `recheck`: see `_archive_and_delete`."""
-        delete = sa.delete(self.table).where(self._identity_in(doomed))
         if recheck:
-            delete = delete.where(self.layout.live_match(self.plan), doomed)
+            delete = sa.delete(self.table).where(self._reached(doomed), self.layout.live_match(self.plan), doomed)
+        else:
+            delete = sa.delete(self.table).where(self._identity_in(doomed))
         moved = delete.returning(*self.table.columns).cte("dupewatch_moved")
         names = [c.name for c in self.table.columns]
         copied = (sa.insert(self.archive)
@@ -784,6 +788,18 @@ class _Batch:
                                sa.select(*[moved.c[n] for n in names], sa.literal(self.fix_id, sa.String(40))))
                   .returning(sa.literal_column("1")).cte("dupewatch_copied"))
         return moved, copied
+
+    def _reached(self, chosen: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+        """The live rows at the addresses the plan holds for its rows matching `chosen` (`plan.ADDRESS`: a TID scan,
+        no index descent per row), else by identity (`_identity_in`). Only an access path: every caller also
+        matches each row's identity and key with the plan (`live_match`), and a row that moved since the snapshot
+        (an update, a VACUUM FULL) is not found there, so the batch does not take this path (`_keepers_locked`);
+        a row updated while the statement waits for it is followed to its new version and matched again."""
+        address = self.layout.address
+        if address is None:
+            return self._identity_in(chosen)
+        planned = sa.select(self.plan.c[ADDRESS]).where(chosen).scalar_subquery()
+        return address == sa.any_(sa.func.array(planned))
 
     def _identity_in(self, chosen: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
         """The live table's rows whose identity is in the plan rows matching `chosen`."""

@@ -4,9 +4,11 @@ Everything is computed by the database from one *plan relation*, a row per membe
 `dw_group` (groups numbered 1, 2, ... in key order, without gaps), `dw_rn` (1 = the keeper, by
 `TableCheck.keeper_order()`, the one place that decides), `dw_n` (group size), `dw_i*` (row identity: primary
 key, `ctid` or `rowid`), `dw_gk*` (the group's normalised key as its keeper holds it, on every row of the group,
-so that a batch compares each live row with its keeper's key without joining the plan to itself) and `dw_r*`
-(the columns other tables' foreign keys refer to). For a dry run the relation is a window-function subquery
-over the live table (read-only); for a real fix it is materialised once as the fix's plan table
+so that a batch compares each live row with its keeper's key without joining the plan to itself), `dw_r*`
+(the columns other tables' foreign keys refer to) and, beside a primary key on PostgreSQL, `dw_at` (the row's
+`ctid` when planned: the address a batch reaches it by, then matching its primary key and key). For a dry run
+the relation is a window-function subquery over the live table (read-only); for a real fix it is materialised
+once as the fix's plan table
 (`dupewatch_plan_<fix id>`), the snapshot the batches work through. Tables with no primary key on MySQL/MariaDB
 have no row identity: their relation has one row per group and its size, and the fix deletes all but one of
 fully identical rows.
@@ -42,6 +44,9 @@ from monitor.words import value_text
 # `dw_i<j>`, `dw_gk<j>`, `dw_r<j>`. (Earlier plans held each row's own key as `dw_k<j>`: the different columns make
 # `run_fix` refuse to resume such a plan rather than compare rows with their own planned keys only.)
 GROUP, RANK, SIZE = "dw_group", "dw_rn", "dw_n"
+# Each row's physical address at the snapshot, beside its primary key, where the database reaches a row by it
+# without an index (`Dialect.address_scan`): only an access path, the batch still matches the primary key.
+ADDRESS = "dw_at"
 SAMPLE_GROUPS = 20
 SAMPLE_ROWS = 1000
 ROWS_SHOWN_PER_GROUP = 10
@@ -116,15 +121,21 @@ class Layout:
             self.mode = "pk"
             self.identity = list(pk)
             self.identity_types = [c.type for c in pk]
+            physical = self.rules.row_identity(is_view=False) if self.rules.address_scan else None
+            # The address a batch may reach the row by (see `ADDRESS`); None: by its primary key only.
+            self.address: ColumnElement[Any] | None = None if physical is None else ColumnClause(
+                str(physical.name), type_=_PHYSICAL_TYPES[str(physical.name)](), _selectable=self.table)
         elif (physical := self.rules.row_identity(is_view=False)) is not None:  # PostgreSQL ctid, SQLite rowid
             self.mode = str(physical.name)
             kind = _PHYSICAL_TYPES[self.mode]()
             self.identity = [ColumnClause(self._physical_name(), type_=kind, _selectable=self.table)]
             self.identity_types = [kind]
+            self.address = None
         else:
             self.mode = "identical"
             self.identity = []
             self.identity_types = []
+            self.address = None
         referred: list[str] = []
         for ref in refs:
             referred.extend(c for c in ref.referred_columns if c not in referred)
@@ -197,6 +208,7 @@ class Layout:
             sa.func.row_number().over(partition_by=partition, order_by=order).label(RANK),
             sa.func.lead(sa.literal_column("1")).over(partition_by=partition, order_by=order).label("dw_next"),
             *[e.label(label) for e, label in zip(self.identity, self.identity_labels, strict=True)],
+            *([] if self.address is None else [self.address.label(ADDRESS)]),
             *[e.label(label) for e, label in zip(tc.key_exprs, own, strict=True)],
             *[self.table.c[name].label(self.ref_label[name]) for name in self.ref_names],
             *[expr.label(label) for label, expr, _type in self.row_copies],
@@ -214,7 +226,8 @@ class Layout:
 
         keepers = [whole_group(sa.func.first_value(ranked.c[label], type_=e.type)).label(kept)
                    for e, label, kept in zip(tc.key_exprs, own, self.key_labels, strict=True)]
-        carried = [*self.identity_labels, *self.ref_label.values(), *[label for label, _expr, _type in self.row_copies]]
+        carried = [*self.identity_labels, *([] if self.address is None else [ADDRESS]), *self.ref_label.values(),
+                   *[label for label, _expr, _type in self.row_copies]]
         return sa.select(
             sa.func.dense_rank().over(order_by=group_keys).label(GROUP),
             ranked.c[RANK],
@@ -232,6 +245,8 @@ class Layout:
             else [None] * len(self.identity_types)
         columns += [sa.Column(label, self._storable(t, name)) for label, t, name in zip(
             self.identity_labels, self.identity_types, identity_names, strict=True)]
+        if self.address is not None:
+            columns.append(sa.Column(ADDRESS, self.address.type))
         columns += [sa.Column(label, self._storable(self._collated(c.name, c.type), c.name))
                     for label, c in zip(self.key_labels, self.tc.key_columns, strict=True)]
         columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type), n))

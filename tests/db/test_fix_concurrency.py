@@ -164,6 +164,61 @@ def test_a_keeper_changed_while_the_batch_waits_for_it_undoes_the_batchs_deletes
     assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
 
 
+def test_rows_moved_by_an_update_since_the_plan_are_still_fixed(pg):
+    """PostgreSQL: a batch reaches the planned rows by the physical address the snapshot read (a TID scan), and
+    matches each by primary key and key. An update of another column after the plan moves a keeper and a row to
+    delete to new addresses: nothing is at the planned ones, so the batch fixes its groups by primary key, and
+    the archive holds the moved row as it was deleted."""
+    db = pg
+    _seed(db, 4, 2)  # keys 0..3: ids (1,2) (3,4) (5,6) (7,8); keepers 1, 3, 5, 7
+    monitor = Monitor(make_config(db, CHECK))
+    try:
+        plan = prepare_fix(monitor, "visits")
+        moved = "SELECT id, ctid::text FROM visit WHERE id IN (1, 4) ORDER BY id"
+        before = db.rows(moved)
+        db.execute("UPDATE visit SET note = 'moved' WHERE id IN (1, 4)")
+        assert db.rows(moved) != before  # the planned addresses no longer hold these rows
+        report = run_fix(monitor, "visits", plan, batch_size=10)
+    finally:
+        monitor.close()
+    assert (report.groups, report.deleted, report.archived, report.skipped) == (4, 4, 4, 0)
+    assert db.rows("SELECT id, note FROM visit ORDER BY id") == [(1, "moved"), (3, "seed-0"), (5, "seed-0"),
+                                                                 (7, "seed-0")]
+    assert db.rows("SELECT id, note FROM dupewatch_archive_visit ORDER BY id") == [
+        (2, "seed-1"), (4, "moved"), (6, "seed-1"), (8, "seed-1")]
+
+
+def test_rows_updated_while_the_batch_waits_for_them_are_followed_to_their_new_version(pg):
+    """PostgreSQL: the application holds an update of another column of a keeper and of a row to delete; the
+    batch, which reached them by their planned addresses, waits, then locks and deletes their new versions (the
+    database follows an updated row, and the batch matches it by primary key and key again): every group is
+    fixed, and the archive holds the row as the application left it."""
+    db = pg
+    _seed(db, 4, 2)
+    monitor = Monitor(make_config(db, CHECK))
+    app = db.engine.connect()
+    try:
+        fixing = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
+        with app.begin():
+            blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            app.execute(sa.text("UPDATE visit SET note = 'app' WHERE id IN (3, 4)"))
+            fixing.start()
+            _wait_until(lambda: bool(db.scalar("SELECT count(*) FROM pg_stat_activity "
+                                               "WHERE :b = ANY(pg_blocking_pids(pid))", {"b": blocker})),
+                        "the batch to wait for the rows the application updates")
+        fixing.join(DEADLINE)
+    finally:
+        app.close()
+        monitor.close()
+    assert fixing.error is None and fixing.report is not None, fixing.error
+    report = fixing.report
+    assert (report.groups, report.deleted, report.archived, report.skipped) == (4, 4, 4, 0)
+    assert db.rows("SELECT id, note FROM visit ORDER BY id") == [(1, "seed-0"), (3, "app"), (5, "seed-0"),
+                                                                 (7, "seed-0")]
+    assert db.rows("SELECT id, note FROM dupewatch_archive_visit ORDER BY id") == [
+        (2, "seed-1"), (4, "app"), (6, "seed-1"), (8, "seed-1")]
+
+
 CHILD = textwrap.dedent("""
     import sys
     from monitor.config import load_config
