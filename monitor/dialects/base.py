@@ -95,6 +95,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   `index_options(...)`: what the guard's unique index can be built with.
 - `column_collations(conn, table)`: the catalog's collation of each column (a catalog query reflection lacks).
 - `declared_types(conn, table)`: each column's type as DDL text from the catalog (for types reflection lacks).
+- `catalog_types(conn, table)`: column types that compare with the catalog's equality operator where reflection
+  would compare wrongly (PostgreSQL: a type whose `=` is outside the search_path, such as `citext` elsewhere).
 - `non_transactional_engine(conn, table)`: the table's storage engine when it cannot roll back (MyISAM).
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
@@ -432,6 +434,12 @@ class Dialect(Polling):
         """Each column's type as the catalog declares it, as DDL text the server wrote (for a column reflection
         does not know, such as PostgreSQL's `citext` or MariaDB's `POINT`, so that the plan table can hold its
         values as they are); {} where a column without a known type can be stored untyped."""
+        return {}
+
+    def catalog_types(self, conn: Connection, table: sa.Table) -> dict[str, sa.types.TypeEngine[Any]]:
+        """Types for columns whose comparison reflection would get wrong, from the catalog, by column name (set on
+        the reflected table once, so every comparison built on it compares as the database's GROUP BY does):
+        PostgreSQL's types whose `=` is outside the search_path, such as `citext` in another schema; {} elsewhere."""
         return {}
 
     def group_identity(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -821,6 +821,30 @@ def test_keys_equal_in_other_spellings_are_one_group_on_postgresql(pg, runner_fo
     r.assert_matches_full_pass(after)
 
 
+def test_case_variants_of_a_citext_outside_the_search_path_are_one_group_incrementally(pg_citext_elsewhere,
+                                                                                       runner_for):
+    """A citext whose `=` is outside the search_path: an unqualified `=` (or a row `IN`) compares its keys as text,
+    so the re-count of ('Bob') found only that spelling and 'bob' made a new group of an old one."""
+    pg = pg_citext_elsewhere
+    pg.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device ext.citext NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(pg, [(1, 1, "Bob"), (2, 1, "bob"), (3, 2, "Pad")])
+    r = runner_for(pg)
+    first = r.run()
+    assert (first.groups, first.excess_rows) == (1, 1)
+    quiet = r.run()  # the re-count of the known group's keys
+    assert (quiet.mode, quiet.new_groups, quiet.groups, quiet.excess_rows) == ("incremental", 0, 1, 1), quiet
+    insert(pg, [(4, 1, "BOB"), (5, 2, "pAD")])
+    grown = r.run()
+    assert (grown.mode, grown.new_groups, grown.groups, grown.excess_rows) == ("incremental", 1, 2, 3), grown
+    r.assert_matches_full_pass(grown)
+    shown = pg.scalar("SELECT device::text FROM logins WHERE user_id = 1 GROUP BY user_id, device")
+    pg.execute("DELETE FROM logins WHERE device::text = :d", params={"d": shown})  # the spelling GROUP BY returned
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups, after.excess_rows) == ("incremental", 0, 2, 2), after
+    r.assert_matches_full_pass(after)
+
+
 @pytest.mark.parametrize("kind", ["jsonb", "integer[]"])
 def test_a_jsonb_or_array_key_runs_incrementally(pg, runner_for, kind):
     values = ({"a": 1, "b": [1, 2]}, {"a": 2}) if kind == "jsonb" else ([1, 2], [3])
