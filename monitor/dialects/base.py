@@ -121,6 +121,9 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
   fix's writes (PostgreSQL logical replication).
+- `privilege_refusal(error)`, `grantee(conn)`: whether an error is the database refusing a statement for a
+  missing privilege (its code, as the database gives it), and the session's role as a GRANT names it
+  (`monitor.fix.privileges` EXPLAINs each kind of write a fix makes, as the fix role, and names what to grant).
 - `violated_unique(exc)`: which unique constraint or index a unique violation names (its name, or its columns
   where the database names only those, as SQLite does); `transactional_ddl`: whether DROP INDEX is rolled back
   with the transaction it ran in.
@@ -493,6 +496,21 @@ class Dialect(Polling):
     def replication_blockers(self, conn: Connection, table: sa.Table, writes: str) -> list[str]:
         """Why a publication would refuse the fix's `writes` ("delete" or "update") to `table`."""
         return []
+
+    def privilege_refusal(self, error: BaseException) -> str | None:
+        """How the database coded `error` when it refused a statement for a missing privilege ("SQLSTATE 42501",
+        "error 1142"), else None (also where the database has no privileges)."""
+        return None
+
+    def grantee(self, conn: Connection) -> str:
+        """This session's role as a GRANT names it."""
+        return conn.dialect.identifier_preparer.quote(str(conn.execute(sa.select(sa.func.current_user())).scalar()))
+
+    def create_refusal(self, conn: Connection, schema: str | None) -> str | None:
+        """Why the fix role may not create dupewatch's tables (each fix's plan table, the archive, the records) in
+        `schema` (None: the default one), naming what to grant; None where it may, or where the catalog cannot
+        tell ahead of the fix."""
+        return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         """The privileges the fix role lacks on the fixed `table` to lock its rows and delete them (SELECT, UPDATE

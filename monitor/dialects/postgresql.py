@@ -694,6 +694,20 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                          f"run `ALTER TABLE {name} REPLICA IDENTITY FULL` (or add a primary key) first")
         return found
 
+    def privilege_refusal(self, error: BaseException) -> str | None:
+        return "SQLSTATE 42501" if getattr(error, "sqlstate", None) == "42501" else None  # insufficient_privilege
+
+    def create_refusal(self, conn: Connection, schema: str | None) -> str | None:
+        row = conn.execute(sa.text(
+            "SELECT n.nspname, has_schema_privilege(n.oid, 'CREATE') AS allowed FROM pg_catalog.pg_namespace n "
+            "WHERE n.nspname = COALESCE(:s, current_schema())"), {"s": schema}).first()
+        if row is None or row.allowed:
+            return None
+        name = conn.dialect.identifier_preparer.quote_schema(str(row.nspname))
+        return (f"the fix role may not CREATE in schema {name}, where each fix creates its plan table (and its archive "
+                f"and records, dupewatch_*): GRANT CREATE ON SCHEMA {name} TO {self.grantee(conn)}, or set [fix] "
+                "schema to a schema it may create in")
+
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         # SELECT ... FOR UPDATE needs UPDATE on some column (column grants count); DELETE is table-wide only.
         row = conn.execute(_FIX_PRIVILEGES, {"t": conn.dialect.identifier_preparer.format_table(table)}).one()
