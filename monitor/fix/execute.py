@@ -53,7 +53,7 @@ from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
-from monitor.fix.errors import BatchAborted, FixError, FixRefused, RepointNotDone
+from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
@@ -491,8 +491,10 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 _mark_failed(t, fix_id, message)
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
-                raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
-                               f"({_after_stop(exc, fix_id, _missing_privilege(t, layout, exc))})") from None
+                missing = _missing_privilege(t, layout, exc)
+                stop = FixError if missing is None else PrivilegeMissing
+                raise stop(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
+                           f"({_after_stop(exc, fix_id, missing)})") from None
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())

@@ -18,7 +18,7 @@ from dbtest import TestDatabase, server_login, write_config
 from fix_support import contents, run_cli
 from monitor.config import load_config
 from monitor.engine import Monitor
-from monitor.fix import FixError, prepare_fix, run_fix
+from monitor.fix import PrivilegeMissing, prepare_fix, run_fix
 
 CHECK = {"name": "customers", "table": "customer", "key": ["email"]}
 
@@ -84,7 +84,7 @@ def test_a_batch_refused_for_a_privilege_revoked_after_the_plan_names_it_and_doe
             table = f'"{db.schema}".customer' if dialect == "postgresql" else f"`{db.schema}`.customer"
             user = f'"{role}"' if dialect == "postgresql" else f"'{role}'@'%'"
             db.execute(f"REVOKE DELETE ON {table} FROM {user}")
-            with pytest.raises(FixError) as stopped:
+            with pytest.raises(PrivilegeMissing) as stopped:  # the dashboard says no "press f to resume"
                 run_fix(monitor, CHECK["name"], plan)
         finally:
             monitor.close()
