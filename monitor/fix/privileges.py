@@ -31,6 +31,7 @@ class Write:
     table: sa.Table
     statement: sa.Delete | sa.Update
     why: str
+    columns: tuple[str, ...] = ()  # a column privilege's columns (UPDATE of a reference's columns)
 
 
 def fix_writes(table: sa.Table, refs: Sequence[Reference], child: Callable[[Reference], sa.Table]) -> list[Write]:
@@ -42,9 +43,8 @@ def fix_writes(table: sa.Table, refs: Sequence[Reference], child: Callable[[Refe
         referencing = child(ref)
         if ref.action == "repoint":
             columns = {name: referencing.c[name] for name in ref.columns}
-            writes.append(Write(f"UPDATE ({', '.join(ref.columns)})", referencing,
-                                sa.update(referencing).values(columns).where(sa.false()),
-                                "to repoint its rows to the kept rows"))
+            writes.append(Write("UPDATE", referencing, sa.update(referencing).values(columns).where(sa.false()),
+                                "to repoint its rows to the kept rows", tuple(ref.columns)))
         else:
             writes.append(Write("DELETE", referencing, sa.delete(referencing).where(sa.false()),
                                 "to archive its rows (on_reference = \"archive\")"))
@@ -67,11 +67,10 @@ def refused_writes(conn: Connection, writes: Sequence[Write]) -> list[str]:
             continue
         grantee = grantee or rules.grantee(conn)
         name = preparer.format_table(write.table)
-        privilege = write.privilege.split(" ")[0]
-        columns = write.privilege[len(privilege):]
-        refusals.append(f"the fix role may not {privilege} {name}, which the fix needs {write.why} (the database: "
-                        f"{first_line(refused)}, {code}): GRANT {privilege}{columns} ON {name} TO {grantee}, or "
-                        "point fix_url / fix_url_env at a role that has it")
+        columns = f" ({', '.join(preparer.quote(c) for c in write.columns)})" if write.columns else ""
+        refusals.append(f"the fix role may not {write.privilege} {name}, which the fix needs {write.why} (the "
+                        f"database: {first_line(refused)}, {code}): GRANT {write.privilege}{columns} ON {name} TO "
+                        f"{grantee}, or point fix_url / fix_url_env at a role that has it")
     return refusals
 
 

@@ -117,3 +117,32 @@ def test_postgresql_dry_run_blocks_a_fix_role_that_may_not_create_in_the_schema(
         assert contents(pg, "customer", "orders") == before
         assert pg.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
                          "AND tablename LIKE 'dupewatch%'") == 0
+
+
+def test_mariadb_dry_run_blocks_a_reference_the_fix_role_may_not_repoint(mysql, tmp_path):
+    """The referencing table in another database, where the fix role may only read: its repoint's UPDATE is
+    refused by the server (error 1142), named with its column and the GRANT, before anything changes."""
+    other = f"{mysql.schema}_o"
+    mysql.execute("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(20))",
+                  "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')",
+                  f"CREATE DATABASE `{other}`",
+                  f"CREATE TABLE `{other}`.orders (id INT PRIMARY KEY, customer_id INT, "
+                  f"FOREIGN KEY (customer_id) REFERENCES `{mysql.schema}`.customer (id))",
+                  f"INSERT INTO `{other}`.orders VALUES (10, 1), (11, 2)")
+    try:
+        with server_login("mysql", "GRANT PROCESS ON *.* TO {user}",
+                          f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX ON `{mysql.schema}`.* "
+                          "TO {user}", f"GRANT SELECT ON `{other}`.orders TO {{user}}",
+                          prefix="dw_priv", password="pw") as role:
+            path = _config(mysql, role, tmp_path)
+            dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
+            assert dry.exit_code == 2, dry.output
+            [blocked] = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
+            assert f"may not UPDATE {other}.orders" in blocked and "error 1142" in blocked, blocked
+            assert f"GRANT UPDATE (customer_id) ON {other}.orders TO '{role}'@'%'" in blocked, blocked
+            before = mysql.rows(f"SELECT * FROM `{other}`.orders ORDER BY id"), contents(mysql, "customer")
+            fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
+            assert fix.exit_code == 2 and "may not UPDATE" in fix.stderr and "resume" not in fix.stderr, fix.output
+            assert (mysql.rows(f"SELECT * FROM `{other}`.orders ORDER BY id"), contents(mysql, "customer")) == before
+    finally:
+        mysql.execute(f"DROP DATABASE IF EXISTS `{other}`")
