@@ -33,7 +33,7 @@ from monitor.config import Config, ConfigError, TargetDatabaseConfig, load_confi
 from monitor.db import Database, parse_url, redact_text
 from monitor.detect import CheckDefinitionError, CheckResult
 from monitor.engine import CheckError, Monitor
-from monitor.fixstats import deleted_by_check
+from monitor.fixstats import totals_by_check
 from monitor.fleet import Discovery, Shard, expand, static_label_names
 from monitor.fleet.discover import SourceState, Targets, used_sources
 from monitor.fleet.shard import ALL
@@ -319,7 +319,8 @@ class Daemon:
 
     def _refresh_fix_totals(self, database: str) -> None:
         """Read the fix records of `database` (at most every FIX_TOTALS_SECONDS, on the worker thread that
-        just ran one of its checks), so `dupewatch_fix_deleted_rows_total` counts fixes of other processes."""
+        just ran one of its checks), so `dupewatch_fix_deleted_rows_total` and `dupewatch_fix_restored_rows_total` count
+        fixes and undos of other processes."""
         assert self.exporter is not None and self.monitor is not None
         now = time.monotonic()
         every = FLEET_FIX_TOTALS_SECONDS if isinstance(self.config.databases.get(database), TargetDatabaseConfig) \
@@ -332,9 +333,9 @@ class Daemon:
             db = self.monitor.database(database)
         except KeyError:  # a fleet target that discovery removed while its check ran
             return
-        totals = deleted_by_check(db)
+        totals = totals_by_check(db)
         if totals is not None:
-            self.exporter.fix_totals(database, totals)
+            self.exporter.fix_totals(database, totals.deleted, restored=totals.restored)
 
     def _retry_in(self, name: str) -> float | None:
         assert self.poller is not None

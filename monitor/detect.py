@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.config import CheckConfig, close_matches
 from monitor.dialects import Dialect
 from monitor.dialects.base import Comparison
-from monitor.dialects.expressions import SinglePrecision
+from monitor.dialects.expressions import CatalogEquality, SinglePrecision
 from monitor.thresholds import Outcome
 
 # "duplicates" or "violations" (what a check finds, `CheckConfig.finds`) when it found something.
@@ -287,11 +287,11 @@ class TableCheck:
     def keys_not_found_by_equality(self) -> str | None:
         """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
         extension's type off the search_path, whose `=` the server does not find: it compares the values as
-        text), or None. GROUP BY and a full pass are right; a look-up of keys (an incremental run, live mode) is
-        not."""
+        text; unless the column's type writes the catalog's operator out, `Dialect.catalog_types`), or None.
+        GROUP BY and a full pass are right; a look-up of keys (an incremental run, live mode) is not."""
         for column in self.key_columns:
             comparison = self.compared.get(column.name)
-            if comparison is not None and not comparison.visible:
+            if comparison is not None and not comparison.visible and not isinstance(column.type, CatalogEquality):
                 return (f"key column {column.name!r} is of type {comparison.type_name}, whose `=` is not on the "
                         "search_path: a look-up of a key compares it as text, not as GROUP BY does; put the "
                         "type's schema on the role's search_path")

@@ -171,6 +171,8 @@ class Monitor:
                     warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index",
                                             sa.exc.SAWarning)
                     table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn, resolve_fks=False)
+                for column, kind in db.rules.catalog_types(conn, table).items():
+                    table.c[column].type = kind  # compared as the catalog says (citext outside the search_path)
                 reflected = table, name in sa.inspect(conn).get_view_names(schema=schema)
                 self._tables[table_key] = reflected
             table, is_view = reflected

@@ -1,29 +1,49 @@
 """What the fix records in a database say, for processes that did not run the fixes themselves (the daemon).
 
 `dupewatch fix` and the dashboard record every fix in the `dupewatch_fix` table of the database they fix
-(`monitor.fix.records`, in `[fix] schema` when set); its `deleted` column counts the rows each fix deleted.
+(`monitor.fix.records`, in `[fix] schema` when set); its `deleted` column counts the rows each fix deleted, and an
+undone fix's `archived` the rows its undo restored.
 This module only reads that table, in the detection connection's read-only transaction, and never creates it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from monitor.db import Database, DatabaseError
 
 
-def deleted_by_check(db: Database) -> dict[str, int] | None:
-    """Rows deleted by all fixes of each check recorded in `db` ({} when no fix ever ran there), or None when
-    the records cannot be read (database down, no privilege on the table)."""
-    from monitor.fix.records import BOOKKEEPING, fix_table, tables_exist
+@dataclass
+class FixTotals:
+    """Per check: rows deleted by all its fixes, and rows restored by the undos of those later undone (an undone
+    fix's record is `undone`, or `purged` with its message still saying `undone by`: an undo restores exactly the
+    rows the fix archived, or refuses)."""
 
+    deleted: dict[str, int] = field(default_factory=dict)
+    restored: dict[str, int] = field(default_factory=dict)
+
+
+def totals_by_check(db: Database) -> FixTotals | None:
+    """What the fix records in `db` say (empty when no fix ever ran there), or None when the records cannot be
+    read (database down, no privilege on the table)."""
+    from monitor.fix.records import BOOKKEEPING, UNDONE_BY, fix_table, tables_exist
+
+    undone = sa.or_(fix_table.c.state == "undone",
+                    sa.and_(fix_table.c.state == "purged", fix_table.c.message.startswith(UNDONE_BY)))
     try:
         with db.read_only() as conn:
             conn = conn.execution_options(schema_translate_map={BOOKKEEPING: db.fix_schema})
             if not tables_exist(conn):
-                return {}
-            rows = conn.execute(sa.select(fix_table.c.check_name, sa.func.sum(fix_table.c.deleted))
+                return FixTotals()
+            rows = conn.execute(sa.select(fix_table.c.check_name, sa.func.sum(fix_table.c.deleted),
+                                          sa.func.sum(sa.case((undone, fix_table.c.archived), else_=0)))
                                 .group_by(fix_table.c.check_name))
-            return {str(name): int(total or 0) for name, total in rows}
+            totals = FixTotals()
+            for name, deleted, restored in rows:
+                totals.deleted[str(name)] = int(deleted or 0)
+                totals.restored[str(name)] = int(restored or 0)
+            return totals
     except (DatabaseError, sa.exc.SQLAlchemyError):
         return None

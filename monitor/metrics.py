@@ -33,7 +33,12 @@ Semantics, as operators read them:
 - The counters start at 0 for every check, so `rate()` and `increase()` work from the first scrape.
 - `dupewatch_fix_deleted_rows_total` counts the rows deleted by every fix of the check, whichever process ran
   it (the CLI, a dashboard): the daemon reads the totals from the fix records in the database
-  (`dupewatch_fix.deleted`, see `monitor.fixstats`) and a fix run by this process adds its rows at once.
+  (`dupewatch_fix.deleted`, see `monitor.fixstats`) and a fix run by this process adds its rows at once. A
+  counter never goes down: a fix later undone still deleted its rows once. `dupewatch_fix_restored_rows_total`
+  (same labels, read the same way from the undone fixes' records, an undo by this process added at once) counts
+  the rows undos put back, so `deleted - restored` is what the fixes removed for good. Restored rows are not
+  counted as rows that appeared when the undo is known before the next run (an undo by this process, or the
+  records read first); an undo read only after the run that saw its rows come back has been counted by then.
 - `dupewatch_check_interval_seconds` is the configured interval, so alerts can say "no success for N
   intervals" per check.
 
@@ -115,6 +120,13 @@ class MetricsServeError(Exception):
     def __init__(self, message: str, *, in_use: bool = False) -> None:
         super().__init__(message)
         self.in_use = in_use
+
+
+def record_undo(check: str, database: str, restored: int) -> None:
+    """Count rows an undo run by this process restored (`dupewatch_fix_restored_rows_total`); a no-op when this
+    process exports no metrics."""
+    for exporter in list(_live_exporters):
+        exporter.record_undo(check, database, restored)
 
 
 def record_fix(check: str, database: str, deleted: int) -> None:
@@ -289,6 +301,9 @@ class DupewatchMetrics:
         self.fix_deleted = counter("dupewatch_fix_deleted_rows",
                                    "Duplicate rows deleted by fixes of the check (from the fix records in the "
                                    "database, whichever process ran them).", labels)
+        self.fix_restored = counter("dupewatch_fix_restored_rows",
+                                    "Rows put back by undos of fixes of the check (from the records of the undone "
+                                    "fixes in the database, whichever process ran them).", labels)
         # Incremental checks (`incremental = "column"`, monitor/incremental.py) only.
         self.new_groups = counter("dupewatch_new_duplicate_groups",
                                   "Duplicate groups seen for the first time by a run of an incremental check "
@@ -349,7 +364,8 @@ class DupewatchMetrics:
     def labelled(self) -> tuple[Family, ...]:
         return (self.groups, self.excess_rows, self.appeared, self.violations, self.violations_appeared,
                 self.duration, self.last_success, self.up, self.errors, self.interval, self.fix_deleted,
-                self.new_groups, self.rows_scanned, self.last_full_pass, self.excess_ratio, self.status)
+                self.fix_restored, self.new_groups, self.rows_scanned, self.last_full_pass, self.excess_ratio,
+                self.status)
 
     def add(self, labels: tuple[str, ...], interval: float, *, incremental: bool = False,
             violations: bool = False) -> None:
@@ -361,6 +377,7 @@ class DupewatchMetrics:
         else:
             self.appeared.labels(*labels).create()
             self.fix_deleted.labels(*labels).create()
+            self.fix_restored.labels(*labels).create()
         if incremental:
             self.new_groups.labels(*labels).create()
 
@@ -429,15 +446,16 @@ class Appearance:
 
     figure: int | None = None
     fixed_since: int = 0
+    restored_since: int = 0  # rows undos put back since: they come back, they do not appear
 
     def next(self, figure: int) -> int:
         """Rows that appeared by a run that found `figure`; the run becomes the one to compare with."""
         if self.figure is None:
             appeared = 0  # nothing to compare with
         else:
-            left = max(self.figure - self.fixed_since, 0)
+            left = max(self.figure - self.fixed_since, 0) + self.restored_since
             appeared = max(figure - left, 0)
-        self.figure, self.fixed_since = figure, 0
+        self.figure, self.fixed_since, self.restored_since = figure, 0, 0
         return appeared
 class LiveMetrics:
     """Live mode's series (monitor/live/), labelled by `database` only: the stream belongs to a database.
@@ -504,6 +522,7 @@ class MetricsExporter:
         self._appearance: dict[tuple[str, str], Appearance] = {}
         self._fix_totals_read: set[tuple[str, str]] = set()  # checks whose fix records were read once
         self._fix_counted: dict[tuple[str, str], int] = {}  # what fix_deleted holds for each check
+        self._restore_counted: dict[tuple[str, str], int] = {}  # what fix_restored holds for each check
         self._servers: set[str] = set()  # the fleet servers exported (`servers`)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -534,6 +553,7 @@ class MetricsExporter:
             for gone in (self._checks - wanted.keys()) | changed_kind | relabelled:
                 self.metrics.remove(self._series[gone])
                 self._fix_counted.pop(gone, None)
+                self._restore_counted.pop(gone, None)
                 self._appearance.pop(gone, None)
                 self._fix_totals_read.discard(gone)  # if it comes back, its first reading is the past again
             self._violations = {key for key, c in wanted.items() if c.finds == "violations"}
@@ -662,11 +682,24 @@ class MetricsExporter:
                 self._appearance.setdefault(key, Appearance()).fixed_since += deleted
             self._changed()
 
-    def fix_totals(self, database: str, totals: dict[str, int]) -> None:
-        """The rows deleted by all fixes of each check of `database`, as its fix records say: the counter
-        catches up with them (it never goes down: an undone fix still deleted its rows once)."""
+    def record_undo(self, check: str, database: str, restored: int) -> None:
+        if restored > 0:
+            with self._lock:
+                key = (check, database)
+                if key in self._violations or key not in self._checks:
+                    return
+                self.metrics.fix_restored.labels(*self._series[key]).inc(restored)
+                self._restore_counted[key] = self._restore_counted.get(key, 0) + restored
+                self._appearance.setdefault(key, Appearance()).restored_since += restored
+            self._changed()
+
+    def fix_totals(self, database: str, totals: dict[str, int], *, restored: dict[str, int] | None = None) -> None:
+        """The rows deleted by all fixes of each check of `database`, and (`restored`) those the undos of the
+        undone ones put back, as its fix records say: each counter catches up with its total (never going down:
+        an undone fix still deleted its rows once, and a record purged of its undo marker is no undo less)."""
         changed = False
         with self._lock:
+            first: set[tuple[str, str]] = set()
             for check, total in totals.items():
                 key = (check, database)
                 if key not in self._checks or key in self._violations:
@@ -678,7 +711,20 @@ class MetricsExporter:
                     if key in self._fix_totals_read:  # the first reading is the past, not fixes since the last run
                         self._appearance.setdefault(key, Appearance()).fixed_since += behind
                     changed = True
+                if key not in self._fix_totals_read:
+                    first.add(key)
                 self._fix_totals_read.add(key)
+            for check, total in (restored or {}).items():
+                key = (check, database)
+                if key not in self._checks or key in self._violations:
+                    continue
+                behind = total - self._restore_counted.get(key, 0)
+                if behind > 0:
+                    self.metrics.fix_restored.labels(*self._series[key]).inc(behind)
+                    self._restore_counted[key] = total
+                    if key not in first:
+                        self._appearance.setdefault(key, Appearance()).restored_since += behind
+                    changed = True
         if changed:
             self._changed()
 

@@ -102,6 +102,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   `index_options(...)`: what the guard's unique index can be built with.
 - `column_collations(conn, table)`: the catalog's collation of each column (a catalog query reflection lacks).
 - `declared_types(conn, table)`: each column's type as DDL text from the catalog (for types reflection lacks).
+- `catalog_types(conn, table)`: column types that compare with the catalog's equality operator where reflection
+  would compare wrongly (PostgreSQL: a type whose `=` is outside the search_path, such as `citext` elsewhere).
 - `non_transactional_engine(conn, table)`: the table's storage engine when it cannot roll back (MyISAM).
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
@@ -126,6 +128,9 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
   fix's writes (PostgreSQL logical replication).
+- `privilege_refusal(error)`, `grantee(conn)`: whether an error is the database refusing a statement for a
+  missing privilege (its code, as the database gives it), and the session's role as a GRANT names it
+  (`monitor.fix.privileges` EXPLAINs each kind of write a fix makes, as the fix role, and names what to grant).
 - `violated_unique(exc)`: which unique constraint or index a unique violation names (its name, or its columns
   where the database names only those, as SQLite does); `transactional_ddl`: whether DROP INDEX is rolled back
   with the transaction it ran in.
@@ -467,6 +472,12 @@ class Dialect(Polling):
         the catalog says; {} where the type says all (MariaDB/MySQL's `_ci` types carry their collation)."""
         return {}
 
+    def catalog_types(self, conn: Connection, table: sa.Table) -> dict[str, sa.types.TypeEngine[Any]]:
+        """Types for columns whose comparison reflection would get wrong, from the catalog, by column name (set on
+        the reflected table once, so every comparison built on it compares as the database's GROUP BY does):
+        PostgreSQL's types whose `=` is outside the search_path, such as `citext` in another schema; {} elsewhere."""
+        return {}
+
     def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """What identifies the group of a (normalised) key value in Python: equal exactly when the database's
         comparison says the values are equal (`comparison`: how the catalog says its column compares, where the
@@ -519,6 +530,21 @@ class Dialect(Polling):
     def replication_blockers(self, conn: Connection, table: sa.Table, writes: str) -> list[str]:
         """Why a publication would refuse the fix's `writes` ("delete" or "update") to `table`."""
         return []
+
+    def privilege_refusal(self, error: BaseException) -> str | None:
+        """How the database coded `error` when it refused a statement for a missing privilege ("SQLSTATE 42501",
+        "error 1142"), else None (also where the database has no privileges)."""
+        return None
+
+    def grantee(self, conn: Connection) -> str:
+        """This session's role as a GRANT names it."""
+        return conn.dialect.identifier_preparer.quote(str(conn.execute(sa.select(sa.func.current_user())).scalar()))
+
+    def create_refusal(self, conn: Connection, schema: str | None) -> str | None:
+        """Why the fix role may not create dupewatch's tables (each fix's plan table, the archive, the records) in
+        `schema` (None: the default one), naming what to grant; None where it may, or where the catalog cannot
+        tell ahead of the fix."""
+        return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         """The privileges the fix role lacks on the fixed `table` to lock its rows and delete them (SELECT, UPDATE

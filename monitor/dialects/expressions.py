@@ -21,6 +21,14 @@ class AsStored(sa.types.UserDefinedType[Any]):
         raise NotImplementedError("AsStored reads and compares values; it is no column type")
 
 
+class CatalogEquality(sa.types.UserDefinedType[Any]):
+    """A column type whose `=` is the catalog's operator, written out by its comparator (`Dialect.catalog_types`).
+    A row-value comparison, `(a, b) IN ((..), ..)`, compares each pair with the unqualified `=` and bypasses it:
+    a key holding such a column is compared column by column."""
+
+    cache_ok = True
+
+
 class SinglePrecision(ColumnElement[float]):
     """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
     way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""

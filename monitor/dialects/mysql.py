@@ -174,6 +174,11 @@ EPOCH = datetime(1970, 1, 1)  # the binary log's TIMESTAMPs arrive as naive UTC 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 
 
+
+def _quoted_account(part: str) -> str:
+    """A user or host name as an account name quotes it (`'app'`), a quote doubled."""
+    return "'" + part.replace("'", "''") + "'"
+
 class MySQL(MySQLPolling, Dialect):
     name = "mysql"
     change_stream_absent = ""
@@ -285,6 +290,20 @@ class MySQL(MySQLPolling, Dialect):
 
         code = error.args[0] if isinstance(error, pymysql.err.MySQLError) and error.args else None
         return _CONFLICTS.get(code) if isinstance(code, int) else None
+
+    def privilege_refusal(self, error: BaseException) -> str | None:
+        """ER_TABLEACCESS_DENIED_ERROR (1142), ER_COLUMNACCESS_DENIED_ERROR (1143), ER_DBACCESS_DENIED_ERROR (1044),
+        ER_SPECIFIC_ACCESS_DENIED_ERROR (1227), ER_PROCACCESS_DENIED_ERROR (1370)."""
+        import pymysql
+
+        code = error.args[0] if isinstance(error, pymysql.err.MySQLError) and error.args else None
+        return f"error {code}" if code in (1142, 1143, 1044, 1227, 1370) else None
+
+    def grantee(self, conn: Connection) -> str:
+        """CURRENT_USER() is `name@host`, the account the server matched (`'app'@'%'`), not the client's host."""
+        account = str(conn.execute(sa.text("SELECT CURRENT_USER()")).scalar())
+        name, _, host = account.rpartition("@")
+        return f"{_quoted_account(name)}@{_quoted_account(host)}"
 
     def is_timeout(self, message: str) -> bool:
         return "max_statement_time" in message or "maximum statement execution time" in message.lower()

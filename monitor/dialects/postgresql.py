@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import (
@@ -40,6 +41,7 @@ from monitor.dialects.base import (
     Refusal,
     UniqueViolation,
 )
+from monitor.dialects.expressions import CatalogEquality
 from monitor.dialects.postgresql_polling import PostgreSQLPolling
 
 if TYPE_CHECKING:
@@ -200,6 +202,34 @@ _COMPARED_APART = sa.text(
     " JOIN pg_catalog.pg_type b ON b.oid = COALESCE(NULLIF(t.typbasetype, 0), t.oid)"
     " LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation"
     " WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped")
+# Columns whose type's `=` is not on this session's search_path: the equality operator of the type's default btree
+# operator class (the one GROUP BY, PARTITION BY, DISTINCT and unique indexes use; a domain's is its base type's),
+# schema-qualified, when `pg_operator_is_visible` says an unqualified `=` would not find it. `citext` installed in
+# a schema outside the search_path is such a type: an unqualified `=` then finds `text = text` through citext's
+# implicit cast to text, and compares case-sensitively where GROUP BY found 'A@x' and 'a@x' one group. Whether the
+# type is the citext extension's is read from `pg_depend`, not from its name.
+_HIDDEN_EQUALITY = sa.text("""
+    WITH RECURSIVE base(attname, atttypid, typid, depth) AS (
+        SELECT a.attname, a.atttypid, a.atttypid, 0 FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT b.attname, b.atttypid, t.typbasetype, b.depth + 1 FROM base b
+        JOIN pg_catalog.pg_type t ON t.oid = b.typid WHERE t.typtype = 'd')
+    SELECT DISTINCT ON (b.attname) b.attname, tn.nspname AS type_schema, ct.typname,
+           opn.nspname AS operator_schema, o.oprname,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                   WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = b.typid
+                     AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+                     AND e.extname = 'citext') AS citext
+    FROM base b
+    JOIN pg_catalog.pg_type ct ON ct.oid = b.atttypid JOIN pg_catalog.pg_namespace tn ON tn.oid = ct.typnamespace
+    JOIN pg_catalog.pg_opclass oc ON oc.opcintype = b.typid AND oc.opcdefault
+     AND oc.opcmethod = (SELECT oid FROM pg_catalog.pg_am WHERE amname = 'btree')
+    JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = b.typid
+     AND ao.amoprighttype = b.typid AND ao.amopstrategy = 3
+    JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
+    WHERE NOT pg_catalog.pg_operator_is_visible(o.oid)
+    ORDER BY b.attname, b.depth DESC""")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
@@ -224,6 +254,58 @@ _SCHEMA_PUBLICATIONS = sa.text("""
     JOIN pg_catalog.pg_publication_namespace pn ON pn.pnpubid = p.oid
     JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
     WHERE n.nspname = COALESCE(:s, current_schema()) AND p.pubinsert ORDER BY p.pubname""")
+
+
+class HiddenEquality(CatalogEquality):
+    """A column type whose equality operator is outside the session's search_path (`_HIDDEN_EQUALITY`): every
+    `=`, `<>`, `IS [NOT] DISTINCT FROM` and `IN` on it is written with the catalog's operator, schema-qualified
+    (`a OPERATOR(ext.=) b`), so the fix, its dry run and undo compare as GROUP BY does. `spec` is the type's
+    schema-qualified name (bound values are cast to it, the plan table declares it); `folds_case` when it is the
+    citext extension's type, compared as lower(text)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str, operator: str, folds_case: bool = False) -> None:
+        self.spec, self.operator, self.folds_case = spec, operator, folds_case
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return self.spec
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.cast(bindvalue, self)
+
+    class comparator_factory(sa.types.UserDefinedType.Comparator[Any]):
+        def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
+            kind = self.type
+            if not isinstance(kind, HiddenEquality) or not other or other[0] is None:
+                return super().operate(op, *other, **kwargs)
+            if op is operators.in_op and isinstance(other[0], list | tuple):
+                return sa.or_(sa.false(), *[self._equal(value) for value in other[0]])
+            if op is operators.not_in_op and isinstance(other[0], list | tuple):
+                return sa.not_(sa.or_(sa.false(), *[self._equal(value) for value in other[0]]))
+            if op is operators.eq:
+                return self._equal(other[0])
+            if op is operators.ne:
+                return sa.not_(self._equal(other[0]))
+            if op is operators.is_not_distinct_from:
+                return self._same(other[0])
+            if op is operators.is_distinct_from:
+                return sa.not_(self._same(other[0]))
+            return super().operate(op, *other, **kwargs)
+
+        def _value(self, value: Any) -> ColumnElement[Any]:
+            return value if isinstance(value, ColumnElement) else sa.bindparam(None, value, type_=self.type)
+
+        def _equal(self, value: Any) -> ColumnElement[bool]:
+            kind = self.type
+            assert isinstance(kind, HiddenEquality)
+            return self.expr.op(kind.operator, is_comparison=True)(self._value(value))
+
+        def _same(self, value: Any) -> ColumnElement[bool]:
+            """NULL-safe equality: both NULL, or equal by the catalog's operator."""
+            other = self._value(value)
+            return sa.func.coalesce(self._equal(other), sa.and_(self.expr.is_(None), other.is_(None)),
+                                    type_=sa.Boolean())
 
 
 def fix_lock_key(table: str) -> int:
@@ -530,6 +612,17 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         rows = conn.execute(_DECLARED_TYPES, {"name": table.name, "schema": table.schema})
         return {str(name): str(kind) for name, kind in rows}
 
+    def catalog_types(self, conn: Connection, table: sa.Table) -> dict[str, sa.types.TypeEngine[Any]]:
+        """Columns whose equality an unqualified `=` would not find (`_HIDDEN_EQUALITY`), typed to compare with
+        the catalog's operator (`HiddenEquality`)."""
+        preparer = conn.dialect.identifier_preparer
+        found: dict[str, sa.types.TypeEngine[Any]] = {}
+        for row in conn.execute(_HIDDEN_EQUALITY, {"t": preparer.format_table(table)}):
+            spec = f"{preparer.quote_schema(row.type_schema)}.{preparer.quote(row.typname)}"
+            operator = f"OPERATOR({preparer.quote_schema(row.operator_schema)}.{row.oprname})"
+            found[str(row.attname)] = HiddenEquality(spec, operator, bool(row.citext))
+        return found
+
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)
 
@@ -594,7 +687,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         it returned, or read the group by another row's key): identified by the spelling, the group was another,
         and the "new duplicates" alert fired for an old one."""
         kind = expr.type
-        if isinstance(kind, postgresql.CITEXT) or (comparison is not None and comparison.kind == "citext"):
+        if isinstance(kind, postgresql.CITEXT) or (isinstance(kind, HiddenEquality) and kind.folds_case) \
+                or (comparison is not None and comparison.kind == "citext"):
             return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())  # compared as lower(text): 'Bob' = 'BOB'
         if comparison is not None and comparison.kind == "collation":
             return _collation_hash(expr)
@@ -640,6 +734,20 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                          f"identity (REPLICA IDENTITY {identity}), so PostgreSQL refuses the fix's {writes}s on it; "
                          f"run `ALTER TABLE {name} REPLICA IDENTITY FULL` (or add a primary key) first")
         return found
+
+    def privilege_refusal(self, error: BaseException) -> str | None:
+        return "SQLSTATE 42501" if getattr(error, "sqlstate", None) == "42501" else None  # insufficient_privilege
+
+    def create_refusal(self, conn: Connection, schema: str | None) -> str | None:
+        row = conn.execute(sa.text(
+            "SELECT n.nspname, has_schema_privilege(n.oid, 'CREATE') AS allowed FROM pg_catalog.pg_namespace n "
+            "WHERE n.nspname = COALESCE(:s, current_schema())"), {"s": schema}).first()
+        if row is None or row.allowed:
+            return None
+        name = conn.dialect.identifier_preparer.quote_schema(str(row.nspname))
+        return (f"the fix role may not CREATE in schema {name}, where each fix creates its plan table (and its archive "
+                f"and records, dupewatch_*): GRANT CREATE ON SCHEMA {name} TO {self.grantee(conn)}, or set [fix] "
+                "schema to a schema it may create in")
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         # SELECT ... FOR UPDATE needs UPDATE on some column (column grants count); DELETE is table-wide only.

@@ -23,7 +23,7 @@ columns), the referencing foreign keys and the rows they will repoint, `blockers
 any is present) and `notes` (what the operator should know before confirming).
 """
 
-from monitor.fix.errors import BatchAborted, FixError, FixRefused
+from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing
 from monitor.fix.execute import (
     DEFAULT_BATCH_SIZE,
     FixProgress,
@@ -52,6 +52,7 @@ __all__ = [
     "FixReport",
     "GuardReport",
     "PlanGroup",
+    "PrivilegeMissing",
     "ProgressCallback",
     "ReferencePlan",
     "UndoReport",

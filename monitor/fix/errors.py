@@ -9,6 +9,11 @@ class FixRefused(FixError):
     """Refused before changing anything: a blocker, a lock held elsewhere, no confirmation."""
 
 
+class PrivilegeMissing(FixError):
+    """A batch the database refused for a privilege the fix role lacks: every run stops there until it is
+    granted, so the message names the GRANT and gives no "run it again to resume"."""
+
+
 class BatchAborted(FixError):
     """A batch found something unexpected under its locks and was rolled back whole."""
 

@@ -55,7 +55,7 @@ from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
-from monitor.fix.errors import BatchAborted, FixError, FixRefused, RepointNotDone
+from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
@@ -80,8 +80,9 @@ from monitor.fix.plan import (
     build_preview,
     distinct_groups,
 )
+from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import FixRecord, reference_table, unusable_tables
-from monitor.fix.refs import find_references
+from monitor.fix.refs import find_references, reflect
 from monitor.fix.target import Target as _Target
 from monitor.fix.target import target
 
@@ -295,6 +296,9 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
             conn = _session(raw, t.db)
             _clean_planning(conn, t)
             with conn.begin():
+                refusal = t.db.rules.create_refusal(conn, records.place(conn, t.tc.table.schema))
+                if refusal is not None:  # the dry run's blocker, before anything is created
+                    raise FixRefused(f"check {t.config.name!r} cannot be fixed: {refusal}")
                 records.ensure_tables(conn)
                 layout = _layout(conn, t)
                 records.insert_record(
@@ -324,6 +328,11 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                 plan.fix_id = fix_id
                 records.update_record(conn, fix_id, state="planned", total_groups=plan.groups)
     except sa.exc.DBAPIError as exc:
+        code = t.db.rules.privilege_refusal(exc.orig) if exc.orig is not None else None
+        if code is not None:  # MariaDB/MySQL: no catalog function says ahead whether the role may CREATE
+            raise DatabaseError(f"{t.db.describe(exc)} ({code}: the fix role lacks the privilege the database "
+                                "names; grant it to the fix role, or point fix_url / fix_url_env at a role that has "
+                                "it)") from None
         raise DatabaseError(t.db.describe(exc)) from None
     return plan
 
@@ -485,8 +494,10 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 _mark_failed(t, fix_id, message)
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
-                raise FixError(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
-                               f"({_after_stop(exc, fix_id)})") from None
+                missing = _missing_privilege(t, layout, exc)
+                stop = FixError if missing is None else PrivilegeMissing
+                raise stop(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
+                           f"({_after_stop(exc, fix_id, missing)})") from None
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
@@ -548,8 +559,32 @@ def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
     return str(exc) + (f" (the table has {', '.join(hooks)})" if hooks else "")
 
 
-def _after_stop(exc: BaseException, fix_id: str) -> str:
+def _missing_privilege(t: _Target, layout: Layout, exc: BaseException) -> str | None:
+    """When the database refused the batch for a missing privilege: which write the fix role may not make and
+    what to grant, as the server answers the dry run's probe (`privileges.py`) on a fresh connection, else the
+    database's own words; None for any other error."""
+    error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else None
+    code = t.db.rules.privilege_refusal(error) if error is not None else None
+    if code is None:
+        return None
+    try:
+        with _writer(t) as conn, conn.begin():
+            refused = refused_writes(conn, fix_writes(layout.table, layout.refs,
+                                                      lambda ref: reflect(conn, ref.schema, ref.table)))
+    except sa.exc.DBAPIError:
+        refused = []
+    if refused:
+        return refused[0]
+    return (f"the fix role lacks the privilege the database names ({code}): grant it to the fix role, or point "
+            "fix_url / fix_url_env at a role that has it")
+
+
+def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None) -> str:
     """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing."""
+    if missing is not None:
+        # Resuming meets the same refusal until the privilege is granted: no "run it again to resume".
+        return (f"{missing}; until then every run stops here. Earlier batches stand; `dupewatch undo {fix_id}` "
+                "puts them back")
     if isinstance(exc, UnplannedChange):
         return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
                 f"run it again to resume, or `dupewatch undo {fix_id}`")

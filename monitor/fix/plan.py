@@ -35,6 +35,7 @@ from monitor.dialects import for_backend
 from monitor.fix.archive import archive_name
 from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
+from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
 from monitor.fix.refs import Reference, config_name, reflect
 from monitor.fix.values import display
@@ -525,12 +526,21 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)
+    create = rules.create_refusal(conn, place(conn, layout.table.schema))
+    if create:
+        plan.blockers.append(create)
     missing = rules.missing_fix_privileges(conn, layout.table)
     if missing:  # else the first batch fails on "permission denied", and a resume meets the same refusal
         name = conn.dialect.identifier_preparer.format_table(layout.table)
         plan.blockers.append(f"the fix role may not {' or '.join(missing)} {name}, which a fix needs (the row locks "
                              f"take UPDATE): GRANT SELECT, UPDATE, DELETE ON {name} TO the fix role (INSERT too, for "
                              "undo), or point fix_url / fix_url_env at a role that has them")
+    # The server's own answer for each write the fix makes, as the fix role (what the catalog checks above
+    # cannot say: MariaDB/MySQL grants, column grants, a referencing table's privileges); a batch stopped by a
+    # privilege error says the same (`execute._after_stop`).
+    writes = fix_writes(layout.table, [p.reference for p in plan.references if p.rows],
+                        lambda ref: reflect(conn, ref.schema, ref.table))
+    plan.blockers.extend(refused_writes(conn, [w for w in writes if not (missing and w.table is layout.table)]))
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
     plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     for ref_plan in plan.references:

@@ -72,9 +72,10 @@ def _purge(conn: Connection, record: FixRecord, schema: str | None) -> PurgeRepo
         conn.execute(reference_table.delete().where(reference_table.c.fix_id == record.fix_id))
         if sa.inspect(conn).has_table(records.REPOINT_TABLE, schema=records.home(conn)):
             conn.execute(repoint_table.delete().where(repoint_table.c.fix_id == record.fix_id))
-        records.update_record(conn, record.fix_id, state="purged",
-                              message=f"archive and logs purged by {records.os_user()}@{records.host_name()} at "
-                                      f"{records.now_text()}")
+        purged = f"archive and logs purged by {records.os_user()}@{records.host_name()} at {records.now_text()}"
+        if current.state == "undone" and (current.message or "").startswith(records.UNDONE_BY):
+            purged = f"{current.message}; {purged}"  # still says it was undone (`monitor.fixstats`)
+        records.update_record(conn, record.fix_id, state="purged", message=purged[:1000])
     dropped = 0
     # DDL after the commit (MySQL/MariaDB would commit it implicitly): what is left is no longer referenced.
     for table in [record.plan_table, *(e.log_table for e in entries if e.action == "repoint")]:

@@ -125,6 +125,11 @@ class FixRecord:
         }
 
 
+# How an undone fix's `message` starts; a purge of it keeps this (the record's state becomes `purged`), so the
+# rows its undo restored are still counted (`monitor.fixstats`, `dupewatch_fix_restored_rows_total`).
+UNDONE_BY = "undone by "
+
+
 def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -8,6 +8,7 @@ database reports and says whether dupewatch added it: only its own guard is ever
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,7 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
                 report.constraint_dropped = dropped
             # Restored rows keep their ids and timestamps, below any watermark: the next poll is a full pass.
             monitor.table_changed(db.name, name, f"undo of fix {fix_id}", restored=True)
+            _count_restored(record.check_name, db.name, report.restored)
             return report
         except sa.exc.IntegrityError as exc:
             raise _refusal(db, record, schema, exc, dropped) from None
@@ -114,6 +116,14 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
                                               "(MySQL/MariaDB commit DDL at once), nothing else changed")) from None
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(db.describe(exc)) from None
+
+
+def _count_restored(check: str, database: str, rows: int) -> None:
+    """Add an undo's restored rows to `dupewatch_fix_restored_rows_total` of this process's exporter, only if
+    `monitor.metrics` is loaded (as `execute._count_deleted` does for deletions)."""
+    metrics = sys.modules.get("monitor.metrics")
+    if metrics is not None and rows > 0:
+        metrics.record_undo(check, database, rows)
 
 
 def _drop_guard(conn: Connection, schema: str | None, name: str, guard: str) -> str | None:
@@ -186,7 +196,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     pointed, _children = undo_links(conn, record.fix_id, home)
     repointed = pointed + _point_back(conn, record.fix_id)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
-                          message=f"undone by {records.os_user()}@{records.host_name()} at {records.now_text()}")
+                          message=f"{records.UNDONE_BY}{records.os_user()}@{records.host_name()} at "
+                                  f"{records.now_text()}")
     return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from monitor.config import DEFAULT_RECOUNT_EVERY
 from monitor.detect import CheckDefinitionError, TableCheck, single_precision
+from monitor.dialects.expressions import CatalogEquality
 from monitor.dialects.polling import KEY_BATCH, StatementCache
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
@@ -307,8 +308,9 @@ class IncrementalCheck:
             # A single-precision key equals the double read from it only once the database rounds it again.
             matches.extend(sa.and_(*TableCheck.key_equals(k, self.exprs)) for k in plain)
             plain = []
-        if plain and any(isinstance(c.type, sa.ARRAY) for c in columns):
-            # An array binds as the driver guesses its element type (smallint[] for small integers): cast it.
+        if plain and any(isinstance(c.type, sa.ARRAY | CatalogEquality) for c in columns):
+            # An array binds as the driver guesses its element type (smallint[] for small integers): cast it. A
+            # type compared by its catalog operator (citext outside the search_path) must not meet a row IN.
             matches.extend(sa.and_(*[e == sa.cast(sa.bindparam(None, v, type_=c.type), c.type)
                                      for e, v, c in zip(self.exprs, k, columns, strict=True)]) for k in plain)
             plain = []

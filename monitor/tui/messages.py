@@ -166,11 +166,12 @@ class FixDiscarded(Message):
 class FixFailed(Message):
     """Planning, the fix, an undo or the fixes list failed; `error` is one password-free line."""
 
-    def __init__(self, check: str, error: str, *, changed: bool = False) -> None:
+    def __init__(self, check: str, error: str, *, changed: bool = False, resumable: bool = True) -> None:
         super().__init__()
         self.check = check
         self.error = error
         self.changed = changed  # some batches may have committed before the failure
+        self.resumable = resumable  # False: a resumed run meets the same refusal (a privilege the error names)
 
 
 class FixesLoaded(Message):

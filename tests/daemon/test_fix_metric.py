@@ -11,9 +11,13 @@ import pytest
 from daemonproc import daemon_starter, free_port
 
 from dbtest import run_dupewatch, write_config
+from monitor.config import DatabaseConfig
+from monitor.db import Database
+from monitor.fixstats import totals_by_check
 
 pytestmark = pytest.mark.timeout(120)
 DELETED = "dupewatch_fix_deleted_rows_total"
+RESTORED = "dupewatch_fix_restored_rows_total"
 
 
 @pytest.fixture
@@ -43,6 +47,43 @@ def test_a_fix_run_by_the_cli_shows_in_the_daemons_deleted_rows(pg, tmp_path, st
     assert scrape.value(DELETED, "other") == 0  # counted for the check that was fixed only
     daemon.wait_for(lambda s: s.value("dupewatch_duplicate_excess_rows", "signups") == 0, "the next run")
     assert daemon.scrape().value(DELETED, "signups") == excess  # read again, not added twice
+    assert daemon.stop() == 0
+
+
+def test_an_undo_run_by_the_cli_shows_in_the_daemons_restored_rows_and_deleted_rows_stay(pg, tmp_path,
+                                                                                           start_daemon):
+    pg.execute("CREATE TABLE signup (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+               "INSERT INTO signup SELECT g, 'u' || (g % 4) || '@example.com' FROM generate_series(1, 10) g")
+    excess = 10 - 4
+    port = free_port()
+    path = write_config(tmp_path / "dw.toml", {"app": {"url": pg.url}},
+                        [{"name": "signups", "database": "app", "table": "signup", "key": ["email"],
+                          "interval": "0.5s"}],
+                        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon = start_daemon(path, port)
+    daemon.wait_for(lambda s: s.value("dupewatch_duplicate_excess_rows", "signups") == excess, "the first run")
+    assert (daemon.scrape().value(DELETED, "signups"), daemon.scrape().value(RESTORED, "signups")) == (0, 0)
+
+    fixed = run_dupewatch("fix", "signups", "--yes", "--json", "--config", path)
+    assert fixed.code == 0, fixed.output
+    daemon.wait_for(lambda s: s.value(DELETED, "signups") == excess, "the fix's rows in the metric")
+    daemon.wait_for(lambda s: s.value("dupewatch_duplicate_excess_rows", "signups") == 0, "a run after the fix")
+    undone = run_dupewatch("undo", fixed.json["fix_id"], "--yes", "--config", path)
+    assert undone.code == 0, undone.output
+    scrape = daemon.wait_for(lambda s: s.value(RESTORED, "signups") == excess, "the undo's rows in the metric")
+    assert scrape.value(DELETED, "signups") == excess  # a counter: the undone fix still deleted its rows once
+    purged = run_dupewatch("fixes", "purge", fixed.json["fix_id"], "--yes", "--config", path)
+    assert purged.code == 0, purged.output
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "purged"
+    database = Database("app", DatabaseConfig(url=pg.url))  # what a daemon started now reads
+    try:
+        totals = totals_by_check(database)
+    finally:
+        database.dispose()
+    assert totals is not None and (totals.deleted, totals.restored) == ({"signups": excess}, {"signups": excess})
+    daemon.wait_for(lambda s: s.value("dupewatch_duplicate_excess_rows", "signups") == excess, "a run after purge")
+    assert (daemon.scrape().value(DELETED, "signups"), daemon.scrape().value(RESTORED, "signups")) == (excess,
+                                                                                                      excess)
     assert daemon.stop() == 0
 
 

@@ -59,7 +59,7 @@ def test_the_detection_role_reads_the_fix_records_with_a_grant_and_a_policy(pg, 
     grant alone read no row; the grant and a SELECT policy read the totals."""
     from monitor.config import load_config
     from monitor.engine import Monitor
-    from monitor.fixstats import deleted_by_check
+    from monitor.fixstats import totals_by_check
 
     pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
                "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x')")
@@ -71,7 +71,8 @@ def test_the_detection_role_reads_the_fix_records_with_a_grant_and_a_policy(pg, 
     def totals() -> dict[str, int] | None:
         monitor = Monitor(load_config(path))
         try:
-            return deleted_by_check(monitor.database("app"))
+            read = totals_by_check(monitor.database("app"))
+            return None if read is None else read.deleted
         finally:
             monitor.close()
 

@@ -19,7 +19,7 @@ import pytest
 from dbtest import metric_samples
 from monitor.config import Config, config_from_dict
 from monitor.detect import CheckResult
-from monitor.metrics import RENDER_MIN_SECONDS, MetricsExporter, MetricsServeError, record_fix
+from monitor.metrics import RENDER_MIN_SECONDS, MetricsExporter, MetricsServeError, record_fix, record_undo
 
 
 def make_config(checks: list[tuple[str, str]], listen: str | None = None, **metrics: Any) -> Config:
@@ -76,6 +76,7 @@ def test_a_check_that_never_succeeded_has_no_figures_but_zeroed_counters(exporte
     values = samples(exporter)
     assert values[("dupewatch_check_errors_total", "c")] == 0
     assert values[("dupewatch_fix_deleted_rows_total", "c")] == 0
+    assert values[("dupewatch_fix_restored_rows_total", "c")] == 0
     assert values[("dupewatch_check_interval_seconds", "c")] == 30
     assert ("dupewatch_duplicate_groups", "c") not in values
     assert ("dupewatch_check_up", "c") not in values
@@ -104,6 +105,32 @@ def test_record_fix_counts_in_every_live_exporter_and_is_a_no_op_without_one(
     exporter.close()
     record_fix("c", "d", 5)
     assert samples(exporter)[("dupewatch_fix_deleted_rows_total", "c")] == 4
+
+
+def test_an_undone_fix_counts_its_rows_restored_and_the_deleted_counter_never_goes_down(
+        exporters: list[MetricsExporter]) -> None:
+    exporter = new_exporter(exporters, make_config([("c", "d")]))
+
+    def counted() -> tuple[float, float, float]:
+        values = samples(exporter)
+        return (values[("dupewatch_fix_deleted_rows_total", "c")], values[("dupewatch_fix_restored_rows_total", "c")],
+                values[("dupewatch_duplicate_rows_appeared_total", "c")])
+
+    exporter.fix_totals("d", {"c": 3}, restored={"c": 3})  # the records' first reading: the past, counted
+    assert counted() == (3, 3, 0)
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 40, 1.0))
+    exporter.fix_totals("d", {"c": 43}, restored={"c": 3})  # a fix of the 40
+    exporter.observe(CheckResult("c", "d", "duplicates", 0, 0, 1.0))
+    exporter.fix_totals("d", {"c": 43}, restored={"c": 43})  # ... undone: its 40 rows are back
+    exporter.observe(CheckResult("c", "d", "duplicates", 10, 41, 1.0))
+    assert counted() == (43, 43, 1)  # deleted stays; the 40 restored rows did not appear, the race's 1 did
+    record_undo("c", "d", 5)  # an undo run by this process (the dashboard), before the records say so
+    exporter.fix_totals("d", {"c": 43}, restored={"c": 48})
+    exporter.fix_totals("d", {"c": 43}, restored={"c": 3})  # a record lost its undo: the counter stays
+    assert counted()[:2] == (43, 48)
+    exporter.close()
+    record_undo("c", "d", 5)  # no live exporter: nothing counted
+    assert counted()[:2] == (43, 48)
 
 
 def test_serves_over_http_and_refuses_a_taken_port_in_one_line(exporters: list[MetricsExporter]) -> None:

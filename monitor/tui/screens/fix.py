@@ -40,6 +40,7 @@ from monitor.fix import (
     FixProgress,
     FixRecord,
     FixReport,
+    PrivilegeMissing,
     discard_fix,
     find_unfinished,
     guard_name,
@@ -352,7 +353,8 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
                 guard_after_fix(monitor, check, report, batch_size=self.batch_size,
                                 progress=self._post_progress)
         except Exception as exc:  # shown as one line in the modal
-            self.post_message(FixFailed(check, one_line(exc), changed=changed))
+            self.post_message(FixFailed(check, one_line(exc), changed=changed,
+                                        resumable=not isinstance(exc, PrivilegeMissing)))
             return
         finally:
             self.dash.fix_ended(check)
@@ -424,7 +426,8 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.stage = "failed"
         text = Text.assemble(("✖ ", f"bold {RED}"), (message.error, RED))
         if message.changed:
-            text.append("\nBatches committed before it stand; press f again to resume.", style=DIM)
+            text.append("\nBatches committed before it stand; press f again to resume." if message.resumable else
+                        "\nBatches committed before it stand; once the privilege is granted, f goes on.", style=DIM)
             self.dash.rerun(self.check)
         self._show_result(text)
         if was == "planning":

@@ -1,0 +1,46 @@
+"""A key of a type whose `=` is outside the search_path: PostgreSQL's `citext` installed in a schema the session
+does not search (`CREATE EXTENSION citext SCHEMA ext`, a column `ext.citext`). GROUP BY groups 'A@x' with 'a@x'
+(the type's default operator class), but an unqualified `=` finds `text = text` through citext's implicit cast
+and compares case-sensitively: the fix skipped every case-variant group as "changed since the plan". Detection,
+the drill-down, the dry run, the fix and undo now compare with the catalog's operator (`OPERATOR(ext.=)`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fix_support import config_file, contents, json_out, run_cli
+
+
+@pytest.mark.parametrize("kind", ["ext.citext", "email"])  # the type itself, and a domain over it
+def test_case_variant_groups_of_a_citext_outside_the_search_path_are_fixed_and_undone(pg_citext_elsewhere, tmp_path,
+                                                                                     kind, monitor_for):
+    pg = pg_citext_elsewhere
+    assert pg.scalar("SELECT 'A'::ext.citext = 'a'::ext.citext") is False  # the trap: `=` here is text's
+    pg.execute("CREATE DOMAIN email AS ext.citext",
+               f"CREATE TABLE customer (id INTEGER PRIMARY KEY, email {kind} NOT NULL)",
+               "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customer (id))",
+               "INSERT INTO customer VALUES (1, 'A@x'), (2, 'a@x'), (3, 'b@y'), (4, 'b@y'), (5, 'C@z'), (6, 'c@Z'),"
+               " (7, 'C@Z'), (8, 'd@w')",
+               "INSERT INTO orders VALUES (10, 1), (11, 2), (12, 6), (13, 7), (14, 8)")
+    before = contents(pg, "customer", "orders")
+    checks = [{"name": "c", "table": "customer", "key": ["email"]}]
+    monitor = monitor_for({"app": {"url": pg.url}}, [{"database": "app", **c} for c in checks])
+    result = monitor.run("c")
+    assert (result.groups, result.excess_rows) == (3, 4)
+    members = monitor.members("c", ("a@X",))  # the drill-down finds every spelling of the group
+    assert sorted(row[0] for row in members.rows) == [1, 2]
+
+    path = config_file(tmp_path, pg, checks)
+    dry = run_cli("fix", "c", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert (json_out(dry)["groups"], json_out(dry)["rows_to_delete"]) == (3, 4)
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    report = json_out(fixed)
+    assert (report["deleted"], report["archived"], report["repointed"], report["skipped"]) == (4, 4, 3, 0)
+    assert pg.rows("SELECT id FROM customer ORDER BY id") == [(1,), (3,), (5,), (8,)]
+    assert pg.rows("SELECT id, customer_id FROM orders ORDER BY id") == [(10, 1), (11, 1), (12, 5), (13, 5),
+                                                                          (14, 8)]
+    undone = run_cli("undo", report["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(pg, "customer", "orders") == before
