@@ -284,14 +284,16 @@ class TableCheck:
         return [self.rules.group_identity(e, self.compared.get(c.name))
                 for c, e in zip(self.key_columns, exprs, strict=True)]
 
-    def keys_not_found_by_equality(self) -> str | None:
+    def keys_not_found_by_equality(self, *, catalog_operators: bool = False) -> str | None:
         """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
         extension's type off the search_path, whose `=` the server does not find: it compares the values as
-        text; unless the column's type writes the catalog's operator out, `Dialect.catalog_types`), or None.
-        GROUP BY and a full pass are right; a look-up of keys (an incremental run, live mode) is not."""
+        text), or None. GROUP BY and a full pass are right; a look-up of keys (an incremental run, live mode) is
+        not, unless it compares column by column with the type's own comparator (`catalog_operators`), which
+        writes the catalog's operator out (`Dialect.catalog_types`); a row `IN` does not."""
         for column in self.key_columns:
             comparison = self.compared.get(column.name)
-            if comparison is not None and not comparison.visible and not isinstance(column.type, CatalogEquality):
+            if comparison is not None and not comparison.visible and not (
+                    catalog_operators and isinstance(column.type, CatalogEquality)):
                 return (f"key column {column.name!r} is of type {comparison.type_name}, whose `=` is not on the "
                         "search_path: a look-up of a key compares it as text, not as GROUP BY does; put the "
                         "type's schema on the role's search_path")

@@ -403,7 +403,7 @@ class IncrementalCheck:
         said = list(notes)
         now = time.time() if now is None else now
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
-        if (unmatched := self.resolved.keys_not_found_by_equality()) is not None:
+        if (unmatched := self.resolved.keys_not_found_by_equality(catalog_operators=True)) is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {unmatched}"], now=now)
         watermark = decoded(state.watermark)
