@@ -5,8 +5,9 @@
   looks the key up in its index; other keys as IN lists (JSON_TABLE's text columns would compare in their own
   collation, not the table's). Without an index a long IN list is one scan with a hash lookup ("Conversion of Big
   IN Predicates Into Subqueries").
-- Integer keys are read and counted in one statement (`counts_window_on_server`: the rows read grouped by key,
-  each key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
+- Integer keys are read and counted in one statement (`counts_window_on_server`: each row read joined with its
+  key's rows through the key's index and grouped by the row, `counts_window_by_join`, else counted by a dependent
+  subquery; `CONCAT` of the values as its identity):
   PyMySQL decodes a row in pure Python, so the rows never reach the client: one row comes back, the keys of more
   than one row with their counts as one `GROUP_CONCAT` and the keys of one row as another, which
   `group_concat_max_len` may cut short (the run then re-counts every known group, or is a full pass where the
