@@ -5,11 +5,13 @@
   looks the key up in its index; other keys as IN lists (JSON_TABLE's text columns would compare in their own
   collation, not the table's). Without an index a long IN list is one scan with a hash lookup ("Conversion of Big
   IN Predicates Into Subqueries").
-- Integer keys are read and counted in one statement (`counts_window_on_server`: the rows read grouped by key,
-  each key counted by a dependent subquery through the key's index, `CONCAT` of the values as its identity):
-  PyMySQL decodes a row in pure Python, so the rows never reach the client, and of the keys only those of more
-  than one row come back one a row (the keys of one row as one `GROUP_CONCAT`, which `group_concat_max_len`
-  may cut short: the run then re-counts every known group). No transaction id of a row can be
+- Integer keys are read and counted in one statement (`counts_window_on_server`: each row read joined with its
+  key's rows through the key's index and grouped by the row, `counts_window_by_join`, else counted by a dependent
+  subquery; `CONCAT` of the values as its identity):
+  PyMySQL decodes a row in pure Python, so the rows never reach the client: one row comes back, the keys of more
+  than one row with their counts as one `GROUP_CONCAT` and the keys of one row as another, which
+  `group_concat_max_len` may cut short (the run then re-counts every known group, or is a full pass where the
+  keys of more than one row were cut). No transaction id of a row can be
   read (InnoDB's `DB_TRX_ID` is hidden), so each run takes a digest of the overlap window the next run re-reads
   (`window_digest`: the rows' count and the exact sum of a 64-bit hash of each row's integer columns, the CRC32
   of their decimal text and that of their hexadecimal text, `N` for NULL), and the next run re-reads the window
@@ -120,6 +122,11 @@ class MySQLPolling(Polling):
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
+
+    # MariaDB runs a dependent subquery anew for each row read (its profile shows an `Executing`/`Sending data`
+    # pair per row): 1,000 rows counted through the key's index took 2.5 ms as a subquery, 1.8 ms as a join
+    # grouped by the primary key (read in its order: no temporary table).
+    counts_window_by_join = True
 
     def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
         """`count(*)` and the sum (exact: DECIMAL) of a 64-bit hash of each row's values, as `count:sum`: the CRC32

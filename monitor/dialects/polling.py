@@ -147,6 +147,10 @@ class Polling:
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False
 
+    # Whether the rows read are counted by a join with the table grouped by the row (where the row's identity is
+    # the incremental column and no `where` text names the columns of both), rather than by a correlated subquery.
+    counts_window_by_join = False
+
     def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
         return None
 

@@ -19,9 +19,9 @@ A check with `incremental = "<column>"` runs in one of two modes:
   `recount_every` (default `RECOUNT_PERIOD`) after, however often the runs come; all of them after a fix).
   Groups whose count fell below two are gone; groups counted for the first time are new. Where the key is
   integers no row leaves NULL and an index serves it (`counted_on_server`, PostgreSQL and MariaDB/MySQL), the
-  database reads the rows and counts their keys in one statement that returns each key of more than one row
-  with its count and the keys of one row as one text, never the rows (a row read again is counted again, to the
-  same figure).
+  database reads the rows and counts their keys in one statement that returns one row: the keys of more than one
+  row with their counts as one text and the keys of one row as another, never the rows (a row read again is
+  counted again, to the same figure).
 
 Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
 position); the figures of an incremental run equal a full pass's for inserts, and for deletes within

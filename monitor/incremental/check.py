@@ -252,52 +252,63 @@ class IncrementalCheck:
         return self._cache.run(conn, statement, values)
 
     def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None,
-                        ahead: Any) -> Sequence[Sequence[Any]]:
+                        ahead: Any) -> Sequence[Any]:
         """The rows of `_window_conditions`, their keys counted in the whole table by the database
-        (`_counted_statement`): a row per key of more than one row and one for the keys of one row. A key's count
-        is an index lookup (`counted_on_server` asks for one); `ahead`: None where no row can lie ahead."""
+        (`_counted_statement`): one row. A key's count is an index lookup (`counted_on_server` asks for one);
+        `ahead`: None where no row can lie ahead."""
         shape, values = self._bounds(after, watermark, late)
         key = ("counted", *shape, ahead is not None)
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
-        return self._execute(conn, statement, {**values, "dupewatch_ahead": ahead}).all()
+        return self._execute(conn, statement, {**values, "dupewatch_ahead": ahead}).one()
 
     def _counted_statement(self, shape: tuple[bool, bool], bounded: bool) -> sa.Select[Any]:
         """Each row read (`_window_conditions`) with its key's count in the whole table (a correlated lookup through
-        the key's index), grouped so that only what the client needs comes back: one row per key of more than one
-        row (its identity and count), and one row for all the keys of one row (their identities in one text,
-        space-separated, and how many: a known group of one row left is gone). Each row also has the rows read,
-        the highest value read and how many lie ahead of `:dupewatch_ahead` (the client adds them up). No row when
-        no row was read.
+        the key's index), aggregated into one row so that only what the client needs comes back: the keys of more
+        than one row as one text (each identity followed by its count, space-separated) and how many, the rows
+        read, the highest value read, how many lie ahead of `:dupewatch_ahead`, and the keys of one row as one
+        text (their identities, space-separated: a known group of one row left is gone) and how many. An identity
+        (`encode_key` of integers) holds no space.
 
         PyMySQL decodes each row in pure Python: 1,000 new rows of which 100 repeat old keys came back as 1,000 rows
-        (5.0-5.2 ms as the client saw the statement) and now come back as about 100 (2.6-3.2 ms). The rows are not
-        grouped by key first (a key of one row is one row; the keys of more than one row are grouped by the
-        outer GROUP BY): MariaDB spent 0.5 ms a run on that grouping. The LIMIT keeps the read rows a derived table
-        of their own (MariaDB merges a derived table without one into the outer query, and then looked each key
-        up once for each of the four references to its count)."""
+        (5.0-5.2 ms as the client saw the statement), then as about 100 (2.6-3.2 ms), and now as one; MariaDB also
+        spent 0.5 ms a run on grouping the rows (by key, then by whether the key is a group): none now. Where the
+        dialect counts by a join (`Dialect.counts_window_by_join`), each row read is joined with its key's rows and
+        grouped by the row; else a correlated subquery counts them, and the LIMIT keeps the read rows a derived
+        table of their own (MariaDB merges a derived table without one into the outer query, and then looked each
+        key up once for each of the references to its count)."""
         table, filters = self.resolved.table, self.resolved.filters
         read = table.alias("dupewatch_read")
         adapter = ClauseAdapter(read)
         keys = [adapter.traverse(e) for e in self.exprs]
         inc = adapter.traverse(self.column)
-        size = (sa.select(sa.func.count()).select_from(table)
-                .where(*filters, *[e == k for e, k in zip(self.exprs, keys, strict=True)])
-                .correlate(read).scalar_subquery())
-        identity = sa.func.concat("[", sa.func.concat_ws(",", *keys), "]")  # `encode_key` of integers
+        matches = [*filters, *[e == k for e, k in zip(self.exprs, keys, strict=True)]]
         beyond = sa.case((inc > sa.bindparam("dupewatch_ahead", type_=self.column.type), 1), else_=0) \
             if bounded else sa.literal(0)
-        counted = (sa.select(identity.label("identity"), size.label("n"), inc.label("top"), beyond.label("ahead"))
-                   .select_from(read).where(*[adapter.traverse(c) for c in self._window_conditions(shape)])
-                   .limit(2**63 - 1).subquery("dupewatch_counted"))
-        group = sa.case((counted.c.n > 1, counted.c.identity))
-        single = counted.c.n == 1
-        return (sa.select(group.label("identity"), sa.func.max(counted.c.n), sa.func.count(),
-                          sa.func.max(counted.c.top), sa.func.sum(counted.c.ahead),
-                          sa.func.aggregate_strings(sa.case((single, counted.c.identity)), " "),
-                          sa.func.count(sa.case((single, 1))))
-                .group_by(group))
+        reading = [adapter.traverse(c) for c in self._window_conditions(shape)]
+        if self.rules.counts_window_by_join and self._inc_at == 0 and not self.resolved.check.where:
+            # Each row read joined with its key's rows, grouped by the row (its primary key, the incremental column:
+            # read in its order). A key part never NULL in a row it matches counts that key's rows (none: 0). The
+            # read row's values are aggregated (one per group) for servers that require it (ONLY_FULL_GROUP_BY).
+            identity = sa.func.concat("[", sa.func.concat_ws(",", *[sa.func.max(k) for k in keys]), "]")
+            counted = (sa.select(identity.label("identity"), sa.func.count(self.exprs[0]).label("n"),
+                                 sa.func.max(inc).label("top"), sa.func.max(beyond).label("ahead"))
+                       .select_from(read.outerjoin(table, sa.and_(*matches))).where(*reading)
+                       .group_by(inc).subquery("dupewatch_counted"))
+        else:
+            size = sa.select(sa.func.count()).select_from(table).where(*matches).correlate(read).scalar_subquery()
+            identity = sa.func.concat("[", sa.func.concat_ws(",", *keys), "]")  # `encode_key` of integers
+            counted = (sa.select(identity.label("identity"), size.label("n"), inc.label("top"),
+                                 beyond.label("ahead"))
+                       .select_from(read).where(*reading).limit(2**63 - 1).subquery("dupewatch_counted"))
+        group, single = counted.c.n > 1, counted.c.n == 1
+        columns: list[ColumnElement[Any]] = [
+            sa.func.aggregate_strings(sa.case((group, sa.func.concat(counted.c.identity, " ", counted.c.n))), " "),
+            sa.func.count(sa.case((group, 1))), sa.func.count(), sa.func.max(counted.c.top),
+            sa.func.sum(counted.c.ahead), sa.func.aggregate_strings(sa.case((single, counted.c.identity)), " "),
+            sa.func.count(sa.case((single, 1)))]
+        return sa.select(*columns)
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
         """`WHERE (k0, k1) IN ((..), ..) OR (k0 IS NULL AND k1 = ..)` grouped by the key."""
@@ -468,37 +479,38 @@ class IncrementalCheck:
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
                       recount_all: bool, seen_changes: int, said: list[str], now: float) -> Outcome:
-        """An incremental run whose keys read are counted by the database (`_counted_window`): only the keys of
-        more than one row reach the client with their counts, the keys of one row as one text, never the rows.
-        Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
-        (where the text of the keys of one row comes back cut short, every known group is re-counted instead); the
-        rows re-read are not told apart (a key counted again counts the same), so none is remembered (`seen`),
-        and `late` keeps the re-read rows to
-        those committed since the last run where the database says which (`start` is the watermark where the
-        window's digest is the one the last run took: nothing in it changed). `following`: the digest of the window
-        below the table's highest value (`_top`), kept where the run leaves its watermark there."""
-        rows = self._counted_window(conn, start, watermark, late, window.ahead_bound())
-        scanned = sum(int(row[2]) for row in rows)
-        highest_read = max((row[3] for row in rows if row[3] is not None), default=None)
-        beyond = sum(int(row[4] or 0) for row in rows)
+        """An incremental run whose keys read are counted by the database (`_counted_window`): one row comes back,
+        the keys of more than one row with their counts as one text, the keys of one row as another, never the
+        rows. Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
+        (where the text of the keys of one row comes back cut short, every known group is re-counted instead; where
+        that of the keys of more than one row does, a group among those cut off would be missed: the run is a full
+        pass); the rows re-read are not told apart (a key counted again counts the same), so none is remembered
+        (`seen`), and `late` keeps the re-read rows to those committed since the last run where the database says
+        which (`start` is the watermark where the window's digest is the one the last run took: nothing in it
+        changed). `following`: the digest of the window below the table's highest value (`_top`), kept where the
+        run leaves its watermark there."""
+        row = self._counted_window(conn, start, watermark, late, window.ahead_bound())
+        groups_text, group_count, scanned, highest_read, beyond, singles_text, single_count = row
+        scanned, beyond = int(scanned), int(beyond or 0)
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
+        pairs = groups_text.split(" ") if groups_text else []
+        if len(pairs) != 2 * int(group_count):  # the text was cut short (MariaDB's group_concat_max_len)
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, now=now, notes=[
+                *said, f"full pass: the {int(group_count):,} keys of more than one row read did not fit in one "
+                "text (group_concat_max_len)"])
+        singles = singles_text.split(" ") if singles_text else []
+        if len(singles) != int(single_count):  # the text was cut short (MariaDB's group_concat_max_len)
+            recount_all = True
         known = state.groups
         changed: dict[str, int] = {}
-        counted = set()
-        for row in rows:
-            identity = row[0]
-            if identity is None:  # the keys of one row: a known group among them is gone
-                singles = row[5].split(" ") if row[5] else []
-                if len(singles) != int(row[6]):  # the text was cut short (MariaDB's group_concat_max_len)
-                    recount_all = True
-                for single in singles:
-                    counted.add(single)
-                    if single in known:
-                        changed[single] = 1
-                continue
+        for single in singles:  # the keys of one row: a known group among them is gone
+            if single in known:
+                changed[single] = 1
+        counted = set(singles)
+        for identity, text in zip(pairs[::2], pairs[1::2], strict=True):
             counted.add(identity)
-            rows_now = int(row[1])
+            rows_now = int(text)
             group = known.get(identity)
             if (group.rows if group is not None else 0) != rows_now:
                 changed[identity] = rows_now
