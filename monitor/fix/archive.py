@@ -34,13 +34,18 @@ def create_table_as(conn: Connection, name: str, schema: str | None, shape: sa.S
     """Create an empty table `name` with the columns of `shape` (`CREATE TABLE ... AS SELECT ... WHERE 1 = 0`,
     so each column has the database's own type) that nobody but its owner may read (see
     `Catalog.restrict_access`), and return it reflected."""
+    _create_empty(conn, name, schema, shape)
+    return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+
+
+def _create_empty(conn: Connection, name: str, schema: str | None, shape: sa.Select[Any]) -> None:
+    """`create_table_as` without reflecting the new table (for a caller that alters it, then reflects it)."""
     empty = shape.where(sa.literal_column("1") == sa.literal_column("0"))
     target = sa.Table(name, sa.MetaData(), schema=schema)
     # Compiled for the driver (`%` doubled, as exec_driver_sql wants), constants inlined.
     body = str(empty.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     conn.exec_driver_sql(f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} AS {body}")
     catalog_for(conn).restrict_access(target)
-    return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
 
 
 def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apart: bool = False) -> sa.Table:
@@ -52,7 +57,7 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
     if not sa.inspect(conn).has_table(name, schema=schema):
         if FIX_ID_COLUMN in table.c:
             raise FixRefused(f"table {table.name!r} has a column named {FIX_ID_COLUMN!r}, which the archive needs")
-        create_table_as(conn, name, schema, sa.select(table))
+        _create_empty(conn, name, schema, sa.select(table))
         preparer = conn.dialect.identifier_preparer
         target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=schema))
         conn.exec_driver_sql(f"ALTER TABLE {target} ADD {preparer.quote(FIX_ID_COLUMN)} VARCHAR(40)")
