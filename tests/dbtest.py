@@ -174,10 +174,10 @@ def sqlite_db(tmp_path: Path) -> Iterator[TestDatabase]:
     yield from make_test_database("sqlite", tmp_path)
 
 
-@pytest.fixture
-def pg_citext_elsewhere() -> Iterator[TestDatabase]:
-    """A database of its own (an extension is installed once per database, and tests of the shared database look
-    for citext where it is): citext in schema `ext`, the test's tables in `app`, the search_path `app` only."""
+@contextmanager
+def own_pg_database() -> Iterator[sa.URL]:
+    """A PostgreSQL database of the test's own on the shared server (for what is per database: an extension, VACUUM's
+    horizon), dropped after it: its URL."""
     name = f"dw_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -186,25 +186,33 @@ def pg_citext_elsewhere() -> Iterator[TestDatabase]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         pytest.fail(str(exc)) if IN_CI else pytest.skip(str(exc))
-    url = make_url(PG_URL).set(database=name)
-    setup = sa.create_engine(url)
     try:
-        with setup.begin() as conn:
-            conn.execute(sa.text("CREATE SCHEMA ext"))
-            conn.execute(sa.text("CREATE SCHEMA app"))
-            conn.execute(sa.text("CREATE EXTENSION citext SCHEMA ext"))
-        setup.dispose()
+        yield make_url(PG_URL).set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_citext_elsewhere() -> Iterator[TestDatabase]:
+    """A database of its own (an extension is installed once per database, and tests of the shared database look
+    for citext where it is): citext in schema `ext`, the test's tables in `app`, the search_path `app` only."""
+    with own_pg_database() as url:
+        setup = sa.create_engine(url)
+        try:
+            with setup.begin() as conn:
+                conn.execute(sa.text("CREATE SCHEMA ext"))
+                conn.execute(sa.text("CREATE SCHEMA app"))
+                conn.execute(sa.text("CREATE EXTENSION citext SCHEMA ext"))
+        finally:
+            setup.dispose()
         in_app = url.update_query_dict({"options": "-csearch_path=app"})
         engine = sa.create_engine(in_app)
         try:
             yield TestDatabase("postgresql", in_app.render_as_string(hide_password=False), engine, "app")
         finally:
             engine.dispose()
-    finally:
-        setup.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def toml_value(value: Any) -> str:

@@ -6,13 +6,10 @@ as the database returns them), never by trusting the fix's own report.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-from dbtest import IN_CI, PG_URL, TestDatabase
+from dbtest import TestDatabase, own_pg_database
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix, undo_fix
@@ -61,26 +58,15 @@ def test_reference_to_a_non_unique_column_is_refused_not_cascaded(mysql, tmp_pat
 
 
 @pytest.fixture
-def own_pg(tmp_path):
+def own_pg():
     """A PostgreSQL database of this test's own: VACUUM's horizon is per database, so sessions of other tests
     (in the shared database) cannot keep it from freeing a slot."""
-    name = f"dw_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.fail(str(exc)) if IN_CI else pytest.skip(str(exc))
-    url = make_url(PG_URL).set(database=name)
-    engine = sa.create_engine(url)
-    try:
-        yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with own_pg_database() as url:
+        engine = sa.create_engine(url)
+        try:
+            yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.parametrize(("gone", "late", "left"), [
