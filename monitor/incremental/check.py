@@ -68,6 +68,17 @@ def table_key(place: Sequence[str], table: str) -> str:
     return hashlib.sha256(json.dumps([*place, table.rsplit(".", 1)[-1].strip('"`')]).encode()).hexdigest()[:32]
 
 
+
+def counted_keys(text: str | None, count: int) -> list[tuple[str, int]] | None:
+    """The keys of more than one row with their counts, from the one text `_counted_statement` returns them as
+    (`[identity] rows.` items joined by spaces), or None where that text was cut short (MariaDB's
+    `group_concat_max_len`): fewer items than `count`, or a last item without its closing '.' (a cut within an
+    identity or a count, or after a separator)."""
+    tokens = text.split(" ") if text else []
+    if len(tokens) != 2 * count or not all(t.endswith(".") for t in tokens[1::2]):
+        return None
+    return [(identity, int(rows[:-1])) for identity, rows in zip(tokens[::2], tokens[1::2], strict=True)]
+
 class IncrementalCheck:
     """A resolved table check with an `incremental` column: the statements of full and incremental runs.
 
@@ -304,7 +315,9 @@ class IncrementalCheck:
                        .select_from(read).where(*reading).limit(2**63 - 1).subquery("dupewatch_counted"))
         group, single = counted.c.n > 1, counted.c.n == 1
         columns: list[ColumnElement[Any]] = [
-            sa.func.aggregate_strings(sa.case((group, sa.func.concat(counted.c.identity, " ", counted.c.n))), " "),
+            # each count ends with a '.', so that a text cut short within its last count is told from a whole one
+            sa.func.aggregate_strings(sa.case((group, sa.func.concat(counted.c.identity, " ", counted.c.n, "."))),
+                                      " "),
             sa.func.count(sa.case((group, 1))), sa.func.count(), sa.func.max(counted.c.top),
             sa.func.sum(counted.c.ahead), sa.func.aggregate_strings(sa.case((single, counted.c.identity)), " "),
             sa.func.count(sa.case((single, 1)))]
@@ -494,13 +507,13 @@ class IncrementalCheck:
         scanned, beyond = int(scanned), int(beyond or 0)
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
-        pairs = groups_text.split(" ") if groups_text else []
-        if len(pairs) != 2 * int(group_count):  # the text was cut short (MariaDB's group_concat_max_len)
+        pairs = counted_keys(groups_text, int(group_count))
+        if pairs is None:  # the text was cut short (MariaDB's group_concat_max_len)
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, now=now, notes=[
                 *said, f"full pass: the {int(group_count):,} keys of more than one row read did not fit in one "
                 "text (group_concat_max_len)"])
         singles = singles_text.split(" ") if singles_text else []
-        if len(singles) != int(single_count):  # the text was cut short (MariaDB's group_concat_max_len)
+        if len(singles) != int(single_count) or (singles and not singles[-1].endswith("]")):  # cut short
             recount_all = True
         known = state.groups
         changed: dict[str, int] = {}
@@ -508,9 +521,8 @@ class IncrementalCheck:
             if single in known:
                 changed[single] = 1
         counted = set(singles)
-        for identity, text in zip(pairs[::2], pairs[1::2], strict=True):
+        for identity, rows_now in pairs:
             counted.add(identity)
-            rows_now = int(text)
             group = known.get(identity)
             if (group.rows if group is not None else 0) != rows_now:
                 changed[identity] = rows_now
