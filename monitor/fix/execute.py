@@ -471,6 +471,10 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             plan_table = layout.plan_table(record.plan_table, records.place(conn, t.tc.table.schema))
             empty = sa.select(sa.text("*")).select_from(sa.table(plan_table.name, schema=plan_table.schema)).limit(0)
             planned = set(conn.execute(empty).keys())
+            if layout.address is not None and ADDRESS not in planned:
+                # A plan made before batches reached rows by their address: by primary key only, not stale.
+                layout.address = None
+                plan_table = layout.plan_table(record.plan_table, records.place(conn, t.tc.table.schema))
             stale = layout.mode != record.identity or planned != {c.name for c in plan_table.columns}
         if stale:
             _refuse_stale_plan(conn, t, record)

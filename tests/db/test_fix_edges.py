@@ -182,6 +182,23 @@ def test_plan_holding_each_rows_own_key_is_not_resumed(db):
         monitor.close()
 
 
+def test_plan_made_before_rows_were_reached_by_their_address_is_resumed_by_primary_key(pg):
+    """A PostgreSQL plan of a table with a primary key made before batches reached rows by their `ctid` (no
+    `dw_at` column) is no stale plan: the fix resumes it, reaching its rows by primary key."""
+    pg.execute("CREATE TABLE stay (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)")
+    pg.execute("INSERT INTO stay VALUES (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)")
+    monitor = Monitor(make_config(pg, [{"name": "stays", "table": "stay", "key": ["k"]}]))
+    try:
+        plan = stopped_after_one_batch(monitor, "stays")
+        name = pg.scalar("SELECT plan_table FROM dupewatch_fix WHERE fix_id = :f", {"f": plan.fix_id})
+        pg.execute(f"ALTER TABLE {name} DROP COLUMN dw_at")
+        report = run_fix(monitor, "stays")
+        assert (report.state, report.deleted) == ("done", 3)  # the whole fix: the first batch and the rest
+        assert pg.rows("SELECT id FROM stay ORDER BY id") == [(1,), (3,), (5,)]
+    finally:
+        monitor.close()
+
+
 def test_plan_that_no_longer_fits_the_table_is_refused(db):
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)")
     db.execute("INSERT INTO visit VALUES (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)")
