@@ -575,7 +575,7 @@ def _missing_privilege(t: _Target, layout: Layout, exc: BaseException) -> str | 
         with _writer(t) as conn, conn.begin():
             refused = refused_writes(conn, fix_writes(layout.table, layout.refs,
                                                       lambda ref: reflect(conn, ref.schema, ref.table)))
-    except sa.exc.DBAPIError:
+    except Exception:  # the probe is advice only: a referencing table gone, no connection, ... -> the server's words
         refused = []
     if refused:
         return refused[0]
