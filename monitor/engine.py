@@ -449,7 +449,7 @@ class Monitor:
                     self._ensure_safe(conn, db, sql)
                     weighted = self._weighted.get(check.name)
                     if weighted is None:
-                        columns = self._custom_columns(conn, check.name, sql)
+                        columns = self._custom_columns(conn, db, check.name, sql)
                         weighted = self._weighted[check.name] = custom_weighted(columns)
                     self._ensure_safe(conn, db, sql, figures_statement(sql, weighted))
                     timing["query"] = time.perf_counter()
@@ -581,19 +581,27 @@ class Monitor:
         config = self.config.check(check)
         db = self.database_for(config)
         sql = self.config.custom_sql(config)
-        with db.read_only() as conn:
-            try:
-                self._ensure_safe(conn, db, sql)
-                columns = self._custom_columns(conn, check, sql)
-                return custom_rows(conn, db.rules, sql, offset, limit, columns)
-            except CheckDefinitionError as exc:
-                raise CheckDefinitionError(f"check {check!r}: {exc}") from None
-            except sa.exc.DBAPIError as exc:
-                raise DatabaseError(db.describe(exc)) from None
+        while True:
+            probed = check not in self._columns
+            with db.read_only() as conn:
+                try:
+                    self._ensure_safe(conn, db, sql)
+                    columns = self._custom_columns(conn, db, check, sql)
+                    return custom_rows(conn, db.rules, sql, offset, limit, columns)
+                except CheckDefinitionError as exc:
+                    raise CheckDefinitionError(f"check {check!r}: {exc}") from None
+                except sa.exc.DBAPIError as exc:
+                    if probed:
+                        raise DatabaseError(db.describe(exc)) from None
+            # The columns were probed by an earlier call: the query's columns may have changed since (`SELECT *`
+            # over a table that gained one). Probed again, once.
+            self._columns.pop(check, None)
 
-    def _custom_columns(self, conn: Connection, check: str, sql: str) -> list[str]:
-        """The names of a custom query's columns, probed once per check (MySQL may run the whole query to answer
-        even the probe's `WHERE 1 = 0`)."""
+    def _custom_columns(self, conn: Connection, db: Database, check: str, sql: str) -> list[str]:
+        """The names of a custom query's columns, probed once per check where the probe runs the whole query
+        (`Dialect.column_probe_runs_query`), else each time."""
+        if not db.rules.column_probe_runs_query:
+            return custom_columns(conn, sql)
         columns = self._columns.get(check)
         if columns is None:
             columns = self._columns[check] = custom_columns(conn, sql)

@@ -220,6 +220,10 @@ class Dialect(Polling):
     # row's primary key and key under its lock may use it as its access path (a row that moved is not found and
     # the batch runs the identity path instead).
     address_scan: ClassVar[bool] = False
+    # Learning a query's columns runs the whole query (MySQL may, even for `WHERE 1 = 0`): they are probed once per
+    # check and kept; elsewhere the probe only plans it, and runs before each page, so that a `SELECT *` whose table
+    # gained a column is read whole (PostgreSQL would read a page by the columns kept, dropping the new one).
+    column_probe_runs_query: ClassVar[bool] = False
     # A fix batch archives and deletes through joins with the plan table: an `IN (subquery)` becomes a
     # DEPENDENT SUBQUERY that scans the whole table once per batch (MariaDB).
     joined_batch_writes: ClassVar[bool] = False

@@ -185,6 +185,7 @@ class MySQL(MySQLPolling, Dialect):
     fix_isolation_level = "READ COMMITTED"  # locking reads see the latest rows; INSERT ... SELECT takes no locks
     partial_index = False
     joined_batch_writes = True
+    column_probe_runs_query = True
     transactional_ddl = False  # DDL commits the open transaction implicitly
     write_refused_markers = ("read only transaction",)
 

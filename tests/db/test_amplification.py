@@ -288,3 +288,14 @@ def test_the_detection_and_the_fix_connections_carry_the_server_timeout(server, 
         database.dispose()
     assert detection == writing
     assert float(str(detection).removesuffix("ms")) == {"postgresql": 1500, "mysql": 1.5}[db.dialect], detection
+
+
+def test_the_rows_of_a_query_whose_columns_changed_since_they_were_probed_are_read(db, monitor_for):
+    """A custom query's columns are probed once per check; `SELECT *` over a table that gains a column has one more
+    since: the drill-down probes them again instead of failing until a restart."""
+    make_victim(db)
+    db.execute("CREATE TABLE dupes (k VARCHAR(10), dup_count INTEGER)", "INSERT INTO dupes VALUES ('a', 2)")
+    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "sql": "SELECT * FROM dupes"}])
+    assert monitor.custom_rows("c") == (["k", "dup_count"], [("a", 2)])
+    db.execute("ALTER TABLE dupes ADD COLUMN note VARCHAR(10)", "UPDATE dupes SET note = 'x'")
+    assert monitor.custom_rows("c") == (["k", "dup_count", "note"], [("a", 2, "x")])
