@@ -210,6 +210,11 @@ class LogicalDecodingStream:
         last = None
         try:
             shapes, empty = self._shapes_now()  # before the read: a change seen here was committed before it
+            if any(shapes.get(oid) not in (None, _REPLACED, before) and shapes[oid].split(":", 2)[-1]
+                   != before.split(":", 2)[-1] for oid, (_schema, _name, before) in self._shapes.items()):
+                # A tree changed: a table a change of this read names may be a partition now (attached while
+                # empty, then given rows before the read), or no longer; asked again, before its changes map.
+                self._ancestors.clear()
             with self._conn.transaction(), self._conn.cursor(f"{self.slot}_read") as cursor:
                 cursor.execute("SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, %s"
                                + ", %s" * len(options) + ")", (self.slot, self.batch, *options))

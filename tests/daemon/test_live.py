@@ -1816,6 +1816,44 @@ def test_an_empty_partition_created_while_followed_is_no_gap_and_its_rows_are_fo
     assert recorded.gaps == []
 
 
+def test_rows_given_to_a_table_attached_empty_are_followed_though_it_was_no_partition_before(
+        cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table whose changes were read while it was no partition, emptied and attached: its rows committed between
+    the read's look at the tree (which saw it join empty: no gap) and the stream's read are the check's rows, not
+    another table's (the reader asked which tables are partitions before it, and had kept the answer)."""
+    other = f"{partitioned}_9"
+    execute(admin, f"CREATE TABLE {other} (id serial, email text NOT NULL, region int NOT NULL,"
+                   " PRIMARY KEY (id, region))")
+    monitor = monitor_for({"live": {"url": cluster.url}}, [
+        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
+    recorded = Recorded()
+    with following_reader(monitor, recorded) as reader:
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {other} (email, region) VALUES ('elsewhere@example.com', 9)")
+        execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('x@example.com', 1)")
+        await_true(lambda: recorded.events >= 1, "the other table's change read, as no partition's")
+        stream = reader.stream
+        looked = stream._shapes_now
+        armed = threading.Event()
+
+        def then_a_row(*args: Any) -> Any:
+            seen = looked(*args)
+            if armed.is_set():
+                armed.clear()
+                execute(admin, f"INSERT INTO {other} (email, region) VALUES ('x@example.com', 9)")
+            return seen
+
+        monkeypatch.setattr(stream, "_shapes_now", then_a_row)
+        with admin.connect() as conn, conn.begin():
+            conn.execute(sa.text(f"TRUNCATE {other}"))
+            conn.execute(sa.text(f"ALTER TABLE {partitioned} ATTACH PARTITION {other} FOR VALUES IN (9)"))
+        armed.set()
+        await_true(lambda: not armed.is_set(), "a read that saw the table join empty")
+        await_true(lambda: groups.figures == (1, 1), "the attached table's row counted from the stream")
+    assert recorded.gaps == []
+
+
 def test_detaching_a_partition_is_a_gap_and_the_group_it_took_away_dissolves(
         cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
     """DETACH PARTITION takes rows from under the check's table without a change: a gap, even where another,
