@@ -82,7 +82,7 @@ def _explained(conn: Connection, statement: Any) -> BaseException | None:
     try:
         conn.exec_driver_sql(f"EXPLAIN {text}")
     except sa.exc.DBAPIError as exc:
-        savepoint.rollback()
         return exc.orig or exc
-    savepoint.rollback()
+    finally:
+        savepoint.rollback()
     return None
