@@ -339,13 +339,6 @@ class LogicalDecodingStream:
                 conn.close()
 
 
-# A table's partition tree (itself and its partitions, at every level; none for a table that is neither partitioned
-# nor a partition), read from pg_inherits in the statement's own snapshot: `pg_partition_tree()` reads the catalog
-# by the newer catalog snapshot, so a partition created while the statement ran was in its tree and not yet in its
-# pg_class (`_EMPTY` then took a new empty partition for one with rows: a false gap).
-_TREE = ("SELECT c.oid WHERE c.relkind = 'p' OR c.relispartition UNION ALL SELECT i.inhrelid FROM pg_inherits i"
-         " JOIN t ON i.inhparent = t.relid JOIN pg_class k ON k.oid = i.inhrelid AND k.relispartition")
-
 # A table's storage (relfilenode: new after a rewrite or a TRUNCATE), its columns' types, type modifiers,
 # collations and names (a rename may make the key's name another column's), and the tables of its partition tree
 # (ATTACH PARTITION brings rows no change names), as text: `relfilenode:columns:partitions` (names as their md5,
@@ -353,8 +346,11 @@ _TREE = ("SELECT c.oid WHERE c.relkind = 'p' OR c.relispartition UNION ALL SELEC
 _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum || ',' || a.atttypid || ',' ||"
           " a.atttypmod || ',' || a.attcollation || ',' || md5(a.attname), ';' ORDER BY a.attnum) FROM pg_attribute a"
           " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ':' ||"
-          " coalesce((WITH RECURSIVE t(relid) AS (" + _TREE + ") SELECT string_agg(t.relid::text, ',' ORDER BY"
-          " t.relid) FROM t), '')")
+          " coalesce((SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)"
+          " FROM pg_partition_tree(c.oid) t JOIN pg_class v ON v.oid = t.relid), '')")
+# (pg_partition_tree() reads the catalog by the newer catalog snapshot: a partition created while the statement ran
+# is in it and not yet in the statement's pg_class, where `_EMPTY` would take it for one with rows, a false gap; the
+# tree keeps the tables the statement's snapshot has, and the next read sees the new one.)
 
 
 # The tables of a watched table's partition tree not in the tree it had (`w.tree`, `_SHAPE`'s list) that hold no
@@ -363,8 +359,8 @@ _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum ||
 # gives back the pages of deleted rows at the end only, so a table rows were deleted from may count as holding
 # some: a gap, never a miss). Another storage (a foreign table, another access method) may hold rows without pages
 # here: never counted empty. Only the new tables' sizes are asked (a file's size, once per new partition).
-_EMPTY = ("(WITH RECURSIVE t(relid) AS (" + _TREE + ") SELECT string_agg(t.relid::text, ',') FROM t JOIN pg_class p"
-          " ON p.oid = t.relid WHERE t.relid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
+_EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid ="
+          " t.relid WHERE t.relid::oid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
           " (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap')"
           " AND pg_relation_size(p.oid) = 0)))")
 
