@@ -142,26 +142,32 @@ def test_a_keeper_changed_while_the_batch_waits_for_it_undoes_the_batchs_deletes
     db = pg
     _seed(db, 4, 2)  # keys 0..3: ids (1,2) (3,4) (5,6) (7,8); keepers 1, 3, 5, 7
     monitor = Monitor(make_config(db, CHECK))
+    report = _fix_behind_an_update(db, monitor, "UPDATE visit SET k = 99 WHERE id = 3")
+    assert (report.groups, report.deleted, report.archived, report.skipped) == (3, 3, 3, 1)
+    assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [1, 3, 4, 5, 7]
+    assert db.scalar("SELECT k FROM visit WHERE id = 3") == 99
+    assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
+
+
+def _fix_behind_an_update(db, monitor, update):
+    """A fix of `visits` started while the application's open transaction holds `update`, which it commits once
+    the fix's batch waits for it (PostgreSQL: `pg_blocking_pids`); the fix's report."""
     app = db.engine.connect()
     try:
         fixing = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
         with app.begin():
             blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-            app.execute(sa.text("UPDATE visit SET k = 99 WHERE id = 3"))
+            app.execute(sa.text(update))
             fixing.start()
             _wait_until(lambda: bool(db.scalar("SELECT count(*) FROM pg_stat_activity "
                                                "WHERE :b = ANY(pg_blocking_pids(pid))", {"b": blocker})),
-                        "the batch to wait for the keeper the application updates")
+                        "the batch to wait for the rows the application updates")
         fixing.join(DEADLINE)
     finally:
         app.close()
         monitor.close()
     assert fixing.error is None and fixing.report is not None, fixing.error
-    report = fixing.report
-    assert (report.groups, report.deleted, report.archived, report.skipped) == (3, 3, 3, 1)
-    assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [1, 3, 4, 5, 7]
-    assert db.scalar("SELECT k FROM visit WHERE id = 3") == 99
-    assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
+    return fixing.report
 
 
 def test_rows_moved_by_an_update_since_the_plan_are_still_fixed(pg):
@@ -196,22 +202,7 @@ def test_rows_updated_while_the_batch_waits_for_them_are_followed_to_their_new_v
     db = pg
     _seed(db, 4, 2)
     monitor = Monitor(make_config(db, CHECK))
-    app = db.engine.connect()
-    try:
-        fixing = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
-        with app.begin():
-            blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-            app.execute(sa.text("UPDATE visit SET note = 'app' WHERE id IN (3, 4)"))
-            fixing.start()
-            _wait_until(lambda: bool(db.scalar("SELECT count(*) FROM pg_stat_activity "
-                                               "WHERE :b = ANY(pg_blocking_pids(pid))", {"b": blocker})),
-                        "the batch to wait for the rows the application updates")
-        fixing.join(DEADLINE)
-    finally:
-        app.close()
-        monitor.close()
-    assert fixing.error is None and fixing.report is not None, fixing.error
-    report = fixing.report
+    report = _fix_behind_an_update(db, monitor, "UPDATE visit SET note = 'app' WHERE id IN (3, 4)")
     assert (report.groups, report.deleted, report.archived, report.skipped) == (4, 4, 4, 0)
     assert db.rows("SELECT id, note FROM visit ORDER BY id") == [(1, "seed-0"), (3, "app"), (5, "seed-0"),
                                                                  (7, "seed-0")]
