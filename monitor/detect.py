@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -519,6 +519,34 @@ def where_probe(resolved: TableCheck, preparer: Any) -> str:
     """The statement a table check's `where` is vetted in: the filter on its table, as the check runs it."""
     where = resolved.check.where or "true"
     return f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE ({where})"
+
+
+def refused_where(rules: Dialect, conn: Connection, resolved: TableCheck,
+                  describe: Callable[[BaseException], str]) -> str | None:
+    """Why a table check's `where` must not run, as the server reads it on `conn`, or None.
+
+    A call it must not make (`Dialect.refused_call`) in the statement it runs in (`where_probe`), or a `where` that
+    is not one condition. dupewatch writes the `where` into its statements inside parentheses, joined by AND to
+    conditions of its own, the fix's DELETEs among them; a `)` of the `where` that closes that parenthesis
+    (`k = 'c') OR (v = 4`) leaves the rest outside it, OR'ed with the statement's own conditions, so a fix's DELETE
+    would also delete every row it names (on MariaDB, a table without a primary key: a row of no group, in place of
+    the duplicate it archived). So the server also reads the `where` alone, as the whole condition of a statement,
+    where such a `)` closes nothing and is a syntax error: both readings parse only when the `where` is one
+    condition, its parentheses its own (dupewatch's lexer reads nothing of it). `describe` words a database
+    error."""
+    preparer = conn.dialect.identifier_preparer
+    refused = rules.refused_call(conn, where_probe(resolved, preparer))
+    if refused or not resolved.check.where:
+        return refused
+    alone = f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE {resolved.check.where}"
+    try:
+        return rules.refused_call(conn, alone)
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        return (f"it is not one condition: read alone it fails ({describe(exc)}), and in the parentheses dupewatch "
+                "puts it in a ')' of it would close them, OR'ing the rest with dupewatch's own conditions (a fix's "
+                "DELETE among them); balance its parentheses")
 
 
 # Custom SQL goes to the driver as written: with no parameters, psycopg and PyMySQL leave `%` alone

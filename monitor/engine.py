@@ -40,6 +40,7 @@ from monitor.detect import (
     custom_weighted,
     ensure_safe,
     figures_statement,
+    refused_where,
     split_table_name,
     where_probe,
 )
@@ -661,7 +662,7 @@ def _probe_where(db: Database, conn: Connection, resolved: TableCheck) -> None:
     where = " ".join(resolved.check.where.split())
     try:
         statement = where_probe(resolved, conn.dialect.identifier_preparer)
-        refused = db.rules.refused_call(conn, statement)
+        refused = refused_where(db.rules, conn, resolved, db.describe)
         if refused:
             raise CheckDefinitionError(f"check {resolved.check.name!r}: where: {refused}", field="where",
                                        detail=refused)

@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.db import Database, DatabaseError, first_line
-from monitor.detect import where_probe
+from monitor.detect import refused_where
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
@@ -178,7 +178,7 @@ def _vet_where(conn: Connection, t: _Target) -> None:
     search_path`) may resolve the same name to another function; the server resolves it here, before it runs."""
     if not t.tc.check.where:
         return
-    refused = t.db.rules.refused_call(conn, where_probe(t.tc, conn.dialect.identifier_preparer))
+    refused = refused_where(t.db.rules, conn, t.tc, t.db.describe)
     if refused:
         raise FixRefused(f"check {t.config.name!r}: where, as the fix's connection reads it: {refused}")
 

@@ -403,6 +403,66 @@ def test_dupewatch_fix_refuses_a_where_with_a_refused_call_and_changes_nothing(d
     assert db.rows("SELECT id, k FROM victim ORDER BY id") == before
 
 
+# -- a `where` is one condition: a `)` of it cannot close the parentheses dupewatch puts it in --------------------
+# dupewatch writes a `where` into its statements as `(where)`, joined by AND to its own conditions, the fix's DELETEs
+# among them: `k = 'a') OR (id = 3` made them `... AND (k = 'a') OR (id = 3)`, OR'ing `id = 3` with everything else.
+
+ESCAPING_WHERES = {
+    "OR after a closing parenthesis": "k = 'a') OR (id = 3",
+    "over two lines": "k = 'a')\nOR (id = 3",
+    "after a string holding a parenthesis": "k <> '(' AND k = 'a') OR (id = 3",
+    "a comment after it": "k = 'a') OR (id = 3 -- the rest\n",
+}
+
+
+@pytest.mark.parametrize("victim_table", ["pg", "mysql", "sqlite_db"], indirect=True)
+@pytest.mark.parametrize("spelling", ESCAPING_WHERES)
+def test_a_where_closing_the_parenthesis_it_is_put_in_is_refused(victim_table, spelling, monitor_for):
+    result = run_where(monitor_for, victim_table, ESCAPING_WHERES[spelling])
+    assert result.status == "error", result
+    assert result.error.startswith("check 'w': where: it is not one condition"), result.error
+    assert "\n" not in result.error
+
+
+@pytest.mark.parametrize("victim_table", ["pg", "mysql", "sqlite_db"], indirect=True)
+def test_a_where_with_parentheses_of_its_own_is_allowed(victim_table, monitor_for):
+    where = "(k = 'a') OR (k <> ')' AND id = 3 AND k = '(') -- a comment (\n"
+    assert run_where(monitor_for, victim_table, where).status == "duplicates"
+
+
+def test_dupewatch_fix_refuses_a_where_closing_its_parenthesis_and_changes_nothing(db, tmp_path):
+    make_victim(db)
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
+                        [{"name": "w", "database": "d", "table": "victim", "key": ["k"],
+                          "where": "k = 'a') OR (id = 3"}])
+    before = db.rows("SELECT id, k FROM victim ORDER BY id")
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "'w'" in result.stderr and "it is not one condition" in result.stderr
+    assert db.rows("SELECT id, k FROM victim ORDER BY id") == before
+
+
+def test_mysql_a_where_closing_its_parenthesis_cannot_make_the_fix_delete_a_row_of_no_group(mysql, tmp_path):
+    """A table without a primary key: the fix deletes all but one of a group's identical rows with `DELETE ...
+    WHERE <row equals the group's copy> AND (where) LIMIT n`. A `where` true for another row only while the
+    session runs a DELETE (its own processlist entry) planned the group 'c' as written, then made that DELETE
+    `... AND (k = 'c') OR (v = 4 AND <in a DELETE>) LIMIT 1`: it deleted ('d', 4), in no group, archived a copy of
+    'c', and reported one duplicate deleted."""
+    mysql.execute("CREATE TABLE nopk (k VARCHAR(10), v INTEGER)",
+                  "INSERT INTO nopk (k, v) VALUES ('d', 4), ('a', 1), ('c', 3), ('c', 3), ('b', 2)")
+    in_a_delete = ("EXISTS (SELECT 1 FROM information_schema.processlist p WHERE p.id = CONNECTION_ID() "
+                   "AND p.info LIKE 'DELETE%')")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": mysql.url}},
+                        [{"name": "w", "database": "d", "table": "nopk", "key": ["k"],
+                          "where": f"k = 'c') OR (v = 4 AND {in_a_delete}"}])
+    before = mysql.rows("SELECT k, v FROM nopk ORDER BY k, v")
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "it is not one condition" in result.stderr, result.stderr
+    assert mysql.rows("SELECT k, v FROM nopk ORDER BY k, v") == before
+
+
 # -- the vetting leaves the session as it found it ---------------------------------------------------------------
 
 def test_postgresql_vetting_leaves_no_setting_behind(pg):
