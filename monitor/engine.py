@@ -36,6 +36,7 @@ from monitor.detect import (
     as_datetime,
     custom_columns,
     custom_figures,
+    custom_page_statement,
     custom_rows,
     custom_weighted,
     ensure_safe,
@@ -588,6 +589,12 @@ class Monitor:
                 try:
                     self._ensure_safe(conn, db, sql)
                     columns = self._custom_columns(conn, db, check, sql)
+                    if columns:
+                        # The page measures each value as it is sent (`Dialect.sent_width`: on PostgreSQL its cast
+                        # to text, which may be a function of the database's own for a type of its own): the page
+                        # statement is vetted too, once (its LIMIT and OFFSET call nothing).
+                        self._ensure_safe(conn, db, sql, custom_page_statement(conn, db.rules, sql, len(columns),
+                                                                               0, GROUP_PAGE_SIZE))
                     return custom_rows(conn, db.rules, sql, offset, limit, columns)
                 except CheckDefinitionError as exc:
                     raise CheckDefinitionError(f"check {check!r}: {exc}") from None

@@ -20,6 +20,7 @@ from dbtest import PG_URL, TestDatabase, write_config
 from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
+from monitor.detect import CheckDefinitionError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,6 +212,9 @@ def pg_hidden_runners(pg):
                        f"CREATE FUNCTION grab_json(m mood) RETURNS json VOLATILE LANGUAGE plpgsql "
                        f"AS '{grab.format('to_json(m::text)')}'",
                        "CREATE CAST (mood AS json) WITH FUNCTION grab_json(mood)",
+                       f"CREATE FUNCTION grab_text(m mood) RETURNS text VOLATILE LANGUAGE plpgsql "
+                       f"AS '{grab.format('m::varchar')}'",
+                       "CREATE CAST (mood AS text) WITH FUNCTION grab_text(mood)",
                        "CREATE VIEW grabbing AS SELECT id, k, pg_try_advisory_lock(id) AS locked FROM victim")
 
 
@@ -234,6 +238,17 @@ PG_HIDDEN_RUNNERS = {
 def test_postgresql_a_call_run_outside_the_plan_is_refused(pg_hidden_runners, spelling, monitor_for):
     sql, call = PG_HIDDEN_RUNNERS[spelling]
     assert_refused(run_query(monitor_for, pg_hidden_runners, sql), call)
+
+
+def test_postgresql_a_cast_to_text_only_the_page_of_rows_calls_is_refused(pg_hidden_runners, monitor_for):
+    """The dashboard's list of a custom query's rows measures each value as it will be sent, `octet_length(CAST(v
+    AS text))`: for a type of the database's own, a cast to text it defines, called by no statement of the count."""
+    monitor = monitor_for({"d": {"url": pg_hidden_runners.url}},
+                          [{"name": "c", "database": "d", "sql": "SELECT k, 'calm'::mood AS m FROM victim"}])
+    assert monitor.run("c").status == "violations"  # the count casts nothing to text
+    with pytest.raises(CheckDefinitionError, match="is not allowed in a check") as refused:
+        monitor.custom_rows("c")
+    assert "grab_text(mood)" in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_postgresql_a_where_cannot_reach_a_view_through_table_to_xml(pg_hidden_runners, monitor_for):
