@@ -147,8 +147,11 @@ class MySQLPolling(Polling):
             return sa.type_coerce(sa.func.now(6), column.type)
         return sa.type_coerce(sa.func.curdate(), column.type)
 
+    def reads_sequence_position(self, column: sa.Column[Any]) -> bool:
+        return column.autoincrement is True
+
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
-        if column.autoincrement is not True:  # reflection says AUTO_INCREMENT (information_schema's EXTRA)
+        if not self.reads_sequence_position(column):  # reflection says AUTO_INCREMENT (information_schema's EXTRA)
             return None
         row = conn.execute(_AUTO_INCREMENT, {"s": table.schema, "t": table.name}).first()
         if row is None:
