@@ -19,7 +19,8 @@
   key, a key update).
 - The planner's estimate is the rows `EXPLAIN` expects the outer query to read.
 - An AUTO_INCREMENT column's position is `information_schema.TABLES.AUTO_INCREMENT` (the next value), taken one
-  insert at a time (no cached ranges).
+  insert at a time (no cached ranges). A column without AUTO_INCREMENT has none to read
+  (`reads_sequence_position`): its runs read the highest id, the window digests and the new rows in one statement.
 - `information_schema.INNODB_TRX.trx_started` says when each running InnoDB transaction began (PROCESS privilege).
 - No count of deleted or updated rows (`removed_rows`) is read: `performance_schema` and `userstat` are off by
   default, and `INNODB_SYS_TABLESTATS.MODIFIED_COUNTER` counts inserts, is reset whenever the table's statistics
@@ -147,8 +148,11 @@ class MySQLPolling(Polling):
             return sa.type_coerce(sa.func.now(6), column.type)
         return sa.type_coerce(sa.func.curdate(), column.type)
 
+    def reads_sequence_position(self, column: sa.Column[Any]) -> bool:
+        return column.autoincrement is True
+
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
-        if column.autoincrement is not True:  # reflection says AUTO_INCREMENT (information_schema's EXTRA)
+        if not self.reads_sequence_position(column):  # reflection says AUTO_INCREMENT (information_schema's EXTRA)
             return None
         row = conn.execute(_AUTO_INCREMENT, {"s": table.schema, "t": table.name}).first()
         if row is None:

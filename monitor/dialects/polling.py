@@ -129,6 +129,9 @@ class Polling:
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
         return None
 
+    def reads_sequence_position(self, column: sa.Column[Any]) -> bool:
+        return True
+
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         return None
 

@@ -242,7 +242,7 @@ class IncrementalCheck:
         assert self.digest is not None
         return (sa.select(self.digest).select_from(self.resolved.table)
                 .where(*self.resolved.filters, self.column.is_not(None), self.column > low, self.column <= high)
-                .scalar_subquery())
+                .correlate(None).scalar_subquery())  # never to a FROM of the statement it is part of
 
     def _read_window(self, conn: Connection, after: Any, watermark: Any = None,
                      late: str | None = None) -> Sequence[Row[Any]]:
@@ -274,7 +274,8 @@ class IncrementalCheck:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
         return self._execute(conn, statement, {**values, "dupewatch_ahead": ahead}).one()
 
-    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool) -> sa.Select[Any]:
+    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool,
+                           folded: bool | None = None) -> sa.Select[Any]:
         """Each row read (`_window_conditions`) with its key's count in the whole table (a correlated lookup through
         the key's index), aggregated into one row so that only what the client needs comes back: the keys of more
         than one row as one text (each identity followed by its count, space-separated) and how many, the rows
@@ -288,7 +289,13 @@ class IncrementalCheck:
         dialect counts by a join (`Dialect.counts_window_by_join`), each row read is joined with its key's rows and
         grouped by the row; else a correlated subquery counts them, and the LIMIT keeps the read rows a derived
         table of their own (MariaDB merges a derived table without one into the outer query, and then looked each
-        key up once for each of the references to its count)."""
+        key up once for each of the references to its count).
+
+        `folded` (not None: `_folded_pass`): the statement also returns the table's highest value and the window
+        digest of the `:dupewatch_next_overlap` values below it (the window the next run re-reads), read in the
+        statement's one snapshot with its rows; where True, the rows at or below `:dupewatch_watermark` are read
+        only where the digest of `(:dupewatch_after, :dupewatch_watermark]` differs from `:dupewatch_stored` (the
+        one the last run took of that window: nothing in it changed)."""
         table, filters = self.resolved.table, self.resolved.filters
         read = table.alias("dupewatch_read")
         adapter = ClauseAdapter(read)
@@ -298,6 +305,12 @@ class IncrementalCheck:
         beyond = sa.case((inc > sa.bindparam("dupewatch_ahead", type_=self.column.type), 1), else_=0) \
             if bounded else sa.literal(0)
         reading = [adapter.traverse(c) for c in self._window_conditions(shape)]
+        if folded:
+            kind = self.column.type
+            changed = self._digest_of(sa.bindparam("dupewatch_after", type_=kind),
+                                      sa.bindparam("dupewatch_watermark", type_=kind)) \
+                .is_distinct_from(sa.bindparam("dupewatch_stored", type_=sa.Text))
+            reading.append(sa.or_(inc > sa.bindparam("dupewatch_watermark", type_=kind), changed))
         if self.rules.counts_window_by_join and self._inc_at == 0 and not self.resolved.check.where:
             # Each row read joined with its key's rows, grouped by the row (its primary key, the incremental column:
             # read in its order). A key part never NULL in a row it matches counts that key's rows (none: 0). The
@@ -321,6 +334,10 @@ class IncrementalCheck:
             sa.func.count(sa.case((group, 1))), sa.func.count(), sa.func.max(counted.c.top),
             sa.func.sum(counted.c.ahead), sa.func.aggregate_strings(sa.case((single, counted.c.identity)), " "),
             sa.func.count(sa.case((single, 1)))]
+        if folded is not None:
+            highest = sa.select(sa.func.max(self.column)).select_from(table).correlate(None).scalar_subquery()
+            overlap = sa.bindparam("dupewatch_next_overlap", type_=self.column.type)
+            columns += [highest, self._digest_of(highest - overlap, highest)]
         return sa.select(*columns)
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
@@ -430,6 +447,8 @@ class IncrementalCheck:
         if (unmatched := self.resolved.keys_not_found_by_equality(catalog_operators=True)) is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {unmatched}"], now=now)
+        if self._folds(conn):
+            return self._folded_pass(conn, state, recount_all, seen_changes, said, now)
         watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
@@ -489,9 +508,60 @@ class IncrementalCheck:
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
+    def _folds(self, conn: Connection) -> bool:
+        """Whether a run reads the table's highest value, the window digests and the new rows in one statement
+        (`_folded_pass`): where the keys are counted on the server with window digests (MariaDB/MySQL), and the
+        window's bounds need no read of the database (no sequence position: `Dialect.reads_sequence_position`; no
+        snapshot mark, no count of removed rows read with the highest value)."""
+        if self.digest is None or self.kind != "id" or not self.key_indexed or not self.counted_on_server \
+                or self.rules.reads_sequence_position(self.column):
+            return False
+        if self._mark is False:
+            self._mark = self.rules.snapshot_mark(conn, self.resolved.table)
+        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None
+
+    def _folded_pass(self, conn: Connection, state: IncrementalState, recount_all: bool, seen_changes: int,
+                     said: list[str], now: float) -> Outcome:
+        """An incremental run of one statement (`_folds`): the table's highest value, the digest of the window
+        the next run re-reads and the new rows counted (`_counted_statement`, `folded`), all in the statement's
+        one snapshot; the window the last run took a digest of is re-read only where the database's digest of it
+        differs (compared in the statement). A round trip, and a statement's fixed cost, fewer than reading the
+        highest value and the digests first (`_top`), with the same figures: a row committed after the statement's
+        snapshot is in neither its rows nor the digest it keeps, so the next run's digest differs and reads it."""
+        window = window_for(conn, self)  # no read of the database (`_folds`)
+        watermark = decoded(state.watermark)
+        start = window.start(watermark, decoded(state.pending_since))
+        stored = self._stored_digest(state.window_digest)
+        compare = stored is not None and (stored[0], stored[1]) == (start, watermark)
+        overlap = stored[3] if stored is not None else ID_OVERLAP  # the window the next run's digest is of
+        removals = self.rules.removed_rows(conn, self.resolved.table)
+        ahead = window.ahead_bound()
+        key = ("folded", compare, ahead is not None)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._counted_statement((True, False), ahead is not None, compare)
+        row = self._execute(conn, statement, {
+            "dupewatch_after": start, "dupewatch_watermark": watermark, "dupewatch_ahead": ahead,
+            "dupewatch_stored": stored[2] if compare and stored is not None else None,
+            "dupewatch_next_overlap": overlap}).one()
+        top, digest_next = row[7], row[8]
+        went_back = self._bound_went_back(watermark, start, window)
+        if top is None or self._restarted_below(top, start) or went_back:
+            why = "the table is empty" if top is None else went_back or \
+                "every row lies below the watermark (emptied or recreated)"
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {why}"], now=now)
+        said += window.notes
+        following = None
+        if digest_next is not None and top == window.bounded(top) and window.start(top) == top - overlap:
+            following = self._digest_text(window.start(top), top, digest_next)
+        return self._counted_pass(conn, state, window, start, watermark, None, following, None, removals,
+                                  recount_all, seen_changes, said, now, tuple(row)[:7])
+
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
-                      recount_all: bool, seen_changes: int, said: list[str], now: float) -> Outcome:
+                      recount_all: bool, seen_changes: int, said: list[str], now: float,
+                      read_row: Sequence[Any] | None = None) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): one row comes back,
         the keys of more than one row with their counts as one text, the keys of one row as another, never the
         rows. Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
@@ -501,8 +571,10 @@ class IncrementalCheck:
         (`seen`), and `late` keeps the re-read rows to those committed since the last run where the database says
         which (`start` is the watermark where the window's digest is the one the last run took: nothing in it
         changed). `following`: the digest of the window below the table's highest value (`_top`), kept where the
-        run leaves its watermark there."""
-        row = self._counted_window(conn, start, watermark, late, window.ahead_bound())
+        run leaves its watermark there. `read_row`: the statement's row where it was read already
+        (`_folded_pass`)."""
+        row = read_row if read_row is not None else self._counted_window(conn, start, watermark, late,
+                                                                          window.ahead_bound())
         groups_text, group_count, scanned, highest_read, beyond, singles_text, single_count = row
         scanned, beyond = int(scanned), int(beyond or 0)
         if beyond:

@@ -339,32 +339,90 @@ def test_a_null_key_part_given_a_value_inside_the_window_is_counted(tmp_path):
         made.close()
 
 
-def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next_run(mysql_numbers, mysql_runner,
-                                                                                     monkeypatch):
-    """The digests are taken in the run's first statement, before its rows are read: a row committed inside the
-    window after that statement is not in the digest the run keeps, so the next run's differs and reads it."""
+def test_a_run_of_one_statement_counts_a_row_committed_before_it_and_the_next_run_one_committed_after(
+        mysql_numbers, mysql_runner, monkeypatch):
+    """Without a sequence to read (explicit ids), a run reads the highest id, the window digests and the new rows
+    in one statement, in one snapshot: a row committed inside the window as the run starts is counted by that
+    run; one committed right after the statement is in neither its rows nor the digest it keeps, so the next run's
+    digest differs and reads the window again."""
     import monitor.incremental.check as check_module
 
     r = mysql_runner()
     r.run()
-    add(mysql_numbers, [(10, 6, 1), (11, 7, 1)])
+    add(mysql_numbers, [(10, 6, 1), (11, 7, 1)])  # the watermark moves to 11
     r.run()
-    original = check_module.window_for
-    committed = []
+    original_window, original_pass = check_module.window_for, check_module.IncrementalCheck._counted_pass
+    committed: list[int] = []
 
-    def late_commit(conn: Any, check: Any) -> Any:
+    def commit_before(conn: Any, check: Any) -> Any:
         if not committed:
             add(mysql_numbers, [(8, 2, 1)])  # joins row 3's key (2, 1), below the watermark 11
             committed.append(8)
-        return original(conn, check)
+        return original_window(conn, check)
 
-    monkeypatch.setattr(check_module, "window_for", late_commit)
+    monkeypatch.setattr(check_module, "window_for", commit_before)
+    before = r.run()
+    assert committed == [8]
+    assert (before.new_groups, before.groups) == (1, 2)  # the window's digest differed within the statement
+    assert before.rows_scanned == window_rows(mysql_numbers, r)
+    r.assert_matches_full_pass(before)
+    monkeypatch.setattr(check_module, "window_for", original_window)
+    assert r.run().rows_scanned == 0
+
+    def commit_after(self: Any, *args: Any) -> Any:
+        if len(committed) == 1:
+            add(mysql_numbers, [(9, 4, 2)])  # joins row 5's key (4, 2), below the watermark 11
+            committed.append(9)
+        return original_pass(self, *args)
+
+    monkeypatch.setattr(check_module.IncrementalCheck, "_counted_pass", commit_after)
     during = r.run()
-    assert committed and during.rows_scanned == 0  # the window's digest, taken before the commit, had not changed
+    assert committed == [8, 9] and during.rows_scanned == 0  # read before the commit: the window had not changed
     after = r.run()
-    assert (after.new_groups, after.groups) == (1, 2)
+    assert (after.new_groups, after.groups) == (1, 3)
     assert after.rows_scanned == window_rows(mysql_numbers, r)
     r.assert_matches_full_pass(after)
+
+
+def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next_run(tmp_path, monkeypatch):
+    """With an AUTO_INCREMENT id (whose position is read after the highest id, so that no row of the statement's
+    snapshot lies ahead of it) the digests are taken in the run's first statement, before its rows are read: a row
+    committed inside the window after that statement is not in the digest the run keeps, so the next run's
+    differs and reads it."""
+    import monitor.incremental.check as check_module
+
+    made = make_test_database("mysql", tmp_path)
+    db = next(made)
+    try:
+        db.execute("CREATE TABLE logins (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INTEGER NOT NULL,"
+                   " device SMALLINT NOT NULL, created_at DATETIME(6) NOT NULL)",
+                   "CREATE INDEX logins_key ON logins (user_id, device)")
+        add(db, [(1, 1, 1), (2, 1, 1), (3, 2, 1), (4, 3, 1), (5, 4, 2)])
+        make = runners(db, tmp_path)
+        r = next(make)()
+        r.run()
+        assert r.monitor._incremental["inc"].digest is not None
+        add(db, [(10, 6, 1), (11, 7, 1)])
+        r.run()
+        original = check_module.window_for
+        committed = []
+
+        def late_commit(conn: Any, check: Any) -> Any:
+            if not committed:
+                add(db, [(8, 2, 1)])  # joins row 3's key (2, 1), below the watermark 11
+                committed.append(8)
+            return original(conn, check)
+
+        monkeypatch.setattr(check_module, "window_for", late_commit)
+        during = r.run()
+        assert committed and during.rows_scanned == 0  # the window's digest, taken before the commit, had not changed
+        after = r.run()
+        assert (after.new_groups, after.groups) == (1, 2)
+        assert after.rows_scanned == window_rows(db, r)
+        r.assert_matches_full_pass(after)
+        next(make, None)  # closes the runner
+    finally:
+        made.close()
 
 
 def test_keys_of_one_row_cut_short_by_group_concat_re_count_every_known_group(mysql_numbers, mysql_runner,
