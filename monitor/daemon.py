@@ -299,6 +299,10 @@ class Daemon:
             log.info("check finished", extra=fields(
                 **base, status=result.status, groups=result.groups, excess_rows=result.excess_rows, **more))
         self._log_notes(result)
+        if result.first_run and result.rows_scanned is not None and result.status != "error":
+            log.info("first run of the check: no state saved by an earlier run, so the groups it found are the "
+                     "baseline, none counted as new", extra=fields(check=result.name, database=result.database,
+                                                                  groups=result.groups))
         if result.index_advice and result.name not in self._advised:
             self._advised.add(result.name)
             log.warning("check needs an index to run incrementally at the cost of its new rows", extra=fields(
@@ -442,7 +446,7 @@ class Daemon:
         for name, database in self.config.databases.items():
             if database.live:
                 self.exporter.live_database(name)
-        self.live = start_live(self.monitor, _LiveSink(self), previous)
+        self.live = start_live(self.monitor, _LiveSink(self), previous, remember=True)
 
 
 class _LiveSink:

@@ -41,10 +41,11 @@ def polling_notices(config: Config, monitor: Monitor, databases: Collection[str]
     return notices
 
 
-def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None
-               ) -> list[LiveReader]:
+def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None, *,
+               remember: bool = False) -> list[LiveReader]:
     """Start a reader for each database with `live = true` and a change stream; log the others once. A reader of
-    a database in `previous` (the readers of the config before a reload) takes over from that one."""
+    a database in `previous` (the readers of the config before a reload) takes over from that one. `remember`
+    (the daemon): the readers save their checks' groups, and count those formed while no reader ran as new."""
     config = monitor.config
     for notice in polling_notices(config, monitor):
         log.warning(notice)
@@ -55,7 +56,8 @@ def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveRead
         checks = [c for c in config.checks if c.database == name and not c.is_custom]
         if stream is None or not checks:
             continue
-        reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name))
+        reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name),
+                            remember=remember)
         reader.start()
         readers.append(reader)
     return readers
