@@ -22,7 +22,10 @@ counted, so a crash re-reads, never skips: at least once). A reader started late
 position saved for its database: MariaDB/MySQL reads what committed while the daemon was down; where the server
 cannot resume from it (a PostgreSQL temporary slot dies with its session; a purged binary log) that is a gap,
 reported like any other (metric, log line, a poll of the database's checks) after every check was counted in
-full, which counts the rows that arrived meanwhile.
+full, which counts the rows that arrived meanwhile. A daemon's reader (`remember`) also saves each check's known
+groups (their identities, by the check's subject, with the position's cadence); its first count compares with
+them, so a group formed while no daemon ran is new and one saved before is not; with none saved (the first start)
+the groups are the baseline, logged once per check.
 
 **Across a config reload.** The reader of the new config takes over from the previous one (`predecessor`):
 it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
