@@ -38,7 +38,7 @@ from monitor.fleet import Discovery, Shard, expand, static_label_names
 from monitor.fleet.discover import SourceState, Targets, used_sources
 from monitor.fleet.shard import ALL
 from monitor.history import History, default_state_path
-from monitor.live import Figures, LiveReader, start_live, stop_live
+from monitor.live import Figures, LiveReader, start_live, stop_live, streamed_checks
 from monitor.metrics import MetricsExporter
 from monitor.schedule import Poller
 
@@ -217,8 +217,14 @@ class Daemon:
         self.poller = Poller(self.monitor, self.on_result, history=self.history,
                              on_server_limit=self._server_limit)
         self._export_servers()
+        # Until a live database's reader first counted its checks, their runs' new groups are held (see
+        # `MetricsExporter.live_starting`): the stream's first count compares with the groups saved before.
+        streamed = streamed_checks(self.config, self.monitor)
+        self.exporter.live_starting({name: [c.name for c in checks] for name, checks in streamed.items()})
         self.poller.start()
         self._start_live()
+        for name in streamed.keys() - {reader.database for reader in self.live}:
+            self.exporter.live_settled(name)  # no reader after all
         if self.discovery is not None:
             self.discovery.start()
         log.info("dupewatch daemon started", extra=fields(

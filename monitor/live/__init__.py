@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from monitor.config import Config
+from monitor.config import CheckConfig, Config
 from monitor.engine import Monitor
 from monitor.live.changes import LiveRefused, StreamLost
 from monitor.live.groups import Figures
 from monitor.live.reader import LiveReader, LiveSink
 
 __all__ = ["Figures", "LiveReader", "LiveRefused", "LiveSink", "StreamLost", "polling_notices", "start_live",
-           "stop_live"]
+           "stop_live", "streamed_checks"]
 
 log = logging.getLogger("dupewatch.live")
 
@@ -39,6 +39,18 @@ def polling_notices(config: Config, monitor: Monitor, databases: Collection[str]
                 notices.append(f"database {name}: live = true: {rules.change_stream_absent}; "
                                "dupewatch keeps polling it at each check's interval")
     return notices
+
+
+def streamed_checks(config: Config, monitor: Monitor) -> dict[str, list[CheckConfig]]:
+    """The table checks of each database whose change stream `start_live` would follow (`live = true`, a
+    dialect with a stream, table checks), by database."""
+    found: dict[str, list[CheckConfig]] = {}
+    for name, database in config.databases.items():
+        if database.live and not monitor.database(name).rules.change_stream_absent:
+            checks = [c for c in config.checks if c.database == name and not c.is_custom]
+            if checks:
+                found[name] = checks
+    return found
 
 
 def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None, *,

@@ -153,6 +153,7 @@ class LiveReader:
             except LiveRefused as exc:
                 self.refused = str(exc)
                 log.error(str(exc), extra={"fields": {"database": self.database}})
+                self.sink.live_following(self.database, False)  # for good: its checks are left to their poll
                 return
             except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()

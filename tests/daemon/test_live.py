@@ -143,12 +143,14 @@ def live_value(scrape: Scrape, name: str, database: str = "live") -> float | Non
 
 
 def live_daemon(start_daemon: Callable[..., DaemonProcess], tmp_path: Path, url: str, table: str,
-                **database: Any) -> DaemonProcess:
-    """A daemon whose one check polls hourly: after its first run, only the stream can change its figures."""
+                check: dict[str, Any] | None = None, **database: Any) -> DaemonProcess:
+    """A daemon whose one check polls hourly: after its first run, only the stream can change its figures.
+    `check`: more of the check's options."""
     port = free_port()
     config = write_config(
         tmp_path / "dupewatch.toml", {"live": {"url": url, "live": True, **database}},
-        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600}],
+        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600,
+          **(check or {})}],
         metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
     daemon = start_daemon(config, port)
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") is not None, "the first run of the check")
@@ -525,6 +527,22 @@ def test_a_daemon_restart_is_a_gap_on_postgresql_and_the_rows_committed_meanwhil
 
 
 LIVE_BASELINE = "no duplicate groups saved by an earlier run of live mode"
+
+
+def test_an_incremental_live_check_counts_a_group_formed_while_down_once(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The check's first run after the restart (an incremental pass, from its saved state) and the stream's first
+    count both find the group formed meanwhile: it is counted once."""
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table, check={"incremental": "id", "interval": 0.5})
+    daemon.wait_for(lambda s: (s.value("dupewatch_check_duration_seconds_count", "signups") or 0) >= 2, "two runs")
+    assert daemon.stop() == 0
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('down@example.com'), ('down@example.com')")
+    again = restarted(start_daemon, daemon)
+    scrape = again.wait_for(lambda s: s.value(GROUPS, "signups") == 1
+                            and (s.value("dupewatch_check_duration_seconds_count", "signups") or 0) >= 3,
+                            "the group and three runs after the restart")
+    assert scrape.value(NEW, "signups") == 1
+    assert again.stop() == 0
 
 
 def restart_with_known_groups_changed(daemon: DaemonProcess, engine: sa.Engine, table: str,
