@@ -57,7 +57,8 @@ def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveRead
                remember: bool = False) -> list[LiveReader]:
     """Start a reader for each database with `live = true` and a change stream; log the others once. A reader of
     a database in `previous` (the readers of the config before a reload) takes over from that one. `remember`
-    (the daemon): the readers save their checks' groups, and count those formed while no reader ran as new."""
+    (the daemon): the readers save their checks' groups, and at the start (no `previous`) count those formed
+    while no reader ran as new."""
     config = monitor.config
     for notice in polling_notices(config, monitor):
         log.warning(notice)
@@ -69,7 +70,7 @@ def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveRead
         if stream is None or not checks:
             continue
         reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name),
-                            remember=remember)
+                            remember=remember, compare=previous is None)
         reader.start()
         readers.append(reader)
     return readers

@@ -84,8 +84,8 @@ class LiveReader:
 
     def __init__(self, monitor: Monitor, database: str, checks: list[CheckConfig], stream: ChangeStream,
                  sink: LiveSink, *, poll_seconds: float = POLL_SECONDS, predecessor: LiveReader | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone(), remember: bool = False
-                 ) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone(), remember: bool = False,
+                 compare: bool = True) -> None:
         self.monitor = monitor
         self.database = database
         self.checks = checks
@@ -114,9 +114,10 @@ class LiveReader:
         # The detection engine keeps no compiled statements (each check runs its own once per interval); the
         # re-counts repeat a few shapes many times a second, so the reader keeps theirs.
         self._compiled: sa.util.LRUCache[Any, Any] = sa.util.LRUCache(COMPILED_STATEMENTS)
-        # `remember` (the daemon's readers): each check's groups are saved in the state store, and the first count
-        # of a reader started afresh (not taking over at a reload) counts the groups not saved before as new.
-        self.remember = remember and predecessor is None
+        # `remember` (the daemon's readers): each check's groups are saved in the state store, and (`compare`: at
+        # the daemon's start, not a reload, whose runs counted what formed meanwhile) the first count counts the
+        # groups not saved before as new.
+        self.remember = remember and compare and predecessor is None
         self._saves = remember
         self._counted_once: set[str] = set()  # checks counted in full at least once by this reader
         self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
