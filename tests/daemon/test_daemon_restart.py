@@ -114,3 +114,27 @@ def test_a_group_fixed_before_the_restart_and_restored_while_down_counts_as_new(
     scrape = again.wait_for(lambda s: s.value(GROUPS, "logins") == 2, "the restored groups")
     assert scrape.value(NEW, "logins") == 2
     assert again.stop() == 0
+
+
+def test_mariadb_a_known_group_spelled_otherwise_after_a_restart_is_not_new(
+        mysql: TestDatabase, tmp_path: Path, start_daemon: Any) -> None:
+    """A `_ci` column: the group's rows are all spelled otherwise when the daemon starts again, one group as the
+    database compares them (its saved identity is the collation's sort key), so not new."""
+    mysql.execute("CREATE TABLE signup (id integer PRIMARY KEY, email varchar(50) COLLATE utf8mb4_general_ci "
+                  "NOT NULL, INDEX (email))",
+                  "INSERT INTO signup (id, email) VALUES (1, 'ann@example.com'), (2, 'ann@example.com')")
+    port = free_port()
+    config = write_config(tmp_path / "dw.toml", {"main": {"url": mysql.url}},
+                          [{"name": "signups", "database": "main", "table": "signup", "key": ["email"],
+                            "incremental": "id", "interval": 0.5}],
+                          metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon: DaemonProcess = start_daemon(config, port)
+    daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the first run")
+    assert daemon.stop() == 0
+    mysql.execute("INSERT INTO signup (id, email) VALUES (3, 'ANN@example.com'), (4, 'Ann@Example.com')",
+                  "DELETE FROM signup WHERE id IN (1, 2)")
+
+    again: DaemonProcess = start_daemon(config, port)
+    scrape = again.wait_for(lambda s: (s.value(RUNS, "signups") or 0) >= 3, "three runs after the restart")
+    assert (scrape.value(GROUPS, "signups"), scrape.value(NEW, "signups")) == (1, 0)
+    assert again.stop() == 0
