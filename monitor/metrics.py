@@ -538,6 +538,7 @@ class MetricsExporter:
         # before the restart: they would be counted twice), counted for one left to its poll.
         self._live_unsettled: dict[str, set[tuple[str, str]]] = {}  # database -> its table checks
         self._held: dict[tuple[str, str], int] = {}
+        self._baselines: set[tuple[str, str]] = set()  # checks whose stream's first count had no saved groups
         self.reload(config)
         _live_exporters.add(self)
 
@@ -761,9 +762,13 @@ class MetricsExporter:
         self._changed()
 
     def _settle(self, database: str) -> None:
+        """(a stream with no groups saved for a check, such as the first start after an upgrade, counted none
+        new: the run's, compared with the check's incremental state, are counted)"""
         for key in self._live_unsettled.pop(database, set()):
             held = self._held.pop(key, 0)
-            if held and key not in self._live_checks and key in self._checks:
+            baseline = key in self._baselines
+            self._baselines.discard(key)
+            if held and (key not in self._live_checks or baseline) and key in self._checks:
                 self.metrics.new_groups.labels(*self._series[key]).inc(held)
 
     def live_following(self, database: str, following: bool) -> None:
@@ -783,6 +788,8 @@ class MetricsExporter:
             if (check, database) not in self._checks:
                 return
             self._live_checks.add((check, database))
+            if figures.baseline and database in self._live_unsettled:
+                self._baselines.add((check, database))
             labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)

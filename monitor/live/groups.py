@@ -69,6 +69,7 @@ class Figures:
     groups: int
     excess_rows: int
     new_groups: int
+    baseline: bool = False  # a daemon's first count with no groups saved before: none could be told new
 
 
 _NAN = float("nan")

@@ -513,4 +513,21 @@ def test_new_groups_of_runs_before_a_live_readers_first_count_are_held_then_drop
     assert samples(exporter)[(NEW_TOTAL, "polled")] == 2  # settled: runs count at once again
 
 
+def test_a_streams_first_count_without_saved_groups_leaves_the_held_new_groups_of_runs_counted(
+        exporters: list[MetricsExporter]) -> None:
+    """The first start with live mode's groups saving (an upgrade; live = true newly set): the stream counts none
+    new (its baseline), the run compared with the check's incremental state did: its count stands."""
+    from monitor.live import Figures
+
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "followed", "database": "d", "table": "t", "key": ["k"], "incremental": "id"}]})
+    exporter = new_exporter(exporters, config)
+    exporter.live_starting({"d": ["followed"]})
+    exporter.observe(CheckResult("followed", "d", "duplicates", 3, 3, 9.0, mode="incremental", rows_scanned=4,
+                                 new_groups=1))
+    exporter.live_figures("followed", "d", Figures(3, 3, 0, baseline=True))
+    exporter.live_following("d", True)
+    assert samples(exporter)[(NEW_TOTAL, "followed")] == 1
+
+
 NEW_TOTAL = "dupewatch_new_duplicate_groups_total"
