@@ -38,7 +38,7 @@ from monitor.fleet import Discovery, Shard, expand, static_label_names
 from monitor.fleet.discover import SourceState, Targets, used_sources
 from monitor.fleet.shard import ALL
 from monitor.history import History, default_state_path
-from monitor.live import Figures, LiveReader, start_live, stop_live
+from monitor.live import Figures, LiveReader, start_live, stop_live, streamed_checks
 from monitor.metrics import MetricsExporter
 from monitor.schedule import Poller
 
@@ -217,8 +217,14 @@ class Daemon:
         self.poller = Poller(self.monitor, self.on_result, history=self.history,
                              on_server_limit=self._server_limit)
         self._export_servers()
+        # Until a live database's reader first counted its checks, their runs' new groups are held (see
+        # `MetricsExporter.live_starting`): the stream's first count compares with the groups saved before.
+        streamed = streamed_checks(self.config, self.monitor)
+        self.exporter.live_starting({name: [c.name for c in checks] for name, checks in streamed.items()})
         self.poller.start()
         self._start_live()
+        for name in streamed.keys() - {reader.database for reader in self.live}:
+            self.exporter.live_settled(name)  # no reader after all
         if self.discovery is not None:
             self.discovery.start()
         log.info("dupewatch daemon started", extra=fields(
@@ -299,6 +305,10 @@ class Daemon:
             log.info("check finished", extra=fields(
                 **base, status=result.status, groups=result.groups, excess_rows=result.excess_rows, **more))
         self._log_notes(result)
+        if result.first_run and result.rows_scanned is not None and result.status != "error":
+            log.info("first run of the check: no state saved by an earlier run, so the groups it found are the "
+                     "baseline, none counted as new", extra=fields(check=result.name, database=result.database,
+                                                                  groups=result.groups))
         if result.index_advice and result.name not in self._advised:
             self._advised.add(result.name)
             log.warning("check needs an index to run incrementally at the cost of its new rows", extra=fields(
@@ -442,7 +452,7 @@ class Daemon:
         for name, database in self.config.databases.items():
             if database.live:
                 self.exporter.live_database(name)
-        self.live = start_live(self.monitor, _LiveSink(self), previous)
+        self.live = start_live(self.monitor, _LiveSink(self), previous, remember=True)
 
 
 class _LiveSink:

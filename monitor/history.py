@@ -15,7 +15,9 @@ not read again (the next run is a full pass).
 Incremental state is keyed by the subject and the check's watermark column (`monitor.incremental.state_key`), so
 two checks of one table with other `incremental` columns never share a watermark; `table_changes` notes what a fix
 or an undo changed, for the incremental checks of that table to learn at their next run. `live_positions` keeps,
-per database (by its place), where live mode's change stream was read and counted up to (monitor/live/reader.py).
+per database (by its place), where live mode's change stream was read and counted up to (monitor/live/reader.py);
+`live_group_sets`/`live_groups` the duplicate groups a daemon's live mode knew last (their identities as the database
+computes them), by subject, so that a restarted daemon counts the groups formed while it was down as new.
 """
 
 from __future__ import annotations
@@ -88,6 +90,16 @@ CREATE TABLE IF NOT EXISTS live_positions (
     position TEXT NOT NULL,
     saved_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS live_group_sets (
+    subject TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    saved_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS live_groups (
+    subject TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    PRIMARY KEY (subject, identity)
+) WITHOUT ROWID;
 """
 # Runs recorded before subjects existed have none: no query by subject reads them (see the module docstring).
 _SUBJECT_COLUMN = """
@@ -311,6 +323,48 @@ class History:
             row = self._conn.execute("SELECT position, saved_at FROM live_positions WHERE place = ?",
                                      (json.dumps(place),)).fetchone()
         return None if row is None else (str(row[0]), float(row[1]))
+
+    def save_live_groups(self, subject: str, fingerprint: str, present: Iterable[str], gone: Iterable[str], *,
+                         replace: bool) -> None:
+        """The duplicate groups live mode knows of a check (`subject`), by identity (`encode_key` of what the
+        database computes: `TableCheck.group_identities`): `present` added and `gone` removed since the last save,
+        or (`replace`) `present` is all of them. `fingerprint`: what decides the identities (collation versions)."""
+        with self._lock:
+            if self._closed:
+                return
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = conn.execute("SELECT fingerprint FROM live_group_sets WHERE subject = ?",
+                                      (subject,)).fetchone()
+                if replace or stored is None or stored[0] != fingerprint:
+                    conn.execute("DELETE FROM live_groups WHERE subject = ?", (subject,))
+                else:
+                    conn.executemany("DELETE FROM live_groups WHERE subject = ? AND identity = ?",
+                                     ((subject, identity) for identity in gone))
+                conn.executemany("INSERT OR IGNORE INTO live_groups (subject, identity) VALUES (?, ?)",
+                                 ((subject, identity) for identity in present))
+                conn.execute("INSERT OR REPLACE INTO live_group_sets (subject, fingerprint, saved_at) VALUES (?, ?, ?)",
+                             (subject, fingerprint, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def live_groups(self, subject: str) -> tuple[str, set[str]] | None:
+        """The fingerprint and the identities of the groups live mode last saved for `subject`, or None."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._conn.execute("BEGIN")  # one snapshot for the set and its groups
+            try:
+                row = self._conn.execute("SELECT fingerprint FROM live_group_sets WHERE subject = ?",
+                                         (subject,)).fetchone()
+                identities = {str(r[0]) for r in self._conn.execute(
+                    "SELECT identity FROM live_groups WHERE subject = ?", (subject,))} if row else set()
+            finally:
+                self._conn.execute("COMMIT")
+        return None if row is None else (str(row[0]), identities)
 
     def prune(self) -> int:
         """Delete the runs older than the retention, `PRUNE_STEP` at a time through the `runs_by_time` index

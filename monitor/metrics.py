@@ -532,6 +532,13 @@ class MetricsExporter:
         # counts their new groups, and while their database's stream is followed its figures win over a run's.
         self._live_checks: set[tuple[str, str]] = set()
         self._live_following: set[str] = set()  # databases whose stream is followed now
+        # At a daemon's start, before a live database's reader first counted its checks, which of them the stream
+        # will count is not known yet: the new groups their runs find are held (`_held`) until it is
+        # (`live_settled`): dropped for a check the stream counts (its first count compares with the groups saved
+        # before the restart: they would be counted twice), counted for one left to its poll.
+        self._live_unsettled: dict[str, set[tuple[str, str]]] = {}  # database -> its table checks
+        self._held: dict[tuple[str, str], int] = {}
+        self._baselines: set[tuple[str, str]] = set()  # checks whose stream's first count had no saved groups
         self.reload(config)
         _live_exporters.add(self)
 
@@ -660,6 +667,10 @@ class MetricsExporter:
                 streamed = key in self._live_checks
                 if streamed:  # its new groups are counted from the stream
                     result = replace(result, new_groups=0)
+                elif result.new_groups and not result.first_run \
+                        and key in self._live_unsettled.get(result.database, ()):
+                    self._held[key] = self._held.get(key, 0) + result.new_groups
+                    result = replace(result, new_groups=0)
                 violations = key in self._violations
                 appeared = 0
                 if result.status != "error":
@@ -736,10 +747,35 @@ class MetricsExporter:
             self.live.add(database)
         self._changed()
 
+    def live_starting(self, checks: Mapping[str, Iterable[str]]) -> None:
+        """The daemon starts readers of these databases' streams (their table checks, by name): until each has
+        counted its checks (`live_settled`), the new groups their runs find are held."""
+        with self._lock:
+            for database, names in checks.items():
+                self._live_unsettled[database] = {(name, database) for name in names}
+
+    def live_settled(self, database: str) -> None:
+        """The reader of `database` counted its checks (or will not: refused, no stream): the new groups held for
+        a check it does not count are counted; those of a check it counts are dropped (it counted them)."""
+        with self._lock:
+            self._settle(database)
+        self._changed()
+
+    def _settle(self, database: str) -> None:
+        """(a stream with no groups saved for a check, such as the first start after an upgrade, counted none
+        new: the run's, compared with the check's incremental state, are counted)"""
+        for key in self._live_unsettled.pop(database, set()):
+            held = self._held.pop(key, 0)
+            baseline = key in self._baselines
+            self._baselines.discard(key)
+            if held and (key not in self._live_checks or baseline) and key in self._checks:
+                self.metrics.new_groups.labels(*self._series[key]).inc(held)
+
     def live_following(self, database: str, following: bool) -> None:
         """The stream of `database` is followed (every check counted in full from it), or no longer is (a gap,
-        a stop): then the runs' figures are taken again until it is followed anew."""
+        a stop, a refusal): then the runs' figures are taken again until it is followed anew."""
         with self._lock:
+            self._settle(database)
             if following:
                 self._live_following.add(database)
             else:
@@ -752,6 +788,8 @@ class MetricsExporter:
             if (check, database) not in self._checks:
                 return
             self._live_checks.add((check, database))
+            if figures.baseline and database in self._live_unsettled:
+                self._baselines.add((check, database))
             labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from monitor.config import Config
+from monitor.config import CheckConfig, Config
 from monitor.engine import Monitor
 from monitor.live.changes import LiveRefused, StreamLost
 from monitor.live.groups import Figures
 from monitor.live.reader import LiveReader, LiveSink
 
 __all__ = ["Figures", "LiveReader", "LiveRefused", "LiveSink", "StreamLost", "polling_notices", "start_live",
-           "stop_live"]
+           "stop_live", "streamed_checks"]
 
 log = logging.getLogger("dupewatch.live")
 
@@ -41,10 +41,24 @@ def polling_notices(config: Config, monitor: Monitor, databases: Collection[str]
     return notices
 
 
-def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None
-               ) -> list[LiveReader]:
+def streamed_checks(config: Config, monitor: Monitor) -> dict[str, list[CheckConfig]]:
+    """The table checks of each database whose change stream `start_live` would follow (`live = true`, a
+    dialect with a stream, table checks), by database."""
+    found: dict[str, list[CheckConfig]] = {}
+    for name, database in config.databases.items():
+        if database.live and not monitor.database(name).rules.change_stream_absent:
+            checks = [c for c in config.checks if c.database == name and not c.is_custom]
+            if checks:
+                found[name] = checks
+    return found
+
+
+def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None, *,
+               remember: bool = False) -> list[LiveReader]:
     """Start a reader for each database with `live = true` and a change stream; log the others once. A reader of
-    a database in `previous` (the readers of the config before a reload) takes over from that one."""
+    a database in `previous` (the readers of the config before a reload) takes over from that one. `remember`
+    (the daemon): the readers save their checks' groups, and at the start (no `previous`) count those formed
+    while no reader ran as new."""
     config = monitor.config
     for notice in polling_notices(config, monitor):
         log.warning(notice)
@@ -55,7 +69,8 @@ def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveRead
         checks = [c for c in config.checks if c.database == name and not c.is_custom]
         if stream is None or not checks:
             continue
-        reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name))
+        reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name),
+                            remember=remember, compare=previous is None)
         reader.start()
         readers.append(reader)
     return readers

@@ -30,6 +30,7 @@ limit and hands on an `overflowed` change for a table it stopped queueing, which
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.detect import TableCheck
+from monitor.incremental.values import encode_key
 from monitor.live.changes import Change, OneOf, Row
 
 Key = tuple[Any, ...]
@@ -67,6 +69,7 @@ class Figures:
     groups: int
     excess_rows: int
     new_groups: int
+    baseline: bool = False  # a daemon's first count with no groups saved before: none could be told new
 
 
 _NAN = float("nan")
@@ -128,15 +131,32 @@ class LiveGroups:
         self.pending: dict[Key, None] = {}  # known groups queued for a re-count, oldest first
         self.recounted = 0  # groups re-counted from changes since the start (the cost live mode pays)
         self._where = bool(resolved.check.where)
+        # What changed in `known` since the groups were last saved (`saved_changes`): identities that joined or
+        # left it, or (`_replaced`) every group, after a full count.
+        self._dirty: set[Key] = set()
+        self._replaced = True
+        self._saved_once = False  # the store holds what `known` was at the last save (none yet: all of them)
 
     @property
     def figures(self) -> tuple[int, int]:
         return len(self.known), self._excess
 
+    @property
+    def fingerprint(self) -> str:
+        """What decides the identities saved (`saved_changes`) beyond the check's subject (its database and
+        definition): how each key column compares (its type and collation as reflected; a nondeterministic
+        collation and its version, citext, as the catalog says). Saved identities of another fingerprint are not
+        compared with: a collation changed since would make every group look new."""
+        columns = [(c.name, type(c.type).__name__, getattr(c.type, "collation", None))
+                   for c in self.resolved.key_columns]
+        compared = sorted((name, c.kind, c.version) for name, c in self.resolved.compared.items())
+        return hashlib.sha256(json.dumps(["live groups", 1, columns, compared], default=str).encode()).hexdigest()
+
     # -- full count -------------------------------------------------------------------------------
 
-    def resync(self, conn: Connection) -> int:
-        """Count every group in the table again; returns how many duplicate groups were not known before."""
+    def resync(self, conn: Connection, saved: set[str] | None = None) -> int:
+        """Count every group in the table again; returns how many duplicate groups were not known before, or
+        (`saved`: the identities a daemon saved before it stopped, `saved_changes`) not among `saved`."""
         r = self.resolved
         width = len(r.key_exprs)
         size = sa.func.count()
@@ -145,11 +165,37 @@ class LiveGroups:
                      .select_from(r.table).where(*r.filters).group_by(*r.key_exprs).having(size > 1))
         found = {_identity(row[width:2 * width]): (_values(row[:width]), int(row[-1]))
                  for row in conn.execute(statement)}
-        new = len(found.keys() - self.known.keys())
+        if saved is not None:  # identities as the database computed them then and now: no spelling compared
+            new = sum(encode_key(identity) not in saved for identity in found)
+        else:
+            new = len(found.keys() - self.known.keys())
+        if self._saved_once and not self._replaced:  # the store holds `known`: what changed is enough
+            self._dirty.update(self.known.keys() ^ found.keys())
+        else:
+            self._replaced = True
         self.known = found
         self._excess = sum(n - 1 for _key, n in found.values())
         self.pending.clear()
         return new
+
+    def resave(self) -> None:
+        """A save failed: the next one writes every known group."""
+        self._replaced = True
+
+    def saved_changes(self) -> tuple[list[str], list[str], bool] | None:
+        """What to save of the known groups since the last call (None: nothing changed): identities (`encode_key`)
+        present and gone, and whether the present ones are all of them (the first save, or after a failed one;
+        a later full count, such as a bulk load's overflow, saves only the groups it added or removed: 100,000
+        identities took 1.2 s to encode and write)."""
+        if self._replaced:
+            self._replaced, self._dirty, self._saved_once = False, set(), True
+            return [encode_key(identity) for identity in self.known], [], True
+        if not self._dirty:
+            return None
+        dirty, self._dirty = self._dirty, set()
+        present = [encode_key(identity) for identity in dirty if identity in self.known]
+        gone = [encode_key(identity) for identity in dirty if identity not in self.known]
+        return present, gone, False
 
     # -- changes ----------------------------------------------------------------------------------
 
@@ -239,10 +285,12 @@ class LiveGroups:
         for identity, (key, rows) in counted.items():
             before_rows = self.known.get(identity, (key, 1))[1]
             if rows > 1:
-                new += identity not in self.known
+                if identity not in self.known:
+                    new += 1
+                    self._dirty.add(identity)
                 self.known[identity] = (self.known.get(identity, (key, 0))[0], rows)
-            else:
-                self.known.pop(identity, None)
+            elif self.known.pop(identity, None) is not None:
+                self._dirty.add(identity)
             self._excess += max(rows, 1) - before_rows
         if not new and self.figures == before:
             return None

@@ -22,7 +22,10 @@ counted, so a crash re-reads, never skips: at least once). A reader started late
 position saved for its database: MariaDB/MySQL reads what committed while the daemon was down; where the server
 cannot resume from it (a PostgreSQL temporary slot dies with its session; a purged binary log) that is a gap,
 reported like any other (metric, log line, a poll of the database's checks) after every check was counted in
-full, which counts the rows that arrived meanwhile.
+full, which counts the rows that arrived meanwhile. A daemon's reader (`remember`) also saves each check's known
+groups (their identities, by the check's subject, with the position's cadence); its first count compares with
+them, so a group formed while no daemon ran is new and one saved before is not; with none saved (the first start)
+the groups are the baseline, logged once per check.
 
 **Across a config reload.** The reader of the new config takes over from the previous one (`predecessor`):
 it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
@@ -34,6 +37,7 @@ not read to its end (then it is one, reported like any other).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +84,8 @@ class LiveReader:
 
     def __init__(self, monitor: Monitor, database: str, checks: list[CheckConfig], stream: ChangeStream,
                  sink: LiveSink, *, poll_seconds: float = POLL_SECONDS, predecessor: LiveReader | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone()) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone(), remember: bool = False,
+                 compare: bool = True) -> None:
         self.monitor = monitor
         self.database = database
         self.checks = checks
@@ -109,6 +114,14 @@ class LiveReader:
         # The detection engine keeps no compiled statements (each check runs its own once per interval); the
         # re-counts repeat a few shapes many times a second, so the reader keeps theirs.
         self._compiled: sa.util.LRUCache[Any, Any] = sa.util.LRUCache(COMPILED_STATEMENTS)
+        # `remember` (the daemon's readers): each check's groups are saved in the state store, and (`compare`: at
+        # the daemon's start, not a reload, whose runs counted what formed meanwhile) the first count counts the
+        # groups not saved before as new.
+        self.remember = remember and compare and predecessor is None
+        self._saves = remember
+        self._counted_once: set[str] = set()  # checks counted in full at least once by this reader
+        self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
+        self._groups_saved_at = 0.0  # monotonic
 
     def start(self) -> None:
         self._thread.start()
@@ -141,6 +154,7 @@ class LiveReader:
             except LiveRefused as exc:
                 self.refused = str(exc)
                 log.error(str(exc), extra={"fields": {"database": self.database}})
+                self.sink.live_following(self.database, False)  # for good: its checks are left to their poll
                 return
             except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()
@@ -174,6 +188,7 @@ class LiveReader:
             resume, reconnecting = None, False  # from now on the stream keeps its own position
             self._counted = self.stream.position
             self._save_position(force=True)
+            self._save_groups(force=True)
             log.info("live stream open again, every check counted in full" if gap_pending else
                      "following the change stream", extra={"fields": {"database": self.database}})
             self.following.set()
@@ -221,6 +236,7 @@ class LiveReader:
                 return f"database {self.database}: live reader failed: {type(exc).__name__}"
             self._counted = self.stream.position
             self._save_position()
+            self._save_groups()
             if not done:
                 self.stream.wait(self.poll_seconds)
             elif (left := started + BATCH_SECONDS - time.monotonic()) > 0:
@@ -228,6 +244,7 @@ class LiveReader:
         if self._drain:
             self._read_to_end()
         self._save_position(force=True)
+        self._save_groups(force=True)
         return None
 
     def _count_unnamed(self, done: list[Transaction]) -> None:
@@ -276,6 +293,50 @@ class LiveReader:
         state.save_live_position(self.monitor.place(self.database), position)
         self._saved = (position, now)
 
+    # -- the known groups, across restarts ----------------------------------------------------------
+
+    def _subject(self, check: CheckConfig) -> str:
+        subject = self._subjects.get(check.name)
+        if subject is None:
+            subject = self._subjects[check.name] = self.monitor.subject(check)
+        return subject
+
+    def _saved_groups(self, check: CheckConfig, groups: LiveGroups) -> set[str] | None:
+        """The identities of the groups a reader saved for this check (its subject: the database as the server
+        identifies itself, and what the check measures) before this one started, or None: none saved (the first
+        run), or saved under another comparison (`LiveGroups.fingerprint`)."""
+        state = self.monitor.state
+        if state is None:
+            return None
+        try:
+            saved = state.live_groups(self._subject(check))
+        except sqlite3.Error as exc:
+            log.warning("the duplicate groups saved before cannot be read: the groups counted now are the baseline",
+                        extra={"fields": {"check": check.name, "database": self.database, "error": str(exc)}})
+            return None
+        return saved[1] if saved is not None and saved[0] == groups.fingerprint else None
+
+    def _save_groups(self, *, force: bool = False) -> None:
+        """Save what changed in each check's known groups (the daemon's readers), at most every `SAVE_SECONDS`
+        unless `force`."""
+        state = self.monitor.state
+        now = time.monotonic()
+        if not self._saves or state is None or (not force and now - self._groups_saved_at < SAVE_SECONDS):
+            return
+        self._groups_saved_at = now
+        for name, groups in self.groups.items():
+            changes = groups.saved_changes()
+            if changes is None:
+                continue
+            present, gone, replace = changes
+            try:
+                state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
+                                       replace=replace)
+            except (sqlite3.Error, sa.exc.SQLAlchemyError, *CheckError) as exc:
+                groups.resave()  # all of them next time
+                log.warning("the duplicate groups of live mode could not be saved", extra={"fields": {
+                    "check": name, "database": self.database, "error": str(exc)}})
+
     def _describe(self, exc: BaseException) -> str:
         """One line, without the statement's values (`Database.describe`)."""
         if isinstance(exc, sa.exc.SQLAlchemyError):
@@ -316,9 +377,18 @@ class LiveReader:
                 for parent, effect in ancestors(self.stream, conn, table, frozenset(groups.key_names),
                                                 bool(check.where)).items():
                     self._cascades.setdefault(parent, {})[check.name] = effect
-                new = groups.resync(conn)
+                first = check.name not in self._counted_once
+                saved = self._saved_groups(check, groups) if first and self.remember else None
+                new = groups.resync(conn, saved)
+                self._counted_once.add(check.name)
+                if first and self.remember and saved is None:
+                    log.info("no duplicate groups saved by an earlier run of live mode for this check: the groups "
+                             "counted now are the baseline, none counted as new", extra={"fields": {
+                                 "check": check.name, "database": self.database, "groups": len(groups.known)}})
+                counted_new = (new if saved is not None else 0) if first else (new if count_new else 0)
                 groups_now, excess = groups.figures
-                self.sink.live_figures(check.name, self.database, Figures(groups_now, excess, new if count_new else 0))
+                self.sink.live_figures(check.name, self.database, Figures(
+                    groups_now, excess, counted_new, baseline=first and self.remember and saved is None))
         columns: dict[tuple[str, str], frozenset[str]] = {}
         for table, names in self._tables.items():
             columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)

@@ -143,12 +143,14 @@ def live_value(scrape: Scrape, name: str, database: str = "live") -> float | Non
 
 
 def live_daemon(start_daemon: Callable[..., DaemonProcess], tmp_path: Path, url: str, table: str,
-                **database: Any) -> DaemonProcess:
-    """A daemon whose one check polls hourly: after its first run, only the stream can change its figures."""
+                check: dict[str, Any] | None = None, **database: Any) -> DaemonProcess:
+    """A daemon whose one check polls hourly: after its first run, only the stream can change its figures.
+    `check`: more of the check's options."""
     port = free_port()
     config = write_config(
         tmp_path / "dupewatch.toml", {"live": {"url": url, "live": True, **database}},
-        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600}],
+        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600,
+          **(check or {})}],
         metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
     daemon = start_daemon(config, port)
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") is not None, "the first run of the check")
@@ -513,12 +515,65 @@ def test_a_daemon_restart_is_a_gap_on_postgresql_and_the_rows_committed_meanwhil
     scrape = again.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
                             "the restart counted as a gap and the group made meanwhile counted", timeout=20)
     assert scrape.value(EXCESS, "signups") == 1
+    assert scrape.value(NEW, "signups") == 1  # formed while no daemon ran: new (the alert fires)
     gap = next(line for line in again.log().splitlines() if "live stream gap" in line)
     assert "temporary slot ended with its session (read up to " in gap
     execute(admin, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")
-    again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
-                   timeout=LIVE_SECONDS)
+    scrape = again.wait_for(lambda s: s.value(GROUPS, "signups") == 2, "the stream followed after the gap",
+                            timeout=LIVE_SECONDS)
+    assert scrape.value(NEW, "signups") == 2
     assert again.stop() == 0
+    assert LIVE_BASELINE not in again.log()
+
+
+LIVE_BASELINE = "no duplicate groups saved by an earlier run of live mode"
+
+
+def test_an_incremental_live_check_counts_a_group_formed_while_down_once(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """The check's first run after the restart (an incremental pass, from its saved state) and the stream's first
+    count both find the group formed meanwhile: it is counted once."""
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table, check={"incremental": "id", "interval": 0.5})
+    daemon.wait_for(lambda s: (s.value("dupewatch_check_duration_seconds_count", "signups") or 0) >= 2, "two runs")
+    assert daemon.stop() == 0
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('down@example.com'), ('down@example.com')")
+    again = restarted(start_daemon, daemon)
+    scrape = again.wait_for(lambda s: s.value(GROUPS, "signups") == 1
+                            and (s.value("dupewatch_check_duration_seconds_count", "signups") or 0) >= 3,
+                            "the group and three runs after the restart")
+    assert scrape.value(NEW, "signups") == 1
+    assert again.stop() == 0
+
+
+def restart_with_known_groups_changed(daemon: DaemonProcess, engine: sa.Engine, table: str,
+                                      start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """Groups known before a restart that grow, and shrink to two rows of other spellings, while no daemon runs;
+    the daemon started again and its stream followed (its first count done)."""
+    assert daemon.stop() == 0
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('grows@example.com')")
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('ANN@example.com'), ('Ann@Example.com')")
+    execute(engine, f"DELETE FROM {table} WHERE email LIKE BINARY 'ann@%'")
+    again = restarted(start_daemon, daemon)
+    again.wait_for(lambda s: s.value(GROUPS, "signups") is not None, "the figures after the restart")
+    return again
+
+
+def test_a_daemon_restart_with_only_known_groups_changed_counts_nothing_new(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    """PostgreSQL's default collation is deterministic: respelled rows are another group there, so only the
+    group that grew is known (the respelled case is the MariaDB test's)."""
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('grows@example.com'), ('grows@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
+    assert daemon.scrape().value(NEW, "signups") == 0  # the first start: the baseline, said once
+    assert daemon.log().count(LIVE_BASELINE) == 1
+    assert daemon.stop() == 0
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('grows@example.com')")
+    again = restarted(start_daemon, daemon)
+    scrape = again.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(EXCESS, "signups") == 2,
+                            "the group that grew counted after the restart", timeout=20)
+    assert (scrape.value(GROUPS, "signups"), scrape.value(NEW, "signups")) == (1, 0)
+    assert again.stop() == 0
+    assert LIVE_BASELINE not in again.log()
 
 
 def test_the_first_start_of_a_daemon_is_no_gap(
@@ -1174,10 +1229,30 @@ def test_mariadb_a_restarted_daemon_resumes_from_the_saved_gtid_and_reads_what_c
     scrape = again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 3 and s.value(GROUPS, "signups") == 1,
                             "the inserts made while the daemon was down read from the binary log")
     assert scrape.value(EXCESS, "signups") == 2
+    # Formed while no daemon ran: new, once (by the first count, not again when its inserts are read).
+    assert scrape.value(NEW, "signups") == 1
     assert live_value(scrape, GAPS) == 0
     assert "resuming the change stream from the position saved before" in again.log()
     assert "live stream gap" not in again.log()
     assert again.stop() == 0
+
+
+def test_mariadb_a_daemon_restart_with_only_known_groups_changed_counts_nothing_new(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """A group that grew, and one whose rows are all spelled otherwise now (a `_ci` column: one group, as the
+    database compares them), while no daemon ran: known, not new."""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('grows@example.com'), ('grows@example.com'), "
+                    "('ann@example.com'), ('ann@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    assert (daemon.scrape().value(GROUPS, "signups"), daemon.scrape().value(NEW, "signups")) == (2, 0)
+    assert daemon.log().count(LIVE_BASELINE) == 1
+    again = restart_with_known_groups_changed(daemon, engine, table, start_daemon)
+    scrape = again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 5, "what committed meanwhile read")
+    assert (scrape.value(GROUPS, "signups"), scrape.value(EXCESS, "signups")) == (2, 3)
+    assert scrape.value(NEW, "signups") == 0
+    assert again.stop() == 0
+    assert LIVE_BASELINE not in again.log()
 
 
 def purge_binary_logs(engine: sa.Engine) -> None:
@@ -1208,6 +1283,7 @@ def test_mariadb_a_binary_log_purged_while_the_daemon_was_down_is_a_gap_and_its_
     scrape = again.wait_for(lambda s: live_value(s, GAPS) == 1 and s.value(GROUPS, "signups") == 1,
                             "the purge counted as a gap and the group made meanwhile counted", timeout=20)
     assert scrape.value(EXCESS, "signups") == 1
+    assert scrape.value(NEW, "signups") == 1
     gap = next(line for line in again.log().splitlines() if "live stream gap" in line)
     assert "the binary log no longer holds GTID position" in gap
     execute(engine, f"INSERT INTO {table} (email) VALUES ('after@example.com'), ('after@example.com')")

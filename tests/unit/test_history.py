@@ -240,3 +240,22 @@ def test_a_window_digest_is_stored_and_kept_by_a_merge_only_where_both_took_it(s
     store.save_incremental(replace(loaded, window_digest='["0","1","3:5"]'), loaded)
     same = store.save_incremental(replace(loaded, window_digest='["0","1","3:5"]'), loaded)
     assert same.window_digest == '["0","1","3:5"]'
+
+
+def test_live_groups_are_saved_by_subject_replaced_or_changed_and_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    first = History(path)
+    first.save_live_groups("subject-a", "fp1", ['["a"]', '["b"]'], [], replace=True)
+    first.save_live_groups("subject-a", "fp1", ['["c"]'], ['["a"]'], replace=False)  # c joined, a left
+    first.save_live_groups("subject-b", "fp1", ['["z"]'], [], replace=True)
+    first.close()
+    again = History(path)
+    try:
+        assert again.live_groups("subject-a") == ("fp1", {'["b"]', '["c"]'})
+        assert again.live_groups("subject-b") == ("fp1", {'["z"]'})  # another database's: kept apart
+        assert again.live_groups("subject-c") is None  # none saved: the first run
+        # Changes saved under another fingerprint (a collation changed) start the set again.
+        again.save_live_groups("subject-a", "fp2", ['["d"]'], [], replace=False)
+        assert again.live_groups("subject-a") == ("fp2", {'["d"]'})
+    finally:
+        again.close()

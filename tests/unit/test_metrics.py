@@ -485,3 +485,49 @@ def test_series_that_come_or_go_are_rendered_without_waiting_out_the_renders_sha
             time.sleep(0.05)  # polling interval of a condition wait
     finally:
         app.stop()
+
+
+def test_new_groups_of_runs_before_a_live_readers_first_count_are_held_then_dropped_or_counted(
+        exporters: list[MetricsExporter]) -> None:
+    """At a daemon's start the run of a live database's check may find a group formed while it was down before the
+    stream's first count does: counted once, by the stream for a check it follows, by the run for one it leaves
+    to its poll."""
+    from monitor.live import Figures
+
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "followed", "database": "d", "table": "t", "key": ["k"], "incremental": "id"},
+        {"name": "polled", "database": "d", "table": "t", "key": ["j"], "incremental": "id"}]})
+    exporter = new_exporter(exporters, config)
+    exporter.live_starting({"d": ["followed", "polled"]})
+    for name in ("followed", "polled"):
+        exporter.observe(CheckResult(name, "d", "duplicates", 3, 3, 9.0, mode="incremental", rows_scanned=4,
+                                     new_groups=1))
+    values = samples(exporter)
+    assert (values[(NEW_TOTAL, "followed")], values[(NEW_TOTAL, "polled")]) == (0, 0)  # held
+    exporter.live_figures("followed", "d", Figures(3, 3, 1))  # the stream's first count: the same group
+    exporter.live_following("d", True)  # every check counted: "polled" is left to its poll
+    values = samples(exporter)
+    assert (values[(NEW_TOTAL, "followed")], values[(NEW_TOTAL, "polled")]) == (1, 1)
+    exporter.observe(CheckResult("polled", "d", "duplicates", 4, 4, 9.0, mode="incremental", rows_scanned=1,
+                                 new_groups=1))
+    assert samples(exporter)[(NEW_TOTAL, "polled")] == 2  # settled: runs count at once again
+
+
+def test_a_streams_first_count_without_saved_groups_leaves_the_held_new_groups_of_runs_counted(
+        exporters: list[MetricsExporter]) -> None:
+    """The first start with live mode's groups saving (an upgrade; live = true newly set): the stream counts none
+    new (its baseline), the run compared with the check's incremental state did: its count stands."""
+    from monitor.live import Figures
+
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "followed", "database": "d", "table": "t", "key": ["k"], "incremental": "id"}]})
+    exporter = new_exporter(exporters, config)
+    exporter.live_starting({"d": ["followed"]})
+    exporter.observe(CheckResult("followed", "d", "duplicates", 3, 3, 9.0, mode="incremental", rows_scanned=4,
+                                 new_groups=1))
+    exporter.live_figures("followed", "d", Figures(3, 3, 0, baseline=True))
+    exporter.live_following("d", True)
+    assert samples(exporter)[(NEW_TOTAL, "followed")] == 1
+
+
+NEW_TOTAL = "dupewatch_new_duplicate_groups_total"
