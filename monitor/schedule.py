@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,6 +43,7 @@ MAX_BACKOFF_SECONDS = 300.0
 WORKERS_PER_DATABASE = 2
 FIRST_RUN_SPREAD_SECONDS = 60.0  # fleet targets' first runs: at random within their interval, at most this
 BUSY_TARGET_RETRY_SECONDS = (0.5, 1.5)  # a check whose target is busy runs again within this
+ASKED_RETRY_SECONDS = 0.05  # a run asked for while the job's run is under way: due again this soon
 SERVER_WAIT_SECONDS = 60.0  # a round waits at most this (or its interval) for its server to take one more check
 
 ResultCallback = Callable[[CheckResult], None]
@@ -67,6 +69,9 @@ class Poller:
         self._stagger = stagger
         self._failures: dict[str, int] = {}
         self._running: set[str] = set()
+        # Jobs `run_now` asked for that have not started since: a run already under way when it asked began
+        # before what it was asked for (a live stream's gap), so the ask stands until a run starts after it.
+        self._asked: set[str] = set()
         self._lock = threading.Lock()
         self.budget = Budget(monitor.config.fleet, on_server_limit)
         self.refusals = Refusals()
@@ -79,6 +84,7 @@ class Poller:
             executors=dict(self._pools),
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        self._scheduler.add_listener(self._asked_while_running, EVENT_JOB_MAX_INSTANCES)
         self.paused = False
 
     @staticmethod
@@ -171,16 +177,29 @@ class Poller:
     # -- control --------------------------------------------------------------------------------
 
     def run_now(self, name: str | None = None) -> None:
-        """Run one check (or all) as soon as possible; a check already running is not run twice."""
+        """Run one check (or all) as soon as possible, in a run that starts after this call; a check already
+        running is not run twice at once: its next run follows the one under way."""
         now = datetime.now().astimezone()
         names = [name] if name else [c.name for c in self.monitor.config.checks]
         for check in names:
+            job = self._job_of.get(check, check)
             with self._lock:
                 self._not_before.pop(check, None)
+                self._asked.add(job)
             try:
-                self._scheduler.modify_job(self._job_of.get(check, check), next_run_time=now)
+                self._scheduler.modify_job(job, next_run_time=now)
             except JobLookupError:
                 log.warning("no scheduled check named %s", check)
+
+    def _asked_while_running(self, event: JobSubmissionEvent) -> None:
+        """A run `run_now` asked for came due while the job's run was under way (the scheduler skips it): due
+        again shortly, until the run under way has ended."""
+        with self._lock:
+            asked = event.job_id in self._asked
+        if asked:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.modify_job(event.job_id, next_run_time=datetime.now().astimezone() + timedelta(
+                    seconds=ASKED_RETRY_SECONDS))
 
     def run_once(self, name: str) -> None:
         """Run one check on the caller's thread, outside the schedule (e.g. on request while paused)."""
@@ -214,6 +233,8 @@ class Poller:
     # -- the job --------------------------------------------------------------------------------
 
     def _run(self, name: str) -> None:
+        with self._lock:
+            self._asked.discard(name)  # this run starts after every ask so far
         monitor = self.monitor
         try:
             check = monitor.config.check(name)
@@ -227,6 +248,8 @@ class Poller:
 
     def _run_round(self, job: str) -> None:
         """The due checks of one fleet target's round (those not backing off after failing), on one connection."""
+        with self._lock:
+            self._asked.discard(job)
         monitor = self.monitor
         names = self._rounds.get(job, [])
         now = time.monotonic()

@@ -201,3 +201,33 @@ def test_reload_drops_removed_checks_and_schedules_new_ones(poll, tmp_path: Path
     assert poller.next_run("old") is None
     assert results.of("new")[0][0].groups == 1
     poller.monitor.close()
+
+
+def test_run_now_while_a_run_is_under_way_runs_once_more_after_it(poll, tmp_path: Path) -> None:
+    """A run asked for (a live stream's gap) while the check's run is under way: that run began before the ask and
+    may have read before what the ask is about, so one more run follows it, at once, and never beside it."""
+    path = tmp_path / "db.sqlite"
+    make_table(path)
+    release = threading.Event()
+    started = threading.Condition()
+    state = {"starts": 0, "active": 0, "max_active": 0}
+
+    def on_start(_name: str) -> None:
+        with started:
+            state["starts"] += 1
+            state["active"] += 1
+            state["max_active"] = max(state["max_active"], state["active"])
+            started.notify_all()
+        if state["starts"] == 1:
+            release.wait(DEADLINE)
+        with started:
+            state["active"] -= 1
+
+    poller, results = poll({"d": path}, [table_check("c", "d", 3600)], on_start=on_start)
+    with started:
+        assert started.wait_for(lambda: state["starts"] == 1, timeout=DEADLINE), "the first run never started"
+    poller.run_now("c")  # the first run is under way: the scheduler skips the ask's due time
+    release.set()
+    results.wait_for(lambda: len(results.of("c")) == 2, "the run asked for, after the one under way")
+    assert state["max_active"] == 1
+    assert poller.next_run("c") is not None
