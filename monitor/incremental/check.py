@@ -406,7 +406,8 @@ class IncrementalCheck:
         window = window_for(conn, self)
         said += window.notes
         watermark = window.bounded(top)
-        start = window.start(watermark, window.since)
+        since = window.since_below(watermark)
+        start = window.start(watermark, since)
         # Before the rows are counted: a row committed between the two makes the next run re-read the window.
         digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
@@ -418,7 +419,7 @@ class IncrementalCheck:
         groups, new = self._known(found, before)
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, now,
                                  _next_generation(before), groups, changes_seen=changes_seen,
-                                 pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
+                                 pending_since=encoded(since), removals_seen=removals, recount_left=0,
                                  snapshot=mark, last_run_at=now, window_digest=digest, storage=storage)
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
@@ -487,13 +488,14 @@ class IncrementalCheck:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper],
                                   now=now)
         changed = self._changed_counts(conn, recount, fresh, state.groups)
-        next_start = window.start(highest, window.since)
+        since = window.since_below(highest)
+        next_start = window.start(highest, since)
         seen = [e for e, row in zip(entries, read, strict=True)
                 if e is not None and (next_start is None or row[at] > next_start)]
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark, now, storage=storage)
+                                 encoded(since), removals, left, mark, now, storage=storage)
         self._counted = (groups, excess)
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
@@ -545,7 +547,7 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark, now, taken, storage)
+                                 encoded(window.since_below(highest)), removals, left, mark, now, taken, storage)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
