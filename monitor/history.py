@@ -114,6 +114,7 @@ _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"
                   ("subject_state", "snapshot", "TEXT"),
                   ("subject_state", "last_run_at", "REAL"),
                   ("subject_state", "window_digest", "TEXT"),
+                  ("subject_state", "storage", "TEXT"),
                   ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
@@ -218,7 +219,9 @@ class IncrementalState:
     known groups the time since calls for, `recount_every`); `window_digest` what the database said of the
     rows of the overlap window the next run re-reads, as the last run read (`Dialect.window_digest`: their count
     and a sum of a hash of each row's identity and key, with the window's bounds; None: none taken), so that the
-    next run skips re-reading the window when the database gives the same digest.
+    next run skips re-reading the window when the database gives the same digest; `storage` what the database
+    said of the table's storage at the last run (`Dialect.storage_identity_column`; None: nothing), so that a run
+    after a TRUNCATE or a rewrite (rows below the watermark no run read) is a full pass.
     """
 
     key: str
@@ -239,6 +242,7 @@ class IncrementalState:
     snapshot: str | None = None
     last_run_at: float | None = None
     window_digest: str | None = None
+    storage: str | None = None
 
 
 def _earlier_mark(a: str | None, b: str | None) -> str | None:
@@ -415,7 +419,7 @@ class History:
             try:
                 row = self._conn.execute(
                     "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
-                    " pending_since, removals_seen, recount_left, snapshot, last_run_at, window_digest"
+                    " pending_since, removals_seen, recount_left, snapshot, last_run_at, window_digest, storage"
                     " FROM subject_state WHERE subject = ?",
                     (key,)).fetchone()
                 groups = self._conn.execute(
@@ -428,7 +432,8 @@ class History:
         return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
                                 {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
                                 pending_since=row[7], removals_seen=row[8], recount_left=row[9],
-                                snapshot=row[10], last_run_at=row[11], window_digest=row[12])
+                                snapshot=row[10], last_run_at=row[11], window_digest=row[12],
+                                storage=row[13])
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -465,19 +470,20 @@ class History:
                     saved = IncrementalState(new.key, new.fingerprint, new.watermark, new.seen, new.last_full_at,
                                              generation, new.groups, new.updated, new.removed, new.changes_seen,
                                              new.recount_position, new.pending_since, new.removals_seen,
-                                             new.recount_left, new.snapshot, new.last_run_at, new.window_digest)
+                                             new.recount_left, new.snapshot, new.last_run_at, new.window_digest,
+                                             new.storage)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
                     " last_full_at, generation, changes_seen, recount_position, pending_since, removals_seen,"
-                    " recount_left, snapshot, last_run_at, window_digest)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recount_left, snapshot, last_run_at, window_digest, storage)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
                      saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since,
                      saved.removals_seen, saved.recount_left, saved.snapshot, saved.last_run_at,
-                     saved.window_digest))
+                     saved.window_digest, saved.storage))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -494,7 +500,7 @@ class History:
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
         theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since, snapshot, last_run_at,"
-                                         " window_digest"
+                                         " window_digest, storage"
                                          " FROM subject_state"
                                          " WHERE subject = ?", (new.key,)).fetchone()
         rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
@@ -513,7 +519,10 @@ class History:
                                 snapshot=_earlier_mark(new.snapshot, theirs_seen[3]),
                                 last_run_at=min([t for t in (new.last_run_at, theirs_seen[4]) if t is not None],
                                                 default=None),
-                                window_digest=new.window_digest if new.window_digest == theirs_seen[5] else None)
+                                window_digest=new.window_digest if new.window_digest == theirs_seen[5] else None,
+                                # two processes that read other storage: the next run is a full pass ("" is none)
+                                storage=new.storage if new.storage == theirs_seen[6] else
+                                None if new.storage is None and theirs_seen[6] is None else "")
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""

@@ -33,6 +33,10 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
   shrunk, and an incremental run need not re-count them. `removed_rows_column(conn, table)`: the same count as an
   expression, read in the statement that reads the table's highest value (a statement less per run), or None.
+- `storage_identity_column(conn, table)`: an expression, read in the statement that reads the table's highest value,
+  naming the storage the table's rows live in (as text), which changes when the table is truncated, rewritten or
+  given other partitions (rows that no run read may then lie below the watermark: the next run is a full pass), or
+  None where the database does not say.
 - `window_digest(exprs)`: an aggregate over rows, as text, that changes whenever a row is added, removed or has
   any of `exprs` (its identity, incremental value and key) changed (count and sum of a 64-bit hash of the stored
   values, NULL apart from any value), or None where the database cannot say it of these expressions honestly.
@@ -139,6 +143,9 @@ class Polling:
         return None
 
     def snapshot_mark(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        return None
+
+    def storage_identity_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         return None
 
     def committed_since(self, previous: str, current: str) -> str | None:

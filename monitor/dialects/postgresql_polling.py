@@ -192,13 +192,20 @@ class PostgreSQLPolling(Polling):
 
     def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""
-        relation = sa.func.to_regclass(sa.literal(_quoted(conn, table), sa.Text))
-        tree = sa.func.pg_partition_tree(relation).table_valued("relid").render_derived(name="dupewatch_tree")
-        relations = sa.union(sa.select(tree.c.relid), sa.select(relation.label("relid"))).subquery("dupewatch_rels")
+        relations = _relations(conn, table)
         removed = sa.func.pg_stat_get_tuples_deleted(relations.c.relid) + \
             sa.func.pg_stat_get_tuples_updated(relations.c.relid)
         counted = sa.select(sa.func.coalesce(sa.func.sum(removed), 0)).scalar_subquery()
         return sa.case((sa.func.current_setting("track_counts") == "on", counted))
+
+    def storage_identity_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
+        """The file nodes of the table and its partitions (`pg_relation_filenode`, by relation): TRUNCATE, VACUUM
+        FULL, CLUSTER and a rewriting ALTER TABLE give a table a new one; attaching or detaching a partition
+        changes the list. NULL for a view (no storage)."""
+        relations = _relations(conn, table)
+        node = sa.cast(sa.func.pg_relation_filenode(relations.c.relid), sa.Text)
+        return sa.select(sa.func.string_agg(node, postgresql.aggregate_order_by(sa.literal(","), relations.c.relid))
+                         ).scalar_subquery()
 
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         counted = conn.execute(_REMOVED_ROWS, {"t": _quoted(conn, table)}).scalar()
@@ -234,3 +241,11 @@ class PostgreSQLPolling(Polling):
                           "pg_read_all_stats)")
         age = conn.execute(_OLDEST_TRANSACTION).scalar()
         return (float(age) if age is not None else 0.0), ""
+
+
+def _relations(conn: Connection, table: sa.Table) -> sa.Subquery:
+    """The table and its partitions (`pg_partition_tree`, with the table itself for a relation it gives no tree
+    of), as a subquery of one column, `relid`."""
+    relation = sa.func.to_regclass(sa.literal(_quoted(conn, table), sa.Text))
+    tree = sa.func.pg_partition_tree(relation).table_valued("relid").render_derived(name="dupewatch_tree")
+    return sa.union(sa.select(tree.c.relid), sa.select(relation.label("relid"))).subquery("dupewatch_rels")

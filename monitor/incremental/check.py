@@ -169,10 +169,12 @@ class IncrementalCheck:
         return keyed
 
     def _top(self, conn: Connection, *, filtered: bool,
-             digests: tuple[Any, Any, Any] | None = None) -> tuple[Any, str | None, int | None, Any, Any]:
+             digests: tuple[Any, Any, Any] | None = None
+             ) -> tuple[Any, str | None, int | None, Any, Any, str | None]:
         """The table's highest incremental value and, where the database gives them, the snapshot mark read with
-        it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see)
-        and its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it).
+        it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see),
+        its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it) and the
+        identity of its storage (`Dialect.storage_identity_column`, last: a TRUNCATE or a rewrite changes it).
 
         With `digests` (low, high, overlap), also the window digests (`_digest_of`) of `(low, high]` (the window
         the last run took one of) and of the `overlap` below the highest value (the window the next run
@@ -187,7 +189,9 @@ class IncrementalCheck:
             mark = self._mark if self._mark is not None else sa.null()
             removals = self.rules.removed_rows_column(conn, table)
             self._removals_read = removals is not None
-            columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null()]
+            storage = self.rules.storage_identity_column(conn, table)
+            columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null(),
+                       storage if storage is not None else sa.null()]
             if digests is not None:
                 kind = self.column.type
                 # The highest value as a scalar subquery: a constant the database reads the next window's range by
@@ -206,8 +210,9 @@ class IncrementalCheck:
         highest, taken, counted = row[:3]
         if self._removals_read:
             removed = None if counted is None else int(counted)
-        now, following = (row[3], row[4]) if digests is not None else (None, None)
-        return highest, None if taken is None else str(taken), removed, now, following
+        now, following = (row[4], row[5]) if digests is not None else (None, None)
+        return highest, None if taken is None else str(taken), removed, now, following, \
+            None if row[3] is None else str(row[3])
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -408,17 +413,18 @@ class IncrementalCheck:
         full pass, which reads whatever was restored). `now`: the UNIX time of the run (the engine's clock)."""
         said = list(notes)
         now = time.time() if now is None else now
-        top, mark, removals, _, _ = self._top(conn, filtered=True)
+        top, mark, removals, _, _, storage = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], now, _next_generation(before), kept,
                                      changes_seen=changes_seen, removals_seen=removals, recount_left=0,
-                                     last_run_at=now)
+                                     last_run_at=now, storage=storage)
             return Outcome(0, 0, "full", 0, 0, state, before is None, said)
         window = window_for(conn, self)
         said += window.notes
         watermark = window.bounded(top)
-        start = window.start(watermark, window.since)
+        since = window.since_below(watermark)
+        start = window.start(watermark, since)
         # Before the rows are counted: a row committed between the two makes the next run re-read the window.
         digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
@@ -430,8 +436,8 @@ class IncrementalCheck:
         groups, new = self._known(found, before)
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, now,
                                  _next_generation(before), groups, changes_seen=changes_seen,
-                                 pending_since=encoded(window.since), removals_seen=removals, recount_left=0,
-                                 snapshot=mark, last_run_at=now, window_digest=digest)
+                                 pending_since=encoded(since), removals_seen=removals, recount_left=0,
+                                 snapshot=mark, last_run_at=now, window_digest=digest, storage=storage)
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -454,13 +460,17 @@ class IncrementalCheck:
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
         if self.digest is not None and self.kind == "id" and self.key_indexed:
             digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
-        top, mark, removals, digest_now, digest_next = self._top(conn, filtered=False, digests=digests)
+        top, mark, removals, digest_now, digest_next, storage = self._top(conn, filtered=False, digests=digests)
         window = window_for(conn, self)
         start = window.start(watermark, decoded(state.pending_since))
         went_back = self._bound_went_back(watermark, start, window)
-        if top is None or self._restarted_below(top, start) or went_back:
+        # A table truncated (or rewritten, or given other partitions) and loaded again holds rows below the
+        # watermark that no run read: its storage is no longer the one the last run read.
+        moved = state.storage is not None and storage != state.storage
+        if top is None or self._restarted_below(top, start) or went_back or moved:
             why = "the table is empty" if top is None else went_back or \
-                "every row lies below the watermark (emptied or recreated)"
+                ("the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
+                 if moved else "every row lies below the watermark (emptied or recreated)")
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -476,7 +486,7 @@ class IncrementalCheck:
                 following = self._digest_text(window.start(top), top, digest_next)
             return self._counted_pass(conn, state, window, watermark if unchanged else start, watermark, late,
                                       following if top is not None else None, mark, removals, recount_all,
-                                      seen_changes, said, now)
+                                      seen_changes, said, now, storage)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
@@ -497,13 +507,14 @@ class IncrementalCheck:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper],
                                   now=now)
         changed = self._changed_counts(conn, recount, fresh, state.groups)
-        next_start = window.start(highest, window.since)
+        since = window.since_below(highest)
+        next_start = window.start(highest, since)
         seen = [e for e, row in zip(entries, read, strict=True)
                 if e is not None and (next_start is None or row[at] > next_start)]
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark, now)
+                                 encoded(since), removals, left, mark, now, storage=storage)
         self._counted = (groups, excess)
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
@@ -512,13 +523,14 @@ class IncrementalCheck:
         """Whether a run reads the table's highest value, the window digests and the new rows in one statement
         (`_folded_pass`): where the keys are counted on the server with window digests (MariaDB/MySQL), and the
         window's bounds need no read of the database (no sequence position: `Dialect.reads_sequence_position`; no
-        snapshot mark, no count of removed rows read with the highest value)."""
+        snapshot mark, no count of removed rows nor identity of the table's storage read with the highest value)."""
         if self.digest is None or self.kind != "id" or not self.key_indexed or not self.counted_on_server \
                 or self.rules.reads_sequence_position(self.column):
             return False
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, self.resolved.table)
-        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None
+        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None \
+            and self.rules.storage_identity_column(conn, self.resolved.table) is None
 
     def _folded_pass(self, conn: Connection, state: IncrementalState, recount_all: bool, seen_changes: int,
                      said: list[str], now: float) -> Outcome:
@@ -556,12 +568,12 @@ class IncrementalCheck:
         if digest_next is not None and top == window.bounded(top) and window.start(top) == top - overlap:
             following = self._digest_text(window.start(top), top, digest_next)
         return self._counted_pass(conn, state, window, start, watermark, None, following, None, removals,
-                                  recount_all, seen_changes, said, now, tuple(row)[:7])
+                                  recount_all, seen_changes, said, now, None, tuple(row)[:7])
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
                       recount_all: bool, seen_changes: int, said: list[str], now: float,
-                      read_row: Sequence[Any] | None = None) -> Outcome:
+                      storage: str | None, read_row: Sequence[Any] | None = None) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): one row comes back,
         the keys of more than one row with their counts as one text, the keys of one row as another, never the
         rows. Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
@@ -607,7 +619,7 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since), removals, left, mark, now, taken)
+                                 encoded(window.since_below(highest)), removals, left, mark, now, taken, storage)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)

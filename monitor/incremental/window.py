@@ -6,10 +6,11 @@
   does not lift the watermark past the rows that will still arrive; the run says such a row lies in the future.
 - **The overlap window** (rows re-read below the watermark, for rows committed after rows with higher values)
   covers, for a timestamp watermark, every transaction still running at the previous run: the next run reads
-  from the start of the oldest of them (`Window.since`, kept in the state), and at least `TIMESTAMP_OVERLAP`
-  below the watermark, for clocks that differ; for an id watermark, every range of values the sessions may hold
-  cached from the sequence (`cache_size` times the sessions that may hold one; at least `ID_OVERLAP`, for
-  transactions committing out of order).
+  from the start of the oldest of them (`Window.since`, kept in the state; by the database's clock, and by the
+  highest value read where that lies behind it: rows dated by an application's clock in another time zone),
+  and at least `TIMESTAMP_OVERLAP` below the watermark, for clocks that differ; for an id watermark, every range
+  of values the sessions may hold cached from the sequence (`cache_size` times the sessions that may hold one; at
+  least `ID_OVERLAP`, for transactions committing out of order).
 - Where the database cannot say, the run says once that late rows wait for the full pass, and why.
 """
 
@@ -42,6 +43,24 @@ class Window:
     overlap: Any
     notes: list[str] = field(default_factory=list)
     since: Any = None
+    running: timedelta | None = None  # how long the oldest transaction running has run (timestamp windows)
+
+    def since_below(self, highest: Any) -> Any:
+        """`since`, or earlier where the highest value read lies below the clock by more than a transaction runs:
+        rows dated by another clock than the database's (a `timestamp` column the application fills with its own
+        session's local time, behind the database's: a JDBC driver sets the session's time zone to the JVM's) carry
+        their transaction's start by that clock, which stands at least at the highest value read; so a transaction
+        running now dates its rows no earlier than `highest` minus how long it has run."""
+        if self.since is None or self.running is None or highest is None:
+            return self.since
+        try:
+            if isinstance(highest, datetime):
+                return min(self.since, highest - self.running)
+            if isinstance(highest, date):
+                return min(self.since, highest - timedelta(days=1))
+        except TypeError:  # naive against aware: the column's type changed
+            pass
+        return self.since
 
     def start(self, watermark: Any, since: Any = None) -> Any:
         """Where a run reading past `watermark` starts: the watermark minus the overlap, or `since` (the start of
@@ -102,8 +121,9 @@ def _timestamp_window(conn: Connection, check: IncrementalCheck) -> Window:
         notes.append(f"late rows: a row committed more than {_minutes(overlap)} after its {column.name} value waits "
                      f"for the full pass: {why}")
         return Window(clock, "the database's clock", overlap, notes)
-    since = clock - timedelta(seconds=age + 1) if isinstance(clock, datetime) else clock - timedelta(days=1)
-    return Window(clock, "the database's clock", overlap, notes, since)
+    running = timedelta(seconds=age + 1)
+    since = clock - running if isinstance(clock, datetime) else clock - timedelta(days=1)
+    return Window(clock, "the database's clock", overlap, notes, since, running)
 
 
 def _id_window(conn: Connection, check: IncrementalCheck) -> Window:

@@ -517,11 +517,14 @@ def db_now(db: TestDatabase) -> str:
             "sqlite": "strftime('%Y-%m-%d %H:%M:%f', 'now')"}[db.dialect]
 
 
-def insert_now(db: TestDatabase, rows: list[tuple[int, int, str]]) -> None:
-    """Rows dated by the database's clock, as a `DEFAULT now()` would date them."""
+def insert_now(db: TestDatabase, rows: list[tuple[int, int, str]], conn: sa.Connection | None = None) -> None:
+    """Rows dated by the database's clock (as the session `conn` reads it), as a `DEFAULT now()` would date them."""
+    statement = f"INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, :d, {db_now(db)})"
     for id_, user, device in rows:
-        db.execute(f"INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, :d, {db_now(db)})",
-                   params={"i": id_, "u": user, "d": device})
+        if conn is not None:
+            conn.execute(sa.text(statement), {"i": id_, "u": user, "d": device})
+        else:
+            db.execute(statement, params={"i": id_, "u": user, "d": device})
 
 
 def test_a_row_dated_a_day_ahead_does_not_blind_a_timestamp_watermark(logins, runner, monkeypatch):
@@ -661,32 +664,45 @@ def test_a_late_commit_inside_a_sequence_cache_is_read(pg, runner_for):
     r.assert_matches_full_pass(after)
 
 
-def test_a_late_commit_within_the_oldest_transactions_age_is_read(logins, runner, monkeypatch):
-    """A timestamp watermark's overlap covers the oldest transaction still running (here with no fixed floor)."""
+@pytest.mark.parametrize("clock", ["database", "application behind"])
+def test_a_late_commit_within_the_oldest_transactions_age_is_read(logins, runner, monkeypatch, clock):
+    """A timestamp watermark's overlap covers the oldest transaction still running (here with no fixed floor),
+    also where the application dates its rows by its own session's local time, hours behind the database's clock
+    (a JDBC driver sets the session's time zone to the JVM's)."""
     if logins.dialect == "sqlite":
         pytest.skip("SQLite does not say which transactions are running (see the next test)")
     import monitor.incremental.window as window
 
     monkeypatch.setattr(window, "TIMESTAMP_OVERLAP", timedelta(0))
     r = runner(incremental="created_at")
-    insert_now(logins, [(6, 40, "pc")])
-    r.run()
-    late_engine = sa.create_engine(logins.url)
+    app = sa.create_engine(logins.url)
+    if clock != "database":
+        zone = "SET TimeZone = 'America/New_York'" if logins.dialect == "postgresql" else "SET time_zone = '-05:00'"
+
+        @sa.event.listens_for(app, "connect")
+        def local_time(dbapi: Any, _: Any) -> None:
+            cursor = dbapi.cursor()
+            cursor.execute(zone)
+            cursor.close()
+            dbapi.commit()
     try:
-        with late_engine.connect() as late:
+        with app.begin() as conn:
+            insert_now(logins, [(6, 40, "pc")], conn)
+        r.run()
+        with app.connect() as late:
             transaction = late.begin()
             # Dated when its transaction began (as DEFAULT now() dates it), committed after a later row was read.
-            late.execute(sa.text(f"INSERT INTO logins (id, user_id, device, created_at) VALUES (60, 40, 'pc', "
-                                 f"{db_now(logins)})"))
+            insert_now(logins, [(60, 40, "pc")], late)
             started = logins.scalar(f"SELECT {db_now(logins)}")
             deadline = time.monotonic() + 30
             while logins.scalar(f"SELECT {db_now(logins)}") < started + timedelta(seconds=2):  # await the clock
                 assert time.monotonic() < deadline
-            insert_now(logins, [(7, 41, "pc")])
+            with app.begin() as conn:
+                insert_now(logins, [(7, 41, "pc")], conn)
             assert r.run().groups == 1
             transaction.commit()
     finally:
-        late_engine.dispose()
+        app.dispose()
     after = r.run()
     assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
     r.assert_matches_full_pass(after)
@@ -725,6 +741,21 @@ def test_a_poll_while_the_table_is_empty_keeps_its_groups_and_reads_restored_row
     assert (after.groups, after.excess_rows) == (1, 1)
     assert after.new_groups == 0  # the group came back; it is not new
     r.assert_matches_full_pass(after)
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # MariaDB says nothing of a TRUNCATE (see README)
+def test_a_table_truncated_and_loaded_again_between_two_polls_is_read_by_a_full_pass(logins, runner):
+    """TRUNCATE and a reload with the same ids (an ETL job, a restore from a dump) between two polls: no poll saw
+    the table empty, and the rows below the overlap window were taken as read."""
+    r = runner()
+    insert(logins, [(id_, id_, "x") for id_ in range(6, 1600)])
+    r.run()
+    logins.execute("TRUNCATE logins")
+    insert(logins, [(id_, id_ // 2, "x") for id_ in range(6, 1600)])  # 797 groups, most far below the watermark
+    after = r.run()
+    assert after.mode == "full" and any("truncated" in n for n in after.notes), after.notes
+    r.assert_matches_full_pass(after)
+    assert r.run().mode == "incremental"
 
 
 def test_a_row_replaced_with_the_same_id_and_a_new_key_is_read(logins, runner):
