@@ -38,6 +38,7 @@ from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
 from monitor.fix.refs import Reference, config_name, reflect
+from monitor.fix.undeclared import Undeclared, undeclared_references
 from monitor.fix.values import display
 from monitor.words import value_text
 
@@ -464,6 +465,8 @@ class FixPlan:
     # reason; `groups` counts them, `rows_to_delete` does not. `left_out_groups`: how many in all.
     left_out: list[LeftOut] = field(default_factory=list)
     left_out_groups: int = 0
+    # Columns no foreign key declares whose rows hold keys of rows to delete (`undeclared`): the fix leaves them.
+    undeclared: list[Undeclared] = field(default_factory=list)
     fix_id: str | None = None
     planned_at: str = field(default_factory=now_text)
 
@@ -480,6 +483,7 @@ class FixPlan:
                 "references": [r.as_json() for r in self.references],
                 "differences": self.differences, "distinct_entities": self.distinct_entities,
                 "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out],
+                "undeclared_references": [u.as_json() for u in self.undeclared],
                 "blockers": self.blockers, "notes": self.notes, "advice": self.advice}
 
 
@@ -516,7 +520,24 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     _judge(plan, layout, differing_groups)
     if groups:
         _judge_unseen(conn, plan, layout)
+        if layout.mode == "pk" and rows_to_delete:
+            _judge_undeclared(conn, plan, layout, rel)
     return plan
+
+
+def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
+    """Rows of columns no foreign key declares that hold keys of rows to delete (see `undeclared`): the fix
+    leaves them pointing at no row, so the preview names each with the database's count."""
+    found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1)
+    plan.undeclared = found
+    referred = ", ".join(c.name for c in layout.table.primary_key.columns)
+    for undeclared in found:
+        plan.notes.append(f"{undeclared.describe(referred)}: the fix does not change them, so they will point at no "
+                          "row (undo restores the rows they point at); repoint them by hand before the fix, or "
+                          "declare a foreign key (the fix then repoints them and undo points them back)")
+    if unread:
+        plan.notes.append(f"not counted: columns no foreign key declares that may hold keys of rows to delete, in "
+                          f"{'; '.join(unread)}")
 
 
 def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:

@@ -85,6 +85,13 @@ class PostgresCatalog(Catalog):
             WHERE p.partrelid = to_regclass(:t) ORDER BY a.attnum"""),
             {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
 
+    def descendant_tables(self, schema: str | None) -> set[str]:
+        # pg_inherits lists partitions and inheritance children alike; a query of the parent reads their rows.
+        return set(self.conn.execute(sa.text("""
+            SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace
+                                    WHERE nspname = coalesce(:s, current_schema()))"""), {"s": schema}).scalars())
+
     def exclusion_constraints(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """A plain column element is in `conkey`; one inside an expression or the WHERE (`conkey` holds 0 for an
         expression) is a dependency of the constraint's index on the column (pg_depend)."""
