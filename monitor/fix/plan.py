@@ -925,6 +925,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if ref.action == "archive":
         plan.notes.append(f"{rows} row(s) of {ref.label} are archived and deleted before the rows they reference "
                           "(on_reference = archive); undo restores them")
+        _judge_triggers(plan, ref, rows)
         return
     for label, count in ref_plan.nested.items():
         plan.blockers.append(f"{count} row(s) of {label} refer to the {ref.table} columns the repoint changes "
@@ -951,6 +952,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"{ref.label} changes; the dry run cannot evaluate it, so a repointed row that conflicts with a kept "
             "row's stops its batch, rolled back, naming the constraint; resolve those rows by hand, or set its "
             f"on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
+    _judge_triggers(plan, ref, rows)
     if ref_plan.crowded:
         kept, low, high = ref_plan.crowded
         spread = f"{low}" if low == high else f"{low}-{high}"
@@ -959,3 +961,14 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if ref.cascades and not plan.blockers:
         plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
                           "before the delete, so nothing cascades (each batch verifies it)")
+
+
+def _judge_triggers(plan: FixPlan, ref: Reference, rows: int) -> None:
+    """The referencing table's triggers the fix's writes fire (a repoint's UPDATE, an archive's DELETE): what one
+    writes beyond its own row, the batch's account finds and rolls the batch back, so the preview names them."""
+    if ref.triggers:
+        write = "repointed" if ref.action == "repoint" else "archived and deleted"
+        plan.notes.append(
+            f"each of the {rows:,} {write} row(s) of {ref.label} fires {', '.join(ref.triggers)}: if it writes any "
+            "other row (an audit or history table), the batch's account rolls the batch back and the fix stops at "
+            f"its first batch; disable it on {ref.label.rsplit('(', 1)[0]} for the fix (undo fires it too)")

@@ -46,6 +46,9 @@ class Reference:
     # Exclusion constraints (PostgreSQL EXCLUDE) of the referencing table that read a foreign-key column: the dry
     # run cannot tell whether a repoint violates one (its operators are arbitrary: overlaps, adjacency, ...).
     exclusions: tuple[str, ...] = ()
+    # The referencing table's triggers that the write this reference's action makes fires (a repoint's UPDATE of
+    # the foreign key's columns, an archive's DELETE): one that writes another row stops the batch (its account).
+    triggers: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str | None:
@@ -134,7 +137,9 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
                      partition_key=catalog.partition_columns(fk.schema, fk.table),
                      exclusions=tuple(name for name, cols in catalog.exclusion_constraints(fk.schema, fk.table)
-                                      if set(fk.columns) & set(cols)))
+                                      if set(fk.columns) & set(cols)),
+                     triggers=() if action == "refuse" or not fk.visible else catalog.write_triggers(
+                         fk.schema, fk.table, "UPDATE" if action == "repoint" else "DELETE", fk.columns))
 
 
 def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:
