@@ -37,7 +37,7 @@ from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
-from monitor.fix.refs import Reference, config_name, reflect
+from monitor.fix.refs import Reference, config_key, reflect
 from monitor.fix.undeclared import Undeclared, undeclared_references
 from monitor.fix.values import display
 from monitor.words import value_text
@@ -935,7 +935,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(
             f"{ref.table} is partitioned by {', '.join(moving)}, which the repoint of {ref.label} changes: "
             "PostgreSQL would move its rows to other partitions (a delete and an insert each, not the update the "
-            f"fix plans and logs); set its on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
+            f"fix plans and logs); set its on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
     if not ref.primary_key:
         plan.blockers.append(
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "
@@ -951,13 +951,13 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"risk: {ref.table} has exclusion constraint {name} over {', '.join(ref.columns)}, which the repoint of "
             f"{ref.label} changes; the dry run cannot evaluate it, so a repointed row that conflicts with a kept "
             "row's stops its batch, rolled back, naming the constraint; resolve those rows by hand, or set its "
-            f"on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
+            f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
     _judge_triggers(plan, ref, rows)
     if ref_plan.crowded:
         kept, low, high = ref_plan.crowded
         spread = f"{low}" if low == high else f"{low}-{high}"
         plan.notes.append(f"after the repoint {kept:,} kept row(s) will each have {spread} {ref.table} rows; "
-                          f"if each should have one, set on_reference \"{config_name(ref)}\" = \"archive\"")
+                          f"if each should have one, set on_reference {config_key(ref)} = \"archive\"")
     if ref.cascades and not plan.blockers:
         plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
                           "before the delete, so nothing cascades (each batch verifies it)")

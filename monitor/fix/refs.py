@@ -16,6 +16,7 @@ composite key, `table.(a,b)`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -148,10 +149,29 @@ def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> boo
 
 
 def config_name(ref: Reference) -> str:
-    """How `on_reference` names this reference."""
-    where = f"{ref.schema}.{ref.table}" if ref.schema else ref.table
-    return f"{where}.{ref.columns[0]}" if len(ref.columns) == 1 else f"{where}.({','.join(ref.columns)})"
+    """How `on_reference` names this reference, as `parse_reference_name` reads it back: every part quoted when
+    one holds a character that the plain form reads otherwise (a dot, a quote, a parenthesis or comma, spaces
+    at its ends), so a schema named `we.ird"s` is written `"we.ird""s".from."Sel"`."""
+    parts = [p for p in (ref.schema, ref.table, *ref.columns) if p is not None]
+    if any(not p or p != p.strip() or set(p) & set('."`(),') for p in parts):
+        def q(part: str) -> str:
+            return '"' + part.replace('"', '""') + '"'
+    else:
+        def q(part: str) -> str:
+            return part
+    where = f"{q(ref.schema)}.{q(ref.table)}" if ref.schema else q(ref.table)
+    columns = [q(c) for c in ref.columns]
+    return f"{where}.{columns[0]}" if len(columns) == 1 else f"{where}.({','.join(columns)})"
 
 
 def reflect(conn: Connection, schema: str | None, name: str) -> sa.Table:
     return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+
+
+def config_key(ref: Reference) -> str:
+    """`config_name` as a TOML key, to paste into `[checks.on_reference]`: a literal string when the name holds
+    a double quote (and no single one), else a basic string."""
+    name = config_name(ref)
+    if '"' in name and "'" not in name:
+        return f"'{name}'"
+    return json.dumps(name)  # a JSON string is a TOML basic string
