@@ -970,5 +970,6 @@ def _judge_triggers(plan: FixPlan, ref: Reference, rows: int) -> None:
         write = "repointed" if ref.action == "repoint" else "archived and deleted"
         plan.notes.append(
             f"each of the {rows:,} {write} row(s) of {ref.label} fires {', '.join(ref.triggers)}: if it writes any "
-            "other row (an audit or history table), the batch's account rolls the batch back and the fix stops at "
-            f"its first batch; disable it on {ref.label.rsplit('(', 1)[0]} for the fix (undo fires it too)")
+            "other row (an audit or history table), or changes or cancels the fix's own write, the batch is rolled "
+            f"back and the fix stops at its first batch; disable it on {ref.label.rsplit('(', 1)[0]} for the fix "
+            "(undo fires it too)")

@@ -45,8 +45,9 @@ def test_a_trigger_the_fix_fires_on_a_referencing_table_is_named_before_and_when
     assert dry.exit_code == 0, dry.output
     named = [n for n in json_out(dry)["notes"] if "item_audit" in n]
     assert named == [f"each of the 1 {write} row(s) of item(tag_id) fires AFTER {event} trigger item_audit: if it "
-                     "writes any other row (an audit or history table), the batch's account rolls the batch back "
-                     "and the fix stops at its first batch; disable it on item for the fix (undo fires it too)"]
+                     "writes any other row (an audit or history table), or changes or cancels the fix's own write, "
+                     "the batch is rolled back and the fix stops at its first batch; disable it on item for the "
+                     "fix (undo fires it too)"]
 
     fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
     assert fixed.exit_code == 2, fixed.output
@@ -71,3 +72,18 @@ def test_a_trigger_of_other_columns_or_events_is_not_named(db, tmp_path):
     fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
     assert fixed.exit_code == 0, fixed.output
     assert db.rows("SELECT count(*) FROM change_log") == [(0,)]
+
+
+def test_postgres_names_an_update_rule_of_a_referencing_table(pg, tmp_path):
+    """`CREATE RULE ... AS ON UPDATE TO item DO INSTEAD NOTHING` cancels the repoint (the batch stops, rolled back,
+    as it should); the dry run now names the rule beforehand."""
+    _seed(pg)
+    pg.execute("CREATE RULE item_frozen AS ON UPDATE TO item DO INSTEAD NOTHING")
+    path = config_file(tmp_path, pg, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(pg, "tag", "item", "change_log")
+    dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert any("fires rule item_frozen ON UPDATE" in n for n in json_out(dry)["notes"]), json_out(dry)["notes"]
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "item_frozen" in fixed.stderr, fixed.output
+    assert contents(pg, "tag", "item", "change_log") == before

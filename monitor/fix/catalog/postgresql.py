@@ -99,7 +99,12 @@ class PostgresCatalog(Catalog):
                     AND a.attnum = ANY (CAST(t.tgattr AS int2[])) AND a.attname = ANY (CAST(:cols AS text[]))))
             ORDER BY t.tgname"""), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
                                       "bit": 16 if event == "UPDATE" else 8, "cols": list(columns)}).all()
-        return tuple(f"{r.timing} {event} trigger {r.tgname}" for r in rows)
+        # pg_rewrite.ev_type: '2' UPDATE, '4' DELETE; a rule rewrites the write itself (DO INSTEAD, DO ALSO).
+        rules = self.conn.execute(sa.text(
+            "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = :e "
+            "ORDER BY rulename"), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
+                                   "e": "2" if event == "UPDATE" else "4"}).scalars().all()
+        return (*(f"{r.timing} {event} trigger {r.tgname}" for r in rows), *(f"rule {n} ON {event}" for n in rules))
 
     def descendant_tables(self, schema: str | None) -> set[str]:
         # pg_inherits lists partitions and inheritance children alike; a query of the parent reads their rows.
