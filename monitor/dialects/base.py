@@ -515,6 +515,10 @@ class Dialect(Polling):
         """Rows changed so far, as the database counts them (see the module docstring); None: no count kept."""
         return None
 
+    def fire_deferred(self, conn: Connection) -> None:
+        """Run now what the database would otherwise run at COMMIT, after the batch's account was read (PostgreSQL:
+        deferred constraint triggers and foreign key checks); nothing where the database defers no writes."""
+
     def counted_as(self, conn: Connection, table: sa.Table) -> str:
         return ALL_TABLES
 

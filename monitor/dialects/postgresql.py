@@ -729,6 +729,14 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             counts[(row.counted, DELETED)] = int(row.deleted)
         return counts
 
+    def fire_deferred(self, conn: Connection) -> None:
+        # A constraint trigger `DEFERRABLE INITIALLY DEFERRED` (an AFTER DELETE one deleting another table's rows)
+        # fires at COMMIT, after the account: its writes were never counted. Switching every deferrable
+        # constraint to IMMEDIATE fires what is pending now, in this transaction (docs, "SET CONSTRAINTS": "any
+        # outstanding data modifications that would have been checked at the end of the transaction are instead
+        # checked during the execution of the SET CONSTRAINTS command"), and the rest of the batch's at once.
+        conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+
     def counted_as(self, conn: Connection, table: sa.Table) -> str:
         name = conn.dialect.identifier_preparer.format_table(table)
         return str(conn.execute(_COUNTED_AS, {"t": name}).scalar() or name)

@@ -69,6 +69,7 @@ class BatchAccount:
         """Raise `UnplannedChange` when the database counted a change the plan does not hold."""
         if self.before is None:
             return
+        self.rules.fire_deferred(conn)  # else what the database defers to COMMIT would write uncounted
         after = self.rules.changes_so_far(conn) or {}
         done = Counter({key: rows - self.before.get(key, 0) for key, rows in after.items()})
         expected: Counter[tuple[str, str]] = Counter()

@@ -554,13 +554,18 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
 
 
 def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
-    """One line on why a batch was rolled back, naming the table's delete hooks when counts disagreed."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        return t.db.describe(exc)
-    if not isinstance(exc, BatchAborted):
+    """One line on why a batch was rolled back, naming the table's delete hooks when counts disagreed, and the
+    referencing tables' triggers the batch's writes fired (whose own writes or errors may be the reason)."""
+    if not isinstance(exc, sa.exc.DBAPIError | BatchAborted):
         return f"interrupted ({type(exc).__name__}: {exc})" if str(exc) else f"interrupted ({type(exc).__name__})"
+    said = t.db.describe(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
     hooks = [*layout.hooks.blocking, *layout.hooks.firing]
-    return str(exc) + (f" (the table has {', '.join(hooks)})" if hooks else "")
+    if hooks and isinstance(exc, BatchAborted):
+        said += f" (the table has {', '.join(hooks)})"
+    # (an account that names what may have written, SQLite's, already names them)
+    fired = list(dict.fromkeys(f"{ref.table} has {', '.join(ref.triggers)}" for ref in layout.refs
+                               if ref.triggers and not all(f"{t} on {ref.table}" in said for t in ref.triggers)))
+    return said + (f" ({'; '.join(fired)})" if fired else "")
 
 
 def _missing_privilege(t: _Target, layout: Layout, exc: BaseException) -> str | None:
@@ -753,7 +758,8 @@ class _Batch:
     def _suspects(self) -> list[str]:
         """What can write beyond the plan unseen, named when the database counts changes for all tables at once."""
         actions = [f"ON DELETE {link.ref.ondelete} of {link.ref.label}" for link in self.links if link.ref.cascades]
-        return [*self.layout.hooks.blocking, *self.layout.hooks.firing, *actions]
+        fired = [f"{t} on {link.ref.table}" for link in self.links for t in link.ref.triggers]
+        return [*self.layout.hooks.blocking, *self.layout.hooks.firing, *fired, *actions]
 
     def _lock(self, statement: sa.Select[Any]) -> sa.Select[Any]:
         return self.layout.rules.for_update(statement, self.table)

@@ -37,7 +37,8 @@ from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
-from monitor.fix.refs import Reference, config_name, reflect
+from monitor.fix.refs import Reference, config_key, reflect
+from monitor.fix.undeclared import Undeclared, undeclared_references
 from monitor.fix.values import display
 from monitor.words import value_text
 
@@ -464,6 +465,8 @@ class FixPlan:
     # reason; `groups` counts them, `rows_to_delete` does not. `left_out_groups`: how many in all.
     left_out: list[LeftOut] = field(default_factory=list)
     left_out_groups: int = 0
+    # Columns no foreign key declares whose rows hold keys of rows to delete (`undeclared`): the fix leaves them.
+    undeclared: list[Undeclared] = field(default_factory=list)
     fix_id: str | None = None
     planned_at: str = field(default_factory=now_text)
 
@@ -480,6 +483,7 @@ class FixPlan:
                 "references": [r.as_json() for r in self.references],
                 "differences": self.differences, "distinct_entities": self.distinct_entities,
                 "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out],
+                "undeclared_references": [u.as_json() for u in self.undeclared],
                 "blockers": self.blockers, "notes": self.notes, "advice": self.advice}
 
 
@@ -516,7 +520,24 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     _judge(plan, layout, differing_groups)
     if groups:
         _judge_unseen(conn, plan, layout)
+        if layout.mode == "pk" and rows_to_delete:
+            _judge_undeclared(conn, plan, layout, rel)
     return plan
+
+
+def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
+    """Rows of columns no foreign key declares that hold keys of rows to delete (see `undeclared`): the fix
+    leaves them pointing at no row, so the preview names each with the database's count."""
+    found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1)
+    plan.undeclared = found
+    referred = ", ".join(c.name for c in layout.table.primary_key.columns)
+    for undeclared in found:
+        plan.notes.append(f"{undeclared.describe(referred)}: the fix does not change them, so they will point at no "
+                          "row (undo restores the rows they point at); repoint them by hand before the fix, or "
+                          "declare a foreign key (the fix then repoints them and undo points them back)")
+    if unread:
+        plan.notes.append(f"not counted: columns no foreign key declares that may hold keys of rows to delete, in "
+                          f"{'; '.join(unread)}")
 
 
 def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
@@ -904,6 +925,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if ref.action == "archive":
         plan.notes.append(f"{rows} row(s) of {ref.label} are archived and deleted before the rows they reference "
                           "(on_reference = archive); undo restores them")
+        _judge_triggers(plan, ref, rows)
         return
     for label, count in ref_plan.nested.items():
         plan.blockers.append(f"{count} row(s) of {label} refer to the {ref.table} columns the repoint changes "
@@ -913,7 +935,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(
             f"{ref.table} is partitioned by {', '.join(moving)}, which the repoint of {ref.label} changes: "
             "PostgreSQL would move its rows to other partitions (a delete and an insert each, not the update the "
-            f"fix plans and logs); set its on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
+            f"fix plans and logs); set its on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
     if not ref.primary_key:
         plan.blockers.append(
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "
@@ -929,12 +951,25 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"risk: {ref.table} has exclusion constraint {name} over {', '.join(ref.columns)}, which the repoint of "
             f"{ref.label} changes; the dry run cannot evaluate it, so a repointed row that conflicts with a kept "
             "row's stops its batch, rolled back, naming the constraint; resolve those rows by hand, or set its "
-            f"on_reference to \"archive\" (`\"{config_name(ref)}\" = \"archive\"`)")
+            f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
+    _judge_triggers(plan, ref, rows)
     if ref_plan.crowded:
         kept, low, high = ref_plan.crowded
         spread = f"{low}" if low == high else f"{low}-{high}"
         plan.notes.append(f"after the repoint {kept:,} kept row(s) will each have {spread} {ref.table} rows; "
-                          f"if each should have one, set on_reference \"{config_name(ref)}\" = \"archive\"")
+                          f"if each should have one, set on_reference {config_key(ref)} = \"archive\"")
     if ref.cascades and not plan.blockers:
         plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
                           "before the delete, so nothing cascades (each batch verifies it)")
+
+
+def _judge_triggers(plan: FixPlan, ref: Reference, rows: int) -> None:
+    """The referencing table's triggers the fix's writes fire (a repoint's UPDATE, an archive's DELETE): what one
+    writes beyond its own row, the batch's account finds and rolls the batch back, so the preview names them."""
+    if ref.triggers:
+        write = "repointed" if ref.action == "repoint" else "archived and deleted"
+        plan.notes.append(
+            f"each of the {rows:,} {write} row(s) of {ref.label} fires {', '.join(ref.triggers)}: if it writes any "
+            "other row (an audit or history table), or changes or cancels the fix's own write, the batch is rolled "
+            f"back and the fix stops at its first batch; disable it on {ref.label.rsplit('(', 1)[0]} for the fix "
+            "(undo fires it too)")

@@ -16,6 +16,7 @@ composite key, `table.(a,b)`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,6 +47,9 @@ class Reference:
     # Exclusion constraints (PostgreSQL EXCLUDE) of the referencing table that read a foreign-key column: the dry
     # run cannot tell whether a repoint violates one (its operators are arbitrary: overlaps, adjacency, ...).
     exclusions: tuple[str, ...] = ()
+    # The referencing table's triggers that the write this reference's action makes fires (a repoint's UPDATE of
+    # the foreign key's columns, an archive's DELETE): one that writes another row stops the batch (its account).
+    triggers: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str | None:
@@ -134,7 +138,9 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
                      partition_key=catalog.partition_columns(fk.schema, fk.table),
                      exclusions=tuple(name for name, cols in catalog.exclusion_constraints(fk.schema, fk.table)
-                                      if set(fk.columns) & set(cols)))
+                                      if set(fk.columns) & set(cols)),
+                     triggers=() if action == "refuse" or not fk.visible else catalog.write_triggers(
+                         fk.schema, fk.table, "UPDATE" if action == "repoint" else "DELETE", fk.columns))
 
 
 def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> bool:
@@ -143,10 +149,29 @@ def _names(spec: tuple[str | None, str, tuple[str, ...]], fk: ForeignKey) -> boo
 
 
 def config_name(ref: Reference) -> str:
-    """How `on_reference` names this reference."""
-    where = f"{ref.schema}.{ref.table}" if ref.schema else ref.table
-    return f"{where}.{ref.columns[0]}" if len(ref.columns) == 1 else f"{where}.({','.join(ref.columns)})"
+    """How `on_reference` names this reference, as `parse_reference_name` reads it back: every part quoted when
+    one holds a character that the plain form reads otherwise (a dot, a quote, a parenthesis or comma, spaces
+    at its ends), so a schema named `we.ird"s` is written `"we.ird""s".from."Sel"`."""
+    parts = [p for p in (ref.schema, ref.table, *ref.columns) if p is not None]
+    if any(not p or p != p.strip() or set(p) & set('."`(),') for p in parts):
+        def q(part: str) -> str:
+            return '"' + part.replace('"', '""') + '"'
+    else:
+        def q(part: str) -> str:
+            return part
+    where = f"{q(ref.schema)}.{q(ref.table)}" if ref.schema else q(ref.table)
+    columns = [q(c) for c in ref.columns]
+    return f"{where}.{columns[0]}" if len(columns) == 1 else f"{where}.({','.join(columns)})"
 
 
 def reflect(conn: Connection, schema: str | None, name: str) -> sa.Table:
     return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+
+
+def config_key(ref: Reference) -> str:
+    """`config_name` as a TOML key, to paste into `[checks.on_reference]`: a literal string when the name holds
+    a double quote (and no single one), else a basic string."""
+    name = config_name(ref)
+    if '"' in name and "'" not in name:
+        return f"'{name}'"
+    return json.dumps(name)  # a JSON string is a TOML basic string

@@ -133,6 +133,25 @@ def test_a_trigger_writing_another_table_rolls_the_batch_back(db, monitor_on):
     assert contents(db, "t", "audit") == before
 
 
+def test_postgres_a_deferred_constraint_trigger_is_counted_before_commit(pg, monitor_on):
+    """`CREATE CONSTRAINT TRIGGER ... AFTER DELETE ... DEFERRABLE INITIALLY DEFERRED` fires at COMMIT, after the
+    account was read: it deleted `profile`'s row of the deleted duplicate uncounted, the fix reported done, and
+    undo could not bring that row back. The batch now fires deferred work before its account, and is rolled back."""
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1), (3, 2)",
+               "CREATE TABLE profile (id INTEGER PRIMARY KEY, t_ref INTEGER, data TEXT)",
+               "INSERT INTO profile VALUES (1, 2, 'precious'), (2, 1, 'kept')",
+               "CREATE FUNCTION clean_up() RETURNS trigger LANGUAGE plpgsql AS "
+               "'BEGIN DELETE FROM profile WHERE t_ref = OLD.id; RETURN NULL; END'",
+               "CREATE CONSTRAINT TRIGGER t_clean_up AFTER DELETE ON t DEFERRABLE INITIALLY DEFERRED "
+               "FOR EACH ROW EXECUTE FUNCTION clean_up()")
+    before = contents(pg, "t", "profile")
+    with pytest.raises(FixError) as stopped:
+        run_fix(monitor_on(pg), "t")
+    assert "deleted in" in str(stopped.value) and "profile" in str(stopped.value), stopped.value
+    assert "t_clean_up" in str(stopped.value)
+    assert contents(pg, "t", "profile") == before
+
+
 def test_a_trigger_on_a_repointed_table_writing_elsewhere_rolls_the_batch_back(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
                "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))",

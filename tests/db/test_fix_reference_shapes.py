@@ -400,3 +400,24 @@ def test_an_exclusion_constraint_on_other_columns_is_no_risk(pg, tmp_path):
     dry = run_cli("fix", "rooms", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     assert not [note for note in json_out(dry)["notes"] if "exclusion" in note], json_out(dry)["notes"]
+
+
+def test_the_on_reference_key_the_preview_suggests_works_when_pasted_for_a_name_holding_a_dot(db, tmp_path):
+    """A referencing table named `ord.er`: the preview suggested `on_reference "ord.er.account_id" = "archive"`,
+    which the config reads as schema `ord`, table `er` and names no reference. The key it prints now is quoted
+    as the config reads it back, and as TOML: pasted as printed, the reference is archived."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(50) NOT NULL)",
+               f"CREATE TABLE {db.q('ord.er')} (id INTEGER PRIMARY KEY, "
+               "account_id INTEGER NOT NULL REFERENCES account (id))",
+               "INSERT INTO account VALUES (1, 'a'), (2, 'a')",
+               f"INSERT INTO {db.q('ord.er')} VALUES (10, 1), (11, 2)")
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    note = next(n for n in json_out(dry)["notes"] if "set on_reference" in n)
+    key = note.split("set on_reference ", 1)[1].rsplit(' = "archive"', 1)[0]
+    assert key == """'"ord.er"."account_id"'""", note
+    path.write_text(path.read_text() + f'\n[checks.on_reference]\n{key} = "archive"\n')
+    pasted = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert pasted.exit_code == 0, pasted.output
+    assert [r["rows_to_archive"] for r in json_out(pasted)["references"]] == [1]

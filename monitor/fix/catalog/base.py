@@ -158,6 +158,17 @@ class Catalog:
         partition); () where the database has no such table or it is not partitioned."""
         return ()
 
+    def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """The enabled triggers a fix's `event` ('UPDATE' of `columns`, or 'DELETE') on the table fires, each as
+        `<timing> <event> trigger <name>`, and (PostgreSQL) its rules for the event, `rule <name> ON <event>`: the
+        preview names them (what one writes, the batch's account decides)."""
+        return ()
+
+    def descendant_tables(self, schema: str | None) -> set[str]:
+        """The tables of a schema whose rows a query of another table (their parent) also reads: PostgreSQL
+        partitions and inheritance children; none elsewhere."""
+        return set()
+
     def exclusion_constraints(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """(name, columns) of a table's exclusion constraints (PostgreSQL `EXCLUDE`), each with every column it
         reads (plain elements, expressions, its WHERE); [] where the database has none."""

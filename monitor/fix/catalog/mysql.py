@@ -47,6 +47,14 @@ class MySqlCatalog(Catalog):
         return DeleteHooks(tuple(f"BEFORE DELETE trigger {r.name}" for r in rows if r.timing == "BEFORE"),
                            tuple(f"AFTER DELETE trigger {r.name}" for r in rows if r.timing != "BEFORE"))
 
+    def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+        rows = self.conn.execute(sa.text(
+            "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing FROM information_schema.TRIGGERS "
+            "WHERE EVENT_OBJECT_SCHEMA = :s AND EVENT_OBJECT_TABLE = :t AND EVENT_MANIPULATION = :e "
+            "ORDER BY TRIGGER_NAME"),
+            {"s": self._schema(sa.Table(name, sa.MetaData(), schema=schema)), "t": name, "e": event}).all()
+        return tuple(f"{r.timing} {event} trigger {r.name}" for r in rows)
+
     def table_identity(self, table: sa.Table) -> str:
         row = self.conn.execute(sa.text(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "

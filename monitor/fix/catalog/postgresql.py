@@ -85,6 +85,34 @@ class PostgresCatalog(Catalog):
             WHERE p.partrelid = to_regclass(:t) ORDER BY a.attnum"""),
             {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
 
+    def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+        # pg_trigger.tgtype bits: 2 BEFORE, 8 DELETE, 16 UPDATE, 64 INSTEAD; tgattr: an UPDATE OF trigger's columns
+        # (it fires only when the UPDATE sets one of them). Statement triggers fire once per statement, alike.
+        rows = self.conn.execute(sa.text("""
+            SELECT t.tgname, CASE WHEN (t.tgtype & 64) <> 0 THEN 'INSTEAD OF'
+                                  WHEN (t.tgtype & 2) <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing
+            FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+              AND (t.tgtype & CAST(:bit AS int)) <> 0
+              AND (cardinality(t.tgattr) = 0 OR EXISTS (
+                  SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.tgrelid
+                    AND a.attnum = ANY (CAST(t.tgattr AS int2[])) AND a.attname = ANY (CAST(:cols AS text[]))))
+            ORDER BY t.tgname"""), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
+                                      "bit": 16 if event == "UPDATE" else 8, "cols": list(columns)}).all()
+        # pg_rewrite.ev_type: '2' UPDATE, '4' DELETE; a rule rewrites the write itself (DO INSTEAD, DO ALSO).
+        rules = self.conn.execute(sa.text(
+            "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = :e "
+            "ORDER BY rulename"), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
+                                   "e": "2" if event == "UPDATE" else "4"}).scalars().all()
+        return (*(f"{r.timing} {event} trigger {r.tgname}" for r in rows), *(f"rule {n} ON {event}" for n in rules))
+
+    def descendant_tables(self, schema: str | None) -> set[str]:
+        # pg_inherits lists partitions and inheritance children alike; a query of the parent reads their rows.
+        return set(self.conn.execute(sa.text("""
+            SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace
+                                    WHERE nspname = coalesce(:s, current_schema()))"""), {"s": schema}).scalars())
+
     def exclusion_constraints(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
         """A plain column element is in `conkey`; one inside an expression or the WHERE (`conkey` holds 0 for an
         expression) is a dependency of the constraint's index on the column (pg_depend)."""

@@ -56,6 +56,26 @@ class SqliteCatalog(Catalog):
             (firing if timing == "AFTER" else blocking).append(f"{timing} DELETE trigger {name}")
         return DeleteHooks(tuple(blocking), tuple(firing))
 
+    def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+        # As delete_hooks: the CREATE TRIGGER text is the only record; `UPDATE OF a, b` fires only when the UPDATE
+        # sets a listed column.
+        rows = self.conn.execute(sa.text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND lower(tbl_name) = lower(:t) "
+            "ORDER BY name"), {"t": name}).all()
+        wanted = {c.lower() for c in columns}
+        found: list[str] = []
+        for trigger, sql in rows:
+            match = re.search(rf"\b(BEFORE|AFTER|INSTEAD\s+OF)?\s*{event}(\s+OF\s+(.*?))?\s+ON\b", sql or "",
+                              re.I | re.S)
+            if match is None:
+                continue
+            listed = {c.strip().strip('"`[]').lower() for c in (match.group(3) or "").split(",") if c.strip()}
+            if listed and not listed & wanted:
+                continue
+            timing = re.sub(r"\s+", " ", (match.group(1) or "BEFORE").upper())  # SQLite's default timing: BEFORE
+            found.append(f"{timing} {event} trigger {trigger}")
+        return tuple(found)
+
     def table_identity(self, table: sa.Table) -> str:
         return f"sqlite {(table.schema or 'main').lower()}.{table.name.lower()}"
 

@@ -1,0 +1,106 @@
+"""References the database does not declare: Rails' polymorphic `commentable_type`/`commentable_id`, a Django
+`ForeignKey(db_constraint=False)` (an `author_id` without a foreign key). The fix cannot repoint them, and its
+plan said nothing about them: the rows they point at were deleted, exit 0, and they pointed at no row. The plan
+now names each such column with the database's count of rows holding a key of a row to delete."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+
+from dbtest import server_login, write_config
+from fix_support import config_file, contents, json_out, run_cli
+
+
+def _seed(db) -> None:
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(50) NOT NULL)")
+    db.execute("CREATE TABLE team (id INTEGER PRIMARY KEY)")
+    db.execute("CREATE TABLE post (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))")
+    # Rails: polymorphic, no foreign key; the 'Post' row holds the same number as a deleted account.
+    db.execute("CREATE TABLE comment (id INTEGER PRIMARY KEY, commentable_type VARCHAR(20), "
+               "commentable_id INTEGER, body VARCHAR(20))")
+    # Django db_constraint=False; a declared reference elsewhere (team_id) and a text `*_id` are not references
+    # to account's integer key.
+    db.execute("CREATE TABLE audit_entry (id INTEGER PRIMARY KEY, author_id INTEGER, "
+               "team_id INTEGER REFERENCES team (id), external_id VARCHAR(20))")
+    db.execute("INSERT INTO account VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'a')")
+    db.execute("INSERT INTO team VALUES (2), (3)")
+    db.execute("INSERT INTO post VALUES (1, 2), (2, 3)")
+    db.execute("INSERT INTO comment VALUES (1, 'Account', 2, 'x'), (2, 'Post', 2, 'y'), (3, 'Account', 4, 'z'), "
+               "(4, 'Account', 1, 'kept'), (5, 'Account', NULL, 'none')")
+    db.execute("INSERT INTO audit_entry VALUES (1, 2, 2, '2'), (2, 4, 3, '4'), (3, 3, NULL, '2')")
+
+
+def test_the_plan_counts_rows_of_columns_no_foreign_key_declares(db, tmp_path):
+    _seed(db)
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    before = contents(db, "account", "post", "comment", "audit_entry")
+
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    found = {(u["table"], u["column"]): u for u in json_out(dry)["undeclared_references"]}
+    assert set(found) == {("comment", "commentable_id"), ("audit_entry", "author_id")}
+    assert found["comment", "commentable_id"]["rows"] == 3
+    assert found["comment", "commentable_id"]["type_column"] == "commentable_type"
+    assert found["comment", "commentable_id"]["by_type"] == [{"value": "Account", "rows": 2},
+                                                              {"value": "Post", "rows": 1}]
+    assert (found["audit_entry", "author_id"]["rows"], found["audit_entry", "author_id"]["by_type"]) == (2, [])
+    text = run_cli("fix", "accounts", "--config", str(path), "--dry-run")
+    assert "no foreign key declares" in text.stdout and "comment(commentable_id)" in text.stdout, text.output
+    assert "3 of its row(s) hold the id of a row to delete (commentable_type: 'Account' 2, 'Post' 1)" in text.stdout
+
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (2, 1)
+    # What the plan said: the fix left those rows as they were.
+    assert contents(db, "comment", "audit_entry") == {t: before[t] for t in ("comment", "audit_entry")}
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account", "post", "comment", "audit_entry") == before
+
+
+def test_no_undeclared_reference_is_named_when_no_row_holds_a_key_to_delete(db, tmp_path):
+    _seed(db)
+    db.execute("DELETE FROM comment", "DELETE FROM audit_entry")
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["undeclared_references"] == []
+    assert not any("no foreign key declares" in note for note in json_out(dry)["notes"])
+
+
+def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the_fix_role_cannot_read(pg, tmp_path):
+    """A partitioned `event(account_id)` and an inheritance child of `audit_entry` are counted with their parent
+    (a query of the parent reads their rows), not again on their own; a table the fix role may not read is named
+    as not counted, with PostgreSQL's reason, and the dry run still plans."""
+    _seed(pg)
+    s = pg.schema
+    pg.execute("CREATE TABLE event (id INTEGER, account_id INTEGER, at DATE) PARTITION BY RANGE (at)",
+               "CREATE TABLE event_old PARTITION OF event FOR VALUES FROM ('2020-01-01') TO ('2025-01-01')",
+               "CREATE TABLE event_new PARTITION OF event FOR VALUES FROM ('2025-01-01') TO ('2030-01-01')",
+               "INSERT INTO event VALUES (1, 2, '2021-01-01'), (2, 4, '2026-01-01'), (3, 1, '2026-01-01')",
+               "CREATE TABLE audit_archive (archived_at DATE) INHERITS (audit_entry)",
+               "INSERT INTO audit_archive VALUES (9, 2, NULL, NULL, '2021-01-01')")
+    path = config_file(tmp_path, pg, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    found = {u["table"]: u["rows"] for u in json_out(dry)["undeclared_references"]}
+    assert found == {"comment": 3, "audit_entry": 3, "event": 2}
+
+    grants = ["ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS", f'GRANT USAGE, CREATE ON SCHEMA "{s}" TO {{user}}',
+              f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{s}".account, "{s}".post, "{s}".comment TO {{user}}']
+    with server_login("postgresql", *grants, prefix="dw_undecl", password="pw") as role:
+        as_role = make_url(pg.url).set(username=role, password="pw").render_as_string(hide_password=False)
+        path = write_config(tmp_path / "role.toml", {"app": {"url": pg.url, "fix_url": as_role}},
+                            [{"database": "app", "name": "accounts", "table": "account", "key": ["email"]}])
+        before = contents(pg, "account", "post", "comment", "audit_entry", "event")
+        dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+        assert dry.exit_code == 0, dry.output
+        assert [u["table"] for u in json_out(dry)["undeclared_references"]] == ["comment"]
+        unread = [n for n in json_out(dry)["notes"] if n.startswith("not counted")]
+        assert len(unread) == 1 and "audit_entry (permission denied for table audit_entry)" in unread[0], unread
+        assert "event (permission denied for table event)" in unread[0] and "event_old" not in unread[0], unread
+        fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+        assert fixed.exit_code == 0, fixed.output
+        undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+        assert undone.exit_code == 0, undone.output
+        assert contents(pg, "account", "post", "comment", "audit_entry", "event") == before
