@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -43,7 +43,6 @@ MAX_BACKOFF_SECONDS = 300.0
 WORKERS_PER_DATABASE = 2
 FIRST_RUN_SPREAD_SECONDS = 60.0  # fleet targets' first runs: at random within their interval, at most this
 BUSY_TARGET_RETRY_SECONDS = (0.5, 1.5)  # a check whose target is busy runs again within this
-ASKED_RETRY_SECONDS = 0.05  # a run asked for while the job's run is under way: due again this soon
 SERVER_WAIT_SECONDS = 60.0  # a round waits at most this (or its interval) for its server to take one more check
 
 ResultCallback = Callable[[CheckResult], None]
@@ -84,7 +83,7 @@ class Poller:
             executors=dict(self._pools),
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        self._scheduler.add_listener(self._asked_while_running, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler.add_listener(self._run_ended, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         self.paused = False
 
     @staticmethod
@@ -173,6 +172,7 @@ class Poller:
         with self._lock:
             self._failures = {k: v for k, v in self._failures.items() if k in wanted}
             self._not_before = {k: v for k, v in self._not_before.items() if k in wanted}
+            self._asked &= jobs
 
     # -- control --------------------------------------------------------------------------------
 
@@ -189,17 +189,21 @@ class Poller:
             try:
                 self._scheduler.modify_job(job, next_run_time=now)
             except JobLookupError:
+                with self._lock:
+                    self._asked.discard(job)
                 log.warning("no scheduled check named %s", check)
 
-    def _asked_while_running(self, event: JobSubmissionEvent) -> None:
-        """A run `run_now` asked for came due while the job's run was under way (the scheduler skips it): due
-        again shortly, until the run under way has ended."""
+    def _run_ended(self, event: JobExecutionEvent) -> None:
+        """A job's run ended (the scheduler counts it ended before it says so): a run asked for while it was under
+        way, which the scheduler skipped (one run of a job at a time), is due now."""
         with self._lock:
             asked = event.job_id in self._asked
         if asked:
-            with contextlib.suppress(JobLookupError):
-                self._scheduler.modify_job(event.job_id, next_run_time=datetime.now().astimezone() + timedelta(
-                    seconds=ASKED_RETRY_SECONDS))
+            try:
+                self._scheduler.modify_job(event.job_id, next_run_time=datetime.now().astimezone())
+            except JobLookupError:  # removed by a reload meanwhile
+                with self._lock:
+                    self._asked.discard(event.job_id)
 
     def run_once(self, name: str) -> None:
         """Run one check on the caller's thread, outside the schedule (e.g. on request while paused)."""
