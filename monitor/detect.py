@@ -515,10 +515,12 @@ def ensure_safe(conn: Connection, sql: str, rules: Dialect, statement: str | Non
         raise CheckDefinitionError(f"custom query refused: {refused}")
 
 
-def where_probe(resolved: TableCheck, preparer: Any) -> str:
-    """The statement a table check's `where` is vetted in: the filter on its table, as the check runs it."""
+def where_probe(resolved: TableCheck, preparer: Any, *, alone: bool = False) -> str:
+    """The statement a table check's `where` is vetted in: the filter on its table, as the check runs it (inside
+    parentheses), or (`alone`) as the whole condition of the statement."""
     where = resolved.check.where or "true"
-    return f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE ({where})"
+    return f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE " + (
+        where if alone else f"({where})")
 
 
 def refused_where(rules: Dialect, conn: Connection, resolved: TableCheck,
@@ -538,15 +540,15 @@ def refused_where(rules: Dialect, conn: Connection, resolved: TableCheck,
     refused = rules.refused_call(conn, where_probe(resolved, preparer))
     if refused or not resolved.check.where:
         return refused
-    alone = f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE {resolved.check.where}"
     try:
-        return rules.refused_call(conn, alone)
+        return rules.refused_call(conn, where_probe(resolved, preparer, alone=True))
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise
-        return (f"it is not one condition: read alone it fails ({describe(exc)}), and in the parentheses dupewatch "
-                "puts it in a ')' of it would close them, OR'ing the rest with dupewatch's own conditions (a fix's "
-                "DELETE among them); balance its parentheses")
+        return (f"it is not one condition: read alone, as the whole condition of a statement, it fails "
+                f"({describe(exc)}) where in parentheses it does not, so in the parentheses dupewatch puts it in a ')' "
+                "of it would close them, OR'ing the rest with dupewatch's own conditions (a fix's DELETE among them); "
+                "balance its parentheses")
 
 
 # Custom SQL goes to the driver as written: with no parameters, psycopg and PyMySQL leave `%` alone
