@@ -172,3 +172,15 @@ def test_an_undo_into_a_partitioned_table_is_counted_as_planned(pg, mysql, tmp_p
         undone = run_cli("undo", fix_id, "--config", path, "--yes")
         assert undone.exit_code == 0, undone.output
         assert contents(db, check["table"]) == before
+
+
+def test_postgres_an_insert_rule_writing_another_table_makes_undo_refuse_and_is_named(pg, tmp_path):
+    """`CREATE RULE ... AS ON INSERT TO tag DO ALSO INSERT INTO welcome`: the catalog's pg_rewrite names it."""
+    pg.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE welcome (tag_id INTEGER, msg VARCHAR(40))",
+               "CREATE RULE tag_greets AS ON INSERT TO tag DO ALSO INSERT INTO welcome VALUES (NEW.id, 'hi')")
+    path, fix_id = _fixed(pg, tmp_path)
+    message = _refused(pg, path, fix_id, "tag", "welcome")
+    assert "1 row(s) inserted in welcome, the plan 0" in message and "rule tag_greets ON INSERT on tag" in message, \
+        message
