@@ -19,6 +19,9 @@ updates on referencing tables and their log inserts, on_reference = "archive" de
 the update of each used row of `dupewatch_fix_reference`, the deletes of skipped groups from the plan table.
 Anything else (a cascade, a SET NULL, a trigger's write) is unplanned: `settle` raises `BatchAborted` naming
 the table and the count, and the caller rolls the whole batch back.
+
+Undo (`undo.py`) settles the same account for its one transaction: it plans the rows it inserts into the fixed
+table and each archived referencing table, the rows it points back, and the update of the fix's record.
 """
 
 from __future__ import annotations
@@ -58,9 +61,11 @@ class BatchAccount:
     """The database's change counts when a batch began; `settle` compares what it changed since with the plan."""
 
     def __init__(self, conn: Connection, rules: Dialect, suspects: Iterable[str] = (),
-                 names: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] | None = None) -> None:
+                 names: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] | None = None, *,
+                 subject: str = "this batch", kept: str = "; nothing of this batch was kept") -> None:
         self.rules = rules
         self.suspects = list(suspects)  # what may act unseen, named where the database counts no table
+        self.subject, self.kept = subject, kept  # what is accounted for (undo's transaction), and what is kept
         self.before = rules.changes_so_far(conn)
         # (table, kind) -> the counts a planned row of that kind is counted under (shareable between batches)
         self._names = {} if names is None else names
@@ -92,11 +97,11 @@ class BatchAccount:
         what = "row(s) changed" if kind not in (INSERTED, UPDATED, DELETED) else f"row(s) {kind}"
         if table != ALL_TABLES:
             return (f"the database counted {done} {what} in {table}, the plan {expected}: something the fix "
-                    "cannot see acted on it (a cascade, a trigger, a rule, or rows row-level security hides); "
-                    "nothing of this batch was kept")
+                    "cannot see acted on it (a cascade, a trigger, a rule, or rows row-level security hides)"
+                    f"{self.kept}")
         written = sorted({t.name for (t, _k), rows in planned.rows.items() if rows})
         suspects = f"; what may have done it: {', '.join(self.suspects)}" if self.suspects else ""
-        return (f"the database counted {done} {what} in this batch, the plan {expected} (in "
+        return (f"the database counted {done} {what} in {self.subject}, the plan {expected} (in "
                 f"{', '.join(written)}): something the fix cannot see wrote other rows (a trigger or a foreign "
-                f"key action){suspects}; nothing of this batch was kept")
+                f"key action){suspects}{self.kept}")
 

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects import for_backend
 from monitor.fix import records
+from monitor.fix.accounting import Planned
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
@@ -228,10 +229,13 @@ def children_archived(conn: Connection, fix_id: str) -> int:
                                    reference_table.c.action == "archive")).scalar_one())
 
 
-def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, int]:
+def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Planned,
+               fired: list[str]) -> tuple[int, int]:
     """Undo a fix's repoints and restore its archived referencing rows (after the parents are back);
-    returns (rows pointed back, rows restored). Raises `FixRefused` if a repointed row changed since."""
+    returns (rows pointed back, rows restored), adding each table's rows to `planned` (undo's account) and the
+    triggers and rules those writes fire to `fired`. Raises `FixRefused` if a repointed row changed since."""
     pointed = restored = 0
+    catalog = catalog_for(conn)
     entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id)
                            .order_by(reference_table.c.position)).all()
     archives_done: set[tuple[str | None, str]] = set()
@@ -243,9 +247,17 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None) -> tuple[int, 
             where = (records.place(conn, entry.child_schema), entry.log_table)
             if where not in archives_done:  # two references from one table share its archive
                 archives_done.add(where)
-                restored += restore_rows(conn, reflect(conn, *where), child, fix_id)
+                fired += [f"{t} on {child.name}"
+                          for t in catalog.write_triggers(child.schema, child.name, "INSERT", ())]
+                rows = restore_rows(conn, reflect(conn, *where), child, fix_id)
+                planned.inserted(child, rows)
+                restored += rows
             continue
-        pointed += _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
+        fired += [f"{t} on {child.name}" for t in catalog.write_triggers(child.schema, child.name, "UPDATE",
+                                                                           tuple(columns))]
+        moved = _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
+        planned.updated(child, moved)
+        pointed += moved
     return pointed, restored
 
 

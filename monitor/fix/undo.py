@@ -4,6 +4,12 @@ Everything happens in one transaction under the table's fix lock. Undo refuses, 
 restored row's primary key is taken, when a unique constraint would be violated (the refusal names the one the
 database reports and says whether dupewatch added it: only its own guard is ever suggested for dropping, with
 `--drop-constraint`), or when a repointed referencing row was changed or deleted since the fix.
+
+Before it commits, undo settles the database's own account of its transaction, as a fix batch does
+(`accounting.BatchAccount`): the rows it inserts into the fixed table and each archived referencing table, the
+rows it points back and the update of the fix's record must be all the database counts; a trigger or a rule
+writing anything else (an AFTER INSERT trigger writing another table) makes undo refuse, nothing changed,
+naming the table where the database counts per table and the triggers and rules undo's writes fire.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from monitor.detect import split_table_name
 from monitor.dialects import UniqueViolation, for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
+from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, added_since, archived_count, reflect_archive, restore_rows
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
@@ -186,18 +193,37 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     if expected != current.archived:
         raise FixRefused(f"undo of fix {record.fix_id} refused: the archive holds {expected} of its "
                          f"{current.archived} rows (was {record.archive_table} changed?)")
+    rules = for_backend(conn.dialect.name)
+    # What undo writes, as the database counts it, against what it plans (see accounting.py): a trigger or a rule
+    # of a restored or pointed-back table writing elsewhere would leave the database other than before the fix.
+    account = BatchAccount(conn, rules, subject="this undo", kept="")
+    planned = Planned()
+    fired: list[str] = []  # the triggers and rules undo's writes fire, as the catalog names them
     defaulted: list[str] = []
     if expected and archive is not None:  # (a count above 0 came from the archive)
         defaulted = added_since(conn, archive, table, record.fix_id)
         _refuse_taken_keys(conn, table, archive, record.fix_id)
+        fired += [f"{t} on {table.name}" for t in catalog_for(conn).write_triggers(table.schema, table.name,
+                                                                                    "INSERT", ())]
         restored = restore_rows(conn, archive, table, record.fix_id)
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
-    pointed, _children = undo_links(conn, record.fix_id, home)
-    repointed = pointed + _point_back(conn, record.fix_id)
+        planned.inserted(table, restored)
+    pointed, _children = undo_links(conn, record.fix_id, home, planned, fired)
+    repointed = pointed + _point_back(conn, record.fix_id, planned)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"{records.UNDONE_BY}{records.os_user()}@{records.host_name()} at "
                                   f"{records.now_text()}")
+    planned.updated(sa.Table(records.fix_table.name, sa.MetaData(), schema=records.home(conn)), 1)
+    account.suspects = list(dict.fromkeys(fired))
+    try:
+        account.settle(conn, planned)
+    except UnplannedChange as exc:
+        said = str(exc)
+        unnamed = [f for f in account.suspects if f not in said]
+        fires = f"; undo's writes fire {', '.join(unnamed)}" if unnamed else ""
+        raise FixRefused(f"undo of fix {record.fix_id} refused, nothing changed: {said}{fires}; disable what is "
+                         "named for the undo (and enable it after), then undo again") from None
     return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)
 
 
@@ -221,7 +247,7 @@ def _drop_plan_table(conn: Connection, schema: str | None, name: str) -> None:
         sa.Table(name, sa.MetaData(), schema=schema).drop(conn, checkfirst=True)
 
 
-def _point_back(conn: Connection, fix_id: str) -> int:
+def _point_back(conn: Connection, fix_id: str, planned: Planned) -> int:
     """Undo the repoints of a fix made by dupewatch 0.1, which logged values as JSON text."""
     if not sa.inspect(conn).has_table(records.REPOINT_TABLE, schema=records.home(conn)):
         return 0
@@ -245,5 +271,6 @@ def _point_back(conn: Connection, fix_id: str) -> int:
             label = f"{entry.child_table}({', '.join(c.name for c in pk)} = {', '.join(map(str, key))})"
             raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: the referencing row {label} was "
                              "changed or deleted since the fix, so it cannot be pointed back")
+        planned.updated(child, 1)
         moved += 1
     return moved

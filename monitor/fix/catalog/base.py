@@ -159,9 +159,9 @@ class Catalog:
         return ()
 
     def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
-        """The enabled triggers a fix's `event` ('UPDATE' of `columns`, or 'DELETE') on the table fires, each as
-        `<timing> <event> trigger <name>`, and (PostgreSQL) its rules for the event, `rule <name> ON <event>`: the
-        preview names them (what one writes, the batch's account decides)."""
+        """The enabled triggers a fix's `event` ('UPDATE' of `columns`, 'DELETE', or undo's 'INSERT') on the table
+        fires, each as `<timing> <event> trigger <name>`, and (PostgreSQL) its rules for the event, `rule <name> ON
+        <event>`: the preview names them (what one writes, the batch's account decides)."""
         return ()
 
     def descendant_tables(self, schema: str | None) -> set[str]:

@@ -86,8 +86,9 @@ class PostgresCatalog(Catalog):
             {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
 
     def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
-        # pg_trigger.tgtype bits: 2 BEFORE, 8 DELETE, 16 UPDATE, 64 INSTEAD; tgattr: an UPDATE OF trigger's columns
-        # (it fires only when the UPDATE sets one of them). Statement triggers fire once per statement, alike.
+        # pg_trigger.tgtype bits: 2 BEFORE, 4 INSERT, 8 DELETE, 16 UPDATE, 64 INSTEAD; tgattr: an UPDATE OF
+        # trigger's columns (it fires only when the UPDATE sets one of them). Statement triggers fire once per
+        # statement, alike.
         rows = self.conn.execute(sa.text("""
             SELECT t.tgname, CASE WHEN (t.tgtype & 64) <> 0 THEN 'INSTEAD OF'
                                   WHEN (t.tgtype & 2) <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing
@@ -98,12 +99,13 @@ class PostgresCatalog(Catalog):
                   SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.tgrelid
                     AND a.attnum = ANY (CAST(t.tgattr AS int2[])) AND a.attname = ANY (CAST(:cols AS text[]))))
             ORDER BY t.tgname"""), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
-                                      "bit": 16 if event == "UPDATE" else 8, "cols": list(columns)}).all()
-        # pg_rewrite.ev_type: '2' UPDATE, '4' DELETE; a rule rewrites the write itself (DO INSTEAD, DO ALSO).
+                                      "bit": {"INSERT": 4, "UPDATE": 16}.get(event, 8), "cols": list(columns)}).all()
+        # pg_rewrite.ev_type: '2' UPDATE, '3' INSERT, '4' DELETE; a rule rewrites the write itself (DO INSTEAD,
+        # DO ALSO).
         rules = self.conn.execute(sa.text(
             "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = :e "
             "ORDER BY rulename"), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
-                                   "e": "2" if event == "UPDATE" else "4"}).scalars().all()
+                                   "e": {"INSERT": "3", "UPDATE": "2"}.get(event, "4")}).scalars().all()
         return (*(f"{r.timing} {event} trigger {r.tgname}" for r in rows), *(f"rule {n} ON {event}" for n in rules))
 
     def descendant_tables(self, schema: str | None) -> set[str]:

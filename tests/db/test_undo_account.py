@@ -1,0 +1,186 @@
+"""Issue 16: undo gets the fix batch's account. What the database counts undo's transaction changing (inserts
+into the fixed table and archived referencing tables, the updates pointing references back, the fix record's
+update) must be what undo planned; a trigger or a rule writing beyond that rolls undo back, and undo refuses in one
+line naming the table (PostgreSQL counts per table) and the trigger the catalog names, exit 2, nothing changed.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.engine import make_url
+
+from dbtest import TestDatabase, server_login, write_config
+from fix_support import config_file, contents, json_out, run_cli
+
+TAGS = {"name": "tags", "table": "tag", "key": ["name"]}
+
+
+def _welcome_trigger(db: TestDatabase, timing: str = "AFTER") -> None:
+    """The repro: `tag_welcome` AFTER INSERT ON tag writes a row into `welcome(tag_id, msg)`."""
+    db.execute("CREATE TABLE welcome (tag_id INTEGER, msg VARCHAR(40))")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION welcome() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN INSERT INTO welcome VALUES (NEW.id, ''hello''); RETURN NEW; END'",
+                   f"CREATE TRIGGER tag_welcome {timing} INSERT ON tag FOR EACH ROW EXECUTE FUNCTION welcome()")
+    elif db.dialect == "mysql":
+        db.execute(f"CREATE TRIGGER tag_welcome {timing} INSERT ON tag FOR EACH ROW "
+                   "INSERT INTO welcome VALUES (NEW.id, 'hello')")
+    else:
+        db.execute(f"CREATE TRIGGER tag_welcome {timing} INSERT ON tag BEGIN "
+                   "INSERT INTO welcome VALUES (new.id, 'hello'); END")
+
+
+def _fixed(db: TestDatabase, tmp_path, checks=(TAGS,)) -> tuple[str, str]:
+    path = str(config_file(tmp_path, db, list(checks)))
+    fixed = run_cli("fix", checks[0]["name"], "--config", path, "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    return path, json_out(fixed)["fix_id"]
+
+
+def _refused(db: TestDatabase, path: str, fix_id: str, *tables: str) -> str:
+    before = contents(db, *tables, "dupewatch_fix")
+    undone = run_cli("undo", fix_id, "--config", path, "--yes")
+    assert undone.exit_code == 2, undone.output
+    assert contents(db, *tables, "dupewatch_fix") == before
+    assert db.scalar("SELECT state FROM dupewatch_fix") == "done"
+    message = undone.stderr.strip()
+    assert "\n" not in message and "nothing changed" in message, message
+    return message
+
+
+def test_an_after_insert_trigger_writing_another_table_makes_undo_refuse(db, tmp_path):
+    """The repro: undo said "1 row restored", exit 0, and `welcome` had a row the fix's starting contents had not."""
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red'), (3, 'blue')")
+    _welcome_trigger(db)
+    path, fix_id = _fixed(db, tmp_path)
+    message = _refused(db, path, fix_id, "tag", "welcome")
+    assert "AFTER INSERT trigger tag_welcome on tag" in message, message
+    if db.dialect == "postgresql":  # counted per table: the table the trigger wrote is named
+        assert "1 row(s) inserted in welcome, the plan 0" in message, message
+    else:  # counted for the session: what undo wrote, and what may have written the rest
+        assert "in this undo" in message, message
+    assert db.rows("SELECT id FROM tag ORDER BY id") == [(1,), (3,)]
+    # what is named, disabled for the undo, lets it through
+    db.execute("DROP TRIGGER tag_welcome ON tag" if db.dialect == "postgresql" else "DROP TRIGGER tag_welcome")
+    assert run_cli("undo", fix_id, "--config", path, "--yes").exit_code == 0
+    assert db.rows("SELECT id, name FROM tag ORDER BY id") == [(1, "red"), (2, "red"), (3, "blue")]
+    assert db.scalar("SELECT COUNT(*) FROM welcome") == 0
+
+
+def test_a_trigger_on_a_pointed_back_table_writing_elsewhere_makes_undo_refuse(db, tmp_path):
+    """An AFTER UPDATE trigger added to a referencing table since the fix: undo's repoint back fires it."""
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id))",
+               "INSERT INTO item VALUES (10, 2), (11, 1)")
+    path, fix_id = _fixed(db, tmp_path)
+    db.execute("CREATE TABLE audit (id INTEGER)")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END'",
+                   "CREATE TRIGGER item_moved AFTER UPDATE ON item FOR EACH ROW EXECUTE FUNCTION remember()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER item_moved AFTER UPDATE ON item FOR EACH ROW INSERT INTO audit VALUES (NEW.id)")
+    else:
+        db.execute("CREATE TRIGGER item_moved AFTER UPDATE ON item BEGIN INSERT INTO audit VALUES (new.id); END")
+    message = _refused(db, path, fix_id, "tag", "item", "audit")
+    assert "AFTER UPDATE trigger item_moved on item" in message, message
+    assert db.dialect != "postgresql" or "1 row(s) inserted in audit" in message, message
+
+
+def test_postgres_a_deferred_constraint_trigger_is_counted_before_undo_commits(pg, tmp_path):
+    """A constraint trigger AFTER INSERT `DEFERRABLE INITIALLY DEFERRED` fires at COMMIT, after the account:
+    undo fires deferred work first (SET CONSTRAINTS ALL IMMEDIATE), so its write is counted and undo refuses."""
+    pg.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE welcome (tag_id INTEGER, msg VARCHAR(40))",
+               "CREATE FUNCTION welcome() RETURNS trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO welcome VALUES (NEW.id, ''later''); RETURN NULL; END'",
+               "CREATE CONSTRAINT TRIGGER tag_welcome AFTER INSERT ON tag DEFERRABLE INITIALLY DEFERRED "
+               "FOR EACH ROW EXECUTE FUNCTION welcome()")
+    path, fix_id = _fixed(pg, tmp_path)
+    message = _refused(pg, path, fix_id, "tag", "welcome")
+    assert "inserted in welcome" in message and "tag_welcome" in message, message
+
+
+def test_a_plain_undo_restores_the_starting_contents_under_its_account(db, tmp_path):
+    """Repointed and archived references, a BEFORE INSERT trigger that changes nothing, two groups: the account
+    holds what undo planned (the restored rows, the archived children, the pointed-back rows, the record) and
+    the starting contents come back exactly."""
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red'), (3, 'red'), (4, 'blue'), (5, 'blue')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id))",
+               "INSERT INTO item VALUES (10, 2), (11, 3), (12, 5), (13, 1)",
+               "CREATE TABLE note (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id))",
+               "INSERT INTO note VALUES (20, 3), (21, 4)")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION same() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'",
+                   "CREATE TRIGGER tag_same BEFORE INSERT ON tag FOR EACH ROW EXECUTE FUNCTION same()")
+    elif db.dialect == "mysql":
+        db.execute("CREATE TRIGGER tag_same BEFORE INSERT ON tag FOR EACH ROW SET NEW.name = NEW.name")
+    before = contents(db, "tag", "item", "note")
+    check = {**TAGS, "on_reference": {"note.tag_id": "archive"}}
+    path, fix_id = _fixed(db, tmp_path, [check])
+    assert db.rows("SELECT id FROM tag ORDER BY id") == [(1,), (4,)]
+    undone = run_cli("undo", fix_id, "--config", path, "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert (json_out(undone)["restored"], json_out(undone)["repointed"]) == (3, 3)
+    assert contents(db, "tag", "item", "note") == before
+    assert db.scalar("SELECT state FROM dupewatch_fix") == "undone"
+
+
+def test_mysql_a_fix_role_without_the_trigger_privilege_sees_the_trigger_and_its_rows_are_counted(mysql, tmp_path):
+    """The fix role has no TRIGGER privilege: MariaDB (10.11, measured) still lists the table's triggers in
+    information_schema.TRIGGERS to a role with a privilege on the table, and the session's Handler_write counts
+    the row the trigger's body (run as its definer) writes: undo refuses, naming the trigger."""
+    mysql.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+                  "INSERT INTO tag VALUES (1, 'red'), (2, 'red')")
+    _welcome_trigger(mysql)
+    password = uuid.uuid4().hex
+    grant = f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER ON `{mysql.schema}`.* TO {{user}}"
+    with server_login("mysql", grant, "GRANT PROCESS ON *.* TO {user}", prefix="dw_undo", password=password) as user:
+        fix_url = make_url(mysql.url).set(username=user, password=password).render_as_string(hide_password=False)
+        path = str(write_config(tmp_path / "dupewatch.toml", {"app": {"url": mysql.url, "fix_url": fix_url}},
+                                [{"database": "app", **TAGS}]))
+        fixed = run_cli("fix", TAGS["name"], "--config", path, "--yes", "--json")
+        assert fixed.exit_code == 0, fixed.output
+        message = _refused(mysql, path, json_out(fixed)["fix_id"], "tag", "welcome")
+    assert "counted 2 row(s) inserted in this undo, the plan 1" in message, message
+    assert "AFTER INSERT trigger tag_welcome on tag" in message, message
+
+
+def test_an_undo_into_a_partitioned_table_is_counted_as_planned(pg, mysql, tmp_path):
+    """PostgreSQL counts the restored rows on the partitions (the account adds them up under the partitioned
+    table); MariaDB's partition handler and the partition's own count each row, a system-versioned table
+    partitioned BY SYSTEM_TIME too: undo plans as the database counts, and restores."""
+    pg.execute("CREATE TABLE tag (id INTEGER, day INTEGER, name VARCHAR(20), PRIMARY KEY (id, day)) "
+               "PARTITION BY RANGE (day)",
+               "CREATE TABLE tag_1 PARTITION OF tag FOR VALUES FROM (0) TO (10)",
+               "CREATE TABLE tag_2 PARTITION OF tag FOR VALUES FROM (10) TO (20)",
+               "INSERT INTO tag VALUES (1, 1, 'red'), (2, 11, 'red'), (3, 12, 'red'), (4, 2, 'blue')")
+    mysql.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20)) PARTITION BY HASH (id) PARTITIONS 3",
+                  "INSERT INTO tag VALUES (1, 'red'), (2, 'red'), (3, 'red'), (4, 'blue')",
+                  "CREATE TABLE vtag (id INTEGER PRIMARY KEY, name VARCHAR(20)) WITH SYSTEM VERSIONING "
+                  "PARTITION BY SYSTEM_TIME (PARTITION p_hist HISTORY, PARTITION p_cur CURRENT)",
+                  "INSERT INTO vtag VALUES (1, 'red'), (2, 'red'), (3, 'blue')")
+    for db, check in ((pg, TAGS), (mysql, TAGS), (mysql, {"name": "vtags", "table": "vtag", "key": ["name"]})):
+        before = contents(db, check["table"])
+        path, fix_id = _fixed(db, tmp_path, [check])
+        assert contents(db, check["table"]) != before
+        undone = run_cli("undo", fix_id, "--config", path, "--yes")
+        assert undone.exit_code == 0, undone.output
+        assert contents(db, check["table"]) == before
+
+
+def test_postgres_an_insert_rule_writing_another_table_makes_undo_refuse_and_is_named(pg, tmp_path):
+    """`CREATE RULE ... AS ON INSERT TO tag DO ALSO INSERT INTO welcome`: the catalog's pg_rewrite names it."""
+    pg.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE welcome (tag_id INTEGER, msg VARCHAR(40))",
+               "CREATE RULE tag_greets AS ON INSERT TO tag DO ALSO INSERT INTO welcome VALUES (NEW.id, 'hi')")
+    path, fix_id = _fixed(pg, tmp_path)
+    message = _refused(pg, path, fix_id, "tag", "welcome")
+    assert "1 row(s) inserted in welcome, the plan 0" in message and "rule tag_greets ON INSERT on tag" in message, \
+        message
