@@ -20,6 +20,10 @@
   `xmin`), the whole window is re-read.
 - `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
   as a superuser or a member of `pg_read_all_stats`.
+- The transactions that have written hold a transaction id (`pg_stat_activity.backend_xid`); the oldest one's
+  `xact_start` against `clock_timestamp()`, read in the statement that reads the table's highest value
+  (`writers_columns`), bounds the ids a transaction still running may hold. A read-only transaction holds no id
+  and widens nothing; a writing one of another table of the database widens the window as much.
 """
 
 from __future__ import annotations
@@ -234,6 +238,17 @@ class PostgreSQLPolling(Polling):
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
+
+    def writers_columns(self, conn: Connection) -> tuple[tuple[ColumnElement[Any], ColumnElement[Any]] | None, str]:
+        if not conn.execute(_SEES_ALL_SESSIONS).scalar():
+            return None, ("the role cannot see other roles' transactions in pg_stat_activity (grant it "
+                          "pg_read_all_stats)")
+        clock = sa.func.extract("epoch", sa.func.clock_timestamp())
+        oldest = (sa.select(sa.func.extract("epoch", sa.func.min(sa.literal_column("xact_start"))))
+                  .select_from(sa.text("pg_stat_activity"))
+                  .where(sa.text("datname = current_database() AND backend_xid IS NOT NULL"
+                                 " AND pid <> pg_backend_pid()")).scalar_subquery())
+        return (clock, oldest), ""
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         if not conn.execute(_SEES_ALL_SESSIONS).scalar():
