@@ -189,9 +189,9 @@ class IncrementalCheck:
         table = self.resolved.table
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, table)
-        if self._writers is False:
-            self._writers, self.writers_unseen = self.rules.writers_columns(conn) if self.kind == "id" \
-                else (None, "")
+        if self._writers is False:  # an id watermark a sequence bounds (no other window uses them)
+            sequenced = self.kind == "id" and self.rules.sequence_position(conn, table, self.column) is not None
+            self._writers, self.writers_unseen = self.rules.writers_columns(conn) if sequenced else (None, "")
         key = ("top", filtered, digests is not None)
         statement = self._statements.get(key)
         if statement is None:
