@@ -115,6 +115,7 @@ _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"
                   ("subject_state", "last_run_at", "REAL"),
                   ("subject_state", "window_digest", "TEXT"),
                   ("subject_state", "storage", "TEXT"),
+                  ("subject_state", "positions", "TEXT"),
                   ("subject_groups", "spelling", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
@@ -221,7 +222,9 @@ class IncrementalState:
     and a sum of a hash of each row's identity and key, with the window's bounds; None: none taken), so that the
     next run skips re-reading the window when the database gives the same digest; `storage` what the database
     said of the table's storage at the last run (`Dialect.storage_identity_column`; None: nothing), so that a run
-    after a TRUNCATE or a rewrite (rows below the watermark no run read) is a full pass.
+    after a TRUNCATE or a rewrite (rows below the watermark no run read) is a full pass; `positions` the
+    (database clock, position) of recent runs of an id watermark (`monitor.incremental.window.next_positions`), so
+    that a run reads from the position of the last run before the oldest writing transaction began.
     """
 
     key: str
@@ -243,6 +246,7 @@ class IncrementalState:
     last_run_at: float | None = None
     window_digest: str | None = None
     storage: str | None = None
+    positions: str | None = None
 
 
 def _earlier_mark(a: str | None, b: str | None) -> str | None:
@@ -419,8 +423,8 @@ class History:
             try:
                 row = self._conn.execute(
                     "SELECT fingerprint, watermark, seen, last_full_at, generation, changes_seen, recount_position,"
-                    " pending_since, removals_seen, recount_left, snapshot, last_run_at, window_digest, storage"
-                    " FROM subject_state WHERE subject = ?",
+                    " pending_since, removals_seen, recount_left, snapshot, last_run_at, window_digest, storage,"
+                    " positions FROM subject_state WHERE subject = ?",
                     (key,)).fetchone()
                 groups = self._conn.execute(
                     "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
@@ -433,7 +437,7 @@ class History:
                                 {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
                                 pending_since=row[7], removals_seen=row[8], recount_left=row[9],
                                 snapshot=row[10], last_run_at=row[11], window_digest=row[12],
-                                storage=row[13])
+                                storage=row[13], positions=row[14])
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -471,19 +475,19 @@ class History:
                                              generation, new.groups, new.updated, new.removed, new.changes_seen,
                                              new.recount_position, new.pending_since, new.removals_seen,
                                              new.recount_left, new.snapshot, new.last_run_at, new.window_digest,
-                                             new.storage)
+                                             new.storage, new.positions)
                     same_base = stored is not None and loaded is not None and stored[0] == loaded.fingerprint \
                         and stored[4] == expected
                     self._write_groups(saved, loaded.groups if same_base and loaded else None)
                 conn.execute(
                     "INSERT OR REPLACE INTO subject_state (subject, fingerprint, watermark, seen,"
                     " last_full_at, generation, changes_seen, recount_position, pending_since, removals_seen,"
-                    " recount_left, snapshot, last_run_at, window_digest, storage)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recount_left, snapshot, last_run_at, window_digest, storage, positions)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (saved.key, saved.fingerprint, saved.watermark, json.dumps(saved.seen), saved.last_full_at,
                      saved.generation, saved.changes_seen, saved.recount_position, saved.pending_since,
                      saved.removals_seen, saved.recount_left, saved.snapshot, saved.last_run_at,
-                     saved.window_digest, saved.storage))
+                     saved.window_digest, saved.storage, saved.positions))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -495,12 +499,13 @@ class History:
         earlier of the two table changes seen, so that neither misses one; a window digest only where both took
         the same (else the next run re-reads the window)."""
         from monitor.incremental import lower_watermark
+        from monitor.incremental.window import merged_positions
 
         watermark = lower_watermark(new.watermark, stored[1])
         seen = sorted(set(new.seen) | set(json.loads(stored[2])))
         fulls = [t for t in (new.last_full_at, stored[3]) if t is not None]
         theirs_seen = self._conn.execute("SELECT changes_seen, recount_position, pending_since, snapshot, last_run_at,"
-                                         " window_digest, storage"
+                                         " window_digest, storage, positions"
                                          " FROM subject_state"
                                          " WHERE subject = ?", (new.key,)).fetchone()
         rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
@@ -522,7 +527,8 @@ class History:
                                 window_digest=new.window_digest if new.window_digest == theirs_seen[5] else None,
                                 # two processes that read other storage: the next run is a full pass ("" is none)
                                 storage=new.storage if new.storage == theirs_seen[6] else
-                                None if new.storage is None and theirs_seen[6] is None else "")
+                                None if new.storage is None and theirs_seen[6] is None else "",
+                                positions=merged_positions(new.positions, theirs_seen[7]))
 
     def _write_groups(self, saved: IncrementalState, before: dict[str, KnownGroup] | None) -> None:
         """Write the known groups: only what changed since `before` (the state this run started from)."""

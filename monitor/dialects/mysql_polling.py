@@ -22,6 +22,11 @@
   insert at a time (no cached ranges). A column without AUTO_INCREMENT has none to read
   (`reads_sequence_position`): its runs read the highest id, the window digests and the new rows in one statement.
 - `information_schema.INNODB_TRX.trx_started` says when each running InnoDB transaction began (PROCESS privilege).
+  The oldest that has modified a row (`trx_rows_modified > 0`; a read-only one widens nothing, a writing one of
+  any table of the server widens the window as much), against `NOW(6)`, read in the statement that reads the
+  table's highest value (`writers_columns`), bounds the AUTO_INCREMENT values a transaction still running may hold.
+  InnoDB refreshes what `INNODB_TRX` shows at most every 0.1 s, and `trx_started` has whole seconds (read
+  earlier: a wider window, never a narrower one).
 - No count of deleted or updated rows (`removed_rows`) is read: `performance_schema` and `userstat` are off by
   default, and `INNODB_SYS_TABLESTATS.MODIFIED_COUNTER` counts inserts, is reset whenever the table's statistics
   are recalculated, and counts a `REPLACE INTO` that moves a row to another key as one change (MariaDB 10.11).
@@ -162,6 +167,19 @@ class MySQLPolling(Polling):
         if following is None:
             return SequencePosition(name, None, why_unknown=f"information_schema does not show {name}")
         return SequencePosition(name, int(following) - 1)
+
+    def writers_columns(self, conn: Connection) -> tuple[tuple[ColumnElement[Any], ColumnElement[Any]] | None, str]:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text("SELECT 1 FROM information_schema.INNODB_TRX LIMIT 0")).all()
+        except sa.exc.DBAPIError:
+            return None, "the role cannot read information_schema.INNODB_TRX (grant it PROCESS)"
+        clock = sa.func.unix_timestamp(sa.func.now(6))
+        oldest = (sa.select(sa.func.unix_timestamp(sa.func.min(sa.literal_column("trx_started"))))
+                  .select_from(sa.text("information_schema.INNODB_TRX"))
+                  .where(sa.text("trx_mysql_thread_id <> CONNECTION_ID() AND trx_rows_modified > 0"))
+                  .scalar_subquery())
+        return (clock, oldest), ""
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         try:

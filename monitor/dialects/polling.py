@@ -20,6 +20,11 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   the cached ranges); None where the column has no sequence the database describes.
 - `oldest_transaction_age(conn)`: seconds since the oldest transaction still running on the database began, or
   None where the database does not say (a timestamp watermark's overlap then cannot be bounded).
+- `writers_columns(conn)`: two expressions read in the statement that reads the table's highest value: the
+  database's clock and the start of the oldest transaction of another session that has written (NULL where none),
+  both in seconds since the epoch by the database's clock; or None, with why (the role may not see them; "" where
+  the database has one writer at a time or says nothing). An id watermark's next run reads from the position the
+  sequence stood at in the last run before that transaction began (`window.id_since`).
 - `snapshot_mark(conn, table)`: an expression a run reads with the table's highest value, naming what the database
   says of the transactions running at that moment (on PostgreSQL its snapshot's xmin), or None where it says
   nothing usable; `committed_since(previous, current)`: the value to bind to `committed_after(mark)`, a condition
@@ -163,6 +168,9 @@ class Polling:
 
     def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
         return None
+
+    def writers_columns(self, conn: Connection) -> tuple[tuple[ColumnElement[Any], ColumnElement[Any]] | None, str]:
+        return None, ""
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         """(seconds since the oldest running transaction began, or None; why None)."""

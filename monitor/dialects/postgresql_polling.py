@@ -20,6 +20,11 @@
   `xmin`), the whole window is re-read.
 - `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
   as a superuser or a member of `pg_read_all_stats`.
+- The transactions that have written hold a transaction id (`pg_stat_activity.backend_xid`); the oldest one's
+  `xact_start` (of the database, read from `pg_stat_get_activity`, the function under the view) against
+  `clock_timestamp()`, read in the statement that reads the table's highest value
+  (`writers_columns`), bounds the ids a transaction still running may hold. A read-only transaction holds no id
+  and widens nothing; a writing one of another table of the database widens the window as much.
 """
 
 from __future__ import annotations
@@ -234,6 +239,21 @@ class PostgreSQLPolling(Polling):
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return all(isinstance(c.type, sa.Integer) and not isinstance(c.type, sa.Boolean) for c in columns)
+
+    def writers_columns(self, conn: Connection) -> tuple[tuple[ColumnElement[Any], ColumnElement[Any]] | None, str]:
+        if not conn.execute(_SEES_ALL_SESSIONS).scalar():
+            return None, ("the role cannot see other roles' transactions in pg_stat_activity (grant it "
+                          "pg_read_all_stats)")
+        clock = sa.func.extract("epoch", sa.func.clock_timestamp())
+        # The function under pg_stat_activity, without the view's joins and columns: 0.13 ms a run against 0.6 ms
+        # (alternated rounds of the top statement, PostgreSQL 15).
+        oldest = (sa.select(sa.func.extract("epoch", sa.func.min(sa.literal_column("dupewatch_backends.xact_start"))))
+                  .select_from(sa.text("pg_stat_get_activity(NULL) AS dupewatch_backends"))
+                  .where(sa.text("dupewatch_backends.datid = (SELECT oid FROM pg_database"
+                                 " WHERE datname = current_database())"
+                                 " AND dupewatch_backends.backend_xid IS NOT NULL"
+                                 " AND dupewatch_backends.pid <> pg_backend_pid()")).scalar_subquery())
+        return (clock, oldest), ""
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         if not conn.execute(_SEES_ALL_SESSIONS).scalar():

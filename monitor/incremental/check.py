@@ -22,7 +22,7 @@ from monitor.dialects.expressions import CatalogEquality
 from monitor.dialects.polling import KEY_BATCH, StatementCache
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
-from monitor.incremental.window import ID_OVERLAP, Window, window_for
+from monitor.incremental.window import ID_OVERLAP, Window, next_positions, window_for
 
 Mode = Literal["full", "incremental"]
 RECOUNT_BUDGET = 200  # up to this many known groups, every incremental run re-counts all of them
@@ -118,6 +118,9 @@ class IncrementalCheck:
         # query_cache_size=0, and compiling a run's statements again cost 1-2 ms a run); a few per check.
         self._cache = StatementCache()
         self._removals_read = False  # whether the top statement reads `Dialect.removed_rows_column`
+        # `Dialect.writers_columns` (an id watermark's: False until asked) and why the database does not say
+        self._writers: tuple[ColumnElement[Any], ColumnElement[Any]] | Literal[False] | None = False
+        self.writers_unseen = ""
         columns = resolved.key_columns
         # The keys read are counted by the database, in the statement that reads them (see `_counted_window`):
         # plain columns (integers: their text is their identity) that no row leaves NULL and an index serves.
@@ -170,7 +173,7 @@ class IncrementalCheck:
 
     def _top(self, conn: Connection, *, filtered: bool,
              digests: tuple[Any, Any, Any] | None = None
-             ) -> tuple[Any, str | None, int | None, Any, Any, str | None]:
+             ) -> tuple[Any, str | None, int | None, Any, Any, str | None, tuple[Any, Any] | None]:
         """The table's highest incremental value and, where the database gives them, the snapshot mark read with
         it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see),
         its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it) and the
@@ -179,10 +182,16 @@ class IncrementalCheck:
         With `digests` (low, high, overlap), also the window digests (`_digest_of`) of `(low, high]` (the window
         the last run took one of) and of the `overlap` below the highest value (the window the next run
         re-reads, where this run leaves its watermark there): in this statement, before any row is read, so a row
-        that commits later changes the digest the next run compares."""
+        that commits later changes the digest the next run compares.
+
+        Last, for an id watermark, the database's clock and the start of the oldest transaction that has written
+        (`Dialect.writers_columns`; None where not read), read with the highest value."""
         table = self.resolved.table
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, table)
+        if self._writers is False:  # an id watermark a sequence bounds (no other window uses them)
+            sequenced = self.kind == "id" and self.rules.sequence_position(conn, table, self.column) is not None
+            self._writers, self.writers_unseen = self.rules.writers_columns(conn) if sequenced else (None, "")
         key = ("top", filtered, digests is not None)
         statement = self._statements.get(key)
         if statement is None:
@@ -201,6 +210,8 @@ class IncrementalCheck:
                 columns += [self._digest_of(sa.bindparam("dupewatch_low", type_=kind),
                                             sa.bindparam("dupewatch_high", type_=kind)),
                             self._digest_of(highest - overlap, highest)]
+            if self._writers is not None:
+                columns += list(self._writers)
             top: sa.Select[Any] = sa.select(*columns).select_from(table)
             statement = self._statements[key] = top.where(*self.resolved.filters) if filtered else top
         removed = None if self._removals_read else self.rules.removed_rows(conn, table)
@@ -211,8 +222,9 @@ class IncrementalCheck:
         if self._removals_read:
             removed = None if counted is None else int(counted)
         now, following = (row[4], row[5]) if digests is not None else (None, None)
+        writers = (row[-2], row[-1]) if self._writers is not None else None
         return highest, None if taken is None else str(taken), removed, now, following, \
-            None if row[3] is None else str(row[3])
+            None if row[3] is None else str(row[3]), writers
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -413,14 +425,16 @@ class IncrementalCheck:
         full pass, which reads whatever was restored). `now`: the UNIX time of the run (the engine's clock)."""
         said = list(notes)
         now = time.time() if now is None else now
-        top, mark, removals, _, _, storage = self._top(conn, filtered=True)
+        top, mark, removals, _, _, storage, writers = self._top(conn, filtered=True)
         if top is None:
             kept = dict(before.groups) if before is not None else {}
             state = IncrementalState(self.key, fingerprint, None, [], now, _next_generation(before), kept,
                                      changes_seen=changes_seen, removals_seen=removals, recount_left=0,
-                                     last_run_at=now, storage=storage)
+                                     last_run_at=now, storage=storage,
+                                     positions=before.positions if before is not None else None)
             return Outcome(0, 0, "full", 0, 0, state, before is None, said)
-        window = window_for(conn, self)
+        positions = before.positions if before is not None else None
+        window = window_for(conn, self, writers, positions)
         said += window.notes
         watermark = window.bounded(top)
         since = window.since_below(watermark)
@@ -437,7 +451,8 @@ class IncrementalCheck:
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, now,
                                  _next_generation(before), groups, changes_seen=changes_seen,
                                  pending_since=encoded(since), removals_seen=removals, recount_left=0,
-                                 snapshot=mark, last_run_at=now, window_digest=digest, storage=storage)
+                                 snapshot=mark, last_run_at=now, window_digest=digest, storage=storage,
+                                 positions=self._positions(positions, writers, window, top))
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted = (groups, excess)
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
@@ -460,8 +475,10 @@ class IncrementalCheck:
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
         if self.digest is not None and self.kind == "id" and self.key_indexed:
             digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
-        top, mark, removals, digest_now, digest_next, storage = self._top(conn, filtered=False, digests=digests)
-        window = window_for(conn, self)
+        top, mark, removals, digest_now, digest_next, storage, writers = self._top(conn, filtered=False,
+                                                                                  digests=digests)
+        window = window_for(conn, self, writers, state.positions)
+        positions = self._positions(state.positions, writers, window, top)
         start = window.start(watermark, decoded(state.pending_since))
         went_back = self._bound_went_back(watermark, start, window)
         # A table truncated (or rewritten, or given other partitions) and loaded again holds rows below the
@@ -486,7 +503,7 @@ class IncrementalCheck:
                 following = self._digest_text(window.start(top), top, digest_next)
             return self._counted_pass(conn, state, window, watermark if unchanged else start, watermark, late,
                                       following if top is not None else None, mark, removals, recount_all,
-                                      seen_changes, said, now, storage)
+                                      seen_changes, said, now, storage, positions=positions)
         read = self._read_window(conn, start, watermark, late)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
@@ -514,7 +531,7 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(since), removals, left, mark, now, storage=storage)
+                                 encoded(since), removals, left, mark, now, storage=storage, positions=positions)
         self._counted = (groups, excess)
         self._keep_slices(state.groups, groups, [k for k in updated if k not in state.groups])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
@@ -573,7 +590,8 @@ class IncrementalCheck:
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
                       recount_all: bool, seen_changes: int, said: list[str], now: float,
-                      storage: str | None, read_row: Sequence[Any] | None = None) -> Outcome:
+                      storage: str | None, read_row: Sequence[Any] | None = None, *,
+                      positions: str | None = None) -> Outcome:
         """An incremental run whose keys read are counted by the database (`_counted_window`): one row comes back,
         the keys of more than one row with their counts as one text, the keys of one row as another, never the
         rows. Every key read comes back, so a known group whose rows fell below two is seen as at the client's count
@@ -619,10 +637,20 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since_below(highest)), removals, left, mark, now, taken, storage)
+                                 encoded(window.since_below(highest)), removals, left, mark, now, taken, storage,
+                                 positions if positions is not None else state.positions)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
+
+    @staticmethod
+    def _positions(kept: str | None, writers: tuple[Any, Any] | None, window: Window, top: Any) -> str | None:
+        """The positions the state keeps after this run (`window.next_positions`): the table's highest value as
+        read with the database's clock, bounded by the sequence's position (ids handed out later lie above it, but
+        for the ranges sessions hold cached: the overlap), where the sequence bounds it."""
+        if writers is None or window.upper is None or top is None:
+            return kept
+        return next_positions(kept, writers[0], window.bounded(top))
 
     def _take_digest(self, conn: Connection, start: Any, watermark: Any) -> str | None:
         """The window digest of the rows in `(start, watermark]`, as the state keeps it (None: none can be taken)."""

@@ -10,12 +10,16 @@
   highest value read where that lies behind it: rows dated by an application's clock in another time zone),
   and at least `TIMESTAMP_OVERLAP` below the watermark, for clocks that differ; for an id watermark, every range
   of values the sessions may hold cached from the sequence (`cache_size` times the sessions that may hold one; at
-  least `ID_OVERLAP`, for transactions committing out of order).
+  least `ID_OVERLAP`, for transactions committing out of order), and every transaction still running that has
+  written: the state keeps the positions (`bounded` highest value read) of recent runs by the database's clock
+  (`POSITIONS_KEPT`, over `POSITIONS_SPAN`), and the next run reads from the position of the last run before the
+  oldest such transaction began (`id_since`, kept as `Window.since`), minus the overlap.
 - Where the database cannot say, the run says once that late rows wait for the full pass, and why.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 TIMESTAMP_OVERLAP = timedelta(minutes=5)  # the least a timestamp watermark re-reads below itself
 ID_OVERLAP = 1000  # the least an integer watermark re-reads below itself
 FUTURE_TOLERANCE = timedelta(minutes=1)  # a row this far ahead of the database's clock is said to lie in the future
+POSITIONS_KEPT = 32  # runs whose (database clock, position) the state keeps, thinned to spread over
+POSITIONS_SPAN = 3600.0  # seconds: a transaction writing for longer than this is beyond them
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,62 @@ class Window:
             return False
 
 
-def window_for(conn: Connection, check: IncrementalCheck) -> Window:
-    """Ask the database for this run's bounds (a few catalog reads; no scan)."""
+def window_for(conn: Connection, check: IncrementalCheck, writers: tuple[Any, Any] | None = None,
+               positions: str | None = None) -> Window:
+    """Ask the database for this run's bounds (a few catalog reads; no scan). `writers`: the database's clock and
+    the start of the oldest transaction that has written, as read with the table's highest value
+    (`Dialect.writers_columns`; None where not read); `positions`: what the state keeps of recent runs."""
     if check.kind == "timestamp":
         return _timestamp_window(conn, check)
-    return _id_window(conn, check)
+    return _id_window(conn, check, writers, positions)
+
+
+def id_since(positions: str | None, oldest: Any, overlap: int, column: str) -> tuple[int | None, list[str]]:
+    """Where the next run of an id watermark reads from at the latest: the position kept of the last run before
+    the oldest transaction still running that has written began (`oldest`, seconds by the database's clock),
+    minus the overlap; None where no transaction is writing. Where it began before every run kept, the earliest
+    position kept (or none), and a note."""
+    if oldest is None:
+        return None, []
+    kept = _positions(positions)
+    before = [value for at, value in kept if at <= float(oldest)]
+    if before:
+        return before[-1] - overlap, []
+    note = (f"late rows: a transaction writing since before the runs the state keeps (the last "
+            f"{int(POSITIONS_SPAN // 60)} min, {POSITIONS_KEPT} runs) may hold {column} values below the window; "
+            "a row it commits there waits for the full pass")
+    return (kept[0][1] - overlap if kept else None), [note]
+
+
+def next_positions(positions: str | None, clock: Any, position: Any) -> str | None:
+    """The positions kept after a run at `clock` (seconds, the database's clock) that left `position`: older
+    ones dropped beyond POSITIONS_SPAN, and above POSITIONS_KEPT the one whose neighbours lie closest (the kept
+    runs spread over the span; a transaction between two of them reads from the earlier: more, never less). A
+    kept position above this one (a sequence set back) is dropped."""
+    if clock is None or not isinstance(position, int):
+        return positions
+    now = float(clock)
+    kept = [(at, value) for at, value in _positions(positions)
+            if now - POSITIONS_SPAN <= at < now and value <= position]
+    kept.append((now, position))
+    while len(kept) > POSITIONS_KEPT:
+        closest = min(range(1, len(kept) - 1), key=lambda i: kept[i + 1][0] - kept[i - 1][0])
+        del kept[closest]
+    return json.dumps(kept)
+
+
+def merged_positions(a: str | None, b: str | None) -> str | None:
+    """The positions two processes kept (each a fact about the sequence), as one list."""
+    union = sorted(set(_positions(a)) | set(_positions(b)))
+    if not union:
+        return a or b
+    return json.dumps(union[-POSITIONS_KEPT:])
+
+
+def _positions(text: str | None) -> list[tuple[float, int]]:
+    if not text:
+        return []
+    return sorted((float(at), int(value)) for at, value in json.loads(text))
 
 
 def _timestamp_window(conn: Connection, check: IncrementalCheck) -> Window:
@@ -126,7 +183,8 @@ def _timestamp_window(conn: Connection, check: IncrementalCheck) -> Window:
     return Window(clock, "the database's clock", overlap, notes, since, running)
 
 
-def _id_window(conn: Connection, check: IncrementalCheck) -> Window:
+def _id_window(conn: Connection, check: IncrementalCheck, writers: tuple[Any, Any] | None,
+               positions: str | None) -> Window:
     rules, column = check.resolved.rules, check.column
     position = rules.sequence_position(conn, check.resolved.table, column)
     if position is None:
@@ -140,7 +198,15 @@ def _id_window(conn: Connection, check: IncrementalCheck) -> Window:
             f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass"])
     cached = position.cache_size * (position.sessions or 1) if position.cache_size > 1 else 0
     overlap = max(ID_OVERLAP, cached)
-    return Window(position.last_value, f"{position.name} (last value {position.last_value:,})", overlap)
+    notes: list[str] = []
+    since = None
+    if writers is not None:
+        since, notes = id_since(positions, writers[1], overlap, column.name)
+    elif check.writers_unseen:
+        notes.append(f"late rows: {check.writers_unseen}, so a row committed with a value more than {overlap:,} "
+                     "below the highest read waits for the full pass")
+    return Window(position.last_value, f"{position.name} (last value {position.last_value:,})", overlap, notes,
+                  since)
 
 
 def _minutes(delta: timedelta) -> str:

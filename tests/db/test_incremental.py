@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbtest import TestDatabase, make_test_database, run_dupewatch, write_config
+from dbtest import TestDatabase, make_test_database, own_pg_database, run_dupewatch, write_config
 from fix_support import ts
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
@@ -661,6 +661,147 @@ def test_a_late_commit_inside_a_sequence_cache_is_read(pg, runner_for):
         late_engine.dispose()
     after = r.run()
     assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def add_many(db: TestDatabase, users: range) -> None:
+    """Rows of distinct new keys, committed by another session (one statement)."""
+    db.execute("INSERT INTO logins (user_id, device, created_at) VALUES (:u, 'pc', :t)",
+               params=[{"u": u, "t": ts(db, NOW)} for u in users])
+
+
+def await_next_second(db: TestDatabase) -> None:
+    """MariaDB's `trx_started` has whole seconds (a transaction's start reads as earlier, never later): the
+    transaction to come begins in a second after the runs before it."""
+    if db.dialect != "mysql":
+        return
+    started = db.scalar("SELECT UNIX_TIMESTAMP(NOW())")
+    deadline = time.monotonic() + 10
+    while db.scalar("SELECT UNIX_TIMESTAMP(NOW())") == started:
+        assert time.monotonic() < deadline
+
+
+def await_writer_shown(db: TestDatabase) -> None:
+    """Until MariaDB shows a writing transaction (`INNODB_TRX` is refreshed at most every 0.1 s)."""
+    if db.dialect != "mysql":
+        return
+    deadline = time.monotonic() + 10
+    while not db.scalar("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_rows_modified > 0"):
+        assert time.monotonic() < deadline
+
+
+def late_notes(result: Any) -> list[str]:
+    return [n for n in result.notes if n.startswith("late rows")]
+
+
+@pytest.fixture
+def own_pg() -> Iterator[TestDatabase]:
+    """A PostgreSQL database of the test's own: the writing transactions a run looks at are the database's, and
+    other tests' writers on the shared database would widen its window (and say so)."""
+    with own_pg_database() as url:
+        engine = sa.create_engine(url)
+        try:
+            yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
+        finally:
+            engine.dispose()
+
+
+def alone(db: TestDatabase) -> bool:
+    """Whether the run's notes and window concern this test's transactions only: on MariaDB, `INNODB_TRX` shows the
+    whole shared server's (other tests' writers widen the window too); the figures hold either way."""
+    return db.dialect == "postgresql"
+
+
+@pytest.mark.parametrize("server", ["own_pg", "mysql"])
+def test_a_long_transaction_holding_an_id_far_below_the_watermark_is_read(server, request, runner_for):
+    """A transaction takes a low id and stays open while 1,500 later rows are read: the next run reads from the
+    position of the last run before it began (the database says when the oldest writing transaction began), not
+    from a fixed 1,000 ids below the watermark."""
+    db = request.getfixturevalue(server)
+    sequenced_logins(db)
+    add(db, 1, "pc")
+    r = runner_for(db)
+    assert r.run().mode == "full"
+    await_next_second(db)
+    engine = sa.create_engine(db.url)
+    try:
+        with engine.connect() as late:
+            transaction = late.begin()
+            add(db, 7, "pc", conn=late)  # id 2, committed last
+            add(db, 7, "pc")
+            add_many(db, range(100, 1600))
+            await_writer_shown(db)
+            polled = r.run()
+            assert (polled.mode, polled.groups) == ("incremental", 0)
+            transaction.commit()
+    finally:
+        engine.dispose()
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 1)
+    if alone(db):
+        assert late_notes(polled) == late_notes(after) == []
+    r.assert_matches_full_pass(after)
+
+
+@pytest.mark.parametrize("server", ["own_pg", "mysql"])
+def test_a_read_only_long_transaction_does_not_widen_the_window(server, request, runner_for):
+    db = request.getfixturevalue(server)
+    sequenced_logins(db)
+    add(db, 1, "pc")
+    r = runner_for(db)
+    engine = sa.create_engine(db.url)
+    try:
+        with engine.connect() as reader:
+            transaction = reader.begin()
+            assert reader.execute(sa.text("SELECT COUNT(*) FROM logins")).scalar() == 1  # before every run
+            if db.dialect == "mysql":  # what the run asks INNODB_TRX leaves the reader out
+                thread = reader.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+                assert db.scalar("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = :t",
+                                 {"t": thread}) == 1
+                assert db.scalar("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = :t"
+                                 " AND trx_rows_modified > 0", {"t": thread}) == 0
+            assert r.run().mode == "full"
+            add(db, 1, "pc")
+            add_many(db, range(100, 1600))
+            polled = r.run()
+            transaction.rollback()
+    finally:
+        engine.dispose()
+    assert (polled.mode, polled.groups) == ("incremental", 1)
+    if alone(db):
+        state = r.history.load_incremental(r.monitor.state_key("inc"))
+        assert state is not None and state.pending_since is None  # no window reaching back for the reader
+        assert late_notes(polled) == []
+    r.assert_matches_full_pass(polled)
+
+
+def test_a_transaction_writing_since_before_the_runs_kept_is_said_once(own_pg, runner_for, monkeypatch):
+    pg = own_pg
+    """Beyond the positions kept (here: none older than the last run), the run says once that late rows wait for
+    the full pass, and reads from the earliest position it keeps."""
+    import monitor.incremental.window as window
+
+    monkeypatch.setattr(window, "POSITIONS_SPAN", 0.0)
+    sequenced_logins(pg)
+    add(pg, 1, "pc")
+    r = runner_for(pg)
+    r.run()
+    engine = sa.create_engine(pg.url)
+    try:
+        with engine.connect() as late:
+            transaction = late.begin()
+            add(pg, 7, "pc", conn=late)
+            first = r.run()  # keeps only its own position, after the transaction began
+            add(pg, 7, "pc")
+            second = r.run()
+            transaction.commit()
+    finally:
+        engine.dispose()
+    assert late_notes(first) == []
+    (note,) = late_notes(second)
+    assert "transaction writing since before the runs the state keeps" in note, note
+    after = r.run()
+    assert (after.groups, after.new_groups) == (1, 1)
     r.assert_matches_full_pass(after)
 
 

@@ -407,11 +407,11 @@ def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next
         original = check_module.window_for
         committed = []
 
-        def late_commit(conn: Any, check: Any) -> Any:
+        def late_commit(conn: Any, check: Any, *rest: Any) -> Any:
             if not committed:
                 add(db, [(8, 2, 1)])  # joins row 3's key (2, 1), below the watermark 11
                 committed.append(8)
-            return original(conn, check)
+            return original(conn, check, *rest)
 
         monkeypatch.setattr(check_module, "window_for", late_commit)
         during = r.run()

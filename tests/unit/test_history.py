@@ -259,3 +259,31 @@ def test_live_groups_are_saved_by_subject_replaced_or_changed_and_survive_a_reop
         assert again.live_groups("subject-a") == ("fp2", {'["d"]'})
     finally:
         again.close()
+
+
+def test_run_positions_are_stored_thinned_and_merged_as_a_union(store: History) -> None:
+    """The (database clock, position) of recent runs an id watermark reads back by (`window.next_positions`):
+    saved and loaded; spread over the span once more than POSITIONS_KEPT (the latest always kept, none older than
+    the span); two processes' concurrent saves keep the positions of both."""
+    import json
+
+    from monitor.history import IncrementalState
+    from monitor.incremental.window import POSITIONS_KEPT, POSITIONS_SPAN, id_since, next_positions
+
+    kept = None
+    for run in range(100):
+        kept = next_positions(kept, 1000.0 + run, 10 * run)
+    runs = json.loads(kept or "[]")
+    assert len(runs) == POSITIONS_KEPT and runs[-1] == [1099.0, 990] and runs[0][0] >= 1099.0 - POSITIONS_SPAN
+    assert id_since(kept, 1099.5, 1000, "id") == (990 - 1000, [])
+    assert id_since(kept, None, 1000, "id") == (None, [])
+    since, notes = id_since(kept, runs[0][0] - 1, 1000, "id")
+    assert since == runs[0][1] - 1000 and len(notes) == 1 and notes[0].startswith("late rows")
+    assert json.loads(next_positions(kept, 1000.0 + POSITIONS_SPAN + 200, 2000) or "") == \
+        [[1000.0 + POSITIONS_SPAN + 200, 2000]]  # all older than the span
+    base = store.save_incremental(IncrementalState("k", "f", "1", [], 1.0, positions="[[1.0, 5]]"), None)
+    loaded = store.load_incremental("k")
+    assert loaded is not None and loaded.positions == "[[1.0, 5]]"
+    store.save_incremental(replace(base, positions="[[1.0, 5], [2.0, 7]]"), base)
+    merged = store.save_incremental(replace(base, positions="[[1.0, 5], [3.0, 9]]"), base)
+    assert json.loads(merged.positions or "") == [[1.0, 5], [2.0, 7], [3.0, 9]]
