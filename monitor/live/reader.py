@@ -330,8 +330,9 @@ class LiveReader:
                 continue
             present, gone, replace = changes
             try:
-                state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
-                                       replace=replace)
+                if not state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
+                                              replace=replace):
+                    groups.resave()  # the set stored is not the one these changes change: all of them next time
             except (sqlite3.Error, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 groups.resave()  # all of them next time
                 log.warning("the duplicate groups of live mode could not be saved", extra={"fields": {
