@@ -389,7 +389,8 @@ class LiveReader:
                 counted_new = (new if saved is not None else 0) if first else (new if count_new else 0)
                 groups_now, excess = groups.figures
                 self.sink.live_figures(check.name, self.database, Figures(
-                    groups_now, excess, counted_new, baseline=first and self.remember and saved is None))
+                    groups_now, excess, counted_new, baseline=first and self.remember and saved is None,
+                    compared=first and saved is not None))
         columns: dict[tuple[str, str], frozenset[str]] = {}
         for table, names in self._tables.items():
             columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)
