@@ -25,7 +25,9 @@ reported like any other (metric, log line, a poll of the database's checks) afte
 full, which counts the rows that arrived meanwhile. A daemon's reader (`remember`) also saves each check's known
 groups (their identities, by the check's subject, with the position's cadence); its first count compares with
 them, so a group formed while no daemon ran is new and one saved before is not; with none saved (the first start)
-the groups are the baseline, logged once per check.
+the groups are the baseline, logged once per check. Until the stream is first followed the daemon holds its runs'
+new groups in the database's checks (`MetricsExporter.live_starting`): a reader whose open or first count fails,
+or that is stopped first, says at once that it is not following (`_release`), which counts them.
 
 **Across a config reload.** The reader of the new config takes over from the previous one (`predecessor`):
 it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
