@@ -333,19 +333,27 @@ class History:
         return None if row is None else (str(row[0]), float(row[1]))
 
     def save_live_groups(self, subject: str, fingerprint: str, present: Iterable[str], gone: Iterable[str], *,
-                         replace: bool) -> None:
+                         replace: bool) -> bool:
         """The duplicate groups live mode knows of a check (`subject`), by identity (`encode_key` of what the
         database computes: `TableCheck.group_identities`): `present` added and `gone` removed since the last save,
-        or (`replace`) `present` is all of them. `fingerprint`: what decides the identities (collation versions)."""
+        or (`replace`) `present` is all of them. `fingerprint`: what decides the identities (collation versions).
+
+        False, and nothing written, when only changes are given (not `replace`) but the set stored is not the one
+        they change (none stored, or under another fingerprint: another process sharing this state file, or the
+        set deleted meanwhile): storing them alone would store a partial set as complete, and a restart would count
+        every group left out as new. The caller saves all of them next time (`LiveGroups.resave`)."""
         with self._lock:
             if self._closed:
-                return
+                return True
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 stored = conn.execute("SELECT fingerprint FROM live_group_sets WHERE subject = ?",
                                       (subject,)).fetchone()
-                if replace or stored is None or stored[0] != fingerprint:
+                if not replace and (stored is None or stored[0] != fingerprint):
+                    conn.execute("ROLLBACK")
+                    return False
+                if replace:
                     conn.execute("DELETE FROM live_groups WHERE subject = ?", (subject,))
                 else:
                     conn.executemany("DELETE FROM live_groups WHERE subject = ? AND identity = ?",
@@ -358,6 +366,7 @@ class History:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return True
 
     def live_groups(self, subject: str) -> tuple[str, set[str]] | None:
         """The fingerprint and the identities of the groups live mode last saved for `subject`, or None."""

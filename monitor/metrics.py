@@ -534,11 +534,12 @@ class MetricsExporter:
         self._live_following: set[str] = set()  # databases whose stream is followed now
         # At a daemon's start, before a live database's reader first counted its checks, which of them the stream
         # will count is not known yet: the new groups their runs find are held (`_held`) until it is
-        # (`live_settled`): dropped for a check the stream counts (its first count compares with the groups saved
-        # before the restart: they would be counted twice), counted for one left to its poll.
+        # (`live_settled`): dropped for a check whose first count by the stream compared with the groups saved
+        # before the restart (`Figures.compared`: they would be counted twice), counted for any other (left to its
+        # poll, a baseline, counted first by a reload's reader, or never counted: a stream that does not open).
         self._live_unsettled: dict[str, set[tuple[str, str]]] = {}  # database -> its table checks
         self._held: dict[tuple[str, str], int] = {}
-        self._baselines: set[tuple[str, str]] = set()  # checks whose stream's first count had no saved groups
+        self._compared: set[tuple[str, str]] = set()  # checks whose stream's first count compared with saved groups
         self.reload(config)
         _live_exporters.add(self)
 
@@ -762,13 +763,14 @@ class MetricsExporter:
         self._changed()
 
     def _settle(self, database: str) -> None:
-        """(a stream with no groups saved for a check, such as the first start after an upgrade, counted none
-        new: the run's, compared with the check's incremental state, are counted)"""
+        """(a stream with no groups saved for a check, such as the first start after an upgrade, or a reload's
+        reader, which does not compare with them, counted none new: the run's, compared with the check's
+        incremental state, are counted)"""
         for key in self._live_unsettled.pop(database, set()):
             held = self._held.pop(key, 0)
-            baseline = key in self._baselines
-            self._baselines.discard(key)
-            if held and (key not in self._live_checks or baseline) and key in self._checks:
+            compared = key in self._compared
+            self._compared.discard(key)
+            if held and not compared and key in self._checks:
                 self.metrics.new_groups.labels(*self._series[key]).inc(held)
 
     def live_following(self, database: str, following: bool) -> None:
@@ -788,8 +790,8 @@ class MetricsExporter:
             if (check, database) not in self._checks:
                 return
             self._live_checks.add((check, database))
-            if figures.baseline and database in self._live_unsettled:
-                self._baselines.add((check, database))
+            if figures.compared and database in self._live_unsettled:
+                self._compared.add((check, database))
             labels = self._series[(check, database)]
             self.metrics.groups.labels(*labels).set(figures.groups)
             self.metrics.excess_rows.labels(*labels).set(figures.excess_rows)

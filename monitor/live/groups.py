@@ -70,6 +70,9 @@ class Figures:
     excess_rows: int
     new_groups: int
     baseline: bool = False  # a daemon's first count with no groups saved before: none could be told new
+    # A daemon's first count compared with the groups saved before it started: its new groups are those formed while
+    # no daemon ran (the ones its runs found too). A count that did not (a reload's reader, a baseline) counted none.
+    compared: bool = False
 
 
 _NAN = float("nan")

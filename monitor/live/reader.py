@@ -25,7 +25,9 @@ reported like any other (metric, log line, a poll of the database's checks) afte
 full, which counts the rows that arrived meanwhile. A daemon's reader (`remember`) also saves each check's known
 groups (their identities, by the check's subject, with the position's cadence); its first count compares with
 them, so a group formed while no daemon ran is new and one saved before is not; with none saved (the first start)
-the groups are the baseline, logged once per check.
+the groups are the baseline, logged once per check. Until the stream is first followed the daemon holds its runs'
+new groups in the database's checks (`MetricsExporter.live_starting`): a reader whose open or first count fails,
+or that is stopped first, says at once that it is not following (`_release`), which counts them.
 
 **Across a config reload.** The reader of the new config takes over from the previous one (`predecessor`):
 it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
@@ -120,6 +122,12 @@ class LiveReader:
         self.remember = remember and compare and predecessor is None
         self._saves = remember
         self._counted_once: set[str] = set()  # checks counted in full at least once by this reader
+        # Until the stream is first followed the daemon holds the new groups its runs find in this database's
+        # checks (`MetricsExporter.live_starting`); a reader that cannot get there (an attempt to open the stream
+        # or count it first failed, it was stopped first) says it is not following, which counts them (`_release`).
+        self._followed_once = False
+        self._released = False
+        self._release_lock = threading.Lock()
         self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
         self._groups_saved_at = 0.0  # monotonic
 
@@ -130,6 +138,7 @@ class LiveReader:
         self._stopping.set()
         self._thread.join(timeout)
         self.stream.close()
+        self._release()  # a reader stopped (or removed by a reload) before it followed: its thread may hang still
         self.took_over.set()  # a reader stopped before it opened takes over from nobody
 
     def hand_over(self) -> bool:
@@ -161,12 +170,14 @@ class LiveReader:
                 if not gap_pending or reconnecting:  # not a gap (yet): said at each attempt, not hidden
                     log.warning("live stream not open, retrying", extra={"fields": {
                         "database": self.database, "error": self._describe(exc)}})
+                self._release()
                 self._stopping.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
                 attempt += 1
                 continue
             except Exception:  # a bug must not end live mode silently: logged, then retried like a failure
                 log.exception("live reader failed to open", extra={"fields": {"database": self.database}})
                 self.stream.close()
+                self._release()
                 self._stopping.wait(RETRY_SECONDS[-1])
                 continue
             attempt = 0
@@ -191,6 +202,8 @@ class LiveReader:
             self._save_groups(force=True)
             log.info("live stream open again, every check counted in full" if gap_pending else
                      "following the change stream", extra={"fields": {"database": self.database}})
+            with self._release_lock:
+                self._followed_once = True
             self.following.set()
             self.sink.live_following(self.database, True)
             reason = self._follow()
@@ -212,6 +225,19 @@ class LiveReader:
                 "database": self.database, "error": reason, "position": resume}})
             if resumed[1]:  # lost again before anything more was counted: not at once, as any retry
                 self._stopping.wait(RETRY_SECONDS[min(resumed[1] - 1, len(RETRY_SECONDS) - 1)])
+        self._release()  # stopped before it followed
+
+    def _release(self) -> None:
+        """Not followed yet, and maybe never: say so once (`live_following(False)`), so that the new groups the
+        daemon's runs found in this database's checks meanwhile, held until the stream's first count, are counted
+        and its runs count theirs at once until the stream is followed (a stream that never opens: PostgreSQL's
+        replication slots all in use, a first count past the statement timeout). A later first count that
+        compares with the saved groups may count some of them again: at least once, never none."""
+        with self._release_lock:
+            if self._followed_once or self._released:
+                return
+            self._released = True
+        self.sink.live_following(self.database, False)
 
     def _follow(self) -> str | None:
         """Read and apply changes until stopped (None) or the stream breaks (the reason, one line; then
@@ -330,8 +356,9 @@ class LiveReader:
                 continue
             present, gone, replace = changes
             try:
-                state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
-                                       replace=replace)
+                if not state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
+                                              replace=replace):
+                    groups.resave()  # the set stored is not the one these changes change: all of them next time
             except (sqlite3.Error, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 groups.resave()  # all of them next time
                 log.warning("the duplicate groups of live mode could not be saved", extra={"fields": {
@@ -385,10 +412,14 @@ class LiveReader:
                     log.info("no duplicate groups saved by an earlier run of live mode for this check: the groups "
                              "counted now are the baseline, none counted as new", extra={"fields": {
                                  "check": check.name, "database": self.database, "groups": len(groups.known)}})
-                counted_new = (new if saved is not None else 0) if first else (new if count_new else 0)
+                # Counted before by an attempt that failed on another check (the stream never followed): the groups
+                # formed since that count are new (its runs' are not counted while the stream counts the check).
+                counted_new = (new if saved is not None else 0) if first else \
+                    (new if count_new or not self._followed_once else 0)
                 groups_now, excess = groups.figures
                 self.sink.live_figures(check.name, self.database, Figures(
-                    groups_now, excess, counted_new, baseline=first and self.remember and saved is None))
+                    groups_now, excess, counted_new, baseline=first and self.remember and saved is None,
+                    compared=first and saved is not None))
         columns: dict[tuple[str, str], frozenset[str]] = {}
         for table, names in self._tables.items():
             columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)

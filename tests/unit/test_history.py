@@ -254,9 +254,16 @@ def test_live_groups_are_saved_by_subject_replaced_or_changed_and_survive_a_reop
         assert again.live_groups("subject-a") == ("fp1", {'["b"]', '["c"]'})
         assert again.live_groups("subject-b") == ("fp1", {'["z"]'})  # another database's: kept apart
         assert again.live_groups("subject-c") is None  # none saved: the first run
-        # Changes saved under another fingerprint (a collation changed) start the set again.
-        again.save_live_groups("subject-a", "fp2", ['["d"]'], [], replace=False)
-        assert again.live_groups("subject-a") == ("fp2", {'["d"]'})
+        # Changes of a set stored under another fingerprint (a collation changed; another process sharing the
+        # file) or of none stored are not that set: storing them alone would store a partial set as complete (a
+        # restart would count every group left out as new). Nothing is written; the caller saves all next time.
+        assert again.save_live_groups("subject-a", "fp2", ['["d"]'], [], replace=False) is False
+        assert again.live_groups("subject-a") == ("fp1", {'["b"]', '["c"]'})
+        assert again.save_live_groups("subject-c", "fp1", ['["d"]'], [], replace=False) is False
+        assert again.live_groups("subject-c") is None
+        assert again.save_live_groups("subject-a", "fp2", ['["d"]'], [], replace=True) is True
+        assert again.save_live_groups("subject-a", "fp2", ['["e"]'], ['["d"]'], replace=False) is True
+        assert again.live_groups("subject-a") == ("fp2", {'["e"]'})
     finally:
         again.close()
 

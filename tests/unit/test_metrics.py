@@ -504,7 +504,7 @@ def test_new_groups_of_runs_before_a_live_readers_first_count_are_held_then_drop
                                      new_groups=1))
     values = samples(exporter)
     assert (values[(NEW_TOTAL, "followed")], values[(NEW_TOTAL, "polled")]) == (0, 0)  # held
-    exporter.live_figures("followed", "d", Figures(3, 3, 1))  # the stream's first count: the same group
+    exporter.live_figures("followed", "d", Figures(3, 3, 1, compared=True))  # the stream's first count: the same group
     exporter.live_following("d", True)  # every check counted: "polled" is left to its poll
     values = samples(exporter)
     assert (values[(NEW_TOTAL, "followed")], values[(NEW_TOTAL, "polled")]) == (1, 1)
@@ -528,6 +528,43 @@ def test_a_streams_first_count_without_saved_groups_leaves_the_held_new_groups_o
     exporter.live_figures("followed", "d", Figures(3, 3, 0, baseline=True))
     exporter.live_following("d", True)
     assert samples(exporter)[(NEW_TOTAL, "followed")] == 1
+
+
+def test_the_held_new_groups_of_runs_are_counted_when_a_reloads_reader_counts_first(
+        exporters: list[MetricsExporter]) -> None:
+    """A config reload before the first reader followed: the reload's reader does not compare with the groups saved
+    before (its first count counts none new, and is no baseline); the runs' held new groups are all there is."""
+    from monitor.live import Figures
+
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "followed", "database": "d", "table": "t", "key": ["k"], "incremental": "id"}]})
+    exporter = new_exporter(exporters, config)
+    exporter.live_starting({"d": ["followed"]})
+    exporter.observe(CheckResult("followed", "d", "duplicates", 3, 3, 9.0, mode="incremental", rows_scanned=4,
+                                 new_groups=1))
+    exporter.reload(config)
+    exporter.live_figures("followed", "d", Figures(3, 3, 0))  # the reload's reader: compared with nothing
+    exporter.live_following("d", True)
+    assert samples(exporter)[(NEW_TOTAL, "followed")] == 1
+
+
+def test_the_held_new_groups_of_runs_are_counted_when_the_reader_settles_without_following(
+        exporters: list[MetricsExporter]) -> None:
+    """A reader whose stream does not open (or is stopped first) settles its database (`live_following(False)`):
+    what the runs held is counted, and the runs count at once from then on."""
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "followed", "database": "d", "table": "t", "key": ["k"], "incremental": "id"}]})
+    exporter = new_exporter(exporters, config)
+    exporter.live_starting({"d": ["followed"]})
+    for _ in range(3):
+        exporter.observe(CheckResult("followed", "d", "duplicates", 3, 3, 9.0, mode="incremental",
+                                     rows_scanned=4, new_groups=1))
+    assert samples(exporter)[(NEW_TOTAL, "followed")] == 0  # held
+    exporter.live_following("d", False)  # its first attempt failed
+    assert samples(exporter)[(NEW_TOTAL, "followed")] == 3
+    exporter.observe(CheckResult("followed", "d", "duplicates", 4, 4, 9.0, mode="incremental", rows_scanned=1,
+                                 new_groups=1))
+    assert samples(exporter)[(NEW_TOTAL, "followed")] == 4
 
 
 NEW_TOTAL = "dupewatch_new_duplicate_groups_total"

@@ -1,0 +1,206 @@
+"""A live reader before its stream is first followed, with a scripted stream over a SQLite table (fast: no server):
+the daemon holds its runs' new groups until then (`MetricsExporter.live_starting`), so a reader that never gets
+there must say so, and a first count that failed half-way must not lose the groups formed before the next one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import monitor.live.reader as reader_module
+from dbtest import metric_samples
+from monitor.config import config_from_dict
+from monitor.detect import CheckResult
+from monitor.engine import Monitor
+from monitor.live import Figures, LiveReader, StreamLost
+from monitor.metrics import MetricsExporter
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Scripted:
+    """A `ChangeStream` with no changes whose `open` and `table_name` run the test's hooks."""
+
+    typed_values = True
+
+    def __init__(self, on_open: Callable[[int], None] = lambda attempt: None,
+                 on_table: Callable[[int, str], None] = lambda attempt, table: None) -> None:
+        self.position: str | None = None
+        self.opened = 0
+        self.closed = threading.Event()
+        self.on_open, self.on_table = on_open, on_table
+
+    def open(self, resume: str | None = None) -> str | None:
+        self.opened += 1
+        self.closed.clear()
+        self.on_open(self.opened)
+        self.position = str(self.opened)
+        return None
+
+    def read(self, fold: Any = None) -> list[Any]:
+        return []
+
+    def watch(self, columns: Any, filtered: Any) -> None:
+        pass
+
+    def wait(self, timeout: float) -> None:
+        self.closed.wait(timeout)
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def table_name(self, conn: Any, table: sa.Table) -> tuple[str, str]:
+        self.on_table(self.opened, table.name)
+        return ("main", table.name)
+
+    def unlogged_cascades(self, conn: Any, table: Any) -> list[Any]:
+        return []
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.figures: list[tuple[str, Figures]] = []
+        self.following: list[bool] = []
+
+    def live_figures(self, check: str, database: str, figures: Figures) -> None:
+        self.figures.append((check, figures))
+
+    def live_events(self, database: str, events: int, lag_seconds: float | None) -> None:
+        pass
+
+    def live_gap(self, database: str, reason: str) -> None:
+        pass
+
+    def live_following(self, database: str, following: bool) -> None:
+        self.following.append(following)
+
+    def live_overflow(self, database: str, check: str) -> None:
+        pass
+
+
+@pytest.fixture
+def monitor(tmp_path: Path) -> Iterator[Monitor]:
+    path = tmp_path / "app.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE a (id integer PRIMARY KEY, k text NOT NULL)"))
+        conn.execute(sa.text("CREATE INDEX a_k ON a (k)"))
+        conn.execute(sa.text("CREATE TABLE b (id integer PRIMARY KEY, j text NOT NULL)"))
+        conn.execute(sa.text("CREATE INDEX b_j ON b (j)"))
+        conn.execute(sa.text("INSERT INTO a (id, k) VALUES (1, 'x'), (2, 'x')"))
+    engine.dispose()
+    made = Monitor(config_from_dict({"databases": {"d": {"url": f"sqlite:///{path}"}}, "checks": [
+        {"name": "on_a", "database": "d", "table": "a", "key": ["k"]},
+        {"name": "on_b", "database": "d", "table": "b", "key": ["j"]}]}))
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def await_true(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)  # polling interval of a condition wait
+
+
+def test_a_stream_that_never_opens_says_it_is_not_following_so_the_held_groups_are_counted(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader_module, "RETRY_SECONDS", (0.05,))
+
+    def refuse(attempt: int) -> None:
+        raise StreamLost("all replication slots are in use")
+
+    sink = Sink()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_open=refuse), sink)
+    reader.start()
+    try:
+        await_true(lambda: reader.stream.opened >= 3, "three attempts")  # type: ignore[attr-defined]
+        assert sink.following == [False]  # said once, at the first failed attempt
+    finally:
+        reader.stop()
+    assert sink.following == [False]
+
+
+def test_the_runs_new_groups_of_a_database_whose_stream_never_opens_are_counted(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's exporter as the sink: the runs' new groups were held for as long as the reader retried (the
+    counter flat, the alert silent, while the poll kept finding groups)."""
+    monkeypatch.setattr(reader_module, "RETRY_SECONDS", (0.05,))
+
+    def refuse(attempt: int) -> None:
+        raise StreamLost("all replication slots are in use")
+
+    exporter = MetricsExporter(monitor.config, process_metrics=False)
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_open=refuse), exporter)
+    try:
+        exporter.live_starting({"d": ["on_a", "on_b"]})
+        exporter.observe(CheckResult("on_a", "d", "duplicates", 1, 1, 9.0, mode="incremental", rows_scanned=2,
+                                     new_groups=1))
+        reader.start()
+        await_true(lambda: reader.stream.opened >= 2, "two attempts")  # type: ignore[attr-defined]
+        for _ in range(49):
+            exporter.observe(CheckResult("on_a", "d", "duplicates", 1, 1, 9.0, mode="incremental",
+                                         rows_scanned=2, new_groups=1))
+        assert metric_samples(exporter)[("dupewatch_new_duplicate_groups_total", "on_a")] == 50
+    finally:
+        reader.stop()
+        exporter.close()
+
+
+def test_a_reader_stopped_before_its_stream_opened_says_it_is_not_following(monitor: Monitor) -> None:
+    hang = threading.Event()
+    opening = threading.Event()
+
+    def stuck(attempt: int) -> None:  # a first open that does not return in time (a stop during it)
+        opening.set()
+        hang.wait(10)
+        raise StreamLost("closed")
+
+    sink = Sink()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_open=stuck), sink)
+    reader.start()
+    try:
+        assert opening.wait(10)
+        reader.stop(timeout=0.05)
+        assert sink.following == [False]
+    finally:
+        hang.set()
+    reader._thread.join(10)
+    assert sink.following == [False]  # once
+
+
+def test_groups_formed_between_two_first_count_attempts_are_counted_new(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attempt 1 counts check on_a, then fails on on_b; a group of on_a forms before attempt 2, which counts it new
+    (on_a's runs' new groups are not counted while the stream counts it)."""
+    monkeypatch.setattr(reader_module, "RETRY_SECONDS", (0.05,))
+    writer = sa.create_engine(monitor.database("d").url)
+
+    def on_open(attempt: int) -> None:
+        if attempt == 2:
+            with writer.begin() as conn:
+                conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
+
+    def on_table(attempt: int, table: str) -> None:
+        if attempt == 1 and table == "b":
+            raise StreamLost("lost during the first count")
+
+    sink = Sink()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_open, on_table), sink)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+    finally:
+        reader.stop()
+        writer.dispose()
+    counts = [(figures.groups, figures.new_groups) for check, figures in sink.figures if check == "on_a"]
+    assert counts == [(1, 0), (2, 1)]
+    assert sink.following[:2] == [False, True]  # released at the failed attempt, then followed
