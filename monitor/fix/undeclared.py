@@ -2,9 +2,11 @@
 `db_constraint=False`, MyISAM-era schemas, an audit log's `author_id`) and Rails' polymorphic
 `commentable_type`/`commentable_id` pairs. The fix cannot repoint what no foreign key names (which table such a
 column means is the application's knowledge), so the rows holding a deleted row's key are left pointing at no
-row. The plan says so with evidence only: per such column of the fixed table's schema, how many of its rows
-hold, compared by the database, the primary key of a row the fix deletes (and, beside a `<name>_type` column,
-how many per type value); a column whose rows hold none is not named.
+row if the column refers to the fixed table. The plan says so with evidence only: per such column of the fixed
+table's schema, how many of its rows hold, compared by the database, the primary key of a row the fix deletes
+(beside a `<name>_type` column, only the rows whose type value names the fixed table as a class, 'Account' or
+'app.Account' for `account`; the other types' counts are listed as not referring); a column whose rows hold
+none is not named.
 
 Candidates are columns of the tables in the fixed table's schema (database) whose name ends in `_id` (or `Id`
 after a lower-case letter, `userId`), that no foreign key of their table covers, whose type compares with the
@@ -26,7 +28,8 @@ from sqlalchemy.sql.expression import FromClause
 from monitor.fix.catalog import catalog_for
 from monitor.fix.values import display
 
-_NAME = re.compile(r"(?:_id|(?<=[a-z])Id)$", re.IGNORECASE)
+# `account_id`, `ACCOUNT_ID`, `accountId`; not `paid`, `void`, `valid`, `pid`, `uuid` (case matters for `Id`).
+_NAME = re.compile(r"(?:_[iI][dD]|(?<=[a-z])Id)$")
 TYPE_VALUES = 5  # type values shown per polymorphic column
 
 
@@ -41,23 +44,45 @@ class Undeclared:
     rows: int
     type_column: str | None = None
     by_type: list[tuple[Any, int]] = field(default_factory=list)
+    other_types: list[tuple[Any, int]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return f"{self.schema + '.' if self.schema else ''}{self.table}({self.column})"
 
-    def describe(self, referred: str) -> str:
-        line = (f"no foreign key declares {self.label}, yet {self.rows:,} of its row(s) hold the {referred} of a "
-                "row to delete")
+    def describe(self, referred: str, target: str) -> str:
+        """Evidence, not a verdict: a column named like a reference whose values equal keys of rows to delete."""
+        line = f"{self.label} is named like a reference and no foreign key declares it"
         if self.type_column:
             shown = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.by_type)
-            line += f" ({self.type_column}: {shown})"
+            line += f"; of its rows whose {self.type_column} names {target} ({shown})"
+        line += (f", {self.rows:,} hold the {referred} of a row to delete: if it refers to {target}, {self.rows:,} of "
+                 "its row(s) will point at no row")
+        if self.other_types:
+            shown = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.other_types)
+            line += f" (holding these values with other {self.type_column}, not referring to {target}: {shown})"
         return line
 
     def as_json(self) -> dict[str, Any]:
         return {"schema": self.schema, "table": self.table, "column": self.column, "rows": self.rows,
                 "type_column": self.type_column,
-                "by_type": [{"value": display(value), "rows": rows} for value, rows in self.by_type]}
+                "by_type": [{"value": display(value), "rows": rows} for value, rows in self.by_type],
+                "other_types": [{"value": display(value), "rows": rows} for value, rows in self.other_types]}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def names_table(value: Any, table: str) -> bool:
+    """Whether a polymorphic type value names `table` as a class: 'Account', 'Admin::Account' or 'app.Account'
+    for `account` or `accounts` (Rails' plural table names), 'AuditEntry' for `audit_entry`."""
+    if not isinstance(value, str):
+        return False
+    last = _squash(re.split(r"::|\.", value.strip())[-1])
+    squashed = _squash(table)
+    return bool(last) and last in (squashed, squashed[:-1] if squashed.endswith("s") else squashed,
+                                   squashed[:-2] if squashed.endswith("es") else squashed)
 
 
 def _family(kind: sa.types.TypeEngine[Any]) -> str | None:
@@ -109,18 +134,20 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
                         rows = int(conn.execute(sa.select(sa.func.count()).select_from(child.join(rel, on))
                                                 .where(doomed)).scalar_one())
                         by_type: list[tuple[Any, int]] = []
+                        others: list[tuple[Any, int]] = []
                     else:
                         kind = child.c[polymorphic]
                         counted = conn.execute(sa.select(kind, sa.func.count().label("n"))
                                                .select_from(child.join(rel, on)).where(doomed)
                                                .group_by(kind).order_by(sa.desc("n"), kind)).all()
-                        by_type = [(r[0], int(r[1])) for r in counted]
+                        by_type = [(r[0], int(r[1])) for r in counted if names_table(r[0], table.name)]
+                        others = [(r[0], int(r[1])) for r in counted if not names_table(r[0], table.name)]
                         rows = sum(n for _v, n in by_type)
-                        by_type = by_type[:TYPE_VALUES]
+                        by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
             except sa.exc.DBAPIError as exc:
                 reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
                 unread.append(f"{schema + '.' if schema else ''}{name} ({reason})")
                 break
             if rows:
-                found.append(Undeclared(schema, name, col["name"], rows, polymorphic, by_type))
+                found.append(Undeclared(schema, name, col["name"], rows, polymorphic, by_type, others))
     return found, unread
