@@ -18,8 +18,8 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
@@ -326,6 +326,17 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     partitioned_tables = True
     error_aborts_transaction = True
     change_stream_absent = ""
+
+    @contextmanager
+    def bounded_read(self, conn: Connection, seconds: float, lock_seconds: float) -> Iterator[None]:
+        """SET LOCAL: the bounds end with the transaction."""
+        if conn.in_transaction():  # what the pool's checkout ran
+            conn.rollback()
+        with conn.begin():
+            self.read_only_planning(conn)
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(lock_seconds * 1000))}")
+            yield
 
     # -- connections ----------------------------------------------------------------------------
 
