@@ -547,6 +547,11 @@ class Dialect(Polling):
             self.read_only_planning(conn)
             yield
 
+    def account_refusal(self, conn: Connection) -> str | None:
+        """Why the database would count none of the rows a transaction changes (so that every batch's and undo's
+        account would fail), naming the setting and how to turn it on; None where it counts them."""
+        return None
+
     def unseen_references(self, conn: Connection, table: sa.Table) -> str | None:
         return None
 

@@ -42,7 +42,7 @@ from monitor.dialects.base import (
     UniqueViolation,
 )
 from monitor.dialects.expressions import CatalogEquality
-from monitor.dialects.postgresql_polling import PostgreSQLPolling
+from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -326,6 +326,15 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     partitioned_tables = True
     error_aborts_transaction = True
     change_stream_absent = ""
+
+    def account_refusal(self, conn: Connection) -> str | None:
+        if conn.execute(sa.text(f"SELECT {TRACK_COUNTS}")).scalar() == "on":
+            return None
+        return ("track_counts is off for the fix's session, so PostgreSQL counts no row a transaction changes "
+                "(pg_stat_xact_user_tables reads 0) and the database's account of each batch and of undo cannot be "
+                "kept: turn it on for the fix's role (as a superuser: ALTER ROLE <fix role> SET track_counts = on) "
+                "or the server (track_counts = on), and drop any `-c track_counts=off` from the URL's options; "
+                "nothing changed")
 
     @contextmanager
     def bounded_read(self, conn: Connection, seconds: float, lock_seconds: float) -> Iterator[None]:

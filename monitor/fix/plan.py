@@ -545,6 +545,9 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     """What the catalog says the fix role cannot see or the server would refuse: foreign keys hidden from the role
     (MariaDB/MySQL), publications refusing the fix's deletes and updates, publications replicating its tables."""
     rules = for_backend(conn.dialect.name)
+    uncounted = rules.account_refusal(conn)
+    if uncounted:
+        plan.blockers.append(uncounted)
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)
