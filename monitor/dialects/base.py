@@ -528,9 +528,29 @@ class Dialect(Polling):
     def counted_under(self, conn: Connection, table: sa.Table, kind: str) -> tuple[tuple[str, str], ...]:
         return ((self.counted_as(conn, table), self.counted_kind(kind)),)
 
+    # Whether a second connection can read while the fix's writing transaction is open (SQLite: "database is
+    # locked"; there the fix's own connection reads, under the database lock it holds anyway).
+    reads_beside_writer = True
+
     def read_only_planning(self, conn: Connection) -> None:
         """Make the transaction just begun on `conn` read-only (before its first statement)."""
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    @contextmanager
+    def bounded_read(self, conn: Connection, seconds: float, lock_seconds: float) -> Iterator[None]:
+        """A short read-only transaction on `conn` (begun here, before its first statement) whose statements, and
+        their waits for a lock, last at most `seconds` (`lock_seconds` for a wait for a lock); the session as it was
+        afterwards."""
+        if conn.in_transaction():  # what the pool's checkout ran
+            conn.rollback()
+        with conn.begin():
+            self.read_only_planning(conn)
+            yield
+
+    def account_refusal(self, conn: Connection) -> str | None:
+        """Why the database would count none of the rows a transaction changes (so that every batch's and undo's
+        account would fail), naming the setting and how to turn it on; None where it counts them."""
+        return None
 
     def unseen_references(self, conn: Connection, table: sa.Table) -> str | None:
         return None

@@ -189,6 +189,33 @@ class MySQL(MySQLPolling, Dialect):
     transactional_ddl = False  # DDL commits the open transaction implicitly
     write_refused_markers = ("read only transaction",)
 
+    @contextmanager
+    def bounded_read(self, conn: Connection, seconds: float, lock_seconds: float) -> Iterator[None]:
+        """Session variables (MariaDB's max_statement_time, MySQL's max_execution_time, lock_wait_timeout for
+        metadata locks, innodb_lock_wait_timeout), set back as they were after the transaction."""
+        if conn.in_transaction():  # what the pool's checkout ran
+            conn.rollback()
+        mariadb = bool(getattr(conn.dialect, "is_mariadb", False))
+        limit = "max_statement_time" if mariadb else "max_execution_time"
+        names = (limit, "lock_wait_timeout", "innodb_lock_wait_timeout")
+        before = conn.execute(sa.text(", ".join(f"SELECT @@SESSION.{n}" if i == 0 else f"@@SESSION.{n}"
+                                                 for i, n in enumerate(names)))).one()
+        conn.commit()
+        bound = seconds if mariadb else int(seconds * 1000)
+        whole = max(1, int(lock_seconds))  # whole seconds
+        conn.exec_driver_sql(f"SET SESSION {limit} = {bound}, lock_wait_timeout = {whole}, "
+                             f"innodb_lock_wait_timeout = {whole}")
+        conn.commit()
+        try:
+            with conn.begin():
+                self.read_only_planning(conn)
+                yield
+        finally:
+            conn.rollback()
+            conn.execute(sa.text(f"SET SESSION {limit} = :a, lock_wait_timeout = :b, "
+                                 "innodb_lock_wait_timeout = :c"), dict(zip("abc", before, strict=True)))
+            conn.commit()
+
     # -- connections ----------------------------------------------------------------------------
 
     def list_databases(self, conn: Connection) -> list[str]:

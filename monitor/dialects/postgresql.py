@@ -18,8 +18,8 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ from monitor.dialects.base import (
     UniqueViolation,
 )
 from monitor.dialects.expressions import CatalogEquality
-from monitor.dialects.postgresql_polling import PostgreSQLPolling
+from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -326,6 +326,26 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     partitioned_tables = True
     error_aborts_transaction = True
     change_stream_absent = ""
+
+    def account_refusal(self, conn: Connection) -> str | None:
+        if conn.execute(sa.text(f"SELECT {TRACK_COUNTS}")).scalar() == "on":
+            return None
+        return ("track_counts is off for the fix's session, so PostgreSQL counts no row a transaction changes "
+                "(pg_stat_xact_user_tables reads 0) and the database's account of each batch and of undo cannot be "
+                "kept: turn it on for the fix's role (as a superuser: ALTER ROLE <fix role> SET track_counts = on) "
+                "or the server (track_counts = on), and drop any `-c track_counts=off` from the URL's options; "
+                "nothing changed")
+
+    @contextmanager
+    def bounded_read(self, conn: Connection, seconds: float, lock_seconds: float) -> Iterator[None]:
+        """SET LOCAL: the bounds end with the transaction."""
+        if conn.in_transaction():  # what the pool's checkout ran
+            conn.rollback()
+        with conn.begin():
+            self.read_only_planning(conn)
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(lock_seconds * 1000))}")
+            yield
 
     # -- connections ----------------------------------------------------------------------------
 

@@ -60,8 +60,10 @@ _SEQUENCE = sa.text(
     " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
 # The counters `pg_stat_user_tables.n_tup_del + n_tup_upd` show, read by relation (the view reads them for every
 # table of the database before filtering: a millisecond and more per run).
+# Whether the server counts rows changed (`pg_stat_*`, `pg_stat_xact_user_tables`): off, they read 0.
+TRACK_COUNTS = "current_setting('track_counts')"
 _REMOVED_ROWS = sa.text(
-    "SELECT CASE WHEN current_setting('track_counts') = 'on' THEN"
+    f"SELECT CASE WHEN {TRACK_COUNTS} = 'on' THEN"
     " (SELECT COALESCE(sum(pg_stat_get_tuples_deleted(r.relid) + pg_stat_get_tuples_updated(r.relid)), 0)"
     " FROM (SELECT relid FROM pg_partition_tree(to_regclass(:t)) UNION SELECT to_regclass(:t)) AS r) END")
 _HAS_XMIN = sa.text("SELECT relkind IN ('r', 'p', 'm') FROM pg_class WHERE oid = to_regclass(:t)")

@@ -125,6 +125,7 @@ _CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((-?\d+)\)")  # -1: any number of argum
 
 class SQLite(SQLitePolling, Dialect):
     name = "sqlite"
+    reads_beside_writer = False
     stores_untyped = True
     change_stream_absent = "SQLite has no change stream"
     case_fold_indexable = False

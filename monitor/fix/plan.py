@@ -531,9 +531,10 @@ def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: From
     found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1)
     plan.undeclared = found
     referred = ", ".join(c.name for c in layout.table.primary_key.columns)
+    target = layout.table.name
     for undeclared in found:
-        plan.notes.append(f"{undeclared.describe(referred)}: the fix does not change them, so they will point at no "
-                          "row (undo restores the rows they point at); repoint them by hand before the fix, or "
+        plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "
+                          "rows they point at): if it is a reference, repoint them by hand before the fix, or "
                           "declare a foreign key (the fix then repoints them and undo points them back)")
     if unread:
         plan.notes.append(f"not counted: columns no foreign key declares that may hold keys of rows to delete, in "
@@ -544,6 +545,9 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     """What the catalog says the fix role cannot see or the server would refuse: foreign keys hidden from the role
     (MariaDB/MySQL), publications refusing the fix's deletes and updates, publications replicating its tables."""
     rules = for_backend(conn.dialect.name)
+    uncounted = rules.account_refusal(conn)
+    if uncounted:
+        plan.blockers.append(uncounted)
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)

@@ -2,16 +2,20 @@
 `db_constraint=False`, MyISAM-era schemas, an audit log's `author_id`) and Rails' polymorphic
 `commentable_type`/`commentable_id` pairs. The fix cannot repoint what no foreign key names (which table such a
 column means is the application's knowledge), so the rows holding a deleted row's key are left pointing at no
-row. The plan says so with evidence only: per such column of the fixed table's schema, how many of its rows
-hold, compared by the database, the primary key of a row the fix deletes (and, beside a `<name>_type` column,
-how many per type value); a column whose rows hold none is not named.
+row if the column refers to the fixed table. The plan says so with evidence only: per such column of the fixed
+table's schema, how many of its rows hold, compared by the database, the primary key of a row the fix deletes
+(beside a `<name>_type` column, only the rows whose type value names the fixed table as a class, 'Account' or
+'app.Account' for `account`; the other types' counts are listed as not referring); a column whose rows hold
+none is not named.
 
 Candidates are columns of the tables in the fixed table's schema (database) whose name ends in `_id` (or `Id`
 after a lower-case letter, `userId`), that no foreign key of their table covers, whose type compares with the
 fixed table's single-column primary key (integers with integers, text with text, otherwise the same Python
 type), excluding dupewatch's own tables (copies, not references) and the partitions and inheritance children the
-catalog lists (their parent's count holds their rows). A table the database would not count (the fix role may
-not read it) is named as not counted, with the database's reason."""
+catalog lists (their parent's count holds their rows). The keys to delete are read once; a column is counted
+only through an index that leads with it (never by a scan of its table), else named as not counted ("no index
+on t(col)"), as is a table the database would not count (the fix role may not read it), with the database's
+reason."""
 
 from __future__ import annotations
 
@@ -23,11 +27,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import FromClause
 
+from monitor.dialects import for_backend
 from monitor.fix.catalog import catalog_for
 from monitor.fix.values import display
 
-_NAME = re.compile(r"(?:_id|(?<=[a-z])Id)$", re.IGNORECASE)
+# `account_id`, `ACCOUNT_ID`, `accountId`; not `paid`, `void`, `valid`, `pid`, `uuid` (case matters for `Id`).
+_NAME = re.compile(r"(?:_[iI][dD]|(?<=[a-z])Id)$")
 TYPE_VALUES = 5  # type values shown per polymorphic column
+COUNTED_KEYS = 100_000  # keys to delete read once for the counts; past this, the columns are named as not counted
+COUNT_SECONDS = 2.0  # each counting statement's bound
+LOCK_SECONDS = 1.0  # a counting statement's wait for a lock
+KEYS_PER_STATEMENT = 1_000  # keys looked up per counting statement (an IN list, through the column's index)
 
 
 @dataclass(frozen=True)
@@ -41,23 +51,45 @@ class Undeclared:
     rows: int
     type_column: str | None = None
     by_type: list[tuple[Any, int]] = field(default_factory=list)
+    other_types: list[tuple[Any, int]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return f"{self.schema + '.' if self.schema else ''}{self.table}({self.column})"
 
-    def describe(self, referred: str) -> str:
-        line = (f"no foreign key declares {self.label}, yet {self.rows:,} of its row(s) hold the {referred} of a "
-                "row to delete")
+    def describe(self, referred: str, target: str) -> str:
+        """Evidence, not a verdict: a column named like a reference whose values equal keys of rows to delete."""
+        line = f"{self.label} is named like a reference and no foreign key declares it"
         if self.type_column:
             shown = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.by_type)
-            line += f" ({self.type_column}: {shown})"
+            line += f"; of its rows whose {self.type_column} names {target} ({shown})"
+        line += (f", {self.rows:,}{'' if self.type_column else ' of its row(s)'} hold the {referred} of a row to "
+                 f"delete: if it refers to {target}, {self.rows:,} of its row(s) will point at no row")
+        if self.other_types:
+            shown = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.other_types)
+            line += f" (holding these values with other {self.type_column}, not referring to {target}: {shown})"
         return line
 
     def as_json(self) -> dict[str, Any]:
         return {"schema": self.schema, "table": self.table, "column": self.column, "rows": self.rows,
                 "type_column": self.type_column,
-                "by_type": [{"value": display(value), "rows": rows} for value, rows in self.by_type]}
+                "by_type": [{"value": display(value), "rows": rows} for value, rows in self.by_type],
+                "other_types": [{"value": display(value), "rows": rows} for value, rows in self.other_types]}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def names_table(value: Any, table: str) -> bool:
+    """Whether a polymorphic type value names `table` as a class: 'Account', 'Admin::Account' or 'app.Account'
+    for `account` or `accounts` (Rails' plural table names), 'AuditEntry' for `audit_entry`."""
+    if not isinstance(value, str):
+        return False
+    last = _squash(re.split(r"::|\.", value.strip())[-1])
+    squashed = _squash(table)
+    return bool(last) and last in (squashed, squashed[:-1] if squashed.endswith("s") else squashed,
+                                   squashed[:-2] if squashed.endswith("es") else squashed)
 
 
 def _family(kind: sa.types.TypeEngine[Any]) -> str | None:
@@ -71,10 +103,30 @@ def _family(kind: sa.types.TypeEngine[Any]) -> str | None:
         return None
 
 
+def _leading_columns(conn: Connection, schema: str | None, names: list[str]) -> dict[str, set[str]]:
+    """Per table, the columns an index leads with (primary key, unique constraints, non-partial indexes): the
+    only columns counted, by index lookups, never by a scan of the whole table."""
+    inspector = sa.inspect(conn)
+    catalog = catalog_for(conn)
+    indexes = inspector.get_multi_indexes(schema=schema, filter_names=names)
+    leading: dict[str, set[str]] = {}
+    for name in names:
+        found = leading.setdefault(name, set())
+        found.update(cols[0] for _n, cols in catalog.unique_column_sets(schema, name) if cols)
+        for index in indexes.get((schema, name), []):
+            columns = index.get("column_names") or []
+            if columns and columns[0] and not any(key.endswith("_where") and value is not None
+                                                  for key, value in index.get("dialect_options", {}).items()):
+                found.add(columns[0])
+    return leading
+
+
 def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, identity: str,
                           doomed: sa.ColumnElement[bool]) -> tuple[list[Undeclared], list[str]]:
     """The undeclared references holding keys of `rel`'s rows to delete (`doomed`, their primary key
-    `rel.c[identity]`), and the tables that could not be read. Only for a single-column primary key."""
+    `rel.c[identity]`), and the columns or tables not counted, with why. Only for a single-column primary key.
+    The keys to delete are read once (at most `COUNTED_KEYS` of them); each candidate column is counted only
+    where an index leads with it, by lookups of those keys."""
     pk = list(table.primary_key.columns)
     if len(pk) != 1 or (family := _family(pk[0].type)) is None:
         return [], []
@@ -90,37 +142,77 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     declared = inspector.get_multi_foreign_keys(schema=schema, filter_names=names)
     found: list[Undeclared] = []
     unread: list[str] = []
+    plan: list[tuple[str, str, str | None]] = []
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
         covered = {c for fk in declared.get((_schema, name), []) for c in fk["constrained_columns"]}
         own = [c["name"] for c in cols]
-        candidates = [c for c in cols if _NAME.search(c["name"]) and c["name"] not in covered
-                      and not (name == table.name and c["name"] == pk[0].name)
-                      and _family(c["type"]) == family]
-        for col in candidates:
+        for col in cols:
+            if not (_NAME.search(col["name"]) and col["name"] not in covered
+                    and not (name == table.name and col["name"] == pk[0].name) and _family(col["type"]) == family):
+                continue
             stem = col["name"][:-2].rstrip("_")
             polymorphic = next((n for n in sorted(own) if n.lower() in (f"{stem}_type".lower(),
                                                                            f"{stem}type".lower())), None)
-            child = sa.table(name, *[sa.column(n) for n in (col["name"], polymorphic) if n],
-                             schema=schema).alias("dupewatch_undeclared")
-            on = child.c[col["name"]] == rel.c[identity]
-            try:
-                with conn.begin_nested():
+            plan.append((name, col["name"], polymorphic))
+    if not plan:
+        return [], []
+    prefix = f"{schema}." if schema else ""
+    leading = _leading_columns(conn, schema, sorted({name for name, _c, _p in plan}))
+    keys = [row[0] for row in conn.execute(sa.select(rel.c[identity]).where(doomed).limit(COUNTED_KEYS + 1))]
+    if len(keys) > COUNTED_KEYS:
+        return [], [f"{prefix}{name}({column}) (more than {COUNTED_KEYS:,} rows to delete)"
+                    for name, column, _p in plan]
+    rules = for_backend(conn.dialect.name)
+    # Counted on a connection of their own, in a short read-only transaction whose statements and lock waits are
+    # bounded (`COUNT_SECONDS`, `LOCK_SECONDS`), ended before the fix's batches: not inside the fix's snapshot
+    # transaction, which would hold the scanned tables' locks until the plan commits (a queued ALTER TABLE would
+    # then block the application).
+    if not rules.reads_beside_writer:
+        _count(conn, table, schema, plan, leading, keys, found, unread)
+        return found, unread
+    with conn.engine.connect() as reader, rules.bounded_read(reader, COUNT_SECONDS, LOCK_SECONDS):
+        _count(reader, table, schema, plan, leading, keys, found, unread)
+    return found, unread
+
+
+def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
+           leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str]) -> None:
+    prefix = f"{schema}." if schema else ""
+    skipped: set[str] = set()
+    for name, column, polymorphic in plan:
+        if name in skipped:
+            continue
+        if column not in leading.get(name, set()):
+            unread.append(f"{prefix}{name}({column}) (no index on {prefix}{name}({column}))")
+            continue
+        child = sa.table(name, *[sa.column(n) for n in (column, polymorphic) if n], schema=schema)
+        wanted = child.c[column].in_(sa.bindparam("keys", expanding=True))
+        per_type: dict[Any, int] = {}
+        try:
+            with conn.begin_nested():
+                for start in range(0, len(keys), KEYS_PER_STATEMENT):
+                    chunk = {"keys": keys[start:start + KEYS_PER_STATEMENT]}
                     if polymorphic is None:
-                        rows = int(conn.execute(sa.select(sa.func.count()).select_from(child.join(rel, on))
-                                                .where(doomed)).scalar_one())
-                        by_type: list[tuple[Any, int]] = []
+                        n = int(conn.execute(sa.select(sa.func.count()).select_from(child).where(wanted),
+                                             chunk).scalar_one())
+                        per_type[None] = per_type.get(None, 0) + n
                     else:
                         kind = child.c[polymorphic]
-                        counted = conn.execute(sa.select(kind, sa.func.count().label("n"))
-                                               .select_from(child.join(rel, on)).where(doomed)
-                                               .group_by(kind).order_by(sa.desc("n"), kind)).all()
-                        by_type = [(r[0], int(r[1])) for r in counted]
-                        rows = sum(n for _v, n in by_type)
-                        by_type = by_type[:TYPE_VALUES]
-            except sa.exc.DBAPIError as exc:
-                reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-                unread.append(f"{schema + '.' if schema else ''}{name} ({reason})")
-                break
-            if rows:
-                found.append(Undeclared(schema, name, col["name"], rows, polymorphic, by_type))
-    return found, unread
+                        for value, n in conn.execute(sa.select(kind, sa.func.count()).where(wanted)
+                                                     .group_by(kind), chunk):
+                            per_type[value] = per_type.get(value, 0) + int(n)
+        except sa.exc.DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            unread.append(f"{prefix}{name} ({reason})")
+            skipped.add(name)
+            continue
+        if polymorphic is None:
+            rows, by_type, others = per_type.get(None, 0), [], []
+        else:
+            counted = sorted(per_type.items(), key=lambda item: (-item[1], str(item[0])))
+            by_type = [(v, n) for v, n in counted if names_table(v, table.name)]
+            others = [(v, n) for v, n in counted if not names_table(v, table.name)]
+            rows = sum(n for _v, n in by_type)
+            by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
+        if rows:
+            found.append(Undeclared(schema, name, column, rows, polymorphic, by_type, others))

@@ -194,6 +194,9 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
         raise FixRefused(f"undo of fix {record.fix_id} refused: the archive holds {expected} of its "
                          f"{current.archived} rows (was {record.archive_table} changed?)")
     rules = for_backend(conn.dialect.name)
+    uncounted = rules.account_refusal(conn)
+    if uncounted:
+        raise FixRefused(f"undo of fix {record.fix_id} refused: {uncounted}")
     # What undo writes, as the database counts it, against what it plans (see accounting.py): a trigger or a rule
     # of a restored or pointed-back table writing elsewhere would leave the database other than before the fix.
     account = BatchAccount(conn, rules, subject="this undo", kept="")

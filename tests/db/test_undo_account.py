@@ -184,3 +184,26 @@ def test_postgres_an_insert_rule_writing_another_table_makes_undo_refuse_and_is_
     message = _refused(pg, path, fix_id, "tag", "welcome")
     assert "1 row(s) inserted in welcome, the plan 0" in message and "rule tag_greets ON INSERT on tag" in message, \
         message
+
+
+def test_postgres_track_counts_off_refuses_the_fix_and_undo_up_front(pg, tmp_path):
+    """With track_counts off pg_stat_xact_user_tables reads 0, so every batch's and undo's account failed with a
+    misleading "the database counted 0 rows"; the dry run, the fix and undo now refuse in one line naming the
+    setting, exit 2, nothing changed."""
+    pg.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red'), (3, 'blue')")
+    url = make_url(pg.url)
+    off = url.update_query_dict({"options": f"{url.query['options']} -ctrack_counts=off"})
+    off_path = str(write_config(tmp_path / "off.toml", {"app": {"url": off.render_as_string(hide_password=False)}},
+                                [{"database": "app", **TAGS}]))
+    before = contents(pg, "tag")
+    for args in (["--dry-run"], ["--yes"]):
+        refused = run_cli("fix", "tags", "--config", off_path, *args)
+        assert refused.exit_code == 2, refused.output
+        assert "track_counts is off" in refused.output and "ALTER ROLE" in refused.output, refused.output
+    assert contents(pg, "tag") == before
+    _path, fix_id = _fixed(pg, tmp_path)
+    after = contents(pg, "tag")
+    undone = run_cli("undo", fix_id, "--config", off_path, "--yes")
+    assert undone.exit_code == 2 and "track_counts is off" in undone.output, undone.output
+    assert contents(pg, "tag") == after and pg.scalar("SELECT state FROM dupewatch_fix") != "undone"
