@@ -9,7 +9,9 @@ table's schema, how many of its rows hold, compared by the database, the primary
 none is not named.
 
 Candidates are columns of the tables in the fixed table's schema (database) whose name ends in `_id` (or `Id`
-after a lower-case letter, `userId`), that no foreign key of their table covers, whose type compares with the
+after a lower-case letter, `userId`) and is named after the fixed table (`account_id`, `accountId` for `account`
+or `accounts`; `stem_names_table`), or beside a polymorphic `<name>_type` column, that no foreign key of their
+table covers, whose type compares with the
 fixed table's single-column primary key (integers with integers, text with text, otherwise the same Python
 type), excluding dupewatch's own tables (copies, not references) and the partitions and inheritance children the
 catalog lists (their parent's count holds their rows). The keys to delete are read once; a column is counted
@@ -92,6 +94,17 @@ def names_table(value: Any, table: str) -> bool:
                                    squashed[:-2] if squashed.endswith("es") else squashed)
 
 
+def stem_names_table(stem: str, table: str, tables: list[str]) -> bool:
+    """Whether a column named `<stem>_id` is named after `table` (`account_id` for `account` or `accounts`), or
+    after the last word of its name (`user_id` for Django's `auth_user`) when no table of the schema is named
+    `stem` itself. Only such a column's values equal to ids of rows to delete are evidence of a reference: a
+    `user_id` holds user ids, which equal some ids of any other table by chance."""
+    if names_table(stem, table):
+        return True
+    last = table.rsplit("_", 1)[-1]
+    return last != table and names_table(stem, last) and not any(names_table(stem, t) for t in tables)
+
+
 def _family(kind: sa.types.TypeEngine[Any]) -> str | None:
     if isinstance(kind, sa.types.Integer):
         return "integer"
@@ -153,6 +166,8 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
             stem = col["name"][:-2].rstrip("_")
             polymorphic = next((n for n in sorted(own) if n.lower() in (f"{stem}_type".lower(),
                                                                            f"{stem}type".lower())), None)
+            if polymorphic is None and not stem_names_table(stem, table.name, names):
+                continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
     if not plan:
         return [], []

@@ -1,5 +1,5 @@
 """References the database does not declare: Rails' polymorphic `commentable_type`/`commentable_id`, a Django
-`ForeignKey(db_constraint=False)` (an `author_id` without a foreign key). The fix cannot repoint them, and its
+`ForeignKey(db_constraint=False)` (an `account_id` without a foreign key). The fix cannot repoint them, and its
 plan said nothing about them: the rows they point at were deleted, exit 0, and they pointed at no row. The plan
 now names each such column with the database's count of rows holding a key of a row to delete."""
 
@@ -18,19 +18,21 @@ def _seed(db) -> None:
     # Rails: polymorphic, no foreign key; the 'Post' row holds the same number as a deleted account.
     db.execute("CREATE TABLE comment (id INTEGER PRIMARY KEY, commentable_type VARCHAR(20), "
                "commentable_id INTEGER, body VARCHAR(20))")
-    # Django db_constraint=False; a declared reference elsewhere (team_id) and a text `*_id` are not references
-    # to account's integer key.
-    db.execute("CREATE TABLE audit_entry (id INTEGER PRIMARY KEY, author_id INTEGER, "
+    # Django db_constraint=False (`account_id`, named after the table); a declared reference elsewhere (team_id),
+    # a text `*_id` and a column named after no fixed table (`author_id`, the same values) are not evidence of a
+    # reference to account's integer key.
+    db.execute("CREATE TABLE audit_entry (id INTEGER PRIMARY KEY, account_id INTEGER, author_id INTEGER, "
                "team_id INTEGER REFERENCES team (id), external_id VARCHAR(20))")
     # Counted through an index that leads with the column (never by a scan of the table).
     db.execute("CREATE INDEX comment_commentable ON comment (commentable_id, commentable_type)")
+    db.execute("CREATE INDEX audit_entry_account ON audit_entry (account_id)")
     db.execute("CREATE INDEX audit_entry_author ON audit_entry (author_id)")
     db.execute("INSERT INTO account VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'a')")
     db.execute("INSERT INTO team VALUES (2), (3)")
     db.execute("INSERT INTO post VALUES (1, 2), (2, 3)")
     db.execute("INSERT INTO comment VALUES (1, 'Account', 2, 'x'), (2, 'Post', 2, 'y'), (3, 'Account', 4, 'z'), "
                "(4, 'Account', 1, 'kept'), (5, 'Account', NULL, 'none')")
-    db.execute("INSERT INTO audit_entry VALUES (1, 2, 2, '2'), (2, 4, 3, '4'), (3, 3, NULL, '2')")
+    db.execute("INSERT INTO audit_entry VALUES (1, 2, 2, 2, '2'), (2, 4, 4, 3, '4'), (3, 3, 3, NULL, '2')")
 
 
 def test_the_plan_counts_rows_of_columns_no_foreign_key_declares(db, tmp_path):
@@ -41,13 +43,13 @@ def test_the_plan_counts_rows_of_columns_no_foreign_key_declares(db, tmp_path):
     dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     found = {(u["table"], u["column"]): u for u in json_out(dry)["undeclared_references"]}
-    assert set(found) == {("comment", "commentable_id"), ("audit_entry", "author_id")}
+    assert set(found) == {("comment", "commentable_id"), ("audit_entry", "account_id")}
     # Only the rows whose type names account count; 'Post' 2 is another table's id, listed as not referring.
     assert found["comment", "commentable_id"]["rows"] == 2
     assert found["comment", "commentable_id"]["type_column"] == "commentable_type"
     assert found["comment", "commentable_id"]["by_type"] == [{"value": "Account", "rows": 2}]
     assert found["comment", "commentable_id"]["other_types"] == [{"value": "Post", "rows": 1}]
-    assert (found["audit_entry", "author_id"]["rows"], found["audit_entry", "author_id"]["by_type"]) == (2, [])
+    assert (found["audit_entry", "account_id"]["rows"], found["audit_entry", "account_id"]["by_type"]) == (2, [])
     text = run_cli("fix", "accounts", "--config", str(path), "--dry-run")
     out = " ".join(text.stdout.split())
     assert ("comment(commentable_id) is named like a reference and no foreign key declares it; of its rows whose "
@@ -113,7 +115,7 @@ def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the
                "INSERT INTO event VALUES (1, 2, '2021-01-01'), (2, 4, '2026-01-01'), (3, 1, '2026-01-01')",
                "CREATE INDEX event_account ON event (account_id)",
                "CREATE TABLE audit_archive (archived_at DATE) INHERITS (audit_entry)",
-               "INSERT INTO audit_archive VALUES (9, 2, NULL, NULL, '2021-01-01')")
+               "INSERT INTO audit_archive VALUES (9, 2, 2, NULL, NULL, '2021-01-01')")
     path = config_file(tmp_path, pg, [{"name": "accounts", "table": "account", "key": ["email"]}])
     dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
@@ -153,3 +155,27 @@ def test_postgres_counts_in_a_short_transaction_of_their_own_bounded_by_a_lock_t
     assert [u["table"] for u in json_out(dry)["undeclared_references"]] == ["audit_entry"]
     notes = json_out(dry)["notes"]
     assert any("comment (canceling statement due to lock timeout)" in n for n in notes), notes
+
+
+def test_a_column_named_after_another_table_is_no_evidence_even_when_its_values_match(db, tmp_path):
+    """`checkin.user_id` beside a fixed `checkin` (the demo's shape): user ids equal some checkin ids by chance,
+    which says nothing about a reference to checkin; only a column named after the fixed table (or beside a
+    polymorphic type naming it) is counted. Django's `auth_user` is named by its last word (`user_id`)."""
+    db.execute("CREATE TABLE checkin (id INTEGER PRIMARY KEY, user_id INTEGER, day VARCHAR(10))")
+    db.execute("CREATE INDEX checkin_user ON checkin (user_id, day)")
+    db.execute("INSERT INTO checkin VALUES (1, 1, 'd'), (2, 1, 'd'), (3, 2, 'e'), (4, 2, 'e')")
+    path = config_file(tmp_path, db, [{"name": "checkins", "table": "checkin", "key": ["user_id", "day"]}])
+    dry = run_cli("fix", "checkins", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["undeclared_references"] == []
+
+
+def test_stem_names_table_by_its_name_its_plural_or_its_last_word() -> None:
+    from monitor.fix.undeclared import stem_names_table
+
+    assert stem_names_table("account", "accounts", ["accounts"])
+    assert stem_names_table("account", "account", ["account"])
+    assert stem_names_table("user", "auth_user", ["auth_user", "auth_group"])
+    assert not stem_names_table("user", "auth_user", ["auth_user", "users"])  # `users` is what user_id names
+    assert not stem_names_table("user", "checkin", ["checkin", "users"])
+    assert not stem_names_table("author", "users", ["users"])
