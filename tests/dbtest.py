@@ -195,6 +195,18 @@ def own_pg_database() -> Iterator[sa.URL]:
 
 
 @pytest.fixture
+def own_pg() -> Iterator[TestDatabase]:
+    """A PostgreSQL database of the test's own (`own_pg_database`), for what is per database: VACUUM's horizon, the
+    writing transactions an incremental run looks at; sessions of other tests in the shared database see neither."""
+    with own_pg_database() as url:
+        engine = sa.create_engine(url)
+        try:
+            yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
 def pg_citext_elsewhere() -> Iterator[TestDatabase]:
     """A database of its own (an extension is installed once per database, and tests of the shared database look
     for citext where it is): citext in schema `ext`, the test's tables in `app`, the search_path `app` only."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from dbtest import TestDatabase, own_pg_database
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix, undo_fix
@@ -56,17 +55,6 @@ def test_reference_to_a_non_unique_column_is_refused_not_cascaded(mysql, tmp_pat
 
 # -- 2. a physical slot is not a row identity -------------------------------------------------------------
 
-
-@pytest.fixture
-def own_pg():
-    """A PostgreSQL database of this test's own: VACUUM's horizon is per database, so sessions of other tests
-    (in the shared database) cannot keep it from freeing a slot."""
-    with own_pg_database() as url:
-        engine = sa.create_engine(url)
-        try:
-            yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
-        finally:
-            engine.dispose()
 
 
 @pytest.mark.parametrize(("gone", "late", "left"), [

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbtest import TestDatabase, make_test_database, own_pg_database, run_dupewatch, write_config
+from dbtest import TestDatabase, make_test_database, run_dupewatch, write_config
 from fix_support import ts
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
@@ -693,17 +693,6 @@ def await_writer_shown(db: TestDatabase) -> None:
 def late_notes(result: Any) -> list[str]:
     return [n for n in result.notes if n.startswith("late rows")]
 
-
-@pytest.fixture
-def own_pg() -> Iterator[TestDatabase]:
-    """A PostgreSQL database of the test's own: the writing transactions a run looks at are the database's, and
-    other tests' writers on the shared database would widen its window (and say so)."""
-    with own_pg_database() as url:
-        engine = sa.create_engine(url)
-        try:
-            yield TestDatabase("postgresql", url.render_as_string(hide_password=False), engine, None)
-        finally:
-            engine.dispose()
 
 
 def alone(db: TestDatabase) -> bool:
