@@ -247,14 +247,12 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Plann
             where = (records.place(conn, entry.child_schema), entry.log_table)
             if where not in archives_done:  # two references from one table share its archive
                 archives_done.add(where)
-                fired += [f"{t} on {child.name}"
-                          for t in catalog.write_triggers(child.schema, child.name, "INSERT", ())]
+                fired += catalog.fired_on(child, "INSERT")
                 rows = restore_rows(conn, reflect(conn, *where), child, fix_id)
                 planned.inserted(child, rows)
                 restored += rows
             continue
-        fired += [f"{t} on {child.name}" for t in catalog.write_triggers(child.schema, child.name, "UPDATE",
-                                                                           tuple(columns))]
+        fired += catalog.fired_on(child, "UPDATE", tuple(columns))
         moved = _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
         planned.updated(child, moved)
         pointed += moved

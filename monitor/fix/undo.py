@@ -206,8 +206,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     if expected and archive is not None:  # (a count above 0 came from the archive)
         defaulted = added_since(conn, archive, table, record.fix_id)
         _refuse_taken_keys(conn, table, archive, record.fix_id)
-        fired += [f"{t} on {table.name}" for t in catalog_for(conn).write_triggers(table.schema, table.name,
-                                                                                    "INSERT", ())]
+        fired += catalog_for(conn).fired_on(table, "INSERT")
         restored = restore_rows(conn, archive, table, record.fix_id)
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")

@@ -164,6 +164,11 @@ class Catalog:
         <event>`: the preview names them (what one writes, the batch's account decides)."""
         return ()
 
+    def fired_on(self, table: sa.Table, event: str, columns: tuple[str, ...] = ()) -> list[str]:
+        """`write_triggers` of `table`, each named with the table (`AFTER INSERT trigger t on tag`): what a refusal
+        names as what may have acted."""
+        return [f"{t} on {table.name}" for t in self.write_triggers(table.schema, table.name, event, columns)]
+
     def descendant_tables(self, schema: str | None) -> set[str]:
         """The tables of a schema whose rows a query of another table (their parent) also reads: PostgreSQL
         partitions and inheritance children; none elsewhere."""
