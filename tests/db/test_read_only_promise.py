@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pymysql.constants import SERVER_STATUS
 
 from monitor.config import DatabaseConfig
 from monitor.db import Database
@@ -104,8 +105,6 @@ def test_mysql_named_locks_do_not_survive_the_pool(mysql):
 
 def in_transaction(database: Database) -> bool:
     """Whether the server said a transaction was open after the last command the pool sent on its connection."""
-    from pymysql.constants import SERVER_STATUS
-
     pooled = database.engine.raw_connection()
     try:
         return bool(pooled.dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
@@ -125,6 +124,13 @@ def test_mysql_sessions_return_to_the_pool_with_their_locks_released_and_no_tran
         with database.engine.connect() as conn:  # closed with its transaction open
             assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}_2', 0)").scalar() == 1
         assert mysql.scalar(f"SELECT IS_FREE_LOCK('{name}') AND IS_FREE_LOCK('{name}_2')") == 1
+        raw = database.engine.raw_connection()  # the probe itself sees a transaction left open
+        try:
+            raw.cursor().execute("START TRANSACTION READ ONLY")
+            assert bool(raw.dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+        finally:
+            raw.dbapi_connection.rollback()
+            raw.close()
         with database.read_only() as conn:  # rolled back before it returns: the pool's rollback follows
             conn.exec_driver_sql("SELECT 1").close()
         assert not in_transaction(database)
