@@ -24,7 +24,11 @@
   `xact_start` (of the database, read from `pg_stat_get_activity`, the function under the view) against
   `clock_timestamp()`, read in the statement that reads the table's highest value
   (`writers_columns`), bounds the ids a transaction still running may hold. A read-only transaction holds no id
-  and widens nothing; a writing one of another table of the database widens the window as much.
+  and widens nothing; a writing one of another table of the database widens the window as much. A prepared
+  transaction (`PREPARE TRANSACTION`, two-phase commit) has left its session and holds its rows until `COMMIT
+  PREPARED`, for as long as its coordinator takes: it counts from when it was prepared (`pg_prepared_xacts.prepared`):
+  the database does not keep when it began, so a value it took more than the overlap before that waits for the
+  full pass.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ _SESSIONS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = curre
 _SEES_ALL_SESSIONS = sa.text("SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')"
                              " FROM pg_roles WHERE rolname = current_user")
 _OLDEST_TRANSACTION = sa.text(
-    "SELECT EXTRACT(EPOCH FROM max(clock_timestamp() - xact_start)) FROM pg_stat_activity"
+    "SELECT EXTRACT(EPOCH FROM greatest(max(clock_timestamp() - xact_start), (SELECT clock_timestamp() - min(prepared)"
+    " FROM pg_prepared_xacts WHERE database = current_database()))) FROM pg_stat_activity"
     " WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
     " AND backend_type = 'client backend'")
 
@@ -255,7 +260,11 @@ class PostgreSQLPolling(Polling):
                                  " WHERE datname = current_database())"
                                  " AND dupewatch_backends.backend_xid IS NOT NULL"
                                  " AND dupewatch_backends.pid <> pg_backend_pid()")).scalar_subquery())
-        return (clock, oldest), ""
+        # A prepared transaction (two-phase commit) has left its session: it counts from when it was prepared.
+        prepared = (sa.select(sa.func.extract("epoch", sa.func.min(sa.literal_column("prepared"))))
+                    .select_from(sa.text("pg_catalog.pg_prepared_xacts"))
+                    .where(sa.text("database = current_database()")).scalar_subquery())
+        return (clock, sa.func.least(oldest, prepared)), ""
 
     def oldest_transaction_age(self, conn: Connection) -> tuple[float | None, str]:
         if not conn.execute(_SEES_ALL_SESSIONS).scalar():

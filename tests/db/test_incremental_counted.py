@@ -8,8 +8,10 @@ test's (or process's) open transaction on the shared server would make a run re-
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    yield from started_cluster("the xmin overlap tests")
+    yield from started_cluster("the xmin overlap tests", max_prepared_transactions="2")
 
 
 @pytest.fixture
@@ -102,6 +104,86 @@ def runner(numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
 @pytest.fixture
 def any_runner(any_numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
     yield from runners(any_numbers, tmp_path)
+
+
+def test_a_prepared_transaction_holding_an_id_far_below_the_watermark_is_read(pg, tmp_path):
+    """A prepared (two-phase) transaction has left its session, so `pg_stat_activity` does not show it; it took a
+    low id and commits after 1,500 later rows were read: the run after its `COMMIT PREPARED` reads it (the window
+    counts it from when it was prepared), where the 1,000-id overlap alone would not."""
+    pg.execute("CREATE TABLE logins (id BIGSERIAL PRIMARY KEY, user_id INTEGER NOT NULL, device SMALLINT NOT NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert = "INSERT INTO logins (user_id, device, created_at) VALUES (:u, 1, now())"
+    pg.execute(insert, params={"u": 1})
+    made = runners(pg, tmp_path)
+    r = next(made)(key=["user_id", "device"])
+    assert r.run().mode == "full"
+    engine = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    prepared = False
+    try:
+        with engine.connect() as coordinator:
+            coordinator.exec_driver_sql("BEGIN")
+            coordinator.execute(sa.text(insert), {"u": 7})  # id 2, committed last
+            coordinator.exec_driver_sql("PREPARE TRANSACTION 'dw_late'")
+            prepared = True
+        pg.execute(insert, params={"u": 7})
+        pg.execute("INSERT INTO logins (user_id, device, created_at)"
+                   " SELECT g, 1, now() FROM generate_series(100, 1599) AS g")
+        polled = r.run()
+        assert (polled.mode, polled.groups) == ("incremental", 0)
+        with engine.connect() as coordinator:
+            coordinator.exec_driver_sql("COMMIT PREPARED 'dw_late'")
+            prepared = False
+        after = r.run()
+        assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 1)
+        r.assert_matches_full_pass(after)
+    finally:
+        if prepared:  # it would keep the test's database from being dropped
+            with engine.connect() as coordinator:
+                coordinator.exec_driver_sql("ROLLBACK PREPARED 'dw_late'")
+        engine.dispose()
+        made.close()
+
+
+def test_a_prepared_transaction_is_covered_by_a_timestamp_watermarks_overlap(pg, tmp_path, monkeypatch):
+    """The same for a timestamp watermark (no fixed floor here): a row dated when its transaction began, prepared,
+    then committed after later rows were read, is read by the run after `COMMIT PREPARED`."""
+    import monitor.incremental.window as window
+
+    monkeypatch.setattr(window, "TIMESTAMP_OVERLAP", timedelta(0))
+    pg.execute("CREATE TABLE logins (id BIGSERIAL PRIMARY KEY, user_id INTEGER NOT NULL, device SMALLINT NOT NULL,"
+               " created_at TIMESTAMP(6) NOT NULL DEFAULT clock_timestamp())",
+               "CREATE INDEX logins_key ON logins (user_id, device)",
+               "INSERT INTO logins (user_id, device) VALUES (40, 1)")
+    made = runners(pg, tmp_path)
+    r = next(made)(incremental="created_at")
+    assert r.run().mode == "full"
+    engine = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    prepared = False
+    try:
+        with engine.connect() as coordinator:
+            coordinator.exec_driver_sql("BEGIN")
+            started = coordinator.exec_driver_sql("INSERT INTO logins (user_id, device) VALUES (40, 1)"
+                                                  " RETURNING created_at").scalar()
+            coordinator.exec_driver_sql("PREPARE TRANSACTION 'dw_late_ts'")
+            prepared = True
+        deadline = time.monotonic() + 30
+        while pg.scalar("SELECT localtimestamp") < started + timedelta(seconds=2):  # await the clock
+            assert time.monotonic() < deadline
+        pg.execute("INSERT INTO logins (user_id, device) VALUES (41, 1)")
+        polled = r.run()
+        assert (polled.mode, polled.groups) == ("incremental", 0)
+        with engine.connect() as coordinator:
+            coordinator.exec_driver_sql("COMMIT PREPARED 'dw_late_ts'")
+            prepared = False
+        after = r.run()
+        assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 1)
+        r.assert_matches_full_pass(after)
+    finally:
+        if prepared:
+            with engine.connect() as coordinator:
+                coordinator.exec_driver_sql("ROLLBACK PREPARED 'dw_late_ts'")
+        engine.dispose()
+        made.close()
 
 
 def counted_on_server(r: Runner) -> bool:
