@@ -230,7 +230,8 @@ class IncrementalState:
     rows of the overlap window the next run re-reads, as the last run read (`Dialect.window_digest`: their count
     and a sum of a hash of each row's identity and key, with the window's bounds; None: none taken), so that the
     next run skips re-reading the window when the database gives the same digest; `storage` what the database
-    said of the table's storage at the last run (`Dialect.storage_identity_column`; None: nothing), so that a run
+    said of the table's storage at the last run that read it (`Dialect.storage_identity_column`,
+    `storage_identity_every`; None: nothing), so that a run
     after a TRUNCATE or a rewrite (rows below the watermark no run read) is a full pass; `positions` the
     (database clock, position) of recent runs of an id watermark (`monitor.incremental.window.next_positions`), so
     that a run reads from the position of the last run before the oldest writing transaction began.

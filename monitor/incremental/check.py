@@ -116,6 +116,7 @@ class IncrementalCheck:
         self._mark: ColumnElement[Any] | Literal[False] | None = False  # `Dialect.snapshot_mark` (False: not asked)
         # `Dialect.storage_identity_column` (False: not asked; asking may read the catalog)
         self._storage: ColumnElement[Any] | Literal[False] | None = False
+        self._storage_read_at = -math.inf  # when a run last read it (monotonic)
         self._statements: dict[tuple[Any, ...], sa.Select[Any]] = {}  # built once, bound at each run
         # and compiled once (`StatementCache`: the detection engine keeps no compiled forms, `Database`'s
         # query_cache_size=0, and compiling a run's statements again cost 1-2 ms a run); a few per check.
@@ -175,12 +176,13 @@ class IncrementalCheck:
         return keyed
 
     def _top(self, conn: Connection, *, filtered: bool,
-             digests: tuple[Any, Any, Any] | None = None
+             digests: tuple[Any, Any, Any] | None = None, kept: str | None = None
              ) -> tuple[Any, str | None, int | None, Any, Any, str | None, tuple[Any, Any] | None]:
         """The table's highest incremental value and, where the database gives them, the snapshot mark read with
         it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see),
         its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it) and the
-        identity of its storage (`Dialect.storage_identity_column`, last: a TRUNCATE or a rewrite changes it).
+        identity of its storage (`Dialect.storage_identity_column`, last: a TRUNCATE or a rewrite changes it; where
+        it is not due (`_storage_due`, not in a full pass: `filtered`), `kept`, what the last run read).
 
         With `digests` (low, high, overlap), also the window digests (`_digest_of`) of `(low, high]` (the window
         the last run took one of) and of the `overlap` below the highest value (the window the next run
@@ -195,13 +197,14 @@ class IncrementalCheck:
         if self._writers is False:  # an id watermark a sequence bounds (no other window uses them)
             sequenced = self.kind == "id" and self.rules.sequence_position(conn, table, self.column) is not None
             self._writers, self.writers_unseen = self.rules.writers_columns(conn) if sequenced else (None, "")
-        key = ("top", filtered, digests is not None)
+        storing = filtered or self._storage_due(conn)
+        key = ("top", filtered, digests is not None, storing)
         statement = self._statements.get(key)
         if statement is None:
             mark = self._mark if self._mark is not None else sa.null()
             removals = self.rules.removed_rows_column(conn, table)
             self._removals_read = removals is not None
-            storage = self._storage_column(conn)
+            storage = self._storage_column(conn) if storing else None
             columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null(),
                        storage if storage is not None else sa.null()]
             if digests is not None:
@@ -226,8 +229,10 @@ class IncrementalCheck:
             removed = None if counted is None else int(counted)
         now, following = (row[4], row[5]) if digests is not None else (None, None)
         writers = (row[-2], row[-1]) if self._writers is not None else None
-        return highest, None if taken is None else str(taken), removed, now, following, \
-            None if row[3] is None else str(row[3]), writers
+        identity = kept
+        if storing:
+            identity, self._storage_read_at = None if row[3] is None else str(row[3]), time.monotonic()
+        return highest, None if taken is None else str(taken), removed, now, following, identity, writers
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -481,7 +486,8 @@ class IncrementalCheck:
         if self.digest is not None and self.kind == "id" and self.key_indexed:
             digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
         top, mark, removals, digest_now, digest_next, storage, writers = self._top(conn, filtered=False,
-                                                                                  digests=digests)
+                                                                                  digests=digests,
+                                                                                  kept=state.storage)
         window = window_for(conn, self, writers, state.positions)
         positions = self._positions(state.positions, writers, window, top)
         start = window.start(watermark, decoded(state.pending_since))
@@ -558,6 +564,15 @@ class IncrementalCheck:
             self._storage = self.rules.storage_identity_column(conn, self.resolved.table)
         return self._storage
 
+    def _storage_due(self, conn: Connection) -> bool:
+        """Whether this incremental run reads the storage's identity: where the database gives one, at every run,
+        or at most every `Dialect.storage_identity_every` seconds where it costs more (a change is then seen by
+        the first run that reads it, that much later at most, and that run is a full pass)."""
+        if self._storage_column(conn) is None:
+            return False
+        every = self.rules.storage_identity_every
+        return every is None or time.monotonic() - self._storage_read_at >= every
+
     def _folded_pass(self, conn: Connection, state: IncrementalState, recount_all: bool, seen_changes: int,
                      said: list[str], now: float) -> Outcome:
         """An incremental run of one statement (`_folds`): the table's highest value, the digest of the window
@@ -574,17 +589,20 @@ class IncrementalCheck:
         overlap = stored[3] if stored is not None else ID_OVERLAP  # the window the next run's digest is of
         removals = self.rules.removed_rows(conn, self.resolved.table)
         ahead = window.ahead_bound()
-        key = ("folded", compare, ahead is not None)
+        storing = self._storage_due(conn)
+        key = ("folded", compare, ahead is not None, storing)
         statement = self._statements.get(key)
         if statement is None:
-            statement = self._statements[key] = self._counted_statement((True, False), ahead is not None, compare,
-                                                                        storage=self._storage_column(conn))
+            statement = self._statements[key] = self._counted_statement(
+                (True, False), ahead is not None, compare, storage=self._storage_column(conn) if storing else None)
         row = self._execute(conn, statement, {
             "dupewatch_after": start, "dupewatch_watermark": watermark, "dupewatch_ahead": ahead,
             "dupewatch_stored": stored[2] if compare and stored is not None else None,
             "dupewatch_next_overlap": overlap}).one()
         top, digest_next = row[7], row[8]
-        storage = None if len(row) < 10 or row[9] is None else str(row[9])
+        storage = state.storage
+        if storing:
+            storage, self._storage_read_at = None if row[9] is None else str(row[9]), time.monotonic()
         went_back = self._bound_went_back(watermark, start, window)
         moved = state.storage is not None and storage != state.storage
         if top is None or self._restarted_below(top, start) or went_back or moved:

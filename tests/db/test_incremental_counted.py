@@ -19,6 +19,7 @@ from test_incremental import NOW, Runner
 
 from dbtest import TestDatabase, make_test_database
 from fix_support import ts
+from monitor.dialects.mysql_polling import MySQLPolling
 from monitor.dialects.postgresql_polling import PostgreSQLPolling
 
 pytestmark = pytest.mark.timeout(180)
@@ -476,10 +477,12 @@ def test_keys_of_more_than_one_row_cut_short_by_group_concat_make_the_run_a_full
     r.assert_matches_full_pass(cut)
 
 
-def test_a_run_of_one_statement_sees_a_truncate_and_reload_and_is_a_full_pass(mysql_numbers, mysql_runner):
+def test_a_run_of_one_statement_sees_a_truncate_and_reload_and_is_a_full_pass(mysql_numbers, mysql_runner,
+                                                                              monkeypatch):
     """TRUNCATE and a reload with the same ids, beyond the overlap window, between two runs of one statement each
     (`_folded_pass`): the InnoDB table id the statement reads with the rows changed, so the run is a full pass; the
-    statement stays the run's only one against the table."""
+    statement stays the run's only one against the table. (Read at each run here: `storage_identity_every`.)"""
+    monkeypatch.setattr(MySQLPolling, "storage_identity_every", None)
     r = mysql_runner()
     add(mysql_numbers, [(i, i, 1) for i in range(100, 1600)])
     r.run()
