@@ -222,6 +222,7 @@ class Daemon:
         streamed = streamed_checks(self.config, self.monitor)
         self.exporter.live_starting({name: [c.name for c in checks] for name, checks in streamed.items()})
         self.poller.start()
+        self._forget_removed_live_groups()
         self._start_live()
         for name in streamed.keys() - {reader.database for reader in self.live}:
             self.exporter.live_settled(name)  # no reader after all
@@ -395,6 +396,7 @@ class Daemon:
         for reader in self.live:
             reader.took_over.wait(max(deadline - time.monotonic(), 0.0))
         stop_live(previous)
+        self._forget_removed_live_groups()  # once the previous readers, which may save them, stopped
         old_monitor.close()  # cancels the old version's queries still running on the servers
         log.info("config reloaded", extra=fields(
             checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names)))
@@ -452,7 +454,32 @@ class Daemon:
         for name, database in self.config.databases.items():
             if database.live:
                 self.exporter.live_database(name)
-        self.live = start_live(self.monitor, _LiveSink(self), previous, remember=True)
+        self.live = start_live(self.monitor, _LiveSink(self), previous, remember=True, owner=self._live_owner())
+
+    def _live_owner(self) -> str | None:
+        """Who saves the live readers' groups in the state store: this config file and shard (None: the config was
+        not loaded from a file, so nothing tells which saved groups are this daemon's)."""
+        path = self.config.path
+        return None if path is None else json.dumps([str(path.resolve()), str(self.shard)])
+
+    def _forget_removed_live_groups(self) -> None:
+        """Delete the live groups this daemon saved for checks its config no longer follows live (a check removed,
+        renamed, moved to another database, or of a database no longer `live`): nothing reads them again, each
+        holds up to every group of its check, and a check followed live again later would be compared with the
+        groups as they were when it left, counting again as new those its runs counted meanwhile."""
+        owner = self._live_owner()
+        if owner is None or self.history is None or self.monitor is None:
+            return
+        kept = [(name, check.name) for name, checks in streamed_checks(self.config, self.monitor).items()
+                for check in checks]
+        try:
+            forgotten = self.history.forget_live_groups(owner, kept)
+        except sqlite3.Error as exc:
+            log.warning("the live groups of removed checks could not be deleted", extra=fields(error=str(exc)))
+            return
+        for database, check in forgotten:
+            log.info("deleted the live groups saved for a check no longer followed live",
+                     extra=fields(check=check, database=database))
 
 
 class _LiveSink:

@@ -17,7 +17,10 @@ two checks of one table with other `incremental` columns never share a watermark
 or an undo changed, for the incremental checks of that table to learn at their next run. `live_positions` keeps,
 per database (by its place), where live mode's change stream was read and counted up to (monitor/live/reader.py);
 `live_group_sets`/`live_groups` the duplicate groups a daemon's live mode knew last (their identities as the database
-computes them), by subject, so that a restarted daemon counts the groups formed while it was down as new.
+computes them), by subject, so that a restarted daemon counts the groups formed while it was down as new; each set
+with the daemon that saved it (`owner`: its config file and shard) and the database and check it saved it for, so
+that a daemon loading a config without that check deletes it (`forget_live_groups`), and a check whose definition
+changed (another subject) keeps one set, not one per definition.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ import platformdirs
 
 from monitor.config import CheckConfig
 from monitor.detect import CheckResult
+
+# Who saves a check's live groups: (owner: a daemon's config file and shard, database, check), as config names them.
+LiveSaver = tuple[str, str, str]
 
 PRUNE_EVERY = 200  # runs recorded between two prunes
 PRUNE_STEP = 1000  # runs deleted per step; the lock is released between steps, so writers never wait long
@@ -116,7 +122,10 @@ _STATE_COLUMNS = [("subject_state", "changes_seen", "INTEGER NOT NULL DEFAULT 0"
                   ("subject_state", "window_digest", "TEXT"),
                   ("subject_state", "storage", "TEXT"),
                   ("subject_state", "positions", "TEXT"),
-                  ("subject_groups", "spelling", "TEXT")]
+                  ("subject_groups", "spelling", "TEXT"),
+                  ("live_group_sets", "owner", "TEXT"),
+                  ("live_group_sets", "database", "TEXT"),
+                  ("live_group_sets", "check_name", "TEXT")]
 _SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_subject ON runs (subject, finished_at)"
 _RUN_COLUMNS = "check_name, database, finished_at, status, groups, excess_rows, duration_ms, error"
 
@@ -221,7 +230,8 @@ class IncrementalState:
     rows of the overlap window the next run re-reads, as the last run read (`Dialect.window_digest`: their count
     and a sum of a hash of each row's identity and key, with the window's bounds; None: none taken), so that the
     next run skips re-reading the window when the database gives the same digest; `storage` what the database
-    said of the table's storage at the last run (`Dialect.storage_identity_column`; None: nothing), so that a run
+    said of the table's storage at the last run that read it (`Dialect.storage_identity_column`,
+    `storage_identity_every`; None: nothing), so that a run
     after a TRUNCATE or a rewrite (rows below the watermark no run read) is a full pass; `positions` the
     (database clock, position) of recent runs of an id watermark (`monitor.incremental.window.next_positions`), so
     that a run reads from the position of the last run before the oldest writing transaction began.
@@ -333,7 +343,7 @@ class History:
         return None if row is None else (str(row[0]), float(row[1]))
 
     def save_live_groups(self, subject: str, fingerprint: str, present: Iterable[str], gone: Iterable[str], *,
-                         replace: bool) -> bool:
+                         replace: bool, saver: LiveSaver | None = None) -> bool:
         """The duplicate groups live mode knows of a check (`subject`), by identity (`encode_key` of what the
         database computes: `TableCheck.group_identities`): `present` added and `gone` removed since the last save,
         or (`replace`) `present` is all of them. `fingerprint`: what decides the identities (collation versions).
@@ -341,7 +351,10 @@ class History:
         False, and nothing written, when only changes are given (not `replace`) but the set stored is not the one
         they change (none stored, or under another fingerprint: another process sharing this state file, or the
         set deleted meanwhile): storing them alone would store a partial set as complete, and a restart would count
-        every group left out as new. The caller saves all of them next time (`LiveGroups.resave`)."""
+        every group left out as new. The caller saves all of them next time (`LiveGroups.resave`).
+
+        `saver`: who saves them, for which database and check; saving all of them (`replace`) deletes the sets the
+        same saver saved for that check under another subject (its definition changed)."""
         with self._lock:
             if self._closed:
                 return True
@@ -355,18 +368,50 @@ class History:
                     return False
                 if replace:
                     conn.execute("DELETE FROM live_groups WHERE subject = ?", (subject,))
+                    if saver is not None:
+                        self._delete_live_sets(conn, [row[0] for row in conn.execute(
+                            "SELECT subject FROM live_group_sets WHERE owner = ? AND database = ? AND check_name = ?"
+                            " AND subject <> ?", (*saver, subject))])
                 else:
                     conn.executemany("DELETE FROM live_groups WHERE subject = ? AND identity = ?",
                                      ((subject, identity) for identity in gone))
                 conn.executemany("INSERT OR IGNORE INTO live_groups (subject, identity) VALUES (?, ?)",
                                  ((subject, identity) for identity in present))
-                conn.execute("INSERT OR REPLACE INTO live_group_sets (subject, fingerprint, saved_at) VALUES (?, ?, ?)",
-                             (subject, fingerprint, time.time()))
+                owner, database, check = saver if saver is not None else (None, None, None)
+                conn.execute("INSERT OR REPLACE INTO live_group_sets (subject, fingerprint, saved_at, owner, database,"
+                             " check_name) VALUES (?, ?, ?, ?, ?, ?)",
+                             (subject, fingerprint, time.time(), owner, database, check))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         return True
+
+    def forget_live_groups(self, owner: str, kept: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Delete the groups `owner` saved (`LiveSaver`) for a check not in `kept` ((database, check) pairs: the
+        checks its config now follows live); returns the (database, check) pairs deleted. A set saved by another
+        owner (another config sharing the state file, another shard) or before owners were kept is left alone."""
+        keep = set(kept)
+        with self._lock:
+            if self._closed:
+                return []
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                gone = [(str(subject), (str(database), str(check))) for subject, database, check in conn.execute(
+                    "SELECT subject, database, check_name FROM live_group_sets WHERE owner = ?", (owner,))
+                    if (database, check) not in keep]
+                self._delete_live_sets(conn, [subject for subject, _ in gone])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return sorted({named for _, named in gone})
+
+    @staticmethod
+    def _delete_live_sets(conn: sqlite3.Connection, subjects: list[str]) -> None:
+        conn.executemany("DELETE FROM live_groups WHERE subject = ?", ((s,) for s in subjects))
+        conn.executemany("DELETE FROM live_group_sets WHERE subject = ?", ((s,) for s in subjects))
 
     def live_groups(self, subject: str) -> tuple[str, set[str]] | None:
         """The fingerprint and the identities of the groups live mode last saved for `subject`, or None."""

@@ -41,7 +41,9 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 - `storage_identity_column(conn, table)`: an expression, read in the statement that reads the table's highest value,
   naming the storage the table's rows live in (as text), which changes when the table is truncated, rewritten or
   given other partitions (rows that no run read may then lie below the watermark: the next run is a full pass), or
-  None where the database does not say.
+  None where the database does not say. `storage_identity_every`: seconds between two reads of it by the
+  incremental runs of a check (a full pass always reads it), where reading it costs more than a lookup; None: every
+  run.
 - `window_digest(exprs)`: an aggregate over rows, as text, that changes whenever a row is added, removed or has
   any of `exprs` (its identity, incremental value and key) changed (count and sum of a 64-bit hash of the stored
   values, NULL apart from any value), or None where the database cannot say it of these expressions honestly.
@@ -152,6 +154,8 @@ class Polling:
 
     def storage_identity_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         return None
+
+    storage_identity_every: float | None = None
 
     def committed_since(self, previous: str, current: str) -> str | None:
         return None

@@ -5,10 +5,10 @@ A check with `incremental = "<column>"` runs in one of two modes:
 - **full**: the first run, a run once `full_every` has passed since the last full pass, a forced run
   (`dupewatch check --full`), a run whose saved state belongs to another database or another definition of the
   check (its fingerprint differs), a run after an undo restored rows (`Monitor.table_changed`), a run after the
-  table was empty, a run after its storage changed (PostgreSQL: a TRUNCATE, a rewrite, a partition attached or
-  detached: `Dialect.storage_identity_column`), and a run where the planner expects a full pass to cost less
-  (no index on the key). It aggregates the whole table, as a plain check does, and keeps every duplicate group it
-  finds.
+  table was empty, a run after its storage changed (a TRUNCATE, a rewrite, a partition attached or detached, on
+  MariaDB/MySQL also a table renamed in the table's place: `Dialect.storage_identity_column`), and a run where
+  the planner expects a full pass to cost less (no index on the key). It aggregates the whole table, as a plain
+  check does, and keeps every duplicate group it finds.
 - **incremental**: it reads the keys of the rows whose incremental column is past the watermark, minus an
   overlap window (`window.py`: from what the database says of its running transactions and sequence caches; on
   PostgreSQL only the window's rows committed since the last run read, by their `xmin` against the xmin of the

@@ -29,6 +29,7 @@ RECOUNT_BUDGET = 200  # up to this many known groups, every incremental run re-c
 RECOUNT_ROUNDS = 100  # above it, the slices (by a hash of the group) of a rotation through the known groups,
 RECOUNT_PERIOD = DEFAULT_RECOUNT_EVERY  # which ends within `recount_every` (300 s) however often the runs come
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
+_MOVED = "the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class IncrementalCheck:
         self._counted: tuple[dict[str, KnownGroup] | None, int] = (None, 0)  # known groups, their excess rows
         self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
         self._mark: ColumnElement[Any] | Literal[False] | None = False  # `Dialect.snapshot_mark` (False: not asked)
+        # `Dialect.storage_identity_column` (False: not asked; asking may read the catalog)
+        self._storage: ColumnElement[Any] | Literal[False] | None = False
+        self._storage_read_at = -math.inf  # when a run last read it (monotonic)
         self._statements: dict[tuple[Any, ...], sa.Select[Any]] = {}  # built once, bound at each run
         # and compiled once (`StatementCache`: the detection engine keeps no compiled forms, `Database`'s
         # query_cache_size=0, and compiling a run's statements again cost 1-2 ms a run); a few per check.
@@ -172,12 +176,13 @@ class IncrementalCheck:
         return keyed
 
     def _top(self, conn: Connection, *, filtered: bool,
-             digests: tuple[Any, Any, Any] | None = None
+             digests: tuple[Any, Any, Any] | None = None, kept: str | None = None
              ) -> tuple[Any, str | None, int | None, Any, Any, str | None, tuple[Any, Any] | None]:
         """The table's highest incremental value and, where the database gives them, the snapshot mark read with
         it (`Dialect.snapshot_mark`; before any row is read: the next run re-reads what this one could not see),
         its count of removed rows (`Dialect.removed_rows`; before counting: a later delete moves it) and the
-        identity of its storage (`Dialect.storage_identity_column`, last: a TRUNCATE or a rewrite changes it).
+        identity of its storage (`Dialect.storage_identity_column`, last: a TRUNCATE or a rewrite changes it; where
+        it is not due (`_storage_due`, not in a full pass: `filtered`), `kept`, what the last run read).
 
         With `digests` (low, high, overlap), also the window digests (`_digest_of`) of `(low, high]` (the window
         the last run took one of) and of the `overlap` below the highest value (the window the next run
@@ -192,13 +197,14 @@ class IncrementalCheck:
         if self._writers is False:  # an id watermark a sequence bounds (no other window uses them)
             sequenced = self.kind == "id" and self.rules.sequence_position(conn, table, self.column) is not None
             self._writers, self.writers_unseen = self.rules.writers_columns(conn) if sequenced else (None, "")
-        key = ("top", filtered, digests is not None)
+        storing = filtered or self._storage_due(conn)
+        key = ("top", filtered, digests is not None, storing)
         statement = self._statements.get(key)
         if statement is None:
             mark = self._mark if self._mark is not None else sa.null()
             removals = self.rules.removed_rows_column(conn, table)
             self._removals_read = removals is not None
-            storage = self.rules.storage_identity_column(conn, table)
+            storage = self._storage_column(conn) if storing else None
             columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null(),
                        storage if storage is not None else sa.null()]
             if digests is not None:
@@ -223,8 +229,10 @@ class IncrementalCheck:
             removed = None if counted is None else int(counted)
         now, following = (row[4], row[5]) if digests is not None else (None, None)
         writers = (row[-2], row[-1]) if self._writers is not None else None
-        return highest, None if taken is None else str(taken), removed, now, following, \
-            None if row[3] is None else str(row[3]), writers
+        identity = kept
+        if storing:
+            identity, self._storage_read_at = None if row[3] is None else str(row[3]), time.monotonic()
+        return highest, None if taken is None else str(taken), removed, now, following, identity, writers
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -291,8 +299,8 @@ class IncrementalCheck:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
         return self._execute(conn, statement, {**values, "dupewatch_ahead": ahead}).one()
 
-    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool,
-                           folded: bool | None = None) -> sa.Select[Any]:
+    def _counted_statement(self, shape: tuple[bool, bool], bounded: bool, folded: bool | None = None, *,
+                           storage: ColumnElement[Any] | None = None) -> sa.Select[Any]:
         """Each row read (`_window_conditions`) with its key's count in the whole table (a correlated lookup through
         the key's index), aggregated into one row so that only what the client needs comes back: the keys of more
         than one row as one text (each identity followed by its count, space-separated) and how many, the rows
@@ -312,7 +320,8 @@ class IncrementalCheck:
         digest of the `:dupewatch_next_overlap` values below it (the window the next run re-reads), read in the
         statement's one snapshot with its rows; where True, the rows at or below `:dupewatch_watermark` are read
         only where the digest of `(:dupewatch_after, :dupewatch_watermark]` differs from `:dupewatch_stored` (the
-        one the last run took of that window: nothing in it changed)."""
+        one the last run took of that window: nothing in it changed); and last, `storage` where given (the identity of
+        the table's storage, `Dialect.storage_identity_column`)."""
         table, filters = self.resolved.table, self.resolved.filters
         read = table.alias("dupewatch_read")
         adapter = ClauseAdapter(read)
@@ -355,6 +364,8 @@ class IncrementalCheck:
             highest = sa.select(sa.func.max(self.column)).select_from(table).correlate(None).scalar_subquery()
             overlap = sa.bindparam("dupewatch_next_overlap", type_=self.column.type)
             columns += [highest, self._digest_of(highest - overlap, highest)]
+            if storage is not None:
+                columns.append(storage)
         return sa.select(*columns)
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
@@ -437,8 +448,7 @@ class IncrementalCheck:
         window = window_for(conn, self, writers, positions)
         said += window.notes
         watermark = window.bounded(top)
-        since = window.since_below(watermark)
-        start = window.start(watermark, since)
+        since, start = window.resumed(watermark)
         # Before the rows are counted: a row committed between the two makes the next run re-read the window.
         digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
@@ -476,7 +486,8 @@ class IncrementalCheck:
         if self.digest is not None and self.kind == "id" and self.key_indexed:
             digests = (stored[0], stored[1], stored[3]) if stored is not None else (None, None, ID_OVERLAP)
         top, mark, removals, digest_now, digest_next, storage, writers = self._top(conn, filtered=False,
-                                                                                  digests=digests)
+                                                                                  digests=digests,
+                                                                                  kept=state.storage)
         window = window_for(conn, self, writers, state.positions)
         positions = self._positions(state.positions, writers, window, top)
         start = window.start(watermark, decoded(state.pending_since))
@@ -486,8 +497,7 @@ class IncrementalCheck:
         moved = state.storage is not None and storage != state.storage
         if top is None or self._restarted_below(top, start) or went_back or moved:
             why = "the table is empty" if top is None else went_back or \
-                ("the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
-                 if moved else "every row lies below the watermark (emptied or recreated)")
+                (_MOVED if moved else "every row lies below the watermark (emptied or recreated)")
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -524,8 +534,7 @@ class IncrementalCheck:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, notes=[*said, cheaper],
                                   now=now)
         changed = self._changed_counts(conn, recount, fresh, state.groups)
-        since = window.since_below(highest)
-        next_start = window.start(highest, since)
+        since, next_start = window.resumed(highest)
         seen = [e for e, row in zip(entries, read, strict=True)
                 if e is not None and (next_start is None or row[at] > next_start)]
         groups, new, updated, removed, excess = self._applied(changed, state)
@@ -540,14 +549,29 @@ class IncrementalCheck:
         """Whether a run reads the table's highest value, the window digests and the new rows in one statement
         (`_folded_pass`): where the keys are counted on the server with window digests (MariaDB/MySQL), and the
         window's bounds need no read of the database (no sequence position: `Dialect.reads_sequence_position`; no
-        snapshot mark, no count of removed rows nor identity of the table's storage read with the highest value)."""
+        snapshot mark nor count of removed rows read with the highest value; the identity of the table's storage,
+        where the database gives one, is read in that statement too)."""
         if self.digest is None or self.kind != "id" or not self.key_indexed or not self.counted_on_server \
                 or self.rules.reads_sequence_position(self.column):
             return False
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, self.resolved.table)
-        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None \
-            and self.rules.storage_identity_column(conn, self.resolved.table) is None
+        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None
+
+    def _storage_column(self, conn: Connection) -> ColumnElement[Any] | None:
+        """`Dialect.storage_identity_column` of the table, asked once."""
+        if self._storage is False:
+            self._storage = self.rules.storage_identity_column(conn, self.resolved.table)
+        return self._storage
+
+    def _storage_due(self, conn: Connection) -> bool:
+        """Whether this incremental run reads the storage's identity: where the database gives one, at every run,
+        or at most every `Dialect.storage_identity_every` seconds where it costs more (a change is then seen by
+        the first run that reads it, that much later at most, and that run is a full pass)."""
+        if self._storage_column(conn) is None:
+            return False
+        every = self.rules.storage_identity_every
+        return every is None or time.monotonic() - self._storage_read_at >= every
 
     def _folded_pass(self, conn: Connection, state: IncrementalState, recount_all: bool, seen_changes: int,
                      said: list[str], now: float) -> Outcome:
@@ -565,19 +589,25 @@ class IncrementalCheck:
         overlap = stored[3] if stored is not None else ID_OVERLAP  # the window the next run's digest is of
         removals = self.rules.removed_rows(conn, self.resolved.table)
         ahead = window.ahead_bound()
-        key = ("folded", compare, ahead is not None)
+        storing = self._storage_due(conn)
+        key = ("folded", compare, ahead is not None, storing)
         statement = self._statements.get(key)
         if statement is None:
-            statement = self._statements[key] = self._counted_statement((True, False), ahead is not None, compare)
+            statement = self._statements[key] = self._counted_statement(
+                (True, False), ahead is not None, compare, storage=self._storage_column(conn) if storing else None)
         row = self._execute(conn, statement, {
             "dupewatch_after": start, "dupewatch_watermark": watermark, "dupewatch_ahead": ahead,
             "dupewatch_stored": stored[2] if compare and stored is not None else None,
             "dupewatch_next_overlap": overlap}).one()
         top, digest_next = row[7], row[8]
+        storage = state.storage
+        if storing:
+            storage, self._storage_read_at = None if row[9] is None else str(row[9]), time.monotonic()
         went_back = self._bound_went_back(watermark, start, window)
-        if top is None or self._restarted_below(top, start) or went_back:
+        moved = state.storage is not None and storage != state.storage
+        if top is None or self._restarted_below(top, start) or went_back or moved:
             why = "the table is empty" if top is None else went_back or \
-                "every row lies below the watermark (emptied or recreated)"
+                (_MOVED if moved else "every row lies below the watermark (emptied or recreated)")
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -585,7 +615,7 @@ class IncrementalCheck:
         if digest_next is not None and top == window.bounded(top) and window.start(top) == top - overlap:
             following = self._digest_text(window.start(top), top, digest_next)
         return self._counted_pass(conn, state, window, start, watermark, None, following, None, removals,
-                                  recount_all, seen_changes, said, now, None, tuple(row)[:7])
+                                  recount_all, seen_changes, said, now, storage, tuple(row)[:7])
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,
@@ -637,7 +667,7 @@ class IncrementalCheck:
         groups, new, updated, removed, excess = self._applied(changed, state)
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), [], state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
-                                 encoded(window.since_below(highest)), removals, left, mark, now, taken, storage,
+                                 encoded(window.resumed(highest)[0]), removals, left, mark, now, taken, storage,
                                  positions if positions is not None else state.positions)
         self._counted = (groups, excess)
         self._keep_slices(known, groups, [k for k in updated if k not in known])

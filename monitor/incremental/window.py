@@ -68,6 +68,12 @@ class Window:
             pass
         return self.since
 
+    def resumed(self, highest: Any) -> tuple[Any, Any]:
+        """(`since_below(highest)`, kept as the state's `pending_since`; `start(highest, since)`): where a run that
+        leaves its watermark at `highest` has the next one start reading, and the `since` that start comes from."""
+        since = self.since_below(highest)
+        return since, self.start(highest, since)
+
     def start(self, watermark: Any, since: Any = None) -> Any:
         """Where a run reading past `watermark` starts: the watermark minus the overlap, or `since` (the start of
         the oldest transaction a run saw running) where that is earlier."""

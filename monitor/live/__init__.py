@@ -54,11 +54,11 @@ def streamed_checks(config: Config, monitor: Monitor) -> dict[str, list[CheckCon
 
 
 def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveReader] | None = None, *,
-               remember: bool = False) -> list[LiveReader]:
+               remember: bool = False, owner: str | None = None) -> list[LiveReader]:
     """Start a reader for each database with `live = true` and a change stream; log the others once. A reader of
     a database in `previous` (the readers of the config before a reload) takes over from that one. `remember`
     (the daemon): the readers save their checks' groups, and at the start (no `previous`) count those formed
-    while no reader ran as new."""
+    while no reader ran as new; `owner` names who saves them (`History.forget_live_groups`)."""
     config = monitor.config
     for notice in polling_notices(config, monitor):
         log.warning(notice)
@@ -70,7 +70,7 @@ def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveRead
         if stream is None or not checks:
             continue
         reader = LiveReader(monitor, name, checks, stream, sink, predecessor=(previous or {}).get(name),
-                            remember=remember, compare=previous is None)
+                            remember=remember, compare=previous is None, owner=owner)
         reader.start()
         readers.append(reader)
     return readers

@@ -87,7 +87,7 @@ class LiveReader:
     def __init__(self, monitor: Monitor, database: str, checks: list[CheckConfig], stream: ChangeStream,
                  sink: LiveSink, *, poll_seconds: float = POLL_SECONDS, predecessor: LiveReader | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now().astimezone(), remember: bool = False,
-                 compare: bool = True) -> None:
+                 compare: bool = True, owner: str | None = None) -> None:
         self.monitor = monitor
         self.database = database
         self.checks = checks
@@ -121,6 +121,7 @@ class LiveReader:
         # groups not saved before as new.
         self.remember = remember and compare and predecessor is None
         self._saves = remember
+        self.owner = owner  # who saves the groups (`History.forget_live_groups` deletes those of checks removed)
         self._counted_once: set[str] = set()  # checks counted in full at least once by this reader
         # Until the stream is first followed the daemon holds the new groups its runs find in this database's
         # checks (`MetricsExporter.live_starting`); a reader that cannot get there (an attempt to open the stream
@@ -356,8 +357,9 @@ class LiveReader:
                 continue
             present, gone, replace = changes
             try:
+                saver = (self.owner, self.database, name) if self.owner is not None else None
                 if not state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
-                                              replace=replace):
+                                              replace=replace, saver=saver):
                     groups.resave()  # the set stored is not the one these changes change: all of them next time
             except (sqlite3.Error, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 groups.resave()  # all of them next time

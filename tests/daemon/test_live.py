@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -1701,6 +1702,40 @@ def test_a_config_reload_hands_the_stream_over_without_a_gap_and_follows_it_with
     assert "took over the change stream from the previous config's reader" in log
     assert "live stream gap" not in log
     assert daemon.stop() == 0
+
+
+def saved_live_checks(tmp_path: Path) -> set[str]:
+    """The checks whose live groups the daemon's state store holds (read as its own file, by another process)."""
+    with sqlite3.connect(tmp_path / "history.sqlite") as conn:
+        return {str(row[0]) for row in conn.execute("SELECT check_name FROM live_group_sets")}
+
+
+def test_the_live_groups_of_a_check_removed_from_the_config_are_deleted_at_a_reload_and_a_start(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('a@example.com')")
+    port = free_port()
+
+    def config(*names: str) -> Path:
+        return write_config(
+            tmp_path / "dupewatch.toml", {"live": {"url": cluster.url, "live": True}},
+            # each its own `where`: checks measuring one thing share their groups (one subject)
+            [{"name": name, "database": "live", "table": table, "key": ["email"], "interval": 3600,
+              "where": f"id > {len(name)}"} for name in names],
+            metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+
+    daemon = start_daemon(config("signups", "emails"), port)
+    await_log(daemon, "following the change stream")
+    await_true(lambda: saved_live_checks(tmp_path) == {"signups", "emails"}, "both checks' groups saved")
+    config("signups")
+    daemon.send(signal.SIGHUP)
+    await_log(daemon, "deleted the live groups saved for a check no longer followed live")
+    assert saved_live_checks(tmp_path) == {"signups"}
+    assert daemon.stop() == 0
+    again = start_daemon(config("mails"), port)
+    await_log(again, "deleted the live groups saved for a check no longer followed live")
+    await_log(again, "following the change stream")
+    await_true(lambda: saved_live_checks(tmp_path) == {"mails"}, "the new check's groups saved, the old one's gone")
+    assert again.stop() == 0
 
 
 @pytest.mark.parametrize("behind", [False, True], ids=["reader-free", "reader-waiting"])

@@ -21,6 +21,7 @@ from test_incremental import NOW, Runner
 
 from dbtest import TestDatabase, make_test_database
 from fix_support import ts
+from monitor.dialects.mysql_polling import MySQLPolling
 from monitor.dialects.postgresql_polling import PostgreSQLPolling
 
 pytestmark = pytest.mark.timeout(180)
@@ -556,3 +557,24 @@ def test_keys_of_more_than_one_row_cut_short_by_group_concat_make_the_run_a_full
     assert any("did not fit in one text (group_concat_max_len)" in note for note in cut.notes), cut.notes
     assert (cut.groups, cut.excess_rows) == (keys + 1, keys + 1)
     r.assert_matches_full_pass(cut)
+
+
+def test_a_run_of_one_statement_sees_a_truncate_and_reload_and_is_a_full_pass(mysql_numbers, mysql_runner,
+                                                                              monkeypatch):
+    """TRUNCATE and a reload with the same ids, beyond the overlap window, between two runs of one statement each
+    (`_folded_pass`): the InnoDB table id the statement reads with the rows changed, so the run is a full pass; the
+    statement stays the run's only one against the table. (Read at each run here: `storage_identity_every`.)"""
+    monkeypatch.setattr(MySQLPolling, "storage_identity_every", None)
+    r = mysql_runner()
+    add(mysql_numbers, [(i, i, 1) for i in range(100, 1600)])
+    r.run()
+    mysql_numbers.execute("TRUNCATE logins")
+    add(mysql_numbers, [(i, i // 2, 1) for i in range(100, 1600)])  # 750 groups, most below the window
+    statements: list[str] = []
+    sa.event.listen(r.monitor.database("d").engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    after = r.run()
+    assert after.mode == "full" and any("truncated" in n for n in after.notes), after.notes
+    r.assert_matches_full_pass(after)
+    statements.clear()
+    assert r.run().mode == "incremental"
+    assert [s for s in statements if "logins" in s] == [statements[-1]] and "INNODB_SYS_TABLES" in statements[-1]

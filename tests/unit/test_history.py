@@ -242,6 +242,33 @@ def test_a_window_digest_is_stored_and_kept_by_a_merge_only_where_both_took_it(s
     assert same.window_digest == '["0","1","3:5"]'
 
 
+def test_the_live_groups_of_checks_a_config_no_longer_follows_are_deleted_by_their_owner_only(
+        tmp_path: Path) -> None:
+    store = History(tmp_path / "history.sqlite")
+    try:
+        store.save_live_groups("s-signups", "fp", ['["a"]'], [], replace=True, saver=("daemon-1", "app", "signups"))
+        store.save_live_groups("s-orders", "fp", ['["b"]'], [], replace=True, saver=("daemon-1", "app", "orders"))
+        store.save_live_groups("s-orders-2", "fp", ['["c"]'], [], replace=True, saver=("daemon-2", "app", "orders"))
+        store.save_live_groups("s-old", "fp", ['["d"]'], [], replace=True)  # saved before owners were kept
+        # Changes alone keep the set's owner
+        store.save_live_groups("s-orders", "fp", ['["e"]'], [], replace=False, saver=("daemon-1", "app", "orders"))
+        assert store.forget_live_groups("daemon-1", [("app", "signups")]) == [("app", "orders")]
+        assert store.live_groups("s-orders") is None
+        assert store.live_groups("s-signups") == ("fp", {'["a"]'})
+        assert store.live_groups("s-orders-2") == ("fp", {'["c"]'})  # another daemon's (config, shard)
+        assert store.live_groups("s-old") == ("fp", {'["d"]'})
+        assert store.forget_live_groups("daemon-1", [("app", "signups")]) == []
+        # The check's definition changed (another subject): its set replaces the one of its old definition
+        store.save_live_groups("s-signups-v2", "fp", ['["f"]'], [], replace=True,
+                               saver=("daemon-1", "app", "signups"))
+        assert store.live_groups("s-signups") is None
+        assert store.live_groups("s-signups-v2") == ("fp", {'["f"]'})
+        assert store._conn.execute("SELECT count(*) FROM live_groups WHERE subject IN ('s-signups', 's-orders')"
+                                   ).fetchone() == (0,)
+    finally:
+        store.close()
+
+
 def test_live_groups_are_saved_by_subject_replaced_or_changed_and_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "history.sqlite"
     first = History(path)
