@@ -6,9 +6,15 @@ trigger per reference, and so does the stop message."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from fix_support import config_file, contents, json_out, run_cli
+from monitor.fix.catalog import DeleteHooks, catalog_for
 
 
 def _trigger(db, name: str, event: str, table: str) -> None:
@@ -87,3 +93,101 @@ def test_postgres_names_an_update_rule_of_a_referencing_table(pg, tmp_path):
     fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
     assert fixed.exit_code == 2 and "item_frozen" in fixed.stderr, fixed.output
     assert contents(pg, "tag", "item", "change_log") == before
+
+
+# -- issue 16: only the triggers and rules that fire for the fix's session ----------------------------------------
+
+# Each state (tgenabled/ev_enabled 'O', 'R', 'A', 'D'), by the suffix of the test's names and its ALTER TABLE.
+_STATES = {"o": "ENABLE", "r": "ENABLE REPLICA", "a": "ENABLE ALWAYS", "d": "DISABLE"}
+
+
+@pytest.mark.parametrize("role, fire", [("origin", "ao"), ("local", "ao"), ("replica", "ar")])
+def test_postgres_names_the_triggers_and_rules_that_fire_under_the_sessions_replication_role(pg, role, fire):
+    """pg_trigger.tgenabled and pg_rewrite.ev_enabled: 'O' fires when session_replication_role is origin or local,
+    'R' only under replica, 'A' always, 'D' never. One trigger and one rule per state, for UPDATE and DELETE."""
+    _seed(pg)
+    pg.execute("CREATE FUNCTION log_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+    for state, enable in _STATES.items():
+        pg.execute(f"CREATE TRIGGER item_{state} AFTER UPDATE OR DELETE ON item FOR EACH ROW "
+                   "EXECUTE FUNCTION log_change()",
+                   f"CREATE RULE item_u{state} AS ON UPDATE TO item DO ALSO NOTHING",
+                   f"CREATE RULE item_d{state} AS ON DELETE TO item DO ALSO NOTHING",
+                   f"ALTER TABLE item {enable} TRIGGER item_{state}",
+                   f"ALTER TABLE item {enable} RULE item_u{state}", f"ALTER TABLE item {enable} RULE item_d{state}")
+    with pg.engine.connect() as conn:
+        conn.execute(sa.text("SELECT set_config('session_replication_role', :r, false)"), {"r": role})
+        catalog = catalog_for(conn)
+        updates = catalog.write_triggers(None, "item", "UPDATE", ("tag_id",))
+        deletes = catalog.write_triggers(None, "item", "DELETE", ("tag_id",))
+        hooks = catalog.delete_hooks(sa.Table("item", sa.MetaData()))
+        conn.rollback()
+    assert updates == (*(f"AFTER UPDATE trigger item_{s}" for s in sorted(fire)),
+                       *(f"rule item_u{s} ON UPDATE" for s in sorted(fire)))
+    assert deletes == (*(f"AFTER DELETE trigger item_{s}" for s in sorted(fire)),
+                       *(f"rule item_d{s} ON DELETE" for s in sorted(fire)))
+    assert hooks == DeleteHooks(tuple(f"rule item_d{s} ON DELETE" for s in sorted(fire)),
+                                tuple(f"AFTER DELETE trigger item_{s}" for s in sorted(fire)))
+
+
+@pytest.mark.parametrize("enable, role", [("ENABLE REPLICA", "origin"), ("ENABLE", "replica")])
+def test_postgres_a_trigger_that_does_not_fire_for_the_fix_session_is_not_named_and_the_fix_runs(pg, tmp_path,
+                                                                                                  enable, role):
+    """A replica trigger in an ordinary session, an ordinary one in a replica session (the fix's URL sets
+    session_replication_role): it does not fire on the repoint, so the preview names nothing and the fix runs."""
+    _seed(pg)
+    _trigger(pg, "item_audit", "UPDATE", "item")
+    pg.execute(f"ALTER TABLE item {enable} TRIGGER item_audit")
+    url = make_url(pg.url)
+    url = url.update_query_dict({"options": f"{url.query['options']} -csession_replication_role={role}"})
+    db = dataclasses.replace(pg, url=url.render_as_string(hide_password=False))
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert not [n for n in json_out(dry)["notes"] if "trigger" in n], json_out(dry)["notes"]
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id, tag_id FROM item ORDER BY id") == [(10, 1), (11, 1), (12, 3)]
+    assert pg.rows("SELECT count(*) FROM change_log") == [(0,)]
+
+
+# -- issue 16: one read of a table's triggers for its delete hooks and its writes ---------------------------------
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def trigger_catalog_db(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue({"mysql": "mysql", "sqlite": "sqlite_db"}[request.param])
+
+
+def test_a_tables_triggers_are_read_once_for_its_delete_hooks_and_the_writes_it_fires(trigger_catalog_db):
+    db = trigger_catalog_db
+    _seed(db)
+    for name, event in [("item_del", "DELETE"), ("item_upd", "UPDATE"), ("item_ins", "INSERT")]:
+        _trigger(db, name, event, "item")
+    if db.dialect == "sqlite":
+        db.execute("CREATE TRIGGER item_guard BEFORE DELETE ON item BEGIN SELECT 1; END",
+                   "CREATE TRIGGER item_note AFTER UPDATE OF note ON item BEGIN SELECT 1; END")
+    else:
+        db.execute("CREATE TRIGGER item_guard BEFORE DELETE ON item FOR EACH ROW SET @x = 1")
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "TRIGGERS" in statement or "sqlite_master" in statement:
+            reads.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.engine.connect() as conn:
+            catalog = catalog_for(conn)
+            hooks = catalog.delete_hooks(sa.Table("item", sa.MetaData()))
+            updates = catalog.write_triggers(None, "item", "UPDATE", ("tag_id",))
+            inserts = catalog.write_triggers(None, "item", "INSERT", ())
+            deletes = catalog.write_triggers(None, "item", "DELETE", ())
+            fired = catalog.fired_on(sa.Table("item", sa.MetaData()), "UPDATE", ("note",))
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert hooks == DeleteHooks(("BEFORE DELETE trigger item_guard",), ("AFTER DELETE trigger item_del",))
+    assert updates == ("AFTER UPDATE trigger item_upd",)
+    assert inserts == ("AFTER INSERT trigger item_ins",)
+    assert deletes == ("AFTER DELETE trigger item_del", "BEFORE DELETE trigger item_guard")
+    assert fired == [*(["AFTER UPDATE trigger item_note on item"] if db.dialect == "sqlite" else []),
+                     "AFTER UPDATE trigger item_upd on item"]
+    assert len(reads) == 1, reads
