@@ -201,6 +201,11 @@ class Catalog:
         names as what may have acted."""
         return [f"{t} on {table.name}" for t in self.write_triggers(table.schema, table.name, event, columns)]
 
+    def raising_triggers(self, context: str) -> tuple[str, ...]:
+        """The triggers whose function an error's `context` (`Dialect.error_context`) names, innermost first, each
+        as `trigger <name> on <table>`: those that raised it; none where the database has no such diagnostics."""
+        return ()
+
     def descendant_tables(self, schema: str | None) -> set[str]:
         """The tables of a schema whose rows a query of another table (their parent) also reads: PostgreSQL
         partitions and inheritance children; none elsewhere."""
