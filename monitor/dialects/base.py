@@ -336,6 +336,17 @@ class Dialect(Polling):
         """What a driver error says (`deadlock`, ...) when trying the transaction again may succeed, else None."""
         return None
 
+    def between_transactions(self, error: BaseException) -> bool:
+        """Whether a driver error is a conflict between transactions (a deadlock, a lock wait or lock timeout, a
+        serialization failure), which no trigger or rule raised, whether or not trying again may succeed."""
+        return self.conflict(error) is not None
+
+    def error_context(self, error: BaseException) -> str | None:
+        """Where the server says a driver error was raised: PostgreSQL's CONTEXT, the functions that were running,
+        innermost first (`PL/pgSQL function f() line 3 at RAISE`), '' when it names none; None where the
+        database's errors carry no such diagnostics (which trigger raised one cannot be told)."""
+        return None
+
     def is_write_refused(self, message: str) -> bool:
         """Whether an error's first line is the server refusing a write in a read-only session."""
         return any(marker in message.lower() for marker in self.write_refused_markers)

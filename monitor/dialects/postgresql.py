@@ -471,6 +471,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         timeout): the server rolled the transaction back, and trying it again may succeed."""
         return _CONFLICTS.get(str(getattr(error, "sqlstate", "") or ""))
 
+    def error_context(self, error: BaseException) -> str | None:
+        """psycopg's `diag.context` (the error's CONTEXT field)."""
+        return str(getattr(getattr(error, "diag", None), "context", None) or "")
+
     def is_timeout(self, message: str) -> bool:
         return "canceling statement due to statement timeout" in message
 

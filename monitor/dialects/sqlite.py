@@ -195,6 +195,11 @@ class SQLite(SQLitePolling, Dialect):
     def is_timeout(self, message: str) -> bool:
         return message == "interrupted"
 
+    def between_transactions(self, error: BaseException) -> bool:
+        """SQLITE_BUSY and SQLITE_LOCKED (extended codes included): another connection holds the lock."""
+        code = getattr(error, "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
     def refused_call(self, conn: Connection, statement: str) -> str | None:
         """The first function SQLite's authorizer reports while preparing `statement` (EXPLAIN: prepared, not
         run) that is not in `HARMLESS_FUNCTIONS`."""

@@ -554,18 +554,46 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
 
 
 def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
-    """One line on why a batch was rolled back, naming the table's delete hooks when counts disagreed, and the
-    referencing tables' triggers the batch's writes fired (whose own writes or errors may be the reason)."""
+    """One line on why a batch was rolled back: when counts disagreed, the table's delete hooks and the
+    referencing tables' triggers the batch's writes fired (whose own writes may be the reason); for a database
+    error, the trigger that raised it as far as the database says (`_raised_by`)."""
     if not isinstance(exc, sa.exc.DBAPIError | BatchAborted):
         return f"interrupted ({type(exc).__name__}: {exc})" if str(exc) else f"interrupted ({type(exc).__name__})"
-    said = t.db.describe(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
+    if isinstance(exc, sa.exc.DBAPIError):
+        return t.db.describe(exc) + _raised_by(t, layout, exc)
+    said = str(exc)
     hooks = [*layout.hooks.blocking, *layout.hooks.firing]
-    if hooks and isinstance(exc, BatchAborted):
+    if hooks:
         said += f" (the table has {', '.join(hooks)})"
     # (an account that names what may have written, SQLite's, already names them)
     fired = list(dict.fromkeys(f"{ref.table} has {', '.join(ref.triggers)}" for ref in layout.refs
                                if ref.triggers and not all(f"{t} on {ref.table}" in said for t in ref.triggers)))
     return said + (f" ({'; '.join(fired)})" if fired else "")
+
+
+def _raised_by(t: _Target, layout: Layout, exc: sa.exc.DBAPIError) -> str:
+    """The trigger that raised a batch's database error, only as far as the database supports it: none for a
+    conflict between transactions or a timeout (the server's own doing); where the error names the functions
+    that were running (PostgreSQL's CONTEXT), the triggers of those functions, else none; where it names none
+    (MySQL/MariaDB, SQLite), the triggers the batch's writes fire, as suspects."""
+    error = exc.orig if exc.orig is not None else exc
+    if t.db.rules.between_transactions(error) or t.db.rules.is_timeout(first_line(exc)):
+        return ""
+    context = t.db.rules.error_context(error)
+    if context is None:
+        fired = [*(f"{h} on {layout.table.name}" for h in layout.hooks.firing),
+                 *(f"{h} on {ref.table}" for ref in layout.refs for h in ref.triggers)]
+        return f"; the write fires {', '.join(dict.fromkeys(fired))} (which may have raised it)" if fired else ""
+    if not context:
+        return ""
+    try:
+        with _writer(t) as conn, conn.begin():
+            raised = catalog_for(conn).raising_triggers(context)
+    except Exception:  # the name is advice only: no connection, ... -> the server's words alone
+        return ""
+    if not raised:
+        return ""
+    return f" (raised by {', '.join(raised[:3])}{', ...' if len(raised) > 3 else ''})"
 
 
 def _missing_privilege(t: _Target, layout: Layout, exc: BaseException) -> str | None:

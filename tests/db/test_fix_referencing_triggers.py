@@ -6,9 +6,21 @@ trigger per reference, and so does the stop message."""
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
+import sqlite3
+import time
+from typing import Any
 
-from fix_support import config_file, contents, json_out, run_cli
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from fix_support import FixThread, config_file, contents, json_out, make_config, run_cli
+from monitor.dialects import for_backend
+from monitor.engine import Monitor
+from monitor.fix import execute, prepare_fix
+from monitor.fix.catalog import DeleteHooks, catalog_for
+from monitor.fix.errors import FixError
 
 
 def _trigger(db, name: str, event: str, table: str) -> None:
@@ -87,3 +99,231 @@ def test_postgres_names_an_update_rule_of_a_referencing_table(pg, tmp_path):
     fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
     assert fixed.exit_code == 2 and "item_frozen" in fixed.stderr, fixed.output
     assert contents(pg, "tag", "item", "change_log") == before
+
+
+# -- issue 16: only the triggers and rules that fire for the fix's session ----------------------------------------
+
+# Each state (tgenabled/ev_enabled 'O', 'R', 'A', 'D'), by the suffix of the test's names and its ALTER TABLE.
+_STATES = {"o": "ENABLE", "r": "ENABLE REPLICA", "a": "ENABLE ALWAYS", "d": "DISABLE"}
+
+
+@pytest.mark.parametrize("role, fire", [("origin", "ao"), ("local", "ao"), ("replica", "ar")])
+def test_postgres_names_the_triggers_and_rules_that_fire_under_the_sessions_replication_role(pg, role, fire):
+    """pg_trigger.tgenabled and pg_rewrite.ev_enabled: 'O' fires when session_replication_role is origin or local,
+    'R' only under replica, 'A' always, 'D' never. One trigger and one rule per state, for UPDATE and DELETE."""
+    _seed(pg)
+    pg.execute("CREATE FUNCTION log_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+    for state, enable in _STATES.items():
+        pg.execute(f"CREATE TRIGGER item_{state} AFTER UPDATE OR DELETE ON item FOR EACH ROW "
+                   "EXECUTE FUNCTION log_change()",
+                   f"CREATE RULE item_u{state} AS ON UPDATE TO item DO ALSO NOTHING",
+                   f"CREATE RULE item_d{state} AS ON DELETE TO item DO ALSO NOTHING",
+                   f"ALTER TABLE item {enable} TRIGGER item_{state}",
+                   f"ALTER TABLE item {enable} RULE item_u{state}", f"ALTER TABLE item {enable} RULE item_d{state}")
+    with pg.engine.connect() as conn:
+        conn.execute(sa.text("SELECT set_config('session_replication_role', :r, false)"), {"r": role})
+        catalog = catalog_for(conn)
+        updates = catalog.write_triggers(None, "item", "UPDATE", ("tag_id",))
+        deletes = catalog.write_triggers(None, "item", "DELETE", ("tag_id",))
+        hooks = catalog.delete_hooks(sa.Table("item", sa.MetaData()))
+        conn.rollback()
+    assert updates == (*(f"AFTER UPDATE trigger item_{s}" for s in sorted(fire)),
+                       *(f"rule item_u{s} ON UPDATE" for s in sorted(fire)))
+    assert deletes == (*(f"AFTER DELETE trigger item_{s}" for s in sorted(fire)),
+                       *(f"rule item_d{s} ON DELETE" for s in sorted(fire)))
+    assert hooks == DeleteHooks(tuple(f"rule item_d{s} ON DELETE" for s in sorted(fire)),
+                                tuple(f"AFTER DELETE trigger item_{s}" for s in sorted(fire)))
+
+
+@pytest.mark.parametrize("enable, role", [("ENABLE REPLICA", "origin"), ("ENABLE", "replica")])
+def test_postgres_a_trigger_that_does_not_fire_for_the_fix_session_is_not_named_and_the_fix_runs(pg, tmp_path,
+                                                                                                  enable, role):
+    """A replica trigger in an ordinary session, an ordinary one in a replica session (the fix's URL sets
+    session_replication_role): it does not fire on the repoint, so the preview names nothing and the fix runs."""
+    _seed(pg)
+    _trigger(pg, "item_audit", "UPDATE", "item")
+    pg.execute(f"ALTER TABLE item {enable} TRIGGER item_audit")
+    url = make_url(pg.url)
+    url = url.update_query_dict({"options": f"{url.query['options']} -csession_replication_role={role}"})
+    db = dataclasses.replace(pg, url=url.render_as_string(hide_password=False))
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert not [n for n in json_out(dry)["notes"] if "trigger" in n], json_out(dry)["notes"]
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id, tag_id FROM item ORDER BY id") == [(10, 1), (11, 1), (12, 3)]
+    assert pg.rows("SELECT count(*) FROM change_log") == [(0,)]
+
+
+# -- issue 16: one read of a table's triggers for its delete hooks and its writes ---------------------------------
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def trigger_catalog_db(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue({"mysql": "mysql", "sqlite": "sqlite_db"}[request.param])
+
+
+def test_a_tables_triggers_are_read_once_for_its_delete_hooks_and_the_writes_it_fires(trigger_catalog_db):
+    db = trigger_catalog_db
+    _seed(db)
+    for name, event in [("item_del", "DELETE"), ("item_upd", "UPDATE"), ("item_ins", "INSERT")]:
+        _trigger(db, name, event, "item")
+    if db.dialect == "sqlite":
+        db.execute("CREATE TRIGGER item_guard BEFORE DELETE ON item BEGIN SELECT 1; END",
+                   "CREATE TRIGGER item_note AFTER UPDATE OF note ON item BEGIN SELECT 1; END")
+    else:
+        db.execute("CREATE TRIGGER item_guard BEFORE DELETE ON item FOR EACH ROW SET @x = 1")
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "TRIGGERS" in statement or "sqlite_master" in statement:
+            reads.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.engine.connect() as conn:
+            catalog = catalog_for(conn)
+            hooks = catalog.delete_hooks(sa.Table("item", sa.MetaData()))
+            updates = catalog.write_triggers(None, "item", "UPDATE", ("tag_id",))
+            inserts = catalog.write_triggers(None, "item", "INSERT", ())
+            deletes = catalog.write_triggers(None, "item", "DELETE", ())
+            fired = catalog.fired_on(sa.Table("item", sa.MetaData()), "UPDATE", ("note",))
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert hooks == DeleteHooks(("BEFORE DELETE trigger item_guard",), ("AFTER DELETE trigger item_del",))
+    assert updates == ("AFTER UPDATE trigger item_upd",)
+    assert inserts == ("AFTER INSERT trigger item_ins",)
+    assert deletes == ("AFTER DELETE trigger item_del", "BEFORE DELETE trigger item_guard")
+    assert fired == [*(["AFTER UPDATE trigger item_note on item"] if db.dialect == "sqlite" else []),
+                     "AFTER UPDATE trigger item_upd on item"]
+    assert len(reads) == 1, reads
+
+
+# -- issue 16: a database error names the trigger that raised it, as far as the database says ----------------------
+
+_RAISE = {
+    "postgresql": ["CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'item is frozen'; END $$",
+                   "CREATE TRIGGER item_check AFTER UPDATE ON item FOR EACH ROW EXECUTE FUNCTION refuse_change()"],
+    "mysql": ["CREATE TRIGGER item_check AFTER UPDATE ON item FOR EACH ROW "
+              "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'item is frozen'"],
+    "sqlite": ["CREATE TRIGGER item_check AFTER UPDATE ON item BEGIN SELECT RAISE(ABORT, 'item is frozen'); END"],
+}
+
+
+def test_an_error_a_trigger_raised_names_it_where_the_database_says_so_else_the_fired_triggers_as_suspects(
+        db, tmp_path):
+    """Two triggers on item fire on the repoint, item_audit (it only writes) then item_check (it raises). PostgreSQL's
+    CONTEXT names the function that raised (refuse_change()): its trigger alone is named. MariaDB and SQLite
+    say nothing of where: the triggers the write fires are named as what may have raised it."""
+    _seed(db)
+    _trigger(db, "item_audit", "UPDATE", "item")
+    db.execute(*_RAISE[db.dialect])
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(db, "tag", "item", "change_log")
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "item is frozen" in fixed.stderr, fixed.stderr
+    if db.dialect == "postgresql":
+        assert "(raised by trigger item_check on item)" in fixed.stderr, fixed.stderr
+        assert "item_audit" not in fixed.stderr, fixed.stderr
+    else:
+        assert ("the write fires AFTER UPDATE trigger item_audit on item, AFTER UPDATE trigger item_check on item "
+                "(which may have raised it)") in fixed.stderr, fixed.stderr
+    assert contents(db, "tag", "item", "change_log") == before
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_db(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue({"postgresql": "pg", "mysql": "mysql"}[request.param])
+
+
+def _waits_on(db, blocker: int) -> bool:
+    """Whether some session waits for a row lock session `blocker` holds (MariaDB: InnoDB's status says so)."""
+    if db.dialect == "postgresql":
+        return bool(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))",
+                              {"b": blocker}))
+    status = db.rows("SHOW ENGINE INNODB STATUS")[0][2]
+    return any(f"of table `{db.schema}`.`visit`" in line and "waiting" in line for line in status.splitlines())
+
+
+def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
+    """A batch chosen as deadlock victim, with no try left: the stop names the deadlock, and no trigger, though
+    the referencing table has one the batch's repoint would fire."""
+    db = server_db
+    monkeypatch.setattr(execute, "ATTEMPTS", 1)
+    db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)",
+               "CREATE TABLE visit_note (id INTEGER PRIMARY KEY, visit_id INTEGER REFERENCES visit (id))",
+               "CREATE TABLE change_log (what VARCHAR(20))", "CREATE TABLE ballast (n INTEGER)")
+    _trigger(db, "note_audit", "UPDATE", "visit_note")
+    db.execute("INSERT INTO visit VALUES (:id, :k)", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
+    monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
+    app = db.engine.connect()
+    try:
+        thread = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
+        with app.begin():
+            blocker = app.execute(sa.text("SELECT pg_backend_pid()" if db.dialect == "postgresql"
+                                          else "SELECT CONNECTION_ID()")).scalar_one()
+            # weight: InnoDB rolls back the transaction that changed fewer rows
+            app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not (_waits_on(db, blocker) or not thread.is_alive()):
+                assert time.monotonic() < deadline, "the batch never waited for row 8"
+                time.sleep(0.02)  # polling interval of a condition with a deadline
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
+        thread.join(30)
+    finally:
+        app.close()
+        monitor.close()
+    assert isinstance(thread.error, FixError), thread.error
+    assert "deadlock" in str(thread.error).lower(), thread.error
+    assert "trigger" not in str(thread.error), thread.error
+    assert [r[0] for r in db.rows("SELECT id FROM visit ORDER BY id")] == list(range(1, 9))
+
+
+def test_an_error_no_trigger_raised_names_none_on_postgres_and_the_fired_triggers_as_suspects_elsewhere(db, tmp_path):
+    """A CHECK constraint of item refuses the repoint while item has an audit trigger: PostgreSQL's error names no
+    function, so no trigger is blamed; MariaDB and SQLite cannot tell, and name the trigger only as a suspect."""
+    _seed(db)
+    _trigger(db, "item_audit", "UPDATE", "item")
+    if db.dialect == "sqlite":  # no ALTER TABLE ... ADD CHECK: the table again, with it
+        db.execute("DROP TABLE item",
+                   "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), note VARCHAR(20), "
+                   "CONSTRAINT item_b_apart CHECK (note <> 'b' OR tag_id <> 1))",
+                   "INSERT INTO item VALUES (10, 1, 'a'), (11, 2, 'b'), (12, 3, 'c')")
+        _trigger(db, "item_audit", "UPDATE", "item")
+    else:
+        db.execute("ALTER TABLE item ADD CONSTRAINT item_b_apart CHECK (note <> 'b' OR tag_id <> 1)")
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(db, "tag", "item", "change_log")
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "item_b_apart" in fixed.stderr or "CHECK" in fixed.stderr, fixed.stderr
+    if db.dialect == "postgresql":
+        assert "trigger" not in fixed.stderr, fixed.stderr
+    else:
+        assert "the write fires AFTER UPDATE trigger item_audit on item (which may have raised it)" in fixed.stderr, \
+            fixed.stderr
+    assert contents(db, "tag", "item", "change_log") == before
+
+
+def test_sqlite_a_busy_database_is_a_conflict_between_transactions(sqlite_db):
+    """SQLITE_BUSY, as the database answers a second writer: no trigger raised it (nor any on SQLite's side)."""
+    sqlite_db.execute("CREATE TABLE t (x INTEGER)")
+    path = sqlite_db.url.removeprefix("sqlite:///")
+    holder, other = sqlite3.connect(path, timeout=0), sqlite3.connect(path, timeout=0)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            other.execute("BEGIN IMMEDIATE")
+        rules = for_backend("sqlite")
+        assert rules.between_transactions(busy.value)
+        with pytest.raises(sqlite3.IntegrityError) as refused:
+            holder.execute("CREATE TABLE u (x INTEGER NOT NULL)")
+            holder.execute("INSERT INTO u VALUES (NULL)")
+        assert not rules.between_transactions(refused.value)
+    finally:
+        holder.close()
+        other.close()

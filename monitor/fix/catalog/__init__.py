@@ -9,6 +9,11 @@ Reflection inspects one schema at a time and cannot say who may see what, so the
 - `delete_hooks(conn, table)`: what makes a DELETE do something else than delete the rows it names: triggers
   (PostgreSQL `pg_trigger`, MySQL `information_schema.TRIGGERS`, SQLite `sqlite_master`), PostgreSQL rules
   (`pg_rewrite`) and inheritance children (`pg_inherits`).
+- `write_triggers(schema, name, event, columns)`: the triggers (and PostgreSQL rules) a fix's write fires, only
+  those enabled for the session (PostgreSQL `tgenabled`/`ev_enabled` under `session_replication_role`); MySQL/
+  MariaDB and SQLite read a table's triggers once (`triggers`) for this and `delete_hooks`.
+- `raising_triggers(context)`: the triggers whose function a PostgreSQL error's CONTEXT names (the ones that
+  raised it); none elsewhere, where errors do not say.
 - `table_identity(conn, table)`: the resolved table, so that `parent` and `public.parent` are one table
   (PostgreSQL: its oid; MySQL/MariaDB: schema and name as stored; SQLite: the name, case-folded as SQLite does).
 - `restrict_access(conn, table)`: nothing but the owner may read a bookkeeping table (PostgreSQL: revoke what

@@ -95,6 +95,21 @@ class DeleteHooks:
     firing: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger as the catalog states it: `timing` 'BEFORE', 'AFTER' or 'INSTEAD OF', its `event` ('INSERT',
+    'UPDATE', 'DELETE') and, for an `UPDATE OF` trigger, the columns whose update fires it (lower case)."""
+
+    name: str
+    timing: str
+    event: str
+    columns: frozenset[str] = frozenset()
+
+    def fires_on(self, event: str, columns: tuple[str, ...]) -> bool:
+        """Whether a write `event` setting `columns` fires it."""
+        return self.event == event and (not self.columns or bool(self.columns & {c.lower() for c in columns}))
+
+
 def qualified(conn: Connection, table: sa.Table) -> str:
     """The table's name as the database parses it (quoted by SQLAlchemy), e.g. for `regclass`."""
     return conn.dialect.identifier_preparer.format_table(table)
@@ -105,6 +120,7 @@ class Catalog:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._triggers: dict[tuple[str | None, str], tuple[Trigger, ...]] = {}
 
     def default_schema(self) -> str | None:
         return sa.inspect(self.conn).default_schema_name
@@ -116,7 +132,22 @@ class Catalog:
         raise NotImplementedError
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:
-        return DeleteHooks()
+        """From `triggers`: an AFTER DELETE trigger runs after each deleted row; any other can cancel or redirect
+        the delete."""
+        deleting = [t for t in self.triggers(table.schema, table.name) if t.event == "DELETE"]
+        return DeleteHooks(tuple(f"{t.timing} DELETE trigger {t.name}" for t in deleting if t.timing != "AFTER"),
+                           tuple(f"{t.timing} DELETE trigger {t.name}" for t in deleting if t.timing == "AFTER"))
+
+    def triggers(self, schema: str | None, name: str) -> tuple[Trigger, ...]:
+        """Every trigger of the table, read from the catalog once per table (`_read_triggers`) for `delete_hooks`
+        and `write_triggers` alike."""
+        if (schema, name) not in self._triggers:
+            self._triggers[schema, name] = self._read_triggers(schema, name)
+        return self._triggers[schema, name]
+
+    def _read_triggers(self, schema: str | None, name: str) -> tuple[Trigger, ...]:
+        """The table's triggers, in name order; none where the database has no catalog of them."""
+        return ()
 
     def table_identity(self, table: sa.Table) -> str:
         raise NotImplementedError
@@ -162,12 +193,18 @@ class Catalog:
         """The enabled triggers a fix's `event` ('UPDATE' of `columns`, 'DELETE', or undo's 'INSERT') on the table
         fires, each as `<timing> <event> trigger <name>`, and (PostgreSQL) its rules for the event, `rule <name> ON
         <event>`: the preview names them (what one writes, the batch's account decides)."""
-        return ()
+        return tuple(f"{t.timing} {event} trigger {t.name}" for t in self.triggers(schema, name)
+                     if t.fires_on(event, columns))
 
     def fired_on(self, table: sa.Table, event: str, columns: tuple[str, ...] = ()) -> list[str]:
         """`write_triggers` of `table`, each named with the table (`AFTER INSERT trigger t on tag`): what a refusal
         names as what may have acted."""
         return [f"{t} on {table.name}" for t in self.write_triggers(table.schema, table.name, event, columns)]
+
+    def raising_triggers(self, context: str) -> tuple[str, ...]:
+        """The triggers whose function an error's `context` (`Dialect.error_context`) names, innermost first, each
+        as `trigger <name> on <table>`: those that raised it; none where the database has no such diagnostics."""
+        return ()
 
     def descendant_tables(self, schema: str | None) -> set[str]:
         """The tables of a schema whose rows a query of another table (their parent) also reads: PostgreSQL

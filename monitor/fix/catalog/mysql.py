@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey
+from monitor.fix.catalog.base import Catalog, ForeignKey, Trigger, UniqueKey
 
 
 class MySqlCatalog(Catalog):
@@ -39,21 +39,13 @@ class MySqlCatalog(Catalog):
                            None if rule in (None, "NO ACTION") else rule)
                 for (s, t, name), (rule, cols, refs) in grouped.items()]
 
-    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
+    def _read_triggers(self, schema: str | None, name: str) -> tuple[Trigger, ...]:
+        # One event per trigger; no `UPDATE OF` columns (MySQL/MariaDB have none).
         rows = self.conn.execute(sa.text(
-            "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing FROM information_schema.TRIGGERS "
-            "WHERE EVENT_OBJECT_SCHEMA = :s AND EVENT_OBJECT_TABLE = :t AND EVENT_MANIPULATION = 'DELETE' "
-            "ORDER BY TRIGGER_NAME"), {"s": self._schema(table), "t": table.name}).all()
-        return DeleteHooks(tuple(f"BEFORE DELETE trigger {r.name}" for r in rows if r.timing == "BEFORE"),
-                           tuple(f"AFTER DELETE trigger {r.name}" for r in rows if r.timing != "BEFORE"))
-
-    def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
-        rows = self.conn.execute(sa.text(
-            "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing FROM information_schema.TRIGGERS "
-            "WHERE EVENT_OBJECT_SCHEMA = :s AND EVENT_OBJECT_TABLE = :t AND EVENT_MANIPULATION = :e "
-            "ORDER BY TRIGGER_NAME"),
-            {"s": self._schema(sa.Table(name, sa.MetaData(), schema=schema)), "t": name, "e": event}).all()
-        return tuple(f"{r.timing} {event} trigger {r.name}" for r in rows)
+            "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing, EVENT_MANIPULATION AS event "
+            "FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = :s AND EVENT_OBJECT_TABLE = :t "
+            "ORDER BY TRIGGER_NAME"), {"s": self._schema(sa.Table(name, sa.MetaData(), schema=schema)), "t": name})
+        return tuple(Trigger(str(r.name), str(r.timing).upper(), str(r.event).upper()) for r in rows)
 
     def table_identity(self, table: sa.Table) -> str:
         row = self.conn.execute(sa.text(

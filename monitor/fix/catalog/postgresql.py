@@ -13,6 +13,15 @@ from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey
 _PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
+# Whether a trigger (pg_trigger.tgenabled) or rule (pg_rewrite.ev_enabled) fires in this session: 'O' when
+# session_replication_role is origin or local, 'R' only when it is replica, 'A' always, 'D' never (docs, ALTER TABLE
+# ENABLE REPLICA / ALWAYS TRIGGER and RULE). The setting is asked in the same query.
+_FIRES = """CASE {enabled} WHEN 'A' THEN true
+                WHEN 'O' THEN current_setting('session_replication_role') <> 'replica'
+                WHEN 'R' THEN current_setting('session_replication_role') = 'replica'
+                ELSE false END"""
+
+
 class PostgresCatalog(Catalog):
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition, and one that
@@ -54,18 +63,18 @@ class PostgresCatalog(Catalog):
         # DELETE on a partitioned table fires the row triggers of the partitions holding the rows: those declared on
         # a partition itself count too (a clone of the table's own has tgparentid set; read through to_jsonb, the
         # column exists from PostgreSQL 13 on).
-        triggers = self.conn.execute(sa.text("""
+        triggers = self.conn.execute(sa.text(f"""
             SELECT t.tgname || CASE WHEN t.tgrelid <> to_regclass(:t)
                                     THEN ' on partition ' || t.tgrelid::regclass::text ELSE '' END AS tgname,
                    (t.tgtype & 2) <> 0 OR (t.tgtype & 64) <> 0 AS blocks FROM pg_catalog.pg_trigger t
             WHERE (t.tgrelid = to_regclass(:t)
                    OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t)))
                       AND coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0)
-              AND NOT t.tgisinternal AND (t.tgtype & 8) <> 0 AND t.tgenabled <> 'D'
+              AND NOT t.tgisinternal AND (t.tgtype & 8) <> 0 AND {_FIRES.format(enabled="t.tgenabled")}
             ORDER BY 1"""), params).all()
         rules = self.conn.execute(sa.text(
             "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = '4' "
-            "ORDER BY rulename"), params).scalars().all()
+            f"AND {_FIRES.format(enabled='ev_enabled')} ORDER BY rulename"), params).scalars().all()
         children = self.conn.execute(sa.text("""
             SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
             JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
@@ -88,25 +97,41 @@ class PostgresCatalog(Catalog):
     def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
         # pg_trigger.tgtype bits: 2 BEFORE, 4 INSERT, 8 DELETE, 16 UPDATE, 64 INSTEAD; tgattr: an UPDATE OF
         # trigger's columns (it fires only when the UPDATE sets one of them). Statement triggers fire once per
-        # statement, alike.
-        rows = self.conn.execute(sa.text("""
-            SELECT t.tgname, CASE WHEN (t.tgtype & 64) <> 0 THEN 'INSTEAD OF'
-                                  WHEN (t.tgtype & 2) <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing
+        # statement, alike. pg_rewrite.ev_type: '2' UPDATE, '3' INSERT, '4' DELETE; a rule rewrites the write
+        # itself (DO INSTEAD, DO ALSO). Both only as far as they fire for this session (`_FIRES`).
+        rows = self.conn.execute(sa.text(f"""
+            SELECT t.tgname AS name, CASE WHEN (t.tgtype & 64) <> 0 THEN 'INSTEAD OF'
+                                          WHEN (t.tgtype & 2) <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing,
+                   false AS rule
             FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+            WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal AND {_FIRES.format(enabled="t.tgenabled")}
               AND (t.tgtype & CAST(:bit AS int)) <> 0
               AND (cardinality(t.tgattr) = 0 OR EXISTS (
                   SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.tgrelid
                     AND a.attnum = ANY (CAST(t.tgattr AS int2[])) AND a.attname = ANY (CAST(:cols AS text[]))))
-            ORDER BY t.tgname"""), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
-                                      "bit": {"INSERT": 4, "UPDATE": 16}.get(event, 8), "cols": list(columns)}).all()
-        # pg_rewrite.ev_type: '2' UPDATE, '3' INSERT, '4' DELETE; a rule rewrites the write itself (DO INSTEAD,
-        # DO ALSO).
-        rules = self.conn.execute(sa.text(
-            "SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = to_regclass(:t) AND ev_type = :e "
-            "ORDER BY rulename"), {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
-                                   "e": {"INSERT": "3", "UPDATE": "2"}.get(event, "4")}).scalars().all()
-        return (*(f"{r.timing} {event} trigger {r.tgname}" for r in rows), *(f"rule {n} ON {event}" for n in rules))
+            UNION ALL
+            SELECT r.rulename, NULL, true FROM pg_catalog.pg_rewrite r
+            WHERE r.ev_class = to_regclass(:t) AND r.ev_type = :e AND {_FIRES.format(enabled="r.ev_enabled")}
+            ORDER BY rule, name"""),
+            {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
+             "bit": {"INSERT": 4, "UPDATE": 16}.get(event, 8), "e": {"INSERT": "3", "UPDATE": "2"}.get(event, "4"),
+             "cols": list(columns)}).all()
+        return tuple(f"rule {r.name} ON {event}" if r.rule else f"{r.timing} {event} trigger {r.name}" for r in rows)
+
+    def raising_triggers(self, context: str) -> tuple[str, ...]:
+        # A PL/pgSQL frame names the function as regprocedure prints it (`PL/pgSQL function log_change() line 3 at
+        # RAISE`, schema-qualified when not on the search path); PL/Python, PL/Perl and PL/Tcl quote its name
+        # (`PL/Python function "f"`). A trigger cloned onto a partition (tgparentid set) is named by its parent's.
+        rows = self.conn.execute(sa.text(f"""
+            SELECT name, relation FROM (
+                SELECT t.tgname AS name, t.tgrelid::regclass::text AS relation,
+                       least(nullif(strpos(:context, 'function ' || CAST(CAST(p.oid AS regprocedure) AS text)), 0),
+                             nullif(strpos(:context, 'function "' || p.proname || '"'), 0)) AS position
+                FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                WHERE NOT t.tgisinternal AND coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0
+                  AND {_FIRES.format(enabled="t.tgenabled")}) named
+            WHERE position IS NOT NULL ORDER BY position, relation, name"""), {"context": context}).all()
+        return tuple(f"trigger {r.name} on {r.relation}" for r in rows)
 
     def descendant_tables(self, schema: str | None) -> set[str]:
         # pg_inherits lists partitions and inheritance children alike; a query of the parent reads their rows.

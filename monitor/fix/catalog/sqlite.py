@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey
+from monitor.fix.catalog.base import Catalog, ForeignKey, Trigger, UniqueKey
 
 
 class SqliteCatalog(Catalog):
@@ -41,39 +41,22 @@ class SqliteCatalog(Catalog):
                 return None if action in (None, "NO ACTION") else action
         return None
 
-    def delete_hooks(self, table: sa.Table) -> DeleteHooks:
-        # SQLite keeps no catalog of a trigger's timing and event: its CREATE TRIGGER text is the record.
-        rows = self.conn.execute(sa.text(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND lower(tbl_name) = lower(:t) "
-            "ORDER BY name"), {"t": table.name}).all()
-        blocking: list[str] = []
-        firing: list[str] = []
-        for name, sql in rows:
-            match = re.search(r"\b(BEFORE|AFTER|INSTEAD\s+OF)?\s*DELETE\s+ON\b", sql or "", re.I)
-            if match is None:
-                continue
-            timing = (match.group(1) or "BEFORE").upper()  # SQLite's default timing is BEFORE
-            (firing if timing == "AFTER" else blocking).append(f"{timing} DELETE trigger {name}")
-        return DeleteHooks(tuple(blocking), tuple(firing))
-
-    def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
-        # As delete_hooks: the CREATE TRIGGER text is the only record; `UPDATE OF a, b` fires only when the UPDATE
-        # sets a listed column.
+    def _read_triggers(self, schema: str | None, name: str) -> tuple[Trigger, ...]:
+        # SQLite keeps no catalog of a trigger's timing and event: its CREATE TRIGGER text is the record (one
+        # event each; `UPDATE OF a, b` fires only when the UPDATE sets a listed column; the default timing is
+        # BEFORE).
         rows = self.conn.execute(sa.text(
             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND lower(tbl_name) = lower(:t) "
             "ORDER BY name"), {"t": name}).all()
-        wanted = {c.lower() for c in columns}
-        found: list[str] = []
+        found: list[Trigger] = []
         for trigger, sql in rows:
-            match = re.search(rf"\b(BEFORE|AFTER|INSTEAD\s+OF)?\s*{event}(\s+OF\s+(.*?))?\s+ON\b", sql or "",
-                              re.I | re.S)
+            match = re.search(r"\b(BEFORE|AFTER|INSTEAD\s+OF)?\s*\b(DELETE|INSERT|UPDATE)(\s+OF\s+(.*?))?\s+ON\b",
+                              sql or "", re.I | re.S)
             if match is None:
                 continue
-            listed = {c.strip().strip('"`[]').lower() for c in (match.group(3) or "").split(",") if c.strip()}
-            if listed and not listed & wanted:
-                continue
-            timing = re.sub(r"\s+", " ", (match.group(1) or "BEFORE").upper())  # SQLite's default timing: BEFORE
-            found.append(f"{timing} {event} trigger {trigger}")
+            listed = frozenset(c.strip().strip('"`[]').lower() for c in (match.group(4) or "").split(",") if c.strip())
+            timing = re.sub(r"\s+", " ", (match.group(1) or "BEFORE").upper())
+            found.append(Trigger(str(trigger), timing, match.group(2).upper(), listed))
         return tuple(found)
 
     def table_identity(self, table: sa.Table) -> str:
