@@ -28,6 +28,7 @@ Mode = Literal["full", "incremental"]
 RECOUNT_BUDGET = 200  # up to this many known groups, every incremental run re-counts all of them
 RECOUNT_ROUNDS = 100  # above it, the slices (by a hash of the group) of a rotation through the known groups,
 RECOUNT_PERIOD = DEFAULT_RECOUNT_EVERY  # which ends within `recount_every` (300 s) however often the runs come
+STORAGE_MOVED = "the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 
 
@@ -118,6 +119,8 @@ class IncrementalCheck:
         # query_cache_size=0, and compiling a run's statements again cost 1-2 ms a run); a few per check.
         self._cache = StatementCache()
         self._removals_read = False  # whether the top statement reads `Dialect.removed_rows_column`
+        # `Dialect.storage_identity_column` (False: not asked yet; None: the database gives none)
+        self._storage: ColumnElement[Any] | Literal[False] | None = False
         # `Dialect.writers_columns` (an id watermark's: False until asked) and why the database does not say
         self._writers: tuple[ColumnElement[Any], ColumnElement[Any]] | Literal[False] | None = False
         self.writers_unseen = ""
@@ -198,7 +201,7 @@ class IncrementalCheck:
             mark = self._mark if self._mark is not None else sa.null()
             removals = self.rules.removed_rows_column(conn, table)
             self._removals_read = removals is not None
-            storage = self.rules.storage_identity_column(conn, table)
+            storage = self._storage_column(conn)
             columns = [sa.func.max(self.column), mark, removals if removals is not None else sa.null(),
                        storage if storage is not None else sa.null()]
             if digests is not None:
@@ -225,6 +228,13 @@ class IncrementalCheck:
         writers = (row[-2], row[-1]) if self._writers is not None else None
         return highest, None if taken is None else str(taken), removed, now, following, \
             None if row[3] is None else str(row[3]), writers
+
+    def _storage_column(self, conn: Connection) -> ColumnElement[Any] | None:
+        """`Dialect.storage_identity_column` of the table, asked once per check (the statements reading it are built
+        once)."""
+        if self._storage is False:
+            self._storage = self.rules.storage_identity_column(conn, self.resolved.table)
+        return self._storage
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -292,7 +302,8 @@ class IncrementalCheck:
         return self._execute(conn, statement, {**values, "dupewatch_ahead": ahead}).one()
 
     def _counted_statement(self, shape: tuple[bool, bool], bounded: bool,
-                           folded: bool | None = None) -> sa.Select[Any]:
+                           folded: bool | None = None, storage: ColumnElement[Any] | None = None
+                           ) -> sa.Select[Any]:
         """Each row read (`_window_conditions`) with its key's count in the whole table (a correlated lookup through
         the key's index), aggregated into one row so that only what the client needs comes back: the keys of more
         than one row as one text (each identity followed by its count, space-separated) and how many, the rows
@@ -312,7 +323,8 @@ class IncrementalCheck:
         digest of the `:dupewatch_next_overlap` values below it (the window the next run re-reads), read in the
         statement's one snapshot with its rows; where True, the rows at or below `:dupewatch_watermark` are read
         only where the digest of `(:dupewatch_after, :dupewatch_watermark]` differs from `:dupewatch_stored` (the
-        one the last run took of that window: nothing in it changed)."""
+        one the last run took of that window: nothing in it changed); last, the identity of the table's storage
+        (`storage`: `Dialect.storage_identity_column`; NULL where the dialect gives none)."""
         table, filters = self.resolved.table, self.resolved.filters
         read = table.alias("dupewatch_read")
         adapter = ClauseAdapter(read)
@@ -354,7 +366,8 @@ class IncrementalCheck:
         if folded is not None:
             highest = sa.select(sa.func.max(self.column)).select_from(table).correlate(None).scalar_subquery()
             overlap = sa.bindparam("dupewatch_next_overlap", type_=self.column.type)
-            columns += [highest, self._digest_of(highest - overlap, highest)]
+            columns += [highest, self._digest_of(highest - overlap, highest),
+                        storage if storage is not None else sa.null()]
         return sa.select(*columns)
 
     def _in_list_statement(self, keys: Sequence[tuple[Any, ...]]) -> sa.Select[Any]:
@@ -486,8 +499,7 @@ class IncrementalCheck:
         moved = state.storage is not None and storage != state.storage
         if top is None or self._restarted_below(top, start) or went_back or moved:
             why = "the table is empty" if top is None else went_back or \
-                ("the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
-                 if moved else "every row lies below the watermark (emptied or recreated)")
+                (STORAGE_MOVED if moved else "every row lies below the watermark (emptied or recreated)")
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -540,14 +552,14 @@ class IncrementalCheck:
         """Whether a run reads the table's highest value, the window digests and the new rows in one statement
         (`_folded_pass`): where the keys are counted on the server with window digests (MariaDB/MySQL), and the
         window's bounds need no read of the database (no sequence position: `Dialect.reads_sequence_position`; no
-        snapshot mark, no count of removed rows nor identity of the table's storage read with the highest value)."""
+        snapshot mark, no count of removed rows read with the highest value). The identity of the table's storage
+        (`Dialect.storage_identity_column`), where the dialect gives one, is read in that statement too."""
         if self.digest is None or self.kind != "id" or not self.key_indexed or not self.counted_on_server \
                 or self.rules.reads_sequence_position(self.column):
             return False
         if self._mark is False:
             self._mark = self.rules.snapshot_mark(conn, self.resolved.table)
-        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None \
-            and self.rules.storage_identity_column(conn, self.resolved.table) is None
+        return self._mark is None and self.rules.removed_rows_column(conn, self.resolved.table) is None
 
     def _folded_pass(self, conn: Connection, state: IncrementalState, recount_all: bool, seen_changes: int,
                      said: list[str], now: float) -> Outcome:
@@ -568,16 +580,18 @@ class IncrementalCheck:
         key = ("folded", compare, ahead is not None)
         statement = self._statements.get(key)
         if statement is None:
-            statement = self._statements[key] = self._counted_statement((True, False), ahead is not None, compare)
+            statement = self._statements[key] = self._counted_statement((True, False), ahead is not None, compare,
+                                                                        self._storage_column(conn))
         row = self._execute(conn, statement, {
             "dupewatch_after": start, "dupewatch_watermark": watermark, "dupewatch_ahead": ahead,
             "dupewatch_stored": stored[2] if compare and stored is not None else None,
             "dupewatch_next_overlap": overlap}).one()
-        top, digest_next = row[7], row[8]
+        top, digest_next, storage = row[7], row[8], None if row[9] is None else str(row[9])
         went_back = self._bound_went_back(watermark, start, window)
-        if top is None or self._restarted_below(top, start) or went_back:
+        moved = state.storage is not None and storage != state.storage
+        if top is None or self._restarted_below(top, start) or went_back or moved:
             why = "the table is empty" if top is None else went_back or \
-                "every row lies below the watermark (emptied or recreated)"
+                (STORAGE_MOVED if moved else "every row lies below the watermark (emptied or recreated)")
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -585,7 +599,7 @@ class IncrementalCheck:
         if digest_next is not None and top == window.bounded(top) and window.start(top) == top - overlap:
             following = self._digest_text(window.start(top), top, digest_next)
         return self._counted_pass(conn, state, window, start, watermark, None, following, None, removals,
-                                  recount_all, seen_changes, said, now, None, tuple(row)[:7])
+                                  recount_all, seen_changes, said, now, storage, tuple(row)[:7])
 
     def _counted_pass(self, conn: Connection, state: IncrementalState, window: Window, start: Any, watermark: Any,
                       late: str | None, following: str | None, mark: str | None, removals: int | None,

@@ -474,3 +474,37 @@ def test_keys_of_more_than_one_row_cut_short_by_group_concat_make_the_run_a_full
     assert any("did not fit in one text (group_concat_max_len)" in note for note in cut.notes), cut.notes
     assert (cut.groups, cut.excess_rows) == (keys + 1, keys + 1)
     r.assert_matches_full_pass(cut)
+
+
+def test_the_storage_identity_is_read_in_the_one_statement_of_a_run(mysql_numbers, mysql_runner, monkeypatch):
+    """Where the dialect names the identity of the table's storage (`Dialect.storage_identity_column`: a TRUNCATE
+    changes it), a run without a sequence to read still reads everything in one statement, that identity too; a
+    changed identity makes the run a full pass, which says why."""
+    from monitor.dialects.mysql_polling import MySQLPolling
+
+    mysql_numbers.execute("CREATE TABLE storage_mark (v INTEGER NOT NULL)", "INSERT INTO storage_mark VALUES (1)")
+    monkeypatch.setattr(MySQLPolling, "storage_identity_column", lambda self, conn, table: sa.select(
+        sa.column("v")).select_from(sa.table("storage_mark")).scalar_subquery())
+    r = mysql_runner()
+    assert r.run().mode == "full"
+    statements: list[str] = []
+
+    def counted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = r.monitor.database("d").engine
+    sa.event.listen(engine, "before_cursor_execute", counted)
+    try:
+        add(mysql_numbers, [(6, 5, 5), (7, 5, 5)])
+        quiet = r.run()
+        assert (quiet.mode, quiet.rows_scanned, quiet.new_groups) == ("incremental", 2, 1)
+        read = [s for s in statements if "JSON_TABLE" not in s]  # not the re-count of the (few) known groups
+        assert len(read) == 1 and "storage_mark" in read[0]
+        r.assert_matches_full_pass(quiet)
+        mysql_numbers.execute("UPDATE storage_mark SET v = 2")  # the storage as a TRUNCATE leaves it
+        moved = r.run()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", counted)
+    assert moved.mode == "full"
+    assert any("its storage changed" in note for note in moved.notes)
+    assert r.run().mode == "incremental"
