@@ -150,14 +150,20 @@ class MySQLPolling(Polling):
 
     def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
         """`count(*)` and the sum (exact: DECIMAL) of a 64-bit hash of each row's values, as `count:sum`: the CRC32
-        of the values' decimal text (`N` for NULL, comma-separated) shifted above the CRC32 of their hexadecimal
-        text (two texts whose bits differ for values from 10 on; below, the two CRCs are one, 32 bits). MD5's
-        first 64 bits cost 1.0 ms per 1,000 rows against 0.3-0.4 ms. Integer columns only (their text is their
-        stored value; a sum, unlike a XOR, does not cancel two equal rows); None for any other."""
+        of the values' decimal text (`N` for NULL in a nullable column, comma-separated) shifted above the CRC32 of
+        their hexadecimal text (two texts whose bits differ for values from 10 on; below, the two CRCs are one, 32
+        bits). MD5's first 64 bits cost 1.0 ms per 1,000 rows against 0.3-0.4 ms. Integer columns only (their text is
+        their stored value; a sum, unlike a XOR, does not cancel two equal rows); None for any other."""
         if not all(isinstance(e.type, sa.Integer) and not isinstance(e.type, sa.Boolean) for e in exprs):
             return None
-        text = sa.func.concat_ws(",", *[sa.func.coalesce(sa.func.hex(e), "N") for e in exprs])
-        decimal = sa.func.concat_ws(",", *[sa.func.coalesce(e, "N") for e in exprs])
+
+        def spelled(e: ColumnElement[Any], text: ColumnElement[Any]) -> ColumnElement[Any]:
+            # A NOT NULL column (as reflected: a primary key, a key counted on the server) needs no `N`: its part
+            # is never left out of the text (the COALESCEs of five columns cost about 0.1 ms per 1,000 rows).
+            return text if isinstance(e, sa.Column) and not e.nullable else sa.func.coalesce(text, "N")
+
+        text = sa.func.concat_ws(",", *[spelled(e, sa.func.hex(e)) for e in exprs])
+        decimal = sa.func.concat_ws(",", *[spelled(e, e) for e in exprs])
         hashed = sa.func.crc32(decimal).op("<<")(32).op("|")(sa.func.crc32(text))
         return sa.func.concat(sa.func.count(), ":", sa.func.coalesce(sa.func.sum(hashed), 0))
 
