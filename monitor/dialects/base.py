@@ -121,6 +121,8 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   counts the session only); `counted_kind(kind)`: the kind a change is counted as; `counted_under(conn, table,
   kind)`: every (name, kind) count one planned change of `table` adds to (a MariaDB system-versioned table's
   DELETE is counted as an UPDATE, its UPDATE as an UPDATE and a history row's write).
+- `bounded_statements(conn, seconds)`: bound the statements run inside the fix's own open transaction where no
+  second connection can read beside it (SQLite's progress handler); `bounded_read` is the others' bound.
 - `read_only_planning(conn)`: make the transaction just begun on a writing connection read-only (the dry run plans
   with the fix role's eyes); `roles`: whether the writing URL can see other rows than the detection URL (SQLite
   has no roles: the dry run plans on the detection connection).
@@ -546,6 +548,13 @@ class Dialect(Polling):
         with conn.begin():
             self.read_only_planning(conn)
             yield
+
+    @contextmanager
+    def bounded_statements(self, conn: Connection, seconds: float) -> Iterator[None]:
+        """Statements run on `conn` meanwhile, inside its open transaction, stop once `seconds` have passed, where
+        the server cannot bound them there (SQLite: a progress handler); nothing where `bounded_read` bounds them
+        on a connection of their own."""
+        yield
 
     def account_refusal(self, conn: Connection) -> str | None:
         """Why the database would count none of the rows a transaction changes (so that every batch's and undo's

@@ -536,6 +536,10 @@ def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: From
         plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "
                           "rows they point at): if it is a reference, repoint them by hand before the fix, or "
                           "declare a foreign key (the fix then repoints them and undo points them back)")
+    if found and layout.rules.reads_beside_writer:
+        plan.notes.append("the rows to delete are the plan's snapshot; the rows holding their keys in columns no "
+                          "foreign key declares were counted just after it, in the data then current (another "
+                          "connection): what the application writes meanwhile is counted there, not in the plan")
     if unread:
         plan.notes.append(f"not counted: columns no foreign key declares that may hold keys of rows to delete, in "
                           f"{'; '.join(unread)}")
