@@ -578,6 +578,10 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
             child = reflect(conn, ref.schema, ref.table)
             plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
                                                             else "delete"))
+            # The repoint's updates and the archive's deletes reach one level down by foreign keys to the
+            # referencing table, which `nested_references` counts only where the fix role sees them.
+            if ref.referred_unique and not ref.self_reference and (unseen := rules.unseen_references(conn, child)):
+                plan.blockers.append(unseen)
     plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
 
 

@@ -269,6 +269,69 @@ def test_mysql_a_reference_on_a_table_granted_alone_is_repointed_not_cascaded(my
     assert mysql.rows(f"SELECT id, customer_id FROM `{invoices_elsewhere}`.invoice") == [(10, 1)]
 
 
+TAGS = {"name": "tags", "table": "tag", "key": ["name"]}
+
+
+@pytest.fixture
+def labels_elsewhere(mysql: TestDatabase) -> Iterator[str]:
+    """tag 1 and 2 share a name; item 10 refers to tag 2, item 11 to tag 1; in a second database, which the fix
+    role may not see, `label(tag_id, item_id)` refers to `item(tag_id, id)` ON UPDATE CASCADE (created empty).
+    Yields the second database's name, dropped after the test."""
+    other = f"{mysql.schema}_lbl"
+    mysql.execute("CREATE TABLE tag (id INT PRIMARY KEY, name VARCHAR(20))",
+                  "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+                  "CREATE TABLE item (id INT PRIMARY KEY, tag_id INT REFERENCES tag (id), UNIQUE KEY (tag_id, id))",
+                  "INSERT INTO item VALUES (10, 2), (11, 1)", f"CREATE DATABASE `{other}`")
+    try:
+        yield other
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
+
+
+def _hidden_labels(mysql: TestDatabase, other: str, *rows: str) -> None:
+    mysql.execute(f"CREATE TABLE `{other}`.label (id INT PRIMARY KEY, tag_id INT, item_id INT, FOREIGN KEY "
+                  f"(tag_id, item_id) REFERENCES `{mysql.schema}`.item (tag_id, id) ON UPDATE CASCADE)",
+                  *[f"INSERT INTO `{other}`.label VALUES {row}" for row in rows])
+
+
+def test_mysql_a_hidden_on_update_cascade_from_a_repointed_table_blocks_the_plan(mysql, mysql_fix_user,
+                                                                                  labels_elsewhere, monitor_on):
+    """The repoint of item 10 would cascade into a label the fix role cannot see (InnoDB's action, counted by no
+    Handler_* counter): the fix repointed, said nothing, and the label followed. Now the plan names it."""
+    user, password = mysql_fix_user
+    mysql.execute(f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+    _hidden_labels(mysql, labels_elsewhere, "(100, 2, 10)")
+    monitor = monitor_on(mysql, TAGS, fix_url=_as(mysql, user, password))
+    plan = make_plan(monitor, "tags")
+    assert any(f"{labels_elsewhere}.label" in b and "'item'" in b and "ON UPDATE" in b for b in plan.blockers), \
+        plan.blockers
+    with pytest.raises(FixRefused, match="no privilege on"):
+        run_fix(monitor, "tags")
+    assert mysql.rows(f"SELECT id, tag_id, item_id FROM `{labels_elsewhere}`.label") == [(100, 2, 10)]
+    assert mysql.rows("SELECT id, tag_id FROM item ORDER BY id") == [(10, 2), (11, 1)]
+
+
+def test_mysql_undo_refuses_to_point_back_rows_a_hidden_foreign_key_refers_to(mysql, mysql_fix_user,
+                                                                               labels_elsewhere, tmp_path):
+    """A label referring to the repointed item ON UPDATE CASCADE, in a database the fix role cannot see, written
+    after the fix: pointing item 10 back would cascade into it unseen. Undo refuses, naming it, nothing changed."""
+    user, password = mysql_fix_user
+    mysql.execute(f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+    path = str(write_config(tmp_path / "dupewatch.toml", {"app": {"url": mysql.url,
+                                                                  "fix_url": _as(mysql, user, password)}},
+                            [{"database": "app", **TAGS}]))
+    fixed = run_cli("fix", "tags", "--config", path, "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    _hidden_labels(mysql, labels_elsewhere, "(100, 1, 10)")
+    before = contents(mysql, "tag", "item")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", path, "--yes")
+    assert undone.exit_code == 2, undone.output
+    message = undone.stderr.strip()
+    assert "\n" not in message and "nothing changed" in message and f"{labels_elsewhere}.label" in message, message
+    assert contents(mysql, "tag", "item") == before
+    assert mysql.rows(f"SELECT id, tag_id, item_id FROM `{labels_elsewhere}`.label") == [(100, 1, 10)]
+
+
 # -- item 10: publications ------------------------------------------------------------------------------------
 
 
