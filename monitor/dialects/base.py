@@ -126,6 +126,7 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
 - `read_only_planning(conn)`: make the transaction just begun on a writing connection read-only (the dry run plans
   with the fix role's eyes); `roles`: whether the writing URL can see other rows than the detection URL (SQLite
   has no roles: the dry run plans on the detection connection).
+- `ddl_refusal(conn)`: what fires on the fix's and undo's DDL outside any account (PostgreSQL event triggers).
 - `unseen_references(conn, table)`: why the fix role may not see every foreign key or trigger that a write to
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
@@ -581,6 +582,12 @@ class Dialect(Polling):
         """Why the fix role may not create dupewatch's tables (each fix's plan table, the archive, the records) in
         `schema` (None: the default one), naming what to grant; None where it may, or where the catalog cannot
         tell ahead of the fix."""
+        return None
+
+    def ddl_refusal(self, conn: Connection) -> str | None:
+        """Why the fix's and undo's own DDL (their plan, archive and log tables, indexes, grants, the guard) would set
+        off writes that no account of theirs counts (PostgreSQL event triggers: their DDL runs outside the batches'
+        and undo's accounted transactions), naming what and how to proceed; None where nothing fires on DDL."""
         return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:

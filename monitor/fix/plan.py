@@ -555,7 +555,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)
-    create = rules.create_refusal(conn, place(conn, layout.table.schema))
+    create = rules.create_refusal(conn, place(conn, layout.table.schema)) or rules.ddl_refusal(conn)
     if create:
         plan.blockers.append(create)
     missing = rules.missing_fix_privileges(conn, layout.table)

@@ -100,6 +100,10 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
     with fix_lock(db, identity, record.table_name):
         try:
             with db.connect(db.bookkeeping) as conn:
+                with conn.begin():  # before any DDL (the guard's drop, the plan table's)
+                    refusal = db.rules.ddl_refusal(conn)
+                if refusal:
+                    raise FixRefused(f"undo of fix {fix_id} refused: {refusal}")
                 if guard is not None and not db.rules.transactional_ddl:
                     with conn.begin():
                         dropped = _drop_guard(conn, schema, name, guard)

@@ -415,3 +415,57 @@ def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch,
     with pytest.raises(FixError, match=r"counted 3 row\(s\) changed in this batch, the plan 2"):
         run_fix(monitor, "t")
     assert contents(sqlite_db, "t", "c") == before
+
+
+# -- PostgreSQL event triggers: the fix's and undo's DDL ------------------------------------------------------
+
+
+def _ddl_audit(pg: TestDatabase) -> None:
+    """An event trigger that logs each DDL command into `ddl_log` (a database of the test's own: event triggers
+    are per database)."""
+    pg.execute("CREATE TABLE ddl_log (tag TEXT)",
+               "CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO ddl_log SELECT command_tag FROM pg_event_trigger_ddl_commands(); END'",
+               "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl()")
+
+
+def test_postgres_an_event_trigger_on_ddl_refuses_the_fix_before_anything_is_created(own_pg, tmp_path):
+    """The fix's DDL (plan, archive and log tables) ran outside every batch's account: `audit_ddl` wrote rows
+    into ddl_log, and the fix said nothing. Now the dry run names it as a blocker, and the fix refuses before its
+    first DDL: nothing written, not even dupewatch's own records."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    _ddl_audit(pg)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    dry = run_cli("fix", "t", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("audit_ddl (ddl_command_end, log_ddl())" in b and "ALTER EVENT TRIGGER audit_ddl DISABLE" in b
+               for b in json_out(dry)["blockers"]), json_out(dry)["blockers"]
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "audit_ddl" in fixed.stderr and "\n" not in fixed.stderr.strip(), fixed.stderr
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE")  # what the blocker says to do
+    assert run_cli("fix", "t", "--config", str(path), "--yes").exit_code == 0
+    assert pg.rows("SELECT tag FROM ddl_log") == [] and pg.rows("SELECT id FROM t") == [(1,)]
+
+
+def test_postgres_an_event_trigger_on_ddl_refuses_undo(own_pg, tmp_path):
+    """Undo drops the fix's plan table (and with --drop-constraint its guard): an event trigger created since the
+    fix fires there, outside undo's account. Undo refuses, naming it, nothing changed."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    _ddl_audit(pg)
+    pg.execute("CREATE EVENT TRIGGER only_extensions ON ddl_command_end WHEN TAG IN ('CREATE EXTENSION') "
+               "EXECUTE FUNCTION log_ddl()")  # fires on nothing undo runs: not named
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    message = undone.stderr.strip()
+    assert "audit_ddl" in message and "only_extensions" not in message and "nothing changed" in message, message
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t") == [(1,)]
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "done"
