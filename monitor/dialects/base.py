@@ -121,9 +121,12 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   counts the session only); `counted_kind(kind)`: the kind a change is counted as; `counted_under(conn, table,
   kind)`: every (name, kind) count one planned change of `table` adds to (a MariaDB system-versioned table's
   DELETE is counted as an UPDATE, its UPDATE as an UPDATE and a history row's write).
+- `bounded_statements(conn, seconds)`: bound the statements run inside the fix's own open transaction where no
+  second connection can read beside it (SQLite's progress handler); `bounded_read` is the others' bound.
 - `read_only_planning(conn)`: make the transaction just begun on a writing connection read-only (the dry run plans
   with the fix role's eyes); `roles`: whether the writing URL can see other rows than the detection URL (SQLite
   has no roles: the dry run plans on the detection connection).
+- `ddl_refusal(conn)`: what fires on the fix's and undo's DDL outside any account (PostgreSQL event triggers).
 - `unseen_references(conn, table)`: why the fix role may not see every foreign key or trigger that a write to
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
@@ -558,6 +561,13 @@ class Dialect(Polling):
             self.read_only_planning(conn)
             yield
 
+    @contextmanager
+    def bounded_statements(self, conn: Connection, seconds: float) -> Iterator[None]:
+        """Statements run on `conn` meanwhile, inside its open transaction, stop once `seconds` have passed, where
+        the server cannot bound them there (SQLite: a progress handler); nothing where `bounded_read` bounds them
+        on a connection of their own."""
+        yield
+
     def account_refusal(self, conn: Connection) -> str | None:
         """Why the database would count none of the rows a transaction changes (so that every batch's and undo's
         account would fail), naming the setting and how to turn it on; None where it counts them."""
@@ -583,6 +593,12 @@ class Dialect(Polling):
         """Why the fix role may not create dupewatch's tables (each fix's plan table, the archive, the records) in
         `schema` (None: the default one), naming what to grant; None where it may, or where the catalog cannot
         tell ahead of the fix."""
+        return None
+
+    def ddl_refusal(self, conn: Connection) -> str | None:
+        """Why the fix's and undo's own DDL (their plan, archive and log tables, indexes, grants, the guard) would set
+        off writes that no account of theirs counts (PostgreSQL event triggers: their DDL runs outside the batches'
+        and undo's accounted transactions), naming what and how to proceed; None where nothing fires on DDL."""
         return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:

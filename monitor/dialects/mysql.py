@@ -558,8 +558,8 @@ class MySQL(MySQLPolling, Dialect):
 
     def unseen_references(self, conn: Connection, table: sa.Table) -> str | None:
         """information_schema lists only the foreign keys of tables the role has a privilege on, and InnoDB's
-        ON DELETE reaches the others all the same (uncounted: see `_HANDLER_COUNTS`). With PROCESS the role
-        reads every foreign key from InnoDB's own list; with a global SELECT it sees every table."""
+        ON DELETE and ON UPDATE reach the others all the same (uncounted: see `_HANDLER_COUNTS`). With PROCESS
+        the role reads every foreign key from InnoDB's own list; with a global SELECT it sees every table."""
         schema = table.schema or str(conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
         granted = set(conn.execute(sa.text(
             "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES")).scalars())
@@ -578,11 +578,12 @@ class MySQL(MySQLPolling, Dialect):
                 if len(children) > int(visible):
                     return (f"{len(children) - int(visible)} foreign key(s) referring to {table.name!r} are on "
                             f"tables the fix role has no privilege on (among {', '.join(children)}): their ON "
-                            "DELETE would act unseen; grant the fix role SELECT, UPDATE on them")
+                            "DELETE and ON UPDATE actions would act unseen; grant the fix role SELECT, UPDATE on "
+                            "them")
                 return None
         if "SELECT" in granted:
             return None
         return (f"the fix role cannot see every foreign key that may refer to {table.name!r}: information_schema "
-                "hides the tables it has no privilege on, and their ON DELETE would act unseen; grant it PROCESS "
-                "(dupewatch then reads every foreign key from InnoDB) or SELECT on *.*")
+                "hides the tables it has no privilege on, and their ON DELETE and ON UPDATE actions would act "
+                "unseen; grant it PROCESS (dupewatch then reads every foreign key from InnoDB) or SELECT on *.*")
 

@@ -315,6 +315,21 @@ def fix_lock_key(table: str) -> int:
     return int.from_bytes(sha256(f"dupewatch fix {table}".encode()).digest()[:8], "big", signed=True)
 
 
+# The command tags of the DDL a fix and undo run (CREATE TABLE of plan, archive and log tables, their indexes, the
+# grants restricting them, the guard's index or constraint, the drops afterwards), and the event triggers that fire
+# on any of them in this session (evtenabled: O fires unless session_replication_role = replica, R only then, A
+# always, D never).
+_FIX_DDL_TAGS = ("CREATE TABLE", "CREATE TABLE AS", "SELECT INTO", "CREATE INDEX", "ALTER TABLE", "ALTER INDEX",
+                 "DROP TABLE", "DROP INDEX", "GRANT", "REVOKE", "COMMENT", "CREATE SCHEMA")
+_DDL_EVENT_TRIGGERS = sa.text(
+    "SELECT evtname, evtevent, evtfoid::regprocedure::text AS function FROM pg_catalog.pg_event_trigger "
+    "WHERE evtevent IN ('ddl_command_start', 'ddl_command_end', 'sql_drop', 'table_rewrite') "
+    "AND CASE evtenabled WHEN 'D' THEN false WHEN 'A' THEN true "
+    "WHEN 'R' THEN current_setting('session_replication_role') = 'replica' "
+    "ELSE current_setting('session_replication_role') <> 'replica' END "
+    "AND (evttags IS NULL OR evttags && CAST(:tags AS text[])) ORDER BY evtname")
+
+
 class PostgreSQL(PostgreSQLPolling, Dialect):
     name = "postgresql"
     row_identity_order = "physical order"
@@ -791,6 +806,20 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         return (f"the fix role may not CREATE in schema {name}, where each fix creates its plan table (and its archive "
                 f"and records, dupewatch_*): GRANT CREATE ON SCHEMA {name} TO {self.grantee(conn)}, or set [fix] "
                 "schema to a schema it may create in")
+
+    def ddl_refusal(self, conn: Connection) -> str | None:
+        """Event triggers that fire on the commands the fix and undo run (verified on PostgreSQL 15: a
+        `ddl_command_end` trigger inserting a row ran when the fix created its plan table, outside any batch's
+        `pg_stat_xact_user_tables` account, and the fix said nothing of that row)."""
+        fired = conn.execute(_DDL_EVENT_TRIGGERS, {"tags": list(_FIX_DDL_TAGS)}).all()
+        if not fired:
+            return None
+        named = ", ".join(f"{row.evtname} ({row.evtevent}, {row.function})" for row in fired)
+        quoted = conn.dialect.identifier_preparer.quote(str(fired[0].evtname))
+        return (f"event trigger(s) {named} fire on the DDL the fix and undo run (their plan, archive and log tables, "
+                "indexes, the guard), outside the database's account of each batch and of undo: what they write "
+                f"would go unchecked; disable them while the fix or undo runs (ALTER EVENT TRIGGER {quoted} DISABLE, "
+                "then ENABLE: their owner or a superuser may), nothing changed")
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         # SELECT ... FOR UPDATE needs UPDATE on some column (column grants count); DELETE is table-wide only.

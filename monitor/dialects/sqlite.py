@@ -22,6 +22,7 @@ import contextlib
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,23 @@ class SQLite(SQLitePolling, Dialect):
         if isinstance(dbapi, sqlite3.Connection):
             deadline = self._deadlines[id(dbapi)] = [time.monotonic() + timeout]
             dbapi.set_progress_handler(lambda: 1 if time.monotonic() > deadline[0] else 0, 20_000)
+
+    @contextlib.contextmanager
+    def bounded_statements(self, conn: Connection, seconds: float) -> Iterator[None]:
+        """A progress handler stops the statements run meanwhile once `seconds` have passed ("interrupted"); the
+        checkout's own deadline (`arm_statement_deadline`) holds meanwhile and is put back afterwards."""
+        dbapi: Any = conn.connection.driver_connection
+        armed = self._deadlines.get(id(dbapi))
+        until = time.monotonic() + seconds
+        dbapi.set_progress_handler(lambda: 1 if time.monotonic() > min(until, armed[0] if armed else until) else 0,
+                                   1_000)
+        try:
+            yield
+        finally:
+            if armed is not None:
+                dbapi.set_progress_handler(lambda: 1 if time.monotonic() > armed[0] else 0, 20_000)
+            else:
+                dbapi.set_progress_handler(None, 0)
 
     def disarm_statement_deadline(self, dbapi: Any) -> None:
         if isinstance(dbapi, sqlite3.Connection):

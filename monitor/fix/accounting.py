@@ -10,9 +10,15 @@ the same transaction (see `Dialect.changes_so_far`):
 - SQLite `total_changes()`: every row changed by this connection, trigger bodies and foreign key actions
   included, in one count (the batch's own tables are all it may change, so the total must equal the plan's);
 - MariaDB/MySQL `Handler_write`, `Handler_update`, `Handler_delete`: the session's row writes, triggers
-  included; InnoDB's foreign key actions are not counted there, so the plan refuses up front when the fix
-  role cannot see every foreign key (`Dialect.unseen_references`) and each batch verifies that no referencing
-  row is left pointing at a row it deletes (`links.verify_clear`).
+  included; InnoDB's foreign key actions (ON DELETE and ON UPDATE CASCADE, SET NULL) are not counted there
+  (MariaDB 10.11, measured), so none may fire: the plan refuses up front when the fix role cannot see every
+  foreign key to the fixed table or to a referencing table it repoints or archives (`Dialect.unseen_references`),
+  each batch verifies that no referencing row is left pointing at a row it deletes (`links.verify_clear`) and
+  that no row one level down refers to a row it repoints or archives (`plan.nested_references`), and undo
+  refuses to point back a row another row refers to (`links.undo_links`).
+
+The fix's and undo's DDL (plan, archive and log tables, the guard) runs outside these accounted transactions:
+what fires on it (PostgreSQL event triggers) is refused before any of it (`Dialect.ddl_refusal`).
 
 What a batch plans (`Planned`): the deletes on the fixed table and their archive inserts, the repoint
 updates on referencing tables and their log inserts, on_reference = "archive" deletes and archive inserts,

@@ -296,7 +296,8 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
             conn = _session(raw, t.db)
             _clean_planning(conn, t)
             with conn.begin():
-                refusal = t.db.rules.create_refusal(conn, records.place(conn, t.tc.table.schema))
+                refusal = t.db.rules.create_refusal(conn, records.place(conn, t.tc.table.schema)) or \
+                    t.db.rules.ddl_refusal(conn)
                 if refusal is not None:  # the dry run's blocker, before anything is created
                     raise FixRefused(f"check {t.config.name!r} cannot be fixed: {refusal}")
                 records.ensure_tables(conn)
@@ -467,6 +468,8 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
         if record.state not in records.UNFINISHED:
             raise FixRefused(f"fix {fix_id} is {record.state}; nothing left to run")
         with conn.begin():
+            if refusal := t.db.rules.ddl_refusal(conn):  # a resumed fix creates its logs, drops its plan
+                raise FixRefused(f"fix {fix_id} cannot run: {refusal}")
             layout = _layout(conn, t)
             plan_table = layout.plan_table(record.plan_table, records.place(conn, t.tc.table.schema))
             empty = sa.select(sa.text("*")).select_from(sa.table(plan_table.name, schema=plan_table.schema)).limit(0)

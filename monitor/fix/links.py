@@ -253,7 +253,9 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Plann
                 restored += rows
             continue
         fired += catalog.fired_on(child, "UPDATE", tuple(columns))
-        moved = _point_back(conn, child, columns, reflect(conn, schema, entry.log_table), fix_id)
+        log = reflect(conn, schema, entry.log_table)
+        _refuse_referred(conn, child, columns, log, fix_id)
+        moved = _point_back(conn, child, columns, log, fix_id)
         planned.updated(child, moved)
         pointed += moved
     return pointed, restored
@@ -281,17 +283,56 @@ def _unchanged(child: sa.Table, kept: tuple[str, ...]) -> dict[Any, Any]:
     return {child.c[name]: child.c[name] for name in kept}
 
 
-def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> int:
+def _logged(child: sa.Table, columns: list[str], log: sa.Table) -> ColumnElement[bool]:
+    """The child row is one the repoint log holds, as the repoint left it (pointing at the kept row). A primary
+    key column that is also a repointed column (a link table keyed by `(user_id, group_id)`) was changed by the
+    repoint: the row is found by its new value, logged beside the old key."""
     pk = list(child.primary_key.columns)
+    return sa.and_(*[c == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
+                     for j, c in enumerate(pk)],
+                   *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
+
+
+def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> None:
+    """Refuse (nothing changed) when rows of another table refer, by a foreign key over a column undo points
+    back, to a row it points back (rows referring to the kept value, written since the fix): that key's ON
+    UPDATE would change them (CASCADE, SET NULL) or refuse the undo, one level down where undo's plan does not
+    reach, and InnoDB's foreign key actions are in no counter of MariaDB's account (`Handler_*`). The rows to
+    point back are locked first, so that no such row is added before undo commits. Refuses as well when the role
+    may not see every foreign key to the table (MariaDB's information_schema hides those of tables it has no
+    privilege on: `Dialect.unseen_references`)."""
+    if not conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one():
+        return
+    rules = for_backend(conn.dialect.name)
+    if unseen := rules.unseen_references(conn, child):
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: it would point rows of {child.name!r} "
+                         f"back, and {unseen}")
+    logged = _logged(child, columns, log)
+    if rules.row_locks:
+        conn.execute(rules.for_update(sa.select(*child.primary_key.columns).select_from(child).join(log, logged),
+                                      child))
+    for fk in catalog_for(conn).foreign_keys_to(child):
+        if not set(columns) & set(fk.referred_columns):
+            continue
+        grand = reflect(conn, fk.schema, fk.table).alias("dupewatch_grandchild")
+        holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
+        rows = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(log, logged)
+                            ).scalar_one()
+        if rows:
+            where = f"{fk.schema}.{fk.table}" if fk.schema else fk.table
+            raise FixRefused(
+                f"undo of fix {fix_id} refused, nothing changed: {rows} row(s) of {where}({', '.join(fk.columns)}) "
+                f"refer to rows of {child.name!r} undo would point back (by foreign key {fk.name or '(unnamed)'} "
+                f"on {child.name}({', '.join(fk.referred_columns)})): its ON UPDATE would change them or refuse, "
+                "which undo cannot account for; point those rows elsewhere or delete them, then undo again")
+
+
+def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> int:
     expected = conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one()
     if not expected:
         return 0
-    # A primary key column that is also a repointed column (a link table keyed by `(user_id, group_id)`) was
-    # changed by the repoint: the row is found by its new value, logged beside the old key.
     back = (sa.update(child)
-            .where(*[c == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
-                     for j, c in enumerate(pk)],
-                   *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
+            .where(_logged(child, columns, log))
             .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
                      **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(back)).rowcount

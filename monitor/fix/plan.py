@@ -536,6 +536,10 @@ def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: From
         plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "
                           "rows they point at): if it is a reference, repoint them by hand before the fix, or "
                           "declare a foreign key (the fix then repoints them and undo points them back)")
+    if found and layout.rules.reads_beside_writer:
+        plan.notes.append("the rows to delete are the plan's snapshot; the rows holding their keys in columns no "
+                          "foreign key declares were counted just after it, in the data then current (another "
+                          "connection): what the application writes meanwhile is counted there, not in the plan")
     if unread:
         plan.notes.append(f"not counted: columns no foreign key declares that may hold keys of rows to delete, in "
                           f"{'; '.join(unread)}")
@@ -551,7 +555,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)
-    create = rules.create_refusal(conn, place(conn, layout.table.schema))
+    create = rules.create_refusal(conn, place(conn, layout.table.schema)) or rules.ddl_refusal(conn)
     if create:
         plan.blockers.append(create)
     missing = rules.missing_fix_privileges(conn, layout.table)
@@ -574,6 +578,10 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
             child = reflect(conn, ref.schema, ref.table)
             plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
                                                             else "delete"))
+            # The repoint's updates and the archive's deletes reach one level down by foreign keys to the
+            # referencing table, which `nested_references` counts only where the fix role sees them.
+            if ref.referred_unique and not ref.self_reference and (unseen := rules.unseen_references(conn, child)):
+                plan.blockers.append(unseen)
     plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
 
 

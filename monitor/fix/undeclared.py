@@ -182,6 +182,8 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     # bounded (`COUNT_SECONDS`, `LOCK_SECONDS`), ended before the fix's batches: not inside the fix's snapshot
     # transaction, which would hold the scanned tables' locks until the plan commits (a queued ALTER TABLE would
     # then block the application).
+    # SQLite: on the fix's own connection (no other may read beside its write transaction), each column's count
+    # bounded by a progress handler (`Dialect.bounded_statements`).
     if not rules.reads_beside_writer:
         _count(conn, table, schema, plan, leading, keys, found, unread)
         return found, unread
@@ -193,6 +195,7 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
 def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
            leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str]) -> None:
     prefix = f"{schema}." if schema else ""
+    rules = for_backend(conn.dialect.name)
     skipped: set[str] = set()
     for name, column, polymorphic in plan:
         if name in skipped:
@@ -204,7 +207,7 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
         wanted = child.c[column].in_(sa.bindparam("keys", expanding=True))
         per_type: dict[Any, int] = {}
         try:
-            with conn.begin_nested():
+            with conn.begin_nested(), rules.bounded_statements(conn, COUNT_SECONDS):
                 for start in range(0, len(keys), KEYS_PER_STATEMENT):
                     chunk = {"keys": keys[start:start + KEYS_PER_STATEMENT]}
                     if polymorphic is None:
@@ -218,6 +221,8 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
                             per_type[value] = per_type.get(value, 0) + int(n)
         except sa.exc.DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            if rules.is_timeout(reason):
+                reason = f"stopped after {COUNT_SECONDS:g} s: {reason}"
             unread.append(f"{prefix}{name} ({reason})")
             skipped.add(name)
             continue

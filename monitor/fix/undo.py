@@ -9,7 +9,9 @@ Before it commits, undo settles the database's own account of its transaction, a
 (`accounting.BatchAccount`): the rows it inserts into the fixed table and each archived referencing table, the
 rows it points back and the update of the fix's record must be all the database counts; a trigger or a rule
 writing anything else (an AFTER INSERT trigger writing another table) makes undo refuse, nothing changed,
-naming the table where the database counts per table and the triggers and rules undo's writes fire.
+naming the table where the database counts per table and the triggers and rules undo's writes fire. A row of
+another table referring by a foreign key to a row undo points back (its ON UPDATE would act one level down, which
+MariaDB counts nowhere) and an event trigger firing on undo's DDL refuse undo up front.
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
     with fix_lock(db, identity, record.table_name):
         try:
             with db.connect(db.bookkeeping) as conn:
+                with conn.begin():  # before any DDL (the guard's drop, the plan table's)
+                    refusal = db.rules.ddl_refusal(conn)
+                if refusal:
+                    raise FixRefused(f"undo of fix {fix_id} refused: {refusal}")
                 if guard is not None and not db.rules.transactional_ddl:
                     with conn.begin():
                         dropped = _drop_guard(conn, schema, name, guard)

@@ -269,6 +269,69 @@ def test_mysql_a_reference_on_a_table_granted_alone_is_repointed_not_cascaded(my
     assert mysql.rows(f"SELECT id, customer_id FROM `{invoices_elsewhere}`.invoice") == [(10, 1)]
 
 
+TAGS = {"name": "tags", "table": "tag", "key": ["name"]}
+
+
+@pytest.fixture
+def labels_elsewhere(mysql: TestDatabase) -> Iterator[str]:
+    """tag 1 and 2 share a name; item 10 refers to tag 2, item 11 to tag 1; in a second database, which the fix
+    role may not see, `label(tag_id, item_id)` refers to `item(tag_id, id)` ON UPDATE CASCADE (created empty).
+    Yields the second database's name, dropped after the test."""
+    other = f"{mysql.schema}_lbl"
+    mysql.execute("CREATE TABLE tag (id INT PRIMARY KEY, name VARCHAR(20))",
+                  "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+                  "CREATE TABLE item (id INT PRIMARY KEY, tag_id INT REFERENCES tag (id), UNIQUE KEY (tag_id, id))",
+                  "INSERT INTO item VALUES (10, 2), (11, 1)", f"CREATE DATABASE `{other}`")
+    try:
+        yield other
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
+
+
+def _hidden_labels(mysql: TestDatabase, other: str, *rows: str) -> None:
+    mysql.execute(f"CREATE TABLE `{other}`.label (id INT PRIMARY KEY, tag_id INT, item_id INT, FOREIGN KEY "
+                  f"(tag_id, item_id) REFERENCES `{mysql.schema}`.item (tag_id, id) ON UPDATE CASCADE)",
+                  *[f"INSERT INTO `{other}`.label VALUES {row}" for row in rows])
+
+
+def test_mysql_a_hidden_on_update_cascade_from_a_repointed_table_blocks_the_plan(mysql, mysql_fix_user,
+                                                                                  labels_elsewhere, monitor_on):
+    """The repoint of item 10 would cascade into a label the fix role cannot see (InnoDB's action, counted by no
+    Handler_* counter): the fix repointed, said nothing, and the label followed. Now the plan names it."""
+    user, password = mysql_fix_user
+    mysql.execute(f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+    _hidden_labels(mysql, labels_elsewhere, "(100, 2, 10)")
+    monitor = monitor_on(mysql, TAGS, fix_url=_as(mysql, user, password))
+    plan = make_plan(monitor, "tags")
+    assert any(f"{labels_elsewhere}.label" in b and "'item'" in b and "ON UPDATE" in b for b in plan.blockers), \
+        plan.blockers
+    with pytest.raises(FixRefused, match="no privilege on"):
+        run_fix(monitor, "tags")
+    assert mysql.rows(f"SELECT id, tag_id, item_id FROM `{labels_elsewhere}`.label") == [(100, 2, 10)]
+    assert mysql.rows("SELECT id, tag_id FROM item ORDER BY id") == [(10, 2), (11, 1)]
+
+
+def test_mysql_undo_refuses_to_point_back_rows_a_hidden_foreign_key_refers_to(mysql, mysql_fix_user,
+                                                                               labels_elsewhere, tmp_path):
+    """A label referring to the repointed item ON UPDATE CASCADE, in a database the fix role cannot see, written
+    after the fix: pointing item 10 back would cascade into it unseen. Undo refuses, naming it, nothing changed."""
+    user, password = mysql_fix_user
+    mysql.execute(f"GRANT PROCESS ON *.* TO '{user}'@'%'")
+    path = str(write_config(tmp_path / "dupewatch.toml", {"app": {"url": mysql.url,
+                                                                  "fix_url": _as(mysql, user, password)}},
+                            [{"database": "app", **TAGS}]))
+    fixed = run_cli("fix", "tags", "--config", path, "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    _hidden_labels(mysql, labels_elsewhere, "(100, 1, 10)")
+    before = contents(mysql, "tag", "item")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", path, "--yes")
+    assert undone.exit_code == 2, undone.output
+    message = undone.stderr.strip()
+    assert "\n" not in message and "nothing changed" in message and f"{labels_elsewhere}.label" in message, message
+    assert contents(mysql, "tag", "item") == before
+    assert mysql.rows(f"SELECT id, tag_id, item_id FROM `{labels_elsewhere}`.label") == [(100, 1, 10)]
+
+
 # -- item 10: publications ------------------------------------------------------------------------------------
 
 
@@ -352,3 +415,57 @@ def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch,
     with pytest.raises(FixError, match=r"counted 3 row\(s\) changed in this batch, the plan 2"):
         run_fix(monitor, "t")
     assert contents(sqlite_db, "t", "c") == before
+
+
+# -- PostgreSQL event triggers: the fix's and undo's DDL ------------------------------------------------------
+
+
+def _ddl_audit(pg: TestDatabase) -> None:
+    """An event trigger that logs each DDL command into `ddl_log` (a database of the test's own: event triggers
+    are per database)."""
+    pg.execute("CREATE TABLE ddl_log (tag TEXT)",
+               "CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO ddl_log SELECT command_tag FROM pg_event_trigger_ddl_commands(); END'",
+               "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl()")
+
+
+def test_postgres_an_event_trigger_on_ddl_refuses_the_fix_before_anything_is_created(own_pg, tmp_path):
+    """The fix's DDL (plan, archive and log tables) ran outside every batch's account: `audit_ddl` wrote rows
+    into ddl_log, and the fix said nothing. Now the dry run names it as a blocker, and the fix refuses before its
+    first DDL: nothing written, not even dupewatch's own records."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    _ddl_audit(pg)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    dry = run_cli("fix", "t", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("audit_ddl (ddl_command_end, log_ddl())" in b and "ALTER EVENT TRIGGER audit_ddl DISABLE" in b
+               for b in json_out(dry)["blockers"]), json_out(dry)["blockers"]
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "audit_ddl" in fixed.stderr and "\n" not in fixed.stderr.strip(), fixed.stderr
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE")  # what the blocker says to do
+    assert run_cli("fix", "t", "--config", str(path), "--yes").exit_code == 0
+    assert pg.rows("SELECT tag FROM ddl_log") == [] and pg.rows("SELECT id FROM t") == [(1,)]
+
+
+def test_postgres_an_event_trigger_on_ddl_refuses_undo(own_pg, tmp_path):
+    """Undo drops the fix's plan table (and with --drop-constraint its guard): an event trigger created since the
+    fix fires there, outside undo's account. Undo refuses, naming it, nothing changed."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    _ddl_audit(pg)
+    pg.execute("CREATE EVENT TRIGGER only_extensions ON ddl_command_end WHEN TAG IN ('CREATE EXTENSION') "
+               "EXECUTE FUNCTION log_ddl()")  # fires on nothing undo runs: not named
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    message = undone.stderr.strip()
+    assert "audit_ddl" in message and "only_extensions" not in message and "nothing changed" in message, message
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t") == [(1,)]
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "done"

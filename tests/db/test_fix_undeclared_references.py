@@ -179,3 +179,38 @@ def test_stem_names_table_by_its_name_its_plural_or_its_last_word() -> None:
     assert not stem_names_table("user", "auth_user", ["auth_user", "users"])  # `users` is what user_id names
     assert not stem_names_table("user", "checkin", ["checkin", "users"])
     assert not stem_names_table("author", "users", ["users"])
+
+
+def test_sqlite_stops_a_count_past_its_bound_and_names_the_column_not_counted(sqlite_db, tmp_path, monkeypatch):
+    """SQLite counts on the fix's own connection, inside its write transaction: a count over a huge table is stopped
+    by a progress handler once the bound has passed (here at once) and named as not counted, not run to its end;
+    the handler is removed afterwards (the fix then runs as planned)."""
+    from monitor.fix import undeclared
+
+    _seed(sqlite_db)
+    sqlite_db.execute("CREATE TABLE ledger_entry (id INTEGER PRIMARY KEY, account_id INTEGER)",
+                      "CREATE INDEX ledger_entry_account ON ledger_entry (account_id)")
+    sqlite_db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+                      "INSERT INTO ledger_entry SELECT i, 2 + 2 * (i % 2) FROM n")
+    monkeypatch.setattr(undeclared, "COUNT_SECONDS", 0.0)
+    path = config_file(tmp_path, sqlite_db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert "ledger_entry" not in {u["table"] for u in json_out(dry)["undeclared_references"]}
+    notes = [n for n in json_out(dry)["notes"] if n.startswith("not counted")]
+    assert any("ledger_entry (stopped after 0 s: interrupted)" in n for n in notes), json_out(dry)["notes"]
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert json_out(fixed)["deleted"] == 2
+
+
+def test_postgres_says_the_counts_are_read_after_the_plans_snapshot(pg, tmp_path):
+    """PostgreSQL counts on a connection of its own, after the snapshot that gave the rows to delete: the note says
+    so (SQLite counts inside the snapshot and says nothing of the kind)."""
+    _seed(pg)
+    path = config_file(tmp_path, pg, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["undeclared_references"]
+    assert any("counted just after it, in the data then current" in n for n in json_out(dry)["notes"]), \
+        json_out(dry)["notes"]

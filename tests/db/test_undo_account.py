@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from dbtest import TestDatabase, server_login, write_config
@@ -207,3 +208,24 @@ def test_postgres_track_counts_off_refuses_the_fix_and_undo_up_front(pg, tmp_pat
     undone = run_cli("undo", fix_id, "--config", off_path, "--yes")
     assert undone.exit_code == 2 and "track_counts is off" in undone.output, undone.output
     assert contents(pg, "tag") == after and pg.scalar("SELECT state FROM dupewatch_fix") != "undone"
+
+
+@pytest.mark.parametrize("action", ["CASCADE", "SET NULL"])
+def test_a_row_referring_to_a_pointed_back_row_by_an_on_update_key_makes_undo_refuse(db, tmp_path, action):
+    """`label(tag_id, item_id)` refers to `item(tag_id, id)` ON UPDATE CASCADE / SET NULL; a label of the repointed
+    item, written since the fix, would follow (or lose) its tag when undo points the item back. MariaDB runs
+    InnoDB's foreign key actions where no Handler_* counter sees them (10.11, measured: an UPDATE cascading to 3
+    rows adds 1 to Handler_update): undo said nothing and changed the label. Now undo refuses up front on every
+    database, naming the referring table and the foreign key, nothing changed."""
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
+               "CONSTRAINT item_tag_id UNIQUE (tag_id, id))",
+               "INSERT INTO item VALUES (10, 2), (11, 1)",
+               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER, item_id INTEGER, CONSTRAINT label_item "
+               f"FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE {action})")
+    path, fix_id = _fixed(db, tmp_path)
+    db.execute("INSERT INTO label VALUES (100, 1, 10)")
+    message = _refused(db, path, fix_id, "tag", "item", "label")
+    assert "1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back" in message, message
+    assert "label_item" in message, message
