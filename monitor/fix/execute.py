@@ -391,11 +391,11 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
 
 def _refuse_lost_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     """The plan table of an unfinished fix is gone (the schema restored from a dump, `dupewatch_*` tables dropped
-    by hand): only it says which rows the fix may delete, so the fix cannot go on. One that changed nothing yet is
-    discarded; one that did must be undone first."""
+    by hand): only it says which rows the fix may delete, so the fix cannot go on. One that committed no batch yet
+    (planned, or stopped at its first batch) changed nothing and is discarded; one that did must be undone first."""
     what = (f"fix {record.fix_id} ({record.state}) cannot be resumed: its plan table {record.plan_table} no longer "
             "exists (dropped since the fix was planned), and only it says which rows the fix may delete")
-    if record.state != "planned":
+    if record.state != "planned" and record.done_through > 0:
         raise FixRefused(f"{what}; `dupewatch undo {record.fix_id}` puts back what its batches did, then fix again")
     with conn.begin():
         records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(), message=what)
