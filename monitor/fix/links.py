@@ -64,7 +64,7 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
     for position, ref in enumerate(layout.refs):
         child = reflect(conn, ref.schema, ref.table)
         kept = catalog.auto_updated_columns(child) if ref.action == "repoint" else ()
-        digest = _rest_digest(conn, child, ref) if ref.action == "repoint" else None
+        digest = _rest_digest(conn, child, ref.columns) if ref.action == "repoint" and ref.primary_key else None
         # Nothing to move: refused, not a unique reference, no row identity, or the table itself (its archive
         # is the fixed table's, whose rows undo restores already).
         if ref.action == "refuse" or not ref.referred_unique or layout.mode == "identical" or ref.self_reference:
@@ -93,14 +93,12 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
 _DIGEST = "rest_digest"
 
 
-def _rest_digest(conn: Connection, child: sa.Table, ref: Reference) -> ColumnElement[Any] | None:
-    """The database's digest of the columns of a referencing row that its repoint must leave as they are (all
-    but the repointed and the generated ones), or None where a trigger cannot rewrite the row an UPDATE writes,
-    or the row has no primary key to find it again by."""
-    if not ref.primary_key:
-        return None
+def _rest_digest(conn: Connection, child: sa.Table, columns: tuple[str, ...] | list[str]) -> ColumnElement[Any] | None:
+    """The database's digest of the columns of a referencing row that its repoint (or undo's point back) must
+    leave as they are (all but the repointed `columns` and the generated ones), or None where a trigger cannot
+    rewrite the row an UPDATE writes."""
     generated = catalog_for(conn).generated_columns(child)
-    rest = [c for c in child.columns if c.name not in ref.columns and c.name not in generated]
+    rest = [c for c in child.columns if c.name not in columns and c.name not in generated]
     return for_backend(conn.dialect.name).row_digest(rest)
 
 
@@ -335,9 +333,29 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
                    *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
             .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
                      **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
+    # Rows whose other columns are as the fix logged them must still be so after the point back (a BEFORE UPDATE
+    # trigger enabled since the fix would rewrite them); rows the application changed since are its own.
+    digest = _rest_digest(conn, child, columns) if _DIGEST in log.c and pk else None
+    found_now = [c == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
+                 for j, c in enumerate(pk)]
+    found_back = [c == log.c[f"pk_{j}"] for j, c in enumerate(pk)]
+    unchanged = None if digest is None else _same_rest(conn, child, log, found_now, digest)
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(back)).rowcount
     if moved != expected:
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "
                          f"changed or deleted since the fix ({expected - moved} of {expected}), so it cannot be "
                          "pointed back")
+    if digest is not None and _same_rest(conn, child, log, found_back, digest) != unchanged:
+        fired = catalog_for(conn).fired_on(child, "UPDATE", tuple(columns))
+        by = f" ({', '.join(fired)})" if fired else ""
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: pointing the rows of {child.name!r} back "
+                         f"changed their other columns as well: a BEFORE UPDATE trigger or an UPDATE rule of "
+                         f"{child.name}{by} rewrites the rows it updates; disable it for the undo")
     return int(moved)
+
+
+def _same_rest(conn: Connection, child: sa.Table, log: sa.Table, found: list[ColumnElement[bool]],
+               digest: ColumnElement[Any]) -> int:
+    """How many logged rows' other columns are as the fix logged them (the database's digest)."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(child).join(log, sa.and_(*found))
+                            .where(digest == log.c[_DIGEST])).scalar_one())

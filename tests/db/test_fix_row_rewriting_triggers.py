@@ -62,3 +62,34 @@ def test_a_trigger_changing_nothing_else_lets_the_fix_and_undo_run(server, reque
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "tag", "item") == before
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_undo_refuses_when_a_trigger_enabled_since_the_fix_would_rewrite_the_rows_it_points_back(server, request,
+                                                                                                  tmp_path):
+    """Disabled for the fix as the preview advised, then enabled again: undo's point back fired it, and the
+    rows came back with `version` bumped. Undo now compares the digest of the rest of each row that was as the fix
+    logged it, before and after, and refuses with nothing changed; without the trigger it restores exactly."""
+    db = request.getfixturevalue(server)
+    _seed(db)
+    db.execute("DROP TRIGGER item_touch ON item" if db.dialect == "postgresql" else "DROP TRIGGER item_touch")
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(db, "tag", "item")
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = json_out(fixed)["fix_id"]
+    after_fix = contents(db, "tag", "item")
+    if db.dialect == "postgresql":
+        db.execute("CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW EXECUTE FUNCTION item_touch()")
+    else:
+        db.execute("CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW SET NEW.version = OLD.version + 1")
+
+    refused = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert refused.exit_code == 2, refused.output
+    assert "item_touch" in refused.stderr and "nothing changed" in refused.stderr, refused.stderr
+    assert contents(db, "tag", "item") == after_fix
+
+    db.execute("DROP TRIGGER item_touch ON item" if db.dialect == "postgresql" else "DROP TRIGGER item_touch")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "tag", "item") == before
