@@ -425,8 +425,10 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
     assert not recorded.gaps
 
 
-BIG_ROWS = int(os.environ.get("DUPEWATCH_LIVE_BIG_ROWS", "200000"))  # 1,000,000 for the README's figure
-BIG_GROWTH_MB = 48  # holding the transaction's changes took about 1 KB each: 200 MB for 200,000 rows
+# 100,000: five times the keys a read collects (KEYS_PER_READ), and twice BIG_GROWTH_MB were its changes held;
+# 1,000,000 for the README's figure
+BIG_ROWS = int(os.environ.get("DUPEWATCH_LIVE_BIG_ROWS", "100000"))
+BIG_GROWTH_MB = 48  # holding the transaction's changes took about 1 KB each: 100 MB for 100,000 rows
 
 
 def peak_rss_kb(reset: bool = False) -> int:
@@ -1683,7 +1685,7 @@ def test_a_config_reload_hands_the_stream_over_without_a_gap_and_follows_it_with
 def test_mariadb_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_found(
         behind: bool, mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     """The binary log's thread queues what the decoder sends until the reader takes it. A transaction of
-    200,000 rows, read from the log while the reader is free or while its re-count waits behind a lock (a daemon
+    `BIG_ROWS` rows, read from the log while the reader is free or while its re-count waits behind a lock (a daemon
     whose counting falls behind: then it is queued whole): the queue must keep only keys, at most
     `QUEUED_CHANGES` of the table, and the table be counted in full once (an overflow), which finds the
     duplicate the transaction made, with no gap."""
