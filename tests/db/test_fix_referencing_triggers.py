@@ -8,25 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from fix_support import config_file, contents, json_out, run_cli
-
-
-def _trigger(db, name: str, event: str, table: str) -> None:
-    body = "INSERT INTO change_log (what) VALUES ('changed')"
-    if db.dialect == "postgresql":
-        db.execute("CREATE FUNCTION log_change() RETURNS trigger LANGUAGE plpgsql AS "
-                   f"$$ BEGIN {body}; RETURN NULL; END $$",
-                   f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION log_change()")
-    elif db.dialect == "mysql":
-        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW {body}")
-    else:
-        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN {body}; END")
+from fix_support import audit_trigger, config_file, contents, json_out, run_cli
 
 
 def _seed(db) -> None:
     db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, label VARCHAR(20) NOT NULL)",
                "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), note VARCHAR(20))",
-               "CREATE TABLE change_log (what VARCHAR(20))",
+               "CREATE TABLE change_log (id INTEGER)",
                "INSERT INTO tag VALUES (1, 'x'), (2, 'x'), (3, 'y')",
                "INSERT INTO item VALUES (10, 1, 'a'), (11, 2, 'b'), (12, 3, 'c')")
 
@@ -36,7 +24,7 @@ def _seed(db) -> None:
 def test_a_trigger_the_fix_fires_on_a_referencing_table_is_named_before_and_when_it_stops(db, tmp_path, action,
                                                                                           event, write):
     _seed(db)
-    _trigger(db, "item_audit", event, "item")
+    audit_trigger(db, "item_audit", event, "item", into="change_log")
     path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"],
                                        "on_reference": {"item.tag_id": action}}])
     before = contents(db, "tag", "item", "change_log")
@@ -59,12 +47,9 @@ def test_a_trigger_of_other_columns_or_events_is_not_named(db, tmp_path):
     """An AFTER INSERT trigger, and (PostgreSQL, SQLite) an `UPDATE OF note` trigger, do not fire on the
     repoint's UPDATE of tag_id: the preview names none, and the fix runs."""
     _seed(db)
-    _trigger(db, "item_insert", "INSERT", "item")
-    if db.dialect == "postgresql":  # log_change() exists: item_insert made it
-        db.execute("CREATE TRIGGER item_note AFTER UPDATE OF note ON item FOR EACH ROW EXECUTE FUNCTION log_change()")
-    elif db.dialect == "sqlite":  # MySQL/MariaDB have no UPDATE OF
-        db.execute("CREATE TRIGGER item_note AFTER UPDATE OF note ON item "
-                   "BEGIN INSERT INTO change_log (what) VALUES ('note'); END")
+    audit_trigger(db, "item_insert", "INSERT", "item", into="change_log")
+    if db.dialect != "mysql":  # MySQL/MariaDB have no UPDATE OF
+        audit_trigger(db, "item_note", "UPDATE OF note", "item", into="change_log")
     path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
     dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
