@@ -6,11 +6,18 @@ locally and fails it under CI=true.
 
 from __future__ import annotations
 
+import atexit
 import json
+import locale
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -285,11 +292,121 @@ class CliRun:
 
 def run_dupewatch(*args: str | os.PathLike[str], cwd: Path | None = None, env: dict[str, str] | None = None,
                   timeout: float = 120) -> CliRun:
-    """Run `python -m monitor.cli ARGS` as a real subprocess (exit codes and stderr exactly as a user sees them)."""
+    """Run `python -m monitor.cli ARGS` as a real subprocess (exit codes and stderr exactly as a user sees them).
+
+    The process is forked from one that imported dupewatch already (`_Forker`): it then runs the module as `-m`
+    does, in its own working directory and environment, and exits as the interpreter does. A call made while
+    another runs (from another thread) starts a new Python instead."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "monitor.cli", *map(str, args)], cwd=cwd or REPO_ROOT,
+    command = [str(a) for a in args]
+    if _FORKER.lock.acquire(blocking=False):
+        try:
+            return _FORKER.run(command, cwd or REPO_ROOT, full_env, timeout)
+        finally:
+            _FORKER.lock.release()
+    done = subprocess.run([sys.executable, "-m", "monitor.cli", *command], cwd=cwd or REPO_ROOT,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
     return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+# The forking process: reads one request a line ({"args", "cwd", "env", "stdout", "stderr"}), forks, answers the
+# child's pid, waits for it, answers its exit code. The child runs `monitor.cli` as `python -m` runs it.
+_FORKING = r"""
+import json, os, runpy, sys, time
+import monitor
+import monitor.cli  # what it imports stays imported; the module itself is run afresh, as `-m` runs it
+del sys.modules["monitor.cli"], monitor.cli
+
+requests, answers = os.fdopen(int(sys.argv[1])), os.fdopen(int(sys.argv[2]), "w")
+for line in requests:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        requests.close()
+        answers.close()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        time.tzset()
+        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(out, fd)
+            os.close(out)
+        sys.argv = ["", *request["args"]]
+        runpy.run_module("monitor.cli", run_name="__main__", alter_sys=True)
+        sys.exit(0)
+    answers.write(json.dumps(pid) + "\n")
+    answers.flush()
+    answers.write(json.dumps(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])) + "\n")
+    answers.flush()
+"""
+
+
+class _Forker:
+    """The forking process (`_FORKING`), started at the first call; one call at a time (`lock`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.requests: Any = None
+        self.answers = -1
+        self.pending = b""
+        self.scratch = Path(tempfile.mkdtemp(prefix="dw_cli_"))
+        atexit.register(self.close)
+
+    def _start(self) -> None:
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-c", _FORKING, str(request_read), str(answer_write)],
+                                     cwd=REPO_ROOT, pass_fds=(request_read, answer_write))
+        os.close(request_read)
+        os.close(answer_write)
+        self.requests = os.fdopen(request_write, "w")
+        self.answers = answer_read
+        self.pending = b""
+
+    def _answer(self, timeout: float) -> Any:
+        """The next answer line, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.answers], [], [], left)[0]:
+                return None
+            chunk = os.read(self.answers, 4096)
+            if not chunk:
+                raise AssertionError("the forking process of run_dupewatch ended")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return json.loads(line)
+
+    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> CliRun:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        out, err = self.scratch / "stdout", self.scratch / "stderr"
+        self.requests.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(out),
+                                        "stderr": str(err)}) + "\n")
+        self.requests.flush()
+        pid = self._answer(60)
+        code = self._answer(timeout)
+        if code is None:  # as subprocess.run(timeout=...) does: kill, wait, raise
+            os.kill(pid, signal.SIGKILL)
+            self._answer(60)
+            raise subprocess.TimeoutExpired(["dupewatch", *args], timeout)
+
+        def text(path: Path) -> str:  # as subprocess.run(text=True) decodes
+            raw = path.read_bytes().decode(locale.getpreferredencoding(False))
+            return raw.replace("\r\n", "\n").replace("\r", "\n")
+
+        return CliRun(code, text(out), text(err))
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.requests.close()
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+_FORKER = _Forker()
 
 
 @pytest.fixture

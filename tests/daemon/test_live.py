@@ -55,6 +55,22 @@ def following_reader(monitor: Any, recorded: Any) -> Iterator[LiveReader]:
         reader.stop()
 
 
+def signups_monitor(monitor_for: Any, url: str, table: str, key: list[str] | None = None, **check: Any) -> Monitor:
+    """A monitor of database `live` at `url` with one check, `signups`, of `table` by `key` (email by default);
+    `check`: more of the check's options."""
+    return monitor_for({"live": {"url": url}}, [
+        {"name": "signups", "database": "live", "table": table, "key": key or ["email"], **check}])
+
+
+@contextmanager
+def following_signups(monitor_for: Any, url: str, table: str, key: list[str] | None = None,
+                      **check: Any) -> Iterator[tuple[LiveReader, Recorded]]:
+    """`signups_monitor`'s stream followed by an in-process reader (`following_reader`): (reader, recorded)."""
+    recorded = Recorded()
+    with following_reader(signups_monitor(monitor_for, url, table, key, **check), recorded) as reader:
+        yield reader, recorded
+
+
 GROUPS = "dupewatch_duplicate_groups"
 EXCESS = "dupewatch_duplicate_excess_rows"
 NEW = "dupewatch_new_duplicate_groups_total"
@@ -398,10 +414,7 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
     """Two groups of key column `k` made one insert per transaction (the stream names each key), one dissolved
     by `delete_one_second`, the other by a TRUNCATE (no rows named: every known group re-counted by its key): the
     re-counts find each group by the key as the stream gave it."""
-    monitor = monitor_for({"live": {"url": url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["k"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, url, table, key=["k"]) as (reader, recorded):
         for value in (first, first, first, second, second):
             execute(engine, f"INSERT INTO {table} (email, k) VALUES ('x', {value})")
         groups = reader.groups["signups"]
@@ -413,8 +426,10 @@ def assert_recounts_find_stream_keys(monitor_for: Any, url: str, engine: sa.Engi
     assert not recorded.gaps
 
 
-BIG_ROWS = int(os.environ.get("DUPEWATCH_LIVE_BIG_ROWS", "200000"))  # 1,000,000 for the README's figure
-BIG_GROWTH_MB = 48  # holding the transaction's changes took about 1 KB each: 200 MB for 200,000 rows
+# 100,000: five times the keys a read collects (KEYS_PER_READ), and twice BIG_GROWTH_MB were its changes held;
+# 1,000,000 for the README's figure
+BIG_ROWS = int(os.environ.get("DUPEWATCH_LIVE_BIG_ROWS", "100000"))
+BIG_GROWTH_MB = 48  # holding the transaction's changes took about 1 KB each: 100 MB for 100,000 rows
 
 
 def peak_rss_kb(reset: bool = False) -> int:
@@ -431,8 +446,7 @@ def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_fou
     reader must neither hold its rows nor a key per row, yet still find the duplicate the transaction made."""
     if decoder is WAL2JSON and plugin != "wal2json":
         pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, cluster.url, table)
     recorded = Recorded()
     stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(decoder,))
     reader = LiveReader(monitor, "live", list(monitor.config.checks), stream, recorded, poll_seconds=0.05)
@@ -460,10 +474,7 @@ def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_fou
 
 def test_a_transaction_naming_fewer_keys_than_the_cap_is_recounted_by_key_not_in_full(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         groups = reader.groups["signups"]
         execute(admin, f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"
                        f" FROM generate_series(1, {KEYS_PER_READ - 1}) g UNION ALL SELECT 'user7@example.com'")
@@ -807,8 +818,7 @@ def test_a_check_whose_key_no_index_serves_is_left_to_its_poll_in_one_line(
     name = f"unindexed_{uuid.uuid4().hex[:8]}"
     execute(admin, f"CREATE TABLE {name} (id serial PRIMARY KEY, email text NOT NULL)")
     try:
-        monitor = monitor_for({"live": {"url": cluster.url}}, [
-            {"name": "signups", "database": "live", "table": name, "key": ["email"]}])
+        monitor = signups_monitor(monitor_for, cluster.url, name)
         with caplog.at_level(logging.ERROR, logger="dupewatch.live"), \
                 following_reader(monitor, Recorded()) as reader:
             assert "signups" not in reader.groups
@@ -824,11 +834,8 @@ def test_a_check_whose_key_no_index_serves_is_left_to_its_poll_in_one_line(
 def test_a_case_insensitive_trimmed_key_groups_spellings_from_the_stream(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     execute(admin, f"CREATE INDEX ON {table} (lower(trim(email)))")  # the key as compared
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"], "case_insensitive": True,
-         "trim_whitespace": True}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table, case_insensitive=True, trim_whitespace=True) as (
+            reader, recorded):
         execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@Example.com')")
         execute(admin, f"INSERT INTO {table} (email) VALUES (' ann@example.COM ')")
         await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1].groups == 1, "the group of spellings")
@@ -867,10 +874,7 @@ def test_an_update_of_no_key_column_recounts_nothing_and_a_key_update_recounts_o
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY FULL")  # the test's own table
     fill_for_updates(admin, table)
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         assert reader.groups["signups"].figures == (2, 3)
         non_key, key = recounts_of_updates(admin, table, reader, recorded)
         assert reader.groups["signups"].figures == (2, 3)  # 'a' has 2 rows and 'b' 3 now
@@ -889,8 +893,7 @@ def test_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes
     """Randomized: whatever rows are inserted, moved between keys, touched in another column or deleted (several
     to a transaction), once the reader has applied them its groups are the table's `GROUP BY ... HAVING`."""
     execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY {identity}")
-    figures_follow_random_operations(admin, table, monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]))
+    figures_follow_random_operations(admin, table, signups_monitor(monitor_for, cluster.url, table))
 
 
 def figures_follow_random_operations(engine: sa.Engine, table: str, monitor: Any) -> None:
@@ -945,10 +948,7 @@ def test_without_the_old_row_an_update_recounts_its_new_key_and_queues_the_known
     re-counted at once; the known groups (one of which the row may have left) within the budget."""
     execute(admin, f"ALTER TABLE {table} ADD COLUMN note text")
     fill_for_updates(admin, table)
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         groups = reader.groups["signups"]
         before = groups.recounted
         execute(admin, f"UPDATE {table} SET email = 'c@example.com' WHERE id IN (1, 2)")  # 'a' dissolves
@@ -1003,10 +1003,7 @@ def test_a_new_spelling_under_a_nondeterministic_collation_joins_its_group_inste
     (the group is identified by its hash in the collation, computed by the server)."""
     with nondeterministic_email(admin, table):
         execute(admin, f"INSERT INTO {table} (email) VALUES ('Bob'), ('bob')")
-        monitor = monitor_for({"live": {"url": cluster.url}}, [
-            {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-        recorded = Recorded()
-        with following_reader(monitor, recorded) as reader:
+        with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
             groups = reader.groups["signups"]
             assert groups.figures == (1, 1)
             execute(admin, f"INSERT INTO {table} (email) VALUES ('BOB')")
@@ -1030,10 +1027,7 @@ def test_a_delete_under_a_nondeterministic_collation_finds_its_group_by_the_key_
     with nondeterministic_email(admin, table):
         execute(admin, f"ALTER TABLE {table} REPLICA IDENTITY FULL")
         execute(admin, f"INSERT INTO {table} (email) VALUES ('Bob'), ('bob'), ('x'), ('X')")
-        monitor = monitor_for({"live": {"url": cluster.url}}, [
-            {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-        recorded = Recorded()
-        with following_reader(monitor, recorded) as reader:
+        with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
             groups = reader.groups["signups"]
             assert groups.figures == (2, 2)
             before = groups.recounted
@@ -1053,10 +1047,7 @@ def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
     execute(admin, f"CREATE INDEX ON {table} (team, email)")
     big = "x" * 2400  # past the 2 KB a row keeps inline, within the 2.7 KB a btree entry holds
     execute(admin, f"INSERT INTO {table} (email, team) VALUES (:big, 1), (:big, 2)", big=big)
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["team", "email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table, key=["team", "email"]) as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (0, 0)
         execute(admin, f"UPDATE {table} SET team = 1 WHERE team = 2")
@@ -1120,10 +1111,7 @@ def test_mariadb_an_update_of_no_key_column_recounts_nothing_and_a_key_update_re
     engine, table = mariadb_table
     execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
     fill_for_updates(engine, table)
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
         non_key, key = recounts_of_updates(engine, table, reader, recorded)
         assert reader.groups["signups"].figures == (2, 3)
     assert (non_key, key) == (0, 2)
@@ -1140,8 +1128,7 @@ def test_mariadb_the_live_figures_equal_a_group_by_after_any_inserts_updates_and
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     engine, table = mariadb_table
     execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
-    figures_follow_random_operations(engine, table, monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]))
+    figures_follow_random_operations(engine, table, signups_monitor(monitor_for, mariadb.url, table))
 
 
 def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_nothing(
@@ -1333,8 +1320,7 @@ def lose_decoder(reader: LiveReader, stream: CuedStream) -> None:
 def test_mariadb_a_lost_stream_resumes_from_the_counted_gtid_and_reads_what_committed_meanwhile_without_a_gap(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, mariadb.url, table)
     recorded = Recorded()
     with reader_reopened_on_cue(monitor, recorded) as (reader, stream):
         execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
@@ -1355,8 +1341,7 @@ def test_mariadb_a_lost_stream_resumes_from_the_counted_gtid_and_reads_what_comm
 def test_mariadb_a_lost_stream_whose_position_was_purged_meanwhile_is_exactly_one_gap(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, mariadb.url, table)
     recorded = Recorded()
     with reader_reopened_on_cue(monitor, recorded) as (reader, stream):
         execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")
@@ -1523,8 +1508,7 @@ def test_mariadb_the_lag_runs_from_the_commit_not_from_a_long_transactions_first
     """The binary log dates a row event to the second its statement began: a transaction held open 4 s after its
     insert must not read as a stream 4 s behind. Its commit (the XID event) dates it, to the whole second."""
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, mariadb.url, table)
     recorded = Recorded()
     held = sa.create_engine(mariadb.url)
     try:
@@ -1598,8 +1582,7 @@ def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
     for statement in (f"CREATE ROLE {role} LOGIN REPLICATION", f"GRANT SELECT ON {table} TO {role}"):
         execute(admin, statement)
     url = sa.make_url(cluster.url).set(username=role).render_as_string(hide_password=False)
-    monitor = monitor_for({"live": {"url": url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, url, table)
     recorded = Recorded()
     with following_reader(monitor, recorded) as reader:
         execute(admin, f"REVOKE SELECT ON {table} FROM {role}")
@@ -1622,10 +1605,7 @@ def test_a_table_rewrite_that_makes_keys_equal_is_a_gap_and_its_group_is_counted
     """Logical decoding shows no DDL: `ALTER ... TYPE ... USING lower(email)` makes 'Ann' and 'ann' one key without
     a row change in the stream. The reader sees the table's new storage, reports a gap and counts in full."""
     execute(admin, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         assert reader.groups["signups"].figures == (0, 0)
         execute(admin, f"ALTER TABLE {table} ALTER COLUMN email TYPE text USING lower(email)")
         await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1] == Figures(1, 1, 1),
@@ -1648,9 +1628,7 @@ def test_a_recount_cancelled_by_a_stop_is_not_a_gap(
     re-count is held by a lock on a table its `where` reads."""
     blocker = f"blocker_{uuid.uuid4().hex[:8]}"
     execute(admin, f"CREATE TABLE {blocker} (id int)")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"],
-         "where": f"id NOT IN (SELECT id FROM {blocker})"}])
+    monitor = signups_monitor(monitor_for, cluster.url, table, where=f"id NOT IN (SELECT id FROM {blocker})")
     recorded = Recorded()
     locker = sa.create_engine(cluster.url)
     try:
@@ -1742,15 +1720,12 @@ def test_the_live_groups_of_a_check_removed_from_the_config_are_deleted_at_a_rel
 def test_mariadb_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_found(
         behind: bool, mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     """The binary log's thread queues what the decoder sends until the reader takes it. A transaction of
-    200,000 rows, read from the log while the reader is free or while its re-count waits behind a lock (a daemon
+    `BIG_ROWS` rows, read from the log while the reader is free or while its re-count waits behind a lock (a daemon
     whose counting falls behind: then it is queued whole): the queue must keep only keys, at most
     `QUEUED_CHANGES` of the table, and the table be counted in full once (an overflow), which finds the
     duplicate the transaction made, with no gap."""
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader, engine.connect() as locker:
+    with following_signups(monitor_for, mariadb.url, table) as (reader, recorded), engine.connect() as locker:
         groups = reader.groups["signups"]
         if behind:
             locker.execute(sa.text(f"LOCK TABLES {table} WRITE, seq_1_to_{BIG_ROWS} READ"))
@@ -1813,10 +1788,7 @@ def test_mariadb_a_mass_update_of_no_key_column_is_no_overflow(
     execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
     execute(engine, f"INSERT INTO {table} (email) SELECT CONCAT('user', seq, '@example.com')"
                     f" FROM seq_1_to_{QUEUED_CHANGES + 1}")
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
         before = reader.groups["signups"].recounted
         execute(engine, f"UPDATE {table} SET note = 'seen'")
         await_true(lambda: recorded.events >= QUEUED_CHANGES + 1, "the update's rows read", timeout=30)
@@ -1832,10 +1804,7 @@ def test_mariadb_an_update_of_no_key_column_that_moves_a_row_into_a_wheres_group
     engine, table = mariadb_table
     execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
     execute(engine, f"INSERT INTO {table} (email, note) VALUES ('a@example.com', NULL), ('a@example.com', 'old')")
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"], "where": "note IS NULL"}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, mariadb.url, table, where="note IS NULL") as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (0, 0)
         execute(engine, f"UPDATE {table} SET note = NULL WHERE note = 'old'")
@@ -1873,10 +1842,7 @@ def test_a_duplicate_inserted_into_partitions_is_found_from_the_stream(
         cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
     """Logical decoding names each change by the partition that holds the row, not by the partitioned table the
     check counts: the changes of its partitions are its changes."""
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, partitioned) as (reader, recorded):
         groups = reader.groups["signups"]
         execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('p@example.com', 1)")
         execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('p@example.com', 2)")
@@ -1892,10 +1858,7 @@ def test_attaching_a_partition_that_holds_a_duplicate_is_a_gap_and_its_group_is_
     execute(admin, f"CREATE TABLE {partitioned}_3 (LIKE {partitioned})")
     execute(admin, f"INSERT INTO {partitioned}_3 (id, email, region) VALUES (101, 'a@example.com', 3),"
                    " (102, 'a@example.com', 3)")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, partitioned) as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (0, 0)
         execute(admin, f"ALTER TABLE {partitioned} ATTACH PARTITION {partitioned}_3 FOR VALUES IN (3)")
@@ -1908,10 +1871,7 @@ def test_an_empty_partition_created_while_followed_is_no_gap_and_its_rows_are_fo
         cluster: Cluster, admin: sa.Engine, partitioned: str, monitor_for: Any) -> None:
     """CREATE TABLE ... PARTITION OF brings no row under the check's table: the catalog's tree changes, yet no
     change was missed (the partition holds no row), so it is no gap; the rows it is given later are streamed."""
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, partitioned) as (reader, recorded):
         groups = reader.groups["signups"]
         execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('e@example.com', 1)")
         execute(admin, f"CREATE TABLE {partitioned}_3 PARTITION OF {partitioned} FOR VALUES IN (3)")
@@ -1941,10 +1901,7 @@ def test_rows_given_to_a_table_attached_empty_are_followed_though_it_was_no_part
     other = f"{partitioned}_9"
     execute(admin, f"CREATE TABLE {other} (id serial, email text NOT NULL, region int NOT NULL,"
                    " PRIMARY KEY (id, region))")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, partitioned) as (reader, recorded):
         groups = reader.groups["signups"]
         execute(admin, f"INSERT INTO {other} (email, region) VALUES ('elsewhere@example.com', 9)")
         execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('x@example.com', 1)")
@@ -1975,10 +1932,7 @@ def test_detaching_a_partition_is_a_gap_and_the_group_it_took_away_dissolves(
     """DETACH PARTITION takes rows from under the check's table without a change: a gap, even where another,
     empty partition joins the tree in the same read."""
     execute(admin, f"INSERT INTO {partitioned} (email, region) VALUES ('d@example.com', 1), ('d@example.com', 2)")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": partitioned, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, partitioned) as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (1, 1)
         with admin.connect() as conn, conn.begin():  # (the autocommit engine: one transaction by hand)
@@ -1995,10 +1949,7 @@ def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_rea
     """Without binlog_row_metadata = FULL the log's rows carry values by position and the reader names them from
     information_schema: after an ALTER TABLE that moves the key column, the names must be read again."""
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
         groups = reader.groups["signups"]
         execute(engine, f"INSERT INTO {table} (email) VALUES ('before@example.com')")  # names read and kept
         await_true(lambda: recorded.events >= 1, "the first insert read")
@@ -2100,8 +2051,7 @@ def test_mariadb_rows_of_a_reshaped_table_are_a_gap_and_the_duplicate_they_made_
     engine, table = mariadb_table
     row_metadata("NO_LOG")
     execute(engine, f"ALTER TABLE {table} ADD COLUMN note int")
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, mariadb.url, table)
     recorded = Recorded()
     with reader_reopened_on_cue(monitor, recorded) as (reader, stream):
         lose_decoder(reader, stream)
@@ -2164,10 +2114,7 @@ def test_mariadb_a_check_on_a_table_of_another_database_is_followed(
     execute(engine, f"CREATE TABLE live_other.{table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
                     " INDEX (email))")
     try:
-        monitor = monitor_for({"live": {"url": mariadb.url}}, [
-            {"name": "signups", "database": "live", "table": f"live_other.{table}", "key": ["email"]}])
-        recorded = Recorded()
-        with following_reader(monitor, recorded) as reader:
+        with following_signups(monitor_for, mariadb.url, f"live_other.{table}") as (reader, _recorded):
             groups = reader.groups["signups"]
             execute(engine, f"INSERT INTO {table} (email) VALUES ('o@example.com'), ('o@example.com')")  # not it
             execute(engine, f"INSERT INTO live_other.{table} (email) VALUES ('o@example.com'), ('o@example.com')")
@@ -2181,10 +2128,7 @@ def test_a_table_swapped_in_under_the_checks_name_is_a_gap_and_its_group_is_coun
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """An online schema change's cut-over renames a table filled beforehand (its rows named by its old name in the
     stream) to the check's table's name: rows under the name that no change named, as MariaDB's RENAME TABLE."""
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         groups = reader.groups["signups"]
         execute(admin, f"CREATE TABLE {table}_new (LIKE {table} INCLUDING ALL)")
         execute(admin, f"INSERT INTO {table}_new (id, email) VALUES (1, 's@example.com'), (2, 's@example.com')")
@@ -2229,10 +2173,7 @@ def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
     execute(admin, f"CREATE INDEX ON {table} (email_next)")  # the key's index once renamed
     execute(admin, f"INSERT INTO {table} (email, email_next) VALUES ('a@example.com', 'n@example.com'),"
                    " ('b@example.com', 'n@example.com')")
-    monitor = monitor_for({"live": {"url": cluster.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
-    recorded = Recorded()
-    with following_reader(monitor, recorded) as reader:
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (0, 0)
         with admin.connect() as conn, conn.begin():
@@ -2247,8 +2188,7 @@ def test_mariadb_a_duplicate_committed_by_an_xa_transaction_is_found(
     """MariaDB logs an XA transaction's rows at XA PREPARE, before they are committed (a re-count cannot see them
     yet), and its XA COMMIT later as a statement: the rows are counted once committed."""
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, mariadb.url, table)
     recorded = Recorded()
     xid = f"dw{uuid.uuid4().hex[:8]}"
     with following_reader(monitor, recorded) as reader:
@@ -2269,8 +2209,7 @@ def test_mariadb_a_duplicate_committed_by_an_xa_transaction_is_found(
 def test_mariadb_an_xa_transaction_prepared_before_the_stream_began_is_a_gap_at_its_commit(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     engine, table = mariadb_table
-    monitor = monitor_for({"live": {"url": mariadb.url}}, [
-        {"name": "signups", "database": "live", "table": table, "key": ["email"]}])
+    monitor = signups_monitor(monitor_for, mariadb.url, table)
     recorded = Recorded()
     xid = f"dw{uuid.uuid4().hex[:8]}"
     with engine.connect() as conn:

@@ -77,6 +77,23 @@ def json_out(result: Result) -> Any:
     return json.loads(result.stdout)
 
 
+def audit_trigger(db: TestDatabase, name: str, event: str, table: str, *, timing: str = "AFTER",
+                  into: str = "audit") -> None:
+    """A trigger `name`, `timing` `event` (`UPDATE OF note` too) ON `table`, writing the row's id into table `into`
+    (id), made if missing: the row deleted (OLD), else the row written (NEW). PostgreSQL runs it through a function
+    named after the trigger."""
+    row = "OLD" if event == "DELETE" else "NEW"
+    write = f"INSERT INTO {into} VALUES ({row}.id)"
+    db.execute(f"CREATE TABLE IF NOT EXISTS {into} (id INTEGER)")
+    if db.dialect == "postgresql":
+        db.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN {write}; RETURN {row}; END'",
+                   f"CREATE TRIGGER {name} {timing} {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
+    elif db.dialect == "mysql":
+        db.execute(f"CREATE TRIGGER {name} {timing} {event} ON {table} FOR EACH ROW {write}")
+    else:
+        db.execute(f"CREATE TRIGGER {name} {timing} {event} ON {table} BEGIN {write}; END")
+
+
 # -- seeds: the incidents, small ------------------------------------------------------------------
 
 LOGIN = {"name": "login-sources", "table": "user_known_login_source",

@@ -3,8 +3,8 @@ short text through functions the vetting allows (nested replace(), a doubling re
 numeric, MariaDB UNCOMPRESS of a crafted blob or a virtual column calling REPEAT) end within the check's deadline
 with one line, and dupewatch's own memory stays bounded, in the check's run and in its rows (the drill-down).
 
-Each spelling runs in a child process, which measures its own peak resident memory around the call
-(`/proc/self/clear_refs`, then `VmHWM`), so that one test's allocations do not hide another's.
+Each spelling runs in a child process (forked from one that imported dupewatch), which measures its own peak resident
+memory around the call (`/proc/self/clear_refs`, then `VmHWM`), so that one test's allocations do not hide another's.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,8 +34,11 @@ TIMEOUT = 2.0  # the check's statement_timeout, seconds
 ANSWERED_WITHIN = TIMEOUT + DEADLINE_GRACE_SECONDS + CANCEL_WAIT_SECONDS + 4
 MEMORY_MB = 300  # growth of dupewatch's peak resident memory while it runs the check
 
-CHILD = r"""
-import json, re, sys, time
+# One process imports dupewatch once and forks a child for each call: the child measures its own peak resident
+# memory around the call (`/proc/self/clear_refs`, then `VmHWM`), so one call's allocations hide no other's, without
+# a Python start and dupewatch's imports per call.
+FORKER = r"""
+import json, os, re, sys, time
 from pathlib import Path
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
@@ -42,34 +46,71 @@ from monitor.engine import Monitor
 def peak_kb():
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())[1])
 
-url, sql, what, timeout = sys.argv[1:5]
-monitor = Monitor(config_from_dict({"databases": {"d": {"url": url, "statement_timeout": timeout}},
-                                    "checks": [{"name": "c", "database": "d", "sql": sql}]}, None))
-Path("/proc/self/clear_refs").write_text("5")  # the peak from now on
-before = peak_kb()
-started = time.monotonic()
-if what == "run":
-    result = monitor.run("c")
-    told = {"status": result.status, "error": result.error}
-else:
-    try:
-        columns, rows = monitor.custom_rows("c")
-        told = {"status": "rows", "error": None, "rows": len(rows)}
-    except Exception as exc:
-        told = {"status": "error", "error": str(exc), "kind": type(exc).__name__}
-told["took"] = time.monotonic() - started
-told["grown_mb"] = (peak_kb() - before) / 1024
-monitor.close()
-print(json.dumps(told))
+def call(url, sql, what, timeout):
+    monitor = Monitor(config_from_dict({"databases": {"d": {"url": url, "statement_timeout": timeout}},
+                                        "checks": [{"name": "c", "database": "d", "sql": sql}]}, None))
+    Path("/proc/self/clear_refs").write_text("5")  # the peak from now on
+    before = peak_kb()
+    started = time.monotonic()
+    if what == "run":
+        result = monitor.run("c")
+        told = {"status": result.status, "error": result.error}
+    else:
+        try:
+            columns, rows = monitor.custom_rows("c")
+            told = {"status": "rows", "error": None, "rows": len(rows)}
+        except Exception as exc:
+            told = {"status": "error", "error": str(exc), "kind": type(exc).__name__}
+    told["took"] = time.monotonic() - started
+    told["grown_mb"] = (peak_kb() - before) / 1024
+    monitor.close()
+    return told
+
+for request in sys.stdin:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            answer = {"told": call(*json.loads(request))}
+        except BaseException as exc:
+            answer = {"crashed": f"{type(exc).__name__}: {exc}"}
+        with os.fdopen(write, "w") as out:
+            out.write(json.dumps(answer))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        text = answer.read()
+    os.waitpid(pid, 0)
+    print("ANSWER " + text, flush=True)
 """
 
 
-def run_child(url: str, sql: str, what: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", CHILD, url, sql, what, f"{TIMEOUT:g}s"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    told: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return told
+@pytest.fixture(scope="module")
+def run_child() -> Iterator[Callable[[str, str, str], dict[str, Any]]]:
+    """`run_child(url, sql, what)`: check `c` of `sql` run (`what` = "run") or its rows read ("rows") in a child
+    process of its own, with the check's timeout: what it told (status, error, took, grown_mb)."""
+    forker = subprocess.Popen([sys.executable, "-c", FORKER], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert forker.stdin is not None and forker.stdout is not None
+    stdin, stdout = forker.stdin, forker.stdout
+
+    def run(url: str, sql: str, what: str) -> dict[str, Any]:
+        stdin.write(json.dumps([url, sql, what, f"{TIMEOUT:g}s"]) + "\n")
+        stdin.flush()
+        for line in stdout:
+            if line.startswith("ANSWER "):
+                answer = json.loads(line.removeprefix("ANSWER "))
+                assert "told" in answer, answer
+                told: dict[str, Any] = answer["told"]
+                return told
+        raise AssertionError(f"the forking process ended ({forker.wait()})")
+
+    try:
+        yield run
+    finally:
+        stdin.close()
+        forker.wait(timeout=60)
 
 
 def assert_bounded(told: dict[str, Any], sql: str) -> None:
@@ -182,7 +223,8 @@ def marker() -> str:
     return f"dw_amplified_{uuid.uuid4().hex[:8]}"
 
 
-def check_spelling(db: Any, sql: str, rows_end: tuple[str, ...], run_end: tuple[str, ...], marker: str) -> None:
+def check_spelling(run_child: Any, db: Any, sql: str, rows_end: tuple[str, ...], run_end: tuple[str, ...],
+                   marker: str) -> None:
     sql = sql.format(marker=marker)
     try:
         for what, ends in (("rows", rows_end), ("run", run_end)):
@@ -201,27 +243,28 @@ def check_spelling(db: Any, sql: str, rows_end: tuple[str, ...], run_end: tuple[
 
 @pytest.mark.parametrize("spelling", PG_SPELLINGS)
 def test_postgresql_an_amplified_value_ends_in_one_line_within_the_deadline_in_bounded_memory(pg, spelling,
-                                                                                                marker):
-    check_spelling(make_victim(pg), *PG_SPELLINGS[spelling], marker)
+                                                                                                marker, run_child):
+    check_spelling(run_child, make_victim(pg), *PG_SPELLINGS[spelling], marker)
 
 
 @pytest.mark.parametrize("spelling", MYSQL_SPELLINGS)
-def test_mysql_an_amplified_value_ends_in_one_line_within_the_deadline_in_bounded_memory(mysql, spelling, marker):
-    check_spelling(make_victim(mysql), *MYSQL_SPELLINGS[spelling], marker)
+def test_mysql_an_amplified_value_ends_in_one_line_within_the_deadline_in_bounded_memory(mysql, spelling, marker,
+                                                                                           run_child):
+    check_spelling(run_child, make_victim(mysql), *MYSQL_SPELLINGS[spelling], marker)
 
 
 @pytest.mark.parametrize("spelling", SQLITE_SPELLINGS)
 def test_sqlite_an_amplified_value_ends_in_one_line_within_the_deadline_in_bounded_memory(sqlite_db, spelling,
-                                                                                            marker):
-    check_spelling(make_victim(sqlite_db), *SQLITE_SPELLINGS[spelling], marker)
+                                                                                            marker, run_child):
+    check_spelling(run_child, make_victim(sqlite_db), *SQLITE_SPELLINGS[spelling], marker)
 
 
-def test_mysql_a_virtual_column_calling_repeat_is_read_in_bounded_memory(mysql, marker):
+def test_mysql_a_virtual_column_calling_repeat_is_read_in_bounded_memory(mysql, marker, run_child):
     """A VIRTUAL column's expression is not in the server's expansion of a statement reading it: its REPEAT runs;
     what reaches dupewatch is bounded all the same."""
     make_victim(mysql, "CREATE TABLE made (id INT PRIMARY KEY, c LONGTEXT AS (REPEAT('a', 4000000)) VIRTUAL)",
                 "INSERT INTO made (id) VALUES (1), (2), (3)")
-    check_spelling(mysql, "SELECT c AS {marker}, 2 AS dup_count FROM made", (TOO_BIG[0],), ENDED, marker)
+    check_spelling(run_child, mysql, "SELECT c AS {marker}, 2 AS dup_count FROM made", (TOO_BIG[0],), ENDED, marker)
 
 
 def test_a_page_of_rows_within_the_bounds_is_read_whole(db, monitor_for):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dbtest import PG_URL, TestDatabase, server_login, write_config
-from fix_support import contents, json_out, run_cli
+from fix_support import audit_trigger, contents, json_out, run_cli
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
 from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix
@@ -104,24 +104,9 @@ def test_the_batch_account_alone_rolls_back_a_cascade_into_hidden_rows(pg, pg_fi
 # -- a trigger writing elsewhere, on every database ------------------------------------------------------------
 
 
-def _audit_trigger(db: TestDatabase, name: str, event: str, table: str) -> None:
-    """A trigger `name` AFTER `event` ON `table` writing the row's id into a new table `audit`: the row deleted
-    (OLD) or updated (NEW)."""
-    row = "OLD" if event == "DELETE" else "NEW"
-    db.execute("CREATE TABLE audit (id INTEGER)")
-    if db.dialect == "postgresql":
-        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
-                   f"'BEGIN INSERT INTO audit VALUES ({row}.id); RETURN {row}; END'",
-                   f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION remember()")
-    elif db.dialect == "mysql":
-        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW INSERT INTO audit VALUES ({row}.id)")
-    else:
-        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN INSERT INTO audit VALUES ({row}.id); END")
-
-
 def test_a_trigger_writing_another_table_rolls_the_batch_back(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1), (3, 2)")
-    _audit_trigger(db, "remember_delete", "DELETE", "t")
+    audit_trigger(db, "remember_delete", "DELETE", "t")
     before = contents(db, "t", "audit")
     with pytest.raises(FixError) as stopped:
         run_fix(monitor_on(db), "t")
@@ -156,7 +141,7 @@ def test_a_trigger_on_a_repointed_table_writing_elsewhere_rolls_the_batch_back(d
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
                "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))",
                "INSERT INTO c VALUES (10, 2)")
-    _audit_trigger(db, "remember_move", "UPDATE", "c")
+    audit_trigger(db, "remember_move", "UPDATE", "c")
     before = contents(db, "t", "c", "audit")
     with pytest.raises(FixError, match="rolled back") as stopped:
         run_fix(monitor_on(db), "t")

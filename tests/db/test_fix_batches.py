@@ -20,6 +20,7 @@ from monitor.fix.pace import FIRST_BATCH
 
 DEADLINE = 30.0
 BATCH = 4
+WRITES_PER_BATCH = 3  # rows each application thread writes per batch of the fix
 MEMBERSHIP = [{"name": "roles", "table": "role_membership", "key": ["group_id", "user_id"]}]
 
 
@@ -92,7 +93,10 @@ def test_a_row_inserted_between_the_batchs_statements_is_neither_deleted_nor_arc
 def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
     """An application inserts rows into the groups (new roles and more copies) all through a fix. Oracle: live
     rows + archive == the rows before + every row the application inserted, each archived row a planned copy,
-    and every inserted row that differs from the copies still live."""
+    and every inserted row that differs from the copies still live. Each application thread writes up to
+    WRITES_PER_BATCH rows into the groups of the batch about to run (at least one before it starts, the others
+    racing it), then waits for the next batch: unpaced, the two writers starve SQLite's fix of its write lock for
+    thousands of rows (half a minute) without reaching a group the paced ones miss."""
     groups = 120
     _role_membership(db)
     seeded = [{"g": g, "u": g % 17, "r": "member"} for g in range(groups) for _ in range(2 + g % 2)]
@@ -104,12 +108,21 @@ def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
     progress = threading.Condition()
 
     focus = [0]  # the first group_id of the batch running now: the application writes into its groups
+    batch = [0]  # how many batches have finished: each one renews the writers' allowance
 
     def app(seed: int) -> None:
         rng = random.Random(seed)
         engine = sa.create_engine(db.url)
+        written, written_in = 0, 0
         try:
             while not stop.is_set():
+                with progress:
+                    if written >= WRITES_PER_BATCH:
+                        progress.wait_for(lambda w=written_in: batch[0] != w or stop.is_set(), timeout=DEADLINE)
+                    if batch[0] != written_in:
+                        written, written_in = 0, batch[0]
+                    if stop.is_set() or written >= WRITES_PER_BATCH:
+                        continue
                 g = min(groups - 1, focus[0] + rng.randrange(BATCH))
                 row = (g, g % 17, rng.choice(["admin", "owner", "member"]))
                 try:
@@ -120,19 +133,24 @@ def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
                     if "database is locked" not in str(exc):  # SQLite refuses a deferred writer at once
                         raise  # while the fix commits: the application tries again, as applications do
                     continue
+                written += 1
                 with progress:
                     inserted.append(row)
                     progress.notify_all()
         except BaseException as exc:  # surfaced by the assertions below
-            errors.append(exc)
+            with progress:
+                errors.append(exc)
+                progress.notify_all()
         finally:
             engine.dispose()
 
     def between_batches(p: FixProgress) -> None:
-        seen = len(inserted)
         with progress:
+            focus[0] = p.groups_done  # groups are numbered in key order from 1: group_id g is group g + 1
+            batch[0] += 1
+            seen = len(inserted)
+            progress.notify_all()
             assert progress.wait_for(lambda: len(inserted) >= seen + 1 or bool(errors), timeout=DEADLINE)
-        focus[0] = p.groups_done  # groups are numbered in key order from 1: group_id g is group g + 1
 
     threads = [threading.Thread(target=app, args=(seed,), daemon=True) for seed in (16, 17)]
     try:
@@ -141,7 +159,9 @@ def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
             thread.start()
         report = run_fix(monitor, "roles", plan, batch_size=BATCH, progress=between_batches)
     finally:
-        stop.set()
+        with progress:
+            stop.set()
+            progress.notify_all()
         for thread in threads:
             thread.join(DEADLINE)
         monitor.close()

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from fix_support import FixThread, config_file, contents, json_out, make_config, run_cli
+from fix_support import FixThread, audit_trigger, config_file, contents, json_out, make_config, run_cli
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import execute, prepare_fix
@@ -23,22 +23,10 @@ from monitor.fix.catalog import DeleteHooks, catalog_for
 from monitor.fix.errors import FixError
 
 
-def _trigger(db, name: str, event: str, table: str) -> None:
-    body = "INSERT INTO change_log (what) VALUES ('changed')"
-    if db.dialect == "postgresql":
-        db.execute("CREATE FUNCTION log_change() RETURNS trigger LANGUAGE plpgsql AS "
-                   f"$$ BEGIN {body}; RETURN NULL; END $$",
-                   f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION log_change()")
-    elif db.dialect == "mysql":
-        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW {body}")
-    else:
-        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN {body}; END")
-
-
 def _seed(db) -> None:
     db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, label VARCHAR(20) NOT NULL)",
                "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), note VARCHAR(20))",
-               "CREATE TABLE change_log (what VARCHAR(20))",
+               "CREATE TABLE change_log (id INTEGER)",
                "INSERT INTO tag VALUES (1, 'x'), (2, 'x'), (3, 'y')",
                "INSERT INTO item VALUES (10, 1, 'a'), (11, 2, 'b'), (12, 3, 'c')")
 
@@ -48,7 +36,7 @@ def _seed(db) -> None:
 def test_a_trigger_the_fix_fires_on_a_referencing_table_is_named_before_and_when_it_stops(db, tmp_path, action,
                                                                                           event, write):
     _seed(db)
-    _trigger(db, "item_audit", event, "item")
+    audit_trigger(db, "item_audit", event, "item", into="change_log")
     path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"],
                                        "on_reference": {"item.tag_id": action}}])
     before = contents(db, "tag", "item", "change_log")
@@ -71,12 +59,9 @@ def test_a_trigger_of_other_columns_or_events_is_not_named(db, tmp_path):
     """An AFTER INSERT trigger, and (PostgreSQL, SQLite) an `UPDATE OF note` trigger, do not fire on the
     repoint's UPDATE of tag_id: the preview names none, and the fix runs."""
     _seed(db)
-    _trigger(db, "item_insert", "INSERT", "item")
-    if db.dialect == "postgresql":  # log_change() exists: item_insert made it
-        db.execute("CREATE TRIGGER item_note AFTER UPDATE OF note ON item FOR EACH ROW EXECUTE FUNCTION log_change()")
-    elif db.dialect == "sqlite":  # MySQL/MariaDB have no UPDATE OF
-        db.execute("CREATE TRIGGER item_note AFTER UPDATE OF note ON item "
-                   "BEGIN INSERT INTO change_log (what) VALUES ('note'); END")
+    audit_trigger(db, "item_insert", "INSERT", "item", into="change_log")
+    if db.dialect != "mysql":  # MySQL/MariaDB have no UPDATE OF
+        audit_trigger(db, "item_note", "UPDATE OF note", "item", into="change_log")
     path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
     dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
@@ -141,7 +126,7 @@ def test_postgres_a_trigger_that_does_not_fire_for_the_fix_session_is_not_named_
     """A replica trigger in an ordinary session, an ordinary one in a replica session (the fix's URL sets
     session_replication_role): it does not fire on the repoint, so the preview names nothing and the fix runs."""
     _seed(pg)
-    _trigger(pg, "item_audit", "UPDATE", "item")
+    audit_trigger(pg, "item_audit", "UPDATE", "item", into="change_log")
     pg.execute(f"ALTER TABLE item {enable} TRIGGER item_audit")
     url = make_url(pg.url)
     url = url.update_query_dict({"options": f"{url.query['options']} -csession_replication_role={role}"})
@@ -167,7 +152,7 @@ def test_a_tables_triggers_are_read_once_for_its_delete_hooks_and_the_writes_it_
     db = trigger_catalog_db
     _seed(db)
     for name, event in [("item_del", "DELETE"), ("item_upd", "UPDATE"), ("item_ins", "INSERT")]:
-        _trigger(db, name, event, "item")
+        audit_trigger(db, name, event, "item", into="change_log")
     if db.dialect == "sqlite":
         db.execute("CREATE TRIGGER item_guard BEFORE DELETE ON item BEGIN SELECT 1; END",
                    "CREATE TRIGGER item_note AFTER UPDATE OF note ON item BEGIN SELECT 1; END")
@@ -217,7 +202,7 @@ def test_an_error_a_trigger_raised_names_it_where_the_database_says_so_else_the_
     CONTEXT names the function that raised (refuse_change()): its trigger alone is named. MariaDB and SQLite
     say nothing of where: the triggers the write fires are named as what may have raised it."""
     _seed(db)
-    _trigger(db, "item_audit", "UPDATE", "item")
+    audit_trigger(db, "item_audit", "UPDATE", "item", into="change_log")
     db.execute(*_RAISE[db.dialect])
     path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
     before = contents(db, "tag", "item", "change_log")
@@ -255,7 +240,7 @@ def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)",
                "CREATE TABLE visit_note (id INTEGER PRIMARY KEY, visit_id INTEGER REFERENCES visit (id))",
                "CREATE TABLE change_log (what VARCHAR(20))", "CREATE TABLE ballast (n INTEGER)")
-    _trigger(db, "note_audit", "UPDATE", "visit_note")
+    audit_trigger(db, "note_audit", "UPDATE", "visit_note", into="change_log")
     db.execute("INSERT INTO visit VALUES (:id, :k)", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
     monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
     app = db.engine.connect()
@@ -287,13 +272,13 @@ def test_an_error_no_trigger_raised_names_none_on_postgres_and_the_fired_trigger
     """A CHECK constraint of item refuses the repoint while item has an audit trigger: PostgreSQL's error names no
     function, so no trigger is blamed; MariaDB and SQLite cannot tell, and name the trigger only as a suspect."""
     _seed(db)
-    _trigger(db, "item_audit", "UPDATE", "item")
+    audit_trigger(db, "item_audit", "UPDATE", "item", into="change_log")
     if db.dialect == "sqlite":  # no ALTER TABLE ... ADD CHECK: the table again, with it
         db.execute("DROP TABLE item",
                    "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), note VARCHAR(20), "
                    "CONSTRAINT item_b_apart CHECK (note <> 'b' OR tag_id <> 1))",
                    "INSERT INTO item VALUES (10, 1, 'a'), (11, 2, 'b'), (12, 3, 'c')")
-        _trigger(db, "item_audit", "UPDATE", "item")
+        audit_trigger(db, "item_audit", "UPDATE", "item", into="change_log")
     else:
         db.execute("ALTER TABLE item ADD CONSTRAINT item_b_apart CHECK (note <> 'b' OR tag_id <> 1)")
     path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])

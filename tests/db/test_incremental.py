@@ -419,6 +419,10 @@ def test_check_json_reports_mode_rows_scanned_and_new_groups(logins, tmp_path):
     assert (forced["mode"], forced["rows_scanned"], forced["new_groups"]) == ("full", 6, 0)
 
 
+# Rounds of two `dupewatch check` processes started together on one state file; DUPEWATCH_FUZZ_EXAMPLES raises it
+SHARED_STATE_ROUNDS = int(os.environ.get("DUPEWATCH_FUZZ_EXAMPLES", "3"))
+
+
 def test_two_processes_sharing_a_state_file_never_corrupt_it(sqlite_db, tmp_path):
     db = sqlite_db
     db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
@@ -430,11 +434,13 @@ def test_two_processes_sharing_a_state_file_never_corrupt_it(sqlite_db, tmp_path
                           "incremental": "id"}], state={"path": str(state)})
     assert run_dupewatch("check", "--config", path).code == 1
     errors: list[str] = []
+    together = threading.Barrier(2)  # each round, both processes start at once: their runs overlap
 
     def hammer(offset: int) -> None:
-        for i in range(6):
+        for i in range(SHARED_STATE_ROUNDS):
             ident = 100 + offset * 100 + i
             insert(db, [(ident, ident % 3, "a")])
+            together.wait(timeout=60)
             run = run_dupewatch("check", "--json", "--config", path)
             if run.code not in (0, 1):
                 errors.append(run.output)

@@ -12,24 +12,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from dbtest import TestDatabase, server_login, write_config
-from fix_support import config_file, contents, json_out, run_cli
+from fix_support import audit_trigger, config_file, contents, json_out, run_cli
 
 TAGS = {"name": "tags", "table": "tag", "key": ["name"]}
 
 
 def _welcome_trigger(db: TestDatabase, timing: str = "AFTER") -> None:
-    """The repro: `tag_welcome` AFTER INSERT ON tag writes a row into `welcome(tag_id, msg)`."""
-    db.execute("CREATE TABLE welcome (tag_id INTEGER, msg VARCHAR(40))")
-    if db.dialect == "postgresql":
-        db.execute("CREATE FUNCTION welcome() RETURNS trigger LANGUAGE plpgsql AS "
-                   "'BEGIN INSERT INTO welcome VALUES (NEW.id, ''hello''); RETURN NEW; END'",
-                   f"CREATE TRIGGER tag_welcome {timing} INSERT ON tag FOR EACH ROW EXECUTE FUNCTION welcome()")
-    elif db.dialect == "mysql":
-        db.execute(f"CREATE TRIGGER tag_welcome {timing} INSERT ON tag FOR EACH ROW "
-                   "INSERT INTO welcome VALUES (NEW.id, 'hello')")
-    else:
-        db.execute(f"CREATE TRIGGER tag_welcome {timing} INSERT ON tag BEGIN "
-                   "INSERT INTO welcome VALUES (new.id, 'hello'); END")
+    """The repro: `tag_welcome` AFTER INSERT ON tag writes a row into `welcome`."""
+    audit_trigger(db, "tag_welcome", "INSERT", "tag", timing=timing, into="welcome")
 
 
 def _fixed(db: TestDatabase, tmp_path, checks=(TAGS,)) -> tuple[str, str]:
@@ -77,15 +67,7 @@ def test_a_trigger_on_a_pointed_back_table_writing_elsewhere_makes_undo_refuse(d
                "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id))",
                "INSERT INTO item VALUES (10, 2), (11, 1)")
     path, fix_id = _fixed(db, tmp_path)
-    db.execute("CREATE TABLE audit (id INTEGER)")
-    if db.dialect == "postgresql":
-        db.execute("CREATE FUNCTION remember() RETURNS trigger LANGUAGE plpgsql AS "
-                   "'BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END'",
-                   "CREATE TRIGGER item_moved AFTER UPDATE ON item FOR EACH ROW EXECUTE FUNCTION remember()")
-    elif db.dialect == "mysql":
-        db.execute("CREATE TRIGGER item_moved AFTER UPDATE ON item FOR EACH ROW INSERT INTO audit VALUES (NEW.id)")
-    else:
-        db.execute("CREATE TRIGGER item_moved AFTER UPDATE ON item BEGIN INSERT INTO audit VALUES (new.id); END")
+    audit_trigger(db, "item_moved", "UPDATE", "item")
     message = _refused(db, path, fix_id, "tag", "item", "audit")
     assert "AFTER UPDATE trigger item_moved on item" in message, message
     assert db.dialect != "postgresql" or "1 row(s) inserted in audit" in message, message
