@@ -559,3 +559,25 @@ def test_postgres_an_event_trigger_on_create_index_refuses_the_concurrent_guard(
     assert "row(s) inserted in ddl_log" in locked.stderr and "on_index" in locked.stderr, locked.stderr
     assert pg.rows("SELECT tag FROM ddl_log") == []
     assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 0
+
+
+def test_postgres_an_event_trigger_writing_on_the_guards_drop_refuses_undo_drop_constraint(own_pg, tmp_path):
+    """`undo --drop-constraint` drops the guard inside undo's account (PostgreSQL's DDL is transactional): the row
+    the trigger writes on DROP INDEX refuses undo, and the guard is still there."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--add-constraint", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+    _ddl_audit(pg)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
+    assert undone.exit_code == 2, undone.output
+    assert "audit_ddl" in undone.stderr and "nothing changed" in undone.stderr, undone.stderr
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+    assert pg.rows("SELECT id FROM t") == [(1,)] and pg.scalar("SELECT state FROM dupewatch_fix") == "done"
+    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE")
+    again = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
+    assert again.exit_code == 0, again.output
+    assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
