@@ -508,8 +508,15 @@ def test_postgres_event_triggers_that_only_notify_let_fix_undo_and_guard_run(own
     pg.execute("DELETE FROM c", "DELETE FROM t WHERE id = 2")
     concurrent = run_cli("guard", "t", "--config", str(path))  # outside a transaction: refused, see below
     assert concurrent.exit_code == 2 and "pgrst_ddl_watch" in concurrent.stderr, concurrent.output
+    assert "--lock-timeout" in concurrent.stderr, concurrent.stderr
     guarded = run_cli("guard", "t", "--config", str(path), "--lock-timeout", "5s")
     assert guarded.exit_code == 0, guarded.output
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+    # fix --add-constraint: its concurrent rounds are skipped for the locked ones, whose builds are accounted
+    pg.execute("DROP INDEX uq_dupewatch_t", "INSERT INTO t VALUES (3, 1)")
+    added = run_cli("fix", "t", "--config", str(path), "--yes", "--add-constraint", "--lock-timeout", "5s")
+    assert added.exit_code == 0, added.output
+    assert pg.rows("SELECT id FROM t") == [(1,)]
     assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
 
 

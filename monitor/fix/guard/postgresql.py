@@ -15,7 +15,7 @@ from monitor.db import DatabaseError, first_line
 from monitor.fix.accounting import DdlAccount
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder, lock_refused, milliseconds
-from monitor.fix.guard.report import GuardInterrupted, GuardReport
+from monitor.fix.guard.report import ConcurrentBuildRefused, GuardInterrupted, GuardReport
 from monitor.fix.records import safe_identifier
 from monitor.fix.target import Target
 
@@ -180,9 +180,11 @@ class PostgresBuilder(Builder):
         with self.t.db.connect(self.t.db.writer) as conn, conn.begin():
             fired = self.t.db.rules.ddl_triggers(conn, _CONCURRENT_TAGS)
         if fired:
-            raise FixRefused(f"check {self.t.config.name!r}: the guard builds its unique index with CREATE INDEX "
-                             "CONCURRENTLY, which runs outside any transaction, so what an event trigger writes "
-                             f"then can be neither counted nor rolled back: {fired}; nothing was built")
+            raise ConcurrentBuildRefused(
+                f"check {self.t.config.name!r}: the guard builds its unique index with CREATE INDEX CONCURRENTLY, "
+                "which runs outside any transaction, so what an event trigger writes then can be neither counted "
+                f"nor rolled back: {fired}; or build it under the table's lock with --lock-timeout (one "
+                "transaction, accounted for); nothing was built")
 
     def build(self, lock_timeout: float | None) -> None:
         if lock_timeout is not None:
