@@ -733,6 +733,13 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     try:
         fixing.target.target(monitor, check_name)  # refuses custom query checks before anything else
         if dry_run:
+            pending = fixing.find_unfinished(monitor, check_name)
+            if pending is not None:  # what `fix --yes` runs is that fix, not the plan below
+                click.echo(f"note: fix {pending.fix_id} of {check_name!r} ({pending.state}, started "
+                           f"{pending.created_at} by {pending.os_user}) is unfinished: "
+                           f"{pending.groups + pending.skipped:,} of {counted(pending.total_groups, 'group')} done; "
+                           f"`dupewatch fix {check_name} --yes` resumes it, not the plan below "
+                           f"(`dupewatch undo {pending.fix_id}` puts back what its batches did)", err=True)
             plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
             if as_json:
                 click.echo(json.dumps(plan.as_json(), indent=2, default=str))

@@ -143,7 +143,7 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -462,6 +462,14 @@ class Dialect(Polling):
         table declares: SQLite's `UNIQUE ON CONFLICT REPLACE` would resolve it by deleting the row in the way,
         uncounted by `total_changes()`."""
         return statement
+
+    def row_digest(self, columns: Sequence[ColumnElement[Any]]) -> ColumnElement[Any] | None:
+        """One non-NULL value the database computes from `columns` of a row, equal whenever their stored values
+        are: a repoint compares it before and after its UPDATE, so a BEFORE UPDATE trigger that rewrites other
+        columns of the row (`NEW.updated_at := now()`) stops the batch; such a write changes no count of the
+        batch's account. None where no trigger can change the row an UPDATE writes (SQLite: a trigger's own
+        UPDATE is counted by `total_changes()`)."""
+        return None
 
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         """Whether a unique index can treat NULLs as equal."""

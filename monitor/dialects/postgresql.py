@@ -18,7 +18,7 @@ A PostgreSQL-protocol database (CockroachDB, YugabyteDB) would subclass `Postgre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
@@ -493,6 +493,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     def is_timeout(self, message: str) -> bool:
         return "canceling statement due to statement timeout" in message
+
+    def row_digest(self, columns: Sequence[ColumnElement[Any]]) -> ColumnElement[Any] | None:
+        """md5 of the row of `columns` as text (each value by its type's output function, NULL as nothing)."""
+        return sa.func.pg_catalog.md5(sa.cast(sa.func.row(*columns), sa.Text)) if columns else None
 
     def refused_call(self, conn: Connection, statement: str) -> str | None:
         """The first function the server resolves in `statement` that a check must not call, or row locks.

@@ -394,6 +394,19 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     raise FixRefused(f"{what}: it had changed nothing and was discarded; run the fix again to plan afresh")
 
 
+def _refuse_lost_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
+    """The plan table of an unfinished fix is gone (the schema restored from a dump, `dupewatch_*` tables dropped
+    by hand): only it says which rows the fix may delete, so the fix cannot go on. One that committed no batch yet
+    (planned, or stopped at its first batch) changed nothing and is discarded; one that did must be undone first."""
+    what = (f"fix {record.fix_id} ({record.state}) cannot be resumed: its plan table {record.plan_table} no longer "
+            "exists (dropped since the fix was planned), and only it says which rows the fix may delete")
+    if record.state != "planned" and record.done_through > 0:
+        raise FixRefused(f"{what}; `dupewatch undo {record.fix_id}` puts back what its batches did, then fix again")
+    with conn.begin():
+        records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(), message=what)
+    raise FixRefused(f"{what}; it had changed nothing and was discarded: run the fix again to plan afresh")
+
+
 # -- running -------------------------------------------------------------------------------------
 
 
@@ -471,6 +484,11 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
         record = _load(conn, fix_id)
         if record.state not in records.UNFINISHED:
             raise FixRefused(f"fix {fix_id} is {record.state}; nothing left to run")
+        with conn.begin():
+            lost = not sa.inspect(conn).has_table(record.plan_table,
+                                                  schema=records.place(conn, t.tc.table.schema))
+        if lost:
+            _refuse_lost_plan(conn, t, record)
         with conn.begin():
             layout = _layout(conn, t)
             plan_table = layout.plan_table(record.plan_table, records.place(conn, t.tc.table.schema))

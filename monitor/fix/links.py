@@ -46,6 +46,7 @@ class Link:
     log: sa.Table | None  # repoint: the typed log; archive: the child's archive; refuse/non-unique: None
     position: int = 0  # in `dupewatch_fix_reference`
     kept: tuple[str, ...] = ()  # columns an UPDATE would change by itself (ON UPDATE CURRENT_TIMESTAMP)
+    digest: ColumnElement[Any] | None = None  # of the columns a repoint leaves alone (`_rest_digest`), logged
 
     def pointing(self, layout: Layout, plan: sa.FromClause) -> ColumnElement[bool]:
         """The child row points at the plan row (compared by the database)."""
@@ -63,6 +64,7 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
     for position, ref in enumerate(layout.refs):
         child = reflect(conn, ref.schema, ref.table)
         kept = catalog.auto_updated_columns(child) if ref.action == "repoint" else ()
+        digest = _rest_digest(conn, child, ref.columns) if ref.action == "repoint" and ref.primary_key else None
         # Nothing to move: refused, not a unique reference, no row identity, or the table itself (its archive
         # is the fixed table's, whose rows undo restores already).
         if ref.action == "refuse" or not ref.referred_unique or layout.mode == "identical" or ref.self_reference:
@@ -71,28 +73,43 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
         row = recorded.get(position)
         if row is not None:
             log_schema = schema if ref.action == "repoint" else records.place(conn, ref.schema)
-            links.append(Link(ref, child, reflect(conn, log_schema, row.log_table), position, kept))
+            log = reflect(conn, log_schema, row.log_table)
+            links.append(Link(ref, child, log, position, kept, digest if _DIGEST in log.c else None))
             continue
         if ref.action == "archive":
             log = ensure_archive(conn, child, records.place(conn, ref.schema), apart=records.home(conn) is not None)
         else:
             name = safe_identifier("dupewatch_repoint_", f"{fix_id}_{position}".replace("-", "_"))
-            log = create_table_as(conn, name, schema, _log_shape(ref, child))
+            log = create_table_as(conn, name, schema, _log_shape(ref, child, digest))
             sa.Index(safe_identifier("", f"{name}_group"), log.c[GROUP]).create(conn)
         conn.execute(reference_table.insert().values(
             fix_id=fix_id, position=position, child_schema=ref.schema, child_table=ref.table,
             fk_columns=json.dumps(list(ref.columns)), referred_columns=json.dumps(list(ref.referred_columns)),
             action=ref.action, log_table=log.name))
-        links.append(Link(ref, child, log, position, kept))
+        links.append(Link(ref, child, log, position, kept, digest))
     return links
 
 
-def _log_shape(ref: Reference, child: sa.Table) -> sa.Select[Any]:
-    """The repoint log's columns: the batch's group, the child's primary key, the old and new values."""
+_DIGEST = "rest_digest"
+
+
+def _rest_digest(conn: Connection, child: sa.Table, columns: tuple[str, ...] | list[str]) -> ColumnElement[Any] | None:
+    """The database's digest of the columns of a referencing row that its repoint (or undo's point back) must
+    leave as they are (all but the repointed `columns` and the generated ones), or None where a trigger cannot
+    rewrite the row an UPDATE writes."""
+    generated = catalog_for(conn).generated_columns(child)
+    rest = [c for c in child.columns if c.name not in columns and c.name not in generated]
+    return for_backend(conn.dialect.name).row_digest(rest)
+
+
+def _log_shape(ref: Reference, child: sa.Table, digest: ColumnElement[Any] | None) -> sa.Select[Any]:
+    """The repoint log's columns: the batch's group, the child's primary key, the old and new values, and the
+    digest of the rest of the row before the repoint."""
     return sa.select(sa.cast(sa.literal(0), sa.BigInteger).label(GROUP),
                      *[child.c[c].label(f"pk_{j}") for j, c in enumerate(ref.primary_key)],
                      *[child.c[c].label(f"old_{j}") for j, c in enumerate(ref.columns)],
-                     *[child.c[c].label(f"new_{j}") for j, c in enumerate(ref.columns)])
+                     *[child.c[c].label(f"new_{j}") for j, c in enumerate(ref.columns)],
+                     *([digest.label(_DIGEST)] if digest is not None else []))
 
 
 def _lock_rows(conn: Connection, link: Link, statement: sa.Select[Any]) -> None:
@@ -129,12 +146,14 @@ def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doome
         label, count = next(iter(nested.items()))
         raise BatchAborted(f"{count} row(s) of {label} now refer to the {ref.table} columns the repoint changes")
     keeper = plan.alias("dupewatch_keeper")
+    digest = [link.digest] if link.digest is not None else []
     rows = (sa.select(plan.c[GROUP], *[child.c[c] for c in ref.primary_key], *[child.c[c] for c in ref.columns],
-                      *[keeper.c[layout.ref_label[r]] for r in ref.referred_columns])
+                      *[keeper.c[layout.ref_label[r]] for r in ref.referred_columns], *digest)
             .select_from(child).join(plan, link.pointing(layout, plan))
             .join(keeper, sa.and_(keeper.c[GROUP] == plan.c[GROUP], keeper.c[RANK] == 1)).where(doomed))
     names = [GROUP, *[f"pk_{j}" for j in range(len(ref.primary_key))],
-             *[f"old_{j}" for j in range(len(ref.columns))], *[f"new_{j}" for j in range(len(ref.columns))]]
+             *[f"old_{j}" for j in range(len(ref.columns))], *[f"new_{j}" for j in range(len(ref.columns))],
+             *([_DIGEST] if digest else [])]
     logged = conn.execute(sa.insert(log).from_select(names, rows).execution_options(preserve_rowcount=True)).rowcount
     if not logged:
         return 0
@@ -149,7 +168,27 @@ def _repoint(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doome
     if moved != logged:
         raise RepointNotDone(f"repointed {moved} row(s) of {ref.label}, expected {logged}: a row changed meanwhile, or "
                            f"{_TRIGGER_HINT.format(table=ref.table)}")
+    if link.digest is not None:
+        _rewritten(conn, link, batch)
     return int(logged)
+
+
+def _rewritten(conn: Connection, link: Link, batch: sa.Select[Any]) -> None:
+    """Raise when the repoint's UPDATE changed more than the repointed columns of a row (a BEFORE UPDATE trigger
+    setting `NEW.updated_at`): the database's digest of the rest of each row, logged before, compared after."""
+    ref, child, log = link.ref, link.child, link.log
+    assert log is not None and link.digest is not None
+    # The row by its primary key, a repointed key column by its new value (as undo finds it).
+    found = [child.c[c] == log.c[f"new_{ref.columns.index(c)}" if c in ref.columns else f"pk_{j}"]
+             for j, c in enumerate(ref.primary_key)]
+    changed = conn.execute(sa.select(sa.func.count()).select_from(child).join(log, sa.and_(*found))
+                           .where(log.c[GROUP].in_(batch), link.digest != log.c[_DIGEST])).scalar_one()
+    if changed:
+        fired = catalog_for(conn).fired_on(child, "UPDATE", tuple(ref.columns))
+        by = f" ({', '.join(fired)})" if fired else ""
+        raise RepointNotDone(f"the repoint of {ref.label} changed other columns of {changed} row(s) as well: a BEFORE "
+                             f"UPDATE trigger or an UPDATE rule of {ref.table}{by} rewrites the rows it updates, which "
+                             "undo could not put back (running the fix again meets it again: disable it for the fix)")
 
 
 def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Link, doomed: ColumnElement[bool],
@@ -329,6 +368,7 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
 
 
 def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> int:
+    pk = list(child.primary_key.columns)
     expected = conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one()
     if not expected:
         return 0
@@ -336,9 +376,29 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
             .where(_logged(child, columns, log))
             .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
                      **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
+    # Rows whose other columns are as the fix logged them must still be so after the point back (a BEFORE UPDATE
+    # trigger enabled since the fix would rewrite them); rows the application changed since are its own.
+    digest = _rest_digest(conn, child, columns) if _DIGEST in log.c and pk else None
+    found_now = [c == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
+                 for j, c in enumerate(pk)]
+    found_back = [c == log.c[f"pk_{j}"] for j, c in enumerate(pk)]
+    unchanged = None if digest is None else _same_rest(conn, child, log, found_now, digest)
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(back)).rowcount
     if moved != expected:
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "
                          f"changed or deleted since the fix ({expected - moved} of {expected}), so it cannot be "
                          "pointed back")
+    if digest is not None and _same_rest(conn, child, log, found_back, digest) != unchanged:
+        fired = catalog_for(conn).fired_on(child, "UPDATE", tuple(columns))
+        by = f" ({', '.join(fired)})" if fired else ""
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: pointing the rows of {child.name!r} back "
+                         f"changed their other columns as well: a BEFORE UPDATE trigger or an UPDATE rule of "
+                         f"{child.name}{by} rewrites the rows it updates; disable it for the undo")
     return int(moved)
+
+
+def _same_rest(conn: Connection, child: sa.Table, log: sa.Table, found: list[ColumnElement[bool]],
+               digest: ColumnElement[Any]) -> int:
+    """How many logged rows' other columns are as the fix logged them (the database's digest)."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(child).join(log, sa.and_(*found))
+                            .where(digest == log.c[_DIGEST])).scalar_one())

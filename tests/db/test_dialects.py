@@ -61,7 +61,8 @@ def test_mariadb_whole_table_statement_keeps_temporary_tables_in_memory_then_res
 
     try:
         with database.connect(database.writer) as conn:
-            conn.exec_driver_sql("SET SESSION tmp_table_size = 1048576, max_heap_table_size = 2097152")
+            conn.exec_driver_sql("SET SESSION tmp_table_size = 1048576, max_heap_table_size = 2097152, "
+                                 "sort_buffer_size = 262144")
             before = disk_tables(conn)
             assert conn.exec_driver_sql(_WINDOW_OVER_200K_ROWS).scalar() == 199000
             spilled = disk_tables(conn)
@@ -69,7 +70,8 @@ def test_mariadb_whole_table_statement_keeps_temporary_tables_in_memory_then_res
             with database.rules.whole_table_statement(conn):
                 assert conn.exec_driver_sql(_WINDOW_OVER_200K_ROWS).scalar() == 199000
             assert disk_tables(conn) == spilled
-            sizes = conn.exec_driver_sql("SELECT @@SESSION.tmp_table_size, @@SESSION.max_heap_table_size").one()
-            assert tuple(sizes) == (1048576, 2097152)
+            sizes = conn.exec_driver_sql("SELECT @@SESSION.tmp_table_size, @@SESSION.max_heap_table_size, "
+                                         "@@SESSION.sort_buffer_size").one()
+            assert tuple(sizes) == (1048576, 2097152, 262144)
     finally:
         database.dispose()

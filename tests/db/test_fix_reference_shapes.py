@@ -421,3 +421,25 @@ def test_the_on_reference_key_the_preview_suggests_works_when_pasted_for_a_name_
     pasted = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
     assert pasted.exit_code == 0, pasted.output
     assert [r["rows_to_archive"] for r in json_out(pasted)["references"]] == [1]
+
+
+@pytest.mark.parametrize("column", ["LONGTEXT", "MEDIUMTEXT", "LONGBLOB"])
+def test_mariadb_fixes_a_key_of_a_long_text_type(mysql, tmp_path, column):
+    """Django's TextField and JSONField are LONGTEXT on MariaDB. The plan's windows compare TEXT keys on up to
+    `max_sort_length` bytes, raised to 8 MiB: for a LONGTEXT or MEDIUMTEXT column each sort key is then that long,
+    the server's default `sort_buffer_size` (2 MiB) cannot hold the 15 a sort needs, and the dry run and the fix
+    failed with 'Out of sort memory' on short values and long ones alike (the check itself, a GROUP BY, worked)."""
+    mysql.execute(f"CREATE TABLE note (id INTEGER PRIMARY KEY, body {column} NOT NULL)")
+    mysql.execute("INSERT INTO note VALUES (1, 'a'), (2, 'a'), (3, :x), (4, :x), (5, :y)",
+                  params={"x": "p" * 300_000 + "x", "y": "p" * 300_000 + "y"})
+    path = config_file(tmp_path, mysql, [{"name": "notes", "table": "note", "key": ["body"]}])
+    before = contents(mysql, "note")
+    dry = run_cli("fix", "notes", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert (json_out(dry)["groups"], json_out(dry)["rows_to_delete"]) == (2, 2)
+    fixed = run_cli("fix", "notes", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.rows("SELECT id FROM note ORDER BY id") == [(1,), (3,), (5,)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "note") == before

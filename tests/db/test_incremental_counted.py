@@ -498,7 +498,8 @@ def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next
 
         monkeypatch.setattr(check_module, "window_for", late_commit)
         during = r.run()
-        assert committed and during.rows_scanned == 0, (during.mode, during.notes)  # the window's digest, taken before the commit, had not changed
+        # the window's digest, taken before the commit, had not changed
+        assert committed and during.rows_scanned == 0, (during.mode, during.notes)
         after = r.run()
         assert (after.new_groups, after.groups) == (1, 2)
         assert after.rows_scanned == window_rows(db, r)

@@ -1,0 +1,95 @@
+"""A BEFORE UPDATE trigger of a referencing table that rewrites other columns of the row the repoint updates
+(`NEW.updated_at := now()`, `NEW.version := OLD.version + 1`, as PostgreSQL's moddatetime or a hand-written
+"touch" trigger does). It writes no other row, so no count of the batch's account differs: the fix repointed
+`item.tag_id` and also changed `updated_at` and `version`, which undo (firing the trigger again) could not put
+back, and said nothing. The preview's note promised that a trigger which changes the fix's own write rolls the
+batch back; now the database's digest of each repointed row's other columns, before and after the UPDATE, says
+whether it did. (SQLite's BEFORE triggers cannot change NEW: an UPDATE in a trigger body is counted already.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from fix_support import config_file, contents, json_out, run_cli
+
+
+def _seed(db) -> None:
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, label VARCHAR(20) NOT NULL)",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), note VARCHAR(20),"
+               " version INTEGER NOT NULL DEFAULT 1)",
+               "INSERT INTO tag VALUES (1, 'x'), (2, 'x'), (3, 'y')",
+               "INSERT INTO item (id, tag_id, note) VALUES (10, 1, 'a'), (11, 2, 'b'), (12, 3, 'c')")
+    if db.dialect == "postgresql":
+        db.execute("CREATE FUNCTION item_touch() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN NEW.version := OLD.version + 1; RETURN NEW; END $$",
+                   "CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW EXECUTE FUNCTION item_touch()")
+    else:
+        db.execute("CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW SET NEW.version = OLD.version + 1")
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_a_trigger_rewriting_the_repointed_row_stops_the_fix_with_nothing_changed(server, request, tmp_path):
+    db = request.getfixturevalue(server)
+    _seed(db)
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(db, "tag", "item")
+
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 2, fixed.output
+    assert "item_touch" in fixed.stderr and "item" in fixed.stderr, fixed.stderr
+    assert contents(db, "tag", "item") == before
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_a_trigger_changing_nothing_else_lets_the_fix_and_undo_run(server, request, tmp_path):
+    """A BEFORE UPDATE trigger that only validates (or sets a column to the value it has) changes no other column:
+    the fix runs and undo restores the starting contents exactly."""
+    db = request.getfixturevalue(server)
+    _seed(db)
+    if db.dialect == "postgresql":
+        db.execute("CREATE OR REPLACE FUNCTION item_touch() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN NEW.version := OLD.version; RETURN NEW; END $$")
+    else:
+        db.execute("DROP TRIGGER item_touch",
+                   "CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW SET NEW.version = OLD.version")
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(db, "tag", "item")
+
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert json_out(fixed)["repointed"] == 1
+    assert db.rows("SELECT tag_id, note, version FROM item WHERE id = 11") == [(1, "b", 1)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "tag", "item") == before
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_undo_refuses_when_a_trigger_enabled_since_the_fix_would_rewrite_the_rows_it_points_back(server, request,
+                                                                                                  tmp_path):
+    """Disabled for the fix as the preview advised, then enabled again: undo's point back fired it, and the
+    rows came back with `version` bumped. Undo now compares the digest of the rest of each row that was as the fix
+    logged it, before and after, and refuses with nothing changed; without the trigger it restores exactly."""
+    db = request.getfixturevalue(server)
+    _seed(db)
+    db.execute("DROP TRIGGER item_touch ON item" if db.dialect == "postgresql" else "DROP TRIGGER item_touch")
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    before = contents(db, "tag", "item")
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = json_out(fixed)["fix_id"]
+    after_fix = contents(db, "tag", "item")
+    if db.dialect == "postgresql":
+        db.execute("CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW EXECUTE FUNCTION item_touch()")
+    else:
+        db.execute("CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW SET NEW.version = OLD.version + 1")
+
+    refused = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert refused.exit_code == 2, refused.output
+    assert "item_touch" in refused.stderr and "nothing changed" in refused.stderr, refused.stderr
+    assert contents(db, "tag", "item") == after_fix
+
+    db.execute("DROP TRIGGER item_touch ON item" if db.dialect == "postgresql" else "DROP TRIGGER item_touch")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "tag", "item") == before
