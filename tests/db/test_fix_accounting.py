@@ -587,3 +587,23 @@ def test_postgres_an_event_trigger_writing_on_the_guards_drop_refuses_undo_drop_
     again = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
     assert again.exit_code == 0, again.output
     assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+
+
+def test_postgres_an_event_trigger_writing_on_drop_stops_the_done_fix_at_its_plan_tables_drop(own_pg, tmp_path):
+    """A `sql_drop` trigger writes nothing while the fix creates its tables and fires when the done fix drops its
+    plan table: that step is rolled back (the plan table kept, nothing in ddl_log) and named; the fix stays done."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE ddl_log (tag TEXT)",
+               "CREATE FUNCTION log_drop() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO ddl_log VALUES (tg_tag); END'",
+               "CREATE EVENT TRIGGER audit_drop ON sql_drop EXECUTE FUNCTION log_drop()")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    message = fixed.stderr.strip().splitlines()[-1]  # after the batch's progress line: one line
+    assert message.startswith("dupewatch: error: ") and "dropping its plan table" in message, fixed.stderr
+    assert "the fix is done" in message and "audit_drop (sql_drop, log_drop())" in message, message
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t") == [(1,)] and pg.scalar("SELECT state FROM dupewatch_fix") == "done"
+    assert pg.scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'dupewatch_plan%'") == 1
