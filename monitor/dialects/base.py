@@ -126,7 +126,8 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
 - `read_only_planning(conn)`: make the transaction just begun on a writing connection read-only (the dry run plans
   with the fix role's eyes); `roles`: whether the writing URL can see other rows than the detection URL (SQLite
   has no roles: the dry run plans on the detection connection).
-- `ddl_refusal(conn)`: what fires on the fix's and undo's DDL outside any account (PostgreSQL event triggers).
+- `ddl_fires_triggers`: whether something may fire on the fix's, undo's and guard's DDL and write rows (PostgreSQL
+  event triggers): each transaction running that DDL is then accounted for; `ddl_triggers(conn, tags)` names them.
 - `unseen_references(conn, table)`: why the fix role may not see every foreign key or trigger that a write to
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
@@ -237,6 +238,7 @@ class Dialect(Polling):
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
     transactional_ddl: ClassVar[bool] = True
+    ddl_fires_triggers: ClassVar[bool] = False
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
     roles: ClassVar[bool] = True
     row_locks: ClassVar[bool] = True
@@ -603,10 +605,11 @@ class Dialect(Polling):
         tell ahead of the fix."""
         return None
 
-    def ddl_refusal(self, conn: Connection) -> str | None:
-        """Why the fix's and undo's own DDL (their plan, archive and log tables, indexes, grants, the guard) would set
-        off writes that no account of theirs counts (PostgreSQL event triggers: their DDL runs outside the batches'
-        and undo's accounted transactions), naming what and how to proceed; None where nothing fires on DDL."""
+    def ddl_triggers(self, conn: Connection, tags: tuple[str, ...] | None = None) -> str | None:
+        """The triggers that fire on the fix's, undo's and guard's own DDL (their plan, archive and log tables,
+        indexes, grants, the guard; `tags`: only these commands), named with how to disable them (PostgreSQL event
+        triggers); None where nothing fires on DDL. Where something may (`ddl_fires_triggers`), each transaction
+        running that DDL is accounted for (`accounting.ddl_step`), and this names the culprits."""
         return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:

@@ -338,6 +338,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     address_scan = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
+    ddl_fires_triggers = True
     partitioned_tables = True
     error_aborts_transaction = True
     change_stream_absent = ""
@@ -811,19 +812,16 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 f"and records, dupewatch_*): GRANT CREATE ON SCHEMA {name} TO {self.grantee(conn)}, or set [fix] "
                 "schema to a schema it may create in")
 
-    def ddl_refusal(self, conn: Connection) -> str | None:
-        """Event triggers that fire on the commands the fix and undo run (verified on PostgreSQL 15: a
-        `ddl_command_end` trigger inserting a row ran when the fix created its plan table, outside any batch's
-        `pg_stat_xact_user_tables` account, and the fix said nothing of that row)."""
-        fired = conn.execute(_DDL_EVENT_TRIGGERS, {"tags": list(_FIX_DDL_TAGS)}).all()
+    def ddl_triggers(self, conn: Connection, tags: tuple[str, ...] | None = None) -> str | None:
+        """Event triggers that fire on the commands the fix, undo and guard run (verified on PostgreSQL 15: a
+        `ddl_command_end` trigger inserting a row ran when the fix created its plan table), or on `tags` only."""
+        fired = conn.execute(_DDL_EVENT_TRIGGERS, {"tags": list(tags or _FIX_DDL_TAGS)}).all()
         if not fired:
             return None
         named = ", ".join(f"{row.evtname} ({row.evtevent}, {row.function})" for row in fired)
         quoted = conn.dialect.identifier_preparer.quote(str(fired[0].evtname))
-        return (f"event trigger(s) {named} fire on the DDL the fix and undo run (their plan, archive and log tables, "
-                "indexes, the guard), outside the database's account of each batch and of undo: what they write "
-                f"would go unchecked; disable them while the fix or undo runs (ALTER EVENT TRIGGER {quoted} DISABLE, "
-                "then ENABLE: their owner or a superuser may), nothing changed")
+        return (f"event trigger(s) {named} fire on it; disable them while it runs (ALTER EVENT TRIGGER {quoted} "
+                "DISABLE, then ENABLE: their owner or a superuser may)")
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         # SELECT ... FOR UPDATE needs UPDATE on some column (column grants count); DELETE is table-wide only.

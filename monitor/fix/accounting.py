@@ -17,8 +17,11 @@ the same transaction (see `Dialect.changes_so_far`):
   that no row one level down refers to a row it repoints or archives (`plan.nested_references`), and undo
   refuses to point back a row another row refers to (`links.undo_links`).
 
-The fix's and undo's DDL (plan, archive and log tables, the guard) runs outside these accounted transactions:
-what fires on it (PostgreSQL event triggers) is refused before any of it (`Dialect.ddl_refusal`).
+The fix's, undo's and guard's DDL (plan, archive and log tables, their indexes and grants, the guard) fires what
+the database attaches to DDL (PostgreSQL event triggers: an unfiltered `ddl_command_end` trigger of an audit log
+wrote 22 rows during one fix). Each transaction running that DDL settles its own account (`ddl_step`): a row
+written in a table the step does not write itself rolls the step back, and the fix, undo or guard stops naming the
+event triggers that fire (`Dialect.ddl_triggers`). Triggers that write nothing (a NOTIFY) pass.
 
 What a batch plans (`Planned`): the deletes on the fixed table and their archive inserts, the repoint
 updates on referencing tables and their log inserts, on_reference = "archive" deletes and archive inserts,
@@ -33,14 +36,15 @@ table and each archived referencing table, the rows it points back, and the upda
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.dialects import Dialect
 from monitor.dialects.base import ALL_TABLES, DELETED, INSERTED, UPDATED
-from monitor.fix.errors import BatchAborted
+from monitor.fix.errors import BatchAborted, FixRefused
 
 
 class UnplannedChange(BatchAborted):
@@ -111,3 +115,46 @@ class BatchAccount:
                 f"{', '.join(written)}): something the fix cannot see wrote other rows (a trigger or a foreign "
                 f"key action){suspects}{self.kept}")
 
+
+
+class UnplannedDdlWrite(FixRefused):
+    """A row written while the fix, undo or guard ran its DDL, in a table that step does not write: rolled back."""
+
+
+class DdlAccount:
+    """The database's change counts when a DDL step began, where something may fire on DDL
+    (`Dialect.ddl_fires_triggers`); `settle` refuses a row changed in any table but those the step `writes`."""
+
+    def __init__(self, conn: Connection, rules: Dialect, step: str) -> None:
+        self.rules, self.step = rules, step
+        self.written: list[sa.Table] = []
+        self.before = rules.changes_so_far(conn) if rules.ddl_fires_triggers else None
+
+    def writes(self, *tables: sa.Table) -> None:
+        """The step's own writes (the plan table it fills, the fix's record it updates): counted as planned."""
+        self.written.extend(tables)
+
+    def settle(self, conn: Connection) -> None:
+        if self.before is None:
+            return
+        self.rules.fire_deferred(conn)
+        after = self.rules.changes_so_far(conn) or {}
+        own = {self.rules.counted_as(conn, table) for table in self.written}
+        extra = sorted((key, rows - self.before.get(key, 0)) for key, rows in after.items()
+                       if key[0] not in own and rows > self.before.get(key, 0))
+        if not extra:
+            return
+        counted = ", ".join(f"{rows} row(s) {kind} in {table}" for (table, kind), rows in extra)
+        fired = self.rules.ddl_triggers(conn) or "something fires on DDL that the catalog does not name"
+        raise UnplannedDdlWrite(f"{self.step} stopped: the database counted {counted} while it ran its DDL, in "
+                                f"tables it does not write; {fired}; nothing of that step was committed")
+
+
+@contextmanager
+def ddl_step(conn: Connection, rules: Dialect, step: str) -> Iterator[DdlAccount]:
+    """A transaction on `conn` running DDL (`step` names it for the operator), whose account is settled before it
+    commits: a row written elsewhere than the step's own `writes` (an event trigger's) rolls it all back."""
+    with conn.begin():
+        account = DdlAccount(conn, rules, step)
+        yield account
+        account.settle(conn)

@@ -52,7 +52,7 @@ from monitor.detect import refused_where
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
-from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
+from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
 from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
@@ -295,12 +295,13 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
         with _writer(t) as raw:
             conn = _session(raw, t.db)
             _clean_planning(conn, t)
-            with conn.begin():
-                refusal = t.db.rules.create_refusal(conn, records.place(conn, t.tc.table.schema)) or \
-                    t.db.rules.ddl_refusal(conn)
+            step = f"the fix of check {t.config.name!r}"
+            with ddl_step(conn, t.db.rules, f"{step} (creating its records)") as account:
+                refusal = t.db.rules.create_refusal(conn, records.place(conn, t.tc.table.schema))
                 if refusal is not None:  # the dry run's blocker, before anything is created
                     raise FixRefused(f"check {t.config.name!r} cannot be fixed: {refusal}")
                 records.ensure_tables(conn)
+                account.writes(*records.own_tables(conn))
                 layout = _layout(conn, t)
                 records.insert_record(
                     conn, fix_id=fix_id, check_name=t.config.name, table_name=t.table_name,
@@ -309,12 +310,14 @@ def _take_snapshot(t: _Target, fix_id: str, *, sample: int) -> FixPlan:
                     os_user=records.os_user(), host=records.host_name(), created_at=records.now_text(),
                     state="planning")
             plan_table = layout.plan_table(plan_name, records.place(conn, t.tc.table.schema))
-            with conn.begin():  # DDL: MySQL commits it implicitly, so it gets its own transaction
+            # DDL: MySQL commits it implicitly, so it gets its own transaction
+            with ddl_step(conn, t.db.rules, f"{step} (creating its plan and archive tables)"):
                 plan_table.create(conn)
                 catalog_for(conn).restrict_access(plan_table)
                 ensure_archive(conn, t.tc.table, records.place(conn, t.tc.table.schema),
                                apart=records.home(conn) is not None)
-            with conn.begin():
+            with ddl_step(conn, t.db.rules, f"{step} (filling and indexing its plan table)") as account:
+                account.writes(plan_table, *records.own_tables(conn))
                 t.db.rules.prepare_snapshot(conn)
                 columns = [c.name for c in plan_table.columns]
                 source = layout.relation_select()
@@ -368,7 +371,8 @@ def _load(conn: Connection, fix_id: str) -> FixRecord:
 
 
 def _drop_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
-    with conn.begin():
+    with ddl_step(conn, t.db.rules, f"fix {record.fix_id} (dropping its plan table {record.plan_table}; the "
+                  f"fix is {record.state})"):
         schema = records.place(conn, t.tc.table.schema)
         if sa.inspect(conn).has_table(record.plan_table, schema=schema):
             sa.Table(record.plan_table, sa.MetaData(), schema=schema).drop(conn)
@@ -481,8 +485,6 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
         if record.state not in records.UNFINISHED:
             raise FixRefused(f"fix {fix_id} is {record.state}; nothing left to run")
         with conn.begin():
-            if refusal := t.db.rules.ddl_refusal(conn):  # a resumed fix creates its logs, drops its plan
-                raise FixRefused(f"fix {fix_id} cannot run: {refusal}")
             lost = not sa.inspect(conn).has_table(record.plan_table,
                                                   schema=records.place(conn, t.tc.table.schema))
         if lost:
@@ -499,7 +501,8 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             stale = layout.mode != record.identity or planned != {c.name for c in plan_table.columns}
         if stale:
             _refuse_stale_plan(conn, t, record)
-        with conn.begin():
+        with ddl_step(conn, t.db.rules, f"fix {fix_id} (creating its log tables)") as account:
+            account.writes(*records.own_tables(conn))
             home = records.place(conn, t.tc.table.schema)
             archive = sa.Table(record.archive_table, sa.MetaData(), schema=home, autoload_with=conn)
             links = prepare_links(conn, layout, fix_id, home)

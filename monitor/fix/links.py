@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects import for_backend
 from monitor.fix import records
-from monitor.fix.accounting import Planned
+from monitor.fix.accounting import Planned, ddl_step
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
@@ -254,7 +254,8 @@ def drop_empty_logs(conn: Connection, fix_id: str, schema: str | None) -> None:
                 continue
             conn.execute(reference_table.delete().where(reference_table.c.fix_id == fix_id,
                                                         reference_table.c.position == entry.position))
-        with conn.begin():
+        step = f"fix {fix_id} (done; dropping its empty log {entry.log_table})"
+        with ddl_step(conn, for_backend(conn.dialect.name), step):
             log.drop(conn, checkfirst=True)
 
 

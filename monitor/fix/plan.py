@@ -555,9 +555,13 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     unseen = rules.unseen_references(conn, layout.table)
     if unseen:
         plan.blockers.append(unseen)
-    create = rules.create_refusal(conn, place(conn, layout.table.schema)) or rules.ddl_refusal(conn)
+    create = rules.create_refusal(conn, place(conn, layout.table.schema))
     if create:
         plan.blockers.append(create)
+    fired = rules.ddl_triggers(conn)
+    if fired:  # what they write is counted in each DDL step (`accounting.ddl_step`), not guessed from the catalog
+        plan.notes.append(f"the fix's DDL (its plan, archive and log tables, and undo's): {fired}; a row they write "
+                          "rolls that step back and stops the fix there (a trigger that only notifies passes)")
     missing = rules.missing_fix_privileges(conn, layout.table)
     if missing:  # else the first batch fails on "permission denied", and a resume meets the same refusal
         name = conn.dialect.identifier_preparer.format_table(layout.table)

@@ -209,6 +209,11 @@ def home(conn: Connection) -> str | None:
     return translate.get(BOOKKEEPING)
 
 
+def own_tables(conn: Connection) -> list[sa.Table]:
+    """The bookkeeping tables a fix's step writes (its record, its links' entries), as this connection places them."""
+    return [sa.Table(t.name, sa.MetaData(), schema=home(conn)) for t in (fix_table, reference_table)]
+
+
 def place(conn: Connection, schema: str | None) -> str | None:
     """Where a fix's tables for a table in `schema` go: `[fix] schema` when set, else beside the table."""
     chosen = home(conn)

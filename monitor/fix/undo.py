@@ -11,12 +11,15 @@ rows it points back and the update of the fix's record must be all the database 
 writing anything else (an AFTER INSERT trigger writing another table) makes undo refuse, nothing changed,
 naming the table where the database counts per table and the triggers and rules undo's writes fire. A row of
 another table referring by a foreign key to a row undo points back (its ON UPDATE would act one level down, which
-MariaDB counts nowhere) and an event trigger firing on undo's DDL refuse undo up front.
+MariaDB counts nowhere) refuses undo up front. Where DDL is transactional, the guard's drop (`--drop-constraint`)
+and the plan table's run inside that account too: an event trigger writing a row on them refuses undo, nothing
+changed (one that writes nothing, a NOTIFY, passes).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,19 +105,19 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
     with fix_lock(db, identity, record.table_name):
         try:
             with db.connect(db.bookkeeping) as conn:
-                with conn.begin():  # before any DDL (the guard's drop, the plan table's)
-                    refusal = db.rules.ddl_refusal(conn)
-                if refusal:
-                    raise FixRefused(f"undo of fix {fix_id} refused: {refusal}")
                 if guard is not None and not db.rules.transactional_ddl:
                     with conn.begin():
                         dropped = _drop_guard(conn, schema, name, guard)
                     guard = None
+
+                def drop_guard(check_guard: str) -> None:  # in undo's account, where DDL is transactional
+                    nonlocal dropped
+                    dropped = _drop_guard(conn, schema, name, check_guard)
+
                 with conn.begin():
-                    if guard is not None:
-                        dropped = _drop_guard(conn, schema, name, guard)
-                    report = _undo(conn, record, schema)
-                _drop_plan_table(conn, records.place(conn, schema), record.plan_table)
+                    report = _undo(conn, record, schema, None if guard is None else lambda: drop_guard(guard))
+                if not db.rules.transactional_ddl:
+                    _drop_plan_table(conn, records.place(conn, schema), record.plan_table)
                 report.constraint_dropped = dropped
             # Restored rows keep their ids and timestamps, below any watermark: the next poll is a full pass.
             monitor.table_changed(db.name, name, f"undo of fix {fix_id}", restored=True)
@@ -186,8 +189,11 @@ def _named_by_columns(db: Database, schema: str | None, violation: UniqueViolati
     return found[0] if found else f"the unique constraint on {violation.table}({', '.join(violation.columns)})"
 
 
-def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport:
-    """`schema`: where the server resolves the fixed table (see `Catalog.resolved_schema`)."""
+def _undo(conn: Connection, record: FixRecord, schema: str | None,
+          drop_guard: Callable[[], None] | None = None) -> UndoReport:
+    """`schema`: where the server resolves the fixed table (see `Catalog.resolved_schema`). `drop_guard`: drop the
+    check's guard first. Where DDL is transactional, the guard's drop and the plan table's run inside undo's
+    account: what fires on them (PostgreSQL event triggers) and writes a row refuses undo, nothing changed."""
     current = records.get_record(conn, record.fix_id, lock=True)
     if current is None or current.state not in UNDOABLE:
         raise FixRefused(f"fix {record.fix_id} is {current.state if current else 'gone'}: nothing to undo")
@@ -207,6 +213,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
     # of a restored or pointed-back table writing elsewhere would leave the database other than before the fix.
     account = BatchAccount(conn, rules, subject="this undo", kept="")
     planned = Planned()
+    if drop_guard is not None:
+        drop_guard()
     fired: list[str] = []  # the triggers and rules undo's writes fire, as the catalog names them
     defaulted: list[str] = []
     if expected and archive is not None:  # (a count above 0 came from the archive)
@@ -223,6 +231,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
                           message=f"{records.UNDONE_BY}{records.os_user()}@{records.host_name()} at "
                                   f"{records.now_text()}")
     planned.updated(sa.Table(records.fix_table.name, sa.MetaData(), schema=records.home(conn)), 1)
+    if rules.transactional_ddl:
+        sa.Table(record.plan_table, sa.MetaData(), schema=home).drop(conn, checkfirst=True)
     account.suspects = list(dict.fromkeys(fired))
     try:
         account.settle(conn, planned)
@@ -230,6 +240,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None) -> UndoReport
         said = str(exc)
         unnamed = [f for f in account.suspects if f not in said]
         fires = f"; undo's writes fire {', '.join(unnamed)}" if unnamed else ""
+        if ddl := rules.ddl_triggers(conn):
+            fires += f"; undo's DDL (the drop of the fix's plan table, of the guard): {ddl}"
         raise FixRefused(f"undo of fix {record.fix_id} refused, nothing changed: {said}{fires}; disable what is "
                          "named for the undo (and enable it after), then undo again") from None
     return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)

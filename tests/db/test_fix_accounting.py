@@ -401,55 +401,194 @@ def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch,
     assert contents(sqlite_db, "t", "c") == before
 
 
-# -- PostgreSQL event triggers: the fix's and undo's DDL ------------------------------------------------------
+# -- PostgreSQL event triggers: the fix's, undo's and guard's DDL ------------------------------------------
 
 
 def _ddl_audit(pg: TestDatabase) -> None:
-    """An event trigger that logs each DDL command into `ddl_log` (a database of the test's own: event triggers
-    are per database)."""
+    """An event trigger that logs each DDL command's tag into `ddl_log`, DROP TABLE included (a database of the
+    test's own: event triggers are per database)."""
     pg.execute("CREATE TABLE ddl_log (tag TEXT)",
                "CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
-               "'BEGIN INSERT INTO ddl_log SELECT command_tag FROM pg_event_trigger_ddl_commands(); END'",
+               "'BEGIN INSERT INTO ddl_log VALUES (tg_tag); END'",
                "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl()")
 
 
-def test_postgres_an_event_trigger_on_ddl_refuses_the_fix_before_anything_is_created(own_pg, tmp_path):
+def _ddl_notify(pg: TestDatabase) -> None:
+    """What PostgREST installs on every Supabase project: unfiltered event triggers that only NOTIFY."""
+    pg.execute("CREATE FUNCTION notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN PERFORM pg_notify(''pgrst'', ''reload schema''); END'",
+               "CREATE EVENT TRIGGER pgrst_ddl_watch ON ddl_command_end EXECUTE FUNCTION notify_ddl()",
+               "CREATE EVENT TRIGGER pgrst_drop_watch ON sql_drop EXECUTE FUNCTION notify_ddl()")
+
+
+def _dupewatch_tables(pg: TestDatabase) -> list[tuple[str]]:
+    return pg.rows("SELECT tablename FROM pg_tables WHERE tablename LIKE 'dupewatch%' ORDER BY 1")
+
+
+def test_postgres_an_event_trigger_writing_on_ddl_stops_the_fix_with_nothing_of_that_step_committed(own_pg, tmp_path):
     """The fix's DDL (plan, archive and log tables) ran outside every batch's account: `audit_ddl` wrote rows
-    into ddl_log, and the fix said nothing. Now the dry run names it as a blocker, and the fix refuses before its
-    first DDL: nothing written, not even dupewatch's own records."""
+    into ddl_log, and the fix said nothing. Now the transaction running the DDL counts what it changed: the row
+    in ddl_log rolls it back and the fix stops naming the trigger: nothing written, not even dupewatch's own
+    records. The dry run names the trigger in a note (it cannot know what the trigger writes)."""
     pg = own_pg
     pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
     _ddl_audit(pg)
     path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
     dry = run_cli("fix", "t", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    assert any("audit_ddl (ddl_command_end, log_ddl())" in b and "ALTER EVENT TRIGGER audit_ddl DISABLE" in b
-               for b in json_out(dry)["blockers"]), json_out(dry)["blockers"]
+    assert dry.exit_code == 0, dry.output
+    assert any("audit_ddl (ddl_command_end, log_ddl())" in n for n in json_out(dry)["notes"]), json_out(dry)
     fixed = run_cli("fix", "t", "--config", str(path), "--yes")
     assert fixed.exit_code == 2, fixed.output
-    assert "audit_ddl" in fixed.stderr and "\n" not in fixed.stderr.strip(), fixed.stderr
+    message = fixed.stderr.strip()
+    assert "\n" not in message, message
+    assert "row(s) inserted in ddl_log" in message and "audit_ddl (ddl_command_end, log_ddl())" in message, message
+    assert "ALTER EVENT TRIGGER audit_ddl DISABLE" in message and "nothing of that step" in message, message
     assert pg.rows("SELECT tag FROM ddl_log") == []
     assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
-    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE")  # what the blocker says to do
+    assert _dupewatch_tables(pg) == []
+    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE")  # what the message says to do
     assert run_cli("fix", "t", "--config", str(path), "--yes").exit_code == 0
     assert pg.rows("SELECT tag FROM ddl_log") == [] and pg.rows("SELECT id FROM t") == [(1,)]
 
 
-def test_postgres_an_event_trigger_on_ddl_refuses_undo(own_pg, tmp_path):
+def test_postgres_an_event_trigger_writing_on_ddl_stops_a_second_fix_at_its_plan_table(own_pg, tmp_path):
+    """dupewatch's records exist already (an earlier fix): the first DDL is the plan table's; it is rolled back,
+    the fix's record discarded, the table untouched."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    assert run_cli("fix", "t", "--config", str(path), "--yes").exit_code == 0
+    pg.execute("INSERT INTO t VALUES (3, 2), (4, 2)")
+    tables = _dupewatch_tables(pg)
+    _ddl_audit(pg)
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "plan and archive tables" in fixed.stderr and "audit_ddl" in fixed.stderr, fixed.stderr
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (3,), (4,)]
+    assert _dupewatch_tables(pg) == tables
+    assert pg.rows("SELECT state FROM dupewatch_fix ORDER BY created_at") == [("done",), ("discarded",)]
+
+
+def test_postgres_event_triggers_that_only_notify_let_fix_undo_and_guard_run(own_pg, tmp_path):
+    """Supabase's pgrst_ddl_watch and pgrst_drop_watch fire on every DDL and write no row: the fix, undo and the
+    guard built under --lock-timeout account for each DDL transaction and pass (a concurrent build, outside any
+    transaction, cannot be accounted for: refused)."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t)", "INSERT INTO c VALUES (7, 2)")
+    _ddl_notify(pg)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    dry = run_cli("fix", "t", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0 and not json_out(dry)["blockers"], dry.output
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id FROM t") == [(1,)] and pg.rows("SELECT id, t_id FROM c") == [(7, 1)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)] and pg.rows("SELECT id, t_id FROM c") == [(7, 2)]
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "undone"
+    assert not [r for r in _dupewatch_tables(pg) if r[0].startswith("dupewatch_plan")]
+    pg.execute("DELETE FROM c", "DELETE FROM t WHERE id = 2")
+    concurrent = run_cli("guard", "t", "--config", str(path))  # outside a transaction: refused, see below
+    assert concurrent.exit_code == 2 and "pgrst_ddl_watch" in concurrent.stderr, concurrent.output
+    assert "--lock-timeout" in concurrent.stderr, concurrent.stderr
+    guarded = run_cli("guard", "t", "--config", str(path), "--lock-timeout", "5s")
+    assert guarded.exit_code == 0, guarded.output
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+    # fix --add-constraint: its concurrent rounds are skipped for the locked ones, whose builds are accounted
+    pg.execute("DROP INDEX uq_dupewatch_t", "INSERT INTO t VALUES (3, 1)")
+    added = run_cli("fix", "t", "--config", str(path), "--yes", "--add-constraint", "--lock-timeout", "5s")
+    assert added.exit_code == 0, added.output
+    assert pg.rows("SELECT id FROM t") == [(1,)]
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+
+
+def test_postgres_an_event_trigger_writing_on_ddl_refuses_undo(own_pg, tmp_path):
     """Undo drops the fix's plan table (and with --drop-constraint its guard): an event trigger created since the
-    fix fires there, outside undo's account. Undo refuses, naming it, nothing changed."""
+    fix writes a row there. That drop now runs inside undo's account: undo refuses, naming it, nothing changed."""
     pg = own_pg
     pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
     path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
     fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--json")
     assert fixed.exit_code == 0, fixed.output
+    fix_id = json_out(fixed)["fix_id"]
+    pg.execute(f'CREATE TABLE "dupewatch_plan_{fix_id.replace("-", "_")}" (x INT)')  # as a stopped fix leaves it
     _ddl_audit(pg)
     pg.execute("CREATE EVENT TRIGGER only_extensions ON ddl_command_end WHEN TAG IN ('CREATE EXTENSION') "
                "EXECUTE FUNCTION log_ddl()")  # fires on nothing undo runs: not named
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
     assert undone.exit_code == 2, undone.output
     message = undone.stderr.strip()
     assert "audit_ddl" in message and "only_extensions" not in message and "nothing changed" in message, message
+    assert "ddl_log" in message and "\n" not in message, message
     assert pg.rows("SELECT tag FROM ddl_log") == []
     assert pg.rows("SELECT id FROM t") == [(1,)]
     assert pg.scalar("SELECT state FROM dupewatch_fix") == "done"
+
+
+def test_postgres_an_event_trigger_on_create_index_refuses_the_concurrent_guard(own_pg, tmp_path):
+    """CREATE INDEX CONCURRENTLY runs outside a transaction: nothing can count or roll back what a trigger writes
+    then, so the guard refuses before it builds, naming only the triggers whose tags fire on it. Under
+    --lock-timeout the index is built in a transaction whose account is settled: the row is rolled back."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 2)")
+    _ddl_audit(pg)
+    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE",
+               "CREATE EVENT TRIGGER on_index ON ddl_command_end WHEN TAG IN ('CREATE INDEX') "
+               "EXECUTE FUNCTION log_ddl()",
+               "CREATE EVENT TRIGGER on_tables ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
+               "EXECUTE FUNCTION log_ddl()")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    guarded = run_cli("guard", "t", "--config", str(path))
+    assert guarded.exit_code == 2, guarded.output
+    message = guarded.stderr.strip()
+    assert "CONCURRENTLY" in message and "on_index" in message and "on_tables" not in message, message
+    assert "audit_ddl" not in message and "nothing was built" in message, message
+    locked = run_cli("guard", "t", "--config", str(path), "--lock-timeout", "5s")
+    assert locked.exit_code == 2, locked.output
+    assert "row(s) inserted in ddl_log" in locked.stderr and "on_index" in locked.stderr, locked.stderr
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 0
+
+
+def test_postgres_an_event_trigger_writing_on_the_guards_drop_refuses_undo_drop_constraint(own_pg, tmp_path):
+    """`undo --drop-constraint` drops the guard inside undo's account (PostgreSQL's DDL is transactional): the row
+    the trigger writes on DROP INDEX refuses undo, and the guard is still there."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--add-constraint", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+    _ddl_audit(pg)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
+    assert undone.exit_code == 2, undone.output
+    assert "audit_ddl" in undone.stderr and "nothing changed" in undone.stderr, undone.stderr
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_dupewatch_t'") == 1
+    assert pg.rows("SELECT id FROM t") == [(1,)] and pg.scalar("SELECT state FROM dupewatch_fix") == "done"
+    pg.execute("ALTER EVENT TRIGGER audit_ddl DISABLE")
+    again = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
+    assert again.exit_code == 0, again.output
+    assert pg.rows("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+
+
+def test_postgres_an_event_trigger_writing_on_drop_stops_the_done_fix_at_its_plan_tables_drop(own_pg, tmp_path):
+    """A `sql_drop` trigger writes nothing while the fix creates its tables and fires when the done fix drops its
+    plan table: that step is rolled back (the plan table kept, nothing in ddl_log) and named; the fix stays done."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE ddl_log (tag TEXT)",
+               "CREATE FUNCTION log_drop() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO ddl_log VALUES (tg_tag); END'",
+               "CREATE EVENT TRIGGER audit_drop ON sql_drop EXECUTE FUNCTION log_drop()")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    message = fixed.stderr.strip().splitlines()[-1]  # after the batch's progress line: one line
+    assert message.startswith("dupewatch: error: ") and "dropping its plan table" in message, fixed.stderr
+    assert "the fix is done" in message and "audit_drop (sql_drop, log_drop())" in message, message
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert pg.rows("SELECT id FROM t") == [(1,)] and pg.scalar("SELECT state FROM dupewatch_fix") == "done"
+    assert pg.scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'dupewatch_plan%'") == 1

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from monitor.db import Database, DatabaseError
 from monitor.engine import Monitor
+from monitor.fix.accounting import DdlAccount
 from monitor.fix.guard.build import lock_refused, milliseconds
 from monitor.fix.guard.postgresql import PostgresBuilder
 from monitor.fix.guard.report import GuardInterrupted, GuardReport
@@ -158,7 +159,9 @@ class LockedSession:
         index = builder.index(concurrently=False)
         with self.engine.connect() as conn:
             builder.duplicates(conn)
+            account = DdlAccount(conn, builder.t.db.rules, f"the guard of check {builder.t.config.name!r}")
             conn.execute(sa.schema.CreateIndex(index))
+            account.settle(conn)  # what fired on the CREATE INDEX: refused, rolled back with the lock's transaction
             conn.commit()
         self.raw.pinned = False
         self.raw.commit()

@@ -12,9 +12,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 
 from monitor.db import DatabaseError, first_line
+from monitor.fix.accounting import DdlAccount
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder, lock_refused, milliseconds
-from monitor.fix.guard.report import GuardInterrupted
+from monitor.fix.guard.report import ConcurrentBuildRefused, GuardInterrupted, GuardReport
 from monitor.fix.records import safe_identifier
 from monitor.fix.target import Target
 
@@ -28,6 +29,9 @@ _PG_INDEX = sa.text(
     "LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
     "LEFT JOIN pg_catalog.pg_class c2 ON c2.relname = :table AND c2.relnamespace = n.oid "
     "WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
+# The commands a concurrent build (and the cleanup of a failed one) runs outside a transaction; a partitioned table's
+# index is attached to its parent's (ALTER INDEX ... ATTACH PARTITION).
+_CONCURRENT_TAGS = ("CREATE INDEX", "DROP INDEX", "ALTER INDEX")
 _PG_RELKIND = sa.text(
     "SELECT c.oid, c.relkind, n.nspname FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -164,6 +168,24 @@ class PostgresBuilder(Builder):
         return "present"
 
     # building
+    def add(self, lock_timeout: float | None) -> GuardReport:
+        if lock_timeout is None:
+            self._refuse_concurrent_triggers()
+        return super().add(lock_timeout)
+
+    def _refuse_concurrent_triggers(self) -> None:
+        """A concurrent build (and the drop of an invalid index) cannot run in a transaction: what an event trigger
+        firing on it writes can be neither counted before a commit nor rolled back. Refused before any DDL, only
+        for the triggers whose tags could fire on those commands (a transaction's DDL is accounted instead)."""
+        with self.t.db.connect(self.t.db.writer) as conn, conn.begin():
+            fired = self.t.db.rules.ddl_triggers(conn, _CONCURRENT_TAGS)
+        if fired:
+            raise ConcurrentBuildRefused(
+                f"check {self.t.config.name!r}: the guard builds its unique index with CREATE INDEX CONCURRENTLY, "
+                "which runs outside any transaction, so what an event trigger writes then can be neither counted "
+                f"nor rolled back: {fired}; or build it under the table's lock with --lock-timeout (one "
+                "transaction, accounted for); nothing was built")
+
     def build(self, lock_timeout: float | None) -> None:
         if lock_timeout is not None:
             self._build_locked(lock_timeout)
@@ -180,7 +202,9 @@ class PostgresBuilder(Builder):
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds(lock_timeout)}")
                     conn.exec_driver_sql(f"LOCK TABLE {self.table_sql} IN SHARE ROW EXCLUSIVE MODE")
                     self.duplicates(conn)
+                    account = DdlAccount(conn, self.t.db.rules, f"the guard of check {self.t.config.name!r}")
                     conn.execute(sa.schema.CreateIndex(index))
+                    account.settle(conn)  # what fired on the CREATE INDEX, rolled back with it
             except sa.exc.DBAPIError as exc:
                 if getattr(exc.orig, "sqlstate", None) == "55P03":
                     raise lock_refused(self.t, lock_timeout) from None

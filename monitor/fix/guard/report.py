@@ -19,6 +19,11 @@ class DuplicatesFound(FixRefused):
         self.short = short or message
 
 
+class ConcurrentBuildRefused(FixRefused):
+    """An event trigger may fire on a concurrent build, which runs outside any transaction (nothing built); a build
+    under the table's lock (`--lock-timeout`) runs in one transaction, whose account is settled."""
+
+
 class GuardInterrupted(FixRefused):
     """Ctrl-C during a build: the build was cancelled and its half-built index dropped (or named)."""
 

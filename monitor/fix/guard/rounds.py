@@ -20,7 +20,7 @@ from monitor.fix.guard.build import Builder
 from monitor.fix.guard.locked import LockedSession
 from monitor.fix.guard.mysql import MySQLBuilder
 from monitor.fix.guard.postgresql import PostgresBuilder
-from monitor.fix.guard.report import DuplicatesFound, GuardReport, GuardRound, guard_name
+from monitor.fix.guard.report import ConcurrentBuildRefused, DuplicatesFound, GuardReport, GuardRound, guard_name
 from monitor.fix.guard.sqlite import SQLiteBuilder
 from monitor.fix.target import Target, target
 
@@ -69,7 +69,10 @@ def secure_guard(monitor: Monitor, check: str, *, rounds: int = GUARD_ROUNDS, lo
     if lock_timeout is not None:
         plans += [(n, lock_timeout) for n in range(rounds + 1, 2 * rounds + 1)]
     last: FixError | None = None
+    concurrent_refused = False
     for number, locked in plans:
+        if concurrent_refused and locked is None:
+            continue  # an event trigger may fire on a concurrent build: the locked rounds' builds are accounted
         step = GuardRound(number, "locked" if locked is not None else _method(monitor, check), "failed")
         try:
             if locked is not None and _method(monitor, check) == "concurrent":
@@ -81,6 +84,11 @@ def secure_guard(monitor: Monitor, check: str, *, rounds: int = GUARD_ROUNDS, lo
         except DuplicatesFound as exc:
             step.outcome, step.message, last = "duplicates", exc.short, exc
             _record_round(done, step, on_round)
+            continue
+        except ConcurrentBuildRefused as exc:
+            if lock_timeout is None:
+                raise _with_rounds(FixRefused(str(exc)), done) from None
+            concurrent_refused, last = True, exc
             continue
         except FixError as exc:
             step.message = str(exc)
