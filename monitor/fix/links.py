@@ -376,19 +376,20 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
             .where(_logged(child, columns, log))
             .values({**_unchanged(child, catalog_for(conn).auto_updated_columns(child)),
                      **{child.c[c]: log.c[f"old_{j}"] for j, c in enumerate(columns)}}))
-    # Rows whose other columns are as the fix logged them must still be so after the point back (a BEFORE UPDATE
-    # trigger enabled since the fix would rewrite them); rows the application changed since are its own.
-    digest = _rest_digest(conn, child, columns) if _DIGEST in log.c and pk else None
+    # The rows' other columns must be after the point back as they were before it (a BEFORE UPDATE trigger enabled
+    # since the fix would rewrite them): each row's digest read before and after, in this transaction.
+    digest = _rest_digest(conn, child, columns) if pk else None
+    keys = [log.c[f"pk_{j}"] for j in range(len(pk))]
     found_now = [c == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
                  for j, c in enumerate(pk)]
     found_back = [c == log.c[f"pk_{j}"] for j, c in enumerate(pk)]
-    unchanged = None if digest is None else _same_rest(conn, child, log, found_now, digest)
+    before = None if digest is None else _rest_digests(conn, child, log, found_now, keys, digest)
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(back)).rowcount
     if moved != expected:
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "
                          f"changed or deleted since the fix ({expected - moved} of {expected}), so it cannot be "
                          "pointed back")
-    if digest is not None and _same_rest(conn, child, log, found_back, digest) != unchanged:
+    if digest is not None and _rest_digests(conn, child, log, found_back, keys, digest) != before:
         fired = catalog_for(conn).fired_on(child, "UPDATE", tuple(columns))
         by = f" ({', '.join(fired)})" if fired else ""
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: pointing the rows of {child.name!r} back "
@@ -397,8 +398,11 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
     return int(moved)
 
 
-def _same_rest(conn: Connection, child: sa.Table, log: sa.Table, found: list[ColumnElement[bool]],
-               digest: ColumnElement[Any]) -> int:
-    """How many logged rows' other columns are as the fix logged them (the database's digest)."""
-    return int(conn.execute(sa.select(sa.func.count()).select_from(child).join(log, sa.and_(*found))
-                            .where(digest == log.c[_DIGEST])).scalar_one())
+def _rest_digests(conn: Connection, child: sa.Table, log: sa.Table, found: list[ColumnElement[bool]],
+                  keys: list[sa.Column[Any]], digest: ColumnElement[Any]) -> dict[tuple[Any, ...], Any]:
+    """Each logged row's digest of its other columns, by the primary key the log holds, as this transaction reads
+    it. Compared before and after the point back in one session, so the session settings that shape a value's
+    text (TimeZone, DateStyle, extra_float_digits; MariaDB's time_zone) cannot make them differ or agree by
+    themselves, as a digest the fix's session logged could."""
+    return {tuple(row[:-1]): row[-1] for row in conn.execute(
+        sa.select(*keys, digest).select_from(child).join(log, sa.and_(*found)))}

@@ -93,3 +93,25 @@ def test_undo_refuses_when_a_trigger_enabled_since_the_fix_would_rewrite_the_row
     undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "tag", "item") == before
+
+
+def test_undo_reads_the_rows_digests_itself_whatever_its_sessions_time_zone(pg, tmp_path, monkeypatch):
+    """A row's digest is of its values' text, which a session's settings shape (a timestamptz in its TimeZone):
+    compared with the digest the fix's session logged, an undo in another time zone found no row as logged,
+    before or after, and a rewriting trigger passed unseen. Undo reads each row's digest itself, before and after
+    it points the rows back."""
+    _seed(pg)
+    pg.execute("ALTER TABLE item ADD COLUMN seen_at timestamptz NOT NULL DEFAULT '2026-01-01 12:00:00+00'",
+               "DROP TRIGGER item_touch ON item")
+    path = config_file(tmp_path, pg, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    monkeypatch.setenv("PGTZ", "UTC")
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    after_fix = contents(pg, "tag", "item")
+    pg.execute("CREATE TRIGGER item_touch BEFORE UPDATE ON item FOR EACH ROW EXECUTE FUNCTION item_touch()")
+
+    monkeypatch.setenv("PGTZ", "Europe/Berlin")
+    refused = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert refused.exit_code == 2, refused.output
+    assert "item_touch" in refused.stderr and "nothing changed" in refused.stderr, refused.stderr
+    assert contents(pg, "tag", "item") == after_fix
