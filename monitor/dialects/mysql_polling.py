@@ -203,8 +203,9 @@ class MySQLPolling(Polling):
         return (clock, oldest), ""
 
     def storage_identity_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
-        """The InnoDB table ids of the table and its partitions, in order, as text (NULL for a table InnoDB does
-        not hold); None where the role cannot read the catalog or the table's name has no file name here."""
+        """The InnoDB table ids of the table and its partitions (how many, the highest, their sum) as text
+        (NULL for a table InnoDB does not hold); None where the role cannot read the catalog or the table's name
+        has no file name here."""
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
         stored = _file_name(str(schema)) if schema else None
         name = _file_name(table.name)
@@ -219,7 +220,11 @@ class MySQLPolling(Polling):
                 continue  # not this server's catalog, or the role lacks PROCESS
             whole = f"{stored}/{name}"
             escaped = whole.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            ids = sa.func.group_concat(sa.literal_column("TABLE_ID ORDER BY TABLE_ID"))
+            # How many, the highest and the sum: InnoDB hands out table ids in increasing order, so a truncated or
+            # rebuilt table or partition (a new id, above all others), one added or dropped, changes it; a list of
+            # every id would be cut at group_concat_max_len (1,024 bytes by default on MySQL: 200 partitions).
+            ids = sa.func.concat(sa.func.count(), ":", sa.func.max(tables.c.TABLE_ID), ":",
+                                 sa.func.sum(tables.c.TABLE_ID))
             named = tables.c["NAME"]
             return (sa.select(ids).select_from(tables)
                     .where(sa.or_(named == whole, named.like(escaped + "#P#%", escape="\\")))

@@ -944,6 +944,33 @@ def test_mariadb_a_table_swapped_in_by_rename_or_a_partition_truncated_is_read_b
     assert p.run().mode == "incremental"
 
 
+def test_mariadb_a_partition_truncated_among_hundreds_changes_the_storage_identity(mysql, runner_for,
+                                                                                  storage_every_run):
+    """Under MySQL's default `group_concat_max_len` (1,024 bytes) a list of 250 partitions' ids was cut short, and
+    the truncated partition's new id (the highest) fell in what was cut: no full pass, the reloaded rows unread."""
+    mysql.execute("CREATE TABLE logins (id INTEGER AUTO_INCREMENT PRIMARY KEY, user_id INTEGER NOT NULL,"
+                  " device VARCHAR(40) NULL, created_at DATETIME(6) NOT NULL, KEY logins_key (user_id, device))"
+                  " PARTITION BY HASH (id) PARTITIONS 250")
+    load = "INSERT INTO logins (id, user_id, device, created_at) VALUES (:id, :u, 'x', :t)"
+    mysql.execute(load, params=[dict(id=i, u=i, t=ts(mysql, NOW)) for i in range(1, 1600)])
+    r = runner_for(mysql)
+    engine = r.monitor.database("d").engine
+
+    @sa.event.listens_for(engine, "connect")
+    def mysql_default(dbapi: Any, _: Any) -> None:
+        with dbapi.cursor() as cursor:
+            cursor.execute("SET SESSION group_concat_max_len = 1024")
+
+    engine.dispose()
+    assert r.run().mode == "full"
+    mysql.execute("ALTER TABLE logins TRUNCATE PARTITION p249")  # ids 249, 499, ... 1499
+    mysql.execute(load, params=[dict(id=i, u=1, t=ts(mysql, NOW)) for i in range(249, 1600, 250)])
+    truncated = r.run()
+    assert truncated.mode == "full" and any("truncated" in n for n in truncated.notes), truncated.notes
+    assert truncated.groups == 1
+    r.assert_matches_full_pass(truncated)
+
+
 def test_mariadb_incremental_runs_read_the_storage_identity_at_most_every_storage_identity_every(
         mysql, runner_for, monkeypatch):
     """InnoDB's catalog costs 4-5 ms a read per 1,000 tables: a run within `storage_identity_every` of the last
