@@ -612,7 +612,8 @@ def _raised_by(t: _Target, layout: Layout, exc: sa.exc.DBAPIError) -> str:
         return ""
     try:
         with _writer(t) as conn, conn.begin():
-            raised = catalog_for(conn).raising_triggers(context)
+            written = [layout.table, *(sa.Table(ref.table, sa.MetaData(), schema=ref.schema) for ref in layout.refs)]
+            raised = catalog_for(conn).raising_triggers(context, written)
     except Exception:  # the name is advice only: no connection, ... -> the server's words alone
         return ""
     if not raised:

@@ -218,6 +218,19 @@ def test_an_error_a_trigger_raised_names_it_where_the_database_says_so_else_the_
     assert contents(db, "tag", "item", "change_log") == before
 
 
+def test_postgres_a_raising_function_shared_with_another_tables_trigger_names_the_written_tables(pg, tmp_path):
+    """refuse_change() also serves a trigger of a table the fix does not write (`aaa`, first by name): the error's
+    CONTEXT names only the function, so the trigger of the table the batch writes is the one named."""
+    _seed(pg)
+    pg.execute(*_RAISE["postgresql"], "CREATE TABLE aaa (id INTEGER)",
+               "CREATE TRIGGER aaa_check BEFORE INSERT ON aaa FOR EACH ROW EXECUTE FUNCTION refuse_change()")
+    path = config_file(tmp_path, pg, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "(raised by trigger item_check on item)" in fixed.stderr, fixed.stderr
+    assert "aaa_check" not in fixed.stderr, fixed.stderr
+
+
 @pytest.fixture(params=["postgresql", "mysql"])
 def server_db(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue({"postgresql": "pg", "mysql": "mysql"}[request.param])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,9 +202,10 @@ class Catalog:
         names as what may have acted."""
         return [f"{t} on {table.name}" for t in self.write_triggers(table.schema, table.name, event, columns)]
 
-    def raising_triggers(self, context: str) -> tuple[str, ...]:
+    def raising_triggers(self, context: str, written: Sequence[sa.Table] = ()) -> tuple[str, ...]:
         """The triggers whose function an error's `context` (`Dialect.error_context`) names, innermost first, each
-        as `trigger <name> on <table>`: those that raised it; none where the database has no such diagnostics."""
+        as `trigger <name> on <table>`: those that raised it (of a function shared by triggers of several tables,
+        those of the `written` tables, where any); none where the database has no such diagnostics."""
         return ()
 
     def descendant_tables(self, schema: str | None) -> set[str]:

@@ -3,6 +3,7 @@ row-level security, every table named by `regclass` text quoted by SQLAlchemy.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,19 +119,24 @@ class PostgresCatalog(Catalog):
              "cols": list(columns)}).all()
         return tuple(f"rule {r.name} ON {event}" if r.rule else f"{r.timing} {event} trigger {r.name}" for r in rows)
 
-    def raising_triggers(self, context: str) -> tuple[str, ...]:
+    def raising_triggers(self, context: str, written: Sequence[sa.Table] = ()) -> tuple[str, ...]:
         # A PL/pgSQL frame names the function as regprocedure prints it (`PL/pgSQL function log_change() line 3 at
         # RAISE`, schema-qualified when not on the search path); PL/Python, PL/Perl and PL/Tcl quote its name
         # (`PL/Python function "f"`). A trigger cloned onto a partition (tgparentid set) is named by its parent's.
+        # A function shared by triggers of several tables (a "touch" function): those of the tables written first.
         rows = self.conn.execute(sa.text(f"""
-            SELECT name, relation FROM (
+            SELECT name, relation, written FROM (
                 SELECT t.tgname AS name, t.tgrelid::regclass::text AS relation,
+                       t.tgrelid IN (SELECT to_regclass(w) FROM unnest(CAST(:written AS text[])) AS w) AS written,
                        least(nullif(strpos(:context, 'function ' || CAST(CAST(p.oid AS regprocedure) AS text)), 0),
                              nullif(strpos(:context, 'function "' || p.proname || '"'), 0)) AS position
                 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
                 WHERE NOT t.tgisinternal AND coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0
                   AND {_FIRES.format(enabled="t.tgenabled")}) named
-            WHERE position IS NOT NULL ORDER BY position, relation, name"""), {"context": context}).all()
+            WHERE position IS NOT NULL ORDER BY position, relation, name"""),
+            {"context": context, "written": [qualified(self.conn, table) for table in written]}).all()
+        if any(r.written for r in rows):
+            rows = [r for r in rows if r.written]
         return tuple(f"trigger {r.name} on {r.relation}" for r in rows)
 
     def descendant_tables(self, schema: str | None) -> set[str]:
