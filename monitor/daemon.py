@@ -470,6 +470,8 @@ class Daemon:
         owner = self._live_owner()
         if owner is None or self.history is None or self.monitor is None:
             return
+        if self.discovery is not None and any(s.targets is None for s in self.discovery.states.values()):
+            return  # a source not listed yet: its targets' checks are missing from the config, not removed
         kept = [(name, check.name) for name, checks in streamed_checks(self.config, self.monitor).items()
                 for check in checks]
         try:

@@ -321,3 +321,30 @@ def test_run_positions_are_stored_thinned_and_merged_as_a_union(store: History) 
     store.save_incremental(replace(base, positions="[[1.0, 5], [2.0, 7]]"), base)
     merged = store.save_incremental(replace(base, positions="[[1.0, 5], [3.0, 9]]"), base)
     assert json.loads(merged.positions or "") == [[1.0, 5], [2.0, 7], [3.0, 9]]
+
+
+def test_a_daemon_keeps_the_live_groups_while_a_discovery_source_has_not_listed_its_targets(tmp_path: Path) -> None:
+    """A fleet source that has not answered yet leaves its targets out of the running config: their checks are
+    not removed, so the groups saved for them are kept (a restart would otherwise count again, as new, the groups
+    formed while it was down); once every source has listed, those of checks no longer followed are deleted."""
+    from types import SimpleNamespace
+
+    from monitor.config import config_from_dict
+    from monitor.daemon import Daemon
+    from monitor.fleet.discover import SourceState
+
+    store = History(tmp_path / "history.sqlite")
+    config = config_from_dict({"databases": {"app": {"url": f"sqlite:///{tmp_path / 'app.db'}"}},
+                               "checks": [{"name": "c", "database": "app", "table": "t", "key": ["k"]}]})
+    daemon = SimpleNamespace(history=store, monitor=SimpleNamespace(), config=config,
+                             discovery=SimpleNamespace(states={"cmdb": SourceState()}),
+                             _live_owner=lambda: "daemon-1")
+    try:
+        store.save_live_groups("s-orders", "fp", ['["b"]'], [], replace=True, saver=("daemon-1", "t1", "orders"))
+        Daemon._forget_removed_live_groups(daemon)  # type: ignore[arg-type]
+        assert store.live_groups("s-orders") == ("fp", {'["b"]'})
+        daemon.discovery.states["cmdb"] = SourceState(targets=[])
+        Daemon._forget_removed_live_groups(daemon)  # type: ignore[arg-type]
+        assert store.live_groups("s-orders") is None
+    finally:
+        store.close()
