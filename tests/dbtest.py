@@ -295,11 +295,15 @@ def run_dupewatch(*args: str | os.PathLike[str], cwd: Path | None = None, env: d
     """Run `python -m monitor.cli ARGS` as a real subprocess (exit codes and stderr exactly as a user sees them).
 
     The process is forked from one that imported dupewatch already (`_Forker`): it then runs the module as `-m`
-    does, in its own working directory and environment, and exits as the interpreter does. A call made while
-    another runs (from another thread) starts a new Python instead."""
+    does, in its own working directory and environment, and exits as the interpreter does; all such processes share
+    the forking process's hash seed. A call made while another runs (from another thread), or whose `env` sets
+    what Python reads as it starts (PYTHON*, LANG, LC_*), starts a new Python instead."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     command = [str(a) for a in args]
-    if _FORKER.lock.acquire(blocking=False):
+    # What Python reads only as it starts (PYTHON*: the hash seed, UTF-8 mode, I/O encoding; the locale) takes a
+    # new interpreter to follow.
+    starting = any(k.startswith(("PYTHON", "LANG", "LC_")) for k in (env or {}))
+    if not starting and _FORKER.lock.acquire(blocking=False):
         try:
             return _FORKER.run(command, cwd or REPO_ROOT, full_env, timeout)
         finally:
