@@ -152,3 +152,14 @@ def seed_memberships(db: TestDatabase) -> None:
 
 
 DECIMAL = Decimal("12.3450")
+
+
+def blocked_by(db: TestDatabase, blocker: int, table: str = "visit") -> bool:
+    """Whether some session waits for a row lock that session `blocker` holds (on MariaDB: whether a transaction
+    waits for a lock on this test's `table`, as InnoDB's status reports it; information_schema.INNODB_LOCK_WAITS
+    leaves out some waiting transactions)."""
+    if db.dialect == "postgresql":
+        return bool(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))",
+                              {"b": blocker}))
+    status = db.rows("SHOW ENGINE INNODB STATUS")[0][2]
+    return any(f"of table `{db.schema}`.`{table}`" in line and "waiting" in line for line in status.splitlines())

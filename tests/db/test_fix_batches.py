@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fix_support import FixThread, config_file, json_out, make_config, run_cli
+from fix_support import FixThread, blocked_by, config_file, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixProgress, prepare_fix, run_fix
 from monitor.fix.pace import FIRST_BATCH
@@ -181,18 +181,6 @@ def test_no_row_inserted_during_a_fix_is_lost_across_many_groups(db):
 # -- item 8: a deadlock victim batch is run again --------------------------------------------------------------
 
 
-def _blocked_by(db, blocker: int) -> bool:
-    """Whether some session waits for a row lock that session `blocker` holds (on MariaDB: whether a transaction
-    waits for a lock on this test's `visit`, as InnoDB's status reports it; information_schema.INNODB_LOCK_WAITS
-    leaves out some waiting transactions)."""
-    if db.dialect == "postgresql":
-        return bool(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))",
-                              {"b": blocker}))
-    status = db.rows("SHOW ENGINE INNODB STATUS")[0][2]
-    table = f"of table `{db.schema}`.`visit`"
-    return any(table in line and "waiting" in line for line in status.splitlines())
-
-
 def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(server_db):
     """The application locks the batch's last row, the batch waits for it while holding the first, then the
     application asks for the first: a deadlock, in which the database rolls the batch back (the application's
@@ -212,7 +200,7 @@ def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(se
             app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
             app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
             thread.start()
-            _wait_until(lambda: _blocked_by(db, blocker) or not thread.is_alive(), "the batch to wait for row 8")
+            _wait_until(lambda: blocked_by(db, blocker) or not thread.is_alive(), "the batch to wait for row 8")
             app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
         thread.join(DEADLINE)
     finally:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from fix_support import FixThread, audit_trigger, config_file, contents, json_out, make_config, run_cli
+from fix_support import FixThread, audit_trigger, blocked_by, config_file, contents, json_out, make_config, run_cli
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import execute, prepare_fix
@@ -236,15 +236,6 @@ def server_db(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue({"postgresql": "pg", "mysql": "mysql"}[request.param])
 
 
-def _waits_on(db, blocker: int) -> bool:
-    """Whether some session waits for a row lock session `blocker` holds (MariaDB: InnoDB's status says so)."""
-    if db.dialect == "postgresql":
-        return bool(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))",
-                              {"b": blocker}))
-    status = db.rows("SHOW ENGINE INNODB STATUS")[0][2]
-    return any(f"of table `{db.schema}`.`visit`" in line and "waiting" in line for line in status.splitlines())
-
-
 def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
     """A batch chosen as deadlock victim, with no try left: the stop names the deadlock, and no trigger, though
     the referencing table has one the batch's repoint would fire."""
@@ -267,7 +258,7 @@ def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
             app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
             thread.start()
             deadline = time.monotonic() + 30
-            while not (_waits_on(db, blocker) or not thread.is_alive()):
+            while not (blocked_by(db, blocker) or not thread.is_alive()):
                 assert time.monotonic() < deadline, "the batch never waited for row 8"
                 time.sleep(0.02)  # polling interval of a condition with a deadline
             app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
