@@ -491,13 +491,7 @@ class IncrementalCheck:
         window = window_for(conn, self, writers, state.positions)
         positions = self._positions(state.positions, writers, window, top)
         start = window.start(watermark, decoded(state.pending_since))
-        went_back = self._bound_went_back(watermark, start, window)
-        # A table truncated (or rewritten, or given other partitions) and loaded again holds rows below the
-        # watermark that no run read: its storage is no longer the one the last run read.
-        moved = state.storage is not None and storage != state.storage
-        if top is None or self._restarted_below(top, start) or went_back or moved:
-            why = "the table is empty" if top is None else went_back or \
-                (_MOVED if moved else "every row lies below the watermark (emptied or recreated)")
+        if why := self._restart_reason(top, start, watermark, window, state.storage, storage):
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -603,11 +597,7 @@ class IncrementalCheck:
         storage = state.storage
         if storing:
             storage, self._storage_read_at = None if row[9] is None else str(row[9]), time.monotonic()
-        went_back = self._bound_went_back(watermark, start, window)
-        moved = state.storage is not None and storage != state.storage
-        if top is None or self._restarted_below(top, start) or went_back or moved:
-            why = "the table is empty" if top is None else went_back or \
-                (_MOVED if moved else "every row lies below the watermark (emptied or recreated)")
+        if why := self._restart_reason(top, start, watermark, window, state.storage, storage):
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now)
         said += window.notes
@@ -714,6 +704,22 @@ class IncrementalCheck:
         for key in added:
             slices[zlib.crc32(key.encode()) % len(slices)].append(key)
         self._slices = (slices, after)
+
+    def _restart_reason(self, top: Any, start: Any, watermark: Any, window: Window, stored: str | None,
+                        storage: str | None) -> str | None:
+        """Why this run must be a full pass instead, or None: the table is empty, what bounds the watermark went
+        back (`_bound_went_back`), the table's storage is not the one the last run read (`stored`: truncated,
+        rewritten or given other partitions, and loaded again: rows below the watermark no run read), or every
+        row lies below the window (`_restarted_below`)."""
+        if top is None:
+            return "the table is empty"
+        if went_back := self._bound_went_back(watermark, start, window):
+            return went_back
+        if stored is not None and storage != stored:
+            return _MOVED
+        if self._restarted_below(top, start):
+            return "every row lies below the watermark (emptied or recreated)"
+        return None
 
     def _bound_went_back(self, watermark: Any, start: Any, window: Window) -> str | None:
         """Why the watermark cannot be trusted where what bounds it (the sequence handing out ids, the database's
