@@ -107,6 +107,40 @@ def any_runner(any_numbers: TestDatabase, tmp_path: Any) -> Iterator[Any]:
     yield from runners(any_numbers, tmp_path)
 
 
+class Prepared:
+    """A transaction prepared for two-phase commit (`PREPARE TRANSACTION`): it has left its session, so
+    `pg_stat_activity` shows it no more. Leaving the `with` rolls it back unless `commit()` ran (a prepared
+    transaction would keep the test's database from being dropped)."""
+
+    def __init__(self, db: TestDatabase, gid: str) -> None:
+        self.engine = sa.create_engine(db.url, isolation_level="AUTOCOMMIT")
+        self.gid, self.open = gid, False
+
+    def __enter__(self) -> Prepared:
+        return self
+
+    def run(self, statement: str, params: dict[str, Any] | None = None) -> Any:
+        """`statement` in a transaction then prepared; what its first row's first column holds, if any."""
+        with self.engine.connect() as coordinator:
+            coordinator.exec_driver_sql("BEGIN")
+            result = coordinator.execute(sa.text(statement), params or {})
+            value = result.scalar() if result.returns_rows else None
+            coordinator.exec_driver_sql(f"PREPARE TRANSACTION '{self.gid}'")
+            self.open = True
+        return value
+
+    def commit(self) -> None:
+        with self.engine.connect() as coordinator:
+            coordinator.exec_driver_sql(f"COMMIT PREPARED '{self.gid}'")
+        self.open = False
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.open:
+            with self.engine.connect() as coordinator:
+                coordinator.exec_driver_sql(f"ROLLBACK PREPARED '{self.gid}'")
+        self.engine.dispose()
+
+
 def test_a_prepared_transaction_holding_an_id_far_below_the_watermark_is_read(pg, tmp_path):
     """A prepared (two-phase) transaction has left its session, so `pg_stat_activity` does not show it; it took a
     low id and commits after 1,500 later rows were read: the run after its `COMMIT PREPARED` reads it (the window
@@ -118,30 +152,19 @@ def test_a_prepared_transaction_holding_an_id_far_below_the_watermark_is_read(pg
     made = runners(pg, tmp_path)
     r = next(made)(key=["user_id", "device"])
     assert r.run().mode == "full"
-    engine = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    prepared = False
     try:
-        with engine.connect() as coordinator:
-            coordinator.exec_driver_sql("BEGIN")
-            coordinator.execute(sa.text(insert), {"u": 7})  # id 2, committed last
-            coordinator.exec_driver_sql("PREPARE TRANSACTION 'dw_late'")
-            prepared = True
-        pg.execute(insert, params={"u": 7})
-        pg.execute("INSERT INTO logins (user_id, device, created_at)"
-                   " SELECT g, 1, now() FROM generate_series(100, 1599) AS g")
-        polled = r.run()
-        assert (polled.mode, polled.groups) == ("incremental", 0)
-        with engine.connect() as coordinator:
-            coordinator.exec_driver_sql("COMMIT PREPARED 'dw_late'")
-            prepared = False
+        with Prepared(pg, "dw_late") as late:
+            late.run(insert, {"u": 7})  # id 2, committed last
+            pg.execute(insert, params={"u": 7})
+            pg.execute("INSERT INTO logins (user_id, device, created_at)"
+                       " SELECT g, 1, now() FROM generate_series(100, 1599) AS g")
+            polled = r.run()
+            assert (polled.mode, polled.groups) == ("incremental", 0)
+            late.commit()
         after = r.run()
         assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 1)
         r.assert_matches_full_pass(after)
     finally:
-        if prepared:  # it would keep the test's database from being dropped
-            with engine.connect() as coordinator:
-                coordinator.exec_driver_sql("ROLLBACK PREPARED 'dw_late'")
-        engine.dispose()
         made.close()
 
 
@@ -158,32 +181,20 @@ def test_a_prepared_transaction_is_covered_by_a_timestamp_watermarks_overlap(pg,
     made = runners(pg, tmp_path)
     r = next(made)(incremental="created_at")
     assert r.run().mode == "full"
-    engine = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    prepared = False
     try:
-        with engine.connect() as coordinator:
-            coordinator.exec_driver_sql("BEGIN")
-            started = coordinator.exec_driver_sql("INSERT INTO logins (user_id, device) VALUES (40, 1)"
-                                                  " RETURNING created_at").scalar()
-            coordinator.exec_driver_sql("PREPARE TRANSACTION 'dw_late_ts'")
-            prepared = True
-        deadline = time.monotonic() + 30
-        while pg.scalar("SELECT localtimestamp") < started + timedelta(seconds=2):  # await the clock
-            assert time.monotonic() < deadline
-        pg.execute("INSERT INTO logins (user_id, device) VALUES (41, 1)")
-        polled = r.run()
-        assert (polled.mode, polled.groups) == ("incremental", 0)
-        with engine.connect() as coordinator:
-            coordinator.exec_driver_sql("COMMIT PREPARED 'dw_late_ts'")
-            prepared = False
+        with Prepared(pg, "dw_late_ts") as late:
+            started = late.run("INSERT INTO logins (user_id, device) VALUES (40, 1) RETURNING created_at")
+            deadline = time.monotonic() + 30
+            while pg.scalar("SELECT localtimestamp") < started + timedelta(seconds=2):  # await the clock
+                assert time.monotonic() < deadline
+            pg.execute("INSERT INTO logins (user_id, device) VALUES (41, 1)")
+            polled = r.run()
+            assert (polled.mode, polled.groups) == ("incremental", 0)
+            late.commit()
         after = r.run()
         assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 1)
         r.assert_matches_full_pass(after)
     finally:
-        if prepared:
-            with engine.connect() as coordinator:
-                coordinator.exec_driver_sql("ROLLBACK PREPARED 'dw_late_ts'")
-        engine.dispose()
         made.close()
 
 
@@ -578,7 +589,9 @@ def test_a_run_of_one_statement_sees_a_truncate_and_reload_and_is_a_full_pass(my
     r.assert_matches_full_pass(after)
     statements.clear()
     assert r.run().mode == "incremental"
-    assert [s for s in statements if "logins" in s] == [statements[-1]] and "INNODB_SYS_TABLES" in statements[-1]
+    # (a run may also re-count a slice of the known groups, by their keys sent as JSON: a statement of its own)
+    reads = [s for s in statements if "logins" in s and "JSON_TABLE" not in s]
+    assert len(reads) == 1 and "INNODB_SYS_TABLES" in reads[0], reads
 
 
 def test_the_window_digest_spells_null_out_only_for_nullable_columns(tmp_path):
