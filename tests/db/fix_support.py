@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from dbtest import TestDatabase, write_config
 from monitor.cli import main
 from monitor.config import Config, config_from_dict
 from monitor.engine import Monitor
-from monitor.fix import FixPlan, FixReport, run_fix
+from monitor.fix import FixPlan, FixReport, prepare_fix, run_fix
 
 T0 = datetime(2024, 5, 1, 9, 30, 0, 123456)
 
@@ -163,3 +165,28 @@ def blocked_by(db: TestDatabase, blocker: int, table: str = "visit") -> bool:
                               {"b": blocker}))
     status = db.rows("SHOW ENGINE INNODB STATUS")[0][2]
     return any(f"of table `{db.schema}`.`{table}`" in line and "waiting" in line for line in status.splitlines())
+
+
+def fix_in_a_deadlock(db: TestDatabase, monitor: Monitor, check: str, timeout: float = 30) -> FixThread:
+    """Run the fix of `check` (on `visit`, ids 1-8, row 1 in its first batch; a table `ballast (n INTEGER)` made) into
+    a deadlock: an application
+    transaction that has written more (InnoDB rolls back the one that changed fewer rows) holds row 8, waits for
+    the batch to wait for it, then asks for row 1, which the batch holds. The thread, joined."""
+    app = db.engine.connect()
+    try:
+        thread = FixThread(monitor, check, prepare_fix(monitor, check), batch_size=10)
+        with app.begin():
+            blocker = app.execute(sa.text("SELECT pg_backend_pid()" if db.dialect == "postgresql"
+                                          else "SELECT CONNECTION_ID()")).scalar_one()
+            app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
+            thread.start()
+            deadline = time.monotonic() + timeout
+            while not (blocked_by(db, blocker) or not thread.is_alive()):
+                assert time.monotonic() < deadline, "the batch never waited for row 8"
+                time.sleep(0.02)  # polling interval of a condition with a deadline
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
+        thread.join(timeout)
+    finally:
+        app.close()
+    return thread

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fix_support import FixThread, blocked_by, config_file, json_out, make_config, run_cli
+from fix_support import config_file, fix_in_a_deadlock, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixProgress, prepare_fix, run_fix
 from monitor.fix.pace import FIRST_BATCH
@@ -190,21 +190,9 @@ def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(se
                "CREATE TABLE ballast (n INTEGER)")
     db.execute("INSERT INTO visit VALUES (:id, :k, 'seed')", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
     monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
-    app = db.engine.connect()
     try:
-        thread = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
-        with app.begin():
-            blocker = app.execute(sa.text("SELECT pg_backend_pid()" if db.dialect == "postgresql"
-                                          else "SELECT CONNECTION_ID()")).scalar_one()
-            # weight: InnoDB rolls back the transaction that changed fewer rows
-            app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
-            app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
-            thread.start()
-            _wait_until(lambda: blocked_by(db, blocker) or not thread.is_alive(), "the batch to wait for row 8")
-            app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
-        thread.join(DEADLINE)
+        thread = fix_in_a_deadlock(db, monitor, "visits", timeout=DEADLINE)
     finally:
-        app.close()
         monitor.close()
     assert thread.error is None and thread.report is not None, thread.error
     report = thread.report

@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import time
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from fix_support import FixThread, audit_trigger, blocked_by, config_file, contents, json_out, make_config, run_cli
+from fix_support import (
+    audit_trigger,
+    config_file,
+    contents,
+    fix_in_a_deadlock,
+    json_out,
+    make_config,
+    run_cli,
+)
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
-from monitor.fix import execute, prepare_fix
+from monitor.fix import execute
 from monitor.fix.catalog import DeleteHooks, catalog_for
 from monitor.fix.errors import FixError
+
+
+def _fixed_naming_no_trigger(db, tmp_path) -> None:
+    """The check on `tag`: its dry run names no trigger, and the fix runs."""
+    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
+    dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert not [n for n in json_out(dry)["notes"] if "trigger" in n], json_out(dry)["notes"]
+    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
 
 
 def _seed(db) -> None:
@@ -62,12 +79,7 @@ def test_a_trigger_of_other_columns_or_events_is_not_named(db, tmp_path):
     audit_trigger(db, "item_insert", "INSERT", "item", into="change_log")
     if db.dialect != "mysql":  # MySQL/MariaDB have no UPDATE OF
         audit_trigger(db, "item_note", "UPDATE OF note", "item", into="change_log")
-    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
-    dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 0, dry.output
-    assert not [n for n in json_out(dry)["notes"] if "trigger" in n], json_out(dry)["notes"]
-    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
+    _fixed_naming_no_trigger(db, tmp_path)
     assert db.rows("SELECT count(*) FROM change_log") == [(0,)]
 
 
@@ -131,12 +143,7 @@ def test_postgres_a_trigger_that_does_not_fire_for_the_fix_session_is_not_named_
     url = make_url(pg.url)
     url = url.update_query_dict({"options": f"{url.query['options']} -csession_replication_role={role}"})
     db = dataclasses.replace(pg, url=url.render_as_string(hide_password=False))
-    path = config_file(tmp_path, db, [{"name": "tags", "table": "tag", "key": ["label"]}])
-    dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 0, dry.output
-    assert not [n for n in json_out(dry)["notes"] if "trigger" in n], json_out(dry)["notes"]
-    fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
+    _fixed_naming_no_trigger(db, tmp_path)
     assert pg.rows("SELECT id, tag_id FROM item ORDER BY id") == [(10, 1), (11, 1), (12, 3)]
     assert pg.rows("SELECT count(*) FROM change_log") == [(0,)]
 
@@ -247,24 +254,9 @@ def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
     audit_trigger(db, "note_audit", "UPDATE", "visit_note", into="change_log")
     db.execute("INSERT INTO visit VALUES (:id, :k)", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
     monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
-    app = db.engine.connect()
     try:
-        thread = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
-        with app.begin():
-            blocker = app.execute(sa.text("SELECT pg_backend_pid()" if db.dialect == "postgresql"
-                                          else "SELECT CONNECTION_ID()")).scalar_one()
-            # weight: InnoDB rolls back the transaction that changed fewer rows
-            app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
-            app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
-            thread.start()
-            deadline = time.monotonic() + 30
-            while not (blocked_by(db, blocker) or not thread.is_alive()):
-                assert time.monotonic() < deadline, "the batch never waited for row 8"
-                time.sleep(0.02)  # polling interval of a condition with a deadline
-            app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
-        thread.join(30)
+        thread = fix_in_a_deadlock(db, monitor, "visits")
     finally:
-        app.close()
         monitor.close()
     assert isinstance(thread.error, FixError), thread.error
     assert "deadlock" in str(thread.error).lower(), thread.error
