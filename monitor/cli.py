@@ -602,6 +602,7 @@ _AFTER_A_BUG = {
     "undo": "the undo's transaction was rolled back, nothing changed",
     "guard": "`dupewatch guard` again shows whether the index is there",
     "purge": "`dupewatch fixes` shows whether the fix is purged",
+    "abandon": "`dupewatch fixes` shows whether the fix is abandoned",
 }
 
 
@@ -815,7 +816,8 @@ def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     return plan
 
 
-@main.group(short_help="List past fixes, newest first; purge one's archive.", invoke_without_command=True)
+@main.group(short_help="List past fixes, newest first; purge one's archive, abandon a stuck one.",
+            invoke_without_command=True)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
@@ -824,7 +826,8 @@ def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
 def fixes(ctx: click.Context, as_json: bool) -> None:
     """List past fixes (newest first) recorded in the configured databases.
 
-    `dupewatch fixes purge FIX_ID` deletes a done or undone fix's archived rows and drops its logs."""
+    `dupewatch fixes purge FIX_ID` deletes a done, undone or abandoned fix's archived rows and drops its logs;
+    `dupewatch fixes abandon FIX_ID` gives up an unfinished fix, keeping what its batches did undoable."""
     if ctx.invoked_subcommand is not None:
         return
     from monitor.engine import Monitor
@@ -859,9 +862,10 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
 @user_errors
 @fix_errors
 def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
-    """Delete what a done or undone fix kept for undo: its rows in the archives (after an undo, copies of the
-    restored rows) and its repoint logs. The fix's record stays in `dupewatch fixes`; it can no longer be undone.
-    Exit code 0 when purged, 2 when refused (a fix that is not done or undone, no confirmation)."""
+    """Delete what a done, undone or abandoned fix kept for undo: its rows in the archives (after an undo, copies
+    of the restored rows) and its repoint logs. The fix's record stays in `dupewatch fixes`; it can no longer be
+    undone. Exit code 0 when purged, 2 when refused (a fix that is not done, undone or abandoned, no confirmation,
+    something firing on its DDL that writes rows)."""
     from monitor.engine import Monitor
     from monitor.fix.purge import PURGEABLE, purge_fix
     from monitor.fix.undo import find_fix
@@ -877,7 +881,7 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
         if not yes and record.state in PURGEABLE:
             click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
                        f"its archived rows and logs are deleted"
-                       + ("; it can no longer be undone" if record.state == "done" else ""), err=True)
+                       + ("; it can no longer be undone" if record.state != "undone" else ""), err=True)
             if not confirm_by_name(record.check_name, "purge it"):
                 fail("not confirmed; nothing changed")
         report = purge_fix(monitor, fix_id)
@@ -888,6 +892,50 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     else:
         click.echo(f"fix {report.fix_id} purged: {counted(report.archived_rows, 'archived row')} deleted, "
                    f"{counted(report.logs_dropped, 'log table')} dropped")
+
+
+@fixes.command(short_help="Give up an unfinished fix; what its batches did stays archived and undoable.")
+@config_option
+@click.argument("fix_id", metavar="FIX_ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@user_errors
+@fix_errors
+def abandon(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
+    """Give up an unfinished fix (planned, running, stopped or failed) that cannot go on, say one whose plan table
+    is gone: it is recorded as abandoned and its plan table, if any is left, dropped. Nothing else is deleted: the
+    rows its committed batches deleted stay in the archive, `dupewatch undo FIX_ID` still restores them, and the
+    next `dupewatch fix` of the check plans afresh. Exit code 0 when abandoned, 2 when refused (a fix that is not
+    unfinished, one running in another process, no confirmation)."""
+    from monitor.engine import Monitor
+    from monitor.fix.abandon import abandon_fix, refuse_unless_abandonable
+    from monitor.fix.undo import find_fix
+
+    config = load_context_config(ctx, environment=False)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
+        refuse_unless_abandonable(record)
+        if not yes and not interactive():
+            fail(f"refusing to abandon {fix_id} without confirmation: no terminal to confirm on and no --yes; "
+                 "nothing changed")
+        if not yes:
+            click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}, "
+                       f"{counted(record.deleted, 'row')} deleted so far) will never be resumed; what its batches "
+                       f"did stays archived (`dupewatch undo {record.fix_id}` restores it)", err=True)
+            if not confirm_by_name(record.check_name, "abandon it"):
+                fail("not confirmed; nothing changed")
+        report = abandon_fix(monitor, fix_id)
+    finally:
+        monitor.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        click.echo(f"fix {report.fix_id} abandoned ({counted(report.deleted, 'row')} deleted by its batches, kept "
+                   f"in the archive: `dupewatch undo {report.fix_id}` restores them); `dupewatch fix {report.check}` "
+                   "plans afresh")
 
 
 @main.command(short_help="Restore the rows a fix deleted.")

@@ -385,8 +385,9 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     what = (f"table {t.table_name!r} (its primary key or the foreign keys referring to it) changed since fix "
             f"{record.fix_id} was planned, or another version of dupewatch planned it")
     if record.state != "planned":
-        raise FixRefused(f"{what}: undo it (`dupewatch undo {record.fix_id}` restores what its batches did), "
-                         "then fix again")
+        raise FixRefused(f"{what}: undo it (`dupewatch undo {record.fix_id}` restores what its batches did) or "
+                         f"abandon it (`dupewatch fixes abandon {record.fix_id}` keeps what they did, archived and "
+                         "undoable), then fix again")
     _drop_plan(conn, t, record)
     with conn.begin():
         records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(),
@@ -401,7 +402,9 @@ def _refuse_lost_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     what = (f"fix {record.fix_id} ({record.state}) cannot be resumed: its plan table {record.plan_table} no longer "
             "exists (dropped since the fix was planned), and only it says which rows the fix may delete")
     if record.state != "planned" and record.done_through > 0:
-        raise FixRefused(f"{what}; `dupewatch undo {record.fix_id}` puts back what its batches did, then fix again")
+        raise FixRefused(f"{what}; `dupewatch undo {record.fix_id}` puts back what its batches did, then fix again, "
+                         f"or `dupewatch fixes abandon {record.fix_id}` keeps it (archived, still undoable) and lets "
+                         "a new fix start")
     with conn.begin():
         records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(), message=what)
     raise FixRefused(f"{what}; it had changed nothing and was discarded: run the fix again to plan afresh")

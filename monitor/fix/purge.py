@@ -4,7 +4,8 @@ The archive holds the deleted rows (after an undo, copies of the restored ones: 
 hashes) and the repoint logs the referencing rows' keys. `purge_fix` deletes the fix's rows from every archive it
 wrote (the fixed table's and those of referencing tables it archived), drops its repoint logs and any plan table
 left behind, and marks the fix `purged`, in the table's fix lock. The record in `dupewatch_fix` stays: it is the
-history `dupewatch fixes` lists. Only a `done` or `undone` fix can be purged; a purged fix cannot be undone.
+history `dupewatch fixes` lists. Only a `done`, `undone` or `abandoned` fix can be purged; a purged fix cannot be
+undone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, reference_table, repoint_table
 from monitor.fix.undo import find_fix, locate_fixed_table
 
-PURGEABLE = ("done", "undone")
+PURGEABLE = ("done", "undone", records.ABANDONED)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class PurgeReport:
 
 
 def purge_fix(monitor: Monitor, fix_id: str) -> PurgeReport:
-    """Delete fix `fix_id`'s archived rows and drop its logs; raises `FixRefused` unless it is done or undone."""
+    """Delete fix `fix_id`'s archived rows and drop its logs; raises `FixRefused` unless it is done, undone or
+    abandoned."""
     db, record = find_fix(monitor, fix_id)
     _refuse_unless_purgeable(record)
     schema, identity = locate_fixed_table(db, record)
@@ -54,8 +56,10 @@ def purge_fix(monitor: Monitor, fix_id: str) -> PurgeReport:
 def _refuse_unless_purgeable(record: FixRecord) -> None:
     if record.state not in PURGEABLE:
         why = "its archive and logs are gone already" if record.state == "purged" else \
-            "finish it (run the fix again) or undo it first"
-        raise FixRefused(f"fix {record.fix_id} is {record.state}: only a done or undone fix can be purged; {why}")
+            f"finish it (run the fix again), undo it, or give it up first (`dupewatch fixes abandon {record.fix_id}`)" \
+            if record.state in records.UNFINISHED else "it never ran: nothing to purge"
+        raise FixRefused(f"fix {record.fix_id} is {record.state}: only a done, undone or abandoned fix can be purged; "
+                         f"{why}")
 
 
 def _purge(conn: Connection, record: FixRecord, schema: str | None) -> PurgeReport:

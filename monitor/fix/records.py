@@ -34,8 +34,10 @@ MAX_IDENTIFIER = 63  # PostgreSQL's limit, the smallest of the three
 
 # planned: snapshot taken, nothing changed yet; running: batches under way (also after a crash);
 # stopped: cancelled between batches; failed: a batch was refused; done; undone; discarded (never ran);
-# purged: a done or undone fix whose archived rows and logs were deleted (`dupewatch fixes purge`).
+# purged: a done, undone or abandoned fix whose archived rows and logs were deleted (`dupewatch fixes purge`);
+# abandoned: an unfinished fix given up (`dupewatch fixes abandon`): what its batches did stays, undoable.
 UNFINISHED = ("planned", "running", "stopped", "failed")
+ABANDONED = "abandoned"
 
 BOOKKEEPING = "__dupewatch_bookkeeping__"  # placeholder schema, translated per connection (see the docstring)
 _metadata = sa.MetaData(schema=BOOKKEEPING)

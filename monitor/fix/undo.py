@@ -43,7 +43,7 @@ from monitor.fix.records import FixRecord, repoint_table
 from monitor.fix.refs import reflect
 from monitor.fix.values import loads
 
-UNDOABLE = ("done", "stopped", "failed", "running")
+UNDOABLE = ("done", "stopped", "failed", "running", records.ABANDONED)
 
 
 @dataclass

@@ -47,7 +47,7 @@ def test_the_undo_command_a_fix_prints_works_as_printed_from_another_directory(t
     assert "undone" in undone.output
 
 
-@pytest.mark.parametrize("command", [("undo",), ("fixes", "purge")])
+@pytest.mark.parametrize("command", [("undo",), ("fixes", "purge"), ("fixes", "abandon")])
 def test_an_unknown_fix_id_is_said_before_asking_for_confirmation(tmp_path: Path, command: tuple[str, ...]) -> None:
     database = build_demo(tmp_path / "demo.sqlite")
     (tmp_path / "demo.toml").write_text(demo_config_toml(database))

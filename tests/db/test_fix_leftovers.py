@@ -79,7 +79,7 @@ def test_purge_refuses_a_fix_that_is_not_finished(db, tmp_path):
     finally:
         monitor.close()
     result = run_cli("fixes", "purge", plan.fix_id or "", "--config", str(path), "--yes")
-    assert result.exit_code == 2 and "is planned: only a done or undone fix can be purged" in result.stderr
+    assert result.exit_code == 2 and "is planned: only a done, undone or abandoned fix can be purged" in result.stderr
 
 
 def test_repoint_and_undo_keep_on_update_timestamps(mysql, tmp_path):

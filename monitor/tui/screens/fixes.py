@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 NUMERIC = {"GROUPS", "DELETED", "REPOINTED", "SKIPPED"}
 WIDEST = {"DATABASE": 10, "CHECK": 20, "CONSTRAINT": 28}
 COLUMNS = tuple(h for h in RECORD_HEADERS if h != "USER")
-STATE_STYLE = {"done": f"bold {GREEN}", "undone": DIM, "discarded": DIM, "running": "bold #5fafff",
+STATE_STYLE = {"done": f"bold {GREEN}", "undone": DIM, "discarded": DIM, "abandoned": AMBER, "running": "bold #5fafff",
                "stopped": f"bold {AMBER}", "failed": f"bold {RED}", "planned": AMBER}
 
 
