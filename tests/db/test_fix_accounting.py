@@ -592,3 +592,39 @@ def test_postgres_an_event_trigger_writing_on_drop_stops_the_done_fix_at_its_pla
     assert pg.rows("SELECT tag FROM ddl_log") == []
     assert pg.rows("SELECT id FROM t") == [(1,)] and pg.scalar("SELECT state FROM dupewatch_fix") == "done"
     assert pg.scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'dupewatch_plan%'") == 1
+
+
+def test_postgres_an_event_trigger_writing_on_drop_refuses_purge_with_nothing_changed(own_pg, tmp_path):
+    """`fixes purge` deleted the fix's archived rows, committed, then dropped its repoint log outside any account:
+    a `sql_drop` trigger wrote its row and the purge said nothing. Now the deletes and drops are one accounted
+    step: the row in ddl_log rolls it all back (archive, log, record as they were) and the refusal names the
+    trigger; once disabled, the purge runs."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+               "CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t)", "INSERT INTO c VALUES (7, 2)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fixed = run_cli("fix", "t", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = json_out(fixed)["fix_id"]
+    pg.execute("CREATE TABLE ddl_log (tag TEXT)",
+               "CREATE FUNCTION log_drop() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO ddl_log VALUES (tg_tag); END'",
+               "CREATE EVENT TRIGGER audit_drop ON sql_drop EXECUTE FUNCTION log_drop()")
+    tables = _dupewatch_tables(pg)
+    assert any(name.startswith("dupewatch_repoint_") for (name,) in tables), tables
+    before = contents(pg, "dupewatch_archive_t", "dupewatch_fix", "dupewatch_fix_reference")
+
+    purged = run_cli("fixes", "purge", fix_id, "--config", str(path), "--yes")
+    assert purged.exit_code == 2, purged.output
+    message = purged.stderr.strip()
+    assert "\n" not in message and "unexpected" not in message, message
+    assert f"purge of fix {fix_id}" in message and "audit_drop (sql_drop, log_drop())" in message, message
+    assert "row(s) inserted in ddl_log" in message and "nothing of that step was committed" in message, message
+    assert pg.rows("SELECT tag FROM ddl_log") == []
+    assert _dupewatch_tables(pg) == tables
+    assert contents(pg, "dupewatch_archive_t", "dupewatch_fix", "dupewatch_fix_reference") == before
+
+    pg.execute("ALTER EVENT TRIGGER audit_drop DISABLE")
+    again = run_cli("fixes", "purge", fix_id, "--config", str(path), "--yes", "--json")
+    assert again.exit_code == 0 and json_out(again)["archived_rows"] == 1, again.output
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "purged"
