@@ -628,3 +628,24 @@ def test_postgres_an_event_trigger_writing_on_drop_refuses_purge_with_nothing_ch
     again = run_cli("fixes", "purge", fix_id, "--config", str(path), "--yes", "--json")
     assert again.exit_code == 0 and json_out(again)["archived_rows"] == 1, again.output
     assert pg.scalar("SELECT state FROM dupewatch_fix") == "purged"
+
+
+def test_postgres_an_event_trigger_writing_on_drop_refuses_abandon_with_nothing_changed(own_pg, tmp_path,
+                                                                                       monitor_for):
+    """`fixes abandon` drops the fix's plan table in the transaction that records it abandoned: a row the
+    `sql_drop` trigger writes rolls both back, naming the trigger."""
+    pg = own_pg
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **T}])
+    fix_id = prepare_fix(monitor_for({"app": {"url": pg.url}}, [{"database": "app", **T}]), "t").fix_id or ""
+    pg.execute("CREATE TABLE ddl_log (tag TEXT)",
+               "CREATE FUNCTION log_drop() RETURNS event_trigger LANGUAGE plpgsql AS "
+               "'BEGIN INSERT INTO ddl_log VALUES (tg_tag); END'",
+               "CREATE EVENT TRIGGER audit_drop ON sql_drop EXECUTE FUNCTION log_drop()")
+    tables = _dupewatch_tables(pg)
+    abandoned = run_cli("fixes", "abandon", fix_id, "--config", str(path), "--yes")
+    assert abandoned.exit_code == 2, abandoned.output
+    message = abandoned.stderr.strip()
+    assert "\n" not in message and f"abandoning fix {fix_id}" in message and "audit_drop" in message, message
+    assert pg.rows("SELECT tag FROM ddl_log") == [] and _dupewatch_tables(pg) == tables
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "planned"

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import prepare_fix
+from monitor.fix.locks import fix_lock
+from monitor.fix.undo import find_fix, locate_fixed_table
 
 
 def _stopped_fix(db, tmp_path, *options: str):
@@ -140,7 +142,9 @@ def test_abandon_is_refused_for_a_done_or_undone_fix(db, tmp_path):
     assert db.rows("SELECT id FROM tag ORDER BY id") == [(1,), (2,)]
 
 
-def test_abandoning_a_planned_fix_drops_its_plan_table(db, tmp_path):
+def test_abandoning_a_planned_fix_drops_its_plan_table_unless_another_process_holds_the_table(db, tmp_path):
+    """A fix another process runs holds the table's fix lock: abandon is refused, nothing changed; without it
+    the planned fix is abandoned and its plan table dropped."""
     db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, label VARCHAR(20) NOT NULL)",
                "INSERT INTO tag VALUES (1, 'x'), (2, 'x')")
     check = {"name": "tags", "table": "tag", "key": ["label"]}
@@ -148,8 +152,13 @@ def test_abandoning_a_planned_fix_drops_its_plan_table(db, tmp_path):
     monitor = Monitor(make_config(db, [check]))
     try:
         fix_id = prepare_fix(monitor, "tags").fix_id or ""
+        fixing, record = find_fix(monitor, fix_id)
+        with fix_lock(fixing, locate_fixed_table(fixing, record)[1], record.table_name):
+            held = run_cli("fixes", "abandon", fix_id, "--config", str(path), "--yes")
     finally:
         monitor.close()
+    assert held.exit_code == 2 and "already being fixed" in held.stderr, held.output
+    assert db.scalar("SELECT state FROM dupewatch_fix WHERE fix_id = :f", {"f": fix_id}) == "planned"
     abandoned = run_cli("fixes", "abandon", fix_id, "--config", str(path), "--yes", "--json")
     assert abandoned.exit_code == 0, abandoned.output
     assert (json_out(abandoned)["deleted"], json_out(abandoned)["plan_dropped"]) == (0, True)
