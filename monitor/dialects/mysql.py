@@ -180,6 +180,10 @@ SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema",
 
 
 
+def _sha256(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.func.sha2(value, 256)
+
+
 def _quoted_account(part: str) -> str:
     """A user or host name as an account name quotes it (`'app'`), a quote doubled."""
     return "'" + part.replace("'", "''") + "'"
@@ -339,11 +343,13 @@ class MySQL(MySQLPolling, Dialect):
         return f"{_quoted_account(name)}@{_quoted_account(host)}"
 
     def row_digest(self, columns: Sequence[ColumnElement[Any]]) -> ColumnElement[Any] | None:
-        """MD5 of each value (its bytes; 'N' for NULL, which no MD5 spells), joined, and MD5 of that: a fixed
-        size per column, so a wide row's digest stays far below `max_allowed_packet` (past it CONCAT_WS is NULL)."""
+        """SHA-256 of each value (its bytes; 'N' for NULL, which no digest spells), joined, and SHA-256 of that: a
+        fixed size per column, so a wide row's digest stays far below `max_allowed_packet` (past it CONCAT_WS is
+        NULL). Not MD5(): MySQL in FIPS mode returns NULL for it (9.x moved it to a component), and a NULL digest
+        compares equal to nothing, so a rewriting trigger would pass unseen; SHA2() is FIPS-approved everywhere."""
         if not columns:
             return None
-        return sa.func.md5(sa.func.concat_ws(",", *[sa.func.coalesce(sa.func.md5(c), "N") for c in columns]))
+        return _sha256(sa.func.concat_ws(",", *[sa.func.coalesce(_sha256(c), "N") for c in columns]))
 
     def is_timeout(self, message: str) -> bool:
         return "max_statement_time" in message or "maximum statement execution time" in message.lower()
