@@ -262,8 +262,13 @@ class MySQL(MySQLPolling, Dialect):
         bounds them too, until `prepare_session` lifts it (statements have their own deadline)."""
         return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "charset": "utf8mb4"}
 
-    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
-        dbapi._read_timeout = None  # the handshake's bound (`connect_args`), not the statements'
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float, client_deadline: float) -> None:
+        # The handshake's bound (`connect_args`) lifted for a detection session, whose statements have their own
+        # deadline (`monitor.db`); a fix's session keeps one, past the server's own timeout: a batch whose answer
+        # never comes (server hung, network partition) fails there, rolled back, instead of waiting for good
+        # (PyMySQL bounds each socket read and write; the server ends a statement at `timeout` itself).
+        bound = None if read_only else client_deadline
+        dbapi._read_timeout = dbapi._write_timeout = bound
         sock = getattr(dbapi, "_sock", None)  # PyMySQL has no keepalive option
         if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -62,6 +62,7 @@ _OPERATOR_FIELD = re.compile(r":(?:opnos?|\w*[Oo]perators)")  # an operator runs
 _PLAN_TOKEN = re.compile(r"(?:\\.|[^\s(){}\\])+|[(){}]", re.S)
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
 
+_KEEPALIVE_WINDOW_MS = (30 + 10 * 3) * 1000  # keepalives_idle + keepalives_interval x keepalives_count (`connect_args`)
 PLAN_STATISTICS_TARGET = 10  # of the fix's plan table: ANALYZE samples 300 times this many rows
 
 # VOLATILE functions of pg_catalog that change nothing: random values, clocks, and sleeps (which the statement
@@ -447,7 +448,17 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             options.append("-c default_transaction_read_only=on")
         return {"connect_timeout": max(1, round(connect_timeout)), "application_name": "dupewatch",
                 "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
-                "options": " ".join(options)}
+                # Keepalives probe an idle connection only: data sent and never acknowledged (a partition just
+                # after a statement went out) would be retransmitted for about 15 minutes (tcp_retries2).
+                "tcp_user_timeout": _KEEPALIVE_WINDOW_MS, "options": " ".join(options)}
+
+    driver_bounds_waits = False  # libpq has no read timeout
+
+    def statement_in_progress(self, dbapi: Any) -> bool:
+        """libpq's transaction status is ACTIVE while a command (a COMMIT too) waits for its answer."""
+        from psycopg.pq import TransactionStatus
+
+        return bool(dbapi.pgconn.transaction_status == TransactionStatus.ACTIVE)
 
     def reset_session(self, dbapi: Any, *, rolled_back_after: bool) -> None:
         dbapi.rollback()
