@@ -347,6 +347,33 @@ class MySQL(MySQLPolling, Dialect):
         name, _, host = account.rpartition("@")
         return f"{_quoted_account(name)}@{_quoted_account(host)}"
 
+    def create_refusal(self, conn: Connection, schema: str | None) -> str | None:
+        """The server's own answer: PREPARE of a CREATE TABLE in the database checks the CREATE privilege (and
+        creates nothing, nor commits the open transaction, as executing DDL would); grants on a pattern
+        (`app\\_%`.*), global ones and roles are the server's to match, not read from the grant tables. In the
+        dry run's read-only transaction the PREPARE is refused as a write, after the privilege check (measured on
+        MariaDB 10.11: a role without CREATE gets error 1142 there, one with it 1792), so that refusal says the
+        privilege is there."""
+        database = schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
+        if database is None:
+            return None
+        preparer = conn.dialect.identifier_preparer
+        probe = f"CREATE TABLE {preparer.quote_schema(str(database))}.dupewatch_create_probe (a INT)"
+        try:
+            conn.execute(sa.text("PREPARE dupewatch_create_probe FROM :probe"), {"probe": probe})
+        except sa.exc.DBAPIError as exc:
+            code = self.privilege_refusal(exc.orig or exc)
+            if code is None and self.is_write_refused(str(exc.orig or exc)):
+                return None
+            if code is None:
+                raise
+            return (f"the fix role may not CREATE in database {preparer.quote_schema(str(database))}, where each fix "
+                    f"creates its plan table (and its archive and records, dupewatch_*) ({code}): GRANT CREATE ON "
+                    f"{preparer.quote_schema(str(database))}.* TO {self.grantee(conn)}, or set [fix] schema to a "
+                    "database it may create in")
+        conn.execute(sa.text("DEALLOCATE PREPARE dupewatch_create_probe"))
+        return None
+
     def row_digest(self, columns: Sequence[ColumnElement[Any]]) -> ColumnElement[Any] | None:
         """SHA-256 of each value (its bytes; 'N' for NULL, which no digest spells), joined, and SHA-256 of that: a
         fixed size per column, so a wide row's digest stays far below `max_allowed_packet` (past it CONCAT_WS is
