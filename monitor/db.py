@@ -223,7 +223,9 @@ class Database:
     What differs between databases is asked of `rules` (a `monitor.dialects.Dialect`). Detection connections
     (`read_only()`) carry a client-side deadline: each statement may run `statement_timeout` plus
     `DEADLINE_GRACE_SECONDS`; past that the statement is cancelled, the connection is discarded (its socket shut
-    if the server does not answer) and the caller gets a one-line `DatabaseError`.
+    if the server does not answer) and the caller gets a one-line `DatabaseError`. A fix's connections have the
+    same bound on each statement and COMMIT they wait on (`_watch_statements`, or the driver's own socket
+    timeouts), and the fix's own error handling reports it.
     """
 
     def __init__(self, name: str, config: DatabaseConfig, *, fix_schema: str | None = None,
@@ -683,8 +685,9 @@ class _Held:
 
 
 class _Watch:
-    """The deadline of one checked-out detection connection. On expiry (on its own thread) the statement is
-    cancelled; if the connection is not released within `CANCEL_WAIT_SECONDS`, its socket is shut."""
+    """The deadline of one checked-out detection connection (or of each statement of a fix's, `per_statement`).
+    On expiry (on its own thread) the statement is cancelled; if the connection is not released (a fix's statement
+    has not stopped) within `CANCEL_WAIT_SECONDS`, its socket is shut."""
 
     def __init__(self, db: Database, dbapi: Any, url: URL, *, per_statement: bool = False) -> None:
         self.db = db
@@ -735,7 +738,6 @@ class _Watch:
                 rules.sever(self.dbapi)
             except Exception as exc:  # already closed by its thread meanwhile
                 log.info("database %s: could not shut the socket (%s)", self.db.name, first_line(exc))
-
 
     def _stopped(self, seconds: float) -> bool:
         """Whether the connection's user gave it back (a fix's: its statement stopped waiting) within `seconds`."""
