@@ -223,7 +223,9 @@ class Database:
     What differs between databases is asked of `rules` (a `monitor.dialects.Dialect`). Detection connections
     (`read_only()`) carry a client-side deadline: each statement may run `statement_timeout` plus
     `DEADLINE_GRACE_SECONDS`; past that the statement is cancelled, the connection is discarded (its socket shut
-    if the server does not answer) and the caller gets a one-line `DatabaseError`.
+    if the server does not answer) and the caller gets a one-line `DatabaseError`. A fix's connections have the
+    same bound on each statement and COMMIT they wait on (`_watch_statements`, or the driver's own socket
+    timeouts), and the fix's own error handling reports it.
     """
 
     def __init__(self, name: str, config: DatabaseConfig, *, fix_schema: str | None = None,
@@ -366,8 +368,10 @@ class Database:
             # compiled forms (about 7 MB) that save well under a millisecond per run; fixes repeat theirs.
             kwargs["query_cache_size"] = 0
         try:
-            # Detection pings inside its deadline (`_checked_out`): a pre-ping would hang on a frozen server.
-            engine = sa.create_engine(url, pool_pre_ping=not read_only, connect_args=connect_args, **kwargs)
+            # Detection (and a fix where the driver bounds no wait) pings inside its deadline (`_checked_out`): a
+            # pre-ping would hang on a frozen server.
+            pre_ping = not read_only and rules.driver_bounds_waits
+            engine = sa.create_engine(url, pool_pre_ping=pre_ping, connect_args=connect_args, **kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise ConfigError(f"{self.url_field}: {exc}") from None
         except ImportError as exc:
@@ -375,10 +379,13 @@ class Database:
                 f"{self.url_field}: the driver of {redact_url(url)} is not installed ({exc}); "
                 "drop the +driver part to use the bundled one (psycopg, PyMySQL, sqlite3)") from None
         event.listen(engine, "connect", lambda dbapi, _record: rules.prepare_session(
-            dbapi, read_only=read_only, timeout=timeout))
+            dbapi, read_only=read_only, timeout=timeout, client_deadline=self.deadline_seconds))
         if read_only:
             event.listen(engine, "reset", _reset_listener(rules))
-            event.listen(engine, "before_cursor_execute", _rearm_deadline)
+        else:  # a fix's COMMIT (and ROLLBACK) waits for the server too
+            event.listen(engine, "commit", _rearm_deadline)
+            event.listen(engine, "rollback", _rearm_deadline)
+        event.listen(engine, "before_cursor_execute", _rearm_deadline)
         rules.install(engine, read_only=read_only)
         return engine
 
@@ -434,12 +441,12 @@ class Database:
         watched = engine is self._engine
         conn = self._checked_out(engine, watched)
         with conn:
-            watch: _Watch | None = conn.info.get(_WATCH_KEY) if watched else None
+            watch: _Watch | None = conn.info.get(_WATCH_KEY)
             raw = conn.connection.dbapi_connection  # its statement deadline was armed at checkout
             try:
                 yield conn
             except Exception:
-                if watch is not None and watch.expired:
+                if watched and watch is not None and watch.expired:
                     raise DatabaseError(self._deadline_message(watch)) from None
                 raise
             finally:
@@ -483,7 +490,8 @@ class Database:
         return self.engine
 
     def _checked_out(self, engine: Engine, watched: bool) -> Connection:
-        """A pooled connection; a watched one is pinged under its deadline (once more after a stale connection)."""
+        """A pooled connection; a watched one (a fix's too, where the driver bounds no wait) is pinged under its
+        deadline (once more after a stale connection)."""
         for attempt in (1, 2):
             _connecting.target = self._target_connect if engine is self._engine else None
             try:
@@ -496,13 +504,13 @@ class Database:
             self.connect_failure = None
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
-            if not watched:
-                return conn
-            watch = self._watch(conn)
-            if isinstance(engine.pool, sa.NullPool):
+            watch = self._watch(conn) if watched else self._watch_statements(conn)
+            if watch is None or isinstance(engine.pool, sa.NullPool):
                 return conn  # connected just now (a fleet target checked rarely): nothing stale to find
             try:
                 self._ping(conn)
+                if not watched:
+                    conn.rollback()  # a fix begins its own transactions
                 return conn
             except sa.exc.DBAPIError as exc:
                 self._unwatch(conn, watch)
@@ -536,6 +544,18 @@ class Database:
         with self._watch_lock:
             self._watches.add(watch)
         watch.rearm()
+        return watch
+
+    def _watch_statements(self, conn: Connection) -> _Watch | None:
+        """A fix's connection: the client-side deadline from the start of each statement (and COMMIT) it sends,
+        acting only if the connection still waits for that answer then (`Dialect.statement_in_progress`), since
+        a fix keeps its connection between batches. The server ends a statement at its own timeout; this bounds
+        the wait for an answer that never comes (server hung, network partition), which a fix batch would
+        otherwise wait for forever. Not in `_watches`: `cancel_running` stops detection, never a fix's batch."""
+        if self.rules.driver_bounds_waits:
+            return None  # by a socket timeout (`Dialect.prepare_session`), or there is no server
+        watch = conn.info[_WATCH_KEY] = _Watch(self, conn.connection.dbapi_connection, conn.engine.url,
+                                               per_statement=True)
         return watch
 
     def _unwatch(self, conn: Connection, watch: _Watch) -> None:
@@ -665,13 +685,17 @@ class _Held:
 
 
 class _Watch:
-    """The deadline of one checked-out detection connection. On expiry (on its own thread) the statement is
-    cancelled; if the connection is not released within `CANCEL_WAIT_SECONDS`, its socket is shut."""
+    """The deadline of one checked-out detection connection (or of each statement of a fix's, `per_statement`).
+    On expiry (on its own thread) the statement is cancelled; if the connection is not released (a fix's statement
+    has not stopped) within `CANCEL_WAIT_SECONDS`, its socket is shut."""
 
-    def __init__(self, db: Database, dbapi: Any, url: URL) -> None:
+    def __init__(self, db: Database, dbapi: Any, url: URL, *, per_statement: bool = False) -> None:
         self.db = db
         self.dbapi = dbapi
         self.url = url
+        # A fix's connection (`Database._watch_statements`): armed by each statement, acting only while one waits.
+        self.per_statement = per_statement
+        self.due = math.inf
         self.expired = False
         self.unstopped = False  # expired, and the statement had not stopped `CANCEL_WAIT_SECONDS` after its cancel
         # was delivered
@@ -686,12 +710,16 @@ class _Watch:
             return self.expired
 
     def rearm(self) -> None:
-        WATCHDOG.watch(self, time.monotonic() + self.db.deadline_seconds)
+        self.due = time.monotonic() + self.db.deadline_seconds
+        WATCHDOG.watch(self, self.due)
 
     def expire(self) -> None:
         with self._lock:
             if self.released.is_set():
                 return
+            if self.per_statement and (time.monotonic() < self.due  # a statement since re-armed it
+                                       or not self.db.rules.statement_in_progress(self.dbapi)):
+                return  # between statements: nothing waits
             self.expired = True
         rules = self.db.rules
         log.warning("database %s: cancelling a statement (client-side deadline or shutdown)", self.db.name)
@@ -701,7 +729,7 @@ class _Watch:
         except Exception as exc:  # the server may not answer at all (frozen, unreachable)
             log.info("database %s: cancel failed (%s)", self.db.name, first_line(exc))
             delivered = False
-        if not self.released.wait(CANCEL_WAIT_SECONDS):
+        if not self._stopped(CANCEL_WAIT_SECONDS):
             # Set before the socket is shut: the statement's thread reads it once woken. A server that took the
             # cancel and still runs the statement is inside a call it does not interrupt; one that did not take
             # it (frozen, unreachable) is only not answering.
@@ -710,6 +738,16 @@ class _Watch:
                 rules.sever(self.dbapi)
             except Exception as exc:  # already closed by its thread meanwhile
                 log.info("database %s: could not shut the socket (%s)", self.db.name, first_line(exc))
+
+    def _stopped(self, seconds: float) -> bool:
+        """Whether the connection's user gave it back (a fix's: its statement stopped waiting) within `seconds`."""
+        if not self.per_statement:
+            return self.released.wait(seconds)
+        until = time.monotonic() + seconds
+        while self.db.rules.statement_in_progress(self.dbapi):
+            if self.released.wait(min(0.02, max(until - time.monotonic(), 0))) or time.monotonic() >= until:
+                return self.released.is_set()
+        return True
 
 
 class _Watchdog:
@@ -756,7 +794,10 @@ WATCHDOG = _Watchdog()
 
 
 def _rearm_deadline(conn: Connection, *_args: Any) -> None:
-    """Each statement of a watched connection gets the whole deadline."""
+    """Each statement of a watched connection gets the whole deadline (a fix's COMMIT and ROLLBACK too; the
+    rollback of a connection the deadline or the server ended sends nothing)."""
+    if conn.invalidated:
+        return
     watch = conn.info.get(_WATCH_KEY)
     if watch is not None and not watch.expired:
         watch.rearm()

@@ -7,8 +7,13 @@ Connections (`monitor.db`)
 - `name`: the short name used in configuration-free places (`postgresql`, `mysql`, `sqlite`).
 - `connect_args(url, read_only, timeout)`, `engine_options(read_only)`: driver arguments (connect timeout, TCP
   keepalives, session options) and pool options.
-- `prepare_session(dbapi, read_only, timeout)`: run once per new DBAPI connection: read-only session mode, the
-  statement timeout.
+- `prepare_session(dbapi, read_only, timeout, client_deadline)`: run once per new DBAPI connection: read-only
+  session mode, the statement timeout; on a writing connection, the driver's own bound on each wait for the server
+  (`client_deadline`: the statement timeout and a grace) where it has one.
+- `driver_bounds_waits`: whether the driver bounds each wait for the server by itself (a socket timeout set in
+  `prepare_session`), or there is no server; else `statement_in_progress(dbapi)` says whether the connection waits
+  for a statement's (or a COMMIT's) answer now, and a fix's connection has the client-side deadline of
+  `monitor.db` while it does.
 - `reset_session(dbapi, rolled_back_after)`: run when a detection connection returns to the pool: release
   whatever a query can leave behind on the session (advisory/named locks, settings), so that the next check
   starts clean; the pool rolls the session back right after where `rolled_back_after` says so.
@@ -278,8 +283,14 @@ class Dialect(Polling):
     def engine_options(self, *, read_only: bool) -> dict[str, Any]:
         return {"pool_size": 2, "max_overflow": 8, "pool_recycle": 1800, "pool_timeout": 30}
 
-    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float, client_deadline: float) -> None:
         """Session settings for a new connection (read-only mode, statement timeout)."""
+
+    driver_bounds_waits = True
+
+    def statement_in_progress(self, dbapi: Any) -> bool:
+        """Whether `dbapi` waits for the server's answer to a statement now (asked where not `driver_bounds_waits`)."""
+        return False
 
     def reset_session(self, dbapi: Any, *, rolled_back_after: bool) -> None:
         """Release what a query can leave on a session (locks, settings) before the connection is reused.

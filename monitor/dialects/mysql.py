@@ -180,6 +180,10 @@ SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema",
 
 
 
+def _sha256(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.func.sha2(value, 256)
+
+
 def _quoted_account(part: str) -> str:
     """A user or host name as an account name quotes it (`'app'`), a quote doubled."""
     return "'" + part.replace("'", "''") + "'"
@@ -258,8 +262,13 @@ class MySQL(MySQLPolling, Dialect):
         bounds them too, until `prepare_session` lifts it (statements have their own deadline)."""
         return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "charset": "utf8mb4"}
 
-    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
-        dbapi._read_timeout = None  # the handshake's bound (`connect_args`), not the statements'
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float, client_deadline: float) -> None:
+        # The handshake's bound (`connect_args`) lifted for a detection session, whose statements have their own
+        # deadline (`monitor.db`); a fix's session keeps one, past the server's own timeout: a batch whose answer
+        # never comes (server hung, network partition) fails there, rolled back, instead of waiting for good
+        # (PyMySQL bounds each socket read and write; the server ends a statement at `timeout` itself).
+        bound = None if read_only else client_deadline
+        dbapi._read_timeout = dbapi._write_timeout = bound
         sock = getattr(dbapi, "_sock", None)  # PyMySQL has no keepalive option
         if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -338,12 +347,41 @@ class MySQL(MySQLPolling, Dialect):
         name, _, host = account.rpartition("@")
         return f"{_quoted_account(name)}@{_quoted_account(host)}"
 
+    def create_refusal(self, conn: Connection, schema: str | None) -> str | None:
+        """The server's own answer: PREPARE of a CREATE TABLE in the database checks the CREATE privilege (and
+        creates nothing, nor commits the open transaction, as executing DDL would); grants on a pattern
+        (`app\\_%`.*), global ones and roles are the server's to match, not read from the grant tables. In the
+        dry run's read-only transaction the PREPARE is refused as a write, after the privilege check (measured on
+        MariaDB 10.11: a role without CREATE gets error 1142 there, one with it 1792), so that refusal says the
+        privilege is there."""
+        database = schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
+        if database is None:
+            return None
+        preparer = conn.dialect.identifier_preparer
+        probe = f"CREATE TABLE {preparer.quote_schema(str(database))}.dupewatch_create_probe (a INT)"
+        try:
+            conn.execute(sa.text("PREPARE dupewatch_create_probe FROM :probe"), {"probe": probe})
+        except sa.exc.DBAPIError as exc:
+            code = self.privilege_refusal(exc.orig or exc)
+            if code is None and self.is_write_refused(str(exc.orig or exc)):
+                return None
+            if code is None:
+                raise
+            return (f"the fix role may not CREATE in database {preparer.quote_schema(str(database))}, where each fix "
+                    f"creates its plan table (and its archive and records, dupewatch_*) ({code}): GRANT CREATE ON "
+                    f"{preparer.quote_schema(str(database))}.* TO {self.grantee(conn)}, or set [fix] schema to a "
+                    "database it may create in")
+        conn.execute(sa.text("DEALLOCATE PREPARE dupewatch_create_probe"))
+        return None
+
     def row_digest(self, columns: Sequence[ColumnElement[Any]]) -> ColumnElement[Any] | None:
-        """MD5 of each value (its bytes; 'N' for NULL, which no MD5 spells), joined, and MD5 of that: a fixed
-        size per column, so a wide row's digest stays far below `max_allowed_packet` (past it CONCAT_WS is NULL)."""
+        """SHA-256 of each value (its bytes; 'N' for NULL, which no digest spells), joined, and SHA-256 of that: a
+        fixed size per column, so a wide row's digest stays far below `max_allowed_packet` (past it CONCAT_WS is
+        NULL). Not MD5(): MySQL in FIPS mode returns NULL for it (9.x moved it to a component), and a NULL digest
+        compares equal to nothing, so a rewriting trigger would pass unseen; SHA2() is FIPS-approved everywhere."""
         if not columns:
             return None
-        return sa.func.md5(sa.func.concat_ws(",", *[sa.func.coalesce(sa.func.md5(c), "N") for c in columns]))
+        return _sha256(sa.func.concat_ws(",", *[sa.func.coalesce(_sha256(c), "N") for c in columns]))
 
     def is_timeout(self, message: str) -> bool:
         return "max_statement_time" in message or "maximum statement execution time" in message.lower()

@@ -143,7 +143,7 @@ class SQLite(SQLitePolling, Dialect):
     def engine_options(self, *, read_only: bool) -> dict[str, Any]:
         return {}
 
-    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float) -> None:
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float, client_deadline: float) -> None:
         register_functions(dbapi)
         dbapi.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)  # the fix's connection runs `where` too
         dbapi.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_BYTES)

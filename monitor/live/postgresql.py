@@ -341,10 +341,12 @@ class LogicalDecodingStream:
 
 # A table's storage (relfilenode: new after a rewrite or a TRUNCATE), its columns' types, type modifiers,
 # collations and names (a rename may make the key's name another column's), and the tables of its partition tree
-# (ATTACH PARTITION brings rows no change names), as text: `relfilenode:columns:partitions` (names as their md5,
-# so that no `:` in one splits the text elsewhere).
+# (ATTACH PARTITION brings rows no change names), as text: `relfilenode:columns:partitions` (names as their bytes
+# in hex, so that no `:` in one splits the text elsewhere; not md5(), which a FIPS-mode build refuses).
 _SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum || ',' || a.atttypid || ',' ||"
-          " a.atttypmod || ',' || a.attcollation || ',' || md5(a.attname), ';' ORDER BY a.attnum) FROM pg_attribute a"
+          " a.atttypmod || ',' || a.attcollation || ',' ||"
+          " encode(convert_to(a.attname::text, getdatabaseencoding()), 'hex'), ';' ORDER BY a.attnum)"
+          " FROM pg_attribute a"
           " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ':' ||"
           " coalesce((SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)"
           " FROM pg_partition_tree(c.oid) t JOIN pg_class v ON v.oid = t.relid), '')")

@@ -298,9 +298,10 @@ SLEEPING_WHERE = {"postgresql": "pg_sleep(3) IS NOT NULL", "mysql": "SLEEP(3) = 
 
 @pytest.mark.parametrize("server", ["pg", "mysql"])
 def test_the_statement_timeout_bounds_a_where_on_the_fix_connection_too(server, request, tmp_path):
-    """The fix runs a table check's `where` on its writable connection (`fix_url`), which no client-side deadline
-    watches: the server's timeout (a startup option on PostgreSQL, `max_statement_time` on MariaDB, set on every
-    connection dupewatch opens) ends it, one line, nothing changed."""
+    """The fix runs a table check's `where` on its writable connection (`fix_url`), whose client-side deadline
+    (`test_fix_client_deadline`) comes after the server's timeout (a startup option on PostgreSQL,
+    `max_statement_time` on MariaDB, set on every connection dupewatch opens): that ends it, one line, nothing
+    changed."""
     db = make_victim(request.getfixturevalue(server))
     path = write_config(tmp_path / "dw.toml", {"d": {"url": db.url, "statement_timeout": "1s"}},
                         [{"name": "w", "database": "d", "table": "victim", "key": ["k"],

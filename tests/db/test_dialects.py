@@ -75,3 +75,23 @@ def test_mariadb_whole_table_statement_keeps_temporary_tables_in_memory_then_res
             assert tuple(sizes) == (1048576, 2097152, 262144)
     finally:
         database.dispose()
+
+
+def test_mariadb_row_digest_is_sha2_which_fips_mode_keeps(mysql):
+    """MySQL in FIPS mode returns NULL for MD5() (9.6 moved it to a component), and a NULL digest equals nothing,
+    so a trigger rewriting a repointed row would pass unseen: the digest is SHA2's, non-NULL for NULLs and bytes,
+    and differs when one value does."""
+    mysql.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a VARCHAR(10), b VARBINARY(4), c DATETIME(6))",
+                  "INSERT INTO t VALUES (1, NULL, X'00FF', '2026-01-01 00:00:00'), (2, NULL, X'00FE', NULL)")
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    try:
+        with database.read_only() as conn:
+            table = sa.Table("t", sa.MetaData(), autoload_with=conn)
+            digest = database.rules.row_digest([table.c.a, table.c.b, table.c.c])
+            assert digest is not None
+            digests = conn.execute(sa.select(digest).order_by(table.c.id)).scalars().all()
+            text = str(digest.compile(dialect=conn.dialect)).lower()
+    finally:
+        database.dispose()
+    assert "md5" not in text and "sha2" in text, text
+    assert all(d is not None and len(d) == 64 for d in digests) and digests[0] != digests[1], digests

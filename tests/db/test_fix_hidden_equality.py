@@ -7,6 +7,7 @@ the drill-down, the dry run, the fix and undo now compare with the catalog's ope
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from fix_support import config_file, contents, json_out, run_cli
 
@@ -44,3 +45,25 @@ def test_case_variant_groups_of_a_citext_outside_the_search_path_are_fixed_and_u
     undone = run_cli("undo", report["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(pg, "customer", "orders") == before
+
+
+def test_whether_a_column_is_citext_is_asked_once_through_every_domain(pg_citext_elsewhere, monitor_for):
+    """Two catalog queries asked whether a column is citext (one for the type's hidden `=`, one for comparing
+    apart), and the second looked through one domain only: a domain over a domain over citext was taken for
+    another type whose `=` is hidden. One query answers it now, through every domain."""
+    pg = pg_citext_elsewhere
+    pg.execute("CREATE DOMAIN email AS ext.citext", "CREATE DOMAIN work_email AS email",
+               "CREATE TABLE customer (id INTEGER PRIMARY KEY, a ext.citext, b email, c work_email, d TEXT)")
+    monitor = monitor_for({"app": {"url": pg.url}}, [{"database": "app", "name": "c", "table": "customer",
+                                                       "key": ["a", "b", "c", "d"]}])
+    asked: list[str] = []
+    engine = monitor.database("app").engine
+    listener = lambda *args: asked.append(args[2]) if "citext" in args[2] else None  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        compared = monitor.resolve("c").compared
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert len(asked) == 1, asked
+    assert {name: (c.kind, c.visible, c.type_name) for name, c in compared.items()} == {
+        name: ("citext", False, "ext.citext") for name in ("a", "b", "c")}

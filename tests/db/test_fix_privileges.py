@@ -146,3 +146,27 @@ def test_mariadb_dry_run_blocks_a_reference_the_fix_role_may_not_repoint(mysql, 
             assert (mysql.rows(f"SELECT * FROM `{other}`.orders ORDER BY id"), contents(mysql, "customer")) == before
     finally:
         mysql.execute(f"DROP DATABASE IF EXISTS `{other}`")
+
+
+def test_mariadb_dry_run_blocks_a_fix_role_that_may_not_create_in_the_database(mysql, tmp_path):
+    """Each fix creates its records, plan and archive tables in the table's database: without CREATE there the dry
+    run passed and the fix stopped on `CREATE command denied`, naming nothing to grant. The server is asked by
+    PREPARE of a CREATE TABLE, which checks the privilege and creates nothing (nor commits)."""
+    _seed(mysql)
+    s = mysql.schema
+    with server_login("mysql", "GRANT PROCESS ON *.* TO {user}",
+                      f"GRANT SELECT, INSERT, UPDATE, DELETE, DROP, ALTER, INDEX ON `{s}`.* TO {{user}}",
+                      prefix="dw_priv", password="pw") as role:
+        path = _config(mysql, role, tmp_path)
+        dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
+        assert dry.exit_code == 2, dry.output
+        [blocked] = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
+        assert f"may not CREATE in database {s}" in blocked and "error 1142" in blocked, blocked
+        assert f"GRANT CREATE ON {s}.* TO '{role}'@'%'" in blocked, blocked
+        before = contents(mysql, "customer", "orders")
+        fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
+        assert fix.exit_code == 2 and f"GRANT CREATE ON {s}.* TO '{role}'@'%'" in fix.stderr, fix.output
+        assert fix.stderr.count("\n") == 1 and "resume" not in fix.stderr, fix.stderr
+        assert contents(mysql, "customer", "orders") == before
+        assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                            "AND TABLE_NAME LIKE 'dupewatch%'") == 0

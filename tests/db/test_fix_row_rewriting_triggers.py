@@ -9,7 +9,9 @@ whether it did. (SQLite's BEFORE triggers cannot change NEW: an UPDATE in a trig
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from dbtest import server_login, write_config
 from fix_support import config_file, contents, json_out, run_cli
 
 
@@ -115,3 +117,36 @@ def test_undo_reads_the_rows_digests_itself_whatever_its_sessions_time_zone(pg, 
     assert refused.exit_code == 2, refused.output
     assert "item_touch" in refused.stderr and "nothing changed" in refused.stderr, refused.stderr
     assert contents(pg, "tag", "item") == after_fix
+
+
+def test_the_rows_digest_needs_no_md5_which_a_fips_build_refuses(own_pg, tmp_path):
+    """A FIPS-mode PostgreSQL build refuses md5(), and the digest was md5 of the row's text: every fix and undo
+    with a repointed row stopped on it. Here md5() is refused the fix role as FIPS refuses it everyone (EXECUTE
+    revoked, in a database of the test's own): the rewriting trigger is still seen, and without it the fix and
+    undo run."""
+    _seed(own_pg)
+    own_pg.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.md5(text), pg_catalog.md5(bytea) FROM PUBLIC")
+    with server_login("postgresql", "ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS", prefix="dw_fips",
+                      password="pw") as role:
+        try:
+            own_pg.execute(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"',
+                           f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
+            as_role = make_url(own_pg.url).set(username=role, password="pw").render_as_string(hide_password=False)
+            path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": own_pg.url, "fix_url": as_role}},
+                                [{"database": "app", "name": "tags", "table": "tag", "key": ["label"]}])
+            before = contents(own_pg, "tag", "item")
+
+            refused = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+            assert refused.exit_code == 2, refused.output
+            assert "item_touch" in refused.stderr and "md5" not in refused.stderr, refused.stderr
+            assert contents(own_pg, "tag", "item") == before
+
+            own_pg.execute("DROP TRIGGER item_touch ON item")
+            fixed = run_cli("fix", "tags", "--config", str(path), "--yes", "--json")
+            assert fixed.exit_code == 0, fixed.output
+            assert json_out(fixed)["repointed"] == 1
+            undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+            assert undone.exit_code == 0, undone.output
+            assert contents(own_pg, "tag", "item") == before
+        finally:
+            own_pg.execute(f'DROP OWNED BY "{role}" CASCADE')
