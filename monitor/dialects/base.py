@@ -524,6 +524,11 @@ class Dialect(Polling):
         """The constraint or index a unique violation names, from the error's diagnostics or message."""
         return UniqueViolation()
 
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        """The foreign key a foreign key violation names, "" when the database names none, None when `exc` is
+        not a foreign key violation."""
+        return None
+
     def server_identity(self, conn: Connection) -> list[str] | None:
         """What the server says it is (an identifier of its own, else the address and port it answered on) and
         the database the session is in; None where it cannot say (the URL then stands for it)."""

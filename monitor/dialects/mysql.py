@@ -547,6 +547,16 @@ class MySQL(MySQLPolling, Dialect):
                           str(getattr(exc.orig, "args", ("", ""))[-1]), re.S)
         return UniqueViolation(match.group(1) if match else None)
 
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        """ER_ROW_IS_REFERENCED_2 (1451, a referred value changed or deleted) and ER_NO_REFERENCED_ROW_2 (1452, a
+        referring value with no row): `... a foreign key constraint fails (`db`.`t`, CONSTRAINT `fk` FOREIGN KEY
+        ...)`; 1216/1217, their forms without the details, name none."""
+        args = getattr(exc.orig, "args", ())
+        if not args or args[0] not in (1451, 1452, 1216, 1217):
+            return None
+        match = re.search(r"CONSTRAINT `((?:[^`]|``)+)`", str(args[-1]))
+        return match.group(1).replace("``", "`") if match else ""
+
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         if where is not None:
             raise ValueError("MySQL/MariaDB have no partial indexes")

@@ -716,6 +716,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         diag = getattr(exc.orig, "diag", None)
         return UniqueViolation(getattr(diag, "constraint_name", None))
 
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        if getattr(exc.orig, "sqlstate", None) != "23503":  # foreign_key_violation
+            return None
+        return str(getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "")
+
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         return version >= (15,)  # CREATE UNIQUE INDEX ... NULLS NOT DISTINCT, PostgreSQL 15
 
