@@ -386,6 +386,12 @@ class Dialect(Polling):
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None
 
+    def row_origin(self, table: sa.Table) -> ColumnElement[Any] | None:
+        """Which table a row read through `table` lives in, where a query of a table also reads the rows of other
+        tables that may repeat its primary key and its row addresses (PostgreSQL inheritance children:
+        `tableoid`); None where none does."""
+        return None
+
     def nulls_first(self, clause: Any) -> Any:
         """An ascending ORDER BY clause with NULL first (the default of MySQL and SQLite)."""
         return clause

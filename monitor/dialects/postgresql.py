@@ -611,6 +611,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None if is_view else sa.literal_column("ctid")  # a view has no ctid
 
+    def row_origin(self, table: sa.Table) -> ColumnElement[Any] | None:
+        """`tableoid`: a parent's query reads its inheritance children's rows too, and neither its primary key
+        (not inherited) nor `ctid` (each table's own) tells a child's row from the parent's."""
+        return sa.cast(sa.sql.expression.ColumnClause("tableoid", _selectable=table), sa.BigInteger)
+
     def nulls_first(self, clause: Any) -> Any:
         return clause.nulls_first()
 

@@ -119,6 +119,9 @@ class Layout:
         self.refs = refs
         pk = list(self.table.primary_key.columns)
         self.identity: list[ColumnElement[Any]]
+        # A row's table, where the table's inheritance children repeat its primary key and row addresses: part of
+        # the identity, so that each row read through the parent is matched to itself only (the fix is refused).
+        origin = self.rules.row_origin(self.table) if self.hooks.children else None
         if pk:
             self.mode = "pk"
             self.identity = list(pk)
@@ -138,6 +141,9 @@ class Layout:
             self.identity = []
             self.identity_types = []
             self.address = None
+        if origin is not None and self.mode != "identical":
+            self.identity.append(origin)
+            self.identity_types.append(origin.type)
         referred: list[str] = []
         for ref in refs:
             referred.extend(c for c in ref.referred_columns if c not in referred)
@@ -244,7 +250,8 @@ class Layout:
         when the plan is joined to the table."""
         columns = [sa.Column(GROUP, sa.BigInteger, nullable=False), sa.Column(RANK, sa.BigInteger, nullable=False)]
         identity_names: list[str | None] = [c.name for c in self.table.primary_key.columns] if self.mode == "pk" \
-            else [None] * len(self.identity_types)
+            else []
+        identity_names += [None] * (len(self.identity_types) - len(identity_names))  # a physical one, the origin
         columns += [sa.Column(label, self._storable(t, name)) for label, t, name in zip(
             self.identity_labels, self.identity_types, identity_names, strict=True)]
         if self.address is not None:
@@ -895,6 +902,12 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
         plan.blockers.append(f"{table!r} has a {hook}, which can cancel or redirect the fix's deletes, so "
                              "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "
                              "by hand")
+    if children := layout.hooks.children:
+        names = f"{', '.join(children[:3])}{', ...' if len(children) > 3 else ''}"
+        plan.blockers.append(f"{table!r} has inheritance children ({names}), whose rows a query of {table!r} also "
+                             "reads and a DELETE on it also reaches (the groups listed hold them, each as its own "
+                             f"row, with the columns of {table!r}): fixing an inheritance tree is not supported; "
+                             "fix by hand, or check each table alone")
     if layout.hooks.firing:
         plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}: if it changes any row, the "
                           "batch's account rolls the batch back and the fix stops (disable it for the fix)")

@@ -349,6 +349,30 @@ def test_an_inheritance_parent_is_refused(pg, tmp_path):
     assert pg.scalar("SELECT COUNT(*) FROM events") == 3
 
 
+@pytest.mark.parametrize("primary_key", ["PRIMARY KEY", ""])
+def test_postgres_the_preview_of_an_inheritance_parent_lists_each_row_once_under_its_own_group(pg, tmp_path,
+                                                                                               primary_key):
+    """A child table INHERITS the parent and repeats its keys (a primary key is not inherited; ctids are each
+    table's own): the preview joined the plan to the table by id (or ctid) and listed the parent's id 1 and the
+    child's id 1 twice each, 4 deletes in a group of 3. Each row now appears once, in its own group; the fix stays
+    refused, saying why."""
+    pg.execute(f"CREATE TABLE parent (id INT {primary_key}, k TEXT, note TEXT)",
+               "CREATE TABLE child (extra TEXT) INHERITS (parent)",
+               "INSERT INTO parent VALUES (1, 'a', 'p1'), (2, 'a', 'p2'), (3, 'b', 'p3')",
+               "INSERT INTO child VALUES (1, 'a', 'c1', 'x'), (4, 'b', 'c4', 'y'), (5, 'c', 'c5', 'z'), "
+               "(6, 'c', 'c6', 'z')")
+    path = config_file(tmp_path, pg, [{"name": "p", "table": "parent", "key": ["k"]}])
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    plan = json_out(dry)
+    listed = {tuple(g["key"]): sorted(r["note"] for r in [g["keep"], *g["delete"]]) for g in plan["sample"]}
+    assert listed == {("a",): ["c1", "p1", "p2"], ("b",): ["c4", "p3"], ("c",): ["c5", "c6"]}, plan["sample"]
+    assert all(g["rows"] == 1 + len(g["delete"]) for g in plan["sample"]), plan["sample"]
+    assert any("has inheritance children (child)" in b and "not supported" in b for b in plan["blockers"]), \
+        plan["blockers"]
+    assert not any("cancel or redirect" in b for b in plan["blockers"]), plan["blockers"]
+
+
 # -- on_reference ----------------------------------------------------------------------------------------------
 
 

@@ -104,10 +104,13 @@ class UniqueKey:
 @dataclass(frozen=True)
 class DeleteHooks:
     """What else a DELETE on the table does. `blocking`: hooks that can cancel or redirect the delete (the
-    fix refuses); `firing`: hooks that run after each deleted row (the preview names them)."""
+    fix refuses); `firing`: hooks that run after each deleted row (the preview names them); `children`: the
+    table's inheritance children (PostgreSQL), whose rows a query and a DELETE of the table also reach (the fix
+    refuses; the preview tells their rows from the parent's by `Dialect.row_origin`)."""
 
     blocking: tuple[str, ...] = ()
     firing: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

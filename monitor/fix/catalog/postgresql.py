@@ -83,11 +83,8 @@ class PostgresCatalog(Catalog):
             WHERE i.inhparent = to_regclass(:t) AND p.relkind = 'r' ORDER BY c.relname"""), params).scalars().all()
         blocking = [f"BEFORE DELETE trigger {r.tgname}" for r in triggers if r.blocks]
         blocking += [f"rule {name} ON DELETE" for name in rules]
-        if children:
-            blocking.append(f"inheritance children ({', '.join(children[:3])}{', ...' if len(children) > 3 else ''})"
-                            ", whose rows a DELETE on the parent also reaches")
         firing = [f"AFTER DELETE trigger {r.tgname}" for r in triggers if not r.blocks]
-        return DeleteHooks(tuple(blocking), tuple(firing))
+        return DeleteHooks(tuple(blocking), tuple(firing), tuple(children))
 
     def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
         return tuple(self.conn.execute(sa.text("""
