@@ -771,8 +771,12 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
         return ReferencePlan(ref, int(rows), {})
-    nested = {} if ref.self_reference else nested_references(conn, table, child, rel, on, changed=ref.columns)
-    held = {} if ref.self_reference else held_references(conn, table, child, rel, on, ref.columns)
+    # Rows one level down referring to the columns the repoint changes: by a key whose ON UPDATE writes (`nested`),
+    # or by a NO ACTION / RESTRICT one, under which the database would refuse the repoint (`held`).
+    referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns)
+    nested = {fk.label: count for fk, count in referring if fk.update_writes}
+    held = {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): count for fk, count in referring
+            if not fk.update_writes}
     conflicts: dict[str, int] = {}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
@@ -810,15 +814,6 @@ def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel:
     Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches."""
     return {fk.label: rows for fk, rows in _referring(conn, table, child, rel, on, changed)
             if changed is None or fk.update_writes}
-
-
-def held_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
-                    on: ColumnElement[bool], changed: tuple[str, ...]) -> dict[tuple[str, str, str], int]:
-    """Rows referring to the `changed` columns of the rows of `table` a repoint changes by a foreign key whose ON
-    UPDATE is NO ACTION or RESTRICT, which writes nothing: the database would refuse the repoint while they
-    refer to the old values. (label, foreign key, action) -> rows."""
-    return {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): rows
-            for fk, rows in _referring(conn, table, child, rel, on, changed) if not fk.update_writes}
 
 
 def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause, on: ColumnElement[bool],
