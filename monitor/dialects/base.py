@@ -397,6 +397,12 @@ class Dialect(Polling):
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None
 
+    def row_origin(self, table: sa.Table) -> ColumnElement[Any] | None:
+        """Which table a row read through `table` lives in, where a query of a table also reads the rows of other
+        tables that may repeat its primary key and its row addresses (PostgreSQL inheritance children:
+        `tableoid`); None where none does."""
+        return None
+
     def nulls_first(self, clause: Any) -> Any:
         """An ascending ORDER BY clause with NULL first (the default of MySQL and SQLite)."""
         return clause
@@ -534,6 +540,11 @@ class Dialect(Polling):
     def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
         """The constraint or index a unique violation names, from the error's diagnostics or message."""
         return UniqueViolation()
+
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        """The foreign key a foreign key violation names, "" when the database names none, None when `exc` is
+        not a foreign key violation."""
+        return None
 
     def server_identity(self, conn: Connection) -> list[str] | None:
         """What the server says it is (an identifier of its own, else the address and port it answered on) and

@@ -132,6 +132,21 @@ SORT_LENGTH = 8 * 1024 * 1024  # the largest `max_sort_length` MariaDB and MySQL
 # 32 MiB failed, 128 MiB sorted).
 SORT_BUFFER = 16 * SORT_LENGTH
 
+# The server withholds the trace of a statement (empty QUERY and TRACE, INSUFFICIENT_PRIVILEGES = 1) when its
+# privilege check of the trace fails for one of the statement's tables: a table the role may read only some
+# columns of, a view or stored routine it may not SHOW, and, whatever the role may do (root included), the
+# sequence of every sequence function: LASTVAL(s), PREVIOUS VALUE FOR s, NEXTVAL(s), NEXT VALUE FOR s,
+# SETVAL(s, n) (measured on MariaDB 10.11.19; a plain `SELECT ... FROM s` is traced). Without the trace nothing
+# the statement calls can be seen, so it is refused, saying so. LASTVAL() and PREVIOUS VALUE FOR would only read:
+# the value this session last took from the sequence, which in dupewatch's sessions (that never take one) is
+# always NULL.
+_WITHHELD = ("custom SQL is not allowed in a check: the server withholds its reading of it (its optimizer trace "
+             "says insufficient privileges), so what it calls cannot be checked; MariaDB withholds it for every "
+             "statement that calls a sequence function (LASTVAL(), PREVIOUS VALUE FOR, NEXTVAL(), NEXT VALUE FOR, "
+             "SETVAL()), whatever the role's privileges (LASTVAL() and PREVIOUS VALUE FOR read the value this "
+             "session last took from the sequence, always NULL in dupewatch's: read the sequence as a table "
+             "instead, SELECT ... FROM the sequence), and for a table the role may read only some columns of, or "
+             "a view or stored routine it may not SHOW")
 UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
 
@@ -389,7 +404,9 @@ class MySQL(MySQLPolling, Dialect):
     def refused_call(self, conn: Connection, statement: str) -> str | None:
         """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
         shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE)."""
-        queries = self.expanded_queries(conn, statement)
+        queries, withheld = self.expanded_queries(conn, statement)
+        if withheld:
+            return _WITHHELD
         if not queries:
             return ("custom SQL is not allowed in a check: the server's reading of it is missing or larger than its "
                     "optimizer trace keeps (optimizer_trace_max_mem_size)")
@@ -441,23 +458,25 @@ class MySQL(MySQLPolling, Dialect):
         return None
 
     @staticmethod
-    def expanded_queries(conn: Connection, statement: str) -> list[str]:
-        """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run); [] when
-        the trace was cut short."""
+    def expanded_queries(conn: Connection, statement: str) -> tuple[list[str], bool]:
+        """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run), [] when
+        the trace was cut short; and whether the server withheld the trace (`INSUFFICIENT_PRIVILEGES`, see
+        `_WITHHELD`)."""
         conn.exec_driver_sql("SET @dupewatch_vetted = %s", (statement,))
         conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=on'")
         try:
             conn.exec_driver_sql("PREPARE dupewatch_vetted FROM @dupewatch_vetted")
             conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_vetted")
-            trace, missing = conn.exec_driver_sql(
-                "SELECT TRACE, MISSING_BYTES_BEYOND_MAX_MEM_SIZE FROM information_schema.OPTIMIZER_TRACE").one()
+            trace, missing, withheld = conn.exec_driver_sql(
+                "SELECT TRACE, MISSING_BYTES_BEYOND_MAX_MEM_SIZE, INSUFFICIENT_PRIVILEGES "
+                "FROM information_schema.OPTIMIZER_TRACE").one()
         finally:
             conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=off'")
             conn.exec_driver_sql("SET @dupewatch_vetted = NULL")
         queries: list[str] = []
-        if trace and not missing:
+        if trace and not missing and not withheld:
             _collect_expanded(json.loads(trace), queries)
-        return queries
+        return queries, bool(withheld)
 
     # -- fixes ----------------------------------------------------------------------------------
 
@@ -584,6 +603,16 @@ class MySQL(MySQLPolling, Dialect):
         match = re.search(r"^Duplicate entry .* for key '(?:[^'.]*\.)?([^']+)'\s*$",
                           str(getattr(exc.orig, "args", ("", ""))[-1]), re.S)
         return UniqueViolation(match.group(1) if match else None)
+
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        """ER_ROW_IS_REFERENCED_2 (1451, a referred value changed or deleted) and ER_NO_REFERENCED_ROW_2 (1452, a
+        referring value with no row): `... a foreign key constraint fails (`db`.`t`, CONSTRAINT `fk` FOREIGN KEY
+        ...)`; 1216/1217, their forms without the details, name none."""
+        args = getattr(exc.orig, "args", ())
+        if not args or args[0] not in (1451, 1452, 1216, 1217):
+            return None
+        match = re.search(r"CONSTRAINT `((?:[^`]|``)+)`", str(args[-1]))
+        return match.group(1).replace("``", "`") if match else ""
 
     def index_options(self, *, where: ColumnElement[bool] | None, nulls_not_distinct: bool) -> dict[str, Any]:
         if where is not None:

@@ -639,6 +639,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None if is_view else sa.literal_column("ctid")  # a view has no ctid
 
+    def row_origin(self, table: sa.Table) -> ColumnElement[Any] | None:
+        """`tableoid`: a parent's query reads its inheritance children's rows too, and neither its primary key
+        (not inherited) nor `ctid` (each table's own) tells a child's row from the parent's."""
+        return sa.cast(sa.sql.expression.ColumnClause("tableoid", _selectable=table), sa.BigInteger)
+
     def nulls_first(self, clause: Any) -> Any:
         return clause.nulls_first()
 
@@ -743,6 +748,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             return UniqueViolation()
         diag = getattr(exc.orig, "diag", None)
         return UniqueViolation(getattr(diag, "constraint_name", None))
+
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        if getattr(exc.orig, "sqlstate", None) != "23503":  # foreign_key_violation
+            return None
+        return str(getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "")
 
     def nulls_not_distinct(self, version: tuple[int, ...]) -> bool:
         return version >= (15,)  # CREATE UNIQUE INDEX ... NULLS NOT DISTINCT, PostgreSQL 15

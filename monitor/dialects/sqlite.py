@@ -354,3 +354,7 @@ class SQLite(SQLitePolling, Dialect):
             return UniqueViolation()
         columns = [c.rpartition(".") for c in message.removeprefix("UNIQUE constraint failed: ").split(", ")]
         return UniqueViolation(columns=tuple(c[2] for c in columns), table=columns[0][0] or None)
+
+    def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
+        """`FOREIGN KEY constraint failed`: SQLite names no constraint."""
+        return "" if str(exc.orig).startswith("FOREIGN KEY constraint failed") else None

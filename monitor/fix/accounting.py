@@ -14,8 +14,9 @@ the same transaction (see `Dialect.changes_so_far`):
   (MariaDB 10.11, measured), so none may fire: the plan refuses up front when the fix role cannot see every
   foreign key to the fixed table or to a referencing table it repoints or archives (`Dialect.unseen_references`),
   each batch verifies that no referencing row is left pointing at a row it deletes (`links.verify_clear`) and
-  that no row one level down refers to a row it repoints or archives (`plan.nested_references`), and undo
-  refuses to point back a row another row refers to (`links.undo_links`).
+  that no row one level down refers to a row it archives, or by a foreign key whose ON UPDATE writes to a row it
+  repoints (`plan.nested_references`), and undo refuses to point back a row another row refers to by such a key
+  (`links.undo_links`); under ON UPDATE NO ACTION or RESTRICT the database writes nothing there, it refuses.
 
 The fix's, undo's and guard's DDL (plan, archive and log tables, their indexes and grants, the guard) fires what
 the database attaches to DDL (PostgreSQL event triggers: an unfiltered `ddl_command_end` trigger of an audit log

@@ -30,7 +30,7 @@ from monitor.dialects import for_backend
 from monitor.fix import records
 from monitor.fix.accounting import Planned, ddl_step
 from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
-from monitor.fix.catalog import catalog_for
+from monitor.fix.catalog import ForeignKey, catalog_for
 from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
@@ -270,10 +270,12 @@ def children_archived(conn: Connection, fix_id: str) -> int:
 
 
 def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Planned,
-               fired: list[str]) -> tuple[int, int]:
+               fired: list[str], held: list[Held]) -> tuple[int, int]:
     """Undo a fix's repoints and restore its archived referencing rows (after the parents are back);
-    returns (rows pointed back, rows restored), adding each table's rows to `planned` (undo's account) and the
-    triggers and rules those writes fire to `fired`. Raises `FixRefused` if a repointed row changed since."""
+    returns (rows pointed back, rows restored), adding each table's rows to `planned` (undo's account), the
+    triggers and rules those writes fire to `fired`, and the rows a NO ACTION or RESTRICT foreign key holds to
+    the values undo changes to `held` (`_refuse_referred`). Raises `FixRefused` if a repointed row changed
+    since."""
     pointed = restored = 0
     catalog = catalog_for(conn)
     entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id)
@@ -294,7 +296,7 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Plann
             continue
         fired += catalog.fired_on(child, "UPDATE", tuple(columns))
         log = reflect(conn, schema, entry.log_table)
-        _refuse_referred(conn, child, columns, log, fix_id)
+        _refuse_referred(conn, child, columns, log, fix_id, held)
         moved = _point_back(conn, child, columns, log, fix_id)
         planned.updated(child, moved)
         pointed += moved
@@ -333,14 +335,17 @@ def _logged(child: sa.Table, columns: list[str], log: sa.Table) -> ColumnElement
                    *[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
 
 
-def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> None:
+def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str,
+                     held: list[Held]) -> None:
     """Refuse (nothing changed) when rows of another table refer, by a foreign key over a column undo points
-    back, to a row it points back (rows referring to the kept value, written since the fix): that key's ON
-    UPDATE would change them (CASCADE, SET NULL) or refuse the undo, one level down where undo's plan does not
-    reach, and InnoDB's foreign key actions are in no counter of MariaDB's account (`Handler_*`). The rows to
-    point back are locked first, so that no such row is added before undo commits. Refuses as well when the role
-    may not see every foreign key to the table (MariaDB's information_schema hides those of tables it has no
-    privilege on: `Dialect.unseen_references`)."""
+    back whose ON UPDATE writes (CASCADE, SET NULL, SET DEFAULT, or an action the catalog does not show), to a
+    row it points back (rows referring to the kept value, written since the fix): that action would change them
+    one level down, where undo's plan does not reach, and InnoDB's foreign key actions are in no counter of
+    MariaDB's account (`Handler_*`). Under NO ACTION or RESTRICT the database changes nothing else, it refuses
+    the point back while such a row refers to the old value: that is left to it, and the key and its rows are
+    added to `held` for the refusal's message (`Held`). The rows to point back are locked first, so that no such
+    row is added before undo commits. Refuses as well when the role may not see every foreign key to the table
+    (MariaDB's information_schema hides those of tables it has no privilege on: `Dialect.unseen_references`)."""
     if not conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one():
         return
     rules = for_backend(conn.dialect.name)
@@ -358,13 +363,29 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
         holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
         rows = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(log, logged)
                             ).scalar_one()
-        if rows:
-            where = f"{fk.schema}.{fk.table}" if fk.schema else fk.table
+        if rows and not fk.update_writes:
+            held.append(Held(fk, child.name, int(rows)))
+        elif rows:
+            action = f"ON UPDATE {fk.onupdate}" if fk.onupdate else "ON UPDATE action (which the catalog does not show)"
             raise FixRefused(
-                f"undo of fix {fix_id} refused, nothing changed: {rows} row(s) of {where}({', '.join(fk.columns)}) "
-                f"refer to rows of {child.name!r} undo would point back (by foreign key {fk.name or '(unnamed)'} "
-                f"on {child.name}({', '.join(fk.referred_columns)})): its ON UPDATE would change them or refuse, "
-                "which undo cannot account for; point those rows elsewhere or delete them, then undo again")
+                f"undo of fix {fix_id} refused, nothing changed: {rows} row(s) of {fk.label} refer to rows of "
+                f"{child.name!r} undo would point back (by foreign key {fk.name or '(unnamed)'} on "
+                f"{child.name}({', '.join(fk.referred_columns)})): its {action} would change them, which undo "
+                "cannot account for; point those rows elsewhere or delete them, then undo again")
+
+
+@dataclass(frozen=True)
+class Held:
+    """Rows referring, by a foreign key whose ON UPDATE is NO ACTION or RESTRICT, to rows of `child` that undo
+    points back: the database refuses the point back while they refer to the value it changes."""
+
+    fk: ForeignKey
+    child: str
+    rows: int
+
+    def describe(self) -> str:
+        return (f"{self.rows} row(s) of {self.fk.label} refer to rows of {self.child!r} undo would point back, by "
+                f"foreign key {self.fk.name or '(unnamed)'} ON UPDATE {self.fk.onupdate}")
 
 
 def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str) -> int:

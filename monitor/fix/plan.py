@@ -33,7 +33,7 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
 from monitor.fix.archive import archive_name
-from monitor.fix.catalog import DeleteHooks, UniqueKey, catalog_for
+from monitor.fix.catalog import DeleteHooks, ForeignKey, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import home, now_text, place, safe_identifier, unusable_tables
@@ -119,6 +119,9 @@ class Layout:
         self.refs = refs
         pk = list(self.table.primary_key.columns)
         self.identity: list[ColumnElement[Any]]
+        # A row's table, where the table's inheritance children repeat its primary key and row addresses: part of
+        # the identity, so that each row read through the parent is matched to itself only (the fix is refused).
+        origin = self.rules.row_origin(self.table) if self.hooks.children else None
         if pk:
             self.mode = "pk"
             self.identity = list(pk)
@@ -138,6 +141,9 @@ class Layout:
             self.identity = []
             self.identity_types = []
             self.address = None
+        if origin is not None and self.mode != "identical":
+            self.identity.append(origin)
+            self.identity_types.append(origin.type)
         referred: list[str] = []
         for ref in refs:
             referred.extend(c for c in ref.referred_columns if c not in referred)
@@ -244,7 +250,8 @@ class Layout:
         when the plan is joined to the table."""
         columns = [sa.Column(GROUP, sa.BigInteger, nullable=False), sa.Column(RANK, sa.BigInteger, nullable=False)]
         identity_names: list[str | None] = [c.name for c in self.table.primary_key.columns] if self.mode == "pk" \
-            else [None] * len(self.identity_types)
+            else []
+        identity_names += [None] * (len(self.identity_types) - len(identity_names))  # a physical one, the origin
         columns += [sa.Column(label, self._storable(t, name)) for label, t, name in zip(
             self.identity_labels, self.identity_types, identity_names, strict=True)]
         if self.address is not None:
@@ -383,7 +390,12 @@ class ReferencePlan:
     rows: int
     conflicts: dict[str, int]
     crowded: tuple[int, int, int] | None = None
-    nested: dict[str, int] = field(default_factory=dict)  # for an archive: references to the rows it archives
+    # references to the rows an archive deletes, or (a repoint) by a foreign key whose ON UPDATE writes, to the
+    # values a repoint changes: label -> rows
+    nested: dict[str, int] = field(default_factory=dict)
+    # a repoint: rows referring by a NO ACTION / RESTRICT foreign key to the values it changes, which the database
+    # would refuse to change: (label, foreign key, ON UPDATE action) -> rows
+    held: dict[tuple[str, str, str], int] = field(default_factory=dict)
     index: str | None = None  # the CREATE INDEX the referencing columns lack, or None when an index leads with them
 
     @property
@@ -759,7 +771,12 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
         return ReferencePlan(ref, int(rows), {})
-    nested = {} if ref.self_reference else nested_references(conn, table, child, rel, on, changed=ref.columns)
+    # Rows one level down referring to the columns the repoint changes: by a key whose ON UPDATE writes (`nested`),
+    # or by a NO ACTION / RESTRICT one, under which the database would refuse the repoint (`held`).
+    referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns)
+    nested = {fk.label: count for fk, count in referring if fk.update_writes}
+    held = {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): count for fk, count in referring
+            if not fk.update_writes}
     conflicts: dict[str, int] = {}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
@@ -786,15 +803,24 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested)
+    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held)
 
 
 def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
                       on: ColumnElement[bool], changed: tuple[str, ...] | None = None) -> dict[str, int]:
     """References to the rows of `table` (as `child`, maybe an alias) that point at `rel`'s rows to delete,
-    and that an archive would delete (or, with `changed`, whose columns a repoint changes): label -> rows.
+    and that an archive would delete (or, with `changed`, whose columns a repoint changes, by a foreign key whose
+    ON UPDATE writes: CASCADE, SET NULL, SET DEFAULT, or an action the catalog does not show): label -> rows.
     Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches."""
-    found: dict[str, int] = {}
+    return {fk.label: rows for fk, rows in _referring(conn, table, child, rel, on, changed)
+            if changed is None or fk.update_writes}
+
+
+def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause, on: ColumnElement[bool],
+               changed: tuple[str, ...] | None) -> list[tuple[ForeignKey, int]]:
+    """Each foreign key to `table` (over a `changed` column, when given) with rows referring to the rows of
+    `child` that point at `rel`'s rows to delete, and how many."""
+    found: list[tuple[ForeignKey, int]] = []
     for fk in catalog_for(conn).foreign_keys_to(table):
         if changed is not None and not set(changed) & set(fk.referred_columns):
             continue
@@ -803,8 +829,7 @@ def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel:
         count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
                              .where(rel.c[RANK] > 1)).scalar_one()
         if count:
-            where = f"{fk.schema}.{fk.table}" if fk.schema else fk.table
-            found[f"{where}({', '.join(fk.columns)})"] = int(count)
+            found.append((fk, int(count)))
     return found
 
 
@@ -872,6 +897,12 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
         plan.blockers.append(f"{table!r} has a {hook}, which can cancel or redirect the fix's deletes, so "
                              "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "
                              "by hand")
+    if children := layout.hooks.children:
+        names = f"{', '.join(children[:3])}{', ...' if len(children) > 3 else ''}"
+        plan.blockers.append(f"{table!r} has inheritance children ({names}), whose rows a query of {table!r} also "
+                             "reads and a DELETE on it also reaches (the groups listed hold them, each as its own "
+                             f"row, with the columns of {table!r}): fixing an inheritance tree is not supported; "
+                             "fix by hand, or check each table alone")
     if layout.hooks.firing:
         plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}: if it changes any row, the "
                           "batch's account rolls the batch back and the fix stops (disable it for the fix)")
@@ -947,6 +978,11 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(f"{count} row(s) of {label} refer to the {ref.table} columns the repoint changes "
                              f"({', '.join(ref.columns)}): their ON UPDATE action would fire where no log reaches; "
                              "repoint them by hand first")
+    for (label, name, action), count in ref_plan.held.items():
+        plan.blockers.append(f"{count} row(s) of {label} refer to the {ref.table} columns the repoint changes "
+                             f"({', '.join(ref.columns)}) by foreign key {name}, ON UPDATE {action}: the database "
+                             "would refuse the repoint while they refer to the old values; repoint them by hand "
+                             "first")
     if moving := [c for c in ref.columns if c in ref.partition_key]:
         plan.blockers.append(
             f"{ref.table} is partitioned by {', '.join(moving)}, which the repoint of {ref.label} changes: "

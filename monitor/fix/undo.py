@@ -10,10 +10,11 @@ Before it commits, undo settles the database's own account of its transaction, a
 rows it points back and the update of the fix's record must be all the database counts; a trigger or a rule
 writing anything else (an AFTER INSERT trigger writing another table) makes undo refuse, nothing changed,
 naming the table where the database counts per table and the triggers and rules undo's writes fire. A row of
-another table referring by a foreign key to a row undo points back (its ON UPDATE would act one level down, which
-MariaDB counts nowhere) refuses undo up front. Where DDL is transactional, the guard's drop (`--drop-constraint`)
-and the plan table's run inside that account too: an event trigger writing a row on them refuses undo, nothing
-changed (one that writes nothing, a NOTIFY, passes).
+another table referring to a row undo points back, by a foreign key whose ON UPDATE writes (CASCADE, SET NULL, SET
+DEFAULT: it would act one level down, which MariaDB counts nowhere), refuses undo up front; under NO ACTION or
+RESTRICT the database decides, and its refusal rolls undo back, naming the key and its rows. Where DDL is
+transactional, the guard's drop (`--drop-constraint`) and the plan table's run inside that account too: an event
+trigger writing a row on them refuses undo, nothing changed (one that writes nothing, a NOTIFY, passes).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.execute import repoint_statement
 from monitor.fix.guard import guard_name
-from monitor.fix.links import undo_links, undo_target
+from monitor.fix.links import Held, undo_links, undo_target
 from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, repoint_table
 from monitor.fix.refs import reflect
@@ -102,6 +103,7 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
     name = split_table_name(record.table_name)[1]
     guard = guard_name(record.check_name) if drop_constraint else None
     dropped = None
+    held: list[Held] = []  # rows a NO ACTION / RESTRICT foreign key holds to a value undo changes
     with fix_lock(db, identity, record.table_name):
         try:
             with db.connect(db.bookkeeping) as conn:
@@ -115,7 +117,7 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
                     dropped = _drop_guard(conn, schema, name, check_guard)
 
                 with conn.begin():
-                    report = _undo(conn, record, schema, None if guard is None else lambda: drop_guard(guard))
+                    report = _undo(conn, record, schema, None if guard is None else lambda: drop_guard(guard), held)
                 if not db.rules.transactional_ddl:
                     _drop_plan_table(conn, records.place(conn, schema), record.plan_table)
                 report.constraint_dropped = dropped
@@ -124,7 +126,7 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
             _count_restored(record.check_name, db.name, report.restored)
             return report
         except sa.exc.IntegrityError as exc:
-            raise _refusal(db, record, schema, exc, dropped) from None
+            raise _refusal(db, record, schema, exc, dropped, held) from None
         except FixRefused as exc:
             if dropped is None or guard is not None:
                 raise
@@ -152,14 +154,22 @@ def _drop_guard(conn: Connection, schema: str | None, name: str, guard: str) -> 
 
 
 def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.IntegrityError,
-             dropped: str | None) -> FixRefused:
-    """Undo hit a unique constraint: name the one the database reports, say whether dupewatch added it, and
+             dropped: str | None, held: list[Held]) -> FixRefused:
+    """Undo hit a constraint: a foreign key (NO ACTION, RESTRICT) holding rows to a value undo points back, named
+    with those rows; or a unique one: name the one the database reports, say whether dupewatch added it, and
     advise dropping only dupewatch's own guard."""
-    violation = db.rules.violated_unique(exc)
-    name = violation.name or _named_by_columns(db, schema, violation)
     head = f"undo of fix {record.fix_id} refused, " + (
         f"the unique index {dropped} was dropped already (MySQL/MariaDB commit DDL at once), nothing else changed"
         if dropped else "nothing changed")
+    foreign_key = db.rules.violated_foreign_key(exc)
+    # (a database naming no constraint, SQLite, is taken to mean the keys undo found holding rows)
+    holding = [h for h in held if foreign_key == "" or h.fk.name == foreign_key] if foreign_key is not None else []
+    if holding:
+        return FixRefused(f"{head}: the database refused to point rows back ({db.describe(exc)}): "
+                          f"{'; '.join(h.describe() for h in holding)}; point those rows elsewhere or delete them, "
+                          "then undo again")
+    violation = db.rules.violated_unique(exc)
+    name = violation.name or _named_by_columns(db, schema, violation)
     if name is None:
         return FixRefused(f"{head}: restoring its rows would violate a constraint ({db.describe(exc)}); a row "
                           "now conflicts with a row to restore, or a constraint added or changed since the fix (a "
@@ -190,10 +200,12 @@ def _named_by_columns(db: Database, schema: str | None, violation: UniqueViolati
 
 
 def _undo(conn: Connection, record: FixRecord, schema: str | None,
-          drop_guard: Callable[[], None] | None = None) -> UndoReport:
+          drop_guard: Callable[[], None] | None = None, held: list[Held] | None = None) -> UndoReport:
     """`schema`: where the server resolves the fixed table (see `Catalog.resolved_schema`). `drop_guard`: drop the
-    check's guard first. Where DDL is transactional, the guard's drop and the plan table's run inside undo's
-    account: what fires on them (PostgreSQL event triggers) and writes a row refuses undo, nothing changed."""
+    check's guard first. `held`: gets the rows NO ACTION / RESTRICT foreign keys hold to values undo changes
+    (`links.Held`), for the refusal when the database refuses. Where DDL is transactional, the guard's drop and
+    the plan table's run inside undo's account: what fires on them (PostgreSQL event triggers) and writes a row
+    refuses undo, nothing changed."""
     current = records.get_record(conn, record.fix_id, lock=True)
     if current is None or current.state not in UNDOABLE:
         raise FixRefused(f"fix {record.fix_id} is {current.state if current else 'gone'}: nothing to undo")
@@ -225,7 +237,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
         planned.inserted(table, restored)
-    pointed, _children = undo_links(conn, record.fix_id, home, planned, fired)
+    pointed, _children = undo_links(conn, record.fix_id, home, planned, fired, [] if held is None else held)
     repointed = pointed + _point_back(conn, record.fix_id, planned)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"{records.UNDONE_BY}{records.os_user()}@{records.host_name()} at "

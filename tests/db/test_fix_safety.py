@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
-from monitor.fix import FixError, FixRefused, make_plan, prepare_fix, run_fix, undo_fix
+from monitor.fix import FixError, FixRefused, execute, make_plan, prepare_fix, run_fix, undo_fix
 from monitor.fix import records as fix_records
 from monitor.fix.execute import _Batch, table_lock
 from monitor.fix.target import target
@@ -349,6 +349,30 @@ def test_an_inheritance_parent_is_refused(pg, tmp_path):
     assert pg.scalar("SELECT COUNT(*) FROM events") == 3
 
 
+@pytest.mark.parametrize("primary_key", ["PRIMARY KEY", ""])
+def test_postgres_the_preview_of_an_inheritance_parent_lists_each_row_once_under_its_own_group(pg, tmp_path,
+                                                                                               primary_key):
+    """A child table INHERITS the parent and repeats its keys (a primary key is not inherited; ctids are each
+    table's own): the preview joined the plan to the table by id (or ctid) and listed the parent's id 1 and the
+    child's id 1 twice each, 4 deletes in a group of 3. Each row now appears once, in its own group; the fix stays
+    refused, saying why."""
+    pg.execute(f"CREATE TABLE parent (id INT {primary_key}, k TEXT, note TEXT)",
+               "CREATE TABLE child (extra TEXT) INHERITS (parent)",
+               "INSERT INTO parent VALUES (1, 'a', 'p1'), (2, 'a', 'p2'), (3, 'b', 'p3')",
+               "INSERT INTO child VALUES (1, 'a', 'c1', 'x'), (4, 'b', 'c4', 'y'), (5, 'c', 'c5', 'z'), "
+               "(6, 'c', 'c6', 'z')")
+    path = config_file(tmp_path, pg, [{"name": "p", "table": "parent", "key": ["k"]}])
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    plan = json_out(dry)
+    listed = {tuple(g["key"]): sorted(r["note"] for r in [g["keep"], *g["delete"]]) for g in plan["sample"]}
+    assert listed == {("a",): ["c1", "p1", "p2"], ("b",): ["c4", "p3"], ("c",): ["c5", "c6"]}, plan["sample"]
+    assert all(g["rows"] == 1 + len(g["delete"]) for g in plan["sample"]), plan["sample"]
+    assert any("has inheritance children (child)" in b and "not supported" in b for b in plan["blockers"]), \
+        plan["blockers"]
+    assert not any("cancel or redirect" in b for b in plan["blockers"]), plan["blockers"]
+
+
 # -- on_reference ----------------------------------------------------------------------------------------------
 
 
@@ -497,6 +521,50 @@ def test_a_repoint_that_would_fire_a_grandchilds_on_update_is_refused(pg, tmp_pa
     assert result.exit_code == 2 and "g(cid, pid)" in result.stderr
     assert contents(pg, "p", "c", "g") == before
 
+
+
+def _grandchild_no_action(db) -> None:
+    """p 1 and 2 share k; c 11 and 12 point at p 2; g refers to c(cid, pid) ON UPDATE NO ACTION (created empty)."""
+    db.execute("CREATE TABLE p (id INT PRIMARY KEY, k VARCHAR(10))",
+               "INSERT INTO p VALUES (1, 'x'), (2, 'x'), (3, 'y')",
+               "CREATE TABLE c (cid INT PRIMARY KEY, pid INT REFERENCES p (id), UNIQUE (cid, pid))",
+               "INSERT INTO c VALUES (10, 1), (11, 2), (12, 2), (13, 3)",
+               "CREATE TABLE g (gid INT PRIMARY KEY, cid INT, pid INT, CONSTRAINT g_c FOREIGN KEY (cid, pid) "
+               "REFERENCES c (cid, pid) ON UPDATE NO ACTION)")
+
+
+def test_a_repoint_a_grandchilds_no_action_key_would_refuse_is_blocked_for_that_reason(db, tmp_path):
+    """Under ON UPDATE NO ACTION the database writes nothing one level down, it refuses the repoint: the dry run
+    says so, naming the foreign key, instead of an ON UPDATE action firing where no log reaches."""
+    _grandchild_no_action(db)
+    db.execute("INSERT INTO g VALUES (100, 11, 2), (101, 12, 2), (102, 10, 1)")
+    path = config_file(tmp_path, db, [{"name": "p", "table": "p", "key": ["k"]}])
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    assert ("2 row(s) of g(cid, pid) refer to the c columns the repoint changes (pid) by foreign key g_c, ON UPDATE "
+            "NO ACTION: the database would refuse the repoint") in " ".join(dry.stdout.split()), dry.stdout
+    assert "would fire where no log reaches" not in dry.stdout, dry.stdout
+
+
+def test_postgres_a_no_action_row_written_after_the_plan_is_left_to_the_database(pg, tmp_path, monkeypatch):
+    """A grandchild row referring (NO ACTION) to a row the repoint changes, written after the plan: the batch
+    leaves it to the database, whose refusal rolls the batch back naming the foreign key, nothing changed."""
+    _grandchild_no_action(pg)
+    real = execute.prepare_links
+
+    def then_a_grandchild(*args, **kwargs):
+        links = real(*args, **kwargs)
+        pg.execute("INSERT INTO g VALUES (100, 11, 2)")
+        return links
+
+    monkeypatch.setattr(execute, "prepare_links", then_a_grandchild)
+    before = contents(pg, "p", "c")
+    path = config_file(tmp_path, pg, [{"name": "p", "table": "p", "key": ["k"]}])
+    result = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert result.exit_code == 2, result.output
+    assert "violates foreign key constraint" in result.stderr and "g_c" in result.stderr, result.stderr
+    assert "now refer to" not in result.stderr, result.stderr
+    assert contents(pg, "p", "c") == before
 
 def test_rows_grouped_only_by_a_sort_prefix_are_not_deleted(mysql, tmp_path):
     """MariaDB groups TEXT on its first max_sort_length bytes; a row is only deleted if its key equals its

@@ -337,6 +337,57 @@ def test_mysql_allows_ordinary_functions(mysql, monitor_for):
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
+
+# A sequence function hides the whole statement from the server's reading (MariaDB withholds its optimizer trace,
+# INSUFFICIENT_PRIVILEGES, whatever the role may do): the refusal of LASTVAL() and PREVIOUS VALUE FOR said the trace
+# was "missing or larger than its optimizer trace keeps (optimizer_trace_max_mem_size)", which no setting cures.
+# Those that take or set a value are refused by the server itself at PREPARE, a write in a read-only transaction.
+# Each spelling, in a custom query and in a table check's `where`; none takes or sets a value.
+MARIADB_SEQUENCE_SPELLINGS = {
+    "PREVIOUS VALUE FOR": ("PREVIOUS VALUE FOR dw_seq", "withheld"),
+    "LASTVAL()": ("LASTVAL(dw_seq)", "withheld"),
+    "NEXTVAL()": ("NEXTVAL(dw_seq)", "write"),
+    "NEXT VALUE FOR": ("NEXT VALUE FOR dw_seq", "write"),
+    "SETVAL()": ("SETVAL(dw_seq, 500)", "write"),
+}
+
+
+def _assert_sequence_refusal(mysql: TestDatabase, error: str | None, reason: str) -> None:
+    assert error is not None and "\n" not in error, error
+    if reason == "withheld":
+        assert "withholds its reading" in error and "calls a sequence function" in error, error
+        assert "optimizer_trace_max_mem_size" not in error, error
+    else:
+        assert "refused a write, checks run read-only" in error, error
+    assert mysql.scalar("SELECT next_not_cached_value FROM dw_seq") == 1  # no value was taken, none set
+
+
+@pytest.mark.parametrize("spelling", MARIADB_SEQUENCE_SPELLINGS)
+def test_mariadb_a_custom_query_calling_a_sequence_function_is_refused_for_the_true_reason(mysql, spelling,
+                                                                                           monitor_for):
+    make_victim(mysql, "CREATE SEQUENCE dw_seq")
+    call, reason = MARIADB_SEQUENCE_SPELLINGS[spelling]
+    result = run_query(monitor_for, mysql, f"SELECT k, COUNT(*) AS n FROM victim WHERE id <> COALESCE({call}, 0) "
+                                           "GROUP BY k HAVING COUNT(*) > 1")
+    assert result.status == "error", result
+    _assert_sequence_refusal(mysql, result.error, reason)
+
+
+@pytest.mark.parametrize("spelling", MARIADB_SEQUENCE_SPELLINGS)
+def test_mariadb_a_where_calling_a_sequence_function_is_refused_for_the_true_reason(mysql, spelling, monitor_for):
+    make_victim(mysql, "CREATE SEQUENCE dw_seq")
+    call, reason = MARIADB_SEQUENCE_SPELLINGS[spelling]
+    result = run_where(monitor_for, mysql, f"id <> COALESCE({call}, 0)")
+    assert result.status == "error" and result.error.startswith("check 'w': where"), result
+    _assert_sequence_refusal(mysql, result.error, reason)
+
+
+def test_mariadb_a_sequence_read_as_a_table_is_allowed(mysql, monitor_for):
+    """What the refusal advises: the sequence read as a table is traced like any table, and allowed."""
+    make_victim(mysql, "CREATE SEQUENCE dw_seq")
+    result = run_where(monitor_for, mysql, "id < (SELECT next_not_cached_value + 100 FROM dw_seq)")
+    assert (result.status, result.groups, result.error) == ("duplicates", 1, None), result
+
 # -- SQLite ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("victim_table", ["sqlite_db"], indirect=True)

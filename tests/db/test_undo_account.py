@@ -6,9 +6,13 @@ line naming the table (PostgreSQL counts per table) and the trigger the catalog 
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dbtest import TestDatabase, server_login, write_config
@@ -211,3 +215,62 @@ def test_a_row_referring_to_a_pointed_back_row_by_an_on_update_key_makes_undo_re
     message = _refused(db, path, fix_id, "tag", "item", "label")
     assert "1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back" in message, message
     assert "label_item" in message, message
+
+
+@pytest.fixture
+def sqlite_enforces_foreign_keys() -> Iterator[None]:
+    """Every SQLite connection opened during the test enforces foreign keys (`PRAGMA foreign_keys = ON`, which
+    dupewatch leaves as the application has it: off by default)."""
+    def enforce(dbapi: Any, _record: Any) -> None:
+        if isinstance(dbapi, sqlite3.Connection):
+            dbapi.execute("PRAGMA foreign_keys = ON")
+
+    sa.event.listen(sa.engine.Engine, "connect", enforce)
+    try:
+        yield
+    finally:
+        sa.event.remove(sa.engine.Engine, "connect", enforce)
+
+
+@pytest.mark.parametrize("action", ["NO ACTION", "RESTRICT"])
+def test_a_row_held_by_a_no_action_key_is_left_to_the_database_which_refuses_undo_naming_it(
+        db, tmp_path, action, sqlite_enforces_foreign_keys):
+    """`label(tag_id, item_id)` refers to `item(tag_id, id)` ON UPDATE NO ACTION / RESTRICT: pointing item 10 back
+    changes nothing else, the database only refuses while label 100 refers to the old value. Undo used to refuse
+    up front with "its ON UPDATE would change them or refuse"; now the database decides, and its refusal rolls
+    undo back in one line naming the foreign key and the rows it holds, nothing changed."""
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
+               "CONSTRAINT item_tag_id UNIQUE (tag_id, id))",
+               "INSERT INTO item VALUES (10, 2), (11, 1)",
+               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER, item_id INTEGER, CONSTRAINT label_item "
+               f"FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE {action})")
+    path, fix_id = _fixed(db, tmp_path)
+    db.execute("INSERT INTO label VALUES (100, 1, 10)")
+    message = _refused(db, path, fix_id, "tag", "item", "label")
+    assert "the database refused to point rows back" in message, message
+    assert (f"1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back, by foreign key "
+            f"label_item ON UPDATE {action}") in message, message
+    assert "would change them" not in message, message
+
+
+def test_postgres_a_deferred_no_action_key_lets_undo_point_both_sides_back(pg, tmp_path):
+    """A key added since the fix, `label(tag_id, item_id) -> item(tag_id, id)` ON UPDATE NO ACTION DEFERRABLE
+    INITIALLY DEFERRED, over two rows the fix repointed together (item 10 and label 100, both from tag 2 to 1):
+    undo points both back and the key holds at commit. Undo used to count label 100 as referring to a row it
+    points back and refuse; now the database decides, and accepts."""
+    pg.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), UNIQUE (tag_id, id))",
+               "INSERT INTO item VALUES (10, 2), (11, 1)",
+               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), item_id INTEGER)",
+               "INSERT INTO label VALUES (100, 2, 10)")
+    before = contents(pg, "tag", "item", "label")
+    path, fix_id = _fixed(pg, tmp_path)
+    assert pg.rows("SELECT tag_id FROM item WHERE id = 10") == pg.rows("SELECT tag_id FROM label") == [(1,)]
+    pg.execute("ALTER TABLE label ADD CONSTRAINT label_item FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) "
+               "ON UPDATE NO ACTION DEFERRABLE INITIALLY DEFERRED")
+    undone = run_cli("undo", fix_id, "--config", path, "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(pg, "tag", "item", "label") == before

@@ -4,8 +4,8 @@ Reflection inspects one schema at a time and cannot say who may see what, so the
 
 - `foreign_keys_to(conn, table)`: every foreign key referring to the table, from *any* schema (PostgreSQL
   `pg_constraint.confrelid`) or database (MySQL/MariaDB `information_schema.KEY_COLUMN_USAGE`), with its
-  ON DELETE action, whether the fixing role may read and write the referencing table and (PostgreSQL) whether
-  row-level security may hide its rows from the role.
+  ON DELETE and ON UPDATE actions, whether the fixing role may read and write the referencing table and
+  (PostgreSQL) whether row-level security may hide its rows from the role.
 - `delete_hooks(conn, table)`: what makes a DELETE do something else than delete the rows it names: triggers
   (PostgreSQL `pg_trigger`, MySQL `information_schema.TRIGGERS`, SQLite `sqlite_master`), PostgreSQL rules
   (`pg_rewrite`) and inheritance children (`pg_inherits`).

@@ -32,6 +32,20 @@ class ForeignKey:
     visible: bool = True
     hidden_from: str | None = None
     partition: str | None = None
+    onupdate: str | None = None
+
+    @property
+    def update_writes(self) -> bool:
+        """Whether a change of a referred value makes the database write the referring rows (ON UPDATE CASCADE,
+        SET NULL, SET DEFAULT), or may (the action is not known). NO ACTION and RESTRICT write nothing: the
+        database only refuses the change while a row refers to the old value."""
+        return (self.onupdate or "").upper() not in ("NO ACTION", "RESTRICT")
+
+    @property
+    def label(self) -> str:
+        """`schema.table(columns)`, the referring side."""
+        where = f"{self.schema}.{self.table}" if self.schema else self.table
+        return f"{where}({', '.join(self.columns)})"
 
 
 @dataclass(frozen=True)
@@ -90,10 +104,13 @@ class UniqueKey:
 @dataclass(frozen=True)
 class DeleteHooks:
     """What else a DELETE on the table does. `blocking`: hooks that can cancel or redirect the delete (the
-    fix refuses); `firing`: hooks that run after each deleted row (the preview names them)."""
+    fix refuses); `firing`: hooks that run after each deleted row (the preview names them); `children`: the
+    table's inheritance children (PostgreSQL), whose rows a query and a DELETE of the table also reach (the fix
+    refuses; the preview tells their rows from the parent's by `Dialect.row_origin`)."""
 
     blocking: tuple[str, ...] = ()
     firing: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

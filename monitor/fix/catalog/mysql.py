@@ -20,7 +20,8 @@ class MySqlCatalog(Catalog):
         # two tables: a foreign key to the other one is not a reference to this one.
         rows = self.conn.execute(sa.text("""
             SELECT k.TABLE_SCHEMA AS child_schema, k.TABLE_NAME AS child_table, k.CONSTRAINT_NAME AS fk_name,
-                   rc.DELETE_RULE AS on_delete, k.COLUMN_NAME AS fk_column, k.REFERENCED_COLUMN_NAME AS referred_column
+                   rc.DELETE_RULE AS on_delete, rc.UPDATE_RULE AS on_update, k.COLUMN_NAME AS fk_column,
+                   k.REFERENCED_COLUMN_NAME AS referred_column
             FROM information_schema.KEY_COLUMN_USAGE k
             LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS rc
               ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME
@@ -30,14 +31,15 @@ class MySqlCatalog(Catalog):
                                                      AND BINARY k.REFERENCED_TABLE_NAME = BINARY :t))
             ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""),
             {"s": self._schema(table), "t": table.name}).all()
-        grouped: dict[tuple[str, str, str], tuple[str, list[str], list[str]]] = {}
+        grouped: dict[tuple[str, str, str], tuple[str, str | None, list[str], list[str]]] = {}
         for r in rows:
-            _rule, cols, refs = grouped.setdefault((r.child_schema, r.child_table, r.fk_name), (r.on_delete, [], []))
+            _rule, _update, cols, refs = grouped.setdefault((r.child_schema, r.child_table, r.fk_name),
+                                                            (r.on_delete, r.on_update, [], []))
             cols.append(r.fk_column)
             refs.append(r.referred_column)
         return [ForeignKey(self._schema_or_none(s), t, name, tuple(cols), tuple(refs),
-                           None if rule in (None, "NO ACTION") else rule)
-                for (s, t, name), (rule, cols, refs) in grouped.items()]
+                           None if rule in (None, "NO ACTION") else rule, onupdate=update)
+                for (s, t, name), (rule, update, cols, refs) in grouped.items()]
 
     def _read_triggers(self, schema: str | None, name: str) -> tuple[Trigger, ...]:
         # One event per trigger; no `UPDATE OF` columns (MySQL/MariaDB have none).

@@ -12,6 +12,7 @@ from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey
 
 # PostgreSQL `pg_constraint.confdeltype` (see the pg_constraint catalog documentation).
 _PG_ON_DELETE = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+_PG_ON_UPDATE = {**_PG_ON_DELETE, "a": "NO ACTION"}  # (confupdtype)
 
 
 # Whether a trigger (pg_trigger.tgenabled) or rule (pg_rewrite.ev_enabled) fires in this session: 'O' when
@@ -30,7 +31,7 @@ class PostgresCatalog(Catalog):
         # refer to one partition of the table (conparentid = 0, confrelid that partition) is a reference too
         # (pg_partition_tree lists nothing for a table that is not partitioned, hence the table's own oid first).
         rows = self.conn.execute(sa.text("""
-            SELECT con.conname, n.nspname, c.relname, con.confdeltype,
+            SELECT con.conname, n.nspname, c.relname, con.confdeltype, con.confupdtype,
                    CASE WHEN con.confrelid <> to_regclass(:t) THEN con.confrelid::regclass::text END AS partition,
                    ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                          JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
@@ -55,7 +56,7 @@ class PostgresCatalog(Catalog):
             ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
         return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
                            tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from,
-                           r.partition)
+                           r.partition, _PG_ON_UPDATE.get(r.confupdtype))
                 for r in rows]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:
@@ -82,11 +83,8 @@ class PostgresCatalog(Catalog):
             WHERE i.inhparent = to_regclass(:t) AND p.relkind = 'r' ORDER BY c.relname"""), params).scalars().all()
         blocking = [f"BEFORE DELETE trigger {r.tgname}" for r in triggers if r.blocks]
         blocking += [f"rule {name} ON DELETE" for name in rules]
-        if children:
-            blocking.append(f"inheritance children ({', '.join(children[:3])}{', ...' if len(children) > 3 else ''})"
-                            ", whose rows a DELETE on the parent also reaches")
         firing = [f"AFTER DELETE trigger {r.tgname}" for r in triggers if not r.blocks]
-        return DeleteHooks(tuple(blocking), tuple(firing))
+        return DeleteHooks(tuple(blocking), tuple(firing), tuple(children))
 
     def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
         return tuple(self.conn.execute(sa.text("""

@@ -23,12 +23,14 @@ class SqliteCatalog(Catalog):
                     continue
                 columns = tuple(fk["constrained_columns"])
                 referred = tuple(fk["referred_columns"]) or tuple(c.name for c in table.primary_key.columns)
-                found.append(ForeignKey(schema, child, fk.get("name"), columns, referred,
-                                        self._ondelete(schema, child, columns)))
+                ondelete, onupdate = self._actions(schema, child, columns)
+                found.append(ForeignKey(schema, child, fk.get("name"), columns, referred, ondelete,
+                                        onupdate=onupdate))
         return found
 
-    def _ondelete(self, schema: str | None, table: str, columns: tuple[str, ...]) -> str | None:
-        """SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always has it."""
+    def _actions(self, schema: str | None, table: str, columns: tuple[str, ...]) -> tuple[str | None, str | None]:
+        """(ON DELETE, ON UPDATE): SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always
+        has both (ON DELETE NO ACTION as None)."""
         quote = self.conn.dialect.identifier_preparer.quote
         prefix = f"{quote(schema)}." if schema else ""
         rows = self.conn.exec_driver_sql(f"PRAGMA {prefix}foreign_key_list({quote(table)})").mappings().all()
@@ -38,8 +40,8 @@ class SqliteCatalog(Catalog):
         for parts in by_id.values():
             if tuple(p["from"] for p in sorted(parts, key=lambda p: p["seq"])) == columns:
                 action = parts[0]["on_delete"]
-                return None if action in (None, "NO ACTION") else action
-        return None
+                return None if action in (None, "NO ACTION") else action, parts[0]["on_update"]
+        return None, None
 
     def _read_triggers(self, schema: str | None, name: str) -> tuple[Trigger, ...]:
         # SQLite keeps no catalog of a trigger's timing and event: its CREATE TRIGGER text is the record (one
