@@ -541,6 +541,11 @@ class Dialect(Polling):
         """The constraint or index a unique violation names, from the error's diagnostics or message."""
         return UniqueViolation()
 
+    def enforces_foreign_keys(self, conn: Connection) -> bool:
+        """Whether the database checks foreign keys on `conn`'s session (a NO ACTION key then refuses a change
+        of a referred value while a row refers to it); PostgreSQL always does."""
+        return True
+
     def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
         """The foreign key a foreign key violation names, "" when the database names none, None when `exc` is
         not a foreign key violation."""

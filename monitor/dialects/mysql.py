@@ -604,6 +604,10 @@ class MySQL(MySQLPolling, Dialect):
                           str(getattr(exc.orig, "args", ("", ""))[-1]), re.S)
         return UniqueViolation(match.group(1) if match else None)
 
+    def enforces_foreign_keys(self, conn: Connection) -> bool:
+        """`@@foreign_key_checks`, which a session may turn off."""
+        return bool(conn.exec_driver_sql("SELECT @@foreign_key_checks").scalar())
+
     def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
         """ER_ROW_IS_REFERENCED_2 (1451, a referred value changed or deleted) and ER_NO_REFERENCED_ROW_2 (1452, a
         referring value with no row): `... a foreign key constraint fails (`db`.`t`, CONSTRAINT `fk` FOREIGN KEY

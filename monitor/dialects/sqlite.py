@@ -355,6 +355,10 @@ class SQLite(SQLitePolling, Dialect):
         columns = [c.rpartition(".") for c in message.removeprefix("UNIQUE constraint failed: ").split(", ")]
         return UniqueViolation(columns=tuple(c[2] for c in columns), table=columns[0][0] or None)
 
+    def enforces_foreign_keys(self, conn: Connection) -> bool:
+        """`PRAGMA foreign_keys`, per connection and off by default: dupewatch leaves it as it is."""
+        return bool(conn.exec_driver_sql("PRAGMA foreign_keys").scalar())
+
     def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
         """`FOREIGN KEY constraint failed`: SQLite names no constraint."""
         return "" if str(exc.orig).startswith("FOREIGN KEY constraint failed") else None

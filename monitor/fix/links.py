@@ -343,7 +343,9 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
     one level down, where undo's plan does not reach, and InnoDB's foreign key actions are in no counter of
     MariaDB's account (`Handler_*`). Under NO ACTION or RESTRICT the database changes nothing else, it refuses
     the point back while such a row refers to the old value: that is left to it, and the key and its rows are
-    added to `held` for the refusal's message (`Held`). The rows to point back are locked first, so that no such
+    added to `held` for the refusal's message (`Held`); unless the session does not check foreign keys (SQLite's
+    `PRAGMA foreign_keys` off, its default; MySQL `foreign_key_checks = 0`), where the rows would be left
+    referring to a value no row has: refused. The rows to point back are locked first, so that no such
     row is added before undo commits. Refuses as well when the role may not see every foreign key to the table
     (MariaDB's information_schema hides those of tables it has no privilege on: `Dialect.unseen_references`)."""
     if not conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one():
@@ -356,6 +358,7 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
     if rules.row_locks:
         conn.execute(rules.for_update(sa.select(*child.primary_key.columns).select_from(child).join(log, logged),
                                       child))
+    enforced = rules.enforces_foreign_keys(conn)
     for fk in catalog_for(conn).foreign_keys_to(child):
         if not set(columns) & set(fk.referred_columns):
             continue
@@ -363,15 +366,23 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
         holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
         rows = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(log, logged)
                             ).scalar_one()
-        if rows and not fk.update_writes:
+        if not rows:
+            continue
+        if not fk.update_writes and enforced:
             held.append(Held(fk, child.name, int(rows)))
-        elif rows:
-            action = f"ON UPDATE {fk.onupdate}" if fk.onupdate else "ON UPDATE action (which the catalog does not show)"
+            continue
+        if not fk.update_writes:
             raise FixRefused(
                 f"undo of fix {fix_id} refused, nothing changed: {rows} row(s) of {fk.label} refer to rows of "
-                f"{child.name!r} undo would point back (by foreign key {fk.name or '(unnamed)'} on "
-                f"{child.name}({', '.join(fk.referred_columns)})): its {action} would change them, which undo "
-                "cannot account for; point those rows elsewhere or delete them, then undo again")
+                f"{child.name!r} undo would point back (by foreign key {fk.name or '(unnamed)'} ON UPDATE "
+                f"{fk.onupdate}), and the database does not check foreign keys on undo's connection, so they would "
+                "be left referring to a value no row has; point those rows elsewhere or delete them, then undo again")
+        action = f"ON UPDATE {fk.onupdate}" if fk.onupdate else "ON UPDATE action (which the catalog does not show)"
+        raise FixRefused(
+            f"undo of fix {fix_id} refused, nothing changed: {rows} row(s) of {fk.label} refer to rows of "
+            f"{child.name!r} undo would point back (by foreign key {fk.name or '(unnamed)'} on "
+            f"{child.name}({', '.join(fk.referred_columns)})): its {action} would change them, which undo "
+            "cannot account for; point those rows elsewhere or delete them, then undo again")
 
 
 @dataclass(frozen=True)

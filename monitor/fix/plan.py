@@ -811,9 +811,12 @@ def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel:
     """References to the rows of `table` (as `child`, maybe an alias) that point at `rel`'s rows to delete,
     and that an archive would delete (or, with `changed`, whose columns a repoint changes, by a foreign key whose
     ON UPDATE writes: CASCADE, SET NULL, SET DEFAULT, or an action the catalog does not show): label -> rows.
-    Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches."""
+    Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches. Under NO ACTION or
+    RESTRICT the database refuses the repoint itself, where it checks foreign keys on this session (SQLite's
+    `PRAGMA foreign_keys` is off by default): where it does not, those rows count too."""
+    checked = changed is not None and for_backend(conn.dialect.name).enforces_foreign_keys(conn)
     return {fk.label: rows for fk, rows in _referring(conn, table, child, rel, on, changed)
-            if changed is None or fk.update_writes}
+            if changed is None or fk.update_writes or not checked}
 
 
 def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause, on: ColumnElement[bool],

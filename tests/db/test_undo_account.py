@@ -255,6 +255,26 @@ def test_a_row_held_by_a_no_action_key_is_left_to_the_database_which_refuses_und
     assert "would change them" not in message, message
 
 
+@pytest.mark.parametrize("action", ["NO ACTION", "RESTRICT"])
+def test_sqlite_a_no_action_key_it_does_not_check_still_refuses_undo_up_front(sqlite_db, tmp_path, action):
+    """As above, on SQLite with `PRAGMA foreign_keys` off (its default, which dupewatch leaves as it is): the
+    database would not refuse, so pointing item 10 back would leave label 100 referring to a value no row of item
+    has. Undo refuses up front, naming the key and that the database does not check it, nothing changed."""
+    db = sqlite_db
+    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
+               "CONSTRAINT item_tag_id UNIQUE (tag_id, id))",
+               "INSERT INTO item VALUES (10, 2), (11, 1)",
+               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER, item_id INTEGER, CONSTRAINT label_item "
+               f"FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE {action})")
+    path, fix_id = _fixed(db, tmp_path)
+    db.execute("INSERT INTO label VALUES (100, 1, 10)")
+    message = _refused(db, path, fix_id, "tag", "item", "label")
+    assert (f"1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back (by foreign key "
+            f"label_item ON UPDATE {action}), and the database does not check foreign keys") in message, message
+
+
 def test_postgres_a_deferred_no_action_key_lets_undo_point_both_sides_back(pg, tmp_path):
     """A key added since the fix, `label(tag_id, item_id) -> item(tag_id, id)` ON UPDATE NO ACTION DEFERRABLE
     INITIALLY DEFERRED, over two rows the fix repointed together (item 10 and label 100, both from tag 2 to 1):
