@@ -942,7 +942,7 @@ class IncrementalCheck:
         """The known groups after these count changes: (groups, how many are new, updated keys, removed keys,
         excess rows). The excess rows follow from the last run's when this process made its state."""
         now, generation = time.time(), _next_generation(state)
-        groups = dict(state.groups) if changed else state.groups  # 100,000 groups take milliseconds to copy
+        groups = state.groups.copy() if changed else state.groups  # 100,000 groups take milliseconds to copy
         counted_groups, excess = self._counted
         if counted_groups is not state.groups:  # another process saved it: count once
             excess = sum(g.rows - 1 for g in state.groups.values())
