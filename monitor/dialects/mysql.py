@@ -283,7 +283,7 @@ class MySQL(MySQLPolling, Dialect):
 
     pings_by_protocol = True  # COM_PING: 0.06 ms against 0.24 ms for SELECT 1 through SQLAlchemy (PyMySQL)
 
-    # A read-only block ends its session with `SELECT RELEASE_ALL_LOCKS()` then one `ROLLBACK` (PyMySQL sends it
+    # A read-only block ends its session with `DO RELEASE_ALL_LOCKS()` then one `ROLLBACK` (PyMySQL sends it
     # whether or not a transaction is open), both under the statement deadline: four commands a checkout (COM_PING,
     # the statement, these two) where the block's rollback, the release and the pool's rollback made five.
     releases_before_return = True
@@ -291,7 +291,7 @@ class MySQL(MySQLPolling, Dialect):
     def release_session(self, dbapi: Any) -> None:
         cursor = dbapi.cursor()
         try:
-            cursor.execute("SELECT RELEASE_ALL_LOCKS()")
+            cursor.execute("DO RELEASE_ALL_LOCKS()")  # no result set to send and decode: 0.039 ms CPU, SELECT 0.058
         finally:
             cursor.close()
 

@@ -125,7 +125,7 @@ def test_mysql_a_read_only_block_ends_its_session_itself_under_its_deadline(mysq
         with database.read_only() as conn:
             assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
         assert sent == [("ping", True), (f"SELECT GET_LOCK('{name}', 0)", True),
-                        ("SELECT RELEASE_ALL_LOCKS()", True), ("ROLLBACK", True)]
+                        ("DO RELEASE_ALL_LOCKS()", True), ("ROLLBACK", True)]
         monkeypatch.undo()
         assert mysql.scalar(f"SELECT IS_FREE_LOCK('{name}')") == 1
         assert not in_transaction(database)
