@@ -367,6 +367,8 @@ class Database:
             # Each check runs its own statement once per interval, so a daemon with 200 checks would keep 200
             # compiled forms (about 7 MB) that save well under a millisecond per run; fixes repeat theirs.
             kwargs["query_cache_size"] = 0
+            if rules.releases_before_return:  # the session's one rollback is `read_only`'s or `reset_session`'s
+                kwargs["pool_reset_on_return"] = None
         try:
             # Detection (and a fix where the driver bounds no wait) pings inside its deadline (`_checked_out`): a
             # pre-ping would hang on a frozen server.
@@ -381,7 +383,7 @@ class Database:
         event.listen(engine, "connect", lambda dbapi, _record: rules.prepare_session(
             dbapi, read_only=read_only, timeout=timeout, client_deadline=self.deadline_seconds))
         if read_only:
-            event.listen(engine, "reset", _reset_listener(rules))
+            event.listen(engine, "reset", _reset_listener(rules, pool_rolls_back=not rules.releases_before_return))
         else:  # a fix's COMMIT (and ROLLBACK) waits for the server too
             event.listen(engine, "commit", _rearm_deadline)
             event.listen(engine, "rollback", _rearm_deadline)
@@ -401,9 +403,30 @@ class Database:
         with self.connect(self.engine) as conn:
             try:
                 yield conn
-            finally:
+            except BaseException:
                 if conn.in_transaction() and not conn.invalidated:
                     conn.rollback()
+                raise
+            if not conn.invalidated:
+                self._end_read(conn)
+
+    def _end_read(self, conn: Connection) -> None:
+        """Roll back a read-only block's transaction as it ends, under the statement deadline. Where the dialect
+        ends the session itself (`Dialect.releases_before_return`), what a query can leave on it is released first
+        and the one rollback comes last, and the pool's reset (`_reset_listener`) sends nothing more: the
+        connection is marked as ended, until a statement runs on it."""
+        if not self.rules.releases_before_return:
+            if conn.in_transaction():
+                conn.rollback()
+            return
+        raw = conn.connection.dbapi_connection
+        assert raw is not None  # checked out, not invalidated
+        self.rules.release_session(raw)
+        if conn.in_transaction():
+            conn.rollback()
+        else:
+            raw.rollback()
+        conn.info[_ENDED_KEY] = True
 
     @staticmethod
     def deadline_passed(conn: Connection) -> bool:
@@ -615,6 +638,7 @@ class Database:
 
 
 _WATCH_KEY = "dupewatch.watch"
+_ENDED_KEY = "dupewatch.ended"  # `Database._end_read` released and rolled back the session; nothing ran since
 
 # Fleet servers' shared detection engines (`Database._server_engine`), and the target a thread connects for.
 _server_engines: dict[tuple[str, float], Engine] = {}
@@ -795,20 +819,27 @@ WATCHDOG = _Watchdog()
 
 def _rearm_deadline(conn: Connection, *_args: Any) -> None:
     """Each statement of a watched connection gets the whole deadline (a fix's COMMIT and ROLLBACK too; the
-    rollback of a connection the deadline or the server ended sends nothing)."""
+    rollback of a connection the deadline or the server ended sends nothing), and a session `Database._end_read`
+    ended is one to reset again."""
     if conn.invalidated:
         return
-    watch = conn.info.get(_WATCH_KEY)
+    info = conn.info
+    info.pop(_ENDED_KEY, None)
+    watch = info.get(_WATCH_KEY)
     if watch is not None and not watch.expired:
         watch.rearm()
 
 
-def _reset_listener(rules: Dialect) -> Any:
-    """The pool's `reset` event: the dialect's `reset_session`. The pool rolls back after it (detection engines
-    keep `reset_on_return="rollback"`) unless the connection's transaction was just rolled back by closing it."""
-    def _reset(dbapi: Any, _record: Any, state: Any) -> None:
-        if not state.terminate_only:
-            rules.reset_session(dbapi, rolled_back_after=state.asyncio_safe and not state.transaction_was_reset)
+def _reset_listener(rules: Dialect, *, pool_rolls_back: bool) -> Any:
+    """The pool's `reset` event: the dialect's `reset_session`, unless `Database._end_read` ended the session and
+    nothing ran on it since. Where `pool_rolls_back` (`reset_on_return="rollback"`), the pool rolls back after it
+    unless the connection's transaction was just rolled back by closing it; else the dialect rolls back itself."""
+    def _reset(dbapi: Any, record: Any, state: Any) -> None:
+        ended = record is not None and record.info.pop(_ENDED_KEY, False)
+        if state.terminate_only or ended:
+            return
+        rolled_back_after = pool_rolls_back and state.asyncio_safe and not state.transaction_was_reset
+        rules.reset_session(dbapi, rolled_back_after=rolled_back_after)
     return _reset
 
 

@@ -14,7 +14,9 @@ subjects existed (no subject) are ignored and pruned by the retention; increment
 not read again (the next run is a full pass).
 Incremental state is keyed by the subject and the check's watermark column (`monitor.incremental.state_key`), so
 two checks of one table with other `incremental` columns never share a watermark; `table_changes` notes what a fix
-or an undo changed, for the incremental checks of that table to learn at their next run. `live_positions` keeps,
+or an undo changed, for the incremental checks of that table to learn at their next run. A check's known groups are
+`subject_groups` with the changes of its last runs applied in order (`subject_group_changes`, one row per run,
+folded into `subject_groups` every JOURNAL_RUNS runs: see there). `live_positions` keeps,
 per database (by its place), where live mode's change stream was read and counted up to (monitor/live/reader.py);
 `live_group_sets`/`live_groups` the duplicate groups a daemon's live mode knew last (their identities as the database
 computes them), by subject, so that a restarted daemon counts the groups formed while it was down as new; each set
@@ -46,6 +48,13 @@ from monitor.detect import CheckResult
 # Who saves a check's live groups: (owner: a daemon's config file and shard, database, check), as config names them.
 LiveSaver = tuple[str, str, str]
 
+# The known groups an incremental run changed are journaled (`subject_group_changes`: one row per run, the groups
+# as JSON) and folded into `subject_groups` once a check has this many journaled runs, or at once for a run that
+# changed more groups than JOURNAL_GROUPS: a run's 100 new groups inserted among 20,000 dirtied some 90 pages of
+# the B-tree for its commit to write to the WAL (1.0 ms a save, median of 300; mean 2.7 ms with the checkpoints),
+# one journal row 0.19 ms (mean 0.45 ms).
+JOURNAL_RUNS = 50
+JOURNAL_GROUPS = 2_000
 PRUNE_EVERY = 200  # runs recorded between two prunes
 PRUNE_STEP = 1000  # runs deleted per step; the lock is released between steps, so writers never wait long
 
@@ -76,6 +85,13 @@ CREATE TABLE IF NOT EXISTS subject_groups (
     first_seen_at REAL NOT NULL,
     first_seen_generation INTEGER NOT NULL,
     PRIMARY KEY (subject, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subject_group_changes (
+    subject TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    changed TEXT NOT NULL,
+    removed TEXT NOT NULL,
+    PRIMARY KEY (subject, generation)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (finished_at);
 CREATE TABLE IF NOT EXISTS places (
@@ -480,18 +496,31 @@ class History:
                     " pending_since, removals_seen, recount_left, snapshot, last_run_at, window_digest, storage,"
                     " positions FROM subject_state WHERE subject = ?",
                     (key,)).fetchone()
-                groups = self._conn.execute(
-                    "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups"
-                    " WHERE subject = ?", (key,)).fetchall() if row else []
+                known = self._known_groups(key) if row else {}
             finally:
                 self._conn.execute("COMMIT")
         if row is None:
             return None
         return IncrementalState(key, row[0], row[1], json.loads(row[2]), row[3], row[4],
-                                {g[0]: KnownGroup(*g) for g in groups}, changes_seen=row[5], recount_position=row[6],
+                                known, changes_seen=row[5], recount_position=row[6],
                                 pending_since=row[7], removals_seen=row[8], recount_left=row[9],
                                 snapshot=row[10], last_run_at=row[11], window_digest=row[12],
                                 storage=row[13], positions=row[14])
+
+    def _known_groups(self, subject: str) -> dict[str, KnownGroup]:
+        """The known groups of a check as saved: `subject_groups` with the journaled runs' changes applied, in
+        their order (inside the caller's transaction)."""
+        groups = {g[0]: KnownGroup(*g) for g in self._conn.execute(
+            "SELECT key, rows, first_seen_at, first_seen_generation, spelling FROM subject_groups WHERE subject = ?",
+            (subject,))}
+        for changed, removed in self._conn.execute(
+                "SELECT changed, removed FROM subject_group_changes WHERE subject = ? ORDER BY generation",
+                (subject,)):
+            for key in json.loads(removed):
+                groups.pop(key, None)
+            for g in json.loads(changed):
+                groups[g[0]] = KnownGroup(*g)
+        return groups
 
     def incremental_version(self, key: str) -> tuple[str, int] | None:
         """(fingerprint, generation) of the check's saved state: whether a copy in memory is still current."""
@@ -562,9 +591,7 @@ class History:
                                          " window_digest, storage, positions"
                                          " FROM subject_state"
                                          " WHERE subject = ?", (new.key,)).fetchone()
-        rows = self._conn.execute("SELECT key, rows, first_seen_at, first_seen_generation, spelling"
-                                  " FROM subject_groups WHERE subject = ?", (new.key,)).fetchall()
-        groups = {r[0]: KnownGroup(*r) for r in rows}
+        groups = self._known_groups(new.key)
         for key, group in new.groups.items():
             theirs = groups.get(key)
             first = min(group.first_seen_at, theirs.first_seen_at) if theirs else group.first_seen_at
@@ -590,15 +617,38 @@ class History:
             self._replace_groups(saved.key, saved.groups.values())
             return
         if saved.updated is not None and saved.removed is not None:
-            gone = [(saved.key, key) for key in saved.removed]
+            gone = list(saved.removed)
             changed = [saved.groups[key] for key in saved.updated]
         else:
-            gone = [(saved.key, key) for key in before if key not in saved.groups]
+            gone = [key for key in before if key not in saved.groups]
             changed = [g for key, g in saved.groups.items() if before.get(key) != g]
-        self._conn.executemany("DELETE FROM subject_groups WHERE subject = ? AND key = ?", gone)
-        self._insert_groups(saved.key, changed)
+        if not gone and not changed:
+            return
+        journaled = self._conn.execute("SELECT count(*) FROM subject_group_changes WHERE subject = ?",
+                                       (saved.key,)).fetchone()[0]
+        if len(gone) + len(changed) > JOURNAL_GROUPS or journaled + 1 >= JOURNAL_RUNS:
+            self._fold_journal(saved.key)
+            self._conn.executemany("DELETE FROM subject_groups WHERE subject = ? AND key = ?",
+                                   [(saved.key, key) for key in gone])
+            self._insert_groups(saved.key, changed)
+            return
+        self._conn.execute(
+            "INSERT OR REPLACE INTO subject_group_changes (subject, generation, changed, removed) VALUES (?, ?, ?, ?)",
+            (saved.key, saved.generation, json.dumps([[g.key, g.rows, g.first_seen_at, g.first_seen_generation,
+                                                       g.spelling] for g in changed]), json.dumps(gone)))
+
+    def _fold_journal(self, subject: str) -> None:
+        """Apply the journaled runs' changes of a check to `subject_groups`, in their order, and drop them."""
+        for changed, removed in self._conn.execute(
+                "SELECT changed, removed FROM subject_group_changes WHERE subject = ? ORDER BY generation",
+                (subject,)).fetchall():
+            self._conn.executemany("DELETE FROM subject_groups WHERE subject = ? AND key = ?",
+                                   [(subject, key) for key in json.loads(removed)])
+            self._insert_groups(subject, [KnownGroup(*g) for g in json.loads(changed)])
+        self._conn.execute("DELETE FROM subject_group_changes WHERE subject = ?", (subject,))
 
     def _replace_groups(self, subject: str, groups: Iterable[KnownGroup]) -> None:
+        self._conn.execute("DELETE FROM subject_group_changes WHERE subject = ?", (subject,))
         self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (subject,))
         self._insert_groups(subject, groups)
 
@@ -614,6 +664,7 @@ class History:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute("DELETE FROM subject_state WHERE subject = ?", (key,))
             self._conn.execute("DELETE FROM subject_groups WHERE subject = ?", (key,))
+            self._conn.execute("DELETE FROM subject_group_changes WHERE subject = ?", (key,))
             self._conn.execute("COMMIT")
 
     def record_table_change(self, table_key: str, why: str, *, restored: bool) -> int:

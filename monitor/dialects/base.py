@@ -17,6 +17,8 @@ Connections (`monitor.db`)
 - `reset_session(dbapi, rolled_back_after)`: run when a detection connection returns to the pool: release
   whatever a query can leave behind on the session (advisory/named locks, settings), so that the next check
   starts clean; the pool rolls the session back right after where `rolled_back_after` says so.
+  `releases_before_return`, `release_session(dbapi)`: where True, a read-only block (`Database.read_only`) ends
+  its session itself, under the statement deadline (the release, then one rollback), and the pool sends nothing.
 - `install(engine, read_only)`: engine events the dialect needs (SQLite: Unicode case folding, `BEGIN IMMEDIATE`
   for writers; PostgreSQL: the extended protocol for every statement).
 - `reflected_column_name(name)`: a reflected column name corrected (MySQL reflection doubles backticks).
@@ -296,6 +298,16 @@ class Dialect(Polling):
         """Release what a query can leave on a session (locks, settings) before the connection is reused.
         `rolled_back_after`: the pool rolls the session back right after (else a transaction this opens is the
         dialect's to end)."""
+
+    # Whether `Database.read_only` ends a detection session itself before the connection returns to the pool,
+    # under the statement deadline: `release_session`, then the session's one rollback, last. The pool then sends
+    # nothing for it (the detection engine is made with `reset_on_return=None`; a connection no read-only block
+    # ended gets `reset_session` with `rolled_back_after=False`, which rolls back itself).
+    releases_before_return = False
+
+    def release_session(self, dbapi: Any) -> None:
+        """Release what a query can leave on a session besides its transaction (named locks), before the rollback
+        that ends its use (`releases_before_return`)."""
 
     # Whether the driver pings the server at the protocol level (`Dialect.do_ping`: MySQL's COM_PING, no
     # statement to parse or result to decode); else a pooled connection is pinged with `SELECT 1`.

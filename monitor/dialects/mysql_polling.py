@@ -148,6 +148,10 @@ class MySQLPolling(Polling):
     # grouped by the primary key (read in its order: no temporary table).
     counts_window_by_join = True
 
+    # PyMySQL: SQLAlchemy's execution context and `Row` cost 0.44 ms of the client's CPU time for the run's one
+    # statement, its driver cursor 0.22 ms (300 alternations, load 3-4).
+    reads_row_on_driver = True
+
     def window_digest(self, exprs: Sequence[ColumnElement[Any]]) -> ColumnElement[str] | None:
         """`count(*)` and the sum (exact: DECIMAL) of a 64-bit hash of each row's values, as `count:sum`: the CRC32
         of the values' decimal text (`N` for NULL in a nullable column, comma-separated) shifted above the CRC32 of

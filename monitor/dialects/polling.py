@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class StatementCache:
 
     built: dict[str, Any] = field(default_factory=dict)
     compiled: dict[Any, Any] = field(default_factory=dict)
+    # Statements compiled for the driver's cursor (`one`, `on_driver`); None: one that needs SQLAlchemy's execution.
+    for_driver: dict[Any, SQLCompiler | None] = field(default_factory=dict)
 
     def execute(self, conn: Connection, name: str, build: Callable[[], sa.Executable],
                 values: dict[str, Any]) -> sa.CursorResult[*tuple[Any, ...]]:
@@ -102,6 +105,57 @@ class StatementCache:
             values: dict[str, Any]) -> sa.CursorResult[*tuple[Any, ...]]:
         """`statement` bound to `values`, compiled at its first run only."""
         return conn.execute(statement, values, execution_options={"compiled_cache": self.compiled})
+
+    def one(self, conn: Connection, statement: sa.Executable, values: dict[str, Any], *,
+            on_driver: bool = False) -> Sequence[Any]:
+        """The one row of `statement` bound to `values`. `on_driver` (`Polling.reads_row_on_driver`): sent on the
+        driver's cursor, without SQLAlchemy's execution context and result, where no value the statement binds
+        needs its type's conversion (else as `run`). It runs as SQLAlchemy would run it: in the connection's
+        transaction (begun where none is), after the engine's `before_cursor_execute` listeners (the client-side
+        deadline is re-armed), a driver's error raised as SQLAlchemy raises it (`DBAPIError`, the connection
+        invalidated where the driver says it is lost)."""
+        if not on_driver:
+            return self.run(conn, statement, values).one()
+        if statement not in self.for_driver:
+            self.for_driver[statement] = _for_driver(conn, statement)
+        compiled = self.for_driver[statement]
+        if compiled is None:
+            return self.run(conn, statement, values).one()
+        expanded = compiled.construct_expanded_state(values)
+        text = expanded.statement
+        params = expanded.positional_parameters if compiled.positional else expanded.parameters
+        if not conn.in_transaction():
+            conn.begin()
+        dialect, raw = conn.dialect, conn.connection.dbapi_connection
+        assert raw is not None  # checked out
+        cursor = raw.cursor()
+        try:
+            conn.dispatch.before_cursor_execute(conn, cursor, text, params, None, False)
+            cursor.execute(text, params)
+            rows = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, raw, cursor)
+            if lost:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(text, params, exc, dialect.loaded_dbapi.Error,
+                                             connection_invalidated=lost) from exc
+        finally:
+            cursor.close()
+        if len(rows) != 1:
+            raise sa.exc.NoResultFound("no row") if not rows else sa.exc.MultipleResultsFound("more than one row")
+        return tuple(rows[0])
+
+
+def _for_driver(conn: Connection, statement: sa.Executable) -> SQLCompiler | None:
+    """`statement` compiled for the driver's cursor, or None where it is no SQL expression or a value it binds
+    needs its type's conversion (which SQLAlchemy's execution applies)."""
+    if not isinstance(statement, sa.ClauseElement):
+        return None
+    compiled = statement.compile(dialect=conn.dialect)
+    if not isinstance(compiled, SQLCompiler) or \
+            any(b.type.bind_processor(conn.dialect) is not None for b in compiled.binds.values()):
+        return None
+    return compiled
 
 
 class Polling:
@@ -165,6 +219,9 @@ class Polling:
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False
+
+    # Whether a run's statements of one row are sent on the driver's cursor (`StatementCache.one`).
+    reads_row_on_driver = False
 
     # Whether the rows read are counted by a join with the table grouped by the row (where the row's identity is
     # the incremental column and no `where` text names the columns of both), rather than by a correlated subquery.

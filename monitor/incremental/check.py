@@ -223,7 +223,7 @@ class IncrementalCheck:
         removed = None if self._removals_read else self.rules.removed_rows(conn, table)
         values = {} if digests is None else {"dupewatch_low": digests[0], "dupewatch_high": digests[1],
                                              "dupewatch_next_overlap": digests[2]}
-        row = self._execute(conn, statement, values).one()
+        row = self._one(conn, statement, values)
         highest, taken, counted = row[:3]
         if self._removals_read:
             removed = None if counted is None else int(counted)
@@ -287,6 +287,11 @@ class IncrementalCheck:
         """`statement` bound to `values`, compiled at its first run only (`_cache`)."""
         return self._cache.run(conn, statement, values)
 
+    def _one(self, conn: Connection, statement: sa.Executable, values: dict[str, Any]) -> Sequence[Any]:
+        """The one row of `statement` bound to `values` (on the driver's cursor where the dialect says so:
+        `StatementCache.one`)."""
+        return self._cache.one(conn, statement, values, on_driver=self.rules.reads_row_on_driver)
+
     def _counted_window(self, conn: Connection, after: Any, watermark: Any, late: str | None,
                         ahead: Any) -> Sequence[Any]:
         """The rows of `_window_conditions`, their keys counted in the whole table by the database
@@ -297,7 +302,7 @@ class IncrementalCheck:
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._counted_statement(shape, ahead is not None)
-        return self._execute(conn, statement, {**values, "dupewatch_ahead": ahead}).one()
+        return self._one(conn, statement, {**values, "dupewatch_ahead": ahead})
 
     def _counted_statement(self, shape: tuple[bool, bool], bounded: bool, folded: bool | None = None, *,
                            storage: ColumnElement[Any] | None = None) -> sa.Select[Any]:
@@ -589,10 +594,10 @@ class IncrementalCheck:
         if statement is None:
             statement = self._statements[key] = self._counted_statement(
                 (True, False), ahead is not None, compare, storage=self._storage_column(conn) if storing else None)
-        row = self._execute(conn, statement, {
+        row = self._one(conn, statement, {
             "dupewatch_after": start, "dupewatch_watermark": watermark, "dupewatch_ahead": ahead,
             "dupewatch_stored": stored[2] if compare and stored is not None else None,
-            "dupewatch_next_overlap": overlap}).one()
+            "dupewatch_next_overlap": overlap})
         top, digest_next = row[7], row[8]
         storage = state.storage
         if storing:
@@ -937,7 +942,7 @@ class IncrementalCheck:
         """The known groups after these count changes: (groups, how many are new, updated keys, removed keys,
         excess rows). The excess rows follow from the last run's when this process made its state."""
         now, generation = time.time(), _next_generation(state)
-        groups = dict(state.groups) if changed else state.groups  # 100,000 groups take milliseconds to copy
+        groups = state.groups.copy() if changed else state.groups  # 100,000 groups take milliseconds to copy
         counted_groups, excess = self._counted
         if counted_groups is not state.groups:  # another process saved it: count once
             excess = sum(g.rows - 1 for g in state.groups.values())

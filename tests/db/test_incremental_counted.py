@@ -619,3 +619,43 @@ def test_the_window_digest_spells_null_out_only_for_nullable_columns(tmp_path):
             inc.assert_matches_full_pass(moved)
     finally:
         made.close()
+
+
+def test_a_run_of_one_statement_sends_four_commands_and_its_statement_is_watched(mysql_numbers, mysql_runner,
+                                                                                  monkeypatch):
+    """A run without a sequence to read, on MariaDB/MySQL: COM_PING, its one statement (on the driver's cursor,
+    after the engine's `before_cursor_execute` listeners, which re-arm the client-side deadline; then the known
+    groups' re-count where one is due), the release of named locks and one ROLLBACK, last. A driver's error in
+    that statement is reported as the database's (one line), not as an internal error."""
+    import pymysql.connections
+    from pymysql.constants import COMMAND
+
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(10, 6, 1), (11, 7, 1)])
+    r.run()  # the statements built and compiled
+    add(mysql_numbers, [(12, 8, 1), (13, 2, 1)])  # joins row 3's key (2, 1)
+    sent: list[str] = []
+    heard: list[str] = []
+    original = pymysql.connections.Connection._execute_command
+
+    def recording(self: Any, command: int, sql: Any) -> Any:
+        text = sql if isinstance(sql, str) else bytes(sql).decode()
+        sent.append("ping" if command == COMMAND.COM_PING else text.split("(", 1)[0].strip())
+        return original(self, command, sql)
+
+    engine = r.monitor.database("d").engine
+    listener = lambda _conn, _cursor, statement, *_: heard.append(statement.split("(", 1)[0].strip())  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    monkeypatch.setattr(pymysql.connections.Connection, "_execute_command", recording)
+    result = r.run()
+    monkeypatch.undo()
+    # (the known groups, fewer than RECOUNT_BUDGET, are re-counted at every run: a statement of their own)
+    assert heard[0] == "SELECT group_concat" and all(h.startswith("SELECT counted.ord") for h in heard[1:])
+    assert sent == ["ping", *heard, "DO RELEASE_ALL_LOCKS", "ROLLBACK"]
+    assert (result.mode, result.new_groups, result.rows_scanned) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(result)
+    mysql_numbers.execute("ALTER TABLE logins DROP COLUMN device")
+    failed = r.monitor.run("inc")
+    assert failed.error is not None and "Unknown column" in failed.error and "internal error" not in failed.error
+    assert "\n" not in failed.error

@@ -8,9 +8,10 @@ import time
 import uuid
 from typing import Any
 
+import pymysql.connections
 import pytest
 import sqlalchemy as sa
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import COMMAND, SERVER_STATUS
 
 from monitor.config import DatabaseConfig
 from monitor.db import Database
@@ -99,6 +100,35 @@ def test_mysql_named_locks_do_not_survive_the_pool(mysql):
         with database.read_only() as conn:
             assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
         assert mysql.scalar(f"SELECT IS_FREE_LOCK('{name}')") == 1
+    finally:
+        database.dispose()
+
+
+def test_mysql_a_read_only_block_ends_its_session_itself_under_its_deadline(mysql, monkeypatch):
+    """`Database.read_only` releases named locks and then rolls back once, both while the client-side deadline
+    watches the connection; the pool's reset sends nothing after them: four commands a checkout where five were
+    sent (the block's rollback, then the release and the pool's rollback outside the deadline)."""
+    name = f"dw_{uuid.uuid4().hex[:8]}"
+    database = Database("d", DatabaseConfig(url=mysql.url))
+    sent: list[tuple[str, bool]] = []
+    original = pymysql.connections.Connection._execute_command
+
+    def recording(self: Any, command: int, sql: Any) -> Any:
+        text = sql if isinstance(sql, str) else bytes(sql).decode()
+        sent.append(("ping" if command == COMMAND.COM_PING else text, bool(database._watches)))
+        return original(self, command, sql)
+
+    try:
+        with database.read_only() as conn:  # connects (the session's settings): not counted
+            conn.exec_driver_sql("SELECT 1").close()
+        monkeypatch.setattr(pymysql.connections.Connection, "_execute_command", recording)
+        with database.read_only() as conn:
+            assert conn.exec_driver_sql(f"SELECT GET_LOCK('{name}', 0)").scalar() == 1
+        assert sent == [("ping", True), (f"SELECT GET_LOCK('{name}', 0)", True),
+                        ("DO RELEASE_ALL_LOCKS()", True), ("ROLLBACK", True)]
+        monkeypatch.undo()
+        assert mysql.scalar(f"SELECT IS_FREE_LOCK('{name}')") == 1
+        assert not in_transaction(database)
     finally:
         database.dispose()
 

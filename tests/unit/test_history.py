@@ -348,3 +348,61 @@ def test_a_daemon_keeps_the_live_groups_while_a_discovery_source_has_not_listed_
         assert store.live_groups("s-orders") is None
     finally:
         store.close()
+
+
+def test_the_groups_a_run_changed_are_journaled_then_folded_and_read_back_whole(tmp_path: Path) -> None:
+    """An incremental run's changed known groups are saved as one journal row (the B-tree of the groups stays as
+    the last full pass wrote it: a run's commit writes a few pages, not one per group), read back applied in order,
+    folded into the groups once a check has JOURNAL_RUNS journaled runs or at once for a large change, and
+    dropped by a full pass's save, a merge and `forget_incremental`."""
+    from monitor.history import JOURNAL_GROUPS, JOURNAL_RUNS, IncrementalState, KnownGroup
+
+    path = tmp_path / "state.sqlite"
+    store = History(path)
+
+    def count(table: str) -> int:
+        with sqlite3.connect(path) as raw:
+            return int(raw.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    groups = {f"[{i}]": KnownGroup(f"[{i}]", 2, 1.0, 1) for i in range(100)}
+    state = store.save_incremental(IncrementalState("k", "f", "1", [], 1.0, groups=groups), None)
+    assert (count("subject_groups"), count("subject_group_changes")) == (100, 0)
+    for run in range(1, JOURNAL_RUNS):  # each run: one group more, one gone, one re-counted
+        after = dict(state.groups)
+        after[f"[n{run}]"] = KnownGroup(f"[n{run}]", 2, float(run), state.generation + 1)
+        after.pop(next(k for k in after if not k.startswith("[n")))
+        recounted = next(k for k in after if not k.startswith("[n"))
+        after[recounted] = KnownGroup(recounted, 3 + run, after[recounted].first_seen_at, 1)
+        removed = [k for k in state.groups if k not in after]
+        state = store.save_incremental(replace(state, watermark=str(run), groups=after,
+                                               updated=[f"[n{run}]", recounted], removed=removed), state)
+        assert count("subject_group_changes") == run and count("subject_groups") == 100
+    reopened = History(path)
+    assert reopened.load_incremental("k").groups == state.groups  # type: ignore[union-attr]
+    after = {**state.groups, "[last]": KnownGroup("[last]", 2, 9.0, state.generation + 1)}
+    state = store.save_incremental(replace(state, groups=after, updated=["[last]"], removed=[]), state)
+    assert count("subject_group_changes") == 0 and count("subject_groups") == len(state.groups)
+    assert reopened.load_incremental("k").groups == state.groups  # type: ignore[union-attr]
+    many = {**state.groups, **{f"[m{i}]": KnownGroup(f"[m{i}]", 2, 9.0, 1) for i in range(JOURNAL_GROUPS + 1)}}
+    state = store.save_incremental(replace(state, groups=many, updated=[k for k in many if k.startswith("[m")],
+                                           removed=[]), state)
+    assert count("subject_group_changes") == 0 and reopened.load_incremental("k").groups == many  # type: ignore[union-attr]
+    small = {**state.groups, "[s]": KnownGroup("[s]", 2, 9.0, 1)}
+    state = store.save_incremental(replace(state, groups=small, updated=["[s]"], removed=[]), state)
+    assert count("subject_group_changes") == 1
+    state = store.save_incremental(replace(state, groups=groups, updated=None, removed=None), state)  # a full pass
+    assert count("subject_group_changes") == 0 and reopened.load_incremental("k").groups == groups  # type: ignore[union-attr]
+    one = KnownGroup("[a]", 2, 9.0, 1)
+    store.save_incremental(replace(state, groups={**groups, "[a]": one}, updated=["[a]"], removed=[]), state)
+    assert count("subject_group_changes") == 1
+    other = KnownGroup("[b]", 2, 9.0, 1)  # another process saved from the same state: merged, the journal folded
+    merged = store.save_incremental(replace(state, groups={**groups, "[b]": other}, updated=["[b]"], removed=[]),
+                                    state)
+    assert merged.groups == {**groups, "[a]": one, "[b]": other} and count("subject_group_changes") == 0
+    assert reopened.load_incremental("k").groups == merged.groups  # type: ignore[union-attr]
+    store.save_incremental(replace(merged, groups=small, updated=["[s]"], removed=[]), merged)
+    assert count("subject_group_changes") == 1
+    store.forget_incremental("k")
+    assert count("subject_group_changes") == count("subject_groups") == 0
+    reopened.close()
+    store.close()
