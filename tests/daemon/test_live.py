@@ -236,7 +236,9 @@ def test_a_raced_duplicate_moves_the_new_duplicates_counter_from_the_stream_and_
     missing promtool fails the test, as in the rule tests)."""
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
     ran_at = "dupewatch_check_last_success_timestamp_seconds"
-    before = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None, "the check's first (hourly) run")
+    # The counter is exported once the stream's first count settled what the run found (held until then).
+    before = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None and s.value(NEW, "signups") is not None,
+                             "the check's first (hourly) run and the stream's first count")
     ran = before.value(ran_at, "signups")
     assert before.value(NEW, "signups") == 0
 
