@@ -172,7 +172,14 @@ def live_daemon(start_daemon: Callable[..., DaemonProcess], tmp_path: Path, url:
     daemon = start_daemon(config, port)
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") is not None, "the first run of the check")
     await_log(daemon, "following the change stream")
+    await_first_count(daemon)
     return daemon
+
+
+def await_first_count(daemon: DaemonProcess) -> None:
+    """The new-groups counter is exported once the stream's first count settled the run's groups (it is held
+    until then); the page shows it a render after the log says the stream is followed."""
+    daemon.wait_for(lambda s: s.value(NEW, "signups") is not None, "the stream's first count on the page")
 
 
 def await_log(daemon: DaemonProcess, text: str, timeout: float = 20.0) -> None:
@@ -513,6 +520,7 @@ def restarted(start_daemon: Callable[..., DaemonProcess], daemon: DaemonProcess)
     """The same daemon (config, state store, port) started again after `daemon` stopped."""
     again = start_daemon(daemon.config, daemon.port)
     await_log(again, "following the change stream")
+    await_first_count(again)
     return again
 
 
