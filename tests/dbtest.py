@@ -320,6 +320,13 @@ import json, os, runpy, sys, time
 import monitor
 import monitor.cli  # what it imports stays imported; the module itself is run afresh, as `-m` runs it
 del sys.modules["monitor.cli"], monitor.cli
+# What the commands import as they run (the engine, the dialects, the fix, the audit, the drivers), once here
+# rather than in every call; none of them imports the dashboard, the scheduler or prometheus-client.
+import monitor.audit, monitor.detect, monitor.engine, monitor.fixstats, monitor.fleet, monitor.history
+import monitor.dialects.mysql, monitor.dialects.postgresql, monitor.dialects.sqlite, monitor.incremental
+import monitor.fix.execute, monitor.fix.guard, monitor.fix.plan, monitor.fix.purge, monitor.fix.undo
+import psycopg, pymysql, sqlalchemy.dialects.mysql.pymysql, sqlalchemy.dialects.postgresql.psycopg
+import sqlalchemy.dialects.sqlite.pysqlite
 
 requests, answers = os.fdopen(int(sys.argv[1])), os.fdopen(int(sys.argv[2]), "w")
 for line in requests:

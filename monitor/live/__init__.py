@@ -13,19 +13,33 @@ temporary logical slot (monitor/live/postgresql.py); SQLite no stream at all, so
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
-from monitor.config import CheckConfig, Config
-from monitor.engine import Monitor
 from monitor.live.changes import LiveRefused, StreamLost
-from monitor.live.groups import Figures
-from monitor.live.reader import LiveReader, LiveSink
+
+if TYPE_CHECKING:
+    from monitor.config import CheckConfig, Config
+    from monitor.engine import Monitor
+    from monitor.live.groups import Figures
+    from monitor.live.reader import LiveReader, LiveSink
 
 __all__ = ["Figures", "LiveReader", "LiveRefused", "LiveSink", "StreamLost", "polling_notices", "start_live",
            "stop_live", "streamed_checks"]
 
 log = logging.getLogger("dupewatch.live")
+
+# Imported when first asked for: the MySQL binary log's decoder process (monitor/live/binlog_decoder.py, started
+# afresh by `spawn`) imports this package, and needs none of the engine, SQLAlchemy or the reader.
+_LAZY = {"Figures": "monitor.live.groups", "LiveReader": "monitor.live.reader", "LiveSink": "monitor.live.reader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def polling_notices(config: Config, monitor: Monitor, databases: Collection[str] | None = None) -> list[str]:
@@ -59,6 +73,8 @@ def start_live(monitor: Monitor, sink: LiveSink, previous: Mapping[str, LiveRead
     a database in `previous` (the readers of the config before a reload) takes over from that one. `remember`
     (the daemon): the readers save their checks' groups, and at the start (no `previous`) count those formed
     while no reader ran as new; `owner` names who saves them (`History.forget_live_groups`)."""
+    from monitor.live.reader import LiveReader
+
     config = monitor.config
     for notice in polling_notices(config, monitor):
         log.warning(notice)

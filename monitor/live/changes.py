@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+if TYPE_CHECKING:  # the binary log's decoder process imports this module, and no SQLAlchemy
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
 
 # OVERFLOW is no change of a row: a stream that stopped keeping a table's changes (too many at once, see
 # monitor/live/mysql.py) says so with it, and the table's checks are counted in full (`overflowed`).

@@ -53,7 +53,8 @@ def test_a_new_duplicate_reaches_the_metrics_within_one_interval_plus_the_run(pg
     waited = time.monotonic() - inserted
     runs = scrape.value("dupewatch_check_duration_seconds_count", "logins") or 1.0
     run_seconds = (scrape.value("dupewatch_check_duration_seconds_sum", "logins") or 0.0) / runs
-    # One interval plus the run, plus the page's re-render (at most once a second) and this loop's polling.
+    # One interval plus the run, plus the page's re-render (at most once a second as shipped; daemonproc.TUNING
+    # renders the test daemons' pages sooner, so this bound has room) and this loop's polling.
     assert waited <= INTERVAL + run_seconds + RENDER_MIN_SECONDS + 0.5, waited
     assert scrape.value("dupewatch_duplicate_groups", "logins") == 2
     # Without the key's index the planner expects a full pass of this small table to cost less (issue 19).

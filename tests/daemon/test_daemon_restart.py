@@ -19,6 +19,7 @@ NEW = "dupewatch_new_duplicate_groups_total"
 GROUPS = "dupewatch_duplicate_groups"
 RUNS = "dupewatch_check_duration_seconds_count"
 BASELINE = "first run of the check: no state saved by an earlier run"
+INTERVAL = 0.2  # the tests await several runs of each daemon
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def start_daemon(tmp_path: Path) -> Iterator[Any]:
 def config_for(db: TestDatabase, tmp_path: Path, port: int) -> Path:
     return write_config(tmp_path / "dw.toml", {"main": {"url": db.url}},
                         [{"name": "logins", "database": "main", "table": "logins", "key": ["user_id"],
-                          "incremental": "id", "interval": 0.5}],
+                          "incremental": "id", "interval": INTERVAL}],
                         metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
 
 
@@ -126,7 +127,7 @@ def test_mariadb_a_known_group_spelled_otherwise_after_a_restart_is_not_new(
     port = free_port()
     config = write_config(tmp_path / "dw.toml", {"main": {"url": mysql.url}},
                           [{"name": "signups", "database": "main", "table": "signup", "key": ["email"],
-                            "incremental": "id", "interval": 0.5}],
+                            "incremental": "id", "interval": INTERVAL}],
                           metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
     daemon: DaemonProcess = start_daemon(config, port)
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the first run")

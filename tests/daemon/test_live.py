@@ -172,7 +172,14 @@ def live_daemon(start_daemon: Callable[..., DaemonProcess], tmp_path: Path, url:
     daemon = start_daemon(config, port)
     daemon.wait_for(lambda s: s.value(GROUPS, "signups") is not None, "the first run of the check")
     await_log(daemon, "following the change stream")
+    await_first_count(daemon)
     return daemon
+
+
+def await_first_count(daemon: DaemonProcess) -> None:
+    """The new-groups counter is exported once the stream's first count settled the run's groups (it is held
+    until then); the page shows it a render after the log says the stream is followed."""
+    daemon.wait_for(lambda s: s.value(NEW, "signups") is not None, "the stream's first count on the page")
 
 
 def await_log(daemon: DaemonProcess, text: str, timeout: float = 20.0) -> None:
@@ -236,7 +243,9 @@ def test_a_raced_duplicate_moves_the_new_duplicates_counter_from_the_stream_and_
     missing promtool fails the test, as in the rule tests)."""
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
     ran_at = "dupewatch_check_last_success_timestamp_seconds"
-    before = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None, "the check's first (hourly) run")
+    # The counter is exported once the stream's first count settled what the run found (held until then).
+    before = daemon.wait_for(lambda s: s.value(ran_at, "signups") is not None and s.value(NEW, "signups") is not None,
+                             "the check's first (hourly) run and the stream's first count")
     ran = before.value(ran_at, "signups")
     assert before.value(NEW, "signups") == 0
 
@@ -511,6 +520,7 @@ def restarted(start_daemon: Callable[..., DaemonProcess], daemon: DaemonProcess)
     """The same daemon (config, state store, port) started again after `daemon` stopped."""
     again = start_daemon(daemon.config, daemon.port)
     await_log(again, "following the change stream")
+    await_first_count(again)
     return again
 
 

@@ -93,17 +93,27 @@ async def open_fix(pilot: Any, app: DashboardApp, check: str) -> FixScreen:
 
 
 async def type_text(pilot: Any, app: DashboardApp, text: str) -> None:
+    """Type `text` into the confirmation box key by key (each key waits for the app to go idle, twice)."""
     box = app.screen.query_one("#confirm-name", Input)
     box.value = ""
     box.focus()
     await pilot.press(*text)
 
 
+async def enter_name(pilot: Any, app: DashboardApp, name: str) -> None:
+    """Put the check's `name` in the confirmation box at once, for tests about what follows (typing it is
+    type_text's), and await the button it arms."""
+    box = app.screen.query_one("#confirm-name", Input)
+    box.focus()
+    box.value = name
+    await wait_for(pilot, lambda: not confirm_button(app).disabled, what=f"{name!r} to arm the button")
+
+
 async def run_confirmed_fix(pilot: Any, app: DashboardApp, check: str) -> FixScreen:
     """Type the name, press Enter, wait for the summary."""
     screen = fix_screen(app)
     assert screen is not None
-    await type_text(pilot, app, check)
+    await enter_name(pilot, app, check)
     assert not confirm_button(app).disabled
     await pilot.press("enter")
     await wait_for(pilot, lambda: screen.stage in ("done", "failed"), timeout=30, what="the fix to finish")
@@ -172,9 +182,11 @@ async def test_preview_shows_the_plans_counts_and_only_the_exact_name_arms_the_f
         assert marks.count("★ keep") == len(plan.sample)
         assert marks.count("✖ delete") == sum(len(g.delete) for g in plan.sample)
         assert str(confirm_button(app).label) == f"Fix {plan.rows_to_delete:,} rows"
+        box = app.screen.query_one("#confirm-name", Input)
         for wrong in ("login-source", "Login-sources", "login-sources ", " login-sources", "daily-checkins"):
-            await type_text(pilot, app, wrong)
-            assert confirm_button(app).disabled, wrong
+            await enter_name(pilot, app, "login-sources")  # armed, so that disarming shows the name was read
+            box.value = wrong
+            await wait_for(pilot, lambda: confirm_button(app).disabled, what=f"{wrong!r} to disarm the button")
             await pilot.press("enter")
             assert screen.stage == "preview", wrong
         await type_text(pilot, app, "login-sources")
@@ -212,7 +224,7 @@ async def test_escape_on_the_preview_changes_nothing(demo_app, demo_db):
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await open_fix(pilot, app, "daily-checkins")
-        await type_text(pilot, app, "daily-checkins")  # armed, but not confirmed
+        await enter_name(pilot, app, "daily-checkins")  # armed, but not confirmed
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the modal to close")
     assert demo_tables(demo_db) == before_rows
@@ -265,7 +277,7 @@ async def test_fix_runs_to_the_end_then_the_fixes_screen_lists_it_and_undo_resto
         undo = app.screen
         await type_text(pilot, app, "daily-checkin")  # one letter short: not armed
         assert confirm_button(app).disabled
-        await type_text(pilot, app, "daily-checkins")
+        await enter_name(pilot, app, "daily-checkins")
         await pilot.press("enter")
         await wait_for(pilot, lambda: undo.stage == "done", what="the undo")
         assert undo.undone, str(app.screen.query_one("#undo-result", Static).render())
@@ -293,7 +305,7 @@ async def test_a_snapshot_that_differs_from_the_preview_is_confirmed_again(demo_
         with sqlite3.connect(demo_db) as conn:
             conn.execute("INSERT INTO race_profile (user_id, name, created_at) "
                          "SELECT user_id, name, created_at FROM race_profile ORDER BY id LIMIT 1")
-        await type_text(pilot, app, "profiles-get-or-create")
+        await enter_name(pilot, app, "profiles-get-or-create")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.stage == "reconfirm", what="the changed snapshot")
         assert "Changed since the preview: groups" in facts(app)
@@ -314,7 +326,7 @@ async def test_escape_on_a_changed_snapshot_discards_it(demo_app, demo_db):
             conn.execute("INSERT INTO race_profile (user_id, name, created_at) "
                          "SELECT user_id, name, created_at FROM race_profile ORDER BY id LIMIT 1")
         rows = sqlite_rows(demo_db, "race_profile")
-        await type_text(pilot, app, "profiles-get-or-create")
+        await enter_name(pilot, app, "profiles-get-or-create")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.stage == "reconfirm")
         await pilot.press("escape")
@@ -535,7 +547,7 @@ async def test_pg_fix_from_the_dashboard_then_undo(pg, make_app):
         await pilot.press("u")
         await wait_for(pilot, lambda: isinstance(app.screen, UndoScreen))
         undo = app.screen
-        await type_text(pilot, app, "accounts")
+        await enter_name(pilot, app, "accounts")
         await pilot.press("enter")
         await wait_for(pilot, lambda: undo.stage == "done")
         assert undo.undone
@@ -554,7 +566,7 @@ async def test_pg_escape_while_running_stops_between_batches_and_f_resumes(pg, m
         with pg.engine.connect() as holder:
             holder.begin()
             holder.exec_driver_sql("SELECT id FROM account WHERE email = %(e)s FOR UPDATE", {"e": third})
-            await type_text(pilot, app, "accounts")
+            await enter_name(pilot, app, "accounts")
             await pilot.press("enter")
             await wait_for(pilot, lambda: bar.progress == 2, what="two batches done, the third waiting")
             await pilot.press("escape")
@@ -588,7 +600,7 @@ async def test_pg_quitting_the_dashboard_stops_a_running_fix_between_batches(pg,
         with pg.engine.connect() as holder:
             holder.begin()
             holder.exec_driver_sql("SELECT id FROM account WHERE email = %(e)s FOR UPDATE", {"e": second})
-            await type_text(pilot, app, "accounts")
+            await enter_name(pilot, app, "accounts")
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.screen.query_one(ProgressBar).progress == 1)
             app.stop()  # what quitting does (on_unmount)
@@ -603,7 +615,7 @@ async def test_pg_cancel_on_the_preview_changes_nothing(pg, make_app):
     app = make_app(config)
     async with app.run_test(size=SIZE) as pilot:
         await open_fix(pilot, app, "accounts")
-        await type_text(pilot, app, "accounts")
+        await enter_name(pilot, app, "accounts")
         await pilot.click("#cancel-button")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
     assert pg_contents(pg) == before
