@@ -336,6 +336,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     returning_delete = True
     identity_array_scan = True
     address_scan = True
+    # A B-tree on the archive's fix id costs about 1.3 us of server CPU per archived row, BRIN about 0.4 us
+    # (100,000 rows in batches of 5,000: 0.22 s against 0.13 s, none 0.09 s); undo and purge read a fix's rows
+    # by a bitmap scan of the block ranges whose summary holds its id (never summarised ones too).
+    archive_tag_index = "brin"
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
     ddl_fires_triggers = True
