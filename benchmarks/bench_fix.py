@@ -338,8 +338,9 @@ class ServerTime:
     connection's backend, read when the pool hands it out first and whenever it comes back), where the server runs
     on this machine; `total()` is None elsewhere. On the shared two-core machine the wall clock mostly counts
     waiting for a core (a run's backends wait 0.2-2x their CPU time in the run queue, varying from round to
-    round); the CPU time varies far less. It leaves out the client's own time, the round trips and the server's
-    background processes (the WAL writer, the checkpointer)."""
+    round); the CPU time varied less at load 4-7 (±3% over 3-4 runs of one statement), though not at every load
+    (the same fix 3.0-5.5 s at load 2-4: cores and caches shared with other jobs). It leaves out the client's own
+    time, the round trips and the server's background processes (the WAL writer, the checkpointer)."""
 
     def __init__(self) -> None:
         self.first: dict[int, tuple[float, float]] = {}
@@ -400,7 +401,7 @@ def alternated(engine: sa.Engine, config: Path, build_table: Callable[[sa.Engine
 
     Where the server runs on this machine, each round also prints the server CPU time of both sides' backends
     and how long they waited for a core (`ServerTime`), and the summary the median CPU ratio: a figure the
-    shared machine's load moves far less than the wall clock (it leaves out the client and the round trips)."""
+    shared machine's load moves less than the wall clock (it leaves out the client and the round trips)."""
     postgres = args.dialect == "postgresql"
 
     def checkpoint() -> str | None:
