@@ -101,6 +101,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   lock is used instead.
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
 - `returning_delete`: whether a DELETE can return its rows (one statement archives and deletes).
+- `partition_is_equality`: whether PARTITION BY groups exactly as `=` compares (the plan's keys need no window).
+- `archive_tag_index`: the index method (`USING ...`) of an archive's fix-id index, None for the default.
 - `refresh_statistics`, `relax_batch_durability`, `prepare_snapshot`: session settings and upkeep around the
   snapshot and the batches (statistics of the plan table, commits a crash may lose, a sort-bound statement).
 - `case_fold_indexable`: whether an index may use `case_fold()` (False where it is a function only dupewatch's
@@ -235,6 +237,15 @@ class Dialect(Polling):
     # check and kept; elsewhere the probe only plans it, and runs before each page, so that a `SELECT *` whose table
     # gained a column is read whole (PostgreSQL would read a page by the columns kept, dropping the new one).
     column_probe_runs_query: ClassVar[bool] = False
+    # A window's PARTITION BY puts two rows together exactly when `=` (NULL-safe) says their values are equal, so
+    # a fix's plan may hold each row's own key where it otherwise holds its keeper's (`Layout.relation_select`):
+    # a batch only compares a live row's key with it by `=` (PostgreSQL: both are the type's B-tree equality;
+    # MariaDB sorts TEXT on its first max_sort_length bytes; SQLite compares by the left operand's collation).
+    partition_is_equality: ClassVar[bool] = False
+    # The index method of an archive's `dupewatch_fix_id` index (`USING ...`), or None for the default (B-tree).
+    # A fix appends its rows under one id, and ids sort by time, so each fix's rows lie together: a block-range
+    # summary finds them as well, at a fraction of a B-tree's cost per archived row (PostgreSQL BRIN).
+    archive_tag_index: ClassVar[str | None] = None
     # A fix batch archives and deletes through joins with the plan table: an `IN (subquery)` becomes a
     # DEPENDENT SUBQUERY that scans the whole table once per batch (MariaDB).
     joined_batch_writes: ClassVar[bool] = False

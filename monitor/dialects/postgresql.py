@@ -343,6 +343,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     returning_delete = True
     identity_array_scan = True
     address_scan = True
+    # A B-tree on the archive's fix id costs about 1.3 us of server CPU per archived row, BRIN about 0.4 us
+    # (100,000 rows in batches of 5,000: 0.22 s against 0.13 s, none 0.09 s); undo and purge read a fix's rows
+    # by a bitmap scan of the block ranges whose summary holds its id (never summarised ones too).
+    archive_tag_index = "brin"
+    # The snapshot at 2M rows (100,000 pairs): 2.05 s of server CPU against 2.14 s with the keepers' keys read by
+    # a window ordered by rank (3 alternated runs each, within 0.08 s of each other).
+    partition_is_equality = True
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
     ddl_fires_triggers = True

@@ -62,7 +62,9 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
         target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=schema))
         conn.exec_driver_sql(f"ALTER TABLE {target} ADD {preparer.quote(FIX_ID_COLUMN)} VARCHAR(40)")
         index = safe_identifier("", f"{name}_fix")  # hashed when shortened: long names sharing a prefix differ
-        conn.exec_driver_sql(f"CREATE INDEX {preparer.quote(index)} ON {target} "
+        method = for_backend(conn.dialect.name).archive_tag_index
+        using = f" USING {method}" if method else ""
+        conn.exec_driver_sql(f"CREATE INDEX {preparer.quote(index)} ON {target}{using} "
                              f"({preparer.quote(FIX_ID_COLUMN)})")
     archive = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
     expected = {c.name for c in table.columns} | {FIX_ID_COLUMN}

@@ -4,7 +4,8 @@ Everything is computed by the database from one *plan relation*, a row per membe
 `dw_group` (groups numbered 1, 2, ... in key order, without gaps), `dw_rn` (1 = the keeper, by
 `TableCheck.keeper_order()`, the one place that decides), `dw_n` (group size), `dw_i*` (row identity: primary
 key, `ctid` or `rowid`), `dw_gk*` (the group's normalised key as its keeper holds it, on every row of the group,
-so that a batch compares each live row with its keeper's key without joining the plan to itself), `dw_r*`
+so that a batch compares each live row with its keeper's key without joining the plan to itself; where PARTITION BY
+groups exactly as `=` compares, each row's own, equal to it by that `=`), `dw_r*`
 (the columns other tables' foreign keys refer to) and, beside a primary key on PostgreSQL, `dw_at` (the row's
 `ctid` when planned: the address a batch reaches it by, then matching its primary key and key). For a dry run
 the relation is a window-function subquery over the live table (read-only); for a real fix it is materialised
@@ -232,8 +233,17 @@ class Layout:
         def whole_group(function: sa.FunctionElement[Any]) -> sa.Over[Any]:
             return function.over(partition_by=group_keys, order_by=ranked.c[RANK], rows=(None, None))
 
-        keepers = [whole_group(sa.func.first_value(ranked.c[label], type_=e.type)).label(kept)
-                   for e, label, kept in zip(tc.key_exprs, own, self.key_labels, strict=True)]
+        # Where PARTITION BY groups exactly as `=` compares (`Dialect.partition_is_equality`), each row's own key
+        # equals its keeper's by the `=` a batch compares with, so it stands for it, and the size needs no order:
+        # one window over the groups' rows in the order they come, no sort by rank.
+        members: sa.Over[Any]
+        if self.rules.partition_is_equality:
+            keepers = [ranked.c[label].label(kept) for label, kept in zip(own, self.key_labels, strict=True)]
+            members = sa.func.count().over(partition_by=group_keys)
+        else:
+            keepers = [whole_group(sa.func.first_value(ranked.c[label], type_=e.type)).label(kept)
+                       for e, label, kept in zip(tc.key_exprs, own, self.key_labels, strict=True)]
+            members = whole_group(sa.func.count())
         carried = [*self.identity_labels, *([] if self.address is None else [ADDRESS]), *self.ref_label.values(),
                    *[label for label, _expr, _type in self.row_copies]]
         return sa.select(
@@ -241,7 +251,7 @@ class Layout:
             ranked.c[RANK],
             *[ranked.c[label] for label in carried],
             *keepers,
-            whole_group(sa.func.count()).label(SIZE),
+            members.label(SIZE),
         ).where(sa.or_(ranked.c[RANK] > 1, ranked.c.dw_next.is_not(None)))
 
     def plan_table(self, name: str, schema: str | None) -> sa.Table:

@@ -93,3 +93,24 @@ def test_mysql_fixing_one_group_with_a_set_or_bit_key_finds_its_rows(mysql: Any,
     report = run_fix(monitor, "c", prepare_fix(monitor, "c", group=groups[0].key))
     assert (report.groups, report.deleted) == (1, 1)
     assert mysql.scalar("SELECT count(*) FROM perm") == 3
+
+
+# -- PostgreSQL: keys equal by `=`, written differently ----------------------------------------------------
+
+
+def test_postgresql_plan_holds_each_rows_own_key_which_a_batch_rechecks_by_equality(pg: Any, monitor_for: Any) -> None:
+    """PostgreSQL's PARTITION BY groups exactly as `=` compares, so the plan holds each row's own key (1.00 beside
+    its keeper's 1.0; the snapshot needs no window ordered by rank). A batch compares each live row's key with it by
+    `=`: the duplicate written 1.00 is deleted, and one whose key changed since the plan to an unequal value is
+    kept and its group skipped."""
+    pg.execute("CREATE TABLE price (id INTEGER PRIMARY KEY, v NUMERIC NOT NULL)",
+               "INSERT INTO price VALUES (1, 1.0), (2, 1.00), (3, 2.0), (4, 2.00)")
+    monitor = monitor_for({"d": {"url": pg.url}}, [{"name": "c", "database": "d", "table": "price", "key": ["v"]}])
+    plan = prepare_fix(monitor, "c")
+    plan_table = pg.scalar(f"SELECT plan_table FROM dupewatch_fix WHERE fix_id = '{plan.fix_id}'")
+    assert pg.rows(f"SELECT dw_i0, dw_gk0::text FROM {plan_table} ORDER BY dw_i0") == [
+        (1, "1.0"), (2, "1.00"), (3, "2.0"), (4, "2.00")]
+    pg.execute("UPDATE price SET v = 2.5 WHERE id = 4")
+    report = run_fix(monitor, "c", plan)
+    assert (report.deleted, report.skipped) == (1, 1)
+    assert pg.rows("SELECT id, v::text FROM price ORDER BY id") == [(1, "1.0"), (3, "2.0"), (4, "2.5")]
