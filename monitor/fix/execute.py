@@ -520,6 +520,13 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 break
             try:
                 advanced = _paced_batch(conn, t, batch, sizer, record.done_through, retried, cancel)
+            except _CommitUnanswered as exc:
+                message = (f"the connection was lost while the current batch committed ({exc}): whether the "
+                           "database committed it is unknown (`dupewatch fixes` shows what its record says); "
+                           f"earlier batches stand; run the fix again to resume from what the database kept, or "
+                           f"`dupewatch undo {fix_id}`")
+                _mark_failed(t, fix_id, message)
+                raise FixError(f"fix {fix_id} stopped, {message}") from None
             except BaseException as exc:
                 message = _batch_failure(t, layout, exc)
                 _mark_failed(t, fix_id, message)
@@ -553,6 +560,11 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
     return report
 
 
+class _CommitUnanswered(Exception):
+    """The connection was lost after a batch's COMMIT was sent: the batch may have committed or not, and only the
+    database's record of the fix (committed with the batch) says which."""
+
+
 def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer, done_through: int,
                  retried: dict[str, int], cancel: threading.Event | None) -> FixRecord | None:
     """The next batch, `sizer.size` groups, committed; None when no group is left. A batch the database rolled
@@ -560,15 +572,19 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
     statement timeout again at a smaller size (see `pace.py`). `retried` counts the reruns by cause."""
     attempt = 1
     while True:
+        committing = False
         try:
             sizer.begin()
             with conn.begin():
                 t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
+                committing = True
             if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
                 sizer.done(advanced.done_through - done_through)
             return advanced
         except sa.exc.DBAPIError as exc:
+            if committing and exc.connection_invalidated:  # the COMMIT was sent, its answer never came
+                raise _CommitUnanswered(first_line(exc)) from exc
             why = t.db.rules.conflict(exc.orig or exc)
             if why is not None and attempt < ATTEMPTS:
                 attempt += 1

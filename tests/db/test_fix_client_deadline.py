@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -20,7 +21,7 @@ from dbtest import TestDatabase
 from fix_support import FixThread, checks_dict
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
-from monitor.fix import FixError, prepare_fix
+from monitor.fix import FixError, execute, prepare_fix
 
 TIMEOUT = 0.3  # the servers' statement timeout, seconds
 
@@ -97,3 +98,45 @@ def test_a_batch_whose_answer_never_comes_stops_the_fix_rolled_back(server, monk
     assert "rolled back" in str(fix.error), fix.error
     # the first batch committed before the freeze; the second, whose answer never came, was rolled back
     assert db.rows("SELECT id FROM visit ORDER BY id") == [(1,), (3,), (4,), (5,), (6,)]
+
+
+def test_a_batch_whose_commit_answer_is_lost_is_not_said_rolled_back(server, monkeypatch):
+    """The batch's COMMIT reached the server and committed, and then the connection was lost before its answer
+    came (the deadline cut the socket, a network partition): the fix said "the current batch was rolled back"
+    although the database had deleted and archived its rows. Now it says the outcome is unknown, that the
+    database's record of the fix says which, and that running it again resumes from what the database kept."""
+    db = server
+    db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)",
+               "INSERT INTO visit VALUES (1, 1), (2, 1), (3, 2), (4, 2)")
+    monitor = Monitor(config_from_dict(checks_dict(db, [{"name": "visits", "table": "visit", "key": ["k"]}])))
+    dialect = monitor.database("app").writer.dialect
+    real_commit, real_advance = dialect.do_commit, execute._advance
+    batches: list[object] = []
+
+    def advance(*args: object, **kwargs: object) -> object:
+        batches.append(real_advance(*args, **kwargs))
+        return batches[-1]
+
+    def commit_then_lose_the_answer(pooled: Any) -> None:
+        real_commit(pooled)
+        if len(batches) == 1 and batches[0] is not None:
+            batches.append("lost")
+            pooled.dbapi_connection.close()  # the driver's connection, as the deadline's socket shutdown leaves it
+            raise dialect.loaded_dbapi.OperationalError(2013, "Lost connection to server during query")
+
+    monkeypatch.setattr(execute, "_advance", advance)
+    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    try:
+        fix = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=1)
+        fix.start()
+        fix.join(10)
+    finally:
+        monkeypatch.undo()
+        monitor.close()
+    assert isinstance(fix.error, FixError), fix.error or fix.report
+    message = str(fix.error)
+    assert "rolled back" not in message and "whether the database committed it is unknown" in message, message
+    assert "run the fix again to resume" in message, message
+    # the batch did commit: its row is deleted and archived, and the record says so
+    assert db.rows("SELECT id FROM visit ORDER BY id") == [(1,), (3,), (4,)]
+    assert db.scalar("SELECT done_through FROM dupewatch_fix") == 1
