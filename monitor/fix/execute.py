@@ -578,7 +578,9 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
             with conn.begin():
                 t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
-                committing = True
+                # (the guard's locked round pins the connection: its COMMIT is a savepoint's release in the
+                # guard's one transaction, which a lost connection rolls back whole, so that is known)
+                committing = not getattr(conn.connection.dbapi_connection, "pinned", False)
             if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
                 sizer.done(advanced.done_through - done_through)
             return advanced
