@@ -816,7 +816,7 @@ def _confirmed_plan(monitor: Any, check_name: str, merge_distinct: bool) -> Any:
     return plan
 
 
-@main.group(short_help="List past fixes, newest first; purge one's archive, abandon a stuck one.",
+@main.group(short_help="Past fixes, newest first; purge or abandon one.",
             invoke_without_command=True)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
