@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from monitor.config import CheckConfig, Config
     from monitor.daemon import LogFormat
     from monitor.detect import CheckResult
+    from monitor.fix.records import FixRecord
 
 EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
 EXIT_WARNINGS = 3  # `dupewatch check`: the worst outcome is a check above its `warn_above`
@@ -875,15 +876,9 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     monitor = Monitor(config)
     try:
         _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
-        if not yes and not interactive():
-            fail(f"refusing to purge {fix_id} without confirmation: no terminal to confirm on and no --yes; "
-                 "nothing changed")
-        if not yes and record.state in PURGEABLE:
-            click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): "
-                       f"its archived rows and logs are deleted"
-                       + ("; it can no longer be undone" if record.state != "undone" else ""), err=True)
-            if not confirm_by_name(record.check_name, "purge it"):
-                fail("not confirmed; nothing changed")
+        if record.state in PURGEABLE or not interactive():  # (else purge_fix refuses it, saying why)
+            _confirm_fix_command(record, "purge", yes, "its archived rows and logs are deleted"
+                                 + ("; it can no longer be undone" if record.state != "undone" else ""))
         report = purge_fix(monitor, fix_id)
     finally:
         monitor.close()
@@ -918,15 +913,9 @@ def abandon(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     try:
         _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
         refuse_unless_abandonable(record)
-        if not yes and not interactive():
-            fail(f"refusing to abandon {fix_id} without confirmation: no terminal to confirm on and no --yes; "
-                 "nothing changed")
-        if not yes:
-            click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}, "
-                       f"{counted(record.deleted, 'row')} deleted so far) will never be resumed; what its batches "
-                       f"did stays archived (`dupewatch undo {record.fix_id}` restores it)", err=True)
-            if not confirm_by_name(record.check_name, "abandon it"):
-                fail("not confirmed; nothing changed")
+        _confirm_fix_command(record, "abandon", yes,
+                             f"{counted(record.deleted, 'row')} deleted so far; it will never be resumed; what its "
+                             f"batches did stays archived (`dupewatch undo {record.fix_id}` restores it)")
         report = abandon_fix(monitor, fix_id)
     finally:
         monitor.close()
@@ -936,6 +925,20 @@ def abandon(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
         click.echo(f"fix {report.fix_id} abandoned ({counted(report.deleted, 'row')} deleted by its batches, kept "
                    f"in the archive: `dupewatch undo {report.fix_id}` restores them); `dupewatch fix {report.check}` "
                    "plans afresh")
+
+
+def _confirm_fix_command(record: FixRecord, verb: str, yes: bool, what: str) -> None:
+    """Ask the operator to type the check's name before `verb` (purge, abandon) changes fix `record`, saying
+    `what` it does; refused in one line without a terminal and without --yes."""
+    if yes:
+        return
+    if not interactive():
+        fail(f"refusing to {verb} {record.fix_id} without confirmation: no terminal to confirm on and no --yes; "
+             "nothing changed")
+    click.echo(f"fix {record.fix_id} of {record.check_name!r} on {record.table_name} ({record.state}): {what}",
+               err=True)
+    if not confirm_by_name(record.check_name, f"{verb} it"):
+        fail("not confirmed; nothing changed")
 
 
 @main.command(short_help="Restore the rows a fix deleted.")

@@ -23,15 +23,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor.db import DatabaseError
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import ddl_step
 from monitor.fix.errors import FixRefused
-from monitor.fix.locks import fix_lock
 from monitor.fix.records import ABANDONED, UNFINISHED, FixRecord
-from monitor.fix.undo import find_fix, locate_fixed_table
+from monitor.fix.undo import on_fixed_table
 
 
 @dataclass(frozen=True)
@@ -50,14 +48,7 @@ class AbandonReport:
 def abandon_fix(monitor: Monitor, fix_id: str) -> AbandonReport:
     """Mark unfinished fix `fix_id` abandoned (see the module docstring); raises `FixRefused` unless it is
     unfinished, or while another process holds the table's fix lock."""
-    db, record = find_fix(monitor, fix_id)
-    refuse_unless_abandonable(record)
-    schema, identity = locate_fixed_table(db, record)
-    try:
-        with fix_lock(db, identity, record.table_name), db.connect(db.bookkeeping) as conn:
-            return _abandon(conn, record, schema)
-    except sa.exc.DBAPIError as exc:
-        raise DatabaseError(db.describe(exc)) from None
+    return on_fixed_table(monitor, fix_id, refuse_unless_abandonable, _abandon)
 
 
 def refuse_unless_abandonable(record: FixRecord) -> None:

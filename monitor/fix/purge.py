@@ -20,16 +20,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor.db import DatabaseError
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import DdlAccount, ddl_step
 from monitor.fix.archive import FIX_ID_COLUMN, reflect_archive
 from monitor.fix.errors import FixRefused
-from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, reference_table, repoint_table
-from monitor.fix.undo import find_fix, locate_fixed_table
+from monitor.fix.undo import on_fixed_table
 
 PURGEABLE = ("done", "undone", records.ABANDONED)
 
@@ -49,14 +47,7 @@ class PurgeReport:
 def purge_fix(monitor: Monitor, fix_id: str) -> PurgeReport:
     """Delete fix `fix_id`'s archived rows and drop its logs; raises `FixRefused` unless it is done, undone or
     abandoned."""
-    db, record = find_fix(monitor, fix_id)
-    _refuse_unless_purgeable(record)
-    schema, identity = locate_fixed_table(db, record)
-    try:
-        with fix_lock(db, identity, record.table_name), db.connect(db.bookkeeping) as conn:
-            return _purge(conn, record, schema)
-    except sa.exc.DBAPIError as exc:
-        raise DatabaseError(db.describe(exc)) from None
+    return on_fixed_table(monitor, fix_id, _refuse_unless_purgeable, _purge)
 
 
 def _refuse_unless_purgeable(record: FixRecord) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,6 +43,8 @@ from monitor.fix.locks import fix_lock
 from monitor.fix.records import FixRecord, repoint_table
 from monitor.fix.refs import reflect
 from monitor.fix.values import loads
+
+T = TypeVar("T")
 
 UNDOABLE = ("done", "stopped", "failed", "running", records.ABANDONED)
 
@@ -86,6 +88,20 @@ def locate_fixed_table(db: Database, record: FixRecord) -> tuple[str | None, Any
             catalog = catalog_for(conn)
             schema = catalog.resolved_schema(sa.Table(name, sa.MetaData(), schema=schema)) or schema
             return schema, catalog.table_identity(sa.Table(name, sa.MetaData(), schema=schema))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(db.describe(exc)) from None
+
+
+def on_fixed_table(monitor: Monitor, fix_id: str, refuse: Callable[[FixRecord], None],
+                   act: Callable[[Connection, FixRecord, str | None], T]) -> T:
+    """`act(conn, record, schema)` for fix `fix_id` under its table's fix lock, on a bookkeeping connection, once
+    `refuse(record)` has let it (purge, abandon); a database error as one `DatabaseError`."""
+    db, record = find_fix(monitor, fix_id)
+    refuse(record)
+    schema, identity = locate_fixed_table(db, record)
+    try:
+        with fix_lock(db, identity, record.table_name), db.connect(db.bookkeeping) as conn:
+            return act(conn, record, schema)
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(db.describe(exc)) from None
 

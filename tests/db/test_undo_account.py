@@ -196,13 +196,9 @@ def test_postgres_track_counts_off_refuses_the_fix_and_undo_up_front(pg, tmp_pat
     assert contents(pg, "tag") == after and pg.scalar("SELECT state FROM dupewatch_fix") != "undone"
 
 
-@pytest.mark.parametrize("action", ["CASCADE", "SET NULL"])
-def test_a_row_referring_to_a_pointed_back_row_by_an_on_update_key_makes_undo_refuse(db, tmp_path, action):
-    """`label(tag_id, item_id)` refers to `item(tag_id, id)` ON UPDATE CASCADE / SET NULL; a label of the repointed
-    item, written since the fix, would follow (or lose) its tag when undo points the item back. MariaDB runs
-    InnoDB's foreign key actions where no Handler_* counter sees them (10.11, measured: an UPDATE cascading to 3
-    rows adds 1 to Handler_update): undo said nothing and changed the label. Now undo refuses up front on every
-    database, naming the referring table and the foreign key, nothing changed."""
+def _label_of_a_repointed_item_refuses_undo(db: TestDatabase, tmp_path, action: str) -> str:
+    """`item(tag_id)` repointed by a fix from tag 2 onto tag 1, then a `label(tag_id, item_id)` referring to the
+    repointed item by a foreign key `label_item` ON UPDATE `action`: undo refused, nothing changed; its message."""
     db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
                "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
                "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
@@ -212,7 +208,17 @@ def test_a_row_referring_to_a_pointed_back_row_by_an_on_update_key_makes_undo_re
                f"FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE {action})")
     path, fix_id = _fixed(db, tmp_path)
     db.execute("INSERT INTO label VALUES (100, 1, 10)")
-    message = _refused(db, path, fix_id, "tag", "item", "label")
+    return _refused(db, path, fix_id, "tag", "item", "label")
+
+
+@pytest.mark.parametrize("action", ["CASCADE", "SET NULL"])
+def test_a_row_referring_to_a_pointed_back_row_by_an_on_update_key_makes_undo_refuse(db, tmp_path, action):
+    """`label(tag_id, item_id)` refers to `item(tag_id, id)` ON UPDATE CASCADE / SET NULL; a label of the repointed
+    item, written since the fix, would follow (or lose) its tag when undo points the item back. MariaDB runs
+    InnoDB's foreign key actions where no Handler_* counter sees them (10.11, measured: an UPDATE cascading to 3
+    rows adds 1 to Handler_update): undo said nothing and changed the label. Now undo refuses up front on every
+    database, naming the referring table and the foreign key, nothing changed."""
+    message = _label_of_a_repointed_item_refuses_undo(db, tmp_path, action)
     assert "1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back" in message, message
     assert "label_item" in message, message
 
@@ -239,16 +245,7 @@ def test_a_row_held_by_a_no_action_key_is_left_to_the_database_which_refuses_und
     changes nothing else, the database only refuses while label 100 refers to the old value. Undo used to refuse
     up front with "its ON UPDATE would change them or refuse"; now the database decides, and its refusal rolls
     undo back in one line naming the foreign key and the rows it holds, nothing changed."""
-    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
-               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
-               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
-               "CONSTRAINT item_tag_id UNIQUE (tag_id, id))",
-               "INSERT INTO item VALUES (10, 2), (11, 1)",
-               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER, item_id INTEGER, CONSTRAINT label_item "
-               f"FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE {action})")
-    path, fix_id = _fixed(db, tmp_path)
-    db.execute("INSERT INTO label VALUES (100, 1, 10)")
-    message = _refused(db, path, fix_id, "tag", "item", "label")
+    message = _label_of_a_repointed_item_refuses_undo(db, tmp_path, action)
     assert "the database refused to point rows back" in message, message
     assert (f"1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back, by foreign key "
             f"label_item ON UPDATE {action}") in message, message
@@ -260,17 +257,7 @@ def test_sqlite_a_no_action_key_it_does_not_check_still_refuses_undo_up_front(sq
     """As above, on SQLite with `PRAGMA foreign_keys` off (its default, which dupewatch leaves as it is): the
     database would not refuse, so pointing item 10 back would leave label 100 referring to a value no row of item
     has. Undo refuses up front, naming the key and that the database does not check it, nothing changed."""
-    db = sqlite_db
-    db.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
-               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
-               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
-               "CONSTRAINT item_tag_id UNIQUE (tag_id, id))",
-               "INSERT INTO item VALUES (10, 2), (11, 1)",
-               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER, item_id INTEGER, CONSTRAINT label_item "
-               f"FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE {action})")
-    path, fix_id = _fixed(db, tmp_path)
-    db.execute("INSERT INTO label VALUES (100, 1, 10)")
-    message = _refused(db, path, fix_id, "tag", "item", "label")
+    message = _label_of_a_repointed_item_refuses_undo(sqlite_db, tmp_path, action)
     assert (f"1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back (by foreign key "
             f"label_item ON UPDATE {action}), and the database does not check foreign keys") in message, message
 
