@@ -78,6 +78,17 @@ config_option = click.option(
 )
 
 
+def on_one_fix(command: F) -> F:
+    """The arguments of a command acting on one recorded fix (undo, purge, abandon): the config, FIX_ID, --yes and
+    --json."""
+    for option in reversed((config_option, click.argument("fix_id", metavar="FIX_ID"),
+                            click.option("--yes", is_flag=True,
+                                         help="Do not ask for confirmation (required without a terminal)."),
+                            click.option("--json", "as_json", is_flag=True, help="Print one JSON document."))):
+        command = option(command)
+    return command
+
+
 def load_context_config(ctx: click.Context, *, required: bool = True, environment: bool = True,
                         targets: bool = True) -> Config | None:
     """The config the command names or finds, its database URLs checked too (every problem at once).
@@ -855,10 +866,7 @@ def fixes(ctx: click.Context, as_json: bool) -> None:
 
 
 @fixes.command(short_help="Delete a fix's archived rows and drop its logs (no undo after).")
-@config_option
-@click.argument("fix_id", metavar="FIX_ID")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@on_one_fix
 @click.pass_context
 @user_errors
 @fix_errors
@@ -890,10 +898,7 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
 
 
 @fixes.command(short_help="Give up an unfinished fix; what its batches did stays archived and undoable.")
-@config_option
-@click.argument("fix_id", metavar="FIX_ID")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@on_one_fix
 @click.pass_context
 @user_errors
 @fix_errors
@@ -942,10 +947,7 @@ def _confirm_fix_command(record: FixRecord, verb: str, yes: bool, what: str) -> 
 
 
 @main.command(short_help="Restore the rows a fix deleted.")
-@config_option
-@click.argument("fix_id", metavar="FIX_ID")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@on_one_fix
 @click.option("--drop-constraint", is_flag=True,
               help="First drop the check's unique index uq_dupewatch_<check> (added by `fix --add-constraint` or "
                    "`guard`), which would refuse the restored duplicates.")

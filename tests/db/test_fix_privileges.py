@@ -96,6 +96,23 @@ def test_a_batch_refused_for_a_privilege_revoked_after_the_plan_names_it_and_doe
     assert contents(db, "customer", "orders") == before  # the batch was rolled back
 
 
+def _refused_without_create(db: TestDatabase, role: str, tmp_path, why: tuple[str, ...], grant: str,
+                            own_tables: str) -> None:
+    """As `role`, the dry run is blocked saying each of `why` and `grant`, and the fix refuses in one line naming
+    `grant` (no "resume"), nothing changed and none of dupewatch's tables created (`own_tables` counts them)."""
+    path = _config(db, role, tmp_path)
+    dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    [blocked] = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
+    assert all(w in blocked for w in why) and grant in blocked, blocked
+    before = contents(db, "customer", "orders")
+    fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
+    assert fix.exit_code == 2 and grant in fix.stderr, fix.output
+    assert fix.stderr.count("\n") == 1 and "resume" not in fix.stderr, fix.stderr
+    assert contents(db, "customer", "orders") == before
+    assert db.scalar(own_tables) == 0
+
+
 def test_postgresql_dry_run_blocks_a_fix_role_that_may_not_create_in_the_schema(pg, tmp_path):
     """Each fix creates its plan table beside the table: without CREATE on the schema the dry run passed and the
     fix failed on `permission denied for schema`, naming nothing to grant."""
@@ -104,19 +121,10 @@ def test_postgresql_dry_run_blocks_a_fix_role_that_may_not_create_in_the_schema(
                       f'GRANT USAGE ON SCHEMA "{pg.schema}" TO {{user}}',
                       f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{pg.schema}" TO {{user}}',
                       prefix="dw_priv", password="pw") as role:
-        path = _config(pg, role, tmp_path)
-        dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
-        assert dry.exit_code == 2, dry.output
-        [blocked] = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
-        assert f"may not CREATE in schema {pg.schema}" in blocked, blocked
-        assert f"GRANT CREATE ON SCHEMA {pg.schema} TO {role}" in blocked, blocked
-        before = contents(pg, "customer", "orders")
-        fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
-        assert fix.exit_code == 2 and f"GRANT CREATE ON SCHEMA {pg.schema} TO {role}" in fix.stderr, fix.output
-        assert fix.stderr.count("\n") == 1 and "resume" not in fix.stderr, fix.stderr
-        assert contents(pg, "customer", "orders") == before
-        assert pg.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
-                         "AND tablename LIKE 'dupewatch%'") == 0
+        _refused_without_create(pg, role, tmp_path, (f"may not CREATE in schema {pg.schema}",),
+                                f"GRANT CREATE ON SCHEMA {pg.schema} TO {role}",
+                                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                                "AND tablename LIKE 'dupewatch%'")
 
 
 def test_mariadb_dry_run_blocks_a_reference_the_fix_role_may_not_repoint(mysql, tmp_path):
@@ -157,16 +165,7 @@ def test_mariadb_dry_run_blocks_a_fix_role_that_may_not_create_in_the_database(m
     with server_login("mysql", "GRANT PROCESS ON *.* TO {user}",
                       f"GRANT SELECT, INSERT, UPDATE, DELETE, DROP, ALTER, INDEX ON `{s}`.* TO {{user}}",
                       prefix="dw_priv", password="pw") as role:
-        path = _config(mysql, role, tmp_path)
-        dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
-        assert dry.exit_code == 2, dry.output
-        [blocked] = [line for line in dry.stdout.splitlines() if "BLOCKED:" in line]
-        assert f"may not CREATE in database {s}" in blocked and "error 1142" in blocked, blocked
-        assert f"GRANT CREATE ON {s}.* TO '{role}'@'%'" in blocked, blocked
-        before = contents(mysql, "customer", "orders")
-        fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
-        assert fix.exit_code == 2 and f"GRANT CREATE ON {s}.* TO '{role}'@'%'" in fix.stderr, fix.output
-        assert fix.stderr.count("\n") == 1 and "resume" not in fix.stderr, fix.stderr
-        assert contents(mysql, "customer", "orders") == before
-        assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                            "AND TABLE_NAME LIKE 'dupewatch%'") == 0
+        _refused_without_create(mysql, role, tmp_path, (f"may not CREATE in database {s}", "error 1142"),
+                                f"GRANT CREATE ON {s}.* TO '{role}'@'%'",
+                                "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                "AND TABLE_NAME LIKE 'dupewatch%'")
