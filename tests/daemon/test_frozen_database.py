@@ -66,11 +66,15 @@ def test_a_frozen_database_reports_up_0_within_the_deadline(cluster: Cluster, tm
     assert daemon.stop() == 0
 
 
-def test_a_frozen_database_is_not_said_to_be_running_a_call_it_does_not_interrupt(cluster: Cluster) -> None:
+def test_a_frozen_database_is_not_said_to_be_running_a_call_it_does_not_interrupt(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline's cancel never reached a frozen server, so its error says no more than that the query was
     cancelled: `did not stop within ...` is for a server that took the cancel and still runs the statement."""
     from monitor.config import DatabaseConfig
     from monitor.db import Database, DatabaseError
+
+    monkeypatch.setattr("monitor.db.DEADLINE_GRACE_SECONDS", GRACE)  # as in the daemon of the test above
+    monkeypatch.setattr("monitor.db.CANCEL_WAIT_SECONDS", CANCEL_WAIT)
 
     database = Database("frozen", DatabaseConfig(url=cluster.url, statement_timeout=f"{STATEMENT_TIMEOUT}s"))
     try:
