@@ -104,8 +104,9 @@ class ForkedProcess:
 
 
 # The zygote: imports dupewatch once (and applies TUNING), then reads one request a line ({"args", "cwd", "env",
-# "stderr"}), forks a daemon for each and answers {"started": pid}; it reaps its children and answers {"exited":
-# pid, "code": ...} for each. A daemon runs `monitor.cli` as `python -m` runs it.
+# "stderr", "tuning"}), forks a daemon for each (which runs its request's "tuning", statements of a test's own) and
+# answers {"started": pid}; it reaps its children and answers {"exited": pid, "code": ...} for each. A daemon runs
+# `monitor.cli` as `python -m` runs it.
 _ZYGOTE = r"""
 import json, os, runpy, select, signal, sys, time
 import monitor.cli, monitor.daemon, monitor.live, sqlalchemy.dialects.postgresql, sqlalchemy.dialects.mysql
@@ -138,6 +139,8 @@ def daemon(request):
         opened = os.open(path, flags, 0o600)
         os.dup2(opened, fd)
         os.close(opened)
+    for statement in request["tuning"]:
+        exec(statement, {})
     sys.argv = ["", *request["args"]]
     runpy.run_module("monitor.cli", run_name="__main__", alter_sys=True)
     sys.exit(0)
@@ -222,11 +225,11 @@ class _Zygote:
     def usable(self, env: dict[str, str]) -> bool:
         return _starting_env(env) == (self.env if self.proc is not None else _starting_env(dict(os.environ)))
 
-    def spawn(self, args: list[str], env: dict[str, str], stderr: Path) -> ForkedProcess:
+    def spawn(self, args: list[str], env: dict[str, str], stderr: Path, tuning: tuple[str, ...] = ()) -> ForkedProcess:
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self._start()
-            request = {"args": args, "cwd": os.getcwd(), "env": env, "stderr": str(stderr)}
+            request = {"args": args, "cwd": os.getcwd(), "env": env, "stderr": str(stderr), "tuning": list(tuning)}
             os.write(self.requests, (json.dumps(request) + "\n").encode())
             with self.changed:
                 if not self.changed.wait_for(lambda: self.started, timeout=60):
@@ -290,25 +293,27 @@ def daemon_command(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "monitor.cli", "daemon", "--config", str(config), *args]
 
 
-def tuned_daemon_command(config: Path, *args: str) -> list[str]:
-    """`daemon_command` in a new interpreter, with `TUNING`."""
+def tuned_daemon_command(config: Path, *args: str, tuning: tuple[str, ...] = ()) -> list[str]:
+    """`daemon_command` in a new interpreter, with `TUNING` and then `tuning`."""
     run = "import runpy; runpy.run_module('monitor.cli', run_name='__main__', alter_sys=True)"
-    return [sys.executable, "-c", "; ".join((*TUNING, run)), "daemon", "--config", str(config), *args]
+    return [sys.executable, "-c", "; ".join((*TUNING, *tuning, run)), "daemon", "--config", str(config), *args]
 
 
 def daemon_starter(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """For a fixture: starts daemons (waiting until they serve metrics) and kills leftovers afterwards."""
+    """For a fixture: starts daemons (waiting until they serve metrics) and kills leftovers afterwards. `tuning`:
+    statements run in that daemon only, after `TUNING` (`import monitor.db; monitor.db.X = 0.5`), for a test that
+    waits for one of the daemon's own timeouts."""
     started: list[DaemonProcess] = []
 
-    def start(config: Path, port: int, *args: str) -> DaemonProcess:
+    def start(config: Path, port: int, *args: str, tuning: tuple[str, ...] = ()) -> DaemonProcess:
         log_path = tmp_path / f"daemon-{len(started)}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc: subprocess.Popen[bytes] | ForkedProcess
         if _ZYGOTE_PROCESS.usable(env):
-            proc = _ZYGOTE_PROCESS.spawn(["daemon", "--config", str(config), *args], env, log_path)
+            proc = _ZYGOTE_PROCESS.spawn(["daemon", "--config", str(config), *args], env, log_path, tuning)
         else:
             with log_path.open("wb") as log_file:
-                proc = subprocess.Popen(tuned_daemon_command(config, *args), stdout=subprocess.DEVNULL,
+                proc = subprocess.Popen(tuned_daemon_command(config, *args, tuning=tuning), stdout=subprocess.DEVNULL,
                                         stderr=log_file, env=env)
         daemon = DaemonProcess(proc, port, config, log_path)
         started.append(daemon)

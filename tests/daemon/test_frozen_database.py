@@ -17,9 +17,14 @@ from dbtest import write_config
 
 pytestmark = pytest.mark.timeout(180)
 
-STATEMENT_TIMEOUT = 2.0
-GRACE = 2.0  # monitor.db.DEADLINE_GRACE_SECONDS
-CANCEL_WAIT = 1.0  # monitor.db.CANCEL_WAIT_SECONDS
+# The test waits for the client-side deadline and then a connect timeout (or a second deadline): each shortened (a
+# `SELECT 1` on the cluster is far within them), the daemon's own by `TUNED`.
+STATEMENT_TIMEOUT = 1.0
+GRACE = 0.5  # monitor.db.DEADLINE_GRACE_SECONDS (2 s)
+CANCEL_WAIT = 0.5  # monitor.db.CANCEL_WAIT_SECONDS (1 s)
+CONNECT_TIMEOUT = 2  # monitor.db.CONNECT_TIMEOUT_SECONDS (5 s); whole seconds, libpq's least
+TUNED = (f"import monitor.db as d; d.DEADLINE_GRACE_SECONDS = {GRACE}; d.CANCEL_WAIT_SECONDS = {CANCEL_WAIT}; "
+         f"d.CONNECT_TIMEOUT_SECONDS = {CONNECT_TIMEOUT}",)
 UP = "dupewatch_check_up"
 
 
@@ -39,15 +44,17 @@ def test_a_frozen_database_reports_up_0_within_the_deadline(cluster: Cluster, tm
         tmp_path / "dupewatch.toml", {"frozen": {"url": cluster.url, "statement_timeout": f"{STATEMENT_TIMEOUT}s"}},
         [{"name": "frozen-check", "database": "frozen", "sql": "SELECT 1 AS a WHERE false", "interval": 0.5}],
         metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
-    daemon: DaemonProcess = start_daemon(config, port)
+    daemon: DaemonProcess = start_daemon(config, port, tuning=TUNED)
     daemon.wait_for(lambda s: s.value(UP, "frozen-check") == 1, "the first successful run")
 
     cluster.signal_all(signal.SIGSTOP)
     frozen_at = time.monotonic()
     # A run that started just before the freeze has the whole deadline (its statement, or the session reset when
-    # the connection is returned); the next run's ping then waits it too. Each expiry also waits for the cancel
-    # and then for the statement to give up before the socket is shut (CANCEL_WAIT each).
-    budget = 2 * (STATEMENT_TIMEOUT + GRACE + 2 * CANCEL_WAIT) + 3
+    # the connection is returned); the next run's ping then waits it too, or its new connection the connect timeout.
+    # Each expiry also waits for the cancel and then for the statement to give up before the socket is shut
+    # (CANCEL_WAIT each).
+    deadline = STATEMENT_TIMEOUT + GRACE + 2 * CANCEL_WAIT
+    budget = deadline + max(deadline, CONNECT_TIMEOUT) + 3
     daemon.wait_for(lambda s: s.value(UP, "frozen-check") == 0, "up = 0 while the database is frozen",
                     timeout=budget)
     assert time.monotonic() - frozen_at < budget
@@ -59,11 +66,15 @@ def test_a_frozen_database_reports_up_0_within_the_deadline(cluster: Cluster, tm
     assert daemon.stop() == 0
 
 
-def test_a_frozen_database_is_not_said_to_be_running_a_call_it_does_not_interrupt(cluster: Cluster) -> None:
+def test_a_frozen_database_is_not_said_to_be_running_a_call_it_does_not_interrupt(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline's cancel never reached a frozen server, so its error says no more than that the query was
     cancelled: `did not stop within ...` is for a server that took the cancel and still runs the statement."""
     from monitor.config import DatabaseConfig
     from monitor.db import Database, DatabaseError
+
+    monkeypatch.setattr("monitor.db.DEADLINE_GRACE_SECONDS", GRACE)  # as in the daemon of the test above
+    monkeypatch.setattr("monitor.db.CANCEL_WAIT_SECONDS", CANCEL_WAIT)
 
     database = Database("frozen", DatabaseConfig(url=cluster.url, statement_timeout=f"{STATEMENT_TIMEOUT}s"))
     try:

@@ -4,6 +4,7 @@ within its connect timeout (PostgreSQL's libpq, MariaDB's PyMySQL handshake), ke
 
 from __future__ import annotations
 
+import importlib
 import socket
 import threading
 import time
@@ -14,9 +15,12 @@ import pytest
 
 from fleetdb import pg_databases
 from monitor.config import config_from_dict
-from monitor.db import CONNECT_TIMEOUT_SECONDS
 from monitor.fleet import Discovery
 from monitor.fleet.discover import SourceState
+
+# monitor.db.CONNECT_TIMEOUT_SECONDS (5 s), shortened: the test waits for it to pass. Whole seconds (libpq's
+# connect_timeout), and long enough for the fast source to be listed 4 times before it.
+CONNECT_TIMEOUT_SECONDS = 3
 
 
 @pytest.fixture
@@ -49,7 +53,11 @@ class Listings:
 
 @pytest.mark.parametrize("driver", ["postgresql+psycopg", "mysql+pymysql"])
 def test_a_source_that_never_answers_delays_no_other_source_and_fails_within_its_connect_timeout(
-        driver: str, silent_port: int):
+        driver: str, silent_port: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("monitor.db.CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS)
+    # (monitor.fleet's `discover` is a function: the module is reached by import_module)
+    monkeypatch.setattr(importlib.import_module("monitor.fleet.discover"), "CONNECT_TIMEOUT_SECONDS",
+                        CONNECT_TIMEOUT_SECONDS)
     with pg_databases(1) as fleet:
         silent = f"{driver}://dupewatch@127.0.0.1:{silent_port}/nothing"
         config = config_from_dict({

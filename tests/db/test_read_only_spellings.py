@@ -775,32 +775,36 @@ def test_sqlite_a_short_like_pattern_still_matches(victim_table, monitor_for):
 
 UNSTOPPABLE = {
     # string_agg builds the string as rows come (interruptible); the LIKE over it is not.
-    "pg": "SELECT s AS {marker}, 2 AS dup_count FROM (SELECT string_agg('a', '') AS s FROM generate_series(1, 300000)) "
+    "pg": "SELECT s AS {marker}, 2 AS dup_count FROM (SELECT string_agg('a', '') AS s FROM generate_series(1, 120000)) "
           "AS t WHERE s LIKE '%' || substr(s, 1, 30000) || 'b'",
     "mysql": "SELECT s AS {marker}, 2 AS dup_count FROM (SELECT GROUP_CONCAT('a' SEPARATOR '') AS s "
-             "FROM seq_1_to_400000) AS t WHERE LOCATE(CONCAT(LEFT(s, 40000), 'b'), s) > 0",
+             "FROM seq_1_to_200000) AS t WHERE LOCATE(CONCAT(LEFT(s, 40000), 'b'), s) > 0",
 }
+GRACE = 0.3  # monitor.db.DEADLINE_GRACE_SECONDS (2 s) and CANCEL_WAIT_SECONDS (1 s), shortened here: the test waits
+CANCEL_WAIT = 0.3  # for the unstoppable call to end, so the sooner the deadline decides, the shorter that call can be
 
 
 @pytest.mark.parametrize("server", ["pg", "mysql"])
 def test_the_deadline_says_when_the_database_did_not_stop_a_cancelled_statement(server, request, marker,
-                                                                                monitor_for):
+                                                                                monitor_for, monkeypatch):
     """The cancel (libpq's cancel request, KILL QUERY) cannot stop a call that does not look for it: dupewatch
     still answers at its deadline, and says that the database may run the call on."""
+    monkeypatch.setattr("monitor.db.DEADLINE_GRACE_SECONDS", GRACE)
+    monkeypatch.setattr("monitor.db.CANCEL_WAIT_SECONDS", CANCEL_WAIT)
     db = request.getfixturevalue(server)
     make_victim(db)
     started = time.monotonic()
     try:
-        # The shortest timeout that leaves the call (about 7 s here, load average 3) well past the moment the
-        # deadline decides: 0.5 s + 2 s grace + 1 s for the cancel.
+        # The shortest call that still runs (about 5 s here, load average 3) well past the moment the deadline
+        # decides: 0.5 s + 0.3 s grace + 0.3 s for the cancel.
         result = run_query(monitor_for, db, UNSTOPPABLE[server].format(marker=marker), statement_timeout="500ms")
         took = time.monotonic() - started
     finally:
         stop_backends(db, marker)
     assert result.status == "error", result
-    assert "did not stop within 1s" in result.error and "may run that call to its end" in result.error, result.error
+    assert "did not stop within 0.3s" in result.error and "may run that call to its end" in result.error, result.error
     assert "\n" not in result.error
-    assert took < 0.5 + 2 + 1 + 2.5, took  # statement_timeout + grace + the wait for the cancel, and some slack
+    assert took < 0.5 + GRACE + CANCEL_WAIT + 1.5, took  # statement_timeout + grace + the wait for the cancel + slack
 
 
 # -- the fix role reads the `where` with its own search_path -------------------------------------------------------
