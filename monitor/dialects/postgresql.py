@@ -756,6 +756,12 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         diag = getattr(exc.orig, "diag", None)
         return UniqueViolation(getattr(diag, "constraint_name", None))
 
+    def enforces_foreign_keys(self, conn: Connection) -> bool:
+        """Foreign keys are checked by internal triggers, which fire only where the session's
+        `session_replication_role` is not `replica` (a fix role whose `options` or `ALTER ROLE ... SET` makes it
+        one, as logical replication tools do): there no NO ACTION or RESTRICT key refuses anything."""
+        return conn.exec_driver_sql("SELECT current_setting('session_replication_role')").scalar() != "replica"
+
     def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
         if getattr(exc.orig, "sqlstate", None) != "23503":  # foreign_key_violation
             return None

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.db import Database, DatabaseError
 from monitor.detect import split_table_name
@@ -248,6 +249,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
     if expected and archive is not None:  # (a count above 0 came from the archive)
         defaulted = added_since(conn, archive, table, record.fix_id)
         _refuse_taken_keys(conn, table, archive, record.fix_id)
+        if not rules.enforces_foreign_keys(conn):
+            _refuse_missing_parents(conn, table, archive, record.fix_id)
         fired += catalog_for(conn).fired_on(table, "INSERT")
         restored = restore_rows(conn, archive, table, record.fix_id)
         if restored != expected:
@@ -287,6 +290,33 @@ def _refuse_taken_keys(conn: Connection, table: sa.Table, archive: sa.Table, fix
         keys = ", ".join(str(tuple(row) if len(row) > 1 else row[0]) for row in taken)
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: primary key(s) of archived rows are "
                          f"taken again in {table.name!r} ({', '.join(c.name for c in pk)} = {keys})")
+
+
+def _refuse_missing_parents(conn: Connection, table: sa.Table, archive: sa.Table, fix_id: str) -> None:
+    """Where the session does not check foreign keys (MySQL `foreign_key_checks = 0`, PostgreSQL
+    `session_replication_role = replica`, SQLite's `PRAGMA foreign_keys` off), refuse (nothing changed) when an
+    archived row would come back referring, by one of the table's own foreign keys, to a row deleted since the fix
+    (another restored row of this fix counts, for a key to the table itself): the database would not refuse it, and
+    the row would be back referring to a value no row has."""
+    for fk in table.foreign_key_constraints:
+        parent = fk.referred_table
+        if any(e.parent.name not in archive.c for e in fk.elements):
+            continue
+        pairs = [(archive.c[e.parent.name], e.column) for e in fk.elements]
+        found: ColumnElement[bool] = sa.exists().where(*[p == a for a, p in pairs])
+        if parent.name == table.name and parent.schema == table.schema:
+            twin = archive.alias("dupewatch_restored")
+            found = sa.or_(found, sa.exists().where(twin.c[FIX_ID_COLUMN] == fix_id,
+                                                   *[twin.c[p.name] == a for a, p in pairs]))
+        missing = conn.execute(sa.select(sa.func.count()).select_from(archive).where(
+            archive.c[FIX_ID_COLUMN] == fix_id, *[a.is_not(None) for a, _ in pairs], ~found)).scalar_one()
+        if missing:
+            raise FixRefused(
+                f"undo of fix {fix_id} refused, nothing changed: {missing} archived row(s) of {table.name!r} refer, "
+                f"by foreign key {fk.name or '(unnamed)'} ({', '.join(e.parent.name for e in fk.elements)}) to "
+                f"{parent.name}, to rows deleted since the fix, and the database does not check foreign keys on "
+                "undo's connection, so they would come back referring to a value no row has; put those rows back "
+                "first, then undo again")
 
 
 def _drop_plan_table(conn: Connection, schema: str | None, name: str) -> None:

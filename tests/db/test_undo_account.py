@@ -262,6 +262,31 @@ def test_sqlite_a_no_action_key_it_does_not_check_still_refuses_undo_up_front(sq
             f"label_item ON UPDATE {action}), and the database does not check foreign keys") in message, message
 
 
+def test_postgres_a_no_action_key_a_replica_session_does_not_check_still_refuses_undo_up_front(pg, tmp_path):
+    """As above, on PostgreSQL with the fix role's session in `session_replication_role = replica` (set by its
+    URL's `options`, as replication tools' roles are): foreign keys are internal triggers, which do not fire
+    there, so undo used to point item 10 back, exit 0, and leave label 100 referring to (1, 10), a value no row of
+    item has. Undo refuses up front, naming the key, nothing changed."""
+    pg.execute("CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+               "INSERT INTO tag VALUES (1, 'red'), (2, 'red')",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, tag_id INTEGER REFERENCES tag (id), "
+               "CONSTRAINT item_tag_id UNIQUE (tag_id, id))",
+               "INSERT INTO item VALUES (10, 2), (11, 1)",
+               "CREATE TABLE label (id INTEGER PRIMARY KEY, tag_id INTEGER, item_id INTEGER, CONSTRAINT label_item "
+               "FOREIGN KEY (tag_id, item_id) REFERENCES item (tag_id, id) ON UPDATE NO ACTION)")
+    url = make_url(pg.url)
+    replica = url.update_query_dict({"options": f"{url.query['options']} -csession_replication_role=replica"})
+    path = str(write_config(tmp_path / "dupewatch.toml",
+                            {"app": {"url": pg.url, "fix_url": replica.render_as_string(hide_password=False)}},
+                            [{"database": "app", **TAGS}]))
+    fixed = run_cli("fix", "tags", "--config", path, "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    pg.execute("INSERT INTO label VALUES (100, 1, 10)")
+    message = _refused(pg, path, json_out(fixed)["fix_id"], "tag", "item", "label")
+    assert ("1 row(s) of label(tag_id, item_id) refer to rows of 'item' undo would point back (by foreign key "
+            "label_item ON UPDATE NO ACTION), and the database does not check foreign keys") in message, message
+
+
 def test_postgres_a_deferred_no_action_key_lets_undo_point_both_sides_back(pg, tmp_path):
     """A key added since the fix, `label(tag_id, item_id) -> item(tag_id, id)` ON UPDATE NO ACTION DEFERRABLE
     INITIALLY DEFERRED, over two rows the fix repointed together (item 10 and label 100, both from tag 2 to 1):
@@ -281,3 +306,34 @@ def test_postgres_a_deferred_no_action_key_lets_undo_point_both_sides_back(pg, t
     undone = run_cli("undo", fix_id, "--config", path, "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(pg, "tag", "item", "label") == before
+
+
+def _unchecked_fix_url(db: TestDatabase) -> str:
+    """`db`'s URL for a session that does not check foreign keys: SQLite as it is (`PRAGMA foreign_keys` off),
+    MySQL/MariaDB `foreign_key_checks = 0` by `init_command`, PostgreSQL `session_replication_role = replica`."""
+    url = make_url(db.url)
+    if db.dialect == "postgresql":
+        url = url.update_query_dict({"options": f"{url.query['options']} -csession_replication_role=replica"})
+    elif db.dialect == "mysql":
+        url = url.update_query_dict({"init_command": "SET foreign_key_checks = 0"})
+    return url.render_as_string(hide_password=False)
+
+
+def test_undo_refuses_a_restored_row_whose_own_parent_was_deleted_where_keys_are_not_checked(db, tmp_path):
+    """`tag.grp_id REFERENCES grp (id)`; the fix deletes tag 2 (of grp 2), then the application deletes grp 2. On a
+    fix session that does not check foreign keys, undo put tag 2 back, exit 0, referring to grp 2, which no row
+    holds. Undo refuses, naming the key, nothing changed; with grp 2 back, it restores tag 2."""
+    db.execute("CREATE TABLE grp (id INTEGER PRIMARY KEY)", "INSERT INTO grp VALUES (1), (2)",
+               "CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20), grp_id INTEGER, "
+               "CONSTRAINT tag_grp FOREIGN KEY (grp_id) REFERENCES grp (id))",
+               "INSERT INTO tag VALUES (1, 'red', 1), (2, 'red', 2)")
+    path = str(write_config(tmp_path / "dupewatch.toml", {"app": {"url": db.url, "fix_url": _unchecked_fix_url(db)}},
+                            [{"database": "app", **TAGS}]))
+    fixed = run_cli("fix", "tags", "--config", path, "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    db.execute("DELETE FROM grp WHERE id = 2")
+    message = _refused(db, path, json_out(fixed)["fix_id"], "grp", "tag")
+    assert "1 archived row(s) of 'tag' refer, by foreign key tag_grp (grp_id) to grp" in message, message
+    db.execute("INSERT INTO grp VALUES (2)")
+    assert run_cli("undo", json_out(fixed)["fix_id"], "--config", path, "--yes").exit_code == 0
+    assert db.rows("SELECT id, grp_id FROM tag ORDER BY id") == [(1, 1), (2, 2)]
