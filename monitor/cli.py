@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from monitor.config import CheckConfig, Config
     from monitor.daemon import LogFormat
     from monitor.detect import CheckResult
+    from monitor.engine import Monitor
     from monitor.fix.records import FixRecord
 
 EXIT_OK, EXIT_DUPLICATES, EXIT_ERROR = 0, 1, 2
@@ -875,21 +876,14 @@ def purge(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     of the restored rows) and its repoint logs. The fix's record stays in `dupewatch fixes`; it can no longer be
     undone. Exit code 0 when purged, 2 when refused (a fix that is not done, undone or abandoned, no confirmation,
     something firing on its DDL that writes rows)."""
-    from monitor.engine import Monitor
     from monitor.fix.purge import PURGEABLE, purge_fix
-    from monitor.fix.undo import find_fix
 
-    config = load_context_config(ctx, environment=False)
-    assert config is not None
-    monitor = Monitor(config)
-    try:
-        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
+    def confirm(record: FixRecord) -> None:
         if record.state in PURGEABLE or not interactive():  # (else purge_fix refuses it, saying why)
             _confirm_fix_command(record, "purge", yes, "its archived rows and logs are deleted"
                                  + ("; it can no longer be undone" if record.state != "undone" else ""))
-        report = purge_fix(monitor, fix_id)
-    finally:
-        monitor.close()
+
+    report = _on_recorded_fix(ctx, fix_id, confirm, purge_fix)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -908,28 +902,38 @@ def abandon(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
     rows its committed batches deleted stay in the archive, `dupewatch undo FIX_ID` still restores them, and the
     next `dupewatch fix` of the check plans afresh. Exit code 0 when abandoned, 2 when refused (a fix that is not
     unfinished, one running in another process, no confirmation)."""
-    from monitor.engine import Monitor
     from monitor.fix.abandon import abandon_fix, refuse_unless_abandonable
-    from monitor.fix.undo import find_fix
 
-    config = load_context_config(ctx, environment=False)
-    assert config is not None
-    monitor = Monitor(config)
-    try:
-        _db, record = find_fix(monitor, fix_id)  # an unknown id says so before asking for a confirmation
+    def confirm(record: FixRecord) -> None:
         refuse_unless_abandonable(record)
         _confirm_fix_command(record, "abandon", yes,
                              f"{counted(record.deleted, 'row')} deleted so far; it will never be resumed; what its "
                              f"batches did stays archived (`dupewatch undo {record.fix_id}` restores it)")
-        report = abandon_fix(monitor, fix_id)
-    finally:
-        monitor.close()
+
+    report = _on_recorded_fix(ctx, fix_id, confirm, abandon_fix)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         click.echo(f"fix {report.fix_id} abandoned ({counted(report.deleted, 'row')} deleted by its batches, kept "
                    f"in the archive: `dupewatch undo {report.fix_id}` restores them); `dupewatch fix {report.check}` "
                    "plans afresh")
+
+
+def _on_recorded_fix(ctx: click.Context, fix_id: str, confirm: Callable[[FixRecord], None],
+                     act: Callable[[Monitor, str], R]) -> R:
+    """`act(monitor, fix_id)` once `confirm(record)` has let it; an unknown fix id is said before any confirmation
+    is asked for."""
+    from monitor.engine import Monitor
+    from monitor.fix.undo import find_fix
+
+    config = load_context_config(ctx, environment=False)
+    assert config is not None
+    monitor = Monitor(config)
+    try:
+        confirm(find_fix(monitor, fix_id)[1])
+        return act(monitor, fix_id)
+    finally:
+        monitor.close()
 
 
 def _confirm_fix_command(record: FixRecord, verb: str, yes: bool, what: str) -> None:
