@@ -824,9 +824,13 @@ def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel:
     Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches. Under NO ACTION or
     RESTRICT the database refuses the repoint itself, where it checks foreign keys on this session (SQLite's
     `PRAGMA foreign_keys` is off by default): where it does not, those rows count too."""
-    checked = changed is not None and for_backend(conn.dialect.name).enforces_foreign_keys(conn)
-    return {fk.label: rows for fk, rows in _referring(conn, table, child, rel, on, changed)
-            if changed is None or fk.update_writes or not checked}
+    referring = _referring(conn, table, child, rel, on, changed)
+    if changed is None:
+        return {fk.label: rows for fk, rows in referring}
+    # (the session is asked only when such rows exist: this runs in every batch of a repoint)
+    left_to_database = any(not fk.update_writes for fk, _rows in referring) and \
+        for_backend(conn.dialect.name).enforces_foreign_keys(conn)
+    return {fk.label: rows for fk, rows in referring if fk.update_writes or not left_to_database}
 
 
 def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause, on: ColumnElement[bool],
