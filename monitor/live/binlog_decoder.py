@@ -25,6 +25,13 @@ reader only what live mode uses, already plain data:
 The process dies with the daemon (Linux's parent-death signal, sent when the thread that opened the stream
 ends: the live reader's, which closes it anyway), so a killed daemon leaves no reader on the server. It writes
 nothing: it is a replica connection reading the log.
+
+It is started as `python -m monitor.live.binlog_decoder FD PARENT_PID` (`main`), a new interpreter that imports this
+module and what it needs only (pymysql, python-mysql-replication, monitor.live.changes): not the daemon's main
+script, which multiprocessing's `spawn` runs again in its child (under the `dupewatch` console script: the CLI,
+SQLAlchemy, the engine, about a second of imports). FD is one end of a socket pair, read and written as a
+`multiprocessing.connection.Connection`: the first message on it is the start's arguments (`decode`'s), then the
+decoder only sends.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import logging
 import os
 import re
 import signal
+import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -56,6 +64,19 @@ gtids: Any = importlib.import_module("pymysqlreplication.gtid")
 _PR_SET_PDEATHSIG = 1
 FL_PREPARED_XA = 64  # MariaDB's GTID event flag: the transaction is an XA transaction's prepare
 XA_CHANGES = 20_000  # changes of prepared XA transactions kept until their XA COMMIT; past it, a gap there
+
+
+def main(argv: list[str]) -> None:
+    """`python -m monitor.live.binlog_decoder FD PARENT_PID` (monitor/live/mysql.py starts it): the start's
+    arguments from the connection at FD, then `decode`."""
+    _die_with(int(argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C of the daemon's terminal: the daemon ends it
+    pipe = Connection(int(argv[0]))
+    try:
+        settings, options, gtid, parent, gtid_set = pipe.recv()
+    except (EOFError, OSError):
+        return  # the reader is gone before it said where to start
+    decode(settings, options, gtid, pipe, parent, gtid_set)
 
 
 def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, str] | None, pipe: Connection,
@@ -384,3 +405,7 @@ def adds_rows(query: Any) -> str | None:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

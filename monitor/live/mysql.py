@@ -63,12 +63,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import secrets
+import site
+import subprocess
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection as Pipe
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -114,7 +117,7 @@ class BinlogStream:
         self.url = url
         self.rules = rules
         self.server_id = SERVER_ID_RANGE[0] + secrets.randbelow(SERVER_ID_RANGE[1] - SERVER_ID_RANGE[0])
-        self._process: BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # the queue and its counts, shared by the thread and `read()`
         self._events: deque[Any] = deque()
         self._columns: tuple[dict[Table, frozenset[str]], frozenset[Table]] | None = None  # `watch`: None keeps all
@@ -172,13 +175,20 @@ class BinlogStream:
         self._arrived = threading.Event()
         self._lost = None
         self._resumable = False
-        context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
-        receiver, sender = context.Pipe(duplex=False)
-        self._process = context.Process(target=binlog_decoder.decode, name=f"dupewatch-binlog-{self.database}",
-                                        args=(self._settings(), options, self.gtid, sender, os.getpid(),
-                                              self.gtid_set), daemon=True)
-        self._process.start()
-        sender.close()  # the decoder's end: once it exits, `recv` ends
+        # A new interpreter running the decoder's module only (`binlog_decoder.main`): never a fork of a process
+        # that runs threads, and not multiprocessing's `spawn`, whose child runs the daemon's main script again
+        # (the console script imports the CLI, SQLAlchemy and the engine: about a second the decoder does not need).
+        receiver, sender = multiprocessing.Pipe(duplex=True)  # a socket pair: the start's arguments, then events
+        receiver.send((self._settings(), options, self.gtid, os.getpid(), self.gtid_set))  # read once it runs
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", binlog_decoder.__name__, str(sender.fileno()), str(os.getpid())],
+                pass_fds=(sender.fileno(),), stdin=subprocess.DEVNULL, env=_decoder_env())
+        except BaseException:
+            receiver.close()
+            raise
+        finally:
+            sender.close()  # the decoder's end: once it exits, `recv` ends
         self._thread = threading.Thread(target=self._pump, args=(receiver, self._arrived, self._generation),
                                         name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
@@ -456,11 +466,22 @@ class BinlogStream:
         process, self._process = self._process, None
         if process is not None:
             process.kill()
-            process.join(timeout=5)
-            process.close()
+            process.wait(timeout=5)
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+
+
+def _decoder_env() -> dict[str, str]:
+    """The environment of the decoder process: the daemon's, and where the `monitor` package is not in a site
+    directory (a source checkout, found from the script's directory or the current one), that directory first on
+    PYTHONPATH so that `python -m` finds the same package."""
+    root = str(Path(binlog_decoder.__file__).resolve().parents[2])
+    env = dict(os.environ)
+    sites = {str(Path(path).resolve()) for path in (*site.getsitepackages(), site.getusersitepackages())}
+    if root not in sites:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    return env
 
 
 def _only(row: Row | None, columns: frozenset[str]) -> Row | None:

@@ -10,6 +10,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sysconfig
 import threading
 import time
 import uuid
@@ -1434,6 +1435,83 @@ def test_mariadb_the_binary_log_reader_dies_with_a_killed_daemon(
     daemon.send(signal.SIGKILL)
     daemon.proc.wait(timeout=10)
     await_true(lambda: binlog_readers(engine) == 0, "the decoder gone with the daemon", timeout=20)
+
+
+# Loaded (PYTHONPATH) by every Python process of the daemon below, none of dupewatch's code: on SIGUSR1 a process
+# writes the names of the modules it imported to DUPEWATCH_TEST_MODULES/PID.json.
+REPORT_MODULES = """
+import json, os, signal, sys
+
+def _report(*_):
+    path = os.path.join(os.environ["DUPEWATCH_TEST_MODULES"], f"{os.getpid()}.json")
+    with open(path + ".part", "w") as out:
+        json.dump(sorted(sys.modules), out)
+    os.replace(path + ".part", path)
+
+if os.environ.get("DUPEWATCH_TEST_MODULES"):
+    signal.signal(signal.SIGUSR1, _report)
+"""
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            if int(stat.rpartition(")")[2].split()[1]) == pid:  # the field after the state: the parent's pid
+                found.append(int(entry.name))
+    return found
+
+
+def test_mariadb_the_decoder_of_the_console_scripts_daemon_imports_neither_the_cli_nor_sqlalchemy(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path) -> None:
+    """multiprocessing's `spawn` ran the parent's main script again in the decoder process: under the installed
+    `dupewatch` script, the CLI, SQLAlchemy and the engine, about a second of imports the decoder does not need."""
+    engine, table = mariadb_table
+    script = Path(sysconfig.get_path("scripts")) / "dupewatch"
+    assert script.is_file(), f"no console script at {script}: pip install -e ."
+    hooks, reports = tmp_path / "hooks", tmp_path / "modules"
+    hooks.mkdir()
+    reports.mkdir()
+    (hooks / "sitecustomize.py").write_text(REPORT_MODULES)
+    port = free_port()
+    config = write_config(
+        tmp_path / "dupewatch.toml", {"live": {"url": mariadb.url, "live": True}},
+        [{"name": "signups", "database": "live", "table": table, "key": ["email"], "interval": 3600}],
+        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "history.sqlite")})
+    env = {**os.environ, "DUPEWATCH_TEST_MODULES": str(reports),
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(hooks), os.environ.get("PYTHONPATH"))))}
+    await_true(lambda: binlog_readers(engine) == 0, "no reader left by earlier tests", timeout=20)
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([str(script), "daemon", "--config", str(config)], stdout=subprocess.DEVNULL,
+                                stderr=log_file, env=env)
+    daemon = DaemonProcess(proc, port, config, log_path)
+    try:
+        await_log(daemon, "following the change stream", timeout=60)
+        await_true(lambda: binlog_readers(engine) == 1, "the daemon's decoder reading the binary log")
+        children = children_of(proc.pid)
+        for child in children:
+            os.kill(child, signal.SIGUSR1)
+
+        def decoders() -> list[list[str]]:
+            found = [json.loads(path.read_text()) for path in reports.glob("*.json")]
+            return [modules for modules in found if "pymysqlreplication" in modules]
+
+        await_true(lambda: len(decoders()) == 1, f"the decoder among the daemon's children {children} reporting")
+        modules = set(decoders()[0])
+        assert "monitor.live.changes" in modules  # what it sends
+        # (`__mp_main__` is no sign: importing multiprocessing names `__main__` so in any process)
+        assert not {"monitor.cli", "monitor.engine", "monitor.live.mysql", "click"} & modules
+        assert not [name for name in modules if name.split(".")[0] == "sqlalchemy"]
+        assert daemon.stop() == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # (column type, two key values as SQL literals) whose groups the binary log's typed values must find as stored:
