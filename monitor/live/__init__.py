@@ -31,8 +31,8 @@ __all__ = ["Figures", "LiveReader", "LiveRefused", "LiveSink", "StreamLost", "po
 
 log = logging.getLogger("dupewatch.live")
 
-# Imported when first asked for: the MySQL binary log's decoder process (monitor/live/binlog_decoder.py, started
-# afresh by `spawn`) imports this package, and needs none of the engine, SQLAlchemy or the reader.
+# Imported when first asked for: the MySQL binary log's decoder process (`python -m monitor.live.binlog_decoder`, a
+# new interpreter) imports this package, and needs none of the engine, SQLAlchemy or the reader.
 _LAZY = {"Figures": "monitor.live.groups", "LiveReader": "monitor.live.reader", "LiveSink": "monitor.live.reader"}
 
 

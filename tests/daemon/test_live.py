@@ -1514,6 +1514,21 @@ def test_mariadb_the_decoder_of_the_console_scripts_daemon_imports_neither_the_c
             proc.wait()
 
 
+def test_a_decoder_that_cannot_reach_the_server_says_so_to_the_reader_and_ends() -> None:
+    """The decoder's errors reach the reader as the stream lost, resumable where its connection failed."""
+    stream = BinlogStream("down", sa.make_url(f"mysql+pymysql://nobody@127.0.0.1:{free_port()}/test"), MySQL())
+    stream._start((None, None))
+    pid = stream.decoder_pid
+    assert pid is not None
+    stream.wait(LIVE_SECONDS * 4)
+    with pytest.raises(StreamLost) as lost:
+        stream.read()
+    assert lost.value.resumable
+    assert "Can't connect" in str(lost.value) and "\n" not in str(lost.value)
+    assert stream.decoder_pid is None  # ended and reaped by `read`
+    assert not Path(f"/proc/{pid}").exists()
+
+
 # (column type, two key values as SQL literals) whose groups the binary log's typed values must find as stored:
 # a DOUBLE read as a Decimal of 10 places makes 1e-300 and 2e-300 one group (0E-10); a TIME beyond a day or below
 # zero is no time of day; a TIMESTAMP arrives as UTC and is compared in the session's time zone (here +05:30).
