@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from monitor.dialects.base import Dialect, NamedLock, UniqueViolation
+from monitor.dialects.base import Dialect, KeyViolation, NamedLock, UniqueViolation
 
-__all__ = ["DEFAULT_DRIVERS", "SUPPORTED_BACKENDS", "Dialect", "NamedLock", "UniqueViolation", "for_backend"]
+__all__ = ["DEFAULT_DRIVERS", "SUPPORTED_BACKENDS", "Dialect", "KeyViolation", "NamedLock", "UniqueViolation",
+           "for_backend"]
 
 SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")  # SQLAlchemy backend names with a dialect here
 # The driver a bare `postgresql://` / `mysql://` URL gets (SQLAlchemy's defaults, psycopg2 and mysqlclient, are

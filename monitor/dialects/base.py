@@ -151,8 +151,9 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,34 @@ class UniqueViolation:
     name: str | None = None
     columns: tuple[str, ...] = ()
     table: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyViolation:
+    """Rows of `table` (`rowids`: some of them, as the database lists them) referring by a foreign key (`name`,
+    over `columns`) to no row of `parent`, as the database lists them."""
+
+    table: str
+    columns: tuple[str, ...]
+    name: str | None
+    parent: str
+    rowids: tuple[Any, ...]
+
+    @property
+    def rows(self) -> int:
+        return len(self.rowids)
+
+    def since(self, before: Collection[KeyViolation]) -> KeyViolation | None:
+        """These rows less those `before` listed for the same key (rows that referred to no row already)."""
+        old = {rowid for b in before if (b.table, b.columns, b.parent) == (self.table, self.columns, self.parent)
+               for rowid in b.rowids}
+        rowids = tuple(rowid for rowid in self.rowids if rowid not in old)
+        return dataclasses.replace(self, rowids=rowids) if rowids else None
+
+    def describe(self) -> str:
+        shown = ", ".join(str(r) for r in self.rowids[:3]) + (", ..." if self.rows > 3 else "")
+        return (f"{self.rows} row(s) of {self.table}({', '.join(self.columns)}) (rowid {shown}) would refer, by "
+                f"foreign key {self.name or '(unnamed)'}, to no row of {self.parent}")
 
 
 class Dialect(Polling):
@@ -573,6 +602,16 @@ class Dialect(Polling):
         """The foreign key a foreign key violation names, "" when the database names none, None when `exc` is
         not a foreign key violation."""
         return None
+
+    def defer_foreign_keys(self, conn: Connection) -> bool:
+        """Where the database names no key in its refusals (SQLite) and checks them on `conn`: have it check them
+        only at commit for the rest of the transaction, so that `foreign_key_violations` lists what would fail;
+        False elsewhere (and nothing done)."""
+        return False
+
+    def foreign_key_violations(self, conn: Connection) -> list[KeyViolation]:
+        """The rows that refer by a foreign key to no row now, as the database lists them, by key."""
+        return []
 
     def server_identity(self, conn: Connection) -> list[str] | None:
         """What the server says it is (an identifier of its own, else the address and port it answered on) and

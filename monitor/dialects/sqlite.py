@@ -34,7 +34,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, UniqueViolation, Writing
+from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, KeyViolation, UniqueViolation, Writing
 from monitor.dialects.expressions import AsStored
 from monitor.dialects.sqlite_polling import SQLitePolling
 
@@ -362,3 +362,30 @@ class SQLite(SQLitePolling, Dialect):
     def violated_foreign_key(self, exc: sa.exc.DBAPIError) -> str | None:
         """`FOREIGN KEY constraint failed`: SQLite names no constraint."""
         return "" if str(exc.orig).startswith("FOREIGN KEY constraint failed") else None
+
+    def defer_foreign_keys(self, conn: Connection) -> bool:
+        """`PRAGMA defer_foreign_keys = ON`: until the transaction ends, keys are checked at its commit only."""
+        if not self.enforces_foreign_keys(conn):
+            return False
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        return True
+
+    def foreign_key_violations(self, conn: Connection) -> list[KeyViolation]:
+        """`PRAGMA foreign_key_check` (each row of the main database referring to no row, and its key's number in
+        `PRAGMA foreign_key_list`, which names no constraint: the reflected foreign key over the same columns
+        does)."""
+        found: dict[tuple[str, int], list[Any]] = {}
+        parents: dict[tuple[str, int], str] = {}
+        for table, rowid, parent, fkid in conn.exec_driver_sql(
+                'SELECT "table", rowid, parent, fkid FROM pragma_foreign_key_check').all():
+            found.setdefault((str(table), int(fkid)), []).append(rowid)
+            parents[str(table), int(fkid)] = str(parent)
+        violations = []
+        for (table, fkid), rowids in found.items():
+            columns = tuple(str(row[0]) for row in conn.exec_driver_sql(
+                'SELECT "from" FROM pragma_foreign_key_list(?) WHERE id = ? ORDER BY seq', (table, fkid)).all())
+            names = [fk["name"] for fk in sa.inspect(conn).get_foreign_keys(table)
+                     if tuple(fk["constrained_columns"]) == columns and fk["referred_table"] == parents[table, fkid]]
+            violations.append(KeyViolation(table, columns, names[0] if names else None, parents[table, fkid],
+                                           tuple(rowids)))
+        return violations

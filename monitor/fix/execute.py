@@ -40,7 +40,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -528,7 +528,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 _mark_failed(t, fix_id, message)
                 raise FixError(f"fix {fix_id} stopped, {message}") from None
             except BaseException as exc:
-                message = _batch_failure(t, layout, exc)
+                message = _batch_failure(t, layout, exc, _violated_keys(conn, t, batch, sizer.size, exc))
                 _mark_failed(t, fix_id, message)
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
@@ -598,14 +598,37 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
             (cancel or threading.Event()).wait(pause(attempt - 1))
 
 
-def _batch_failure(t: _Target, layout: Layout, exc: BaseException) -> str:
+def _violated_keys(conn: Connection, t: _Target, batch: _Batch, size: int, exc: BaseException) -> str:
+    """Where the database refused a batch by a foreign key it does not name (SQLite): `: ` and the rows the batch
+    would leave referring to no row, by key, as the database lists them: the batch run again in a transaction that
+    checks keys only at its commit, listed before its commit (less those listed before its writes: rows that
+    referred to no row already), rolled back. Empty where the database names the key, lists nothing, or the run
+    again fails."""
+    if not isinstance(exc, sa.exc.IntegrityError) or t.db.rules.violated_foreign_key(exc) != "":
+        return ""
+    rules = t.db.rules
+    try:
+        with conn.begin() as transaction:
+            if not rules.defer_foreign_keys(conn):
+                return ""
+            before = rules.foreign_key_violations(conn)
+            with suppress(FixError, sa.exc.SQLAlchemyError):  # what it wrote until then is listed
+                _advance(conn, batch, size)
+            found = [new for v in rules.foreign_key_violations(conn) if (new := v.since(before)) is not None]
+            transaction.rollback()
+    except sa.exc.SQLAlchemyError:
+        return ""
+    return f": {'; '.join(v.describe() for v in found)}" if found else ""
+
+
+def _batch_failure(t: _Target, layout: Layout, exc: BaseException, keys: str = "") -> str:
     """One line on why a batch was rolled back: when counts disagreed, the table's delete hooks and the
     referencing tables' triggers the batch's writes fired (whose own writes may be the reason); for a database
-    error, the trigger that raised it as far as the database says (`_raised_by`)."""
+    error, `keys` (`_violated_keys`) and the trigger that raised it as far as the database says (`_raised_by`)."""
     if not isinstance(exc, sa.exc.DBAPIError | BatchAborted):
         return f"interrupted ({type(exc).__name__}: {exc})" if str(exc) else f"interrupted ({type(exc).__name__})"
     if isinstance(exc, sa.exc.DBAPIError):
-        return t.db.describe(exc) + _raised_by(t, layout, exc)
+        return t.db.describe(exc) + keys + _raised_by(t, layout, exc)
     said = str(exc)
     hooks = [*layout.hooks.blocking, *layout.hooks.firing]
     if hooks:

@@ -19,6 +19,7 @@ trigger writing a row on them refuses undo, nothing changed (one that writes not
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.db import Database, DatabaseError
 from monitor.detect import split_table_name
-from monitor.dialects import UniqueViolation, for_backend
+from monitor.dialects import KeyViolation, UniqueViolation, for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
@@ -143,7 +144,8 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
             _count_restored(record.check_name, db.name, report.restored)
             return report
         except sa.exc.IntegrityError as exc:
-            raise _refusal(db, record, schema, exc, dropped, held) from None
+            raise _refusal(db, record, schema, exc, dropped, held,
+                           lambda: _violations(db, record, schema, name, guard)) from None
         except FixRefused as exc:
             if dropped is None or guard is not None:
                 raise
@@ -170,11 +172,36 @@ def _drop_guard(conn: Connection, schema: str | None, name: str, guard: str) -> 
     return guard
 
 
+def _violations(db: Database, record: FixRecord, schema: str | None, name: str, guard: str | None
+                ) -> list[KeyViolation]:
+    """The rows undo would leave referring by a foreign key to no row, as the database lists them, where its refusal
+    names no key (SQLite): undo run again in a transaction that checks keys only at its commit, the rows listed
+    before its commit (less those listed before undo's writes: rows that referred to no row already), rolled
+    back. Empty where the database does not list them, or the run again fails."""
+    try:
+        with db.connect(db.bookkeeping) as conn, conn.begin() as transaction:
+            if not db.rules.defer_foreign_keys(conn):
+                return []
+            before = db.rules.foreign_key_violations(conn)
+
+            def drop(check_guard: str) -> None:
+                _drop_guard(conn, schema, name, check_guard)
+
+            with contextlib.suppress(FixRefused, sa.exc.SQLAlchemyError):  # what it wrote until then is listed
+                _undo(conn, record, schema, None if guard is None else lambda: drop(guard), [])
+            found = [new for v in db.rules.foreign_key_violations(conn) if (new := v.since(before)) is not None]
+            transaction.rollback()
+            return found
+    except sa.exc.SQLAlchemyError:
+        return []
+
+
 def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.IntegrityError,
-             dropped: str | None, held: list[Held]) -> FixRefused:
+             dropped: str | None, held: list[Held], violations: Callable[[], list[KeyViolation]]) -> FixRefused:
     """Undo hit a constraint: a foreign key (NO ACTION, RESTRICT) holding rows to a value undo points back, named
-    with those rows; or a unique one: name the one the database reports, say whether dupewatch added it, and
-    advise dropping only dupewatch's own guard."""
+    with those rows; a foreign key the database does not name (SQLite), named with the rows it would leave
+    referring to no row (`violations`); or a unique one: name the one the database reports, say whether dupewatch
+    added it, and advise dropping only dupewatch's own guard."""
     head = f"undo of fix {record.fix_id} refused, " + (
         f"the unique index {dropped} was dropped already (MySQL/MariaDB commit DDL at once), nothing else changed"
         if dropped else "nothing changed")
@@ -185,6 +212,11 @@ def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.In
         return FixRefused(f"{head}: the database refused to point rows back ({db.describe(exc)}): "
                           f"{'; '.join(h.describe() for h in holding)}; point those rows elsewhere or delete them, "
                           "then undo again")
+    unnamed = [] if foreign_key != "" else violations()
+    if unnamed:
+        return FixRefused(f"{head}: the database refused it ({db.describe(exc)}): "
+                          f"{'; '.join(v.describe() for v in unnamed)}; put back the rows they refer to, or point "
+                          "those rows elsewhere, then undo again")
     violation = db.rules.violated_unique(exc)
     name = violation.name or _named_by_columns(db, schema, violation)
     if name is None:

@@ -401,6 +401,29 @@ def test_sqlite_a_cascade_the_fix_did_not_see_is_counted(sqlite_db, monkeypatch,
     assert contents(sqlite_db, "t", "c") == before
 
 
+def test_sqlite_a_batch_refused_by_a_foreign_key_names_the_key_and_the_rows(sqlite_db, monitor_on):
+    """Foreign keys enforced on the fix's connection; a trigger `t_gone` AFTER DELETE ON t records each deleted id
+    in `gone(t_id REFERENCES t (id))`, a row referring to the row just deleted, so the database refuses the batch.
+    SQLite's own words are "FOREIGN KEY constraint failed", naming no key; now the fix asks SQLite which rows
+    violate which key (the batch run again with deferred keys, `PRAGMA foreign_key_check`, rolled back) and names
+    them; nothing of the batch is done."""
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)",
+                      "CREATE TABLE gone (id INTEGER PRIMARY KEY, t_id INTEGER, "
+                      "CONSTRAINT gone_t FOREIGN KEY (t_id) REFERENCES t (id))",
+                      "CREATE TRIGGER t_gone AFTER DELETE ON t BEGIN INSERT INTO gone (t_id) VALUES (OLD.id); END")
+    before = contents(sqlite_db, "t", "gone")
+    monitor = monitor_on(sqlite_db)
+    sa.event.listen(monitor.database("app").writer, "connect",
+                    lambda dbapi, _record: dbapi.execute("PRAGMA foreign_keys = ON"))
+    with pytest.raises(FixError) as stopped:
+        run_fix(monitor, "t")
+    message = str(stopped.value)
+    assert "FOREIGN KEY constraint failed" in message, message
+    assert "1 row(s) of gone(t_id) (rowid 1) would refer, by foreign key gone_t, to no row of t" in message, message
+    assert "\n" not in message, message
+    assert contents(sqlite_db, "t", "gone") == before
+
+
 # -- PostgreSQL event triggers: the fix's, undo's and guard's DDL ------------------------------------------
 
 

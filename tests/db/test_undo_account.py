@@ -337,3 +337,28 @@ def test_undo_refuses_a_restored_row_whose_own_parent_was_deleted_where_keys_are
     db.execute("INSERT INTO grp VALUES (2)")
     assert run_cli("undo", json_out(fixed)["fix_id"], "--config", path, "--yes").exit_code == 0
     assert db.rows("SELECT id, grp_id FROM tag ORDER BY id") == [(1, 1), (2, 2)]
+
+
+def test_sqlite_undo_refused_by_a_foreign_key_it_checks_names_the_key_and_the_rows(
+        sqlite_db, tmp_path, sqlite_enforces_foreign_keys):
+    """`tag.grp_id REFERENCES grp (id)`, foreign keys enforced (`PRAGMA foreign_keys = ON`); the fix deletes tag 2,
+    then the application deletes grp 2, so the database refuses to restore tag 2. SQLite's own words are "FOREIGN
+    KEY constraint failed", naming no key, and undo said only that restoring would violate a constraint. Now it
+    asks SQLite which rows violate which key (the undo run again with deferred keys, `PRAGMA foreign_key_check`,
+    rolled back) and names them, nothing changed; with grp 2 back, undo restores tag 2."""
+    sqlite_db.execute("CREATE TABLE grp (id INTEGER PRIMARY KEY)", "INSERT INTO grp VALUES (1), (2)",
+                      "CREATE TABLE tag (id INTEGER PRIMARY KEY, name VARCHAR(20), grp_id INTEGER, "
+                      "CONSTRAINT tag_grp FOREIGN KEY (grp_id) REFERENCES grp (id))",
+                      "INSERT INTO tag VALUES (1, 'red', 1), (2, 'red', 2)")
+    path, fix_id = _fixed(sqlite_db, tmp_path)
+    sqlite_db.execute("DELETE FROM grp WHERE id = 2")
+    # a row that referred to no row before undo (written by a session not checking keys) is not undo's doing
+    with sqlite3.connect(make_url(sqlite_db.url).database) as unchecked:
+        unchecked.execute("INSERT INTO tag VALUES (3, 'blue', 9)")
+    message = _refused(sqlite_db, path, fix_id, "grp", "tag")
+    assert "the database refused it (" in message, message
+    assert ("FOREIGN KEY constraint failed): 1 row(s) of tag(grp_id) (rowid 2) would refer, by foreign key tag_grp, "
+            "to no row of grp; put back the rows they refer to") in message, message
+    sqlite_db.execute("INSERT INTO grp VALUES (2)")
+    assert run_cli("undo", fix_id, "--config", path, "--yes").exit_code == 0
+    assert sqlite_db.rows("SELECT id, grp_id FROM tag ORDER BY id") == [(1, 1), (2, 2), (3, 9)]
