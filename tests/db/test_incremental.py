@@ -295,6 +295,31 @@ def test_a_restart_keeps_the_watermark_and_the_known_groups(logins, runner):
     r.assert_matches_full_pass(resolved)
 
 
+def test_a_run_whose_state_is_not_saved_leaves_its_new_group_to_the_next_run(logins, runner, monkeypatch):
+    """A run changes the known groups of the state it started from in place: where its save fails, the next run
+    starts from the store's state, so it still reports the group as new and saves it."""
+    r = runner()
+    r.run()
+    insert(logins, [(6, 2, "tablet")])
+
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(r.history, "save_incremental", failing)
+    lost = r.monitor.run("inc")
+    assert lost.error is not None and "disk I/O error" in lost.error
+    monkeypatch.undo()
+    again = r.run()
+    assert (again.mode, again.new_groups, again.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(again)
+    key = r.monitor.state_key("inc")
+    r.restart()
+    stored = r.history.load_incremental(key)
+    assert stored is not None and len(stored.groups) == 2
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 0, 2)
+
+
 def test_a_state_file_from_another_database_starts_with_a_full_pass(logins, runner, tmp_path):
     r = runner()
     r.run()
