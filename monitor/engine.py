@@ -80,6 +80,8 @@ class Monitor:
         # Held while a run changes a state's known groups in place (`IncrementalCheck._applied`) and while
         # `group_first_seen` reads them from another thread.
         self._groups_lock = threading.Lock()
+        # One run at a time of each incremental state (by its key): a run changes the known groups it starts from.
+        self._state_locks: dict[str, threading.Lock] = {}
         self._memory_changes: list[tuple[str, TableChange]] = []  # (table key, change), without a state store
         self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
@@ -347,15 +349,19 @@ class Monitor:
         the watermark need a full pass; rows a fix deleted, a re-count of every known group."""
         db = self.database_for(check)
         key = self.state_key(check)
-        loaded = self._load_state(key)
-        try:
-            outcome = self._incremental_pass(check, db, key, loaded, full)
-            self._save_state(outcome.state, loaded)
-        except BaseException:
-            # A run changes the known groups of the state it started from in place (`IncrementalCheck._applied`):
-            # one that did not save them leaves that copy ahead of the store's, so the next run loads the store's.
-            self._memory_state.pop(key, None)
-            raise
+        with self._lock:
+            running = self._state_locks.setdefault(key, threading.Lock())
+        with running:  # a second run of this state in this process starts from what the first saved
+            loaded = self._load_state(key)
+            try:
+                outcome = self._incremental_pass(check, db, key, loaded, full)
+                self._save_state(outcome.state, loaded)
+            except BaseException:
+                # A run changes the known groups of the state it started from in place
+                # (`IncrementalCheck._applied`): one that did not save them leaves that copy ahead of the store's,
+                # so the next run loads the store's.
+                self._memory_state.pop(key, None)
+                raise
         return outcome
 
     def _incremental_pass(self, check: CheckConfig, db: Database, key: str, loaded: IncrementalState | None,
