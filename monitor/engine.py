@@ -77,6 +77,11 @@ class Monitor:
         self._closed = False  # `close()`: a run still in flight asks no server what it is (see `place`)
         self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
+        # Held while a run changes a state's known groups in place (`IncrementalCheck._applied`) and while
+        # `group_first_seen` reads them from another thread.
+        self._groups_lock = threading.Lock()
+        # One run at a time of each incremental state (by its key): a run changes the known groups it starts from.
+        self._state_locks: dict[str, threading.Lock] = {}
         self._memory_changes: list[tuple[str, TableChange]] = []  # (table key, change), without a state store
         self.clock: Callable[[], float] = time.time  # UNIX time; tests advance it instead of sleeping
         self.first_page_size = first_page_size
@@ -344,12 +349,28 @@ class Monitor:
         the watermark need a full pass; rows a fix deleted, a re-count of every known group."""
         db = self.database_for(check)
         key = self.state_key(check)
-        loaded = self._load_state(key)
+        with self._lock:
+            running = self._state_locks.setdefault(key, threading.Lock())
+        with running:  # a second run of this state in this process starts from what the first saved
+            loaded = self._load_state(key)
+            try:
+                outcome = self._incremental_pass(check, db, key, loaded, full)
+                self._save_state(outcome.state, loaded)
+            except BaseException:
+                # A run changes the known groups of the state it started from in place
+                # (`IncrementalCheck._applied`): one that did not save them leaves that copy ahead of the store's,
+                # so the next run loads the store's.
+                self._memory_state.pop(key, None)
+                raise
+        return outcome
+
+    def _incremental_pass(self, check: CheckConfig, db: Database, key: str, loaded: IncrementalState | None,
+                          full: bool) -> Pass:
         with db.read_only() as conn:
             resolved = self.resolve(check, conn)
             incremental = self._incremental.get(check.name)
             if incremental is None:
-                incremental = self._incremental[check.name] = IncrementalCheck(resolved, key)
+                incremental = self._incremental[check.name] = IncrementalCheck(resolved, key, self._groups_lock)
             fingerprint = self._fingerprints.get(check.name)
             if fingerprint is None:
                 fingerprint = self._fingerprints[check.name] = incremental.fingerprint(conn, db.url)
@@ -365,14 +386,11 @@ class Monitor:
                 notes = [f"full pass: {restored[-1]} restored rows the watermark had passed"] if restored else []
                 if usable is None:
                     seen = self._last_table_change()
-                outcome = incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes,
-                                                now=self.clock())
-            else:
-                notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
-                outcome = incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
-                                                       notes=notes, now=self.clock())
-        self._save_state(outcome.state, loaded)
-        return outcome
+                return incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes,
+                                             now=self.clock())
+            notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
+            return incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
+                                                notes=notes, now=self.clock())
 
     def table_changed(self, database: str, table: str, why: str, *, restored: bool) -> None:
         """A fix (`restored=False`: it deleted rows) or an undo (`restored=True`: rows came back with their old
@@ -419,12 +437,15 @@ class Monitor:
         state = self._memory_state.get(self.state_key(check))
         if state is None:
             return None
-        group = state.groups.get(encode_key(key)) or next(
-            (g for g in state.groups.values() if g.spelling == encode_key(key)), None)
+        wanted = encode_key(key)
+        with self._groups_lock:  # a run changes them in place (`IncrementalCheck._applied`)
+            group = state.groups.get(wanted) or next(
+                (g for g in state.groups.values() if g.spelling == wanted), None)
         if group is None:
             return None
         seen = datetime.fromtimestamp(group.first_seen_at).astimezone()
-        return seen, group.first_seen_generation == state.generation
+        # (a group a run found before its state is saved has the generation that run saves)
+        return seen, group.first_seen_generation >= state.generation
 
     def index_advice(self, check: str) -> str | None:
         """The CREATE INDEX statement(s) that would make an incremental check fast, once its first run

@@ -30,6 +30,7 @@ from monitor.dialects.mysql_polling import MySQLPolling
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.incremental import TIMESTAMP_OVERLAP
+from monitor.incremental.check import IncrementalCheck
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -293,6 +294,71 @@ def test_a_restart_keeps_the_watermark_and_the_known_groups(logins, runner):
     resolved = r.run()
     assert (resolved.mode, resolved.groups) == ("incremental", 1)
     r.assert_matches_full_pass(resolved)
+
+
+def test_a_run_whose_state_is_not_saved_leaves_its_new_group_to_the_next_run(logins, runner, monkeypatch):
+    """A run changes the known groups of the state it started from in place: where its save fails, the next run
+    starts from the store's state, so it still reports the group as new and saves it."""
+    r = runner()
+    r.run()
+    insert(logins, [(6, 2, "tablet")])
+
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(r.history, "save_incremental", failing)
+    lost = r.monitor.run("inc")
+    assert lost.error is not None and "disk I/O error" in lost.error
+    monkeypatch.undo()
+    again = r.run()
+    assert (again.mode, again.new_groups, again.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(again)
+    key = r.monitor.state_key("inc")
+    r.restart()
+    stored = r.history.load_incremental(key)
+    assert stored is not None and len(stored.groups) == 2
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 0, 2)
+
+
+def test_two_runs_of_one_check_in_one_process_run_one_after_the_other(logins, runner, monkeypatch):
+    """A run changes the known groups it starts from in place: a second run of the same check in the same process
+    waits for the first to save, and starts from what it saved."""
+    r = runner()
+    r.run()
+    insert(logins, [(6, 2, "tablet")])
+    order: list[str] = []
+    inside, second, release = threading.Event(), threading.Event(), threading.Event()
+    original = IncrementalCheck.incremental_pass
+
+    def observed(self: IncrementalCheck, *args: Any, **kwargs: Any) -> Any:
+        first = not order
+        order.append("enter")
+        if first:
+            inside.set()
+            release.wait(30)
+        else:
+            second.set()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            order.append("exit")
+
+    monkeypatch.setattr(IncrementalCheck, "incremental_pass", observed)
+    results: dict[int, Any] = {}
+    one = threading.Thread(target=lambda: results.__setitem__(1, r.monitor.run("inc")))
+    one.start()
+    assert inside.wait(30)
+    two = threading.Thread(target=lambda: results.__setitem__(2, r.monitor.run("inc")))
+    two.start()
+    overlapped = second.wait(1)  # where the runs could overlap, the second is inside at once
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert not overlapped and order == ["enter", "exit", "enter", "exit"]
+    assert results[1].error is None and results[2].error is None
+    assert (results[1].new_groups, results[2].new_groups) == (1, 0)
+    r.assert_matches_full_pass(results[2])
 
 
 def test_a_state_file_from_another_database_starts_with_a_full_pass(logins, runner, tmp_path):
