@@ -236,14 +236,18 @@ class KeyViolation:
 
     def since(self, before: Collection[KeyViolation]) -> KeyViolation | None:
         """These rows less those `before` listed for the same key (rows that referred to no row already)."""
-        old = {rowid for b in before if (b.table, b.columns, b.parent) == (self.table, self.columns, self.parent)
-               for rowid in b.rowids}
+        same = [b for b in before if (b.table, b.columns, b.parent) == (self.table, self.columns, self.parent)]
+        if None in self.rowids or any(None in b.rowids for b in same):  # a WITHOUT ROWID table: counted, not matched
+            more = self.rows - sum(b.rows for b in same)
+            return dataclasses.replace(self, rowids=(None,) * more) if more > 0 else None
+        old = {rowid for b in same for rowid in b.rowids}
         rowids = tuple(rowid for rowid in self.rowids if rowid not in old)
         return dataclasses.replace(self, rowids=rowids) if rowids else None
 
     def describe(self) -> str:
         shown = ", ".join(str(r) for r in self.rowids[:3]) + (", ..." if self.rows > 3 else "")
-        return (f"{self.rows} row(s) of {self.table}({', '.join(self.columns)}) (rowid {shown}) would refer, by "
+        which = f" (rowid {shown})" if None not in self.rowids else ""
+        return (f"{self.rows} row(s) of {self.table}({', '.join(self.columns)}){which} would refer, by "
                 f"foreign key {self.name or '(unnamed)'}, to no row of {self.parent}")
 
 

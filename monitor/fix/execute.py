@@ -616,7 +616,7 @@ def _violated_keys(conn: Connection, t: _Target, batch: _Batch, size: int, exc: 
                 _advance(conn, batch, size)
             found = [new for v in rules.foreign_key_violations(conn) if (new := v.since(before)) is not None]
             transaction.rollback()
-    except sa.exc.SQLAlchemyError:
+    except Exception:  # only a better message: never in place of the batch's own failure
         return ""
     return f": {'; '.join(v.describe() for v in found)}" if found else ""
 

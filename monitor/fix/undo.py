@@ -192,7 +192,7 @@ def _violations(db: Database, record: FixRecord, schema: str | None, name: str, 
             found = [new for v in db.rules.foreign_key_violations(conn) if (new := v.since(before)) is not None]
             transaction.rollback()
             return found
-    except sa.exc.SQLAlchemyError:
+    except Exception:  # only a better message (a connection that fails too): never in place of undo's refusal
         return []
 
 

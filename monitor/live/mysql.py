@@ -60,6 +60,7 @@ longer holds is a gap, reported as above.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import secrets
@@ -178,17 +179,24 @@ class BinlogStream:
         # A new interpreter running the decoder's module only (`binlog_decoder.main`): never a fork of a process
         # that runs threads, and not multiprocessing's `spawn`, whose child runs the daemon's main script again
         # (the console script imports the CLI, SQLAlchemy and the engine: about a second the decoder does not need).
+        # `-P`: the daemon's current directory is not on the decoder's `sys.path` (a `monitor` there must not be
+        # imported in place of this package); `-s` and `-B` as the daemon was started.
+        flags = ["-P", *(flag for flag, on in (("-s", sys.flags.no_user_site), ("-B", sys.flags.dont_write_bytecode))
+                         if on)]
         receiver, sender = multiprocessing.Pipe(duplex=True)  # a socket pair: the start's arguments, then events
-        receiver.send((self._settings(), options, self.gtid, os.getpid(), self.gtid_set))  # read once it runs
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", binlog_decoder.__name__, str(sender.fileno()), str(os.getpid())],
+                [sys.executable, *flags, "-m", binlog_decoder.__name__, str(sender.fileno()), str(os.getpid())],
                 pass_fds=(sender.fileno(),), stdin=subprocess.DEVNULL, env=_decoder_env())
         except BaseException:
             receiver.close()
             raise
         finally:
             sender.close()  # the decoder's end: once it exits, `recv` ends
+        # Sent once the decoder runs, which reads it first (a start larger than the socket's buffer cannot hang);
+        # a decoder that ended before reading it: the pump reads the end, and the stream is lost (resumable).
+        with contextlib.suppress(OSError):
+            receiver.send((self._settings(), options, self.gtid, os.getpid(), self.gtid_set))
         self._thread = threading.Thread(target=self._pump, args=(receiver, self._arrived, self._generation),
                                         name=f"binlog-{self.database}", daemon=True)
         self._thread.start()

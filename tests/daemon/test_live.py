@@ -1469,7 +1469,8 @@ def children_of(pid: int) -> list[int]:
 def test_mariadb_the_decoder_of_the_console_scripts_daemon_imports_neither_the_cli_nor_sqlalchemy(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path) -> None:
     """multiprocessing's `spawn` ran the parent's main script again in the decoder process: under the installed
-    `dupewatch` script, the CLI, SQLAlchemy and the engine, about a second of imports the decoder does not need."""
+    `dupewatch` script, the CLI, SQLAlchemy and the engine, about a second of imports the decoder does not need.
+    Nor does it import a `monitor` from the daemon's current directory (`python -m` would put it first)."""
     engine, table = mariadb_table
     script = Path(sysconfig.get_path("scripts")) / "dupewatch"
     assert script.is_file(), f"no console script at {script}: pip install -e ."
@@ -1477,6 +1478,9 @@ def test_mariadb_the_decoder_of_the_console_scripts_daemon_imports_neither_the_c
     hooks.mkdir()
     reports.mkdir()
     (hooks / "sitecustomize.py").write_text(REPORT_MODULES)
+    elsewhere = tmp_path / "cwd"  # the daemon's current directory holds another `monitor`: never the decoder's
+    elsewhere.mkdir()
+    (elsewhere / "monitor.py").write_text("raise SystemExit('the current directory's monitor was imported')\n")
     port = free_port()
     config = write_config(
         tmp_path / "dupewatch.toml", {"live": {"url": mariadb.url, "live": True}},
@@ -1488,7 +1492,7 @@ def test_mariadb_the_decoder_of_the_console_scripts_daemon_imports_neither_the_c
     log_path = tmp_path / "daemon.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen([str(script), "daemon", "--config", str(config)], stdout=subprocess.DEVNULL,
-                                stderr=log_file, env=env)
+                                stderr=log_file, env=env, cwd=elsewhere)
     daemon = DaemonProcess(proc, port, config, log_path)
     try:
         await_log(daemon, "following the change stream", timeout=60)
