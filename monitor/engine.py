@@ -77,6 +77,7 @@ class Monitor:
         self._closed = False  # `close()`: a run still in flight asks no server what it is (see `place`)
         self._remembered: dict[str, list[str]] = {}  # database name -> the place last written to the store
         self._memory_state: dict[str, IncrementalState] = {}
+        self._stale: set[str] = set()  # keys whose copy above a run changed without saving it
         # Held while a run changes a state's known groups in place (`IncrementalCheck._applied`) and while
         # `group_first_seen` reads them from another thread.
         self._groups_lock = threading.Lock()
@@ -358,9 +359,9 @@ class Monitor:
                 self._save_state(outcome.state, loaded)
             except BaseException:
                 # A run changes the known groups of the state it started from in place
-                # (`IncrementalCheck._applied`): one that did not save them leaves that copy ahead of the store's,
-                # so the next run loads the store's.
-                self._memory_state.pop(key, None)
+                # (`IncrementalCheck._applied`): one that did not save them may leave that copy ahead of the
+                # store's, so the next run loads the store's (the dashboard reads this copy until then).
+                self._stale.add(key)
                 raise
         return outcome
 
@@ -419,7 +420,8 @@ class Monitor:
 
     def _load_state(self, key: str) -> IncrementalState | None:
         """A check's state: the copy this process saved last, unless another process saved since."""
-        cached = self._memory_state.get(key)
+        cached = None if key in self._stale else self._memory_state.get(key)
+        self._stale.discard(key)
         if self.state is None:
             return cached
         if cached is not None and \
@@ -444,8 +446,7 @@ class Monitor:
         if group is None:
             return None
         seen = datetime.fromtimestamp(group.first_seen_at).astimezone()
-        # (a group a run found before its state is saved has the generation that run saves)
-        return seen, group.first_seen_generation >= state.generation
+        return seen, group.first_seen_generation == state.generation
 
     def index_advice(self, check: str) -> str | None:
         """The CREATE INDEX statement(s) that would make an incremental check fast, once its first run

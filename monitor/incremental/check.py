@@ -117,6 +117,9 @@ class IncrementalCheck:
         # Kept from the last run of this process, valid while its state is the one passed in next:
         self._counted: tuple[dict[str, KnownGroup] | None, int] = (None, 0)  # known groups, their excess rows
         self._slices: tuple[list[list[str]], dict[str, KnownGroup] | None] = ([], None)  # recount slices
+        # The generation this check's last run made: both caches above hold only for it (a run changes the known
+        # groups in place, and another check of the same subject, or a store merge, may have made a later one).
+        self._made: int | None = None
         self._mark: ColumnElement[Any] | Literal[False] | None = False  # `Dialect.snapshot_mark` (False: not asked)
         # `Dialect.storage_identity_column` (False: not asked; asking may read the catalog)
         self._storage: ColumnElement[Any] | Literal[False] | None = False
@@ -473,7 +476,7 @@ class IncrementalCheck:
                                  snapshot=mark, last_run_at=now, window_digest=digest, storage=storage,
                                  positions=self._positions(positions, writers, window, top))
         excess = sum(g.rows - 1 for g in groups.values())
-        self._counted = (groups, excess)
+        self._counted, self._made = (groups, excess), state.generation
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
 
     def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
@@ -483,6 +486,8 @@ class IncrementalCheck:
         time since the last run calls for (`_turns`). `now`: the UNIX time of the run (the engine's clock)."""
         said = list(notes)
         now = time.time() if now is None else now
+        if state.generation != self._made:  # not the state this check's last run made: its caches do not hold
+            self._counted, self._slices = (None, 0), ([], None)
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         if (unmatched := self.resolved.keys_not_found_by_equality(catalog_operators=True)) is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
@@ -544,7 +549,7 @@ class IncrementalCheck:
         saved = IncrementalState(state.key, state.fingerprint, encoded(highest), seen, state.last_full_at,
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
                                  encoded(since), removals, left, mark, now, storage=storage, positions=positions)
-        self._counted = (groups, excess)
+        self._counted, self._made = (groups, excess), saved.generation
         self._keep_slices(state.groups, groups, added)
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 
@@ -668,7 +673,7 @@ class IncrementalCheck:
                                  _next_generation(state), groups, updated, removed, seen_changes, position,
                                  encoded(window.resumed(highest)[0]), removals, left, mark, now, taken, storage,
                                  positions if positions is not None else state.positions)
-        self._counted = (groups, excess)
+        self._counted, self._made = (groups, excess), saved.generation
         self._keep_slices(known, groups, added)
         return Outcome(len(groups), excess, "incremental", scanned, new, saved, False, said)
 

@@ -307,8 +307,11 @@ def test_a_run_whose_state_is_not_saved_leaves_its_new_group_to_the_next_run(log
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(r.history, "save_incremental", failing)
+    first_seen = r.monitor.group_first_seen("inc", [1, "phone"])
+    assert first_seen is not None
     lost = r.monitor.run("inc")
     assert lost.error is not None and "disk I/O error" in lost.error
+    assert r.monitor.group_first_seen("inc", [1, "phone"]) == first_seen  # the dashboard still shows when
     monkeypatch.undo()
     again = r.run()
     assert (again.mode, again.new_groups, again.groups) == ("incremental", 1, 2)
@@ -359,6 +362,38 @@ def test_two_runs_of_one_check_in_one_process_run_one_after_the_other(logins, ru
     assert results[1].error is None and results[2].error is None
     assert (results[1].new_groups, results[2].new_groups) == (1, 0)
     r.assert_matches_full_pass(results[2])
+
+
+def test_two_checks_of_one_subject_each_count_what_the_other_found(logins, runner_for, tmp_path):
+    """Two checks of the same table, key and watermark share one state, whose known groups a run changes in place:
+    neither may keep counting from a total or a re-count rotation the other's run has changed since."""
+    db = logins
+    config = config_from_dict({"databases": {"d": {"url": db.url}}, "checks": [
+        {"name": name, "database": "d", "table": "logins", "key": ["user_id", "device"], "incremental": "id"}
+        for name in ("a", "b")] + [{"name": "plain", "database": "d", "table": "logins",
+                                    "key": ["user_id", "device"]}]})
+    history = History(tmp_path / "shared.sqlite")
+    monitor = Monitor(config, state=history)
+    try:
+        assert monitor.state_key("a") == monitor.state_key("b")
+
+        def matches(name: str) -> None:
+            result, plain = monitor.run(name), monitor.run("plain")
+            assert result.error is None and plain.error is None, (result.error, plain.error)
+            assert (result.groups, result.excess_rows) == (plain.groups, plain.excess_rows), name
+
+        matches("a")
+        matches("b")
+        next_id = 6
+        for user in range(10, 14):  # each check in turn after rows that make a new group or grow one
+            insert(db, [(next_id, user, "pc"), (next_id + 1, user, "pc"), (next_id + 2, 1, "phone")])
+            next_id += 3
+            matches("b" if user % 2 else "a")
+        matches("a")
+        matches("b")
+    finally:
+        monitor.close()
+        history.close()
 
 
 def test_a_state_file_from_another_database_starts_with_a_full_pass(logins, runner, tmp_path):
