@@ -12,10 +12,10 @@ transaction:
    (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes.
-   PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): in a
-   savepoint, one statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row
-   it deletes in its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows
-   were found, the savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`). That
+   PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): one
+   statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row it deletes in
+   its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows were found, the
+   batch's transaction is rolled back and the same range runs again as above (`_Batch._keepers_locked`). That
    statement reaches the rows by the `ctid` the snapshot read (`plan.ADDRESS`, a TID scan) and matches each by
    primary key and key: a row that moved since the plan is not found there, and the batch runs as above;
 3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
@@ -560,6 +560,11 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
     return report
 
 
+class _NotAsPlanned(Exception):
+    """A keepers-only batch (`_Batch._keepers_locked`) found a group changed since the plan: its transaction is
+    rolled back and the same range runs again with every row locked and re-checked (`_Batch._fix_groups`)."""
+
+
 class _CommitUnanswered(Exception):
     """The connection was lost after a batch's COMMIT was sent: the batch may have committed or not, and only the
     database's record of the fix (committed with the batch) says which."""
@@ -584,6 +589,8 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
             if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
                 sizer.done(advanced.done_through - done_through)
             return advanced
+        except _NotAsPlanned:  # rolled back whole: the same range again, locking and re-checking every row
+            batch.recheck_next = True
         except sa.exc.DBAPIError as exc:
             if committing and exc.connection_invalidated:  # the COMMIT was sent, its answer never came
                 raise _CommitUnanswered(first_line(exc)) from exc
@@ -732,6 +739,7 @@ class _Batch:
         # the keepers and let its DELETE re-check the rows it deletes (`_keepers_locked`).
         self._unreferenced = (not layout.refs and layout.mode == "pk" and not layout.distinct_flags()
                               and layout.rules.returning_delete)
+        self.recheck_next = False  # the next batch locks and re-checks every row (set after `_NotAsPlanned`)
         # (table, kind) -> the counts the database keeps a planned change under (see accounting.py)
         self._counted_as: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] = {}
 
@@ -744,11 +752,10 @@ class _Batch:
         if self.layout.mode == "identical":
             outcome = self._identical(conn, in_batch)
             outcome.skipped = upper - lower - outcome.groups  # with the groups the plan left out (not in it)
-        elif self._unreferenced and (found := self._keepers_locked(conn, in_batch, upper - lower)) is not None:
-            outcome = found
+        elif self._unreferenced and not self.recheck_next:
+            outcome = self._keepers_locked(conn, in_batch, upper - lower)
         else:
-            if self._unreferenced:  # the savepoint's rolled-back statements count in the database's account
-                account = BatchAccount(conn, self.t.db.rules, self._suspects(), self._counted_as)
+            self.recheck_next = False
             outcome = self._fix_groups(conn, in_batch, range(lower + 1, upper + 1), planned)
         planned.deleted(self.table, outcome.deleted)
         planned.inserted(self.archive, outcome.archived)
@@ -783,22 +790,22 @@ class _Batch:
         outcome.archived, outcome.deleted = archived, deleted
         return outcome
 
-    def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome | None:
-        """The batch when every group is as planned, locking only what must stay: in a savepoint, one statement
-        locks the keepers still as planned (in identity order), then archives and deletes the other planned rows
-        with the re-check in the DELETE's own `WHERE` (each row compared with the plan under the row lock the
-        DELETE takes, after waiting for any writer of it), and reports the keepers locked, the plan's rows to
-        delete and the rows deleted and archived. All keepers and exactly the planned rows to delete: the
-        savepoint is kept. Anything less (a row changed, gone, or a keeper changed since the plan): rolled back
-        to the savepoint and None, and the caller runs the batch as `_fix_groups` does, which skips the changed
-        groups. Half the rows locked and fetched of `_lock_and_recheck` on a table whose groups are pairs.
+    def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome:
+        """The batch when every group is as planned, locking only what must stay: one statement locks the keepers
+        still as planned (in identity order), then archives and deletes the other planned rows with the re-check
+        in the DELETE's own `WHERE` (each row compared with the plan under the row lock the DELETE takes, after
+        waiting for any writer of it), and reports the keepers locked, the plan's rows to delete and the rows
+        deleted and archived. All keepers and exactly the planned rows to delete: the batch goes on to its
+        account and commit. Anything less (a row changed, gone, or a keeper changed since the plan):
+        `_NotAsPlanned`, which rolls the batch's whole transaction back, and the same range runs again as
+        `_fix_groups` does, which skips the changed groups. Half the rows locked and fetched of `_lock_and_recheck`
+        on a table whose groups are pairs, and no savepoint (a subtransaction, two more round trips) per batch.
 
-        One statement, so the DELETE runs even when a keeper is missing (then the savepoint undoes it): what is
+        One statement, so the DELETE runs even when a keeper is missing (then the rollback undoes it): what is
         kept at commit is only ever a batch whose every keeper is locked. The keepers' count is the statement's
         first output, so PostgreSQL locks them before the DELETE starts (its scalar subqueries run in order)."""
         p, layout = self.plan, self.layout
         keepers, doomed = sa.and_(in_batch, p.c[RANK] == 1), sa.and_(in_batch, p.c[RANK] > 1)
-        savepoint = conn.begin_nested()
         locking = (sa.select(p.c[GROUP]).select_from(p).join(self.table, layout.live_match(p))
                    .where(keepers, self._reached(keepers))
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
@@ -810,10 +817,8 @@ class _Batch:
                            sa.select(sa.func.count()).select_from(copied).scalar_subquery())
         found, expected, deleted, archived = (int(n) for n in conn.execute(counts).one())
         if found == groups and deleted == archived == expected:
-            savepoint.commit()
             return _Outcome(groups=groups, deleted=deleted, archived=archived)
-        savepoint.rollback()
-        return None
+        raise _NotAsPlanned()
 
     def _plan_link(self, conn: Connection, planned: Planned, link: Link, moved: int) -> None:
         """What `links.apply` changed for `moved` referencing rows: their update (repoint) or delete (archive),
