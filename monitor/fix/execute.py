@@ -53,7 +53,7 @@ from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
-from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
+from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, columns_of, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
@@ -370,6 +370,15 @@ def _load(conn: Connection, fix_id: str) -> FixRecord:
     return record
 
 
+def _reload(conn: Connection, fix_id: str) -> FixRecord:
+    """The record of a fix this run loaded before (`_load`, which also vetted the bookkeeping tables), read again."""
+    with conn.begin():
+        record = records.get_record(conn, fix_id)
+    if record is None:
+        raise FixRefused(f"no fix with id {fix_id!r} in this database")
+    return record
+
+
 def _drop_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     with ddl_step(conn, t.db.rules, f"fix {record.fix_id} (dropping its plan table {record.plan_table}; the "
                   f"fix is {record.state})"):
@@ -507,7 +516,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
         with ddl_step(conn, t.db.rules, f"fix {fix_id} (creating its log tables)") as account:
             account.writes(*records.own_tables(conn))
             home = records.place(conn, t.tc.table.schema)
-            archive = sa.Table(record.archive_table, sa.MetaData(), schema=home, autoload_with=conn)
+            archive = columns_of(conn, record.archive_table, home)
             links = prepare_links(conn, layout, fix_id, home)
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
@@ -539,7 +548,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
-                _drop_plan(conn, t, _load(conn, fix_id))
+                _drop_plan(conn, t, _reload(conn, fix_id))
                 drop_empty_logs(conn, fix_id, home)
                 break
             record = advanced
@@ -549,7 +558,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 progress(FixProgress(fix_id, t.config.name, record.total_groups,
                                      record.groups + record.skipped, record.deleted, record.archived,
                                      record.repointed, record.skipped))
-        final = _load(conn, fix_id)
+        final = _reload(conn, fix_id)
         with conn.begin():
             references_archived = children_archived(conn, fix_id)
     report = FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
