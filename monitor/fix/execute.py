@@ -12,10 +12,10 @@ transaction:
    (`SELECT ... ORDER BY identity FOR UPDATE`; SQLite: the transaction began with `BEGIN IMMEDIATE`) and
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes.
-   PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): in a
-   savepoint, one statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row
-   it deletes in its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows
-   were found, the savepoint is rolled back and the batch runs as above (`_Batch._keepers_locked`). That
+   PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): one
+   statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row it deletes in
+   its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows were found, the
+   batch's transaction is rolled back and the same range runs again as above (`_Batch._keepers_locked`). That
    statement reaches the rows by the `ctid` the snapshot read (`plan.ADDRESS`, a TID scan) and matches each by
    primary key and key: a row that moved since the plan is not found there, and the batch runs as above;
 3. repoint referencing rows to the keeper (logged per reference, see `fix/links.py`) and verify none is left
@@ -53,7 +53,7 @@ from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
-from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, ensure_archive
+from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, columns_of, ensure_archive
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
@@ -370,6 +370,15 @@ def _load(conn: Connection, fix_id: str) -> FixRecord:
     return record
 
 
+def _reload(conn: Connection, fix_id: str) -> FixRecord:
+    """The record of a fix this run loaded before (`_load`, which also vetted the bookkeeping tables), read again."""
+    with conn.begin():
+        record = records.get_record(conn, fix_id)
+    if record is None:
+        raise FixRefused(f"no fix with id {fix_id!r} in this database")
+    return record
+
+
 def _drop_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     with ddl_step(conn, t.db.rules, f"fix {record.fix_id} (dropping its plan table {record.plan_table}; the "
                   f"fix is {record.state})"):
@@ -507,7 +516,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
         with ddl_step(conn, t.db.rules, f"fix {fix_id} (creating its log tables)") as account:
             account.writes(*records.own_tables(conn))
             home = records.place(conn, t.tc.table.schema)
-            archive = sa.Table(record.archive_table, sa.MetaData(), schema=home, autoload_with=conn)
+            archive = columns_of(conn, record.archive_table, home)
             links = prepare_links(conn, layout, fix_id, home)
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
@@ -539,7 +548,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
-                _drop_plan(conn, t, _load(conn, fix_id))
+                _drop_plan(conn, t, _reload(conn, fix_id))
                 drop_empty_logs(conn, fix_id, home)
                 break
             record = advanced
@@ -549,7 +558,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 progress(FixProgress(fix_id, t.config.name, record.total_groups,
                                      record.groups + record.skipped, record.deleted, record.archived,
                                      record.repointed, record.skipped))
-        final = _load(conn, fix_id)
+        final = _reload(conn, fix_id)
         with conn.begin():
             references_archived = children_archived(conn, fix_id)
     report = FixReport(final.fix_id, final.check_name, final.state, final.groups, final.deleted, final.archived,
@@ -558,6 +567,11 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
     report.notes.extend(f"{n} batch(es) rolled back by the database and run again: {why}"
                         for why, n in retried.items())
     return report
+
+
+class _NotAsPlanned(Exception):
+    """A keepers-only batch (`_Batch._keepers_locked`) found a group changed since the plan: its transaction is
+    rolled back and the same range runs again with every row locked and re-checked (`_Batch._fix_groups`)."""
 
 
 class _CommitUnanswered(Exception):
@@ -584,6 +598,8 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
             if advanced is not None:  # one fixer per table (the fix lock): nobody else moved done_through
                 sizer.done(advanced.done_through - done_through)
             return advanced
+        except _NotAsPlanned:  # rolled back whole: the same range again, locking and re-checking every row
+            batch.recheck_next = True
         except sa.exc.DBAPIError as exc:
             if committing and exc.connection_invalidated:  # the COMMIT was sent, its answer never came
                 raise _CommitUnanswered(first_line(exc)) from exc
@@ -755,6 +771,7 @@ class _Batch:
         # the keepers and let its DELETE re-check the rows it deletes (`_keepers_locked`).
         self._unreferenced = (not layout.refs and layout.mode == "pk" and not layout.distinct_flags()
                               and layout.rules.returning_delete)
+        self.recheck_next = False  # the next batch locks and re-checks every row (set after `_NotAsPlanned`)
         # (table, kind) -> the counts the database keeps a planned change under (see accounting.py)
         self._counted_as: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] = {}
 
@@ -767,11 +784,10 @@ class _Batch:
         if self.layout.mode == "identical":
             outcome = self._identical(conn, in_batch)
             outcome.skipped = upper - lower - outcome.groups  # with the groups the plan left out (not in it)
-        elif self._unreferenced and (found := self._keepers_locked(conn, in_batch, upper - lower)) is not None:
-            outcome = found
+        elif self._unreferenced and not self.recheck_next:
+            outcome = self._keepers_locked(conn, in_batch, upper - lower)
         else:
-            if self._unreferenced:  # the savepoint's rolled-back statements count in the database's account
-                account = BatchAccount(conn, self.t.db.rules, self._suspects(), self._counted_as)
+            self.recheck_next = False
             outcome = self._fix_groups(conn, in_batch, range(lower + 1, upper + 1), planned)
         planned.deleted(self.table, outcome.deleted)
         planned.inserted(self.archive, outcome.archived)
@@ -806,22 +822,22 @@ class _Batch:
         outcome.archived, outcome.deleted = archived, deleted
         return outcome
 
-    def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome | None:
-        """The batch when every group is as planned, locking only what must stay: in a savepoint, one statement
-        locks the keepers still as planned (in identity order), then archives and deletes the other planned rows
-        with the re-check in the DELETE's own `WHERE` (each row compared with the plan under the row lock the
-        DELETE takes, after waiting for any writer of it), and reports the keepers locked, the plan's rows to
-        delete and the rows deleted and archived. All keepers and exactly the planned rows to delete: the
-        savepoint is kept. Anything less (a row changed, gone, or a keeper changed since the plan): rolled back
-        to the savepoint and None, and the caller runs the batch as `_fix_groups` does, which skips the changed
-        groups. Half the rows locked and fetched of `_lock_and_recheck` on a table whose groups are pairs.
+    def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome:
+        """The batch when every group is as planned, locking only what must stay: one statement locks the keepers
+        still as planned (in identity order), then archives and deletes the other planned rows with the re-check
+        in the DELETE's own `WHERE` (each row compared with the plan under the row lock the DELETE takes, after
+        waiting for any writer of it), and reports the keepers locked, the plan's rows to delete and the rows
+        deleted and archived. All keepers and exactly the planned rows to delete: the batch goes on to its
+        account and commit. Anything less (a row changed, gone, or a keeper changed since the plan):
+        `_NotAsPlanned`, which rolls the batch's whole transaction back, and the same range runs again as
+        `_fix_groups` does, which skips the changed groups. Half the rows locked and fetched of `_lock_and_recheck`
+        on a table whose groups are pairs, and no savepoint (a subtransaction, two more round trips) per batch.
 
-        One statement, so the DELETE runs even when a keeper is missing (then the savepoint undoes it): what is
+        One statement, so the DELETE runs even when a keeper is missing (then the rollback undoes it): what is
         kept at commit is only ever a batch whose every keeper is locked. The keepers' count is the statement's
         first output, so PostgreSQL locks them before the DELETE starts (its scalar subqueries run in order)."""
         p, layout = self.plan, self.layout
         keepers, doomed = sa.and_(in_batch, p.c[RANK] == 1), sa.and_(in_batch, p.c[RANK] > 1)
-        savepoint = conn.begin_nested()
         locking = (sa.select(p.c[GROUP]).select_from(p).join(self.table, layout.live_match(p))
                    .where(keepers, self._reached(keepers))
                    .order_by(*[p.c[label] for label in layout.identity_labels]))
@@ -833,10 +849,8 @@ class _Batch:
                            sa.select(sa.func.count()).select_from(copied).scalar_subquery())
         found, expected, deleted, archived = (int(n) for n in conn.execute(counts).one())
         if found == groups and deleted == archived == expected:
-            savepoint.commit()
             return _Outcome(groups=groups, deleted=deleted, archived=archived)
-        savepoint.rollback()
-        return None
+        raise _NotAsPlanned()
 
     def _plan_link(self, conn: Connection, planned: Planned, link: Link, moved: int) -> None:
         """What `links.apply` changed for `moved` referencing rows: their update (repoint) or delete (archive),
