@@ -53,13 +53,22 @@ from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
-from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, columns_of, ensure_archive
+from monitor.fix.archive import (
+    FIX_ID_COLUMN,
+    Copy,
+    archive_name,
+    archive_rows,
+    columns_of,
+    ensure_archive,
+    refuse_altered,
+)
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
     children_archived,
+    copies,
     delete_joined,
     drop_empty_logs,
     prepare_links,
@@ -455,10 +464,10 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
                     if records.has_tables(conn) else None
+            _refuse_unusable(t)  # a resumed fix too: a fix_url changed since its last run
             if pending is not None:
                 fix_id, resumed = pending.fix_id, True
             else:
-                _refuse_unusable(t)
                 fresh = _snapshot(t, sample=0)
                 if fresh.blockers:
                     with _writer(t) as conn:
@@ -518,6 +527,9 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             home = records.place(conn, t.tc.table.schema)
             archive = columns_of(conn, record.archive_table, home)
             links = prepare_links(conn, layout, fix_id, home)
+            # (every run, before its first batch: an archive or log changed since it was created)
+            refuse_altered(conn, [Copy(archive, layout.table, {c.name: c.name for c in layout.table.columns}),
+                                  *copies(links)])
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
         counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
