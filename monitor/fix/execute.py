@@ -464,7 +464,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
                     if records.has_tables(conn) else None
-            _refuse_unusable(t)  # a resumed fix too: a fix_url changed since its last run
+            _refuse_unusable(t, pending)  # a resumed fix too: a fix_url changed since its last run
             if pending is not None:
                 fix_id, resumed = pending.fix_id, True
             else:
@@ -485,13 +485,20 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     return report
 
 
-def _refuse_unusable(t: _Target) -> None:
+def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> None:
     """Refuse before anything is written when the fix role may not use a table of dupewatch's the fix will
     write (an archive an earlier fix created as another role): its first batch would stop on it, and so would
-    every resumed run."""
+    every resumed run. `pending`: the unfinished fix about to be resumed (its run may be through another role
+    than the one that planned it), whose plan table and repoint logs are checked too."""
     try:
         with _writer(t) as conn, conn.begin():
             refusals = unusable_tables(conn, archives(conn, _layout(conn, t)))
+            if not refusals and pending is not None:
+                place = records.place(conn, t.tc.table.schema)
+                logs = conn.execute(sa.select(reference_table.c.log_table).where(
+                    reference_table.c.fix_id == pending.fix_id, reference_table.c.action == "repoint")).scalars()
+                refusals = unusable_tables(conn, [sa.Table(name, sa.MetaData(), schema=place)
+                                                  for name in [pending.plan_table, *logs] if name])
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(t.db.describe(exc)) from None
     if refusals:

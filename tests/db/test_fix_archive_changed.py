@@ -8,8 +8,10 @@ import threading
 from decimal import Decimal
 
 import pytest
+from sqlalchemy.engine import make_url
 
-from fix_support import make_config
+from dbtest import server_login, write_config
+from fix_support import make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixPlan, FixRefused, prepare_fix, run_fix
 
@@ -175,3 +177,19 @@ def test_resumed_fix_refuses_a_repoint_log_column_retyped_since(db):
         assert db.rows("SELECT id, pay_id FROM line ORDER BY id") == [(10, 1), (11, 3), (12, 5)]
     finally:
         monitor.close()
+
+
+def test_mariadb_fix_role_that_cannot_see_the_archives_triggers_is_refused_naming_the_grant(mysql, tmp_path):
+    """information_schema.TRIGGERS lists a table's triggers only to a role with TRIGGER on it: a fix role without it
+    could not tell a trigger on the archive from none, so the fix refuses naming the grant, nothing deleted."""
+    _seed(mysql)
+    grant = f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER ON `{mysql.schema}`.* TO {{user}}"
+    with server_login("mysql", grant, "GRANT PROCESS ON *.* TO {user}", prefix="dw_trg", password="pw") as role:
+        as_role = make_url(mysql.url).set(username=role, password="pw").render_as_string(hide_password=False)
+        path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": mysql.url, "fix_url": as_role}},
+                            [{"database": "app", **CHECK}])
+        fix = run_cli("fix", "pays", "--config", str(path), "--yes")
+    assert fix.exit_code == 2, fix.output
+    assert fix.stderr.count("\n") == 1 and "cannot see the triggers of archive table" in fix.stderr, fix.stderr
+    assert "grant the fix role TRIGGER on" in fix.stderr, fix.stderr
+    assert mysql.scalar("SELECT count(*) FROM pay") == 6
