@@ -604,10 +604,13 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
     back to resolve a conflict is run again after a pause (at most `pace.ATTEMPTS` tries), one cancelled by the
     statement timeout again at a smaller size (see `pace.py`). `retried` counts the reruns by cause."""
     attempt = 1
+    fresh = True
     while True:
         committing = False
         try:
-            sizer.begin()
+            if fresh:
+                sizer.begin()
+            fresh = True
             with conn.begin():
                 t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
@@ -619,6 +622,7 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
             return advanced
         except _NotAsPlanned:  # rolled back whole: the same range again, locking and re-checking every row
             batch.recheck_next = True
+            fresh = False  # the rolled-back attempt's time, its lock waits included, counts for the batch's size
         except sa.exc.DBAPIError as exc:
             if committing and exc.connection_invalidated:  # the COMMIT was sent, its answer never came
                 raise _CommitUnanswered(first_line(exc)) from exc
