@@ -193,3 +193,33 @@ def test_mariadb_fix_role_that_cannot_see_the_archives_triggers_is_refused_namin
     assert fix.stderr.count("\n") == 1 and "cannot see the triggers of archive table" in fix.stderr, fix.stderr
     assert "grant the fix role TRIGGER on" in fix.stderr, fix.stderr
     assert mysql.scalar("SELECT count(*) FROM pay") == 6
+
+
+def test_postgres_an_event_trigger_adding_a_trigger_to_every_new_table_is_refused_on_the_new_archive(own_pg,
+                                                                                                      tmp_path):
+    """A real-world way to get a trigger on the archive: an event trigger that adds an audit trigger to every table
+    created. The new fix's archive gets one as it is created (while planning); the fix refuses in one line (exit 2)
+    naming it, before its first batch: nothing deleted. With the event trigger disabled and the trigger dropped,
+    the fix runs."""
+    pg = own_pg
+    _seed(pg)
+    pg.execute("CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'",
+               "CREATE FUNCTION add_audit() RETURNS event_trigger LANGUAGE plpgsql AS $$ DECLARE c record; BEGIN "
+               "FOR c IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP "
+               "EXECUTE format('CREATE TRIGGER audit BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION audit_row()', "
+               "c.object_identity); END LOOP; END $$",
+               "CREATE EVENT TRIGGER add_audit ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', "
+               "'SELECT INTO') EXECUTE FUNCTION add_audit()")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url}}, [{"database": "app", **CHECK}])
+    fixed = run_cli("fix", "pays", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    message = fixed.stderr
+    assert message.count("\n") == 1 and "rolled back" not in message, message
+    assert f"archive table '{ARCHIVE}' has trigger audit" in message and "event trigger" in message, message
+    assert pg.scalar("SELECT count(*) FROM pay") == 6
+    assert pg.scalar(f"SELECT count(*) FROM {ARCHIVE}") == 0  # created while planning, as the plan table
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "planned"
+    pg.execute("ALTER EVENT TRIGGER add_audit DISABLE", f"DROP TRIGGER audit ON {ARCHIVE}")  # as the message says
+    again = run_cli("fix", "pays", "--config", str(path), "--yes")
+    assert again.exit_code == 0, again.output
+    assert pg.scalar("SELECT count(*) FROM pay") == 3 and pg.scalar(f"SELECT count(*) FROM {ARCHIVE}") == 3
