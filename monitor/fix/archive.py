@@ -114,10 +114,10 @@ def refuse_altered(conn: Connection, copies: Sequence[Copy]) -> None:
             if column in mine and source in theirs and not catalog.same_type(mine[column], theirs[source]):
                 raise FixRefused(
                     f"{copy.kind} {copy.table.name!r}: its column {column!r} is {mine[column]}, but "
-                    f"{copy.source.name}.{source} is {theirs[source]} (changed since dupewatch created it): what the "
-                    "fix copies there would not be the rows' own values, and undo would put those back; give the "
-                    f"column back the type {theirs[source]} (ALTER TABLE {quote(copy.table.name)} ...), then run "
-                    "the fix again")
+                    f"{copy.source.name}.{source} is {theirs[source]} (one of them changed since dupewatch created "
+                    f"{copy.table.name!r}): what the fix copies there would not be the rows' own values, and undo "
+                    f"would put those back; give the column the type {theirs[source]} (ALTER TABLE "
+                    f"{quote(copy.table.name)} ...), then run the fix again")
     found = catalog.user_triggers(held)
     if found:
         name, what = found[0]

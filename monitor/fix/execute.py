@@ -32,7 +32,10 @@ transaction:
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
 Rows that were not in the snapshot are never touched, and a keeper is never deleted (it is locked, must
 be present, and `dw_rn = 1` rows are never selected for deletion), so no key ever loses its last row.
-Nothing is reflected per batch: the plan, archive and referencing tables are resolved once per run.
+Nothing is reflected per batch: the plan, archive and referencing tables are resolved once per run. Every run, a
+resumed one too, first checks that the fix role may use dupewatch's tables (`_refuse_unusable`) and that each
+archive and repoint log still keeps what the fix copies there (`archive.refuse_altered`: column types as the
+database spells them, no trigger or rule on them), and refuses otherwise with nothing changed.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_resumed_fix_refuses_an_archive_column_retyped_since(db):
         plan = stopped_after_one_batch(monitor, "pays")
         _retype(db, ARCHIVE, "amount", "INTEGER")
         with pytest.raises(FixRefused, match=rf"(?i)archive table '{ARCHIVE}': its column 'amount' is .*int.*, but "
-                                             r"pay\.amount is .*(numeric|decimal).*give the column back"):
+                                             r"pay\.amount is .*(numeric|decimal).*give the column the type"):
             run_fix(monitor, "pays")
         assert db.scalar("SELECT count(*) FROM pay") == 5
         assert db.scalar(f"SELECT count(*) FROM {ARCHIVE}") == 1
