@@ -8,6 +8,8 @@ batch's transaction, never through Python, so undo puts back byte-identical rows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,6 +74,58 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
         raise FixRefused(f"archive table {name!r} no longer matches the columns of {table.name!r} (the table "
                          "changed since an earlier fix); rename the archive table and run again")
     return archive
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A table of dupewatch's that holds copies of a user table's values: `columns` maps each copying column to the
+    `source` column it copies (an archive: every column of the same name; a repoint log: the keys and the old and
+    new values). `kind` names it for the operator (`archive table`, `repoint log table`)."""
+
+    table: sa.Table
+    source: sa.Table
+    columns: dict[str, str]
+    kind: str = "archive table"
+
+
+def refuse_altered(conn: Connection, copies: Sequence[Copy]) -> None:
+    """Refuse (`FixRefused`, nothing written) when a table a batch copies rows into would not keep them as they are,
+    as the database's catalog states it (one read per kind, every table at once, on every run before the first
+    batch): a copying column whose type differs from its source column's (a `numeric(10,2)` retyped `integer`
+    keeps 12 of 12.34, and undo would put back 12), a trigger or rule on the table (a BEFORE INSERT trigger
+    setting a column to NULL archives NULL; an event trigger may add an audit trigger to every new table), or,
+    where the catalog lists a table's triggers only to a role allowed to create them, triggers the role cannot
+    see. The batch's account cannot tell: such a change writes no other row."""
+    if not copies:
+        return
+    catalog = catalog_for(conn)
+    held = [c.table for c in copies]
+    quote = conn.dialect.identifier_preparer.quote
+    hidden = catalog.triggers_hidden(held)
+    if hidden:
+        kind = next(c.kind for c in copies if c.table.name in hidden)
+        raise FixRefused(f"the fix role cannot see the triggers of {kind} {hidden[0]!r} (the catalog lists them "
+                         "only to a role with the TRIGGER privilege on the table), and one could change what the fix "
+                         f"copies there: grant the fix role TRIGGER on {quote(hidden[0])}, then run the fix again")
+    types = catalog.column_types([*held, *[c.source for c in copies]])
+    for j, copy in enumerate(copies):
+        mine, theirs = types[j], types[len(copies) + j]
+        for column, source in copy.columns.items():
+            if column in mine and source in theirs and not catalog.same_type(mine[column], theirs[source]):
+                raise FixRefused(
+                    f"{copy.kind} {copy.table.name!r}: its column {column!r} is {mine[column]}, but "
+                    f"{copy.source.name}.{source} is {theirs[source]} (one of them changed since dupewatch created "
+                    f"{copy.table.name!r}): what the fix copies there would not be the rows' own values, and undo "
+                    f"would put those back; give the column the type {theirs[source]} (ALTER TABLE "
+                    f"{quote(copy.table.name)} ...), then run the fix again")
+    found = catalog.user_triggers(held)
+    if found:
+        name, what = found[0]
+        kind = next((c.kind for c in copies if c.table.name.lower() == name.lower()), "table")
+        more = f" (and {len(found) - 1} more trigger(s) or rule(s) there)" if len(found) > 1 else ""
+        raise FixRefused(f"{kind} {name!r} has {what}{more}: it may change or drop what the fix copies there, and "
+                         "undo would put that back (an event trigger may add such a trigger to every new table); "
+                         f"drop it from {quote(name)}, then run the fix again")
 
 
 def columns_of(conn: Connection, name: str, schema: str | None) -> sa.Table:

@@ -32,7 +32,10 @@ transaction:
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
 Rows that were not in the snapshot are never touched, and a keeper is never deleted (it is locked, must
 be present, and `dw_rn = 1` rows are never selected for deletion), so no key ever loses its last row.
-Nothing is reflected per batch: the plan, archive and referencing tables are resolved once per run.
+Nothing is reflected per batch: the plan, archive and referencing tables are resolved once per run. Every run, a
+resumed one too, first checks that the fix role may use dupewatch's tables (`_refuse_unusable`) and that each
+archive and repoint log still keeps what the fix copies there (`archive.refuse_altered`: column types as the
+database spells them, no trigger or rule on them), and refuses otherwise with nothing changed.
 """
 
 from __future__ import annotations
@@ -53,13 +56,22 @@ from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
-from monitor.fix.archive import FIX_ID_COLUMN, archive_name, archive_rows, columns_of, ensure_archive
+from monitor.fix.archive import (
+    FIX_ID_COLUMN,
+    Copy,
+    archive_name,
+    archive_rows,
+    columns_of,
+    ensure_archive,
+    refuse_altered,
+)
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
 from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
     children_archived,
+    copies,
     delete_joined,
     drop_empty_logs,
     prepare_links,
@@ -455,10 +467,10 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
                     if records.has_tables(conn) else None
+            _refuse_unusable(t, pending)  # a resumed fix too: a fix_url changed since its last run
             if pending is not None:
                 fix_id, resumed = pending.fix_id, True
             else:
-                _refuse_unusable(t)
                 fresh = _snapshot(t, sample=0)
                 if fresh.blockers:
                     with _writer(t) as conn:
@@ -476,13 +488,20 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
     return report
 
 
-def _refuse_unusable(t: _Target) -> None:
+def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> None:
     """Refuse before anything is written when the fix role may not use a table of dupewatch's the fix will
     write (an archive an earlier fix created as another role): its first batch would stop on it, and so would
-    every resumed run."""
+    every resumed run. `pending`: the unfinished fix about to be resumed (its run may be through another role
+    than the one that planned it), whose plan table and repoint logs are checked too."""
     try:
         with _writer(t) as conn, conn.begin():
             refusals = unusable_tables(conn, archives(conn, _layout(conn, t)))
+            if not refusals and pending is not None:
+                place = records.place(conn, t.tc.table.schema)
+                logs = conn.execute(sa.select(reference_table.c.log_table).where(
+                    reference_table.c.fix_id == pending.fix_id, reference_table.c.action == "repoint")).scalars()
+                refusals = unusable_tables(conn, [sa.Table(name, sa.MetaData(), schema=place)
+                                                  for name in [pending.plan_table, *logs] if name])
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(t.db.describe(exc)) from None
     if refusals:
@@ -518,6 +537,9 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             home = records.place(conn, t.tc.table.schema)
             archive = columns_of(conn, record.archive_table, home)
             links = prepare_links(conn, layout, fix_id, home)
+            # (every run, before its first batch: an archive or log changed since it was created)
+            refuse_altered(conn, [Copy(archive, layout.table, {c.name: c.name for c in layout.table.columns}),
+                                  *copies(links)])
             records.update_record(conn, fix_id, state="running", message=None)
         batch = _Batch(t, layout, plan_table, archive, links, fix_id)
         counted = record.deleted  # rows deleted by earlier runs of this fix are not this process's to count
@@ -585,10 +607,13 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
     back to resolve a conflict is run again after a pause (at most `pace.ATTEMPTS` tries), one cancelled by the
     statement timeout again at a smaller size (see `pace.py`). `retried` counts the reruns by cause."""
     attempt = 1
+    fresh = True
     while True:
         committing = False
         try:
-            sizer.begin()
+            if fresh:
+                sizer.begin()
+            fresh = True
             with conn.begin():
                 t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
@@ -600,6 +625,7 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
             return advanced
         except _NotAsPlanned:  # rolled back whole: the same range again, locking and re-checking every row
             batch.recheck_next = True
+            fresh = False  # the rolled-back attempt's time, its lock waits included, counts for the batch's size
         except sa.exc.DBAPIError as exc:
             if committing and exc.connection_invalidated:  # the COMMIT was sent, its answer never came
                 raise _CommitUnanswered(first_line(exc)) from exc

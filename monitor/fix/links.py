@@ -29,7 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.dialects import for_backend
 from monitor.fix import records
 from monitor.fix.accounting import Planned, ddl_step
-from monitor.fix.archive import archive_rows, create_table_as, ensure_archive, restore_rows
+from monitor.fix.archive import Copy, archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import ForeignKey, catalog_for
 from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
@@ -88,6 +88,22 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
             action=ref.action, log_table=log.name))
         links.append(Link(ref, child, log, position, kept, digest))
     return links
+
+
+def copies(links: list[Link]) -> list[Copy]:
+    """The tables the links copy referencing rows' values into, each column to the child's column it copies: an
+    archived child's archive (every column), a repoint log (`pk_<j>`, `old_<j>`, `new_<j>`)."""
+    found = []
+    for link in links:
+        if link.log is None:
+            continue
+        if link.ref.action == "archive":
+            found.append(Copy(link.log, link.child, {c.name: c.name for c in link.child.columns}))
+            continue
+        columns = {f"pk_{j}": c for j, c in enumerate(link.ref.primary_key)}
+        columns |= {f"{side}_{j}": c for j, c in enumerate(link.ref.columns) for side in ("old", "new")}
+        found.append(Copy(link.log, link.child, columns, "repoint log table"))
+    return found
 
 
 _DIGEST = "rest_digest"

@@ -282,3 +282,56 @@ def test_batch_options_on_the_command_line(db, tmp_path):
                    "--batch-size", "1")
     assert done.exit_code == 0, done.output
     assert (json_out(done)["deleted"], json_out(done)["repointed"]) == (1, 1)
+
+
+def test_a_keepers_only_batch_whose_keeper_changed_is_rolled_back_and_run_again_locking_every_row(pg, monkeypatch):
+    """PostgreSQL, a table with a primary key that nothing references: each batch locks only its keepers and lets
+    its DELETE re-check the rows it deletes (`_Batch._keepers_locked`). Batch 2's keeper changed after the plan:
+    that batch's transaction is rolled back, the same range runs again locking and re-checking every row
+    (`_fix_groups`, which skips the changed group), and the batch after it is keepers-only again."""
+    from monitor.fix import execute
+
+    pg.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT)")
+    pg.execute("INSERT INTO item SELECT g, g / 2, 'x' FROM generate_series(2, 33) AS g")  # 16 groups of 2
+    monitor = Monitor(make_config(pg, [{"name": "items", "table": "item", "key": ["k"], "order_by": ["id"]}]))
+    calls: list[tuple[str, int, int, str]] = []
+    current: list[int] = []
+    run, keepers, full = execute._Batch.run, execute._Batch._keepers_locked, execute._Batch._fix_groups
+
+    def spy_run(self, conn, lower, upper):
+        current[:] = [lower, upper]
+        return run(self, conn, lower, upper)
+
+    def spy_keepers(self, conn, in_batch, groups):
+        try:
+            outcome = keepers(self, conn, in_batch, groups)
+        except execute._NotAsPlanned:
+            calls.append(("keepers", *current, "rolled back"))
+            raise
+        calls.append(("keepers", *current, "ran"))
+        return outcome
+
+    def spy_full(self, conn, in_batch, groups, planned):
+        outcome = full(self, conn, in_batch, groups, planned)
+        calls.append(("full lock", *current, "ran"))
+        return outcome
+
+    monkeypatch.setattr(execute._Batch, "run", spy_run)
+    monkeypatch.setattr(execute._Batch, "_keepers_locked", spy_keepers)
+    monkeypatch.setattr(execute._Batch, "_fix_groups", spy_full)
+    committed: list[tuple[int, int]] = []
+    try:
+        plan = prepare_fix(monitor, "items")
+        assert plan.groups == 16
+        pg.execute("UPDATE item SET k = 1000 WHERE id = 10")  # the keeper of group 5 (k = 5: ids 10, 11)
+        report = run_fix(monitor, "items", plan, batch_size=4,
+                         progress=lambda p: committed.append((p.groups_done, p.skipped)))
+    finally:
+        monitor.close()
+    assert calls == [("keepers", 0, 4, "ran"), ("keepers", 4, 8, "rolled back"), ("full lock", 4, 8, "ran"),
+                     ("keepers", 8, 12, "ran"), ("keepers", 12, 16, "ran")]
+    assert committed == [(4, 0), (8, 1), (12, 1), (16, 1)]
+    assert (report.state, report.groups, report.skipped, report.deleted) == ("done", 15, 1, 15)
+    assert pg.scalar("SELECT done_through FROM dupewatch_fix") == 16
+    assert pg.rows("SELECT id, k FROM item WHERE id IN (10, 11) ORDER BY id") == [(10, 1000), (11, 5)]
+    assert pg.scalar("SELECT count(*) FROM item") == 17

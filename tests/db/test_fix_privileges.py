@@ -38,7 +38,7 @@ def _fix_role(db: TestDatabase, *, delete: bool) -> Iterator[str]:
     s = db.schema
     if db.dialect == "mysql":
         grants = ["GRANT PROCESS ON *.* TO {user}",
-                  f"GRANT SELECT, INSERT, UPDATE, CREATE, DROP, ALTER, INDEX ON `{s}`.* TO {{user}}"]
+                  f"GRANT SELECT, INSERT, UPDATE, CREATE, DROP, ALTER, INDEX, TRIGGER ON `{s}`.* TO {{user}}"]
         grants += [f"GRANT DELETE ON `{s}`.customer TO {{user}}"] if delete else []
     else:
         grants = ["ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS", f'GRANT USAGE, CREATE ON SCHEMA "{s}" TO {{user}}',

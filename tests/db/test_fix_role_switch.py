@@ -114,6 +114,43 @@ def test_a_fix_role_that_may_not_use_the_tables_archive_is_refused_before_anythi
     assert pg.scalar("SELECT count(*) FROM dupewatch_fix") == fixes
 
 
+def test_a_resumed_fix_through_a_role_that_may_not_use_its_tables_is_refused_before_anything_changes(
+        pg, other_role, tmp_path):
+    """A fix stopped after its first batch (run as the superuser) resumed through a `fix_url` role that was handed
+    dupewatch_fix and dupewatch_fix_reference only: the ownership check runs on resume too, refusing in one line
+    naming the archive, not a batch stopped on it."""
+    import threading
+
+    from monitor.config import load_config
+    from monitor.engine import Monitor
+    from monitor.fix import prepare_fix, run_fix
+
+    pg.execute("CREATE TABLE customer (id INT PRIMARY KEY, email TEXT)",
+               "INSERT INTO customer VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x'), (4, 'b@x')")
+    first = write_config(tmp_path / "first.toml", {"app": {"url": pg.url}}, [{"database": "app", **CHECK}])
+    monitor = Monitor(load_config(first))
+    try:
+        stop = threading.Event()
+        stopped = run_fix(monitor, CHECK["name"], prepare_fix(monitor, CHECK["name"]), batch_size=1,
+                          progress=lambda _p: stop.set(), cancel=stop)
+        assert (stopped.state, stopped.deleted) == ("stopped", 1)
+    finally:
+        monitor.close()
+    pg.execute(f'ALTER TABLE "{pg.schema}".dupewatch_fix OWNER TO {other_role}',
+               f'ALTER TABLE "{pg.schema}".dupewatch_fix_reference OWNER TO {other_role}')
+    before = contents(pg, "customer", "dupewatch_archive_customer")
+    as_other = make_url(pg.url).set(username=other_role, password="pw").render_as_string(hide_password=False)
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": pg.url, "fix_url": as_other}},
+                        [{"database": "app", **CHECK}])
+    fix = run_cli("fix", CHECK["name"], "--config", str(path), "--yes")
+    assert fix.exit_code == 2, fix.output
+    message = fix.stderr
+    assert message.count("\n") == 1 and "rolled back" not in message, message
+    assert "dupewatch_archive_customer" in message and "belongs to postgres" in message, message
+    assert contents(pg, "customer", "dupewatch_archive_customer") == before
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "stopped"
+
+
 def test_undo_by_a_role_that_may_not_read_the_archive_is_refused_naming_it(pg, other_role, tmp_path):
     """Undo through a `fix_url` role that was handed dupewatch_fix and dupewatch_fix_reference but not the archive:
     refused in one line naming the archive and its owner, the fix still undoable by the owner."""

@@ -154,3 +154,38 @@ def test_the_dialects_name_the_conflicts_worth_running_a_batch_again_for() -> No
     assert "serialization" in (pg.conflict(psycopg.errors.SerializationFailure("could not serialize")) or "")
     assert pg.conflict(psycopg.errors.UniqueViolation("duplicate key")) is None
     assert sqlite.conflict(Exception("database is locked")) is None
+
+
+def test_a_batch_run_again_after_a_group_changed_since_the_plan_is_timed_from_its_first_attempt() -> None:
+    """The keepers-only attempt of a batch found a group changed since the plan (`_NotAsPlanned`): its transaction
+    is rolled back and the same range runs again locking every row. The rolled-back attempt's time (lock waits
+    included) is the batch's too: the sizer's clock is not started again, so the next size reflects both."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from monitor.fix import execute
+
+    clock = FakeClock()
+    sizer = BatchSizer(1.0, clock=clock)
+    size = sizer.size
+    attempts: list[bool] = []
+
+    def advance(_conn: object, batch: SimpleNamespace, _size: int) -> SimpleNamespace:
+        attempts.append(batch.recheck_next)
+        clock.now += 4.0  # each attempt (the first waits on locks, the second re-checks every row) takes 4 s
+        if not batch.recheck_next:
+            raise execute._NotAsPlanned()
+        return SimpleNamespace(done_through=size)
+
+    conn = SimpleNamespace(begin=nullcontext, connection=SimpleNamespace(dbapi_connection=None))
+    target = SimpleNamespace(db=SimpleNamespace(rules=SimpleNamespace(relax_batch_durability=lambda _c: None)))
+    batch = SimpleNamespace(recheck_next=False)
+    original, execute._advance = execute._advance, advance  # type: ignore[assignment]
+    try:
+        advanced = execute._paced_batch(conn, target, batch, sizer, 0, {}, None)  # type: ignore[arg-type]
+    finally:
+        execute._advance = original
+    assert attempts == [False, True] and advanced is not None and advanced.done_through == size
+    # 20 groups in 8 s (both attempts), not 4 s: 2.5 groups/s, past the 1 s target: aim at half of it
+    assert sizer.rate == size / 8.0
+    assert sizer.size == max(1, int(size / 8.0 * 1.0 * pace.OVERRUN_AIM * (1 + 1e-9)))

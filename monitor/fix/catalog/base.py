@@ -185,6 +185,26 @@ class Catalog:
             return self._schema_or_none(table.schema)
         return for_backend(self.conn.dialect.name).resolved_schema(self.conn, table.name)
 
+    def column_types(self, tables: Sequence[sa.Table]) -> list[dict[str, str]]:
+        """Per table of `tables` (in order), each column's type as the database spells it ({} for a table that does
+        not exist), all in one catalog read: PostgreSQL `format_type(atttypid, atttypmod)` and the collation,
+        MySQL/MariaDB `COLUMN_TYPE` and the collation, SQLite the declared type."""
+        raise NotImplementedError
+
+    def same_type(self, one: str, other: str) -> bool:
+        """Whether two `column_types` spellings store the same values alike."""
+        return one == other
+
+    def user_triggers(self, tables: Sequence[sa.Table]) -> list[tuple[str, str]]:
+        """(table name, `trigger <name>` or `rule <name>`) for every trigger and rule users made on `tables` (the
+        database's internal ones aside), all in one catalog read."""
+        raise NotImplementedError
+
+    def triggers_hidden(self, tables: Sequence[sa.Table]) -> list[str]:
+        """The names of `tables` whose triggers the catalog does not show this role (MySQL/MariaDB list a table's
+        triggers only to a role with the TRIGGER privilege on it); [] where every trigger is listed."""
+        return []
+
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         raise NotImplementedError
 

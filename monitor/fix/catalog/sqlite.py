@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,6 +62,36 @@ class SqliteCatalog(Catalog):
             found.append(Trigger(str(trigger), timing, match.group(2).upper(), listed))
         return tuple(found)
 
+    def column_types(self, tables: Sequence[sa.Table]) -> list[dict[str, str]]:
+        if not tables:
+            return []
+        parts = " UNION ALL ".join(f"SELECT {j} AS i, name, type FROM pragma_table_xinfo(:t{j}, :s{j})"
+                                   for j in range(len(tables)))
+        values = {**{f"t{j}": t.name for j, t in enumerate(tables)},
+                  **{f"s{j}": t.schema or "main" for j, t in enumerate(tables)}}
+        found: list[dict[str, str]] = [{} for _ in tables]
+        for r in self.conn.execute(sa.text(parts), values):
+            found[int(r.i)][str(r.name)] = str(r.type or "")
+        return found
+
+    def same_type(self, one: str, other: str) -> bool:
+        # `CREATE TABLE ... AS SELECT` declares each column by its affinity only (`NUMERIC(10,2)` becomes `NUM`),
+        # and the affinity is all SQLite stores by: compared by the rules of "Determination Of Column Affinity".
+        return _affinity(one) == _affinity(other)
+
+    def user_triggers(self, tables: Sequence[sa.Table]) -> list[tuple[str, str]]:
+        # A TEMP trigger may be on a table of any schema: `sqlite_temp_master` too.
+        quote = self.conn.dialect.identifier_preparer.quote
+        schemas = sorted({t.schema or "main" for t in tables} | {"temp"})
+        names = sorted({t.name.lower() for t in tables})
+        if not names:
+            return []
+        holders = ", ".join(f":n{j}" for j in range(len(names)))
+        body = " UNION ALL ".join(f"SELECT tbl_name, name FROM {quote(s)}.sqlite_master WHERE type = 'trigger' "
+                                  f"AND lower(tbl_name) IN ({holders})" for s in schemas)
+        rows = self.conn.execute(sa.text(f"{body} ORDER BY 1, 2"), {f"n{j}": n for j, n in enumerate(names)})
+        return [(str(r[0]), f"trigger {r[1]}") for r in rows]
+
     def table_identity(self, table: sa.Table) -> str:
         return f"sqlite {(table.schema or 'main').lower()}.{table.name.lower()}"
 
@@ -108,3 +139,17 @@ class SqliteCatalog(Catalog):
         if not any(u.primary for u in found) and table.primary_key.columns:  # INTEGER PRIMARY KEY is the rowid
             found.append(UniqueKey("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns), primary=True))
         return found
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's column affinity of a declared type (sqlite.org/datatype3.html, 3.1)."""
+    spelled = declared.upper()
+    if "INT" in spelled:
+        return "INTEGER"
+    if any(word in spelled for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in spelled or not spelled.strip():
+        return "BLOB"
+    if any(word in spelled for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
