@@ -93,30 +93,25 @@ def refuse_altered(conn: Connection, copies: Sequence[Copy]) -> None:
     as the database's catalog states it (one read per kind, every table at once, on every run before the first
     batch): a copying column whose type differs from its source column's (a `numeric(10,2)` retyped `integer`
     keeps 12 of 12.34, and undo would put back 12), a trigger or rule on the table (a BEFORE INSERT trigger
-    setting a column to NULL archives NULL; an event trigger may add an audit trigger to every new table), or,
-    where the catalog lists a table's triggers only to a role allowed to create them, triggers the role cannot
-    see. The batch's account cannot tell: such a change writes no other row."""
+    setting a column to NULL archives NULL; an event trigger may add an audit trigger to every new table), as far
+    as the catalog shows them (MySQL/MariaDB list a table's triggers only to a role with TRIGGER on it, directly or
+    by a role: without it they are not seen). The batch's account cannot tell: such a change writes no other
+    row."""
     if not copies:
         return
     catalog = catalog_for(conn)
     held = [c.table for c in copies]
     quote = conn.dialect.identifier_preparer.quote
-    hidden = catalog.triggers_hidden(held)
-    if hidden:
-        kind = next(c.kind for c in copies if c.table.name in hidden)
-        raise FixRefused(f"the fix role cannot see the triggers of {kind} {hidden[0]!r} (the catalog lists them "
-                         "only to a role with the TRIGGER privilege on the table), and one could change what the fix "
-                         f"copies there: grant the fix role TRIGGER on {quote(hidden[0])}, then run the fix again")
     types = catalog.column_types([*held, *[c.source for c in copies]])
     for j, copy in enumerate(copies):
         mine, theirs = types[j], types[len(copies) + j]
         for column, source in copy.columns.items():
             if column in mine and source in theirs and not catalog.same_type(mine[column], theirs[source]):
                 raise FixRefused(
-                    f"{copy.kind} {copy.table.name!r}: its column {column!r} is {mine[column]}, but "
-                    f"{copy.source.name}.{source} is {theirs[source]} (one of them changed since dupewatch created "
-                    f"{copy.table.name!r}): what the fix copies there would not be the rows' own values, and undo "
-                    f"would put those back; give the column the type {theirs[source]} (ALTER TABLE "
+                    f"{copy.kind} {copy.table.name!r}: its column {column!r} is {mine[column] or '(no type)'}, but "
+                    f"{copy.source.name}.{source} is {theirs[source] or '(no type)'} (one of them changed since "
+                    f"dupewatch created {copy.table.name!r}): what the fix copies there would not be the rows' own "
+                    f"values, and undo would put those back; give the column the type {theirs[source]} (ALTER TABLE "
                     f"{quote(copy.table.name)} ...), then run the fix again")
     found = catalog.user_triggers(held)
     if found:

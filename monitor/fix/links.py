@@ -80,8 +80,16 @@ def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | N
             log = ensure_archive(conn, child, records.place(conn, ref.schema), apart=records.home(conn) is not None)
         else:
             name = safe_identifier("dupewatch_repoint_", f"{fix_id}_{position}".replace("-", "_"))
-            log = create_table_as(conn, name, schema, _log_shape(ref, child, digest))
-            sa.Index(safe_identifier("", f"{name}_group"), log.c[GROUP]).create(conn)
+            if sa.inspect(conn).has_table(name, schema=schema):
+                # Left by a run of this fix refused after creating it where DDL commits at once (MySQL/MariaDB),
+                # before its row above: this fix's own, and empty, since no batch ran without that row.
+                log = reflect(conn, schema, name)
+                if conn.execute(sa.select(sa.func.count()).select_from(log)).scalar_one():
+                    raise FixRefused(f"repoint log table {name!r} of fix {fix_id} holds rows but is not recorded "
+                                     "as this fix's: not used; move it away, then run the fix again")
+            else:
+                log = create_table_as(conn, name, schema, _log_shape(ref, child, digest))
+                sa.Index(safe_identifier("", f"{name}_group"), log.c[GROUP]).create(conn)
         conn.execute(reference_table.insert().values(
             fix_id=fix_id, position=position, child_schema=ref.schema, child_table=ref.table,
             fk_columns=json.dumps(list(ref.columns)), referred_columns=json.dumps(list(ref.referred_columns)),

@@ -200,11 +200,6 @@ class Catalog:
         database's internal ones aside), all in one catalog read."""
         raise NotImplementedError
 
-    def triggers_hidden(self, tables: Sequence[sa.Table]) -> list[str]:
-        """The names of `tables` whose triggers the catalog does not show this role (MySQL/MariaDB list a table's
-        triggers only to a role with the TRIGGER privilege on it); [] where every trigger is listed."""
-        return []
-
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
         raise NotImplementedError
 

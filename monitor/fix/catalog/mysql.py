@@ -58,7 +58,7 @@ class MySqlCatalog(Catalog):
     def column_types(self, tables: Sequence[sa.Table]) -> list[dict[str, str]]:
         places = self._places(tables)
         columns = sa.table("COLUMNS", sa.column("TABLE_SCHEMA"), sa.column("TABLE_NAME"), sa.column("COLUMN_NAME"),
-                           sa.column("COLUMN_TYPE"), sa.column("COLLATION_NAME"), schema="information_schema")
+                           sa.column("COLUMN_TYPE"), sa.column("CHARACTER_SET_NAME"), schema="information_schema")
         rows = self.conn.execute(sa.select(columns).where(
             sa.tuple_(columns.c.TABLE_SCHEMA, columns.c.TABLE_NAME).in_(places))).all()
         where = {(s.lower(), n.lower()): j for j, (s, n) in enumerate(places)}
@@ -66,8 +66,9 @@ class MySqlCatalog(Catalog):
         for r in rows:
             j = where.get((str(r.TABLE_SCHEMA).lower(), str(r.TABLE_NAME).lower()))
             if j is not None:
-                collation = f" COLLATE {r.COLLATION_NAME}" if r.COLLATION_NAME else ""
-                found[j][str(r.COLUMN_NAME)] = f"{r.COLUMN_TYPE}{collation}"
+                # (the character set converts values; a collation of the same set only compares them)
+                charset = f" CHARACTER SET {r.CHARACTER_SET_NAME}" if r.CHARACTER_SET_NAME else ""
+                found[j][str(r.COLUMN_NAME)] = f"{r.COLUMN_TYPE}{charset}"
         return found
 
     def user_triggers(self, tables: Sequence[sa.Table]) -> list[tuple[str, str]]:
@@ -77,22 +78,6 @@ class MySqlCatalog(Catalog):
             sa.tuple_(triggers.c.EVENT_OBJECT_SCHEMA, triggers.c.EVENT_OBJECT_TABLE).in_(self._places(tables)))
             .order_by(triggers.c.EVENT_OBJECT_TABLE, triggers.c.TRIGGER_NAME)).all()
         return [(str(r[0]), f"trigger {r[1]}") for r in rows]
-
-    def triggers_hidden(self, tables: Sequence[sa.Table]) -> list[str]:
-        # information_schema.TRIGGERS lists a table's triggers only to a role holding TRIGGER on it (globally, on
-        # its database, or on the table); the *_PRIVILEGES views list this role's own grants.
-        places = self._places(tables)
-        rows = self.conn.execute(sa.text("""
-            SELECT '' AS s, '' AS t FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'TRIGGER'
-            UNION ALL
-            SELECT TABLE_SCHEMA, '' FROM information_schema.SCHEMA_PRIVILEGES WHERE PRIVILEGE_TYPE = 'TRIGGER'
-            UNION ALL
-            SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLE_PRIVILEGES
-            WHERE PRIVILEGE_TYPE = 'TRIGGER'""")).all()
-        granted = {(str(r[0]).lower(), str(r[1]).lower()) for r in rows}
-        if ("", "") in granted:
-            return []
-        return [n for s, n in places if (s.lower(), "") not in granted and (s.lower(), n.lower()) not in granted]
 
     def table_identity(self, table: sa.Table) -> str:
         row = self.conn.execute(sa.text(

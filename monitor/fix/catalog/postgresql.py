@@ -202,14 +202,9 @@ class PostgresCatalog(Catalog):
 
     def column_types(self, tables: Sequence[sa.Table]) -> list[dict[str, str]]:
         rows = self.conn.execute(sa.text("""
-            SELECT n.i, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
-                   || CASE WHEN a.attcollation <> 0
-                           THEN ' COLLATE ' || quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
-                           ELSE '' END AS spelled
+            SELECT n.i, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS spelled
             FROM unnest(CAST(:tables AS text[])) WITH ORDINALITY AS n(name, i)
             JOIN pg_catalog.pg_attribute a ON a.attrelid = to_regclass(n.name)
-            LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
-            LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
             WHERE a.attnum > 0 AND NOT a.attisdropped"""),
             {"tables": [qualified(self.conn, t) for t in tables]}).all()
         found: list[dict[str, str]] = [{} for _ in tables]
@@ -218,18 +213,19 @@ class PostgresCatalog(Catalog):
         return found
 
     def user_triggers(self, tables: Sequence[sa.Table]) -> list[tuple[str, str]]:
-        rows = self.conn.execute(sa.text("""
+        # (those that fire: one disabled, or for replicas only, changes nothing the fix copies)
+        rows = self.conn.execute(sa.text(f"""
             SELECT c.relname, 'trigger ' || t.tgname AS what
             FROM unnest(CAST(:tables AS text[])) AS n(name)
             JOIN pg_catalog.pg_trigger t ON t.tgrelid = to_regclass(n.name)
             JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-            WHERE NOT t.tgisinternal
+            WHERE NOT t.tgisinternal AND {_FIRES.format(enabled="t.tgenabled")}
             UNION ALL
             SELECT c.relname, 'rule ' || r.rulename
             FROM unnest(CAST(:tables AS text[])) AS n(name)
             JOIN pg_catalog.pg_rewrite r ON r.ev_class = to_regclass(n.name)
             JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-            WHERE r.rulename <> '_RETURN'
+            WHERE r.rulename <> '_RETURN' AND {_FIRES.format(enabled="r.ev_enabled")}
             ORDER BY 1, 2"""), {"tables": [qualified(self.conn, t) for t in tables]}).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 

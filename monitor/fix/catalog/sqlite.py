@@ -77,6 +77,10 @@ class SqliteCatalog(Catalog):
     def same_type(self, one: str, other: str) -> bool:
         # `CREATE TABLE ... AS SELECT` declares each column by its affinity only (`NUMERIC(10,2)` becomes `NUM`),
         # and the affinity is all SQLite stores by: compared by the rules of "Determination Of Column Affinity".
+        # A STRICT table's `ANY` column keeps every value as given, and its copy is declared with no type (BLOB
+        # affinity, which keeps values as given too).
+        if {one.upper(), other.upper()} <= {"", "ANY"}:
+            return True
         return _affinity(one) == _affinity(other)
 
     def user_triggers(self, tables: Sequence[sa.Table]) -> list[tuple[str, str]]:
