@@ -416,10 +416,10 @@ class Database:
     def reading(self, work: Callable[[Connection], _T]) -> _T:
         """`work(conn)` in a `read_only` block whose pooled connection is not pinged first (a round trip, and under
         load a scheduling wait, per run): where the server had dropped it (restarted, idle timeout, KILL), the first
-        statement fails at once as a lost connection, and `work` runs once more on a fresh one (the pool drops the
+        statement fails as a lost connection, and `work` runs once more on a fresh one (the pool drops the
         connections opened before the loss), as the ping would have replaced it. Only then: a connection lost
-        while the server ran the first statement (killed), after a statement was answered, or at the deadline,
-        fails the run as it always did (`_Probe.dropped_before`). `work` must read only (it may run twice)."""
+        after a statement was answered, or at the deadline, fails the run as it always did, since `work` may have
+        acted on what it read. `work` must read only (it may run twice)."""
         for attempt in (1, 2):
             probe = _Probe()
             try:
@@ -428,7 +428,7 @@ class Database:
                     try:
                         return work(conn)
                     except sa.exc.DBAPIError as exc:
-                        probe.lost_first = exc.connection_invalidated and attempt == 1 and probe.dropped_before()
+                        probe.lost_first = exc.connection_invalidated and probe.sent <= 1 and attempt == 1
                         raise
                     finally:
                         if not conn.invalidated:
@@ -668,7 +668,6 @@ class Database:
 
 
 _WATCH_KEY = "dupewatch.watch"
-LOST_AT_ONCE_SECONDS = 0.5  # `_Probe.dropped_before`: a dropped connection fails its statement within this
 _PROBE_KEY = "dupewatch.probe"  # `Database.reading`: how many statements its work sent on an unpinged connection
 _ENDED_KEY = "dupewatch.ended"  # `Database._end_read` released and rolled back the session; nothing ran since
 
@@ -692,19 +691,11 @@ class _Probe:
     """What `Database.reading` knows of its work on an unpinged connection: statements sent, and whether the
     first of them met a connection the server had dropped."""
 
-    __slots__ = ("first_sent_at", "lost_first", "sent")
+    __slots__ = ("lost_first", "sent")
 
     def __init__(self) -> None:
         self.sent = 0
-        self.first_sent_at = 0.0  # time.monotonic() as the first statement was sent
         self.lost_first = False
-
-    def dropped_before(self) -> bool:
-        """Whether the connection the first statement just failed on was one the server had dropped before it:
-        the only statement sent, and the failure within a round trip of it (a server that drops a connection
-        answers the next statement at once). A session killed while the server ran that statement (a DBA's
-        `KILL`, a query killer shedding a slow query) fails later, and is not run again."""
-        return self.sent <= 1 and time.monotonic() - self.first_sent_at < LOST_AT_ONCE_SECONDS
 
 
 class _Held:
@@ -879,8 +870,6 @@ def _rearm_deadline(conn: Connection, *_args: Any) -> None:
     probe = info.get(_PROBE_KEY)
     if probe is not None:
         probe.sent += 1
-        if probe.sent == 1:
-            probe.first_sent_at = time.monotonic()
     watch = info.get(_WATCH_KEY)
     if watch is not None and not watch.expired:
         watch.rearm()

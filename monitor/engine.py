@@ -187,8 +187,6 @@ class Monitor:
         except sa.exc.NoSuchTableError:
             raise _table_not_found(check, schema, conn) from None
         except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise  # a lost connection: `Database.reading` may run the check again on a fresh one
             if schema and (db.rules.missing_schema(exc) or _is_unknown_or_denied_database(exc)):
                 raise _table_not_found(check, schema, conn) from None  # no such schema or database
             raise DatabaseError(db.describe(exc)) from None

@@ -5,7 +5,6 @@ fresh one, as the ping would have replaced it; a connection lost after a stateme
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,51 +116,3 @@ def test_a_connection_lost_after_an_answer_fails_the_run_without_running_it_agai
     assert calls == [1]
     after = runner.run()  # the pool replaced the lost connection
     assert after.error is None and after.mode == "incremental"
-
-
-SLEEP = {"mysql": "SELECT SLEEP(5)", "postgresql": "SELECT pg_sleep(5)"}
-RUNNING = {"mysql": "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(5)'",
-           "postgresql": "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(5)' AND state = 'active'"}
-
-
-def test_a_session_killed_while_its_first_statement_runs_is_not_run_again(server_db, runner):
-    """A DBA's KILL (or a query killer) of a slow first statement is not a connection the server dropped before:
-    running it again would double the load the kill shed."""
-    assert runner.run().mode == "full"
-    database = runner.monitor.database_for(runner.monitor.config.check("inc"))
-    calls: list[int] = []
-
-    def killer() -> None:
-        for _ in range(500):  # until the statement runs on the server
-            if (session := server_db.scalar(RUNNING[server_db.dialect])) is not None:
-                time.sleep(0.8)  # well past a round trip: the statement is running
-                server_db.execute(KILL[server_db.dialect].format(int(session)))
-                return
-            time.sleep(0.01)
-
-    def work(conn: sa.Connection) -> None:
-        calls.append(1)
-        conn.exec_driver_sql(SLEEP[server_db.dialect]).all()
-
-    thread = threading.Thread(target=killer)
-    thread.start()
-    try:
-        with pytest.raises(sa.exc.DBAPIError) as raised:
-            database.reading(work)
-    finally:
-        thread.join(10)
-    assert raised.value.connection_invalidated
-    assert calls == [1]
-
-
-def test_a_run_whose_first_statement_is_reflection_runs_again_on_a_fresh_connection(server_db, runner):
-    """After `forget` (a failed run, a config reload) the run's first statement reflects the table: a pooled
-    connection the server dropped meanwhile is replaced there too."""
-    assert runner.run().mode == "full"
-    assert runner.run().mode == "incremental"
-    runner.monitor.forget("inc")
-    kill(server_db, pooled_session(runner))
-    insert(server_db, [(4, 2, "b")])
-    result = runner.run()
-    assert result.groups == 2
-    runner.assert_matches_full_pass(result)
