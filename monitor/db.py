@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
@@ -39,7 +39,6 @@ warnings.filterwarnings("ignore", message=r"Predicate of partial index .* ignore
                         category=SAWarning)
 
 log = logging.getLogger("dupewatch.db")
-_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_SECONDS = 5
 DEADLINE_GRACE_SECONDS = 2.0  # beyond statement_timeout, before dupewatch gives up on a statement itself
@@ -393,17 +392,15 @@ class Database:
         return engine
 
     @contextmanager
-    def read_only(self, *, ping: bool = True) -> Iterator[Connection]:
+    def read_only(self) -> Iterator[Connection]:
         """A connection inside a read-only transaction that is always rolled back, under the client deadline.
-        Inside `holding()` on the same thread, every call shares one connection (each its own transaction).
-        Without `ping`, a pooled connection is not pinged at checkout: for `reading`, which runs its work again
-        on a fresh connection where the server had dropped that one."""
+        Inside `holding()` on the same thread, every call shares one connection (each its own transaction)."""
         held: _Held | None = getattr(self._held, "value", None)
         if held is not None:
             with held.transaction() as conn:
                 yield conn
             return
-        with self.connect(self.engine, ping=ping) as conn:
+        with self.connect(self.engine) as conn:
             try:
                 yield conn
             except BaseException:
@@ -412,33 +409,6 @@ class Database:
                 raise
             if not conn.invalidated:
                 self._end_read(conn)
-
-    def reading(self, work: Callable[[Connection], _T]) -> _T:
-        """`work(conn)` in a `read_only` block whose pooled connection is not pinged first (a round trip, and under
-        load a scheduling wait, per run): where the server had dropped it (restarted, idle timeout, KILL), the first
-        statement fails as a lost connection, and `work` runs once more on a fresh one (the pool drops the
-        connections opened before the loss), as the ping would have replaced it. Only then: a connection lost
-        after a statement was answered, or at the deadline, fails the run as it always did, since `work` may have
-        acted on what it read. `work` must read only (it may run twice)."""
-        for attempt in (1, 2):
-            probe = _Probe()
-            try:
-                with self.read_only(ping=False) as conn:
-                    conn.info[_PROBE_KEY] = probe
-                    try:
-                        return work(conn)
-                    except sa.exc.DBAPIError as exc:
-                        probe.lost_first = exc.connection_invalidated and probe.sent <= 1 and attempt == 1
-                        raise
-                    finally:
-                        if not conn.invalidated:
-                            conn.info.pop(_PROBE_KEY, None)
-            except sa.exc.DBAPIError as exc:
-                if not probe.lost_first:
-                    raise
-                log.info("pooled connection lost, running again on a fresh one", extra={"fields": {
-                    "database": self.name, "error": self.describe(exc)}})
-        raise AssertionError("unreachable")
 
     def _end_read(self, conn: Connection) -> None:
         """Roll back a read-only block's transaction as it ends, under the statement deadline. Where the dialect
@@ -484,7 +454,7 @@ class Database:
             held.close()
 
     @contextmanager
-    def connect(self, engine: Engine, *, ping: bool = True) -> Iterator[Connection]:
+    def connect(self, engine: Engine) -> Iterator[Connection]:
         """A connection from `engine`, turning connection failures into a one-line `DatabaseError`. Connections of
         the detection engine are watched by the client-side deadline (see the class docstring)."""
         missing = self.rules.missing_database(engine.url)
@@ -492,7 +462,7 @@ class Database:
             raise DatabaseError(f"{self.label} ({self.display_url}): {missing}")
         engine = self._reopened_if_replaced(engine)
         watched = engine is self._engine
-        conn = self._checked_out(engine, watched, ping=ping)
+        conn = self._checked_out(engine, watched)
         with conn:
             watch: _Watch | None = conn.info.get(_WATCH_KEY)
             raw = conn.connection.dbapi_connection  # its statement deadline was armed at checkout
@@ -542,9 +512,9 @@ class Database:
                                 "run again to use the new one")
         return self.engine
 
-    def _checked_out(self, engine: Engine, watched: bool, *, ping: bool = True) -> Connection:
+    def _checked_out(self, engine: Engine, watched: bool) -> Connection:
         """A pooled connection; a watched one (a fix's too, where the driver bounds no wait) is pinged under its
-        deadline (once more after a stale connection), unless not `ping` (`reading`)."""
+        deadline (once more after a stale connection)."""
         for attempt in (1, 2):
             _connecting.target = self._target_connect if engine is self._engine else None
             try:
@@ -558,7 +528,7 @@ class Database:
             # Armed before the watch exists, so that a cancel arriving during the ping is not undone by it.
             self.rules.arm_statement_deadline(conn.connection.dbapi_connection, self.config.statement_timeout)
             watch = self._watch(conn) if watched else self._watch_statements(conn)
-            if watch is None or isinstance(engine.pool, sa.NullPool) or not ping:
+            if watch is None or isinstance(engine.pool, sa.NullPool):
                 return conn  # connected just now (a fleet target checked rarely): nothing stale to find
             try:
                 self._ping(conn)
@@ -668,7 +638,6 @@ class Database:
 
 
 _WATCH_KEY = "dupewatch.watch"
-_PROBE_KEY = "dupewatch.probe"  # `Database.reading`: how many statements its work sent on an unpinged connection
 _ENDED_KEY = "dupewatch.ended"  # `Database._end_read` released and rolled back the session; nothing ran since
 
 # Fleet servers' shared detection engines (`Database._server_engine`), and the target a thread connects for.
@@ -685,17 +654,6 @@ def _connect_for_target(_dialect: Any, _record: Any, cargs: list[Any], cparams: 
     cargs[:] = target[0]
     cparams.clear()
     cparams.update(target[1])
-
-
-class _Probe:
-    """What `Database.reading` knows of its work on an unpinged connection: statements sent, and whether the
-    first of them met a connection the server had dropped."""
-
-    __slots__ = ("lost_first", "sent")
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.lost_first = False
 
 
 class _Held:
@@ -867,9 +825,6 @@ def _rearm_deadline(conn: Connection, *_args: Any) -> None:
         return
     info = conn.info
     info.pop(_ENDED_KEY, None)
-    probe = info.get(_PROBE_KEY)
-    if probe is not None:
-        probe.sent += 1
     watch = info.get(_WATCH_KEY)
     if watch is not None and not watch.expired:
         watch.rearm()

@@ -367,36 +367,31 @@ class Monitor:
 
     def _incremental_pass(self, check: CheckConfig, db: Database, key: str, loaded: IncrementalState | None,
                           full: bool) -> Pass:
-        # Its connection is not pinged first: where the server had dropped it, the run starts again on a fresh
-        # one before it read anything (`Database.reading`).
-        return db.reading(lambda conn: self._incremental_read(conn, check, db, key, loaded, full))
-
-    def _incremental_read(self, conn: Connection, check: CheckConfig, db: Database, key: str,
-                          loaded: IncrementalState | None, full: bool) -> Pass:
-        resolved = self.resolve(check, conn)
-        incremental = self._incremental.get(check.name)
-        if incremental is None:
-            incremental = self._incremental[check.name] = IncrementalCheck(resolved, key, self._groups_lock)
-        fingerprint = self._fingerprints.get(check.name)
-        if fingerprint is None:
-            fingerprint = self._fingerprints[check.name] = incremental.fingerprint(conn, db.url)
-        if check.name not in self._advice:
-            self._advice[check.name] = index_advice(conn, incremental)
-        usable = loaded if loaded is not None and loaded.fingerprint == fingerprint else None
-        changes = self._table_changes(table_key(self.place(check.database), resolved.table.name),
-                                      usable.changes_seen if usable is not None else 0)
-        seen = max([c.id for c in changes], default=usable.changes_seen if usable is not None else 0)
-        restored = [c.why for c in changes if c.restored]
-        if full or usable is None or full_pass_due(usable, fingerprint, check.full_every, self.clock()) \
-                or restored:
-            notes = [f"full pass: {restored[-1]} restored rows the watermark had passed"] if restored else []
-            if usable is None:
-                seen = self._last_table_change()
-            return incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes,
-                                         now=self.clock())
-        notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
-        return incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
-                                            notes=notes, now=self.clock())
+        with db.read_only() as conn:
+            resolved = self.resolve(check, conn)
+            incremental = self._incremental.get(check.name)
+            if incremental is None:
+                incremental = self._incremental[check.name] = IncrementalCheck(resolved, key, self._groups_lock)
+            fingerprint = self._fingerprints.get(check.name)
+            if fingerprint is None:
+                fingerprint = self._fingerprints[check.name] = incremental.fingerprint(conn, db.url)
+            if check.name not in self._advice:
+                self._advice[check.name] = index_advice(conn, incremental)
+            usable = loaded if loaded is not None and loaded.fingerprint == fingerprint else None
+            changes = self._table_changes(table_key(self.place(check.database), resolved.table.name),
+                                          usable.changes_seen if usable is not None else 0)
+            seen = max([c.id for c in changes], default=usable.changes_seen if usable is not None else 0)
+            restored = [c.why for c in changes if c.restored]
+            if full or usable is None or full_pass_due(usable, fingerprint, check.full_every, self.clock()) \
+                    or restored:
+                notes = [f"full pass: {restored[-1]} restored rows the watermark had passed"] if restored else []
+                if usable is None:
+                    seen = self._last_table_change()
+                return incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes,
+                                             now=self.clock())
+            notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
+            return incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
+                                                notes=notes, now=self.clock())
 
     def table_changed(self, database: str, table: str, why: str, *, restored: bool) -> None:
         """A fix (`restored=False`: it deleted rows) or an undo (`restored=True`: rows came back with their old

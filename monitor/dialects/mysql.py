@@ -312,8 +312,7 @@ class MySQL(MySQLPolling, Dialect):
 
     # A read-only block ends its session with `DO RELEASE_ALL_LOCKS()` then one `ROLLBACK` (PyMySQL sends it
     # whether or not a transaction is open), both under the statement deadline: four commands a checkout (COM_PING,
-    # the statement, these two) where the block's rollback, the release and the pool's rollback made five; three for
-    # an incremental run, whose connection is not pinged (`Database.reading`).
+    # the statement, these two) where the block's rollback, the release and the pool's rollback made five.
     releases_before_return = True
 
     def release_session(self, dbapi: Any) -> None:

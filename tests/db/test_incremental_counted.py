@@ -621,12 +621,12 @@ def test_the_window_digest_spells_null_out_only_for_nullable_columns(tmp_path):
         made.close()
 
 
-def test_a_run_of_one_statement_sends_three_commands_and_its_statement_is_watched(mysql_numbers, mysql_runner,
-                                                                                   monkeypatch):
-    """A run without a sequence to read, on MariaDB/MySQL: no COM_PING (`Database.reading`), its one statement
-    (on the driver's cursor, after the engine's `before_cursor_execute` listeners, which re-arm the client-side
-    deadline; then the known groups' re-count where one is due), the release of named locks and one ROLLBACK,
-    last. A driver's error in that statement is reported as the database's (one line), not as an internal error."""
+def test_a_run_of_one_statement_sends_four_commands_and_its_statement_is_watched(mysql_numbers, mysql_runner,
+                                                                                  monkeypatch):
+    """A run without a sequence to read, on MariaDB/MySQL: COM_PING, its one statement (on the driver's cursor,
+    after the engine's `before_cursor_execute` listeners, which re-arm the client-side deadline; then the known
+    groups' re-count where one is due), the release of named locks and one ROLLBACK, last. A driver's error in
+    that statement is reported as the database's (one line), not as an internal error."""
     import pymysql.connections
     from pymysql.constants import COMMAND
 
@@ -652,7 +652,7 @@ def test_a_run_of_one_statement_sends_three_commands_and_its_statement_is_watche
     monkeypatch.undo()
     # (the known groups, fewer than RECOUNT_BUDGET, are re-counted at every run: a statement of their own)
     assert heard[0] == "SELECT group_concat" and all(h.startswith("SELECT counted.ord") for h in heard[1:])
-    assert sent == [*heard, "DO RELEASE_ALL_LOCKS", "ROLLBACK"]
+    assert sent == ["ping", *heard, "DO RELEASE_ALL_LOCKS", "ROLLBACK"]
     assert (result.mode, result.new_groups, result.rows_scanned) == ("incremental", 1, 2)
     r.assert_matches_full_pass(result)
     mysql_numbers.execute("ALTER TABLE logins DROP COLUMN device")
