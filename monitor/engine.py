@@ -361,7 +361,8 @@ class Monitor:
                 # A run changes the known groups of the state it started from in place
                 # (`IncrementalCheck._applied`): one that did not save them may leave that copy ahead of the
                 # store's, so the next run loads the store's (the dashboard reads this copy until then).
-                self._stale.add(key)
+                if self.state is not None:  # (without a store, this copy is the only state there is)
+                    self._stale.add(key)
                 raise
         return outcome
 

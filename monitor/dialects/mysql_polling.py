@@ -197,7 +197,9 @@ class MySQLPolling(Polling):
             with conn.begin_nested():
                 # a row read, not `LIMIT 0`: InnoDB asks for PROCESS only when it fills the table
                 conn.execute(sa.text("SELECT 1 FROM information_schema.INNODB_TRX LIMIT 1")).all()
-        except sa.exc.DBAPIError:
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # a lost connection, not a missing privilege
+                raise
             return None, "the role cannot read information_schema.INNODB_TRX (grant it PROCESS)"
         clock = sa.func.unix_timestamp(sa.func.now(6))
         oldest = (sa.select(sa.func.unix_timestamp(sa.func.min(sa.literal_column("trx_started"))))
@@ -220,7 +222,9 @@ class MySQLPolling(Polling):
             try:
                 with conn.begin_nested():
                     conn.execute(sa.select(tables.c.TABLE_ID).limit(1)).all()  # LIMIT 0 would not ask for PROCESS
-            except sa.exc.DBAPIError:
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:  # a lost connection, not a missing privilege
+                    raise
                 continue  # not this server's catalog, or the role lacks PROCESS
             whole = f"{stored}/{name}"
             escaped = whole.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -239,7 +243,9 @@ class MySQLPolling(Polling):
         try:
             with conn.begin_nested():
                 age = conn.execute(_OLDEST_TRANSACTION).scalar()
-        except sa.exc.DBAPIError:
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # a lost connection, not a missing privilege
+                raise
             return None, "the role cannot read information_schema.INNODB_TRX (grant it PROCESS)"
         return (float(age) if age is not None else 0.0), ""
 

@@ -324,6 +324,31 @@ def test_a_run_whose_state_is_not_saved_leaves_its_new_group_to_the_next_run(log
     assert (after.mode, after.new_groups, after.groups) == ("incremental", 0, 2)
 
 
+def test_without_a_state_store_a_failed_run_keeps_the_state_in_memory(logins, monkeypatch):
+    """A monitor without a state store keeps its state in memory only: a run that fails (a statement timeout on
+    its first statement) leaves it, and the next run finds the new group and reports it as new (found by an
+    adversarial run: dropping it made the next run a first full pass, every known group new again)."""
+    config = config_from_dict({"databases": {"d": {"url": logins.url}}, "checks": [
+        {"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"], "incremental": "id"}]})
+    monitor = Monitor(config)
+    try:
+        assert monitor.run("inc").mode == "full"
+        assert monitor.run("inc").mode == "incremental"
+        insert(logins, [(6, 2, "tablet")])
+
+        def failing(*_args: Any, **_kwargs: Any) -> Any:
+            raise sqlite3.OperationalError("statement timeout")
+
+        monkeypatch.setattr(IncrementalCheck, "incremental_pass", failing)
+        assert monitor.run("inc").error is not None
+        monkeypatch.undo()
+        result = monitor.run("inc")
+        assert result.error is None
+        assert (result.mode, result.groups, result.new_groups) == ("incremental", 2, 1)
+    finally:
+        monitor.close()
+
+
 def test_two_runs_of_one_check_in_one_process_run_one_after_the_other(logins, runner, monkeypatch):
     """A run changes the known groups it starts from in place: a second run of the same check in the same process
     waits for the first to save, and starts from what it saved."""
