@@ -190,3 +190,12 @@ def fix_in_a_deadlock(db: TestDatabase, monitor: Monitor, check: str, timeout: f
     finally:
         app.close()
     return thread
+
+
+def stopped_after_one_batch(monitor: Monitor, check: str) -> FixPlan:
+    """A fix of `check` stopped after its first batch of one group (one row deleted, archived); returns its plan."""
+    plan = prepare_fix(monitor, check)
+    stop = threading.Event()
+    stopped = run_fix(monitor, check, plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
+    assert (stopped.state, stopped.deleted) == ("stopped", 1)
+    return plan

@@ -4,28 +4,18 @@ for triggers and rules on those tables, and refuses naming the table, the column
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from dbtest import server_login, write_config
-from fix_support import make_config, run_cli
+from fix_support import make_config, run_cli, stopped_after_one_batch
 from monitor.engine import Monitor
-from monitor.fix import FixPlan, FixRefused, prepare_fix, run_fix
+from monitor.fix import FixRefused, prepare_fix, run_fix
 
 ARCHIVE = "dupewatch_archive_pay"
 CHECK = {"name": "pays", "table": "pay", "key": ["k"]}
-
-
-def stopped_after_one_batch(monitor: Monitor, check: str) -> FixPlan:
-    """A fix of `check` stopped after its first batch of one group (one row deleted, archived)."""
-    plan = prepare_fix(monitor, check)
-    stop = threading.Event()
-    stopped = run_fix(monitor, check, plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
-    assert (stopped.state, stopped.deleted) == ("stopped", 1)
-    return plan
 
 
 def _seed(db, *, child: bool = False) -> None:

@@ -3,14 +3,12 @@ re-checked under the lock, identity / AUTO_INCREMENT keys on undo, and NULL keys
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import sqlalchemy as sa
 
-from fix_support import config_file, contents, json_out, make_config, run_cli
+from fix_support import config_file, contents, json_out, make_config, run_cli, stopped_after_one_batch
 from monitor.engine import Monitor
-from monitor.fix import FixPlan, FixRefused, make_plan, prepare_fix, run_fix, undo_fix
+from monitor.fix import FixRefused, make_plan, prepare_fix, run_fix, undo_fix
 
 # -- awkward identifiers ----------------------------------------------------------------------------
 
@@ -154,15 +152,6 @@ def test_where_naming_columns_that_the_plan_table_also_has(db, tmp_path):
     assert result.exit_code == 0, result.output
     assert (json_out(result)["deleted"], json_out(result)["repointed"]) == (1, 1)
     assert db.rows("SELECT id, hit_id FROM hit_ref ORDER BY id") == [(1, 1), (2, 3)]
-
-
-def stopped_after_one_batch(monitor: Monitor, check: str) -> FixPlan:
-    """A fix of `check` stopped after its first batch of one group (one row deleted); returns its plan."""
-    plan = prepare_fix(monitor, check)
-    stop = threading.Event()
-    stopped = run_fix(monitor, check, plan, batch_size=1, progress=lambda _p: stop.set(), cancel=stop)
-    assert (stopped.state, stopped.deleted) == ("stopped", 1)
-    return plan
 
 
 def test_plan_holding_each_rows_own_key_is_not_resumed(db):
