@@ -33,7 +33,7 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
-from monitor.fix.archive import archive_name
+from monitor.fix.archive import Copy, archive_name, refuse_altered
 from monitor.fix.catalog import DeleteHooks, ForeignKey, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
@@ -598,6 +598,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     plan.blockers.extend(refused_writes(conn, [w for w in writes if not (missing and w.table is layout.table)]))
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
     plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
+    plan.blockers.extend(_altered_archives(conn, layout))
     for ref_plan in plan.references:
         ref = ref_plan.reference
         if ref_plan.rows and ref.visible and ref.action != "refuse":
@@ -620,6 +621,19 @@ def archives(conn: Connection, layout: Layout) -> list[sa.Table]:
     tables += [(ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]
     return [sa.Table(archive_name(sa.Table(name, sa.MetaData(), schema=schema), apart=apart), sa.MetaData(),
                      schema=place(conn, schema)) for schema, name in tables]
+
+
+def _altered_archives(conn: Connection, layout: Layout) -> list[str]:
+    """What every run of the fix refuses before its first batch (`archive.refuse_altered`) about the archives it
+    writes (`archives`: an earlier fix's, altered since; one not made yet has no column or trigger to refuse), as
+    the plan's blocker, in the same words."""
+    sources = [layout.table, *[reflect(conn, ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]]
+    try:  # (`archives` lists the archive of each of these tables, in this order)
+        refuse_altered(conn, [Copy(archive, source, {c.name: c.name for c in source.columns})
+                              for archive, source in zip(archives(conn, layout), sources, strict=True)])
+    except FixRefused as refused:
+        return [str(refused)]
+    return []
 
 
 def _totals(conn: Connection, layout: Layout, rel: FromClause) -> tuple[int, int]:

@@ -4,13 +4,18 @@ for triggers and rules on those tables, and refuses naming the table, the column
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from dbtest import server_login, write_config
-from fix_support import make_config, run_cli, stopped_after_one_batch
+from fix_support import config_file, make_config, run_cli, stopped_after_one_batch
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, prepare_fix, run_fix
 
@@ -60,76 +65,110 @@ def _null_note_trigger(db, table: str) -> str:
     return "DROP TRIGGER null_note"
 
 
-def test_resumed_fix_refuses_an_archive_column_retyped_since(db):
-    """numeric(10,2) retyped integer would archive 12 for 12.34: the resumed fix refuses, naming the archive, the
-    column and both types, and changes nothing; with the type given back it resumes and archives values as they
-    are."""
+@dataclass(frozen=True)
+class Altered:
+    """A way an archive is altered after dupewatch made it, the words of the refusal every run of the fix (and the
+    plan) gives it, and what puts it right as the refusal says."""
+
+    alter: Callable[[Any], object]
+    refusal: str
+    put_right: Callable[[Any], object]
+
+
+def _drop_null_note(db) -> None:
+    db.execute("DROP TRIGGER null_note" + (f" ON {ARCHIVE}" if db.dialect == "postgresql" else ""))
+
+
+ALTERED = {
+    # numeric(10,2) retyped integer would archive 12 for 12.34
+    "retyped": Altered(lambda db: _retype(db, ARCHIVE, "amount", "INTEGER"),
+                       rf"(?i)archive table '{ARCHIVE}': its column 'amount' is .*int.*, but pay\.amount is "
+                       r".*(numeric|decimal).*give the column the type",
+                       lambda db: _retype(db, ARCHIVE, "amount", "NUMERIC(10,2)")),
+    # a trigger storing every archived row's note as NULL
+    "trigger": Altered(lambda db: _null_note_trigger(db, ARCHIVE),
+                       rf"archive table '{ARCHIVE}' has trigger null_note.*drop it", _drop_null_note),
+}
+
+
+def _archived_as_they_are(db) -> list[tuple[int, Decimal, str]]:
+    """The archived rows but the first one (a test's own ALTER of the archive may have cut its amount)."""
+    return [(r[0], Decimal(str(r[1])), r[2])
+            for r in db.rows(f"SELECT id, amount, note FROM {ARCHIVE} WHERE id <> 2 ORDER BY id")]
+
+
+@contextmanager
+def _after_a_done_fix(db, *, child: bool = False) -> Iterator[Monitor]:
+    """The archive of an earlier fix of `pays` (done), and one new duplicate of group 1 (id 7) for the next fix."""
+    _seed(db, child=child)
+    monitor = Monitor(make_config(db, [CHECK]))
+    try:
+        assert run_fix(monitor, "pays").state == "done"
+        db.execute("INSERT INTO pay VALUES (7, 1, 12.34, 'g')")
+        yield monitor
+    finally:
+        monitor.close()
+
+
+@pytest.mark.parametrize("altered", sorted(ALTERED))
+def test_resumed_fix_refuses_an_archive_altered_since(db, altered):
+    """The resumed fix refuses, naming the archive and the column with both types, or the trigger, and changes
+    nothing; put right as the refusal says, it resumes and archives values as they are."""
+    case = ALTERED[altered]
     _seed(db)
     monitor = Monitor(make_config(db, [CHECK]))
     try:
         plan = stopped_after_one_batch(monitor, "pays")
-        _retype(db, ARCHIVE, "amount", "INTEGER")
-        with pytest.raises(FixRefused, match=rf"(?i)archive table '{ARCHIVE}': its column 'amount' is .*int.*, but "
-                                             r"pay\.amount is .*(numeric|decimal).*give the column the type"):
+        case.alter(db)
+        with pytest.raises(FixRefused, match=case.refusal):
             run_fix(monitor, "pays")
         assert db.scalar("SELECT count(*) FROM pay") == 5
         assert db.scalar(f"SELECT count(*) FROM {ARCHIVE}") == 1
         assert db.scalar("SELECT state FROM dupewatch_fix WHERE fix_id = :f", {"f": plan.fix_id}) == "stopped"
-        _retype(db, ARCHIVE, "amount", "NUMERIC(10,2)")
+        case.put_right(db)
         assert run_fix(monitor, "pays").state == "done"
-        # (the first batch's row, archived before the retype, was cut by the test's own ALTER)
-        assert sorted(Decimal(str(r[0])) for r in db.rows(f"SELECT amount FROM {ARCHIVE} WHERE id <> 2")) == [
-            Decimal("1.25"), Decimal("5.67")]
+        assert _archived_as_they_are(db) == [(4, Decimal("5.67"), "d"), (6, Decimal("1.25"), "f")]
     finally:
         monitor.close()
 
 
-def test_new_fix_refuses_an_existing_archive_retyped_since(db):
-    """An archive an earlier fix made, retyped since (varchar(20) to a shorter or other type): a new fix refuses
-    before its first batch."""
-    _seed(db)
-    monitor = Monitor(make_config(db, [CHECK]))
-    try:
-        assert run_fix(monitor, "pays").state == "done"
-        db.execute("INSERT INTO pay VALUES (7, 1, 12.34, 'g')")
-        _retype(db, ARCHIVE, "note", "CHAR(30)" if db.dialect != "sqlite" else "BLOB")
-        with pytest.raises(FixRefused, match=rf"archive table '{ARCHIVE}': its column 'note'"):
+@pytest.mark.parametrize("altered", sorted(ALTERED))
+def test_new_fix_refuses_an_existing_archive_altered_since(db, altered):
+    """An archive an earlier fix made, altered since: a new fix refuses before its first batch; put right, it
+    runs."""
+    case = ALTERED[altered]
+    with _after_a_done_fix(db) as monitor:
+        case.alter(db)
+        with pytest.raises(FixRefused, match=case.refusal):
             run_fix(monitor, "pays")
         assert db.scalar("SELECT count(*) FROM pay") == 4
-    finally:
-        monitor.close()
+        case.put_right(db)
+        assert run_fix(monitor, "pays").state == "done"
+        assert db.scalar("SELECT count(*) FROM pay") == 3
 
 
-def test_resumed_fix_refuses_a_trigger_on_its_archive(db):
-    """A trigger on the archive setting `note` to NULL: the resumed fix refuses naming it; dropped, the fix resumes
-    and archives every note as it was."""
+@pytest.mark.parametrize("altered", sorted(ALTERED))
+def test_the_dry_run_names_the_refusal_of_an_archive_altered_since(db, altered, tmp_path):
+    """The plan of a fix whose archive was altered lists the refusal `fix --yes` then meets, in its words, and
+    exits 2 as for every blocker, rather than showing a plan the fix refuses."""
+    case = ALTERED[altered]
     _seed(db)
     monitor = Monitor(make_config(db, [CHECK]))
     try:
         stopped_after_one_batch(monitor, "pays")
-        drop = _null_note_trigger(db, ARCHIVE)
-        with pytest.raises(FixRefused, match=rf"archive table '{ARCHIVE}' has trigger null_note.*drop it"):
-            run_fix(monitor, "pays")
-        assert db.scalar("SELECT count(*) FROM pay") == 5
-        db.execute(drop)
-        assert run_fix(monitor, "pays").state == "done"
-        assert sorted(r[0] for r in db.rows(f"SELECT note FROM {ARCHIVE}")) == ["b", "d", "f"]
     finally:
         monitor.close()
-
-
-def test_new_fix_refuses_a_trigger_on_an_existing_archive(db):
-    _seed(db)
-    monitor = Monitor(make_config(db, [CHECK]))
-    try:
-        assert run_fix(monitor, "pays").state == "done"
-        db.execute("INSERT INTO pay VALUES (7, 1, 12.34, 'g')")
-        _null_note_trigger(db, ARCHIVE)
-        with pytest.raises(FixRefused, match=rf"archive table '{ARCHIVE}' has trigger null_note"):
-            run_fix(monitor, "pays")
-        assert db.scalar("SELECT count(*) FROM pay") == 4
-    finally:
-        monitor.close()
+    case.alter(db)
+    path = config_file(tmp_path, db, [CHECK])
+    planned = run_cli("fix", "pays", "--config", str(path), "--dry-run")
+    assert planned.exit_code == 2, planned.output
+    blocked = [line.split("BLOCKED: ", 1)[1] for line in planned.stdout.splitlines() if "BLOCKED: " in line]
+    assert len(blocked) == 1 and re.search(case.refusal, blocked[0]), planned.output
+    fixed = run_cli("fix", "pays", "--config", str(path), "--yes")  # resumes the stopped fix: refused alike
+    assert fixed.exit_code == 2 and blocked[0] in fixed.stderr, fixed.output
+    assert db.scalar("SELECT count(*) FROM pay") == 5
+    case.put_right(db)
+    assert run_cli("fix", "pays", "--config", str(path), "--dry-run").exit_code == 0
 
 
 def test_resumed_fix_refuses_a_rule_on_its_archive(pg):
@@ -187,13 +226,11 @@ def test_mariadb_fix_role_without_the_trigger_privilege_still_fixes(mysql, tmp_p
 def test_a_first_run_refused_after_creating_its_repoint_logs_runs_once_the_archive_is_put_right(db):
     """MySQL/MariaDB commit the repoint logs' CREATE TABLE at once, and the refusal rolls back only the rows that
     record them: the next run adopts its own empty log instead of failing on a table that already exists."""
-    _seed(db, child=True)
-    monitor = Monitor(make_config(db, [CHECK]))
-    try:
-        assert run_fix(monitor, "pays").state == "done"  # an archive from an earlier fix
-        db.execute("INSERT INTO pay VALUES (7, 1, 12.34, 'g')", "INSERT INTO line VALUES (13, 7)")
-        _retype(db, ARCHIVE, "note", "CHAR(30)" if db.dialect != "sqlite" else "BLOB")
+    with _after_a_done_fix(db, child=True) as monitor:
+        db.execute("INSERT INTO line VALUES (13, 7)")
         plan = prepare_fix(monitor, "pays")
+        # (after the plan, which would list it as a blocker: the run meets it)
+        _retype(db, ARCHIVE, "note", "CHAR(30)" if db.dialect != "sqlite" else "BLOB")
         with pytest.raises(FixRefused, match=rf"archive table '{ARCHIVE}': its column 'note'"):
             run_fix(monitor, "pays", plan)
         assert db.scalar("SELECT count(*) FROM pay") == 4
@@ -201,16 +238,14 @@ def test_a_first_run_refused_after_creating_its_repoint_logs_runs_once_the_archi
         assert run_fix(monitor, "pays", plan).state == "done"
         assert db.scalar("SELECT count(*) FROM pay") == 3
         assert db.rows("SELECT id, pay_id FROM line ORDER BY id") == [(10, 1), (11, 3), (12, 5), (13, 1)]
-    finally:
-        monitor.close()
 
 
 def test_postgres_an_event_trigger_adding_a_trigger_to_every_new_table_is_refused_on_the_new_archive(own_pg,
                                                                                                       tmp_path):
     """A real-world way to get a trigger on the archive: an event trigger that adds an audit trigger to every table
-    created. The new fix's archive gets one as it is created (while planning); the fix refuses in one line (exit 2)
-    naming it, before its first batch: nothing deleted. With the event trigger disabled and the trigger dropped,
-    the fix runs."""
+    created. The new fix's archive gets one as it is created (while planning); the plan lists it as a blocker, and
+    the fix refuses in one line (exit 2) naming it, before its first batch, its plan discarded: nothing deleted.
+    With the event trigger disabled and the trigger dropped, the fix runs."""
     pg = own_pg
     _seed(pg)
     pg.execute("CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'",
@@ -228,7 +263,7 @@ def test_postgres_an_event_trigger_adding_a_trigger_to_every_new_table_is_refuse
     assert f"archive table '{ARCHIVE}' has trigger audit" in message and "event trigger" in message, message
     assert pg.scalar("SELECT count(*) FROM pay") == 6
     assert pg.scalar(f"SELECT count(*) FROM {ARCHIVE}") == 0  # created while planning, as the plan table
-    assert pg.scalar("SELECT state FROM dupewatch_fix") == "planned"
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "discarded"  # as for every blocker of the plan
     pg.execute("ALTER EVENT TRIGGER add_audit DISABLE", f"DROP TRIGGER audit ON {ARCHIVE}")  # as the message says
     again = run_cli("fix", "pays", "--config", str(path), "--yes")
     assert again.exit_code == 0, again.output
@@ -238,18 +273,12 @@ def test_postgres_an_event_trigger_adding_a_trigger_to_every_new_table_is_refuse
 def test_postgres_a_disabled_trigger_and_a_collation_change_are_no_refusal(pg):
     """What cannot change what the fix copies: a trigger disabled on the archive never fires, and a collation of
     the source column changed since the archive was made stores the same values (it only compares them)."""
-    _seed(pg)
-    monitor = Monitor(make_config(pg, [CHECK]))
-    try:
-        assert run_fix(monitor, "pays").state == "done"
-        pg.execute("INSERT INTO pay VALUES (7, 1, 12.34, 'g')")
+    with _after_a_done_fix(pg) as monitor:
         _null_note_trigger(pg, ARCHIVE)
         pg.execute(f"ALTER TABLE {ARCHIVE} DISABLE TRIGGER null_note",
                    'ALTER TABLE pay ALTER COLUMN note TYPE VARCHAR(20) COLLATE "C"')
         assert run_fix(monitor, "pays").state == "done"
         assert pg.scalar(f"SELECT count(*) FROM {ARCHIVE} WHERE id = 7 AND note = 'g'") == 1
-    finally:
-        monitor.close()
 
 
 def test_sqlite_a_strict_tables_any_column_is_no_refusal(sqlite_db):
