@@ -459,6 +459,7 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
         resumed = False
         left_out: list[LeftOut] = []
         left_out_groups = 0
+        layout: Layout | None = None  # a resumed fix's, read once for its vetting and its run
         if plan is not None and plan.fix_id is not None:
             if plan.blockers:
                 raise FixRefused(f"check {check!r} cannot be fixed: {plan.blockers[0]}")
@@ -467,9 +468,9 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
             with _writer(t) as conn, conn.begin():
                 pending = records.unfinished(conn, t.config.name, t.table_name) \
                     if records.has_tables(conn) else None
-            _refuse_unusable(t, pending)  # a resumed fix too: a fix_url changed since its last run
+            vetted = _refuse_unusable(t, pending)  # a resumed fix too: a fix_url changed since its last run
             if pending is not None:
-                fix_id, resumed = pending.fix_id, True
+                fix_id, resumed, layout = pending.fix_id, True, vetted
             else:
                 fresh = _snapshot(t, sample=0)
                 if fresh.blockers:
@@ -481,21 +482,23 @@ def run_fix(monitor: Monitor, check: str, plan: FixPlan | None = None, *, batch_
                     raise FixRefused(f"check {check!r} cannot be fixed: {fresh.blockers[0]}")
                 fix_id, left_out, left_out_groups = fresh.fix_id or "", fresh.left_out, fresh.left_out_groups
         try:
-            report = _execute(t, fix_id, sizer, progress, cancel)
+            report = _execute(t, fix_id, sizer, progress, cancel, layout)
         finally:  # what any batch deleted: incremental checks of the table re-count their groups
             monitor.table_changed(t.db.name, t.tc.table.name, f"fix {fix_id}", restored=False)
         report.resumed, report.left_out, report.left_out_groups = resumed, left_out, left_out_groups
     return report
 
 
-def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> None:
+def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> Layout:
     """Refuse before anything is written when the fix role may not use a table of dupewatch's the fix will
     write (an archive an earlier fix created as another role): its first batch would stop on it, and so would
     every resumed run. `pending`: the unfinished fix about to be resumed (its run may be through another role
-    than the one that planned it), whose plan table and repoint logs are checked too."""
+    than the one that planned it), whose plan table and repoint logs are checked too. Returns the layout it read
+    (`_execute` runs a resumed fix with it)."""
     try:
         with _writer(t) as conn, conn.begin():
-            refusals = unusable_tables(conn, archives(conn, _layout(conn, t)))
+            layout = _layout(conn, t)
+            refusals = unusable_tables(conn, archives(conn, layout))
             if not refusals and pending is not None:
                 place = records.place(conn, t.tc.table.schema)
                 logs = conn.execute(sa.select(reference_table.c.log_table).where(
@@ -506,10 +509,13 @@ def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> None:
         raise DatabaseError(t.db.describe(exc)) from None
     if refusals:
         raise FixRefused(f"check {t.config.name!r} cannot be fixed: {refusals[0]}")
+    return layout
 
 
 def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallback | None,
-             cancel: threading.Event | None) -> FixReport:
+             cancel: threading.Event | None, layout: Layout | None = None) -> FixReport:
+    """Run the fix's batches. `layout`: the table's, read by this run already (a resumed fix's, see
+    `_refuse_unusable`); else read here (a new fix's, after its snapshot)."""
     with _writer(t) as raw:
         conn = _session(raw, t.db)
         record = _load(conn, fix_id)
@@ -521,7 +527,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
         if lost:
             _refuse_lost_plan(conn, t, record)
         with conn.begin():
-            layout = _layout(conn, t)
+            layout = _layout(conn, t) if layout is None else layout
             plan_table = layout.plan_table(record.plan_table, records.place(conn, t.tc.table.schema))
             empty = sa.select(sa.text("*")).select_from(sa.table(plan_table.name, schema=plan_table.schema)).limit(0)
             planned = set(conn.execute(empty).keys())

@@ -188,6 +188,24 @@ def test_plan_made_before_rows_were_reached_by_their_address_is_resumed_by_prima
         monitor.close()
 
 
+def test_a_resumed_fix_reads_the_tables_layout_once(sqlite_db, monkeypatch):
+    """Resuming, the layout read to vet dupewatch's tables is the one the batches run with: one read a run."""
+    from monitor.fix import execute
+
+    sqlite_db.execute("CREATE TABLE stay (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)",
+                      "INSERT INTO stay VALUES (1, 1), (2, 1), (3, 2), (4, 2)")
+    monitor = Monitor(make_config(sqlite_db, [{"name": "stays", "table": "stay", "key": ["k"]}]))
+    try:
+        stopped_after_one_batch(monitor, "stays")
+        read, calls = execute._layout, []
+        monkeypatch.setattr(execute, "_layout", lambda *a: calls.append(a) or read(*a))
+        assert run_fix(monitor, "stays").state == "done"
+        assert len(calls) == 1
+        assert sqlite_db.rows("SELECT id FROM stay ORDER BY id") == [(1,), (3,)]
+    finally:
+        monitor.close()
+
+
 def test_plan_that_no_longer_fits_the_table_is_refused(db):
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)")
     db.execute("INSERT INTO visit VALUES (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)")
