@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
+from sqlalchemy.engine import make_url
 
 from dbtest import TestDatabase, write_config
 from monitor.cli import main
@@ -59,6 +60,24 @@ def checks_dict(db: TestDatabase, checks: list[dict[str, Any]], **db_options: An
 
 def make_config(db: TestDatabase, checks: list[dict[str, Any]]) -> Config:
     return config_from_dict(checks_dict(db, checks))
+
+
+# PostgreSQL looks for a deadlock once, `deadlock_timeout` after a session starts to wait, and rolls back the session
+# that finds it. `fix_in_a_deadlock` wants the batch rolled back: the batch waits first, so its sessions look after
+# this long, and the application's much later, however slowly a loaded machine lets the application's second lock
+# follow (with the default second the application could ask after the batch had looked, and find it itself).
+BATCH_DEADLOCK_TIMEOUT = "4s"
+
+
+def deadlock_config(db: TestDatabase, checks: list[dict[str, Any]]) -> Config:
+    """`make_config` for `fix_in_a_deadlock`: on PostgreSQL the fix's sessions wait `BATCH_DEADLOCK_TIMEOUT` before
+    they look for a deadlock."""
+    if db.dialect != "postgresql":
+        return make_config(db, checks)
+    url = make_url(db.url)
+    options = f"{url.query['options']} -cdeadlock_timeout={BATCH_DEADLOCK_TIMEOUT}"
+    waiting = url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    return config_from_dict({**checks_dict(db, checks), "databases": {"app": {"url": waiting}}})
 
 
 def config_file(tmp_path: Path, db: TestDatabase, checks: list[dict[str, Any]]) -> Path:
@@ -168,16 +187,18 @@ def blocked_by(db: TestDatabase, blocker: int, table: str = "visit") -> bool:
 
 
 def fix_in_a_deadlock(db: TestDatabase, monitor: Monitor, check: str, timeout: float = 30) -> FixThread:
-    """Run the fix of `check` (on `visit`, ids 1-8, row 1 in its first batch; a table `ballast (n INTEGER)` made) into
-    a deadlock: an application
-    transaction that has written more (InnoDB rolls back the one that changed fewer rows) holds row 8, waits for
-    the batch to wait for it, then asks for row 1, which the batch holds. The thread, joined."""
+    """Run the fix of `check` (its monitor made from `deadlock_config`; on `visit`, ids 1-8, row 1 in its first
+    batch; a table `ballast (n INTEGER)` made) into a deadlock: an application transaction that has written more
+    (InnoDB rolls back the one that changed fewer rows) holds row 8, waits for the batch to wait for it, then asks
+    for row 1, which the batch holds. The thread, joined."""
     app = db.engine.connect()
     try:
         thread = FixThread(monitor, check, prepare_fix(monitor, check), batch_size=10)
         with app.begin():
             blocker = app.execute(sa.text("SELECT pg_backend_pid()" if db.dialect == "postgresql"
                                           else "SELECT CONNECTION_ID()")).scalar_one()
+            if db.dialect == "postgresql":  # the batch finds the deadlock (`deadlock_config`), not the application
+                app.execute(sa.text("SET LOCAL deadlock_timeout = '10min'"))
             app.execute(sa.text("INSERT INTO ballast VALUES (:n)"), [{"n": n} for n in range(500)])
             app.execute(sa.text("SELECT id FROM visit WHERE id = 8 FOR UPDATE"))
             thread.start()

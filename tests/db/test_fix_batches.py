@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fix_support import config_file, fix_in_a_deadlock, json_out, make_config, run_cli
+from fix_support import config_file, deadlock_config, fix_in_a_deadlock, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixProgress, prepare_fix, run_fix
 from monitor.fix.pace import FIRST_BATCH
@@ -189,7 +189,7 @@ def test_a_batch_chosen_as_deadlock_victim_is_run_again_and_the_fix_completes(se
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, note VARCHAR(20))",
                "CREATE TABLE ballast (n INTEGER)")
     db.execute("INSERT INTO visit VALUES (:id, :k, 'seed')", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
-    monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
+    monitor = Monitor(deadlock_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
     try:
         thread = fix_in_a_deadlock(db, monitor, "visits", timeout=DEADLINE)
     finally:

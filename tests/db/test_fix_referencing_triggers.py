@@ -18,9 +18,9 @@ from fix_support import (
     audit_trigger,
     config_file,
     contents,
+    deadlock_config,
     fix_in_a_deadlock,
     json_out,
-    make_config,
     run_cli,
 )
 from monitor.dialects import for_backend
@@ -253,7 +253,7 @@ def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
                "CREATE TABLE change_log (what VARCHAR(20))", "CREATE TABLE ballast (n INTEGER)")
     audit_trigger(db, "note_audit", "UPDATE", "visit_note", into="change_log")
     db.execute("INSERT INTO visit VALUES (:id, :k)", params=[{"id": i, "k": (i - 1) // 2} for i in range(1, 9)])
-    monitor = Monitor(make_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
+    monitor = Monitor(deadlock_config(db, [{"name": "visits", "table": "visit", "key": ["k"]}]))
     try:
         thread = fix_in_a_deadlock(db, monitor, "visits")
     finally:
