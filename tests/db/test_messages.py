@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from dbtest import write_config
+from monitor.db import first_line, without_values
 
 pytestmark = pytest.mark.timeout(180)
 ERROR = "dupewatch: error: "
@@ -227,6 +229,33 @@ def test_a_data_error_keeps_its_kind_and_drops_the_row_value(pg, tmp_path, dupew
     assert result["status"] == "error"
     assert "invalid input syntax for type integer: (value not shown)" in result["error"]
     assert "SSN" not in run.output
+
+
+@pytest.fixture(params=["pg", "mysql"])
+def server(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("statements, shown, hidden", [
+    pytest.param(["CREATE TABLE friendship (a INTEGER, b INTEGER, CONSTRAINT no_self CHECK (a <> b))",
+                  "INSERT INTO friendship VALUES (7, 7)"], ["friendship", "no_self"], [], id="check"),
+    pytest.param(["CREATE TABLE usr (email TEXT, CONSTRAINT usr_email UNIQUE (email))",
+                  "INSERT INTO usr VALUES ('Bob@X.org'), ('Bob@X.org')"], ["usr_email"], ["Bob@X.org"], id="unique"),
+    pytest.param(["CREATE TABLE usr (nick VARCHAR(3) NOT NULL)", "INSERT INTO usr VALUES (NULL)"],
+                 ["nick"], [], id="not-null"),
+    pytest.param(["CREATE TABLE usr (n INTEGER)", "INSERT INTO usr VALUES ('SSN-123')"], [], ["SSN-123"],
+                 id="input-syntax"),
+])
+def test_a_data_error_names_its_table_column_and_constraint_but_no_row_value(server, statements, shown, hidden):
+    """Only a row's values are hidden: the names the database's error gives (PostgreSQL's diagnostics, MariaDB's
+    "for column", "for key") reach the operator, who must know which table and constraint refused."""
+    for statement in statements[:-1]:
+        server.execute(statement)
+    with server.engine.begin() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+        conn.execute(sa.text(statements[-1]))
+    text = without_values(refused.value, first_line(refused.value))
+    assert all(name in text for name in shown), text
+    assert not any(value in text for value in hidden), text
 
 
 # -- lenient input that is not a config field ---------------------------------------------------------
