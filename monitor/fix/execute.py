@@ -137,12 +137,16 @@ class FixReport:
     left_out_groups: int = 0  # how many groups `left_out` lists (one left out on two unique keys is listed twice)
     notes: list[str] = field(default_factory=list)
     references_archived: int = 0  # referencing rows archived with their parents (on_reference = "archive")
+    # The fixes `--add-constraint`'s later rounds made of the duplicates written meanwhile and that stand, oldest
+    # first: each is undone on its own (`render.undo_lines`).
+    straggler_fixes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"fix_id": self.fix_id, "check": self.check, "groups": self.groups, "deleted": self.deleted,
                 "archived": self.archived, "repointed": self.repointed, "skipped": self.skipped,
                 "references_archived": self.references_archived, "constraint": self.constraint,
-                "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out]}
+                "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out],
+                "straggler_fixes": self.straggler_fixes}
 
 
 @dataclass

@@ -83,13 +83,18 @@ def report_lines(report: FixReport, *, config: Path | None = None, undo_hint: bo
     lines.extend(f"  note: {note}" for note in report.notes)
     if not undo_hint:
         return lines
-    option = f" --config {shlex.quote(str(config))}" if config else ""
-    if report.constraint:  # the guard would refuse the restored duplicates: undo drops it first
-        lines.append(f"  undo with: dupewatch undo {report.fix_id}{option} --drop-constraint (drops "
-                     f"{report.constraint} first)")
-    else:
-        lines.append(f"  undo with: dupewatch undo {report.fix_id}{option}")
-    return lines
+    return lines + undo_lines(report, f" --config {shlex.quote(str(config))}" if config else "")
+
+
+def undo_lines(report: FixReport, option: str) -> list[str]:
+    """The commands that undo all a fix command did, in the order to run them: the newest fix first (the
+    straggler fixes of `--add-constraint`'s later rounds, then the fix itself); the first drops the guard, which
+    would refuse the restored duplicates."""
+    fixes = [*reversed(report.straggler_fixes), report.fix_id]
+    first = f"dupewatch undo {fixes[0]}{option}"
+    if report.constraint:
+        first += f" --drop-constraint (drops {report.constraint} first)"
+    return [f"  undo with: {first}", *(f"  then:      dupewatch undo {fix_id}{option}" for fix_id in fixes[1:])]
 
 
 RECORD_HEADERS = ("FIX ID", "DATABASE", "CHECK", "STATE", "STARTED (UTC)", "USER", "GROUPS", "DELETED",

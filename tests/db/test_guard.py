@@ -5,6 +5,7 @@ while the application keeps writing duplicates."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -459,4 +460,32 @@ def test_add_constraint_reports_each_round_when_it_does_not_converge(pg, tmp_pat
     assert [(r["round"], r["outcome"]) for r in guard["rounds"]] == [(1, "duplicates"), (2, "duplicates"),
                                                                     (3, "duplicates")]
     assert all(r["straggler_fix"] for r in guard["rounds"][1:])
+    assert json_out(result)["straggler_fixes"] == [r["straggler_fix"] for r in guard["rounds"][1:]]
     assert _pg_index_state(pg, "uq_dupewatch_items") is None
+
+
+def test_the_undo_lines_of_add_constraint_undo_every_fix_its_rounds_made(pg, tmp_path):
+    """The straggler fixes of the guard's later rounds stand on their own: the lines printed after the fix, run as
+    printed, undo each of them (newest first) and the fix itself, leaving no row of any of them deleted."""
+    _seed_items(pg, duplicates=True)
+    monitor = Monitor(make_config(pg, [ITEMS]))
+    try:
+        with monitor.database("app").bookkeeping.begin() as conn:
+            fix_records.ensure_tables(conn)
+    finally:
+        monitor.close()
+    pg.execute("CREATE SEQUENCE echo_id START 1000",  # the echoed rows' ids are never reused: each undo fits
+               "CREATE FUNCTION echo() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "INSERT INTO item (id, k, other) VALUES (nextval('echo_id'), 1, 0); RETURN NEW; END $$")
+    pg.execute("CREATE TRIGGER item_echo AFTER UPDATE ON dupewatch_fix FOR EACH ROW "
+               "WHEN (NEW.state = 'done' AND OLD.state <> 'done') EXECUTE FUNCTION echo()")
+    path = config_file(tmp_path, pg, [ITEMS])
+    result = run_cli("fix", "items", "--config", str(path), "--yes", "--add-constraint")
+    assert result.exit_code == 1, result.output
+    commands = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
+                if line.strip().startswith(("undo with:", "then:"))]
+    assert len(commands) == 3, result.stdout  # two straggler fixes, then the fix
+    for command in commands:
+        undone = run_cli(*shlex.split(command)[1:], "--yes")
+        assert undone.exit_code == 0, (command, undone.output)
+    assert pg.rows("SELECT DISTINCT state FROM dupewatch_fix WHERE check_name = 'items'") == [("undone",)]

@@ -43,6 +43,11 @@ class GuardRound:
         return {"round": self.number, "method": self.method, "outcome": self.outcome, "message": self.message,
                 "straggler_fix": self.straggler_fix, "stragglers_deleted": self.stragglers_deleted}
 
+    @property
+    def straggler_fix_stands(self) -> bool:
+        """Whether this round's straggler fix was committed: a locked round's commits with its build or not at all."""
+        return self.straggler_fix is not None and (self.method != "locked" or self.outcome in ("built", "present"))
+
     def line(self) -> str:
         fixed = (f"fixed {self.stragglers_deleted:,} straggler row(s) (fix {self.straggler_fix}), "
                  if self.straggler_fix else "")

@@ -122,7 +122,9 @@ def guard_after_fix(monitor: Monitor, check: str, report: FixReport, *, rounds: 
         report.notes.append(f"constraint not added: {exc}")
         done = exc.rounds if isinstance(exc, _RefusedAfterRounds) else []
         report.notes.extend(r.line() for r in done)
+        report.straggler_fixes = [r.straggler_fix for r in done if r.straggler_fix and r.straggler_fix_stands]
         return GuardReport(check, guard_name(check), False, "", [], done, error=str(exc))
+    report.straggler_fixes = [r.straggler_fix for r in guard.rounds if r.straggler_fix and r.straggler_fix_stands]
     report.constraint = guard.index_name
     report.notes.extend(guard.notes)
     if len(guard.rounds) > 1:
