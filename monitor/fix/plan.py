@@ -1035,6 +1035,12 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"{ref.label} changes; the dry run cannot evaluate it, so a repointed row that conflicts with a kept "
             "row's stops its batch, rolled back, naming the constraint; resolve those rows by hand, or set its "
             f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
+    for label in ref.computed_uniques:
+        plan.notes.append(
+            f"risk: {ref.table} has unique index {label} over an expression or a generated column, which the dry "
+            f"run cannot evaluate on the repointed values of {ref.label}; a repointed row that would equal another "
+            "under it stops its batch, rolled back, naming the index; resolve those rows by hand, or set its "
+            f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
     _judge_triggers(plan, ref, rows)
     if ref_plan.crowded:
         kept, low, high = ref_plan.crowded

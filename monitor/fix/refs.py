@@ -47,6 +47,9 @@ class Reference:
     # Exclusion constraints (PostgreSQL EXCLUDE) of the referencing table that read a foreign-key column: the dry
     # run cannot tell whether a repoint violates one (its operators are arbitrary: overlaps, adjacency, ...).
     exclusions: tuple[str, ...] = ()
+    # Unique keys of the referencing table over an expression or a generated column (`UniqueKey.label`), which the
+    # dry run cannot evaluate on the repointed values (`lower(name)`, a column computed from the foreign key).
+    computed_uniques: tuple[str, ...] = ()
     # The referencing table's triggers that the write this reference's action makes fires (a repoint's UPDATE of
     # the foreign key's columns, an archive's DELETE): one that writes another row stops the batch (its account).
     triggers: tuple[str, ...] = ()
@@ -133,7 +136,13 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
             containing.append((name, cols))
     default = catalog.default_schema()
     same_schema = (fk.schema or default) == (table.schema or default)
-    return Reference(fk, primary_key=pk, unique_sets=tuple(containing),
+    computed: tuple[str, ...] = ()
+    if action == "repoint":
+        referencing = sa.Table(fk.table, sa.MetaData(), schema=fk.schema)
+        generated = catalog.generated_columns(referencing)
+        computed = tuple(key.label for key in catalog.unique_keys(referencing) if not key.primary and (
+            key.opaque or None in key.columns or generated & {c for c in key.columns if c}))
+    return Reference(fk, primary_key=pk, unique_sets=tuple(containing), computed_uniques=computed,
                      self_reference=same_schema and fk.table == table.name,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
                      partition_key=catalog.partition_columns(fk.schema, fk.table),
