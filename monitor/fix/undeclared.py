@@ -17,7 +17,15 @@ type), excluding dupewatch's own tables (copies, not references) and the partiti
 catalog lists (their parent's count holds their rows). The keys to delete are read once; a column is counted
 only through an index that leads with it (never by a scan of its table), else named as not counted ("no index
 on t(col)"), as is a table the database would not count (the fix role may not read it), with the database's
-reason."""
+reason.
+
+Django's generic relations (contenttypes: `content_type_id` beside `object_id`, or `object_pk` as text, in
+taggit, guardian, the admin log, comments) are the same kind of pair: where the schema holds a
+`django_content_type` table, the content types whose `app_label` and `model` name the fixed table (`auth` and
+`user` for `auth_user`, Django's default table name) are read from it, and the rows of each table with both
+columns whose `object_id`/`object_pk` holds the key of a row to delete are counted per content type, in the same
+way (through an index leading with the object column; text compared with the key's text).
+"""
 
 from __future__ import annotations
 
@@ -40,6 +48,9 @@ COUNTED_KEYS = 100_000  # keys to delete read once for the counts; past this, th
 COUNT_SECONDS = 2.0  # each counting statement's bound
 LOCK_SECONDS = 1.0  # a counting statement's wait for a lock
 KEYS_PER_STATEMENT = 1_000  # keys looked up per counting statement (an IN list, through the column's index)
+CONTENT_TYPES = "django_content_type"  # Django's table of content types, where generic relations name their table
+CONTENT_TYPE_COLUMN = "content_type_id"
+OBJECT_COLUMNS = ("object_id", "object_pk")
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,8 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
             if polymorphic is None and not stem_names_table(stem, table.name, names):
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
+    generic = _generic_relations(conn, table, schema, names, columns)
+    plan += [(name, column, CONTENT_TYPE_COLUMN) for name, column in generic[1]]
     if not plan:
         return [], []
     prefix = f"{schema}." if schema else ""
@@ -185,31 +198,64 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     # SQLite: on the fix's own connection (no other may read beside its write transaction), each column's count
     # bounded by a progress handler (`Dialect.bounded_statements`).
     if not rules.reads_beside_writer:
-        _count(conn, table, schema, plan, leading, keys, found, unread)
+        _count(conn, table, schema, plan, leading, keys, found, unread, generic[0])
         return found, unread
     with conn.engine.connect() as reader, rules.bounded_read(reader, COUNT_SECONDS, LOCK_SECONDS):
-        _count(reader, table, schema, plan, leading, keys, found, unread)
+        _count(reader, table, schema, plan, leading, keys, found, unread, generic[0])
     return found, unread
 
 
+def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, names: list[str],
+                       columns: dict[tuple[str | None, str], list[Any]]
+                       ) -> tuple[dict[Any, str], list[tuple[str, str]]]:
+    """Django's generic relations that may name the fixed table: the content types that name it (id: 'app.model',
+    from `django_content_type`) and the (table, object column) pairs beside a `content_type_id`."""
+    if CONTENT_TYPES not in names or table.name == CONTENT_TYPES:
+        return {}, []
+    kinds = sa.table(CONTENT_TYPES, sa.column("id"), sa.column("app_label"), sa.column("model"), schema=schema)
+    try:
+        with conn.begin_nested():
+            rows = conn.execute(sa.select(kinds.c.id, kinds.c.app_label, kinds.c.model)).all()
+    except sa.exc.DBAPIError:
+        return {}, []  # not Django's table after all, or not readable: no evidence either way
+    naming = {row.id: f"{row.app_label}.{row.model}" for row in rows
+              if isinstance(row.app_label, str) and isinstance(row.model, str)
+              and _squash(row.app_label + row.model) == _squash(table.name)}
+    if not naming:
+        return {}, []
+    pairs = []
+    for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
+        own = {c["name"] for c in cols}
+        if CONTENT_TYPE_COLUMN in own:
+            pairs += [(name, column) for column in OBJECT_COLUMNS if column in own]
+    return naming, pairs
+
+
 def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
-           leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str]) -> None:
+           leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str],
+           content_types: dict[Any, str]) -> None:
     prefix = f"{schema}." if schema else ""
     rules = for_backend(conn.dialect.name)
     skipped: set[str] = set()
     for name, column, polymorphic in plan:
         if name in skipped:
             continue
-        if column not in leading.get(name, set()):
+        generic = polymorphic == CONTENT_TYPE_COLUMN and bool(content_types)
+        # A generic relation's index leads with the content type as often as with the object (Django's own
+        # `Index(fields=["content_type", "object_id"])`): its rows are counted for the fixed table's types only.
+        if not ({column, polymorphic} if generic else {column}) & leading.get(name, set()):
             unread.append(f"{prefix}{name}({column}) (no index on {prefix}{name}({column}))")
             continue
         child = sa.table(name, *[sa.column(n) for n in (column, polymorphic) if n], schema=schema)
-        wanted = child.c[column].in_(sa.bindparam("keys", expanding=True))
+        wanted: sa.ColumnElement[bool] = child.c[column].in_(sa.bindparam("keys", expanding=True))
+        if generic:
+            wanted = sa.and_(child.c[CONTENT_TYPE_COLUMN].in_(list(content_types)), wanted)
+        looked_up = [str(k) for k in keys] if generic and column == "object_pk" else keys  # Django's text pk
         per_type: dict[Any, int] = {}
         try:
             with conn.begin_nested(), rules.bounded_statements(conn, COUNT_SECONDS):
                 for start in range(0, len(keys), KEYS_PER_STATEMENT):
-                    chunk = {"keys": keys[start:start + KEYS_PER_STATEMENT]}
+                    chunk = {"keys": looked_up[start:start + KEYS_PER_STATEMENT]}
                     if polymorphic is None:
                         n = int(conn.execute(sa.select(sa.func.count()).select_from(child).where(wanted),
                                              chunk).scalar_one())
@@ -228,6 +274,12 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
             continue
         if polymorphic is None:
             rows, by_type, others = per_type.get(None, 0), [], []
+        elif generic:
+            counted = sorted(per_type.items(), key=lambda item: (-item[1], str(item[0])))
+            by_type = [(content_types[v], n) for v, n in counted if v in content_types]
+            others = [(v, n) for v, n in counted if v not in content_types]
+            rows = sum(n for _v, n in by_type)
+            by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
         else:
             counted = sorted(per_type.items(), key=lambda item: (-item[1], str(item[0])))
             by_type = [(v, n) for v, n in counted if names_table(v, table.name)]

@@ -103,6 +103,32 @@ def test_a_polymorphic_type_counts_when_it_names_the_table_as_a_class(db, tmp_pa
         1, [{"value": "app.Account", "rows": 1}])
 
 
+def test_a_django_generic_relation_counts_the_rows_whose_content_type_names_the_table(db, tmp_path):
+    """Django's contenttypes: taggit's `content_type_id` + `object_id` (its index leads with the content type) and
+    guardian's `object_pk` (text). Only rows whose content type is `auth.user` count; a tag of blog post 2 holds the
+    same number and is listed as not referring."""
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'auth', 'user'), (2, 'blog', 'post')",
+               "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(254))",
+               "INSERT INTO auth_user VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')",
+               "CREATE TABLE taggit_taggeditem (id INTEGER PRIMARY KEY, content_type_id INTEGER NOT NULL, "
+               "object_id INTEGER NOT NULL)",
+               "CREATE INDEX taggit_ct_obj ON taggit_taggeditem (content_type_id, object_id)",
+               "INSERT INTO taggit_taggeditem VALUES (1, 1, 2), (2, 2, 2), (3, 1, 1)",
+               "CREATE TABLE guardian_userobjectpermission (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_pk VARCHAR(255))",
+               "CREATE INDEX guardian_obj ON guardian_userobjectpermission (object_pk)",
+               "INSERT INTO guardian_userobjectpermission VALUES (1, 1, '2'), (2, 1, '1')")
+    path = config_file(tmp_path, db, [{"name": "users", "table": "auth_user", "key": ["email"]}])
+    found = {(u["table"], u["column"]): u for u in json_out(run_cli(
+        "fix", "users", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
+    assert {k: (u["rows"], u["type_column"], u["by_type"]) for k, u in found.items()} == {
+        ("guardian_userobjectpermission", "object_pk"): (1, "content_type_id", [{"value": "auth.user", "rows": 1}]),
+        ("taggit_taggeditem", "object_id"): (1, "content_type_id", [{"value": "auth.user", "rows": 1}])}
+    shown = run_cli("fix", "users", "--config", str(path), "--dry-run").output
+    assert "taggit_taggeditem(object_id)" in shown and "'auth.user' 1" in shown, shown
+
+
 def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the_fix_role_cannot_read(pg, tmp_path):
     """A partitioned `event(account_id)` and an inheritance child of `audit_entry` are counted with their parent
     (a query of the parent reads their rows), not again on their own; a table the fix role may not read is named
