@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects import for_backend
 from monitor.fix.catalog import catalog_for
-from monitor.fix.errors import FixRefused
+from monitor.fix.errors import FixRefused, NotAsArchived
 from monitor.fix.records import bookkeeping_lock, safe_identifier
 
 FIX_ID_COLUMN = "dupewatch_fix_id"
@@ -201,7 +201,7 @@ def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: s
                                             f"SYSTEM VALUE {body}").rowcount)
     same = conn.execute(matching).scalar_one() - before
     if same != inserted:
-        raise FixRefused(
+        raise NotAsArchived(
             f"undo of fix {fix_id} refused, nothing changed: {inserted - same} of the {inserted} row(s) restored "
             f"into {table.name!r} are not the archived ones once inserted: the database changed them (a BEFORE "
             "INSERT trigger or a rule of the table?); disable it for the undo (and enable it after), then undo "

@@ -9,6 +9,10 @@ class FixRefused(FixError):
     """Refused before changing anything: a blocker, a lock held elsewhere, no confirmation."""
 
 
+class NotAsArchived(FixRefused):
+    """Undo refused: rows it restored are not the archived ones once inserted (the database changed them)."""
+
+
 class PrivilegeMissing(FixError):
     """A batch the database refused for a privilege the fix role lacks: every run stops there until it is
     granted, so the message names the GRANT and gives no "run it again to resume"."""

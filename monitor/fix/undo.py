@@ -37,7 +37,7 @@ from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
 from monitor.fix.archive import FIX_ID_COLUMN, added_since, archived_count, reflect_archive, restore_rows
 from monitor.fix.catalog import catalog_for
-from monitor.fix.errors import FixRefused
+from monitor.fix.errors import FixRefused, NotAsArchived
 from monitor.fix.execute import repoint_statement
 from monitor.fix.guard import guard_name
 from monitor.fix.links import Held, undo_links, undo_target
@@ -146,13 +146,48 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
         except sa.exc.IntegrityError as exc:
             raise _refusal(db, record, schema, exc, dropped, held,
                            lambda: _violations(db, record, schema, name, guard)) from None
+        except NotAsArchived as exc:
+            retyped = _retyped(db, record, schema, name)
+            message = str(exc) if not retyped else (
+                str(exc).split(": the database changed them")[0] + f": the table changed since the fix ({retyped})"
+                ": give those columns back the archived types (or wider ones), then undo again")
+            raise FixRefused(_guard_said(message, dropped, guard)) from None
         except FixRefused as exc:
-            if dropped is None or guard is not None:
-                raise
-            raise FixRefused(str(exc).replace("nothing changed", f"the unique index {dropped} was dropped already "
-                                              "(MySQL/MariaDB commit DDL at once), nothing else changed")) from None
+            raise FixRefused(_guard_said(str(exc), dropped, guard)) from None
+        except sa.exc.DataError as exc:  # in undo's one transaction, rolled back whole
+            retyped = _retyped(db, record, schema, name)
+            hint = f" (the table changed since the fix: {retyped}; give those columns back the archived types, " \
+                   "then undo again)" if retyped else ""
+            raise FixRefused(_guard_said(f"undo of fix {fix_id} refused, nothing changed: {db.describe(exc)}{hint}",
+                                         dropped, guard)) from None
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(db.describe(exc)) from None
+
+
+def _guard_said(message: str, dropped: str | None, guard: str | None) -> str:
+    """A refusal's "nothing changed", once MySQL/MariaDB committed the guard's drop before undo's transaction."""
+    if dropped is None or guard is not None:
+        return message
+    return message.replace("nothing changed", f"the unique index {dropped} was dropped already (MySQL/MariaDB "
+                           "commit DDL at once), nothing else changed")
+
+
+def _retyped(db: Database, record: FixRecord, schema: str | None, name: str) -> str:
+    """The restored columns whose type differs between the table now and the fix's archive, as the catalog spells
+    them ("usr.nick is varchar(3), the archive's varchar(20)"), or ""; only for a better message."""
+    try:
+        with db.connect(db.bookkeeping) as conn:
+            archive = reflect_archive(conn, records.place(conn, schema), record.archive_table)
+            if archive is None:
+                return ""
+            table = sa.Table(name, sa.MetaData(), schema=schema)
+            catalog = catalog_for(conn)
+            now, archived = catalog.column_types([table, archive])
+            return "; ".join(f"{name}.{column} is {kind}, the archive's {archived[column]}"
+                             for column, kind in now.items()
+                             if column in archived and not catalog.same_type(kind, archived[column]))
+    except Exception:  # only a better message: never in place of undo's refusal
+        return ""
 
 
 def _count_restored(check: str, database: str, rows: int) -> None:

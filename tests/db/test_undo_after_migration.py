@@ -11,6 +11,11 @@ import pytest
 from fix_support import config_file, contents, json_out, run_cli
 
 
+@pytest.fixture(params=["pg", "mysql"])
+def server(request: pytest.FixtureRequest):
+    return request.getfixturevalue(request.param)
+
+
 def _fixed(db, tmp_path):
     db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL, secret VARCHAR(20))",
                "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))",
@@ -106,3 +111,30 @@ def test_a_check_constraint_added_since_the_fix_is_not_blamed_on_a_conflicting_r
     assert "credit_positive" in undone.stderr and "refused, nothing changed" in undone.stderr
     assert "a constraint added or changed since the fix (a CHECK, a NOT NULL) refuses a restored row" in undone.stderr
     assert pg.rows("SELECT id FROM account ORDER BY id") == [(1,), (3,)]
+
+
+NARROWED = {"postgresql": "ALTER TABLE account ALTER COLUMN secret TYPE VARCHAR(1)",
+            "mysql": "ALTER TABLE account MODIFY secret VARCHAR(1)"}
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lenient"])
+def test_a_column_narrowed_since_the_fix_is_named_with_both_types(server, tmp_path, strict):
+    """A migration narrowed `secret` (VARCHAR(20) to (1)): the restored values do not fit. Strict servers refuse
+    the insert, lenient MariaDB (`sql_mode = ''`) cuts them, which undo sees as rows not the archived ones; either
+    way undo refuses, nothing changed, naming the column with the table's and the archive's types, and no trigger
+    (it blamed one that did not exist, and named no column on PostgreSQL)."""
+    db = server
+    if not strict and db.dialect != "mysql":
+        pytest.skip("PostgreSQL has no lenient mode")
+    path, fix_id, _before = _fixed(db, tmp_path)
+    db.execute("UPDATE account SET secret = NULL", NARROWED[db.dialect])
+    if not strict:
+        text = path.read_text().replace(db.url, db.url + "?init_command=SET+SESSION+sql_mode%3D%27%27")
+        path.write_text(text)
+    after_fix = contents(db, "account", "login")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    line, = undone.stderr.strip().splitlines()
+    assert "refused, nothing changed" in line and "the table changed since the fix" in line, line
+    assert "account.secret is " in line and "the archive's " in line and "trigger" not in line, line
+    assert contents(db, "account", "login") == after_fix
