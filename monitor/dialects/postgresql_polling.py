@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ranges
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -114,9 +115,20 @@ def _as_text(kind: sa.types.TypeEngine[Any]) -> str | None:
     hash function of its hash operator class (`ServerText.hashed`; "" where its text is its identity); else None.
     jsonb: a number is returned as an int or a float (bound back as `integer`/`double precision`, no `=` with
     jsonb), a document as a dict (which psycopg does not adapt); and `1` and `1.0` are one jsonb value (numbers
-    compare as numeric), printed apart: identified by `jsonb_hash_extended`."""
+    compare as numeric), printed apart: identified by `jsonb_hash_extended`. A range or multirange: psycopg's
+    `Range` binds as no array element beside another key's text (`cannot dump lists of mixed types`), a
+    multirange not at all; `numrange` `[1.0,2.0)` and `[1,2)` are one value printed apart: identified by
+    `hash_range_extended` / `hash_multirange_extended` (by the subtype's hash: numeric's ignores the scale).
+    inet and cidr: psycopg's `ipaddress` objects bind as no array element beside text either; their text is
+    their identity (`10.0.0.1` and `10.0.0.1/32` print as one)."""
     if isinstance(kind, postgresql.JSONB):
         return "jsonb_hash_extended"
+    if isinstance(kind, ranges.AbstractMultiRange):
+        return "hash_multirange_extended"
+    if isinstance(kind, ranges.AbstractRange):
+        return "hash_range_extended"
+    if isinstance(kind, postgresql.INET | postgresql.CIDR):
+        return ""
     return None
 
 
