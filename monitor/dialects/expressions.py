@@ -55,3 +55,27 @@ def _single_precision_mysql(element: SinglePrecision, compiler: Any, **kw: Any) 
 @compiles(SinglePrecision, "sqlite")
 def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
+
+
+class ServerText(sa.types.UserDefinedType[str]):
+    """A key value carried as the database's own text of it (`CAST(.. AS TEXT)` where it is read) and cast back to
+    the column's type (`spec`, as the database names it) on the server where it is bound: for a type whose value
+    the driver's Python form does not bind back as itself (`Dialect.polled_key`). A comparison with such an
+    expression renders the column itself, so its index serves the lookup and its `=` decides, as in GROUP BY.
+    `hashed`: the function of the type's hash operator class (`<name>(value, seed)`, 64 bits) by which a group is
+    identified where equal values print apart (jsonb `1` and `1.0`), or ""."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str, hashed: str = "") -> None:
+        self.spec = spec
+        self.hashed = hashed
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return self.spec
+
+    def column_expression(self, colexpr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.cast(colexpr, sa.Text())
+
+    def bind_expression(self, bindvalue: Any) -> ColumnElement[Any]:
+        return sa.cast(bindvalue, self)

@@ -31,6 +31,10 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   on a row of the table (its only FROM) that holds for every row committed after the run that read `previous`
   (and may hold for others), or None where the marks cannot bound it. The next run re-reads below its watermark
   only the rows it holds for.
+- `polled_key(expr)`: a key expression (`TableCheck.key_reads`) as an incremental run reads its values and binds
+  them back in the lookups of known groups and keys read: itself, or where the driver's Python form of the value
+  does not bind back as the same value, as the database's text of it cast back on the server
+  (`expressions.ServerText`).
 - `counts_window_on_server(columns)`: whether the rows past the watermark are read and their keys counted by the
   database in one statement, which returns each key's group identity as text and its count (`concat`: integer
   keys only, whose text is their identity), instead of sending the rows to the client.
@@ -216,6 +220,9 @@ class Polling:
 
     def committed_after(self, mark: ColumnElement[Any]) -> ColumnElement[bool]:
         raise NotImplementedError("committed_since gives no mark")
+
+    def polled_key(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return expr
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False

@@ -41,7 +41,7 @@ from monitor.dialects.base import (
     Refusal,
     UniqueViolation,
 )
-from monitor.dialects.expressions import CatalogEquality
+from monitor.dialects.expressions import CatalogEquality, ServerText
 from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling
 
 if TYPE_CHECKING:
@@ -793,6 +793,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         it returned, or read the group by another row's key): identified by the spelling, the group was another,
         and the "new duplicates" alert fired for an old one."""
         kind = expr.type
+        if isinstance(kind, ServerText) and kind.hashed:  # a key carried as its text (`polled_key`)
+            return _hashed(expr, kind.hashed)
         if isinstance(kind, postgresql.CITEXT) or (comparison is not None and comparison.kind == "citext"):
             return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())  # compared as lower(text): 'Bob' = 'BOB'
         if comparison is not None and comparison.kind == "collation":
@@ -928,7 +930,12 @@ def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
     hash is of the ICU sort key, the one its hash joins and hashed GROUP BY rely on: values `=` finds equal hash
     equal, whatever their spelling. Values `=` finds apart hash apart but for a collision of both 64-bit hashes,
     which would count two groups as one: a chance of about 10^-27 among a million groups."""
-    hashed = sa.func.hash_array_extended if isinstance(expr.type, sa.ARRAY) else sa.func.hashtextextended
-    first, second = (sa.cast(hashed(expr, sa.literal_column(seed, sa.BigInteger())), sa.Text())
+    return _hashed(expr, "hash_array_extended" if isinstance(expr.type, sa.ARRAY) else "hashtextextended")
+
+
+def _hashed(expr: ColumnElement[Any], function: str) -> ColumnElement[Any]:
+    """`expr`'s two 64-bit hashes by `function` (a hash operator class's extended hash: values `=` finds equal hash
+    equal), as `h0:h1` (NULL for NULL)."""
+    first, second = (sa.cast(getattr(sa.func, function)(expr, sa.literal_column(seed, sa.BigInteger())), sa.Text())
                      for seed in ("0", "1"))
     return sa.type_coerce(first.concat(":").concat(second), sa.Text())

@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ranges
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.dialects.expressions import ServerText
 from monitor.dialects.polling import (
     Polling,
     SequencePosition,
@@ -102,8 +104,32 @@ def _quoted(conn: Connection, table: sa.Table) -> str:
 
 def _plain(column: sa.Column[Any]) -> bool:
     """A column whose values bind as array elements and JSON scalars: not JSON, arrays or enums, nor of a type
-    SQLAlchemy does not know (an extension's type outside the search_path: no array of it can be named)."""
-    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType)
+    SQLAlchemy does not know (an extension's type outside the search_path: no array of it can be named), nor one
+    whose keys travel as text (`_as_text`)."""
+    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType) \
+        and _as_text(column.type) is None
+
+
+def _as_text(kind: sa.types.TypeEngine[Any]) -> str | None:
+    """For a type whose value psycopg returns as a Python object that does not bind back as the same value, the
+    hash function of its hash operator class (`ServerText.hashed`; "" where its text is its identity); else None.
+    jsonb: a number is returned as an int or a float (bound back as `integer`/`double precision`, no `=` with
+    jsonb), a document as a dict (which psycopg does not adapt); and `1` and `1.0` are one jsonb value (numbers
+    compare as numeric), printed apart: identified by `jsonb_hash_extended`. A range or multirange: psycopg's
+    `Range` binds as no array element beside another key's text (`cannot dump lists of mixed types`), a
+    multirange not at all; `numrange` `[1.0,2.0)` and `[1,2)` are one value printed apart: identified by
+    `hash_range_extended` / `hash_multirange_extended` (by the subtype's hash: numeric's ignores the scale).
+    inet and cidr: psycopg's `ipaddress` objects bind as no array element beside text either; their text is
+    their identity (`10.0.0.1` and `10.0.0.1/32` print as one)."""
+    if isinstance(kind, postgresql.JSONB):
+        return "jsonb_hash_extended"
+    if isinstance(kind, ranges.AbstractMultiRange):
+        return "hash_multirange_extended"
+    if isinstance(kind, ranges.AbstractRange):
+        return "hash_range_extended"
+    if isinstance(kind, postgresql.INET | postgresql.CIDR):
+        return ""
+    return None
 
 
 class PostgreSQLPolling(Polling):
@@ -138,6 +164,14 @@ class PostgreSQLPolling(Polling):
 
     def key_batch_size(self, width: int, *, indexed: bool) -> int:
         return 50_000  # arrays or one JSON document: a few parameters whatever the number of keys
+
+    def polled_key(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The key's text (`CAST(.. AS TEXT)`), bound back as `CAST(:value AS <the column's type>)`, for the types of
+        `_as_text`; the type is the one reflected from the catalog, as the server names it."""
+        hashed = _as_text(expr.type)
+        if hashed is None:
+            return expr
+        return sa.type_coerce(expr, ServerText(str(expr.type.compile(dialect=_POSTGRESQL)), hashed))
 
     def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
         """Integer and plain text keys: their JSON text casts back to the column's type exactly."""

@@ -30,7 +30,10 @@ position); the figures of an incremental run equal a full pass's for inserts, an
 `recount_every` (at once after a fix); a duplicate made by an UPDATE of old rows'
 key columns, or by a row committed later than the overlap window allows, waits for the next full pass, and a run
 says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations,
-nondeterministic collations and citext, as the catalog says: `TableCheck.group_identities`). The
+nondeterministic collations and citext, as the catalog says: `TableCheck.group_identities`; PostgreSQL jsonb,
+ranges and multiranges by their type's hash). A key whose driver value does not bind back as itself (jsonb, ranges,
+inet) is read as the database's text of it and cast back to the column's type on the server
+(`Dialect.polled_key`). The
 state (watermark, rows seen in the window, known groups) lives in the state store (`History`), keyed by what the
 check measures and its watermark column, and is written in one transaction per run.
 

@@ -102,8 +102,11 @@ class IncrementalCheck:
         self.kind = column_kind(check.name, self.column)
         # Key values read and bound back as stored (`Dialect.as_stored`: a SQLite DATETIME key read through Python
         # bound back as other text, and the lookups of known groups found none of their rows).
-        self.exprs = list(resolved.key_reads)
-        self.read_as_stored = any(r is not e for r, e in zip(resolved.key_reads, resolved.key_exprs, strict=True))
+        # Where the driver's value does not bind back as itself, the database's text of it, cast back on the server
+        # (`Dialect.polled_key`: a jsonb number read as a Python int bound back as an integer, which jsonb has no
+        # `=` with).
+        self.exprs = [self.rules.polled_key(r) for r in resolved.key_reads]
+        self.read_as_stored = any(r is not e for r, e in zip(self.exprs, resolved.key_exprs, strict=True))
         self.identity_exprs = resolved.group_identities(self.exprs)
         self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
         self.row_ids = self._row_id_columns()
