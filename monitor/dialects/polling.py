@@ -73,13 +73,20 @@ class SequencePosition:
 
     `last_value`: the highest value handed out (None when the role may not read it or none was handed out yet);
     `cache_size`: values a session takes at once; `sessions`: sessions that may hold such a cached range (None when
-    not known); `name`: the sequence, for messages; `why_unknown`: why `last_value` is None."""
+    not known); `name`: the sequence, for messages; `why_unknown`: why `last_value` is None; `increment`: the
+    step between two values handed out (its magnitude): a cached range spans `cache_size * increment` values."""
 
     name: str
     last_value: int | None
     cache_size: int = 1
     sessions: int | None = None
     why_unknown: str = ""
+    increment: int = 1
+
+    @property
+    def cached_span(self) -> int:
+        """The values one session's cached range spans (0 where a session takes one value at a time)."""
+        return self.cache_size * max(self.increment, 1) if self.cache_size > 1 else 0
 
 
 @dataclass

@@ -5,8 +5,9 @@
   "Scalar Subqueries" in the PostgreSQL docs), so a statement takes 50,000 keys in a few parameters.
 - The planner's estimate is `EXPLAIN (FORMAT JSON)`'s `Total Cost` of the top plan node.
 - A serial or identity column's sequence is `pg_get_serial_sequence`; `pg_sequence_last_value` is what it handed
-  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it) and `pg_sequence.seqcache`
-  how many values a session takes at once: every client session of the database may hold such a range.
+  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it), `pg_sequence.seqcache`
+  how many values a session takes at once and `seqincrement` the step between two: a session's cached range
+  spans `seqcache * seqincrement` ids, and every client session of the database may hold one.
 - `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
   updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
   Statistics System").
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 _SEQUENCE = sa.text(
     "SELECT s.seqrelid::regclass::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
     " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
-    " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
+    " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE'), s.seqincrement"
     " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
 # The counters `pg_stat_user_tables.n_tup_del + n_tup_upd` show, read by relation (the view reads them for every
 # table of the database before filtering: a millisecond and more per run).
@@ -195,12 +196,12 @@ class PostgreSQLPolling(Polling):
         row = conn.execute(_SEQUENCE, {"t": _quoted(conn, table), "c": column.name}).first()
         if row is None:
             return None
-        name, last_value, cache, readable = row
+        name, last_value, cache, readable, increment = row
         sessions = int(conn.execute(_SESSIONS).scalar() or 1)
         why = "" if last_value is not None else (
             f"the role has neither USAGE nor SELECT on {name}" if not readable else f"{name} has handed out no value")
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
-                                why)
+                                why, abs(int(increment)))
 
     def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""

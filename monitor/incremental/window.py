@@ -9,7 +9,8 @@
   from the start of the oldest of them (`Window.since`, kept in the state; by the database's clock, and by the
   highest value read where that lies behind it: rows dated by an application's clock in another time zone),
   and at least `TIMESTAMP_OVERLAP` below the watermark, for clocks that differ; for an id watermark, every range
-  of values the sessions may hold cached from the sequence (`cache_size` times the sessions that may hold one; at
+  of values the sessions may hold cached from the sequence (`cache_size` times its increment, times the sessions
+  that may hold one; at
   least `ID_OVERLAP`, for transactions committing out of order), and every transaction still running that has
   written: the state keeps the positions (`bounded` highest value read) of recent runs by the database's clock
   (`POSITIONS_KEPT`, over `POSITIONS_SPAN`), and the next run reads from the position of the last run before the
@@ -202,7 +203,7 @@ def _id_window(conn: Connection, check: IncrementalCheck, writers: tuple[Any, An
         return Window(None, "", ID_OVERLAP, [
             f"late rows: the position of {position.name} cannot be read ({position.why_unknown}); a row committed "
             f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass"])
-    cached = position.cache_size * (position.sessions or 1) if position.cache_size > 1 else 0
+    cached = position.cached_span * (position.sessions or 1)
     overlap = max(ID_OVERLAP, cached)
     notes: list[str] = []
     since = None

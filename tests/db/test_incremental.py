@@ -714,11 +714,12 @@ def test_a_clock_gone_back_below_a_timestamp_watermark_makes_a_full_pass(logins,
     r.assert_matches_full_pass(later)
 
 
-def sequenced_logins(db: TestDatabase, cache: int = 1) -> None:
-    """`logins` whose ids a sequence hands out: serial with `CACHE`, AUTO_INCREMENT, an SQLite rowid."""
+def sequenced_logins(db: TestDatabase, cache: int = 1, increment: int = 1) -> None:
+    """`logins` whose ids a sequence hands out: serial with `CACHE` (and `INCREMENT BY`), AUTO_INCREMENT, an SQLite
+    rowid."""
     columns = f"user_id INTEGER NOT NULL, device VARCHAR(40) NULL, created_at {ts_type(db)} NOT NULL"
     if db.dialect == "postgresql":
-        db.execute(f"CREATE SEQUENCE logins_ids CACHE {cache}",
+        db.execute(f"CREATE SEQUENCE logins_ids CACHE {cache} INCREMENT BY {increment}",
                    f"CREATE TABLE logins (id BIGINT PRIMARY KEY DEFAULT nextval('logins_ids'), {columns})",
                    "ALTER SEQUENCE logins_ids OWNED BY logins.id")
     elif db.dialect == "mysql":
@@ -792,6 +793,31 @@ def test_a_late_commit_inside_a_sequence_cache_is_read(pg, runner_for):
             r = runner_for(pg)
             assert (r.run().groups, r.run().mode) == (1, "incremental")
             transaction.commit()
+    finally:
+        late_engine.dispose()
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def test_a_cached_range_of_a_sequence_incrementing_by_more_than_one_is_read(own_pg, runner_for):
+    """INCREMENT BY 50 CACHE 40: a session's cached range spans 2,000 ids (cache times increment), not 40. A session
+    takes id 1 (caching 1-1951) and stays idle while another's ids run to 2151; its next row, id 51, lies 2,100
+    below the watermark: within the window the cached ranges span (own_pg: the sessions counted are this test's)."""
+    pg = own_pg
+    sequenced_logins(pg, cache=40, increment=50)
+    late_engine = sa.create_engine(pg.url)
+    try:
+        with late_engine.connect() as late:
+            with late.begin():
+                add(pg, 70, "pc", conn=late)  # id 1; the session caches 1-1951 and stays idle
+            for user in (1, 1, 7, 3):
+                add(pg, user, "pc")  # another session: ids 2001-2151
+            r = runner_for(pg)
+            assert (r.run().groups, r.run().mode) == (1, "incremental")
+            with late.begin():
+                add(pg, 7, "pc", conn=late)  # id 51: a duplicate of (7, pc)
+            assert pg.scalar("SELECT min(id) FROM logins WHERE user_id = 7") == 51
     finally:
         late_engine.dispose()
     after = r.run()
