@@ -21,11 +21,14 @@
   `xmin`), the whole window is re-read.
 - `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
   as a superuser or a member of `pg_read_all_stats`.
-- The transactions that have written hold a transaction id (`pg_stat_activity.backend_xid`); the oldest one's
-  `xact_start` (of the database, read from `pg_stat_get_activity`, the function under the view) against
-  `clock_timestamp()`, read in the statement that reads the table's highest value
-  (`writers_columns`), bounds the ids a transaction still running may hold. A read-only transaction holds no id
-  and widens nothing; a writing one of another table of the database widens the window as much. A prepared
+- Every transaction open in the database may still insert a value it took: a transaction that called `nextval()`
+  (an ORM's SEQUENCE strategy takes its ids at persist, and inserts them at flush) holds no transaction id
+  (`pg_stat_activity.backend_xid`) until it writes, and `pg_stat_activity` does not say whether it took one. The
+  oldest open transaction's `xact_start` (a client backend of the database, read from `pg_stat_get_activity`,
+  the function under the view) against `clock_timestamp()`, read in the statement that reads the table's highest
+  value (`writers_columns`), bounds the ids a transaction still running may hold. A long transaction of any
+  table of the database (a report, `pg_dump`) widens the window as much: the runs re-read the ids handed out since
+  it began, only those committed since the last run (`xmin`). A prepared
   transaction (`PREPARE TRANSACTION`, two-phase commit) has left its session and holds its rows until `COMMIT
   PREPARED`, for as long as its coordinator takes: it counts from when it was prepared (`pg_prepared_xacts.prepared`):
   the database does not keep when it began, so a value it took more than the overlap before that waits for the
@@ -259,7 +262,8 @@ class PostgreSQLPolling(Polling):
                   .select_from(sa.text("pg_stat_get_activity(NULL) AS dupewatch_backends"))
                   .where(sa.text("dupewatch_backends.datid = (SELECT oid FROM pg_database"
                                  " WHERE datname = current_database())"
-                                 " AND dupewatch_backends.backend_xid IS NOT NULL"
+                                 " AND dupewatch_backends.xact_start IS NOT NULL"
+                                 " AND dupewatch_backends.backend_type = 'client backend'"
                                  " AND dupewatch_backends.pid <> pg_backend_pid()")).scalar_subquery())
         # A prepared transaction (two-phase commit) has left its session: it counts from when it was prepared.
         prepared = (sa.select(sa.func.extract("epoch", sa.func.min(sa.literal_column("prepared"))))

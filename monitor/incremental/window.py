@@ -120,8 +120,8 @@ class Window:
 def window_for(conn: Connection, check: IncrementalCheck, writers: tuple[Any, Any] | None = None,
                positions: str | None = None) -> Window:
     """Ask the database for this run's bounds (a few catalog reads; no scan). `writers`: the database's clock and
-    the start of the oldest transaction that has written, as read with the table's highest value
-    (`Dialect.writers_columns`; None where not read); `positions`: what the state keeps of recent runs."""
+    the start of the oldest transaction that may still insert a value it took, as read with the table's highest
+    value (`Dialect.writers_columns`; None where not read); `positions`: what the state keeps of recent runs."""
     if check.kind == "timestamp":
         return _timestamp_window(conn, check)
     return _id_window(conn, check, writers, positions)
@@ -129,7 +129,7 @@ def window_for(conn: Connection, check: IncrementalCheck, writers: tuple[Any, An
 
 def id_since(positions: str | None, oldest: Any, overlap: int, column: str) -> tuple[int | None, list[str]]:
     """Where the next run of an id watermark reads from at the latest: the position kept of the last run before
-    the oldest transaction still running that has written began (`oldest`, seconds by the database's clock),
+    the oldest transaction still running that may insert began (`oldest`, seconds by the database's clock),
     minus the overlap; None where no transaction is writing. Where it began before every run kept, the earliest
     position kept (or none), and a note."""
     if oldest is None:
@@ -138,7 +138,7 @@ def id_since(positions: str | None, oldest: Any, overlap: int, column: str) -> t
     before = [value for at, value in kept if at <= float(oldest)]
     if before:
         return before[-1] - overlap, []
-    note = (f"late rows: a transaction writing since before the runs the state keeps (the last "
+    note = (f"late rows: a transaction open since before the runs the state keeps (the last "
             f"{int(POSITIONS_SPAN // 60)} min, {POSITIONS_KEPT} runs) may hold {column} values below the window; "
             "a row it commits there waits for the full pass")
     return (kept[0][1] - overlap if kept else None), [note]
