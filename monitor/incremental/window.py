@@ -15,7 +15,9 @@
   written: the state keeps the positions (`bounded` highest value read) of recent runs by the database's clock
   (`POSITIONS_KEPT`, over `POSITIONS_SPAN`), and the next run reads from the position of the last run before the
   oldest such transaction began (`id_since`, kept as `Window.since`), minus the overlap.
-- Where the database cannot say, the run says once that late rows wait for the full pass, and why.
+- Where the database cannot say, the run says once that late rows wait for the full pass, and why; so does a run
+  whose sequence hands out cached ranges (`CACHE` > 1): an idle session holds its range for as long as it stays
+  open, beyond any window (`_cache_note`, which proposes `CACHE 1`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
+    from monitor.dialects.polling import SequencePosition
     from monitor.incremental.check import IncrementalCheck
 
 TIMESTAMP_OVERLAP = timedelta(minutes=5)  # the least a timestamp watermark re-reads below itself
 ID_OVERLAP = 1000  # the least an integer watermark re-reads below itself
+CACHED_IDS = "late rows (sequence cache)"  # the kind of the note `_cache_note` writes
 FUTURE_TOLERANCE = timedelta(minutes=1)  # a row this far ahead of the database's clock is said to lie in the future
 POSITIONS_KEPT = 32  # runs whose (database clock, position) the state keeps, thinned to spread over
 POSITIONS_SPAN = 3600.0  # seconds: a transaction writing for longer than this is beyond them
@@ -199,21 +203,34 @@ def _id_window(conn: Connection, check: IncrementalCheck, writers: tuple[Any, An
             f"late rows: {column.name} is not handed out by a sequence the database describes, so nothing bounds "
             f"the watermark by the rows still to come; a row committed with a value more than {ID_OVERLAP:,} below "
             "the highest read waits for the full pass"])
+    cache_notes = [_cache_note(position)] if position.cached_span else []
     if position.last_value is None:
         return Window(None, "", ID_OVERLAP, [
             f"late rows: the position of {position.name} cannot be read ({position.why_unknown}); a row committed "
-            f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass"])
+            f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass", *cache_notes])
     cached = position.cached_span * (position.sessions or 1)
     overlap = max(ID_OVERLAP, cached)
-    notes: list[str] = []
+    notes: list[str] = list(cache_notes)
     since = None
     if writers is not None:
-        since, notes = id_since(positions, writers[1], overlap, column.name)
+        since, unkept = id_since(positions, writers[1], overlap, column.name)
+        notes += unkept
     elif check.writers_unseen:
         notes.append(f"late rows: {check.writers_unseen}, so a row committed with a value more than {overlap:,} "
                      "below the highest read waits for the full pass")
     return Window(position.last_value, f"{position.name} (last value {position.last_value:,})", overlap, notes,
                   since)
+
+
+def _cache_note(position: SequencePosition) -> str:
+    """What no window bounds where a sequence hands out cached ranges: a session holds the ids it cached and has not
+    used for as long as it stays open (an idle pooled connection: hours), so its next row may carry an id any number
+    of rows below the watermark. The database does not say which session holds which range."""
+    return (f"{CACHED_IDS}: {position.name} has CACHE {position.cache_size}: a session takes {position.cached_span:,} "
+            "ids at once and holds those it has not used for as long as it stays open (idle in a pool included), so "
+            "a row with an id from a session's cached range can arrive later than any window allows, and waits for "
+            f"the full pass; `ALTER SEQUENCE {position.name} CACHE 1` would hand out every id in order (a proposal: "
+            "dupewatch never runs it)")
 
 
 def _minutes(delta: timedelta) -> str:

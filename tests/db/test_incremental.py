@@ -29,7 +29,7 @@ from monitor.dialects.mysql import MySQL
 from monitor.dialects.mysql_polling import MySQLPolling
 from monitor.engine import Monitor
 from monitor.history import History
-from monitor.incremental import TIMESTAMP_OVERLAP
+from monitor.incremental import TIMESTAMP_OVERLAP, standing
 from monitor.incremental.check import IncrementalCheck
 
 pytestmark = pytest.mark.timeout(180)
@@ -823,6 +823,27 @@ def test_a_cached_range_of_a_sequence_incrementing_by_more_than_one_is_read(own_
     after = r.run()
     assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
     r.assert_matches_full_pass(after)
+
+
+def test_a_sequence_handing_out_cached_ranges_is_said_once_with_what_to_change(pg, tmp_path):
+    """CACHE 100: an idle pooled session holds its cached range for as long as it stays open, beyond any window.
+    `check` says so once (the note in its JSON, a line on stderr), naming the sequence, its CACHE and the statement
+    that would end it, which it never runs; the dashboard and the daemon say a standing note once per check."""
+    sequenced_logins(pg, cache=100)
+    add(pg, 1, "pc")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg.url}},
+                        [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                          "incremental": "id"}], state={"path": str(tmp_path / "state.sqlite")})
+    for _ in range(2):
+        run = run_dupewatch("check", "--json", "--config", path)
+        (doc,) = run.json["checks"]
+        (note,) = [n for n in doc["notes"] if "CACHE" in n]
+        assert note.startswith("late rows (sequence cache): logins_ids has CACHE 100: "), note
+        assert "arrive later than any window allows, and waits for the full pass" in note, note
+        assert "`ALTER SEQUENCE logins_ids CACHE 1`" in note and "never runs it" in note, note
+        assert standing(note) == "late rows (sequence cache)"
+        assert run.stderr.count("late rows (sequence cache)") == 1, run.stderr
+    assert pg.scalar("SELECT cache_size FROM pg_sequences WHERE sequencename = 'logins_ids'") == 100
 
 
 def add_many(db: TestDatabase, users: range) -> None:
