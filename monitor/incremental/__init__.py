@@ -26,10 +26,12 @@ A check with `incremental = "<column>"` runs in one of two modes:
   counted again, to the same figure).
 
 Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
-position); the figures of an incremental run equal a full pass's for inserts, and for deletes within
-`recount_every` (at once after a fix); a duplicate made by an UPDATE of old rows'
-key columns, or by a row committed later than the overlap window allows, waits for the next full pass, and a run
-says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations,
+position); the figures of an incremental run equal a full pass's for inserts whose incremental value lies above
+the watermark minus the overlap window when they commit, and for deletes within `recount_every` (at once after a
+fix); a duplicate made by an UPDATE of old rows' key columns, by a row committed later than the overlap window
+allows, or by an insert with a value further below (an explicit low id, a row dated in the past), waits for the
+next full pass, which says how many groups such rows made (`IncrementalCheck._missed_note`), and a run says when
+the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations,
 nondeterministic collations and citext, as the catalog says: `TableCheck.group_identities`). The
 state (watermark, rows seen in the window, known groups) lives in the state store (`History`), keyed by what the
 check measures and its watermark column, and is written in one transaction per run.

@@ -187,6 +187,7 @@ def test_undo_tells_the_next_poll_to_count_the_restored_rows(logins, runner, tmp
     after = r.run()
     assert (after.mode, after.groups, after.excess_rows) == ("full", 2, 3)
     assert any(f"undo of fix {fix_id} restored rows" in n for n in after.notes), after.notes
+    assert missed_notes(after) == []  # the full pass says why it ran; the groups were not missed
     r.assert_matches_full_pass(after)
     assert r.run().mode == "incremental"  # once
 
@@ -204,6 +205,39 @@ def test_an_update_of_old_keys_is_caught_at_the_next_full_pass(logins, runner):
     assert due.mode == "full"
     assert due.groups == 2 and due.new_groups == 1
     r.assert_matches_full_pass(due)
+
+
+def missed_notes(result: Any) -> list[str]:
+    return [n for n in result.notes if n.startswith("missed by incremental runs")]
+
+
+@pytest.mark.parametrize("column", ["id", "created_at"])
+def test_a_full_pass_says_the_groups_rows_written_below_the_watermark_made(logins, runner, column):
+    """An insert with an explicit id below the overlap window, or dated a day back on a timestamp watermark, is
+    never read by an incremental run (a watermark's limit, README); the full pass that finds its group says so:
+    `missed by incremental runs: 1 group(s) ...`. A new group with a row above the window (which the next
+    incremental run would have read) is not counted; the full pass that only made the state (the first) says
+    nothing."""
+    r = runner(incremental=column)
+    insert(logins, [(id_, id_, "x") for id_ in range(100, 1300)])
+    first = r.run()
+    assert (first.mode, first.groups, missed_notes(first)) == ("full", 1, [])
+    low = {"id": (50, NOW), "created_at": (2000, NOW - timedelta(days=1))}[column]
+    later = NOW + timedelta(minutes=1)  # above the watermark whichever the column
+    insert(logins, [(low[0], 100, "x")], at=low[1])  # a duplicate of (100, x), below the window
+    insert(logins, [(1300, 200, "x")], at=later)  # a duplicate of (200, x), read by the next run
+    polled = r.run()
+    assert (polled.mode, polled.groups, polled.new_groups) == ("incremental", 2, 1)  # (100, x) is not read
+    assert missed_notes(polled) == []
+    insert(logins, [(1301, 300, "x")], at=later + timedelta(minutes=1))  # (300, x): above the watermark
+    full = r.run(full=True)
+    assert (full.mode, full.groups, full.new_groups) == ("full", 4, 2), full
+    (note,) = missed_notes(full)
+    assert note.startswith("missed by incremental runs: 1 group(s) found by the full pass that incremental runs "
+                           "had not: rows written below the watermark"), note
+    r.assert_matches_full_pass(full)
+    again = r.run(full=True)
+    assert missed_notes(again) == []
 
 
 def test_an_emptied_and_refilled_table_starts_over_with_a_full_pass(logins, runner):
