@@ -9,10 +9,10 @@
   from the start of the oldest of them (`Window.since`, kept in the state; by the database's clock, and by the
   highest value read where that lies behind it: rows dated by an application's clock in another time zone),
   and at least `TIMESTAMP_OVERLAP` below the watermark, for clocks that differ; for an id watermark, every range
-  of values the sessions may hold cached from the sequence (`cache_size` times its increment, times the sessions
-  that may hold one; at
-  least `ID_OVERLAP`, for transactions committing out of order), and every transaction still running that has
-  written: the state keeps the positions (`bounded` highest value read) of recent runs by the database's clock
+  of values the sessions inserting now may hold cached from the sequence (`cache_size` times its increment, times
+  the sessions that may hold one; at least `ID_OVERLAP`, for transactions committing out of order), and every
+  transaction still running that may insert a value it took (`Dialect.writers_columns`): the state keeps the
+  positions (`bounded` highest value read) of recent runs by the database's clock
   (`POSITIONS_KEPT`, over `POSITIONS_SPAN`), and the next run reads from the position of the last run before the
   oldest such transaction began (`id_since`, kept as `Window.since`), minus the overlap.
 - Where the database cannot say, the run says once that late rows wait for the full pass, and why; so does a run
