@@ -389,7 +389,7 @@ class Monitor:
                 if usable is None:
                     seen = self._last_table_change()
                 return incremental.full_pass(conn, fingerprint, usable, changes_seen=seen, notes=notes,
-                                             now=self.clock())
+                                             now=self.clock(), compare=not restored)
             notes = [f"every known group re-counted: {changes[-1].why} changed rows"] if changes else []
             return incremental.incremental_pass(conn, usable, recount_all=bool(changes), changes_seen=seen,
                                                 notes=notes, now=self.clock())

@@ -21,7 +21,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 - `oldest_transaction_age(conn)`: seconds since the oldest transaction still running on the database began, or
   None where the database does not say (a timestamp watermark's overlap then cannot be bounded).
 - `writers_columns(conn)`: two expressions read in the statement that reads the table's highest value: the
-  database's clock and the start of the oldest transaction of another session that has written (NULL where none),
+  database's clock and the start of the oldest transaction of another session that may still insert a value it
+  took (one that has written; on PostgreSQL any open one, as `nextval()` leaves no trace) (NULL where none),
   both in seconds since the epoch by the database's clock; or None, with why (the role may not see them; "" where
   the database has one writer at a time or says nothing). An id watermark's next run reads from the position the
   sequence stood at in the last run before that transaction began (`window.id_since`).
@@ -77,13 +78,20 @@ class SequencePosition:
 
     `last_value`: the highest value handed out (None when the role may not read it or none was handed out yet);
     `cache_size`: values a session takes at once; `sessions`: sessions that may hold such a cached range (None when
-    not known); `name`: the sequence, for messages; `why_unknown`: why `last_value` is None."""
+    not known); `name`: the sequence, for messages; `why_unknown`: why `last_value` is None; `increment`: the
+    step between two values handed out (its magnitude): a cached range spans `cache_size * increment` values."""
 
     name: str
     last_value: int | None
     cache_size: int = 1
     sessions: int | None = None
     why_unknown: str = ""
+    increment: int = 1
+
+    @property
+    def cached_span(self) -> int:
+        """The values one session's cached range spans (0 where a session takes one value at a time)."""
+        return self.cache_size * max(self.increment, 1) if self.cache_size > 1 else 0
 
 
 @dataclass

@@ -5,8 +5,9 @@
   "Scalar Subqueries" in the PostgreSQL docs), so a statement takes 50,000 keys in a few parameters.
 - The planner's estimate is `EXPLAIN (FORMAT JSON)`'s `Total Cost` of the top plan node.
 - A serial or identity column's sequence is `pg_get_serial_sequence`; `pg_sequence_last_value` is what it handed
-  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it) and `pg_sequence.seqcache`
-  how many values a session takes at once: every client session of the database may hold such a range.
+  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it), `pg_sequence.seqcache`
+  how many values a session takes at once and `seqincrement` the step between two: a session's cached range
+  spans `seqcache * seqincrement` ids, and every client session of the database may hold one.
 - `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
   updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
   Statistics System").
@@ -20,11 +21,14 @@
   `xmin`), the whole window is re-read.
 - `pg_stat_activity.xact_start` says when each running transaction began; a role sees other roles' sessions only
   as a superuser or a member of `pg_read_all_stats`.
-- The transactions that have written hold a transaction id (`pg_stat_activity.backend_xid`); the oldest one's
-  `xact_start` (of the database, read from `pg_stat_get_activity`, the function under the view) against
-  `clock_timestamp()`, read in the statement that reads the table's highest value
-  (`writers_columns`), bounds the ids a transaction still running may hold. A read-only transaction holds no id
-  and widens nothing; a writing one of another table of the database widens the window as much. A prepared
+- Every transaction open in the database may still insert a value it took: a transaction that called `nextval()`
+  (an ORM's SEQUENCE strategy takes its ids at persist, and inserts them at flush) holds no transaction id
+  (`pg_stat_activity.backend_xid`) until it writes, and `pg_stat_activity` does not say whether it took one. The
+  oldest open transaction's `xact_start` (a client backend of the database, read from `pg_stat_get_activity`,
+  the function under the view) against `clock_timestamp()`, read in the statement that reads the table's highest
+  value (`writers_columns`), bounds the ids a transaction still running may hold. A long transaction of any
+  table of the database (a report, `pg_dump`) widens the window as much: the runs re-read the ids handed out since
+  it began, only those committed since the last run (`xmin`). A prepared
   transaction (`PREPARE TRANSACTION`, two-phase commit) has left its session and holds its rows until `COMMIT
   PREPARED`, for as long as its coordinator takes: it counts from when it was prepared (`pg_prepared_xacts.prepared`):
   the database does not keep when it began, so a value it took more than the overlap before that waits for the
@@ -62,7 +66,7 @@ if TYPE_CHECKING:
 _SEQUENCE = sa.text(
     "SELECT s.seqrelid::regclass::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
     " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
-    " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
+    " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE'), s.seqincrement"
     " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
 # The counters `pg_stat_user_tables.n_tup_del + n_tup_upd` show, read by relation (the view reads them for every
 # table of the database before filtering: a millisecond and more per run).
@@ -229,12 +233,12 @@ class PostgreSQLPolling(Polling):
         row = conn.execute(_SEQUENCE, {"t": _quoted(conn, table), "c": column.name}).first()
         if row is None:
             return None
-        name, last_value, cache, readable = row
+        name, last_value, cache, readable, increment = row
         sessions = int(conn.execute(_SESSIONS).scalar() or 1)
         why = "" if last_value is not None else (
             f"the role has neither USAGE nor SELECT on {name}" if not readable else f"{name} has handed out no value")
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
-                                why)
+                                why, abs(int(increment)))
 
     def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""
@@ -292,7 +296,8 @@ class PostgreSQLPolling(Polling):
                   .select_from(sa.text("pg_stat_get_activity(NULL) AS dupewatch_backends"))
                   .where(sa.text("dupewatch_backends.datid = (SELECT oid FROM pg_database"
                                  " WHERE datname = current_database())"
-                                 " AND dupewatch_backends.backend_xid IS NOT NULL"
+                                 " AND dupewatch_backends.xact_start IS NOT NULL"
+                                 " AND dupewatch_backends.backend_type = 'client backend'"
                                  " AND dupewatch_backends.pid <> pg_backend_pid()")).scalar_subquery())
         # A prepared transaction (two-phase commit) has left its session: it counts from when it was prepared.
         prepared = (sa.select(sa.func.extract("epoch", sa.func.min(sa.literal_column("prepared"))))

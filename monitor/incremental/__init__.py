@@ -26,10 +26,12 @@ A check with `incremental = "<column>"` runs in one of two modes:
   counted again, to the same figure).
 
 Invariants: the watermark never runs ahead of the rows still to come (the database's clock, the sequence's
-position); the figures of an incremental run equal a full pass's for inserts, and for deletes within
-`recount_every` (at once after a fix); a duplicate made by an UPDATE of old rows'
-key columns, or by a row committed later than the overlap window allows, waits for the next full pass, and a run
-says when the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations,
+position); the figures of an incremental run equal a full pass's for inserts whose incremental value lies above
+the watermark minus the overlap window when they commit, and for deletes within `recount_every` (at once after a
+fix); a duplicate made by an UPDATE of old rows' key columns, by a row committed later than the overlap window
+allows, or by an insert with a value further below (an explicit low id, a row dated in the past), waits for the
+next full pass, which says how many groups such rows made (`IncrementalCheck._missed_note`), and a run says when
+the window cannot be bounded. Groups are identified as the database compares keys (`_ci` collations,
 nondeterministic collations and citext, as the catalog says: `TableCheck.group_identities`; PostgreSQL jsonb,
 ranges and multiranges by their type's hash). A key whose driver value does not bind back as itself (jsonb, ranges,
 inet) is read as the database's text of it and cast back to the column's type on the server
@@ -54,11 +56,11 @@ from monitor.incremental.check import (
     table_key,
 )
 from monitor.incremental.values import decode_key, decode_value, encode_key, encode_value, lower_watermark
-from monitor.incremental.window import FUTURE_TOLERANCE, ID_OVERLAP, TIMESTAMP_OVERLAP
+from monitor.incremental.window import CACHED_IDS, FUTURE_TOLERANCE, ID_OVERLAP, TIMESTAMP_OVERLAP
 
 # Notes that state a standing condition (said once per check by the dashboard and the daemon's log); other notes
 # tell what one run did (`check` prints every note of its run).
-STANDING_NOTES = ("late rows", "rows in the future", "no key index")
+STANDING_NOTES = ("late rows", CACHED_IDS, "rows in the future", "no key index")
 
 
 def standing(note: str) -> str | None:
@@ -68,6 +70,7 @@ def standing(note: str) -> str | None:
 
 
 __all__ = [
+    "CACHED_IDS",
     "FUTURE_TOLERANCE",
     "ID_OVERLAP",
     "RECOUNT_BUDGET",

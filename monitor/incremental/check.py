@@ -248,9 +248,11 @@ class IncrementalCheck:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
 
     def _all_groups_statement(self) -> sa.Select[Any]:
+        """Every group: its key, its highest incremental value (`_missed_note`) and its rows."""
         size = sa.func.count()
-        return (sa.select(*self._keyed(), size.label("n")).select_from(self.resolved.table)
-                .where(*self.resolved.filters).group_by(*self.exprs).having(size > 1))
+        return (sa.select(*self._keyed(), sa.func.max(self.column).label("dupewatch_top"), size.label("n"))
+                .select_from(self.resolved.table).where(*self.resolved.filters).group_by(*self.exprs)
+                .having(size > 1))
 
     def _bounds(self, after: Any, watermark: Any = None, late: str | None = None) -> tuple[tuple[bool, bool],
                                                                                            dict[str, Any]]:
@@ -445,10 +447,13 @@ class IncrementalCheck:
     # -- runs ------------------------------------------------------------------------------------
 
     def full_pass(self, conn: Connection, fingerprint: str, before: IncrementalState | None, *,
-                  changes_seen: int = 0, notes: Iterable[str] = (), now: float | None = None) -> Outcome:
+                  changes_seen: int = 0, notes: Iterable[str] = (), now: float | None = None,
+                  compare: bool = True) -> Outcome:
         """Aggregate the whole table; every group found becomes known. An empty table keeps the groups known
         before (a restore brings them back as they were, not as new ones) and no watermark (the next run is a
-        full pass, which reads whatever was restored). `now`: the UNIX time of the run (the engine's clock)."""
+        full pass, which reads whatever was restored). `now`: the UNIX time of the run (the engine's clock).
+        `compare`: whether the run says which groups the incremental runs before it had not found
+        (`_missed_note`); not where it follows what made the state's watermark moot (a restore, a truncation)."""
         said = list(notes)
         now = time.time() if now is None else now
         top, mark, removals, _, _, storage, writers = self._top(conn, filtered=True)
@@ -469,9 +474,14 @@ class IncrementalCheck:
         read = self._read_window(conn, start)
         said += self._future_notes(read, window)
         seen = self._seen(read, start)
-        found = {self._identity(r, 0): (self._values(r, 0), int(r[-1]))
-                 for r in conn.execute(self._all_groups_statement())}
+        found: dict[str, tuple[tuple[Any, ...], int]] = {}
+        tops: dict[str, Any] = {}
+        for r in conn.execute(self._all_groups_statement()):
+            identity = self._identity(r, 0)
+            found[identity], tops[identity] = (self._values(r, 0), int(r[-1])), r[-2]
         rows = int(conn.execute(self._count_statement()).scalar() or 0)
+        if compare and before is not None and before.fingerprint == fingerprint:
+            said += self._missed_note(tops, before)
         groups, new = self._known(found, before)
         state = IncrementalState(self.key, fingerprint, encoded(watermark), seen, now,
                                  _next_generation(before), groups, changes_seen=changes_seen,
@@ -481,6 +491,32 @@ class IncrementalCheck:
         excess = sum(g.rows - 1 for g in groups.values())
         self._counted, self._made = (groups, excess), state.generation
         return Outcome(len(groups), excess, "full", rows, new, state, before is None, said)
+
+    def _missed_note(self, tops: dict[str, Any], before: IncrementalState) -> list[str]:
+        """What a full pass can say of rows written below the watermark, which an incremental run reads only within
+        its overlap window: the groups it found that the state did not know and whose rows all lie at or below the
+        watermark the last run left (`tops`: each group's highest incremental value; None: all NULL). An explicit
+        low id, a row dated in the past, a commit later than the window allows, a key set by an UPDATE make them;
+        a group with a row above the watermark is one the next incremental run would have read: not counted."""
+        watermark = decoded(before.watermark)
+        if watermark is None:
+            return []
+        missed = 0
+        for identity, top in tops.items():
+            if identity in before.groups:
+                continue
+            try:
+                missed += top is None or bool(top <= watermark)
+            except TypeError:  # naive against aware: the column's type changed
+                continue
+        if not missed:
+            return []
+        column = self.column.name
+        return [f"missed by incremental runs: {missed:,} group(s) found by the full pass that incremental runs had "
+                f"not: rows written below the watermark (every row of these groups has {column} at or below "
+                f"{watermark}, or none: inserted with a low {column} value, committed late, or given their key by an "
+                "UPDATE); an incremental run reads below the watermark only within its overlap window, so such rows "
+                "wait for a full pass"]
 
     def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
                          changes_seen: int | None = None, notes: Iterable[str] = (), now: float | None = None
@@ -494,7 +530,7 @@ class IncrementalCheck:
         seen_changes = state.changes_seen if changes_seen is None else changes_seen
         if (unmatched := self.resolved.keys_not_found_by_equality(catalog_operators=True)) is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
-                                  notes=[*said, f"full pass: {unmatched}"], now=now)
+                                  notes=[*said, f"full pass: {unmatched}"], now=now, compare=False)
         if self._folds(conn):
             return self._folded_pass(conn, state, recount_all, seen_changes, said, now)
         watermark = decoded(state.watermark)
@@ -510,7 +546,7 @@ class IncrementalCheck:
         start = window.start(watermark, decoded(state.pending_since))
         if why := self._restart_reason(top, start, watermark, window, state.storage, storage):
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
-                                  notes=[*said, f"full pass: {why}"], now=now)
+                                  notes=[*said, f"full pass: {why}"], now=now, compare=False)
         said += window.notes
         late = self.rules.committed_since(state.snapshot, mark) \
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
@@ -616,7 +652,7 @@ class IncrementalCheck:
             storage, self._storage_read_at = None if row[9] is None else str(row[9]), time.monotonic()
         if why := self._restart_reason(top, start, watermark, window, state.storage, storage):
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
-                                  notes=[*said, f"full pass: {why}"], now=now)
+                                  notes=[*said, f"full pass: {why}"], now=now, compare=False)
         said += window.notes
         following = None
         if digest_next is not None and top == window.bounded(top) and window.start(top) == top - overlap:

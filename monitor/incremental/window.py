@@ -9,12 +9,15 @@
   from the start of the oldest of them (`Window.since`, kept in the state; by the database's clock, and by the
   highest value read where that lies behind it: rows dated by an application's clock in another time zone),
   and at least `TIMESTAMP_OVERLAP` below the watermark, for clocks that differ; for an id watermark, every range
-  of values the sessions may hold cached from the sequence (`cache_size` times the sessions that may hold one; at
-  least `ID_OVERLAP`, for transactions committing out of order), and every transaction still running that has
-  written: the state keeps the positions (`bounded` highest value read) of recent runs by the database's clock
+  of values the sessions inserting now may hold cached from the sequence (`cache_size` times its increment, times
+  the sessions that may hold one; at least `ID_OVERLAP`, for transactions committing out of order), and every
+  transaction still running that may insert a value it took (`Dialect.writers_columns`): the state keeps the
+  positions (`bounded` highest value read) of recent runs by the database's clock
   (`POSITIONS_KEPT`, over `POSITIONS_SPAN`), and the next run reads from the position of the last run before the
   oldest such transaction began (`id_since`, kept as `Window.since`), minus the overlap.
-- Where the database cannot say, the run says once that late rows wait for the full pass, and why.
+- Where the database cannot say, the run says once that late rows wait for the full pass, and why; so does a run
+  whose sequence hands out cached ranges (`CACHE` > 1): an idle session holds its range for as long as it stays
+  open, beyond any window (`_cache_note`, which proposes `CACHE 1`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
+    from monitor.dialects.polling import SequencePosition
     from monitor.incremental.check import IncrementalCheck
 
 TIMESTAMP_OVERLAP = timedelta(minutes=5)  # the least a timestamp watermark re-reads below itself
 ID_OVERLAP = 1000  # the least an integer watermark re-reads below itself
+CACHED_IDS = "late rows (sequence cache)"  # the kind of the note `_cache_note` writes
 FUTURE_TOLERANCE = timedelta(minutes=1)  # a row this far ahead of the database's clock is said to lie in the future
 POSITIONS_KEPT = 32  # runs whose (database clock, position) the state keeps, thinned to spread over
 POSITIONS_SPAN = 3600.0  # seconds: a transaction writing for longer than this is beyond them
@@ -119,8 +124,8 @@ class Window:
 def window_for(conn: Connection, check: IncrementalCheck, writers: tuple[Any, Any] | None = None,
                positions: str | None = None) -> Window:
     """Ask the database for this run's bounds (a few catalog reads; no scan). `writers`: the database's clock and
-    the start of the oldest transaction that has written, as read with the table's highest value
-    (`Dialect.writers_columns`; None where not read); `positions`: what the state keeps of recent runs."""
+    the start of the oldest transaction that may still insert a value it took, as read with the table's highest
+    value (`Dialect.writers_columns`; None where not read); `positions`: what the state keeps of recent runs."""
     if check.kind == "timestamp":
         return _timestamp_window(conn, check)
     return _id_window(conn, check, writers, positions)
@@ -128,7 +133,7 @@ def window_for(conn: Connection, check: IncrementalCheck, writers: tuple[Any, An
 
 def id_since(positions: str | None, oldest: Any, overlap: int, column: str) -> tuple[int | None, list[str]]:
     """Where the next run of an id watermark reads from at the latest: the position kept of the last run before
-    the oldest transaction still running that has written began (`oldest`, seconds by the database's clock),
+    the oldest transaction still running that may insert began (`oldest`, seconds by the database's clock),
     minus the overlap; None where no transaction is writing. Where it began before every run kept, the earliest
     position kept (or none), and a note."""
     if oldest is None:
@@ -137,7 +142,7 @@ def id_since(positions: str | None, oldest: Any, overlap: int, column: str) -> t
     before = [value for at, value in kept if at <= float(oldest)]
     if before:
         return before[-1] - overlap, []
-    note = (f"late rows: a transaction writing since before the runs the state keeps (the last "
+    note = (f"late rows: a transaction open since before the runs the state keeps (the last "
             f"{int(POSITIONS_SPAN // 60)} min, {POSITIONS_KEPT} runs) may hold {column} values below the window; "
             "a row it commits there waits for the full pass")
     return (kept[0][1] - overlap if kept else None), [note]
@@ -198,21 +203,34 @@ def _id_window(conn: Connection, check: IncrementalCheck, writers: tuple[Any, An
             f"late rows: {column.name} is not handed out by a sequence the database describes, so nothing bounds "
             f"the watermark by the rows still to come; a row committed with a value more than {ID_OVERLAP:,} below "
             "the highest read waits for the full pass"])
+    cache_notes = [_cache_note(position)] if position.cached_span else []
     if position.last_value is None:
         return Window(None, "", ID_OVERLAP, [
             f"late rows: the position of {position.name} cannot be read ({position.why_unknown}); a row committed "
-            f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass"])
-    cached = position.cache_size * (position.sessions or 1) if position.cache_size > 1 else 0
+            f"with a value more than {ID_OVERLAP:,} below the highest read waits for the full pass", *cache_notes])
+    cached = position.cached_span * (position.sessions or 1)
     overlap = max(ID_OVERLAP, cached)
-    notes: list[str] = []
+    notes: list[str] = list(cache_notes)
     since = None
     if writers is not None:
-        since, notes = id_since(positions, writers[1], overlap, column.name)
+        since, unkept = id_since(positions, writers[1], overlap, column.name)
+        notes += unkept
     elif check.writers_unseen:
         notes.append(f"late rows: {check.writers_unseen}, so a row committed with a value more than {overlap:,} "
                      "below the highest read waits for the full pass")
     return Window(position.last_value, f"{position.name} (last value {position.last_value:,})", overlap, notes,
                   since)
+
+
+def _cache_note(position: SequencePosition) -> str:
+    """What no window bounds where a sequence hands out cached ranges: a session holds the ids it cached and has not
+    used for as long as it stays open (an idle pooled connection: hours), so its next row may carry an id any number
+    of rows below the watermark. The database does not say which session holds which range."""
+    return (f"{CACHED_IDS}: {position.name} has CACHE {position.cache_size}: a session takes {position.cached_span:,} "
+            "ids at once and holds those it has not used for as long as it stays open (idle in a pool included), so "
+            "a row with an id from a session's cached range can arrive later than any window allows, and waits for "
+            f"the full pass; `ALTER SEQUENCE {position.name} CACHE 1` would hand out every id in order (a proposal: "
+            "dupewatch never runs it)")
 
 
 def _minutes(delta: timedelta) -> str:

@@ -29,7 +29,7 @@ from monitor.dialects.mysql import MySQL
 from monitor.dialects.mysql_polling import MySQLPolling
 from monitor.engine import Monitor
 from monitor.history import History
-from monitor.incremental import TIMESTAMP_OVERLAP
+from monitor.incremental import TIMESTAMP_OVERLAP, standing
 from monitor.incremental.check import IncrementalCheck
 
 pytestmark = pytest.mark.timeout(180)
@@ -187,6 +187,7 @@ def test_undo_tells_the_next_poll_to_count_the_restored_rows(logins, runner, tmp
     after = r.run()
     assert (after.mode, after.groups, after.excess_rows) == ("full", 2, 3)
     assert any(f"undo of fix {fix_id} restored rows" in n for n in after.notes), after.notes
+    assert missed_notes(after) == []  # the full pass says why it ran; the groups were not missed
     r.assert_matches_full_pass(after)
     assert r.run().mode == "incremental"  # once
 
@@ -204,6 +205,39 @@ def test_an_update_of_old_keys_is_caught_at_the_next_full_pass(logins, runner):
     assert due.mode == "full"
     assert due.groups == 2 and due.new_groups == 1
     r.assert_matches_full_pass(due)
+
+
+def missed_notes(result: Any) -> list[str]:
+    return [n for n in result.notes if n.startswith("missed by incremental runs")]
+
+
+@pytest.mark.parametrize("column", ["id", "created_at"])
+def test_a_full_pass_says_the_groups_rows_written_below_the_watermark_made(logins, runner, column):
+    """An insert with an explicit id below the overlap window, or dated a day back on a timestamp watermark, is
+    never read by an incremental run (a watermark's limit, README); the full pass that finds its group says so:
+    `missed by incremental runs: 1 group(s) ...`. A new group with a row above the window (which the next
+    incremental run would have read) is not counted; the full pass that only made the state (the first) says
+    nothing."""
+    r = runner(incremental=column)
+    insert(logins, [(id_, id_, "x") for id_ in range(100, 1300)])
+    first = r.run()
+    assert (first.mode, first.groups, missed_notes(first)) == ("full", 1, [])
+    low = {"id": (50, NOW), "created_at": (2000, NOW - timedelta(days=1))}[column]
+    later = NOW + timedelta(minutes=1)  # above the watermark whichever the column
+    insert(logins, [(low[0], 100, "x")], at=low[1])  # a duplicate of (100, x), below the window
+    insert(logins, [(1300, 200, "x")], at=later)  # a duplicate of (200, x), read by the next run
+    polled = r.run()
+    assert (polled.mode, polled.groups, polled.new_groups) == ("incremental", 2, 1)  # (100, x) is not read
+    assert missed_notes(polled) == []
+    insert(logins, [(1301, 300, "x")], at=later + timedelta(minutes=1))  # (300, x): above the watermark
+    full = r.run(full=True)
+    assert (full.mode, full.groups, full.new_groups) == ("full", 4, 2), full
+    (note,) = missed_notes(full)
+    assert note.startswith("missed by incremental runs: 1 group(s) found by the full pass that incremental runs "
+                           "had not: rows written below the watermark"), note
+    r.assert_matches_full_pass(full)
+    again = r.run(full=True)
+    assert missed_notes(again) == []
 
 
 def test_an_emptied_and_refilled_table_starts_over_with_a_full_pass(logins, runner):
@@ -714,11 +748,12 @@ def test_a_clock_gone_back_below_a_timestamp_watermark_makes_a_full_pass(logins,
     r.assert_matches_full_pass(later)
 
 
-def sequenced_logins(db: TestDatabase, cache: int = 1) -> None:
-    """`logins` whose ids a sequence hands out: serial with `CACHE`, AUTO_INCREMENT, an SQLite rowid."""
+def sequenced_logins(db: TestDatabase, cache: int = 1, increment: int = 1) -> None:
+    """`logins` whose ids a sequence hands out: serial with `CACHE` (and `INCREMENT BY`), AUTO_INCREMENT, an SQLite
+    rowid."""
     columns = f"user_id INTEGER NOT NULL, device VARCHAR(40) NULL, created_at {ts_type(db)} NOT NULL"
     if db.dialect == "postgresql":
-        db.execute(f"CREATE SEQUENCE logins_ids CACHE {cache}",
+        db.execute(f"CREATE SEQUENCE logins_ids CACHE {cache} INCREMENT BY {increment}",
                    f"CREATE TABLE logins (id BIGINT PRIMARY KEY DEFAULT nextval('logins_ids'), {columns})",
                    "ALTER SEQUENCE logins_ids OWNED BY logins.id")
     elif db.dialect == "mysql":
@@ -799,6 +834,52 @@ def test_a_late_commit_inside_a_sequence_cache_is_read(pg, runner_for):
     r.assert_matches_full_pass(after)
 
 
+def test_a_cached_range_of_a_sequence_incrementing_by_more_than_one_is_read(own_pg, runner_for):
+    """INCREMENT BY 50 CACHE 40: a session's cached range spans 2,000 ids (cache times increment), not 40. A session
+    takes id 1 (caching 1-1951) and stays idle while another's ids run to 2151; its next row, id 51, lies 2,100
+    below the watermark: within the window the cached ranges span (own_pg: the sessions counted are this test's)."""
+    pg = own_pg
+    sequenced_logins(pg, cache=40, increment=50)
+    late_engine = sa.create_engine(pg.url)
+    try:
+        with late_engine.connect() as late:
+            with late.begin():
+                add(pg, 70, "pc", conn=late)  # id 1; the session caches 1-1951 and stays idle
+            for user in (1, 1, 7, 3):
+                add(pg, user, "pc")  # another session: ids 2001-2151
+            r = runner_for(pg)
+            assert (r.run().groups, r.run().mode) == (1, "incremental")
+            with late.begin():
+                add(pg, 7, "pc", conn=late)  # id 51: a duplicate of (7, pc)
+            assert pg.scalar("SELECT min(id) FROM logins WHERE user_id = 7") == 51
+    finally:
+        late_engine.dispose()
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 2)
+    r.assert_matches_full_pass(after)
+
+
+def test_a_sequence_handing_out_cached_ranges_is_said_once_with_what_to_change(pg, tmp_path):
+    """CACHE 100: an idle pooled session holds its cached range for as long as it stays open, beyond any window.
+    `check` says so once (the note in its JSON, a line on stderr), naming the sequence, its CACHE and the statement
+    that would end it, which it never runs; the dashboard and the daemon say a standing note once per check."""
+    sequenced_logins(pg, cache=100)
+    add(pg, 1, "pc")
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg.url}},
+                        [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                          "incremental": "id"}], state={"path": str(tmp_path / "state.sqlite")})
+    for _ in range(2):
+        run = run_dupewatch("check", "--json", "--config", path)
+        (doc,) = run.json["checks"]
+        (note,) = [n for n in doc["notes"] if "CACHE" in n]
+        assert note.startswith("late rows (sequence cache): logins_ids has CACHE 100: "), note
+        assert "arrive later than any window allows, and waits for the full pass" in note, note
+        assert "`ALTER SEQUENCE logins_ids CACHE 1`" in note and "never runs it" in note, note
+        assert standing(note) == "late rows (sequence cache)"
+        assert run.stderr.count("late rows (sequence cache)") == 1, run.stderr
+    assert pg.scalar("SELECT cache_size FROM pg_sequences WHERE sequencename = 'logins_ids'") == 100
+
+
 def add_many(db: TestDatabase, users: range) -> None:
     """Rows of distinct new keys, committed by another session (one statement)."""
     db.execute("INSERT INTO logins (user_id, device, created_at) VALUES (:u, 'pc', :t)",
@@ -867,9 +948,40 @@ def test_a_long_transaction_holding_an_id_far_below_the_watermark_is_read(server
     r.assert_matches_full_pass(after)
 
 
-@pytest.mark.parametrize("server", ["own_pg", "mysql"])
-def test_a_read_only_long_transaction_does_not_widen_the_window(server, request, runner_for):
-    db = request.getfixturevalue(server)
+def test_a_transaction_that_took_its_id_before_inserting_it_is_read(own_pg, runner_for):
+    """`BEGIN; SELECT nextval(...)` (an ORM's SEQUENCE strategy at persist), the INSERT at a later flush: until it
+    writes, the transaction holds no transaction id, and may still insert the id it took: every open transaction
+    widens the window back to the position of the last run before it began."""
+    pg = own_pg
+    sequenced_logins(pg)
+    add(pg, 1, "pc")
+    r = runner_for(pg)
+    assert r.run().mode == "full"
+    engine = sa.create_engine(pg.url)
+    try:
+        with engine.connect() as late:
+            transaction = late.begin()
+            taken = late.execute(sa.text("SELECT nextval('logins_ids')")).scalar()  # id 2, no write yet
+            add(pg, 7, "pc")
+            add_many(pg, range(100, 1600))  # ids to 1503
+            polled = r.run()
+            assert (polled.mode, polled.groups) == ("incremental", 0)
+            late.execute(sa.text("INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, 7, 'pc', :t)"),
+                         {"i": taken, "t": ts(pg, NOW)})
+            transaction.commit()
+    finally:
+        engine.dispose()
+    assert taken == 2
+    after = r.run()
+    assert (after.mode, after.new_groups, after.groups) == ("incremental", 1, 1)
+    assert late_notes(polled) == late_notes(after) == []
+    r.assert_matches_full_pass(after)
+
+
+def test_a_read_only_long_transaction_does_not_widen_the_window(mysql, runner_for):
+    """MariaDB hands out an AUTO_INCREMENT value only to an INSERT: a transaction that has not written holds none.
+    (PostgreSQL's `nextval()` leaves no trace: there every open transaction widens the window, above.)"""
+    db = mysql
     sequenced_logins(db)
     add(db, 1, "pc")
     r = runner_for(db)
@@ -923,7 +1035,7 @@ def test_a_transaction_writing_since_before_the_runs_kept_is_said_once(own_pg, r
         engine.dispose()
     assert late_notes(first) == []
     (note,) = late_notes(second)
-    assert "transaction writing since before the runs the state keeps" in note, note
+    assert "transaction open since before the runs the state keeps" in note, note
     after = r.run()
     assert (after.groups, after.new_groups) == (1, 1)
     r.assert_matches_full_pass(after)

@@ -90,3 +90,26 @@ async def test_late_rows_the_window_cannot_bound_are_said_once(tmp_path, make_ap
         await wait_for(pilot, lambda: runs(app) == 2, what="a second run")
         await pilot.pause()
         assert late_toasts() == 1
+
+
+async def test_a_sequence_handing_out_cached_ranges_is_said_once(pg, make_app):
+    """Issue 19: an idle pooled session holds its cached sequence range beyond any window: the dashboard says so once
+    (naming the sequence, its CACHE and the `ALTER SEQUENCE` it proposes), not at every run."""
+    pg.execute("CREATE SEQUENCE logins_ids CACHE 100",
+               "CREATE TABLE logins (id BIGINT PRIMARY KEY DEFAULT nextval('logins_ids'), user_id INTEGER NOT NULL)",
+               "ALTER SEQUENCE logins_ids OWNED BY logins.id", "CREATE INDEX logins_key ON logins (user_id)",
+               "INSERT INTO logins (user_id) VALUES (1), (1), (2)")
+    app = make_app(config_from_dict({"databases": {"app": {"url": pg.url}}, "checks": [
+        {"name": "logins", "database": "app", "table": "logins", "key": ["user_id"], "incremental": "id",
+         "interval": "1h"}]}))
+
+    def cache_toasts() -> int:
+        return sum("late rows (sequence cache): logins_ids has CACHE 100" in n.message
+                   and "ALTER SEQUENCE logins_ids CACHE 1" in n.message for n in app._notifications)
+
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for(pilot, lambda: cache_toasts() == 1, what="the sequence-cache note")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: runs(app) == 2, what="a second run")
+        await pilot.pause()
+        assert cache_toasts() == 1
