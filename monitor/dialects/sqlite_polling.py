@@ -4,7 +4,9 @@
 - Whether an index serves a lookup is the planner's answer (`EXPLAIN QUERY PLAN`, "The SQLite Query Optimizer
   Overview"); it gives no cost.
 - Keys are IN lists: 500 per statement when an index serves them, else as many as SQLite binds (32,766).
-- An `INTEGER PRIMARY KEY` is the rowid: a new row gets one more than the largest rowid (or than
+- An `INTEGER PRIMARY KEY` is the rowid (not in a WITHOUT ROWID table, nor as `INTEGER PRIMARY KEY DESC`: their
+  key has an index of its own, and nothing hands its values out; such a table's rows are told apart by the
+  primary key, which every WITHOUT ROWID table has): a new row gets one more than the largest rowid (or than
   `sqlite_sequence.seq`, with AUTOINCREMENT), so a row imported with a large id moves the sequence with it: no
   row can still come below it.
 - `strftime('%Y-%m-%d %H:%M:%f', 'now')` is the clock (UTC), in the text form SQLAlchemy stores.
@@ -24,6 +26,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.dialects.polling import KEY_BATCH, Polling, SequencePosition, compiled_create_index
 
 _SQLITE: sa.engine.Dialect = sqlite.dialect()  # how CREATE INDEX is written
+
+
+def _primary_key_index(conn: Connection, schema: str, table: str) -> bool:
+    """Whether the table's primary key has an index of its own (`PRAGMA index_list`, origin `pk`): then it is not
+    the rowid, whose values SQLite hands out. A WITHOUT ROWID table (which has no rowid: `max(rowid)` fails with
+    "no such column") and an `INTEGER PRIMARY KEY DESC` (SQLite docs, "ROWIDs and the INTEGER PRIMARY KEY") have
+    one; a rowid alias has none."""
+    return any(str(row[3]) == "pk" for row in conn.exec_driver_sql(f"PRAGMA {schema}index_list({table})").all())
 
 
 class SQLitePolling(Polling):
@@ -49,10 +59,14 @@ class SQLitePolling(Polling):
         return sa.type_coerce(sa.func.date("now"), column.type)
 
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
-        info = conn.exec_driver_sql(f"PRAGMA table_info({conn.dialect.identifier_preparer.quote(table.name)})").all()
+        quote = conn.dialect.identifier_preparer.quote
+        schema = f"{quote(table.schema)}." if table.schema else ""
+        info = conn.exec_driver_sql(f"PRAGMA {schema}table_info({quote(table.name)})").all()
         keys = [row for row in info if row[5]]
         if len(keys) != 1 or keys[0][1] != column.name or str(keys[0][2]).upper() != "INTEGER":
             return None  # not the rowid: nothing hands its values out
+        if _primary_key_index(conn, schema, quote(table.name)):
+            return None  # a WITHOUT ROWID table, or `INTEGER PRIMARY KEY DESC`: the key is not the rowid
         top = conn.execute(sa.select(sa.func.max(sa.literal_column("rowid"))).select_from(table)).scalar()
         if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
             seq = conn.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table.name}).scalar()

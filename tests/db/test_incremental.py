@@ -1184,6 +1184,45 @@ def test_checks_of_one_table_with_other_incremental_columns_keep_apart(logins, t
 # -- issue 19: keys -----------------------------------------------------------------------------------
 
 
+def group_by_figures(db: TestDatabase, key: str = "user_id, device") -> tuple[int, int]:
+    """Groups and excess rows of `logins` by a plain `GROUP BY` (the oracle, written by hand)."""
+    groups, excess = db.rows(f"SELECT count(*), coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM logins"
+                             f" GROUP BY {key} HAVING count(*) > 1) AS g")[0]
+    return int(groups), int(excess)
+
+
+@pytest.mark.parametrize("shape", ["WITHOUT ROWID", "INTEGER PRIMARY KEY DESC"])
+def test_sqlite_a_primary_key_that_is_not_the_rowid_runs_incrementally(sqlite_db, runner_for, shape):
+    """A WITHOUT ROWID table has no rowid (`max(rowid)` failed every run, the first included: "no such column:
+    rowid"); an `INTEGER PRIMARY KEY DESC` is no alias of it. Nothing hands their ids out: the run says so and
+    tells rows apart by the primary key."""
+    db = sqlite_db
+    if shape == "WITHOUT ROWID":
+        db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+                   " created_at DATETIME NOT NULL) WITHOUT ROWID")
+    else:
+        db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY DESC, user_id INTEGER NOT NULL,"
+                   " device VARCHAR(40) NULL, created_at DATETIME NOT NULL)")
+    db.execute("CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(1, 1, "a"), (2, 1, "a"), (3, 2, "b")])
+    r = runner_for(db)
+    first = r.run()
+    assert (first.mode, first.groups, first.new_groups) == ("full", 1, 1)
+    assert (first.groups, first.excess_rows) == group_by_figures(db)
+    steps = [lambda: insert(db, [(4, 2, "b"), (5, 3, "c")]),
+             lambda: db.execute("DELETE FROM logins WHERE id = 1"),
+             lambda: insert(db, [(900, 3, "c"), (901, 1, "a")]),  # ids far above the rowids
+             lambda: insert(db, [(902, 2, "b")])]
+    for step in steps:
+        step()
+        after = r.run()
+        assert after.mode == "incremental", after
+        assert (after.groups, after.excess_rows) == group_by_figures(db), after
+        r.assert_matches_full_pass(after)
+        assert not [n for n in after.notes if n.startswith("rows in the future")], after.notes
+        assert any(n.startswith("late rows: id is not handed out by a sequence") for n in after.notes), after.notes
+
+
 def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for):
     mysql.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
                   " device VARCHAR(40) COLLATE utf8mb4_general_ci NULL, created_at DATETIME(6) NOT NULL)",
