@@ -9,6 +9,11 @@
   primary key, which every WITHOUT ROWID table has): a new row gets one more than the largest rowid (or than
   `sqlite_sequence.seq`, with AUTOINCREMENT), so a row imported with a large id moves the sequence with it: no
   row can still come below it.
+- A date/time column holds what the application wrote (SQLite docs, "Datatypes In SQLite": type affinity): a
+  timestamp watermark reads and compares text ('YYYY-MM-DD HH:MM:SS', as SQLite's date functions and SQLAlchemy
+  write it); a column holding numbers (epoch seconds, Julian days) or blobs is refused in one line
+  (`unreadable_watermark`: `typeof()` of its lowest and highest values, two index lookups, since numbers sort
+  below text and blobs above it).
 - `strftime('%Y-%m-%d %H:%M:%f', 'now')` is the clock (UTC), in the text form SQLAlchemy stores.
 - SQLite does not say which transactions other connections have open.
 """
@@ -57,6 +62,26 @@ class SQLitePolling(Polling):
         if isinstance(column.type, sa.DateTime):
             return sa.type_coerce(sa.func.strftime("%Y-%m-%d %H:%M:%f", "now"), column.type)
         return sa.type_coerce(sa.func.date("now"), column.type)
+
+    def unreadable_watermark(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> str | None:
+        """Where a date/time column holds anything but text: SQLite sorts numbers below text and blobs above it,
+        so the types of its lowest and highest values tell (NULL is left out by min() and max())."""
+        if not isinstance(column.type, sa.DateTime | sa.Date):
+            return None
+        stored = sa.type_coerce(column, sa.types.NullType())
+        lowest = sa.select(sa.func.min(stored)).select_from(table).scalar_subquery()
+        highest = sa.select(sa.func.max(stored)).select_from(table).scalar_subquery()
+        low_type, high_type, low, high = conn.execute(sa.select(
+            sa.func.typeof(lowest), sa.func.typeof(highest), lowest, highest)).one()
+        odd = [(str(kind), value) for kind, value in ((low_type, low), (high_type, high))
+               if kind not in ("text", "null")]
+        if not odd:
+            return None
+        kind, value = odd[0]
+        what = {"integer": "integers (epoch seconds?)", "real": "real numbers (Julian days?)"}.get(kind, f"{kind}s")
+        return (f"column {column.name!r} is declared {column.type} but holds {what}, such as {repr(value)[:40]} "
+                "(SQLite's typeof()); a timestamp watermark reads dates stored as text ('YYYY-MM-DD HH:MM:SS'): "
+                "watch an INTEGER column instead (epoch seconds are an integer watermark), or store the dates as text")
 
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
         quote = conn.dialect.identifier_preparer.quote

@@ -1223,6 +1223,52 @@ def test_sqlite_a_primary_key_that_is_not_the_rowid_runs_incrementally(sqlite_db
         assert any(n.startswith("late rows: id is not handed out by a sequence") for n in after.notes), after.notes
 
 
+@pytest.mark.parametrize("since", ["the first run", "a later run"])
+def test_sqlite_a_datetime_watermark_holding_epoch_integers_is_refused_in_one_line(sqlite_db, runner_for, tmp_path,
+                                                                                   since):
+    """SQLite keeps what the application wrote: epoch integers in a DATETIME column made every run (the first,
+    full, one included) an internal error with a traceback, and text dates with a few integers among them a run
+    that missed rows. The check is refused in one line naming the column and what it holds, at every run while
+    it holds them (and by `config validate`); text dates run as before."""
+    db = sqlite_db
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created_at DATETIME NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_created ON logins (created_at)")
+    r = runner_for(db, incremental="created_at")
+    if since == "the first run":
+        db.execute("INSERT INTO logins VALUES (1, 1, 'a', 1796565700), (2, 1, 'a', 1796565701),"
+                   " (3, 2, 'b', 1796565702)")
+    else:
+        insert(db, [(1, 1, "a"), (2, 1, "a"), (3, 2, "b")])  # text dates, as SQLAlchemy writes them
+        first = r.run()
+        assert (first.mode, first.groups, first.excess_rows) == ("full", *group_by_figures(db))
+
+    def refused() -> None:
+        result = r.monitor.run("inc")
+        assert result.status == "error", result
+        error = result.error or ""
+        assert error.startswith("check 'inc': incremental: column 'created_at' is declared DATETIME but holds"
+                                " integers"), error
+        assert "17965657" in error and "\n" not in error
+        assert result.as_json()["mode"] is None
+        assert r.oracle() == group_by_figures(db)  # the plain check of the same table is unaffected
+
+    db.execute("INSERT INTO logins VALUES (4, 2, 'b', 1796565716)")  # the application starts writing epochs
+    refused()
+    db.execute("INSERT INTO logins VALUES (5, 3, 'c', 1796565717), (6, 3, 'c', NULL)")
+    refused()  # again at the next run, not once
+    config = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
+                          [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                            "incremental": "created_at"}])
+    validated = run_dupewatch("config", "validate", "--config", config)
+    assert validated.code == 2 and "Traceback" not in validated.stderr, validated
+    assert "checks[0] ('inc').incremental: column 'created_at' is declared DATETIME" in validated.stderr
+    db.execute("UPDATE logins SET created_at = '2026-11-30 12:00:01.000000' WHERE typeof(created_at) = 'integer'")
+    back = r.run()  # text again: the check runs, with the figures of a full pass
+    assert back.error is None and (back.groups, back.excess_rows) == group_by_figures(db) == (3, 3), back
+    r.assert_matches_full_pass(back)
+
+
 def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for):
     mysql.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
                   " device VARCHAR(40) COLLATE utf8mb4_general_ci NULL, created_at DATETIME(6) NOT NULL)",
