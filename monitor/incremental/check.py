@@ -183,7 +183,7 @@ class IncrementalCheck:
         if self.read_as_stored:  # a state whose keys were read through Python types is started again
             parts.append("keys as stored")
         if self.resolved.compared:  # groups identified under a collation (and its version) or as citext
-            parts.append(json.dumps(sorted((n, c.kind, c.version) for n, c in self.resolved.compared.items())))
+            parts.append(json.dumps(sorted((n, *c.fingerprinted) for n, c in self.resolved.compared.items())))
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
     # -- statements ------------------------------------------------------------------------------
