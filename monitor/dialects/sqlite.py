@@ -360,8 +360,11 @@ class SQLite(SQLitePolling, Dialect):
         quote = conn.dialect.identifier_preparer
         name = quote.format_table(table)
         for column in table.columns:
-            program = conn.exec_driver_sql(f"EXPLAIN SELECT {quote.quote(column.name)} = '' FROM {name}",
-                                           execution_options={"no_parameters": True}).all()
+            try:
+                program = conn.exec_driver_sql(f"EXPLAIN SELECT {quote.quote(column.name)} = '' FROM {name}",
+                                               execution_options={"no_parameters": True}).all()
+            except sa.exc.DBAPIError:  # a collation only the application registers: no statement compares it
+                continue
             for step in program:  # (addr, opcode, p1, p2, p3, p4, p5, comment)
                 if step[1] in ("Eq", "Ne") and isinstance(step[5], str):
                     match = _COLLATION_STEP.match(step[5])
