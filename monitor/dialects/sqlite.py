@@ -142,7 +142,7 @@ max min mod nth_value ntile nullif octet_length percent_rank pi pow power quote 
 row_number rtrim sign sin sinh soundex sqlite_compileoption_get sqlite_compileoption_used sqlite_source_id
 sqlite_version sqrt string_agg strftime substr substring sum tan tanh time timediff total total_changes trim trunc
 typeof unhex unicode unixepoch unlikely upper -> ->>
-""") | {CASE_FOLD_FUNCTION, COLLATED_FUNCTION}
+""") | {CASE_FOLD_FUNCTION}
 
 
 # The PRAGMAs a statement may read as tables (`SELECT * FROM pragma_table_info('t')`) report settings and the schema,
