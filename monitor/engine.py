@@ -204,9 +204,11 @@ class Monitor:
         self._resolved[check.name] = resolved
         return resolved
 
-    def preflight(self, checks: Iterable[CheckConfig] | None = None) -> list[str]:
+    def preflight(self, checks: Iterable[CheckConfig] | None = None, *, stored_values: bool = False) -> list[str]:
         """Resolve every table check (one connection per database) before any runs, so that unknown tables
-        and columns are reported together: one line each, `FILE: checks[i] ('name').field: problem`.
+        and columns are reported together: one line each, `FILE: checks[i] ('name').field: problem`. With
+        `stored_values` (`config validate`), also an incremental column holding values its type cannot read
+        (`refuse_unreadable_watermark`; a run refuses its own check then, and the others run).
 
         A database that cannot be reached is not a config problem: its checks are skipped here and fail
         when they run (reported once per database by the caller).
@@ -223,7 +225,8 @@ class Monitor:
                     for check in table_checks:
                         try:
                             resolved = self.resolve(check, conn)
-                            refuse_unreadable_watermark(conn, resolved)  # what the incremental column holds
+                            if stored_values:
+                                refuse_unreadable_watermark(conn, resolved)  # what the incremental column holds
                         except CheckDefinitionError as exc:
                             problems.append(self.describe_definition_error(check, exc))
                             if conn.in_transaction():

@@ -1259,10 +1259,17 @@ def test_sqlite_a_datetime_watermark_holding_epoch_integers_is_refused_in_one_li
     refused()  # again at the next run, not once
     config = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
                           [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
-                            "incremental": "created_at"}])
+                            "incremental": "created_at"},
+                           {"name": "plain", "database": "d", "table": "logins", "key": ["user_id", "device"]}],
+                          state={"path": str(tmp_path / "cli-state.sqlite")})
     validated = run_dupewatch("config", "validate", "--config", config)
     assert validated.code == 2 and "Traceback" not in validated.stderr, validated
     assert "checks[0] ('inc').incremental: column 'created_at' is declared DATETIME" in validated.stderr
+    checked = run_dupewatch("check", "--json", "--config", config)  # the refused check alone; the other runs
+    assert "Traceback" not in checked.stderr, checked.stderr
+    entries = {e["name"]: e for e in checked.json["checks"]}
+    assert "is declared DATETIME but holds integers" in entries["inc"]["error"], entries["inc"]
+    assert (entries["plain"]["error"], entries["plain"]["groups"]) == (None, group_by_figures(db)[0])
     db.execute("UPDATE logins SET created_at = '2026-11-30 12:00:01.000000' WHERE typeof(created_at) = 'integer'")
     back = r.run()  # text again: the check runs, with the figures of a full pass
     assert back.error is None and (back.groups, back.excess_rows) == group_by_figures(db) == (3, 3), back
