@@ -51,6 +51,25 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")  # a character set's or collation's name, written into a probe
 
+
+def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether each (character set, collation) finds 'x' = 'x ' (PAD SPACE), as the server compares: in one
+    statement, else (a probe the server refuses) one each, a refused one taken for NO PAD (identified as before)."""
+    def probe(cs: str, c: str) -> str:
+        return f"CONVERT('x' USING {cs}) COLLATE {c} = CONVERT('x ' USING {cs})"
+
+    try:
+        row = conn.exec_driver_sql("SELECT " + ", ".join(probe(cs, c) for cs, c in collations)).one()
+        return [bool(v) for v in row]
+    except sa.exc.DBAPIError:
+        found = []
+        for cs, c in collations:
+            try:
+                found.append(bool(conn.exec_driver_sql(f"SELECT {probe(cs, c)}").scalar()))
+            except sa.exc.DBAPIError:
+                found.append(False)
+        return found
+
 # SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
 # on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
 # catalog about them (`Catalog.generated_columns`), so the warning would only reach the operator's terminal.
@@ -612,9 +631,7 @@ class MySQL(MySQLPolling, Dialect):
         collations = sorted({(cs, c) for _, cs, c in columns if _NAME.fullmatch(cs) and _NAME.fullmatch(c)})
         if not collations:
             return {}
-        probes = ", ".join(f"CONVERT('x' USING {cs}) COLLATE {c} = CONVERT('x ' USING {cs})" for cs, c in collations)
-        padded = {pair for pair, pads in zip(collations, conn.exec_driver_sql(f"SELECT {probes}").one(), strict=True)
-                  if pads}
+        padded = {pair for pair, pads in zip(collations, _pads(conn, collations), strict=True) if pads}
         return {name: Comparison("pad space", name=c) for name, cs, c in columns if (cs, c) in padded}
 
     def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
