@@ -416,7 +416,7 @@ def _database_problems(config: Config) -> list[str]:
                     pass
             except DatabaseError as exc:
                 problems.append(f"{config.path}: databases.{name}: {exc} (checks: {', '.join(checks) or 'none'})")
-        problems.extend(monitor.preflight())
+        problems.extend(monitor.preflight(stored_values=True))
     finally:
         monitor.close()
     return problems

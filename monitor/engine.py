@@ -47,7 +47,15 @@ from monitor.detect import (
 )
 from monitor.dialects import for_backend
 from monitor.history import History, IncrementalState, TableChange, subject
-from monitor.incremental import IncrementalCheck, encode_key, full_pass_due, index_advice, state_key, table_key
+from monitor.incremental import (
+    IncrementalCheck,
+    encode_key,
+    full_pass_due,
+    index_advice,
+    refuse_unreadable_watermark,
+    state_key,
+    table_key,
+)
 from monitor.incremental import Outcome as Pass
 from monitor.thresholds import Outcome, judge
 
@@ -196,9 +204,11 @@ class Monitor:
         self._resolved[check.name] = resolved
         return resolved
 
-    def preflight(self, checks: Iterable[CheckConfig] | None = None) -> list[str]:
+    def preflight(self, checks: Iterable[CheckConfig] | None = None, *, stored_values: bool = False) -> list[str]:
         """Resolve every table check (one connection per database) before any runs, so that unknown tables
-        and columns are reported together: one line each, `FILE: checks[i] ('name').field: problem`.
+        and columns are reported together: one line each, `FILE: checks[i] ('name').field: problem`. With
+        `stored_values` (`config validate`), also an incremental column holding values its type cannot read
+        (`refuse_unreadable_watermark`; a run refuses its own check then, and the others run).
 
         A database that cannot be reached is not a config problem: its checks are skipped here and fail
         when they run (reported once per database by the caller).
@@ -214,7 +224,9 @@ class Monitor:
                 with self.database(database).read_only() as conn:
                     for check in table_checks:
                         try:
-                            self.resolve(check, conn)
+                            resolved = self.resolve(check, conn)
+                            if stored_values:
+                                refuse_unreadable_watermark(conn, resolved)  # what the incremental column holds
                         except CheckDefinitionError as exc:
                             problems.append(self.describe_definition_error(check, exc))
                             if conn.in_transaction():
@@ -370,6 +382,7 @@ class Monitor:
                           full: bool) -> Pass:
         with db.read_only() as conn:
             resolved = self.resolve(check, conn)
+            refuse_unreadable_watermark(conn, resolved)  # at every run: the application may start writing them
             incremental = self._incremental.get(check.name)
             if incremental is None:
                 incremental = self._incremental[check.name] = IncrementalCheck(resolved, key, self._groups_lock)

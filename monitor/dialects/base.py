@@ -56,7 +56,8 @@ Detection (`monitor.detect`, `monitor.engine`)
   incremental pass and bound again, find the group's rows.
 - `compared_apart(conn, table)`: the columns whose `=` the catalog says finds values stored apart equal beyond
   what their reflected type tells (a PostgreSQL nondeterministic collation, an extension's type reflection does
-  not know), and how (`Comparison`); `group_identity(expr, comparison)` then identifies a key's group as that
+  not know, a MariaDB/MySQL PAD SPACE collation, SQLite's NOCASE or RTRIM declared on a column), and how
+  (`Comparison`); `group_identity(expr, comparison)` then identifies a key's group as that
   `=` does (the database computes the identity, in the column's collation), so that a group is one group whichever
   spelling `GROUP BY` returns.
 - `stream_value(column, value)`: a key value of `column` as a typed change stream gives it (MySQL's binary log),
@@ -201,12 +202,20 @@ class Comparison:
     """How the catalog says `=` compares a column's values, where it finds values stored apart equal and the
     reflected type does not say so (`Dialect.compared_apart`)."""
 
-    kind: Literal["collation", "citext"]  # a nondeterministic collation; the citext extension's type
+    # a nondeterministic collation (PostgreSQL); the citext extension's type; a collation that pads with spaces
+    # ('x' = 'x  ': MariaDB/MySQL PAD SPACE); a collation declared on the column (SQLite's NOCASE and RTRIM)
+    kind: Literal["collation", "citext", "pad space", "declared collation"]
     version: str = ""  # the collation's version as its library reports it now: another may compare otherwise
     # Whether an unqualified `=` finds the type's own operator: one whose schema is off the search_path is not
     # found, and `col = value` compares the value as text (case-sensitively) where GROUP BY uses the type's.
     visible: bool = True
     type_name: str = ""  # the type as the server names it (`ext.citext`), for a message
+    name: str = ""  # the collation, where the kind alone does not say how it compares (`pad space`, `declared ...`)
+
+    @property
+    def fingerprinted(self) -> tuple[str, ...]:
+        """What a state's fingerprint keeps of it: another collation identifies groups otherwise."""
+        return (self.kind, self.version, self.name) if self.name else (self.kind, self.version)
 
 
 @dataclass(frozen=True)

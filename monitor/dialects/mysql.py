@@ -49,6 +49,27 @@ from monitor.dialects.mysql_polling import MySQLPolling
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
 
+_NAME = re.compile(r"[A-Za-z0-9_]+")  # a character set's or collation's name, written into a probe
+
+
+def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether each (character set, collation) finds 'x' = 'x ' (PAD SPACE), as the server compares: in one
+    statement, else (a probe the server refuses) one each, a refused one taken for NO PAD (identified as before)."""
+    def probe(cs: str, c: str) -> str:
+        return f"CONVERT('x' USING {cs}) COLLATE {c} = CONVERT('x ' USING {cs})"
+
+    try:
+        row = conn.exec_driver_sql("SELECT " + ", ".join(probe(cs, c) for cs, c in collations)).one()
+        return [bool(v) for v in row]
+    except sa.exc.DBAPIError:
+        found = []
+        for cs, c in collations:
+            try:
+                found.append(bool(conn.exec_driver_sql(f"SELECT {probe(cs, c)}").scalar()))
+            except sa.exc.DBAPIError:
+                found.append(False)
+        return found
+
 # SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
 # on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
 # catalog about them (`Catalog.generated_columns`), so the warning would only reach the operator's terminal.
@@ -597,14 +618,34 @@ class MySQL(MySQLPolling, Dialect):
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): str(kind) for name, kind in rows}
 
+    def compared_apart(self, conn: Connection, table: sa.Table) -> dict[str, Comparison]:
+        """The text columns whose collation pads with spaces ('x' = 'x  ': PAD SPACE, every collation but the
+        `_nopad_` ones on MariaDB and MySQL 8's `_0900_` ones), as the server compares under each collation
+        (information_schema.COLLATIONS has no PAD_ATTRIBUTE on MariaDB 10.11): `WEIGHT_STRING` keeps trailing
+        spaces on MariaDB, so a group identified by it depended on the spelling GROUP BY returned."""
+        query = sa.text("SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table "
+                        "AND COLLATION_NAME IS NOT NULL")
+        columns = [(str(n), str(cs), str(c)) for n, cs, c in
+                   conn.execute(query, {"schema": table.schema, "table": table.name})]
+        collations = sorted({(cs, c) for _, cs, c in columns if _NAME.fullmatch(cs) and _NAME.fullmatch(c)})
+        if not collations:
+            return {}
+        padded = {pair for pair, pads in zip(collations, _pads(conn, collations), strict=True) if pads}
+        return {name: Comparison("pad space", name=c) for name, cs, c in columns if (cs, c) in padded}
+
     def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`
-        collation are one group, as GROUP BY and `=` say, though Python sees two spellings. A `BIT` as its
-        number (`k + 0`): read through a subquery the server returns it as the text of that number, which the
-        BIT type reads as bytes (192 as 3225906), so a group found that way was another than the known one."""
+        collation are one group, as GROUP BY and `=` say, though Python sees two spellings; under a collation
+        that pads with spaces (`compared_apart`), of the value without its trailing spaces ('x' = 'x ', which
+        `WEIGHT_STRING` tells apart on MariaDB). A `BIT` as its number (`k + 0`): read through a subquery the
+        server returns it as the text of that number, which the BIT type reads as bytes (192 as 3225906), so a
+        group found that way was another than the known one."""
         if isinstance(expr.type, mysql_types.BIT):
             return sa.type_coerce(expr, sa.BigInteger()) + 0
         if isinstance(expr.type, sa.String) and not isinstance(expr.type, sa.Enum):
+            if comparison is not None and comparison.kind == "pad space":
+                expr = sa.func.rtrim(expr, type_=expr.type)  # spaces only, as the padding compares
             return sa.func.weight_string(expr, type_=sa.LargeBinary())
         return expr
 

@@ -18,6 +18,9 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 - `sequence_position(conn, table, column)`: the highest value the column's sequence has handed out, its cache
   size and the sessions that may hold a cached range (an id watermark never runs ahead of it; the overlap covers
   the cached ranges); None where the column has no sequence the database describes.
+- `unreadable_watermark(conn, table, column)`: what the incremental column holds that a watermark of its declared
+  type cannot read nor compare (SQLite keeps whatever the application wrote: epoch integers in a DATETIME), in
+  words naming it, or None; asked at every run and by `config validate` (the check is refused in one line).
 - `oldest_transaction_age(conn)`: seconds since the oldest transaction still running on the database began, or
   None where the database does not say (a timestamp watermark's overlap then cannot be bounded).
 - `writers_columns(conn)`: two expressions read in the statement that reads the table's highest value: the
@@ -204,6 +207,9 @@ class Polling:
         return sa.type_coerce(sa.func.current_date(), column.type)
 
     def sequence_position(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> SequencePosition | None:
+        return None
+
+    def unreadable_watermark(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> str | None:
         return None
 
     def reads_sequence_position(self, column: sa.Column[Any]) -> bool:

@@ -31,15 +31,31 @@ from sqlalchemy import event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TypeCoerce
 from sqlalchemy.sql.functions import FunctionElement
 
-from monitor.dialects.base import ALL_TABLES, ANY_CHANGE, ChangeCounts, Dialect, KeyViolation, UniqueViolation, Writing
+from monitor.dialects.base import (
+    ALL_TABLES,
+    ANY_CHANGE,
+    ChangeCounts,
+    Comparison,
+    Dialect,
+    KeyViolation,
+    UniqueViolation,
+    Writing,
+)
 from monitor.dialects.expressions import AsStored
 from monitor.dialects.sqlite_polling import SQLitePolling
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 _SQLITE = sqlite_dialect.dialect()  # what SQLAlchemy's types do with values on SQLite (`SQLite.as_stored`)
+
+
+def _is_column(expr: ColumnElement[Any]) -> bool:
+    """Whether `expr` is a table's column (through `type_coerce`, which SQL does not see)."""
+    while isinstance(expr, TypeCoerce):
+        expr = expr.clause
+    return isinstance(expr, sa.Column)
 
 
 def _unicode_lower(value: Any) -> Any:
@@ -67,9 +83,28 @@ def _compile_case_fold(element: CaseFold, compiler: Any, **kw: Any) -> str:
     return f"lower({inner})" if in_ddl else f"{CASE_FOLD_FUNCTION}({inner})"
 
 
+# A value as a column's declared collation compares it (SQLite docs, "Collating Sequences"): NOCASE folds the 26
+# ASCII capitals only (whatever `lower()` does in a build with ICU), RTRIM ignores trailing spaces (U+0020 only);
+# values other than text are compared as they are (no collation applies to them).
+COLLATED_FUNCTION = "dupewatch_collated"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+FOLDING_COLLATIONS = ("NOCASE", "RTRIM")
+
+
+def _collated(value: Any, collation: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if collation == "NOCASE":
+        return value.translate(_ASCII_LOWER)
+    if collation == "RTRIM":
+        return value.rstrip(" ")
+    return value
+
+
 def register_functions(dbapi: sqlite3.Connection) -> None:
     """Register dupewatch's SQL functions on a sqlite3 connection."""
     dbapi.create_function(CASE_FOLD_FUNCTION, 1, _unicode_lower, deterministic=True)
+    dbapi.create_function(COLLATED_FUNCTION, 2, _collated, deterministic=True)
 
 
 # The longest string or blob a statement may build on dupewatch's connections (`sqlite3_limit`, SQLITE_LIMIT_LENGTH;
@@ -121,6 +156,7 @@ ACTING_PRAGMA_TABLES = frozenset({"pragma_optimize"})
 # and a 32 KiB needle took 1.8 s), as instr's needle. SQLite's own program (EXPLAIN) names each call with its
 # number of arguments, `ltrim(2)`, so trim(x) of whitespace stays allowed.
 UNBOUNDED_OPERAND = {"trim": 2, "ltrim": 2, "rtrim": 2, "replace": 3}
+_COLLATION_STEP = re.compile(r"(?:collseq\()?([A-Za-z_]\w*)")  # an Eq step's P4: `NOCASE-8` (`collseq(NOCASE)`)
 _CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((-?\d+)\)")  # -1: any number of arguments (printf)
 
 
@@ -315,6 +351,38 @@ class SQLite(SQLitePolling, Dialect):
     def abort_on_conflict(self, statement: Writing) -> Writing:
         """`OR ABORT` outranks the table's own `ON CONFLICT` clause (SQLite docs, "The ON CONFLICT Clause")."""
         return statement.prefix_with("OR ABORT")
+
+    def compared_apart(self, conn: Connection, table: sa.Table) -> dict[str, Comparison]:
+        """The columns declared `COLLATE NOCASE` or `COLLATE RTRIM`, as SQLite compiles a comparison of each
+        (`EXPLAIN SELECT col = '' FROM t`: the collating sequence is the P4 of its Eq step). Reflection does not
+        say (the type has no collation), nor does `PRAGMA table_xinfo`."""
+        found: dict[str, Comparison] = {}
+        quote = conn.dialect.identifier_preparer
+        name = quote.format_table(table)
+        for column in table.columns:
+            try:
+                program = conn.exec_driver_sql(f"EXPLAIN SELECT {quote.quote(column.name)} = '' FROM {name}",
+                                               execution_options={"no_parameters": True}).all()
+            except sa.exc.DBAPIError:  # a collation only the application registers: no statement compares it
+                continue
+            for step in program:  # (addr, opcode, p1, p2, p3, p4, p5, comment)
+                if step[1] in ("Eq", "Ne") and isinstance(step[5], str):
+                    match = _COLLATION_STEP.match(step[5])
+                    collation = match.group(1).upper() if match else ""
+                    if collation in FOLDING_COLLATIONS:
+                        found[column.name] = Comparison("declared collation", name=collation)
+                    break
+        return found
+
+    def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
+        """A key column declared `COLLATE NOCASE` or `COLLATE RTRIM` (`compared_apart`) as that collation
+        compares it ('Bob' = 'bob', 'x' = 'x  '): GROUP BY returns one of a group's spellings, and the group,
+        identified by it, became another once that row was deleted. Only the column itself compares under its
+        collation: an expression over it (`case_insensitive`, `trim_whitespace`) compares as BINARY (SQLite docs,
+        "Assigning Collating Sequences from SQL")."""
+        if comparison is None or comparison.kind != "declared collation" or not _is_column(expr):
+            return expr
+        return sa.func.dupewatch_collated(expr, sa.literal_column(f"'{comparison.name}'"), type_=expr.type)
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """Exactly as stored, wherever SQLAlchemy's type converts the value in Python: a `DATETIME` holding

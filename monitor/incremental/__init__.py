@@ -52,6 +52,7 @@ from monitor.incremental.check import (
     Outcome,
     column_kind,
     full_pass_due,
+    refuse_unreadable_watermark,
     state_key,
     table_key,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "full_pass_due",
     "index_advice",
     "lower_watermark",
+    "refuse_unreadable_watermark",
     "standing",
     "state_key",
     "table_key",

@@ -58,6 +58,19 @@ def column_kind(check: str, column: sa.Column[Any]) -> Literal["id", "timestamp"
         "rows: an integer (identity, serial, auto-increment) or a timestamp")
 
 
+def refuse_unreadable_watermark(conn: Connection, resolved: TableCheck) -> None:
+    """Refuse, in one line naming the column, an incremental column holding values its declared type cannot read
+    (`Dialect.unreadable_watermark`: on SQLite, epoch integers in a DATETIME made every run an internal error)."""
+    check = resolved.check
+    if check.incremental is None:
+        return
+    column = resolved._column(check.incremental, "incremental")
+    detail = resolved.rules.unreadable_watermark(conn, resolved.table, column)
+    if detail is not None:
+        raise CheckDefinitionError(f"check {check.name!r}: incremental: {detail}", field="incremental",
+                                   detail=detail)
+
+
 def state_key(subject: str, column: str) -> str:
     """What an incremental check's state is stored by: what it measures and the column its watermark reads (two
     checks of one table with other `incremental` columns keep apart)."""
@@ -173,7 +186,7 @@ class IncrementalCheck:
         if self.read_as_stored:  # a state whose keys were read through Python types is started again
             parts.append("keys as stored")
         if self.resolved.compared:  # groups identified under a collation (and its version) or as citext
-            parts.append(json.dumps(sorted((n, c.kind, c.version) for n, c in self.resolved.compared.items())))
+            parts.append(json.dumps(sorted((n, *c.fingerprinted) for n, c in self.resolved.compared.items())))
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
     # -- statements ------------------------------------------------------------------------------

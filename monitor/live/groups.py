@@ -152,7 +152,7 @@ class LiveGroups:
         compared with: a collation changed since would make every group look new."""
         columns = [(c.name, type(c.type).__name__, getattr(c.type, "collation", None))
                    for c in self.resolved.key_columns]
-        compared = sorted((name, c.kind, c.version) for name, c in self.resolved.compared.items())
+        compared = sorted((name, *c.fingerprinted) for name, c in self.resolved.compared.items())
         return hashlib.sha256(json.dumps(["live groups", 1, columns, compared], default=str).encode()).hexdigest()
 
     # -- full count -------------------------------------------------------------------------------

@@ -1296,6 +1296,139 @@ def test_checks_of_one_table_with_other_incremental_columns_keep_apart(logins, t
 # -- issue 19: keys -----------------------------------------------------------------------------------
 
 
+def group_by_figures(db: TestDatabase, key: str = "user_id, device") -> tuple[int, int]:
+    """Groups and excess rows of `logins` by a plain `GROUP BY` (the oracle, written by hand)."""
+    groups, excess = db.rows(f"SELECT count(*), coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM logins"
+                             f" GROUP BY {key} HAVING count(*) > 1) AS g")[0]
+    return int(groups), int(excess)
+
+
+@pytest.mark.parametrize("shape", ["WITHOUT ROWID", "INTEGER PRIMARY KEY DESC"])
+def test_sqlite_a_primary_key_that_is_not_the_rowid_runs_incrementally(sqlite_db, runner_for, shape):
+    """A WITHOUT ROWID table has no rowid (`max(rowid)` failed every run, the first included: "no such column:
+    rowid"); an `INTEGER PRIMARY KEY DESC` is no alias of it. Nothing hands their ids out: the run says so and
+    tells rows apart by the primary key."""
+    db = sqlite_db
+    if shape == "WITHOUT ROWID":
+        db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+                   " created_at DATETIME NOT NULL) WITHOUT ROWID")
+    else:
+        db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY DESC, user_id INTEGER NOT NULL,"
+                   " device VARCHAR(40) NULL, created_at DATETIME NOT NULL)")
+    db.execute("CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(1, 1, "a"), (2, 1, "a"), (3, 2, "b")])
+    r = runner_for(db)
+    first = r.run()
+    assert (first.mode, first.groups, first.new_groups) == ("full", 1, 1)
+    assert (first.groups, first.excess_rows) == group_by_figures(db)
+    steps = [lambda: insert(db, [(4, 2, "b"), (5, 3, "c")]),
+             lambda: db.execute("DELETE FROM logins WHERE id = 1"),
+             lambda: insert(db, [(900, 3, "c"), (901, 1, "a")]),  # ids far above the rowids
+             lambda: insert(db, [(902, 2, "b")])]
+    for step in steps:
+        step()
+        after = r.run()
+        assert after.mode == "incremental", after
+        assert (after.groups, after.excess_rows) == group_by_figures(db), after
+        r.assert_matches_full_pass(after)
+        assert not [n for n in after.notes if n.startswith("rows in the future")], after.notes
+        assert any(n.startswith("late rows: id is not handed out by a sequence") for n in after.notes), after.notes
+
+
+@pytest.mark.parametrize("since", ["the first run", "a later run"])
+def test_sqlite_a_datetime_watermark_holding_epoch_integers_is_refused_in_one_line(sqlite_db, runner_for, tmp_path,
+                                                                                   since):
+    """SQLite keeps what the application wrote: epoch integers in a DATETIME column made every run (the first,
+    full, one included) an internal error with a traceback, and text dates with a few integers among them a run
+    that missed rows. The check is refused in one line naming the column and what it holds, at every run while
+    it holds them (and by `config validate`); text dates run as before."""
+    db = sqlite_db
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created_at DATETIME NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_created ON logins (created_at)")
+    r = runner_for(db, incremental="created_at")
+    if since == "the first run":
+        db.execute("INSERT INTO logins VALUES (1, 1, 'a', 1796565700), (2, 1, 'a', 1796565701),"
+                   " (3, 2, 'b', 1796565702)")
+    else:
+        insert(db, [(1, 1, "a"), (2, 1, "a"), (3, 2, "b")])  # text dates, as SQLAlchemy writes them
+        first = r.run()
+        assert (first.mode, first.groups, first.excess_rows) == ("full", *group_by_figures(db))
+
+    def refused() -> None:
+        result = r.monitor.run("inc")
+        assert result.status == "error", result
+        error = result.error or ""
+        assert error.startswith("check 'inc': incremental: column 'created_at' is declared DATETIME but holds"
+                                " integers"), error
+        assert "17965657" in error and "\n" not in error
+        assert result.as_json()["mode"] is None
+        assert r.oracle() == group_by_figures(db)  # the plain check of the same table is unaffected
+
+    db.execute("INSERT INTO logins VALUES (4, 2, 'b', 1796565716)")  # the application starts writing epochs
+    refused()
+    db.execute("INSERT INTO logins VALUES (5, 3, 'c', 1796565717), (6, 3, 'c', NULL)")
+    refused()  # again at the next run, not once
+    config = write_config(tmp_path / "dw.toml", {"d": {"url": db.url}},
+                          [{"name": "inc", "database": "d", "table": "logins", "key": ["user_id", "device"],
+                            "incremental": "created_at"},
+                           {"name": "plain", "database": "d", "table": "logins", "key": ["user_id", "device"]}],
+                          state={"path": str(tmp_path / "cli-state.sqlite")})
+    validated = run_dupewatch("config", "validate", "--config", config)
+    assert validated.code == 2 and "Traceback" not in validated.stderr, validated
+    assert "checks[0] ('inc').incremental: column 'created_at' is declared DATETIME" in validated.stderr
+    checked = run_dupewatch("check", "--json", "--config", config)  # the refused check alone; the other runs
+    assert "Traceback" not in checked.stderr, checked.stderr
+    entries = {e["name"]: e for e in checked.json["checks"]}
+    assert "is declared DATETIME but holds integers" in entries["inc"]["error"], entries["inc"]
+    assert (entries["plain"]["error"], entries["plain"]["groups"]) == (None, group_by_figures(db)[0])
+    db.execute("UPDATE logins SET created_at = '2026-11-30 12:00:01.000000' WHERE typeof(created_at) = 'integer'")
+    back = r.run()  # text again: the check runs, with the figures of a full pass
+    assert back.error is None and (back.groups, back.excess_rows) == group_by_figures(db) == (3, 3), back
+    r.assert_matches_full_pass(back)
+
+
+@pytest.mark.parametrize(("collation", "spellings", "apart"), [
+    ("NOCASE", ["Bob", "bob", "BOB", "bOB", "BoB"], ["\u00c9mile", "\u00e9mile"]),  # NOCASE folds ASCII only
+    ("RTRIM", ["x", "x ", "x  ", "x   ", "x    "], ["y\t", "y"]),  # RTRIM ignores spaces only
+])
+def test_sqlite_nocase_and_rtrim_groups_are_identified_by_the_collation_not_by_one_spelling(
+        sqlite_db, runner_for, collation, spellings, apart):
+    """A key column declared `COLLATE NOCASE` or `COLLATE RTRIM`: GROUP BY returns one of a group's spellings, and
+    once the rows of that spelling were deleted the old group was counted as a new duplicate. Each run is compared
+    with a plain GROUP BY; two spellings the collation tells apart stay two groups."""
+    db = sqlite_db
+    db.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+               f" device VARCHAR(40) COLLATE {collation} NULL, created_at DATETIME NOT NULL)",
+               "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(1, 1, spellings[0]), (2, 1, spellings[1]), (3, 1, spellings[2]), (4, 1, spellings[3]),
+                (5, 2, apart[0]), (6, 2, apart[0]), (7, 2, apart[1]), (8, 2, apart[1])])
+    r = runner_for(db)
+    first = r.run()
+    assert (first.mode, first.groups, first.excess_rows, first.new_groups) == ("full", 3, 5, 3), first
+    assert (first.groups, first.excess_rows) == group_by_figures(db)
+    for _ in range(2):  # delete the spelling GROUP BY returns, twice
+        shown = db.scalar("SELECT device FROM logins WHERE user_id = 1 GROUP BY user_id, device")
+        db.execute("DELETE FROM logins WHERE user_id = 1 AND device = :d COLLATE BINARY", params={"d": shown})
+        after = r.run()
+        assert (after.mode, after.new_groups) == ("incremental", 0), after
+        assert (after.groups, after.excess_rows) == group_by_figures(db), after
+        r.assert_matches_full_pass(after)
+    insert(db, [(9, 1, spellings[4])])  # read by a spelling no known group has
+    grown = r.run()
+    assert (grown.mode, grown.new_groups, grown.groups, grown.excess_rows) == ("incremental", 0, 3, 4), grown
+    assert (grown.groups, grown.excess_rows) == group_by_figures(db)
+    db.execute("DELETE FROM logins WHERE user_id = 1 AND id <> 9")
+    gone = r.run()
+    assert (gone.mode, gone.groups, gone.new_groups) == ("incremental", 2, 0), gone
+    assert (gone.groups, gone.excess_rows) == group_by_figures(db)
+    insert(db, [(10, 1, spellings[0])])
+    back = r.run()  # formed again: new
+    assert (back.mode, back.new_groups, back.groups) == ("incremental", 1, 3), back
+    assert (back.groups, back.excess_rows) == group_by_figures(db)
+    r.assert_matches_full_pass(back)
+
+
 def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for):
     mysql.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
                   " device VARCHAR(40) COLLATE utf8mb4_general_ci NULL, created_at DATETIME(6) NOT NULL)",
@@ -1313,6 +1446,47 @@ def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, ru
     insert(mysql, [(6, 1, "pHONE")])
     back = r.run()
     assert (back.new_groups, back.groups) == (1, 2)
+    r.assert_matches_full_pass(back)
+
+
+@pytest.mark.parametrize(("column", "spellings", "apart"), [
+    ("CHARACTER SET latin1 COLLATE latin1_swedish_ci", ["x ", "x", "X  ", "x   ", "X    "], ["y\t", "y"]),
+    ("CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci", ["x", "x ", "X  ", "x   ", "X    "], ["y\t", "y"]),
+    ("CHARACTER SET latin1 COLLATE latin1_bin", ["x ", "x", "x  ", "x   ", "x    "], ["Y", "y"]),
+    ("CHARACTER SET utf8mb4 COLLATE utf8mb4_general_nopad_ci", ["ab", "Ab", "aB", "AB", "ab"], ["y ", "y"]),  # NO PAD
+])
+def test_mariadb_pad_space_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for, column,
+                                                                                       spellings, apart):
+    """Under a PAD SPACE collation 'x' = 'x  ' (GROUP BY and `=` say so), but `WEIGHT_STRING` keeps trailing spaces
+    on MariaDB: once the rows of the spelling GROUP BY returned were deleted, the old group was counted as a new
+    duplicate. Each run is compared with a plain GROUP BY; under a NO PAD collation 'y ' and 'y' stay two groups."""
+    mysql.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+                  f" device VARCHAR(40) {column} NULL, created_at DATETIME(6) NOT NULL)",
+                  "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(mysql, [(1, 1, spellings[0]), (2, 1, spellings[1]), (3, 1, spellings[2]), (4, 1, spellings[3]),
+                   (5, 2, apart[0]), (6, 2, apart[0]), (7, 2, apart[1]), (8, 2, apart[1])])
+    r = runner_for(mysql)
+    first = r.run()
+    assert (first.mode, first.groups, first.excess_rows, first.new_groups) == ("full", 3, 5, 3), first
+    assert (first.groups, first.excess_rows) == group_by_figures(mysql)
+    for _ in range(2):  # delete the spelling GROUP BY returns, twice
+        shown = mysql.scalar("SELECT HEX(device) FROM logins WHERE user_id = 1 GROUP BY user_id, device")
+        mysql.execute("DELETE FROM logins WHERE user_id = 1 AND HEX(device) = :h", params={"h": shown})
+        after = r.run()
+        assert (after.mode, after.new_groups) == ("incremental", 0), after
+        assert (after.groups, after.excess_rows) == group_by_figures(mysql), after
+        r.assert_matches_full_pass(after)
+    insert(mysql, [(9, 1, spellings[4])])  # read by a spelling no known group has
+    grown = r.run()
+    assert (grown.mode, grown.new_groups, grown.groups) == ("incremental", 0, 3), grown
+    assert (grown.groups, grown.excess_rows) == group_by_figures(mysql)
+    mysql.execute("DELETE FROM logins WHERE user_id = 1 AND id <> 9")
+    gone = r.run()
+    assert (gone.mode, gone.groups, gone.new_groups) == ("incremental", 2, 0), gone
+    insert(mysql, [(10, 1, spellings[0])])
+    back = r.run()  # formed again: new
+    assert (back.mode, back.new_groups, back.groups) == ("incremental", 1, 3), back
+    assert (back.groups, back.excess_rows) == group_by_figures(mysql)
     r.assert_matches_full_pass(back)
 
 
