@@ -114,6 +114,9 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `catalog_types(conn, table)`: column types that compare with the catalog's equality operator where reflection
   would compare wrongly (PostgreSQL: a type whose `=` is outside the search_path, such as `citext` elsewhere).
 - `non_transactional_engine(conn, table)`: the table's storage engine when it cannot roll back (MyISAM).
+- `unrollable_tables(conn, limit)`: base tables the role can see whose engine cannot roll back (MyISAM, Aria),
+  anywhere on the server, for a trigger the fix's writes fire (a trigger body may write any of them); and
+  `rollback_kept(conn)`: whether the rollback just done left such a table's changes in place (MariaDB 1196).
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -561,6 +564,17 @@ class Dialect(Polling):
         """The table's storage engine when it cannot roll back a transaction (MySQL/MariaDB MyISAM, Aria,
         MEMORY...), else None."""
         return None
+
+    def unrollable_tables(self, conn: Connection, limit: int = 3) -> tuple[list[str], int]:
+        """The first `limit` base tables (`schema.table (ENGINE)`) the role can see, the system schemas aside,
+        whose storage engine cannot roll back a transaction, and how many there are; ([], 0) where every table
+        rolls back."""
+        return [], 0
+
+    def rollback_kept(self, conn: Connection) -> bool:
+        """Whether the rollback just done on `conn` (its last statement) left changes of a table that cannot
+        roll back in place, as the database says; False where every table rolls back."""
+        return False
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """Each column's type as the catalog declares it, as DDL text the server wrote (for a column reflection

@@ -55,7 +55,7 @@ from monitor.detect import refused_where
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
-from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
+from monitor.fix.accounting import NOTHING_KEPT, BatchAccount, Planned, UnplannedChange, ddl_step
 from monitor.fix.archive import (
     FIX_ID_COLUMN,
     Copy,
@@ -91,6 +91,7 @@ from monitor.fix.plan import (
     archives,
     build_preview,
     distinct_groups,
+    unrollable_triggers,
 )
 from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import FixRecord, reference_table, unusable_tables
@@ -495,7 +496,10 @@ def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> None:
     than the one that planned it), whose plan table and repoint logs are checked too."""
     try:
         with _writer(t) as conn, conn.begin():
-            refusals = unusable_tables(conn, archives(conn, _layout(conn, t)))
+            layout = _layout(conn, t)
+            refusals = unusable_tables(conn, archives(conn, layout))
+            if pending is not None and (unrollable := unrollable_triggers(conn, layout)):
+                refusals.insert(0, unrollable)  # (a new fix's plan refused it already)
             if not refusals and pending is not None:
                 place = records.place(conn, t.tc.table.schema)
                 logs = conn.execute(sa.select(reference_table.c.log_table).where(
@@ -559,13 +563,21 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 _mark_failed(t, fix_id, message)
                 raise FixError(f"fix {fix_id} stopped, {message}") from None
             except BaseException as exc:
+                kept = _rollback_kept(conn, t)  # (first: the rollback's own warnings)
                 message = _batch_failure(t, layout, exc, _violated_keys(conn, t, batch, sizer.size, exc))
+                rolled = "the current batch was rolled back"
+                if kept:
+                    message = message.replace(NOTHING_KEPT, "") + (
+                        "; the database could not roll all of it back: a table whose storage engine cannot roll "
+                        "back (MyISAM, Aria), written by a trigger the batch fired, keeps the batch's changes "
+                        "(warning 1196); compare it with what it held before the fix")
+                    rolled = "the current batch was rolled back except in tables that cannot roll back"
                 _mark_failed(t, fix_id, message)
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
                 missing = _missing_privilege(t, layout, exc)
                 stop = FixError if missing is None else PrivilegeMissing
-                raise stop(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
+                raise stop(f"fix {fix_id} stopped, {rolled}: {message} "
                            f"({_after_stop(exc, fix_id, missing)})") from None
             if advanced is None:
                 with conn.begin():
@@ -638,6 +650,16 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
                 raise
             retried[why] = retried.get(why, 0) + 1
             (cancel or threading.Event()).wait(pause(attempt - 1))
+
+
+def _rollback_kept(conn: Connection, t: _Target) -> bool:
+    """Whether the batch's rollback, the connection's last statement, left changes in place (`Dialect.rollback_kept`);
+    False when that cannot be asked (a broken connection)."""
+    try:
+        with conn.begin():
+            return t.db.rules.rollback_kept(conn)
+    except sa.exc.SQLAlchemyError:
+        return False
 
 
 def _violated_keys(conn: Connection, t: _Target, batch: _Batch, size: int, exc: BaseException) -> str:
