@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -613,6 +614,14 @@ class _CommitUnanswered(Exception):
     database's record of the fix (committed with the batch) says which."""
 
 
+_BATCHES = Counter[str]()  # batches this process began (an unexpected error's message says whether one was open)
+
+
+def batches_begun() -> int:
+    """How many fix batches this process has begun (one transaction each)."""
+    return _BATCHES["begun"]
+
+
 def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer, done_through: int,
                  retried: dict[str, int], cancel: threading.Event | None) -> FixRecord | None:
     """The next batch, `sizer.size` groups, committed; None when no group is left. A batch the database rolled
@@ -627,6 +636,7 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
                 sizer.begin()
             fresh = True
             with conn.begin():
+                _BATCHES["begun"] += 1
                 t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
                 # (the guard's locked round pins the connection: its COMMIT is a savepoint's release in the
