@@ -117,6 +117,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `unrollable_tables(conn, limit)`: base tables the role can see whose engine cannot roll back (MyISAM, Aria),
   anywhere on the server, for a trigger the fix's writes fire (a trigger body may write any of them); and
   `rollback_kept(conn)`: whether the rollback just done left such a table's changes in place (MariaDB 1196).
+- `violated_check(exc)`: the CHECK constraint (and its table) an error names, where the database reports a
+  CHECK violation as an error of its own class (MariaDB 4025), else None.
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -575,6 +577,11 @@ class Dialect(Polling):
         """Whether the rollback just done on `conn` (its last statement) left changes of a table that cannot
         roll back in place, as the database says; False where every table rolls back."""
         return False
+
+    def violated_check(self, exc: BaseException) -> str | None:
+        """`constraint <name> of <table>` (as the database reports them) when `exc` is a CHECK violation the
+        database raises as an error class of its own (not an integrity error), else None."""
+        return None
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """Each column's type as the catalog declares it, as DDL text the server wrote (for a column reflection

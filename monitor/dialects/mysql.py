@@ -610,6 +610,17 @@ class MySQL(MySQLPolling, Dialect):
         except sa.exc.DBAPIError:
             return False
 
+    def violated_check(self, exc: BaseException) -> str | None:
+        """ER_CONSTRAINT_FAILED (4025): `CONSTRAINT `no_self` failed for `db`.`friendship``, which the driver
+        raises as an OperationalError, not an IntegrityError."""
+        args = getattr(getattr(exc, "orig", None) or exc, "args", ())
+        if not args or args[0] != 4025:
+            return None
+        match = re.search(r"CONSTRAINT [`]?((?:[^`]|``)+?)[`]? failed for (.+)$", str(args[-1]), re.S)
+        if not match:
+            return "a CHECK constraint"
+        return f"CHECK constraint {match.group(1).replace('``', '`')} of {match.group(2).replace('`', '').strip()}"
+
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """information_schema.COLUMNS.COLUMN_TYPE (`point`, `inet6`, `uuid`: types SQLAlchemy does not reflect)."""
         query = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "

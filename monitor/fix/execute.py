@@ -579,7 +579,7 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 missing = _missing_privilege(t, layout, exc)
                 stop = FixError if missing is None else PrivilegeMissing
                 raise stop(f"fix {fix_id} stopped, {rolled}: {message} "
-                           f"({_after_stop(exc, fix_id, missing)})") from None
+                           f"({_after_stop(exc, fix_id, missing, t.db.rules.violated_check(exc))})") from None
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
@@ -759,8 +759,10 @@ def _missing_privilege(t: _Target, layout: Layout, exc: BaseException) -> str | 
             "fix_url / fix_url_env at a role that has it")
 
 
-def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None) -> str:
-    """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing."""
+def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None, check: str | None = None) -> str:
+    """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing.
+    `check`: the CHECK constraint the database reports it refused the batch by, where its error class says no
+    more (`Dialect.violated_check`: MariaDB's is not an integrity error)."""
     if missing is not None:
         # Resuming meets the same refusal until the privilege is granted: no "run it again to resume".
         return (f"{missing}; until then every run stops here. Earlier batches stand; `dupewatch undo {fix_id}` "
@@ -768,6 +770,11 @@ def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None) -> 
     if isinstance(exc, UnplannedChange):
         return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
                 f"run it again to resume, or `dupewatch undo {fix_id}`")
+    if check is not None:
+        # The same rows meet the same CHECK on every run: resuming is no way out.
+        return (f"earlier batches stand; running the fix again would meet the same {check}, which refuses a "
+                "repointed row: change the rows it refuses (or that constraint), or set `on_reference = "
+                f"\"archive\"` for that reference, then run it again to resume, or `dupewatch undo {fix_id}`")
     if isinstance(exc, sa.exc.IntegrityError):
         # A constraint the batch's change breaks (an exclusion constraint on a referencing table, say) breaks
         # again on the same rows: resuming is no way out until those rows or the constraint change.

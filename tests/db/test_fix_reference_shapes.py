@@ -494,3 +494,24 @@ def test_an_unexpected_error_of_a_dry_run_or_before_any_batch_does_not_speak_of_
     assert fixed.exit_code == 2
     assert "no batch had begun; `dupewatch fixes` shows where the fix stands" in fixed.stderr, fixed.stderr
     assert "rolled back" not in dry.stderr + fixed.stderr
+
+
+def test_a_check_constraint_refusing_a_repoint_is_named_and_no_resume_is_promised(db, tmp_path):
+    """Rails' and Django's friendship: `CHECK (user_id <> friend_id)`; repointing (1 -> 2) when 2 is 1's duplicate
+    breaks it. MariaDB raises it as an error of its own class (4025, not an integrity error), and the stop said
+    "run the fix again to resume", which fails the same way on every run."""
+    db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "CREATE TABLE friendship (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES usr (id), "
+               "friend_id INTEGER NOT NULL REFERENCES usr (id), CONSTRAINT no_self CHECK (user_id <> friend_id))",
+               "INSERT INTO usr VALUES (1, 'a'), (2, 'a')",
+               "INSERT INTO friendship VALUES (10, 1, 2)")
+    path = config_file(tmp_path, db, [{"name": "u", "table": "usr", "key": ["email"]}])
+    before = contents(db, "usr", "friendship")
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "no_self" in fixed.stderr and "running the fix again would meet the same" in fixed.stderr, fixed.stderr
+    assert "run the fix again to resume" not in fixed.stderr, fixed.stderr
+    if db.dialect == "mysql":
+        assert "the same CHECK constraint no_self of " in fixed.stderr and ".friendship" in fixed.stderr, \
+            fixed.stderr
+    assert contents(db, "usr", "friendship") == before
