@@ -612,11 +612,25 @@ FIX_BATCH_SIZE = 5000  # groups per transaction; monitor.fix.DEFAULT_BATCH_SIZE 
 # What is known after an unexpected error (a bug) in each command of the fix machinery.
 _AFTER_A_BUG = {
     "fix": "the open batch was rolled back; `dupewatch fixes` shows where the fix stands",
+    "fix --dry-run": "a dry run: nothing changed",
+    "fix, before its first batch": "no batch had begun; `dupewatch fixes` shows where the fix stands",
     "undo": "the undo's transaction was rolled back, nothing changed",
     "guard": "`dupewatch guard` again shows whether the index is there",
     "purge": "`dupewatch fixes` shows whether the fix is purged",
     "abandon": "`dupewatch fixes` shows whether the fix is abandoned",
 }
+
+
+def _after_a_bug(command: str, options: dict[str, Any]) -> str | None:
+    """`_AFTER_A_BUG` of a fix that is a dry run, or began no batch in this process (`execute.batches_begun`)."""
+    if command != "fix":
+        return None
+    if options.get("dry_run"):
+        return _AFTER_A_BUG["fix --dry-run"]
+    execute = sys.modules.get("monitor.fix.execute")
+    if execute is None or not execute.batches_begun():
+        return _AFTER_A_BUG["fix, before its first batch"]
+    return None
 
 
 def fix_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -641,8 +655,9 @@ def fix_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise SystemExit(2) from None
         except Exception as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
+            state = _after_a_bug(func.__name__, kwargs) or known
             fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} ("
-                 f"{known + '; ' if known else ''}please report this)")
+                 f"{state + '; ' if state else ''}please report this)")
 
     return wrapper
 

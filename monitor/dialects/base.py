@@ -115,6 +115,11 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `catalog_types(conn, table)`: column types that compare with the catalog's equality operator where reflection
   would compare wrongly (PostgreSQL: a type whose `=` is outside the search_path, such as `citext` elsewhere).
 - `non_transactional_engine(conn, table)`: the table's storage engine when it cannot roll back (MyISAM).
+- `unrollable_tables(conn, limit)`: base tables the role can see whose engine cannot roll back (MyISAM, Aria),
+  anywhere on the server, for a trigger the fix's writes fire (a trigger body may write any of them); and
+  `rollback_kept(conn)`: whether the rollback just done left such a table's changes in place (MariaDB 1196).
+- `violated_check(exc)`: the CHECK constraint (and its table) an error names, where the database reports a
+  CHECK violation as an error of its own class (MariaDB 4025), else None.
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -569,6 +574,22 @@ class Dialect(Polling):
     def non_transactional_engine(self, conn: Connection, table: sa.Table) -> str | None:
         """The table's storage engine when it cannot roll back a transaction (MySQL/MariaDB MyISAM, Aria,
         MEMORY...), else None."""
+        return None
+
+    def unrollable_tables(self, conn: Connection, limit: int = 3) -> tuple[list[str], int]:
+        """The first `limit` base tables (`schema.table (ENGINE)`) the role can see, the system schemas aside,
+        whose storage engine cannot roll back a transaction, and how many there are; ([], 0) where every table
+        rolls back."""
+        return [], 0
+
+    def rollback_kept(self, conn: Connection) -> bool:
+        """Whether the rollback just done on `conn` (its last statement) left changes of a table that cannot
+        roll back in place, as the database says; False where every table rolls back."""
+        return False
+
+    def violated_check(self, exc: BaseException) -> str | None:
+        """`constraint <name> of <table>` (as the database reports them) when `exc` is a CHECK violation the
+        database raises as an error class of its own (not an integrity error), else None."""
         return None
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:

@@ -611,6 +611,37 @@ class MySQL(MySQLPolling, Dialect):
         engine = conn.execute(query, {"schema": table.schema, "table": table.name}).scalar()
         return str(engine) if engine else None
 
+    def unrollable_tables(self, conn: Connection, limit: int = 3) -> tuple[list[str], int]:
+        """information_schema.TABLES joined with ENGINES.TRANSACTIONS = 'NO' (MyISAM, Aria, MEMORY, CSV...), in
+        every schema but the system ones: MariaDB keeps no catalog of the tables a trigger body writes, so any of
+        them may be one. information_schema lists only the tables the role has a privilege on."""
+        rows = conn.execute(sa.text(
+            "SELECT t.TABLE_SCHEMA AS s, t.TABLE_NAME AS n, t.ENGINE AS e FROM information_schema.TABLES t "
+            "JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE e.TRANSACTIONS = 'NO' "
+            "AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
+            "AND t.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
+            "ORDER BY t.TABLE_SCHEMA, t.TABLE_NAME")).all()
+        return [f"{r.s}.{r.n} ({r.e})" for r in rows[:limit]], len(rows)
+
+    def rollback_kept(self, conn: Connection) -> bool:
+        """ER_WARNING_NOT_COMPLETE_ROLLBACK (1196, "Some non-transactional changed tables couldn't be rolled
+        back"), the ROLLBACK's own warning."""
+        try:
+            return any(int(r[1]) == 1196 for r in conn.exec_driver_sql("SHOW WARNINGS"))
+        except sa.exc.DBAPIError:
+            return False
+
+    def violated_check(self, exc: BaseException) -> str | None:
+        """ER_CONSTRAINT_FAILED (4025): `CONSTRAINT `no_self` failed for `db`.`friendship``, which the driver
+        raises as an OperationalError, not an IntegrityError."""
+        args = getattr(getattr(exc, "orig", None) or exc, "args", ())
+        if not args or args[0] != 4025:
+            return None
+        match = re.search(r"CONSTRAINT [`]?((?:[^`]|``)+?)[`]? failed for (.+)$", str(args[-1]), re.S)
+        if not match:
+            return "a CHECK constraint"
+        return f"CHECK constraint {match.group(1).replace('``', '`')} of {match.group(2).replace('`', '').strip()}"
+
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """information_schema.COLUMNS.COLUMN_TYPE (`point`, `inet6`, `uuid`: types SQLAlchemy does not reflect)."""
         query = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "

@@ -101,6 +101,34 @@ def _collated(value: Any, collation: Any) -> Any:
     return value
 
 
+def _resolve_referred_tables(dialect: Any) -> None:
+    """Reflect `REFERENCES "Usr"` (no column list, another letter case than the table `usr`) as SQLite reads it:
+    table names are case-insensitive (ASCII letters, as `lower()` folds them) and a missing column list means the
+    referred table's primary key. SQLAlchemy looks the table up by its exact name, finds none, and reflects the
+    key with no referred columns, which every reflection of the referencing table then refuses (ArgumentError)."""
+    reflect = dialect.get_foreign_keys
+
+    def get_foreign_keys(connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> Any:
+        found = reflect(connection, table_name, schema=schema, **kw)
+        for fk in found:
+            if fk["referred_columns"] or not fk["constrained_columns"]:
+                continue
+            where = fk.get("referred_schema") or schema
+            quoted = f"{dialect.identifier_preparer.quote_identifier(where)}." if where else ""
+            master = f"{quoted}sqlite_master"
+            name = connection.exec_driver_sql(
+                f"SELECT name FROM {master} WHERE type = 'table' AND lower(name) = lower(?)",
+                (fk["referred_table"],)).scalar()
+            if name is None:
+                continue
+            key = dialect.get_pk_constraint(connection, name, schema=where, **kw)["constrained_columns"]
+            if len(key) == len(fk["constrained_columns"]):
+                fk["referred_table"], fk["referred_columns"] = name, list(key)
+        return found
+
+    dialect.get_foreign_keys = get_foreign_keys
+
+
 def register_functions(dbapi: sqlite3.Connection) -> None:
     """Register dupewatch's SQL functions on a sqlite3 connection."""
     dbapi.create_function(CASE_FOLD_FUNCTION, 1, _unicode_lower, deterministic=True)
@@ -187,6 +215,7 @@ class SQLite(SQLitePolling, Dialect):
             dbapi.execute("PRAGMA query_only = ON")
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
+        _resolve_referred_tables(engine.dialect)
         if read_only:
             return
 

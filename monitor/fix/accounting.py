@@ -47,6 +47,8 @@ from monitor.dialects import Dialect
 from monitor.dialects.base import ALL_TABLES, DELETED, INSERTED, UPDATED
 from monitor.fix.errors import BatchAborted, FixRefused
 
+NOTHING_KEPT = "; nothing of this batch was kept"  # what a batch's refusal says of the rolled-back batch
+
 
 class UnplannedChange(BatchAborted):
     """The database changed rows the plan did not: running the fix again would do the same."""
@@ -73,7 +75,7 @@ class BatchAccount:
 
     def __init__(self, conn: Connection, rules: Dialect, suspects: Iterable[str] = (),
                  names: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] | None = None, *,
-                 subject: str = "this batch", kept: str = "; nothing of this batch was kept") -> None:
+                 subject: str = "this batch", kept: str = NOTHING_KEPT) -> None:
         self.rules = rules
         self.suspects = list(suspects)  # what may act unseen, named where the database counts no table
         self.subject, self.kept = subject, kept  # what is accounted for (undo's transaction), and what is kept

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from monitor.detect import refused_where
 from monitor.dialects import for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
-from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange, ddl_step
+from monitor.fix.accounting import NOTHING_KEPT, BatchAccount, Planned, UnplannedChange, ddl_step
 from monitor.fix.archive import (
     FIX_ID_COLUMN,
     Copy,
@@ -91,6 +92,7 @@ from monitor.fix.plan import (
     archives,
     build_preview,
     distinct_groups,
+    unrollable_triggers,
 )
 from monitor.fix.privileges import fix_writes, refused_writes
 from monitor.fix.records import FixRecord, reference_table, unusable_tables
@@ -503,6 +505,8 @@ def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> Layout:
         with _writer(t) as conn, conn.begin():
             layout = _layout(conn, t)
             refusals = unusable_tables(conn, archives(conn, layout))
+            if pending is not None and (unrollable := unrollable_triggers(conn, layout)):
+                refusals.insert(0, unrollable)  # (a new fix's plan refused it already)
             if not refusals and pending is not None:
                 place = records.place(conn, t.tc.table.schema)
                 logs = conn.execute(sa.select(reference_table.c.log_table).where(
@@ -569,14 +573,22 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 _mark_failed(t, fix_id, message)
                 raise FixError(f"fix {fix_id} stopped, {message}") from None
             except BaseException as exc:
+                kept = _rollback_kept(conn, t)  # (first: the rollback's own warnings)
                 message = _batch_failure(t, layout, exc, _violated_keys(conn, t, batch, sizer.size, exc))
+                rolled = "the current batch was rolled back"
+                if kept:
+                    message = message.replace(NOTHING_KEPT, "") + (
+                        "; the database could not roll all of it back: a table whose storage engine cannot roll "
+                        "back (MyISAM, Aria), written by a trigger the batch fired, keeps the batch's changes "
+                        "(warning 1196); compare it with what it held before the fix")
+                    rolled = "the current batch was rolled back except in tables that cannot roll back"
                 _mark_failed(t, fix_id, message)
                 if not isinstance(exc, BatchAborted | sa.exc.DBAPIError):
                     raise
                 missing = _missing_privilege(t, layout, exc)
                 stop = FixError if missing is None else PrivilegeMissing
-                raise stop(f"fix {fix_id} stopped, the current batch was rolled back: {message} "
-                           f"({_after_stop(exc, fix_id, missing)})") from None
+                raise stop(f"fix {fix_id} stopped, {rolled}: {message} "
+                           f"({_after_stop(exc, fix_id, missing, t.db.rules.violated_check(exc))})") from None
             if advanced is None:
                 with conn.begin():
                     records.update_record(conn, fix_id, state="done", finished_at=records.now_text())
@@ -611,6 +623,14 @@ class _CommitUnanswered(Exception):
     database's record of the fix (committed with the batch) says which."""
 
 
+_BATCHES = Counter[str]()  # batches this process began (an unexpected error's message says whether one was open)
+
+
+def batches_begun() -> int:
+    """How many fix batches this process has begun (one transaction each)."""
+    return _BATCHES["begun"]
+
+
 def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer, done_through: int,
                  retried: dict[str, int], cancel: threading.Event | None) -> FixRecord | None:
     """The next batch, `sizer.size` groups, committed; None when no group is left. A batch the database rolled
@@ -625,6 +645,7 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
                 sizer.begin()
             fresh = True
             with conn.begin():
+                _BATCHES["begun"] += 1
                 t.db.rules.relax_batch_durability(conn)
                 advanced = _advance(conn, batch, sizer.size)
                 # (the guard's locked round pins the connection: its COMMIT is a savepoint's release in the
@@ -648,6 +669,16 @@ def _paced_batch(conn: Connection, t: _Target, batch: _Batch, sizer: BatchSizer,
                 raise
             retried[why] = retried.get(why, 0) + 1
             (cancel or threading.Event()).wait(pause(attempt - 1))
+
+
+def _rollback_kept(conn: Connection, t: _Target) -> bool:
+    """Whether the batch's rollback, the connection's last statement, left changes in place (`Dialect.rollback_kept`);
+    False when that cannot be asked (a broken connection)."""
+    try:
+        with conn.begin():
+            return t.db.rules.rollback_kept(conn)
+    except sa.exc.SQLAlchemyError:
+        return False
 
 
 def _violated_keys(conn: Connection, t: _Target, batch: _Batch, size: int, exc: BaseException) -> str:
@@ -737,8 +768,10 @@ def _missing_privilege(t: _Target, layout: Layout, exc: BaseException) -> str | 
             "fix_url / fix_url_env at a role that has it")
 
 
-def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None) -> str:
-    """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing."""
+def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None, check: str | None = None) -> str:
+    """What the operator can do after a rolled-back batch: resume, unless resuming would meet the same thing.
+    `check`: the CHECK constraint the database reports it refused the batch by, where its error class says no
+    more (`Dialect.violated_check`: MariaDB's is not an integrity error)."""
     if missing is not None:
         # Resuming meets the same refusal until the privilege is granted: no "run it again to resume".
         return (f"{missing}; until then every run stops here. Earlier batches stand; `dupewatch undo {fix_id}` "
@@ -746,6 +779,11 @@ def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None) -> 
     if isinstance(exc, UnplannedChange):
         return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
                 f"run it again to resume, or `dupewatch undo {fix_id}`")
+    if check is not None:
+        # The same rows meet the same CHECK on every run: resuming is no way out.
+        return (f"earlier batches stand; running the fix again would meet the same {check}, which refuses a "
+                "repointed row: change the rows it refuses (or that constraint), or set `on_reference = "
+                f"\"archive\"` for that reference, then run it again to resume, or `dupewatch undo {fix_id}`")
     if isinstance(exc, sa.exc.IntegrityError):
         # A constraint the batch's change breaks (an exclusion constraint on a referencing table, say) breaks
         # again on the same rows: resuming is no way out until those rows or the constraint change.

@@ -584,6 +584,8 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     if fired:  # what they write is counted in each DDL step (`accounting.ddl_step`), not guessed from the catalog
         plan.notes.append(f"the fix's DDL (its plan, archive and log tables, and undo's): {fired}; a row they write "
                           "rolls that step back and stops the fix there (a trigger that only notifies passes)")
+    if unrollable := unrollable_triggers(conn, layout):
+        plan.blockers.append(unrollable)
     missing = rules.missing_fix_privileges(conn, layout.table)
     if missing:  # else the first batch fails on "permission denied", and a resume meets the same refusal
         name = conn.dialect.identifier_preparer.format_table(layout.table)
@@ -610,6 +612,33 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
             if ref.referred_unique and not ref.self_reference and (unseen := rules.unseen_references(conn, child)):
                 plan.blockers.append(unseen)
     plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
+
+
+def unrollable_triggers(conn: Connection, layout: Layout) -> str | None:
+    """Why the fix refuses when its writes fire a user trigger (an AFTER DELETE trigger of the table, a trigger
+    of a referencing table it repoints or archives) while the server holds tables whose engine cannot roll back
+    (`Dialect.unrollable_tables`: MyISAM, Aria): the database does not say which tables a trigger body writes, and
+    a batch its account rolls back would keep what the trigger wrote there. None otherwise."""
+    fired = [*(f"{hook} on {layout.table.name}" for hook in layout.hooks.firing),
+             *(f"{trigger} on {ref.table}" for ref in layout.refs if ref.action != "refuse" and ref.visible
+               for trigger in ref.triggers)]
+    if not fired:
+        return None
+    return unrollable_refusal(conn, list(dict.fromkeys(fired)), "the fix's writes", "for the fix's duration")
+
+
+def unrollable_refusal(conn: Connection, fired: list[str], writes: str, during: str) -> str | None:
+    """The refusal for `fired` triggers (of `writes`) while the server holds tables that cannot roll back."""
+    tables, count = for_backend(conn.dialect.name).unrollable_tables(conn)
+    if not count:
+        return None
+    more = f", ... ({count} in all)" if count > len(tables) else ""
+    shown = f"{', '.join(fired[:3])}{', ...' if len(fired) > 3 else ''}"
+    return (f"{writes} fire {shown}, and the server holds table(s) whose storage engine cannot roll back "
+            f"({', '.join(tables)}{more}): the database does not say which tables a trigger writes, and what it "
+            "wrote in one of those would stay even when the transaction is rolled back (its account refuses an "
+            "unplanned write by rolling back); convert those tables to InnoDB (ALTER TABLE ... ENGINE=InnoDB), or "
+            f"drop the trigger {during} (and create it again after)")
 
 
 def archives(conn: Connection, layout: Layout) -> list[sa.Table]:

@@ -20,6 +20,7 @@ trigger writing a row on them refuses undo, nothing changed (one that writes not
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from monitor.fix.execute import repoint_statement
 from monitor.fix.guard import guard_name
 from monitor.fix.links import Held, undo_links, undo_target
 from monitor.fix.locks import fix_lock
-from monitor.fix.records import FixRecord, repoint_table
+from monitor.fix.plan import unrollable_refusal
+from monitor.fix.records import FixRecord, reference_table, repoint_table
 from monitor.fix.refs import reflect
 from monitor.fix.values import loads
 
@@ -127,6 +129,7 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
             with db.connect(db.bookkeeping) as conn:
                 if guard is not None and not db.rules.transactional_ddl:
                     with conn.begin():
+                        _refuse_unrollable(conn, record, schema)  # before the guard's drop, which stays
                         dropped = _drop_guard(conn, schema, name, guard)
                     guard = None
 
@@ -307,6 +310,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
         raise FixRefused(f"undo of fix {record.fix_id} refused: {uncounted}")
     # What undo writes, as the database counts it, against what it plans (see accounting.py): a trigger or a rule
     # of a restored or pointed-back table writing elsewhere would leave the database other than before the fix.
+    _refuse_unrollable(conn, record, schema)
     account = BatchAccount(conn, rules, subject="this undo", kept="")
     planned = Planned()
     if drop_guard is not None:
@@ -343,6 +347,26 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
         raise FixRefused(f"undo of fix {record.fix_id} refused, nothing changed: {said}{fires}; disable what is "
                          "named for the undo (and enable it after), then undo again") from None
     return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)
+
+
+def _refuse_unrollable(conn: Connection, record: FixRecord, schema: str | None) -> None:
+    """Refuse, nothing changed, when undo's writes (its inserts into the fixed table and the archived referencing
+    tables, its updates pointing rows back) fire a user trigger while the server holds tables whose engine cannot
+    roll back (`plan.unrollable_refusal`): what the trigger wrote there would stay even when undo's account
+    refuses and rolls back."""
+    catalog = catalog_for(conn)
+    fired: list[str] = []
+    try:
+        if record.archived:
+            fired += catalog.fired_on(reflect(conn, schema, split_table_name(record.table_name)[1]), "INSERT")
+        for entry in conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == record.fix_id)):
+            child = reflect(conn, entry.child_schema, entry.child_table)
+            fired += catalog.fired_on(child, "INSERT") if entry.action == "archive" else \
+                catalog.fired_on(child, "UPDATE", tuple(json.loads(entry.fk_columns)))
+    except sa.exc.NoSuchTableError:
+        return  # undo refuses it itself (`links.undo_target`), nothing changed
+    if fired and (refusal := unrollable_refusal(conn, list(dict.fromkeys(fired)), "undo's writes", "for the undo")):
+        raise FixRefused(f"undo of fix {record.fix_id} refused, nothing changed: {refusal}")
 
 
 def _refuse_taken_keys(conn: Connection, table: sa.Table, archive: sa.Table, fix_id: str) -> None:

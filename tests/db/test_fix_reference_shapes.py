@@ -479,3 +479,75 @@ def test_the_dry_run_names_a_unique_index_over_an_expression_or_generated_column
     fixed = run_cli("fix", "users", "--config", str(path), "--yes")
     assert fixed.exit_code == 2, fixed.output  # the batch meets the index, as the risk said, and is rolled back
     assert contents(db, "usr", table) == before
+
+
+@pytest.mark.parametrize("spelling", ['"Usr"', "USR", '"USR" ON DELETE CASCADE'])
+def test_a_sqlite_reference_to_the_table_in_another_case_with_no_column_list_is_repointed_and_undone(
+        sqlite_db, tmp_path, spelling):
+    """`REFERENCES "Usr"` to the table `usr`: SQLite resolves table names case-insensitively, and no column list
+    means the primary key. Reflection looked the table up by its exact name, found none, and every fix command (the
+    dry run too) crashed: `unexpected ArgumentError ... (the open batch was rolled back; ...)`."""
+    sqlite_db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+                      f"CREATE TABLE c (id INTEGER PRIMARY KEY, owner INTEGER REFERENCES {spelling})",
+                      "INSERT INTO usr VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                      "INSERT INTO c VALUES (10, 2), (11, 3)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "u", "table": "usr", "key": ["email"]}])
+    before = contents(sqlite_db, "usr", "c")
+    dry = run_cli("fix", "u", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    [ref] = json_out(dry)["references"]
+    assert (ref["table"], ref["columns"], ref["referred_columns"], ref["rows"]) == ("c", ["owner"], ["id"], 1), ref
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert sqlite_db.rows("SELECT id, owner FROM c ORDER BY id") == [(10, 1), (11, 3)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "usr", "c") == before
+
+
+def test_an_unexpected_error_of_a_dry_run_or_before_any_batch_does_not_speak_of_a_rolled_back_batch(
+        sqlite_db, tmp_path, monkeypatch):
+    """An unexpected error (a bug) said "the open batch was rolled back" even in a dry run, where there is no
+    batch and no fix to look up."""
+    import monitor.fix
+    from monitor.fix import execute
+
+    sqlite_db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+                      "INSERT INTO usr VALUES (1, 'a'), (2, 'a')")
+    path = config_file(tmp_path, sqlite_db, [{"name": "u", "table": "usr", "key": ["email"]}])
+
+    def bug(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(monitor.fix, "make_plan", bug)
+    monkeypatch.setattr(monitor.fix, "run_fix", bug)
+    monkeypatch.setattr(execute, "_BATCHES", execute.Counter())  # (this process ran other tests' batches)
+    dry = run_cli("fix", "u", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2
+    assert dry.stderr == "dupewatch: error: unexpected RuntimeError: a bug (a dry run: nothing changed; please " \
+                         "report this)\n", dry.stderr
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2
+    assert "no batch had begun; `dupewatch fixes` shows where the fix stands" in fixed.stderr, fixed.stderr
+    assert "rolled back" not in dry.stderr + fixed.stderr
+
+
+def test_a_check_constraint_refusing_a_repoint_is_named_and_no_resume_is_promised(db, tmp_path):
+    """Rails' and Django's friendship: `CHECK (user_id <> friend_id)`; repointing (1 -> 2) when 2 is 1's duplicate
+    breaks it. MariaDB raises it as an error of its own class (4025, not an integrity error), and the stop said
+    "run the fix again to resume", which fails the same way on every run."""
+    db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "CREATE TABLE friendship (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES usr (id), "
+               "friend_id INTEGER NOT NULL REFERENCES usr (id), CONSTRAINT no_self CHECK (user_id <> friend_id))",
+               "INSERT INTO usr VALUES (1, 'a'), (2, 'a')",
+               "INSERT INTO friendship VALUES (10, 1, 2)")
+    path = config_file(tmp_path, db, [{"name": "u", "table": "usr", "key": ["email"]}])
+    before = contents(db, "usr", "friendship")
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "no_self" in fixed.stderr and "running the fix again would meet the same" in fixed.stderr, fixed.stderr
+    assert "run the fix again to resume" not in fixed.stderr, fixed.stderr
+    if db.dialect == "mysql":
+        assert "the same CHECK constraint no_self of " in fixed.stderr and ".friendship" in fixed.stderr, \
+            fixed.stderr
+    assert contents(db, "usr", "friendship") == before

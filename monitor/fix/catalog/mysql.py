@@ -106,6 +106,22 @@ class MySqlCatalog(Catalog):
             "AND LOWER(EXTRA) LIKE '%on update%' ORDER BY ORDINAL_POSITION"),
             {"s": self._schema(table), "t": table.name}).scalars())
 
+    def unique_column_sets(self, schema: str | None, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """MariaDB appends a system-versioned table's row end column to its primary key and unique keys (listed so
+        when the period columns are explicit): among the current rows, the only ones a fix sees and a foreign key
+        refers to, the key without it is unique."""
+        found = super().unique_column_sets(schema, name)
+        ends = self._row_end_columns(sa.Table(name, sa.MetaData(), schema=schema))
+        if not ends:
+            return found
+        return [(key, kept) for key, columns in found if (kept := tuple(c for c in columns if c not in ends))]
+
+    def _row_end_columns(self, table: sa.Table) -> set[str]:
+        """MariaDB system versioning: the period's end column, when the table names it."""
+        return set(self.conn.execute(sa.text(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+            "AND GENERATION_EXPRESSION = 'ROW END'"), {"s": self._schema(table), "t": table.name}).scalars())
+
     def _period_columns(self, table: sa.Table) -> set[str]:
         """MariaDB system versioning: `row_start`/`row_end`, when the table names them."""
         return set(self.conn.execute(sa.text(
