@@ -100,6 +100,7 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
   lock is used instead.
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
+  `stored_identity(column, kind)`: a form equal exactly when stored values are (undo's check of restored rows).
 - `returning_delete`: whether a DELETE can return its rows (one statement archives and deletes).
 - `partition_is_equality`: whether PARTITION BY groups exactly as `=` compares (the plan's keys need no window).
 - `archive_tag_index`: the index method (`USING ...`) of an archive's fix-id index, None for the default.
@@ -540,6 +541,12 @@ class Dialect(Polling):
 
     def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
+
+    def stored_identity(self, column: ColumnElement[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
+        """`column` (of the type of `kind`) in a form two values are `IS NOT DISTINCT FROM` in exactly when they are
+        stored alike (undo asks whether the rows it restored are the archived ones): the value as stored where `=`
+        works on it, its text elsewhere."""
+        return self.exact(column if self.comparable(kind) else sa.cast(column, sa.Text))
 
     def abort_on_conflict(self, statement: Writing) -> Writing:
         """`statement` (an INSERT or UPDATE of an application table) failing on a unique conflict, whatever the

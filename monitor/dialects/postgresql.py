@@ -773,6 +773,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             return False
         return not isinstance(kind, sa.types.NullType)
 
+    def stored_identity(self, column: ColumnElement[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
+        """Each value's text (its type's output function), compared under the "C" collation: a type's `=` is not
+        identity (citext 'Bob' = 'bob', a nondeterministic collation, numeric 1.500 = 1.5, float8 -0 = 0, interval
+        '1 day' = '24 hours'), and a cast to text keeps the column's collation, so a nondeterministic one would
+        still find 'Bob' and 'bob' equal (verified on PostgreSQL 15)."""
+        return sa.cast(column, sa.Text).collate("C")
+
     def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
         if getattr(exc.orig, "sqlstate", None) != "23505":  # unique_violation
             return UniqueViolation()
