@@ -530,6 +530,11 @@ class Dialect(Polling):
         """Whether `table` is a partitioned parent, whose rows live in its partitions."""
         return False
 
+    def is_foreign_table(self, conn: Connection, table: sa.Table) -> bool:
+        """Whether `table` is a foreign table (PostgreSQL's foreign data wrappers): its rows are another server's,
+        which no account of this database counts, and it has no row identity the fix can lock and delete by."""
+        return False
+
     def serialise_table_creation(self, conn: Connection, key: int) -> None:
         """Nothing to do where a table is created atomically (MySQL/MariaDB) or one writer excludes the others."""
 

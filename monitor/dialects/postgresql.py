@@ -726,6 +726,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """relkind 'p': a partitioned parent."""
         return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "p"
 
+    def is_foreign_table(self, conn: Connection, table: sa.Table) -> bool:
+        """relkind 'f': a foreign table (postgres_fdw and the like), whose rows are another server's."""
+        return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "f"
+
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         rows = conn.execute(_DECLARED_TYPES, {"name": table.name, "schema": table.schema})
         return {str(name): str(kind) for name, kind in rows}

@@ -205,3 +205,18 @@ def test_postgres_the_dry_run_says_what_the_account_cannot_see(pg, tmp_path):
     assert dry.exit_code == 0, dry.output
     assert "a TRUNCATE" in dry.output and "not a write through dblink or another connection" in dry.output
 
+
+def test_postgres_a_checked_foreign_table_is_refused_up_front(remote_sessions, tmp_path):
+    """F7: the dry run said exit 0 and promised a fix that could never run (its account counts no row of another
+    server); the fix then stopped `failed`, blocking the check's next fix. Refused as a view is, in one line."""
+    db = remote_sessions
+    db.execute("INSERT INTO session VALUES (3, 2, 'tok-again')")
+    path = str(config_file(tmp_path, db, [{"name": "s", "table": "remote_session", "key": ["usr_id"]}]))
+    before = contents(db, "session")
+    for mode in ("--dry-run", "--yes"):
+        refused = run_cli("fix", "s", "--config", path, mode)
+        assert refused.exit_code == 2, refused.output
+        message = refused.stderr.strip()
+        assert "\n" not in message and "watches a foreign table ('remote_session')" in message, message
+    assert contents(db, "session") == before
+    assert ("dupewatch_fix",) not in db.rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
