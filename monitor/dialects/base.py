@@ -101,6 +101,7 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `named_lock(key)`: statements taking and releasing a session-level lock without waiting, or None where a file
   lock is used instead.
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
+  `stored_identity(column, kind)`: a form equal exactly when stored values are (undo's check of restored rows).
 - `returning_delete`: whether a DELETE can return its rows (one statement archives and deletes).
 - `partition_is_equality`: whether PARTITION BY groups exactly as `=` compares (the plan's keys need no window).
 - `archive_tag_index`: the index method (`USING ...`) of an archive's fix-id index, None for the default.
@@ -131,7 +132,9 @@ planner's cost, how keys are counted); each dialect's `*_polling.py` says it.
 A fix batch's account (`monitor.fix.accounting`): what the transaction changed, as the database counts it
 - `changes_so_far(conn)`: rows the session's open transaction (or session) has inserted, updated and deleted so
   far, per table where the database says (PostgreSQL), else for all tables (`ALL_TABLES`); kinds the database does
-  not tell apart are `ANY_CHANGE` (SQLite). None where the database keeps no such count.
+  not tell apart are `ANY_CHANGE` (SQLite). None where the database keeps no such count. PostgreSQL also
+  counts what no row count of a user table shows (`UNCOUNTED_KINDS`): system catalog rows changed, tables the
+  transaction holds ACCESS EXCLUSIVE on (truncated, altered, dropped), foreign tables it writes.
 - `counted_as(conn, table)`: the name under which `changes_so_far` counts a table's changes (`ALL_TABLES` where it
   counts the session only); `counted_kind(kind)`: the kind a change is counted as; `counted_under(conn, table,
   kind)`: every (name, kind) count one planned change of `table` adds to (a MariaDB system-versioned table's
@@ -143,6 +146,8 @@ A fix batch's account (`monitor.fix.accounting`): what the transaction changed, 
   has no roles: the dry run plans on the detection connection).
 - `ddl_fires_triggers`: whether something may fire on the fix's, undo's and guard's DDL and write rows (PostgreSQL
   event triggers): each transaction running that DDL is then accounted for; `ddl_triggers(conn, tags)` names them.
+- `account_sees`: what a batch's account counts beyond rows of the tables the plan names, and what it cannot see
+  (a clause for the dry run's note on a trigger the fix fires; "" where the note needs none).
 - `unseen_references(conn, table)`: why the fix role may not see every foreign key or trigger that a write to
   `table` sets off (information_schema hides tables the role has no privilege on), or None.
 - `replication_blockers(conn, table, writes)` / `replication_notes(conn, tables)`: what a publication makes of the
@@ -200,6 +205,12 @@ ChangeCounts = dict[tuple[str, str], int]
 ALL_TABLES = ""  # the table of a count the database keeps for the whole session
 ANY_CHANGE = "changed"  # the kind of a count that does not tell inserts, updates and deletes apart
 INSERTED, UPDATED, DELETED = "inserted", "updated", "deleted"
+# Kinds of what a database may do that no plan writes and no row count shows (PostgreSQL): rows of a system catalog
+# changed (DDL, TRUNCATE's new file, a large object's lo_unlink), a table truncated, dropped or altered (the
+# transaction holds ACCESS EXCLUSIVE on it), a foreign table written (its rows are another server's, counted
+# nowhere). A count of 1 per table for the last two: the transaction holds that lock.
+CATALOG_CHANGED, TRUNCATED, FOREIGN_WRITTEN = "changed in a system catalog", "truncated", "written through"
+UNCOUNTED_KINDS = frozenset({CATALOG_CHANGED, TRUNCATED, FOREIGN_WRITTEN})
 
 
 @dataclass(frozen=True)
@@ -304,6 +315,7 @@ class Dialect(Polling):
     case_fold_indexable: ClassVar[bool] = True
     transactional_ddl: ClassVar[bool] = True
     ddl_fires_triggers: ClassVar[bool] = False
+    account_sees: ClassVar[str] = ""
     write_refused_markers: ClassVar[tuple[str, ...]] = ()
     roles: ClassVar[bool] = True
     row_locks: ClassVar[bool] = True
@@ -532,6 +544,11 @@ class Dialect(Polling):
         """Whether `table` is a partitioned parent, whose rows live in its partitions."""
         return False
 
+    def is_foreign_table(self, conn: Connection, table: sa.Table) -> bool:
+        """Whether `table` is a foreign table (PostgreSQL's foreign data wrappers): its rows are another server's,
+        which no account of this database counts, and it has no row identity the fix can lock and delete by."""
+        return False
+
     def serialise_table_creation(self, conn: Connection, key: int) -> None:
         """Nothing to do where a table is created atomically (MySQL/MariaDB) or one writer excludes the others."""
 
@@ -543,6 +560,12 @@ class Dialect(Polling):
 
     def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
+
+    def stored_identity(self, column: ColumnElement[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
+        """`column` (of the type of `kind`) in a form two values are `IS NOT DISTINCT FROM` in exactly when they are
+        stored alike (undo asks whether the rows it restored are the archived ones): the value as stored where `=`
+        works on it, its text elsewhere."""
+        return self.exact(column if self.comparable(kind) else sa.cast(column, sa.Text))
 
     def abort_on_conflict(self, statement: Writing) -> Writing:
         """`statement` (an INSERT or UPDATE of an application table) failing on a unique conflict, whatever the

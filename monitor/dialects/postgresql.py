@@ -31,8 +31,11 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.dialects.base import (
+    CATALOG_CHANGED,
     DELETED,
+    FOREIGN_WRITTEN,
     INSERTED,
+    TRUNCATED,
     UPDATED,
     ChangeCounts,
     Comparison,
@@ -171,13 +174,31 @@ _CONFLICTS = {"40P01": "deadlock (SQLSTATE 40P01)", "40001": "serialization fail
 
 
 # What this transaction changed, per table (its not yet flushed counts included, PostgreSQL docs "The Cumulative
-# Statistics System": pg_stat_xact_user_tables), counted by the executor, so cascaded deletes, SET NULL updates and
+# Statistics System": pg_stat_xact_all_tables), counted by the executor, so cascaded deletes, SET NULL updates and
 # trigger writes are there even in rows row-level security hides from the role. A partition's rows count as its
-# partitioned table's.
-_XACT_CHANGES = sa.text("""
-    SELECT COALESCE(pg_catalog.pg_partition_root(relid), relid)::regclass::text AS counted,
-           sum(n_tup_ins) AS inserted, sum(n_tup_upd) AS updated, sum(n_tup_del) AS deleted
-    FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 GROUP BY 1""")
+# partitioned table's. `what`: 't' a table's rows; 'c' a system catalog's (a trigger's DDL, a TRUNCATE's new
+# relfilenode in pg_class, `lo_unlink` in pg_largeobject_metadata: counted in no user table); TOAST tables are left
+# out (a toasted value's chunks are written with their row, which is counted). What no count shows, read from this
+# transaction's own locks in the same statement (verified on PostgreSQL 15): 'x' a table it holds ACCESS EXCLUSIVE on
+# (TRUNCATE resets that table's counts of the transaction to what they were before it, `DROP`, `ALTER TABLE`,
+# `LOCK TABLE`), 'f' a foreign table it holds ROW EXCLUSIVE or stronger on (an INSERT, UPDATE or DELETE through it:
+# the rows are another server's, counted nowhere here). A lock taken before the account's first read counts in
+# both reads, so only what the batch itself did differs.
+_XACT_CHANGES = sa.text(r"""
+    SELECT COALESCE(pg_catalog.pg_partition_root(s.relid), s.relid)::regclass::text AS counted,
+           CASE WHEN s.schemaname IN ('pg_catalog', 'information_schema') THEN 'c' ELSE 't' END AS what,
+           sum(s.n_tup_ins) AS inserted, sum(s.n_tup_upd) AS updated, sum(s.n_tup_del) AS deleted
+    FROM pg_catalog.pg_stat_xact_all_tables s
+    WHERE s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0 AND s.schemaname NOT LIKE 'pg\_toast%'
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT DISTINCT COALESCE(pg_catalog.pg_partition_root(c.oid), c.oid)::regclass::text,
+           CASE c.relkind WHEN 'f' THEN 'f' ELSE 'x' END, 1, 0, 0
+    FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
+    WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+      AND (c.relkind IN ('r', 'p', 'm') AND l.mode = 'AccessExclusiveLock'
+           OR c.relkind = 'f' AND l.mode NOT IN ('AccessShareLock', 'RowShareLock'))""")
 _RELKIND = sa.text(
     "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
@@ -353,6 +374,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     write_refused_markers = ("read-only transaction",)
     concurrent_index_build = True
     ddl_fires_triggers = True
+    account_sees = ("; it counts every table's rows, system catalogs' (DDL, lo_unlink), a TRUNCATE and a write to a "
+                    "foreign table, not a write through dblink or another connection")
     partitioned_tables = True
     error_aborts_transaction = True
     change_stream_absent = ""
@@ -703,6 +726,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """relkind 'p': a partitioned parent."""
         return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "p"
 
+    def is_foreign_table(self, conn: Connection, table: sa.Table) -> bool:
+        """relkind 'f': a foreign table (postgres_fdw and the like), whose rows are another server's."""
+        return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "f"
+
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         rows = conn.execute(_DECLARED_TYPES, {"name": table.name, "schema": table.schema})
         return {str(name): str(kind) for name, kind in rows}
@@ -749,6 +776,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
             return False
         return not isinstance(kind, sa.types.NullType)
+
+    def stored_identity(self, column: ColumnElement[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
+        """Each value's text (its type's output function), compared under the "C" collation: a type's `=` is not
+        identity (citext 'Bob' = 'bob', a nondeterministic collation, numeric 1.500 = 1.5, float8 -0 = 0, interval
+        '1 day' = '24 hours'), and a cast to text keeps the column's collation, so a nondeterministic one would
+        still find 'Bob' and 'bob' equal (verified on PostgreSQL 15)."""
+        return sa.cast(column, sa.Text).collate("C")
 
     def violated_unique(self, exc: sa.exc.DBAPIError) -> UniqueViolation:
         if getattr(exc.orig, "sqlstate", None) != "23505":  # unique_violation
@@ -820,9 +854,14 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def changes_so_far(self, conn: Connection) -> ChangeCounts:
         counts: ChangeCounts = {}
         for row in conn.execute(_XACT_CHANGES):
-            counts[(row.counted, INSERTED)] = int(row.inserted)
-            counts[(row.counted, UPDATED)] = int(row.updated)
-            counts[(row.counted, DELETED)] = int(row.deleted)
+            if row.what == "t":
+                counts[(row.counted, INSERTED)] = int(row.inserted)
+                counts[(row.counted, UPDATED)] = int(row.updated)
+                counts[(row.counted, DELETED)] = int(row.deleted)
+            elif row.what == "c":
+                counts[(row.counted, CATALOG_CHANGED)] = int(row.inserted + row.updated + row.deleted)
+            else:
+                counts[(row.counted, FOREIGN_WRITTEN if row.what == "f" else TRUNCATED)] = 1
         return counts
 
     def fire_deferred(self, conn: Connection) -> None:

@@ -44,7 +44,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.dialects import Dialect
-from monitor.dialects.base import ALL_TABLES, DELETED, INSERTED, UPDATED
+from monitor.dialects.base import (
+    ALL_TABLES,
+    CATALOG_CHANGED,
+    DELETED,
+    FOREIGN_WRITTEN,
+    INSERTED,
+    TRUNCATED,
+    UNCOUNTED_KINDS,
+    UPDATED,
+)
 from monitor.fix.errors import BatchAborted, FixRefused
 
 NOTHING_KEPT = "; nothing of this batch was kept"  # what a batch's refusal says of the rolled-back batch
@@ -82,6 +91,22 @@ class BatchAccount:
         self.before = rules.changes_so_far(conn)
         # (table, kind) -> the counts a planned row of that kind is counted under (shareable between batches)
         self._names = {} if names is None else names
+        self._own: Counter[tuple[str, str]] = Counter()  # what the caller's own DDL changed (`own_ddl`)
+
+    @contextmanager
+    def own_ddl(self, conn: Connection) -> Iterator[None]:
+        """DDL of dupewatch's own inside the accounted transaction (undo's drop of the plan table, of the guard):
+        the system catalog rows it changes and the tables it holds ACCESS EXCLUSIVE on are planned; rows it
+        writes in user tables (an event trigger's) are not."""
+        if self.before is None:
+            yield
+            return
+        start = self.rules.changes_so_far(conn) or {}
+        yield
+        end = self.rules.changes_so_far(conn) or {}
+        for key, rows in end.items():
+            if key[1] in UNCOUNTED_KINDS and rows > start.get(key, 0):
+                self._own[key] += rows - start.get(key, 0)
 
     def settle(self, conn: Connection, planned: Planned) -> None:
         """Raise `UnplannedChange` when the database counted a change the plan does not hold."""
@@ -90,12 +115,15 @@ class BatchAccount:
         self.rules.fire_deferred(conn)  # else what the database defers to COMMIT would write uncounted
         after = self.rules.changes_so_far(conn) or {}
         done = Counter({key: rows - self.before.get(key, 0) for key, rows in after.items()})
-        expected: Counter[tuple[str, str]] = Counter()
+        expected: Counter[tuple[str, str]] = Counter(self._own)
         for (table, kind), rows in planned.rows.items():
             for counted in self._counted_under(conn, table, kind):
                 expected[counted] += rows
+        # what no row count shows named first (a truncated table also changes pg_class), then a table the plan
+        # does not write, then a system catalog
         wrong = sorted((key for key in set(done) | set(expected) if done[key] != expected[key]),
-                       key=lambda k: (expected[k] > 0, k))  # a table the plan does not write named first
+                       key=lambda k: (k[1] not in (TRUNCATED, FOREIGN_WRITTEN), k[1] == CATALOG_CHANGED,
+                                      expected[k] > 0, k))
         if wrong:
             first = wrong[0]
             raise UnplannedChange(self._describe(first, done[first], expected[first], planned))
@@ -107,6 +135,17 @@ class BatchAccount:
 
     def _describe(self, key: tuple[str, str], done: int, expected: int, planned: Planned) -> str:
         table, kind = key
+        if kind == TRUNCATED:
+            return (f"a trigger (or a rule) truncated {table}, or altered or locked it exclusively (the transaction "
+                    "holds ACCESS EXCLUSIVE on it), which removes rows the database does not count as deleted"
+                    f"{self._what_fired()}{self.kept}")
+        if kind == FOREIGN_WRITTEN:
+            return (f"a trigger (or a rule) wrote to foreign table {table}, whose changes the database cannot count "
+                    f"(they are another server's rows){self._what_fired()}{self.kept}")
+        if kind == CATALOG_CHANGED:
+            return (f"the database counted {done} row(s) changed in system catalog {table}, the plan {expected}: "
+                    "something the fix cannot see changed the schema or a large object (a trigger's DDL, TRUNCATE "
+                    f"or lo_unlink){self._what_fired()}{self.kept}")
         what = "row(s) changed" if kind not in (INSERTED, UPDATED, DELETED) else f"row(s) {kind}"
         if table != ALL_TABLES:
             return (f"the database counted {done} {what} in {table}, the plan {expected}: something the fix "
@@ -117,6 +156,9 @@ class BatchAccount:
         return (f"the database counted {done} {what} in {self.subject}, the plan {expected} (in "
                 f"{', '.join(written)}): something the fix cannot see wrote other rows (a trigger or a foreign "
                 f"key action){suspects}{self.kept}")
+
+    def _what_fired(self) -> str:
+        return f"; what may have done it: {', '.join(self.suspects)}" if self.suspects else ""
 
 
 
@@ -143,8 +185,9 @@ class DdlAccount:
         self.rules.fire_deferred(conn)
         after = self.rules.changes_so_far(conn) or {}
         own = {self.rules.counted_as(conn, table) for table in self.written}
+        # (the step's DDL itself changes system catalogs and takes ACCESS EXCLUSIVE: only rows written count here)
         extra = sorted((key, rows - self.before.get(key, 0)) for key, rows in after.items()
-                       if key[0] not in own and rows > self.before.get(key, 0))
+                       if key[0] not in own and key[1] not in UNCOUNTED_KINDS and rows > self.before.get(key, 0))
         if not extra:
             return
         counted = ", ".join(f"{rows} row(s) {kind} in {table}" for (table, kind), rows in extra)

@@ -211,19 +211,18 @@ def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: s
 
 def _matching_count(conn: Connection, archive: sa.Table, table: sa.Table, names: list[str],
                     tagged: ColumnElement[bool]) -> sa.Select[Any]:
-    """How many rows of `table` equal an archived row of the fix in every restored column (as stored, NULL-safe;
-    values PostgreSQL cannot compare with `=` as text). With a primary key, from the archive's side (each
-    archived row meets at most its own restored row); without one, the table's rows that have an equal one in
-    the archive (identical rows kept by the fix count before and after the restore alike)."""
+    """How many rows of `table` equal an archived row of the fix in every restored column (as stored, NULL-safe:
+    `Dialect.stored_identity`, not the type's `=`, which finds citext 'Bob' and 'bob' equal). With a primary key,
+    from the archive's side (each archived row meets at most its own restored row); without one, the table's rows
+    that have an equal one in the archive (identical rows kept by the fix count before and after the restore alike)."""
     rules = for_backend(conn.dialect.name)
-
-    def stored(column: sa.Column[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
-        return rules.exact(column if rules.comparable(kind) else sa.cast(column, sa.Text))
-
-    same = sa.and_(*[stored(table.c[n], table.c[n]).is_not_distinct_from(stored(archive.c[n], table.c[n]))
-                     for n in names])
+    same = sa.and_(*[rules.stored_identity(table.c[n], table.c[n]).is_not_distinct_from(
+        rules.stored_identity(archive.c[n], table.c[n])) for n in names])
     if table.primary_key.columns:
-        return sa.select(sa.func.count()).select_from(archive.join(table, same)).where(tagged)
+        # (the key's `=` as well: a join the database can hash or look up by index, and what it finds is then
+        # compared as stored)
+        keys = [table.c[c.name] == archive.c[c.name] for c in table.primary_key.columns if c.name in names]
+        return sa.select(sa.func.count()).select_from(archive.join(table, sa.and_(*keys, same))).where(tagged)
     return sa.select(sa.func.count()).select_from(table).where(sa.exists().where(tagged, same))
 
 

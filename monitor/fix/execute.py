@@ -713,7 +713,7 @@ def _batch_failure(t: _Target, layout: Layout, exc: BaseException, keys: str = "
     if isinstance(exc, sa.exc.DBAPIError):
         return t.db.describe(exc) + keys + _raised_by(t, layout, exc)
     said = str(exc)
-    hooks = [*layout.hooks.blocking, *layout.hooks.firing]
+    hooks = [h for h in (*layout.hooks.blocking, *layout.hooks.firing) if h not in said]  # (not named twice)
     if hooks:
         said += f" (the table has {', '.join(hooks)})"
     # (an account that names what may have written, SQLite's, already names them)

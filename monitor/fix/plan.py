@@ -965,7 +965,8 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
                              "fix by hand, or check each table alone")
     if layout.hooks.firing:
         plan.notes.append(f"each deleted row fires {', '.join(layout.hooks.firing)}: if it changes any row, the "
-                          "batch's account rolls the batch back and the fix stops (disable it for the fix)")
+                          "batch's account rolls the batch back and the fix stops (disable it for the fix)"
+                          f"{layout.rules.account_sees}")
 
 
 def _judge_distinct(plan: FixPlan, layout: Layout, everything: bool) -> None:

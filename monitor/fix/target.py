@@ -1,7 +1,7 @@
 """The target of a fix: one table check, resolved, on its database; what the fix and the guard both start from.
 
-`target(monitor, check)` refuses what cannot be fixed (custom query checks, views, materialized views, a partitioned
-table without a primary key) before anything else is asked of the database.
+`target(monitor, check)` refuses what cannot be fixed (custom query checks, views, materialized views, foreign
+tables, a partitioned table without a primary key) before anything else is asked of the database.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None, *,
     if _is_materialized_view(db, tc.table):
         raise FixRefused(f"check {check!r} watches a materialized view ({config.table!r}): its rows cannot be "
                          "deleted, only refreshed from its query; point a check at the underlying table to fix it")
+    if _is_foreign_table(db, tc.table):
+        raise FixRefused(f"check {check!r} watches a foreign table ({config.table!r}): its rows are another "
+                         "server's, whose deletes (and what they cascade to there) this database cannot count or "
+                         "archive as the fix must; run the fix on the server that holds the table")
     if db.rules.partitioned_tables and not tc.has_primary_key and _is_partitioned(db, tc.table):
         raise FixRefused(f"table {config.table!r} is partitioned and has no primary key: its rows cannot be "
                          "told apart (ctid repeats across partitions); add a primary key first")
@@ -59,6 +63,11 @@ def target(monitor: Monitor, check: str, group: Sequence[Any] | None = None, *,
 def _is_partitioned(db: Database, table: sa.Table) -> bool:
     with db.read_only() as conn:
         return db.rules.is_partitioned(conn, table)
+
+
+def _is_foreign_table(db: Database, table: sa.Table) -> bool:
+    with db.read_only() as conn:
+        return db.rules.is_foreign_table(conn, table)
 
 
 def _is_materialized_view(db: Database, table: sa.Table) -> bool:

@@ -314,7 +314,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
     account = BatchAccount(conn, rules, subject="this undo", kept="")
     planned = Planned()
     if drop_guard is not None:
-        drop_guard()
+        with account.own_ddl(conn):
+            drop_guard()
     fired: list[str] = []  # the triggers and rules undo's writes fire, as the catalog names them
     defaulted: list[str] = []
     if expected and archive is not None:  # (a count above 0 came from the archive)
@@ -334,7 +335,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
                                   f"{records.now_text()}")
     planned.updated(sa.Table(records.fix_table.name, sa.MetaData(), schema=records.home(conn)), 1)
     if rules.transactional_ddl:
-        sa.Table(record.plan_table, sa.MetaData(), schema=home).drop(conn, checkfirst=True)
+        with account.own_ddl(conn):
+            sa.Table(record.plan_table, sa.MetaData(), schema=home).drop(conn, checkfirst=True)
     account.suspects = list(dict.fromkeys(fired))
     try:
         account.settle(conn, planned)
