@@ -419,7 +419,8 @@ class ReferencePlan:
     def describe(self, table: str) -> str:
         """One line: what happens to this reference's rows."""
         r = self.reference
-        head = f"{r.label} -> {table}({', '.join(r.referred_columns)}) ON DELETE {r.ondelete or 'NO ACTION'}"
+        through = f" (declared on {r.fk.ancestor}, of which it is a partition)" if r.fk.ancestor else ""
+        head = f"{r.label} -> {table}({', '.join(r.referred_columns)}){through} ON DELETE {r.ondelete or 'NO ACTION'}"
         if not r.referred_unique:
             return f"{head}: {self.rows:,} row(s) hold values of rows to delete (not a unique column)"
         if self.action == "archive":
@@ -985,8 +986,9 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
                              "\"refuse\"")
         return
     if ref.self_reference:
+        itself = "as a partitioned table and its partition (one holds the other's rows)" if ref.fk.within else "itself"
         plan.blockers.append(
-            f"{ref.label} references {table!r} itself and {rows} of its rows point at rows to "
+            f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
             f"delete: repointing or archiving inside the table being deduplicated is not supported{cascade}")
         return
     if ref.action == "archive" and ref_plan.nested:

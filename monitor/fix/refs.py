@@ -134,7 +134,7 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
     default = catalog.default_schema()
     same_schema = (fk.schema or default) == (table.schema or default)
     return Reference(fk, primary_key=pk, unique_sets=tuple(containing),
-                     self_reference=same_schema and fk.table == table.name,
+                     self_reference=(same_schema and fk.table == table.name) or fk.within,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
                      partition_key=catalog.partition_columns(fk.schema, fk.table),
                      exclusions=tuple(name for name, cols in catalog.exclusion_constraints(fk.schema, fk.table)

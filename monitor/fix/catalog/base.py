@@ -21,7 +21,10 @@ class ForeignKey:
     `visible` is False when the fixing role may not read and update the referencing table. `hidden_from` names
     the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL).
     `partition` names the partition of the fixed table the foreign key refers to, when it refers to one
-    partition rather than the table (PostgreSQL allows it)."""
+    partition rather than the table (PostgreSQL allows it). `ancestor` names the partitioned table the foreign key
+    is declared to refer to when the fixed table is one of its partitions (PostgreSQL): the referencing rows point
+    at the partition's rows through it. `within`: the referencing table holds rows of the fixed table, or the fixed
+    table holds its rows (a partitioned ancestor, a partition: PostgreSQL), as a self-reference does."""
 
     schema: str | None
     table: str
@@ -33,6 +36,8 @@ class ForeignKey:
     hidden_from: str | None = None
     partition: str | None = None
     onupdate: str | None = None
+    ancestor: str | None = None
+    within: bool = False
 
     @property
     def update_writes(self) -> bool:
