@@ -184,7 +184,7 @@ def _layout(conn: Connection, t: _Target) -> Layout:
     catalog = catalog_for(conn)
     # The check's key columns aside, folded or not: a check with case_insensitive on `email UNIQUE` exists to merge
     # 'Bob@x' into 'bob@x'; the key's own unique constraint is no evidence beyond the key the operator chose.
-    distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns])
+    distinct = distinct_entity_keys(conn, t.tc.table, [c.name for c in t.tc.key_columns], [r.fk for r in refs])
     return Layout(t.tc, refs, catalog.delete_hooks(t.tc.table), distinct, merge_distinct=t.merge_distinct,
                   collations=t.db.rules.column_collations(conn, t.tc.table),
                   declared_types=t.db.rules.declared_types(conn, t.tc.table))

@@ -358,6 +358,10 @@ class Layout:
             flags.append(sa.case((sa.or_(*differs), 1), else_=0).label(f"dw_u{j}"))
         return flags
 
+    def evidence(self, label: str) -> str:
+        """What the distinct key labelled `label` is, for a sentence `rows that differ on ...`."""
+        return next((key.evidence for key in self.distinct_keys if key.label == label), f"unique constraint {label}")
+
     def comparable_columns(self) -> list[sa.Column[Any]]:
         """Columns whose differences inside a group are worth reporting (not the row identity)."""
         skip = {c.name for c in self.table.primary_key.columns}
@@ -415,7 +419,8 @@ class ReferencePlan:
     def describe(self, table: str) -> str:
         """One line: what happens to this reference's rows."""
         r = self.reference
-        head = f"{r.label} -> {table}({', '.join(r.referred_columns)}) ON DELETE {r.ondelete or 'NO ACTION'}"
+        through = f" (declared on {r.fk.ancestor}, of which it is a partition)" if r.fk.ancestor else ""
+        head = f"{r.label} -> {table}({', '.join(r.referred_columns)}){through} ON DELETE {r.ondelete or 'NO ACTION'}"
         if not r.referred_unique:
             return f"{head}: {self.rows:,} row(s) hold values of rows to delete (not a unique column)"
         if self.action == "archive":
@@ -447,6 +452,7 @@ class LeftOut:
     reason: str
     groups: int
     keys: list[tuple[Any, ...]]
+    evidence: str = ""  # for a distinct key: `UniqueKey.evidence`
 
     def describe(self, check: str) -> str:
         """One line: what is left out, why, and how to proceed."""
@@ -456,7 +462,8 @@ class LeftOut:
             return (f"{self.groups:,} group(s) whose rows differ: the table has no primary key, so nothing tells "
                     f"those rows apart and none is deleted; keys {keys}{more}; add a primary key or merge them by "
                     "hand")
-        return (f"{self.groups:,} group(s) whose rows differ on unique constraint {self.reason}: the schema says "
+        evidence = self.evidence or f"unique constraint {self.reason}"
+        return (f"{self.groups:,} group(s) whose rows differ on {evidence}: the schema says "
                 f"they are different entities, not duplicates, so they are not merged; keys {keys}{more}; merge "
                 f"them anyway with `dupewatch fix {check} --merge-distinct` (or merge_distinct = true on the check)")
 
@@ -764,7 +771,7 @@ def _left_out(conn: Connection, layout: Layout, rel: FromClause,
     keys = {int(row[0]): tuple(row[1:]) for row in conn.execute(
         sa.select(rel.c[GROUP], *[as_stored(rel.c[k]) for k in layout.key_labels])
         .where(rel.c[GROUP].in_(wanted), rel.c[RANK] == 1))}
-    left_out = [LeftOut(reason, counts[j], [keys[g] for g in shown[j] if g in keys])
+    left_out = [LeftOut(reason, counts[j], [keys[g] for g in shown[j] if g in keys], layout.evidence(reason))
                 for j, reason in enumerate(reasons) if counts[j]]
     if forget is not None:
         forget([int(row[0]) for row in found])
@@ -970,18 +977,20 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
 
 
 def _judge_distinct(plan: FixPlan, layout: Layout, everything: bool) -> None:
-    """Rows the schema declares different entities (they differ on another unique constraint or index) are not
+    """Rows the schema declares different entities (they differ on another unique constraint or index, or on a
+    column foreign keys refer to beside the primary key: `catalog.distinct_entity_keys`) are not
     merged unless the operator says so: their groups are left out (`plan.left_out`), and when no other group is
     left to fix, the fix refuses."""
     for label, groups in plan.distinct_entities.items():
         if not layout.merge_distinct and not everything:
             continue
         if layout.merge_distinct:
-            plan.notes.append(f"{groups:,} group(s) hold rows that unique constraint {label} says are different "
-                              "entities; they are merged as asked (merge_distinct): each group keeps one row")
+            plan.notes.append(f"{groups:,} group(s) hold rows that differ on {layout.evidence(label)}, which says "
+                              "they are different entities; they are merged as asked (merge_distinct): each group "
+                              "keeps one row")
         else:
             plan.blockers.append(
-                f"{groups:,} group(s) hold rows that differ on unique constraint {label}: the schema says they "
+                f"{groups:,} group(s) hold rows that differ on {layout.evidence(label)}: the schema says they "
                 "are different entities, not duplicates; review the key (a NULL in it groups unrelated rows), "
                 f"or merge them anyway with `dupewatch fix {plan.check} --merge-distinct` (or merge_distinct = "
                 "true on the check)")
@@ -1021,8 +1030,9 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
                              "\"refuse\"")
         return
     if ref.self_reference:
+        itself = "as a partitioned table and its partition (one holds the other's rows)" if ref.fk.within else "itself"
         plan.blockers.append(
-            f"{ref.label} references {table!r} itself and {rows} of its rows point at rows to "
+            f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
             f"delete: repointing or archiving inside the table being deduplicated is not supported{cascade}")
         return
     if ref.action == "archive" and ref_plan.nested:

@@ -143,7 +143,7 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
         computed = tuple(key.label for key in catalog.unique_keys(referencing) if not key.primary and (
             key.opaque or None in key.columns or generated & {c for c in key.columns if c}))
     return Reference(fk, primary_key=pk, unique_sets=tuple(containing), computed_uniques=computed,
-                     self_reference=same_schema and fk.table == table.name,
+                     self_reference=(same_schema and fk.table == table.name) or fk.within,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
                      partition_key=catalog.partition_columns(fk.schema, fk.table),
                      exclusions=tuple(name for name, cols in catalog.exclusion_constraints(fk.schema, fk.table)

@@ -252,3 +252,49 @@ def test_a_resumed_fix_still_leaves_the_distinct_group_out(db):
     assert resumed.resumed and resumed.state == "done" and (resumed.groups, resumed.skipped) == (3, 1)
     assert any("left out by the plan" in line for line in report_lines(resumed))
     assert db.rows("SELECT id FROM accounts ORDER BY id") == [(1,), (3,), (5,), (7,), (8,)]
+
+
+def seed_tenants(db: TestDatabase) -> None:
+    """A multi-tenant schema (break16 F12): orders refer to users by (tenant_id, user_id), a check on email alone
+    groups ann's users of tenants 100 and 200 (different entities) and bob's two users of tenant 100 (duplicates)."""
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, email VARCHAR(20) NOT NULL, "
+               "UNIQUE (tenant_id, id))",
+               "CREATE TABLE orders (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, user_id INTEGER NOT NULL, "
+               "FOREIGN KEY (tenant_id, user_id) REFERENCES users (tenant_id, id))",
+               "INSERT INTO users VALUES (1, 100, 'ann'), (2, 200, 'ann'), (3, 100, 'bob'), (4, 100, 'bob')",
+               "INSERT INTO orders VALUES (1, 100, 1), (2, 200, 2), (3, 100, 3), (4, 100, 4)")
+
+
+TENANT_FK = "orders(tenant_id, user_id) references users(tenant_id, id): rows differ in tenant_id"
+
+
+def test_a_repoint_never_moves_a_referencing_row_into_another_tenant(db, tmp_path):
+    """The composite foreign key says an order belongs to its tenant_id: ann's group spans two tenants, so its rows
+    are different entities, left out by default and named with the foreign key; bob's group is fixed."""
+    seed_tenants(db)
+    path = config_file(tmp_path, db, [{"name": "users", "table": "users", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 0 and "BLOCKED" not in dry.stdout, dry.output
+    left_out = [line for line in dry.stdout.splitlines() if "LEFT OUT" in line]
+    assert len(left_out) == 1 and TENANT_FK in left_out[0] and "keys (ann)" in left_out[0], dry.stdout
+    result = run_cli("fix", "users", "--config", str(path), "--yes")
+    assert result.exit_code == 1, result.output
+    assert db.rows("SELECT id, tenant_id, user_id FROM orders ORDER BY id") == [
+        (1, 100, 1), (2, 200, 2), (3, 100, 3), (4, 100, 3)]
+    assert db.rows("SELECT id FROM users ORDER BY id") == [(1,), (2,), (3,)]
+
+
+def test_a_group_spanning_tenants_alone_refuses_the_fix_unless_merged(db, tmp_path):
+    seed_tenants(db)
+    db.execute("DELETE FROM orders WHERE user_id = 4", "DELETE FROM users WHERE id = 4")
+    before = contents(db, "users", "orders")
+    path = config_file(tmp_path, db, [{"name": "users", "table": "users", "key": ["email"]}])
+    refused = run_cli("fix", "users", "--config", str(path), "--yes")
+    assert refused.exit_code == 2 and TENANT_FK in refused.stderr and "--merge-distinct" in refused.stderr
+    assert contents(db, "users", "orders") == before
+    merged = run_cli("fix", "users", "--config", str(path), "--yes", "--merge-distinct", "--json")
+    assert merged.exit_code == 0, merged.output
+    assert db.rows("SELECT id, tenant_id, user_id FROM orders ORDER BY id") == [(1, 100, 1), (2, 100, 1), (3, 100, 3)]
+    undone = run_cli("undo", json_out(merged)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "users", "orders") == before

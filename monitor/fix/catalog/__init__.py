@@ -59,7 +59,8 @@ def catalog_for(conn: Connection) -> Catalog:
     return _CATALOGS[type(for_backend(conn.dialect.name))](conn)
 
 
-def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str]) -> list[UniqueKey]:
+def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str],
+                         foreign_keys: Sequence[ForeignKey] | None = None) -> list[UniqueKey]:
     """The unique constraints and indexes of `table` that say two rows sharing the values of `key` are different
     entities when they hold different non-NULL values on them (or NULL and a value, for PostgreSQL's `NULLS NOT
     DISTINCT`): every valid one except the primary key (which always differs), those holding every primary key
@@ -68,11 +69,33 @@ def distinct_entity_keys(conn: Connection, table: sa.Table, key: Sequence[str]) 
     Expression indexes are kept (their parts are the server's deparsed expressions); partial indexes apply under
     their predicate. SQLite keeps expressions and predicates only as the CREATE INDEX text, which dupewatch does
     not parse: an expression index there is `opaque` (rows differing in any column outside the primary key are
-    told apart), and a partial one applies to every row (false refusals, never a merge)."""
+    told apart), and a partial one is applied to every row (false refusals, never a merge).
+
+    Then, per set of columns that `foreign_keys` (those referring to `table`; None: asked from the catalog) refer
+    to with a primary key column, the columns beside the primary key (`tenant_id` of `orders(tenant_id, user_id)
+    REFERENCES users(tenant_id, id)`), as a key whose NULL is a value (`UniqueKey.referenced_by`): a repoint would
+    move the referencing rows from one such value to another (another tenant), so rows differing on them are
+    different entities too, key columns or not."""
     within = set(key)
     # A unique key holding every primary key column (`UNIQUE (tenant_id, id)`, which a composite foreign key
     # needs in a multi-tenant schema) differs between any two rows, as the primary key does: no evidence either.
     primary = {c.name for c in table.primary_key.columns}
-    return [u for u in catalog_for(conn).unique_keys(table)
-            if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)
-            and not (primary and primary <= set(u.columns))]
+    found = [u for u in catalog_for(conn).unique_keys(table)
+             if not u.primary and not (all(c is not None for c in u.columns) and set(u.columns) <= within)
+             and not (primary and primary <= set(u.columns))]
+    if foreign_keys is None:
+        foreign_keys = catalog_for(conn).foreign_keys_to(table)
+    # Only a foreign key holding a primary key column: one to other columns alone (`REFERENCES users(email)`)
+    # refers to a unique key, which the list above holds already unless the check's key holds it (and a check on
+    # that key exists to repoint such rows).
+    referring: dict[tuple[str, ...], list[ForeignKey]] = {}
+    for fk in foreign_keys:
+        if primary & set(fk.referred_columns) and set(fk.referred_columns) - primary:
+            referring.setdefault(fk.referred_columns, []).append(fk)
+    for referred, fks in referring.items():
+        labels = ", ".join(dict.fromkeys(fk.label for fk in fks))
+        verb = "references" if len(fks) == 1 else "reference"
+        beside = tuple(c for c in referred if c not in primary)
+        found.append(UniqueKey(f"{labels} {verb}", beside, nulls_not_distinct=True,
+                               referenced_by=f"{labels} {verb} {table.name}({', '.join(referred)})"))
+    return found

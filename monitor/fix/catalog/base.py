@@ -21,7 +21,10 @@ class ForeignKey:
     `visible` is False when the fixing role may not read and update the referencing table. `hidden_from` names
     the fixing role when row-level security may hide rows of the referencing table from it (PostgreSQL).
     `partition` names the partition of the fixed table the foreign key refers to, when it refers to one
-    partition rather than the table (PostgreSQL allows it)."""
+    partition rather than the table (PostgreSQL allows it). `ancestor` names the partitioned table the foreign key
+    is declared to refer to when the fixed table is one of its partitions (PostgreSQL): the referencing rows point
+    at the partition's rows through it. `within`: the referencing table holds rows of the fixed table, or the fixed
+    table holds its rows (a partitioned ancestor, a partition: PostgreSQL), as a self-reference does."""
 
     schema: str | None
     table: str
@@ -33,6 +36,8 @@ class ForeignKey:
     hidden_from: str | None = None
     partition: str | None = None
     onupdate: str | None = None
+    ancestor: str | None = None
+    within: bool = False
 
     @property
     def update_writes(self) -> bool:
@@ -57,7 +62,10 @@ class UniqueKey:
     database deparses it (the index applies only to rows where it holds). `nulls_not_distinct`: NULL is a value
     of the key like any other (PostgreSQL 15 `UNIQUE NULLS NOT DISTINCT`). `opaque`: an expression part the
     database keeps only as the CREATE INDEX text (SQLite), which dupewatch does not parse: any column may be
-    part of it."""
+    part of it. `referenced_by`: not a constraint of its own but the columns beside the primary key that foreign
+    keys refer to together with it (`orders(tenant_id, user_id) references users(tenant_id, id)`): the referencing
+    rows belong to those values, so rows differing on them are different entities (see
+    `catalog.distinct_entity_keys`)."""
 
     name: str
     columns: tuple[str | None, ...]
@@ -66,13 +74,23 @@ class UniqueKey:
     primary: bool = False
     nulls_not_distinct: bool = False
     opaque: bool = False
+    referenced_by: str | None = None
 
     @property
     def label(self) -> str:
+        if self.referenced_by:
+            return f"{self.referenced_by}: rows differ in {' or '.join(c or '?' for c in self.columns)}"
         expressions = [*self.expressions, *[None] * len(self.columns)]
         parts = [c if c is not None else (expressions[j] or "an expression") for j, c in enumerate(self.columns)]
         where = f" WHERE {self.predicate}" if self.predicate else ""
         return f"{self.name} ({', '.join(parts)}){where}"
+
+    @property
+    def evidence(self) -> str:
+        """What says rows differing on it are different entities, for a sentence `rows that differ on ...`."""
+        if self.referenced_by:
+            return f"a column a foreign key refers to beside the primary key ({self.label})"
+        return f"unique constraint {self.label}"
 
     def parts(self, table: sa.Table) -> list[ColumnElement[Any]]:
         """The key parts as expressions over `table` (an expression is the server's own text). An `opaque` key:

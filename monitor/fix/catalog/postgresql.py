@@ -30,9 +30,24 @@ class PostgresCatalog(Catalog):
         # refers to a partitioned table is cloned to refer to each of its partitions. A foreign key declared to
         # refer to one partition of the table (conparentid = 0, confrelid that partition) is a reference too
         # (pg_partition_tree lists nothing for a table that is not partitioned, hence the table's own oid first).
+        # Of a partition, a foreign key declared to refer to a partitioned table it belongs to (at any level,
+        # `pg_partition_ancestors`) is a reference too: the rows of the partition are rows of that table, the
+        # referencing rows point at them through it (its clone referring to the partition, conparentid <> 0,
+        # is what the database checks on a delete; break16 F14). The ancestor's unique key holds its partition
+        # key, so the referred values name one row of the whole tree, and the partition's own copy of it
+        # (same column names) tells its rows apart the same way.
         rows = self.conn.execute(sa.text("""
+            WITH ancestors AS (SELECT relid FROM pg_catalog.pg_partition_ancestors(to_regclass(:t))
+                               WHERE relid <> to_regclass(:t))
             SELECT con.conname, n.nspname, c.relname, con.confdeltype, con.confupdtype,
-                   CASE WHEN con.confrelid <> to_regclass(:t) THEN con.confrelid::regclass::text END AS partition,
+                   CASE WHEN con.confrelid <> to_regclass(:t) AND con.confrelid NOT IN (SELECT relid FROM ancestors)
+                        THEN con.confrelid::regclass::text END AS partition,
+                   CASE WHEN con.confrelid IN (SELECT relid FROM ancestors)
+                        THEN con.confrelid::regclass::text END AS ancestor,
+                   -- another table holding rows of the table (an ancestor) or whose rows it holds (a partition)
+                   con.conrelid <> to_regclass(:t) AND (con.conrelid IN (SELECT relid FROM ancestors)
+                       OR con.conrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t))))
+                       AS within,
                    ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                          JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
                          ORDER BY k.ord) AS columns,
@@ -52,11 +67,12 @@ class PostgresCatalog(Catalog):
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE con.contype = 'f' AND con.conparentid = 0
               AND (con.confrelid = to_regclass(:t)
-                   OR con.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t))))
+                   OR con.confrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass(:t)))
+                   OR con.confrelid IN (SELECT relid FROM ancestors))
             ORDER BY n.nspname, c.relname, con.conname"""), {"t": qualified(self.conn, table)}).all()
         return [ForeignKey(self._schema_or_none(r.nspname), r.relname, r.conname, tuple(r.columns),
                            tuple(r.referred), _PG_ON_DELETE.get(r.confdeltype), bool(r.visible), r.hidden_from,
-                           r.partition, _PG_ON_UPDATE.get(r.confupdtype))
+                           r.partition, _PG_ON_UPDATE.get(r.confupdtype), r.ancestor, bool(r.within))
                 for r in rows]
 
     def delete_hooks(self, table: sa.Table) -> DeleteHooks:
