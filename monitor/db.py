@@ -193,21 +193,22 @@ def first_line(exc: BaseException) -> str:
 # value, 1367 illegal value, 1406 too long, 1062 duplicate entry, 3140 invalid JSON, 1411 incorrect datetime).
 _MYSQL_DATA_ERRORS = {1062, 1264, 1265, 1292, 1366, 1367, 1406, 1411, 3140}
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
-# Where the error carries no diagnostics (MariaDB/MySQL, SQLite), a quoted name follows one of these words
-# ("Data too long for column 'nick'", "for key 'email_u'"), a row's value follows others ("Duplicate entry 'a@x'",
-# "Incorrect integer value: 'abc'"); backquoted names are never a value.
-_NAME_BEFORE = re.compile(r"\b(?:relation|constraint|column|table|index|key|schema)\s+$", re.IGNORECASE)
+# MariaDB/MySQL end a data error with the name of what refused it ("... for key 'email_u'", "Data too long for
+# column 'nick' at row 1", "... for column `db`.`t`.`c` at row 1"); the value, which the server quotes without
+# escaping its own quotes, comes before.
+_NAMED_END = re.compile(r"\s+for (?:key|column) (?:'[^']*'|`[^`]*`(?:\.`[^`]*`)*)(?: at row \d+)?$")
+_NAMED_START = re.compile(r"^(?:Column|Field) (?:'[^']*'|`[^`]*`) ")  # "Column 'nick' cannot be null"
 VALUE_HIDDEN = "(value not shown)"
 # The names a PostgreSQL error's diagnostics carry (from the catalog, never a row's value).
 _DIAGNOSED_NAMES = ("schema_name", "table_name", "column_name", "constraint_name", "datatype_name")
 
 
 def without_values(exc: BaseException, text: str) -> str:
-    """`text` with the quoted values of a data error replaced by `(value not shown)`, the names of tables,
-    columns, constraints and indexes it quotes kept (on PostgreSQL those its diagnostics name, elsewhere those
-    after the word that introduces a name), and PostgreSQL's position of the error in the statement (`at
-    character N`) and the constraint it names (from the error's own diagnostics, not its text) appended; other
-    errors unchanged (their quotes name tables and columns)."""
+    """`text` with the values a data error quotes replaced by `(value not shown)`: everything from its first quote
+    to its last, since a value may hold quotes itself (MariaDB does not escape them), unless every quoted part is a
+    name PostgreSQL's diagnostics give; the name MariaDB/MySQL end the message with is kept. PostgreSQL's constraint
+    (from the error's own diagnostics, not its text) and its position of the error in the statement (`at character
+    N`) are appended. Other errors are unchanged (their quotes name tables and columns)."""
     orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None)
     args = getattr(orig, "args", ())
@@ -215,14 +216,15 @@ def without_values(exc: BaseException, text: str) -> str:
     if (isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")) or code in _MYSQL_DATA_ERRORS:
         diag = getattr(orig, "diag", None)
         names = {n for n in (getattr(diag, a, None) for a in _DIAGNOSED_NAMES) if n}
-
-        def hidden(quoted: re.Match[str]) -> str:
-            inner = quoted.group(0)[1:-1]
-            if inner in names or (diag is None and _NAME_BEFORE.search(text, 0, quoted.start())):
-                return quoted.group(0)
-            return VALUE_HIDDEN
-
-        text = _QUOTED.sub(hidden, text)
+        named_start = _NAMED_START.match(text) if diag is None else None
+        named_end = _NAMED_END.search(text) if diag is None else None
+        start = named_start.end() if named_start else 0
+        end = named_end.start() if named_end else len(text)
+        head, body, tail = text[:start], text[start:end], text[end:]
+        quotes = [i for i, ch in enumerate(body) if ch in "'\""]
+        if quotes and (len(quotes) % 2 or any(q[1:-1] not in names for q in _QUOTED.findall(body))):
+            body = body[:quotes[0]] + VALUE_HIDDEN + body[quotes[-1] + 1:]
+        text = head + body + tail
         constraint = getattr(diag, "constraint_name", None)  # a name from the catalog, not a row's value
         if constraint:
             text += f" (constraint {constraint})"

@@ -245,6 +245,12 @@ def server(request: pytest.FixtureRequest) -> Any:
                  ["nick"], [], id="not-null"),
     pytest.param(["CREATE TABLE usr (n INTEGER)", "INSERT INTO usr VALUES ('SSN-123')"], [], ["SSN-123"],
                  id="input-syntax"),
+    # a value holding quotes (MariaDB quotes it without escaping them): no part of it shows, the key's name does
+    pytest.param(["CREATE TABLE usr (email VARCHAR(40), CONSTRAINT usr_email UNIQUE (email))",
+                  "INSERT INTO usr VALUES ('O''Brien'' for key ''x'), ('O''Brien'' for key ''x')"], ["usr_email"],
+                 ["Brien", "'x'"], id="quoted-value"),
+    pytest.param(["CREATE TABLE usr (n INTEGER)", "INSERT INTO usr VALUES ('1\"Brien')"], [], ["Brien"],
+                 id="double-quoted-value"),
 ])
 def test_a_data_error_names_its_table_column_and_constraint_but_no_row_value(server, statements, shown, hidden):
     """Only a row's values are hidden: the names the database's error gives (PostgreSQL's diagnostics, MariaDB's
