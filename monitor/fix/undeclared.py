@@ -181,7 +181,8 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
     generic = _generic_relations(conn, table, schema, names, columns)
-    plan += [(name, column, CONTENT_TYPE_COLUMN) for name, column in generic[1]]
+    plan += [(name, column, CONTENT_TYPE_COLUMN) for name, column, _text in generic[1]]
+    as_text = {(name, column) for name, column, text in generic[1] if text}
     if not plan:
         return [], []
     prefix = f"{schema}." if schema else ""
@@ -198,18 +199,19 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     # SQLite: on the fix's own connection (no other may read beside its write transaction), each column's count
     # bounded by a progress handler (`Dialect.bounded_statements`).
     if not rules.reads_beside_writer:
-        _count(conn, table, schema, plan, leading, keys, found, unread, generic[0])
+        _count(conn, table, schema, plan, leading, keys, found, unread, generic[0], as_text)
         return found, unread
     with conn.engine.connect() as reader, rules.bounded_read(reader, COUNT_SECONDS, LOCK_SECONDS):
-        _count(reader, table, schema, plan, leading, keys, found, unread, generic[0])
+        _count(reader, table, schema, plan, leading, keys, found, unread, generic[0], as_text)
     return found, unread
 
 
 def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, names: list[str],
                        columns: dict[tuple[str | None, str], list[Any]]
-                       ) -> tuple[dict[Any, str], list[tuple[str, str]]]:
+                       ) -> tuple[dict[Any, str], list[tuple[str, str, bool]]]:
     """Django's generic relations that may name the fixed table: the content types that name it (id: 'app.model',
-    from `django_content_type`) and the (table, object column) pairs beside a `content_type_id`."""
+    from `django_content_type`) and the (table, object column, whether it holds text) beside a `content_type_id`
+    (the admin log's `object_id` is text, guardian's `object_pk` too)."""
     if CONTENT_TYPES not in names or table.name == CONTENT_TYPES:
         return {}, []
     kinds = sa.table(CONTENT_TYPES, sa.column("id"), sa.column("app_label"), sa.column("model"), schema=schema)
@@ -225,15 +227,16 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
         return {}, []
     pairs = []
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
-        own = {c["name"] for c in cols}
+        own = {c["name"]: c for c in cols}
         if CONTENT_TYPE_COLUMN in own:
-            pairs += [(name, column) for column in OBJECT_COLUMNS if column in own]
+            pairs += [(name, column, _family(own[column]["type"]) == "text") for column in OBJECT_COLUMNS
+                      if column in own]
     return naming, pairs
 
 
 def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
            leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str],
-           content_types: dict[Any, str]) -> None:
+           content_types: dict[Any, str], as_text: set[tuple[str, str]]) -> None:
     prefix = f"{schema}." if schema else ""
     rules = for_backend(conn.dialect.name)
     skipped: set[str] = set()
@@ -250,7 +253,7 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
         wanted: sa.ColumnElement[bool] = child.c[column].in_(sa.bindparam("keys", expanding=True))
         if generic:
             wanted = sa.and_(child.c[CONTENT_TYPE_COLUMN].in_(list(content_types)), wanted)
-        looked_up = [str(k) for k in keys] if generic and column == "object_pk" else keys  # Django's text pk
+        looked_up = [str(k) for k in keys] if (name, column) in as_text else keys  # a text object column
         per_type: dict[Any, int] = {}
         try:
             with conn.begin_nested(), rules.bounded_statements(conn, COUNT_SECONDS):

@@ -118,11 +118,16 @@ def test_a_django_generic_relation_counts_the_rows_whose_content_type_names_the_
                "CREATE TABLE guardian_userobjectpermission (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
                "object_pk VARCHAR(255))",
                "CREATE INDEX guardian_obj ON guardian_userobjectpermission (object_pk)",
-               "INSERT INTO guardian_userobjectpermission VALUES (1, 1, '2'), (2, 1, '1')")
+               "INSERT INTO guardian_userobjectpermission VALUES (1, 1, '2'), (2, 1, '1')",
+               # the admin log's object_id is text too (Django's TextField)
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               "INSERT INTO django_admin_log VALUES (1, 1, '2'), (2, 2, '2')")
     path = config_file(tmp_path, db, [{"name": "users", "table": "auth_user", "key": ["email"]}])
     found = {(u["table"], u["column"]): u for u in json_out(run_cli(
         "fix", "users", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
     assert {k: (u["rows"], u["type_column"], u["by_type"]) for k, u in found.items()} == {
+        ("django_admin_log", "object_id"): (1, "content_type_id", [{"value": "auth.user", "rows": 1}]),
         ("guardian_userobjectpermission", "object_pk"): (1, "content_type_id", [{"value": "auth.user", "rows": 1}]),
         ("taggit_taggeditem", "object_id"): (1, "content_type_id", [{"value": "auth.user", "rows": 1}])}
     shown = run_cli("fix", "users", "--config", str(path), "--dry-run").output
