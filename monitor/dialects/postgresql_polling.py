@@ -298,6 +298,9 @@ class PostgreSQLPolling(Polling):
                                  " WHERE datname = current_database())"
                                  " AND dupewatch_backends.xact_start IS NOT NULL"
                                  " AND dupewatch_backends.backend_type = 'client backend'"
+                                 # dupewatch's own sessions (a long full pass of another check, live mode)
+                                 # take no ids of a watched table: they would widen the window for nothing
+                                 " AND dupewatch_backends.application_name NOT LIKE 'dupewatch%'"
                                  " AND dupewatch_backends.pid <> pg_backend_pid()")).scalar_subquery())
         # A prepared transaction (two-phase commit) has left its session: it counts from when it was prepared.
         prepared = (sa.select(sa.func.extract("epoch", sa.func.min(sa.literal_column("prepared"))))
