@@ -94,17 +94,21 @@ class BatchAccount:
         self._own: Counter[tuple[str, str]] = Counter()  # what the caller's own DDL changed (`own_ddl`)
 
     @contextmanager
-    def own_ddl(self, conn: Connection) -> Iterator[None]:
-        """DDL of dupewatch's own inside the accounted transaction (undo's drop of the plan table, of the guard):
-        the system catalog rows it changes and the tables it holds ACCESS EXCLUSIVE on are planned; rows it
-        writes in user tables (an event trigger's) are not."""
+    def own_ddl(self, conn: Connection, *targets: sa.Table) -> Iterator[None]:
+        """DDL of dupewatch's own on `targets` inside the accounted transaction (undo's drop of the plan table, of
+        the guard on the fixed table): the system catalog rows it changes and the ACCESS EXCLUSIVE locks it holds
+        on `targets` are planned; rows it writes in user tables and another table locked exclusively (an event
+        trigger's TRUNCATE) are not."""
         if self.before is None:
             yield
             return
+        mine = {self.rules.counted_as(conn, t) for t in targets}  # (before the DDL: a dropped table has no name)
         start = self.rules.changes_so_far(conn) or {}
         yield
         end = self.rules.changes_so_far(conn) or {}
         for key, rows in end.items():
+            if key[1] == TRUNCATED and key[0] not in mine:
+                continue
             if key[1] in UNCOUNTED_KINDS and rows > start.get(key, 0):
                 self._own[key] += rows - start.get(key, 0)
 

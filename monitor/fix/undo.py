@@ -314,7 +314,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
     account = BatchAccount(conn, rules, subject="this undo", kept="")
     planned = Planned()
     if drop_guard is not None:
-        with account.own_ddl(conn):
+        with account.own_ddl(conn, table):  # DROP INDEX holds the table ACCESS EXCLUSIVE
             drop_guard()
     fired: list[str] = []  # the triggers and rules undo's writes fire, as the catalog names them
     defaulted: list[str] = []
@@ -335,8 +335,9 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
                                   f"{records.now_text()}")
     planned.updated(sa.Table(records.fix_table.name, sa.MetaData(), schema=records.home(conn)), 1)
     if rules.transactional_ddl:
-        with account.own_ddl(conn):
-            sa.Table(record.plan_table, sa.MetaData(), schema=home).drop(conn, checkfirst=True)
+        plan_table = sa.Table(record.plan_table, sa.MetaData(), schema=home)
+        with account.own_ddl(conn, plan_table):
+            plan_table.drop(conn, checkfirst=True)
     account.suspects = list(dict.fromkeys(fired))
     try:
         account.settle(conn, planned)

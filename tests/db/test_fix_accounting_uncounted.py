@@ -220,3 +220,24 @@ def test_postgres_a_checked_foreign_table_is_refused_up_front(remote_sessions, t
         assert "\n" not in message and "watches a foreign table ('remote_session')" in message, message
     assert contents(db, "session") == before
     assert ("dupewatch_fix",) not in db.rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+
+
+def test_postgres_undo_refuses_an_event_trigger_truncating_another_table_during_its_own_ddl(own_pg, tmp_path):
+    """Undo's own DDL (`--drop-constraint` dropping the guard) is planned only for the table it holds exclusively:
+    an event trigger that truncates another table as the guard is dropped refuses undo, nothing changed (its own
+    database: an event trigger fires on every DDL of the database)."""
+    _usr(own_pg)
+    path = str(config_file(tmp_path, own_pg, [USR]))
+    fixed = run_cli("fix", "usr", "--config", path, "--yes", "--json", "--add-constraint")
+    assert fixed.exit_code == 0, fixed.output
+    own_pg.execute("CREATE FUNCTION clear_stats() RETURNS event_trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN TRUNCATE user_stats; END $$",
+                   "CREATE EVENT TRIGGER clear_stats ON sql_drop EXECUTE FUNCTION clear_stats()")
+    before = contents(own_pg, "usr", "user_stats")
+    try:
+        undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", path, "--yes", "--drop-constraint")
+    finally:
+        own_pg.execute("DROP EVENT TRIGGER clear_stats")
+    assert undone.exit_code == 2, undone.output
+    assert "nothing changed" in undone.stderr and "truncated user_stats" in undone.stderr, undone.stderr
+    assert contents(own_pg, "usr", "user_stats") == before
