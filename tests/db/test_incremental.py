@@ -1807,3 +1807,23 @@ def test_random_inserts_deletes_replaces_and_restores_match_a_full_pass(tmp_path
         if r is not None:
             r.close()
         made.close()
+
+
+ADDED_TEXT_COLUMN = {"mysql": "ALTER TABLE logins ADD COLUMN note VARCHAR(20) COLLATE utf8mb4_general_ci",
+                     "sqlite": "ALTER TABLE logins ADD COLUMN note TEXT COLLATE NOCASE"}
+
+
+def test_a_text_column_added_beside_the_key_keeps_the_state(logins, runner):
+    """Only the key's columns' comparisons are in the state's fingerprint: a text column added under a collation
+    that compares spellings apart (MariaDB PAD SPACE, SQLite NOCASE) is none of the check's business, and its next
+    run stays incremental (it restarted the state: a full pass)."""
+    if logins.dialect not in ADDED_TEXT_COLUMN:
+        pytest.skip("the collations that compare spellings apart are MariaDB's and SQLite's here")
+    r = runner(key=["user_id"])
+    assert r.run().mode == "full"
+    logins.execute(ADDED_TEXT_COLUMN[logins.dialect])
+    r.restart()  # the table resolved again, as a new process would
+    insert(logins, [(6, 2, "pc")])
+    second = r.run()
+    assert second.mode == "incremental", second.notes
+    r.assert_matches_full_pass(second)
