@@ -16,7 +16,7 @@ from fix_support import (
 )
 
 FIX_KEYS = {"fix_id", "check", "groups", "deleted", "archived", "repointed", "skipped", "references_archived",
-            "constraint", "left_out_groups", "left_out"}
+            "constraint", "left_out_groups", "left_out", "straggler_fixes"}
 
 
 def test_fix_login_sources_keeps_oldest_and_repoints_login_events(db, tmp_path):
