@@ -166,6 +166,12 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]
     yield from make_test_database(request.param, tmp_path)
 
 
+@pytest.fixture(params=["postgresql", "mysql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """The same test against the two servers (what SQLite has no part in: sessions, locks, server errors)."""
+    yield from make_test_database(request.param, tmp_path)
+
+
 @pytest.fixture
 def pg(tmp_path: Path) -> Iterator[TestDatabase]:
     yield from make_test_database("postgresql", tmp_path)

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy.engine import make_url
 
-from dbtest import TestDatabase
 from fix_support import FixThread, checks_dict
 from monitor.config import config_from_dict
 from monitor.engine import Monitor
@@ -67,11 +64,6 @@ class FreezingProxy:
     def close(self) -> None:
         for sock in self._sockets:
             sock.close()
-
-
-@pytest.fixture(params=["pg", "mysql"])
-def server(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
-    yield request.getfixturevalue(request.param)
 
 
 def test_a_batch_whose_answer_never_comes_stops_the_fix_rolled_back(server, monkeypatch):

@@ -238,15 +238,10 @@ def test_postgres_a_raising_function_shared_with_another_tables_trigger_names_th
     assert "aaa_check" not in fixed.stderr, fixed.stderr
 
 
-@pytest.fixture(params=["postgresql", "mysql"])
-def server_db(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue({"postgresql": "pg", "mysql": "mysql"}[request.param])
-
-
-def test_a_deadlock_never_blames_a_trigger(server_db, monkeypatch):
+def test_a_deadlock_never_blames_a_trigger(server, monkeypatch):
     """A batch chosen as deadlock victim, with no try left: the stop names the deadlock, and no trigger, though
     the referencing table has one the batch's repoint would fire."""
-    db = server_db
+    db = server
     monkeypatch.setattr(execute, "ATTEMPTS", 1)
     db.execute("CREATE TABLE visit (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)",
                "CREATE TABLE visit_note (id INTEGER PRIMARY KEY, visit_id INTEGER REFERENCES visit (id))",

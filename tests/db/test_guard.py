@@ -438,9 +438,10 @@ def test_add_constraint_converges_while_the_application_keeps_racing(pg, tmp_pat
     assert racer.inserted > 5  # the application really raced throughout
 
 
-def test_add_constraint_reports_each_round_when_it_does_not_converge(pg, tmp_path):
-    """A duplicate that comes back after every fix (here: a trigger re-inserting it when a fix is recorded done,
-    after its batches committed: inside a batch the batch's account would refuse it): bounded, each round said."""
+def _echoing_items(pg: TestDatabase) -> None:
+    """Items with duplicates, and a duplicate that comes back after every fix (a trigger re-inserting one, with
+    an id never used before, when a fix is recorded done, after its batches committed: inside a batch the batch's
+    account would refuse it)."""
     _seed_items(pg, duplicates=True)
     monitor = Monitor(make_config(pg, [ITEMS]))
     try:
@@ -448,10 +449,16 @@ def test_add_constraint_reports_each_round_when_it_does_not_converge(pg, tmp_pat
             fix_records.ensure_tables(conn)
     finally:
         monitor.close()
-    pg.execute("CREATE FUNCTION echo() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO item (id, k, other) SELECT max(id) + 1, 1, 0 FROM item; RETURN NEW; END $$")
-    pg.execute("CREATE TRIGGER item_echo AFTER UPDATE ON dupewatch_fix FOR EACH ROW "
+    pg.execute("CREATE SEQUENCE echo_id START 1000",
+               "CREATE FUNCTION echo() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "INSERT INTO item (id, k, other) VALUES (nextval('echo_id'), 1, 0); RETURN NEW; END $$",
+               "CREATE TRIGGER item_echo AFTER UPDATE ON dupewatch_fix FOR EACH ROW "
                "WHEN (NEW.state = 'done' AND OLD.state <> 'done') EXECUTE FUNCTION echo()")
+
+
+def test_add_constraint_reports_each_round_when_it_does_not_converge(pg, tmp_path):
+    """A duplicate that comes back after every fix (`_echoing_items`): bounded, each round said."""
+    _echoing_items(pg)
     path = config_file(tmp_path, pg, [ITEMS])
     result = run_cli("fix", "items", "--config", str(path), "--yes", "--json", "--add-constraint")
     assert result.exit_code == 1, result.output
@@ -467,18 +474,7 @@ def test_add_constraint_reports_each_round_when_it_does_not_converge(pg, tmp_pat
 def test_the_undo_lines_of_add_constraint_undo_every_fix_its_rounds_made(pg, tmp_path):
     """The straggler fixes of the guard's later rounds stand on their own: the lines printed after the fix, run as
     printed, undo each of them (newest first) and the fix itself, leaving no row of any of them deleted."""
-    _seed_items(pg, duplicates=True)
-    monitor = Monitor(make_config(pg, [ITEMS]))
-    try:
-        with monitor.database("app").bookkeeping.begin() as conn:
-            fix_records.ensure_tables(conn)
-    finally:
-        monitor.close()
-    pg.execute("CREATE SEQUENCE echo_id START 1000",  # the echoed rows' ids are never reused: each undo fits
-               "CREATE FUNCTION echo() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO item (id, k, other) VALUES (nextval('echo_id'), 1, 0); RETURN NEW; END $$")
-    pg.execute("CREATE TRIGGER item_echo AFTER UPDATE ON dupewatch_fix FOR EACH ROW "
-               "WHEN (NEW.state = 'done' AND OLD.state <> 'done') EXECUTE FUNCTION echo()")
+    _echoing_items(pg)
     path = config_file(tmp_path, pg, [ITEMS])
     result = run_cli("fix", "items", "--config", str(path), "--yes", "--add-constraint")
     assert result.exit_code == 1, result.output

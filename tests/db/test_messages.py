@@ -231,11 +231,6 @@ def test_a_data_error_keeps_its_kind_and_drops_the_row_value(pg, tmp_path, dupew
     assert "SSN" not in run.output
 
 
-@pytest.fixture(params=["pg", "mysql"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
-
-
 @pytest.mark.parametrize("statements, shown, hidden", [
     pytest.param(["CREATE TABLE friendship (a INTEGER, b INTEGER, CONSTRAINT no_self CHECK (a <> b))",
                   "INSERT INTO friendship VALUES (7, 7)"], ["friendship", "no_self"], [], id="check"),

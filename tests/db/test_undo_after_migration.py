@@ -11,11 +11,6 @@ import pytest
 from fix_support import config_file, contents, json_out, run_cli
 
 
-@pytest.fixture(params=["pg", "mysql"])
-def server(request: pytest.FixtureRequest):
-    return request.getfixturevalue(request.param)
-
-
 def _fixed(db, tmp_path):
     db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL, secret VARCHAR(20))",
                "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))",
