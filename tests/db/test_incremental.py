@@ -1388,18 +1388,15 @@ def test_sqlite_a_datetime_watermark_holding_epoch_integers_is_refused_in_one_li
     r.assert_matches_full_pass(back)
 
 
-@pytest.mark.parametrize(("collation", "spellings", "apart"), [
-    ("NOCASE", ["Bob", "bob", "BOB", "bOB", "BoB"], ["\u00c9mile", "\u00e9mile"]),  # NOCASE folds ASCII only
-    ("RTRIM", ["x", "x ", "x  ", "x   ", "x    "], ["y\t", "y"]),  # RTRIM ignores spaces only
-])
-def test_sqlite_nocase_and_rtrim_groups_are_identified_by_the_collation_not_by_one_spelling(
-        sqlite_db, runner_for, collation, spellings, apart):
-    """A key column declared `COLLATE NOCASE` or `COLLATE RTRIM`: GROUP BY returns one of a group's spellings, and
-    once the rows of that spelling were deleted the old group was counted as a new duplicate. Each run is compared
-    with a plain GROUP BY; two spellings the collation tells apart stay two groups."""
-    db = sqlite_db
+def spelled_apart_runs(db: TestDatabase, runner_for: Any, device: str, stamp: str, spellings: list[str],
+                       apart: list[str], shown: str, spelled: str) -> None:
+    """A group of `spellings` of one device that the key column's collation finds equal, and `apart`: two devices
+    it tells apart, two rows each. The spelling GROUP BY returns (read as `shown`) is deleted twice (`spelled`
+    finding that spelling only): each run is incremental, says no new group and matches a plain GROUP BY; a row of
+    a spelling no known group has (`spellings[4]`) joins its group; the group dissolved, then formed again, is
+    new."""
     db.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
-               f" device VARCHAR(40) COLLATE {collation} NULL, created_at DATETIME NOT NULL)",
+               f" device {device} NULL, created_at {stamp} NOT NULL)",
                "CREATE INDEX logins_key ON logins (user_id, device)")
     insert(db, [(1, 1, spellings[0]), (2, 1, spellings[1]), (3, 1, spellings[2]), (4, 1, spellings[3]),
                 (5, 2, apart[0]), (6, 2, apart[0]), (7, 2, apart[1]), (8, 2, apart[1])])
@@ -1407,14 +1404,14 @@ def test_sqlite_nocase_and_rtrim_groups_are_identified_by_the_collation_not_by_o
     first = r.run()
     assert (first.mode, first.groups, first.excess_rows, first.new_groups) == ("full", 3, 5, 3), first
     assert (first.groups, first.excess_rows) == group_by_figures(db)
-    for _ in range(2):  # delete the spelling GROUP BY returns, twice
-        shown = db.scalar("SELECT device FROM logins WHERE user_id = 1 GROUP BY user_id, device")
-        db.execute("DELETE FROM logins WHERE user_id = 1 AND device = :d COLLATE BINARY", params={"d": shown})
+    for _ in range(2):
+        spelling = db.scalar(f"SELECT {shown} FROM logins WHERE user_id = 1 GROUP BY user_id, device")
+        db.execute(f"DELETE FROM logins WHERE user_id = 1 AND {spelled}", params={"d": spelling})
         after = r.run()
         assert (after.mode, after.new_groups) == ("incremental", 0), after
         assert (after.groups, after.excess_rows) == group_by_figures(db), after
         r.assert_matches_full_pass(after)
-    insert(db, [(9, 1, spellings[4])])  # read by a spelling no known group has
+    insert(db, [(9, 1, spellings[4])])
     grown = r.run()
     assert (grown.mode, grown.new_groups, grown.groups, grown.excess_rows) == ("incremental", 0, 3, 4), grown
     assert (grown.groups, grown.excess_rows) == group_by_figures(db)
@@ -1427,6 +1424,19 @@ def test_sqlite_nocase_and_rtrim_groups_are_identified_by_the_collation_not_by_o
     assert (back.mode, back.new_groups, back.groups) == ("incremental", 1, 3), back
     assert (back.groups, back.excess_rows) == group_by_figures(db)
     r.assert_matches_full_pass(back)
+
+
+@pytest.mark.parametrize(("collation", "spellings", "apart"), [
+    ("NOCASE", ["Bob", "bob", "BOB", "bOB", "BoB"], ["\u00c9mile", "\u00e9mile"]),  # NOCASE folds ASCII only
+    ("RTRIM", ["x", "x ", "x  ", "x   ", "x    "], ["y\t", "y"]),  # RTRIM ignores spaces only
+])
+def test_sqlite_nocase_and_rtrim_groups_are_identified_by_the_collation_not_by_one_spelling(
+        sqlite_db, runner_for, collation, spellings, apart):
+    """A key column declared `COLLATE NOCASE` or `COLLATE RTRIM`: GROUP BY returns one of a group's spellings, and
+    once the rows of that spelling were deleted the old group was counted as a new duplicate. Each run is compared
+    with a plain GROUP BY; two spellings the collation tells apart stay two groups."""
+    spelled_apart_runs(sqlite_db, runner_for, f"VARCHAR(40) COLLATE {collation}", "DATETIME", spellings, apart,
+                       "device", "device = :d COLLATE BINARY")
 
 
 def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for):
@@ -1460,34 +1470,8 @@ def test_mariadb_pad_space_groups_are_identified_by_the_collation_not_by_one_spe
     """Under a PAD SPACE collation 'x' = 'x  ' (GROUP BY and `=` say so), but `WEIGHT_STRING` keeps trailing spaces
     on MariaDB: once the rows of the spelling GROUP BY returned were deleted, the old group was counted as a new
     duplicate. Each run is compared with a plain GROUP BY; under a NO PAD collation 'y ' and 'y' stay two groups."""
-    mysql.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
-                  f" device VARCHAR(40) {column} NULL, created_at DATETIME(6) NOT NULL)",
-                  "CREATE INDEX logins_key ON logins (user_id, device)")
-    insert(mysql, [(1, 1, spellings[0]), (2, 1, spellings[1]), (3, 1, spellings[2]), (4, 1, spellings[3]),
-                   (5, 2, apart[0]), (6, 2, apart[0]), (7, 2, apart[1]), (8, 2, apart[1])])
-    r = runner_for(mysql)
-    first = r.run()
-    assert (first.mode, first.groups, first.excess_rows, first.new_groups) == ("full", 3, 5, 3), first
-    assert (first.groups, first.excess_rows) == group_by_figures(mysql)
-    for _ in range(2):  # delete the spelling GROUP BY returns, twice
-        shown = mysql.scalar("SELECT HEX(device) FROM logins WHERE user_id = 1 GROUP BY user_id, device")
-        mysql.execute("DELETE FROM logins WHERE user_id = 1 AND HEX(device) = :h", params={"h": shown})
-        after = r.run()
-        assert (after.mode, after.new_groups) == ("incremental", 0), after
-        assert (after.groups, after.excess_rows) == group_by_figures(mysql), after
-        r.assert_matches_full_pass(after)
-    insert(mysql, [(9, 1, spellings[4])])  # read by a spelling no known group has
-    grown = r.run()
-    assert (grown.mode, grown.new_groups, grown.groups) == ("incremental", 0, 3), grown
-    assert (grown.groups, grown.excess_rows) == group_by_figures(mysql)
-    mysql.execute("DELETE FROM logins WHERE user_id = 1 AND id <> 9")
-    gone = r.run()
-    assert (gone.mode, gone.groups, gone.new_groups) == ("incremental", 2, 0), gone
-    insert(mysql, [(10, 1, spellings[0])])
-    back = r.run()  # formed again: new
-    assert (back.mode, back.new_groups, back.groups) == ("incremental", 1, 3), back
-    assert (back.groups, back.excess_rows) == group_by_figures(mysql)
-    r.assert_matches_full_pass(back)
+    spelled_apart_runs(mysql, runner_for, f"VARCHAR(40) {column}", "DATETIME(6)", spellings, apart, "HEX(device)",
+                       "HEX(device) = :d")
 
 
 @pytest.mark.parametrize(("kind", "spellings"), [
