@@ -192,7 +192,6 @@ def first_line(exc: BaseException) -> str:
 # codes of the same kinds (1264 out of range, 1265 truncated, 1292 incorrect value, 1366 incorrect integer
 # value, 1367 illegal value, 1406 too long, 1062 duplicate entry, 3140 invalid JSON, 1411 incorrect datetime).
 _MYSQL_DATA_ERRORS = {1062, 1264, 1265, 1292, 1366, 1367, 1406, 1411, 3140}
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 # MariaDB/MySQL end a data error with the name of what refused it ("... for key 'email_u'", "Data too long for
 # column 'nick' at row 1", "... for column `db`.`t`.`c` at row 1"); the value, which the server quotes without
 # escaping its own quotes, comes before.
@@ -205,10 +204,10 @@ _DIAGNOSED_NAMES = ("schema_name", "table_name", "column_name", "constraint_name
 
 def without_values(exc: BaseException, text: str) -> str:
     """`text` with the values a data error quotes replaced by `(value not shown)`: everything from its first quote
-    to its last, since a value may hold quotes itself (MariaDB does not escape them), unless every quoted part is a
-    name PostgreSQL's diagnostics give; the name MariaDB/MySQL end the message with is kept. PostgreSQL's constraint
-    (from the error's own diagnostics, not its text) and its position of the error in the statement (`at character
-    N`) are appended. Other errors are unchanged (their quotes name tables and columns)."""
+    to its last, since a value may hold quotes itself (neither server escapes them), the names PostgreSQL's
+    diagnostics give left out of that, and the name MariaDB/MySQL start or end the message with kept. PostgreSQL's
+    constraint (from the error's own diagnostics, not its text) and its position of the error in the statement (`at
+    character N`) are appended. Other errors are unchanged (their quotes name tables and columns)."""
     orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None)
     args = getattr(orig, "args", ())
@@ -221,8 +220,10 @@ def without_values(exc: BaseException, text: str) -> str:
         start = named_start.end() if named_start else 0
         end = named_end.start() if named_end else len(text)
         head, body, tail = text[:start], text[start:end], text[end:]
-        quotes = [i for i, ch in enumerate(body) if ch in "'\""]
-        if quotes and (len(quotes) % 2 or any(q[1:-1] not in names for q in _QUOTED.findall(body))):
+        named = {i for name in names for quoted in (f'"{name}"', f"'{name}'")  # the diagnosed names, quoted
+                 for m in re.finditer(re.escape(quoted), body) for i in range(m.start(), m.end())}
+        quotes = [i for i, ch in enumerate(body) if ch in "'\"" and i not in named]
+        if quotes:
             body = body[:quotes[0]] + VALUE_HIDDEN + body[quotes[-1] + 1:]
         text = head + body + tail
         constraint = getattr(diag, "constraint_name", None)  # a name from the catalog, not a row's value
