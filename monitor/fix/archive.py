@@ -201,11 +201,7 @@ def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: s
                                             f"SYSTEM VALUE {body}").rowcount)
     same = conn.execute(matching).scalar_one() - before
     if same != inserted:
-        raise NotAsArchived(
-            f"undo of fix {fix_id} refused, nothing changed: {inserted - same} of the {inserted} row(s) restored "
-            f"into {table.name!r} are not the archived ones once inserted: the database changed them (a BEFORE "
-            "INSERT trigger or a rule of the table?); disable it for the undo (and enable it after), then undo "
-            "again")
+        raise NotAsArchived(fix_id, table.name, inserted - same, inserted)
     return inserted
 
 

@@ -1,5 +1,7 @@
 """Errors of the fix machinery; every message is one line a user can act on."""
 
+from __future__ import annotations
+
 
 class FixError(Exception):
     """Base class: the fix, undo or guard could not proceed (one-line message, CLI exit 2)."""
@@ -10,7 +12,20 @@ class FixRefused(FixError):
 
 
 class NotAsArchived(FixRefused):
-    """Undo refused: rows it restored are not the archived ones once inserted (the database changed them)."""
+    """Undo refused: `differ` of the `restored` rows it put back into `table` are not the archived ones once
+    inserted (the database changed them); `cause`: why, as far as dupewatch can tell, and what to do."""
+
+    TRIGGER = ("a BEFORE INSERT trigger or a rule of the table?); disable it for the undo (and enable it after), then "
+               "undo again")
+
+    def __init__(self, fix_id: str, table: str, differ: int, restored: int, cause: str = TRIGGER) -> None:
+        self.fix_id, self.table, self.differ, self.restored = fix_id, table, differ, restored
+        super().__init__(f"undo of fix {fix_id} refused, nothing changed: {differ} of the {restored} row(s) restored "
+                         f"into {table!r} are not the archived ones once inserted: the database changed them ({cause}")
+
+    def because(self, cause: str) -> NotAsArchived:
+        """The same refusal with another cause."""
+        return NotAsArchived(self.fix_id, self.table, self.differ, self.restored, cause)
 
 
 class PrivilegeMissing(FixError):

@@ -151,10 +151,10 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
                            lambda: _violations(db, record, schema, name, guard)) from None
         except NotAsArchived as exc:
             retyped = _retyped(db, record, schema, name)
-            message = str(exc) if not retyped else (
-                str(exc).split(": the database changed them")[0] + f": the table changed since the fix ({retyped})"
-                ": give those columns back the archived types (or wider ones), then undo again")
-            raise FixRefused(_guard_said(message, dropped, guard)) from None
+            if retyped:
+                exc = exc.because(f"the table changed since the fix: {retyped}); give those columns back the "
+                                  "archived types (or wider ones), then undo again")
+            raise FixRefused(_guard_said(str(exc), dropped, guard)) from None
         except FixRefused as exc:
             raise FixRefused(_guard_said(str(exc), dropped, guard)) from None
         except sa.exc.DataError as exc:  # in undo's one transaction, rolled back whole
