@@ -121,6 +121,10 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   `rollback_kept(conn)`: whether the rollback just done left such a table's changes in place (MariaDB 1196).
 - `violated_check(exc)`: the CHECK constraint (and its table) an error names, where the database reports a
   CHECK violation as an error of its own class (MariaDB 4025), else None.
+- `check_constraints(conn, table)`: the table's enforced CHECK constraints, each with its expression as the
+  server itself writes it (`CheckConstraint`), for the dry run to evaluate on the rows as a repoint would leave
+  them; None where the database keeps them only inside the table's DDL text (SQLite), which dupewatch does not
+  parse.
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -189,6 +193,17 @@ class FleetUnsupported(Exception):
 # Why a fleet target's connect failed: the whole server refusing (down, unreachable, not accepting connections),
 # the server out of connections for us, or only the target's database refusing.
 Refusal = Literal["server", "exhausted", "database"]
+
+
+@dataclass(frozen=True)
+class CheckConstraint:
+    """A CHECK constraint as the server states it: `name`, and `expression`, the server's own text of its condition
+    (deparsed from the catalog), to be evaluated over a row source exposing the table's column names. `volatile`:
+    a VOLATILE function the expression calls (PostgreSQL), which the dry run does not run (it may write), or None."""
+
+    name: str
+    expression: str
+    volatile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -613,6 +628,12 @@ class Dialect(Polling):
     def violated_check(self, exc: BaseException) -> str | None:
         """`constraint <name> of <table>` (as the database reports them) when `exc` is a CHECK violation the
         database raises as an error class of its own (not an integrity error), else None."""
+        return None
+
+    def check_constraints(self, conn: Connection, table: sa.Table) -> list[CheckConstraint] | None:
+        """The CHECK constraints the database enforces on an UPDATE of `table`'s rows, in name order, each with its
+        expression as the server writes it (`CheckConstraint`); [] when it has none. None where the database keeps
+        them only inside the table's DDL text, which dupewatch does not parse (SQLite)."""
         return None
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:

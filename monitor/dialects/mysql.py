@@ -37,6 +37,7 @@ from monitor.dialects.base import (
     INSERTED,
     UPDATED,
     ChangeCounts,
+    CheckConstraint,
     Comparison,
     Dialect,
     NamedLock,
@@ -641,6 +642,24 @@ class MySQL(MySQLPolling, Dialect):
         if not match:
             return "a CHECK constraint"
         return f"CHECK constraint {match.group(1).replace('``', '`')} of {match.group(2).replace('`', '').strip()}"
+
+    def check_constraints(self, conn: Connection, table: sa.Table) -> list[CheckConstraint]:
+        """information_schema.CHECK_CONSTRAINTS.CHECK_CLAUSE, the condition as the server writes it back: MariaDB
+        lists a table's constraints and its columns' (`a INT CHECK (a > 0)`, named after the column) by TABLE_NAME;
+        MySQL 8 names the table in TABLE_CONSTRAINTS only, which also says whether it is ENFORCED."""
+        if getattr(conn.dialect, "is_mariadb", False):
+            query = sa.text("SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                            "WHERE CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table "
+                            "ORDER BY CONSTRAINT_NAME")
+        else:
+            query = sa.text("SELECT cc.CONSTRAINT_NAME, cc.CHECK_CLAUSE FROM information_schema.TABLE_CONSTRAINTS tc "
+                            "JOIN information_schema.CHECK_CONSTRAINTS cc ON cc.CONSTRAINT_SCHEMA = "
+                            "tc.CONSTRAINT_SCHEMA AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME "
+                            "WHERE tc.CONSTRAINT_TYPE = 'CHECK' AND tc.ENFORCED = 'YES' "
+                            "AND tc.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND tc.TABLE_NAME = :table "
+                            "ORDER BY cc.CONSTRAINT_NAME")
+        rows = conn.execute(query, {"schema": table.schema, "table": table.name})
+        return [CheckConstraint(str(name), str(clause)) for name, clause in rows]
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """information_schema.COLUMNS.COLUMN_TYPE (`point`, `inet6`, `uuid`: types SQLAlchemy does not reflect)."""

@@ -38,6 +38,7 @@ from monitor.dialects.base import (
     TRUNCATED,
     UPDATED,
     ChangeCounts,
+    CheckConstraint,
     Comparison,
     Dialect,
     NamedLock,
@@ -204,6 +205,20 @@ _RELKIND = sa.text(
     " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
 # Each column's type as the server writes it in DDL (`format_type`: qualified and quoted as this session's
 # search_path needs, with its modifiers), for the types reflection does not know (`citext`, PostGIS types).
+# A table's CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on every row an UPDATE writes), each
+# with its condition as the server deparses it, and the first VOLATILE function it calls, directly or as an
+# operator's (the constraint's dependencies in pg_depend: built-in functions are pinned and not listed there).
+_CHECK_CONSTRAINTS = sa.text("""
+    SELECT c.conname, pg_catalog.pg_get_expr(c.conbin, c.conrelid) AS expression,
+           (SELECT min(p.oid::pg_catalog.regprocedure::text) FROM pg_catalog.pg_depend d
+            LEFT JOIN pg_catalog.pg_operator o
+              ON d.refclassid = 'pg_catalog.pg_operator'::regclass AND o.oid = d.refobjid
+            JOIN pg_catalog.pg_proc p ON p.oid = CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::regclass
+                                                      THEN d.refobjid ELSE o.oprcode::oid END
+            WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = c.oid
+              AND p.provolatile = 'v') AS volatile
+    FROM pg_catalog.pg_constraint c
+    WHERE c.conrelid = to_regclass(:t) AND c.contype = 'c' ORDER BY c.conname""")
 _DECLARED_TYPES = sa.text(
     "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
     " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -729,6 +744,12 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def is_foreign_table(self, conn: Connection, table: sa.Table) -> bool:
         """relkind 'f': a foreign table (postgres_fdw and the like), whose rows are another server's."""
         return conn.execute(_RELKIND, {"name": table.name, "schema": table.schema}).scalar() == "f"
+
+    def check_constraints(self, conn: Connection, table: sa.Table) -> list[CheckConstraint]:
+        """From pg_constraint, each condition as `pg_get_expr` deparses it (`_CHECK_CONSTRAINTS`)."""
+        rows = conn.execute(_CHECK_CONSTRAINTS, {"t": conn.dialect.identifier_preparer.format_table(table)})
+        return [CheckConstraint(str(name), str(expression), None if volatile is None else str(volatile))
+                for name, expression, volatile in rows]
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         rows = conn.execute(_DECLARED_TYPES, {"name": table.name, "schema": table.schema})

@@ -411,6 +411,11 @@ class ReferencePlan:
     # would refuse to change: (label, foreign key, ON UPDATE action) -> rows
     held: dict[tuple[str, str, str], int] = field(default_factory=dict)
     index: str | None = None  # the CREATE INDEX the referencing columns lack, or None when an index leads with them
+    # a repoint: CHECK constraint of the referencing table -> rows of this reference that the database, evaluating
+    # the constraint's own expression on them as the repoint would leave them, says it would refuse
+    # (`_check_refusals`); None where the database does not give the expressions (not evaluated beforehand)
+    checks: dict[str, int] | None = field(default_factory=dict)
+    unchecked: dict[str, str] = field(default_factory=dict)  # CHECK constraint -> the VOLATILE function it calls
 
     @property
     def action(self) -> str:
@@ -441,7 +446,7 @@ class ReferencePlan:
                 "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
                 "rows_to_archive": self.rows if self.action == "archive" else 0,
                 "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts,
-                "missing_index": self.index}
+                "check_refusals": self.checks, "missing_index": self.index}
 
 
 @dataclass(frozen=True)
@@ -539,6 +544,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     if groups and sample > 0 and not identical:
         differences, differing_groups = _differences(conn, layout, rel)
     references = [_reference_plan(conn, layout, rel, ref) for ref in layout.refs] if groups else []
+    references = _check_refusals(conn, layout, rel, references)
     plan = FixPlan(
         check=tc.check.name, database=database, table=tc.check.table or tc.table.name, dialect=layout.dialect,
         identity=layout.mode, keeper=layout.keeper_description(), groups=groups, rows_to_delete=rows_to_delete,
@@ -866,6 +872,86 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held)
 
 
+def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
+                    plans: list[ReferencePlan]) -> list[ReferencePlan]:
+    """`plans` with, for each reference whose rows are repointed, the CHECK constraints of its table that the
+    database says would refuse a repointed row (`ReferencePlan.checks`). Each constraint's expression is the
+    server's own text (`Dialect.check_constraints`), evaluated by the server over the rows as the repoint would
+    leave them (`_after_repoint`: every repointed reference of the table at once), NULL passing as it does for a
+    CHECK: one read per (referencing table, constraint), none for a table without any. A constraint calling a
+    VOLATILE function is not run (`ReferencePlan.unchecked`)."""
+    repointed: dict[tuple[str | None, str], list[int]] = {}
+    for j, found in enumerate(plans):
+        ref = found.reference
+        if found.rows and ref.action == "repoint" and ref.referred_unique and ref.visible and not ref.hidden_from:
+            repointed.setdefault((ref.schema, ref.table), []).append(j)
+    plans = list(plans)
+    for (schema, name), positions in repointed.items():
+        child = reflect(conn, schema, name)
+        constraints = layout.rules.check_constraints(conn, child)
+        if constraints is None:
+            for j in positions:
+                plans[j] = replace(plans[j], checks=None)
+            continue
+        if not constraints:
+            continue
+        refused: list[dict[str, int]] = [{} for _j in positions]
+        evaluated = [c for c in constraints if c.volatile is None]
+        if evaluated:
+            after, moved = _after_repoint(child, layout, rel, [plans[j].reference for j in positions])
+            for constraint in evaluated:
+                # NOT (...) is NULL where the expression is: such a row passes, as it passes the CHECK itself.
+                fails = sa.not_(sa.literal_column(f"({constraint.expression})", sa.Boolean))
+                counts = conn.execute(sa.select(*[sa.func.coalesce(sa.func.sum(after.c[flag]), 0) for flag in moved])
+                                      .select_from(after).where(fails)).one()
+                for k, count in enumerate(counts):
+                    if count:
+                        refused[k][constraint.name] = int(count)
+        unchecked = {c.name: c.volatile for c in constraints if c.volatile is not None}
+        for k, j in enumerate(positions):
+            plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked)
+    return plans
+
+
+def _after_repoint(child: sa.Table, layout: Layout, rel: FromClause,
+                   refs: list[Reference]) -> tuple[FromClause, list[str]]:
+    """The rows of `child` that `refs` (its repointed references) repoint, as the repoint would leave them: a
+    derived table with the child's own column names, each foreign key column holding its kept row's value where
+    the row points at a row to delete; and, per reference, the name of its 0/1 column saying the reference moves
+    the row. The kept row's values come from the plan relation's own window (its rank 1 row of the group)."""
+    source = child.alias("dupewatch_child")  # may be the fixed table itself
+    taken = {c.name for c in child.columns}
+    joined: FromClause = source
+    moves: list[sa.Subquery] = []
+    for j, ref in enumerate(refs):
+        labels = [layout.ref_label[r] for r in ref.referred_columns]
+        keeper = [sa.func.first_value(rel.c[label], type_=rel.c[label].type)
+                  .over(partition_by=rel.c[GROUP], order_by=rel.c[RANK]).label(f"dw_new{k}")
+                  for k, label in enumerate(labels)]
+        move = sa.select(rel.c[RANK], *[rel.c[label].label(f"dw_old{k}") for k, label in enumerate(labels)],
+                         *keeper).subquery(f"dupewatch_move{j}")
+        joined = joined.outerjoin(move, sa.and_(*[source.c[c] == move.c[f"dw_old{k}"]
+                                                 for k, c in enumerate(ref.columns)], move.c[RANK] > 1))
+        moves.append(move)
+    columns: list[ColumnElement[Any]] = []
+    for column in child.columns:
+        whens = [(move.c[RANK].is_not(None), move.c[f"dw_new{ref.columns.index(column.name)}"])
+                 for ref, move in zip(refs, moves, strict=True) if column.name in ref.columns]
+        value = sa.case(*whens, else_=source.c[column.name]) if whens else source.c[column.name]
+        columns.append(value.label(column.name))
+    flags = []
+    for j, move in enumerate(moves):
+        flag = f"dupewatch_moved{j}"
+        while flag in taken:
+            flag += "_"
+        taken.add(flag)
+        flags.append(flag)
+        columns.append(sa.case((move.c[RANK].is_not(None), 1), else_=0).label(flag))
+    after = (sa.select(*columns).select_from(joined).where(sa.or_(*[move.c[RANK].is_not(None) for move in moves]))
+             .subquery("dupewatch_after"))
+    return after, flags
+
+
 def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
                       on: ColumnElement[bool], changed: tuple[str, ...] | None = None) -> dict[str, int]:
     """References to the rows of `table` (as `child`, maybe an alias) that point at `rel`'s rows to delete,
@@ -955,6 +1041,10 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
     _judge_distinct(plan, layout, everything)
     for ref_plan in plan.references:
         _judge_reference(plan, ref_plan)
+    if unevaluated := [p.reference.label for p in plan.references if p.checks is None]:
+        plan.notes.append(f"risk: CHECK constraints of referencing tables are not evaluated beforehand (this database "
+                          f"keeps them only in each table's DDL text): a repointed row of {', '.join(unevaluated)} "
+                          "that one refuses stops its batch, rolled back, naming it")
         if ref_plan.index and plan.rows_to_delete:
             plan.advice.append(
                 f"{ref_plan.reference.label} has no index on ({', '.join(ref_plan.reference.columns)}): every "
@@ -1034,6 +1124,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(
             f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
             f"delete: repointing or archiving inside the table being deduplicated is not supported{cascade}")
+        _judge_checks(plan, ref_plan)  # what a repoint by hand would meet too
         return
     if ref.action == "archive" and ref_plan.nested:
         label, count = next(iter(ref_plan.nested.items()))
@@ -1069,6 +1160,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "
             f"{groups} group(s){cascade}; merge those referencing rows first, or set its on_reference to "
             "\"archive\"")
+    _judge_checks(plan, ref_plan)
     for name in ref.exclusions:
         plan.notes.append(
             f"risk: {ref.table} has exclusion constraint {name} over {', '.join(ref.columns)}, which the repoint of "
@@ -1090,6 +1182,24 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if ref.cascades and not plan.blockers:
         plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
                           "before the delete, so nothing cascades (each batch verifies it)")
+
+
+def _judge_checks(plan: FixPlan, ref_plan: ReferencePlan) -> None:
+    """The CHECK constraints that would refuse repointed rows of the reference (`ReferencePlan.checks`): each a
+    blocker, since the batch repointing them would be rolled back and every run would stop there; a constraint
+    not evaluated (a VOLATILE function) is a risk."""
+    ref = ref_plan.reference
+    instead = "" if ref.self_reference else \
+        f", or set its on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)"
+    for name, count in (ref_plan.checks or {}).items():
+        plan.blockers.append(
+            f"repointing {ref.label} to the kept rows would leave {count:,} row(s) that CHECK constraint {name} of "
+            f"{ref.table} refuses (the database evaluated it on the repointed values): the batch would be rolled "
+            f"back and the fix would stop there; change those rows (or the constraint) first{instead}")
+    for name, function in ref_plan.unchecked.items():
+        plan.notes.append(
+            f"risk: CHECK constraint {name} of {ref.table} calls VOLATILE function {function}, which the dry run "
+            f"does not run: a repointed row of {ref.label} it refuses stops its batch, rolled back, naming it")
 
 
 def _judge_triggers(plan: FixPlan, ref: Reference, rows: int) -> None:
