@@ -1,0 +1,141 @@
+"""CHECK constraints of referencing tables, asked of the database by the dry run (issue 16).
+
+A repoint can leave a referencing row that one of its table's CHECK constraints refuses: a self-referencing
+`node(parent_id <> id)` whose keeper is a duplicate's child, a `review(owner_id <> reviewer_id)` with two foreign
+keys to the table. The batch was rolled back mid-way while the dry run had promised success. The dry run now
+evaluates each constraint's own expression (as the server deparses it) on the server, over the rows as the repoint
+would leave them, and names what refuses as a blocker; `fix --yes` refuses up front with nothing changed.
+"""
+
+from __future__ import annotations
+
+from fix_support import config_file, contents, json_out, run_cli
+
+
+def _users(db, *rows: str) -> None:
+    db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               f"INSERT INTO usr VALUES {', '.join(rows)}")
+
+
+def _review(db, check: str, *rows: str, owner_null: bool = False) -> None:
+    """`review` with two foreign keys to `usr` and the given CHECK."""
+    db.execute(f"CREATE TABLE review (id INTEGER PRIMARY KEY, owner_id INTEGER {'' if owner_null else 'NOT NULL '}"
+               "REFERENCES usr (id), reviewer_id INTEGER NOT NULL REFERENCES usr (id), score INTEGER, "
+               f"{check})", f"INSERT INTO review VALUES {', '.join(rows)}")
+
+
+def _refused_up_front(db, tmp_path, check: str, tables: tuple[str, ...], *expected: str, blockers: int = 1) -> dict:
+    """The dry run blocks naming `expected` (in one of `blockers` CHECK blockers), and `fix --yes` exits as for any
+    blocker, changing nothing."""
+    path = config_file(tmp_path, db, [{"name": check, "table": tables[0], "key": ["email"]}])
+    before = contents(db, *tables)
+    dry = run_cli("fix", check, "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    plan = json_out(dry)
+    named = [b for b in plan["blockers"] if "CHECK constraint" in b]
+    assert len(named) == blockers, plan["blockers"]
+    for words in expected:
+        assert any(words in b for b in named), named
+    fixed = run_cli("fix", check, "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "cannot be fixed" in fixed.stderr, fixed.stderr
+    assert contents(db, *tables) == before
+    return plan
+
+
+def test_a_self_referencing_node_whose_keeper_is_a_duplicates_child_is_named_up_front(server, tmp_path):
+    """node 1 keeps, its parent 2 is its duplicate: repointing the keeper's parent_id to itself breaks
+    `CHECK (parent_id <> id)`. (A self-reference is refused anyway; the CHECK is what a repoint by hand meets.)"""
+    server.execute("CREATE TABLE node (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL, parent_id INTEGER "
+                   "REFERENCES node (id), CONSTRAINT not_own_parent CHECK (parent_id <> id))",
+                   "INSERT INTO node VALUES (1, 'a', NULL), (2, 'a', NULL), (3, 'b', 2)",
+                   "UPDATE node SET parent_id = 2 WHERE id = 1")
+    plan = _refused_up_front(server, tmp_path, "nodes", ("node",), "1 row(s) that CHECK constraint not_own_parent "
+                             "of node refuses", "change those rows (or the constraint) first")
+    assert plan["references"][0]["check_refusals"] == {"not_own_parent": 1}
+
+
+def test_two_foreign_keys_to_the_table_under_one_check_are_named_up_front(server, tmp_path):
+    """review (10): reviewer 2 is owner 1's duplicate, so the repoint makes owner = reviewer; (11): owner 2 and
+    reviewer 3 both go to 1 (each foreign key alone would pass, both together do not); (12) repoints to (1, 4),
+    which passes."""
+    _users(server, "(1, 'a'), (2, 'a'), (3, 'a'), (4, 'b')")
+    _review(server, "CONSTRAINT not_own_review CHECK (owner_id <> reviewer_id)", "(10, 1, 2, 0)", "(11, 2, 3, 0)",
+            "(12, 2, 4, 0)")
+    plan = _refused_up_front(server, tmp_path, "users", ("usr", "review"),
+                             "repointing review(reviewer_id) to the kept rows would leave 2 row(s) that CHECK "
+                             "constraint not_own_review of review refuses",
+                             '`"review.reviewer_id" = "archive"`', blockers=2)
+    refusals = {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]}
+    # (11) is repointed by both foreign keys: each names it; (12), repointed by owner_id, passes.
+    assert refusals == {("owner_id",): {"not_own_review": 1}, ("reviewer_id",): {"not_own_review": 2}}
+
+
+def test_a_column_check_the_kept_value_breaks_is_named_up_front(server, tmp_path):
+    """A column-level CHECK (MariaDB lists it under the column's name, PostgreSQL as review_reviewer_id_check)."""
+    _users(server, "(1, 'a'), (2, 'a'), (3, 'b')")
+    server.execute("CREATE TABLE review (id INTEGER PRIMARY KEY, reviewer_id INTEGER NOT NULL "
+                   "CHECK (reviewer_id <> 1) REFERENCES usr (id))", "INSERT INTO review VALUES (10, 2), (11, 3)")
+    name = "review_reviewer_id_check" if server.dialect == "postgresql" else "reviewer_id"
+    _refused_up_front(server, tmp_path, "users", ("usr", "review"),
+                      f"1 row(s) that CHECK constraint {name} of review refuses")
+
+
+def test_a_check_the_repoint_keeps_or_leaves_unknown_is_not_reported_and_the_fix_runs(server, tmp_path):
+    """Evaluated and passing: a CHECK on another column, one the repointed values satisfy, and one whose outcome
+    is NULL after the repoint (NULL passes a CHECK): nothing is reported, and the fix repoints as planned."""
+    _users(server, "(1, 'a'), (2, 'a'), (3, 'b')")
+    _review(server, "CONSTRAINT not_own_review CHECK (owner_id <> reviewer_id), "
+            "CONSTRAINT score_positive CHECK (score >= 0)",
+            "(10, 3, 2, 5)", "(11, NULL, 2, 1)", owner_null=True)
+    path = config_file(tmp_path, server, [{"name": "users", "table": "usr", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json_out(dry)
+    assert not plan["blockers"], plan["blockers"]
+    refusals = {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]}
+    assert refusals == {("owner_id",): {}, ("reviewer_id",): {}}  # evaluated, none refuses
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert server.rows("SELECT id, owner_id, reviewer_id FROM review ORDER BY id") == [(10, 3, 1), (11, None, 1)]
+
+
+def test_postgres_a_not_valid_check_an_old_row_breaks_refuses_its_repoint(pg, tmp_path):
+    """PostgreSQL checks every CHECK on each row an UPDATE writes, a NOT VALID one too: a row written before the
+    constraint, which breaks it, cannot be repointed, though the constraint does not read the foreign key."""
+    _users(pg, "(1, 'a'), (2, 'a')")
+    _review(pg, "CONSTRAINT no_check_yet CHECK (true)", "(10, 1, 2, -1)")
+    pg.execute("ALTER TABLE review ADD CONSTRAINT score_positive CHECK (score >= 0) NOT VALID")
+    _refused_up_front(pg, tmp_path, "users", ("usr", "review"), "CHECK constraint score_positive of review")
+
+
+def test_postgres_a_check_calling_a_volatile_function_is_not_run_by_the_dry_run(pg, tmp_path):
+    """A CHECK calling a VOLATILE function (which may write: here it logs each call) is not evaluated; the plan
+    says so as a risk, and nothing is logged."""
+    pg.execute("CREATE TABLE call_log (n INTEGER)",
+               "CREATE FUNCTION logged_positive(v INTEGER) RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS "
+               "$$ BEGIN INSERT INTO call_log VALUES (v); RETURN v > 1; END $$")
+    _users(pg, "(1, 'a'), (2, 'a')")
+    _review(pg, "CONSTRAINT logged CHECK (logged_positive(reviewer_id))", "(10, 2, 2, 0)")
+    pg.execute("DELETE FROM call_log")
+    path = config_file(tmp_path, pg, [{"name": "users", "table": "usr", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    notes = [n for n in json_out(dry)["notes"] if "CHECK constraint logged" in n]
+    assert len(notes) == 2 and "VOLATILE function logged_positive(integer)" in notes[0], json_out(dry)["notes"]
+    assert pg.scalar("SELECT count(*) FROM call_log") == 0
+
+
+def test_sqlite_says_check_constraints_are_not_evaluated_beforehand(sqlite_db, tmp_path):
+    """SQLite keeps a CHECK only in the table's DDL text, which dupewatch does not parse: one line says so."""
+    _users(sqlite_db, "(1, 'a'), (2, 'a')")
+    _review(sqlite_db, "CONSTRAINT not_own_review CHECK (owner_id <> reviewer_id)", "(10, 1, 2, 0)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "users", "table": "usr", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    plan = json_out(dry)
+    notes = [n for n in plan["notes"] if "CHECK constraints of referencing tables are not evaluated beforehand" in n]
+    assert len(notes) == 1 and "review(reviewer_id)" in notes[0], plan["notes"]
+    # owner_id points at kept rows only: nothing of it is repointed
+    assert {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]} == \
+        {("owner_id",): {}, ("reviewer_id",): None}
+
