@@ -1041,15 +1041,15 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
     _judge_distinct(plan, layout, everything)
     for ref_plan in plan.references:
         _judge_reference(plan, ref_plan)
-    if unevaluated := [p.reference.label for p in plan.references if p.checks is None]:
-        plan.notes.append(f"risk: CHECK constraints of referencing tables are not evaluated beforehand (this database "
-                          f"keeps them only in each table's DDL text): a repointed row of {', '.join(unevaluated)} "
-                          "that one refuses stops its batch, rolled back, naming it")
         if ref_plan.index and plan.rows_to_delete:
             plan.advice.append(
                 f"{ref_plan.reference.label} has no index on ({', '.join(ref_plan.reference.columns)}): every "
                 f"deleted row makes the database search all of {ref_plan.reference.table} for rows pointing at it, "
                 f"so batches are slow (and shrink to fit --batch-time); before fixing, run: {ref_plan.index}")
+    if unevaluated := [p.reference.label for p in plan.references if p.checks is None]:
+        plan.notes.append(f"risk: CHECK constraints of referencing tables are not evaluated beforehand (this database "
+                          f"keeps them only in each table's DDL text): a repointed row of {', '.join(unevaluated)} "
+                          "that one refuses stops its batch, rolled back, naming it")
     for hook in layout.hooks.blocking:
         plan.blockers.append(f"{table!r} has a {hook}, which can cancel or redirect the fix's deletes, so "
                              "dupewatch cannot prove its rows go to the archive; disable it for the fix or fix "
