@@ -918,24 +918,25 @@ def _after_repoint(child: sa.Table, layout: Layout, rel: FromClause,
     """The rows of `child` that `refs` (its repointed references) repoint, as the repoint would leave them: a
     derived table with the child's own column names, each foreign key column holding its kept row's value where
     the row points at a row to delete; and, per reference, the name of its 0/1 column saying the reference moves
-    the row. The kept row's values come from the plan relation's own window (its rank 1 row of the group)."""
+    the row. The kept row's values come from the plan relation's own window (its rank 1 row of the group), read
+    once (a common table expression, which each reference joins: PostgreSQL computes it once)."""
     source = child.alias("dupewatch_child")  # may be the fixed table itself
     taken = {c.name for c in child.columns}
+    labels = list(dict.fromkeys(layout.ref_label[r] for ref in refs for r in ref.referred_columns))
+    kept = [sa.func.first_value(rel.c[label], type_=rel.c[label].type)
+            .over(partition_by=rel.c[GROUP], order_by=rel.c[RANK]).label(f"{label}_kept") for label in labels]
+    every = sa.select(rel.c[RANK], *[rel.c[label] for label in labels], *kept).cte("dupewatch_moves")
     joined: FromClause = source
-    moves: list[sa.Subquery] = []
+    moves: list[FromClause] = []
     for j, ref in enumerate(refs):
-        labels = [layout.ref_label[r] for r in ref.referred_columns]
-        keeper = [sa.func.first_value(rel.c[label], type_=rel.c[label].type)
-                  .over(partition_by=rel.c[GROUP], order_by=rel.c[RANK]).label(f"dw_new{k}")
-                  for k, label in enumerate(labels)]
-        move = sa.select(rel.c[RANK], *[rel.c[label].label(f"dw_old{k}") for k, label in enumerate(labels)],
-                         *keeper).subquery(f"dupewatch_move{j}")
-        joined = joined.outerjoin(move, sa.and_(*[source.c[c] == move.c[f"dw_old{k}"]
-                                                 for k, c in enumerate(ref.columns)], move.c[RANK] > 1))
+        move: FromClause = every.alias(f"dupewatch_move{j}")
+        joined = joined.outerjoin(move, sa.and_(*[source.c[c] == move.c[layout.ref_label[r]] for c, r in zip(
+            ref.columns, ref.referred_columns, strict=True)], move.c[RANK] > 1))
         moves.append(move)
     columns: list[ColumnElement[Any]] = []
     for column in child.columns:
-        whens = [(move.c[RANK].is_not(None), move.c[f"dw_new{ref.columns.index(column.name)}"])
+        whens = [(move.c[RANK].is_not(None),
+                  move.c[f"{layout.ref_label[ref.referred_columns[ref.columns.index(column.name)]]}_kept"])
                  for ref, move in zip(refs, moves, strict=True) if column.name in ref.columns]
         value = sa.case(*whens, else_=source.c[column.name]) if whens else source.c[column.name]
         columns.append(value.label(column.name))
