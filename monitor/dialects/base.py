@@ -125,6 +125,9 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   server itself writes it (`CheckConstraint`), for the dry run to evaluate on the rows as a repoint would leave
   them; None where the database keeps them only inside the table's DDL text (SQLite), which dupewatch does not
   parse.
+- `domain_constraints(conn, table)`: for each column whose type is a domain (PostgreSQL), the CHECK constraints and
+  NOT NULL of that domain and of every domain beneath it (`ColumnDomain`), which an UPDATE assigning the column
+  enforces on the value it writes; {} where the database has no domains.
 - `plain_index_enforces_case_insensitive(collation)`: whether a plain unique index on a column with this collation
   already enforces `case_insensitive` (MariaDB/MySQL `_ci` collations), so no expression index is needed.
 - `server_version(conn)`: the server's version, for the features above.
@@ -204,6 +207,18 @@ class CheckConstraint:
     name: str
     expression: str
     volatile: str | None = None
+    domain: str | None = None  # the domain whose constraint this is (its name as the server writes it), else None
+
+
+@dataclass(frozen=True)
+class ColumnDomain:
+    """A column whose type is a domain: `base`, the type beneath all its domains as the server names it (the type
+    of `VALUE` in their expressions), and `constraints`, the CHECK constraints of its domain and of each domain that
+    one is based on, outermost first (each `CheckConstraint.domain` set; its expression refers to the value as
+    `VALUE`), a domain's NOT NULL among them as the constraint `NOT NULL`, `VALUE IS NOT NULL`."""
+
+    base: str
+    constraints: tuple[CheckConstraint, ...]
 
 
 @dataclass(frozen=True)
@@ -635,6 +650,12 @@ class Dialect(Polling):
         expression as the server writes it (`CheckConstraint`); [] when it has none. None where the database keeps
         them only inside the table's DDL text, which dupewatch does not parse (SQLite)."""
         return None
+
+    def domain_constraints(self, conn: Connection, table: sa.Table) -> dict[str, ColumnDomain]:
+        """For each column of `table` whose type is a domain, that domain's constraints and those of the domains
+        beneath it (`ColumnDomain`), which an UPDATE assigning the column checks on the value it writes; {} where
+        the database has no domains."""
+        return {}
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         """Each column's type as the catalog declares it, as DDL text the server wrote (for a column reflection

@@ -39,6 +39,7 @@ from monitor.dialects.base import (
     UPDATED,
     ChangeCounts,
     CheckConstraint,
+    ColumnDomain,
     Comparison,
     Dialect,
     NamedLock,
@@ -203,22 +204,41 @@ _XACT_CHANGES = sa.text(r"""
 _RELKIND = sa.text(
     "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
-# Each column's type as the server writes it in DDL (`format_type`: qualified and quoted as this session's
-# search_path needs, with its modifiers), for the types reflection does not know (`citext`, PostGIS types).
-# A table's CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on every row an UPDATE writes), each
-# with its condition as the server deparses it, and the first VOLATILE function it calls, directly or as an
-# operator's (the constraint's dependencies in pg_depend: built-in functions are pinned and not listed there).
-_CHECK_CONSTRAINTS = sa.text("""
-    SELECT c.conname, pg_catalog.pg_get_expr(c.conbin, c.conrelid) AS expression,
-           (SELECT min(p.oid::pg_catalog.regprocedure::text) FROM pg_catalog.pg_depend d
+# The first VOLATILE function the constraint `c` calls, directly or as an operator's (the constraint's
+# dependencies in pg_depend: built-in functions are pinned and not listed there).
+_VOLATILE_CALLED = """(SELECT min(p.oid::pg_catalog.regprocedure::text) FROM pg_catalog.pg_depend d
             LEFT JOIN pg_catalog.pg_operator o
               ON d.refclassid = 'pg_catalog.pg_operator'::regclass AND o.oid = d.refobjid
             JOIN pg_catalog.pg_proc p ON p.oid = CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::regclass
                                                       THEN d.refobjid ELSE o.oprcode::oid END
             WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = c.oid
-              AND p.provolatile = 'v') AS volatile
+              AND p.provolatile = 'v')"""
+# A table's CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on every row an UPDATE writes), each
+# with its condition as the server deparses it, and the first VOLATILE function it calls.
+_CHECK_CONSTRAINTS = sa.text(f"""
+    SELECT c.conname, pg_catalog.pg_get_expr(c.conbin, c.conrelid) AS expression,
+           {_VOLATILE_CALLED} AS volatile
     FROM pg_catalog.pg_constraint c
     WHERE c.conrelid = to_regclass(:t) AND c.contype = 'c' ORDER BY c.conname""")
+# Each domain-typed column's chain of types: its domain (depth 0), the domain that one is based on, ..., down to the
+# first type that is no domain (the base, the type of VALUE); with each domain's NOT NULL and CHECK constraints (NOT
+# VALID ones too: a domain checks every value assigned to it), each condition as the server deparses it (VALUE
+# standing for the value) and the first VOLATILE function it calls.
+_DOMAIN_CONSTRAINTS = sa.text(f"""
+    WITH RECURSIVE chain AS (
+        SELECT a.attname, a.atttypid AS type, 0 AS depth FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'd'
+        UNION ALL
+        SELECT chain.attname, t.typbasetype, chain.depth + 1 FROM chain
+        JOIN pg_catalog.pg_type t ON t.oid = chain.type WHERE t.typtype = 'd')
+    SELECT chain.attname, t.typtype = 'd' AS is_domain, pg_catalog.format_type(t.oid, NULL) AS type,
+           t.typnotnull, c.conname, pg_catalog.pg_get_expr(c.conbin, 0) AS expression, {_VOLATILE_CALLED} AS volatile
+    FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.type
+    LEFT JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid AND c.contype = 'c'
+    ORDER BY chain.attname, chain.depth, c.conname""")
+# Each column's type as the server writes it in DDL (`format_type`: qualified and quoted as this session's
+# search_path needs, with its modifiers), for the types reflection does not know (`citext`, PostGIS types).
 _DECLARED_TYPES = sa.text(
     "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
     " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -750,6 +770,23 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         rows = conn.execute(_CHECK_CONSTRAINTS, {"t": conn.dialect.identifier_preparer.format_table(table)})
         return [CheckConstraint(str(name), str(expression), None if volatile is None else str(volatile))
                 for name, expression, volatile in rows]
+
+    def domain_constraints(self, conn: Connection, table: sa.Table) -> dict[str, ColumnDomain]:
+        """From pg_type and pg_constraint (contypid), following a domain over a domain down to its base type
+        (`_DOMAIN_CONSTRAINTS`); a domain's NOT NULL is `VALUE IS NOT NULL`, named `NOT NULL`."""
+        found: dict[str, tuple[str, list[CheckConstraint]]] = {}
+        rows = conn.execute(_DOMAIN_CONSTRAINTS, {"t": conn.dialect.identifier_preparer.format_table(table)})
+        for column, is_domain, kind, not_null, name, expression, volatile in rows:
+            constraints = found.setdefault(str(column), ("", []))[1]
+            if not is_domain:
+                found[str(column)] = (str(kind), constraints)
+                continue
+            if not_null and not any(c.name == "NOT NULL" and c.domain == kind for c in constraints):
+                constraints.append(CheckConstraint("NOT NULL", "VALUE IS NOT NULL", domain=str(kind)))
+            if name is not None:
+                constraints.append(CheckConstraint(str(name), str(expression),
+                                                   None if volatile is None else str(volatile), str(kind)))
+        return {column: ColumnDomain(base, tuple(constraints)) for column, (base, constraints) in found.items()}
 
     def declared_types(self, conn: Connection, table: sa.Table) -> dict[str, str]:
         rows = conn.execute(_DECLARED_TYPES, {"name": table.name, "schema": table.schema})

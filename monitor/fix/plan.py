@@ -33,6 +33,7 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
+from monitor.dialects.base import CheckConstraint
 from monitor.fix.archive import Copy, archive_name, refuse_altered
 from monitor.fix.catalog import DeleteHooks, ForeignKey, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
@@ -414,8 +415,15 @@ class ReferencePlan:
     # a repoint: CHECK constraint of the referencing table -> rows of this reference that the database, evaluating
     # the constraint's own expression on them as the repoint would leave them, says it would refuse
     # (`_check_refusals`); None where the database does not give the expressions (not evaluated beforehand)
+    # (PostgreSQL) and the constraints of a repointed column's domain likewise, each keyed
+    # `<constraint> of domain <domain> (<column>)`, a domain's NOT NULL as the constraint `NOT NULL`
     checks: dict[str, int] | None = field(default_factory=dict)
     unchecked: dict[str, str] = field(default_factory=dict)  # CHECK constraint -> the VOLATILE function it calls
+    named: dict[str, str] = field(default_factory=dict)  # a domain's constraint in `checks`/`unchecked` -> its words
+
+    def check_words(self, key: str) -> str:
+        """How the plan names the constraint `key` of `checks` or `unchecked`."""
+        return self.named.get(key, f"CHECK constraint {key} of {self.reference.table}")
 
     @property
     def action(self) -> str:
@@ -893,24 +901,51 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
             for j in positions:
                 plans[j] = replace(plans[j], checks=None)
             continue
-        if not constraints:
+        refs = [plans[j].reference for j in positions]
+        domains = {column: domain for column, domain in layout.rules.domain_constraints(conn, child).items()
+                   if any(column in ref.columns for ref in refs)}
+        if not constraints and not domains:
             continue
         refused: list[dict[str, int]] = [{} for _j in positions]
-        evaluated = [c for c in constraints if c.volatile is None]
-        if evaluated:
-            after, moved = _after_repoint(child, layout, rel, [plans[j].reference for j in positions])
-            for constraint in evaluated:
-                # NOT (...) is NULL where the expression is: such a row passes, as it passes the CHECK itself.
-                fails = sa.not_(sa.literal_column(f"({constraint.expression})", sa.Boolean))
-                counts = conn.execute(sa.select(*[sa.func.coalesce(sa.func.sum(after.c[flag]), 0) for flag in moved])
-                                      .select_from(after).where(fails)).one()
-                for k, count in enumerate(counts):
-                    if count:
-                        refused[k][constraint.name] = int(count)
-        unchecked = {c.name: c.volatile for c in constraints if c.volatile is not None}
+        unchecked: list[dict[str, str]] = [{c.name: c.volatile for c in constraints if c.volatile is not None}
+                                           for _j in positions]
+        named: list[dict[str, str]] = [{} for _j in positions]
+        after, moved = _after_repoint(child, layout, rel, refs)
+        for constraint in constraints:
+            if constraint.volatile is None:
+                _count_refused(conn, after, constraint, list(enumerate(moved)), refused)
+        for column, domain in domains.items():
+            # The value each repointed row's UPDATE assigns to the column, as the domain's expressions name it
+            # (VALUE: PostgreSQL reads it as a column named value), of the type beneath the domains.
+            holders = [(k, flag) for k, (ref, flag) in enumerate(zip(refs, moved, strict=True))
+                       if column in ref.columns]
+            values = sa.select(sa.cast(after.c[column], Declared(domain.base)).label("value"),
+                               *[after.c[flag] for _k, flag in holders]).subquery("dupewatch_domain")
+            for constraint in domain.constraints:
+                key = f"{constraint.name} of domain {constraint.domain} ({column})"
+                what = "the NOT NULL" if constraint.name == "NOT NULL" else f"CHECK constraint {constraint.name}"
+                for k, _flag in holders:
+                    named[k][key] = f"{what} of domain {constraint.domain} (the type of {refs[k].table}.{column})"
+                    if constraint.volatile is not None:
+                        unchecked[k][key] = constraint.volatile
+                if constraint.volatile is None:
+                    _count_refused(conn, values, constraint, holders, refused, key)
         for k, j in enumerate(positions):
-            plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked)
+            plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked[k], named=named[k])
     return plans
+
+
+def _count_refused(conn: Connection, rows: FromClause, constraint: CheckConstraint, flags: list[tuple[int, str]],
+                   refused: list[dict[str, int]], key: str | None = None) -> None:
+    """Count, per reference (k, its 0/1 column of `rows` saying the reference moves the row), the rows of `rows`
+    that `constraint`'s expression, evaluated by the server, refuses: into `refused[k][key or its name]`."""
+    # NOT (...) is NULL where the expression is: such a row passes, as it passes the CHECK itself.
+    fails = sa.not_(sa.literal_column(f"({constraint.expression})", sa.Boolean))
+    counts = conn.execute(sa.select(*[sa.func.coalesce(sa.func.sum(rows.c[flag]), 0) for _k, flag in flags])
+                          .select_from(rows).where(fails)).one()
+    for (k, _flag), count in zip(flags, counts, strict=True):
+        if count:
+            refused[k][key or constraint.name] = int(count)
 
 
 def _after_repoint(child: sa.Table, layout: Layout, rel: FromClause,
@@ -1194,12 +1229,12 @@ def _judge_checks(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         f", or set its on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)"
     for name, count in (ref_plan.checks or {}).items():
         plan.blockers.append(
-            f"repointing {ref.label} to the kept rows would leave {count:,} row(s) that CHECK constraint {name} of "
-            f"{ref.table} refuses (the database evaluated it on the repointed values): the batch would be rolled "
-            f"back and the fix would stop there; change those rows (or the constraint) first{instead}")
+            f"repointing {ref.label} to the kept rows would leave {count:,} row(s) that "
+            f"{ref_plan.check_words(name)} refuses (the database evaluated it on the repointed values): the batch "
+            f"would be rolled back and the fix would stop there; change those rows (or the constraint) first{instead}")
     for name, function in ref_plan.unchecked.items():
         plan.notes.append(
-            f"risk: CHECK constraint {name} of {ref.table} calls VOLATILE function {function}, which the dry run "
+            f"risk: {ref_plan.check_words(name)} calls VOLATILE function {function}, which the dry run "
             f"does not run: a repointed row of {ref.label} it refuses stops its batch, rolled back, naming it")
 
 

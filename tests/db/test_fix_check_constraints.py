@@ -139,3 +139,86 @@ def test_sqlite_says_check_constraints_are_not_evaluated_beforehand(sqlite_db, t
     assert {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]} == \
         {("owner_id",): {}, ("reviewer_id",): None}
 
+
+
+def _domain_child(pg, domains: list[str], column_type: str, *rows: str) -> None:
+    """`usr` (1 keeps, 2 is its duplicate, 3 stands alone) and `o(u_id <column_type> REFERENCES usr)`."""
+    _users(pg, "(1, 'a'), (2, 'a'), (3, 'b')")
+    pg.execute(*domains, f"CREATE TABLE o (id INTEGER PRIMARY KEY, u_id {column_type} REFERENCES usr (id))",
+               f"INSERT INTO o VALUES {', '.join(rows)}")
+
+
+def test_postgres_a_domain_check_the_kept_value_breaks_is_named_up_front(pg, tmp_path):
+    """The foreign key column's type is a domain whose CHECK refuses the kept row's id: the repoint's UPDATE of
+    o(10) would fail (the table has no CHECK of its own). The dry run evaluates the domain's condition on the value
+    the repoint writes and names the constraint and its domain; (11) is not repointed."""
+    _domain_child(pg, ["CREATE DOMAIN uid AS INTEGER CHECK (VALUE <> 1)"], "uid", "(10, 2)", "(11, 3)")
+    plan = _refused_up_front(pg, tmp_path, "users", ("usr", "o"),
+                             "repointing o(u_id) to the kept rows would leave 1 row(s) that CHECK constraint "
+                             "uid_check of domain uid (the type of o.u_id) refuses")
+    assert plan["references"][0]["check_refusals"] == {"uid_check of domain uid (u_id)": 1}
+
+
+def test_postgres_a_check_of_the_domain_a_domain_is_based_on_is_named_up_front(pg, tmp_path):
+    """A domain over a domain: the inner domain's CHECK refuses the kept id through the outer one's column (the
+    outer's own CHECK, and its NOT NULL, pass), evaluated with the server's text `((VALUE)::integer ...)`."""
+    _domain_child(pg, ["CREATE DOMAIN any_id AS INTEGER CONSTRAINT not_one CHECK (VALUE <> 1)",
+                       "CREATE DOMAIN owner_id AS any_id NOT NULL CONSTRAINT below_100 CHECK (VALUE < 100)"],
+                  "owner_id", "(10, 2)", "(11, 2)", "(12, 3)")
+    plan = _refused_up_front(pg, tmp_path, "users", ("usr", "o"),
+                             "2 row(s) that CHECK constraint not_one of domain any_id (the type of o.u_id) refuses")
+    assert plan["references"][0]["check_refusals"] == {"not_one of domain any_id (u_id)": 2}
+
+
+def test_postgres_a_domain_check_the_repoint_keeps_is_not_reported_and_a_volatile_one_is_not_run(pg, tmp_path):
+    """A nested domain: the inner CHECK (VALUE <> 118) holds for the kept id (evaluated, not reported); the outer
+    one calls a VOLATILE function (it logs each call), which the dry run does not run but names as a risk. The fix
+    then repoints as planned."""
+    pg.execute("CREATE TABLE call_log (n INTEGER)",
+               "CREATE FUNCTION logged_positive(v INTEGER) RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS "
+               "$$ BEGIN INSERT INTO call_log VALUES (v); RETURN v > 0; END $$")
+    _domain_child(pg, ["CREATE DOMAIN uid AS INTEGER CHECK (VALUE <> 118)",
+                       "CREATE DOMAIN logged_uid AS uid CONSTRAINT logged CHECK (logged_positive(VALUE))"],
+                  "logged_uid", "(10, 2)", "(11, 3)")
+    pg.execute("DELETE FROM call_log")
+    path = config_file(tmp_path, pg, [{"name": "users", "table": "usr", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json_out(dry)
+    assert not plan["blockers"], plan["blockers"]
+    assert plan["references"][0]["check_refusals"] == {}
+    notes = [n for n in plan["notes"] if "VOLATILE" in n]
+    assert notes == ["risk: CHECK constraint logged of domain logged_uid (the type of o.u_id) calls VOLATILE "
+                     "function logged_positive(integer), which the dry run does not run: a repointed row of "
+                     "o(u_id) it refuses stops its batch, rolled back, naming it"], plan["notes"]
+    assert pg.scalar("SELECT count(*) FROM call_log") == 0
+    # the fix's own write would call it (and the batch's account would refuse what it logs): it stops logging
+    pg.execute("CREATE OR REPLACE FUNCTION logged_positive(v INTEGER) RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS "
+               "$$ BEGIN RETURN v > 0; END $$")
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id, u_id FROM o ORDER BY id") == [(10, 1), (11, 3)]
+
+
+def test_postgres_a_domain_not_null_the_kept_rows_null_breaks_is_named_up_front(pg, tmp_path):
+    """o references usr(code), a unique column the kept row leaves NULL: the repoint would write NULL into a
+    column whose domain is NOT NULL."""
+    pg.execute("CREATE DOMAIN some_code AS INTEGER NOT NULL",
+               "CREATE TABLE usr (id INTEGER PRIMARY KEY, code INTEGER UNIQUE, email VARCHAR(20) NOT NULL)",
+               "INSERT INTO usr VALUES (1, NULL, 'a'), (2, 5, 'a'), (3, 6, 'b')",
+               "CREATE TABLE o (id INTEGER PRIMARY KEY, u_code some_code REFERENCES usr (code))",
+               "INSERT INTO o VALUES (10, 5), (11, 6)")
+    path = config_file(tmp_path, pg, [{"name": "users", "table": "usr", "key": ["email"]}])
+    before = contents(pg, "usr", "o")
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    plan = json_out(dry)
+    named = [b for b in plan["blockers"] if "NOT NULL of domain" in b]
+    assert named == ["repointing o(u_code) to the kept rows would leave 1 row(s) that the NOT NULL of domain "
+                     "some_code (the type of o.u_code) refuses (the database evaluated it on the repointed values): "
+                     "the batch would be rolled back and the fix would stop there; change those rows (or the "
+                     'constraint) first, or set its on_reference to "archive" (`"o.u_code" = "archive"`)'], named
+    assert plan["references"][0]["check_refusals"] == {"NOT NULL of domain some_code (u_code)": 1}
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
+    assert contents(pg, "usr", "o") == before
