@@ -886,8 +886,10 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
     database says would refuse a repointed row (`ReferencePlan.checks`). Each constraint's expression is the
     server's own text (`Dialect.check_constraints`), evaluated by the server over the rows as the repoint would
     leave them (`_after_repoint`: every repointed reference of the table at once), NULL passing as it does for a
-    CHECK: one read per (referencing table, constraint), none for a table without any. A constraint calling a
-    VOLATILE function is not run (`ReferencePlan.unchecked`)."""
+    CHECK: one read per (referencing table, constraint), none for a table without any. Likewise the constraints
+    of a repointed column's domain (`Dialect.domain_constraints`: PostgreSQL), which the UPDATE checks on the value
+    it assigns: evaluated over that value alone, as `value`, on the rows the reference moves. A constraint calling
+    a VOLATILE function is not run (`ReferencePlan.unchecked`)."""
     repointed: dict[tuple[str | None, str], list[int]] = {}
     for j, found in enumerate(plans):
         ref = found.reference
