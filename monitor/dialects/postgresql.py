@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.dialects import postgresql_values
 from monitor.dialects.base import (
     CATALOG_CHANGED,
     DELETED,
@@ -487,6 +488,12 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 # Keepalives probe an idle connection only: data sent and never acknowledged (a partition just
                 # after a statement went out) would be retransmitted for about 15 minutes (tcp_retries2).
                 "tcp_user_timeout": _KEEPALIVE_WINDOW_MS, "options": " ".join(options)}
+
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float, client_deadline: float) -> None:
+        """`infinity`, `-infinity` and years beyond Python's in a date, timestamp or interval column load as the
+        server's text (`postgresql_values.ServerValue`), which binds back as the same value: psycopg refused to
+        load them, so a preview listing such a row failed."""
+        postgresql_values.register(dbapi.adapters)
 
     driver_bounds_waits = False  # libpq has no read timeout
 
