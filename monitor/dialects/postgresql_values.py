@@ -22,29 +22,12 @@ from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 
+from monitor.dialects.server_value import ServerValue
+
+__all__ = ["ServerValue", "register"]
+
 # The types whose values may lie beyond Python's, by name as psycopg's type registry knows them.
 _TYPES = ("date", "timestamp", "timestamptz", "interval")
-
-
-class ServerValue:
-    """A value of PostgreSQL type `type_name` that Python's types cannot hold, as the server's text (`text`)."""
-
-    __slots__ = ("text", "type_name")
-
-    def __init__(self, text: str, type_name: str) -> None:
-        self.text, self.type_name = text, type_name
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"ServerValue({self.text!r}, {self.type_name!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ServerValue) and (self.text, self.type_name) == (other.text, other.type_name)
-
-    def __hash__(self) -> int:
-        return hash((self.text, self.type_name))
 
 
 class _Dumper(Dumper):
