@@ -30,7 +30,6 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.dialects import postgresql_values
 from monitor.dialects.base import (
     CATALOG_CHANGED,
     DELETED,
@@ -493,6 +492,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """`infinity`, `-infinity` and years beyond Python's in a date, timestamp or interval column load as the
         server's text (`postgresql_values.ServerValue`), which binds back as the same value: psycopg refused to
         load them, so a preview listing such a row failed."""
+        from monitor.dialects import postgresql_values  # psycopg, imported once a connection is made
+
         postgresql_values.register(dbapi.adapters)
 
     driver_bounds_waits = False  # libpq has no read timeout
