@@ -523,6 +523,14 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 # after a statement went out) would be retransmitted for about 15 minutes (tcp_retries2).
                 "tcp_user_timeout": _KEEPALIVE_WINDOW_MS, "options": " ".join(options)}
 
+    def prepare_session(self, dbapi: Any, *, read_only: bool, timeout: float, client_deadline: float) -> None:
+        """`infinity`, `-infinity` and years beyond Python's in a date, timestamp or interval column load as the
+        server's text (`postgresql_values.ServerValue`), which binds back as the same value: psycopg refused to
+        load them, so a preview listing such a row failed."""
+        from monitor.dialects import postgresql_values  # psycopg, imported once a connection is made
+
+        postgresql_values.register(dbapi.adapters)
+
     driver_bounds_waits = False  # libpq has no read timeout
 
     def statement_in_progress(self, dbapi: Any) -> bool:

@@ -373,17 +373,29 @@ def _refuse_unrollable(conn: Connection, record: FixRecord, schema: str | None) 
 
 
 def _refuse_taken_keys(conn: Connection, table: sa.Table, archive: sa.Table, fix_id: str) -> None:
+    """Refuse, nothing changed, when rows written since the fix hold primary keys of archived rows. The refusal
+    names the table, the key's columns, how many and the query that lists them, never a key's value (a natural
+    key is often personal data: an e-mail address)."""
     pk = list(table.primary_key.columns)
     if not pk:
         return
-    taken = conn.execute(
-        sa.select(*[archive.c[c.name] for c in pk]).select_from(archive)
-        .join(table, sa.and_(*[archive.c[c.name] == c for c in pk]))
-        .where(archive.c[FIX_ID_COLUMN] == fix_id).limit(3)).all()
-    if taken:
-        keys = ", ".join(str(tuple(row) if len(row) > 1 else row[0]) for row in taken)
-        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: primary key(s) of archived rows are "
-                         f"taken again in {table.name!r} ({', '.join(c.name for c in pk)} = {keys})")
+    taken = (sa.select(*[archive.c[c.name] for c in pk]).select_from(archive)
+             .join(table, sa.and_(*[archive.c[c.name] == c for c in pk]))
+             .where(archive.c[FIX_ID_COLUMN] == fix_id))
+    count = conn.execute(sa.select(sa.func.count()).select_from(taken.subquery("dupewatch_taken"))).scalar_one()
+    if count:
+        columns = ", ".join(c.name for c in pk)
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: {count} archived row(s) have a primary "
+                         f"key ({columns}) that a row of {table.name!r} written since the fix holds again; list "
+                         f"them with: {_statement_text(conn, taken)}; give those rows another key or delete them, "
+                         "then undo again")
+
+
+def _statement_text(conn: Connection, statement: sa.Select[Any]) -> str:
+    """`statement` as one line of SQL for the operator to run, identifiers quoted by SQLAlchemy (its only
+    literal is dupewatch's own fix id)."""
+    compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+    return " ".join(line.strip() for line in str(compiled).splitlines())
 
 
 def _refuse_missing_parents(conn: Connection, table: sa.Table, archive: sa.Table, fix_id: str) -> None:
@@ -440,9 +452,10 @@ def _point_back(conn: Connection, fix_id: str, planned: Planned) -> int:
                 **{f"v{j}": v for j, v in enumerate(old)}}
         statement = for_backend(conn.dialect.name).abort_on_conflict(repoint_statement(child, pk, fk))
         if conn.execute(statement, back).rowcount != 1:
-            label = f"{entry.child_table}({', '.join(c.name for c in pk)} = {', '.join(map(str, key))})"
-            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: the referencing row {label} was "
-                             "changed or deleted since the fix, so it cannot be pointed back")
+            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a referencing row of "
+                             f"{entry.child_table!r} was changed or deleted since the fix, so it cannot be pointed "
+                             f"back; its key ({', '.join(c.name for c in pk)}) is child_key of the row of "
+                             f"{records.REPOINT_TABLE} with id {entry.id}")
         planned.updated(child, 1)
         moved += 1
     return moved

@@ -12,6 +12,8 @@ from datetime import time as dt_time
 from decimal import Decimal
 from typing import Any
 
+from monitor.dialects.server_value import ServerValue
+
 
 def encode_value(value: Any) -> Any:
     """A JSON-able, type-tagged form of a value that `decode_value` turns back into the same Python value."""
@@ -35,6 +37,8 @@ def encode_value(value: Any) -> Any:
         return {"u": str(value)}
     if isinstance(value, list | tuple):  # an array column's value
         return {"l": [encode_value(v) for v in value]}
+    if isinstance(value, ServerValue):  # PostgreSQL's `infinity`, a year BC: the server's text and its type
+        return {"sv": [value.text, value.type_name]}
     if isinstance(value, dict):  # a JSON document (jsonb): its canonical text, keys sorted as jsonb keeps them
         return {"j": json.dumps(value, sort_keys=True, separators=(",", ":"))}
     return {"s": str(value)}
@@ -43,7 +47,7 @@ def encode_value(value: Any) -> Any:
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "f": float, "d": Decimal, "dt": datetime.fromisoformat, "da": date.fromisoformat,
     "t": dt_time.fromisoformat, "td": lambda s: timedelta(seconds=s),
-    "b": base64.b64decode, "u": uuid.UUID, "s": str, "j": json.loads,
+    "b": base64.b64decode, "u": uuid.UUID, "s": str, "j": json.loads, "sv": lambda v: ServerValue(*v),
 }
 
 

@@ -402,6 +402,9 @@ POSTGRESQL_STREAM_KEYS = {
     "bytea": ("BYTEA", "'\\x00ff'", "'\\x'"),
     "nan": ("FLOAT8", "'-0'", "'NaN'"),
     "infinity": ("NUMERIC", "'-Infinity'", "'Infinity'"),
+    # no Python datetime holds them: read as the server's text (`postgresql_values.ServerValue`), bound back as it
+    "timestamp_infinity": ("TIMESTAMPTZ", "'-infinity'", "'infinity'"),
+    "date_bc": ("DATE", "'0044-03-15 BC'", "'infinity'"),
     # read back as a list and a dict, which Python cannot hash: every re-count failed (a gap)
     "array": ("TEXT[]", "'{a,\"b c\"}'", "'{NULL}'"),
     "jsonb": ("JSONB", "'{\"b\": [1, 2], \"a\": null}'", "'[1, {\"c\": 2}]'"),

@@ -169,3 +169,29 @@ def test_dry_run_api_uses_the_read_only_connection(db):
     assert (plan.groups, plan.rows_to_delete, plan.fix_id) == (2, 3, None)
     assert _user_tables(db) == ["role_membership"]
     assert not sa.inspect(db.engine).has_table("dupewatch_fix")
+
+
+@pytest.mark.parametrize("parent", ["u (email TEXT NOT NULL, n INTEGER)",
+                                    "u (id INTEGER PRIMARY KEY, email TEXT NOT NULL, n INTEGER)"],
+                         ids=["no-pk", "integer-pk"])
+@pytest.mark.parametrize("reference", ["REFERENCES u (rowid)", "REFERENCES u (_ROWID_)"], ids=["rowid", "_rowid_"])
+def test_sqlite_foreign_key_on_the_rowid_is_refused_naming_it(sqlite_db, tmp_path, parent, reference):
+    """SQLite lets `REFERENCES u(rowid)` be declared, and calls it a foreign key mismatch when it enforces it
+    (the parent key must be a declared PRIMARY KEY or UNIQUE column; even an INTEGER PRIMARY KEY, the rowid's
+    alias, must be named as itself). The dry run and the fix crashed with `unexpected KeyError: 'rowid'`: now one
+    line naming the reference, exit 2, nothing changed."""
+    sqlite_db.execute(f"CREATE TABLE {parent}", "INSERT INTO u (email, n) VALUES ('a', 1), ('a', 2), ('b', 3)",
+                      f"CREATE TABLE o (id INTEGER PRIMARY KEY, u_rowid INTEGER {reference})",
+                      "INSERT INTO o VALUES (10, 2)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "c", "table": "u", "key": ["email"]}])
+    before = contents(sqlite_db, "u", "o")
+    for args in (["--dry-run"], ["--yes"]):
+        result = run_cli("fix", "c", "--config", str(path), *args)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "foreign key o(u_rowid) refers to u(" in result.stderr
+        assert "foreign key mismatch" in result.stderr and "unexpected" not in result.stderr
+        assert contents(sqlite_db, "u", "o") == before
+        assert _user_tables(sqlite_db) == ["o", "u"]
+    assert not sa.inspect(sqlite_db.engine).has_table("dupewatch_fix")
+

@@ -97,7 +97,8 @@ def test_undo_refuses_when_a_restored_key_is_taken(db, tmp_path):
     before = contents(db, "checkin", "checkin_credit")
     result = run_cli("undo", fixed["fix_id"], "--config", str(path), "--yes")
     assert result.exit_code == 2
-    assert "primary key(s) of archived rows are taken again in 'checkin' (id = 2)" in result.stderr
+    assert "1 archived row(s) have a primary key (id) that a row of 'checkin' written since the fix holds " \
+        "again" in result.stderr
     assert contents(db, "checkin", "checkin_credit") == before
 
 

@@ -1811,3 +1811,47 @@ def test_a_text_column_added_beside_the_key_keeps_the_state(logins, runner):
     second = r.run()
     assert second.mode == "incremental", second.notes
     r.assert_matches_full_pass(second)
+
+
+def test_postgresql_infinity_in_the_watermark_and_the_key(pg, runner_for):
+    """PostgreSQL's `infinity` (and `-infinity`) in the watermark column and in the key: a value no Python type
+    holds, read as the server's text. The watermark stays at the database's clock (a row dated `infinity` lies in
+    the future, and says so) instead of failing the run, and a key holding it is counted again by binding it
+    back; every run matches the full pass."""
+    pg.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device DATE,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_at ON logins (created_at)",
+               "INSERT INTO logins VALUES (1, 1, 'infinity', '-infinity'), (2, 1, 'infinity', 'infinity'), "
+               "(3, 2, '-infinity', now()), (4, 3, NULL, now())")
+    r = runner_for(pg, incremental="created_at")
+    first = r.run()
+    assert (first.mode, first.groups) == ("full", 1)
+    assert any("infinity" in note and "future" in note for note in first.notes), first.notes
+    pg.execute("INSERT INTO logins VALUES (5, 2, '-infinity', now()), (6, 1, 'infinity', now()), "
+               "(7, 4, '2020-01-01', 'infinity')")
+    second = r.run()
+    assert second.mode == "incremental"
+    assert (second.groups, second.excess_rows) == (2, 3)
+    r.assert_matches_full_pass(second)
+    pg.execute("DELETE FROM logins WHERE id IN (2, 6)")
+    r.restart()
+    third = r.run()
+    assert (third.groups, third.excess_rows) == (1, 1)
+    r.assert_matches_full_pass(third)
+
+
+def test_postgresql_minus_infinity_watermark_is_kept_and_read_back(pg, runner_for):
+    """A watermark of `-infinity` (every row so far dated so) is kept in the state as that value, not as text,
+    and the next run, after a restart, reads from it: rows after it are found."""
+    pg.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device TEXT,"
+               " created_at TIMESTAMPTZ NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_at ON logins (created_at)",
+               "INSERT INTO logins VALUES (1, 1, 'a', '-infinity'), (2, 1, 'a', '-infinity'), (3, 2, 'b', '-infinity')")
+    r = runner_for(pg, incremental="created_at")
+    assert r.run().groups == 1
+    r.restart()
+    pg.execute("INSERT INTO logins VALUES (4, 2, 'b', now()), (5, 3, 'c', '-infinity')")
+    second = r.run()
+    assert second.mode == "incremental"
+    assert (second.groups, second.excess_rows) == (2, 2)
+    r.assert_matches_full_pass(second)

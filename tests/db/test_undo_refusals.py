@@ -58,3 +58,28 @@ def test_the_printed_undo_command_after_add_constraint_is_not_refused(db, tmp_pa
     assert "uq_dupewatch_users_by_name dropped" in undone.stdout
     assert db.rows("SELECT id, name, email FROM users ORDER BY id") == [
         (1, "ann", None), (2, "ann", "ann2@example.org"), (3, "bob", None)]
+
+
+def test_undo_refusal_for_a_taken_natural_key_names_no_value(db, tmp_path):
+    """A natural primary key (an e-mail address) taken again by a row written after the fix: undo refuses,
+    nothing changed, naming the table, the key's columns and how many rows, and printing the query that lists
+    them; the key itself (personal data) is never printed."""
+    secret = "secret.person@example.com"
+    db.execute("CREATE TABLE member (id VARCHAR(40) PRIMARY KEY, name VARCHAR(20) NOT NULL)",
+               f"INSERT INTO member VALUES ('alice@example.com', 'a'), ('{secret}', 'a'), ('x@example.com', 'a'), "
+               "('c@example.com', 'b')")
+    path = config_file(tmp_path, db, [{"name": "c", "table": "member", "key": ["name"]}])
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = json_out(fixed)["fix_id"]
+    db.execute(f"INSERT INTO member VALUES ('{secret}', 'z'), ('x@example.com', 'y')")  # registered again
+    before = contents(db, "member")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2
+    message = undone.stderr
+    assert "example.com" not in message
+    assert "nothing changed" in message and "2 archived row(s) have a primary key (id)" in message
+    assert "'member'" in message
+    assert contents(db, "member") == before
+    query = message.split("list them with: ", 1)[1].split("; give those rows", 1)[0]
+    assert sorted(db.rows(query)) == [(secret,), ("x@example.com",)]

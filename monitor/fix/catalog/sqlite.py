@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from monitor.fix.catalog.base import Catalog, ForeignKey, Trigger, UniqueKey
+from monitor.fix.errors import FixRefused
 
 
 class SqliteCatalog(Catalog):
@@ -23,11 +24,32 @@ class SqliteCatalog(Catalog):
                 if fk["referred_table"].lower() != wanted:
                     continue
                 columns = tuple(fk["constrained_columns"])
-                referred = tuple(fk["referred_columns"]) or tuple(c.name for c in table.primary_key.columns)
+                referred = self._referred(table, schema, child, columns, tuple(fk["referred_columns"]))
                 ondelete, onupdate = self._actions(schema, child, columns)
                 found.append(ForeignKey(schema, child, fk.get("name"), columns, referred, ondelete,
                                         onupdate=onupdate))
         return found
+
+    def _referred(self, table: sa.Table, schema: str | None, child: str, columns: tuple[str, ...],
+                  written: tuple[str, ...]) -> tuple[str, ...]:
+        """The columns of `table` a foreign key of `child(columns)` refers to, as `table` declares them (SQLite
+        matches column names case-insensitively; none written: the primary key). One that is no declared column
+        (`REFERENCES u(rowid)`, or no column written and no primary key) is what SQLite calls a "foreign key
+        mismatch": refused, naming the reference."""
+        names = [c.name for c in table.columns] or \
+            [c["name"] for c in sa.inspect(self.conn).get_columns(table.name, schema=table.schema)]
+        declared = {name.lower(): name for name in names}
+        referred = tuple(declared.get(c.lower(), "") for c in written) if written else \
+            tuple(c.name for c in table.primary_key.columns)
+        if referred and all(referred):
+            return referred
+        where = f"{schema}.{child}" if schema else child
+        to = f"{table.name}({', '.join(written)})" if written else f"{table.name} (its primary key: it has none)"
+        raise FixRefused(
+            f"foreign key {where}({', '.join(columns)}) refers to {to}, which is not a declared column of "
+            f"{table.name}: SQLite calls this a foreign key mismatch (while foreign keys are "
+            f"enforced it refuses writes to both tables), and dupewatch cannot tell which rows it refers to; make "
+            "it refer to a declared key (an INTEGER PRIMARY KEY column is the rowid) or drop it; nothing changed")
 
     def _actions(self, schema: str | None, table: str, columns: tuple[str, ...]) -> tuple[str | None, str | None]:
         """(ON DELETE, ON UPDATE): SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always
