@@ -1048,6 +1048,45 @@ def test_a_delete_under_a_nondeterministic_collation_finds_its_group_by_the_key_
             assert not groups.pending
         assert recorded.gaps == []
 
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
+def test_a_jsonb_key_printed_otherwise_stays_its_group_when_the_spelling_group_by_returned_is_deleted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str) -> None:
+    """jsonb `{"a":1}` = `{"a":1.0}` = `{"a":1.00}` (numbers compare as numeric): one group, printed apart. Read as
+    Python dicts and identified by their JSON text, the group was another once the rows of the spelling GROUP BY
+    returned were deleted: counted as new (DEFAULT), or (FULL: the deleted key re-counted by its own spelling) the
+    old group never dissolved beside the new one, the figures off the table's from then on."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN doc jsonb, REPLICA IDENTITY {identity}")
+    execute(admin, f"CREATE INDEX ON {table} (doc)")
+    execute(admin, f"INSERT INTO {table} (email, doc) VALUES ('a', CAST(:d AS jsonb)), ('b', CAST(:d AS jsonb))",
+            d='{"a":1}')
+    with following_signups(monitor_for, cluster.url, table, key=["doc"]) as (reader, recorded):
+        groups = reader.groups["signups"]
+        assert groups.figures == (1, 1)
+        execute(admin, f"INSERT INTO {table} (email, doc) VALUES ('c', CAST(:c AS jsonb)), ('d', CAST(:d AS jsonb))",
+                c='{"a":1.0}', d='{"a": 1.00}')
+        await_true(lambda: groups.figures == (1, 3) and recorded.events >= 2, "the other spellings joined")
+        execute(admin, f"DELETE FROM {table} WHERE email IN ('a', 'b')")
+        await_true(lambda: recorded.events >= 4 and groups.figures == (1, 1) and not groups.pending,
+                   "the delete of the spelling first read")
+        assert [f.new_groups for _check, f in recorded.figures] == [0] * len(recorded.figures)
+    assert recorded.gaps == []
+
+
+def test_a_range_key_with_an_infinite_timestamp_bound_is_recounted_without_a_gap(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """psycopg reads no timestamp past year 9999 (`infinity`): a tstzrange key `[x,infinity)` read as a Python
+    range failed every re-count of its group, each a gap followed by a full count that failed too. Read as the
+    server's text (`Dialect.polled_key`), it is counted."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN valid tstzrange")
+    execute(admin, f"CREATE INDEX ON {table} (valid)")
+    with following_signups(monitor_for, cluster.url, table, key=["valid"]) as (reader, recorded):
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {table} (email, valid) VALUES ('a', '[2026-03-01Z,infinity)'),"
+                       " ('b', '[\"2026-03-01 01:00+01\",infinity)')")
+        await_true(lambda: groups.figures == (1, 1) and recorded.events >= 2, "the group of an open range")
+    assert recorded.gaps == []
+
+
 def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """Key (team, email) where email is TOASTed: an UPDATE of team alone sends no email (PostgreSQL sends no
