@@ -252,8 +252,12 @@ class LiveGroups:
         old = self._key_of(change.old) if change.old is not None else None
         after = self._row_after(change) if change.new is not None else None
         new = self._key_of(after) if after is not None else None
-        if change.operation == "UPDATE" and old is not None and old == new and not self._where:
-            return  # no key column changed: no group did
+        if change.operation == "UPDATE" and old is not None and old == new and not self._where \
+                and not any(isinstance(v, OneOf) for v in old):
+            # No key column changed: no group did. A value the stream prints alike for several (`OneOf`:
+            # wal2json's `null` for NaN and Infinity) may have changed though it reads the same: an UPDATE of a
+            # float key from NaN to Infinity left the NaN group counted, the Infinity group short of its row.
+            return
         if after is not None and new is None:
             # PostgreSQL sends no unchanged TOASTed value again, and without the old row (the default replica
             # identity) the row's key is not in the stream: whatever group it joined is found by a full count.
