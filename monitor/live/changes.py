@@ -69,6 +69,8 @@ class Transaction:
     unseen: bool = False
     unnamed: str | None = None
     folded: int = 0
+    # The transaction's id as the stream names it (PostgreSQL's xid), where it does: `ChangeStream.unsettled`.
+    xid: str | None = None
 
     @property
     def events(self) -> int:
@@ -131,6 +133,12 @@ class ChangeStream(Protocol):
     def wait(self, timeout: float) -> None:
         """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds
         (a stream that is polled)."""
+
+    def unsettled(self, xids: set[str]) -> set[str]:
+        """Of the transactions `xids` (`Transaction.xid`) read from the stream, those whose rows a new snapshot of
+        the database does not see yet: committed in the log, not yet visible to other sessions (a commit waiting for
+        a synchronous standby). Their keys are re-counted again once they are visible (`LiveReader`). Empty where
+        the stream cannot tell."""
 
     def close(self) -> None:
         """Stop reading; nothing of the stream is left on the server."""

@@ -130,6 +130,9 @@ class LiveReader:
         self._released = False
         self._release_lock = threading.Lock()
         self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
+        # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`):
+        # those transactions, and the keys to re-count once they are.
+        self._unsettled: tuple[set[str], dict[str, Named]] | None = None
         self._groups_saved_at = 0.0  # monotonic
 
     def start(self) -> None:
@@ -434,14 +437,42 @@ class LiveReader:
         """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count
         them and count what it cannot name (`_count_unnamed`); what was read."""
         touched: dict[str, Named] = {}
+        if self._unsettled is not None:  # re-counted once every transaction is visible
+            xids, named = self._unsettled
+            if not (still := self.stream.unsettled(xids)):
+                self._unsettled = None
+                for check, keys in named.items():
+                    if check in self.groups:
+                        touched[check] = keys
+            else:
+                self._unsettled = (still, named)
 
         def fold(change: Change) -> None:
             self._fold(touched, change)
 
         done = self.stream.read(fold)
+        xids = {t.xid for t in done if t.xid is not None}
+        waiting = self.stream.unsettled(xids) if xids else set()  # asked before counting: counted after, it is seen
         self._apply(done, touched)
+        if waiting:
+            self._keep_unsettled(waiting, touched)
         self._count_unnamed(done)
         return done
+
+    def _keep_unsettled(self, xids: set[str], touched: dict[str, Named]) -> None:
+        """Keep the keys just counted (`touched`) to count again once the transactions `xids` are visible: the
+        stream gave them as committed, and the count did not see their rows (`ChangeStream.unsettled`). Kept
+        merged, in bounded memory: past `KEYS_PER_READ` keys a check is counted in full."""
+        before_xids, kept = self._unsettled if self._unsettled is not None else (set(), {})
+        for check, named in touched.items():
+            into = kept.setdefault(check, Named())
+            into.present |= named.present
+            into.left |= named.left
+            into.unknown_old |= named.unknown_old
+            into.overflow |= named.overflow or len(into.present) + len(into.left) > KEYS_PER_READ
+            if into.overflow:
+                into.present, into.left = set(), set()
+        self._unsettled = (before_xids | xids, kept)
 
     def _fold(self, touched: dict[str, Named], change: Change) -> None:
         """Hand `change` to the groups of each check of its table, and what it cascades to (`cascades`)."""

@@ -759,8 +759,17 @@ def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(
         execute(admin, f'UPDATE "{name}" SET id = 10')
         execute(admin, f'DELETE FROM "{name}"')
         changes: list[Any] = []
-        await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= 3,
-                   "three changes")
+        xids: list[str | None] = []  # each transaction's id, asked of the server once read (`unsettled`)
+
+        def read() -> bool:
+            for transaction in stream.read():
+                changes.extend(transaction.changes)
+                xids.append(transaction.xid)
+            return len(changes) >= 3
+
+        await_true(read, "three changes")
+        assert len(xids) == 3 and all(x is not None and x.isdigit() for x in xids), xids
+        assert stream.unsettled({str(x) for x in xids}) == set()  # committed and visible
     finally:
         stream.close()
         execute(admin, f'DROP TABLE "{name}"')
@@ -1103,6 +1112,63 @@ def test_a_float_key_updated_between_values_wal2json_prints_alike_is_recounted(
         assert groups.figures == (2, 2)
         execute(admin, f"UPDATE {table} SET score = 'Infinity' WHERE email = 'a'")
         await_true(lambda: groups.figures == (1, 2) and recorded.events >= 1, "NaN dissolved, Infinity grown")
+    assert recorded.gaps == []
+
+
+@contextmanager
+def synchronous_standby_awaited(cluster: Cluster) -> Iterator[None]:
+    """The throwaway cluster waits for a synchronous standby that never answers, in sessions that ask for it
+    (`SET synchronous_commit = on`): every other session commits locally, as before."""
+    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+
+    def configure(standby: str, commit: str) -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"ALTER SYSTEM SET synchronous_standby_names = '{standby}'"))
+            conn.execute(sa.text(f"ALTER SYSTEM SET synchronous_commit = {commit}"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+
+        def applied() -> bool:
+            with engine.connect() as fresh:
+                return bool(fresh.execute(sa.text("SHOW synchronous_standby_names")).scalar() == standby)
+
+        await_true(applied, "the setting reloaded")
+
+    configure("dw_absent_standby", "local")
+    try:
+        yield
+    finally:
+        configure("", "on")
+        engine.dispose()
+
+
+def test_a_duplicate_committed_while_waiting_for_a_synchronous_standby_is_counted_once_visible(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Logical decoding returns a transaction once its commit record is flushed; the committing session makes its
+    rows visible only after its synchronous standby answers. Re-counted in between, the new duplicate counted as
+    the single row it was, and no later change named its key: never shown. Its keys are re-counted again once it
+    is visible (here: its wait cancelled, the transaction committed locally)."""
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('a')")
+    with synchronous_standby_awaited(cluster), following_signups(monitor_for, cluster.url, table) as (reader, recorded):
+        groups = reader.groups["signups"]
+        backend: list[int] = []
+
+        def commit_waiting() -> None:
+            with admin.connect() as conn:
+                backend.append(int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()))
+                conn.execute(sa.text("SET synchronous_commit = on"))
+                conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('a')"))  # waits for the standby
+
+        writer = threading.Thread(target=commit_waiting)
+        writer.start()
+        try:
+            await_true(lambda: recorded.events >= 1, "the commit read while it waits for the standby")
+            assert groups.figures == (0, 0)  # not visible yet
+        finally:
+            await_true(lambda: bool(backend), "the writer's session")
+            execute(admin, "SELECT pg_cancel_backend(:p)", p=backend[0])  # committed locally: now visible
+            writer.join()
+        await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
+        assert sum(f.new_groups for _check, f in recorded.figures) == 1
     assert recorded.gaps == []
 
 
