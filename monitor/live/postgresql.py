@@ -92,6 +92,7 @@ class LogicalDecodingStream:
     """One database's changes, from a temporary logical slot; `open()`, then `read()` repeatedly, `close()`."""
 
     typed_values = False  # both plugins' values are read as the server's text
+    recount_again = 0.0  # `unsettled` tells
 
     def __init__(self, database: str, url: URL, rules: Dialect, *, batch: int = 10_000,
                  plugins: tuple[Plugin, ...] = PLUGINS) -> None:
