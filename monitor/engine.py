@@ -460,6 +460,8 @@ class Monitor:
         with self._groups_lock:  # a run changes them in place (`IncrementalCheck._applied`)
             group = state.groups.get(wanted) or next(
                 (g for g in state.groups.values() if g.spelling == wanted), None)
+            if group is None and (incremental := self._incremental.get(check)) is not None:
+                group = incremental.group_shown_as(state.groups, state.generation, key)
         if group is None:
             return None
         seen = datetime.fromtimestamp(group.first_seen_at).astimezone()

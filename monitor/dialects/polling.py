@@ -38,7 +38,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
 - `polled_key(expr)`: a key expression (`TableCheck.key_reads`) as an incremental run reads its values and binds
   them back in the lookups of known groups and keys read: itself, or where the driver's Python form of the value
   does not bind back as the same value, as the database's text of it cast back on the server
-  (`expressions.ServerText`).
+  (`expressions.ServerText`). `shown_key_value(expr, shown, value)`: a value `expr` (a `polled_key`) read, as
+  `shown` (the key expression it carries) is read (what the dashboard's group page shows): itself by default.
 - `counts_window_on_server(columns)`: whether the rows past the watermark are read and their keys counted by the
   database in one statement, which returns each key's group identity as text and its count (`concat`: integer
   keys only, whose text is their identity), instead of sending the rows to the client.
@@ -237,6 +238,9 @@ class Polling:
 
     def polled_key(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         return expr
+
+    def shown_key_value(self, expr: ColumnElement[Any], shown: ColumnElement[Any], value: Any) -> Any:
+        return value
 
     def counts_window_on_server(self, columns: Sequence[sa.Column[Any]]) -> bool:
         return False

@@ -37,13 +37,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.adapt import Transformer
+from psycopg.pq import Format
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ranges
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -59,6 +64,7 @@ from monitor.dialects.polling import (
 )
 
 _POSTGRESQL: sa.engine.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # how CREATE INDEX is written
+_PSYCOPG: sa.engine.Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]  # as psycopg gives a key
 
 if TYPE_CHECKING:
     from monitor.detect import TableCheck
@@ -176,6 +182,28 @@ class PostgreSQLPolling(Polling):
         if hashed is None:
             return expr
         return sa.type_coerce(expr, ServerText(str(expr.type.compile(dialect=_POSTGRESQL)), hashed))
+
+    def shown_key_value(self, expr: ColumnElement[Any], shown: ColumnElement[Any], value: Any) -> Any:
+        """The server's text of a key `polled_key` carries, loaded as the group page reads `shown`: by psycopg's
+        loader of the type (by its name in psycopg's registry of the built-in types), then SQLAlchemy's result
+        processor of `shown`'s type (a psycopg `Range` made SQLAlchemy's); an inet's text, which always has its
+        mask (`10.0.0.1/32`), as the address the column prints without it. A value it cannot load stays text."""
+        kind = expr.type
+        if not isinstance(kind, ServerText) or not isinstance(value, str):
+            return value
+        info = psycopg.adapters.types.get(kind.spec.lower())
+        if info is None:
+            return value
+        try:
+            loaded = Transformer().get_loader(info.oid, Format.TEXT).load(value.encode())
+        except (psycopg.Error, ValueError):
+            return value
+        host = isinstance(loaded, ipaddress.IPv4Interface | ipaddress.IPv6Interface) \
+            and loaded.network.prefixlen == loaded.max_prefixlen
+        if host and isinstance(shown.type, postgresql.INET):
+            return loaded.ip
+        processor = shown.type.dialect_impl(_PSYCOPG).result_processor(_PSYCOPG, None)
+        return processor(loaded) if processor is not None else loaded
 
     def counts_keys_as_json(self, columns: Sequence[sa.Column[Any]]) -> bool:
         """Integer and plain text keys: their JSON text casts back to the column's type exactly."""

@@ -120,6 +120,9 @@ class IncrementalCheck:
         # `=` with).
         self.exprs = [self.rules.polled_key(r) for r in resolved.key_reads]
         self.read_as_stored = any(r is not e for r, e in zip(self.exprs, resolved.key_exprs, strict=True))
+        # Key columns spelled in the state otherwise than the group page shows them (`Dialect.shown_key_value`)
+        self._shown_apart = any(p is not r for p, r in zip(self.exprs, resolved.key_reads, strict=True))
+        self._shown: tuple[tuple[int, int], dict[Any, KnownGroup]] = ((-1, -1), {})  # (generation, groups) -> map
         self.identity_exprs = resolved.group_identities(self.exprs)
         self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
         self.row_ids = self._row_id_columns()
@@ -456,6 +459,23 @@ class IncrementalCheck:
             text = group.spelling if group is not None and group.spelling is not None else identity
             values = self._spellings[identity] = decode_key(text)
         return values
+
+    def group_shown_as(self, groups: dict[str, KnownGroup], generation: int, key: Sequence[Any]) -> KnownGroup | None:
+        """The known group (of `groups`, the state of `generation`) whose key the group page shows as `key` (the
+        driver's values of `TableCheck.key_reads`), where the state spells keys otherwise (`polled_key`: a jsonb,
+        range or address key as the server's text), or None. The dashboard's FIRST SEEN mark looked `key` up
+        among those spellings and found none: blank for every such group. The map is made once per state."""
+        if not self._shown_apart:
+            return None
+        made, shown = self._shown
+        if made != (generation, len(groups)):
+            rules = self.rules
+            reads = self.resolved.key_reads
+            shown = {_comparable(tuple(rules.shown_key_value(e, r, v) for e, r, v in
+                                       zip(self.exprs, reads, self.spelling(identity, group), strict=True))): group
+                     for identity, group in groups.items()}
+            self._shown = ((generation, len(groups)), shown)
+        return shown.get(_comparable(tuple(key)))
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -1077,3 +1097,35 @@ def full_pass_due(state: IncrementalState | None, fingerprint: str, full_every: 
     if state is None or state.fingerprint != fingerprint or state.last_full_at is None or state.watermark is None:
         return True
     return (now if now is not None else time.time()) - state.last_full_at >= full_every
+
+
+def _comparable(value: Any) -> Any:
+    """`value` as a dict key equal for values Python finds equal: a JSON document as its canonical text (numbers
+    that are whole as integers: jsonb `1.0` is `1`), a sequence (an array, a multirange) as a tuple."""
+    if isinstance(value, str | bytes):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return json.dumps(_whole(value), sort_keys=True, default=str)
+    if isinstance(value, tuple | list) or not _hashable(value):
+        return tuple(_comparable(v) for v in value)
+    return value
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

@@ -69,6 +69,8 @@ class Transaction:
     unseen: bool = False
     unnamed: str | None = None
     folded: int = 0
+    # The transaction's id as the stream names it (PostgreSQL's xid), where it does: `ChangeStream.unsettled`.
+    xid: str | None = None
 
     @property
     def events(self) -> int:
@@ -107,6 +109,10 @@ class ChangeStream(Protocol):
     """One database's change stream (see monitor/live/postgresql.py, monitor/live/mysql.py)."""
 
     typed_values: bool  # row values arrive as Python values of the column's type, not as text to cast
+    # 0 where `unsettled` tells which transactions read are not visible yet; else (a stream that cannot tell) the
+    # seconds after which the keys of each read are counted once more: a transaction is handed out once logged,
+    # and may become visible to other sessions only later.
+    recount_again: float
     # Where the stream's changes were all handed out by `read()` (text; None before it opened): what the reader
     # saves once it counted them, for a stream opened later (a restarted daemon) to resume from.
     position: str | None
@@ -131,6 +137,12 @@ class ChangeStream(Protocol):
     def wait(self, timeout: float) -> None:
         """Return once changes may be there to `read()` (a stream fed by a thread), or after `timeout` seconds
         (a stream that is polled)."""
+
+    def unsettled(self, xids: set[str]) -> set[str]:
+        """Of the transactions `xids` (`Transaction.xid`) read from the stream, those whose rows a new snapshot of
+        the database does not see yet: committed in the log, not yet visible to other sessions (a commit waiting for
+        a synchronous standby). Their keys are re-counted again once they are visible (`LiveReader`). Empty where
+        the stream cannot tell."""
 
     def close(self) -> None:
         """Stop reading; nothing of the stream is left on the server."""

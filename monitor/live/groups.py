@@ -117,20 +117,27 @@ class LiveGroups:
         self.key_names = [column.name for column in resolved.key_columns]
         self.known: dict[Key, tuple[Key, int]] = {}  # identity -> (normalised key, rows)
         self._excess = 0  # the excess rows of `known`, kept as it changes (summing it per batch cost a core)
-        identities = resolved.group_identities(resolved.key_exprs)
-        # Python's equality of keys is the database's (no collation makes two spellings one group)
-        self._exact_identity = all(i is e for i, e in zip(identities, resolved.key_exprs, strict=True))
         # Key values are read, and bound back, as the database stores them (`Dialect.as_stored`): a MySQL DOUBLE
         # read as a Decimal of 10 places would make 1e-300 and 2e-300 one group, and find neither when bound.
-        self.reads = resolved.key_reads
-        self.identity = [r if i is e else i for i, e, r in zip(identities, resolved.key_exprs, self.reads, strict=True)]
-        # Where each key column's identity is its value or its hash under a nondeterministic collation, which the
-        # typed value carries (`_typed` casts to the column's type, collation included), a key no row has any more
-        # is identified by the database from the value itself, not looked up among the known keys' spellings
-        # (another spelling of a known group would queue every known group for a re-count).
+        # Where the driver's value does not bind back as itself, as the poll reads them (`Dialect.polled_key`): the
+        # database's text, cast back on the server, and identified by the type's hash where equal values print
+        # apart (jsonb `{"a":1}` = `{"a":1.0}`: read as Python dicts, identified by their JSON text, the group was
+        # another once the spelling GROUP BY returned was deleted, never dissolved, and counted as new; a range
+        # with an infinite timestamp bound, which psycopg cannot read, failed every re-count, each a gap).
+        rules = resolved.rules
+        self.reads = [rules.polled_key(r) for r in resolved.key_reads]
+        self._polled = [p is not r for p, r in zip(self.reads, resolved.key_reads, strict=True)]
+        self.identity = self._identities(resolved.key_exprs, self.reads)
+        # Python's equality of keys is the database's (no collation makes two spellings one group)
+        self._exact_identity = all(i is r for i, r in zip(self.identity, self.reads, strict=True))
+        # Where each key column's identity is its value, its hash under a nondeterministic collation or its type's
+        # hash (`polled_key`), which the typed value carries (`_typed` casts to the column's type, collation
+        # included), a key no row has any more is identified by the database from the value itself, not looked up
+        # among the known keys' spellings (another spelling of a known group would queue every known group for a
+        # re-count).
         self._identified_by_value = not self._exact_identity and all(
-            i is e or getattr(resolved.compared.get(c.name), "kind", None) == "collation"
-            for c, i, e in zip(resolved.key_columns, identities, resolved.key_exprs, strict=True))
+            i is r or polled or getattr(resolved.compared.get(c.name), "kind", None) == "collation"
+            for c, i, r, polled in zip(resolved.key_columns, self.identity, self.reads, self._polled, strict=True))
         self.pending: dict[Key, None] = {}  # known groups queued for a re-count, oldest first
         self.recounted = 0  # groups re-counted from changes since the start (the cost live mode pays)
         self._where = bool(resolved.check.where)
@@ -139,6 +146,20 @@ class LiveGroups:
         self._dirty: set[Key] = set()
         self._replaced = True
         self._saved_once = False  # the store holds what `known` was at the last save (none yet: all of them)
+
+    def _identities(self, exprs: list[ColumnElement[Any]], reads: list[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+        """The group identity of each key value `exprs` (one per key column, of its type), read as `reads`: the
+        value as read where the database's equality is Python's, else as the dialect identifies it
+        (`TableCheck.group_identities`; of the value as the poll reads it where it is read so: `polled_key`)."""
+        plain = self.resolved.group_identities(exprs)
+        carried = self.resolved.group_identities(reads)
+        return [c if polled else (r if p is e else p)
+                for p, c, e, r, polled in zip(plain, carried, exprs, reads, self._polled, strict=True)]
+
+    def _read(self, exprs: list[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+        """Key values (one per key column, of its type) as the key columns are read (`reads`)."""
+        rules = self.resolved.rules
+        return [rules.polled_key(e) if polled else e for e, polled in zip(exprs, self._polled, strict=True)]
 
     @property
     def figures(self) -> tuple[int, int]:
@@ -153,7 +174,11 @@ class LiveGroups:
         columns = [(c.name, type(c.type).__name__, getattr(c.type, "collation", None))
                    for c in self.resolved.key_columns]
         compared = sorted((name, *c.fingerprinted) for name, c in self.resolved.compared.items())
-        return hashlib.sha256(json.dumps(["live groups", 1, columns, compared], default=str).encode()).hexdigest()
+        # Key columns identified by their type's hash or text (`polled_key`) since identities were saved as the
+        # driver's values: those saved before are not compared with (a restart counts the baseline, no group new).
+        polled = [["polled", c.name] for c, p in zip(self.resolved.key_columns, self._polled, strict=True) if p]
+        return hashlib.sha256(json.dumps(["live groups", 1, columns, compared, *polled], default=str).encode()
+                              ).hexdigest()
 
     # -- full count -------------------------------------------------------------------------------
 
@@ -227,8 +252,12 @@ class LiveGroups:
         old = self._key_of(change.old) if change.old is not None else None
         after = self._row_after(change) if change.new is not None else None
         new = self._key_of(after) if after is not None else None
-        if change.operation == "UPDATE" and old is not None and old == new and not self._where:
-            return  # no key column changed: no group did
+        if change.operation == "UPDATE" and old is not None and old == new and not self._where \
+                and not any(isinstance(v, OneOf) for v in old):
+            # No key column changed: no group did. A value the stream prints alike for several (`OneOf`:
+            # wal2json's `null` for NaN and Infinity) may have changed though it reads the same: an UPDATE of a
+            # float key from NaN to Infinity left the NaN group counted, the Infinity group short of its row.
+            return
         if after is not None and new is None:
             # PostgreSQL sends no unchanged TOASTed value again, and without the old row (the default replica
             # identity) the row's key is not in the stream: whatever group it joined is found by a full count.
@@ -360,10 +389,11 @@ class LiveGroups:
         rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
                       for e in self.identity]
-        own = r.group_identities(keys) if self._identified_by_value else []
+        read = self._read(keys)
+        own = self._identities(keys, read) if self._identified_by_value else []
         width = len(keys)
         self.recounted += 1
-        row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(keys)],
+        row = conn.execute(sa.select(*[k.label(f"k{i}") for i, k in enumerate(read)],
                                      *[e.label(f"i{i}") for i, e in enumerate(identities)],
                                      *[e.label(f"o{i}") for i, e in enumerate(own)], rows)).one()
         if not row[-1]:

@@ -73,7 +73,8 @@ class Plugin:
     parse: Parse
 
 
-WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1"), wal2json.transactions)
+WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1", "include-xids", "1"),
+                  wal2json.transactions)
 TEST_DECODING = Plugin("test_decoding", ("include-timestamp", "1", "skip-empty-xacts", "1"),
                        test_decoding.transactions)
 PLUGINS = (WAL2JSON, TEST_DECODING)  # preferred first; test_decoding ships with PostgreSQL
@@ -91,6 +92,7 @@ class LogicalDecodingStream:
     """One database's changes, from a temporary logical slot; `open()`, then `read()` repeatedly, `close()`."""
 
     typed_values = False  # both plugins' values are read as the server's text
+    recount_again = 0.0  # `unsettled` tells
 
     def __init__(self, database: str, url: URL, rules: Dialect, *, batch: int = 10_000,
                  plugins: tuple[Plugin, ...] = PLUGINS) -> None:
@@ -330,6 +332,23 @@ class LogicalDecodingStream:
         self._shapes[int(row[2])] = (str(row[0]), str(row[1]), str(row[3]))
         return str(row[0]), str(row[1])
 
+    def unsettled(self, xids: set[str]) -> set[str]:
+        """The transactions of `xids` a new snapshot does not see (`_UNSETTLED`). Logical decoding returns a
+        transaction once its commit record is flushed; the committing session makes it visible after that, and
+        with a synchronous standby only once the standby answers (or the wait is cancelled): a re-count before then
+        counted the rows as they were, and the duplicate they made was never shown. Raises `StreamLost`."""
+        if self._conn is None:
+            raise StreamLost(f"database {self.database}: live stream is not open")
+        wanted = sorted(int(x) for x in xids if x.isdigit())
+        if not wanted:
+            return set()
+        try:
+            row = self._conn.execute(_UNSETTLED, (wanted,)).fetchone()
+        except psycopg.Error as exc:
+            self.close()
+            raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        return {str(x) for x in (row[0] if row is not None and row[0] is not None else [])}
+
     def close(self) -> None:
         """End the session; the server drops the temporary slot with it."""
         conn, self._conn, self.slot = self._conn, None, None
@@ -365,6 +384,15 @@ _EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM pg_partition_tree(c.
           " t.relid WHERE t.relid::oid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
           " (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap')"
           " AND pg_relation_size(p.oid) = 0)))")
+
+# Of the 32-bit transaction ids bound (decoded, so committed in the WAL), those a new snapshot does not see: each is
+# `d` ids behind the snapshot's xmax (modulo 2^32; the epoch is the snapshot's); at or past xmax (`d` = 0, or more
+# than 2^31 behind: ahead of it) or listed as running, it is not visible yet. A committing session leaves the running
+# transactions (and moves xmax past its id) only after its commit record is flushed and, with a synchronous standby,
+# answered: until then its id is at or past xmax (measured, PostgreSQL 15: `725:725:` while 725 waited on SyncRep).
+_UNSETTLED = ("SELECT array_agg(x) FROM unnest(%s::bigint[]) AS x, txid_current_snapshot() AS s,"
+              " LATERAL (SELECT ((txid_snapshot_xmax(s) - x) %% 4294967296 + 4294967296) %% 4294967296 AS d) AS behind"
+              " WHERE d = 0 OR d > 2147483648 OR NOT txid_visible_in_snapshot(txid_snapshot_xmax(s) - d, s)")
 
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 

@@ -130,6 +130,14 @@ class LiveReader:
         self._released = False
         self._release_lock = threading.Lock()
         self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
+        # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`):
+        # those transactions, and the keys to re-count once they are.
+        self._unsettled: tuple[set[str], dict[str, Named]] | None = None
+        # A stream that cannot tell (`ChangeStream.recount_again`): the keys read since the last hand-over, and
+        # those handed over, counted again once their time comes (between one and two such delays after a read).
+        self._again_every = stream.recount_again
+        self._again: dict[str, Named] = {}
+        self._again_due: tuple[float, dict[str, Named]] | None = None
         self._groups_saved_at = 0.0  # monotonic
 
     def start(self) -> None:
@@ -432,16 +440,53 @@ class LiveReader:
 
     def _read_and_apply(self) -> list[Transaction]:
         """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count
-        them and count what it cannot name (`_count_unnamed`); what was read."""
+        them and count what it cannot name (`_count_unnamed`); what was read. Keys counted before their
+        transactions were visible, or that the stream cannot tell of, are counted again (`_settled`)."""
         touched: dict[str, Named] = {}
 
         def fold(change: Change) -> None:
             self._fold(touched, change)
 
         done = self.stream.read(fold)
+        xids = {t.xid for t in done if t.xid is not None}
+        waiting = self.stream.unsettled(xids) if xids else set()  # asked before counting: counted after, it is seen
+        read = {check: _copy(named) for check, named in touched.items()} if waiting or self._again_every else {}
+        for check, named in self._settled().items():
+            if check in self.groups:
+                _merge(touched, check, named)
         self._apply(done, touched)
+        if waiting:
+            before_xids, kept = self._unsettled if self._unsettled is not None else (set(), {})
+            for check, named in read.items():
+                _merge(kept, check, named)
+            self._unsettled = (before_xids | waiting, kept)
+        elif self._again_every and read:
+            for check, named in read.items():
+                _merge(self._again, check, named)
         self._count_unnamed(done)
         return done
+
+    def _settled(self) -> dict[str, Named]:
+        """The keys to count again now: those of reads whose transactions were not visible yet (`ChangeStream.
+        unsettled`) once they all are; and, for a stream that cannot tell (`ChangeStream.recount_again`), those
+        read between `recount_again` and twice that many seconds ago."""
+        settled: dict[str, Named] = {}
+        if self._unsettled is not None:
+            xids, named = self._unsettled
+            if not (still := self.stream.unsettled(xids)):
+                self._unsettled = None
+                settled = named
+            else:
+                self._unsettled = (still, named)
+        if self._again_every:
+            now = time.monotonic()
+            if self._again_due is not None and now >= self._again_due[0]:
+                for check, keys in self._again_due[1].items():
+                    _merge(settled, check, keys)
+                self._again_due = None
+            if self._again_due is None and self._again:
+                self._again_due, self._again = (now + self._again_every, self._again), {}
+        return settled
 
     def _fold(self, touched: dict[str, Named], change: Change) -> None:
         """Hand `change` to the groups of each check of its table, and what it cascades to (`cascades`)."""
@@ -503,3 +548,19 @@ def wait_following(readers: list[LiveReader], timeout: float) -> bool:
     """For callers that must not race the first full count (tests, a one-shot run)."""
     deadline = time.monotonic() + timeout
     return all(reader.following.wait(max(deadline - time.monotonic(), 0)) for reader in readers)
+
+
+def _copy(named: Named) -> Named:
+    return Named(set(named.present), set(named.left), named.unknown_old, named.overflow)
+
+
+def _merge(into: dict[str, Named], check: str, named: Named) -> None:
+    """`named` added to what `into` names of `check`, in bounded memory: past `KEYS_PER_READ` keys the check is
+    counted in full (`Named.overflow`)."""
+    kept = into.setdefault(check, Named())
+    kept.present |= named.present
+    kept.left |= named.left
+    kept.unknown_old |= named.unknown_old
+    kept.overflow |= named.overflow or len(kept.present) + len(kept.left) > KEYS_PER_READ
+    if kept.overflow:
+        kept.present, kept.left = set(), set()

@@ -39,7 +39,7 @@ def transactions(lines: list[str], pending: Transaction | None = None, fold: Fol
     current = pending
     for line in lines:
         if line.startswith("BEGIN"):
-            current = Transaction()
+            current = Transaction(xid=line.split()[1] if len(line.split()) > 1 else None)
         elif line.startswith("COMMIT"):
             finished = current or Transaction()
             finished.committed_at = commit_time(line)

@@ -41,7 +41,8 @@ def transactions(lines: list[str], pending: Transaction | None = None, fold: Fol
         record = _record(line)
         action = record.get("action")
         if action == "B":
-            current = Transaction()
+            xid = record.get("xid")
+            current = Transaction(xid=None if xid is None else str(xid))
         elif action == "C":
             finished = current or Transaction()
             finished.committed_at = _timestamp(record)

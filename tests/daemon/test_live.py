@@ -762,8 +762,17 @@ def test_the_stream_reads_quoted_names_and_values_as_the_server_prints_them(
         execute(admin, f'UPDATE "{name}" SET id = 10')
         execute(admin, f'DELETE FROM "{name}"')
         changes: list[Any] = []
-        await_true(lambda: bool(changes.extend(c for t in stream.read() for c in t.changes)) or len(changes) >= 3,
-                   "three changes")
+        xids: list[str | None] = []  # each transaction's id, asked of the server once read (`unsettled`)
+
+        def read() -> bool:
+            for transaction in stream.read():
+                changes.extend(transaction.changes)
+                xids.append(transaction.xid)
+            return len(changes) >= 3
+
+        await_true(read, "three changes")
+        assert len(xids) == 3 and all(x is not None and x.isdigit() for x in xids), xids
+        assert stream.unsettled({str(x) for x in xids}) == set()  # committed and visible
     finally:
         stream.close()
         execute(admin, f'DROP TABLE "{name}"')
@@ -1051,6 +1060,121 @@ def test_a_delete_under_a_nondeterministic_collation_finds_its_group_by_the_key_
             assert not groups.pending
         assert recorded.gaps == []
 
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
+def test_a_jsonb_key_printed_otherwise_stays_its_group_when_the_spelling_group_by_returned_is_deleted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str) -> None:
+    """jsonb `{"a":1}` = `{"a":1.0}` = `{"a":1.00}` (numbers compare as numeric): one group, printed apart. Read as
+    Python dicts and identified by their JSON text, the group was another once the rows of the spelling GROUP BY
+    returned were deleted: counted as new (DEFAULT), or (FULL: the deleted key re-counted by its own spelling) the
+    old group never dissolved beside the new one, the figures off the table's from then on."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN doc jsonb, REPLICA IDENTITY {identity}")
+    execute(admin, f"CREATE INDEX ON {table} (doc)")
+    execute(admin, f"INSERT INTO {table} (email, doc) VALUES ('a', CAST(:d AS jsonb)), ('b', CAST(:d AS jsonb))",
+            d='{"a":1}')
+    with following_signups(monitor_for, cluster.url, table, key=["doc"]) as (reader, recorded):
+        groups = reader.groups["signups"]
+        assert groups.figures == (1, 1)
+        execute(admin, f"INSERT INTO {table} (email, doc) VALUES ('c', CAST(:c AS jsonb)), ('d', CAST(:d AS jsonb))",
+                c='{"a":1.0}', d='{"a": 1.00}')
+        await_true(lambda: groups.figures == (1, 3) and recorded.events >= 2, "the other spellings joined")
+        execute(admin, f"DELETE FROM {table} WHERE email IN ('a', 'b')")
+        await_true(lambda: recorded.events >= 4 and groups.figures == (1, 1) and not groups.pending,
+                   "the delete of the spelling first read")
+        assert [f.new_groups for _check, f in recorded.figures] == [0] * len(recorded.figures)
+    assert recorded.gaps == []
+
+
+def test_a_range_key_with_an_infinite_timestamp_bound_is_recounted_without_a_gap(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """psycopg reads no timestamp past year 9999 (`infinity`): a tstzrange key `[x,infinity)` read as a Python
+    range failed every re-count of its group, each a gap followed by a full count that failed too. Read as the
+    server's text (`Dialect.polled_key`), it is counted."""
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN valid tstzrange")
+    execute(admin, f"CREATE INDEX ON {table} (valid)")
+    with following_signups(monitor_for, cluster.url, table, key=["valid"]) as (reader, recorded):
+        groups = reader.groups["signups"]
+        execute(admin, f"INSERT INTO {table} (email, valid) VALUES ('a', '[2026-03-01Z,infinity)'),"
+                       " ('b', '[\"2026-03-01 01:00+01\",infinity)')")
+        await_true(lambda: groups.figures == (1, 1) and recorded.events >= 2, "the group of an open range")
+    assert recorded.gaps == []
+
+
+def test_a_float_key_updated_between_values_wal2json_prints_alike_is_recounted(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, plugin: str) -> None:
+    """wal2json prints NaN and Infinity alike (`null`), so with the whole old row an UPDATE from NaN to Infinity
+    read as leaving the key as it was: nothing re-counted, the NaN group left counted and the Infinity group short
+    of its row."""
+    if plugin != "wal2json":
+        pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN score float8, REPLICA IDENTITY FULL")
+    execute(admin, f"CREATE INDEX ON {table} (score)")
+    execute(admin, f"INSERT INTO {table} (email, score) VALUES ('a', 'NaN'), ('b', 'NaN'), ('c', 'Infinity'),"
+                   " ('d', 'Infinity')")
+    with following_signups(monitor_for, cluster.url, table, key=["score"]) as (reader, recorded):
+        groups = reader.groups["signups"]
+        assert groups.figures == (2, 2)
+        execute(admin, f"UPDATE {table} SET score = 'Infinity' WHERE email = 'a'")
+        await_true(lambda: groups.figures == (1, 2) and recorded.events >= 1, "NaN dissolved, Infinity grown")
+    assert recorded.gaps == []
+
+
+@contextmanager
+def synchronous_standby_awaited(cluster: Cluster) -> Iterator[None]:
+    """The throwaway cluster waits for a synchronous standby that never answers, in sessions that ask for it
+    (`SET synchronous_commit = on`): every other session commits locally, as before."""
+    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+
+    def configure(standby: str, commit: str) -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"ALTER SYSTEM SET synchronous_standby_names = '{standby}'"))
+            conn.execute(sa.text(f"ALTER SYSTEM SET synchronous_commit = {commit}"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+
+        def applied() -> bool:
+            with engine.connect() as fresh:
+                return bool(fresh.execute(sa.text("SHOW synchronous_standby_names")).scalar() == standby)
+
+        await_true(applied, "the setting reloaded")
+
+    configure("dw_absent_standby", "local")
+    try:
+        yield
+    finally:
+        configure("", "on")
+        engine.dispose()
+
+
+def test_a_duplicate_committed_while_waiting_for_a_synchronous_standby_is_counted_once_visible(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """Logical decoding returns a transaction once its commit record is flushed; the committing session makes its
+    rows visible only after its synchronous standby answers. Re-counted in between, the new duplicate counted as
+    the single row it was, and no later change named its key: never shown. Its keys are re-counted again once it
+    is visible (here: its wait cancelled, the transaction committed locally)."""
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('a')")
+    with synchronous_standby_awaited(cluster), following_signups(monitor_for, cluster.url, table) as (reader, recorded):
+        groups = reader.groups["signups"]
+        backend: list[int] = []
+
+        def commit_waiting() -> None:
+            with admin.connect() as conn:
+                backend.append(int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()))
+                conn.execute(sa.text("SET synchronous_commit = on"))
+                conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('a')"))  # waits for the standby
+
+        writer = threading.Thread(target=commit_waiting)
+        writer.start()
+        try:
+            await_true(lambda: recorded.events >= 1, "the commit read while it waits for the standby")
+            assert groups.figures == (0, 0)  # not visible yet
+        finally:
+            await_true(lambda: bool(backend), "the writer's session")
+            execute(admin, "SELECT pg_cancel_backend(:p)", p=backend[0])  # committed locally: now visible
+            writer.join()
+        await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
+        assert sum(f.new_groups for _check, f in recorded.figures) == 1
+    assert recorded.gaps == []
+
+
 def test_a_key_update_beside_an_unchanged_toasted_key_column_is_counted(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """Key (team, email) where email is TOASTed: an UPDATE of team alone sends no email (PostgreSQL sends no
@@ -1129,6 +1253,35 @@ def test_mariadb_an_update_of_no_key_column_recounts_nothing_and_a_key_update_re
         non_key, key = recounts_of_updates(engine, table, reader, recorded)
         assert reader.groups["signups"].figures == (2, 3)
     assert (non_key, key) == (0, 2)
+
+
+def test_mariadb_keys_counted_before_their_transaction_was_visible_are_counted_again(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """The binary log is sent once written, before the engine's commit makes its rows visible to other sessions
+    (measured under load: a new duplicate missed, a dissolved group kept), and no session can ask which logged
+    transactions are visible yet. Here the first re-count after the insert runs in a snapshot taken before it, as
+    one in that window would: the key is counted once more later, and the duplicate is found."""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    with following_signups(monitor_for, mariadb.url, table) as (reader, recorded), engine.connect() as before:
+        groups = reader.groups["signups"]
+        before.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        before.exec_driver_sql(f"SELECT count(*) FROM {table}")  # the snapshot is taken here
+        apply, stale = groups.apply, []
+
+        def apply_first_in_the_snapshot_before(conn: Any, named: Any) -> Any:
+            if not stale:
+                stale.append(named)
+                return apply(before, named)
+            return apply(conn, named)
+
+        groups.apply = apply_first_in_the_snapshot_before  # type: ignore[method-assign]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        await_true(lambda: bool(stale) and recorded.events >= 1, "the insert read and counted in the old snapshot")
+        assert groups.figures == (0, 0)
+        await_true(lambda: groups.figures == (1, 1), "the key counted again")
+        before.exec_driver_sql("ROLLBACK")
+    assert sum(f.new_groups for _check, f in recorded.figures) == 1 and recorded.gaps == []
 
 
 def read_changes(stream: Any, count: int) -> list[Any]:

@@ -1642,6 +1642,24 @@ def test_a_jsonb_or_array_key_runs_incrementally(pg, runner_for, kind):
     r.assert_matches_full_pass(resolved)
 
 
+@pytest.mark.parametrize(("kind", "spellings"), [
+    ("jsonb", ('{"a": 1}', '{"a": 1.0}')), ("int4range", ("[1,3)", "[1,2]")), ("inet", ("10.0.0.1", "10.0.0.1/32")),
+    ("cidr", ("10.0.0.0/8", "10/8")), ("int4multirange", ("{[1,3)}", "{[1,2],[2,3)}"))])
+def test_the_first_seen_mark_of_a_key_kept_as_the_servers_text_is_found_from_the_group_page(pg, runner_for, kind,
+                                                                                         spellings):
+    """The group page shows a jsonb, range or address key as psycopg reads it (a dict, a Range, an address); the
+    state spells it as the server's text (`polled_key`): the dashboard's FIRST SEEN was blank for every such group."""
+    typed_logins(pg, kind, [(1, 1, spellings[0]), (2, 1, spellings[1])])
+    r = runner_for(pg)
+    r.run()
+    put_typed(pg, kind, [(3, 1, spellings[1])])
+    assert r.run().mode == "incremental"
+    page = r.monitor.groups("inc")
+    assert [g.rows for g in page.groups] == [3]
+    seen = r.monitor.group_first_seen("inc", page.groups[0].key)
+    assert seen is not None and seen[1] is False, seen  # first seen by the first run, not by the latest
+
+
 def typed_logins(pg: TestDatabase, kind: str, rows: list[tuple[int, int, str | None]]) -> None:
     """`logins` with a `device` of this PostgreSQL type (each value given as its text), and its key index."""
     pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device {kind} NULL,"

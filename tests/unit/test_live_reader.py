@@ -28,6 +28,7 @@ class Scripted:
     """A `ChangeStream` with no changes whose `open` and `table_name` run the test's hooks."""
 
     typed_values = True
+    recount_again = 0.0
 
     def __init__(self, on_open: Callable[[int], None] = lambda attempt: None,
                  on_table: Callable[[int, str], None] = lambda attempt, table: None) -> None:
