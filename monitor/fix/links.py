@@ -31,10 +31,10 @@ from monitor.fix import records
 from monitor.fix.accounting import Planned, ddl_step
 from monitor.fix.archive import Copy, archive_rows, create_table_as, ensure_archive, restore_rows
 from monitor.fix.catalog import ForeignKey, catalog_for
-from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
+from monitor.fix.errors import BatchAborted, FixRefused, NestedRows, RepointNotDone
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
-from monitor.fix.refs import Reference, reflect
+from monitor.fix.refs import Reference, config_name, reflect
 
 
 @dataclass
@@ -223,8 +223,7 @@ def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Li
     nested = nested_references(conn, child, child, plan, sa.and_(on, doomed))
     if nested:
         label, count = next(iter(nested.items()))
-        raise BatchAborted(f"{count} row(s) of {label} now reference rows of {ref.label} that the fix would "
-                           "archive")
+        raise NestedRows(count, label, ref.label, ref.table, config_name(ref))
     archived = conn.execute(archive_rows(archive, child, fix_id, doomed, joined=child.join(plan, on))).rowcount
     deleted = conn.execute(delete_joined(conn, child, plan, sa.and_(on, doomed))).rowcount
     if archived != deleted:
