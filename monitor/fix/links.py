@@ -34,6 +34,7 @@ from monitor.fix.archive import (
     Copy,
     archive_rows,
     create_table_as,
+    dropped_since,
     ensure_archive,
     reflect_archive,
     restore_rows,
@@ -301,12 +302,13 @@ def children_archived(conn: Connection, fix_id: str) -> int:
 
 
 def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Planned,
-               fired: list[str], held: list[Held]) -> tuple[int, int]:
+               fired: list[str], held: list[Held], left: dict[str, list[str]] | None = None) -> tuple[int, int]:
     """Undo a fix's repoints and restore its archived referencing rows (after the parents are back);
     returns (rows pointed back, rows restored), adding each table's rows to `planned` (undo's account), the
-    triggers and rules those writes fire to `fired`, and the rows a NO ACTION or RESTRICT foreign key holds to
-    the values undo changes to `held` (`_refuse_referred`). Raises `FixRefused` if a repointed row changed
-    since."""
+    triggers and rules those writes fire to `fired`, the rows a NO ACTION or RESTRICT foreign key holds to
+    the values undo changes to `held` (`_refuse_referred`), and to `left` the columns a referencing table no
+    longer has, by the archive that keeps their values (`archive.dropped_since`). Raises `FixRefused` if a
+    repointed row changed since."""
     pointed = restored = 0
     catalog = catalog_for(conn)
     entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id)
@@ -321,7 +323,10 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Plann
             if where not in archives_done:  # two references from one table share its archive
                 archives_done.add(where)
                 fired += catalog.fired_on(child, "INSERT")
-                rows = restore_rows(conn, reflect(conn, *where), child, fix_id)
+                kept = reflect(conn, *where)
+                rows = restore_rows(conn, kept, child, fix_id)
+                if rows and left is not None and (gone := dropped_since(kept, child)):
+                    left[kept.name] = gone
                 planned.inserted(child, rows)
                 restored += rows
             continue
