@@ -461,10 +461,11 @@ def _point_back(conn: Connection, fix_id: str, planned: Planned) -> int:
         back = {**{f"p{j}": v for j, v in enumerate(key)}, **{f"o{j}": v for j, v in enumerate(new)},
                 **{f"v{j}": v for j, v in enumerate(old)}}
         statement = for_backend(conn.dialect.name).abort_on_conflict(repoint_statement(child, pk, fk))
-        if conn.execute(statement, back).rowcount != 1:
-            label = f"{entry.child_table}({', '.join(c.name for c in pk)} = {', '.join(map(str, key))})"
-            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: the referencing row {label} was "
-                             "changed or deleted since the fix, so it cannot be pointed back")
+        if conn.execute(statement, back).rowcount != 1:  # (the row by its key in the log, not in the message)
+            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a row of {entry.child_table}"
+                             f"({', '.join(c.name for c in fk)}) it repointed is no longer as it left it, so it "
+                             f"cannot be pointed back: {records.REPOINT_TABLE} lists it by primary key with the "
+                             "value the fix set; put it back as the fix left it and undo again, or keep this fix")
         planned.updated(child, 1)
         moved += 1
     return moved

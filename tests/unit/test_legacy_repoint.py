@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from monitor.cli import main
 
 
-def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> None:
+def _legacy_fix(tmp_path: Path) -> tuple[Path, Path, str]:
     path = tmp_path / "app.sqlite"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, email TEXT NOT NULL)")
@@ -34,8 +34,26 @@ def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> No
                      "child_key TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL)")
         conn.execute("INSERT INTO dupewatch_fix_repoint (fix_id, child_table, fk_columns, child_key, old_value, "
                      "new_value) VALUES (?, 'child', '[\"parent_id\"]', '[7]', '[2]', '[1]')", (fix_id,))
+    return path, config, fix_id
+
+
+def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> None:
+    path, config, fix_id = _legacy_fix(tmp_path)
     undone = CliRunner().invoke(main, ["--config", str(config), "undo", fix_id, "--yes"])
     assert undone.exit_code == 0, undone.output
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT id, email FROM parent ORDER BY id").fetchall() == [(1, "a"), (2, "a")]
         assert conn.execute("SELECT id, parent_id FROM child").fetchall() == [(7, 2)]
+
+
+def test_a_legacy_repointed_row_changed_since_is_refused_without_its_key_value(tmp_path: Path) -> None:
+    """The refusal names the table and the reference, not the row's key (values never in messages)."""
+    path, config, fix_id = _legacy_fix(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE child SET parent_id = NULL")
+    undone = CliRunner().invoke(main, ["--config", str(config), "undo", fix_id, "--yes"])
+    assert undone.exit_code == 2, undone.output
+    said = " ".join(undone.stderr.split())
+    assert "a row of child(parent_id) it repointed is no longer as it left it" in said, said
+    assert "dupewatch_fix_repoint lists it by primary key" in said, said
+    assert "7" not in said.replace(fix_id, ""), said
