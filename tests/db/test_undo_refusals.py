@@ -118,3 +118,25 @@ def test_undo_refused_by_rows_the_application_changed_names_the_reference_counts
     undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert db.rows("SELECT id, u_id FROM o ORDER BY id") == [(10, 1), (11, 2), (12, 2), (13, 3)]
+
+
+def test_undo_refused_by_rows_another_fix_repointed_again_names_that_fix(db, tmp_path):
+    _repointing(db)
+    before = contents(db, "u", "o")
+    path = config_file(tmp_path, db, [{"name": "a", "table": "u", "key": ["email"]}])
+    first = run_cli("fix", "a", "--config", str(path), "--yes", "--json")
+    assert first.exit_code == 0, first.output
+    db.execute("INSERT INTO u VALUES (0, 'a')")  # a duplicate of the kept row 1, which the next fix keeps
+    second = run_cli("fix", "a", "--config", str(path), "--yes", "--json")
+    assert second.exit_code == 0 and json_out(second)["repointed"] == 3, second.output  # o 10, 11, 12 -> 0
+    a, c = json_out(first)["fix_id"], json_out(second)["fix_id"]
+    refused = run_cli("undo", a, "--config", str(path), "--yes")
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "nothing changed" in said, refused.output
+    assert "2 of the 2 row(s) of o(u_id) it repointed are no longer as it left them" in said, said
+    assert f"2 repointed again by fix {c} (its log dupewatch_repoint_" in said, said
+    assert f"(`dupewatch undo {c}`), then undo this fix again" in said and "something else" not in said, said
+    assert run_cli("undo", c, "--config", str(path), "--yes").exit_code == 0
+    assert run_cli("undo", a, "--config", str(path), "--yes").exit_code == 0
+    db.execute("DELETE FROM u WHERE id = 0")
+    assert contents(db, "u", "o") == before
