@@ -427,6 +427,16 @@ def _not_as_left(conn: Connection, child: sa.Table, columns: list[str], log: sa.
     row's value: another dupewatch fix, whose archive (it deleted them) or repoint log (it repointed them again)
     holds them, named with the undo to run first; the rest, changed or deleted by something else, with the log
     that lists them by primary key."""
+    try:
+        return _who_changed(conn, child, columns, log, fix_id, unmatched)
+    except (sa.exc.SQLAlchemyError, KeyError):  # only a better message, never in place of the refusal
+        return (f"changed or deleted since the fix; the fix's log {log.name} lists the rows it repointed by primary "
+                "key with the values it set; put those rows back as the fix left them and undo again, or keep this "
+                "fix")
+
+
+def _who_changed(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str,
+                 unmatched: int) -> str:
     pk = list(child.primary_key.columns)
     left = sa.and_(*[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
 
@@ -443,6 +453,8 @@ def _not_as_left(conn: Connection, child: sa.Table, columns: list[str], log: sa.
                    ~sa.exists().select_from(child).where(back))
     held: dict[tuple[str, bool, str], int] = {}
     for other, by, logged_key in _copies_of(conn, child, fix_id):
+        if any((f"pk_{j}" if logged_key else c.name) not in other.c for j, c in enumerate(pk)):
+            continue  # (an archive of the table from before a key column was dropped or renamed)
         tagged = other.c[archive.FIX_ID_COLUMN] == by if not logged_key else sa.true()
         rows = conn.execute(sa.select(sa.func.count()).select_from(log).where(
             gone, sa.exists().select_from(other).where(by_key(other, logged_key), tagged))).scalar_one()
