@@ -177,6 +177,13 @@ def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: st
     return added
 
 
+def dropped_since(archive: sa.Table, table: sa.Table) -> list[str]:
+    """The archived columns `table` no longer has (dropped by a migration since the fix): undo restores the rows
+    without them, and their archived values stay in the archive, not restored."""
+    kept = {c.name for c in table.columns}
+    return [c.name for c in archive.columns if c.name != FIX_ID_COLUMN and c.name not in kept]
+
+
 def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:
     """Put the fix's archived rows back into `table`, original keys included; returns the rows inserted.
     The database then says whether the rows it holds are the archived ones, every restored column compared as

@@ -40,3 +40,16 @@ class BatchAborted(FixError):
 class RepointNotDone(BatchAborted):
     """The database did not repoint as planned: a concurrent writer (resuming helps), or a trigger or rule of the
     referencing table (resuming meets it again until it is dealt with)."""
+
+
+class NestedRows(BatchAborted):
+    """An archiving batch found rows of `grandchild` (a label) referring to rows of the reference `ref` (its label;
+    `table`: its table) that it would archive, written since the plan (which refuses such rows up front): archiving
+    more than one level is not supported, so every run stops at the same batch while those rows are there.
+    `config_name`: the reference as `on_reference` names it."""
+
+    def __init__(self, count: int, grandchild: str, ref: str, table: str, config_name: str) -> None:
+        self.grandchild, self.ref, self.table, self.config_name = grandchild, ref, table, config_name
+        super().__init__(f"{count} row(s) of {grandchild} now reference rows of {ref} that the fix would archive: "
+                         "their ON DELETE would reach them where no archive does (archiving more than one level "
+                         "is not supported)")

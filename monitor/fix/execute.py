@@ -67,7 +67,7 @@ from monitor.fix.archive import (
     refuse_altered,
 )
 from monitor.fix.catalog import catalog_for, distinct_entity_keys
-from monitor.fix.errors import BatchAborted, FixError, FixRefused, PrivilegeMissing, RepointNotDone
+from monitor.fix.errors import BatchAborted, FixError, FixRefused, NestedRows, PrivilegeMissing, RepointNotDone
 from monitor.fix.links import (
     Link,
     apply,
@@ -776,6 +776,15 @@ def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None, che
         # Resuming meets the same refusal until the privilege is granted: no "run it again to resume".
         return (f"{missing}; until then every run stops here. Earlier batches stand; `dupewatch undo {fix_id}` "
                 "puts them back")
+    if isinstance(exc, NestedRows):
+        # The refusal is the batch's own (`links._archive_children`: their ON DELETE would reach them unarchived),
+        # and the rows stay until someone removes them: every run meets them at the same batch. A new fix, once
+        # this one is given up, plans afresh with the on_reference it is given.
+        return (f"earlier batches stand; running the fix again stops here while those rows of {exc.grandchild} "
+                f"refer to them: delete those rows or point them at other rows of {exc.table}, then run "
+                f"the fix again to resume; or `dupewatch fixes abandon {fix_id}` (what its batches did stays "
+                f"undoable) and fix again with `on_reference = \"repoint\"` for "
+                f"{exc.config_name}; or `dupewatch undo {fix_id}`")
     if isinstance(exc, UnplannedChange):
         return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
                 f"run it again to resume, or `dupewatch undo {fix_id}`")

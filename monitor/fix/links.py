@@ -26,15 +26,24 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from monitor.detect import split_table_name
 from monitor.dialects import for_backend
-from monitor.fix import records
+from monitor.fix import archive, records
 from monitor.fix.accounting import Planned, ddl_step
-from monitor.fix.archive import Copy, archive_rows, create_table_as, ensure_archive, restore_rows
+from monitor.fix.archive import (
+    Copy,
+    archive_rows,
+    create_table_as,
+    dropped_since,
+    ensure_archive,
+    reflect_archive,
+    restore_rows,
+)
 from monitor.fix.catalog import ForeignKey, catalog_for
-from monitor.fix.errors import BatchAborted, FixRefused, RepointNotDone
+from monitor.fix.errors import BatchAborted, FixRefused, NestedRows, RepointNotDone
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
-from monitor.fix.refs import Reference, reflect
+from monitor.fix.refs import Reference, config_name, reflect
 
 
 @dataclass
@@ -223,8 +232,7 @@ def _archive_children(conn: Connection, layout: Layout, plan: sa.Table, link: Li
     nested = nested_references(conn, child, child, plan, sa.and_(on, doomed))
     if nested:
         label, count = next(iter(nested.items()))
-        raise BatchAborted(f"{count} row(s) of {label} now reference rows of {ref.label} that the fix would "
-                           "archive")
+        raise NestedRows(count, label, ref.label, ref.table, config_name(ref))
     archived = conn.execute(archive_rows(archive, child, fix_id, doomed, joined=child.join(plan, on))).rowcount
     deleted = conn.execute(delete_joined(conn, child, plan, sa.and_(on, doomed))).rowcount
     if archived != deleted:
@@ -294,12 +302,13 @@ def children_archived(conn: Connection, fix_id: str) -> int:
 
 
 def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Planned,
-               fired: list[str], held: list[Held]) -> tuple[int, int]:
+               fired: list[str], held: list[Held], left: dict[str, list[str]] | None = None) -> tuple[int, int]:
     """Undo a fix's repoints and restore its archived referencing rows (after the parents are back);
     returns (rows pointed back, rows restored), adding each table's rows to `planned` (undo's account), the
-    triggers and rules those writes fire to `fired`, and the rows a NO ACTION or RESTRICT foreign key holds to
-    the values undo changes to `held` (`_refuse_referred`). Raises `FixRefused` if a repointed row changed
-    since."""
+    triggers and rules those writes fire to `fired`, the rows a NO ACTION or RESTRICT foreign key holds to
+    the values undo changes to `held` (`_refuse_referred`), and to `left` the columns a referencing table no
+    longer has, by the archive that keeps their values (`archive.dropped_since`). Raises `FixRefused` if a
+    repointed row changed since."""
     pointed = restored = 0
     catalog = catalog_for(conn)
     entries = conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == fix_id)
@@ -314,7 +323,10 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Plann
             if where not in archives_done:  # two references from one table share its archive
                 archives_done.add(where)
                 fired += catalog.fired_on(child, "INSERT")
-                rows = restore_rows(conn, reflect(conn, *where), child, fix_id)
+                kept = reflect(conn, *where)
+                rows = restore_rows(conn, kept, child, fix_id)
+                if rows and left is not None and (gone := dropped_since(kept, child)):
+                    left[kept.name] = gone
                 planned.inserted(child, rows)
                 restored += rows
             continue
@@ -409,6 +421,99 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
             "cannot account for; point those rows elsewhere or delete them, then undo again")
 
 
+def _not_as_left(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str,
+                 unmatched: int) -> str:
+    """Who changed the repointed rows undo cannot find as the fix left them (`unmatched` of them), by count, no
+    row's value: another dupewatch fix, whose archive (it deleted them) or repoint log (it repointed them again)
+    holds them, named with the undo to run first; the rest, changed or deleted by something else, with the log
+    that lists them by primary key."""
+    try:
+        return _who_changed(conn, child, columns, log, fix_id, unmatched)
+    except (sa.exc.SQLAlchemyError, KeyError):  # only a better message, never in place of the refusal
+        return (f"changed or deleted since the fix; the fix's log {log.name} lists the rows it repointed by primary "
+                "key with the values it set; put those rows back as the fix left them and undo again, or keep this "
+                "fix")
+
+
+def _who_changed(conn: Connection, child: sa.Table, columns: list[str], log: sa.Table, fix_id: str,
+                 unmatched: int) -> str:
+    pk = list(child.primary_key.columns)
+    left = sa.and_(*[child.c[c] == log.c[f"new_{j}"] for j, c in enumerate(columns)])
+
+    def by_key(other: sa.Table, logged_key: bool) -> ColumnElement[bool]:
+        """`other`'s row is the logged row, by primary key (`logged_key`: `other` is a log, holding it as pk_j)."""
+        return sa.and_(*[(other.c[f"pk_{j}"] if logged_key else other.c[c.name])
+                         == log.c[f"new_{columns.index(c.name)}" if c.name in columns else f"pk_{j}"]
+                         for j, c in enumerate(pk)])
+
+    # Not found as the fix left it, nor as this undo's UPDATE, which ran already, pointed it back.
+    back = sa.and_(*[c == log.c[f"pk_{j}"] for j, c in enumerate(pk)],
+                   *[child.c[c] == log.c[f"old_{j}"] for j, c in enumerate(columns)])
+    gone = sa.and_(~sa.exists().select_from(child).where(by_key(child, False), left),
+                   ~sa.exists().select_from(child).where(back))
+    held: dict[tuple[str, bool, str], int] = {}
+    for other, by, logged_key in _copies_of(conn, child, fix_id):
+        if any((f"pk_{j}" if logged_key else c.name) not in other.c for j, c in enumerate(pk)):
+            continue  # (an archive of the table from before a key column was dropped or renamed)
+        tagged = other.c[archive.FIX_ID_COLUMN] == by if not logged_key else sa.true()
+        rows = conn.execute(sa.select(sa.func.count()).select_from(log).where(
+            gone, sa.exists().select_from(other).where(by_key(other, logged_key), tagged))).scalar_one()
+        if rows:
+            held[(by, logged_key, other.name)] = int(rows)
+    said = [f"{rows} repointed again by fix {by} (its log {name} holds them)" if logged_key else
+            f"{rows} deleted by fix {by}, which archived them in {name}"
+            for (by, logged_key, name), rows in sorted(held.items())]
+    if held:
+        first = sorted({by for by, _logged, _name in held}, reverse=True)  # the newest first
+        said[-1] += (f": undo {'it' if len(first) == 1 else 'them'} first ("
+                     f"{', then '.join(f'`dupewatch undo {by}`' for by in first)}), then undo this fix again")
+    changed = conn.execute(sa.select(sa.func.count()).select_from(log).where(
+        gone, sa.exists().select_from(child).where(by_key(child, False)))).scalar_one()
+    again = sum(rows for (_by, logged_key, _name), rows in held.items() if logged_key)
+    rest = {"changed": max(int(changed) - again, 0),
+            "deleted": max(unmatched - int(changed) - (sum(held.values()) - again), 0)}  # (`unmatched`: counted
+    # by the UPDATE itself, exact where the rows' own state is not: a row moved back to its old value by hand)
+    if any(rest.values()):
+        counts = " and ".join(f"{n} {what}" for what, n in rest.items() if n)
+        said.append(f"{counts} since by something else than a dupewatch fix: the fix's log {log.name} lists the "
+                    f"rows it repointed by primary key with the values it set; put those rows back as the fix left "
+                    "them and undo again, or keep this fix")
+    return "; ".join(said)
+
+
+def _copies_of(conn: Connection, child: sa.Table, fix_id: str) -> list[tuple[sa.Table, str, bool]]:
+    """The archives and repoint logs of the fixes made after `fix_id` (not undone or purged since) that may hold
+    rows of `child`: (table, fix id, whether it is a repoint log). An archive holds each fix's rows tagged with
+    its id; a fix's repoint logs live beside its table (`records.place`)."""
+    found: list[tuple[sa.Table, str, bool]] = []
+    mine = records.get_record(conn, fix_id)
+    seen: set[tuple[str | None, str, str]] = set()
+
+    def add(schema: str | None, name: str, other: str, logged: bool) -> None:
+        if (schema, name, other) in seen:  # two references from one table share its archive
+            return
+        seen.add((schema, name, other))
+        table = reflect_archive(conn, schema, name)
+        if table is not None and (logged or archive.FIX_ID_COLUMN in table.c):
+            found.append((table, other, logged))
+
+    for record in records.records(conn):
+        if mine is None or record.created_at <= mine.created_at or record.state in ("undone", "purged"):
+            continue
+        schema, name = split_table_name(record.table_name)
+        if name == child.name and schema in (None, child.schema):
+            add(records.place(conn, child.schema), record.archive_table, record.fix_id, False)
+        for entry in conn.execute(sa.select(reference_table).where(reference_table.c.fix_id == record.fix_id,
+                                                                   reference_table.c.child_table == child.name)):
+            if entry.child_schema not in (None, child.schema):
+                continue
+            if entry.action == "archive":
+                add(records.place(conn, entry.child_schema), entry.log_table, record.fix_id, False)
+            else:
+                add(records.place(conn, schema), entry.log_table, record.fix_id, True)
+    return found
+
+
 @dataclass(frozen=True)
 class Held:
     """Rows referring, by a foreign key whose ON UPDATE is NO ACTION or RESTRICT, to rows of `child` that undo
@@ -442,9 +547,10 @@ def _point_back(conn: Connection, child: sa.Table, columns: list[str], log: sa.T
     before = None if digest is None else _rest_digests(conn, child, log, found_now, keys, digest)
     moved = conn.execute(for_backend(conn.dialect.name).abort_on_conflict(back)).rowcount
     if moved != expected:
-        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a repointed row of {child.name!r} was "
-                         f"changed or deleted since the fix ({expected - moved} of {expected}), so it cannot be "
-                         "pointed back")
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: {expected - moved} of the {expected} "
+                         f"row(s) of {child.name}({', '.join(columns)}) it repointed are no longer as it left them, "
+                         "so it cannot point them back (undo restores all of a fix or nothing): "
+                         f"{_not_as_left(conn, child, columns, log, fix_id, expected - moved)}")
     if digest is not None and _rest_digests(conn, child, log, found_back, keys, digest) != before:
         fired = catalog_for(conn).fired_on(child, "UPDATE", tuple(columns))
         by = f" ({', '.join(fired)})" if fired else ""

@@ -36,7 +36,14 @@ from monitor.dialects import KeyViolation, UniqueViolation, for_backend
 from monitor.engine import Monitor
 from monitor.fix import records
 from monitor.fix.accounting import BatchAccount, Planned, UnplannedChange
-from monitor.fix.archive import FIX_ID_COLUMN, added_since, archived_count, reflect_archive, restore_rows
+from monitor.fix.archive import (
+    FIX_ID_COLUMN,
+    added_since,
+    archived_count,
+    dropped_since,
+    reflect_archive,
+    restore_rows,
+)
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused, NotAsArchived
 from monitor.fix.execute import repoint_statement
@@ -61,12 +68,23 @@ class UndoReport:
     repointed: int
     constraint_dropped: str | None = None  # the guard `--drop-constraint` dropped
     defaulted: list[str] = field(default_factory=list)  # columns added since the fix: restored rows got defaults
+    # Columns dropped since the fix, by the archive that keeps their values (not restored): archive -> columns.
+    left_in_archive: dict[str, list[str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         dropped = {"constraint_dropped": self.constraint_dropped} if self.constraint_dropped else {}
         defaulted = {"defaulted": self.defaulted} if self.defaulted else {}
+        left = {"left_in_archive": self.left_in_archive} if self.left_in_archive else {}
         return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed,
-                **dropped, **defaulted}
+                **dropped, **defaulted, **left}
+
+    def left_said(self) -> str:
+        """`; ...` naming the columns dropped since the fix whose archived values were not restored, or ''."""
+        if not self.left_in_archive:
+            return ""
+        where = "; ".join(f"{', '.join(columns)} (in {archive})" for archive, columns in self.left_in_archive.items())
+        return (f"; column(s) dropped since the fix were not restored, their archived values stay in the archive: "
+                f"{where}")
 
 
 def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
@@ -318,8 +336,11 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
             drop_guard()
     fired: list[str] = []  # the triggers and rules undo's writes fire, as the catalog names them
     defaulted: list[str] = []
+    left: dict[str, list[str]] = {}
     if expected and archive is not None:  # (a count above 0 came from the archive)
         defaulted = added_since(conn, archive, table, record.fix_id)
+        if gone := dropped_since(archive, table):
+            left[archive.name] = gone
         _refuse_taken_keys(conn, table, archive, record.fix_id)
         if not rules.enforces_foreign_keys(conn):
             _refuse_missing_parents(conn, table, archive, record.fix_id)
@@ -328,7 +349,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
         planned.inserted(table, restored)
-    pointed, _children = undo_links(conn, record.fix_id, home, planned, fired, [] if held is None else held)
+    pointed, _children = undo_links(conn, record.fix_id, home, planned, fired, [] if held is None else held, left)
     repointed = pointed + _point_back(conn, record.fix_id, planned)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"{records.UNDONE_BY}{records.os_user()}@{records.host_name()} at "
@@ -349,7 +370,8 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
             fires += f"; undo's DDL (the drop of the fix's plan table, of the guard): {ddl}"
         raise FixRefused(f"undo of fix {record.fix_id} refused, nothing changed: {said}{fires}; disable what is "
                          "named for the undo (and enable it after), then undo again") from None
-    return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted)
+    return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted,
+                      left_in_archive=left)
 
 
 def _refuse_unrollable(conn: Connection, record: FixRecord, schema: str | None) -> None:
@@ -451,11 +473,12 @@ def _point_back(conn: Connection, fix_id: str, planned: Planned) -> int:
         back = {**{f"p{j}": v for j, v in enumerate(key)}, **{f"o{j}": v for j, v in enumerate(new)},
                 **{f"v{j}": v for j, v in enumerate(old)}}
         statement = for_backend(conn.dialect.name).abort_on_conflict(repoint_statement(child, pk, fk))
-        if conn.execute(statement, back).rowcount != 1:
-            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a referencing row of "
-                             f"{entry.child_table!r} was changed or deleted since the fix, so it cannot be pointed "
-                             f"back; its key ({', '.join(c.name for c in pk)}) is child_key of the row of "
-                             f"{records.REPOINT_TABLE} with id {entry.id}")
+        if conn.execute(statement, back).rowcount != 1:  # (the row by its key in the log, not in the message)
+            raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: a row of {entry.child_table}"
+                             f"({', '.join(c.name for c in fk)}) it repointed is no longer as it left it, so it "
+                             f"cannot be pointed back: the row of {records.REPOINT_TABLE} with id {entry.id} holds "
+                             "its primary key (child_key) and the value the fix set; put it back as the fix left "
+                             "it and undo again, or keep this fix")
         planned.updated(child, 1)
         moved += 1
     return moved

@@ -566,6 +566,52 @@ def test_postgres_a_no_action_row_written_after_the_plan_is_left_to_the_database
     assert "now refer to" not in result.stderr, result.stderr
     assert contents(pg, "p", "c") == before
 
+@pytest.mark.parametrize("way_out", ["delete", "abandon"])
+def test_grandchild_rows_written_under_rows_to_archive_say_what_to_do_not_resume(db, tmp_path, monkeypatch, way_out):
+    """on_reference = "archive" and the application adds grandchild rows under child rows a later batch archives
+    (break16b finding 3): the batch is rolled back, and the message says what ends the stop (those rows gone, or
+    abandon and fix with "repoint", or undo) instead of a bare "run the fix again to resume", which met the same
+    rows on every run. Removing the rows as told lets the resumed fix finish."""
+    db.execute("CREATE TABLE u (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "INSERT INTO u VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'b')",
+               "CREATE TABLE o (id INT PRIMARY KEY, u_id INT REFERENCES u (id))",
+               "INSERT INTO o VALUES (10, 2), (11, 4)",
+               "CREATE TABLE gc (id INT PRIMARY KEY, o_id INT REFERENCES o (id) ON DELETE CASCADE)")
+    real = execute._count_deleted
+    written = []
+
+    def then_grandchildren(*args, **kwargs):  # after the first batch's commit, as the application would
+        real(*args, **kwargs)
+        if not written:
+            written.append(db.execute("INSERT INTO gc SELECT id + 100, id FROM o"))
+
+    monkeypatch.setattr(execute, "_count_deleted", then_grandchildren)
+    check = {"name": "u", "table": "u", "key": ["email"], "on_reference": {"o.u_id": "archive"}}
+    path = config_file(tmp_path, db, [check])
+    first = run_cli("fix", "u", "--config", str(path), "--yes", "--batch-size", "1")
+    assert first.exit_code == 2 and written, first.output
+    monkeypatch.setattr(execute, "_count_deleted", real)
+    again = run_cli("fix", "u", "--config", str(path), "--yes", "--batch-size", "1")  # the application stopped
+    assert again.exit_code == 2, again.output
+    said = " ".join(again.stderr.split())
+    fix_id = said.split("fix ", 1)[1].split(" ", 1)[0]
+    assert "1 row(s) of gc(o_id) now reference rows of o(u_id) that the fix would archive" in said, said
+    assert "run the fix again to resume)" not in said and "stops here while those rows of gc(o_id)" in said, said
+    assert f"`dupewatch fixes abandon {fix_id}`" in said and 'on_reference = "repoint"` for o.u_id' in said, said
+    assert f"`dupewatch undo {fix_id}`" in said, said
+    assert db.rows("SELECT id, o_id FROM gc") == [(111, 11)]  # rolled back: the grandchild row is untouched
+    if way_out == "delete":  # as told: those rows gone, the fix resumes and finishes
+        db.execute("DELETE FROM gc")
+    else:  # as told: this fix given up, a new one repoints
+        assert run_cli("fixes", "abandon", fix_id, "--config", str(path), "--yes").exit_code == 0
+        check["on_reference"] = {"o.u_id": "repoint"}
+        path = config_file(tmp_path, db, [check])
+    done = run_cli("fix", "u", "--config", str(path), "--yes", "--batch-size", "1")
+    assert done.exit_code == 0, done.output
+    assert db.rows("SELECT id FROM u ORDER BY id") == [(1,), (3,)]
+    assert db.rows("SELECT id, u_id FROM o") == ([] if way_out == "delete" else [(11, 3)])
+
+
 def test_rows_grouped_only_by_a_sort_prefix_are_not_deleted(mysql, tmp_path):
     """MariaDB groups TEXT on its first max_sort_length bytes; a row is only deleted if its key equals its
     keeper's by `=`."""

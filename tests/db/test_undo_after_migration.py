@@ -35,6 +35,39 @@ def test_a_column_added_with_a_default_since_the_fix_takes_it_in_the_restored_ro
     assert db.rows("SELECT id, account_id FROM login ORDER BY id") == [(10, 1), (11, 2)]
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_column_dropped_since_the_fix_is_reported_with_the_archive_that_keeps_its_values(db, tmp_path, as_json):
+    """break16b finding 7: undo restored the rows without the dropped column and said nothing of its archived
+    values (an added column was reported)."""
+    path, fix_id, _before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE account DROP COLUMN secret")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", *(["--json"] if as_json else []))
+    assert undone.exit_code == 0, undone.output
+    if as_json:
+        assert json_out(undone)["left_in_archive"] == {"dupewatch_archive_account": ["secret"]}
+    else:
+        assert ("column(s) dropped since the fix were not restored, their archived values stay in the archive: "
+                "secret (in dupewatch_archive_account)") in " ".join(undone.stdout.split()), undone.stdout
+    assert db.rows("SELECT id, email FROM account ORDER BY id") == [(1, "a"), (2, "a"), (3, "b")]
+    assert db.rows("SELECT id, secret FROM dupewatch_archive_account") == [(2, "s2")]  # where it says
+
+
+def test_a_column_of_an_archived_referencing_table_dropped_since_the_fix_is_reported(db, tmp_path):
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id), "
+               "ip VARCHAR(20))",
+               "INSERT INTO account VALUES (1, 'a'), (2, 'a')", "INSERT INTO login VALUES (10, 1, 'x'), (11, 2, 'y')")
+    path = config_file(tmp_path, db, [{"name": "c", "table": "account", "key": ["email"],
+                                       "on_reference": {"login.account_id": "archive"}}])
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0 and json_out(fixed)["references_archived"] == 1, fixed.output
+    db.execute("ALTER TABLE login DROP COLUMN ip")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["left_in_archive"] == {"dupewatch_archive_login": ["ip"]}
+    assert db.rows("SELECT id, account_id FROM login ORDER BY id") == [(10, 1), (11, 2)]
+
+
 @pytest.mark.parametrize("migration", ["rename", "not_null_without_default"])
 def test_a_column_change_the_restored_rows_cannot_follow_is_refused_naming_it(pg, tmp_path, migration):
     """PostgreSQL alone: SQLite and MariaDB cannot add a NOT NULL column without a default to a table with rows

@@ -83,3 +83,85 @@ def test_undo_refusal_for_a_taken_natural_key_names_no_value(db, tmp_path):
     assert contents(db, "member") == before
     query = message.split("list them with: ", 1)[1].split("; give those rows", 1)[0]
     assert sorted(db.rows(query)) == [(secret,), ("x@example.com",)]
+
+
+# -- a repointed row changed since the fix (break16b finding 6): who changed it, and what to do ---------------
+
+
+def _repointing(db: TestDatabase) -> None:
+    """u 1 and 2 share an email; o 11 and 12 point at 2 (a fix of check "a" repoints them to 1); o 10 at 1 with
+    o 11's x, so that check "b" on o(u_id, x) then finds o 10 and o 11 duplicates."""
+    db.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "INSERT INTO u VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+               "CREATE TABLE o (id INTEGER PRIMARY KEY, u_id INTEGER REFERENCES u (id), x INTEGER)",
+               "INSERT INTO o VALUES (10, 1, 7), (11, 2, 7), (12, 2, 8), (13, 3, 7)")
+
+
+def test_undo_refused_by_a_row_another_fix_deleted_names_that_fix_and_the_undo_to_run_first(db, tmp_path):
+    _repointing(db)
+    before = contents(db, "u", "o")
+    path = config_file(tmp_path, db, [{"name": "a", "table": "u", "key": ["email"]},
+                                      {"name": "b", "table": "o", "key": ["u_id", "x"]}])
+    fixed_a = run_cli("fix", "a", "--config", str(path), "--yes", "--json")
+    assert fixed_a.exit_code == 0, fixed_a.output
+    fixed_b = run_cli("fix", "b", "--config", str(path), "--yes", "--json")
+    assert fixed_b.exit_code == 0 and json_out(fixed_b)["deleted"] == 1, fixed_b.output  # o 11, repointed by a
+    a, b = json_out(fixed_a)["fix_id"], json_out(fixed_b)["fix_id"]
+    after = contents(db, "u", "o")
+    refused = run_cli("undo", a, "--config", str(path), "--yes")
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "nothing changed" in said, refused.output
+    assert "1 of the 2 row(s) of o(u_id) it repointed are no longer as it left them" in said, said
+    assert f"1 deleted by fix {b}, which archived them in dupewatch_archive_o" in said, said
+    assert f"(`dupewatch undo {b}`), then undo this fix again" in said, said
+    assert "something else" not in said and "11" not in said.replace(a, "").replace(b, ""), said  # no key value
+    assert contents(db, "u", "o") == after
+    # as told: b first, then a, and everything is back
+    assert run_cli("undo", b, "--config", str(path), "--yes").exit_code == 0
+    assert run_cli("undo", a, "--config", str(path), "--yes").exit_code == 0
+    assert contents(db, "u", "o") == before
+
+
+def test_undo_refused_by_rows_the_application_changed_names_the_reference_counts_and_the_log(db, tmp_path):
+    _repointing(db)
+    path = config_file(tmp_path, db, [{"name": "a", "table": "u", "key": ["email"]}])
+    fixed = run_cli("fix", "a", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = json_out(fixed)["fix_id"]
+    db.execute("UPDATE o SET u_id = 3 WHERE id = 11", "DELETE FROM o WHERE id = 12")  # the application
+    after = contents(db, "u", "o")
+    refused = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "nothing changed" in said, refused.output
+    assert "2 of the 2 row(s) of o(u_id) it repointed are no longer as it left them" in said, said
+    assert "1 changed and 1 deleted since by something else than a dupewatch fix" in said, said
+    log = "dupewatch_repoint_" + fix_id.replace("-", "_") + "_0"
+    assert f"the fix's log {log} lists the rows it repointed by primary key" in said, said
+    assert not any(f" {value}" in said.replace(fix_id, "") for value in ("11", "12", "3 ", "2)")), said
+    assert contents(db, "u", "o") == after
+    db.execute("UPDATE o SET u_id = 1 WHERE id = 11", "INSERT INTO o VALUES (12, 1, 8)")  # as told
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert db.rows("SELECT id, u_id FROM o ORDER BY id") == [(10, 1), (11, 2), (12, 2), (13, 3)]
+
+
+def test_undo_refused_by_rows_another_fix_repointed_again_names_that_fix(db, tmp_path):
+    _repointing(db)
+    before = contents(db, "u", "o")
+    path = config_file(tmp_path, db, [{"name": "a", "table": "u", "key": ["email"]}])
+    first = run_cli("fix", "a", "--config", str(path), "--yes", "--json")
+    assert first.exit_code == 0, first.output
+    db.execute("INSERT INTO u VALUES (0, 'a')")  # a duplicate of the kept row 1, which the next fix keeps
+    second = run_cli("fix", "a", "--config", str(path), "--yes", "--json")
+    assert second.exit_code == 0 and json_out(second)["repointed"] == 3, second.output  # o 10, 11, 12 -> 0
+    a, c = json_out(first)["fix_id"], json_out(second)["fix_id"]
+    refused = run_cli("undo", a, "--config", str(path), "--yes")
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "nothing changed" in said, refused.output
+    assert "2 of the 2 row(s) of o(u_id) it repointed are no longer as it left them" in said, said
+    assert f"2 repointed again by fix {c} (its log dupewatch_repoint_" in said, said
+    assert f"(`dupewatch undo {c}`), then undo this fix again" in said and "something else" not in said, said
+    assert run_cli("undo", c, "--config", str(path), "--yes").exit_code == 0
+    assert run_cli("undo", a, "--config", str(path), "--yes").exit_code == 0
+    db.execute("DELETE FROM u WHERE id = 0")
+    assert contents(db, "u", "o") == before

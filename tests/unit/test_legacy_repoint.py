@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from monitor.cli import main
 
 
-def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> None:
+def _legacy_fix(tmp_path: Path) -> tuple[Path, Path, str]:
     path = tmp_path / "app.sqlite"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, email TEXT NOT NULL)")
@@ -34,6 +34,11 @@ def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> No
                      "child_key TEXT NOT NULL, old_value TEXT NOT NULL, new_value TEXT NOT NULL)")
         conn.execute("INSERT INTO dupewatch_fix_repoint (fix_id, child_table, fk_columns, child_key, old_value, "
                      "new_value) VALUES (?, 'child', '[\"parent_id\"]', '[7]', '[2]', '[1]')", (fix_id,))
+    return path, config, fix_id
+
+
+def test_undo_points_back_the_repoints_a_legacy_fix_logged(tmp_path: Path) -> None:
+    path, config, fix_id = _legacy_fix(tmp_path)
     undone = CliRunner().invoke(main, ["--config", str(config), "undo", fix_id, "--yes"])
     assert undone.exit_code == 0, undone.output
     with sqlite3.connect(path) as conn:
@@ -69,7 +74,21 @@ def test_undo_refusal_for_a_changed_legacy_repoint_names_no_value(tmp_path: Path
     undone = CliRunner().invoke(main, ["--config", str(config), "undo", fix_id, "--yes"])
     assert undone.exit_code == 2
     assert "example.com" not in undone.stderr
-    assert "a referencing row of 'child' was changed or deleted since the fix" in undone.stderr
-    assert "its key (mail) is child_key of the row of dupewatch_fix_repoint with id 1" in undone.stderr
+    said = " ".join(undone.stderr.split())
+    assert "a row of child(parent_id) it repointed is no longer as it left it" in said, said
+    assert "the row of dupewatch_fix_repoint with id 1 holds its primary key (child_key)" in said, said
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT * FROM parent UNION ALL SELECT * FROM child").fetchall() == before
+
+
+def test_a_legacy_repointed_row_changed_since_is_refused_without_its_key_value(tmp_path: Path) -> None:
+    """The refusal names the table and the reference, not the row's key (values never in messages)."""
+    path, config, fix_id = _legacy_fix(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE child SET parent_id = NULL")
+    undone = CliRunner().invoke(main, ["--config", str(config), "undo", fix_id, "--yes"])
+    assert undone.exit_code == 2, undone.output
+    said = " ".join(undone.stderr.split())
+    assert "a row of child(parent_id) it repointed is no longer as it left it" in said, said
+    assert "the row of dupewatch_fix_repoint with id 1 holds its primary key (child_key)" in said, said
+    assert "7" not in said.replace(fix_id, ""), said

@@ -231,7 +231,8 @@ class UndoScreen(DashboardMixin, ModalScreen[bool]):
         defaulted = (f"; column(s) added since the fix took their default: {', '.join(report.defaulted)}"
                      if report.defaulted else "")
         self._show(Text(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
-                        f"{counted(report.repointed, 'reference')} pointed back{defaulted}; the check is being "
+                        f"{counted(report.repointed, 'reference')} pointed back{defaulted}{report.left_said()}; "
+                        "the check is being "
                         "re-run",
                         style=f"bold {GREEN}"))
         self.dash.rerun(report.check)
