@@ -7,6 +7,7 @@ test's (or process's) open transaction on the shared server would make a run re-
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -348,6 +349,58 @@ def test_an_unchanged_overlap_window_is_not_read_again(mysql_numbers, mysql_runn
     again = r.run()
     assert (again.mode, again.rows_scanned, again.groups) == ("incremental", 0, 2)
     r.assert_matches_full_pass(again)
+
+
+def test_a_run_reads_the_window_only_where_its_digest_changed(mysql_numbers, mysql_runner):
+    """A run of one statement (`_folded_pass`) reads the rows from the watermark where the window's digest is the one
+    the last run took, and from the window's start where it differs: the statement's own read of the table
+    (`dupewatch_read` in MariaDB's ANALYZE of the statement the run sent, with its values) is a range over the new
+    rows only, or over the window and them. (Bounded by `:watermark OR the digest differs`, the range MariaDB planned
+    covered the window either way, and its rows were read and dropped, once the digest's read was more than
+    `expensive_subquery_limit` rows, 100 by default: below it MariaDB computes the digest while it plans.)"""
+    if "mariadb" not in str(mysql_numbers.scalar("SELECT VERSION()")).lower():
+        pytest.skip("ANALYZE FORMAT=JSON is MariaDB's")
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(100 + i, 1000 + i, 1) for i in range(300)])  # the window the next runs take a digest of
+    r.run()
+    sent: list[tuple[str, Any]] = []
+
+    def heard(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("SELECT group_concat"):
+            sent.append((statement, parameters))
+
+    sa.event.listen(r.monitor.database("d").engine, "before_cursor_execute", heard)
+
+    def rows_read(statement: str, parameters: Any) -> int:
+        with mysql_numbers.engine.connect() as conn:
+            plan = json.loads(conn.exec_driver_sql("ANALYZE FORMAT=JSON " + statement, parameters).scalar())
+        found: list[int] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if node.get("table_name") == "dupewatch_read":
+                    found.append(int(node["r_rows"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(plan)
+        assert len(found) == 1
+        return found[0]
+
+    add(mysql_numbers, [(400, 2, 1), (401, 9, 9), (402, 9, 9)])  # row 400 joins row 3's key (2, 1)
+    quiet = r.run()
+    assert (quiet.rows_scanned, quiet.new_groups) == (3, 2)
+    assert rows_read(*sent[-1]) == 3  # the new rows: the window's 305 are not read
+    r.assert_matches_full_pass(quiet)
+    add(mysql_numbers, [(50, 4, 2), (403, 20, 1)])  # row 50 commits late inside the window: joins row 5's key
+    late = r.run()
+    assert late.new_groups == 1
+    assert rows_read(*sent[-1]) == window_rows(mysql_numbers, r) == 310  # the window's 309 rows and row 403
+    r.assert_matches_full_pass(late)
 
 
 def test_a_row_committed_late_inside_the_window_is_counted(mysql_numbers, mysql_runner):
