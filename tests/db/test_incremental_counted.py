@@ -573,6 +573,61 @@ def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next
         made.close()
 
 
+def test_a_group_found_by_an_incremental_run_is_seen_gone_among_the_keys_of_one_row(mysql_numbers, mysql_runner):
+    """A group an incremental run found (not the full pass), whose rows are then deleted but for a new one: the
+    next run of the same process reads that key among the keys of one row and drops the group (the set of known
+    identities they are looked up in follows the groups each run adds and removes), and the one after it, with
+    the group gone, still finds it again once the key has two rows."""
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(10, 6, 1), (11, 6, 1)])
+    found = r.run()
+    assert (found.mode, found.new_groups, found.groups) == ("incremental", 1, 2)
+    mysql_numbers.execute("DELETE FROM logins WHERE id IN (10, 11)")
+    add(mysql_numbers, [(12, 6, 1)])  # the key (6, 1) has one row: the group is gone
+    gone = r.run()
+    assert (gone.mode, gone.groups) == ("incremental", 1)
+    r.assert_matches_full_pass(gone)
+    add(mysql_numbers, [(13, 6, 1)])
+    back = r.run()
+    assert (back.new_groups, back.groups) == (1, 2)
+    r.assert_matches_full_pass(back)
+
+
+def test_two_checks_of_one_subject_see_a_group_the_other_found_gone_among_the_keys_of_one_row(mysql_numbers,
+                                                                                                 tmp_path):
+    """Two checks of one table, key and watermark share one state, whose known groups each run changes in place:
+    a group check `b`'s run found, then left with one new row, is dropped by check `a`'s next run (whose set of
+    known identities, kept from its own last run, does not hold it)."""
+    from monitor.config import config_from_dict
+    from monitor.engine import Monitor
+    from monitor.history import History
+
+    config = config_from_dict({"databases": {"d": {"url": mysql_numbers.url}}, "checks": [
+        {"name": name, "database": "d", "table": "logins", "key": ["user_id", "device"], "incremental": "id"}
+        for name in ("a", "b")]})
+    history = History(tmp_path / "shared.sqlite")
+    monitor = Monitor(config, state=history)
+    oracle = Runner(mysql_numbers, tmp_path / "oracle.sqlite", table="logins", key=["user_id", "device"])
+    try:
+        assert monitor.state_key("a") == monitor.state_key("b")
+        assert monitor.run("a").mode == "full"
+        add(mysql_numbers, [(10, 7, 7)])
+        assert monitor.run("a").mode == "incremental"  # `a` keeps the known identities of this state
+        add(mysql_numbers, [(11, 6, 1), (12, 6, 1)])
+        found = monitor.run("b")
+        assert (found.mode, found.new_groups, found.groups) == ("incremental", 1, 2)
+        mysql_numbers.execute("DELETE FROM logins WHERE id IN (11, 12)")
+        add(mysql_numbers, [(13, 6, 1)])  # the key (6, 1) has one row: the group `b` found is gone
+        gone = monitor.run("a")
+        assert (gone.mode, gone.error) == ("incremental", None)
+        assert (gone.groups, gone.excess_rows) == oracle.oracle() == (1, 1)
+    finally:
+        oracle.close()
+        monitor.close()
+        history.close()
+
+
 def test_keys_of_one_row_cut_short_by_group_concat_re_count_every_known_group(mysql_numbers, mysql_runner,
                                                                               monkeypatch):
     """The keys of one row come back as one GROUP_CONCAT text, which MariaDB cuts at `group_concat_max_len`: a
