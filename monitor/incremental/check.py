@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -71,6 +72,7 @@ def refuse_unreadable_watermark(conn: Connection, resolved: TableCheck) -> None:
                                    detail=detail)
 
 
+@functools.lru_cache(maxsize=4096)  # (asked at every run: its JSON text and SHA-256 cost about 0.03 ms in a run)
 def state_key(subject: str, column: str) -> str:
     """What an incremental check's state is stored by: what it measures and the column its watermark reads (two
     checks of one table with other `incremental` columns keep apart)."""
@@ -80,7 +82,12 @@ def state_key(subject: str, column: str) -> str:
 def table_key(place: Sequence[str], table: str) -> str:
     """What a fix or an undo marks as changed: the database (`Monitor.place`: what the server says it is) and the
     table's name."""
-    return hashlib.sha256(json.dumps([*place, table.rsplit(".", 1)[-1].strip('"`')]).encode()).hexdigest()[:32]
+    return _table_key((*place, table.rsplit(".", 1)[-1].strip('"`')))
+
+
+@functools.lru_cache(maxsize=4096)  # (asked at every run, as `state_key`)
+def _table_key(parts: tuple[str, ...]) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 
