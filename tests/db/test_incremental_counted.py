@@ -7,6 +7,7 @@ test's (or process's) open transaction on the shared server would make a run re-
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -350,6 +351,58 @@ def test_an_unchanged_overlap_window_is_not_read_again(mysql_numbers, mysql_runn
     r.assert_matches_full_pass(again)
 
 
+def test_a_run_reads_the_window_only_where_its_digest_changed(mysql_numbers, mysql_runner):
+    """A run of one statement (`_folded_pass`) reads the rows from the watermark where the window's digest is the one
+    the last run took, and from the window's start where it differs: the statement's own read of the table
+    (`dupewatch_read` in MariaDB's ANALYZE of the statement the run sent, with its values) is a range over the new
+    rows only, or over the window and them. (Bounded by `:watermark OR the digest differs`, the range MariaDB planned
+    covered the window either way, and its rows were read and dropped, once the digest's read was more than
+    `expensive_subquery_limit` rows, 100 by default: below it MariaDB computes the digest while it plans.)"""
+    if "mariadb" not in str(mysql_numbers.scalar("SELECT VERSION()")).lower():
+        pytest.skip("ANALYZE FORMAT=JSON is MariaDB's")
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(100 + i, 1000 + i, 1) for i in range(300)])  # the window the next runs take a digest of
+    r.run()
+    sent: list[tuple[str, Any]] = []
+
+    def heard(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("SELECT group_concat"):
+            sent.append((statement, parameters))
+
+    sa.event.listen(r.monitor.database("d").engine, "before_cursor_execute", heard)
+
+    def rows_read(statement: str, parameters: Any) -> int:
+        with mysql_numbers.engine.connect() as conn:
+            plan = json.loads(conn.exec_driver_sql("ANALYZE FORMAT=JSON " + statement, parameters).scalar())
+        found: list[int] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if node.get("table_name") == "dupewatch_read":
+                    found.append(int(node["r_rows"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(plan)
+        assert len(found) == 1
+        return found[0]
+
+    add(mysql_numbers, [(400, 2, 1), (401, 9, 9), (402, 9, 9)])  # row 400 joins row 3's key (2, 1)
+    quiet = r.run()
+    assert (quiet.rows_scanned, quiet.new_groups) == (3, 2)
+    assert rows_read(*sent[-1]) == 3  # the new rows: the window's 305 are not read
+    r.assert_matches_full_pass(quiet)
+    add(mysql_numbers, [(50, 4, 2), (403, 20, 1)])  # row 50 commits late inside the window: joins row 5's key
+    late = r.run()
+    assert late.new_groups == 1
+    assert rows_read(*sent[-1]) == window_rows(mysql_numbers, r) == 310  # the window's 309 rows and row 403
+    r.assert_matches_full_pass(late)
+
+
 def test_a_row_committed_late_inside_the_window_is_counted(mysql_numbers, mysql_runner):
     """A row with an id below the watermark, committed after the run that read past it: the window's digest
     differs, the window is read again and the row's key counted (a run trusting the old digest would miss it)."""
@@ -518,6 +571,61 @@ def test_a_row_committed_between_the_digests_and_the_read_is_counted_by_the_next
         next(make, None)  # closes the runner
     finally:
         made.close()
+
+
+def test_a_group_found_by_an_incremental_run_is_seen_gone_among_the_keys_of_one_row(mysql_numbers, mysql_runner):
+    """A group an incremental run found (not the full pass), whose rows are then deleted but for a new one: the
+    next run of the same process reads that key among the keys of one row and drops the group (the set of known
+    identities they are looked up in follows the groups each run adds and removes), and the one after it, with
+    the group gone, still finds it again once the key has two rows."""
+    r = mysql_runner()
+    r.run()
+    add(mysql_numbers, [(10, 6, 1), (11, 6, 1)])
+    found = r.run()
+    assert (found.mode, found.new_groups, found.groups) == ("incremental", 1, 2)
+    mysql_numbers.execute("DELETE FROM logins WHERE id IN (10, 11)")
+    add(mysql_numbers, [(12, 6, 1)])  # the key (6, 1) has one row: the group is gone
+    gone = r.run()
+    assert (gone.mode, gone.groups) == ("incremental", 1)
+    r.assert_matches_full_pass(gone)
+    add(mysql_numbers, [(13, 6, 1)])
+    back = r.run()
+    assert (back.new_groups, back.groups) == (1, 2)
+    r.assert_matches_full_pass(back)
+
+
+def test_two_checks_of_one_subject_see_a_group_the_other_found_gone_among_the_keys_of_one_row(mysql_numbers,
+                                                                                                 tmp_path):
+    """Two checks of one table, key and watermark share one state, whose known groups each run changes in place:
+    a group check `b`'s run found, then left with one new row, is dropped by check `a`'s next run (whose set of
+    known identities, kept from its own last run, does not hold it)."""
+    from monitor.config import config_from_dict
+    from monitor.engine import Monitor
+    from monitor.history import History
+
+    config = config_from_dict({"databases": {"d": {"url": mysql_numbers.url}}, "checks": [
+        {"name": name, "database": "d", "table": "logins", "key": ["user_id", "device"], "incremental": "id"}
+        for name in ("a", "b")]})
+    history = History(tmp_path / "shared.sqlite")
+    monitor = Monitor(config, state=history)
+    oracle = Runner(mysql_numbers, tmp_path / "oracle.sqlite", table="logins", key=["user_id", "device"])
+    try:
+        assert monitor.state_key("a") == monitor.state_key("b")
+        assert monitor.run("a").mode == "full"
+        add(mysql_numbers, [(10, 7, 7)])
+        assert monitor.run("a").mode == "incremental"  # `a` keeps the known identities of this state
+        add(mysql_numbers, [(11, 6, 1), (12, 6, 1)])
+        found = monitor.run("b")
+        assert (found.mode, found.new_groups, found.groups) == ("incremental", 1, 2)
+        mysql_numbers.execute("DELETE FROM logins WHERE id IN (11, 12)")
+        add(mysql_numbers, [(13, 6, 1)])  # the key (6, 1) has one row: the group `b` found is gone
+        gone = monitor.run("a")
+        assert (gone.mode, gone.error) == ("incremental", None)
+        assert (gone.groups, gone.excess_rows) == oracle.oracle() == (1, 1)
+    finally:
+        oracle.close()
+        monitor.close()
+        history.close()
 
 
 def test_keys_of_one_row_cut_short_by_group_concat_re_count_every_known_group(mysql_numbers, mysql_runner,

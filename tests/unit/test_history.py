@@ -154,6 +154,36 @@ def test_a_renamed_check_keeps_its_subject_only_while_it_measures_the_same_thing
     assert project(f"sqlite:///{tmp_path / '.' / 'app.sqlite'}").subject("users-email") == before
 
 
+def test_a_subject_is_the_digest_of_its_parts_as_stored_before_it_was_kept() -> None:
+    """`subject`, `state_key` and `table_key` keep their digests (a run asks for each): each is still the SHA-256 of
+    the JSON list of its parts, so that the states, runs and table changes stored by earlier versions are found
+    again; a key's columns in another order make another subject, a `where` spelled with other spaces the same."""
+    import hashlib
+    import json
+
+    from monitor.incremental import state_key, table_key
+
+    config = config_from_dict({"databases": {"main": {"url": "sqlite:///app.sqlite"}}, "checks": [
+        {"name": "a", "database": "main", "table": "users", "key": ["email", "tenant"],
+         "where": "deleted_at  IS NULL", "case_insensitive": True},
+        {"name": "b", "database": "main", "table": "users", "key": ["tenant", "email"]}]})
+    place = ["sqlite", "/srv/app.sqlite"]
+    for _ in range(2):  # computed, then kept
+        digests = []
+        for check in config.checks:
+            parts = [*place, check.finds, "table", check.table, check.key,
+                     check.where and " ".join(check.where.split()), check.nulls, check.case_insensitive,
+                     check.trim_whitespace]
+            digests.append(hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32])
+            assert history_module.subject(place, check) == digests[-1]
+            # the keys of its incremental state and of its table's changes, kept as well
+            assert state_key(digests[-1], "id") == hashlib.sha256(
+                json.dumps([digests[-1], "id"]).encode()).hexdigest()[:32]
+        assert digests[0] != digests[1]
+        assert table_key(place, 'app."users"') == hashlib.sha256(
+            json.dumps([*place, "users"]).encode()).hexdigest()[:32]
+
+
 def test_runs_of_another_subject_with_the_same_names_are_never_read(store: History) -> None:
     store.record(replace(result("users-email", groups=10), subject="postgres-project"))
     store.record(replace(result("users-email", groups=1), subject="mariadb-project"))
