@@ -142,6 +142,23 @@ def test_a_foreign_key_to_a_table_named_alike_in_another_case_is_left_alone(mysq
     assert mysql.rows("SELECT id, user_id FROM orders ORDER BY id") == [(1, 2), (2, 1)]
 
 
+def test_a_sqlite_foreign_key_to_a_table_named_alike_in_another_non_ascii_case_is_left_alone(sqlite_db, tmp_path):
+    """SQLite folds only the 26 ASCII capitals in names: `REFERENCES ökonom` is no reference to the table `Ökonom`
+    (`PRAGMA foreign_key_check` reports its rows as referring to a missing table). The catalog took it for one, as
+    Python's `str.lower` folds Ö, and every fix command crashed: `unexpected NoSuchTableError: ökonom`."""
+    sqlite_db.execute('CREATE TABLE "Ökonom" (id INTEGER PRIMARY KEY, email TEXT NOT NULL)',
+                      'CREATE TABLE c (id INTEGER PRIMARY KEY, owner INTEGER REFERENCES "ökonom"(id))',
+                      """INSERT INTO "Ökonom" VALUES (1, 'a'), (2, 'a')""", "INSERT INTO c VALUES (10, 2)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "u", "table": "Ökonom", "key": ["email"]}])
+    dry = run_cli("fix", "u", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert (json_out(dry)["references"], json_out(dry)["rows_to_repoint"]) == ([], 0)
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 0)
+    assert sqlite_db.rows("SELECT id, owner FROM c") == [(10, 2)]
+
+
 PARTITIONINGS = {
     "hash": ("id INTEGER PRIMARY KEY, ", "PARTITION BY HASH (id) PARTITIONS 4"),
     "hash-no-primary-key": ("id INTEGER NOT NULL, ", "PARTITION BY HASH (k) PARTITIONS 4"),
