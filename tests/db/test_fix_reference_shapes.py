@@ -549,6 +549,26 @@ def test_a_sqlite_reference_naming_the_referred_column_in_another_case_is_repoin
     assert contents(sqlite_db, "usr", "c") == before
 
 
+def test_a_sqlite_table_whose_own_foreign_key_names_the_referred_column_in_another_case_is_fixed_and_undone(
+        sqlite_db, tmp_path):
+    """The fixed table is the child: `c(owner) REFERENCES usr(ID)` to the column `id`. The fix ran, and its undo
+    crashed reflecting c: `unexpected NoReferencedColumnError ... table 'usr' has no column named 'ID'`."""
+    sqlite_db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, owner INTEGER REFERENCES usr(ID))",
+                      "INSERT INTO usr VALUES (1, 'a'), (2, 'b')", "INSERT INTO c VALUES (10, 2), (11, 2), (12, 1)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "c", "table": "c", "key": ["owner"]}])
+    before = contents(sqlite_db, "usr", "c")
+    dry = run_cli("fix", "c", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["rows_to_delete"] == 1
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert sqlite_db.rows("SELECT id, owner FROM c ORDER BY id") == [(10, 2), (12, 1)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "usr", "c") == before
+
+
 def test_an_unexpected_error_of_a_dry_run_or_before_any_batch_does_not_speak_of_a_rolled_back_batch(
         sqlite_db, tmp_path, monkeypatch):
     """An unexpected error (a bug) said "the open batch was rolled back" even in a dry run, where there is no
