@@ -101,6 +101,9 @@ def _collated(value: Any, collation: Any) -> Any:
     return value
 
 
+_REFERRED_NAMES = "dupewatch_referred_names"  # its entry in an inspector's reflection cache
+
+
 def _resolve_referred_names(dialect: Any) -> None:
     """Reflect each foreign key with the referred table and columns as the referred table declares them, as SQLite
     resolves them: it matches table and column names case-insensitively (ASCII letters only, as the NOCASE
@@ -116,14 +119,23 @@ def _resolve_referred_names(dialect: Any) -> None:
 
     def get_foreign_keys(connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> Any:
         found = reflect(connection, table_name, schema=schema, **kw)
+        # SQLite's answers, kept as long as the inspector's own reflection cache (a schema's foreign keys mostly
+        # refer to a few tables).
+        cache = kw.get("info_cache")
+        asked: dict[tuple[Any, ...], Any] = {} if cache is None else cache.setdefault(_REFERRED_NAMES, {})
+
+        def ask(sql: str, params: tuple[Any, ...]) -> Any:
+            if (sql, params) not in asked:
+                asked[sql, params] = connection.exec_driver_sql(sql, params).scalar()
+            return asked[sql, params]
+
         for fk in found:
             if not fk["constrained_columns"]:
                 continue
             where = fk.get("referred_schema") or schema
             quoted = f"{dialect.identifier_preparer.quote_identifier(where)}." if where else ""
-            name = connection.exec_driver_sql(
-                f"SELECT name FROM {quoted}sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
-                (fk["referred_table"],)).scalar()
+            name = ask(f"SELECT name FROM {quoted}sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                       (fk["referred_table"],))
             if name is None:
                 continue
             if not fk["referred_columns"]:
@@ -133,9 +145,8 @@ def _resolve_referred_names(dialect: Any) -> None:
                 continue
             declared = []
             for column in fk["referred_columns"]:
-                match = connection.exec_driver_sql(
-                    "SELECT name FROM pragma_table_xinfo(?, ?) WHERE name = ? COLLATE NOCASE",
-                    (name, where or "main", column)).scalar()
+                match = ask("SELECT name FROM pragma_table_xinfo(?, ?) WHERE name = ? COLLATE NOCASE",
+                            (name, where or "main", column))
                 declared.append(column if match is None else match)
             fk["referred_table"], fk["referred_columns"] = name, declared
         return found
