@@ -101,29 +101,54 @@ def _collated(value: Any, collation: Any) -> Any:
     return value
 
 
-def _resolve_referred_tables(dialect: Any) -> None:
-    """Reflect `REFERENCES "Usr"` (no column list, another letter case than the table `usr`) as SQLite reads it:
-    table names are case-insensitive (ASCII letters, as `lower()` folds them) and a missing column list means the
-    referred table's primary key. SQLAlchemy looks the table up by its exact name, finds none, and reflects the
-    key with no referred columns, which every reflection of the referencing table then refuses (ArgumentError)."""
+_REFERRED_NAMES = "dupewatch_referred_names"  # its entry in an inspector's reflection cache
+
+
+def _resolve_referred_names(dialect: Any) -> None:
+    """Reflect each foreign key with the referred table and columns as the referred table declares them, as SQLite
+    resolves them: it matches table and column names case-insensitively (ASCII letters only, as the NOCASE
+    collation compares), and a missing column list means the referred table's primary key. `PRAGMA
+    foreign_key_list` gives the names as the referencing table wrote them (`REFERENCES "Usr"(ID)` for the table
+    `usr` and its column `id`) and SQLAlchemy looks them up by their exact names: a missing column list reflected
+    with no referred columns (ArgumentError), a column in another case as one the table does not have
+    (NoReferencedColumnError), either as soon as the referencing table is reflected with its foreign keys. SQLite
+    itself says which declared name each one is (`sqlite_master`, `pragma_table_xinfo`, compared under NOCASE); a
+    name it matches to nothing (`REFERENCES u(rowid)`, what SQLite calls a foreign key mismatch) is left as
+    written."""
     reflect = dialect.get_foreign_keys
 
     def get_foreign_keys(connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> Any:
         found = reflect(connection, table_name, schema=schema, **kw)
+        # SQLite's answers, kept as long as the inspector's own reflection cache (a schema's foreign keys mostly
+        # refer to a few tables).
+        cache = kw.get("info_cache")
+        asked: dict[tuple[Any, ...], Any] = {} if cache is None else cache.setdefault(_REFERRED_NAMES, {})
+
+        def ask(sql: str, params: tuple[Any, ...]) -> Any:
+            if (sql, params) not in asked:
+                asked[sql, params] = connection.exec_driver_sql(sql, params).scalar()
+            return asked[sql, params]
+
         for fk in found:
-            if fk["referred_columns"] or not fk["constrained_columns"]:
+            if not fk["constrained_columns"]:
                 continue
             where = fk.get("referred_schema") or schema
             quoted = f"{dialect.identifier_preparer.quote_identifier(where)}." if where else ""
-            master = f"{quoted}sqlite_master"
-            name = connection.exec_driver_sql(
-                f"SELECT name FROM {master} WHERE type = 'table' AND lower(name) = lower(?)",
-                (fk["referred_table"],)).scalar()
+            name = ask(f"SELECT name FROM {quoted}sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                       (fk["referred_table"],))
             if name is None:
                 continue
-            key = dialect.get_pk_constraint(connection, name, schema=where, **kw)["constrained_columns"]
-            if len(key) == len(fk["constrained_columns"]):
-                fk["referred_table"], fk["referred_columns"] = name, list(key)
+            if not fk["referred_columns"]:
+                key = dialect.get_pk_constraint(connection, name, schema=where, **kw)["constrained_columns"]
+                if len(key) == len(fk["constrained_columns"]):
+                    fk["referred_table"], fk["referred_columns"] = name, list(key)
+                continue
+            declared = []
+            for column in fk["referred_columns"]:
+                match = ask("SELECT name FROM pragma_table_xinfo(?, ?) WHERE name = ? COLLATE NOCASE",
+                            (name, where or "main", column))
+                declared.append(column if match is None else match)
+            fk["referred_table"], fk["referred_columns"] = name, declared
         return found
 
     dialect.get_foreign_keys = get_foreign_keys
@@ -215,7 +240,7 @@ class SQLite(SQLitePolling, Dialect):
             dbapi.execute("PRAGMA query_only = ON")
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
-        _resolve_referred_tables(engine.dialect)
+        _resolve_referred_names(engine.dialect)
         if read_only:
             return
 

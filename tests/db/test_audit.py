@@ -477,3 +477,18 @@ def test_check_then_insert_lookups_are_measured_on_the_real_table(db: TestDataba
     assert (raced.duplicate_groups, raced.excess_rows) == (1, 2)
     clean = findings["accounts_note"]  # the same race waiting to happen: no duplicates yet, still worth a check
     assert (clean.severity, clean.duplicate_groups) == ("medium", 0) and clean.check is not None
+
+
+def test_sqlite_audit_reports_a_foreign_key_naming_the_referred_column_in_another_case(sqlite_db) -> None:
+    """`REFERENCES currency(CODE)` to the column `code`: SQLite matches column names case-insensitively. The
+    catalog kept the name as the child wrote it, found no column `CODE` in currency, and left the reference to a
+    non-unique column unreported."""
+    sqlite_db.execute("CREATE TABLE currency (id INTEGER PRIMARY KEY, code TEXT NOT NULL)",
+                      "CREATE TABLE price (id INTEGER PRIMARY KEY, currency_code TEXT REFERENCES currency(CODE))",
+                      "INSERT INTO currency VALUES (1, 'EUR'), (2, 'EUR'), (3, 'USD')",
+                      "INSERT INTO price VALUES (10, 'EUR')")
+    _code, report = audit_json(sqlite_db)
+    finding = only(report, "foreign_key_to_non_unique", "currency")
+    assert finding["columns"] == ["code"]
+    assert finding["duplicate_groups"] == 1
+    assert "price(currency_code) references currency(code)" in finding["evidence"]

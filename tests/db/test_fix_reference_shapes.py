@@ -142,6 +142,23 @@ def test_a_foreign_key_to_a_table_named_alike_in_another_case_is_left_alone(mysq
     assert mysql.rows("SELECT id, user_id FROM orders ORDER BY id") == [(1, 2), (2, 1)]
 
 
+def test_a_sqlite_foreign_key_to_a_table_named_alike_in_another_non_ascii_case_is_left_alone(sqlite_db, tmp_path):
+    """SQLite folds only the 26 ASCII capitals in names: `REFERENCES ökonom` is no reference to the table `Ökonom`
+    (`PRAGMA foreign_key_check` reports its rows as referring to a missing table). The catalog took it for one, as
+    Python's `str.lower` folds Ö, and every fix command crashed: `unexpected NoSuchTableError: ökonom`."""
+    sqlite_db.execute('CREATE TABLE "Ökonom" (id INTEGER PRIMARY KEY, email TEXT NOT NULL)',
+                      'CREATE TABLE c (id INTEGER PRIMARY KEY, owner INTEGER REFERENCES "ökonom"(id))',
+                      """INSERT INTO "Ökonom" VALUES (1, 'a'), (2, 'a')""", "INSERT INTO c VALUES (10, 2)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "u", "table": "Ökonom", "key": ["email"]}])
+    dry = run_cli("fix", "u", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert (json_out(dry)["references"], json_out(dry)["rows_to_repoint"]) == ([], 0)
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 0)
+    assert sqlite_db.rows("SELECT id, owner FROM c") == [(10, 2)]
+
+
 PARTITIONINGS = {
     "hash": ("id INTEGER PRIMARY KEY, ", "PARTITION BY HASH (id) PARTITIONS 4"),
     "hash-no-primary-key": ("id INTEGER NOT NULL, ", "PARTITION BY HASH (k) PARTITIONS 4"),
@@ -500,6 +517,53 @@ def test_a_sqlite_reference_to_the_table_in_another_case_with_no_column_list_is_
     fixed = run_cli("fix", "u", "--config", str(path), "--yes", "--json")
     assert fixed.exit_code == 0, fixed.output
     assert sqlite_db.rows("SELECT id, owner FROM c ORDER BY id") == [(10, 1), (11, 3)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "usr", "c") == before
+
+
+@pytest.mark.parametrize("spelling", ["usr(ID)", '"Usr"("Id")', "USR (ID) ON DELETE CASCADE"])
+def test_a_sqlite_reference_naming_the_referred_column_in_another_case_is_repointed_and_undone(
+        sqlite_db, tmp_path, spelling):
+    """`REFERENCES usr(ID)` to the column `id`: SQLite matches column names case-insensitively, and `PRAGMA
+    foreign_key_list` gives the name as the child wrote it. Reflection looked `ID` up by its exact name, and every
+    fix command (the dry run too) crashed: `unexpected NoReferencedColumnError ... table 'usr' has no column named
+    'ID'`. The reference is named as usr declares it."""
+    sqlite_db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+                      f"CREATE TABLE c (id INTEGER PRIMARY KEY, owner INTEGER REFERENCES {spelling})",
+                      "INSERT INTO usr VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                      "INSERT INTO c VALUES (10, 2), (11, 3)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "u", "table": "usr", "key": ["email"]}])
+    before = contents(sqlite_db, "usr", "c")
+    dry = run_cli("fix", "u", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    [ref] = json_out(dry)["references"]
+    assert (ref["table"], ref["columns"], ref["referred_columns"], ref["rows"]) == ("c", ["owner"], ["id"], 1), ref
+    assert contents(sqlite_db, "usr", "c") == before
+    fixed = run_cli("fix", "u", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 1)
+    assert sqlite_db.rows("SELECT id, owner FROM c ORDER BY id") == [(10, 1), (11, 3)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "usr", "c") == before
+
+
+def test_a_sqlite_table_whose_own_foreign_key_names_the_referred_column_in_another_case_is_fixed_and_undone(
+        sqlite_db, tmp_path):
+    """The fixed table is the child: `c(owner) REFERENCES usr(ID)` to the column `id`. The fix ran, and its undo
+    crashed reflecting c: `unexpected NoReferencedColumnError ... table 'usr' has no column named 'ID'`."""
+    sqlite_db.execute("CREATE TABLE usr (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, owner INTEGER REFERENCES usr(ID))",
+                      "INSERT INTO usr VALUES (1, 'a'), (2, 'b')", "INSERT INTO c VALUES (10, 2), (11, 2), (12, 1)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "c", "table": "c", "key": ["owner"]}])
+    before = contents(sqlite_db, "usr", "c")
+    dry = run_cli("fix", "c", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["rows_to_delete"] == 1
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert sqlite_db.rows("SELECT id, owner FROM c ORDER BY id") == [(10, 2), (12, 1)]
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(sqlite_db, "usr", "c") == before

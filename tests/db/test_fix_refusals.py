@@ -195,3 +195,24 @@ def test_sqlite_foreign_key_on_the_rowid_is_refused_naming_it(sqlite_db, tmp_pat
         assert _user_tables(sqlite_db) == ["o", "u"]
     assert not sa.inspect(sqlite_db.engine).has_table("dupewatch_fix")
 
+
+
+@pytest.mark.parametrize("written", ["ÉMAIL", "Émail"])
+def test_sqlite_foreign_key_naming_a_column_in_another_non_ascii_case_is_refused_naming_it(sqlite_db, tmp_path,
+                                                                                           written):
+    """SQLite folds only the 26 ASCII capitals in names: `REFERENCES u(ÉMAIL)` to the column `émail` is a foreign
+    key mismatch (writes to either table fail while foreign keys are enforced). The catalog matched it by Python's
+    `str.lower`, and the dry run crashed: `unexpected NoReferencedColumnError`. Refused as the rowid is."""
+    sqlite_db.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, émail TEXT NOT NULL UNIQUE, k TEXT NOT NULL)",
+                      "INSERT INTO u VALUES (1, 'a', 'x'), (2, 'b', 'x')",
+                      f"CREATE TABLE o (id INTEGER PRIMARY KEY, u_email TEXT REFERENCES u ({written}))",
+                      "INSERT INTO o VALUES (10, 'b')")
+    path = config_file(tmp_path, sqlite_db, [{"name": "c", "table": "u", "key": ["k"], "merge_distinct": True}])
+    before = contents(sqlite_db, "u", "o")
+    for args in (["--dry-run"], ["--yes"]):
+        result = run_cli("fix", "c", "--config", str(path), *args)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert f"foreign key o(u_email) refers to u({written}), which is not a declared column" in result.stderr
+        assert "foreign key mismatch" in result.stderr and "unexpected" not in result.stderr
+        assert contents(sqlite_db, "u", "o") == before

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,16 +13,20 @@ import sqlalchemy as sa
 from monitor.fix.catalog.base import Catalog, ForeignKey, Trigger, UniqueKey
 from monitor.fix.errors import FixRefused
 
+# SQLite compares table and column names folding the 26 ASCII capitals only (`REFERENCES ÖKONOM` is no reference to
+# the table ökonom): the NOCASE collation's rule, which the dialect's reflection asks SQLite to apply.
+_SQLITE_NAME_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
 
 class SqliteCatalog(Catalog):
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         inspector = sa.inspect(self.conn)
         found = []
-        wanted = table.name.lower()
+        wanted = table.name.translate(_SQLITE_NAME_FOLD)
         for (schema, child), fks in sorted(inspector.get_multi_foreign_keys(schema=table.schema).items(),
                                            key=lambda item: str(item[0])):
             for fk in fks:
-                if fk["referred_table"].lower() != wanted:
+                if fk["referred_table"].translate(_SQLITE_NAME_FOLD) != wanted:
                     continue
                 columns = tuple(fk["constrained_columns"])
                 referred = self._referred(table, schema, child, columns, tuple(fk["referred_columns"]))
@@ -32,14 +37,15 @@ class SqliteCatalog(Catalog):
 
     def _referred(self, table: sa.Table, schema: str | None, child: str, columns: tuple[str, ...],
                   written: tuple[str, ...]) -> tuple[str, ...]:
-        """The columns of `table` a foreign key of `child(columns)` refers to, as `table` declares them (SQLite
-        matches column names case-insensitively; none written: the primary key). One that is no declared column
-        (`REFERENCES u(rowid)`, or no column written and no primary key) is what SQLite calls a "foreign key
-        mismatch": refused, naming the reference."""
+        """The columns of `table` a foreign key of `child(columns)` refers to, as `table` declares them (none
+        written: the primary key). Reflection names them so wherever SQLite matches them (case-insensitively, ASCII
+        letters only: see the SQLite dialect's `_resolve_referred_names`). One that is no declared column
+        (`REFERENCES u(rowid)`, `u(ÉMAIL)` for the column émail, or no column written and no primary key) is what
+        SQLite calls a "foreign key mismatch": refused, naming the reference."""
         names = [c.name for c in table.columns] or \
             [c["name"] for c in sa.inspect(self.conn).get_columns(table.name, schema=table.schema)]
-        declared = {name.lower(): name for name in names}
-        referred = tuple(declared.get(c.lower(), "") for c in written) if written else \
+        declared = {name.translate(_SQLITE_NAME_FOLD): name for name in names}
+        referred = tuple(declared.get(c.translate(_SQLITE_NAME_FOLD), "") for c in written) if written else \
             tuple(c.name for c in table.primary_key.columns)
         if referred and all(referred):
             return referred
