@@ -204,26 +204,30 @@ _XACT_CHANGES = sa.text(r"""
 _RELKIND = sa.text(
     "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
-# The first VOLATILE function the constraint `c` calls, directly or as an operator's (the constraint's
-# dependencies in pg_depend: built-in functions are pinned and not listed there).
-_VOLATILE_CALLED = """(SELECT min(p.oid::pg_catalog.regprocedure::text) FROM pg_catalog.pg_depend d
-            LEFT JOIN pg_catalog.pg_operator o
-              ON d.refclassid = 'pg_catalog.pg_operator'::regclass AND o.oid = d.refobjid
-            JOIN pg_catalog.pg_proc p ON p.oid = CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::regclass
-                                                      THEN d.refobjid ELSE o.oprcode::oid END
-            WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = c.oid
-              AND p.provolatile = 'v')"""
-# A table's CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on every row an UPDATE writes), each
-# with its condition as the server deparses it, and the first VOLATILE function it calls.
+# The first VOLATILE function the constraint `c` calls, directly or as an operator's, read from the expression tree
+# the server stored (`conbin`, as `pg_node_tree` text: `:funcid N`, `:opfuncid N`, `:opno N`, whose operator runs
+# its `oprcode`), not from pg_depend, which lists no built-in function (they are pinned): `nextval`, `setval`,
+# `random`, `clock_timestamp` would pass unseen. A constant's value is dumped as bytes, so no literal forges a field.
+_VOLATILE_CALLED = r"""(SELECT min(p.oid::pg_catalog.regprocedure::text) FROM pg_catalog.pg_proc p
+            WHERE p.provolatile = 'v' AND p.oid IN (
+                SELECT CASE WHEN m[1] = 'opno' THEN (SELECT o.oprcode::oid FROM pg_catalog.pg_operator o
+                                                     WHERE o.oid = m[2]::oid)
+                            ELSE m[2]::oid END
+                FROM pg_catalog.regexp_matches(c.conbin::text, ':(funcid|opfuncid|opno) (\d+)', 'g') AS m))"""
+# Whether the constraint is enforced: PostgreSQL 18's `NOT ENFORCED` CHECK constraints are not checked on any
+# write; earlier servers have no `conenforced` (read through the row's JSON: absent there, every one is enforced).
+_ENFORCED = "COALESCE((pg_catalog.to_jsonb(c) ->> 'conenforced')::boolean, true)"
+# A table's enforced CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on every row an UPDATE
+# writes), each with its condition as the server deparses it, and the first VOLATILE function it calls.
 _CHECK_CONSTRAINTS = sa.text(f"""
     SELECT c.conname, pg_catalog.pg_get_expr(c.conbin, c.conrelid) AS expression,
            {_VOLATILE_CALLED} AS volatile
     FROM pg_catalog.pg_constraint c
-    WHERE c.conrelid = to_regclass(:t) AND c.contype = 'c' ORDER BY c.conname""")
+    WHERE c.conrelid = to_regclass(:t) AND c.contype = 'c' AND {_ENFORCED} ORDER BY c.conname""")
 # Each domain-typed column's chain of types: its domain (depth 0), the domain that one is based on, ..., down to the
-# first type that is no domain (the base, the type of VALUE); with each domain's NOT NULL and CHECK constraints (NOT
-# VALID ones too: a domain checks every value assigned to it), each condition as the server deparses it (VALUE
-# standing for the value) and the first VOLATILE function it calls.
+# first type that is no domain (the base, the type of VALUE); with each domain's NOT NULL and enforced CHECK
+# constraints (NOT VALID ones too: a domain checks every value assigned to it), each condition as the server deparses
+# it (VALUE standing for the value) and the first VOLATILE function it calls.
 _DOMAIN_CONSTRAINTS = sa.text(f"""
     WITH RECURSIVE chain AS (
         SELECT a.attname, a.atttypid AS type, 0 AS depth FROM pg_catalog.pg_attribute a
@@ -235,7 +239,7 @@ _DOMAIN_CONSTRAINTS = sa.text(f"""
     SELECT chain.attname, t.typtype = 'd' AS is_domain, pg_catalog.format_type(t.oid, NULL) AS type,
            t.typnotnull, c.conname, pg_catalog.pg_get_expr(c.conbin, 0) AS expression, {_VOLATILE_CALLED} AS volatile
     FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.type
-    LEFT JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid AND c.contype = 'c'
+    LEFT JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid AND c.contype = 'c' AND {_ENFORCED}
     ORDER BY chain.attname, chain.depth, c.conname""")
 # Each column's type as the server writes it in DDL (`format_type`: qualified and quoted as this session's
 # search_path needs, with its modifiers), for the types reflection does not know (`citext`, PostGIS types).

@@ -222,3 +222,30 @@ def test_postgres_a_domain_not_null_the_kept_rows_null_breaks_is_named_up_front(
     fixed = run_cli("fix", "users", "--config", str(path), "--yes")
     assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
     assert contents(pg, "usr", "o") == before
+
+
+def test_postgres_a_check_calling_a_built_in_volatile_function_is_not_run_by_the_dry_run(pg, tmp_path):
+    """nextval is built in, so pg_depend does not list it: the constraint's own expression tree names it. The dry
+    run (a read-only transaction, which nextval would fail in) does not evaluate the constraint, names the risk,
+    and the sequence does not move."""
+    pg.execute("CREATE SEQUENCE s")
+    _users(pg, "(1, 'a'), (2, 'a')")
+    _review(pg, "CONSTRAINT below_next CHECK (id < nextval('s') + 1000000)", "(10, 1, 2, 0)")
+    before = pg.rows("SELECT last_value, is_called FROM s")
+    path = config_file(tmp_path, pg, [{"name": "users", "table": "usr", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json_out(dry)
+    assert not plan["blockers"], plan["blockers"]
+    notes = [n for n in plan["notes"] if "CHECK constraint below_next" in n]
+    assert len(notes) == 1 and "VOLATILE function nextval(regclass)" in notes[0], plan["notes"]
+    assert pg.rows("SELECT last_value, is_called FROM s") == before
+
+
+def test_postgres_every_check_constraint_reads_as_enforced_before_postgres_18(pg):
+    """PostgreSQL 18's NOT ENFORCED CHECK constraints are left out; before 18 pg_constraint has no conenforced,
+    and the version-independent read says every constraint is enforced."""
+    from monitor.dialects.postgresql import _ENFORCED
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY CHECK (id > 0), b INTEGER CONSTRAINT b_small CHECK (b < 9))")
+    counts = pg.rows(f"SELECT count(*), count(*) FILTER (WHERE {_ENFORCED}) FROM pg_catalog.pg_constraint c")
+    assert counts[0][0] == counts[0][1] > 2
