@@ -420,9 +420,14 @@ class ReferencePlan:
     checks: dict[str, int] | None = field(default_factory=dict)
     unchecked: dict[str, str] = field(default_factory=dict)  # CHECK constraint -> the VOLATILE function it calls
     named: dict[str, str] = field(default_factory=dict)  # a domain's constraint in `checks`/`unchecked` -> its words
+    # a constraint in `checks` refusing rows only between repoints (`_count_between`): its key there -> the state,
+    # "after repointing X but not yet Y"
+    between: dict[str, str] = field(default_factory=dict)
 
     def check_words(self, key: str) -> str:
         """How the plan names the constraint `key` of `checks` or `unchecked`."""
+        if key in self.between:
+            key = key.removesuffix(f" {self.between[key]}")
         return self.named.get(key, f"CHECK constraint {key} of {self.reference.table}")
 
     @property
@@ -886,7 +891,9 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
     database says would refuse a repointed row (`ReferencePlan.checks`). Each constraint's expression is the
     server's own text (`Dialect.check_constraints`), evaluated by the server over the rows as the repoint would
     leave them (`_after_repoint`: every repointed reference of the table at once), NULL passing as it does for a
-    CHECK: one read per (referencing table, constraint), none for a table without any. Likewise the constraints
+    CHECK: one read per (referencing table, constraint), none for a table without any; and, for a table with several
+    repointed references, over every state a row moved by more than one passes through between their UPDATEs
+    (`_intermediate_states`, `_count_between`): one read per (state, constraint). Likewise the constraints
     of a repointed column's domain (`Dialect.domain_constraints`: PostgreSQL), which the UPDATE checks on the value
     it assigns: evaluated over that value alone, as `value`, on the rows the reference moves. A constraint calling
     a VOLATILE function is not run (`ReferencePlan.unchecked`)."""
@@ -912,10 +919,14 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
         unchecked: list[dict[str, str]] = [{c.name: c.volatile for c in constraints if c.volatile is not None}
                                            for _j in positions]
         named: list[dict[str, str]] = [{} for _j in positions]
-        after, moved = _after_repoint(child, layout, rel, refs)
+        between: list[dict[str, str]] = [{} for _j in positions]
+        repoint = _repoint(child, layout, rel, refs)
+        after, moved = _after_repoint(repoint)
         for constraint in constraints:
             if constraint.volatile is None:
                 _count_refused(conn, after, constraint, list(enumerate(moved)), refused)
+                for state in _intermediate_states(len(refs)):
+                    _count_between(conn, repoint, state, constraint, refused, between)
         for column, domain in domains.items():
             # The value each repointed row's UPDATE assigns to the column, as the domain's expressions name it
             # (VALUE: PostgreSQL reads it as a column named value), of the type beneath the domains.
@@ -933,7 +944,8 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
                 if constraint.volatile is None:
                     _count_refused(conn, values, constraint, holders, refused, key)
         for k, j in enumerate(positions):
-            plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked[k], named=named[k])
+            plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked[k], named=named[k],
+                               between=between[k])
     return plans
 
 
@@ -950,15 +962,41 @@ def _count_refused(conn: Connection, rows: FromClause, constraint: CheckConstrai
             refused[k][key or constraint.name] = int(count)
 
 
-def _after_repoint(child: sa.Table, layout: Layout, rel: FromClause,
-                   refs: list[Reference]) -> tuple[FromClause, list[str]]:
-    """The rows of `child` that `refs` (its repointed references) repoint, as the repoint would leave them: a
-    derived table with the child's own column names, each foreign key column holding its kept row's value where
-    the row points at a row to delete; and, per reference, the name of its 0/1 column saying the reference moves
-    the row. The kept row's values come from the plan relation's own window (its rank 1 row of the group), read
-    once (a common table expression, which each reference joins: PostgreSQL computes it once)."""
+@dataclass(frozen=True)
+class _Repoint:
+    """The rows of a referencing table its repointed references (`refs`) move: `joined`, the table (`source`) joined
+    to each reference's moves (`moves[k]`, its row to delete's rank and its kept row's values), from which any
+    state of a row is read: `values(state)`, its columns after the references in `state` moved it."""
+
+    child: sa.Table
+    layout: Layout
+    refs: list[Reference]
+    source: FromClause
+    joined: FromClause
+    moves: list[FromClause]
+
+    def moved(self, k: int) -> ColumnElement[bool]:
+        """Whether reference `k` moves the row."""
+        return self.moves[k].c[RANK].is_not(None)
+
+    def values(self, state: list[int]) -> list[ColumnElement[Any]]:
+        """The child's columns, in order, as the references in `state` leave them (a column two of them share: the
+        first's kept value)."""
+        columns: list[ColumnElement[Any]] = []
+        for column in self.child.columns:
+            label = self.layout.ref_label
+            whens = [(self.moved(k), self.moves[k].c[
+                f"{label[self.refs[k].referred_columns[self.refs[k].columns.index(column.name)]]}_kept"])
+                for k in state if column.name in self.refs[k].columns]
+            columns.append(sa.case(*whens, else_=self.source.c[column.name]) if whens else self.source.c[column.name])
+        return columns
+
+
+def _repoint(child: sa.Table, layout: Layout, rel: FromClause, refs: list[Reference]) -> _Repoint:
+    """The rows of `child` that `refs` (its repointed references) repoint (`_Repoint`). The kept row's values come
+    from the plan relation's own window (its rank 1 row of the group), read once (a common table expression, which
+    each reference joins: PostgreSQL computes it once)."""
     source = child.alias("dupewatch_child")  # may be the fixed table itself
-    taken = {c.name for c in child.columns}
     labels = list(dict.fromkeys(layout.ref_label[r] for ref in refs for r in ref.referred_columns))
     kept = [sa.func.first_value(rel.c[label], type_=rel.c[label].type)
             .over(partition_by=rel.c[GROUP], order_by=rel.c[RANK]).label(f"{label}_kept") for label in labels]
@@ -970,24 +1008,78 @@ def _after_repoint(child: sa.Table, layout: Layout, rel: FromClause,
         joined = joined.outerjoin(move, sa.and_(*[source.c[c] == move.c[layout.ref_label[r]] for c, r in zip(
             ref.columns, ref.referred_columns, strict=True)], move.c[RANK] > 1))
         moves.append(move)
-    columns: list[ColumnElement[Any]] = []
-    for column in child.columns:
-        whens = [(move.c[RANK].is_not(None),
-                  move.c[f"{layout.ref_label[ref.referred_columns[ref.columns.index(column.name)]]}_kept"])
-                 for ref, move in zip(refs, moves, strict=True) if column.name in ref.columns]
-        value = sa.case(*whens, else_=source.c[column.name]) if whens else source.c[column.name]
-        columns.append(value.label(column.name))
-    flags = []
-    for j, move in enumerate(moves):
-        flag = f"dupewatch_moved{j}"
-        while flag in taken:
-            flag += "_"
-        taken.add(flag)
-        flags.append(flag)
-        columns.append(sa.case((move.c[RANK].is_not(None), 1), else_=0).label(flag))
-    after = (sa.select(*columns).select_from(joined).where(sa.or_(*[move.c[RANK].is_not(None) for move in moves]))
+    return _Repoint(child, layout, refs, source, joined, moves)
+
+
+def _unused(taken: set[str], name: str) -> str:
+    """`name`, or `name_`, `name__`... the first that is not in `taken` (a column of the child); added to it."""
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _after_repoint(repoint: _Repoint) -> tuple[FromClause, list[str]]:
+    """The rows `repoint`'s references repoint, as the repoint would leave them: a derived table with the child's
+    own column names, each foreign key column holding its kept row's value where the row points at a row to delete;
+    and, per reference, the name of its 0/1 column saying the reference moves the row."""
+    taken = {c.name for c in repoint.child.columns}
+    everything = list(range(len(repoint.refs)))
+    flags = [_unused(taken, f"dupewatch_moved{k}") for k in everything]
+    columns = [value.label(column.name) for value, column in zip(
+        repoint.values(everything), repoint.child.columns, strict=True)]
+    columns += [sa.case((repoint.moved(k), 1), else_=0).label(flag) for k, flag in zip(everything, flags, strict=True)]
+    after = (sa.select(*columns).select_from(repoint.joined).where(sa.or_(*[repoint.moved(k) for k in everything]))
              .subquery("dupewatch_after"))
     return after, flags
+
+
+def _intermediate_states(n: int) -> list[list[int]]:
+    """The states a row moved by several of `n` repointed references can pass through before its last UPDATE: the
+    references (by position) applied so far. The fix runs one UPDATE per reference per batch, and a batch is a range
+    of groups, so a row's references move in any order, in one batch or several: every proper non-empty subset (up
+    to 4 references: 14 states), beyond that each reference alone."""
+    if n > 4:
+        return [[k] for k in range(n)]
+    return [[k for k in range(n) if mask >> k & 1] for mask in range(1, 2 ** n - 1)]
+
+
+def _count_between(conn: Connection, repoint: _Repoint, state: list[int], constraint: CheckConstraint,
+                   refused: list[dict[str, int]], between: list[dict[str, str]]) -> None:
+    """Count the rows that the references in `state` move, and some other reference moves too, which
+    `constraint` refuses in that state (those references moved, the others not yet) while their final state passes
+    (a row refused there is counted there): into `refused[state[0]]`, keyed by the constraint and the state, with
+    the references not yet repointed that move such rows named in `between`."""
+    child, refs = repoint.child, repoint.refs
+    rest = [k for k in range(len(refs)) if k not in state]
+    taken = {c.name for c in child.columns}
+    alternates = [_unused(taken, f"dupewatch_state{i}") for i, _column in enumerate(child.columns)]
+    flags = [_unused(taken, f"dupewatch_moved{k}") for k in rest]
+    expression = sa.literal_column(f"({constraint.expression})", sa.Boolean)
+    # The rows with both values of each column: the final state's under the child's names, the state's beside.
+    final = (sa.select(*[value.label(column.name) for value, column in zip(
+                 repoint.values(list(range(len(refs)))), child.columns, strict=True)],
+                       *[value.label(name) for value, name in zip(repoint.values(state), alternates, strict=True)],
+                       *[sa.case((repoint.moved(k), 1), else_=0).label(flag) for k, flag in zip(rest, flags,
+                                                                                                 strict=True)])
+             .select_from(repoint.joined)
+             .where(*[repoint.moved(k) for k in state], sa.or_(*[repoint.moved(k) for k in rest]))
+             .subquery("dupewatch_final"))
+    # NULL passes a CHECK: a row whose final state the expression does not refuse, in the state's values.
+    rows = (sa.select(*[final.c[name].label(column.name) for name, column in zip(alternates, child.columns,
+                                                                                 strict=True)],
+                      *[final.c[flag] for flag in flags])
+            .select_from(final).where(sa.func.coalesce(expression, sa.true())).subquery("dupewatch_between"))
+    counts = conn.execute(sa.select(sa.func.count(), *[sa.func.coalesce(sa.func.sum(rows.c[flag]), 0)
+                                                       for flag in flags])
+                          .select_from(rows).where(sa.not_(expression))).one()
+    if not counts[0]:
+        return
+    pending = [refs[k].label for k, count in zip(rest, counts[1:], strict=True) if count]
+    words = f"after repointing {' and '.join(refs[k].label for k in state)} but not yet {' or '.join(pending)}"
+    key = f"{constraint.name} {words}"
+    refused[state[0]][key] = int(counts[0])
+    between[state[0]][key] = words
 
 
 def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
@@ -1230,6 +1322,14 @@ def _judge_checks(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     instead = "" if ref.self_reference else \
         f", or set its on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)"
     for name, count in (ref_plan.checks or {}).items():
+        if name in ref_plan.between:
+            plan.blockers.append(
+                f"repointing {ref.label} to the kept rows would leave {count:,} row(s) that "
+                f"{ref_plan.check_words(name)} refuses {ref_plan.between[name]} (the database evaluated it on the "
+                "values of that state; their final state passes, but the fix runs one UPDATE per reference in each "
+                "batch of groups, and the database checks each): the batch would be rolled back and the fix would "
+                f"stop there; change those rows (or the constraint) first{instead}")
+            continue
         plan.blockers.append(
             f"repointing {ref.label} to the kept rows would leave {count:,} row(s) that "
             f"{ref_plan.check_words(name)} refuses (the database evaluated it on the repointed values): the batch "

@@ -249,3 +249,39 @@ def test_postgres_every_check_constraint_reads_as_enforced_before_postgres_18(pg
     pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY CHECK (id > 0), b INTEGER CONSTRAINT b_small CHECK (b < 9))")
     counts = pg.rows(f"SELECT count(*), count(*) FILTER (WHERE {_ENFORCED}) FROM pg_catalog.pg_constraint c")
     assert counts[0][0] == counts[0][1] > 2
+
+
+def test_a_row_only_a_state_between_repoints_breaks_is_named_up_front(server, tmp_path):
+    """usr groups {2, 8} and {1, 5} (keepers 2 and 1). review (10) = (8, 5) ends as (2, 1), which passes
+    `CHECK (owner_id > reviewer_id)`, but the fix runs one UPDATE per reference: after owner_id moves and before
+    reviewer_id does, the row is (2, 5), which the database refuses mid-way. (11) = (8, 1): only owner_id moves, to
+    (2, 1), which passes (a row one reference moves has no state between repoints)."""
+    _users(server, "(1, 'b'), (2, 'a'), (5, 'b'), (8, 'a')")
+    _review(server, "CONSTRAINT owner_above CHECK (owner_id > reviewer_id)", "(10, 8, 5, 0)", "(11, 8, 1, 0)")
+    plan = _refused_up_front(server, tmp_path, "users", ("usr", "review"),
+                             "repointing review(owner_id) to the kept rows would leave 1 row(s) that CHECK constraint "
+                             "owner_above of review refuses after repointing review(owner_id) but not yet "
+                             "review(reviewer_id)", "their final state passes")
+    refusals = {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]}
+    assert refusals == {("owner_id",): {"owner_above after repointing review(owner_id) but not yet "
+                                        "review(reviewer_id)": 1}, ("reviewer_id",): {}}
+
+
+def test_every_state_between_three_repointed_references_is_evaluated(server, tmp_path):
+    """usr groups {2, 8}, {1, 5}, {3, 9} (keepers 2, 1, 3); trio(a, b, c) each REFERENCES usr, CHECK (a + b + c
+    <> 10). (10) = (8, 5, 9) ends as (2, 1, 3) (sum 6), but with a and c moved and b not yet it is (2, 5, 3) (sum
+    10); (11) = (8, 5, 3), c a keeper already, is (2, 5, 3) once a moved and b not yet. Only the references that
+    move the row are named as not yet repointed."""
+    _users(server, "(1, 'b'), (2, 'a'), (3, 'c'), (5, 'b'), (8, 'a'), (9, 'c')")
+    server.execute("CREATE TABLE trio (id INTEGER PRIMARY KEY, a INTEGER REFERENCES usr (id), b INTEGER REFERENCES "
+                   "usr (id), c INTEGER REFERENCES usr (id), CONSTRAINT not_ten CHECK (a + b + c <> 10))",
+                   "INSERT INTO trio VALUES (10, 8, 5, 9), (11, 8, 5, 3)")
+    plan = _refused_up_front(server, tmp_path, "users", ("usr", "trio"),
+                             "1 row(s) that CHECK constraint not_ten of trio refuses after repointing trio(a) and "
+                             "trio(c) but not yet trio(b)",
+                             "1 row(s) that CHECK constraint not_ten of trio refuses after repointing trio(a) but not "
+                             "yet trio(b) (", blockers=2)
+    refusals = {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]}
+    assert refusals == {("a",): {"not_ten after repointing trio(a) but not yet trio(b)": 1,
+                                 "not_ten after repointing trio(a) and trio(c) but not yet trio(b)": 1},
+                        ("b",): {}, ("c",): {}}
