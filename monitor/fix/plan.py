@@ -893,7 +893,8 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
     leave them (`_after_repoint`: every repointed reference of the table at once), NULL passing as it does for a
     CHECK: one read per (referencing table, constraint), none for a table without any; and, for a table with several
     repointed references, over every state a row moved by more than one passes through between their UPDATEs
-    (`_intermediate_states`, `_count_between`): one read per (state, constraint). Likewise the constraints
+    (`_intermediate_states`, `_count_between`): one read per (state, constraint), none where no row is moved by
+    two (`_moved_twice`, one read). Likewise the constraints
     of a repointed column's domain (`Dialect.domain_constraints`: PostgreSQL), which the UPDATE checks on the value
     it assigns: evaluated over that value alone, as `value`, on the rows the reference moves. A constraint calling
     a VOLATILE function is not run (`ReferencePlan.unchecked`)."""
@@ -922,10 +923,11 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
         between: list[dict[str, str]] = [{} for _j in positions]
         repoint = _repoint(child, layout, rel, refs)
         after, moved = _after_repoint(repoint)
+        states = _intermediate_states(len(refs)) if len(refs) > 1 and _moved_twice(conn, repoint) else []
         for constraint in constraints:
             if constraint.volatile is None:
                 _count_refused(conn, after, constraint, list(enumerate(moved)), refused)
-                for state in _intermediate_states(len(refs)):
+                for state in states:
                     _count_between(conn, repoint, state, constraint, refused, between)
         for column, domain in domains.items():
             # The value each repointed row's UPDATE assigns to the column, as the domain's expressions name it
@@ -1032,6 +1034,14 @@ def _after_repoint(repoint: _Repoint) -> tuple[FromClause, list[str]]:
     after = (sa.select(*columns).select_from(repoint.joined).where(sa.or_(*[repoint.moved(k) for k in everything]))
              .subquery("dupewatch_after"))
     return after, flags
+
+
+def _moved_twice(conn: Connection, repoint: _Repoint) -> bool:
+    """Whether any row is moved by more than one of `repoint`'s references (else no row has a state between
+    repoints, and none is read)."""
+    twice = sa.select(sa.literal(1)).select_from(repoint.joined).where(
+        sum((sa.case((repoint.moved(k), 1), else_=0) for k in range(len(repoint.refs))), sa.literal(0)) > 1)
+    return bool(conn.execute(sa.select(sa.exists(twice))).scalar())
 
 
 def _intermediate_states(n: int) -> list[list[int]]:
