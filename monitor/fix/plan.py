@@ -923,7 +923,9 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
         between: list[dict[str, str]] = [{} for _j in positions]
         repoint = _repoint(child, layout, rel, refs)
         after, moved = _after_repoint(repoint)
-        states = _intermediate_states(len(refs)) if len(refs) > 1 and _moved_twice(conn, repoint) else []
+        evaluated = [c for c in constraints if c.volatile is None]
+        states = _intermediate_states(len(refs)) if len(refs) > 1 and evaluated and _moved_twice(conn, repoint) \
+            else []
         for constraint in constraints:
             if constraint.volatile is None:
                 _count_refused(conn, after, constraint, list(enumerate(moved)), refused)
