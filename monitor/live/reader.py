@@ -64,6 +64,7 @@ SAVE_SECONDS = 1.0  # the stream's position is saved at most this often
 BATCH_SECONDS = 0.02  # reads of a stream that keeps changing start at most this often
 COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
 DRAIN_SECONDS = 5.0  # how long a reader handing over may read to the end of its stream
+UNSETTLED_READS = 256  # reads waiting for their transactions to be visible, each re-counted once they are
 
 
 class LiveSink(Protocol):
@@ -130,9 +131,11 @@ class LiveReader:
         self._released = False
         self._release_lock = threading.Lock()
         self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
-        # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`):
-        # those transactions, and the keys to re-count once they are.
-        self._unsettled: tuple[set[str], dict[str, Named]] | None = None
+        # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`),
+        # one bucket per read: its transactions, and its keys to re-count once they all are. Each is released on
+        # its own (one shared bucket, joined by every read, never emptied under steady writes: its keys never
+        # counted again); past `UNSETTLED_READS` buckets a read joins the newest.
+        self._unsettled: list[tuple[set[str], dict[str, Named]]] = []
         # A stream that cannot tell (`ChangeStream.recount_again`): the keys read since the last hand-over, and
         # those handed over, counted again once their time comes (between one and two such delays after a read).
         self._again_every = stream.recount_again
@@ -456,10 +459,13 @@ class LiveReader:
                 _merge(touched, check, named)
         self._apply(done, touched)
         if waiting:
-            before_xids, kept = self._unsettled if self._unsettled is not None else (set(), {})
-            for check, named in read.items():
-                _merge(kept, check, named)
-            self._unsettled = (before_xids | waiting, kept)
+            if len(self._unsettled) < UNSETTLED_READS:
+                self._unsettled.append((set(waiting), read))
+            else:  # bounded memory: the newest bucket waits for this read's transactions too
+                newest_xids, kept = self._unsettled[-1]
+                for check, named in read.items():
+                    _merge(kept, check, named)
+                self._unsettled[-1] = (newest_xids | waiting, kept)
         elif self._again_every and read:
             for check, named in read.items():
                 _merge(self._again, check, named)
@@ -467,17 +473,21 @@ class LiveReader:
         return done
 
     def _settled(self) -> dict[str, Named]:
-        """The keys to count again now: those of reads whose transactions were not visible yet (`ChangeStream.
-        unsettled`) once they all are; and, for a stream that cannot tell (`ChangeStream.recount_again`), those
-        read between `recount_again` and twice that many seconds ago."""
+        """The keys to count again now: those of each read whose transactions were not visible yet (`ChangeStream.
+        unsettled`) once all of that read's are (one question for every read waiting); and, for a stream that
+        cannot tell (`ChangeStream.recount_again`), those read between `recount_again` and twice that many seconds
+        ago."""
         settled: dict[str, Named] = {}
-        if self._unsettled is not None:
-            xids, named = self._unsettled
-            if not (still := self.stream.unsettled(xids)):
-                self._unsettled = None
-                settled = named
-            else:
-                self._unsettled = (still, named)
+        if self._unsettled:
+            still = self.stream.unsettled(set().union(*(xids for xids, _named in self._unsettled)))
+            waiting = []
+            for xids, named in self._unsettled:
+                if xids & still:
+                    waiting.append((xids & still, named))
+                else:
+                    for check, keys in named.items():
+                        _merge(settled, check, keys)
+            self._unsettled = waiting
         if self._again_every:
             now = time.monotonic()
             if self._again_due is not None and now >= self._again_due[0]:
