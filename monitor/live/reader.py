@@ -33,7 +33,9 @@ or that is stopped first, says at once that it is not following (`_release`), wh
 it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
 stop (`hand_over`). Whatever committed before the new stream began is read by the previous one, whatever
 committed after by the new one, so a reload is no gap, on PostgreSQL either, unless the previous reader could
-not read to its end (then it is one, reported like any other).
+not read to its end (then it is one, reported like any other). The re-counts the previous reader still owed (keys
+read before their transactions were visible, or due to be counted again) are the new one's, for each check it
+follows as before (`_take_recounts`).
 """
 
 from __future__ import annotations
@@ -195,7 +197,9 @@ class LiveReader:
             attempt = 0
             if self.predecessor is not None:
                 predecessor, self.predecessor = self.predecessor, None
-                if predecessor.hand_over() and restart_gap is not None:
+                drained = predecessor.hand_over()
+                self._take_recounts(predecessor)
+                if drained and restart_gap is not None:
                     log.info("took over the change stream from the previous config's reader, no gap", extra={
                         "fields": {"database": self.database}})
                     restart_gap = None  # it read what committed before this stream began
@@ -284,6 +288,34 @@ class LiveReader:
         self._save_position(force=True)
         self._save_groups(force=True)
         return None
+
+    def _take_recounts(self, predecessor: LiveReader) -> None:
+        """Keep the re-counts the previous config's reader still owed (the keys of reads whose transactions were
+        not visible yet, `_unsettled`; those to count again, `_again`), for each check this reader counts as it
+        did, on the same database: its own first count may have run before those transactions were visible, and
+        a reload dropped them (the duplicate they made never shown)."""
+        if predecessor._thread.is_alive():  # its stop timed out: it may be reading still, its re-counts are its own
+            return
+        databases = self.monitor.config.databases, predecessor.monitor.config.databases
+        if databases[0].get(self.database) != databases[1].get(self.database):
+            return
+        before = {check.name: check for check in predecessor.checks}
+        same = {check.name for check in self.checks if check.name in self.groups and before.get(check.name) == check}
+
+        def kept(named: dict[str, Named]) -> dict[str, Named]:
+            return {check: keys for check, keys in named.items() if check in same}
+
+        for xids, named in predecessor._unsettled:
+            if (mine := kept(named)) and len(self._unsettled) < UNSETTLED_READS:
+                self._unsettled.append((set(xids), mine))
+        for check, keys in kept(predecessor._again).items():
+            _merge(self._again, check, keys)
+        if predecessor._again_due is not None and (due := kept(predecessor._again_due[1])):
+            if self._again_due is None:
+                self._again_due = (predecessor._again_due[0], due)
+            else:
+                for check, keys in due.items():
+                    _merge(self._again_due[1], check, keys)
 
     def _count_unnamed(self, done: list[Transaction]) -> None:
         """Where `done` holds rows the stream does not name (`Transaction.unnamed`), report a gap and count every

@@ -259,3 +259,35 @@ def test_a_reads_keys_are_counted_again_once_its_own_transactions_are_visible_th
     finally:
         writer.dispose()
         stream.close()
+
+
+def test_a_reload_keeps_the_recounts_its_previous_reader_owed_for_the_checks_still_followed(monitor: Monitor) -> None:
+    """The previous config's reader read an insert whose transaction was not visible yet and then handed over:
+    the new reader's first count ran before it was visible too, and the re-count it was owed went with the
+    previous reader (the duplicate never shown)."""
+    first = Visible()
+    previous = LiveReader(monitor, "d", list(monitor.config.checks), first, Sink(), poll_seconds=0.01)
+    second = Visible()
+    second.invisible = first.invisible = {"1"}  # one server: one answer
+    writer = sa.create_engine(monitor.database("d").url)
+    reader = None
+    try:
+        previous.start()
+        assert previous.following.wait(10)
+        first.reads.append([("1", 3, "y")])
+        await_true(lambda: bool(previous._unsettled), "the insert read before its transaction was visible")
+        reader = LiveReader(monitor, "d", list(monitor.config.checks), second, Sink(), poll_seconds=0.01,
+                            predecessor=previous)
+        reader.start()
+        assert reader.took_over.wait(20) and reader.following.wait(10)
+        groups = reader.groups["on_a"]
+        assert groups.figures == (1, 1)
+        with writer.begin() as conn:  # visible now
+            conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
+        first.invisible.clear()
+        await_true(lambda: groups.figures == (2, 2), "the key the previous reader owed counted again")
+    finally:
+        writer.dispose()
+        previous.stop()
+        if reader is not None:
+            reader.stop()
