@@ -136,7 +136,7 @@ class LiveReader:
         # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`),
         # one bucket per read: its transactions, and its keys to re-count once they all are. Each is released on
         # its own (one shared bucket, joined by every read, never emptied under steady writes: its keys never
-        # counted again); past `UNSETTLED_READS` buckets a read joins the newest.
+        # counted again); past `UNSETTLED_READS` buckets, or `KEYS_PER_READ` keys in all, a read joins the newest.
         self._unsettled: list[tuple[set[str], dict[str, Named]]] = []
         # A stream that cannot tell (`ChangeStream.recount_again`): the keys read since the last hand-over, and
         # those handed over, counted again once their time comes (between one and two such delays after a read).
@@ -491,7 +491,8 @@ class LiveReader:
                 _merge(touched, check, named)
         self._apply(done, touched)
         if waiting:
-            if len(self._unsettled) < UNSETTLED_READS:
+            if len(self._unsettled) < UNSETTLED_READS and _keys(read) + sum(
+                    _keys(named) for _xids, named in self._unsettled) <= KEYS_PER_READ:
                 self._unsettled.append((set(waiting), read))
             else:  # bounded memory: the newest bucket waits for this read's transactions too
                 newest_xids, kept = self._unsettled[-1]
@@ -594,6 +595,10 @@ def wait_following(readers: list[LiveReader], timeout: float) -> bool:
 
 def _copy(named: Named) -> Named:
     return Named(set(named.present), set(named.left), named.unknown_old, named.overflow)
+
+
+def _keys(named: dict[str, Named]) -> int:
+    return sum(len(keys.present) + len(keys.left) for keys in named.values())
 
 
 def _merge(into: dict[str, Named], check: str, named: Named) -> None:

@@ -291,3 +291,31 @@ def test_a_reload_keeps_the_recounts_its_previous_reader_owed_for_the_checks_sti
         previous.stop()
         if reader is not None:
             reader.stop()
+
+
+def test_past_the_bound_of_waiting_reads_a_read_joins_the_newest_and_is_counted_once_all_are_visible(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader_module, "UNSETTLED_READS", 1)
+    stream = Visible()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), stream, Sink())
+    writer = sa.create_engine(monitor.database("d").url)
+    try:
+        stream.open()
+        reader._count_all(count_new=False)
+        groups = reader.groups["on_a"]
+        stream.invisible = {"1", "2"}
+        stream.reads = [[("1", 3, "y")], [("2", 5, "z")]]
+        reader._read_and_apply()
+        reader._read_and_apply()
+        assert [xids for xids, _named in reader._unsettled] == [{"1", "2"}]  # bounded: one bucket
+        with writer.begin() as conn:
+            conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y'), (5, 'z'), (6, 'z')"))
+        stream.invisible = {"2"}
+        reader._read_and_apply()
+        assert groups.figures == (1, 1)  # waits for the newest read's transaction too
+        stream.invisible = set()
+        reader._read_and_apply()
+        assert groups.figures == (3, 3) and reader._unsettled == []
+    finally:
+        writer.dispose()
+        stream.close()
