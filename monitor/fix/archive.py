@@ -177,11 +177,18 @@ def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: st
     return added
 
 
-def dropped_since(archive: sa.Table, table: sa.Table) -> list[str]:
-    """The archived columns `table` no longer has (dropped by a migration since the fix): undo restores the rows
-    without them, and their archived values stay in the archive, not restored."""
+def dropped_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> list[str]:
+    """The archived columns `table` no longer has (dropped by a migration since the fix) where the fix's archived
+    rows hold a value: undo restores the rows without them, and those values stay in the archive, not restored.
+    The archive is shared by the fixes of its table: a dropped column whose values were an earlier fix's (NULL in
+    every row of this one) keeps nothing of this fix's rows, and is not named (the database says, one statement)."""
     kept = {c.name for c in table.columns}
-    return [c.name for c in archive.columns if c.name != FIX_ID_COLUMN and c.name not in kept]
+    gone = [c for c in archive.columns if c.name != FIX_ID_COLUMN and c.name not in kept]
+    if not gone:
+        return []
+    tagged = archive.c[FIX_ID_COLUMN] == fix_id
+    held = conn.execute(sa.select(*[sa.exists().where(tagged, c.is_not(None)) for c in gone])).one()
+    return [c.name for c, value in zip(gone, held, strict=True) if value]
 
 
 def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:

@@ -325,7 +325,7 @@ def undo_links(conn: Connection, fix_id: str, schema: str | None, planned: Plann
                 fired += catalog.fired_on(child, "INSERT")
                 kept = reflect(conn, *where)
                 rows = restore_rows(conn, kept, child, fix_id)
-                if rows and left is not None and (gone := dropped_since(kept, child)):
+                if rows and left is not None and (gone := dropped_since(conn, kept, child, fix_id)):
                     left[kept.name] = gone
                 planned.inserted(child, rows)
                 restored += rows

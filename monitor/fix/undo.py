@@ -339,7 +339,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
     left: dict[str, list[str]] = {}
     if expected and archive is not None:  # (a count above 0 came from the archive)
         defaulted = added_since(conn, archive, table, record.fix_id)
-        if gone := dropped_since(archive, table):
+        if gone := dropped_since(conn, archive, table, record.fix_id):
             left[archive.name] = gone
         _refuse_taken_keys(conn, table, archive, record.fix_id)
         if not rules.enforces_foreign_keys(conn):

@@ -109,6 +109,10 @@ class IncrementalCheck:
     case-insensitive group stays one group whichever spelling `GROUP BY` returns; its
     `spelling` (the key values) is what its rows are looked up by."""
 
+    # Counts the runs that changed a state's known groups in place (`_applied`, under the groups lock), of any
+    # check: two checks of one subject share their state's groups.
+    groups_changed = 0
+
     def __init__(self, resolved: TableCheck, key: str, groups_lock: threading.Lock | None = None) -> None:
         self.resolved = resolved
         # Held while a run changes the known groups in place (`_applied`): a reader on another thread (the
@@ -129,7 +133,9 @@ class IncrementalCheck:
         self.read_as_stored = any(r is not e for r, e in zip(self.exprs, resolved.key_exprs, strict=True))
         # Key columns spelled in the state otherwise than the group page shows them (`Dialect.shown_key_value`)
         self._shown_apart = any(p is not r for p, r in zip(self.exprs, resolved.key_reads, strict=True))
-        self._shown: tuple[tuple[int, int], dict[Any, KnownGroup]] = ((-1, -1), {})  # (generation, groups) -> map
+        # The map of `group_shown_as`, and what it was made of: the groups (held, so that their id is not another's),
+        # their generation and `IncrementalCheck.groups_changed` then.
+        self._shown: tuple[tuple[dict[str, KnownGroup] | None, int, int], dict[Any, KnownGroup]] = ((None, -1, -1), {})
         self.identity_exprs = resolved.group_identities(self.exprs)
         self.spelled_apart = any(i is not e for i, e in zip(self.identity_exprs, self.exprs, strict=True))
         self.row_ids = self._row_id_columns()
@@ -483,17 +489,19 @@ class IncrementalCheck:
         """The known group (of `groups`, the state of `generation`) whose key the group page shows as `key` (the
         driver's values of `TableCheck.key_reads`), where the state spells keys otherwise (`polled_key`: a jsonb,
         range or address key as the server's text), or None. The dashboard's FIRST SEEN mark looked `key` up
-        among those spellings and found none: blank for every such group. The map is made once per state."""
+        among those spellings and found none: blank for every such group. The map is made once per state: again
+        for other groups (a store's state loaded again after a failed save, with the generation and often the
+        count of the one it replaced), or ones a run changed in place since (`groups_changed`)."""
         if not self._shown_apart:
             return None
-        made, shown = self._shown
-        if made != (generation, len(groups)):
+        (made_of, made_at, changes), shown = self._shown
+        if made_of is not groups or made_at != generation or changes != IncrementalCheck.groups_changed:
             rules = self.rules
             reads = self.resolved.key_reads
             shown = {_comparable(tuple(rules.shown_key_value(e, r, v) for e, r, v in
                                        zip(self.exprs, reads, self.spelling(identity, group), strict=True))): group
                      for identity, group in groups.items()}
-            self._shown = ((generation, len(groups)), shown)
+            self._shown = ((groups, generation, IncrementalCheck.groups_changed), shown)
         return shown.get(_comparable(tuple(key)))
 
     # -- runs ------------------------------------------------------------------------------------
@@ -1085,6 +1093,8 @@ class IncrementalCheck:
                     groups[identity] = KnownGroup(identity, rows, old.first_seen_at, old.first_seen_generation,
                                                   old.spelling)
                 updated.append(identity)
+            if changed:
+                IncrementalCheck.groups_changed += 1
         return groups, new, updated, removed, excess, added
 
     def _spelling_text(self, identity: str) -> str | None:

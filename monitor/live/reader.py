@@ -33,7 +33,9 @@ or that is stopped first, says at once that it is not following (`_release`), wh
 it opens its own stream while the previous reader still follows, then has it read to the end of its stream and
 stop (`hand_over`). Whatever committed before the new stream began is read by the previous one, whatever
 committed after by the new one, so a reload is no gap, on PostgreSQL either, unless the previous reader could
-not read to its end (then it is one, reported like any other).
+not read to its end (then it is one, reported like any other). The re-counts the previous reader still owed (keys
+read before their transactions were visible, or due to be counted again) are the new one's, for each check it
+follows as before (`_take_recounts`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ SAVE_SECONDS = 1.0  # the stream's position is saved at most this often
 BATCH_SECONDS = 0.02  # reads of a stream that keeps changing start at most this often
 COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
 DRAIN_SECONDS = 5.0  # how long a reader handing over may read to the end of its stream
+UNSETTLED_READS = 256  # reads waiting for their transactions to be visible, each re-counted once they are
 
 
 class LiveSink(Protocol):
@@ -130,9 +133,11 @@ class LiveReader:
         self._released = False
         self._release_lock = threading.Lock()
         self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
-        # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`):
-        # those transactions, and the keys to re-count once they are.
-        self._unsettled: tuple[set[str], dict[str, Named]] | None = None
+        # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`),
+        # one bucket per read: its transactions, and its keys to re-count once they all are. Each is released on
+        # its own (one shared bucket, joined by every read, never emptied under steady writes: its keys never
+        # counted again); past `UNSETTLED_READS` buckets, or `KEYS_PER_READ` keys in all, a read joins the newest.
+        self._unsettled: list[tuple[set[str], dict[str, Named]]] = []
         # A stream that cannot tell (`ChangeStream.recount_again`): the keys read since the last hand-over, and
         # those handed over, counted again once their time comes (between one and two such delays after a read).
         self._again_every = stream.recount_again
@@ -192,7 +197,9 @@ class LiveReader:
             attempt = 0
             if self.predecessor is not None:
                 predecessor, self.predecessor = self.predecessor, None
-                if predecessor.hand_over() and restart_gap is not None:
+                drained = predecessor.hand_over()
+                self._take_recounts(predecessor)
+                if drained and restart_gap is not None:
                     log.info("took over the change stream from the previous config's reader, no gap", extra={
                         "fields": {"database": self.database}})
                     restart_gap = None  # it read what committed before this stream began
@@ -281,6 +288,34 @@ class LiveReader:
         self._save_position(force=True)
         self._save_groups(force=True)
         return None
+
+    def _take_recounts(self, predecessor: LiveReader) -> None:
+        """Keep the re-counts the previous config's reader still owed (the keys of reads whose transactions were
+        not visible yet, `_unsettled`; those to count again, `_again`), for each check this reader counts as it
+        did, on the same database: its own first count may have run before those transactions were visible, and
+        a reload dropped them (the duplicate they made never shown)."""
+        if predecessor._thread.is_alive():  # its stop timed out: it may be reading still, its re-counts are its own
+            return
+        databases = self.monitor.config.databases, predecessor.monitor.config.databases
+        if databases[0].get(self.database) != databases[1].get(self.database):
+            return
+        before = {check.name: check for check in predecessor.checks}
+        same = {check.name for check in self.checks if check.name in self.groups and before.get(check.name) == check}
+
+        def kept(named: dict[str, Named]) -> dict[str, Named]:
+            return {check: keys for check, keys in named.items() if check in same}
+
+        for xids, named in predecessor._unsettled:
+            if (mine := kept(named)) and len(self._unsettled) < UNSETTLED_READS:
+                self._unsettled.append((set(xids), mine))
+        for check, keys in kept(predecessor._again).items():
+            _merge(self._again, check, keys)
+        if predecessor._again_due is not None and (due := kept(predecessor._again_due[1])):
+            if self._again_due is None:
+                self._again_due = (predecessor._again_due[0], due)
+            else:
+                for check, keys in due.items():
+                    _merge(self._again_due[1], check, keys)
 
     def _count_unnamed(self, done: list[Transaction]) -> None:
         """Where `done` holds rows the stream does not name (`Transaction.unnamed`), report a gap and count every
@@ -456,10 +491,14 @@ class LiveReader:
                 _merge(touched, check, named)
         self._apply(done, touched)
         if waiting:
-            before_xids, kept = self._unsettled if self._unsettled is not None else (set(), {})
-            for check, named in read.items():
-                _merge(kept, check, named)
-            self._unsettled = (before_xids | waiting, kept)
+            if len(self._unsettled) < UNSETTLED_READS and _keys(read) + sum(
+                    _keys(named) for _xids, named in self._unsettled) <= KEYS_PER_READ:
+                self._unsettled.append((set(waiting), read))
+            else:  # bounded memory: the newest bucket waits for this read's transactions too
+                newest_xids, kept = self._unsettled[-1]
+                for check, named in read.items():
+                    _merge(kept, check, named)
+                self._unsettled[-1] = (newest_xids | waiting, kept)
         elif self._again_every and read:
             for check, named in read.items():
                 _merge(self._again, check, named)
@@ -467,17 +506,21 @@ class LiveReader:
         return done
 
     def _settled(self) -> dict[str, Named]:
-        """The keys to count again now: those of reads whose transactions were not visible yet (`ChangeStream.
-        unsettled`) once they all are; and, for a stream that cannot tell (`ChangeStream.recount_again`), those
-        read between `recount_again` and twice that many seconds ago."""
+        """The keys to count again now: those of each read whose transactions were not visible yet (`ChangeStream.
+        unsettled`) once all of that read's are (one question for every read waiting); and, for a stream that
+        cannot tell (`ChangeStream.recount_again`), those read between `recount_again` and twice that many seconds
+        ago."""
         settled: dict[str, Named] = {}
-        if self._unsettled is not None:
-            xids, named = self._unsettled
-            if not (still := self.stream.unsettled(xids)):
-                self._unsettled = None
-                settled = named
-            else:
-                self._unsettled = (still, named)
+        if self._unsettled:
+            still = self.stream.unsettled(set().union(*(xids for xids, _named in self._unsettled)))
+            waiting = []
+            for xids, named in self._unsettled:
+                if xids & still:
+                    waiting.append((xids & still, named))
+                else:
+                    for check, keys in named.items():
+                        _merge(settled, check, keys)
+            self._unsettled = waiting
         if self._again_every:
             now = time.monotonic()
             if self._again_due is not None and now >= self._again_due[0]:
@@ -552,6 +595,10 @@ def wait_following(readers: list[LiveReader], timeout: float) -> bool:
 
 def _copy(named: Named) -> Named:
     return Named(set(named.present), set(named.left), named.unknown_old, named.overflow)
+
+
+def _keys(named: dict[str, Named]) -> int:
+    return sum(len(keys.present) + len(keys.left) for keys in named.values())
 
 
 def _merge(into: dict[str, Named], check: str, named: Named) -> None:

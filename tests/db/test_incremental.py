@@ -1873,3 +1873,30 @@ def test_postgresql_minus_infinity_watermark_is_kept_and_read_back(pg, runner_fo
     assert second.mode == "incremental"
     assert (second.groups, second.excess_rows) == (2, 2)
     r.assert_matches_full_pass(second)
+
+
+def test_the_first_seen_mark_of_a_key_kept_as_the_servers_text_follows_a_run_whose_save_failed(pg, runner_for,
+                                                                                           monkeypatch):
+    """The map from the page's keys to the groups was kept by (generation, number of groups): a run whose save
+    failed changed the groups in place (one dissolved, one formed) with neither changed, and the dashboard looked
+    the new group up in the old map: blank, while the plain keys' lookup, reading the groups, found it."""
+    typed_logins(pg, "jsonb", [(1, 1, '{"a": 1}'), (2, 1, '{"a": 1.0}')])
+    r = runner_for(pg)
+    assert r.run().groups == 1
+    [old] = r.monitor.groups("inc").groups
+    assert r.monitor.group_first_seen("inc", old.key) is not None  # the map made
+    pg.execute("DELETE FROM logins WHERE id = 2")
+    await_counted_removals(pg, 1)
+    put_typed(pg, "jsonb", [(3, 2, '{"b": 2}'), (4, 2, '{"b": 2.0}')])
+
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(r.history, "save_incremental", failing)
+    lost = r.monitor.run("inc")
+    assert lost.error is not None and "disk I/O error" in lost.error
+    [formed] = r.monitor.groups("inc").groups
+    assert formed.key != old.key
+    seen = r.monitor.group_first_seen("inc", formed.key)
+    assert seen is not None
+    assert r.monitor.group_first_seen("inc", old.key) is None  # dissolved

@@ -166,3 +166,23 @@ def test_a_column_narrowed_since_the_fix_is_named_with_both_types(server, tmp_pa
     assert "refused, nothing changed" in line and "the table changed since the fix" in line, line
     assert "account.secret is " in line and "the archive's " in line and "trigger" not in line, line
     assert contents(db, "account", "login") == after_fix
+
+
+def test_a_dropped_column_is_named_only_on_the_undo_of_a_fix_whose_archived_rows_hold_a_value_there(db, tmp_path):
+    """The archive is shared by the fixes of a table: `secret` holds fix 1's values and NULL in fix 2's rows. Undo
+    of fix 2 named it as left in the archive though nothing of fix 2's is there; undo of fix 1 still names it.
+    (A column dropped before fix 2 refuses fix 2: its archive no longer matches the table.)"""
+    path, first, _before = _fixed(db, tmp_path)
+    db.execute("INSERT INTO account VALUES (4, 'b', NULL)")
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    second = json_out(fixed)["fix_id"]
+    assert db.rows("SELECT id, secret FROM dupewatch_archive_account ORDER BY id") == [(2, "s2"), (4, None)]
+    db.execute("ALTER TABLE account DROP COLUMN secret")
+    undone = run_cli("undo", second, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert "left_in_archive" not in json_out(undone), json_out(undone)
+    assert db.rows("SELECT id, email FROM account ORDER BY id") == [(1, "a"), (3, "b"), (4, "b")]
+    undone = run_cli("undo", first, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["left_in_archive"] == {"dupewatch_archive_account": ["secret"]}

@@ -19,6 +19,7 @@ from monitor.config import config_from_dict
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
 from monitor.live import Figures, LiveReader, StreamLost
+from monitor.live.changes import Change, Transaction
 from monitor.metrics import MetricsExporter
 
 pytestmark = pytest.mark.timeout(60)
@@ -205,3 +206,116 @@ def test_groups_formed_between_two_first_count_attempts_are_counted_new(
     counts = [(figures.groups, figures.new_groups) for check, figures in sink.figures if check == "on_a"]
     assert counts == [(1, 0), (2, 1)]
     assert sink.following[:2] == [False, True]  # released at the failed attempt, then followed
+
+
+class Visible(Scripted):
+    """A stream that names an insert into `a` per read, with its transaction's id, and tells which ids are not
+    visible yet (`invisible`, as PostgreSQL's `ChangeStream.unsettled` does for a commit awaiting its standby)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[tuple[str, int, str]]] = []  # per read: (xid, id, k) of each insert
+        self.invisible: set[str] = set()
+
+    def read(self, fold: Any = None) -> list[Any]:
+        done = []
+        for xid, id_, k in self.reads.pop(0) if self.reads else []:
+            fold(Change("main", "a", "INSERT", new={"id": id_, "k": k}))
+            done.append(Transaction(folded=1, xid=xid))
+        return done
+
+    def unsettled(self, xids: set[str]) -> set[str]:
+        return xids & self.invisible
+
+
+def test_a_reads_keys_are_counted_again_once_its_own_transactions_are_visible_though_a_later_reads_are_not(
+        monitor: Monitor) -> None:
+    """Issue 19: the keys of every read whose transactions were not visible yet waited in one bucket, released only
+    once all of them were; under steady writes and a standby slower than the reads it never emptied, and a
+    duplicate whose first re-count ran before its commit was visible was never counted."""
+    stream = Visible()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), stream, Sink())
+    writer = sa.create_engine(monitor.database("d").url)
+    try:
+        stream.open()
+        reader._count_all(count_new=False)
+        groups = reader.groups["on_a"]
+        assert groups.figures == (1, 1)
+        stream.invisible = {"1", "2"}  # read and re-counted before either commit is visible
+        stream.reads = [[("1", 3, "y")], [("2", 5, "z")]]
+        reader._read_and_apply()
+        reader._read_and_apply()
+        with writer.begin() as conn:  # transaction 1 visible now, 2 not yet
+            conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
+        stream.invisible = {"2"}
+        reader._read_and_apply()
+        assert groups.figures == (2, 2)  # y counted again, though z's transaction is not visible
+        with writer.begin() as conn:
+            conn.execute(sa.text("INSERT INTO a (id, k) VALUES (5, 'z'), (6, 'z')"))
+        stream.invisible = set()
+        reader._read_and_apply()
+        assert groups.figures == (3, 3)
+        assert reader._unsettled == []
+    finally:
+        writer.dispose()
+        stream.close()
+
+
+def test_a_reload_keeps_the_recounts_its_previous_reader_owed_for_the_checks_still_followed(monitor: Monitor) -> None:
+    """The previous config's reader read an insert whose transaction was not visible yet and then handed over:
+    the new reader's first count ran before it was visible too, and the re-count it was owed went with the
+    previous reader (the duplicate never shown)."""
+    first = Visible()
+    previous = LiveReader(monitor, "d", list(monitor.config.checks), first, Sink(), poll_seconds=0.01)
+    second = Visible()
+    second.invisible = first.invisible = {"1"}  # one server: one answer
+    writer = sa.create_engine(monitor.database("d").url)
+    reader = None
+    try:
+        previous.start()
+        assert previous.following.wait(10)
+        first.reads.append([("1", 3, "y")])
+        await_true(lambda: bool(previous._unsettled), "the insert read before its transaction was visible")
+        reader = LiveReader(monitor, "d", list(monitor.config.checks), second, Sink(), poll_seconds=0.01,
+                            predecessor=previous)
+        reader.start()
+        assert reader.took_over.wait(20) and reader.following.wait(10)
+        groups = reader.groups["on_a"]
+        assert groups.figures == (1, 1)
+        with writer.begin() as conn:  # visible now
+            conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
+        first.invisible.clear()
+        await_true(lambda: groups.figures == (2, 2), "the key the previous reader owed counted again")
+    finally:
+        writer.dispose()
+        previous.stop()
+        if reader is not None:
+            reader.stop()
+
+
+def test_past_the_bound_of_waiting_reads_a_read_joins_the_newest_and_is_counted_once_all_are_visible(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader_module, "UNSETTLED_READS", 1)
+    stream = Visible()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), stream, Sink())
+    writer = sa.create_engine(monitor.database("d").url)
+    try:
+        stream.open()
+        reader._count_all(count_new=False)
+        groups = reader.groups["on_a"]
+        stream.invisible = {"1", "2"}
+        stream.reads = [[("1", 3, "y")], [("2", 5, "z")]]
+        reader._read_and_apply()
+        reader._read_and_apply()
+        assert [xids for xids, _named in reader._unsettled] == [{"1", "2"}]  # bounded: one bucket
+        with writer.begin() as conn:
+            conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y'), (5, 'z'), (6, 'z')"))
+        stream.invisible = {"2"}
+        reader._read_and_apply()
+        assert groups.figures == (1, 1)  # waits for the newest read's transaction too
+        stream.invisible = set()
+        reader._read_and_apply()
+        assert groups.figures == (3, 3) and reader._unsettled == []
+    finally:
+        writer.dispose()
+        stream.close()
