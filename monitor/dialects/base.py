@@ -648,7 +648,8 @@ class Dialect(Polling):
     def check_constraints(self, conn: Connection, table: sa.Table) -> list[CheckConstraint] | None:
         """The CHECK constraints the database enforces on an UPDATE of `table`'s rows, in name order, each with its
         expression as the server writes it (`CheckConstraint`); [] when it has none. None where the database keeps
-        them only inside the table's DDL text, which dupewatch does not parse (SQLite)."""
+        them only inside the table's DDL text, which dupewatch does not parse (SQLite, unless that text has no word
+        CHECK at all)."""
         return None
 
     def domain_constraints(self, conn: Connection, table: sa.Table) -> dict[str, ColumnDomain]:

@@ -38,6 +38,7 @@ from monitor.dialects.base import (
     ALL_TABLES,
     ANY_CHANGE,
     ChangeCounts,
+    CheckConstraint,
     Comparison,
     Dialect,
     KeyViolation,
@@ -46,6 +47,9 @@ from monitor.dialects.base import (
 )
 from monitor.dialects.expressions import AsStored
 from monitor.dialects.sqlite_polling import SQLitePolling
+
+# The keyword every CHECK constraint is written with, as a word in any case (`checkin_id` is not it).
+_CHECK_WORD = re.compile(r"\bcheck\b", re.IGNORECASE)
 
 CASE_FOLD_FUNCTION = "dupewatch_lower"
 _SQLITE = sqlite_dialect.dialect()  # what SQLAlchemy's types do with values on SQLite (`SQLite.as_stored`)
@@ -353,6 +357,16 @@ class SQLite(SQLitePolling, Dialect):
                         f"string against an operand of any length (the characters to trim, the text to replace) in "
                         f"one step of SQLite's program, which neither the deadline nor an interrupt can stop")
         return None
+
+    def check_constraints(self, conn: Connection, table: sa.Table) -> list[CheckConstraint] | None:
+        """SQLite keeps a table's CHECK constraints only in its DDL text (`sqlite_master.sql`), which dupewatch does
+        not parse: None (not evaluated beforehand) unless that text holds no word CHECK at all, in any case, which
+        no CHECK constraint can be written without: then [] (it has none). A column or table whose name is the word
+        `check` only makes it None, never the other way round."""
+        where = f"{conn.dialect.identifier_preparer.quote_identifier(table.schema)}." if table.schema else ""
+        ddl = conn.exec_driver_sql(f"SELECT sql FROM {where}sqlite_master WHERE type = 'table' AND name = ?",
+                                   (table.name,)).scalar()
+        return None if ddl is None or _CHECK_WORD.search(ddl) else []
 
     def unknown_column(self, conn: Connection, statement: str) -> str | None:
         """SQLite's own complaint when it prepares `statement` with double-quoted string literals off

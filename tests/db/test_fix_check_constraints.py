@@ -140,6 +140,20 @@ def test_sqlite_says_check_constraints_are_not_evaluated_beforehand(sqlite_db, t
         {("owner_id",): {}, ("reviewer_id",): None}
 
 
+def test_sqlite_says_nothing_of_check_constraints_for_a_referencing_table_written_without_one(sqlite_db, tmp_path):
+    """No word CHECK in the referencing table's DDL (a column named `checked_by` is not one): SQLite holds no CHECK
+    constraint on it, so the plan has nothing to say about them and the repoint's reference reads as evaluated."""
+    _users(sqlite_db, "(1, 'a'), (2, 'a')")
+    sqlite_db.execute("CREATE TABLE review (id INTEGER PRIMARY KEY, owner_id INTEGER REFERENCES usr (id), "
+                      "reviewer_id INTEGER REFERENCES usr (id), checked_by INTEGER)",
+                      "INSERT INTO review VALUES (10, 1, 2, 0)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "users", "table": "usr", "key": ["email"]}])
+    plan = json_out(run_cli("fix", "users", "--config", str(path), "--dry-run", "--json"))
+    assert not [n for n in plan["notes"] if "CHECK constraints" in n], plan["notes"]
+    assert {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]} == \
+        {("owner_id",): {}, ("reviewer_id",): {}}
+
+
 
 def _domain_child(pg, domains: list[str], column_type: str, *rows: str) -> None:
     """`usr` (1 keeps, 2 is its duplicate, 3 stands alone) and `o(u_id <column_type> REFERENCES usr)`."""
