@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +229,10 @@ class Visible(Scripted):
         return xids & self.invisible
 
 
-def test_a_reads_keys_are_counted_again_once_its_own_transactions_are_visible_though_a_later_reads_are_not(
-        monitor: Monitor) -> None:
-    """Issue 19: the keys of every read whose transactions were not visible yet waited in one bucket, released only
-    once all of them were; under steady writes and a standby slower than the reads it never emptied, and a
-    duplicate whose first re-count ran before its commit was visible was never counted."""
+@contextmanager
+def _two_reads_not_yet_visible(monitor: Monitor) -> Iterator[tuple[Visible, LiveReader, sa.Engine, Any]]:
+    """A reader of `on_a` (one group counted) that has read two transactions, 1 (key y) then 2 (key z), and
+    re-counted each before its commit was visible; and a writer to make their rows appear."""
     stream = Visible()
     reader = LiveReader(monitor, "d", list(monitor.config.checks), stream, Sink())
     writer = sa.create_engine(monitor.database("d").url)
@@ -241,10 +241,22 @@ def test_a_reads_keys_are_counted_again_once_its_own_transactions_are_visible_th
         reader._count_all(count_new=False)
         groups = reader.groups["on_a"]
         assert groups.figures == (1, 1)
-        stream.invisible = {"1", "2"}  # read and re-counted before either commit is visible
+        stream.invisible = {"1", "2"}
         stream.reads = [[("1", 3, "y")], [("2", 5, "z")]]
         reader._read_and_apply()
         reader._read_and_apply()
+        yield stream, reader, writer, groups
+    finally:
+        writer.dispose()
+        stream.close()
+
+
+def test_a_reads_keys_are_counted_again_once_its_own_transactions_are_visible_though_a_later_reads_are_not(
+        monitor: Monitor) -> None:
+    """Issue 19: the keys of every read whose transactions were not visible yet waited in one bucket, released only
+    once all of them were; under steady writes and a standby slower than the reads it never emptied, and a
+    duplicate whose first re-count ran before its commit was visible was never counted."""
+    with _two_reads_not_yet_visible(monitor) as (stream, reader, writer, groups):
         with writer.begin() as conn:  # transaction 1 visible now, 2 not yet
             conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
         stream.invisible = {"2"}
@@ -256,9 +268,6 @@ def test_a_reads_keys_are_counted_again_once_its_own_transactions_are_visible_th
         reader._read_and_apply()
         assert groups.figures == (3, 3)
         assert reader._unsettled == []
-    finally:
-        writer.dispose()
-        stream.close()
 
 
 def test_a_reload_keeps_the_recounts_its_previous_reader_owed_for_the_checks_still_followed(monitor: Monitor) -> None:
@@ -296,17 +305,7 @@ def test_a_reload_keeps_the_recounts_its_previous_reader_owed_for_the_checks_sti
 def test_past_the_bound_of_waiting_reads_a_read_joins_the_newest_and_is_counted_once_all_are_visible(
         monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reader_module, "UNSETTLED_READS", 1)
-    stream = Visible()
-    reader = LiveReader(monitor, "d", list(monitor.config.checks), stream, Sink())
-    writer = sa.create_engine(monitor.database("d").url)
-    try:
-        stream.open()
-        reader._count_all(count_new=False)
-        groups = reader.groups["on_a"]
-        stream.invisible = {"1", "2"}
-        stream.reads = [[("1", 3, "y")], [("2", 5, "z")]]
-        reader._read_and_apply()
-        reader._read_and_apply()
+    with _two_reads_not_yet_visible(monitor) as (stream, reader, writer, groups):
         assert [xids for xids, _named in reader._unsettled] == [{"1", "2"}]  # bounded: one bucket
         with writer.begin() as conn:
             conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y'), (5, 'z'), (6, 'z')"))
@@ -316,6 +315,3 @@ def test_past_the_bound_of_waiting_reads_a_read_joins_the_newest_and_is_counted_
         stream.invisible = set()
         reader._read_and_apply()
         assert groups.figures == (3, 3) and reader._unsettled == []
-    finally:
-        writer.dispose()
-        stream.close()
