@@ -156,18 +156,21 @@ def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: st
     """The columns added to `table` since the fix archived its rows (a migration deployed in between): restored
     rows get their default, as the table's other rows did when the column was added. Refuses (nothing changed)
     when that cannot put the rows back: a column the archive has is gone while another was added (a rename
-    looks so, and its archived values would come back empty), or an added column has no value to give a row
-    (part of the primary key, or NOT NULL without a default)."""
+    looks so, and its archived values would come back empty) and the fix's archived rows hold a value there (the
+    archive is shared by the fixes of its table: a column holding NULL in every row of this fix, an earlier fix's
+    values only, loses nothing of this fix's), or an added column has no value to give a row (part of the primary
+    key, or NOT NULL without a default)."""
     archived = {c.name for c in archive.columns} - {FIX_ID_COLUMN}
     added = [n for n in restorable_columns(conn, table) if n not in archived]
     if not added:
         return []
     head = f"undo of fix {fix_id} refused, nothing changed: {table.name!r} has column(s) added since the fix"
-    gone = sorted(archived - {c.name for c in table.columns})
-    if gone:
-        raise FixRefused(f"{head} ({', '.join(added)}) and lacks archived one(s) ({', '.join(gone)}): a renamed "
-                         f"column's archived values would come back empty; give the table the archived columns "
-                         f"back for the undo, or restore the rows by hand from {archive.name!r}")
+    held = _held_values(conn, archive, table, fix_id)
+    if held:
+        counts = ", ".join(f"{name}: {count} row(s)" for name, count in held.items())
+        raise FixRefused(f"{head} ({', '.join(added)}) and lacks archived one(s) that hold values of this fix's "
+                         f"rows ({counts}): a renamed column's archived values would come back empty; give the table "
+                         f"the archived columns back for the undo, or restore the rows by hand from {archive.name!r}")
     empty = [n for n in added if table.c[n].primary_key or not (
         table.c[n].nullable or table.c[n].server_default is not None or table.c[n].identity is not None)]
     if empty:
@@ -182,13 +185,20 @@ def dropped_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: 
     rows hold a value: undo restores the rows without them, and those values stay in the archive, not restored.
     The archive is shared by the fixes of its table: a dropped column whose values were an earlier fix's (NULL in
     every row of this one) keeps nothing of this fix's rows, and is not named (the database says, one statement)."""
+    return list(_held_values(conn, archive, table, fix_id))
+
+
+def _held_values(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> dict[str, int]:
+    """The archived columns `table` no longer has, each with how many of the fix's archived rows hold a value
+    (not NULL) there, for those where any does, in the archive's order (one statement; none without such
+    columns)."""
     kept = {c.name for c in table.columns}
     gone = [c for c in archive.columns if c.name != FIX_ID_COLUMN and c.name not in kept]
     if not gone:
-        return []
-    tagged = archive.c[FIX_ID_COLUMN] == fix_id
-    held = conn.execute(sa.select(*[sa.exists().where(tagged, c.is_not(None)) for c in gone])).one()
-    return [c.name for c, value in zip(gone, held, strict=True) if value]
+        return {}
+    counts = conn.execute(sa.select(*[sa.func.count(c) for c in gone])
+                          .where(archive.c[FIX_ID_COLUMN] == fix_id)).one()
+    return {c.name: int(n) for c, n in zip(gone, counts, strict=True) if n}
 
 
 def restore_rows(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: str) -> int:

@@ -82,7 +82,8 @@ def test_a_column_change_the_restored_rows_cannot_follow_is_refused_naming_it(pg
     undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
     assert undone.exit_code == 2, undone.output
     assert "refused, nothing changed" in undone.stderr and "Traceback" not in undone.output
-    assert ("(token) and lacks archived one(s) (secret)" if migration == "rename"
+    assert ("(token) and lacks archived one(s) that hold values of this fix's rows (secret: 1 row(s))"
+            if migration == "rename"
             else "(flag: part of the primary key, or NOT NULL without a default)") in undone.stderr
     assert len(undone.stderr.strip().splitlines()) == 1
     assert contents(pg, "account", "login") == after_fix
@@ -186,3 +187,30 @@ def test_a_dropped_column_is_named_only_on_the_undo_of_a_fix_whose_archived_rows
     undone = run_cli("undo", first, "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert json_out(undone)["left_in_archive"] == {"dupewatch_archive_account": ["secret"]}
+
+
+def test_a_renamed_column_holding_null_in_every_row_of_the_fix_does_not_refuse_its_undo(db, tmp_path):
+    """The archive is shared by the fixes of a table: `secret` holds fix 1's value and NULL in fix 2's row. After
+    `secret` was renamed `token`, undo of fix 2 was refused as a rename whose archived values would come back empty,
+    though none of fix 2's is there: it restores its row (token NULL, as archived), and undo of fix 1, whose row
+    holds a value there, is still refused, naming the column and how many of its rows hold one."""
+    path, first, _before = _fixed(db, tmp_path)
+    db.execute("INSERT INTO account VALUES (4, 'b', NULL)")
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    second = json_out(fixed)["fix_id"]
+    assert db.rows("SELECT id, secret FROM dupewatch_archive_account ORDER BY id") == [(2, "s2"), (4, None)]
+    db.execute("ALTER TABLE account RENAME COLUMN secret TO token")
+    undone = run_cli("undo", second, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["restored"] == 1 and json_out(undone)["defaulted"] == ["token"], json_out(undone)
+    assert "left_in_archive" not in json_out(undone), json_out(undone)
+    assert db.rows("SELECT id, email, token FROM account ORDER BY id") == [
+        (1, "a", "s1"), (3, "b", "s3"), (4, "b", None)]
+    after_undo = contents(db, "account", "login")
+    undone = run_cli("undo", first, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    line, = undone.stderr.strip().splitlines()
+    assert "refused, nothing changed" in line and "(token) and lacks archived one(s) that hold values of this " \
+        "fix's rows (secret: 1 row(s))" in line, line
+    assert contents(db, "account", "login") == after_undo
