@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -54,6 +54,7 @@ ADDRESS = "dw_at"
 SAMPLE_GROUPS = 20
 SAMPLE_ROWS = 1000
 ROWS_SHOWN_PER_GROUP = 10
+T = TypeVar("T")
 LEFT_OUT_KEYS = 5  # keys of the first groups left out, per reason
 # The reason a group of a table without any row identity is left out (`refusals`).
 IDENTICAL_DIFFER = "rows that differ"
@@ -152,6 +153,28 @@ class Layout:
         self.ref_names = referred if self.mode != "identical" else []
         self.ref_label = {name: f"dw_r{j}" for j, name in enumerate(self.ref_names)}
         self.row_copies = self._row_copies()
+        # What the plan reads of the referencing tables (reflected, their indexes, their unique keys, the foreign
+        # keys to them): read once per layout, so a plan reads a table once however many of its foreign keys refer
+        # to this one.
+        self._read: dict[tuple[Any, ...], Any] = {}
+
+    def once(self, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        """`read()`, called once per layout for `key` (what it reads, and of which table)."""
+        if key not in self._read:
+            self._read[key] = read()
+        return cast(T, self._read[key])
+
+    def reflect(self, conn: Connection, schema: str | None, name: str) -> sa.Table:
+        """Table `name` of `schema` reflected, once per layout."""
+        return self.once(("reflect", schema, name), lambda: reflect(conn, schema, name))
+
+    def full_indexes(self, conn: Connection, schema: str | None, name: str) -> list[list[str | None]]:
+        """The columns of each index of the table that is not partial (a partial one serves only the rows of its
+        predicate), as reflection lists them, once per layout."""
+        return self.once(("indexes", schema, name), lambda: [
+            list(i.get("column_names") or []) for i in sa.inspect(conn).get_indexes(name, schema=schema)
+            if not any(key.endswith("_where") and value is not None
+                       for key, value in i.get("dialect_options", {}).items())])
 
     def _physical_name(self) -> str:
         """The name that reaches the physical identity: SQLite's rowid is also `_rowid_` and `oid`, and a column
@@ -622,21 +645,26 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     # cannot say: MariaDB/MySQL grants, column grants, a referencing table's privileges); a batch stopped by a
     # privilege error says the same (`execute._after_stop`).
     writes = fix_writes(layout.table, [p.reference for p in plan.references if p.rows],
-                        lambda ref: reflect(conn, ref.schema, ref.table))
+                        lambda ref: layout.reflect(conn, ref.schema, ref.table))
     plan.blockers.extend(refused_writes(conn, [w for w in writes if not (missing and w.table is layout.table)]))
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
     plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     plan.blockers.extend(_altered_archives(conn, layout))
+    asked: set[tuple[Any, ...]] = set()  # (a table with two references is asked once)
     for ref_plan in plan.references:
         ref = ref_plan.reference
         if ref_plan.rows and ref.visible and ref.action != "refuse":
-            child = reflect(conn, ref.schema, ref.table)
-            plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
-                                                            else "delete"))
+            child = layout.reflect(conn, ref.schema, ref.table)
+            if (ref.schema, ref.table, ref.action) not in asked:
+                asked.add((ref.schema, ref.table, ref.action))
+                plan.blockers.extend(rules.replication_blockers(conn, child, "update" if ref.action == "repoint"
+                                                                else "delete"))
             # The repoint's updates and the archive's deletes reach one level down by foreign keys to the
             # referencing table, which `nested_references` counts only where the fix role sees them.
-            if ref.referred_unique and not ref.self_reference and (unseen := rules.unseen_references(conn, child)):
-                plan.blockers.append(unseen)
+            if ref.referred_unique and not ref.self_reference and (ref.schema, ref.table) not in asked:
+                asked.add((ref.schema, ref.table))
+                if unseen := rules.unseen_references(conn, child):
+                    plan.blockers.append(unseen)
     plan.notes.extend(rules.replication_notes(conn, sorted({layout.table.schema, home(conn)}, key=str)))
 
 
@@ -682,7 +710,8 @@ def _altered_archives(conn: Connection, layout: Layout) -> list[str]:
     """What every run of the fix refuses before its first batch (`archive.refuse_altered`) about the archives it
     writes (`archives`: an earlier fix's, altered since; one not made yet has no column or trigger to refuse), as
     the plan's blocker, in the same words."""
-    sources = [layout.table, *[reflect(conn, ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]]
+    sources = [layout.table, *[layout.reflect(conn, ref.schema, ref.table) for ref in layout.refs
+                               if ref.action == "archive"]]
     try:  # (`archives` lists the archive of each of these tables, in this order)
         refuse_altered(conn, [Copy(archive, source, {c.name: c.name for c in source.columns})
                               for archive, source in zip(archives(conn, layout), sources, strict=True)])
@@ -811,21 +840,17 @@ def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     if layout.mode == "identical" or not ref.visible:
         return ReferencePlan(ref, 0, {})
     found = _reference_rows(conn, layout, rel, ref)
-    index = None if _indexed(conn, ref) else missing_index(conn, layout.dialect, ref)
+    index = None if _indexed(conn, layout, ref) else missing_index(conn, layout.dialect, ref)
     return replace(found, index=index) if index else found
 
 
-def _indexed(conn: Connection, ref: Reference) -> bool:
+def _indexed(conn: Connection, layout: Layout, ref: Reference) -> bool:
     """Whether the primary key, a unique constraint or a (non-partial) index of the referencing table starts with
     the foreign key's columns, so that the rows pointing at a deleted row are found by an index lookup, not by a
-    scan of the whole table (PostgreSQL's foreign key check does this once per deleted row)."""
-    inspector = sa.inspect(conn)
-    leading: list[list[str | None]] = [
-        list(inspector.get_pk_constraint(ref.table, schema=ref.schema).get("constrained_columns") or [])]
-    leading += [list(cols) for _name, cols in catalog_for(conn).unique_column_sets(ref.schema, ref.table)]
-    leading += [list(i.get("column_names") or []) for i in inspector.get_indexes(ref.table, schema=ref.schema)
-                if not any(key.endswith("_where") and value is not None
-                           for key, value in i.get("dialect_options", {}).items())]
+    scan of the whole table (PostgreSQL's foreign key check does this once per deleted row). (A key or index that
+    starts with them contains them: `Reference.unique_sets` holds every unique one that may.)"""
+    leading: list[list[str | None]] = [list(cols) for _name, cols in ref.unique_sets]
+    leading += layout.full_indexes(conn, ref.schema, ref.table)
     wanted = set(ref.columns)
     return any(set(columns[:len(wanted)]) == wanted for columns in leading)
 
@@ -841,18 +866,19 @@ def missing_index(conn: Connection, dialect: str, ref: Reference) -> str:
 
 
 def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
-    table = reflect(conn, ref.schema, ref.table)
+    table = layout.reflect(conn, ref.schema, ref.table)
     child = table.alias("dupewatch_child")  # may be the fixed table itself
     on = _pointing(child, layout, rel, ref)
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
     if rows and ref.action == "archive" and ref.referred_unique and not ref.self_reference:
-        return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on))
+        return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on,
+                                                                          layout=layout))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
         return ReferencePlan(ref, int(rows), {})
     # Rows one level down referring to the columns the repoint changes: by a key whose ON UPDATE writes (`nested`),
     # or by a NO ACTION / RESTRICT one, under which the database would refuse the repoint (`held`).
-    referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns)
+    referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns, layout)
     nested = {fk.label: count for fk, count in referring if fk.update_writes}
     held = {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): count for fk, count in referring
             if not fk.update_writes}
@@ -866,7 +892,7 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         if count:
             conflicts[name] = int(count)
     known = {name for name, _cols in ref.unique_sets}
-    for key in catalog_for(conn).unique_keys(table):
+    for key in layout.once(("unique_keys", ref.schema, ref.table), lambda: catalog_for(conn).unique_keys(table)):
         # A partial unique index (GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`)
         # is not a unique set, yet a repoint breaks it all the same, where its predicate holds (SQLite keeps no
         # predicate: there it is applied to every row, a refusal too many).
@@ -905,7 +931,7 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
             repointed.setdefault((ref.schema, ref.table), []).append(j)
     plans = list(plans)
     for (schema, name), positions in repointed.items():
-        child = reflect(conn, schema, name)
+        child = layout.reflect(conn, schema, name)
         constraints = layout.rules.check_constraints(conn, child)
         if constraints is None:
             for j in positions:
@@ -1095,14 +1121,16 @@ def _count_between(conn: Connection, repoint: _Repoint, state: list[int], constr
 
 
 def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
-                      on: ColumnElement[bool], changed: tuple[str, ...] | None = None) -> dict[str, int]:
+                      on: ColumnElement[bool], changed: tuple[str, ...] | None = None, *,
+                      layout: Layout | None = None) -> dict[str, int]:
     """References to the rows of `table` (as `child`, maybe an alias) that point at `rel`'s rows to delete,
     and that an archive would delete (or, with `changed`, whose columns a repoint changes, by a foreign key whose
     ON UPDATE writes: CASCADE, SET NULL, SET DEFAULT, or an action the catalog does not show): label -> rows.
     Their ON DELETE (ON UPDATE) would fire one level down, where no plan or log reaches. Under NO ACTION or
     RESTRICT the database refuses the repoint itself, where it checks foreign keys on this session (SQLite's
-    `PRAGMA foreign_keys` is off by default): where it does not, those rows count too."""
-    referring = _referring(conn, table, child, rel, on, changed)
+    `PRAGMA foreign_keys` is off by default): where it does not, those rows count too. `layout`: the plan's, whose
+    catalog reads are made once (`Layout.once`)."""
+    referring = _referring(conn, table, child, rel, on, changed, layout)
     if changed is None:
         return {fk.label: rows for fk, rows in referring}
     # (the session is asked only when such rows exist: this runs in every batch of a repoint)
@@ -1112,14 +1140,18 @@ def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel:
 
 
 def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause, on: ColumnElement[bool],
-               changed: tuple[str, ...] | None) -> list[tuple[ForeignKey, int]]:
+               changed: tuple[str, ...] | None, layout: Layout | None = None) -> list[tuple[ForeignKey, int]]:
     """Each foreign key to `table` (over a `changed` column, when given) with rows referring to the rows of
-    `child` that point at `rel`'s rows to delete, and how many."""
+    `child` that point at `rel`'s rows to delete, and how many. With `layout`, the foreign keys and their tables
+    are read once per layout."""
     found: list[tuple[ForeignKey, int]] = []
-    for fk in catalog_for(conn).foreign_keys_to(table):
+    keys = catalog_for(conn).foreign_keys_to(table) if layout is None else \
+        layout.once(("foreign_keys_to", table.schema, table.name), lambda: catalog_for(conn).foreign_keys_to(table))
+    for fk in keys:
         if changed is not None and not set(changed) & set(fk.referred_columns):
             continue
-        grand = reflect(conn, fk.schema, fk.table).alias("dupewatch_grandchild")
+        grand = (reflect(conn, fk.schema, fk.table) if layout is None else layout.reflect(conn, fk.schema, fk.table)
+                 ).alias("dupewatch_grandchild")
         holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
         count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
                              .where(rel.c[RANK] > 1)).scalar_one()

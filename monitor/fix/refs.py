@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.config import parse_reference_name
-from monitor.fix.catalog import ForeignKey, catalog_for
+from monitor.fix.catalog import Catalog, ForeignKey, catalog_for
 from monitor.fix.errors import FixRefused
 
 Action = Literal["repoint", "archive", "refuse"]
@@ -112,13 +112,16 @@ def find_references(conn: Connection, table: sa.Table, on_reference: Mapping[str
     wanted = {parse_reference_name(name): (name, action) for name, action in (on_reference or {}).items()}
     used: set[tuple[str | None, str, tuple[str, ...]]] = set()
     found = []
+    facts: dict[tuple[str | None, str], _TableFacts] = {}  # read once per referencing table, not per reference
     for fk in catalog.foreign_keys_to(table):
         action: Action = "repoint"
         for spec, (_name, configured) in wanted.items():
             if _names(spec, fk):
                 used.add(spec)
                 action = ACTIONS[configured]  # the config accepts only these
-        found.append(_reference(catalog, table, fk, unique, action))
+        if (fk.schema, fk.table) not in facts:
+            facts[fk.schema, fk.table] = _TableFacts(catalog, fk.schema, fk.table)
+        found.append(_reference(catalog, table, fk, unique, action, facts[fk.schema, fk.table]))
     unknown = [name for spec, (name, _a) in wanted.items() if spec not in used]
     if unknown:
         have = ", ".join(config_name(r) for r in found) or "none"
@@ -127,8 +130,31 @@ def find_references(conn: Connection, table: sa.Table, on_reference: Mapping[str
     return found
 
 
-def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[str]], action: Action) -> Reference:
-    sets = catalog.unique_column_sets(fk.schema, fk.table)
+class _TableFacts:
+    """What the references of one referencing table share, read from the catalog once for all of them (a table
+    with two foreign keys to the fixed table is read once): its unique column sets, partitioning columns and
+    exclusion constraints, and, asked for by the first repointed reference, its opaque or computed unique keys."""
+
+    def __init__(self, catalog: Catalog, schema: str | None, name: str) -> None:
+        self.catalog, self.schema, self.name = catalog, schema, name
+        self.sets: list[tuple[str, tuple[str, ...]]] = catalog.unique_column_sets(schema, name)
+        self.partition_key: tuple[str, ...] = catalog.partition_columns(schema, name)
+        self.exclusions: list[tuple[str, tuple[str, ...]]] = catalog.exclusion_constraints(schema, name)
+        self._computed: tuple[str, ...] | None = None
+
+    def computed_uniques(self) -> tuple[str, ...]:
+        """Unique keys over an expression or a generated column (`Reference.computed_uniques`)."""
+        if self._computed is None:
+            referencing = sa.Table(self.name, sa.MetaData(), schema=self.schema)
+            generated = self.catalog.generated_columns(referencing)
+            self._computed = tuple(key.label for key in self.catalog.unique_keys(referencing) if not key.primary and (
+                key.opaque or None in key.columns or generated & {c for c in key.columns if c}))
+        return self._computed
+
+
+def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[str]], action: Action,
+               facts: _TableFacts) -> Reference:
+    sets = facts.sets
     pk = next((cols for name, cols in sets if name == "PRIMARY KEY"), ())
     containing: list[tuple[str, tuple[str, ...]]] = []
     for name, cols in sets:
@@ -136,18 +162,12 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
             containing.append((name, cols))
     default = catalog.default_schema()
     same_schema = (fk.schema or default) == (table.schema or default)
-    computed: tuple[str, ...] = ()
-    if action == "repoint":
-        referencing = sa.Table(fk.table, sa.MetaData(), schema=fk.schema)
-        generated = catalog.generated_columns(referencing)
-        computed = tuple(key.label for key in catalog.unique_keys(referencing) if not key.primary and (
-            key.opaque or None in key.columns or generated & {c for c in key.columns if c}))
-    return Reference(fk, primary_key=pk, unique_sets=tuple(containing), computed_uniques=computed,
+    return Reference(fk, primary_key=pk, unique_sets=tuple(containing),
+                     computed_uniques=facts.computed_uniques() if action == "repoint" else (),
                      self_reference=(same_schema and fk.table == table.name) or fk.within,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
-                     partition_key=catalog.partition_columns(fk.schema, fk.table),
-                     exclusions=tuple(name for name, cols in catalog.exclusion_constraints(fk.schema, fk.table)
-                                      if set(fk.columns) & set(cols)),
+                     partition_key=facts.partition_key,
+                     exclusions=tuple(name for name, cols in facts.exclusions if set(fk.columns) & set(cols)),
                      triggers=() if action == "refuse" or not fk.visible else catalog.write_triggers(
                          fk.schema, fk.table, "UPDATE" if action == "repoint" else "DELETE", fk.columns))
 

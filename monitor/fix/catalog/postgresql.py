@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from monitor.fix.catalog.base import Catalog, DeleteHooks, ForeignKey, UniqueKey, qualified
 
@@ -25,6 +26,10 @@ _FIRES = """CASE {enabled} WHEN 'A' THEN true
 
 
 class PostgresCatalog(Catalog):
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self._event_triggers: dict[tuple[str | None, str, str], list[Any]] = {}
+
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         # conparentid = 0: a foreign key of a partitioned table is also cloned onto each partition, and one that
         # refers to a partitioned table is cloned to refer to each of its partitions. A foreign key declared to
@@ -110,28 +115,35 @@ class PostgresCatalog(Catalog):
             {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
 
     def write_triggers(self, schema: str | None, name: str, event: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+        rows = self._write_triggers(schema, name, event)
+        return tuple(f"rule {r.name} ON {event}" if r.rule else f"{r.timing} {event} trigger {r.name}" for r in rows
+                     if not r.columns or set(r.columns) & set(columns))
+
+    def _write_triggers(self, schema: str | None, name: str, event: str) -> list[Any]:
+        """The table's triggers and rules for `event`, each with the columns of an UPDATE OF trigger (else none),
+        read once per catalog: the references of one table ask for their own columns (`refs.find_references`)."""
         # pg_trigger.tgtype bits: 2 BEFORE, 4 INSERT, 8 DELETE, 16 UPDATE, 64 INSTEAD; tgattr: an UPDATE OF
         # trigger's columns (it fires only when the UPDATE sets one of them). Statement triggers fire once per
         # statement, alike. pg_rewrite.ev_type: '2' UPDATE, '3' INSERT, '4' DELETE; a rule rewrites the write
         # itself (DO INSTEAD, DO ALSO). Both only as far as they fire for this session (`_FIRES`).
-        rows = self.conn.execute(sa.text(f"""
-            SELECT t.tgname AS name, CASE WHEN (t.tgtype & 64) <> 0 THEN 'INSTEAD OF'
-                                          WHEN (t.tgtype & 2) <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing,
-                   false AS rule
-            FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal AND {_FIRES.format(enabled="t.tgenabled")}
-              AND (t.tgtype & CAST(:bit AS int)) <> 0
-              AND (cardinality(t.tgattr) = 0 OR EXISTS (
-                  SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.tgrelid
-                    AND a.attnum = ANY (CAST(t.tgattr AS int2[])) AND a.attname = ANY (CAST(:cols AS text[]))))
-            UNION ALL
-            SELECT r.rulename, NULL, true FROM pg_catalog.pg_rewrite r
-            WHERE r.ev_class = to_regclass(:t) AND r.ev_type = :e AND {_FIRES.format(enabled="r.ev_enabled")}
-            ORDER BY rule, name"""),
-            {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
-             "bit": {"INSERT": 4, "UPDATE": 16}.get(event, 8), "e": {"INSERT": "3", "UPDATE": "2"}.get(event, "4"),
-             "cols": list(columns)}).all()
-        return tuple(f"rule {r.name} ON {event}" if r.rule else f"{r.timing} {event} trigger {r.name}" for r in rows)
+        if (schema, name, event) not in self._event_triggers:
+            self._event_triggers[schema, name, event] = list(self.conn.execute(sa.text(f"""
+                SELECT t.tgname AS name, CASE WHEN (t.tgtype & 64) <> 0 THEN 'INSTEAD OF'
+                                              WHEN (t.tgtype & 2) <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing,
+                       false AS rule,
+                       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.tgrelid
+                             AND a.attnum = ANY (CAST(t.tgattr AS int2[]))) AS columns
+                FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal AND {_FIRES.format(enabled="t.tgenabled")}
+                  AND (t.tgtype & CAST(:bit AS int)) <> 0
+                UNION ALL
+                SELECT r.rulename, NULL, true, CAST(ARRAY[] AS text[]) FROM pg_catalog.pg_rewrite r
+                WHERE r.ev_class = to_regclass(:t) AND r.ev_type = :e AND {_FIRES.format(enabled="r.ev_enabled")}
+                ORDER BY rule, name"""),
+                {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema)),
+                 "bit": {"INSERT": 4, "UPDATE": 16}.get(event, 8),
+                 "e": {"INSERT": "3", "UPDATE": "2"}.get(event, "4")}).all())
+        return self._event_triggers[schema, name, event]
 
     def raising_triggers(self, context: str, written: Sequence[sa.Table] = ()) -> tuple[str, ...]:
         # A PL/pgSQL frame names the function as regprocedure prints it (`PL/pgSQL function log_change() line 3 at

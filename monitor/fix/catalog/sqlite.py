@@ -22,6 +22,7 @@ class SqliteCatalog(Catalog):
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         inspector = sa.inspect(self.conn)
         found = []
+        pragmas: dict[tuple[str | None, str], list[dict[str, Any]]] = {}  # (a table with two keys read once)
         wanted = table.name.translate(_SQLITE_NAME_FOLD)
         for (schema, child), fks in sorted(inspector.get_multi_foreign_keys(schema=table.schema).items(),
                                            key=lambda item: str(item[0])):
@@ -30,7 +31,9 @@ class SqliteCatalog(Catalog):
                     continue
                 columns = tuple(fk["constrained_columns"])
                 referred = self._referred(table, schema, child, columns, tuple(fk["referred_columns"]))
-                ondelete, onupdate = self._actions(schema, child, columns)
+                if (schema, child) not in pragmas:
+                    pragmas[schema, child] = self._foreign_key_list(schema, child)
+                ondelete, onupdate = self._actions(pragmas[schema, child], columns)
                 found.append(ForeignKey(schema, child, fk.get("name"), columns, referred, ondelete,
                                         onupdate=onupdate))
         return found
@@ -57,15 +60,21 @@ class SqliteCatalog(Catalog):
             f"enforced it refuses writes to both tables), and dupewatch cannot tell which rows it refers to; make "
             "it refer to a declared key (an INTEGER PRIMARY KEY column is the rowid) or drop it; nothing changed")
 
-    def _actions(self, schema: str | None, table: str, columns: tuple[str, ...]) -> tuple[str | None, str | None]:
-        """(ON DELETE, ON UPDATE): SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always
-        has both (ON DELETE NO ACTION as None)."""
+    def _foreign_key_list(self, schema: str | None, table: str) -> list[dict[str, Any]]:
+        """`PRAGMA foreign_key_list` of the table: every foreign key's parts, with both actions."""
         quote = self.conn.dialect.identifier_preparer.quote
         prefix = f"{quote(schema)}." if schema else ""
-        rows = self.conn.exec_driver_sql(f"PRAGMA {prefix}foreign_key_list({quote(table)})").mappings().all()
+        return [dict(row) for row in
+                self.conn.exec_driver_sql(f"PRAGMA {prefix}foreign_key_list({quote(table)})").mappings()]
+
+    @staticmethod
+    def _actions(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> tuple[str | None, str | None]:
+        """(ON DELETE, ON UPDATE) of the foreign key over `columns` among a table's `_foreign_key_list`:
+        SQLAlchemy misses ON DELETE on SQLite's inline `REFERENCES`; the pragma always has both (ON DELETE NO
+        ACTION as None)."""
         by_id: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
-            by_id.setdefault(row["id"], []).append(dict(row))
+            by_id.setdefault(row["id"], []).append(row)
         for parts in by_id.values():
             if tuple(p["from"] for p in sorted(parts, key=lambda p: p["seq"])) == columns:
                 action = parts[0]["on_delete"]
