@@ -55,6 +55,9 @@ SAMPLE_GROUPS = 20
 SAMPLE_ROWS = 1000
 ROWS_SHOWN_PER_GROUP = 10
 T = TypeVar("T")
+# Up to this many repointed references of one table, the dry run evaluates CHECK constraints in every state between
+# their repoints; beyond, in the fix's order (`_intermediate_states`).
+ALL_ORDERS = 4
 LEFT_OUT_KEYS = 5  # keys of the first groups left out, per reason
 # The reason a group of a table without any row identity is left out (`refusals`).
 IDENTICAL_DIFFER = "rows that differ"
@@ -446,6 +449,10 @@ class ReferencePlan:
     # a constraint in `checks` refusing rows only between repoints (`_count_between`): its key there -> the state,
     # "after repointing X but not yet Y"
     between: dict[str, str] = field(default_factory=dict)
+    # More than `ALL_ORDERS` repointed references of its table (on its first one): the rows moved by several of them
+    # whose rows to delete lie in different groups, whose states between repoints in another order than the fix's
+    # within one batch (their groups in different batches) are not evaluated (`_intermediate_states`)
+    unordered: int = 0
 
     def check_words(self, key: str) -> str:
         """How the plan names the constraint `key` of `checks` or `unchecked`."""
@@ -947,16 +954,19 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
                                            for _j in positions]
         named: list[dict[str, str]] = [{} for _j in positions]
         between: list[dict[str, str]] = [{} for _j in positions]
+        unordered = [0 for _j in positions]
         repoint = _repoint(child, layout, rel, refs)
         after, moved = _after_repoint(repoint)
         evaluated = [c for c in constraints if c.volatile is None]
-        states = _intermediate_states(len(refs)) if len(refs) > 1 and evaluated and _moved_twice(conn, repoint) \
-            else []
+        twice = len(refs) > 1 and bool(evaluated) and _moved_twice(conn, repoint)
+        states = _intermediate_states(len(refs)) if twice else []
+        if twice and len(refs) > ALL_ORDERS:
+            unordered[0] = _moved_apart(conn, repoint)
         for constraint in constraints:
             if constraint.volatile is None:
                 _count_refused(conn, after, constraint, list(enumerate(moved)), refused)
-                for state in states:
-                    _count_between(conn, repoint, state, constraint, refused, between)
+                for state, moving, earlier in states:
+                    _count_between(conn, repoint, (state, moving, earlier), constraint, refused, between)
         for column, domain in domains.items():
             # The value each repointed row's UPDATE assigns to the column, as the domain's expressions name it
             # (VALUE: PostgreSQL reads it as a column named value), of the type beneath the domains.
@@ -975,7 +985,7 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
                     _count_refused(conn, values, constraint, holders, refused, key)
         for k, j in enumerate(positions):
             plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked[k], named=named[k],
-                               between=between[k])
+                               between=between[k], unordered=unordered[k])
     return plans
 
 
@@ -1030,7 +1040,7 @@ def _repoint(child: sa.Table, layout: Layout, rel: FromClause, refs: list[Refere
     labels = list(dict.fromkeys(layout.ref_label[r] for ref in refs for r in ref.referred_columns))
     kept = [sa.func.first_value(rel.c[label], type_=rel.c[label].type)
             .over(partition_by=rel.c[GROUP], order_by=rel.c[RANK]).label(f"{label}_kept") for label in labels]
-    every = sa.select(rel.c[RANK], *[rel.c[label] for label in labels], *kept).cte("dupewatch_moves")
+    every = sa.select(rel.c[GROUP], rel.c[RANK], *[rel.c[label] for label in labels], *kept).cte("dupewatch_moves")
     joined: FromClause = source
     moves: list[FromClause] = []
     for j, ref in enumerate(refs):
@@ -1072,36 +1082,59 @@ def _moved_twice(conn: Connection, repoint: _Repoint) -> bool:
     return bool(conn.execute(sa.select(sa.exists(twice))).scalar())
 
 
-def _intermediate_states(n: int) -> list[list[int]]:
-    """The states a row moved by several of `n` repointed references can pass through before its last UPDATE: the
-    references (by position) applied so far. The fix runs one UPDATE per reference per batch, and a batch is a range
-    of groups, so a row's references move in any order, in one batch or several: every proper non-empty subset (up
-    to 4 references: 14 states), beyond that each reference alone."""
-    if n > 4:
-        return [[k] for k in range(n)]
-    return [[k for k in range(n) if mask >> k & 1] for mask in range(1, 2 ** n - 1)]
+def _moved_apart(conn: Connection, repoint: _Repoint) -> int:
+    """How many rows two of `repoint`'s references both move whose rows to delete lie in different groups (which
+    batches may repoint in another order than the fix's within one batch)."""
+    n = len(repoint.refs)
+    apart = sa.or_(*[sa.and_(repoint.moved(k), repoint.moved(m), repoint.moves[k].c[GROUP] != repoint.moves[m].c[GROUP])
+                     for k in range(n) for m in range(k + 1, n)])
+    return int(conn.execute(sa.select(sa.func.count()).select_from(repoint.joined).where(apart)).scalar_one())
 
 
-def _count_between(conn: Connection, repoint: _Repoint, state: list[int], constraint: CheckConstraint,
-                   refused: list[dict[str, int]], between: list[dict[str, str]]) -> None:
-    """Count the rows that the references in `state` move, and some other reference moves too, which
-    `constraint` refuses in that state (those references moved, the others not yet) while their final state passes
-    (a row refused there is counted there): into `refused[state[0]]`, keyed by the constraint and the state, with
-    the references not yet repointed that move such rows named in `between`."""
+def _intermediate_states(n: int) -> list[tuple[list[int], list[int], list[int]]]:
+    """The states a row moved by several of `n` repointed references can pass through before its last UPDATE, each
+    as (the references, by position, applied so far; those of them that must move a row for the state to be its
+    own; references one of which must move it too, or none), see `_count_between`. Each batch runs one UPDATE per
+    reference, in their order (`execute._Batch`, one reference's columns each), and a batch is a range of groups:
+    the references of a row whose rows to delete lie in one group move it in that order, so it passes through the
+    prefixes of that order (of the references that move it); those of a row whose rows to delete lie in several
+    groups move it batch by batch, in any order the batch boundaries (sized by time, `pace.BatchSizer`) make. Up
+    to `ALL_ORDERS` references: every proper non-empty subset (14 states for 4), which covers every order; beyond
+    that, the prefixes of the fix's order (`n - 1` states, each a row's own where its last reference moves it) and
+    each reference alone where an earlier one moves the row too (else that is its prefix), and the rows whose rows
+    to delete lie in different groups are named as not evaluated in other orders (`_moved_apart`). A row is
+    counted in one state of each of its own."""
+    if n > ALL_ORDERS:
+        prefixes: list[tuple[list[int], list[int], list[int]]] = [(list(range(k + 1)), [k], []) for k in range(n - 1)]
+        return prefixes + [([k], [k], list(range(k))) for k in range(1, n)]
+    subsets = [[k for k in range(n) if mask >> k & 1] for mask in range(1, 2 ** n - 1)]
+    return [(state, state, []) for state in subsets]
+
+
+def _count_between(conn: Connection, repoint: _Repoint, at: tuple[list[int], list[int], list[int]],
+                   constraint: CheckConstraint, refused: list[dict[str, int]], between: list[dict[str, str]]) -> None:
+    """At `at` = (state, moving, earlier) of `_intermediate_states`: count the rows that the references in
+    `moving` (of those in `state`) move, one of `earlier` too where any, and some reference not in `state` too,
+    which `constraint` refuses in that state (the references of `state` that move the row
+    moved, the others not yet) while their final state passes (a row refused there is counted there): into
+    `refused[k]` of the first reference of `state` that moves such rows, keyed by the constraint and the state,
+    named in `between` by the references of `state` and those not yet repointed that move such rows."""
     child, refs = repoint.child, repoint.refs
+    state, moving, earlier = at
     rest = [k for k in range(len(refs)) if k not in state]
+    also = [sa.or_(*[repoint.moved(k) for k in earlier])] if earlier else []
     taken = {c.name for c in child.columns}
     alternates = [_unused(taken, f"dupewatch_state{i}") for i, _column in enumerate(child.columns)]
-    flags = [_unused(taken, f"dupewatch_moved{k}") for k in rest]
+    flags = [_unused(taken, f"dupewatch_moved{k}") for k in [*state, *rest]]
     expression = sa.literal_column(f"({constraint.expression})", sa.Boolean)
     # The rows with both values of each column: the final state's under the child's names, the state's beside.
     final = (sa.select(*[value.label(column.name) for value, column in zip(
                  repoint.values(list(range(len(refs)))), child.columns, strict=True)],
                        *[value.label(name) for value, name in zip(repoint.values(state), alternates, strict=True)],
-                       *[sa.case((repoint.moved(k), 1), else_=0).label(flag) for k, flag in zip(rest, flags,
+                       *[sa.case((repoint.moved(k), 1), else_=0).label(flag) for k, flag in zip([*state, *rest], flags,
                                                                                                  strict=True)])
              .select_from(repoint.joined)
-             .where(*[repoint.moved(k) for k in state], sa.or_(*[repoint.moved(k) for k in rest]))
+             .where(*[repoint.moved(k) for k in moving], *also, sa.or_(*[repoint.moved(k) for k in rest]))
              .subquery("dupewatch_final"))
     # NULL passes a CHECK: a row whose final state the expression does not refuse, in the state's values.
     rows = (sa.select(*[final.c[name].label(column.name) for name, column in zip(alternates, child.columns,
@@ -1113,11 +1146,13 @@ def _count_between(conn: Connection, repoint: _Repoint, state: list[int], constr
                           .select_from(rows).where(sa.not_(expression))).one()
     if not counts[0]:
         return
-    pending = [refs[k].label for k, count in zip(rest, counts[1:], strict=True) if count]
-    words = f"after repointing {' and '.join(refs[k].label for k in state)} but not yet {' or '.join(pending)}"
+    moved = dict(zip([*state, *rest], counts[1:], strict=True))
+    applied = [k for k in state if moved[k]]
+    pending = [refs[k].label for k in rest if moved[k]]
+    words = f"after repointing {' and '.join(refs[k].label for k in applied)} but not yet {' or '.join(pending)}"
     key = f"{constraint.name} {words}"
-    refused[state[0]][key] = int(counts[0])
-    between[state[0]][key] = words
+    refused[applied[0]][key] = refused[applied[0]].get(key, 0) + int(counts[0])
+    between[applied[0]][key] = words
 
 
 def nested_references(conn: Connection, table: sa.Table, child: FromClause, rel: FromClause,
@@ -1378,6 +1413,13 @@ def _judge_checks(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"repointing {ref.label} to the kept rows would leave {count:,} row(s) that "
             f"{ref_plan.check_words(name)} refuses (the database evaluated it on the repointed values): the batch "
             f"would be rolled back and the fix would stop there; change those rows (or the constraint) first{instead}")
+    if ref_plan.unordered:
+        plan.notes.append(
+            f"risk: {ref_plan.unordered:,} row(s) of {ref.table} are repointed by several of its more than "
+            f"{ALL_ORDERS} repointed references, to rows to delete of different groups: the dry run evaluated its "
+            "CHECK constraints in the states the fix's order passes through within one batch (and each reference "
+            "alone), not in every order batches of different groups may repoint them in; a state there that one "
+            "refuses stops its batch, rolled back, naming it")
     for name, function in ref_plan.unchecked.items():
         plan.notes.append(
             f"risk: {ref_plan.check_words(name)} calls VOLATILE function {function}, which the dry run "

@@ -299,3 +299,26 @@ def test_every_state_between_three_repointed_references_is_evaluated(server, tmp
     assert refusals == {("a",): {"not_ten after repointing trio(a) but not yet trio(b)": 1,
                                  "not_ten after repointing trio(a) and trio(c) but not yet trio(b)": 1},
                         ("b",): {}, ("c",): {}}
+
+
+def test_a_state_only_the_fixs_order_of_five_repointed_references_passes_through_is_named_up_front(server, tmp_path):
+    """usr group 'a' = {1..6} (keeper 1), 'b' = {7, 8} (keeper 7); penta(a..e) each REFERENCES usr, CHECK (a <> b
+    OR c <> 4). Each batch repoints one reference after the other, in their order: (10) = (2, 3, 4, 5, 6), whose
+    rows to delete are all of group 'a' (one batch), passes through (1, 3, 4, 5, 6), then (1, 1, 4, 5, 6), which
+    the constraint refuses, though it and every other state pass. Beyond 4 references the dry run evaluated each
+    reference alone only, promised the fix, and its batch was rolled back mid-way; it now evaluates the prefixes
+    of the fix's order. (11) = (8, 3, NULL, NULL, NULL) points at rows to delete of two groups, which batches may
+    repoint in either order: named as a risk, not evaluated in every order."""
+    _users(server, "(1, 'a'), (2, 'a'), (3, 'a'), (4, 'a'), (5, 'a'), (6, 'a'), (7, 'b'), (8, 'b')")
+    server.execute("CREATE TABLE penta (id INTEGER PRIMARY KEY, "
+                   + ", ".join(f"{c} INTEGER REFERENCES usr (id)" for c in "abcde")
+                   + ", CONSTRAINT ab_apart CHECK (a <> b OR c <> 4))",
+                   "INSERT INTO penta VALUES (10, 2, 3, 4, 5, 6), (11, 8, 3, NULL, NULL, NULL)")
+    plan = _refused_up_front(server, tmp_path, "users", ("usr", "penta"),
+                             "1 row(s) that CHECK constraint ab_apart of penta refuses after repointing penta(a) and "
+                             "penta(b) but not yet penta(c) or penta(d) or penta(e)")
+    refusals = {tuple(r["columns"]): r["check_refusals"] for r in plan["references"]}
+    assert refusals == {("a",): {"ab_apart after repointing penta(a) and penta(b) but not yet penta(c) or penta(d) "
+                                 "or penta(e)": 1}, ("b",): {}, ("c",): {}, ("d",): {}, ("e",): {}}
+    risks = [n for n in plan["notes"] if "not in every order" in n]
+    assert len(risks) == 1 and risks[0].startswith("risk: 1 row(s) of penta are repointed by several"), plan["notes"]
