@@ -1,0 +1,236 @@
+"""Whether the rows a change stream handed out are visible to other sessions yet, asked of their tables by the
+row's identity (its primary key, or a unique key of columns that are all NOT NULL).
+
+MariaDB/MySQL write a transaction to the binary log before the engine's commit makes its rows visible (two-phase
+commit; with semi-sync `AFTER_SYNC`, only once a replica answers, or its timeout), and no session can ask which
+logged transactions are visible yet (PostgreSQL can: `ChangeStream.unsettled`). A re-count in between counts the
+rows as they were, and the duplicate they made is not shown. A row can be asked about: each INSERT, DELETE and
+UPDATE of a key or identifying column of a table with an identity (`RowVisibility.fold`) is remembered with the
+keys it named, and before the read's keys are re-counted one indexed statement per table (`IN` on the identity,
+`PROBE_CHUNK` rows to a statement, in a new transaction, so a new snapshot) asks whether each row is as the change
+left it: present (an INSERT), present with the values an UPDATE gave its watched columns, gone (a DELETE). A row
+that is not stays **pending**, and its keys are re-counted by the read that finds it visible (`settle`). Asked
+before the re-count, in an older snapshot: a row seen is counted.
+
+A later change of a pending row in the stream settles it (its keys are re-counted with that read): InnoDB holds a
+changed row's lock until the engine commit, so a later transaction could change the row only once the earlier one
+was visible; the later change is then remembered in its place. (A row the probe cannot find for another reason,
+such as a foreign key's cascade, which the binary log does not name, waits like one not visible.)
+
+A row still pending `VISIBLE_SECONDS` after it was read is **late**: reported once as a gap (metric, log line
+naming its table, a poll of the database's checks), and still asked about, so that it is counted once visible.
+Memory is bounded: at most `PENDING_ROWS` rows are remembered; a read whose rows were not all visible while some
+were not remembered (past the cap), or pending rows pushed out by newer ones, is a gap too. The changes of tables
+without an identity, of a view, the UPDATEs of other columns (a check's `where`) and the rows past the cap are
+counted once more a fixed time later instead (`ChangeStream.recount_again`), as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from monitor.dialects.base import Dialect
+from monitor.live.changes import Change, Row
+from monitor.live.groups import Named, merge
+
+Table = tuple[str, str]  # as the stream names it
+Identity = tuple[Table, tuple[Any, ...]]
+VISIBLE_SECONDS = 30.0  # a row not visible this long after it was read is a gap (and still counted once visible)
+PENDING_ROWS = 10_000  # rows remembered (pending, and of the read being folded)
+PROBE_CHUNK = 500  # rows asked about by one statement
+
+
+@dataclass(frozen=True)
+class Identified:
+    """A table whose rows can be asked about: its columns that identify a row, and the table to ask."""
+
+    table: sa.Table
+    columns: tuple[str, ...]
+
+
+@dataclass
+class _Row:
+    """A row a change named: what the change left it as, and the keys to re-count once that is visible."""
+
+    operation: str  # INSERT, UPDATE, DELETE
+    values: Row  # the identity's values, and (an UPDATE) the watched columns' values it gave the row
+    keys: dict[str, Named] = field(default_factory=dict)  # check -> keys
+    since: float = 0.0  # monotonic, when it was read
+    late: bool = False  # reported as a gap
+
+
+def identity_columns(table: sa.Table) -> tuple[str, ...] | None:
+    """The columns identifying a row of `table`: its primary key, else a unique key of NOT NULL columns; None."""
+    if table.primary_key.columns:
+        return tuple(c.name for c in table.primary_key.columns)
+    unique = [list(index.columns) for index in table.indexes if index.unique] + [
+        list(constraint.columns) for constraint in table.constraints if isinstance(constraint, sa.UniqueConstraint)]
+    for columns in sorted(unique, key=len):
+        if columns and all(isinstance(c, sa.Column) and not c.nullable for c in columns):
+            return tuple(c.name for c in columns)
+    return None
+
+
+class RowVisibility:
+    """The rows of one reader's stream not known to be visible yet, and the questions that settle them."""
+
+    def __init__(self, rules: Dialect, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rules = rules
+        self.clock = clock
+        self.tables: dict[Table, Identified] = {}
+        self.pending: dict[Identity, _Row] = {}  # oldest first
+        self._read: dict[Identity, _Row] = {}  # the rows of the read being folded
+        self._settled: dict[str, Named] = {}  # keys of pending rows a change of this read settled
+        self._untracked: dict[Table, int] = {}  # rows of this read not remembered (past `PENDING_ROWS`), by table
+        self.late: list[tuple[Table, int]] = []  # (table, rows) that `settle` found late or had to drop: gaps
+
+    @property
+    def asking(self) -> bool:
+        """Rows are remembered (or settled by a change): `settle` has something to ask or to hand back."""
+        return bool(self.pending or self._read or self._settled or self._untracked)
+
+    def identify(self, name: Table, table: sa.Table) -> tuple[str, ...]:
+        """Remember `table` (as the stream names it) if its rows can be asked about; the columns identifying
+        them (for the stream to keep: `ChangeStream.watch`), or none."""
+        columns = identity_columns(table)
+        if columns is None:
+            self.tables.pop(name, None)
+            return ()
+        self.tables[name] = Identified(table, columns)
+        return columns
+
+    def fold(self, change: Change, checks: Iterable[tuple[str, Callable[[Named, Change], None]]]) -> bool:
+        """Remember `change`'s row with the keys each check (name, its fold) names of it: True when its
+        visibility will be asked (its keys are re-counted once it is visible); False for a change of a table
+        without an identity, an UPDATE that left the identity and the watched columns as they were, or a row
+        past `PENDING_ROWS`: the caller counts it again later (`recount_again`). A pending row it changes is
+        settled (see the module's docstring)."""
+        name = (change.schema, change.table)
+        identified = self.tables.get(name)
+        if identified is None or change.operation not in ("INSERT", "UPDATE", "DELETE"):
+            return False
+        old = _identity(change.old, identified.columns)
+        new = _identity(change.new, identified.columns)
+        earlier: list[_Row] = []
+        for identity in dict.fromkeys(i for i in (old, new) if i is not None):
+            if (settled := self.pending.pop((name, identity), None)) is not None:
+                for check, named in settled.keys.items():
+                    merge(self._settled, check, named)
+            if (row := self._read.pop((name, identity), None)) is not None:
+                earlier.append(row)  # changed twice in one read: the last change says what to ask
+        target = new if change.operation != "DELETE" else old
+        unchanged = change.operation == "UPDATE" and change.old == change.new
+        if target is None or unchanged or len(self.pending) + len(self._read) >= PENDING_ROWS:
+            for row in earlier:  # not asked about: counted again later, with this change
+                for check, named in row.keys.items():
+                    merge(self._settled, check, named)
+            if target is not None and not unchanged:
+                self._untracked[name] = self._untracked.get(name, 0) + 1
+            return False
+        values = dict(zip(identified.columns, target, strict=True))
+        if change.operation == "UPDATE" and change.new is not None:
+            values = {**change.new, **values}
+        row = _Row(change.operation, values, since=self.clock())
+        for earlier_row in earlier:
+            for check, named in earlier_row.keys.items():
+                merge(row.keys, check, named)
+            row.since = min(row.since, earlier_row.since)
+        for check, fold in checks:
+            fold(row.keys.setdefault(check, Named()), change)
+        self._read[(name, target)] = row
+        return True
+
+    def settle(self, conn: Connection) -> dict[str, Named]:
+        """Ask which remembered rows are visible now (in `conn`'s new snapshot); the keys to re-count now: those
+        of pending rows now visible or settled by a change. The read's rows not visible become pending; `late`
+        lists the gaps found (rows pending `VISIBLE_SECONDS`, or not remembered, or dropped past the cap)."""
+        keys, self._settled = self._settled, {}
+        read, self._read = self._read, {}
+        untracked, self._untracked = self._untracked, {}
+        self.late = []
+        rows = {**self.pending, **read}
+        if not rows:
+            return keys
+        waiting = self._not_visible(conn, rows)
+        for identity, row in self.pending.items():
+            if identity not in waiting:
+                for check, named in row.keys.items():
+                    merge(keys, check, named)
+        self.pending = {identity: row for identity, row in self.pending.items() if identity in waiting}
+        for identity, row in read.items():
+            if identity in waiting:
+                self.pending[identity] = row
+        # Some of the read's rows not visible yet: those not remembered may not be either
+        late = dict(untracked) if any(identity in waiting for identity in read) else {}
+        while len(self.pending) > PENDING_ROWS:  # bounded memory: the oldest are dropped, a gap
+            identity = next(iter(self.pending))
+            for check, named in self.pending.pop(identity).keys.items():
+                merge(keys, check, named)
+            late[identity[0]] = late.get(identity[0], 0) + 1
+        now = self.clock()
+        for identity, row in self.pending.items():
+            if not row.late and now - row.since >= VISIBLE_SECONDS:
+                row.late = True
+                late[identity[0]] = late.get(identity[0], 0) + 1
+        self.late = sorted(late.items())
+        return keys
+
+    def keep(self, other: RowVisibility, checks: set[str]) -> None:
+        """Take over `other`'s pending rows (a reader handing over), with the keys of `checks`."""
+        for identity, row in other.pending.items():
+            kept = {check: named for check, named in row.keys.items() if check in checks}
+            if kept and identity not in self.pending and len(self.pending) < PENDING_ROWS:
+                self.pending[identity] = _Row(row.operation, row.values, kept, row.since, row.late)
+
+    def _not_visible(self, conn: Connection, rows: dict[Identity, _Row]) -> set[Identity]:
+        """Of `rows`, those a new snapshot does not see as their last change left them."""
+        by_table: dict[Table, list[tuple[tuple[Any, ...], _Row]]] = {}
+        for (name, identity), row in rows.items():
+            by_table.setdefault(name, []).append((identity, row))
+        waiting: set[Identity] = set()
+        for name, table_rows in by_table.items():
+            identified = self.tables.get(name)
+            if identified is None:  # no longer watched (a reload, a check removed): not asked about
+                continue
+            for start in range(0, len(table_rows), PROBE_CHUNK):
+                chunk = table_rows[start:start + PROBE_CHUNK]
+                found = self._found(conn, identified, [(identity, row) for identity, row in chunk])
+                for identity, row in chunk:
+                    if (identity in found) != (row.operation != "DELETE"):
+                        waiting.add((name, identity))
+        return waiting
+
+    def _found(self, conn: Connection, identified: Identified, rows: list[tuple[tuple[Any, ...], _Row]]
+               ) -> set[tuple[Any, ...]]:
+        """The identities of `rows` whose row the table holds as the change left it: the row (an INSERT, a
+        DELETE), with the values an UPDATE gave it. One statement, through the identity's index."""
+        table = identified.table
+        columns = [table.c[name] for name in identified.columns]
+        matches: list[ColumnElement[bool]] = []
+        for identity, row in rows:
+            equal = [self._equal(c, v) for c, v in zip(columns, identity, strict=True)]
+            if row.operation == "UPDATE":
+                equal += [self._equal(table.c[name], value) for name, value in row.values.items()
+                          if name not in identified.columns and name in table.c]
+            matches.append(sa.and_(*equal))
+        statement = sa.select(*columns).select_from(table).where(sa.or_(*matches))
+        return {tuple(row) for row in conn.execute(statement)} if matches else set()
+
+    def _equal(self, column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
+        if value is None:
+            return column.is_(None)
+        return self.rules.as_stored(column) == self.rules.stream_value(column, value)
+
+
+def _identity(row: Row | None, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
+    if row is None or not all(name in row and row[name] is not None for name in columns):
+        return None
+    return tuple(row[name] for name in columns)
+
