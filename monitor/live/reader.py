@@ -518,16 +518,7 @@ class LiveReader:
         for check, named in self._settled().items():
             if check in self.groups:
                 merge(touched, check, named)
-        late = []
-        if visibility is not None and visibility.asking:  # asked before counting: a row seen is counted
-            with self.monitor.database(self.database).read_only() as conn:
-                for check, named in visibility.settle(conn).items():
-                    if check in self.groups:
-                        merge(touched, check, named)
-            late = visibility.late
         self._apply(done, touched)
-        if late:
-            self._report_late(late)
         if waiting:
             if len(self._unsettled) < UNSETTLED_READS and _keys(read) + sum(
                     _keys(named) for _xids, named in self._unsettled) <= KEYS_PER_READ:
@@ -606,10 +597,18 @@ class LiveReader:
                 for check, groups in self.groups.items():
                     groups.fold(touched.setdefault(check, Named()), UNSEEN)
         changed: dict[str, Figures] = {}
-        if touched:
+        visibility = self._visibility
+        asking = visibility is not None and visibility.asking
+        late: list[tuple[tuple[str, str], int]] = []
+        if touched or asking:
             db = self.monitor.database(self.database)
             with db.read_only() as conn:
                 conn.execution_options(compiled_cache=self._compiled)
+                if visibility is not None and asking:  # asked first, in the snapshot counted: a row seen is counted
+                    for check, named in visibility.settle(conn).items():
+                        if check in self.groups:
+                            merge(touched, check, named)
+                    late = visibility.late
                 for check, named in touched.items():
                     if named.overflow:
                         log.info("one read of the change stream named more keys than live mode re-counts one by "
@@ -628,6 +627,8 @@ class LiveReader:
             self.sink.live_events(self.database, sum(t.events for t in done), lag)
         for check, figures in changed.items():
             self.sink.live_figures(check, self.database, figures)
+        if late:
+            self._report_late(late)
 
 def unindexed(database: str, check: str, resolved: TableCheck) -> str:
     """Why live mode leaves `check` to its poll, and the statement creating the index it needs: one line."""

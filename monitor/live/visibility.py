@@ -148,7 +148,8 @@ class RowVisibility:
         return True
 
     def settle(self, conn: Connection) -> dict[str, Named]:
-        """Ask which remembered rows are visible now (in `conn`'s new snapshot); the keys to re-count now: those
+        """Ask which remembered rows are visible now (in `conn`'s snapshot, a new one: the re-counts that follow
+        in it count what it saw); the keys to re-count now: those
         of pending rows now visible or settled by a change. The read's rows not visible become pending; `late`
         lists the gaps found (rows pending `VISIBLE_SECONDS`, or not remembered, or dropped past the cap)."""
         keys, self._settled = self._settled, {}
@@ -213,15 +214,28 @@ class RowVisibility:
         DELETE), with the values an UPDATE gave it. One statement, through the identity's index."""
         table = identified.table
         columns = [table.c[name] for name in identified.columns]
+        found: set[tuple[Any, ...]] = set()
+        # A row inserted or deleted is asked about by its identity alone: `IN (a, b, b, b)` is `IN (a, b)`, padded
+        # to a power of two, so a handful of statement shapes serve every read and their compiled forms are reused
+        # (the reader's `compiled_cache`), as the re-counts' are.
+        alone = [identity for identity, row in rows if row.operation != "UPDATE"]
+        if alone:
+            alone += alone[-1:] * ((1 << (len(alone) - 1).bit_length()) - len(alone))
+            values = [[self.rules.stream_value(c, v) for c, v in zip(columns, identity, strict=True)]
+                      for identity in alone]
+            match = columns[0].in_([v[0] for v in values]) if len(columns) == 1 else \
+                sa.tuple_(*columns).in_([sa.tuple_(*v) for v in values])
+            found.update(tuple(row) for row in conn.execute(sa.select(*columns).select_from(table).where(match)))
         matches: list[ColumnElement[bool]] = []
-        for identity, row in rows:
-            equal = [self._equal(c, v) for c, v in zip(columns, identity, strict=True)]
+        for identity, row in rows:  # an UPDATE: with the values it gave the watched columns
             if row.operation == "UPDATE":
-                equal += [self._equal(table.c[name], value) for name, value in row.values.items()
-                          if name not in identified.columns and name in table.c]
-            matches.append(sa.and_(*equal))
-        statement = sa.select(*columns).select_from(table).where(sa.or_(*matches))
-        return {tuple(row) for row in conn.execute(statement)} if matches else set()
+                matches.append(sa.and_(*[self._equal(c, v) for c, v in zip(columns, identity, strict=True)], *[
+                    self._equal(table.c[name], value) for name, value in row.values.items()
+                    if name not in identified.columns and name in table.c]))
+        if matches:
+            found.update(tuple(row) for row in conn.execute(sa.select(*columns).select_from(table)
+                                                            .where(sa.or_(*matches))))
+        return found
 
     def _equal(self, column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
         if value is None:
