@@ -17,12 +17,12 @@ changed row's lock until the engine commit, so a later transaction could change 
 was visible; the later change is then remembered in its place. (A row the probe cannot find for another reason,
 such as a foreign key's cascade, which the binary log does not name, waits like one not visible.)
 
-A row still pending `VISIBLE_SECONDS` after it was read is **late**: reported once as a gap (metric, log line
-naming its table, a poll of the database's checks), and still asked about, so that it is counted once visible.
-Memory is bounded: at most `PENDING_ROWS` rows are remembered; a read whose rows were not all visible while some
-were not remembered (past the cap), or pending rows pushed out by newer ones, is a gap too. The changes of tables
-without an identity, of a view, the UPDATEs of other columns (a check's `where`) and the rows past the cap are
-counted once more a fixed time later instead (`ChangeStream.recount_again`), as before.
+A row still pending `VISIBLE_SECONDS` after it was read is **late**: reported as a gap (metric, log line naming
+its table, a poll of the database's checks; one gap per `VISIBLE_SECONDS` at most, naming every table and row
+count found since), and still asked about, so that it is counted once visible. Memory is bounded: at most
+`PENDING_ROWS` rows are remembered; rows past the cap read while some were not visible are a gap too. The
+changes of tables without an identity, of a view, the UPDATEs of other columns (a check's `where`) and the rows
+past the cap are counted once more a fixed time later instead (`ChangeStream.recount_again`), as before.
 """
 
 from __future__ import annotations
@@ -89,12 +89,14 @@ class RowVisibility:
         self._read: dict[Identity, _Row] = {}  # the rows of the read being folded
         self._settled: dict[str, Named] = {}  # keys of pending rows a change of this read settled
         self._untracked: dict[Table, int] = {}  # rows of this read not remembered (past `PENDING_ROWS`), by table
-        self.late: list[tuple[Table, int]] = []  # (table, rows) that `settle` found late or had to drop: gaps
+        self.late: list[tuple[Table, int]] = []  # (table, rows) that the last `settle` reports as a gap
+        self._late: dict[Table, int] = {}  # rows found late, or not remembered while some were not visible
+        self._reported = float("-inf")  # when a gap was last reported (the clock's)
 
     @property
     def asking(self) -> bool:
         """Rows are remembered (or settled by a change): `settle` has something to ask or to hand back."""
-        return bool(self.pending or self._read or self._settled or self._untracked)
+        return bool(self.pending or self._read or self._settled or self._untracked or self._late)
 
     def identify(self, name: Table, table: sa.Table) -> tuple[str, ...]:
         """Remember `table` (as the stream names it) if its rows can be asked about; the columns identifying
@@ -149,17 +151,14 @@ class RowVisibility:
 
     def settle(self, conn: Connection) -> dict[str, Named]:
         """Ask which remembered rows are visible now (in `conn`'s snapshot, a new one: the re-counts that follow
-        in it count what it saw); the keys to re-count now: those
-        of pending rows now visible or settled by a change. The read's rows not visible become pending; `late`
-        lists the gaps found (rows pending `VISIBLE_SECONDS`, or not remembered, or dropped past the cap)."""
+        in it count what it saw); the keys to re-count now: those of pending rows now visible or settled by a
+        change. The read's rows not visible become pending; `late` lists a gap to report, if any: rows pending
+        `VISIBLE_SECONDS`, and rows not remembered (past `PENDING_ROWS`) while some were not visible."""
         keys, self._settled = self._settled, {}
         read, self._read = self._read, {}
         untracked, self._untracked = self._untracked, {}
         self.late = []
-        rows = {**self.pending, **read}
-        if not rows:
-            return keys
-        waiting = self._not_visible(conn, rows)
+        waiting = self._not_visible(conn, {**self.pending, **read})
         for identity, row in self.pending.items():
             if identity not in waiting:
                 for check, named in row.keys.items():
@@ -168,19 +167,19 @@ class RowVisibility:
         for identity, row in read.items():
             if identity in waiting:
                 self.pending[identity] = row
-        # Some of the read's rows not visible yet: those not remembered may not be either
-        late = dict(untracked) if any(identity in waiting for identity in read) else {}
-        while len(self.pending) > PENDING_ROWS:  # bounded memory: the oldest are dropped, a gap
-            identity = next(iter(self.pending))
-            for check, named in self.pending.pop(identity).keys.items():
-                merge(keys, check, named)
-            late[identity[0]] = late.get(identity[0], 0) + 1
+        late = self._late
+        if waiting:  # rows not visible yet: those not remembered (past the cap) may not be either
+            for name, count in untracked.items():
+                late[name] = late.get(name, 0) + count
         now = self.clock()
         for identity, row in self.pending.items():
             if not row.late and now - row.since >= VISIBLE_SECONDS:
                 row.late = True
                 late[identity[0]] = late.get(identity[0], 0) + 1
-        self.late = sorted(late.items())
+        # One gap per `VISIBLE_SECONDS` at most, with every row found since: a replica that stops answering holds
+        # every commit, and a gap per read would poll every check of the database as often.
+        if late and now - self._reported >= VISIBLE_SECONDS:
+            self.late, self._late, self._reported = sorted(late.items()), {}, now
         return keys
 
     def keep(self, other: RowVisibility, checks: set[str]) -> None:

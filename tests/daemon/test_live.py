@@ -36,6 +36,7 @@ from monitor.dialects.postgresql import PostgreSQL
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live import visibility as visibility_module
 from monitor.live.groups import KEYS_PER_READ
 from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
@@ -1425,6 +1426,22 @@ def test_mariadb_a_pending_row_a_later_change_in_the_stream_deletes_or_moves_is_
         await_reads(reader, reads)
         assert reader.groups["signups"].figures == (0, 0)
     assert recorded.gaps == []
+
+
+def test_mariadb_rows_past_the_cap_of_rows_remembered_while_some_are_not_visible_are_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded: past `PENDING_ROWS` a row is not remembered, and where the rows asked about are not
+    visible (here hidden from the question), those not remembered may not be either: a gap, reported."""
+    engine, table = mariadb_table
+    monkeypatch.setattr(visibility_module, "PENDING_ROWS", 1)
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, _reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        visibility._found = lambda conn, identified, rows: set()  # type: ignore[method-assign]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com')")
+        await_true(lambda: len(recorded.gaps) == 1, "the row not remembered reported as a gap")
+        assert f"test.{table} (1 row)" in recorded.gaps[0] and len(visibility.pending) == 1
 
 
 def read_changes(stream: Any, count: int) -> list[Any]:
