@@ -6,11 +6,11 @@ commit; with semi-sync `AFTER_SYNC`, only once a replica answers, or its timeout
 logged transactions are visible yet (PostgreSQL can: `ChangeStream.unsettled`). A re-count in between counts the
 rows as they were, and the duplicate they made is not shown. A row can be asked about: each INSERT, DELETE and
 UPDATE of a key or identifying column of a table with an identity (`RowVisibility.fold`) is remembered with the
-keys it named, and before the read's keys are re-counted one indexed statement per table (`IN` on the identity,
-`PROBE_CHUNK` rows to a statement, in a new transaction, so a new snapshot) asks whether each row is as the change
-left it: present (an INSERT), present with the values an UPDATE gave its watched columns, gone (a DELETE). A row
-that is not stays **pending**, and its keys are re-counted by the read that finds it visible (`settle`). Asked
-before the re-count, in an older snapshot: a row seen is counted.
+keys it named, and before the read's keys are re-counted one statement per table (an `EXISTS` per row through the
+identity's index, `PROBE_CHUNK` rows to a statement), first in the re-count's transaction (so its snapshot), asks
+whether each row is as the change left it: present (an INSERT), present with the values an UPDATE gave its
+watched columns, gone (a DELETE). A row that is not stays **pending**, and its keys are re-counted by the read
+that finds it visible (`settle`). Asked in the snapshot the re-count reads: a row seen is counted.
 
 A later change of a pending row in the stream settles it (its keys are re-counted with that read): InnoDB holds a
 changed row's lock until the engine commit, so a later transaction could change the row only once the earlier one
@@ -44,7 +44,7 @@ Table = tuple[str, str]  # as the stream names it
 Identity = tuple[Table, tuple[Any, ...]]
 VISIBLE_SECONDS = 30.0  # a row not visible this long after it was read is a gap (and still counted once visible)
 PENDING_ROWS = 10_000  # rows remembered (pending, and of the read being folded)
-PROBE_CHUNK = 500  # rows asked about by one statement
+PROBE_CHUNK = 256  # rows asked about by one statement
 
 
 @dataclass(frozen=True)
@@ -201,40 +201,32 @@ class RowVisibility:
                 continue
             for start in range(0, len(table_rows), PROBE_CHUNK):
                 chunk = table_rows[start:start + PROBE_CHUNK]
-                found = self._found(conn, identified, [(identity, row) for identity, row in chunk])
-                for identity, row in chunk:
-                    if (identity in found) != (row.operation != "DELETE"):
+                seen = self._seen(conn, identified, chunk)
+                for (identity, row), present in zip(chunk, seen, strict=True):
+                    if present != (row.operation != "DELETE"):
                         waiting.add((name, identity))
         return waiting
 
-    def _found(self, conn: Connection, identified: Identified, rows: list[tuple[tuple[Any, ...], _Row]]
-               ) -> set[tuple[Any, ...]]:
-        """The identities of `rows` whose row the table holds as the change left it: the row (an INSERT, a
-        DELETE), with the values an UPDATE gave it. One statement, through the identity's index."""
+    def _seen(self, conn: Connection, identified: Identified, rows: list[tuple[tuple[Any, ...], _Row]]
+              ) -> list[bool]:
+        """For each of `rows`, whether the table holds it as the change left it: the row (an INSERT, a DELETE),
+        with the values an UPDATE gave it. One statement of one `EXISTS` per row, each through the identity's
+        index, answered by position: the values the server returns are never compared with the stream's in
+        Python (a `BINARY(n)` the log gives without its trailing zero bytes, a `TIMESTAMP` in UTC). Padded to a
+        power of two rows (the last repeated), so that a handful of statement shapes serve every read and their
+        compiled forms are reused (the reader's `compiled_cache`), as the re-counts' are."""
         table = identified.table
         columns = [table.c[name] for name in identified.columns]
-        found: set[tuple[Any, ...]] = set()
-        # A row inserted or deleted is asked about by its identity alone: `IN (a, b, b, b)` is `IN (a, b)`, padded
-        # to a power of two, so a handful of statement shapes serve every read and their compiled forms are reused
-        # (the reader's `compiled_cache`), as the re-counts' are.
-        alone = [identity for identity, row in rows if row.operation != "UPDATE"]
-        if alone:
-            alone += alone[-1:] * ((1 << (len(alone) - 1).bit_length()) - len(alone))
-            values = [[self.rules.stream_value(c, v) for c, v in zip(columns, identity, strict=True)]
-                      for identity in alone]
-            match = columns[0].in_([v[0] for v in values]) if len(columns) == 1 else \
-                sa.tuple_(*columns).in_([sa.tuple_(*v) for v in values])
-            found.update(tuple(row) for row in conn.execute(sa.select(*columns).select_from(table).where(match)))
-        matches: list[ColumnElement[bool]] = []
-        for identity, row in rows:  # an UPDATE: with the values it gave the watched columns
+        asked = rows + rows[-1:] * ((1 << (len(rows) - 1).bit_length()) - len(rows))
+        exists = []
+        for identity, row in asked:
+            equal = [self._equal(c, v) for c, v in zip(columns, identity, strict=True)]
             if row.operation == "UPDATE":
-                matches.append(sa.and_(*[self._equal(c, v) for c, v in zip(columns, identity, strict=True)], *[
-                    self._equal(table.c[name], value) for name, value in row.values.items()
-                    if name not in identified.columns and name in table.c]))
-        if matches:
-            found.update(tuple(row) for row in conn.execute(sa.select(*columns).select_from(table)
-                                                            .where(sa.or_(*matches))))
-        return found
+                equal += [self._equal(table.c[name], value) for name, value in row.values.items()
+                          if name not in identified.columns and name in table.c]
+            exists.append(sa.exists().select_from(table).where(*equal))
+        answer = conn.execute(sa.select(*exists)).one()
+        return [bool(seen) for seen in answer[:len(rows)]]
 
     def _equal(self, column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
         if value is None:
