@@ -6,9 +6,10 @@ commit; with semi-sync `AFTER_SYNC`, only once a replica answers, or its timeout
 logged transactions are visible yet (PostgreSQL can: `ChangeStream.unsettled`). A re-count in between counts the
 rows as they were, and the duplicate they made is not shown. A row can be asked about: each INSERT, DELETE and
 UPDATE of a key or identifying column of a table with an identity (`RowVisibility.fold`) is remembered with the
-keys it named, and before the read's keys are re-counted one statement per table (an `EXISTS` per row through the
-identity's index, `PROBE_CHUNK` rows to a statement), first in the re-count's transaction (so its snapshot), asks
-whether each row is as the change left it: present (an INSERT), present with the values an UPDATE gave its
+keys it named, and before the read's keys are re-counted one statement per table (`count(*)` of the rows inserted,
+deleted and updated, each through the identity's index, `PROBE_CHUNK` rows to a statement; row by row only where
+a count is not the one expected), first in the re-count's transaction (so its snapshot), asks whether each row
+is as the change left it: present (an INSERT), present with the values an UPDATE gave its
 watched columns, gone (a DELETE). A row that is not stays **pending**, and its keys are re-counted by the read
 that finds it visible (`settle`). Asked in the snapshot the re-count reads: a row seen is counted.
 
@@ -210,23 +211,60 @@ class RowVisibility:
     def _seen(self, conn: Connection, identified: Identified, rows: list[tuple[tuple[Any, ...], _Row]]
               ) -> list[bool]:
         """For each of `rows`, whether the table holds it as the change left it: the row (an INSERT, a DELETE),
-        with the values an UPDATE gave it. One statement of one `EXISTS` per row, each through the identity's
-        index, answered by position: the values the server returns are never compared with the stream's in
-        Python (a `BINARY(n)` the log gives without its trailing zero bytes, a `TIMESTAMP` in UTC). Padded to a
-        power of two rows (the last repeated), so that a handful of statement shapes serve every read and their
-        compiled forms are reused (the reader's `compiled_cache`), as the re-counts' are."""
+        with the values an UPDATE gave it. Asked by counting first (`_all_as_left`: one statement, the usual
+        answer), else row by row (`_each_seen`)."""
+        if self._all_as_left(conn, identified, rows):
+            return [row.operation != "DELETE" for _identity, row in rows]
+        return self._each_seen(conn, identified, rows)
+
+    def _all_as_left(self, conn: Connection, identified: Identified, rows: list[tuple[tuple[Any, ...], _Row]]
+                     ) -> bool:
+        """Whether every row of `rows` is as its change left it, in one statement through the identity's index:
+        the rows inserted all there (`count(*) ... WHERE id IN (...)` is their number), those deleted none, those
+        updated all there with their values. Counted by the server, never compared with the log's values in
+        Python (a `BINARY(n)` the log gives without its trailing zero bytes, a `TIMESTAMP` in UTC)."""
+        table = identified.table
+        counts: list[Any] = []
+        expected: list[int] = []
+        for operation in ("INSERT", "DELETE", "UPDATE"):
+            these = [(identity, row) for identity, row in rows if row.operation == operation]
+            if not these:
+                continue
+            match = self._identities_in(identified, [identity for identity, _row in these]) \
+                if operation != "UPDATE" else sa.or_(*[self._as_updated(identified, i, r) for i, r in these])
+            counts.append(sa.select(sa.func.count()).select_from(table).where(match).scalar_subquery())
+            expected.append(0 if operation == "DELETE" else len(these))
+        return list(conn.execute(sa.select(*counts)).one()) == expected
+
+    def _each_seen(self, conn: Connection, identified: Identified, rows: list[tuple[tuple[Any, ...], _Row]]
+                   ) -> list[bool]:
+        """For each of `rows`, whether the table holds it as its change left it (`_all_as_left`): one `EXISTS`
+        per row, answered by position, in one statement."""
         table = identified.table
         columns = [table.c[name] for name in identified.columns]
-        asked = rows + rows[-1:] * ((1 << (len(rows) - 1).bit_length()) - len(rows))
-        exists = []
-        for identity, row in asked:
-            equal = [self._equal(c, v) for c, v in zip(columns, identity, strict=True)]
-            if row.operation == "UPDATE":
-                equal += [self._equal(table.c[name], value) for name, value in row.values.items()
-                          if name not in identified.columns and name in table.c]
-            exists.append(sa.exists().select_from(table).where(*equal))
-        answer = conn.execute(sa.select(*exists)).one()
-        return [bool(seen) for seen in answer[:len(rows)]]
+        exists = [sa.exists().select_from(table).where(
+            self._as_updated(identified, identity, row) if row.operation == "UPDATE" else
+            sa.and_(*[self._equal(c, v) for c, v in zip(columns, identity, strict=True)])) for identity, row in rows]
+        return [bool(seen) for seen in conn.execute(sa.select(*exists)).one()]
+
+    def _identities_in(self, identified: Identified, identities: list[tuple[Any, ...]]) -> ColumnElement[bool]:
+        """`id IN (...)`: padded to a power of two (the last repeated: `IN (a, b, b, b)` is `IN (a, b)`), so that
+        a handful of statement shapes serve every read and their compiled forms are reused (the reader's
+        `compiled_cache`), as the re-counts' are."""
+        columns = [identified.table.c[name] for name in identified.columns]
+        identities = identities + identities[-1:] * ((1 << (len(identities) - 1).bit_length()) - len(identities))
+        values = [[self.rules.stream_value(c, v) for c, v in zip(columns, identity, strict=True)]
+                  for identity in identities]
+        if len(columns) == 1:
+            return columns[0].in_([v[0] for v in values])
+        return sa.tuple_(*columns).in_([sa.tuple_(*v) for v in values])
+
+    def _as_updated(self, identified: Identified, identity: tuple[Any, ...], row: _Row) -> ColumnElement[bool]:
+        """The row of `identity` with the values its UPDATE gave the watched columns."""
+        table = identified.table
+        return sa.and_(*[self._equal(table.c[name], value) for name, value in
+                         {**row.values, **dict(zip(identified.columns, identity, strict=True))}.items()
+                         if name in table.c])
 
     def _equal(self, column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
         if value is None:
