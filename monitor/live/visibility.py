@@ -248,10 +248,13 @@ class RowVisibility:
         return [bool(seen) for seen in conn.execute(sa.select(*exists)).one()]
 
     def _identities_in(self, identified: Identified, identities: list[tuple[Any, ...]]) -> ColumnElement[bool]:
-        """`id IN (...)`: padded to a power of two (the last repeated: `IN (a, b, b, b)` is `IN (a, b)`), so that
-        a handful of statement shapes serve every read and their compiled forms are reused (the reader's
-        `compiled_cache`), as the re-counts' are."""
+        """`id IN (...)`, compiled once and reused (the reader's `compiled_cache`): one expanding parameter where
+        the identity is one column the stream gives as stored (`Dialect.stream_values_plain`), else its values
+        padded to a power of two (the last repeated: `IN (a, b, b, b)` is `IN (a, b)`), a handful of shapes."""
         columns = [identified.table.c[name] for name in identified.columns]
+        if len(columns) == 1 and self.rules.stream_values_plain(columns[0]):
+            return columns[0].in_(sa.bindparam("identities", [identity[0] for identity in identities], expanding=True,
+                                               type_=self.rules.as_stored(columns[0]).type, unique=True))
         identities = identities + identities[-1:] * ((1 << (len(identities) - 1).bit_length()) - len(identities))
         values = [[self.rules.stream_value(c, v) for c, v in zip(columns, identity, strict=True)]
                   for identity in identities]
