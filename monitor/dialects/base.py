@@ -61,7 +61,8 @@ Detection (`monitor.detect`, `monitor.engine`)
   `=` does (the database computes the identity, in the column's collation), so that a group is one group whichever
   spelling `GROUP BY` returns.
 - `stream_value(column, value)`: a key value of `column` as a typed change stream gives it (MySQL's binary log),
-  bound as the database stores it (`as_stored`'s type; a `TIMESTAMP` arrives as UTC), for live mode's re-counts.
+  bound as the database stores it (`as_stored`'s type; a `TIMESTAMP` arrives as UTC), for live mode's re-counts;
+  `stream_values_plain(column)`: whether that is every value as itself (a list is then bound at once).
 - `missing_schema(exc)`: whether a reflection error means the schema does not exist.
 - `resolved_schema(conn, name)`: the schema the server finds an unqualified table in when that is not the
   connection's default schema (PostgreSQL's `search_path`), so that every statement names the same table.
@@ -543,6 +544,11 @@ class Dialect(Polling):
         """`value` of `column`, as a typed change stream gives it, bound as the database stores it: in the type
         the key is read back in (`as_stored`), so that the re-count of a key the stream names finds its rows."""
         return sa.literal(value, self.as_stored(column).type)
+
+    def stream_values_plain(self, column: sa.Column[Any]) -> bool:
+        """Whether `stream_value` binds every value of `column` as itself, in `as_stored(column)`'s type: then
+        a list of them may be bound as one expanding parameter (`IN (...)`), compiled once for any length."""
+        return True
 
     def missing_schema(self, exc: sa.exc.DBAPIError) -> bool:
         return False

@@ -580,6 +580,11 @@ class MySQL(MySQLPolling, Dialect):
             return sa.func.from_unixtime(sa.literal(seconds, sa.Numeric(20, 6)), type_=column.type)
         return super().stream_value(column, value)
 
+    def stream_values_plain(self, column: sa.Column[Any]) -> bool:
+        """Not a `BIT`, `BINARY(n)` or `TIMESTAMP`: the binary log gives those otherwise than stored
+        (`stream_value`)."""
+        return not isinstance(column.type, mysql_types.BIT | sa.BINARY | sa.TIMESTAMP)
+
     def named_lock(self, key: str) -> NamedLock:
         name = fix_lock_name(key)
         return NamedLock(sa.text("SELECT GET_LOCK(:n, 0)").bindparams(n=name),

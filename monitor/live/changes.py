@@ -111,7 +111,9 @@ class ChangeStream(Protocol):
     typed_values: bool  # row values arrive as Python values of the column's type, not as text to cast
     # 0 where `unsettled` tells which transactions read are not visible yet; else (a stream that cannot tell) the
     # seconds after which the keys of each read are counted once more: a transaction is handed out once logged,
-    # and may become visible to other sessions only later.
+    # and may become visible to other sessions only later. Such a stream's rows are asked about by their table's
+    # primary key instead where it has one (monitor/live/visibility.py): the stream keeps those columns too
+    # (`watch`), and the timed count is for the other tables' keys.
     recount_again: float
     # Where the stream's changes were all handed out by `read()` (text; None before it opened): what the reader
     # saves once it counted them, for a stream opened later (a restarted daemon) to resume from.

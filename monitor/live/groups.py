@@ -414,3 +414,15 @@ class LiveGroups:
             for row in conn.execute(statement):
                 counted[_identity(row[width:2 * width])] = (_values(row[:width]), int(row[-1]))
         return counted
+
+
+def merge(into: dict[str, Named], check: str, named: Named) -> None:
+    """`named` added to what `into` names of `check`, in bounded memory: past `KEYS_PER_READ` keys the check is
+    counted in full (`Named.overflow`)."""
+    kept = into.setdefault(check, Named())
+    kept.present |= named.present
+    kept.left |= named.left
+    kept.unknown_old |= named.unknown_old
+    kept.overflow |= named.overflow or len(kept.present) + len(kept.left) > KEYS_PER_READ
+    if kept.overflow:
+        kept.present, kept.left = set(), set()

@@ -117,7 +117,9 @@ class BinlogStream:
     # The binary log is sent once written, before the engine's commit makes its rows visible (two-phase commit;
     # with semi-sync AFTER_SYNC, once a replica answers), and no session can ask which transactions it holds are
     # visible yet: a re-count in between counted the rows as they were (measured: 3 of 10 scenarios under load
-    # missed a change, one a new duplicate), so each read's keys are counted once more this much later.
+    # missed a change, one a new duplicate). The reader asks whether each row a change named is visible yet, by
+    # its table's primary key (monitor/live/visibility.py); the keys of a table without one are counted once
+    # more this much later.
     recount_again = RECOUNT_AGAIN_SECONDS
 
     def __init__(self, database: str, url: URL, rules: Dialect) -> None:
@@ -477,7 +479,8 @@ class BinlogStream:
                 for columns in keys.values() for first in columns[:1]]
 
     def unsettled(self, xids: set[str]) -> set[str]:
-        """Empty: no session can ask the server about a transaction the binary log holds (`recount_again`)."""
+        """Empty: no session can ask the server about a transaction the binary log holds (its rows are asked
+        about instead: `recount_again`)."""
         return set()
 
     def close(self) -> None:

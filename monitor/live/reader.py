@@ -36,6 +36,13 @@ committed after by the new one, so a reload is no gap, on PostgreSQL either, unl
 not read to its end (then it is one, reported like any other). The re-counts the previous reader still owed (keys
 read before their transactions were visible, or due to be counted again) are the new one's, for each check it
 follows as before (`_take_recounts`).
+
+**Visibility.** A transaction a stream hands out may not be visible to other sessions yet. PostgreSQL's stream
+says which (`ChangeStream.unsettled`): a read's keys are counted again once its transactions are. MariaDB/MySQL's
+cannot: the rows its changes name are asked about by their table's primary key before each re-count
+(`RowVisibility`, monitor/live/visibility.py), counted again once visible, and reported as a gap where one is
+not after `VISIBLE_SECONDS`; the keys of a table without one are counted again a fixed time later
+(`recount_again`).
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
 from monitor.live.cascades import FULL, NOTHING, Effect, ancestors
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction, overflowed
-from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named
+from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named, merge
+from monitor.live.visibility import VISIBLE_SECONDS, RowVisibility
 
 log = logging.getLogger("dupewatch.live")
 
@@ -141,6 +149,9 @@ class LiveReader:
         # A stream that cannot tell (`ChangeStream.recount_again`): the keys read since the last hand-over, and
         # those handed over, counted again once their time comes (between one and two such delays after a read).
         self._again_every = stream.recount_again
+        # Such a stream's rows are asked about by their identity instead, where their table has one (monitor/live/
+        # visibility.py): their keys are counted again once they are visible, not at a fixed time.
+        self._visibility = RowVisibility(monitor.database(database).rules) if stream.recount_again else None
         self._again: dict[str, Named] = {}
         self._again_due: tuple[float, dict[str, Named]] | None = None
         self._groups_saved_at = 0.0  # monotonic
@@ -305,17 +316,19 @@ class LiveReader:
         def kept(named: dict[str, Named]) -> dict[str, Named]:
             return {check: keys for check, keys in named.items() if check in same}
 
+        if self._visibility is not None and predecessor._visibility is not None:
+            self._visibility.keep(predecessor._visibility, same)
         for xids, named in predecessor._unsettled:
             if (mine := kept(named)) and len(self._unsettled) < UNSETTLED_READS:
                 self._unsettled.append((set(xids), mine))
         for check, keys in kept(predecessor._again).items():
-            _merge(self._again, check, keys)
+            merge(self._again, check, keys)
         if predecessor._again_due is not None and (due := kept(predecessor._again_due[1])):
             if self._again_due is None:
                 self._again_due = (predecessor._again_due[0], due)
             else:
                 for check, keys in due.items():
-                    _merge(self._again_due[1], check, keys)
+                    merge(self._again_due[1], check, keys)
 
     def _count_unnamed(self, done: list[Transaction]) -> None:
         """Where `done` holds rows the stream does not name (`Transaction.unnamed`), report a gap and count every
@@ -422,6 +435,9 @@ class LiveReader:
         db = self.monitor.database(self.database)
         self._tables.clear()
         self._cascades.clear()
+        identities: dict[tuple[str, str], tuple[str, ...]] = {}  # the columns identifying a watched table's rows
+        if self._visibility is not None:
+            self._visibility.tables.clear()
         with db.read_only() as conn:
             for check in self.checks:
                 try:
@@ -446,6 +462,8 @@ class LiveReader:
                 self.groups[check.name] = groups
                 table = self.stream.table_name(conn, resolved.table)
                 self._tables.setdefault(table, []).append(check.name)
+                if self._visibility is not None:
+                    identities[table] = self._visibility.identify(table, resolved.table)
                 for parent, effect in ancestors(self.stream, conn, table, frozenset(groups.key_names),
                                                 bool(check.where)).items():
                     self._cascades.setdefault(parent, {})[check.name] = effect
@@ -467,7 +485,8 @@ class LiveReader:
                     compared=first and saved is not None))
         columns: dict[tuple[str, str], frozenset[str]] = {}
         for table, names in self._tables.items():
-            columns[table] = frozenset(c for name in names for c in self.groups[name].key_names)
+            columns[table] = frozenset(c for name in names for c in self.groups[name].key_names).union(
+                identities.get(table, ()))
         for table, effects in self._cascades.items():  # an UPDATE of its referenced columns cascades
             columns[table] = columns.get(table, frozenset()).union(*(e.referenced for e in effects.values()))
         self.stream.watch(columns, frozenset(table for table, names in self._tables.items()
@@ -478,17 +497,27 @@ class LiveReader:
         them and count what it cannot name (`_count_unnamed`); what was read. Keys counted before their
         transactions were visible, or that the stream cannot tell of, are counted again (`_settled`)."""
         touched: dict[str, Named] = {}
+        again: dict[str, Named] = {}  # what is counted again later (`recount_again`): what no row's visibility tells
+        visibility = self._visibility
 
         def fold(change: Change) -> None:
             self._fold(touched, change)
+            if visibility is None:
+                return
+            table = (change.schema, change.table)
+            checks = [(check, self.groups[check].fold) for check in self._tables.get(table, ())]
+            if visibility.fold(change, checks):
+                self._fold_cascades(again, change)
+            else:
+                self._fold(again, change)
 
         done = self.stream.read(fold)
         xids = {t.xid for t in done if t.xid is not None}
         waiting = self.stream.unsettled(xids) if xids else set()  # asked before counting: counted after, it is seen
-        read = {check: _copy(named) for check, named in touched.items()} if waiting or self._again_every else {}
+        read = {check: _copy(named) for check, named in touched.items()} if waiting else again
         for check, named in self._settled().items():
             if check in self.groups:
-                _merge(touched, check, named)
+                merge(touched, check, named)
         self._apply(done, touched)
         if waiting:
             if len(self._unsettled) < UNSETTLED_READS and _keys(read) + sum(
@@ -497,11 +526,11 @@ class LiveReader:
             else:  # bounded memory: the newest bucket waits for this read's transactions too
                 newest_xids, kept = self._unsettled[-1]
                 for check, named in read.items():
-                    _merge(kept, check, named)
+                    merge(kept, check, named)
                 self._unsettled[-1] = (newest_xids | waiting, kept)
         elif self._again_every and read:
             for check, named in read.items():
-                _merge(self._again, check, named)
+                merge(self._again, check, named)
         self._count_unnamed(done)
         return done
 
@@ -519,23 +548,37 @@ class LiveReader:
                     waiting.append((xids & still, named))
                 else:
                     for check, keys in named.items():
-                        _merge(settled, check, keys)
+                        merge(settled, check, keys)
             self._unsettled = waiting
         if self._again_every:
             now = time.monotonic()
             if self._again_due is not None and now >= self._again_due[0]:
                 for check, keys in self._again_due[1].items():
-                    _merge(settled, check, keys)
+                    merge(settled, check, keys)
                 self._again_due = None
             if self._again_due is None and self._again:
                 self._again_due, self._again = (now + self._again_every, self._again), {}
         return settled
+
+    def _report_late(self, late: list[tuple[tuple[str, str], int]]) -> None:
+        """Rows logged and not visible after `VISIBLE_SECONDS`, or not remembered (`RowVisibility.settle`): a gap,
+        reported like any other; the stream is still followed (their keys are counted if they become visible)."""
+        tables = ", ".join(f"{schema}.{table} ({rows} row{'s' if rows != 1 else ''})" for (schema, table), rows in late)
+        self.sink.live_gap(self.database, f"database {self.database}: live stream: rows logged in the binary log "
+                           f"are not visible after {VISIBLE_SECONDS:g} s, or too many were waiting to be: {tables}; "
+                           "left to the poll (each is counted too if it becomes visible)")
+        self.sink.live_following(self.database, True)
 
     def _fold(self, touched: dict[str, Named], change: Change) -> None:
         """Hand `change` to the groups of each check of its table, and what it cascades to (`cascades`)."""
         table = (change.schema, change.table)
         for check in self._tables.get(table, ()):
             self.groups[check].fold(touched.setdefault(check, Named()), change)
+        self._fold_cascades(touched, change)
+
+    def _fold_cascades(self, touched: dict[str, Named], change: Change) -> None:
+        """Hand `change` to the groups of the checks it cascades to (`cascades`)."""
+        table = (change.schema, change.table)
         for check, effect in self._cascades.get(table, {}).items():
             if (what := effect.of(change)) != NOTHING:
                 self.groups[check].fold(touched.setdefault(check, Named()),
@@ -554,10 +597,18 @@ class LiveReader:
                 for check, groups in self.groups.items():
                     groups.fold(touched.setdefault(check, Named()), UNSEEN)
         changed: dict[str, Figures] = {}
-        if touched:
+        visibility = self._visibility
+        asking = visibility is not None and visibility.asking
+        late: list[tuple[tuple[str, str], int]] = []
+        if touched or asking:
             db = self.monitor.database(self.database)
             with db.read_only() as conn:
                 conn.execution_options(compiled_cache=self._compiled)
+                if visibility is not None and asking:  # asked first, in the snapshot counted: a row seen is counted
+                    for check, named in visibility.settle(conn).items():
+                        if check in self.groups:
+                            merge(touched, check, named)
+                    late = visibility.late
                 for check, named in touched.items():
                     if named.overflow:
                         log.info("one read of the change stream named more keys than live mode re-counts one by "
@@ -576,6 +627,8 @@ class LiveReader:
             self.sink.live_events(self.database, sum(t.events for t in done), lag)
         for check, figures in changed.items():
             self.sink.live_figures(check, self.database, figures)
+        if late:
+            self._report_late(late)
 
 def unindexed(database: str, check: str, resolved: TableCheck) -> str:
     """Why live mode leaves `check` to its poll, and the statement creating the index it needs: one line."""
@@ -600,14 +653,3 @@ def _copy(named: Named) -> Named:
 def _keys(named: dict[str, Named]) -> int:
     return sum(len(keys.present) + len(keys.left) for keys in named.values())
 
-
-def _merge(into: dict[str, Named], check: str, named: Named) -> None:
-    """`named` added to what `into` names of `check`, in bounded memory: past `KEYS_PER_READ` keys the check is
-    counted in full (`Named.overflow`)."""
-    kept = into.setdefault(check, Named())
-    kept.present |= named.present
-    kept.left |= named.left
-    kept.unknown_old |= named.unknown_old
-    kept.overflow |= named.overflow or len(kept.present) + len(kept.left) > KEYS_PER_READ
-    if kept.overflow:
-        kept.present, kept.left = set(), set()

@@ -36,9 +36,11 @@ from monitor.dialects.postgresql import PostgreSQL
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live import visibility as visibility_module
 from monitor.live.groups import KEYS_PER_READ
 from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
+from monitor.live.visibility import VISIBLE_SECONDS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -1255,14 +1257,16 @@ def test_mariadb_an_update_of_no_key_column_recounts_nothing_and_a_key_update_re
     assert (non_key, key) == (0, 2)
 
 
-def test_mariadb_keys_counted_before_their_transaction_was_visible_are_counted_again(
+def test_mariadb_keys_of_a_table_without_a_row_identity_counted_before_their_transaction_was_visible_are_counted_again(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     """The binary log is sent once written, before the engine's commit makes its rows visible to other sessions
-    (measured under load: a new duplicate missed, a dissolved group kept), and no session can ask which logged
-    transactions are visible yet. Here the first re-count after the insert runs in a snapshot taken before it, as
-    one in that window would: the key is counted once more later, and the duplicate is found."""
+    (measured under load: a new duplicate missed, a dissolved group kept). A table without a primary key or a
+    unique NOT NULL key has no row to ask about (monitor/live/visibility.py): here the first re-count after the
+    insert runs in a snapshot taken before it, as one in that window would, and the key is counted once more a
+    fixed time later (`recount_again`): the duplicate is found."""
     engine, table = mariadb_table
-    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    execute(engine, f"ALTER TABLE {table} MODIFY id int NOT NULL, DROP PRIMARY KEY")
+    execute(engine, f"INSERT INTO {table} (id, email) VALUES (1, 'a@example.com')")
     with following_signups(monitor_for, mariadb.url, table) as (reader, recorded), engine.connect() as before:
         groups = reader.groups["signups"]
         before.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -1276,12 +1280,190 @@ def test_mariadb_keys_counted_before_their_transaction_was_visible_are_counted_a
             return apply(conn, named)
 
         groups.apply = apply_first_in_the_snapshot_before  # type: ignore[method-assign]
-        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        execute(engine, f"INSERT INTO {table} (id, email) VALUES (2, 'a@example.com')")
         await_true(lambda: bool(stale) and recorded.events >= 1, "the insert read and counted in the old snapshot")
         assert groups.figures == (0, 0)
         await_true(lambda: groups.figures == (1, 1), "the key counted again")
         before.exec_driver_sql("ROLLBACK")
     assert sum(f.new_groups for _check, f in recorded.figures) == 1 and recorded.gaps == []
+
+
+@contextmanager
+def commits_held_after_the_binary_log(engine: sa.Engine) -> Iterator[Callable[[], None]]:
+    """The throwaway server holds each commit between its binary log write and the engine's commit, as a primary
+    does for a semi-synchronous replica that does not answer (`rpl_semi_sync_master_wait_point = AFTER_SYNC`, a
+    timeout far beyond the test): the stream reads the transaction while no other session sees its rows. Yields
+    what releases them (semi-sync switched off: the waiting commits complete at once). A release build has no
+    debug sync point; this is the server's own wait, deterministic, and released by the test, not by time."""
+    execute(engine, "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC")
+    execute(engine, "SET GLOBAL rpl_semi_sync_master_timeout = 600000")
+    execute(engine, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+    try:
+        yield lambda: execute(engine, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+    finally:
+        execute(engine, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+
+
+def held_insert(engine: sa.Engine, table: str, email: str) -> threading.Thread:
+    """An INSERT of `email` in a thread of its own (its commit may be held: `commits_held_after_the_binary_log`)."""
+    writer = threading.Thread(target=execute, args=(engine, f"INSERT INTO {table} (email) VALUES (:e)"),
+                              kwargs={"e": email})
+    writer.start()
+    return writer
+
+
+@contextmanager
+def following_with_visibility(monitor_for: Any, url: str, table: str
+                              ) -> Iterator[tuple[LiveReader, Recorded, list[float], list[int]]]:
+    """`following_signups` with the rows' visibility on a clock the test moves (`[seconds]`), and the reads of
+    the stream counted (`[reads]`); its timed second counts due at once (`recount_again`), so a test waits for them
+    by condition, not by time."""
+    monitor = signups_monitor(monitor_for, url, table)
+    db = monitor.database("live")
+    stream = db.rules.change_stream("live", db.url)
+    stream.recount_again = 0.01  # type: ignore[union-attr]
+    recorded, now, reads = Recorded(), [0.0], [0]
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), stream, recorded, poll_seconds=0.05)
+    assert reader._visibility is not None
+    reader._visibility.clock = lambda: now[0]
+    read = stream.read
+
+    def counted_read(*args: Any) -> Any:
+        try:
+            return read(*args)
+        finally:
+            reads[0] += 1
+
+    stream.read = counted_read  # type: ignore[method-assign,union-attr]
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        yield reader, recorded, now, reads
+    finally:
+        reader.stop()
+
+
+def await_reads(reader: LiveReader, reads: list[int], more: int = 3) -> None:
+    """`more` reads of the stream (and their re-counts) done, and the timed second counts due done."""
+    then = reads[0]
+    await_true(lambda: reads[0] >= then + more and not reader._again and reader._again_due is None,
+               f"{more} more reads of the stream")
+
+
+def test_mariadb_a_duplicate_whose_commit_is_held_after_the_binary_log_is_counted_once_visible(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """The binary log holds the insert while its commit waits (a semi-synchronous replica that does not answer):
+    counted at once and again a fixed time later, its duplicate was counted as the single row it was both times,
+    and never shown. Its row is asked about by primary key at each read: it is counted once visible."""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, reads), \
+            commits_held_after_the_binary_log(engine) as release:
+        groups = reader.groups["signups"]
+        writer = held_insert(engine, table, "a@example.com")
+        try:
+            await_true(lambda: recorded.events >= 1, "the held commit read from the binary log")
+            await_reads(reader, reads)  # counted, and counted again after the fixed time
+            assert groups.figures == (0, 0)  # not visible yet
+        finally:
+            release()
+            writer.join()
+        await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
+    assert sum(f.new_groups for _check, f in recorded.figures) == 1 and recorded.gaps == []
+
+
+def test_mariadb_a_row_not_visible_after_the_bounded_wait_is_a_gap_and_still_counted_once_visible(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads), \
+            commits_held_after_the_binary_log(engine) as release:
+        groups = reader.groups["signups"]
+        writer = held_insert(engine, table, "a@example.com")
+        try:
+            await_true(lambda: recorded.events >= 1, "the held commit read from the binary log")
+            await_reads(reader, reads)
+            assert recorded.gaps == []
+            now[0] += VISIBLE_SECONDS
+            await_true(lambda: len(recorded.gaps) == 1, "the row not visible in time reported as a gap")
+            assert f"test.{table} (1 row)" in recorded.gaps[0]
+            await_reads(reader, reads)
+            assert len(recorded.gaps) == 1  # once
+        finally:
+            release()
+            writer.join()
+        await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
+        assert reader._visibility is not None and reader._visibility.pending == {}
+
+
+@pytest.mark.parametrize("later", ["DELETE FROM {table} WHERE id = 2",
+                                   "UPDATE {table} SET id = 5, email = 'b@example.com' WHERE id = 2"],
+                         ids=["deleted", "moved to another primary key"])
+def test_mariadb_a_pending_row_a_later_change_in_the_stream_deletes_or_moves_is_settled_by_it(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, later: str) -> None:
+    """A later transaction changes a row only once the one that wrote it released its lock, at its engine commit:
+    a pending row (here its visibility hidden from the question until the later change is read, as a row the
+    question cannot find) that a later change in the stream deletes or moves is settled by it, not left to wait
+    for a row that is no longer there and end as a gap."""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        seen, hidden = visibility._seen, [True]
+
+        def seen_unless_hidden(conn: Any, identified: Any, rows: Any) -> Any:
+            return [False] * len(rows) if hidden[0] else seen(conn, identified, rows)
+
+        visibility._seen = seen_unless_hidden  # type: ignore[method-assign]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        await_true(lambda: len(visibility.pending) == 1, "the insert pending")
+        execute(engine, later.format(table=table))
+        await_true(lambda: recorded.events >= 2, "the later change read")
+        hidden[0] = False
+        await_true(lambda: not visibility.pending, "the pending row settled")
+        now[0] += VISIBLE_SECONDS
+        await_reads(reader, reads)
+        assert reader.groups["signups"].figures == (0, 0)
+    assert recorded.gaps == []
+
+
+def test_mariadb_rows_past_the_cap_of_rows_remembered_while_some_are_not_visible_are_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded: past `PENDING_ROWS` a row is not remembered, and where the rows asked about are not
+    visible (here hidden from the question), those not remembered may not be either: a gap, reported."""
+    engine, table = mariadb_table
+    monkeypatch.setattr(visibility_module, "PENDING_ROWS", 1)
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, _reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        visibility._seen = lambda conn, identified, rows: [False] * len(rows)  # type: ignore[method-assign]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com')")
+        await_true(lambda: len(recorded.gaps) == 1, "the row not remembered reported as a gap")
+        assert f"test.{table} (1 row)" in recorded.gaps[0] and len(visibility.pending) == 1
+
+
+def test_mariadb_a_row_whose_binary_primary_key_ends_in_zero_bytes_is_seen_visible(
+        mariadb: MariaDBServer, monitor_for: Any) -> None:
+    """The binary log gives a `BINARY(n)` without the zero bytes that pad it: the row is asked about by the key
+    as stored (`Dialect.stream_value`) and answered by position, so it is seen, not left pending until a gap."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"signup_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {table} (id BINARY(4) PRIMARY KEY, email varchar(100) NOT NULL, INDEX (email))")
+    try:
+        execute(engine, f"INSERT INTO {table} VALUES (x'01000000', 'a@example.com')")
+        with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
+            execute(engine, f"INSERT INTO {table} VALUES (x'61620000', 'a@example.com')")
+            await_true(lambda: reader.groups["signups"].figures == (1, 1), "the duplicate counted")
+            await_reads(reader, reads)
+            assert reader._visibility is not None and reader._visibility.pending == {}
+            now[0] += VISIBLE_SECONDS
+            await_reads(reader, reads)
+        assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
 
 
 def read_changes(stream: Any, count: int) -> list[Any]:
