@@ -558,6 +558,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
         differences, differing_groups = _differences(conn, layout, rel)
     references = [_reference_plan(conn, layout, rel, ref) for ref in layout.refs] if groups else []
     references = _check_refusals(conn, layout, rel, references)
+    references = _unique_refusals(conn, layout, rel, references)
     plan = FixPlan(
         check=tc.check.name, database=database, table=tc.check.table or tc.table.name, dialect=layout.dialect,
         identity=layout.mode, keeper=layout.keeper_description(), groups=groups, rows_to_delete=rows_to_delete,
@@ -951,6 +952,65 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
             plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked[k], named=named[k],
                                between=between[k])
     return plans
+
+
+def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
+                     plans: list[ReferencePlan]) -> list[ReferencePlan]:
+    """`plans` with, for a referencing table with several repointed references, the unique constraints and indexes
+    over the columns of more than one of them that the repoint would violate (into `ReferencePlan.conflicts` of the
+    first such reference). Mastodon's `follows(account_id, target_account_id)` with `UNIQUE (account_id,
+    target_account_id)`, when both accounts of a follow are duplicates: `_reference_rows` compares each reference's
+    rows by the other columns as they are now, so `(A2, B1)` and `(A1, B2)` look apart, and both become `(A1, B1)`.
+    Asked of the database over the table's rows that point at a planned row (a row that could equal a moved one
+    points at a kept row), in the final state and every state between the references' UPDATEs
+    (`_intermediate_states`): the database checks a unique constraint at each statement."""
+    repointed: dict[tuple[str | None, str], list[int]] = {}
+    for j, found in enumerate(plans):
+        ref = found.reference
+        if found.rows and ref.action == "repoint" and ref.referred_unique and ref.visible and not ref.hidden_from:
+            repointed.setdefault((ref.schema, ref.table), []).append(j)
+    plans = list(plans)
+    for (schema, name), positions in repointed.items():
+        if len(positions) < 2:
+            continue
+        child = reflect(conn, schema, name)
+        refs = [plans[j].reference for j in positions]
+        keys = [key for key in catalog_for(conn).unique_keys(child) if None not in key.columns and not key.opaque
+                and sum(1 for ref in refs if set(ref.columns) & set(key.columns)) > 1]
+        if not keys:
+            continue
+        repoint = _repoint(child, layout, rel, refs)
+        near = sa.or_(*[sa.exists(sa.select(sa.literal(1)).select_from(rel).where(
+            _pointing(repoint.source, layout, rel, ref))) for ref in refs])
+        states = [*_intermediate_states(len(refs)), list(range(len(refs)))]
+        for key in keys:
+            for state in states:
+                count = _unique_clashes(conn, repoint, state, key, near)
+                if count:
+                    words = " and ".join(refs[k].label for k in state)
+                    plans[positions[state[0]]].conflicts[f"{key.name} (after repointing {words})"] = count
+                    break
+    return plans
+
+
+def _unique_clashes(conn: Connection, repoint: _Repoint, state: list[int], key: UniqueKey,
+                    near: ColumnElement[bool]) -> int:
+    """How many values of `key` more than one row of `repoint`'s table would hold once the references in `state`
+    moved their rows (the others not yet), one of them at least moved: the rows `near` selects, in that state, under
+    the table's own column names (a partial index's predicate reads them)."""
+    taken = {c.name for c in repoint.child.columns}
+    flag = _unused(taken, "dupewatch_moved")
+    moved = sum((sa.case((repoint.moved(k), 1), else_=0) for k in state), sa.literal(0))
+    rows = (sa.select(*[value.label(column.name) for value, column in zip(
+                repoint.values(state), repoint.child.columns, strict=True)], moved.label(flag))
+            .select_from(repoint.joined).where(near).subquery("dupewatch_state"))
+    parts = [rows.c[c] for c in key.columns if c is not None]
+    where: list[ColumnElement[bool]] = [] if key.nulls_not_distinct else [c.is_not(None) for c in parts]
+    if key.predicate:
+        where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
+    clashes = (sa.select(*parts).select_from(rows).where(*where).group_by(*parts)
+               .having(sa.and_(sa.func.count() > 1, sa.func.sum(rows.c[flag]) > 0)).subquery("dupewatch_clash"))
+    return int(conn.execute(sa.select(sa.func.count()).select_from(clashes)).scalar_one())
 
 
 def _count_refused(conn: Connection, rows: FromClause, constraint: CheckConstraint, flags: list[tuple[int, str]],
