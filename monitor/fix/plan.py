@@ -858,16 +858,20 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     held = {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): count for fk, count in referring
             if not fk.update_writes}
     conflicts: dict[str, int] = {}
+    keys = catalog_for(conn).unique_keys(table)
+    # PostgreSQL 15's `UNIQUE NULLS NOT DISTINCT`: a NULL beside the repointed columns is a value like any other
+    # (a permission with no codename once per group), so two such rows collide.
+    nulls_equal = {key.name for key in keys if key.nulls_not_distinct}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on)
-                     .where(*[c.is_not(None) for c in rest])
+                     .where(*[c.is_not(None) for c in rest if name not in nulls_equal])
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[name] = int(count)
     known = {name for name, _cols in ref.unique_sets}
-    for key in catalog_for(conn).unique_keys(table):
+    for key in keys:
         # A partial unique index (GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`)
         # is not a unique set, yet a repoint breaks it all the same, where its predicate holds (SQLite keeps no
         # predicate: there it is applied to every row, a refusal too many).
@@ -875,7 +879,7 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         if key.name in known or len(columns) < len(key.columns) or not set(ref.columns) <= set(columns):
             continue
         rest = [child.c[c] for c in columns if c not in ref.columns]
-        where: list[ColumnElement[bool]] = [c.is_not(None) for c in rest]
+        where: list[ColumnElement[bool]] = [] if key.nulls_not_distinct else [c.is_not(None) for c in rest]
         if key.predicate:
             where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on).where(*where)

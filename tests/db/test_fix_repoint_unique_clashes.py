@@ -1,8 +1,12 @@
-"""A unique constraint over two foreign keys to the fixed table (Mastodon's `follows(account_id,
-target_account_id)`, a Django self-referential many-to-many's through table): both ends of a row may be repointed,
-and the dry run must see the rows as the two repoints together leave them."""
+"""Unique constraints a repoint would break, which the dry run must see as the database does: one over two foreign
+keys to the fixed table (Mastodon's `follows(account_id, target_account_id)`, a Django self-referential
+many-to-many's through table), where both ends of a row may be repointed and the dry run must see the rows as the
+two repoints together leave them; and PostgreSQL 15's `UNIQUE NULLS NOT DISTINCT`, where a NULL beside the
+repointed column is a value."""
 
 from __future__ import annotations
+
+import pytest
 
 from fix_support import config_file, contents, json_out, run_cli
 
@@ -53,3 +57,25 @@ def test_repoint_of_both_ends_onto_distinct_pairs_is_fixed_and_undone(db, tmp_pa
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "account", "follows") == before
+
+
+@pytest.mark.parametrize("unique", [
+    "ALTER TABLE perm ADD CONSTRAINT perm_u UNIQUE NULLS NOT DISTINCT (group_id, codename)",
+    "CREATE UNIQUE INDEX perm_u ON perm (group_id, codename) NULLS NOT DISTINCT"])
+def test_postgres_repoint_onto_a_nulls_not_distinct_pair_is_refused_by_the_dry_run(pg, tmp_path, unique):
+    """Both groups named `staff` hold a permission with no codename: under NULLS NOT DISTINCT two `(1, NULL)` are
+    one value. The dry run left NULLs out as a plain unique constraint does (exit 0, no blocker); the fix then
+    stopped at the batch on `perm_u`, on every run."""
+    pg.execute("CREATE TABLE grp (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+               "CREATE TABLE perm (id INTEGER PRIMARY KEY, group_id INTEGER REFERENCES grp (id), codename TEXT)",
+               unique,
+               "INSERT INTO grp VALUES (1, 'staff'), (2, 'staff'), (3, 'ops'), (4, 'ops')",
+               "INSERT INTO perm VALUES (1, 1, NULL), (2, 2, NULL), (3, 3, 'view'), (4, 4, NULL)")
+    path = config_file(tmp_path, pg, [{"name": "groups", "table": "grp", "key": ["name"]}])
+    before = contents(pg, "grp", "perm")
+    dry = run_cli("fix", "groups", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert [b for b in json_out(dry)["blockers"] if "unique constraint perm_u in 1 group(s)" in b], dry.output
+    fixed = run_cli("fix", "groups", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
+    assert contents(pg, "grp", "perm") == before
