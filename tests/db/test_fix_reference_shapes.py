@@ -603,3 +603,29 @@ def test_a_check_constraint_refusing_a_repoint_is_named_and_no_resume_is_promise
     if db.dialect == "mysql":
         assert "the same CHECK constraint no_self of " in message and ".friendship" in message, message
     assert contents(db, "usr", "friendship") == before
+
+
+def test_a_foreign_key_declared_twice_is_one_reference_in_the_plan(db, tmp_path):
+    """`post(account_id)` refers to `account(id)` by two constraints (a migration added it again under another
+    name): the preview promised each referencing row twice (4 rows to repoint, the fix repointed 2) and printed the
+    reference twice. One UPDATE moves the rows both hold: one reference, its rows counted once."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(30) NOT NULL)")
+    db.execute("CREATE TABLE post (id INTEGER PRIMARY KEY, account_id INTEGER, body VARCHAR(10), "
+               "CONSTRAINT post_account_fk FOREIGN KEY (account_id) REFERENCES account (id), "
+               "CONSTRAINT fk_post_account FOREIGN KEY (account_id) REFERENCES account (id) ON DELETE CASCADE)")
+    db.execute("INSERT INTO account VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    db.execute("INSERT INTO post VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 2, 'z'), (4, 3, 'w')")
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    before = contents(db, "account", "post")
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    references = json_out(dry)["references"]
+    assert [(r["table"], r["columns"], r["rows_to_repoint"]) for r in references] == [("post", ["account_id"], 2)]
+    if db.dialect != "sqlite":  # SQLite's foreign key list names no constraint
+        assert references[0]["constraint"] == "fk_post_account" and references[0]["on_delete"] == "CASCADE"
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 2)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account", "post") == before
