@@ -984,8 +984,9 @@ def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
         if not keys:
             continue
         repoint = _repoint(child, layout, rel, refs)
-        near = sa.or_(*[sa.exists(sa.select(sa.literal(1)).select_from(rel).where(
-            _pointing(repoint.source, layout, rel, ref))) for ref in refs])
+        # (IN, not a correlated EXISTS: the plan relation is read once, a hashed subplan, not once per row)
+        near = sa.or_(*[sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
+            sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
         states = [*_intermediate_states(len(refs)), list(range(len(refs)))]
         for key in keys:
             for state in states:
