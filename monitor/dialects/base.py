@@ -790,6 +790,12 @@ class Dialect(Polling):
         "error 1142"), else None (also where the database has no privileges)."""
         return None
 
+    def row_size_refusal(self, error: BaseException) -> bool:
+        """Whether the database refused to create a table because its rows could exceed the largest row it
+        stores (MariaDB/MySQL's 65,535 bytes, ER_TOO_BIG_ROWSIZE); False where it has no such limit short of
+        what the table it copies already holds."""
+        return False
+
     def grantee(self, conn: Connection) -> str:
         """This session's role as a GRANT names it."""
         return conn.dialect.identifier_preparer.quote(str(conn.execute(sa.select(sa.func.current_user())).scalar()))

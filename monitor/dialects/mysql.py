@@ -390,6 +390,13 @@ class MySQL(MySQLPolling, Dialect):
         code = error.args[0] if isinstance(error, pymysql.err.MySQLError) and error.args else None
         return f"error {code}" if code in (1142, 1143, 1044, 1227, 1370) else None
 
+    def row_size_refusal(self, error: BaseException) -> bool:
+        """ER_TOO_BIG_ROWSIZE (1118): a table's columns, not counting BLOB and TEXT, may hold more than 65,535
+        bytes (InnoDB's page-size limit, under innodb_strict_mode, is refused with the same code)."""
+        import pymysql
+
+        return isinstance(error, pymysql.err.MySQLError) and bool(error.args) and error.args[0] == 1118
+
     def grantee(self, conn: Connection) -> str:
         """CURRENT_USER() is `name@host`, the account the server matched (`'app'@'%'`), not the client's host."""
         account = str(conn.execute(sa.text("SELECT CURRENT_USER()")).scalar())

@@ -1,8 +1,9 @@
 """The archive: deleted rows, kept in the same database, in a table shaped exactly like the fixed one.
 
-`dupewatch_archive_<table>` is created with `CREATE TABLE ... AS SELECT * FROM <table> WHERE 1 = 0`, so every
-column has the database's own type (numerics keep precision and scale, timestamps their fractional seconds,
-binary stays binary, NULL stays NULL), plus `dupewatch_fix_id`. Rows move with `INSERT ... SELECT` inside the
+`dupewatch_archive_<table>` is created with `CREATE TABLE ... AS SELECT *, CAST(NULL AS VARCHAR(40)) AS
+dupewatch_fix_id FROM <table> WHERE 1 = 0` (one statement: nothing is left half-made when the server refuses it),
+so every column has the database's own type (numerics keep precision and scale, timestamps their fractional
+seconds, binary stays binary, NULL stays NULL), plus `dupewatch_fix_id`. Rows move with `INSERT ... SELECT` inside the
 batch's transaction, never through Python, so undo puts back byte-identical rows with their original keys.
 """
 
@@ -59,10 +60,24 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
     if not sa.inspect(conn).has_table(name, schema=schema):
         if FIX_ID_COLUMN in table.c:
             raise FixRefused(f"table {table.name!r} has a column named {FIX_ID_COLUMN!r}, which the archive needs")
-        _create_empty(conn, name, schema, sa.select(table))
+        # One statement: the table's columns and the fix id together. MariaDB commits DDL at once, so a separate
+        # ALTER TABLE ... ADD that the server refused (a table close to its 65,535-byte row limit) left an archive
+        # without the fix id, which every later run called "changed since an earlier fix".
+        shape = sa.select(table, sa.cast(sa.null(), sa.String(40)).label(FIX_ID_COLUMN))
+        try:
+            _create_empty(conn, name, schema, shape)
+        except sa.exc.DBAPIError as exc:
+            if exc.orig is None or not for_backend(conn.dialect.name).row_size_refusal(exc.orig):
+                raise
+            said = exc.orig.args[-1] if exc.orig.args else exc.orig
+            raise FixRefused(
+                f"the archive of {table.name!r} cannot be created: the database refuses a table with its columns "
+                f"and dupewatch's {FIX_ID_COLUMN} (a VARCHAR(40)) as too wide a row ({said}); the table is within "
+                "a few bytes of the largest row the server stores, so its rows cannot be archived as they are: "
+                "change one of its VARCHAR columns to TEXT, or remove these duplicates by hand; nothing was "
+                "changed") from None
         preparer = conn.dialect.identifier_preparer
         target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=schema))
-        conn.exec_driver_sql(f"ALTER TABLE {target} ADD {preparer.quote(FIX_ID_COLUMN)} VARCHAR(40)")
         index = safe_identifier("", f"{name}_fix")  # hashed when shortened: long names sharing a prefix differ
         method = for_backend(conn.dialect.name).archive_tag_index
         using = f" USING {method}" if method else ""

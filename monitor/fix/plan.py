@@ -588,6 +588,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
         differences, differing_groups = _differences(conn, layout, rel)
     references = [_reference_plan(conn, layout, rel, ref) for ref in layout.refs] if groups else []
     references = _check_refusals(conn, layout, rel, references)
+    references = _unique_refusals(conn, layout, rel, references)
     plan = FixPlan(
         check=tc.check.name, database=database, table=tc.check.table or tc.table.name, dialect=layout.dialect,
         identity=layout.mode, keeper=layout.keeper_description(), groups=groups, rows_to_delete=rows_to_delete,
@@ -890,16 +891,20 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     held = {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): count for fk, count in referring
             if not fk.update_writes}
     conflicts: dict[str, int] = {}
+    keys = layout.once(("unique_keys", ref.schema, ref.table), lambda: catalog_for(conn).unique_keys(table))
+    # PostgreSQL 15's `UNIQUE NULLS NOT DISTINCT`: a NULL beside the repointed columns is a value like any other
+    # (a permission with no codename once per group), so two such rows collide.
+    nulls_equal = {key.name for key in keys if key.nulls_not_distinct}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on)
-                     .where(*[c.is_not(None) for c in rest])
+                     .where(*[c.is_not(None) for c in rest if name not in nulls_equal])
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[name] = int(count)
     known = {name for name, _cols in ref.unique_sets}
-    for key in layout.once(("unique_keys", ref.schema, ref.table), lambda: catalog_for(conn).unique_keys(table)):
+    for key in keys:
         # A partial unique index (GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`)
         # is not a unique set, yet a repoint breaks it all the same, where its predicate holds (SQLite keeps no
         # predicate: there it is applied to every row, a refusal too many).
@@ -907,7 +912,7 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         if key.name in known or len(columns) < len(key.columns) or not set(ref.columns) <= set(columns):
             continue
         rest = [child.c[c] for c in columns if c not in ref.columns]
-        where: list[ColumnElement[bool]] = [c.is_not(None) for c in rest]
+        where: list[ColumnElement[bool]] = [] if key.nulls_not_distinct else [c.is_not(None) for c in rest]
         if key.predicate:
             where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on).where(*where)
@@ -987,6 +992,67 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
             plans[j] = replace(plans[j], checks=refused[k], unchecked=unchecked[k], named=named[k],
                                between=between[k], unordered=unordered[k])
     return plans
+
+
+def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
+                     plans: list[ReferencePlan]) -> list[ReferencePlan]:
+    """`plans` with, for a referencing table with several repointed references, the unique constraints and indexes
+    over the columns of more than one of them that the repoint would violate (into `ReferencePlan.conflicts` of the
+    first such reference). Mastodon's `follows(account_id, target_account_id)` with `UNIQUE (account_id,
+    target_account_id)`, when both accounts of a follow are duplicates: `_reference_rows` compares each reference's
+    rows by the other columns as they are now, so `(A2, B1)` and `(A1, B2)` look apart, and both become `(A1, B1)`.
+    Asked of the database over the table's rows that point at a planned row (a row that could equal a moved one
+    points at a kept row), in the final state and every state between the references' UPDATEs
+    (`_intermediate_states`): the database checks a unique constraint at each statement."""
+    repointed: dict[tuple[str | None, str], list[int]] = {}
+    for j, found in enumerate(plans):
+        ref = found.reference
+        if found.rows and ref.action == "repoint" and ref.referred_unique and ref.visible and not ref.hidden_from:
+            repointed.setdefault((ref.schema, ref.table), []).append(j)
+    plans = list(plans)
+    for (schema, name), positions in repointed.items():
+        if len(positions) < 2:
+            continue
+        child = layout.reflect(conn, schema, name)
+        refs = [plans[j].reference for j in positions]
+        every = layout.once(("unique_keys", schema, name), lambda t=child: catalog_for(conn).unique_keys(t))
+        keys = [key for key in every if None not in key.columns and not key.opaque
+                and sum(1 for ref in refs if set(ref.columns) & set(key.columns)) > 1]
+        if not keys:
+            continue
+        repoint = _repoint(child, layout, rel, refs)
+        # (IN, not a correlated EXISTS: the plan relation is read once, a hashed subplan, not once per row)
+        near = sa.or_(*[sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
+            sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
+        states = [*_intermediate_states(len(refs)), list(range(len(refs)))]
+        for key in keys:
+            for state in states:
+                count = _unique_clashes(conn, repoint, state, key, near)
+                if count:
+                    words = " and ".join(refs[k].label for k in state)
+                    plans[positions[state[0]]].conflicts[f"{key.name} (after repointing {words})"] = count
+                    break
+    return plans
+
+
+def _unique_clashes(conn: Connection, repoint: _Repoint, state: list[int], key: UniqueKey,
+                    near: ColumnElement[bool]) -> int:
+    """How many values of `key` more than one row of `repoint`'s table would hold once the references in `state`
+    moved their rows (the others not yet), one of them at least moved: the rows `near` selects, in that state, under
+    the table's own column names (a partial index's predicate reads them)."""
+    taken = {c.name for c in repoint.child.columns}
+    flag = _unused(taken, "dupewatch_moved")
+    moved = sum((sa.case((repoint.moved(k), 1), else_=0) for k in state), sa.literal(0))
+    rows = (sa.select(*[value.label(column.name) for value, column in zip(
+                repoint.values(state), repoint.child.columns, strict=True)], moved.label(flag))
+            .select_from(repoint.joined).where(near).subquery("dupewatch_state"))
+    parts = [rows.c[c] for c in key.columns if c is not None]
+    where: list[ColumnElement[bool]] = [] if key.nulls_not_distinct else [c.is_not(None) for c in parts]
+    if key.predicate:
+        where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
+    clashes = (sa.select(*parts).select_from(rows).where(*where).group_by(*parts)
+               .having(sa.and_(sa.func.count() > 1, sa.func.sum(rows.c[flag]) > 0)).subquery("dupewatch_clash"))
+    return int(conn.execute(sa.select(sa.func.count()).select_from(clashes)).scalar_one())
 
 
 def _count_refused(conn: Connection, rows: FromClause, constraint: CheckConstraint, flags: list[tuple[int, str]],

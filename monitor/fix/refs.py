@@ -127,7 +127,24 @@ def find_references(conn: Connection, table: sa.Table, on_reference: Mapping[str
         have = ", ".join(config_name(r) for r in found) or "none"
         raise FixRefused(f"check {check!r}: on_reference: {unknown[0]!r} names no foreign key referring to "
                          f"{table.name!r} (references: {have})")
-    return found
+    return _one_per_key(found)
+
+
+def _one_per_key(found: list[Reference]) -> list[Reference]:
+    """One reference per referencing columns and referred columns: a schema may declare the same foreign key twice
+    under two names (a migration that added it again, a dump's `fk_1` beside `fk_user_id`). Both hold the same rows,
+    which one UPDATE repoints; counted once each, the preview promised every row twice. The one kept is the first
+    whose ON DELETE writes (the database applies both), else the first."""
+    kept: dict[tuple[Any, ...], int] = {}
+    unique: list[Reference] = []
+    for ref in found:
+        key = (ref.schema, ref.table, ref.columns, ref.referred_columns, ref.fk.partition, ref.fk.ancestor)
+        if key not in kept:
+            kept[key] = len(unique)
+            unique.append(ref)
+        elif ref.cascades and not unique[kept[key]].cascades:
+            unique[kept[key]] = ref
+    return unique
 
 
 class _TableFacts:

@@ -603,3 +603,60 @@ def test_a_check_constraint_refusing_a_repoint_is_named_and_no_resume_is_promise
     if db.dialect == "mysql":
         assert "the same CHECK constraint no_self of " in message and ".friendship" in message, message
     assert contents(db, "usr", "friendship") == before
+
+
+def test_a_foreign_key_declared_twice_is_one_reference_in_the_plan(db, tmp_path):
+    """`post(account_id)` refers to `account(id)` by two constraints (a migration added it again under another
+    name): the preview promised each referencing row twice (4 rows to repoint, the fix repointed 2) and printed the
+    reference twice. One UPDATE moves the rows both hold: one reference, its rows counted once."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(30) NOT NULL)")
+    db.execute("CREATE TABLE post (id INTEGER PRIMARY KEY, account_id INTEGER, body VARCHAR(10), "
+               "CONSTRAINT post_account_fk FOREIGN KEY (account_id) REFERENCES account (id), "
+               "CONSTRAINT fk_post_account FOREIGN KEY (account_id) REFERENCES account (id) ON DELETE CASCADE)")
+    db.execute("INSERT INTO account VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    db.execute("INSERT INTO post VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 2, 'z'), (4, 3, 'w')")
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["email"]}])
+    before = contents(db, "account", "post")
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    references = json_out(dry)["references"]
+    assert [(r["table"], r["columns"], r["rows_to_repoint"]) for r in references] == [("post", ["account_id"], 2)]
+    if db.dialect != "sqlite":  # SQLite's foreign key list names no constraint
+        assert references[0]["constraint"] == "fk_post_account" and references[0]["on_delete"] == "CASCADE"
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 2)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account", "post") == before
+
+
+def _seed_friendships(db, rows: str) -> None:
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, username VARCHAR(30) NOT NULL)")
+    db.execute("CREATE TABLE friendship (from_id INTEGER NOT NULL REFERENCES account (id), "
+               "to_id INTEGER NOT NULL REFERENCES account (id), since INTEGER, PRIMARY KEY (from_id, to_id))")
+    db.execute("INSERT INTO account VALUES (1, 'alice'), (2, 'alice'), (3, 'bob'), (4, 'bob'), (5, 'carol'), "
+               "(6, 'carol')")
+    db.execute(f"INSERT INTO friendship VALUES {rows}")
+
+
+@pytest.mark.parametrize("batch_size", [None, "1"])
+def test_undo_points_back_a_link_row_whose_primary_key_holds_both_repointed_references(db, tmp_path, batch_size):
+    """`friendship(from_id, to_id)` keyed by both foreign keys to `account`, a row whose two ends are both
+    duplicates: the fix moves `(2, 4)` to `(1, 4)` by one reference and to `(1, 3)` by the other (in one batch or
+    two, in either order). Each log finds the row by the key it had when that reference moved it, so undo looked
+    for `(1, 4)`, found nothing, and refused: "1 deleted since by something else than a dupewatch fix". The fix
+    could not be undone."""
+    _seed_friendships(db, "(2, 4, 10), (6, 2, 11), (4, 6, 12), (1, 5, 13)")
+    path = config_file(tmp_path, db, [{"name": "accounts", "table": "account", "key": ["username"]}])
+    before = contents(db, "account", "friendship")
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json",
+                    *(["--batch-size", batch_size] if batch_size else []))
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (3, 6)
+    assert db.rows("SELECT from_id, to_id, since FROM friendship ORDER BY since") == [
+        (1, 3, 10), (5, 1, 11), (3, 5, 12), (1, 5, 13)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["repointed"] == 6
+    assert contents(db, "account", "friendship") == before

@@ -1,7 +1,7 @@
-"""Tables a fix must refuse, clearly and before writing anything: views, materialized views and PK-less
-partitioned tables."""
+"""Tables a fix must refuse, clearly and before writing anything: views, materialized views, PK-less
+partitioned tables, and (MariaDB) a table too wide for its archive's one more column."""
 
-from fix_support import config_file, make_config, run_cli
+from fix_support import config_file, contents, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, make_plan
 
@@ -48,3 +48,27 @@ def test_fix_refuses_a_materialized_view_up_front(pg, tmp_path):
     assert pg.scalar("SELECT count(*) FROM mv") == 2
     assert not pg.rows("SELECT tablename FROM pg_tables WHERE tablename LIKE 'dupewatch%' "
                        "AND schemaname = current_schema()")
+
+
+def test_mariadb_table_too_wide_for_its_archive_is_refused_in_one_line_leaving_no_half_made_archive(mysql,
+                                                                                                  tmp_path):
+    """64 `VARCHAR(255)` utf8mb4 columns: the table fits MariaDB's 65,535-byte row, its copy with the archive's
+    `dupewatch_fix_id VARCHAR(40)` does not. The archive was created by `CREATE TABLE ... AS` and then `ALTER
+    TABLE ... ADD`; MariaDB committed the first and refused the second, so the fix failed with the server's words and
+    left an archive without the fix id, and every later run said that the table had changed since an earlier fix
+    and to rename the archive. Now one statement creates it or nothing: the same refusal each run, naming the
+    cause and what to do."""
+    columns = ", ".join(f"c{i} VARCHAR(255)" for i in range(64))
+    mysql.execute(f"CREATE TABLE wide (id INT PRIMARY KEY, email VARCHAR(20), {columns}) DEFAULT CHARSET=utf8mb4",
+                  "INSERT INTO wide (id, email, c0) VALUES (1, 'a', 'x'), (2, 'a', 'y'), (3, 'b', 'z')")
+    path = config_file(tmp_path, mysql, [{"name": "wide", "table": "wide", "key": ["email"]}])
+    before = contents(mysql, "wide")
+    for _run in range(2):
+        fixed = run_cli("fix", "wide", "--config", str(path), "--yes")
+        assert fixed.exit_code == 2, fixed.output
+        assert len(fixed.stderr.strip().splitlines()) == 1 and "Traceback" not in fixed.output
+        assert "the archive of 'wide' cannot be created" in fixed.stderr and "too wide a row" in fixed.stderr
+        assert "no longer matches" not in fixed.stderr
+        assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                            "(TABLE_NAME LIKE 'dupewatch\\_archive\\_%' OR TABLE_NAME LIKE 'dupewatch\\_plan%')") == 0
+        assert contents(mysql, "wide") == before
