@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -1015,7 +1016,7 @@ def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
             continue
         child = layout.reflect(conn, schema, name)
         refs = [plans[j].reference for j in positions]
-        every = layout.once(("unique_keys", schema, name), lambda t=child: catalog_for(conn).unique_keys(t))
+        every = layout.once(("unique_keys", schema, name), partial(catalog_for(conn).unique_keys, child))
         keys = [key for key in every if None not in key.columns and not key.opaque
                 and sum(1 for ref in refs if set(ref.columns) & set(key.columns)) > 1]
         if not keys:
@@ -1024,7 +1025,7 @@ def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
         # (IN, not a correlated EXISTS: the plan relation is read once, a hashed subplan, not once per row)
         near = sa.or_(*[sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
             sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
-        states = [*_intermediate_states(len(refs)), list(range(len(refs)))]
+        states = [*{tuple(at[0]): at[0] for at in _intermediate_states(len(refs))}.values(), list(range(len(refs)))]
         for key in keys:
             for state in states:
                 count = _unique_clashes(conn, repoint, state, key, near)
