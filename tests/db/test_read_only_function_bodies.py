@@ -1,0 +1,183 @@
+"""PostgreSQL does not hold a function to its declared volatility: a STABLE or IMMUTABLE function of the database's own
+may call VOLATILE ones (PL/pgSQL `PERFORM pg_terminate_backend(...)`, a SQL body calling it), and the planner runs
+IMMUTABLE and STABLE calls while it plans, the vetting EXPLAIN's included. So what such a function calls is read
+from its body as the server parses it (a SQL body, written as text or BEGIN ATOMIC), and one whose body the server
+does not parse before it runs (PL/pgSQL, ...) is refused. Sorting or grouping by an operator runs its operator
+family's support functions, which are vetted too. Each case here got through before (an adversarial round).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbtest import PG_URL, write_config
+from fix_support import run_cli
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def other_session() -> Any:
+    """Another session of the same role, the one the functions below end."""
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_bodies(pg: Any, other_session: Any) -> Any:
+    """`victim` (key `k`, 'a' twice) and functions declared STABLE or IMMUTABLE that end `other_session`."""
+    kill = f"pg_terminate_backend({other_session.info.backend_pid})"
+    pg.execute(
+        "CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+        "INSERT INTO victim VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        f"CREATE FUNCTION st_kill() RETURNS boolean STABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM {kill}; "
+        "RETURN true; END $$",
+        f"CREATE FUNCTION st_kill_rows() RETURNS SETOF integer STABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM {kill}; "
+        "RETURN NEXT 1; END $$",
+        f"CREATE FUNCTION im_kill(n integer) RETURNS integer IMMUTABLE LANGUAGE sql "
+        f"AS $$ SELECT n + 0 * {kill}::int $$",
+        f"CREATE FUNCTION at_kill() RETURNS boolean STABLE LANGUAGE sql BEGIN ATOMIC SELECT {kill}; END",
+        "CREATE FUNCTION wrapped(t text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT t || im_kill(1)::text; $$",
+        f"CREATE FUNCTION same_kill(a integer, b integer) RETURNS boolean STABLE LANGUAGE plpgsql "
+        f"AS $$ BEGIN PERFORM {kill}; RETURN a = b; END $$",
+        "CREATE OPERATOR #=# (LEFTARG = integer, RIGHTARG = integer, FUNCTION = same_kill)")
+    return pg
+
+
+@pytest.fixture
+def pg_operator_family(pg: Any, other_session: Any) -> Any:
+    """`victim` and a btree operator class on integer whose comparison (support function 1) is VOLATILE and ends
+    `other_session`; its operators run only the built-in integer comparisons."""
+    kill = f"pg_terminate_backend({other_session.info.backend_pid})"
+    pg.execute(
+        "CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+        "INSERT INTO victim VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        f"CREATE FUNCTION cmp_kill(a integer, b integer) RETURNS integer VOLATILE LANGUAGE sql "
+        f"AS $$ SELECT btint4cmp(a, b) + 0 * {kill}::int $$",
+        *(f"CREATE OPERATOR {op} (LEFTARG = integer, RIGHTARG = integer, FUNCTION = {fn})"
+          for op, fn in (("<<<", "int4lt"), ("<<<=", "int4le"), ("====", "int4eq"), (">>>=", "int4ge"),
+                         (">>>", "int4gt"))),
+        "CREATE OPERATOR CLASS kill_ops FOR TYPE integer USING btree AS OPERATOR 1 <<<, OPERATOR 2 <<<=, "
+        "OPERATOR 3 ====, OPERATOR 4 >>>=, OPERATOR 5 >>>, FUNCTION 1 cmp_kill(integer, integer)")
+    yield pg
+    pg.execute("DROP OPERATOR FAMILY IF EXISTS kill_ops USING btree CASCADE")
+
+
+def run_query(monitor_for: Any, db: Any, sql: str) -> Any:
+    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "sql": sql}])
+    return monitor.run("c")
+
+
+def run_where(monitor_for: Any, db: Any, where: str) -> Any:
+    monitor = monitor_for({"d": {"url": db.url}},
+                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
+    return monitor.run("w")
+
+
+def assert_refused(result: Any, *words: str) -> None:
+    assert result.status == "error", result
+    assert "is not allowed in a check" in result.error, result.error
+    assert all(word in result.error for word in words), result.error
+    assert "\n" not in result.error
+
+
+def assert_alive(session: Any) -> None:
+    assert session.execute("SELECT 1").fetchone() == (1,)  # nothing ended it
+
+
+OPAQUE = "whose body PostgreSQL does not parse before it runs"
+BODIES = {
+    "a STABLE PL/pgSQL function": ("SELECT st_kill() AS a", ("st_kill()", OPAQUE)),
+    "a STABLE PL/pgSQL function in FROM": ("SELECT * FROM st_kill_rows() AS x(a)", ("st_kill_rows()", OPAQUE)),
+    "an IMMUTABLE SQL function, which the vetting EXPLAIN itself ran on a constant":
+        ("SELECT im_kill(1) AS a", ("pg_terminate_backend(", "reached through im_kill(integer)", "VOLATILE")),
+    "a STABLE BEGIN ATOMIC function": ("SELECT at_kill() AS a", ("reached through at_kill()", "VOLATILE")),
+    "a SQL function calling one": ("SELECT wrapped(k) AS a FROM victim",
+                                   ("reached through wrapped(text), im_kill(integer)", "VOLATILE")),
+    "an operator whose function is a STABLE PL/pgSQL one": ("SELECT k FROM victim WHERE id #=# 1",
+                                                            ("same_kill(integer,integer)", OPAQUE)),
+}
+
+
+@pytest.mark.parametrize("spelling", BODIES)
+def test_postgresql_a_function_declared_stable_or_immutable_is_read_through(pg_bodies, other_session, spelling,
+                                                                            monitor_for):
+    sql, words = BODIES[spelling]
+    assert_refused(run_query(monitor_for, pg_bodies, sql), *words)
+    assert_alive(other_session)
+
+
+def test_postgresql_a_where_calling_a_stable_plpgsql_function_is_refused(pg_bodies, other_session, monitor_for):
+    assert_refused(run_where(monitor_for, pg_bodies, "st_kill()"), "st_kill()", OPAQUE)
+    assert_alive(other_session)
+
+
+def test_dupewatch_fix_refuses_a_where_calling_a_stable_plpgsql_function_and_changes_nothing(
+        pg_bodies, other_session, tmp_path):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg_bodies.url}},
+                        [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": "st_kill()"}])
+    before = pg_bodies.rows("SELECT id, k FROM victim ORDER BY id")
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "is not allowed in a check" in result.stderr and "st_kill()" in result.stderr
+    assert pg_bodies.rows("SELECT id, k FROM victim ORDER BY id") == before
+    assert_alive(other_session)
+
+
+FAMILY = {
+    "ORDER BY ... USING": "SELECT id FROM victim ORDER BY id USING <<<",
+    "a sub-select sorted USING": "SELECT k FROM victim WHERE id IN (SELECT id FROM victim ORDER BY id USING <<<)",
+}
+
+
+@pytest.mark.parametrize("spelling", FAMILY)
+def test_postgresql_sorting_by_an_operator_runs_its_family_support_function_which_is_vetted(
+        pg_operator_family, other_session, spelling, monitor_for):
+    assert_refused(run_query(monitor_for, pg_operator_family, FAMILY[spelling]), "cmp_kill(integer,integer)",
+                   "VOLATILE")
+    assert_alive(other_session)
+
+
+def test_postgresql_a_where_sorting_by_an_operator_of_a_volatile_family_is_refused(pg_operator_family,
+                                                                                   other_session, monitor_for):
+    assert_refused(run_where(monitor_for, pg_operator_family, FAMILY["a sub-select sorted USING"].split("WHERE ")[1]),
+                   "cmp_kill(integer,integer)")
+    assert_alive(other_session)
+
+
+def test_postgresql_sql_functions_that_call_nothing_refused_are_allowed(pg, monitor_for):
+    """Named and numbered arguments, an argument qualified by the function's name, a column of the body's own table
+    named like an argument (the column wins, as in PostgreSQL), a body ending in a semicolon, BEGIN ATOMIC, a
+    function setting its own search_path, a function calling another, an operator of built-in families."""
+    pg.execute(
+        "CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+        "INSERT INTO victim VALUES (1, 'a'), (2, 'A '), (3, 'b')",
+        "CREATE FUNCTION norm(t text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT lower(trim(norm.t)); $$",
+        "CREATE FUNCTION norm2(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT norm($1)'",
+        "CREATE FUNCTION seen(k text) RETURNS bigint STABLE LANGUAGE sql AS $$ SELECT count(*) FROM victim v "
+        "WHERE v.k = k $$",
+        "CREATE FUNCTION atomic_norm(t text) RETURNS text IMMUTABLE LANGUAGE sql BEGIN ATOMIC "
+        "SELECT upper(trim(t)); END",
+        "CREATE FUNCTION pathed(t text) RETURNS text STABLE LANGUAGE sql SET search_path = pg_catalog "
+        "AS $$ SELECT lower(t) $$")
+    sql = ("SELECT norm2(k) AS k, count(*) AS dup_count, max(atomic_norm(k)) AS a, max(pathed(k)) AS p, "
+           "max(seen(k)) AS s FROM victim GROUP BY norm2(k) HAVING count(*) > 1 ORDER BY 1")
+    result = run_query(monitor_for, pg, sql)
+    assert result.status == "violations", result.error
+    assert run_where(monitor_for, pg, "norm(k) = 'a'").status == "ok"  # run: 'a' and 'A ' differ as keys
+
+
+def test_dupewatch_check_names_a_stable_plpgsql_function_in_one_line_and_exits_2(pg_bodies, other_session,
+                                                                                 tmp_path):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg_bodies.url}},
+                        [{"name": "sneaky", "database": "d", "sql": "SELECT k, st_kill() AS b FROM victim"}])
+    result = run_cli("check", "--config", str(path))
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if "is not allowed in a check" in line]
+    assert len(errors) == 1 and errors[0].startswith("sneaky: ") and "st_kill()" in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert_alive(other_session)
