@@ -145,6 +145,11 @@ _PADDED_CAST = re.compile(r"\bas\s+char\s*\(\s*\d+\s*\)\s*charset\s+binary\b", r
 # EXPORT_SET(bits, on, off, separator, n) writes n (up to 64) copies of `on` or `off`: 64 times per nesting.
 SIZED_BY_ARGUMENT = _names("repeat lpad rpad space sformat weight_string export_set")
 
+# The disk an internal temporary table of a detection session's statement may take (MariaDB `tmp_disk_table_size`,
+# never raised): a short statement can fill one without end (a recursive CTE repeating a 32 KB row through a join
+# took 1.5 GB of disk in 5 s on MariaDB 10.11), bounded otherwise only by max_statement_time, up to 24 days. Past
+# it the server stops the statement ("The table '(temporary)' is full"). MySQL has no such session setting.
+TEMP_TABLE_DISK_BYTES = 8 * 1024 * 1024 * 1024
 # Memory a statement over the whole table may keep one internal temporary table in (`whole_table_statement`):
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
 WHOLE_TABLE_MEMORY = 256 * 1024 * 1024
@@ -320,6 +325,10 @@ class MySQL(MySQLPolling, Dialect):
             "SET SESSION default_storage_engine = InnoDB"]
         if is_mariadb(dbapi):
             statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
+            if read_only:
+                # CAST: LEAST() of the unsigned maximum (the default) and a number is set as 1024 bytes.
+                statements.append(f"SET SESSION tmp_disk_table_size = CAST(LEAST(@@tmp_disk_table_size, "
+                                  f"{TEMP_TABLE_DISK_BYTES}) AS UNSIGNED)")
         else:
             statements.append(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
         cursor = dbapi.cursor()

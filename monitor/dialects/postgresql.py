@@ -70,6 +70,12 @@ _OPERATOR_FIELD = re.compile(r":(?:opnos?|sortop|eqop|\w*[Oo]perators)")
 _PLAN_TOKEN = re.compile(r"(?:\\.|[^\s(){}\\])+|[(){}]", re.S)
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
 
+# The temporary files a detection session's statement may write, in all (`temp_file_limit`): a short statement can
+# spill without end (a recursive CTE of no bound repeating a 6 KB row wrote 1.7 GB of temporary files in 5 s on
+# PostgreSQL 15), bounded otherwise only by its statement_timeout, up to 24 days. Past it the server stops the
+# statement ("temporary file size exceeds temp_file_limit"). Only a superuser, or (PostgreSQL 15+) a role granted
+# SET on it, may set it: for another role the server's own setting stays (`_bound_temp_files`).
+TEMP_FILE_LIMIT_KB = 8 * 1024 * 1024
 _KEEPALIVE_WINDOW_MS = (30 + 10 * 3) * 1000  # keepalives_idle + keepalives_interval x keepalives_count (`connect_args`)
 PLAN_STATISTICS_TARGET = 10  # of the fix's plan table: ANALYZE samples 300 times this many rows
 
@@ -553,6 +559,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         from monitor.dialects import postgresql_values  # psycopg, imported once a connection is made
 
         postgresql_values.register(dbapi.adapters)
+        if read_only:
+            _bound_temp_files(dbapi)
 
     driver_bounds_waits = False  # libpq has no read timeout
 
@@ -569,6 +577,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             dbapi.execute("DISCARD ALL")  # settings back to the startup options, advisory locks released
         finally:
             dbapi.autocommit = False
+        _bound_temp_files(dbapi)  # DISCARD ALL reset it
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
         if not read_only:
@@ -1068,6 +1077,23 @@ def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[],
         driver.remove_notice_handler(keep)
         savepoint.rollback()
     return "\n".join(dumps)
+
+
+def _bound_temp_files(dbapi: Any) -> None:
+    """Set `TEMP_FILE_LIMIT_KB` for the session where its role may (superuser, or granted SET on the parameter):
+    lower than the server's setting only, never raised; in its own transaction, committed, so that it lasts."""
+    may_set = "r.rolsuper"
+    if dbapi.info.server_version >= 150000:
+        may_set += " OR pg_catalog.has_parameter_privilege('temp_file_limit', 'SET')"
+    autocommit = dbapi.autocommit
+    dbapi.autocommit = True
+    try:
+        dbapi.execute(f"SELECT pg_catalog.set_config('temp_file_limit', %s, false) FROM pg_catalog.pg_roles r "
+                      f"WHERE r.rolname = current_user AND ({may_set}) AND (SELECT s.setting::bigint NOT BETWEEN 0 "
+                      f"AND %s FROM pg_catalog.pg_settings s WHERE s.name = 'temp_file_limit')",
+                      (str(TEMP_FILE_LIMIT_KB), TEMP_FILE_LIMIT_KB), prepare=False)
+    finally:
+        dbapi.autocommit = autocommit
 
 
 def _refusal(row: Any) -> str | None:

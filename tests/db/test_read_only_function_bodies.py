@@ -15,6 +15,8 @@ import pytest
 
 from dbtest import PG_URL, write_config
 from fix_support import run_cli
+from monitor.config import DatabaseConfig
+from monitor.db import Database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -181,3 +183,50 @@ def test_dupewatch_check_names_a_stable_plpgsql_function_in_one_line_and_exits_2
     assert len(errors) == 1 and errors[0].startswith("sneaky: ") and "st_kill()" in errors[0], result.output
     assert "Traceback" not in result.output
     assert_alive(other_session)
+
+
+# -- disk: a short statement spilling without end stops at the server's bound, not at its timeout ------------------
+
+WIDE = "'" + "x" * 6000 + "'"
+SPILLING = {
+    "postgresql": f"WITH RECURSIVE r(n, s) AS (SELECT 1, CAST({WIDE} AS text) UNION ALL SELECT n + 1, s FROM r) "
+                  "SELECT count(*) AS n FROM r",
+    "mysql": f"WITH RECURSIVE r AS (SELECT 1 AS n, CAST({WIDE} AS CHAR(6000)) AS s UNION ALL "
+             "SELECT r.n + 1, r.s FROM r, victim WHERE r.n < 40) SELECT COUNT(*) AS n FROM r",
+}
+SPILL_STOPPED = {"postgresql": "temporary file size exceeds temp_file_limit", "mysql": "is full"}
+
+
+def test_a_statement_spilling_to_disk_without_end_is_stopped_by_the_servers_bound(server, monkeypatch, monitor_for):
+    """A recursive CTE of no bound wrote 1.7 GB of temporary files in 5 s on PostgreSQL (1.5 GB of temporary table
+    on MariaDB through a join): the detection session bounds them (`temp_file_limit`, `tmp_disk_table_size`, here
+    lowered to 1 MiB), also once its connection has been back to the pool (`DISCARD ALL` resets settings)."""
+    monkeypatch.setattr("monitor.dialects.postgresql.TEMP_FILE_LIMIT_KB", 1024)
+    monkeypatch.setattr("monitor.dialects.mysql.TEMP_TABLE_DISK_BYTES", 1024 * 1024)
+    db = server
+    db.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+               "INSERT INTO victim VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    monitor = monitor_for({"d": {"url": db.url, "statement_timeout": "120s"}},
+                          [{"name": "c", "database": "d", "sql": SPILLING[db.dialect]}])
+    for _ in range(2):  # the second run's connection came back from the pool
+        result = monitor.run("c")
+        assert result.status == "error" and SPILL_STOPPED[db.dialect] in result.error, result.error
+        assert "\n" not in result.error
+
+
+def test_the_detection_sessions_disk_bound_is_the_one_dupewatch_sets(server):
+    """As set, not as mangled: MariaDB stored `LEAST()` of its unsigned default and the bound as 1024 bytes, and
+    every check with a temporary table then failed ("The table '(temporary)' is full")."""
+    from monitor.dialects.mysql import TEMP_TABLE_DISK_BYTES
+    from monitor.dialects.postgresql import TEMP_FILE_LIMIT_KB
+
+    database = Database("d", DatabaseConfig(url=server.url))
+    ask, expected = {"postgresql": ("SELECT setting::bigint FROM pg_settings WHERE name = 'temp_file_limit'",
+                                    TEMP_FILE_LIMIT_KB),  # the test role is a superuser
+                     "mysql": ("SELECT @@SESSION.tmp_disk_table_size", TEMP_TABLE_DISK_BYTES)}[server.dialect]
+    try:
+        for _ in range(2):  # the second time on the connection back from the pool
+            with database.read_only() as conn:
+                assert conn.exec_driver_sql(ask).scalar_one() == expected
+    finally:
+        database.dispose()
