@@ -134,7 +134,8 @@ WITH called(fn) AS (
                   WHERE b.pronamespace = 'pg_catalog'::regnamespace AND b.proname ~ 'json')
 )
 SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
-       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
+       -- built in (an OID below 16384, FirstNormalObjectId): a superuser may add a `random(integer)` to pg_catalog
+       p.oid < 16384 AND n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:queries AS text[]))
        OR l.lanname = 'c' AND regexp_replace(p.probin, '^.*/', '') || ':' || p.prosrc
@@ -1110,7 +1111,7 @@ def _refusal(row: Any) -> str | None:
     if row.volatility == "v" and not row.harmless:
         return (f"it is VOLATILE (it may act on data, sessions or the server); checks call IMMUTABLE and STABLE "
                 f"functions, and {', '.join(HARMLESS_VOLATILE)}")
-    if row.body == "opaque":
+    if row.body == "opaque" and row.volatility != "v":
         declared = "IMMUTABLE" if row.volatility == "i" else "STABLE"
         return (f"it is declared {declared} but written in {row.language}, whose body PostgreSQL does not parse "
                 f"before it runs, so nothing can read what it calls, and PostgreSQL does not hold a function to "

@@ -230,3 +230,17 @@ def test_the_detection_sessions_disk_bound_is_the_one_dupewatch_sets(server):
                 assert conn.exec_driver_sql(ask).scalar_one() == expected
     finally:
         database.dispose()
+
+
+def test_postgresql_a_volatile_function_added_to_pg_catalog_under_a_harmless_name_is_refused(pg, other_session,
+                                                                                              monitor_for):
+    """`random`, `pg_sleep`... are allowed VOLATILE functions by name in pg_catalog; a superuser may add an overload
+    there (`pg_catalog.random(integer)`), which is not the built-in one."""
+    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+               "CREATE FUNCTION pg_catalog.random(n integer) RETURNS integer VOLATILE LANGUAGE plpgsql "
+               f"AS $$ BEGIN PERFORM pg_terminate_backend({other_session.info.backend_pid}); RETURN n; END $$")
+    try:
+        assert_refused(run_query(monitor_for, pg, "SELECT random(1) AS a"), "random(integer)", "VOLATILE")
+    finally:
+        pg.execute("DROP FUNCTION pg_catalog.random(integer)")
+    assert_alive(other_session)
