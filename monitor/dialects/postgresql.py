@@ -68,6 +68,11 @@ _OPERATOR_FIELD = re.compile(r":(?:opnos?|sortop|eqop|\w*[Oo]perators)")
 # outfuncs.c backslash-escapes whitespace, parentheses, braces and backslashes inside names, so an alias can
 # neither split a token nor forge a field; a line break of the dump (after any space) stays inside an escape.
 _PLAN_TOKEN = re.compile(r"(?:\\.|[^\s(){}\\])+|[(){}]", re.S)
+# The type of each value a tree holds (a column's, a constant's, a result's): comparing or hashing a value of a range,
+# an array or a row type runs its inner types' comparison and hash functions, which no field of the tree names.
+_TYPE_FIELDS = frozenset({":vartype", ":consttype", ":paramtype", ":funcresulttype", ":opresulttype", ":resulttype",
+                          ":aggtype", ":wintype", ":element_typeid", ":array_typeid", ":row_typeid", ":minmaxtype",
+                          ":coalescetype", ":casetype"})
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
 
 # The temporary files a detection session's statement may write, in all (`temp_file_limit`): a short statement can
@@ -109,16 +114,33 @@ SIZED_BY_ARGUMENT = ("repeat", "lpad", "rpad", "array_fill", "format")
 PADDED_TO_TYPMOD = ('"bit"(bit,integer,boolean)', "bpchar(character,integer,boolean)")
 
 _CALLED = sa.text("""
-WITH called(fn) AS (
-    SELECT unnest(CAST(:functions AS oid[]))
-    UNION SELECT oprcode::oid FROM pg_operator WHERE oid = ANY (CAST(:operators AS oid[]))
+WITH RECURSIVE reached(t) AS (  -- the statement's types, and the types their values hold
+    SELECT unnest(CAST(:types AS oid[]))
+    UNION
+    SELECT inner_type FROM reached r JOIN pg_catalog.pg_type y ON y.oid = r.t,
+        LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                 UNION ALL SELECT y.typelem WHERE y.typelem <> 0
+                 UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = y.typrelid AND y.typrelid <> 0 AND a.attnum > 0 AND NOT a.attisdropped
+                 UNION ALL SELECT g.rngsubtype FROM pg_catalog.pg_range g WHERE g.rngtypid = y.oid
+                 UNION ALL SELECT g.rngtypid FROM pg_catalog.pg_range g WHERE g.rngmultitypid = y.oid) AS i(inner_type)
+), families(family) AS (
     -- sorting, grouping and hashing by an operator run its btree and hash families' support functions (a
     -- comparison, a hash), not its oprcode
-    UNION SELECT pr.amproc::oid FROM pg_catalog.pg_amop o
-    JOIN pg_catalog.pg_amproc pr ON pr.amprocfamily = o.amopfamily
-    JOIN pg_catalog.pg_opfamily f ON f.oid = o.amopfamily
-    WHERE o.amopopr = ANY (CAST(:operators AS oid[]))
-      AND f.opfmethod IN (SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname IN ('btree', 'hash'))
+    SELECT o.amopfamily FROM pg_catalog.pg_amop o WHERE o.amopopr = ANY (CAST(:operators AS oid[]))
+    -- comparing or hashing a value of a range, an array or a row runs its inner types' default comparison and
+    -- hash (a range: those of its subtype's operator class, which may be no default one)
+    UNION SELECT c.opcfamily FROM pg_catalog.pg_opclass c JOIN reached r ON c.opcintype = r.t WHERE c.opcdefault
+    UNION SELECT c.opcfamily FROM pg_catalog.pg_range g JOIN reached r ON g.rngtypid = r.t
+                 JOIN pg_catalog.pg_opclass c ON c.oid = g.rngsubopc
+), called(fn) AS (
+    SELECT unnest(CAST(:functions AS oid[]))
+    UNION SELECT oprcode::oid FROM pg_operator WHERE oid = ANY (CAST(:operators AS oid[]))
+    UNION SELECT pr.amproc::oid FROM families s JOIN pg_catalog.pg_amproc pr ON pr.amprocfamily = s.family
+          JOIN pg_catalog.pg_opfamily f ON f.oid = s.family
+          WHERE f.opfmethod IN (SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname IN ('btree', 'hash'))
+    UNION SELECT part FROM pg_catalog.pg_range g JOIN reached r ON g.rngtypid = r.t,
+          LATERAL (VALUES (g.rngsubdiff::oid), (g.rngcanonical::oid)) AS parts(part) WHERE part <> 0
 ), support(fn) AS (  -- an aggregate runs its transition, final, combine and (de)serial functions
     SELECT fn FROM called
     UNION SELECT part FROM pg_aggregate a JOIN called c ON a.aggfnoid = c.fn,
@@ -152,7 +174,8 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
             ELSE 'opaque' END AS body,
        pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
-WHERE p.oid IN (SELECT fn FROM support)
+-- an index lookup each: a join read all of pg_proc, estimated past jit_above_cost (JIT took 90 ms of a 7 ms read)
+WHERE p.oid = ANY (ARRAY(SELECT fn FROM support))
 ORDER BY p.oid
 """)
 
@@ -168,6 +191,7 @@ class Calls:
     def __init__(self) -> None:
         self.functions: set[int] = set()
         self.operators: set[int] = set()
+        self.types: set[int] = set()
         self.locks = False
 
     def read(self, tree: str) -> None:
@@ -176,7 +200,7 @@ class Calls:
             if token == "LOCKROWS" and i and tokens[i - 1] == "{":
                 self.locks = True
             into = self.functions if token in _FUNCTION_FIELDS else self.operators \
-                if _OPERATOR_FIELD.fullmatch(token) else None
+                if _OPERATOR_FIELD.fullmatch(token) else self.types if token in _TYPE_FIELDS else None
             if into is None:
                 continue
             for value in tokens[i + 1:]:
@@ -670,15 +694,15 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         through: what its body calls, as the server parses it, is vetted like the statement's own calls, since
         PostgreSQL does not hold a function to its declaration (a STABLE one may `PERFORM pg_terminate_backend()`)
         and its planner runs IMMUTABLE and STABLE calls while planning, the vetting EXPLAIN's included."""
-        functions, operators = set(calls.functions), set(calls.operators)
+        functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
         read: set[int] = set()
         reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
         while True:
-            rows = conn.execute(_CALLED, {"functions": _oid_array(functions), "operators": _oid_array(operators),
-                                          "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
-                                          "queries": list(RUNS_A_QUERY),
-                                          "extension_queries": list(_EXTENSION_QUERIES),
-                                          "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)}).all()
+            rows = conn.execute(_CALLED, {
+                "functions": _oid_array(functions), "operators": _oid_array(operators), "types": _oid_array(types),
+                "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
+                "queries": list(RUNS_A_QUERY), "extension_queries": list(_EXTENSION_QUERIES),
+                "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)}).all()
             for row in rows:
                 found = _refusal(row)
                 if found:
@@ -696,10 +720,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                                                f"one apart ({error}); give it a BEGIN ATOMIC body, which "
                                                f"PostgreSQL keeps parsed")
                     nested.read(tree or "")
-            if nested.functions <= functions and nested.operators <= operators:
+            if nested.functions <= functions and nested.operators <= operators and nested.types <= types:
                 return None
             functions |= nested.functions
             operators |= nested.operators
+            types |= nested.types
 
     def refused_domain(self, conn: Connection) -> str | None:
         """Why no custom SQL or `where` can be vetted on this database: a domain whose CHECK calls what a check must

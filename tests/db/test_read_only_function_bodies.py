@@ -52,18 +52,20 @@ def pg_bodies(pg: Any, other_session: Any) -> Any:
 @pytest.fixture
 def pg_operator_family(pg: Any, other_session: Any) -> Any:
     """`victim` and a btree operator class on integer whose comparison (support function 1) is VOLATILE and ends
-    `other_session`; its operators run only the built-in integer comparisons."""
-    kill = f"pg_terminate_backend({other_session.info.backend_pid})"
+    `other_session` once its pid is in `kill_target` (`arm`); its operators run only the built-in integer
+    comparisons."""
     pg.execute(
         "CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
         "INSERT INTO victim VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-        f"CREATE FUNCTION cmp_kill(a integer, b integer) RETURNS integer VOLATILE LANGUAGE sql "
-        f"AS $$ SELECT btint4cmp(a, b) + 0 * {kill}::int $$",
+        "CREATE TABLE kill_target (pid integer)",
+        "CREATE FUNCTION cmp_kill(a integer, b integer) RETURNS integer VOLATILE LANGUAGE sql "
+        "AS $$ SELECT btint4cmp(a, b) + 0 * (SELECT count(pg_terminate_backend(pid)) FROM kill_target)::int $$",
         *(f"CREATE OPERATOR {op} (LEFTARG = integer, RIGHTARG = integer, FUNCTION = {fn})"
           for op, fn in (("<<<", "int4lt"), ("<<<=", "int4le"), ("====", "int4eq"), (">>>=", "int4ge"),
                          (">>>", "int4gt"))),
         "CREATE OPERATOR CLASS kill_ops FOR TYPE integer USING btree AS OPERATOR 1 <<<, OPERATOR 2 <<<=, "
         "OPERATOR 3 ====, OPERATOR 4 >>>=, OPERATOR 5 >>>, FUNCTION 1 cmp_kill(integer, integer)")
+    pg.arm = lambda: pg.execute(f"INSERT INTO kill_target VALUES ({other_session.info.backend_pid})")
     yield pg
     pg.execute("DROP OPERATOR FAMILY IF EXISTS kill_ops USING btree CASCADE")
 
@@ -139,6 +141,7 @@ FAMILY = {
 @pytest.mark.parametrize("spelling", FAMILY)
 def test_postgresql_sorting_by_an_operator_runs_its_family_support_function_which_is_vetted(
         pg_operator_family, other_session, spelling, monitor_for):
+    pg_operator_family.arm()
     assert_refused(run_query(monitor_for, pg_operator_family, FAMILY[spelling]), "cmp_kill(integer,integer)",
                    "VOLATILE")
     assert_alive(other_session)
@@ -146,6 +149,7 @@ def test_postgresql_sorting_by_an_operator_runs_its_family_support_function_whic
 
 def test_postgresql_a_where_sorting_by_an_operator_of_a_volatile_family_is_refused(pg_operator_family,
                                                                                    other_session, monitor_for):
+    pg_operator_family.arm()
     assert_refused(run_where(monitor_for, pg_operator_family, FAMILY["a sub-select sorted USING"].split("WHERE ")[1]),
                    "cmp_kill(integer,integer)")
     assert_alive(other_session)
@@ -243,4 +247,24 @@ def test_postgresql_a_volatile_function_added_to_pg_catalog_under_a_harmless_nam
         assert_refused(run_query(monitor_for, pg, "SELECT random(1) AS a"), "random(integer)", "VOLATILE")
     finally:
         pg.execute("DROP FUNCTION pg_catalog.random(integer)")
+    assert_alive(other_session)
+
+
+RANGES = {
+    "ORDER BY a range": "SELECT r FROM kr ORDER BY r",
+    "GROUP BY a range": "SELECT r, count(*) AS dup_count FROM kr GROUP BY r HAVING count(*) > 1",
+    "DISTINCT arrays of a range": "SELECT DISTINCT ARRAY[r] AS a FROM kr",
+    "rows holding a range compared": "SELECT 1 AS a FROM kr WHERE ROW(r, 1) < ROW(r, 2)",
+}
+
+
+@pytest.mark.parametrize("spelling", RANGES)
+def test_postgresql_comparing_a_range_runs_its_subtype_comparison_which_is_vetted(pg_operator_family, other_session,
+                                                                                  spelling, monitor_for):
+    """A range type compares its bounds by its subtype's operator class (`subtype_opclass`), which no field of the
+    statement names: the built-in range_cmp calls it, for the range, an array of it, a row holding it."""
+    pg_operator_family.execute("CREATE TYPE krange AS RANGE (SUBTYPE = integer, SUBTYPE_OPCLASS = kill_ops)",
+                               "CREATE TABLE kr (r krange)", "INSERT INTO kr VALUES ('[1,3)'), ('[2,5)'), ('[1,3)')")
+    pg_operator_family.arm()
+    assert_refused(run_query(monitor_for, pg_operator_family, RANGES[spelling]), "cmp_kill(integer,integer)")
     assert_alive(other_session)
