@@ -165,10 +165,12 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
        n.nspname = 'pg_catalog' AND (p.proname = ANY (CAST(:sized AS text[]))
                                      OR p.oid = ANY (CAST(:padded AS pg_catalog.regprocedure[]))) AS sized,
        p.oid, l.lanname AS language,
-       -- whose word its volatility is: the server's or an extension's ('declared'); else how its body can be read
+       -- whose word its volatility is: the server's, or an extension's compiled code's ('declared'); else how its
+       -- body can be read (an extension's owner may add any function to it: ALTER EXTENSION ... ADD FUNCTION)
        CASE WHEN p.oid < 16384 OR p.prokind = 'a'
-                 OR EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
-                            AND d.objid = p.oid AND d.deptype = 'e') THEN 'declared'
+                 OR l.lanname IN ('c', 'internal')
+                    AND EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                                AND d.objid = p.oid AND d.deptype = 'e') THEN 'declared'
             WHEN l.lanname = 'sql' AND pg_catalog.to_jsonb(p) ->> 'prosqlbody' IS NOT NULL THEN 'tree'
             WHEN l.lanname = 'sql' THEN 'text'
             ELSE 'opaque' END AS body,

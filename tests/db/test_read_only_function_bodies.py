@@ -268,3 +268,23 @@ def test_postgresql_comparing_a_range_runs_its_subtype_comparison_which_is_vette
     pg_operator_family.arm()
     assert_refused(run_query(monitor_for, pg_operator_family, RANGES[spelling]), "cmp_kill(integer,integer)")
     assert_alive(other_session)
+
+
+def test_postgresql_a_stable_plpgsql_function_added_to_an_extension_is_refused(own_pg, other_session, monitor_for):
+    """An extension's compiled functions are taken at their declaration; its owner may add any function to it
+    (`ALTER EXTENSION ... ADD FUNCTION`), which is read like any other. (A database of its own: an extension is
+    installed once per database.)"""
+    own_pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)", "INSERT INTO victim VALUES (1, 'a')",
+                   "CREATE FUNCTION st_kill() RETURNS boolean STABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+                   f"pg_terminate_backend({other_session.info.backend_pid}); RETURN true; END $$",
+                   "CREATE EXTENSION pgcrypto", "ALTER EXTENSION pgcrypto ADD FUNCTION st_kill()")
+    assert_refused(run_query(monitor_for, own_pg, "SELECT k FROM victim WHERE st_kill()"), "st_kill()", OPAQUE)
+    assert_alive(other_session)
+
+
+def test_postgresql_an_extensions_compiled_functions_are_allowed(own_pg, monitor_for):
+    own_pg.execute("CREATE EXTENSION pgcrypto", "CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+                   "INSERT INTO victim VALUES (1, 'a'), (2, 'a')")
+    result = run_query(monitor_for, own_pg, "SELECT encode(digest(k, 'sha256'), 'hex') AS h, count(*) AS dup_count "
+                                            "FROM victim GROUP BY 1 HAVING count(*) > 1")
+    assert result.status == "violations", result.error
