@@ -174,7 +174,9 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
             WHEN l.lanname = 'sql' AND pg_catalog.to_jsonb(p) ->> 'prosqlbody' IS NOT NULL THEN 'tree'
             WHEN l.lanname = 'sql' THEN 'text'
             ELSE 'opaque' END AS body,
-       pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree
+       pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree,
+       -- the settings it changes while it runs (`CREATE FUNCTION ... SET work_mem = '2GB'`), search_path aside
+       (SELECT min(c) FROM unnest(p.proconfig) AS c WHERE c NOT LIKE 'search\\_path=%') AS sets
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 -- an index lookup each: a join read all of pg_proc, estimated past jit_above_cost (JIT took 90 ms of a 7 ms read)
 WHERE p.oid = ANY (ARRAY(SELECT fn FROM support))
@@ -1135,6 +1137,9 @@ def _refusal(row: Any) -> str | None:
         return ("an argument, not its input, sets the size of its result, and PostgreSQL does not interrupt LIKE "
                 "or position() over such a string: it would run past statement_timeout and the cancel of "
                 "dupewatch's deadline")
+    if row.sets:
+        return (f"it changes a setting while it runs ({row.sets}), past the bounds dupewatch's session keeps "
+                f"(memory, temporary files); drop it from the function (ALTER FUNCTION ... RESET ...)")
     if row.volatility == "v" and not row.harmless:
         return (f"it is VOLATILE (it may act on data, sessions or the server); checks call IMMUTABLE and STABLE "
                 f"functions, and {', '.join(HARMLESS_VOLATILE)}")

@@ -288,3 +288,12 @@ def test_postgresql_an_extensions_compiled_functions_are_allowed(own_pg, monitor
     result = run_query(monitor_for, own_pg, "SELECT encode(digest(k, 'sha256'), 'hex') AS h, count(*) AS dup_count "
                                             "FROM victim GROUP BY 1 HAVING count(*) > 1")
     assert result.status == "violations", result.error
+
+
+def test_postgresql_a_function_changing_a_setting_while_it_runs_is_refused(pg_bodies, monitor_for):
+    """`SET work_mem = '2GB'` on a function lifts dupewatch's session's bounds while it runs (a hash of 2 GB); its
+    own `SET search_path` stays allowed (`test_postgresql_sql_functions_that_call_nothing_refused_are_allowed`)."""
+    pg_bodies.execute("CREATE FUNCTION roomy() RETURNS bigint STABLE LANGUAGE sql SET work_mem = '2GB' "
+                      "AS $$ SELECT count(DISTINCT g) FROM generate_series(1, 10) AS g $$")
+    assert_refused(run_query(monitor_for, pg_bodies, "SELECT k FROM victim WHERE roomy() > 0"), "roomy()",
+                   "work_mem=2GB")
