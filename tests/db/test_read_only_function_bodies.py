@@ -297,3 +297,27 @@ def test_postgresql_a_function_changing_a_setting_while_it_runs_is_refused(pg_bo
                       "AS $$ SELECT count(DISTINCT g) FROM generate_series(1, 10) AS g $$")
     assert_refused(run_query(monitor_for, pg_bodies, "SELECT k FROM victim WHERE roomy() > 0"), "roomy()",
                    "work_mem=2GB")
+
+
+# -- MariaDB: a view's locking clause ---------------------------------------------------------------------------
+
+LOCKING_VIEW = {
+    "the view": "SELECT k FROM shared",
+    "an aliased view over it": "SELECT x.id FROM over_shared AS x",
+    "a sub-select": "SELECT k FROM victim WHERE id IN (SELECT id FROM shared)",
+}
+
+
+@pytest.mark.parametrize("spelling", LOCKING_VIEW)
+def test_mysql_a_view_that_locks_the_rows_it_reads_is_refused(mysql, spelling, monitor_for):
+    """A TEMPTABLE view `... LOCK IN SHARE MODE` takes shared row locks in a read-only transaction (it kept the
+    application's UPDATE waiting until its lock wait timeout), and the server's expansion of a statement reading it
+    leaves the clause out; its stored definition says so."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE ALGORITHM=TEMPTABLE VIEW shared AS SELECT id, k FROM victim LOCK IN SHARE MODE",
+                  "CREATE VIEW over_shared AS SELECT id FROM shared", "CREATE VIEW calm AS SELECT id, k FROM victim")
+    assert_refused(run_query(monitor_for, mysql, LOCKING_VIEW[spelling]), "view shared", "LOCK IN SHARE MODE")
+    assert_refused(run_where(monitor_for, mysql, "id IN (SELECT id FROM shared)"), "view shared")
+    assert run_query(monitor_for, mysql, "SELECT k, COUNT(*) AS dup_count FROM calm GROUP BY k "
+                                         "HAVING COUNT(*) > 1").status == "violations"
