@@ -3,7 +3,10 @@ may call VOLATILE ones (PL/pgSQL `PERFORM pg_terminate_backend(...)`, a SQL body
 IMMUTABLE and STABLE calls while it plans, the vetting EXPLAIN's included. So what such a function calls is read
 from its body as the server parses it (a SQL body, written as text or BEGIN ATOMIC), and one whose body the server
 does not parse before it runs (PL/pgSQL, ...) is refused. Sorting or grouping by an operator runs its operator
-family's support functions, which are vetted too. Each case here got through before (an adversarial round).
+family's support functions, and comparing a range, an array or a row those of the types it holds, which are vetted
+too. Also: the disk a detection statement may spill to (PostgreSQL `temp_file_limit`, MariaDB `tmp_disk_table_size`),
+and MariaDB views whose definition locks the rows they read. Each refusal here got through before (an adversarial
+round); each "allowed" case guards against refusing too much.
 """
 
 from __future__ import annotations
