@@ -145,6 +145,11 @@ _PADDED_CAST = re.compile(r"\bas\s+char\s*\(\s*\d+\s*\)\s*charset\s+binary\b", r
 # EXPORT_SET(bits, on, off, separator, n) writes n (up to 64) copies of `on` or `off`: 64 times per nesting.
 SIZED_BY_ARGUMENT = _names("repeat lpad rpad space sformat weight_string export_set")
 
+# The disk an internal temporary table of a detection session's statement may take (MariaDB `tmp_disk_table_size`,
+# never raised): a short statement can fill one without end (a recursive CTE repeating a 32 KB row through a join
+# took 1.5 GB of disk in 5 s on MariaDB 10.11), bounded otherwise only by max_statement_time, up to 24 days. Past
+# it the server stops the statement ("The table '(temporary)' is full"). MySQL has no such session setting.
+TEMP_TABLE_DISK_BYTES = 8 * 1024 * 1024 * 1024
 # Memory a statement over the whole table may keep one internal temporary table in (`whole_table_statement`):
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
 WHOLE_TABLE_MEMORY = 256 * 1024 * 1024
@@ -201,16 +206,33 @@ def is_mariadb(dbapi: Any) -> bool:
     return "mariadb" in str(dbapi.get_server_info()).lower()
 
 
-def _collect_expanded(node: Any, into: list[str]) -> None:
+def _collect_expanded(node: Any, into: list[str], views: list[str]) -> None:
+    """The trace's expanded queries into `into`, and the names (or aliases) of the views it reads into `views`."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "expanded_query" and isinstance(value, str):
                 into.append(value)
+            elif key == "view" and isinstance(value, dict):
+                views.append(str(value.get("table")))
             else:
-                _collect_expanded(value, into)
+                _collect_expanded(value, into, views)
     elif isinstance(node, list):
         for value in node:
-            _collect_expanded(value, into)
+            _collect_expanded(value, into, views)
+
+
+# The views whose definition, as the server stores it, holds a locking clause. A read-only transaction refuses FOR
+# UPDATE but not LOCK IN SHARE MODE, and the expansion of a statement reading a view leaves the view's clause out:
+# a TEMPTABLE view `... LOCK IN SHARE MODE` held shared row locks on the rows a check read, which kept the
+# application's UPDATE waiting (lock wait timeout, MariaDB 10.11).
+_LOCKING_VIEWS = sa.text(r"""
+SELECT TABLE_NAME FROM information_schema.VIEWS
+WHERE TABLE_SCHEMA NOT IN ('information_schema', 'mysql', 'performance_schema', 'sys')
+  AND VIEW_DEFINITION REGEXP :locking
+ORDER BY TABLE_SCHEMA, TABLE_NAME
+""")
+_LOCKING_CLAUSE = ("(^|[^[:alnum:]_$])(lock[[:space:]]+in[[:space:]]+share[[:space:]]+mode|for[[:space:]]+update"
+                   "|for[[:space:]]+share)([^[:alnum:]_$]|$)")
 
 
 EPOCH = datetime(1970, 1, 1)  # the binary log's TIMESTAMPs arrive as naive UTC datetimes
@@ -320,6 +342,10 @@ class MySQL(MySQLPolling, Dialect):
             "SET SESSION default_storage_engine = InnoDB"]
         if is_mariadb(dbapi):
             statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
+            if read_only:
+                # CAST: LEAST() of the unsigned maximum (the default) and a number is set as 1024 bytes.
+                statements.append(f"SET SESSION tmp_disk_table_size = CAST(LEAST(@@tmp_disk_table_size, "
+                                  f"{TEMP_TABLE_DISK_BYTES}) AS UNSIGNED)")
         else:
             statements.append(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
         cursor = dbapi.cursor()
@@ -448,7 +474,7 @@ class MySQL(MySQLPolling, Dialect):
     def refused_call(self, conn: Connection, statement: str) -> str | None:
         """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
         shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE)."""
-        queries, withheld = self.expanded_queries(conn, statement)
+        queries, withheld, views = self.expanded_queries(conn, statement)
         if withheld:
             return _WITHHELD
         if not queries:
@@ -461,6 +487,11 @@ class MySQL(MySQLPolling, Dialect):
         if locking or _LOCKING_WORDS.search(statement):
             clause = " ".join(locking.group(1).split()).upper() if locking else "LOCK IN SHARE MODE"
             return f"{clause} is not allowed in a check: it locks the rows it reads"
+        if views:
+            for name in conn.execute(_LOCKING_VIEWS, {"locking": _LOCKING_CLAUSE}).scalars():
+                if re.search(rf"(?<![\w$])`?{re.escape(name)}`?(?![\w$])", expanded, re.I):
+                    return (f"view {name} is not allowed in a check: its definition locks the rows it reads (LOCK "
+                            f"IN SHARE MODE, FOR UPDATE), which a read-only transaction does not stop")
         if _PADDED_CAST.search(expanded):
             return ("CAST(... AS BINARY(n)) is not allowed in a check: an argument, not its input, sets the size of "
                     "its result (it pads to n bytes), and the server does not interrupt LOCATE over such a string: "
@@ -502,10 +533,10 @@ class MySQL(MySQLPolling, Dialect):
         return None
 
     @staticmethod
-    def expanded_queries(conn: Connection, statement: str) -> tuple[list[str], bool]:
+    def expanded_queries(conn: Connection, statement: str) -> tuple[list[str], bool, list[str]]:
         """Each SELECT of `statement` as the server expanded it while preparing it (prepared, not run), [] when
-        the trace was cut short; and whether the server withheld the trace (`INSUFFICIENT_PRIVILEGES`, see
-        `_WITHHELD`)."""
+        the trace was cut short; whether the server withheld the trace (`INSUFFICIENT_PRIVILEGES`, see
+        `_WITHHELD`); and the names or aliases of the views it reads."""
         conn.exec_driver_sql("SET @dupewatch_vetted = %s", (statement,))
         conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=on'")
         try:
@@ -518,9 +549,10 @@ class MySQL(MySQLPolling, Dialect):
             conn.exec_driver_sql("SET SESSION optimizer_trace = 'enabled=off'")
             conn.exec_driver_sql("SET @dupewatch_vetted = NULL")
         queries: list[str] = []
+        views: list[str] = []
         if trace and not missing and not withheld:
-            _collect_expanded(json.loads(trace), queries)
-        return queries, bool(withheld)
+            _collect_expanded(json.loads(trace), queries, views)
+        return queries, bool(withheld), views
 
     # -- fixes ----------------------------------------------------------------------------------
 

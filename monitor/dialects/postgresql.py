@@ -61,12 +61,26 @@ if TYPE_CHECKING:
 # the tree does not hold, are read first (`refused_domain`).
 _FUNCTION_FIELDS = frozenset({":funcid", ":opfuncid", ":aggfnoid", ":winfnoid", ":hashfuncid", ":negfuncid",
                               ":tsmhandler"})
-_OPERATOR_FIELD = re.compile(r":(?:opnos?|\w*[Oo]perators)")  # an operator runs its pg_operator.oprcode
+# An operator runs its pg_operator.oprcode, and sorting, grouping and hashing by it (`:sortop`, `:eqop` of an ORDER
+# BY, GROUP BY or DISTINCT in a parse tree; `:sortOperators`, `:grpOperators`, `:hashoperators` in a plan) run the
+# support functions of its btree and hash operator families (`_CALLED`).
+_OPERATOR_FIELD = re.compile(r":(?:opnos?|sortop|eqop|\w*[Oo]perators)")
 # outfuncs.c backslash-escapes whitespace, parentheses, braces and backslashes inside names, so an alias can
 # neither split a token nor forge a field; a line break of the dump (after any space) stays inside an escape.
 _PLAN_TOKEN = re.compile(r"(?:\\.|[^\s(){}\\])+|[(){}]", re.S)
+# The type of each value a tree holds (a column's, a constant's, a result's): comparing or hashing a value of a range,
+# an array or a row type runs its inner types' comparison and hash functions, which no field of the tree names.
+_TYPE_FIELDS = frozenset({":vartype", ":consttype", ":paramtype", ":funcresulttype", ":opresulttype", ":resulttype",
+                          ":aggtype", ":wintype", ":element_typeid", ":array_typeid", ":row_typeid", ":minmaxtype",
+                          ":coalescetype", ":casetype"})
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
 
+# The temporary files a detection session's statement may write, in all (`temp_file_limit`): a short statement can
+# spill without end (a recursive CTE of no bound repeating a 6 KB row wrote 1.7 GB of temporary files in 5 s on
+# PostgreSQL 15), bounded otherwise only by its statement_timeout, up to 24 days. Past it the server stops the
+# statement ("temporary file size exceeds temp_file_limit"). Only a superuser, or (PostgreSQL 15+) a role granted
+# SET on it, may set it: for another role the server's own setting stays (`_bound_temp_files`).
+TEMP_FILE_LIMIT_KB = 8 * 1024 * 1024
 _KEEPALIVE_WINDOW_MS = (30 + 10 * 3) * 1000  # keepalives_idle + keepalives_interval x keepalives_count (`connect_args`)
 PLAN_STATISTICS_TARGET = 10  # of the fix's plan table: ANALYZE samples 300 times this many rows
 
@@ -100,9 +114,33 @@ SIZED_BY_ARGUMENT = ("repeat", "lpad", "rpad", "array_fill", "format")
 PADDED_TO_TYPMOD = ('"bit"(bit,integer,boolean)', "bpchar(character,integer,boolean)")
 
 _CALLED = sa.text("""
-WITH called(fn) AS (
+WITH RECURSIVE reached(t) AS (  -- the statement's types, and the types their values hold
+    SELECT unnest(CAST(:types AS oid[]))
+    UNION
+    SELECT inner_type FROM reached r JOIN pg_catalog.pg_type y ON y.oid = r.t,
+        LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                 UNION ALL SELECT y.typelem WHERE y.typelem <> 0
+                 UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = y.typrelid AND y.typrelid <> 0 AND a.attnum > 0 AND NOT a.attisdropped
+                 UNION ALL SELECT g.rngsubtype FROM pg_catalog.pg_range g WHERE g.rngtypid = y.oid
+                 UNION ALL SELECT g.rngtypid FROM pg_catalog.pg_range g WHERE g.rngmultitypid = y.oid) AS i(inner_type)
+), families(family) AS (
+    -- sorting, grouping and hashing by an operator run its btree and hash families' support functions (a
+    -- comparison, a hash), not its oprcode
+    SELECT o.amopfamily FROM pg_catalog.pg_amop o WHERE o.amopopr = ANY (CAST(:operators AS oid[]))
+    -- comparing or hashing a value of a range, an array or a row runs its inner types' default comparison and
+    -- hash (a range: those of its subtype's operator class, which may be no default one)
+    UNION SELECT c.opcfamily FROM pg_catalog.pg_opclass c JOIN reached r ON c.opcintype = r.t WHERE c.opcdefault
+    UNION SELECT c.opcfamily FROM pg_catalog.pg_range g JOIN reached r ON g.rngtypid = r.t
+                 JOIN pg_catalog.pg_opclass c ON c.oid = g.rngsubopc
+), called(fn) AS (
     SELECT unnest(CAST(:functions AS oid[]))
     UNION SELECT oprcode::oid FROM pg_operator WHERE oid = ANY (CAST(:operators AS oid[]))
+    UNION SELECT pr.amproc::oid FROM families s JOIN pg_catalog.pg_amproc pr ON pr.amprocfamily = s.family
+          JOIN pg_catalog.pg_opfamily f ON f.oid = s.family
+          WHERE f.opfmethod IN (SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname IN ('btree', 'hash'))
+    UNION SELECT part FROM pg_catalog.pg_range g JOIN reached r ON g.rngtypid = r.t,
+          LATERAL (VALUES (g.rngsubdiff::oid), (g.rngcanonical::oid)) AS parts(part) WHERE part <> 0
 ), support(fn) AS (  -- an aggregate runs its transition, final, combine and (de)serial functions
     SELECT fn FROM called
     UNION SELECT part FROM pg_aggregate a JOIN called c ON a.aggfnoid = c.fn,
@@ -118,15 +156,30 @@ WITH called(fn) AS (
                   WHERE b.pronamespace = 'pg_catalog'::regnamespace AND b.proname ~ 'json')
 )
 SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
-       n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
+       -- built in (an OID below 16384, FirstNormalObjectId): a superuser may add a `random(integer)` to pg_catalog
+       p.oid < 16384 AND n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:harmless AS text[])) AS harmless,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:refused AS text[])) AS refused,
        n.nspname = 'pg_catalog' AND p.proname = ANY (CAST(:queries AS text[]))
        OR l.lanname = 'c' AND regexp_replace(p.probin, '^.*/', '') || ':' || p.prosrc
                               = ANY (CAST(:extension_queries AS text[])) AS queries,
        n.nspname = 'pg_catalog' AND (p.proname = ANY (CAST(:sized AS text[]))
-                                     OR p.oid = ANY (CAST(:padded AS pg_catalog.regprocedure[]))) AS sized
+                                     OR p.oid = ANY (CAST(:padded AS pg_catalog.regprocedure[]))) AS sized,
+       p.oid, l.lanname AS language,
+       -- whose word its volatility is: the server's, or an extension's compiled code's ('declared'); else how its
+       -- body can be read (an extension's owner may add any function to it: ALTER EXTENSION ... ADD FUNCTION)
+       CASE WHEN p.oid < 16384 OR p.prokind = 'a'
+                 OR l.lanname IN ('c', 'internal')
+                    AND EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                                AND d.objid = p.oid AND d.deptype = 'e') THEN 'declared'
+            WHEN l.lanname = 'sql' AND pg_catalog.to_jsonb(p) ->> 'prosqlbody' IS NOT NULL THEN 'tree'
+            WHEN l.lanname = 'sql' THEN 'text'
+            ELSE 'opaque' END AS body,
+       pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree,
+       -- the settings it changes while it runs (`CREATE FUNCTION ... SET work_mem = '2GB'`), search_path aside
+       (SELECT min(c) FROM unnest(p.proconfig) AS c WHERE c NOT LIKE 'search\\_path=%') AS sets
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
-WHERE p.oid IN (SELECT fn FROM support)
+-- an index lookup each: a join read all of pg_proc, estimated past jit_above_cost (JIT took 90 ms of a 7 ms read)
+WHERE p.oid = ANY (ARRAY(SELECT fn FROM support))
 ORDER BY p.oid
 """)
 
@@ -142,6 +195,7 @@ class Calls:
     def __init__(self) -> None:
         self.functions: set[int] = set()
         self.operators: set[int] = set()
+        self.types: set[int] = set()
         self.locks = False
 
     def read(self, tree: str) -> None:
@@ -150,7 +204,7 @@ class Calls:
             if token == "LOCKROWS" and i and tokens[i - 1] == "{":
                 self.locks = True
             into = self.functions if token in _FUNCTION_FIELDS else self.operators \
-                if _OPERATOR_FIELD.fullmatch(token) else None
+                if _OPERATOR_FIELD.fullmatch(token) else self.types if token in _TYPE_FIELDS else None
             if into is None:
                 continue
             for value in tokens[i + 1:]:
@@ -534,6 +588,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         from monitor.dialects import postgresql_values  # psycopg, imported once a connection is made
 
         postgresql_values.register(dbapi.adapters)
+        if read_only:
+            _bound_temp_files(dbapi)
 
     driver_bounds_waits = False  # libpq has no read timeout
 
@@ -550,6 +606,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             dbapi.execute("DISCARD ALL")  # settings back to the startup options, advisory locks released
         finally:
             dbapi.autocommit = False
+        _bound_temp_files(dbapi)  # DISCARD ALL reset it
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
         if not read_only:
@@ -635,26 +692,43 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     @staticmethod
     def _first_refused(conn: Connection, calls: Calls) -> tuple[str, str] | None:
-        """The signature of the first of `calls`' functions a check must not call, and why; None when none."""
-        rows = conn.execute(_CALLED, {"functions": _oid_array(calls.functions),
-                                      "operators": _oid_array(calls.operators),
-                                      "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
-                                      "queries": list(RUNS_A_QUERY), "extension_queries": list(_EXTENSION_QUERIES),
-                                      "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)})
-        for signature, volatility, harmless, refused, queries, sized in rows:
-            if refused:
-                return signature, "it gives the check's transaction an ID"
-            if queries:
-                return signature, ("it runs a query of its own (of the tables and views it is given), which "
-                                   "dupewatch cannot vet: a view it reads may call anything")
-            if sized:
-                return signature, ("an argument, not its input, sets the size of its result, and PostgreSQL does "
-                                   "not interrupt LIKE or position() over such a string: it would run past "
-                                   "statement_timeout and the cancel of dupewatch's deadline")
-            if volatility == "v" and not harmless:
-                return signature, (f"it is VOLATILE (it may act on data, sessions or the server); checks call "
-                                   f"IMMUTABLE and STABLE functions, and {', '.join(HARMLESS_VOLATILE)}")
-        return None
+        """The signature of the first of `calls`' functions a check must not call, and why; None when none.
+
+        A function of the database's own (not built in, of no extension) declared IMMUTABLE or STABLE is read
+        through: what its body calls, as the server parses it, is vetted like the statement's own calls, since
+        PostgreSQL does not hold a function to its declaration (a STABLE one may `PERFORM pg_terminate_backend()`)
+        and its planner runs IMMUTABLE and STABLE calls while planning, the vetting EXPLAIN's included."""
+        functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
+        read: set[int] = set()
+        reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
+        while True:
+            rows = conn.execute(_CALLED, {
+                "functions": _oid_array(functions), "operators": _oid_array(operators), "types": _oid_array(types),
+                "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
+                "queries": list(RUNS_A_QUERY), "extension_queries": list(_EXTENSION_QUERIES),
+                "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)}).all()
+            for row in rows:
+                found = _refusal(row)
+                if found:
+                    where = f" (reached through {', '.join(reached)})" if reached and row.oid not in read else ""
+                    return row.signature + where, found
+            nested = Calls()
+            for row in rows:
+                if row.body in ("tree", "text") and row.oid not in read:
+                    read.add(row.oid)
+                    reached.append(row.signature)
+                    tree, error = (row.tree, None) if row.body == "tree" else _function_body_tree(conn, row.oid)
+                    if error is not None:
+                        return row.signature, (f"dupewatch reads what a function of the database's own calls, as "
+                                               f"PostgreSQL parses its body, and PostgreSQL could not parse this "
+                                               f"one apart ({error}); give it a BEGIN ATOMIC body, which "
+                                               f"PostgreSQL keeps parsed")
+                    nested.read(tree or "")
+            if nested.functions <= functions and nested.operators <= operators and nested.types <= types:
+                return None
+            functions |= nested.functions
+            operators |= nested.operators
+            types |= nested.types
 
     def refused_domain(self, conn: Connection) -> str | None:
         """Why no custom SQL or `where` can be vetted on this database: a domain whose CHECK calls what a check must
@@ -671,10 +745,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             calls.read(tree)
             found = self._first_refused(conn, calls)
             if found is not None:
-                return (f"{found[0]} is not allowed in a check: the CHECK of domain "
-                        f"{domain} calls it, and PostgreSQL runs that CHECK even while it parses a value of a row or "
-                        f"array type holding the domain, before dupewatch can vet a statement; no custom query or "
-                        f"where runs on this database until that CHECK calls only IMMUTABLE or STABLE functions")
+                return (f"{found[0]} is not allowed in a check: {found[1]}; the CHECK of domain {domain} calls "
+                        f"it, and PostgreSQL runs that CHECK even while it parses a value of a row or array type "
+                        f"holding the domain, before dupewatch can vet a statement, so no custom query or where runs "
+                        f"on this database until that CHECK calls only what a check may")
         return None
 
     @staticmethod
@@ -1006,9 +1080,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         return notes
 
 
-def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[], object]) -> str:
+def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[], object],
+                 search_path: str | None = None) -> str:
     """The trees PostgreSQL dumps (`setting`, one of the `debug_print_*`) while `send` runs, as this session
-    receives them: LOG messages whose first line is `header`, joined ("" if it sent none).
+    receives them: LOG messages whose first line is `header`, joined ("" if it sent none); under `search_path`
+    when given.
 
     The settings that send them to this session are local to a savepoint rolled back at once, so no later
     statement of the transaction dumps anything. PostgreSQL also writes each dump to its own log."""
@@ -1023,13 +1099,102 @@ def _server_dump(conn: Connection, setting: str, header: str, send: Callable[[],
     driver.add_notice_handler(keep)
     try:
         conn.execute(sa.text("SELECT set_config('client_min_messages', 'log', true), "
-                             "set_config('debug_pretty_print', 'off', true), set_config(:setting, 'on', true)"),
-                     {"setting": setting})
+                             "set_config('debug_pretty_print', 'off', true), set_config(:setting, 'on', true), "
+                             "set_config('search_path', COALESCE(:path, current_setting('search_path')), true)"),
+                     {"setting": setting, "path": search_path})
         send()
     finally:
         driver.remove_notice_handler(keep)
         savepoint.rollback()
     return "\n".join(dumps)
+
+
+def _bound_temp_files(dbapi: Any) -> None:
+    """Set `TEMP_FILE_LIMIT_KB` for the session where its role may (superuser, or granted SET on the parameter):
+    lower than the server's setting only, never raised; in its own transaction, committed, so that it lasts."""
+    may_set = "r.rolsuper"
+    if dbapi.info.server_version >= 150000:
+        may_set += " OR pg_catalog.has_parameter_privilege('temp_file_limit', 'SET')"
+    autocommit = dbapi.autocommit
+    dbapi.autocommit = True
+    try:
+        dbapi.execute(f"SELECT pg_catalog.set_config('temp_file_limit', %s, false) FROM pg_catalog.pg_roles r "
+                      f"WHERE r.rolname = current_user AND ({may_set}) AND (SELECT s.setting::bigint NOT BETWEEN 0 "
+                      f"AND %s FROM pg_catalog.pg_settings s WHERE s.name = 'temp_file_limit')",
+                      (str(TEMP_FILE_LIMIT_KB), TEMP_FILE_LIMIT_KB), prepare=False)
+    finally:
+        dbapi.autocommit = autocommit
+
+
+def _refusal(row: Any) -> str | None:
+    """Why a check must not call the function of a `_CALLED` row, or None."""
+    if row.refused:
+        return "it gives the check's transaction an ID"
+    if row.queries:
+        return ("it runs a query of its own (of the tables and views it is given), which dupewatch cannot vet: a "
+                "view it reads may call anything")
+    if row.sized:
+        return ("an argument, not its input, sets the size of its result, and PostgreSQL does not interrupt LIKE "
+                "or position() over such a string: it would run past statement_timeout and the cancel of "
+                "dupewatch's deadline")
+    if row.sets:
+        return (f"it changes a setting while it runs ({row.sets}), past the bounds dupewatch's session keeps "
+                f"(memory, temporary files); drop it from the function (ALTER FUNCTION ... RESET ...)")
+    if row.volatility == "v" and not row.harmless:
+        return (f"it is VOLATILE (it may act on data, sessions or the server); checks call IMMUTABLE and STABLE "
+                f"functions, and {', '.join(HARMLESS_VOLATILE)}")
+    if row.body == "opaque" and row.volatility != "v":
+        declared = "IMMUTABLE" if row.volatility == "i" else "STABLE"
+        return (f"it is declared {declared} but written in {row.language}, whose body PostgreSQL does not parse "
+                f"before it runs, so nothing can read what it calls, and PostgreSQL does not hold a function to "
+                f"its declaration (a {declared} one may call pg_terminate_backend() or take advisory locks, and "
+                f"the planner runs it while planning); write it in LANGUAGE sql, or put its expression in the "
+                f"check")
+    return None
+
+
+# A SQL function's body as the server parses it when the function runs: its arguments are the columns of a row named
+# after the function (`f.arg`, or `arg` where no column of the body's own tables has that name, as PostgreSQL
+# resolves them) and the parameters `$1`, `$2`... of the statement, typed as the function's, its body a LATERAL
+# sub-select that sees them. A body this cannot parse (several statements, a polymorphic argument) is refused.
+_FUNCTION_SOURCE = sa.text("""
+SELECT p.proname, p.prosrc, ARRAY(SELECT pg_catalog.format_type(t, NULL) FROM unnest(p.proargtypes) AS t) AS types,
+       ARRAY(SELECT a.name FROM unnest(p.proargnames, p.proargmodes) AS a(name, mode)
+             WHERE a.mode IS NULL OR a.mode IN ('i', 'b', 'v')) AS names,
+       ARRAY(SELECT substr(c, 13) FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\\_path=%') AS search_path
+FROM pg_catalog.pg_proc p WHERE p.oid = :oid
+""")
+
+
+def _function_body_tree(conn: Connection, oid: int) -> tuple[str, str | None]:
+    """The parse tree of a SQL function's body written as text (`_FUNCTION_SOURCE`), parsed under the function's
+    own `search_path` when it sets one, and None; or "" and the server's error when it cannot be parsed so."""
+    row = conn.execute(_FUNCTION_SOURCE, {"oid": oid}).one()
+    preparer = conn.dialect.identifier_preparer
+    names = [name or f"dupewatch_arg{i}" for i, name in enumerate(row.names or [None] * len(row.types), 1)]
+    body = re.sub(r"[\s;]+$", "", row.prosrc)
+    if row.types:
+        values = ", ".join(f"CAST(${i} AS {t})" for i, t in enumerate(row.types, 1))
+        columns = ", ".join(preparer.quote(name) for name in names)
+        statement = (f"SELECT FROM (VALUES ({values})) AS {preparer.quote(row.proname)} ({columns}), "
+                     f"LATERAL (\n{body}\n) AS dupewatch_body")
+    else:
+        statement = f"SELECT FROM (\n{body}\n) AS dupewatch_body"
+    driver: Any = conn.connection.driver_connection
+    errors: list[str] = []
+
+    def parse_only() -> None:
+        try:
+            result = driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
+        except UnicodeEncodeError as exc:
+            errors.append(str(exc))
+            return
+        if result.error_message:
+            errors.append(" ".join(result.error_message.decode(driver.info.encoding, "replace").split()))
+
+    tree = _server_dump(conn, "debug_print_rewritten", "rewritten parse tree:", parse_only,
+                        row.search_path[-1] if row.search_path else None)
+    return (tree, None) if tree and not errors else ("", errors[0] if errors else "PostgreSQL sent no parse tree")
 
 
 def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
