@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from monitor.config import DEFAULT_RECOUNT_EVERY
 from monitor.detect import CheckDefinitionError, TableCheck, single_precision
 from monitor.dialects.expressions import CatalogEquality
 from monitor.dialects.polling import KEY_BATCH, StatementCache
+from monitor.dialects.server_value import ServerValue
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
 from monitor.incremental.window import ID_OVERLAP, Window, next_positions, window_for
@@ -32,6 +34,31 @@ RECOUNT_ROUNDS = 100  # above it, the slices (by a hash of the group) of a rotat
 RECOUNT_PERIOD = DEFAULT_RECOUNT_EVERY  # which ends within `recount_every` (300 s) however often the runs come
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 _MOVED = "the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
+
+
+class ColumnTypeChanged(Exception):
+    """The incremental column holds values of another kind than its type as reflected says (an `ALTER COLUMN ...
+    TYPE` since the table was reflected): the caller reflects the table again and runs again."""
+
+
+def value_kind(value: Any) -> tuple[str, bool] | None:
+    """What kind of watermark a value is: ("id", False) for an integer, ("timestamp", whether it carries a time
+    zone) for a date or time; None where it says nothing (no value, the server's text of `infinity`)."""
+    if value is None or isinstance(value, ServerValue):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "id", False
+    if isinstance(value, datetime):
+        return "timestamp", value.tzinfo is not None
+    if isinstance(value, date):
+        return "timestamp", False
+    return "other", False
+
+
+def _kind_text(kind: tuple[str, bool]) -> str:
+    if kind[0] != "timestamp":
+        return "integer" if kind[0] == "id" else "another type"
+    return f"timestamp with{'' if kind[1] else 'out'} time zone"
 
 
 @dataclass(frozen=True)
@@ -274,7 +301,27 @@ class IncrementalCheck:
         identity = kept
         if storing:
             identity, self._storage_read_at = None if row[3] is None else str(row[3]), time.monotonic()
+        self._refuse_other_kind(highest)
         return highest, None if taken is None else str(taken), removed, now, following, identity, writers
+
+    def _refuse_other_kind(self, highest: Any) -> None:
+        """Raise `ColumnTypeChanged` where the table's highest value is not of the kind the reflected type says (the
+        column's type was altered since: every run failed on `datetime - int` until the process restarted)."""
+        kind = value_kind(highest)
+        if kind is not None and kind[0] in ("id", "timestamp") and kind[0] != self.kind:
+            raise ColumnTypeChanged(f"{self.column.name} holds {type(highest).__name__} values, reflected as "
+                                    f"{self.column.type}")
+
+    def _type_changed(self, watermark: Any, top: Any = None) -> str | None:
+        """Why the state's watermark cannot be compared with the column's values, or None: its type was altered
+        since the last run (an epoch integer made a timestamp: every run failed on `int - timedelta`; `timestamp`
+        made `timestamptz`). Without `top` (the table's highest value), by the column's kind as reflected."""
+        kept = value_kind(watermark)
+        now = value_kind(top) if top is not None else (self.kind, kept[1] if kept is not None else False)
+        if kept is None or now is None or kept == now or "other" in (kept[0], now[0]):
+            return None
+        return (f"the type of {self.column.name} changed since the last run (its watermark {watermark} is of type "
+                f"{_kind_text(kept)}, the column's values now of type {_kind_text(now)})")
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -591,9 +638,12 @@ class IncrementalCheck:
         if (unmatched := self.resolved.keys_not_found_by_equality(catalog_operators=True)) is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {unmatched}"], now=now, compare=False)
+        watermark = decoded(state.watermark)
+        if why := self._type_changed(watermark):  # before any bound is taken from it
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {why}"], now=now, compare=False)
         if self._folds(conn):
             return self._folded_pass(conn, state, recount_all, seen_changes, said, now)
-        watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
         if self.digest is not None and self.kind == "id" and self.key_indexed:
@@ -601,6 +651,9 @@ class IncrementalCheck:
         top, mark, removals, digest_now, digest_next, storage, writers = self._top(conn, filtered=False,
                                                                                   digests=digests,
                                                                                   kept=state.storage)
+        if why := self._type_changed(watermark, top):
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {why}"], now=now, compare=False)
         window = window_for(conn, self, writers, state.positions)
         positions = self._positions(state.positions, writers, window, top)
         start = window.start(watermark, decoded(state.pending_since))
@@ -707,6 +760,7 @@ class IncrementalCheck:
             "dupewatch_stored": stored[2] if compare and stored is not None else None,
             "dupewatch_next_overlap": overlap})
         top, digest_next = row[7], row[8]
+        self._refuse_other_kind(top)
         storage = state.storage
         if storing:
             storage, self._storage_read_at = None if row[9] is None else str(row[9]), time.monotonic()

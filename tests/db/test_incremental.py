@@ -1900,3 +1900,41 @@ def test_the_first_seen_mark_of_a_key_kept_as_the_servers_text_follows_a_run_who
     seen = r.monitor.group_first_seen("inc", formed.key)
     assert seen is not None
     assert r.monitor.group_first_seen("inc", old.key) is None  # dissolved
+
+
+@pytest.mark.parametrize("db", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("restarted", [False, True])
+def test_a_watermark_column_whose_type_was_altered_makes_one_full_pass_that_says_so(db, runner_for, restarted):
+    """An epoch-seconds column made a timestamp (`ALTER COLUMN ... TYPE`) between two polls: the state's integer
+    watermark against the column's timestamps failed every run (`int - timedelta`, or `datetime - int` in a process
+    that had reflected the column as an integer: until it restarted, full passes included). The run that finds
+    the column's values of another type than the watermark (or than the type reflected: the table is reflected
+    again) is a full pass and says why; the runs after it are incremental again."""
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created BIGINT NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    add = "INSERT INTO logins (id, user_id, device, created) VALUES (:i, :u, 'pc', :c)"
+    db.execute(add, params=[dict(i=i, u=i, c=1_700_000_000 + i) for i in range(1, 50)])
+    r = runner_for(db, incremental="created")
+    r.run()
+    db.execute(add, params={"i": 100, "u": 1, "c": 1_700_000_100})
+    assert r.run().mode == "incremental"
+    if db.dialect == "postgresql":
+        db.execute("ALTER TABLE logins ALTER COLUMN created TYPE TIMESTAMP(6) USING to_timestamp(created) "
+                   "AT TIME ZONE 'UTC'")
+    else:
+        db.execute("ALTER TABLE logins ADD created_at DATETIME(6) NULL", "UPDATE logins SET created_at = "
+                   "FROM_UNIXTIME(created)", "ALTER TABLE logins DROP COLUMN created",
+                   "ALTER TABLE logins CHANGE created_at created DATETIME(6) NOT NULL")
+    db.execute(add, params={"i": 101, "u": 2, "c": datetime.utcnow()})
+    if restarted:
+        r.restart()
+    after = r.run()
+    assert after.mode == "full", after
+    assert [n for n in after.notes if "changed since the last run" in n] == [
+        "full pass: the type of created changed since the last run (its watermark 1700000100 is of type integer, "
+        "the column's values now of type timestamp without time zone)"], after.notes
+    r.assert_matches_full_pass(after)
+    db.execute(add, params={"i": 102, "u": 3, "c": datetime.utcnow()})
+    again = r.run()
+    assert (again.mode, again.groups) == ("incremental", 3), again
+    r.assert_matches_full_pass(again)
