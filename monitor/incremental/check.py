@@ -312,6 +312,21 @@ class IncrementalCheck:
             raise ColumnTypeChanged(f"{self.column.name} holds {type(highest).__name__} values, reflected as "
                                     f"{self.column.type}")
 
+    def _refuse_mixed_zones(self, read: Sequence[Row[Any]], top: Any) -> None:
+        """Refuse, in one line, a timestamp column whose values read (and the table's highest) hold date-times with
+        a time zone offset beside ones without (SQLite keeps the text the application wrote: `...Z` or `+00:00`
+        beside plain ones): they have no order as one watermark, and every run failed on comparing them."""
+        if self.kind != "timestamp":
+            return
+        at = self._inc_at
+        zoned = {v.tzinfo is not None for v in (top, *(r[at] for r in read)) if isinstance(v, datetime)}
+        if len(zoned) > 1:
+            detail = (f"column {self.column.name!r} holds date-times with a time zone offset beside date-times "
+                      "without one, which cannot be ordered as one watermark: store one form (SQLite keeps the "
+                      "text the application wrote), or watch another column")
+            raise CheckDefinitionError(f"check {self.resolved.check.name!r}: incremental: {detail}",
+                                       field="incremental", detail=detail)
+
     def _type_changed(self, watermark: Any, top: Any = None) -> str | None:
         """Why the state's watermark cannot be compared with the column's values, or None: its type was altered
         since the last run (an epoch integer made a timestamp: every run failed on `int - timedelta`; `timestamp`
@@ -579,6 +594,7 @@ class IncrementalCheck:
         # Before the rows are counted: a row committed between the two makes the next run re-read the window.
         digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
+        self._refuse_mixed_zones(read, top)
         said += self._future_notes(read, window)
         seen = self._seen(read, start)
         found: dict[str, tuple[tuple[Any, ...], int]] = {}
@@ -675,6 +691,7 @@ class IncrementalCheck:
                                       following if top is not None else None, mark, removals, recount_all,
                                       seen_changes, said, now, storage, positions=positions)
         read = self._read_window(conn, start, watermark, late)
+        self._refuse_mixed_zones(read, top)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
         before = set(state.seen)

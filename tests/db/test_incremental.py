@@ -1938,3 +1938,35 @@ def test_a_watermark_column_whose_type_was_altered_makes_one_full_pass_that_says
     again = r.run()
     assert (again.mode, again.groups) == ("incremental", 3), again
     r.assert_matches_full_pass(again)
+
+
+def test_sqlite_text_dates_with_and_without_a_time_zone_are_refused_in_one_line(sqlite_db, runner_for):
+    """SQLite keeps the text the application wrote: a row dated `...T19:19:29Z` (or `+00:00`) among plain
+    `YYYY-MM-DD HH:MM:SS` ones is read as an aware date-time beside naive ones, and every run after it (the full
+    pass it made included) was an internal error with a traceback (`can't compare offset-naive and offset-aware
+    datetimes`). The check is refused in one line naming the column, without a row's value; other text forms
+    (`T` without a zone, no seconds) run as before, and the plain check is unaffected."""
+    db = sqlite_db
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_created ON logins (created_at)")
+    now = datetime.utcnow().replace(microsecond=0)
+    add = "INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, 'a', :t)"
+    db.execute(add, params=[dict(i=i, u=i, t=(now - timedelta(hours=2, seconds=-i)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+                            for i in range(1, 50)])
+    r = runner_for(db, incremental="created_at")
+    assert r.run().mode == "full"
+    for i, form in enumerate(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]):  # no time zone: read as before
+        db.execute(add, params={"i": 100 + i, "u": 1, "t": (now - timedelta(minutes=50 - 10 * i)).strftime(form)})
+        r.assert_matches_full_pass(r.run())
+    for form in ["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S+00:00"]:
+        db.execute(add, params={"i": 200, "u": 2, "t": (now - timedelta(minutes=20)).strftime(form)})
+        for _ in range(2):  # at every run while it holds them
+            result = r.monitor.run("inc")
+            assert result.status == "error", result
+            assert result.error == (
+                "check 'inc': incremental: column 'created_at' holds date-times with a time zone offset beside "
+                "date-times without one, which cannot be ordered as one watermark: store one form (SQLite keeps "
+                "the text the application wrote), or watch another column"), result.error
+        assert r.oracle() == (2, 3)  # (1, a): ids 1, 100, 101; (2, a): ids 2, 200
+        db.execute("DELETE FROM logins WHERE id = 200")
