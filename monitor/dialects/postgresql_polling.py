@@ -281,7 +281,7 @@ class PostgreSQLPolling(Polling):
         why = "" if last_value is not None else (
             f"the role has neither USAGE nor SELECT on {name}" if not readable else f"{name} has handed out no value")
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
-                                why, abs(int(increment)))
+                                why, abs(int(increment)), int(increment) < 0)
 
     def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""
