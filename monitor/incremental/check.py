@@ -41,24 +41,19 @@ class ColumnTypeChanged(Exception):
     TYPE` since the table was reflected): the caller reflects the table again and runs again."""
 
 
-def value_kind(value: Any) -> tuple[str, bool] | None:
-    """What kind of watermark a value is: ("id", False) for an integer, ("timestamp", whether it carries a time
-    zone) for a date or time; None where it says nothing (no value, the server's text of `infinity`)."""
+def value_kind(value: Any) -> tuple[str, str] | None:
+    """What kind of watermark a value is: ("id", "integer"), or ("timestamp", its type: "date", "timestamp without
+    time zone", "timestamp with time zone"); None where it says nothing (no value, the server's text of
+    `infinity`)."""
     if value is None or isinstance(value, ServerValue):
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return "id", False
+        return "id", "integer"
     if isinstance(value, datetime):
-        return "timestamp", value.tzinfo is not None
+        return "timestamp", f"timestamp with{'' if value.tzinfo is not None else 'out'} time zone"
     if isinstance(value, date):
-        return "timestamp", False
-    return "other", False
-
-
-def _kind_text(kind: tuple[str, bool]) -> str:
-    if kind[0] != "timestamp":
-        return "integer" if kind[0] == "id" else "another type"
-    return f"timestamp with{'' if kind[1] else 'out'} time zone"
+        return "timestamp", "date"
+    return "other", "another type"
 
 
 @dataclass(frozen=True)
@@ -306,9 +301,13 @@ class IncrementalCheck:
 
     def _refuse_other_kind(self, highest: Any) -> None:
         """Raise `ColumnTypeChanged` where the table's highest value is not of the kind the reflected type says (the
-        column's type was altered since: every run failed on `datetime - int` until the process restarted)."""
+        column's type was altered since: every run failed on `datetime - int` until the process restarted), or is a
+        date where a timestamp was reflected, or the reverse."""
         kind = value_kind(highest)
-        if kind is not None and kind[0] in ("id", "timestamp") and kind[0] != self.kind:
+        if kind is None or kind[0] not in ("id", "timestamp"):
+            return
+        dated = isinstance(self.column.type, sa.Date) and not isinstance(self.column.type, sa.DateTime)
+        if kind[0] != self.kind or (kind[0] == "timestamp" and (kind[1] == "date") != dated):
             raise ColumnTypeChanged(f"{self.column.name} holds {type(highest).__name__} values, reflected as "
                                     f"{self.column.type}")
 
@@ -327,16 +326,28 @@ class IncrementalCheck:
             raise CheckDefinitionError(f"check {self.resolved.check.name!r}: incremental: {detail}",
                                        field="incremental", detail=detail)
 
+    def _reflected_kind(self) -> tuple[str, str]:
+        """`value_kind` of the values the column's type as reflected holds."""
+        kind = self.column.type
+        if self.kind == "id":
+            return "id", "integer"
+        if not isinstance(kind, sa.DateTime):
+            return "timestamp", "date"
+        return "timestamp", f"timestamp with{'' if getattr(kind, 'timezone', False) else 'out'} time zone"
+
     def _type_changed(self, watermark: Any, top: Any = None) -> str | None:
         """Why the state's watermark cannot be compared with the column's values, or None: its type was altered
         since the last run (an epoch integer made a timestamp: every run failed on `int - timedelta`; `timestamp`
-        made `timestamptz`). Without `top` (the table's highest value), by the column's kind as reflected."""
+        made `timestamptz` or `date`). Without `top` (the table's highest value), by the column's kind as
+        reflected."""
         kept = value_kind(watermark)
-        now = value_kind(top) if top is not None else (self.kind, kept[1] if kept is not None else False)
-        if kept is None or now is None or kept == now or "other" in (kept[0], now[0]):
+        if kept is None or kept[0] == "other":
+            return None
+        now = value_kind(top) if top is not None else self._reflected_kind() if kept[0] != self.kind else None
+        if now is None or now == kept or now[0] == "other":
             return None
         return (f"the type of {self.column.name} changed since the last run (its watermark {watermark} is of type "
-                f"{_kind_text(kept)}, the column's values now of type {_kind_text(now)})")
+                f"{kept[1]}, the column's values now of type {now[1]})")
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)

@@ -2024,3 +2024,29 @@ def test_an_id_watermark_handed_out_by_a_sequence_counting_down_is_refused_in_on
                                 "down (a negative INCREMENT BY): new rows lie below any watermark; watch a column "
                                 "that grows"), result.error
     assert r.oracle() == (700, 800)
+
+
+@pytest.mark.parametrize("db", ["postgresql", "mysql"], indirect=True)
+def test_a_timestamp_watermark_column_made_a_date_makes_one_full_pass_that_says_so(db, runner_for):
+    """A timestamp column made a `date` (or back) keeps the kind of its watermark; the full pass the run after it
+    made said the table was rewritten (PostgreSQL) or every row lay below the watermark (MariaDB, where nothing
+    was emptied), and a process that had reflected the timestamp read the database's clock as a date and said the
+    new rows lay in the future. The run says the type changed, and the table is reflected again."""
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               f" created_at {ts_type(db)} NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(i, i, "pc") for i in range(1, 50)], at=datetime.utcnow())
+    r = runner_for(db, incremental="created_at")
+    r.run()
+    db.execute("ALTER TABLE logins ALTER COLUMN created_at TYPE DATE" if db.dialect == "postgresql"
+               else "ALTER TABLE logins MODIFY created_at DATE NOT NULL")
+    insert(db, [(100, 1, "pc")], at=datetime.utcnow())
+    after = r.run()
+    assert after.mode == "full", after
+    (said,) = [n for n in after.notes if n.startswith("full pass")]
+    assert said.startswith("full pass: the type of created_at changed since the last run (its watermark "), said
+    assert said.endswith("is of type timestamp without time zone, the column's values now of type date)"), said
+    r.assert_matches_full_pass(after)
+    insert(db, [(101, 2, "pc"), (102, 2, "pc")], at=datetime.utcnow())
+    again = r.run()
+    assert (again.mode, again.groups, again.notes) == ("incremental", 2, ()), again
+    r.assert_matches_full_pass(again)
