@@ -4,10 +4,12 @@
 - Keys travel as one JSON document or as arrays, each counted by a correlated index lookup ("Table Functions" and
   "Scalar Subqueries" in the PostgreSQL docs), so a statement takes 50,000 keys in a few parameters.
 - The planner's estimate is `EXPLAIN (FORMAT JSON)`'s `Total Cost` of the top plan node.
-- A serial or identity column's sequence is `pg_get_serial_sequence`; `pg_sequence_last_value` is what it handed
-  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it), `pg_sequence.seqcache`
-  how many values a session takes at once and `seqincrement` the step between two: a session's cached range
-  spans `seqcache * seqincrement` ids, and every client session of the database may hold one.
+- A serial or identity column's sequence is `pg_get_serial_sequence`, else the one its default is exactly the
+  `nextval` of (pg_depend: a sequence not owned by the column, or shared by tables); `pg_sequence_last_value` is
+  what it handed out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it),
+  `pg_sequence.seqcache` how many values a session takes at once and `seqincrement` the step between two: a
+  session's cached range spans `seqcache * seqincrement` ids, and every client session of the database may hold
+  one.
 - `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
   updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
   Statistics System"), once it is idle outside a transaction: while another session has been in a transaction for
@@ -74,7 +76,15 @@ _SEQUENCE = sa.text(
     "SELECT s.seqrelid::regclass::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
     " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
     " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE'), s.seqincrement"
-    " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
+    " FROM pg_sequence s WHERE s.seqrelid = COALESCE(to_regclass(pg_get_serial_sequence(:t, :c)),"
+    # A sequence the column is not owned by (`DEFAULT nextval('ids')` without `OWNED BY`: a hand-written schema, a
+    # sequence shared by tables), where the column's default is exactly its `nextval` (pg_depend names it).
+    " (SELECT d.refobjid FROM pg_attrdef a JOIN pg_attribute c ON c.attrelid = a.adrelid AND c.attnum = a.adnum"
+    " JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = a.oid"
+    " AND d.refclassid = 'pg_class'::regclass"
+    " WHERE a.adrelid = to_regclass(:t) AND c.attname = :c"
+    " AND pg_get_expr(a.adbin, a.adrelid) = format('nextval(%L::regclass)', d.refobjid::regclass::text)"
+    " LIMIT 1))")
 # The counters `pg_stat_user_tables.n_tup_del + n_tup_upd` show, read by relation (the view reads them for every
 # table of the database before filtering: a millisecond and more per run).
 # Whether the server counts rows changed (`pg_stat_*`, `pg_stat_xact_user_tables`): off, they read 0.

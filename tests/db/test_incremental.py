@@ -2050,3 +2050,26 @@ def test_a_timestamp_watermark_column_made_a_date_makes_one_full_pass_that_says_
     again = r.run()
     assert (again.mode, again.groups, again.notes) == ("incremental", 2, ()), again
     r.assert_matches_full_pass(again)
+
+
+@pytest.mark.parametrize("name", ["logins_ids", "Login Ids"])
+def test_a_sequence_the_column_is_not_owned_by_bounds_the_watermark(pg, runner_for, name):
+    """`DEFAULT nextval('ids')` without `OWNED BY` (a hand-written schema, a sequence two tables share):
+    `pg_get_serial_sequence` names none, so nothing bounded the watermark, and one id imported far above the
+    sequence blinded every run to the duplicates after it (said only as 'nothing bounds the watermark'). The
+    sequence the column's default calls (pg_depend, where the default is exactly its nextval) bounds it."""
+    seq = pg.q(name)
+    pg.execute(f"CREATE SEQUENCE {seq}",
+               f"CREATE TABLE logins (id BIGINT DEFAULT nextval('{seq}') PRIMARY KEY, user_id INTEGER NOT NULL,"
+               " device VARCHAR(40) NULL)", f"CREATE TABLE other_ids (id BIGINT DEFAULT nextval('{seq}'))",
+               "CREATE INDEX logins_key ON logins (user_id, device)",
+               "INSERT INTO logins (user_id, device) SELECT g, 'pc' FROM generate_series(1, 100) g",
+               "INSERT INTO logins (id, user_id, device) VALUES (1000000, 5000, 'pc')")  # an import
+    r = runner_for(pg)
+    first = r.run()
+    assert [n.split(" lie ahead")[0] for n in first.notes] == ["rows in the future: 1 row(s) with id up to 1000000"]
+    pg.execute("INSERT INTO other_ids SELECT FROM generate_series(1, 50)",  # the other table takes ids too
+               "INSERT INTO logins (user_id, device) VALUES (1, 'pc'), (2, 'pc')")
+    after = r.run()
+    assert (after.mode, after.groups, after.new_groups) == ("incremental", 2, 2), after
+    r.assert_matches_full_pass(after)
