@@ -11,7 +11,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -709,12 +709,16 @@ class IncrementalCheck:
         fresh: dict[str, tuple[Any, ...]] = {}
         entries = []
         scanned = 0
+        newest = None  # the highest value of a row read for the first time
         for row in read:
             entry = self._seen_entry(row)
             entries.append(entry)
             if entry is None or entry not in before:  # a row read for the first time: its key is counted
                 scanned += 1
                 fresh.setdefault(self._identity(row, key_at), self._values(row, key_at))
+                if entry is not None and (newest is None or _sortable(row[at]) > _sortable(newest)):
+                    newest = row[at]
+        said += self._behind_notes(window, newest, state, now)
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
@@ -824,6 +828,8 @@ class IncrementalCheck:
         scanned, beyond = int(scanned), int(beyond or 0)
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
+        if late is not None and scanned:  # (PostgreSQL: every row read was committed since the last run)
+            said += self._behind_notes(window, highest_read, state, now)
         pairs = counted_keys(groups_text, int(group_count))
         if pairs is None:  # the text was cut short (MariaDB's group_concat_max_len)
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, now=now, notes=[
@@ -952,6 +958,28 @@ class IncrementalCheck:
                 if entry is not None:
                     seen.append(entry)
         return seen
+
+    def _behind_notes(self, window: Window, newest: Any, state: IncrementalState, now: float) -> list[str]:
+        """What a timestamp watermark cannot know where the newest row read for the first time lies behind the
+        database's clock by more than the time since the last run plus the overlap: its rows are not dated by that
+        clock when they commit (an application's local time in a zone behind the database's, a client's clock).
+        When the clock dating them steps back (daylight saving time ends: an hour) by more than the overlap, the
+        rows it dates then lie below the window, and wait for the full pass: said, as the database cannot tell."""
+        if self.kind != "timestamp" or not isinstance(newest, datetime) or not isinstance(window.upper, datetime) \
+                or state.last_run_at is None:
+            return []
+        try:
+            lag = window.upper - newest
+            if lag <= window.overlap + timedelta(seconds=max(now - state.last_run_at, 0.0)):
+                return []
+        except TypeError:
+            return []
+        hours = lag.total_seconds() / 3600
+        return [f"late rows: the newest {self.column.name} values read lie {hours:,.1f} h behind the database's "
+                "clock, more than the time since the last run: they are not dated by that clock when they commit "
+                "(an application's local time in another time zone, a client's clock); a row that clock dates "
+                f"further back than the overlap ({int(window.overlap.total_seconds() // 60)} min) below them, as "
+                "when it steps back at the end of daylight saving time, waits for the full pass"]
 
     def _future_notes(self, read: Sequence[Row[Any]], window: Window) -> list[str]:
         at = self._inc_at

@@ -2073,3 +2073,52 @@ def test_a_sequence_the_column_is_not_owned_by_bounds_the_watermark(pg, runner_f
     after = r.run()
     assert (after.mode, after.groups, after.new_groups) == ("incremental", 2, 2), after
     r.assert_matches_full_pass(after)
+
+
+def test_rows_dated_by_a_clock_hours_behind_the_databases_are_said_to_wait_when_it_steps_back(pg, runner_for):
+    """An application writing its session's local time (`timestamp`, a JDBC driver's JVM zone) hours behind the
+    database's clock: when that clock steps back an hour (daylight saving time ends: here the session's zone moves
+    from New York to Chicago), its rows lie below the overlap window and wait for the full pass, and no run said
+    anything (the database cannot tell). The run that reads such rows says so once (a standing `late rows` note);
+    rows dated by the database's clock make no such note; the full pass says what the polls missed."""
+    app = sa.create_engine(pg.url)
+
+    def add(table: str, zone: str, rows: range, user: int | None = None) -> None:
+        with app.begin() as conn:
+            conn.execute(sa.text(f"SET LOCAL TIME ZONE '{zone}'"))
+            for i in rows:
+                conn.execute(sa.text(f"INSERT INTO {table} VALUES (:i, :u, 'pc', LOCALTIMESTAMP)"),
+                             {"i": i, "u": i if user is None else user})
+
+    try:
+        for table, zone in (("logins_utc", "UTC"), ("logins", "America/New_York")):
+            pg.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+                       f" device VARCHAR(40) NULL, created_at TIMESTAMP NULL)",
+                       f"CREATE INDEX {table}_key ON {table} (user_id, device)",
+                       f"CREATE INDEX {table}_created ON {table} (created_at)")
+            add(table, zone, range(1, 50))
+        same = runner_for(pg, table="logins_utc", incremental="created_at")
+        same.run()
+        add("logins_utc", "UTC", range(50, 51), user=1)
+        polled = same.run()
+        assert (polled.mode, polled.groups, late_notes(polled)) == ("incremental", 1, []), polled
+        r = runner_for(pg, incremental="created_at")
+        r.run()
+        add("logins", "America/New_York", range(50, 51), user=1)
+        behind = r.run()
+        (note,) = late_notes(behind)
+        assert note.startswith("late rows: the newest created_at values read lie ") and note.endswith(
+            " h behind the database's clock, more than the time since the last run: they are not dated by that clock "
+            "when they commit (an application's local time in another time zone, a client's clock); a row that "
+            "clock dates further back than the overlap (5 min) below them, as when it steps back at the end of "
+            "daylight saving time, waits for the full pass"), note
+        assert standing(note) == "late rows"
+        r.assert_matches_full_pass(behind)
+        add("logins", "America/Chicago", range(51, 52), user=2)  # that clock stepped back an hour
+        stepped = r.run()
+        assert (stepped.mode, stepped.groups) == ("incremental", 1)  # (2, pc) waits, as the note said
+        full = r.run(full=True)
+        assert full.groups == 2 and missed_notes(full), full
+        r.assert_matches_full_pass(full)
+    finally:
+        app.dispose()
