@@ -48,6 +48,7 @@ from monitor.detect import (
 from monitor.dialects import for_backend
 from monitor.history import History, IncrementalState, TableChange, subject
 from monitor.incremental import (
+    ColumnTypeChanged,
     IncrementalCheck,
     encode_key,
     full_pass_due,
@@ -383,6 +384,21 @@ class Monitor:
 
     def _incremental_pass(self, check: CheckConfig, db: Database, key: str, loaded: IncrementalState | None,
                           full: bool) -> Pass:
+        """One run; again, with the table reflected anew, where its incremental column's values are no longer of
+        the type it was reflected with (`ColumnTypeChanged`: an `ALTER COLUMN ... TYPE` since)."""
+        try:
+            return self._incremental_pass_once(check, db, key, loaded, full)
+        except ColumnTypeChanged as exc:
+            log.info("check %s: %s; reflecting the table again", check.name, exc)
+            self.forget(check.name)
+        try:
+            return self._incremental_pass_once(check, db, key, loaded, full)
+        except ColumnTypeChanged as exc:
+            raise CheckDefinitionError(f"check {check.name!r}: incremental: {exc}", field="incremental",
+                                       detail=str(exc)) from None
+
+    def _incremental_pass_once(self, check: CheckConfig, db: Database, key: str, loaded: IncrementalState | None,
+                               full: bool) -> Pass:
         with db.read_only() as conn:
             resolved = self.resolve(check, conn)
             refuse_unreadable_watermark(conn, resolved)  # at every run: the application may start writing them

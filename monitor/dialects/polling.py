@@ -83,7 +83,8 @@ class SequencePosition:
     `last_value`: the highest value handed out (None when the role may not read it or none was handed out yet);
     `cache_size`: values a session takes at once; `sessions`: sessions that may hold such a cached range (None when
     not known); `name`: the sequence, for messages; `why_unknown`: why `last_value` is None; `increment`: the
-    step between two values handed out (its magnitude): a cached range spans `cache_size * increment` values."""
+    step between two values handed out (its magnitude): a cached range spans `cache_size * increment` values;
+    `descending`: whether it counts down (a negative increment: each value handed out lies below the last)."""
 
     name: str
     last_value: int | None
@@ -91,6 +92,7 @@ class SequencePosition:
     sessions: int | None = None
     why_unknown: str = ""
     increment: int = 1
+    descending: bool = False
 
     @property
     def cached_span(self) -> int:

@@ -4,13 +4,16 @@
 - Keys travel as one JSON document or as arrays, each counted by a correlated index lookup ("Table Functions" and
   "Scalar Subqueries" in the PostgreSQL docs), so a statement takes 50,000 keys in a few parameters.
 - The planner's estimate is `EXPLAIN (FORMAT JSON)`'s `Total Cost` of the top plan node.
-- A serial or identity column's sequence is `pg_get_serial_sequence`; `pg_sequence_last_value` is what it handed
-  out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it), `pg_sequence.seqcache`
-  how many values a session takes at once and `seqincrement` the step between two: a session's cached range
-  spans `seqcache * seqincrement` ids, and every client session of the database may hold one.
+- A serial or identity column's sequence is `pg_get_serial_sequence`, else the one its default is exactly the
+  `nextval` of (pg_depend: a sequence not owned by the column, or shared by tables); `pg_sequence_last_value` is
+  what it handed out (the value `pg_sequences.last_value` shows, NULL without USAGE or SELECT on it),
+  `pg_sequence.seqcache` how many values a session takes at once and `seqincrement` the step between two: a
+  session's cached range spans `seqcache * seqincrement` ids, and every client session of the database may hold
+  one.
 - `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
   updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
-  Statistics System").
+  Statistics System"), once it is idle outside a transaction: while another session has been in a transaction for
+  more than a second (or the role cannot see a session), the count is unknown (`_PENDING_WHERE`).
 - A run reads the xmin of its statement's snapshot (`pg_snapshot_xmin(pg_current_snapshot())`, 64 bits with the
   epoch; `txid_snapshot_xmin` before PostgreSQL 13): every row it could not see was written by a transaction with an
   id at or above it, still running or not yet begun. The next run re-reads below its watermark only the rows whose
@@ -73,13 +76,35 @@ _SEQUENCE = sa.text(
     "SELECT s.seqrelid::regclass::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')"
     " THEN pg_sequence_last_value(s.seqrelid) END, s.seqcache,"
     " has_sequence_privilege(s.seqrelid, 'SELECT,USAGE'), s.seqincrement"
-    " FROM pg_sequence s WHERE s.seqrelid = to_regclass(pg_get_serial_sequence(:t, :c))")
+    " FROM pg_sequence s WHERE s.seqrelid = COALESCE(to_regclass(pg_get_serial_sequence(:t, :c)),"
+    # A sequence the column is not owned by (`DEFAULT nextval('ids')` without `OWNED BY`: a hand-written schema, a
+    # sequence shared by tables), where the column's default is exactly its `nextval` (pg_depend names it).
+    " (SELECT d.refobjid FROM pg_attrdef a JOIN pg_attribute c ON c.attrelid = a.adrelid AND c.attnum = a.adnum"
+    " JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = a.oid"
+    " AND d.refclassid = 'pg_class'::regclass"
+    " WHERE a.adrelid = to_regclass(:t) AND c.attname = :c"
+    " AND pg_get_expr(a.adbin, a.adrelid) = format('nextval(%L::regclass)', d.refobjid::regclass::text)"
+    " LIMIT 1))")
 # The counters `pg_stat_user_tables.n_tup_del + n_tup_upd` show, read by relation (the view reads them for every
 # table of the database before filtering: a millisecond and more per run).
 # Whether the server counts rows changed (`pg_stat_*`, `pg_stat_xact_user_tables`): off, they read 0.
 TRACK_COUNTS = "current_setting('track_counts')"
+# Whether another session of the database may hold counts it has not reported: a backend reports what its committed
+# transactions changed only when it is idle, outside a transaction (at most every second, `PGSTAT_MIN_INTERVAL`), so
+# one that deleted rows and then stayed in a transaction (a batch job's next step, a session idle in transaction)
+# holds them for as long (a poll saw the count stand still for 30 s after 300 groups were dissolved, and re-counted
+# none). A transaction open for more than a second (of a client or a logical replication apply worker, dupewatch's
+# own sessions aside), or a session the role may not see, makes the count unknown: the rotation goes on.
+_PENDING_FROM = "pg_stat_get_activity(NULL) AS dupewatch_pending"
+_PENDING_WHERE = (
+    "dupewatch_pending.datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND dupewatch_pending.pid <> pg_backend_pid() AND (dupewatch_pending.query = '<insufficient privilege>'"
+    " OR (dupewatch_pending.backend_type IN ('client backend', 'logical replication worker')"
+    " AND COALESCE(dupewatch_pending.application_name, '') NOT LIKE 'dupewatch%'"
+    " AND dupewatch_pending.xact_start < clock_timestamp() - interval '1 second'))")
 _REMOVED_ROWS = sa.text(
-    f"SELECT CASE WHEN {TRACK_COUNTS} = 'on' THEN"
+    f"SELECT CASE WHEN {TRACK_COUNTS} = 'on'"
+    f" AND NOT EXISTS (SELECT 1 FROM {_PENDING_FROM} WHERE {_PENDING_WHERE}) THEN"
     " (SELECT COALESCE(sum(pg_stat_get_tuples_deleted(r.relid) + pg_stat_get_tuples_updated(r.relid)), 0)"
     " FROM (SELECT relid FROM pg_partition_tree(to_regclass(:t)) UNION SELECT to_regclass(:t)) AS r) END")
 _HAS_XMIN = sa.text("SELECT relkind IN ('r', 'p', 'm') FROM pg_class WHERE oid = to_regclass(:t)")
@@ -266,7 +291,7 @@ class PostgreSQLPolling(Polling):
         why = "" if last_value is not None else (
             f"the role has neither USAGE nor SELECT on {name}" if not readable else f"{name} has handed out no value")
         return SequencePosition(str(name), None if last_value is None else int(last_value), int(cache), sessions,
-                                why, abs(int(increment)))
+                                why, abs(int(increment)), int(increment) < 0)
 
     def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         """`_REMOVED_ROWS` as an expression (the table's name bound as a parameter)."""
@@ -274,7 +299,8 @@ class PostgreSQLPolling(Polling):
         removed = sa.func.pg_stat_get_tuples_deleted(relations.c.relid) + \
             sa.func.pg_stat_get_tuples_updated(relations.c.relid)
         counted = sa.select(sa.func.coalesce(sa.func.sum(removed), 0)).scalar_subquery()
-        return sa.case((sa.func.current_setting("track_counts") == "on", counted))
+        pending = sa.exists(sa.select(sa.literal(1)).select_from(sa.text(_PENDING_FROM)).where(sa.text(_PENDING_WHERE)))
+        return sa.case((sa.and_(sa.func.current_setting("track_counts") == "on", ~pending), counted))
 
     def storage_identity_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         """The file nodes of the table and its partitions (`pg_relation_filenode`, by relation): TRUNCATE, VACUUM

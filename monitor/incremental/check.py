@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from monitor.config import DEFAULT_RECOUNT_EVERY
 from monitor.detect import CheckDefinitionError, TableCheck, single_precision
 from monitor.dialects.expressions import CatalogEquality
 from monitor.dialects.polling import KEY_BATCH, StatementCache
+from monitor.dialects.server_value import ServerValue
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
 from monitor.incremental.window import ID_OVERLAP, Window, next_positions, window_for
@@ -32,6 +34,26 @@ RECOUNT_ROUNDS = 100  # above it, the slices (by a hash of the group) of a rotat
 RECOUNT_PERIOD = DEFAULT_RECOUNT_EVERY  # which ends within `recount_every` (300 s) however often the runs come
 JSON_BATCH = 50_000  # keys sent as one JSON document (`Dialect.changed_counts`)
 _MOVED = "the table was truncated, rewritten or repartitioned since the last run (its storage changed)"
+
+
+class ColumnTypeChanged(Exception):
+    """The incremental column holds values of another kind than its type as reflected says (an `ALTER COLUMN ...
+    TYPE` since the table was reflected): the caller reflects the table again and runs again."""
+
+
+def value_kind(value: Any) -> tuple[str, str] | None:
+    """What kind of watermark a value is: ("id", "integer"), or ("timestamp", its type: "date", "timestamp without
+    time zone", "timestamp with time zone"); None where it says nothing (no value, the server's text of
+    `infinity`)."""
+    if value is None or isinstance(value, ServerValue):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "id", "integer"
+    if isinstance(value, datetime):
+        return "timestamp", f"timestamp with{'' if value.tzinfo is not None else 'out'} time zone"
+    if isinstance(value, date):
+        return "timestamp", "date"
+    return "other", "another type"
 
 
 @dataclass(frozen=True)
@@ -274,7 +296,58 @@ class IncrementalCheck:
         identity = kept
         if storing:
             identity, self._storage_read_at = None if row[3] is None else str(row[3]), time.monotonic()
+        self._refuse_other_kind(highest)
         return highest, None if taken is None else str(taken), removed, now, following, identity, writers
+
+    def _refuse_other_kind(self, highest: Any) -> None:
+        """Raise `ColumnTypeChanged` where the table's highest value is not of the kind the reflected type says (the
+        column's type was altered since: every run failed on `datetime - int` until the process restarted), or is a
+        date where a timestamp was reflected, or the reverse."""
+        kind = value_kind(highest)
+        if kind is None or kind[0] not in ("id", "timestamp"):
+            return
+        dated = isinstance(self.column.type, sa.Date) and not isinstance(self.column.type, sa.DateTime)
+        if kind[0] != self.kind or (kind[0] == "timestamp" and (kind[1] == "date") != dated):
+            raise ColumnTypeChanged(f"{self.column.name} holds {type(highest).__name__} values, reflected as "
+                                    f"{self.column.type}")
+
+    def _refuse_mixed_zones(self, read: Sequence[Row[Any]], top: Any) -> None:
+        """Refuse, in one line, a timestamp column whose values read (and the table's highest) hold date-times with
+        a time zone offset beside ones without (SQLite keeps the text the application wrote: `...Z` or `+00:00`
+        beside plain ones): they have no order as one watermark, and every run failed on comparing them."""
+        if self.kind != "timestamp":
+            return
+        at = self._inc_at
+        zoned = {v.tzinfo is not None for v in (top, *(r[at] for r in read)) if isinstance(v, datetime)}
+        if len(zoned) > 1:
+            detail = (f"column {self.column.name!r} holds date-times with a time zone offset beside date-times "
+                      "without one, which cannot be ordered as one watermark: store one form (SQLite keeps the "
+                      "text the application wrote), or watch another column")
+            raise CheckDefinitionError(f"check {self.resolved.check.name!r}: incremental: {detail}",
+                                       field="incremental", detail=detail)
+
+    def _reflected_kind(self) -> tuple[str, str]:
+        """`value_kind` of the values the column's type as reflected holds."""
+        kind = self.column.type
+        if self.kind == "id":
+            return "id", "integer"
+        if not isinstance(kind, sa.DateTime):
+            return "timestamp", "date"
+        return "timestamp", f"timestamp with{'' if getattr(kind, 'timezone', False) else 'out'} time zone"
+
+    def _type_changed(self, watermark: Any, top: Any = None) -> str | None:
+        """Why the state's watermark cannot be compared with the column's values, or None: its type was altered
+        since the last run (an epoch integer made a timestamp: every run failed on `int - timedelta`; `timestamp`
+        made `timestamptz` or `date`). Without `top` (the table's highest value), by the column's kind as
+        reflected."""
+        kept = value_kind(watermark)
+        if kept is None or kept[0] == "other":
+            return None
+        now = value_kind(top) if top is not None else self._reflected_kind() if kept[0] != self.kind else None
+        if now is None or now == kept or now[0] == "other":
+            return None
+        return (f"the type of {self.column.name} changed since the last run (its watermark {watermark} is of type "
+                f"{kept[1]}, the column's values now of type {now[1]})")
 
     def _count_statement(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.resolved.table).where(*self.resolved.filters)
@@ -532,6 +605,7 @@ class IncrementalCheck:
         # Before the rows are counted: a row committed between the two makes the next run re-read the window.
         digest = self._take_digest(conn, start, watermark)
         read = self._read_window(conn, start)
+        self._refuse_mixed_zones(read, top)
         said += self._future_notes(read, window)
         seen = self._seen(read, start)
         found: dict[str, tuple[tuple[Any, ...], int]] = {}
@@ -591,9 +665,12 @@ class IncrementalCheck:
         if (unmatched := self.resolved.keys_not_found_by_equality(catalog_operators=True)) is not None:
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {unmatched}"], now=now, compare=False)
+        watermark = decoded(state.watermark)
+        if why := self._type_changed(watermark):  # before any bound is taken from it
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {why}"], now=now, compare=False)
         if self._folds(conn):
             return self._folded_pass(conn, state, recount_all, seen_changes, said, now)
-        watermark = decoded(state.watermark)
         stored = self._stored_digest(state.window_digest)
         digests = None  # none kept: take the next window's (the overlap the window takes on MariaDB/MySQL)
         if self.digest is not None and self.kind == "id" and self.key_indexed:
@@ -601,6 +678,9 @@ class IncrementalCheck:
         top, mark, removals, digest_now, digest_next, storage, writers = self._top(conn, filtered=False,
                                                                                   digests=digests,
                                                                                   kept=state.storage)
+        if why := self._type_changed(watermark, top):
+            return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
+                                  notes=[*said, f"full pass: {why}"], now=now, compare=False)
         window = window_for(conn, self, writers, state.positions)
         positions = self._positions(state.positions, writers, window, top)
         start = window.start(watermark, decoded(state.pending_since))
@@ -622,18 +702,23 @@ class IncrementalCheck:
                                       following if top is not None else None, mark, removals, recount_all,
                                       seen_changes, said, now, storage, positions=positions)
         read = self._read_window(conn, start, watermark, late)
+        self._refuse_mixed_zones(read, top)
         said += self._future_notes(read, window)
         at, key_at = self._inc_at, self._key_at
         before = set(state.seen)
         fresh: dict[str, tuple[Any, ...]] = {}
         entries = []
         scanned = 0
+        newest = None  # the highest value of a row read for the first time
         for row in read:
             entry = self._seen_entry(row)
             entries.append(entry)
             if entry is None or entry not in before:  # a row read for the first time: its key is counted
                 scanned += 1
                 fresh.setdefault(self._identity(row, key_at), self._values(row, key_at))
+                if entry is not None and (newest is None or _sortable(row[at]) > _sortable(newest)):
+                    newest = row[at]
+        said += self._behind_notes(window, newest, state, now)
         highest = window.bounded(max([watermark, *(r[at] for r in read)], key=_sortable, default=None))
         recount, position, left = self._to_recount(state, removals, recount_all, now)
         cheaper = self._full_pass_cheaper(conn, len(recount) + len(fresh))
@@ -707,6 +792,7 @@ class IncrementalCheck:
             "dupewatch_stored": stored[2] if compare and stored is not None else None,
             "dupewatch_next_overlap": overlap})
         top, digest_next = row[7], row[8]
+        self._refuse_other_kind(top)
         storage = state.storage
         if storing:
             storage, self._storage_read_at = None if row[9] is None else str(row[9]), time.monotonic()
@@ -742,6 +828,8 @@ class IncrementalCheck:
         scanned, beyond = int(scanned), int(beyond or 0)
         if beyond:
             said.append(self._future_note(beyond, highest_read, window))
+        if late is not None and scanned:  # (PostgreSQL: every row read was committed since the last run)
+            said += self._behind_notes(window, highest_read, state, now)
         pairs = counted_keys(groups_text, int(group_count))
         if pairs is None:  # the text was cut short (MariaDB's group_concat_max_len)
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes, now=now, notes=[
@@ -870,6 +958,28 @@ class IncrementalCheck:
                 if entry is not None:
                     seen.append(entry)
         return seen
+
+    def _behind_notes(self, window: Window, newest: Any, state: IncrementalState, now: float) -> list[str]:
+        """What a timestamp watermark cannot know where the newest row read for the first time lies behind the
+        database's clock by more than the time since the last run plus the overlap: its rows are not dated by that
+        clock when they commit (an application's local time in a zone behind the database's, a client's clock).
+        When the clock dating them steps back (daylight saving time ends: an hour) by more than the overlap, the
+        rows it dates then lie below the window, and wait for the full pass: said, as the database cannot tell."""
+        if self.kind != "timestamp" or not isinstance(newest, datetime) or not isinstance(window.upper, datetime) \
+                or state.last_run_at is None:
+            return []
+        try:
+            lag = window.upper - newest
+            if lag <= window.overlap + timedelta(seconds=max(now - state.last_run_at, 0.0)):
+                return []
+        except TypeError:
+            return []
+        hours = lag.total_seconds() / 3600
+        return [f"late rows: the newest {self.column.name} values read lie {hours:,.1f} h behind the database's "
+                "clock, more than the time since the last run: they are not dated by that clock when they commit "
+                "(an application's local time in another time zone, a client's clock); a row that clock dates "
+                f"further back than the overlap ({int(window.overlap.total_seconds() // 60)} min) below them, as "
+                "when it steps back at the end of daylight saving time, waits for the full pass"]
 
     def _future_notes(self, read: Sequence[Row[Any]], window: Window) -> list[str]:
         at = self._inc_at

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from monitor.detect import CheckDefinitionError
+
 if TYPE_CHECKING:
     from monitor.dialects.polling import SequencePosition
     from monitor.incremental.check import IncrementalCheck
@@ -198,6 +200,13 @@ def _id_window(conn: Connection, check: IncrementalCheck, writers: tuple[Any, An
                positions: str | None) -> Window:
     rules, column = check.resolved.rules, check.column
     position = rules.sequence_position(conn, check.resolved.table, column)
+    if position is not None and position.descending:
+        # Every new row lies below the watermark: the runs read none, and the sequence's position, below the
+        # watermark at every run, made one full pass after another, each saying the sequence was set back.
+        detail = (f"column {column.name!r} is handed out by {position.name}, which counts down (a negative "
+                  "INCREMENT BY): new rows lie below any watermark; watch a column that grows")
+        raise CheckDefinitionError(f"check {check.resolved.check.name!r}: incremental: {detail}",
+                                   field="incremental", detail=detail)
     if position is None:
         return Window(None, "", ID_OVERLAP, [
             f"late rows: {column.name} is not handed out by a sequence the database describes, so nothing bounds "

@@ -1900,3 +1900,225 @@ def test_the_first_seen_mark_of_a_key_kept_as_the_servers_text_follows_a_run_who
     seen = r.monitor.group_first_seen("inc", formed.key)
     assert seen is not None
     assert r.monitor.group_first_seen("inc", old.key) is None  # dissolved
+
+
+@pytest.mark.parametrize("db", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("restarted", [False, True])
+def test_a_watermark_column_whose_type_was_altered_makes_one_full_pass_that_says_so(db, runner_for, restarted):
+    """An epoch-seconds column made a timestamp (`ALTER COLUMN ... TYPE`) between two polls: the state's integer
+    watermark against the column's timestamps failed every run (`int - timedelta`, or `datetime - int` in a process
+    that had reflected the column as an integer: until it restarted, full passes included). The run that finds
+    the column's values of another type than the watermark (or than the type reflected: the table is reflected
+    again) is a full pass and says why; the runs after it are incremental again."""
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created BIGINT NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    add = "INSERT INTO logins (id, user_id, device, created) VALUES (:i, :u, 'pc', :c)"
+    db.execute(add, params=[dict(i=i, u=i, c=1_700_000_000 + i) for i in range(1, 50)])
+    r = runner_for(db, incremental="created")
+    r.run()
+    db.execute(add, params={"i": 100, "u": 1, "c": 1_700_000_100})
+    assert r.run().mode == "incremental"
+    if db.dialect == "postgresql":
+        db.execute("ALTER TABLE logins ALTER COLUMN created TYPE TIMESTAMP(6) USING to_timestamp(created) "
+                   "AT TIME ZONE 'UTC'")
+    else:
+        db.execute("ALTER TABLE logins ADD created_at DATETIME(6) NULL", "UPDATE logins SET created_at = "
+                   "FROM_UNIXTIME(created)", "ALTER TABLE logins DROP COLUMN created",
+                   "ALTER TABLE logins CHANGE created_at created DATETIME(6) NOT NULL")
+    db.execute(add, params={"i": 101, "u": 2, "c": datetime.utcnow()})
+    if restarted:
+        r.restart()
+    after = r.run()
+    assert after.mode == "full", after
+    assert [n for n in after.notes if "changed since the last run" in n] == [
+        "full pass: the type of created changed since the last run (its watermark 1700000100 is of type integer, "
+        "the column's values now of type timestamp without time zone)"], after.notes
+    r.assert_matches_full_pass(after)
+    db.execute(add, params={"i": 102, "u": 3, "c": datetime.utcnow()})
+    again = r.run()
+    assert (again.mode, again.groups) == ("incremental", 3), again
+    r.assert_matches_full_pass(again)
+
+
+def test_sqlite_text_dates_with_and_without_a_time_zone_are_refused_in_one_line(sqlite_db, runner_for):
+    """SQLite keeps the text the application wrote: a row dated `...T19:19:29Z` (or `+00:00`) among plain
+    `YYYY-MM-DD HH:MM:SS` ones is read as an aware date-time beside naive ones, and every run after it (the full
+    pass it made included) was an internal error with a traceback (`can't compare offset-naive and offset-aware
+    datetimes`). The check is refused in one line naming the column, without a row's value; other text forms
+    (`T` without a zone, no seconds) run as before, and the plain check is unaffected."""
+    db = sqlite_db
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
+               "CREATE INDEX logins_created ON logins (created_at)")
+    now = datetime.utcnow().replace(microsecond=0)
+    add = "INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, 'a', :t)"
+    db.execute(add, params=[dict(i=i, u=i, t=(now - timedelta(hours=2, seconds=-i)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+                            for i in range(1, 50)])
+    r = runner_for(db, incremental="created_at")
+    assert r.run().mode == "full"
+    for i, form in enumerate(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]):  # no time zone: read as before
+        db.execute(add, params={"i": 100 + i, "u": 1, "t": (now - timedelta(minutes=50 - 10 * i)).strftime(form)})
+        r.assert_matches_full_pass(r.run())
+    for form in ["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S+00:00"]:
+        db.execute(add, params={"i": 200, "u": 2, "t": (now - timedelta(minutes=20)).strftime(form)})
+        for _ in range(2):  # at every run while it holds them
+            result = r.monitor.run("inc")
+            assert result.status == "error", result
+            assert result.error == (
+                "check 'inc': incremental: column 'created_at' holds date-times with a time zone offset beside "
+                "date-times without one, which cannot be ordered as one watermark: store one form (SQLite keeps "
+                "the text the application wrote), or watch another column"), result.error
+        assert r.oracle() == (2, 3)  # (1, a): ids 1, 100, 101; (2, a): ids 2, 200
+        db.execute("DELETE FROM logins WHERE id = 200")
+
+
+def test_deletes_a_session_has_not_reported_yet_are_recounted_within_recount_every(pg, runner_for):
+    """PostgreSQL's count of deleted rows is what each backend reported, and a backend reports only when idle
+    outside a transaction: a session that deleted rows and went on in a transaction (here in one message, so it is
+    never idle between) holds the count for as long, and the runs, finding the count still, re-counted no known
+    group (400 groups shown where 100 were left, for as long as the transaction stayed open). While a transaction of
+    another session has been open for more than a second, the count is unknown and the rotation goes on: every
+    group is re-counted by the first run `recount_every` after."""
+    pg.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL)",
+               "CREATE INDEX logins_key ON logins (user_id, device)",
+               "INSERT INTO logins SELECT g, g % 400, 'pc' FROM generate_series(1, 2000) g")  # 400 groups of 5
+    r = runner_for(pg, recount_every="10s")
+    now = [time.time()]
+    r.monitor.clock = lambda: now[0]
+    assert r.run().groups == 400
+    engine = sa.create_engine(pg.url)
+    try:
+        with engine.connect() as writer:
+            driver = writer.connection.driver_connection
+            assert driver is not None
+            driver.autocommit = True
+            driver.execute("BEGIN; DELETE FROM logins WHERE id > 400 AND user_id < 300; COMMIT; BEGIN; SELECT 1")
+            deadline = time.monotonic() + 30
+            while not pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"
+                                " AND xact_start < clock_timestamp() - interval '1.1 second'",
+                                {"p": driver.info.backend_pid}):
+                assert time.monotonic() < deadline
+            now[0] += 11
+            after = r.run()
+            assert (after.mode, after.groups) == ("incremental", 100), after
+            r.assert_matches_full_pass(after)
+            driver.execute("COMMIT")
+    finally:
+        engine.dispose()
+
+
+def test_an_id_watermark_handed_out_by_a_sequence_counting_down_is_refused_in_one_line(pg, runner_for):
+    """An identity counting down (`INCREMENT BY -1`) hands out every new id below the watermark: the runs read the
+    whole table above it at every run (every old row said to lie "in the future", ahead of the sequence), and a
+    run after more than the overlap's inserts was a full pass saying the sequence had been set back. The check is
+    refused in one line naming the column and the sequence (the catalog's `seqincrement`); the plain check runs."""
+    pg.execute("CREATE TABLE logins (id INTEGER GENERATED BY DEFAULT AS IDENTITY (START 100000 INCREMENT BY -1"
+               " MINVALUE 1 MAXVALUE 100000) PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL)",
+               "CREATE INDEX logins_key ON logins (user_id, device)",
+               "INSERT INTO logins (user_id, device) SELECT g % 700, 'pc' FROM generate_series(1, 1500) g")
+    r = runner_for(pg)
+    for _ in range(2):
+        result = r.monitor.run("inc")
+        assert result.status == "error", result
+        assert result.error == ("check 'inc': incremental: column 'id' is handed out by logins_id_seq, which counts "
+                                "down (a negative INCREMENT BY): new rows lie below any watermark; watch a column "
+                                "that grows"), result.error
+    assert r.oracle() == (700, 800)
+
+
+@pytest.mark.parametrize("db", ["postgresql", "mysql"], indirect=True)
+def test_a_timestamp_watermark_column_made_a_date_makes_one_full_pass_that_says_so(db, runner_for):
+    """A timestamp column made a `date` (or back) keeps the kind of its watermark; the full pass the run after it
+    made said the table was rewritten (PostgreSQL) or every row lay below the watermark (MariaDB, where nothing
+    was emptied), and a process that had reflected the timestamp read the database's clock as a date and said the
+    new rows lay in the future. The run says the type changed, and the table is reflected again."""
+    db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+               f" created_at {ts_type(db)} NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    insert(db, [(i, i, "pc") for i in range(1, 50)], at=datetime.utcnow())
+    r = runner_for(db, incremental="created_at")
+    r.run()
+    db.execute("ALTER TABLE logins ALTER COLUMN created_at TYPE DATE" if db.dialect == "postgresql"
+               else "ALTER TABLE logins MODIFY created_at DATE NOT NULL")
+    insert(db, [(100, 1, "pc")], at=datetime.utcnow())
+    after = r.run()
+    assert after.mode == "full", after
+    (said,) = [n for n in after.notes if n.startswith("full pass")]
+    assert said.startswith("full pass: the type of created_at changed since the last run (its watermark "), said
+    assert said.endswith("is of type timestamp without time zone, the column's values now of type date)"), said
+    r.assert_matches_full_pass(after)
+    insert(db, [(101, 2, "pc"), (102, 2, "pc")], at=datetime.utcnow())
+    again = r.run()
+    assert (again.mode, again.groups, again.notes) == ("incremental", 2, ()), again
+    r.assert_matches_full_pass(again)
+
+
+@pytest.mark.parametrize("name", ["logins_ids", "Login Ids"])
+def test_a_sequence_the_column_is_not_owned_by_bounds_the_watermark(pg, runner_for, name):
+    """`DEFAULT nextval('ids')` without `OWNED BY` (a hand-written schema, a sequence two tables share):
+    `pg_get_serial_sequence` names none, so nothing bounded the watermark, and one id imported far above the
+    sequence blinded every run to the duplicates after it (said only as 'nothing bounds the watermark'). The
+    sequence the column's default calls (pg_depend, where the default is exactly its nextval) bounds it."""
+    seq = pg.q(name)
+    pg.execute(f"CREATE SEQUENCE {seq}",
+               f"CREATE TABLE logins (id BIGINT DEFAULT nextval('{seq}') PRIMARY KEY, user_id INTEGER NOT NULL,"
+               " device VARCHAR(40) NULL)", f"CREATE TABLE other_ids (id BIGINT DEFAULT nextval('{seq}'))",
+               "CREATE INDEX logins_key ON logins (user_id, device)",
+               "INSERT INTO logins (user_id, device) SELECT g, 'pc' FROM generate_series(1, 100) g",
+               "INSERT INTO logins (id, user_id, device) VALUES (1000000, 5000, 'pc')")  # an import
+    r = runner_for(pg)
+    first = r.run()
+    assert [n.split(" lie ahead")[0] for n in first.notes] == ["rows in the future: 1 row(s) with id up to 1000000"]
+    pg.execute("INSERT INTO other_ids SELECT FROM generate_series(1, 50)",  # the other table takes ids too
+               "INSERT INTO logins (user_id, device) VALUES (1, 'pc'), (2, 'pc')")
+    after = r.run()
+    assert (after.mode, after.groups, after.new_groups) == ("incremental", 2, 2), after
+    r.assert_matches_full_pass(after)
+
+
+def test_rows_dated_by_a_clock_hours_behind_the_databases_are_said_to_wait_when_it_steps_back(pg, runner_for):
+    """An application writing its session's local time (`timestamp`, a JDBC driver's JVM zone) hours behind the
+    database's clock: when that clock steps back an hour (daylight saving time ends: here the session's zone moves
+    from New York to Chicago), its rows lie below the overlap window and wait for the full pass, and no run said
+    anything (the database cannot tell). The run that reads such rows says so once (a standing `late rows` note);
+    rows dated by the database's clock make no such note; the full pass says what the polls missed."""
+    app = sa.create_engine(pg.url)
+
+    def add(table: str, zone: str, rows: range, user: int | None = None) -> None:
+        with app.begin() as conn:
+            conn.execute(sa.text(f"SET LOCAL TIME ZONE '{zone}'"))
+            for i in rows:
+                conn.execute(sa.text(f"INSERT INTO {table} VALUES (:i, :u, 'pc', LOCALTIMESTAMP)"),
+                             {"i": i, "u": i if user is None else user})
+
+    try:
+        for table, zone in (("logins_utc", "UTC"), ("logins", "America/New_York")):
+            pg.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+                       f" device VARCHAR(40) NULL, created_at TIMESTAMP NULL)",
+                       f"CREATE INDEX {table}_key ON {table} (user_id, device)",
+                       f"CREATE INDEX {table}_created ON {table} (created_at)")
+            add(table, zone, range(1, 50))
+        same = runner_for(pg, table="logins_utc", incremental="created_at")
+        same.run()
+        add("logins_utc", "UTC", range(50, 51), user=1)
+        polled = same.run()
+        assert (polled.mode, polled.groups, late_notes(polled)) == ("incremental", 1, []), polled
+        r = runner_for(pg, incremental="created_at")
+        r.run()
+        add("logins", "America/New_York", range(50, 51), user=1)
+        behind = r.run()
+        (note,) = late_notes(behind)
+        assert note.startswith("late rows: the newest created_at values read lie ") and note.endswith(
+            " h behind the database's clock, more than the time since the last run: they are not dated by that clock "
+            "when they commit (an application's local time in another time zone, a client's clock); a row that "
+            "clock dates further back than the overlap (5 min) below them, as when it steps back at the end of "
+            "daylight saving time, waits for the full pass"), note
+        assert standing(note) == "late rows"
+        r.assert_matches_full_pass(behind)
+        add("logins", "America/Chicago", range(51, 52), user=2)  # that clock stepped back an hour
+        stepped = r.run()
+        assert (stepped.mode, stepped.groups) == ("incremental", 1)  # (2, pc) waits, as the note said
+        full = r.run(full=True)
+        assert full.groups == 2 and missed_notes(full), full
+        r.assert_matches_full_pass(full)
+    finally:
+        app.dispose()
