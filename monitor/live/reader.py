@@ -501,6 +501,10 @@ class LiveReader:
         visibility = self._visibility
 
         def fold(change: Change) -> None:
+            if change.operation == "COMMIT":  # `COMMITTED`: the changes folded next are of later transactions
+                if visibility is not None:
+                    visibility.committed()
+                return
             self._fold(touched, change)
             if visibility is None:
                 return
@@ -512,6 +516,10 @@ class LiveReader:
                 self._fold(again, change)
 
         done = self.stream.read(fold)
+        if visibility is not None:  # rows a change of their own transaction left unasked: counted again later
+            for check, named in visibility.take_again().items():
+                if check in self.groups:
+                    merge(again, check, named)
         xids = {t.xid for t in done if t.xid is not None}
         waiting = self.stream.unsettled(xids) if xids else set()  # asked before counting: counted after, it is seen
         read = {check: _copy(named) for check, named in touched.items()} if waiting else again

@@ -13,10 +13,16 @@ is as the change left it: present (an INSERT), present with the values an UPDATE
 watched columns, gone (a DELETE). A row that is not stays **pending**, and its keys are re-counted by the read
 that finds it visible (`settle`). Asked in the snapshot the re-count reads: a row seen is counted.
 
-A later change of a pending row in the stream settles it (its keys are re-counted with that read): InnoDB holds a
-changed row's lock until the engine commit, so a later transaction could change the row only once the earlier one
-was visible; the later change is then remembered in its place. (A row the probe cannot find for another reason,
-such as a foreign key's cascade, which the binary log does not name, waits like one not visible.)
+A later change of a remembered row in the stream by **another** transaction (a commit was read between the two:
+`committed`, the stream's `COMMITTED`) settles it (its keys are re-counted with that read): InnoDB holds a changed
+row's lock until the engine commit, so a later transaction could change the row only once the earlier one was
+visible; the later change is then remembered in its place. A later change by the **same** transaction (a read may
+end within a transaction: the decoder hands its rows out before its commit is read) says nothing of its
+visibility: the row's keys are carried with the later change's row, asked about as it left the row, and counted
+once it is visible; where that change is not asked about (past the cap), they are counted again a fixed time later
+(`take_again`), never only at once. An UPDATE leaving the identity and watched columns as they were leaves a
+remembered row as it is. (A row the probe cannot find for another reason, such as a foreign key's cascade, which
+the binary log does not name, waits like one not visible.)
 
 A row still pending `VISIBLE_SECONDS` after it was read is **late**: reported as a gap (metric, log line naming
 its table, a poll of the database's checks; one gap per `VISIBLE_SECONDS` at most, naming every table and row
@@ -65,6 +71,9 @@ class _Row:
     keys: dict[str, Named] = field(default_factory=dict)  # check -> keys
     since: float = 0.0  # monotonic, when it was read
     late: bool = False  # reported as a gap
+    # The commits read before it (`RowVisibility.committed`): a later change of the row after another commit is
+    # another transaction's
+    transaction: int = 0
 
 
 def identity_columns(table: sa.Table) -> tuple[str, ...] | None:
@@ -89,6 +98,8 @@ class RowVisibility:
         self.pending: dict[Identity, _Row] = {}  # oldest first
         self._read: dict[Identity, _Row] = {}  # the rows of the read being folded
         self._settled: dict[str, Named] = {}  # keys of pending rows a change of this read settled
+        self.again: dict[str, Named] = {}  # keys of rows left unasked, to count again later (`take_again`)
+        self._transaction = 0  # commits read (`committed`)
         self._untracked: dict[Table, int] = {}  # rows of this read not remembered (past `PENDING_ROWS`), by table
         self.late: list[tuple[Table, int]] = []  # (table, rows) that the last `settle` reports as a gap
         self._late: dict[Table, int] = {}  # rows found late, or not remembered while some were not visible
@@ -109,46 +120,61 @@ class RowVisibility:
         self.tables[name] = Identified(table, columns)
         return columns
 
+    def committed(self) -> None:
+        """The stream read a commit: the changes folded from now on are of later transactions (`COMMITTED`)."""
+        self._transaction += 1
+
     def fold(self, change: Change, checks: Iterable[tuple[str, Callable[[Named, Change], None]]]) -> bool:
         """Remember `change`'s row with the keys each check (name, its fold) names of it: True when its
         visibility will be asked (its keys are re-counted once it is visible); False for a change of a table
         without an identity, an UPDATE that left the identity and the watched columns as they were, or a row
-        past `PENDING_ROWS`: the caller counts it again later (`recount_again`). A pending row it changes is
-        settled (see the module's docstring)."""
+        past `PENDING_ROWS`: the caller counts it again later (`recount_again`). A remembered row it changes is
+        settled by it, or carried with it (see the module's docstring)."""
         name = (change.schema, change.table)
         identified = self.tables.get(name)
         if identified is None or change.operation not in ("INSERT", "UPDATE", "DELETE"):
             return False
+        if change.operation == "UPDATE" and change.old == change.new:
+            return False  # the row is as an earlier change left it: a remembered one is still asked about as it was
         old = _identity(change.old, identified.columns)
         new = _identity(change.new, identified.columns)
-        earlier: list[_Row] = []
+        carried: list[_Row] = []  # earlier changes of the row by this change's transaction (or not known another's)
         for identity in dict.fromkeys(i for i in (old, new) if i is not None):
-            if (settled := self.pending.pop((name, identity), None)) is not None:
-                for check, named in settled.keys.items():
-                    merge(self._settled, check, named)
-            if (row := self._read.pop((name, identity), None)) is not None:
-                earlier.append(row)  # changed twice in one read: the last change says what to ask
+            for rows in (self.pending, self._read):
+                if (row := rows.pop((name, identity), None)) is None:
+                    continue
+                if row.transaction < self._transaction:  # another transaction's, visible: it held the row's lock
+                    for check, named in row.keys.items():
+                        merge(self._settled, check, named)
+                else:  # this transaction's: visible with this change, not before
+                    carried.append(row)
         target = new if change.operation != "DELETE" else old
-        unchanged = change.operation == "UPDATE" and change.old == change.new
-        if target is None or unchanged or len(self.pending) + len(self._read) >= PENDING_ROWS:
-            for row in earlier:  # not asked about: counted again later, with this change
+        if target is None or len(self.pending) + len(self._read) >= PENDING_ROWS:
+            for row in carried:  # not asked about: counted again later, with this change, never only now
                 for check, named in row.keys.items():
-                    merge(self._settled, check, named)
-            if target is not None and not unchanged:
+                    merge(self.again, check, named)
+            if target is not None:
                 self._untracked[name] = self._untracked.get(name, 0) + 1
             return False
         values = dict(zip(identified.columns, target, strict=True))
         if change.operation == "UPDATE" and change.new is not None:
             values = {**change.new, **values}
-        row = _Row(change.operation, values, since=self.clock())
-        for earlier_row in earlier:
-            for check, named in earlier_row.keys.items():
+        row = _Row(change.operation, values, since=self.clock(), transaction=self._transaction)
+        for earlier in carried:
+            for check, named in earlier.keys.items():
                 merge(row.keys, check, named)
-            row.since = min(row.since, earlier_row.since)
+            row.since = min(row.since, earlier.since)
+            row.late = row.late or earlier.late
         for check, fold in checks:
             fold(row.keys.setdefault(check, Named()), change)
         self._read[(name, target)] = row
         return True
+
+    def take_again(self) -> dict[str, Named]:
+        """The keys of remembered rows a change of their own transaction left unasked (`fold`): the caller counts
+        them again later (`recount_again`), as it does that change's."""
+        again, self.again = self.again, {}
+        return again
 
     def settle(self, conn: Connection) -> dict[str, Named]:
         """Ask which remembered rows are visible now (in `conn`'s snapshot, a new one: the re-counts that follow
@@ -188,7 +214,8 @@ class RowVisibility:
         for identity, row in other.pending.items():
             kept = {check: named for check, named in row.keys.items() if check in checks}
             if kept and identity not in self.pending and len(self.pending) < PENDING_ROWS:
-                self.pending[identity] = _Row(row.operation, row.values, kept, row.since, row.late)
+                self.pending[identity] = _Row(row.operation, row.values, kept, row.since, row.late,
+                                              self._transaction)  # a change of it read next may be its transaction's
 
     def _not_visible(self, conn: Connection, rows: dict[Identity, _Row]) -> set[Identity]:
         """Of `rows`, those a new snapshot does not see as their last change left them."""

@@ -31,16 +31,18 @@ from pgcluster import Cluster, started_cluster
 
 from dbtest import TestDatabase, write_config
 from monitor.config import config_from_dict
+from monitor.dialects import for_backend
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live import visibility as visibility_module
-from monitor.live.groups import KEYS_PER_READ
+from monitor.live.changes import Change
+from monitor.live.groups import KEYS_PER_READ, Named
 from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
-from monitor.live.visibility import VISIBLE_SECONDS
+from monitor.live.visibility import VISIBLE_SECONDS, RowVisibility
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -1426,6 +1428,87 @@ def test_mariadb_a_pending_row_a_later_change_in_the_stream_deletes_or_moves_is_
         await_reads(reader, reads)
         assert reader.groups["signups"].figures == (0, 0)
     assert recorded.gaps == []
+
+
+def key_fold(column: str) -> Callable[[Named, Change], None]:
+    """A check's fold of a change (as `LiveGroups.fold`, no `where`): the key a row has, the one it had; an UPDATE
+    leaving the key as it was names none."""
+    def fold(named: Named, change: Change) -> None:
+        old, new = (change.old or {}).get(column), (change.new or {}).get(column)
+        if change.operation == "UPDATE" and old == new:
+            return
+        if new is not None:
+            named.present.add((new,))
+        if old is not None:
+            named.left.add((old,))
+    return fold
+
+
+@contextmanager
+def two_key_table(mariadb: MariaDBServer) -> Iterator[tuple[sa.Engine, str, RowVisibility]]:
+    """A table of two checks' keys (email, phone) holding one row of email a@x, its rows asked about by a
+    `RowVisibility` on a clock the test moves (`clock`: `visibility.clock = ...`)."""
+    engine = sa.create_engine(mariadb.url)
+    name = f"users_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {name} (id int PRIMARY KEY, email varchar(50), phone varchar(50), INDEX (email),"
+                    " INDEX (phone))")
+    try:
+        execute(engine, f"INSERT INTO {name} VALUES (1, 'a@x', 'p1')")
+        visibility = RowVisibility(for_backend("mysql"))
+        visibility.identify((str(engine.url.database), name), sa.Table(name, sa.MetaData(), autoload_with=engine))
+        yield engine, name, visibility
+    finally:
+        execute(engine, f"DROP TABLE {name}")
+        engine.dispose()
+
+
+def test_mariadb_a_pending_row_a_later_change_of_its_own_transaction_changes_is_counted_once_visible(
+        mariadb: MariaDBServer) -> None:
+    """A read may end within a transaction (the decoder hands its rows out before its commit is read): its INSERT
+    is pending (not visible), and the next read holds its UPDATE of the same row, of another check's key only.
+    Taken as a later transaction's change, it settled the row: email a@x was counted while the transaction was not
+    visible (one row), and never again (the UPDATE names no email): a new duplicate missed, without a gap. A
+    change of its own transaction carries the row's keys, counted once it is visible."""
+    with two_key_table(mariadb) as (engine, table, visibility):
+        schema = str(engine.url.database)
+        checks = [("email", key_fold("email")), ("phone", key_fold("phone"))]
+        counted: list[int] = []  # the rows of a@x, counted by each settle that hands its key back
+
+        def read(*changes: Change) -> None:
+            for change in changes:
+                visibility.fold(change, checks)
+            with engine.connect() as conn, conn.begin():
+                keys = visibility.settle(conn)
+                if ("a@x",) in keys.get("email", Named()).present:
+                    counted.append(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE email = 'a@x'")
+                                                ).scalar_one())
+
+        with engine.connect() as app:
+            app.execute(sa.text(f"INSERT INTO {table} VALUES (5, 'a@x', 'p5')"))
+            app.execute(sa.text(f"UPDATE {table} SET phone = 'p6' WHERE id = 5"))
+            read(Change(schema, table, "INSERT", new={"id": 5, "email": "a@x", "phone": "p5"}))
+            read(Change(schema, table, "UPDATE", new={"id": 5, "email": "a@x", "phone": "p6"},
+                        old={"id": 5, "email": "a@x", "phone": "p5"}))
+            assert counted == []  # not visible: not counted
+            app.commit()
+        visibility.committed()  # its commit read
+        read()
+        assert counted == [2] and not visibility.pending
+
+
+def test_mariadb_the_binary_log_stream_tells_the_rows_visibility_each_commit_it_reads(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """What tells a later change of a row by the same transaction from one by another (`RowVisibility.committed`):
+    the stream hands `COMMITTED` to the reader's fold after each commit it reads."""
+    engine, table = mariadb_table
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, _reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        await_true(lambda: visibility._transaction >= 1, "the first commit read")
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('b@example.com')")
+        await_true(lambda: visibility._transaction >= 2, "the second commit read")
+        assert recorded.gaps == []
 
 
 def test_mariadb_rows_past_the_cap_of_rows_remembered_while_some_are_not_visible_are_a_gap(
