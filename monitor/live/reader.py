@@ -64,7 +64,7 @@ from monitor.engine import CheckError, Monitor
 from monitor.live.cascades import FULL, NOTHING, Effect, ancestors
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction, overflowed
 from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named, merge
-from monitor.live.visibility import VISIBLE_SECONDS, RowVisibility
+from monitor.live.visibility import GIVE_UP_SECONDS, VISIBLE_SECONDS, RowVisibility
 
 log = logging.getLogger("dupewatch.live")
 
@@ -509,6 +509,8 @@ class LiveReader:
             if visibility is None:
                 return
             table = (change.schema, change.table)
+            for released in self._unnamed_rows(change):  # rows it may have changed unnamed: no longer asked about
+                visibility.release(released)
             checks = [(check, self.groups[check].fold) for check in self._tables.get(table, ())]
             if visibility.fold(change, checks):
                 self._fold_cascades(again, change)
@@ -516,7 +518,9 @@ class LiveReader:
                 self._fold(again, change)
 
         done = self.stream.read(fold)
-        if visibility is not None:  # rows a change of their own transaction left unasked: counted again later
+        if visibility is not None:  # rows left unasked (see `RowVisibility.release`, `take_again`): counted later
+            if any(t.unseen for t in done):  # a TRUNCATE (or DDL) of any table: its rows are not named
+                visibility.release(None)
             for check, named in visibility.take_again().items():
                 if check in self.groups:
                     merge(again, check, named)
@@ -568,13 +572,23 @@ class LiveReader:
                 self._again_due, self._again = (now + self._again_every, self._again), {}
         return settled
 
+    def _unnamed_rows(self, change: Change) -> list[tuple[str, str]]:
+        """The checks' tables whose rows `change` may change without the stream naming them: its own where the
+        stream dropped its changes (`overflowed`), those its foreign keys' actions reach (`cascades`)."""
+        table = (change.schema, change.table)
+        if change.operation == "OVERFLOW":
+            return [table]
+        reached = {check for check, effect in self._cascades.get(table, {}).items() if effect.of(change) != NOTHING}
+        return [name for name, checks in self._tables.items() if reached.intersection(checks)] if reached else []
+
     def _report_late(self, late: list[tuple[tuple[str, str], int]]) -> None:
         """Rows logged and not visible after `VISIBLE_SECONDS`, or not remembered (`RowVisibility.settle`): a gap,
         reported like any other; the stream is still followed (their keys are counted if they become visible)."""
         tables = ", ".join(f"{schema}.{table} ({rows} row{'s' if rows != 1 else ''})" for (schema, table), rows in late)
         self.sink.live_gap(self.database, f"database {self.database}: live stream: rows logged in the binary log "
                            f"are not visible after {VISIBLE_SECONDS:g} s, or too many were waiting to be: {tables}; "
-                           "left to the poll (each is counted too if it becomes visible)")
+                           f"left to the poll (each is counted too if it becomes visible within {GIVE_UP_SECONDS:g} "
+                           "s)")
         self.sink.live_following(self.database, True)
 
     def _fold(self, touched: dict[str, Named], change: Change) -> None:

@@ -26,7 +26,13 @@ the binary log does not name, waits like one not visible.)
 
 A row still pending `VISIBLE_SECONDS` after it was read is **late**: reported as a gap (metric, log line naming
 its table, a poll of the database's checks; one gap per `VISIBLE_SECONDS` at most, naming every table and row
-count found since), and still asked about, so that it is counted once visible. Memory is bounded: at most
+count found since), and still asked about, so that it is counted once visible, until `GIVE_UP_SECONDS` after it
+was read: then it is let go, its keys counted again a fixed time later and left to the poll (a row a change the
+log does not name left otherwise, such as a case-insensitive key deleted and inserted in another spelling, is
+never as its change left it: asked about for ever, such rows piled up to the cap). A change that may have changed
+a table's rows without naming them (a foreign key's action, the table's changes dropped: `overflowed`, a TRUNCATE:
+`release`) lets go of that table's remembered rows at once, their keys counted then (where a later transaction's)
+and again a fixed time later. Memory is bounded: at most
 `PENDING_ROWS` rows are remembered; rows past the cap read while some were not visible are a gap too. The
 changes of tables without an identity, of a view, the UPDATEs of other columns (a check's `where`) and the rows
 past the cap are counted once more a fixed time later instead (`ChangeStream.recount_again`), as before.
@@ -50,6 +56,7 @@ from monitor.live.groups import Named, merge
 Table = tuple[str, str]  # as the stream names it
 Identity = tuple[Table, tuple[Any, ...]]
 VISIBLE_SECONDS = 30.0  # a row not visible this long after it was read is a gap (and still counted once visible)
+GIVE_UP_SECONDS = 2 * VISIBLE_SECONDS  # a row not as its change left it this long after it was read is let go
 PENDING_ROWS = 10_000  # rows remembered (pending, and of the read being folded)
 PROBE_CHUNK = 256  # rows asked about by one statement
 
@@ -170,6 +177,23 @@ class RowVisibility:
         self._read[(name, target)] = row
         return True
 
+    def release(self, table: Table | None) -> None:
+        """A change the stream does not name row by row may have changed `table`'s remembered rows (all tables'
+        for None): a foreign key's action, a table's changes dropped (`overflowed`), a TRUNCATE. Those rows may
+        never read as their change left them: they are let go, their keys counted at once where a later
+        transaction's change could only follow their transaction's commit, and again later (`take_again`) in any
+        case (a row that change did not touch may not be visible yet)."""
+        for rows in (self.pending, self._read):
+            for identity in [i for i in rows if table is None or i[0] == table]:
+                row = rows.pop(identity)
+                self._let_go(row, settled=row.transaction < self._transaction)
+
+    def _let_go(self, row: _Row, *, settled: bool) -> None:
+        for check, named in row.keys.items():
+            merge(self.again, check, named)
+            if settled:
+                merge(self._settled, check, named)
+
     def take_again(self) -> dict[str, Named]:
         """The keys of remembered rows a change of their own transaction left unasked (`fold`): the caller counts
         them again later (`recount_again`), as it does that change's."""
@@ -203,6 +227,11 @@ class RowVisibility:
             if not row.late and now - row.since >= VISIBLE_SECONDS:
                 row.late = True
                 late[identity[0]] = late.get(identity[0], 0) + 1
+        # Let go (reported late already): a row an unlogged change left otherwise (a foreign key's action, a
+        # TRUNCATE, a case-insensitive key spelled anew) is never as its change left it, and rows asked about at
+        # every read for ever piled up to the cap (each read asking them all, new rows no longer remembered).
+        for identity in [i for i, row in self.pending.items() if now - row.since >= GIVE_UP_SECONDS]:
+            self._let_go(self.pending.pop(identity), settled=False)
         # One gap per `VISIBLE_SECONDS` at most, with every row found since: a replica that stops answering holds
         # every commit, and a gap per read would poll every check of the database as often.
         if late and now - self._reported >= VISIBLE_SECONDS:

@@ -42,7 +42,7 @@ from monitor.live.changes import Change
 from monitor.live.groups import KEYS_PER_READ, Named
 from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
-from monitor.live.visibility import VISIBLE_SECONDS, RowVisibility
+from monitor.live.visibility import GIVE_UP_SECONDS, VISIBLE_SECONDS, RowVisibility
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -1509,6 +1509,83 @@ def test_mariadb_the_binary_log_stream_tells_the_rows_visibility_each_commit_it_
         execute(engine, f"INSERT INTO {table} (email) VALUES ('b@example.com')")
         await_true(lambda: visibility._transaction >= 2, "the second commit read")
         assert recorded.gaps == []
+
+
+def test_mariadb_a_pending_row_never_as_its_change_left_it_is_let_go_after_the_second_bound(
+        mariadb: MariaDBServer) -> None:
+    """A row a change the binary log does not name left otherwise (a case-insensitive key deleted and inserted in
+    another spelling, a foreign key's action) never reads as its change left it: asked about at every read for
+    ever, such rows piled up to the cap (each read asking all of them, new rows no longer remembered), a gap every
+    `VISIBLE_SECONDS`. Reported late once, it is let go at `GIVE_UP_SECONDS`, its keys counted again later."""
+    with two_key_table(mariadb) as (engine, table, visibility):
+        now = [0.0]
+        visibility.clock = lambda: now[0]
+        visibility.fold(Change(str(engine.url.database), table, "INSERT", new={"id": 9, "email": "a@x", "phone": "p9"}),
+                        [("email", key_fold("email"))])  # no such row: never as the change left it
+        late = []
+        for seconds in (0.0, VISIBLE_SECONDS, GIVE_UP_SECONDS, GIVE_UP_SECONDS + VISIBLE_SECONDS):
+            now[0] = seconds
+            with engine.connect() as conn, conn.begin():
+                visibility.settle(conn)
+            late.append(visibility.late)
+        assert late == [[], [((str(engine.url.database), table), 1)], [], []]
+        assert not visibility.pending and visibility.take_again()["email"].present == {("a@x",)}
+
+
+def test_mariadb_a_pending_row_a_foreign_keys_cascade_deletes_is_let_go_without_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """InnoDB's cascades are not in the binary log: a row inserted and deleted by its parent's `ON DELETE CASCADE`
+    (here in one transaction) never reads as its INSERT left it; it stayed pending, asked about at every read, and
+    was a false gap after `VISIBLE_SECONDS`. The parent's change lets go of the child table's remembered rows."""
+    engine, table = mariadb_table
+    parent = f"parent_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {parent} (id int PRIMARY KEY)")
+    execute(engine, f"INSERT INTO {parent} VALUES (1)")
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN pid int, ADD FOREIGN KEY (pid) REFERENCES {parent} (id) "
+                    "ON DELETE CASCADE")
+    try:
+        with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
+            visibility = reader._visibility
+            assert visibility is not None
+            with engine.connect() as conn, conn.begin():
+                conn.execute(sa.text(f"INSERT INTO {table} (email, pid) VALUES ('a@example.com', 1)"))
+                conn.execute(sa.text(f"DELETE FROM {parent} WHERE id = 1"))
+            await_true(lambda: recorded.events >= 2, "the insert and the parent's delete read")
+            await_reads(reader, reads)
+            assert visibility.pending == {}
+            now[0] += GIVE_UP_SECONDS
+            await_reads(reader, reads)
+            assert reader.groups["signups"].figures == (0, 0)
+        assert recorded.gaps == []
+    finally:
+        execute(engine, f"DELETE FROM {table}")
+        execute(engine, f"ALTER TABLE {table} DROP FOREIGN KEY {table}_ibfk_1")
+        execute(engine, f"DROP TABLE {parent}")
+
+
+def test_mariadb_a_pending_row_a_truncate_removes_is_let_go_without_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """A TRUNCATE is logged as a statement naming no rows: a pending row (here its visibility hidden from the
+    question until the TRUNCATE is read) it removed never reads as its INSERT left it, and was a false gap."""
+    engine, table = mariadb_table
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        seen, hidden = visibility._seen, [True]
+
+        def seen_unless_hidden(conn: Any, identified: Any, rows: Any) -> Any:
+            return [False] * len(rows) if hidden[0] else seen(conn, identified, rows)
+
+        visibility._seen = seen_unless_hidden  # type: ignore[method-assign]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        await_true(lambda: len(visibility.pending) == 1, "the insert pending")
+        execute(engine, f"TRUNCATE TABLE {table}")
+        await_true(lambda: not visibility.pending, "the pending row let go")
+        hidden[0] = False
+        now[0] += GIVE_UP_SECONDS
+        await_reads(reader, reads)
+        assert reader.groups["signups"].figures == (0, 0)
+    assert recorded.gaps == []
 
 
 def test_mariadb_rows_past_the_cap_of_rows_remembered_while_some_are_not_visible_are_a_gap(
