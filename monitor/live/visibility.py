@@ -239,12 +239,20 @@ class RowVisibility:
         return keys
 
     def keep(self, other: RowVisibility, checks: set[str]) -> None:
-        """Take over `other`'s pending rows (a reader handing over), with the keys of `checks`."""
+        """Take over `other`'s pending rows (a reader handing over), with the keys of `checks`, its keys to count
+        again later, and the gap it had not reported yet (rows found late within `VISIBLE_SECONDS` of its last
+        report: held for the next one, which is now this one's) with when it last reported one."""
         for identity, row in other.pending.items():
             kept = {check: named for check, named in row.keys.items() if check in checks}
             if kept and identity not in self.pending and len(self.pending) < PENDING_ROWS:
                 self.pending[identity] = _Row(row.operation, row.values, kept, row.since, row.late,
                                               self._transaction)  # a change of it read next may be its transaction's
+        for check, named in other.again.items():
+            if check in checks:
+                merge(self.again, check, named)
+        for name, rows in other._late.items():
+            self._late[name] = self._late.get(name, 0) + rows
+        self._reported = max(self._reported, other._reported)
 
     def _not_visible(self, conn: Connection, rows: dict[Identity, _Row]) -> set[Identity]:
         """Of `rows`, those a new snapshot does not see as their last change left them."""

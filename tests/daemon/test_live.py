@@ -1588,6 +1588,35 @@ def test_mariadb_a_pending_row_a_truncate_removes_is_let_go_without_a_gap(
     assert recorded.gaps == []
 
 
+def test_mariadb_rows_found_late_before_a_reload_are_reported_by_the_next_reader_once_its_time_comes(
+        mariadb: MariaDBServer) -> None:
+    """Rows found late within `VISIBLE_SECONDS` of the last gap report are held for the next one; a reload's
+    reader took the pending rows (already late) but not that report, nor when the last was made: the gap was never
+    reported. It is, by the new reader, no sooner than `VISIBLE_SECONDS` after the previous reader's last."""
+    with two_key_table(mariadb) as (engine, table, before):
+        schema, now = str(engine.url.database), [0.0]
+        before.clock = lambda: now[0]
+        checks = [("email", key_fold("email"))]
+
+        def settle(visibility: RowVisibility, seconds: float, *changes: Change) -> list[Any]:
+            now[0] = seconds
+            for change in changes:
+                visibility.fold(change, checks)
+            with engine.connect() as conn, conn.begin():
+                visibility.settle(conn)
+            return visibility.late
+
+        never = [Change(schema, table, "INSERT", new={"id": i, "email": "b@x", "phone": "p"}) for i in (8, 9)]
+        assert settle(before, 0.0, never[0]) == [] and settle(before, 10.0, never[1]) == []
+        assert settle(before, VISIBLE_SECONDS + 1) == [((schema, table), 1)]  # the first row; the second not yet
+        assert settle(before, VISIBLE_SECONDS + 11) == []  # the second late: held for the next report
+        after = RowVisibility(before.rules, clock=lambda: now[0])
+        after.identify((schema, table), before.tables[schema, table].table)
+        after.keep(before, {"email"})  # a reload
+        assert settle(after, VISIBLE_SECONDS + 20) == []  # not two gaps within VISIBLE_SECONDS
+        assert settle(after, 2 * VISIBLE_SECONDS + 1) == [((schema, table), 1)]
+
+
 def test_mariadb_rows_past_the_cap_of_rows_remembered_while_some_are_not_visible_are_a_gap(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
