@@ -18,7 +18,8 @@ A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
 
 **Across restarts.** Once the changes of a read are counted, the stream's position is saved in the state store
 (at most every `SAVE_SECONDS`, and when the reader stops; a position is saved only after what precedes it was
-counted, so a crash re-reads, never skips: at least once). A reader started later opens the stream from the
+counted, so a crash re-reads, never skips: at least once; while rows of the binary log are not visible yet, the
+position before the oldest one's transaction: `RowVisibility.resume`). A reader started later opens the stream from the
 position saved for its database: MariaDB/MySQL reads what committed while the daemon was down; where the server
 cannot resume from it (a PostgreSQL temporary slot dies with its session; a purged binary log) that is a gap,
 reported like any other (metric, log line, a poll of the database's checks) after every check was counted in
@@ -367,8 +368,11 @@ class LiveReader:
 
     def _save_position(self, *, force: bool = False) -> None:
         """Save the stream's position (its changes are counted) unless it is saved already, or was less than
-        `SAVE_SECONDS` ago (`force`: now)."""
+        `SAVE_SECONDS` ago (`force`: now). While rows are pending (`RowVisibility.resume`), the position before the
+        oldest one's transaction: a reader started later reads it again, and counts its rows once visible."""
         state, position = self.monitor.state, self.stream.position
+        if self._visibility is not None and (pending := self._visibility.resume()) is not None:
+            position = pending
         last, when = self._saved
         now = time.monotonic()
         if state is None or position is None or position == last or (not force and now - when < SAVE_SECONDS):
@@ -512,7 +516,7 @@ class LiveReader:
             for released in self._unnamed_rows(change):  # rows it may have changed unnamed: no longer asked about
                 visibility.release(released)
             checks = [(check, self.groups[check].fold) for check in self._tables.get(table, ())]
-            if visibility.fold(change, checks):
+            if visibility.fold(change, checks, self.stream.position):
                 self._fold_cascades(again, change)
             else:
                 self._fold(again, change)

@@ -81,6 +81,10 @@ class _Row:
     # The commits read before it (`RowVisibility.committed`): a later change of the row after another commit is
     # another transaction's
     transaction: int = 0
+    # Where the stream reads its transaction again from (its `position` when the change was read), and the order
+    # of its first change among the rows remembered: a restart resumes from the oldest pending row's (`resume`)
+    resume: str | None = None
+    order: int = 0
 
 
 def identity_columns(table: sa.Table) -> tuple[str, ...] | None:
@@ -107,6 +111,7 @@ class RowVisibility:
         self._settled: dict[str, Named] = {}  # keys of pending rows a change of this read settled
         self.again: dict[str, Named] = {}  # keys of rows left unasked, to count again later (`take_again`)
         self._transaction = 0  # commits read (`committed`)
+        self._order = 0  # changes remembered (`_Row.order`)
         self._untracked: dict[Table, int] = {}  # rows of this read not remembered (past `PENDING_ROWS`), by table
         self.late: list[tuple[Table, int]] = []  # (table, rows) that the last `settle` reports as a gap
         self._late: dict[Table, int] = {}  # rows found late, or not remembered while some were not visible
@@ -131,8 +136,10 @@ class RowVisibility:
         """The stream read a commit: the changes folded from now on are of later transactions (`COMMITTED`)."""
         self._transaction += 1
 
-    def fold(self, change: Change, checks: Iterable[tuple[str, Callable[[Named, Change], None]]]) -> bool:
-        """Remember `change`'s row with the keys each check (name, its fold) names of it: True when its
+    def fold(self, change: Change, checks: Iterable[tuple[str, Callable[[Named, Change], None]]],
+             resume: str | None = None) -> bool:
+        """Remember `change`'s row with the keys each check (name, its fold) names of it (`resume`: the stream's
+        position from which its transaction is read again, for `resume`): True when its
         visibility will be asked (its keys are re-counted once it is visible); False for a change of a table
         without an identity, an UPDATE that left the identity and the watched columns as they were, or a row
         past `PENDING_ROWS`: the caller counts it again later (`recount_again`). A remembered row it changes is
@@ -166,12 +173,16 @@ class RowVisibility:
         values = dict(zip(identified.columns, target, strict=True))
         if change.operation == "UPDATE" and change.new is not None:
             values = {**change.new, **values}
-        row = _Row(change.operation, values, since=self.clock(), transaction=self._transaction)
+        self._order += 1
+        row = _Row(change.operation, values, since=self.clock(), transaction=self._transaction, resume=resume,
+                   order=self._order)
         for earlier in carried:
             for check, named in earlier.keys.items():
                 merge(row.keys, check, named)
             row.since = min(row.since, earlier.since)
             row.late = row.late or earlier.late
+            if earlier.order < row.order:  # its transaction began earlier: read again from there
+                row.order, row.resume = earlier.order, earlier.resume
         for check, fold in checks:
             fold(row.keys.setdefault(check, Named()), change)
         self._read[(name, target)] = row
@@ -193,6 +204,14 @@ class RowVisibility:
             merge(self.again, check, named)
             if settled:
                 merge(self._settled, check, named)
+
+    def resume(self) -> str | None:
+        """Where a stream opened later (a restarted daemon) must read from so that the pending rows' transactions
+        are read again and asked about once visible: the position before the oldest one's, or None (none pending).
+        A daemon stopped while a commit is held was started again from past it, counted the table before the rows
+        were visible, and never counted them."""
+        oldest = min(self.pending.values(), key=lambda row: row.order, default=None)
+        return oldest.resume if oldest is not None else None
 
     def take_again(self) -> dict[str, Named]:
         """The keys of remembered rows a change of their own transaction left unasked (`fold`): the caller counts
@@ -242,11 +261,13 @@ class RowVisibility:
         """Take over `other`'s pending rows (a reader handing over), with the keys of `checks`, its keys to count
         again later, and the gap it had not reported yet (rows found late within `VISIBLE_SECONDS` of its last
         report: held for the next one, which is now this one's) with when it last reported one."""
-        for identity, row in other.pending.items():
+        for identity, row in sorted(other.pending.items(), key=lambda item: item[1].order):
             kept = {check: named for check, named in row.keys.items() if check in checks}
             if kept and identity not in self.pending and len(self.pending) < PENDING_ROWS:
+                self._order += 1  # older than any this one reads
                 self.pending[identity] = _Row(row.operation, row.values, kept, row.since, row.late,
-                                              self._transaction)  # a change of it read next may be its transaction's
+                                              self._transaction,  # a change of it read next may be its transaction's
+                                              row.resume, self._order)
         for check, named in other.again.items():
             if check in checks:
                 merge(self.again, check, named)

@@ -1763,6 +1763,33 @@ def test_mariadb_a_restarted_daemon_resumes_from_the_saved_gtid_and_reads_what_c
     assert again.stop() == 0
 
 
+def test_mariadb_a_daemon_restarted_while_a_commit_is_held_counts_its_duplicate_once_visible(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """A daemon stopped while a duplicate's commit is held after the binary log (its row pending) saved the position
+    past it; the next one counted the table before the row was visible, resumed after it, and never counted it. The
+    position saved is the one before the oldest pending row's transaction: read again, counted once visible."""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    with commits_held_after_the_binary_log(engine) as release:
+        writer = held_insert(engine, table, "a@example.com")
+        try:
+            daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read from the binary log",
+                            timeout=LIVE_SECONDS)
+            assert daemon.stop() == 0
+            again = restarted(start_daemon, daemon)  # counted in full while the row is not visible
+            again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read again",
+                           timeout=LIVE_SECONDS)
+            assert again.scrape().value(GROUPS, "signups") == 0
+        finally:
+            release()
+            writer.join()
+    again.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the duplicate counted once visible",
+                   timeout=LIVE_SECONDS)
+    assert live_value(again.scrape(), GAPS) == 0
+    assert again.stop() == 0
+
+
 def test_mariadb_a_daemon_restart_with_only_known_groups_changed_counts_nothing_new(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
     """A group that grew, and one whose rows are all spelled otherwise now (a `_ci` column: one group, as the
