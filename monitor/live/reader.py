@@ -371,11 +371,13 @@ class LiveReader:
         `SAVE_SECONDS` ago (`force`: now). While rows are pending (`RowVisibility.resume`), the position before the
         oldest one's transaction: a reader started later reads it again, and counts its rows once visible."""
         state, position = self.monitor.state, self.stream.position
-        if self._visibility is not None and (pending := self._visibility.resume()) is not None:
-            position = pending
         last, when = self._saved
         now = time.monotonic()
-        if state is None or position is None or position == last or (not force and now - when < SAVE_SECONDS):
+        if state is None or position is None or (not force and now - when < SAVE_SECONDS):
+            return
+        if self._visibility is not None and (pending := self._visibility.resume()) is not None:
+            position = pending
+        if position == last:
             return
         state.save_live_position(self.monitor.place(self.database), position)
         self._saved = (position, now)

@@ -214,8 +214,8 @@ class RowVisibility:
         return oldest.resume if oldest is not None else None
 
     def take_again(self) -> dict[str, Named]:
-        """The keys of remembered rows a change of their own transaction left unasked (`fold`): the caller counts
-        them again later (`recount_again`), as it does that change's."""
+        """The keys of remembered rows let go unasked (a change of their own transaction not remembered: `fold`;
+        `release`; pending past `GIVE_UP_SECONDS`): the caller counts them again later (`recount_again`)."""
         again, self.again = self.again, {}
         return again
 
