@@ -17,8 +17,9 @@ if TYPE_CHECKING:  # the binary log's decoder process imports this module, and n
     from sqlalchemy.engine import Connection
 
 # OVERFLOW is no change of a row: a stream that stopped keeping a table's changes (too many at once, see
-# monitor/live/mysql.py) says so with it, and the table's checks are counted in full (`overflowed`).
-Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "OVERFLOW"]
+# monitor/live/mysql.py) says so with it, and the table's checks are counted in full (`overflowed`). COMMIT is none
+# either: a stream whose reads may end within a transaction hands it to a `Fold` after each commit (`COMMITTED`).
+Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "OVERFLOW", "COMMIT"]
 Row = dict[str, Any]  # column name -> value: text (PostgreSQL) or typed (MySQL), per the stream; None is NULL
 
 
@@ -85,6 +86,11 @@ Fold = Callable[[Change], None]
 
 # What the reader hands each check for an `unseen` transaction: a change whose old rows are unknown.
 UNSEEN = Change("", "", "TRUNCATE")
+
+# What a stream that hands out a transaction's changes before its commit is read (MariaDB/MySQL's binary log: a read
+# takes what the decoder sent so far) hands a `Fold` after each commit it reads: the changes folded before it and
+# those after are of different transactions (monitor/live/visibility.py). No change of a row.
+COMMITTED = Change("", "", "COMMIT")
 
 
 def overflowed(schema: str, table: str) -> Change:

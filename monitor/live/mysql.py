@@ -81,7 +81,7 @@ from sqlalchemy.engine import URL, Connection
 
 from monitor.dialects.base import Dialect
 from monitor.live import binlog_decoder
-from monitor.live.changes import Cascade, Change, Fold, LiveRefused, Row, StreamLost, Transaction, overflowed
+from monitor.live.changes import COMMITTED, Cascade, Change, Fold, LiveRefused, Row, StreamLost, Transaction, overflowed
 from monitor.live.groups import KEYS_PER_READ
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -432,6 +432,8 @@ class BinlogStream:
                 for transaction in uncommitted:  # a row event is dated when its statement began, not committed
                     transaction.committed_at = max(event.committed_at, transaction.committed_at or event.committed_at)
                 uncommitted.clear()
+                if fold is not None:  # the rows folded next are another transaction's (a read may end within one)
+                    fold(COMMITTED)
                 continue
             if isinstance(event, _Overflow):
                 change = overflowed(*event.table)

@@ -18,7 +18,8 @@ A refusal (`LiveRefused`) is logged once and ends the reader; polling goes on.
 
 **Across restarts.** Once the changes of a read are counted, the stream's position is saved in the state store
 (at most every `SAVE_SECONDS`, and when the reader stops; a position is saved only after what precedes it was
-counted, so a crash re-reads, never skips: at least once). A reader started later opens the stream from the
+counted, so a crash re-reads, never skips: at least once; while rows of the binary log are not visible yet, the
+position before the oldest one's transaction: `RowVisibility.resume`). A reader started later opens the stream from the
 position saved for its database: MariaDB/MySQL reads what committed while the daemon was down; where the server
 cannot resume from it (a PostgreSQL temporary slot dies with its session; a purged binary log) that is a gap,
 reported like any other (metric, log line, a poll of the database's checks) after every check was counted in
@@ -64,7 +65,7 @@ from monitor.engine import CheckError, Monitor
 from monitor.live.cascades import FULL, NOTHING, Effect, ancestors
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction, overflowed
 from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named, merge
-from monitor.live.visibility import VISIBLE_SECONDS, RowVisibility
+from monitor.live.visibility import GIVE_UP_SECONDS, VISIBLE_SECONDS, RowVisibility
 
 log = logging.getLogger("dupewatch.live")
 
@@ -367,11 +368,16 @@ class LiveReader:
 
     def _save_position(self, *, force: bool = False) -> None:
         """Save the stream's position (its changes are counted) unless it is saved already, or was less than
-        `SAVE_SECONDS` ago (`force`: now)."""
+        `SAVE_SECONDS` ago (`force`: now). While rows are pending (`RowVisibility.resume`), the position before the
+        oldest one's transaction: a reader started later reads it again, and counts its rows once visible."""
         state, position = self.monitor.state, self.stream.position
         last, when = self._saved
         now = time.monotonic()
-        if state is None or position is None or position == last or (not force and now - when < SAVE_SECONDS):
+        if state is None or position is None or (not force and now - when < SAVE_SECONDS):
+            return
+        if self._visibility is not None and (pending := self._visibility.resume()) is not None:
+            position = pending
+        if position == last:
             return
         state.save_live_position(self.monitor.place(self.database), position)
         self._saved = (position, now)
@@ -501,17 +507,29 @@ class LiveReader:
         visibility = self._visibility
 
         def fold(change: Change) -> None:
+            if change.operation == "COMMIT":  # `COMMITTED`: the changes folded next are of later transactions
+                if visibility is not None:
+                    visibility.committed()
+                return
             self._fold(touched, change)
             if visibility is None:
                 return
             table = (change.schema, change.table)
+            for released in self._unnamed_rows(change):  # rows it may have changed unnamed: no longer asked about
+                visibility.release(released)
             checks = [(check, self.groups[check].fold) for check in self._tables.get(table, ())]
-            if visibility.fold(change, checks):
+            if visibility.fold(change, checks, self.stream.position):
                 self._fold_cascades(again, change)
             else:
                 self._fold(again, change)
 
         done = self.stream.read(fold)
+        if visibility is not None:  # rows left unasked (see `RowVisibility.release`, `take_again`): counted later
+            if any(t.unseen for t in done):  # a TRUNCATE (or DDL) of any table: its rows are not named
+                visibility.release(None)
+            for check, named in visibility.take_again().items():
+                if check in self.groups:
+                    merge(again, check, named)
         xids = {t.xid for t in done if t.xid is not None}
         waiting = self.stream.unsettled(xids) if xids else set()  # asked before counting: counted after, it is seen
         read = {check: _copy(named) for check, named in touched.items()} if waiting else again
@@ -560,13 +578,23 @@ class LiveReader:
                 self._again_due, self._again = (now + self._again_every, self._again), {}
         return settled
 
+    def _unnamed_rows(self, change: Change) -> list[tuple[str, str]]:
+        """The checks' tables whose rows `change` may change without the stream naming them: its own where the
+        stream dropped its changes (`overflowed`), those its foreign keys' actions reach (`cascades`)."""
+        table = (change.schema, change.table)
+        if change.operation == "OVERFLOW":
+            return [table]
+        reached = {check for check, effect in self._cascades.get(table, {}).items() if effect.of(change) != NOTHING}
+        return [name for name, checks in self._tables.items() if reached.intersection(checks)] if reached else []
+
     def _report_late(self, late: list[tuple[tuple[str, str], int]]) -> None:
         """Rows logged and not visible after `VISIBLE_SECONDS`, or not remembered (`RowVisibility.settle`): a gap,
         reported like any other; the stream is still followed (their keys are counted if they become visible)."""
         tables = ", ".join(f"{schema}.{table} ({rows} row{'s' if rows != 1 else ''})" for (schema, table), rows in late)
         self.sink.live_gap(self.database, f"database {self.database}: live stream: rows logged in the binary log "
                            f"are not visible after {VISIBLE_SECONDS:g} s, or too many were waiting to be: {tables}; "
-                           "left to the poll (each is counted too if it becomes visible)")
+                           f"left to the poll (each is counted too if it becomes visible within {GIVE_UP_SECONDS:g} "
+                           "s)")
         self.sink.live_following(self.database, True)
 
     def _fold(self, touched: dict[str, Named], change: Change) -> None:

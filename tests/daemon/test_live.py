@@ -31,16 +31,18 @@ from pgcluster import Cluster, started_cluster
 
 from dbtest import TestDatabase, write_config
 from monitor.config import config_from_dict
+from monitor.dialects import for_backend
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.postgresql import PostgreSQL
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
 from monitor.live import visibility as visibility_module
-from monitor.live.groups import KEYS_PER_READ
+from monitor.live.changes import Change
+from monitor.live.groups import KEYS_PER_READ, Named
 from monitor.live.mysql import QUEUED_CHANGES, BinlogStream
 from monitor.live.postgresql import TEST_DECODING, WAL2JSON, LogicalDecodingStream, Plugin
-from monitor.live.visibility import VISIBLE_SECONDS
+from monitor.live.visibility import GIVE_UP_SECONDS, VISIBLE_SECONDS, RowVisibility
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -1428,6 +1430,193 @@ def test_mariadb_a_pending_row_a_later_change_in_the_stream_deletes_or_moves_is_
     assert recorded.gaps == []
 
 
+def key_fold(column: str) -> Callable[[Named, Change], None]:
+    """A check's fold of a change (as `LiveGroups.fold`, no `where`): the key a row has, the one it had; an UPDATE
+    leaving the key as it was names none."""
+    def fold(named: Named, change: Change) -> None:
+        old, new = (change.old or {}).get(column), (change.new or {}).get(column)
+        if change.operation == "UPDATE" and old == new:
+            return
+        if new is not None:
+            named.present.add((new,))
+        if old is not None:
+            named.left.add((old,))
+    return fold
+
+
+@contextmanager
+def two_key_table(mariadb: MariaDBServer) -> Iterator[tuple[sa.Engine, str, RowVisibility]]:
+    """A table of two checks' keys (email, phone) holding one row of email a@x, its rows asked about by a
+    `RowVisibility` on a clock the test moves (`clock`: `visibility.clock = ...`)."""
+    engine = sa.create_engine(mariadb.url)
+    name = f"users_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {name} (id int PRIMARY KEY, email varchar(50), phone varchar(50), INDEX (email),"
+                    " INDEX (phone))")
+    try:
+        execute(engine, f"INSERT INTO {name} VALUES (1, 'a@x', 'p1')")
+        visibility = RowVisibility(for_backend("mysql"))
+        visibility.identify((str(engine.url.database), name), sa.Table(name, sa.MetaData(), autoload_with=engine))
+        yield engine, name, visibility
+    finally:
+        execute(engine, f"DROP TABLE {name}")
+        engine.dispose()
+
+
+def test_mariadb_a_pending_row_a_later_change_of_its_own_transaction_changes_is_counted_once_visible(
+        mariadb: MariaDBServer) -> None:
+    """A read may end within a transaction (the decoder hands its rows out before its commit is read): its INSERT
+    is pending (not visible), and the next read holds its UPDATE of the same row, of another check's key only.
+    Taken as a later transaction's change, it settled the row: email a@x was counted while the transaction was not
+    visible (one row), and never again (the UPDATE names no email): a new duplicate missed, without a gap. A
+    change of its own transaction carries the row's keys, counted once it is visible."""
+    with two_key_table(mariadb) as (engine, table, visibility):
+        schema = str(engine.url.database)
+        checks = [("email", key_fold("email")), ("phone", key_fold("phone"))]
+        counted: list[int] = []  # the rows of a@x, counted by each settle that hands its key back
+
+        def read(*changes: Change) -> None:
+            for change in changes:
+                visibility.fold(change, checks)
+            with engine.connect() as conn, conn.begin():
+                keys = visibility.settle(conn)
+                if ("a@x",) in keys.get("email", Named()).present:
+                    counted.append(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE email = 'a@x'")
+                                                ).scalar_one())
+
+        with engine.connect() as app:
+            app.execute(sa.text(f"INSERT INTO {table} VALUES (5, 'a@x', 'p5')"))
+            app.execute(sa.text(f"UPDATE {table} SET phone = 'p6' WHERE id = 5"))
+            read(Change(schema, table, "INSERT", new={"id": 5, "email": "a@x", "phone": "p5"}))
+            read(Change(schema, table, "UPDATE", new={"id": 5, "email": "a@x", "phone": "p6"},
+                        old={"id": 5, "email": "a@x", "phone": "p5"}))
+            assert counted == []  # not visible: not counted
+            app.commit()
+        visibility.committed()  # its commit read
+        read()
+        assert counted == [2] and not visibility.pending
+
+
+def test_mariadb_the_binary_log_stream_tells_the_rows_visibility_each_commit_it_reads(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """What tells a later change of a row by the same transaction from one by another (`RowVisibility.committed`):
+    the stream hands `COMMITTED` to the reader's fold after each commit it reads."""
+    engine, table = mariadb_table
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, _reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        await_true(lambda: visibility._transaction >= 1, "the first commit read")
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('b@example.com')")
+        await_true(lambda: visibility._transaction >= 2, "the second commit read")
+        assert recorded.gaps == []
+
+
+def test_mariadb_a_pending_row_never_as_its_change_left_it_is_let_go_after_the_second_bound(
+        mariadb: MariaDBServer) -> None:
+    """A row a change the binary log does not name left otherwise (a case-insensitive key deleted and inserted in
+    another spelling, a foreign key's action) never reads as its change left it: asked about at every read for
+    ever, such rows piled up to the cap (each read asking all of them, new rows no longer remembered), a gap every
+    `VISIBLE_SECONDS`. Reported late once, it is let go at `GIVE_UP_SECONDS`, its keys counted again later."""
+    with two_key_table(mariadb) as (engine, table, visibility):
+        now = [0.0]
+        visibility.clock = lambda: now[0]
+        visibility.fold(Change(str(engine.url.database), table, "INSERT", new={"id": 9, "email": "a@x", "phone": "p9"}),
+                        [("email", key_fold("email"))])  # no such row: never as the change left it
+        late = []
+        for seconds in (0.0, VISIBLE_SECONDS, GIVE_UP_SECONDS, GIVE_UP_SECONDS + VISIBLE_SECONDS):
+            now[0] = seconds
+            with engine.connect() as conn, conn.begin():
+                visibility.settle(conn)
+            late.append(visibility.late)
+        assert late == [[], [((str(engine.url.database), table), 1)], [], []]
+        assert not visibility.pending and visibility.take_again()["email"].present == {("a@x",)}
+
+
+def test_mariadb_a_pending_row_a_foreign_keys_cascade_deletes_is_let_go_without_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """InnoDB's cascades are not in the binary log: a row inserted and deleted by its parent's `ON DELETE CASCADE`
+    (here in one transaction) never reads as its INSERT left it; it stayed pending, asked about at every read, and
+    was a false gap after `VISIBLE_SECONDS`. The parent's change lets go of the child table's remembered rows."""
+    engine, table = mariadb_table
+    parent = f"parent_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {parent} (id int PRIMARY KEY)")
+    execute(engine, f"INSERT INTO {parent} VALUES (1)")
+    execute(engine, f"ALTER TABLE {table} ADD COLUMN pid int, ADD FOREIGN KEY (pid) REFERENCES {parent} (id) "
+                    "ON DELETE CASCADE")
+    try:
+        with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
+            visibility = reader._visibility
+            assert visibility is not None
+            with engine.connect() as conn, conn.begin():
+                conn.execute(sa.text(f"INSERT INTO {table} (email, pid) VALUES ('a@example.com', 1)"))
+                conn.execute(sa.text(f"DELETE FROM {parent} WHERE id = 1"))
+            await_true(lambda: recorded.events >= 2, "the insert and the parent's delete read")
+            await_reads(reader, reads)
+            assert visibility.pending == {}
+            now[0] += GIVE_UP_SECONDS
+            await_reads(reader, reads)
+            assert reader.groups["signups"].figures == (0, 0)
+        assert recorded.gaps == []
+    finally:
+        execute(engine, f"DELETE FROM {table}")
+        execute(engine, f"ALTER TABLE {table} DROP FOREIGN KEY {table}_ibfk_1")
+        execute(engine, f"DROP TABLE {parent}")
+
+
+def test_mariadb_a_pending_row_a_truncate_removes_is_let_go_without_a_gap(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """A TRUNCATE is logged as a statement naming no rows: a pending row (here its visibility hidden from the
+    question until the TRUNCATE is read) it removed never reads as its INSERT left it, and was a false gap."""
+    engine, table = mariadb_table
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
+        visibility = reader._visibility
+        assert visibility is not None
+        seen, hidden = visibility._seen, [True]
+
+        def seen_unless_hidden(conn: Any, identified: Any, rows: Any) -> Any:
+            return [False] * len(rows) if hidden[0] else seen(conn, identified, rows)
+
+        visibility._seen = seen_unless_hidden  # type: ignore[method-assign]
+        execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+        await_true(lambda: len(visibility.pending) == 1, "the insert pending")
+        execute(engine, f"TRUNCATE TABLE {table}")
+        await_true(lambda: not visibility.pending, "the pending row let go")
+        hidden[0] = False
+        now[0] += GIVE_UP_SECONDS
+        await_reads(reader, reads)
+        assert reader.groups["signups"].figures == (0, 0)
+    assert recorded.gaps == []
+
+
+def test_mariadb_rows_found_late_before_a_reload_are_reported_by_the_next_reader_once_its_time_comes(
+        mariadb: MariaDBServer) -> None:
+    """Rows found late within `VISIBLE_SECONDS` of the last gap report are held for the next one; a reload's
+    reader took the pending rows (already late) but not that report, nor when the last was made: the gap was never
+    reported. It is, by the new reader, no sooner than `VISIBLE_SECONDS` after the previous reader's last."""
+    with two_key_table(mariadb) as (engine, table, before):
+        schema, now = str(engine.url.database), [0.0]
+        before.clock = lambda: now[0]
+        checks = [("email", key_fold("email"))]
+
+        def settle(visibility: RowVisibility, seconds: float, *changes: Change) -> list[Any]:
+            now[0] = seconds
+            for change in changes:
+                visibility.fold(change, checks)
+            with engine.connect() as conn, conn.begin():
+                visibility.settle(conn)
+            return visibility.late
+
+        never = [Change(schema, table, "INSERT", new={"id": i, "email": "b@x", "phone": "p"}) for i in (8, 9)]
+        assert settle(before, 0.0, never[0]) == [] and settle(before, 10.0, never[1]) == []
+        assert settle(before, VISIBLE_SECONDS + 1) == [((schema, table), 1)]  # the first row; the second not yet
+        assert settle(before, VISIBLE_SECONDS + 11) == []  # the second late: held for the next report
+        after = RowVisibility(before.rules, clock=lambda: now[0])
+        after.identify((schema, table), before.tables[schema, table].table)
+        after.keep(before, {"email"})  # a reload
+        assert settle(after, VISIBLE_SECONDS + 20) == []  # not two gaps within VISIBLE_SECONDS
+        assert settle(after, 2 * VISIBLE_SECONDS + 1) == [((schema, table), 1)]
+
+
 def test_mariadb_rows_past_the_cap_of_rows_remembered_while_some_are_not_visible_are_a_gap(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1571,6 +1760,33 @@ def test_mariadb_a_restarted_daemon_resumes_from_the_saved_gtid_and_reads_what_c
     assert live_value(scrape, GAPS) == 0
     assert "resuming the change stream from the position saved before" in again.log()
     assert "live stream gap" not in again.log()
+    assert again.stop() == 0
+
+
+def test_mariadb_a_daemon_restarted_while_a_commit_is_held_counts_its_duplicate_once_visible(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], tmp_path: Path, start_daemon: Any) -> None:
+    """A daemon stopped while a duplicate's commit is held after the binary log (its row pending) saved the position
+    past it; the next one counted the table before the row was visible, resumed after it, and never counted it. The
+    position saved is the one before the oldest pending row's transaction: read again, counted once visible."""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
+    daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
+    with commits_held_after_the_binary_log(engine) as release:
+        writer = held_insert(engine, table, "a@example.com")
+        try:
+            daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read from the binary log",
+                            timeout=LIVE_SECONDS)
+            assert daemon.stop() == 0
+            again = restarted(start_daemon, daemon)  # counted in full while the row is not visible
+            again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read again",
+                           timeout=LIVE_SECONDS)
+            assert again.scrape().value(GROUPS, "signups") == 0
+        finally:
+            release()
+            writer.join()
+    again.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the duplicate counted once visible",
+                   timeout=LIVE_SECONDS)
+    assert live_value(again.scrape(), GAPS) == 0
     assert again.stop() == 0
 
 
