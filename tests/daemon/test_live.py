@@ -1398,6 +1398,18 @@ def test_mariadb_a_row_not_visible_after_the_bounded_wait_is_a_gap_and_still_cou
         assert reader._visibility is not None and reader._visibility.pending == {}
 
 
+def _hide_visibility(visibility: Any) -> list[bool]:
+    """Make `visibility`'s question find none of the rows it asks about while the returned flag's one item is True
+    (a row the question cannot find, as a commit not visible yet leaves it); set it False to answer again."""
+    seen, hidden = visibility._seen, [True]
+
+    def seen_unless_hidden(conn: Any, identified: Any, rows: Any) -> Any:
+        return [False] * len(rows) if hidden[0] else seen(conn, identified, rows)
+
+    visibility._seen = seen_unless_hidden
+    return hidden
+
+
 @pytest.mark.parametrize("later", ["DELETE FROM {table} WHERE id = 2",
                                    "UPDATE {table} SET id = 5, email = 'b@example.com' WHERE id = 2"],
                          ids=["deleted", "moved to another primary key"])
@@ -1412,12 +1424,7 @@ def test_mariadb_a_pending_row_a_later_change_in_the_stream_deletes_or_moves_is_
     with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
         visibility = reader._visibility
         assert visibility is not None
-        seen, hidden = visibility._seen, [True]
-
-        def seen_unless_hidden(conn: Any, identified: Any, rows: Any) -> Any:
-            return [False] * len(rows) if hidden[0] else seen(conn, identified, rows)
-
-        visibility._seen = seen_unless_hidden  # type: ignore[method-assign]
+        hidden = _hide_visibility(visibility)
         execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
         await_true(lambda: len(visibility.pending) == 1, "the insert pending")
         execute(engine, later.format(table=table))
@@ -1571,12 +1578,7 @@ def test_mariadb_a_pending_row_a_truncate_removes_is_let_go_without_a_gap(
     with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
         visibility = reader._visibility
         assert visibility is not None
-        seen, hidden = visibility._seen, [True]
-
-        def seen_unless_hidden(conn: Any, identified: Any, rows: Any) -> Any:
-            return [False] * len(rows) if hidden[0] else seen(conn, identified, rows)
-
-        visibility._seen = seen_unless_hidden  # type: ignore[method-assign]
+        hidden = _hide_visibility(visibility)
         execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
         await_true(lambda: len(visibility.pending) == 1, "the insert pending")
         execute(engine, f"TRUNCATE TABLE {table}")

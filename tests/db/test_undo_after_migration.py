@@ -169,16 +169,21 @@ def test_a_column_narrowed_since_the_fix_is_named_with_both_types(server, tmp_pa
     assert contents(db, "account", "login") == after_fix
 
 
-def test_a_dropped_column_is_named_only_on_the_undo_of_a_fix_whose_archived_rows_hold_a_value_there(db, tmp_path):
-    """The archive is shared by the fixes of a table: `secret` holds fix 1's values and NULL in fix 2's rows. Undo
-    of fix 2 named it as left in the archive though nothing of fix 2's is there; undo of fix 1 still names it.
-    (A column dropped before fix 2 refuses fix 2: its archive no longer matches the table.)"""
+def _fixed_twice(db, tmp_path):
+    """Two fixes of `account` sharing its archive: the first's row holds a `secret`, the second's (id 4) NULL."""
     path, first, _before = _fixed(db, tmp_path)
     db.execute("INSERT INTO account VALUES (4, 'b', NULL)")
     fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
     assert fixed.exit_code == 0, fixed.output
-    second = json_out(fixed)["fix_id"]
     assert db.rows("SELECT id, secret FROM dupewatch_archive_account ORDER BY id") == [(2, "s2"), (4, None)]
+    return path, first, json_out(fixed)["fix_id"]
+
+
+def test_a_dropped_column_is_named_only_on_the_undo_of_a_fix_whose_archived_rows_hold_a_value_there(db, tmp_path):
+    """The archive is shared by the fixes of a table: `secret` holds fix 1's values and NULL in fix 2's rows. Undo
+    of fix 2 named it as left in the archive though nothing of fix 2's is there; undo of fix 1 still names it.
+    (A column dropped before fix 2 refuses fix 2: its archive no longer matches the table.)"""
+    path, first, second = _fixed_twice(db, tmp_path)
     db.execute("ALTER TABLE account DROP COLUMN secret")
     undone = run_cli("undo", second, "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
@@ -194,12 +199,7 @@ def test_a_renamed_column_holding_null_in_every_row_of_the_fix_does_not_refuse_i
     `secret` was renamed `token`, undo of fix 2 was refused as a rename whose archived values would come back empty,
     though none of fix 2's is there: it restores its row (token NULL, as archived), and undo of fix 1, whose row
     holds a value there, is still refused, naming the column and how many of its rows hold one."""
-    path, first, _before = _fixed(db, tmp_path)
-    db.execute("INSERT INTO account VALUES (4, 'b', NULL)")
-    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
-    second = json_out(fixed)["fix_id"]
-    assert db.rows("SELECT id, secret FROM dupewatch_archive_account ORDER BY id") == [(2, "s2"), (4, None)]
+    path, first, second = _fixed_twice(db, tmp_path)
     db.execute("ALTER TABLE account RENAME COLUMN secret TO token")
     undone = run_cli("undo", second, "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
