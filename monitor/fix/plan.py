@@ -937,13 +937,8 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
     of a repointed column's domain (`Dialect.domain_constraints`: PostgreSQL), which the UPDATE checks on the value
     it assigns: evaluated over that value alone, as `value`, on the rows the reference moves. A constraint calling
     a VOLATILE function is not run (`ReferencePlan.unchecked`)."""
-    repointed: dict[tuple[str | None, str], list[int]] = {}
-    for j, found in enumerate(plans):
-        ref = found.reference
-        if found.rows and ref.action == "repoint" and ref.referred_unique and ref.visible and not ref.hidden_from:
-            repointed.setdefault((ref.schema, ref.table), []).append(j)
     plans = list(plans)
-    for (schema, name), positions in repointed.items():
+    for (schema, name), positions in _repointed_tables(plans).items():
         child = layout.reflect(conn, schema, name)
         constraints = layout.rules.check_constraints(conn, child)
         if constraints is None:
@@ -995,6 +990,17 @@ def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
     return plans
 
 
+def _repointed_tables(plans: list[ReferencePlan]) -> dict[tuple[str | None, str], list[int]]:
+    """The referencing tables (schema, name) whose rows the fix repoints, each with the positions in `plans` of its
+    references that repoint rows, in order."""
+    repointed: dict[tuple[str | None, str], list[int]] = {}
+    for j, found in enumerate(plans):
+        ref = found.reference
+        if found.rows and ref.action == "repoint" and ref.referred_unique and ref.visible and not ref.hidden_from:
+            repointed.setdefault((ref.schema, ref.table), []).append(j)
+    return repointed
+
+
 def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
                      plans: list[ReferencePlan]) -> list[ReferencePlan]:
     """`plans` with, for a referencing table with several repointed references, the unique constraints and indexes
@@ -1005,13 +1011,8 @@ def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
     Asked of the database over the table's rows that point at a planned row (a row that could equal a moved one
     points at a kept row), in the final state and every state between the references' UPDATEs
     (`_intermediate_states`): the database checks a unique constraint at each statement."""
-    repointed: dict[tuple[str | None, str], list[int]] = {}
-    for j, found in enumerate(plans):
-        ref = found.reference
-        if found.rows and ref.action == "repoint" and ref.referred_unique and ref.visible and not ref.hidden_from:
-            repointed.setdefault((ref.schema, ref.table), []).append(j)
     plans = list(plans)
-    for (schema, name), positions in repointed.items():
+    for (schema, name), positions in _repointed_tables(plans).items():
         if len(positions) < 2:
             continue
         child = layout.reflect(conn, schema, name)
