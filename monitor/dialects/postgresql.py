@@ -113,6 +113,14 @@ SIZED_BY_ARGUMENT = ("repeat", "lpad", "rpad", "array_fill", "format")
 # `char(n)` with spaces, up to 83,886,080 bits and 10,485,760 characters (`CAST(x AS char(n))`, `B'0'::bit(n)`).
 PADDED_TO_TYPMOD = ('"bit"(bit,integer,boolean)', "bpchar(character,integer,boolean)")
 
+# The settings bounding what a statement may take (PostgreSQL's "Resource Usage" group, the ones a session may set),
+# which a function's own `SET` would lift while it runs; and every `*_timeout`. Named here rather than read from
+# pg_settings.category, which is translated into the server's lc_messages.
+RESOURCE_SETTINGS = ("work_mem", "maintenance_work_mem", "logical_decoding_work_mem", "hash_mem_multiplier",
+                     "temp_buffers", "temp_file_limit", "max_stack_depth", "max_parallel_workers_per_gather",
+                     "max_parallel_maintenance_workers", "effective_io_concurrency", "maintenance_io_concurrency",
+                     "vacuum_cost_delay", "vacuum_cost_limit")
+
 _CALLED = sa.text("""
 WITH RECURSIVE reached(t) AS (  -- the statement's types, and the types their values hold
     SELECT unnest(CAST(:types AS oid[]))
@@ -175,8 +183,11 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
             WHEN l.lanname = 'sql' THEN 'text'
             ELSE 'opaque' END AS body,
        pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree,
-       -- the settings it changes while it runs (`CREATE FUNCTION ... SET work_mem = '2GB'`), search_path aside
-       (SELECT min(c) FROM unnest(p.proconfig) AS c WHERE c NOT LIKE 'search\\_path=%') AS sets
+       -- the bounds it changes while it runs (`CREATE FUNCTION ... SET work_mem = '2GB'`): memory, temporary
+       -- files, parallel workers, timeouts (`RESOURCE_SETTINGS`); others (timezone, search_path) bound nothing
+       (SELECT min(c) FROM unnest(p.proconfig) AS c
+        WHERE lower(split_part(c, '=', 1)) = ANY (CAST(:resources AS text[]))
+           OR lower(split_part(c, '=', 1)) LIKE '%\\_timeout') AS sets
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 -- an index lookup each: a join read all of pg_proc, estimated past jit_above_cost (JIT took 90 ms of a 7 ms read)
 WHERE p.oid = ANY (ARRAY(SELECT fn FROM support))
@@ -196,6 +207,7 @@ class Calls:
         self.functions: set[int] = set()
         self.operators: set[int] = set()
         self.types: set[int] = set()
+        self.relations: set[int] = set()  # the tables and views it reads (`:relid` of its range table)
         self.locks = False
 
     def read(self, tree: str) -> None:
@@ -204,7 +216,8 @@ class Calls:
             if token == "LOCKROWS" and i and tokens[i - 1] == "{":
                 self.locks = True
             into = self.functions if token in _FUNCTION_FIELDS else self.operators \
-                if _OPERATOR_FIELD.fullmatch(token) else self.types if token in _TYPE_FIELDS else None
+                if _OPERATOR_FIELD.fullmatch(token) else self.types if token in _TYPE_FIELDS else \
+                self.relations if token == ":relid" else None
             if into is None:
                 continue
             for value in tokens[i + 1:]:
@@ -691,7 +704,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         return None if found is None else f"{found[0]} is not allowed in a check: {found[1]}"
 
     @staticmethod
-    def _first_refused(conn: Connection, calls: Calls) -> tuple[str, str] | None:
+    def _first_refused(conn: Connection, calls: Calls, *, opaque_refused: bool = True) -> tuple[str, str] | None:
         """The signature of the first of `calls`' functions a check must not call, and why; None when none.
 
         A function of the database's own (not built in, of no extension) declared IMMUTABLE or STABLE is read
@@ -706,9 +719,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 "functions": _oid_array(functions), "operators": _oid_array(operators), "types": _oid_array(types),
                 "harmless": list(HARMLESS_VOLATILE), "refused": list(_REFUSED_STABLE),
                 "queries": list(RUNS_A_QUERY), "extension_queries": list(_EXTENSION_QUERIES),
-                "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD)}).all()
+                "sized": list(SIZED_BY_ARGUMENT), "padded": list(PADDED_TO_TYPMOD),
+                "resources": list(RESOURCE_SETTINGS)}).all()
             for row in rows:
-                found = _refusal(row)
+                found = _refusal(row, opaque_refused=opaque_refused)
                 if found:
                     where = f" (reached through {', '.join(reached)})" if reached and row.oid not in read else ""
                     return row.signature + where, found
@@ -717,7 +731,8 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 if row.body in ("tree", "text") and row.oid not in read:
                     read.add(row.oid)
                     reached.append(row.signature)
-                    tree, error = (row.tree, None) if row.body == "tree" else _function_body_tree(conn, row.oid)
+                    tree, error = _atomic_body_tree(conn, row.tree) if row.body == "tree" \
+                        else _function_body_tree(conn, row.oid)
                     if error is not None:
                         return row.signature, (f"dupewatch reads what a function of the database's own calls, as "
                                                f"PostgreSQL parses its body, and PostgreSQL could not parse this "
@@ -733,17 +748,21 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def refused_domain(self, conn: Connection) -> str | None:
         """Why no custom SQL or `where` can be vetted on this database: a domain whose CHECK calls what a check must
         not. PostgreSQL runs a domain's CHECK wherever a value of it is made, also while parsing a literal of a row
-        or array type holding it, so no reading of the statement can come first; None when there is none."""
+        or array type holding it, so no reading of the statement can come first; None when there is none.
+
+        A domain's CHECK calling a function declared IMMUTABLE or STABLE whose body cannot be read (PL/pgSQL) is
+        taken at its declaration here, as PostgreSQL takes a CHECK's functions: refusing it stopped every custom
+        check on the database, whatever tables they read."""
         checks = conn.execute(_DOMAIN_CHECKS).all()
         everything = Calls()
         for _, tree in checks:
             everything.read(tree)
-        if not checks or self._first_refused(conn, everything) is None:
+        if not checks or self._first_refused(conn, everything, opaque_refused=False) is None:
             return None
         for domain, tree in checks:
             calls = Calls()
             calls.read(tree)
-            found = self._first_refused(conn, calls)
+            found = self._first_refused(conn, calls, opaque_refused=False)
             if found is not None:
                 return (f"{found[0]} is not allowed in a check: {found[1]}; the CHECK of domain {domain} calls "
                         f"it, and PostgreSQL runs that CHECK even while it parses a value of a row or array type "
@@ -1126,8 +1145,9 @@ def _bound_temp_files(dbapi: Any) -> None:
         dbapi.autocommit = autocommit
 
 
-def _refusal(row: Any) -> str | None:
-    """Why a check must not call the function of a `_CALLED` row, or None."""
+def _refusal(row: Any, *, opaque_refused: bool = True) -> str | None:
+    """Why a check must not call the function of a `_CALLED` row, or None; a function declared IMMUTABLE or STABLE
+    whose body cannot be read is taken at its declaration when not `opaque_refused`."""
     if row.refused:
         return "it gives the check's transaction an ID"
     if row.queries:
@@ -1138,12 +1158,12 @@ def _refusal(row: Any) -> str | None:
                 "or position() over such a string: it would run past statement_timeout and the cancel of "
                 "dupewatch's deadline")
     if row.sets:
-        return (f"it changes a setting while it runs ({row.sets}), past the bounds dupewatch's session keeps "
-                f"(memory, temporary files); drop it from the function (ALTER FUNCTION ... RESET ...)")
+        return (f"it changes a bound of the server's resources while it runs ({row.sets}), past the bounds "
+                f"dupewatch's session keeps (memory, temporary files, timeouts)")
     if row.volatility == "v" and not row.harmless:
         return (f"it is VOLATILE (it may act on data, sessions or the server); checks call IMMUTABLE and STABLE "
                 f"functions, and {', '.join(HARMLESS_VOLATILE)}")
-    if row.body == "opaque" and row.volatility != "v":
+    if row.body == "opaque" and row.volatility != "v" and opaque_refused:
         declared = "IMMUTABLE" if row.volatility == "i" else "STABLE"
         return (f"it is declared {declared} but written in {row.language}, whose body PostgreSQL does not parse "
                 f"before it runs, so nothing can read what it calls, and PostgreSQL does not hold a function to "
@@ -1195,6 +1215,33 @@ def _function_body_tree(conn: Connection, oid: int) -> tuple[str, str | None]:
     tree = _server_dump(conn, "debug_print_rewritten", "rewritten parse tree:", parse_only,
                         row.search_path[-1] if row.search_path else None)
     return (tree, None) if tree and not errors else ("", errors[0] if errors else "PostgreSQL sent no parse tree")
+
+
+_RELATIONS = sa.text("""
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY (CAST(:relations AS oid[])) ORDER BY c.oid
+""")
+
+
+def _atomic_body_tree(conn: Connection, stored: str) -> tuple[str, str | None]:
+    """A BEGIN ATOMIC body's tree (`prosqlbody`), with the rewritten tree of every table and view it reads.
+
+    PostgreSQL stores such a body parsed but not rewritten: a view it reads is not expanded there, nor a row-level
+    security policy added, both of which the rewriter does each time the function runs (a view calling
+    pg_terminate_backend() ran unseen). So the server is asked to rewrite a statement reading those relations
+    (parsed only, as `rewritten_tree` does): its tree holds what their views and policies call. Returns the trees
+    and None, or "" and why the server sent no tree."""
+    body = Calls()
+    body.read(stored)
+    preparer = conn.dialect.identifier_preparer
+    read = [f"{preparer.quote_schema(schema)}.{preparer.quote(name)} AS dupewatch_relation{i}"
+            for i, (schema, name) in enumerate(conn.execute(_RELATIONS, {"relations": _oid_array(body.relations)}))]
+    if not read:
+        return stored, None
+    rewritten = PostgreSQL.rewritten_tree(conn, f"SELECT FROM {', '.join(read)}")
+    if not rewritten:
+        return "", "PostgreSQL sent no rewritten tree of the tables and views it reads"
+    return stored + "\n" + rewritten, None
 
 
 def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:

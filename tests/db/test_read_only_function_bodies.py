@@ -15,8 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, write_config
+from dbtest import PG_URL, server_login, write_config
 from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
@@ -133,6 +134,45 @@ def test_dupewatch_fix_refuses_a_where_calling_a_stable_plpgsql_function_and_cha
     assert "is not allowed in a check" in result.stderr and "st_kill()" in result.stderr
     assert pg_bodies.rows("SELECT id, k FROM victim ORDER BY id") == before
     assert_alive(other_session)
+
+
+def test_postgresql_a_begin_atomic_function_reading_a_view_is_vetted_through_the_view(pg, other_session,
+                                                                                       monitor_for):
+    """PostgreSQL stores a BEGIN ATOMIC body parsed but not rewritten: a view it reads is expanded only when the
+    function runs (a table check's `where: at_view()` ended another session). The same body as text was refused."""
+    pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)", "INSERT INTO victim VALUES (1, 'a'), (2, 'a')",
+               f"CREATE VIEW killer AS SELECT pg_terminate_backend({other_session.info.backend_pid}) AS x",
+               "CREATE VIEW over_killer AS SELECT x FROM killer",
+               "CREATE FUNCTION at_view() RETURNS boolean STABLE LANGUAGE sql BEGIN ATOMIC SELECT x FROM over_killer; "
+               "END",
+               "CREATE VIEW calm AS SELECT k FROM victim",
+               "CREATE FUNCTION at_calm() RETURNS bigint STABLE LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM calm; "
+               "END")
+    assert_refused(run_where(monitor_for, pg, "at_view()"), "pg_terminate_backend(", "reached through at_view()")
+    assert_refused(run_query(monitor_for, pg, "SELECT k FROM victim WHERE at_view()"), "pg_terminate_backend(")
+    assert_alive(other_session)
+    assert run_where(monitor_for, pg, "at_calm() > 0").status == "duplicates"
+
+
+def test_postgresql_a_begin_atomic_function_reading_a_table_is_vetted_with_its_row_level_security_policy(
+        pg, other_session, monitor_for):
+    """The rewriter adds a row-level security policy to a table the body reads each time the function runs, for a
+    role the policy applies to: its USING is vetted too."""
+    with server_login("postgresql", "ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS",
+                      f'GRANT USAGE ON SCHEMA "{pg.schema}" TO {{user}}', prefix="dw_fixro2", password="pw") as role:
+        pg.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+                   "INSERT INTO victim VALUES (1, 'a'), (2, 'a')",
+                   "CREATE TABLE guarded (id INTEGER)", "INSERT INTO guarded VALUES (1)",
+                   "ALTER TABLE guarded ENABLE ROW LEVEL SECURITY",
+                   f'CREATE POLICY take ON guarded TO "{role}" USING (pg_try_advisory_lock(16016))',
+                   "CREATE FUNCTION at_rls() RETURNS boolean STABLE LANGUAGE sql BEGIN ATOMIC "
+                   "SELECT count(*) > 0 FROM guarded; END",
+                   f'GRANT SELECT ON victim, guarded TO "{role}"')
+        url = make_url(pg.url).set(username=role, password="pw").render_as_string(hide_password=False)
+        monitor = monitor_for({"d": {"url": url}},
+                              [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": "at_rls()"}])
+        assert_refused(monitor.run("w"), "pg_try_advisory_lock(", "reached through at_rls()")
+        assert not pg.rows("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 16016")
 
 
 FAMILY = {
@@ -300,6 +340,37 @@ def test_postgresql_a_function_changing_a_setting_while_it_runs_is_refused(pg_bo
                       "AS $$ SELECT count(DISTINCT g) FROM generate_series(1, 10) AS g $$")
     assert_refused(run_query(monitor_for, pg_bodies, "SELECT k FROM victim WHERE roomy() > 0"), "roomy()",
                    "work_mem=2GB")
+
+
+
+def test_postgresql_a_function_setting_a_timeout_is_refused_and_one_setting_its_time_zone_is_allowed(
+        pg_bodies, monitor_for):
+    """Only the settings that bound a statement's resources or time are refused on a function (`SET timezone`
+    bounds nothing: an application's `utc_day()` was refused, with advice to change it)."""
+    pg_bodies.execute("CREATE FUNCTION utc_day(t timestamptz) RETURNS date IMMUTABLE LANGUAGE sql "
+                      "SET timezone = 'UTC' AS $$ SELECT CAST(t AS date) $$",
+                      "CREATE FUNCTION patient() RETURNS boolean STABLE LANGUAGE sql SET statement_timeout = 0 "
+                      "AS $$ SELECT true $$")
+    result = run_query(monitor_for, pg_bodies, "SELECT utc_day(now()) AS d, count(*) AS dup_count FROM victim "
+                                               "GROUP BY 1 HAVING count(*) > 1")
+    assert result.status == "violations", result.error
+    refused = run_query(monitor_for, pg_bodies, "SELECT k FROM victim WHERE patient()")
+    assert_refused(refused, "patient()", "statement_timeout=0")
+    assert "ALTER FUNCTION" not in refused.error
+
+
+def test_postgresql_a_domain_checked_by_an_immutable_plpgsql_function_blocks_no_check_on_the_database(
+        pg_bodies, monitor_for):
+    """A domain's CHECK runs even while a literal of a type holding it is parsed, so what it calls is vetted for every
+    statement on the database; a function it calls declared IMMUTABLE in PL/pgSQL is taken at its declaration there
+    (it refused every custom check, on tables not using the domain too)."""
+    pg_bodies.execute("CREATE FUNCTION plchk(t text) RETURNS boolean IMMUTABLE LANGUAGE plpgsql "
+                      "AS $$ BEGIN RETURN position('@' in t) > 0; END $$",
+                      "CREATE DOMAIN email AS text CHECK (plchk(VALUE))")
+    result = run_query(monitor_for, pg_bodies, "SELECT k, count(*) AS dup_count FROM victim GROUP BY k "
+                                               "HAVING count(*) > 1")
+    assert result.status == "violations", result.error
+    assert run_where(monitor_for, pg_bodies, "id > 0").status == "duplicates"
 
 
 # -- MariaDB: a view's locking clause ---------------------------------------------------------------------------
