@@ -208,13 +208,22 @@ class Calls:
         self.operators: set[int] = set()
         self.types: set[int] = set()
         self.relations: set[int] = set()  # the tables and views it reads (`:relid` of its range table)
+        self.domains: set[int] = set()  # the domains it coerces values to (CoerceToDomain: runs their CHECKs)
         self.locks = False
 
     def read(self, tree: str) -> None:
         tokens = _PLAN_TOKEN.findall(tree)
+        nodes: list[str] = []  # the nodes the token is inside, innermost last
         for i, token in enumerate(tokens):
+            if token == "{":
+                nodes.append(tokens[i + 1] if i + 1 < len(tokens) else "")
+            elif token == "}" and nodes:
+                nodes.pop()
             if token == "LOCKROWS" and i and tokens[i - 1] == "{":
                 self.locks = True
+            if token == ":resulttype" and nodes and nodes[-1] == "COERCETODOMAIN" and i + 1 < len(tokens) \
+                    and tokens[i + 1].isdigit():
+                self.domains.add(int(tokens[i + 1]))
             into = self.functions if token in _FUNCTION_FIELDS else self.operators \
                 if _OPERATOR_FIELD.fullmatch(token) else self.types if token in _TYPE_FIELDS else \
                 self.relations if token == ":relid" else None
@@ -235,6 +244,18 @@ class Calls:
 _DOMAIN_CHECKS = sa.text("""
 SELECT c.contypid::regtype::text AS domain, c.conbin::text AS tree FROM pg_catalog.pg_constraint c
 WHERE c.contypid <> 0 AND c.contype = 'c' AND c.conbin IS NOT NULL ORDER BY c.contypid, c.oid
+""")
+
+
+# The CHECK constraints a value coerced to each of these domains is held to: its own and those of the domains it is
+# based on.
+_COERCED_DOMAIN_CHECKS = sa.text("""
+WITH RECURSIVE chain(t) AS (
+    SELECT unnest(CAST(:domains AS oid[]))
+    UNION SELECT y.typbasetype FROM chain JOIN pg_catalog.pg_type y ON y.oid = chain.t WHERE y.typtype = 'd'
+)
+SELECT c.conbin::text FROM pg_catalog.pg_constraint c JOIN chain ON c.contypid = chain.t
+WHERE c.contype = 'c' AND c.conbin IS NOT NULL ORDER BY c.oid
 """)
 
 
@@ -712,6 +733,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         PostgreSQL does not hold a function to its declaration (a STABLE one may `PERFORM pg_terminate_backend()`)
         and its planner runs IMMUTABLE and STABLE calls while planning, the vetting EXPLAIN's included."""
         functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
+        coerced, domains = set(calls.domains), set[int]()  # domains coerced to; those whose CHECKs were read
         read: set[int] = set()
         reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
         while True:
@@ -727,6 +749,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                     where = f" (reached through {', '.join(reached)})" if reached and row.oid not in read else ""
                     return row.signature + where, found
             nested = Calls()
+            # a value made of a domain runs its CHECKs (and those of the domains it is based on)
+            if coerced - domains:
+                for tree in conn.execute(_COERCED_DOMAIN_CHECKS, {"domains": _oid_array(coerced - domains)}).scalars():
+                    nested.read(tree)
+                domains |= coerced
             for row in rows:
                 if row.body in ("tree", "text") and row.oid not in read:
                     read.add(row.oid)
@@ -739,7 +766,9 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                                                f"one apart ({error}); give it a BEGIN ATOMIC body, which "
                                                f"PostgreSQL keeps parsed")
                     nested.read(tree or "")
-            if nested.functions <= functions and nested.operators <= operators and nested.types <= types:
+            coerced |= nested.domains
+            if nested.functions <= functions and nested.operators <= operators and nested.types <= types \
+                    and coerced <= domains:
                 return None
             functions |= nested.functions
             operators |= nested.operators

@@ -363,7 +363,8 @@ def test_postgresql_a_domain_checked_by_an_immutable_plpgsql_function_blocks_no_
         pg_bodies, monitor_for):
     """A domain's CHECK runs even while a literal of a type holding it is parsed, so what it calls is vetted for every
     statement on the database; a function it calls declared IMMUTABLE in PL/pgSQL is taken at its declaration there
-    (it refused every custom check, on tables not using the domain too)."""
+    (it refused every custom check, on tables not using the domain too). A statement coercing a value to the domain
+    runs that function, which is read as any other call the statement makes."""
     pg_bodies.execute("CREATE FUNCTION plchk(t text) RETURNS boolean IMMUTABLE LANGUAGE plpgsql "
                       "AS $$ BEGIN RETURN position('@' in t) > 0; END $$",
                       "CREATE DOMAIN email AS text CHECK (plchk(VALUE))")
@@ -371,6 +372,9 @@ def test_postgresql_a_domain_checked_by_an_immutable_plpgsql_function_blocks_no_
                                                "HAVING count(*) > 1")
     assert result.status == "violations", result.error
     assert run_where(monitor_for, pg_bodies, "id > 0").status == "duplicates"
+    assert_refused(run_where(monitor_for, pg_bodies, "CAST(k AS email) IS NOT NULL"), "plchk(text)", OPAQUE)
+    assert_refused(run_query(monitor_for, pg_bodies, "SELECT k FROM victim WHERE CAST(k || '@' AS email) <> ''"),
+                   "plchk(text)", OPAQUE)
 
 
 # -- MariaDB: a view's locking clause ---------------------------------------------------------------------------
