@@ -47,6 +47,8 @@ A dialect overrides what its database can say (`postgresql_polling.py`, `mysql_p
   cumulative counter), or None where it keeps no such count: while it stands still, no known group can have
   shrunk, and an incremental run need not re-count them. `removed_rows_column(conn, table)`: the same count as an
   expression, read in the statement that reads the table's highest value (a statement less per run), or None.
+  `removals_unseen(conn)`: where the count is unknown because the role cannot see what the database holds back
+  (sessions of other roles), why and what to grant; "" otherwise.
 - `storage_identity_column(conn, table)`: an expression, read in the statement that reads the table's highest value,
   naming the storage the table's rows live in (as text), which changes when the table is truncated, rewritten or
   given other partitions (rows that no run read may then lie below the watermark: the next run is a full pass), or
@@ -223,6 +225,9 @@ class Polling:
 
     def removed_rows_column(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         return None
+
+    def removals_unseen(self, conn: Connection) -> str:
+        return ""
 
     def snapshot_mark(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         return None

@@ -13,7 +13,8 @@
 - `pg_stat_user_tables.n_tup_del + n_tup_upd` (of the table and its partitions) counts the rows deleted and
   updated, when `track_counts` is on; a backend reports its counts within seconds of its commit ("The Cumulative
   Statistics System"), once it is idle outside a transaction: while another session has been in a transaction for
-  more than a second (or the role cannot see a session), the count is unknown (`_PENDING_WHERE`).
+  more than a second (or, for a session of another role the role may not see, is in a transaction at all: pg_locks
+  says so, not for how long), the count is unknown (`_PENDING_WHERE`).
 - A run reads the xmin of its statement's snapshot (`pg_snapshot_xmin(pg_current_snapshot())`, 64 bits with the
   epoch; `txid_snapshot_xmin` before PostgreSQL 13): every row it could not see was written by a transaction with an
   id at or above it, still running or not yet begun. The next run re-reads below its watermark only the rows whose
@@ -94,14 +95,27 @@ TRACK_COUNTS = "current_setting('track_counts')"
 # one that deleted rows and then stayed in a transaction (a batch job's next step, a session idle in transaction)
 # holds them for as long (a poll saw the count stand still for 30 s after 300 groups were dissolved, and re-counted
 # none). A transaction open for more than a second (of a client or a logical replication apply worker, dupewatch's
-# own sessions aside), or a session the role may not see, makes the count unknown: the rotation goes on.
+# own sessions aside) makes the count unknown: the rotation goes on. A session of another role is hidden from a role
+# without pg_read_all_stats (`query` reads '<insufficient privilege>'; state, xact_start and backend_type NULL;
+# PostgreSQL 15): it counts only where it has a role (`usesysid`: client backends, WAL senders and background
+# workers; autovacuum workers and the server's own processes have none) and is in a transaction, which pg_locks
+# (readable by every role) shows as the lock it holds on its own virtual transaction id; for how long, the role
+# cannot tell (`removals_unseen` says so).
 _PENDING_FROM = "pg_stat_get_activity(NULL) AS dupewatch_pending"
-_PENDING_WHERE = (
+_PENDING_OF_OTHERS = (
     "dupewatch_pending.datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND dupewatch_pending.pid <> pg_backend_pid() AND (dupewatch_pending.query = '<insufficient privilege>'"
+    " AND dupewatch_pending.pid <> pg_backend_pid()"
+    " AND COALESCE(dupewatch_pending.application_name, '') NOT LIKE 'dupewatch%'")
+_HIDDEN_IN_TRANSACTION = (
+    "dupewatch_pending.query = '<insufficient privilege>' AND dupewatch_pending.usesysid IS NOT NULL"
+    " AND dupewatch_pending.pid IN (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'virtualxid' AND l.granted"
+    " AND l.virtualxid = l.virtualtransaction)")
+_PENDING_WHERE = (
+    f"{_PENDING_OF_OTHERS} AND (({_HIDDEN_IN_TRANSACTION})"
     " OR (dupewatch_pending.backend_type IN ('client backend', 'logical replication worker')"
-    " AND COALESCE(dupewatch_pending.application_name, '') NOT LIKE 'dupewatch%'"
     " AND dupewatch_pending.xact_start < clock_timestamp() - interval '1 second'))")
+_HIDDEN_PENDING = sa.text(
+    f"SELECT EXISTS (SELECT 1 FROM {_PENDING_FROM} WHERE {_PENDING_OF_OTHERS} AND {_HIDDEN_IN_TRANSACTION})")
 _REMOVED_ROWS = sa.text(
     f"SELECT CASE WHEN {TRACK_COUNTS} = 'on'"
     f" AND NOT EXISTS (SELECT 1 FROM {_PENDING_FROM} WHERE {_PENDING_WHERE}) THEN"
@@ -314,6 +328,12 @@ class PostgreSQLPolling(Polling):
     def removed_rows(self, conn: Connection, table: sa.Table) -> int | None:
         counted = conn.execute(_REMOVED_ROWS, {"t": _quoted(conn, table)}).scalar()
         return None if counted is None else int(counted)
+
+    def removals_unseen(self, conn: Connection) -> str:
+        if not conn.execute(_HIDDEN_PENDING).scalar():
+            return ""
+        return ("another role's session is in a transaction and the role cannot see for how long in pg_stat_activity"
+                " (grant it pg_read_all_stats or pg_monitor)")
 
     def snapshot_mark(self, conn: Connection, table: sa.Table) -> ColumnElement[Any] | None:
         if not conn.execute(_HAS_XMIN, {"t": _quoted(conn, table)}).scalar():

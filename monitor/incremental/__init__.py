@@ -58,11 +58,11 @@ from monitor.incremental.check import (
     table_key,
 )
 from monitor.incremental.values import decode_key, decode_value, encode_key, encode_value, lower_watermark
-from monitor.incremental.window import CACHED_IDS, FUTURE_TOLERANCE, ID_OVERLAP, TIMESTAMP_OVERLAP
+from monitor.incremental.window import CACHED_IDS, FUTURE_TOLERANCE, ID_OVERLAP, REMOVALS_UNSEEN, TIMESTAMP_OVERLAP
 
 # Notes that state a standing condition (said once per check by the dashboard and the daemon's log); other notes
 # tell what one run did (`check` prints every note of its run).
-STANDING_NOTES = ("late rows", CACHED_IDS, "rows in the future", "no key index")
+STANDING_NOTES = ("late rows", CACHED_IDS, "rows in the future", "no key index", REMOVALS_UNSEEN)
 
 
 def standing(note: str) -> str | None:
@@ -78,6 +78,7 @@ __all__ = [
     "RECOUNT_BUDGET",
     "RECOUNT_PERIOD",
     "RECOUNT_ROUNDS",
+    "REMOVALS_UNSEEN",
     "STANDING_NOTES",
     "TIMESTAMP_OVERLAP",
     "ColumnTypeChanged",

@@ -26,7 +26,7 @@ from monitor.dialects.polling import KEY_BATCH, StatementCache
 from monitor.dialects.server_value import ServerValue
 from monitor.history import IncrementalState, KnownGroup
 from monitor.incremental.values import decode_key, decoded, encode_key, encoded
-from monitor.incremental.window import ID_OVERLAP, Window, next_positions, window_for
+from monitor.incremental.window import ID_OVERLAP, REMOVALS_UNSEEN, Window, next_positions, window_for
 
 Mode = Literal["full", "incremental"]
 RECOUNT_BUDGET = 200  # up to this many known groups, every incremental run re-counts all of them
@@ -652,6 +652,15 @@ class IncrementalCheck:
                 "UPDATE); an incremental run reads below the watermark only within its overlap window, so such rows "
                 "wait for a full pass"]
 
+    def _removals_notes(self, conn: Connection, removals: int | None) -> list[str]:
+        """Why the count of removed rows is unknown, where the role cannot see what holds it back
+        (`Dialect.removals_unseen`): the known groups are re-counted in rotation meanwhile."""
+        why = self.rules.removals_unseen(conn) if removals is None else ""
+        if not why:
+            return []
+        return [f"{REMOVALS_UNSEEN}: the count of rows deleted or updated in {self.resolved.table.name} is unknown: "
+                f"{why}; known groups are re-counted in rotation (within recount_every) meanwhile"]
+
     def incremental_pass(self, conn: Connection, state: IncrementalState, *, recount_all: bool = False,
                          changes_seen: int | None = None, notes: Iterable[str] = (), now: float | None = None
                          ) -> Outcome:
@@ -687,7 +696,7 @@ class IncrementalCheck:
         if why := self._restart_reason(top, start, watermark, window, state.storage, storage):
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now, compare=False)
-        said += window.notes
+        said += window.notes + self._removals_notes(conn, removals)
         late = self.rules.committed_since(state.snapshot, mark) \
             if state.snapshot is not None and mark is not None else None  # the value `committed_after` binds
         if self.counted_on_server and self.key_indexed:
@@ -780,6 +789,7 @@ class IncrementalCheck:
         compare = stored is not None and (stored[0], stored[1]) == (start, watermark)
         overlap = stored[3] if stored is not None else ID_OVERLAP  # the window the next run's digest is of
         removals = self.rules.removed_rows(conn, self.resolved.table)
+        said += self._removals_notes(conn, removals)
         ahead = window.ahead_bound()
         storing = self._storage_due(conn)
         key = ("folded", compare, ahead is not None, storing)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 TIMESTAMP_OVERLAP = timedelta(minutes=5)  # the least a timestamp watermark re-reads below itself
 ID_OVERLAP = 1000  # the least an integer watermark re-reads below itself
 CACHED_IDS = "late rows (sequence cache)"  # the kind of the note `_cache_note` writes
+REMOVALS_UNSEEN = "deleted rows unseen"  # the kind of the note `IncrementalCheck._removals_notes` writes
 FUTURE_TOLERANCE = timedelta(minutes=1)  # a row this far ahead of the database's clock is said to lie in the future
 POSITIONS_KEPT = 32  # runs whose (database clock, position) the state keeps, thinned to spread over
 POSITIONS_SPAN = 3600.0  # seconds: a transaction writing for longer than this is beyond them

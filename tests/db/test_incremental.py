@@ -21,15 +21,17 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pgcluster import started_cluster
 
 from dbtest import TestDatabase, make_test_database, run_dupewatch, server_login, write_config
 from fix_support import ts
 from monitor.config import config_from_dict
 from monitor.dialects.mysql import MySQL
 from monitor.dialects.mysql_polling import MySQLPolling
+from monitor.dialects.postgresql_polling import PostgreSQLPolling
 from monitor.engine import Monitor
 from monitor.history import History
-from monitor.incremental import TIMESTAMP_OVERLAP, standing
+from monitor.incremental import REMOVALS_UNSEEN, TIMESTAMP_OVERLAP, standing
 from monitor.incremental.check import IncrementalCheck
 
 pytestmark = pytest.mark.timeout(180)
@@ -2005,6 +2007,117 @@ def test_deletes_a_session_has_not_reported_yet_are_recounted_within_recount_eve
             driver.execute("COMMIT")
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def watched_by_a_monitoring_role() -> Iterator[tuple[Any, TestDatabase, sa.Engine]]:
+    """A throwaway cluster (every session in it is the test's; autovacuum wakes every second) with `logins` (400
+    groups of 5), owned by a role `app`, which `mon` (no pg_read_all_stats, no pg_monitor) may only read: the
+    cluster, `mon`'s TestDatabase and an engine of `app`."""
+    for cluster in started_cluster("the monitoring-role poll tests", autovacuum_naptime="1"):
+        admin = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for statement in ("CREATE ROLE app LOGIN", "CREATE ROLE mon LOGIN", "CREATE DATABASE shop OWNER app"):
+                conn.execute(sa.text(statement))
+        admin.dispose()
+        url = sa.engine.make_url(cluster.url).set(database="shop")
+        app = sa.create_engine(url.set(username="app"), isolation_level="AUTOCOMMIT")
+        with app.connect() as conn:
+            for statement in (
+                    "CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL)",
+                    "CREATE INDEX logins_key ON logins (user_id, device)",
+                    "INSERT INTO logins SELECT g, g % 400, 'pc' FROM generate_series(1, 2000) g",
+                    "GRANT SELECT ON logins TO mon"):
+                conn.execute(sa.text(statement))
+        mon_url = url.set(username="mon")
+        mon = sa.create_engine(mon_url)
+        try:
+            yield cluster, TestDatabase("postgresql", mon_url.render_as_string(hide_password=False), mon, None), app
+        finally:
+            mon.dispose()
+            app.dispose()
+
+
+def _deletes_counted(db: TestDatabase) -> int | None:
+    """What the poll reads of the deleted and updated rows of `logins`, as the monitoring role."""
+    with db.engine.connect() as conn:
+        return PostgreSQLPolling().removed_rows(conn, sa.Table("logins", sa.MetaData()))
+
+
+def test_an_idle_session_of_another_role_leaves_the_delete_count_known_to_a_role_without_pg_read_all_stats(
+        watched_by_a_monitoring_role):
+    """A role without pg_read_all_stats sees another role's session only as '<insufficient privilege>' (state and
+    xact_start NULL): every idle connection of an application's pool made the count of deleted rows unknown, so
+    the rotation never stopped. pg_locks, which every role reads, says whether the session is in a transaction:
+    an idle one holds back no count."""
+    _, mon, app = watched_by_a_monitoring_role
+    with app.connect() as idle:
+        idle.execute(sa.text("DELETE FROM logins WHERE id = 1"))  # then idle outside a transaction
+        pid = idle.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        assert mon.scalar("SELECT query FROM pg_stat_activity WHERE pid = :p", {"p": pid}) == "<insufficient privilege>"
+        deadline = time.monotonic() + 30
+        while _deletes_counted(mon) != 1:  # reported within a second or so of going idle
+            assert time.monotonic() < deadline, _deletes_counted(mon)
+
+
+def test_an_autovacuum_worker_never_makes_the_delete_count_unknown(watched_by_a_monitoring_role):
+    """An autovacuum worker is hidden from a role without pg_read_all_stats like another role's session, and is in
+    a transaction while it works: it has no role (`usesysid` NULL), holds back no count of a client's, and is not
+    counted."""
+    cluster, mon, app = watched_by_a_monitoring_role
+    with app.connect() as conn:  # a crawling vacuum of many dead rows, so the worker stays long enough to be seen
+        conn.execute(sa.text("ALTER TABLE logins SET (autovacuum_vacuum_threshold = 0,"
+                             " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
+                             " autovacuum_vacuum_cost_limit = 1)"))
+        conn.execute(sa.text("INSERT INTO logins SELECT g, g % 400, 'pc' FROM generate_series(2001, 60000) g"))
+        conn.execute(sa.text("DELETE FROM logins WHERE id > 2000"))
+    superuser = sa.create_engine(sa.engine.make_url(cluster.url).set(database="shop"), isolation_level="AUTOCOMMIT")
+    workers = sa.text("SELECT pid, xact_start FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                      " AND datname = current_database() AND xact_start IS NOT NULL")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until a count is read while a worker is in a transaction, before and after
+            assert time.monotonic() < deadline, "no autovacuum worker seen while the count was read"
+            with superuser.connect() as conn:
+                before = conn.execute(workers).first()
+            if before is None:
+                continue
+            hidden = mon.scalar("SELECT query FROM pg_stat_activity WHERE pid = :p", {"p": before[0]})
+            counted = _deletes_counted(mon)
+            with superuser.connect() as conn:
+                after = conn.execute(workers).all()
+            if tuple(before) in [tuple(w) for w in after]:
+                break
+        assert hidden == "<insufficient privilege>"
+        assert counted is not None
+    finally:
+        superuser.dispose()
+
+
+def test_a_role_without_pg_read_all_stats_says_why_the_delete_count_is_unknown(watched_by_a_monitoring_role,
+                                                                                 runner_for):
+    """While a session of another role is in a transaction, a role without pg_read_all_stats cannot tell for how
+    long, nor whether it holds back a count: the count is unknown (the rotation goes on), and the run says why and
+    what to grant, as a standing note (the daemon's log and the dashboard say it once)."""
+    _, mon, app = watched_by_a_monitoring_role
+    r = runner_for(mon, recount_every="10s")
+    now = [time.time()]
+    r.monitor.clock = lambda: now[0]
+    assert r.run().groups == 400
+    with app.connect() as writer:
+        driver = writer.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN; DELETE FROM logins WHERE id > 400 AND user_id < 300; COMMIT; BEGIN; SELECT 1")
+        now[0] += 11
+        after = r.run()
+        assert (after.mode, after.groups) == ("incremental", 100), after
+        said = [n for n in after.notes if standing(n) == REMOVALS_UNSEEN]
+        assert len(said) == 1, after.notes
+        assert "pg_read_all_stats or pg_monitor" in said[0] and "logins" in said[0], said
+        r.assert_matches_full_pass(after)
+        driver.execute("COMMIT")
+    quiet = r.run()
+    assert not [n for n in quiet.notes if standing(n) == REMOVALS_UNSEEN], quiet.notes
 
 
 def test_an_id_watermark_handed_out_by_a_sequence_counting_down_is_refused_in_one_line(pg, runner_for):
