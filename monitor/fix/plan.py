@@ -35,7 +35,7 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
 from monitor.dialects.base import CheckConstraint
-from monitor.fix.archive import Copy, archive_name, refuse_altered
+from monitor.fix.archive import Copy, archive_name, archive_refusal, refuse_altered
 from monitor.fix.catalog import DeleteHooks, ForeignKey, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
@@ -659,6 +659,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
     plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     plan.blockers.extend(_altered_archives(conn, layout))
+    plan.blockers.extend(_unmade_archives(conn, layout))
     asked: set[tuple[Any, ...]] = set()  # (a table with two references is asked once)
     for ref_plan in plan.references:
         ref = ref_plan.reference
@@ -709,10 +710,26 @@ def archives(conn: Connection, layout: Layout) -> list[sa.Table]:
     archives with their parents), where `archive.ensure_archive` keeps them; an earlier fix may have created
     them as another role."""
     apart = home(conn) is not None
-    tables = [(layout.table.schema, layout.table.name)]
-    tables += [(ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]
     return [sa.Table(archive_name(sa.Table(name, sa.MetaData(), schema=schema), apart=apart), sa.MetaData(),
-                     schema=place(conn, schema)) for schema, name in tables]
+                     schema=place(conn, schema)) for schema, name in _archived(layout)]
+
+
+def _archived(layout: Layout) -> list[tuple[str | None, str]]:
+    """(schema, name) of each table whose rows a fix of the layout's table archives, its own first."""
+    return [(layout.table.schema, layout.table.name),
+            *((ref.schema, ref.table) for ref in layout.refs if ref.action == "archive")]
+
+
+def _unmade_archives(conn: Connection, layout: Layout) -> list[str]:
+    """The server's refusal of each archive the fix would create (`archive.archive_refusal`: MariaDB/MySQL's row
+    size limit), asked of the archives no earlier fix created."""
+    inspector = sa.inspect(conn)
+    refusals = []
+    for i, ((schema, name), archive) in enumerate(zip(_archived(layout), archives(conn, layout), strict=True)):
+        source = layout.reflect(conn, schema, name) if i else layout.table
+        if not inspector.has_table(archive.name, schema=archive.schema) and (refused := archive_refusal(conn, source)):
+            refusals.append(refused)
+    return refusals
 
 
 def _altered_archives(conn: Connection, layout: Layout) -> list[str]:

@@ -72,3 +72,22 @@ def test_mariadb_table_too_wide_for_its_archive_is_refused_in_one_line_leaving_n
         assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
                             "(TABLE_NAME LIKE 'dupewatch\\_archive\\_%' OR TABLE_NAME LIKE 'dupewatch\\_plan%')") == 0
         assert contents(mysql, "wide") == before
+
+
+def test_mariadb_dry_run_lists_a_table_too_wide_for_its_archive_as_a_blocker(mysql, tmp_path):
+    """The dry run exited 0 for the table `fix --yes` then refused (the server's ER_TOO_BIG_ROWSIZE on the
+    archive's shape): now the dry run asks the server the same question, and changes nothing doing so."""
+    columns = ", ".join(f"c{i} VARCHAR(255)" for i in range(64))
+    mysql.execute(f"CREATE TABLE wide (id INT PRIMARY KEY, email VARCHAR(20), {columns}) DEFAULT CHARSET=utf8mb4",
+                  "INSERT INTO wide (id, email, c0) VALUES (1, 'a', 'x'), (2, 'a', 'y'), (3, 'b', 'z')")
+    path = config_file(tmp_path, mysql, [{"name": "wide", "table": "wide", "key": ["email"]}])
+    before = contents(mysql, "wide")
+    dry = run_cli("fix", "wide", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    assert "BLOCKED: the archive of 'wide' cannot be created" in dry.output and "too wide a row" in dry.output
+    assert contents(mysql, "wide") == before
+    assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                        "TABLE_NAME LIKE 'dupewatch\\_archive\\_%'") == 0
+    mysql.execute("ALTER TABLE wide MODIFY c63 TEXT")  # now its archive fits: no blocker
+    fits = run_cli("fix", "wide", "--config", str(path), "--dry-run")
+    assert fits.exit_code == 0 and "BLOCKED" not in fits.output, fits.output
