@@ -862,6 +862,20 @@ def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference
                      for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
 
 
+def _not_archived(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> list[ColumnElement[bool]]:
+    """For a repointed reference: its table's rows that no other reference of that table archives. The fix
+    archives and deletes those before it repoints (a `post` row whose `author_id` is archived and `editor_id`
+    repointed is archived only), so they are counted, and judged, once, as the archive's."""
+    archiving = [other for other in layout.refs if other.action == "archive" and other.visible
+                 and other.referred_unique and not other.self_reference
+                 and (other.schema, other.table) == (ref.schema, ref.table)]
+    conditions = []
+    for j, other in enumerate(archiving):
+        doomed = rel.alias(f"dupewatch_archived{j}")
+        conditions.append(~sa.exists().where(_pointing(child, layout, doomed, other), doomed.c[RANK] > 1))
+    return conditions
+
+
 def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
     if layout.mode == "identical" or not ref.visible:
         return ReferencePlan(ref, 0, {})
@@ -895,6 +909,8 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     table = layout.reflect(conn, ref.schema, ref.table)
     child = table.alias("dupewatch_child")  # may be the fixed table itself
     on = _pointing(child, layout, rel, ref)
+    if ref.action == "repoint":
+        on = sa.and_(on, *_not_archived(child, layout, rel, ref))
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
     if rows and ref.action == "archive" and ref.referred_unique and not ref.self_reference:

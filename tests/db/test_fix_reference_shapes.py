@@ -660,3 +660,29 @@ def test_undo_points_back_a_link_row_whose_primary_key_holds_both_repointed_refe
     assert undone.exit_code == 0, undone.output
     assert json_out(undone)["repointed"] == 6
     assert contents(db, "account", "friendship") == before
+
+
+def test_a_row_archived_by_one_reference_and_pointing_by_another_is_counted_once_as_archived(db, tmp_path):
+    """`msg.author_id` archived, `msg.reviewer_id` repointed: msg 10 points at the row to delete by both. The fix
+    archives it (before any repoint) and repoints only msg 11; the preview promised 2 repointed rows (and 4 in
+    all), and that the kept row would have 2 msg rows by reviewer_id."""
+    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(20))",
+               "CREATE TABLE msg (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES person(id), "
+               "reviewer_id INTEGER REFERENCES person(id))",
+               "INSERT INTO person VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+               "INSERT INTO msg VALUES (10, 2, 2), (11, 1, 2), (12, 2, 3), (13, 3, 3)")
+    path = config_file(tmp_path, db, [{"name": "p", "table": "person", "key": ["email"],
+                                       "on_reference": {"msg.author_id": "archive"}}])
+    before = contents(db, "person", "msg")
+    plan = json_out(run_cli("fix", "p", "--config", str(path), "--dry-run", "--json"))
+    refs = {r["columns"][0]: r for r in plan["references"]}
+    assert [(refs[c]["rows_to_archive"], refs[c]["rows_to_repoint"]) for c in ("author_id", "reviewer_id")] == [
+        (2, 0), (0, 1)]
+    assert plan["rows_to_repoint"] == 1
+    assert refs["reviewer_id"]["kept_rows_with_several"] is None
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["repointed"], json_out(fixed)["references_archived"]) == (1, 2)
+    assert db.rows("SELECT id, author_id, reviewer_id FROM msg ORDER BY id") == [(11, 1, 1), (13, 3, 3)]
+    assert run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes").exit_code == 0
+    assert contents(db, "person", "msg") == before
