@@ -450,6 +450,8 @@ class ReferencePlan:
     # a constraint in `checks` refusing rows only between repoints (`_count_between`): its key there -> the state,
     # "after repointing X but not yet Y"
     between: dict[str, str] = field(default_factory=dict)
+    # A self-reference: of `rows`, how many are rows to delete themselves (the others stay)
+    doomed_referrers: int = 0
     # More than `ALL_ORDERS` repointed references of its table (on its first one): the rows moved by several of them
     # whose rows to delete lie in different groups, whose states between repoints in another order than the fix's
     # within one batch (their groups in different batches) are not evaluated (`_intermediate_states`)
@@ -913,6 +915,13 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         on = sa.and_(on, *_not_archived(child, layout, rel, ref))
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
+    if rows and ref.self_reference and ref.referred_unique and not ref.fk.within:
+        # Of them, the rows the fix deletes too (one pointing at itself, an Odoo partner's commercial_partner_id).
+        doomed = rel.alias("dupewatch_doomed_referrer")
+        deleted = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on).where(
+            rel.c[RANK] > 1, sa.exists().where(doomed.c[RANK] > 1, *[
+                doomed.c[layout.ref_label[r]] == child.c[r] for r in ref.referred_columns]))).scalar_one()
+        return ReferencePlan(ref, int(rows), {}, doomed_referrers=int(deleted))
     if rows and ref.action == "archive" and ref.referred_unique and not ref.self_reference:
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on,
                                                                           layout=layout))
@@ -1431,9 +1440,9 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         return
     if ref.self_reference:
         itself = "as a partitioned table and its partition (one holds the other's rows)" if ref.fk.within else "itself"
-        plan.blockers.append(
-            f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
-            f"delete: repointing or archiving inside the table being deduplicated is not supported{cascade}")
+        plan.blockers.append(f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
+                             f"delete{_self_referrers(ref_plan)}: repointing or archiving inside the table being "
+                             f"deduplicated is not supported{cascade}{_by_hand(ref)}")
         _judge_checks(plan, ref_plan)  # what a repoint by hand would meet too
         return
     if ref.action == "archive" and ref_plan.nested:
@@ -1492,6 +1501,26 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if ref.cascades and not plan.blockers:
         plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
                           "before the delete, so nothing cascades (each batch verifies it)")
+
+
+def _self_referrers(ref_plan: ReferencePlan) -> str:
+    """Which of a self-reference's rows pointing at rows to delete are rows to delete too."""
+    if ref_plan.reference.fk.within:
+        return ""
+    staying = ref_plan.rows - ref_plan.doomed_referrers
+    return f" ({ref_plan.doomed_referrers:,} of them rows to delete too, {staying:,} rows that stay)"
+
+
+def _by_hand(ref: Reference) -> str:
+    """What to do about a refused self-reference: the fix re-checks each row to delete against the plan's copy of
+    it and archives it as it is, so a repoint inside the table would change rows the plan holds."""
+    if ref.fk.within:
+        return ""
+    column = ", ".join(ref.columns)
+    return (" (a repoint there would change rows the plan holds, re-checks before each delete and archives as they "
+            f"are); point them at the kept rows by hand first (UPDATE {ref.table} SET {column} = <kept row's "
+            f"{', '.join(ref.referred_columns)}> WHERE {column} = <deleted row's>, for each row to delete; the "
+            "sample shows each group's kept row), then run the fix again")
 
 
 def _judge_checks(plan: FixPlan, ref_plan: ReferencePlan) -> None:

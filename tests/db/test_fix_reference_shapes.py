@@ -686,3 +686,33 @@ def test_a_row_archived_by_one_reference_and_pointing_by_another_is_counted_once
     assert db.rows("SELECT id, author_id, reviewer_id FROM msg ORDER BY id") == [(11, 1, 1), (13, 3, 3)]
     assert run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes").exit_code == 0
     assert contents(db, "person", "msg") == before
+
+
+def test_odoo_self_references_are_refused_saying_which_rows_and_what_to_do_and_the_advice_works(db, tmp_path):
+    """Odoo's `res_partner`: `commercial_partner_id` and `parent_id` refer to the table itself, and most partners'
+    `commercial_partner_id` is their own id. The refusal said only "not supported"; it now says which of the rows
+    are rows to delete too and which stay, and what to run by hand; done as it says, the fix runs, and undo puts
+    back the table as the fix found it."""
+    db.execute("CREATE TABLE res_partner (id INTEGER PRIMARY KEY, email VARCHAR(20), "
+               "parent_id INTEGER REFERENCES res_partner(id), "
+               "commercial_partner_id INTEGER REFERENCES res_partner(id))",
+               "INSERT INTO res_partner VALUES (1, 'a', NULL, 1), (2, 'a', NULL, 2), (3, 'b', NULL, 3), "
+               "(4, 'c', 2, 2), (5, 'a', 1, 1)")
+    path = config_file(tmp_path, db, [{"name": "p", "table": "res_partner", "key": ["email"]}])
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    blockers = sorted(json_out(dry)["blockers"])
+    assert blockers[0].startswith("res_partner(commercial_partner_id) references 'res_partner' itself and 2 of its "
+                                  "rows point at rows to delete (1 of them rows to delete too, 1 rows that stay)")
+    assert blockers[1].startswith("res_partner(parent_id) references 'res_partner' itself and 1 of its rows point "
+                                  "at rows to delete (0 of them rows to delete too, 1 rows that stay)")
+    assert "UPDATE res_partner SET parent_id = <kept row's id> WHERE parent_id = <deleted row's>" in blockers[1]
+    db.execute("UPDATE res_partner SET commercial_partner_id = 1 WHERE commercial_partner_id IN (2, 5)",
+               "UPDATE res_partner SET parent_id = 1 WHERE parent_id IN (2, 5)")
+    before = contents(db, "res_partner")
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert db.rows("SELECT id, email, parent_id, commercial_partner_id FROM res_partner ORDER BY id") == [
+        (1, "a", None, 1), (3, "b", None, 3), (4, "c", 1, 1)]
+    assert run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes").exit_code == 0
+    assert contents(db, "res_partner") == before
