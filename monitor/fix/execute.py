@@ -889,7 +889,7 @@ class _Batch:
         if not intact:
             return outcome
         doomed = sa.and_(in_batch, self.plan.c[RANK] > 1)
-        # Archives first, as the plan counts them (`plan._not_archived`): a row one reference archives and another
+        # Archives first, as the plan counts them (`plan._archiving`): a row one reference archives and another
         # repoints is archived as it is, not repointed first (in catalog order, which differs per database).
         for link in sorted(self.links, key=lambda link: link.ref.action != "archive"):
             moved = apply(conn, self.layout, self.plan, link, doomed, self.fix_id)

@@ -450,6 +450,9 @@ class ReferencePlan:
     # a constraint in `checks` refusing rows only between repoints (`_count_between`): its key there -> the state,
     # "after repointing X but not yet Y"
     between: dict[str, str] = field(default_factory=dict)
+    # A repoint: rows another reference of the table archives (not in `rows`), but in a later group than the one
+    # this reference points at, so repointed first where the two groups fall in different batches (`_archiving`)
+    repointed_first: int = 0
     # A self-reference: of `rows`, how many are rows to delete themselves (the others stay)
     doomed_referrers: int = 0
     # More than `ALL_ORDERS` repointed references of its table (on its first one): the rows moved by several of them
@@ -479,6 +482,9 @@ class ReferencePlan:
         if self.action == "refuse":
             return f"{head}: {self.rows:,} referencing row(s) point at rows to delete (on_reference = refuse)"
         line = f"{head}: {self.rows:,} referencing row(s) repointed to the kept rows"
+        if self.repointed_first:
+            line += (f" (and up to {self.repointed_first:,} that another reference's archive takes in a later "
+                     "batch, repointed first where their groups fall in different batches)")
         if self.crowded:
             kept, low, high = self.crowded
             spread = f"{low}" if low == high else f"{low}-{high}"
@@ -491,7 +497,8 @@ class ReferencePlan:
         return {**self.reference.as_json(), "rows": self.rows,
                 "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
                 "rows_to_archive": self.rows if self.action == "archive" else 0,
-                "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts,
+                "repointed_before_archive": self.repointed_first, "kept_rows_with_several": crowded,
+                "unique_conflicts": self.conflicts,
                 "check_refusals": self.checks, "missing_index": self.index}
 
 
@@ -864,17 +871,20 @@ def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference
                      for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
 
 
-def _not_archived(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> list[ColumnElement[bool]]:
-    """For a repointed reference: its table's rows that no other reference of that table archives. The fix
-    archives and deletes those before it repoints (a `post` row whose `author_id` is archived and `editor_id`
-    repointed is archived only), so they are counted, and judged, once, as the archive's."""
+def _archiving(child: FromClause, layout: Layout, rel: FromClause, ref: Reference, *,
+               by_then: bool = False) -> list[ColumnElement[bool]]:
+    """For a repointed reference: per other reference of its table that archives, whether it archives the row (by
+    the group of the row of `rel` it points at, or a group before it, when `by_then`). The fix archives first in
+    each batch (a `post` row whose `author_id` is archived and `editor_id` repointed is archived only), and batches
+    are ranges of groups in order, so such a row is repointed only when its archive comes in a later batch."""
     archiving = [other for other in layout.refs if other.action == "archive" and other.visible
                  and other.referred_unique and not other.self_reference
                  and (other.schema, other.table) == (ref.schema, ref.table)]
     conditions = []
     for j, other in enumerate(archiving):
         doomed = rel.alias(f"dupewatch_archived{j}")
-        conditions.append(~sa.exists().where(_pointing(child, layout, doomed, other), doomed.c[RANK] > 1))
+        then = [doomed.c[GROUP] <= rel.c[GROUP]] if by_then else []
+        conditions.append(sa.exists().where(_pointing(child, layout, doomed, other), doomed.c[RANK] > 1, *then))
     return conditions
 
 
@@ -911,8 +921,13 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     table = layout.reflect(conn, ref.schema, ref.table)
     child = table.alias("dupewatch_child")  # may be the fixed table itself
     on = _pointing(child, layout, rel, ref)
-    if ref.action == "repoint":
-        on = sa.and_(on, *_not_archived(child, layout, rel, ref))
+    archived = _archiving(child, layout, rel, ref) if ref.action == "repoint" else []
+    first = 0
+    if archived:  # counted as the archive's; those it takes in a later batch may be repointed first
+        first = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on).where(
+            rel.c[RANK] > 1, sa.or_(*archived),
+            *[~then for then in _archiving(child, layout, rel, ref, by_then=True)])).scalar_one()
+        on = sa.and_(on, *[~a for a in archived])
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
     if rows and ref.self_reference and ref.referred_unique and not ref.fk.within:
@@ -926,7 +941,7 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on,
                                                                           layout=layout))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
-        return ReferencePlan(ref, int(rows), {})
+        return ReferencePlan(ref, int(rows), {}, repointed_first=int(first))
     # Rows one level down referring to the columns the repoint changes: by a key whose ON UPDATE writes (`nested`),
     # or by a NO ACTION / RESTRICT one, under which the database would refuse the repoint (`held`).
     referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns, layout)
@@ -963,7 +978,8 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held)
+    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
+                         repointed_first=int(first))
 
 
 def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
