@@ -880,7 +880,7 @@ def _archiving(child: FromClause, layout: Layout, rel: FromClause, ref: Referenc
     archiving = [other for other in layout.refs if other.action == "archive" and other.visible
                  and other.referred_unique and not other.self_reference
                  and (other.schema, other.table) == (ref.schema, ref.table)]
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     for j, other in enumerate(archiving):
         doomed = rel.alias(f"dupewatch_archived{j}")
         then = [doomed.c[GROUP] <= rel.c[GROUP]] if by_then else []
