@@ -796,6 +796,12 @@ class Dialect(Polling):
         what the table it copies already holds."""
         return False
 
+    def refused_table_shape(self, conn: Connection, select: str) -> str | None:
+        """The server's words refusing a table created as `select` (reading no row) as too wide a row
+        (`row_size_refusal`), asked without creating a table that lasts; None where the server takes it, has no
+        such limit, or cannot be asked."""
+        return None
+
     def grantee(self, conn: Connection) -> str:
         """This session's role as a GRANT names it."""
         return conn.dialect.identifier_preparer.quote(str(conn.execute(sa.select(sa.func.current_user())).scalar()))

@@ -423,6 +423,27 @@ class MySQL(MySQLPolling, Dialect):
 
         return isinstance(error, pymysql.err.MySQLError) and bool(error.args) and error.args[0] == 1118
 
+    def refused_table_shape(self, conn: Connection, select: str) -> str | None:
+        """The server's own answer: a TEMPORARY table of that shape, created (no implicit commit, visible to no
+        other session) and dropped at once, on a session of its own (the planning transaction is READ ONLY, where
+        MariaDB refuses even a temporary table). The row-size limit is the SQL layer's for every engine (and InnoDB
+        strict mode's, the temporary table's default engine too). A role without CREATE TEMPORARY TABLES cannot ask
+        (None): the fix itself then refuses in the same words."""
+        with conn.engine.connect() as probe:
+            try:
+                probe.exec_driver_sql(f"CREATE TEMPORARY TABLE dupewatch_shape_probe AS {select}")
+            except sa.exc.DBAPIError as exc:
+                error = exc.orig or exc
+                if self.row_size_refusal(error):
+                    return str(error.args[-1] if error.args else error)
+                if self.privilege_refusal(error) is not None:
+                    return None
+                raise
+            finally:
+                probe.rollback()
+            probe.exec_driver_sql("DROP TEMPORARY TABLE dupewatch_shape_probe")
+        return None
+
     def grantee(self, conn: Connection) -> str:
         """CURRENT_USER() is `name@host`, the account the server matched (`'app'@'%'`), not the client's host."""
         account = str(conn.execute(sa.text("SELECT CURRENT_USER()")).scalar())

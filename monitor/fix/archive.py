@@ -43,12 +43,36 @@ def create_table_as(conn: Connection, name: str, schema: str | None, shape: sa.S
 
 def _create_empty(conn: Connection, name: str, schema: str | None, shape: sa.Select[Any]) -> None:
     """`create_table_as` without reflecting the new table (for a caller that alters it, then reflects it)."""
-    empty = shape.where(sa.literal_column("1") == sa.literal_column("0"))
     target = sa.Table(name, sa.MetaData(), schema=schema)
-    # Compiled for the driver (`%` doubled, as exec_driver_sql wants), constants inlined.
-    body = str(empty.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    conn.exec_driver_sql(f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} AS {body}")
+    conn.exec_driver_sql(f"CREATE TABLE {conn.dialect.identifier_preparer.format_table(target)} AS "
+                         f"{_empty_select(conn, shape)}")
     catalog_for(conn).restrict_access(target)
+
+
+def _empty_select(conn: Connection, shape: sa.Select[Any]) -> str:
+    """`shape` reading no row, compiled for the driver (`%` doubled, as exec_driver_sql wants), constants inlined."""
+    empty = shape.where(sa.literal_column("1") == sa.literal_column("0"))
+    return str(empty.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _archive_shape(table: sa.Table) -> sa.Select[Any]:
+    """The archive's columns: the table's, and the fix id."""
+    return sa.select(table, sa.cast(sa.null(), sa.String(40)).label(FIX_ID_COLUMN))
+
+
+def _too_wide(table: sa.Table, said: object) -> str:
+    return (f"the archive of {table.name!r} cannot be created: the database refuses a table with its columns and "
+            f"dupewatch's {FIX_ID_COLUMN} (a VARCHAR(40)) as too wide a row ({said}); the table is within a few bytes "
+            "of the largest row the server stores, so its rows cannot be archived as they are: change one of its "
+            "VARCHAR columns to TEXT, or remove these duplicates by hand; nothing was changed")
+
+
+def archive_refusal(conn: Connection, table: sa.Table) -> str | None:
+    """The dry run's answer to what `ensure_archive` would meet creating the archive of `table`: the server's
+    refusal of its shape as too wide a row, asked without creating a table that lasts
+    (`Dialect.refused_table_shape`); None when the server takes it or cannot be asked."""
+    said = for_backend(conn.dialect.name).refused_table_shape(conn, _empty_select(conn, _archive_shape(table)))
+    return None if said is None else _too_wide(table, said)
 
 
 def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apart: bool = False) -> sa.Table:
@@ -63,19 +87,12 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
         # One statement: the table's columns and the fix id together. MariaDB commits DDL at once, so a separate
         # ALTER TABLE ... ADD that the server refused (a table close to its 65,535-byte row limit) left an archive
         # without the fix id, which every later run called "changed since an earlier fix".
-        shape = sa.select(table, sa.cast(sa.null(), sa.String(40)).label(FIX_ID_COLUMN))
         try:
-            _create_empty(conn, name, schema, shape)
+            _create_empty(conn, name, schema, _archive_shape(table))
         except sa.exc.DBAPIError as exc:
             if exc.orig is None or not for_backend(conn.dialect.name).row_size_refusal(exc.orig):
                 raise
-            said = exc.orig.args[-1] if exc.orig.args else exc.orig
-            raise FixRefused(
-                f"the archive of {table.name!r} cannot be created: the database refuses a table with its columns "
-                f"and dupewatch's {FIX_ID_COLUMN} (a VARCHAR(40)) as too wide a row ({said}); the table is within "
-                "a few bytes of the largest row the server stores, so its rows cannot be archived as they are: "
-                "change one of its VARCHAR columns to TEXT, or remove these duplicates by hand; nothing was "
-                "changed") from None
+            raise FixRefused(_too_wide(table, exc.orig.args[-1] if exc.orig.args else exc.orig)) from None
         preparer = conn.dialect.identifier_preparer
         target = preparer.format_table(sa.Table(name, sa.MetaData(), schema=schema))
         index = safe_identifier("", f"{name}_fix")  # hashed when shortened: long names sharing a prefix differ

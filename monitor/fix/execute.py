@@ -889,7 +889,9 @@ class _Batch:
         if not intact:
             return outcome
         doomed = sa.and_(in_batch, self.plan.c[RANK] > 1)
-        for link in self.links:
+        # Archives first, as the plan counts them (`plan._archiving`): a row one reference archives and another
+        # repoints is archived as it is, not repointed first (in catalog order, which differs per database).
+        for link in sorted(self.links, key=lambda link: link.ref.action != "archive"):
             moved = apply(conn, self.layout, self.plan, link, doomed, self.fix_id)
             self._plan_link(conn, planned, link, moved)
             if link.ref.action == "repoint":

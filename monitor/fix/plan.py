@@ -35,7 +35,7 @@ from sqlalchemy.sql.expression import ColumnClause, FromClause
 from monitor.detect import TableCheck
 from monitor.dialects import for_backend
 from monitor.dialects.base import CheckConstraint
-from monitor.fix.archive import Copy, archive_name, refuse_altered
+from monitor.fix.archive import Copy, archive_name, archive_refusal, refuse_altered
 from monitor.fix.catalog import DeleteHooks, ForeignKey, UniqueKey, catalog_for
 from monitor.fix.errors import FixRefused
 from monitor.fix.privileges import fix_writes, refused_writes
@@ -450,6 +450,11 @@ class ReferencePlan:
     # a constraint in `checks` refusing rows only between repoints (`_count_between`): its key there -> the state,
     # "after repointing X but not yet Y"
     between: dict[str, str] = field(default_factory=dict)
+    # A repoint: rows another reference of the table archives (not in `rows`), but in a later group than the one
+    # this reference points at, so repointed first where the two groups fall in different batches (`_archiving`)
+    repointed_first: int = 0
+    # A self-reference: of `rows`, how many are rows to delete themselves (the others stay)
+    doomed_referrers: int = 0
     # More than `ALL_ORDERS` repointed references of its table (on its first one): the rows moved by several of them
     # whose rows to delete lie in different groups, whose states between repoints in another order than the fix's
     # within one batch (their groups in different batches) are not evaluated (`_intermediate_states`)
@@ -477,6 +482,9 @@ class ReferencePlan:
         if self.action == "refuse":
             return f"{head}: {self.rows:,} referencing row(s) point at rows to delete (on_reference = refuse)"
         line = f"{head}: {self.rows:,} referencing row(s) repointed to the kept rows"
+        if self.repointed_first:
+            line += (f" (and up to {self.repointed_first:,} that another reference's archive takes in a later "
+                     "batch, repointed first where their groups fall in different batches)")
         if self.crowded:
             kept, low, high = self.crowded
             spread = f"{low}" if low == high else f"{low}-{high}"
@@ -489,7 +497,8 @@ class ReferencePlan:
         return {**self.reference.as_json(), "rows": self.rows,
                 "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
                 "rows_to_archive": self.rows if self.action == "archive" else 0,
-                "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts,
+                "repointed_before_archive": self.repointed_first, "kept_rows_with_several": crowded,
+                "unique_conflicts": self.conflicts,
                 "check_refusals": self.checks, "missing_index": self.index}
 
 
@@ -659,6 +668,7 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
     plan.blockers.extend(rules.replication_blockers(conn, layout.table, "delete"))
     plan.blockers.extend(unusable_tables(conn, archives(conn, layout)))
     plan.blockers.extend(_altered_archives(conn, layout))
+    plan.blockers.extend(_unmade_archives(conn, layout))
     asked: set[tuple[Any, ...]] = set()  # (a table with two references is asked once)
     for ref_plan in plan.references:
         ref = ref_plan.reference
@@ -709,10 +719,26 @@ def archives(conn: Connection, layout: Layout) -> list[sa.Table]:
     archives with their parents), where `archive.ensure_archive` keeps them; an earlier fix may have created
     them as another role."""
     apart = home(conn) is not None
-    tables = [(layout.table.schema, layout.table.name)]
-    tables += [(ref.schema, ref.table) for ref in layout.refs if ref.action == "archive"]
     return [sa.Table(archive_name(sa.Table(name, sa.MetaData(), schema=schema), apart=apart), sa.MetaData(),
-                     schema=place(conn, schema)) for schema, name in tables]
+                     schema=place(conn, schema)) for schema, name in _archived(layout)]
+
+
+def _archived(layout: Layout) -> list[tuple[str | None, str]]:
+    """(schema, name) of each table whose rows a fix of the layout's table archives, its own first."""
+    return [(layout.table.schema, layout.table.name),
+            *((ref.schema, ref.table) for ref in layout.refs if ref.action == "archive")]
+
+
+def _unmade_archives(conn: Connection, layout: Layout) -> list[str]:
+    """The server's refusal of each archive the fix would create (`archive.archive_refusal`: MariaDB/MySQL's row
+    size limit), asked of the archives no earlier fix created."""
+    inspector = sa.inspect(conn)
+    refusals = []
+    for i, ((schema, name), archive) in enumerate(zip(_archived(layout), archives(conn, layout), strict=True)):
+        source = layout.reflect(conn, schema, name) if i else layout.table
+        if not inspector.has_table(archive.name, schema=archive.schema) and (refused := archive_refusal(conn, source)):
+            refusals.append(refused)
+    return refusals
 
 
 def _altered_archives(conn: Connection, layout: Layout) -> list[str]:
@@ -845,6 +871,23 @@ def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference
                      for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
 
 
+def _archiving(child: FromClause, layout: Layout, rel: FromClause, ref: Reference, *,
+               by_then: bool = False) -> list[ColumnElement[bool]]:
+    """For a repointed reference: per other reference of its table that archives, whether it archives the row (by
+    the group of the row of `rel` it points at, or a group before it, when `by_then`). The fix archives first in
+    each batch (a `post` row whose `author_id` is archived and `editor_id` repointed is archived only), and batches
+    are ranges of groups in order, so such a row is repointed only when its archive comes in a later batch."""
+    archiving = [other for other in layout.refs if other.action == "archive" and other.visible
+                 and other.referred_unique and not other.self_reference
+                 and (other.schema, other.table) == (ref.schema, ref.table)]
+    conditions: list[ColumnElement[bool]] = []
+    for j, other in enumerate(archiving):
+        doomed = rel.alias(f"dupewatch_archived{j}")
+        then = [doomed.c[GROUP] <= rel.c[GROUP]] if by_then else []
+        conditions.append(sa.exists().where(_pointing(child, layout, doomed, other), doomed.c[RANK] > 1, *then))
+    return conditions
+
+
 def _reference_plan(conn: Connection, layout: Layout, rel: FromClause, ref: Reference) -> ReferencePlan:
     if layout.mode == "identical" or not ref.visible:
         return ReferencePlan(ref, 0, {})
@@ -878,13 +921,27 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     table = layout.reflect(conn, ref.schema, ref.table)
     child = table.alias("dupewatch_child")  # may be the fixed table itself
     on = _pointing(child, layout, rel, ref)
+    archived = _archiving(child, layout, rel, ref) if ref.action == "repoint" else []
+    first = 0
+    if archived:  # counted as the archive's; those it takes in a later batch may be repointed first
+        first = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on).where(
+            rel.c[RANK] > 1, sa.or_(*archived),
+            *[~then for then in _archiving(child, layout, rel, ref, by_then=True)])).scalar_one()
+        on = sa.and_(on, *[~a for a in archived])
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
+    if rows and ref.self_reference and ref.referred_unique and not ref.fk.within:
+        # Of them, the rows the fix deletes too (one pointing at itself, an Odoo partner's commercial_partner_id).
+        doomed = rel.alias("dupewatch_doomed_referrer")
+        deleted = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on).where(
+            rel.c[RANK] > 1, sa.exists().where(doomed.c[RANK] > 1, *[
+                doomed.c[layout.ref_label[r]] == child.c[r] for r in ref.referred_columns]))).scalar_one()
+        return ReferencePlan(ref, int(rows), {}, doomed_referrers=int(deleted))
     if rows and ref.action == "archive" and ref.referred_unique and not ref.self_reference:
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on,
                                                                           layout=layout))
     if not rows or ref.action != "repoint" or not ref.referred_unique:
-        return ReferencePlan(ref, int(rows), {})
+        return ReferencePlan(ref, int(rows), {}, repointed_first=int(first))
     # Rows one level down referring to the columns the repoint changes: by a key whose ON UPDATE writes (`nested`),
     # or by a NO ACTION / RESTRICT one, under which the database would refuse the repoint (`held`).
     referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns, layout)
@@ -921,7 +978,8 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held)
+    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
+                         repointed_first=int(first))
 
 
 def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
@@ -1398,9 +1456,9 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         return
     if ref.self_reference:
         itself = "as a partitioned table and its partition (one holds the other's rows)" if ref.fk.within else "itself"
-        plan.blockers.append(
-            f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
-            f"delete: repointing or archiving inside the table being deduplicated is not supported{cascade}")
+        plan.blockers.append(f"{ref.label} references {table!r} {itself} and {rows} of its rows point at rows to "
+                             f"delete{_self_referrers(ref_plan)}: repointing or archiving inside the table being "
+                             f"deduplicated is not supported{cascade}{_by_hand(ref)}")
         _judge_checks(plan, ref_plan)  # what a repoint by hand would meet too
         return
     if ref.action == "archive" and ref_plan.nested:
@@ -1459,6 +1517,26 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
     if ref.cascades and not plan.blockers:
         plan.notes.append(f"{ref.label} has ON DELETE {ref.ondelete}: its {rows} row(s) are repointed "
                           "before the delete, so nothing cascades (each batch verifies it)")
+
+
+def _self_referrers(ref_plan: ReferencePlan) -> str:
+    """Which of a self-reference's rows pointing at rows to delete are rows to delete too."""
+    if ref_plan.reference.fk.within:
+        return ""
+    staying = ref_plan.rows - ref_plan.doomed_referrers
+    return f" ({ref_plan.doomed_referrers:,} of them rows to delete too, {staying:,} rows that stay)"
+
+
+def _by_hand(ref: Reference) -> str:
+    """What to do about a refused self-reference: the fix re-checks each row to delete against the plan's copy of
+    it and archives it as it is, so a repoint inside the table would change rows the plan holds."""
+    if ref.fk.within:
+        return ""
+    column = ", ".join(ref.columns)
+    return (" (a repoint there would change rows the plan holds, re-checks before each delete and archives as they "
+            f"are); point them at the kept rows by hand first (UPDATE {ref.table} SET {column} = <kept row's "
+            f"{', '.join(ref.referred_columns)}> WHERE {column} = <deleted row's>, for each row to delete; the "
+            "sample shows each group's kept row), then run the fix again")
 
 
 def _judge_checks(plan: FixPlan, ref_plan: ReferencePlan) -> None:

@@ -1,6 +1,11 @@
 """Tables a fix must refuse, clearly and before writing anything: views, materialized views, PK-less
 partitioned tables, and (MariaDB) a table too wide for its archive's one more column."""
 
+import uuid
+
+from sqlalchemy.engine import make_url
+
+from dbtest import server_login, write_config
 from fix_support import config_file, contents, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixRefused, make_plan
@@ -72,3 +77,43 @@ def test_mariadb_table_too_wide_for_its_archive_is_refused_in_one_line_leaving_n
         assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
                             "(TABLE_NAME LIKE 'dupewatch\\_archive\\_%' OR TABLE_NAME LIKE 'dupewatch\\_plan%')") == 0
         assert contents(mysql, "wide") == before
+
+
+def test_mariadb_dry_run_lists_a_table_too_wide_for_its_archive_as_a_blocker(mysql, tmp_path):
+    """The dry run exited 0 for the table `fix --yes` then refused (the server's ER_TOO_BIG_ROWSIZE on the
+    archive's shape): now the dry run asks the server the same question, and changes nothing doing so."""
+    columns = ", ".join(f"c{i} VARCHAR(255)" for i in range(64))
+    mysql.execute(f"CREATE TABLE wide (id INT PRIMARY KEY, email VARCHAR(20), {columns}) DEFAULT CHARSET=utf8mb4",
+                  "INSERT INTO wide (id, email, c0) VALUES (1, 'a', 'x'), (2, 'a', 'y'), (3, 'b', 'z')")
+    path = config_file(tmp_path, mysql, [{"name": "wide", "table": "wide", "key": ["email"]}])
+    before = contents(mysql, "wide")
+    dry = run_cli("fix", "wide", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    assert "BLOCKED: the archive of 'wide' cannot be created" in dry.output and "too wide a row" in dry.output
+    assert contents(mysql, "wide") == before
+    assert mysql.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                        "TABLE_NAME LIKE 'dupewatch\\_archive\\_%'") == 0
+    mysql.execute("ALTER TABLE wide MODIFY c63 TEXT")  # now its archive fits: no blocker
+    fits = run_cli("fix", "wide", "--config", str(path), "--dry-run")
+    assert fits.exit_code == 0 and "BLOCKED" not in fits.output, fits.output
+
+
+def test_mariadb_dry_run_of_a_fix_role_that_may_not_create_temporary_tables_leaves_the_width_to_the_fix(mysql,
+                                                                                                       tmp_path):
+    """The dry run asks the width with a TEMPORARY table: a fix role without CREATE TEMPORARY TABLES cannot ask,
+    and the dry run says nothing of it (no crash, no blocker it cannot prove); `fix --yes` refuses as before."""
+    columns = ", ".join(f"c{i} VARCHAR(255)" for i in range(64))
+    mysql.execute(f"CREATE TABLE wide (id INT PRIMARY KEY, email VARCHAR(20), {columns}) DEFAULT CHARSET=utf8mb4",
+                  "INSERT INTO wide (id, email, c0) VALUES (1, 'a', 'x'), (2, 'a', 'y')")
+    password = uuid.uuid4().hex
+    grant = (f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER ON `{mysql.schema}`.* TO {{user}}")
+    with server_login("mysql", grant, "GRANT PROCESS ON *.* TO {user}", prefix="polish16",
+                      password=password) as user:
+        fix_url = make_url(mysql.url).set(username=user, password=password).render_as_string(hide_password=False)
+        path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": mysql.url, "fix_url": fix_url}},
+                            [{"database": "app", "name": "wide", "table": "wide", "key": ["email"]}])
+        dry = run_cli("fix", "wide", "--config", str(path), "--dry-run")
+        assert dry.exit_code == 0 and "too wide a row" not in dry.output, dry.output
+        fixed = run_cli("fix", "wide", "--config", str(path), "--yes")
+        assert fixed.exit_code == 2 and "too wide a row" in fixed.stderr, fixed.output
+    assert contents(mysql, "wide")["wide"] and mysql.scalar("SELECT count(*) FROM wide") == 2
