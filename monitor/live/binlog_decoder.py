@@ -11,7 +11,8 @@ reader only what live mode uses, already plain data:
 - `("statement", timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
   LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
   (the server's ROW is only the sessions' default); or an `ALTER TABLE` or `RENAME TABLE`, which may change keys
-  or how they compare, or swap a table's rows, without logging any row (`adds_rows`);
+  or how they compare, or swap a table's rows, without logging any row (`adds_rows`, which reads a statement as
+  the server runs it: past comments and MariaDB's `SET STATEMENT ... FOR` prefix);
 - `("commit", gtid_position | None, log_file, log_pos, timestamp, gtid_set | None)`: a transaction read whole,
   where to resume after it (MariaDB's GTID position, MySQL's set of GTIDs read, else the file and position), and
   its commit's second (the XID event's: a long transaction's rows are dated when it began);
@@ -382,23 +383,54 @@ def transaction_control(query: Any) -> str | None:
     return control if control in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END") else None
 
 
-_LEADING_COMMENTS = re.compile(r"\A(?:\s+|/\*.*?\*/|#[^\n]*\n|--\s[^\n]*\n)*", re.DOTALL)
+# A statement's text as the server parses it, token by token: a comment (`/*...*/`, `#...`, `-- ...`) anywhere is
+# none (an executable one, `/*!50100 ...*/` or MariaDB's `/*M!100100 ...*/`, is its text: taken as run), a quoted
+# string or identifier one token (a `FOR` or `TABLE` in it is no keyword), a word, a parenthesis.
+_TOKEN = re.compile(r"""(?P<skip>\s+|/\*(?!M?!).*?\*/|#[^\n]*|--(?=\s|\Z)[^\n]*)"""
+                    r"""|(?P<open>/\*M?!\d*)|(?P<close>\*/)"""
+                    r"""|(?P<quoted>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`)"""
+                    r"""|(?P<word>[A-Za-z_][A-Za-z0-9_$]*)|(?P<other>.)""", re.DOTALL | re.MULTILINE)
 _ADDS_ROWS = ("INSERT", "REPLACE", "UPDATE", "LOAD")
-_RESHAPES = re.compile(r"\A(?:ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE|RENAME\s+TABLE)\b", re.IGNORECASE)
+_ALTER_OPTIONS = ("ONLINE", "IGNORE")
+
+
+def statement_words(query: Any) -> list[str]:
+    """The keywords and identifiers of a logged statement at its top level (outside parentheses), upper-cased, in
+    order, with a MariaDB `SET STATEMENT var = value, ... FOR` prefix taken off: what the statement is. A quoted
+    string or identifier is `'` (never a keyword); a comment is nothing, an executable one its text."""
+    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+    words: list[str] = []
+    depth = 0
+    for token in _TOKEN.finditer(text):
+        kind = token.lastgroup
+        if kind == "word" and depth == 0:
+            words.append(token[0].upper())
+        elif kind == "quoted" and depth == 0:
+            words.append("'")
+        elif kind == "other" and token[0] in "()":
+            depth = max(0, depth + (1 if token[0] == "(" else -1))
+    if words[:2] == ["SET", "STATEMENT"] and "FOR" in words:
+        return words[words.index("FOR") + 1:]
+    return words
 
 
 def adds_rows(query: Any) -> str | None:
     """What a statement logged as a statement did that may have made groups the log does not name: its verb for
-    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA), `ALTER TABLE` for one that may
-    change every row's key or how keys compare (a type, a collation) without logging the rows, `RENAME TABLE` for
-    one that may put other rows under a watched table's name (an online schema change's cut-over); else None
-    (a DELETE or TRUNCATE only removes rows, other DDL names none)."""
-    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
-    text = _LEADING_COMMENTS.sub("", text, count=1)
-    if (reshape := _RESHAPES.match(text)) is not None:
-        return "ALTER TABLE" if reshape[0].upper().startswith("ALTER") else "RENAME TABLE"
-    words = text.split(None, 1)
-    verb = words[0].upper() if words else ""
+    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA; also after a `WITH` clause), `ALTER
+    TABLE` for one that may change every row's key or how keys compare (a type, a collation) without logging the
+    rows, `RENAME TABLE` for one that may put other rows under a watched table's name (an online schema change's
+    cut-over); else None (a DELETE or TRUNCATE only removes rows, other DDL names none). Read as the server reads
+    it (`statement_words`): a comment within it, or MariaDB's `SET STATEMENT ... FOR` before it, hides nothing."""
+    words = statement_words(query)
+    if words[:1] == ["WITH"]:  # a common table expression before the statement: the first verb after it
+        words = [next((w for w in words if w in (*_ADDS_ROWS, "DELETE", "SELECT")), "")]
+    verb = words[0] if words else ""
+    if verb == "ALTER" and next((w for w in words[1:] if w not in _ALTER_OPTIONS), "") == "TABLE":
+        # a dump's `/*!40000 ALTER TABLE t DISABLE KEYS */` (and ENABLE) changes no key: not counted in full
+        keys_only = len(words) <= 6 and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
+        return None if keys_only else "ALTER TABLE"
+    if words[:2] == ["RENAME", "TABLE"]:
+        return "RENAME TABLE"
     return verb if verb in _ADDS_ROWS else None
 
 
