@@ -217,7 +217,7 @@ class Catalog:
     def __init__(self, settings: dict[str, Any]) -> None:
         self._settings = settings
         self._connection: Any = None
-        self._tables: dict[tuple[str, str], list[_Described]] = {}
+        self._tables: dict[tuple[str, str], tuple[list[_Described], bool]] = {}
 
     def reshaped(self, event: Any) -> bool:
         """The log does not name `event`'s columns and the table's columns now are not the ones it was logged
@@ -226,7 +226,7 @@ class Catalog:
         if table is None or table.column_name_flag:  # the log named them (binlog_row_metadata = FULL)
             return False
         columns = event.columns
-        described = self._described(event.schema, event.table)
+        described = self._columns(event)
         if len(described) != len(columns) or not all(
                 _logged_as(column.type, now.data_type) for column, now in zip(columns, described, strict=True)):
             return True
@@ -238,7 +238,7 @@ class Catalog:
         columns = getattr(event, "columns", None) or []
         if not any(_undescribed(column) for column in columns):
             return
-        described = self._described(event.schema, event.table)
+        described = self._columns(event)
         if len(described) != len(columns):
             return  # not reached: `reshaped` took the event's rows for a gap
         for column, now in zip(columns, described, strict=True):
@@ -249,7 +249,17 @@ class Catalog:
             elif column.type in _TEXT_TYPES and column.character_set_name is None:
                 column.character_set_name = now.charset or "binary"  # a byte string's column has no character set
 
-    def _described(self, schema: str, table: str) -> list[_Described]:
+    def _columns(self, event: Any) -> list[_Described]:
+        """The columns `event`'s rows are logged with, as the table has them now. A MariaDB table `WITH SYSTEM
+        VERSIONING` whose period columns are implicit has two more than information_schema lists (which hides
+        them): `row_start` and `row_end`, always its last ones, logged with every row."""
+        described, versioned = self._described(event.schema, event.table)
+        if versioned and len(event.columns) == len(described) + 2:
+            return described + list(_IMPLICIT_PERIOD)
+        return described
+
+    def _described(self, schema: str, table: str) -> tuple[list[_Described], bool]:
+        """The table's columns information_schema lists, and whether it is system-versioned."""
         if (schema, table) not in self._tables:
             if self._connection is None:
                 self._connection = pymysql.connect(**self._settings)
@@ -257,8 +267,12 @@ class Catalog:
                 cursor.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME"
                                " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
                                " ORDER BY ORDINAL_POSITION", (schema, table))
-                self._tables[schema, table] = [_Described(str(name), str(data_type).lower(), str(kind), charset)
-                                               for name, data_type, kind, charset in cursor.fetchall()]
+                columns = [_Described(str(name), str(data_type).lower(), str(kind), charset)
+                           for name, data_type, kind, charset in cursor.fetchall()]
+                cursor.execute("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+                               " AND TABLE_NAME = %s AND TABLE_TYPE = 'SYSTEM VERSIONED'", (schema, table))
+                row = cursor.fetchone()
+                self._tables[schema, table] = (columns, bool(row and row[0]))
         return self._tables[schema, table]
 
     def forget(self) -> None:
@@ -278,6 +292,11 @@ class _Described:
     data_type: str  # DATA_TYPE: `varchar`, `int`, ...
     column_type: str  # COLUMN_TYPE: `varchar(100)`, `enum('a','b')`, ...
     charset: str | None
+
+
+# The period columns MariaDB gives a table created `WITH SYSTEM VERSIONING` without naming them (`Catalog._columns`)
+_IMPLICIT_PERIOD = (_Described("row_start", "timestamp", "timestamp(6)", None),
+                    _Described("row_end", "timestamp", "timestamp(6)", None))
 
 
 _STRINGS = frozenset({LOGGED.STRING, LOGGED.VARCHAR, LOGGED.VAR_STRING, LOGGED.ENUM, LOGGED.SET})

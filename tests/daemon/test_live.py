@@ -2260,6 +2260,29 @@ def test_mariadb_a_statement_logged_as_a_statement_behind_a_prefix_or_comment_is
                    timeout=10)
 
 
+def test_mariadb_changes_of_a_system_versioned_table_are_followed_without_a_gap(
+        mariadb: MariaDBServer, monitor_for: Any) -> None:
+    """A table `WITH SYSTEM VERSIONING` logs its hidden `row_start`/`row_end` with every row, two columns more than
+    information_schema lists: each of its changes was taken for rows logged before an ALTER TABLE, a gap and a full
+    count of every check of the database at every change."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"versioned_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
+                    " INDEX (email)) WITH SYSTEM VERSIONING")
+    try:
+        with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com')")
+            execute(engine, f"UPDATE {table} SET email = 'a@example.com' WHERE email = 'b@example.com'")
+            await_true(lambda: groups.figures == (1, 1), "the group the update formed")
+            execute(engine, f"DELETE FROM {table} WHERE id = (SELECT min(id) FROM {table})")
+            await_true(lambda: groups.figures == (0, 0), "the group the delete dissolved")
+            assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
+
+
 def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     role = f"dw_live_{uuid.uuid4().hex[:8]}"
