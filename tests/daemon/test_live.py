@@ -37,6 +37,7 @@ from monitor.dialects.postgresql import PostgreSQL
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live import postgresql as postgresql_module
 from monitor.live import visibility as visibility_module
 from monitor.live.changes import Change
 from monitor.live.groups import KEYS_PER_READ, Named
@@ -662,6 +663,30 @@ def test_a_server_without_logical_wal_is_refused_in_one_line_and_polling_goes_on
     # On /metrics too, a refused stream is not a quiet one: not followed, no gap (it never opened).
     assert (live_value(scrape, FOLLOWING), live_value(scrape, GAPS)) == (0, 0)
     assert daemon.stop() == 0
+
+
+def test_a_slot_held_back_by_an_open_transaction_says_which_one(
+        cluster: Cluster, admin: sa.Engine, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A logical slot starts once every transaction running when it was created has ended: an idle-in-transaction
+    session kept live mode from opening for as long as it stayed so, and each attempt logged only `canceling
+    statement due to statement timeout`. The failed attempt names the transaction it waits for."""
+    monkeypatch.setattr(postgresql_module, "STATEMENT_TIMEOUT_SECONDS", 1.0)
+    engine = sa.create_engine(cluster.url)
+    holder = engine.connect()
+    try:
+        holder.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('held@example.com')"))  # an id, held
+        pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+        with pytest.raises(StreamLost) as lost:
+            stream.open()
+        assert "the temporary slot waits for the transactions running when it was created to end" in str(lost.value)
+        assert f"the oldest, pid {pid}, idle in transaction since " in str(lost.value)
+        with admin.connect() as conn:  # the attempt's temporary slot ended with its session
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_replication_slots")).scalar() == 0
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
 
 
 def test_a_role_without_replication_is_refused_in_one_line(cluster: Cluster, admin: sa.Engine) -> None:
