@@ -183,10 +183,14 @@ class LogicalDecodingStream:
             row = None
         if row is None:
             return f"{why}, past the {STATEMENT_TIMEOUT_SECONDS:.0f} s statement timeout"
-        pid, started, state = row
-        seen = f", {state} since {started:%Y-%m-%d %H:%M:%S %Z}" if started is not None else ""
-        return (f"{why}: the oldest, pid {pid}{seen}, outlasted the {STATEMENT_TIMEOUT_SECONDS:.0f} s statement "
-                "timeout (end or commit it; pg_terminate_backend)")
+        pid, started, state, gid, prepared = row
+        if gid is not None:
+            oldest = f"the prepared transaction '{gid}' (since {prepared:%Y-%m-%d %H:%M:%S %Z}; COMMIT PREPARED or " \
+                     "ROLLBACK PREPARED it)"
+        else:
+            seen = f", {state} since {started:%Y-%m-%d %H:%M:%S %Z}" if started is not None else ""
+            oldest = f"pid {pid}{seen} (end or commit it; pg_terminate_backend)"
+        return f"{why}: the oldest, {oldest}, outlasted the {STATEMENT_TIMEOUT_SECONDS:.0f} s statement timeout"
 
     def _refuse_unless_ready(self) -> None:
         assert self._conn is not None
@@ -418,9 +422,12 @@ _UNSETTLED = ("SELECT array_agg(x) FROM unnest(%s::bigint[]) AS x, txid_current_
 
 # The oldest transaction still running that holds a transaction id (a logical slot's creation waits for those),
 # with its start and state where pg_stat_activity shows them to the role.
-_OLDEST_WRITER = ("SELECT l.pid, a.xact_start, a.state FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+# A prepared transaction (PREPARE TRANSACTION) holds it back too: it has no session (pid NULL), but a gid.
+_OLDEST_WRITER = ("SELECT l.pid, a.xact_start, a.state, p.gid, p.prepared FROM pg_locks l"
+                  " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                  " LEFT JOIN pg_prepared_xacts p ON p.transaction = l.transactionid"
                   " WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted"
-                  " AND l.pid <> pg_backend_pid() ORDER BY age(l.transactionid) DESC LIMIT 1")
+                  " AND l.pid IS DISTINCT FROM pg_backend_pid() ORDER BY age(l.transactionid) DESC LIMIT 1")
 
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 

@@ -91,7 +91,7 @@ LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a l
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    for made in started_cluster("the live-mode tests", wal_level="logical"):
+    for made in started_cluster("the live-mode tests", wal_level="logical", max_prepared_transactions="2"):
         allow_wal2json(made)
         yield made
 
@@ -668,25 +668,33 @@ def test_a_server_without_logical_wal_is_refused_in_one_line_and_polling_goes_on
 def test_a_slot_held_back_by_an_open_transaction_says_which_one(
         cluster: Cluster, admin: sa.Engine, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A logical slot starts once every transaction running when it was created has ended: an idle-in-transaction
-    session kept live mode from opening for as long as it stayed so, and each attempt logged only `canceling
-    statement due to statement timeout`. The failed attempt names the transaction it waits for."""
+    session (or a forgotten prepared transaction) kept live mode from opening for as long as it stayed so, and each
+    attempt logged only `canceling statement due to statement timeout`. The failed attempt names the transaction
+    it waits for."""
     monkeypatch.setattr(postgresql_module, "STATEMENT_TIMEOUT_SECONDS", 1.0)
     engine = sa.create_engine(cluster.url)
     holder = engine.connect()
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
     try:
         holder.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('held@example.com')"))  # an id, held
         pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar()
-        stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
         with pytest.raises(StreamLost) as lost:
             stream.open()
         assert "the temporary slot waits for the transactions running when it was created to end" in str(lost.value)
         assert f"the oldest, pid {pid}, idle in transaction since " in str(lost.value)
-        with admin.connect() as conn:  # the attempt's temporary slot ended with its session
+        holder.execute(sa.text("PREPARE TRANSACTION 'dw_forgotten'"))
+        with pytest.raises(StreamLost) as lost:
+            stream.open()
+        assert "the oldest, the prepared transaction 'dw_forgotten' (since " in str(lost.value)
+        with admin.connect() as conn:  # the attempts' temporary slots ended with their sessions
             assert conn.execute(sa.text("SELECT count(*) FROM pg_replication_slots")).scalar() == 0
     finally:
         holder.rollback()
         holder.close()
         engine.dispose()
+        with admin.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'dw_forgotten'")).scalar():
+                conn.execute(sa.text("ROLLBACK PREPARED 'dw_forgotten'"))
 
 
 def test_a_role_without_replication_is_refused_in_one_line(cluster: Cluster, admin: sa.Engine) -> None:
