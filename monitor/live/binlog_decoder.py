@@ -194,6 +194,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
 
 
 _TEXT_TYPES = (FIELD_TYPE.VARCHAR, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
+_INTEGERS = (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.INT24, FIELD_TYPE.LONG, FIELD_TYPE.LONGLONG)
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
 
 
@@ -202,6 +203,7 @@ class Catalog:
 
     Without `binlog_row_metadata = FULL` (MariaDB's default, NO_LOG, and MySQL's, MINIMAL, log no column names)
     a table map gives the columns' types in order but no names, no ENUM or SET member names and (below MINIMAL) no
+    integer's signedness (an UNSIGNED value past the signed range is read as a negative number) and no
     character set: python-mysql-replication then gives every ENUM and SET value as None, a `BINARY`/`VARBINARY`/
     `BLOB` value decoded as UTF-8 (text, or a decoding error that ends the stream at the first byte string that
     is not UTF-8), and text in any character set as UTF-8. A key read as None or as other bytes is re-counted as
@@ -248,6 +250,8 @@ class Catalog:
                 column.set_values = _members(now.column_type)
             elif column.type in _TEXT_TYPES and column.character_set_name is None:
                 column.character_set_name = now.charset or "binary"  # a byte string's column has no character set
+            elif column.type in _INTEGERS:
+                column.unsigned = column.unsigned or " unsigned" in f" {now.column_type.lower()}"
 
     def _columns(self, event: Any) -> list[_Described]:
         """The columns `event`'s rows are logged with, as the table has them now. A MariaDB table `WITH SYSTEM
@@ -326,6 +330,8 @@ def _logged_as(logged: int, data_type: str) -> bool:
 
 
 def _undescribed(column: Any) -> bool:
+    if column.type in _INTEGERS:  # without its signedness logged, an UNSIGNED value past the signed range is negative
+        return not column.unsigned
     if column.type == FIELD_TYPE.ENUM:
         return not column.enum_values
     if column.type == FIELD_TYPE.SET:

@@ -2316,6 +2316,30 @@ def test_mariadb_changes_of_a_system_versioned_table_are_followed_without_a_gap(
         engine.dispose()
 
 
+@pytest.mark.parametrize("column", ["tinyint unsigned", "int unsigned", "bigint unsigned"])
+def test_mariadb_an_unsigned_key_past_the_signed_range_is_read_as_stored(
+        mariadb: MariaDBServer, monitor_for: Any, column: str) -> None:
+    """Without `binlog_row_metadata = FULL` the log does not say whether an integer column is UNSIGNED: an IPv4
+    address kept as `int unsigned` (half of them past 2^31), a `tinyint unsigned` status of 200, were read as
+    negative numbers, re-counted as keys no row has: their duplicates were missed without a gap."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"unsigned_{uuid.uuid4().hex[:8]}"
+    top = {"tinyint unsigned": 255, "int unsigned": 4294967295, "bigint unsigned": 18446744073709551615}[column]
+    execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, ip {column}, INDEX (ip))")
+    try:
+        with following_signups(monitor_for, mariadb.url, table, key=["ip"]) as (reader, recorded):
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (ip) VALUES (:top), (:top), (1)", top=top)
+            await_true(lambda: groups.figures == (1, 1), "the group of the unsigned key")
+            execute(engine, f"UPDATE {table} SET ip = 1 WHERE id = (SELECT min(id) FROM {table})")
+            await_true(lambda: groups.figures == (1, 1) and {k for k, _n in groups.known.values()} == {(1,)},
+                       "the group the update moved")
+            assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
+
+
 def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     role = f"dw_live_{uuid.uuid4().hex[:8]}"
