@@ -11,7 +11,8 @@ reader only what live mode uses, already plain data:
 - `("statement", timestamp, verb)`: a statement that may add rows or change keys (INSERT, REPLACE, UPDATE,
   LOAD DATA) logged as a statement, naming none of them: a session that set `binlog_format` to STATEMENT or MIXED
   (the server's ROW is only the sessions' default); or an `ALTER TABLE` or `RENAME TABLE`, which may change keys
-  or how they compare, or swap a table's rows, without logging any row (`adds_rows`);
+  or how they compare, or swap a table's rows, without logging any row (`adds_rows`, which reads a statement as
+  the server runs it: past comments and MariaDB's `SET STATEMENT ... FOR` prefix);
 - `("commit", gtid_position | None, log_file, log_pos, timestamp, gtid_set | None)`: a transaction read whole,
   where to resume after it (MariaDB's GTID position, MySQL's set of GTIDs read, else the file and position), and
   its commit's second (the XID event's: a long transaction's rows are dated when it began);
@@ -174,7 +175,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                 pipe.send(("reshaped", event.timestamp, event.schema, event.table))
             else:
                 catalog.describe(event)
-                rows = changes(event)
+                rows = changes(event, catalog.period_end(event))
                 if preparing is not None:
                     preparing.extend(rows)
                     if len(preparing) > XA_CHANGES:
@@ -193,6 +194,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
 
 
 _TEXT_TYPES = (FIELD_TYPE.VARCHAR, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
+_INTEGERS = (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.INT24, FIELD_TYPE.LONG, FIELD_TYPE.LONGLONG)
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
 
 
@@ -201,6 +203,7 @@ class Catalog:
 
     Without `binlog_row_metadata = FULL` (MariaDB's default, NO_LOG, and MySQL's, MINIMAL, log no column names)
     a table map gives the columns' types in order but no names, no ENUM or SET member names and (below MINIMAL) no
+    integer's signedness (an UNSIGNED value past the signed range is read as a negative number) and no
     character set: python-mysql-replication then gives every ENUM and SET value as None, a `BINARY`/`VARBINARY`/
     `BLOB` value decoded as UTF-8 (text, or a decoding error that ends the stream at the first byte string that
     is not UTF-8), and text in any character set as UTF-8. A key read as None or as other bytes is re-counted as
@@ -216,7 +219,7 @@ class Catalog:
     def __init__(self, settings: dict[str, Any]) -> None:
         self._settings = settings
         self._connection: Any = None
-        self._tables: dict[tuple[str, str], list[_Described]] = {}
+        self._tables: dict[tuple[str, str], tuple[list[_Described], str | None]] = {}
 
     def reshaped(self, event: Any) -> bool:
         """The log does not name `event`'s columns and the table's columns now are not the ones it was logged
@@ -225,7 +228,7 @@ class Catalog:
         if table is None or table.column_name_flag:  # the log named them (binlog_row_metadata = FULL)
             return False
         columns = event.columns
-        described = self._described(event.schema, event.table)
+        described = self._columns(event)
         if len(described) != len(columns) or not all(
                 _logged_as(column.type, now.data_type) for column, now in zip(columns, described, strict=True)):
             return True
@@ -237,7 +240,7 @@ class Catalog:
         columns = getattr(event, "columns", None) or []
         if not any(_undescribed(column) for column in columns):
             return
-        described = self._described(event.schema, event.table)
+        described = self._columns(event)
         if len(described) != len(columns):
             return  # not reached: `reshaped` took the event's rows for a gap
         for column, now in zip(columns, described, strict=True):
@@ -247,17 +250,44 @@ class Catalog:
                 column.set_values = _members(now.column_type)
             elif column.type in _TEXT_TYPES and column.character_set_name is None:
                 column.character_set_name = now.charset or "binary"  # a byte string's column has no character set
+            elif column.type in _INTEGERS:
+                column.unsigned = column.unsigned or " unsigned" in f" {now.column_type.lower()}"
 
-    def _described(self, schema: str, table: str) -> list[_Described]:
+    def _columns(self, event: Any) -> list[_Described]:
+        """The columns `event`'s rows are logged with, as the table has them now. A MariaDB table `WITH SYSTEM
+        VERSIONING` whose period columns are implicit has two more than information_schema lists (which hides
+        them): `row_start` and `row_end`, always its last ones, logged with every row."""
+        described, period_end = self._described(event.schema, event.table)
+        if period_end == _IMPLICIT_PERIOD[1].name and len(event.columns) == len(described) + 2:
+            return described + list(_IMPLICIT_PERIOD)
+        return described
+
+    def period_end(self, event: Any) -> str | None:
+        """The column a system-versioned table's row ends its life in (`row_end`, or the one declared `AS ROW
+        END`), or None for a table of another kind."""
+        return self._described(event.schema, event.table)[1]
+
+    def _described(self, schema: str, table: str) -> tuple[list[_Described], str | None]:
+        """The table's columns information_schema lists, and its period's end column where it is
+        system-versioned (`period_end`)."""
         if (schema, table) not in self._tables:
             if self._connection is None:
                 self._connection = pymysql.connect(**self._settings)
             with self._connection.cursor() as cursor:
-                cursor.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME"
+                cursor.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, GENERATION_EXPRESSION"
                                " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
                                " ORDER BY ORDINAL_POSITION", (schema, table))
-                self._tables[schema, table] = [_Described(str(name), str(data_type).lower(), str(kind), charset)
-                                               for name, data_type, kind, charset in cursor.fetchall()]
+                listed = cursor.fetchall()
+                columns = [_Described(str(name), str(data_type).lower(), str(kind), charset)
+                           for name, data_type, kind, charset, _generated in listed]
+                cursor.execute("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+                               " AND TABLE_NAME = %s AND TABLE_TYPE = 'SYSTEM VERSIONED'", (schema, table))
+                row = cursor.fetchone()
+                period_end = None
+                if row and row[0]:
+                    period_end = next((str(name) for name, *_described, generated in listed
+                                       if str(generated or "").upper() == "ROW END"), _IMPLICIT_PERIOD[1].name)
+                self._tables[schema, table] = (columns, period_end)
         return self._tables[schema, table]
 
     def forget(self) -> None:
@@ -277,6 +307,11 @@ class _Described:
     data_type: str  # DATA_TYPE: `varchar`, `int`, ...
     column_type: str  # COLUMN_TYPE: `varchar(100)`, `enum('a','b')`, ...
     charset: str | None
+
+
+# The period columns MariaDB gives a table created `WITH SYSTEM VERSIONING` without naming them (`Catalog._columns`)
+_IMPLICIT_PERIOD = (_Described("row_start", "timestamp", "timestamp(6)", None),
+                    _Described("row_end", "timestamp", "timestamp(6)", None))
 
 
 _STRINGS = frozenset({LOGGED.STRING, LOGGED.VARCHAR, LOGGED.VAR_STRING, LOGGED.ENUM, LOGGED.SET})
@@ -306,6 +341,8 @@ def _logged_as(logged: int, data_type: str) -> bool:
 
 
 def _undescribed(column: Any) -> bool:
+    if column.type in _INTEGERS:  # without its signedness logged, an UNSIGNED value past the signed range is negative
+        return not column.unsigned
     if column.type == FIELD_TYPE.ENUM:
         return not column.enum_values
     if column.type == FIELD_TYPE.SET:
@@ -332,7 +369,9 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def changes(event: Any) -> list[Change]:
+def changes(event: Any, period_end: str | None = None) -> list[Change]:
+    """The row changes of `event`. `period_end`: the table is system-versioned (`Catalog.period_end`), and a DELETE
+    of its rows is logged as an UPDATE of that column alone (the row is kept as history): a DELETE here."""
     sets = {column.name: column.set_values for column in event.columns
             if column.type == FIELD_TYPE.SET and column.set_values}
 
@@ -343,12 +382,43 @@ def changes(event: Any) -> list[Change]:
         return {name: ",".join(m for m in sets[name] if m in value) if name in sets and isinstance(value, set)
                 else value for name, value in values.items()}
 
+    def read(values: dict[str, Any], sources: dict[str, str], unreadable: set[str]) -> dict[str, Any]:
+        """A row's values, less the `unreadable` columns, with an empty SET (given as None) as the empty text."""
+        return plain({name: "" if value is None and sources.get(name) == _EMPTY_SET else value
+                      for name, value in values.items() if name not in unreadable})
+
     if isinstance(event, row_event.WriteRowsEvent):
-        return [Change(event.schema, event.table, "INSERT", new=plain(row["values"])) for row in event.rows]
+        return [Change(event.schema, event.table, "INSERT", new=read(row["values"], row["none_sources"],
+                                                                     _unreadable(row["none_sources"])))
+                for row in event.rows]
     if isinstance(event, row_event.UpdateRowsEvent):
-        return [Change(event.schema, event.table, "UPDATE", new=plain(row["after_values"]),
-                       old=plain(row["before_values"])) for row in event.rows]
-    return [Change(event.schema, event.table, "DELETE", old=plain(row["values"])) for row in event.rows]
+        found = []
+        for row in event.rows:  # a column unreadable on either side is left out of both (not taken from the old row)
+            unreadable = _unreadable(row["before_none_sources"]) | _unreadable(row["after_none_sources"])
+            ended = period_end is not None and row["before_values"].get(period_end) != row["after_values"].get(
+                period_end)
+            found.append(Change(event.schema, event.table, "DELETE",
+                                old=read(row["before_values"], row["before_none_sources"], unreadable)) if ended
+                         else Change(event.schema, event.table, "UPDATE",
+                                new=read(row["after_values"], row["after_none_sources"], unreadable),
+                                old=read(row["before_values"], row["before_none_sources"], unreadable)))
+        return found
+    return [Change(event.schema, event.table, "DELETE", old=read(row["values"], row["none_sources"],
+                                                                 _unreadable(row["none_sources"])))
+            for row in event.rows]
+
+
+# python-mysql-replication gives a zero or partly zero date (`0000-00-00`, `2020-00-00`: sql_mode without
+# NO_ZERO_DATE/NO_ZERO_IN_DATE) as None, like a NULL, and says so only in a row's `none_sources`: re-counted as NULL,
+# such a key's duplicates were missed without a gap. Its value is not in the log as read: the column is left out of
+# the row, so that the check is counted in full for the new row (`LiveGroups.fold`: its key is not in the stream)
+# and every known group is queued for the old one. An empty SET is given as None too: it is the empty text.
+_OUT_OF_RANGE = frozenset({"out of date range", "out of datetime range", "out of datetime2 range"})
+_EMPTY_SET = "empty set"
+
+
+def _unreadable(sources: dict[str, str]) -> set[str]:
+    return {name for name, source in sources.items() if source in _OUT_OF_RANGE}
 
 
 def by_table(kept: list[Change]) -> list[list[Change]]:
@@ -382,23 +452,54 @@ def transaction_control(query: Any) -> str | None:
     return control if control in ("BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END") else None
 
 
-_LEADING_COMMENTS = re.compile(r"\A(?:\s+|/\*.*?\*/|#[^\n]*\n|--\s[^\n]*\n)*", re.DOTALL)
+# A statement's text as the server parses it, token by token: a comment (`/*...*/`, `#...`, `-- ...`) anywhere is
+# none (an executable one, `/*!50100 ...*/` or MariaDB's `/*M!100100 ...*/`, is its text: taken as run), a quoted
+# string or identifier one token (a `FOR` or `TABLE` in it is no keyword), a word, a parenthesis.
+_TOKEN = re.compile(r"""(?P<skip>\s+|/\*(?!M?!).*?\*/|#[^\n]*|--(?=\s|\Z)[^\n]*)"""
+                    r"""|(?P<open>/\*M?!\d*)|(?P<close>\*/)"""
+                    r"""|(?P<quoted>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`)"""
+                    r"""|(?P<word>[A-Za-z_][A-Za-z0-9_$]*)|(?P<other>.)""", re.DOTALL | re.MULTILINE)
 _ADDS_ROWS = ("INSERT", "REPLACE", "UPDATE", "LOAD")
-_RESHAPES = re.compile(r"\A(?:ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE|RENAME\s+TABLE)\b", re.IGNORECASE)
+_ALTER_OPTIONS = ("ONLINE", "IGNORE")
+
+
+def statement_words(query: Any) -> list[str]:
+    """The keywords and identifiers of a logged statement at its top level (outside parentheses), upper-cased, in
+    order, with a MariaDB `SET STATEMENT var = value, ... FOR` prefix taken off: what the statement is. A quoted
+    string or identifier is `'` (never a keyword); a comment is nothing, an executable one its text."""
+    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+    words: list[str] = []
+    depth = 0
+    for token in _TOKEN.finditer(text):
+        kind = token.lastgroup
+        if kind == "word" and depth == 0:
+            words.append(token[0].upper())
+        elif kind == "quoted" and depth == 0:
+            words.append("'")
+        elif kind == "other" and token[0] in "()":
+            depth = max(0, depth + (1 if token[0] == "(" else -1))
+    if words[:2] == ["SET", "STATEMENT"] and "FOR" in words:
+        return words[words.index("FOR") + 1:]
+    return words
 
 
 def adds_rows(query: Any) -> str | None:
     """What a statement logged as a statement did that may have made groups the log does not name: its verb for
-    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA), `ALTER TABLE` for one that may
-    change every row's key or how keys compare (a type, a collation) without logging the rows, `RENAME TABLE` for
-    one that may put other rows under a watched table's name (an online schema change's cut-over); else None
-    (a DELETE or TRUNCATE only removes rows, other DDL names none)."""
-    text = query.decode(errors="replace") if isinstance(query, bytes) else str(query)
-    text = _LEADING_COMMENTS.sub("", text, count=1)
-    if (reshape := _RESHAPES.match(text)) is not None:
-        return "ALTER TABLE" if reshape[0].upper().startswith("ALTER") else "RENAME TABLE"
-    words = text.split(None, 1)
-    verb = words[0].upper() if words else ""
+    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA; also after a `WITH` clause), `ALTER
+    TABLE` for one that may change every row's key or how keys compare (a type, a collation) without logging the
+    rows, `RENAME TABLE` for one that may put other rows under a watched table's name (an online schema change's
+    cut-over); else None (a DELETE or TRUNCATE only removes rows, other DDL names none). Read as the server reads
+    it (`statement_words`): a comment within it, or MariaDB's `SET STATEMENT ... FOR` before it, hides nothing."""
+    words = statement_words(query)
+    if words[:1] == ["WITH"]:  # a common table expression before the statement: the first verb after it
+        words = [next((w for w in words if w in (*_ADDS_ROWS, "DELETE", "SELECT")), "")]
+    verb = words[0] if words else ""
+    if verb == "ALTER" and next((w for w in words[1:] if w not in _ALTER_OPTIONS), "") == "TABLE":
+        # a dump's `/*!40000 ALTER TABLE t DISABLE KEYS */` (and ENABLE) changes no key: not counted in full
+        keys_only = len(words) <= 6 and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
+        return None if keys_only else "ALTER TABLE"
+    if words[:2] == ["RENAME", "TABLE"]:
+        return "RENAME TABLE"
     return verb if verb in _ADDS_ROWS else None
 
 

@@ -355,8 +355,10 @@ class BinlogStream:
         keep = None if watched is None else watched[0].get(table)
         if watched is not None and keep is not None:
             changes = [Change(c.schema, c.table, c.operation, _only(c.new, keep), _only(c.old, keep)) for c in changes]
-            if table not in watched[1]:  # an UPDATE of no key column changes no group
-                changes = [c for c in changes if c.operation != "UPDATE" or c.old != c.new]
+            if table not in watched[1]:  # an UPDATE of no key column changes no group; one whose key the log
+                # does not give (a zero date, left out of both rows: binlog_decoder.changes) may have
+                changes = [c for c in changes if c.operation != "UPDATE" or c.old != c.new
+                           or not keep <= (c.new or {}).keys()]
         with self._lock:
             if generation != self._generation:
                 return

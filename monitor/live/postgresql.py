@@ -135,7 +135,7 @@ class LogicalDecodingStream:
         except psycopg.Error as exc:
             self.close()
             raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
-        except LiveRefused:
+        except (LiveRefused, StreamLost):
             self.close()
             raise
         self.position = f"lsn:{start}"
@@ -155,6 +155,8 @@ class LogicalDecodingStream:
                                          " temporary => true)", (slot, plugin.name)).fetchone()
                 assert row is not None
                 return plugin, str(row[0])
+            except psycopg.errors.QueryCanceled:
+                raise StreamLost(self._slot_waited()) from None
             except psycopg.errors.InsufficientPrivilege as exc:
                 if index == len(self.plugins) - 1:
                     raise LiveRefused(
@@ -165,6 +167,30 @@ class LogicalDecodingStream:
                 if index == len(self.plugins) - 1:
                     raise
         raise AssertionError("no output plugin to try")
+
+    def _slot_waited(self) -> str:
+        """Why the slot's creation outlasted the statement timeout: a logical slot starts once every transaction
+        running when it was created has ended (an idle-in-transaction session holds it back for as long as it
+        stays so); the oldest one still running, as pg_locks (readable by every role) and pg_stat_activity (its
+        start and state, where the role may see them) tell. Before, the log said only `canceling statement due to
+        statement timeout` at each attempt, and live mode waited without saying what for."""
+        why = (f"database {self.database}: live stream: the temporary slot waits for the transactions running when "
+               "it was created to end (logical decoding starts once they have)")
+        assert self._conn is not None
+        try:
+            row = self._conn.execute(_OLDEST_WRITER).fetchone()
+        except psycopg.Error:
+            row = None
+        if row is None:
+            return f"{why}, past the {STATEMENT_TIMEOUT_SECONDS:.0f} s statement timeout"
+        pid, started, state, gid, prepared = row
+        if gid is not None:
+            oldest = f"the prepared transaction '{gid}' (since {prepared:%Y-%m-%d %H:%M:%S %Z}; COMMIT PREPARED or " \
+                     "ROLLBACK PREPARED it)"
+        else:
+            seen = f", {state} since {started:%Y-%m-%d %H:%M:%S %Z}" if started is not None else ""
+            oldest = f"pid {pid}{seen} (end or commit it; pg_terminate_backend)"
+        return f"{why}: the oldest, {oldest}, outlasted the {STATEMENT_TIMEOUT_SECONDS:.0f} s statement timeout"
 
     def _refuse_unless_ready(self) -> None:
         assert self._conn is not None
@@ -393,6 +419,15 @@ _EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM pg_partition_tree(c.
 _UNSETTLED = ("SELECT array_agg(x) FROM unnest(%s::bigint[]) AS x, txid_current_snapshot() AS s,"
               " LATERAL (SELECT ((txid_snapshot_xmax(s) - x) %% 4294967296 + 4294967296) %% 4294967296 AS d) AS behind"
               " WHERE d = 0 OR d > 2147483648 OR NOT txid_visible_in_snapshot(txid_snapshot_xmax(s) - d, s)")
+
+# The oldest transaction still running that holds a transaction id (a logical slot's creation waits for those),
+# with its start and state where pg_stat_activity shows them to the role.
+# A prepared transaction (PREPARE TRANSACTION) holds it back too: it has no session (pid NULL), but a gid.
+_OLDEST_WRITER = ("SELECT l.pid, a.xact_start, a.state, p.gid, p.prepared FROM pg_locks l"
+                  " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                  " LEFT JOIN pg_prepared_xacts p ON p.transaction = l.transactionid"
+                  " WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted"
+                  " AND l.pid IS DISTINCT FROM pg_backend_pid() ORDER BY age(l.transactionid) DESC LIMIT 1")
 
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 

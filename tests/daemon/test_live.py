@@ -37,6 +37,7 @@ from monitor.dialects.postgresql import PostgreSQL
 from monitor.engine import Monitor
 from monitor.history import History
 from monitor.live import Figures, LiveReader, LiveRefused, StreamLost
+from monitor.live import postgresql as postgresql_module
 from monitor.live import visibility as visibility_module
 from monitor.live.changes import Change
 from monitor.live.groups import KEYS_PER_READ, Named
@@ -90,7 +91,7 @@ LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a l
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    for made in started_cluster("the live-mode tests", wal_level="logical"):
+    for made in started_cluster("the live-mode tests", wal_level="logical", max_prepared_transactions="2"):
         allow_wal2json(made)
         yield made
 
@@ -662,6 +663,38 @@ def test_a_server_without_logical_wal_is_refused_in_one_line_and_polling_goes_on
     # On /metrics too, a refused stream is not a quiet one: not followed, no gap (it never opened).
     assert (live_value(scrape, FOLLOWING), live_value(scrape, GAPS)) == (0, 0)
     assert daemon.stop() == 0
+
+
+def test_a_slot_held_back_by_an_open_transaction_says_which_one(
+        cluster: Cluster, admin: sa.Engine, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A logical slot starts once every transaction running when it was created has ended: an idle-in-transaction
+    session (or a forgotten prepared transaction) kept live mode from opening for as long as it stayed so, and each
+    attempt logged only `canceling statement due to statement timeout`. The failed attempt names the transaction
+    it waits for."""
+    monkeypatch.setattr(postgresql_module, "STATEMENT_TIMEOUT_SECONDS", 1.0)
+    engine = sa.create_engine(cluster.url)
+    holder = engine.connect()
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL())
+    try:
+        holder.execute(sa.text(f"INSERT INTO {table} (email) VALUES ('held@example.com')"))  # an id, held
+        pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with pytest.raises(StreamLost) as lost:
+            stream.open()
+        assert "the temporary slot waits for the transactions running when it was created to end" in str(lost.value)
+        assert f"the oldest, pid {pid}, idle in transaction since " in str(lost.value)
+        holder.execute(sa.text("PREPARE TRANSACTION 'dw_forgotten'"))
+        with pytest.raises(StreamLost) as lost:
+            stream.open()
+        assert "the oldest, the prepared transaction 'dw_forgotten' (since " in str(lost.value)
+        with admin.connect() as conn:  # the attempts' temporary slots ended with their sessions
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_replication_slots")).scalar() == 0
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+        with admin.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'dw_forgotten'")).scalar():
+                conn.execute(sa.text("ROLLBACK PREPARED 'dw_forgotten'"))
 
 
 def test_a_role_without_replication_is_refused_in_one_line(cluster: Cluster, admin: sa.Engine) -> None:
@@ -2237,6 +2270,135 @@ def test_mariadb_an_alter_table_that_makes_keys_equal_is_a_gap_and_its_group_is_
     gap = next(line for line in daemon.log().splitlines() if "live stream gap" in line)
     assert "ALTER TABLE changed tables without logging their rows" in gap
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("statement", [
+    "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE {t} MODIFY email varchar(100) COLLATE utf8mb4_general_ci",
+    "ALTER /* online */ TABLE {t} MODIFY email varchar(100) COLLATE utf8mb4_general_ci",
+    "SET STATEMENT binlog_format = 'STATEMENT' FOR INSERT INTO {t} (email) VALUES ('ann@example.com')",
+], ids=["set-statement-alter", "comment-in-alter", "set-statement-insert"])
+def test_mariadb_a_statement_logged_as_a_statement_behind_a_prefix_or_comment_is_a_gap_and_its_group_counted(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, statement: str) -> None:
+    """MariaDB logs `SET STATEMENT ... FOR <statement>` and a comment inside a statement as they were run: read by
+    their first words, the ALTER that made 'Ann' and 'ann' one key (or the INSERT a session logged as a statement)
+    was taken for a statement that adds no row, and the group it made was missed without a gap until the poll."""
+    engine, table = mariadb_table
+    execute(engine, f"ALTER TABLE {table} MODIFY email varchar(100) COLLATE utf8mb4_bin NOT NULL")
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('Ann@example.com'), ('ann@example.com')")
+    with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
+        groups = reader.groups["signups"]
+        assert groups.figures == (0, 0)
+        execute(engine, statement.format(t=table))
+        await_true(lambda: groups.figures == (1, 1) and len(recorded.gaps) == 1, "the group, and the gap",
+                   timeout=10)
+
+
+def test_mariadb_changes_of_a_system_versioned_table_are_followed_without_a_gap(
+        mariadb: MariaDBServer, monitor_for: Any) -> None:
+    """A table `WITH SYSTEM VERSIONING` logs its hidden `row_start`/`row_end` with every row, two columns more than
+    information_schema lists: each of its changes was taken for rows logged before an ALTER TABLE, a gap and a full
+    count of every check of the database at every change. A DELETE is logged as an UPDATE of `row_end` alone: it
+    was taken for an update of no key column, and the group it dissolved stayed on /metrics until the poll."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"versioned_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
+                    " INDEX (email)) WITH SYSTEM VERSIONING")
+    try:
+        with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com'), ('b@example.com')")
+            execute(engine, f"UPDATE {table} SET email = 'a@example.com' WHERE email = 'b@example.com'")
+            await_true(lambda: groups.figures == (1, 1), "the group the update formed")
+            with engine.connect() as conn:
+                first = conn.execute(sa.text(f"SELECT min(id) FROM {table}")).scalar()
+            # logged as an UPDATE of row_end alone (the row is kept as history), which changes no key column
+            execute(engine, f"DELETE FROM {table} WHERE id = :id", id=first)
+            await_true(lambda: groups.figures == (0, 0), "the group the delete dissolved")
+            assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
+
+
+@pytest.mark.parametrize("column", ["tinyint unsigned", "int unsigned", "bigint unsigned"])
+def test_mariadb_an_unsigned_key_past_the_signed_range_is_read_as_stored(
+        mariadb: MariaDBServer, monitor_for: Any, column: str) -> None:
+    """Without `binlog_row_metadata = FULL` the log does not say whether an integer column is UNSIGNED: an IPv4
+    address kept as `int unsigned` (half of them past 2^31), a `tinyint unsigned` status of 200, were read as
+    negative numbers, re-counted as keys no row has: their duplicates were missed without a gap."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"unsigned_{uuid.uuid4().hex[:8]}"
+    top = {"tinyint unsigned": 255, "int unsigned": 4294967295, "bigint unsigned": 18446744073709551615}[column]
+    execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, ip {column}, INDEX (ip))")
+    try:
+        with following_signups(monitor_for, mariadb.url, table, key=["ip"]) as (reader, recorded):
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (ip) VALUES (:top), (:top), (1)", top=top)
+            await_true(lambda: groups.figures == (1, 1), "the group of the unsigned key")
+            execute(engine, f"UPDATE {table} SET ip = 1 WHERE id = (SELECT min(id) FROM {table})")
+            await_true(lambda: groups.figures == (1, 1) and {k for k, _n in groups.known.values()} == {(1,)},
+                       "the group the update moved")
+            assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("column", "value", "other"), [
+    ("date", "0000-00-00", "2020-02-29"), ("date", "2020-00-00", "2020-01-01"),
+    ("datetime(3)", "0000-00-00 00:00:00", "2020-01-01 00:00:00"), ("set('a','b')", "", "a")])
+def test_mariadb_a_zero_date_or_empty_set_key_is_not_read_as_null(
+        mariadb: MariaDBServer, monitor_for: Any, column: str, value: str, other: str) -> None:
+    """python-mysql-replication gives a zero (or partly zero) date, and an empty SET, as None, like a NULL: re-counted
+    as NULL, their duplicates were missed without a gap. An empty SET is the empty text; a zero date's value is not
+    in the log as read, so its row's check is counted in full."""
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"zero_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, k {column}, INDEX (k))")
+    zero_allowed = "SET STATEMENT sql_mode = '' FOR "
+    try:
+        with following_signups(monitor_for, mariadb.url, table, key=["k"]) as (reader, recorded):
+            groups = reader.groups["signups"]
+            execute(engine, f"{zero_allowed}INSERT INTO {table} (k) VALUES (:v), (:o)", v=value, o=other)
+            execute(engine, f"{zero_allowed}INSERT INTO {table} (k) VALUES (:v)", v=value)
+            await_true(lambda: groups.figures == (1, 1), "the group of the key read as NULL before")
+            execute(engine, f"{zero_allowed}UPDATE {table} SET k = :o WHERE id = (SELECT min(id) FROM {table})",
+                    o=other)
+            await_true(lambda: groups.figures == (1, 1) and len(next(iter(groups.known.values()))) == 2
+                       and str(next(iter(groups.known.values()))[0][0]).startswith(other[:4]),
+                       "the group the update moved the row to")
+            assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
+
+
+@pytest.mark.xfail(strict=True, reason="break19 finding 7, not fixed by its deadline: a re-count of one key "
+                   "(`LiveGroups._count_raw`, a DELETE's) reads a MariaDB `uuid` key's bound value back through "
+                   "SQLAlchemy's UUID result processor, which pymysql's bytes make raise TypeError: a traceback, a "
+                   "gap and a full count at each such delete; a `binary(n)` key of zero bytes only (logged as "
+                   "nothing) fails its re-count: `string argument without an encoding`, a gap each time")
+@pytest.mark.parametrize(("column", "value", "other"), [
+    ("uuid", "123e4567-e89b-12d3-a456-426655440000", "6ccd780c-baba-1026-9564-5b8c656024db"),
+    ("binary(4)", b"\x00", b"\x02")])
+def test_mariadb_a_uuid_or_all_zero_binary_key_is_recounted_without_a_gap(
+        mariadb: MariaDBServer, monitor_for: Any, column: str, value: Any, other: Any) -> None:
+    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    table = f"typed_{uuid.uuid4().hex[:8]}"
+    execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, k {column}, INDEX (k))")
+    try:
+        with following_signups(monitor_for, mariadb.url, table, key=["k"]) as (reader, recorded):
+            groups = reader.groups["signups"]
+            execute(engine, f"INSERT INTO {table} (k) VALUES (:v), (:v), (:o)", v=value, o=other)
+            await_true(lambda: groups.figures == (1, 1), "the group")
+            with engine.connect() as conn:
+                first = conn.execute(sa.text(f"SELECT min(id) FROM {table}")).scalar()
+            execute(engine, f"DELETE FROM {table} WHERE id = :id", id=first)
+            await_true(lambda: groups.figures == (0, 0) or bool(recorded.gaps), "the group dissolved")
+            assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {table}")
+        engine.dispose()
 
 
 def test_a_recount_that_fails_is_a_gap_and_the_reader_follows_again_once_it_can(

@@ -1,0 +1,41 @@
+"""What a statement the binary log holds as a statement did, read as the server reads it (`adds_rows`): a statement
+that may have made groups without logging a row is a gap and a full count; one that only removes rows, or names
+none, is not. (On a real server: tests/daemon/test_live.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.live.binlog_decoder import adds_rows
+
+
+@pytest.mark.parametrize(("statement", "verb"), [
+    ("ALTER TABLE t MODIFY k varchar(9) COLLATE utf8mb4_general_ci", "ALTER TABLE"),
+    ("ALTER ONLINE IGNORE TABLE t MODIFY k int", "ALTER TABLE"),
+    ("RENAME TABLE t TO t_old, t_new TO t", "RENAME TABLE"),
+    ("# a comment\n-- another\n/* and another */ INSERT INTO t VALUES (1)", "INSERT"),
+    ("LOAD DATA INFILE 'x' INTO TABLE t", "LOAD"),
+    # MariaDB logs `SET STATEMENT var = value FOR <statement>` as it was run: the statement is the one after FOR
+    ("SET STATEMENT lock_wait_timeout=5 FOR ALTER TABLE t MODIFY k varchar(9) COLLATE utf8mb4_general_ci",
+     "ALTER TABLE"),
+    ("SET STATEMENT max_statement_time=5, lock_wait_timeout=(2) FOR RENAME TABLE t TO t_old, t_new TO t",
+     "RENAME TABLE"),
+    ("SET STATEMENT binlog_format='STATEMENT' FOR INSERT INTO t VALUES (1)", "INSERT"),
+    ("SET STATEMENT sql_mode='FOR ALTER TABLE' FOR DELETE FROM t", None),  # a FOR in a string is no keyword
+    # a comment within the statement is nothing; an executable one is run, so it is the statement's text
+    ("ALTER /* why */ TABLE t MODIFY k int", "ALTER TABLE"),
+    ("ALTER\n-- why\nTABLE t MODIFY k int", "ALTER TABLE"),
+    ("/*M!100100 RENAME TABLE t TO t_old, t_new TO t */", "RENAME TABLE"),
+    ("/*!50100 ALTER TABLE t MODIFY k int */", "ALTER TABLE"),
+    ("WITH c AS (SELECT 1 FROM (SELECT 2) x) UPDATE t SET k = 1", "UPDATE"),
+    ("WITH c AS (SELECT 1) DELETE FROM t", None),
+    ("/*!40000 ALTER TABLE `s`.`t` DISABLE KEYS */", None),  # a dump's, around rows logged as rows
+    ("DELETE FROM t WHERE k = 'INSERT'", None),
+    ("TRUNCATE t", None),
+    ("CREATE TABLE t (k int)", None),
+    ("ALTER USER u IDENTIFIED BY 'x'", None),
+    (b"INSERT INTO t VALUES ('it''s')", "INSERT"),
+])
+def test_a_statement_logged_as_a_statement_is_read_as_the_server_runs_it(statement: str | bytes,
+                                                                        verb: str | None) -> None:
+    assert adds_rows(statement) == verb
