@@ -463,7 +463,7 @@ _ADDS_ROWS = ("INSERT", "REPLACE", "UPDATE", "LOAD")
 _ALTER_OPTIONS = ("ONLINE", "IGNORE")
 
 
-def statement_words(query: Any) -> list[str]:
+def statement_words(query: Any, nested: bool = False) -> list[str]:
     """The keywords and identifiers of a logged statement at its top level (outside parentheses), upper-cased, in
     order, with a MariaDB `SET STATEMENT var = value, ... FOR` prefix taken off: what the statement is. A quoted
     string or identifier is `'` (never a keyword); a comment is nothing, an executable one its text."""
@@ -472,9 +472,9 @@ def statement_words(query: Any) -> list[str]:
     depth = 0
     for token in _TOKEN.finditer(text):
         kind = token.lastgroup
-        if kind == "word" and depth == 0:
+        if kind == "word" and (depth == 0 or nested):
             words.append(token[0].upper())
-        elif kind == "quoted" and depth == 0:
+        elif kind == "quoted" and (depth == 0 or nested):
             words.append("'")
         elif kind == "other" and token[0] in "()":
             depth = max(0, depth + (1 if token[0] == "(" else -1))
@@ -484,23 +484,39 @@ def statement_words(query: Any) -> list[str]:
 
 
 def adds_rows(query: Any) -> str | None:
-    """What a statement logged as a statement did that may have made groups the log does not name: its verb for
-    one that adds rows or gives rows a key (INSERT, REPLACE, UPDATE, LOAD DATA; also after a `WITH` clause), `ALTER
-    TABLE` for one that may change every row's key or how keys compare (a type, a collation) without logging the
-    rows, `RENAME TABLE` for one that may put other rows under a watched table's name (an online schema change's
-    cut-over); else None (a DELETE or TRUNCATE only removes rows, other DDL names none). Read as the server reads
-    it (`statement_words`): a comment within it, or MariaDB's `SET STATEMENT ... FOR` before it, hides nothing."""
+    """What a statement logged as a statement did that may have made groups the log does not name, or None for one
+    that cannot have: only removes rows (DELETE, TRUNCATE, DROP), changes no table's rows (GRANT, SET, a CREATE
+    without a SELECT, an ALTER of anything but a table, a dump's `ALTER TABLE ... DISABLE KEYS`, ...). Any other
+    statement may have: its verb (INSERT, REPLACE, UPDATE, LOAD; `ALTER TABLE`, which may change every row's key
+    or how keys compare, a type or a collation, without logging the rows; `RENAME TABLE`, which may put other rows
+    under a watched table's name, an online schema change's cut-over; `CREATE TABLE` with a SELECT; and any verb
+    not known here, CALL, EXECUTE, BINLOG, ...): a statement not recognised is taken to have added rows, so that a
+    reading of ours that misses a form costs a full count, never a duplicate missed without a gap. Read as the
+    server reads it (`statement_words`): a comment within it, or MariaDB's `SET STATEMENT ... FOR` before it,
+    hides nothing."""
     words = statement_words(query)
     if words[:1] == ["WITH"]:  # a common table expression before the statement: the first verb after it
-        words = [next((w for w in words if w in (*_ADDS_ROWS, "DELETE", "SELECT")), "")]
+        words = [next((w for w in words if w in (*_ADDS_ROWS, "DELETE", "SELECT")), "WITH")]
     verb = words[0] if words else ""
-    if verb == "ALTER" and next((w for w in words[1:] if w not in _ALTER_OPTIONS), "") == "TABLE":
+    kind = next((w for w in words[1:] if w not in _ALTER_OPTIONS), "")
+    if verb == "ALTER" and kind == "TABLE":
         # a dump's `/*!40000 ALTER TABLE t DISABLE KEYS */` (and ENABLE) changes no key: not counted in full
         keys_only = len(words) <= 6 and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
         return None if keys_only else "ALTER TABLE"
-    if words[:2] == ["RENAME", "TABLE"]:
-        return "RENAME TABLE"
-    return verb if verb in _ADDS_ROWS else None
+    if verb == "RENAME":
+        return "RENAME TABLE" if kind == "TABLE" else None
+    if verb == "CREATE":  # `CREATE [OR REPLACE] TABLE t ... SELECT` fills a table; another CREATE adds no row
+        return "CREATE TABLE" if "TABLE" in words and "SELECT" in statement_words(query, nested=True) else None
+    if verb in _NO_ROWS_ADDED or not verb:
+        return None
+    return verb
+
+
+# The verbs of statements that cannot add rows to a table or give a row another key (`adds_rows`): they remove rows
+# (their groups are re-counted as a TRUNCATE's), or change no table's rows. `SELECT` is a `WITH` statement's.
+_NO_ROWS_ADDED = frozenset({"DELETE", "TRUNCATE", "DROP", "GRANT", "REVOKE", "FLUSH", "ANALYZE", "OPTIMIZE", "REPAIR",
+                            "CHECK", "CHECKSUM", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "INSTALL", "UNINSTALL",
+                            "ALTER", "SELECT"})
 
 
 def first_line(exc: BaseException) -> str:
