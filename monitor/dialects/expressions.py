@@ -57,6 +57,24 @@ def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any)
     return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
 
 
+class StoredUuid(ColumnElement[str]):
+    """A MariaDB `UUID` given as its 16 stored bytes (a binary log's row), as the server's text of that UUID:
+    `CAST(CAST(bytes AS UUID) AS CHAR(36))`, which the column's `=` compares as a UUID (SQLAlchemy skips a cast to
+    UUID on MySQL/MariaDB, and the driver returns a cast's result as bytes)."""
+
+    inherit_cache = True
+    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, value: bytes) -> None:
+        self.value: sa.BindParameter[bytes] = sa.bindparam(None, value, type_=sa.LargeBinary())
+        self.type = sa.String()
+
+
+@compiles(StoredUuid)
+def _stored_uuid(element: StoredUuid, compiler: Any, **kw: Any) -> str:
+    return f"CAST(CAST({compiler.process(element.value, **kw)} AS UUID) AS CHAR(36))"
+
+
 class ServerText(sa.types.UserDefinedType[str]):
     """A key value carried as the database's own text of it (`CAST(.. AS TEXT)` where it is read) and cast back to
     the column's type (`spec`, as the database names it) on the server where it is bound: for a type whose value

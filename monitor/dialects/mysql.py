@@ -44,7 +44,7 @@ from monitor.dialects.base import (
     Refusal,
     UniqueViolation,
 )
-from monitor.dialects.expressions import AsStored
+from monitor.dialects.expressions import AsStored, StoredUuid
 from monitor.dialects.mysql_polling import MySQLPolling
 
 if TYPE_CHECKING:
@@ -629,11 +629,17 @@ class MySQL(MySQLPolling, Dialect):
         naive UTC datetime: bound as that instant (`FROM_UNIXTIME`, in the session's time zone as the column is
         read), not as a local time of the session's zone. A `BIT` comes as the text of its bits (`'101'`, which
         `=` would compare as the number 101): bound as its number. A `BINARY(n)` comes without the zero bytes
-        that pad it to n (the log strips them): bound padded, as stored."""
+        that pad it to n (the log strips them; one of zero bytes only comes as the empty text): bound padded, as
+        stored. A MariaDB `UUID` comes as its 16 stored bytes, stripped the same way: padded, and converted to the
+        column's type by the server, which reads them as it stores them (`StoredUuid`)."""
         if isinstance(column.type, mysql_types.BIT) and isinstance(value, str):  # its bits, '101'
             return sa.literal(int(value, 2) if value else 0, sa.BigInteger())
+        if isinstance(column.type, sa.BINARY | sa.Uuid) and value == "":
+            value = b""
         if isinstance(column.type, sa.BINARY) and isinstance(value, bytes) and column.type.length:
             return super().stream_value(column, value.ljust(column.type.length, b"\0"))
+        if isinstance(column.type, sa.Uuid) and isinstance(value, bytes):
+            return sa.type_coerce(StoredUuid(value.ljust(16, b"\0")), column.type)
         if isinstance(column.type, sa.TIMESTAMP) and isinstance(value, datetime) and value.tzinfo is None:
             since = value - EPOCH
             seconds = Decimal(since.days * 86400 + since.seconds) + Decimal(since.microseconds).scaleb(-6)
@@ -641,9 +647,9 @@ class MySQL(MySQLPolling, Dialect):
         return super().stream_value(column, value)
 
     def stream_values_plain(self, column: sa.Column[Any]) -> bool:
-        """Not a `BIT`, `BINARY(n)` or `TIMESTAMP`: the binary log gives those otherwise than stored
+        """Not a `BIT`, `BINARY(n)`, `UUID` or `TIMESTAMP`: the binary log gives those otherwise than stored
         (`stream_value`)."""
-        return not isinstance(column.type, mysql_types.BIT | sa.BINARY | sa.TIMESTAMP)
+        return not isinstance(column.type, mysql_types.BIT | sa.BINARY | sa.Uuid | sa.TIMESTAMP)
 
     def named_lock(self, key: str) -> NamedLock:
         name = fix_lock_name(key)

@@ -2373,11 +2373,6 @@ def test_mariadb_a_zero_date_or_empty_set_key_is_not_read_as_null(
         engine.dispose()
 
 
-@pytest.mark.xfail(strict=True, reason="break19 finding 7, not fixed by its deadline: a re-count of one key "
-                   "(`LiveGroups._count_raw`, a DELETE's) reads a MariaDB `uuid` key's bound value back through "
-                   "SQLAlchemy's UUID result processor, which pymysql's bytes make raise TypeError: a traceback, a "
-                   "gap and a full count at each such delete; a `binary(n)` key of zero bytes only (logged as "
-                   "nothing) fails its re-count: `string argument without an encoding`, a gap each time")
 @pytest.mark.parametrize(("column", "value", "other"), [
     ("uuid", "123e4567-e89b-12d3-a456-426655440000", "6ccd780c-baba-1026-9564-5b8c656024db"),
     ("binary(4)", b"\x00", b"\x02")])
