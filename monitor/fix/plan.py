@@ -450,6 +450,9 @@ class ReferencePlan:
     # a constraint in `checks` refusing rows only between repoints (`_count_between`): its key there -> the state,
     # "after repointing X but not yet Y"
     between: dict[str, str] = field(default_factory=dict)
+    # a repoint: referencing rows whose group's kept row holds NULL in a referred column, so that the repoint would
+    # write NULL into them, pointing them at no row at all (`_unreferable`)
+    unreferable: int = 0
     # More than `ALL_ORDERS` repointed references of its table (on its first one): the rows moved by several of them
     # whose rows to delete lie in different groups, whose states between repoints in another order than the fix's
     # within one batch (their groups in different batches) are not evaluated (`_intermediate_states`)
@@ -490,7 +493,8 @@ class ReferencePlan:
                 "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
                 "rows_to_archive": self.rows if self.action == "archive" else 0,
                 "kept_rows_with_several": crowded, "unique_conflicts": self.conflicts,
-                "check_refusals": self.checks, "missing_index": self.index}
+                "check_refusals": self.checks, "missing_index": self.index,
+                "rows_kept_row_null": self.unreferable}
 
 
 @dataclass(frozen=True)
@@ -921,7 +925,22 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held)
+    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
+                         unreferable=_unreferable(conn, layout, child, rel, on, ref))
+
+
+def _unreferable(conn: Connection, layout: Layout, child: FromClause, rel: FromClause, on: ColumnElement[bool],
+                 ref: Reference) -> int:
+    """Referencing rows pointing at rows to delete whose group's kept row holds NULL in a column the foreign key
+    refers to (a nullable UNIQUE column, `orders(customer_code) -> customer(code)`): a repoint would copy that NULL
+    into them, and a NULL refers to no row (MATCH SIMPLE; MATCH FULL refuses part of one), so they would silently
+    lose their reference. Counted by the database, from the plan's own copy of the referred values."""
+    kept = rel.alias("dupewatch_kept")
+    labels = [layout.ref_label[r] for r in ref.referred_columns]
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(child).join(rel, on)
+        .join(kept, sa.and_(kept.c[GROUP] == rel.c[GROUP], kept.c[RANK] == 1))
+        .where(rel.c[RANK] > 1, sa.or_(*[kept.c[label].is_(None) for label in labels]))).scalar_one())
 
 
 def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
@@ -1432,6 +1451,12 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "
             f"and recorded for undo{cascade}; add a primary key to {ref.table!r}, repoint them by hand, or set "
             "its on_reference to \"archive\"")
+    if ref_plan.unreferable:
+        plan.blockers.append(
+            f"{ref_plan.unreferable:,} row(s) of {ref.label} point at rows to delete whose kept row holds NULL in "
+            f"{table}({', '.join(ref.referred_columns)}): repointed, they would hold NULL and refer to no row; give "
+            "those kept rows a value there first, keep another row (the check's keep/order_by), or set its "
+            f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
     for name, groups in ref_plan.conflicts.items():
         plan.blockers.append(
             f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "

@@ -660,3 +660,32 @@ def test_undo_points_back_a_link_row_whose_primary_key_holds_both_repointed_refe
     assert undone.exit_code == 0, undone.output
     assert json_out(undone)["repointed"] == 6
     assert contents(db, "account", "friendship") == before
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_repoint_onto_a_kept_row_holding_null_in_the_referred_unique_column_is_refused(db, tmp_path, merge):
+    """break16: `orders(customer_code) -> customer(code)`, `code` a nullable UNIQUE column and the kept row's code
+    NULL. The repoint copied the kept row's NULL into the orders, which then referred to no customer at all: exit 0,
+    the dry run having promised "2 referencing row(s) repointed to the kept rows". Refused up front now, naming the
+    reference and the ways forward (NULLs differ on a unique column, so merge_distinct changes nothing)."""
+    db.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code VARCHAR(10) UNIQUE, k INTEGER)",
+               "INSERT INTO customer VALUES (1, NULL, 1), (2, 'b', 1), (3, 'c', 2), (4, 'd', 2)",
+               "CREATE TABLE orders (id INTEGER PRIMARY KEY, cc VARCHAR(10) REFERENCES customer (code))",
+               "INSERT INTO orders VALUES (1, 'b'), (2, 'b'), (3, 'd')")
+    before = contents(db, "customer", "orders")
+    path = str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"],
+                                           "merge_distinct": merge}]))
+    dry = run_cli("fix", "c", "--config", path, "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    [ref] = json_out(dry)["references"]
+    assert ref["rows_kept_row_null"] == 2
+    fixed = run_cli("fix", "c", "--config", path, "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "2 row(s) of orders(cc) point at rows to delete whose kept row holds NULL in customer(code)" in \
+        fixed.stderr and '"orders.cc" = "archive"' in fixed.stderr, fixed.stderr
+    assert contents(db, "customer", "orders") == before
+    archived = str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"], "merge_distinct": merge,
+                                               "on_reference": {"orders.cc": "archive"}}]))
+    done = run_cli("fix", "c", "--config", archived, "--yes", "--json")
+    assert json_out(done)["deleted"] == (2 if merge else 1), done.output  # customers 3, 4 differ on code
+    assert db.rows("SELECT id FROM orders ORDER BY id") == ([] if merge else [(3,)])
