@@ -341,6 +341,9 @@ class Dialect(Polling):
     # A column without a type the fix can reflect may still be copied into its plan table (SQLite keeps any
     # value in a column declared without a type).
     stores_untyped: ClassVar[bool] = False
+    # Whether a column refuses (or rounds, or truncates) a value of another type or size written into it, so that a
+    # repoint copying a referred value into a narrower referencing column can fail (SQLite keeps any value).
+    enforces_column_types: ClassVar[bool] = True
     concurrent_index_build: ClassVar[bool] = False
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
