@@ -968,7 +968,7 @@ def _unfit(conn: Connection, layout: Layout, child: FromClause, rel: FromClause,
         value = kept.c[layout.ref_label[referred]]
         target = layout.rules.storage_type(child.c[column].type)
         if isinstance(target, sa.types.NullType) or _declared(conn, target) == _declared(
-                conn, layout.table.c[referred].type):
+                conn, layout.rules.storage_type(layout.table.c[referred].type)):
             continue
         changed.append(sa.cast(value, target) != value)
     if not changed:
