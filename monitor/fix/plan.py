@@ -946,6 +946,8 @@ def _unreferable(conn: Connection, layout: Layout, child: FromClause, rel: FromC
     refers to (a nullable UNIQUE column, `orders(customer_code) -> customer(code)`): a repoint would copy that NULL
     into them, and a NULL refers to no row (MATCH SIMPLE; MATCH FULL refuses part of one), so they would silently
     lose their reference. Counted by the database, from the plan's own copy of the referred values."""
+    if not any(layout.table.c[r].nullable for r in ref.referred_columns):
+        return 0  # a primary key, or NOT NULL columns: nothing to count
     kept, is_kept = _kept_of(rel)
     labels = [layout.ref_label[r] for r in ref.referred_columns]
     return int(conn.execute(
