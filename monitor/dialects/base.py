@@ -91,6 +91,9 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   transaction holds the whole database's write lock already, as SQLite's `BEGIN IMMEDIATE` does).
 - `delete_using`: whether a DELETE's WHERE may name another table (`DELETE ... USING`, a multi-table DELETE);
   else a join is an `EXISTS`.
+- `storage_type(kind)`: the type a column stores its values as, without what it declares beside (a
+  PostgreSQL domain's CHECKs), for converting a value to it.
+- `enforces_column_types`: whether a column refuses, rounds or truncates a value of another type or size.
 - `error_aborts_transaction`: whether a failed statement aborts the whole transaction (PostgreSQL), so that
   nothing more can be asked in it.
 - `serialise_table_creation(conn, key)`: serialise creating the same tables from concurrent sessions for the
@@ -341,6 +344,9 @@ class Dialect(Polling):
     # A column without a type the fix can reflect may still be copied into its plan table (SQLite keeps any
     # value in a column declared without a type).
     stores_untyped: ClassVar[bool] = False
+    # Whether a column refuses (or rounds, or truncates) a value of another type or size written into it, so that a
+    # repoint copying a referred value into a narrower referencing column can fail (SQLite keeps any value).
+    enforces_column_types: ClassVar[bool] = True
     concurrent_index_build: ClassVar[bool] = False
     partial_index: ClassVar[bool] = True
     case_fold_indexable: ClassVar[bool] = True
@@ -529,6 +535,12 @@ class Dialect(Polling):
 
     def shown_columns(self, table: sa.Table) -> list[ColumnElement[Any]]:
         return list(table.columns)
+
+    def storage_type(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+        """The type a column of type `kind` stores its values as, for converting a value to it without running
+        anything the type declares beside (a PostgreSQL domain's CHECK constraints, which the fix evaluates
+        itself): `kind` itself, where nothing is declared beside."""
+        return kind
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """`expr` as a group's key value is read and bound back: the value the driver returns, which psycopg and

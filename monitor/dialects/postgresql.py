@@ -507,6 +507,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     error_aborts_transaction = True
     change_stream_absent = ""
 
+    def storage_type(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+        """A domain's base type (a domain over a domain's too): a cast to the domain would run its CHECKs, which
+        may call VOLATILE functions (the fix evaluates them apart, `column_domains`)."""
+        while isinstance(kind, postgresql.DOMAIN):
+            kind = sa.types.to_instance(kind.data_type)
+        return kind
+
     def account_refusal(self, conn: Connection) -> str | None:
         if conn.execute(sa.text(f"SELECT {TRACK_COUNTS}")).scalar() == "on":
             return None

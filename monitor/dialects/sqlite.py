@@ -221,6 +221,7 @@ class SQLite(SQLitePolling, Dialect):
     name = "sqlite"
     reads_beside_writer = False
     stores_untyped = True
+    enforces_column_types = False
     change_stream_absent = "SQLite has no change stream"
     case_fold_indexable = False
     write_refused_markers = ("readonly database",)

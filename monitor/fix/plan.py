@@ -455,6 +455,13 @@ class ReferencePlan:
     repointed_first: int = 0
     # A self-reference: of `rows`, how many are rows to delete themselves (the others stay)
     doomed_referrers: int = 0
+    # a repoint: referencing rows whose group's kept row holds NULL in a referred column, so that the repoint would
+    # write NULL into them, pointing them at no row at all (`_unreferable`)
+    unreferable: int = 0
+    # a repoint into referencing columns of another type or size than the referred ones (`varchar(3)` referring to a
+    # `varchar(10)`): the rows whose kept row's values the referencing column's type would not hold unchanged, or
+    # the database's words when it refuses to convert them (`smallint out of range`) (`_unfit`)
+    unfit: int | str = 0
     # More than `ALL_ORDERS` repointed references of its table (on its first one): the rows moved by several of them
     # whose rows to delete lie in different groups, whose states between repoints in another order than the fix's
     # within one batch (their groups in different batches) are not evaluated (`_intermediate_states`)
@@ -499,7 +506,8 @@ class ReferencePlan:
                 "rows_to_archive": self.rows if self.action == "archive" else 0,
                 "repointed_before_archive": self.repointed_first, "kept_rows_with_several": crowded,
                 "unique_conflicts": self.conflicts,
-                "check_refusals": self.checks, "missing_index": self.index}
+                "check_refusals": self.checks, "missing_index": self.index,
+                "rows_kept_row_null": self.unreferable, "rows_unfit": self.unfit}
 
 
 @dataclass(frozen=True)
@@ -979,7 +987,67 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         if count:
             conflicts[key.name] = int(count)
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
-                         repointed_first=int(first))
+                         repointed_first=int(first),
+                         unreferable=_unreferable(conn, layout, child, rel, on, ref),
+                         unfit=_unfit(conn, layout, child, rel, on, ref))
+
+
+def _kept_of(rel: FromClause) -> tuple[FromClause, ColumnElement[bool]]:
+    """The plan's rows again, as the kept row of each plan row's group: the alias and the join condition."""
+    kept = rel.alias("dupewatch_kept")
+    return kept, sa.and_(kept.c[GROUP] == rel.c[GROUP], kept.c[RANK] == 1)
+
+
+def _unreferable(conn: Connection, layout: Layout, child: FromClause, rel: FromClause, on: ColumnElement[bool],
+                 ref: Reference) -> int:
+    """Referencing rows pointing at rows to delete whose group's kept row holds NULL in a column the foreign key
+    refers to (a nullable UNIQUE column, `orders(customer_code) -> customer(code)`): a repoint would copy that NULL
+    into them, and a NULL refers to no row (MATCH SIMPLE; MATCH FULL refuses part of one), so they would silently
+    lose their reference. Counted by the database, from the plan's own copy of the referred values."""
+    if not any(layout.table.c[r].nullable for r in ref.referred_columns):
+        return 0  # a primary key, or NOT NULL columns: nothing to count
+    kept, is_kept = _kept_of(rel)
+    labels = [layout.ref_label[r] for r in ref.referred_columns]
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(child).join(rel, on).join(kept, is_kept)
+        .where(rel.c[RANK] > 1, sa.or_(*[kept.c[label].is_(None) for label in labels]))).scalar_one())
+
+
+def _unfit(conn: Connection, layout: Layout, child: FromClause, rel: FromClause, on: ColumnElement[bool],
+           ref: Reference) -> int | str:
+    """Where a referencing column's type is not the referred column's (`orders.cc varchar(3)` referring to
+    `customer.code varchar(10)`, `smallint` to `int`, `numeric(5,1)` to `numeric`), the repoint writes the kept
+    row's value into it, which the database may refuse (too long, out of range) or round, and the batch then stops,
+    every run at the same place: the referencing rows whose kept value the column's type does not hold unchanged,
+    as the database converts and compares it, or the database's words when it refuses to convert one."""
+    if not layout.rules.enforces_column_types:
+        return 0
+    kept, is_kept = _kept_of(rel)
+    changed = []
+    for column, referred in zip(ref.columns, ref.referred_columns, strict=True):
+        value = kept.c[layout.ref_label[referred]]
+        target = layout.rules.storage_type(child.c[column].type)
+        if isinstance(target, sa.types.NullType) or _declared(conn, target) == _declared(
+                conn, layout.rules.storage_type(layout.table.c[referred].type)):
+            continue
+        changed.append(sa.cast(value, target) != value)
+    if not changed:
+        return 0
+    statement = (sa.select(sa.func.count()).select_from(child).join(rel, on).join(kept, is_kept)
+                 .where(rel.c[RANK] > 1, sa.or_(*changed)))
+    try:
+        with conn.begin_nested():
+            return int(conn.execute(statement).scalar_one())
+    except sa.exc.DataError as exc:  # out of range
+        return str(exc.orig).splitlines()[0]
+
+
+def _declared(conn: Connection, kind: sa.types.TypeEngine[Any]) -> str | None:
+    """A column type as this database declares it, or None where SQLAlchemy cannot write it."""
+    try:
+        return kind.compile(dialect=conn.dialect)
+    except sa.exc.CompileError:
+        return None
 
 
 def _check_refusals(conn: Connection, layout: Layout, rel: FromClause,
@@ -1490,6 +1558,21 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "
             f"and recorded for undo{cascade}; add a primary key to {ref.table!r}, repoint them by hand, or set "
             "its on_reference to \"archive\"")
+    if ref_plan.unreferable:
+        plan.blockers.append(
+            f"{ref_plan.unreferable:,} row(s) of {ref.label} point at rows to delete whose kept row holds NULL in "
+            f"{table}({', '.join(ref.referred_columns)}): repointed, they would hold NULL and refer to no row; give "
+            "those kept rows a value there first, keep another row (the check's keep/order_by), or set its "
+            f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
+    if ref_plan.unfit:
+        plan.blockers.append(
+            f"repointing {ref.label} would write the kept rows' {table}({', '.join(ref.referred_columns)}) values "
+            f"into columns of another type, which the database " + (
+                f"refuses for them ({ref_plan.unfit})" if isinstance(ref_plan.unfit, str) else
+                f"would not hold unchanged in {ref_plan.unfit:,} row(s) (too long, or rounded)") +
+            f": the batch would be rolled back and every run would stop there; widen {ref.label} to the type "
+            f"of {table}({', '.join(ref.referred_columns)}), keep another row, or set its on_reference to "
+            f"\"archive\" (`{config_key(ref)} = \"archive\"`)")
     for name, groups in ref_plan.conflicts.items():
         plan.blockers.append(
             f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "

@@ -744,3 +744,98 @@ def test_a_row_archived_in_a_later_batch_than_its_repoint_is_counted_as_possibly
     assert db.rows("SELECT id FROM msg") == []
     assert run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes").exit_code == 0
     assert contents(db, "person", "msg") == before
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_repoint_onto_a_kept_row_holding_null_in_the_referred_unique_column_is_refused(db, tmp_path, merge):
+    """break16: `orders(customer_code) -> customer(code)`, `code` a nullable UNIQUE column and the kept row's code
+    NULL. The repoint copied the kept row's NULL into the orders, which then referred to no customer at all: exit 0,
+    the dry run having promised "2 referencing row(s) repointed to the kept rows". Refused up front now, naming the
+    reference and the ways forward (NULLs differ on a unique column, so merge_distinct changes nothing)."""
+    db.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code VARCHAR(10) UNIQUE, k INTEGER)",
+               "INSERT INTO customer VALUES (1, NULL, 1), (2, 'b', 1), (3, 'c', 2), (4, 'd', 2)",
+               "CREATE TABLE orders (id INTEGER PRIMARY KEY, cc VARCHAR(10) REFERENCES customer (code))",
+               "INSERT INTO orders VALUES (1, 'b'), (2, 'b'), (3, 'd')")
+    before = contents(db, "customer", "orders")
+    path = str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"],
+                                           "merge_distinct": merge}]))
+    dry = run_cli("fix", "c", "--config", path, "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    [ref] = json_out(dry)["references"]
+    assert ref["rows_kept_row_null"] == 2
+    fixed = run_cli("fix", "c", "--config", path, "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "2 row(s) of orders(cc) point at rows to delete whose kept row holds NULL in customer(code)" in \
+        fixed.stderr and '"orders.cc" = "archive"' in fixed.stderr, fixed.stderr
+    assert contents(db, "customer", "orders") == before
+    archived = str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"], "merge_distinct": merge,
+                                               "on_reference": {"orders.cc": "archive"}}]))
+    done = run_cli("fix", "c", "--config", archived, "--yes", "--json")
+    assert json_out(done)["deleted"] == (2 if merge else 1), done.output  # customers 3, 4 differ on code
+    assert db.rows("SELECT id FROM orders ORDER BY id") == ([] if merge else [(3,)])
+
+
+NARROW = {  # the referred column's type and the kept row's value, the referencing column's type, their values
+    "varchar": ("VARCHAR(10)", "'abcdef'", "VARCHAR(3)", "'b'"),
+    "numeric-scale": ("NUMERIC(6,2)", "1.25", "NUMERIC(6,1)", "2.0"),
+    "smallint": ("INTEGER", "100000", "SMALLINT", "2"),
+}
+
+
+@pytest.mark.parametrize("shape", list(NARROW))
+def test_repoint_into_a_narrower_referencing_column_is_refused_up_front(server, tmp_path, shape):
+    """break16: `orders.cc varchar(3)` referring to `customer.code varchar(10)` (PostgreSQL allows any comparable
+    types, InnoDB string columns of other lengths), the kept row's code 'abcdef': the dry run exited 0 promising a
+    repoint, the fix stopped at its first batch (`value too long`, `smallint out of range`; a rounded numeric fails
+    the foreign key) saying "run the fix again to resume", which failed the same way. Refused up front now, as the
+    database converts the kept values (or its own words when it refuses to), naming the ways forward."""
+    referred, kept, referencing, value = NARROW[shape]
+    if server.dialect == "mysql" and shape != "varchar":
+        pytest.skip("InnoDB refuses a foreign key between numeric types of another size or scale")
+    server.execute(f"CREATE TABLE customer (id INTEGER PRIMARY KEY, code {referred} UNIQUE, k INTEGER)",
+                   f"INSERT INTO customer VALUES (1, {kept}, 1), (2, {value}, 1), (3, 7, 2), (4, 8, 2)",
+                   f"CREATE TABLE orders (id INTEGER PRIMARY KEY, cc {referencing}, "
+                   "FOREIGN KEY (cc) REFERENCES customer (code))",
+                   f"INSERT INTO orders VALUES (1, {value}), (2, {value}), (3, 8)")
+    before = contents(server, "customer", "orders")
+    check = {"name": "c", "table": "customer", "key": ["k"], "merge_distinct": True}
+    path = str(config_file(tmp_path, server, [check]))
+    dry = run_cli("fix", "c", "--config", path, "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    fixed = run_cli("fix", "c", "--config", path, "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "repointing orders(cc) would write the kept rows' customer(code) values into columns of another type" \
+        in fixed.stderr and "widen orders(cc)" in fixed.stderr, fixed.stderr
+    assert contents(server, "customer", "orders") == before
+
+
+def test_repoint_into_a_wider_referencing_column_passes(server, tmp_path):
+    """What fits is not refused: `bigint` referring to `int` (PostgreSQL; InnoDB wants the same integer type),
+    `varchar(20)` to `varchar(10)`, values kept alike."""
+    wide = "BIGINT" if server.dialect == "postgresql" else "INTEGER"
+    server.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code VARCHAR(10) UNIQUE, k INTEGER)",
+                   "INSERT INTO customer VALUES (1, 'abcdef', 1), (2, 'b', 1)",
+                   f"CREATE TABLE orders (id INTEGER PRIMARY KEY, cc VARCHAR(20), cid {wide}, "
+                   "FOREIGN KEY (cc) REFERENCES customer (code), FOREIGN KEY (cid) REFERENCES customer (id))",
+                   "INSERT INTO orders VALUES (1, 'b', 2), (2, 'b', 2)")
+    before = contents(server, "customer", "orders")
+    path = str(config_file(tmp_path, server, [{"name": "c", "table": "customer", "key": ["k"],
+                                               "merge_distinct": True}]))
+    fixed = run_cli("fix", "c", "--config", path, "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert server.rows("SELECT cc, cid FROM orders ORDER BY id") == [("abcdef", 1), ("abcdef", 1)]
+    assert run_cli("undo", json_out(fixed)["fix_id"], "--config", path, "--yes").exit_code == 0
+    assert contents(server, "customer", "orders") == before
+
+
+@pytest.mark.xfail(strict=True, reason="break16: SQLite is taken to keep any value in any column, but a STRICT "
+                   "table refuses a TEXT kept value in an INTEGER referencing column; the dry run does not convert "
+                   "kept values for SQLite yet (the fix stops at the batch, rolled back, naming on_reference)")
+def test_sqlite_repoint_of_a_text_kept_value_into_a_strict_integer_column_is_refused_up_front(sqlite_db, tmp_path):
+    sqlite_db.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code TEXT UNIQUE, k INT)",
+                      "INSERT INTO customer VALUES (1, 'abc', 1), (2, '2', 1)",
+                      "CREATE TABLE orders (id INTEGER PRIMARY KEY, cc INTEGER REFERENCES customer (code)) STRICT",
+                      "INSERT INTO orders VALUES (1, 2), (2, 2)")
+    path = str(config_file(tmp_path, sqlite_db, [{"name": "c", "table": "customer", "key": ["k"],
+                                                  "merge_distinct": True}]))
+    assert run_cli("fix", "c", "--config", path, "--dry-run").exit_code == 2
