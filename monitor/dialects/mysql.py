@@ -145,6 +145,11 @@ _PADDED_CAST = re.compile(r"\bas\s+char\s*\(\s*\d+\s*\)\s*charset\s+binary\b", r
 # EXPORT_SET(bits, on, off, separator, n) writes n (up to 64) copies of `on` or `off`: 64 times per nesting.
 SIZED_BY_ARGUMENT = _names("repeat lpad rpad space sformat weight_string export_set")
 
+# How long the dry run's probe of a table shape (`refused_table_shape`) waits for a metadata lock before it takes the
+# server for one it cannot ask: an ALTER TABLE queued behind the planning transaction's own read would otherwise make
+# the probe, and so the dry run, wait for it until a timeout.
+PROBE_LOCK_WAIT = 2
+
 # The disk an internal temporary table of a detection session's statement may take (MariaDB `tmp_disk_table_size`,
 # never raised): a short statement can fill one without end (a recursive CTE repeating a 32 KB row through a join
 # took 1.5 GB of disk in 5 s on MariaDB 10.11), bounded otherwise only by max_statement_time, up to 24 days. Past
@@ -424,21 +429,26 @@ class MySQL(MySQLPolling, Dialect):
         return isinstance(error, pymysql.err.MySQLError) and bool(error.args) and error.args[0] == 1118
 
     def refused_table_shape(self, conn: Connection, select: str) -> str | None:
-        """The server's own answer: a TEMPORARY table of that shape, created (no implicit commit, visible to no
-        other session) and dropped at once, on a session of its own (the planning transaction is READ ONLY, where
-        MariaDB refuses even a temporary table). The row-size limit is the SQL layer's for every engine (and InnoDB
-        strict mode's, the temporary table's default engine too). A role without CREATE TEMPORARY TABLES cannot ask
-        (None): the fix itself then refuses in the same words."""
+        """The server's own answer: a TEMPORARY InnoDB table of that shape (the archive's engine), created (no
+        implicit commit, visible to no other session) and dropped at once, on a session of its own (the planning
+        transaction is READ ONLY, where MariaDB refuses even a temporary table). The row-size limit is the SQL
+        layer's for every engine, and InnoDB strict mode's. Where the server cannot be asked without leaving a trace
+        or a wait, None (the fix itself then refuses in the same words): a role without CREATE TEMPORARY TABLES; a
+        binary log that would record the two statements (a format other than ROW, and a role that may not switch
+        its session's logging off), which replicas would run; a metadata lock the session would wait for (an ALTER
+        TABLE queued behind the planning transaction's own read: `PROBE_LOCK_WAIT` seconds); any other refusal."""
         with conn.engine.connect() as probe:
             try:
-                probe.exec_driver_sql(f"CREATE TEMPORARY TABLE dupewatch_shape_probe AS {select}")
+                logged = probe.exec_driver_sql("SELECT @@log_bin AND @@binlog_format <> 'ROW'").scalar()
+                if logged:
+                    probe.exec_driver_sql("SET SESSION sql_log_bin = 0")
+                probe.exec_driver_sql(f"SET SESSION lock_wait_timeout = {PROBE_LOCK_WAIT}")
+                probe.exec_driver_sql(f"CREATE TEMPORARY TABLE dupewatch_shape_probe ENGINE=InnoDB AS {select}")
             except sa.exc.DBAPIError as exc:
                 error = exc.orig or exc
                 if self.row_size_refusal(error):
                     return str(error.args[-1] if error.args else error)
-                if self.privilege_refusal(error) is not None:
-                    return None
-                raise
+                return None
             finally:
                 probe.rollback()
             probe.exec_driver_sql("DROP TEMPORARY TABLE dupewatch_shape_probe")

@@ -96,3 +96,66 @@ def test_mariadb_row_digest_is_sha2_which_fips_mode_keeps(mysql):
         database.dispose()
     assert "md5" not in text and "sha2" in text, text
     assert all(d is not None and len(d) == 32 for d in digests) and digests[0] != digests[1], digests
+
+
+def test_mariadb_shape_probe_does_not_wait_on_an_alter_queued_behind_the_dry_runs_own_read(mysql):
+    """review of polish16: the dry run's transaction holds a metadata lock on the table it read; an ALTER TABLE of
+    another session queues behind it, and the probe's CREATE TEMPORARY TABLE ... AS SELECT queued behind the ALTER:
+    the dry run waited for its own probe until the ALTER's lock wait timed out. The probe waits a short time and
+    then takes the server for one it cannot ask."""
+    import threading
+    import time
+
+    mysql.execute("CREATE TABLE wide (id INTEGER PRIMARY KEY, v VARCHAR(10))")
+    altered: list[BaseException | None] = []
+
+    def alter() -> None:
+        engine = sa.create_engine(mysql.url)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SET SESSION lock_wait_timeout = 60")
+                conn.exec_driver_sql("ALTER TABLE wide ADD COLUMN w INTEGER")
+            altered.append(None)
+        except BaseException as exc:  # reported by the assertion below
+            altered.append(exc)
+        finally:
+            engine.dispose()
+
+    engine = sa.create_engine(mysql.url)
+    watcher = sa.create_engine(mysql.url)
+    writer = threading.Thread(target=alter)
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql("SELECT * FROM wide")
+            writer.start()
+            with watcher.connect() as w:  # the ALTER waits for the metadata lock this transaction holds
+                deadline = time.monotonic() + 30
+                while not w.execute(sa.text("SELECT count(*) FROM information_schema.PROCESSLIST WHERE STATE = "
+                                            "'Waiting for table metadata lock' AND INFO LIKE 'ALTER TABLE wide%'")
+                                    ).scalar():
+                    assert time.monotonic() < deadline, "the ALTER never queued"
+            from monitor.dialects import for_backend
+            started = time.monotonic()
+            said = for_backend(conn.dialect.name).refused_table_shape(conn, "SELECT * FROM wide LIMIT 0")
+            waited = time.monotonic() - started
+        writer.join(60)
+        assert said is None and waited < 30 and altered == [None]
+    finally:
+        engine.dispose()
+        watcher.dispose()
+
+
+def test_mariadb_shape_probe_asks_innodb_whatever_the_sessions_temporary_engine(mysql):
+    """review of polish16: the probe made a temporary table of the session's `default_tmp_storage_engine`; with
+    MEMORY, a table with a TEXT column failed the dry run with error 1163, and with Aria InnoDB's row-size limit
+    was never asked. The probe names InnoDB, the archive's engine."""
+    from monitor.dialects import for_backend
+
+    mysql.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    memory = "SET SESSION default_tmp_storage_engine = MEMORY"
+    engine = sa.create_engine(mysql.url, connect_args={"init_command": memory})
+    try:
+        with engine.connect() as conn:
+            assert for_backend(conn.dialect.name).refused_table_shape(conn, "SELECT * FROM notes LIMIT 0") is None
+    finally:
+        engine.dispose()
