@@ -931,10 +931,12 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     on = _pointing(child, layout, rel, ref)
     archived = _archiving(child, layout, rel, ref) if ref.action == "repoint" else []
     first = 0
+    checked = on  # the rows a repoint may move, in whichever batches their groups fall: what its checks judge
     if archived:  # counted as the archive's; those it takes in a later batch may be repointed first
+        by_then = _archiving(child, layout, rel, ref, by_then=True)
         first = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on).where(
-            rel.c[RANK] > 1, sa.or_(*archived),
-            *[~then for then in _archiving(child, layout, rel, ref, by_then=True)])).scalar_one()
+            rel.c[RANK] > 1, sa.or_(*archived), *[~then for then in by_then])).scalar_one()
+        checked = sa.and_(on, *[~then for then in by_then])
         on = sa.and_(on, *[~a for a in archived])
     rows = conn.execute(sa.select(sa.func.count()).select_from(child).join(rel, on)
                         .where(rel.c[RANK] > 1)).scalar_one()
@@ -948,11 +950,11 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     if rows and ref.action == "archive" and ref.referred_unique and not ref.self_reference:
         return ReferencePlan(ref, int(rows), {}, nested=nested_references(conn, table, child, rel, on,
                                                                           layout=layout))
-    if not rows or ref.action != "repoint" or not ref.referred_unique:
+    if not (rows or first) or ref.action != "repoint" or not ref.referred_unique:
         return ReferencePlan(ref, int(rows), {}, repointed_first=int(first))
     # Rows one level down referring to the columns the repoint changes: by a key whose ON UPDATE writes (`nested`),
     # or by a NO ACTION / RESTRICT one, under which the database would refuse the repoint (`held`).
-    referring = [] if ref.self_reference else _referring(conn, table, child, rel, on, ref.columns, layout)
+    referring = [] if ref.self_reference else _referring(conn, table, child, rel, checked, ref.columns, layout)
     nested = {fk.label: count for fk, count in referring if fk.update_writes}
     held = {(fk.label, fk.name or "(unnamed)", str(fk.onupdate)): count for fk, count in referring
             if not fk.update_writes}
@@ -963,7 +965,7 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     nulls_equal = {key.name for key in keys if key.nulls_not_distinct}
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
-        colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on)
+        colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, checked)
                      .where(*[c.is_not(None) for c in rest if name not in nulls_equal])
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
@@ -981,15 +983,15 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         where: list[ColumnElement[bool]] = [] if key.nulls_not_distinct else [c.is_not(None) for c in rest]
         if key.predicate:
             where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
-        colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, on).where(*where)
+        colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, checked).where(*where)
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
         count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
                          repointed_first=int(first),
-                         unreferable=_unreferable(conn, layout, child, rel, on, ref),
-                         unfit=_unfit(conn, layout, child, rel, on, ref))
+                         unreferable=_unreferable(conn, layout, child, rel, checked, ref),
+                         unfit=_unfit(conn, layout, child, rel, checked, ref))
 
 
 def _kept_of(rel: FromClause) -> tuple[FromClause, ColumnElement[bool]]:
@@ -1502,7 +1504,7 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"bypass: rows it hides would be reached unseen by ON DELETE {ref.ondelete or 'NO ACTION'}; run "
             f"`ALTER ROLE \"{role}\" BYPASSRLS`, or add a policy showing {role} every row of {ref.table}")
         return
-    if not rows:
+    if not rows and not ref_plan.repointed_first:  # (rows another reference archives later may be repointed first)
         return
     if ref.fk.partition:
         plan.blockers.append(

@@ -688,6 +688,26 @@ def test_a_row_archived_by_one_reference_and_pointing_by_another_is_counted_once
     assert contents(db, "person", "msg") == before
 
 
+def test_a_row_another_reference_archives_in_a_later_batch_is_still_judged_by_the_repoints_unique_check(db, tmp_path):
+    """Review of polish16: msg 10 points by `author_id` (archived) at person 4 of group 'b' and by `reviewer_id`
+    (repointed) at person 2 of group 'a'. Group 'a' comes first, so at one group a batch msg 10 is repointed onto
+    person 1 before group 'b' archives it, and (reviewer_id, slot) then clashes with msg 12. The dry run left such
+    rows out of its unique check and exited 0; `fix --yes --batch-size 1` then stopped at that batch."""
+    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(20))",
+               "CREATE TABLE msg (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES person(id), "
+               "reviewer_id INTEGER REFERENCES person(id), slot INTEGER, UNIQUE (reviewer_id, slot))",
+               "INSERT INTO person VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'b')",
+               "INSERT INTO msg VALUES (10, 4, 2, 7), (12, NULL, 1, 7)")
+    path = config_file(tmp_path, db, [{"name": "p", "table": "person", "key": ["email"],
+                                       "on_reference": {"msg.author_id": "archive"}}])
+    before = contents(db, "person", "msg")
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("unique" in blocker.lower() for blocker in json_out(dry)["blockers"]), json_out(dry)["blockers"]
+    assert run_cli("fix", "p", "--config", str(path), "--yes", "--batch-size", "1").exit_code == 2
+    assert contents(db, "person", "msg") == before
+
+
 def test_odoo_self_references_are_refused_saying_which_rows_and_what_to_do_and_the_advice_works(db, tmp_path):
     """Odoo's `res_partner`: `commercial_partner_id` and `parent_id` refer to the table itself, and most partners'
     `commercial_partner_id` is their own id. The refusal said only "not supported"; it now says which of the rows
