@@ -652,6 +652,8 @@ class MySQL(MySQLPolling, Dialect):
             return sa.type_coerce(StoredUuid(value.ljust(16, b"\0")), column.type)
         if isinstance(column.type, sa.TIMESTAMP) and isinstance(value, datetime) and value.tzinfo is None:
             since = value - EPOCH
+            if not since:  # the zero TIMESTAMP, logged as 0 seconds: an instant no TIMESTAMP holds (its first is 1 s)
+                return sa.literal("0000-00-00 00:00:00", column.type)
             seconds = Decimal(since.days * 86400 + since.seconds) + Decimal(since.microseconds).scaleb(-6)
             return sa.func.from_unixtime(sa.literal(seconds, sa.Numeric(20, 6)), type_=column.type)
         return super().stream_value(column, value)

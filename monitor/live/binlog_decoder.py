@@ -485,12 +485,13 @@ def statement_words(query: Any, nested: bool = False) -> list[str]:
 
 def adds_rows(query: Any) -> str | None:
     """What a statement logged as a statement did that may have made groups the log does not name, or None for one
-    that cannot have: only removes rows (DELETE, TRUNCATE, DROP), changes no table's rows (GRANT, SET, a CREATE
-    without a SELECT, an ALTER of anything but a table, a dump's `ALTER TABLE ... DISABLE KEYS`, ...). Any other
+    that cannot have: only removes rows without firing a trigger (TRUNCATE, DROP), changes no table's rows (GRANT, a
+    CREATE without a SELECT, an ALTER of anything but a table, a dump's `ALTER TABLE ... DISABLE KEYS`, ...). Any other
     statement may have: its verb (INSERT, REPLACE, UPDATE, LOAD; `ALTER TABLE`, which may change every row's key
     or how keys compare, a type or a collation, without logging the rows; `RENAME TABLE`, which may put other rows
-    under a watched table's name, an online schema change's cut-over; `CREATE TABLE` with a SELECT; and any verb
-    not known here, CALL, EXECUTE, BINLOG, ...): a statement not recognised is taken to have added rows, so that a
+    under a watched table's name, an online schema change's cut-over; `CREATE TABLE` with a SELECT; a DELETE, whose
+    triggers may insert; a SELECT or SET calling a stored function; and any verb not known here, CALL, BINLOG,
+    ...): a statement not recognised is taken to have added rows, so that a
     reading of ours that misses a form costs a full count, never a duplicate missed without a gap. Read as the
     server reads it (`statement_words`): a comment within it, or MariaDB's `SET STATEMENT ... FOR` before it,
     hides nothing."""
@@ -504,7 +505,7 @@ def adds_rows(query: Any) -> str | None:
         keys_only = len(words) <= 6 and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
         return None if keys_only else "ALTER TABLE"
     if verb == "RENAME":
-        return "RENAME TABLE" if kind == "TABLE" else None
+        return "RENAME TABLE" if kind in ("TABLE", "TABLES") else None
     if verb == "CREATE":  # `CREATE [OR REPLACE] TABLE t ... SELECT` fills a table; another CREATE adds no row
         return "CREATE TABLE" if "TABLE" in words and "SELECT" in statement_words(query, nested=True) else None
     if verb in _NO_ROWS_ADDED or not verb:
@@ -513,10 +514,11 @@ def adds_rows(query: Any) -> str | None:
 
 
 # The verbs of statements that cannot add rows to a table or give a row another key (`adds_rows`): they remove rows
-# (their groups are re-counted as a TRUNCATE's), or change no table's rows. `SELECT` is a `WITH` statement's.
-_NO_ROWS_ADDED = frozenset({"DELETE", "TRUNCATE", "DROP", "GRANT", "REVOKE", "FLUSH", "ANALYZE", "OPTIMIZE", "REPAIR",
-                            "CHECK", "CHECKSUM", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "INSTALL", "UNINSTALL",
-                            "ALTER", "SELECT"})
+# without firing a trigger (their groups are re-counted as a TRUNCATE's), or change no table's rows, or are an XA
+# transaction's own (its rows are logged as rows). Not DELETE, SELECT or SET: logged as a statement, a DELETE may fire
+# a trigger that inserts, and a SELECT or SET may call a stored function that does (logged as `SELECT f()`).
+_NO_ROWS_ADDED = frozenset({"TRUNCATE", "DROP", "GRANT", "REVOKE", "FLUSH", "ANALYZE", "OPTIMIZE", "REPAIR", "CHECK",
+                            "CHECKSUM", "SAVEPOINT", "RELEASE", "ROLLBACK", "INSTALL", "UNINSTALL", "ALTER", "XA"})
 
 
 def first_line(exc: BaseException) -> str:

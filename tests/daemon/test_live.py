@@ -2346,7 +2346,9 @@ def test_mariadb_an_unsigned_key_past_the_signed_range_is_read_as_stored(
 
 @pytest.mark.parametrize(("column", "value", "other"), [
     ("date", "0000-00-00", "2020-02-29"), ("date", "2020-00-00", "2020-01-01"),
-    ("datetime(3)", "0000-00-00 00:00:00", "2020-01-01 00:00:00"), ("set('a','b')", "", "a")])
+    ("datetime(3)", "0000-00-00 00:00:00", "2020-01-01 00:00:00"), ("set('a','b')", "", "a"),
+    # a zero TIMESTAMP is logged as 0 seconds since the epoch, an instant no TIMESTAMP holds (review of break19)
+    ("timestamp NULL", "0000-00-00 00:00:00", "2020-01-01 00:00:00")])
 def test_mariadb_a_zero_date_or_empty_set_key_is_not_read_as_null(
         mariadb: MariaDBServer, monitor_for: Any, column: str, value: str, other: str) -> None:
     """python-mysql-replication gives a zero (or partly zero) date, and an empty SET, as None, like a NULL: re-counted

@@ -21,16 +21,16 @@ from monitor.live.binlog_decoder import adds_rows
     ("SET STATEMENT max_statement_time=5, lock_wait_timeout=(2) FOR RENAME TABLE t TO t_old, t_new TO t",
      "RENAME TABLE"),
     ("SET STATEMENT binlog_format='STATEMENT' FOR INSERT INTO t VALUES (1)", "INSERT"),
-    ("SET STATEMENT sql_mode='FOR ALTER TABLE' FOR DELETE FROM t", None),  # a FOR in a string is no keyword
+    ("SET STATEMENT sql_mode='FOR ALTER TABLE' FOR TRUNCATE t", None),  # a FOR in a string is no keyword
     # a comment within the statement is nothing; an executable one is run, so it is the statement's text
     ("ALTER /* why */ TABLE t MODIFY k int", "ALTER TABLE"),
     ("ALTER\n-- why\nTABLE t MODIFY k int", "ALTER TABLE"),
     ("/*M!100100 RENAME TABLE t TO t_old, t_new TO t */", "RENAME TABLE"),
     ("/*!50100 ALTER TABLE t MODIFY k int */", "ALTER TABLE"),
     ("WITH c AS (SELECT 1 FROM (SELECT 2) x) UPDATE t SET k = 1", "UPDATE"),
-    ("WITH c AS (SELECT 1) DELETE FROM t", None),
+    ("WITH c AS (SELECT 1) DELETE FROM t", "DELETE"),
     ("/*!40000 ALTER TABLE `s`.`t` DISABLE KEYS */", None),  # a dump's, around rows logged as rows
-    ("DELETE FROM t WHERE k = 'INSERT'", None),
+    ("DELETE FROM t WHERE k = 'INSERT'", "DELETE"),  # its triggers may insert
     ("TRUNCATE t", None),
     ("CREATE TABLE t (k int)", None),
     ("ALTER USER u IDENTIFIED BY 'x'", None),
@@ -41,11 +41,14 @@ from monitor.live.binlog_decoder import adds_rows
     ("CREATE USER u", None),
     ("RENAME USER a TO b", None),
     ("CREATE OR REPLACE TABLE t LIKE t_new", None),
-    ("WITH c AS (SELECT 1) SELECT * FROM c", None),
+    ("WITH c AS (SELECT 1) SELECT * FROM c", "SELECT"),
     # a CREATE filling a table, and a statement not known here, may have added rows: a gap, never a silent miss
     ("CREATE TABLE t2 AS SELECT * FROM t", "CREATE TABLE"),
     ("CREATE OR REPLACE TABLE t (SELECT * FROM t_new)", "CREATE TABLE"),
     ("CALL add_rows()", "CALL"),
+    ("SELECT `test`.`f`()", "SELECT"),  # a stored function that inserts, logged as its call
+    ("RENAME TABLES t TO t_old, t_new TO t", "RENAME TABLE"),
+    ("XA START X'31',X'',1", None),
     ("BINLOG 'AbCd'", "BINLOG"),
     ("DO add_rows()", "DO"),
     ("/*!99999 FUTURE */ MERGE INTO t USING s ON (1) WHEN NOT MATCHED THEN INSERT VALUES (1)", "FUTURE"),
