@@ -28,9 +28,16 @@ TUNED = (f"import monitor.db as d; d.DEADLINE_GRACE_SECONDS = {GRACE}; d.CANCEL_
 UP = "dupewatch_check_up"
 
 
+@pytest.fixture(scope="module")
+def started() -> Iterator[Cluster]:
+    yield from started_cluster("the frozen-database tests")
+
+
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    yield from started_cluster("the frozen-database test")
+def cluster(started: Cluster) -> Iterator[Cluster]:
+    """The module's cluster, thawed after each test (one that failed while it was frozen too)."""
+    yield started
+    started.signal_all(signal.SIGCONT)
 
 
 @pytest.fixture

@@ -2009,33 +2009,48 @@ def test_deletes_a_session_has_not_reported_yet_are_recounted_within_recount_eve
         engine.dispose()
 
 
-@pytest.fixture
-def watched_by_a_monitoring_role() -> Iterator[tuple[Any, TestDatabase, sa.Engine]]:
-    """A throwaway cluster (every session in it is the test's; autovacuum wakes every second) with `logins` (400
-    groups of 5), owned by a role `app`, which `mon` (no pg_read_all_stats, no pg_monitor) may only read: the
-    cluster, `mon`'s TestDatabase and an engine of `app`."""
+@pytest.fixture(scope="module")
+def monitoring_role_cluster() -> Iterator[Any]:
+    """A throwaway cluster (every session in it is the tests'; autovacuum wakes every second) with the roles `app`
+    and `mon` (no pg_read_all_stats, no pg_monitor), shared by the module's tests: each has a database of its own."""
     for cluster in started_cluster("the monitoring-role poll tests", autovacuum_naptime="1"):
         admin = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            for statement in ("CREATE ROLE app LOGIN", "CREATE ROLE mon LOGIN", "CREATE DATABASE shop OWNER app"):
+            for statement in ("CREATE ROLE app LOGIN", "CREATE ROLE mon LOGIN"):
                 conn.execute(sa.text(statement))
-        admin.dispose()
-        url = sa.engine.make_url(cluster.url).set(database="shop")
-        app = sa.create_engine(url.set(username="app"), isolation_level="AUTOCOMMIT")
-        with app.connect() as conn:
-            for statement in (
-                    "CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL)",
-                    "CREATE INDEX logins_key ON logins (user_id, device)",
-                    "INSERT INTO logins SELECT g, g % 400, 'pc' FROM generate_series(1, 2000) g",
-                    "GRANT SELECT ON logins TO mon"):
-                conn.execute(sa.text(statement))
-        mon_url = url.set(username="mon")
-        mon = sa.create_engine(mon_url)
         try:
-            yield cluster, TestDatabase("postgresql", mon_url.render_as_string(hide_password=False), mon, None), app
+            yield cluster, admin
         finally:
-            mon.dispose()
-            app.dispose()
+            admin.dispose()
+
+
+@pytest.fixture
+def watched_by_a_monitoring_role(monitoring_role_cluster: Any) -> Iterator[tuple[TestDatabase, sa.Engine]]:
+    """A database of its own in the monitoring-role cluster (no other session in it) with `logins` (400 groups of
+    5), owned by the role `app`, which `mon` may only read: `mon`'s TestDatabase and an engine of `app`; the
+    database is dropped afterwards."""
+    cluster, admin = monitoring_role_cluster
+    database = f"shop_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {database} OWNER app"))
+    url = sa.engine.make_url(cluster.url).set(database=database)
+    app = sa.create_engine(url.set(username="app"), isolation_level="AUTOCOMMIT")
+    with app.connect() as conn:
+        for statement in (
+                "CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL)",
+                "CREATE INDEX logins_key ON logins (user_id, device)",
+                "INSERT INTO logins SELECT g, g % 400, 'pc' FROM generate_series(1, 2000) g",
+                "GRANT SELECT ON logins TO mon"):
+            conn.execute(sa.text(statement))
+    mon_url = url.set(username="mon")
+    mon = sa.create_engine(mon_url)
+    try:
+        yield TestDatabase("postgresql", mon_url.render_as_string(hide_password=False), mon, None), app
+    finally:
+        mon.dispose()
+        app.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE {database} WITH (FORCE)"))
 
 
 def _deletes_counted(db: TestDatabase) -> int | None:
@@ -2050,13 +2065,15 @@ def test_an_idle_session_of_another_role_leaves_the_delete_count_known_to_a_role
     xact_start NULL): every idle connection of an application's pool made the count of deleted rows unknown, so
     the rotation never stopped. pg_locks, which every role reads, says whether the session is in a transaction:
     an idle one holds back no count."""
-    _, mon, app = watched_by_a_monitoring_role
+    mon, app = watched_by_a_monitoring_role
     with app.connect() as idle:
         idle.execute(sa.text("DELETE FROM logins WHERE id = 1"))  # then idle outside a transaction
+        # A backend that reported less than a second ago reports what it did 10 s after going idle: asked not to wait
+        idle.execute(sa.text("SELECT pg_stat_force_next_flush()"))
         pid = idle.execute(sa.text("SELECT pg_backend_pid()")).scalar()
         assert mon.scalar("SELECT query FROM pg_stat_activity WHERE pid = :p", {"p": pid}) == "<insufficient privilege>"
         deadline = time.monotonic() + 30
-        while _deletes_counted(mon) != 1:  # reported within a second or so of going idle
+        while _deletes_counted(mon) != 1:  # reported as it goes idle
             assert time.monotonic() < deadline, _deletes_counted(mon)
 
 
@@ -2064,14 +2081,15 @@ def test_an_autovacuum_worker_never_makes_the_delete_count_unknown(watched_by_a_
     """An autovacuum worker is hidden from a role without pg_read_all_stats like another role's session, and is in
     a transaction while it works: it has no role (`usesysid` NULL), holds back no count of a client's, and is not
     counted."""
-    cluster, mon, app = watched_by_a_monitoring_role
+    mon, app = watched_by_a_monitoring_role
     with app.connect() as conn:  # a crawling vacuum of many dead rows, so the worker stays long enough to be seen
         conn.execute(sa.text("ALTER TABLE logins SET (autovacuum_vacuum_threshold = 0,"
                              " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
                              " autovacuum_vacuum_cost_limit = 1)"))
         conn.execute(sa.text("INSERT INTO logins SELECT g, g % 400, 'pc' FROM generate_series(2001, 60000) g"))
         conn.execute(sa.text("DELETE FROM logins WHERE id > 2000"))
-    superuser = sa.create_engine(sa.engine.make_url(cluster.url).set(database="shop"), isolation_level="AUTOCOMMIT")
+        conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))  # autovacuum acts on the reported dead rows
+    superuser = sa.create_engine(sa.engine.make_url(mon.url).set(username="postgres"), isolation_level="AUTOCOMMIT")
     workers = sa.text("SELECT pid, xact_start FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
                       " AND datname = current_database() AND xact_start IS NOT NULL")
     try:
@@ -2099,7 +2117,7 @@ def test_a_role_without_pg_read_all_stats_says_why_the_delete_count_is_unknown(w
     """While a session of another role is in a transaction, a role without pg_read_all_stats cannot tell for how
     long, nor whether it holds back a count: the count is unknown (the rotation goes on), and the run says why and
     what to grant, as a standing note (the daemon's log and the dashboard say it once)."""
-    _, mon, app = watched_by_a_monitoring_role
+    mon, app = watched_by_a_monitoring_role
     r = runner_for(mon, recount_every="10s")
     now = [time.time()]
     r.monitor.clock = lambda: now[0]
