@@ -3,6 +3,8 @@ foreign key it repoints, Django's inline `UNIQUE` columns on SQLite, a trigger s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fix_support import config_file, contents, json_out, make_config, run_cli
@@ -662,18 +664,26 @@ def test_undo_points_back_a_link_row_whose_primary_key_holds_both_repointed_refe
     assert contents(db, "account", "friendship") == before
 
 
+def _authors_and_reviewers(db, tmp_path, people: str, messages: str, *, slot: bool = False) -> tuple[Path, object]:
+    """`person(email)` referred to by `msg.author_id` (archived with the rows it points at) and `msg.reviewer_id`
+    (repointed), holding `people` and `messages` (with a `slot` column unique with reviewer_id where `slot`): the
+    config's path and the two tables' contents before the fix."""
+    slots = ", slot INTEGER, UNIQUE (reviewer_id, slot)" if slot else ""
+    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(20))",
+               "CREATE TABLE msg (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES person(id), "
+               f"reviewer_id INTEGER REFERENCES person(id){slots})",
+               f"INSERT INTO person VALUES {people}", f"INSERT INTO msg VALUES {messages}")
+    path = config_file(tmp_path, db, [{"name": "p", "table": "person", "key": ["email"],
+                                       "on_reference": {"msg.author_id": "archive"}}])
+    return path, contents(db, "person", "msg")
+
+
 def test_a_row_archived_by_one_reference_and_pointing_by_another_is_counted_once_as_archived(db, tmp_path):
     """`msg.author_id` archived, `msg.reviewer_id` repointed: msg 10 points at the row to delete by both. The fix
     archives it (before any repoint) and repoints only msg 11; the preview promised 2 repointed rows (and 4 in
     all), and that the kept row would have 2 msg rows by reviewer_id."""
-    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(20))",
-               "CREATE TABLE msg (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES person(id), "
-               "reviewer_id INTEGER REFERENCES person(id))",
-               "INSERT INTO person VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-               "INSERT INTO msg VALUES (10, 2, 2), (11, 1, 2), (12, 2, 3), (13, 3, 3)")
-    path = config_file(tmp_path, db, [{"name": "p", "table": "person", "key": ["email"],
-                                       "on_reference": {"msg.author_id": "archive"}}])
-    before = contents(db, "person", "msg")
+    path, before = _authors_and_reviewers(db, tmp_path, "(1, 'a'), (2, 'a'), (3, 'b')",
+                                          "(10, 2, 2), (11, 1, 2), (12, 2, 3), (13, 3, 3)")
     plan = json_out(run_cli("fix", "p", "--config", str(path), "--dry-run", "--json"))
     refs = {r["columns"][0]: r for r in plan["references"]}
     assert [(refs[c]["rows_to_archive"], refs[c]["rows_to_repoint"]) for c in ("author_id", "reviewer_id")] == [
@@ -693,14 +703,8 @@ def test_a_row_another_reference_archives_in_a_later_batch_is_still_judged_by_th
     (repointed) at person 2 of group 'a'. Group 'a' comes first, so at one group a batch msg 10 is repointed onto
     person 1 before group 'b' archives it, and (reviewer_id, slot) then clashes with msg 12. The dry run left such
     rows out of its unique check and exited 0; `fix --yes --batch-size 1` then stopped at that batch."""
-    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(20))",
-               "CREATE TABLE msg (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES person(id), "
-               "reviewer_id INTEGER REFERENCES person(id), slot INTEGER, UNIQUE (reviewer_id, slot))",
-               "INSERT INTO person VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'b')",
-               "INSERT INTO msg VALUES (10, 4, 2, 7), (12, NULL, 1, 7)")
-    path = config_file(tmp_path, db, [{"name": "p", "table": "person", "key": ["email"],
-                                       "on_reference": {"msg.author_id": "archive"}}])
-    before = contents(db, "person", "msg")
+    path, before = _authors_and_reviewers(db, tmp_path, "(1, 'a'), (2, 'a'), (3, 'b'), (4, 'b')",
+                                          "(10, 4, 2, 7), (12, NULL, 1, 7)", slot=True)
     dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 2, dry.output
     assert any("unique" in blocker.lower() for blocker in json_out(dry)["blockers"]), json_out(dry)["blockers"]
@@ -744,14 +748,8 @@ def test_a_row_archived_in_a_later_batch_than_its_repoint_is_counted_as_possibly
     """msg 10's author is in group b (archived), its reviewer in group a (repointed): groups are fixed in order, so
     where they fall in different batches msg 10 is repointed, then archived (undo puts back both); in one batch it
     is archived only. The preview says so ("up to 1 ... repointed first") instead of promising either."""
-    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(20))",
-               "CREATE TABLE msg (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES person(id), "
-               "reviewer_id INTEGER REFERENCES person(id))",
-               "INSERT INTO person VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'b')",
-               "INSERT INTO msg VALUES (10, 4, 2), (11, 2, 4)")
-    path = config_file(tmp_path, db, [{"name": "p", "table": "person", "key": ["email"],
-                                       "on_reference": {"msg.author_id": "archive"}}])
-    before = contents(db, "person", "msg")
+    path, before = _authors_and_reviewers(db, tmp_path, "(1, 'a'), (2, 'a'), (3, 'b'), (4, 'b')",
+                                          "(10, 4, 2), (11, 2, 4)")
     dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
     refs = {r["columns"][0]: r for r in json_out(dry)["references"]}
     assert (refs["author_id"]["rows_to_archive"], refs["reviewer_id"]["rows_to_repoint"],
