@@ -764,6 +764,18 @@ def test_a_row_archived_in_a_later_batch_than_its_repoint_is_counted_as_possibly
     assert contents(db, "person", "msg") == before
 
 
+def _refused_up_front(db, path: str, before: object, *words: str) -> dict:
+    """The dry run of check `c` is blocked (exit 2), `fix --yes` refuses saying each of `words`, and customer and
+    orders are as `before`: the dry run's JSON."""
+    dry = run_cli("fix", "c", "--config", path, "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    fixed = run_cli("fix", "c", "--config", path, "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert all(said in fixed.stderr for said in words), fixed.stderr
+    assert contents(db, "customer", "orders") == before
+    return json_out(dry)
+
+
 @pytest.mark.parametrize("merge", [False, True])
 def test_repoint_onto_a_kept_row_holding_null_in_the_referred_unique_column_is_refused(db, tmp_path, merge):
     """break16: `orders(customer_code) -> customer(code)`, `code` a nullable UNIQUE column and the kept row's code
@@ -777,15 +789,10 @@ def test_repoint_onto_a_kept_row_holding_null_in_the_referred_unique_column_is_r
     before = contents(db, "customer", "orders")
     path = str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"],
                                            "merge_distinct": merge}]))
-    dry = run_cli("fix", "c", "--config", path, "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    [ref] = json_out(dry)["references"]
+    plan = _refused_up_front(db, path, before, "2 row(s) of orders(cc) point at rows to delete whose kept row "
+                             "holds NULL in customer(code)", '"orders.cc" = "archive"')
+    [ref] = plan["references"]
     assert ref["rows_kept_row_null"] == 2
-    fixed = run_cli("fix", "c", "--config", path, "--yes")
-    assert fixed.exit_code == 2, fixed.output
-    assert "2 row(s) of orders(cc) point at rows to delete whose kept row holds NULL in customer(code)" in \
-        fixed.stderr and '"orders.cc" = "archive"' in fixed.stderr, fixed.stderr
-    assert contents(db, "customer", "orders") == before
     archived = str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"], "merge_distinct": merge,
                                                "on_reference": {"orders.cc": "archive"}}]))
     done = run_cli("fix", "c", "--config", archived, "--yes", "--json")
@@ -818,13 +825,8 @@ def test_repoint_into_a_narrower_referencing_column_is_refused_up_front(server, 
     before = contents(server, "customer", "orders")
     check = {"name": "c", "table": "customer", "key": ["k"], "merge_distinct": True}
     path = str(config_file(tmp_path, server, [check]))
-    dry = run_cli("fix", "c", "--config", path, "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    fixed = run_cli("fix", "c", "--config", path, "--yes")
-    assert fixed.exit_code == 2, fixed.output
-    assert "repointing orders(cc) would write the kept rows' customer(code) values into columns of another type" \
-        in fixed.stderr and "widen orders(cc)" in fixed.stderr, fixed.stderr
-    assert contents(server, "customer", "orders") == before
+    _refused_up_front(server, path, before, "repointing orders(cc) would write the kept rows' customer(code) values "
+                      "into columns of another type", "widen orders(cc)")
 
 
 def test_repoint_into_a_wider_referencing_column_passes(server, tmp_path):
