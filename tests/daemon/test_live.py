@@ -1385,6 +1385,19 @@ def await_reads(reader: LiveReader, reads: list[int], more: int = 3) -> None:
                f"{more} more reads of the stream")
 
 
+@contextmanager
+def a_held_duplicate(engine: sa.Engine, table: str) -> Iterator[None]:
+    """Within the block, an INSERT of 'a@example.com' whose commit is held after the binary log
+    (`commits_held_after_the_binary_log`); released, and its thread joined, when the block ends."""
+    with commits_held_after_the_binary_log(engine) as release:
+        writer = held_insert(engine, table, "a@example.com")
+        try:
+            yield
+        finally:
+            release()
+            writer.join()
+
+
 def test_mariadb_a_duplicate_whose_commit_is_held_after_the_binary_log_is_counted_once_visible(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     """The binary log holds the insert while its commit waits (a semi-synchronous replica that does not answer):
@@ -1392,17 +1405,12 @@ def test_mariadb_a_duplicate_whose_commit_is_held_after_the_binary_log_is_counte
     and never shown. Its row is asked about by primary key at each read: it is counted once visible."""
     engine, table = mariadb_table
     execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
-    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, reads), \
-            commits_held_after_the_binary_log(engine) as release:
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, _now, reads):
         groups = reader.groups["signups"]
-        writer = held_insert(engine, table, "a@example.com")
-        try:
+        with a_held_duplicate(engine, table):
             await_true(lambda: recorded.events >= 1, "the held commit read from the binary log")
             await_reads(reader, reads)  # counted, and counted again after the fixed time
             assert groups.figures == (0, 0)  # not visible yet
-        finally:
-            release()
-            writer.join()
         await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
     assert sum(f.new_groups for _check, f in recorded.figures) == 1 and recorded.gaps == []
 
@@ -1411,11 +1419,9 @@ def test_mariadb_a_row_not_visible_after_the_bounded_wait_is_a_gap_and_still_cou
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
     engine, table = mariadb_table
     execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
-    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads), \
-            commits_held_after_the_binary_log(engine) as release:
+    with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
         groups = reader.groups["signups"]
-        writer = held_insert(engine, table, "a@example.com")
-        try:
+        with a_held_duplicate(engine, table):
             await_true(lambda: recorded.events >= 1, "the held commit read from the binary log")
             await_reads(reader, reads)
             assert recorded.gaps == []
@@ -1424,9 +1430,6 @@ def test_mariadb_a_row_not_visible_after_the_bounded_wait_is_a_gap_and_still_cou
             assert f"test.{table} (1 row)" in recorded.gaps[0]
             await_reads(reader, reads)
             assert len(recorded.gaps) == 1  # once
-        finally:
-            release()
-            writer.join()
         await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
         assert reader._visibility is not None and reader._visibility.pending == {}
 
@@ -1806,19 +1809,14 @@ def test_mariadb_a_daemon_restarted_while_a_commit_is_held_counts_its_duplicate_
     engine, table = mariadb_table
     execute(engine, f"INSERT INTO {table} (email) VALUES ('a@example.com')")
     daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
-    with commits_held_after_the_binary_log(engine) as release:
-        writer = held_insert(engine, table, "a@example.com")
-        try:
-            daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read from the binary log",
-                            timeout=LIVE_SECONDS)
-            assert daemon.stop() == 0
-            again = restarted(start_daemon, daemon)  # counted in full while the row is not visible
-            again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read again",
-                           timeout=LIVE_SECONDS)
-            assert again.scrape().value(GROUPS, "signups") == 0
-        finally:
-            release()
-            writer.join()
+    with a_held_duplicate(engine, table):
+        daemon.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read from the binary log",
+                        timeout=LIVE_SECONDS)
+        assert daemon.stop() == 0
+        again = restarted(start_daemon, daemon)  # counted in full while the row is not visible
+        again.wait_for(lambda s: (live_value(s, EVENTS) or 0) >= 1, "the held commit read again",
+                       timeout=LIVE_SECONDS)
+        assert again.scrape().value(GROUPS, "signups") == 0
     again.wait_for(lambda s: s.value(GROUPS, "signups") == 1, "the duplicate counted once visible",
                    timeout=LIVE_SECONDS)
     assert live_value(again.scrape(), GAPS) == 0
