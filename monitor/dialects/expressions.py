@@ -29,16 +29,26 @@ class CatalogEquality(sa.types.UserDefinedType[Any]):
     cache_ok = True
 
 
-class SinglePrecision(ColumnElement[float]):
-    """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
-    way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""
+class _Converted(ColumnElement[Any]):
+    """A value bound in the type `bound` and converted by the database, in SQL each subclass's compiler writes,
+    into a value of type `result`: a conversion SQLAlchemy's `cast` would skip or spell otherwise."""
 
     inherit_cache = True
     _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
 
+    def __init__(self, value: Any, bound: sa.types.TypeEngine[Any], result: sa.types.TypeEngine[Any]) -> None:
+        self.value: sa.BindParameter[Any] = sa.bindparam(None, value, type_=bound)
+        self.type = result
+
+
+class SinglePrecision(_Converted):
+    """A double rounded by the database to single precision (PostgreSQL `real`, MySQL/MariaDB `FLOAT`), the
+    way it rounds a value stored in such a column; SQLAlchemy skips `CAST(... AS FLOAT)` on MySQL."""
+
+    inherit_cache = True
+
     def __init__(self, value: float) -> None:
-        self.value: sa.BindParameter[float] = sa.bindparam(None, value, type_=sa.Double())
-        self.type = sa.Float()
+        super().__init__(value, sa.Double(), sa.Float())
 
 
 @compiles(SinglePrecision)
@@ -57,17 +67,15 @@ def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any)
     return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
 
 
-class StoredUuid(ColumnElement[str]):
+class StoredUuid(_Converted):
     """A MariaDB `UUID` given as its 16 stored bytes (a binary log's row), as the server's text of that UUID:
     `CAST(CAST(bytes AS UUID) AS CHAR(36))`, which the column's `=` compares as a UUID (SQLAlchemy skips a cast to
     UUID on MySQL/MariaDB, and the driver returns a cast's result as bytes)."""
 
     inherit_cache = True
-    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, value: bytes) -> None:
-        self.value: sa.BindParameter[bytes] = sa.bindparam(None, value, type_=sa.LargeBinary())
-        self.type = sa.String()
+        super().__init__(value, sa.LargeBinary(), sa.String())
 
 
 @compiles(StoredUuid)
