@@ -1663,7 +1663,8 @@ def _judge_triggers(plan: FixPlan, ref: Reference, rows: int) -> None:
     if ref.triggers:
         write = "repointed" if ref.action == "repoint" else "archived and deleted"
         plan.notes.append(
-            f"each of the {rows:,} {write} row(s) of {ref.label} fires {', '.join(ref.triggers)}: if it writes any "
+            f"the {rows:,} {write} row(s) of {ref.label} fire {', '.join(ref.triggers)} (a row trigger once per "
+            "row, a statement trigger once per statement): if it writes any "
             "other row (an audit or history table), or changes or cancels the fix's own write, the batch is rolled "
             f"back and the fix stops at its first batch; disable it on {ref.label.rsplit('(', 1)[0]} for the fix "
             "(undo fires it too)")

@@ -62,7 +62,8 @@ def test_a_trigger_the_fix_fires_on_a_referencing_table_is_named_before_and_when
     dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     named = [n for n in json_out(dry)["notes"] if "item_audit" in n]
-    assert named == [f"each of the 1 {write} row(s) of item(tag_id) fires AFTER {event} trigger item_audit: if it "
+    assert named == [f"the 1 {write} row(s) of item(tag_id) fire AFTER {event} trigger item_audit (a row trigger "
+                     "once per row, a statement trigger once per statement): if it "
                      "writes any other row (an audit or history table), or changes or cancels the fix's own write, "
                      "the batch is rolled back and the fix stops at its first batch; disable it on item for the "
                      "fix (undo fires it too)"]
@@ -93,7 +94,7 @@ def test_postgres_names_an_update_rule_of_a_referencing_table(pg, tmp_path):
     before = contents(pg, "tag", "item", "change_log")
     dry = run_cli("fix", "tags", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
-    assert any("fires rule item_frozen ON UPDATE" in n for n in json_out(dry)["notes"]), json_out(dry)["notes"]
+    assert any("fire rule item_frozen ON UPDATE" in n for n in json_out(dry)["notes"]), json_out(dry)["notes"]
     fixed = run_cli("fix", "tags", "--config", str(path), "--yes")
     assert fixed.exit_code == 2 and "item_frozen" in fixed.stderr, fixed.output
     assert contents(pg, "tag", "item", "change_log") == before
