@@ -311,14 +311,15 @@ class IncrementalCheck:
             raise ColumnTypeChanged(f"{self.column.name} holds {type(highest).__name__} values, reflected as "
                                     f"{self.column.type}")
 
-    def _refuse_mixed_zones(self, read: Sequence[Row[Any]], top: Any) -> None:
-        """Refuse, in one line, a timestamp column whose values read (and the table's highest) hold date-times with
-        a time zone offset beside ones without (SQLite keeps the text the application wrote: `...Z` or `+00:00`
-        beside plain ones): they have no order as one watermark, and every run failed on comparing them."""
+    def _refuse_mixed_zones(self, read: Sequence[Row[Any]], top: Any, *more: Any) -> None:
+        """Refuse, in one line, a timestamp column whose values read (and the table's highest, and `more` of its
+        values) hold date-times with a time zone offset beside ones without (SQLite keeps the text the application
+        wrote: `...Z` or `+00:00` beside plain ones): they have no order as one watermark, and every run failed on
+        comparing them."""
         if self.kind != "timestamp":
             return
         at = self._inc_at
-        zoned = {v.tzinfo is not None for v in (top, *(r[at] for r in read)) if isinstance(v, datetime)}
+        zoned = {v.tzinfo is not None for v in (top, *more, *(r[at] for r in read)) if isinstance(v, datetime)}
         if len(zoned) > 1:
             detail = (f"column {self.column.name!r} holds date-times with a time zone offset beside date-times "
                       "without one, which cannot be ordered as one watermark: store one form (SQLite keeps the "
@@ -688,6 +689,11 @@ class IncrementalCheck:
                                                                                   digests=digests,
                                                                                   kept=state.storage)
         if why := self._type_changed(watermark, top):
+            # A column altered to another type holds values of the new one only; one whose lowest value is of
+            # another kind than its highest holds both (SQLite's text dates with and without an offset): refused.
+            lowest = conn.execute(sa.select(sa.func.min(self.column)).select_from(self.resolved.table)
+                                  .where(*self.resolved.filters)).scalar()
+            self._refuse_mixed_zones([], top, lowest)
             return self.full_pass(conn, state.fingerprint, state, changes_seen=seen_changes,
                                   notes=[*said, f"full pass: {why}"], now=now, compare=False)
         window = window_for(conn, self, writers, state.positions)

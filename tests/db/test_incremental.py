@@ -1947,12 +1947,15 @@ def test_sqlite_text_dates_with_and_without_a_time_zone_are_refused_in_one_line(
     `YYYY-MM-DD HH:MM:SS` ones is read as an aware date-time beside naive ones, and every run after it (the full
     pass it made included) was an internal error with a traceback (`can't compare offset-naive and offset-aware
     datetimes`). The check is refused in one line naming the column, without a row's value; other text forms
-    (`T` without a zone, no seconds) run as before, and the plain check is unaffected."""
+    (`T` without a zone, no seconds) run as before, and the plain check is unaffected. The rows are dated as when a
+    run of this test at 00:48 UTC failed: the row with an offset was the table's highest, so its kind looked like a
+    column altered to another type, and a full pass ran instead of the refusal (the column's lowest value, of the
+    other kind, now tells the two apart)."""
     db = sqlite_db
     db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
                " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)",
                "CREATE INDEX logins_created ON logins (created_at)")
-    now = datetime.utcnow().replace(microsecond=0)
+    now = (datetime.utcnow() - timedelta(days=1)).replace(hour=0, minute=48, second=0, microsecond=0)
     add = "INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, 'a', :t)"
     db.execute(add, params=[dict(i=i, u=i, t=(now - timedelta(hours=2, seconds=-i)).strftime("%Y-%m-%d %H:%M:%S.%f"))
                             for i in range(1, 50)])
