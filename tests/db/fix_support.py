@@ -187,10 +187,11 @@ def blocked_by(db: TestDatabase, blocker: int, table: str = "visit") -> bool:
 
 
 def fix_in_a_deadlock(db: TestDatabase, monitor: Monitor, check: str, timeout: float = 30) -> FixThread:
-    """Run the fix of `check` (its monitor made from `deadlock_config`; on `visit`, ids 1-8, row 1 in its first
-    batch; a table `ballast (n INTEGER)` made) into a deadlock: an application transaction that has written more
-    (InnoDB rolls back the one that changed fewer rows) holds row 8, waits for the batch to wait for it, then asks
-    for row 1, which the batch holds. The thread, joined."""
+    """Run the fix of `check` (its monitor made from `deadlock_config`; on `visit`, ids 1-8 in key pairs (1, 2),
+    (3, 4)..., rows 1-2 in its first batch; a table `ballast (n INTEGER)` made) into a deadlock: an application
+    transaction that has written more (InnoDB rolls back the one that changed fewer rows) holds row 8, waits for
+    the batch to wait for it, then asks for row 2, a row to delete, which the batch holds (a keeper no transaction
+    touched is not locked on PostgreSQL: `Dialect.unlocked`). The thread, joined."""
     app = db.engine.connect()
     try:
         thread = FixThread(monitor, check, prepare_fix(monitor, check), batch_size=10)
@@ -206,7 +207,7 @@ def fix_in_a_deadlock(db: TestDatabase, monitor: Monitor, check: str, timeout: f
             while not (blocked_by(db, blocker) or not thread.is_alive()):
                 assert time.monotonic() < deadline, "the batch never waited for row 8"
                 time.sleep(0.02)  # polling interval of a condition with a deadline
-            app.execute(sa.text("SELECT id FROM visit WHERE id = 1 FOR UPDATE"))  # the batch holds row 1
+            app.execute(sa.text("SELECT id FROM visit WHERE id = 2 FOR UPDATE"))  # the batch holds row 2
         thread.join(timeout)
     finally:
         app.close()
