@@ -94,6 +94,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `storage_type(kind)`: the type a column stores its values as, without what it declares beside (a
   PostgreSQL domain's CHECKs), for converting a value to it.
 - `enforces_column_types`: whether a column refuses, rounds or truncates a value of another type or size.
+  `refused_value(conn, table, column, values)`: where it does not, whether this table's column still refuses one
+  of `values` (SQLite STRICT): the database's words for the first it refuses, else None.
 - `error_aborts_transaction`: whether a failed statement aborts the whole transaction (PostgreSQL), so that
   nothing more can be asked in it.
 - `serialise_table_creation(conn, key)`: serialise creating the same tables from concurrent sessions for the
@@ -537,6 +539,11 @@ class Dialect(Polling):
 
     def shown_columns(self, table: sa.Table) -> list[ColumnElement[Any]]:
         return list(table.columns)
+
+    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any]) -> str | None:
+        """Where columns take any value (`enforces_column_types` False): the database's words for the first of
+        `values` (one column, as stored) that `table.column` would refuse, or None."""
+        return None
 
     def storage_type(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
         """The type a column of type `kind` stores its values as, for converting a value to it without running

@@ -217,6 +217,10 @@ _COLLATION_STEP = re.compile(r"(?:collseq\()?([A-Za-z_]\w*)")  # an Eq step's P4
 _CALL_STEP = re.compile(r"([A-Za-z_]\w*)\((-?\d+)\)")  # -1: any number of arguments (printf)
 
 
+# The column types a STRICT table may declare (https://www.sqlite.org/stricttables.html), as written in a probe.
+STRICT_TYPES = {name: name for name in ("INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY")}
+
+
 class SQLite(SQLitePolling, Dialect):
     name = "sqlite"
     reads_beside_writer = False
@@ -228,6 +232,33 @@ class SQLite(SQLitePolling, Dialect):
     roles = False  # one file, one view: the dry run plans on the detection connection
     row_locks = False  # BEGIN IMMEDIATE already holds the database's write lock
     delete_using = False
+
+    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any]) -> str | None:
+        """A STRICT table's column refuses a value its type cannot hold losslessly (`cannot store TEXT value in
+        INTEGER column`) where any other table takes it as it comes. Asked of SQLite itself, not of our reading of
+        its rules: each value is inserted into a STRICT table of the same declared type in a private in-memory
+        database (the table checked is never written, and the detection connection may be read-only)."""
+        schema = table.schema or "main"
+        strict = conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
+                              {"s": schema, "t": table.name}).scalar()
+        if not strict:
+            return None
+        declared = conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
+                                {"t": table.name, "s": schema, "c": column}).scalar()
+        kind = str(declared or "").upper()
+        if kind not in STRICT_TYPES:  # never pasted: one of the six a STRICT table allows
+            return None
+        probe = sqlite3.connect(":memory:")
+        try:
+            probe.execute(f"CREATE TABLE dupewatch_probe (v {STRICT_TYPES[kind]}) STRICT")
+            for (value,) in conn.execute(values):
+                try:
+                    probe.execute("INSERT INTO dupewatch_probe VALUES (?)", (value,))
+                except sqlite3.Error as exc:
+                    return str(exc).replace("dupewatch_probe.v", f"{table.name}.{column}")
+        finally:
+            probe.close()
+        return None
 
     def connect_args(self, url: URL, *, read_only: bool, timeout: float, connect_timeout: float) -> dict[str, Any]:
         # A fix waits for the application's short write transactions (SQLite's busy timeout) instead of

@@ -1021,10 +1021,18 @@ def _unfit(conn: Connection, layout: Layout, child: FromClause, rel: FromClause,
     `customer.code varchar(10)`, `smallint` to `int`, `numeric(5,1)` to `numeric`), the repoint writes the kept
     row's value into it, which the database may refuse (too long, out of range) or round, and the batch then stops,
     every run at the same place: the referencing rows whose kept value the column's type does not hold unchanged,
-    as the database converts and compares it, or the database's words when it refuses to convert one."""
-    if not layout.rules.enforces_column_types:
-        return 0
+    as the database converts and compares it, or the database's words when it refuses to convert one. Where
+    columns take any value, a table whose columns do not (SQLite STRICT) gives its words for the first kept value
+    it would refuse (`Dialect.refused_value`)."""
     kept, is_kept = _kept_of(rel)
+    if not layout.rules.enforces_column_types:
+        table = layout.reflect(conn, ref.schema, ref.table)
+        for column, referred in zip(ref.columns, ref.referred_columns, strict=True):
+            values = (sa.select(sa.type_coerce(kept.c[layout.ref_label[referred]], sa.types.NullType()))
+                      .select_from(child).join(rel, on).join(kept, is_kept).where(rel.c[RANK] > 1).distinct())
+            if refusal := layout.rules.refused_value(conn, table, column, values):
+                return refusal
+        return 0
     changed = []
     for column, referred in zip(ref.columns, ref.referred_columns, strict=True):
         value = kept.c[layout.ref_label[referred]]
