@@ -239,8 +239,11 @@ class SQLite(SQLitePolling, Dialect):
         its rules: each value is inserted into a STRICT table of the same declared type in a private in-memory
         database (the table checked is never written, and the detection connection may be read-only)."""
         schema = table.schema or "main"
-        strict = conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
-                              {"s": schema, "t": table.name}).scalar()
+        try:
+            strict = conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
+                                  {"s": schema, "t": table.name}).scalar()
+        except sa.exc.OperationalError:  # before SQLite 3.37, which brought STRICT tables and this pragma
+            return None
         if not strict:
             return None
         declared = conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
