@@ -183,6 +183,10 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
             WHEN l.lanname = 'sql' THEN 'text'
             ELSE 'opaque' END AS body,
        pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree,
+       -- the expressions of its default arguments, as the server stored them: the planner adds them to a call that
+       -- leaves them out, after parsing (so the parse tree vetted first does not hold them), and folds an IMMUTABLE
+       -- one on constants, running it inside the vetting EXPLAIN itself
+       p.proargdefaults::text AS defaults,
        -- the bounds it changes while it runs (`CREATE FUNCTION ... SET work_mem = '2GB'`): memory, temporary
        -- files, parallel workers, timeouts (`RESOURCE_SETTINGS`); others (timezone, search_path) bound nothing
        (SELECT min(c) FROM unnest(p.proconfig) AS c
@@ -742,6 +746,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
         coerced, domains = set(calls.domains), set[int]()  # domains coerced to; those whose CHECKs were read
         read: set[int] = set()
+        defaulted: set[int] = set()  # the functions whose default arguments were read
         reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
         while True:
             rows = conn.execute(_CALLED, {
@@ -762,6 +767,14 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                     nested.read(tree)
                 domains |= coerced
             for row in rows:
+                if row.defaults and row.oid not in defaulted:
+                    # what its default arguments call, vetted like its body: a call leaving one out runs it
+                    defaulted.add(row.oid)
+                    default = Calls()
+                    default.read(row.defaults)
+                    if default.functions or default.operators:
+                        reached.append(f"the default arguments of {row.signature}")
+                    nested.read(row.defaults)
                 if row.body in ("tree", "text") and row.oid not in read:
                     read.add(row.oid)
                     reached.append(row.signature)

@@ -1,0 +1,119 @@
+"""Calls a statement makes that its parse tree does not name, found by an adversarial round (brkro): PostgreSQL adds a
+function's default arguments (`CREATE FUNCTION g(a int, b int DEFAULT f())`) to a call that leaves them out while it
+plans, not while it parses, so the parse tree vetted before planning holds `g` alone; the planner then folds an
+IMMUTABLE default on its constants, running it inside the vetting EXPLAIN, and the plan holds only its result. Each
+refusal here got through before; the "allowed" case guards against refusing too much.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbtest import PG_URL, write_config
+from fix_support import run_cli
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def other_session() -> Any:
+    """Another session of the same role, the one the functions below end."""
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_defaults(pg: Any, other_session: Any) -> Any:
+    """`victim` (key `k`, 'a' twice), and SQL functions that call nothing refused in their bodies but have a default
+    argument calling an IMMUTABLE PL/pgSQL function that ends `other_session` (or, `vol_default`, `nextval`)."""
+    kill = f"pg_terminate_backend({other_session.info.backend_pid})"
+    pg.execute(
+        "CREATE TABLE victim (id INTEGER PRIMARY KEY, k TEXT)",
+        "INSERT INTO victim VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        "CREATE SEQUENCE counter",
+        f"CREATE FUNCTION im_kill() RETURNS integer IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM {kill}; "
+        "RETURN 0; END $$",
+        "CREATE FUNCTION plus(a integer, b integer DEFAULT im_kill()) RETURNS integer IMMUTABLE LANGUAGE sql "
+        "AS $$ SELECT a + b $$",
+        "CREATE FUNCTION wraps_plus(a integer) RETURNS integer STABLE LANGUAGE sql AS $$ SELECT plus(a) $$",
+        "CREATE FUNCTION vol_default(a integer, b bigint DEFAULT nextval('counter')) RETURNS integer "
+        "IMMUTABLE LANGUAGE sql AS $$ SELECT a + 0 * b::integer $$",
+        "CREATE FUNCTION tame(a integer, b integer DEFAULT abs(-1)) RETURNS integer IMMUTABLE LANGUAGE sql "
+        "AS $$ SELECT a * b $$")
+    return pg
+
+
+def run_query(monitor_for: Any, db: Any, sql: str) -> Any:
+    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "sql": sql}])
+    return monitor.run("c")
+
+
+def run_where(monitor_for: Any, db: Any, where: str) -> Any:
+    monitor = monitor_for({"d": {"url": db.url}},
+                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
+    return monitor.run("w")
+
+
+def assert_refused(result: Any, *words: str) -> None:
+    assert result.status == "error", result
+    assert "is not allowed in a check" in result.error, result.error
+    assert all(word in result.error for word in words), result.error
+    assert "\n" not in result.error
+
+
+def assert_alive(session: Any) -> None:
+    assert session.execute("SELECT 1").fetchone() == (1,)  # nothing ended it
+
+
+OPAQUE = "whose body PostgreSQL does not parse before it runs"
+LEFT_OUT = "reached through the default arguments of plus(integer,integer)"
+DEFAULTS = {
+    "a default argument left out": ("SELECT plus(1) AS a", ("im_kill()", OPAQUE, LEFT_OUT)),
+    "a default argument left out, in a WHERE": ("SELECT k FROM victim WHERE plus(id) > 0",
+                                                ("im_kill()", OPAQUE)),
+    "a default argument left out inside a SQL function's body": ("SELECT wraps_plus(1) AS a",
+                                                                 ("im_kill()", OPAQUE, "wraps_plus(integer)")),
+}
+
+
+@pytest.mark.parametrize("spelling", DEFAULTS)
+def test_postgresql_a_default_argument_calling_a_refused_function_is_refused(pg_defaults, other_session, spelling,
+                                                                             monitor_for):
+    sql, words = DEFAULTS[spelling]
+    result = run_query(monitor_for, pg_defaults, sql)
+    assert_alive(other_session)
+    assert_refused(result, *words)
+
+
+def test_postgresql_a_volatile_default_argument_is_refused(pg_defaults, monitor_for):
+    assert_refused(run_query(monitor_for, pg_defaults, "SELECT vol_default(1) AS a"), "nextval(regclass)", "VOLATILE")
+
+
+def test_postgresql_a_where_calling_a_function_whose_default_is_refused_is_refused(pg_defaults, other_session,
+                                                                                  monitor_for):
+    assert_refused(run_where(monitor_for, pg_defaults, "plus(id) > 0"), "im_kill()", OPAQUE)
+    assert_alive(other_session)
+
+
+def test_dupewatch_fix_refuses_a_where_whose_default_argument_is_refused_and_changes_nothing(
+        pg_defaults, other_session, tmp_path):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg_defaults.url}},
+                        [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": "plus(id) > 0"}])
+    before = pg_defaults.rows("SELECT id, k FROM victim ORDER BY id")
+    result = run_cli("fix", "w", "--yes", "--config", str(path))
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "is not allowed in a check" in result.stderr and "im_kill()" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert pg_defaults.rows("SELECT id, k FROM victim ORDER BY id") == before
+    assert_alive(other_session)
+
+
+def test_postgresql_a_default_argument_calling_nothing_refused_is_allowed(pg_defaults, monitor_for):
+    result = run_query(monitor_for, pg_defaults,
+                       "SELECT k, max(tame(id)) AS a, count(*) AS dup_count FROM victim GROUP BY k HAVING count(*) > 1")
+    assert result.status == "violations", result.error
+    assert run_where(monitor_for, pg_defaults, "tame(id) > 0").status == "duplicates"
