@@ -251,6 +251,24 @@ WHERE c.contypid <> 0 AND c.contype = 'c' AND c.conbin IS NOT NULL ORDER BY c.co
 """)
 
 
+# The CHECK constraints of the tables a statement reads that its planner evaluates (constraint exclusion: PostgreSQL
+# docs, "constraint_exclusion"): those of their partitions and inheritance children, at every depth, and under
+# `constraint_exclusion = on` their own. The planner folds each one's IMMUTABLE calls on constants
+# (`eval_const_expressions` in `get_relation_constraints`), running them while it plans a statement that reads the
+# parent with a WHERE, the vetting EXPLAIN included, where no tree of the statement holds them.
+_PLANNED_CHECKS = sa.text("""
+WITH RECURSIVE below(rel, depth) AS (
+    SELECT unnest(CAST(:relations AS oid[])), 0
+    UNION SELECT i.inhrelid, 1 FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
+)
+SELECT DISTINCT c.oid, c.conname, c.conrelid::regclass::text AS tab, c.conbin::text AS tree
+FROM pg_catalog.pg_constraint c JOIN below b ON c.conrelid = b.rel
+WHERE c.contype = 'c' AND c.conbin IS NOT NULL
+  AND (b.depth > 0 OR pg_catalog.current_setting('constraint_exclusion') = 'on')
+ORDER BY c.oid
+""")
+
+
 # The CHECK constraints a value coerced to each of these domains is held to: its own and those of the domains it is
 # based on.
 _COERCED_DOMAIN_CHECKS = sa.text("""
@@ -745,6 +763,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         and its planner runs IMMUTABLE and STABLE calls while planning, the vetting EXPLAIN's included."""
         functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
         coerced, domains = set(calls.domains), set[int]()  # domains coerced to; those whose CHECKs were read
+        relations, planned = set(calls.relations), set[int]()  # tables read; those whose planned CHECKs were read
         read: set[int] = set()
         defaulted: set[int] = set()  # the functions whose default arguments were read
         reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
@@ -766,6 +785,16 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 for tree in conn.execute(_COERCED_DOMAIN_CHECKS, {"domains": _oid_array(coerced - domains)}).scalars():
                     nested.read(tree)
                 domains |= coerced
+            # the CHECK constraints the planner folds for a table read (its partitions' and children's)
+            if relations - planned:
+                for check in conn.execute(_PLANNED_CHECKS, {"relations": _oid_array(relations - planned)}):
+                    found = Calls()
+                    found.read(check.tree)
+                    if found.functions or found.operators:
+                        reached.append(f"the CHECK constraint {check.conname} of table {check.tab}, which "
+                                       f"PostgreSQL's planner evaluates while it plans a statement reading it")
+                    nested.read(check.tree)
+                planned |= relations
             for row in rows:
                 if row.defaults and row.oid not in defaulted:
                     # what its default arguments call, vetted like its body: a call leaving one out runs it
@@ -787,8 +816,9 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                                                f"PostgreSQL keeps parsed")
                     nested.read(tree or "")
             coerced |= nested.domains
+            relations |= nested.relations
             if nested.functions <= functions and nested.operators <= operators and nested.types <= types \
-                    and coerced <= domains:
+                    and coerced <= domains and relations <= planned:
                 return None
             functions |= nested.functions
             operators |= nested.operators

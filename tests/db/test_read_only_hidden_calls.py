@@ -117,3 +117,62 @@ def test_postgresql_a_default_argument_calling_nothing_refused_is_allowed(pg_def
                        "SELECT k, max(tame(id)) AS a, count(*) AS dup_count FROM victim GROUP BY k HAVING count(*) > 1")
     assert result.status == "violations", result.error
     assert run_where(monitor_for, pg_defaults, "tame(id) > 0").status == "duplicates"
+
+
+# -- a table's CHECK constraints, which the planner folds while it plans a statement reading its parent ----------
+
+
+@pytest.fixture
+def pg_children(pg: Any, other_session: Any) -> Any:
+    """`parted` (partitioned) and `parent` (inheritance), each with 'a' twice, whose partition or child has a CHECK
+    constraint calling an IMMUTABLE PL/pgSQL function, on constants, that ends `other_session`: PostgreSQL's planner
+    reads the CHECK constraints of the partitions and children of a table a statement reads with a WHERE (constraint
+    exclusion) and folds their IMMUTABLE calls on constants, running them while it plans, the vetting EXPLAIN too.
+    The function ends the sessions in `kill_target`, armed once the rows are in (an INSERT runs the CHECK too).
+    `tame_parted`'s partition has a CHECK calling only built-in functions."""
+    pg.execute(
+        "CREATE TABLE kill_target (pid integer)",
+        "CREATE FUNCTION im_kill() RETURNS integer IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM pg_terminate_backend(pid) FROM kill_target; RETURN 0; END $$",
+        "CREATE TABLE parted (id INTEGER, k TEXT) PARTITION BY RANGE (id)",
+        "CREATE TABLE parted_low PARTITION OF parted (CHECK (id > im_kill())) FOR VALUES FROM (0) TO (100)",
+        "INSERT INTO parted VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        "CREATE TABLE parent (id INTEGER, k TEXT)",
+        "CREATE TABLE child (CHECK (id > im_kill())) INHERITS (parent)",
+        "INSERT INTO child VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        "CREATE TABLE tame_parted (id INTEGER, k TEXT) PARTITION BY RANGE (id)",
+        "CREATE TABLE tame_low PARTITION OF tame_parted (CHECK (id > abs(-1) - 2)) FOR VALUES FROM (0) TO (100)",
+        "INSERT INTO tame_parted VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        f"INSERT INTO kill_target VALUES ({other_session.info.backend_pid})")
+    return pg
+
+
+CHILD_CHECKS = {
+    "a partition's CHECK, a custom query": ("SELECT k FROM parted WHERE id > 0", "parted_low"),
+    "an inheritance child's CHECK, a custom query": ("SELECT k FROM parent WHERE id > 0", "child"),
+}
+
+
+@pytest.mark.parametrize("spelling", CHILD_CHECKS)
+def test_postgresql_a_check_constraint_the_planner_folds_is_vetted(pg_children, other_session, spelling,
+                                                                   monitor_for):
+    sql, table = CHILD_CHECKS[spelling]
+    result = run_query(monitor_for, pg_children, sql)
+    assert_alive(other_session)
+    assert_refused(result, "im_kill()", OPAQUE, "CHECK constraint", f"of table {table}")
+
+
+@pytest.mark.parametrize("table", ["parted", "parent"])
+def test_postgresql_a_where_on_a_table_whose_child_check_the_planner_folds_is_refused(pg_children, other_session,
+                                                                                     table, monitor_for):
+    monitor = monitor_for({"d": {"url": pg_children.url}},
+                          [{"name": "w", "database": "d", "table": table, "key": ["k"], "where": "k <> 'z'"}])
+    result = monitor.run("w")
+    assert_alive(other_session)
+    assert_refused(result, "im_kill()", OPAQUE)
+
+
+def test_postgresql_a_partition_check_calling_nothing_refused_is_allowed(pg_children, monitor_for):
+    result = run_query(monitor_for, pg_children,
+                       "SELECT k, count(*) AS dup_count FROM tame_parted WHERE id > 0 GROUP BY k HAVING count(*) > 1")
+    assert result.status == "violations", result.error
