@@ -788,9 +788,9 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             # the CHECK constraints the planner folds for a table read (its partitions' and children's)
             if relations - planned:
                 for check in conn.execute(_PLANNED_CHECKS, {"relations": _oid_array(relations - planned)}):
-                    found = Calls()
-                    found.read(check.tree)
-                    if found.functions or found.operators:
+                    folded = Calls()
+                    folded.read(check.tree)
+                    if folded.functions or folded.operators:
                         reached.append(f"the CHECK constraint {check.conname} of table {check.tab}, which "
                                        f"PostgreSQL's planner evaluates while it plans a statement reading it")
                     nested.read(check.tree)
