@@ -251,21 +251,34 @@ WHERE c.contypid <> 0 AND c.contype = 'c' AND c.conbin IS NOT NULL ORDER BY c.co
 """)
 
 
-# The CHECK constraints of the tables a statement reads that its planner evaluates (constraint exclusion: PostgreSQL
-# docs, "constraint_exclusion"): those of their partitions and inheritance children, at every depth, and under
-# `constraint_exclusion = on` their own. The planner folds each one's IMMUTABLE calls on constants
-# (`eval_const_expressions` in `get_relation_constraints`), running them while it plans a statement that reads the
-# parent with a WHERE, the vetting EXPLAIN included, where no tree of the statement holds them.
-_PLANNED_CHECKS = sa.text("""
+# The expressions the server stored for the tables a statement reads, and for their partitions and inheritance
+# children at every depth (all planned with them), that its planner reads and folds (`eval_const_expressions`, which
+# runs an IMMUTABLE call on constants) while it plans a statement reading them, the vetting EXPLAIN included, where no
+# tree of the statement holds them (verified on PostgreSQL 15): index expressions and partial index predicates
+# (`RelationGetIndexExpressions`, `RelationGetIndexPredicate`), extended statistics' expressions (PostgreSQL 14+,
+# read through the row's JSON: absent before), partition key expressions, and the CHECK constraints of the partitions
+# and children (constraint exclusion, PostgreSQL docs "constraint_exclusion"; under `constraint_exclusion = on`
+# those of the tables themselves too). Each with what it is, as the refusal names it.
+_PLANNED_EXPRESSIONS = sa.text("""
 WITH RECURSIVE below(rel, depth) AS (
     SELECT unnest(CAST(:relations AS oid[])), 0
     UNION SELECT i.inhrelid, 1 FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
+), found(what, tree) AS (
+    SELECT 'the CHECK constraint ' || pg_catalog.quote_ident(c.conname) || ' of table ' || c.conrelid::regclass::text,
+           c.conbin::text
+    FROM pg_catalog.pg_constraint c JOIN below b ON c.conrelid = b.rel
+    WHERE c.contype = 'c' AND c.conbin IS NOT NULL
+      AND (b.depth > 0 OR pg_catalog.current_setting('constraint_exclusion') = 'on')
+    UNION SELECT 'index ' || x.indexrelid::regclass::text, e.tree
+    FROM pg_catalog.pg_index x JOIN below b ON x.indrelid = b.rel,
+         LATERAL (VALUES (x.indexprs::text), (x.indpred::text)) AS e(tree)
+    UNION SELECT 'the statistics object ' || pg_catalog.quote_ident(s.stxname) || ' of table '
+                 || s.stxrelid::regclass::text, pg_catalog.to_jsonb(s) ->> 'stxexprs'
+    FROM pg_catalog.pg_statistic_ext s JOIN below b ON s.stxrelid = b.rel
+    UNION SELECT 'the partition key of table ' || p.partrelid::regclass::text, p.partexprs::text
+    FROM pg_catalog.pg_partitioned_table p JOIN below b ON p.partrelid = b.rel
 )
-SELECT DISTINCT c.oid, c.conname, c.conrelid::regclass::text AS tab, c.conbin::text AS tree
-FROM pg_catalog.pg_constraint c JOIN below b ON c.conrelid = b.rel
-WHERE c.contype = 'c' AND c.conbin IS NOT NULL
-  AND (b.depth > 0 OR pg_catalog.current_setting('constraint_exclusion') = 'on')
-ORDER BY c.oid
+SELECT what, tree FROM found WHERE tree IS NOT NULL ORDER BY what
 """)
 
 
@@ -763,7 +776,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         and its planner runs IMMUTABLE and STABLE calls while planning, the vetting EXPLAIN's included."""
         functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
         coerced, domains = set(calls.domains), set[int]()  # domains coerced to; those whose CHECKs were read
-        relations, planned = set(calls.relations), set[int]()  # tables read; those whose planned CHECKs were read
+        relations, planned = set(calls.relations), set[int]()  # tables read; those whose expressions were read
         read: set[int] = set()
         defaulted: set[int] = set()  # the functions whose default arguments were read
         reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
@@ -785,15 +798,16 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 for tree in conn.execute(_COERCED_DOMAIN_CHECKS, {"domains": _oid_array(coerced - domains)}).scalars():
                     nested.read(tree)
                 domains |= coerced
-            # the CHECK constraints the planner folds for a table read (its partitions' and children's)
+            # what the planner folds for a table read (`_PLANNED_EXPRESSIONS`): the expressions of its indexes,
+            # statistics and partition key, of its partitions' and children's, and their CHECK constraints
             if relations - planned:
-                for check in conn.execute(_PLANNED_CHECKS, {"relations": _oid_array(relations - planned)}):
+                for found_in in conn.execute(_PLANNED_EXPRESSIONS, {"relations": _oid_array(relations - planned)}):
                     folded = Calls()
-                    folded.read(check.tree)
+                    folded.read(found_in.tree)
                     if folded.functions or folded.operators:
-                        reached.append(f"the CHECK constraint {check.conname} of table {check.tab}, which "
-                                       f"PostgreSQL's planner evaluates while it plans a statement reading it")
-                    nested.read(check.tree)
+                        reached.append(f"{found_in.what}, which PostgreSQL's planner evaluates while it plans a "
+                                       f"statement reading the table")
+                    nested.read(found_in.tree)
                 planned |= relations
             for row in rows:
                 if row.defaults and row.oid not in defaulted:

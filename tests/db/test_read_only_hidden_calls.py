@@ -119,7 +119,7 @@ def test_postgresql_a_default_argument_calling_nothing_refused_is_allowed(pg_def
     assert run_where(monitor_for, pg_defaults, "tame(id) > 0").status == "duplicates"
 
 
-# -- a table's CHECK constraints, which the planner folds while it plans a statement reading its parent ----------
+# -- a table's stored expressions, which the planner folds while it plans a statement reading it ---------------
 
 
 @pytest.fixture
@@ -129,7 +129,9 @@ def pg_children(pg: Any, other_session: Any) -> Any:
     reads the CHECK constraints of the partitions and children of a table a statement reads with a WHERE (constraint
     exclusion) and folds their IMMUTABLE calls on constants, running them while it plans, the vetting EXPLAIN too.
     The function ends the sessions in `kill_target`, armed once the rows are in (an INSERT runs the CHECK too).
-    `tame_parted`'s partition has a CHECK calling only built-in functions."""
+    `tame_parted`'s partition has a CHECK calling only built-in functions. The planner also folds, for any statement
+    reading a table, its index expressions (`indexed`), partial index predicates (`partial`), statistics
+    expressions (`counted`) and partition key expressions (`keyed`), each calling the function here."""
     pg.execute(
         "CREATE TABLE kill_target (pid integer)",
         "CREATE FUNCTION im_kill() RETURNS integer IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN "
@@ -143,27 +145,43 @@ def pg_children(pg: Any, other_session: Any) -> Any:
         "CREATE TABLE tame_parted (id INTEGER, k TEXT) PARTITION BY RANGE (id)",
         "CREATE TABLE tame_low PARTITION OF tame_parted (CHECK (id > abs(-1) - 2)) FOR VALUES FROM (0) TO (100)",
         "INSERT INTO tame_parted VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+        "CREATE TABLE indexed (id INTEGER, k TEXT)",
+        "CREATE INDEX indexed_expression ON indexed ((id + im_kill()))",
+        "CREATE TABLE partial (id INTEGER, k TEXT)",
+        "CREATE INDEX partial_predicate ON partial (id) WHERE id > im_kill()",
+        "CREATE TABLE counted (id INTEGER, k TEXT)",
+        "CREATE STATISTICS counted_stats ON (id + im_kill()), k FROM counted",
+        "CREATE TABLE keyed (id INTEGER, k TEXT) PARTITION BY RANGE ((id + im_kill()))",
+        "CREATE TABLE keyed_low PARTITION OF keyed FOR VALUES FROM (0) TO (100)",
+        *(f"INSERT INTO {t} VALUES (1, 'a'), (2, 'a'), (3, 'b')" for t in ("indexed", "partial", "counted", "keyed")),
         f"INSERT INTO kill_target VALUES ({other_session.info.backend_pid})")
     return pg
 
 
 CHILD_CHECKS = {
-    "a partition's CHECK, a custom query": ("SELECT k FROM parted WHERE id > 0", "parted_low"),
-    "an inheritance child's CHECK, a custom query": ("SELECT k FROM parent WHERE id > 0", "child"),
+    "a partition's CHECK": ("SELECT k FROM parted WHERE id > 0", "CHECK constraint", "of table parted_low"),
+    "an inheritance child's CHECK": ("SELECT k FROM parent WHERE id > 0", "CHECK constraint", "of table child"),
+    # read by the planner for every statement reading the table (once per session: the server caches them)
+    "an index expression": ("SELECT k FROM indexed", "index indexed_expression"),
+    "a partial index's predicate": ("SELECT k FROM partial", "index partial_predicate"),
+    "a statistics object's expression": ("SELECT k FROM counted", "statistics object counted_stats"),
+    "a partition key expression": ("SELECT k FROM keyed", "the partition key of table keyed"),
+    "an index expression, in a sub-select": ("SELECT 1 AS a WHERE EXISTS (SELECT FROM indexed)",
+                                             "index indexed_expression"),
 }
 
 
 @pytest.mark.parametrize("spelling", CHILD_CHECKS)
-def test_postgresql_a_check_constraint_the_planner_folds_is_vetted(pg_children, other_session, spelling,
+def test_postgresql_an_expression_the_planner_folds_for_a_table_read_is_vetted(pg_children, other_session, spelling,
                                                                    monitor_for):
-    sql, table = CHILD_CHECKS[spelling]
+    sql, *words = CHILD_CHECKS[spelling]
     result = run_query(monitor_for, pg_children, sql)
     assert_alive(other_session)
-    assert_refused(result, "im_kill()", OPAQUE, "CHECK constraint", f"of table {table}")
+    assert_refused(result, "im_kill()", OPAQUE, *words, "which PostgreSQL's planner evaluates")
 
 
-@pytest.mark.parametrize("table", ["parted", "parent"])
-def test_postgresql_a_where_on_a_table_whose_child_check_the_planner_folds_is_refused(pg_children, other_session,
+@pytest.mark.parametrize("table", ["parted", "parent", "indexed", "keyed"])
+def test_postgresql_a_where_on_a_table_whose_expressions_the_planner_folds_is_refused(pg_children, other_session,
                                                                                      table, monitor_for):
     monitor = monitor_for({"d": {"url": pg_children.url}},
                           [{"name": "w", "database": "d", "table": table, "key": ["k"], "where": "k <> 'z'"}])
