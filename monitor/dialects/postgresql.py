@@ -74,6 +74,36 @@ _TYPE_FIELDS = frozenset({":vartype", ":consttype", ":paramtype", ":funcresultty
                           ":aggtype", ":wintype", ":element_typeid", ":array_typeid", ":row_typeid", ":minmaxtype",
                           ":coalescetype", ":casetype"})
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
+# The nodes of a stored expression whose value depends on the row it is evaluated for (or on a parameter).
+_ROW_NODES = frozenset({"VAR", "PARAM", "COERCETODOMAINVALUE"})
+
+
+def foldable(tree: str) -> str:
+    """The parts of a stored expression tree (`pg_node_tree` text) the planner can fold on constants: each largest
+    node holding no column, parameter or domain value (`_ROW_NODES`), as tokens of the same dump. The planner reads
+    a table's index, statistics and partition key expressions and its partitions' CHECK constraints and folds them
+    (`eval_const_expressions`), running an IMMUTABLE call whose arguments are constants (`f()`, `f(1)`); a call
+    over a column it cannot run there, and a statement that only reads the table never runs one."""
+    tokens = _PLAN_TOKEN.findall(tree)
+    # per open node: where it starts, whether it holds a row node, and its finished children without one
+    open_nodes: list[tuple[int, list[bool], list[tuple[int, int]]]] = []
+    kept: list[tuple[int, int]] = []
+    for i, token in enumerate(tokens):
+        if token == "{":
+            name = tokens[i + 1] if i + 1 < len(tokens) else ""
+            open_nodes.append((i, [name in _ROW_NODES], []))
+        elif token == "}" and open_nodes:
+            start, holds_row, constant = open_nodes.pop()
+            if open_nodes:
+                parent = open_nodes[-1]
+                if holds_row[0]:
+                    parent[1][0] = True
+                    parent[2].extend(constant)  # its parent holds a row node too: keep its constant parts
+                else:
+                    parent[2].append((start, i + 1))
+            else:
+                kept.extend(constant if holds_row[0] else [(start, i + 1)])
+    return "\n".join(" ".join(tokens[a:b]) for a, b in kept)
 
 # The temporary files a detection session's statement may write, in all (`temp_file_limit`): a short statement can
 # spill without end (a recursive CTE of no bound repeating a 6 KB row wrote 1.7 GB of temporary files in 5 s on
@@ -802,12 +832,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             # statistics and partition key, of its partitions' and children's, and their CHECK constraints
             if relations - planned:
                 for found_in in conn.execute(_PLANNED_EXPRESSIONS, {"relations": _oid_array(relations - planned)}):
+                    constant = foldable(found_in.tree)  # what the planner can run of it: its calls on constants
                     folded = Calls()
-                    folded.read(found_in.tree)
+                    folded.read(constant)
                     if folded.functions or folded.operators:
-                        reached.append(f"{found_in.what}, which PostgreSQL's planner evaluates while it plans a "
-                                       f"statement reading the table")
-                    nested.read(found_in.tree)
+                        reached.append(f"{found_in.what}, which PostgreSQL's planner evaluates on constants while "
+                                       f"it plans a statement reading the table")
+                    nested.read(constant)
                 planned |= relations
             for row in rows:
                 if row.defaults and row.oid not in defaulted:
