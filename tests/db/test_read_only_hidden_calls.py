@@ -214,3 +214,15 @@ def test_postgresql_a_tables_expressions_calling_a_function_over_a_column_are_al
                           [{"name": "w", "database": "d", "table": "normed", "key": ["k"], "where": "k <> 'z'"}])
     assert monitor.run("w").status == "duplicates"
     assert_alive(other_session)
+
+
+def test_dupewatch_check_names_an_index_expression_the_planner_folds_in_one_line_and_exits_2(pg_children,
+                                                                                            other_session, tmp_path):
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": pg_children.url}},
+                        [{"name": "w", "database": "d", "table": "indexed", "key": ["k"], "where": "k <> 'z'"}])
+    result = run_cli("check", "--config", str(path))
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "is not allowed in a check" in line]
+    assert len(errors) == 1 and "index indexed_expression" in errors[0] and "im_kill()" in errors[0], result.output
+    assert "Traceback" not in result.output + result.stderr
+    assert_alive(other_session)
