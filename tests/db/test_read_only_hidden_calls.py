@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pymysql
 import pytest
+from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, write_config
+from dbtest import MYSQL_URL, PG_URL, write_config
 from fix_support import run_cli
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,3 +228,60 @@ def test_dupewatch_check_names_an_index_expression_the_planner_folds_in_one_line
     assert len(errors) == 1 and "index indexed_expression" in errors[0] and "im_kill()" in errors[0], result.output
     assert "Traceback" not in result.output + result.stderr
     assert_alive(other_session)
+
+
+# -- MariaDB: a DETERMINISTIC stored function, run while the vetting PREPARE sizes a built-in function's result -------
+
+
+@pytest.fixture
+def mysql_other_session() -> Any:
+    """Another MariaDB session, the one the function below ends."""
+    url = make_url(MYSQL_URL)
+    conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
+                           autocommit=True)
+    yield conn
+    conn.close()
+
+
+def assert_mysql_alive(session: Any) -> None:
+    with session.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)  # nothing ended it
+
+
+DETERMINISTIC_SPELLINGS = {
+    "ROUND's precision": ("sql", "SELECT ROUND(1.5, ends()) AS a FROM victim"),
+    "SUBSTR's length": ("sql", "SELECT SUBSTR(k, 1, ends()) AS a FROM victim"),
+    "TRUNCATE's precision, in a where": ("where", "TRUNCATE(id, ends()) > 0"),
+}
+
+
+@pytest.mark.parametrize("spelling", DETERMINISTIC_SPELLINGS)
+def test_mysql_a_deterministic_stored_function_is_refused_before_the_vetting_prepare_runs_it(
+        mysql, mysql_other_session, spelling, monitor_for):
+    with mysql_other_session.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        victim_id = cursor.fetchone()[0]
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN KILL {victim_id}; RETURN 3; END")
+    kind, text = DETERMINISTIC_SPELLINGS[spelling]
+    check = {"name": "c", "database": "d", "sql": text} if kind == "sql" else \
+        {"name": "c", "database": "d", "table": "victim", "key": ["k"], "where": text}
+    result = monitor_for({"d": {"url": mysql.url}}, [check]).run("c")
+    assert_mysql_alive(mysql_other_session)
+    assert_refused(result, "ends()", "DETERMINISTIC", "revoke EXECUTE")
+
+
+def test_mysql_a_not_deterministic_stored_function_leaves_other_checks_running(mysql, monitor_for):
+    """A NOT DETERMINISTIC function is no constant, so no PREPARE runs it: checks not calling it run, and one
+    calling it is refused by the server's reading of it, as before."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE FUNCTION grab() RETURNS INT NOT DETERMINISTIC RETURN GET_LOCK('dw_brkro_grab', 0)")
+    monitor = monitor_for({"d": {"url": mysql.url}}, [
+        {"name": "c", "database": "d",
+         "sql": "SELECT k, COUNT(*) AS dup_count FROM victim GROUP BY k HAVING COUNT(*) > 1"},
+        {"name": "g", "database": "d", "sql": "SELECT ROUND(1.5, grab()) AS a FROM victim"}])
+    assert monitor.run("c").status == "violations"
+    assert_refused(monitor.run("g"), "grab()")
