@@ -252,7 +252,7 @@ def assert_mysql_alive(session: Any) -> None:
 DETERMINISTIC_SPELLINGS = {
     "ROUND's precision": ("sql", "SELECT ROUND(1.5, ends()) AS a FROM victim"),
     "SUBSTR's length": ("sql", "SELECT SUBSTR(k, 1, ends()) AS a FROM victim"),
-    "TRUNCATE's precision, in a where": ("where", "TRUNCATE(id, ends()) > 0"),
+    "SUBSTR's length, in a where": ("where", "SUBSTR(k, 1, ends()) <> ''"),
 }
 
 
