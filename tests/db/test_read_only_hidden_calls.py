@@ -14,7 +14,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from dbtest import MYSQL_URL, PG_URL, write_config
+from dbtest import MYSQL_URL, PG_URL, server_login, write_config
 from fix_support import run_cli
 
 pytestmark = pytest.mark.timeout(120)
@@ -285,3 +285,30 @@ def test_mysql_a_not_deterministic_stored_function_leaves_other_checks_running(m
         {"name": "g", "database": "d", "sql": "SELECT ROUND(1.5, grab()) AS a FROM victim"}])
     assert monitor.run("c").status == "violations"
     assert_refused(monitor.run("g"), "grab()")
+
+
+@pytest.mark.xfail(strict=True, reason="brkro: a role that may read a DEFINER view but not see the DETERMINISTIC "
+                   "function it calls (information_schema.ROUTINES, VIEWS) has no catalog to read it from before the "
+                   "PREPARE runs it; not fixed")
+def test_mysql_a_deterministic_function_a_view_calls_is_refused_for_a_role_that_may_not_run_it(
+        mysql, mysql_other_session, monitor_for):
+    """A view (SQL SECURITY DEFINER) runs its definer's functions for a role that may only read the view: the role
+    cannot see the function in information_schema.ROUTINES, and the PREPARE of a statement reading the view runs
+    it as a constant all the same."""
+    with mysql_other_session.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        victim_id = cursor.fetchone()[0]
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN KILL {victim_id}; RETURN 3; END",
+                  "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim")
+    database = make_url(mysql.url).database
+    with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
+                      f"GRANT SELECT ON `{database}`.rounded TO {{user}}", prefix="dw_brkro",
+                      password="pw") as user:
+        url = make_url(mysql.url).set(username=user, password="pw")
+        monitor = monitor_for({"d": {"url": url.render_as_string(hide_password=False)}},
+                              [{"name": "c", "database": "d", "sql": "SELECT k, a FROM rounded"}])
+        result = monitor.run("c")
+    assert_mysql_alive(mysql_other_session)
+    assert_refused(result, "ends()")
