@@ -180,6 +180,19 @@ _WITHHELD = ("custom SQL is not allowed in a check: the server withholds its rea
              "session last took from the sequence, always NULL in dupewatch's: read the sequence as a table "
              "instead, SELECT ... FROM the sequence), and for a table the role may read only some columns of, or "
              "a view or stored routine it may not SHOW")
+# A stored function declared DETERMINISTIC with constant arguments is a constant to the server, and some built-in
+# functions evaluate a constant argument while the statement is prepared, to size their result (`ROUND(x, f())`,
+# `TRUNCATE(x, f())`, `SUBSTR(s, 1, f())`; verified on MariaDB 10.11): the PREPARE that vets a statement would run the
+# function (which may KILL a session, take GET_LOCK(), SLEEP()), before its reading of the statement can say it calls
+# one. A NOT DETERMINISTIC function is no constant and is not run there; one the role may not EXECUTE fails the
+# PREPARE before it runs. So the stored functions the role may run (those `information_schema.ROUTINES` shows it)
+# declared DETERMINISTIC refuse every custom statement, named first; except the server's own `sys` schema helpers
+# (formatting, reading performance_schema), installed with the server under its own definer, as built-in functions.
+_DETERMINISTIC_FUNCTION = sa.text(
+    "SELECT CONCAT(ROUTINE_SCHEMA, '.', ROUTINE_NAME) AS name"
+    " FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' AND IS_DETERMINISTIC = 'YES'"
+    " AND NOT (ROUTINE_SCHEMA = 'sys' AND DEFINER IN ('mariadb.sys@localhost', 'mysql.sys@localhost'))"
+    " ORDER BY ROUTINE_SCHEMA, ROUTINE_NAME LIMIT 1")
 UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
 
@@ -504,7 +517,16 @@ class MySQL(MySQLPolling, Dialect):
 
     def refused_call(self, conn: Connection, statement: str) -> str | None:
         """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
-        shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE)."""
+        shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE); or, before
+        any statement is prepared, a stored function the server may run while it prepares one
+        (`_DETERMINISTIC_FUNCTION`)."""
+        running = conn.execute(_DETERMINISTIC_FUNCTION).first()
+        if running is not None:
+            return (f"stored function {running.name}() is not allowed in a check: it is declared DETERMINISTIC, so the "
+                    f"server runs it while it prepares a statement passing it as a constant argument (ROUND(x, f()), "
+                    f"SUBSTR(s, 1, f())), before dupewatch can read what the statement calls; no custom query or "
+                    f"where runs on this server while the check's role may run it: revoke EXECUTE on it from that "
+                    f"role, or declare it NOT DETERMINISTIC")
         queries, withheld, views = self.expanded_queries(conn, statement)
         if withheld:
             return _WITHHELD

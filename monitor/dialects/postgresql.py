@@ -74,6 +74,36 @@ _TYPE_FIELDS = frozenset({":vartype", ":consttype", ":paramtype", ":funcresultty
                           ":aggtype", ":wintype", ":element_typeid", ":array_typeid", ":row_typeid", ":minmaxtype",
                           ":coalescetype", ":casetype"})
 _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a list `(o 96 98)`
+# The nodes of a stored expression whose value depends on the row it is evaluated for (or on a parameter).
+_ROW_NODES = frozenset({"VAR", "PARAM", "COERCETODOMAINVALUE"})
+
+
+def foldable(tree: str) -> str:
+    """The parts of a stored expression tree (`pg_node_tree` text) the planner can fold on constants: each largest
+    node holding no column, parameter or domain value (`_ROW_NODES`), as tokens of the same dump. The planner reads
+    a table's index, statistics and partition key expressions and its partitions' CHECK constraints and folds them
+    (`eval_const_expressions`), running an IMMUTABLE call whose arguments are constants (`f()`, `f(1)`); a call
+    over a column it cannot run there, and a statement that only reads the table never runs one."""
+    tokens = _PLAN_TOKEN.findall(tree)
+    # per open node: where it starts, whether it holds a row node, and its finished children without one
+    open_nodes: list[tuple[int, list[bool], list[tuple[int, int]]]] = []
+    kept: list[tuple[int, int]] = []
+    for i, token in enumerate(tokens):
+        if token == "{":
+            name = tokens[i + 1] if i + 1 < len(tokens) else ""
+            open_nodes.append((i, [name in _ROW_NODES], []))
+        elif token == "}" and open_nodes:
+            start, holds_row, constant = open_nodes.pop()
+            if open_nodes:
+                parent = open_nodes[-1]
+                if holds_row[0]:
+                    parent[1][0] = True
+                    parent[2].extend(constant)  # its parent holds a row node too: keep its constant parts
+                else:
+                    parent[2].append((start, i + 1))
+            else:
+                kept.extend(constant if holds_row[0] else [(start, i + 1)])
+    return "\n".join(" ".join(tokens[a:b]) for a, b in kept)
 
 # The temporary files a detection session's statement may write, in all (`temp_file_limit`): a short statement can
 # spill without end (a recursive CTE of no bound repeating a 6 KB row wrote 1.7 GB of temporary files in 5 s on
@@ -183,6 +213,10 @@ SELECT p.oid::regprocedure::text AS signature, p.provolatile AS volatility,
             WHEN l.lanname = 'sql' THEN 'text'
             ELSE 'opaque' END AS body,
        pg_catalog.to_jsonb(p) ->> 'prosqlbody' AS tree,
+       -- the expressions of its default arguments, as the server stored them: the planner adds them to a call that
+       -- leaves them out, after parsing (so the parse tree vetted first does not hold them), and folds an IMMUTABLE
+       -- one on constants, running it inside the vetting EXPLAIN itself
+       p.proargdefaults::text AS defaults,
        -- the bounds it changes while it runs (`CREATE FUNCTION ... SET work_mem = '2GB'`): memory, temporary
        -- files, parallel workers, timeouts (`RESOURCE_SETTINGS`); others (timezone, search_path) bound nothing
        (SELECT min(c) FROM unnest(p.proconfig) AS c
@@ -244,6 +278,37 @@ class Calls:
 _DOMAIN_CHECKS = sa.text("""
 SELECT c.contypid::regtype::text AS domain, c.conbin::text AS tree FROM pg_catalog.pg_constraint c
 WHERE c.contypid <> 0 AND c.contype = 'c' AND c.conbin IS NOT NULL ORDER BY c.contypid, c.oid
+""")
+
+
+# The expressions the server stored for the tables a statement reads, and for their partitions and inheritance
+# children at every depth (all planned with them), that its planner reads and folds (`eval_const_expressions`, which
+# runs an IMMUTABLE call on constants) while it plans a statement reading them, the vetting EXPLAIN included, where no
+# tree of the statement holds them (verified on PostgreSQL 15): index expressions and partial index predicates
+# (`RelationGetIndexExpressions`, `RelationGetIndexPredicate`), extended statistics' expressions (PostgreSQL 14+,
+# read through the row's JSON: absent before), partition key expressions, and the CHECK constraints of the partitions
+# and children (constraint exclusion, PostgreSQL docs "constraint_exclusion"; under `constraint_exclusion = on`
+# those of the tables themselves too). Each with what it is, as the refusal names it.
+_PLANNED_EXPRESSIONS = sa.text("""
+WITH RECURSIVE below(rel, depth) AS (
+    SELECT unnest(CAST(:relations AS oid[])), 0
+    UNION SELECT i.inhrelid, 1 FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
+), found(what, tree) AS (
+    SELECT 'the CHECK constraint ' || pg_catalog.quote_ident(c.conname) || ' of table ' || c.conrelid::regclass::text,
+           c.conbin::text
+    FROM pg_catalog.pg_constraint c JOIN below b ON c.conrelid = b.rel
+    WHERE c.contype = 'c' AND c.conbin IS NOT NULL
+      AND (b.depth > 0 OR pg_catalog.current_setting('constraint_exclusion') = 'on')
+    UNION SELECT 'index ' || x.indexrelid::regclass::text, e.tree
+    FROM pg_catalog.pg_index x JOIN below b ON x.indrelid = b.rel,
+         LATERAL (VALUES (x.indexprs::text), (x.indpred::text)) AS e(tree)
+    UNION SELECT 'the statistics object ' || pg_catalog.quote_ident(s.stxname) || ' of table '
+                 || s.stxrelid::regclass::text, pg_catalog.to_jsonb(s) ->> 'stxexprs'
+    FROM pg_catalog.pg_statistic_ext s JOIN below b ON s.stxrelid = b.rel
+    UNION SELECT 'the partition key of table ' || p.partrelid::regclass::text, p.partexprs::text
+    FROM pg_catalog.pg_partitioned_table p JOIN below b ON p.partrelid = b.rel
+)
+SELECT what, tree FROM found WHERE tree IS NOT NULL ORDER BY what
 """)
 
 
@@ -750,7 +815,9 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         and its planner runs IMMUTABLE and STABLE calls while planning, the vetting EXPLAIN's included."""
         functions, operators, types = set(calls.functions), set(calls.operators), set(calls.types)
         coerced, domains = set(calls.domains), set[int]()  # domains coerced to; those whose CHECKs were read
+        relations, planned = set(calls.relations), set[int]()  # tables read; those whose expressions were read
         read: set[int] = set()
+        defaulted: set[int] = set()  # the functions whose default arguments were read
         reached: list[str] = []  # the functions whose bodies led to the calls of this round, innermost last
         while True:
             rows = conn.execute(_CALLED, {
@@ -770,7 +837,27 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                 for tree in conn.execute(_COERCED_DOMAIN_CHECKS, {"domains": _oid_array(coerced - domains)}).scalars():
                     nested.read(tree)
                 domains |= coerced
+            # what the planner folds for a table read (`_PLANNED_EXPRESSIONS`): the expressions of its indexes,
+            # statistics and partition key, of its partitions' and children's, and their CHECK constraints
+            if relations - planned:
+                for found_in in conn.execute(_PLANNED_EXPRESSIONS, {"relations": _oid_array(relations - planned)}):
+                    constant = foldable(found_in.tree)  # what the planner can run of it: its calls on constants
+                    folded = Calls()
+                    folded.read(constant)
+                    if folded.functions or folded.operators:
+                        reached.append(f"{found_in.what}, which PostgreSQL's planner evaluates on constants while "
+                                       f"it plans a statement reading the table")
+                    nested.read(constant)
+                planned |= relations
             for row in rows:
+                if row.defaults and row.oid not in defaulted:
+                    # what its default arguments call, vetted like its body: a call leaving one out runs it
+                    defaulted.add(row.oid)
+                    default = Calls()
+                    default.read(row.defaults)
+                    if default.functions or default.operators:
+                        reached.append(f"the default arguments of {row.signature}")
+                    nested.read(row.defaults)
                 if row.body in ("tree", "text") and row.oid not in read:
                     read.add(row.oid)
                     reached.append(row.signature)
@@ -783,8 +870,9 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                                                f"PostgreSQL keeps parsed")
                     nested.read(tree or "")
             coerced |= nested.domains
+            relations |= nested.relations
             if nested.functions <= functions and nested.operators <= operators and nested.types <= types \
-                    and coerced <= domains:
+                    and coerced <= domains and relations <= planned:
                 return None
             functions |= nested.functions
             operators |= nested.operators
