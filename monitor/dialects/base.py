@@ -109,8 +109,6 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
 - `comparable(column)`: whether `=` / DISTINCT work on the column; `exact(column)`: its value as stored.
   `stored_identity(column, kind)`: a form equal exactly when stored values are (undo's check of restored rows).
 - `returning_delete`: whether a DELETE can return its rows (one statement archives and deletes).
-- `unlocked(table)`: a condition true of a row no transaction has locked, updated or deleted since it was written,
-  which a fix batch may leave unlocked (see `execute._Batch._keepers_locked`); None where every row is locked.
 - `partition_is_equality`: whether PARTITION BY groups exactly as `=` compares (the plan's keys need no window).
 - `archive_tag_index`: the index method (`USING ...`) of an archive's fix-id index, None for the default.
 - `refresh_statistics`, `relax_batch_durability`, `prepare_snapshot`: session settings and upkeep around the
@@ -596,10 +594,6 @@ class Dialect(Polling):
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update()
-
-    def unlocked(self, table: sa.Table) -> ColumnElement[bool] | None:
-        """Rows no transaction has touched since they were written, or None where that cannot be read."""
-        return None
 
     def is_partitioned(self, conn: Connection, table: sa.Table) -> bool:
         """Whether `table` is a partitioned parent, whose rows live in its partitions."""

@@ -550,15 +550,6 @@ _DDL_EVENT_TRIGGERS = sa.text(
     "AND (evttags IS NULL OR evttags && CAST(:tags AS text[])) ORDER BY evtname")
 
 
-class Xid(sa.types.UserDefinedType[str]):
-    """A transaction id (the `xmin`/`xmax` system columns)."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **_kw: Any) -> str:
-        return "xid"
-
-
 class PostgreSQL(PostgreSQLPolling, Dialect):
     name = "postgresql"
     row_identity_order = "physical order"
@@ -1043,13 +1034,6 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     def for_update(self, statement: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
         return statement.with_for_update(of=table)
-
-    def unlocked(self, table: sa.Table) -> ColumnElement[bool] | None:
-        """`xmax = 0`: the row version's header names no transaction that locked, updated or deleted it. Any
-        that did, running, finished or rolled back, leaves its id there (a lock too, and a foreign key's check
-        of a referencing row), so a row that shows 0 has no writer waiting to commit a change to it."""
-        xmax = sa.sql.expression.ColumnClause("xmax", type_=Xid(), _selectable=table)
-        return xmax == sa.cast(sa.literal("0"), Xid())
 
     def server_identity(self, conn: Connection) -> list[str]:
         """The cluster's system identifier (`pg_control_system()`, callable by every role unless revoked), else

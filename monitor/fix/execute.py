@@ -13,9 +13,8 @@ transaction:
    counted per group; a group missing a row, or its keeper, changed since the plan: it is skipped
    (reported) and dropped from the plan table, so the rest of the range is exactly what the batch fixes.
    PostgreSQL, a table with a primary key that nothing references (and no unique key beyond the check's): one
-   statement re-checks only the keepers (locking those a transaction has touched) and does step 4, its DELETE
-   re-checking each row it deletes in its own `WHERE`, under the row lock it takes, and the keepers are re-checked
-   again after it; unless every keeper (both times) and exactly the planned rows were found, the
+   statement locks and re-checks only the keepers and does step 4, its DELETE re-checking each row it deletes in
+   its own `WHERE`, under the row lock it takes; unless every keeper and exactly the planned rows were found, the
    batch's transaction is rolled back and the same range runs again as above (`_Batch._keepers_locked`). That
    statement reaches the rows by the `ctid` the snapshot read (`plan.ADDRESS`, a TID scan) and matches each by
    primary key and key: a row that moved since the plan is not found there, and the batch runs as above;
@@ -31,9 +30,8 @@ transaction:
 6. advance the fix record (`done_through`, counts) and commit.
 
 A crash at any point rolls back the open batch; running the fix again resumes after `done_through`.
-Rows that were not in the snapshot are never touched, and a keeper is never deleted (it must be present, locked
-or, on the keepers-only path, untouched by any transaction before and after the DELETE, and `dw_rn = 1` rows are
-never selected for deletion), so no key loses its last row to the fix.
+Rows that were not in the snapshot are never touched, and a keeper is never deleted (it is locked, must
+be present, and `dw_rn = 1` rows are never selected for deletion), so no key ever loses its last row.
 Nothing is reflected per batch: the plan, archive and referencing tables are resolved once per run. Every run, a
 resumed one too, first checks that the fix role may use dupewatch's tables (`_refuse_unusable`) and that each
 archive and repoint log still keeps what the fix copies there (`archive.refuse_altered`: column types as the
@@ -910,68 +908,40 @@ class _Batch:
         return outcome
 
     def _keepers_locked(self, conn: Connection, in_batch: sa.ColumnElement[bool], groups: int) -> _Outcome:
-        """The batch when every group is as planned, locking only what must stay: one statement finds the keepers
-        still as planned, locking (in identity order) those a transaction has touched since they were written,
-        then archives and deletes the other planned rows with the re-check in the DELETE's own `WHERE` (each row
-        compared with the plan under the row lock the DELETE takes, after waiting for any writer of it), and
-        reports the keepers found, the plan's rows to delete and the rows deleted and archived; a second
-        statement finds the keepers again, after the DELETE (`_keepers_still_kept`). All keepers both times and
-        exactly the planned rows to delete: the batch goes on to its account and commit. Anything less (a row
-        changed, gone, or a keeper changed since the plan): `_NotAsPlanned`, which rolls the batch's whole
-        transaction back, and the same range runs again as `_fix_groups` does, which skips the changed groups.
-        Half the rows locked and fetched of `_lock_and_recheck` on a table whose groups are pairs, and no savepoint
-        (a subtransaction, two more round trips) per batch.
-
-        A keeper no transaction has touched (`Dialect.unlocked`: PostgreSQL's `xmax` is 0) is not locked: a
-        lock writes to the row's page, and after a checkpoint each page's first write puts a copy of the whole page
-        in the WAL (the keepers lie on nearly every page of a table whose copies were appended later: 255 MB of
-        WAL at 2M rows, against 28 MB for the rows deleted). The lock would only have made a writer that comes
-        to the keeper later wait for the commit, then go ahead with what it had decided (a lock changes no other
-        transaction's decision), so the key ends as it would have with the lock. A writer already there leaves
-        its transaction id in `xmax`, and those keepers are locked, waiting for it, as before. A writer that
-        reaches a keeper while the DELETE runs (say, one that locked the group's rows and then deletes the keeper,
-        which the DELETE waits for) is seen by the second statement: its new snapshot, and `xmax` read again.
+        """The batch when every group is as planned, locking only what must stay: one statement locks the keepers
+        still as planned (in identity order), then archives and deletes the other planned rows with the re-check
+        in the DELETE's own `WHERE` (each row compared with the plan under the row lock the DELETE takes, after
+        waiting for any writer of it), and reports the keepers locked, the plan's rows to delete and the rows
+        deleted and archived. All keepers and exactly the planned rows to delete: the batch goes on to its
+        account and commit. Anything less (a row changed, gone, or a keeper changed since the plan):
+        `_NotAsPlanned`, which rolls the batch's whole transaction back, and the same range runs again as
+        `_fix_groups` does, which skips the changed groups. Half the rows locked and fetched of `_lock_and_recheck`
+        on a table whose groups are pairs, and no savepoint (a subtransaction, two more round trips) per batch.
 
         One statement, so the DELETE runs even when a keeper is missing (then the rollback undoes it): what is
-        kept at commit is only ever a batch whose every keeper was there, unlocked or locked, both before and
-        after its DELETE. The keepers' counts are the statement's first outputs, so PostgreSQL reads and locks
-        them before the DELETE starts (its scalar subqueries run in order)."""
-        p = self.plan
+        kept at commit is only ever a batch whose every keeper is locked. The keepers' count is the statement's
+        first output, so PostgreSQL locks them before the DELETE starts (its scalar subqueries run in order).
+
+        Every keeper is locked, also one no transaction has touched (`xmax` 0), though that lock is most of the
+        batch's WAL after a checkpoint: it holds off, until the commit, an application that reaches the keeper
+        after the batch's last statement and would otherwise see the rows the batch deleted still there (not yet
+        committed) and delete the keeper for them, the key left with no row; no re-read before the commit closes
+        that window (tests/db/test_fix_untouched_keepers.py)."""
+        p, layout = self.plan, self.layout
         keepers, doomed = sa.and_(in_batch, p.c[RANK] == 1), sa.and_(in_batch, p.c[RANK] > 1)
-        locked, unlocked = self._keepers(keepers)
+        locking = (sa.select(p.c[GROUP]).select_from(p).join(self.table, layout.live_match(p))
+                   .where(keepers, self._reached(keepers))
+                   .order_by(*[p.c[label] for label in layout.identity_labels]))
+        locked = self._lock(locking).cte("dupewatch_locked")
         moved, copied = self._moved(doomed, recheck=True)
-        counts = sa.select(sa.select(sa.func.count()).select_from(locked).scalar_subquery(), unlocked,
-                           *[sa.select(sa.func.count()).select_from(cte).scalar_subquery() for cte in (moved, copied)],
-                           sa.select(sa.func.count()).select_from(p).where(doomed).scalar_subquery())
-        locked_n, unlocked_n, deleted, archived, expected = (int(n) for n in conn.execute(counts).one())
-        if locked_n + unlocked_n == groups and deleted == archived == expected and self._keepers_still_kept(
-                conn, keepers, groups):
+        counts = sa.select(sa.select(sa.func.count()).select_from(locked).scalar_subquery(),
+                           sa.select(sa.func.count()).select_from(p).where(doomed).scalar_subquery(),
+                           sa.select(sa.func.count()).select_from(moved).scalar_subquery(),
+                           sa.select(sa.func.count()).select_from(copied).scalar_subquery())
+        found, expected, deleted, archived = (int(n) for n in conn.execute(counts).one())
+        if found == groups and deleted == archived == expected:
             return _Outcome(groups=groups, deleted=deleted, archived=archived)
         raise _NotAsPlanned()
-
-    def _keepers(self, keepers: sa.ColumnElement[bool]) -> tuple[sa.CTE, sa.ScalarSelect[Any]]:
-        """The live keepers still as planned: (those locked, in identity order: every one where the database cannot
-        tell an untouched row; how many no transaction has touched, not locked). The untouched are counted by a
-        FILTER, not a WHERE: PostgreSQL guesses that `xmax = 0` keeps 1 row in 200, and a join it expects one
-        keeper from becomes a nested loop over the batch's plan rows (seconds a batch at 5,000 groups)."""
-        layout = self.layout
-        found = (sa.select(self.plan.c[GROUP]).select_from(self.plan).join(self.table, layout.live_match(self.plan))
-                 .where(keepers, self._reached(keepers)))
-        untouched = layout.rules.unlocked(self.table)
-        locking = found if untouched is None else found.where(sa.not_(untouched))
-        locked = self._lock(locking.order_by(*[self.plan.c[label] for label in layout.identity_labels]))
-        unlocked = (sa.select(sa.literal(0)) if untouched is None
-                    else found.with_only_columns(sa.func.count().filter(untouched), maintain_column_froms=False))
-        return locked.cte("dupewatch_locked"), unlocked.scalar_subquery()
-
-    def _keepers_still_kept(self, conn: Connection, keepers: sa.ColumnElement[bool], groups: int) -> bool:
-        """After the DELETE: every keeper still as planned, untouched or locked by this batch now (a keeper
-        another transaction reached meanwhile is waited for, then matched against the plan again)."""
-        if self.layout.rules.unlocked(self.table) is None:
-            return True  # every keeper is locked already
-        locked, unlocked = self._keepers(keepers)
-        counts = sa.select(sa.select(sa.func.count()).select_from(locked).scalar_subquery(), unlocked)
-        return sum(int(n) for n in conn.execute(counts).one()) == groups
 
     def _plan_link(self, conn: Connection, planned: Planned, link: Link, moved: int) -> None:
         """What `links.apply` changed for `moved` referencing rows: their update (repoint) or delete (archive),

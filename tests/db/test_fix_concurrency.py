@@ -149,38 +149,6 @@ def test_a_keeper_changed_while_the_batch_waits_for_it_undoes_the_batchs_deletes
     assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [2, 6, 8]
 
 
-def test_a_keeper_deleted_by_a_writer_the_batchs_delete_waits_for_is_seen_after_it_and_its_group_skipped(pg):
-    """PostgreSQL, a table nothing references: a batch does not lock a keeper no transaction has touched (its
-    `xmax` is 0). The application locks a row to delete, so the batch's DELETE waits for it, then deletes that
-    row's keeper, which does not wait, and commits: the batch's DELETE then deletes the row, but the keepers read
-    again after it are one short, so the batch is rolled back and run again locking every row, which skips the
-    group. Its key keeps the row the application left (without the second read it would have no row at all)."""
-    db = pg
-    _seed(db, 4, 2)  # keys 0..3: ids (1,2) (3,4) (5,6) (7,8); keepers 1, 3, 5, 7
-    monitor = Monitor(make_config(db, CHECK))
-    app = db.engine.connect()
-    try:
-        fixing = FixThread(monitor, "visits", prepare_fix(monitor, "visits"), batch_size=10)
-        with app.begin():
-            blocker = app.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-            app.execute(sa.text("SELECT id FROM visit WHERE id = 2 FOR UPDATE"))
-            fixing.start()
-            _wait_until(lambda: bool(db.scalar("SELECT count(*) FROM pg_stat_activity "
-                                               "WHERE :b = ANY(pg_blocking_pids(pid))", {"b": blocker})),
-                        "the batch to wait for the row the application locked")
-            app.execute(sa.text("SET LOCAL lock_timeout = '5s'"))  # a locked keeper would stop the test here
-            app.execute(sa.text("DELETE FROM visit WHERE id = 1"))
-        fixing.join(DEADLINE)
-    finally:
-        app.close()
-        monitor.close()
-    assert fixing.error is None and fixing.report is not None, fixing.error
-    report = fixing.report
-    assert (report.groups, report.deleted, report.archived, report.skipped) == (3, 3, 3, 1)
-    assert sorted(r[0] for r in db.rows("SELECT id FROM visit")) == [2, 3, 5, 7]
-    assert sorted(r[0] for r in db.rows("SELECT id FROM dupewatch_archive_visit")) == [4, 6, 8]
-
-
 def _fix_behind_an_update(db, monitor, update):
     """A fix of `visits` started while the application's open transaction holds `update`, which it commits once
     the fix's batch waits for it (PostgreSQL: `pg_blocking_pids`); the fix's report."""
