@@ -444,6 +444,7 @@ class LiveReader:
         identities: dict[tuple[str, str], tuple[str, ...]] = {}  # the columns identifying a watched table's rows
         if self._visibility is not None:
             self._visibility.tables.clear()
+        followed: list[tuple[CheckConfig, TableCheck, LiveGroups, tuple[str, str]]] = []
         with db.read_only() as conn:
             for check in self.checks:
                 try:
@@ -466,7 +467,11 @@ class LiveReader:
                     continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
-                table = self.stream.table_name(conn, resolved.table)
+                # Every table is named before any check is counted: naming one may make the stream start again
+                # (PostgreSQL: another output plugin), and a check counted before that would miss what committed
+                # between its count and the new start.
+                followed.append((check, resolved, groups, self.stream.table_name(conn, resolved.table)))
+            for check, resolved, groups, table in followed:
                 self._tables.setdefault(table, []).append(check.name)
                 if self._visibility is not None:
                     identities[table] = self._visibility.identify(table, resolved.table)
