@@ -2996,6 +2996,24 @@ def test_a_table_swapped_in_under_the_checks_name_is_a_gap_and_its_group_is_coun
     assert "replaced" in recorded.gaps[0]
 
 
+def test_a_table_moved_away_and_back_while_followed_is_followed_again_once_back(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """A watched table moved to another schema (or renamed) for a while, then back: the full count of the gap its
+    move made skipped its check (its table was not there: said to lack an index on its key), and the stream never
+    followed it again, the duplicate made once it was back never counted until the stream was opened again."""
+    execute(admin, "CREATE SCHEMA IF NOT EXISTS elsewhere")
+    with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
+        groups = reader.groups["signups"]
+        execute(admin, f"ALTER TABLE {table} SET SCHEMA elsewhere")
+        await_true(lambda: len(recorded.gaps) == 1 and "signups" in reader._missing, "the move's gap counted")
+        execute(admin, f"INSERT INTO elsewhere.{table} (email) VALUES ('m@example.com'), ('m@example.com')")
+        execute(admin, f"ALTER TABLE elsewhere.{table} SET SCHEMA public")
+        await_true(lambda: groups.figures == (1, 1), "the group made while it was away", timeout=10)
+        execute(admin, f"INSERT INTO {table} (email) VALUES ('b@example.com'), ('b@example.com')")
+        await_true(lambda: groups.figures == (2, 2), "a group made once it was back, from the stream")
+    assert len(recorded.gaps) == 2 and "there again" in recorded.gaps[1]
+
+
 def in_one_transaction(url: str, *statements: str) -> None:
     """`statements` in one transaction (the tests' `admin` engine autocommits each statement, `begin()` or not)."""
     engine = sa.create_engine(url)
