@@ -427,13 +427,14 @@ class LogicalDecodingStream:
                 conn.close()
 
 
-# Whether the table and every table of its partition tree holding rows (a partitioned table holds none) has a
-# replica identity, which the catalog says as the server decides what to log of an UPDATE or DELETE: FULL, the
-# primary key under DEFAULT, the index named by USING INDEX (ready and valid). `t` or `f`.
+# Whether the table and every table of its partition tree whose rows are decoded (a plain table: a partitioned
+# table holds none, a view or a foreign table is not decoded) has a replica identity, which the catalog says as the
+# server decides what to log of an UPDATE or DELETE: FULL, the primary key under DEFAULT, the index named by USING
+# INDEX (ready and valid). `t` or `f`.
 _IDENTIFIED = ("(SELECT CASE WHEN coalesce(bool_and(r.relreplident = 'f' OR EXISTS (SELECT FROM pg_index i"
                " WHERE i.indrelid = r.oid AND i.indisvalid AND i.indisready AND CASE r.relreplident"
                " WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END)), true)"
-               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind <> 'p'"
+               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind = 'r'"
                " AND (r.oid = c.oid OR r.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) t)))")
 # A table's storage (relfilenode: new after a rewrite or a TRUNCATE) and whether it has a replica identity
 # (`_IDENTIFIED`), its columns' types, type modifiers, collations and names (a rename may make the key's name
