@@ -353,11 +353,11 @@ class LogicalDecodingStream:
             self._shapes[oid] = (schema, name, now)
             (storage, columns, tree), (storage_before, columns_before, tree_before) = (
                 now.split(":", 2), before.split(":", 2))
+            if not _identified(now) and self.plugin is not None and not self.plugin.unidentified:
+                # It lost its replica identity: rows the plugin does not print may have changed unseen since.
+                unidentified.append(f"{schema}.{name}")
             if (storage.split("/")[0], columns, tree) == (storage_before.split("/")[0], columns_before, tree_before):
-                # Only its replica identity changed: rows a plugin does not print may have changed unseen since.
-                if not _identified(now) and self.plugin is not None and not self.plugin.unidentified:
-                    unidentified.append(f"{schema}.{name}")
-                continue
+                continue  # only its replica identity changed
             if columns != columns_before or (tree == tree_before and (schema, name) not in seen):
                 reshaped.append(f"{schema}.{name}")
             elif _only_empty_joined(tree_before, tree, empty.get(oid, frozenset())):
