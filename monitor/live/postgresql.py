@@ -38,7 +38,15 @@ partition of another storage (a foreign table), and any partition that leaves th
 
 **Output plugin.** The server is asked, by creating the slot: with `wal2json` (format-version 2: JSON, typed
 values; monitor/live/wal2json.py) where it is installed and the server lets this role use it, else with the
-built-in `test_decoding` (monitor/live/test_decoding.py). Which one a stream uses is `plugin`.
+built-in `test_decoding` (monitor/live/test_decoding.py). Which one a stream uses is `plugin`. wal2json prints
+nothing of an UPDATE or DELETE of a table without a replica identity (no primary key, `REPLICA IDENTITY NOTHING`,
+an identity index dropped), only a warning in the server's log: an UPDATE of a link table that made a duplicate
+was never seen (beside another change in its transaction, nor its DELETE), and one alone in its transaction
+re-counted the known groups only. So where a watched table (or a partition of it) has none, the stream reads a
+slot of `test_decoding` instead, which prints those rows without their old key: the slot is created again when
+the table is first named (`table_name`, before any check is counted), and the stream opens with it from then
+on. A watched table that loses its identity while a wal2json slot is read is a gap (every check counted in full,
+the slot created again).
 """
 
 from __future__ import annotations
@@ -71,10 +79,12 @@ class Plugin:
     name: str
     options: tuple[str, ...]  # name, value, name, value...
     parse: Parse
+    # Prints the UPDATEs and DELETEs of a table without a replica identity (wal2json prints nothing of them).
+    unidentified: bool = True
 
 
 WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1", "include-xids", "1"),
-                  wal2json.transactions)
+                  wal2json.transactions, unidentified=False)
 TEST_DECODING = Plugin("test_decoding", ("include-timestamp", "1", "skip-empty-xacts", "1"),
                        test_decoding.transactions)
 PLUGINS = (WAL2JSON, TEST_DECODING)  # preferred first; test_decoding ships with PostgreSQL
@@ -114,6 +124,8 @@ class LogicalDecodingStream:
         # Logical decoding names a partitioned table's changes by the partition holding the row: each table a
         # change names -> the tables it is part of (itself, then the partitioned tables above it), asked once.
         self._ancestors: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        # A watched table was seen without a replica identity: a plugin that prints its rows is tried first.
+        self._unidentified = False
 
     def open(self, resume: str | None = None) -> str | None:
         """Connect, check the server, create the slot; a slot cannot start at `resume` (see the module's
@@ -149,7 +161,8 @@ class LogicalDecodingStream:
         or, where the server has that setting, not listed in `output_plugin_libraries`); the last one's error
         is raised. Returns the plugin and the LSN the slot starts at."""
         assert self._conn is not None
-        for index, plugin in enumerate(self.plugins):
+        plugins = sorted(self.plugins, key=lambda p: not p.unidentified) if self._unidentified else self.plugins
+        for index, plugin in enumerate(plugins):
             try:
                 row = self._conn.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s,"
                                          " temporary => true)", (slot, plugin.name)).fetchone()
@@ -158,15 +171,33 @@ class LogicalDecodingStream:
             except psycopg.errors.QueryCanceled:
                 raise StreamLost(self._slot_waited()) from None
             except psycopg.errors.InsufficientPrivilege as exc:
-                if index == len(self.plugins) - 1:
+                if index == len(plugins) - 1:
                     raise LiveRefused(
                         f"database {self.database}: live = true needs an output plugin this role may use "
                         f"({_first_line(exc)}): add {plugin.name} to output_plugin_libraries and reload the "
                         "server, or remove live = true") from None
             except psycopg.Error:
-                if index == len(self.plugins) - 1:
+                if index == len(plugins) - 1:
                     raise
         raise AssertionError("no output plugin to try")
+
+    def _print_unidentified(self) -> None:
+        """A watched table has no replica identity and the slot's plugin prints nothing of its UPDATEs and DELETEs:
+        the slot is created again with a plugin that prints them, where one is allowed, and the old one dropped.
+        Called before any check is counted (`table_name`), so the new slot misses nothing they count."""
+        self._unidentified = True
+        if self._conn is None or self.plugin is None or self.plugin.unidentified \
+                or not any(p.unidentified for p in self.plugins):
+            return
+        old, slot = self.slot, slot_name()
+        try:
+            plugin, start = self._create_slot(slot)
+            if old is not None:
+                self._conn.execute("SELECT pg_drop_replication_slot(%s)", (old,))
+        except psycopg.Error as exc:
+            self.close()
+            raise StreamLost(f"database {self.database}: live stream: {_first_line(exc)}") from None
+        self.slot, self.plugin, self._pending, self.position = slot, plugin, None, f"lsn:{start}"
 
     def _slot_waited(self) -> str:
         """Why the slot's creation outlasted the statement timeout: a logical slot starts once every transaction
@@ -309,7 +340,7 @@ class LogicalDecodingStream:
         previous one (a TRUNCATE committed between the shapes and the read is seen in the next shapes). A partition
         tree that only gained tables holding no row (`empty`, read with `shapes`) brought no row: no gap."""
         seen, self._truncated = truncated | self._truncated, truncated
-        reshaped, repartitioned, replaced = [], [], []
+        reshaped, repartitioned, replaced, unidentified = [], [], [], []
         regrown = False  # a tree gained only empty tables: a table a change names may be a partition now
         for oid, (schema, name, before) in list(self._shapes.items()):
             now = shapes.get(oid)
@@ -320,8 +351,13 @@ class LogicalDecodingStream:
             if now is None or now == before:
                 continue
             self._shapes[oid] = (schema, name, now)
-            (_storage, columns, tree), (_before, columns_before, tree_before) = (
+            (storage, columns, tree), (storage_before, columns_before, tree_before) = (
                 now.split(":", 2), before.split(":", 2))
+            if not _identified(now) and self.plugin is not None and not self.plugin.unidentified:
+                # It lost its replica identity: rows the plugin does not print may have changed unseen since.
+                unidentified.append(f"{schema}.{name}")
+            if (storage.split("/")[0], columns, tree) == (storage_before.split("/")[0], columns_before, tree_before):
+                continue  # only its replica identity changed
             if columns != columns_before or (tree == tree_before and (schema, name) not in seen):
                 reshaped.append(f"{schema}.{name}")
             elif _only_empty_joined(tree_before, tree, empty.get(oid, frozenset())):
@@ -339,6 +375,10 @@ class LogicalDecodingStream:
         if repartitioned:
             return (f"table {', '.join(repartitioned)}: partitions attached or detached (their rows are in no "
                     "change; logical decoding shows no DDL): every check counted in full")
+        if unidentified:
+            return (f"table {', '.join(unidentified)} lost its replica identity, and the output plugin "
+                    f"{self.plugin.name if self.plugin else ''} prints nothing of such a table's UPDATEs and DELETEs: "
+                    "every check counted in full, the stream read with a plugin that prints them")
         return None
 
     def wait(self, timeout: float) -> None:
@@ -349,13 +389,16 @@ class LogicalDecodingStream:
         return []  # a foreign key's actions run as statements, decoded as any other
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
-        """Also keeps the table's shape now (before its check is counted), for `_reshaped`."""
+        """Also keeps the table's shape now (before its check is counted), for `_reshaped`; a table without a
+        replica identity makes the stream read a plugin that prints its rows (`_print_unidentified`)."""
         quoted = conn.dialect.identifier_preparer.format_table(table)
         row = conn.execute(sa.text(
             f"SELECT n.nspname, c.relname, c.oid, {_SHAPE} FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:name)"),
             {"name": quoted}).one()
         self._shapes[int(row[2])] = (str(row[0]), str(row[1]), str(row[3]))
+        if not _identified(str(row[3])):
+            self._print_unidentified()
         return str(row[0]), str(row[1])
 
     def unsettled(self, xids: set[str]) -> set[str]:
@@ -384,12 +427,22 @@ class LogicalDecodingStream:
                 conn.close()
 
 
-# A table's storage (relfilenode: new after a rewrite or a TRUNCATE), its columns' types, type modifiers,
-# collations and names (a rename may make the key's name another column's), and the tables of its partition tree
-# (ATTACH PARTITION brings rows no change names), as text: `relfilenode:columns:partitions` (names as their bytes
-# in hex, so that no `:` in one splits the text elsewhere; not md5(), which a FIPS-mode build refuses).
-_SHAPE = ("c.relfilenode::text || ':' || coalesce((SELECT string_agg(a.attnum || ',' || a.atttypid || ',' ||"
-          " a.atttypmod || ',' || a.attcollation || ',' ||"
+# Whether the table and every table of its partition tree whose rows are decoded (a plain table: a partitioned
+# table holds none, a view or a foreign table is not decoded) has a replica identity, which the catalog says as the
+# server decides what to log of an UPDATE or DELETE: FULL, the primary key under DEFAULT, the index named by USING
+# INDEX (ready and valid). `t` or `f`.
+_IDENTIFIED = ("(SELECT CASE WHEN coalesce(bool_and(r.relreplident = 'f' OR EXISTS (SELECT FROM pg_index i"
+               " WHERE i.indrelid = r.oid AND i.indisvalid AND i.indisready AND CASE r.relreplident"
+               " WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END)), true)"
+               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind = 'r'"
+               " AND (r.oid = c.oid OR r.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) t)))")
+# A table's storage (relfilenode: new after a rewrite or a TRUNCATE) and whether it has a replica identity
+# (`_IDENTIFIED`), its columns' types, type modifiers, collations and names (a rename may make the key's name
+# another column's), and the tables of its partition tree (ATTACH PARTITION brings rows no change names), as text:
+# `relfilenode/identified:columns:partitions` (names as their bytes in hex, so that no `:` in one splits the text
+# elsewhere; not md5(), which a FIPS-mode build refuses).
+_SHAPE = ("c.relfilenode::text || '/' || " + _IDENTIFIED + " || ':' || coalesce((SELECT string_agg(a.attnum"
+          " || ',' || a.atttypid || ',' || a.atttypmod || ',' || a.attcollation || ',' ||"
           " encode(convert_to(a.attname::text, getdatabaseencoding()), 'hex'), ';' ORDER BY a.attnum)"
           " FROM pg_attribute a"
           " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ':' ||"
@@ -430,6 +483,11 @@ _OLDEST_WRITER = ("SELECT l.pid, a.xact_start, a.state, p.gid, p.prepared FROM p
                   " AND l.pid IS DISTINCT FROM pg_backend_pid() ORDER BY age(l.transactionid) DESC LIMIT 1")
 
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
+
+
+def _identified(shape: str) -> bool:
+    """Whether a table of `_SHAPE` has a replica identity (every table of its tree holding rows)."""
+    return not shape.split(":", 1)[0].endswith("/f")
 
 
 def _only_empty_joined(before: str, now: str, empty: frozenset[str]) -> bool:

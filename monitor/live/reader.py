@@ -76,6 +76,7 @@ BATCH_SECONDS = 0.02  # reads of a stream that keeps changing start at most this
 COMPILED_STATEMENTS = 64  # compiled re-count statements kept per reader
 DRAIN_SECONDS = 5.0  # how long a reader handing over may read to the end of its stream
 UNSETTLED_READS = 256  # reads waiting for their transactions to be visible, each re-counted once they are
+MISSING_SECONDS = 2.0  # how often a check whose table was not there at the last full count is looked for again
 
 
 class LiveSink(Protocol):
@@ -113,6 +114,12 @@ class LiveReader:
         # Tables whose changes cascade to checks' tables unnamed by the stream (InnoDB's foreign key actions)
         self._cascades: dict[tuple[str, str], dict[str, Effect]] = {}
         self._unindexed: set[str] = set()  # checks left to their poll: no index serves the key (logged once)
+        # Checks whose table was not there (or did not resolve) at the last full count: renamed or moved away, maybe
+        # for a moment (a swap in two steps, SET SCHEMA and back). Looked for again every `MISSING_SECONDS`; once
+        # there, every check is counted in full (they were followed by no change meanwhile). Before, such a check was
+        # left to its poll until the stream was opened again, and said to lack an index on its key.
+        self._missing: set[str] = set()
+        self._missing_looked = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{database}", daemon=True)
         self.following = threading.Event()  # set once the stream is open and every check counted
@@ -291,6 +298,15 @@ class LiveReader:
             self._counted = self.stream.position
             self._save_position()
             self._save_groups()
+            try:
+                self._look_for_missing()
+            except StreamLost as exc:
+                self.stream.close()
+                return None if self._stopping.is_set() else str(exc)
+            except (sa.exc.SQLAlchemyError, *CheckError) as exc:
+                self.stream.close()
+                return None if self._stopping.is_set() else \
+                    f"database {self.database}: count failed: {self._describe(exc)}"
             if not done:
                 self.stream.wait(self.poll_seconds)
             elif (left := started + BATCH_SECONDS - time.monotonic()) > 0:
@@ -330,6 +346,29 @@ class LiveReader:
             else:
                 for check, keys in due.items():
                     merge(self._again_due[1], check, keys)
+
+    def _look_for_missing(self) -> None:
+        """Every `MISSING_SECONDS`, whether the table of a check skipped at the last full count (`_missing`) is
+        there again; then a gap (no change of it was followed meanwhile), and every check counted in full."""
+        if not self._missing or time.monotonic() - self._missing_looked < MISSING_SECONDS:
+            return
+        self._missing_looked = time.monotonic()
+        back = []
+        with self.monitor.database(self.database).read_only() as conn:
+            for check in self.checks:
+                if check.name in self._missing:
+                    try:
+                        if _table_there(conn, self.monitor.resolve(check, conn).table):
+                            back.append(check.name)
+                    except CheckError:
+                        continue
+        if not back:
+            return
+        self.sink.live_gap(self.database, f"database {self.database}: live stream: the table of check "
+                           f"{', '.join(back)} is there again, and no change of it was followed while it was not: "
+                           "every check counted in full")
+        self._count_all(count_new=True)
+        self.sink.live_following(self.database, True)
 
     def _count_unnamed(self, done: list[Transaction]) -> None:
         """Where `done` holds rows the stream does not name (`Transaction.unnamed`), report a gap and count every
@@ -444,6 +483,9 @@ class LiveReader:
         identities: dict[tuple[str, str], tuple[str, ...]] = {}  # the columns identifying a watched table's rows
         if self._visibility is not None:
             self._visibility.tables.clear()
+        followed: list[tuple[CheckConfig, TableCheck, LiveGroups, tuple[str, str]]] = []
+        self._missing = set()
+        self._missing_looked = time.monotonic()
         with db.read_only() as conn:
             for check in self.checks:
                 try:
@@ -451,6 +493,13 @@ class LiveReader:
                 except CheckError as exc:
                     log.error("live mode skips a check that does not resolve", extra={"fields": {
                         "check": check.name, "database": self.database, "error": str(exc)}})
+                    self._missing.add(check.name)
+                    continue
+                if not _table_there(conn, resolved.table):  # resolved from what was reflected before
+                    log.error("live mode skips a check whose table is not there now (renamed, moved or dropped): "
+                              "it is looked for again, and counted in full once it is there", extra={"fields": {
+                                  "check": check.name, "database": self.database, "table": resolved.table.name}})
+                    self._missing.add(check.name)
                     continue
                 if (unmatched := resolved.keys_not_found_by_equality()) is not None:
                     if check.name not in self._unindexed:  # once per reader, not again after each gap
@@ -466,7 +515,11 @@ class LiveReader:
                     continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
-                table = self.stream.table_name(conn, resolved.table)
+                # Every table is named before any check is counted: naming one may make the stream start again
+                # (PostgreSQL: another output plugin), and a check counted before that would miss what committed
+                # between its count and the new start.
+                followed.append((check, resolved, groups, self.stream.table_name(conn, resolved.table)))
+            for check, resolved, groups, table in followed:
                 self._tables.setdefault(table, []).append(check.name)
                 if self._visibility is not None:
                     identities[table] = self._visibility.identify(table, resolved.table)
@@ -657,6 +710,11 @@ class LiveReader:
             self.sink.live_figures(check, self.database, figures)
         if late:
             self._report_late(late)
+
+def _table_there(conn: sa.Connection, table: sa.Table) -> bool:
+    """Whether `table` (a table or a view: SQLAlchemy's `has_table` finds both) is there now under its name."""
+    return bool(sa.inspect(conn).has_table(table.name, schema=table.schema))
+
 
 def unindexed(database: str, check: str, resolved: TableCheck) -> str:
     """Why live mode leaves `check` to its poll, and the statement creating the index it needs: one line."""

@@ -21,7 +21,9 @@ from datetime import datetime
 
 from monitor.live.changes import Change, Fold, Operation, Row, Transaction
 
-_CHANGE = re.compile(r'^table (?P<name>(?:"(?:[^"]|"")*"|[^.":])+\.(?:"(?:[^"]|"")*"|[^.":])+): '
+_NAME = r'(?:"(?:[^"]|"")*"|[^.":,])+\.(?:"(?:[^"]|"")*"|[^.":,])+'
+# One TRUNCATE statement of several tables is one line naming them all: `table public.a, public.b: TRUNCATE: ...`
+_CHANGE = re.compile(rf'^table (?P<name>{_NAME}(?:, {_NAME})*): '
                      r'(?P<op>INSERT|UPDATE|DELETE|TRUNCATE):(?: (?P<data>.*))?$', re.DOTALL)
 _COMMIT_TIME = re.compile(r"\(at (?P<at>[^)]+)\)\s*$")
 UNCHANGED_TOAST = "unchanged-toast-datum"
@@ -48,7 +50,8 @@ def transactions(lines: list[str], pending: Transaction | None = None, fold: Fol
         elif line.startswith("table "):
             if current is None:  # a change outside BEGIN/COMMIT: keep it rather than lose a hint
                 current = Transaction()
-            keep(current, parse_change(line), fold)
+            for change in parse_changes(line):
+                keep(current, change, fold)
     return done, current
 
 
@@ -74,14 +77,21 @@ def commit_time(line: str) -> datetime | None:
         return None
 
 
-def parse_change(line: str) -> Change:
+def parse_changes(line: str) -> list[Change]:
+    """The changes of one line: one, or one TRUNCATE per table of a statement that truncated several (before, such
+    a line was taken for an unknown one: a gap, every check counted in full)."""
     match = _CHANGE.match(line)
     if match is None:
         raise DecodingError(f"unexpected test_decoding line: {line[:80]!r}")
-    schema, table = split_qualified(match["name"])
     operation: Operation = match["op"]  # type: ignore[assignment]  # the regex allows these four only
-    data = match["data"] or ""
-    if operation == "TRUNCATE" or data.startswith("(no-tuple-data)"):
+    if operation == "TRUNCATE":
+        return [Change(schema, table, operation) for schema, table in split_list(match["name"])]
+    schema, table = split_qualified(match["name"])
+    return [parse_change(schema, table, operation, match["data"] or "")]
+
+
+def parse_change(schema: str, table: str, operation: Operation, data: str) -> Change:
+    if data.startswith("(no-tuple-data)"):
         return Change(schema, table, operation)
     if operation == "INSERT":
         return Change(schema, table, operation, new=parse_tuple(data))
@@ -94,16 +104,30 @@ def parse_change(line: str) -> Change:
 
 
 def split_qualified(name: str) -> tuple[str, str]:
+    tables = split_list(name)
+    if len(tables) != 1:
+        raise DecodingError(f"unexpected table name {name!r}")
+    return tables[0]
+
+
+def split_list(names: str) -> list[tuple[str, str]]:
+    """`schema.table, schema.table, ...` (names quoted as `quote_identifier` quotes them) as (schema, table) pairs."""
+    tables: list[tuple[str, str]] = []
     parts: list[str] = []
     position = 0
-    while position < len(name):
-        identifier, position = _identifier(name, position)
+    while position < len(names):
+        identifier, position = _identifier(names, position, stop=".,")
         parts.append(identifier)
-        if position < len(name) and name[position] == ".":
+        if names.startswith(".", position):
             position += 1
-    if len(parts) != 2:
-        raise DecodingError(f"unexpected table name {name!r}")
-    return parts[0], parts[1]
+        elif position == len(names) or names.startswith(", ", position):
+            if len(parts) != 2:
+                raise DecodingError(f"unexpected table name {names!r}")
+            tables.append((parts[0], parts[1]))
+            parts, position = [], position + 2
+        else:
+            raise DecodingError(f"unexpected table name {names!r}")
+    return tables
 
 
 def _identifier(text: str, position: int, stop: str = ".") -> tuple[str, int]:

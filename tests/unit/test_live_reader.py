@@ -21,6 +21,7 @@ from monitor.detect import CheckResult
 from monitor.engine import Monitor
 from monitor.live import Figures, LiveReader, StreamLost
 from monitor.live.changes import Change, Transaction
+from monitor.live.groups import LiveGroups
 from monitor.metrics import MetricsExporter
 
 pytestmark = pytest.mark.timeout(60)
@@ -186,18 +187,24 @@ def test_groups_formed_between_two_first_count_attempts_are_counted_new(
     (on_a's runs' new groups are not counted while the stream counts it)."""
     monkeypatch.setattr(reader_module, "RETRY_SECONDS", (0.05,))
     writer = sa.create_engine(monitor.database("d").url)
+    attempts: list[int] = []
 
     def on_open(attempt: int) -> None:
+        attempts.append(attempt)
         if attempt == 2:
             with writer.begin() as conn:
                 conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
 
-    def on_table(attempt: int, table: str) -> None:
-        if attempt == 1 and table == "b":
-            raise StreamLost("lost during the first count")
+    resync = LiveGroups.resync
 
+    def failing(groups: LiveGroups, *args: Any) -> int:  # every table is named first, then each check counted
+        if attempts == [1] and groups.resolved.table.name == "b":
+            raise StreamLost("lost during the first count")
+        return resync(groups, *args)
+
+    monkeypatch.setattr(LiveGroups, "resync", failing)
     sink = Sink()
-    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_open, on_table), sink)
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_open), sink)
     reader.start()
     try:
         assert reader.following.wait(10)
@@ -207,6 +214,29 @@ def test_groups_formed_between_two_first_count_attempts_are_counted_new(
     counts = [(figures.groups, figures.new_groups) for check, figures in sink.figures if check == "on_a"]
     assert counts == [(1, 0), (2, 1)]
     assert sink.following[:2] == [False, True]  # released at the failed attempt, then followed
+
+
+def test_every_table_is_named_before_any_check_is_counted(monitor: Monitor) -> None:
+    """Naming a table may start the stream again (PostgreSQL: a table without a replica identity, which wal2json
+    does not print, makes it read a slot of test_decoding from then on): what committed before that is counted by
+    every check, also one whose table was named before. Here check on_a was counted before on_b's table was named,
+    and the group formed meanwhile (a commit the new stream does not show) was never counted."""
+    writer = sa.create_engine(monitor.database("d").url)
+
+    def on_table(attempt: int, table: str) -> None:  # the stream starts again here: what committed before is gone
+        if table == "b":
+            with writer.begin() as conn:
+                conn.execute(sa.text("INSERT INTO a (id, k) VALUES (3, 'y'), (4, 'y')"))
+
+    sink = Sink()
+    reader = LiveReader(monitor, "d", list(monitor.config.checks), Scripted(on_table=on_table), sink)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        assert reader.groups["on_a"].figures == (2, 2)
+    finally:
+        reader.stop()
+        writer.dispose()
 
 
 class Visible(Scripted):
