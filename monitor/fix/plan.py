@@ -963,16 +963,21 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     # PostgreSQL 15's `UNIQUE NULLS NOT DISTINCT`: a NULL beside the repointed columns is a value like any other
     # (a permission with no codename once per group), so two such rows collide.
     nulls_equal = {key.name for key in keys if key.nulls_not_distinct}
+    # The primary key is a unique set named "PRIMARY KEY" there and by its own name in the catalog's keys
+    # (Keycloak's `USER_ROLE_MAPPING` keyed by `(ROLE_ID, USER_ID)`): one constraint, named and counted once.
+    primary = next((key.name for key in keys if key.primary), None)
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, checked)
                      .where(*[c.is_not(None) for c in rest if name not in nulls_equal])
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
-        count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
+        count = conn.execute(_clashing_groups(colliding)).scalar_one()
         if count:
-            conflicts[name] = int(count)
+            conflicts[f"{primary} (the primary key)" if name == "PRIMARY KEY" and primary else name] = int(count)
     known = {name for name, _cols in ref.unique_sets}
     for key in keys:
+        if key.primary and "PRIMARY KEY" in known:
+            continue
         # A partial unique index (GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`)
         # is not a unique set, yet a repoint breaks it all the same, where its predicate holds (SQLite keeps no
         # predicate: there it is applied to every row, a refusal too many).
@@ -985,13 +990,19 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
             where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, checked).where(*where)
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
-        count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
+        count = conn.execute(_clashing_groups(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
                          repointed_first=int(first),
                          unreferable=_unreferable(conn, layout, child, rel, checked, ref),
                          unfit=_unfit(conn, layout, child, rel, checked, ref))
+
+
+def _clashing_groups(colliding: FromClause) -> sa.Select[tuple[Any]]:
+    """How many duplicate groups hold a clash of `colliding` (one row per group and clashing value): a group
+    whose repoint makes two pairs collide is one group, as the blocker says, not two."""
+    return sa.select(sa.func.count(sa.distinct(colliding.c[GROUP])))
 
 
 def _kept_of(rel: FromClause) -> tuple[FromClause, ColumnElement[bool]]:

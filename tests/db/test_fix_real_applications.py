@@ -1,0 +1,57 @@
+"""Real applications' schemas as a new user meets them (Keycloak, Django, Rails), written as their migrations
+write them: what the dry run promises about them, and that fix and undo keep it."""
+
+from __future__ import annotations
+
+from fix_support import config_file, contents, json_out, run_cli
+
+
+def _seed_keycloak(db) -> None:
+    """Keycloak's `USER_ENTITY` (duplicate emails allowed in the realm) and `USER_ROLE_MAPPING`, keyed by
+    `(ROLE_ID, USER_ID)`: both Ann's accounts hold role r1, so the repoint would make two `(r1, u1)`."""
+    db.execute(
+        "CREATE TABLE USER_ENTITY (ID varchar(36) NOT NULL, EMAIL varchar(255), REALM_ID varchar(255), "
+        "USERNAME varchar(255), CONSTRAINT CONSTRAINT_FB PRIMARY KEY (ID))",
+        "CREATE TABLE USER_ROLE_MAPPING (ROLE_ID varchar(255) NOT NULL, USER_ID varchar(36) NOT NULL, "
+        "CONSTRAINT CONSTRAINT_C PRIMARY KEY (ROLE_ID, USER_ID), "
+        "CONSTRAINT FK_C4FQV34P1MBYLLOXANG7B1Q3L FOREIGN KEY (USER_ID) REFERENCES USER_ENTITY (ID))",
+        "INSERT INTO USER_ENTITY VALUES ('u1', 'ann@acme.io', 'acme', 'ann'), ('u2', 'ann@acme.io', 'acme', 'ann2')",
+        "INSERT INTO USER_ROLE_MAPPING VALUES ('r1', 'u1'), ('r2', 'u1'), ('r1', 'u2'), ('r3', 'u2')")
+
+
+def test_composite_primary_key_clash_is_one_blocker_naming_the_key(db, tmp_path):
+    """The clash on the link table's primary key was reported twice, once as `PRIMARY KEY` (the unique sets) and
+    once by its own name (`constraint_c`, `PRIMARY`, `sqlite_autoindex_USER_ROLE_MAPPING_1`, the catalog's keys):
+    two blockers and two `unique_conflicts` for one constraint."""
+    _seed_keycloak(db)
+    names = ["user_entity", "user_role_mapping"] if db.dialect == "postgresql" else ["USER_ENTITY", "USER_ROLE_MAPPING"]
+    key = ["realm_id", "email"] if db.dialect == "postgresql" else ["REALM_ID", "EMAIL"]
+    path = config_file(tmp_path, db, [{"name": "kc-users", "table": names[0], "key": key, "merge_distinct": True}])
+    before = contents(db, *names)
+    dry = run_cli("fix", "kc-users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    clash = [b for b in json_out(dry)["blockers"] if "would violate its unique constraint" in b]
+    primary = {"postgresql": "constraint_c", "mysql": "PRIMARY", "sqlite": "sqlite_autoindex_USER_ROLE_MAPPING_1"}
+    assert len(clash) == 1 and f"{primary[db.dialect]} (the primary key) in 1 group(s)" in clash[0], clash
+    [ref] = json_out(dry)["references"]
+    assert ref["unique_conflicts"] == {f"{primary[db.dialect]} (the primary key)": 1}, ref
+    fixed = run_cli("fix", "kc-users", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
+    assert contents(db, *names) == before
+
+
+def test_clash_count_is_of_groups_not_of_clashing_pairs(db, tmp_path):
+    """Django's `auth_user_groups` with `unique_together (user_id, group_id)`: the one duplicate group (users 2, 3
+    and 4) makes two pairs collide, `(2, 1)` and `(2, 2)`. The blocker said `in 2 group(s)` of a plan of one."""
+    db.execute("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username VARCHAR(150) NOT NULL, "
+               "email VARCHAR(254) NOT NULL)",
+               "CREATE TABLE auth_user_groups (id INTEGER PRIMARY KEY, "
+               "user_id INTEGER NOT NULL REFERENCES auth_user (id), group_id INTEGER NOT NULL, "
+               "CONSTRAINT auth_user_groups_user_id_group_id_94350c0c_uniq UNIQUE (user_id, group_id))",
+               "INSERT INTO auth_user VALUES (2, 'alice', 'a@x.io'), (3, 'alice2', 'a@x.io'), (4, 'alice3', 'a@x.io')",
+               "INSERT INTO auth_user_groups VALUES (1, 2, 1), (2, 3, 1), (3, 3, 2), (4, 4, 2)")
+    path = config_file(tmp_path, db, [{"name": "emails", "table": "auth_user", "key": ["email"]}])
+    dry = run_cli("fix", "emails", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    clash = [b for b in json_out(dry)["blockers"] if "would violate its unique constraint" in b]
+    assert len(clash) == 1 and "in 1 group(s)" in clash[0], clash
