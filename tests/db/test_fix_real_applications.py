@@ -84,3 +84,34 @@ def test_rails_polymorphic_reference_is_counted_through_the_index_rails_makes(db
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "tags", "comments") == before
+
+
+def test_odoo_generic_relations_are_counted(pg, tmp_path):
+    """Odoo's chatter, attachments and external ids point at a record by `res_id` beside its model's name
+    (`res_model` or `model`: 'res.partner' for `res_partner`), no foreign key. The dry run of a duplicate partner
+    said nothing of them (exit 0), and the fix left the message, the attachment, the follower and the external id
+    pointing at no partner."""
+    pg.execute(
+        "CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar, email varchar, active boolean)",
+        "CREATE TABLE mail_message (id serial PRIMARY KEY, model varchar, res_id integer, body text)",
+        "CREATE INDEX mail_message_model_res_id_idx ON mail_message (model, res_id)",
+        "CREATE TABLE mail_followers (id serial PRIMARY KEY, res_model varchar NOT NULL, res_id integer, "
+        "partner_id integer REFERENCES res_partner (id) ON DELETE CASCADE, "
+        "CONSTRAINT mail_followers_res_partner_res_model_id_uniq UNIQUE (res_model, res_id, partner_id))",
+        "CREATE TABLE ir_attachment (id serial PRIMARY KEY, name varchar NOT NULL, res_model varchar, res_id integer)",
+        "CREATE INDEX ir_attachment_res_idx ON ir_attachment (res_model, res_id)",
+        "INSERT INTO res_partner VALUES (1, 'Co', 'info@co.io', true), (10, 'Jane', 'jane@x.io', true), "
+        "(11, 'Jane', 'jane@x.io', true)",
+        "INSERT INTO mail_message VALUES (1, 'res.partner', 11, 'hi'), (2, 'sale.order', 11, 'so'), "
+        "(3, 'res.partner', 10, 'kept')",
+        "INSERT INTO mail_followers VALUES (1, 'res.partner', 11, 1)",
+        "INSERT INTO ir_attachment VALUES (1, 'cv.pdf', 'res.partner', 11)")
+    path = config_file(tmp_path, pg, [{"name": "partners", "table": "res_partner", "key": ["email"]}])
+    dry = run_cli("fix", "partners", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    found = {u["table"]: u for u in json_out(dry)["undeclared_references"]}
+    assert {t: (u["column"], u["type_column"], u["rows"], u["by_type"]) for t, u in found.items()} == {
+        "mail_message": ("res_id", "model", 1, [{"value": "res.partner", "rows": 1}]),
+        "mail_followers": ("res_id", "res_model", 1, [{"value": "res.partner", "rows": 1}]),
+        "ir_attachment": ("res_id", "res_model", 1, [{"value": "res.partner", "rows": 1}])}, found
+    assert found["mail_message"]["other_types"] == [{"value": "sale.order", "rows": 1}]
