@@ -21,7 +21,8 @@ in Python; only `sample` groups are listed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -172,13 +173,20 @@ class Layout:
         """Table `name` of `schema` reflected, once per layout."""
         return self.once(("reflect", schema, name), lambda: reflect(conn, schema, name))
 
-    def full_indexes(self, conn: Connection, schema: str | None, name: str) -> list[list[str | None]]:
+    def full_indexes(self, conn: Connection, schema: str | None, name: str,
+                     columns: Sequence[str] = ()) -> list[list[str | None]]:
         """The columns of each index of the table that is not partial (a partial one serves only the rows of its
-        predicate), as reflection lists them, once per layout."""
-        return self.once(("indexes", schema, name), lambda: [
-            list(i.get("column_names") or []) for i in sa.inspect(conn).get_indexes(name, schema=schema)
-            if not any(key.endswith("_where") and value is not None
-                       for key, value in i.get("dialect_options", {}).items())])
+        predicate), as reflection lists them, once per layout; and of each partial one whose predicate only says
+        that some of `columns` are not NULL (Mastodon's `list_accounts (follow_id) WHERE follow_id IS NOT NULL`):
+        a lookup by `column = value` holds only such rows, and the database proves it and uses the index."""
+        indexes = self.once(("indexes", schema, name), lambda: sa.inspect(conn).get_indexes(name, schema=schema))
+        found = []
+        for index in indexes:
+            where = [str(value) for key, value in index.get("dialect_options", {}).items()
+                     if key.endswith("_where") and value is not None]
+            if not where or all(_not_null_only(w, columns) for w in where):
+                found.append(list(index.get("column_names") or []))
+        return found
 
     def _physical_name(self) -> str:
         """The name that reaches the physical identity: SQLite's rowid is also `_rowid_` and `oid`, and a column
@@ -910,9 +918,21 @@ def _indexed(conn: Connection, layout: Layout, ref: Reference) -> bool:
     scan of the whole table (PostgreSQL's foreign key check does this once per deleted row). (A key or index that
     starts with them contains them: `Reference.unique_sets` holds every unique one that may.)"""
     leading: list[list[str | None]] = [list(cols) for _name, cols in ref.unique_sets]
-    leading += layout.full_indexes(conn, ref.schema, ref.table)
+    leading += layout.full_indexes(conn, ref.schema, ref.table, ref.columns)
     wanted = set(ref.columns)
     return any(set(columns[:len(wanted)]) == wanted for columns in leading)
+
+
+_NOT_NULL = re.compile(r"^\s*(\w+)\s+IS\s+NOT\s+NULL\s*$", re.IGNORECASE)
+
+
+def _not_null_only(predicate: str, columns: Sequence[str]) -> bool:
+    """Whether a partial index's predicate, as the catalog writes it (`(follow_id IS NOT NULL)`, `(("a" IS NOT NULL)
+    AND (b IS NOT NULL))`), only says that some of `columns` are not NULL: one the lookup `column = value` of
+    each of them implies (`=` is strict: NULL matches nothing)."""
+    parts = re.split(r"\s+AND\s+", predicate.replace("(", " ").replace(")", " ").replace('"', ""),
+                     flags=re.IGNORECASE)
+    return all((m := _NOT_NULL.match(part)) is not None and m.group(1) in columns for part in parts)
 
 
 def missing_index(conn: Connection, dialect: str, ref: Reference) -> str:

@@ -3,6 +3,8 @@ write them: what the dry run promises about them, and that fix and undo keep it.
 
 from __future__ import annotations
 
+import pytest
+
 from fix_support import config_file, contents, json_out, run_cli
 
 
@@ -115,3 +117,29 @@ def test_odoo_generic_relations_are_counted(pg, tmp_path):
         "mail_followers": ("res_id", "res_model", 1, [{"value": "res.partner", "rows": 1}]),
         "ir_attachment": ("res_id", "res_model", 1, [{"value": "res.partner", "rows": 1}])}, found
     assert found["mail_message"]["other_types"] == [{"value": "sale.order", "rows": 1}]
+
+
+@pytest.mark.parametrize("dialect_db", ["pg", "sqlite_db"])
+def test_partial_not_null_index_on_a_foreign_key_is_an_index(dialect_db, request, tmp_path):
+    """Mastodon indexes `list_accounts (follow_id) WHERE (follow_id IS NOT NULL)`: the lookup of the rows pointing
+    at a deleted follow (`follow_id = $1`) implies the predicate, and the database uses that index (PostgreSQL's
+    foreign key check too, measured: `Index Scan using ... Index Cond: (follow_id = $1)`). The dry run said
+    `advice: list_accounts(follow_id) has no index ... every deleted row makes the database search all of
+    list_accounts` and advised a second, redundant index; a partial index on another predicate still gets it."""
+    db = request.getfixturevalue(dialect_db)
+    db.execute("CREATE TABLE follows (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, "
+               "target_account_id INTEGER NOT NULL)",
+               "CREATE TABLE list_accounts (id INTEGER PRIMARY KEY, list_id INTEGER NOT NULL, "
+               "follow_id INTEGER REFERENCES follows (id) ON DELETE CASCADE, "
+               "other_id INTEGER REFERENCES follows (id))",
+               "CREATE INDEX index_list_accounts_on_follow_id ON list_accounts (follow_id) "
+               "WHERE (follow_id IS NOT NULL)",
+               "CREATE INDEX index_list_accounts_on_other_id ON list_accounts (other_id) WHERE (list_id > 0)",
+               "INSERT INTO follows VALUES (10, 1, 2), (11, 1, 2)",
+               "INSERT INTO list_accounts VALUES (1, 1, 11, 11)")
+    path = config_file(tmp_path, db, [{"name": "follows", "table": "follows",
+                                       "key": ["account_id", "target_account_id"]}])
+    dry = run_cli("fix", "follows", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    missing = {r["columns"][0]: r["missing_index"] for r in json_out(dry)["references"]}
+    assert missing["follow_id"] is None and missing["other_id"] is not None, missing
