@@ -21,7 +21,8 @@ in Python; only `sample` groups are listed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -172,13 +173,20 @@ class Layout:
         """Table `name` of `schema` reflected, once per layout."""
         return self.once(("reflect", schema, name), lambda: reflect(conn, schema, name))
 
-    def full_indexes(self, conn: Connection, schema: str | None, name: str) -> list[list[str | None]]:
+    def full_indexes(self, conn: Connection, schema: str | None, name: str,
+                     columns: Sequence[str] = ()) -> list[list[str | None]]:
         """The columns of each index of the table that is not partial (a partial one serves only the rows of its
-        predicate), as reflection lists them, once per layout."""
-        return self.once(("indexes", schema, name), lambda: [
-            list(i.get("column_names") or []) for i in sa.inspect(conn).get_indexes(name, schema=schema)
-            if not any(key.endswith("_where") and value is not None
-                       for key, value in i.get("dialect_options", {}).items())])
+        predicate), as reflection lists them, once per layout; and of each partial one whose predicate only says
+        that some of `columns` are not NULL (Mastodon's `list_accounts (follow_id) WHERE follow_id IS NOT NULL`):
+        a lookup by `column = value` holds only such rows, and the database proves it and uses the index."""
+        indexes = self.once(("indexes", schema, name), lambda: sa.inspect(conn).get_indexes(name, schema=schema))
+        found = []
+        for index in indexes:
+            where = [str(value) for key, value in index.get("dialect_options", {}).items()
+                     if key.endswith("_where") and value is not None]
+            if not where or all(_not_null_only(w, columns) for w in where):
+                found.append(list(index.get("column_names") or []))
+        return found
 
     def _physical_name(self) -> str:
         """The name that reaches the physical identity: SQLite's rowid is also `_rowid_` and `oid`, and a column
@@ -910,9 +918,21 @@ def _indexed(conn: Connection, layout: Layout, ref: Reference) -> bool:
     scan of the whole table (PostgreSQL's foreign key check does this once per deleted row). (A key or index that
     starts with them contains them: `Reference.unique_sets` holds every unique one that may.)"""
     leading: list[list[str | None]] = [list(cols) for _name, cols in ref.unique_sets]
-    leading += layout.full_indexes(conn, ref.schema, ref.table)
+    leading += layout.full_indexes(conn, ref.schema, ref.table, ref.columns)
     wanted = set(ref.columns)
     return any(set(columns[:len(wanted)]) == wanted for columns in leading)
+
+
+_NOT_NULL = re.compile(r"^\s*(\w+)\s+IS\s+NOT\s+NULL\s*$", re.IGNORECASE)
+
+
+def _not_null_only(predicate: str, columns: Sequence[str]) -> bool:
+    """Whether a partial index's predicate, as the catalog writes it (`(follow_id IS NOT NULL)`, `(("a" IS NOT NULL)
+    AND (b IS NOT NULL))`), only says that some of `columns` are not NULL: one the lookup `column = value` of
+    each of them implies (`=` is strict: NULL matches nothing)."""
+    parts = re.split(r"\s+AND\s+", predicate.replace("(", " ").replace(")", " ").replace('"', ""),
+                     flags=re.IGNORECASE)
+    return all((m := _NOT_NULL.match(part)) is not None and m.group(1) in columns for part in parts)
 
 
 def missing_index(conn: Connection, dialect: str, ref: Reference) -> str:
@@ -963,16 +983,21 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
     # PostgreSQL 15's `UNIQUE NULLS NOT DISTINCT`: a NULL beside the repointed columns is a value like any other
     # (a permission with no codename once per group), so two such rows collide.
     nulls_equal = {key.name for key in keys if key.nulls_not_distinct}
+    # The primary key is a unique set named "PRIMARY KEY" there and by its own name in the catalog's keys
+    # (Keycloak's `USER_ROLE_MAPPING` keyed by `(ROLE_ID, USER_ID)`): one constraint, named and counted once.
+    primary = next((key.name for key in keys if key.primary), None)
     for name, unique in ref.unique_sets:
         rest = [child.c[c] for c in unique if c not in ref.columns]
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, checked)
                      .where(*[c.is_not(None) for c in rest if name not in nulls_equal])
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
-        count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
+        count = conn.execute(_clashing_groups(colliding)).scalar_one()
         if count:
-            conflicts[name] = int(count)
+            conflicts[f"{primary} (the primary key)" if name == "PRIMARY KEY" and primary else name] = int(count)
     known = {name for name, _cols in ref.unique_sets}
     for key in keys:
+        if key.primary and "PRIMARY KEY" in known:
+            continue
         # A partial unique index (GitLab's `members`: `UNIQUE (user_id, source_id) WHERE requested_at IS NULL`)
         # is not a unique set, yet a repoint breaks it all the same, where its predicate holds (SQLite keeps no
         # predicate: there it is applied to every row, a refusal too many).
@@ -985,13 +1010,19 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
             where.append(sa.literal_column(f"({key.predicate})", sa.Boolean))
         colliding = (sa.select(rel.c[GROUP], *rest).select_from(child).join(rel, checked).where(*where)
                      .group_by(rel.c[GROUP], *rest).having(sa.func.count() > 1).subquery("dupewatch_clash"))
-        count = conn.execute(sa.select(sa.func.count()).select_from(colliding)).scalar_one()
+        count = conn.execute(_clashing_groups(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
     return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
                          repointed_first=int(first),
                          unreferable=_unreferable(conn, layout, child, rel, checked, ref),
                          unfit=_unfit(conn, layout, child, rel, checked, ref))
+
+
+def _clashing_groups(colliding: FromClause) -> sa.Select[tuple[Any]]:
+    """How many duplicate groups hold a clash of `colliding` (one row per group and clashing value): a group
+    whose repoint makes two pairs collide is one group, as the blocker says, not two."""
+    return sa.select(sa.func.count(sa.distinct(colliding.c[GROUP])))
 
 
 def _kept_of(rel: FromClause) -> tuple[FromClause, ColumnElement[bool]]:

@@ -24,7 +24,8 @@ taggit, guardian, the admin log, comments) are the same kind of pair: where the 
 `django_content_type` table, the content types whose `app_label` and `model` name the fixed table (`auth` and
 `user` for `auth_user`, Django's default table name) are read from it, and the rows of each table with both
 columns whose `object_id`/`object_pk` holds the key of a row to delete are counted per content type, in the same
-way (through an index leading with the object column; text compared with the key's text).
+way (through an index leading with the object column; text compared with the key's text). Odoo's `res_id`
+beside `res_model` (or `model`) is a polymorphic pair whose type values name the table whole: 'res.partner'.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ KEYS_PER_STATEMENT = 1_000  # keys looked up per counting statement (an IN list,
 CONTENT_TYPES = "django_content_type"  # Django's table of content types, where generic relations name their table
 CONTENT_TYPE_COLUMN = "content_type_id"
 OBJECT_COLUMNS = ("object_id", "object_pk")
+# Odoo's generic relations: `res_id` beside the model's name, `res_model` (mail_followers, ir_attachment, the
+# activities) or `model` (mail_message, ir_model_data), 'res.partner' for the table `res_partner`.
+ODOO_OBJECT_COLUMN = "res_id"
+ODOO_MODEL_COLUMNS = ("res_model", "model")
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,14 @@ def _squash(name: str) -> str:
 
 def names_table(value: Any, table: str) -> bool:
     """Whether a polymorphic type value names `table` as a class: 'Account', 'Admin::Account' or 'app.Account'
-    for `account` or `accounts` (Rails' plural table names), 'AuditEntry' for `audit_entry`."""
+    for `account` or `accounts` (Rails' plural table names), 'AuditEntry' for `audit_entry`; or as a whole, as
+    Odoo names its models' tables: 'res.partner' for `res_partner`."""
     if not isinstance(value, str):
         return False
     last = _squash(re.split(r"::|\.", value.strip())[-1])
     squashed = _squash(table)
+    if "." in value and _squash(value) == squashed:
+        return True
     return bool(last) and last in (squashed, squashed[:-1] if squashed.endswith("s") else squashed,
                                    squashed[:-2] if squashed.endswith("es") else squashed)
 
@@ -177,6 +185,8 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
             stem = col["name"][:-2].rstrip("_")
             polymorphic = next((n for n in sorted(own) if n.lower() in (f"{stem}_type".lower(),
                                                                            f"{stem}type".lower())), None)
+            if polymorphic is None and col["name"] == ODOO_OBJECT_COLUMN:  # Odoo: `res_model` or `model`
+                polymorphic = next((n for n in ODOO_MODEL_COLUMNS if n in own), None)
             if polymorphic is None and not stem_names_table(stem, table.name, names):
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
@@ -246,9 +256,14 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
         generic = polymorphic == CONTENT_TYPE_COLUMN and bool(content_types)
         # A generic relation's index leads with the content type as often as with the object (Django's own
         # `Index(fields=["content_type", "object_id"])`): its rows are counted for the fixed table's types only.
-        if not ({column, polymorphic} if generic else {column}) & leading.get(name, set()):
+        # So does Rails' polymorphic one (`t.references :commentable, polymorphic: true` indexes
+        # `(commentable_type, commentable_id)`): its type values are read first, through that index, and the
+        # rows counted per type value by lookups of (type, key).
+        indexed = leading.get(name, set())
+        if not ({column, polymorphic} if polymorphic else {column}) & indexed:
             unread.append(f"{prefix}{name}({column}) (no index on {prefix}{name}({column}))")
             continue
+        by_type_first = polymorphic is not None and not generic and column not in indexed
         child = sa.table(name, *[sa.column(n) for n in (column, polymorphic) if n], schema=schema)
         wanted: sa.ColumnElement[bool] = child.c[column].in_(sa.bindparam("keys", expanding=True))
         if generic:
@@ -257,6 +272,11 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
         per_type: dict[Any, int] = {}
         try:
             with conn.begin_nested(), rules.bounded_statements(conn, COUNT_SECONDS):
+                if by_type_first:
+                    assert polymorphic is not None
+                    kinds = list(conn.execute(sa.select(child.c[polymorphic]).distinct()
+                                              .where(child.c[polymorphic].is_not(None))).scalars())
+                    wanted = sa.and_(child.c[polymorphic].in_(kinds), wanted)
                 for start in range(0, len(keys), KEYS_PER_STATEMENT):
                     chunk = {"keys": looked_up[start:start + KEYS_PER_STATEMENT]}
                     if polymorphic is None:
