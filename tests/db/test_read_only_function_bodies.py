@@ -21,6 +21,7 @@ from dbtest import PG_URL, server_login, write_config
 from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
+from read_only_support import assert_alive, assert_refused, run_query, run_where
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -72,28 +73,6 @@ def pg_operator_family(pg: Any, other_session: Any) -> Any:
     pg.arm = lambda: pg.execute(f"INSERT INTO kill_target VALUES ({other_session.info.backend_pid})")
     yield pg
     pg.execute("DROP OPERATOR FAMILY IF EXISTS kill_ops USING btree CASCADE")
-
-
-def run_query(monitor_for: Any, db: Any, sql: str) -> Any:
-    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "sql": sql}])
-    return monitor.run("c")
-
-
-def run_where(monitor_for: Any, db: Any, where: str) -> Any:
-    monitor = monitor_for({"d": {"url": db.url}},
-                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
-    return monitor.run("w")
-
-
-def assert_refused(result: Any, *words: str) -> None:
-    assert result.status == "error", result
-    assert "is not allowed in a check" in result.error, result.error
-    assert all(word in result.error for word in words), result.error
-    assert "\n" not in result.error
-
-
-def assert_alive(session: Any) -> None:
-    assert session.execute("SELECT 1").fetchone() == (1,)  # nothing ended it
 
 
 OPAQUE = "whose body PostgreSQL does not parse before it runs"
@@ -340,7 +319,6 @@ def test_postgresql_a_function_changing_a_setting_while_it_runs_is_refused(pg_bo
                       "AS $$ SELECT count(DISTINCT g) FROM generate_series(1, 10) AS g $$")
     assert_refused(run_query(monitor_for, pg_bodies, "SELECT k FROM victim WHERE roomy() > 0"), "roomy()",
                    "work_mem=2GB")
-
 
 
 def test_postgresql_a_function_setting_a_timeout_is_refused_and_one_setting_its_time_zone_is_allowed(

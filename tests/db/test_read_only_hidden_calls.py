@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from dbtest import MYSQL_URL, PG_URL, server_login, write_config
 from fix_support import run_cli
+from read_only_support import assert_alive, assert_refused, run_query, run_where
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,28 +47,6 @@ def pg_defaults(pg: Any, other_session: Any) -> Any:
         "CREATE FUNCTION tame(a integer, b integer DEFAULT abs(-1)) RETURNS integer IMMUTABLE LANGUAGE sql "
         "AS $$ SELECT a * b $$")
     return pg
-
-
-def run_query(monitor_for: Any, db: Any, sql: str) -> Any:
-    monitor = monitor_for({"d": {"url": db.url}}, [{"name": "c", "database": "d", "sql": sql}])
-    return monitor.run("c")
-
-
-def run_where(monitor_for: Any, db: Any, where: str) -> Any:
-    monitor = monitor_for({"d": {"url": db.url}},
-                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
-    return monitor.run("w")
-
-
-def assert_refused(result: Any, *words: str) -> None:
-    assert result.status == "error", result
-    assert "is not allowed in a check" in result.error, result.error
-    assert all(word in result.error for word in words), result.error
-    assert "\n" not in result.error
-
-
-def assert_alive(session: Any) -> None:
-    assert session.execute("SELECT 1").fetchone() == (1,)  # nothing ended it
 
 
 OPAQUE = "whose body PostgreSQL does not parse before it runs"

@@ -21,19 +21,9 @@ from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
 from monitor.detect import CheckDefinitionError
+from read_only_support import run_query, run_where
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def run_query(monitor_for: Any, db: Any, sql: str, **database: Any) -> Any:
-    monitor = monitor_for({"d": {"url": db.url, **database}}, [{"name": "c", "database": "d", "sql": sql}])
-    return monitor.run("c")
-
-
-def run_where(monitor_for: Any, db: Any, where: str) -> Any:
-    monitor = monitor_for({"d": {"url": db.url}},
-                          [{"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": where}])
-    return monitor.run("w")
 
 
 def assert_refused(result: Any, call: str) -> None:
@@ -335,7 +325,6 @@ def test_mysql_allows_ordinary_functions(mysql, monitor_for):
            "WHERE at <= NOW() + INTERVAL 1 DAY AND k IN ('a', 'A') GROUP BY LOWER(TRIM(k)) HAVING COUNT(*) > 1")
     result = run_query(monitor_for, mysql, sql)
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
-
 
 
 # A sequence function hides the whole statement from the server's reading (MariaDB withholds its optimizer trace,
