@@ -185,14 +185,54 @@ _WITHHELD = ("custom SQL is not allowed in a check: the server withholds its rea
 # `TRUNCATE(x, f())`, `SUBSTR(s, 1, f())`; verified on MariaDB 10.11): the PREPARE that vets a statement would run the
 # function (which may KILL a session, take GET_LOCK(), SLEEP()), before its reading of the statement can say it calls
 # one. A NOT DETERMINISTIC function is no constant and is not run there; one the role may not EXECUTE fails the
-# PREPARE before it runs. So the stored functions the role may run (those `information_schema.ROUTINES` shows it)
-# declared DETERMINISTIC refuse every custom statement, named first; except the server's own `sys` schema helpers
-# (formatting, reading performance_schema), installed with the server under its own definer, as built-in functions.
-_DETERMINISTIC_FUNCTION = sa.text(
-    "SELECT CONCAT(ROUTINE_SCHEMA, '.', ROUTINE_NAME) AS name"
+# PREPARE before it runs. So a statement naming a stored function the role may run (those `information_schema.ROUTINES`
+# shows it) declared DETERMINISTIC, or a view whose definition names one (at any depth), is refused before it is
+# prepared (`_deterministic_named`); except the server's own `sys` schema helpers (formatting, reading
+# performance_schema), installed with the server under its own definer, as built-in functions. A name is matched as a
+# word anywhere in the text, its comments and strings included: no spelling of a call hides the name (MariaDB has no
+# escapes inside an identifier), and a word that is not a call only refuses more.
+_DETERMINISTIC_FUNCTIONS = sa.text(
+    "SELECT ROUTINE_SCHEMA AS schema_name, ROUTINE_NAME AS name"
     " FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' AND IS_DETERMINISTIC = 'YES'"
     " AND NOT (ROUTINE_SCHEMA = 'sys' AND DEFINER IN ('mariadb.sys@localhost', 'mysql.sys@localhost'))"
-    " ORDER BY ROUTINE_SCHEMA, ROUTINE_NAME LIMIT 1")
+    " ORDER BY ROUTINE_SCHEMA, ROUTINE_NAME")
+_VIEW_DEFINITIONS = sa.text(
+    "SELECT TABLE_SCHEMA AS schema_name, TABLE_NAME AS name, VIEW_DEFINITION AS definition"
+    " FROM information_schema.VIEWS WHERE TABLE_SCHEMA NOT IN ('information_schema', 'mysql', 'performance_schema',"
+    " 'sys') ORDER BY TABLE_SCHEMA, TABLE_NAME")
+
+
+def _named(name: str, text: str) -> bool:
+    """Whether `name` occurs in `text` as a word (not inside a longer identifier), in any letter case."""
+    return re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", text, re.I) is not None
+
+
+def _deterministic_named(conn: Connection, statement: str) -> tuple[str, str | None] | None:
+    """The first DETERMINISTIC stored function (`schema.name`) the statement names, itself or through the views it
+    names (then the outermost such view's name), or None."""
+    functions = conn.execute(_DETERMINISTIC_FUNCTIONS).all()
+    if not functions:
+        return None
+    for function in functions:
+        if _named(function.name, statement):
+            return f"{function.schema_name}.{function.name}", None
+    views = conn.execute(_VIEW_DEFINITIONS).all()
+    # each view reaching a function (directly, or through views already found), until no more are found
+    reaching: dict[str, str] = {}
+    grew = True
+    while grew:
+        grew = False
+        for view in views:
+            if view.name in reaching:
+                continue
+            found = next((f"{f.schema_name}.{f.name}" for f in functions if _named(f.name, view.definition or "")),
+                         None) or next((reaching[v] for v in reaching if _named(v, view.definition or "")), None)
+            if found is not None:
+                reaching[view.name] = found
+                grew = True
+    return next(((function, view) for view, function in reaching.items() if _named(view, statement)), None)
+
+
 UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
 _CONFLICTS = {1213: "deadlock (MySQL error 1213)", 1205: "lock wait timeout (MySQL error 1205)"}
 
@@ -519,14 +559,15 @@ class MySQL(MySQLPolling, Dialect):
         """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
         shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE); or, before
         any statement is prepared, a stored function the server may run while it prepares one
-        (`_DETERMINISTIC_FUNCTION`)."""
-        running = conn.execute(_DETERMINISTIC_FUNCTION).first()
-        if running is not None:
-            return (f"stored function {running.name}() is not allowed in a check: it is declared DETERMINISTIC, so the "
-                    f"server runs it while it prepares a statement passing it as a constant argument (ROUND(x, f()), "
-                    f"SUBSTR(s, 1, f())), before dupewatch can read what the statement calls; no custom query or "
-                    f"where runs on this server while the check's role may run it: revoke EXECUTE on it from that "
-                    f"role, or declare it NOT DETERMINISTIC")
+        (`_deterministic_named`)."""
+        named = _deterministic_named(conn, statement)
+        if named is not None:
+            function, view = named
+            through = f" (through view {view})" if view else ""
+            return (f"stored function {function}(){through} is not allowed in a check: it is declared DETERMINISTIC, "
+                    f"so the server may run it while it only prepares the statement (ROUND(x, f()), SUBSTR(s, 1, "
+                    f"f())), before dupewatch can read what the statement calls; leave it out of the check, or "
+                    f"connect with a role that may SELECT but not EXECUTE stored functions")
         queries, withheld, views = self.expanded_queries(conn, statement)
         if withheld:
             return _WITHHELD

@@ -249,7 +249,7 @@ def test_mysql_a_deterministic_stored_function_is_refused_before_the_vetting_pre
         {"name": "c", "database": "d", "table": "victim", "key": ["k"], "where": text}
     result = monitor_for({"d": {"url": mysql.url}}, [check]).run("c")
     assert_mysql_alive(mysql_other_session)
-    assert_refused(result, "ends()", "DETERMINISTIC", "revoke EXECUTE")
+    assert_refused(result, "ends()", "DETERMINISTIC", "may SELECT but not EXECUTE")
 
 
 def test_mysql_a_not_deterministic_stored_function_leaves_other_checks_running(mysql, monitor_for):
@@ -264,6 +264,42 @@ def test_mysql_a_not_deterministic_stored_function_leaves_other_checks_running(m
         {"name": "g", "database": "d", "sql": "SELECT ROUND(1.5, grab()) AS a FROM victim"}])
     assert monitor.run("c").status == "violations"
     assert_refused(monitor.run("g"), "grab()")
+
+
+def test_mysql_a_deterministic_stored_function_the_statement_does_not_name_refuses_nothing(mysql, monitor_for):
+    """A DETERMINISTIC function on the server (applications declare theirs so, for the binary log) that a check
+    neither names nor reads through a view: the check runs. Before, any such function the role may run refused
+    every custom query and `where` on the server."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE FUNCTION slugify(s VARCHAR(50)) RETURNS VARCHAR(50) DETERMINISTIC RETURN LOWER(s)")
+    monitor = monitor_for({"d": {"url": mysql.url}}, [
+        {"name": "c", "database": "d",
+         "sql": "SELECT k, COUNT(*) AS dup_count FROM victim GROUP BY k HAVING COUNT(*) > 1"},
+        {"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": "k <> ''"}])
+    assert (monitor.run("c").status, monitor.run("w").status) == ("violations", "duplicates")
+
+
+def test_mysql_a_deterministic_stored_function_read_through_a_view_is_refused(
+        mysql, mysql_other_session, monitor_for):
+    """A view whose definition calls a DETERMINISTIC function as a constant argument: the PREPARE of a statement
+    reading the view would run it. The view is named, so the statement is refused before it is prepared, naming the
+    function and the view; the other session lives."""
+    with mysql_other_session.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        victim_id = cursor.fetchone()[0]
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE TABLE armed (n INTEGER)",  # armed once the views exist: creating one prepares the other
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
+                  f"KILL {victim_id}; END IF; RETURN 3; END",
+                  "CREATE VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
+                  "CREATE VIEW outer_rounded AS SELECT k, a FROM rounded",
+                  "INSERT INTO armed VALUES (1)")
+    result = monitor_for({"d": {"url": mysql.url}}, [
+        {"name": "c", "database": "d", "sql": "SELECT k, a FROM outer_rounded"}]).run("c")
+    assert_mysql_alive(mysql_other_session)
+    assert_refused(result, "ends()", "through view outer_rounded")
 
 
 @pytest.mark.xfail(strict=True, reason="brkro: a role that may read a DEFINER view but not see the DETERMINISTIC "
