@@ -91,7 +91,9 @@ LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a l
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    for made in started_cluster("the live-mode tests", wal_level="logical", max_prepared_transactions="2"):
+    # logical_decoding_work_mem at its least: a transaction past 64kB is spilled to disk while decoded
+    for made in started_cluster("the live-mode tests", wal_level="logical", max_prepared_transactions="2",
+                                logical_decoding_work_mem="64kB"):
         allow_wal2json(made)
         yield made
 
@@ -491,6 +493,55 @@ def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_fou
     assert recorded.events >= BIG_ROWS + 1
     assert recorded.overflows == ["signups"]  # counted in full, once: not a gap, nothing was missed
     assert not recorded.gaps
+
+
+class _Abort(Exception):
+    pass
+
+
+@pytest.mark.parametrize("decoder", [WAL2JSON, TEST_DECODING], ids=lambda p: p.name)
+def test_a_transaction_spilled_past_logical_decoding_work_mem_is_counted_once_committed_and_an_aborted_one_never(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, decoder: Plugin, plugin: str) -> None:
+    """The live tests' cluster decodes with `logical_decoding_work_mem = 64kB`: the server spills a bigger
+    transaction to disk and hands it over whole at its commit (the stream never asks for in-progress blocks,
+    `stream-changes`). A duplicate made inside one is counted once it commits, by key (fewer keys than the cap);
+    nothing of a rolled-back big transaction, nor of a savepoint rolled back inside the committed one, is."""
+    if decoder is WAL2JSON and plugin != "wal2json":
+        pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text")
+    monitor = signups_monitor(monitor_for, cluster.url, table)
+    recorded = Recorded()
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(decoder,))
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), stream, recorded, poll_seconds=0.05)
+    filler = (f"INSERT INTO {table} (email, note) SELECT :prefix || g || '@example.com', repeat(md5(g::text), 30)"
+              " FROM generate_series(1, 300) g")  # about 300 KB of changes, 300 keys
+    pair = f"INSERT INTO {table} (email) VALUES (:email), (:email)"
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        groups = reader.groups["signups"]
+        with pytest.raises(_Abort), one_transaction(admin) as conn:
+            conn.execute(sa.text(filler), {"prefix": "gone"})
+            conn.execute(sa.text(pair), {"email": "aborted@example.com"})
+            raise _Abort
+        with one_transaction(admin) as conn:
+            conn.execute(sa.text(filler), {"prefix": "kept"})
+            conn.execute(sa.text("SAVEPOINT s"))
+            conn.execute(sa.text(pair), {"email": "savepoint@example.com"})
+            conn.execute(sa.text(filler), {"prefix": "undone"})
+            conn.execute(sa.text("ROLLBACK TO SAVEPOINT s"))
+            conn.execute(sa.text(pair), {"email": "dup@example.com"})
+        await_true(lambda: recorded.events >= 302, "the committed transaction read")
+        await_true(lambda: not groups.pending, "its keys counted")
+        assert groups.figures == (1, 1)
+        assert [key for key, _n in groups.known.values()] == [("dup@example.com",)]
+        assert recorded.events == 302 and recorded.overflows == [] and recorded.gaps == []
+        with admin.connect() as conn:
+            spilled = conn.execute(sa.text("SELECT spill_txns FROM pg_stat_replication_slots"
+                                           " WHERE slot_name = :s"), {"s": stream.slot}).scalar()
+        assert spilled, "the transactions were not spilled to disk: the test does not test what it names"
+    finally:
+        reader.stop()
 
 
 def test_a_transaction_naming_fewer_keys_than_the_cap_is_recounted_by_key_not_in_full(
