@@ -2802,8 +2802,6 @@ def test_an_empty_partition_created_while_followed_is_no_gap_and_its_rows_are_fo
         with admin.connect() as conn:
             oid = str(conn.execute(sa.text(f"SELECT '{partitioned}_3'::regclass::oid")).scalar_one())
         stream = reader.stream
-        import sys as _s
-        print("DEBUG stored", stream._shapes, file=_s.stderr)
         await_true(lambda: any(oid in shape.split(":", 2)[-1].split(",")
                                for _schema, _name, shape in list(stream._shapes.values())),
                    "a read that saw the new partition in the tree")
@@ -3166,6 +3164,49 @@ def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
             conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email_next TO email"))
         await_true(lambda: groups.figures == (1, 1), "the group of the column now named email")
         await_true(lambda: len(recorded.gaps) == 1, "the rename reported as a gap")
+
+
+@pytest.mark.parametrize("how", ["LOCAL", "server", "REPLACE", "STATEMENT"])
+def test_mariadb_rows_a_load_data_infile_loads_are_followed(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, tmp_path: Path,
+        how: str) -> None:
+    """`LOAD DATA [LOCAL] INFILE` into a watched table: in ROW format its rows are logged as rows (in STATEMENT
+    format as the file's contents, a statement); a duplicate it loads is counted from the stream, one its REPLACE
+    of an existing row makes too, without a gap. A session that logs it as a statement (`STATEMENT`): its rows
+    are named nowhere, in events (Begin_load_query, Execute_load_query) the stream did not read: the duplicate was
+    missed without a gap; it is a gap, every check counted in full. (The throwaway server has local_infile on and
+    no secure_file_priv: it reads the test's file itself.)"""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (id, email) VALUES (1, 'a@example.com'), (2, 'b@example.com')")
+    data = tmp_path / "rows.csv"
+    data.write_text("b@example.com\nl@example.com\nl@example.com\n" if how != "REPLACE" else
+                    "1,b@example.com\n")
+    data.chmod(0o644)
+    options = {"local_infile": "1"}  # LOCAL allowed
+    if how == "STATEMENT":  # (it may not be set within a transaction)
+        options["init_command"] = "SET SESSION binlog_format = 'STATEMENT'"
+    loader = sa.create_engine(sa.make_url(mariadb.url).update_query_dict(options))
+    statement = {"LOCAL": f"LOAD DATA LOCAL INFILE :path INTO TABLE {table} (email)",
+                 "server": f"LOAD DATA INFILE :path INTO TABLE {table} (email)",
+                 "STATEMENT": f"LOAD DATA INFILE :path INTO TABLE {table} (email)",
+                 "REPLACE": f"LOAD DATA INFILE :path REPLACE INTO TABLE {table} FIELDS TERMINATED BY ','"
+                            " (id, email)"}[how]
+    try:
+        with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            with one_transaction(loader) as conn:
+                conn.execute(sa.text(statement), {"path": str(data)})
+            expected = (2, 2) if how != "REPLACE" else (1, 1)  # b and l twice each; or b on rows 1 and 2
+            await_true(lambda: groups.figures == expected and not groups.pending, "the loaded rows' groups")
+            if how == "STATEMENT":
+                await_true(lambda: len(recorded.gaps) == 1, "the statement's gap")
+                assert "LOAD DATA logged as a statement, naming no rows" in recorded.gaps[0]
+            else:
+                assert recorded.gaps == []
+    finally:
+        loader.dispose()
+        execute(engine, f"DELETE FROM {table}")
 
 
 def test_mariadb_a_duplicate_committed_by_an_xa_transaction_is_found(
