@@ -472,3 +472,55 @@ def metric_samples(exporter: Any) -> dict[tuple[str, str], float]:
             if "check" in s.labels and "le" not in s.labels:
                 found[(s.name, s.labels["check"])] = s.value
     return found
+
+
+class AutocommitConnection(sa.Connection):
+    """A connection of an engine that autocommits each statement (`autocommit_engine`): there `begin()` starts no
+    transaction on the server (`with engine.connect() as conn, conn.begin():` commits each statement on its own),
+    so asking for one is refused; statements meant to be one transaction go through `one_transaction`."""
+
+    _autobeginning = False
+
+    def _autobegin(self) -> None:
+        self._autobeginning = True
+        try:
+            super()._autobegin()
+        finally:
+            self._autobeginning = False
+
+    def begin(self) -> sa.RootTransaction:
+        if not self._autobeginning:
+            raise AssertionError("begin() on an engine that autocommits each statement runs no transaction:"
+                                 " use one_transaction(engine)")
+        return super().begin()
+
+
+def autocommit_engine(url: str | sa.URL) -> Engine:
+    """An engine that commits each statement on its own (DDL, server settings); `begin()` on it is refused."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    engine._connection_cls = AutocommitConnection
+    return engine
+
+
+@contextmanager
+def one_transaction(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection whose statements are ONE transaction on the server, committed at the end (rolled back on an
+    error), whatever the isolation level of `engine`; that it was one transaction is checked before the commit
+    (PostgreSQL: the same transaction id at the start and the end; MariaDB/MySQL: still in a transaction, which
+    DDL's implicit commit would have ended)."""
+    transactional = sa.create_engine(engine.url)
+    try:
+        with transactional.begin() as conn:
+            postgresql = conn.dialect.name == "postgresql"
+            first = None
+            if postgresql:
+                first = conn.execute(sa.text("SELECT txid_current()")).scalar()
+            else:  # begun at once (else only by the first statement that reads or writes a table)
+                conn.execute(sa.text("START TRANSACTION"))
+            yield conn
+            if postgresql:
+                assert conn.execute(sa.text("SELECT txid_current()")).scalar() == first, "not one transaction"
+            else:
+                assert conn.execute(sa.text("SELECT @@in_transaction")).scalar() == 1, "not one transaction"
+    finally:
+        transactional.dispose()

@@ -119,7 +119,7 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                 timestamp, str(read_set) if read_set is not None else None)
 
     only = [row_event.WriteRowsEvent, row_event.UpdateRowsEvent, row_event.DeleteRowsEvent, events.XidEvent,
-            events.QueryEvent, *([events.MariadbGtidEvent] if gtid is not None else []),
+            events.QueryEvent, events.ExecuteLoadQueryEvent, *([events.MariadbGtidEvent] if gtid is not None else []),
             *([events.GtidEvent] if read_set is not None else [])]
     auto_position = ",".join(gtid.values()) if gtid is not None else str(read_set) if read_set is not None else None
     reader = replication.BinLogStreamReader(
@@ -169,6 +169,11 @@ def decode(settings: dict[str, Any], options: dict[str, Any], gtid: dict[int, st
                     pipe.send(("statement", event.timestamp, verb) if verb else ("unseen", event.timestamp))
                     if not in_transaction:  # it commits alone; inside a transaction its end commits it
                         pipe.send(committed(event.timestamp))
+            elif isinstance(event, events.ExecuteLoadQueryEvent):  # LOAD DATA logged as a statement (the file's
+                # contents in Begin_load_query events before it, its statement here): rows no event names
+                pipe.send(("statement", event.timestamp, "LOAD DATA"))
+                if not in_transaction:
+                    pipe.send(committed(event.timestamp))
             elif catalog.reshaped(event):
                 if preparing is not None:  # its XA COMMIT is a gap too: the rows are not all kept
                     preparing = None

@@ -522,7 +522,7 @@ def _unnamed(verb: str) -> str:
     if verb in ("ALTER TABLE", "RENAME TABLE"):
         return (f"{verb} changed tables without logging their rows (a key's type or collation, or a table swapped "
                 "in): every check counted in full")
-    if verb in ("INSERT", "REPLACE", "UPDATE", "LOAD", "CREATE TABLE"):
+    if verb in ("INSERT", "REPLACE", "UPDATE", "LOAD", "LOAD DATA", "CREATE TABLE"):
         return (f"{verb} logged as a statement, naming no rows (a session's binlog_format is not ROW): every check "
                 "counted in full")
     return (f"{verb} logged as a statement that may have added rows without naming them (a statement live mode does "

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
 
-from dbtest import TestDatabase, write_config
+from dbtest import TestDatabase, autocommit_engine, one_transaction, write_config
 from monitor.config import config_from_dict
 from monitor.dialects import for_backend
 from monitor.dialects.mysql import MySQL
@@ -91,7 +91,9 @@ LIVE_SECONDS = 5.0  # commit to /metrics (about 0.2 s measured; generous for a l
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    for made in started_cluster("the live-mode tests", wal_level="logical", max_prepared_transactions="2"):
+    # logical_decoding_work_mem at its least: a transaction past 64kB is spilled to disk while decoded
+    for made in started_cluster("the live-mode tests", wal_level="logical", max_prepared_transactions="2",
+                                logical_decoding_work_mem="64kB"):
         allow_wal2json(made)
         yield made
 
@@ -105,7 +107,7 @@ def allow_wal2json(cluster: Cluster) -> None:
 def set_plugin_libraries(cluster: Cluster, libraries: str) -> bool:
     """Set the throwaway cluster's `output_plugin_libraries` and wait until new sessions have it; False where
     the server has no such setting."""
-    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(cluster.url)
     try:
         with engine.connect() as conn:
             if not conn.execute(sa.text("SELECT count(*) FROM pg_settings"
@@ -137,7 +139,7 @@ def plugin(cluster: Cluster) -> str:
 
 @pytest.fixture
 def admin(cluster: Cluster) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(cluster.url)
     yield engine
     engine.dispose()
 
@@ -197,8 +199,11 @@ def await_log(daemon: DaemonProcess, text: str, timeout: float = 20.0) -> None:
 
 
 def execute(engine: sa.Engine, statement: str, **params: Any) -> None:
-    with engine.begin() as conn:
+    """One statement, committed (on an engine that autocommits or not); several in one transaction:
+    `one_transaction`."""
+    with engine.connect() as conn:
         conn.execute(sa.text(statement), params)
+        conn.commit()
 
 
 def race(engine: sa.Engine, table: str, email: str, sessions: int = 2) -> None:
@@ -206,7 +211,7 @@ def race(engine: sa.Engine, table: str, email: str, sessions: int = 2) -> None:
     barrier = threading.Barrier(sessions)
 
     def insert() -> None:
-        with engine.begin() as conn:
+        with one_transaction(engine) as conn:
             seen = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE email = :e"), {"e": email}).scalar()
             barrier.wait()
             if not seen:
@@ -490,6 +495,55 @@ def test_one_big_transaction_is_followed_in_bounded_memory_and_its_duplicate_fou
     assert not recorded.gaps
 
 
+class _Abort(Exception):
+    pass
+
+
+@pytest.mark.parametrize("decoder", [WAL2JSON, TEST_DECODING], ids=lambda p: p.name)
+def test_a_transaction_spilled_past_logical_decoding_work_mem_is_counted_once_committed_and_an_aborted_one_never(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, decoder: Plugin, plugin: str) -> None:
+    """The live tests' cluster decodes with `logical_decoding_work_mem = 64kB`: the server spills a bigger
+    transaction to disk and hands it over whole at its commit (the stream never asks for in-progress blocks,
+    `stream-changes`). A duplicate made inside one is counted once it commits, by key (fewer keys than the cap);
+    nothing of a rolled-back big transaction, nor of a savepoint rolled back inside the committed one, is."""
+    if decoder is WAL2JSON and plugin != "wal2json":
+        pytest.skip("wal2json is not installed (Debian: postgresql-15-wal2json)")
+    execute(admin, f"ALTER TABLE {table} ADD COLUMN note text")
+    monitor = signups_monitor(monitor_for, cluster.url, table)
+    recorded = Recorded()
+    stream = LogicalDecodingStream("live", sa.make_url(cluster.url), PostgreSQL(), plugins=(decoder,))
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), stream, recorded, poll_seconds=0.05)
+    filler = (f"INSERT INTO {table} (email, note) SELECT :prefix || g || '@example.com', repeat(md5(g::text), 30)"
+              " FROM generate_series(1, 300) g")  # about 300 KB of changes, 300 keys
+    pair = f"INSERT INTO {table} (email) VALUES (:email), (:email)"
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        groups = reader.groups["signups"]
+        with pytest.raises(_Abort), one_transaction(admin) as conn:
+            conn.execute(sa.text(filler), {"prefix": "gone"})
+            conn.execute(sa.text(pair), {"email": "aborted@example.com"})
+            raise _Abort
+        with one_transaction(admin) as conn:
+            conn.execute(sa.text(filler), {"prefix": "kept"})
+            conn.execute(sa.text("SAVEPOINT s"))
+            conn.execute(sa.text(pair), {"email": "savepoint@example.com"})
+            conn.execute(sa.text(filler), {"prefix": "undone"})
+            conn.execute(sa.text("ROLLBACK TO SAVEPOINT s"))
+            conn.execute(sa.text(pair), {"email": "dup@example.com"})
+        await_true(lambda: recorded.events >= 302, "the committed transaction read")
+        await_true(lambda: not groups.pending, "its keys counted")
+        assert groups.figures == (1, 1)
+        assert [key for key, _n in groups.known.values()] == [("dup@example.com",)]
+        assert recorded.events == 302 and recorded.overflows == [] and recorded.gaps == []
+        with admin.connect() as conn:
+            spilled = conn.execute(sa.text("SELECT spill_txns FROM pg_stat_replication_slots"
+                                           " WHERE slot_name = :s"), {"s": stream.slot}).scalar()
+        assert spilled, "the transactions were not spilled to disk: the test does not test what it names"
+    finally:
+        reader.stop()
+
+
 def test_a_transaction_naming_fewer_keys_than_the_cap_is_recounted_by_key_not_in_full(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
@@ -719,6 +773,19 @@ def test_a_role_without_replication_is_refused_in_one_line(cluster: Cluster, adm
 
 SQLITE_NOTICE = ("database app: live = true: SQLite has no change stream; dupewatch keeps polling it at each "
                  "check's interval")
+
+
+def test_an_autocommit_engine_refuses_begin_and_one_transaction_checks_it_is_one(tmp_path: Path) -> None:
+    """`with admin.connect() as conn, conn.begin():` on an engine that autocommits committed each statement on its
+    own (proved by txid_current() on PostgreSQL, @@in_transaction = 0 on MariaDB): tests meant one transaction
+    and tested another thing. Such an engine refuses begin(); `one_transaction` is one, or fails."""
+    engine = autocommit_engine(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    execute(engine, "CREATE TABLE t (x int)")  # one statement: fine
+    with pytest.raises(AssertionError, match="one_transaction"), engine.connect() as conn, conn.begin():
+        pass
+    with pytest.raises(AssertionError, match="one_transaction"), engine.begin():
+        pass
+    engine.dispose()
 
 
 def test_sqlite_keeps_polling_and_says_so(tmp_path: Path, dupewatch: Any, start_daemon: Any) -> None:
@@ -963,7 +1030,7 @@ def recounts_of_updates(admin: sa.Engine, table: str, reader: LiveReader, record
 def fill_for_updates(engine: sa.Engine, table: str) -> None:
     """Rows 1-3 hold 'a' (a group of 3), rows 4-5 'b' (a group of 2), rows 6-20 one key each."""
     emails = ["a@example.com"] * 3 + ["b@example.com"] * 2 + [f"single{i}@example.com" for i in range(15)]
-    with engine.begin() as conn:
+    with one_transaction(engine) as conn:
         for email in emails:
             conn.execute(sa.text(f"INSERT INTO {table} (email) VALUES (:e)"), {"e": email})
 
@@ -1007,7 +1074,7 @@ def figures_follow_random_operations(engine: sa.Engine, table: str, monitor: Any
             with engine.connect() as conn:
                 ids = [int(i) for i in conn.execute(sa.text(f"SELECT id FROM {table} ORDER BY id")).scalars()]
             for batch in [operations[i::split] for i in range(split)]:
-                with engine.begin() as conn:
+                with one_transaction(engine) as conn:
                     for operation, index, key in batch:
                         applied["events"] += apply_operation(conn, table, ids, operation, index, key)
             await_true(lambda: recorded.events >= applied["events"] and not groups.pending, "the changes applied")
@@ -1197,7 +1264,7 @@ def test_a_float_key_updated_between_values_wal2json_prints_alike_is_recounted(
 def synchronous_standby_awaited(cluster: Cluster) -> Iterator[None]:
     """The throwaway cluster waits for a synchronous standby that never answers, in sessions that ask for it
     (`SET synchronous_commit = on`): every other session commits locally, as before."""
-    engine = sa.create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(cluster.url)
 
     def configure(standby: str, commit: str) -> None:
         with engine.connect() as conn:
@@ -1278,7 +1345,7 @@ def mariadb() -> Iterator[MariaDBServer]:
 
 @pytest.fixture
 def mariadb_table(mariadb: MariaDBServer) -> Iterator[tuple[sa.Engine, str]]:
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     name = f"signup_{uuid.uuid4().hex[:8]}"
     execute(engine, f"CREATE TABLE {name} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL, "
                     "INDEX (email))")
@@ -1628,7 +1695,7 @@ def test_mariadb_a_pending_row_a_foreign_keys_cascade_deletes_is_let_go_without_
         with following_with_visibility(monitor_for, mariadb.url, table) as (reader, recorded, now, reads):
             visibility = reader._visibility
             assert visibility is not None
-            with engine.connect() as conn, conn.begin():
+            with one_transaction(engine) as conn:
                 conn.execute(sa.text(f"INSERT INTO {table} (email, pid) VALUES ('a@example.com', 1)"))
                 conn.execute(sa.text(f"DELETE FROM {parent} WHERE id = 1"))
             await_true(lambda: recorded.events >= 2, "the insert and the parent's delete read")
@@ -1713,7 +1780,7 @@ def test_mariadb_a_row_whose_binary_primary_key_ends_in_zero_bytes_is_seen_visib
         mariadb: MariaDBServer, monitor_for: Any) -> None:
     """The binary log gives a `BINARY(n)` without the zero bytes that pad it: the row is asked about by the key
     as stored (`Dialect.stream_value`) and answered by position, so it is seen, not left pending until a gap."""
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     table = f"signup_{uuid.uuid4().hex[:8]}"
     execute(engine, f"CREATE TABLE {table} (id BINARY(4) PRIMARY KEY, email varchar(100) NOT NULL, INDEX (email))")
     try:
@@ -2206,7 +2273,7 @@ def test_mariadb_without_the_binary_log_is_refused_in_one_line(mysql: TestDataba
 ])
 def test_mariadb_binlog_settings_that_hide_rows_are_refused_in_one_line(
         mariadb: MariaDBServer, setting: str, value: str, refusal: str) -> None:
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     before = engine.connect().execute(sa.text(f"SELECT @@GLOBAL.{setting}")).scalar()
     execute(engine, f"SET GLOBAL {setting} = '{value}'")  # the throwaway server's, never the shared one's
     try:
@@ -2271,7 +2338,7 @@ def test_mariadb_rows_a_session_logs_as_a_statement_are_a_gap_and_their_group_is
     which names no rows. The group it made is counted at once (not at the hourly poll), and the gap is reported."""
     engine, table = mariadb_table
     daemon = live_daemon(start_daemon, tmp_path, mariadb.url, table)
-    statement_logged = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")  # its own session, then gone
+    statement_logged = autocommit_engine(mariadb.url)  # its own session, then gone
     try:
         with statement_logged.connect() as conn:
             conn.execute(sa.text("SET SESSION binlog_format = 'STATEMENT'"))
@@ -2335,7 +2402,7 @@ def test_mariadb_changes_of_a_system_versioned_table_are_followed_without_a_gap(
     information_schema lists: each of its changes was taken for rows logged before an ALTER TABLE, a gap and a full
     count of every check of the database at every change. A DELETE is logged as an UPDATE of `row_end` alone: it
     was taken for an update of no key column, and the group it dissolved stayed on /metrics until the poll."""
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     table = f"versioned_{uuid.uuid4().hex[:8]}"
     execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, email varchar(100) NOT NULL,"
                     " INDEX (email)) WITH SYSTEM VERSIONING")
@@ -2361,7 +2428,7 @@ def following_keyed(mariadb: MariaDBServer, monitor_for: Any, column: str,
                     name: str = "k") -> Iterator[tuple[sa.Engine, str, LiveGroups, Recorded]]:
     """A table of its own whose indexed key column `name` is of type `column`, its check followed by an in-process
     reader: (engine, table, the check's groups, recorded). Dropped after."""
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     table = f"keyed_{uuid.uuid4().hex[:8]}"
     execute(engine, f"CREATE TABLE {table} (id int AUTO_INCREMENT PRIMARY KEY, {name} {column}, INDEX ({name}))")
     try:
@@ -2735,8 +2802,6 @@ def test_an_empty_partition_created_while_followed_is_no_gap_and_its_rows_are_fo
         with admin.connect() as conn:
             oid = str(conn.execute(sa.text(f"SELECT '{partitioned}_3'::regclass::oid")).scalar_one())
         stream = reader.stream
-        import sys as _s
-        print("DEBUG stored", stream._shapes, file=_s.stderr)
         await_true(lambda: any(oid in shape.split(":", 2)[-1].split(",")
                                for _schema, _name, shape in list(stream._shapes.values())),
                    "a read that saw the new partition in the tree")
@@ -2771,7 +2836,7 @@ def test_rows_given_to_a_table_attached_empty_are_followed_though_it_was_no_part
             return seen
 
         monkeypatch.setattr(stream, "_shapes_now", then_a_row)
-        with admin.connect() as conn, conn.begin():
+        with one_transaction(admin) as conn:
             conn.execute(sa.text(f"TRUNCATE {other}"))
             conn.execute(sa.text(f"ALTER TABLE {partitioned} ATTACH PARTITION {other} FOR VALUES IN (9)"))
         armed.set()
@@ -2788,7 +2853,7 @@ def test_detaching_a_partition_is_a_gap_and_the_group_it_took_away_dissolves(
     with following_signups(monitor_for, cluster.url, partitioned) as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (1, 1)
-        with admin.connect() as conn, conn.begin():  # (the autocommit engine: one transaction by hand)
+        with one_transaction(admin) as conn:
             conn.execute(sa.text(f"ALTER TABLE {partitioned} DETACH PARTITION {partitioned}_2"))
             conn.execute(sa.text(f"CREATE TABLE {partitioned}_3 PARTITION OF {partitioned} FOR VALUES IN (3)"))
         await_true(lambda: groups.figures == (0, 0), "the group the detached partition took away")
@@ -2815,7 +2880,7 @@ def test_mariadb_a_column_added_before_the_key_while_followed_keeps_the_keys_rea
 @pytest.fixture
 def row_metadata(mariadb: MariaDBServer) -> Iterator[Callable[[str], None]]:
     """Sets the throwaway server's binlog_row_metadata (global: the table maps logged from then on); restored."""
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     with engine.connect() as conn:
         before = conn.execute(sa.text("SELECT @@GLOBAL.binlog_row_metadata")).scalar()
 
@@ -2923,7 +2988,7 @@ def test_mariadb_rows_a_foreign_key_sets_null_or_deletes_are_followed(
     """InnoDB's foreign key actions change the child's rows without the binary log naming them (it holds the
     parent's row only): deleting two customers sets two orders' customer to NULL, making the group (NULL, 'x')
     (NULLs group as equal), and a cascaded delete dissolves a group. Both reach /metrics from the parent's change."""
-    engine = sa.create_engine(mariadb.url, isolation_level="AUTOCOMMIT")
+    engine = autocommit_engine(mariadb.url)
     parent, child = f"customer_{uuid.uuid4().hex[:8]}", f"orders_{uuid.uuid4().hex[:8]}"
     execute(engine, f"CREATE TABLE {parent} (id int PRIMARY KEY)")
     execute(engine, f"CREATE TABLE {child} (id int AUTO_INCREMENT PRIMARY KEY, customer int NULL, "
@@ -2985,7 +3050,7 @@ def test_a_table_swapped_in_under_the_checks_name_is_a_gap_and_its_group_is_coun
         groups = reader.groups["signups"]
         execute(admin, f"CREATE TABLE {table}_new (LIKE {table} INCLUDING ALL)")
         execute(admin, f"INSERT INTO {table}_new (id, email) VALUES (1, 's@example.com'), (2, 's@example.com')")
-        with admin.connect() as conn, conn.begin():
+        with one_transaction(admin) as conn:
             conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_old"))
             conn.execute(sa.text(f"ALTER TABLE {table}_new RENAME TO {table}"))
         try:
@@ -3016,13 +3081,9 @@ def test_a_table_moved_away_and_back_while_followed_is_followed_again_once_back(
 
 def in_one_transaction(url: str, *statements: str) -> None:
     """`statements` in one transaction (the tests' `admin` engine autocommits each statement, `begin()` or not)."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
-    finally:
-        engine.dispose()
+    with one_transaction(autocommit_engine(url)) as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
 
 
 @pytest.fixture
@@ -3098,11 +3159,54 @@ def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
     with following_signups(monitor_for, cluster.url, table) as (reader, recorded):
         groups = reader.groups["signups"]
         assert groups.figures == (0, 0)
-        with admin.connect() as conn, conn.begin():
+        with one_transaction(admin) as conn:
             conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email TO email_before"))
             conn.execute(sa.text(f"ALTER TABLE {table} RENAME COLUMN email_next TO email"))
         await_true(lambda: groups.figures == (1, 1), "the group of the column now named email")
         await_true(lambda: len(recorded.gaps) == 1, "the rename reported as a gap")
+
+
+@pytest.mark.parametrize("how", ["LOCAL", "server", "REPLACE", "STATEMENT"])
+def test_mariadb_rows_a_load_data_infile_loads_are_followed(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, tmp_path: Path,
+        how: str) -> None:
+    """`LOAD DATA [LOCAL] INFILE` into a watched table: in ROW format its rows are logged as rows (in STATEMENT
+    format as the file's contents, a statement); a duplicate it loads is counted from the stream, one its REPLACE
+    of an existing row makes too, without a gap. A session that logs it as a statement (`STATEMENT`): its rows
+    are named nowhere, in events (Begin_load_query, Execute_load_query) the stream did not read: the duplicate was
+    missed without a gap; it is a gap, every check counted in full. (The throwaway server has local_infile on and
+    no secure_file_priv: it reads the test's file itself.)"""
+    engine, table = mariadb_table
+    execute(engine, f"INSERT INTO {table} (id, email) VALUES (1, 'a@example.com'), (2, 'b@example.com')")
+    data = tmp_path / "rows.csv"
+    data.write_text("b@example.com\nl@example.com\nl@example.com\n" if how != "REPLACE" else
+                    "1,b@example.com\n")
+    data.chmod(0o644)
+    options = {"local_infile": "1"}  # LOCAL allowed
+    if how == "STATEMENT":  # (it may not be set within a transaction)
+        options["init_command"] = "SET SESSION binlog_format = 'STATEMENT'"
+    loader = sa.create_engine(sa.make_url(mariadb.url).update_query_dict(options))
+    statement = {"LOCAL": f"LOAD DATA LOCAL INFILE :path INTO TABLE {table} (email)",
+                 "server": f"LOAD DATA INFILE :path INTO TABLE {table} (email)",
+                 "STATEMENT": f"LOAD DATA INFILE :path INTO TABLE {table} (email)",
+                 "REPLACE": f"LOAD DATA INFILE :path REPLACE INTO TABLE {table} FIELDS TERMINATED BY ','"
+                            " (id, email)"}[how]
+    try:
+        with following_signups(monitor_for, mariadb.url, table) as (reader, recorded):
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            with one_transaction(loader) as conn:
+                conn.execute(sa.text(statement), {"path": str(data)})
+            expected = (2, 2) if how != "REPLACE" else (1, 1)  # b and l twice each; or b on rows 1 and 2
+            await_true(lambda: groups.figures == expected and not groups.pending, "the loaded rows' groups")
+            if how == "STATEMENT":
+                await_true(lambda: len(recorded.gaps) == 1, "the statement's gap")
+                assert "LOAD DATA logged as a statement, naming no rows" in recorded.gaps[0]
+            else:
+                assert recorded.gaps == []
+    finally:
+        loader.dispose()
+        execute(engine, f"DELETE FROM {table}")
 
 
 def test_mariadb_a_duplicate_committed_by_an_xa_transaction_is_found(
