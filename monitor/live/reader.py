@@ -59,7 +59,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from monitor.config import CheckConfig
-from monitor.detect import TableCheck
+from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
 from monitor.live.cascades import FULL, NOTHING, Effect, ancestors
@@ -307,6 +307,10 @@ class LiveReader:
                 self.stream.close()
                 return None if self._stopping.is_set() else \
                     f"database {self.database}: count failed: {self._describe(exc)}"
+            except Exception as exc:  # as a read's: a bug (or a refusal naming the table) must not end live mode
+                log.exception("live reader failed", extra={"fields": {"database": self.database}})  # silently
+                self.stream.close()
+                return f"database {self.database}: live reader failed: {type(exc).__name__}"
             if not done:
                 self.stream.wait(self.poll_seconds)
             elif (left := started + BATCH_SECONDS - time.monotonic()) > 0:
@@ -360,8 +364,9 @@ class LiveReader:
                     try:
                         if _table_there(conn, self.monitor.resolve(check, conn).table):
                             back.append(check.name)
-                    except CheckError:
-                        continue
+                    except CheckError as exc:
+                        if isinstance(exc, CheckDefinitionError) and not _table_absent(exc):  # its table is there,
+                            back.append(check.name)  # the check fails otherwise: logged at the full count, once
         if not back:
             return
         self.sink.live_gap(self.database, f"database {self.database}: live stream: the table of check "
@@ -493,7 +498,11 @@ class LiveReader:
                 except CheckError as exc:
                     log.error("live mode skips a check that does not resolve", extra={"fields": {
                         "check": check.name, "database": self.database, "error": str(exc)}})
-                    self._missing.add(check.name)
+                    # Looked for again only where its table is not there: another failure (a refused or unknown
+                    # `where`, an unknown column) would be resolved, and its `where` vetted, every
+                    # `MISSING_SECONDS` for ever; it is resolved again at the next full count.
+                    if _table_absent(exc):
+                        self._missing.add(check.name)
                     continue
                 if not _table_there(conn, resolved.table):  # resolved from what was reflected before
                     log.error("live mode skips a check whose table is not there now (renamed, moved or dropped): "
@@ -710,6 +719,11 @@ class LiveReader:
             self.sink.live_figures(check, self.database, figures)
         if late:
             self._report_late(late)
+
+def _table_absent(exc: BaseException) -> bool:
+    """Whether a check failed to resolve because its table (or its schema) is not there (`_table_not_found`)."""
+    return isinstance(exc, CheckDefinitionError) and exc.field == "table"
+
 
 def _table_there(conn: sa.Connection, table: sa.Table) -> bool:
     """Whether `table` (a table or a view: SQLAlchemy's `has_table` finds both) is there now under its name."""

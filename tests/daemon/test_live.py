@@ -3148,6 +3148,34 @@ def test_a_table_that_loses_its_replica_identity_while_followed_is_a_gap_and_its
     assert len(recorded.gaps) == (plugin == "wal2json")
 
 
+def test_the_shapes_read_before_each_read_skip_the_replica_identity_while_the_plugin_prints_such_tables(
+        cluster: Cluster, admin: sa.Engine, table: str, membership: str, monitor_for: Any) -> None:
+    """Review: the statement sent before every read (`_shapes_now`) also read each watched table's replica identity,
+    which doubled its time on a table of 1000 partitions; while the slot's plugin prints the rows of a table without
+    one (test_decoding, read for this table) that is of no use, and it is not read."""
+    execute(admin, f"INSERT INTO {membership} VALUES (1, 1, 1), (2, 2, 2)")
+    recorded = Recorded()
+    with following_reader(membership_monitor(monitor_for, cluster.url, membership), recorded) as reader:
+        stream = reader.stream
+        assert stream.plugin is not None and stream.plugin.unidentified  # type: ignore[attr-defined]
+        conn = stream._conn  # type: ignore[attr-defined]
+        sent: list[str] = []
+        execute_on = conn.execute
+
+        def spied(query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent.append(str(query))
+            return execute_on(query, *args, **kwargs)
+
+        conn.execute = spied
+        await_true(lambda: sum("pg_partition_tree" in q for q in sent) >= 2, "two reads' shapes")
+        assert not any("relreplident" in q for q in sent if "pg_partition_tree" in q)
+        assert [shape.split(":", 1)[0].rsplit("/", 1)[-1]
+                for _s, _n, shape in stream._shapes.values()] == ["f"]  # type: ignore[attr-defined]
+        execute(admin, f"UPDATE {membership} SET role_id = 1, group_id = 1 WHERE id = 2")
+        await_true(lambda: reader.groups["membership"].figures == (1, 1), "the group the update made")
+    assert recorded.gaps == []
+
+
 def test_a_column_renamed_to_the_key_is_a_gap_and_its_group_is_counted(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """Renaming columns changes no type: the key's name may come to name another column (its old values are in no

@@ -20,7 +20,7 @@ from monitor.config import config_from_dict
 from monitor.detect import CheckResult
 from monitor.engine import Monitor
 from monitor.live import Figures, LiveReader, StreamLost
-from monitor.live.changes import Change, Transaction
+from monitor.live.changes import Change, LiveRefused, Transaction
 from monitor.live.groups import LiveGroups
 from monitor.metrics import MetricsExporter
 
@@ -345,3 +345,91 @@ def test_past_the_bound_of_waiting_reads_a_read_joins_the_newest_and_is_counted_
         stream.invisible = set()
         reader._read_and_apply()
         assert groups.figures == (3, 3) and reader._unsettled == []
+
+
+class Counting(Scripted):
+    """A `Scripted` stream that counts its reads (each one turn of the reader's loop)."""
+
+    def __init__(self, on_table: Callable[[int, str], None] = lambda attempt, table: None) -> None:
+        super().__init__(on_table=on_table)
+        self.reads = 0
+
+    def read(self, fold: Any = None) -> list[Any]:
+        self.reads += 1
+        return []
+
+
+class GapSink(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gaps: list[str] = []
+
+    def live_gap(self, database: str, reason: str) -> None:
+        self.gaps.append(reason)
+
+
+def _monitor_with(monitor: Monitor, check: dict[str, Any]) -> Monitor:
+    return Monitor(config_from_dict({"databases": {"d": {"url": str(monitor.database("d").url)}}, "checks": [
+        {"name": "on_a", "database": "d", "table": "a", "key": ["k"]}, check]}))
+
+
+def test_a_check_whose_where_fails_is_resolved_once_not_looked_for_again_every_turn(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of the missing-table look-up: every check that failed to resolve was looked for again every
+    `MISSING_SECONDS` for ever (a refused or failing `where` vetted again each time: on PostgreSQL a server dump
+    per call), not only one whose table is away."""
+    monkeypatch.setattr(reader_module, "MISSING_SECONDS", 0.0)  # a look at every turn of the loop
+    made = _monitor_with(monitor, {"name": "bad", "database": "d", "table": "b", "key": ["j"], "where": "nosuch = 1"})
+    resolved: list[str] = []
+    resolve = made.resolve
+
+    def counted(check: Any, conn: Any = None) -> Any:
+        resolved.append(check if isinstance(check, str) else check.name)
+        return resolve(check, conn)
+
+    monkeypatch.setattr(made, "resolve", counted)
+    stream = Counting()
+    reader = LiveReader(made, "d", list(made.config.checks), stream, Sink(), poll_seconds=0.01)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        await_true(lambda: stream.reads >= 5, "five turns of the reader's loop")
+        assert resolved.count("bad") == 1
+        assert "bad" not in reader.groups and reader.groups["on_a"].figures == (1, 1)  # the other followed
+    finally:
+        reader.stop()
+        made.close()
+
+
+def test_a_refusal_when_a_missing_table_is_back_stops_the_reader_visibly(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of the missing-table look-up: an error it did not expect (here `LiveRefused`, as PostgreSQL's
+    `_print_unidentified` raises when it cannot create the slot of test_decoding) ended the reader's thread with a
+    traceback, live mode of the database stopped and nothing said so (no gap, no refusal, still `following`)."""
+    monkeypatch.setattr(reader_module, "MISSING_SECONDS", 0.0)
+    made = _monitor_with(monitor, {"name": "on_c", "database": "d", "table": "c", "key": ["k"]})
+
+    def on_table(attempt: int, table: str) -> None:
+        if table == "c":
+            raise LiveRefused("database d: cannot read the table's changes")
+
+    stream = Counting(on_table=on_table)
+    sink = GapSink()
+    reader = LiveReader(made, "d", list(made.config.checks), stream, sink, poll_seconds=0.01)
+    writer = sa.create_engine(made.database("d").url)
+    reader.start()
+    try:
+        assert reader.following.wait(10)
+        assert reader._missing == {"on_c"}
+        with writer.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE c (id integer PRIMARY KEY, k text NOT NULL)"))
+            conn.execute(sa.text("CREATE INDEX c_k ON c (k)"))
+        await_true(lambda: reader.refused is not None, "the refusal said")
+        assert any("LiveRefused" in gap for gap in sink.gaps)
+        assert sink.following[-1] is False
+        reader._thread.join(10)
+        assert not reader._thread.is_alive()
+    finally:
+        reader.stop()
+        writer.dispose()
+        made.close()
