@@ -194,9 +194,9 @@ class LiveReader:
                 restart_gap = self.stream.open(resume)
                 self._count_all(count_new=gap_pending)
             except LiveRefused as exc:
-                self.refused = str(exc)
-                log.error(str(exc), extra={"fields": {"database": self.database}})
                 self.sink.live_following(self.database, False)  # for good: its checks are left to their poll
+                log.error(str(exc), extra={"fields": {"database": self.database}})
+                self.refused = str(exc)  # last: whoever waits for it finds the rest said
                 return
             except (StreamLost, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 self.stream.close()

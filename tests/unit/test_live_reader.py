@@ -421,9 +421,10 @@ def test_a_refusal_when_a_missing_table_is_back_stops_the_reader_visibly(
     try:
         assert reader.following.wait(10)
         assert reader._missing == {"on_c"}
-        with writer.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE c (id integer PRIMARY KEY, k text NOT NULL)"))
-            conn.execute(sa.text("CREATE INDEX c_k ON c (k)"))
+        with writer.begin() as conn:  # SQLite commits each DDL statement: indexed first, then given its name,
+            conn.execute(sa.text("CREATE TABLE c_new (id integer PRIMARY KEY, k text NOT NULL)"))  # else a look
+            conn.execute(sa.text("CREATE INDEX c_k ON c_new (k)"))  # between the two finds it unindexed and
+            conn.execute(sa.text("ALTER TABLE c_new RENAME TO c"))  # leaves it to the poll (no refusal)
         await_true(lambda: reader.refused is not None, "the refusal said")
         assert any("LiveRefused" in gap for gap in sink.gaps)
         assert sink.following[-1] is False
