@@ -78,14 +78,17 @@ _OID_TOKENS = re.compile(r"\d+|[()o]")  # a single OID, an array of them, or a l
 _ROW_NODES = frozenset({"VAR", "PARAM", "COERCETODOMAINVALUE"})
 
 
-def foldable(tree: str) -> str:
+def foldable(tree: str, unrun_functions: frozenset[int] = frozenset(),
+             unrun_operators: frozenset[int] = frozenset()) -> str:
     """The parts of a stored expression tree (`pg_node_tree` text) the planner can fold on constants: each largest
-    node holding no column, parameter or domain value (`_ROW_NODES`), as tokens of the same dump. The planner reads
-    a table's index, statistics and partition key expressions and its partitions' CHECK constraints and folds them
-    (`eval_const_expressions`), running an IMMUTABLE call whose arguments are constants (`f()`, `f(1)`); a call
-    over a column it cannot run there, and a statement that only reads the table never runs one."""
+    node holding no column, parameter or domain value (`_ROW_NODES`) and no call of `unrun_functions` or
+    `unrun_operators` (what `eval_const_expressions` does not run: `_UNFOLDED`), as tokens of the same dump. The
+    planner reads a table's index, statistics and partition key expressions and its partitions' CHECK constraints
+    and folds them, running an IMMUTABLE call whose arguments are constants (`f()`, `f(1)`); a call over a column,
+    or of a VOLATILE or STABLE function, it does not run there (it still folds that call's IMMUTABLE arguments on
+    constants), and a statement that only reads the table never runs one."""
     tokens = _PLAN_TOKEN.findall(tree)
-    # per open node: where it starts, whether it holds a row node, and its finished children without one
+    # per open node: where it starts, whether the planner cannot fold it, and its finished children it can
     open_nodes: list[tuple[int, list[bool], list[tuple[int, int]]]] = []
     kept: list[tuple[int, int]] = []
     for i, token in enumerate(tokens):
@@ -93,16 +96,23 @@ def foldable(tree: str) -> str:
             name = tokens[i + 1] if i + 1 < len(tokens) else ""
             open_nodes.append((i, [name in _ROW_NODES], []))
         elif token == "}" and open_nodes:
-            start, holds_row, constant = open_nodes.pop()
+            start, unfolded, constant = open_nodes.pop()
             if open_nodes:
                 parent = open_nodes[-1]
-                if holds_row[0]:
+                if unfolded[0]:
                     parent[1][0] = True
-                    parent[2].extend(constant)  # its parent holds a row node too: keep its constant parts
+                    parent[2].extend(constant)  # its parent is not folded either: keep its foldable parts
                 else:
                     parent[2].append((start, i + 1))
             else:
-                kept.extend(constant if holds_row[0] else [(start, i + 1)])
+                kept.extend(constant if unfolded[0] else [(start, i + 1)])
+        elif open_nodes and (token in _FUNCTION_FIELDS or _OPERATOR_FIELD.fullmatch(token)):
+            unrun = unrun_functions if token in _FUNCTION_FIELDS else unrun_operators
+            for value in tokens[i + 1:]:
+                if not _OID_TOKENS.fullmatch(value):
+                    break
+                if value.isdigit() and int(value) in unrun:
+                    open_nodes[-1][1][0] = True
     return "\n".join(" ".join(tokens[a:b]) for a, b in kept)
 
 # The temporary files a detection session's statement may write, in all (`temp_file_limit`): a short statement can
@@ -309,6 +319,21 @@ WITH RECURSIVE below(rel, depth) AS (
     FROM pg_catalog.pg_partitioned_table p JOIN below b ON p.partrelid = b.rel
 )
 SELECT what, tree FROM found WHERE tree IS NOT NULL ORDER BY what
+""")
+
+
+# Which of the functions and operators (by their pg_operator.oprcode) of a stored expression the planner's constant
+# folding (`eval_const_expressions`) does not run on constants: those not IMMUTABLE. Not a function the planner may
+# inline (LANGUAGE sql, PostgreSQL's `inline_function`, whatever its volatility), whose body's IMMUTABLE calls on
+# constants it then folds: its call stays vetted whole.
+_UNFOLDED = sa.text("""
+SELECT 'f' AS kind, p.oid FROM pg_catalog.pg_proc p
+WHERE p.oid = ANY (CAST(:functions AS oid[])) AND p.provolatile <> 'i'
+  AND p.prolang <> (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'sql')
+UNION ALL
+SELECT 'o', o.oid FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+WHERE o.oid = ANY (CAST(:operators AS oid[])) AND p.provolatile <> 'i'
+  AND p.prolang <> (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'sql')
 """)
 
 
@@ -832,7 +857,13 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             # statistics and partition key, of its partitions' and children's, and their CHECK constraints
             if relations - planned:
                 for found_in in conn.execute(_PLANNED_EXPRESSIONS, {"relations": _oid_array(relations - planned)}):
-                    constant = foldable(found_in.tree)  # what the planner can run of it: its calls on constants
+                    every = Calls()
+                    every.read(found_in.tree)
+                    unrun = conn.execute(_UNFOLDED, {"functions": _oid_array(every.functions),
+                                                     "operators": _oid_array(every.operators)}).all()
+                    # what the planner can run of it: its IMMUTABLE calls on constants
+                    constant = foldable(found_in.tree, frozenset(oid for kind, oid in unrun if kind == "f"),
+                                        frozenset(oid for kind, oid in unrun if kind == "o"))
                     folded = Calls()
                     folded.read(constant)
                     if folded.functions or folded.operators:

@@ -54,8 +54,12 @@ CONTENT_TYPE_COLUMN = "content_type_id"
 OBJECT_COLUMNS = ("object_id", "object_pk")
 # Odoo's generic relations: `res_id` beside the model's name, `res_model` (mail_followers, ir_attachment, the
 # activities) or `model` (mail_message, ir_model_data), 'res.partner' for the table `res_partner`.
+# Only in a schema holding one of Odoo's own base tables (`ODOO_TABLES`), and only a whole model name is evidence:
+# `res_id` beside `model` is common elsewhere (an ML table's `predictions(model, res_id)` naming 'gpt.users').
 ODOO_OBJECT_COLUMN = "res_id"
 ODOO_MODEL_COLUMNS = ("res_model", "model")
+ODOO_TABLES = ("ir_model", "ir_model_data", "ir_model_fields", "ir_module_module", "ir_attachment",
+               "ir_config_parameter")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,16 @@ def names_table(value: Any, table: str) -> bool:
         return True
     return bool(last) and last in (squashed, squashed[:-1] if squashed.endswith("s") else squashed,
                                    squashed[:-2] if squashed.endswith("es") else squashed)
+
+
+def names_model(value: Any, table: str) -> bool:
+    """Whether an Odoo model name names `table` whole, its dots for the table's underscores: 'res.partner' for
+    `res_partner`, not 'gpt.users' for `users`."""
+    return isinstance(value, str) and value.strip().replace(".", "_") == table
+
+
+def _is_odoo(column: str, polymorphic: str | None) -> bool:
+    return column == ODOO_OBJECT_COLUMN and polymorphic in ODOO_MODEL_COLUMNS
 
 
 def stem_names_table(stem: str, table: str, tables: list[str]) -> bool:
@@ -175,6 +189,7 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     found: list[Undeclared] = []
     unread: list[str] = []
     plan: list[tuple[str, str, str | None]] = []
+    odoo = any(n in names for n in ODOO_TABLES)
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
         covered = {c for fk in declared.get((_schema, name), []) for c in fk["constrained_columns"]}
         own = [c["name"] for c in cols]
@@ -185,7 +200,7 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
             stem = col["name"][:-2].rstrip("_")
             polymorphic = next((n for n in sorted(own) if n.lower() in (f"{stem}_type".lower(),
                                                                            f"{stem}type".lower())), None)
-            if polymorphic is None and col["name"] == ODOO_OBJECT_COLUMN:  # Odoo: `res_model` or `model`
+            if polymorphic is None and col["name"] == ODOO_OBJECT_COLUMN and odoo:  # Odoo: `res_model` or `model`
                 polymorphic = next((n for n in ODOO_MODEL_COLUMNS if n in own), None)
             if polymorphic is None and not stem_names_table(stem, table.name, names):
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
@@ -305,8 +320,9 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
             by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
         else:
             counted = sorted(per_type.items(), key=lambda item: (-item[1], str(item[0])))
-            by_type = [(v, n) for v, n in counted if names_table(v, table.name)]
-            others = [(v, n) for v, n in counted if not names_table(v, table.name)]
+            matches = names_model if _is_odoo(column, polymorphic) else names_table
+            by_type = [(v, n) for v, n in counted if matches(v, table.name)]
+            others = [(v, n) for v, n in counted if not matches(v, table.name)]
             rows = sum(n for _v, n in by_type)
             by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
         if rows:

@@ -190,8 +190,8 @@ def fix_in_a_deadlock(db: TestDatabase, monitor: Monitor, check: str, timeout: f
     """Run the fix of `check` (its monitor made from `deadlock_config`; on `visit`, ids 1-8 in key pairs (1, 2),
     (3, 4)..., rows 1-2 in its first batch; a table `ballast (n INTEGER)` made) into a deadlock: an application
     transaction that has written more (InnoDB rolls back the one that changed fewer rows) holds row 8, waits for
-    the batch to wait for it, then asks for row 2, a row to delete, which the batch holds (a keeper no transaction
-    touched is not locked on PostgreSQL: `Dialect.unlocked`). The thread, joined."""
+    the batch to wait for it, then asks for row 2, a row to delete, which the batch holds since it locked it in its
+    first batch. The thread, joined."""
     app = db.engine.connect()
     try:
         thread = FixThread(monitor, check, prepare_fix(monitor, check), batch_size=10)

@@ -245,3 +245,51 @@ def test_postgres_says_the_counts_are_read_after_the_plans_snapshot(pg, tmp_path
     assert json_out(dry)["undeclared_references"]
     assert any("counted just after it, in the data then current" in n for n in json_out(dry)["notes"]), \
         json_out(dry)["notes"]
+
+
+def _users_beside_predictions(db, *, indexed: bool) -> None:
+    """A `users` table with a duplicate beside an ML table `predictions(model, res_id)` (no Odoo table in the
+    schema) whose 'gpt.users' row holds the id of the user to delete."""
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(50) NOT NULL)",
+               "CREATE TABLE predictions (id INTEGER PRIMARY KEY, model TEXT, res_id INTEGER)",
+               "INSERT INTO users VALUES (1, 'a'), (2, 'a')",
+               "INSERT INTO predictions VALUES (1, 'gpt.users', 2), (2, 'gpt.users', 1)")
+    if indexed:
+        db.execute("CREATE INDEX predictions_model_res ON predictions (model, res_id)")
+
+
+def test_sqlite_res_id_beside_model_outside_odoo_is_no_reference_nor_uncounted(sqlite_db, tmp_path):
+    """Found by review: Odoo's `model`/`res_id` rule fired on any schema. Without an index the dry run always
+    noted `not counted: predictions(res_id) (no index ...)`; with one, 'gpt.users' (its last dotted part) was
+    reported as an undeclared reference to `users`."""
+    _users_beside_predictions(sqlite_db, indexed=False)
+    path = config_file(tmp_path, sqlite_db, [{"name": "users", "table": "users", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["undeclared_references"] == []
+    assert not [n for n in json_out(dry)["notes"] if "predictions" in n], json_out(dry)["notes"]
+
+
+def test_sqlite_an_indexed_model_res_id_outside_odoo_is_no_reference(sqlite_db, tmp_path):
+    _users_beside_predictions(sqlite_db, indexed=True)
+    path = config_file(tmp_path, sqlite_db, [{"name": "users", "table": "users", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json_out(dry)["undeclared_references"] == []
+
+
+def test_sqlite_an_odoo_model_name_counts_only_whole(sqlite_db, tmp_path):
+    """In an Odoo schema (`ir_model` there), only the whole model name, dots for underscores, names the table:
+    'gpt.users' (whose last part named `users` before) does not; 'users' does."""
+    sqlite_db.execute("CREATE TABLE ir_model (id INTEGER PRIMARY KEY, model VARCHAR(50))",
+                      "CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(50) NOT NULL)",
+                      "CREATE TABLE mail_message (id INTEGER PRIMARY KEY, model TEXT, res_id INTEGER)",
+                      "CREATE INDEX mail_message_res ON mail_message (model, res_id)",
+                      "INSERT INTO users VALUES (1, 'a'), (2, 'a')",
+                      "INSERT INTO mail_message VALUES (1, 'gpt.users', 2), (2, 'users', 2)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "users", "table": "users", "key": ["email"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    [found] = json_out(dry)["undeclared_references"]
+    assert (found["table"], found["rows"], found["by_type"], found["other_types"]) == (
+        "mail_message", 1, [{"value": "users", "rows": 1}], [{"value": "gpt.users", "rows": 1}]), found

@@ -197,6 +197,47 @@ def test_postgresql_a_tables_expressions_calling_a_function_over_a_column_are_al
     assert_alive(other_session)
 
 
+@pytest.fixture
+def pg_mutable_children(pg: Any, other_session: Any) -> Any:
+    """Inheritance parents whose child's CHECK calls, on constants, a PL/pgSQL function declared VOLATILE
+    (`vol_parent`) or STABLE (`stable_parent`): the planner's constant folding runs only IMMUTABLE calls, so
+    neither runs while a statement reading the parent is planned (found by review: such a read was refused as
+    "evaluated on constants"). `wrapped_parent`'s child passes the IMMUTABLE `im_kill()` to the VOLATILE function,
+    and the planner folds that argument."""
+    pg.execute(
+        "CREATE TABLE kill_target (pid integer)",
+        "CREATE FUNCTION im_kill() RETURNS integer IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM pg_terminate_backend(pid) FROM kill_target; RETURN 0; END $$",
+        "CREATE FUNCTION max_id() RETURNS integer VOLATILE LANGUAGE plpgsql AS $$ BEGIN RETURN 1000; END $$",
+        "CREATE FUNCTION stable_max_id() RETURNS integer STABLE LANGUAGE plpgsql AS $$ BEGIN RETURN 1000; END $$",
+        "CREATE FUNCTION vol_plus(a integer) RETURNS integer VOLATILE LANGUAGE plpgsql AS $$ BEGIN "
+        "RETURN a + 1000; END $$",
+        *(statement for parent, check in (("vol_parent", "id < max_id()"), ("stable_parent", "id < stable_max_id()"),
+                                          ("wrapped_parent", "id < vol_plus(im_kill())"))
+          for statement in (f"CREATE TABLE {parent} (id INTEGER, k TEXT)",
+                            f"CREATE TABLE {parent}_child (CHECK ({check})) INHERITS ({parent})",
+                            f"INSERT INTO {parent}_child VALUES (1, 'a'), (2, 'a'), (3, 'b')")),
+        f"INSERT INTO kill_target VALUES ({other_session.info.backend_pid})")
+    return pg
+
+
+@pytest.mark.parametrize("parent", ["vol_parent", "stable_parent"])
+def test_postgresql_a_childs_check_calling_a_volatile_or_stable_function_on_constants_is_allowed(
+        pg_mutable_children, parent, monitor_for):
+    result = run_query(monitor_for, pg_mutable_children,
+                       f"SELECT k, count(*) AS dup_count FROM {parent} WHERE id > 0 GROUP BY k HAVING count(*) > 1")
+    assert result.status == "violations", result.error
+
+
+def test_postgresql_an_immutable_argument_of_a_volatile_call_in_a_childs_check_is_still_vetted(
+        pg_mutable_children, other_session, monitor_for):
+    result = run_query(monitor_for, pg_mutable_children, "SELECT k FROM wrapped_parent WHERE id > 0")
+    assert_alive(other_session)
+    assert_refused(result, "im_kill()", OPAQUE, "of table wrapped_parent_child",
+                   "which PostgreSQL's planner evaluates on constants")
+    assert "vol_plus" not in result.error
+
+
 def test_dupewatch_check_names_an_index_expression_the_planner_folds_in_one_line_and_exits_2(pg_children,
                                                                                             other_session, tmp_path):
     path = write_config(tmp_path / "dw.toml", {"d": {"url": pg_children.url}},
