@@ -196,6 +196,15 @@ def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: st
     added = [n for n in restorable_columns(conn, table) if n not in archived]
     if not added:
         return []
+    if catalog_for(conn).lost_columns(archive):
+        # The archive had every column of the table when each of its fixes ran (`ensure_archive`): a column it
+        # lacks now may be one dropped from it by hand, whose archived values are gone, not one added to the table.
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: {table.name!r} has column(s) that "
+                         f"archive table {archive.name!r} lacks ({', '.join(added)}), and columns were dropped from "
+                         "the archive since dupewatch created it (dupewatch never drops them): the values the fix "
+                         "archived there may be gone, and the restored rows would get the column's default instead; "
+                         f"restore the rows by hand from {archive.name!r}, or give it the column back with its values "
+                         "and undo again")
     head = f"undo of fix {fix_id} refused, nothing changed: {table.name!r} has column(s) added since the fix"
     held = _held_values(conn, archive, table, fix_id)
     if held:

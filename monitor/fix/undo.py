@@ -165,7 +165,9 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
             _count_restored(record.check_name, db.name, report.restored)
             return report
         except sa.exc.IntegrityError as exc:
-            raise _refusal(db, record, schema, exc, dropped, held,
+            # (`guard` is None only once the guard's drop committed apart, MySQL/MariaDB; where DDL is
+            # transactional the drop was rolled back with undo, and the index still stands)
+            raise _refusal(db, record, schema, exc, dropped if guard is None else None, held,
                            lambda: _violations(db, record, schema, name, guard)) from None
         except NotAsArchived as exc:
             retyped = _retyped(db, record, schema, name)

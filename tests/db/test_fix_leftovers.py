@@ -121,6 +121,31 @@ def test_the_postgresql_guard_waits_for_old_transactions_at_most_statement_timeo
         old.close()
 
 
+def test_the_mariadb_guard_behind_an_open_transaction_names_it(mysql, tmp_path):
+    """MariaDB: CREATE INDEX waits for the table's metadata lock, which a transaction that read the table holds until
+    it ends. The wait is bounded by statement_timeout, but the refusal said only `query exceeded statement_timeout`,
+    as if the build were slow; it now names the transactions older than the build (connection, since when, user)
+    and says to end them, as PostgreSQL's guard does. Nothing is built."""
+    mysql.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(64) NOT NULL)",
+                  "INSERT INTO account VALUES (1, 'a@x'), (2, 'b@x')")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": mysql.url, "statement_timeout": "2s"}},
+                        [{"database": "app", **CHECK}])
+    with mysql.engine.connect() as old:
+        old.execute(sa.text("SELECT * FROM account")).all()  # a transaction holding the table's metadata lock
+        connection = old.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
+        started = time.monotonic()
+        result = run_cli("guard", CHECK["name"], "--config", str(path))
+        elapsed = time.monotonic() - started
+        old.rollback()
+    assert result.exit_code == 2
+    message = result.stderr
+    assert f"connection {connection} (" in message and "in a transaction since" in message, message
+    assert "metadata lock" in message and "end them" in message and "nothing was left behind" in message
+    assert elapsed < 30
+    assert mysql.scalar("SELECT count(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND INDEX_NAME = 'uq_dupewatch_accounts'") == 0
+
+
 def test_the_archives_fix_id_index_is_a_block_range_index_that_finds_each_fixs_rows(pg, tmp_path):
     """PostgreSQL: a B-tree on `dupewatch_fix_id` cost three times a BRIN's server time per archived row; each fix
     appends its rows under one time-sorted id, so the BRIN finds them. Two fixes in one archive: a lookup by either

@@ -214,3 +214,20 @@ def test_a_renamed_column_holding_null_in_every_row_of_the_fix_does_not_refuse_i
     assert "refused, nothing changed" in line and "(token) and lacks archived one(s) that hold values of this " \
         "fix's rows (secret: 1 row(s))" in line, line
     assert contents(db, "account", "login") == after_undo
+
+
+def test_postgres_a_column_dropped_from_the_archive_by_hand_is_not_taken_for_one_added_to_the_table(pg, tmp_path):
+    """The archive altered by hand (a column dropped from `dupewatch_archive_account`, the table unchanged): undo
+    restored the rows with NULL there, exit 0, saying the column had been "added since the fix" and took its
+    default: the fix's archived values were lost without a word of it. PostgreSQL's catalog keeps a trace of a
+    dropped column (`attisdropped`), so undo now refuses, nothing changed, naming the archive and the column."""
+    path, fix_id, _before = _fixed(pg, tmp_path)
+    pg.execute("ALTER TABLE dupewatch_archive_account DROP COLUMN secret")
+    before = contents(pg, "account", "login")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    message = " ".join(undone.stderr.split())
+    assert "nothing changed" in message and "dupewatch_archive_account" in message and "(secret)" in message
+    assert "added since the fix" not in message and "Traceback" not in undone.output
+    assert contents(pg, "account", "login") == before
+    assert pg.scalar("SELECT state FROM dupewatch_fix") == "done"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+import sqlalchemy as sa
+
 from dbtest import TestDatabase
 from fix_support import config_file, contents, json_out, run_cli
 
@@ -165,3 +167,28 @@ def test_undo_refused_by_rows_another_fix_repointed_again_names_that_fix(db, tmp
     assert run_cli("undo", a, "--config", str(path), "--yes").exit_code == 0
     db.execute("DELETE FROM u WHERE id = 0")
     assert contents(db, "u", "o") == before
+
+
+def test_undo_drop_constraint_refused_by_the_applications_constraint_says_what_was_dropped(db, tmp_path):
+    """`undo --drop-constraint` after `fix --add-constraint`, refused by the application's own unique constraint (the
+    email registered again): where DDL is transactional (PostgreSQL, SQLite) the guard's drop is rolled back with
+    undo, and the refusal says nothing changed; before, it said the guard "was dropped already (MySQL/MariaDB commit
+    DDL at once)" while the index stood. On MySQL/MariaDB the drop did commit, and the refusal says so."""
+    seed(db)
+    path = config_file(tmp_path, db, [CHECK])
+    fixed = run_cli("fix", CHECK["name"], "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 0, fixed.output
+    fix_id = db.scalar("SELECT fix_id FROM dupewatch_fix")
+    db.execute("INSERT INTO users VALUES (4, 'cid', 'ann2@example.org')")  # the email is registered again
+    before = contents(db, "users")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--drop-constraint")
+    assert undone.exit_code == 2
+    message = undone.stderr
+    assert _email_key(db) in message and "dupewatch did not add" in message
+    assert contents(db, "users") == before
+    guard = "uq_dupewatch_users_by_name"
+    standing = guard in {i["name"] for i in sa.inspect(db.engine).get_indexes("users", schema=db.schema)}
+    if db.dialect == "mysql":
+        assert not standing and f"{guard} was dropped already" in message and "nothing else changed" in message
+    else:
+        assert standing and "nothing changed" in message and "dropped" not in message

@@ -230,6 +230,12 @@ class Catalog:
         UPDATE that sets them to themselves leaves them as they were."""
         return ()
 
+    def lost_columns(self, table: sa.Table) -> bool:
+        """Whether columns were dropped from `table` since it was created, where the catalog keeps a trace of them
+        (PostgreSQL's `pg_attribute.attisdropped`); False where it keeps none. dupewatch never drops a column of its
+        archives: one that lost a column was changed by hand."""
+        return False
+
     def generated_columns(self, table: sa.Table) -> set[str]:
         """Columns whose values the database computes and refuses to be given (generated columns, MariaDB's
         system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""

@@ -272,6 +272,12 @@ class PostgresCatalog(Catalog):
             "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
             "WHERE i.indrelid = to_regclass(:t)"), {"t": qualified(self.conn, table)}).scalars())
 
+    def lost_columns(self, table: sa.Table) -> bool:
+        # A dropped column stays in pg_attribute (renamed, attisdropped) until the table itself is dropped.
+        return bool(self.conn.execute(sa.text(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 "
+            "AND attisdropped)"), {"t": qualified(self.conn, table)}).scalar())
+
     def generated_columns(self, table: sa.Table) -> set[str]:
         return set(self.conn.execute(sa.text(
             "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 "

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor.db import DatabaseError
+from monitor.db import DatabaseError, first_line
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder, lock_refused
 from monitor.fix.guard.report import GuardInterrupted
@@ -124,7 +124,7 @@ class MySQLBuilder(Builder):
     def build(self, lock_timeout: float | None) -> None:
         index = self.index(concurrently=False)
         with self.t.db.connect(self.t.db.writer) as conn, self._versioned_alter(conn):
-            pid = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
+            pid, started = conn.execute(sa.text("SELECT CONNECTION_ID(), NOW(6)")).one()
             conn.rollback()  # end the autobegun transaction: LOCK TABLES and DDL must start afresh
             try:
                 if lock_timeout is None:
@@ -140,12 +140,42 @@ class MySQLBuilder(Builder):
                 if exc.orig is not None and exc.orig.args and exc.orig.args[0] == _MY_LOCK_WAIT_TIMEOUT \
                         and lock_timeout is not None:
                     raise lock_refused(self.t, lock_timeout) from None
+                if lock_timeout is None and self.t.db.rules.is_timeout(first_line(exc)):
+                    older = self._older_transactions(pid, started)
+                    if older:
+                        raise FixRefused(self._waited(older)) from None
                 raise self.failed(exc) from None
             except KeyboardInterrupt:
                 self._kill(pid)
                 raise GuardInterrupted(f"interrupted: the unique index build for {self.t.config.name!r} was "
                                        "cancelled (MySQL/MariaDB build it atomically: nothing was left behind; "
                                        "`dupewatch guard` again shows whether it finished first)") from None
+
+    def _older_transactions(self, pid: int, started: Any) -> list[str]:
+        """The sessions whose transaction began before the build, oldest first (InnoDB's list, with PROCESSLIST's
+        user and host), as `connection 12 (Sleep in a transaction since 2024-05-01 12:00:01, app@10.0.0.5)`: a
+        transaction that read or wrote the table holds its metadata lock until it ends, and `CREATE INDEX` waits
+        for that lock (bounded by statement_timeout). Empty where the role may not read the list (PROCESS)."""
+        try:
+            with self.t.db.connect(self.t.db.writer) as fresh:
+                rows = fresh.execute(sa.text(
+                    "SELECT t.trx_mysql_thread_id AS id, t.trx_started AS since, p.COMMAND AS command, "
+                    "p.USER AS user, p.HOST AS host FROM information_schema.INNODB_TRX t "
+                    "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                    "WHERE t.trx_started < :started AND t.trx_mysql_thread_id NOT IN (:pid, CONNECTION_ID()) "
+                    "ORDER BY t.trx_started LIMIT 5"), {"started": started, "pid": pid}).all()
+        except (sa.exc.DBAPIError, DatabaseError):
+            return []
+        return [f"connection {r.id} ({r.command} in a transaction since {r.since:%Y-%m-%d %H:%M:%S}, "
+                f"{r.user}@{r.host})" for r in rows]
+
+    def _waited(self, older: list[str]) -> str:
+        wait = self.t.db.config.statement_timeout
+        return (f"building the unique index {self.name} for {self.t.config.name!r} was cancelled after {wait:g}s "
+                "(the database's statement_timeout) and nothing was left behind (MySQL/MariaDB build it "
+                "atomically): CREATE INDEX waits for the table's metadata lock, which a transaction holds until it "
+                f"ends, and these transactions began before the build: {', '.join(older)}; end them (commit, roll "
+                "back, or close the session) and run the guard again")
 
     @contextmanager
     def _versioned_alter(self, conn: Connection) -> Iterator[None]:
