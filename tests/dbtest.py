@@ -524,3 +524,13 @@ def one_transaction(engine: Engine) -> Iterator[sa.Connection]:
                 assert conn.execute(sa.text("SELECT @@in_transaction")).scalar() == 1, "not one transaction"
     finally:
         transactional.dispose()
+
+
+@pytest.fixture
+def other_session() -> Iterator[Any]:
+    """Another PostgreSQL session of the shared server's role: the one a test's functions end (the read-only tests
+    then assert it is alive)."""
+    import psycopg
+
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        yield conn

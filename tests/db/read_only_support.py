@@ -29,3 +29,4 @@ def assert_refused(result: Any, *words: str) -> None:
 def assert_alive(session: Any) -> None:
     """`session` (a DB-API connection of another session) was not ended by what ran."""
     assert session.execute("SELECT 1").fetchone() == (1,)
+

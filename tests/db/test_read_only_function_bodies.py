@@ -13,24 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from dbtest import PG_URL, server_login, write_config
+from dbtest import server_login, write_config
 from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
 from read_only_support import assert_alive, assert_refused, run_query, run_where
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def other_session() -> Any:
-    """Another session of the same role, the one the functions below end."""
-    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture

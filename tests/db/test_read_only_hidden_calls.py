@@ -9,23 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from dbtest import MYSQL_URL, PG_URL, server_login, write_config
+from dbtest import MYSQL_URL, server_login, write_config
 from fix_support import run_cli
 from read_only_support import assert_alive, assert_refused, run_query, run_where
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def other_session() -> Any:
-    """Another session of the same role, the one the functions below end."""
-    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture

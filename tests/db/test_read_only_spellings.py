@@ -48,14 +48,6 @@ def victim_table(request: Any) -> Any:
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def other_session() -> Any:
-    """Another session of the same role, the one a `pg_terminate_backend` spelling would kill."""
-    url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url, autocommit=True) as conn:
-        yield conn
-
-
 PG_SPELLINGS = {
     "unicode-escaped name": ('SELECT U&"pg\\005fterminate\\005fbackend"({pid}) AS a', "pg_terminate_backend("),
     "-- inside a quoted alias": ('SELECT 1 AS "x--", pg_terminate_backend({pid}) AS a', "pg_terminate_backend("),
