@@ -105,14 +105,12 @@ def _squash(name: str) -> str:
 
 def names_table(value: Any, table: str) -> bool:
     """Whether a polymorphic type value names `table` as a class: 'Account', 'Admin::Account' or 'app.Account'
-    for `account` or `accounts` (Rails' plural table names), 'AuditEntry' for `audit_entry`; or as a whole, as
-    Odoo names its models' tables: 'res.partner' for `res_partner`."""
+    for `account` or `accounts` (Rails' plural table names), 'AuditEntry' for `audit_entry` (Odoo's model names:
+    `names_model`)."""
     if not isinstance(value, str):
         return False
     last = _squash(re.split(r"::|\.", value.strip())[-1])
     squashed = _squash(table)
-    if "." in value and _squash(value) == squashed:
-        return True
     return bool(last) and last in (squashed, squashed[:-1] if squashed.endswith("s") else squashed,
                                    squashed[:-2] if squashed.endswith("es") else squashed)
 
