@@ -848,17 +848,22 @@ def test_repoint_into_a_wider_referencing_column_passes(server, tmp_path):
     assert contents(server, "customer", "orders") == before
 
 
+def _strict_orders(db, tmp_path, *, kept_code: str) -> str:
+    """`customer` rows 1 (code `kept_code`, kept) and 2 (code '2') with one key, two STRICT `orders.cc INTEGER`
+    referring to row 2's code; the config path of a check on `customer` that merges them."""
+    db.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code TEXT UNIQUE, k INT)",
+               "INSERT INTO customer VALUES (1, :code, 1), (2, '2', 1)", params={"code": kept_code})
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, cc INTEGER REFERENCES customer (code)) STRICT",
+               "INSERT INTO orders VALUES (1, 2), (2, 2)")
+    return str(config_file(tmp_path, db, [{"name": "c", "table": "customer", "key": ["k"], "merge_distinct": True}]))
+
+
 def test_sqlite_repoint_of_a_text_kept_value_into_a_strict_integer_column_is_refused_up_front(sqlite_db, tmp_path):
     """SQLite takes any value in any column, except in a STRICT table: the repoint would write the kept row's code
     'abc' into `orders.cc INTEGER`, which refuses it. The dry run says so in SQLite's own words (asked of a STRICT
     table of the same type in a private in-memory database) and exits 2; before, it promised the repoint and every
     fix stopped at the same batch."""
-    sqlite_db.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code TEXT UNIQUE, k INT)",
-                      "INSERT INTO customer VALUES (1, 'abc', 1), (2, '2', 1)",
-                      "CREATE TABLE orders (id INTEGER PRIMARY KEY, cc INTEGER REFERENCES customer (code)) STRICT",
-                      "INSERT INTO orders VALUES (1, 2), (2, 2)")
-    path = str(config_file(tmp_path, sqlite_db, [{"name": "c", "table": "customer", "key": ["k"],
-                                                  "merge_distinct": True}]))
+    path = _strict_orders(sqlite_db, tmp_path, kept_code="abc")
     dry = run_cli("fix", "c", "--config", path, "--dry-run")
     assert dry.exit_code == 2, dry.output
     assert "cannot store TEXT value in INTEGER column orders.cc" in dry.output, dry.output
@@ -868,12 +873,7 @@ def test_sqlite_repoint_of_a_text_kept_value_into_a_strict_integer_column_is_ref
 def test_sqlite_repoint_of_a_kept_value_a_strict_column_converts_losslessly_goes_ahead(sqlite_db, tmp_path):
     """The same STRICT `orders.cc INTEGER`, the kept row's code '7': SQLite converts it to 7 without loss and
     takes it, so the dry run does not refuse, and the fix repoints both orders to the kept customer."""
-    sqlite_db.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, code TEXT UNIQUE, k INT)",
-                      "INSERT INTO customer VALUES (1, '7', 1), (2, '2', 1)",
-                      "CREATE TABLE orders (id INTEGER PRIMARY KEY, cc INTEGER REFERENCES customer (code)) STRICT",
-                      "INSERT INTO orders VALUES (1, 2), (2, 2)")
-    path = str(config_file(tmp_path, sqlite_db, [{"name": "c", "table": "customer", "key": ["k"],
-                                                  "merge_distinct": True}]))
+    path = _strict_orders(sqlite_db, tmp_path, kept_code="7")
     dry = run_cli("fix", "c", "--config", path, "--dry-run")
     assert dry.exit_code == 0, dry.output
     fixed = run_cli("fix", "c", "--config", path, "--yes")
