@@ -19,7 +19,7 @@ import json
 import re
 import socket
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -231,6 +231,66 @@ def _deterministic_named(conn: Connection, statement: str) -> tuple[str, str | N
                 reaching[view.name] = found
                 grew = True
     return next(((function, view) for view, function in reaching.items() if _named(view, statement)), None)
+
+
+# A view the statement reads (named as a word, as `_deterministic_named` matches them; another database's view only
+# with its database's name also there) is read by the server as this role may not: a SQL SECURITY DEFINER view whose
+# definer is another account runs what it calls as that account, so the PREPARE that vets a statement reading it runs
+# a DETERMINISTIC function the definer may run (`_deterministic_named`) that this role may not see in
+# information_schema.ROUTINES; and a view whose definition this role may not read (information_schema.VIEWS shows it
+# empty without SHOW VIEW) may call one it may run. Both are refused before the statement is prepared, at any depth
+# (the views a readable definition names). The server withholds its reading of both anyway (measured on MariaDB
+# 10.11: its optimizer trace says insufficient privileges for a statement reading a DEFINER view of another definer,
+# whatever the role may SELECT and SHOW, and for one reading a view it may not SHOW), so neither refuses a check that
+# ran before; its one exception, a role holding every global privilege (then it sees every routine and definition),
+# is kept (`SHOW GRANTS`: ALL PRIVILEGES ON *.*).
+_VIEWS_READ = sa.text(
+    "SELECT TABLE_SCHEMA AS schema_name, TABLE_NAME AS name, VIEW_DEFINITION AS definition,"
+    " DEFINER AS definer, SECURITY_TYPE = 'DEFINER' AND BINARY DEFINER <> BINARY CURRENT_USER() AS foreign_definer,"
+    " TABLE_SCHEMA = DATABASE() AS here"
+    " FROM information_schema.VIEWS WHERE TABLE_SCHEMA NOT IN ('information_schema', 'mysql', 'performance_schema',"
+    " 'sys') ORDER BY TABLE_SCHEMA, TABLE_NAME")
+
+
+def _all_privileges(conn: Connection) -> bool:
+    """Whether the session holds every global privilege (the server prints them as ALL PRIVILEGES ON *.*)."""
+    return any(str(grant).upper().startswith("GRANT ALL PRIVILEGES ON *.* TO ")
+               for grant in conn.exec_driver_sql("SHOW GRANTS").scalars())
+
+
+def _view_refused(conn: Connection, statement: str, grantee: Callable[[Connection], str]) -> str | None:
+    """Why a view the statement reads (`_VIEWS_READ`), itself or through the views it reads, is refused, or None."""
+    views = conn.execute(_VIEWS_READ).all()
+    reached = [v for v in views if _named(v.name, statement) and (v.here or _named(v.schema_name, statement))]
+    through: dict[tuple[str, str], str] = {}  # each view reached through another: the outermost one named
+    seen = {(v.schema_name, v.name) for v in reached}
+    everything: bool | None = None
+    for view in reached:  # grows: the views each readable definition names
+        key = (view.schema_name, view.name)
+        outer = f" (read through view {through[key]})" if key in through else ""
+        if view.foreign_definer:
+            if everything is None:
+                everything = _all_privileges(conn)
+            if not everything:
+                return (f"view {view.schema_name}.{view.name}{outer} is not allowed in a check: it is SQL SECURITY "
+                        f"DEFINER with definer {view.definer}, so the server runs what it calls as {view.definer}, "
+                        f"stored functions this role may not see included, and may run a DETERMINISTIC one while it "
+                        f"only prepares the statement, before dupewatch can read what it calls (the server withholds "
+                        f"its reading of such a view from another account); connect as {view.definer}, or have the "
+                        f"view made SQL SECURITY INVOKER")
+        if not view.definition:
+            return (f"view {view.schema_name}.{view.name}{outer} is not allowed in a check: this role may not read "
+                    f"its definition (SHOW VIEW), so what it calls cannot be checked before the server prepares the "
+                    f"statement, which may run a DETERMINISTIC stored function it calls; GRANT SHOW VIEW ON "
+                    f"`{view.schema_name}`.`{view.name}` TO {grantee(conn)}")
+        for inner in views:
+            inner_key = (inner.schema_name, inner.name)
+            if inner_key not in seen and _named(inner.name, view.definition) and (
+                    inner.schema_name == view.schema_name or _named(inner.schema_name, view.definition)):
+                seen.add(inner_key)
+                through[inner_key] = through.get(key, f"{view.schema_name}.{view.name}")
+                reached.append(inner)
+    return None
 
 
 UNKNOWN_COLUMN = 1054  # ER_BAD_FIELD_ERROR: "Unknown column 'x' in 'WHERE'"
@@ -559,7 +619,7 @@ class MySQL(MySQLPolling, Dialect):
         """The first call in the server's expansion of `statement` that is not in `HARMLESS_FUNCTIONS`, or a
         shared row lock (FOR UPDATE is refused by the read-only transaction itself, already at PREPARE); or, before
         any statement is prepared, a stored function the server may run while it prepares one
-        (`_deterministic_named`)."""
+        (`_deterministic_named`), or a view it would read as this role may not (`_view_refused`)."""
         named = _deterministic_named(conn, statement)
         if named is not None:
             function, view = named
@@ -568,6 +628,9 @@ class MySQL(MySQLPolling, Dialect):
                     f"so the server may run it while it only prepares the statement (ROUND(x, f()), SUBSTR(s, 1, "
                     f"f())), before dupewatch can read what the statement calls; leave it out of the check, or "
                     f"connect with a role that may SELECT but not EXECUTE stored functions")
+        refused_view = _view_refused(conn, statement, self.grantee)
+        if refused_view is not None:
+            return refused_view
         queries, withheld, views = self.expanded_queries(conn, statement)
         if withheld:
             return _WITHHELD

@@ -335,28 +335,125 @@ def test_mysql_a_deterministic_stored_function_read_through_a_view_is_refused(
     assert_refused(result, "ends()", "through view outer_rounded")
 
 
-@pytest.mark.xfail(strict=True, reason="brkro: a role that may read a DEFINER view but not see the DETERMINISTIC "
-                   "function it calls (information_schema.ROUTINES, VIEWS) has no catalog to read it from before the "
-                   "PREPARE runs it; not fixed")
+def _victim_id(session: Any) -> int:
+    with session.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return int(cursor.fetchone()[0])
+
+
+def _run_as(monitor_for: Any, mysql: Any, user: str, sql: str) -> Any:
+    url = make_url(mysql.url).set(username=user, password="pw")
+    return monitor_for({"d": {"url": url.render_as_string(hide_password=False)}},
+                       [{"name": "c", "database": "d", "sql": sql}]).run("c")
+
+
 def test_mysql_a_deterministic_function_a_view_calls_is_refused_for_a_role_that_may_not_run_it(
         mysql, mysql_other_session, monitor_for):
     """A view (SQL SECURITY DEFINER) runs its definer's functions for a role that may only read the view: the role
-    cannot see the function in information_schema.ROUTINES, and the PREPARE of a statement reading the view runs
-    it as a constant all the same."""
-    with mysql_other_session.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        victim_id = cursor.fetchone()[0]
+    cannot see the function in information_schema.ROUTINES nor the view's definition, and the PREPARE of a statement
+    reading the view runs it as a constant all the same. What the role can see is the view's SECURITY_TYPE and
+    DEFINER (information_schema.VIEWS): a DEFINER view of another account is refused, naming it and the definer; the
+    remedies it names work: as the definer the check is refused naming the function, and once the view is SQL
+    SECURITY INVOKER the role is told to get SHOW VIEW on it, and with it the server refuses the view (error 1356: the
+    invoker may not EXECUTE the function) before it runs anything."""
+    victim_id = _victim_id(mysql_other_session)
     mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
                   "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN KILL {victim_id}; RETURN 3; END",
-                  "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim")
+                  "CREATE TABLE armed (n INTEGER)",
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
+                  f"KILL {victim_id}; END IF; RETURN 3; END",
+                  "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
+                  "INSERT INTO armed VALUES (1)")
     database = make_url(mysql.url).database
+    definer = mysql.scalar("SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() "
+                           "AND TABLE_NAME = 'rounded'")
     with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
-                      f"GRANT SELECT ON `{database}`.rounded TO {{user}}", prefix="dw_brkro",
+                      f"GRANT SELECT ON `{database}`.rounded TO {{user}}", prefix="dw_definer",
                       password="pw") as user:
-        url = make_url(mysql.url).set(username=user, password="pw")
-        monitor = monitor_for({"d": {"url": url.render_as_string(hide_password=False)}},
-                              [{"name": "c", "database": "d", "sql": "SELECT k, a FROM rounded"}])
-        result = monitor.run("c")
+        result = _run_as(monitor_for, mysql, user, "SELECT k, a FROM rounded")
+        assert_mysql_alive(mysql_other_session)
+        assert_refused(result, f"view {database}.rounded", "SQL SECURITY DEFINER", f"connect as {definer}",
+                       "SQL SECURITY INVOKER")
+        # the remedies: the definer sees the function; the role, once the view is INVOKER, needs SHOW VIEW on it
+        assert_refused(run_query(monitor_for, mysql, "SELECT k, a FROM rounded"), "ends()", "DETERMINISTIC")
+        mysql.execute("DELETE FROM armed",  # ALTER VIEW prepares its definition, running the function
+                      "ALTER SQL SECURITY INVOKER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
+                      "INSERT INTO armed VALUES (1)")
+        result = _run_as(monitor_for, mysql, user, "SELECT k, a FROM rounded")
+        assert_mysql_alive(mysql_other_session)
+        assert_refused(result, f"view {database}.rounded", f"GRANT SHOW VIEW ON `{database}`.`rounded` TO '{user}'")
+        mysql.execute(f"GRANT SHOW VIEW ON `{database}`.rounded TO '{user}'@'%'")
+        result = _run_as(monitor_for, mysql, user, "SELECT k, a FROM rounded")
+        assert_mysql_alive(mysql_other_session)
+        assert result.status == "error" and "lack rights to use them" in result.error, result.error
+
+
+@pytest.fixture
+def mysql_views(mysql: Any, mysql_other_session: Any) -> Any:
+    """`victim` ('a' twice); `ends()`, DETERMINISTIC, ending `mysql_other_session` once armed; `rounded`, a DEFINER
+    view calling it; `over_rounded`, an INVOKER view reading `rounded`; `inv_rounded`, an INVOKER view calling it;
+    `tame`, an INVOKER view of `victim` calling nothing."""
+    victim_id = _victim_id(mysql_other_session)
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE TABLE armed (n INTEGER)",  # armed once the views exist: creating one prepares the other
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
+                  f"KILL {victim_id}; END IF; RETURN 3; END",
+                  "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
+                  "CREATE SQL SECURITY INVOKER VIEW over_rounded AS SELECT k, a FROM rounded",
+                  "CREATE SQL SECURITY INVOKER VIEW inv_rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
+                  "CREATE SQL SECURITY INVOKER VIEW tame AS SELECT id, k FROM victim",
+                  "INSERT INTO armed VALUES (1)")
+    return mysql
+
+
+def test_mysql_a_definer_view_read_through_a_readable_view_is_refused(mysql_views, mysql_other_session,
+                                                                      monitor_for):
+    """The role may read `over_rounded`'s definition (SHOW VIEW), which reads the DEFINER view `rounded`: the
+    statement names only the outer view, and the PREPARE would run `ends()` as `rounded`'s definer."""
+    database = make_url(mysql_views.url).database
+    with server_login("mysql", *(f"GRANT SELECT ON `{database}`.{t} TO {{user}}"
+                                 for t in ("victim", "rounded", "over_rounded")),
+                      f"GRANT SHOW VIEW ON `{database}`.over_rounded TO {{user}}", prefix="dw_definer",
+                      password="pw") as user:
+        result = _run_as(monitor_for, mysql_views, user, "SELECT k, a FROM over_rounded")
     assert_mysql_alive(mysql_other_session)
-    assert_refused(result, "ends()")
+    assert_refused(result, f"view {database}.rounded (read through view {database}.over_rounded)",
+                   "SQL SECURITY DEFINER")
+
+
+def test_mysql_a_view_whose_definition_the_role_may_not_read_is_refused(mysql_views, mysql_other_session,
+                                                                        monitor_for):
+    """An INVOKER view calling a DETERMINISTIC function the role may run: without SHOW VIEW the role reads an empty
+    definition in information_schema.VIEWS, and the PREPARE would run the function. The refusal names the GRANT;
+    with it, the function is found through the view. A view of the role's tables it may SHOW runs its check."""
+    database = make_url(mysql_views.url).database
+    with server_login("mysql", *(f"GRANT SELECT ON `{database}`.{t} TO {{user}}" for t in ("victim", "inv_rounded",
+                                                                                         "tame")),
+                      f"GRANT SHOW VIEW ON `{database}`.tame TO {{user}}",
+                      f"GRANT EXECUTE ON FUNCTION `{database}`.ends TO {{user}}", prefix="dw_definer",
+                      password="pw") as user:
+        result = _run_as(monitor_for, mysql_views, user, "SELECT k, a FROM inv_rounded")
+        assert_mysql_alive(mysql_other_session)
+        assert_refused(result, f"view {database}.inv_rounded", "may not read its definition",
+                       f"GRANT SHOW VIEW ON `{database}`.`inv_rounded` TO '{user}'@'%'")
+        mysql_views.execute(f"GRANT SHOW VIEW ON `{database}`.inv_rounded TO '{user}'@'%'")
+        result = _run_as(monitor_for, mysql_views, user, "SELECT k, a FROM inv_rounded")
+        assert_mysql_alive(mysql_other_session)
+        assert_refused(result, "ends()", "through view inv_rounded", "DETERMINISTIC")
+        tame = _run_as(monitor_for, mysql_views, user,
+                       "SELECT k, COUNT(*) AS dup_count FROM tame GROUP BY k HAVING COUNT(*) > 1")
+        assert tame.status == "violations", tame.error
+
+
+def test_mysql_a_definer_view_of_another_account_runs_for_a_role_holding_every_global_privilege(mysql, monitor_for):
+    """The server traces a statement reading a DEFINER view of another account for a role holding every global
+    privilege (it may see every routine and definition): the test server's root runs a check over such a view."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    database = make_url(mysql.url).database
+    with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}", prefix="dw_definer") as user:
+        mysql.execute(f"CREATE DEFINER = '{user}'@'%' SQL SECURITY DEFINER VIEW theirs AS SELECT id, k FROM victim")
+        result = run_query(monitor_for, mysql,
+                           "SELECT k, COUNT(*) AS dup_count FROM theirs GROUP BY k HAVING COUNT(*) > 1")
+    assert result.status == "violations", result.error
