@@ -246,7 +246,8 @@ def _deterministic_named(conn: Connection, statement: str) -> tuple[str, str | N
 # is kept (`SHOW GRANTS`: ALL PRIVILEGES ON *.*).
 _VIEWS_READ = sa.text(
     "SELECT TABLE_SCHEMA AS schema_name, TABLE_NAME AS name, VIEW_DEFINITION AS definition,"
-    " DEFINER AS definer, SECURITY_TYPE = 'DEFINER' AND BINARY DEFINER <> BINARY CURRENT_USER() AS foreign_definer,"
+    " DEFINER AS definer, SECURITY_TYPE = 'DEFINER'"
+    " AND CAST(DEFINER AS BINARY) <> CAST(CURRENT_USER() AS BINARY) AS foreign_definer,"
     " TABLE_SCHEMA = DATABASE() AS here"
     " FROM information_schema.VIEWS WHERE TABLE_SCHEMA NOT IN ('information_schema', 'mysql', 'performance_schema',"
     " 'sys') ORDER BY TABLE_SCHEMA, TABLE_NAME")
