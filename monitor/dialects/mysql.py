@@ -280,10 +280,12 @@ def _view_refused(conn: Connection, statement: str, grantee: Callable[[Connectio
                         f"its reading of such a view from another account); connect as {view.definer}, or have the "
                         f"view made SQL SECURITY INVOKER")
         if not view.definition:
+            preparer = conn.dialect.identifier_preparer
+            quoted = f"{preparer.quote_identifier(view.schema_name)}.{preparer.quote_identifier(view.name)}"
             return (f"view {view.schema_name}.{view.name}{outer} is not allowed in a check: this role may not read "
                     f"its definition (SHOW VIEW), so what it calls cannot be checked before the server prepares the "
                     f"statement, which may run a DETERMINISTIC stored function it calls; GRANT SHOW VIEW ON "
-                    f"`{view.schema_name}`.`{view.name}` TO {grantee(conn)}")
+                    f"{quoted} TO {grantee(conn)}")
         for inner in views:
             inner_key = (inner.schema_name, inner.name)
             if inner_key not in seen and _named(inner.name, view.definition) and (

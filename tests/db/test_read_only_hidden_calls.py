@@ -7,6 +7,7 @@ refusal here got through before; the "allowed" case guards against refusing too 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pymysql
@@ -456,4 +457,24 @@ def test_mysql_a_definer_view_of_another_account_runs_for_a_role_holding_every_g
         mysql.execute(f"CREATE DEFINER = '{user}'@'%' SQL SECURITY DEFINER VIEW theirs AS SELECT id, k FROM victim")
         result = run_query(monitor_for, mysql,
                            "SELECT k, COUNT(*) AS dup_count FROM theirs GROUP BY k HAVING COUNT(*) > 1")
+    assert result.status == "violations", result.error
+
+
+def test_mysql_a_definer_view_of_another_database_the_statement_does_not_name_refuses_nothing(mysql, monitor_for):
+    """A view of another database reached only by its name (`victim`, also the check's table here) is not read
+    by a statement that does not name that database: the check runs."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    database = make_url(mysql.url).database
+    other = f"dw_definer_{uuid.uuid4().hex[:8]}"
+    mysql.execute(f"CREATE DATABASE `{other}`")
+    try:
+        mysql.execute(f"CREATE SQL SECURITY DEFINER VIEW `{other}`.victim AS SELECT id, k FROM `{database}`.victim")
+        with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
+                          f"GRANT SELECT ON `{other}`.victim TO {{user}}", prefix="dw_definer",
+                          password="pw") as user:
+            result = _run_as(monitor_for, mysql, user,
+                             "SELECT k, COUNT(*) AS dup_count FROM victim GROUP BY k HAVING COUNT(*) > 1")
+    finally:
+        mysql.execute(f"DROP DATABASE `{other}`")
     assert result.status == "violations", result.error
