@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.dialects import for_backend
 from monitor.fix.catalog import catalog_for
 from monitor.fix.errors import FixRefused, NotAsArchived
-from monitor.fix.records import bookkeeping_lock, safe_identifier
+from monitor.fix.records import archive_columns, bookkeeping_lock, safe_identifier
 
 FIX_ID_COLUMN = "dupewatch_fix_id"
 
@@ -196,9 +196,23 @@ def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: st
     added = [n for n in restorable_columns(conn, table) if n not in archived]
     if not added:
         return []
-    if catalog_for(conn).lost_columns(archive):
-        # The archive had every column of the table when each of its fixes ran (`ensure_archive`): a column it
-        # lacks now may be one dropped from it by hand, whose archived values are gone, not one added to the table.
+    # The archive had every column of the table when each of its fixes ran (`ensure_archive`): a column it lacks
+    # now may be one dropped from it by hand, whose archived values are gone, not one added to the table. The
+    # database says: the archive's columns now against those it reported when the fix first ran, recorded in the
+    # fix's record (an archive is shared by the fixes of its table: a column it gained since is none of this
+    # fix's, and one dropped before this fix ran was never this fix's either).
+    recorded = archive_columns(conn, fix_id, archive)
+    lost = [n for n in recorded if n not in archive.c] if recorded is not None else []
+    if lost:
+        raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: archive table {archive.name!r} no longer "
+                         f"has column(s) it had when the fix archived its rows there ({', '.join(lost)}), and "
+                         "dupewatch never drops them: they were dropped by hand, with the values the fix archived "
+                         f"there, and the restored rows of {table.name!r} would get the column's default instead; "
+                         f"give {archive.name!r} the column back with its values and undo again, or restore the "
+                         "rows by hand")
+    if recorded is None and catalog_for(conn).lost_columns(archive):
+        # (a fix recorded without its archives' columns: where the catalog keeps a trace of a dropped column,
+        # PostgreSQL's, it tells, without naming it)
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: {table.name!r} has column(s) that "
                          f"archive table {archive.name!r} lacks ({', '.join(added)}), and columns were dropped from "
                          "the archive since dupewatch created it (dupewatch never drops them): the values the fix "

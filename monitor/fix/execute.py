@@ -551,6 +551,10 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
             home = records.place(conn, t.tc.table.schema)
             archive = columns_of(conn, record.archive_table, home)
             links = prepare_links(conn, layout, fix_id, home)
+            # (on its first run: the archives' columns as the database reports them, which undo compares with
+            # theirs then, an archive being shared by the fixes of its table)
+            archived = [link.log for link in links if link.ref.action == "archive" and link.log is not None]
+            records.record_archives(conn, fix_id, [archive, *archived])
             # (every run, before its first batch: an archive or log changed since it was created)
             refuse_altered(conn, [Copy(archive, layout.table, {c.name: c.name for c in layout.table.columns}),
                                   *copies(links)])

@@ -1,6 +1,8 @@
 """dupewatch's own bookkeeping in the target database: the fix record and the repoint log.
 
-`dupewatch_fix` holds one row per fix (who, when, which check and table, state, counts, resume point);
+`dupewatch_fix` holds one row per fix (who, when, which check and table, state, counts, resume point, and the
+columns of each archive it writes as the database reported them when it first ran: `archives`, added to a table
+made before it);
 `dupewatch_fix_reference` each reference a fix repointed or archived (and the table holding its log);
 `dupewatch_fix_repoint` the repoints of fixes made by dupewatch 0.1 (never created now: read by undo and purge
 where an old fix left it). They live in the database's default schema, or in `[fix] schema`: they are declared in
@@ -12,6 +14,7 @@ Timestamps are ISO 8601 UTC text, the same on every dialect.
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import secrets
 import socket
@@ -64,6 +67,12 @@ fix_table = sa.Table(
     sa.Column("constraint_name", sa.String(80)),
     sa.Column("message", sa.Text),
 )
+# `dupewatch_fix.archives` (JSON, NULL for a fix recorded before it existed): each archive the fix writes, as
+# {"schema": ..., "table": ..., "columns": [...]}, its columns as the database reported them when the fix first
+# ran. Not a column of `fix_table`: a `dupewatch_fix` made before it lacks it until a fix adds it
+# (`record_archives`), and every other read of the records (the daemon's, through a read-only role) stays as it was.
+ARCHIVES_COLUMN = "archives"
+
 # Apart from `_metadata`, so that `ensure_tables` never creates it.
 repoint_table = sa.Table(
     REPOINT_TABLE, sa.MetaData(schema=BOOKKEEPING),
@@ -310,3 +319,53 @@ def unfinished(conn: Connection, check: str, table_name: str) -> FixRecord | Non
                  .order_by(fix_table.c.created_at.desc()).limit(1))
     row = conn.execute(statement).first()
     return None if row is None else _record(row)
+
+
+def _archives_table(conn: Connection) -> sa.Table:
+    return sa.Table(FIX_TABLE, sa.MetaData(), sa.Column("fix_id", sa.String(40)), sa.Column(ARCHIVES_COLUMN, sa.Text),
+                    schema=home(conn))
+
+
+def _has_archives_column(conn: Connection) -> bool:
+    return any(c["name"] == ARCHIVES_COLUMN for c in sa.inspect(conn).get_columns(FIX_TABLE, schema=home(conn)))
+
+
+def record_archives(conn: Connection, fix_id: str, archives: Sequence[sa.Table]) -> None:
+    """Record in the fix's record the columns of each archive it writes (`archives`, as the database reports them
+    now: `archive.columns_of`), on its first run; a later run keeps what the first recorded. Adds the column
+    `archives` to a `dupewatch_fix` made before it (DDL: call inside a DDL step). Undo compares them with the
+    archive's columns then (`archive.added_since`): one gone was dropped from it by hand, with the values the fix
+    archived there."""
+    bookkeeping_lock(conn)
+    if not _has_archives_column(conn):
+        preparer = conn.dialect.identifier_preparer
+        target = preparer.format_table(sa.Table(FIX_TABLE, sa.MetaData(), schema=home(conn)))
+        try:
+            conn.exec_driver_sql(f"ALTER TABLE {target} ADD COLUMN {preparer.quote(ARCHIVES_COLUMN)} "
+                                 f"{sa.Text().compile(dialect=conn.dialect)}")
+        except sa.exc.OperationalError:
+            # MySQL/MariaDB: another process added it between the check and the ALTER (see `ensure_tables`)
+            if for_backend(conn.dialect.name).error_aborts_transaction or not _has_archives_column(conn):
+                raise
+    table = _archives_table(conn)
+    if conn.execute(sa.select(table.c[ARCHIVES_COLUMN]).where(table.c.fix_id == fix_id)).scalar() is not None:
+        return
+    recorded = list({(a.schema, a.name): {"schema": a.schema, "table": a.name, "columns": [c.name for c in a.columns]}
+                     for a in archives}.values())
+    conn.execute(table.update().where(table.c.fix_id == fix_id).values({ARCHIVES_COLUMN: json.dumps(recorded)}))
+
+
+def archive_columns(conn: Connection, fix_id: str, archive: sa.Table) -> list[str] | None:
+    """The columns `archive` had when fix `fix_id` first ran, as recorded then (`record_archives`); None for a
+    fix recorded without them (made before dupewatch recorded them)."""
+    if not _has_archives_column(conn):
+        return None
+    table = _archives_table(conn)
+    text = conn.execute(sa.select(table.c[ARCHIVES_COLUMN]).where(table.c.fix_id == fix_id)).scalar()
+    if text is None:
+        return None
+    entries = json.loads(text)
+    same = [e for e in entries if e["table"] == archive.name and e["schema"] == archive.schema]
+    named = [e for e in entries if e["table"] == archive.name]
+    found = same or (named if len(named) == 1 else [])  # (a schema named otherwise than at the fix: one by name)
+    return list(found[0]["columns"]) if found else None

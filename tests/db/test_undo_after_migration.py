@@ -231,3 +231,116 @@ def test_postgres_a_column_dropped_from_the_archive_by_hand_is_not_taken_for_one
     assert "added since the fix" not in message and "Traceback" not in undone.output
     assert contents(pg, "account", "login") == before
     assert pg.scalar("SELECT state FROM dupewatch_fix") == "done"
+
+
+def test_a_column_dropped_from_the_archive_by_hand_is_refused_naming_it_on_every_database(db, tmp_path):
+    """Issue 16: MySQL/MariaDB and SQLite keep no trace of a dropped column, so undo restored the rows with NULL in
+    `secret`, exit 0, the fix's archived values lost without a word. The fix records the archive's columns as the
+    database reported them; undo compares them with the archive's now: refused, nothing changed, one line naming
+    the archive and the column."""
+    path, fix_id, _before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE dupewatch_archive_account DROP COLUMN secret")
+    before = contents(db, "account", "login")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    line, = undone.stderr.strip().splitlines()
+    assert "refused, nothing changed" in line and "Traceback" not in undone.output, line
+    assert "archive table 'dupewatch_archive_account' no longer has column(s) it had when the fix archived its " \
+        "rows there (secret)" in line, line
+    assert contents(db, "account", "login") == before
+    assert db.scalar("SELECT state FROM dupewatch_fix") == "done"
+    # The column given back (its values lost: NULL), the operator's choice, undo restores what the archive holds.
+    db.execute("ALTER TABLE dupewatch_archive_account ADD COLUMN secret VARCHAR(20)")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert db.rows("SELECT id, secret FROM account ORDER BY id") == [(1, "s1"), (2, None), (3, "s3")]
+
+
+def test_a_column_dropped_by_hand_from_an_archived_referencing_tables_archive_is_refused(db, tmp_path):
+    """The same for the archive of a referencing table (on_reference = "archive"): undo restored its rows with
+    NULL in `ip`, exit 0."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id), "
+               "ip VARCHAR(20))",
+               "INSERT INTO account VALUES (1, 'a'), (2, 'a')", "INSERT INTO login VALUES (10, 1, 'x'), (11, 2, 'y')")
+    path = config_file(tmp_path, db, [{"name": "c", "table": "account", "key": ["email"],
+                                       "on_reference": {"login.account_id": "archive"}}])
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0 and json_out(fixed)["references_archived"] == 1, fixed.output
+    db.execute("ALTER TABLE dupewatch_archive_login DROP COLUMN ip")
+    before = contents(db, "account", "login")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    line, = undone.stderr.strip().splitlines()
+    assert "refused, nothing changed" in line and "'dupewatch_archive_login' no longer has column(s)" in line, line
+    assert "(ip)" in line, line
+    assert contents(db, "account", "login") == before
+
+
+def test_a_shared_archive_that_gained_a_column_refuses_only_the_fix_whose_column_was_dropped_by_hand(db, tmp_path):
+    """An archive shared by two fixes of `account`: after fix 1 the table gained `flag` and the operator gave the
+    archive `flag` too (a fix refuses an archive that no longer matches its table), fix 2 archived a row holding
+    flag 7; then `flag` was dropped from the archive by hand. Undo of fix 2 lost its flag without a word
+    (MySQL/MariaDB, SQLite: NULL restored, exit 0); undo of fix 1, whose archive never had `flag`, was refused on
+    PostgreSQL (its catalog knows a column was dropped from the archive, not whose). Now fix 2's undo is refused
+    naming `flag`, and fix 1's restores its row with the column's default, as the table's other rows got it."""
+    path, first, _before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE account ADD COLUMN flag INTEGER DEFAULT 5",
+               "ALTER TABLE dupewatch_archive_account ADD COLUMN flag INTEGER",
+               "INSERT INTO account (id, email, secret, flag) VALUES (4, 'b', 's4', 7)")
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    second = json_out(fixed)["fix_id"]
+    assert db.rows("SELECT id, flag FROM dupewatch_archive_account ORDER BY id") == [(2, None), (4, 7)]
+    db.execute("ALTER TABLE dupewatch_archive_account DROP COLUMN flag")
+    before = contents(db, "account", "login")
+    undone = run_cli("undo", second, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    line, = undone.stderr.strip().splitlines()
+    assert "refused, nothing changed" in line and "'dupewatch_archive_account' no longer has column(s)" in line, line
+    assert "(flag)" in line, line
+    assert contents(db, "account", "login") == before
+    undone = run_cli("undo", first, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["defaulted"] == ["flag"], json_out(undone)
+    assert db.rows("SELECT id, secret, flag FROM account ORDER BY id") == [
+        (1, "s1", 5), (2, "s2", 5), (3, "s3", 5)]
+
+
+def _recorded_before_the_archives(db):
+    """The fix records as dupewatch wrote them before it recorded the archives' columns: no `archives` column."""
+    db.execute("ALTER TABLE dupewatch_fix DROP COLUMN archives")
+
+
+def test_a_fix_recorded_before_the_archives_columns_were_undoes_as_before(db, tmp_path):
+    """A fix recorded by an earlier dupewatch (no `archives` in `dupewatch_fix`), then a later fix of the same
+    table by this one (which adds it, recording only its own archive): undo of the old fix, the table having gained
+    a column since, restores its rows with the column's default as before; the new fix's undo too."""
+    path, first, _before = _fixed(db, tmp_path)
+    _recorded_before_the_archives(db)
+    db.execute("INSERT INTO account VALUES (4, 'b', 's4')")
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert db.scalar("SELECT count(*) FROM dupewatch_fix WHERE archives IS NULL") == 1  # the old fix's
+    db.execute("ALTER TABLE account ADD COLUMN flag INTEGER DEFAULT 5")
+    for fix_id in (json_out(fixed)["fix_id"], first):
+        undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
+        assert undone.exit_code == 0, undone.output
+        assert json_out(undone)["defaulted"] == ["flag"], json_out(undone)
+    assert db.rows("SELECT id, email, secret, flag FROM account ORDER BY id") == [
+        (1, "a", "s1", 5), (2, "a", "s2", 5), (3, "b", "s3", 5), (4, "b", "s4", 5)]
+
+
+def test_postgres_a_fix_recorded_before_the_archives_columns_is_still_refused_by_the_catalogs_trace(pg, tmp_path):
+    """A fix recorded without the archives' columns: PostgreSQL's catalog still tells of a column dropped from the
+    archive by hand (as before: `attisdropped`), undo refuses, nothing changed."""
+    path, fix_id, _before = _fixed(pg, tmp_path)
+    _recorded_before_the_archives(pg)
+    pg.execute("ALTER TABLE dupewatch_archive_account DROP COLUMN secret")
+    before = contents(pg, "account", "login")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert undone.exit_code == 2, undone.output
+    line, = undone.stderr.strip().splitlines()
+    assert "nothing changed" in line and "dupewatch_archive_account" in line and "(secret)" in line, line
+    assert "columns were dropped from the archive since dupewatch created it" in line, line
+    assert contents(pg, "account", "login") == before
