@@ -173,8 +173,11 @@ class Measurer:
             return Measurement(0, 0, 0, 0, scale > 1.0, percent, table_rows=rows)
         best = max(by_value, key=lambda r: (r[0] - r[1]) / r[0])
         value = best[-1]
+        # the value is written into the statement as a literal, not bound: a bound string is typed varchar
+        # (psycopg 3), which a PostgreSQL enum column does not compare with; a literal is read as the column's type
         measured = self._measurement(candidate, per_key, best[:-1], rows, scale, percent,
-                                     per_key.c[candidate.status] == value)
+                                     per_key.c[candidate.status] == sa.bindparam("dw_status", value,
+                                                                                 literal_execute=True))
         condition = sa.column(candidate.status) == value
         where = str(condition.compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True}))
         return replace(measured, status_value=str(value), status_where=where)
