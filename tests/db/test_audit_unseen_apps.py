@@ -112,3 +112,28 @@ def test_an_identifier_s_check_is_keyed_per_required_parent(db: TestDatabase) ->
     [finding] = on(audit_json(db), "saved_searches")
     assert finding["severity"] == "high" and finding["check"]["key"] == ["query", "user_id"], finding
     assert "keyed per user_id" in finding["evidence"], finding
+
+
+def test_rows_pointing_at_different_parents_inferred_by_name_are_no_duplicate_group(db: TestDatabase) -> None:
+    """osTicket (install-mysql.sql declares no foreign key): a ticket's form entries, indexed on (object_type,
+    object_id), one per form, written in the ticket's second. The Hardware topic's tickets carry a second form,
+    so 6 of 200 tickets had two entries, born together: a false high whose fix merges a ticket's two forms. Their
+    rows point at different forms through form_id, a foreign key inferred by name (ost_form's id): different
+    relationships, as with a declared one."""
+    md = sa.MetaData()
+    forms = sa.Table("ost_form", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.String(40)))
+    entries = sa.Table("ost_form_entry", md, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column("form_id", sa.Integer, nullable=False),
+                       sa.Column("object_id", sa.Integer, nullable=False),
+                       sa.Column("object_type", sa.String(1), nullable=False),
+                       sa.Column("sort", sa.Integer, nullable=False),
+                       sa.Column("created", sa.DateTime, nullable=False),
+                       sa.Index("entry_lookup", "object_type", "object_id"))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(forms.insert(), [{"id": 2, "title": "Ticket Details"}, {"id": 5, "title": "Hardware"}])
+        conn.execute(entries.insert(), [{"form_id": 2, "object_id": t, "object_type": "T", "sort": 1,
+                                         "created": T0 + timedelta(hours=3 * t)} for t in range(1, 201)])
+        conn.execute(entries.insert(), [{"form_id": 5, "object_id": t, "object_type": "T", "sort": 2,
+                                         "created": T0 + timedelta(hours=3 * t)} for t in range(30, 201, 30)])
+    assert on(audit_json(db), "ost_form_entry") == []
