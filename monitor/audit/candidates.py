@@ -72,10 +72,8 @@ class Candidate:
 
 
 def surrogate_key(table: TableInfo) -> set[str]:
-    """A one-column integer primary key: an `id` the database makes up, which says nothing about the row."""
-    if len(table.primary_key) == 1 and table.columns[table.primary_key[0]].type_class == "integer":
-        return {table.primary_key[0]}
-    return set()
+    """The integer `id` of a surrogate primary key (TableInfo.has_surrogate_key), which says nothing about the row."""
+    return set(table.surrogate_columns)
 
 
 def reference_columns(table: TableInfo) -> set[str]:

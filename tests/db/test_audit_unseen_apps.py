@@ -137,3 +137,58 @@ def test_rows_pointing_at_different_parents_inferred_by_name_are_no_duplicate_gr
         conn.execute(entries.insert(), [{"form_id": 5, "object_id": t, "object_type": "T", "sort": 2,
                                          "created": T0 + timedelta(hours=3 * t)} for t in range(30, 201, 30)])
     assert on(audit_json(db), "ost_form_entry") == []
+
+
+def test_a_partitioned_table_s_race_is_found_once_through_its_parent(pg: TestDatabase) -> None:
+    """A partitioned table (GitLab's p_ci_* tables) must hold its partition key in every key: PRIMARY KEY (id,
+    created_at), id from a sequence. That key, read as a natural key declaring every row distinct, hid every
+    candidate of the table; and each partition, listed as a table of its own, repeated the parent's findings."""
+    with pg.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (id bigint PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO users SELECT generate_series(1, 200)"))
+        conn.execute(sa.text("CREATE TABLE events (id bigserial, user_id bigint NOT NULL REFERENCES users(id), "
+                             "name text NOT NULL, created_at timestamp NOT NULL, PRIMARY KEY (id, created_at)) "
+                             "PARTITION BY RANGE (created_at)"))
+        conn.execute(sa.text("CREATE TABLE events_2025 PARTITION OF events "
+                             "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"))
+        conn.execute(sa.text("CREATE TABLE events_2026 PARTITION OF events "
+                             "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"))
+        conn.execute(sa.text("CREATE INDEX events_user_name ON events (user_id, name)"))
+        conn.execute(sa.text("INSERT INTO events (user_id, name, created_at) SELECT 1 + i % 200, 'n' || i, "
+                             "timestamp '2025-06-01' + i * interval '1 day' FROM generate_series(1, 400) i"))
+        conn.execute(sa.text("INSERT INTO events (user_id, name, created_at) VALUES "
+                             "(2, 'n1', timestamp '2025-06-02' + interval '300 milliseconds')"))
+    report = audit_json(pg)
+    [finding] = [f for f in report["findings"] if f["table"].rsplit(".", 1)[1].startswith("events")]
+    assert finding["table"].endswith(".events") and finding["columns"] == ["user_id", "name"], finding
+    assert finding["severity"] == "high" and finding["check"]["key"] == ["user_id", "name"], finding
+
+
+def sharded_logins(db: TestDatabase) -> None:
+    """A primary key of a database-made id and a partition or shard column (GitLab: PRIMARY KEY (id,
+    partition_id)) says nothing about the row, as an id alone does."""
+    md = sa.MetaData()
+    people = users(md)
+    logins = sa.Table("login_sources", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                      sa.Column("partition_id", sa.Integer, primary_key=True, autoincrement=False,
+                                server_default="100"),
+                      sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+                      sa.Column("agent", sa.String(40), nullable=False),
+                      sa.Column("created_at", sa.DateTime, nullable=False),
+                      sa.Index("login_sources_user_agent", "user_id", "agent"))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 101)])
+        conn.execute(logins.insert(), [{"user_id": i, "agent": agent, "created_at": T0 + timedelta(days=i + n)}
+                                       for i in range(1, 101) for n, agent in enumerate(("firefox", "curl"))])
+        conn.execute(logins.insert(), [{"user_id": 5, "agent": "firefox", "created_at": T0 + timedelta(days=5)}])
+    [finding] = on(audit_json(db), "login_sources")
+    assert finding["columns"] == ["user_id", "agent"] and finding["severity"] == "high", finding
+
+
+def test_a_key_of_a_generated_id_and_a_partition_column_is_surrogate_on_postgresql(pg: TestDatabase) -> None:
+    sharded_logins(pg)
+
+
+def test_a_key_of_a_generated_id_and_a_partition_column_is_surrogate_on_mariadb(mysql: TestDatabase) -> None:
+    sharded_logins(mysql)
