@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dbtest import TestDatabase, run_dupewatch
+from monitor.audit import run_audit
 
 T0 = datetime(2026, 11, 2, 9, 0)
 
@@ -192,3 +193,32 @@ def test_a_key_of_a_generated_id_and_a_partition_column_is_surrogate_on_postgres
 
 def test_a_key_of_a_generated_id_and_a_partition_column_is_surrogate_on_mariadb(mysql: TestDatabase) -> None:
     sharded_logins(mysql)
+
+
+def test_empty_tables_cost_no_measurement_query(db: TestDatabase) -> None:
+    """28 copies of Danbooru's schema (1,848 tables, 5,936 candidates, two copies with data): the 60 s budget was
+    spent on GROUP BYs over empty tables, and 1,724 candidates were listed as low "not measured" findings. The
+    bounded row count, read once per table, already says an empty table holds no duplicates."""
+    md = sa.MetaData()
+    people = users(md)
+    sa.Table("profiles", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+             sa.Column("status", sa.String(10), nullable=False), sa.Column("name", sa.String(40), nullable=False),
+             sa.Index("profiles_user_name", "user_id", "name"))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 31)])
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        report = run_audit(db.url)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    assert report.candidates >= 2  # the natural key and the one-to-one, each judged without a query
+    measuring = [s for s in seen if "profiles" in s and "GROUP BY" in s.upper()]
+    assert measuring == [], measuring
+    assert not [f for f in report.findings if f.table.endswith(".profiles")]
