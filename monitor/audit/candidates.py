@@ -52,13 +52,14 @@ class Candidate:
     @property
     def other_parents(self) -> list[str]:
         """For a suspicion (one_to_one_suspect, non_unique_natural_key, key_with_status): the NOT NULL columns of
-        declared foreign keys outside the key. Rows of a group that point at different parents there are
-        different relationships (a view shown by two window actions), not copies of one row."""
+        foreign keys outside the key, declared or inferred by name (a schema that declares none, osTicket's
+        form_id). Rows of a group that point at different parents there are different relationships (a view
+        shown by two window actions, a ticket's entries of two forms), not copies of one row."""
         if self.kind not in SUSPICIONS:
             return []
         skip = set(self.columns) | set(self.agree_on) | self.table.bookkeeping
-        found = {c for fk in self.table.foreign_keys if not fk.inferred
-                 and not any(self.table.columns[k].nullable for k in fk.columns) for c in fk.columns}
+        found = {c for fk in self.table.foreign_keys
+                 if not any(self.table.columns[k].nullable for k in fk.columns) for c in fk.columns}
         return [c for c in self.table.columns if c in found - skip]
 
     @property
@@ -71,10 +72,8 @@ class Candidate:
 
 
 def surrogate_key(table: TableInfo) -> set[str]:
-    """A one-column integer primary key: an `id` the database makes up, which says nothing about the row."""
-    if len(table.primary_key) == 1 and table.columns[table.primary_key[0]].type_class == "integer":
-        return {table.primary_key[0]}
-    return set()
+    """The integer `id` of a surrogate primary key (TableInfo.has_surrogate_key), which says nothing about the row."""
+    return set(table.surrogate_columns)
 
 
 def reference_columns(table: TableInfo) -> set[str]:

@@ -35,6 +35,7 @@ class ColumnInfo:
     moment: bool = False  # a date and time (not a date alone, a time or an interval): a row's birth or last change
     defaults_to_now: bool = False  # its server default is now() / CURRENT_TIMESTAMP: set when the row is written
     orderable: bool = True  # min()/max() work on it everywhere (PostgreSQL has none for boolean or uuid)
+    generated: bool = False  # filled by the database: a sequence default, an identity, AUTO_INCREMENT
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class TableInfo:
     row_estimate: int | None = None  # the catalog's statistics; None when the database keeps none
     invalid_index_sql: dict[str, str] = field(default_factory=dict)  # PostgreSQL: name -> CREATE UNIQUE INDEX ...
     bookkeeping: frozenset[str] = frozenset()  # columns (nearly) every table of the schema has: see read_catalog
+    partition_of: tuple[str, str] | None = None  # PostgreSQL: a partition's partitioned table (schema, name)
 
     @property
     def qualified(self) -> str:
@@ -126,8 +128,19 @@ class TableInfo:
 
     @property
     def has_surrogate_key(self) -> bool:
-        """A one-column integer primary key: an `id` the database makes up, which says nothing about the row."""
-        return len(self.primary_key) == 1 and self.columns[self.primary_key[0]].type_class == "integer"
+        """A one-column integer primary key: an `id` the database makes up, which says nothing about the row; or
+        a primary key of such an `id`, filled by the database, and partition columns (PostgreSQL requires a
+        partitioned table's keys to hold its partition key: `PRIMARY KEY (id, created_at)`)."""
+        return bool(self.surrogate_columns)
+
+    @property
+    def surrogate_columns(self) -> tuple[str, ...]:
+        """The integer column of a surrogate primary key (see has_surrogate_key), else ()."""
+        integers = [c for c in self.primary_key if self.columns[c].type_class == "integer"]
+        if len(self.primary_key) == 1:
+            return tuple(integers)
+        generated = [c for c in integers if self.columns[c].generated]
+        return tuple(generated) if len(generated) == 1 else ()
 
     @property
     def birth_column(self) -> str | None:
@@ -211,6 +224,9 @@ def read_catalog(conn: Connection, schemas: list[str]) -> list[TableInfo]:
     tables: list[TableInfo] = []
     for schema in schemas:
         tables.extend(_read_schema(inspector, conn, schema, fixed_name))
+    # a partition whose partitioned table is audited holds that table's rows: audited once, through it
+    audited = {(t.schema, t.name) for t in tables}
+    tables = [t for t in tables if t.partition_of not in audited]
     _infer_foreign_keys(tables)
     _mark_bookkeeping(tables)
     return tables
@@ -253,6 +269,7 @@ def _read_schema(inspector: Inspector, conn: Connection, schema: str,
                             uniques.get(key, []), fixed_name, extras.equality_exclusions.get(name, set()))
         table.row_estimate = extras.row_estimates.get(name)
         table.invalid_index_sql = extras.invalid_unique_indexes.get(name, {})
+        table.partition_of = extras.partition_of.get(name)
         tables.append(table)
     return sorted(tables, key=lambda t: t.name)
 
@@ -333,7 +350,9 @@ def _column_info(name: str, reflected: dict[str, Any]) -> ColumnInfo:
     default = str(reflected.get("default") or "")
     return ColumnInfo(name, classify_type(type_), bool(reflected["nullable"]),
                       moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)),
-                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum))
+                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum),
+                      generated="nextval(" in default.lower() or bool(reflected.get("identity"))
+                      or reflected.get("autoincrement") is True)
 
 
 def _infer_foreign_keys(tables: list[TableInfo]) -> None:

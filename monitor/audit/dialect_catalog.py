@@ -24,6 +24,7 @@ class CatalogExtras:
     row_estimates: dict[str, int] = field(default_factory=dict)  # table -> rows, from statistics
     invalid_unique_indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: DDL}
     equality_exclusions: dict[str, set[str]] = field(default_factory=dict)  # table -> exclusion constraints, all `=`
+    partition_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # partition -> its parent (schema, name)
 
 
 @dataclass

@@ -8,7 +8,9 @@ Severity is decided by evidence, the way a DBA reads a table:
   differ and were born apart are the design: no finding for the kinds that are only suspicions
   (`one_to_one_suspect`, `non_unique_natural_key`, `key_with_status`, a link table with descriptive columns).
   Rows that differ, with no timestamp to tell: `medium`, and its check is written commented out (no finding at all
-  for an index with no foreign key: the index alone is too weak a suspicion). When only some groups are copies,
+  for an index with no foreign key: the index alone is too weak a suspicion). A `one_to_one_suspect` (a parent
+  alone) whose rows were born together but mostly differ: `medium`, check written commented out (a parent's
+  children written in one request look so too). When only some groups are copies,
   the severity stands and the check is written commented out: its fix would merge the others too.
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
@@ -44,6 +46,7 @@ RACE_SHARE = 0.5  # the share of groups with the race signature that makes dupli
 NULL_RISK_SHARE = 0.5  # a nullable unique column NULL in at least this share of rows protects (almost) nothing
 DATABASE_NAME = "app"  # the [databases] entry a written config uses
 CHECK_NAME_LENGTH = 40  # names are typed to confirm a fix
+REFERENCE_KEYS = ("one_to_one_suspect",)  # kinds whose key is a parent alone, no descriptive column
 STRUCTURAL = ("check_then_insert", "unique_with_nullable_columns", "foreign_key_to_non_unique")
 Verdict = Literal["race", "alike", "differ", "design"]
 
@@ -123,6 +126,11 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
+        if seen == "race" and c.kind in REFERENCE_KEYS and c.compared and m.alike_share < RACE_SHARE:
+            # a key that is a parent alone, whose rows differ in what they say: rows born
+            # together are as much a parent's children written in one request (a profile's two links) as race copies
+            return "medium", f"rows of its groups were born together but differ in {', '.join(c.compared)}, " \
+                "as children written in one request do: review that they are copies"
         if seen == "differ" and c.identifier:
             return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
         if seen in ("race", "alike"):
@@ -176,6 +184,9 @@ def _structural(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | N
 
 def _evidence(candidate: Candidate, measured: Measurement | Unmeasured | None) -> str:
     parts = [candidate.reason]
+    if identifier_parents(candidate):
+        parts.append(f"keyed per {', '.join(identifier_parents(candidate))} (its required parents): nothing shows "
+                     f"{', '.join(candidate.columns)} is unique across them")
     if isinstance(measured, Measurement):
         parts.append(_figures(candidate, measured))
     elif isinstance(measured, Unmeasured):
@@ -221,6 +232,7 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     table = candidate.table
     key = [c for c in candidate.columns if c != candidate.status]
     key += [c for c in candidate.agree_on if c not in key]
+    key += [c for c in identifier_parents(candidate) if c not in key]
     entry: dict[str, Any] = {
         "name": check_name(table.name, tuple(key)),
         "database": DATABASE_NAME,
@@ -237,6 +249,13 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     if table.birth_column:
         entry["timestamp"] = table.birth_column
     return entry
+
+
+def identifier_parents(candidate: Candidate) -> list[str]:
+    """An index with no foreign key in a table with required parents (a saved search's query, and its user):
+    the copies measured share their parents, but nothing shows the value is unique across parents (two users
+    saving the same query), so the check keys it per parent and its fix never merges two parents' rows."""
+    return candidate.other_parents if candidate.identifier else []
 
 
 def check_name(table: str, columns: tuple[str, ...]) -> str:

@@ -112,7 +112,7 @@ def _named_tables(conn: Connection, types: TableInfo, names: tuple[str, ...], by
     for type_id, *parts in rows:
         text = [str(p) for p in parts]
         named = by_name.get("_".join(text).lower()) or by_name.get("_".join(text).replace(".", "_").lower())
-        if named is not None and named.has_surrogate_key:
+        if named is not None and len(named.primary_key) == 1 and named.has_surrogate_key:
             found[type_id] = (".".join(text), named)
     return found
 

@@ -113,6 +113,10 @@ class Measurer:
             return Unmeasured(f"not measured: the {self.budget.seconds:g}s budget was spent")
         try:
             rows = self.table_rows(candidate.table)
+            if not rows:
+                # an empty table has no duplicates: what a GROUP BY would say, without a query per candidate
+                # (a schema of thousands of mostly empty tables once spent its budget on them)
+                return Measurement(0, 0, 0, 0, False)
             return self._run(candidate, rows)
         except sa.exc.DBAPIError as exc:
             return Unmeasured(f"not measured: {self._describe(exc)}")
@@ -173,8 +177,11 @@ class Measurer:
             return Measurement(0, 0, 0, 0, scale > 1.0, percent, table_rows=rows)
         best = max(by_value, key=lambda r: (r[0] - r[1]) / r[0])
         value = best[-1]
+        # the value is written into the statement as a literal, not bound: a bound string is typed varchar
+        # (psycopg 3), which a PostgreSQL enum column does not compare with; a literal is read as the column's type
         measured = self._measurement(candidate, per_key, best[:-1], rows, scale, percent,
-                                     per_key.c[candidate.status] == value)
+                                     per_key.c[candidate.status] == sa.bindparam("dw_status", value,
+                                                                                 literal_execute=True))
         condition = sa.column(candidate.status) == value
         where = str(condition.compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True}))
         return replace(measured, status_value=str(value), status_where=where)

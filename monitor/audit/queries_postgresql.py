@@ -40,6 +40,14 @@ class PostgreSQLQueries(AuditQueries):
             "WHERE o.oid = ANY (c.conexclop) AND o.oprname <> '=')"), {"schema": schema})
         for table, constraint in exclusions:
             extras.equality_exclusions.setdefault(table, set()).add(constraint)
+        # a partition's rows are its partitioned table's (PostgreSQL docs, "Table Partitioning"): read through it
+        partitions = conn.execute(sa.text(
+            "SELECT c.relname, pn.nspname, p.relname FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid JOIN pg_catalog.pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace "
+            "WHERE n.nspname = :schema AND c.relispartition"), {"schema": schema})
+        extras.partition_of = {table: (parent_schema, parent) for table, parent_schema, parent in partitions}
         return extras
 
     def set_timeout(self, conn: Connection, seconds: float) -> None:

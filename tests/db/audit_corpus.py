@@ -811,8 +811,110 @@ MATOMO = App(
     # per login; log_visit and log_link_visit_action repeat per site and visitor.
 )
 
+
+def osticket_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["ost_organization"], [filled(t["ost_organization"], o, id=o, name=f"Org {o}", created=BASE,
+                                                updated=BASE) for o in range(1, 11)])
+    # two people named John Smith, registered months apart (each with their own email): ost_user(name) repeats by
+    # design
+    insert(conn, t["ost_user"], [filled(t["ost_user"], u, id=u, org_id=u % 10, default_email_id=u,
+                                        name="John Smith" if u in (7, 150) else f"User {u}",
+                                        created=BASE + u * DAY / 5, updated=BASE + u * DAY / 5)
+                                 for u in range(1, 301)])
+    emails = [{"id": u, "user_id": u, "flags": 0, "address": f"u{u}@example.org"} for u in range(1, 301)]
+    emails += [{"id": 300 + n, "user_id": u, "flags": 0, "address": f"u{u}@work.example"}
+               for n, u in enumerate((12, 80), start=1)]
+    insert(conn, t["ost_user_email"], emails)
+    insert(conn, t["ost_user_account"], [filled(t["ost_user_account"], a, id=a, user_id=2 * a, status=1,
+                                                passwd="x", registered=BASE + a * DAY / 2) for a in range(1, 101)])
+    insert(conn, t["ost_staff"], [filled(t["ost_staff"], s, staff_id=s, dept_id=1 + s % 3, role_id=1,
+                                         username=f"agent{s}", email=f"a{s}@help.example", created=BASE,
+                                         updated=BASE) for s in range(1, 13)])
+    # the install's departments: top-level ones have pid NULL (Dept::update: `$this->pid = $vars['pid'] ?: null`)
+    insert(conn, t["ost_department"], [filled(t["ost_department"], d, id=d, pid=pid, name=name, path=path,
+                                              signature="", created=BASE, updated=BASE)
+                                       for d, pid, name, path in ((1, None, "Support", "/1/"),
+                                                                  (2, None, "Sales", "/2/"),
+                                                                  (3, 1, "Level 2", "/1/3/"))])
+    insert(conn, t["ost_form"], [filled(t["ost_form"], f, id=f, type=kind, flags=1, title=title, created=BASE,
+                                        updated=BASE)
+                                 for f, kind, title in ((1, "U", "Contact Information"), (2, "T", "Ticket Details"),
+                                                        (5, "G", "Hardware request"))])
+    insert(conn, t["ost_help_topic"], [filled(t["ost_help_topic"], h, topic_id=h, topic=topic, topic_pid=0,
+                                              dept_id=1, created=BASE, updated=BASE)
+                                       for h, topic in ((1, "General Inquiry"), (2, "Hardware"))])
+    insert(conn, t["ost_help_topic_form"], [{"id": 1, "topic_id": 1, "form_id": 2, "sort": 1},
+                                            {"id": 2, "topic_id": 2, "form_id": 2, "sort": 1},
+                                            {"id": 3, "topic_id": 2, "form_id": 5, "sort": 2}])
+    tickets = range(1, 401)
+    born = {n: BASE + n * DAY / 8 for n in tickets}
+    insert(conn, t["ost_ticket"], [filled(t["ost_ticket"], n, ticket_id=n, number=str(100000 + n),
+                                          user_id=1 + n % 300, status_id=1 + n % 3, dept_id=1 + n % 3,
+                                          topic_id=2 if n % 40 == 0 else 1, staff_id=n % 12, ip_address="10.0.0.1",
+                                          source="Web", created=born[n], updated=born[n]) for n in tickets])
+    # a thread per ticket, and per task (object_type 'A'): object_id repeats across the two
+    threads = [{"id": n, "object_id": n, "object_type": "T", "created": born[n]} for n in tickets]
+    threads += [{"id": 400 + n, "object_id": n, "object_type": "A", "created": BASE + n * DAY * 0.7}
+                for n in range(1, 31)]
+    insert(conn, t["ost_thread"], threads)
+    insert(conn, t["ost_task"], [filled(t["ost_task"], n, id=n, object_id=7 * n, object_type="T", number=f"t{n}",
+                                        dept_id=1, staff_id=n % 12, created=BASE + n * DAY * 0.7,
+                                        updated=BASE + n * DAY * 0.7) for n in range(1, 31)])
+    insert(conn, t["ost_thread_entry"], [filled(t["ost_thread_entry"], n, id=n, thread_id=1 + n % 400,
+                                                staff_id=n % 12 if n % 2 == 0 else 0,
+                                                user_id=0 if n % 2 == 0 else 1 + n % 300,
+                                                type="R" if n % 2 == 0 else "M", poster="p", body=f"body {n}",
+                                                created=BASE + n * DAY / 30, updated=BASE + n * DAY / 30)
+                                         for n in range(1, 1201)])
+    # a ticket's form entries, one per form, written with the ticket (TicketForm, and the Hardware topic's form):
+    # (object_type, object_id) repeats in the ticket's second, for entries of different forms
+    entries = [{"id": n, "form_id": 2, "object_id": n, "object_type": "T", "sort": 1, "created": born[n],
+                "updated": born[n]} for n in tickets]
+    entries += [{"id": 1000 + n, "form_id": 5, "object_id": n, "object_type": "T", "sort": 2, "created": born[n],
+                 "updated": born[n]} for n in tickets if n % 40 == 0]
+    entries += [{"id": 2000 + u, "form_id": 1, "object_id": u, "object_type": "U", "sort": 1,
+                 "created": BASE + u * DAY / 5, "updated": BASE + u * DAY / 5} for u in range(1, 301)]
+    insert(conn, t["ost_form_entry"], entries)
+    insert(conn, t["ost_thread_collaborator"], [filled(t["ost_thread_collaborator"], n, id=n, flags=3,
+                                                       thread_id=3 * n, user_id=1 + 7 * n % 300, role="M",
+                                                       created=BASE, updated=BASE) for n in range(1, 51)])
+    # drafts: several agents drafting a response to one ticket
+    insert(conn, t["ost_draft"], [filled(t["ost_draft"], n, id=n, staff_id=1 + n % 12,
+                                         namespace=f"ticket.response.{1 + n % 60}", body="draft",
+                                         created=BASE + n * DAY / 24) for n in range(1, 81)])
+    insert(conn, t["ost_lock"], [filled(t["ost_lock"], n, lock_id=n, staff_id=1 + n % 12, code=f"c{n}",
+                                        expire=BASE + n * DAY / 24, created=BASE + n * DAY / 24)
+                                 for n in range(1, 41)])
+    insert(conn, t["ost_syslog"], [filled(t["ost_syslog"], n, log_id=n, log_type="Warning", title="Invalid login",
+                                          log="x", logger="", ip_address="10.0.0.1", created=BASE + n * DAY / 1440,
+                                          updated=BASE) for n in range(1, 201)])
+    insert(conn, t["ost_team"], [filled(t["ost_team"], n, team_id=n, lead_id=n, flags=1, name=f"Tier {n}",
+                                        created=BASE, updated=BASE) for n in (1, 2)])
+    insert(conn, t["ost_team_member"], [{"team_id": 1 + s % 2, "staff_id": s, "flags": 0} for s in range(1, 13)])
+    config = [{"namespace": "core", "key": f"k{n}", "value": "v"} for n in range(60)]
+    config += [{"namespace": f"plugin.{n}", "key": "enabled", "value": "1"} for n in range(3)]
+    insert(conn, t["ost_config"], config)
+    insert(conn, t["ost_thread_event"], [filled(t["ost_thread_event"], n, id=n, thread_id=1 + n % 400,
+                                                thread_type="T", event_id=1 + n % 8, staff_id=n % 12, team_id=0,
+                                                dept_id=1, topic_id=1, username="SYSTEM", uid_type="S", annulled=0,
+                                                timestamp=BASE + n * DAY / 36) for n in range(1, 1501)])
+
+
+OSTICKET = App(
+    "osticket", None, osticket_rows, dump="osticket_mariadb.sql", dialects=("mysql",),
+    truth={"ost_department": {frozenset({"name", "pid"})}},
+    evidence={"ost_department": (
+        "include/class.dept.php: Dept::update checks getIdByName($vars['name'], $vars['pid']) and then saves, "
+        "with `$this->pid = $vars['pid'] ?: null`: every top-level department has pid NULL, which the "
+        "UNIQUE(name, pid) key treats as distinct, so two top-level departments of one name are not stopped")},
+    # Not risks: ost_form_entry repeats (object_type, object_id) for a ticket's entries of different forms (form_id,
+    # a reference by name), written in the ticket's second; ost_user(name): two people named John Smith; ost_thread
+    # repeats object_id for a ticket and a task; drafts, locks, syslog, thread entries and events repeat by design.
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
-REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO]
+REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET]
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
