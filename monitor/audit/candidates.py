@@ -52,14 +52,18 @@ class Candidate:
     @property
     def other_parents(self) -> list[str]:
         """For a suspicion (one_to_one_suspect, non_unique_natural_key, key_with_status): the NOT NULL columns of
-        foreign keys outside the key, declared or inferred by name (a schema that declares none, osTicket's
+        foreign keys outside the key, declared, or inferred by name in a schema that declares none (osTicket's
         form_id). Rows of a group that point at different parents there are different relationships (a view
         shown by two window actions, a ticket's entries of two forms), not copies of one row."""
         if self.kind not in SUSPICIONS:
             return []
         skip = set(self.columns) | set(self.agree_on) | self.table.bookkeeping
+        # a name's guess only where nothing is declared: in a schema that declares its references, an undeclared
+        # `<name>_id` is one its authors chose not to declare (the request that wrote the row), and rows differing
+        # there may be copies written by two racing requests
         found = {c for fk in self.table.foreign_keys
-                 if not any(self.table.columns[k].nullable for k in fk.columns) for c in fk.columns}
+                 if not (fk.inferred and self.table.schema_declares_references)
+                 and not any(self.table.columns[k].nullable for k in fk.columns) for c in fk.columns}
         return [c for c in self.table.columns if c in found - skip]
 
     @property

@@ -93,6 +93,7 @@ class TableInfo:
     invalid_index_sql: dict[str, str] = field(default_factory=dict)  # PostgreSQL: name -> CREATE UNIQUE INDEX ...
     bookkeeping: frozenset[str] = frozenset()  # columns (nearly) every table of the schema has: see read_catalog
     partition_of: tuple[str, str] | None = None  # PostgreSQL: a partition's partitioned table (schema, name)
+    schema_declares_references: bool = False  # a table of its schema declares a foreign key (see other_parents)
 
     @property
     def qualified(self) -> str:
@@ -362,6 +363,9 @@ def _infer_foreign_keys(tables: list[TableInfo]) -> None:
     by_name: dict[str, TableInfo] = {}
     for t in tables:
         by_name.setdefault(t.name.lower(), t)
+    declaring = {t.schema for t in tables if any(not fk.inferred for fk in t.foreign_keys)}
+    for t in tables:
+        t.schema_declares_references = t.schema in declaring
     for table in tables:
         declared = table.fk_columns
         for column in table.columns.values():

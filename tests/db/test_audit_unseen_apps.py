@@ -222,3 +222,34 @@ def test_empty_tables_cost_no_measurement_query(db: TestDatabase) -> None:
     measuring = [s for s in seen if "profiles" in s and "GROUP BY" in s.upper()]
     assert measuring == [], measuring
     assert not [f for f in report.findings if f.table.endswith(".profiles")]
+
+
+def test_a_parent_guessed_by_name_in_a_schema_that_declares_its_references_hides_no_race(db: TestDatabase) -> None:
+    """Parents inferred by name tell relationships apart only in a schema that declares no foreign key
+    (osTicket's). In one that declares its references, an undeclared `<name>_id` is one its authors chose not to
+    declare: `profiles.request_id`, the request that wrote the row, next to a `requests` table. Two racing
+    requests write one user's profile twice in one second: the copies differ only in that id. Read as a parent,
+    it made every group "different relationships" and hid the race (no finding at all)."""
+    md = sa.MetaData()
+    people = users(md)
+    requests = sa.Table("requests", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("path", sa.String(40)))
+    profiles = sa.Table("profiles", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+                        sa.Column("request_id", sa.Integer, nullable=False),
+                        sa.Column("bio", sa.String(200), nullable=False),
+                        sa.Column("theme", sa.String(20), nullable=False, server_default="light"),
+                        sa.Column("created_at", sa.DateTime, nullable=False))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 101)])
+        conn.execute(requests.insert(), [{"id": i, "path": "/profile"} for i in range(1, 111)])
+        conn.execute(profiles.insert(), [{"user_id": i, "request_id": i, "bio": "",
+                                          "created_at": T0 + timedelta(days=i)} for i in range(1, 101)])
+        conn.execute(profiles.insert(), [{"user_id": i, "request_id": 100 + i, "bio": "",
+                                          "created_at": T0 + timedelta(days=i, milliseconds=300)}
+                                         for i in (5,)])
+    [finding] = on(audit_json(db), "profiles")
+    # rows born together, differing in that id: a finding to review (medium, check drafted), not no finding
+    assert finding["kind"] == "one_to_one_suspect" and finding["severity"] == "medium", finding
+    assert "born together but differ in request_id" in finding["evidence"], finding
