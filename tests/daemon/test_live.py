@@ -1313,6 +1313,8 @@ def test_a_duplicate_committed_while_waiting_for_a_synchronous_standby_is_counte
             execute(admin, "SELECT pg_cancel_backend(:p)", p=backend[0])  # committed locally: now visible
             writer.join()
         await_true(lambda: groups.figures == (1, 1), "the duplicate counted once visible")
+        # The reader reports to its sink after it updates its groups: wait for the report, not only the groups.
+        await_true(lambda: sum(f.new_groups for _check, f in recorded.figures) >= 1, "the new group reported")
         assert sum(f.new_groups for _check, f in recorded.figures) == 1
     assert recorded.gaps == []
 
@@ -1424,6 +1426,7 @@ def test_mariadb_keys_of_a_table_without_a_row_identity_counted_before_their_tra
         await_true(lambda: bool(stale) and recorded.events >= 1, "the insert read and counted in the old snapshot")
         assert groups.figures == (0, 0)
         await_true(lambda: groups.figures == (1, 1), "the key counted again")
+        await_true(lambda: sum(f.new_groups for _check, f in recorded.figures) >= 1, "the new group reported")
         before.exec_driver_sql("ROLLBACK")
     assert sum(f.new_groups for _check, f in recorded.figures) == 1 and recorded.gaps == []
 
