@@ -204,6 +204,9 @@ def test_snapshot_past_fixes(snap_compare, demo_db, tmp_path, size):
         await first_runs(pilot)
         await pilot.press("F")
         await wait_for(pilot, lambda: isinstance(app.screen, FixesScreen) and app.screen.loaded)
+        # The table sizes its columns to the rows added when it is next idle (a loaded machine took the snapshot
+        # before: headers unpadded); wait for that, not for one pause.
+        await wait_for(pilot, lambda: not app.screen.query_one(DataTable)._require_update_dimensions)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
