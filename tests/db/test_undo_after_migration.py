@@ -372,3 +372,18 @@ def test_mysql_a_fix_role_without_alter_fixes_and_undoes_after_the_upgrade(mysql
         undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
         assert undone.exit_code == 0, undone.output
         assert contents(mysql, "account", "login") == before
+
+
+def test_a_column_dropped_from_the_table_and_its_archive_does_not_refuse_a_column_added_since(db, tmp_path):
+    """rev1: a migration dropped `secret` from the table and the operator dropped it from the archive too (its
+    values wanted gone everywhere), then `flag` was added to the table. Undo was refused, saying the archive "no
+    longer has column(s) it had ... (secret)" and the restored rows "would get the column's default instead", with
+    a remedy (give the archive the column back) that restores nothing the table has: `secret` is no column of the
+    table any more, `flag` one added since, whose default the restored rows take."""
+    path, fix_id, _before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE account DROP COLUMN secret", "ALTER TABLE dupewatch_archive_account DROP COLUMN secret",
+               "ALTER TABLE account ADD COLUMN flag INTEGER DEFAULT 5")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["defaulted"] == ["flag"], json_out(undone)
+    assert db.rows("SELECT id, email, flag FROM account ORDER BY id") == [(1, "a", 5), (2, "a", 5), (3, "b", 5)]
