@@ -273,12 +273,17 @@ def _view_refused(conn: Connection, statement: str, grantee: Callable[[Connectio
             if everything is None:
                 everything = _all_privileges(conn)
             if not everything:
+                # (a role's view: DEFINER `role@`; no one connects as a role, and a login granted it is another
+                # account)
+                role = view.definer.endswith("@")
+                definer = f"role {view.definer[:-1]}" if role else view.definer
+                remedy = "" if role else f"connect as {view.definer}, or "
                 return (f"view {view.schema_name}.{view.name}{outer} is not allowed in a check: it is SQL SECURITY "
-                        f"DEFINER with definer {view.definer}, so the server runs what it calls as {view.definer}, "
+                        f"DEFINER with definer {definer}, so the server runs what it calls as {definer}, "
                         f"stored functions this role may not see included, and may run a DETERMINISTIC one while it "
                         f"only prepares the statement, before dupewatch can read what it calls (the server withholds "
-                        f"its reading of such a view from another account); connect as {view.definer}, or have the "
-                        f"view made SQL SECURITY INVOKER")
+                        f"its reading of such a view from another account); {remedy}have the view made SQL SECURITY "
+                        f"INVOKER")
         if not view.definition:
             preparer = conn.dialect.identifier_preparer
             quoted = f"{preparer.quote_identifier(view.schema_name)}.{preparer.quote_identifier(view.name)}"

@@ -495,3 +495,25 @@ def test_mysql_a_column_named_as_a_definer_view_of_another_account_refuses_nothi
         result = _run_as(monitor_for, mysql_views, user,
                          "SELECT rounded, COUNT(*) AS dup_count FROM sized GROUP BY rounded HAVING COUNT(*) > 1")
     assert result.status == "violations", result.error
+
+
+def test_mysql_a_definer_view_of_a_role_is_refused_without_telling_to_connect_as_the_role(mysql, monitor_for):
+    """rev1: a view whose definer is a role (`CREATE DEFINER = role VIEW`, its DEFINER `role@`) was refused telling
+    the operator to "connect as role@": no one connects as a role, and a login granted it is another account,
+    refused the same. The refusal names the role and the remedy that works (SQL SECURITY INVOKER)."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    database = make_url(mysql.url).database
+    role = f"dw_definer_role_{uuid.uuid4().hex[:8]}"
+    mysql.execute(f"CREATE ROLE {role}")
+    try:
+        mysql.execute(f"GRANT SELECT ON `{database}`.victim TO {role}",
+                      f"CREATE DEFINER = {role} SQL SECURITY DEFINER VIEW theirs AS SELECT id, k FROM victim")
+        with server_login("mysql", f"GRANT SELECT ON `{database}`.theirs TO {{user}}", prefix="dw_definer",
+                          password="pw") as user:
+            result = _run_as(monitor_for, mysql, user,
+                             "SELECT k, COUNT(*) AS dup_count FROM theirs GROUP BY k HAVING COUNT(*) > 1")
+    finally:
+        mysql.execute(f"DROP ROLE {role}")
+    assert_refused(result, f"view {database}.theirs", f"role {role}", "SQL SECURITY INVOKER")
+    assert "connect as" not in result.error, result.error
