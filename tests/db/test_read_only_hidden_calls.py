@@ -517,3 +517,24 @@ def test_mysql_a_definer_view_of_a_role_is_refused_without_telling_to_connect_as
         mysql.execute(f"DROP ROLE {role}")
     assert_refused(result, f"view {database}.theirs", f"role {role}", "SQL SECURITY INVOKER")
     assert "connect as" not in result.error, result.error
+
+
+def test_mysql_a_definer_view_whose_name_holds_a_backtick_is_refused(mysql, mysql_other_session, monitor_for):
+    """rev1: a name holding a backtick is written with it doubled inside a quoted identifier (`ro``unded`): the
+    view was not found named in the statement, and the PREPARE ran the DETERMINISTIC function it calls, as its
+    definer."""
+    victim_id = _victim_id(mysql_other_session)
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE TABLE armed (n INTEGER)",
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
+                  f"KILL {victim_id}; END IF; RETURN 3; END",
+                  "CREATE SQL SECURITY DEFINER VIEW `ro``unded` AS SELECT k, ROUND(1.5, ends()) AS a FROM victim")
+    database = make_url(mysql.url).database
+    with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
+                      f"GRANT SELECT ON `{database}`.`ro``unded` TO {{user}}", prefix="dw_definer",
+                      password="pw") as user:
+        mysql.execute("INSERT INTO armed VALUES (1)")
+        result = _run_as(monitor_for, mysql, user, "SELECT k, a FROM `ro``unded`")
+    assert_mysql_alive(mysql_other_session)
+    assert_refused(result, f"view {database}.ro`unded", "SQL SECURITY DEFINER")
