@@ -189,8 +189,8 @@ _WITHHELD = ("custom SQL is not allowed in a check: the server withholds its rea
 # shows it) declared DETERMINISTIC, or a view whose definition names one (at any depth), is refused before it is
 # prepared (`_deterministic_named`); except the server's own `sys` schema helpers (formatting, reading
 # performance_schema), installed with the server under its own definer, as built-in functions. A name is matched as a
-# word anywhere in the text, its comments and strings included: no spelling of a call hides the name (MariaDB has no
-# escapes inside an identifier), and a word that is not a call only refuses more.
+# word anywhere in the text, its comments and strings included: no spelling of a call hides the name (a quote inside a
+# quoted identifier is written doubled: matched so too), and a word that is not a call only refuses more.
 _DETERMINISTIC_FUNCTIONS = sa.text(
     "SELECT ROUTINE_SCHEMA AS schema_name, ROUTINE_NAME AS name"
     " FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' AND IS_DETERMINISTIC = 'YES'"
@@ -203,8 +203,11 @@ _VIEW_DEFINITIONS = sa.text(
 
 
 def _named(name: str, text: str) -> bool:
-    """Whether `name` occurs in `text` as a word (not inside a longer identifier), in any letter case."""
-    return re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", text, re.I) is not None
+    """Whether `name` occurs in `text` as a word (not inside a longer identifier), in any letter case; a quote in
+    it also as a quoted identifier writes it, doubled (`a``b`, and "a""b" under ANSI_QUOTES)."""
+    spellings = {name, name.replace("`", "``"), name.replace('"', '""')}
+    return any(re.search(rf"(?<![\w$]){re.escape(spelled)}(?![\w$])", text, re.I) is not None
+               for spelled in spellings)
 
 
 def _deterministic_named(conn: Connection, statement: str) -> tuple[str, str | None] | None:
@@ -273,12 +276,17 @@ def _view_refused(conn: Connection, statement: str, grantee: Callable[[Connectio
             if everything is None:
                 everything = _all_privileges(conn)
             if not everything:
+                # (a role's view: DEFINER `role@`; no one connects as a role, and a login granted it is another
+                # account)
+                role = view.definer.endswith("@")
+                definer = f"role {view.definer[:-1]}" if role else view.definer
+                remedy = "" if role else f"connect as {view.definer}, or "
                 return (f"view {view.schema_name}.{view.name}{outer} is not allowed in a check: it is SQL SECURITY "
-                        f"DEFINER with definer {view.definer}, so the server runs what it calls as {view.definer}, "
+                        f"DEFINER with definer {definer}, so the server runs what it calls as {definer}, "
                         f"stored functions this role may not see included, and may run a DETERMINISTIC one while it "
                         f"only prepares the statement, before dupewatch can read what it calls (the server withholds "
-                        f"its reading of such a view from another account); connect as {view.definer}, or have the "
-                        f"view made SQL SECURITY INVOKER")
+                        f"its reading of such a view from another account); {remedy}have the view made SQL SECURITY "
+                        f"INVOKER")
         if not view.definition:
             preparer = conn.dialect.identifier_preparer
             quoted = f"{preparer.quote_identifier(view.schema_name)}.{preparer.quote_identifier(view.name)}"

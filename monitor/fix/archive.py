@@ -200,9 +200,10 @@ def added_since(conn: Connection, archive: sa.Table, table: sa.Table, fix_id: st
     # now may be one dropped from it by hand, whose archived values are gone, not one added to the table. The
     # database says: the archive's columns now against those it reported when the fix first ran, recorded in the
     # fix's record (an archive is shared by the fixes of its table: a column it gained since is none of this
-    # fix's, and one dropped before this fix ran was never this fix's either).
+    # fix's, and one dropped before this fix ran was never this fix's either). Only a column of the table counts:
+    # one dropped from the table too puts nothing back (its values wanted gone from both, say).
     recorded = archive_columns(conn, fix_id, archive)
-    lost = [n for n in recorded if n not in archive.c] if recorded is not None else []
+    lost = [n for n in added if n in recorded] if recorded is not None else []
     if lost:
         raise FixRefused(f"undo of fix {fix_id} refused, nothing changed: archive table {archive.name!r} no longer "
                          f"has column(s) it had when the fix archived its rows there ({', '.join(lost)}), and "

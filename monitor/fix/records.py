@@ -340,12 +340,17 @@ def record_archives(conn: Connection, fix_id: str, archives: Sequence[sa.Table])
     if not _has_archives_column(conn):
         preparer = conn.dialect.identifier_preparer
         target = preparer.format_table(sa.Table(FIX_TABLE, sa.MetaData(), schema=home(conn)))
+        rules = for_backend(conn.dialect.name)
         try:
             conn.exec_driver_sql(f"ALTER TABLE {target} ADD COLUMN {preparer.quote(ARCHIVES_COLUMN)} "
                                  f"{sa.Text().compile(dialect=conn.dialect)}")
-        except sa.exc.OperationalError:
+        except sa.exc.DBAPIError as exc:
+            if not rules.error_aborts_transaction and rules.privilege_refusal(exc.orig or exc) is not None:
+                # MySQL/MariaDB: a fix role without ALTER (a fix needs none but the guard's) fixed before this
+                # column existed and fixes still; its fixes are recorded as before it, undone as those are
+                return
             # MySQL/MariaDB: another process added it between the check and the ALTER (see `ensure_tables`)
-            if for_backend(conn.dialect.name).error_aborts_transaction or not _has_archives_column(conn):
+            if rules.error_aborts_transaction or not _has_archives_column(conn):
                 raise
     table = _archives_table(conn)
     if conn.execute(sa.select(table.c[ARCHIVES_COLUMN]).where(table.c.fix_id == fix_id)).scalar() is not None:

@@ -478,3 +478,63 @@ def test_mysql_a_definer_view_of_another_database_the_statement_does_not_name_re
     finally:
         mysql.execute(f"DROP DATABASE `{other}`")
     assert result.status == "violations", result.error
+
+
+@pytest.mark.xfail(strict=True, reason="rev1: a view is matched as a word anywhere in the statement, so a "
+                   "column named as a DEFINER view of another account refuses a check that ran before (its trace "
+                   "was not withheld); not fixed")
+def test_mysql_a_column_named_as_a_definer_view_of_another_account_refuses_nothing(mysql_views, monitor_for):
+    """rev1: a check whose column happens to be named as a DEFINER view of another account (`rounded`) does not
+    read the view."""
+    database = make_url(mysql_views.url).database
+    mysql_views.execute("CREATE TABLE sized (id INTEGER PRIMARY KEY, rounded VARCHAR(10))",
+                        "INSERT INTO sized VALUES (1, 'a'), (2, 'a')")
+    with server_login("mysql", f"GRANT SELECT ON `{database}`.sized TO {{user}}",
+                      f"GRANT SELECT ON `{database}`.rounded TO {{user}}", prefix="dw_definer",
+                      password="pw") as user:
+        result = _run_as(monitor_for, mysql_views, user,
+                         "SELECT rounded, COUNT(*) AS dup_count FROM sized GROUP BY rounded HAVING COUNT(*) > 1")
+    assert result.status == "violations", result.error
+
+
+def test_mysql_a_definer_view_of_a_role_is_refused_without_telling_to_connect_as_the_role(mysql, monitor_for):
+    """rev1: a view whose definer is a role (`CREATE DEFINER = role VIEW`, its DEFINER `role@`) was refused telling
+    the operator to "connect as role@": no one connects as a role, and a login granted it is another account,
+    refused the same. The refusal names the role and the remedy that works (SQL SECURITY INVOKER)."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    database = make_url(mysql.url).database
+    role = f"dw_definer_role_{uuid.uuid4().hex[:8]}"
+    mysql.execute(f"CREATE ROLE {role}")
+    try:
+        mysql.execute(f"GRANT SELECT ON `{database}`.victim TO {role}",
+                      f"CREATE DEFINER = {role} SQL SECURITY DEFINER VIEW theirs AS SELECT id, k FROM victim")
+        with server_login("mysql", f"GRANT SELECT ON `{database}`.theirs TO {{user}}", prefix="dw_definer",
+                          password="pw") as user:
+            result = _run_as(monitor_for, mysql, user,
+                             "SELECT k, COUNT(*) AS dup_count FROM theirs GROUP BY k HAVING COUNT(*) > 1")
+    finally:
+        mysql.execute(f"DROP ROLE {role}")
+    assert_refused(result, f"view {database}.theirs", f"role {role}", "SQL SECURITY INVOKER")
+    assert "connect as" not in result.error, result.error
+
+
+def test_mysql_a_definer_view_whose_name_holds_a_backtick_is_refused(mysql, mysql_other_session, monitor_for):
+    """rev1: a name holding a backtick is written with it doubled inside a quoted identifier (`ro``unded`): the
+    view was not found named in the statement, and the PREPARE ran the DETERMINISTIC function it calls, as its
+    definer."""
+    victim_id = _victim_id(mysql_other_session)
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+                  "CREATE TABLE armed (n INTEGER)",
+                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
+                  f"KILL {victim_id}; END IF; RETURN 3; END",
+                  "CREATE SQL SECURITY DEFINER VIEW `ro``unded` AS SELECT k, ROUND(1.5, ends()) AS a FROM victim")
+    database = make_url(mysql.url).database
+    with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
+                      f"GRANT SELECT ON `{database}`.`ro``unded` TO {{user}}", prefix="dw_definer",
+                      password="pw") as user:
+        mysql.execute("INSERT INTO armed VALUES (1)")
+        result = _run_as(monitor_for, mysql, user, "SELECT k, a FROM `ro``unded`")
+    assert_mysql_alive(mysql_other_session)
+    assert_refused(result, f"view {database}.ro`unded", "SQL SECURITY DEFINER")

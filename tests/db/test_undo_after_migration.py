@@ -6,8 +6,12 @@ not be undone."""
 
 from __future__ import annotations
 
-import pytest
+import uuid
 
+import pytest
+from sqlalchemy.engine import make_url
+
+from dbtest import server_login, write_config
 from fix_support import config_file, contents, json_out, run_cli
 
 
@@ -344,3 +348,42 @@ def test_postgres_a_fix_recorded_before_the_archives_columns_is_still_refused_by
     assert "nothing changed" in line and "dupewatch_archive_account" in line and "(secret)" in line, line
     assert "columns were dropped from the archive since dupewatch created it" in line, line
     assert contents(pg, "account", "login") == before
+
+
+def test_mysql_a_fix_role_without_alter_fixes_and_undoes_after_the_upgrade(mysql, tmp_path):
+    """rev1: a fix role without ALTER (a fix needs it only for the guard) fixed before `dupewatch_fix.archives`
+    existed; its first fix after the upgrade stopped on the ALTER adding it ("unexpected OperationalError ... ALTER
+    command denied ... please report this"), and every later one. It fixes, recorded as before (no `archives`), and
+    its fix undoes."""
+    path, _first, _before = _fixed(mysql, tmp_path)
+    _recorded_before_the_archives(mysql)
+    mysql.execute("INSERT INTO account VALUES (4, 'b', 's4')")
+    password = uuid.uuid4().hex
+    with server_login("mysql", "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX ON "
+                      f"`{mysql.schema}`.* TO {{user}}", "GRANT PROCESS ON *.* TO {user}", prefix="dw_fix",
+                      password=password) as user:
+        url = make_url(mysql.url).set(username=user, password=password).render_as_string(hide_password=False)
+        path = write_config(tmp_path / "role.toml", {"app": {"url": mysql.url, "fix_url": url}},
+                            [{"database": "app", "name": "c", "table": "account", "key": ["email"]}])
+        before = contents(mysql, "account", "login")
+        fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+        assert fixed.exit_code == 0, fixed.output
+        assert mysql.rows("SELECT id FROM account ORDER BY id") == [(1,), (3,)]
+        undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+        assert undone.exit_code == 0, undone.output
+        assert contents(mysql, "account", "login") == before
+
+
+def test_a_column_dropped_from_the_table_and_its_archive_does_not_refuse_a_column_added_since(db, tmp_path):
+    """rev1: a migration dropped `secret` from the table and the operator dropped it from the archive too (its
+    values wanted gone everywhere), then `flag` was added to the table. Undo was refused, saying the archive "no
+    longer has column(s) it had ... (secret)" and the restored rows "would get the column's default instead", with
+    a remedy (give the archive the column back) that restores nothing the table has: `secret` is no column of the
+    table any more, `flag` one added since, whose default the restored rows take."""
+    path, fix_id, _before = _fixed(db, tmp_path)
+    db.execute("ALTER TABLE account DROP COLUMN secret", "ALTER TABLE dupewatch_archive_account DROP COLUMN secret",
+               "ALTER TABLE account ADD COLUMN flag INTEGER DEFAULT 5")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert json_out(undone)["defaulted"] == ["flag"], json_out(undone)
+    assert db.rows("SELECT id, email, flag FROM account ORDER BY id") == [(1, "a", 5), (2, "a", 5), (3, "b", 5)]
