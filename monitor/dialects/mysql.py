@@ -396,8 +396,11 @@ class MySQL(MySQLPolling, Dialect):
         # A writing session creates dupewatch's own tables (archive, plan, logs, records): in InnoDB whatever the
         # server's default engine, so that a rolled-back batch rolls back their rows too (a MyISAM archive kept
         # the copies of a rolled-back batch, and undo then refused forever: "the archive holds 2 of its 1 rows").
+        # It also writes rows back as they were (undo): a 0 in an AUTO_INCREMENT column (a row loaded by a
+        # mysqldump, which sets NO_AUTO_VALUE_ON_ZERO for that reason) is inserted as 0, not as the next value.
         statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else [
-            "SET SESSION default_storage_engine = InnoDB"]
+            "SET SESSION default_storage_engine = InnoDB",
+            "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"]
         if is_mariadb(dbapi):
             statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
             if read_only:

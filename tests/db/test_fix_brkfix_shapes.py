@@ -1,0 +1,62 @@
+"""The fix on shapes from public bug reports that earlier rounds had not met (brkfix round)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fix_support import config_file, contents, json_out, run_cli
+
+_GENERATED = {"postgresql": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED", "mysql": "INTEGER AS (raw + 0) STORED",
+              "sqlite": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED"}
+
+
+def test_a_foreign_key_on_a_generated_column_is_refused_up_front_and_archive_works(db, tmp_path):
+    """The exclusive-arc answer to polymorphic references: `comment.account_id` computed from other columns
+    (`GENERATED ALWAYS AS (...) STORED REFERENCES account`). A repoint must UPDATE it, which the database refuses
+    (PostgreSQL "can only be updated to DEFAULT", SQLite "cannot UPDATE generated column") or ignores (MariaDB):
+    the dry run promised the repoint, and every batch then stopped, saying running again would resume."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)")
+    db.execute(f"CREATE TABLE comment (id INTEGER PRIMARY KEY, raw INTEGER, account_id {_GENERATED[db.dialect]}, "
+               "FOREIGN KEY (account_id) REFERENCES account (id))")
+    db.execute("INSERT INTO account VALUES (1, 'e'), (2, 'e'), (3, 'f')")
+    db.execute("INSERT INTO comment (id, raw) VALUES (10, 1), (20, 2), (21, 2), (30, 3)")
+    check = {"name": "accounts", "table": "account", "key": ["email"]}
+    path = config_file(tmp_path, db, [check])
+    before = contents(db, "account", "comment")
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("comment(account_id) is a generated column" in b and "archive" in b
+               for b in json_out(dry)["blockers"]), dry.output
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
+    assert contents(db, "account", "comment") == before
+
+    path = config_file(tmp_path, db, [{**check, "on_reference": {"comment.account_id": "archive"}}])
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["references_archived"]) == (1, 2)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account", "comment") == before
+
+
+@pytest.mark.parametrize("action", ["repoint", "archive"])
+def test_undo_restores_a_zero_in_an_auto_increment_column(mysql, tmp_path, action):
+    """A row whose AUTO_INCREMENT id is 0, as a mysqldump restore loads it (the dump sets NO_AUTO_VALUE_ON_ZERO
+    for that reason; Drupal's anonymous user is such a row). Undo inserted it back as the next id: it refused,
+    blaming a BEFORE INSERT trigger, and the fix could not be undone."""
+    mysql.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+                  "CREATE TABLE account (id INTEGER AUTO_INCREMENT PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+                  "CREATE TABLE note (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))",
+                  "INSERT INTO account VALUES (0, 'e'), (1, 'e'), (2, 'f')",
+                  "INSERT INTO note VALUES (10, 0), (20, 1)")
+    assert mysql.scalar("SELECT count(*) FROM account WHERE id = 0") == 1
+    path = config_file(tmp_path, mysql, [{"name": "accounts", "table": "account", "key": ["email"],
+                                          "keep": "newest", "on_reference": {"note.account_id": action}}])
+    before = contents(mysql, "account", "note")
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.rows("SELECT id FROM account ORDER BY id") == [(1,), (2,)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "account", "note") == before
