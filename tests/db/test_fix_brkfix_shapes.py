@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dbtest import write_config
 from fix_support import config_file, contents, json_out, run_cli
 
 _GENERATED = {"postgresql": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED", "mysql": "INTEGER AS (raw + 0) STORED",
@@ -60,3 +61,42 @@ def test_undo_restores_a_zero_in_an_auto_increment_column(mysql, tmp_path, actio
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(mysql, "account", "note") == before
+
+
+def test_a_table_without_primary_key_holding_an_invalid_date_is_fixed_and_undone(mysql, tmp_path):
+    """`2020-02-31`, written under ALLOW_INVALID_DATES by a legacy application: the dry run promised the fix, and
+    the fix then failed with "Incorrect date value ... for column (temporary)" (the batch's copy of the rows)."""
+    mysql.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
+                  "CREATE TABLE m (g INTEGER NOT NULL, u INTEGER NOT NULL, d DATE)",
+                  "INSERT INTO m VALUES (1, 7, '2020-02-31'), (1, 7, '2020-02-31'), (2, 7, '2020-01-01')")
+    path = config_file(tmp_path, mysql, [{"name": "ms", "table": "m", "key": ["g", "u"]}])
+    before = contents(mysql, "m")
+    assert run_cli("fix", "ms", "--config", str(path), "--dry-run").exit_code == 0
+    fixed = run_cli("fix", "ms", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.scalar("SELECT count(*) FROM m") == 2
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "m") == before
+
+
+def test_zero_dates_are_archived_and_restored_under_a_session_mode_refusing_them(mysql, tmp_path):
+    """MySQL 8's default sql_mode (here set by the URL's init_command) refuses `0000-00-00`, which legacy rows
+    hold: the dry run promised the fix, whose archive then failed with "Incorrect date value", saying to run
+    it again to resume."""
+    mysql.execute("SET SESSION sql_mode = ''",
+                  "CREATE TABLE m (id INTEGER PRIMARY KEY, g INTEGER NOT NULL, d DATE, t DATETIME)",
+                  "INSERT INTO m VALUES (1, 1, '0000-00-00', '2020-00-00 00:00:00'), "
+                  "(2, 1, '0000-00-00', '2020-00-00 00:00:00'), (3, 2, '2020-01-01', NULL)")
+    url = mysql.url + ("&" if "?" in mysql.url else "?") + (
+        "init_command=SET+SESSION+sql_mode%3D%27STRICT_TRANS_TABLES%2CNO_ZERO_DATE%2CNO_ZERO_IN_DATE%27")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": url}},
+                        [{"database": "app", "name": "ms", "table": "m", "key": ["g"]}])
+    before = contents(mysql, "m")
+    assert run_cli("fix", "ms", "--config", str(path), "--dry-run").exit_code == 0
+    fixed = run_cli("fix", "ms", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.rows("SELECT id FROM m ORDER BY id") == [(1,), (3,)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "m") == before
