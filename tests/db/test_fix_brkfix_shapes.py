@@ -100,3 +100,28 @@ def test_zero_dates_are_archived_and_restored_under_a_session_mode_refusing_them
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(mysql, "m") == before
+
+
+def test_add_constraint_the_guard_refuses_whatever_the_rows_is_refused_before_the_fix(mysql, tmp_path):
+    """Soft-deleted rows (`where = "deleted_at IS NULL"`), on MariaDB, which has no partial index: the dry run
+    with --add-constraint said nothing of the guard (exit 0), and `fix --yes --add-constraint` deleted the rows,
+    then reported the guard refused (exit 1): the refusal was known before anything changed."""
+    mysql.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(40) NOT NULL, deleted_at DATETIME)",
+                  "INSERT INTO users VALUES (1, 'a', NULL), (2, 'a', NULL), (3, 'a', '2024-01-01 00:00:00')")
+    path = config_file(tmp_path, mysql, [{"name": "users", "table": "users", "key": ["email"],
+                                          "where": "deleted_at IS NULL"}])
+    before = contents(mysql, "users")
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any(b.startswith("--add-constraint:") and "no partial" in b for b in json_out(dry)["blockers"])
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 2 and "no partial" in fixed.stderr and "nothing changed" in fixed.stderr, fixed.output
+    assert len(fixed.stderr.strip().splitlines()) == 1, fixed.stderr
+    assert contents(mysql, "users") == before
+    # without the constraint the fix goes ahead, and its dry run says so
+    assert run_cli("fix", "users", "--config", str(path), "--dry-run").exit_code == 0
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "users") == before
