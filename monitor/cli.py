@@ -770,7 +770,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
                            f"`dupewatch fix {check_name} --yes` resumes it, not the plan below "
                            f"(`dupewatch undo {pending.fix_id}` puts back what its batches did)", err=True)
             plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
-            if add_constraint and (refusal := _guard_refusal(monitor, check_name, lock_timeout, catalog=False)):
+            if add_constraint and (refusal := _guard_refusal(monitor, check_name, lock_timeout)):
                 plan.blockers.append(f"--add-constraint: {refusal}")
             if as_json:
                 click.echo(json.dumps(plan.as_json(), indent=2, default=str))
@@ -805,11 +805,11 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
 
 
-def _guard_refusal(monitor: Any, check_name: str, lock_timeout: float | None, *, catalog: bool = True) -> Any:
+def _guard_refusal(monitor: Any, check_name: str, lock_timeout: float | None) -> Any:
     """`guard_refusal`: why `--add-constraint` would be refused whatever the fix deletes, or None."""
     from monitor.fix.guard import guard_refusal
 
-    return guard_refusal(monitor, check_name, lock_timeout=lock_timeout, catalog=catalog)
+    return guard_refusal(monitor, check_name, lock_timeout=lock_timeout)
 
 
 def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> Any:

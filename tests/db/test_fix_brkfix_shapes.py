@@ -125,3 +125,20 @@ def test_add_constraint_the_guard_refuses_whatever_the_rows_is_refused_before_th
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert contents(mysql, "users") == before
+
+
+def test_add_constraint_with_a_where_postgresql_cannot_index_is_refused_by_the_dry_run_and_the_fix(pg, tmp_path):
+    """`where = "at > now() - interval '1 day'"` cannot be a partial index's predicate (not IMMUTABLE): the fix
+    with --add-constraint deleted the duplicates, then reported the guard refused."""
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+               "INSERT INTO t (id, k) VALUES (1, 1), (2, 1), (3, 2)")
+    path = config_file(tmp_path, pg, [{"name": "ts", "table": "t", "key": ["k"],
+                                       "where": "at > now() - interval '1 day'"}])
+    before = contents(pg, "t")
+    dry = run_cli("fix", "ts", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any(b.startswith("--add-constraint:") and "IMMUTABLE" in b for b in json_out(dry)["blockers"])
+    fixed = run_cli("fix", "ts", "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
+    assert contents(pg, "t") == before
+    assert run_cli("fix", "ts", "--config", str(path), "--dry-run").exit_code == 0
