@@ -770,6 +770,8 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
                            f"`dupewatch fix {check_name} --yes` resumes it, not the plan below "
                            f"(`dupewatch undo {pending.fix_id}` puts back what its batches did)", err=True)
             plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
+            if add_constraint and (refusal := _guard_refusal(monitor, check_name, lock_timeout)):
+                plan.blockers.append(f"--add-constraint: {refusal}")
             if as_json:
                 click.echo(json.dumps(plan.as_json(), indent=2, default=str))
             else:
@@ -778,6 +780,9 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         if not yes and not interactive():
             fail(f"refusing to fix {check_name!r} without confirmation: no terminal to confirm on and no --yes "
                  f"(review the plan with `dupewatch fix {check_name} --dry-run`); nothing changed")
+        if add_constraint and (refusal := _guard_refusal(monitor, check_name, lock_timeout)):
+            raise fixing.FixRefused(f"{refusal}; nothing changed (fix without --add-constraint to remove the "
+                                    "duplicates only)")
         confirmed = None if yes else _confirmed_plan(monitor, check_name, merge_distinct)
 
         def show_progress(p: fixing.FixProgress) -> None:
@@ -798,6 +803,13 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         _echo_lines(report_lines(report, config=config_to_name(config.path)))
     incomplete = report.skipped or report.state != "done" or (add_constraint and not report.constraint)
     sys.exit(EXIT_DUPLICATES if incomplete else EXIT_OK)
+
+
+def _guard_refusal(monitor: Any, check_name: str, lock_timeout: float | None) -> Any:
+    """`guard_refusal`: why `--add-constraint` would be refused whatever the fix deletes, or None."""
+    from monitor.fix.guard import guard_refusal
+
+    return guard_refusal(monitor, check_name, lock_timeout=lock_timeout)
 
 
 def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> Any:

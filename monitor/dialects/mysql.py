@@ -158,6 +158,10 @@ TEMP_TABLE_DISK_BYTES = 8 * 1024 * 1024 * 1024
 # Memory a statement over the whole table may keep one internal temporary table in (`whole_table_statement`):
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
 WHOLE_TABLE_MEMORY = 256 * 1024 * 1024
+# The session's sql_mode without the modes refusing dates a table may hold (`SET SESSION sql_mode = ` it, closed
+# by `)` or by `, 'ANOTHER_MODE')`): see `prepare_session`.
+_COPYING_SQL_MODE = ("CONCAT_WS(',', NULLIF(TRIM(BOTH ',' FROM REPLACE(REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), "
+                     "',NO_ZERO_IN_DATE,', ','), ',NO_ZERO_DATE,', ',')), ''), 'ALLOW_INVALID_DATES'")
 SORT_LENGTH = 8 * 1024 * 1024  # the largest `max_sort_length` MariaDB and MySQL accept
 # A sort whose key is a MEDIUMTEXT, LONGTEXT or LONGBLOB column reserves `max_sort_length` bytes per key, and needs
 # room for 15 keys (MERGEBUFF2) or fails with 'Out of sort memory' (error 1038), whatever the values' lengths; the
@@ -467,8 +471,15 @@ class MySQL(MySQLPolling, Dialect):
         # A writing session creates dupewatch's own tables (archive, plan, logs, records): in InnoDB whatever the
         # server's default engine, so that a rolled-back batch rolls back their rows too (a MyISAM archive kept
         # the copies of a rolled-back batch, and undo then refused forever: "the archive holds 2 of its 1 rows").
+        # Both copy rows (a plan's snapshot, its internal temporary tables; the archive) and a writing one writes
+        # them back (undo) as they were: a date the table holds though the session's mode refuses it (`2020-02-31`
+        # under ALLOW_INVALID_DATES, `0000-00-00` without MySQL 8's NO_ZERO_DATE, as legacy applications wrote them)
+        # is copied as it is, not refused ("Incorrect date value"); a 0 in an AUTO_INCREMENT column (a row loaded by
+        # a mysqldump, which sets NO_AUTO_VALUE_ON_ZERO for that reason) is inserted as 0, not as the next value.
         statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else [
             "SET SESSION default_storage_engine = InnoDB"]
+        statements.append(f"SET SESSION sql_mode = {_COPYING_SQL_MODE}" + (
+            ")" if read_only else ", 'NO_AUTO_VALUE_ON_ZERO')"))
         if is_mariadb(dbapi):
             statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
             if read_only:

@@ -1594,6 +1594,12 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"{ref.table} is partitioned by {', '.join(moving)}, which the repoint of {ref.label} changes: "
             "PostgreSQL would move its rows to other partitions (a delete and an insert each, not the update the "
             f"fix plans and logs); set its on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
+    if ref.generated:
+        plan.blockers.append(
+            f"{ref.table}({', '.join(ref.generated)}) is a generated column, which the repoint of {ref.label} would "
+            "have to change: the database computes it from other columns and refuses (or ignores) an UPDATE of it, "
+            "so every batch would stop there; change the columns it is computed from by hand, or set its "
+            f"on_reference to \"archive\" (`{config_key(ref)} = \"archive\"`)")
     if not ref.primary_key:
         plan.blockers.append(
             f"{ref.label} has no primary key, so the {rows} referencing row(s) cannot be repointed "

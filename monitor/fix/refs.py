@@ -53,6 +53,9 @@ class Reference:
     # The referencing table's triggers that the write this reference's action makes fires (a repoint's UPDATE of
     # the foreign key's columns, an archive's DELETE): one that writes another row stops the batch (its account).
     triggers: tuple[str, ...] = ()
+    # The foreign key's columns that the referencing table generates (`GENERATED ALWAYS AS ... STORED`, MariaDB's
+    # `AS (...) STORED`): the database computes them from other columns, so no UPDATE can repoint them.
+    generated: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str | None:
@@ -158,12 +161,19 @@ class _TableFacts:
         self.partition_key: tuple[str, ...] = catalog.partition_columns(schema, name)
         self.exclusions: list[tuple[str, tuple[str, ...]]] = catalog.exclusion_constraints(schema, name)
         self._computed: tuple[str, ...] | None = None
+        self._generated: set[str] | None = None
+
+    def generated(self) -> set[str]:
+        """The table's generated columns (`Catalog.generated_columns`), read once."""
+        if self._generated is None:
+            self._generated = self.catalog.generated_columns(sa.Table(self.name, sa.MetaData(), schema=self.schema))
+        return self._generated
 
     def computed_uniques(self) -> tuple[str, ...]:
         """Unique keys over an expression or a generated column (`Reference.computed_uniques`)."""
         if self._computed is None:
             referencing = sa.Table(self.name, sa.MetaData(), schema=self.schema)
-            generated = self.catalog.generated_columns(referencing)
+            generated = self.generated()
             self._computed = tuple(key.label for key in self.catalog.unique_keys(referencing) if not key.primary and (
                 key.opaque or None in key.columns or generated & {c for c in key.columns if c}))
         return self._computed
@@ -184,6 +194,8 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
                      self_reference=(same_schema and fk.table == table.name) or fk.within,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
                      partition_key=facts.partition_key,
+                     generated=tuple(c for c in fk.columns if c in facts.generated())
+                     if action == "repoint" and fk.visible else (),
                      exclusions=tuple(name for name, cols in facts.exclusions if set(fk.columns) & set(cols)),
                      triggers=() if action == "refuse" or not fk.visible else catalog.write_triggers(
                          fk.schema, fk.table, "UPDATE" if action == "repoint" else "DELETE", fk.columns))

@@ -39,7 +39,7 @@ deterministic: `uq_dupewatch_<check>`, sanitised, at most 63 characters.
 from __future__ import annotations
 
 from monitor.fix.guard.report import DuplicatesFound, GuardInterrupted, GuardReport, GuardRound, guard_name
-from monitor.fix.guard.rounds import GUARD_ROUNDS, add_guard, guard_after_fix, secure_guard
+from monitor.fix.guard.rounds import GUARD_ROUNDS, add_guard, guard_after_fix, guard_refusal, secure_guard
 
 __all__ = ["GUARD_ROUNDS", "DuplicatesFound", "GuardInterrupted", "GuardReport", "GuardRound", "add_guard",
-           "guard_after_fix", "guard_name", "secure_guard"]
+           "guard_after_fix", "guard_name", "guard_refusal", "secure_guard"]

@@ -36,6 +36,23 @@ def builder_for(t: Target) -> Builder:
     return _BUILDERS.get(type(t.db.rules), SQLiteBuilder)(t)
 
 
+def guard_refusal(monitor: Monitor, check: str, *, lock_timeout: float | None = None) -> FixRefused | None:
+    """What refuses `check`'s guard whatever the rows hold (a `where` on MySQL/MariaDB, a key needing an
+    expression index MariaDB cannot build, an index of the guard's name with another definition, a PostgreSQL
+    predicate that is not IMMUTABLE), asked before a fix with `--add-constraint` deletes anything, so that it
+    refuses up front instead of reporting the guard's refusal after its deletes, and its dry run names it. Reads
+    only (PostgreSQL's trial of the definition on an empty temporary copy of the table is rolled back)."""
+    builder = builder_for(target(monitor, check))
+    try:
+        builder.index(concurrently=lock_timeout is None)
+        builder.existing()
+    except FixRefused as exc:
+        return exc
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(builder.t.db.describe(exc)) from None
+    return None
+
+
 def add_guard(monitor: Monitor, check: str, *, lock_timeout: float | None = None) -> GuardReport:
     """Add the unique index for `check` in one attempt; idempotent.
 

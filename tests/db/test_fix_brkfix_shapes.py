@@ -1,0 +1,144 @@
+"""The fix on shapes from public bug reports that earlier rounds had not met (brkfix round)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbtest import write_config
+from fix_support import config_file, contents, json_out, run_cli
+
+_GENERATED = {"postgresql": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED", "mysql": "INTEGER AS (raw + 0) STORED",
+              "sqlite": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED"}
+
+
+def test_a_foreign_key_on_a_generated_column_is_refused_up_front_and_archive_works(db, tmp_path):
+    """The exclusive-arc answer to polymorphic references: `comment.account_id` computed from other columns
+    (`GENERATED ALWAYS AS (...) STORED REFERENCES account`). A repoint must UPDATE it, which the database refuses
+    (PostgreSQL "can only be updated to DEFAULT", SQLite "cannot UPDATE generated column") or ignores (MariaDB):
+    the dry run promised the repoint, and every batch then stopped, saying running again would resume."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)")
+    db.execute(f"CREATE TABLE comment (id INTEGER PRIMARY KEY, raw INTEGER, account_id {_GENERATED[db.dialect]}, "
+               "FOREIGN KEY (account_id) REFERENCES account (id))")
+    db.execute("INSERT INTO account VALUES (1, 'e'), (2, 'e'), (3, 'f')")
+    db.execute("INSERT INTO comment (id, raw) VALUES (10, 1), (20, 2), (21, 2), (30, 3)")
+    check = {"name": "accounts", "table": "account", "key": ["email"]}
+    path = config_file(tmp_path, db, [check])
+    before = contents(db, "account", "comment")
+    dry = run_cli("fix", "accounts", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("comment(account_id) is a generated column" in b and "archive" in b
+               for b in json_out(dry)["blockers"]), dry.output
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "cannot be fixed" in fixed.stderr, fixed.output
+    assert contents(db, "account", "comment") == before
+
+    path = config_file(tmp_path, db, [{**check, "on_reference": {"comment.account_id": "archive"}}])
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["references_archived"]) == (1, 2)
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "account", "comment") == before
+
+
+@pytest.mark.parametrize("action", ["repoint", "archive"])
+def test_undo_restores_a_zero_in_an_auto_increment_column(mysql, tmp_path, action):
+    """A row whose AUTO_INCREMENT id is 0, as a mysqldump restore loads it (the dump sets NO_AUTO_VALUE_ON_ZERO
+    for that reason; Drupal's anonymous user is such a row). Undo inserted it back as the next id: it refused,
+    blaming a BEFORE INSERT trigger, and the fix could not be undone."""
+    mysql.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+                  "CREATE TABLE account (id INTEGER AUTO_INCREMENT PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+                  "CREATE TABLE note (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id))",
+                  "INSERT INTO account VALUES (0, 'e'), (1, 'e'), (2, 'f')",
+                  "INSERT INTO note VALUES (10, 0), (20, 1)")
+    assert mysql.scalar("SELECT count(*) FROM account WHERE id = 0") == 1
+    path = config_file(tmp_path, mysql, [{"name": "accounts", "table": "account", "key": ["email"],
+                                          "keep": "newest", "on_reference": {"note.account_id": action}}])
+    before = contents(mysql, "account", "note")
+    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.rows("SELECT id FROM account ORDER BY id") == [(1,), (2,)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "account", "note") == before
+
+
+def test_a_table_without_primary_key_holding_an_invalid_date_is_fixed_and_undone(mysql, tmp_path):
+    """`2020-02-31`, written under ALLOW_INVALID_DATES by a legacy application: the dry run promised the fix, and
+    the fix then failed with "Incorrect date value ... for column (temporary)" (the batch's copy of the rows)."""
+    mysql.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
+                  "CREATE TABLE m (g INTEGER NOT NULL, u INTEGER NOT NULL, d DATE)",
+                  "INSERT INTO m VALUES (1, 7, '2020-02-31'), (1, 7, '2020-02-31'), (2, 7, '2020-01-01')")
+    path = config_file(tmp_path, mysql, [{"name": "ms", "table": "m", "key": ["g", "u"]}])
+    before = contents(mysql, "m")
+    assert run_cli("fix", "ms", "--config", str(path), "--dry-run").exit_code == 0
+    fixed = run_cli("fix", "ms", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.scalar("SELECT count(*) FROM m") == 2
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "m") == before
+
+
+def test_zero_dates_are_archived_and_restored_under_a_session_mode_refusing_them(mysql, tmp_path):
+    """MySQL 8's default sql_mode (here set by the URL's init_command) refuses `0000-00-00`, which legacy rows
+    hold: the dry run promised the fix, whose archive then failed with "Incorrect date value", saying to run
+    it again to resume."""
+    mysql.execute("SET SESSION sql_mode = ''",
+                  "CREATE TABLE m (id INTEGER PRIMARY KEY, g INTEGER NOT NULL, d DATE, t DATETIME)",
+                  "INSERT INTO m VALUES (1, 1, '0000-00-00', '2020-00-00 00:00:00'), "
+                  "(2, 1, '0000-00-00', '2020-00-00 00:00:00'), (3, 2, '2020-01-01', NULL)")
+    url = mysql.url + ("&" if "?" in mysql.url else "?") + (
+        "init_command=SET+SESSION+sql_mode%3D%27STRICT_TRANS_TABLES%2CNO_ZERO_DATE%2CNO_ZERO_IN_DATE%27")
+    path = write_config(tmp_path / "dupewatch.toml", {"app": {"url": url}},
+                        [{"database": "app", "name": "ms", "table": "m", "key": ["g"]}])
+    before = contents(mysql, "m")
+    assert run_cli("fix", "ms", "--config", str(path), "--dry-run").exit_code == 0
+    fixed = run_cli("fix", "ms", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert mysql.rows("SELECT id FROM m ORDER BY id") == [(1,), (3,)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "m") == before
+
+
+def test_add_constraint_the_guard_refuses_whatever_the_rows_is_refused_before_the_fix(mysql, tmp_path):
+    """Soft-deleted rows (`where = "deleted_at IS NULL"`), on MariaDB, which has no partial index: the dry run
+    with --add-constraint said nothing of the guard (exit 0), and `fix --yes --add-constraint` deleted the rows,
+    then reported the guard refused (exit 1): the refusal was known before anything changed."""
+    mysql.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(40) NOT NULL, deleted_at DATETIME)",
+                  "INSERT INTO users VALUES (1, 'a', NULL), (2, 'a', NULL), (3, 'a', '2024-01-01 00:00:00')")
+    path = config_file(tmp_path, mysql, [{"name": "users", "table": "users", "key": ["email"],
+                                          "where": "deleted_at IS NULL"}])
+    before = contents(mysql, "users")
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any(b.startswith("--add-constraint:") and "no partial" in b for b in json_out(dry)["blockers"])
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 2 and "no partial" in fixed.stderr and "nothing changed" in fixed.stderr, fixed.output
+    assert len(fixed.stderr.strip().splitlines()) == 1, fixed.stderr
+    assert contents(mysql, "users") == before
+    # without the constraint the fix goes ahead, and its dry run says so
+    assert run_cli("fix", "users", "--config", str(path), "--dry-run").exit_code == 0
+    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(mysql, "users") == before
+
+
+def test_add_constraint_with_a_where_postgresql_cannot_index_is_refused_by_the_dry_run_and_the_fix(pg, tmp_path):
+    """`where = "at > now() - interval '1 day'"` cannot be a partial index's predicate (not IMMUTABLE): the fix
+    with --add-constraint deleted the duplicates, then reported the guard refused."""
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+               "INSERT INTO t (id, k) VALUES (1, 1), (2, 1), (3, 2)")
+    path = config_file(tmp_path, pg, [{"name": "ts", "table": "t", "key": ["k"],
+                                       "where": "at > now() - interval '1 day'"}])
+    before = contents(pg, "t")
+    dry = run_cli("fix", "ts", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any(b.startswith("--add-constraint:") and "IMMUTABLE" in b for b in json_out(dry)["blockers"])
+    fixed = run_cli("fix", "ts", "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
+    assert contents(pg, "t") == before
+    assert run_cli("fix", "ts", "--config", str(path), "--dry-run").exit_code == 0
