@@ -48,7 +48,7 @@ from monitor.fix import (
     prepare_fix,
     run_fix,
 )
-from monitor.fix.guard import guard_after_fix
+from monitor.fix.guard import guard_after_fix, guard_refusal
 from monitor.fix.render import report_lines
 from monitor.tui.format import counted, value_text
 from monitor.tui.messages import (
@@ -341,6 +341,14 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.dash.fix_started(check, self.cancel)
         changed = False
         try:
+            # As `fix --add-constraint`: a guard refused whatever the rows hold is refused before anything is
+            # deleted (it deleted the rows, then reported the guard's refusal).
+            if add_constraint and (refusal := guard_refusal(monitor, check)):
+                if snapshot is not None:
+                    discard_fix(monitor, check, snapshot.fix_id or "")
+                self.post_message(FixFailed(check, f"{one_line(refusal)}; nothing changed (untick the constraint "
+                                                   "to remove the duplicates only)"))
+                return
             plan = snapshot
             if plan is None and not resume:
                 plan = prepare_fix(monitor, check, group=self.key)
