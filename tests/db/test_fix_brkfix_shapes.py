@@ -142,3 +142,31 @@ def test_add_constraint_with_a_where_postgresql_cannot_index_is_refused_by_the_d
     assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
     assert contents(pg, "t") == before
     assert run_cli("fix", "ts", "--config", str(path), "--dry-run").exit_code == 0
+
+
+def test_add_constraint_on_a_partitioned_table_whose_key_lacks_the_partition_key_is_refused_up_front(pg, tmp_path):
+    """PostgreSQL refuses a unique index on a partitioned table that leaves out a partitioning column, whatever
+    the rows hold: the up-front refusal tried the definition on a temporary copy (a plain table, which takes it),
+    so the fix deleted the duplicates, then reported the guard refused."""
+    pg.execute("CREATE TABLE ev (id INTEGER NOT NULL, k INTEGER NOT NULL, at DATE NOT NULL, PRIMARY KEY (id, at)) "
+               "PARTITION BY RANGE (at)",
+               "CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+               "INSERT INTO ev VALUES (1, 1, '2024-02-01'), (2, 1, '2024-03-01'), (3, 2, '2024-04-01')")
+    path = config_file(tmp_path, pg, [{"name": "ev", "table": "ev", "key": ["k"]}])
+    before = contents(pg, "ev")
+    dry = run_cli("fix", "ev", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any(b.startswith("--add-constraint:") and "partition" in b for b in json_out(dry)["blockers"]), dry.output
+    fixed = run_cli("fix", "ev", "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
+    assert contents(pg, "ev") == before
+    assert run_cli("fix", "ev", "--config", str(path), "--dry-run").exit_code == 0
+    # a key holding the partitioning column is guarded, and once built its guard is no refusal either
+    pg.execute("INSERT INTO ev VALUES (4, 1, '2024-02-01')")
+    path = config_file(tmp_path, pg, [{"name": "ev", "table": "ev", "key": ["k", "at"]}])
+    assert run_cli("fix", "ev", "--config", str(path), "--dry-run", "--add-constraint").exit_code == 0
+    fixed = run_cli("fix", "ev", "--config", str(path), "--yes", "--add-constraint", "--json")
+    assert fixed.exit_code == 0 and json_out(fixed)["constraint"], fixed.output
+    pg.execute("INSERT INTO ev VALUES (5, 3, '2024-02-01')")
+    again = run_cli("fix", "ev", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert not any(b.startswith("--add-constraint:") for b in json_out(again)["blockers"]), again.output

@@ -43,6 +43,11 @@ class Builder:
         raises `FixRefused` when a valid index of our name does not match the check."""
         raise NotImplementedError
 
+    def probe(self, lock_timeout: float | None) -> str | None:
+        """Raise `FixRefused` for what refuses the index whatever the rows hold, building nothing; `existing`."""
+        self.index(concurrently=lock_timeout is None)
+        return self.existing()
+
     # shared
     def add(self, lock_timeout: float | None) -> GuardReport:
         self.was_fixed = self._was_fixed()  # asked first: MySQL's LOCK TABLES hides every other table

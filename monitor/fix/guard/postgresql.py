@@ -167,6 +167,18 @@ class PostgresBuilder(Builder):
                              "rename it, then run the guard again")
         return "present"
 
+    def probe(self, lock_timeout: float | None) -> str | None:
+        """Also what `add` refuses before building: event triggers a concurrent build would fire, a partitioned
+        table partitioned again or whose partitioning columns the key leaves out (the trial copy is a plain
+        table, which takes any unique index)."""
+        if lock_timeout is None:
+            self._refuse_concurrent_triggers()
+        present = super().probe(lock_timeout)
+        if present is None and self.partitioned:
+            self._partitions()
+            self._try_parent()
+        return present
+
     # building
     def add(self, lock_timeout: float | None) -> GuardReport:
         if lock_timeout is None:

@@ -44,8 +44,7 @@ def guard_refusal(monitor: Monitor, check: str, *, lock_timeout: float | None = 
     only (PostgreSQL's trial of the definition on an empty temporary copy of the table is rolled back)."""
     builder = builder_for(target(monitor, check))
     try:
-        builder.index(concurrently=lock_timeout is None)
-        builder.existing()
+        builder.probe(lock_timeout)
     except FixRefused as exc:
         return exc
     except sa.exc.DBAPIError as exc:
