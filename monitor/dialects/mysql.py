@@ -159,9 +159,12 @@ TEMP_TABLE_DISK_BYTES = 8 * 1024 * 1024 * 1024
 # the plan's snapshot of 2M rows (two INT/VARCHAR key columns) needed 128-192 MiB.
 WHOLE_TABLE_MEMORY = 256 * 1024 * 1024
 # The session's sql_mode without the modes refusing dates a table may hold (`SET SESSION sql_mode = ` it, closed
-# by `)` or by `, 'ANOTHER_MODE')`): see `prepare_session`.
-_COPYING_SQL_MODE = ("CONCAT_WS(',', NULLIF(TRIM(BOTH ',' FROM REPLACE(REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), "
-                     "',NO_ZERO_IN_DATE,', ','), ',NO_ZERO_DATE,', ',')), ''), 'ALLOW_INVALID_DATES'")
+# by `)` or by `, 'ANOTHER_MODE')`): see `prepare_session`. MariaDB keeps TRADITIONAL in @@sql_mode as a mode of
+# its own (next to the modes it stands for, listed too), which set again brings NO_ZERO_DATE and NO_ZERO_IN_DATE
+# back: it goes as well.
+_COPYING_SQL_MODE = ("CONCAT_WS(',', NULLIF(TRIM(BOTH ',' FROM REPLACE(REPLACE(REPLACE(CONCAT(',', @@SESSION.sql_mode, "
+                     "','), ',TRADITIONAL,', ','), ',NO_ZERO_IN_DATE,', ','), ',NO_ZERO_DATE,', ',')), ''), "
+                     "'ALLOW_INVALID_DATES'")
 SORT_LENGTH = 8 * 1024 * 1024  # the largest `max_sort_length` MariaDB and MySQL accept
 # A sort whose key is a MEDIUMTEXT, LONGTEXT or LONGBLOB column reserves `max_sort_length` bytes per key, and needs
 # room for 15 keys (MERGEBUFF2) or fails with 'Out of sort memory' (error 1038), whatever the values' lengths; the
