@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import sqlalchemy as sa
 
 from dbtest import write_config
 from fix_support import config_file, contents, json_out, run_cli
@@ -172,3 +175,22 @@ def test_add_constraint_on_a_partitioned_table_whose_key_lacks_the_partition_key
     pg.execute("INSERT INTO ev VALUES (5, 3, '2024-02-01')")
     again = run_cli("fix", "ev", "--config", str(path), "--dry-run", "--add-constraint", "--json")
     assert not any(b.startswith("--add-constraint:") for b in json_out(again)["blockers"]), again.output
+
+
+def test_the_up_front_probe_of_a_partitioned_table_does_not_wait_on_its_writers(pg, tmp_path):
+    """The probe's `CREATE UNIQUE INDEX ... ON ONLY parent` takes a SHARE lock, which waits for the writers in
+    flight and queues every new one behind it: a dry run with --add-constraint held the application's writes up
+    for the whole statement timeout, then named the lock as a blocker."""
+    pg.execute("CREATE TABLE ev (id INTEGER NOT NULL, k INTEGER NOT NULL, at DATE NOT NULL, PRIMARY KEY (id, at)) "
+               "PARTITION BY RANGE (at)",
+               "CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+               "INSERT INTO ev VALUES (1, 1, '2024-02-01'), (2, 1, '2024-02-01'), (3, 2, '2024-04-01')")
+    path = config_file(tmp_path, pg, [{"name": "ev", "table": "ev", "key": ["k", "at"]}])
+    with pg.engine.connect() as writer:  # the application, mid-transaction
+        writer.execute(sa.text("INSERT INTO ev VALUES (9, 9, '2024-05-01')"))
+        started = time.monotonic()
+        dry = run_cli("fix", "ev", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+        elapsed = time.monotonic() - started
+        writer.rollback()
+    assert dry.exit_code == 0, dry.output
+    assert elapsed < 10, elapsed

@@ -29,6 +29,8 @@ _PG_INDEX = sa.text(
     "LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
     "LEFT JOIN pg_catalog.pg_class c2 ON c2.relname = :table AND c2.relnamespace = n.oid "
     "WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())")
+# How long the up-front probe (`probe`) waits for a partitioned table's SHARE lock, queueing its writers meanwhile.
+_PROBE_LOCK_WAIT = 0.5
 # The commands a concurrent build (and the cleanup of a failed one) runs outside a transaction; a partitioned table's
 # index is attached to its parent's (ALTER INDEX ... ATTACH PARTITION).
 _CONCURRENT_TAGS = ("CREATE INDEX", "DROP INDEX", "ALTER INDEX")
@@ -122,15 +124,20 @@ class PostgresBuilder(Builder):
         head, tail = str(parent.compile(dialect=self.t.db.writer.dialect)).split(" ON ", 1)
         return f"{head} ON ONLY {tail}"
 
-    def _try_parent(self) -> None:
+    def _try_parent(self, lock_timeout: float | None = None) -> None:
         """A partitioned table's own rules (a unique index must include every partitioning column), asked of
-        PostgreSQL up front: the catalog-only `ON ONLY` index is created and rolled back."""
+        PostgreSQL up front: the catalog-only `ON ONLY` index is created and rolled back. Its SHARE lock queues
+        the table's writers while it waits: `lock_timeout` (the probe's) bounds that wait, which then asks
+        nothing (the build asks again)."""
+        wait = self.t.db.config.statement_timeout if lock_timeout is None else lock_timeout
         with self.t.db.connect(self.t.db.writer) as conn, conn.begin() as tx:
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds(self.t.db.config.statement_timeout)}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds(wait)}")
             try:
                 with conn.begin_nested():
                     conn.exec_driver_sql(self._on_only_parent())
             except sa.exc.DBAPIError as exc:
+                if lock_timeout is not None and getattr(exc.orig, "sqlstate", None) == "55P03":
+                    return
                 raise FixRefused(f"check {self.t.config.name!r}: PostgreSQL refuses a unique index on the "
                                  f"partitioned table {self.t.table_name!r}: {self.t.db.describe(exc)}; nothing "
                                  "was built") from None
@@ -176,7 +183,7 @@ class PostgresBuilder(Builder):
         present = super().probe(lock_timeout)
         if present is None and self.partitioned:
             self._partitions()
-            self._try_parent()
+            self._try_parent(_PROBE_LOCK_WAIT)
         return present
 
     # building
