@@ -194,3 +194,24 @@ def test_the_up_front_probe_of_a_partitioned_table_does_not_wait_on_its_writers(
         writer.rollback()
     assert dry.exit_code == 0, dry.output
     assert elapsed < 10, elapsed
+
+
+def test_the_up_front_probe_leaves_an_invalid_guard_index_alone(pg, tmp_path):
+    """An INVALID index of the guard's name (a concurrent build interrupted, or still under way in another
+    session) was dropped by `fix --dry-run --add-constraint` (under an ACCESS EXCLUSIVE lock): a dry run
+    changed the schema. The guard itself drops it and builds again, after the fix."""
+    pg.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER NOT NULL)",
+               "INSERT INTO t VALUES (1, 1), (2, 1), (3, 2)")
+    with pytest.raises(sa.exc.IntegrityError), pg.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "CREATE UNIQUE INDEX CONCURRENTLY uq_dupewatch_ts ON t (k)")
+    invalid = "SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('uq_dupewatch_ts') AND NOT indisvalid"
+    assert pg.scalar(invalid) == 1
+    path = config_file(tmp_path, pg, [{"name": "ts", "table": "t", "key": ["k"]}])
+    dry = run_cli("fix", "ts", "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert pg.scalar(invalid) == 1
+    fixed = run_cli("fix", "ts", "--config", str(path), "--yes", "--add-constraint", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.scalar("SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('uq_dupewatch_ts') "
+                     "AND indisvalid AND indisunique") == 1

@@ -154,6 +154,11 @@ class PostgresBuilder(Builder):
                           "nothing was built")
 
     def existing(self) -> str | None:
+        return self._existing(repair=True)
+
+    def _existing(self, *, repair: bool) -> str | None:
+        """`existing`; an INVALID index of our name (an interrupted build, or one still under way) is dropped only
+        when `repair`: the probe of a dry run or of a fix not yet begun changes nothing, locks nothing."""
         expected = self.expected_definition()
         table = self.t.tc.table
         with self.t.db.connect(self.t.db.writer) as conn:
@@ -164,6 +169,8 @@ class PostgresBuilder(Builder):
             raise FixRefused(f"a relation named {self.name} already exists and is not an index on "
                              f"{self.t.table_name!r}: rename or drop it, then run the guard again")
         if not (row.indisvalid and row.indisready):
+            if not repair:
+                return None
             self._drop_all()
             self.notes.append(f"index {self.name} existed but was INVALID (an interrupted build): it was dropped "
                               "and is built again")
@@ -180,7 +187,8 @@ class PostgresBuilder(Builder):
         table, which takes any unique index)."""
         if lock_timeout is None:
             self._refuse_concurrent_triggers()
-        present = super().probe(lock_timeout)
+        self.index(concurrently=lock_timeout is None)
+        present = self._existing(repair=False)
         if present is None and self.partitioned:
             self._partitions()
             self._try_parent(_PROBE_LOCK_WAIT)
