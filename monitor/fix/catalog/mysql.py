@@ -97,8 +97,7 @@ class MySqlCatalog(Catalog):
         rows = self.conn.execute(sa.text(
             "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
             {"s": self._schema(table), "t": table.name}).mappings().all()
-        return {r["COLUMN_NAME"] for r in rows
-                if "GENERATED" in str(r["EXTRA"] or "").upper() or r.get("IS_GENERATED") == "ALWAYS"}
+        return {r["COLUMN_NAME"] for r in rows if is_generated(r["EXTRA"], r.get("IS_GENERATED"))}
 
     def auto_updated_columns(self, table: sa.Table) -> tuple[str, ...]:
         return tuple(self.conn.execute(sa.text(
@@ -146,3 +145,10 @@ class MySqlCatalog(Catalog):
                 parts.setdefault(r["INDEX_NAME"], []).append((r["COLUMN_NAME"], r.get("EXPRESSION")))
         return [UniqueKey(name, tuple(c for c, _e in cols), tuple(e for _c, e in cols), None, name == "PRIMARY")
                 for name, cols in parts.items()]
+
+
+def is_generated(extra: object, is_generated_always: object = None) -> bool:
+    """Whether `information_schema.COLUMNS` says a column is computed: `GENERATED` as a word of EXTRA (`VIRTUAL
+    GENERATED`, `STORED GENERATED`), not MySQL 8's `DEFAULT_GENERATED` (an expression default such as
+    `DEFAULT CURRENT_TIMESTAMP`: a stored value undo must restore), or MariaDB's IS_GENERATED = 'ALWAYS'."""
+    return "GENERATED" in str(extra or "").upper().split() or is_generated_always == "ALWAYS"
