@@ -1052,7 +1052,7 @@ OPERATIONS = st.lists(st.tuples(st.sampled_from(["insert", "key", "note", "delet
                                 st.sampled_from("abcde")), min_size=1, max_size=25)
 
 
-@pytest.mark.parametrize("volume", volumes(12, 200))
+@pytest.mark.parametrize("volume", volumes(12, 100))
 @pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
 def test_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str, volume: Volume) -> None:
@@ -1807,7 +1807,7 @@ def read_changes(stream: Any, count: int) -> list[Any]:
     return changes
 
 
-@pytest.mark.parametrize("volume", volumes(12, 200))
+@pytest.mark.parametrize("volume", volumes(12, 100))
 def test_mariadb_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
         mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, volume: Volume) -> None:
     engine, table = mariadb_table

@@ -1766,7 +1766,7 @@ OPERATIONS = st.lists(st.one_of(
 ), min_size=1, max_size=12)
 
 
-@pytest.mark.parametrize("volume", volumes(25, 500))
+@pytest.mark.parametrize("volume", volumes(25, 300))
 def test_random_inserts_deletes_replaces_and_restores_match_a_full_pass(tmp_path_factory, volume: Volume):
     """Fewer known groups than the budget, so every run re-counts all of them: exact after every change (an UPDATE
     of a key below the overlap window is the documented exception, and is not drawn)."""

@@ -253,7 +253,7 @@ def model(rows: list[tuple[int | None, int | None]], nulls: str) -> tuple[int, i
 KEYS = st.tuples(st.one_of(st.none(), st.integers(0, 2)), st.one_of(st.none(), st.integers(0, 2)))
 
 
-@pytest.mark.parametrize("volume", volumes(8, 200))
+@pytest.mark.parametrize("volume", volumes(8, 100))
 def test_figures_and_fix_of_every_null_rule_match_the_model(db, volume: Volume):
     db.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
     checks = [{"name": n, "table": "r", "key": ["a", "b"], "nulls": n} for n in ("equal", "skip_all_null", "distinct")]
