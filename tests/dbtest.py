@@ -35,6 +35,24 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DIALECTS = ["postgresql", "mysql", "sqlite"]
 
 
+@dataclass(frozen=True)
+class Volume:
+    """How much a randomized or stress test generates (`examples`: examples, rounds), and whether this is its soak
+    variant (`soak`: examples drawn afresh each run, where the suite's are derandomized)."""
+
+    examples: int
+    soak: bool
+
+
+def volumes(ci: int, soak: int) -> list[Any]:
+    """For `pytest.mark.parametrize("volume", ...)`: a randomized or stress test in two variants, `ci` (run by the
+    suite) and `soak`, marked `soak`: deselected by default, `pytest -m soak` runs these alone.
+    DUPEWATCH_FUZZ_EXAMPLES sets the volume of both."""
+    raised = os.environ.get("DUPEWATCH_FUZZ_EXAMPLES")
+    return [pytest.param(Volume(int(raised or ci), False), id="ci"),
+            pytest.param(Volume(int(raised or soak), True), id="soak", marks=pytest.mark.soak)]
+
+
 def _unavailable(what: str, exc: Exception) -> None:
     message = f"{what} is not reachable: {str(exc).splitlines()[0]}"
     if IN_CI:

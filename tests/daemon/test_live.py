@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from mariadbserver import MariaDBServer, started_mariadb
 from pgcluster import Cluster, started_cluster
 
-from dbtest import TestDatabase, autocommit_engine, one_transaction, write_config
+from dbtest import TestDatabase, Volume, autocommit_engine, one_transaction, volumes, write_config
 from monitor.config import config_from_dict
 from monitor.dialects import for_backend
 from monitor.dialects.mysql import MySQL
@@ -1052,22 +1052,24 @@ OPERATIONS = st.lists(st.tuples(st.sampled_from(["insert", "key", "note", "delet
                                 st.sampled_from("abcde")), min_size=1, max_size=25)
 
 
+@pytest.mark.parametrize("volume", volumes(12, 100))
 @pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
 def test_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
-        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str) -> None:
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any, identity: str, volume: Volume) -> None:
     """Randomized: whatever rows are inserted, moved between keys, touched in another column or deleted (several
     to a transaction), once the reader has applied them its groups are the table's `GROUP BY ... HAVING`."""
     execute(admin, f"ALTER TABLE {table} ADD COLUMN note text, REPLICA IDENTITY {identity}")
-    figures_follow_random_operations(admin, table, signups_monitor(monitor_for, cluster.url, table))
+    figures_follow_random_operations(admin, table, signups_monitor(monitor_for, cluster.url, table), volume)
 
 
-def figures_follow_random_operations(engine: sa.Engine, table: str, monitor: Any) -> None:
+def figures_follow_random_operations(engine: sa.Engine, table: str, monitor: Any, volume: Volume) -> None:
     recorded = Recorded()
     with following_reader(monitor, recorded) as reader:
         groups = reader.groups["signups"]
         applied = {"events": 0}
 
-        @settings(max_examples=12, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+        @settings(max_examples=volume.examples, deadline=None, derandomize=not volume.soak,
+                  phases=[Phase.explicit, Phase.generate],
                   suppress_health_check=[HealthCheck.function_scoped_fixture])
         @given(operations=OPERATIONS, split=st.integers(1, 4))
         def run(operations: list[Operation], split: int) -> None:
@@ -1808,11 +1810,12 @@ def read_changes(stream: Any, count: int) -> list[Any]:
     return changes
 
 
+@pytest.mark.parametrize("volume", volumes(12, 100))
 def test_mariadb_the_live_figures_equal_a_group_by_after_any_inserts_updates_and_deletes(
-        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, volume: Volume) -> None:
     engine, table = mariadb_table
     execute(engine, f"ALTER TABLE {table} ADD COLUMN note varchar(20)")
-    figures_follow_random_operations(engine, table, signups_monitor(monitor_for, mariadb.url, table))
+    figures_follow_random_operations(engine, table, signups_monitor(monitor_for, mariadb.url, table), volume)
 
 
 def test_mariadb_a_reopened_stream_resumes_after_the_last_gtid_read_and_misses_nothing(

@@ -17,7 +17,6 @@ exact (byte) forms, ordered digests for undo. Nothing the fix did is judged by P
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import tempfile
@@ -1168,9 +1167,4 @@ def scenario_problems(s: Scenario) -> tuple[list[str], str]:
 
 def describe(s: Scenario, w: World) -> str:
     return f"{s}\n  app log: {w.log}"
-
-
-def examples(default: int) -> int:
-    return int(os.environ.get("DUPEWATCH_FUZZ_EXAMPLES", default))
-
 

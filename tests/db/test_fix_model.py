@@ -2,8 +2,9 @@
 snapshot and every batch, and an oracle that checks every promise in SQL after the fix and after undo.
 
 fix_model.py holds the model: what is generated, how the application writes, and what the oracle checks.
-The normal suite runs a fixed, derandomized set of examples per database and shape (`EXAMPLES`);
-`DUPEWATCH_FUZZ_EXAMPLES=500` raises it for a soak, and `DUPEWATCH_FUZZ_SHRINK=1` lets hypothesis shrink a
+The normal suite runs a fixed, derandomized set of examples per database and shape (`EXAMPLES`); the soak
+variants (`pytest -m soak`) draw `SOAK_EXAMPLES` afresh each run, `DUPEWATCH_FUZZ_EXAMPLES=500` raises both to
+500, and `DUPEWATCH_FUZZ_SHRINK=1` lets hypothesis shrink a
 failure to a minimal scenario (slow: every example builds its own database). A failure prints the
 `Scenario(...)` and every promise it broke; `fix_model.run_scenario(Scenario(...))` replays it.
 """
@@ -16,10 +17,11 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-from dbtest import DIALECTS
-from fix_model import Child, Op, Scenario, examples, run_scenario, scenarios
+from dbtest import DIALECTS, Volume, volumes
+from fix_model import Child, Op, Scenario, run_scenario, scenarios
 
-EXAMPLES = 5  # generated per database and shape in CI, besides REGRESSIONS; DUPEWATCH_FUZZ_EXAMPLES raises it
+EXAMPLES = 3  # generated per database and shape in CI, besides REGRESSIONS; DUPEWATCH_FUZZ_EXAMPLES raises it
+SOAK_EXAMPLES = 20  # the same, drawn afresh, in the soak variants (`pytest -m soak`)
 SHAPES = {
     # shape: (children, application operations, primary key, rows told apart by a tag column, a trigger on `p`
     # writing another table)
@@ -171,10 +173,10 @@ REGRESSIONS[("mysql", "system_versioned")] = [
     _scenario("mysql", ("int",), TWO, children=(Child("pk", "CASCADE", True, False, (1,)),), versioned=True)]
 
 
-def model_test(dialect: str, shape: str) -> Callable[[], None]:
+def model_test(dialect: str, shape: str, volume: Volume) -> Callable[[], None]:
     children, app, primary_key, tagged, trigger = {**SHAPES, **SHAPES_PG, **SHAPES_MARIADB}[shape]
 
-    @settings(max_examples=examples(EXAMPLES), derandomize=True, deadline=None, database=None, phases=PHASES,
+    @settings(max_examples=volume.examples, derandomize=not volume.soak, deadline=None, database=None, phases=PHASES,
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(scenarios(dialect, children=children, app=app, primary_key=primary_key, tagged=tagged, trigger=trigger,
                      rls=shape in SHAPES_PG, versioned=shape in SHAPES_MARIADB))
@@ -195,11 +197,12 @@ def _cases() -> list[object]:
     return cases
 
 
+@pytest.mark.parametrize("volume", volumes(EXAMPLES, SOAK_EXAMPLES))
 @pytest.mark.parametrize(("dialect", "shape"), _cases())
-def test_fix_keeps_every_promise_on_generated_schemas(dialect: str, shape: str) -> None:
+def test_fix_keeps_every_promise_on_generated_schemas(dialect: str, shape: str, volume: Volume) -> None:
     """No row outside the plan deleted, every deleted row archived identically, no reference lost or left
     dangling, every key keeps a row, and undo restores every table exactly; a refusal changes nothing."""
-    model_test(dialect, shape)()
+    model_test(dialect, shape, volume)()
 
 
 def test_m9_a_one_group_fix_of_a_sqlite_datetime_key() -> None:

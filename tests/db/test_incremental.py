@@ -7,7 +7,6 @@ compares keys."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -23,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pgcluster import started_cluster
 
-from dbtest import TestDatabase, make_test_database, run_dupewatch, server_login, write_config
+from dbtest import TestDatabase, Volume, make_test_database, run_dupewatch, server_login, volumes, write_config
 from fix_support import ts
 from monitor.config import config_from_dict
 from monitor.dialects.mysql import MySQL
@@ -581,11 +580,9 @@ def test_check_json_reports_mode_rows_scanned_and_new_groups(logins, tmp_path):
     assert (forced["mode"], forced["rows_scanned"], forced["new_groups"]) == ("full", 6, 0)
 
 
-# Rounds of two `dupewatch check` processes started together on one state file; DUPEWATCH_FUZZ_EXAMPLES raises it
-SHARED_STATE_ROUNDS = int(os.environ.get("DUPEWATCH_FUZZ_EXAMPLES", "3"))
-
-
-def test_two_processes_sharing_a_state_file_never_corrupt_it(sqlite_db, tmp_path):
+# Rounds of two `dupewatch check` processes started together on one state file (the soak variant: 30)
+@pytest.mark.parametrize("volume", volumes(3, 30))
+def test_two_processes_sharing_a_state_file_never_corrupt_it(sqlite_db, tmp_path, volume: Volume):
     db = sqlite_db
     db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
                " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
@@ -599,7 +596,7 @@ def test_two_processes_sharing_a_state_file_never_corrupt_it(sqlite_db, tmp_path
     together = threading.Barrier(2)  # each round, both processes start at once: their runs overlap
 
     def hammer(offset: int) -> None:
-        for i in range(SHARED_STATE_ROUNDS):
+        for i in range(volume.examples):
             ident = 100 + offset * 100 + i
             insert(db, [(ident, ident % 3, "a")])
             together.wait(timeout=60)
@@ -1769,48 +1766,52 @@ OPERATIONS = st.lists(st.one_of(
 ), min_size=1, max_size=12)
 
 
-@settings(max_examples=int(os.environ.get("DUPEWATCH_FUZZ_EXAMPLES", "25")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(operations=OPERATIONS)
-def test_random_inserts_deletes_replaces_and_restores_match_a_full_pass(tmp_path_factory, operations):
+@pytest.mark.parametrize("volume", volumes(25, 300))
+def test_random_inserts_deletes_replaces_and_restores_match_a_full_pass(tmp_path_factory, volume: Volume):
     """Fewer known groups than the budget, so every run re-counts all of them: exact after every change (an UPDATE
     of a key below the overlap window is the documented exception, and is not drawn)."""
-    place = tmp_path_factory.mktemp("fuzz")
-    made = make_test_database("sqlite", place)
-    db = next(made)
-    r = None
-    try:
-        db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
-                   " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
-        insert(db, [(1, 1, "a"), (2, 1, "a"), (3, 2, None), (4, 2, None), (5, 3, "b")])
-        r = Runner(db, place / "state.sqlite", table="logins", key=["user_id", "device"], incremental="id")
-        r.run()
-        saved: list[tuple[Any, ...]] = []
-        next_id = 6
-        for kind, number, device in operations:
-            ids = [row[0] for row in db.rows("SELECT id FROM logins ORDER BY id")]
-            if kind == "insert":
-                insert(db, [(next_id, number, device)])
-                next_id += 1
-            elif kind == "delete" and ids:
-                db.execute("DELETE FROM logins WHERE id = :i", params={"i": ids[number % len(ids)]})
-            elif kind == "replace" and ids:
-                victim = ids[number % len(ids)]
-                db.execute("DELETE FROM logins WHERE id = :i",
-                           "INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, :d, :t)",
-                           params={"i": victim, "u": number % 5, "d": device, "t": ts(db, NOW)})
-            elif kind == "empty":
-                saved = db.rows("SELECT id, user_id, device FROM logins")
-                db.execute("DELETE FROM logins")
-            elif kind == "restore" and saved:
-                present = {row[0] for row in db.rows("SELECT id FROM logins")}
-                insert(db, [row for row in saved if row[0] not in present])
-                saved = []
-            r.assert_matches_full_pass(r.run())
-    finally:
-        if r is not None:
-            r.close()
-        made.close()
+
+    @settings(max_examples=volume.examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(operations=OPERATIONS)
+    def check(operations):
+        place = tmp_path_factory.mktemp("fuzz")
+        made = make_test_database("sqlite", place)
+        db = next(made)
+        r = None
+        try:
+            db.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device VARCHAR(40) NULL,"
+                       " created_at DATETIME NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+            insert(db, [(1, 1, "a"), (2, 1, "a"), (3, 2, None), (4, 2, None), (5, 3, "b")])
+            r = Runner(db, place / "state.sqlite", table="logins", key=["user_id", "device"], incremental="id")
+            r.run()
+            saved: list[tuple[Any, ...]] = []
+            next_id = 6
+            for kind, number, device in operations:
+                ids = [row[0] for row in db.rows("SELECT id FROM logins ORDER BY id")]
+                if kind == "insert":
+                    insert(db, [(next_id, number, device)])
+                    next_id += 1
+                elif kind == "delete" and ids:
+                    db.execute("DELETE FROM logins WHERE id = :i", params={"i": ids[number % len(ids)]})
+                elif kind == "replace" and ids:
+                    victim = ids[number % len(ids)]
+                    db.execute("DELETE FROM logins WHERE id = :i",
+                               "INSERT INTO logins (id, user_id, device, created_at) VALUES (:i, :u, :d, :t)",
+                               params={"i": victim, "u": number % 5, "d": device, "t": ts(db, NOW)})
+                elif kind == "empty":
+                    saved = db.rows("SELECT id, user_id, device FROM logins")
+                    db.execute("DELETE FROM logins")
+                elif kind == "restore" and saved:
+                    present = {row[0] for row in db.rows("SELECT id FROM logins")}
+                    insert(db, [row for row in saved if row[0] not in present])
+                    saved = []
+                r.assert_matches_full_pass(r.run())
+        finally:
+            if r is not None:
+                r.close()
+            made.close()
+
+    check()
 
 
 ADDED_TEXT_COLUMN = {"mysql": "ALTER TABLE logins ADD COLUMN note VARCHAR(20) COLLATE utf8mb4_general_ci",

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbtest import run_dupewatch, write_config
+from dbtest import Volume, run_dupewatch, volumes, write_config
 from fix_support import make_config
 from monitor.engine import Monitor
 from monitor.fix import add_guard, prepare_fix, run_fix
@@ -253,11 +253,12 @@ def model(rows: list[tuple[int | None, int | None]], nulls: str) -> tuple[int, i
 KEYS = st.tuples(st.one_of(st.none(), st.integers(0, 2)), st.one_of(st.none(), st.integers(0, 2)))
 
 
-def test_figures_and_fix_of_every_null_rule_match_the_model(db):
+@pytest.mark.parametrize("volume", volumes(8, 100))
+def test_figures_and_fix_of_every_null_rule_match_the_model(db, volume: Volume):
     db.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
     checks = [{"name": n, "table": "r", "key": ["a", "b"], "nulls": n} for n in ("equal", "skip_all_null", "distinct")]
 
-    @settings(max_examples=15, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=volume.examples, derandomize=not volume.soak, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(rows=st.lists(KEYS, max_size=14), nulls=st.sampled_from(["equal", "skip_all_null", "distinct"]))
     def check(rows: list[tuple[int | None, int | None]], nulls: str) -> None:

@@ -1,3 +1,3 @@
 """Fixtures of the dashboard tests (defined in tui_support, which the tests also import helpers from)."""
 
-from tui_support import demo_app, demo_db, make_app  # noqa: F401
+from tui_support import demo_app, demo_db, demo_template, make_app  # noqa: F401

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -92,9 +93,18 @@ def screen_text(app: DashboardApp) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixed demo database, built once (deterministic for its seed and `DEMO_NOW`); tests get copies."""
+    built = build_demo(tmp_path_factory.mktemp("demo") / "demo.sqlite", seed=2024, now=DEMO_NOW)
+    assert not Path(f"{built}-wal").exists(), "the demo database is not whole in its one file"
+    return built
+
+
 @pytest.fixture
-def demo_db(tmp_path: Path) -> Path:
-    return build_demo(tmp_path / "demo.sqlite", seed=2024, now=DEMO_NOW)
+def demo_db(demo_template: Path, tmp_path: Path) -> Path:
+    """A copy of the fixed demo database, the test's own."""
+    return Path(shutil.copyfile(demo_template, tmp_path / "demo.sqlite"))
 
 
 def with_state(config: Config, path: Path, **extra_checks: Any) -> Config:
