@@ -29,20 +29,28 @@ def users(md: sa.MetaData) -> sa.Table:
     return sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)))
 
 
+def users_and_child(db: TestDatabase, name: str, column: str) -> sa.Table:
+    """Users 1 to 100, and an empty table `name` (id, user_id NOT NULL REFERENCES users, `column`
+    VARCHAR(200) NOT NULL, created_at NOT NULL), returned."""
+    md = sa.MetaData()
+    people = users(md)
+    child = sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+                     sa.Column(column, sa.String(200), nullable=False),
+                     sa.Column("created_at", sa.DateTime, nullable=False))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 101)])
+    return child
+
+
 def test_two_children_saved_together_that_differ_are_no_high_one_to_one(db: TestDatabase) -> None:
     """OpenStreetMap's social_links(user_id, url): most users have one link, and one user saved two in one
     profile update (one second, different URLs). Born together used to make it a high one_to_one_suspect with a
     live check, whose fix would have merged the user's two links; rows that differ are a parent's children
     written in one request as much as race copies: medium, check drafted."""
-    md = sa.MetaData()
-    people = users(md)
-    links = sa.Table("social_links", md, sa.Column("id", sa.Integer, primary_key=True),
-                     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
-                     sa.Column("url", sa.String(200), nullable=False),
-                     sa.Column("created_at", sa.DateTime, nullable=False))
-    md.create_all(db.engine)
+    links = users_and_child(db, "social_links", "url")
     with db.engine.begin() as conn:
-        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 101)])
         conn.execute(links.insert(), [{"user_id": i, "url": f"https://example.org/{i}",
                                        "created_at": T0 + timedelta(days=i)} for i in range(1, 101)])
         conn.execute(links.insert(), [{"user_id": 5, "url": "https://mastodon.example/@u5",
@@ -54,15 +62,8 @@ def test_two_children_saved_together_that_differ_are_no_high_one_to_one(db: Test
 
 def test_a_copy_saved_twice_in_one_second_is_still_a_high_one_to_one(db: TestDatabase) -> None:
     """The other side of the rule above: the get_or_create copy (alike, born together) stays high and live."""
-    md = sa.MetaData()
-    people = users(md)
-    profiles = sa.Table("profiles", md, sa.Column("id", sa.Integer, primary_key=True),
-                        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
-                        sa.Column("bio", sa.String(200), nullable=False),
-                        sa.Column("created_at", sa.DateTime, nullable=False))
-    md.create_all(db.engine)
+    profiles = users_and_child(db, "profiles", "bio")
     with db.engine.begin() as conn:
-        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 101)])
         conn.execute(profiles.insert(), [{"user_id": i, "bio": "", "created_at": T0 + timedelta(days=i)}
                                          for i in range(1, 101)])
         conn.execute(profiles.insert(), [{"user_id": 5, "bio": "", "created_at": T0 + timedelta(days=5)}])
