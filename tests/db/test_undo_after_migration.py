@@ -27,6 +27,19 @@ def _fixed(db, tmp_path):
     return path, json_out(fixed)["fix_id"], before
 
 
+def _fixed_archiving_logins(db, tmp_path):
+    """Accounts 1 and 2 alike, each with a login (`ip` a column of it): fixed, archiving the duplicate's login."""
+    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
+               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id), "
+               "ip VARCHAR(20))",
+               "INSERT INTO account VALUES (1, 'a'), (2, 'a')", "INSERT INTO login VALUES (10, 1, 'x'), (11, 2, 'y')")
+    path = config_file(tmp_path, db, [{"name": "c", "table": "account", "key": ["email"],
+                                       "on_reference": {"login.account_id": "archive"}}])
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0 and json_out(fixed)["references_archived"] == 1, fixed.output
+    return path, json_out(fixed)["fix_id"]
+
+
 def test_a_column_added_with_a_default_since_the_fix_takes_it_in_the_restored_rows(db, tmp_path):
     path, fix_id, _before = _fixed(db, tmp_path)
     db.execute("ALTER TABLE account ADD COLUMN flag INTEGER DEFAULT 5")
@@ -57,16 +70,9 @@ def test_a_column_dropped_since_the_fix_is_reported_with_the_archive_that_keeps_
 
 
 def test_a_column_of_an_archived_referencing_table_dropped_since_the_fix_is_reported(db, tmp_path):
-    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
-               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id), "
-               "ip VARCHAR(20))",
-               "INSERT INTO account VALUES (1, 'a'), (2, 'a')", "INSERT INTO login VALUES (10, 1, 'x'), (11, 2, 'y')")
-    path = config_file(tmp_path, db, [{"name": "c", "table": "account", "key": ["email"],
-                                       "on_reference": {"login.account_id": "archive"}}])
-    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0 and json_out(fixed)["references_archived"] == 1, fixed.output
+    path, fix_id = _fixed_archiving_logins(db, tmp_path)
     db.execute("ALTER TABLE login DROP COLUMN ip")
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
     assert undone.exit_code == 0, undone.output
     assert json_out(undone)["left_in_archive"] == {"dupewatch_archive_login": ["ip"]}
     assert db.rows("SELECT id, account_id FROM login ORDER BY id") == [(10, 1), (11, 2)]
@@ -263,17 +269,10 @@ def test_a_column_dropped_from_the_archive_by_hand_is_refused_naming_it_on_every
 def test_a_column_dropped_by_hand_from_an_archived_referencing_tables_archive_is_refused(db, tmp_path):
     """The same for the archive of a referencing table (on_reference = "archive"): undo restored its rows with
     NULL in `ip`, exit 0."""
-    db.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, email VARCHAR(20) NOT NULL)",
-               "CREATE TABLE login (id INTEGER PRIMARY KEY, account_id INTEGER REFERENCES account (id), "
-               "ip VARCHAR(20))",
-               "INSERT INTO account VALUES (1, 'a'), (2, 'a')", "INSERT INTO login VALUES (10, 1, 'x'), (11, 2, 'y')")
-    path = config_file(tmp_path, db, [{"name": "c", "table": "account", "key": ["email"],
-                                       "on_reference": {"login.account_id": "archive"}}])
-    fixed = run_cli("fix", "c", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0 and json_out(fixed)["references_archived"] == 1, fixed.output
+    path, fix_id = _fixed_archiving_logins(db, tmp_path)
     db.execute("ALTER TABLE dupewatch_archive_login DROP COLUMN ip")
     before = contents(db, "account", "login")
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes")
     assert undone.exit_code == 2, undone.output
     line, = undone.stderr.strip().splitlines()
     assert "refused, nothing changed" in line and "'dupewatch_archive_login' no longer has column(s)" in line, line
