@@ -98,6 +98,21 @@ def json_out(result: Result) -> Any:
     return json.loads(result.stdout)
 
 
+def fix_json(check: str, path: Path) -> Any:
+    """`fix CHECK --yes --json` with the config at `path`, asserted to exit 0: its JSON report."""
+    fixed = run_cli("fix", check, "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    return json_out(fixed)
+
+
+def undo_restores(db: TestDatabase, path: Path, fix_id: str, before: dict[str, list[str]]) -> None:
+    """`undo FIX_ID --yes --json` exits 0 and gives back the tables of `before` (a `contents` snapshot) as they
+    were."""
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, *before) == before
+
+
 def audit_trigger(db: TestDatabase, name: str, event: str, table: str, *, timing: str = "AFTER",
                   into: str = "audit") -> None:
     """A trigger `name`, `timing` `event` (`UPDATE OF note` too) ON `table`, writing the row's id into table `into`

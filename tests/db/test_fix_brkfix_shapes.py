@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import Result
 
-from dbtest import write_config
-from fix_support import config_file, contents, json_out, run_cli
+from dbtest import TestDatabase, write_config
+from fix_support import config_file, contents, fix_json, json_out, run_cli, undo_restores
 
 _GENERATED = {"postgresql": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED", "mysql": "INTEGER AS (raw + 0) STORED",
               "sqlite": "INTEGER GENERATED ALWAYS AS (raw + 0) STORED"}
@@ -36,12 +38,9 @@ def test_a_foreign_key_on_a_generated_column_is_refused_up_front_and_archive_wor
     assert contents(db, "account", "comment") == before
 
     path = config_file(tmp_path, db, [{**check, "on_reference": {"comment.account_id": "archive"}}])
-    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
-    assert (json_out(fixed)["deleted"], json_out(fixed)["references_archived"]) == (1, 2)
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
-    assert undone.exit_code == 0, undone.output
-    assert contents(db, "account", "comment") == before
+    fixed = fix_json("accounts", path)
+    assert (fixed["deleted"], fixed["references_archived"]) == (1, 2)
+    undo_restores(db, path, fixed["fix_id"], before)
 
 
 @pytest.mark.parametrize("action", ["repoint", "archive"])
@@ -58,12 +57,9 @@ def test_undo_restores_a_zero_in_an_auto_increment_column(mysql, tmp_path, actio
     path = config_file(tmp_path, mysql, [{"name": "accounts", "table": "account", "key": ["email"],
                                           "keep": "newest", "on_reference": {"note.account_id": action}}])
     before = contents(mysql, "account", "note")
-    fixed = run_cli("fix", "accounts", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
+    fixed = fix_json("accounts", path)
     assert mysql.rows("SELECT id FROM account ORDER BY id") == [(1,), (2,)]
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
-    assert undone.exit_code == 0, undone.output
-    assert contents(mysql, "account", "note") == before
+    undo_restores(mysql, path, fixed["fix_id"], before)
 
 
 def test_a_table_without_primary_key_holding_an_invalid_date_is_fixed_and_undone(mysql, tmp_path):
@@ -75,12 +71,9 @@ def test_a_table_without_primary_key_holding_an_invalid_date_is_fixed_and_undone
     path = config_file(tmp_path, mysql, [{"name": "ms", "table": "m", "key": ["g", "u"]}])
     before = contents(mysql, "m")
     assert run_cli("fix", "ms", "--config", str(path), "--dry-run").exit_code == 0
-    fixed = run_cli("fix", "ms", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
+    fixed = fix_json("ms", path)
     assert mysql.scalar("SELECT count(*) FROM m") == 2
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
-    assert undone.exit_code == 0, undone.output
-    assert contents(mysql, "m") == before
+    undo_restores(mysql, path, fixed["fix_id"], before)
 
 
 @pytest.mark.parametrize("mode", ["STRICT_TRANS_TABLES%2CNO_ZERO_DATE%2CNO_ZERO_IN_DATE", "TRADITIONAL"])
@@ -99,12 +92,22 @@ def test_zero_dates_are_archived_and_restored_under_a_session_mode_refusing_them
                         [{"database": "app", "name": "ms", "table": "m", "key": ["g"]}])
     before = contents(mysql, "m")
     assert run_cli("fix", "ms", "--config", str(path), "--dry-run").exit_code == 0
-    fixed = run_cli("fix", "ms", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
+    fixed = fix_json("ms", path)
     assert mysql.rows("SELECT id FROM m ORDER BY id") == [(1,), (3,)]
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
-    assert undone.exit_code == 0, undone.output
-    assert contents(mysql, "m") == before
+    undo_restores(mysql, path, fixed["fix_id"], before)
+
+
+def _guard_refused_up_front(db: TestDatabase, path: Path, check: str, word: str,
+                            before: dict[str, list[str]]) -> Result:
+    """The dry run with --add-constraint names the guard's refusal (`word` in it) as a blocker (exit 2), and the
+    fix with it changes nothing of `before` (a `contents` snapshot; exit 2): the fix's result."""
+    dry = run_cli("fix", check, "--config", str(path), "--dry-run", "--add-constraint", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any(b.startswith("--add-constraint:") and word in b for b in json_out(dry)["blockers"]), dry.output
+    fixed = run_cli("fix", check, "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
+    assert contents(db, *before) == before
+    return fixed
 
 
 def test_add_constraint_the_guard_refuses_whatever_the_rows_is_refused_before_the_fix(mysql, tmp_path):
@@ -116,20 +119,11 @@ def test_add_constraint_the_guard_refuses_whatever_the_rows_is_refused_before_th
     path = config_file(tmp_path, mysql, [{"name": "users", "table": "users", "key": ["email"],
                                           "where": "deleted_at IS NULL"}])
     before = contents(mysql, "users")
-    dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--add-constraint", "--json")
-    assert dry.exit_code == 2, dry.output
-    assert any(b.startswith("--add-constraint:") and "no partial" in b for b in json_out(dry)["blockers"])
-    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--add-constraint")
-    assert fixed.exit_code == 2 and "no partial" in fixed.stderr and "nothing changed" in fixed.stderr, fixed.output
-    assert len(fixed.stderr.strip().splitlines()) == 1, fixed.stderr
-    assert contents(mysql, "users") == before
+    fixed = _guard_refused_up_front(mysql, path, "users", "no partial", before)
+    assert "no partial" in fixed.stderr and len(fixed.stderr.strip().splitlines()) == 1, fixed.stderr
     # without the constraint the fix goes ahead, and its dry run says so
     assert run_cli("fix", "users", "--config", str(path), "--dry-run").exit_code == 0
-    fixed = run_cli("fix", "users", "--config", str(path), "--yes", "--json")
-    assert fixed.exit_code == 0, fixed.output
-    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--json")
-    assert undone.exit_code == 0, undone.output
-    assert contents(mysql, "users") == before
+    undo_restores(mysql, path, fix_json("users", path)["fix_id"], before)
 
 
 def test_add_constraint_with_a_where_postgresql_cannot_index_is_refused_by_the_dry_run_and_the_fix(pg, tmp_path):
@@ -139,13 +133,7 @@ def test_add_constraint_with_a_where_postgresql_cannot_index_is_refused_by_the_d
                "INSERT INTO t (id, k) VALUES (1, 1), (2, 1), (3, 2)")
     path = config_file(tmp_path, pg, [{"name": "ts", "table": "t", "key": ["k"],
                                        "where": "at > now() - interval '1 day'"}])
-    before = contents(pg, "t")
-    dry = run_cli("fix", "ts", "--config", str(path), "--dry-run", "--add-constraint", "--json")
-    assert dry.exit_code == 2, dry.output
-    assert any(b.startswith("--add-constraint:") and "IMMUTABLE" in b for b in json_out(dry)["blockers"])
-    fixed = run_cli("fix", "ts", "--config", str(path), "--yes", "--add-constraint")
-    assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
-    assert contents(pg, "t") == before
+    _guard_refused_up_front(pg, path, "ts", "IMMUTABLE", contents(pg, "t"))
     assert run_cli("fix", "ts", "--config", str(path), "--dry-run").exit_code == 0
 
 
@@ -158,13 +146,7 @@ def test_add_constraint_on_a_partitioned_table_whose_key_lacks_the_partition_key
                "CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
                "INSERT INTO ev VALUES (1, 1, '2024-02-01'), (2, 1, '2024-03-01'), (3, 2, '2024-04-01')")
     path = config_file(tmp_path, pg, [{"name": "ev", "table": "ev", "key": ["k"]}])
-    before = contents(pg, "ev")
-    dry = run_cli("fix", "ev", "--config", str(path), "--dry-run", "--add-constraint", "--json")
-    assert dry.exit_code == 2, dry.output
-    assert any(b.startswith("--add-constraint:") and "partition" in b for b in json_out(dry)["blockers"]), dry.output
-    fixed = run_cli("fix", "ev", "--config", str(path), "--yes", "--add-constraint")
-    assert fixed.exit_code == 2 and "nothing changed" in fixed.stderr, fixed.output
-    assert contents(pg, "ev") == before
+    _guard_refused_up_front(pg, path, "ev", "partition", contents(pg, "ev"))
     assert run_cli("fix", "ev", "--config", str(path), "--dry-run").exit_code == 0
     # a key holding the partitioning column is guarded, and once built its guard is no refusal either
     pg.execute("INSERT INTO ev VALUES (4, 1, '2024-02-01')")
