@@ -269,14 +269,31 @@ DETERMINISTIC_SPELLINGS = {
 }
 
 
+def _victim_id(session: Any) -> int:
+    with session.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return int(cursor.fetchone()[0])
+
+
+def _mysql_victim(mysql: Any, *more: str) -> str:
+    """`victim` (key `k`, 'a' twice), then the statements `more`: the database's name."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')", *more)
+    return str(make_url(mysql.url).database)
+
+
+def _armed_ends(victim_id: int) -> tuple[str, str]:
+    """`armed` (empty) and `ends()`, DETERMINISTIC, ending session `victim_id` once `armed` holds a row."""
+    return ("CREATE TABLE armed (n INTEGER)",
+            "CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
+            f"KILL {victim_id}; END IF; RETURN 3; END")
+
+
 @pytest.mark.parametrize("spelling", DETERMINISTIC_SPELLINGS)
 def test_mysql_a_deterministic_stored_function_is_refused_before_the_vetting_prepare_runs_it(
         mysql, mysql_other_session, spelling, monitor_for):
-    with mysql_other_session.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        victim_id = cursor.fetchone()[0]
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+    victim_id = _victim_id(mysql_other_session)
+    _mysql_victim(mysql,
                   f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN KILL {victim_id}; RETURN 3; END")
     kind, text = DETERMINISTIC_SPELLINGS[spelling]
     check = {"name": "c", "database": "d", "sql": text} if kind == "sql" else \
@@ -289,8 +306,7 @@ def test_mysql_a_deterministic_stored_function_is_refused_before_the_vetting_pre
 def test_mysql_a_not_deterministic_stored_function_leaves_other_checks_running(mysql, monitor_for):
     """A NOT DETERMINISTIC function is no constant, so no PREPARE runs it: checks not calling it run, and one
     calling it is refused by the server's reading of it, as before."""
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+    _mysql_victim(mysql,
                   "CREATE FUNCTION grab() RETURNS INT NOT DETERMINISTIC RETURN GET_LOCK('dw_brkro_grab', 0)")
     monitor = monitor_for({"d": {"url": mysql.url}}, [
         {"name": "c", "database": "d",
@@ -304,8 +320,7 @@ def test_mysql_a_deterministic_stored_function_the_statement_does_not_name_refus
     """A DETERMINISTIC function on the server (applications declare theirs so, for the binary log) that a check
     neither names nor reads through a view: the check runs. Before, any such function the role may run refused
     every custom query and `where` on the server."""
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+    _mysql_victim(mysql,
                   "CREATE FUNCTION slugify(s VARCHAR(50)) RETURNS VARCHAR(50) DETERMINISTIC RETURN LOWER(s)")
     monitor = monitor_for({"d": {"url": mysql.url}}, [
         {"name": "c", "database": "d",
@@ -319,14 +334,9 @@ def test_mysql_a_deterministic_stored_function_read_through_a_view_is_refused(
     """A view whose definition calls a DETERMINISTIC function as a constant argument: the PREPARE of a statement
     reading the view would run it. The view is named, so the statement is refused before it is prepared, naming the
     function and the view; the other session lives."""
-    with mysql_other_session.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        victim_id = cursor.fetchone()[0]
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-                  "CREATE TABLE armed (n INTEGER)",  # armed once the views exist: creating one prepares the other
-                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
-                  f"KILL {victim_id}; END IF; RETURN 3; END",
+    victim_id = _victim_id(mysql_other_session)
+    _mysql_victim(mysql,
+                  *_armed_ends(victim_id),  # armed once the views exist: creating one prepares the other
                   "CREATE VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
                   "CREATE VIEW outer_rounded AS SELECT k, a FROM rounded",
                   "INSERT INTO armed VALUES (1)")
@@ -334,12 +344,6 @@ def test_mysql_a_deterministic_stored_function_read_through_a_view_is_refused(
         {"name": "c", "database": "d", "sql": "SELECT k, a FROM outer_rounded"}]).run("c")
     assert_mysql_alive(mysql_other_session)
     assert_refused(result, "ends()", "through view outer_rounded")
-
-
-def _victim_id(session: Any) -> int:
-    with session.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        return int(cursor.fetchone()[0])
 
 
 def _run_as(monitor_for: Any, mysql: Any, user: str, sql: str) -> Any:
@@ -358,14 +362,10 @@ def test_mysql_a_deterministic_function_a_view_calls_is_refused_for_a_role_that_
     SECURITY INVOKER the role is told to get SHOW VIEW on it, and with it the server refuses the view (error 1356: the
     invoker may not EXECUTE the function) before it runs anything."""
     victim_id = _victim_id(mysql_other_session)
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-                  "CREATE TABLE armed (n INTEGER)",
-                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
-                  f"KILL {victim_id}; END IF; RETURN 3; END",
-                  "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
-                  "INSERT INTO armed VALUES (1)")
-    database = make_url(mysql.url).database
+    database = _mysql_victim(
+        mysql, *_armed_ends(victim_id),
+        "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
+        "INSERT INTO armed VALUES (1)")
     definer = mysql.scalar("SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() "
                            "AND TABLE_NAME = 'rounded'")
     with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
@@ -395,11 +395,8 @@ def mysql_views(mysql: Any, mysql_other_session: Any) -> Any:
     view calling it; `over_rounded`, an INVOKER view reading `rounded`; `inv_rounded`, an INVOKER view calling it;
     `tame`, an INVOKER view of `victim` calling nothing."""
     victim_id = _victim_id(mysql_other_session)
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-                  "CREATE TABLE armed (n INTEGER)",  # armed once the views exist: creating one prepares the other
-                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
-                  f"KILL {victim_id}; END IF; RETURN 3; END",
+    _mysql_victim(mysql,
+                  *_armed_ends(victim_id),  # armed once the views exist: creating one prepares the other
                   "CREATE SQL SECURITY DEFINER VIEW rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
                   "CREATE SQL SECURITY INVOKER VIEW over_rounded AS SELECT k, a FROM rounded",
                   "CREATE SQL SECURITY INVOKER VIEW inv_rounded AS SELECT k, ROUND(1.5, ends()) AS a FROM victim",
@@ -450,9 +447,7 @@ def test_mysql_a_view_whose_definition_the_role_may_not_read_is_refused(mysql_vi
 def test_mysql_a_definer_view_of_another_account_runs_for_a_role_holding_every_global_privilege(mysql, monitor_for):
     """The server traces a statement reading a DEFINER view of another account for a role holding every global
     privilege (it may see every routine and definition): the test server's root runs a check over such a view."""
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
-    database = make_url(mysql.url).database
+    database = _mysql_victim(mysql)
     with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}", prefix="dw_definer") as user:
         mysql.execute(f"CREATE DEFINER = '{user}'@'%' SQL SECURITY DEFINER VIEW theirs AS SELECT id, k FROM victim")
         result = run_query(monitor_for, mysql,
@@ -463,9 +458,7 @@ def test_mysql_a_definer_view_of_another_account_runs_for_a_role_holding_every_g
 def test_mysql_a_definer_view_of_another_database_the_statement_does_not_name_refuses_nothing(mysql, monitor_for):
     """A view of another database reached only by its name (`victim`, also the check's table here) is not read
     by a statement that does not name that database: the check runs."""
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
-    database = make_url(mysql.url).database
+    database = _mysql_victim(mysql)
     other = f"dw_definer_{uuid.uuid4().hex[:8]}"
     mysql.execute(f"CREATE DATABASE `{other}`")
     try:
@@ -501,9 +494,7 @@ def test_mysql_a_definer_view_of_a_role_is_refused_without_telling_to_connect_as
     """rev1: a view whose definer is a role (`CREATE DEFINER = role VIEW`, its DEFINER `role@`) was refused telling
     the operator to "connect as role@": no one connects as a role, and a login granted it is another account,
     refused the same. The refusal names the role and the remedy that works (SQL SECURITY INVOKER)."""
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
-    database = make_url(mysql.url).database
+    database = _mysql_victim(mysql)
     role = f"dw_definer_role_{uuid.uuid4().hex[:8]}"
     mysql.execute(f"CREATE ROLE {role}")
     try:
@@ -524,13 +515,9 @@ def test_mysql_a_definer_view_whose_name_holds_a_backtick_is_refused(mysql, mysq
     view was not found named in the statement, and the PREPARE ran the DETERMINISTIC function it calls, as its
     definer."""
     victim_id = _victim_id(mysql_other_session)
-    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10))",
-                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-                  "CREATE TABLE armed (n INTEGER)",
-                  f"CREATE FUNCTION ends() RETURNS INT DETERMINISTIC BEGIN IF (SELECT COUNT(*) FROM armed) > 0 THEN "
-                  f"KILL {victim_id}; END IF; RETURN 3; END",
-                  "CREATE SQL SECURITY DEFINER VIEW `ro``unded` AS SELECT k, ROUND(1.5, ends()) AS a FROM victim")
-    database = make_url(mysql.url).database
+    database = _mysql_victim(
+        mysql, *_armed_ends(victim_id),
+        "CREATE SQL SECURITY DEFINER VIEW `ro``unded` AS SELECT k, ROUND(1.5, ends()) AS a FROM victim")
     with server_login("mysql", f"GRANT SELECT ON `{database}`.victim TO {{user}}",
                       f"GRANT SELECT ON `{database}`.`ro``unded` TO {{user}}", prefix="dw_definer",
                       password="pw") as user:
