@@ -75,18 +75,17 @@ def test_a_status_that_is_a_postgresql_enum_is_measured(pg: TestDatabase) -> Non
     """OpenStreetMap's issues(reported_user_id, status issue_status_enum): every key_with_status over an enum
     column was left unmeasured ("operator does not exist: issue_status_enum = character varying"): the status
     value was bound as a varchar parameter."""
-    with pg.engine.begin() as conn:
-        conn.execute(sa.text("CREATE TYPE basket_status AS ENUM ('open', 'submitted')"))
-        conn.execute(sa.text("CREATE TABLE owners (id integer PRIMARY KEY)"))
-        conn.execute(sa.text("CREATE TABLE baskets (id serial PRIMARY KEY, owner_id integer NOT NULL "
-                             "REFERENCES owners(id), status basket_status NOT NULL, created_at timestamp NOT NULL)"))
-        conn.execute(sa.text("INSERT INTO owners SELECT generate_series(1, 40)"))
-        conn.execute(sa.text("INSERT INTO baskets (owner_id, status, created_at) SELECT o, 'open', "
-                             "timestamp '2026-01-01' + o * interval '1 day' FROM generate_series(1, 40) o"))
-        conn.execute(sa.text("INSERT INTO baskets (owner_id, status, created_at) SELECT 1 + o % 5, 'submitted', "
-                             "timestamp '2026-01-01' + o * interval '1 hour' FROM generate_series(1, 40) o"))
-        conn.execute(sa.text("INSERT INTO baskets (owner_id, status, created_at) VALUES "
-                             "(7, 'open', timestamp '2026-01-01' + 7 * interval '1 day')"))
+    pg.execute("CREATE TYPE basket_status AS ENUM ('open', 'submitted')",
+               "CREATE TABLE owners (id integer PRIMARY KEY)",
+               "CREATE TABLE baskets (id serial PRIMARY KEY, owner_id integer NOT NULL "
+               "REFERENCES owners(id), status basket_status NOT NULL, created_at timestamp NOT NULL)",
+               "INSERT INTO owners SELECT generate_series(1, 40)",
+               "INSERT INTO baskets (owner_id, status, created_at) SELECT o, 'open', "
+               "timestamp '2026-01-01' + o * interval '1 day' FROM generate_series(1, 40) o",
+               "INSERT INTO baskets (owner_id, status, created_at) SELECT 1 + o % 5, 'submitted', "
+               "timestamp '2026-01-01' + o * interval '1 hour' FROM generate_series(1, 40) o",
+               "INSERT INTO baskets (owner_id, status, created_at) VALUES "
+               "(7, 'open', timestamp '2026-01-01' + 7 * interval '1 day')")
     [finding] = [f for f in on(audit_json(pg), "baskets") if f["kind"] == "key_with_status"]
     assert "not measured" not in finding["evidence"], finding
     assert finding["severity"] == "high" and "where status = 'open'" in finding["evidence"], finding
@@ -145,21 +144,20 @@ def test_a_partitioned_table_s_race_is_found_once_through_its_parent(pg: TestDat
     """A partitioned table (GitLab's p_ci_* tables) must hold its partition key in every key: PRIMARY KEY (id,
     created_at), id from a sequence. That key, read as a natural key declaring every row distinct, hid every
     candidate of the table; and each partition, listed as a table of its own, repeated the parent's findings."""
-    with pg.engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE users (id bigint PRIMARY KEY)"))
-        conn.execute(sa.text("INSERT INTO users SELECT generate_series(1, 200)"))
-        conn.execute(sa.text("CREATE TABLE events (id bigserial, user_id bigint NOT NULL REFERENCES users(id), "
-                             "name text NOT NULL, created_at timestamp NOT NULL, PRIMARY KEY (id, created_at)) "
-                             "PARTITION BY RANGE (created_at)"))
-        conn.execute(sa.text("CREATE TABLE events_2025 PARTITION OF events "
-                             "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"))
-        conn.execute(sa.text("CREATE TABLE events_2026 PARTITION OF events "
-                             "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"))
-        conn.execute(sa.text("CREATE INDEX events_user_name ON events (user_id, name)"))
-        conn.execute(sa.text("INSERT INTO events (user_id, name, created_at) SELECT 1 + i % 200, 'n' || i, "
-                             "timestamp '2025-06-01' + i * interval '1 day' FROM generate_series(1, 400) i"))
-        conn.execute(sa.text("INSERT INTO events (user_id, name, created_at) VALUES "
-                             "(2, 'n1', timestamp '2025-06-02' + interval '300 milliseconds')"))
+    pg.execute("CREATE TABLE users (id bigint PRIMARY KEY)",
+               "INSERT INTO users SELECT generate_series(1, 200)",
+               "CREATE TABLE events (id bigserial, user_id bigint NOT NULL REFERENCES users(id), "
+               "name text NOT NULL, created_at timestamp NOT NULL, PRIMARY KEY (id, created_at)) "
+               "PARTITION BY RANGE (created_at)",
+               "CREATE TABLE events_2025 PARTITION OF events "
+               "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+               "CREATE TABLE events_2026 PARTITION OF events "
+               "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+               "CREATE INDEX events_user_name ON events (user_id, name)",
+               "INSERT INTO events (user_id, name, created_at) SELECT 1 + i % 200, 'n' || i, "
+               "timestamp '2025-06-01' + i * interval '1 day' FROM generate_series(1, 400) i",
+               "INSERT INTO events (user_id, name, created_at) VALUES "
+               "(2, 'n1', timestamp '2025-06-02' + interval '300 milliseconds')")
     report = audit_json(pg)
     [finding] = [f for f in report["findings"] if f["table"].rsplit(".", 1)[1].startswith("events")]
     assert finding["table"].endswith(".events") and finding["columns"] == ["user_id", "name"], finding
