@@ -140,6 +140,7 @@ class BinlogStream:
         self._arrived = threading.Event()  # something to read since the last `read()`
         self._lost: str | None = None
         self._resumable = False  # the stream was lost with its connection: it may be opened again where it was
+        self._read_within = False  # the last `read()` ended within a transaction: its commit, read next, dates it
         self.gtid: dict[int, str] | None = None  # MariaDB: domain -> GTID of the last committed transaction read
         self.gtid_set: str | None = None  # MySQL with gtid_mode = ON: the GTIDs executed before it and read since
         self.position: str | None = None
@@ -433,6 +434,9 @@ class BinlogStream:
                 self.position = event.position
                 for transaction in uncommitted:  # a row event is dated when its statement began, not committed
                     transaction.committed_at = max(event.committed_at, transaction.committed_at or event.committed_at)
+                if self._read_within and not uncommitted:  # its rows were handed out by the read before
+                    done.append(Transaction(event.committed_at))
+                self._read_within = False
                 uncommitted.clear()
                 if fold is not None:  # the rows folded next are another transaction's (a read may end within one)
                     fold(COMMITTED)
@@ -459,6 +463,9 @@ class BinlogStream:
             else:
                 done.append(Transaction(committed_at, event[2]))
             uncommitted.append(done[-1])
+        for transaction in uncommitted:  # the read ended within a transaction: its commit, read next, dates it
+            transaction.committed_at = None  # (a row event is dated when its statement began)
+        self._read_within = self._read_within or bool(uncommitted)
         return done
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
