@@ -150,14 +150,16 @@ class Layout:
             self.identity = [ColumnClause(self._physical_name(), type_=kind, _selectable=self.table)]
             self.identity_types = [kind]
             self.address = None
-        elif not refs and (counter := self.rules.counter_identity(self.table)) is not None:
+        elif not refs and (counter := self.rules.counter_identity(self.table)) is not None \
+                and counter.name not in {c.name for c in tc.key_columns}:
             # MariaDB/MySQL: the AUTO_INCREMENT column, which need not be unique (`id INT AUTO_INCREMENT,
             # KEY(id)`, and an explicit insert may repeat a value). A row is the one live row with its planned
             # value *and* its group's key (`row_match`): a group where a value repeats is left out (`refusals`,
             # asked again under each batch's locks), and a batch archives and deletes by value and key, each
             # statement counted against the locked rows, so a row written meanwhile with a planned value makes
             # the counts differ and the batch roll back. A table other tables refer to keeps the whole-row mode
-            # (`identical`): a reference by a value that is not unique cannot be repointed.
+            # (`identical`): a reference by a value that is not unique cannot be repointed. So does a check whose key
+            # holds the column (its groups are rows repeating a value: exact copies are what it can fix).
             self.mode = COUNTER
             self.identity = [counter]
             self.identity_types = [counter.type]

@@ -136,3 +136,14 @@ def test_a_table_another_table_refers_to_keeps_the_whole_row_mode(mysql, tmp_pat
     assert fixed.exit_code == 2, fixed.output
     assert "nothing tells those rows apart" in fixed.stderr, fixed.output
     assert _rows(mysql) == [(1, 1, 7, "member"), (2, 1, 7, "admin")]
+
+
+def test_a_check_keyed_on_the_auto_increment_column_fixes_exact_copies(mysql, tmp_path):
+    """A check for repeated ids (a dump loaded twice): its groups are rows repeating the value, so the value tells
+    nothing apart there; the whole-row mode deletes all but one of exact copies and leaves differing rows."""
+    _membership(mysql, (1, 1, 7, "member"), (1, 1, 7, "member"), (2, 2, 8, "member"), (2, 2, 8, "admin"))
+    path = config_file(tmp_path, mysql, [{"name": "ids", "table": "membership", "key": ["id"]}])
+    fixed = run_cli("fix", "ids", "--config", str(path), "--yes")
+    assert fixed.exit_code == 1, fixed.output  # done, the differing group left out
+    assert _rows(mysql) == [(1, 1, 7, "member"), (2, 2, 8, "admin"), (2, 2, 8, "member")]
+    assert _rows(mysql, "dupewatch_archive_membership") == [(1, 1, 7, "member")]
