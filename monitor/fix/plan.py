@@ -673,7 +673,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     _judge(plan, layout, differing_groups)
     if groups:
         _judge_unseen(conn, plan, layout)
-        if layout.mode == "pk" and rows_to_delete:
+        if layout.mode in ("pk", COUNTER) and rows_to_delete:
             _judge_undeclared(conn, plan, layout, rel)
     return plan
 
@@ -681,9 +681,11 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
 def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
     """Rows of columns no foreign key declares that hold keys of rows to delete (see `undeclared`): the fix
     leaves them pointing at no row, so the preview names each with the database's count."""
-    found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1)
+    counter = layout.identity[0] if layout.mode == COUNTER else None  # (an AUTO_INCREMENT column, `COUNTER`)
+    found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1,
+                                          counter if isinstance(counter, sa.Column) else None)
     plan.undeclared = found
-    referred = ", ".join(c.name for c in layout.table.primary_key.columns)
+    referred = ", ".join(c.name for c in layout.table.primary_key.columns) if counter is None else str(counter.name)
     target = layout.table.name
     for undeclared in found:
         plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "

@@ -147,3 +147,17 @@ def test_a_check_keyed_on_the_auto_increment_column_fixes_exact_copies(mysql, tm
     assert fixed.exit_code == 1, fixed.output  # done, the differing group left out
     assert _rows(mysql) == [(1, 1, 7, "member"), (2, 2, 8, "admin"), (2, 2, 8, "member")]
     assert _rows(mysql, "dupewatch_archive_membership") == [(1, 1, 7, "member")]
+
+
+def test_the_plan_names_a_column_holding_the_auto_increment_value_of_a_row_to_delete(mysql, tmp_path):
+    """`audit_entry.membership_id` holds id 2 without a foreign key: the dry run says the fix leaves it pointing
+    at no row, as it does for a primary key."""
+    _membership(mysql, (1, 1, 7, "member"), (2, 1, 7, "admin"))
+    mysql.execute("CREATE TABLE audit_entry (id INTEGER PRIMARY KEY, membership_id INTEGER, KEY (membership_id)) "
+                  "ENGINE=InnoDB", "INSERT INTO audit_entry VALUES (1, 2)")
+    path = config_file(tmp_path, mysql, CHECK)
+    dry = run_cli("fix", "roles", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "audit_entry(membership_id) is named like a reference and no foreign key declares it" in dry.output, \
+        dry.output
+    assert "1 of its row(s) hold the id of a row to delete" in dry.output, dry.output
