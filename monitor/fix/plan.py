@@ -169,6 +169,11 @@ class Layout:
             self.identity = []
             self.identity_types = []
             self.address = None
+        if self.mode == COUNTER:
+            # A unique key holding the AUTO_INCREMENT column (`UNIQUE (id)` in place of a primary key) differs
+            # between any two rows of a group the fix takes (a group repeating a value is left out), as a primary
+            # key does (`catalog.distinct_entity_keys`): no evidence of different entities.
+            self.distinct_keys = [key for key in self.distinct_keys if self.identity[0].name not in key.columns]
         if origin is not None and self.mode != "identical":
             self.identity.append(origin)
             self.identity_types.append(origin.type)

@@ -161,3 +161,22 @@ def test_the_plan_names_a_column_holding_the_auto_increment_value_of_a_row_to_de
     assert "audit_entry(membership_id) is named like a reference and no foreign key declares it" in dry.output, \
         dry.output
     assert "1 of its row(s) hold the id of a row to delete" in dry.output, dry.output
+
+
+def test_a_unique_key_holding_the_auto_increment_column_is_no_evidence_of_different_entities(mysql, tmp_path):
+    """`UNIQUE (id)` in place of a primary key (and `UNIQUE (id, role)`) differs between any two rows of a group,
+    as a primary key does: the plan said "rows that differ on unique constraint id: the schema says they are
+    different entities" for every group, blocked the fix, and advised `--merge-distinct`."""
+    mysql.execute("CREATE TABLE membership (id INTEGER NOT NULL AUTO_INCREMENT, group_id INTEGER NOT NULL, "
+                  "user_id INTEGER NOT NULL, role VARCHAR(20) NOT NULL, UNIQUE KEY (id), UNIQUE KEY (id, role), "
+                  "KEY (group_id, user_id)) ENGINE=InnoDB",
+                  "INSERT INTO membership VALUES (1, 1, 7, 'member'), (2, 1, 7, 'admin'), (3, 2, 8, 'member')")
+    path = config_file(tmp_path, mysql, CHECK)
+    before = contents(mysql, "membership")
+    dry = run_cli("fix", "roles", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 0 and "different entities" not in dry.output, dry.output
+    report = fix_json("roles", path)
+    assert (report["deleted"], report["archived"], report["skipped"]) == (1, 1, 0), report
+    assert _rows(mysql) == [(1, 1, 7, "member"), (3, 2, 8, "member")]
+    assert _rows(mysql, "dupewatch_archive_membership") == [(2, 1, 7, "admin")]
+    undo_restores(mysql, path, report["fix_id"], before)
