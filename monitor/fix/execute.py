@@ -860,9 +860,10 @@ class _Batch:
         self._unreferenced = (not layout.refs and layout.mode == "pk" and not layout.distinct_flags()
                               and layout.rules.returning_delete)
         self.recheck_next = False  # the next batch locks and re-checks every row (set after `_NotAsPlanned`)
-        # `plan.COUNTER`: this range's counts differed once already (a row written meanwhile with a planned
-        # AUTO_INCREMENT value and key); its next difference stops the fix
-        self._counted_again = False
+        # `plan.COUNTER`: the range whose counts differed once already (a row written meanwhile with a planned
+        # AUTO_INCREMENT value and key); its next difference stops the fix. Another range's first difference
+        # runs that range again as well (the range run again may leave every group out and delete nothing).
+        self._counted_again: range | None = None
         # (table, kind) -> the counts the database keeps a planned change under (see accounting.py)
         self._counted_as: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] = {}
 
@@ -908,12 +909,13 @@ class _Batch:
                 outcome.children_archived += moved
         verify_clear(conn, self.layout, self.plan, self.links, doomed)
         deleted, archived = self._archive_and_delete(conn, doomed)
-        if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected) and not self._counted_again:
+        if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected) \
+                and self._counted_again != groups:
             # A row written since the lock with a planned AUTO_INCREMENT value and key (an explicit insert): the
             # batch is rolled back whole and its range runs again, whose re-check leaves that group out.
-            self._counted_again = True
+            self._counted_again = groups
             raise _NotAsPlanned()
-        self._counted_again = False
+        self._counted_again = None
         if archived != expected:
             raise BatchAborted(f"archived {archived} rows, expected {expected}")
         if deleted != expected:
