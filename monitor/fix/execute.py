@@ -915,6 +915,12 @@ class _Batch:
             # batch is rolled back whole and its range runs again, whose re-check leaves that group out.
             self._counted_again = groups
             raise _NotAsPlanned()
+        if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected):
+            counter = str(self.layout.identity[0].name)
+            raise BatchAborted(f"archived {archived} and deleted {deleted} rows, expected {expected}, twice: the "
+                               f"application wrote rows with a value of {counter} and a key the batch deletes while "
+                               f"it ran (an explicit {counter}); a group still holding such a row is skipped when the "
+                               "fix resumes")
         self._counted_again = None
         if archived != expected:
             raise BatchAborted(f"archived {archived} rows, expected {expected}")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from fix_support import config_file, contents, fix_json, make_config, run_cli, undo_restores
 from monitor.engine import Monitor
-from monitor.fix import prepare_fix, run_fix
+from monitor.fix import FixError, prepare_fix, run_fix
 
 CHECK = [{"name": "roles", "table": "membership", "key": ["group_id", "user_id"]}]
 
@@ -218,3 +218,42 @@ def test_a_second_batch_meeting_a_row_written_meanwhile_runs_again_as_the_first_
     assert _rows(mysql) == [(1, 1, 7, "member"), (2, 1, 7, "admin"), (2, 1, 7, "intruder"), (3, 2, 8, "member"),
                             (4, 2, 8, "admin"), (4, 2, 8, "intruder"), (5, 3, 9, "member")]
     assert _rows(mysql, "dupewatch_archive_membership") == [(6, 3, 9, "admin")]
+
+
+def test_a_range_meeting_rows_written_meanwhile_twice_stops_saying_why_and_resumes(mysql, tmp_path):
+    """The batch meets a row written with a planned value and key, runs again (leaving that group out), and meets
+    another in its other group: the fix stops with nothing of the batch done, saying what happened (it said only
+    "deleted 2 rows, expected 1"); resumed, it leaves both groups out and deletes nothing the application wrote."""
+    _membership(mysql, (1, 1, 7, "member"), (2, 1, 7, "admin"), (3, 2, 8, "member"), (4, 2, 8, "admin"))
+    monitor = Monitor(make_config(mysql, CHECK))
+    intruders = iter(["INSERT INTO membership VALUES (2, 1, 7, 'intruder')",
+                      "INSERT INTO membership VALUES (4, 2, 8, 'intruder')"])
+    app = sa.create_engine(mysql.url)
+
+    def write_before_a_delete(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.upper().startswith("DELETE") and "membership" in statement:
+            insert = next(intruders, None)
+            if insert is not None:
+                with app.begin() as conn:
+                    conn.execute(sa.text(insert))
+
+    try:
+        plan = prepare_fix(monitor, "roles")
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
+        try:
+            run_fix(monitor, "roles", plan, batch_size=10)
+            raise AssertionError("the fix did not stop")
+        except FixError as exc:
+            assert "the application wrote rows with a value of id and a key the batch deletes" in str(exc), exc
+        finally:
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
+    finally:
+        monitor.close()
+        app.dispose()
+    written = [(1, 1, 7, "member"), (2, 1, 7, "admin"), (2, 1, 7, "intruder"), (3, 2, 8, "member"),
+               (4, 2, 8, "admin"), (4, 2, 8, "intruder")]
+    assert _rows(mysql) == written
+    path = config_file(tmp_path, mysql, CHECK)
+    resumed = run_cli("fix", "roles", "--config", str(path), "--yes")
+    assert resumed.exit_code == 1, resumed.output
+    assert _rows(mysql) == written
