@@ -518,6 +518,13 @@ class Dialect(Polling):
     def row_identity(self, *, is_view: bool) -> ColumnElement[Any] | None:
         return None
 
+    def counter_identity(self, table: sa.Table) -> sa.Column[Any] | None:
+        """A column a table without a primary key or physical row identity numbers its rows by (MariaDB/MySQL:
+        its AUTO_INCREMENT column, which need only lead some index, not a unique one), or None. The value is not
+        guaranteed unique (an explicit insert may repeat it): a fix that tells rows apart by it proves, per group
+        and under its locks, that no value repeats (`plan.Layout`)."""
+        return None
+
     def row_origin(self, table: sa.Table) -> ColumnElement[Any] | None:
         """Which table a row read through `table` lives in, where a query of a table also reads the rows of other
         tables that may repeat its primary key and its row addresses (PostgreSQL inheritance children:

@@ -837,6 +837,11 @@ class MySQL(MySQLPolling, Dialect):
         rows = conn.execute(query, {"schema": table.schema, "table": table.name})
         return {str(name): (str(collation) if collation else None) for name, collation in rows}
 
+    def counter_identity(self, table: sa.Table) -> sa.Column[Any] | None:
+        """The AUTO_INCREMENT column (reflection marks it `autoincrement=True`, from information_schema's EXTRA;
+        a table has at most one, NOT NULL, leading some index)."""
+        return next((c for c in table.columns if c.autoincrement is True), None)
+
     def non_transactional_engine(self, conn: Connection, table: sa.Table) -> str | None:
         """information_schema.ENGINES says which engines support transactions (InnoDB: YES; MyISAM, Aria,
         MEMORY, CSV, ARCHIVE: NO). A partitioned table reports its partitions' engine."""

@@ -82,6 +82,7 @@ from monitor.fix.locks import fix_lock
 from monitor.fix.pace import ATTEMPTS, DEFAULT_LARGEST, BatchSizer, pause
 from monitor.fix.plan import (
     ADDRESS,
+    COUNTER,
     GROUP,
     RANK,
     SAMPLE_GROUPS,
@@ -859,6 +860,10 @@ class _Batch:
         self._unreferenced = (not layout.refs and layout.mode == "pk" and not layout.distinct_flags()
                               and layout.rules.returning_delete)
         self.recheck_next = False  # the next batch locks and re-checks every row (set after `_NotAsPlanned`)
+        # `plan.COUNTER`: the range whose counts differed once already (a row written meanwhile with a planned
+        # AUTO_INCREMENT value and key); its next difference stops the fix. Another range's first difference
+        # runs that range again as well (the range run again may leave every group out and delete nothing).
+        self._counted_again: range | None = None
         # (table, kind) -> the counts the database keeps a planned change under (see accounting.py)
         self._counted_as: dict[tuple[sa.Table, str], tuple[tuple[str, str], ...]] = {}
 
@@ -904,6 +909,19 @@ class _Batch:
                 outcome.children_archived += moved
         verify_clear(conn, self.layout, self.plan, self.links, doomed)
         deleted, archived = self._archive_and_delete(conn, doomed)
+        if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected) \
+                and self._counted_again != groups:
+            # A row written since the lock with a planned AUTO_INCREMENT value and key (an explicit insert): the
+            # batch is rolled back whole and its range runs again, whose re-check leaves that group out.
+            self._counted_again = groups
+            raise _NotAsPlanned()
+        if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected):
+            counter = str(self.layout.identity[0].name)
+            raise BatchAborted(f"archived {archived} and deleted {deleted} rows, expected {expected}, twice: the "
+                               f"application wrote rows with a value of {counter} and a key the batch deletes while "
+                               f"it ran (an explicit {counter}); a group still holding such a row is skipped when the "
+                               "fix resumes")
+        self._counted_again = None
         if archived != expected:
             raise BatchAborted(f"archived {archived} rows, expected {expected}")
         if deleted != expected:
@@ -1014,8 +1032,11 @@ class _Batch:
         if self.layout.rules.joined_batch_writes:
             # Joins driven by the plan's (group, rank) index and the table's primary key: an `IN (subquery)`
             # becomes a DEPENDENT SUBQUERY that scans the whole table once per batch on MariaDB.
-            match = sa.and_(self.layout.identity_match(self.plan), doomed)
-            joined = self.plan.join(self.table, self.layout.identity_match(self.plan))
+            # (`row_match`: an AUTO_INCREMENT value with its group's key, `plan.COUNTER`; neither statement
+            # re-checks the `where`: the rows are locked as planned, and a row written since with a planned value
+            # and key makes a count differ, whatever else it holds)
+            match = sa.and_(self.layout.row_match(self.plan), doomed)
+            joined = self.plan.join(self.table, self.layout.row_match(self.plan))
             archived = conn.execute(archive_rows(self.archive, self.table, self.fix_id, doomed,
                                                  joined=joined)).rowcount
             deleted = conn.execute(delete_joined(conn, self.table, self.plan, match)).rowcount

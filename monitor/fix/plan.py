@@ -63,6 +63,12 @@ ALL_ORDERS = 4
 LEFT_OUT_KEYS = 5  # keys of the first groups left out, per reason
 # The reason a group of a table without any row identity is left out (`refusals`).
 IDENTICAL_DIFFER = "rows that differ"
+# The reason a group of a table told apart by its AUTO_INCREMENT column (mode `COUNTER`) is left out: two of its
+# rows hold the same value (an explicit insert may repeat one), so that value names no single row.
+COUNTER_REPEATED = "repeated AUTO_INCREMENT value"
+# The identity mode of a MariaDB/MySQL table without a primary key whose AUTO_INCREMENT column tells its rows apart
+# (`Dialect.counter_identity`), when no other table refers to it.
+COUNTER = "auto_increment"
 
 
 class Tid(sa.types.UserDefinedType[str]):
@@ -144,11 +150,30 @@ class Layout:
             self.identity = [ColumnClause(self._physical_name(), type_=kind, _selectable=self.table)]
             self.identity_types = [kind]
             self.address = None
+        elif not refs and (counter := self.rules.counter_identity(self.table)) is not None \
+                and counter.name not in {c.name for c in tc.key_columns}:
+            # MariaDB/MySQL: the AUTO_INCREMENT column, which need not be unique (`id INT AUTO_INCREMENT,
+            # KEY(id)`, and an explicit insert may repeat a value). A row is the one live row with its planned
+            # value *and* its group's key (`row_match`): a group where a value repeats is left out (`refusals`,
+            # asked again under each batch's locks), and a batch archives and deletes by value and key, each
+            # statement counted against the locked rows, so a row written meanwhile with a planned value makes
+            # the counts differ and the batch roll back. A table other tables refer to keeps the whole-row mode
+            # (`identical`): a reference by a value that is not unique cannot be repointed. So does a check whose key
+            # holds the column (its groups are rows repeating a value: exact copies are what it can fix).
+            self.mode = COUNTER
+            self.identity = [counter]
+            self.identity_types = [counter.type]
+            self.address = None
         else:
             self.mode = "identical"
             self.identity = []
             self.identity_types = []
             self.address = None
+        if self.mode == COUNTER:
+            # A unique key holding the AUTO_INCREMENT column (`UNIQUE (id)` in place of a primary key) differs
+            # between any two rows of a group the fix takes (a group repeating a value is left out), as a primary
+            # key does (`catalog.distinct_entity_keys`): no evidence of different entities.
+            self.distinct_keys = [key for key in self.distinct_keys if self.identity[0].name not in key.columns]
         if origin is not None and self.mode != "identical":
             self.identity.append(origin)
             self.identity_types.append(origin.type)
@@ -247,7 +272,7 @@ class Layout:
         # One sort of the table, the same one a hand-written `row_number() OVER (PARTITION BY key ...)` needs:
         # row_number and lead share the window, and a row belongs to a duplicate group when it is not the
         # first of its key or a next one exists. Numbering and sizing the groups then only touches their rows.
-        partition, order = tc.key_exprs, tc.keeper_order()
+        partition, order = tc.key_exprs, self.keeper_order()
         own = [f"dw_k{j}" for j in range(len(tc.key_exprs))]  # each row's own key, inside this statement only
         ranked = sa.select(
             sa.func.row_number().over(partition_by=partition, order_by=order).label(RANK),
@@ -296,7 +321,7 @@ class Layout:
         when the plan is joined to the table."""
         columns = [sa.Column(GROUP, sa.BigInteger, nullable=False), sa.Column(RANK, sa.BigInteger, nullable=False)]
         identity_names: list[str | None] = [c.name for c in self.table.primary_key.columns] if self.mode == "pk" \
-            else []
+            else [str(c.name) for c in self.identity] if self.mode == COUNTER else []
         identity_names += [None] * (len(self.identity_types) - len(identity_names))  # a physical one, the origin
         columns += [sa.Column(label, self._storable(t, name)) for label, t, name in zip(
             self.identity_labels, self.identity_types, identity_names, strict=True)]
@@ -343,6 +368,21 @@ class Layout:
     def identity_match(self, rel: FromClause) -> ColumnElement[bool]:
         return sa.and_(*[e == rel.c[label] for e, label in zip(self.identity, self.identity_labels, strict=True)])
 
+    def row_match(self, rel: FromClause) -> ColumnElement[bool]:
+        """The live rows a plan row names: by its identity; an AUTO_INCREMENT value (`COUNTER`) only with its
+        group's key as well (the value may repeat in other groups)."""
+        if self.mode == COUNTER:
+            return sa.and_(self.identity_match(rel), self.key_match(rel))
+        return self.identity_match(rel)
+
+    def keeper_order(self) -> list[ColumnElement[Any]]:
+        """`TableCheck.keeper_order()`, ties broken by the AUTO_INCREMENT value in mode `COUNTER`."""
+        order = self.tc.keeper_order()
+        if self.mode != COUNTER:
+            return order
+        counter = self.identity[0]
+        return [*order, counter.desc() if self.tc.check.keep == "newest" else counter.asc()]
+
     def key_match(self, rel: FromClause) -> ColumnElement[bool]:
         """The live row has its group's planned (normalised) key, as the keeper held it; NULLs compare equal."""
         return sa.and_(*[e.is_not_distinct_from(rel.c[label])
@@ -365,7 +405,7 @@ class Layout:
     def member_match(self, rel: FromClause) -> ColumnElement[bool]:
         if self.mode == "identical":
             return sa.and_(self.key_match(rel), *self.tc.filters)
-        return self.identity_match(rel)
+        return self.row_match(rel)
 
     def keeper_description(self) -> str:
         names = [c.name for c in self.tc.order_columns]
@@ -375,6 +415,9 @@ class Layout:
             names.append(f"{self.mode} to break ties")
         if self.mode == "identical":
             return "first of the identical rows"
+        if self.mode == COUNTER:
+            counter = str(self.identity[0].name)
+            names.append(f"{counter} to break ties" if names else counter)
         return f"{self.tc.check.keep} by {', '.join(names)}"
 
     def distinct_flags(self) -> list[sa.Label[int]]:
@@ -395,12 +438,17 @@ class Layout:
         return flags
 
     def evidence(self, label: str) -> str:
-        """What the distinct key labelled `label` is, for a sentence `rows that differ on ...`."""
+        """What the distinct key labelled `label` is, for a sentence `rows that differ on ...` (for
+        `COUNTER_REPEATED`, the AUTO_INCREMENT column's name)."""
+        if label == COUNTER_REPEATED:
+            return str(self.identity[0].name)
         return next((key.evidence for key in self.distinct_keys if key.label == label), f"unique constraint {label}")
 
     def comparable_columns(self) -> list[sa.Column[Any]]:
         """Columns whose differences inside a group are worth reporting (not the row identity)."""
         skip = {c.name for c in self.table.primary_key.columns}
+        if self.mode == COUNTER:
+            skip.add(str(self.identity[0].name))
         return [c for c in self.table.columns if c.name not in skip and self.rules.comparable(c)]
 
     def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
@@ -532,6 +580,11 @@ class LeftOut:
         """One line: what is left out, why, and how to proceed."""
         keys = "; ".join("(" + ", ".join(value_text(v) for v in key) + ")" for key in self.keys)
         more = ", ..." if self.groups > len(self.keys) else ""
+        if self.reason == COUNTER_REPEATED:
+            return (f"{self.groups:,} group(s) in which two rows hold the same value of {self.evidence}: the table "
+                    f"has no primary key, and its AUTO_INCREMENT column tells its rows apart only where its values "
+                    f"differ, so none of these is deleted; keys {keys}{more}; give those rows values of their own "
+                    f"(or add a primary key) and fix again")
         if self.reason == IDENTICAL_DIFFER:
             return (f"{self.groups:,} group(s) whose rows differ: the table has no primary key, so nothing tells "
                     f"those rows apart and none is deleted; keys {keys}{more}; add a primary key or merge them by "
@@ -609,7 +662,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     left_out, left_out_groups, rel = _left_out(conn, layout, rel, forget) if groups else ([], 0, rel)
     if left_out_groups:
         rows_to_delete = _totals(conn, layout, rel)[1]
-        distinct = {x.reason: x.groups for x in left_out if not identical}
+        distinct = {x.reason: x.groups for x in left_out if not identical and x.reason != COUNTER_REPEATED}
     if groups and sample > 0 and not identical:
         differences, differing_groups = _differences(conn, layout, rel)
     references = [_reference_plan(conn, layout, rel, ref) for ref in layout.refs] if groups else []
@@ -625,7 +678,7 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     _judge(plan, layout, differing_groups)
     if groups:
         _judge_unseen(conn, plan, layout)
-        if layout.mode == "pk" and rows_to_delete:
+        if layout.mode in ("pk", COUNTER) and rows_to_delete:
             _judge_undeclared(conn, plan, layout, rel)
     return plan
 
@@ -633,9 +686,11 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
 def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
     """Rows of columns no foreign key declares that hold keys of rows to delete (see `undeclared`): the fix
     leaves them pointing at no row, so the preview names each with the database's count."""
-    found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1)
+    counter = layout.identity[0] if layout.mode == COUNTER else None  # (an AUTO_INCREMENT column, `COUNTER`)
+    found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1,
+                                          counter if isinstance(counter, sa.Column) else None)
     plan.undeclared = found
-    referred = ", ".join(c.name for c in layout.table.primary_key.columns)
+    referred = ", ".join(c.name for c in layout.table.primary_key.columns) if counter is None else str(counter.name)
     target = layout.table.name
     for undeclared in found:
         plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "
@@ -823,9 +878,14 @@ def refusals(layout: Layout) -> list[tuple[str, ColumnElement[Any]]]:
         differ = [sa.func.count(sa.distinct(layout.exact(c))) + sa.func.max(sa.case((c.is_(None), 1), else_=0)) > 1
                   for c in columns]
         return [(IDENTICAL_DIFFER, sa.case((sa.or_(*differ), 1), else_=0))]
+    # (joined by `member_match`: a plan row meets every live row of its value and key, so a value that repeats in
+    # the group, planned or written since, counts more rows than values)
+    repeated: list[tuple[str, ColumnElement[Any]]] = [] if layout.mode != COUNTER else [
+        (COUNTER_REPEATED, sa.case((sa.func.count() > sa.func.count(sa.distinct(layout.identity[0])), 1), else_=0))]
     if layout.merge_distinct:
-        return []
-    return [(key.label, flag.element) for key, flag in zip(layout.distinct_keys, layout.distinct_flags(), strict=True)]
+        return repeated
+    return repeated + [(key.label, flag.element)
+                       for key, flag in zip(layout.distinct_keys, layout.distinct_flags(), strict=True)]
 
 
 def refused_select(layout: Layout, plan: FromClause,
@@ -1483,6 +1543,9 @@ def _judge(plan: FixPlan, layout: Layout, differing_groups: int) -> None:
             f"{differing_groups:,} group(s) hold rows that differ outside the key ({columns}): the kept row's values "
             "are the ones that stay; the deleted rows' values are archived and `dupewatch undo` restores them")
     _judge_distinct(plan, layout, everything)
+    repeated = next((x for x in plan.left_out if x.reason == COUNTER_REPEATED), None)
+    if repeated is not None and everything:
+        plan.blockers.append(repeated.describe(plan.check))
     for ref_plan in plan.references:
         _judge_reference(plan, ref_plan)
         if ref_plan.index and plan.rows_to_delete:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.fix.execute import FixReport
-from monitor.fix.plan import FixPlan
+from monitor.fix.plan import COUNTER, FixPlan
 from monitor.fix.records import FixRecord
 from monitor.words import value_text
 
@@ -38,6 +38,9 @@ def plan_lines(plan: FixPlan) -> list[str]:
         lines.append(f"  no primary key: rows are told apart by {plan.identity} under the lock")
     elif plan.identity == "identical":
         lines.append("  no primary key: all but one of fully identical rows are deleted")
+    elif plan.identity == COUNTER:
+        lines.append("  no primary key: rows are told apart by their AUTO_INCREMENT value and key under the lock "
+                     "(a group where a value repeats is left out)")
     lines.extend(f"  references: {ref.describe(plan.table)}" for ref in plan.references)
     if plan.sample:
         shown = len(plan.sample)

@@ -166,12 +166,13 @@ def _leading_columns(conn: Connection, schema: str | None, names: list[str]) -> 
 
 
 def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, identity: str,
-                          doomed: sa.ColumnElement[bool]) -> tuple[list[Undeclared], list[str]]:
+                          doomed: sa.ColumnElement[bool], key: sa.Column[Any] | None = None
+                          ) -> tuple[list[Undeclared], list[str]]:
     """The undeclared references holding keys of `rel`'s rows to delete (`doomed`, their primary key
     `rel.c[identity]`), and the columns or tables not counted, with why. Only for a single-column primary key.
     The keys to delete are read once (at most `COUNTED_KEYS` of them); each candidate column is counted only
     where an index leads with it, by lookups of those keys."""
-    pk = list(table.primary_key.columns)
+    pk = [key] if key is not None else list(table.primary_key.columns)  # `key`: the rows' identity column
     if len(pk) != 1 or (family := _family(pk[0].type)) is None:
         return [], []
     inspector = sa.inspect(conn)

@@ -122,6 +122,10 @@ class Scenario:
     # (issue 16 item 4) must never be merged
     merge_distinct: bool = True
     versioned: bool = False  # MariaDB: `p` is system-versioned (issue 16 item 5; its period columns hidden)
+    # MariaDB: `p` has no primary key but `id INTEGER NOT NULL AUTO_INCREMENT, KEY (id)`, which need not be unique:
+    # the application sometimes writes a row with the id (and key) of an existing one, between batches and inside
+    # one (issue 16 follow-up: the fix tells rows apart by that value and its group's key)
+    counter: bool = False
 
     @property
     def distinct_columns(self) -> bool:
@@ -165,7 +169,7 @@ HAS_MERGE_DISTINCT = "merge_distinct" in CheckConfig.model_fields
 @st.composite
 def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool = True,
               primary_key: bool | None = None, tagged: bool | None = None, trigger: bool = False,
-              rls: bool = False, versioned: bool = False) -> Scenario:
+              rls: bool = False, versioned: bool = False, counter: bool = False) -> Scenario:
     """`tagged=False`: rows carry nothing but their key and `ord` (fully identical copies are possible, what
     MariaDB without a primary key can fix); the application then only inserts. `rls` (PostgreSQL): the fix
     runs as its own role and referencing tables may have row-level security against it (`Child.rls`)."""
@@ -218,7 +222,7 @@ def scenarios(draw: st.DrawFn, dialect: str, *, children: bool = True, app: bool
     return Scenario(dialect, has_pk, tagged, key_types, nullable, rows, draw(st.booleans()),
                     draw(st.sampled_from(["oldest", "newest"])), tuple(kids), ops, batch_size, on_reference,
                     draw(st.integers(0, 3)) == 0, trigger, merge_distinct=draw(st.integers(0, 3)) > 0,
-                    versioned=versioned)
+                    versioned=versioned, counter=counter and not has_pk)
 
 
 # -- SQL per dialect ------------------------------------------------------------------------------------------
@@ -371,7 +375,7 @@ class World:
 
 
 def parent_columns(s: Scenario) -> list[Col]:
-    cols = [Col("id", "id")] if s.has_pk else []
+    cols = [Col("id", "id")] if s.has_pk or s.counter else []
     cols += [Col(f"k{j}", t) for j, t in enumerate(s.key_types)]
     cols.append(Col("ord", "ord"))
     if s.needs_u:
@@ -402,7 +406,9 @@ def _parent_ddl(w: World, name: str, constraints: bool) -> str:
     nn = "" if s.nullable else " NOT NULL"
     defs = []
     for c in w.pcols:
-        if c.kind == "id":
+        if c.kind == "id" and s.counter:
+            defs.append(f"id INTEGER{' NOT NULL AUTO_INCREMENT' if constraints else ''}")
+        elif c.kind == "id":
             defs.append(f"id INTEGER{' PRIMARY KEY' if constraints else ''}")
         elif c.kind in KEY_TYPES:
             defs.append(f"{c.name} {column_type(d, c.kind)}{nn}")
@@ -415,6 +421,8 @@ def _parent_ddl(w: World, name: str, constraints: bool) -> str:
         else:
             defs.append(f"{c.name} VARCHAR(40)")
     if constraints:
+        if s.counter:
+            defs.append("KEY (id)")
         if s.needs_u:
             defs.append("UNIQUE (u)")
             if s.needs_nu:
@@ -566,7 +574,7 @@ def audit_trigger(w: World) -> None:
 def insert_parent(w: World, values: dict[str, Any], *, row_no: int | None = None, log: bool = True) -> None:
     n = row_no if row_no is not None else w.next_id()
     row = dict(values)
-    if w.s.has_pk:
+    if w.s.has_pk or (w.s.counter and "id" not in row):
         row["id"] = n
     if w.s.needs_u:
         row["u"] = n
@@ -640,8 +648,9 @@ def referenced(w: World, row: dict[str, Any]) -> bool:
         return any(conn.execute(sa.text(q), p).scalar() for q, p in checks)
 
 
-def apply(w: World, op: Op) -> None:
-    """One application operation, on its own connection, mirrored in the shadow tables."""
+def apply(w: World, op: Op, fix_id: str | None = None) -> None:
+    """One application operation, on its own connection, mirrored in the shadow tables. `fix_id`: the fix whose
+    batch runs now (a "mid" operation inside it)."""
     s = w.s
     rows = parent_ids(w)
     if op.kind == "child":
@@ -655,11 +664,17 @@ def apply(w: World, op: Op) -> None:
         return
     row = rows[op.a % len(rows)]
     if op.kind == "mid":  # a row of an existing key, any moment (NULL: first in the index of a table without a key)
+        if s.counter and op.b % 2:  # an explicit insert repeating the AUTO_INCREMENT value of a row to delete
+            row = doomed_now(w, fix_id) or row
         copy = {c.name: row[c.name] for c in w.key_cols}
+        if s.counter and op.b % 2:
+            copy["id"] = row["id"]
         insert_parent(w, {**copy, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
         return
     if op.kind == "dup" or not s.tagged:  # without a tag the application can only add rows
         copy = {c.name: row[c.name] for c in w.key_cols}
+        if s.counter and op.a % 2:
+            copy["id"] = row["id"]
         insert_parent(w, {**copy, "ord": row["ord"] if op.b % 2 else bind(s.dialect, ORD_POOL[op.b % 3])})
         return
     if op.kind == "update":
@@ -684,6 +699,22 @@ def apply(w: World, op: Op) -> None:
         insert_parent(w, {**copy, "ord": bind(s.dialect, ORD_POOL[op.b % len(ORD_POOL)])})
         w.log.append(f"the new row took {row['tag']}'s slot {slot}" if where_is(w, f"r{w.counter}") == slot
                      else f"the new row did not take {row['tag']}'s slot {slot}")
+
+
+def doomed_now(w: World, fix_id: str | None) -> dict[str, Any] | None:
+    """A live row the running batch is about to delete, as far as the application can tell: the first row of the
+    plan (by group) not kept whose id and key still name a row of `p` (the batches before it committed their
+    deletes; this one has not)."""
+    if fix_id is None:
+        return None
+    plan = f"dupewatch_plan_{fix_id.replace('-', '_')}"
+    if not w.sql.exists(plan):
+        return None
+    keys = " AND ".join(w.sql.nse(f"l.{w.sql.q(c.name)}", f"d.dw_gk{j}") for j, c in enumerate(w.key_cols))
+    with w.app.connect() as conn:
+        found = conn.execute(sa.text(f"SELECT l.* FROM {w.sql.q(plan)} d JOIN {w.sql.q('p')} l ON l.id = d.dw_i0 "
+                                     f"AND {keys} WHERE d.dw_rn > 1 ORDER BY d.dw_group, d.dw_rn LIMIT 1")).first()
+    return dict(found._mapping) if found is not None else None
 
 
 def where_is(w: World, tag: str) -> str | None:
@@ -813,7 +844,7 @@ def drive(w: World) -> tuple[Outcome, Monitor]:
             ops, during[:] = list(during), []
             for op in ops:  # the application commits on its own connection while the batch holds its locks
                 w.log.append("while the batch runs:")
-                apply(w, op)
+                apply(w, op, out.fix_id)
 
     schedule(w.s.ops[0] if w.s.ops else ())
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", inside_the_batch)
@@ -933,8 +964,16 @@ def check_fix(w: World, out: Outcome) -> list[str]:
         problems.append(f"live + archive holds rows the application does not have (archived twice, or "
                         f"archive differs from the row deleted): {extra[:3]}")
     if archived:
-        # 2. only planned rows: every archived row was in the snapshot, in a group of two or more
-        unplanned = sql.missing(archived, sql.select(q("snap_p"), data), data)
+        # 2. only planned rows: every archived row was in the snapshot, in a group of two or more. A row told apart
+        # by its tag is the snapshot's row of that tag with the same key by the database's comparison: the
+        # application may have respelled its key within the collation since ('a' to 'a ' under PAD SPACE), and
+        # the batch's re-check compares keys with the database's `=`, so the row is still its group's and is
+        # archived as it is now ("nothing lost" above holds its values); rows without a tag, as they were.
+        if w.s.tagged:
+            unplanned = w.db.rows(f"SELECT a.* FROM ({archived}) a WHERE NOT EXISTS (SELECT 1 FROM {q('snap_p')} s "
+                                  f"WHERE s.{q('tag')} = a.{q('tag')} AND {key_match(w, 's', 'a')})")
+        else:
+            unplanned = sql.missing(archived, sql.select(q("snap_p"), data), data)
         if unplanned:
             problems.append(f"deleted rows that were not in the snapshot (arrived after the plan): {unplanned[:3]}")
         alone = w.db.rows(f"SELECT a.* FROM ({archived}) a "
@@ -992,6 +1031,9 @@ def left_out_groups(w: World) -> int:
     if w.s.has_pk or w.sql.dialect != "mysql":
         return 0
     keys = ", ".join(f"x.{w.sql.q(c.name)}" for c in w.key_cols)
+    if w.s.counter and not w.s.children:  # told apart by id (no table refers to p): the groups repeating one
+        return int(w.db.scalar(f"SELECT count(*) FROM (SELECT 1 AS one FROM {w.sql.q('exp_p')} x GROUP BY {keys} "
+                               f"HAVING count(*) > 1 AND count(*) > count(DISTINCT x.id)) g"))
     return int(w.db.scalar(f"SELECT count(*) FROM (SELECT 1 AS one FROM {w.sql.q('exp_p')} x GROUP BY {keys} "
                            f"HAVING count(*) > 1 AND count(DISTINCT {w.sql.canon('x', w.data_cols)}) > 1) g"))
 

@@ -475,7 +475,16 @@ def test_mysql_a_definer_view_of_another_database_the_statement_does_not_name_re
 
 @pytest.mark.xfail(strict=True, reason="rev1: a view is matched as a word anywhere in the statement, so a "
                    "column named as a DEFINER view of another account refuses a check that ran before (its trace "
-                   "was not withheld); not fixed")
+                   "was not withheld). Kept (issue 16, measured on MariaDB 10.11.19 with a DETERMINISTIC function "
+                   "setting a session variable, called as ROUND(1.5, f()) in the view): the server names the views "
+                   "a statement reads only after opening them, and opening one runs the function as its definer: "
+                   "PREPARE, EXPLAIN, EXPLAIN EXTENDED (before its SHOW WARNINGS rewrite), and even "
+                   "information_schema.COLUMNS, SHOW CREATE TABLE and DESCRIBE of the view ran it; only "
+                   "information_schema.VIEWS did not. A TEMPORARY TABLE named as the view hides it from the "
+                   "statement's own references, but MariaDB refuses to create one in the vetting's READ ONLY "
+                   "transaction (error 1792), a read-only role seldom holds CREATE TEMPORARY TABLES, and a view "
+                   "read through another view still opens the real one (the function ran). Refusing more is the "
+                   "safe side")
 def test_mysql_a_column_named_as_a_definer_view_of_another_account_refuses_nothing(mysql_views, monitor_for):
     """rev1: a check whose column happens to be named as a DEFINER view of another account (`rounded`) does not
     read the view."""

@@ -49,6 +49,7 @@ from monitor.fix import (
     run_fix,
 )
 from monitor.fix.guard import guard_after_fix, guard_refusal
+from monitor.fix.plan import COUNTER
 from monitor.fix.render import report_lines
 from monitor.tui.format import counted, value_text
 from monitor.tui.messages import (
@@ -121,6 +122,9 @@ def plan_facts(plan: FixPlan, *, previewed: FixPlan | None = None) -> Text:
         text.append(f"; no primary key: rows are told apart by {plan.identity} under the lock", style=DIM)
     elif plan.identity == "identical":
         text.append("; no primary key: all but one of fully identical rows are deleted", style=DIM)
+    elif plan.identity == COUNTER:
+        text.append("; no primary key: rows are told apart by their AUTO_INCREMENT value and key under the lock",
+                    style=DIM)
     text.append("\n")
     for ref in plan.references:
         text.append_text(Text.assemble(("references  ", DIM), f"{ref.describe(plan.table)}\n"))
