@@ -73,31 +73,32 @@ def test_every_group_repeating_a_value_refuses_the_fix(mysql, tmp_path):
     assert _rows(mysql) == [(1, 1, 7, "admin"), (1, 1, 7, "member")]
 
 
-def _fix_with_a_write_before_the_delete(db, insert: str) -> Any:
-    """`run_fix` in one batch, the application committing `insert` on its own connection right before the batch's
-    first DELETE of membership (after the batch locked and counted its rows, and archived them)."""
+def _fix_with_writes_before_deletes(db, *inserts: str, batch_size: int = 10) -> Any:
+    """`run_fix` in batches of `batch_size`, the application committing the next of `inserts` on its own connection
+    right before each DELETE of membership (after the batch locked and counted its rows, and archived them), until
+    none is left: the report, or the `FixError` the fix stopped with."""
     monitor = Monitor(make_config(db, CHECK))
-    inserted: list[str] = []
+    pending = list(inserts)
     app = sa.create_engine(db.url)
 
-    def write_before_the_delete(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.upper().startswith("DELETE") and "membership" in statement and not inserted:
-            inserted.append(statement)
+    def write_before_a_delete(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.upper().startswith("DELETE") and "membership" in statement and pending:
             with app.begin() as conn:
-                conn.execute(sa.text(insert))
+                conn.execute(sa.text(pending.pop(0)))
 
     try:
         plan = prepare_fix(monitor, "roles")
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", write_before_the_delete)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
         try:
-            report = run_fix(monitor, "roles", plan, batch_size=10)
+            return run_fix(monitor, "roles", plan, batch_size=batch_size)
+        except FixError as exc:
+            return exc
         finally:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute", write_before_the_delete)
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
+            assert not pending, f"the batches never deleted before {pending}"
     finally:
         monitor.close()
         app.dispose()
-    assert inserted, "the batch never deleted"
-    return report
 
 
 def test_a_row_inserted_during_the_batch_with_a_planned_value_and_key_is_neither_deleted_nor_lost(mysql):
@@ -106,7 +107,7 @@ def test_a_row_inserted_during_the_batch_with_a_planned_value_and_key_is_neither
     with id 2 and the archive one: the counts differ, the batch is rolled back whole and runs again, and its
     re-check leaves that group out. Every row is still there; the other group of the batch is fixed."""
     _membership(mysql, (1, 1, 7, "member"), (2, 1, 7, "admin"), (3, 2, 8, "member"), (4, 2, 8, "admin"))
-    report = _fix_with_a_write_before_the_delete(
+    report = _fix_with_writes_before_deletes(
         mysql, "INSERT INTO membership (id, group_id, user_id, role) VALUES (2, 1, 7, 'intruder')")
     assert (report.deleted, report.archived, report.skipped) == (1, 1, 1), report
     assert _rows(mysql) == [(1, 1, 7, "member"), (2, 1, 7, "admin"), (2, 1, 7, "intruder"), (3, 2, 8, "member")]
@@ -117,7 +118,7 @@ def test_a_new_row_inserted_into_a_group_during_the_batch_survives(mysql):
     """The seed incident's shape: a new row of the group (its own AUTO_INCREMENT value) arrives before the DELETE:
     it is neither deleted nor archived, and exactly the planned row is."""
     _membership(mysql, (1, 1, 7, "member"), (2, 1, 7, "member"))
-    report = _fix_with_a_write_before_the_delete(
+    report = _fix_with_writes_before_deletes(
         mysql, "INSERT INTO membership (group_id, user_id, role) VALUES (1, 7, 'admin')")
     assert (report.deleted, report.archived, report.skipped) == (1, 1, 0), report
     assert _rows(mysql) == [(1, 1, 7, "member"), (3, 1, 7, "admin")]
@@ -189,31 +190,8 @@ def test_a_second_batch_meeting_a_row_written_meanwhile_runs_again_as_the_first_
     "this range differed once" outlived the range)."""
     _membership(mysql, (1, 1, 7, "member"), (2, 1, 7, "admin"), (3, 2, 8, "member"), (4, 2, 8, "admin"),
                 (5, 3, 9, "member"), (6, 3, 9, "admin"))
-    monitor = Monitor(make_config(mysql, CHECK))
-    intruders = iter(["INSERT INTO membership VALUES (2, 1, 7, 'intruder')",
-                      "INSERT INTO membership VALUES (4, 2, 8, 'intruder')"])
-    app = sa.create_engine(mysql.url)
-    written: list[str] = []
-
-    def write_before_a_delete(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.upper().startswith("DELETE") and "membership" in statement:
-            insert = next(intruders, None)
-            if insert is not None:
-                written.append(insert)
-                with app.begin() as conn:
-                    conn.execute(sa.text(insert))
-
-    try:
-        plan = prepare_fix(monitor, "roles")
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
-        try:
-            report = run_fix(monitor, "roles", plan, batch_size=1)
-        finally:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
-    finally:
-        monitor.close()
-        app.dispose()
-    assert len(written) == 2
+    report = _fix_with_writes_before_deletes(mysql, "INSERT INTO membership VALUES (2, 1, 7, 'intruder')",
+                                             "INSERT INTO membership VALUES (4, 2, 8, 'intruder')", batch_size=1)
     assert (report.state, report.deleted, report.archived, report.skipped) == ("done", 1, 1, 2), report
     assert _rows(mysql) == [(1, 1, 7, "member"), (2, 1, 7, "admin"), (2, 1, 7, "intruder"), (3, 2, 8, "member"),
                             (4, 2, 8, "admin"), (4, 2, 8, "intruder"), (5, 3, 9, "member")]
@@ -225,31 +203,10 @@ def test_a_range_meeting_rows_written_meanwhile_twice_stops_saying_why_and_resum
     another in its other group: the fix stops with nothing of the batch done, saying what happened (it said only
     "deleted 2 rows, expected 1"); resumed, it leaves both groups out and deletes nothing the application wrote."""
     _membership(mysql, (1, 1, 7, "member"), (2, 1, 7, "admin"), (3, 2, 8, "member"), (4, 2, 8, "admin"))
-    monitor = Monitor(make_config(mysql, CHECK))
-    intruders = iter(["INSERT INTO membership VALUES (2, 1, 7, 'intruder')",
-                      "INSERT INTO membership VALUES (4, 2, 8, 'intruder')"])
-    app = sa.create_engine(mysql.url)
-
-    def write_before_a_delete(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.upper().startswith("DELETE") and "membership" in statement:
-            insert = next(intruders, None)
-            if insert is not None:
-                with app.begin() as conn:
-                    conn.execute(sa.text(insert))
-
-    try:
-        plan = prepare_fix(monitor, "roles")
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
-        try:
-            run_fix(monitor, "roles", plan, batch_size=10)
-            raise AssertionError("the fix did not stop")
-        except FixError as exc:
-            assert "the application wrote rows with a value of id and a key the batch deletes" in str(exc), exc
-        finally:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute", write_before_a_delete)
-    finally:
-        monitor.close()
-        app.dispose()
+    stopped = _fix_with_writes_before_deletes(mysql, "INSERT INTO membership VALUES (2, 1, 7, 'intruder')",
+                                              "INSERT INTO membership VALUES (4, 2, 8, 'intruder')")
+    assert isinstance(stopped, FixError), f"the fix did not stop: {stopped}"
+    assert "the application wrote rows with a value of id and a key the batch deletes" in str(stopped), stopped
     written = [(1, 1, 7, "member"), (2, 1, 7, "admin"), (2, 1, 7, "intruder"), (3, 2, 8, "member"),
                (4, 2, 8, "admin"), (4, 2, 8, "intruder")]
     assert _rows(mysql) == written
