@@ -909,13 +909,12 @@ class _Batch:
                 outcome.children_archived += moved
         verify_clear(conn, self.layout, self.plan, self.links, doomed)
         deleted, archived = self._archive_and_delete(conn, doomed)
-        if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected) \
-                and self._counted_again != groups:
-            # A row written since the lock with a planned AUTO_INCREMENT value and key (an explicit insert): the
-            # batch is rolled back whole and its range runs again, whose re-check leaves that group out.
-            self._counted_again = groups
-            raise _NotAsPlanned()
         if self.layout.mode == COUNTER and (archived, deleted) != (expected, expected):
+            if self._counted_again != groups:
+                # A row written since the lock with a planned AUTO_INCREMENT value and key (an explicit insert): the
+                # batch is rolled back whole and its range runs again, whose re-check leaves that group out.
+                self._counted_again = groups
+                raise _NotAsPlanned()
             counter = str(self.layout.identity[0].name)
             raise BatchAborted(f"archived {archived} and deleted {deleted} rows, expected {expected}, twice: the "
                                f"application wrote rows with a value of {counter} and a key the batch deletes while "

@@ -686,9 +686,10 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
 def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
     """Rows of columns no foreign key declares that hold keys of rows to delete (see `undeclared`): the fix
     leaves them pointing at no row, so the preview names each with the database's count."""
-    counter = layout.identity[0] if layout.mode == COUNTER else None  # (an AUTO_INCREMENT column, `COUNTER`)
+    identity = layout.identity[0]
+    counter = identity if layout.mode == COUNTER and isinstance(identity, sa.Column) else None  # (`COUNTER`)
     found, unread = undeclared_references(conn, layout.table, rel, layout.identity_labels[0], rel.c[RANK] > 1,
-                                          counter if isinstance(counter, sa.Column) else None)
+                                          counter)
     plan.undeclared = found
     referred = ", ".join(c.name for c in layout.table.primary_key.columns) if counter is None else str(counter.name)
     target = layout.table.name
