@@ -32,7 +32,7 @@ from monitor import __version__
 from monitor.config import Config, ConfigError, TargetDatabaseConfig, load_config
 from monitor.db import Database, parse_url, redact_text
 from monitor.detect import CheckDefinitionError, CheckResult
-from monitor.engine import CheckError, Monitor
+from monitor.engine import CheckError, DatabaseRemoved, Monitor
 from monitor.fixstats import totals_by_check
 from monitor.fleet import Discovery, Shard, expand, static_label_names
 from monitor.fleet.discover import SourceState, Targets, used_sources
@@ -342,7 +342,7 @@ class Daemon:
             self._fix_totals_read[database] = now
         try:
             db = self.monitor.database(database)
-        except KeyError:  # a fleet target that discovery removed while its check ran
+        except DatabaseRemoved:  # a fleet target that discovery removed while its check ran
             return
         totals = totals_by_check(db)
         if totals is not None:

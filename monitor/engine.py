@@ -63,6 +63,18 @@ from monitor.thresholds import Outcome, judge
 log = logging.getLogger("dupewatch.engine")
 
 # Errors a user can cause or a database can raise at run time: reported per check, never a traceback.
+
+
+class DatabaseRemoved(ConfigError):
+    """A check's database is no longer in the running config: a reload or fleet discovery removed it (and
+    cancelled its queries) while the check ran or waited. A `ConfigError`, so its run ends in one line."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"database {name!r} left the config while its check ran (a reload or fleet discovery "
+                         "removed it; its queries were cancelled)")
+        self.name = name
+
+
 CheckError = (ConfigError, DatabaseError, CheckDefinitionError)
 PLACE_RETRY_SECONDS = 30.0  # how often a server that did not say what it is is asked again
 
@@ -114,10 +126,13 @@ class Monitor:
     # -- databases and checks -------------------------------------------------------------------
 
     def database(self, name: str) -> Database:
+        """The pool of the config's database `name`; `DatabaseRemoved` once the running config no longer names it."""
         with self._lock:
             if name not in self._databases:
-                self._databases[name] = Database(name, self.config.databases[name],
-                                                 fix_schema=self.config.fix.schema_)
+                config = self.config.databases.get(name)
+                if config is None:
+                    raise DatabaseRemoved(name)
+                self._databases[name] = Database(name, config, fix_schema=self.config.fix.schema_)
             return self._databases[name]
 
     def database_for(self, check: CheckConfig | str) -> Database:
@@ -292,7 +307,9 @@ class Monitor:
             for name in gone:
                 for known in (self._places, self._place_retry, self._remembered):
                     known.pop(name, None)
-        self.config = config
+            # Under the same lock: a check asking for a removed database from here on is told it left
+            # (`DatabaseRemoved`) rather than given a new pool of it that nothing would close.
+            self.config = config
         names = set(config.names)
         for check in {*self._resolved, *self._incremental, *self._weighted, *self._columns} - names:
             self.forget(check)
@@ -336,12 +353,20 @@ class Monitor:
         except sa.exc.DBAPIError as exc:
             # A schema change (dropped column, recreated table) invalidates cached reflection.
             self.forget(check.name)
-            return self._result(check, started, timing, error=self.database_for(check).describe(exc))
+            return self._result(check, started, timing, error=self._describe(check, exc))
         except Exception as exc:  # a bug or an unexpected driver error must not stop the other checks
             log.exception("check %s failed unexpectedly", check.name)
-            detail = self.database_for(check).describe(exc)
+            detail = self._describe(check, exc)
             return self._result(check, started, timing, error=f"internal error ({type(exc).__name__}): {detail}")
         return self._result(check, started, timing, groups=groups, excess=excess, rows=rows)
+
+    def _describe(self, check: CheckConfig, exc: BaseException) -> str:
+        """`exc` in one line as the check's database describes it; that its database left the config, where it
+        did (its queries were cancelled: that is why `exc` was raised)."""
+        try:
+            return self.database_for(check).describe(exc)
+        except DatabaseRemoved as gone:
+            return str(gone)
 
     def run_many(self, checks: Iterable[CheckConfig | str] | None = None, workers: int = 4, *,
                  full: bool = False) -> list[CheckResult]:

@@ -31,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import CheckConfig, ConfigError, TargetDatabaseConfig
 from monitor.detect import CheckResult
-from monitor.engine import Monitor
+from monitor.engine import DatabaseRemoved, Monitor
 from monitor.fleet.budget import Budget
 from monitor.fleet.refusal import Refusals, Verdict
 from monitor.fleet.targets import target_of
@@ -312,7 +312,7 @@ class Poller:
                             self._report(rest, CheckResult(rest.name, rest.database, "error", None, None, 0.0,
                                                            error=result.error))
                         break
-        except KeyError:  # the target left the config (discovery) while its round waited
+        except DatabaseRemoved:  # the target left the config (discovery) while its round waited
             return
         finally:
             whole_server = verdict is not None and verdict.refusal != "database"

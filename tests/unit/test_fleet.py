@@ -557,3 +557,38 @@ def test_the_targets_of_a_server_failing_at_once_ask_it_why_once(monkeypatch: py
     for name, entry in entries[:2]:
         assert other.why(config, entry, Database(name, entry), OSError("refused")) == answer
     assert len(asked) == 3  # each database asked about its own refusal
+
+
+@pytest.mark.parametrize("how", ["its query cancelled", "its database looked up after"])
+def test_a_check_whose_target_discovery_removed_while_it_ran_ends_in_one_line(how: str, monkeypatch: pytest.MonkeyPatch,
+                                                                             caplog: pytest.LogCaptureFixture):
+    """Discovery removes a target (and cancels its queries) while one of its checks runs: the run ends in one
+    line saying so, never a traceback (the daemon logs one line per failed check) nor an exception out of `run`."""
+    import logging
+
+    import sqlalchemy as sa
+
+    from monitor.engine import Monitor
+
+    template = config_from_dict(fleet_config())
+    both = expand(template, {"tenants": targets("tenant_1", "tenant_2")})
+    monitor = Monitor(both)
+    doomed = next(c for c in both.checks if c.database == "tenants:tenant_2")
+    figures = monitor._figures
+
+    def removed_meanwhile(check, timing):
+        monitor.retarget(expand(template, {"tenants": targets("tenant_1")}))
+        if how == "its query cancelled":
+            raise sa.exc.OperationalError("SELECT ...", {}, Exception("canceling statement due to user request"))
+        return figures(check, timing)
+
+    monkeypatch.setattr(monitor, "_figures", removed_meanwhile)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            result = monitor.run(doomed)
+    finally:
+        monitor.close()
+    assert result.status == "error" and result.error is not None
+    assert result.error == "database 'tenants:tenant_2' left the config while its check ran (a reload or fleet " \
+                           "discovery removed it; its queries were cancelled)"
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
