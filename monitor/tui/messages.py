@@ -121,13 +121,16 @@ class FixRequest:
 
 
 class FixPlanned(Message):
-    """The dry-run plan of a check or of one of its groups (`make_plan`), and an unfinished fix to resume."""
+    """The dry-run plan of a check or of one of its groups (`make_plan`), an unfinished fix to resume, and whether
+    the check's guard is refused up front (the reason is among the plan's notes)."""
 
-    def __init__(self, check: str, plan: FixPlan, unfinished: FixRecord | None = None) -> None:
+    def __init__(self, check: str, plan: FixPlan, unfinished: FixRecord | None = None, *,
+                 guard_refused: bool = False) -> None:
         super().__init__()
         self.check = check
         self.plan = plan
         self.unfinished = unfinished
+        self.guard_refused = guard_refused  # the unique constraint cannot be added, whatever the fix deletes
 
 
 class FixSnapshotChanged(Message):

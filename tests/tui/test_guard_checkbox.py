@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from test_fix_dashboard import BATCH, enter_name, open_fix, result_text, run_confirmed_fix
+from test_fix_dashboard import BATCH, enter_name, facts, open_fix, result_text, run_confirmed_fix
 from textual.widgets import Checkbox
 
 from tui_support import wait_for
@@ -49,3 +49,20 @@ async def test_checkbox_refuses_a_guard_it_cannot_add_before_deleting_anything(d
     assert sqlite3.connect(demo_db).execute("SELECT count(*) FROM checkin").fetchone() == before
     assert not sqlite3.connect(demo_db).execute(  # no fix recorded, not even a snapshot
         "SELECT name FROM sqlite_master WHERE name = 'dupewatch_fix'").fetchall()
+
+
+async def test_a_guard_refused_whatever_the_fix_deletes_is_said_in_the_preview_not_offered(demo_app, demo_db):
+    """The preview asks whether the guard can be added at all: an index of the guard's name with another definition
+    is named among its notes and the box is not offered (it was offered, then refused after the confirmation); the
+    duplicates can still be fixed."""
+    with sqlite3.connect(demo_db) as conn:
+        conn.execute("CREATE INDEX uq_dupewatch_daily_checkins ON checkin (id)")
+    app = demo_app(fix_batch_size=BATCH)
+    async with app.run_test() as pilot:
+        screen = await open_fix(pilot, app, "daily-checkins")
+        assert not screen.query_one("#fix-guard", Checkbox).display
+        shown = " ".join(facts(app).split())
+        assert "the unique constraint cannot be added afterwards" in shown, shown
+        assert "already exists but is not this check's guard" in shown, shown
+        screen = await run_confirmed_fix(pilot, app, "daily-checkins")
+        assert screen.report is not None and screen.report.constraint is None and screen.report.deleted > 0

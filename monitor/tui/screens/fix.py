@@ -248,7 +248,23 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
             unfinished = find_unfinished(monitor, self.check)
         except Exception as exc:  # the preview is still worth showing
             plan.notes.append(f"could not look for an unfinished fix of this check: {one_line(exc)}")
-        self.post_message(FixPlanned(self.check, plan, unfinished))
+        self.post_message(FixPlanned(self.check, plan, unfinished, guard_refused=self._guard_refused(plan, key)))
+
+    def _guard_refused(self, plan: FixPlan, key: tuple[Any, ...] | None) -> bool:
+        """Whether the unique constraint the screen offers is refused whatever the fix deletes (`guard_refusal`,
+        read-only): said in the preview, with the reason among the plan's notes, so the box is not offered to be
+        refused after the confirmation. The run asks again (the schema may change meanwhile)."""
+        if key is not None or not plan.groups:  # not offered: one group, or nothing to fix
+            return False
+        try:
+            refusal = guard_refusal(self.dash.monitor, self.check)
+        except Exception as exc:  # the preview is still worth showing; the run asks again
+            plan.notes.append(f"could not ask whether the unique constraint can be added: {one_line(exc)}")
+            return False
+        if refusal is None:
+            return False
+        plan.notes.append(f"the unique constraint cannot be added afterwards: {one_line(refusal)}")
+        return True
 
     @on(FixPlanned)
     def _planned(self, message: FixPlanned) -> None:
@@ -261,6 +277,10 @@ class FixScreen(DashboardMixin, ModalScreen[None]):
         self.query_one("#fix-facts", Static).update(facts)
         self._show_sample(message.plan)
         confirm = self.query_one(TypeToConfirm)
+        if message.guard_refused:
+            guard = self.query_one("#fix-guard", Checkbox)
+            guard.value = False
+            guard.display = False
         if message.unfinished is None and not message.plan.groups:
             # Nothing to delete: no button to arm, and no constraint to offer (the next check shows whether
             # one is missing; `dupewatch guard` adds it).
