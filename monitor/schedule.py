@@ -354,7 +354,8 @@ class Poller:
     def _report(self, check: CheckConfig, result: CheckResult) -> None:
         """Record and hand on one result (retrying a failed check later)."""
         self._after(check, result)
-        if self.history is not None:
+        # (a target discovery removed while its check ran has no history any more: its run is logged, not recorded)
+        if self.history is not None and result.database in self.monitor.config.databases:
             try:
                 self.history.record(result)
             except Exception as exc:  # a full disk must not stop monitoring

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -561,14 +562,17 @@ def test_the_targets_of_a_server_failing_at_once_ask_it_why_once(monkeypatch: py
 
 @pytest.mark.parametrize("how", ["its query cancelled", "its database looked up after"])
 def test_a_check_whose_target_discovery_removed_while_it_ran_ends_in_one_line(how: str, monkeypatch: pytest.MonkeyPatch,
-                                                                             caplog: pytest.LogCaptureFixture):
+                                                                             caplog: pytest.LogCaptureFixture,
+                                                                             tmp_path: Path):
     """Discovery removes a target (and cancels its queries) while one of its checks runs: the run ends in one
     line saying so, never a traceback (the daemon logs one line per failed check) nor an exception out of `run`."""
     import logging
 
     import sqlalchemy as sa
 
-    from monitor.engine import Monitor
+    from monitor.engine import CheckResult, Monitor
+    from monitor.history import History
+    from monitor.schedule import Poller
 
     template = config_from_dict(fleet_config())
     both = expand(template, {"tenants": targets("tenant_1", "tenant_2")})
@@ -583,11 +587,17 @@ def test_a_check_whose_target_discovery_removed_while_it_ran_ends_in_one_line(ho
         return figures(check, timing)
 
     monkeypatch.setattr(monitor, "_figures", removed_meanwhile)
+    history = History(tmp_path / "history.sqlite")
+    reported: list[CheckResult] = []
+    poller = Poller(monitor, reported.append, history=history)
     try:
         with caplog.at_level(logging.DEBUG):
-            result = monitor.run(doomed)
+            poller._run_and_report(monitor, doomed)
     finally:
+        poller.shutdown()
         monitor.close()
+    [result] = reported  # said (the daemon logs it in one line), not recorded: the target has no history any more
+    assert history._conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     assert result.status == "error" and result.error is not None
     assert result.error == "database 'tenants:tenant_2' left the config while its check ran (a reload or fleet " \
                            "discovery removed it; its queries were cancelled)"
