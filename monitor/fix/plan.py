@@ -444,12 +444,16 @@ class Layout:
             return str(self.identity[0].name)
         return next((key.evidence for key in self.distinct_keys if key.label == label), f"unique constraint {label}")
 
-    def comparable_columns(self) -> list[sa.Column[Any]]:
-        """Columns whose differences inside a group are worth reporting (not the row identity)."""
+    def described_columns(self) -> list[sa.Column[Any]]:
+        """Columns whose differences inside a group are worth reporting: all but the row identity."""
         skip = {c.name for c in self.table.primary_key.columns}
         if self.mode == COUNTER:
             skip.add(str(self.identity[0].name))
-        return [c for c in self.table.columns if c.name not in skip and self.rules.comparable(c)]
+        return [c for c in self.table.columns if c.name not in skip]
+
+    def comparable_columns(self) -> list[sa.Column[Any]]:
+        """`described_columns` the database can compare (`=`): those a statement can tell differ."""
+        return [c for c in self.described_columns() if self.rules.comparable(c)]
 
     def exact(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         """The column's value as stored: MySQL/MariaDB compare text per collation, to which `a` and `A `
@@ -1522,7 +1526,8 @@ def _sample(conn: Connection, layout: Layout, rel: FromClause, limit: int) -> li
 
 def _plan_group(layout: Layout, number: int, group: dict[str, Any]) -> PlanGroup:
     rows: list[dict[str, Any]] = group["rows"]
-    compared = [c.name for c in layout.comparable_columns()]
+    # every column but the identity, as read (a json, xml, point or array column has no `=` but differs all the same)
+    compared = [c.name for c in layout.described_columns()]
     differs = [name for name in compared if len({repr(r[name]) for r in rows}) > 1]
     keep = rows[0] if rows else None
     return PlanGroup(number, tuple(group["key"]), group["n"], keep, rows[1:1 + ROWS_SHOWN_PER_GROUP], differs)

@@ -330,3 +330,17 @@ def test_fixing_one_group_leaves_every_other_group_alone(db, primary_key):
         assert monitor.run("devices").groups == 3  # the other groups are still there for the next fix
     finally:
         monitor.close()
+
+
+def test_the_preview_names_a_column_without_equality_that_differs_in_a_group(pg):
+    """The sample's "differs in" named only columns with `=`: a json, xml or point column whose values differ
+    between the kept and deleted rows was left out, as if the rows were alike there (the kept row's values win)."""
+    pg.execute("CREATE TABLE profile (id int PRIMARY KEY, user_id int, prefs json, home point, nick text)")
+    pg.execute("""INSERT INTO profile VALUES (1, 7, '{"theme": "dark"}', '(1,2)', 'a'),
+                                             (2, 7, '{"theme": "light"}', '(3,4)', 'a')""")
+    monitor = Monitor(make_config(pg, [{"name": "profiles", "table": "profile", "key": ["user_id"]}]))
+    try:
+        [group] = make_plan(monitor, "profiles").sample
+    finally:
+        monitor.close()
+    assert group.differs == ["prefs", "home"]
