@@ -36,6 +36,7 @@ class ColumnInfo:
     defaults_to_now: bool = False  # its server default is now() / CURRENT_TIMESTAMP: set when the row is written
     orderable: bool = True  # min()/max() work on it everywhere (PostgreSQL has none for boolean or uuid)
     generated: bool = False  # filled by the database: a sequence default, an identity, AUTO_INCREMENT
+    default_sql: str | None = None  # its server default as the database renders it (SQL), when not generated
 
 
 @dataclass(frozen=True)
@@ -349,11 +350,12 @@ def _birth_rank(column: ColumnInfo) -> int:
 def _column_info(name: str, reflected: dict[str, Any]) -> ColumnInfo:
     type_ = reflected["type"]
     default = str(reflected.get("default") or "")
+    generated = "nextval(" in default.lower() or bool(reflected.get("identity")) \
+        or reflected.get("autoincrement") is True
     return ColumnInfo(name, classify_type(type_), bool(reflected["nullable"]),
                       moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)),
-                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum),
-                      generated="nextval(" in default.lower() or bool(reflected.get("identity"))
-                      or reflected.get("autoincrement") is True)
+                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum), generated=generated,
+                      default_sql=default or None if not generated else None)
 
 
 def _infer_foreign_keys(tables: list[TableInfo]) -> None:

@@ -244,8 +244,10 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
         if not isinstance(measured, Measurement) or measured.status_where is None:
             return None
         entry["where"] = measured.status_where
-    if candidate.row_filter == "not_null":
+    if candidate.row_filter in ("not_null", "given"):
         entry["nulls"] = "distinct"
+    if candidate.row_filter == "given" and isinstance(measured, Measurement) and measured.status_where:
+        entry["where"] = measured.status_where  # rows left at the column's default are no identifier
     if table.birth_column:
         entry["timestamp"] = table.birth_column
     return entry

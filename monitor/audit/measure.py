@@ -52,7 +52,7 @@ class Measurement:
     burst_groups: int | None = None
     timed_groups: int = 0
     status_value: str | None = None  # key_with_status: the value whose rows are one per key ...
-    status_where: str | None = None  # ... and the condition selecting it, as a check's `where`
+    status_where: str | None = None  # ... and the condition selecting it (or identifiers given), as a check's `where`
     same_parent_groups: int = 0  # groups whose rows agree on the candidate's other_parents (all, without any)
 
     @property
@@ -161,7 +161,12 @@ class Measurer:
         per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
         self._arm()
         figures = self.conn.execute(_totals(per_key)).one()
-        return self._measurement(candidate, per_key, figures, rows, scale, percent)
+        measured = self._measurement(candidate, per_key, figures, rows, scale, percent)
+        defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
+        if not defaults:
+            return measured
+        where = sa.and_(*defaults).compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True})
+        return replace(measured, status_where=str(where))
 
     def _run_by_status(self, candidate: Candidate, source: sa.FromClause, rows: int, scale: float,
                        percent: float | None) -> Measurement:
@@ -269,7 +274,17 @@ def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
     return sa.select(*columns).select_from(per_key)
 
 
+def _given(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
+    """Rows given a value in every key column: not NULL, then not the column's server default (the database's own
+    expression for it): a row left at the default was given no identifier."""
+    defaults = [(k, candidate.table.columns[c].default_sql) for k, c in zip(keys, candidate.columns, strict=True)]
+    return [*(k.is_not(None) for k in keys),
+            *(k != sa.literal_column(f"({sql})") for k, sql in defaults if sql is not None)]
+
+
 def _filters(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
+    if candidate.row_filter == "given":
+        return _given(candidate, keys)
     if candidate.row_filter == "not_null":
         return [k.is_not(None) for k in keys]
     if candidate.row_filter == "rows_with_null":

@@ -1,5 +1,6 @@
 """Regressions found by auditing applications the audit had never seen (OpenStreetMap's and Danbooru's
-db/structure.sql, loaded into PostgreSQL with plausible data), each with the table shape reproduced. On
+db/structure.sql, Kanboard's app/Schema/Sql/postgres.sql, loaded into PostgreSQL with plausible data), each with the
+table shape reproduced. On
 PostgreSQL, MariaDB and SQLite unless a test says why not."""
 
 from __future__ import annotations
@@ -252,3 +253,57 @@ def test_a_parent_guessed_by_name_in_a_schema_that_declares_its_references_hides
     # rows born together, differing in that id: a finding to review (medium, check drafted), not no finding
     assert finding["kind"] == "one_to_one_suspect" and finding["severity"] == "medium", finding
     assert "born together but differ in request_id" in finding["evidence"], finding
+
+
+def kanboard_tasks_and_comments(db: TestDatabase) -> tuple[sa.Table, sa.Table]:
+    """Kanboard's tasks and comments (app/Schema/Sql/postgres.sql, reduced): an external `reference` (a GitHub
+    issue number, a webhook comment's id) indexed alone, DEFAULT '' for every task and comment made by hand;
+    times are integer epochs (no date-and-time column to date a row by). 5 projects, 60 tasks each."""
+    md = sa.MetaData()
+    projects = sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("name", sa.String(40), nullable=False))
+    tasks = sa.Table("tasks", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("title", sa.String(200), nullable=False),
+                     sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+                     sa.Column("date_creation", sa.BigInteger),
+                     sa.Column("reference", sa.String(50), server_default=""),
+                     sa.Index("tasks_reference_idx", "reference"))
+    comments = sa.Table("comments", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("task_id", sa.Integer, sa.ForeignKey("tasks.id"), nullable=False),
+                        sa.Column("user_id", sa.Integer, server_default="0"),
+                        sa.Column("date_creation", sa.BigInteger, nullable=False),
+                        sa.Column("comment", sa.Text),
+                        sa.Column("reference", sa.String(50), server_default=""),
+                        sa.Index("comments_reference_idx", "reference"))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(projects.insert(), [{"id": p, "name": f"Project {p}"} for p in range(1, 6)])
+        # projects 1 and 2 each take their GitHub repository's issues 1-30: the same numbers in both
+        conn.execute(tasks.insert(), [{"id": 60 * (p - 1) + k + 1, "title": f"Task {p}-{k}", "project_id": p,
+                                       "date_creation": 1_790_000_000 + 3600 * (60 * (p - 1) + k),
+                                       "reference": str(k + 1) if p in (1, 2) and k < 30 else ""}
+                                      for p in range(1, 6) for k in range(60)])
+    return tasks, comments
+
+
+def test_rows_left_at_an_identifier_s_default_are_no_duplicate_group(db: TestDatabase) -> None:
+    """Kanboard's comments(reference): 520 comments written by hand hold the column's default '', 200 webhook
+    comments their GitHub comment id, and one webhook comment was delivered twice. The audit counted the 521 ''
+    rows as one duplicate group: a high finding of 520 excess rows (the copy and the '' group made 50% alike
+    groups, a "race"). A row left at the column's default was given no identifier, as NULL: only rows given one
+    are measured, and the check's `where` leaves the default out (its fix never merges a task's comments)."""
+    _, comments = kanboard_tasks_and_comments(db)
+    rows = [{"id": m, "task_id": 1 + m % 300, "user_id": 2 + m % 40, "date_creation": 1_790_000_000 + 1800 * m,
+             "comment": f"comment {m}", "reference": f"github-{9000 + m}" if m % 3 == 0 else ""}
+            for m in range(1, 601)]
+    rows.append({**rows[2], "id": 601})  # the webhook delivered twice: a copy, same second
+    with db.engine.begin() as conn:
+        conn.execute(comments.insert(), rows)
+    [finding] = on(audit_json(db), "comments")
+    assert finding["kind"] == "non_unique_natural_key" and finding["columns"] == ["reference"], finding
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
+    assert finding["severity"] == "high" and finding["check"] is not None, finding
+    assert finding["check"]["key"] == ["reference", "task_id"], finding
+    where = finding["check"]["where"]
+    assert "reference" in where and "''" in where, finding
+
