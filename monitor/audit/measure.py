@@ -158,7 +158,9 @@ class Measurer:
             percent = 100.0 / scale
         if candidate.status is not None:
             return self._run_by_status(candidate, source, rows, scale, percent)
-        per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
+        # an identifier is measured per required parent, as its check keys it (a GitHub issue number per project)
+        parents = candidate.other_parents if candidate.identifier else []
+        per_key = _per_key(candidate, source, [*candidate.columns, *parents]).subquery("dw_keys")
         self._arm()
         figures = self.conn.execute(_totals(per_key)).one()
         measured = self._measurement(candidate, per_key, figures, rows, scale, percent)
@@ -259,7 +261,8 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
     if birth is not None:
         selected += [sa.type_coerce(sa.func.min(source.c[birth]), sa.DateTime()).label("dw_first"),
                      sa.type_coerce(sa.func.max(source.c[birth]), sa.DateTime()).label("dw_last")]
-    return sa.select(*selected).select_from(source).where(*_filters(candidate, keys)).group_by(*grouped)
+    filters = _filters(candidate, keys[:len(candidate.columns)])
+    return sa.select(*selected).select_from(source).where(*filters).group_by(*grouped)
 
 
 def _totals(per_key: sa.Subquery) -> sa.Select[Any]:

@@ -307,3 +307,19 @@ def test_rows_left_at_an_identifier_s_default_are_no_duplicate_group(db: TestDat
     where = finding["check"]["where"]
     assert "reference" in where and "''" in where, finding
 
+
+
+def test_an_identifier_repeated_across_its_parents_still_shows_a_parent_s_copy(db: TestDatabase) -> None:
+    """Kanboard's tasks(reference): a task made by a webhook carries its GitHub issue number, looked up per
+    project (TaskFinderModel::getByReference(project_id, reference)); projects 1 and 2 take two repositories'
+    issues 1-30, the same numbers. GitHub redelivered issue 17's "opened" event to project 1: two tasks, one
+    second. Measured on reference alone, every number repeats (once per project), so the values looked like the
+    design and the copy was missed (no finding); the check is keyed per project, and so should the figures be."""
+    tasks, _ = kanboard_tasks_and_comments(db)
+    with db.engine.begin() as conn:
+        conn.execute(tasks.insert(), [{"id": 301, "title": "Task 1-16", "project_id": 1,
+                                       "date_creation": 1_790_000_000 + 3600 * 16, "reference": "17"}])
+    [finding] = on(audit_json(db), "tasks")
+    assert finding["kind"] == "non_unique_natural_key" and finding["severity"] == "high", finding
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
+    assert finding["check"]["key"] == ["reference", "project_id"], finding
