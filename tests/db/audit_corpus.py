@@ -946,8 +946,9 @@ def kanboard_rows(conn: sa.Connection, md: sa.MetaData) -> None:
                 for m in range(1, 601)]
     comments.append({**comments[2], "id": 601})  # the same webhook comment delivered twice
     insert(conn, t["comments"], comments)
-    insert(conn, t["last_logins"], [{"auth_type": "Database", "user_id": u, "ip": f"10.0.0.{u}", "user_agent": "Firefox",
-                                     "date_creation": epoch + 7200 * (10 * u + k)} for u in users for k in range(5)])
+    insert(conn, t["last_logins"], [{"auth_type": "Database", "user_id": u, "ip": f"10.0.0.{u}",
+                                     "user_agent": "Firefox", "date_creation": epoch + 7200 * (10 * u + k)}
+                                    for u in users for k in range(5)])
     # password resets: used ones inactive; two users asked twice days apart, one submitted the form twice
     resets = [{"token": f"tok{u}", "user_id": u, "date_expiration": epoch + 86400 * (u + 3),
                "date_creation": epoch + 86400 * u, "ip": "10.0.0.1", "user_agent": "Firefox", "is_active": u > 15}
@@ -963,7 +964,7 @@ def kanboard_rows(conn: sa.Connection, md: sa.MetaData) -> None:
                     title=f"doc {n}-{k}", url=f"https://docs.example.org/{n}/{k}", date_creation=epoch + 3600 * n,
                     date_modification=epoch + 3600 * n, task_id=n, creator_id=1 + n % 40)
              for n in range(1, 301) for k in range(n % 3)]
-    insert(conn, t["task_has_external_links"], links + [dict(links[10])])  # one link submitted twice
+    insert(conn, t["task_has_external_links"], [*links, dict(links[10])])  # one link submitted twice
     insert(conn, t["subtasks"], [filled(t["subtasks"], s, id=s, title=f"step {s % 3}", status=s % 3,
                                         task_id=1 + (s - 1) // 3, user_id=None if s % 3 == 0 else 1 + s % 40,
                                         position=1 + s % 3) for s in range(1, 301)])
