@@ -155,7 +155,9 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     if c.kind == "non_unique_natural_key" and m.once_share < DESIGN_SHARE:
         return False  # most values repeat: orders per customer and status
-    if c.identifier and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
+    # measured per parent, its own values must still be many: an index over a flag is no identifier
+    values = m.distinct_keys if m.values is None else min(m.distinct_keys, m.values)
+    if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
         return False
     if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
                                                and m.once_share >= ONE_TO_ONE_SHARE):

@@ -54,6 +54,7 @@ class Measurement:
     status_value: str | None = None  # key_with_status: the value whose rows are one per key ...
     status_where: str | None = None  # ... and the condition selecting it (or identifiers given), as a check's `where`
     same_parent_groups: int = 0  # groups whose rows agree on the candidate's other_parents (all, without any)
+    values: int | None = None  # an identifier measured per parent: the distinct values of its own columns
 
     @property
     def same_parent_share(self) -> float:
@@ -164,6 +165,12 @@ class Measurer:
         self._arm()
         figures = self.conn.execute(_totals(per_key)).one()
         measured = self._measurement(candidate, per_key, figures, rows, scale, percent)
+        if parents:
+            keys = [source.c[c] for c in candidate.columns]
+            own = sa.select(*keys).select_from(source).where(*_filters(candidate, keys)).group_by(*keys)
+            self._arm()
+            values = self.conn.execute(sa.select(sa.func.count()).select_from(own.subquery("dw_values"))).scalar_one()
+            measured = replace(measured, values=_scaled(values, scale))
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
         if not defaults:
             return measured
