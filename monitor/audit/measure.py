@@ -285,11 +285,13 @@ def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
 
 
 def _given(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
-    """Rows given a value in every key column: not NULL, then not the column's server default (the database's own
-    expression for it): a row left at the default was given no identifier."""
-    defaults = [(k, candidate.table.columns[c].default_sql) for k, c in zip(keys, candidate.columns, strict=True)]
+    """Rows given a value in every key column: not NULL, then not the column's server default when the database
+    says it is a constant (ColumnInfo.default_value), compared as a bound value: a row left at the default was
+    given no identifier. A default that is an expression (now(), uuid(), a user's function) is never evaluated:
+    its rows are measured as any other."""
+    defaults = [(k, candidate.table.columns[c].default_value) for k, c in zip(keys, candidate.columns, strict=True)]
     return [*(k.is_not(None) for k in keys),
-            *(k != sa.literal_column(f"({sql})") for k, sql in defaults if sql is not None)]
+            *(k != sa.bindparam(None, value) for k, value in defaults if value is not None)]
 
 
 def _filters(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:

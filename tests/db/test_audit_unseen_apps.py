@@ -433,3 +433,42 @@ def test_copies_beside_an_article_in_two_feeds_are_still_found(db: TestDatabase)
     [finding] = on(audit_json(db), "ttrss_user_entries")
     assert finding["columns"] == ["ref_id"] and finding["severity"] in ("medium", "high"), finding
     assert finding["check"] is None or "feed_id" in finding["check"]["key"], finding
+
+
+# an identifier's server default that is an expression, not a constant: PostgreSQL a function that raises when
+# called (it might as well write or lock), MariaDB uuid() (a fresh value per call; stored functions are refused in a
+# DEFAULT), SQLite CURRENT_TIMESTAMP (SQLite keeps no functions of the user's)
+EXPRESSION_DEFAULTS = {"postgresql": "audit_next_code()", "mysql": "uuid()", "sqlite": "CURRENT_TIMESTAMP"}
+
+
+def test_an_identifier_s_default_that_is_an_expression_is_never_evaluated(db: TestDatabase) -> None:
+    """Kanboard's comments with `reference DEFAULT <expression>`: every comment given its GitHub comment id, one
+    webhook comment delivered twice. Leaving out the rows at the default pasted the default's SQL into the audit's
+    query (and the check's `where`): the audit called the function on every row (PostgreSQL's raised: the table went
+    unmeasured) and compared with a fresh value each time. Only a constant default is left out; an expression's
+    rows are measured as they were before, and the check has no `where`."""
+    if db.dialect == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("CREATE FUNCTION audit_next_code() RETURNS varchar LANGUAGE plpgsql AS "
+                                 "$$ BEGIN RAISE EXCEPTION 'audit_next_code() was called'; END $$"))
+    md = sa.MetaData()
+    sa.Table("tasks", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.String(200)))
+    comments = sa.Table("comments", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("task_id", sa.Integer, sa.ForeignKey("tasks.id"), nullable=False),
+                        sa.Column("date_creation", sa.BigInteger, nullable=False),
+                        sa.Column("comment", sa.Text),
+                        sa.Column("reference", sa.String(50),
+                                  server_default=sa.text(EXPRESSION_DEFAULTS[db.dialect])),
+                        sa.Index("comments_reference_idx", "reference"))
+    md.create_all(db.engine)
+    rows = [{"id": m, "task_id": 1 + m % 30, "date_creation": 1_790_000_000 + 1800 * m, "comment": f"comment {m}",
+             "reference": f"github-{9000 + m}"} for m in range(1, 201)]
+    rows.append({**rows[2], "id": 201})  # the webhook delivered twice: a copy, same second
+    with db.engine.begin() as conn:
+        conn.execute(md.tables["tasks"].insert(), [{"id": t, "title": f"Task {t}"} for t in range(1, 31)])
+        conn.execute(comments.insert(), rows)
+    [finding] = on(audit_json(db), "comments")
+    assert finding["kind"] == "non_unique_natural_key" and finding["severity"] == "high", finding
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
+    assert finding["check"]["key"] == ["reference", "task_id"], finding
+    assert "where" not in finding["check"], finding
