@@ -288,10 +288,14 @@ def _given(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[
     """Rows given a value in every key column: not NULL, then not the column's server default when the database
     says it is a constant (ColumnInfo.default_value), compared as a bound value: a row left at the default was
     given no identifier. A default that is an expression (now(), uuid(), a user's function) is never evaluated:
-    its rows are measured as any other."""
-    defaults = [(k, candidate.table.columns[c].default_value) for k, c in zip(keys, candidate.columns, strict=True)]
-    return [*(k.is_not(None) for k in keys),
-            *(k != sa.bindparam(None, value) for k, value in defaults if value is not None)]
+    its rows are measured as any other. Of a key of several columns, only a row at the defaults in all of them is
+    left out: one column's default is as often a discriminator's common value (`provider DEFAULT 'email'` in
+    `(provider, uid)`), and rows holding it are identified by the rest."""
+    defaults = [candidate.table.columns[c].default_value for c in candidate.columns]
+    given = [k.is_not(None) for k in keys]
+    if all(value is not None for value in defaults):
+        given.append(sa.or_(*(k != sa.bindparam(None, value) for k, value in zip(keys, defaults, strict=True))))
+    return given
 
 
 def _filters(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:

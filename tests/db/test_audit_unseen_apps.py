@@ -472,3 +472,28 @@ def test_an_identifier_s_default_that_is_an_expression_is_never_evaluated(db: Te
     assert (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
     assert finding["check"]["key"] == ["reference", "task_id"], finding
     assert "where" not in finding["check"], finding
+
+
+def test_a_column_of_a_two_column_identifier_at_its_default_hides_no_copy(db: TestDatabase) -> None:
+    """An identity per provider and uid, indexed (provider, uid), with `provider DEFAULT 'email'`: nine rows in ten
+    are email identities, the default being the common value of a discriminator, not a missing identifier. Three
+    email identities were written twice. Leaving out every row holding a key column's default left out all email
+    identities and their copies (no finding); a row was given no identifier only when its whole key is at the
+    defaults."""
+    md = sa.MetaData()
+    identities = sa.Table("identities", md, sa.Column("id", sa.Integer, primary_key=True),
+                          sa.Column("provider", sa.String(20), nullable=False, server_default="email"),
+                          sa.Column("uid", sa.String(100), nullable=False),
+                          sa.Column("display", sa.String(100), nullable=False),
+                          sa.Column("created_at", sa.DateTime, nullable=False),
+                          sa.Index("identities_provider_uid", "provider", "uid"))
+    md.create_all(db.engine)
+    rows = [{"id": i, "provider": "email" if i % 10 else "github", "uid": f"u{i}", "display": f"D{i}",
+             "created_at": T0 + timedelta(hours=i)} for i in range(1, 301)]
+    rows += [{**rows[k], "id": 301 + n} for n, k in enumerate((0, 10, 20))]  # three email identities, twice
+    with db.engine.begin() as conn:
+        conn.execute(identities.insert(), rows)
+    [finding] = on(audit_json(db), "identities")
+    assert finding["kind"] == "non_unique_natural_key" and finding["severity"] == "high", finding
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (3, 3), finding
+    assert "where" not in finding["check"], finding
