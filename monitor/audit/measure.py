@@ -292,7 +292,7 @@ def _given(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[
     left out: one column's default is as often a discriminator's common value (`provider DEFAULT 'email'` in
     `(provider, uid)`), and rows holding it are identified by the rest."""
     defaults = [candidate.table.columns[c].default_value for c in candidate.columns]
-    given = [k.is_not(None) for k in keys]
+    given: list[sa.ColumnElement[bool]] = [k.is_not(None) for k in keys]
     if all(value is not None for value in defaults):
         given.append(sa.or_(*(k != sa.bindparam(None, value) for k, value in zip(keys, defaults, strict=True))))
     return given
