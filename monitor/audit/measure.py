@@ -174,8 +174,7 @@ class Measurer:
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
         if not defaults:
             return measured
-        where = sa.and_(*defaults).compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True})
-        return replace(measured, status_where=str(where))
+        return replace(measured, status_where=_where_sql(sa.and_(*defaults), self.conn.dialect))
 
     def _run_by_status(self, candidate: Candidate, source: sa.FromClause, rows: int, scale: float,
                        percent: float | None) -> Measurement:
@@ -196,8 +195,7 @@ class Measurer:
         measured = self._measurement(candidate, per_key, best[:-1], rows, scale, percent,
                                      per_key.c[candidate.status] == sa.bindparam("dw_status", value,
                                                                                  literal_execute=True))
-        condition = sa.column(candidate.status) == value
-        where = str(condition.compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True}))
+        where = _where_sql(sa.column(candidate.status) == value, self.conn.dialect)
         return replace(measured, status_value=str(value), status_where=where)
 
     def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
@@ -282,6 +280,14 @@ def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
                           sa.func.sum(sa.case((sa.and_(duplicate, alike == 1), 1), else_=0)),
                           sa.func.sum(sa.case((sa.and_(duplicate, parents == 1), 1), else_=0))]
     return sa.select(*columns).select_from(per_key)
+
+
+def _where_sql(condition: sa.ColumnElement[bool], dialect: sa.Dialect) -> str:
+    """A condition as the SQL of a check's `where`, its values written in. For a driver whose paramstyle is
+    `format` or `pyformat` (psycopg, PyMySQL), SQLAlchemy doubles every `%` for the driver's formatting; with no
+    parameter left, the driver's formatting (`% ()`) gives the text the server reads ('100%', not '100%%')."""
+    text = str(condition.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    return text % () if dialect.paramstyle in ("format", "pyformat") else text
 
 
 def _given(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:

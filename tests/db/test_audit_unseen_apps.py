@@ -6,6 +6,7 @@ PostgreSQL, MariaDB and SQLite unless a test says why not."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -497,3 +498,31 @@ def test_a_column_of_a_two_column_identifier_at_its_default_hides_no_copy(db: Te
     assert finding["kind"] == "non_unique_natural_key" and finding["severity"] == "high", finding
     assert (finding["duplicate_groups"], finding["excess_rows"]) == (3, 3), finding
     assert "where" not in finding["check"], finding
+
+
+def test_a_written_check_leaves_out_a_default_holding_a_percent_sign(db: TestDatabase, tmp_path: Path) -> None:
+    """Coupons by code, `code DEFAULT 'none 100%'` for those given none: 60 such, 200 with a code, one written
+    twice. The check's `where` was rendered for the driver's paramstyle (`'none 100%%'` for psycopg and PyMySQL),
+    so the written check compared with another value: it counted the 60 rows at the default as a group of its own,
+    where the audit had found one copy. The `where` is the SQL the server reads."""
+    md = sa.MetaData()
+    coupons = sa.Table("coupons", md, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column("code", sa.String(40), nullable=False, server_default="none 100%"),
+                       sa.Column("label", sa.String(80), nullable=False),
+                       sa.Column("created_at", sa.DateTime, nullable=False),
+                       sa.Index("coupons_code", "code"))
+    md.create_all(db.engine)
+    rows = [{"id": i, "code": f"C{i:04}" if i <= 200 else "none 100%", "label": f"coupon {i}",
+             "created_at": T0 + timedelta(hours=i)} for i in range(1, 261)]
+    rows.append({**rows[4], "id": 261})  # written twice, same second
+    with db.engine.begin() as conn:
+        conn.execute(coupons.insert(), rows)
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--write", target, "--json")
+    [finding] = on(run.json, "coupons")
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
+    assert finding["check"]["where"] == "code != 'none 100%'", finding
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    assert len(checked.json["checks"]) == 1, checked.output
+    [result] = checked.json["checks"]
+    assert (result["groups"], result["excess_rows"]) == (1, 1), checked.output
