@@ -126,10 +126,13 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
-        if seen == "race" and c.kind in REFERENCE_KEYS and c.compared and m.alike_share < RACE_SHARE:
-            # a key that is a parent alone, whose rows differ in what they say: rows born
-            # together are as much a parent's children written in one request (a profile's two links) as race copies
-            return "medium", f"rows of its groups were born together but differ in {', '.join(c.compared)}, " \
+        if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.compared \
+                and m.alike_share < RACE_SHARE:
+            # a key that is a parent alone, or an identifier measured per parent, whose rows differ in what they
+            # say: rows born together are as much a parent's children written in one request (a profile's two
+            # links, an order's two lines of one product) as race copies
+            differing = [x for x in c.compared if x not in identifier_parents(c)]  # its groups share those
+            return "medium", f"rows of its groups were born together but differ in {', '.join(differing)}, " \
                 "as children written in one request do: review that they are copies"
         if seen == "differ" and c.identifier:
             return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding

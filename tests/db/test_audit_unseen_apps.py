@@ -526,3 +526,35 @@ def test_a_written_check_leaves_out_a_default_holding_a_percent_sign(db: TestDat
     assert len(checked.json["checks"]) == 1, checked.output
     [result] = checked.json["checks"]
     assert (result["groups"], result["excess_rows"]) == (1, 1), checked.output
+
+
+def test_an_identifier_s_rows_born_together_under_one_parent_but_differing_are_no_high(db: TestDatabase) -> None:
+    """Order lines indexed by sku (a report per product), each order's lines written in one request: 200 orders
+    of 3 lines over 100 products, and 5 orders hold one product twice with other options and quantity (gift-wrapped
+    apart, by design). Measured per order, the identifier's groups were those 5 pairs, born in the same second:
+    a high finding whose live check would merge an order's lines. Under one parent, rows born together are as
+    much its children written in one request as race copies: differing in what they say, they are a medium
+    finding to review, its check drafted (as a one_to_one_suspect's)."""
+    md = sa.MetaData()
+    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("n", sa.String(20)))
+    lines = sa.Table("order_lines", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id"), nullable=False),
+                     sa.Column("sku", sa.String(40), nullable=False),
+                     sa.Column("quantity", sa.Integer, nullable=False),
+                     sa.Column("options", sa.String(80)),
+                     sa.Column("created_at", sa.DateTime, nullable=False), sa.Index("order_lines_sku", "sku"))
+    md.create_all(db.engine)
+    rows: list[dict[str, Any]] = []
+    for o in range(1, 201):
+        rows += [{"id": len(rows) + 1 + k, "order_id": o, "sku": f"SKU{(o * 7 + k * 13) % 100}", "quantity": 1 + k,
+                  "options": f"opt{k}", "created_at": T0 + timedelta(hours=o, milliseconds=k)} for k in range(3)]
+        if o % 40 == 0:  # the same product twice, other options and quantity: two lines by design
+            rows.append({**rows[-1], "id": len(rows) + 1, "quantity": 5, "options": "gift wrap"})
+    with db.engine.begin() as conn:
+        conn.execute(orders.insert(), [{"id": o, "n": f"order {o}"} for o in range(1, 201)])
+        conn.execute(lines.insert(), rows)
+    found = [f for f in on(audit_json(db), "order_lines") if f["columns"] == ["sku"]]
+    [finding] = found
+    assert finding["severity"] == "medium" and finding["check"] is None, finding
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (5, 5), finding
+    assert "born together but differ in quantity, options, as children" in finding["evidence"], finding
