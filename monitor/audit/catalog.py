@@ -360,7 +360,7 @@ def _column_info(name: str, reflected: dict[str, Any], constant: str | None = No
     return ColumnInfo(name, classify_type(type_), bool(reflected["nullable"]),
                       moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)),
                       orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum), generated=generated,
-                      default_value=None if generated else _default_value(type_, constant))
+                      default_value=None if generated or reflected.get("computed") else _default_value(type_, constant))
 
 
 def _default_value(type_: Any, constant: str | None) -> str | int | None:

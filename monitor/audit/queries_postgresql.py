@@ -65,7 +65,7 @@ class PostgreSQLQueries(AuditQueries):
             "SELECT c.relname, a.attname, pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d "
             "JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
             "JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = :schema AND a.attgenerated = '' AND (d.adbin::text ~ :const OR d.adbin::text ~ :relabel "
+            "WHERE n.nspname = :schema AND (d.adbin::text ~ :const OR d.adbin::text ~ :relabel "
             "OR (d.adbin::text ~ :cast AND substring(d.adbin::text from :function)::oid < 16384))"),
             {"schema": schema, "const": f"^{const}$", "function": "^\\{FUNCEXPR :funcid ([0-9]+) ",
              "relabel": f"^\\{{RELABELTYPE :arg {const} [^{{}}]*\\}}$",
