@@ -558,3 +558,35 @@ def test_an_identifier_s_rows_born_together_under_one_parent_but_differing_are_n
     assert finding["severity"] == "medium" and finding["check"] is None, finding
     assert (finding["duplicate_groups"], finding["excess_rows"]) == (5, 5), finding
     assert "born together but differ in quantity, options, as children" in finding["evidence"], finding
+
+
+def test_an_identifier_s_own_values_are_not_scaled_up_from_a_sample(db: TestDatabase,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feed entry's kind (10 values) indexed alone, in a table of entries per required owner: each owner has a
+    kind at most once but for 40 copies, alike and born together. Exactly measured, 10 values of its own are no
+    identifier (no finding). Sampled (a big table), the 10 values seen were scaled up as a row count is (x 5: 50),
+    and the flag passed for an identifier: a high finding on `kind`. A count of distinct values does not grow with
+    the rows it was read from: the sample's own is kept."""
+    from monitor.audit import measure
+
+    md = sa.MetaData()
+    owners = users(md)
+    entries = sa.Table("entries", md, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column("owner_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+                       sa.Column("kind", sa.Integer, nullable=False),
+                       sa.Column("title", sa.String(80), nullable=False),
+                       sa.Column("created_at", sa.DateTime, nullable=False), sa.Index("entries_kind", "kind"))
+    md.create_all(db.engine)
+    rows = [{"id": 2 * (5 * u + k) + 1, "owner_id": u + 1, "kind": (u + 2 * k) % 10, "title": f"entry {u}-{k}",
+             "created_at": T0 + timedelta(minutes=5 * u + k)} for u in range(2000) for k in range(5)]
+    # 40 copies, each written (and stored) next to its original, as a race writes them
+    rows = [copy for r in rows for copy in ([r, {**r, "id": r["id"] + 1}] if r["id"] % 500 == 1 else [r])]
+    with db.engine.begin() as conn:
+        conn.execute(owners.insert(), [{"id": u + 1, "name": f"user {u}"} for u in range(2000)])
+        conn.execute(entries.insert(), rows)
+    exact = [f for f in run_audit(db.url).findings if f.table.endswith("entries") and f.columns == ["kind"]]
+    assert exact == [], exact
+    monkeypatch.setattr(measure, "EXACT_ROW_LIMIT", 1_000)
+    monkeypatch.setattr(measure, "SAMPLE_ROWS", 2_000)
+    sampled = [f for f in run_audit(db.url).findings if f.table.endswith("entries") and f.columns == ["kind"]]
+    assert sampled == [], sampled
