@@ -22,7 +22,7 @@ KINDS: tuple[Kind, ...] = ("invalid_unique_index", "unique_with_nullable_columns
                            "one_to_one_suspect", "foreign_key_to_non_unique", "no_primary_key")
 STATUS_NAME = re.compile(r"(.*_)?(status|state)|is_[a-z0-9_]+|open|active|closed|current|submitted",
                          re.IGNORECASE)
-Filter = Literal["none", "rows_with_null", "not_null"]
+Filter = Literal["none", "rows_with_null", "not_null", "given"]
 SUSPICIONS: tuple[Kind, ...] = ("one_to_one_suspect", "non_unique_natural_key", "key_with_status")
 
 
@@ -183,10 +183,13 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
             seen.add(index.columns)
             if not fks:
                 # a login or an email looked up before an insert (wp_insert_user's username_exists): reported only
-                # when almost every value occurs once (findings._repeats_like_a_mistake)
+                # when almost every value occurs once (findings._repeats_like_a_mistake); rows holding NULL or the
+                # column's default were given no identifier (Kanboard's hand-written comments, reference ''):
+                # measured without them, as the check then is
                 found.append(Candidate("non_unique_natural_key", table, index.columns,
                                        f"non-unique index {index.name} over {', '.join(descriptive)}, the lookup "
-                                       "of a check-then-insert", needs_duplicates=True, identifier=True))
+                                       "of a check-then-insert", needs_duplicates=True, identifier=True,
+                                       row_filter="given"))
                 continue
             by_name = {c for fk in table.foreign_keys if fk.inferred for c in fk.columns}
             fk_text = ", ".join(f"{c} (by its name)" if c in by_name else c for c in fks)

@@ -36,6 +36,9 @@ class ColumnInfo:
     defaults_to_now: bool = False  # its server default is now() / CURRENT_TIMESTAMP: set when the row is written
     orderable: bool = True  # min()/max() work on it everywhere (PostgreSQL has none for boolean or uuid)
     generated: bool = False  # filled by the database: a sequence default, an identity, AUTO_INCREMENT
+    # its server default when the database says it is a constant (see CatalogExtras.constant_defaults), for a text
+    # or integer column: the value a row left at it holds, bound into a query, never SQL
+    default_value: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,8 @@ def _read_schema(inspector: Inspector, conn: Connection, schema: str,
         if name.startswith(OWN_TABLE_PREFIX):
             continue
         table = _table_info(schema, name, cols, pks.get(key), fks.get(key, []), indexes.get(key, []),
-                            uniques.get(key, []), fixed_name, extras.equality_exclusions.get(name, set()))
+                            uniques.get(key, []), fixed_name, extras.equality_exclusions.get(name, set()),
+                            extras.constant_defaults.get(name, {}))
         table.row_estimate = extras.row_estimates.get(name)
         table.invalid_index_sql = extras.invalid_unique_indexes.get(name, {})
         table.partition_of = extras.partition_of.get(name)
@@ -277,11 +281,13 @@ def _read_schema(inspector: Inspector, conn: Connection, schema: str,
 
 def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any], indexes: list[Any],
                 uniques: list[Any], fixed_name: Callable[[str], str] = str,
-                exclusions: set[str] | frozenset[str] = frozenset()) -> TableInfo:
+                exclusions: set[str] | frozenset[str] = frozenset(),
+                constant_defaults: dict[str, str] | None = None) -> TableInfo:
     def names_of(raw: Iterable[str]) -> tuple[str, ...]:
         return tuple(fixed_name(n) for n in raw)
 
-    columns = {fixed_name(c["name"]): _column_info(fixed_name(c["name"]), c) for c in cols}
+    constants = constant_defaults or {}
+    columns = {fixed_name(c["name"]): _column_info(fixed_name(c["name"]), c, constants.get(c["name"])) for c in cols}
     primary = names_of(pk["constrained_columns"]) if pk and pk.get("constrained_columns") else ()
     keys: list[UniqueKey] = [UniqueKey(pk.get("name"), primary, "primary_key")] if primary else []
     for u in uniques:
@@ -346,14 +352,27 @@ def _birth_rank(column: ColumnInfo) -> int:
                 len(BIRTH_NAME_RANKS))
 
 
-def _column_info(name: str, reflected: dict[str, Any]) -> ColumnInfo:
+def _column_info(name: str, reflected: dict[str, Any], constant: str | None = None) -> ColumnInfo:
     type_ = reflected["type"]
     default = str(reflected.get("default") or "")
+    generated = "nextval(" in default.lower() or bool(reflected.get("identity")) \
+        or reflected.get("autoincrement") is True
     return ColumnInfo(name, classify_type(type_), bool(reflected["nullable"]),
                       moment=isinstance(type_, sa.DateTime), defaults_to_now=bool(NOW_DEFAULT.search(default)),
-                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum),
-                      generated="nextval(" in default.lower() or bool(reflected.get("identity"))
-                      or reflected.get("autoincrement") is True)
+                      orderable=not isinstance(type_, sa.Boolean | sa.Uuid | sa.Enum), generated=generated,
+                      default_value=None if generated or reflected.get("computed") else _default_value(type_, constant))
+
+
+def _default_value(type_: Any, constant: str | None) -> str | int | None:
+    """A constant default's value as the column holds it: the text for a string column (not an enum), the number
+    for an integer column; None for other types, where text and value may differ (a date, a boolean)."""
+    if constant is None:
+        return None
+    if isinstance(type_, sa.Integer):
+        return int(constant) if re.fullmatch(r"-?[0-9]+", constant) else None
+    if isinstance(type_, sa.String) and not isinstance(type_, sa.Enum):
+        return constant
+    return None
 
 
 def _infer_foreign_keys(tables: list[TableInfo]) -> None:

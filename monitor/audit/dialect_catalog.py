@@ -10,6 +10,7 @@ Every query reads the catalog with bound parameters; table names reach SQL only 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -25,6 +26,9 @@ class CatalogExtras:
     invalid_unique_indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {index: DDL}
     equality_exclusions: dict[str, set[str]] = field(default_factory=dict)  # table -> exclusion constraints, all `=`
     partition_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # partition -> its parent (schema, name)
+    # table -> {column: the text of its server default}, only for a default the database says is a constant (a
+    # literal, not an expression): the value a row left at it holds. Never SQL to run: see constant_default_text
+    constant_defaults: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +59,21 @@ class AuditQueries:
     def statement_stats(self, conn: Connection) -> StatementStats:
         return StatementStats([], f"check_then_insert needs PostgreSQL's pg_stat_statements; not available on "
                                   f"{self.product}")
+
+
+QUOTED_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def constant_default_text(rendered: str, backslash_escapes: bool = True) -> str | None:
+    """The value of a default the database rendered as a constant: a quoted string literal (quotes doubled; with
+    `backslash_escapes`, one holding a backslash is left alone, its escapes unread) or a plain integer. None for
+    anything else, an expression included: never evaluated, never pasted into a query."""
+    quoted = QUOTED_LITERAL.fullmatch(rendered)
+    if quoted is not None:
+        text = quoted.group(1)
+        return None if backslash_escapes and "\\" in text else text.replace("''", "'")
+    return rendered if PLAIN_INTEGER.fullmatch(rendered) else None
 
 
 def queries_for(conn: Connection) -> AuditQueries:

@@ -126,10 +126,13 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
-        if seen == "race" and c.kind in REFERENCE_KEYS and c.compared and m.alike_share < RACE_SHARE:
-            # a key that is a parent alone, whose rows differ in what they say: rows born
-            # together are as much a parent's children written in one request (a profile's two links) as race copies
-            return "medium", f"rows of its groups were born together but differ in {', '.join(c.compared)}, " \
+        if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.compared \
+                and m.alike_share < RACE_SHARE:
+            # a key that is a parent alone, or an identifier measured per parent, whose rows differ in what they
+            # say: rows born together are as much a parent's children written in one request (a profile's two
+            # links, an order's two lines of one product) as race copies
+            differing = [x for x in c.compared if x not in identifier_parents(c)]  # its groups share those
+            return "medium", f"rows of its groups were born together but differ in {', '.join(differing)}, " \
                 "as children written in one request do: review that they are copies"
         if seen == "differ" and c.identifier:
             return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
@@ -155,7 +158,9 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     if c.kind == "non_unique_natural_key" and m.once_share < DESIGN_SHARE:
         return False  # most values repeat: orders per customer and status
-    if c.identifier and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
+    # measured per parent, its own values must still be many: an index over a flag is no identifier
+    values = m.distinct_keys if m.values is None else min(m.distinct_keys, m.values)
+    if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
         return False
     if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
                                                and m.once_share >= ONE_TO_ONE_SHARE):
@@ -244,8 +249,10 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
         if not isinstance(measured, Measurement) or measured.status_where is None:
             return None
         entry["where"] = measured.status_where
-    if candidate.row_filter == "not_null":
+    if candidate.row_filter in ("not_null", "given"):
         entry["nulls"] = "distinct"
+    if candidate.row_filter == "given" and isinstance(measured, Measurement) and measured.status_where:
+        entry["where"] = measured.status_where  # rows left at the column's default are no identifier
     if table.birth_column:
         entry["timestamp"] = table.birth_column
     return entry

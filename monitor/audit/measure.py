@@ -52,8 +52,9 @@ class Measurement:
     burst_groups: int | None = None
     timed_groups: int = 0
     status_value: str | None = None  # key_with_status: the value whose rows are one per key ...
-    status_where: str | None = None  # ... and the condition selecting it, as a check's `where`
+    status_where: str | None = None  # ... and the condition selecting it (or identifiers given), as a check's `where`
     same_parent_groups: int = 0  # groups whose rows agree on the candidate's other_parents (all, without any)
+    values: int | None = None  # an identifier measured per parent: the distinct values of its own columns
 
     @property
     def same_parent_share(self) -> float:
@@ -158,10 +159,24 @@ class Measurer:
             percent = 100.0 / scale
         if candidate.status is not None:
             return self._run_by_status(candidate, source, rows, scale, percent)
-        per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
+        # an identifier is measured per required parent, as its check keys it (a GitHub issue number per project)
+        parents = candidate.other_parents if candidate.identifier else []
+        per_key = _per_key(candidate, source, [*candidate.columns, *parents]).subquery("dw_keys")
         self._arm()
         figures = self.conn.execute(_totals(per_key)).one()
-        return self._measurement(candidate, per_key, figures, rows, scale, percent)
+        measured = self._measurement(candidate, per_key, figures, rows, scale, percent)
+        if parents:
+            keys = [source.c[c] for c in candidate.columns]
+            own = sa.select(*keys).select_from(source).where(*_filters(candidate, keys)).group_by(*keys)
+            self._arm()
+            values = self.conn.execute(sa.select(sa.func.count()).select_from(own.subquery("dw_values"))).scalar_one()
+            # a count of distinct values does not grow with the rows read: a sample's own is kept (scaled, a
+            # flag's 10 values seen in a fifth of the rows passed for 50, an identifier's)
+            measured = replace(measured, values=int(values))
+        defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
+        if not defaults:
+            return measured
+        return replace(measured, status_where=_where_sql(sa.and_(*defaults), self.conn.dialect))
 
     def _run_by_status(self, candidate: Candidate, source: sa.FromClause, rows: int, scale: float,
                        percent: float | None) -> Measurement:
@@ -182,8 +197,7 @@ class Measurer:
         measured = self._measurement(candidate, per_key, best[:-1], rows, scale, percent,
                                      per_key.c[candidate.status] == sa.bindparam("dw_status", value,
                                                                                  literal_execute=True))
-        condition = sa.column(candidate.status) == value
-        where = str(condition.compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True}))
+        where = _where_sql(sa.column(candidate.status) == value, self.conn.dialect)
         return replace(measured, status_value=str(value), status_where=where)
 
     def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
@@ -254,7 +268,8 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
     if birth is not None:
         selected += [sa.type_coerce(sa.func.min(source.c[birth]), sa.DateTime()).label("dw_first"),
                      sa.type_coerce(sa.func.max(source.c[birth]), sa.DateTime()).label("dw_last")]
-    return sa.select(*selected).select_from(source).where(*_filters(candidate, keys)).group_by(*grouped)
+    filters = _filters(candidate, keys[:len(candidate.columns)])
+    return sa.select(*selected).select_from(source).where(*filters).group_by(*grouped)
 
 
 def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
@@ -269,7 +284,31 @@ def _totals(per_key: sa.Subquery) -> sa.Select[Any]:
     return sa.select(*columns).select_from(per_key)
 
 
+def _where_sql(condition: sa.ColumnElement[bool], dialect: sa.Dialect) -> str:
+    """A condition as the SQL of a check's `where`, its values written in. For a driver whose paramstyle is
+    `format` or `pyformat` (psycopg, PyMySQL), SQLAlchemy doubles every `%` for the driver's formatting; with no
+    parameter left, the driver's formatting (`% ()`) gives the text the server reads ('100%', not '100%%')."""
+    text = str(condition.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    return text % () if dialect.paramstyle in ("format", "pyformat") else text
+
+
+def _given(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
+    """Rows given a value in every key column: not NULL, then not the column's server default when the database
+    says it is a constant (ColumnInfo.default_value), compared as a bound value: a row left at the default was
+    given no identifier. A default that is an expression (now(), uuid(), a user's function) is never evaluated:
+    its rows are measured as any other. Of a key of several columns, only a row at the defaults in all of them is
+    left out: one column's default is as often a discriminator's common value (`provider DEFAULT 'email'` in
+    `(provider, uid)`), and rows holding it are identified by the rest."""
+    defaults = [candidate.table.columns[c].default_value for c in candidate.columns]
+    given: list[sa.ColumnElement[bool]] = [k.is_not(None) for k in keys]
+    if all(value is not None for value in defaults):
+        given.append(sa.or_(*(k != sa.bindparam(None, value) for k, value in zip(keys, defaults, strict=True))))
+    return given
+
+
 def _filters(candidate: Candidate, keys: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
+    if candidate.row_filter == "given":
+        return _given(candidate, keys)
     if candidate.row_filter == "not_null":
         return [k.is_not(None) for k in keys]
     if candidate.row_filter == "rows_with_null":

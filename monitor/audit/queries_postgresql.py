@@ -3,11 +3,13 @@ timeouts, `TABLESAMPLE SYSTEM` samples, and `pg_stat_statements`."""
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import FromClause
 
-from monitor.audit.dialect_catalog import AuditQueries, CatalogExtras, StatementStats
+from monitor.audit.dialect_catalog import AuditQueries, CatalogExtras, StatementStats, constant_default_text
 from monitor.db import first_line
 
 
@@ -48,7 +50,34 @@ class PostgreSQLQueries(AuditQueries):
             "JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace "
             "WHERE n.nspname = :schema AND c.relispartition"), {"schema": schema})
         extras.partition_of = {table: (parent_schema, parent) for table, parent_schema, parent in partitions}
+        extras.constant_defaults = self._constant_defaults(conn, schema)
         return extras
+
+    def _constant_defaults(self, conn: Connection, schema: str) -> dict[str, dict[str, str]]:
+        """The column defaults whose node tree (`pg_attrdef.adbin`, PostgreSQL docs "pg_attrdef") is a non-null
+        Const, alone, relabelled (RelabelType), or under the implicit cast the column's type adds (`varchar(n)
+        DEFAULT ''`: varchar(Const, Const, Const); `bigint DEFAULT 0`: int8(Const)) by a built-in function
+        (oid below FirstNormalObjectId, 16384): the default is then that constant, and `pg_get_expr` renders it
+        as a literal (`''::character varying`, `0`, `'-1'::integer`), which is read, never evaluated. A
+        function's call (now(), a user's function), an operator or anything else is no constant."""
+        const = r"\{CONST [^{}]*:constisnull false [^{}]*\}"
+        rows = conn.execute(sa.text(
+            "SELECT c.relname, a.attname, pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
+            "JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND (d.adbin::text ~ :const OR d.adbin::text ~ :relabel "
+            "OR (d.adbin::text ~ :cast AND substring(d.adbin::text from :function)::oid < 16384))"),
+            {"schema": schema, "const": f"^{const}$", "function": "^\\{FUNCEXPR :funcid ([0-9]+) ",
+             "relabel": f"^\\{{RELABELTYPE :arg {const} [^{{}}]*\\}}$",
+             "cast": f"^\\{{FUNCEXPR :funcid [0-9]+ [^{{}}]* :funcformat 2 [^{{}}]* :args \\({const}( {const})*\\)"
+                     f" :location -?[0-9]+\\}}$"})
+        found: dict[str, dict[str, str]] = {}
+        for table, column, rendered in rows:
+            literal = re.fullmatch(r"('(?:[^']|'')*')::[^']+|(-?[0-9]+)", str(rendered))
+            text = constant_default_text(literal.group(1) or literal.group(2)) if literal else None
+            if text is not None:
+                found.setdefault(table, {})[column] = text
+        return found
 
     def set_timeout(self, conn: Connection, seconds: float) -> None:
         """`set_config('statement_timeout', ..., true)`: `SET LOCAL`, undone when the transaction ends."""

@@ -913,8 +913,102 @@ OSTICKET = App(
     # repeats object_id for a ticket and a task; drafts, locks, syslog, thread entries and events repeat by design.
 )
 
+def kanboard_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    epoch = 1_790_000_000  # Kanboard stores its times as integer epochs: no date-and-time column dates a row
+    users = range(1, 41)
+    # emails repeat (a shared team address) and are NULL for some accounts: no key, no lookup
+    insert(conn, t["users"], [filled(t["users"], u, id=u, username=f"user{u}", role="app-user",
+                                     email=None if u % 7 == 0 else "team@example.org" if u in (5, 6)
+                                     else f"u{u}@example.org") for u in users])
+    projects = range(1, 6)
+    insert(conn, t["projects"], [filled(t["projects"], p, id=p, name=f"Project {p}") for p in projects])
+    insert(conn, t["columns"], [filled(t["columns"], n, id=4 * (p - 1) + n, title=title, position=n, project_id=p)
+                                for p in projects for n, title in enumerate(("Backlog", "Ready", "Doing", "Done"), 1)])
+    insert(conn, t["swimlanes"], [filled(t["swimlanes"], p, id=p, name="Default swimlane", project_id=p)
+                                  for p in projects])
+    insert(conn, t["project_has_users"], [{"project_id": p, "user_id": u, "role": "project-member"}
+                                          for u in users for p in projects if (u + p) % 3 == 0])
+    # tasks made by GitHub webhooks carry the issue number as reference: projects 1 and 2 follow two repositories,
+    # the same numbers in both; tasks made by hand keep the default ''; a closed task re-created under its title
+    tasks = [filled(t["tasks"], n, id=n, title=f"Task {n}", project_id=1 + (n - 1) // 60,
+                    column_id=4 * ((n - 1) // 60) + 1 + n % 4, swimlane_id=1 + (n - 1) // 60,
+                    date_creation=epoch + 3600 * n, is_active=n % 4 != 0, creator_id=1 + n % 40,
+                    reference=str((n - 1) % 60 + 1) if (n - 1) // 60 < 2 and (n - 1) % 60 < 30 else "")
+             for n in range(1, 301)]
+    tasks.append({**tasks[127], "id": 301, "is_active": True, "date_creation": epoch + 3600 * 128 + 7 * 86400})
+    # the race: GitHub redelivered issue 17's "opened" event to project 1: a second task, same second
+    tasks.append({**tasks[16], "id": 302})
+    insert(conn, t["tasks"], tasks)
+    # comments: many per task; webhook comments carry their GitHub comment id, hand-written ones the default ''
+    comments = [filled(t["comments"], m, id=m, task_id=1 + m % 300, user_id=1 + m % 40, date_creation=epoch + 1800 * m,
+                       comment=f"comment {m}", reference=f"github-{9000 + m}" if m % 3 == 0 else "")
+                for m in range(1, 601)]
+    comments.append({**comments[2], "id": 601})  # the same webhook comment delivered twice
+    insert(conn, t["comments"], comments)
+    insert(conn, t["last_logins"], [{"auth_type": "Database", "user_id": u, "ip": f"10.0.0.{u}",
+                                     "user_agent": "Firefox", "date_creation": epoch + 7200 * (10 * u + k)}
+                                    for u in users for k in range(5)])
+    # password resets: used ones inactive; two users asked twice days apart, one submitted the form twice
+    resets = [{"token": f"tok{u}", "user_id": u, "date_expiration": epoch + 86400 * (u + 3),
+               "date_creation": epoch + 86400 * u, "ip": "10.0.0.1", "user_agent": "Firefox", "is_active": u > 15}
+              for u in range(1, 21)]
+    resets += [{**resets[u - 1], "token": f"tok{u}b", "date_creation": epoch + 86400 * (u + 2), "is_active": True}
+               for u in (8, 9)]
+    resets += [{**resets[19], "token": "tok20b"}]
+    insert(conn, t["password_reset"], resets)
+    insert(conn, t["remember_me"], [{"user_id": u, "ip": "10.0.0.1", "user_agent": "Firefox", "token": f"rm{u}-{k}",
+                                     "sequence": f"s{u}-{k}", "expiration": epoch + 30 * 86400,
+                                     "date_creation": epoch + 86400 * k} for u in users for k in range(u % 3)])
+    links = [filled(t["task_has_external_links"], 10 * n + k, link_type="weblink", dependency="related",
+                    title=f"doc {n}-{k}", url=f"https://docs.example.org/{n}/{k}", date_creation=epoch + 3600 * n,
+                    date_modification=epoch + 3600 * n, task_id=n, creator_id=1 + n % 40)
+             for n in range(1, 301) for k in range(n % 3)]
+    insert(conn, t["task_has_external_links"], [*links, dict(links[10])])  # one link submitted twice
+    insert(conn, t["subtasks"], [filled(t["subtasks"], s, id=s, title=f"step {s % 3}", status=s % 3,
+                                        task_id=1 + (s - 1) // 3, user_id=None if s % 3 == 0 else 1 + s % 40,
+                                        position=1 + s % 3) for s in range(1, 301)])
+    # many timers per (user, subtask) by design; one timer started twice
+    timers = [{"user_id": 1 + s % 40, "subtask_id": s, "start": epoch + 3600 * s + 86400 * k,
+               "end": epoch + 3600 * s + 86400 * k + 1800, "time_spent": 0.5} for s in range(1, 121) for k in range(3)]
+    timers += [{"user_id": 11, "subtask_id": 50, "start": epoch + 3600 * 50 + 9 * 86400, "end": 0, "time_spent": 0}] * 2
+    insert(conn, t["subtask_time_tracking"], timers)
+    insert(conn, t["user_has_unread_notifications"], [
+        {"user_id": 1 + m % 40, "date_creation": epoch + 600 * m, "event_name": "task.create",
+         "event_data": f'{{"task_id": {m}}}'} for m in range(1, 301)])
+    insert(conn, t["project_activities"], [
+        {"date_creation": epoch + 600 * m, "event_name": "task.move.column", "creator_id": 1 + m % 40,
+         "project_id": 1 + m % 5, "task_id": 1 + m % 300, "data": "{}"} for m in range(1, 801)])
+    insert(conn, t["transitions"], [
+        {"user_id": 1 + m % 40, "project_id": 1 + (m % 300) // 60, "task_id": 1 + m % 300,
+         "src_column_id": 4 * ((m % 300) // 60) + 1, "dst_column_id": 4 * ((m % 300) // 60) + 2,
+         "date": epoch + 900 * m, "time_spent": 3600} for m in range(1, 401)])
+    # every member keeps a filter named "My open tasks" per project
+    insert(conn, t["custom_filters"], [{"filter": "status:open assignee:me", "project_id": p, "user_id": u,
+                                        "name": "My open tasks", "is_shared": False, "append": False}
+                                       for p in projects for u in users if (u + p) % 3 == 0])
+    insert(conn, t["groups"], [{"id": g, "external_id": "", "name": f"Group {g}"} for g in (1, 2, 3)])
+    insert(conn, t["group_has_users"], [{"group_id": 1 + u % 3, "user_id": u} for u in users])
+
+
+KANBOARD = App(
+    "kanboard", None, kanboard_rows, dump="kanboard.sql", dialects=("postgresql",),
+    truth={"tasks": {frozenset({"reference"})}, "comments": {frozenset({"reference"})}},
+    evidence={"tasks": (
+        "app/Model/TaskFinderModel.php getByReference($project_id, $reference): the GitHub/GitLab webhooks find a "
+        "task by its issue number per project; app/Action/TaskCreation.php inserts one per 'opened' event, so a "
+        "redelivered event makes a second task (only a non-unique index on reference)"),
+        "comments": (
+        "app/Action/CommentCreation.php inserts a comment per webhook event with the external comment's id as "
+        "reference (indexed, not unique): a redelivered event makes a second copy")},
+    # Not risks: reference '' (the column default) on every task and comment made by hand; password_reset repeats
+    # per user (each request inserts a token; all a user's tokens are disabled on use); last_logins, remember_me,
+    # transitions, activities, unread notifications and time-tracking rows repeat by design; custom_filters'
+    # names repeat per user. A link or timer submitted twice has no index, key or lookup to show it to the catalog.
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
-REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET]
+REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET, KANBOARD]
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

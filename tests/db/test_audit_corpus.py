@@ -3,9 +3,9 @@ the application's code (`--source`): the issue's targets are at least 90% precis
 findings, no false high, and at least 80% recall with `--source`.
 
 REAL_APPS are schemas the applications' own migrations made (tests/db/corpus/*.sql: PostgreSQL dumps for
-django-cms, Tryton and MediaWiki; MariaDB for django-cms, WordPress, Matomo and osTicket) with a data generator and a
-ground truth citing the application's code; they are held to the precision target and to full recall of their
-ground truth (benchmarks/bench_audit_corpus.py reports both)."""
+django-cms, Tryton, MediaWiki and Kanboard; MariaDB for django-cms, WordPress, Matomo and osTicket) with a data
+generator and a ground truth citing the application's code; they are held to the precision target and to full
+recall of their ground truth (benchmarks/bench_audit_corpus.py reports both)."""
 
 from __future__ import annotations
 
