@@ -1,0 +1,68 @@
+"""SQLite matches a foreign key's rows as the referred column compares: its affinity applied to the referencing
+value, its collation (SQLite docs, "Foreign Key Constraints": "the parent key column's affinity ... applied to the
+child key value", "using the collating sequence of the parent key column"). A plain `=` between the two columns
+applies the referencing column's: an `INTEGER` column's 7 equals the text '007', a BINARY column's 'bb' differs
+from a NOCASE key's 'BB'. The fix must find, repoint and count the rows SQLite says refer to a row it deletes,
+and those only."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from fix_support import config_file, contents, json_out, run_cli
+
+
+def _dangling(sqlite_db) -> list[tuple[object, ...]]:
+    with sqlite3.connect(sqlite_db.url.removeprefix("sqlite:///")) as raw:
+        return raw.execute("PRAGMA foreign_key_check").fetchall()
+
+
+def test_sqlite_a_numeric_referencing_column_is_matched_as_the_text_key_it_refers_to(sqlite_db, tmp_path):
+    """`pcode INTEGER REFERENCES p(code TEXT)`: 7 refers to '7', not to '007' (SQLite applies TEXT to 7).
+    Deleting '007' (a duplicate of '00') repointed the rows referring to '7' to '00', stored as 0: they then
+    referred to no row, and the fix said `2 reference(s) repointed`, exit 0."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode INTEGER REFERENCES p (code))",
+                      "INSERT INTO p VALUES ('7', 'Seven'), ('007', 'Bond'), ('00', 'Bond')",
+                      "INSERT INTO c VALUES (1, 7), (2, '007')")  # both stored as 7: rows of '7'
+    assert sqlite_db.rows("SELECT typeof(pcode), pcode FROM c") == [("integer", 7), ("integer", 7)]
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
+    before = contents(sqlite_db, "p", "c")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert [r["rows"] for r in json_out(dry)["references"]] == [0]
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 0)
+    assert sqlite_db.rows("SELECT id, typeof(pcode), pcode FROM c ORDER BY id") == [(1, "integer", 7),
+                                                                                     (2, "integer", 7)]
+    assert _dangling(sqlite_db) == []
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "p", "c") == before
+
+
+def test_sqlite_a_referencing_column_is_matched_under_the_referred_columns_collation(sqlite_db, tmp_path):
+    """`p.code TEXT COLLATE NOCASE`: a BINARY `c.pcode` holding 'bb' refers to 'BB'. The fix repointed 'BB' only,
+    deleted its row and left 'bb' referring to no row (PRAGMA foreign_key_check lists it), exit 0."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT COLLATE NOCASE PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode TEXT REFERENCES p (code))",
+                      "INSERT INTO p VALUES ('AA', 'Bond'), ('BB', 'Bond'), ('CC', 'x')",
+                      "INSERT INTO c VALUES (1, 'bb'), (2, 'BB'), (3, 'cc')")
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
+    before = contents(sqlite_db, "p", "c")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert [r["rows"] for r in json_out(dry)["references"]] == [2]
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 2)
+    assert sqlite_db.rows("SELECT id, pcode FROM c ORDER BY id") == [(1, "AA"), (2, "AA"), (3, "cc")]
+    assert _dangling(sqlite_db) == []
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "p", "c") == before
