@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement, TypeCoerce
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from monitor.dialects.base import (
     ALL_TABLES,
@@ -104,6 +105,25 @@ def _collated(value: Any, collation: Any) -> Any:
         return value.rstrip(" ")
     return value
 
+
+class NoAffinity(ColumnElement[Any]):
+    """`+expr`: the value of a column without its affinity (SQLite docs, "Type Affinity of Expressions": `+X` is
+    an expression, not a column, for affinity; its collation stays the column's)."""
+
+    inherit_cache = True
+    _traverse_internals = [("expr", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, expr: ColumnElement[Any]) -> None:
+        self.expr = expr
+        self.type = expr.type
+
+
+@compiles(NoAffinity)
+def _compile_no_affinity(element: NoAffinity, compiler: Any, **kw: Any) -> str:
+    return f"+{compiler.process(element.expr, **kw)}"
+
+
+_PLAIN_TYPE = re.compile(r"[A-Za-z_ ]*(\([0-9, ]*\))?")  # a declared type pasted into a probe's DDL
 
 _REFERRED_NAMES = "dupewatch_referred_names"  # its entry in an inspector's reflection cache
 
@@ -233,7 +253,8 @@ class SQLite(SQLitePolling, Dialect):
     row_locks = False  # BEGIN IMMEDIATE already holds the database's write lock
     delete_using = False
 
-    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any]) -> str | None:
+    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any], *,
+                      referred: tuple[sa.Table, str, str] | None = None) -> str | None:
         """A STRICT table's column refuses a value its type cannot hold losslessly (`cannot store TEXT value in
         INTEGER column`) where any other table takes it as it comes. Asked of SQLite itself, not of our reading of
         its rules: each value is inserted into a STRICT table of the same declared type in a private in-memory
@@ -243,9 +264,9 @@ class SQLite(SQLitePolling, Dialect):
             strict = conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
                                   {"s": schema, "t": table.name}).scalar()
         except sa.exc.OperationalError:  # before SQLite 3.37, which brought STRICT tables and this pragma
-            return None
+            strict = False
         if not strict:
-            return None
+            return None if referred is None else self._stored_apart(conn, table, column, values, referred)
         declared = conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
                                 {"t": table.name, "s": schema, "c": column}).scalar()
         kind = str(declared or "").upper()
@@ -259,6 +280,41 @@ class SQLite(SQLitePolling, Dialect):
                     probe.execute("INSERT INTO dupewatch_probe VALUES (?)", (value,))
                 except sqlite3.Error as exc:
                     return str(exc).replace("dupewatch_probe.v", f"{table.name}.{column}")
+        finally:
+            probe.close()
+        return None
+
+    @staticmethod
+    def _stored_apart(conn: Connection, table: sa.Table, column: str, values: sa.Select[Any],
+                      referred: tuple[sa.Table, str, str]) -> str | None:
+        """The first of `values` (the referred column's, as stored) that `table.column`'s affinity stores as a
+        value that no longer refers to it as SQLite's foreign key compares (the text '00' stored as 0 in an INTEGER
+        column: 0 is '0' to a TEXT key). Asked of SQLite: a private in-memory table of both declared types
+        takes each value in both columns and compares them as the foreign key does."""
+        parent, name, collation = referred
+
+        def declared(of: sa.Table, col: str) -> str:
+            return str(conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
+                                    {"t": of.name, "s": of.schema or "main", "c": col}).scalar() or "")
+
+        child_type, parent_type = declared(table, column), declared(parent, name)
+        if not all(_PLAIN_TYPE.fullmatch(t) for t in (child_type, parent_type)):
+            return None  # never pasted into SQL: a declared type of other characters is not probed
+        probe = sqlite3.connect(":memory:")
+        try:
+            probe.execute(f"CREATE TABLE dupewatch_probe (k {parent_type}, v {child_type})")
+            quoted = collation.replace('"', '""')
+            for (value,) in conn.execute(values):
+                probe.execute("DELETE FROM dupewatch_probe")
+                probe.execute("INSERT INTO dupewatch_probe VALUES (?, ?)", (value, value))
+                refers, stored = probe.execute(
+                    f'SELECT k COLLATE "{quoted}" = +v, quote(v) FROM dupewatch_probe').fetchone()
+                if not refers:
+                    return (f"{table.name}.{column} ({child_type or 'no type'}) stores the kept value "
+                            f"{probe.execute('SELECT quote(k) FROM dupewatch_probe').fetchone()[0]} as {stored}, "
+                            f"which refers to no row of {parent.name}({name})")
+        except sqlite3.Error:
+            return None  # a collation only the application registers: not probed
         finally:
             probe.close()
         return None
@@ -486,6 +542,13 @@ class SQLite(SQLitePolling, Dialect):
         if comparison is None or comparison.kind != "declared collation" or not _is_column(expr):
             return expr
         return sa.func.dupewatch_collated(expr, sa.literal_column(f"'{comparison.name}'"), type_=expr.type)
+
+    def referred_compares(self, child: ColumnElement[Any], value: ColumnElement[Any],
+                          collation: str) -> ColumnElement[bool]:
+        """As SQLite's foreign keys compare (docs, "Foreign Key Constraints"): the referred column's affinity
+        applied to the referencing value (`value` carries it, `+child` none, so `=` applies it) and the referred
+        column's collation (explicit, so it outranks the referencing column's)."""
+        return sa.collate(value, collation) == NoAffinity(child)
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """Exactly as stored, wherever SQLAlchemy's type converts the value in Python: a `DATETIME` holding

@@ -59,8 +59,8 @@ class Link:
 
     def pointing(self, layout: Layout, plan: sa.FromClause) -> ColumnElement[bool]:
         """The child row points at the plan row (compared by the database)."""
-        return sa.and_(*[self.child.c[c] == plan.c[layout.ref_label[r]]
-                         for c, r in zip(self.ref.columns, self.ref.referred_columns, strict=True)])
+        return sa.and_(*[self.ref.fk.refers(layout.dialect, self.child.c[c], plan.c[layout.ref_label[r]], j)
+                         for j, (c, r) in enumerate(zip(self.ref.columns, self.ref.referred_columns, strict=True))])
 
 
 def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | None) -> list[Link]:

@@ -944,8 +944,8 @@ def _left_out(conn: Connection, layout: Layout, rel: FromClause,
 def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
     """A referencing row points at a plan row: compared by the database, with the columns' own rules
     (a `_ci` collation's `ROOT` points at `root`)."""
-    return sa.and_(*[child.c[c] == rel.c[layout.ref_label[r]]
-                     for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
+    return sa.and_(*[ref.fk.refers(layout.dialect, child.c[c], rel.c[layout.ref_label[r]], j)
+                     for j, (c, r) in enumerate(zip(ref.columns, ref.referred_columns, strict=True))])
 
 
 def _archiving(child: FromClause, layout: Layout, rel: FromClause, ref: Reference, *,
@@ -1119,10 +1119,15 @@ def _unfit(conn: Connection, layout: Layout, child: FromClause, rel: FromClause,
     kept, is_kept = _kept_of(rel)
     if not layout.rules.enforces_column_types:
         table = layout.reflect(conn, ref.schema, ref.table)
-        for column, referred in zip(ref.columns, ref.referred_columns, strict=True):
+        for j, (column, referred) in enumerate(zip(ref.columns, ref.referred_columns, strict=True)):
             values = (sa.select(sa.type_coerce(kept.c[layout.ref_label[referred]], sa.types.NullType()))
                       .select_from(child).join(rel, on).join(kept, is_kept).where(rel.c[RANK] > 1).distinct())
-            if refusal := layout.rules.refused_value(conn, table, column, values):
+            # compared otherwise (`ForeignKey.compared_as`): the column may store the value as one that refers
+            # to no row (SQLite: an INTEGER column stores the text '00' as 0, and 0 is no '00')
+            collation = ref.fk.compared_as[j] if j < len(ref.fk.compared_as) else None
+            if refusal := layout.rules.refused_value(
+                    conn, table, column, values,
+                    referred=None if collation is None else (layout.table, referred, collation)):
                 return refusal
         return 0
     changed = []
@@ -1679,9 +1684,10 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(
             f"repointing {ref.label} would write the kept rows' {table}({', '.join(ref.referred_columns)}) values "
             f"into columns of another type, which the database " + (
-                f"refuses for them ({ref_plan.unfit})" if isinstance(ref_plan.unfit, str) else
+                f"does not take as they are ({ref_plan.unfit})" if isinstance(ref_plan.unfit, str) else
                 f"would not hold unchanged in {ref_plan.unfit:,} row(s) (too long, or rounded)") +
-            f": the batch would be rolled back and every run would stop there; widen {ref.label} to the type "
+            f": the batch would be rolled back and every run would stop there, or the rows would refer to no row; "
+            f"widen {ref.label} to the type "
             f"of {table}({', '.join(ref.referred_columns)}), keep another row, or set its on_reference to "
             f"\"archive\" (`{config_key(ref)} = \"archive\"`)")
     for name, groups in ref_plan.conflicts.items():

@@ -66,3 +66,25 @@ def test_sqlite_a_referencing_column_is_matched_under_the_referred_columns_colla
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(sqlite_db, "p", "c") == before
+
+
+def test_sqlite_a_repoint_the_referencing_columns_affinity_would_leave_referring_to_no_row_is_refused(sqlite_db,
+                                                                                                      tmp_path):
+    """`pcode INTEGER` holding the text 'A7' (no number: stored as text) refers to 'A7'; repointed to the kept
+    '00', the column stores 0, which refers to no row ('0' is not '00'). The fix did so, exit 0, saying `1
+    reference(s) repointed`; the dry run now names it as a blocker and the fix refuses, nothing changed."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode INTEGER REFERENCES p (code))",
+                      "INSERT INTO p VALUES ('A7', 'Bond'), ('00', 'Bond'), ('5', 'x')",
+                      "INSERT INTO c VALUES (1, 'A7'), (2, 5)")
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
+    before = contents(sqlite_db, "p", "c")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert [b for b in json_out(dry)["blockers"] if "c(pcode)" in b and "stores the kept value '00' as 0" in b]
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert contents(sqlite_db, "p", "c") == before
+

@@ -38,6 +38,19 @@ class ForeignKey:
     onupdate: str | None = None
     ancestor: str | None = None
     within: bool = False
+    # SQLite: per column, the referred column's collation where SQLite's foreign key compares the referencing value
+    # otherwise than a plain `=` would (the columns' affinities or collations differ: SQLite applies the referred
+    # column's to the referencing value, `=` the referencing column's); None (or empty): a plain `=`.
+    compared_as: tuple[str | None, ...] = ()
+
+    def refers(self, dialect: str, child: ColumnElement[Any], value: ColumnElement[Any],
+               position: int) -> ColumnElement[bool]:
+        """The referencing column `child` (its `position`-th) refers to the referred `value`, as the database
+        matches them: `value` must carry the referred column's type (its affinity, on SQLite)."""
+        collation = self.compared_as[position] if position < len(self.compared_as) else None
+        if collation is None:
+            return child == value
+        return for_backend(dialect).referred_compares(child, value, collation)
 
     @property
     def update_writes(self) -> bool:
