@@ -1620,6 +1620,14 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             "rows point at rows to delete: a kept row in another partition cannot be pointed at, and the fix would "
             "stop at its first batch; make it refer to the table, or fix by hand")
         return
+    if ref.children and ref.action != "refuse":
+        names = f"{', '.join(ref.children[:3])}{', ...' if len(ref.children) > 3 else ''}"
+        plan.blockers.append(
+            f"{ref.label} has inheritance children ({names}), whose rows a query or UPDATE of {ref.table} also "
+            f"reaches though its foreign key covers only {ref.table}'s own ({rows} row(s) counted, theirs included): "
+            "the fix would write the children's rows too, which the foreign key does not cover, and stop at its first "
+            "batch; repointing or archiving through an inheritance tree is not supported, fix by hand")
+        return
     cascade = f"; its ON DELETE {ref.ondelete.upper()} would fire" if ref.cascades and ref.ondelete else ""
     if not ref.referred_unique:
         plan.blockers.append(

@@ -254,6 +254,11 @@ class Catalog:
         system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
         return {c.name for c in table.columns if c.computed is not None}
 
+    def inheritance_children(self, schema: str | None, name: str) -> tuple[str, ...]:
+        """The tables inheriting from a plain table (PostgreSQL `INHERITS`), whose rows a query, UPDATE or DELETE
+        of it also reaches, while a foreign key declared on it covers its own rows only; () elsewhere."""
+        return ()
+
     def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
         """The columns a partitioned table routes its rows by (an UPDATE of them may move a row to another
         partition); () where the database has no such table or it is not partitioned."""

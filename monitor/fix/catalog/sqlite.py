@@ -20,6 +20,19 @@ from monitor.fix.errors import FixRefused
 _SQLITE_NAME_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
+def _compares_alike(referred: tuple[str, str], referring: tuple[str, str]) -> bool:
+    """Whether `referring = referred` compares as the foreign key does, given each column's (affinity,
+    collation): the same collation, and `=` converting the values as the foreign key does (SQLite docs,
+    "Comparison Affinity Rules"): a numeric referred column's affinity is the one `=` applies to any other
+    referencing value (as the foreign key does), but a TEXT referred column's value is made a number beside a
+    numeric referencing column, and a referred column without affinity (BLOB) converts nothing, where `=` applies
+    a referencing column's affinity."""
+    (mine, collation), (theirs, their_collation) = referred, referring
+    if collation != their_collation:
+        return False
+    return mine == "numeric" or mine == theirs or (mine == "text" and theirs == "none")
+
+
 class SqliteCatalog(Catalog):
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
@@ -53,7 +66,8 @@ class SqliteCatalog(Catalog):
         so the referred column's collation is named for `ForeignKey.refers`."""
         mine = self._comparisons(table.schema, table.name, referred)
         theirs = self._comparisons(schema, child, columns)
-        return tuple(None if mine[r] == theirs[c] else mine[r][1] for c, r in zip(columns, referred, strict=True))
+        return tuple(None if _compares_alike(mine[r], theirs[c]) else mine[r][1]
+                     for c, r in zip(columns, referred, strict=True))
 
     def _comparisons(self, schema: str | None, name: str, columns: tuple[str, ...]) -> dict[str, tuple[str, str]]:
         """(affinity, collation) of each of `columns`, by SQLite's rules for a declared type (docs, "Determination
