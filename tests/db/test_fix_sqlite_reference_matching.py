@@ -88,3 +88,31 @@ def test_sqlite_a_repoint_the_referencing_columns_affinity_would_leave_referring
     assert fixed.exit_code == 2, fixed.output
     assert contents(sqlite_db, "p", "c") == before
 
+
+
+def test_sqlite_a_referencing_column_without_affinity_is_matched_as_the_text_key_it_refers_to(sqlite_db, tmp_path):
+    """`pcode` declared BLOB, or with no type (no affinity), holding the integer 1 refers to the TEXT key '1': the
+    foreign key applies TEXT to it. A plain `=` between the two columns converts nothing (two columns: BLOB
+    affinity beside TEXT is no conversion), so the fix counted no reference, deleted '1' and left the row
+    referring to no row (PRAGMA foreign_key_check lists it), exit 0."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode REFERENCES p (code), "
+                      "bcode BLOB REFERENCES p (code))",
+                      "INSERT INTO p VALUES ('0', 'Bond'), ('1', 'Bond'), ('2', 'x')",
+                      "INSERT INTO c VALUES (1, 1, 1), (2, 2, 2)")  # stored as integers: rows of '1' and '2'
+    assert sqlite_db.rows("SELECT typeof(pcode), typeof(bcode) FROM c") == [("integer", "integer")] * 2
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
+    before = contents(sqlite_db, "p", "c")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert [r["rows"] for r in json_out(dry)["references"]] == [1, 1]
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert (json_out(fixed)["deleted"], json_out(fixed)["repointed"]) == (1, 2)
+    assert sqlite_db.rows("SELECT id, pcode, bcode FROM c ORDER BY id") == [(1, "0", "0"), (2, 2, 2)]
+    assert _dangling(sqlite_db) == []
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(sqlite_db, "p", "c") == before

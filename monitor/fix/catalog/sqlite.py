@@ -30,7 +30,10 @@ def _compares_alike(referred: tuple[str, str], referring: tuple[str, str]) -> bo
     (mine, collation), (theirs, their_collation) = referred, referring
     if collation != their_collation:
         return False
-    return mine == "numeric" or mine == theirs or (mine == "text" and theirs == "none")
+    # (not TEXT beside a column without affinity: two columns' `=` applies TEXT to neither when one is BLOB or
+    # untyped, SQLite's BLOB affinity, where the documented rule speaks of expressions without any; the foreign key
+    # applies TEXT to the referencing 1, which then refers to '1')
+    return mine == "numeric" or mine == theirs
 
 
 class SqliteCatalog(Catalog):
