@@ -433,7 +433,8 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
         if not set(columns) & set(fk.referred_columns):
             continue
         grand = reflect(conn, fk.schema, fk.table).alias("dupewatch_grandchild")
-        holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
+        holds = sa.and_(*[fk.refers(conn.dialect.name, grand.c[c], child.c[r], j)
+                          for j, (c, r) in enumerate(zip(fk.columns, fk.referred_columns, strict=True))])
         rows = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(log, logged)
                             ).scalar_one()
         if not rows:

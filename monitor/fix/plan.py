@@ -1257,8 +1257,10 @@ def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
             continue
         repoint = _repoint(child, layout, rel, refs)
         # (IN, not a correlated EXISTS: the plan relation is read once, a hashed subplan, not once per row)
-        near = sa.or_(*[sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
-            sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
+        # (a reference SQLite compares otherwise than `=`, `ForeignKey.compared_as`: as the foreign key does)
+        near = sa.or_(*[sa.exists().where(_pointing(repoint.source, layout, rel, ref)) if any(ref.fk.compared_as)
+                        else sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
+                            sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
         states = [*{tuple(at[0]): at[0] for at in _intermediate_states(len(refs))}.values(), list(range(len(refs)))]
         for key in keys:
             for state in states:
@@ -1346,8 +1348,7 @@ def _repoint(child: sa.Table, layout: Layout, rel: FromClause, refs: list[Refere
     moves: list[FromClause] = []
     for j, ref in enumerate(refs):
         move: FromClause = every.alias(f"dupewatch_move{j}")
-        joined = joined.outerjoin(move, sa.and_(*[source.c[c] == move.c[layout.ref_label[r]] for c, r in zip(
-            ref.columns, ref.referred_columns, strict=True)], move.c[RANK] > 1))
+        joined = joined.outerjoin(move, sa.and_(_pointing(source, layout, move, ref), move.c[RANK] > 1))
         moves.append(move)
     return _Repoint(child, layout, refs, source, joined, moves)
 
@@ -1488,7 +1489,8 @@ def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromCl
             continue
         grand = (reflect(conn, fk.schema, fk.table) if layout is None else layout.reflect(conn, fk.schema, fk.table)
                  ).alias("dupewatch_grandchild")
-        holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
+        holds = sa.and_(*[fk.refers(conn.dialect.name, grand.c[c], child.c[r], j)
+                          for j, (c, r) in enumerate(zip(fk.columns, fk.referred_columns, strict=True))])
         count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
                              .where(rel.c[RANK] > 1)).scalar_one()
         if count:

@@ -116,3 +116,26 @@ def test_sqlite_a_referencing_column_without_affinity_is_matched_as_the_text_key
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(sqlite_db, "p", "c") == before
+
+
+
+def test_sqlite_a_unique_clash_of_rows_referring_under_the_referred_collation_is_a_blocker(sqlite_db, tmp_path):
+    """`p.code TEXT COLLATE NOCASE`, `follows(a, b)` two BINARY references with `UNIQUE (a, b)`: ('bb', 'CC') and
+    ('AA', 'dd') both become ('AA', 'CC') once 'BB' and 'DD' are repointed to the kept 'AA' and 'CC'. The dry run
+    judged the clash over the rows a plain `=` moves ('bb' is no 'BB' in BINARY), said nothing, and the fix's
+    batch was refused by the unique constraint, rolled back, every run."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT COLLATE NOCASE PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE follows (id INTEGER PRIMARY KEY, a TEXT REFERENCES p (code), "
+                      "b TEXT REFERENCES p (code), CONSTRAINT one_follow UNIQUE (a, b))",
+                      "INSERT INTO p VALUES ('AA', 'Bond'), ('BB', 'Bond'), ('CC', 'Cat'), ('DD', 'Cat')",
+                      "INSERT INTO follows VALUES (1, 'bb', 'CC'), (2, 'AA', 'dd')")
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
+    before = contents(sqlite_db, "p", "follows")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert [b for b in json_out(dry)["blockers"] if "would violate its unique constraint" in b], json_out(dry)["blockers"]
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert contents(sqlite_db, "p", "follows") == before
