@@ -139,3 +139,27 @@ def test_sqlite_a_unique_clash_of_rows_referring_under_the_referred_collation_is
     fixed = run_cli("fix", "p", "--config", str(path), "--yes")
     assert fixed.exit_code == 2, fixed.output
     assert contents(sqlite_db, "p", "follows") == before
+
+
+def test_sqlite_rows_one_level_down_referring_under_the_referred_collation_refuse_an_archive(sqlite_db, tmp_path):
+    """`c.tag TEXT COLLATE NOCASE UNIQUE`, `g.ctag` BINARY holding 'x1' refers to c's 'X1'. Archiving c's row with
+    its deleted parent (on_reference = "archive") must refuse, as for any row one level down; the nested count
+    compared by a plain `=` ('x1' is no 'X1' in BINARY), found none, and the fix deleted c's row, leaving g's
+    referring to no row (PRAGMA foreign_key_check lists it), exit 0."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode TEXT REFERENCES p (code), "
+                      "tag TEXT COLLATE NOCASE UNIQUE)",
+                      "CREATE TABLE g (id INTEGER PRIMARY KEY, ctag TEXT REFERENCES c (tag))",
+                      "INSERT INTO p VALUES ('A', 'Bond'), ('B', 'Bond')",
+                      "INSERT INTO c VALUES (1, 'B', 'X1')",
+                      "INSERT INTO g VALUES (1, 'x1')")
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"],
+                                              "on_reference": {"c.pcode": "archive"}}])
+    before = contents(sqlite_db, "p", "c", "g")
+
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert "1 row(s) of g(ctag) reference rows of c(pcode)" in fixed.output
+    assert contents(sqlite_db, "p", "c", "g") == before
+    assert _dangling(sqlite_db) == []
