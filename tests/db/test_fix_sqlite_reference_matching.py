@@ -135,7 +135,8 @@ def test_sqlite_a_unique_clash_of_rows_referring_under_the_referred_collation_is
 
     dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
     assert dry.exit_code == 2, dry.output
-    assert [b for b in json_out(dry)["blockers"] if "would violate its unique constraint" in b], json_out(dry)["blockers"]
+    blockers = json_out(dry)["blockers"]
+    assert [b for b in blockers if "would violate its unique constraint" in b], blockers
     fixed = run_cli("fix", "p", "--config", str(path), "--yes")
     assert fixed.exit_code == 2, fixed.output
     assert contents(sqlite_db, "p", "follows") == before
