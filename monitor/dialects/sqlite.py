@@ -123,7 +123,33 @@ def _compile_no_affinity(element: NoAffinity, compiler: Any, **kw: Any) -> str:
     return f"+{compiler.process(element.expr, **kw)}"
 
 
-_PLAIN_TYPE = re.compile(r"[A-Za-z_ ]*(\([0-9, ]*\))?")  # a declared type pasted into a probe's DDL
+def affinity_type(declared: str, strict: bool) -> str:
+    """A type a probe may declare (never the declared text, which is not pasted into SQL) of the affinity SQLite
+    gives a column declared `declared` (docs, "Determination Of Column Affinity", in its order: `INT8`, `UNSIGNED
+    BIG INT` and `FLOATING POINT` are INTEGER, `"weird type"` NUMERIC, none BLOB); in a STRICT table, `ANY` keeps
+    each value as given (no affinity), where elsewhere it is NUMERIC."""
+    kind = declared.upper()
+    if strict and kind.strip() == "ANY":
+        return "ANY"
+    if "INT" in kind:
+        return "INTEGER"
+    if any(t in kind for t in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind.strip():
+        return "BLOB"
+    if any(t in kind for t in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def is_strict(conn: Connection, schema: str | None, name: str) -> bool:
+    """Whether the table is STRICT (SQLite 3.37+; before it, no table is)."""
+    try:
+        return bool(conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
+                                 {"s": schema or "main", "t": name}).scalar())
+    except sa.exc.OperationalError:  # before SQLite 3.37, which brought STRICT tables and this pragma
+        return False
+
 
 _REFERRED_NAMES = "dupewatch_referred_names"  # its entry in an inspector's reflection cache
 
@@ -260,13 +286,9 @@ class SQLite(SQLitePolling, Dialect):
         its rules: each value is inserted into a STRICT table of the same declared type in a private in-memory
         database (the table checked is never written, and the detection connection may be read-only)."""
         schema = table.schema or "main"
-        try:
-            strict = conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
-                                  {"s": schema, "t": table.name}).scalar()
-        except sa.exc.OperationalError:  # before SQLite 3.37, which brought STRICT tables and this pragma
-            strict = False
-        if not strict:
-            return None if referred is None else self._stored_apart(conn, table, column, values, referred)
+        apart = None if referred is None else self._stored_apart(conn, table, column, values, referred)
+        if not is_strict(conn, table.schema, table.name):
+            return apart
         declared = conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
                                 {"t": table.name, "s": schema, "c": column}).scalar()
         kind = str(declared or "").upper()
@@ -282,7 +304,7 @@ class SQLite(SQLitePolling, Dialect):
                     return str(exc).replace("dupewatch_probe.v", f"{table.name}.{column}")
         finally:
             probe.close()
-        return None
+        return apart
 
     @staticmethod
     def _stored_apart(conn: Connection, table: sa.Table, column: str, values: sa.Select[Any],
@@ -290,29 +312,36 @@ class SQLite(SQLitePolling, Dialect):
         """The first of `values` (the referred column's, as stored) that `table.column`'s affinity stores as a
         value that no longer refers to it as SQLite's foreign key compares (the text '00' stored as 0 in an INTEGER
         column: 0 is '0' to a TEXT key). Asked of SQLite: a private in-memory table of both declared types
-        takes each value in both columns and compares them as the foreign key does."""
+        takes each value in both columns and compares them as the foreign key does: each column of its table's
+        affinity (`affinity_type`), in a STRICT table where the column's is (which converts as its affinity does,
+        or refuses: `refused_value` says so first)."""
         parent, name, collation = referred
 
         def declared(of: sa.Table, col: str) -> str:
             return str(conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
                                     {"t": of.name, "s": of.schema or "main", "c": col}).scalar() or "")
 
-        child_type, parent_type = declared(table, column), declared(parent, name)
-        if not all(_PLAIN_TYPE.fullmatch(t) for t in (child_type, parent_type)):
-            return None  # never pasted into SQL: a declared type of other characters is not probed
+        def probe_table(probe: sqlite3.Connection, label: str, of: sa.Table, col: str) -> None:
+            strict = is_strict(conn, of.schema, of.name)
+            probe.execute(f"CREATE TABLE dupewatch_{label} ({label} {affinity_type(declared(of, col), strict)})"
+                          + (" STRICT" if strict else ""))
+
+        child_type = declared(table, column)
         probe = sqlite3.connect(":memory:")
         try:
-            probe.execute(f"CREATE TABLE dupewatch_probe (k {parent_type}, v {child_type})")
+            probe_table(probe, "k", parent, name)
+            probe_table(probe, "v", table, column)
             quoted = collation.replace('"', '""')
             for (value,) in conn.execute(values):
-                probe.execute("DELETE FROM dupewatch_probe")
-                probe.execute("INSERT INTO dupewatch_probe VALUES (?, ?)", (value, value))
-                refers, stored = probe.execute(
-                    f'SELECT k COLLATE "{quoted}" = +v, quote(v) FROM dupewatch_probe').fetchone()
+                probe.execute("DELETE FROM dupewatch_k")
+                probe.execute("DELETE FROM dupewatch_v")
+                probe.execute("INSERT INTO dupewatch_k VALUES (?)", (value,))
+                probe.execute("INSERT INTO dupewatch_v VALUES (?)", (value,))
+                refers, kept, stored = probe.execute(
+                    f'SELECT k COLLATE "{quoted}" = +v, quote(k), quote(v) FROM dupewatch_k, dupewatch_v').fetchone()
                 if not refers:
-                    return (f"{table.name}.{column} ({child_type or 'no type'}) stores the kept value "
-                            f"{probe.execute('SELECT quote(k) FROM dupewatch_probe').fetchone()[0]} as {stored}, "
-                            f"which refers to no row of {parent.name}({name})")
+                    return (f"{table.name}.{column} ({child_type or 'no type'}) stores the kept value {kept} as "
+                            f"{stored}, which refers to no row of {parent.name}({name})")
         except sqlite3.Error:
             return None  # a collation only the application registers: not probed
         finally:

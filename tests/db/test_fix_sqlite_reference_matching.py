@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from fix_support import config_file, contents, json_out, run_cli
 
 
@@ -164,3 +166,28 @@ def test_sqlite_rows_one_level_down_referring_under_the_referred_collation_refus
     assert "1 row(s) of g(ctag) reference rows of c(pcode)" in fixed.output
     assert contents(sqlite_db, "p", "c", "g") == before
     assert _dangling(sqlite_db) == []
+
+
+@pytest.mark.parametrize("child", ["pcode INT8 REFERENCES p (code))",  # INTEGER affinity, a type with a digit
+                                   "pcode INTEGER REFERENCES p (code)) STRICT"])
+def test_sqlite_a_repoint_stored_as_a_value_referring_to_no_row_is_refused_whatever_the_declared_type(sqlite_db,
+                                                                                                    tmp_path, child):
+    """`pcode` of INTEGER affinity, declared `INT8` or in a STRICT table, referring to the TEXT '7': repointed to
+    the kept '00', it stores 0, which refers to no row. The probe skipped a declared type with a digit, and a
+    STRICT table was asked only whether it refuses the value: the fix repointed, said done, exit 0, and left the
+    row referring to no row; a blocker now, nothing changed."""
+    sqlite_db.execute("CREATE TABLE p (code TEXT PRIMARY KEY, name TEXT)",
+                      f"CREATE TABLE c (id INTEGER PRIMARY KEY, {child}",
+                      "INSERT INTO p VALUES ('7', 'Bond'), ('00', 'Bond')",
+                      "INSERT INTO c VALUES (1, 7)")
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
+    before = contents(sqlite_db, "p", "c")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert [b for b in json_out(dry)["blockers"] if "stores the kept value '00' as 0" in b], json_out(dry)["blockers"]
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert contents(sqlite_db, "p", "c") == before
+

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.dialects import for_backend
+from monitor.dialects.sqlite import affinity_type, is_strict
 from monitor.fix.catalog.base import Catalog, ForeignKey, Trigger, UniqueKey
 from monitor.fix.errors import FixRefused
 
@@ -78,11 +79,11 @@ class SqliteCatalog(Catalog):
         declared = self._declared_types(schema, name)
         collations = for_backend("sqlite").compared_apart(
             self.conn, sa.Table(name, sa.MetaData(), *[sa.Column(c) for c in columns], schema=schema))
+        strict = is_strict(self.conn, schema, name)  # (a STRICT table's ANY column has no affinity)
         found = {}
         for column in columns:
-            kind = declared.get(column.translate(_SQLITE_NAME_FOLD), "")
-            affinity = ("text" if any(t in kind for t in ("CHAR", "CLOB", "TEXT")) and "INT" not in kind else
-                        "none" if "INT" not in kind and ("BLOB" in kind or not kind.strip()) else "numeric")
+            kind = affinity_type(declared.get(column.translate(_SQLITE_NAME_FOLD), ""), strict)
+            affinity = {"TEXT": "text", "BLOB": "none", "ANY": "none"}.get(kind, "numeric")
             found[column] = (affinity, collations[column].name if column in collations else "BINARY")
         return found
 
