@@ -549,8 +549,8 @@ class Dialect(Polling):
                       referred: tuple[sa.Table, str, str] | None = None) -> str | None:
         """Where columns take any value (`enforces_column_types` False): the database's words for the first of
         `values` (one column, as stored) that `table.column` would refuse, or None. With `referred` (the table,
-        column and collation a foreign key of `table.column` refers to, where the two compare otherwise), also
-        the first value the column would store as one that no longer refers to it."""
+        column and collation a foreign key of `table.column` refers to and compares under), also the first value
+        the column would store as one that no longer refers to it."""
         return None
 
     def storage_type(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:

@@ -321,16 +321,16 @@ class SQLite(SQLitePolling, Dialect):
             return str(conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
                                     {"t": of.name, "s": of.schema or "main", "c": col}).scalar() or "")
 
-        def probe_table(probe: sqlite3.Connection, label: str, of: sa.Table, col: str) -> None:
-            strict = is_strict(conn, of.schema, of.name)
-            probe.execute(f"CREATE TABLE dupewatch_{label} ({label} {affinity_type(declared(of, col), strict)})"
-                          + (" STRICT" if strict else ""))
-
         child_type = declared(table, column)
+        kinds = {"k": (affinity_type(declared(parent, name), strict := is_strict(conn, parent.schema, parent.name)),
+                       strict),
+                 "v": (affinity_type(child_type, strict := is_strict(conn, table.schema, table.name)), strict)}
+        if {kind for kind, _strict in kinds.values()} <= {"INTEGER", "NUMERIC"} or len(set(kinds.values())) == 1:
+            return None  # one affinity (INTEGER and NUMERIC store alike): the column stores the value as it is
         probe = sqlite3.connect(":memory:")
         try:
-            probe_table(probe, "k", parent, name)
-            probe_table(probe, "v", table, column)
+            for label, (kind, strict) in kinds.items():
+                probe.execute(f"CREATE TABLE dupewatch_{label} ({label} {kind}){' STRICT' if strict else ''}")
             quoted = collation.replace('"', '""')
             for (value,) in conn.execute(values):
                 probe.execute("DELETE FROM dupewatch_k")

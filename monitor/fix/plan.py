@@ -1122,12 +1122,12 @@ def _unfit(conn: Connection, layout: Layout, child: FromClause, rel: FromClause,
         for j, (column, referred) in enumerate(zip(ref.columns, ref.referred_columns, strict=True)):
             values = (sa.select(sa.type_coerce(kept.c[layout.ref_label[referred]], sa.types.NullType()))
                       .select_from(child).join(rel, on).join(kept, is_kept).where(rel.c[RANK] > 1).distinct())
-            # compared otherwise (`ForeignKey.compared_as`): the column may store the value as one that refers
-            # to no row (SQLite: an INTEGER column stores the text '00' as 0, and 0 is no '00')
+            # the column may store the value as one that refers to no row (SQLite: an INTEGER column stores the
+            # text '00' as 0, and 0 is no '00'; a TEXT one the REAL 0.30000000000000004 as '0.3'), compared as the
+            # foreign key does (`ForeignKey.compared_as`; BINARY where `=` does: the same collation on both)
             collation = ref.fk.compared_as[j] if j < len(ref.fk.compared_as) else None
             if refusal := layout.rules.refused_value(
-                    conn, table, column, values,
-                    referred=None if collation is None else (layout.table, referred, collation)):
+                    conn, table, column, values, referred=(layout.table, referred, collation or "BINARY")):
                 return refusal
         return 0
     changed = []

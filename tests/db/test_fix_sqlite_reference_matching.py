@@ -191,3 +191,24 @@ def test_sqlite_a_repoint_stored_as_a_value_referring_to_no_row_is_refused_whate
     assert fixed.exit_code == 2, fixed.output
     assert contents(sqlite_db, "p", "c") == before
 
+
+
+def test_sqlite_a_repoint_a_text_column_stores_as_a_rounded_number_is_refused(sqlite_db, tmp_path):
+    """`p.k REAL`, `c.pk TEXT`: the numeric key compares alike (`=`, its affinity applied to the text), but the
+    kept 0.30000000000000004 is written into the TEXT column as '0.3' (15 digits), which refers to no row. The
+    probe ran only where the columns compare otherwise: the fix repointed, exit 0, the row referring to no row."""
+    sqlite_db.execute("CREATE TABLE p (k REAL PRIMARY KEY, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pk TEXT REFERENCES p (k))",
+                      "INSERT INTO p VALUES (0.1 + 0.2, 'Bond'), (0.5, 'Bond')",
+                      "INSERT INTO c VALUES (1, 0.5)")
+    assert _dangling(sqlite_db) == []
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["k"]}])
+    before = contents(sqlite_db, "p", "c")
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    blockers = json_out(dry)["blockers"]
+    assert [b for b in blockers if "stores the kept value 3.00000000000000044408e-01 as '0.3'" in b], blockers
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert contents(sqlite_db, "p", "c") == before
