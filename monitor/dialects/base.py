@@ -626,6 +626,12 @@ class Dialect(Polling):
     def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
 
+    def unsound_collations(self) -> frozenset[str]:
+        """Collations under which this database's own query plans may find equal values apart (a wrong result of
+        the library, not of the statement): the fix cannot count the rows a foreign key compared under one refers
+        to. None here."""
+        return frozenset()
+
     def referred_compares(self, child: ColumnElement[Any], value: ColumnElement[Any],
                           collation: str) -> ColumnElement[bool]:
         """`child` refers to `value` as a foreign key compares them, with the referred column's affinity and

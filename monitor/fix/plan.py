@@ -677,10 +677,25 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     )
     _judge(plan, layout, differing_groups)
     if groups:
+        _judge_collations(plan, layout)
         _judge_unseen(conn, plan, layout)
         if layout.mode in ("pk", COUNTER) and rows_to_delete:
             _judge_undeclared(conn, plan, layout, rel)
     return plan
+
+
+def _judge_collations(plan: FixPlan, layout: Layout) -> None:
+    """A reference compared under a collation the database's own query plans may get wrong
+    (`Dialect.unsound_collations`): whatever rows it counts, a batch could miss some, repoint the others and delete
+    the row they refer to."""
+    unsound = layout.rules.unsound_collations()
+    for ref in layout.refs if unsound else []:
+        if wrong := sorted(set(ref.fk.compared_under) & unsound):
+            plan.blockers.append(
+                f"{ref.label} refers to {plan.table}({', '.join(ref.referred_columns)}) under COLLATE "
+                f"{', '.join(wrong)}, and this database's library finds values equal under it apart in some query "
+                "plans (SQLite's Bloom filter: 'a ' and 'a'), so the fix could miss rows referring to rows it "
+                "deletes and leave them referring to no row; fix by hand, or with a library that compares them right")
 
 
 def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:

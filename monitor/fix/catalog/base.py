@@ -42,6 +42,8 @@ class ForeignKey:
     # otherwise than a plain `=` would (the columns' affinities or collations differ: SQLite applies the referred
     # column's to the referencing value, `=` the referencing column's); None (or empty): a plain `=`.
     compared_as: tuple[str | None, ...] = ()
+    # SQLite: per column, the collation the foreign key compares it under (the referred column's); () elsewhere.
+    compared_under: tuple[str, ...] = ()
 
     def refers(self, dialect: str, child: ColumnElement[Any], value: ColumnElement[Any],
                position: int) -> ColumnElement[bool]:

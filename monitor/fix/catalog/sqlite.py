@@ -59,7 +59,9 @@ class SqliteCatalog(Catalog):
                 ondelete, onupdate = self._actions(pragmas[schema, child], columns)
                 found.append(ForeignKey(schema, child, fk.get("name"), columns, referred, ondelete,
                                         onupdate=onupdate,
-                                        compared_as=self._compared_as(table, schema, child, columns, referred)))
+                                        compared_as=self._compared_as(table, schema, child, columns, referred),
+                                        compared_under=tuple(self._comparisons(table.schema, table.name, referred)[r][1]
+                                                             for r in referred)))
         return found
 
     def _compared_as(self, table: sa.Table, schema: str | None, child: str, columns: tuple[str, ...],
