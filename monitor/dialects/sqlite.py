@@ -334,6 +334,8 @@ class SQLite(SQLitePolling, Dialect):
                 probe.execute(f"CREATE TABLE dupewatch_{label} ({label} {kind}){' STRICT' if strict else ''}")
             quoted = collation.replace('"', '""')
             for (value,) in conn.execute(values):
+                if value is None:
+                    continue  # NULL refers to no row as it is (`plan._unreferable` names those rows)
                 probe.execute("DELETE FROM dupewatch_k")
                 probe.execute("DELETE FROM dupewatch_v")
                 probe.execute("INSERT INTO dupewatch_k VALUES (?)", (value,))

@@ -240,3 +240,19 @@ def test_sqlite_a_reference_compared_under_rtrim_never_leaves_a_row_referring_to
     else:
         assert fixed.exit_code == 0, fixed.output
         assert sqlite_db.rows("SELECT id, pcode FROM c ORDER BY id") == [(1, "AA"), (2, "AA"), (3, "AA ")]
+
+
+def test_sqlite_a_kept_null_is_named_once_as_referring_to_no_row(sqlite_db, tmp_path):
+    """`p.code TEXT UNIQUE` whose kept row holds NULL, `c.pcode INTEGER`: the preview's blocker says the repointed
+    rows would hold NULL; the storage probe added a second, `stores the kept value NULL as NULL`, which blamed the
+    column's type for what no type changes."""
+    sqlite_db.execute("CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT UNIQUE, name TEXT)",
+                      "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode INTEGER REFERENCES p (code))",
+                      "INSERT INTO p VALUES (1, NULL, 'Bond'), (2, '7', 'Bond')",
+                      "INSERT INTO c VALUES (1, 7)")
+    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["id"]}])
+
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    blockers = json_out(dry)["blockers"]
+    assert len(blockers) == 1 and "would hold NULL and refer to no row" in blockers[0], blockers
