@@ -545,9 +545,12 @@ class Dialect(Polling):
     def shown_columns(self, table: sa.Table) -> list[ColumnElement[Any]]:
         return list(table.columns)
 
-    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any]) -> str | None:
+    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any], *,
+                      referred: tuple[sa.Table, str, str] | None = None) -> str | None:
         """Where columns take any value (`enforces_column_types` False): the database's words for the first of
-        `values` (one column, as stored) that `table.column` would refuse, or None."""
+        `values` (one column, as stored) that `table.column` would refuse, or None. With `referred` (the table,
+        column and collation a foreign key of `table.column` refers to and compares under), also the first value
+        the column would store as one that no longer refers to it."""
         return None
 
     def storage_type(self, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
@@ -622,6 +625,18 @@ class Dialect(Polling):
 
     def exact(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
+
+    def unsound_collations(self) -> frozenset[str]:
+        """Collations under which this database's own query plans may find equal values apart (a wrong result of
+        the library, not of the statement): the fix cannot count the rows a foreign key compared under one refers
+        to. None here."""
+        return frozenset()
+
+    def referred_compares(self, child: ColumnElement[Any], value: ColumnElement[Any],
+                          collation: str) -> ColumnElement[bool]:
+        """`child` refers to `value` as a foreign key compares them, with the referred column's affinity and
+        `collation` (`ForeignKey.compared_as`, set on SQLite only); a plain `=` elsewhere."""
+        return child == value
 
     def stored_identity(self, column: ColumnElement[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
         """`column` (of the type of `kind`) in a form two values are `IS NOT DISTINCT FROM` in exactly when they are

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sqlite3
 import time
@@ -33,6 +34,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement, TypeCoerce
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from monitor.dialects.base import (
     ALL_TABLES,
@@ -103,6 +105,51 @@ def _collated(value: Any, collation: Any) -> Any:
     if collation == "RTRIM":
         return value.rstrip(" ")
     return value
+
+
+class NoAffinity(ColumnElement[Any]):
+    """`+expr`: the value of a column without its affinity (SQLite docs, "Type Affinity of Expressions": `+X` is
+    an expression, not a column, for affinity; its collation stays the column's)."""
+
+    inherit_cache = True
+    _traverse_internals = [("expr", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, expr: ColumnElement[Any]) -> None:
+        self.expr = expr
+        self.type = expr.type
+
+
+@compiles(NoAffinity)
+def _compile_no_affinity(element: NoAffinity, compiler: Any, **kw: Any) -> str:
+    return f"+{compiler.process(element.expr, **kw)}"
+
+
+def affinity_type(declared: str, strict: bool) -> str:
+    """A type a probe may declare (never the declared text, which is not pasted into SQL) of the affinity SQLite
+    gives a column declared `declared` (docs, "Determination Of Column Affinity", in its order: `INT8`, `UNSIGNED
+    BIG INT` and `FLOATING POINT` are INTEGER, `"weird type"` NUMERIC, none BLOB); in a STRICT table, `ANY` keeps
+    each value as given (no affinity), where elsewhere it is NUMERIC."""
+    kind = declared.upper()
+    if strict and kind.strip() == "ANY":
+        return "ANY"
+    if "INT" in kind:
+        return "INTEGER"
+    if any(t in kind for t in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind.strip():
+        return "BLOB"
+    if any(t in kind for t in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def is_strict(conn: Connection, schema: str | None, name: str) -> bool:
+    """Whether the table is STRICT (SQLite 3.37+; before it, no table is)."""
+    try:
+        return bool(conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
+                                 {"s": schema or "main", "t": name}).scalar())
+    except sa.exc.OperationalError:  # before SQLite 3.37, which brought STRICT tables and this pragma
+        return False
 
 
 _REFERRED_NAMES = "dupewatch_referred_names"  # its entry in an inspector's reflection cache
@@ -233,19 +280,16 @@ class SQLite(SQLitePolling, Dialect):
     row_locks = False  # BEGIN IMMEDIATE already holds the database's write lock
     delete_using = False
 
-    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any]) -> str | None:
+    def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any], *,
+                      referred: tuple[sa.Table, str, str] | None = None) -> str | None:
         """A STRICT table's column refuses a value its type cannot hold losslessly (`cannot store TEXT value in
         INTEGER column`) where any other table takes it as it comes. Asked of SQLite itself, not of our reading of
         its rules: each value is inserted into a STRICT table of the same declared type in a private in-memory
         database (the table checked is never written, and the detection connection may be read-only)."""
         schema = table.schema or "main"
-        try:
-            strict = conn.execute(sa.text('SELECT "strict" FROM pragma_table_list WHERE schema = :s AND name = :t'),
-                                  {"s": schema, "t": table.name}).scalar()
-        except sa.exc.OperationalError:  # before SQLite 3.37, which brought STRICT tables and this pragma
-            return None
-        if not strict:
-            return None
+        apart = None if referred is None else self._stored_apart(conn, table, column, values, referred)
+        if not is_strict(conn, table.schema, table.name):
+            return apart
         declared = conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
                                 {"t": table.name, "s": schema, "c": column}).scalar()
         kind = str(declared or "").upper()
@@ -259,6 +303,50 @@ class SQLite(SQLitePolling, Dialect):
                     probe.execute("INSERT INTO dupewatch_probe VALUES (?)", (value,))
                 except sqlite3.Error as exc:
                     return str(exc).replace("dupewatch_probe.v", f"{table.name}.{column}")
+        finally:
+            probe.close()
+        return apart
+
+    @staticmethod
+    def _stored_apart(conn: Connection, table: sa.Table, column: str, values: sa.Select[Any],
+                      referred: tuple[sa.Table, str, str]) -> str | None:
+        """The first of `values` (the referred column's, as stored) that `table.column`'s affinity stores as a
+        value that no longer refers to it as SQLite's foreign key compares (the text '00' stored as 0 in an INTEGER
+        column: 0 is '0' to a TEXT key). Asked of SQLite: a private in-memory table of both declared types
+        takes each value in both columns and compares them as the foreign key does: each column of its table's
+        affinity (`affinity_type`), in a STRICT table where the column's is (which converts as its affinity does,
+        or refuses: `refused_value` says so first)."""
+        parent, name, collation = referred
+
+        def declared(of: sa.Table, col: str) -> str:
+            return str(conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
+                                    {"t": of.name, "s": of.schema or "main", "c": col}).scalar() or "")
+
+        child_type = declared(table, column)
+        kinds = {"k": (affinity_type(declared(parent, name), strict := is_strict(conn, parent.schema, parent.name)),
+                       strict),
+                 "v": (affinity_type(child_type, strict := is_strict(conn, table.schema, table.name)), strict)}
+        if {kind for kind, _strict in kinds.values()} <= {"INTEGER", "NUMERIC"} or len(set(kinds.values())) == 1:
+            return None  # one affinity (INTEGER and NUMERIC store alike): the column stores the value as it is
+        probe = sqlite3.connect(":memory:")
+        try:
+            for label, (kind, strict) in kinds.items():
+                probe.execute(f"CREATE TABLE dupewatch_{label} ({label} {kind}){' STRICT' if strict else ''}")
+            quoted = collation.replace('"', '""')
+            for (value,) in conn.execute(values):
+                if value is None:
+                    continue  # NULL refers to no row as it is (`plan._unreferable` names those rows)
+                probe.execute("DELETE FROM dupewatch_k")
+                probe.execute("DELETE FROM dupewatch_v")
+                probe.execute("INSERT INTO dupewatch_k VALUES (?)", (value,))
+                probe.execute("INSERT INTO dupewatch_v VALUES (?)", (value,))
+                refers, kept, stored = probe.execute(
+                    f'SELECT k COLLATE "{quoted}" = +v, quote(k), quote(v) FROM dupewatch_k, dupewatch_v').fetchone()
+                if not refers:
+                    return (f"{table.name}.{column} ({child_type or 'no type'}) stores the kept value {kept} as "
+                            f"{stored}, which refers to no row of {parent.name}({name})")
+        except sqlite3.Error:
+            return None  # a collation only the application registers: not probed
         finally:
             probe.close()
         return None
@@ -486,6 +574,28 @@ class SQLite(SQLitePolling, Dialect):
         if comparison is None or comparison.kind != "declared collation" or not _is_column(expr):
             return expr
         return sa.func.dupewatch_collated(expr, sa.literal_column(f"'{comparison.name}'"), type_=expr.type)
+
+    @staticmethod
+    @functools.cache
+    def unsound_collations() -> frozenset[str]:
+        """RTRIM where this SQLite library's Bloom filter (3.38 on, beside an automatic index) hashes a value's bytes
+        and drops rows equal under RTRIM ('a ' and 'a'): a join under it then misses them, depending on the plan.
+        Asked of the library itself (the driver's), in a private in-memory database, with such a join."""
+        probe = sqlite3.connect(":memory:")
+        try:
+            probe.executescript("CREATE TABLE k (k TEXT); CREATE TABLE v (v TEXT); "
+                                "INSERT INTO k VALUES ('a'); INSERT INTO v VALUES ('a ');")
+            found = probe.execute("SELECT count(*) FROM v JOIN k ON k.k COLLATE RTRIM = +v.v").fetchone()[0]
+        finally:
+            probe.close()
+        return frozenset() if found == 1 else frozenset({"RTRIM"})
+
+    def referred_compares(self, child: ColumnElement[Any], value: ColumnElement[Any],
+                          collation: str) -> ColumnElement[bool]:
+        """As SQLite's foreign keys compare (docs, "Foreign Key Constraints"): the referred column's affinity
+        applied to the referencing value (`value` carries it, `+child` none, so `=` applies it) and the referred
+        column's collation (explicit, so it outranks the referencing column's)."""
+        return sa.collate(value, collation) == NoAffinity(child)
 
     def as_stored(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """Exactly as stored, wherever SQLAlchemy's type converts the value in Python: a `DATETIME` holding

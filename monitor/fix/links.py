@@ -59,8 +59,8 @@ class Link:
 
     def pointing(self, layout: Layout, plan: sa.FromClause) -> ColumnElement[bool]:
         """The child row points at the plan row (compared by the database)."""
-        return sa.and_(*[self.child.c[c] == plan.c[layout.ref_label[r]]
-                         for c, r in zip(self.ref.columns, self.ref.referred_columns, strict=True)])
+        return sa.and_(*[self.ref.fk.refers(layout.dialect, self.child.c[c], plan.c[layout.ref_label[r]], j)
+                         for j, (c, r) in enumerate(zip(self.ref.columns, self.ref.referred_columns, strict=True))])
 
 
 def prepare_links(conn: Connection, layout: Layout, fix_id: str, schema: str | None) -> list[Link]:
@@ -433,7 +433,8 @@ def _refuse_referred(conn: Connection, child: sa.Table, columns: list[str], log:
         if not set(columns) & set(fk.referred_columns):
             continue
         grand = reflect(conn, fk.schema, fk.table).alias("dupewatch_grandchild")
-        holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
+        holds = sa.and_(*[fk.refers(conn.dialect.name, grand.c[c], child.c[r], j)
+                          for j, (c, r) in enumerate(zip(fk.columns, fk.referred_columns, strict=True))])
         rows = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(log, logged)
                             ).scalar_one()
         if not rows:

@@ -681,10 +681,25 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     )
     _judge(plan, layout, differing_groups)
     if groups:
+        _judge_collations(plan, layout)
         _judge_unseen(conn, plan, layout)
         if layout.mode in ("pk", COUNTER) and rows_to_delete:
             _judge_undeclared(conn, plan, layout, rel)
     return plan
+
+
+def _judge_collations(plan: FixPlan, layout: Layout) -> None:
+    """A reference compared under a collation the database's own query plans may get wrong
+    (`Dialect.unsound_collations`): whatever rows it counts, a batch could miss some, repoint the others and delete
+    the row they refer to."""
+    unsound = layout.rules.unsound_collations()
+    for ref in layout.refs if unsound else []:
+        if wrong := sorted(set(ref.fk.compared_under) & unsound):
+            plan.blockers.append(
+                f"{ref.label} refers to {plan.table}({', '.join(ref.referred_columns)}) under COLLATE "
+                f"{', '.join(wrong)}, and this database's library finds values equal under it apart in some query "
+                "plans (SQLite's Bloom filter: 'a ' and 'a'), so the fix could miss rows referring to rows it "
+                "deletes and leave them referring to no row; fix by hand, or with a library that compares them right")
 
 
 def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
@@ -948,8 +963,8 @@ def _left_out(conn: Connection, layout: Layout, rel: FromClause,
 def _pointing(child: FromClause, layout: Layout, rel: FromClause, ref: Reference) -> ColumnElement[bool]:
     """A referencing row points at a plan row: compared by the database, with the columns' own rules
     (a `_ci` collation's `ROOT` points at `root`)."""
-    return sa.and_(*[child.c[c] == rel.c[layout.ref_label[r]]
-                     for c, r in zip(ref.columns, ref.referred_columns, strict=True)])
+    return sa.and_(*[ref.fk.refers(layout.dialect, child.c[c], rel.c[layout.ref_label[r]], j)
+                     for j, (c, r) in enumerate(zip(ref.columns, ref.referred_columns, strict=True))])
 
 
 def _archiving(child: FromClause, layout: Layout, rel: FromClause, ref: Reference, *,
@@ -1123,10 +1138,15 @@ def _unfit(conn: Connection, layout: Layout, child: FromClause, rel: FromClause,
     kept, is_kept = _kept_of(rel)
     if not layout.rules.enforces_column_types:
         table = layout.reflect(conn, ref.schema, ref.table)
-        for column, referred in zip(ref.columns, ref.referred_columns, strict=True):
+        for j, (column, referred) in enumerate(zip(ref.columns, ref.referred_columns, strict=True)):
             values = (sa.select(sa.type_coerce(kept.c[layout.ref_label[referred]], sa.types.NullType()))
                       .select_from(child).join(rel, on).join(kept, is_kept).where(rel.c[RANK] > 1).distinct())
-            if refusal := layout.rules.refused_value(conn, table, column, values):
+            # the column may store the value as one that refers to no row (SQLite: an INTEGER column stores the
+            # text '00' as 0, and 0 is no '00'; a TEXT one the REAL 0.30000000000000004 as '0.3'), compared as the
+            # foreign key does (`ForeignKey.compared_as`; BINARY where `=` does: the same collation on both)
+            collation = ref.fk.compared_as[j] if j < len(ref.fk.compared_as) else None
+            if refusal := layout.rules.refused_value(
+                    conn, table, column, values, referred=(layout.table, referred, collation or "BINARY")):
                 return refusal
         return 0
     changed = []
@@ -1256,8 +1276,10 @@ def _unique_refusals(conn: Connection, layout: Layout, rel: FromClause,
             continue
         repoint = _repoint(child, layout, rel, refs)
         # (IN, not a correlated EXISTS: the plan relation is read once, a hashed subplan, not once per row)
-        near = sa.or_(*[sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
-            sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
+        # (a reference SQLite compares otherwise than `=`, `ForeignKey.compared_as`: as the foreign key does)
+        near = sa.or_(*[sa.exists().where(_pointing(repoint.source, layout, rel, ref)) if any(ref.fk.compared_as)
+                        else sa.tuple_(*[repoint.source.c[c] for c in ref.columns]).in_(
+                            sa.select(*[rel.c[layout.ref_label[r]] for r in ref.referred_columns])) for ref in refs])
         states = [*{tuple(at[0]): at[0] for at in _intermediate_states(len(refs))}.values(), list(range(len(refs)))]
         for key in keys:
             for state in states:
@@ -1345,8 +1367,7 @@ def _repoint(child: sa.Table, layout: Layout, rel: FromClause, refs: list[Refere
     moves: list[FromClause] = []
     for j, ref in enumerate(refs):
         move: FromClause = every.alias(f"dupewatch_move{j}")
-        joined = joined.outerjoin(move, sa.and_(*[source.c[c] == move.c[layout.ref_label[r]] for c, r in zip(
-            ref.columns, ref.referred_columns, strict=True)], move.c[RANK] > 1))
+        joined = joined.outerjoin(move, sa.and_(_pointing(source, layout, move, ref), move.c[RANK] > 1))
         moves.append(move)
     return _Repoint(child, layout, refs, source, joined, moves)
 
@@ -1487,7 +1508,8 @@ def _referring(conn: Connection, table: sa.Table, child: FromClause, rel: FromCl
             continue
         grand = (reflect(conn, fk.schema, fk.table) if layout is None else layout.reflect(conn, fk.schema, fk.table)
                  ).alias("dupewatch_grandchild")
-        holds = sa.and_(*[grand.c[c] == child.c[r] for c, r in zip(fk.columns, fk.referred_columns, strict=True)])
+        holds = sa.and_(*[fk.refers(conn.dialect.name, grand.c[c], child.c[r], j)
+                          for j, (c, r) in enumerate(zip(fk.columns, fk.referred_columns, strict=True))])
         count = conn.execute(sa.select(sa.func.count()).select_from(grand).join(child, holds).join(rel, on)
                              .where(rel.c[RANK] > 1)).scalar_one()
         if count:
@@ -1620,6 +1642,14 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             "rows point at rows to delete: a kept row in another partition cannot be pointed at, and the fix would "
             "stop at its first batch; make it refer to the table, or fix by hand")
         return
+    if ref.children and ref.action != "refuse":
+        names = f"{', '.join(ref.children[:3])}{', ...' if len(ref.children) > 3 else ''}"
+        plan.blockers.append(
+            f"{ref.label} has inheritance children ({names}), whose rows a query or UPDATE of {ref.table} also "
+            f"reaches though its foreign key covers only {ref.table}'s own ({rows} row(s) counted, theirs included): "
+            "the fix would write the children's rows too, which the foreign key does not cover, and stop at its first "
+            "batch; repointing or archiving through an inheritance tree is not supported, fix by hand")
+        return
     cascade = f"; its ON DELETE {ref.ondelete.upper()} would fire" if ref.cascades and ref.ondelete else ""
     if not ref.referred_unique:
         plan.blockers.append(
@@ -1684,9 +1714,10 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(
             f"repointing {ref.label} would write the kept rows' {table}({', '.join(ref.referred_columns)}) values "
             f"into columns of another type, which the database " + (
-                f"refuses for them ({ref_plan.unfit})" if isinstance(ref_plan.unfit, str) else
+                f"does not take as they are ({ref_plan.unfit})" if isinstance(ref_plan.unfit, str) else
                 f"would not hold unchanged in {ref_plan.unfit:,} row(s) (too long, or rounded)") +
-            f": the batch would be rolled back and every run would stop there; widen {ref.label} to the type "
+            f": the batch would be rolled back and every run would stop there, or the rows would refer to no row; "
+            f"widen {ref.label} to the type "
             f"of {table}({', '.join(ref.referred_columns)}), keep another row, or set its on_reference to "
             f"\"archive\" (`{config_key(ref)} = \"archive\"`)")
     for name, groups in ref_plan.conflicts.items():

@@ -56,6 +56,9 @@ class Reference:
     # The foreign key's columns that the referencing table generates (`GENERATED ALWAYS AS ... STORED`, MariaDB's
     # `AS (...) STORED`): the database computes them from other columns, so no UPDATE can repoint them.
     generated: tuple[str, ...] = ()
+    # The referencing table's inheritance children (PostgreSQL `INHERITS`): the fix's reads and writes of the table
+    # reach their rows too, which its foreign key does not cover.
+    children: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str | None:
@@ -159,6 +162,7 @@ class _TableFacts:
         self.catalog, self.schema, self.name = catalog, schema, name
         self.sets: list[tuple[str, tuple[str, ...]]] = catalog.unique_column_sets(schema, name)
         self.partition_key: tuple[str, ...] = catalog.partition_columns(schema, name)
+        self.children: tuple[str, ...] = catalog.inheritance_children(schema, name)
         self.exclusions: list[tuple[str, tuple[str, ...]]] = catalog.exclusion_constraints(schema, name)
         self._computed: tuple[str, ...] | None = None
         self._generated: set[str] | None = None
@@ -193,7 +197,7 @@ def _reference(catalog: Any, table: sa.Table, fk: ForeignKey, unique: list[set[s
                      computed_uniques=facts.computed_uniques() if action == "repoint" else (),
                      self_reference=(same_schema and fk.table == table.name) or fk.within,
                      referred_unique=any(u <= set(fk.referred_columns) for u in unique), action=action,
-                     partition_key=facts.partition_key,
+                     partition_key=facts.partition_key, children=facts.children,
                      generated=tuple(c for c in fk.columns if c in facts.generated())
                      if action == "repoint" and fk.visible else (),
                      exclusions=tuple(name for name, cols in facts.exclusions if set(fk.columns) & set(cols)),

@@ -349,6 +349,30 @@ def test_an_inheritance_parent_is_refused(pg, tmp_path):
     assert pg.scalar("SELECT COUNT(*) FROM events") == 3
 
 
+@pytest.mark.parametrize("child_key", ["", ", FOREIGN KEY (cust) REFERENCES cust (id)"])
+def test_postgres_a_referencing_table_with_inheritance_children_is_refused_up_front(pg, tmp_path, child_key):
+    """`orders(cust) REFERENCES cust` with `orders_2023 () INHERITS (orders)` (inheritance partitioning, the child
+    declaring the key again or not): a foreign key covers its own table's rows only, while the fix's reads and
+    UPDATE of `orders` reach the child's too. The dry run counted the child's rows as the reference's and named no
+    blocker; the fix then stopped at its first batch, every run, blaming a trigger, a rule, a cascade or row-level
+    security (none exists). The dry run now names the children as a blocker and the fix refuses, nothing changed."""
+    pg.execute("CREATE TABLE cust (id INT PRIMARY KEY, email TEXT)",
+               "CREATE TABLE orders (id INT PRIMARY KEY, cust INT REFERENCES cust (id), amount INT)",
+               f"CREATE TABLE orders_2023 (PRIMARY KEY (id){child_key}) INHERITS (orders)",
+               "INSERT INTO cust VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+               "INSERT INTO orders VALUES (10, 2, 100), (11, 1, 5)", "INSERT INTO orders_2023 VALUES (20, 2, 200)")
+    path = config_file(tmp_path, pg, [{"name": "c", "table": "cust", "key": ["email"]}])
+    before = contents(pg, "cust", "orders", "orders_2023")
+    dry = run_cli("fix", "c", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    assert any("orders(cust) has inheritance children (orders_2023)" in b and "not supported" in b
+               for b in json_out(dry)["blockers"]), json_out(dry)["blockers"]
+    fixed = run_cli("fix", "c", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and "inheritance children (orders_2023)" in fixed.stderr, fixed.output
+    assert contents(pg, "cust", "orders", "orders_2023") == before
+    assert pg.scalar("SELECT count(*) FROM dupewatch_fix WHERE state NOT IN ('discarded', 'done')") == 0
+
+
 @pytest.mark.parametrize("primary_key", ["PRIMARY KEY", ""])
 def test_postgres_the_preview_of_an_inheritance_parent_lists_each_row_once_under_its_own_group(pg, tmp_path,
                                                                                                primary_key):

@@ -38,6 +38,21 @@ class ForeignKey:
     onupdate: str | None = None
     ancestor: str | None = None
     within: bool = False
+    # SQLite: per column, the referred column's collation where SQLite's foreign key compares the referencing value
+    # otherwise than a plain `=` would (the columns' affinities or collations differ: SQLite applies the referred
+    # column's to the referencing value, `=` the referencing column's); None (or empty): a plain `=`.
+    compared_as: tuple[str | None, ...] = ()
+    # SQLite: per column, the collation the foreign key compares it under (the referred column's); () elsewhere.
+    compared_under: tuple[str, ...] = ()
+
+    def refers(self, dialect: str, child: ColumnElement[Any], value: ColumnElement[Any],
+               position: int) -> ColumnElement[bool]:
+        """The referencing column `child` (its `position`-th) refers to the referred `value`, as the database
+        matches them: `value` must carry the referred column's type (its affinity, on SQLite)."""
+        collation = self.compared_as[position] if position < len(self.compared_as) else None
+        if collation is None:
+            return child == value
+        return for_backend(dialect).referred_compares(child, value, collation)
 
     @property
     def update_writes(self) -> bool:
@@ -240,6 +255,11 @@ class Catalog:
         """Columns whose values the database computes and refuses to be given (generated columns, MariaDB's
         system-versioning period columns `row_start`/`row_end`): undo lets the database compute them again."""
         return {c.name for c in table.columns if c.computed is not None}
+
+    def inheritance_children(self, schema: str | None, name: str) -> tuple[str, ...]:
+        """The tables inheriting from a plain table (PostgreSQL `INHERITS`), whose rows a query, UPDATE or DELETE
+        of it also reaches, while a foreign key declared on it covers its own rows only; () elsewhere."""
+        return ()
 
     def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
         """The columns a partitioned table routes its rows by (an UPDATE of them may move a row to another

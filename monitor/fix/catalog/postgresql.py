@@ -107,6 +107,13 @@ class PostgresCatalog(Catalog):
         firing = [f"AFTER DELETE trigger {r.tgname}" for r in triggers if not r.blocks]
         return DeleteHooks(tuple(blocking), tuple(firing), tuple(children))
 
+    def inheritance_children(self, schema: str | None, name: str) -> tuple[str, ...]:
+        return tuple(self.conn.execute(sa.text("""
+            SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+            WHERE i.inhparent = to_regclass(:t) AND p.relkind = 'r' ORDER BY c.relname"""),
+            {"t": qualified(self.conn, sa.Table(name, sa.MetaData(), schema=schema))}).scalars())
+
     def partition_columns(self, schema: str | None, name: str) -> tuple[str, ...]:
         return tuple(self.conn.execute(sa.text("""
             SELECT a.attname FROM pg_catalog.pg_partitioned_table p JOIN pg_catalog.pg_attribute a

@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from monitor.dialects import for_backend
+from monitor.dialects.sqlite import affinity_type, is_strict
 from monitor.fix.catalog.base import Catalog, ForeignKey, Trigger, UniqueKey
 from monitor.fix.errors import FixRefused
 
@@ -18,7 +21,27 @@ from monitor.fix.errors import FixRefused
 _SQLITE_NAME_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
+def _compares_alike(referred: tuple[str, str], referring: tuple[str, str]) -> bool:
+    """Whether `referring = referred` compares as the foreign key does, given each column's (affinity,
+    collation): the same collation, and `=` converting the values as the foreign key does (SQLite docs,
+    "Comparison Affinity Rules"): a numeric referred column's affinity is the one `=` applies to any other
+    referencing value (as the foreign key does), but a TEXT referred column's value is made a number beside a
+    numeric referencing column, and a referred column without affinity (BLOB) converts nothing, where `=` applies
+    a referencing column's affinity."""
+    (mine, collation), (theirs, their_collation) = referred, referring
+    if collation != their_collation:
+        return False
+    # (not TEXT beside a column without affinity: two columns' `=` applies TEXT to neither when one is BLOB or
+    # untyped, SQLite's BLOB affinity, where the documented rule speaks of expressions without any; the foreign key
+    # applies TEXT to the referencing 1, which then refers to '1')
+    return mine == "numeric" or mine == theirs
+
+
 class SqliteCatalog(Catalog):
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self._declared: dict[tuple[str | None, str], dict[str, str]] = {}  # `_declared_types`, per table
+
     def foreign_keys_to(self, table: sa.Table) -> list[ForeignKey]:
         inspector = sa.inspect(self.conn)
         found = []
@@ -35,7 +58,35 @@ class SqliteCatalog(Catalog):
                     pragmas[schema, child] = self._foreign_key_list(schema, child)
                 ondelete, onupdate = self._actions(pragmas[schema, child], columns)
                 found.append(ForeignKey(schema, child, fk.get("name"), columns, referred, ondelete,
-                                        onupdate=onupdate))
+                                        onupdate=onupdate,
+                                        compared_as=self._compared_as(table, schema, child, columns, referred),
+                                        compared_under=tuple(self._comparisons(table.schema, table.name, referred)[r][1]
+                                                             for r in referred)))
+        return found
+
+    def _compared_as(self, table: sa.Table, schema: str | None, child: str, columns: tuple[str, ...],
+                     referred: tuple[str, ...]) -> tuple[str | None, ...]:
+        """`ForeignKey.compared_as`: SQLite matches a referencing value with the referred column's affinity and
+        collation; where the referencing column's differ, `=` would match other rows (an INTEGER column's 7
+        equals the text '007', which the foreign key compares as '7'; a BINARY 'bb' differs from a NOCASE 'BB'),
+        so the referred column's collation is named for `ForeignKey.refers`."""
+        mine = self._comparisons(table.schema, table.name, referred)
+        theirs = self._comparisons(schema, child, columns)
+        return tuple(None if _compares_alike(mine[r], theirs[c]) else mine[r][1]
+                     for c, r in zip(columns, referred, strict=True))
+
+    def _comparisons(self, schema: str | None, name: str, columns: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+        """(affinity, collation) of each of `columns`, by SQLite's rules for a declared type (docs, "Determination
+        Of Column Affinity"; INTEGER, REAL and NUMERIC compare alike) and as SQLite compiles `=` on it."""
+        declared = self._declared_types(schema, name)
+        collations = for_backend("sqlite").compared_apart(
+            self.conn, sa.Table(name, sa.MetaData(), *[sa.Column(c) for c in columns], schema=schema))
+        strict = is_strict(self.conn, schema, name)  # (a STRICT table's ANY column has no affinity)
+        found = {}
+        for column in columns:
+            kind = affinity_type(declared.get(column.translate(_SQLITE_NAME_FOLD), ""), strict)
+            affinity = {"TEXT": "text", "BLOB": "none", "ANY": "none"}.get(kind, "numeric")
+            found[column] = (affinity, collations[column].name if column in collations else "BINARY")
         return found
 
     def _referred(self, table: sa.Table, schema: str | None, child: str, columns: tuple[str, ...],
@@ -59,6 +110,17 @@ class SqliteCatalog(Catalog):
             f"{table.name}: SQLite calls this a foreign key mismatch (while foreign keys are "
             f"enforced it refuses writes to both tables), and dupewatch cannot tell which rows it refers to; make "
             "it refer to a declared key (an INTEGER PRIMARY KEY column is the rowid) or drop it; nothing changed")
+
+    def _declared_types(self, schema: str | None, name: str) -> dict[str, str]:
+        """Each column's declared type (upper case) by its folded name, read once per table and catalog."""
+        cache = self._declared
+        if (schema, name) not in cache:
+            quote = self.conn.dialect.identifier_preparer.quote
+            prefix = f"{quote(schema)}." if schema else ""
+            cache[schema, name] = {
+                str(r["name"]).translate(_SQLITE_NAME_FOLD): str(r["type"] or "").upper()
+                for r in self.conn.exec_driver_sql(f"PRAGMA {prefix}table_xinfo({quote(name)})").mappings()}
+        return cache[schema, name]
 
     def _foreign_key_list(self, schema: str | None, table: str) -> list[dict[str, Any]]:
         """`PRAGMA foreign_key_list` of the table: every foreign key's parts, with both actions."""
