@@ -180,7 +180,7 @@ class SqliteCatalog(Catalog):
         # affinity, which keeps values as given too).
         if {one.upper(), other.upper()} <= {"", "ANY"}:
             return True
-        return _affinity(one) == _affinity(other)
+        return affinity_type(one, strict=False) == affinity_type(other, strict=False)
 
     def user_triggers(self, tables: Sequence[sa.Table]) -> list[tuple[str, str]]:
         # A TEMP trigger may be on a table of any schema: `sqlite_temp_master` too.
@@ -243,16 +243,3 @@ class SqliteCatalog(Catalog):
             found.append(UniqueKey("PRIMARY KEY", tuple(c.name for c in table.primary_key.columns), primary=True))
         return found
 
-
-def _affinity(declared: str) -> str:
-    """SQLite's column affinity of a declared type (sqlite.org/datatype3.html, 3.1)."""
-    spelled = declared.upper()
-    if "INT" in spelled:
-        return "INTEGER"
-    if any(word in spelled for word in ("CHAR", "CLOB", "TEXT")):
-        return "TEXT"
-    if "BLOB" in spelled or not spelled.strip():
-        return "BLOB"
-    if any(word in spelled for word in ("REAL", "FLOA", "DOUB")):
-        return "REAL"
-    return "NUMERIC"
