@@ -603,6 +603,35 @@ def test_postgresql_a_where_cannot_call_a_function_sized_by_its_argument(pg, mon
     assert_refused(run_where(monitor_for, pg, "k LIKE '%' || repeat('a', 3) || 'b'"), "repeat(text,integer)")
 
 
+PG_UNBOUNDED_HASH = {
+    "custom query": "WITH RECURSIVE r(n) AS (SELECT 1 UNION SELECT n + 1 FROM r) "
+                    "SELECT n AS {marker}, count(*) AS dup_count FROM r GROUP BY n",
+    "where": "k IN (WITH RECURSIVE r(n) AS (SELECT 1 UNION SELECT n + 1 FROM r) SELECT 'a' || n || '{marker}' FROM r)",
+    "view": "SELECT n AS {marker}, 1 AS dup_count FROM advro_unbounded",
+}
+
+
+@pytest.mark.parametrize("spelling", PG_UNBOUNDED_HASH)
+def test_postgresql_a_recursive_union_growing_server_memory_without_bound_is_refused(pg, spelling, marker,
+                                                                                      monitor_for):
+    """A recursive UNION (not ALL) keeps every row it made in a hash table no work_mem or temp_file_limit bounds:
+    834 MB of the server's memory in 6 s (work_mem 4 MB), about 4 GB in the default 30 s timeout."""
+    make_victim(pg, "CREATE VIEW advro_unbounded AS WITH RECURSIVE r(n) AS (SELECT 1 UNION SELECT n + 1 FROM r) "
+                    "SELECT n FROM r")
+    started = time.monotonic()
+    sql = PG_UNBOUNDED_HASH[spelling].format(marker=marker)
+    try:
+        if spelling == "where":
+            result = monitor_for({"d": {"url": pg.url, "statement_timeout": "2s"}}, [
+                {"name": "w", "database": "d", "table": "victim", "key": ["k"], "where": sql}]).run("w")
+        else:
+            result = run_query(monitor_for, pg, sql, statement_timeout="2s")
+    finally:
+        stop_backends(pg, marker)
+    assert_refused(result, "with recursive ... union")
+    assert time.monotonic() - started < 2  # refused before it ran, not stopped by the timeout
+
+
 MYSQL_SIZED = {
     "REPEAT under LOCATE": (
         "SELECT LOCATE(CONCAT(REPEAT('a', 40000), 'b'), REPEAT('a', 400000)) AS {marker}", "repeat("),
