@@ -255,17 +255,26 @@ class Calls:
         self.domains: set[int] = set()  # the domains it coerces values to (CoerceToDomain: runs their CHECKs)
         self.locks = False
         # a recursive UNION (not ALL) keeps every row it made in a hash table that neither work_mem nor
-        # temp_file_limit bounds (RecursiveUnion's `:numCols` > 0; PostgreSQL 15: 834 MB in 6 s, work_mem 4 MB)
+        # temp_file_limit bounds (PostgreSQL 15: 834 MB in 6 s, work_mem 4 MB): in a plan a RecursiveUnion of
+        # `:numCols` > 0, in a parse tree (a function's body) a recursive CTE whose query is a UNION not ALL
         self.unbounded_hash = False
 
     def read(self, tree: str) -> None:
         tokens = _PLAN_TOKEN.findall(tree)
         nodes: list[str] = []  # the nodes the token is inside, innermost last
+        unions: list[bool] = []  # for each of them: a CTE whose query is a UNION not ALL
         for i, token in enumerate(tokens):
             if token == "{":
                 nodes.append(tokens[i + 1] if i + 1 < len(tokens) else "")
+                unions.append(False)
             elif token == "}" and nodes:
                 nodes.pop()
+                unions.pop()
+            after = tokens[i + 1] if i + 1 < len(tokens) else ""
+            if token == ":all" and after == "false" and nodes[-3:] == ["COMMONTABLEEXPR", "QUERY", "SETOPERATIONSTMT"]:
+                unions[-3] = True
+            if token == ":cterecursive" and after == "true" and nodes and nodes[-1] == "COMMONTABLEEXPR" and unions[-1]:
+                self.unbounded_hash = True
             if token == "LOCKROWS" and i and tokens[i - 1] == "{":
                 self.locks = True
             if token == ":numCols" and nodes and nodes[-1] == "RECURSIVEUNION" and i + 1 < len(tokens) \
@@ -901,6 +910,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
                                                f"one apart ({error}); give it a BEGIN ATOMIC body, which "
                                                f"PostgreSQL keeps parsed")
                     nested.read(tree or "")
+                    if nested.unbounded_hash:
+                        return row.signature, ("its body holds a recursive UNION (not ALL), whose hash table of every "
+                                               "row it made PostgreSQL keeps in its memory, bounded by neither "
+                                               "work_mem nor temp_file_limit; write UNION ALL with a condition that "
+                                               "ends the recursion")
             coerced |= nested.domains
             relations |= nested.relations
             if nested.functions <= functions and nested.operators <= operators and nested.types <= types \
