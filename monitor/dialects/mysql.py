@@ -217,25 +217,52 @@ def _named(name: str, text: str) -> bool:
                for spelled in spellings)
 
 
+# The server finds a stored function by a name equal to the called one under its names' collation (mysql.proc.name,
+# utf8mb3_general_ci), which folds accents as well as letter case: `advro_ki(...)` runs `advro_kï` (MariaDB 10.11). So
+# the server compares each word of a text with the functions' names, as it would resolve a call.
+_FOLDED_NAMES = sa.text(
+    "SELECT DISTINCT n.v AS name"
+    " FROM JSON_TABLE(:names, '$[*]' COLUMNS (v VARCHAR(64) CHARACTER SET utf8mb4 PATH '$')) AS n"
+    " JOIN JSON_TABLE(:words, '$[*]' COLUMNS (v VARCHAR(1024) CHARACTER SET utf8mb4 PATH '$')) AS w"
+    " ON CONVERT(n.v USING utf8mb3) COLLATE utf8mb3_general_ci = CONVERT(w.v USING utf8mb3) COLLATE utf8mb3_general_ci")
+
+
+def _functions_named(conn: Connection, names: list[str], text: str) -> set[str]:
+    """Those of `names` (stored functions) `text` names: as `_named` matches them, or as a word the server takes
+    for the name when it resolves a call (`_FOLDED_NAMES`)."""
+    found = {name for name in names if _named(name, text)}
+    words = sorted(set(re.findall(r"[\w$]+", text)))
+    if words and len(found) < len(set(names)):
+        found |= set(conn.execute(_FOLDED_NAMES, {"names": json.dumps(sorted(set(names))),
+                                                  "words": json.dumps(words)}).scalars())
+    return found
+
+
 def _deterministic_named(conn: Connection, statement: str) -> tuple[str, str | None] | None:
     """The first DETERMINISTIC stored function (`schema.name`) the statement names, itself or through the views it
     names (then the outermost such view's name), or None."""
     functions = conn.execute(_DETERMINISTIC_FUNCTIONS).all()
     if not functions:
         return None
+    names = [function.name for function in functions]
+    named = _functions_named(conn, names, statement)
     for function in functions:
-        if _named(function.name, statement):
+        if function.name in named:
             return f"{function.schema_name}.{function.name}", None
     views = conn.execute(_VIEW_DEFINITIONS).all()
     # each view reaching a function (directly, or through views already found), until no more are found
     reaching: dict[str, str] = {}
+    calls_of: dict[str, set[str]] = {}  # the functions each view's definition names
     grew = True
     while grew:
         grew = False
         for view in views:
             if view.name in reaching:
                 continue
-            found = next((f"{f.schema_name}.{f.name}" for f in functions if _named(f.name, view.definition or "")),
+            if view.name not in calls_of:
+                calls_of[view.name] = _functions_named(conn, names, view.definition or "")
+            calls = calls_of[view.name]
+            found = next((f"{f.schema_name}.{f.name}" for f in functions if f.name in calls),
                          None) or next((reaching[v] for v in reaching if _named(v, view.definition or "")), None)
             if found is not None:
                 reaching[view.name] = found

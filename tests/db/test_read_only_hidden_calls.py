@@ -303,6 +303,30 @@ def test_mysql_a_deterministic_stored_function_is_refused_before_the_vetting_pre
     assert_refused(result, "ends()", "DETERMINISTIC", "may SELECT but not EXECUTE")
 
 
+ACCENT_FOLDED_SPELLINGS = {
+    **DETERMINISTIC_SPELLINGS,
+    "through a view": ("sql", "SELECT ROUND(1.5, a) AS b FROM folded_view"),
+}
+
+
+@pytest.mark.parametrize("spelling", ACCENT_FOLDED_SPELLINGS)
+def test_mysql_a_deterministic_stored_function_called_by_its_name_without_accents_is_refused_before_it_runs(
+        mysql, mysql_other_session, spelling, monitor_for):
+    """The server finds `endš` when `ends()` is called: routine names compare under utf8mb3_general_ci, which folds
+    accents as well as case. Before, the word `ends` matched no DETERMINISTIC function's name, and the vetting
+    PREPARE ran `endš` (it ended another session)."""
+    victim_id = _victim_id(mysql_other_session)
+    _mysql_victim(mysql,
+                  f"CREATE FUNCTION `endš`() RETURNS INT DETERMINISTIC BEGIN KILL {victim_id}; RETURN 3; END",
+                  "CREATE VIEW folded_view AS SELECT ends() AS a FROM victim")
+    kind, text = ACCENT_FOLDED_SPELLINGS[spelling]
+    check = {"name": "c", "database": "d", "sql": text} if kind == "sql" else \
+        {"name": "c", "database": "d", "table": "victim", "key": ["k"], "where": text}
+    result = monitor_for({"d": {"url": mysql.url}}, [check]).run("c")
+    assert_mysql_alive(mysql_other_session)
+    assert_refused(result, "endš()", "DETERMINISTIC")
+
+
 def test_mysql_a_not_deterministic_stored_function_leaves_other_checks_running(mysql, monitor_for):
     """A NOT DETERMINISTIC function is no constant, so no PREPARE runs it: checks not calling it run, and one
     calling it is refused by the server's reading of it, as before."""
