@@ -227,6 +227,10 @@ def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# The most SQLite may allocate in dupewatch's process, all its connections together (`PRAGMA hard_heap_limit`).
+MAX_HEAP_BYTES = 512 << 20
+
+
 # The functions a check may call. SQLite asks the authorizer about every function a statement calls while it
 # prepares it (SQLITE_FUNCTION, whatever the spelling: `[x--]`, quotes, comments, views): anything not here is
 # denied, so the statement is refused before it runs. Left out on purpose: randomblob and zeroblob (blobs of any
@@ -363,11 +367,26 @@ class SQLite(SQLitePolling, Dialect):
         register_functions(dbapi)
         dbapi.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)  # the fix's connection runs `where` too
         dbapi.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_BYTES)
+        # The string limit bounds one value, not how many a statement builds at once: 40 group_concat()s of a
+        # recursive CTE took dupewatch to 1.1 GB in 20 s (a statement may hold 2,000 columns of 32 MiB). SQLite's
+        # own heap limit (process-wide: every SQLite connection of dupewatch's) fails such a statement with
+        # "out of memory"; the PRAGMA only ever lowers it.
+        dbapi.execute(f"PRAGMA hard_heap_limit = {MAX_HEAP_BYTES}")
         if read_only:
             dbapi.execute("PRAGMA query_only = ON")
 
     def install(self, engine: Engine, *, read_only: bool) -> None:
         _resolve_referred_names(engine.dialect)
+
+        @event.listens_for(engine, "handle_error")
+        def _out_of_memory(context: Any) -> None:
+            # the sqlite3 module raises SQLite's "out of memory" (`MAX_HEAP_BYTES` reached) as Python's MemoryError,
+            # which is no DB-API error: say what it is, as one, so it is reported as the statement's error
+            if isinstance(context.original_exception, MemoryError):
+                raise sa.exc.OperationalError(context.statement, None, sqlite3.OperationalError(
+                    f"out of memory: the statement needed more than the {MAX_HEAP_BYTES >> 20} MiB dupewatch lets "
+                    f"SQLite allocate in its process")) from context.original_exception
+
         if read_only:
             return
 

@@ -26,6 +26,7 @@ from dbtest import REPO_ROOT, write_config
 from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import CANCEL_WAIT_SECONDS, DEADLINE_GRACE_SECONDS, Database
+from monitor.dialects.sqlite import MAX_HEAP_BYTES
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -257,6 +258,24 @@ def test_mysql_an_amplified_value_ends_in_one_line_within_the_deadline_in_bounde
 def test_sqlite_an_amplified_value_ends_in_one_line_within_the_deadline_in_bounded_memory(sqlite_db, spelling,
                                                                                             marker, run_child):
     check_spelling(run_child, make_victim(sqlite_db), *SQLITE_SPELLINGS[spelling], marker)
+
+
+MANY_VALUES = ("WITH RECURSIVE b(n, s) AS (SELECT 0, 'x' UNION ALL SELECT n + 1, s || s FROM b WHERE n < 20), "
+               "r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 40) "
+               "SELECT 1 AS k, 2 AS dup_count, "
+               + ", ".join(f"length(group_concat(s || '{i}')) AS c{i}" for i in range(40))
+               + " FROM (SELECT s FROM b WHERE n = 20), r")
+
+
+def test_sqlite_many_values_each_within_the_string_limit_stop_at_the_heap_limit(sqlite_db, run_child):
+    """SQLite's string limit bounds each value (32 MiB), not how many a statement builds at once: 40 group_concat()s
+    of 1 MiB rows took dupewatch's process past 1.3 GB before. SQLite's heap limit (`MAX_HEAP_BYTES`) stops it, in
+    one line."""
+    told = run_child(make_victim(sqlite_db).url, MANY_VALUES, "run")
+    print(told)
+    assert told["status"] == "error" and "out of memory" in told["error"], told
+    assert told["grown_mb"] < (MAX_HEAP_BYTES >> 20) + 150, told
+    assert_bounded({**told, "grown_mb": 0}, MANY_VALUES)  # one line, in time
 
 
 def test_mysql_a_virtual_column_calling_repeat_is_read_in_bounded_memory(mysql, marker, run_child):
