@@ -506,7 +506,10 @@ class MySQL(MySQLPolling, Dialect):
         # under ALLOW_INVALID_DATES, `0000-00-00` without MySQL 8's NO_ZERO_DATE, as legacy applications wrote them)
         # is copied as it is, not refused ("Incorrect date value"); a 0 in an AUTO_INCREMENT column (a row loaded by
         # a mysqldump, which sets NO_AUTO_VALUE_ON_ZERO for that reason) is inserted as 0, not as the next value.
-        statements = ["SET SESSION TRANSACTION READ ONLY"] if read_only else [
+        # A detection session reads consistently, never locking: under a server's SERIALIZABLE default InnoDB adds
+        # LOCK IN SHARE MODE to every read of a transaction (READ ONLY too), and a check's scan held shared locks on
+        # the rows it read, the application's UPDATE of one waiting (`Lock wait timeout exceeded`).
+        statements = ["SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"] if read_only else [
             "SET SESSION default_storage_engine = InnoDB"]
         statements.append(f"SET SESSION sql_mode = {_COPYING_SQL_MODE}" + (
             ")" if read_only else ", 'NO_AUTO_VALUE_ON_ZERO')"))

@@ -8,10 +8,12 @@ import time
 import uuid
 from typing import Any
 
+import pymysql
 import pymysql.connections
 import pytest
 import sqlalchemy as sa
 from pymysql.constants import COMMAND, SERVER_STATUS
+from sqlalchemy.engine import make_url
 
 from monitor.config import DatabaseConfig
 from monitor.db import Database
@@ -296,3 +298,27 @@ def test_sqlite_cancel_running_interrupts_the_statement(sqlite_db, monitor_for):
     worker.join(5)
     assert not worker.is_alive() and time.monotonic() - started < 2
     assert results[0].status == "error" and "query cancelled" in results[0].error
+
+
+def test_mysql_a_detection_read_locks_no_row_under_a_serializable_default(mysql):
+    """Under a server's SERIALIZABLE default (here the session's, as it starts: `init_command`) InnoDB adds LOCK IN
+    SHARE MODE to every read of a transaction, READ ONLY ones too: a check's scan held shared locks on the rows it
+    read, and the application's UPDATE of one waited (`Lock wait timeout exceeded`) until the check's transaction
+    ended. Detection sessions read at REPEATABLE READ, consistently, locking nothing."""
+    mysql.execute("CREATE TABLE victim (id INTEGER PRIMARY KEY, k VARCHAR(10)) ENGINE=InnoDB",
+                  "INSERT INTO victim (id, k) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+    url = make_url(mysql.url).update_query_dict(
+        {"init_command": "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"})
+    database = Database("d", DatabaseConfig(url=url.render_as_string(hide_password=False)))
+    plain = make_url(mysql.url)
+    writer = pymysql.connect(host=plain.host, port=plain.port or 3306, user=plain.username,
+                             password=plain.password or "", database=plain.database, autocommit=True)
+    try:
+        with database.read_only() as conn:
+            assert conn.exec_driver_sql("SELECT k, COUNT(*) FROM victim GROUP BY k").all() == [("a", 2), ("b", 1)]
+            with writer.cursor() as cursor:  # while the check's transaction is open
+                cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+                assert cursor.execute("UPDATE victim SET k = 'c' WHERE id = 1") == 1
+    finally:
+        writer.close()
+        database.dispose()
