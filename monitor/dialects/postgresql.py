@@ -721,6 +721,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         options.append(f"-c statement_timeout={int(timeout * 1000)}")
         if read_only:
             options.append("-c default_transaction_read_only=on")
+            # PostgreSQL's own default, whatever the role's or database's: a SERIALIZABLE read, read-only or not,
+            # takes predicate locks, and a check's read made an application's transaction fail ("could not
+            # serialize access due to read/write dependencies among transactions")
+            options.append("-c default_transaction_isolation=read\\ committed")
         return {"connect_timeout": max(1, round(connect_timeout)), "application_name": "dupewatch",
                 "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
                 # Keepalives probe an idle connection only: data sent and never acknowledged (a partition just

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import psycopg
 import pymysql
 import pymysql.connections
 import pytest
@@ -322,3 +323,35 @@ def test_mysql_a_detection_read_locks_no_row_under_a_serializable_default(mysql)
     finally:
         writer.close()
         database.dispose()
+
+
+def test_postgresql_a_check_fails_no_application_transaction_under_a_serializable_default(pg, monitor_for):
+    """A role or database defaulting to SERIALIZABLE (here the connection's options, as a role's setting would) made
+    each check's read a serializable one, with predicate locks: a report-like check reading `control` and `receipts`
+    between two of the application's serializable transactions (the read-only anomaly) made the application's
+    commit fail (`could not serialize access due to read/write dependencies among transactions`). Detection
+    sessions read at PostgreSQL's own default, READ COMMITTED."""
+    pg.execute("CREATE TABLE control (deposit_no INTEGER)", "INSERT INTO control VALUES (1)",
+               "CREATE TABLE receipts (batch INTEGER, amount INTEGER)")
+    url = make_url(pg.url)
+    serializable = url.update_query_dict({"options": f"{url.query.get('options', '')} "
+                                                     "-c default_transaction_isolation=serializable"})
+    plain = url.set(drivername="postgresql", query={})
+    options = str(url.query.get("options", ""))
+    app = psycopg.connect(plain.render_as_string(hide_password=False), options=options)
+    other = psycopg.connect(plain.render_as_string(hide_password=False), options=options, autocommit=True)
+    try:
+        app.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        batch = app.execute("SELECT deposit_no FROM control").fetchone()[0]
+        app.execute("INSERT INTO receipts VALUES (%s, 100)", (batch,))
+        with other.transaction():
+            other.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            other.execute("UPDATE control SET deposit_no = deposit_no + 1")
+        monitor = monitor_for({"d": {"url": serializable.render_as_string(hide_password=False)}}, [
+            {"name": "c", "database": "d", "sql": "SELECT r.batch AS k, 2 AS dup_count FROM control c, receipts r "
+                                                  "WHERE r.batch = c.deposit_no - 1"}])
+        assert monitor.run("c").status == "ok"
+        app.execute("COMMIT")  # raised SerializationFailure
+    finally:
+        app.close()
+        other.close()
