@@ -168,7 +168,8 @@ def undo_fix(monitor: Monitor, fix_id: str, *, drop_constraint: bool = False) ->
             # (`guard` is None only once the guard's drop committed apart, MySQL/MariaDB; where DDL is
             # transactional the drop was rolled back with undo, and the index still stands)
             raise _refusal(db, record, schema, exc, dropped if guard is None else None, held,
-                           lambda: _violations(db, record, schema, name, guard)) from None
+                           lambda: _violations(db, record, schema, name, guard),
+                           _other_guards(monitor, record)) from None
         except NotAsArchived as exc:
             retyped = _retyped(db, record, schema, name)
             if retyped:
@@ -254,12 +255,20 @@ def _violations(db: Database, record: FixRecord, schema: str | None, name: str, 
         return []
 
 
+def _other_guards(monitor: Monitor, record: FixRecord) -> dict[str, str]:
+    """The guards other configured checks would have (`uq_dupewatch_<check>`), by name: their check."""
+    own = guard_name(record.check_name)
+    return {guard_name(c.name): c.name for c in monitor.config.checks if guard_name(c.name) != own}
+
+
 def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.IntegrityError,
-             dropped: str | None, held: list[Held], violations: Callable[[], list[KeyViolation]]) -> FixRefused:
+             dropped: str | None, held: list[Held], violations: Callable[[], list[KeyViolation]],
+             other_guards: dict[str, str] | None = None) -> FixRefused:
     """Undo hit a constraint: a foreign key (NO ACTION, RESTRICT) holding rows to a value undo points back, named
     with those rows; a foreign key the database does not name (SQLite), named with the rows it would leave
     referring to no row (`violations`); or a unique one: name the one the database reports, say whether dupewatch
-    added it, and advise dropping only dupewatch's own guard."""
+    added it (this check's guard, or another check's: `other_guards`, guard name to check), and advise dropping
+    only this check's guard."""
     head = f"undo of fix {record.fix_id} refused, " + (
         f"the unique index {dropped} was dropped already (MySQL/MariaDB commit DDL at once), nothing else changed"
         if dropped else "nothing changed")
@@ -288,6 +297,12 @@ def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.In
         return FixRefused(f"{head}: restoring its rows would violate the unique index {name}, the guard of check "
                           f"{record.check_name!r}; {added}: `dupewatch undo {record.fix_id} --drop-constraint` "
                           "drops it and restores the duplicates it keeps out")
+    if other := (other_guards or {}).get(name):
+        return FixRefused(f"{head}: restoring its rows would violate the unique index {name}, the guard of another "
+                          f"check, {other!r} (dupewatch added it): the rows to restore are duplicates under that "
+                          f"check's key too, and undo drops only the guard of check {record.check_name!r}; keep "
+                          f"this fix, or drop {name} first (check {other!r} will report those duplicates again), "
+                          "then undo again")
     return FixRefused(f"{head}: restoring its rows would violate {name}, a unique constraint or index dupewatch did "
                       "not add: a row now holds the same values as a row to restore (say, the user registered "
                       "again); resolve that row first, and keep the constraint")

@@ -192,3 +192,26 @@ def test_undo_drop_constraint_refused_by_the_applications_constraint_says_what_w
         assert not standing and f"{guard} was dropped already" in message and "nothing else changed" in message
     else:
         assert standing and "nothing changed" in message and "dropped" not in message
+
+
+def test_undo_refused_by_another_checks_guard_says_dupewatch_added_it(db, tmp_path):
+    """Two checks on one table, the second's key a part of the first's: the first's fix deleted rows that are
+    duplicates under the second's key too, and the second's guard (`dupewatch guard`) refuses their return. The
+    refusal names that check's guard as dupewatch's, never as an application constraint to keep."""
+    db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL)",
+               "INSERT INTO person VALUES (1, 'ann@example.org', 'ann'), (2, 'ann@example.org', 'ann'), "
+               "(3, 'bob@example.org', 'bob')")
+    checks = [{"name": "by-email-name", "table": "person", "key": ["email", "name"]},
+              {"name": "by-email", "table": "person", "key": ["email"]}]
+    path = config_file(tmp_path, db, checks)
+    fixed = run_cli("fix", "by-email-name", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    guarded = run_cli("guard", "by-email", "--config", str(path))
+    assert guarded.exit_code == 0, guarded.output
+    before = contents(db, "person")
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes", "--drop-constraint")
+    assert undone.exit_code == 2
+    message = " ".join(undone.stderr.split())
+    assert "uq_dupewatch_by_email, the guard of another check, 'by-email' (dupewatch added it)" in message
+    assert "did not add" not in message and "keep the constraint" not in message
+    assert contents(db, "person") == before
