@@ -19,6 +19,19 @@ def _dangling(sqlite_db) -> list[tuple[object, ...]]:
         return raw.execute("PRAGMA foreign_key_check").fetchall()
 
 
+def _refused_up_front(sqlite_db, tmp_path, check: dict[str, object], tables: tuple[str, ...], blocker: str) -> None:
+    """The dry run names a blocker holding `blocker` (exit 2), and the fix refuses: `tables` unchanged."""
+    path = config_file(tmp_path, sqlite_db, [check])
+    before = contents(sqlite_db, *tables)
+    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    blockers = json_out(dry)["blockers"]
+    assert [b for b in blockers if blocker in b], blockers
+    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2, fixed.output
+    assert contents(sqlite_db, *tables) == before
+
+
 def test_sqlite_a_numeric_referencing_column_is_matched_as_the_text_key_it_refers_to(sqlite_db, tmp_path):
     """`pcode INTEGER REFERENCES p(code TEXT)`: 7 refers to '7', not to '007' (SQLite applies TEXT to 7).
     Deleting '007' (a duplicate of '00') repointed the rows referring to '7' to '00', stored as 0: they then
@@ -80,15 +93,8 @@ def test_sqlite_a_repoint_the_referencing_columns_affinity_would_leave_referring
                       "INSERT INTO p VALUES ('A7', 'Bond'), ('00', 'Bond'), ('5', 'x')",
                       "INSERT INTO c VALUES (1, 'A7'), (2, 5)")
     assert _dangling(sqlite_db) == []
-    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
-    before = contents(sqlite_db, "p", "c")
-
-    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    assert [b for b in json_out(dry)["blockers"] if "c(pcode)" in b and "stores the kept value '00' as 0" in b]
-    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
-    assert fixed.exit_code == 2, fixed.output
-    assert contents(sqlite_db, "p", "c") == before
+    _refused_up_front(sqlite_db, tmp_path, {"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]},
+                      ("p", "c"), "c.pcode (INTEGER) stores the kept value '00' as 0")
 
 
 
@@ -132,16 +138,8 @@ def test_sqlite_a_unique_clash_of_rows_referring_under_the_referred_collation_is
                       "INSERT INTO p VALUES ('AA', 'Bond'), ('BB', 'Bond'), ('CC', 'Cat'), ('DD', 'Cat')",
                       "INSERT INTO follows VALUES (1, 'bb', 'CC'), (2, 'AA', 'dd')")
     assert _dangling(sqlite_db) == []
-    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
-    before = contents(sqlite_db, "p", "follows")
-
-    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    blockers = json_out(dry)["blockers"]
-    assert [b for b in blockers if "would violate its unique constraint" in b], blockers
-    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
-    assert fixed.exit_code == 2, fixed.output
-    assert contents(sqlite_db, "p", "follows") == before
+    _refused_up_front(sqlite_db, tmp_path, {"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]},
+                      ("p", "follows"), "would violate its unique constraint")
 
 
 def test_sqlite_rows_one_level_down_referring_under_the_referred_collation_refuse_an_archive(sqlite_db, tmp_path):
@@ -181,15 +179,8 @@ def test_sqlite_a_repoint_stored_as_a_value_referring_to_no_row_is_refused_whate
                       "INSERT INTO p VALUES ('7', 'Bond'), ('00', 'Bond')",
                       "INSERT INTO c VALUES (1, 7)")
     assert _dangling(sqlite_db) == []
-    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]}])
-    before = contents(sqlite_db, "p", "c")
-
-    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    assert [b for b in json_out(dry)["blockers"] if "stores the kept value '00' as 0" in b], json_out(dry)["blockers"]
-    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
-    assert fixed.exit_code == 2, fixed.output
-    assert contents(sqlite_db, "p", "c") == before
+    _refused_up_front(sqlite_db, tmp_path, {"name": "p", "table": "p", "key": ["name"], "order_by": ["code"]},
+                      ("p", "c"), "stores the kept value '00' as 0")
 
 
 
@@ -202,16 +193,8 @@ def test_sqlite_a_repoint_a_text_column_stores_as_a_rounded_number_is_refused(sq
                       "INSERT INTO p VALUES (0.1 + 0.2, 'Bond'), (0.5, 'Bond')",
                       "INSERT INTO c VALUES (1, 0.5)")
     assert _dangling(sqlite_db) == []
-    path = config_file(tmp_path, sqlite_db, [{"name": "p", "table": "p", "key": ["name"], "order_by": ["k"]}])
-    before = contents(sqlite_db, "p", "c")
-
-    dry = run_cli("fix", "p", "--config", str(path), "--dry-run", "--json")
-    assert dry.exit_code == 2, dry.output
-    blockers = json_out(dry)["blockers"]
-    assert [b for b in blockers if "stores the kept value 3.00000000000000044408e-01 as '0.3'" in b], blockers
-    fixed = run_cli("fix", "p", "--config", str(path), "--yes")
-    assert fixed.exit_code == 2, fixed.output
-    assert contents(sqlite_db, "p", "c") == before
+    _refused_up_front(sqlite_db, tmp_path, {"name": "p", "table": "p", "key": ["name"], "order_by": ["k"]},
+                      ("p", "c"), "stores the kept value 3.00000000000000044408e-01 as '0.3'")
 
 
 def test_sqlite_a_reference_compared_under_rtrim_never_leaves_a_row_referring_to_no_row(sqlite_db, tmp_path):
