@@ -143,6 +143,12 @@ def affinity_type(declared: str, strict: bool) -> str:
     return "NUMERIC"
 
 
+def declared_type(conn: Connection, table: sa.Table, column: str) -> str:
+    """The type `table.column` was declared with, as written ("" for none)."""
+    return str(conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
+                            {"t": table.name, "s": table.schema or "main", "c": column}).scalar() or "")
+
+
 def is_strict(conn: Connection, schema: str | None, name: str) -> bool:
     """Whether the table is STRICT (SQLite 3.37+; before it, no table is)."""
     try:
@@ -290,15 +296,12 @@ class SQLite(SQLitePolling, Dialect):
         INTEGER column`) where any other table takes it as it comes. Asked of SQLite itself, not of our reading of
         its rules: each value is inserted into a STRICT table of the same declared type in a private in-memory
         database (the table checked is never written, and the detection connection may be read-only)."""
-        schema = table.schema or "main"
         apart = None if referred is None else self._stored_apart(conn, table, column, values, referred)
         if not is_strict(conn, table.schema, table.name):
             return apart
-        declared = conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
-                                {"t": table.name, "s": schema, "c": column}).scalar()
-        kind = str(declared or "").upper()
+        kind = declared_type(conn, table, column).upper()
         if kind not in STRICT_TYPES:  # never pasted: one of the six a STRICT table allows
-            return None
+            return apart
         probe = sqlite3.connect(":memory:")
         try:
             probe.execute(f"CREATE TABLE dupewatch_probe (v {STRICT_TYPES[kind]}) STRICT")
@@ -321,15 +324,11 @@ class SQLite(SQLitePolling, Dialect):
         affinity (`affinity_type`), in a STRICT table where the column's is (which converts as its affinity does,
         or refuses: `refused_value` says so first)."""
         parent, name, collation = referred
-
-        def declared(of: sa.Table, col: str) -> str:
-            return str(conn.execute(sa.text("SELECT type FROM pragma_table_xinfo(:t, :s) WHERE name = :c"),
-                                    {"t": of.name, "s": of.schema or "main", "c": col}).scalar() or "")
-
-        child_type = declared(table, column)
-        kinds = {"k": (affinity_type(declared(parent, name), strict := is_strict(conn, parent.schema, parent.name)),
-                       strict),
-                 "v": (affinity_type(child_type, strict := is_strict(conn, table.schema, table.name)), strict)}
+        child_type = declared_type(conn, table, column)
+        parent_strict, child_strict = is_strict(conn, parent.schema, parent.name), is_strict(conn, table.schema,
+                                                                                             table.name)
+        kinds = {"k": (affinity_type(declared_type(conn, parent, name), parent_strict), parent_strict),
+                 "v": (affinity_type(child_type, child_strict), child_strict)}
         if {kind for kind, _strict in kinds.values()} <= {"INTEGER", "NUMERIC"} or len(set(kinds.values())) == 1:
             return None  # one affinity (INTEGER and NUMERIC store alike): the column stores the value as it is
         probe = sqlite3.connect(":memory:")
