@@ -139,8 +139,10 @@ def nullable_uniques(tables: list[TableInfo]) -> list[Candidate]:
             if unique.origin == "primary_key" or not unique.protects or not unique.nulls_distinct \
                     or len(unique.columns) < 2:
                 continue
-            # a column indexed as COALESCE(column, constant) is safe: its NULL is a value that collides
-            nullable = [c for c in unique.columns if table.columns[c].nullable and c in unique.null_escapes([c])]
+            # a column indexed as COALESCE(column, constant) is safe: its NULL is a value that collides; so is one
+            # whose NULL rows another unique key keeps unique (a partial index WHERE column IS NULL)
+            nullable = [c for c in unique.columns if table.columns[c].nullable and c in unique.null_escapes([c])
+                        and not table.null_rows_covered(unique.columns, c)]
             if not nullable:
                 continue
             found.append(Candidate("unique_with_nullable_columns", table, unique.columns,

@@ -53,6 +53,9 @@ class UniqueKey:
     partial: bool = False
     valid: bool = True
     coalesced: frozenset[str] = frozenset()  # columns indexed as COALESCE(column, constant): a NULL collides
+    # a partial unique index whose whole predicate is `column IS NULL [AND ...]` (the database's rendering of it):
+    # those columns; it keeps its columns unique among the rows where they are NULL. None for any other predicate
+    null_predicate: frozenset[str] | None = None
 
     def null_escapes(self, columns: Iterable[str]) -> set[str]:
         """The columns of `columns` where a NULL lets a second row in: every one the key covers, unless it treats
@@ -162,6 +165,23 @@ class TableInfo:
         """Whether some valid unique key lies within `columns` (then rows can never repeat them)."""
         wanted = set(columns)
         return any(u.protects and set(u.columns) <= wanted for u in self.uniques)
+
+    def null_rows_covered(self, columns: Iterable[str], column: str) -> bool:
+        """Whether another unique key stops a second row equal in `columns` among the rows where `column` is NULL,
+        which a NULLS DISTINCT key over `columns` lets through: a valid key over some of `columns` (not `column`)
+        that no NULL escapes (its columns NOT NULL, or NULLs made equal), either whole (it keeps every row unique)
+        or partial with the predicate `column IS NULL` alone (Synapse's receipts: UNIQUE (room_id, receipt_type,
+        user_id, thread_id) beside a unique index over the first three WHERE thread_id IS NULL)."""
+        wanted = set(columns)
+        for key in self.uniques:
+            whole = key.protects
+            for_nulls = key.partial and key.null_predicate == frozenset({column})
+            if not key.valid or not key.columns or not (whole or for_nulls) or column in key.columns \
+                    or not set(key.columns) <= wanted:
+                continue
+            if not key.null_escapes(c for c in key.columns if self.columns[c].nullable):
+                return True
+        return False
 
     def stops_copies(self, columns: Iterable[str], null_columns: Iterable[str] = ()) -> bool:
         """Whether a unique key stops a second row with these values, when `null_columns` are looked up as NULL:
@@ -308,7 +328,8 @@ def _table_info(schema: str, name: str, cols: list[Any], pk: Any, fks: list[Any]
                 ix["name"], names, "constraint" if ix["name"] in exclusions else "index",
                 nulls_distinct=not options.get("postgresql_nulls_not_distinct", False),
                 partial=any(k.endswith("_where") for k in options),
-                valid=not options.get("postgresql_invalid", False), coalesced=coalesced))
+                valid=not options.get("postgresql_invalid", False), coalesced=coalesced,
+                null_predicate=_null_predicate(options, columns)))
     foreign = [ForeignKeyInfo(names_of(fk["constrained_columns"]), fk.get("referred_schema") or schema,
                               fk["referred_table"], names_of(fk["referred_columns"])) for fk in fks]
     return TableInfo(schema, name, columns, primary, keys, index_infos, foreign)
@@ -318,6 +339,28 @@ _IDENTIFIER = r'"(?:[^"]|"")+"|`(?:[^`]|``)+`|[A-Za-z_][A-Za-z0-9_$]*'
 _CONSTANT = r"(?:_\w+)?'(?:[^']|'')*'|-?[0-9]+(?:\.[0-9]+)?"
 COALESCED = re.compile(rf"\(?\s*coalesce\s*\(\s*(?P<column>{_IDENTIFIER})\s*,\s*\(?(?:{_CONSTANT})\)?"
                        r"(?:\s*::\s*[A-Za-z ]+(?:\([0-9, ]+\))?)?\s*\)\s*\)?", re.IGNORECASE)
+
+
+_NULL_TERM = rf"\(?\s*(?P<column>{_IDENTIFIER})\s+IS\s+NULL\s*\)?"
+_ANY_NULL_TERM = rf"\(?\s*(?:{_IDENTIFIER})\s+IS\s+NULL\s*\)?"
+NULL_PREDICATE = re.compile(rf"\(?\s*{_ANY_NULL_TERM}(?:\s+AND\s+{_ANY_NULL_TERM})*\s*\)?", re.IGNORECASE)
+
+
+def _null_predicate(options: dict[str, Any], columns: dict[str, Any]) -> frozenset[str] | None:
+    """The columns a partial index's predicate requires NULL, when the whole predicate, as the database renders it
+    (PostgreSQL's pg_get_expr, SQLite's CREATE INDEX text), is `column IS NULL` or a conjunction of such terms;
+    None for a full index or any other predicate."""
+    texts = [str(v) for k, v in options.items() if k.endswith("_where") and v is not None]
+    if len(texts) != 1 or not NULL_PREDICATE.fullmatch(texts[0].strip()):
+        return None
+    found = set()
+    for term in re.finditer(_NULL_TERM, texts[0], re.IGNORECASE):
+        column = term.group("column")
+        column = column[1:-1].replace(column[0] * 2, column[0]) if column[0] in '"`' else column
+        if column not in columns and column.lower() not in columns:
+            return None
+        found.add(column if column in columns else column.lower())
+    return frozenset(found) or None
 
 
 def _index_elements(ix: dict[str, Any], columns: dict[str, Any]) -> list[tuple[str, bool]] | None:

@@ -590,3 +590,48 @@ def test_an_identifier_s_own_values_are_not_scaled_up_from_a_sample(db: TestData
     monkeypatch.setattr(measure, "SAMPLE_ROWS", 2_000)
     sampled = [f for f in run_audit(db.url).findings if f.table.endswith("entries") and f.columns == ["kind"]]
     assert sampled == [], sampled
+
+
+
+def receipts(db: TestDatabase, name: str, predicate: str | None) -> None:
+    """Matrix Synapse's receipts_linearized as `name`: UNIQUE (room_id, receipt_type, user_id, thread_id), thread_id
+    NULL in most rows (a receipt outside any thread), and a unique index over the first three `WHERE predicate`
+    (None: a full one)."""
+    md = sa.MetaData()
+    table = sa.Table(name, md, sa.Column("stream_id", sa.BigInteger, nullable=False),
+                     sa.Column("room_id", sa.String(80), nullable=False),
+                     sa.Column("receipt_type", sa.String(40), nullable=False),
+                     sa.Column("user_id", sa.String(80), nullable=False),
+                     sa.Column("thread_id", sa.String(80), nullable=True),
+                     sa.UniqueConstraint("room_id", "receipt_type", "user_id", "thread_id", name=f"{name}_thread"))
+    where = {} if predicate is None else {"postgresql_where": sa.text(predicate), "sqlite_where": sa.text(predicate)}
+    sa.Index(f"{name}_unique_index", table.c.room_id, table.c.receipt_type, table.c.user_id, unique=True, **where)
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(table.insert(), [{"stream_id": n, "room_id": f"!r{n % 40}", "receipt_type": "m.read",
+                                       "user_id": f"@u{n // 40}", "thread_id": None if n % 3 else "main"}
+                                      for n in range(400)])
+
+
+def keyed_findings(report: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    return [f for f in on(report, table) if f["kind"] != "no_primary_key"]
+
+
+def test_nulls_another_unique_key_keeps_unique_are_no_risk(db: TestDatabase) -> None:
+    """Synapse's receipts: the unique key over (room_id, receipt_type, user_id, thread_id) lets a second row with
+    thread_id NULL in, but a unique index over the first three WHERE thread_id IS NULL (on MariaDB, which has no
+    partial index: a full one) stops it. Reported as a medium unique_with_nullable_columns ('protects nothing'),
+    with a check, on the three such tables of Synapse's schema."""
+    receipts(db, "receipts_linearized", "thread_id IS NULL")
+    assert keyed_findings(audit_json(db), "receipts_linearized") == []
+
+
+def test_only_a_unique_index_over_the_null_rows_covers_them(pg: TestDatabase) -> None:
+    """The same index WHERE thread_id IS NOT NULL keeps no NULL row unique: that risk stands."""
+    receipts(pg, "receipts_linearized", "(thread_id IS NULL)")
+    receipts(pg, "receipts_graph", "thread_id IS NOT NULL")
+    report = audit_json(pg)
+    assert keyed_findings(report, "receipts_linearized") == []
+    [finding] = keyed_findings(report, "receipts_graph")
+    assert finding["kind"] == "unique_with_nullable_columns" and finding["severity"] == "medium", finding
+
