@@ -160,7 +160,7 @@ def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
         return False  # most values repeat: orders per customer and status
     # measured per parent, its own values must still be many: an index over a flag is no identifier
     values = m.distinct_keys if m.values is None else min(m.distinct_keys, m.values)
-    if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.once_share >= IDENTIFIER_SHARE):
+    if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.identifier_once_share >= IDENTIFIER_SHARE):
         return False
     if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
                                                and m.once_share >= ONE_TO_ONE_SHARE):

@@ -55,6 +55,10 @@ class Measurement:
     status_where: str | None = None  # ... and the condition selecting it (or identifiers given), as a check's `where`
     same_parent_groups: int = 0  # groups whose rows agree on the candidate's other_parents (all, without any)
     values: int | None = None  # an identifier measured per parent: the distinct values of its own columns
+    # an identifier in a table with another unique key (agree_on): its own keys (its columns and parents, without
+    # that key's columns) and how many of them repeat; None when they are `distinct_keys` and `groups`
+    own_keys: int | None = None
+    own_groups: int = 0
 
     @property
     def same_parent_share(self) -> float:
@@ -64,6 +68,14 @@ class Measurement:
     def once_share(self) -> float:
         """The share of key values that occur exactly once (1.0 for an empty table)."""
         return 1.0 if not self.distinct_keys else (self.distinct_keys - self.groups) / self.distinct_keys
+
+    @property
+    def identifier_once_share(self) -> float:
+        """The share of an identifier's own keys that occur once: grouped by its columns (and parents) alone, not by
+        another unique key's columns, whose values tell nearly every row apart whatever the identifier's are."""
+        if self.own_keys is None:
+            return self.once_share
+        return 1.0 if not self.own_keys else (self.own_keys - self.own_groups) / self.own_keys
 
     @property
     def alike_share(self) -> float:
@@ -173,10 +185,24 @@ class Measurer:
             # a count of distinct values does not grow with the rows read: a sample's own is kept (scaled, a
             # flag's 10 values seen in a fifth of the rows passed for 50, an identifier's)
             measured = replace(measured, values=int(values))
+        if candidate.identifier and candidate.agree_on:
+            own_keys, own_groups = self._own_keys(candidate, source, [*candidate.columns, *parents])
+            measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
         if not defaults:
             return measured
         return replace(measured, status_where=_where_sql(sa.and_(*defaults), self.conn.dialect))
+
+    def _own_keys(self, candidate: Candidate, source: sa.FromClause, columns: list[str]) -> tuple[int, int]:
+        """An identifier's own keys, grouped by `columns` alone (not by the other unique keys' columns), and how many
+        occur more than once; counted in the rows read (a sample's are kept: only their share is used)."""
+        keys = [source.c[c] for c in columns]
+        own = (sa.select(sa.func.count().label("n")).select_from(source)
+               .where(*_filters(candidate, keys[:len(candidate.columns)])).group_by(*keys).subquery("dw_own"))
+        self._arm()
+        total, repeated = self.conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.case((own.c.n > 1, 1), else_=0)))
+                                            .select_from(own)).one()
+        return int(total or 0), int(repeated or 0)
 
     def _run_by_status(self, candidate: Candidate, source: sa.FromClause, rows: int, scale: float,
                        percent: float | None) -> Measurement:
