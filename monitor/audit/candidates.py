@@ -172,9 +172,9 @@ def invalid_indexes(tables: list[TableInfo], quote: QuoteFn) -> list[Candidate]:
 def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
     found = []
     for table in tables:
-        seen: set[tuple[str, ...]] = set()
+        seen: set[frozenset[str]] = set()  # two indexes over the same columns in another order are one lookup
         for index in table.indexes:
-            if index.unique or not index.columns or index.columns in seen:
+            if index.unique or not index.columns or frozenset(index.columns) in seen:
                 continue
             types = {table.columns[c].type_class for c in index.columns}
             fks = [c for c in index.columns if c in table.fk_columns]
@@ -182,7 +182,7 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
             if not descriptive or types & {"temporal", "float", "other"} or table.is_protected(index.columns) \
                     or set(index.columns) & table.bookkeeping:
                 continue
-            seen.add(index.columns)
+            seen.add(frozenset(index.columns))
             if not fks:
                 # a login or an email looked up before an insert (wp_insert_user's username_exists): reported only
                 # when almost every value occurs once (findings._repeats_like_a_mistake); rows holding NULL or the

@@ -671,3 +671,8 @@ def test_an_index_whose_values_repeat_is_no_identifier_beside_another_unique_key
     assert frozenset({"highlight", "stream_ordering"}) not in columns
     assert frozenset({"room_id", "event_id", "user_id", "profile_tag"}) in columns, columns
 
+
+def test_two_indexes_over_the_same_columns_are_one_finding(db: TestDatabase) -> None:
+    """(stream_ordering, user_id) and (user_id, stream_ordering) are one lookup: reported twice, with two checks."""
+    found = [f for f in push_actions(db) if set(f["columns"]) == {"user_id", "stream_ordering"}]
+    assert len(found) == 1 and found[0]["severity"] == "high", found
