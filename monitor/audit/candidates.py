@@ -43,6 +43,9 @@ class Candidate:
     status: str | None = None  # key_with_status: the status-like column; the key's other columns repeat per value
     null_columns: tuple[str, ...] = ()  # rows_with_null: the columns whose NULL the key lets through (else all)
     identifier: bool = False  # non_unique_natural_key with no foreign key: only almost one row per value counts
+    # non_unique_natural_key over foreign keys and these columns: when they hold no more than a flag's values (a
+    # soft-delete `del`), the key is its parents' children split in two, judged as its parents alone
+    described: tuple[str, ...] = ()
 
     @property
     def agree_on(self) -> list[str]:
@@ -198,7 +201,7 @@ def natural_keys(tables: list[TableInfo]) -> list[Candidate]:
             found.append(Candidate("non_unique_natural_key", table, index.columns,
                                    f"non-unique index {index.name} over foreign key {fk_text} and "
                                    f"{', '.join(descriptive)}, the lookup of a get_or_create",
-                                   needs_duplicates=True))
+                                   needs_duplicates=True, described=tuple(descriptive)))
     return found
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from monitor.audit.candidates import Candidate, Kind
-from monitor.audit.measure import BURST_SECONDS, Measurement, Unmeasured
+from monitor.audit.measure import BURST_SECONDS, FLAG_VALUES, Measurement, Unmeasured
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -162,8 +162,11 @@ def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     values = m.distinct_keys if m.values is None else min(m.distinct_keys, m.values)
     if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.identifier_once_share >= IDENTIFIER_SHARE):
         return False
-    if c.kind == "one_to_one_suspect" and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES
-                                               and m.once_share >= ONE_TO_ONE_SHARE):
+    flag = m.described_values is not None and m.described_values <= FLAG_VALUES
+    one_parent = c.kind == "one_to_one_suspect" or flag
+    if one_parent and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE):
+        # a parent alone, or a parent and a flag (a user's identities, deleted or not: its children split in two):
+        # only almost one row per key makes its repeats a mistake
         return False
     if c.kind == "key_with_status" and m.once_share < STATUS_ONCE_SHARE:
         return False

@@ -25,6 +25,7 @@ SAMPLE_ROWS = 200_000  # a big table is measured on about this many rows
 QUERY_SHARE = 0.25  # no single query may take more than this share of the budget
 STATUS_VALUES = 50  # key_with_status: the status values read
 STATUS_MIN_KEYS = 5  # ... and the keys a value needs before its figures say anything
+FLAG_VALUES = 2  # a column set taking no more values than this is a flag (deleted or not), naming nothing
 
 
 BURST_SECONDS = 2.0  # rows of a group written within this span were born together (the seeds: 5 ms, one click)
@@ -59,6 +60,9 @@ class Measurement:
     # that key's columns) and how many of them repeat; None when they are `distinct_keys` and `groups`
     own_keys: int | None = None
     own_groups: int = 0
+    # a natural key over foreign keys (Candidate.described): the values its other columns take, counted up to
+    # FLAG_VALUES + 1, when it has duplicate groups; else None
+    described_values: int | None = None
 
     @property
     def same_parent_share(self) -> float:
@@ -188,10 +192,22 @@ class Measurer:
         if candidate.identifier and candidate.agree_on:
             own_keys, own_groups = self._own_keys(candidate, source, [*candidate.columns, *parents])
             measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
+        if candidate.described and measured.groups:
+            measured = replace(measured, described_values=self._described_values(candidate, source))
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
         if not defaults:
             return measured
         return replace(measured, status_where=_where_sql(sa.and_(*defaults), self.conn.dialect))
+
+    def _described_values(self, candidate: Candidate, source: sa.FromClause) -> int:
+        """How many values a natural key's described columns take in the rows measured, counted up to FLAG_VALUES + 1
+        (the query reads no more groups than that)."""
+        keys = [source.c[c] for c in candidate.columns]
+        described = [source.c[c] for c in candidate.described]
+        values = (sa.select(*described).select_from(source).where(*_filters(candidate, keys)).group_by(*described)
+                  .limit(FLAG_VALUES + 1).subquery("dw_described"))
+        self._arm()
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(values)).scalar_one())
 
     def _own_keys(self, candidate: Candidate, source: sa.FromClause, columns: list[str]) -> tuple[int, int]:
         """An identifier's own keys, grouped by `columns` alone (not by the other unique keys' columns), and how many

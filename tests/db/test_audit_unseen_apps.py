@@ -676,3 +676,39 @@ def test_two_indexes_over_the_same_columns_are_one_finding(db: TestDatabase) -> 
     """(stream_ordering, user_id) and (user_id, stream_ordering) are one lookup: reported twice, with two checks."""
     found = [f for f in push_actions(db) if set(f["columns"]) == {"user_id", "stream_ordering"}]
     assert len(found) == 1 and found[0]["severity"] == "high", found
+
+
+def test_a_parent_and_a_soft_delete_flag_is_no_natural_key(db: TestDatabase) -> None:
+    """Roundcube's identities, contactgroups and responses: an index over (user_id, del), the user's rows that are
+    deleted or not. Half the users have one identity, the others two or three, some deleted: (user_id, del) looked
+    like a natural key repeating in half its values, a medium non_unique_natural_key on each of the three tables
+    ('rows differ in name, email: review'). The flag names nothing: the key is judged as the parent alone is, so a
+    table of one row per user (a settings row with the same flag) still shows its raced copy."""
+    md = sa.MetaData()
+    people = users(md)
+    identities = sa.Table("identities", md, sa.Column("identity_id", sa.Integer, primary_key=True),
+                          sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+                          sa.Column("del", sa.SmallInteger, nullable=False, server_default="0"),
+                          sa.Column("name", sa.String(80), nullable=False),
+                          sa.Column("email", sa.String(80), nullable=False),
+                          sa.Index("user_identities_index", "user_id", "del"))
+    settings = sa.Table("settings", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+                        sa.Column("del", sa.SmallInteger, nullable=False, server_default="0"),
+                        sa.Column("theme", sa.String(40), nullable=False),
+                        sa.Column("created_at", sa.DateTime, nullable=False),
+                        sa.Index("settings_user_index", "user_id", "del"))
+    md.create_all(db.engine)
+    rows = [{"user_id": u, "del": int(n == 2), "name": f"User {u} ({n})", "email": f"u{u}.{n}@example.org"}
+            for u in range(1, 101) for n in range(1 + (u % 2) * (1 + u % 3 % 2))]
+    with db.engine.begin() as conn:
+        conn.execute(people.insert(), [{"id": i, "name": f"u{i}"} for i in range(1, 101)])
+        conn.execute(identities.insert(), rows)
+        conn.execute(settings.insert(), [{"user_id": u, "theme": "elastic", "created_at": T0 + timedelta(days=u)}
+                                         for u in range(1, 101)])
+        conn.execute(settings.insert(), [{"user_id": 7, "theme": "elastic",
+                                          "created_at": T0 + timedelta(days=7, milliseconds=3)}])
+    report = audit_json(db)
+    assert on(report, "identities") == [], on(report, "identities")
+    raced = {(f["kind"], tuple(f["columns"]), f["severity"]) for f in on(report, "settings")}
+    assert ("one_to_one_suspect", ("user_id",), "high") in raced, raced
