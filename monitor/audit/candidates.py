@@ -53,6 +53,12 @@ class Candidate:
         return sorted({c for rest in self.table.other_unique_keys(self.columns) for c in rest})
 
     @property
+    def nulls_beside(self) -> bool:
+        """Whether a column of `agree_on` is nullable: its NULLs are grouped together when measured (GROUP BY), so a
+        check of this key must group them so too (`nulls = "equal"`), leaving its own columns' NULLs out by `where`."""
+        return any(self.table.columns[c].nullable for c in self.agree_on)
+
+    @property
     def other_parents(self) -> list[str]:
         """For a suspicion (one_to_one_suspect, non_unique_natural_key, key_with_status): the NOT NULL columns of
         foreign keys outside the key, declared, or inferred by name in a schema that declares none (osTicket's

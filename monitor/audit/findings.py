@@ -252,10 +252,15 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
         if not isinstance(measured, Measurement) or measured.status_where is None:
             return None
         entry["where"] = measured.status_where
-    if candidate.row_filter in ("not_null", "given"):
+    if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
+        # measured with the other key's NULLs grouped together: `nulls = "distinct"` would drop every such group
+        if not isinstance(measured, Measurement) or measured.status_where is None:
+            return None
+        entry["where"] = measured.status_where  # its own columns: not NULL (nor left at their defaults)
+    elif candidate.row_filter in ("not_null", "given"):
         entry["nulls"] = "distinct"
-    if candidate.row_filter == "given" and isinstance(measured, Measurement) and measured.status_where:
-        entry["where"] = measured.status_where  # rows left at the column's default are no identifier
+        if candidate.row_filter == "given" and isinstance(measured, Measurement) and measured.status_where:
+            entry["where"] = measured.status_where  # rows left at the column's default are no identifier
     if table.birth_column:
         entry["timestamp"] = table.birth_column
     return entry

@@ -194,6 +194,10 @@ class Measurer:
             measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
         if candidate.described and measured.groups:
             measured = replace(measured, described_values=self._described_values(candidate, source))
+        if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
+            # the check groups the other key's NULLs together, as measured: its own rows left out are written out
+            kept = _filters(candidate, [sa.column(c) for c in candidate.columns])
+            return replace(measured, status_where=_where_sql(sa.and_(*kept), self.conn.dialect))
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
         if not defaults:
             return measured

@@ -712,3 +712,17 @@ def test_a_parent_and_a_soft_delete_flag_is_no_natural_key(db: TestDatabase) -> 
     assert on(report, "identities") == [], on(report, "identities")
     raced = {(f["kind"], tuple(f["columns"]), f["severity"]) for f in on(report, "settings")}
     assert ("one_to_one_suspect", ("user_id",), "high") in raced, raced
+
+
+def test_a_written_check_groups_another_key_s_nulls_as_the_audit_measured(db: TestDatabase, tmp_path: Path) -> None:
+    """The identifier (user_id, stream_ordering) of Synapse's push actions is measured with the other unique key's
+    columns, profile_tag NULL in every row grouped together; its check was written with `nulls = "distinct"`, which
+    drops every row holding a NULL in the key: the live check the audit wrote for its copy found nothing, ever.
+    Written so, every live check finds the groups its finding reports."""
+    push_actions(db)
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--write", target, "--json")
+    found = sorted(f["duplicate_groups"] for f in run.json["findings"] if f["check"])
+    assert found == [1, 1], run.json  # the identifier's copy and the nullable key's, each with a live check
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    assert sorted(c["groups"] for c in checked.json["checks"]) == found, checked.output
