@@ -21,7 +21,7 @@ from monitor.audit import dialect_catalog
 from monitor.audit.candidates import Candidate, QuoteFn, all_candidates
 from monitor.audit.catalog import SchemaNotFound, read_catalog, resolve_schemas
 from monitor.audit.code import code_lookups
-from monitor.audit.findings import Finding, decide
+from monitor.audit.findings import Finding, decide, fold_covered
 from monitor.audit.generic import generic_candidates
 from monitor.audit.lookups import check_then_insert
 from monitor.audit.measure import Budget, Measurement, Measurer, Unmeasured
@@ -102,6 +102,7 @@ def run_audit(url: str, schemas: list[str] | None = None, budget: float = DEFAUL
     finally:
         database.dispose()
     notes = [stats.unavailable] if stats.unavailable else []
+    findings = fold_covered(findings)
     findings.sort(key=Finding.sort_key)
     return AuditReport(redact_url(database.url), database.dialect, chosen, findings, len(tables), len(candidates),
                        (time.perf_counter() - started) * 1000, notes,

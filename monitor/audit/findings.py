@@ -104,6 +104,25 @@ def decide(candidate: Candidate, measured: Measurement | Unmeasured | None) -> F
                    estimated, evidence, live, candidate.calls, draft, draft_reason if draft else None)
 
 
+def fold_covered(findings: list[Finding]) -> list[Finding]:
+    """The findings, less those whose copies a `unique_with_nullable_columns` finding of the same table already
+    reports and watches. A candidate counted beside another unique key (`Candidate.agree_on`) groups only rows alike
+    in that key's columns, which the key lets in only through a NULL: when the nullable key's finding has a live
+    check (keyed by its columns, NULLs together) at least as severe, the other finding's groups are among its own
+    (Synapse's event_push_actions: one copy was three high findings, by the nullable key and two lookup indexes)."""
+    watched = [f for f in findings if f.kind == "unique_with_nullable_columns" and f.check is not None]
+
+    def covered(finding: Finding) -> bool:
+        entry = finding.check or finding.draft
+        if finding.kind == "unique_with_nullable_columns" or entry is None or not finding.has_duplicates:
+            return False
+        key = set(entry["key"])
+        return any(w.table == finding.table and set(w.columns) <= key and w.has_duplicates
+                   and SEVERITY_RANK[w.severity] <= SEVERITY_RANK[finding.severity] for w in watched)
+
+    return [f for f in findings if not covered(f)]
+
+
 def verdict(m: Measurement, compared: bool) -> Verdict:
     """What a candidate's duplicate groups look like (see the module docstring). Rows born apart count as alike
     only when there are columns to compare them on; with none (an event per order and type), they are the design."""

@@ -636,11 +636,14 @@ def test_only_a_unique_index_over_the_null_rows_covers_them(pg: TestDatabase) ->
     assert finding["kind"] == "unique_with_nullable_columns" and finding["severity"] == "medium", finding
 
 
-def push_actions(db: TestDatabase) -> list[dict[str, Any]]:
+
+def push_actions(db: TestDatabase, *, renotified: bool = False) -> list[dict[str, Any]]:
     """Matrix Synapse's event_push_actions: UNIQUE (room_id, event_id, user_id, profile_tag) with profile_tag NULL in
     every row, lookup indexes over (room_id, user_id), (highlight, stream_ordering) and both orders of (user_id,
     stream_ordering); three users notified per event, and one event's action for one user persisted twice (the
-    NULL lets the copy past the key). Its findings, but the low no_primary_key."""
+    NULL lets the copy past the key). With `renotified`, another user's action on another event was written again
+    as a highlight (rows that differ): the nullable key's finding is then only drafted. Its findings, but the low
+    no_primary_key."""
     md = sa.MetaData()
     table = sa.Table("event_push_actions", md, sa.Column("room_id", sa.String(80), nullable=False),
                      sa.Column("event_id", sa.String(80), nullable=False),
@@ -656,17 +659,19 @@ def push_actions(db: TestDatabase) -> list[dict[str, Any]]:
     md.create_all(db.engine)
     rows = [{"room_id": f"!r{e % 10}", "event_id": f"$e{e}", "user_id": f"@u{(e % 10 + k) % 20}", "profile_tag": None,
              "highlight": 0, "stream_ordering": e} for e in range(200) for k in range(3)]
+    again = [{**rows[90], "highlight": 1}] if renotified else []
     with db.engine.begin() as conn:
-        conn.execute(table.insert(), [*rows, rows[33]])
+        conn.execute(table.insert(), [*rows, rows[33], *again])
     return keyed_findings(audit_json(db), "event_push_actions")
 
 
 def test_an_index_whose_values_repeat_is_no_identifier_beside_another_unique_key(db: TestDatabase) -> None:
-    """The copy is counted per index and the other unique key's columns (rows differing there are distinct by
+    """The copies are counted per index and the other unique key's columns (rows differing there are distinct by
     declaration); grouped so, nearly every group held one row, and (room_id, user_id), a user's many notifications
     in a room, and (highlight, stream_ordering) passed for identifiers: two high non_unique_natural_key findings
-    with live checks. Whether an index is an identifier is read from its own values: these repeat."""
-    columns = {frozenset(f["columns"]) for f in push_actions(db)}
+    (drafted, as the nullable key's is, one of its two groups differing). Whether an index is an identifier is
+    read from its own values: these repeat."""
+    columns = {frozenset(f["columns"]) for f in push_actions(db, renotified=True)}
     assert frozenset({"room_id", "user_id"}) not in columns
     assert frozenset({"highlight", "stream_ordering"}) not in columns
     assert frozenset({"room_id", "event_id", "user_id", "profile_tag"}) in columns, columns
@@ -674,8 +679,40 @@ def test_an_index_whose_values_repeat_is_no_identifier_beside_another_unique_key
 
 def test_two_indexes_over_the_same_columns_are_one_finding(db: TestDatabase) -> None:
     """(stream_ordering, user_id) and (user_id, stream_ordering) are one lookup: reported twice, with two checks."""
-    found = [f for f in push_actions(db) if set(f["columns"]) == {"user_id", "stream_ordering"}]
+    found = [f for f in push_actions(db, renotified=True) if set(f["columns"]) == {"user_id", "stream_ordering"}]
     assert len(found) == 1 and found[0]["severity"] == "high", found
+
+
+def test_copies_a_nullable_key_s_live_check_watches_are_one_finding(db: TestDatabase) -> None:
+    """The one copy of a push action was three high findings with three live checks: the nullable unique key's, and
+    the identifiers (user_id, stream_ordering) and (user_id, room_id, ...) counted beside that key, whose groups
+    are its own. The key's finding, live and as severe, reports and watches them."""
+    found = [(f["kind"], f["severity"]) for f in push_actions(db) if f["duplicate_groups"]]
+    assert found == [("unique_with_nullable_columns", "high")], found
+
+
+def test_a_written_check_groups_another_key_s_nulls_as_the_audit_measured(db: TestDatabase, tmp_path: Path) -> None:
+    """Accounts looked up by username (a non-unique index), email UNIQUE and NULL for most: an account written twice
+    with no email. The identifier is measured beside the email key, NULLs grouped together; its check was written
+    with `nulls = "distinct"`, which drops every row holding a NULL in its key (username, email): the live check
+    for the copy found nothing, ever (Synapse's push actions, profile_tag NULL in every row, the same)."""
+    md = sa.MetaData()
+    accounts = sa.Table("accounts", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("username", sa.String(80), nullable=False),
+                        sa.Column("email", sa.String(80), nullable=True, unique=True),
+                        sa.Column("created_at", sa.DateTime, nullable=False), sa.Index("accounts_username", "username"))
+    md.create_all(db.engine)
+    rows = [{"id": i, "username": f"user{i}", "email": f"u{i}@example.org" if i % 5 == 0 else None,
+             "created_at": T0 + timedelta(hours=i)} for i in range(1, 101)]
+    with db.engine.begin() as conn:
+        copy = {**rows[6], "id": 101, "created_at": T0 + timedelta(hours=7, milliseconds=4)}
+        conn.execute(accounts.insert(), [*rows, copy])
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--write", target, "--json")
+    [finding] = [f for f in on(run.json, "accounts") if f["check"]]
+    assert finding["columns"] == ["username"] and finding["duplicate_groups"] == 1, finding
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    assert [c["groups"] for c in checked.json["checks"]] == [1], checked.output
 
 
 def test_a_parent_and_a_soft_delete_flag_is_no_natural_key(db: TestDatabase) -> None:
@@ -712,17 +749,3 @@ def test_a_parent_and_a_soft_delete_flag_is_no_natural_key(db: TestDatabase) -> 
     assert on(report, "identities") == [], on(report, "identities")
     raced = {(f["kind"], tuple(f["columns"]), f["severity"]) for f in on(report, "settings")}
     assert ("one_to_one_suspect", ("user_id",), "high") in raced, raced
-
-
-def test_a_written_check_groups_another_key_s_nulls_as_the_audit_measured(db: TestDatabase, tmp_path: Path) -> None:
-    """The identifier (user_id, stream_ordering) of Synapse's push actions is measured with the other unique key's
-    columns, profile_tag NULL in every row grouped together; its check was written with `nulls = "distinct"`, which
-    drops every row holding a NULL in the key: the live check the audit wrote for its copy found nothing, ever.
-    Written so, every live check finds the groups its finding reports."""
-    push_actions(db)
-    target = tmp_path / "dupewatch.toml"
-    run = run_dupewatch("audit", "--url", db.url, "--write", target, "--json")
-    found = sorted(f["duplicate_groups"] for f in run.json["findings"] if f["check"])
-    assert found == [1, 1], run.json  # the identifier's copy and the nullable key's, each with a live check
-    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
-    assert sorted(c["groups"] for c in checked.json["checks"]) == found, checked.output
