@@ -86,6 +86,11 @@ def parse_url(url: str, where: str) -> URL:
     the password as the host name (RFC 3986 userinfo ends at the first `@`... or the last, depending on
     the parser), so it is refused with a hint to percent-encode.
     """
+    ambiguous = ConfigError(f"{where}: ambiguous URL {mask_url_text(url)}: it has more than one '@'; "
+                            f"percent-encode '@' in the password as %40 (in Python: urllib.parse.quote(password, "
+                            "safe=''))")
+    if _at_sign_in_user_part(url):
+        raise ambiguous
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -93,9 +98,7 @@ def parse_url(url: str, where: str) -> URL:
     except ValueError:  # make_url's int(port)
         raise ConfigError(f"{where}: the port is not a number in {mask_url_text(url)}") from None
     if parsed.host and "@" in parsed.host:
-        raise ConfigError(f"{where}: ambiguous URL {mask_url_text(url)}: it has more than one '@'; "
-                          f"percent-encode '@' in the password as %40 (in Python: urllib.parse.quote(password, "
-                          "safe=''))")
+        raise ambiguous
     driver = DEFAULT_DRIVERS.get(parsed.drivername)
     parsed = parsed.set(drivername=driver) if driver else parsed
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
@@ -103,6 +106,15 @@ def parse_url(url: str, where: str) -> URL:
                           f"{redact_url(parsed)} (dupewatch supports postgresql://, mysql://, mariadb:// "
                           "and sqlite:///)")
     return parsed
+
+
+def _at_sign_in_user_part(url: str) -> bool:
+    """Whether `url`'s text has more than one `@` before its query, the first in a user part (no `/` before it; a
+    user name holds none): an unencoded `@` in the password followed by a `/` or `:` makes SQLAlchemy read the rest
+    of the password as host, port or database, and show it."""
+    _, scheme, rest = url.partition("://")
+    head = rest.partition("?")[0]
+    return bool(scheme) and head.count("@") > 1 and "/" not in head.partition("@")[0]
 
 
 def redact_url(url: str | URL) -> str:
