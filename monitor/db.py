@@ -502,6 +502,10 @@ class Database:
                 if watched and watch is not None and watch.expired:
                     raise DatabaseError(self._deadline_message(watch)) from None
                 raise
+            except BaseException:  # Ctrl-C: a driver that stops reading (PyMySQL) leaves the statement running
+                if watch is not None:
+                    watch.abandon()
+                raise
             finally:
                 if watch is not None:
                     self._unwatch(conn, watch)
@@ -645,6 +649,15 @@ class Database:
         for cancel in cancels:
             cancel.join(2 * CANCEL_WAIT_SECONDS + 0.5)
         return len(running)
+
+    def abandon_running(self) -> None:
+        """Cancel the detection statements running now on the server, without waiting (Ctrl-C: their threads then
+        give their connections back, discarded)."""
+        with self._watch_lock:
+            running = list(self._watches)
+        for watch in running:
+            WATCHDOG.unwatch(watch)
+            watch.abandon()
 
     def describe(self, exc: BaseException) -> str:
         """A one-line, password-free description of a database error; the values a data error quotes (row
@@ -792,6 +805,19 @@ class _Watch:
                 rules.sever(self.dbapi)
             except Exception as exc:  # already closed by its thread meanwhile
                 log.info("database %s: could not shut the socket (%s)", self.db.name, first_line(exc))
+
+    def abandon(self) -> None:
+        """The thread using the connection stopped waiting for its statement (Ctrl-C): cancel the statement on the
+        server, without waiting for the connection to be given back (that thread is the caller), and never reuse
+        the session."""
+        with self._lock:
+            if self.released.is_set():
+                return
+            self.expired = True
+        try:
+            self.db.rules.cancel(self.dbapi, self.url, CANCEL_WAIT_SECONDS)
+        except Exception as exc:  # the server may not answer at all, or the driver closed the connection already
+            log.info("database %s: cancel failed (%s)", self.db.name, first_line(exc))
 
     def _stopped(self, seconds: float) -> bool:
         """Whether the connection's user gave it back (a fix's: its statement stopped waiting) within `seconds`."""

@@ -375,7 +375,17 @@ class Monitor:
         if len(chosen) <= 1:
             return [self.run(c, full=full) for c in chosen]
         with ThreadPoolExecutor(max_workers=min(workers, len(chosen))) as pool:
-            return list(pool.map(lambda c: self.run(c, full=full), chosen))
+            runs = [pool.submit(self.run, c, full=full) for c in chosen]
+            try:
+                return [run.result() for run in runs]
+            except BaseException:  # Ctrl-C: leaving the pool would wait for every statement to its end
+                for run in runs:
+                    run.cancel()
+                with self._lock:
+                    databases = list(self._databases.values())
+                for db in databases:
+                    db.abandon_running()
+                raise
 
     # -- incremental checks ---------------------------------------------------------------------
 

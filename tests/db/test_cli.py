@@ -324,23 +324,43 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_during_a_check_is_one_line_and_not_the_duplicates_exit_code(pg, tmp_path):
+# A check's statement that sleeps (`marker` names it), and how many such statements the server runs now (`active`:
+# pg_stat_activity also shows an idle session's last query, and a cancel reaching the server before the query
+# starts is ignored).
+SLEEPS = {"postgresql": "pg_sleep(30) AS {marker}", "mysql": "SLEEP(30) AS {marker}"}
+RUNNING = {"postgresql": "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
+                         "AND pid <> pg_backend_pid()",
+           "mysql": "SELECT count(*) FROM information_schema.processlist WHERE info LIKE :q AND command = 'Query' "
+                    "AND id <> connection_id()"}
+
+
+@pytest.mark.parametrize("checks", [1, 2])
+def test_ctrl_c_during_a_check_is_one_line_and_cancels_its_queries_on_the_server(server, tmp_path, checks):
+    """Ctrl-C answers at once (exit 130, one line) and the server stops the checks' statements: PyMySQL leaves a
+    statement it stops reading running to its end, and two checks (run on worker threads) were waited for to their
+    end, `statement_timeout` later."""
     marker = f"dw_interrupt_{uuid.uuid4().hex[:8]}"
-    path = config(tmp_path, pg.url, {"name": "slow", "sql": f"SELECT pg_sleep(30) AS {marker}"})
+    sleep = SLEEPS[server.dialect].format(marker=marker)
+    path = config(tmp_path, server.url, *({"name": f"slow{i}", "sql": f"SELECT {sleep}"} for i in range(checks)))
+
+    def running() -> int:
+        return int(server.scalar(RUNNING[server.dialect], {"q": f"%{sleep}%"}))
+
     process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "check", "--config", str(path)], cwd=REPO_ROOT,
                                env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, preexec_fn=_interruptible)
     try:
         deadline = time.monotonic() + 30
-        # `active`: pg_stat_activity also shows an idle session's last query (here the column probe), and a
-        # cancel that reaches the server before the query starts is ignored
-        while not pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
-                            "AND query NOT LIKE :me",
-                            {"q": f"%pg_sleep(30) AS {marker}%", "me": "%pg_stat_activity%"}):
-            assert time.monotonic() < deadline and process.poll() is None, "the check never started its query"
+        while running() < checks:
+            assert time.monotonic() < deadline and process.poll() is None, "the checks never started their queries"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=20)
+        stdout, stderr = process.communicate(timeout=10)  # the statements sleep 30 s
+        # (MariaDB's SLEEP notices a closed connection only every 5 s; a statement that computes never does)
+        deadline = time.monotonic() + 2
+        while running():
+            assert time.monotonic() < deadline, "the server still runs the interrupted checks' statements"
+            time.sleep(0.05)
     finally:
         if process.poll() is None:
             process.kill()
