@@ -218,6 +218,25 @@ def test_an_unparseable_port_is_one_line_exit_2_in_check_json_and_daemon(tmp_pat
     assert error_lines(dupewatch("daemon", "--config", path)) == [expected]
 
 
+@pytest.mark.parametrize(("url", "complaint"), [
+    ("mysql://user:Pw0rdX@127.0.0.1/db?read_timeout=abc", "invalid literal for int() with base 10: 'abc'"),
+    ("mysql://user:Pw0rdX@127.0.0.1/db?local_infile=maybe", "String is not true/false: 'maybe'"),
+    ("sqlite:///app.db?timeout=soon", "could not convert string to float: 'soon'"),
+])
+def test_a_url_parameter_the_driver_cannot_read_is_one_line_exit_2_before_connecting(tmp_path, dupewatch, url,
+                                                                                     complaint):
+    """SQLAlchemy converts these parameters when the engine is made, which raised a bare ValueError (a traceback)
+    from `check`, `daemon`, `audit` and `config validate`."""
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": url}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    shown = url.replace("mysql://", "mysql+pymysql://").replace("Pw0rdX", "***")
+    expected = f"{path}: databases.d.url: a parameter of {shown} is not valid: {complaint}"
+    for args in (("check",), ("check", "--json"), ("daemon",), ("config", "validate", "--offline")):
+        assert error_lines(dupewatch(*args, "--config", path)) == [expected], args
+    assert error_lines(dupewatch("audit", "--url", url)) == [
+        f"--url: a parameter of {shown} is not valid: {complaint}"]
+
+
 def test_a_data_error_keeps_its_kind_and_drops_the_row_value(pg, tmp_path, dupewatch):
     pg.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, ssn TEXT, team INTEGER)",
                "INSERT INTO person VALUES (1, 'SSN-123-45-6789', 1), (2, 'SSN-987', 1)")
