@@ -368,6 +368,23 @@ def test_ctrl_c_during_a_check_is_one_line_and_cancels_its_queries_on_the_server
     assert stderr.strip() == "dupewatch: interrupted" and "Traceback" not in stderr
 
 
+def test_fix_dry_run_writes_a_value_that_would_overwrite_its_line_with_escapes(sqlite_db, tmp_path, dupewatch):
+    """A duplicated value holding a carriage return redrew the line that says which row is kept (`keep id=1`, then
+    the value's own `delete id=1`), and a newline started lines of its own in the plan the operator approves."""
+    spoof = "x\r      delete  id=1, k=x\nfake line"
+    sqlite_db.execute("CREATE TABLE pair (id INTEGER PRIMARY KEY, k TEXT)")
+    sqlite_db.execute("INSERT INTO pair (id, k) VALUES (1, :k), (2, :k)", params={"k": spoof})
+    run = dupewatch("fix", "pair", "--dry-run", "--config", config(tmp_path, sqlite_db.url,
+                                                                    {"name": "pair", "table": "pair", "key": ["k"]}))
+    assert run.code == 0, run.output
+    assert "\r" not in run.stdout and "fake line" not in run.stdout.splitlines()
+    lines = [line.strip() for line in run.stdout.splitlines()]
+    escaped = "x\\r      delete  id=1, k=x\\nfake line"
+    assert f"group ({escaped}): 2 rows" in lines
+    assert [line[:23] for line in lines if line.startswith(("keep", "delete"))] == [
+        "keep    id=1, k=x\\r    ", "delete  id=2, k=x\\r    "]
+
+
 # -- the demo ------------------------------------------------------------------------------------------
 
 def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch):
