@@ -726,9 +726,11 @@ def _table_not_found(check: CheckConfig, schema: str | None, conn: Connection) -
     where = f"schema {schema!r} of " if schema else ""
     detail = f"table {check.table!r} not found in {where}database {check.database!r}"
     _, name = split_table_name(check.table or "")
-    detail += close_matches(name, _table_names(conn, schema))
+    names = _table_names(conn, schema)
+    detail += close_matches(name, names)
     table = check.table or ""
-    if schema and '"' not in table and "`" not in table:
+    # a schema that lists no table may be no schema: the dot was the table's own
+    if schema and not names and '"' not in table and "`" not in table:
         detail += f" (a table whose name contains a dot is written quoted: table = '\"{table}\"')"
     return CheckDefinitionError(f"check {check.name!r}: {detail}", field="table", detail=detail)
 

@@ -187,6 +187,18 @@ def test_config_validate_offline_does_not_connect(tmp_path, dupewatch):
     assert online.endswith("(checks: c)") and "pw" not in online.replace("postgresql", "")
 
 
+def test_a_mistyped_schema_qualified_table_is_not_told_to_quote_a_dot(server, tmp_path, dupewatch):
+    """A typo in `SCHEMA.TABLE` of a schema that exists was also told to quote the name as if the dot were the
+    table's own; that hint is kept for a schema that lists no table."""
+    server.execute("CREATE TABLE checkin (id INTEGER PRIMARY KEY, user_id INTEGER)")
+    path = write_config(tmp_path / "dw.toml", {"app": {"url": server.url}}, [
+        {"name": "typo", "database": "app", "table": f"{server.schema}.chekin", "key": ["user_id"]},
+        {"name": "dotted", "database": "app", "table": "no_such_schema_dw.checkin", "key": ["user_id"]}])
+    typo, dotted = sorted(error_lines(dupewatch("check", "--config", path)), key=lambda line: "dotted" in line)
+    assert "(did you mean 'checkin'?)" in typo and "contains a dot" not in typo, typo
+    assert "a table whose name contains a dot is written quoted" in dotted, dotted
+
+
 # -- secrets and row values --------------------------------------------------------------------------
 
 def test_a_password_given_as_a_query_parameter_is_masked_in_table_json_and_errors(tmp_path, dupewatch):
