@@ -112,17 +112,19 @@ def parse_url(url: str, where: str) -> URL:
 def _check_parameters(url: URL, where: str) -> None:
     """Raise `ConfigError` for a URL parameter its SQLAlchemy dialect cannot read (`?read_timeout=abc`,
     `?check_same_thread=maybe`), which `create_engine` would raise as a bare `ValueError` when a check first
-    connects. The driver itself is not imported; what the driver refuses is its one-line connection error."""
+    connects, or would ignore with a Python warning (SQLite's `?mode=ro` without `uri=true`). The driver itself is
+    not imported; what the driver refuses is its one-line connection error."""
     try:
         dialect = url.get_dialect()
     except (ArgumentError, NoSuchModuleError):
         return  # an unknown +driver: `Database._create_engine` names it
     try:
-        with warnings.catch_warnings():  # parameters the driver ignores are warned about once, by create_engine
-            warnings.simplefilter("ignore", SAWarning)
+        with warnings.catch_warnings():  # a parameter the driver would ignore (sqlite's `?mode=ro` without uri=true)
+            warnings.simplefilter("error", SAWarning)
             dialect().create_connect_args(url)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: a parameter of {redact_url(url)} is not valid: {exc}") from None
+    except (ValueError, TypeError, SAWarning) as exc:
+        reason = str(exc).partition(" (Background on this")[0]
+        raise ConfigError(f"{where}: a parameter of {redact_url(url)} is not valid: {reason}") from None
 
 
 def _at_sign_in_user_part(url: str) -> bool:

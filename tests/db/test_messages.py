@@ -234,11 +234,15 @@ def test_an_unparseable_port_is_one_line_exit_2_in_check_json_and_daemon(tmp_pat
     ("mysql://user:Pw0rdX@127.0.0.1/db?read_timeout=abc", "invalid literal for int() with base 10: 'abc'"),
     ("mysql://user:Pw0rdX@127.0.0.1/db?local_infile=maybe", "String is not true/false: 'maybe'"),
     ("sqlite:///app.db?timeout=soon", "could not convert string to float: 'soon'"),
+    ("sqlite:///app.db?mode=ro", "Query string argument(s) 'mode' are not accepted by the pysqlite driver and are "
+                                 "being ignored; SQLite URI arguments require that 'uri=true' also be present in the "
+                                 "URL."),
 ])
 def test_a_url_parameter_the_driver_cannot_read_is_one_line_exit_2_before_connecting(tmp_path, dupewatch, url,
                                                                                      complaint):
     """SQLAlchemy converts these parameters when the engine is made, which raised a bare ValueError (a traceback)
-    from `check`, `daemon`, `audit` and `config validate`."""
+    from `check`, `daemon`, `audit` and `config validate`, or ignores them with a Python warning (two lines naming
+    dupewatch's source) while the check ran without what the URL asked for."""
     path = write_config(tmp_path / "dw.toml", {"d": {"url": url}},
                         [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
     shown = url.replace("mysql://", "mysql+pymysql://").replace("Pw0rdX", "***")
