@@ -173,6 +173,8 @@ def main(ctx: click.Context) -> None:
     built-in database, no server or config needed.
     """
     ctx.ensure_object(dict)
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty, no colour (the subcommands inherit it)
+        ctx.color = False
     if ctx.invoked_subcommand is None:
         ctx.invoke(tui)
 

@@ -385,6 +385,39 @@ def test_fix_dry_run_writes_a_value_that_would_overwrite_its_line_with_escapes(s
         "keep    id=1, k=x\\r    ", "delete  id=2, k=x\\r    "]
 
 
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """What `dupewatch ARGS` writes to a terminal (a pseudo-terminal as its stdout and stderr)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "monitor.cli", *args], cwd=REPO_ROOT, env=env,
+                                   stdout=follower, stderr=follower, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's last writer closed it
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=60)
+    finally:
+        os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_no_color_turns_off_colours_on_a_terminal(pairs, tmp_path):
+    """NO_COLOR (no-color.org) was ignored: on a terminal, `check` coloured its table whatever it said."""
+    args = ["check", "--config", str(config(tmp_path, pairs.url, DUP, CLEAN))]
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    assert "\x1b[" in _on_a_terminal(args, env)  # coloured by default, on a terminal
+    plain = _on_a_terminal(args, {**env, "NO_COLOR": "1"})
+    assert "duplicates" in plain and "\x1b[" not in plain, plain
+
+
 # -- the demo ------------------------------------------------------------------------------------------
 
 def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch):
