@@ -418,6 +418,13 @@ def test_no_color_turns_off_colours_on_a_terminal(pairs, tmp_path):
     assert "duplicates" in plain and "\x1b[" not in plain, plain
 
 
+def test_audit_reads_dupewatch_url_ending_in_a_newline(pairs, dupewatch):
+    """`export DUPEWATCH_URL="$(cat url-file)"` strips the newline; a secret mounted from a file keeps it, and the
+    newline ended the database's name (SQLite: "file not found: /path/db.sqlite\\n")."""
+    run = dupewatch("audit", env={**os.environ, "DUPEWATCH_URL": pairs.url + "\n"})
+    assert run.code in (0, 1) and "audited 2 table(s)" in run.output, run.output
+
+
 # -- the demo ------------------------------------------------------------------------------------------
 
 def test_demo_once_from_an_empty_directory_with_a_fresh_home(tmp_path, dupewatch):

@@ -106,6 +106,18 @@ def test_find_config_file_prefers_explicit_then_cwd_then_xdg(tmp_path, monkeypat
     assert find_config_file("other.toml") == Path("other.toml")
 
 
+def test_url_env_ending_in_a_newline_is_read_without_it(monkeypatch):
+    """A secret mounted from a file (`kubectl create secret --from-file`, `echo URL > f`) ends in a newline, which
+    became part of the database's name (`test\\n`: "database does not exist", or another role's error)."""
+    config = config_from_dict({"databases": {"d": {"url_env": "DW_UNIT_URL"}}, "checks": minimal()["checks"]})
+    monkeypatch.setenv("DW_UNIT_URL", "  postgresql://u:pw@h/db\r\n")
+    database = Database("d", config.databases["d"])
+    assert database.url.database == "db" and database.display_url == "postgresql+psycopg://u:***@h/db"
+    monkeypatch.setenv("DW_UNIT_URL", " \n")
+    with pytest.raises(ConfigError, match=re.escape("databases.d.url_env: environment variable DW_UNIT_URL is empty")):
+        Database("d", config.databases["d"])
+
+
 def test_redaction_masks_plain_and_url_encoded_passwords():
     url = "postgresql://me:p%40ss%2Fw0rd@db/app"
     assert redact_url(url) == "postgresql://me:***@db/app"
