@@ -400,6 +400,8 @@ class SQLite(SQLitePolling, Dialect):
 
     def missing_database(self, url: URL) -> str | None:
         path = self.database_file(url)
+        if path is not None and path.is_dir():
+            return f"{path} is a directory, not a database file"
         return None if path is None or path.is_file() else f"file not found: {url.database}"
 
     def database_file(self, url: URL) -> Path | None:

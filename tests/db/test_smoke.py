@@ -50,6 +50,12 @@ def test_a_missing_sqlite_file_named_as_a_uri_is_an_error_and_is_not_created(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sqlite_url_naming_a_directory_says_so(tmp_path, dupewatch):
+    """It said "file not found: DIR" of a directory that is there."""
+    run = dupewatch("audit", "--url", f"sqlite:///{tmp_path}")
+    assert run.code == 2 and run.stderr.strip().endswith(f"{tmp_path} is a directory, not a database file"), run.output
+
+
 def test_an_existing_sqlite_file_named_as_a_uri_is_read(sqlite_db, dupewatch):
     sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT)")
     path = make_url(sqlite_db.url).database
