@@ -173,6 +173,8 @@ def main(ctx: click.Context) -> None:
     built-in database, no server or config needed.
     """
     ctx.ensure_object(dict)
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty, no colour (the subcommands inherit it)
+        ctx.color = False
     if ctx.invoked_subcommand is None:
         ctx.invoke(tui)
 
@@ -1126,7 +1128,8 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
         "choose another name or remove it"
     if write_path is not None and write_path.exists():
         fail(f"{written}: file exists; refusing to overwrite it ({instead})")
-    report = run_audit(url, list(schemas), seconds, sources=list(sources), given_as=_url_given_as())
+    # (a URL read from a file ends in a newline, which would end the database's name)
+    report = run_audit(url.strip(), list(schemas), seconds, sources=list(sources), given_as=_url_given_as())
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
         _echo_lines([f"dupewatch: note: {n}" for n in report.notes], err=True)

@@ -240,7 +240,9 @@ def _url_from(url: str | None, env: str | None, database: str, field: str, secti
     value = os.environ.get(env)
     if not value:
         raise ConfigError(f"{section}.{database}.{field}: environment variable {env} is not set")
-    return value
+    if not value.strip():
+        raise ConfigError(f"{section}.{database}.{field}: environment variable {env} is empty")
+    return value.strip()  # a secret mounted from a file ends in a newline, which would end the database's name
 
 
 DEFAULT_DISCOVERY_INTERVAL = 300.0

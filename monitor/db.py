@@ -86,6 +86,11 @@ def parse_url(url: str, where: str) -> URL:
     the password as the host name (RFC 3986 userinfo ends at the first `@`... or the last, depending on
     the parser), so it is refused with a hint to percent-encode.
     """
+    ambiguous = ConfigError(f"{where}: ambiguous URL {mask_url_text(url)}: it has more than one '@'; "
+                            f"percent-encode '@' in the password as %40 (in Python: urllib.parse.quote(password, "
+                            "safe=''))")
+    if _at_sign_in_user_part(url):
+        raise ambiguous
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -93,16 +98,42 @@ def parse_url(url: str, where: str) -> URL:
     except ValueError:  # make_url's int(port)
         raise ConfigError(f"{where}: the port is not a number in {mask_url_text(url)}") from None
     if parsed.host and "@" in parsed.host:
-        raise ConfigError(f"{where}: ambiguous URL {mask_url_text(url)}: it has more than one '@'; "
-                          f"percent-encode '@' in the password as %40 (in Python: urllib.parse.quote(password, "
-                          "safe=''))")
+        raise ambiguous
     driver = DEFAULT_DRIVERS.get(parsed.drivername)
     parsed = parsed.set(drivername=driver) if driver else parsed
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise ConfigError(f"{where}: unsupported database {parsed.get_backend_name()!r} in "
                           f"{redact_url(parsed)} (dupewatch supports postgresql://, mysql://, mariadb:// "
                           "and sqlite:///)")
+    _check_parameters(parsed, where)
     return parsed
+
+
+def _check_parameters(url: URL, where: str) -> None:
+    """Raise `ConfigError` for a URL parameter its SQLAlchemy dialect cannot read (`?read_timeout=abc`,
+    `?check_same_thread=maybe`), which `create_engine` would raise as a bare `ValueError` when a check first
+    connects, or would ignore with a Python warning (SQLite's `?mode=ro` without `uri=true`). The driver itself is
+    not imported; what the driver refuses is its one-line connection error."""
+    try:
+        dialect = url.get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        return  # an unknown +driver: `Database._create_engine` names it
+    try:
+        with warnings.catch_warnings():  # a parameter the driver would ignore (sqlite's `?mode=ro` without uri=true)
+            warnings.simplefilter("error", SAWarning)
+            dialect().create_connect_args(url)
+    except (ValueError, TypeError, SAWarning) as exc:
+        reason = str(exc).partition(" (Background on this")[0]
+        raise ConfigError(f"{where}: a parameter of {redact_url(url)} is not valid: {reason}") from None
+
+
+def _at_sign_in_user_part(url: str) -> bool:
+    """Whether `url`'s text has more than one `@` before its query, the first in a user part (no `/` before it; a
+    user name holds none): an unencoded `@` in the password followed by a `/` or `:` makes SQLAlchemy read the rest
+    of the password as host, port or database, and show it."""
+    _, scheme, rest = url.partition("://")
+    head = rest.partition("?")[0]
+    return bool(scheme) and head.count("@") > 1 and "/" not in head.partition("@")[0]
 
 
 def redact_url(url: str | URL) -> str:
@@ -490,6 +521,10 @@ class Database:
                 if watched and watch is not None and watch.expired:
                     raise DatabaseError(self._deadline_message(watch)) from None
                 raise
+            except BaseException:  # Ctrl-C: a driver that stops reading (PyMySQL) leaves the statement running
+                if watch is not None:
+                    watch.abandon()
+                raise
             finally:
                 if watch is not None:
                     self._unwatch(conn, watch)
@@ -633,6 +668,15 @@ class Database:
         for cancel in cancels:
             cancel.join(2 * CANCEL_WAIT_SECONDS + 0.5)
         return len(running)
+
+    def abandon_running(self) -> None:
+        """Cancel the detection statements running now on the server, without waiting (Ctrl-C: their threads then
+        give their connections back, discarded)."""
+        with self._watch_lock:
+            running = list(self._watches)
+        for watch in running:
+            WATCHDOG.unwatch(watch)
+            watch.abandon()
 
     def describe(self, exc: BaseException) -> str:
         """A one-line, password-free description of a database error; the values a data error quotes (row
@@ -780,6 +824,19 @@ class _Watch:
                 rules.sever(self.dbapi)
             except Exception as exc:  # already closed by its thread meanwhile
                 log.info("database %s: could not shut the socket (%s)", self.db.name, first_line(exc))
+
+    def abandon(self) -> None:
+        """The thread using the connection stopped waiting for its statement (Ctrl-C): cancel the statement on the
+        server, without waiting for the connection to be given back (that thread is the caller), and never reuse
+        the session."""
+        with self._lock:
+            if self.released.is_set():
+                return
+            self.expired = True
+        try:
+            self.db.rules.cancel(self.dbapi, self.url, CANCEL_WAIT_SECONDS)
+        except Exception as exc:  # the server may not answer at all, or the driver closed the connection already
+            log.info("database %s: cancel failed (%s)", self.db.name, first_line(exc))
 
     def _stopped(self, seconds: float) -> bool:
         """Whether the connection's user gave it back (a fix's: its statement stopped waiting) within `seconds`."""

@@ -375,7 +375,17 @@ class Monitor:
         if len(chosen) <= 1:
             return [self.run(c, full=full) for c in chosen]
         with ThreadPoolExecutor(max_workers=min(workers, len(chosen))) as pool:
-            return list(pool.map(lambda c: self.run(c, full=full), chosen))
+            runs = [pool.submit(self.run, c, full=full) for c in chosen]
+            try:
+                return [run.result() for run in runs]
+            except BaseException:  # Ctrl-C: leaving the pool would wait for every statement to its end
+                for run in runs:
+                    run.cancel()
+                with self._lock:
+                    databases = list(self._databases.values())
+                for db in databases:
+                    db.abandon_running()
+                raise
 
     # -- incremental checks ---------------------------------------------------------------------
 
@@ -716,9 +726,11 @@ def _table_not_found(check: CheckConfig, schema: str | None, conn: Connection) -
     where = f"schema {schema!r} of " if schema else ""
     detail = f"table {check.table!r} not found in {where}database {check.database!r}"
     _, name = split_table_name(check.table or "")
-    detail += close_matches(name, _table_names(conn, schema))
+    names = _table_names(conn, schema)
+    detail += close_matches(name, names)
     table = check.table or ""
-    if schema and '"' not in table and "`" not in table:
+    # a schema that lists no table may be no schema: the dot was the table's own
+    if schema and not names and '"' not in table and "`" not in table:
         detail += f" (a table whose name contains a dot is written quoted: table = '\"{table}\"')"
     return CheckDefinitionError(f"check {check.name!r}: {detail}", field="table", detail=detail)
 

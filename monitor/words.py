@@ -30,7 +30,19 @@ def counted(count: int, word: str) -> str:
 def value_text(value: Any) -> str:
     """A database value as people read it. Timestamps always carry their microseconds (and their offset, when
     they have one): the form SQLite's DATETIME columns store, so a row read as stored and the same row read as a
-    datetime look alike, and two rows a few microseconds apart (a race) never look equal."""
+    datetime look alike, and two rows a few microseconds apart (a race) never look equal. Characters a terminal
+    acts on or does not show (control and format characters, separators other than the space) are written as their
+    escapes (`\\r`, `\\x1b`, `\\u202e`): a row's value must not redraw the line that says which row is kept."""
+    return _escaped(_plain_text(value))
+
+
+def _escaped(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _plain_text(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, datetime):

@@ -89,8 +89,9 @@ def decide(candidate: Candidate, measured: Measurement | Unmeasured | None) -> F
         severity, draft_reason = judged
     else:
         severity = "high" if candidate.kind == "invalid_unique_index" else "low"
+        again = "with a larger --budget" if measured is None or measured.timed else "once it can read the table"
         draft_reason = "not measured: no evidence yet that its fix would be right; run `dupewatch audit` " \
-            "with a larger --budget" if candidate.columns else None
+            f"{again}" if candidate.columns else None
     groups = measured.groups if isinstance(measured, Measurement) else None
     excess = measured.excess_rows if isinstance(measured, Measurement) else None
     estimated = isinstance(measured, Measurement) and measured.estimated

@@ -95,9 +95,13 @@ class Measurement:
         return self.rows / self.table_rows if self.table_rows else 0.0
 
 
+TIMED_OUT = "timed out after"
+
+
 @dataclass(frozen=True)
 class Unmeasured:
     reason: str  # one line: timed out, budget spent, the error
+    timed: bool = False  # the budget ran out or bounded the query (a larger --budget may measure it)
 
 
 class Budget:
@@ -127,7 +131,7 @@ class Measurer:
 
     def measure(self, candidate: Candidate) -> Measurement | Unmeasured:
         if self.budget.remaining <= 0.01:
-            return Unmeasured(f"not measured: the {self.budget.seconds:g}s budget was spent")
+            return Unmeasured(f"not measured: the {self.budget.seconds:g}s budget was spent", timed=True)
         try:
             rows = self.table_rows(candidate.table)
             if not rows:
@@ -136,7 +140,8 @@ class Measurer:
                 return Measurement(0, 0, 0, 0, False)
             return self._run(candidate, rows)
         except sa.exc.DBAPIError as exc:
-            return Unmeasured(f"not measured: {self._describe(exc)}")
+            reason = self._describe(exc)
+            return Unmeasured(f"not measured: {reason}", timed=reason.startswith(TIMED_OUT))
         finally:
             self.conn.rollback()
 
@@ -283,7 +288,7 @@ class Measurer:
     def _describe(self, exc: BaseException) -> str:
         text = self.database.describe(exc)
         if "statement_timeout" in text:
-            return f"timed out after {self.budget.query_timeout():.1f}s (the budget's share per query)"
+            return f"{TIMED_OUT} {self.budget.query_timeout():.1f}s (the budget's share per query)"
         return text
 
 

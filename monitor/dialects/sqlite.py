@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -399,12 +400,18 @@ class SQLite(SQLitePolling, Dialect):
 
     def missing_database(self, url: URL) -> str | None:
         path = self.database_file(url)
+        if path is not None and path.is_dir():
+            return f"{path} is a directory, not a database file"
         return None if path is None or path.is_file() else f"file not found: {url.database}"
 
     def database_file(self, url: URL) -> Path | None:
+        """The file of `url`, a URI filename's (`file:PATH?uri=true`) too: sqlite3 creates a file it does not
+        find, and a URI filename names a file as much as a path does (without `uri=true`, `file:PATH` is a path)."""
         path = url.database or ""
-        if path in ("", ":memory:") or path.startswith("file:") or url.query.get("mode") == "memory":
+        if path in ("", ":memory:") or url.query.get("mode") == "memory":
             return None
+        if path.startswith("file:") and str(url.query.get("uri", "")).lower() in ("true", "1", "yes", "on", "t", "y"):
+            return _uri_file(path)
         return Path(path)
 
     def __init__(self) -> None:
@@ -688,3 +695,16 @@ class SQLite(SQLitePolling, Dialect):
             violations.append(KeyViolation(table, columns, names[0] if names else None, parents[table, fkid],
                                            tuple(rowids)))
         return violations
+
+
+def _uri_file(uri: str) -> Path | None:
+    """The file a SQLite URI filename names (`file:data.db`, `file:/abs/data.db`, `file:///abs/data.db`,
+    `file://localhost/abs/data.db`, percent-encoded), or None for an in-memory one or an authority SQLite refuses."""
+    rest = uri.removeprefix("file:")
+    if rest.startswith("//"):
+        authority, _, tail = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            return None
+        rest = "/" + tail
+    rest = unquote(rest.partition("#")[0])
+    return None if rest in ("", ":memory:") else Path(rest)

@@ -492,3 +492,21 @@ def test_sqlite_audit_reports_a_foreign_key_naming_the_referred_column_in_anothe
     assert finding["columns"] == ["code"]
     assert finding["duplicate_groups"] == 1
     assert "price(currency_code) references currency(code)" in finding["evidence"]
+
+
+def test_a_table_the_role_may_not_read_is_not_blamed_on_the_budget(pg):
+    """A candidate whose measurement failed (permission denied) was drafted with "run `dupewatch audit` with a
+    larger --budget", which cannot help: the draft says what failed instead."""
+    from sqlalchemy.engine import make_url
+
+    from dbtest import server_login
+
+    pg.execute("CREATE TABLE checkins (id SERIAL PRIMARY KEY, user_id INTEGER, day DATE)",
+               "CREATE INDEX checkins_user_day ON checkins (user_id, day)",
+               "INSERT INTO checkins (user_id, day) VALUES (1, '2024-01-01'), (1, '2024-01-01'), (2, '2024-01-01')")
+    with server_login("postgresql", f'GRANT USAGE ON SCHEMA "{pg.schema}" TO {{user}}') as role:
+        url = make_url(pg.url).set(username=role).render_as_string(hide_password=False)
+        run = run_dupewatch("audit", "--json", "--url", url, "--schema", pg.schema)
+    [finding] = [f for f in run.json["findings"] if f["table"].endswith(".checkins") and f["columns"]]
+    assert "permission denied for table checkins" in finding["evidence"]
+    assert "--budget" not in finding["evidence"], finding["evidence"]

@@ -324,28 +324,105 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_during_a_check_is_one_line_and_not_the_duplicates_exit_code(pg, tmp_path):
+# A check's statement that sleeps (`marker` names it), and how many such statements the server runs now (`active`:
+# pg_stat_activity also shows an idle session's last query, and a cancel reaching the server before the query
+# starts is ignored).
+SLEEPS = {"postgresql": "pg_sleep(30) AS {marker}", "mysql": "SLEEP(30) AS {marker}"}
+RUNNING = {"postgresql": "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
+                         "AND pid <> pg_backend_pid()",
+           "mysql": "SELECT count(*) FROM information_schema.processlist WHERE info LIKE :q AND command = 'Query' "
+                    "AND id <> connection_id()"}
+
+
+@pytest.mark.parametrize("checks", [1, 2])
+def test_ctrl_c_during_a_check_is_one_line_and_cancels_its_queries_on_the_server(server, tmp_path, checks):
+    """Ctrl-C answers at once (exit 130, one line) and the server stops the checks' statements: PyMySQL leaves a
+    statement it stops reading running to its end, and two checks (run on worker threads) were waited for to their
+    end, `statement_timeout` later."""
     marker = f"dw_interrupt_{uuid.uuid4().hex[:8]}"
-    path = config(tmp_path, pg.url, {"name": "slow", "sql": f"SELECT pg_sleep(30) AS {marker}"})
+    sleep = SLEEPS[server.dialect].format(marker=marker)
+    path = config(tmp_path, server.url, *({"name": f"slow{i}", "sql": f"SELECT {sleep}"} for i in range(checks)))
+
+    def running() -> int:
+        return int(server.scalar(RUNNING[server.dialect], {"q": f"%{sleep}%"}))
+
     process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "check", "--config", str(path)], cwd=REPO_ROOT,
                                env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, preexec_fn=_interruptible)
     try:
         deadline = time.monotonic() + 30
-        # `active`: pg_stat_activity also shows an idle session's last query (here the column probe), and a
-        # cancel that reaches the server before the query starts is ignored
-        while not pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
-                            "AND query NOT LIKE :me",
-                            {"q": f"%pg_sleep(30) AS {marker}%", "me": "%pg_stat_activity%"}):
-            assert time.monotonic() < deadline and process.poll() is None, "the check never started its query"
+        while running() < checks:
+            assert time.monotonic() < deadline and process.poll() is None, "the checks never started their queries"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=20)
+        stdout, stderr = process.communicate(timeout=10)  # the statements sleep 30 s
+        # (MariaDB's SLEEP notices a closed connection only every 5 s; a statement that computes never does)
+        deadline = time.monotonic() + 2
+        while running():
+            assert time.monotonic() < deadline, "the server still runs the interrupted checks' statements"
+            time.sleep(0.05)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, (stdout, stderr)
     assert stderr.strip() == "dupewatch: interrupted" and "Traceback" not in stderr
+
+
+def test_fix_dry_run_writes_a_value_that_would_overwrite_its_line_with_escapes(sqlite_db, tmp_path, dupewatch):
+    """A duplicated value holding a carriage return redrew the line that says which row is kept (`keep id=1`, then
+    the value's own `delete id=1`), and a newline started lines of its own in the plan the operator approves."""
+    spoof = "x\r      delete  id=1, k=x\nfake line"
+    sqlite_db.execute("CREATE TABLE pair (id INTEGER PRIMARY KEY, k TEXT)")
+    sqlite_db.execute("INSERT INTO pair (id, k) VALUES (1, :k), (2, :k)", params={"k": spoof})
+    run = dupewatch("fix", "pair", "--dry-run", "--config", config(tmp_path, sqlite_db.url,
+                                                                    {"name": "pair", "table": "pair", "key": ["k"]}))
+    assert run.code == 0, run.output
+    assert "\r" not in run.stdout and "fake line" not in run.stdout.splitlines()
+    lines = [line.strip() for line in run.stdout.splitlines()]
+    escaped = "x\\r      delete  id=1, k=x\\nfake line"
+    assert f"group ({escaped}): 2 rows" in lines
+    assert [line[:23] for line in lines if line.startswith(("keep", "delete"))] == [
+        "keep    id=1, k=x\\r    ", "delete  id=2, k=x\\r    "]
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """What `dupewatch ARGS` writes to a terminal (a pseudo-terminal as its stdout and stderr)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "monitor.cli", *args], cwd=REPO_ROOT, env=env,
+                                   stdout=follower, stderr=follower, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's last writer closed it
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=60)
+    finally:
+        os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_no_color_turns_off_colours_on_a_terminal(pairs, tmp_path):
+    """NO_COLOR (no-color.org) was ignored: on a terminal, `check` coloured its table whatever it said."""
+    args = ["check", "--config", str(config(tmp_path, pairs.url, DUP, CLEAN))]
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    assert "\x1b[" in _on_a_terminal(args, env)  # coloured by default, on a terminal
+    plain = _on_a_terminal(args, {**env, "NO_COLOR": "1"})
+    assert "duplicates" in plain and "\x1b[" not in plain, plain
+
+
+def test_audit_reads_dupewatch_url_ending_in_a_newline(pairs, dupewatch):
+    """`export DUPEWATCH_URL="$(cat url-file)"` strips the newline; a secret mounted from a file keeps it, and the
+    newline ended the database's name (SQLite: "file not found: /path/db.sqlite\\n")."""
+    run = dupewatch("audit", env={**os.environ, "DUPEWATCH_URL": pairs.url + "\n"})
+    assert run.code in (0, 1) and "audited 2 table(s)" in run.output, run.output
 
 
 # -- the demo ------------------------------------------------------------------------------------------

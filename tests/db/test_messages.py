@@ -187,6 +187,18 @@ def test_config_validate_offline_does_not_connect(tmp_path, dupewatch):
     assert online.endswith("(checks: c)") and "pw" not in online.replace("postgresql", "")
 
 
+def test_a_mistyped_schema_qualified_table_is_not_told_to_quote_a_dot(server, tmp_path, dupewatch):
+    """A typo in `SCHEMA.TABLE` of a schema that exists was also told to quote the name as if the dot were the
+    table's own; that hint is kept for a schema that lists no table."""
+    server.execute("CREATE TABLE checkin (id INTEGER PRIMARY KEY, user_id INTEGER)")
+    path = write_config(tmp_path / "dw.toml", {"app": {"url": server.url}}, [
+        {"name": "typo", "database": "app", "table": f"{server.schema}.chekin", "key": ["user_id"]},
+        {"name": "dotted", "database": "app", "table": "no_such_schema_dw.checkin", "key": ["user_id"]}])
+    typo, dotted = sorted(error_lines(dupewatch("check", "--config", path)), key=lambda line: "dotted" in line)
+    assert "(did you mean 'checkin'?)" in typo and "contains a dot" not in typo, typo
+    assert "a table whose name contains a dot is written quoted" in dotted, dotted
+
+
 # -- secrets and row values --------------------------------------------------------------------------
 
 def test_a_password_given_as_a_query_parameter_is_masked_in_table_json_and_errors(tmp_path, dupewatch):
@@ -216,6 +228,29 @@ def test_an_unparseable_port_is_one_line_exit_2_in_check_json_and_daemon(tmp_pat
     as_json = dupewatch("check", "--json", "--config", path)
     assert error_lines(as_json) == [expected] and json.loads(as_json.stdout)["checks"] == []
     assert error_lines(dupewatch("daemon", "--config", path)) == [expected]
+
+
+@pytest.mark.parametrize(("url", "complaint"), [
+    ("mysql://user:Pw0rdX@127.0.0.1/db?read_timeout=abc", "invalid literal for int() with base 10: 'abc'"),
+    ("mysql://user:Pw0rdX@127.0.0.1/db?local_infile=maybe", "String is not true/false: 'maybe'"),
+    ("sqlite:///app.db?timeout=soon", "could not convert string to float: 'soon'"),
+    ("sqlite:///app.db?mode=ro", "Query string argument(s) 'mode' are not accepted by the pysqlite driver and are "
+                                 "being ignored; SQLite URI arguments require that 'uri=true' also be present in the "
+                                 "URL."),
+])
+def test_a_url_parameter_the_driver_cannot_read_is_one_line_exit_2_before_connecting(tmp_path, dupewatch, url,
+                                                                                     complaint):
+    """SQLAlchemy converts these parameters when the engine is made, which raised a bare ValueError (a traceback)
+    from `check`, `daemon`, `audit` and `config validate`, or ignores them with a Python warning (two lines naming
+    dupewatch's source) while the check ran without what the URL asked for."""
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": url}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    shown = url.replace("mysql://", "mysql+pymysql://").replace("Pw0rdX", "***")
+    expected = f"{path}: databases.d.url: a parameter of {shown} is not valid: {complaint}"
+    for args in (("check",), ("check", "--json"), ("daemon",), ("config", "validate", "--offline")):
+        assert error_lines(dupewatch(*args, "--config", path)) == [expected], args
+    assert error_lines(dupewatch("audit", "--url", url)) == [
+        f"--url: a parameter of {shown} is not valid: {complaint}"]
 
 
 def test_a_data_error_keeps_its_kind_and_drops_the_row_value(pg, tmp_path, dupewatch):

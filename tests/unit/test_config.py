@@ -22,7 +22,7 @@ from monitor.config import (
     parse_duration,
     parse_reference_name,
 )
-from monitor.db import Database, redact_text, redact_url
+from monitor.db import Database, parse_url, redact_text, redact_url
 from monitor.detect import CheckDefinitionError, ensure_select, split_table_name
 
 EXAMPLE = REPO_ROOT / "config.example.toml"
@@ -106,10 +106,35 @@ def test_find_config_file_prefers_explicit_then_cwd_then_xdg(tmp_path, monkeypat
     assert find_config_file("other.toml") == Path("other.toml")
 
 
+def test_url_env_ending_in_a_newline_is_read_without_it(monkeypatch):
+    """A secret mounted from a file (`kubectl create secret --from-file`, `echo URL > f`) ends in a newline, which
+    became part of the database's name (`test\\n`: "database does not exist", or another role's error)."""
+    config = config_from_dict({"databases": {"d": {"url_env": "DW_UNIT_URL"}}, "checks": minimal()["checks"]})
+    monkeypatch.setenv("DW_UNIT_URL", "  postgresql://u:pw@h/db\r\n")
+    database = Database("d", config.databases["d"])
+    assert database.url.database == "db" and database.display_url == "postgresql+psycopg://u:***@h/db"
+    monkeypatch.setenv("DW_UNIT_URL", " \n")
+    with pytest.raises(ConfigError, match=re.escape("databases.d.url_env: environment variable DW_UNIT_URL is empty")):
+        Database("d", config.databases["d"])
+
+
 def test_redaction_masks_plain_and_url_encoded_passwords():
     url = "postgresql://me:p%40ss%2Fw0rd@db/app"
     assert redact_url(url) == "postgresql://me:***@db/app"
     assert redact_text("failed for me:p%40ss%2Fw0rd and p@ss/w0rd", [url]) == "failed for me:*** and ***"
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://me:Tr0ub@dor/42x@127.0.0.1/app",      # read as host 'dor', database '42x@127.0.0.1/app'
+    "postgresql://me:Tr0ub@dor:42x@127.0.0.1:5432/app",  # read as host 'dor', port '42x@127.0.0.1:5432'
+    "mysql://me:Tr0ub@dor/42x@127.0.0.1/app?charset=utf8mb4",
+])
+def test_an_unencoded_at_sign_before_a_slash_or_colon_is_refused_as_ambiguous_without_the_password(url):
+    with pytest.raises(ConfigError) as refused:
+        parse_url(url, "databases.d.url")
+    [line] = refused.value.problems
+    assert "ambiguous URL" in line and "percent-encode '@' in the password as %40" in line
+    assert "dor" not in line and "42x" not in line and "Tr0ub" not in line
 
 
 @pytest.mark.parametrize("sql", [

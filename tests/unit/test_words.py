@@ -32,3 +32,14 @@ def test_other_values_as_people_read_them_and_cells_write_them_the_same():
         ["NULL", "true", "3", "1.50", "0x01ff", "x"]
     for value in (datetime(2024, 6, 1, 1, 10, 31), True, Decimal("1.50"), "x", 7):
         assert cell(value).plain == value_text(value)
+
+
+def test_a_value_holding_what_a_terminal_acts_on_is_written_with_escapes():
+    """A row's value (the application's users wrote it) must not move the cursor, recolour or overwrite the line
+    that says which row a fix keeps: control and format characters are written as their escapes."""
+    spoof = "evil\r      keep    id=9\x1b[2K\x1b]52;c;aGk=\x07\nsecond line\u202edesrever\tend"
+    shown = value_text(spoof)
+    assert shown == ("evil\\r      keep    id=9\\x1b[2K\\x1b]52;c;aGk=\\x07\\nsecond line\\u202edesrever"
+                     "\\tend")
+    assert shown.isprintable() and shown.startswith(cell(spoof).plain.removesuffix("…"))  # the dashboard's cell
+    assert value_text("naïve café 東京 x y") == "naïve café 東京 x y"  # printable text is unchanged
