@@ -418,6 +418,11 @@ POSTGRESQL_STREAM_KEYS = {
     # read back as a list and a dict, which Python cannot hash: every re-count failed (a gap)
     "array": ("TEXT[]", "'{a,\"b c\"}'", "'{NULL}'"),
     "jsonb": ("JSONB", "'{\"b\": [1, 2], \"a\": null}'", "'[1, {\"c\": 2}]'"),
+    # read as the server's text, of a type that is no string to SQLAlchemy (money: a double charge's amount) or one
+    # it does not reflect at all (pg_lsn, as an extension's type: isbn, ltree): bound as VARCHAR, `money = character
+    # varying` failed every re-count of a known group (each a gap)
+    "money": ("MONEY", "'1.00'", "'-2.50'"),
+    "unreflected": ("PG_LSN", "'0/16B3748'", "'1/0'"),
 }
 
 
