@@ -84,7 +84,9 @@ class Plugin:
     unidentified: bool = True
 
 
-WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1", "include-xids", "1"),
+# Type OIDs, not names: wal2json 2.5 prints a name format_type() quotes whole unescaped (monitor/live/wal2json.py).
+WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1", "include-xids", "1",
+                               "include-types", "0", "include-type-oids", "1"),
                   wal2json.transactions, unidentified=False)
 TEST_DECODING = Plugin("test_decoding", ("include-timestamp", "1", "skip-empty-xacts", "1"),
                        test_decoding.transactions)
