@@ -394,6 +394,24 @@ class LogicalDecodingStream:
     def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
         return []  # a foreign key's actions run as statements, decoded as any other
 
+    def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
+        """The tables of `table`'s tree whose rows logical decoding never sees: UNLOGGED (or temporary) tables, which
+        write no WAL, and foreign tables (another server's rows). A duplicate their rows made was missed without a
+        gap (its check's figures came from the stream, which never named them); `ALTER TABLE ... SET UNLOGGED`
+        rewrites the table, a gap and a full count that asks again."""
+        quoted = conn.dialect.identifier_preparer.format_table(table)
+        row = conn.execute(sa.text(
+            "SELECT string_agg(format('%s (%s)', v.oid::regclass, CASE WHEN v.relkind = 'f' THEN 'a foreign table'"
+            " WHEN v.relpersistence = 'u' THEN 'UNLOGGED' ELSE 'temporary' END), ', ' ORDER BY v.oid)"
+            " FROM pg_class c CROSS JOIN LATERAL " + _TREE + " t JOIN pg_class v ON v.oid = t.relid"
+            " WHERE c.oid = to_regclass(:name)"
+            " AND (v.relkind = 'f' OR (v.relkind IN ('r', 'm') AND v.relpersistence <> 'p'))"),
+            {"name": quoted}).scalar()
+        if row is None:
+            return None
+        return (f"its table's rows are in no change logical decoding shows, {row}: a duplicate they make would be "
+                "missed (ALTER TABLE ... SET LOGGED makes an UNLOGGED table's changes seen; then reload)")
+
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         """Also keeps the table's shape now (before its check is counted), for `_reshaped`; a table without a
         replica identity makes the stream read a plugin that prints its rows (`_print_unidentified`)."""
@@ -440,14 +458,15 @@ class LogicalDecodingStream:
 # INHERIT brought a child's rows in without a gap. Read in the statement's snapshot, like the rest of its catalog.
 _TREE = ("(WITH RECURSIVE tree(relid) AS (SELECT c.oid UNION SELECT i.inhrelid FROM pg_inherits i"
          " JOIN tree ON i.inhparent = tree.relid) SELECT relid FROM tree)")
-# Whether the table and every table of its partition tree whose rows are decoded (a plain table: a partitioned
-# table holds none, a view or a foreign table is not decoded) has a replica identity, which the catalog says as the
+# Whether the table and every table of its partition tree whose rows are decoded (a plain table or a materialized view,
+# whose REFRESH ... CONCURRENTLY deletes and inserts rows: a partitioned table holds none, a view or a foreign table is
+# not decoded) has a replica identity, which the catalog says as the
 # server decides what to log of an UPDATE or DELETE: FULL, the primary key under DEFAULT, the index named by USING
 # INDEX (ready and valid). `t` or `f`.
 _IDENTIFIED = ("(SELECT CASE WHEN coalesce(bool_and(r.relreplident = 'f' OR EXISTS (SELECT FROM pg_index i"
                " WHERE i.indrelid = r.oid AND i.indisvalid AND i.indisready AND CASE r.relreplident"
                " WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END)), true)"
-               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind = 'r'"
+               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind IN ('r', 'm')"
                " AND r.oid IN " + _TREE + ")")
 # A table's storage (relfilenode: new after a rewrite or a TRUNCATE) and whether it has a replica identity
 # (`_IDENTIFIED`), its columns' types, type modifiers, collations and names (a rename may make the key's name

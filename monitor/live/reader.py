@@ -113,7 +113,9 @@ class LiveReader:
         self._tables: dict[tuple[str, str], list[str]] = {}  # (schema, table) as the stream names it -> checks
         # Tables whose changes cascade to checks' tables unnamed by the stream (InnoDB's foreign key actions)
         self._cascades: dict[tuple[str, str], dict[str, Effect]] = {}
-        self._unindexed: set[str] = set()  # checks left to their poll: no index serves the key (logged once)
+        # Checks left to their poll (logged once): no index serves the key, or the stream shows none of their table's
+        # changes (`ChangeStream.unstreamed`)
+        self._unindexed: set[str] = set()
         # Checks whose table was not there (or did not resolve) at the last full count: renamed or moved away, maybe
         # for a moment (a swap in two steps, SET SCHEMA and back). Looked for again every `MISSING_SECONDS`; once
         # there, every check is counted in full (they were followed by no change meanwhile). Before, such a check was
@@ -521,6 +523,13 @@ class LiveReader:
                         self._unindexed.add(check.name)
                         log.error(unindexed(self.database, check.name, resolved), extra={"fields": {
                             "check": check.name, "database": self.database}})
+                    continue
+                if (unstreamed := self.stream.unstreamed(conn, resolved.table)) is not None:
+                    # Followed, its duplicates would be missed without a gap: none of its rows' changes is streamed.
+                    if check.name not in self._unindexed:
+                        self._unindexed.add(check.name)
+                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
+                                  f"{unstreamed}", extra={"fields": {"check": check.name, "database": self.database}})
                     continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups

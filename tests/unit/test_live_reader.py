@@ -66,6 +66,9 @@ class Scripted:
     def unlogged_cascades(self, conn: Any, table: Any) -> list[Any]:
         return []
 
+    def unstreamed(self, conn: Any, table: Any) -> str | None:
+        return None
+
 
 class Sink:
     def __init__(self) -> None:
