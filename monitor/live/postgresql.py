@@ -491,10 +491,15 @@ _SHAPE_PRINTED = _SHAPE.replace(_IDENTIFIED, "'?'")
 # gives back the pages of deleted rows at the end only, so a table rows were deleted from may count as holding
 # some: a gap, never a miss). Another storage (a foreign table, another access method) may hold rows without pages
 # here: never counted empty. Only the new tables' sizes are asked (a file's size, once per new partition).
+# The size is asked in a CASE that names the tree's table (`t`), so that it is asked of the new tables only, after the
+# join: a filter of pg_class alone may be evaluated on every table of the database first, and pg_relation_size() waits
+# for a lock an ALTER TABLE of any table holds (the read stalled behind it). An UNLOGGED new table is never counted
+# empty: logical decoding would show none of the rows it is given (a gap, then `unstreamed` leaves the check).
 _EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM " + _TREE + " t JOIN pg_class p ON p.oid ="
-          " t.relid WHERE t.relid::oid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
-          " (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap')"
-          " AND pg_relation_size(p.oid) = 0)))")
+          " t.relid WHERE CASE WHEN t.relid::oid::text = ANY (string_to_array(w.tree, ',')) THEN false"
+          " WHEN p.relkind = 'p' THEN true WHEN p.relkind = 'r' AND p.relpersistence = 'p'"
+          " AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap') THEN pg_relation_size(p.oid) = 0"
+          " ELSE false END)")
 
 # Of the 32-bit transaction ids bound (decoded, so committed in the WAL), those a new snapshot does not see: each is
 # `d` ids behind the snapshot's xmax (modulo 2^32; the epoch is the snapshot's); at or past xmax (`d` = 0, or more
