@@ -90,6 +90,9 @@ class Sink:
     def live_overflow(self, database: str, check: str) -> None:
         pass
 
+    def live_left(self, database: str, check: str) -> None:
+        pass
+
 
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[Monitor]:
