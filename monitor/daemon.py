@@ -510,6 +510,10 @@ class _LiveSink:
         assert self.daemon.exporter is not None
         self.daemon.exporter.live_overflow(database)
 
+    def live_left(self, database: str, check: str) -> None:
+        assert self.daemon.exporter is not None
+        self.daemon.exporter.live_left(check, database)
+
     def live_gap(self, database: str, reason: str) -> None:
         assert self.daemon.exporter is not None and self.daemon.poller is not None
         self.daemon.exporter.live_gap(database, reason)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.config import CheckConfig, close_matches
@@ -247,6 +248,13 @@ def single_precision(expr: ColumnElement[Any]) -> bool:
 
 
 def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    if isinstance(value, str) and not isinstance(expr.type, sa.String) \
+            and isinstance(expr.type.coerce_compared_value(operators.eq, value), sa.String):
+        # A value the driver reads as the server's text, of a type that is no string to SQLAlchemy (money, tsvector, a
+        # domain, or an extension's type it does not reflect: isbn, ltree, geometry), would be bound as
+        # VARCHAR (`money = character varying`: no such operator, every statement naming a group failed): bound
+        # untyped, the server takes it as the type of the column it is compared with.
+        return sa.literal(value, sa.types.NullType())
     return SinglePrecision(value) if isinstance(value, float) and single_precision(expr) else value
 
 

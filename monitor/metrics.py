@@ -811,6 +811,11 @@ class MetricsExporter:
         with self._lock:
             self.live.overflows.labels(database).inc()
 
+    def live_left(self, check: str, database: str) -> None:
+        """The stream no longer counts `check` (`LiveSink.live_left`): its runs' figures and new groups count again."""
+        with self._lock:
+            self._live_checks.discard((check, database))
+
     def live_gap(self, database: str, reason: str) -> None:
         with self._lock:
             self.live.gaps.labels(database).inc()

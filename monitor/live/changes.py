@@ -158,6 +158,11 @@ class ChangeStream(Protocol):
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         """(schema, table) as the stream names `table` in its changes, asked of the database."""
 
+    def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
+        """Why the stream shows none (or not all) of `table`'s row changes, in a few words (PostgreSQL: an UNLOGGED
+        table, or a foreign table in its tree, which logical decoding never sees), or None. Such a table's check is
+        left to its poll: followed, a duplicate its rows made would be missed without a gap."""
+
     def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
         """The foreign keys of `table` (as `table_name` names it) whose actions change its rows without the
         stream naming them (InnoDB's cascades, which the binary log does not hold); empty where the stream names

@@ -351,8 +351,16 @@ class LiveGroups:
         """A raw value of `column` as the check compares it: typed by the database (text from the stream cast
         to the column's type) or already typed (bound as the database stores it), then normalised."""
         rules = self.resolved.rules
-        typed = rules.stream_value(column, value) if self.typed_values else \
-            sa.cast(sa.literal(value, sa.Text()), column.type)
+        if self.typed_values:
+            typed = rules.stream_value(column, value)
+        elif isinstance(column.type, sa.types.NullType):
+            # A type SQLAlchemy does not reflect (pg_lsn, an extension's: isn's isbn, ltree, PostGIS's geometry) has
+            # no name to cast to: `CAST(... AS <NullType>)` was a cast to VARCHAR, `pg_lsn = character varying` failed
+            # every re-count (each a gap, the stream opened again). Bound untyped, the text is taken by the server as
+            # the type it is compared with, the column's.
+            typed = sa.literal(value, sa.types.NullType())
+        else:
+            typed = sa.cast(sa.literal(value, sa.Text()), column.type)
         return self.resolved.normalise(column, typed)
 
     def _count_present(self, conn: Connection, raws: list[tuple[Any, ...]]) -> dict[Key, tuple[Key, int]]:
@@ -389,7 +397,11 @@ class LiveGroups:
         rows = sa.select(sa.func.count()).select_from(r.table).where(*r.filters, *match).scalar_subquery()
         identities = [sa.select(e).select_from(r.table).where(*r.filters, *match).limit(1).scalar_subquery()
                       for e in self.identity]
-        read = self._read(keys)
+        # A value bound untyped (`_typed`) takes one type per statement, the column's where it is compared: read back
+        # by a parameter of its own (as the server's text, as such a column is read), not the same one.
+        read = self._read([sa.literal(value, sa.Text()) if isinstance(column.type, sa.types.NullType)
+                           and value is not None else key for column, key, value in zip(r.key_columns, keys, values,
+                                                                                        strict=True)])
         own = self._identities(keys, read) if self._identified_by_value else []
         width = len(keys)
         self.recounted += 1

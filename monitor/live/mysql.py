@@ -472,6 +472,9 @@ class BinlogStream:
         schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
         return str(schema), table.name
 
+    def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
+        return None  # every engine's row changes are logged (a statement logged as a statement is a gap)
+
     def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
         """InnoDB's foreign key actions: the binary log holds the parent's row only (monitor/live/cascades.py)."""
         rows = conn.execute(sa.text(

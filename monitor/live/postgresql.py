@@ -25,9 +25,10 @@ ends the session (a gap, every check counted in full), so it would buy nothing f
 `test_decoding`'s `stream-changes` (in-progress transactions in blocks) would hand over rows not yet committed,
 which a re-count cannot see, and needs abort handling; the cursor bounds memory without either.
 
-**Partitions.** Both plugins name a partitioned table's changes by the partition that holds the row: each
-table a change names is asked once for the partitioned tables above it (`pg_partition_ancestors`), and its change is
-handed on as theirs too. ATTACH and DETACH PARTITION change a partitioned table's rows without a change: the
+**Partitions.** Both plugins name a partitioned table's changes by the partition that holds the row (and an
+inheritance parent's by the child that holds it): each table a change names is asked once for the tables above it
+(pg_inherits: partitioned tables and inheritance parents), and its change is handed on as theirs too. ATTACH and
+DETACH PARTITION (and ALTER TABLE ... [NO] INHERIT) change a partitioned table's rows without a change: the
 partition tree is part of a watched table's shape, so either is a gap followed by a full count. A partition that
 joins the tree holding no row is no gap (`CREATE TABLE ... PARTITION OF`, a premade monthly partition): in the
 statement that reads the tree, the catalog says which of its tables cannot hold a row (a heap table of no page, a
@@ -83,7 +84,9 @@ class Plugin:
     unidentified: bool = True
 
 
-WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1", "include-xids", "1"),
+# Type OIDs, not names: wal2json 2.5 prints a name format_type() quotes whole unescaped (monitor/live/wal2json.py).
+WAL2JSON = Plugin("wal2json", ("format-version", "2", "include-timestamp", "1", "include-xids", "1",
+                               "include-types", "0", "include-type-oids", "1"),
                   wal2json.transactions, unidentified=False)
 TEST_DECODING = Plugin("test_decoding", ("include-timestamp", "1", "skip-empty-xacts", "1"),
                        test_decoding.transactions)
@@ -304,10 +307,8 @@ class LogicalDecodingStream:
         ancestors = self._ancestors.get(table)
         if ancestors is None:
             assert self._conn is not None
-            ancestors = self._ancestors[table] = tuple((str(schema), str(name)) for schema, name in self._conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_partition_ancestors(to_regclass(format('%%I.%%I', %s::text,"
-                " %s::text))) a JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace",
-                table).fetchall())
+            ancestors = self._ancestors[table] = tuple(dict.fromkeys((str(schema), str(name)) for schema, name in
+                                                                     self._conn.execute(_ANCESTORS, table).fetchall()))
         if len(ancestors) < 2:  # no partition (or gone already: its rows went with it)
             return [change]
         return [change if above == table else dataclasses.replace(change, schema=above[0], table=above[1])
@@ -378,8 +379,8 @@ class LogicalDecodingStream:
             return (f"table {', '.join(reshaped)} rewritten or its columns changed (ALTER TABLE, VACUUM FULL, "
                     "CLUSTER; logical decoding shows no DDL): every check counted in full")
         if repartitioned:
-            return (f"table {', '.join(repartitioned)}: partitions attached or detached (their rows are in no "
-                    "change; logical decoding shows no DDL): every check counted in full")
+            return (f"table {', '.join(repartitioned)}: partitions or inheritance children attached or detached (their "
+                    "rows are in no change; logical decoding shows no DDL): every check counted in full")
         if unidentified:
             return (f"table {', '.join(unidentified)} lost its replica identity, and the output plugin "
                     f"{self.plugin.name if self.plugin else ''} prints nothing of such a table's UPDATEs and DELETEs: "
@@ -392,6 +393,24 @@ class LogicalDecodingStream:
 
     def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
         return []  # a foreign key's actions run as statements, decoded as any other
+
+    def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
+        """The tables of `table`'s tree whose rows logical decoding never sees: UNLOGGED (or temporary) tables, which
+        write no WAL, and foreign tables (another server's rows). A duplicate their rows made was missed without a
+        gap (its check's figures came from the stream, which never named them); `ALTER TABLE ... SET UNLOGGED`
+        rewrites the table, a gap and a full count that asks again."""
+        quoted = conn.dialect.identifier_preparer.format_table(table)
+        row = conn.execute(sa.text(
+            "SELECT string_agg(format('%s (%s)', v.oid::regclass, CASE WHEN v.relkind = 'f' THEN 'a foreign table'"
+            " WHEN v.relpersistence = 'u' THEN 'UNLOGGED' ELSE 'temporary' END), ', ' ORDER BY v.oid)"
+            " FROM pg_class c CROSS JOIN LATERAL " + _TREE + " t JOIN pg_class v ON v.oid = t.relid"
+            " WHERE c.oid = to_regclass(:name)"
+            " AND (v.relkind = 'f' OR (v.relkind IN ('r', 'm') AND v.relpersistence <> 'p'))"),
+            {"name": quoted}).scalar()
+        if row is None:
+            return None
+        return (f"its table's rows are in no change logical decoding shows, {row}: a duplicate they make would be "
+                "missed (ALTER TABLE ... SET LOGGED makes an UNLOGGED table's changes seen; then reload)")
 
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         """Also keeps the table's shape now (before its check is counted), for `_reshaped`; a table without a
@@ -432,15 +451,23 @@ class LogicalDecodingStream:
                 conn.close()
 
 
-# Whether the table and every table of its partition tree whose rows are decoded (a plain table: a partitioned
-# table holds none, a view or a foreign table is not decoded) has a replica identity, which the catalog says as the
+# The tables of `c`'s tree (`relid`): `c` and every table below it, partitions and inheritance children alike (both are
+# in pg_inherits, and a query of the parent reads both). pg_partition_tree() knows partitions only: the rows of an
+# inheritance child (`CREATE TABLE ... INHERITS`), which a check of the parent counts, were named by the child alone
+# and never handed on as the parent's (a duplicate across parent and child missed without a gap), and ALTER TABLE ...
+# INHERIT brought a child's rows in without a gap. Read in the statement's snapshot, like the rest of its catalog.
+_TREE = ("(WITH RECURSIVE tree(relid) AS (SELECT c.oid UNION SELECT i.inhrelid FROM pg_inherits i"
+         " JOIN tree ON i.inhparent = tree.relid) SELECT relid FROM tree)")
+# Whether the table and every table of its partition tree whose rows are decoded (a plain table or a materialized view,
+# whose REFRESH ... CONCURRENTLY deletes and inserts rows: a partitioned table holds none, a view or a foreign table is
+# not decoded) has a replica identity, which the catalog says as the
 # server decides what to log of an UPDATE or DELETE: FULL, the primary key under DEFAULT, the index named by USING
 # INDEX (ready and valid). `t` or `f`.
 _IDENTIFIED = ("(SELECT CASE WHEN coalesce(bool_and(r.relreplident = 'f' OR EXISTS (SELECT FROM pg_index i"
                " WHERE i.indrelid = r.oid AND i.indisvalid AND i.indisready AND CASE r.relreplident"
                " WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END)), true)"
-               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind = 'r'"
-               " AND (r.oid = c.oid OR r.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) t)))")
+               " THEN 't' ELSE 'f' END FROM pg_class r WHERE r.relkind IN ('r', 'm')"
+               " AND r.oid IN " + _TREE + ")")
 # A table's storage (relfilenode: new after a rewrite or a TRUNCATE) and whether it has a replica identity
 # (`_IDENTIFIED`), its columns' types, type modifiers, collations and names (a rename may make the key's name
 # another column's), and the tables of its partition tree (ATTACH PARTITION brings rows no change names), as text:
@@ -452,13 +479,10 @@ _SHAPE = ("c.relfilenode::text || '/' || " + _IDENTIFIED + " || ':' || coalesce(
           " FROM pg_attribute a"
           " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ':' ||"
           " coalesce((SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)"
-          " FROM pg_partition_tree(c.oid) t JOIN pg_class v ON v.oid = t.relid), '')")
+          " FROM " + _TREE + " t JOIN pg_class v ON v.oid = t.relid), '')")
 # `_SHAPE` without the replica identity (`_identity_of` keeps the one the table had), while the plugin prints the rows
 # of a table without one.
 _SHAPE_PRINTED = _SHAPE.replace(_IDENTIFIED, "'?'")
-# (pg_partition_tree() reads the catalog by the newer catalog snapshot: a partition created while the statement ran
-# is in it and not yet in the statement's pg_class, where `_EMPTY` would take it for one with rows, a false gap; the
-# tree keeps the tables the statement's snapshot has, and the next read sees the new one.)
 
 
 # The tables of a watched table's partition tree not in the tree it had (`w.tree`, `_SHAPE`'s list) that hold no
@@ -467,10 +491,15 @@ _SHAPE_PRINTED = _SHAPE.replace(_IDENTIFIED, "'?'")
 # gives back the pages of deleted rows at the end only, so a table rows were deleted from may count as holding
 # some: a gap, never a miss). Another storage (a foreign table, another access method) may hold rows without pages
 # here: never counted empty. Only the new tables' sizes are asked (a file's size, once per new partition).
-_EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid ="
-          " t.relid WHERE t.relid::oid::text <> ALL (string_to_array(w.tree, ',')) AND (p.relkind = 'p' OR"
-          " (p.relkind = 'r' AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap')"
-          " AND pg_relation_size(p.oid) = 0)))")
+# The size is asked in a CASE that names the tree's table (`t`), so that it is asked of the new tables only, after the
+# join: a filter of pg_class alone may be evaluated on every table of the database first, and pg_relation_size() waits
+# for a lock an ALTER TABLE of any table holds (the read stalled behind it). An UNLOGGED new table is never counted
+# empty: logical decoding would show none of the rows it is given (a gap, then `unstreamed` leaves the check).
+_EMPTY = ("(SELECT string_agg(t.relid::oid::text, ',') FROM " + _TREE + " t JOIN pg_class p ON p.oid ="
+          " t.relid WHERE CASE WHEN t.relid::oid::text = ANY (string_to_array(w.tree, ',')) THEN false"
+          " WHEN p.relkind = 'p' THEN true WHEN p.relkind = 'r' AND p.relpersistence = 'p'"
+          " AND p.relam = (SELECT a.oid FROM pg_am a WHERE a.amname = 'heap') THEN pg_relation_size(p.oid) = 0"
+          " ELSE false END)")
 
 # Of the 32-bit transaction ids bound (decoded, so committed in the WAL), those a new snapshot does not see: each is
 # `d` ids behind the snapshot's xmax (modulo 2^32; the epoch is the snapshot's); at or past xmax (`d` = 0, or more
@@ -489,6 +518,13 @@ _OLDEST_WRITER = ("SELECT l.pid, a.xact_start, a.state, p.gid, p.prepared FROM p
                   " LEFT JOIN pg_prepared_xacts p ON p.transaction = l.transactionid"
                   " WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted"
                   " AND l.pid IS DISTINCT FROM pg_backend_pid() ORDER BY age(l.transactionid) DESC LIMIT 1")
+
+# The table a change names (schema, name), then every table above it: partitioned tables and inheritance parents
+# (`_TREE`), nearest first.
+_ANCESTORS = ("WITH RECURSIVE up(relid, depth) AS (SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid, 0"
+              " UNION SELECT i.inhparent, up.depth + 1 FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)"
+              " SELECT n.nspname, c.relname FROM up JOIN pg_class c ON c.oid = up.relid"
+              " JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY up.depth")
 
 _REPLACED = "replaced"  # no shape: a watched table's name names another table, or none (`_shapes_now`)
 

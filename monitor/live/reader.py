@@ -93,6 +93,10 @@ class LiveSink(Protocol):
     def live_overflow(self, database: str, check: str) -> None:
         """A read named more keys of `check`'s table than `KEYS_PER_READ`: the check was counted in full."""
 
+    def live_left(self, database: str, check: str) -> None:
+        """The stream no longer counts `check`, which it counted before: a full count (after a gap) left it to its
+        poll (its table's changes no longer streamed, its key's index dropped). Its runs' figures count again."""
+
 
 class LiveReader:
     """Follows one database's change stream for its table checks; `start()`, `stop()`."""
@@ -113,7 +117,9 @@ class LiveReader:
         self._tables: dict[tuple[str, str], list[str]] = {}  # (schema, table) as the stream names it -> checks
         # Tables whose changes cascade to checks' tables unnamed by the stream (InnoDB's foreign key actions)
         self._cascades: dict[tuple[str, str], dict[str, Effect]] = {}
-        self._unindexed: set[str] = set()  # checks left to their poll: no index serves the key (logged once)
+        # Checks left to their poll (logged once): no index serves the key, or the stream shows none of their table's
+        # changes (`ChangeStream.unstreamed`)
+        self._unindexed: set[str] = set()
         # Checks whose table was not there (or did not resolve) at the last full count: renamed or moved away, maybe
         # for a moment (a swap in two steps, SET SCHEMA and back). Looked for again every `MISSING_SECONDS`; once
         # there, every check is counted in full (they were followed by no change meanwhile). Before, such a check was
@@ -480,6 +486,14 @@ class LiveReader:
 
     # -- counting ---------------------------------------------------------------------------------
 
+    def _leave(self, check: str) -> None:
+        """`check` is left to its poll by this full count: where the stream counted it until now, its groups are
+        dropped and the sink told (`live_left`), so that its runs' figures count again (a check that stopped being
+        followed after a gap, `ALTER TABLE ... SET UNLOGGED`, kept the stream's last figures while the stream was
+        followed: its duplicates were missed until the stream was opened again)."""
+        if self.groups.pop(check, None) is not None:
+            self.sink.live_left(self.database, check)
+
     def _count_all(self, *, count_new: bool) -> None:
         """Resolve the checks and count each in full (after a gap, groups unknown before are new)."""
         db = self.monitor.database(self.database)
@@ -511,16 +525,26 @@ class LiveReader:
                     self._missing.add(check.name)
                     continue
                 if (unmatched := resolved.keys_not_found_by_equality()) is not None:
+                    self._leave(check.name)
                     if check.name not in self._unindexed:  # once per reader, not again after each gap
                         self._unindexed.add(check.name)
                         log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
                                   f"{unmatched}", extra={"fields": {"check": check.name, "database": self.database}})
                     continue
                 if not resolved.rules.served_by_index(conn, resolved.table, list(resolved.key_exprs)):
+                    self._leave(check.name)
                     if check.name not in self._unindexed:  # once per reader, not again after each gap
                         self._unindexed.add(check.name)
                         log.error(unindexed(self.database, check.name, resolved), extra={"fields": {
                             "check": check.name, "database": self.database}})
+                    continue
+                if (unstreamed := self.stream.unstreamed(conn, resolved.table)) is not None:
+                    # Followed, its duplicates would be missed without a gap: none of its rows' changes is streamed.
+                    self._leave(check.name)
+                    if check.name not in self._unindexed:
+                        self._unindexed.add(check.name)
+                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
+                                  f"{unstreamed}", extra={"fields": {"check": check.name, "database": self.database}})
                     continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups

@@ -436,6 +436,9 @@ class _LiveSink:
     def live_overflow(self, database: str, check: str) -> None:
         pass  # not a gap: the check was counted in full, nothing was missed
 
+    def live_left(self, database: str, check: str) -> None:
+        pass  # the dashboard's runs keep counting the check
+
 
 def open_history(config: Config) -> History:
     path = config.state.path or default_state_path()

@@ -66,6 +66,9 @@ class Scripted:
     def unlogged_cascades(self, conn: Any, table: Any) -> list[Any]:
         return []
 
+    def unstreamed(self, conn: Any, table: Any) -> str | None:
+        return None
+
 
 class Sink:
     def __init__(self) -> None:
@@ -85,6 +88,9 @@ class Sink:
         self.following.append(following)
 
     def live_overflow(self, database: str, check: str) -> None:
+        pass
+
+    def live_left(self, database: str, check: str) -> None:
         pass
 
 

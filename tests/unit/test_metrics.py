@@ -568,3 +568,23 @@ def test_the_held_new_groups_of_runs_are_counted_when_the_reader_settles_without
 
 
 NEW_TOTAL = "dupewatch_new_duplicate_groups_total"
+
+
+def test_a_check_the_stream_leaves_to_its_poll_counts_its_runs_figures_again(exporters: list[MetricsExporter]) -> None:
+    """A check the stream counted, then left to its poll by a full count after a gap (its table made UNLOGGED, an
+    UNLOGGED partition added, its key's index dropped): its runs' figures were not taken while the stream was
+    followed (the stream's last figures stayed, its new duplicates missed); `live_left` takes them again."""
+    from monitor.live import Figures
+
+    config = config_from_dict({"databases": {"d": {"url": "sqlite:///unused.sqlite"}}, "checks": [
+        {"name": "followed", "database": "d", "table": "t", "key": ["k"], "incremental": "id"}]})
+    exporter = new_exporter(exporters, config)
+    exporter.live_starting({"d": ["followed"]})
+    exporter.live_figures("followed", "d", Figures(1, 1, 0, baseline=True))
+    exporter.live_following("d", True)
+    exporter.observe(CheckResult("followed", "d", "duplicates", 1, 1, 9.0, mode="incremental", rows_scanned=4))
+    exporter.live_left("followed", "d")
+    exporter.observe(CheckResult("followed", "d", "duplicates", 4, 5, 9.0, mode="incremental", rows_scanned=4,
+                                 new_groups=3))
+    values = samples(exporter)
+    assert (values[("dupewatch_duplicate_groups", "followed")], values[(NEW_TOTAL, "followed")]) == (4, 3)
