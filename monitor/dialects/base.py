@@ -91,6 +91,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   transaction holds the whole database's write lock already, as SQLite's `BEGIN IMMEDIATE` does).
 - `delete_using`: whether a DELETE's WHERE may name another table (`DELETE ... USING`, a multi-table DELETE);
   else a join is an `EXISTS`.
+- `column_names_fold`: whether two column names differing only in case name one column (MySQL/MariaDB, SQLite),
+  so that a table cannot hold both.
 - `storage_type(kind)`: the type a column stores its values as, without what it declares beside (a
   PostgreSQL domain's CHECKs), for converting a value to it.
 - `enforces_column_types`: whether a column refuses, rounds or truncates a value of another type or size.
@@ -359,6 +361,7 @@ class Dialect(Polling):
     roles: ClassVar[bool] = True
     row_locks: ClassVar[bool] = True
     delete_using: ClassVar[bool] = True
+    column_names_fold: ClassVar[bool] = False
     error_aborts_transaction: ClassVar[bool] = False
     partitioned_tables: ClassVar[bool] = False
     # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).

@@ -216,3 +216,35 @@ def test_sqlite_foreign_key_naming_a_column_in_another_non_ascii_case_is_refused
         assert f"foreign key o(u_email) refers to u({written}), which is not a declared column" in result.stderr
         assert "foreign key mismatch" in result.stderr and "unexpected" not in result.stderr
         assert contents(sqlite_db, "u", "o") == before
+
+
+@pytest.mark.parametrize("where", ["fixed", "archived"])
+def test_a_column_taking_the_archives_fix_id_name_blocks_the_dry_run_and_the_fix_changes_nothing(db, tmp_path, where):
+    """A table whose rows the fix archives (the fixed table, or a referencing table with on_reference = archive)
+    holding a column named like the archive's own `dupewatch_fix_id` (in another case where the database takes the
+    two for one column: MariaDB, SQLite): the dry run exited 0 without a word, then `fix --yes` failed after its
+    snapshot: PostgreSQL "has a column named ..." leaving a planned fix behind, MariaDB `Duplicate column name`,
+    SQLite made an archive of the wrong columns and said it "no longer matches ... changed since an earlier fix".
+    Now both refuse up front, naming the table and the column, exit 2, nothing changed."""
+    column = "dupewatch_fix_id" if db.dialect == "postgresql" else "DupeWatch_Fix_ID"
+    user_column, child_column = (column, "note") if where == "fixed" else ("note", column)
+    db.execute(f"CREATE TABLE acct (id INTEGER PRIMARY KEY, email VARCHAR(32), {db.q(user_column)} VARCHAR(32))",
+               f"CREATE TABLE sess (id INTEGER PRIMARY KEY, acct_id INTEGER REFERENCES acct (id), "
+               f"{db.q(child_column)} VARCHAR(32))",
+               "INSERT INTO acct VALUES (1, 'a@x', 'k'), (2, 'a@x', 'd'), (3, 'b@x', NULL)",
+               "INSERT INTO sess VALUES (10, 2, 's')")
+    before = contents(db, "acct", "sess")
+    check = {"name": "acct", "table": "acct", "key": ["email"], "on_reference": {"sess.acct_id": "archive"}}
+    path = config_file(tmp_path, db, [check])
+    named = f"table '{'acct' if where == 'fixed' else 'sess'}' has a column named '{column}'"
+    dry = run_cli("fix", "acct", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    assert [line for line in dry.stdout.splitlines() if "BLOCKED" in line and named in line]
+    fixed = run_cli("fix", "acct", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and named in fixed.stderr, fixed.output
+    assert contents(db, "acct", "sess") == before
+    archives = [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch_archive")]
+    assert archives == ([] if where == "fixed" else ["dupewatch_archive_acct"])  # (made by the snapshot)
+    assert all(db.scalar(f"SELECT count(*) FROM {db.q(t)}") == 0 for t in archives)
+    assert not [f for f in json_out(run_cli("fixes", "--config", str(path), "--json"))["fixes"]
+                if f["state"] not in ("discarded", "done", "undone")]
