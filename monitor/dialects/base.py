@@ -863,6 +863,13 @@ class Dialect(Polling):
         running that DDL is accounted for (`accounting.ddl_step`), and this names the culprits."""
         return None
 
+    def row_security_refusal(self, conn: Connection, table: sa.Table) -> str | None:
+        """Why the fix role cannot be trusted to delete what it reads of the fixed `table`: row-level security
+        applies to it with policies for some commands only (PostgreSQL `FOR SELECT`, `FOR UPDATE`, `FOR DELETE`),
+        so the rows its plan reads may not be those its row locks and deletes reach; None where no such policy
+        applies to it (or the database has no row-level security)."""
+        return None
+
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         """The privileges the fix role lacks on the fixed `table` to lock its rows and delete them (SELECT, UPDATE
         for the row locks, DELETE); [] where it has them, or where the catalog cannot tell ahead of the fix."""

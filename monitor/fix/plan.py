@@ -744,6 +744,8 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
                           "rolls that step back and stops the fix there (a trigger that only notifies passes)")
     if unrollable := unrollable_triggers(conn, layout):
         plan.blockers.append(unrollable)
+    if policed := rules.row_security_refusal(conn, layout.table):
+        plan.blockers.append(policed)
     missing = rules.missing_fix_privileges(conn, layout.table)
     if missing:  # else the first batch fails on "permission denied", and a resume meets the same refusal
         name = conn.dialect.identifier_preparer.format_table(layout.table)
