@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
+from dbtest import write_config
 from fix_support import (
     CHECKINS,
     config_file,
@@ -156,6 +159,34 @@ def test_second_fixer_of_the_same_table_is_refused(db, tmp_path):
     assert result.exit_code == 2
     assert "table 'role_membership' is already being fixed" in result.stderr
     assert contents(db, "role_membership") == before
+
+
+def test_sqlite_a_second_fixer_reaching_the_file_by_another_path_is_refused(sqlite_db, tmp_path, monkeypatch):
+    """SQLite's fix lock is a file beside the database, named from the URL's path: a second process whose config
+    reached the same file through a symlink or a relative path took a lock of its own, resumed the running fix
+    and ran its batches beside the first (both then stopped on `statement_timeout`). The lock is now named by the
+    file itself (its real path and inode), so every spelling of it is refused while another process holds it."""
+    seed_memberships(sqlite_db)
+    checks = [{"name": "role-membership", "table": "role_membership", "key": ["group_id", "member_id"]}]
+    database = Path(str(sqlite_db.engine.url.database))
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "app.sqlite"
+    link.symlink_to(database)
+    monkeypatch.chdir(database.parent)
+    before = contents(sqlite_db, "role_membership")
+    monitor = Monitor(make_config(sqlite_db, checks))
+    try:
+        with table_lock(target(monitor, "role-membership")):
+            for url in (f"sqlite:///{link}", f"sqlite:///{database.name}"):
+                path = write_config(tmp_path / "other.toml", {"app": {"url": url}},
+                                    [{"database": "app", **c} for c in checks])
+                result = run_cli("fix", "role-membership", "--config", str(path), "--yes")
+                assert result.exit_code == 2, (url, result.output)
+                assert "table 'role_membership' is already being fixed" in result.stderr
+    finally:
+        monitor.close()
+    assert contents(sqlite_db, "role_membership") == before
+    assert not list(link.parent.glob("*.lock")) and not list(database.parent.glob("*.lock"))
 
 
 def test_dry_run_api_uses_the_read_only_connection(db):
