@@ -1020,9 +1020,7 @@ def undo(ctx: click.Context, fix_id: str, yes: bool, as_json: bool, drop_constra
         dropped = f"; unique index {report.constraint_dropped} dropped" if report.constraint_dropped else ""
         defaulted = (f"; column(s) added since the fix took their default in the restored rows: "
                      f"{', '.join(report.defaulted)}" if report.defaulted else "")
-        click.echo(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
-                   f"{counted(report.repointed, 'reference')} pointed back{dropped}{defaulted}"
-                   f"{report.left_said()}")
+        click.echo(f"fix {report.fix_id} undone: {report.restored_said()}{dropped}{defaulted}{report.left_said()}")
 
 
 @main.command(short_help="Add the unique index that keeps a check's duplicates out.")

@@ -233,8 +233,8 @@ def _quoted_parts(name: str) -> list[str] | None:
         position += 1
 
 
-def _is_text(column: sa.Column[Any]) -> bool:
-    return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
+def _is_text(kind: sa.types.TypeEngine[Any]) -> bool:
+    return isinstance(kind, sa.String) and not isinstance(kind, sa.Enum)
 
 
 def single_precision(expr: ColumnElement[Any]) -> bool:
@@ -337,8 +337,9 @@ class TableCheck:
         return self.normalise(column, column)
 
     def normalise(self, column: sa.Column[Any], expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        """`expr` (the column, or a value of its type) as the check compares keys of `column`."""
-        if _is_text(column):
+        """`expr` (the column, or a value of its type) as the check compares keys of `column`: a text column
+        (one of a domain over text too, as the database stores it) trimmed and folded as the check says."""
+        if _is_text(self.rules.storage_type(column.type)):
             if self.check.trim_whitespace:
                 expr = self.rules.trim(expr)
             if self.check.case_insensitive:

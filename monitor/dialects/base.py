@@ -91,6 +91,8 @@ Fixes (`monitor.fix`, the capabilities the fix's branches move onto)
   transaction holds the whole database's write lock already, as SQLite's `BEGIN IMMEDIATE` does).
 - `delete_using`: whether a DELETE's WHERE may name another table (`DELETE ... USING`, a multi-table DELETE);
   else a join is an `EXISTS`.
+- `column_names_fold`: whether two column names differing only in case name one column (MySQL/MariaDB, SQLite),
+  so that a table cannot hold both.
 - `storage_type(kind)`: the type a column stores its values as, without what it declares beside (a
   PostgreSQL domain's CHECKs), for converting a value to it.
 - `enforces_column_types`: whether a column refuses, rounds or truncates a value of another type or size.
@@ -359,6 +361,7 @@ class Dialect(Polling):
     roles: ClassVar[bool] = True
     row_locks: ClassVar[bool] = True
     delete_using: ClassVar[bool] = True
+    column_names_fold: ClassVar[bool] = False
     error_aborts_transaction: ClassVar[bool] = False
     partitioned_tables: ClassVar[bool] = False
     # Live mode: why `change_stream` returns None for this database ("" when it returns a stream).
@@ -858,6 +861,13 @@ class Dialect(Polling):
         indexes, grants, the guard; `tags`: only these commands), named with how to disable them (PostgreSQL event
         triggers); None where nothing fires on DDL. Where something may (`ddl_fires_triggers`), each transaction
         running that DDL is accounted for (`accounting.ddl_step`), and this names the culprits."""
+        return None
+
+    def row_security_refusal(self, conn: Connection, table: sa.Table) -> str | None:
+        """Why the fix role cannot be trusted to delete what it reads of the fixed `table`: row-level security
+        applies to it with policies for some commands only (PostgreSQL `FOR SELECT`, `FOR UPDATE`, `FOR DELETE`),
+        so the rows its plan reads may not be those its row locks and deletes reach; None where no such policy
+        applies to it (or the database has no row-level security)."""
         return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:

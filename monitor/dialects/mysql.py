@@ -419,6 +419,7 @@ class MySQL(MySQLPolling, Dialect):
     joined_batch_writes = True
     column_probe_runs_query = True
     transactional_ddl = False  # DDL commits the open transaction implicitly
+    column_names_fold = True  # `Email` and `email` are one column, on every platform
     write_refused_markers = ("read only transaction",)
 
     @contextmanager

@@ -500,6 +500,19 @@ _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(
 _FIX_PRIVILEGES = sa.text("""
     SELECT has_any_column_privilege(to_regclass(:t), 'SELECT'), has_any_column_privilege(to_regclass(:t), 'UPDATE'),
            has_table_privilege(to_regclass(:t), 'DELETE')""")
+# The policies of a table that apply to the session's role for one command only, where row-level security applies
+# to it at all: not a superuser or BYPASSRLS, and not the table's owner, or the owner under FORCE ROW LEVEL SECURITY
+# (docs, "Row Security Policies"); a policy applies to PUBLIC (role 0) or to a role the session has the privileges
+# of. polcmd: '*' ALL, 'r' SELECT, 'a' INSERT, 'w' UPDATE, 'd' DELETE.
+_COMMAND_POLICIES = sa.text("""
+    SELECT p.polname, CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END AS command
+    FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+    WHERE c.oid = to_regclass(:t) AND c.relrowsecurity AND p.polcmd IN ('r', 'w', 'd')
+      AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+      AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+      AND EXISTS (SELECT FROM unnest(p.polroles) AS g(role)
+                  WHERE g.role = 0 OR pg_has_role(current_user, g.role, 'USAGE'))
+    ORDER BY p.polname""")
 _PUBLISHED = sa.text("""
     SELECT p.pubname, c.relreplident,
            EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid
@@ -1259,6 +1272,18 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         quoted = conn.dialect.identifier_preparer.quote(str(fired[0].evtname))
         return (f"event trigger(s) {named} fire on it; disable them while it runs (ALTER EVENT TRIGGER {quoted} "
                 "DISABLE, then ENABLE: their owner or a superuser may)")
+
+    def row_security_refusal(self, conn: Connection, table: sa.Table) -> str | None:
+        name = conn.dialect.identifier_preparer.format_table(table)
+        policies = conn.execute(_COMMAND_POLICIES, {"t": name}).all()
+        if not policies:
+            return None
+        role = str(conn.execute(sa.select(sa.func.current_user())).scalar())
+        listed = ", ".join(f"{p.polname} ({p.command})" for p in policies)
+        return (f"{name} has row-level security that the fix role {role!r} does not bypass, with policies for some "
+                f"commands only ({listed}): the rows the fix reads (SELECT) may not be those it may lock (UPDATE) "
+                "and delete (DELETE), and a batch would stop at every run; make them one policy FOR ALL, run "
+                f"`ALTER ROLE \"{role}\" BYPASSRLS`, or fix as the table's owner")
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:
         # SELECT ... FOR UPDATE needs UPDATE on some column (column grants count); DELETE is table-wide only.

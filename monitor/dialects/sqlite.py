@@ -290,6 +290,7 @@ class SQLite(SQLitePolling, Dialect):
     roles = False  # one file, one view: the dry run plans on the detection connection
     row_locks = False  # BEGIN IMMEDIATE already holds the database's write lock
     delete_using = False
+    column_names_fold = True  # `Email` and `email` are one column ("duplicate column name")
 
     def refused_value(self, conn: Connection, table: sa.Table, column: str, values: sa.Select[Any], *,
                       referred: tuple[sa.Table, str, str] | None = None) -> str | None:

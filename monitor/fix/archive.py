@@ -67,10 +67,25 @@ def _too_wide(table: sa.Table, said: object) -> str:
             "VARCHAR columns to TEXT, or remove these duplicates by hand; nothing was changed")
 
 
+def _taken_column(conn: Connection, table: sa.Table) -> str | None:
+    """Why the archive of `table` cannot hold its columns beside its own `dupewatch_fix_id`: a column of the table
+    of that name, or, where the database takes two names differing in case for one column
+    (`Dialect.column_names_fold`), of that name in another case (`DupeWatch_Fix_ID`); None otherwise."""
+    folds = for_backend(conn.dialect.name).column_names_fold
+    for column in table.columns:
+        if column.name == FIX_ID_COLUMN or (folds and column.name.lower() == FIX_ID_COLUMN):
+            return (f"table {table.name!r} has a column named {column.name!r}, which the archive of its rows needs "
+                    f"for dupewatch's own {FIX_ID_COLUMN}: dupewatch cannot archive its rows; rename that column, or "
+                    "remove these duplicates by hand")
+    return None
+
+
 def archive_refusal(conn: Connection, table: sa.Table) -> str | None:
-    """The dry run's answer to what `ensure_archive` would meet creating the archive of `table`: the server's
-    refusal of its shape as too wide a row, asked without creating a table that lasts
-    (`Dialect.refused_table_shape`); None when the server takes it or cannot be asked."""
+    """The dry run's answer to what `ensure_archive` would meet creating the archive of `table`: a column taking
+    the archive's own column's name, or the server's refusal of its shape as too wide a row, asked without creating
+    a table that lasts (`Dialect.refused_table_shape`); None when the server takes it or cannot be asked."""
+    if taken := _taken_column(conn, table):
+        return taken
     said = for_backend(conn.dialect.name).refused_table_shape(conn, _empty_select(conn, _archive_shape(table)))
     return None if said is None else _too_wide(table, said)
 
@@ -82,8 +97,8 @@ def ensure_archive(conn: Connection, table: sa.Table, schema: str | None, *, apa
     name = archive_name(table, apart=apart)
     bookkeeping_lock(conn)
     if not sa.inspect(conn).has_table(name, schema=schema):
-        if FIX_ID_COLUMN in table.c:
-            raise FixRefused(f"table {table.name!r} has a column named {FIX_ID_COLUMN!r}, which the archive needs")
+        if taken := _taken_column(conn, table):
+            raise FixRefused(taken)
         # One statement: the table's columns and the fix id together. MariaDB commits DDL at once, so a separate
         # ALTER TABLE ... ADD that the server refused (a table close to its 65,535-byte row limit) left an archive
         # without the fix id, which every later run called "changed since an earlier fix".

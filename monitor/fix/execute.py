@@ -508,6 +508,8 @@ def _refuse_unusable(t: _Target, pending: FixRecord | None = None) -> Layout:
             refusals = unusable_tables(conn, archives(conn, layout))
             if pending is not None and (unrollable := unrollable_triggers(conn, layout)):
                 refusals.insert(0, unrollable)  # (a new fix's plan refused it already)
+            if pending is not None and (policed := t.db.rules.row_security_refusal(conn, layout.table)):
+                refusals.insert(0, policed)  # (policies changed since the plan: each batch would stop on them)
             if not refusals and pending is not None:
                 place = records.place(conn, t.tc.table.schema)
                 logs = conn.execute(sa.select(reference_table.c.log_table).where(

@@ -63,7 +63,11 @@ def _file_lock(db: Database, key: str, table: str) -> Iterator[None]:
     """An exclusive `flock` on a file beside the database, removed when released, so that no empty lock file
     is left behind after a fix. Removing a lock file races with a process that opened it just before: that
     process would lock a file no longer at the path. So a lock counts only if, once taken, the path still names
-    the locked file; otherwise it is taken again on the file now there."""
+    the locked file; otherwise it is taken again on the file now there.
+
+    The lock is named by the database file itself, not by the URL's spelling of it: its real path (symlinks and
+    a relative path resolved, where the lock file is made) and its device and inode, so that every config reaching
+    the file (`sqlite:///app.db` from its directory, `sqlite:////srv/app.db`, a symlink to it) takes one lock."""
     database = db.url.database
     if not database or database == ":memory:":
         yield  # a private in-memory database cannot be shared with another process
@@ -73,7 +77,13 @@ def _file_lock(db: Database, key: str, table: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows: SQLite's own write lock still serialises batches
         yield
         return
-    path = Path(f"{database}.dupewatch-{_lock_name(key)}.lock")
+    real = os.path.realpath(database)
+    try:
+        found = os.stat(real)
+        key = f"{found.st_dev}:{found.st_ino}:{key}"
+    except OSError:
+        pass  # (no file yet: SQLite makes it on connecting; the real path names it alone)
+    path = Path(f"{real}.dupewatch-{_lock_name(key)}.lock")
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

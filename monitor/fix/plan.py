@@ -544,6 +544,9 @@ class ReferencePlan:
         head = f"{r.label} -> {table}({', '.join(r.referred_columns)}){through} ON DELETE {r.ondelete or 'NO ACTION'}"
         if not r.referred_unique:
             return f"{head}: {self.rows:,} row(s) hold values of rows to delete (not a unique column)"
+        if r.self_reference and self.action != "refuse":  # (the blocker says why, and what to run by hand)
+            return (f"{head}: {self.rows:,} row(s) of the table itself point at rows to delete (a self-reference: "
+                    "neither repointed nor archived by the fix)")
         if self.action == "archive":
             return f"{head}: {self.rows:,} referencing row(s) archived and deleted with the rows they reference"
         if self.action == "refuse":
@@ -562,8 +565,9 @@ class ReferencePlan:
         crowded = None if self.crowded is None else {"kept_rows": self.crowded[0], "fewest": self.crowded[1],
                                                      "most": self.crowded[2]}
         return {**self.reference.as_json(), "rows": self.rows,
-                "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique else 0,
-                "rows_to_archive": self.rows if self.action == "archive" else 0,
+                "rows_to_repoint": self.rows if self.action == "repoint" and self.reference.referred_unique
+                and not self.reference.self_reference else 0,
+                "rows_to_archive": self.rows if self.action == "archive" and not self.reference.self_reference else 0,
                 "repointed_before_archive": self.repointed_first, "kept_rows_with_several": crowded,
                 "unique_conflicts": self.conflicts,
                 "check_refusals": self.checks, "missing_index": self.index,
@@ -744,6 +748,8 @@ def _judge_unseen(conn: Connection, plan: FixPlan, layout: Layout) -> None:
                           "rolls that step back and stops the fix there (a trigger that only notifies passes)")
     if unrollable := unrollable_triggers(conn, layout):
         plan.blockers.append(unrollable)
+    if policed := rules.row_security_refusal(conn, layout.table):
+        plan.blockers.append(policed)
     missing = rules.missing_fix_privileges(conn, layout.table)
     if missing:  # else the first batch fails on "permission denied", and a resume meets the same refusal
         name = conn.dialect.identifier_preparer.format_table(layout.table)

@@ -54,6 +54,7 @@ from monitor.fix.plan import unrollable_refusal
 from monitor.fix.records import FixRecord, reference_table, repoint_table
 from monitor.fix.refs import reflect
 from monitor.fix.values import loads
+from monitor.words import counted
 
 T = TypeVar("T")
 
@@ -66,6 +67,7 @@ class UndoReport:
     check: str
     restored: int
     repointed: int
+    references_restored: int = 0  # referencing rows the fix archived with their parents (on_reference = archive)
     constraint_dropped: str | None = None  # the guard `--drop-constraint` dropped
     defaulted: list[str] = field(default_factory=list)  # columns added since the fix: restored rows got defaults
     # Columns dropped since the fix, by the archive that keeps their values (not restored): archive -> columns.
@@ -75,8 +77,16 @@ class UndoReport:
         dropped = {"constraint_dropped": self.constraint_dropped} if self.constraint_dropped else {}
         defaulted = {"defaulted": self.defaulted} if self.defaulted else {}
         left = {"left_in_archive": self.left_in_archive} if self.left_in_archive else {}
+        children = {"references_restored": self.references_restored} if self.references_restored else {}
         return {"fix_id": self.fix_id, "check": self.check, "restored": self.restored, "repointed": self.repointed,
-                **dropped, **defaulted, **left}
+                **children, **dropped, **defaulted, **left}
+
+    def restored_said(self) -> str:
+        """`N rows restored, [M archived referencing rows restored, ]K references pointed back`."""
+        children = (f", {counted(self.references_restored, 'archived referencing row')} restored"
+                    if self.references_restored else "")
+        return (f"{counted(self.restored, 'row')} restored{children}, {counted(self.repointed, 'reference')} "
+                "pointed back")
 
     def left_said(self) -> str:
         """`; ...` naming the columns dropped since the fix whose archived values were not restored, or ''."""
@@ -366,7 +376,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
         if restored != expected:
             raise FixRefused(f"undo of fix {record.fix_id} refused: restored {restored} of {expected} rows")
         planned.inserted(table, restored)
-    pointed, _children = undo_links(conn, record.fix_id, home, planned, fired, [] if held is None else held, left)
+    pointed, children = undo_links(conn, record.fix_id, home, planned, fired, [] if held is None else held, left)
     repointed = pointed + _point_back(conn, record.fix_id, planned)
     records.update_record(conn, record.fix_id, state="undone", finished_at=records.now_text(),
                           message=f"{records.UNDONE_BY}{records.os_user()}@{records.host_name()} at "
@@ -387,7 +397,7 @@ def _undo(conn: Connection, record: FixRecord, schema: str | None,
             fires += f"; undo's DDL (the drop of the fix's plan table, of the guard): {ddl}"
         raise FixRefused(f"undo of fix {record.fix_id} refused, nothing changed: {said}{fires}; disable what is "
                          "named for the undo (and enable it after), then undo again") from None
-    return UndoReport(record.fix_id, record.check_name, expected, repointed, defaulted=defaulted,
+    return UndoReport(record.fix_id, record.check_name, expected, repointed, children, defaulted=defaulted,
                       left_in_archive=left)
 
 

@@ -189,6 +189,39 @@ def test_the_dry_run_plans_what_the_fix_role_sees(pg, pg_fix_role, monitor_on):
     assert pg.rows("SELECT id FROM member ORDER BY id") == [(1,), (3,), (4,), (5,)]
 
 
+def test_policies_letting_the_fix_role_read_rows_it_may_not_delete_block_the_dry_run(pg, pg_fix_role, monitor_on):
+    """Row-level security on the fixed table whose policies differ by command (a multi-tenant app: every tenant
+    reads every member, deletes its own only): the dry run, reading as the fix role, planned both groups and exited
+    0; every run of the fix then stopped at its first batch ("archived 1 rows, expected 2 ... run the fix again
+    to resume"), since DELETE saw one of the two rows. Now a blocker names the policies and their commands, and
+    the fix refuses up front, nothing changed. A policy FOR ALL (one view for every command) still plans and
+    fixes what the role sees."""
+    pg.execute("CREATE TABLE member (id INT PRIMARY KEY, tenant TEXT, email TEXT)",
+               "INSERT INTO member VALUES (1, 'a', 'x'), (2, 'a', 'x'), (3, 'b', 'y'), (4, 'b', 'y')",
+               "ALTER TABLE member ENABLE ROW LEVEL SECURITY",
+               f"CREATE POLICY read_all ON member FOR SELECT TO \"{pg_fix_role}\" USING (true)",
+               f"CREATE POLICY lock_all ON member FOR UPDATE TO \"{pg_fix_role}\" USING (true)",
+               f"CREATE POLICY delete_own ON member FOR DELETE TO \"{pg_fix_role}\" USING (tenant = 'a')")
+    before = contents(pg, "member")
+    monitor = monitor_on(pg, {"name": "m", "table": "member", "key": ["email"]}, fix_url=_as(pg, pg_fix_role))
+    plan = make_plan(monitor, "m")
+    said = [b for b in plan.blockers if "row-level security" in b]
+    assert len(said) == 1 and "delete_own (DELETE)" in said[0] and "read_all (SELECT)" in said[0], plan.blockers
+    with pytest.raises(FixRefused, match="row-level security"):
+        run_fix(monitor, "m")
+    assert contents(pg, "member") == before
+    pg.execute("DROP POLICY read_all ON member", "DROP POLICY lock_all ON member", "DROP POLICY delete_own ON member",
+               f"CREATE POLICY tenant_a ON member TO \"{pg_fix_role}\" USING (tenant = 'a')")
+    assert not prepare_fix(monitor, "m").blockers  # planned, then the policies change: resuming refuses too
+    pg.execute(f"CREATE POLICY read_all ON member FOR SELECT TO \"{pg_fix_role}\" USING (true)")
+    with pytest.raises(FixRefused, match=r"read_all \(SELECT\)"):
+        run_fix(monitor, "m")
+    assert contents(pg, "member") == before
+    pg.execute("DROP POLICY read_all ON member")
+    assert run_fix(monitor, "m").deleted == 1
+    assert pg.rows("SELECT id FROM member ORDER BY id") == [(1,), (3,), (4,)]
+
+
 def test_the_dry_run_changes_nothing_on_the_writing_connection(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
     plan = make_plan(monitor_on(db), "t")

@@ -298,3 +298,33 @@ def test_a_group_spanning_tenants_alone_refuses_the_fix_unless_merged(db, tmp_pa
     undone = run_cli("undo", json_out(merged)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(db, "users", "orders") == before
+
+
+def test_postgres_an_exclusion_constraint_of_equalities_tells_rows_apart_as_a_unique_one_does(pg, tmp_path):
+    """PostgreSQL: `EXCLUDE USING btree (email WITH =)` refuses two rows with the same email exactly as `UNIQUE
+    (email)` does (the database's own equality, btree strategy 3), so rows differing on it are different entities:
+    the fix merged 3 password users of different emails into one. One also comparing by overlap (`WITH &&`) says
+    nothing of rows differing on its `=` column alone, and leaves nothing out."""
+    pg.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, backend TEXT NOT NULL, ident TEXT, email TEXT, "
+               "CONSTRAINT users_email_excl EXCLUDE USING btree (email WITH =))",
+               "CREATE TABLE booking (id INTEGER PRIMARY KEY, backend TEXT NOT NULL, room int4range, during int4range, "
+               "CONSTRAINT booking_overlap EXCLUDE USING gist (room WITH =, during WITH &&))",
+               "INSERT INTO users VALUES (1, 'pw', NULL, 'a@x'), (2, 'pw', NULL, 'b@x'), (3, 'pw', NULL, 'c@x'), "
+               "(4, 'ldap', 'u1', 'd@x'), (5, 'ldap', 'u1', NULL)",
+               "INSERT INTO booking VALUES (1, 'x', '[1,2)', '[1,2)'), (2, 'x', '[2,3)', '[3,4)')")
+    before = contents(pg, "users")
+    path = config_file(tmp_path, pg, [{"name": "users", "table": "users", "key": ["backend", "ident"],
+                                       "nulls": "equal"},
+                                      {"name": "booking", "table": "booking", "key": ["backend"]}])
+    dry = run_cli("fix", "users", "--config", str(path), "--dry-run")
+    left_out = [line for line in dry.stdout.splitlines() if "LEFT OUT" in line]
+    assert len(left_out) == 1 and "users_email_excl (email)" in left_out[0] and "keys (pw, NULL)" in left_out[0]
+    refused = run_cli("fix", "users", "--config", str(path), "--yes")
+    assert refused.exit_code == 1, refused.output
+    assert pg.rows("SELECT id FROM users ORDER BY id") == [(1,), (2,), (3,), (4,)]
+    undone = run_cli("undo", json_out(run_cli("fixes", "--config", str(path), "--json"))["fixes"][0]["fix_id"],
+                     "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(pg, "users") == before
+    overlap = run_cli("fix", "booking", "--config", str(path), "--dry-run")
+    assert overlap.exit_code == 0 and "LEFT OUT" not in overlap.stdout, overlap.output

@@ -67,3 +67,24 @@ def test_whether_a_column_is_citext_is_asked_once_through_every_domain(pg_citext
     assert len(asked) == 1, asked
     assert {name: (c.kind, c.visible, c.type_name) for name, c in compared.items()} == {
         name: ("citext", False, "ext.citext") for name in ("a", "b", "c")}
+
+
+def test_case_insensitive_folds_a_key_column_of_a_domain_over_text(pg, tmp_path):
+    """`case_insensitive = true` on a key of a domain over text (`CREATE DOMAIN email AS text CHECK (...)`) was
+    ignored: only columns SQLAlchemy reflects as strings were folded, and a domain reflects as DOMAIN, so
+    'a@x' and 'A@x' were two groups' keys, the fix left them, and `--add-constraint` built a case-sensitive
+    `(e)` index. The column is text as the database stores it (the domain's base type): it is folded, the fix
+    merges them and the guard is on `lower(e)`."""
+    pg.execute("CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%')",
+               "CREATE TABLE account (id INTEGER PRIMARY KEY, e email NOT NULL)",
+               "INSERT INTO account VALUES (1, 'a@x'), (2, 'A@x'), (3, 'b@y')")
+    path = config_file(tmp_path, pg, [{"name": "a", "table": "account", "key": ["e"], "case_insensitive": True}])
+    checked = json_out(run_cli("check", "--config", str(path), "--json"))["checks"][0]
+    assert (checked["groups"], checked["excess_rows"]) == (1, 1), checked
+    fixed = run_cli("fix", "a", "--config", str(path), "--yes", "--add-constraint")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id FROM account ORDER BY id") == [(1,), (3,)]
+    index = pg.scalar("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_dupewatch_a'")
+    assert "lower(" in index, index
+    with pytest.raises(sa.exc.IntegrityError):
+        pg.execute("INSERT INTO account VALUES (4, 'B@Y')")

@@ -742,6 +742,26 @@ def test_odoo_self_references_are_refused_saying_which_rows_and_what_to_do_and_t
     assert contents(db, "res_partner") == before
 
 
+def test_a_self_reference_is_not_promised_repointed_by_the_preview(db, tmp_path):
+    """A table referring to itself (`link REFERENCES node`, ON DELETE CASCADE) whose rows point at rows to delete:
+    the blocker said repointing inside the table is not supported, while the reference line above it promised
+    "3 referencing row(s) repointed to the kept rows" (`rows_to_repoint` 3 in --json). The line now says they are
+    neither repointed nor archived, as the blocker does."""
+    db.execute("CREATE TABLE node (id INTEGER PRIMARY KEY, name VARCHAR(8), "
+               "link INTEGER REFERENCES node (id) ON DELETE CASCADE)",
+               "INSERT INTO node VALUES (1, 'a', NULL), (2, 'a', NULL), (3, 'a', NULL), (4, 'b', NULL), (5, 'b', 4)",
+               "UPDATE node SET link = 3 WHERE id IN (1, 2)", "UPDATE node SET link = 2 WHERE id = 3")
+    for action in ("repoint", "archive"):
+        path = config_file(tmp_path, db, [{"name": "n", "table": "node", "key": ["name"],
+                                           "on_reference": {"node.link": action}}])
+        dry = run_cli("fix", "n", "--config", str(path), "--dry-run")
+        assert dry.exit_code == 2, dry.output
+        line = next(line for line in dry.stdout.splitlines() if line.strip().startswith("references:"))
+        assert "3 row(s) of the table itself point at rows to delete" in line and "neither repointed" in line, line
+        reference = json_out(run_cli("fix", "n", "--config", str(path), "--dry-run", "--json"))["references"][0]
+        assert (reference["rows"], reference["rows_to_repoint"], reference["rows_to_archive"]) == (3, 0, 0)
+
+
 @pytest.mark.parametrize("batch_size", [1, 100])
 def test_a_row_archived_in_a_later_batch_than_its_repoint_is_counted_as_possibly_repointed_first(db, tmp_path,
                                                                                                batch_size):

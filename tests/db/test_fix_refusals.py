@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
+from dbtest import write_config
 from fix_support import (
     CHECKINS,
     config_file,
@@ -158,6 +161,34 @@ def test_second_fixer_of_the_same_table_is_refused(db, tmp_path):
     assert contents(db, "role_membership") == before
 
 
+def test_sqlite_a_second_fixer_reaching_the_file_by_another_path_is_refused(sqlite_db, tmp_path, monkeypatch):
+    """SQLite's fix lock is a file beside the database, named from the URL's path: a second process whose config
+    reached the same file through a symlink or a relative path took a lock of its own, resumed the running fix
+    and ran its batches beside the first (both then stopped on `statement_timeout`). The lock is now named by the
+    file itself (its real path and inode), so every spelling of it is refused while another process holds it."""
+    seed_memberships(sqlite_db)
+    checks = [{"name": "role-membership", "table": "role_membership", "key": ["group_id", "member_id"]}]
+    database = Path(str(sqlite_db.engine.url.database))
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "app.sqlite"
+    link.symlink_to(database)
+    monkeypatch.chdir(database.parent)
+    before = contents(sqlite_db, "role_membership")
+    monitor = Monitor(make_config(sqlite_db, checks))
+    try:
+        with table_lock(target(monitor, "role-membership")):
+            for url in (f"sqlite:///{link}", f"sqlite:///{database.name}"):
+                path = write_config(tmp_path / "other.toml", {"app": {"url": url}},
+                                    [{"database": "app", **c} for c in checks])
+                result = run_cli("fix", "role-membership", "--config", str(path), "--yes")
+                assert result.exit_code == 2, (url, result.output)
+                assert "table 'role_membership' is already being fixed" in result.stderr
+    finally:
+        monitor.close()
+    assert contents(sqlite_db, "role_membership") == before
+    assert not list(link.parent.glob("*.lock")) and not list(database.parent.glob("*.lock"))
+
+
 def test_dry_run_api_uses_the_read_only_connection(db):
     seed_memberships(db)
     checks = [{"name": "m", "table": "role_membership", "key": ["group_id", "member_id"]}]
@@ -216,3 +247,35 @@ def test_sqlite_foreign_key_naming_a_column_in_another_non_ascii_case_is_refused
         assert f"foreign key o(u_email) refers to u({written}), which is not a declared column" in result.stderr
         assert "foreign key mismatch" in result.stderr and "unexpected" not in result.stderr
         assert contents(sqlite_db, "u", "o") == before
+
+
+@pytest.mark.parametrize("where", ["fixed", "archived"])
+def test_a_column_taking_the_archives_fix_id_name_blocks_the_dry_run_and_the_fix_changes_nothing(db, tmp_path, where):
+    """A table whose rows the fix archives (the fixed table, or a referencing table with on_reference = archive)
+    holding a column named like the archive's own `dupewatch_fix_id` (in another case where the database takes the
+    two for one column: MariaDB, SQLite): the dry run exited 0 without a word, then `fix --yes` failed after its
+    snapshot: PostgreSQL "has a column named ..." leaving a planned fix behind, MariaDB `Duplicate column name`,
+    SQLite made an archive of the wrong columns and said it "no longer matches ... changed since an earlier fix".
+    Now both refuse up front, naming the table and the column, exit 2, nothing changed."""
+    column = "dupewatch_fix_id" if db.dialect == "postgresql" else "DupeWatch_Fix_ID"
+    user_column, child_column = (column, "note") if where == "fixed" else ("note", column)
+    db.execute(f"CREATE TABLE acct (id INTEGER PRIMARY KEY, email VARCHAR(32), {db.q(user_column)} VARCHAR(32))",
+               f"CREATE TABLE sess (id INTEGER PRIMARY KEY, acct_id INTEGER REFERENCES acct (id), "
+               f"{db.q(child_column)} VARCHAR(32))",
+               "INSERT INTO acct VALUES (1, 'a@x', 'k'), (2, 'a@x', 'd'), (3, 'b@x', NULL)",
+               "INSERT INTO sess VALUES (10, 2, 's')")
+    before = contents(db, "acct", "sess")
+    check = {"name": "acct", "table": "acct", "key": ["email"], "on_reference": {"sess.acct_id": "archive"}}
+    path = config_file(tmp_path, db, [check])
+    named = f"table '{'acct' if where == 'fixed' else 'sess'}' has a column named '{column}'"
+    dry = run_cli("fix", "acct", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 2, dry.output
+    assert [line for line in dry.stdout.splitlines() if "BLOCKED" in line and named in line]
+    fixed = run_cli("fix", "acct", "--config", str(path), "--yes")
+    assert fixed.exit_code == 2 and named in fixed.stderr, fixed.output
+    assert contents(db, "acct", "sess") == before
+    archives = [t for t in sa.inspect(db.engine).get_table_names() if t.startswith("dupewatch_archive")]
+    assert archives == ([] if where == "fixed" else ["dupewatch_archive_acct"])  # (made by the snapshot)
+    assert all(db.scalar(f"SELECT count(*) FROM {db.q(t)}") == 0 for t in archives)
+    assert not [f for f in json_out(run_cli("fixes", "--config", str(path), "--json"))["fixes"]
+                if f["state"] not in ("discarded", "done", "undone")]

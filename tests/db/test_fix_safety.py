@@ -427,6 +427,25 @@ def test_on_reference_archive_moves_the_credits_with_their_checkins_and_undo_res
     assert contents(db, "checkin", "checkin_credit") == before
 
 
+def test_undo_says_how_many_archived_referencing_rows_it_restored(db, tmp_path):
+    """Undo of a fix that archived referencing rows with their parents (on_reference = archive) said `2 rows
+    restored, 0 references pointed back` and its JSON had no count of them, though it restored the 2 credits too:
+    the operator could not tell they were back. It now counts them, as the fix's report counts them archived."""
+    _checkins_with_credits(db)
+    check = {"name": "c", "table": "checkin", "key": ["user_id", "day"],
+             "on_reference": {"checkin_credit.checkin_id": "archive"}}
+    path = config_file(tmp_path, db, [check])
+    fix_id = json_out(run_cli("fix", "c", "--config", str(path), "--yes", "--json"))["fix_id"]
+    undone = run_cli("undo", fix_id, "--config", str(path), "--yes", "--json")
+    assert undone.exit_code == 0, undone.output
+    assert (json_out(undone)["restored"], json_out(undone)["references_restored"]) == (2, 2)
+    assert db.scalar("SELECT COUNT(*) FROM checkin_credit") == 4
+    fix_id = json_out(run_cli("fix", "c", "--config", str(path), "--yes", "--json"))["fix_id"]
+    said = run_cli("undo", fix_id, "--config", str(path), "--yes")
+    assert said.exit_code == 0, said.output
+    assert "2 rows restored, 2 archived referencing rows restored, 0 references pointed back" in said.stdout
+
+
 def test_repoint_preview_says_how_crowded_the_kept_rows_become(db, tmp_path):
     _checkins_with_credits(db)
     path = config_file(tmp_path, db, [{"name": "c", "table": "checkin", "key": ["user_id", "day"]}])

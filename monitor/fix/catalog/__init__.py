@@ -20,7 +20,8 @@ Reflection inspects one schema at a time and cannot say who may see what, so the
   default privileges granted and enable row-level security with no policy; the owner is exempt unless forced),
   and a publication may replicate its deletes (PostgreSQL: REPLICA IDENTITY FULL).
 - `unique_keys(table)`: every valid unique constraint and unique index, as the catalog states it (PostgreSQL
-  `pg_index`, expressions and predicates deparsed by the server; MySQL/MariaDB `information_schema.STATISTICS`;
+  `pg_index`, expressions and predicates deparsed by the server, and exclusion constraints of equalities only;
+  MySQL/MariaDB `information_schema.STATISTICS`;
   SQLite `PRAGMA index_list`/`index_xinfo`); `distinct_entity_keys(conn, table, key)` keeps those that can tell
   the rows of a duplicate group apart (see its docstring).
 - `resolved_schema(table)`: the schema the server resolves the table in (PostgreSQL `to_regclass`, which follows

@@ -291,7 +291,11 @@ class PostgresCatalog(Catalog):
             "AND NOT attisdropped AND attgenerated <> ''"), {"t": qualified(self.conn, table)}).scalars())
 
     def unique_keys(self, table: sa.Table) -> list[UniqueKey]:
-        # pg_index.indkey[k] = 0 marks an expression; pg_get_indexdef(oid, k, true) deparses it.
+        # pg_index.indkey[k] = 0 marks an expression; pg_get_indexdef(oid, k, true) deparses it. An exclusion
+        # constraint whose every operator is an equality (`EXCLUDE USING btree (email WITH =)`) refuses what a
+        # unique one refuses, NULLs distinct alike: the operator is the equality of a btree (strategy 3) or hash
+        # (strategy 1) operator family, as the server's own catalog classifies it. One also comparing by another
+        # operator (`room WITH =, during WITH &&`) is not a key of its `=` columns.
         rows = self.conn.execute(sa.text("""
             SELECT ic.relname AS name, i.indisprimary AS primary,
                    ARRAY(SELECT a.attname FROM generate_series(1, i.indnkeyatts) k
@@ -302,7 +306,13 @@ class PostgresCatalog(Catalog):
                    pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
                    coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_not_distinct
             FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-            WHERE i.indrelid = to_regclass(:t) AND i.indisunique AND i.indisvalid AND i.indisready
+            WHERE i.indrelid = to_regclass(:t) AND i.indisvalid AND i.indisready
+              AND (i.indisunique OR (i.indisexclusion AND EXISTS (
+                  SELECT FROM pg_catalog.pg_constraint x WHERE x.conindid = i.indexrelid AND x.contype = 'x'
+                  AND NOT EXISTS (SELECT FROM unnest(x.conexclop) AS o(op) WHERE NOT EXISTS (
+                      SELECT FROM pg_catalog.pg_amop ao JOIN pg_catalog.pg_am am ON am.oid = ao.amopmethod
+                      WHERE ao.amopopr = o.op AND ((am.amname = 'btree' AND ao.amopstrategy = 3)
+                                                   OR (am.amname = 'hash' AND ao.amopstrategy = 1)))))))
             ORDER BY ic.relname"""), {"t": qualified(self.conn, table)}).all()
         # indnullsnotdistinct exists from PostgreSQL 15 on (read through to_jsonb so older servers answer false).
         return [UniqueKey(r.name, tuple(r.columns), tuple(r.expressions), r.predicate, bool(r.primary),

@@ -230,8 +230,7 @@ class UndoScreen(DashboardMixin, ModalScreen[bool]):
         self.undone = True
         defaulted = (f"; column(s) added since the fix took their default: {', '.join(report.defaulted)}"
                      if report.defaulted else "")
-        self._show(Text(f"fix {report.fix_id} undone: {counted(report.restored, 'row')} restored, "
-                        f"{counted(report.repointed, 'reference')} pointed back{defaulted}{report.left_said()}; "
+        self._show(Text(f"fix {report.fix_id} undone: {report.restored_said()}{defaulted}{report.left_said()}; "
                         "the check is being "
                         "re-run",
                         style=f"bold {GREEN}"))
