@@ -11,7 +11,8 @@ Severity is decided by evidence, the way a DBA reads a table:
   for an index with no foreign key: the index alone is too weak a suspicion). A `one_to_one_suspect` (a parent
   alone) whose rows were born together but mostly differ: `medium`, check written commented out (a parent's
   children written in one request look so too). When only some groups are copies,
-  the severity stands and the check is written commented out: its fix would merge the others too.
+  the severity stands and the check is written commented out: its fix would merge the others too; so it is when
+  groups born together differ in a compared column (an order's two lines of one product, written at once).
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
@@ -162,6 +163,12 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
                 # a fix would merge those too
                 return severity, "some of its groups differ and were born apart, like the design: review them " \
                     "before enabling it"
+            if c.compared and m.alike_share < 1.0:
+                # born together, but rows of some groups differ in what they say: race copies one of which was
+                # updated since, or a parent's children written in one request (an order's two lines of one
+                # product), which a fix would merge
+                return severity, f"rows of some groups were born together but differ in {', '.join(c.compared)}, " \
+                    "as children written in one request do: review that they are copies before enabling it"
             return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None

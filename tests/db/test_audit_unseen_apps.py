@@ -749,3 +749,29 @@ def test_a_parent_and_a_soft_delete_flag_is_no_natural_key(db: TestDatabase) -> 
     assert on(report, "identities") == [], on(report, "identities")
     raced = {(f["kind"], tuple(f["columns"]), f["severity"]) for f in on(report, "settings")}
     assert ("one_to_one_suspect", ("user_id",), "high") in raced, raced
+
+
+def test_a_natural_key_s_rows_born_together_but_differing_get_no_live_check(db: TestDatabase) -> None:
+    """Order lines looked up by (order_id, sku), every line of an order written in one request: one order holds two
+    lines of one T-shirt, sizes S and M, born together. Born together made them a high non_unique_natural_key with a
+    live check whose fix merges the two lines (Roundcube's canned responses on PostgreSQL, `changed DEFAULT now()`
+    the same for a user's responses made at once, the same: different replies, one group, high, live). Rows that
+    differ are as much children written in one request as race copies updated since (Tryton's tree state, whose
+    copy's nodes were saved after): the severity stands, the check is drafted."""
+    md = sa.MetaData()
+    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True))
+    lines = sa.Table("order_lines", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id"), nullable=False),
+                     sa.Column("sku", sa.String(40), nullable=False), sa.Column("size", sa.String(4), nullable=False),
+                     sa.Column("created_at", sa.DateTime, nullable=False),
+                     sa.Index("order_lines_sku", "order_id", "sku"))
+    md.create_all(db.engine)
+    rows = [{"order_id": o, "sku": f"SKU{o % 37 + n}", "size": "M", "created_at": T0 + timedelta(hours=o)}
+            for o in range(1, 201) for n in range(1 + o % 2)]
+    rows.append({"order_id": 7, "sku": "SKU8", "size": "S", "created_at": T0 + timedelta(hours=7)})
+    with db.engine.begin() as conn:
+        conn.execute(orders.insert(), [{"id": o} for o in range(1, 201)])
+        conn.execute(lines.insert(), rows)
+    [finding] = on(audit_json(db), "order_lines")
+    assert finding["severity"] == "high" and finding["check"] is None, finding
+    assert "born together but differ in size" in finding["evidence"], finding
