@@ -188,7 +188,9 @@ def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     values = m.distinct_keys if m.values is None else min(m.distinct_keys, m.values)
     if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.identifier_once_share >= IDENTIFIER_SHARE):
         return False
-    flag = m.described_values is not None and m.described_values <= FLAG_VALUES
+    # copies alike in every compared column are copies whatever the key's other column holds: an order's billing
+    # address written twice, (order_id, address_type) taking two values, is no parent's children split in two
+    flag = m.described_values is not None and m.described_values <= FLAG_VALUES and m.alike_share < RACE_SHARE
     one_parent = c.kind == "one_to_one_suspect" or flag
     if one_parent and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE):
         # a parent alone, or a parent and a flag (a user's identities, deleted or not: its children split in two):
