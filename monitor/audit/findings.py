@@ -280,6 +280,15 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
         if not isinstance(measured, Measurement) or measured.status_where is None:
             return None
         entry["where"] = measured.status_where
+    if candidate.row_filter == "rows_with_null" and candidate.all_null_possible:
+        # measured without the rows NULL in every key column (`nulls = "equal"` would group them all: a UNIQUE
+        # (provider, external_id)'s local accounts, one group whose fix merges them)
+        if not candidate.agree_on:
+            entry["nulls"] = "skip_all_null"
+        elif not isinstance(measured, Measurement) or measured.status_where is None:
+            return None
+        else:
+            entry["where"] = measured.status_where
     if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
         # measured with the other key's NULLs grouped together: `nulls = "distinct"` would drop every such group
         if not isinstance(measured, Measurement) or measured.status_where is None:

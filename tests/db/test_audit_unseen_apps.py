@@ -801,3 +801,44 @@ def test_copies_under_a_key_of_a_parent_and_two_values_are_still_copies(db: Test
     [finding] = on(audit_json(db), "order_addresses")
     assert finding["kind"] == "non_unique_natural_key" and finding["severity"] == "high", finding
     assert finding["check"] is not None and finding["duplicate_groups"] == 3, finding
+
+
+def sign_ins(db: TestDatabase, name: str, *, email_key: bool = False, local_copy: bool = False) -> sa.Table:
+    """Accounts `name` looked up by login (a non-unique index), UNIQUE (provider, external_id) both nullable: 70 local
+    accounts hold NULL in both, 30 signed in with GitHub; one GitHub sign-in whose id was not yet known written twice
+    in one request (the NULL lets the copy past the key). With `email_key`, email UNIQUE and NULL for most; with
+    `local_copy`, a local account written twice too (NULL in both columns of the key)."""
+    md = sa.MetaData()
+    table = sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("login", sa.String(80), nullable=False),
+                     sa.Column("provider", sa.String(20), nullable=True),
+                     sa.Column("external_id", sa.String(40), nullable=True),
+                     *([sa.Column("email", sa.String(80), nullable=True, unique=True)] if email_key else []),
+                     sa.Column("created_at", sa.DateTime, nullable=False), sa.Index(f"{name}_login", "login"),
+                     sa.UniqueConstraint("provider", "external_id", name=f"{name}_provider"))
+    md.create_all(db.engine)
+    rows = [{"id": i, "login": f"user{i}", "provider": None if i <= 70 else "github",
+             "external_id": None if i <= 70 else f"gh{i}", "created_at": T0 + timedelta(hours=i),
+             **({"email": f"u{i}@example.org" if i % 10 == 0 else None} if email_key else {})} for i in range(1, 101)]
+    pending = {**rows[0], "login": "late", "provider": "github", "created_at": T0 + timedelta(days=9)}
+    copies = [{**pending, "id": 101}, {**pending, "id": 102, "created_at": T0 + timedelta(days=9, milliseconds=4)}]
+    if local_copy:
+        copies.append({**rows[6], "id": 103, "created_at": T0 + timedelta(hours=7, milliseconds=4)})
+    with db.engine.begin() as conn:
+        conn.execute(table.insert(), [*rows, *copies])
+    return table
+
+
+def test_a_nullable_key_s_check_leaves_out_rows_null_in_all_its_columns(db: TestDatabase, tmp_path: Path) -> None:
+    """A unique key's finding counts the rows it lets in through a NULL, but not those NULL in every column (a local
+    account, no provider and no external id): the written check grouped them all (`nulls = "equal"`), one group of
+    70 distinct accounts beside the copy, which its fix would merge: [2] groups for the finding's 1."""
+    sign_ins(db, "logins")
+    sign_ins(db, "members", email_key=True)
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--write", target, "--json")
+    found = {f["check"]["name"]: f["duplicate_groups"] for f in run.json["findings"]
+             if f["kind"] == "unique_with_nullable_columns"}
+    assert sorted(found.values()) == [1, 1], run.json["findings"]
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    assert {c["name"]: c["groups"] for c in checked.json["checks"] if c["name"] in found} == found, checked.output
