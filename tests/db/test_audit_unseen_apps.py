@@ -842,3 +842,15 @@ def test_a_nullable_key_s_check_leaves_out_rows_null_in_all_its_columns(db: Test
     assert sorted(found.values()) == [1, 1], run.json["findings"]
     checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
     assert {c["name"]: c["groups"] for c in checked.json["checks"] if c["name"] in found} == found, checked.output
+
+
+def test_a_copy_a_nullable_key_s_check_leaves_out_is_still_reported(db: TestDatabase) -> None:
+    """A local account written twice (NULL in both columns of UNIQUE (provider, external_id)), beside a GitHub sign-in
+    copied through external_id NULL: the login's finding, counted beside the nullable key, was folded into that
+    key's (live, as severe), whose check leaves out rows NULL in all its columns: the local copy was reported by
+    nothing and watched by nothing."""
+    sign_ins(db, "members", email_key=True, local_copy=True)
+    found = {(f["kind"], tuple(f["columns"])): f for f in on(audit_json(db), "members")}
+    login = found.get(("non_unique_natural_key", ("login",)))
+    assert login is not None and login["duplicate_groups"] == 2 and login["severity"] == "high", found
+    assert found[("unique_with_nullable_columns", ("provider", "external_id"))]["duplicate_groups"] == 1, found
