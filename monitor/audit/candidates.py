@@ -59,6 +59,12 @@ class Candidate:
         return any(self.table.columns[c].nullable for c in self.agree_on)
 
     @property
+    def all_null_possible(self) -> bool:
+        """Whether a row can hold NULL in every column of the key (rows_with_null measures no such row: it gives the
+        key no value, the local accounts of a UNIQUE (provider, external_id))."""
+        return all(self.table.columns[c].nullable for c in self.columns)
+
+    @property
     def other_parents(self) -> list[str]:
         """For a suspicion (one_to_one_suspect, non_unique_natural_key, key_with_status): the NOT NULL columns of
         foreign keys outside the key, declared, or inferred by name in a schema that declares none (osTicket's

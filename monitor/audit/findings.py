@@ -11,7 +11,8 @@ Severity is decided by evidence, the way a DBA reads a table:
   for an index with no foreign key: the index alone is too weak a suspicion). A `one_to_one_suspect` (a parent
   alone) whose rows were born together but mostly differ: `medium`, check written commented out (a parent's
   children written in one request look so too). When only some groups are copies,
-  the severity stands and the check is written commented out: its fix would merge the others too.
+  the severity stands and the check is written commented out: its fix would merge the others too; so it is when
+  groups born together differ in a compared column (an order's two lines of one product, written at once).
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
@@ -111,7 +112,10 @@ def fold_covered(findings: list[Finding]) -> list[Finding]:
     in that key's columns, which the key lets in only through a NULL: when the nullable key's finding has a live
     check (keyed by its columns, NULLs together) at least as severe, the other finding's groups are among its own
     (Synapse's event_push_actions: one copy was three high findings, by the nullable key and two lookup indexes)."""
-    watched = [f for f in findings if f.kind == "unique_with_nullable_columns" and f.check is not None]
+    # a check that leaves rows out (NULL in every column of the key: `skip_all_null`, or its `where`) watches only
+    # some of the groups alike in its columns: a local account written twice, no provider and no external id
+    watched = [f for f in findings if f.kind == "unique_with_nullable_columns" and f.check is not None
+               and f.check.get("nulls", "equal") == "equal" and "where" not in f.check]
 
     def covered(finding: Finding) -> bool:
         entry = finding.check or finding.draft
@@ -163,6 +167,12 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
                 # a fix would merge those too
                 return severity, "some of its groups differ and were born apart, like the design: review them " \
                     "before enabling it"
+            if c.compared and m.alike_share < 1.0:
+                # born together, but rows of some groups differ in what they say: race copies one of which was
+                # updated since, or a parent's children written in one request (an order's two lines of one
+                # product), which a fix would merge
+                return severity, f"rows of some groups were born together but differ in {', '.join(c.compared)}, " \
+                    "as children written in one request do: review that they are copies before enabling it"
             return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
@@ -182,7 +192,9 @@ def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
     values = m.distinct_keys if m.values is None else min(m.distinct_keys, m.values)
     if c.identifier and not (values >= ONE_TO_ONE_MIN_VALUES and m.identifier_once_share >= IDENTIFIER_SHARE):
         return False
-    flag = m.described_values is not None and m.described_values <= FLAG_VALUES
+    # copies alike in every compared column are copies whatever the key's other column holds: an order's billing
+    # address written twice, (order_id, address_type) taking two values, is no parent's children split in two
+    flag = m.described_values is not None and m.described_values <= FLAG_VALUES and m.alike_share < RACE_SHARE
     one_parent = c.kind == "one_to_one_suspect" or flag
     if one_parent and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE):
         # a parent alone, or a parent and a flag (a user's identities, deleted or not: its children split in two):
@@ -272,6 +284,15 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
         if not isinstance(measured, Measurement) or measured.status_where is None:
             return None
         entry["where"] = measured.status_where
+    if candidate.row_filter == "rows_with_null" and candidate.all_null_possible:
+        # measured without the rows NULL in every key column (`nulls = "equal"` would group them all: a UNIQUE
+        # (provider, external_id)'s local accounts, one group whose fix merges them)
+        if not candidate.agree_on:
+            entry["nulls"] = "skip_all_null"
+        elif not isinstance(measured, Measurement) or measured.status_where is None:
+            return None
+        else:
+            entry["where"] = measured.status_where
     if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
         # measured with the other key's NULLs grouped together: `nulls = "distinct"` would drop every such group
         if not isinstance(measured, Measurement) or measured.status_where is None:

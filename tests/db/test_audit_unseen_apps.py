@@ -749,3 +749,108 @@ def test_a_parent_and_a_soft_delete_flag_is_no_natural_key(db: TestDatabase) -> 
     assert on(report, "identities") == [], on(report, "identities")
     raced = {(f["kind"], tuple(f["columns"]), f["severity"]) for f in on(report, "settings")}
     assert ("one_to_one_suspect", ("user_id",), "high") in raced, raced
+
+
+def test_a_natural_key_s_rows_born_together_but_differing_get_no_live_check(db: TestDatabase) -> None:
+    """Order lines looked up by (order_id, sku), every line of an order written in one request: one order holds two
+    lines of one T-shirt, sizes S and M, born together. Born together made them a high non_unique_natural_key with a
+    live check whose fix merges the two lines (Roundcube's canned responses on PostgreSQL, `changed DEFAULT now()`
+    the same for a user's responses made at once, the same: different replies, one group, high, live). Rows that
+    differ are as much children written in one request as race copies updated since (Tryton's tree state, whose
+    copy's nodes were saved after): the severity stands, the check is drafted."""
+    md = sa.MetaData()
+    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True))
+    lines = sa.Table("order_lines", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id"), nullable=False),
+                     sa.Column("sku", sa.String(40), nullable=False), sa.Column("size", sa.String(4), nullable=False),
+                     sa.Column("created_at", sa.DateTime, nullable=False),
+                     sa.Index("order_lines_sku", "order_id", "sku"))
+    md.create_all(db.engine)
+    rows = [{"order_id": o, "sku": f"SKU{o % 37 + n}", "size": "M", "created_at": T0 + timedelta(hours=o)}
+            for o in range(1, 201) for n in range(1 + o % 2)]
+    rows.append({"order_id": 7, "sku": "SKU8", "size": "S", "created_at": T0 + timedelta(hours=7)})
+    with db.engine.begin() as conn:
+        conn.execute(orders.insert(), [{"id": o} for o in range(1, 201)])
+        conn.execute(lines.insert(), rows)
+    [finding] = on(audit_json(db), "order_lines")
+    assert finding["severity"] == "high" and finding["check"] is None, finding
+    assert "born together but differ in size" in finding["evidence"], finding
+
+
+def test_copies_under_a_key_of_a_parent_and_two_values_are_still_copies(db: TestDatabase) -> None:
+    """An order's addresses looked up by (order_id, address_type), billing or shipping: address_type takes two
+    values, as Roundcube's soft-delete flag does, and the key was judged as its parent alone (at least 99% of keys
+    once). Three orders of 100 got their billing address written twice in one request (alike, born together): 3 of
+    200 keys repeat, 98.5% once, and the race copies were no finding at all. Groups alike in every compared column
+    are copies whatever the key's other column holds: high, live."""
+    md = sa.MetaData()
+    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True))
+    addresses = sa.Table("order_addresses", md, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id"), nullable=False),
+                         sa.Column("address_type", sa.String(10), nullable=False),
+                         sa.Column("street", sa.String(80), nullable=False),
+                         sa.Column("created_at", sa.DateTime, nullable=False),
+                         sa.Index("order_addresses_type", "order_id", "address_type"))
+    md.create_all(db.engine)
+    rows = [{"order_id": o, "address_type": kind, "street": f"{o} Main St", "created_at": T0 + timedelta(hours=o)}
+            for o in range(1, 101) for kind in ("billing", "shipping")]
+    copies = [{**rows[2 * o], "created_at": T0 + timedelta(hours=o + 1, milliseconds=5)} for o in (4, 40, 70)]
+    with db.engine.begin() as conn:
+        conn.execute(orders.insert(), [{"id": o} for o in range(1, 101)])
+        conn.execute(addresses.insert(), [*rows, *copies])
+    [finding] = on(audit_json(db), "order_addresses")
+    assert finding["kind"] == "non_unique_natural_key" and finding["severity"] == "high", finding
+    assert finding["check"] is not None and finding["duplicate_groups"] == 3, finding
+
+
+def sign_ins(db: TestDatabase, name: str, *, email_key: bool = False, local_copy: bool = False) -> sa.Table:
+    """Accounts `name` looked up by login (a non-unique index), UNIQUE (provider, external_id) both nullable: 70 local
+    accounts hold NULL in both, 30 signed in with GitHub; one GitHub sign-in whose id was not yet known written twice
+    in one request (the NULL lets the copy past the key). With `email_key`, email UNIQUE and NULL for most; with
+    `local_copy`, a local account written twice too (NULL in both columns of the key)."""
+    md = sa.MetaData()
+    table = sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("login", sa.String(80), nullable=False),
+                     sa.Column("provider", sa.String(20), nullable=True),
+                     sa.Column("external_id", sa.String(40), nullable=True),
+                     *([sa.Column("email", sa.String(80), nullable=True, unique=True)] if email_key else []),
+                     sa.Column("created_at", sa.DateTime, nullable=False), sa.Index(f"{name}_login", "login"),
+                     sa.UniqueConstraint("provider", "external_id", name=f"{name}_provider"))
+    md.create_all(db.engine)
+    rows = [{"id": i, "login": f"user{i}", "provider": None if i <= 70 else "github",
+             "external_id": None if i <= 70 else f"gh{i}", "created_at": T0 + timedelta(hours=i),
+             **({"email": f"u{i}@example.org" if i % 10 == 0 else None} if email_key else {})} for i in range(1, 101)]
+    pending = {**rows[0], "login": "late", "provider": "github", "created_at": T0 + timedelta(days=9)}
+    copies = [{**pending, "id": 101}, {**pending, "id": 102, "created_at": T0 + timedelta(days=9, milliseconds=4)}]
+    if local_copy:
+        copies.append({**rows[6], "id": 103, "created_at": T0 + timedelta(hours=7, milliseconds=4)})
+    with db.engine.begin() as conn:
+        conn.execute(table.insert(), [*rows, *copies])
+    return table
+
+
+def test_a_nullable_key_s_check_leaves_out_rows_null_in_all_its_columns(db: TestDatabase, tmp_path: Path) -> None:
+    """A unique key's finding counts the rows it lets in through a NULL, but not those NULL in every column (a local
+    account, no provider and no external id): the written check grouped them all (`nulls = "equal"`), one group of
+    70 distinct accounts beside the copy, which its fix would merge: [2] groups for the finding's 1."""
+    sign_ins(db, "logins")
+    sign_ins(db, "members", email_key=True)
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--write", target, "--json")
+    found = {f["check"]["name"]: f["duplicate_groups"] for f in run.json["findings"]
+             if f["kind"] == "unique_with_nullable_columns"}
+    assert sorted(found.values()) == [1, 1], run.json["findings"]
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    assert {c["name"]: c["groups"] for c in checked.json["checks"] if c["name"] in found} == found, checked.output
+
+
+def test_a_copy_a_nullable_key_s_check_leaves_out_is_still_reported(db: TestDatabase) -> None:
+    """A local account written twice (NULL in both columns of UNIQUE (provider, external_id)), beside a GitHub sign-in
+    copied through external_id NULL: the login's finding, counted beside the nullable key, was folded into that
+    key's (live, as severe), whose check leaves out rows NULL in all its columns: the local copy was reported by
+    nothing and watched by nothing."""
+    sign_ins(db, "members", email_key=True, local_copy=True)
+    found = {(f["kind"], tuple(f["columns"])): f for f in on(audit_json(db), "members")}
+    login = found.get(("non_unique_natural_key", ("login",)))
+    assert login is not None and login["duplicate_groups"] == 2 and login["severity"] == "high", found
+    assert found[("unique_with_nullable_columns", ("provider", "external_id"))]["duplicate_groups"] == 1, found
