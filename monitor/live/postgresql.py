@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import threading
@@ -397,6 +398,38 @@ class LogicalDecodingStream:
 
     def unlogged_cascades(self, conn: Connection, table: tuple[str, str]) -> list[Cascade]:
         return []  # a foreign key's actions run as statements, decoded as any other
+
+    def where_tables(self, conn: Connection, table: sa.Table, filters: list[Any]) -> set[tuple[str, str]]:
+        """The tables the plan of `SELECT 1 FROM table WHERE filters` scans (EXPLAIN: a subquery's, a view's base
+        tables), but `table`'s own tree. Before, a check whose `where` read another table (`id NOT IN (SELECT
+        signup_id FROM ignored)`) kept its figures when that table changed: a row let back in made a duplicate the
+        stream never counted, and a row shut out left a group counted. A table a function of the `where` reads is
+        not in the plan."""
+        if not filters:
+            return set()
+        statement: sa.Select[Any] = sa.select(sa.literal_column("1")).select_from(table).where(*filters)
+        compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+        plan: Any = conn.exec_driver_sql(f"EXPLAIN (VERBOSE, FORMAT JSON) {compiled}").scalar()
+        named: set[tuple[str, str]] = set()
+        stack = [json.loads(plan) if isinstance(plan, str) else plan]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if isinstance(node.get("Relation Name"), str) and isinstance(node.get("Schema"), str):
+                    named.add((node["Schema"], node["Relation Name"]))
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        if not named:
+            return set()
+        schemas, names = zip(*sorted(named), strict=True)
+        quoted = conn.dialect.identifier_preparer.format_table(table)
+        rows = conn.execute(sa.text(
+            "SELECT n.nspname, c.relname FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[])) AS p(s, r)"
+            " JOIN pg_namespace n ON n.nspname = p.s JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.r"
+            " WHERE c.oid NOT IN (SELECT t.relid FROM (SELECT to_regclass(:table)::oid AS oid) c CROSS JOIN LATERAL "
+            + _TREE + " t)"), {"schemas": list(schemas), "names": list(names), "table": quoted}).all()
+        return {(str(schema), str(name)) for schema, name in rows}
 
     def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
         """The tables of `table`'s tree whose rows logical decoding never sees: UNLOGGED (or temporary) tables, which

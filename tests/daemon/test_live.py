@@ -2735,6 +2735,35 @@ def test_a_table_rewrite_that_makes_keys_equal_is_a_gap_and_its_group_is_counted
     assert len(recorded.gaps) == 1
 
 
+def test_a_change_of_a_table_the_checks_where_reads_counts_the_check_in_full(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """A `where` reading another table (rows a team marked as not duplicates: `id NOT IN (SELECT signup_id FROM
+    ignored)`): a change of that table moves the check's rows in or out of it without a change of the check's
+    table. A row let back in made a duplicate the stream never counted, a row shut out left its group counted (the
+    runs' figures are not taken while the stream is followed). Such a change counts the check in full; a change of
+    the check's own table is still re-counted by its key."""
+    ignored = f"{table}_ignored"
+    execute(admin, f"CREATE TABLE {ignored} (signup_id int PRIMARY KEY)")
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('w@example.com'), ('w@example.com')")
+    execute(admin, f"INSERT INTO {ignored} VALUES (2)")
+    try:
+        with following_signups(monitor_for, cluster.url, table,
+                               where=f"id NOT IN (SELECT signup_id FROM {ignored})") as (reader, recorded):
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            execute(admin, f"DELETE FROM {ignored}")
+            await_true(lambda: groups.figures == (1, 1), "the group a row let back in made")
+            execute(admin, f"INSERT INTO {ignored} VALUES (1)")
+            await_true(lambda: groups.figures == (0, 0), "the group a row shut out dissolved")
+            full = len(recorded.overflows)
+            execute(admin, f"INSERT INTO {table} (email) VALUES ('w@example.com')")
+            await_true(lambda: groups.figures == (1, 1), "the check's own row re-counted by its key")
+            assert len(recorded.overflows) == full
+        assert recorded.gaps == []
+    finally:
+        execute(admin, f"DROP TABLE {ignored}")
+
+
 def test_a_recount_cancelled_by_a_stop_is_not_a_gap(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """The daemon stops its readers, then closes the detection connections, cancelling a re-count in flight: that
