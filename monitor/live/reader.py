@@ -584,8 +584,11 @@ class LiveReader:
                 identities.get(table, ()))
         for table, effects in self._cascades.items():  # an UPDATE of its referenced columns cascades
             columns[table] = columns.get(table, frozenset()).union(*(e.referenced for e in effects.values()))
+        # A table a check's `where` reads: any UPDATE of it matters, whatever columns it changes (`READ_BY_WHERE`)
+        read_by_where = {table for table, effects in self._cascades.items() if READ_BY_WHERE in effects.values()}
         self.stream.watch(columns, frozenset(table for table, names in self._tables.items()
-                                             if any(self.groups[name].resolved.check.where for name in names)))
+                                             if any(self.groups[name].resolved.check.where for name in names))
+                          | read_by_where)
 
     def _read_and_apply(self) -> list[Transaction]:
         """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count

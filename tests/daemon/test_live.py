@@ -2764,6 +2764,29 @@ def test_a_change_of_a_table_the_checks_where_reads_counts_the_check_in_full(
         execute(admin, f"DROP TABLE {ignored}")
 
 
+def test_mariadb_a_change_of_a_table_the_checks_where_reads_counts_the_check_in_full(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any) -> None:
+    """As on PostgreSQL: the binary log names the other table's rows only (and the stream dropped them, no check
+    watching that table); the tables the `where`'s text names are followed, any change counting the check in full."""
+    engine, table = mariadb_table
+    ignored = f"{table}_ignored"
+    execute(engine, f"CREATE TABLE {ignored} (signup_id int PRIMARY KEY, note varchar(10))")
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('w@example.com'), ('w@example.com')")
+    execute(engine, f"INSERT INTO {ignored} VALUES (2, 'a')")
+    try:
+        with following_signups(monitor_for, mariadb.url, table,
+                               where=f"id NOT IN (SELECT signup_id FROM {ignored})") as (reader, recorded):
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            execute(engine, f"UPDATE {ignored} SET signup_id = 3")
+            await_true(lambda: groups.figures == (1, 1), "the group a row let back in made")
+            execute(engine, f"INSERT INTO {ignored} VALUES (1, 'b')")
+            await_true(lambda: groups.figures == (0, 0), "the group a row shut out dissolved")
+        assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP TABLE {ignored}")
+
+
 def test_a_recount_cancelled_by_a_stop_is_not_a_gap(
         cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
     """The daemon stops its readers, then closes the detection connections, cancelling a re-count in flight: that
