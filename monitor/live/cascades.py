@@ -42,6 +42,18 @@ class Effect:
         return self.on_update if moved else NOTHING
 
 
+@dataclass(frozen=True)
+class ReadByWhere(Effect):
+    """A table a check's `where` reads (`ChangeStream.where_tables`): any change of its rows may move the check's
+    rows in or out of the `where`, unnamed: the check is counted in full."""
+
+    def of(self, change: Change) -> int:
+        return FULL
+
+
+READ_BY_WHERE = ReadByWhere(FULL, FULL, frozenset())
+
+
 def ancestors(stream: ChangeStream, conn: Connection, table: Table, key: frozenset[str],
               where: bool) -> dict[Table, Effect]:
     """The tables whose changes change `table`'s rows unnamed, and what each change means for a check of it

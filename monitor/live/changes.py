@@ -158,6 +158,11 @@ class ChangeStream(Protocol):
     def table_name(self, conn: Connection, table: sa.Table) -> tuple[str, str]:
         """(schema, table) as the stream names `table` in its changes, asked of the database."""
 
+    def where_tables(self, conn: Connection, table: sa.Table, filters: list[Any]) -> set[tuple[str, str]]:
+        """The other tables (as the stream names them) whose rows `filters` (a check's `where` on `table`) read: a
+        change of any of them may move the check's rows in or out of it unnamed (`id NOT IN (SELECT ... FROM
+        ignored)`), and counts the check in full. Empty where the stream cannot tell."""
+
     def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
         """Why the stream shows none (or not all) of `table`'s row changes, in a few words (PostgreSQL: an UNLOGGED
         table, or a foreign table in its tree, which logical decoding never sees), or None. Such a table's check is

@@ -62,7 +62,7 @@ from monitor.config import CheckConfig
 from monitor.detect import CheckDefinitionError, TableCheck
 from monitor.dialects.polling import expr_text
 from monitor.engine import CheckError, Monitor
-from monitor.live.cascades import FULL, NOTHING, Effect, ancestors
+from monitor.live.cascades import FULL, NOTHING, READ_BY_WHERE, Effect, ancestors
 from monitor.live.changes import UNSEEN, Change, ChangeStream, LiveRefused, StreamLost, Transaction, overflowed
 from monitor.live.groups import KEYS_PER_READ, Figures, LiveGroups, Named, merge
 from monitor.live.visibility import GIVE_UP_SECONDS, VISIBLE_SECONDS, RowVisibility
@@ -559,6 +559,9 @@ class LiveReader:
                 for parent, effect in ancestors(self.stream, conn, table, frozenset(groups.key_names),
                                                 bool(check.where)).items():
                     self._cascades.setdefault(parent, {})[check.name] = effect
+                for other in self.stream.where_tables(conn, resolved.table, list(resolved.filters)):
+                    if other != table:
+                        self._cascades.setdefault(other, {})[check.name] = READ_BY_WHERE
                 first = check.name not in self._counted_once
                 saved = self._saved_groups(check, groups) if first and self.remember else None
                 new = groups.resync(conn, saved)
@@ -581,8 +584,11 @@ class LiveReader:
                 identities.get(table, ()))
         for table, effects in self._cascades.items():  # an UPDATE of its referenced columns cascades
             columns[table] = columns.get(table, frozenset()).union(*(e.referenced for e in effects.values()))
+        # A table a check's `where` reads: any UPDATE of it matters, whatever columns it changes (`READ_BY_WHERE`)
+        read_by_where = {table for table, effects in self._cascades.items() if READ_BY_WHERE in effects.values()}
         self.stream.watch(columns, frozenset(table for table, names in self._tables.items()
-                                             if any(self.groups[name].resolved.check.where for name in names)))
+                                             if any(self.groups[name].resolved.check.where for name in names))
+                          | read_by_where)
 
     def _read_and_apply(self) -> list[Transaction]:
         """Read the stream, keeping of its changes only the keys each check's groups need (`_fold`), re-count

@@ -69,6 +69,9 @@ class Scripted:
     def unstreamed(self, conn: Any, table: Any) -> str | None:
         return None
 
+    def where_tables(self, conn: Any, table: Any, filters: Any) -> set[Any]:
+        return set()
+
 
 class Sink:
     def __init__(self) -> None:
