@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from monitor import __version__
+from monitor import __version__, interrupt
 from monitor.config import ConfigError, close_matches, find_config_file, load_config
 from monitor.words import counted
 
@@ -173,6 +173,7 @@ def main(ctx: click.Context) -> None:
     built-in database, no server or config needed.
     """
     ctx.ensure_object(dict)
+    interrupt.install()  # a Ctrl-C a driver takes for a statement's error is raised again (monitor/interrupt.py)
     if os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty, no colour (the subcommands inherit it)
         ctx.color = False
     if ctx.invoked_subcommand is None:

@@ -385,6 +385,46 @@ def test_fix_dry_run_writes_a_value_that_would_overwrite_its_line_with_escapes(s
         "keep    id=1, k=x\\r    ", "delete  id=2, k=x\\r    "]
 
 
+def test_ctrl_c_during_a_sqlite_check_is_not_taken_for_a_timeout(sqlite_db, tmp_path):
+    """A long SQLite statement runs Python only in its progress handler, where Ctrl-C lands; sqlite3 took the
+    KeyboardInterrupt for the handler's answer, so the check reported "query exceeded statement_timeout (30s)"
+    seconds in, exit 2, and the other checks ran on."""
+    sqlite_db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    count = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2000000000) SELECT n FROM r"
+    path = config(tmp_path, sqlite_db.url, {"name": "slow", "sql": f"{count} WHERE n = -1"})
+    database = os.path.realpath(make_url(sqlite_db.url).database or "")
+    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "check", "--config", str(path)], cwd=REPO_ROOT,
+                               env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=_interruptible)
+
+    def opened() -> bool:
+        fds = Path(f"/proc/{process.pid}/fd")
+        return any(os.path.realpath(fd) == database for fd in fds.iterdir()) if fds.exists() else False
+
+    def cpu_seconds() -> float:  # utime + stime of /proc/PID/stat (after the command's name, which may hold spaces)
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    try:
+        # Nothing outside the process shows a SQLite statement running: the process opened the file, then spent
+        # a second of CPU (the probe and the vetting take milliseconds) in the counting statement.
+        deadline = time.monotonic() + 30
+        while not opened():
+            assert time.monotonic() < deadline and process.poll() is None, "the check never opened its database"
+            time.sleep(0.02)
+        started = cpu_seconds()
+        while cpu_seconds() < started + 1:
+            assert time.monotonic() < deadline and process.poll() is None, "the check never ran its statement"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, (stdout, stderr)
+    assert stderr.strip() == "dupewatch: interrupted" and "statement_timeout" not in stdout
+
+
 def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
     """What `dupewatch ARGS` writes to a terminal (a pseudo-terminal as its stdout and stderr)."""
     import pty

@@ -65,6 +65,10 @@ def test_order_by_accepts_a_name_or_a_list():
 @pytest.mark.parametrize(("data", "message"), [
     (minimal(key=["k", "k"]), "config: checks[0] ('c').key: names a column twice"),
     (minimal(key=[]), "config: checks[0] ('c').key: must name at least one column"),
+    # pydantic said "Input should be a valid list", not what to write
+    (minimal(key="user_id"), "config: checks[0] ('c').key: expected a list in brackets, such as key = "
+                             "[\"user_id\"], got 'user_id'"),
+    (minimal(key=5), "config: checks[0] ('c').key: expected a list in brackets, such as key = [\"a\", \"b\"], got 5"),
     ({"databases": {"d": {"url": "sqlite://"}}, "checks": [{"name": "c", "database": "d", "sql": "SELECT 1",
                                                            "key": ["k"]}]},
      "config: checks[0] ('c'): 'key' applies only to table checks, not custom queries"),
