@@ -194,7 +194,9 @@ def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
         return False
     # copies alike in every compared column are copies whatever the key's other column holds: an order's billing
     # address written twice, (order_id, address_type) taking two values, is no parent's children split in two
-    flag = m.described_values is not None and m.described_values <= FLAG_VALUES and m.alike_share < RACE_SHARE
+    # (one parent only: a key over two parents and a constant, Tryton's tree state per user and model, is a pair)
+    flag = m.described_values is not None and m.described_values <= FLAG_VALUES and m.alike_share < RACE_SHARE \
+        and len(c.columns) - len(c.described) == 1
     one_parent = c.kind == "one_to_one_suspect" or flag
     if one_parent and not (m.distinct_keys >= ONE_TO_ONE_MIN_VALUES and m.once_share >= ONE_TO_ONE_SHARE):
         # a parent alone, or a parent and a flag (a user's identities, deleted or not: its children split in two):
