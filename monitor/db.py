@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 
 from monitor.config import Config, ConfigError, DatabaseConfig, TargetDatabaseConfig
 from monitor.dialects import DEFAULT_DRIVERS, SUPPORTED_BACKENDS, Dialect, for_backend
-from monitor.interrupt import ctrl_c_again
+from monitor.interrupt import ctrl_c_again, statement_begins
 
 # Reflection warns about column types and indexes it cannot represent (MariaDB's inet6, SQLite expression
 # indexes). Detection reflects only the checked tables and needs neither, so the warnings only alarm.
@@ -445,6 +445,7 @@ class Database:
             event.listen(engine, "commit", _rearm_deadline)
             event.listen(engine, "rollback", _rearm_deadline)
         event.listen(engine, "before_cursor_execute", _rearm_deadline)
+        event.listen(engine, "before_cursor_execute", statement_begins)
         event.listen(engine, "handle_error", ctrl_c_again)
         rules.install(engine, read_only=read_only)
         return engine
