@@ -69,6 +69,13 @@ def test_order_by_accepts_a_name_or_a_list():
     (minimal(key="user_id"), "config: checks[0] ('c').key: expected a list in brackets, such as key = "
                              "[\"user_id\"], got 'user_id'"),
     (minimal(key=5), "config: checks[0] ('c').key: expected a list in brackets, such as key = [\"a\", \"b\"], got 5"),
+    # `[checks]` for `[[checks]]` was told to write `checks = ["a", "b"]`, and shown the whole table
+    ({"databases": {"d": {"url": "sqlite://"}}, "checks": {"name": "c", "database": "d", "table": "t", "key": ["k"]}},
+     "config: checks: expected each check as a table under [[checks]] (double brackets; see `dupewatch config "
+     "example`), got one table [checks]"),
+    # a TOML string reads `\b` as a backspace: the example must not copy a backslash
+    (minimal(key="a\\b"), "config: checks[0] ('c').key: expected a list in brackets, such as key = [\"a\", \"b\"], "
+                          "got 'a\\\\b'"),
     ({"databases": {"d": {"url": "sqlite://"}}, "checks": [{"name": "c", "database": "d", "sql": "SELECT 1",
                                                            "key": ["k"]}]},
      "config: checks[0] ('c'): 'key' applies only to table checks, not custom queries"),
