@@ -849,9 +849,14 @@ def _describe_one(error: Any, data: dict[str, Any]) -> str:
         given = error.get("input")
         shown = str(given).lower() if isinstance(given, bool) else repr(given)
         message = f"expected a string in quotes (see `dupewatch config example`), got {shown}"
+    elif kind == "list_type" and loc == ["checks"]:  # `[checks]` for `[[checks]]`: each check is a table
+        given = error.get("input")
+        shown = "one table [checks]" if isinstance(given, dict) else repr(given)
+        message = f"expected each check as a table under [[checks]] (double brackets; see `dupewatch config " \
+                  f"example`), got {shown}"
     elif kind == "list_type":  # pydantic says "Input should be a valid list"
         given, field = error.get("input"), str(loc[-1]) if loc else "key"
-        example = f'["{given}"]' if isinstance(given, str) and given.isprintable() and '"' not in given \
+        example = f'["{given}"]' if isinstance(given, str) and given.isprintable() and not set('"\\') & set(given) \
             else '["a", "b"]'
         message = f"expected a list in brackets, such as {field} = {example}, got {given!r}"
     else:

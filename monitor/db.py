@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 
 from monitor.config import Config, ConfigError, DatabaseConfig, TargetDatabaseConfig
 from monitor.dialects import DEFAULT_DRIVERS, SUPPORTED_BACKENDS, Dialect, for_backend
-from monitor.interrupt import ctrl_c_again
+from monitor.interrupt import ctrl_c_again, statement_begins
 
 # Reflection warns about column types and indexes it cannot represent (MariaDB's inet6, SQLite expression
 # indexes). Detection reflects only the checked tables and needs neither, so the warnings only alarm.
@@ -69,7 +69,7 @@ class DatabaseError(Exception):
 
 # Every form of a password in URL text: the userinfo of `scheme://user:password@host` (up to the last `@` of
 # the word, so an unencoded `@` in the password is masked too) and a `password=` query parameter.
-_USERINFO_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^:@/\s]*):\S*@")
+_USERINFO_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^:/\s]*):\S*@")
 _QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd|pwd|sslpassword)=)[^&\s'\"(),;]*", re.I)
 _PASSWORD_PARAMETERS = ("password", "passwd", "pwd", "sslpassword")
 
@@ -123,18 +123,25 @@ def _check_parameters(url: URL, where: str) -> None:
         with warnings.catch_warnings():  # a parameter the driver would ignore (sqlite's `?mode=ro` without uri=true)
             warnings.simplefilter("error", SAWarning)
             dialect().create_connect_args(url)
+    except ArgumentError as exc:  # `?port=x`, mixed multi-host forms, `sqlite://user@host/x.db` (several lines)
+        raise ConfigError(f"{where}: {mask_url_text(' '.join(str(exc).split()))}") from None
     except (ValueError, TypeError, SAWarning) as exc:
         reason = str(exc).partition(" (Background on this")[0]
         raise ConfigError(f"{where}: a parameter of {redact_url(url)} is not valid: {reason}") from None
 
 
 def _at_sign_in_user_part(url: str) -> bool:
-    """Whether `url`'s text has more than one `@` before its query, the first in a user part (no `/` before it; a
-    user name holds none): an unencoded `@` in the password followed by a `/` or `:` makes SQLAlchemy read the rest
-    of the password as host, port or database, and show it."""
+    """Whether `url`'s text has an `@` after the one that ends its password, before the query: an unencoded `@` in
+    the password followed by a `/` or `:` makes SQLAlchemy read the rest of the password as host, port or database,
+    and show it. SQLAlchemy reads the user name up to the first `:` (it may hold an `@`: `alice@example.com`, a
+    cloud IAM role, is read right) and the password from there up to the next `@`."""
     _, scheme, rest = url.partition("://")
     head = rest.partition("?")[0]
-    return bool(scheme) and head.count("@") > 1 and "/" not in head.partition("@")[0]
+    user, colon, after = head.partition(":")
+    if not scheme or not colon or "/" in user:  # no password (a `:` after a `/` is no user part's)
+        return False
+    _password, at, host = after.partition("@")
+    return bool(at) and "@" in host
 
 
 def redact_url(url: str | URL) -> str:
@@ -438,6 +445,7 @@ class Database:
             event.listen(engine, "commit", _rearm_deadline)
             event.listen(engine, "rollback", _rearm_deadline)
         event.listen(engine, "before_cursor_execute", _rearm_deadline)
+        event.listen(engine, "before_cursor_execute", statement_begins)
         event.listen(engine, "handle_error", ctrl_c_again)
         rules.install(engine, read_only=read_only)
         return engine

@@ -4,7 +4,8 @@ A long SQLite statement runs Python only in its progress handler (the statement 
 functions, so that is where Ctrl-C lands; sqlite3 reports the KeyboardInterrupt raised there as the statement's own
 error ("interrupted", which dupewatch reads as a timeout; "user-defined function raised exception"), and the
 command would go on as if the statement had failed. The CLI's SIGINT handler (`raise_ctrl_c`) notes each Ctrl-C;
-`Database` engines raise it again (`ctrl_c_again`) when a statement's error reaches SQLAlchemy on the main thread.
+`Database` engines raise it again (`ctrl_c_again`) when the error of a statement begun before it reaches SQLAlchemy
+on the main thread.
 No imports beyond the standard library: the CLI installs the handler before it loads anything else.
 """
 
@@ -32,8 +33,16 @@ def install() -> None:
         signal.signal(signal.SIGINT, raise_ctrl_c)
 
 
-def ctrl_c_again(_context: Any) -> None:
-    """A SQLAlchemy `handle_error` listener: a statement that failed on the main thread after a Ctrl-C failed for
-    it, whatever the driver called the error."""
-    if CTRL_C.is_set() and threading.current_thread() is threading.main_thread():
+def statement_begins(*_args: Any) -> None:
+    """A SQLAlchemy `before_cursor_execute` listener: a statement the main thread begins after a Ctrl-C was not
+    stopped by it (the command handled that Ctrl-C and went on: a guard cleaning up, a fix marking its record)."""
+    if threading.current_thread() is threading.main_thread():
+        CTRL_C.clear()
+
+
+def ctrl_c_again(context: Any) -> None:
+    """A SQLAlchemy `handle_error` listener: a statement that failed on the main thread after a Ctrl-C (since it
+    began, see `statement_begins`) failed for it, whatever the driver called the error."""
+    if context.execution_context is not None and CTRL_C.is_set() \
+            and threading.current_thread() is threading.main_thread():
         raise KeyboardInterrupt

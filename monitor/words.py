@@ -6,6 +6,7 @@ Pure functions of plain values (no Textual, no database).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime, time
 from typing import Any
 
@@ -36,10 +37,21 @@ def value_text(value: Any) -> str:
     return _escaped(_plain_text(value))
 
 
+# Format characters that text needs and a terminal only joins with: Persian and Indic words, emoji sequences
+# (family, profession and flag emoji are joined by U+200D).
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _shown(ch: str) -> bool:
+    """Whether `ch` is written as itself: printable, a joiner, or a space of any width (Japanese text's
+    ideographic space U+3000, the no-break spaces of French numbers and ICU's times)."""
+    return ch.isprintable() or ch in _JOINERS or unicodedata.category(ch) == "Zs"
+
+
 def _escaped(text: str) -> str:
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return "".join(ch if _shown(ch) else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _plain_text(value: Any) -> str:

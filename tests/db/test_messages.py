@@ -253,6 +253,22 @@ def test_a_url_parameter_the_driver_cannot_read_is_one_line_exit_2_before_connec
         f"--url: a parameter of {shown} is not valid: {complaint}"]
 
 
+@pytest.mark.parametrize(("url", "complaint"), [
+    ("postgresql://user:Pw0rdX@127.0.0.1/db?port=x", "Received non-integer port arguments: ('x',)"),
+    ("postgresql://user:Pw0rdX@/db?host=h1&host=h2&port=1", "Can't mix 'multihost' formats together"),
+    ("sqlite://user:Pw0rdX@host/app.db", "Invalid SQLite URL: sqlite://user:***@host/app.db Valid SQLite URL forms "
+                                         "are: sqlite:///:memory: (or, sqlite://)"),
+])
+def test_a_url_its_dialect_refuses_is_one_line_exit_2(tmp_path, dupewatch, url, complaint):
+    """The parameter probe let SQLAlchemy's ArgumentError out of parse_url: a traceback, exit 1."""
+    path = write_config(tmp_path / "dw.toml", {"d": {"url": url}},
+                        [{"name": "c", "database": "d", "table": "t", "key": ["k"]}])
+    for args in (("check", "--config", path), ("config", "validate", "--offline", "--config", path),
+                 ("audit", "--url", url)):
+        [line] = error_lines(dupewatch(*args))
+        assert complaint in line and "Pw0rdX" not in line, (args, line)
+
+
 def test_a_data_error_keeps_its_kind_and_drops_the_row_value(pg, tmp_path, dupewatch):
     pg.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, ssn TEXT, team INTEGER)",
                "INSERT INTO person VALUES (1, 'SSN-123-45-6789', 1), (2, 'SSN-987', 1)")

@@ -69,6 +69,13 @@ def test_order_by_accepts_a_name_or_a_list():
     (minimal(key="user_id"), "config: checks[0] ('c').key: expected a list in brackets, such as key = "
                              "[\"user_id\"], got 'user_id'"),
     (minimal(key=5), "config: checks[0] ('c').key: expected a list in brackets, such as key = [\"a\", \"b\"], got 5"),
+    # `[checks]` for `[[checks]]` was told to write `checks = ["a", "b"]`, and shown the whole table
+    ({"databases": {"d": {"url": "sqlite://"}}, "checks": {"name": "c", "database": "d", "table": "t", "key": ["k"]}},
+     "config: checks: expected each check as a table under [[checks]] (double brackets; see `dupewatch config "
+     "example`), got one table [checks]"),
+    # a TOML string reads `\b` as a backspace: the example must not copy a backslash
+    (minimal(key="a\\b"), "config: checks[0] ('c').key: expected a list in brackets, such as key = [\"a\", \"b\"], "
+                          "got 'a\\\\b'"),
     ({"databases": {"d": {"url": "sqlite://"}}, "checks": [{"name": "c", "database": "d", "sql": "SELECT 1",
                                                            "key": ["k"]}]},
      "config: checks[0] ('c'): 'key' applies only to table checks, not custom queries"),
@@ -139,6 +146,29 @@ def test_an_unencoded_at_sign_before_a_slash_or_colon_is_refused_as_ambiguous_wi
     [line] = refused.value.problems
     assert "ambiguous URL" in line and "percent-encode '@' in the password as %40" in line
     assert "dor" not in line and "42x" not in line and "Tr0ub" not in line
+
+
+def test_a_user_name_holding_an_at_sign_is_read_as_sqlalchemy_reads_it():
+    """A user name that is an e-mail address (a cloud IAM role, Azure's `user@server`) is read right by SQLAlchemy
+    (the user name runs to the first `:`): it was refused as ambiguous, told to encode the password's `@`, with
+    the password (an IAM token) shown."""
+    url = parse_url("postgresql://alice@example.com:Tok3nX@127.0.0.1/app", "databases.d.url")
+    assert (url.username, url.password, url.host, url.database) == ("alice@example.com", "Tok3nX", "127.0.0.1",
+                                                                    "app")
+    assert parse_url("postgresql://alice@example.com@127.0.0.1/app", "databases.d.url").username == \
+        "alice@example.com"
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://alice@example.com:Tr0ub@dor/42x@127.0.0.1/app",
+    "postgresql://alice@example.com:Tr0ub@dor@127.0.0.1/app",
+])
+def test_an_ambiguous_url_whose_user_name_holds_an_at_sign_is_refused_without_the_password(url):
+    with pytest.raises(ConfigError) as refused:
+        parse_url(url, "databases.d.url")
+    [line] = refused.value.problems
+    assert "ambiguous URL postgresql://alice@example.com:***@127.0.0.1/app" in line
+    assert "dor" not in line and "Tr0ub" not in line
 
 
 @pytest.mark.parametrize("sql", [

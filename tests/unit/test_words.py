@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
+import pytest
+
 from monitor.tui.screens.groups import loaded_text
 from monitor.tui.widgets.paged_table import cell
 from monitor.words import counted, plural, value_text
@@ -43,3 +45,15 @@ def test_a_value_holding_what_a_terminal_acts_on_is_written_with_escapes():
                      "\\tend")
     assert shown.isprintable() and shown.startswith(cell(spoof).plain.removesuffix("…"))  # the dashboard's cell
     assert value_text("naïve café 東京 x y") == "naïve café 東京 x y"  # printable text is unchanged
+
+
+@pytest.mark.parametrize("text", [
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 \U0001f3f3\ufe0f\u200d\U0001f308",  # emoji joined by U+200D
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian: a word with a zero-width non-joiner
+    "\u6771\u4eac\u3000\u5927\u962a",  # Japanese: an ideographic space
+    "10\u00a0\u20ac, 10:00\u202fAM",  # a no-break space, a narrow one
+])
+def test_text_that_needs_joiners_or_wide_spaces_is_written_as_it_is(text):
+    """Joiners and spaces of other widths move no cursor and redraw nothing; written as escapes they broke emoji,
+    Persian words and Japanese text apart."""
+    assert value_text(text) == text
