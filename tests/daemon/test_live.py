@@ -3608,3 +3608,43 @@ def test_mariadb_an_xa_transaction_prepared_before_the_stream_began_is_a_gap_at_
             if conn.execute(sa.text("XA RECOVER")).fetchall():
                 conn.execute(sa.text(f"XA ROLLBACK '{xid}'"))
     assert "XA COMMIT of a transaction whose rows were not kept" in recorded.gaps[0]
+
+
+@pytest.mark.parametrize("reading", ["view", "unquoted non-ASCII name", "another database's view"])
+def test_mariadb_a_where_reading_a_table_through_a_view_or_by_a_non_ascii_name_counts_the_check_in_full(
+        mariadb: MariaDBServer, mariadb_table: tuple[sa.Engine, str], monitor_for: Any, reading: str) -> None:
+    """The tables a `where` reads were taken from the ASCII words of its text: a view's (the binary log names the
+    table under it, never the view) and a table named in letters beyond ASCII (`ignoré`, unquoted) were not
+    followed, and a row let back in made a duplicate the stream never counted. The definitions of the views the
+    text names are read too, as the server stores them (every table in them qualified and quoted)."""
+    engine, table = mariadb_table
+    ignored = f"{table}_ignoré" if reading == "unquoted non-ASCII name" else f"{table}_ignored"
+    other = f"revlive_{table}"
+    execute(engine, f"CREATE TABLE `{ignored}` (signup_id int PRIMARY KEY)")
+    execute(engine, f"INSERT INTO {table} (email) VALUES ('w@example.com'), ('w@example.com')")
+    execute(engine, f"INSERT INTO `{ignored}` VALUES (2)")
+    if reading == "view":
+        execute(engine, f"CREATE VIEW {table}_v AS SELECT i.signup_id FROM {ignored} i")
+        where = f"id NOT IN (SELECT signup_id FROM {table}_v)"
+    elif reading == "another database's view":
+        execute(engine, f"CREATE DATABASE {other}")
+        execute(engine, f"CREATE VIEW {other}.v AS SELECT i.signup_id FROM {mariadb_db(engine)}.{ignored} i")
+        where = f"id NOT IN (SELECT signup_id FROM `{other}`.`v`)"
+    else:
+        where = f"id NOT IN (SELECT signup_id FROM {ignored})"
+    try:
+        with following_signups(monitor_for, mariadb.url, table, where=where) as (reader, recorded):
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            execute(engine, f"UPDATE `{ignored}` SET signup_id = 3")
+            await_true(lambda: groups.figures == (1, 1), "the group a row let back in made")
+        assert recorded.gaps == []
+    finally:
+        execute(engine, f"DROP VIEW IF EXISTS {table}_v")
+        execute(engine, f"DROP DATABASE IF EXISTS {other}")
+        execute(engine, f"DROP TABLE `{ignored}`")
+
+
+def mariadb_db(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text("SELECT DATABASE()")).scalar())
