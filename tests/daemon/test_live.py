@@ -3648,3 +3648,31 @@ def test_mariadb_a_where_reading_a_table_through_a_view_or_by_a_non_ascii_name_c
 def mariadb_db(engine: sa.Engine) -> str:
     with engine.connect() as conn:
         return str(conn.execute(sa.text("SELECT DATABASE()")).scalar())
+
+
+def test_a_partition_added_to_a_table_the_checks_where_reads_is_followed(
+        cluster: Cluster, admin: sa.Engine, table: str, monitor_for: Any) -> None:
+    """The plan of a `where` reading a partitioned table names its partitions, not the table: a partition created
+    while the stream was followed was none of the tables followed, and a row deleted from it (letting a row of the
+    check back into the `where`) made a duplicate the stream never counted."""
+    ignored = f"{table}_ignored"
+    execute(admin, f"CREATE TABLE {ignored} (signup_id int, kind text, PRIMARY KEY (signup_id, kind))"
+                   " PARTITION BY LIST (kind)")
+    execute(admin, f"CREATE TABLE {ignored}_a PARTITION OF {ignored} FOR VALUES IN ('a')")
+    execute(admin, f"INSERT INTO {table} (id, email) VALUES (1, 'w@example.com'), (2, 'w@example.com'),"
+                   " (3, 'v@example.com'), (4, 'v@example.com')")
+    execute(admin, f"INSERT INTO {ignored} VALUES (2, 'a'), (4, 'a')")
+    try:
+        with following_signups(monitor_for, cluster.url, table,
+                               where=f"id NOT IN (SELECT signup_id FROM {ignored})") as (reader, recorded):
+            groups = reader.groups["signups"]
+            assert groups.figures == (0, 0)
+            execute(admin, f"CREATE TABLE {ignored}_b PARTITION OF {ignored} FOR VALUES IN ('b')")
+            execute(admin, f"INSERT INTO {ignored} VALUES (2, 'b')")
+            execute(admin, f"DELETE FROM {ignored} WHERE kind = 'a'")  # a followed partition: counted in full
+            await_true(lambda: groups.figures == (1, 1), "the group of the row let back in (4)")
+            execute(admin, f"DELETE FROM {ignored} WHERE kind = 'b'")  # the new partition only
+            await_true(lambda: groups.figures == (2, 2), "the group a row let back in (2) made")
+        assert recorded.gaps == []
+    finally:
+        execute(admin, f"DROP TABLE {ignored}")
