@@ -573,6 +573,11 @@ class LiveReader:
                 # (PostgreSQL: another output plugin), and a check counted before that would miss what committed
                 # between its count and the new start.
                 followed.append((check, resolved, groups, self.stream.table_name(conn, resolved.table), reads))
+                for schema, name in sorted(reads):
+                    # Named as the checks' tables are, for their shape (PostgreSQL): a REFRESH MATERIALIZED VIEW (not
+                    # CONCURRENTLY) of a view the `where` reads fills a new storage whose rows no change names, as
+                    # ATTACH PARTITION brings rows in unnamed: a gap, not a row let back in without a count.
+                    self.stream.table_name(conn, sa.Table(name, sa.MetaData(), schema=schema))
             for check, resolved, groups, table, reads in followed:
                 self._tables.setdefault(table, []).append(check.name)
                 if self._visibility is not None:
