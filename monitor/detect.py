@@ -248,6 +248,11 @@ def single_precision(expr: ColumnElement[Any]) -> bool:
 
 
 def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    if isinstance(expr.type, sa.JSON):
+        # A JSON scalar is read as a Python str, number or bool (`"a"` as a): bound as such, VARCHAR or an integer
+        # (PostgreSQL: `jsonb = integer`, no such operator), or untyped as the server's text (`a`, no JSON), every
+        # statement naming its group failed. Bound as JSON text (the type's serializer) cast to the column's type.
+        return sa.cast(sa.literal(value, expr.type), expr.type)
     if isinstance(value, str) and not isinstance(expr.type, sa.String) \
             and isinstance(expr.type.coerce_compared_value(operators.eq, value), sa.String):
         # A value the driver reads as the server's text, of a type that is no string to SQLAlchemy (money, tsvector, a

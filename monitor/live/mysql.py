@@ -474,21 +474,42 @@ class BinlogStream:
         return str(schema), table.name
 
     def where_tables(self, conn: Connection, table: sa.Table, filters: list[Any]) -> set[tuple[str, str]]:
-        """The tables whose names the `where`'s text holds (`ignored`, `other_db`.`ignored`), but `table`: a plan
-        names a table by its alias only. A column named as a table costs a full count more, never a miss."""
+        """The tables whose names the `where`'s text holds (`ignored`, `other_db`.`ignored`), but `table`, and those
+        under every view it names, read from the view's definition as the server stores it (every table in it
+        qualified and quoted), at any depth: the binary log names a view's table, never the view. A plan names a
+        table by its alias only (EXPLAIN FORMAT=JSON, the optimizer trace), and a view's by the alias its
+        definition gives it, so the names are read from the text; a column named as a table costs a full count
+        more, never a miss. Before, a view's rows were followed under the view's name (never in the log), and a
+        table named in letters beyond ASCII (unquoted) was not read as a name at all: a row the `where` let back in
+        made a duplicate the stream never counted."""
         if not filters:
             return set()
         text = " ".join(str(f.compile(conn, compile_kwargs={"literal_binds": True})) for f in filters)
-        words = sorted({(quoted or bare).replace("``", "`")
-                        for quoted, bare in re.findall(r"`((?:[^`]|``)+)`|([A-Za-z0-9_$]+)", text)})
-        schema = table.schema or conn.execute(sa.text("SELECT DATABASE()")).scalar()
-        if not words:
-            return set()
-        rows = conn.execute(sa.text(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_NAME IN :words"
-            " AND (TABLE_SCHEMA = :schema OR TABLE_SCHEMA IN :words)").bindparams(
-                sa.bindparam("words", expanding=True)), {"words": words, "schema": schema}).all()
-        return {(str(s), str(n)) for s, n in rows} - {(str(schema), table.name)}
+        current = conn.execute(sa.text("SELECT DATABASE()")).scalar()
+        schemas = {str(s) for s in (table.schema, current) if s is not None}
+        found: set[tuple[str, str]] = set()
+        views: set[tuple[str, str]] = set()
+        texts = [(text, schemas)]
+        while texts:
+            text, defaults = texts.pop()
+            words = _names_in(text)
+            if not words:
+                continue
+            rows = conn.execute(sa.text(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_NAME IN :words"
+                " AND (TABLE_SCHEMA IN :schemas OR TABLE_SCHEMA IN :words)").bindparams(
+                    sa.bindparam("words", expanding=True), sa.bindparam("schemas", expanding=True)),
+                {"words": words, "schemas": sorted(defaults)}).all()
+            for schema, name, kind in rows:
+                if kind != "VIEW":
+                    found.add((str(schema), str(name)))
+                elif (str(schema), str(name)) not in views:
+                    views.add((str(schema), str(name)))
+                    definition = conn.execute(sa.text(
+                        "SELECT VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = :schema"
+                        " AND TABLE_NAME = :name"), {"schema": schema, "name": name}).scalar()
+                    texts.append((str(definition or ""), {str(schema)}))
+        return found - {(str(table.schema or current), table.name)}
 
     def unstreamed(self, conn: Connection, table: sa.Table) -> str | None:
         return None  # every engine's row changes are logged (a statement logged as a statement is a gap)
@@ -569,3 +590,23 @@ def _gtid_state(position: str) -> dict[int, str]:
 
 
 _first_line = binlog_decoder.first_line
+
+
+# A name as the server reads one: unquoted, of ASCII letters, digits, `_`, `$` and any character of the Basic
+# Multilingual Plane beyond ASCII (MariaDB's and MySQL's unquoted identifiers); or quoted, in backquotes or double
+# quotes (ANSI_QUOTES), the quote doubled in it.
+_BARE = re.compile(r"[0-9A-Za-z_$\u0080-\uffff]+")
+_QUOTED = {quote: re.compile(f"{quote}((?:[^{quote}]|{quote}{quote})+){quote}") for quote in "`\""}
+
+
+def _names_in(text: str) -> list[str]:
+    """The words of `text` that may name a table or a database, each once. Every unquoted word of the whole text,
+    and every quoted one as either pairing of the quotes reads it: a quote inside a string (`'a"b'`) pairs with the
+    next one, and taken so the text between (`ignored`, `odd name`) was one quoted word. A name holds no
+    character beyond the Basic Multilingual Plane: such a word names no table, and information_schema's utf8mb3
+    names cannot be compared with it ("Illegal mix of collations")."""
+    words = set(_BARE.findall(text))
+    for quote, quoted in _QUOTED.items():
+        words.update(name.replace(quote * 2, quote) for name in quoted.findall(text))
+        words.update(text.split(quote)[1:-1])  # between any two quotes in a row, whichever pairs with which
+    return sorted(w for w in words if w and all(ord(ch) <= 0xFFFF for ch in w))

@@ -128,6 +128,8 @@ class LogicalDecodingStream:
         # Logical decoding names a partitioned table's changes by the partition holding the row: each table a
         # change names -> the tables it is part of (itself, then the partitioned tables above it), asked once.
         self._ancestors: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        # The tables the reader follows (`watch`): the checks' and those their changes reach (a `where` reads them)
+        self._followed: frozenset[tuple[str, str]] = frozenset()
         # A watched table was seen without a replica identity: a plugin that prints its rows is tried first.
         self._unidentified = False
 
@@ -255,7 +257,10 @@ class LogicalDecodingStream:
         return self._conn.info.backend_pid if self._conn is not None else None
 
     def watch(self, columns: dict[tuple[str, str], frozenset[str]], filtered: frozenset[tuple[str, str]]) -> None:
-        """Nothing to do: changes are read, and folded into keys, only when `read()` is called."""
+        """Changes are read, and folded into keys, only when `read()` is called; the tables followed beside the
+        checks' (a table a `where` reads, `where_tables`) are kept, so that a partition's change is handed on as
+        theirs too (`_as_watched`)."""
+        self._followed = frozenset(columns)
 
     def read(self, fold: Fold | None = None) -> list[Transaction]:
         """The transactions committed since the last read (at least one, else at most about `batch` changes),
@@ -264,7 +269,7 @@ class LogicalDecodingStream:
             raise StreamLost(f"database {self.database}: live stream is not open")
         options = self.plugin.options
         truncated: set[tuple[str, str]] = set()
-        watched = {(schema, name) for schema, name, _shape in self._shapes.values()}
+        watched = {(schema, name) for schema, name, _shape in self._shapes.values()} | self._followed
 
         def folding(change: Change) -> None:
             if change.operation == "TRUNCATE":
@@ -424,9 +429,15 @@ class LogicalDecodingStream:
             return set()
         schemas, names = zip(*sorted(named), strict=True)
         quoted = conn.dialect.identifier_preparer.format_table(table)
+        # With every table above them (pg_inherits): a plan names a partitioned table's partitions (or an inheritance
+        # parent's children) it scans, not the table; a partition created while the stream is followed is none of
+        # them, and its changes are handed on as its partitioned table's (`_as_watched`), followed so.
         rows = conn.execute(sa.text(
-            "SELECT n.nspname, c.relname FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[])) AS p(s, r)"
-            " JOIN pg_namespace n ON n.nspname = p.s JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.r"
+            "WITH RECURSIVE up(relid) AS (SELECT c.oid FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[]))"
+            " AS p(s, r) JOIN pg_namespace n ON n.nspname = p.s JOIN pg_class c ON c.relnamespace = n.oid"
+            " AND c.relname = p.r UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)"
+            " SELECT n.nspname, c.relname FROM up JOIN pg_class c ON c.oid = up.relid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.oid NOT IN (SELECT t.relid FROM (SELECT to_regclass(:table)::oid AS oid) c CROSS JOIN LATERAL "
             + _TREE + " t)"), {"schemas": list(schemas), "names": list(names), "table": quoted}).all()
         return {(str(schema), str(name)) for schema, name in rows}

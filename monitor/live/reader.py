@@ -57,6 +57,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from monitor.config import CheckConfig
 from monitor.detect import CheckDefinitionError, TableCheck
@@ -494,6 +495,14 @@ class LiveReader:
         if self.groups.pop(check, None) is not None:
             self.sink.live_left(self.database, check)
 
+    def _unstreamed_reads(self, conn: Connection, reads: set[tuple[str, str]]) -> str | None:
+        """Why the stream shows not all changes of a table a check's `where` reads (`ChangeStream.unstreamed`),
+        or None."""
+        for schema, name in sorted(reads):
+            if (why := self.stream.unstreamed(conn, sa.Table(name, sa.MetaData(), schema=schema))) is not None:
+                return f"a table its where reads, {schema}.{name}: {why}"
+        return None
+
     def _count_all(self, *, count_new: bool) -> None:
         """Resolve the checks and count each in full (after a gap, groups unknown before are new)."""
         db = self.monitor.database(self.database)
@@ -502,7 +511,7 @@ class LiveReader:
         identities: dict[tuple[str, str], tuple[str, ...]] = {}  # the columns identifying a watched table's rows
         if self._visibility is not None:
             self._visibility.tables.clear()
-        followed: list[tuple[CheckConfig, TableCheck, LiveGroups, tuple[str, str]]] = []
+        followed: list[tuple[CheckConfig, TableCheck, LiveGroups, tuple[str, str], set[tuple[str, str]]]] = []
         self._missing = set()
         self._missing_looked = time.monotonic()
         with db.read_only() as conn:
@@ -546,20 +555,37 @@ class LiveReader:
                         log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
                                   f"{unstreamed}", extra={"fields": {"check": check.name, "database": self.database}})
                     continue
+                # The tables its `where` reads, asked (as the check's own) before any check is counted: one without a
+                # replica identity makes the stream read a plugin that prints its DELETEs (wal2json prints none: a
+                # row let back in made a duplicate never counted), and one whose changes are not streamed at all
+                # (UNLOGGED) leaves the check to its poll.
+                reads = self.stream.where_tables(conn, resolved.table, list(resolved.filters))
+                if (unseen := self._unstreamed_reads(conn, reads)) is not None:
+                    self._leave(check.name)
+                    if check.name not in self._unindexed:
+                        self._unindexed.add(check.name)
+                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
+                                  f"{unseen}", extra={"fields": {"check": check.name, "database": self.database}})
+                    continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
                 # Every table is named before any check is counted: naming one may make the stream start again
                 # (PostgreSQL: another output plugin), and a check counted before that would miss what committed
                 # between its count and the new start.
-                followed.append((check, resolved, groups, self.stream.table_name(conn, resolved.table)))
-            for check, resolved, groups, table in followed:
+                followed.append((check, resolved, groups, self.stream.table_name(conn, resolved.table), reads))
+                for schema, name in sorted(reads):
+                    # Named as the checks' tables are, for their shape (PostgreSQL): a REFRESH MATERIALIZED VIEW (not
+                    # CONCURRENTLY) of a view the `where` reads fills a new storage whose rows no change names, as
+                    # ATTACH PARTITION brings rows in unnamed: a gap, not a row let back in without a count.
+                    self.stream.table_name(conn, sa.Table(name, sa.MetaData(), schema=schema))
+            for check, resolved, groups, table, reads in followed:
                 self._tables.setdefault(table, []).append(check.name)
                 if self._visibility is not None:
                     identities[table] = self._visibility.identify(table, resolved.table)
                 for parent, effect in ancestors(self.stream, conn, table, frozenset(groups.key_names),
                                                 bool(check.where)).items():
                     self._cascades.setdefault(parent, {})[check.name] = effect
-                for other in self.stream.where_tables(conn, resolved.table, list(resolved.filters)):
+                for other in reads:
                     if other != table:
                         self._cascades.setdefault(other, {})[check.name] = READ_BY_WHERE
                 first = check.name not in self._counted_once

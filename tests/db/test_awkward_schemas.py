@@ -195,3 +195,17 @@ def test_a_null_in_a_nullable_order_by_column_never_makes_the_keeper(db, monitor
 
     plan = make_plan(monitor, "c")
     assert plan.sample[0].keep["id"] == order[0]  # the fix keeps the row the dashboard marks
+
+
+def test_the_members_of_a_jsonb_key_holding_a_scalar_are_listed_on_postgresql(pg, monitor_for):
+    """psycopg reads a jsonb scalar as a Python str, number or bool (`"a"` as a): bound back as VARCHAR or an
+    integer (`jsonb = integer`: no such operator), or untyped as the server's text (`a`, no JSON), the statement
+    naming the group failed (members, a single group's fix); bound as JSON, as the column's type."""
+    pg.execute("CREATE TABLE js (id INTEGER PRIMARY KEY, docb JSONB)",
+               """INSERT INTO js VALUES (1, '"a"'), (2, '"a"'), (3, '2'), (4, '2'), (5, 'true'), (6, 'true'),"""
+               """ (7, '{"a": 1}'), (8, '{"a": 1}'), (9, '"b"')""")
+    monitor = one_check(monitor_for, pg, table="js", key=["docb"], order_by="id")
+    result = monitor.run("c")
+    assert (result.status, result.groups) == ("duplicates", 4)
+    for group in monitor.groups("c").groups:
+        assert len(monitor.members("c", group.key).rows) == 2, group.key
