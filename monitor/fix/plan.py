@@ -327,8 +327,8 @@ class Layout:
             self.identity_labels, self.identity_types, identity_names, strict=True)]
         if self.address is not None:
             columns.append(sa.Column(ADDRESS, self.address.type))
-        columns += [sa.Column(label, self._storable(self._collated(c.name, self._key_type(c, e)), c.name))
-                    for label, c, e in zip(self.key_labels, self.tc.key_columns, self.tc.key_exprs, strict=True)]
+        columns += [sa.Column(label, self._storable(self._collated(c.name, kind), c.name))
+                    for label, c, kind in zip(self.key_labels, self.tc.key_columns, self.tc.key_types, strict=True)]
         columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type), n))
                     for n in self.ref_names]
         copied = [c.name for c in self.table.columns] if self.row_copies else []  # a copy is of every column
@@ -342,13 +342,6 @@ class Layout:
         """(group, rank) is the plan's key; built after the snapshot is inserted (cheaper than maintaining
         it row by row)."""
         return sa.Index(f"{plan.name}_key", plan.c[GROUP], plan.c[RANK], unique=True)
-
-    def _key_type(self, column: sa.Column[Any], key: ColumnElement[Any]) -> sa.types.TypeEngine[Any]:
-        """The type a group's key of `column` is planned as: the column's, or, for a key the check trims or folds
-        (`key` is not the column itself), the type the database stores the column as (`Dialect.storage_type`):
-        a folded value of a domain is text that need not pass the domain's CHECKs ('abc-x1' of a domain
-        `CHECK (VALUE ~ '^[A-Z]{3}-')`)."""
-        return column.type if key is column else self.rules.storage_type(column.type)
 
     def _collated(self, name: str, kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
         """`kind` with the column's catalog collation (hence its character set), for a text column."""

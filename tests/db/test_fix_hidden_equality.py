@@ -112,3 +112,25 @@ def test_a_folded_key_outside_its_domain_is_planned_as_the_domains_base_type(pg,
     undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
     assert undone.exit_code == 0, undone.output
     assert contents(pg, "item") == before
+
+
+def test_an_incremental_run_counts_folded_keys_of_a_domain_as_text(pg, tmp_path):
+    """An incremental check folding a key of a domain (`case_insensitive` on `sku`, a domain over varchar with
+    `CHECK (VALUE ~ '^[A-Z]{3}-')`): its first full pass found the group, then every incremental run failed with
+    `value for domain sku violates check constraint`, since the folded keys it counts were bound as an array of the
+    domain ('abc-x1' is no sku). They are bound as the text they are: each run counts the group as a full pass
+    does."""
+    pg.execute("CREATE DOMAIN sku AS varchar(16) CHECK (VALUE ~ '^[A-Z]{3}-')",
+               "CREATE TABLE item (id SERIAL PRIMARY KEY, code sku NOT NULL)",
+               "CREATE INDEX ON item (lower(code))",
+               "INSERT INTO item (code) SELECT 'ABC-' || g FROM generate_series(1, 2000) g",
+               "INSERT INTO item (code) VALUES ('ABC-X1'), ('ABC-x1')", "ANALYZE item")
+    path = config_file(tmp_path, pg, [{"name": "i", "table": "item", "key": ["code"], "case_insensitive": True,
+                                       "incremental": "id"}])
+    seen = []
+    for added in ("('ABC-X2'), ('ABC-x2'), ('ABC-X1')", "('ABC-x1'), ('ABC-Y3')", None):
+        run = json_out(run_cli("check", "--config", str(path), "--json"))["checks"][0]
+        seen.append((run["mode"], run["error"], run["groups"], run["excess_rows"]))
+        if added:
+            pg.execute(f"INSERT INTO item (code) VALUES {added}")
+    assert seen == [("full", None, 1, 1), ("incremental", None, 2, 3), ("incremental", None, 2, 4)], seen
