@@ -275,6 +275,12 @@ class TableCheck:
         self.key_columns = [self._column(name, "key") for name in check.key or []]
         self._refuse_ungroupable_keys()
         self.key_exprs = [self._normalise(column) for column in self.key_columns]
+        # The type of each key value as the check compares it: the column's, or for a key it trims or folds, the
+        # type the database stores the column as (`Dialect.storage_type`): a folded value of a domain is text,
+        # which need not pass the domain's CHECKs ('abc-x1' of `CHECK (VALUE ~ '^[A-Z]{3}-')`), so a key
+        # bound, cast or stored as the domain would be refused.
+        self.key_types = [column.type if expr is column else rules.storage_type(column.type)
+                          for column, expr in zip(self.key_columns, self.key_exprs, strict=True)]
         # A group's key values as the drill-down reads them and binds them back (`members`, `narrowed`, the page
         # cursor): as stored where the Python type's round trip would change them (`Dialect.as_stored`).
         self.key_reads = [rules.as_stored(e) for e in self.key_exprs]

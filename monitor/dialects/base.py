@@ -865,9 +865,9 @@ class Dialect(Polling):
 
     def row_security_refusal(self, conn: Connection, table: sa.Table) -> str | None:
         """Why the fix role cannot be trusted to delete what it reads of the fixed `table`: row-level security
-        applies to it with policies for some commands only (PostgreSQL `FOR SELECT`, `FOR UPDATE`, `FOR DELETE`),
-        so the rows its plan reads may not be those its row locks and deletes reach; None where no such policy
-        applies to it (or the database has no row-level security)."""
+        applies to it with policies for some commands only (PostgreSQL: a permissive `FOR SELECT` one, or a
+        restrictive `FOR UPDATE` or `FOR DELETE` one), so the rows its plan reads may not be those its row locks
+        and deletes reach; None where no such policy applies to it (or the database has no row-level security)."""
         return None
 
     def missing_fix_privileges(self, conn: Connection, table: sa.Table) -> list[str]:

@@ -505,7 +505,8 @@ _FIX_PRIVILEGES = sa.text("""
 # (docs, "Row Security Policies"); a policy applies to PUBLIC (role 0) or to a role the session has the privileges
 # of. polcmd: '*' ALL, 'r' SELECT, 'a' INSERT, 'w' UPDATE, 'd' DELETE.
 _COMMAND_POLICIES = sa.text("""
-    SELECT p.polname, CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END AS command
+    SELECT p.polname, CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END AS command,
+           p.polpermissive AS permissive
     FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
     WHERE c.oid = to_regclass(:t) AND c.relrowsecurity AND p.polcmd IN ('r', 'w', 'd')
       AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
@@ -1276,10 +1277,15 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
     def row_security_refusal(self, conn: Connection, table: sa.Table) -> str | None:
         name = conn.dialect.identifier_preparer.format_table(table)
         policies = conn.execute(_COMMAND_POLICIES, {"t": name}).all()
-        if not policies:
+        # A row the fix locks (SELECT ... FOR UPDATE) or deletes (a DELETE whose WHERE reads the row) passes the
+        # SELECT policies too (docs, CREATE POLICY, "Policies Applied by Command Type"), so only a permissive
+        # SELECT policy (it may show rows the others do not let it touch) or a restrictive UPDATE or DELETE one
+        # (it narrows what it touches) can part what it reads from what it deletes; a restrictive SELECT policy
+        # or a permissive UPDATE or DELETE one cannot.
+        if not any(p.permissive == (p.command == "SELECT") for p in policies):
             return None
         role = str(conn.execute(sa.select(sa.func.current_user())).scalar())
-        listed = ", ".join(f"{p.polname} ({p.command})" for p in policies)
+        listed = ", ".join(f"{p.polname} ({p.command}{'' if p.permissive else ', restrictive'})" for p in policies)
         return (f"{name} has row-level security that the fix role {role!r} does not bypass, with policies for some "
                 f"commands only ({listed}): the rows the fix reads (SELECT) may not be those it may lock (UPDATE) "
                 "and delete (DELETE), and a batch would stop at every run; make them one policy FOR ALL, run "

@@ -262,7 +262,7 @@ class PostgreSQLPolling(Polling):
                                                        postgresql.JSON)).table_valued(
                 sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(
                 name="dupewatch_keys")
-            values = [sa.cast(keys.c.value[i].astext, resolved.key_columns[i].type) for i in range(len(exprs))]
+            values = [sa.cast(keys.c.value[i].astext, resolved.key_types[i]) for i in range(len(exprs))]
             size = (sa.select(sa.func.count()).select_from(resolved.table)
                     .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)])
                     .scalar_subquery())
@@ -283,9 +283,9 @@ class PostgreSQLPolling(Polling):
             return None
         exprs = resolved.key_exprs
         arrays = [sa.bindparam(f"dupewatch_keys_{i}", [k[i] for k in keys],
-                               type_=postgresql.ARRAY(resolved.key_columns[i].type)) for i in range(len(exprs))]
+                               type_=postgresql.ARRAY(resolved.key_types[i])) for i in range(len(exprs))]
         wanted = sa.func.unnest(*arrays).table_valued(
-            *[sa.column(f"k{i}", resolved.key_columns[i].type) for i in range(len(exprs))]
+            *[sa.column(f"k{i}", resolved.key_types[i]) for i in range(len(exprs))]
         ).render_derived(name="dupewatch_keys")
         size = (sa.select(sa.func.count()).select_from(resolved.table)
                 .where(*resolved.filters, *[e == wanted.c[f"k{i}"] for i, e in enumerate(exprs)]).scalar_subquery())

@@ -327,8 +327,8 @@ class Layout:
             self.identity_labels, self.identity_types, identity_names, strict=True)]
         if self.address is not None:
             columns.append(sa.Column(ADDRESS, self.address.type))
-        columns += [sa.Column(label, self._storable(self._collated(c.name, c.type), c.name))
-                    for label, c in zip(self.key_labels, self.tc.key_columns, strict=True)]
+        columns += [sa.Column(label, self._storable(self._collated(c.name, kind), c.name))
+                    for label, c, kind in zip(self.key_labels, self.tc.key_columns, self.tc.key_types, strict=True)]
         columns += [sa.Column(self.ref_label[n], self._storable(self._collated(n, self.table.c[n].type), n))
                     for n in self.ref_names]
         copied = [c.name for c in self.table.columns] if self.row_copies else []  # a copy is of every column

@@ -222,6 +222,32 @@ def test_policies_letting_the_fix_role_read_rows_it_may_not_delete_block_the_dry
     assert pg.rows("SELECT id FROM member ORDER BY id") == [(1,), (3,), (4,)]
 
 
+def test_policies_that_cannot_part_reads_from_deletes_do_not_block(pg, pg_fix_role, monitor_on):
+    """A restrictive `FOR SELECT` policy (beside a permissive `FOR ALL` one), or a permissive `FOR UPDATE` or
+    `FOR DELETE` one wider than what the role reads, was a blocker ("policies for some commands only"), though a row
+    the fix locks or deletes passes the SELECT policies too: it touches exactly the rows it reads, and the fix
+    would have run. They no longer block, and the fix deletes the duplicates the role sees; a restrictive
+    `FOR DELETE` policy, which narrows what it may delete, still blocks."""
+    role = f'"{pg_fix_role}"'
+    pg.execute("CREATE TABLE member (id INT PRIMARY KEY, tenant TEXT, email TEXT)",
+               "INSERT INTO member VALUES (1, 'a', 'x'), (2, 'a', 'x'), (3, 'b', 'y'), (4, 'b', 'y'), "
+               "(5, 'a', 'z'), (6, 'b', 'z')",
+               "ALTER TABLE member ENABLE ROW LEVEL SECURITY",
+               f"CREATE POLICY tenant_a ON member TO {role} USING (tenant = 'a')",
+               f"CREATE POLICY lock_any ON member FOR UPDATE TO {role} USING (true)",
+               f"CREATE POLICY delete_any ON member FOR DELETE TO {role} USING (true)",
+               f"CREATE POLICY see_x ON member AS RESTRICTIVE FOR SELECT TO {role} USING (email <> 'z')")
+    monitor = monitor_on(pg, {"name": "m", "table": "member", "key": ["email"]}, fix_url=_as(pg, pg_fix_role))
+    plan = make_plan(monitor, "m")
+    assert (plan.groups, [b for b in plan.blockers if "row-level security" in b]) == (1, []), plan.blockers
+    pg.execute(f"CREATE POLICY delete_own ON member AS RESTRICTIVE FOR DELETE TO {role} USING (id <> 2)")
+    said = [b for b in make_plan(monitor, "m").blockers if "row-level security" in b]
+    assert len(said) == 1 and "delete_own (DELETE, restrictive)" in said[0], said
+    pg.execute("DROP POLICY delete_own ON member")
+    assert run_fix(monitor, "m").deleted == 1
+    assert pg.rows("SELECT id FROM member ORDER BY id") == [(1,), (3,), (4,), (5,), (6,)]
+
+
 def test_the_dry_run_changes_nothing_on_the_writing_connection(db, monitor_on):
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 1)")
     plan = make_plan(monitor_on(db), "t")

@@ -88,3 +88,49 @@ def test_case_insensitive_folds_a_key_column_of_a_domain_over_text(pg, tmp_path)
     assert "lower(" in index, index
     with pytest.raises(sa.exc.IntegrityError):
         pg.execute("INSERT INTO account VALUES (4, 'B@Y')")
+
+
+@pytest.mark.parametrize("option", ["case_insensitive", "trim_whitespace"])
+def test_a_folded_key_outside_its_domain_is_planned_as_the_domains_base_type(pg, tmp_path, option):
+    """A key of a domain whose CHECK the folded or trimmed key does not pass (`CREATE DOMAIN sku AS text CHECK
+    (VALUE ~ '^[A-Z]{3}-')`: 'abc-x1' is not a sku; `CHECK (length(VALUE) >= 5)`: ' ab-1' trimmed is 4 long): the
+    dry run planned the group, then `fix --yes` failed on `value for domain sku violates check constraint`, since
+    the fix's plan table stored each group's key as the domain. The key is stored as the text it is (the domain's
+    base type): the fix merges the group, undo restores it."""
+    check = "VALUE ~ '^[A-Z]{3}-'" if option == "case_insensitive" else "length(VALUE) >= 5"
+    pg.execute(f"CREATE DOMAIN sku AS varchar(16) CHECK ({check})",
+               "CREATE TABLE item (id INTEGER PRIMARY KEY, code sku NOT NULL)",
+               "INSERT INTO item VALUES (1, 'ABC-X1'), (2, 'ABC-x1'), (3, 'ABC-Y2')" if option == "case_insensitive"
+               else "INSERT INTO item VALUES (1, ' AB-1'), (2, 'AB-1 '), (3, 'AB-22')")
+    before = contents(pg, "item")
+    path = config_file(tmp_path, pg, [{"name": "i", "table": "item", "key": ["code"], option: True}])
+    dry = run_cli("fix", "i", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0 and (json_out(dry)["groups"], json_out(dry)["rows_to_delete"]) == (1, 1), dry.output
+    fixed = run_cli("fix", "i", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id FROM item ORDER BY id") == [(1,), (3,)]
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(pg, "item") == before
+
+
+def test_an_incremental_run_counts_folded_keys_of_a_domain_as_text(pg, tmp_path):
+    """An incremental check folding a key of a domain (`case_insensitive` on `sku`, a domain over varchar with
+    `CHECK (VALUE ~ '^[A-Z]{3}-')`): its first full pass found the group, then every incremental run failed with
+    `value for domain sku violates check constraint`, since the folded keys it counts were bound as an array of the
+    domain ('abc-x1' is no sku). They are bound as the text they are: each run counts the group as a full pass
+    does."""
+    pg.execute("CREATE DOMAIN sku AS varchar(16) CHECK (VALUE ~ '^[A-Z]{3}-')",
+               "CREATE TABLE item (id SERIAL PRIMARY KEY, code sku NOT NULL)",
+               "CREATE INDEX ON item (lower(code))",
+               "INSERT INTO item (code) SELECT 'ABC-' || g FROM generate_series(1, 2000) g",
+               "INSERT INTO item (code) VALUES ('ABC-X1'), ('ABC-x1')", "ANALYZE item")
+    path = config_file(tmp_path, pg, [{"name": "i", "table": "item", "key": ["code"], "case_insensitive": True,
+                                       "incremental": "id"}])
+    seen = []
+    for added in ("('ABC-X2'), ('ABC-x2'), ('ABC-X1')", "('ABC-x1'), ('ABC-Y3')", None):
+        run = json_out(run_cli("check", "--config", str(path), "--json"))["checks"][0]
+        seen.append((run["mode"], run["error"], run["groups"], run["excess_rows"]))
+        if added:
+            pg.execute(f"INSERT INTO item (code) VALUES {added}")
+    assert seen == [("full", None, 1, 1), ("incremental", None, 2, 3), ("incremental", None, 2, 4)], seen
