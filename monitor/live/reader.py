@@ -495,6 +495,16 @@ class LiveReader:
         if self.groups.pop(check, None) is not None:
             self.sink.live_left(self.database, check)
 
+    def _leave_to_poll(self, check: str, message: str) -> None:
+        """`check` is left to its poll (`_leave`), said once per reader, not again after each gap."""
+        self._leave(check)
+        if check not in self._unindexed:
+            self._unindexed.add(check)
+            log.error(message, extra={"fields": {"check": check, "database": self.database}})
+
+    def _to_poll(self, check: str, why: str) -> str:
+        return f"database {self.database}: live = true leaves check {check} to its poll: {why}"
+
     def _unstreamed_reads(self, conn: Connection, reads: set[tuple[str, str]]) -> str | None:
         """Why the stream shows not all changes of a table a check's `where` reads (`ChangeStream.unstreamed`),
         or None."""
@@ -534,26 +544,14 @@ class LiveReader:
                     self._missing.add(check.name)
                     continue
                 if (unmatched := resolved.keys_not_found_by_equality()) is not None:
-                    self._leave(check.name)
-                    if check.name not in self._unindexed:  # once per reader, not again after each gap
-                        self._unindexed.add(check.name)
-                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
-                                  f"{unmatched}", extra={"fields": {"check": check.name, "database": self.database}})
+                    self._leave_to_poll(check.name, self._to_poll(check.name, unmatched))
                     continue
                 if not resolved.rules.served_by_index(conn, resolved.table, list(resolved.key_exprs)):
-                    self._leave(check.name)
-                    if check.name not in self._unindexed:  # once per reader, not again after each gap
-                        self._unindexed.add(check.name)
-                        log.error(unindexed(self.database, check.name, resolved), extra={"fields": {
-                            "check": check.name, "database": self.database}})
+                    self._leave_to_poll(check.name, unindexed(self.database, check.name, resolved))
                     continue
                 if (unstreamed := self.stream.unstreamed(conn, resolved.table)) is not None:
                     # Followed, its duplicates would be missed without a gap: none of its rows' changes is streamed.
-                    self._leave(check.name)
-                    if check.name not in self._unindexed:
-                        self._unindexed.add(check.name)
-                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
-                                  f"{unstreamed}", extra={"fields": {"check": check.name, "database": self.database}})
+                    self._leave_to_poll(check.name, self._to_poll(check.name, unstreamed))
                     continue
                 # The tables its `where` reads, asked (as the check's own) before any check is counted: one without a
                 # replica identity makes the stream read a plugin that prints its DELETEs (wal2json prints none: a
@@ -561,11 +559,7 @@ class LiveReader:
                 # (UNLOGGED) leaves the check to its poll.
                 reads = self.stream.where_tables(conn, resolved.table, list(resolved.filters))
                 if (unseen := self._unstreamed_reads(conn, reads)) is not None:
-                    self._leave(check.name)
-                    if check.name not in self._unindexed:
-                        self._unindexed.add(check.name)
-                        log.error(f"database {self.database}: live = true leaves check {check.name} to its poll: "
-                                  f"{unseen}", extra={"fields": {"check": check.name, "database": self.database}})
+                    self._leave_to_poll(check.name, self._to_poll(check.name, unseen))
                     continue
                 groups = self.groups.get(check.name) or LiveGroups(resolved, typed_values=self.stream.typed_values)
                 self.groups[check.name] = groups
