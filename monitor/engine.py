@@ -438,7 +438,10 @@ class Monitor:
             resolved = self.resolve(check, conn)
             refuse_unreadable_watermark(conn, resolved)  # at every run: the application may start writing them
             incremental = self._incremental.get(check.name)
-            if incremental is None:
+            # The key names what the database is, which can change under a running process (a server known by its
+            # address until it first answers, a database file replaced on disk): a run saves its state under the
+            # key the next run loads from, never under the one the check was first built with.
+            if incremental is None or incremental.key != key:
                 incremental = self._incremental[check.name] = IncrementalCheck(resolved, key, self._groups_lock)
             fingerprint = self._fingerprints.get(check.name)
             if fingerprint is None:

@@ -90,3 +90,39 @@ def test_a_row_in_the_future_is_logged_once_and_does_not_blind_the_daemon(pg, tm
     assert daemon.stop() == 0
     log = daemon.log()
     assert log.count("rows in the future: 1 row(s) with created_at") == 1, log[-3000:]
+
+
+def test_an_incremental_check_keeps_its_state_once_its_database_is_another(tmp_path: Path, start_daemon) -> None:
+    """The key an incremental check's state is stored by names what the database is (its server, or a SQLite
+    file's device and inode), which can change under a running daemon: a server down at the start is known by its
+    address until it answers, a database file is replaced on disk. The runs after it load the state from the new
+    key: they must also save it there, or every run is a "first run" full pass and no new group is ever counted."""
+    import sqlite3
+
+    path = tmp_path / "app.db"
+
+    def build(target: Path, rows: int) -> None:
+        with sqlite3.connect(target) as conn:
+            conn.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INT NOT NULL)")
+            conn.execute("CREATE INDEX logins_user ON logins (user_id)")
+            conn.executemany("INSERT INTO logins (user_id) VALUES (?)", [(i,) for i in range(rows)] + [(1,)])
+        conn.close()
+
+    build(path, 20)
+    port = free_port()
+    config = write_config(tmp_path / "dw.toml", {"main": {"url": f"sqlite:///{path}"}},
+                          [{"name": "logins", "database": "main", "table": "logins", "key": ["user_id"],
+                            "incremental": "id", "interval": 0.2}],
+                          metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon: DaemonProcess = start_daemon(config, port)
+    daemon.wait_for(lambda s: s.value(FULL, "logins") is not None, "the first (full) pass")
+    build(tmp_path / "restored.db", 30)  # a restore: another file, the same schema
+    (tmp_path / "restored.db").replace(path)
+    daemon.wait_for(lambda s: "mode=full rows_scanned=31 " in daemon.log(), "a full pass of the restored file")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO logins (user_id) VALUES (7)")
+    conn.close()
+    daemon.wait_for(lambda s: s.value(NEW, "logins") == 1, "the new group to be counted")
+    assert daemon.stop() == 0
+    log = daemon.log()
+    assert log.count("first run of the check") == 2, log[-3000:]
