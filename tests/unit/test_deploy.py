@@ -120,7 +120,7 @@ def test_alerts_cover_present_growing_down_and_stale_with_summary_and_descriptio
         rule = by_name[alert]
         assert rule["annotations"]["summary"].strip() and len(rule["annotations"]["description"]) > 80, alert
         assert rule["labels"]["severity"] in ("warning", "critical"), alert
-    assert "dupewatch_check_up == 0" in by_name["DupewatchCheckDown"]["expr"]
+    assert "last_over_time(dupewatch_check_up[5m]) == 0" in by_name["DupewatchCheckDown"]["expr"]
     assert "dupewatch_check_interval_seconds" in by_name["DupewatchCheckStale"]["expr"]
 
 
