@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from test_fix_dashboard import fix_screen, open_fix, result_text, type_text
+from textual.coordinate import Coordinate
 from textual.widget import Widget
+from textual.widgets.data_table import ColumnKey
 
 from monitor.tui.screens.main import MainScreen
 from monitor.tui.widgets.checks_table import ChecksTable
@@ -83,3 +85,36 @@ async def test_typing_after_tab_goes_into_the_name_and_enter_never_cancels_silen
         assert app.screen.query_one("#confirm-name").value == "login-sources"
         assert app.focused is app.screen.query_one("#confirm-name")
         assert fix_screen(app) is screen and screen.stage == "preview"
+
+
+async def test_long_check_names_stay_told_apart_at_80x24(make_app, tmp_path) -> None:
+    """Names of one application often share a long start and differ only at their end (..._region_europe,
+    ..._region_america) or in their middle: at 80 columns the CHECK column crops them, and cropping every one at
+    its end showed three identical rows. Each is cropped where it keeps what tells it from the others."""
+    import sqlite3
+
+    from monitor.config import config_from_dict
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.executemany("INSERT INTO orders (email) VALUES (?)", [("a",), ("a",), ("b",)])
+    conn.close()
+    names = [f"orders_by_customer_email_in_region_{region}" for region in ("europe", "america", "asia")]
+    names += [f"orders_by_customer_{n:02d}_email_in_one_region_of_the_world" for n in range(3)]
+    names += ["short", "orders"]
+    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
+        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        await pilot.pause()
+        table = app.screen.query_one(ChecksTable)
+        width = table.columns[ColumnKey("name")].width
+        assert width < max(map(len, names))
+        shown = [str(table.get_cell(name, "name")) for name in names]
+        assert len(set(shown)) == len(names), shown
+        assert all(len(text) <= width for text in shown), shown
+        assert shown[-2:] == ["short", "orders"]
+        await pilot.press("s", "s", "s")  # sorted by name: the rows follow the whole names
+        await wait_for(pilot, lambda: [table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value
+                                       for i in range(table.row_count)] == sorted(names), what="the name order")

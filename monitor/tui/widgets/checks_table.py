@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +61,45 @@ def fitted_columns(width: int, name_width: int, db_width: int) -> tuple[list[str
     return shown, name
 
 
+class NameText(Text):
+    """A check's name as its cell shows it (maybe cropped), knowing the whole name (what rows are ordered by)."""
+
+    check: str = ""
+
+
+def distinguishing_positions(names: Iterable[str]) -> dict[str, int]:
+    """For each name, the index of its first character that no other name shares at that place with the same
+    characters before it (the longest common prefix with its nearest name in sorted order); its last character's
+    index for a name that is the start of another."""
+    ordered = sorted(set(names))
+
+    def common(a: str, b: str) -> int:
+        return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+    found: dict[str, int] = {}
+    for i, name in enumerate(ordered):
+        shared = max([common(name, ordered[j]) for j in (i - 1, i + 1) if 0 <= j < len(ordered)], default=0)
+        found[name] = min(shared, max(len(name) - 1, 0))
+    return found
+
+
+def cropped(name: str, width: int, distinct_at: int) -> str:
+    """`name` in at most `width` characters, keeping its character at `distinct_at` (what tells it from the other
+    checks' names): cropped at its end where that character is within the width, else in the middle, the part
+    around that character kept (names of one application often differ only at their end: ..._region_europe,
+    ..._region_america)."""
+    if len(name) <= width or width < 5:
+        return name
+    if distinct_at < width - 1:
+        return name[:width - 1] + "…"
+    head = (width - 1) // 2
+    room = width - 1 - head
+    start = min(max(head, distinct_at - room // 2), len(name) - room)
+    if start + room >= len(name):
+        return f"{name[:head]}…{name[start:]}"
+    return f"{name[:head]}…{name[start:start + room - 1]}…"
+
+
 def _right(value: str | Text, style: str = "") -> Text:
     text = value if isinstance(value, Text) else Text(value, style=style)
     text.justify = "right"
@@ -89,6 +128,8 @@ class ChecksTable(DataTable[Any]):
         self._epoch = 0
         self._name_width = self._db_width = 0
         self._columns: list[str] = []  # the keys of the columns shown, for the width the table has
+        self._names: set[str] = set()  # every check shown so far
+        self._distinct: dict[str, int] | None = None  # where each of them differs from the others (cropping)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int,
                      cursor: bool = False, hover: bool = False) -> Any:
@@ -151,7 +192,20 @@ class ChecksTable(DataTable[Any]):
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
     def _row(self, values: dict[str, Any]) -> list[Any]:
-        return [values[key] for key, *_ in COLUMNS if key in self._columns]
+        return [self._cell(key, values[key]) for key, *_ in COLUMNS if key in self._columns]
+
+    def _cell(self, key: str, value: Any) -> Any:
+        """What a cell shows of `value`: a name longer than its column, cropped in the middle."""
+        if key != "name" or not isinstance(value, Text):
+            return value
+        column = self.columns.get(ColumnKey("name"))
+        if self._distinct is None:
+            self._distinct = distinguishing_positions(self._names)
+        name = value.plain
+        shown = NameText(cropped(name, column.width, self._distinct.get(name, 0)) if column is not None else name,
+                         style=value.style)
+        shown.check = value.plain
+        return shown
 
     @property
     def shown_columns(self) -> list[str]:
@@ -161,6 +215,9 @@ class ChecksTable(DataTable[Any]):
     def show(self, states: Sequence[CheckState], cells: Callable[[CheckState], dict[str, Any]]) -> None:
         """Make exactly `states` visible, in that order, adding and removing rows but keeping the rest."""
         wanted = {s.name for s in states}
+        if not wanted <= self._names:  # told apart from every check shown so far: a filter changes no cropping
+            self._names |= wanted
+            self._distinct = None
         for name in list(self._shown):
             if name not in wanted:
                 self.remove_row(name)
@@ -181,7 +238,7 @@ class ChecksTable(DataTable[Any]):
             return
         selected = self.selected_name
         self._invalidate()
-        self.sort("name", key=lambda cell: rank.get(cell.plain if isinstance(cell, Text) else str(cell), 0))
+        self.sort("name", key=lambda cell: rank.get(cell.check if isinstance(cell, NameText) else str(cell), 0))
         if selected is not None and selected in self._shown:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
@@ -198,7 +255,7 @@ class ChecksTable(DataTable[Any]):
                 self._stamp += 1
                 self._stamps[(RowKey(name), ColumnKey(key))] = self._stamp
                 self._row_stamps[RowKey(name)] = self._stamp
-                self.update_cell(name, key, value)
+                self.update_cell(name, key, self._cell(key, value))
 
     @property
     def selected_name(self) -> str | None:
