@@ -33,7 +33,7 @@ from monitor.config import Config, ConfigError, TargetDatabaseConfig, load_confi
 from monitor.db import Database, parse_url, redact_text
 from monitor.detect import CheckDefinitionError, CheckResult
 from monitor.engine import CheckError, DatabaseRemoved, Monitor
-from monitor.fixstats import totals_by_check
+from monitor.fixstats import FixTotals, read_totals
 from monitor.fleet import Discovery, Shard, expand, static_label_names
 from monitor.fleet.discover import SourceState, Targets, used_sources
 from monitor.fleet.shard import ALL
@@ -188,6 +188,7 @@ class Daemon:
         self._advised_notes: set[tuple[str, str]] = set()  # (check, kind) of standing notes logged
         self._fix_totals_read: dict[str, float] = {}  # database -> when its fix records were last read
         self._fix_totals_lock = threading.Lock()
+        self._fix_totals_unread: set[str] = set()  # databases whose fix records could not be read (logged once)
 
     def start(self) -> None:
         """Open the state store, serve metrics, then start polling. Raises `DaemonStartError`."""
@@ -344,9 +345,18 @@ class Daemon:
             db = self.monitor.database(database)
         except DatabaseRemoved:  # a fleet target that discovery removed while its check ran
             return
-        totals = totals_by_check(db)
-        if totals is not None:
+        totals = read_totals(db)
+        if isinstance(totals, FixTotals):
+            self._fix_totals_unread.discard(database)
             self.exporter.fix_totals(database, totals.deleted, restored=totals.restored)
+        elif database not in self._fix_totals_unread:
+            # Read right after a successful run of the database: a failure is the records' own (the privilege a
+            # separate detection role lacks), and the counters would say "no row deleted" without a word.
+            self._fix_totals_unread.add(database)
+            log.warning("fix records cannot be read: dupewatch_fix_deleted_rows_total and "
+                        "dupewatch_fix_restored_rows_total do not count the fixes of this database (grant the "
+                        "detection role SELECT on dupewatch_fix, see README)",
+                        extra=fields(database=database, error=totals))
 
     def _retry_in(self, name: str) -> float | None:
         assert self.poller is not None

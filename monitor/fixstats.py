@@ -28,6 +28,12 @@ class FixTotals:
 def totals_by_check(db: Database) -> FixTotals | None:
     """What the fix records in `db` say (empty when no fix ever ran there), or None when the records cannot be
     read (database down, no privilege on the table)."""
+    read = read_totals(db)
+    return read if isinstance(read, FixTotals) else None
+
+
+def read_totals(db: Database) -> FixTotals | str:
+    """`totals_by_check`, or why the records cannot be read: the database's own words, one line."""
     from monitor.fix.records import BOOKKEEPING, UNDONE_BY, fix_table, tables_exist
 
     undone = sa.or_(fix_table.c.state == "undone",
@@ -45,5 +51,7 @@ def totals_by_check(db: Database) -> FixTotals | None:
                 totals.deleted[str(name)] = int(deleted or 0)
                 totals.restored[str(name)] = int(restored or 0)
             return totals
-    except (DatabaseError, sa.exc.SQLAlchemyError):
-        return None
+    except DatabaseError as exc:
+        return str(exc)
+    except sa.exc.SQLAlchemyError as exc:
+        return db.describe(exc)

@@ -97,3 +97,34 @@ def test_an_empty_listen_host_serves_on_loopback(tmp_path, start_daemon, sqlite_
     daemon.wait_for(lambda _: "dupewatch daemon started" in daemon.log(), "the start-up log line")
     assert f"metrics=http://127.0.0.1:{port}/metrics" in daemon.log()  # ... and says it listens there only
     assert daemon.stop() == 0
+
+
+def test_fix_records_the_detection_role_cannot_read_are_said_once_not_counted_as_none(pg, tmp_path, start_daemon):
+    """deploy/README's detection role reads the checked tables only: the fix records (`dupewatch_fix`, written by the
+    fix role) are refused to it, and `dupewatch_fix_deleted_rows_total` stayed 0 after a fix deleted rows, with no
+    word in the log. The daemon says once why the fixes are not counted (the server's words)."""
+    from sqlalchemy.engine import make_url
+
+    from dbtest import server_login
+
+    pg.execute("CREATE TABLE signup (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+               "INSERT INTO signup SELECT g, 'u' || (g % 4) || '@example.com' FROM generate_series(1, 10) g")
+    checks = [{"name": "signups", "database": "app", "table": "signup", "key": ["email"], "interval": "0.2s"}]
+    fixing = write_config(tmp_path / "fix.toml", {"app": {"url": pg.url}}, checks,
+                          state={"path": str(tmp_path / "fix-state.sqlite")})
+    fixed = run_dupewatch("fix", "signups", "--yes", "--json", "--config", fixing)
+    assert fixed.code == 0, fixed.output
+    pg.execute("INSERT INTO signup VALUES (11, 'u1@example.com')")
+    with server_login("postgresql", f'GRANT USAGE ON SCHEMA "{pg.schema}" TO {{user}}',
+                      f'GRANT SELECT ON "{pg.schema}".signup TO {{user}}', prefix="dw_ro") as role:
+        url = make_url(pg.url).set(username=role).render_as_string(hide_password=False)
+        port = free_port()
+        path = write_config(tmp_path / "dw.toml", {"app": {"url": url}}, checks,
+                            metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+        daemon = start_daemon(path, port)
+        daemon.wait_for(lambda s: (s.value("dupewatch_check_duration_seconds_count", "signups") or 0) >= 3
+                        and "fix records cannot be read" in daemon.log(), "the fix records to be read")
+        assert daemon.stop() == 0
+    log = daemon.log()
+    assert log.count("fix records cannot be read") == 1, log[-2000:]
+    assert "permission denied" in log and "dupewatch_fix" in log, log[-2000:]
