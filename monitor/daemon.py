@@ -302,7 +302,10 @@ class Daemon:
                 **base, failures=self.poller.failures(result.name), retry_in_s=self._retry_in(result.name),
                 error=result.error))
         else:
-            more = dict(mode=result.mode, rows_scanned=result.rows_scanned, new_groups=result.new_groups) \
+            # A first run's groups are its baseline, none counted as new (the line after it says so): its line
+            # said new_groups=100000 while dupewatch_new_duplicate_groups_total stayed 0.
+            more = dict(mode=result.mode, rows_scanned=result.rows_scanned,
+                        new_groups=0 if result.first_run else result.new_groups) \
                 if result.rows_scanned is not None else {}
             log.info("check finished", extra=fields(
                 **base, status=result.status, groups=result.groups, excess_rows=result.excess_rows, **more))

@@ -126,3 +126,5 @@ def test_an_incremental_check_keeps_its_state_once_its_database_is_another(tmp_p
     assert daemon.stop() == 0
     log = daemon.log()
     assert log.count("first run of the check") == 2, log[-3000:]
+    # A first run counts no group as new, and its line says so (it said new_groups=2, the groups it found).
+    assert "mode=full rows_scanned=31 new_groups=0" in log and "new_groups=2" not in log, log[-3000:]
