@@ -392,6 +392,7 @@ class Daemon:
             log.warning("static label names changed: restart the daemon to export them (the label set of a "
                         "series cannot change while Prometheus scrapes it)")
         old_names = set(self.config.names)
+        old_checks = {c.name: c for c in self.config.checks}
         old_monitor, monitor = self.monitor, Monitor(new, state=self.history)
         new = monitor.config = self._resolvable(new, monitor)
         new_names = set(new.names)
@@ -411,8 +412,12 @@ class Daemon:
         stop_live(previous)
         self._forget_removed_live_groups()  # once the previous readers, which may save them, stopped
         old_monitor.close()  # cancels the old version's queries still running on the servers
+        # What changed, by name: an operator who edited a check sees the reload took it (a changed definition
+        # starts its incremental state again, a first run).
+        changed = sorted(c.name for c in new.checks if c.name in old_checks and c != old_checks[c.name])
         log.info("config reloaded", extra=fields(
-            checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names)))
+            checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names),
+            changed=changed))
         return True
 
     def _resolvable(self, new: Config, monitor: Monitor) -> Config:

@@ -221,6 +221,12 @@ def test_sighup_adds_and_removes_checks_and_a_broken_file_keeps_the_old_config(
     daemon.send(signal.SIGHUP)
     daemon.wait_for(lambda s: "by_ref" not in s.checks() and s.value(UP, "by_ref") is None,
                     "the removed check's series to disappear")
+    assert "added=by_customer" in daemon.log() and "removed=by_ref" in daemon.log()
+
+    # A check edited in place: the reload's line names it (it said only how many checks there were).
+    config_file(tmp_path, port, databases, [{**second, "key": ["customer", "ref"]}])
+    daemon.send(signal.SIGHUP)
+    daemon.wait_for(lambda s: "changed=by_customer" in daemon.log(), "the reload naming the changed check")
 
     config.write_text(config.read_text() + "\n[[checks]\nname = broken\n", encoding="utf-8")
     reloaded_at = time.time()
