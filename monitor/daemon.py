@@ -162,6 +162,15 @@ def configure_logging(log_format: LogFormat, redact: _Redactor) -> logging.Handl
 # -- the daemon ------------------------------------------------------------------------------------
 
 
+def changed_checks(old: Config, new: Config) -> list[str]:
+    """The checks of both configs whose definition differs, by name: a field of the check, or the SQL of a custom
+    one (its `query` file, read at each load, edited in place while the check's fields stay the same)."""
+    before = {c.name: c for c in old.checks}
+    return sorted(c.name for c in new.checks if c.name in before and (
+        c != before[c.name] or (c.is_custom and before[c.name].is_custom
+                                and new.custom_sql(c) != old.custom_sql(before[c.name]))))
+
+
 class Daemon:
     """The running pieces of one daemon process; `start`, then `reload` on SIGHUP, then `stop`.
 
@@ -391,8 +400,7 @@ class Daemon:
         if static_label_names(new) != self.exporter.metrics.static:
             log.warning("static label names changed: restart the daemon to export them (the label set of a "
                         "series cannot change while Prometheus scrapes it)")
-        old_names = set(self.config.names)
-        old_checks = {c.name: c for c in self.config.checks}
+        old_names, old_config = set(self.config.names), self.config
         old_monitor, monitor = self.monitor, Monitor(new, state=self.history)
         new = monitor.config = self._resolvable(new, monitor)
         new_names = set(new.names)
@@ -414,10 +422,9 @@ class Daemon:
         old_monitor.close()  # cancels the old version's queries still running on the servers
         # What changed, by name: an operator who edited a check sees the reload took it (a changed definition
         # starts its incremental state again, a first run).
-        changed = sorted(c.name for c in new.checks if c.name in old_checks and c != old_checks[c.name])
         log.info("config reloaded", extra=fields(
             checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names),
-            changed=changed))
+            changed=changed_checks(old_config, new)))
         return True
 
     def _resolvable(self, new: Config, monitor: Monitor) -> Config:
