@@ -118,3 +118,34 @@ async def test_long_check_names_stay_told_apart_at_80x24(make_app, tmp_path) -> 
         await pilot.press("s", "s", "s")  # sorted by name: the rows follow the whole names
         await wait_for(pilot, lambda: [table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value
                                        for i in range(table.row_count)] == sorted(names), what="the name order")
+
+
+async def test_wide_character_names_stay_told_apart_within_their_column(make_app, tmp_path) -> None:
+    """A name's width on screen is its cells, not its characters: a CJK character takes two. Names sized and
+    cropped by their characters were wider than the CHECK column, and the table cut them at its edge, where
+    names of one application differ (注文…_ヨーロッパ / _アメリカ / _アジア showed as one)."""
+    import sqlite3
+
+    from rich.cells import cell_len
+
+    from monitor.config import config_from_dict
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.executemany("INSERT INTO orders (email) VALUES (?)", [("a",), ("a",), ("b",)])
+    conn.close()
+    names = [f"注文の重複_顧客のメール_地域_{region}" for region in ("ヨーロッパ", "アメリカ", "アジア")]
+    names += ["short"]
+    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
+        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        await pilot.pause()
+        table = app.screen.query_one(ChecksTable)
+        width = table.columns[ColumnKey("name")].width
+        assert width < max(map(cell_len, names))
+        shown = [str(table.get_cell(name, "name")) for name in names]
+        assert all(cell_len(text) <= width for text in shown), (width, shown)
+        assert len(set(shown)) == len(names), shown
+        assert shown[-1] == "short"

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -83,21 +84,40 @@ def distinguishing_positions(names: Iterable[str]) -> dict[str, int]:
     return found
 
 
+def _head(text: str, cells: int) -> str:
+    """The longest start of `text` that fits in `cells` cells of the terminal."""
+    used = 0
+    for i, char in enumerate(text):
+        used += cell_len(char)
+        if used > cells:
+            return text[:i]
+    return text
+
+
 def cropped(name: str, width: int, distinct_at: int) -> str:
-    """`name` in at most `width` characters, keeping its character at `distinct_at` (what tells it from the other
-    checks' names): cropped at its end where that character is within the width, else in the middle, the part
-    around that character kept (names of one application often differ only at their end: ..._region_europe,
-    ..._region_america)."""
-    if len(name) <= width or width < 5:
+    """`name` in at most `width` cells of the terminal (a CJK character takes two), keeping its character at
+    `distinct_at` (what tells it from the other checks' names): cropped at its end where that character is within
+    the width, else in the middle, the part around that character kept (names of one application often differ only
+    at their end: ..._region_europe, ..._region_america)."""
+    if cell_len(name) <= width or width < 5:
         return name
-    if distinct_at < width - 1:
-        return name[:width - 1] + "…"
-    head = (width - 1) // 2
-    room = width - 1 - head
-    start = min(max(head, distinct_at - room // 2), len(name) - room)
-    if start + room >= len(name):
-        return f"{name[:head]}…{name[start:]}"
-    return f"{name[:head]}…{name[start:start + room - 1]}…"
+    if cell_len(name[:distinct_at + 1]) <= width - 1:
+        return _head(name, width - 1) + "…"
+    head = _head(name, (width - 1) // 2)
+    room = width - 1 - cell_len(head)
+    start = len(name)  # the longest end within the room, after the head
+    while start > len(head) and cell_len(name[start - 1:]) <= room:
+        start -= 1
+    if start <= distinct_at:
+        return f"{head}…{name[start:]}"
+    start = distinct_at  # else about half the room before that character, the rest after it, then "…"
+    while start > len(head) and cell_len(name[start - 1:distinct_at]) <= room // 2 \
+            and cell_len(name[start - 1:distinct_at + 1]) <= room - 1:
+        start -= 1
+    end = distinct_at + 1
+    while end < len(name) and cell_len(name[start:end + 1]) <= room - 1:
+        end += 1
+    return f"{head}…{name[start:end]}…"
 
 
 def _right(value: str | Text, style: str = "") -> Text:
@@ -161,8 +181,9 @@ class ChecksTable(DataTable[Any]):
 
     def setup(self, states: Sequence[CheckState]) -> None:
         """Add the columns (widths fitted to names once, so nothing jumps later) and one row per check."""
-        self._name_width = max([len("CHECK"), *(len(s.name) for s in states)])
-        self._db_width = max([len("DATABASE"), *(len(s.config.database) for s in states)])
+        # in cells of the terminal, which a CJK character takes two of
+        self._name_width = max([len("CHECK"), *(cell_len(s.name) for s in states)])
+        self._db_width = max([len("DATABASE"), *(cell_len(s.config.database) for s in states)])
         self._add_columns(self.size.width or 10_000)
 
     def _add_columns(self, width: int) -> None:
