@@ -149,3 +149,31 @@ async def test_wide_character_names_stay_told_apart_within_their_column(make_app
         assert all(cell_len(text) <= width for text in shown), (width, shown)
         assert len(set(shown)) == len(names), shown
         assert shown[-1] == "short"
+
+
+async def test_names_whose_crops_read_the_same_are_cropped_elsewhere(make_app, tmp_path) -> None:
+    """Keeping each name's distinguishing character is not enough: the parts kept around it can read the same
+    (..._invoice_invoice and ..._invoice_invoice_invoice both read 'daily_user_cust…invoice_invoice' in 31
+    cells). A name whose crop another shows takes another part around that character."""
+    import sqlite3
+
+    from rich.cells import cell_len
+
+    from monitor.config import config_from_dict
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
+    conn.close()
+    names = ["daily_user_customer_daily_user_customer", "daily_user_customer_invoice_invoice",
+             "daily_user_customer_invoice_invoice_invoice", "daily_user_customer_unique_daily"]
+    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
+        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(pilot, lambda: all_ran(app))
+        await pilot.pause()
+        table = app.screen.query_one(ChecksTable)
+        width = table.columns[ColumnKey("name")].width
+        shown = [str(table.get_cell(name, "name")) for name in names]
+        assert all(cell_len(text) <= width for text in shown), (width, shown)
+        assert len(set(shown)) == len(names), (width, shown)

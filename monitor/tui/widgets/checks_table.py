@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -94,11 +95,12 @@ def _head(text: str, cells: int) -> str:
     return text
 
 
-def cropped(name: str, width: int, distinct_at: int) -> str:
+def cropped(name: str, width: int, distinct_at: int, before: int | None = None) -> str:
     """`name` in at most `width` cells of the terminal (a CJK character takes two), keeping its character at
     `distinct_at` (what tells it from the other checks' names): cropped at its end where that character is within
     the width, else in the middle, the part around that character kept (names of one application often differ only
-    at their end: ..._region_europe, ..._region_america)."""
+    at their end: ..._region_europe, ..._region_america). `before`: the cells kept before that character in the
+    middle (about half the room by default)."""
     if cell_len(name) <= width or width < 5:
         return name
     if cell_len(name[:distinct_at + 1]) <= width - 1:
@@ -108,16 +110,33 @@ def cropped(name: str, width: int, distinct_at: int) -> str:
     start = len(name)  # the longest end within the room, after the head
     while start > len(head) and cell_len(name[start - 1:]) <= room:
         start -= 1
-    if start <= distinct_at:
+    if start <= distinct_at and before is None:
         return f"{head}…{name[start:]}"
     start = distinct_at  # else about half the room before that character, the rest after it, then "…"
-    while start > len(head) and cell_len(name[start - 1:distinct_at]) <= room // 2 \
+    while start > len(head) and cell_len(name[start - 1:distinct_at]) <= (room // 2 if before is None else before) \
             and cell_len(name[start - 1:distinct_at + 1]) <= room - 1:
         start -= 1
     end = distinct_at + 1
     while end < len(name) and cell_len(name[start:end + 1]) <= room - 1:
         end += 1
-    return f"{head}…{name[start:end]}…"
+    return f"{head}…{name[start:end]}" + ("…" if end < len(name) else "")
+
+
+def cropped_names(names: Iterable[str], width: int) -> dict[str, str]:
+    """Each name as `cropped` shows it in `width` cells, none shown as another is: two crops that each keep their
+    name's distinguishing character can still read the same where the parts kept around it do
+    (customer_tenant_invoice_daily_per and ..._daily_daily_per both read 'customer_…_daily_per' in 20 cells); those
+    names take another part around that character, the first that no other name shows."""
+    distinct = distinguishing_positions(names)
+    shown = {name: cropped(name, width, at) for name, at in distinct.items()}
+    counts = Counter(shown.values())
+    taken = {text for text, count in counts.items() if count == 1}
+    for name in sorted(n for n, text in shown.items() if counts[text] > 1):
+        nearest = sorted(range(width), key=lambda before: abs(before - width // 4))  # about the default first
+        choices = [shown[name], *(cropped(name, width, distinct[name], before) for before in nearest)]
+        shown[name] = next((c for c in choices if c not in taken), shown[name])
+        taken.add(shown[name])
+    return shown
 
 
 def _right(value: str | Text, style: str = "") -> Text:
@@ -149,7 +168,8 @@ class ChecksTable(DataTable[Any]):
         self._name_width = self._db_width = 0
         self._columns: list[str] = []  # the keys of the columns shown, for the width the table has
         self._names: set[str] = set()  # every check shown so far
-        self._distinct: dict[str, int] | None = None  # where each of them differs from the others (cropping)
+        # how each of them is shown, cropped told apart from the others, and the width they were cropped for
+        self._crops: tuple[dict[str, str], int] | None = None
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int,
                      cursor: bool = False, hover: bool = False) -> Any:
@@ -220,11 +240,11 @@ class ChecksTable(DataTable[Any]):
         if key != "name" or not isinstance(value, Text):
             return value
         column = self.columns.get(ColumnKey("name"))
-        if self._distinct is None:
-            self._distinct = distinguishing_positions(self._names)
         name = value.plain
-        shown = NameText(cropped(name, column.width, self._distinct.get(name, 0)) if column is not None else name,
-                         style=value.style)
+        if column is not None and (self._crops is None or self._crops[1] != column.width):
+            self._crops = (cropped_names(self._names, column.width), column.width)
+        crops = self._crops[0] if self._crops is not None else {}
+        shown = NameText(crops.get(name, name) if column is not None else name, style=value.style)
         shown.check = value.plain
         return shown
 
@@ -238,7 +258,7 @@ class ChecksTable(DataTable[Any]):
         wanted = {s.name for s in states}
         if not wanted <= self._names:  # told apart from every check shown so far: a filter changes no cropping
             self._names |= wanted
-            self._distinct = None
+            self._crops = None
         for name in list(self._shown):
             if name not in wanted:
                 self.remove_row(name)
