@@ -424,3 +424,22 @@ def test_both_scrape_configurations_label_a_shard_alike() -> None:
         assert by_operator is not None
         assert by_operator["pod"] == by_prometheus["pod"] == pod
         assert by_operator["namespace"] == by_prometheus["namespace"] == namespace
+
+
+def test_a_shard_started_again_with_another_address_is_the_same_instance() -> None:
+    """The alert rules bridge a daemon's restart by the last sample of the same series (`last_over_time`), and an
+    alert's `for:` by its labels: a shard's pod started again (a rollout, a drained node) gets another IP, and with
+    the address as `instance` every alert of the shard was another alert, its 10 minutes started again."""
+    [endpoint] = the("PodMonitor")["spec"]["podMetricsEndpoints"]
+    namespace = the("StatefulSet")["metadata"]["namespace"]
+    for pod, labels in shard_pods().items():
+        instances = set()
+        for address in ("10.0.0.1", "10.0.7.42"):
+            meta = {**pod_meta_labels(pod, namespace, labels, metrics_port()),
+                    "__address__": f"{address}:{metrics_port()['containerPort']}"}
+            by_operator = relabel(meta, endpoint["relabelings"])
+            [by_prometheus] = [relabel(meta, scrape_job()["relabel_configs"])]
+            for target in (by_operator, by_prometheus):
+                assert target is not None
+                instances.add(target.get("instance", target["__address__"]))  # Prometheus's default
+        assert instances == {pod}, instances
