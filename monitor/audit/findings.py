@@ -229,6 +229,9 @@ def _evidence(candidate: Candidate, measured: Measurement | Unmeasured | None) -
     if identifier_parents(candidate):
         parts.append(f"keyed per {', '.join(identifier_parents(candidate))} (its required parents): nothing shows "
                      f"{', '.join(candidate.columns)} is unique across them")
+    elif candidate.keyed_parents:
+        parts.append(f"keyed per {', '.join(candidate.keyed_parents)} (its required parents): rows of different "
+                     "parents are different relationships")
     if isinstance(measured, Measurement):
         parts.append(_figures(candidate, measured))
     elif isinstance(measured, Unmeasured):
@@ -274,7 +277,7 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     table = candidate.table
     key = [c for c in candidate.columns if c != candidate.status]
     key += [c for c in candidate.agree_on if c not in key]
-    key += [c for c in identifier_parents(candidate) if c not in key]
+    key += [c for c in candidate.keyed_parents if c not in key]
     entry: dict[str, Any] = {
         "name": check_name(table.name, tuple(key)),
         "database": DATABASE_NAME,

@@ -239,7 +239,8 @@ class Measurer:
         """The key's figures per value of the status column; the value where keys most often occur once, among
         values with duplicates, is the one a get_or_create keeps single (an open basket per owner)."""
         assert candidate.status is not None
-        per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
+        # per required parent too: rows of two parents are two relationships, whatever their status
+        per_key = _per_key(candidate, source, [*candidate.columns, *candidate.keyed_parents]).subquery("dw_keys")
         status = per_key.c[candidate.status]
         stmt = _totals(per_key).add_columns(status).group_by(status).limit(STATUS_VALUES)
         self._arm()
