@@ -6,6 +6,7 @@ SQL. On PostgreSQL, MariaDB and SQLite unless a test says why not."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dbtest import TestDatabase, run_dupewatch
@@ -13,17 +14,11 @@ from dbtest import TestDatabase, run_dupewatch
 T0 = datetime(2026, 8, 2, 9, 0)
 
 
-def audit_json(db: TestDatabase) -> dict[str, Any]:
-    run = run_dupewatch("audit", "--url", db.url, "--json")
-    assert run.code in (0, 1), run.output
-    return run.json  # type: ignore[no-any-return]
-
-
 def on(report: dict[str, Any], table: str) -> list[dict[str, Any]]:
     return [f for f in report["findings"] if f["table"].rsplit(".", 1)[1] == table]
 
 
-def test_a_status_key_is_measured_and_checked_per_its_other_required_parent(db: TestDatabase) -> None:
+def test_a_status_key_is_measured_and_checked_per_its_other_required_parent(db: TestDatabase, tmp_path: Path) -> None:
     """Oscar's customer_productalert(user_id, product_id NOT NULL, status): a user keeps one active alert per
     product, many users have active alerts on several products, and a visitor's alerts have no user (an email).
     Measured by (user_id, status) alone, most users repeat and the visitors' alerts were one group, so the
@@ -57,7 +52,10 @@ def test_a_status_key_is_measured_and_checked_per_its_other_required_parent(db: 
     db.execute("INSERT INTO customer_productalert (id, user_id, product_id, email, status, date_created) "
                "VALUES (:id, :user_id, :product_id, :email, :status, :date_created)",
                params=[{"id": i, **a} for i, a in enumerate(alerts, 1)])
-    serious = [f for f in on(audit_json(db), "customer_productalert") if f["severity"] != "low"]
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--json", "--write", target)
+    assert run.code == 1, run.output
+    serious = [f for f in on(run.json, "customer_productalert") if f["severity"] != "low"]
     assert len(serious) == 1, [(f["kind"], f["columns"], f["severity"], f["evidence"]) for f in serious]
     [finding] = serious
     assert finding["kind"] == "key_with_status" and finding["severity"] == "high", finding
@@ -65,3 +63,7 @@ def test_a_status_key_is_measured_and_checked_per_its_other_required_parent(db: 
     check = finding["check"]
     assert check is not None and check["key"] == ["user_id", "product_id"], finding
     assert check["where"] == "status = 'Active'", finding
+    # the check as written finds the copy, and only it: not a user's two products, not the visitors' alerts
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    result = next(r for r in checked.json["checks"] if r["name"] == check["name"])
+    assert (result["groups"], result["status"]) == (1, "duplicates"), result
