@@ -13,6 +13,9 @@ Severity is decided by evidence, the way a DBA reads a table:
   children written in one request look so too). When only some groups are copies,
   the severity stands and the check is written commented out: its fix would merge the others too; so it is when
   groups born together differ in a compared column (an order's two lines of one product, written at once).
+- **Copies inside the design**: a nullable unique key whose groups differ and were born apart (a product's
+  anonymous reviews) but hold rows alike in every compared column and born together (a guest's review posted
+  twice): `high`, the copies alone, checked by every compared column too (`copies_only`).
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
@@ -95,6 +98,8 @@ def decide(candidate: Candidate, measured: Measurement | Unmeasured | None) -> F
             f"{again}" if candidate.columns else None
     groups = measured.groups if isinstance(measured, Measurement) else None
     excess = measured.excess_rows if isinstance(measured, Measurement) else None
+    if isinstance(measured, Measurement) and copies_only(candidate, measured):
+        groups, excess = measured.copy_groups, measured.copy_excess
     estimated = isinstance(measured, Measurement) and measured.estimated
     entry = _check_entry(candidate, measured)
     live = entry if draft_reason is None else None
@@ -150,6 +155,10 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
+        if copies_only(c, m):
+            # the key's groups are the design (a product's anonymous reviews), but some hold copies alike in every
+            # compared column and born together (a guest's review posted twice): those, keyed by every column
+            return "high", None
         if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.compared \
                 and m.alike_share < RACE_SHARE:
             # a key that is a parent alone, or an identifier measured per parent, whose rows differ in what they
@@ -183,6 +192,14 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             if c.compared else None
         return "medium", reason
     return _structural(c, m)
+
+
+def copies_only(c: Candidate, m: Measurement) -> bool:
+    """A nullable unique key whose groups differ (the design: reviews with no user) but hold copies born together:
+    the finding is those copies, and its check keys them by every compared column too, so its fix merges only
+    rows alike in all of them."""
+    return c.kind == "unique_with_nullable_columns" and bool(m.copy_groups) \
+        and verdict(m, bool(c.compared)) in ("design", "differ")
 
 
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
@@ -266,6 +283,10 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
     if m.burst_groups is not None:
         texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "
                      f"(by {candidate.table.birth_column})")
+    if copies_only(candidate, m):
+        texts.append(f"among them, {m.copy_groups:,} group(s) of copies ({m.copy_excess:,} excess row(s)) alike in "
+                     f"every other column and written within {BURST_SECONDS:g}s: the check keys them by every "
+                     "compared column too")
     elif candidate.table.birth_column is None:
         texts.append("no creation timestamp to date them")
     return "; ".join(texts)
@@ -278,6 +299,8 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     key = [c for c in candidate.columns if c != candidate.status]
     key += [c for c in candidate.agree_on if c not in key]
     key += [c for c in candidate.keyed_parents if c not in key]
+    if isinstance(measured, Measurement) and copies_only(candidate, measured):
+        key += [c for c in candidate.compared if c not in key]
     entry: dict[str, Any] = {
         "name": check_name(table.name, tuple(key)),
         "database": DATABASE_NAME,

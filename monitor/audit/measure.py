@@ -63,6 +63,11 @@ class Measurement:
     # a natural key over foreign keys (Candidate.described): the values its other columns take, counted up to
     # FLAG_VALUES + 1, when it has duplicate groups; else None
     described_values: int | None = None
+    # unique_with_nullable_columns whose groups are not copies (a product's anonymous reviews, no user): the groups
+    # of rows among them alike in every compared column too and born within BURST_SECONDS (a guest's review posted
+    # twice), and their excess rows; counted among up to SPREAD_GROUPS groups
+    copy_groups: int = 0
+    copy_excess: int = 0
 
     @property
     def same_parent_share(self) -> float:
@@ -197,6 +202,10 @@ class Measurer:
         if candidate.identifier and candidate.agree_on:
             own_keys, own_groups = self._own_keys(candidate, source, [*candidate.columns, *parents])
             measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
+        if candidate.row_filter == "rows_with_null" and measured.groups and measured.alike_groups < measured.groups \
+                and candidate.compared and candidate.table.birth_column is not None:
+            copies, copied = self._copies(candidate, source, scale)
+            measured = replace(measured, copy_groups=copies, copy_excess=copied)
         if candidate.described and measured.groups:
             measured = replace(measured, described_values=self._described_values(candidate, source))
         if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
@@ -222,6 +231,21 @@ class Measurer:
                   .limit(FLAG_VALUES + 1).subquery("dw_described"))
         self._arm()
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(values)).scalar_one())
+
+    def _copies(self, candidate: Candidate, source: sa.FromClause, scale: float) -> tuple[int, int]:
+        """Copies inside groups that are not: rows grouped by the key and every compared column too (each compared
+        column also checked equal in the group, as a GROUP BY over a long text may compare a prefix), of which the
+        groups written within BURST_SECONDS are copies."""
+        per_key = _per_key(candidate, source, [*candidate.columns, *candidate.compared]).subquery("dw_copies")
+        c = per_key.c
+        stmt = sa.select(c.n, c.dw_first, c.dw_last).where(c.n > 1, c.dw_alike == 1).limit(SPREAD_GROUPS)
+        self._arm()
+        groups = excess = 0
+        for n, first, last in self.conn.execute(stmt):
+            if isinstance(first, datetime) and isinstance(last, datetime) \
+                    and (last - first).total_seconds() <= BURST_SECONDS:
+                groups, excess = groups + 1, excess + int(n) - 1
+        return _scaled(groups, scale), _scaled(excess, scale)
 
     def _own_keys(self, candidate: Candidate, source: sa.FromClause, columns: list[str]) -> tuple[int, int]:
         """An identifier's own keys, grouped by `columns` alone (not by the other unique keys' columns), and how many

@@ -67,3 +67,41 @@ def test_a_status_key_is_measured_and_checked_per_its_other_required_parent(db: 
     checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
     result = next(r for r in checked.json["checks"] if r["name"] == check["name"])
     assert (result["groups"], result["status"]) == (1, "duplicates"), result
+
+
+def test_copies_inside_a_nullable_key_group_the_design_repeats_are_found(db: TestDatabase, tmp_path: Path) -> None:
+    """Oscar's reviews_productreview UNIQUE(product_id, user_id), user_id NULL for a guest's review: a product's
+    guest reviews are one group of rows differing only by NULLs, which differ and were born apart (the design), so a
+    guest's review posted twice in one second, among them, was no finding. The copies inside it (alike in every
+    compared column, born together) are a high finding, checked by every compared column too: its check finds the
+    copy and never groups two guests' reviews."""
+    db.execute("CREATE TABLE catalogue_product (id INTEGER PRIMARY KEY, title VARCHAR(40) NOT NULL)",
+               "CREATE TABLE reviews_productreview (id INTEGER PRIMARY KEY, "
+               "product_id INTEGER NULL REFERENCES catalogue_product (id), user_id INTEGER NULL, "
+               "score SMALLINT NOT NULL, title VARCHAR(255) NOT NULL, body TEXT NOT NULL, "
+               "name VARCHAR(255) NOT NULL, email VARCHAR(254) NOT NULL, date_created TIMESTAMP NULL, "
+               "UNIQUE (product_id, user_id))")
+    db.execute("INSERT INTO catalogue_product (id, title) VALUES (:id, :title)",
+               params=[{"id": i, "title": f"Book {i}"} for i in range(1, 21)])
+    reviews = [{"product_id": p, "user_id": u, "score": (p + u) % 5 + 1, "title": "ok", "body": f"review {p} {u}",
+                "name": "", "email": "", "date_created": T0 + timedelta(days=p, hours=u)}
+               for p in range(1, 21) for u in range(1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": "guest", "body": f"guest {p} {g}",
+                 "name": f"Guest {g}", "email": f"g{g}@example.com", "date_created": T0 + timedelta(days=p + 10 * g)}
+                for p in range(1, 21) for g in range(2)]
+    reviews += [{"product_id": 5, "user_id": None, "score": 5, "title": "great", "body": "loved it", "name": "Ann",
+                 "email": "ann@example.com", "date_created": T0 + timedelta(days=50, milliseconds=ms)}
+                for ms in (0, 400)]
+    db.execute("INSERT INTO reviews_productreview (id, product_id, user_id, score, title, body, name, email, "
+               "date_created) VALUES (:id, :product_id, :user_id, :score, :title, :body, :name, :email, "
+               ":date_created)", params=[{"id": i, **r} for i, r in enumerate(reviews, 1)])
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--json", "--write", target)
+    assert run.code == 1, run.output
+    [finding] = [f for f in on(run.json, "reviews_productreview") if f["kind"] == "unique_with_nullable_columns"]
+    assert finding["severity"] == "high" and (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
+    check = finding["check"]
+    assert check is not None and {"score", "title", "body", "name", "email"} <= set(check["key"]), finding
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    result = next(r for r in checked.json["checks"] if r["name"] == check["name"])
+    assert (result["groups"], result["status"]) == (1, "duplicates"), result
