@@ -15,7 +15,8 @@ Shapes, from the applications' models:
   `get_or_create` in a middleware and no index on it, `basket_line` UNIQUE(basket, line_reference),
   `order_communicationevent` / `order_shippingevent` (many per order by design), `order_orderdiscount`,
   `customer_productalert` (one active alert per customer and product; many products per customer, visitors'
-  alerts with no user), open baskets of visitors (no owner).
+  alerts with no user), open baskets of visitors (no owner), `reviews_productreview` UNIQUE(product_id, user_id)
+  (a guest's reviews have no user: many per product by design).
 - forum (misago): `misago_threads_subscription(user_id, thread_id, category_id)` without a unique key (a
   pure link table), `misago_users_online` (OneToOne: clean), `misago_threads_post` (many per thread),
   `misago_users_usernamechange` (many per user), the code's `update_or_create` on a poll vote.
@@ -243,6 +244,14 @@ def shop_tables(md: sa.MetaData) -> None:
              sa.Column("email", sa.String(254), nullable=False, index=True),
              sa.Column("status", sa.String(20), nullable=False),
              sa.Column("date_created", sa.DateTime, nullable=False))
+    # a review: a customer's one per product (UNIQUE), or a guest's (user_id NULL, a name and an email), many
+    sa.Table("reviews_productreview", md, pk(),
+             sa.Column("product_id", bigint(), sa.ForeignKey("catalogue_product.id"), nullable=True),
+             sa.Column("user_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=True),
+             sa.Column("score", sa.SmallInteger, nullable=False), sa.Column("title", sa.String(255), nullable=False),
+             sa.Column("body", sa.Text, nullable=False), sa.Column("name", sa.String(255), nullable=False),
+             sa.Column("email", sa.String(254), nullable=False), sa.Column("date_created", sa.DateTime, nullable=False),
+             sa.UniqueConstraint("product_id", "user_id", name="reviews_product_user_uniq"))
 
 
 SHOP_CUSTOMERS = 30
@@ -272,6 +281,16 @@ def shop_rows(conn: sa.Connection, md: sa.MetaData) -> None:
     alerts += [{"product_id": ALERTED_PRODUCT, "user_id": ALERTED_CUSTOMER, "email": "", "status": "Active",
                 "date_created": BASE + 40 * DAY + n * BURST} for n in range(2)]
     conn.execute(t["customer_productalert"].insert(), alerts)
+    reviews = [{"product_id": p, "user_id": c, "score": (p + c) % 5 + 1, "title": "ok", "body": f"{p}/{c}",
+                "name": "", "email": "", "date_created": BASE + (p + c) * DAY}
+               for p in range(1, 11) for c in range(1, SHOP_CUSTOMERS + 1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": "guest", "body": f"guest {p}/{g}",
+                 "name": f"guest {g}", "email": f"g{g}@x", "date_created": BASE + (p + 7 * g) * DAY}
+                for p in range(1, 11) for g in range(3)]
+    # a guest's review posted twice, 5 ms apart, among the product's other guest reviews
+    reviews += [{"product_id": 6, "user_id": None, "score": 5, "title": "great", "body": "loved it", "name": "ann",
+                 "email": "ann@x", "date_created": BASE + 45 * DAY + n * BURST} for n in range(2)]
+    conn.execute(t["reviews_productreview"].insert(), reviews)
     conn.execute(t["basket_line"].insert(), [
         {"basket_id": b, "product_id": 1 + b % 10, "line_reference": f"{1 + b % 10}_x", "quantity": 1}
         for b in range(1, 41)])
@@ -290,13 +309,16 @@ def shop_rows(conn: sa.Connection, md: sa.MetaData) -> None:
 SHOP = App(
     "shop", shop_tables, shop_rows,
     truth={"basket_basket": {frozenset({"owner_id", "status"})},
-           "customer_productalert": {frozenset({"user_id", "status"})}},
+           "customer_productalert": {frozenset({"user_id", "status"})},
+           "reviews_productreview": {frozenset({"product_id", "user_id"})}},
     evidence={"basket_basket": "Basket.open.get_or_create(owner=user) in a middleware: 6 open baskets for one "
                                "customer, created 5 ms apart",
               "customer_productalert": "ProductAlertForm checks for the customer's active alert on the product, "
-                                       "then creates one: submitted twice, two active alerts 5 ms apart"},
+                                       "then creates one: submitted twice, two active alerts 5 ms apart",
+              "reviews_productreview": "a guest's review form posted twice: UNIQUE(product_id, user_id) lets a NULL "
+                                       "user through, two copies 5 ms apart among the product's guest reviews"},
     # Not risks: a visitor's open baskets and alerts (no owner: the cookie's basket, an email per alert); a
-    # customer's alerts on several products.
+    # customer's alerts on several products; a product's several guest reviews.
 )
 
 
