@@ -98,6 +98,14 @@ class Candidate:
                 if c.name not in skip and c.type_class not in ("temporal", "other", "float")]
 
 
+    @property
+    def uncompared(self) -> list[str]:
+        """Columns outside the key that `compared` leaves out but timestamps and a surrogate key: types without a
+        portable equality (a float, a JSON document), in which rows alike in every compared column may differ."""
+        skip = set(self.columns) | set(self.agree_on) | surrogate_key(self.table) | set(self.compared)
+        return [c.name for c in self.table.columns.values() if c.name not in skip and c.type_class != "temporal"]
+
+
 def surrogate_key(table: TableInfo) -> set[str]:
     """The integer `id` of a surrogate primary key (TableInfo.has_surrogate_key), which says nothing about the row."""
     return set(table.surrogate_columns)

@@ -195,11 +195,15 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
 
 
 def copies_only(c: Candidate, m: Measurement) -> bool:
-    """A nullable unique key whose groups differ (the design: reviews with no user) but hold copies born together:
-    the finding is those copies, and its check keys them by every compared column too, so its fix merges only
-    rows alike in all of them."""
-    return c.kind == "unique_with_nullable_columns" and bool(m.copy_groups) \
-        and verdict(m, bool(c.compared)) in ("design", "differ")
+    """A nullable unique key whose groups differ and were born apart (the design: reviews with no user) but hold
+    copies born together: the finding is those copies, and its check keys them by every compared column too, so its
+    fix merges only rows alike in all of them. Only when that check would merge nothing else: every group alike in
+    the compared columns was born together (rows alike but born apart, anonymous votes of +1 days apart, show the
+    columns repeat by design, and the check would merge them too), the rows were not all written at once (the
+    measurement found no copies then), and no column is left out of the comparison (a float, a JSON document: rows
+    differing there would be merged)."""
+    return c.kind == "unique_with_nullable_columns" and bool(m.copy_groups) and m.copy_apart == 0 \
+        and not c.uncompared and verdict(m, bool(c.compared)) == "design"
 
 
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
@@ -287,6 +291,12 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
         texts.append(f"among them, {m.copy_groups:,} group(s) of copies ({m.copy_excess:,} excess row(s)) alike in "
                      f"every other column and written within {BURST_SECONDS:g}s: the check keys them by every "
                      "compared column too")
+    elif m.copy_groups and candidate.kind == "unique_with_nullable_columns":
+        why = f"{m.copy_apart:,} other group(s) alike in them were born apart or undated, so their values repeat " \
+            "by design" if m.copy_apart else f"{', '.join(candidate.uncompared)} left out of the comparison" \
+            if candidate.uncompared else "its groups were not shown born apart"
+        texts.append(f"among them, {m.copy_groups:,} group(s) alike in every compared column and written within "
+                     f"{BURST_SECONDS:g}s, not shown to be copies ({why})")
     elif candidate.table.birth_column is None:
         texts.append("no creation timestamp to date them")
     return "; ".join(texts)

@@ -68,6 +68,10 @@ class Measurement:
     # twice), and their excess rows; counted among up to SPREAD_GROUPS groups
     copy_groups: int = 0
     copy_excess: int = 0
+    # ... and the groups alike in every compared column too that are not shown to be copies: born apart, undated, or
+    # past the SPREAD_GROUPS read (a check keyed by every compared column would merge them as well: anonymous votes
+    # of +1, days apart); None when not measured
+    copy_apart: int | None = None
 
     @property
     def same_parent_share(self) -> float:
@@ -204,8 +208,8 @@ class Measurer:
             measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
         if candidate.row_filter == "rows_with_null" and measured.groups and measured.alike_groups < measured.groups \
                 and candidate.compared and candidate.table.birth_column is not None:
-            copies, copied = self._copies(candidate, source, scale)
-            measured = replace(measured, copy_groups=copies, copy_excess=copied)
+            copies, copied, apart = self._copies(candidate, source, scale)
+            measured = replace(measured, copy_groups=copies, copy_excess=copied, copy_apart=apart)
         if candidate.described and measured.groups:
             measured = replace(measured, described_values=self._described_values(candidate, source))
         if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
@@ -232,20 +236,29 @@ class Measurer:
         self._arm()
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(values)).scalar_one())
 
-    def _copies(self, candidate: Candidate, source: sa.FromClause, scale: float) -> tuple[int, int]:
+    def _copies(self, candidate: Candidate, source: sa.FromClause, scale: float) -> tuple[int, int, int]:
         """Copies inside groups that are not: rows grouped by the key and every compared column too (each compared
         column also checked equal in the group, as a GROUP BY over a long text may compare a prefix), of which the
-        groups written within BURST_SECONDS are copies."""
+        groups written within BURST_SECONDS are copies; and how many such groups are not shown to be copies (born
+        apart, undated, or past the SPREAD_GROUPS read). Rows all written within BURST_SECONDS (a seeding script,
+        fixtures, an import: `_bursts` says so of them too) show nothing: no copies."""
         per_key = _per_key(candidate, source, [*candidate.columns, *candidate.compared]).subquery("dw_copies")
         c = per_key.c
-        stmt = sa.select(c.n, c.dw_first, c.dw_last).where(c.n > 1, c.dw_alike == 1).limit(SPREAD_GROUPS)
         self._arm()
-        groups = excess = 0
-        for n, first, last in self.conn.execute(stmt):
-            if isinstance(first, datetime) and isinstance(last, datetime) \
+        first, last = self.conn.execute(sa.select(sa.func.min(c.dw_first), sa.func.max(c.dw_last))).one()
+        if not (isinstance(first, datetime) and isinstance(last, datetime)) \
+                or (last - first).total_seconds() <= BURST_SECONDS:
+            return 0, 0, 0
+        stmt = sa.select(c.n, c.dw_first, c.dw_last).where(c.n > 1, c.dw_alike == 1).limit(SPREAD_GROUPS + 1)
+        self._arm()
+        groups = excess = apart = 0
+        for read, (n, first, last) in enumerate(self.conn.execute(stmt)):
+            if read < SPREAD_GROUPS and isinstance(first, datetime) and isinstance(last, datetime) \
                     and (last - first).total_seconds() <= BURST_SECONDS:
                 groups, excess = groups + 1, excess + int(n) - 1
-        return _scaled(groups, scale), _scaled(excess, scale)
+            else:
+                apart += 1
+        return _scaled(groups, scale), _scaled(excess, scale), _scaled(apart, scale)
 
     def _own_keys(self, candidate: Candidate, source: sa.FromClause, columns: list[str]) -> tuple[int, int]:
         """An identifier's own keys, grouped by `columns` alone (not by the other unique keys' columns), and how many

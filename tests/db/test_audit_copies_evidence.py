@@ -1,0 +1,106 @@
+"""Copies inside a nullable unique key's design groups (`unique_with_nullable_columns`, `copies_only`): rows alike in
+every compared column and written within BURST_SECONDS are a high finding whose check merges them. Only when the
+data can tell: rows written all at once (a seeding script, fixtures, an import), values that repeat by design among
+rows born apart (anonymous votes), or columns the comparison leaves out (a float, a JSON document) are no evidence
+that such rows are copies. Plain SQL, on PostgreSQL, MariaDB and SQLite."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dbtest import TestDatabase, run_dupewatch
+
+T0 = datetime(2026, 8, 2, 9, 0)
+
+
+def on(report: dict[str, Any], table: str, kind: str) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["table"].rsplit(".", 1)[1] == table and f["kind"] == kind]
+
+
+def reviews_table(db: TestDatabase, extra: str = "") -> None:
+    db.execute("CREATE TABLE catalogue_product (id INTEGER PRIMARY KEY, title VARCHAR(40) NOT NULL)",
+               "CREATE TABLE reviews_productreview (id INTEGER PRIMARY KEY, "
+               "product_id INTEGER NULL REFERENCES catalogue_product (id), user_id INTEGER NULL, "
+               f"score SMALLINT NOT NULL, title VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL, {extra}"
+               "date_created TIMESTAMP NULL, UNIQUE (product_id, user_id))")
+    db.execute("INSERT INTO catalogue_product (id, title) VALUES (:id, :title)",
+               params=[{"id": i, "title": f"Book {i}"} for i in range(1, 21)])
+
+
+def insert(db: TestDatabase, table: str, rows: list[dict[str, Any]]) -> None:
+    names = list(rows[0])
+    db.execute(f"INSERT INTO {table} (id, {', '.join(names)}) VALUES (:id, {', '.join(':' + n for n in names)})",
+               params=[{"id": i, **r} for i, r in enumerate(rows, 1)])
+
+
+def not_live_high(findings: list[dict[str, Any]]) -> None:
+    for f in findings:
+        assert not (f["severity"] == "high" or (f["check"] is not None and f["duplicate_groups"])), f
+
+
+def test_rows_all_written_in_one_second_are_no_evidence_of_copies(db: TestDatabase, tmp_path: Path) -> None:
+    """A seeding script (or fixtures, an import) wrote every review within one second: guests' reviews per product
+    differ, and two guests who both wrote "Great" with score 5 on one product look born together only because
+    everything was. The birth timestamps tell nothing (as `_bursts` says of such data): no high finding, no live
+    check merging the two guests' reviews."""
+    reviews_table(db)
+    reviews = [{"product_id": p, "user_id": u, "score": (p + u) % 5 + 1, "title": f"review {p} {u}", "name": "",
+                "date_created": T0 + timedelta(milliseconds=10 * (p * 5 + u))}
+               for p in range(1, 21) for u in range(1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": f"guest {p} {g}", "name": f"Guest {g}",
+                 "date_created": T0 + timedelta(milliseconds=5 * (p * 3 + g))}
+                for p in range(1, 21) for g in range(2)]
+    reviews += [{"product_id": 5, "user_id": None, "score": 5, "title": "Great", "name": "Guest",
+                 "date_created": T0 + timedelta(milliseconds=ms)} for ms in (700, 900)]
+    insert(db, "reviews_productreview", reviews)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert run.code in (0, 1), run.output
+    not_live_high(on(run.json, "reviews_productreview", "unique_with_nullable_columns"))
+
+
+def test_values_repeated_by_design_among_rows_born_apart_are_no_evidence(db: TestDatabase, tmp_path: Path) -> None:
+    """Anonymous votes (user_id NULL) under UNIQUE (review_id, user_id): a vote says +1 or -1, so visitors' votes on
+    one review are alike in every compared column, born days apart, all the time. Two visitors' upvotes within one
+    second on one review are then two votes, not a copy: equality in a column whose values repeat by design among
+    rows born apart proves nothing. No high finding, no live check merging them."""
+    db.execute("CREATE TABLE reviews_review (id INTEGER PRIMARY KEY, title VARCHAR(40) NOT NULL)",
+               "CREATE TABLE reviews_vote (id INTEGER PRIMARY KEY, "
+               "review_id INTEGER NOT NULL REFERENCES reviews_review (id), user_id INTEGER NULL, "
+               "delta SMALLINT NOT NULL, date_created TIMESTAMP NULL, UNIQUE (review_id, user_id))")
+    db.execute("INSERT INTO reviews_review (id, title) VALUES (:id, :title)",
+               params=[{"id": i, "title": f"r{i}"} for i in range(1, 22)])
+    votes = [{"review_id": r, "user_id": u, "delta": 1 if (r + u) % 3 else -1,
+              "date_created": T0 + timedelta(days=r, hours=u)} for r in range(1, 21) for u in range(1, 4)]
+    # visitors' votes: a few per review, days apart, each +1 or -1
+    votes += [{"review_id": r, "user_id": None, "delta": 1 if (r + v) % 4 else -1,
+               "date_created": T0 + timedelta(days=r + 3 * v)} for r in range(1, 21) for v in range(4)]
+    # a new review: a visitor downvotes it, then two visitors upvote it within the same second
+    votes += [{"review_id": 21, "user_id": None, "delta": delta,
+               "date_created": T0 + timedelta(days=90, milliseconds=ms)}
+              for delta, ms in ((-1, 0), (1, 86_400_000), (1, 86_400_600))]
+    insert(db, "reviews_vote", votes)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert run.code in (0, 1), run.output
+    not_live_high(on(run.json, "reviews_vote", "unique_with_nullable_columns"))
+
+
+def test_columns_left_out_of_the_comparison_keep_rows_that_differ_apart(db: TestDatabase, tmp_path: Path) -> None:
+    """A guest's two reviews of one product within one second alike in every compared column but a float `rating`
+    (left out of the comparison: no portable equality) that differs: they are not shown to be copies, and a check
+    keyed by the compared columns would merge them, losing the second rating. No live check merging them."""
+    reviews_table(db, "rating REAL NOT NULL, ")
+    reviews = [{"product_id": p, "user_id": u, "score": (p + u) % 5 + 1, "title": f"review {p} {u}", "name": "",
+                "rating": 1.5, "date_created": T0 + timedelta(days=p, hours=u)}
+               for p in range(1, 21) for u in range(1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": f"guest {p} {g}", "name": f"Guest {g}",
+                 "rating": 2.5, "date_created": T0 + timedelta(days=p + 10 * g)}
+                for p in range(1, 21) for g in range(2)]
+    reviews += [{"product_id": 5, "user_id": None, "score": 5, "title": "Great", "name": "Ann", "rating": rating,
+                 "date_created": T0 + timedelta(days=50, milliseconds=ms)} for ms, rating in ((0, 4.5), (400, 1.0))]
+    insert(db, "reviews_productreview", reviews)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert run.code in (0, 1), run.output
+    for f in on(run.json, "reviews_productreview", "unique_with_nullable_columns"):
+        assert f["check"] is None or "rating" in f["check"]["key"] or not f["duplicate_groups"], f
