@@ -72,6 +72,11 @@ class Measurement:
     # past the SPREAD_GROUPS read (a check keyed by every compared column would merge them as well: anonymous votes
     # of +1, days apart); None when not measured
     copy_apart: int | None = None
+    # key_with_status keyed per other required parents (Candidate.keyed_parents): of the parents with rows of several
+    # key values (an order's lines of several products; up to SPREAD_GROUPS read), how many had all their rows
+    # written within BURST_SECONDS (a request writes an order's lines together); None when not measured
+    parents_several: int = 0
+    parents_together: int | None = None
 
     @property
     def same_parent_share(self) -> float:
@@ -292,7 +297,32 @@ class Measurer:
                                      per_key.c[candidate.status] == sa.bindparam("dw_status", value,
                                                                                  literal_execute=True))
         where = _where_sql(sa.column(candidate.status) == value, self.conn.dialect)
-        return replace(measured, status_value=str(value), status_where=where)
+        measured = replace(measured, status_value=str(value), status_where=where)
+        if measured.groups and candidate.keyed_parents and candidate.table.birth_column is not None:
+            several, together = self._parents_together(candidate, source)
+            measured = replace(measured, parents_several=several, parents_together=together)
+        return measured
+
+    def _parents_together(self, candidate: Candidate, source: sa.FromClause) -> tuple[int, int]:
+        """Of the keyed parents' values with rows of several key values (up to SPREAD_GROUPS), whatever their status,
+        how many had all their rows written within BURST_SECONDS: a parent whose children one request writes (an
+        order's lines) has its copies' look-alikes born together by design."""
+        assert candidate.table.birth_column is not None
+        parents = [source.c[c] for c in candidate.keyed_parents]
+        [own] = [source.c[c] for c in candidate.columns if c != candidate.status]  # a single-column foreign key
+        birth = source.c[candidate.table.birth_column]
+        kinds = sa.func.count(sa.distinct(own))
+        stmt = (sa.select(sa.type_coerce(sa.func.min(birth), sa.DateTime()),
+                          sa.type_coerce(sa.func.max(birth), sa.DateTime()))
+                .select_from(source).where(*(c.is_not(None) for c in [*parents, own]))
+                .group_by(*parents).having(kinds > 1).limit(SPREAD_GROUPS))
+        self._arm()
+        several = together = 0
+        for first, last in self.conn.execute(stmt):
+            if isinstance(first, datetime) and isinstance(last, datetime):
+                several += 1
+                together += (last - first).total_seconds() <= BURST_SECONDS
+        return several, together
 
     def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
                      percent: float | None, *where: sa.ColumnElement[bool]) -> Measurement:
