@@ -340,7 +340,9 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     if candidate.row_filter == "rows_with_null" and candidate.all_null_possible:
         # measured without the rows NULL in every key column (`nulls = "equal"` would group them all: a UNIQUE
         # (provider, external_id)'s local accounts, one group whose fix merges them)
-        if not candidate.agree_on:
+        # keyed by more columns (another unique key's, or the compared columns of copies_only), a row NULL in every
+        # column of the constraint is not NULL in every column of the check's key: its `where` leaves it out
+        if not candidate.agree_on and not (isinstance(measured, Measurement) and copies_only(candidate, measured)):
             entry["nulls"] = "skip_all_null"
         elif not isinstance(measured, Measurement) or measured.status_where is None:
             return None

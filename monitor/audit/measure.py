@@ -221,9 +221,10 @@ class Measurer:
             # the check groups the other key's NULLs together, as measured: its own rows left out are written out
             kept = _filters(candidate, [sa.column(c) for c in candidate.columns])
             return replace(measured, status_where=_where_sql(sa.and_(*kept), self.conn.dialect))
-        if candidate.row_filter == "rows_with_null" and candidate.agree_on and candidate.all_null_possible:
+        if candidate.row_filter == "rows_with_null" and candidate.all_null_possible:
             # rows NULL in every column of the key were not counted: its check, keyed with the other unique key's
-            # columns too, leaves them out by its where (without that key, `nulls = "skip_all_null"` does)
+            # columns or the compared columns too, leaves them out by its where (keyed by the constraint's columns
+            # alone, `nulls = "skip_all_null"` does)
             counted = sa.or_(*(sa.column(c).is_not(None) for c in candidate.columns))
             return replace(measured, status_where=_where_sql(counted, self.conn.dialect))
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]

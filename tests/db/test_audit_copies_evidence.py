@@ -137,3 +137,32 @@ def test_a_status_key_per_parent_whose_rows_a_request_writes_together_is_no_race
     run = run_dupewatch("audit", "--url", db.url, "--json")
     assert run.code in (0, 1), run.output
     not_live_high(on(run.json, "order_line", "key_with_status"))
+
+
+def test_the_copies_check_leaves_out_the_rows_the_key_gave_no_value(db: TestDatabase, tmp_path: Path) -> None:
+    """UNIQUE (product_id, user_id), both nullable (a deleted product's reviews keep product_id NULL): the copies are
+    measured among rows with some but not every key column NULL. Keyed by every compared column too, `nulls =
+    "skip_all_null"` no longer leaves out a row NULL in both (its title is not NULL), so the check grouped two
+    guests' alike reviews of deleted products, written days apart, which the audit never measured, and its fix
+    would merge them. The check finds the copy, and only it."""
+    reviews_table(db)
+    reviews = [{"product_id": p, "user_id": u, "score": (p + u) % 5 + 1, "title": f"review {p} {u}", "name": "",
+                "date_created": T0 + timedelta(days=p, hours=u)} for p in range(1, 21) for u in range(1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": f"guest {p} {g}", "name": f"Guest {g}",
+                 "date_created": T0 + timedelta(days=p + 10 * g)} for p in range(1, 21) for g in range(2)]
+    reviews += [{"product_id": 5, "user_id": None, "score": 5, "title": "Great", "name": "Ann",
+                 "date_created": T0 + timedelta(days=50, milliseconds=ms)} for ms in (0, 400)]
+    # two guests' reviews of products deleted since: alike, written weeks apart
+    reviews += [{"product_id": None, "user_id": None, "score": 5, "title": "Great", "name": "Guest",
+                 "date_created": T0 + timedelta(days=d)} for d in (3, 40)]
+    insert(db, "reviews_productreview", reviews)
+    target = tmp_path / "dupewatch.toml"
+    run = run_dupewatch("audit", "--url", db.url, "--json", "--write", target)
+    assert run.code == 1, run.output
+    [finding] = on(run.json, "reviews_productreview", "unique_with_nullable_columns")
+    assert finding["severity"] == "high" and finding["duplicate_groups"] == 1, finding
+    check = finding["check"]
+    assert check is not None, finding
+    checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
+    result = next(r for r in checked.json["checks"] if r["name"] == check["name"])
+    assert (result["groups"], result["excess_rows"]) == (1, 1), (result, check)
