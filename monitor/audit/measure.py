@@ -245,22 +245,37 @@ class Measurer:
     def _copies(self, candidate: Candidate, source: sa.FromClause, scale: float) -> tuple[int, int, int]:
         """Copies inside groups that are not: rows grouped by the key and every compared column too (each compared
         column also checked equal in the group, as a GROUP BY over a long text may compare a prefix), of which the
-        groups written within BURST_SECONDS are copies; and how many such groups are not shown to be copies (born
-        apart, undated, or past the SPREAD_GROUPS read). Rows all written within BURST_SECONDS (a seeding script,
-        fixtures, an import: `_bursts` says so of them too) show nothing: no copies."""
-        per_key = _per_key(candidate, source, [*candidate.columns, *candidate.compared]).subquery("dw_copies")
+        groups written within BURST_SECONDS are copies, unless the key's group holds other rows all written in that
+        burst too (an order's manual ledger lines written by one request, two of them alike: a request's
+        children); and how many such groups are not shown to be copies (born apart, undated, a request's children,
+        or past the SPREAD_GROUPS read). The key group's figures come from window functions over the same rows: one
+        statement, no join, no query per group."""
+        birth = candidate.table.birth_column
+        assert birth is not None
+        grouped = list(dict.fromkeys([*candidate.columns, *candidate.agree_on]))
+        needed = list(dict.fromkeys([*grouped, *candidate.compared, *candidate.other_parents, birth]))
+        partition = [source.c[c] for c in grouped]
+        rows = (sa.select(*(source.c[c] for c in needed),
+                          sa.func.count().over(partition_by=partition).label("dw_key_n"),
+                          sa.func.min(source.c[birth]).over(partition_by=partition).label("dw_key_first"),
+                          sa.func.max(source.c[birth]).over(partition_by=partition).label("dw_key_last"))
+                .where(*_filters(candidate, [source.c[c] for c in candidate.columns])).subquery("dw_rows"))
+        per_key = (_per_key(candidate, rows, [*candidate.columns, *candidate.compared])
+                   .add_columns(sa.func.max(rows.c.dw_key_n).label("dw_key_n"),
+                                sa.type_coerce(sa.func.min(rows.c.dw_key_first), sa.DateTime()).label("dw_key_first"),
+                                sa.type_coerce(sa.func.max(rows.c.dw_key_last), sa.DateTime()).label("dw_key_last"))
+                   .subquery("dw_copies"))
         c = per_key.c
-        self._arm()
-        first, last = self.conn.execute(sa.select(sa.func.min(c.dw_first), sa.func.max(c.dw_last))).one()
-        if not (isinstance(first, datetime) and isinstance(last, datetime)) \
-                or (last - first).total_seconds() <= BURST_SECONDS:
-            return 0, 0, 0
-        stmt = sa.select(c.n, c.dw_first, c.dw_last).where(c.n > 1, c.dw_alike == 1).limit(SPREAD_GROUPS + 1)
+        stmt = (sa.select(c.n, c.dw_first, c.dw_last, c.dw_key_n, c.dw_key_first, c.dw_key_last)
+                .where(c.n > 1, c.dw_alike == 1).limit(SPREAD_GROUPS + 1))
         self._arm()
         groups = excess = apart = 0
-        for read, (n, first, last) in enumerate(self.conn.execute(stmt)):
-            if read < SPREAD_GROUPS and isinstance(first, datetime) and isinstance(last, datetime) \
-                    and (last - first).total_seconds() <= BURST_SECONDS:
+        for read, (n, first, last, key_n, key_first, key_last) in enumerate(self.conn.execute(stmt)):
+            burst = isinstance(first, datetime) and isinstance(last, datetime) \
+                and (last - first).total_seconds() <= BURST_SECONDS
+            siblings_together = int(key_n) > int(n) and isinstance(key_first, datetime) \
+                and isinstance(key_last, datetime) and (key_last - key_first).total_seconds() <= BURST_SECONDS
+            if read < SPREAD_GROUPS and burst and not siblings_together:
                 groups, excess = groups + 1, excess + int(n) - 1
             else:
                 apart += 1

@@ -166,3 +166,28 @@ def test_the_copies_check_leaves_out_the_rows_the_key_gave_no_value(db: TestData
     checked = run_dupewatch("check", "--config", target, "--json", env={"DUPEWATCH_URL": db.url})
     result = next(r for r in checked.json["checks"] if r["name"] == check["name"])
     assert (result["groups"], result["excess_rows"]) == (1, 1), (result, check)
+
+
+def test_alike_rows_a_request_writes_with_their_siblings_are_no_copies(db: TestDatabase) -> None:
+    """An order's ledger lines, UNIQUE (order_id, external_ref), external_ref NULL for a line entered by hand: an
+    order's manual lines are added days apart (the design), but one checkout wrote three lines at once, two of them
+    the same gift wrap. Alike and born together, like copies, but so was their different sibling: one request's
+    children (a bulk_create), not a race. No high finding, no live check merging the two gift wraps."""
+    db.execute("CREATE TABLE shop_order (id INTEGER PRIMARY KEY, number VARCHAR(20) NOT NULL)",
+               "CREATE TABLE ledger_line (id INTEGER PRIMARY KEY, "
+               "order_id INTEGER NOT NULL REFERENCES shop_order (id), external_ref VARCHAR(40) NULL, "
+               "description VARCHAR(80) NOT NULL, amount_cents INTEGER NOT NULL, date_created TIMESTAMP NOT NULL, "
+               "UNIQUE (order_id, external_ref))")
+    db.execute("INSERT INTO shop_order (id, number) VALUES (:id, :number)",
+               params=[{"id": o, "number": f"N{o}"} for o in range(1, 22)])
+    lines = [{"order_id": o, "external_ref": f"psp-{o}", "description": "card payment", "amount_cents": 1000 + o,
+              "date_created": T0 + timedelta(days=o)} for o in range(1, 21)]
+    lines += [{"order_id": o, "external_ref": None, "description": f"adjustment {k}", "amount_cents": 100 * k + o,
+               "date_created": T0 + timedelta(days=o + 2 * k)} for o in range(1, 21) for k in range(2)]
+    lines += [{"order_id": 21, "external_ref": None, "description": description, "amount_cents": cents,
+               "date_created": T0 + timedelta(days=60, milliseconds=ms)}
+              for description, cents, ms in (("gift wrap", 300, 0), ("gift wrap", 300, 4), ("shipping", 500, 8))]
+    insert(db, "ledger_line", lines)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert run.code in (0, 1), run.output
+    not_live_high(on(run.json, "ledger_line", "unique_with_nullable_columns"))
