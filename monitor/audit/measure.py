@@ -212,7 +212,7 @@ class Measurer:
             own_keys, own_groups = self._own_keys(candidate, source, [*candidate.columns, *parents])
             measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
         if candidate.row_filter == "rows_with_null" and measured.groups and measured.alike_groups < measured.groups \
-                and candidate.compared and candidate.table.birth_column is not None:
+                and candidate.compared and candidate.table.birth_is_creation:
             copies, copied, apart = self._copies(candidate, source, scale)
             measured = replace(measured, copy_groups=copies, copy_excess=copied, copy_apart=apart)
         if candidate.described and measured.groups:

@@ -191,3 +191,24 @@ def test_alike_rows_a_request_writes_with_their_siblings_are_no_copies(db: TestD
     run = run_dupewatch("audit", "--url", db.url, "--json")
     assert run.code in (0, 1), run.output
     not_live_high(on(run.json, "ledger_line", "unique_with_nullable_columns"))
+
+
+def test_copies_are_dated_by_a_creation_time_only(db: TestDatabase) -> None:
+    """The reviews' only timestamp is `updated_at`: a moderator approving two guests' alike reviews (five stars,
+    "Great", no name) in one pass writes them within one second, reviews posted weeks apart. Rows alike and
+    *updated* together were not shown written together: no high finding, no live check merging them."""
+    db.execute("CREATE TABLE catalogue_product (id INTEGER PRIMARY KEY, title VARCHAR(40) NOT NULL)",
+               "CREATE TABLE reviews_productreview (id INTEGER PRIMARY KEY, "
+               "product_id INTEGER NOT NULL REFERENCES catalogue_product (id), user_id INTEGER NULL, "
+               "score SMALLINT NOT NULL, title VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL, "
+               "updated_at TIMESTAMP NULL, UNIQUE (product_id, user_id))")
+    db.execute("INSERT INTO catalogue_product (id, title) VALUES (:id, :title)",
+               params=[{"id": i, "title": f"Book {i}"} for i in range(1, 21)])
+    reviews = [{"product_id": p, "user_id": None, "score": 3, "title": f"guest {p} {g}", "name": f"Guest {g}",
+                "updated_at": T0 + timedelta(days=p + 10 * g)} for p in range(1, 21) for g in range(2)]
+    reviews += [{"product_id": 5, "user_id": None, "score": 5, "title": "Great", "name": "",
+                 "updated_at": T0 + timedelta(days=50, milliseconds=ms)} for ms in (0, 400)]
+    insert(db, "reviews_productreview", reviews)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert run.code in (0, 1), run.output
+    not_live_high(on(run.json, "reviews_productreview", "unique_with_nullable_columns"))
