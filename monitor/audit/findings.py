@@ -127,7 +127,10 @@ def fold_covered(findings: list[Finding]) -> list[Finding]:
         if finding.kind == "unique_with_nullable_columns" or entry is None or not finding.has_duplicates:
             return False
         key = set(entry["key"])
-        return any(w.table == finding.table and set(w.columns) <= key and w.has_duplicates
+        # by the watching check's key, not the constraint's columns: the copies of a nullable key's design groups
+        # are keyed by every compared column too (copies_only), and watch only groups alike in all of them
+        return any(w.table == finding.table and set(w.check["key"] if w.check else w.columns) <= key
+                   and w.has_duplicates
                    and SEVERITY_RANK[w.severity] <= SEVERITY_RANK[finding.severity] for w in watched)
 
     return [f for f in findings if not covered(f)]

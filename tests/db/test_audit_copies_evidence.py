@@ -212,3 +212,35 @@ def test_copies_are_dated_by_a_creation_time_only(db: TestDatabase) -> None:
     run = run_dupewatch("audit", "--url", db.url, "--json")
     assert run.code in (0, 1), run.output
     not_live_high(on(run.json, "reviews_productreview", "unique_with_nullable_columns"))
+
+
+def test_a_copies_check_does_not_hide_findings_it_does_not_watch(db: TestDatabase) -> None:
+    """A finding counted beside a nullable unique key is folded into that key's finding when the key's check
+    watches its groups. The copies check of the key's design groups is keyed by every compared column too: it does
+    not watch a guest's two reviews of one product titled alike, posted 300 ms apart with another body, which the
+    lookup index (product_id, title) finds. That finding stays."""
+    db.execute("CREATE TABLE catalogue_product (id INTEGER PRIMARY KEY, title VARCHAR(40) NOT NULL)",
+               "CREATE TABLE reviews_productreview (id INTEGER PRIMARY KEY, "
+               "product_id INTEGER NOT NULL REFERENCES catalogue_product (id), user_id INTEGER NULL, "
+               "score SMALLINT NOT NULL, title VARCHAR(255) NOT NULL, body VARCHAR(255) NOT NULL, "
+               "date_created TIMESTAMP NULL, UNIQUE (product_id, user_id))",
+               "CREATE INDEX review_title ON reviews_productreview (product_id, title)")
+    db.execute("INSERT INTO catalogue_product (id, title) VALUES (:id, :title)",
+               params=[{"id": i, "title": f"Book {i}"} for i in range(1, 21)])
+    reviews = [{"product_id": p, "user_id": u, "score": (p + u) % 5 + 1, "title": f"review {p} {u}",
+                "body": f"body {p} {u}", "date_created": T0 + timedelta(days=p, hours=u)}
+               for p in range(1, 21) for u in range(1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": f"guest {p} {g}", "body": f"guest {p} {g}",
+                 "date_created": T0 + timedelta(days=p + 10 * g)} for p in range(1, 21) for g in range(2)]
+    reviews += [{"product_id": 5, "user_id": None, "score": 5, "title": "Great", "body": "loved it",
+                 "date_created": T0 + timedelta(days=50, milliseconds=ms)} for ms in (0, 400)]
+    reviews += [{"product_id": 8, "user_id": None, "score": 5, "title": "Great", "body": body,
+                 "date_created": T0 + timedelta(days=52, milliseconds=ms)}
+                for body, ms in (("loved it", 0), ("loved it, fast delivery", 300))]
+    insert(db, "reviews_productreview", reviews)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert run.code == 1, run.output
+    [copies] = on(run.json, "reviews_productreview", "unique_with_nullable_columns")
+    assert copies["severity"] == "high" and copies["check"] is not None, copies
+    titled = on(run.json, "reviews_productreview", "non_unique_natural_key")
+    assert [f["duplicate_groups"] for f in titled] == [2], run.json["findings"]
