@@ -15,7 +15,11 @@ Severity is decided by evidence, the way a DBA reads a table:
   groups born together differ in a compared column (an order's two lines of one product, written at once).
 - **Copies inside the design**: a nullable unique key whose groups differ and were born apart (a product's
   anonymous reviews) but hold rows alike in every compared column and born together (a guest's review posted
-  twice): `high`, the copies alone, checked by every compared column too (`copies_only`).
+  twice): `high`, the copies alone, checked by every compared column too (`copies_only`), only when that check
+  would merge nothing else (no group alike in those columns born apart, undated, or written with its siblings by one
+  request; no column left out of the comparison; dated by a creation time).
+- **A status key per its other parents** (an order's lines per product and status): when those parents' rows are
+  written together (one request writes an order's lines), rows born together are no race: `medium`, check drafted.
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
