@@ -82,12 +82,28 @@ class Candidate:
         return [c for c in self.table.columns if c in found - skip]
 
     @property
+    def keyed_parents(self) -> list[str]:
+        """The other required parents the key is measured and checked per: an identifier's (a saved search's query
+        and its user: nothing shows the value is unique across users), and a status key's (an active stock alert
+        per user and product: a user's alerts on two products are two relationships, and a check keyed by the
+        user alone would merge them)."""
+        return self.other_parents if self.identifier or self.status is not None else []
+
+    @property
     def compared(self) -> list[str]:
         """The columns that tell a race copy from a different row: every column but the key, a surrogate key,
         date-and-time columns, and types without a portable equality."""
         skip = set(self.columns) | set(self.agree_on) | surrogate_key(self.table)
         return [c.name for c in self.table.columns.values()
                 if c.name not in skip and c.type_class not in ("temporal", "other", "float")]
+
+
+    @property
+    def uncompared(self) -> list[str]:
+        """Columns outside the key that `compared` leaves out but timestamps and a surrogate key: types without a
+        portable equality (a float, a JSON document), in which rows alike in every compared column may differ."""
+        skip = set(self.columns) | set(self.agree_on) | surrogate_key(self.table) | set(self.compared)
+        return [c.name for c in self.table.columns.values() if c.name not in skip and c.type_class != "temporal"]
 
 
 def surrogate_key(table: TableInfo) -> set[str]:
@@ -226,16 +242,24 @@ def status_keys(tables: list[TableInfo]) -> list[Candidate]:
             continue
         statuses = [c for c in table.columns.values() if c.type_class == "text" and STATUS_NAME.fullmatch(c.name)
                     and c.name not in table.fk_columns]
+        keyed: set[frozenset[str]] = set()
         for fk in table.foreign_keys:
             if len(fk.columns) != 1 or table.is_protected(fk.columns) or fk.columns[0] in table.bookkeeping:
                 continue
             for status in statuses:
                 if table.is_protected((*fk.columns, status.name)):
                     continue
-                found.append(Candidate("key_with_status", table, (*fk.columns, status.name),
-                                       f"{fk.columns[0]} repeats across {status.name} values; no unique key over "
-                                       f"{fk.columns[0]} for one {status.name}", needs_duplicates=True,
-                                       status=status.name))
+                # a row with no parent there (a visitor's stock alert, no user) is keyed by nothing: left out
+                candidate = Candidate("key_with_status", table, (*fk.columns, status.name),
+                                      f"{fk.columns[0]} repeats across {status.name} values; no unique key over "
+                                      f"{fk.columns[0]} for one {status.name}", needs_duplicates=True,
+                                      row_filter="not_null", status=status.name)
+                # measured per its other required parents: (user_id, status) per product_id and (product_id,
+                # status) per user_id are one key
+                whole = frozenset((*candidate.columns, *candidate.keyed_parents))
+                if whole not in keyed:
+                    keyed.add(whole)
+                    found.append(candidate)
     return found
 
 

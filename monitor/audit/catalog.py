@@ -161,6 +161,14 @@ class TableInfo:
                     return column.name
         return None
 
+    @property
+    def birth_is_creation(self) -> bool:
+        """Whether `birth_column` is named as a creation time (`created_at`, `date_created`): a now()-defaulted
+        column may be refreshed on every update (MySQL's ON UPDATE CURRENT_TIMESTAMP), and a `*_at` or `updated_at`
+        one tells when something else happened, so rows alike in it need not have been written together."""
+        birth = self.birth_column
+        return birth is not None and bool(BIRTH_NAME_RANKS[0].fullmatch(birth))
+
     def is_protected(self, columns: Iterable[str]) -> bool:
         """Whether some valid unique key lies within `columns` (then rows can never repeat them)."""
         wanted = set(columns)

@@ -13,6 +13,13 @@ Severity is decided by evidence, the way a DBA reads a table:
   children written in one request look so too). When only some groups are copies,
   the severity stands and the check is written commented out: its fix would merge the others too; so it is when
   groups born together differ in a compared column (an order's two lines of one product, written at once).
+- **Copies inside the design**: a nullable unique key whose groups differ and were born apart (a product's
+  anonymous reviews) but hold rows alike in every compared column and born together (a guest's review posted
+  twice): `high`, the copies alone, checked by every compared column too (`copies_only`), only when that check
+  would merge nothing else (no group alike in those columns born apart, undated, or written with its siblings by one
+  request; no column left out of the comparison; dated by a creation time).
+- **A status key per its other parents** (an order's lines per product and status): when those parents' rows are
+  written together (one request writes an order's lines), rows born together are no race: `medium`, check drafted.
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
@@ -95,6 +102,8 @@ def decide(candidate: Candidate, measured: Measurement | Unmeasured | None) -> F
             f"{again}" if candidate.columns else None
     groups = measured.groups if isinstance(measured, Measurement) else None
     excess = measured.excess_rows if isinstance(measured, Measurement) else None
+    if isinstance(measured, Measurement) and copies_only(candidate, measured):
+        groups, excess = measured.copy_groups, measured.copy_excess
     estimated = isinstance(measured, Measurement) and measured.estimated
     entry = _check_entry(candidate, measured)
     live = entry if draft_reason is None else None
@@ -122,7 +131,10 @@ def fold_covered(findings: list[Finding]) -> list[Finding]:
         if finding.kind == "unique_with_nullable_columns" or entry is None or not finding.has_duplicates:
             return False
         key = set(entry["key"])
-        return any(w.table == finding.table and set(w.columns) <= key and w.has_duplicates
+        # by the watching check's key, not the constraint's columns: the copies of a nullable key's design groups
+        # are keyed by every compared column too (copies_only), and watch only groups alike in all of them
+        return any(w.table == finding.table and set(w.check["key"] if w.check else w.columns) <= key
+                   and w.has_duplicates
                    and SEVERITY_RANK[w.severity] <= SEVERITY_RANK[finding.severity] for w in watched)
 
     return [f for f in findings if not covered(f)]
@@ -150,6 +162,10 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
         seen = verdict(m, bool(c.compared))
+        if copies_only(c, m):
+            # the key's groups are the design (a product's anonymous reviews), but some hold copies alike in every
+            # compared column and born together (a guest's review posted twice): those, keyed by every column
+            return "high", None
         if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.compared \
                 and m.alike_share < RACE_SHARE:
             # a key that is a parent alone, or an identifier measured per parent, whose rows differ in what they
@@ -158,6 +174,11 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             differing = [x for x in c.compared if x not in identifier_parents(c)]  # its groups share those
             return "medium", f"rows of its groups were born together but differ in {', '.join(differing)}, " \
                 "as children written in one request do: review that they are copies"
+        if seen == "race" and request_children(c, m):
+            # a status key per its other parent (an order's lines per product and status): that parent's rows are
+            # written together by design (one request writes an order's lines), so rows born together tell nothing
+            return "medium", f"rows of its groups were born together, but so were the other rows of most " \
+                f"{', '.join(c.keyed_parents)} (children one request writes): review that they are copies"
         if seen == "differ" and c.identifier:
             return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
         if seen in ("race", "alike"):
@@ -183,6 +204,25 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             if c.compared else None
         return "medium", reason
     return _structural(c, m)
+
+
+def copies_only(c: Candidate, m: Measurement) -> bool:
+    """A nullable unique key whose groups differ and were born apart (the design: reviews with no user) but hold
+    copies born together: the finding is those copies, and its check keys them by every compared column too, so its
+    fix merges only rows alike in all of them. Only when that check would merge nothing else: every group alike in
+    the compared columns was born together (rows alike but born apart, anonymous votes of +1 days apart, show the
+    columns repeat by design, and the check would merge them too), the rows were not all written at once (the
+    measurement found no copies then), and no column is left out of the comparison (a float, a JSON document: rows
+    differing there would be merged)."""
+    return c.kind == "unique_with_nullable_columns" and bool(m.copy_groups) and m.copy_apart == 0 \
+        and not c.uncompared and verdict(m, bool(c.compared)) == "design"
+
+
+def request_children(c: Candidate, m: Measurement) -> bool:
+    """A status key measured per its other required parents whose parents' rows (of several key values) were mostly
+    written within BURST_SECONDS: a request writes them together (an order's lines), and bursts tell no race."""
+    return c.kind == "key_with_status" and bool(c.keyed_parents) and m.parents_together is not None \
+        and m.parents_several > 0 and m.parents_together / m.parents_several >= RACE_SHARE
 
 
 def _repeats_like_a_mistake(c: Candidate, m: Measurement) -> bool:
@@ -229,6 +269,9 @@ def _evidence(candidate: Candidate, measured: Measurement | Unmeasured | None) -
     if identifier_parents(candidate):
         parts.append(f"keyed per {', '.join(identifier_parents(candidate))} (its required parents): nothing shows "
                      f"{', '.join(candidate.columns)} is unique across them")
+    elif candidate.keyed_parents:
+        parts.append(f"keyed per {', '.join(candidate.keyed_parents)} (its required parents): rows of different "
+                     "parents are different relationships")
     if isinstance(measured, Measurement):
         parts.append(_figures(candidate, measured))
     elif isinstance(measured, Unmeasured):
@@ -263,6 +306,19 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
     if m.burst_groups is not None:
         texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "
                      f"(by {candidate.table.birth_column})")
+    if request_children(candidate, m):
+        texts.append(f"{m.parents_together:,} of {m.parents_several:,} {', '.join(candidate.keyed_parents)} with "
+                     f"rows of several keys had all of them written within {BURST_SECONDS:g}s")
+    if copies_only(candidate, m):
+        texts.append(f"among them, {m.copy_groups:,} group(s) of copies ({m.copy_excess:,} excess row(s)) alike in "
+                     f"every other column and written within {BURST_SECONDS:g}s: the check keys them by every "
+                     "compared column too")
+    elif m.copy_groups and candidate.kind == "unique_with_nullable_columns":
+        why = f"{m.copy_apart:,} other group(s) alike in them were born apart or undated, so their values repeat " \
+            "by design" if m.copy_apart else f"{', '.join(candidate.uncompared)} left out of the comparison" \
+            if candidate.uncompared else "its groups were not shown born apart"
+        texts.append(f"among them, {m.copy_groups:,} group(s) alike in every compared column and written within "
+                     f"{BURST_SECONDS:g}s, not shown to be copies ({why})")
     elif candidate.table.birth_column is None:
         texts.append("no creation timestamp to date them")
     return "; ".join(texts)
@@ -274,7 +330,9 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     table = candidate.table
     key = [c for c in candidate.columns if c != candidate.status]
     key += [c for c in candidate.agree_on if c not in key]
-    key += [c for c in identifier_parents(candidate) if c not in key]
+    key += [c for c in candidate.keyed_parents if c not in key]
+    if isinstance(measured, Measurement) and copies_only(candidate, measured):
+        key += [c for c in candidate.compared if c not in key]
     entry: dict[str, Any] = {
         "name": check_name(table.name, tuple(key)),
         "database": DATABASE_NAME,
@@ -289,7 +347,9 @@ def _check_entry(candidate: Candidate, measured: Measurement | Unmeasured | None
     if candidate.row_filter == "rows_with_null" and candidate.all_null_possible:
         # measured without the rows NULL in every key column (`nulls = "equal"` would group them all: a UNIQUE
         # (provider, external_id)'s local accounts, one group whose fix merges them)
-        if not candidate.agree_on:
+        # keyed by more columns (another unique key's, or the compared columns of copies_only), a row NULL in every
+        # column of the constraint is not NULL in every column of the check's key: its `where` leaves it out
+        if not candidate.agree_on and not (isinstance(measured, Measurement) and copies_only(candidate, measured)):
             entry["nulls"] = "skip_all_null"
         elif not isinstance(measured, Measurement) or measured.status_where is None:
             return None

@@ -63,6 +63,20 @@ class Measurement:
     # a natural key over foreign keys (Candidate.described): the values its other columns take, counted up to
     # FLAG_VALUES + 1, when it has duplicate groups; else None
     described_values: int | None = None
+    # unique_with_nullable_columns whose groups are not copies (a product's anonymous reviews, no user): the groups
+    # of rows among them alike in every compared column too and born within BURST_SECONDS (a guest's review posted
+    # twice), and their excess rows; counted among up to SPREAD_GROUPS groups
+    copy_groups: int = 0
+    copy_excess: int = 0
+    # ... and the groups alike in every compared column too that are not shown to be copies: born apart, undated, or
+    # past the SPREAD_GROUPS read (a check keyed by every compared column would merge them as well: anonymous votes
+    # of +1, days apart); None when not measured
+    copy_apart: int | None = None
+    # key_with_status keyed per other required parents (Candidate.keyed_parents): of the parents with rows of several
+    # key values (an order's lines of several products; up to SPREAD_GROUPS read), how many had all their rows
+    # written within BURST_SECONDS (a request writes an order's lines together); None when not measured
+    parents_several: int = 0
+    parents_together: int | None = None
 
     @property
     def same_parent_share(self) -> float:
@@ -197,15 +211,20 @@ class Measurer:
         if candidate.identifier and candidate.agree_on:
             own_keys, own_groups = self._own_keys(candidate, source, [*candidate.columns, *parents])
             measured = replace(measured, own_keys=own_keys, own_groups=own_groups)
+        if candidate.row_filter == "rows_with_null" and measured.groups and measured.alike_groups < measured.groups \
+                and candidate.compared and candidate.table.birth_is_creation:
+            copies, copied, apart = self._copies(candidate, source, scale)
+            measured = replace(measured, copy_groups=copies, copy_excess=copied, copy_apart=apart)
         if candidate.described and measured.groups:
             measured = replace(measured, described_values=self._described_values(candidate, source))
         if candidate.row_filter in ("not_null", "given") and candidate.nulls_beside:
             # the check groups the other key's NULLs together, as measured: its own rows left out are written out
             kept = _filters(candidate, [sa.column(c) for c in candidate.columns])
             return replace(measured, status_where=_where_sql(sa.and_(*kept), self.conn.dialect))
-        if candidate.row_filter == "rows_with_null" and candidate.agree_on and candidate.all_null_possible:
+        if candidate.row_filter == "rows_with_null" and candidate.all_null_possible:
             # rows NULL in every column of the key were not counted: its check, keyed with the other unique key's
-            # columns too, leaves them out by its where (without that key, `nulls = "skip_all_null"` does)
+            # columns or the compared columns too, leaves them out by its where (keyed by the constraint's columns
+            # alone, `nulls = "skip_all_null"` does)
             counted = sa.or_(*(sa.column(c).is_not(None) for c in candidate.columns))
             return replace(measured, status_where=_where_sql(counted, self.conn.dialect))
         defaults = _given(candidate, [sa.column(c) for c in candidate.columns])[len(candidate.columns):]
@@ -223,6 +242,45 @@ class Measurer:
         self._arm()
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(values)).scalar_one())
 
+    def _copies(self, candidate: Candidate, source: sa.FromClause, scale: float) -> tuple[int, int, int]:
+        """Copies inside groups that are not: rows grouped by the key and every compared column too (each compared
+        column also checked equal in the group, as a GROUP BY over a long text may compare a prefix), of which the
+        groups written within BURST_SECONDS are copies, unless the key's group holds other rows all written in that
+        burst too (an order's manual ledger lines written by one request, two of them alike: a request's
+        children); and how many such groups are not shown to be copies (born apart, undated, a request's children,
+        or past the SPREAD_GROUPS read). The key group's figures come from window functions over the same rows: one
+        statement, no join, no query per group."""
+        birth = candidate.table.birth_column
+        assert birth is not None
+        grouped = list(dict.fromkeys([*candidate.columns, *candidate.agree_on]))
+        needed = list(dict.fromkeys([*grouped, *candidate.compared, *candidate.other_parents, birth]))
+        partition = [source.c[c] for c in grouped]
+        rows = (sa.select(*(source.c[c] for c in needed),
+                          sa.func.count().over(partition_by=partition).label("dw_key_n"),
+                          sa.func.min(source.c[birth]).over(partition_by=partition).label("dw_key_first"),
+                          sa.func.max(source.c[birth]).over(partition_by=partition).label("dw_key_last"))
+                .where(*_filters(candidate, [source.c[c] for c in candidate.columns])).subquery("dw_rows"))
+        per_key = (_per_key(candidate, rows, [*candidate.columns, *candidate.compared])
+                   .add_columns(sa.func.max(rows.c.dw_key_n).label("dw_key_n"),
+                                sa.type_coerce(sa.func.min(rows.c.dw_key_first), sa.DateTime()).label("dw_key_first"),
+                                sa.type_coerce(sa.func.max(rows.c.dw_key_last), sa.DateTime()).label("dw_key_last"))
+                   .subquery("dw_copies"))
+        c = per_key.c
+        stmt = (sa.select(c.n, c.dw_first, c.dw_last, c.dw_key_n, c.dw_key_first, c.dw_key_last)
+                .where(c.n > 1, c.dw_alike == 1).limit(SPREAD_GROUPS + 1))
+        self._arm()
+        groups = excess = apart = 0
+        for read, (n, first, last, key_n, key_first, key_last) in enumerate(self.conn.execute(stmt)):
+            burst = isinstance(first, datetime) and isinstance(last, datetime) \
+                and (last - first).total_seconds() <= BURST_SECONDS
+            siblings_together = int(key_n) > int(n) and isinstance(key_first, datetime) \
+                and isinstance(key_last, datetime) and (key_last - key_first).total_seconds() <= BURST_SECONDS
+            if read < SPREAD_GROUPS and burst and not siblings_together:
+                groups, excess = groups + 1, excess + int(n) - 1
+            else:
+                apart += 1
+        return _scaled(groups, scale), _scaled(excess, scale), _scaled(apart, scale)
+
     def _own_keys(self, candidate: Candidate, source: sa.FromClause, columns: list[str]) -> tuple[int, int]:
         """An identifier's own keys, grouped by `columns` alone (not by the other unique keys' columns), and how many
         occur more than once; counted in the rows read (a sample's are kept: only their share is used)."""
@@ -239,7 +297,8 @@ class Measurer:
         """The key's figures per value of the status column; the value where keys most often occur once, among
         values with duplicates, is the one a get_or_create keeps single (an open basket per owner)."""
         assert candidate.status is not None
-        per_key = _per_key(candidate, source, list(candidate.columns)).subquery("dw_keys")
+        # per required parent too: rows of two parents are two relationships, whatever their status
+        per_key = _per_key(candidate, source, [*candidate.columns, *candidate.keyed_parents]).subquery("dw_keys")
         status = per_key.c[candidate.status]
         stmt = _totals(per_key).add_columns(status).group_by(status).limit(STATUS_VALUES)
         self._arm()
@@ -254,7 +313,32 @@ class Measurer:
                                      per_key.c[candidate.status] == sa.bindparam("dw_status", value,
                                                                                  literal_execute=True))
         where = _where_sql(sa.column(candidate.status) == value, self.conn.dialect)
-        return replace(measured, status_value=str(value), status_where=where)
+        measured = replace(measured, status_value=str(value), status_where=where)
+        if measured.groups and candidate.keyed_parents and candidate.table.birth_column is not None:
+            several, together = self._parents_together(candidate, source)
+            measured = replace(measured, parents_several=several, parents_together=together)
+        return measured
+
+    def _parents_together(self, candidate: Candidate, source: sa.FromClause) -> tuple[int, int]:
+        """Of the keyed parents' values with rows of several key values (up to SPREAD_GROUPS), whatever their status,
+        how many had all their rows written within BURST_SECONDS: a parent whose children one request writes (an
+        order's lines) has its copies' look-alikes born together by design."""
+        assert candidate.table.birth_column is not None
+        parents = [source.c[c] for c in candidate.keyed_parents]
+        [own] = [source.c[c] for c in candidate.columns if c != candidate.status]  # a single-column foreign key
+        birth = source.c[candidate.table.birth_column]
+        kinds = sa.func.count(sa.distinct(own))
+        stmt = (sa.select(sa.type_coerce(sa.func.min(birth), sa.DateTime()),
+                          sa.type_coerce(sa.func.max(birth), sa.DateTime()))
+                .select_from(source).where(*(c.is_not(None) for c in [*parents, own]))
+                .group_by(*parents).having(kinds > 1).limit(SPREAD_GROUPS))
+        self._arm()
+        several = together = 0
+        for first, last in self.conn.execute(stmt):
+            if isinstance(first, datetime) and isinstance(last, datetime):
+                several += 1
+                together += (last - first).total_seconds() <= BURST_SECONDS
+        return several, together
 
     def _measurement(self, candidate: Candidate, per_key: sa.Subquery, figures: Any, rows: int, scale: float,
                      percent: float | None, *where: sa.ColumnElement[bool]) -> Measurement:

@@ -13,7 +13,10 @@ Shapes, from the applications' models:
   nullable, `cms_usersettings` (OneToOne: clean), `cms_pageuser` (many per user by design), `cms_staticplaceholder`.
 - shop (django-oscar): `basket_basket(owner_id, status)` with one open basket per owner kept by a
   `get_or_create` in a middleware and no index on it, `basket_line` UNIQUE(basket, line_reference),
-  `order_communicationevent` / `order_shippingevent` (many per order by design), `order_orderdiscount`.
+  `order_communicationevent` / `order_shippingevent` (many per order by design), `order_orderdiscount`,
+  `customer_productalert` (one active alert per customer and product; many products per customer, visitors'
+  alerts with no user), open baskets of visitors (no owner), `reviews_productreview` UNIQUE(product_id, user_id)
+  (a guest's reviews have no user: many per product by design).
 - forum (misago): `misago_threads_subscription(user_id, thread_id, category_id)` without a unique key (a
   pure link table), `misago_users_online` (OneToOne: clean), `misago_threads_post` (many per thread),
   `misago_users_usernamechange` (many per user), the code's `update_or_create` on a poll vote.
@@ -234,9 +237,25 @@ def shop_tables(md: sa.MetaData) -> None:
              sa.Column("event_type_id", bigint(), sa.ForeignKey("order_communicationeventtype.id"), nullable=False),
              sa.Column("notes", sa.String(200), nullable=False),
              sa.Column("date_created", sa.DateTime, nullable=False))
+    # a stock alert: a customer's (user_id) or a visitor's (user_id NULL, an email), one active per product
+    sa.Table("customer_productalert", md, pk(),
+             sa.Column("product_id", bigint(), sa.ForeignKey("catalogue_product.id"), nullable=False, index=True),
+             sa.Column("user_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=True, index=True),
+             sa.Column("email", sa.String(254), nullable=False, index=True),
+             sa.Column("status", sa.String(20), nullable=False),
+             sa.Column("date_created", sa.DateTime, nullable=False))
+    # a review: a customer's one per product (UNIQUE), or a guest's (user_id NULL, a name and an email), many
+    sa.Table("reviews_productreview", md, pk(),
+             sa.Column("product_id", bigint(), sa.ForeignKey("catalogue_product.id"), nullable=True),
+             sa.Column("user_id", bigint(), sa.ForeignKey("auth_user.id"), nullable=True),
+             sa.Column("score", sa.SmallInteger, nullable=False), sa.Column("title", sa.String(255), nullable=False),
+             sa.Column("body", sa.Text, nullable=False), sa.Column("name", sa.String(255), nullable=False),
+             sa.Column("email", sa.String(254), nullable=False), sa.Column("date_created", sa.DateTime, nullable=False),
+             sa.UniqueConstraint("product_id", "user_id", name="reviews_product_user_uniq"))
 
 
 SHOP_CUSTOMERS = 30
+ALERTED_CUSTOMER, ALERTED_PRODUCT = 11, 4
 RACED_OWNER, OPEN_BASKETS = 7, 6
 
 
@@ -249,8 +268,29 @@ def shop_rows(conn: sa.Connection, md: sa.MetaData) -> None:
              for c in range(1, SHOP_CUSTOMERS + 1) if c != RACED_OWNER]
     raced = [{"owner_id": RACED_OWNER, "status": "Open", "date_created": BASE + n * BURST, "date_submitted": None}
              for n in range(OPEN_BASKETS)]
-    conn.execute(t["basket_basket"].insert(), submitted + open_ + raced)
+    visitors = [{"owner_id": None, "status": "Open", "date_created": BASE + v * DAY / 3, "date_submitted": None}
+                for v in range(20)]  # a visitor's basket is the cookie's: no owner
+    conn.execute(t["basket_basket"].insert(), submitted + open_ + raced + visitors)
     conn.execute(t["catalogue_product"].insert(), [{"id": i, "title": f"p{i}"} for i in range(1, 11)])
+    # customers watch one to three products each, some alerts cancelled; visitors' alerts have no user
+    alerts = [{"product_id": (c + 3 * k) % 10 + 1, "user_id": c, "email": "",
+               "status": "Cancelled" if (c + k) % 5 == 0 else "Active", "date_created": BASE + c * DAY + k * DAY / 4}
+              for c in range(1, SHOP_CUSTOMERS + 1) for k in range(1 + c % 3)]
+    alerts += [{"product_id": v % 3 + 1, "user_id": None, "email": f"v{v}@x", "status": "Active",
+                "date_created": BASE + v * DAY / 2} for v in range(15)]
+    alerts += [{"product_id": ALERTED_PRODUCT, "user_id": ALERTED_CUSTOMER, "email": "", "status": "Active",
+                "date_created": BASE + 40 * DAY + n * BURST} for n in range(2)]
+    conn.execute(t["customer_productalert"].insert(), alerts)
+    reviews = [{"product_id": p, "user_id": c, "score": (p + c) % 5 + 1, "title": "ok", "body": f"{p}/{c}",
+                "name": "", "email": "", "date_created": BASE + (p + c) * DAY}
+               for p in range(1, 11) for c in range(1, SHOP_CUSTOMERS + 1, 4)]
+    reviews += [{"product_id": p, "user_id": None, "score": 3, "title": "guest", "body": f"guest {p}/{g}",
+                 "name": f"guest {g}", "email": f"g{g}@x", "date_created": BASE + (p + 7 * g) * DAY}
+                for p in range(1, 11) for g in range(3)]
+    # a guest's review posted twice, 5 ms apart, among the product's other guest reviews
+    reviews += [{"product_id": 6, "user_id": None, "score": 5, "title": "great", "body": "loved it", "name": "ann",
+                 "email": "ann@x", "date_created": BASE + 45 * DAY + n * BURST} for n in range(2)]
+    conn.execute(t["reviews_productreview"].insert(), reviews)
     conn.execute(t["basket_line"].insert(), [
         {"basket_id": b, "product_id": 1 + b % 10, "line_reference": f"{1 + b % 10}_x", "quantity": 1}
         for b in range(1, 41)])
@@ -268,9 +308,17 @@ def shop_rows(conn: sa.Connection, md: sa.MetaData) -> None:
 
 SHOP = App(
     "shop", shop_tables, shop_rows,
-    truth={"basket_basket": {frozenset({"owner_id", "status"})}},
+    truth={"basket_basket": {frozenset({"owner_id", "status"})},
+           "customer_productalert": {frozenset({"user_id", "status"})},
+           "reviews_productreview": {frozenset({"product_id", "user_id"})}},
     evidence={"basket_basket": "Basket.open.get_or_create(owner=user) in a middleware: 6 open baskets for one "
-                               "customer, created 5 ms apart"},
+                               "customer, created 5 ms apart",
+              "customer_productalert": "ProductAlertForm checks for the customer's active alert on the product, "
+                                       "then creates one: submitted twice, two active alerts 5 ms apart",
+              "reviews_productreview": "a guest's review form posted twice: UNIQUE(product_id, user_id) lets a NULL "
+                                       "user through, two copies 5 ms apart among the product's guest reviews"},
+    # Not risks: a visitor's open baskets and alerts (no owner: the cookie's basket, an email per alert); a
+    # customer's alerts on several products; a product's several guest reviews.
 )
 
 
