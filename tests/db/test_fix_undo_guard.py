@@ -218,3 +218,17 @@ def test_guard_refuses_a_non_immutable_where_and_leaves_nothing(pg):
 
 def _has_index(db, table: str, name: str) -> bool:
     return any(i["name"] == name for i in sa.inspect(db.engine).get_indexes(table))
+
+
+def test_mariadb_guard_refusal_of_a_trimmed_key_says_both_ends(mysql):
+    """trim_whitespace trims both ends of the key (trim()), so the refusal of a MariaDB guard on a column whose
+    collation does not compare that way names both, not 'trailing spaces' alone."""
+    mysql.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, email VARCHAR(64) COLLATE utf8mb4_nopad_bin)")
+    mysql.execute("INSERT INTO person VALUES (1, 'ada@x'), (2, 'grace@x')")
+    checks = [{"name": "emails", "table": "person", "key": ["email"], "trim_whitespace": True}]
+    monitor = Monitor(make_config(mysql, checks))
+    try:
+        with pytest.raises(FixRefused, match="ignoring leading and trailing spaces"):
+            add_guard(monitor, "emails")
+    finally:
+        monitor.close()

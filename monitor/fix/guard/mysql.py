@@ -67,13 +67,16 @@ class MySQLBuilder(Builder):
                                   "trailing spaces (PAD SPACE) but not leading ones, which the check trims too")
             return column
         wanted = " and ".join(w for w, on in (("case-insensitively", check.case_insensitive and not folds_case),
-                                               ("ignoring trailing spaces", check.trim_whitespace and not pads))
+                                               ("ignoring leading and trailing spaces",
+                                                check.trim_whitespace and not pads))
                               if on)
         if self.mariadb:
             raise FixRefused(f"check {check.name!r} compares column {column.name!r} {wanted}, which its collation "
                              f"{collation} does not, so the guard needs an expression index; MariaDB has none (a "
                              "generated column would change the table's shape for the application): add the "
-                             "constraint by hand, or give the column a case-insensitive collation")
+                             "constraint by hand" + (", or give the column a case-insensitive collation"
+                                                     if check.case_insensitive and not folds_case
+                                                     and not check.trim_whitespace else ""))
         numbers = tuple(int(p) for p in self.version.split("-")[0].split(".")[:3] if p.isdigit())
         if numbers < (8, 0, 13):
             raise FixRefused(f"check {check.name!r} needs an expression index on {column.name!r} (lower()/trim()), "
