@@ -1730,7 +1730,8 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
         plan.blockers.append(
             f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "
             f"{groups} group(s){cascade}; merge those referencing rows first, or set its on_reference to "
-            "\"archive\"")
+            f"\"archive\" (`{config_key(ref)} = \"archive\"`), which archives all {rows:,} row(s) of {ref.label} "
+            "that point at rows to delete, not only those that clash")
     _judge_checks(plan, ref_plan)
     for name in ref.exclusions:
         plan.notes.append(

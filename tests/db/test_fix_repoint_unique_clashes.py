@@ -34,6 +34,7 @@ def test_repoint_of_both_ends_onto_one_pair_is_refused_by_the_dry_run(db, tmp_pa
     assert dry.exit_code == 2, dry.output
     clash = [b for b in json_out(dry)["blockers"] if "would violate its unique constraint" in b]
     assert len(clash) == 1 and "follows(account_id)" in clash[0] and "follows(target_account_id)" in clash[0], clash
+    assert "not only those that clash" in clash[0], clash  # what setting it to archive would do
     if db.dialect != "sqlite":  # SQLite names its inline constraint sqlite_autoindex_follows_1
         assert "follows_pair" in clash[0]
     fixed = run_cli("fix", "accounts", "--config", str(path), "--yes")
