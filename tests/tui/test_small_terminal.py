@@ -87,10 +87,8 @@ async def test_typing_after_tab_goes_into_the_name_and_enter_never_cancels_silen
         assert fix_screen(app) is screen and screen.stage == "preview"
 
 
-async def test_long_check_names_stay_told_apart_at_80x24(make_app, tmp_path) -> None:
-    """Names of one application often share a long start and differ only at their end (..._region_europe,
-    ..._region_america) or in their middle: at 80 columns the CHECK column crops them, and cropping every one at
-    its end showed three identical rows. Each is cropped where it keeps what tells it from the others."""
+def _orders_app(make_app: Any, tmp_path: Any, names: list[str]) -> Any:
+    """The dashboard over one SQLite table with one duplicate group, a check of it under each of `names`."""
     import sqlite3
 
     from monitor.config import config_from_dict
@@ -100,21 +98,37 @@ async def test_long_check_names_stay_told_apart_at_80x24(make_app, tmp_path) -> 
         conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
         conn.executemany("INSERT INTO orders (email) VALUES (?)", [("a",), ("a",), ("b",)])
     conn.close()
+    return make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
+        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+
+
+async def _shown_names(pilot: Any, app: Any, names: list[str]) -> tuple[int, list[str]]:
+    """Once every check ran: the CHECK column's width and each name as its row shows it."""
+    from rich.cells import cell_len
+
+    await wait_for(pilot, lambda: all_ran(app))
+    await pilot.pause()
+    table = app.screen.query_one(ChecksTable)
+    width = table.columns[ColumnKey("name")].width
+    shown = [str(table.get_cell(name, "name")) for name in names]
+    assert all(cell_len(text) <= width for text in shown), (width, shown)
+    assert len(set(shown)) == len(names), (width, shown)
+    return width, shown
+
+
+async def test_long_check_names_stay_told_apart_at_80x24(make_app, tmp_path) -> None:
+    """Names of one application often share a long start and differ only at their end (..._region_europe,
+    ..._region_america) or in their middle: at 80 columns the CHECK column crops them, and cropping every one at
+    its end showed three identical rows. Each is cropped where it keeps what tells it from the others."""
     names = [f"orders_by_customer_email_in_region_{region}" for region in ("europe", "america", "asia")]
     names += [f"orders_by_customer_{n:02d}_email_in_one_region_of_the_world" for n in range(3)]
     names += ["short", "orders"]
-    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
-        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+    app = _orders_app(make_app, tmp_path, names)
     async with app.run_test(size=SMALL) as pilot:
-        await wait_for(pilot, lambda: all_ran(app))
-        await pilot.pause()
-        table = app.screen.query_one(ChecksTable)
-        width = table.columns[ColumnKey("name")].width
+        width, shown = await _shown_names(pilot, app, names)
         assert width < max(map(len, names))
-        shown = [str(table.get_cell(name, "name")) for name in names]
-        assert len(set(shown)) == len(names), shown
-        assert all(len(text) <= width for text in shown), shown
         assert shown[-2:] == ["short", "orders"]
+        table = app.screen.query_one(ChecksTable)
         await pilot.press("s", "s", "s")  # sorted by name: the rows follow the whole names
         await wait_for(pilot, lambda: [table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value
                                        for i in range(table.row_count)] == sorted(names), what="the name order")
@@ -124,30 +138,14 @@ async def test_wide_character_names_stay_told_apart_within_their_column(make_app
     """A name's width on screen is its cells, not its characters: a CJK character takes two. Names sized and
     cropped by their characters were wider than the CHECK column, and the table cut them at its edge, where
     names of one application differ (注文…_ヨーロッパ / _アメリカ / _アジア showed as one)."""
-    import sqlite3
-
     from rich.cells import cell_len
 
-    from monitor.config import config_from_dict
-
-    path = tmp_path / "app.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
-        conn.executemany("INSERT INTO orders (email) VALUES (?)", [("a",), ("a",), ("b",)])
-    conn.close()
     names = [f"注文の重複_顧客のメール_地域_{region}" for region in ("ヨーロッパ", "アメリカ", "アジア")]
     names += ["short"]
-    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
-        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+    app = _orders_app(make_app, tmp_path, names)
     async with app.run_test(size=SMALL) as pilot:
-        await wait_for(pilot, lambda: all_ran(app))
-        await pilot.pause()
-        table = app.screen.query_one(ChecksTable)
-        width = table.columns[ColumnKey("name")].width
+        width, shown = await _shown_names(pilot, app, names)
         assert width < max(map(cell_len, names))
-        shown = [str(table.get_cell(name, "name")) for name in names]
-        assert all(cell_len(text) <= width for text in shown), (width, shown)
-        assert len(set(shown)) == len(names), shown
         assert shown[-1] == "short"
 
 
@@ -155,25 +153,8 @@ async def test_names_whose_crops_read_the_same_are_cropped_elsewhere(make_app, t
     """Keeping each name's distinguishing character is not enough: the parts kept around it can read the same
     (..._invoice_invoice and ..._invoice_invoice_invoice both read 'daily_user_cust…invoice_invoice' in 31
     cells). A name whose crop another shows takes another part around that character."""
-    import sqlite3
-
-    from rich.cells import cell_len
-
-    from monitor.config import config_from_dict
-
-    path = tmp_path / "app.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, email TEXT)")
-    conn.close()
     names = ["daily_user_customer_daily_user_customer", "daily_user_customer_invoice_invoice",
              "daily_user_customer_invoice_invoice_invoice", "daily_user_customer_unique_daily"]
-    app = make_app(config_from_dict({"databases": {"app": {"url": f"sqlite:///{path}"}}, "checks": [
-        {"name": name, "database": "app", "table": "orders", "key": ["email"], "interval": "1h"} for name in names]}))
+    app = _orders_app(make_app, tmp_path, names)
     async with app.run_test(size=SMALL) as pilot:
-        await wait_for(pilot, lambda: all_ran(app))
-        await pilot.pause()
-        table = app.screen.query_one(ChecksTable)
-        width = table.columns[ColumnKey("name")].width
-        shown = [str(table.get_cell(name, "name")) for name in names]
-        assert all(cell_len(text) <= width for text in shown), (width, shown)
-        assert len(set(shown)) == len(names), (width, shown)
+        await _shown_names(pilot, app, names)
