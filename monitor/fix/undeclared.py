@@ -24,7 +24,11 @@ taggit, guardian, the admin log, comments) are the same kind of pair: where the 
 `django_content_type` table, the content types whose `app_label` and `model` name the fixed table (`auth` and
 `user` for `auth_user`, Django's default table name) are read from it, and the rows of each table with both
 columns whose `object_id`/`object_pk` holds the key of a row to delete are counted per content type, in the same
-way (through an index leading with the object column; text compared with the key's text). Odoo's `res_id`
+way (through an index leading with the object column; text compared with the key's text). A model may name its
+table itself (`Meta.db_table = "members"`), which the database does not record: where no content type names the
+fixed table, the content types that name no table of the schema (a model with a table name of its own, the fixed
+table's perhaps) are the ones counted, and said to be so (`Undeclared.unnamed`); those naming another table are
+not referring. Odoo's `res_id`
 beside `res_model` (or `model`) is a polymorphic pair whose type values name the table whole: 'res.partner'.
 """
 
@@ -74,6 +78,9 @@ class Undeclared:
     type_column: str | None = None
     by_type: list[tuple[Any, int]] = field(default_factory=list)
     other_types: list[tuple[Any, int]] = field(default_factory=list)
+    # Django: `by_type` are the content types that name no table of the schema (no content type names the fixed
+    # table, whose model gives its table a name of its own), not content types naming the fixed table.
+    unnamed: bool = False
 
     @property
     def label(self) -> str:
@@ -84,7 +91,12 @@ class Undeclared:
         line = f"{self.label} is named like a reference and no foreign key declares it"
         if self.type_column:
             shown = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.by_type)
-            line += f"; of its rows whose {self.type_column} names {target} ({shown})"
+            if self.unnamed:
+                line += (f"; no {self.type_column} names {target} by Django's default table name, and of its rows "
+                         f"whose {self.type_column} names no table of the schema (a model whose table has a name "
+                         f"of its own, as {target} may be: {shown})")
+            else:
+                line += f"; of its rows whose {self.type_column} names {target} ({shown})"
         line += (f", {self.rows:,}{'' if self.type_column else ' of its row(s)'} hold the {referred} of a row to "
                  f"delete: if it refers to {target}, {self.rows:,} of its row(s) will point at no row")
         if self.other_types:
@@ -96,7 +108,8 @@ class Undeclared:
         return {"schema": self.schema, "table": self.table, "column": self.column, "rows": self.rows,
                 "type_column": self.type_column,
                 "by_type": [{"value": display(value), "rows": rows} for value, rows in self.by_type],
-                "other_types": [{"value": display(value), "rows": rows} for value, rows in self.other_types]}
+                "other_types": [{"value": display(value), "rows": rows} for value, rows in self.other_types],
+                "types_name_no_table": self.unnamed}
 
 
 def _squash(name: str) -> str:
@@ -223,44 +236,60 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     # SQLite: on the fix's own connection (no other may read beside its write transaction), each column's count
     # bounded by a progress handler (`Dialect.bounded_statements`).
     if not rules.reads_beside_writer:
-        _count(conn, table, schema, plan, leading, keys, found, unread, generic[0], as_text)
+        _count(conn, table, schema, plan, leading, keys, found, unread, generic[0], as_text, generic[2])
         return found, unread
     with conn.engine.connect() as reader, rules.bounded_read(reader, COUNT_SECONDS, LOCK_SECONDS):
-        _count(reader, table, schema, plan, leading, keys, found, unread, generic[0], as_text)
+        _count(reader, table, schema, plan, leading, keys, found, unread, generic[0], as_text, generic[2])
     return found, unread
 
 
 def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, names: list[str],
                        columns: dict[tuple[str | None, str], list[Any]]
-                       ) -> tuple[dict[Any, str], list[tuple[str, str, bool]]]:
+                       ) -> tuple[dict[Any, str], list[tuple[str, str, bool]], bool]:
     """Django's generic relations that may name the fixed table: the content types that name it (id: 'app.model',
-    from `django_content_type`) and the (table, object column, whether it holds text) beside a `content_type_id`
-    (the admin log's `object_id` is text, guardian's `object_pk` too)."""
+    from `django_content_type`), the (table, object column, whether it holds text) beside a `content_type_id`
+    (the admin log's `object_id` is text, guardian's `object_pk` too), and whether those content types are the
+    ones naming no table of the schema.
+
+    A content type names the table Django names by default, `<app_label>_<model>`; a model's `Meta.db_table`
+    (`members` for `notes.member`) is recorded nowhere in the database. So where no content type names the fixed
+    table, the content types that name no table of the schema are those that may refer to it: a model with a
+    table name of its own (or one since removed, whose rows refer to none), each counted and said to be so; only
+    those whose model names the table as a class (`names_table`: 'notes.member' for `members`), where some do. A
+    content type naming another table of the schema refers to that table."""
     if CONTENT_TYPES not in names or table.name == CONTENT_TYPES:
-        return {}, []
+        return {}, [], False
     kinds = sa.table(CONTENT_TYPES, sa.column("id"), sa.column("app_label"), sa.column("model"), schema=schema)
     try:
         with conn.begin_nested():
             rows = conn.execute(sa.select(kinds.c.id, kinds.c.app_label, kinds.c.model)).all()
     except sa.exc.DBAPIError:
-        return {}, []  # not Django's table after all, or not readable: no evidence either way
-    naming = {row.id: f"{row.app_label}.{row.model}" for row in rows
-              if isinstance(row.app_label, str) and isinstance(row.model, str)
-              and _squash(row.app_label + row.model) == _squash(table.name)}
+        return {}, [], False  # not Django's table after all, or not readable: no evidence either way
+    kinds_named = {row.id: (row.model, f"{row.app_label}.{row.model}", _squash(row.app_label + row.model))
+                   for row in rows if isinstance(row.app_label, str) and isinstance(row.model, str)}
+    naming = {kind: label for kind, (_m, label, squashed) in kinds_named.items() if squashed == _squash(table.name)}
+    unnamed = not naming
+    if unnamed:
+        tables = {_squash(name) for name in names}
+        naming = {kind: label for kind, (_m, label, squashed) in kinds_named.items() if squashed not in tables}
+        # Those whose model names the table as a class ('notes.member' for `members`), where some do: Django's
+        # own `sites.site` (`django_site`) or `admin.logentry` (`django_admin_log`) name no table either.
+        named = {kind: label for kind, label in naming.items() if names_table(kinds_named[kind][0], table.name)}
+        naming = named or naming
     if not naming:
-        return {}, []
+        return {}, [], False
     pairs = []
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
         own = {c["name"]: c for c in cols}
         if CONTENT_TYPE_COLUMN in own:
             pairs += [(name, column, _family(own[column]["type"]) == "text") for column in OBJECT_COLUMNS
                       if column in own]
-    return naming, pairs
+    return naming, pairs, unnamed
 
 
 def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
            leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str],
-           content_types: dict[Any, str], as_text: set[tuple[str, str]]) -> None:
+           content_types: dict[Any, str], as_text: set[tuple[str, str]], unnamed: bool = False) -> None:
     prefix = f"{schema}." if schema else ""
     rules = for_backend(conn.dialect.name)
     skipped: set[str] = set()
@@ -325,4 +354,5 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
             rows = sum(n for _v, n in by_type)
             by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
         if rows:
-            found.append(Undeclared(schema, name, column, rows, polymorphic, by_type, others))
+            found.append(Undeclared(schema, name, column, rows, polymorphic, by_type, others,
+                                    unnamed=generic and unnamed))

@@ -134,6 +134,57 @@ def test_a_django_generic_relation_counts_the_rows_whose_content_type_names_the_
     assert "taggit_taggeditem(object_id)" in shown and "'auth.user' 1" in shown, shown
 
 
+def test_a_generic_relation_to_a_model_with_its_own_table_name_is_counted(db, tmp_path):
+    """A Django model whose `Meta.db_table` names its table itself (`members` for `notes.member`): no content type
+    names `members`, so taggit's and the admin log's rows pointing at the members to delete were not counted and the
+    plan said nothing (19 of each found on a real taggit + admin site, left pointing at no row). The content types
+    naming no table of the schema are counted and said to be so; 'notes.note' names `notes_note`: a tag of note 2
+    is not counted."""
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               # Django's own `sites.site` names no table either (`django_site`): not this one's, as 'member' is
+               "INSERT INTO django_content_type VALUES (1, 'notes', 'note'), (2, 'notes', 'member'), "
+               "(4, 'sites', 'site')",
+               "CREATE TABLE notes_note (id INTEGER PRIMARY KEY)", "INSERT INTO notes_note VALUES (1), (2)",
+               "CREATE TABLE members (id INTEGER PRIMARY KEY, name VARCHAR(50))",
+               "INSERT INTO members VALUES (1, 'ann'), (2, 'ann'), (3, 'bob')",
+               "CREATE TABLE taggit_taggeditem (id INTEGER PRIMARY KEY, content_type_id INTEGER NOT NULL, "
+               "object_id INTEGER NOT NULL)",
+               "CREATE INDEX taggit_ct_obj ON taggit_taggeditem (content_type_id, object_id)",
+               "INSERT INTO taggit_taggeditem VALUES (1, 2, 2), (2, 1, 2), (3, 2, 1), (4, 2, 3), (6, 4, 2)",
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               "INSERT INTO django_admin_log VALUES (1, 2, '2'), (2, 1, '2')")
+    path = config_file(tmp_path, db, [{"name": "members", "table": "members", "key": ["name"]}])
+    dry = run_cli("fix", "members", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    found = {(u["table"], u["column"]): u for u in json_out(dry)["undeclared_references"]}
+    expected = {"rows": 1, "type_column": "content_type_id", "by_type": [{"value": "notes.member", "rows": 1}],
+                "other_types": [], "types_name_no_table": True}
+    assert {k: {f: u[f] for f in expected} for k, u in found.items()} == {
+        ("django_admin_log", "object_id"): expected, ("taggit_taggeditem", "object_id"): expected}
+    out = " ".join(run_cli("fix", "members", "--config", str(path), "--dry-run").stdout.split())
+    assert ("taggit_taggeditem(object_id) is named like a reference and no foreign key declares it; no "
+            "content_type_id names members by Django's default table name, and of its rows whose content_type_id "
+            "names no table of the schema (a model whose table has a name of its own, as members may be: "
+            "'notes.member' 1), 1 hold the id of a row to delete") in out, out
+    # No content type's model names `members` as a class: those naming no table are counted, each by its name.
+    db.execute("UPDATE django_content_type SET model = 'person' WHERE id = 2")
+    found = {(u["table"], u["column"]): u for u in json_out(run_cli(
+        "fix", "members", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
+    assert found["taggit_taggeditem", "object_id"]["by_type"] == [
+        {"value": "notes.person", "rows": 1}, {"value": "sites.site", "rows": 1}]
+    # A content type naming the fixed table by Django's default name: the others are not counted as it.
+    db.execute("INSERT INTO django_content_type VALUES (3, 'auth', 'user')",
+               "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(50))",
+               "INSERT INTO auth_user VALUES (1, 'a'), (2, 'a')",
+               "INSERT INTO taggit_taggeditem VALUES (5, 3, 2)")
+    path = config_file(tmp_path, db, [{"name": "users", "table": "auth_user", "key": ["email"]}])
+    found = {(u["table"], u["column"]): u for u in json_out(run_cli(
+        "fix", "users", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
+    assert {k: (u["rows"], u["by_type"], u["types_name_no_table"]) for k, u in found.items()} == {
+        ("taggit_taggeditem", "object_id"): (1, [{"value": "auth.user", "rows": 1}], False)}
+
+
 def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the_fix_role_cannot_read(pg, tmp_path):
     """A partitioned `event(account_id)` and an inheritance child of `audit_entry` are counted with their parent
     (a query of the parent reads their rows), not again on their own; a table the fix role may not read is named
