@@ -709,15 +709,18 @@ def _judge_null_keys(conn: Connection, plan: FixPlan, layout: Layout, rel: FromC
                 if column.nullable]
     if not nullable or layout.mode == "identical":
         return
-    counts = conn.execute(sa.select(*[
+    # Per column, and in all (a group may hold NULL in one column, another group in another: the total is theirs,
+    # not the largest column's).
+    *counts, total = conn.execute(sa.select(*[
         sa.func.count(sa.distinct(sa.case((rel.c[label].is_(None), rel.c[GROUP])))) for label, _n in nullable
-    ])).one()
+    ], sa.func.count(sa.distinct(sa.case((sa.or_(*[rel.c[label].is_(None) for label, _n in nullable]),
+                                         rel.c[GROUP])))))).one()
     plan.null_key_groups = {name: int(n) for (_label, name), n in zip(nullable, counts, strict=True) if n}
     if not plan.null_key_groups:
         return
     shown = ", ".join(f"{name} in {n:,}" for name, n in plan.null_key_groups.items())
     plan.notes.append(
-        f"{max(plan.null_key_groups.values()):,} group(s) are formed by a NULL in the key ({shown}), counted as one "
+        f"{int(total):,} group(s) are formed by a NULL in the key ({shown}), counted as one "
         f"value (nulls = \"{tc.check.nulls}\"): if NULL there means none or unknown (an anonymous owner), those rows "
         "are not copies of one another, yet the fix merges them, and a guard treating NULLs as equal (PostgreSQL "
         "15+) refuses the application's next such row; set nulls = \"distinct\" on the check to leave them out")

@@ -28,3 +28,16 @@ def test_the_plan_names_the_groups_a_null_in_the_key_forms(db, tmp_path):
         plan = json_out(run_cli("fix", "baskets", "--config", str(path), "--dry-run", "--json"))
         assert (plan["groups"], plan["null_key_groups"]) == (1, {}), plan
         assert not any("NULL in the key" in note for note in plan["notes"]), plan["notes"]
+
+
+def test_the_note_counts_the_groups_a_null_forms_in_any_of_the_key_columns(db, tmp_path):
+    """Two nullable key columns, a NULL in one in two groups and in the other in a third: the note said 2 group(s)
+    (the largest column's count), not the 3 the fix merges."""
+    db.execute("CREATE TABLE basket (id INTEGER PRIMARY KEY, owner_id INTEGER, status VARCHAR(10))",
+               "INSERT INTO basket VALUES (1, NULL, 'Open'), (2, NULL, 'Open'), (3, NULL, 'Frozen'), "
+               "(4, NULL, 'Frozen'), (5, 7, NULL), (6, 7, NULL), (7, 8, 'Open'), (8, 8, 'Open')")
+    path = config_file(tmp_path, db, [{"name": "baskets", "table": "basket", "key": ["owner_id", "status"]}])
+    plan = json_out(run_cli("fix", "baskets", "--config", str(path), "--dry-run", "--json"))
+    assert (plan["groups"], plan["null_key_groups"]) == (4, {"owner_id": 2, "status": 1}), plan
+    assert any(note.startswith("3 group(s) are formed by a NULL in the key (owner_id in 2, status in 1)")
+               for note in plan["notes"]), plan["notes"]
