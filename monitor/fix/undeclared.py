@@ -274,7 +274,17 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
     to is recorded nowhere in the database. So the content types naming the fixed table and those naming no table
     of the schema are counted, each by its name: only a content type naming another table of the schema refers to
     that table. Guessing which unnamed one is the fixed table's could drop the right one."""
-    if CONTENT_TYPES not in names or table.name == CONTENT_TYPES:
+    if table.name == CONTENT_TYPES:
+        return {}, [], set(), None
+    pairs = []
+    for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
+        own = {c["name"]: c for c in cols}
+        if CONTENT_TYPE_COLUMN in own:
+            pairs += [(name, column, _family(own[column]["type"]) == "text") for column in OBJECT_COLUMNS
+                      if column in own]
+    # Asked of the database wherever a generic relation's columns are, even where the catalog does not list
+    # `django_content_type`: MySQL/MariaDB's lists no table the role may not read.
+    if not pairs:
         return {}, [], set(), None
     kinds = sa.table(CONTENT_TYPES, sa.column("id"), sa.column("app_label"), sa.column("model"), schema=schema)
     try:
@@ -293,12 +303,6 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
     naming.update(unnamed)
     if not naming:
         return {}, [], set(), None
-    pairs = []
-    for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
-        own = {c["name"]: c for c in cols}
-        if CONTENT_TYPE_COLUMN in own:
-            pairs += [(name, column, _family(own[column]["type"]) == "text") for column in OBJECT_COLUMNS
-                      if column in own]
     return naming, pairs, set(unnamed.values()), None
 
 

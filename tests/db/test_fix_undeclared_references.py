@@ -283,29 +283,42 @@ def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the
         assert contents(pg, "account", "post", "comment", "audit_entry", "event") == before
 
 
-def test_postgres_names_a_content_type_table_the_fix_role_cannot_read(pg, tmp_path):
+def test_a_content_type_table_the_fix_role_cannot_read_is_named(server, tmp_path):
     """A fix role that may not read `django_content_type` cannot tell which generic relation rows refer to the
     fixed table: the plan counted none and said nothing (the admin log's rows of the users to delete left pointing
-    at no row). It now names the table as not counted, with PostgreSQL's reason."""
-    s = pg.schema
-    pg.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+    at no row; on MariaDB the catalog does not even list the table). It now names the table as not counted, with
+    the database's reason."""
+    db, s = server, server.schema
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
                "INSERT INTO django_content_type VALUES (1, 'auth', 'user')",
                "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(50))",
                "INSERT INTO auth_user VALUES (1, 'a'), (2, 'a')",
-               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, object_id TEXT)",
-               "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
                "INSERT INTO django_admin_log VALUES (1, 1, '2')")
-    grants = ["ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS", f'GRANT USAGE, CREATE ON SCHEMA "{s}" TO {{user}}',
-              f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{s}".auth_user, "{s}".django_admin_log TO {{user}}']
-    with server_login("postgresql", *grants, prefix="dw_ctype", password="pw") as role:
-        as_role = make_url(pg.url).set(username=role, password="pw").render_as_string(hide_password=False)
-        path = write_config(tmp_path / "role.toml", {"app": {"url": pg.url, "fix_url": as_role}},
-                            [{"database": "app", "name": "users", "table": "auth_user", "key": ["email"]}])
-        dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
-        assert dry.exit_code == 0, dry.output
-        unread = [n for n in json_out(dry)["notes"] if n.startswith("not counted")]
-        assert len(unread) == 1 and "django_content_type (permission denied for table django_content_type; no " \
-            "generic relation counted)" in unread[0], json_out(dry)["notes"]
+    own = f"{s}_own"  # MariaDB: dupewatch's own tables in a database of their own, where the role may do all
+    if db.dialect == "postgresql":
+        grants = ["ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS", f'GRANT USAGE, CREATE ON SCHEMA "{s}" TO {{user}}',
+                  f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{s}".auth_user, "{s}".django_admin_log TO {{user}}']
+    else:
+        db.execute(f"CREATE DATABASE `{own}`")
+        grants = [f"GRANT ALL ON `{own}`.* TO {{user}}", "GRANT PROCESS ON *.* TO {user}",
+                  *[f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{s}`.{t} TO {{user}}"
+                    for t in ("auth_user", "django_admin_log")]]
+    try:
+        with server_login(db.dialect, *grants, prefix="dw_ctype", password="pw") as role:
+            as_role = make_url(db.url).set(username=role, password="pw").render_as_string(hide_password=False)
+            path = write_config(tmp_path / "role.toml", {"app": {"url": db.url, "fix_url": as_role}},
+                                [{"database": "app", "name": "users", "table": "auth_user", "key": ["email"]}],
+                                **({} if db.dialect == "postgresql" else {"fix": {"schema": own}}))
+            dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+            assert dry.stdout, dry.output
+            unread = [n for n in json_out(dry)["notes"] if n.startswith("not counted")]
+            assert len(unread) == 1 and "django_content_type (" in unread[0], dry.output
+            assert "no generic relation counted)" in unread[0] and "denied" in unread[0], unread
+    finally:
+        if db.dialect != "postgresql":
+            db.execute(f"DROP DATABASE IF EXISTS `{own}`")
 
 
 def test_postgres_counts_in_a_short_transaction_of_their_own_bounded_by_a_lock_timeout(pg, tmp_path):
