@@ -58,6 +58,10 @@ LOCK_SECONDS = 1.0  # a counting statement's wait for a lock
 KEYS_PER_STATEMENT = 1_000  # keys looked up per counting statement (an IN list, through the column's index)
 CONTENT_TYPES = "django_content_type"  # Django's table of content types, where generic relations name their table
 CONTENT_TYPE_COLUMN = "content_type_id"
+# Django's own models whose `Meta.db_table` is not `<app_label>_<model>`: their content types name these tables.
+DJANGO_TABLES = {"admin.logentry": "django_admin_log", "contenttypes.contenttype": "django_content_type",
+                 "sessions.session": "django_session", "sites.site": "django_site",
+                 "redirects.redirect": "django_redirect", "flatpages.flatpage": "django_flatpage"}
 OBJECT_COLUMNS = ("object_id", "object_pk")
 # Odoo's generic relations: `res_id` beside the model's name, `res_model` (mail_followers, ir_attachment, the
 # activities) or `model` (mail_message, ir_model_data), 'res.partner' for the table `res_partner`.
@@ -295,8 +299,9 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
         prefix = f"{schema}." if schema else ""
         return {}, [], set(), f"{prefix}{CONTENT_TYPES} ({reason}; no generic relation counted)"
-    squashed = {row.id: (f"{row.app_label}.{row.model}", _squash(row.app_label + row.model)) for row in rows
-                if isinstance(row.app_label, str) and isinstance(row.model, str)}
+    squashed = {row.id: (label, _squash(DJANGO_TABLES.get(label, row.app_label + row.model))) for row in rows
+                if isinstance(row.app_label, str) and isinstance(row.model, str)
+                and (label := f"{row.app_label}.{row.model}")}
     tables = {_squash(name) for name in names}
     naming = {kind: label for kind, (label, name) in squashed.items() if name == _squash(table.name)}
     unnamed = {kind: label for kind, (label, name) in squashed.items() if name not in tables}

@@ -192,14 +192,15 @@ def test_a_proxy_or_moved_model_content_type_is_counted_beside_the_one_naming_th
     proxy of `auth.User`, naming no table. A model moved to another app keeps its table (`db_table = "shop_order"`)
     under a new content type, 'billing.order', and leaves the old 'shop.order', which names the table. Each
     content type naming no table of the schema is counted beside the one naming the fixed table; only one naming
-    another table ('blog.post') is not. Before, with a content type naming the table, the others were not counted
-    (their rows left pointing at no row, unsaid); and with none, only those whose model names the table as a class
-    were: a stale 'old.member' hid 'notes.person' (`db_table = "members"`)."""
+    another table ('blog.post', and Django's own 'sites.site' for `django_site`) is not. Before, with a content
+    type naming the table, the others were not counted (their rows left pointing at no row, unsaid); and with
+    none, only those whose model names the table as a class were: a stale 'old.member' hid 'notes.person'
+    (`db_table = "members"`)."""
     db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
                "INSERT INTO django_content_type VALUES (1, 'auth', 'user'), (2, 'staff', 'staffuser'), "
                "(3, 'blog', 'post'), (4, 'shop', 'order'), (5, 'billing', 'order'), (6, 'old', 'member'), "
-               "(7, 'notes', 'person')",
-               "CREATE TABLE blog_post (id INTEGER PRIMARY KEY)",
+               "(7, 'notes', 'person'), (8, 'sites', 'site')",
+               "CREATE TABLE blog_post (id INTEGER PRIMARY KEY)", "CREATE TABLE django_site (id INTEGER PRIMARY KEY)",
                "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(50))",
                "INSERT INTO auth_user VALUES (1, 'a'), (2, 'a')",
                "CREATE TABLE shop_order (id INTEGER PRIMARY KEY, ref VARCHAR(50))",
@@ -208,7 +209,7 @@ def test_a_proxy_or_moved_model_content_type_is_counted_beside_the_one_naming_th
                "INSERT INTO members VALUES (1, 'ann'), (2, 'ann')",
                "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
                "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
-               "INSERT INTO django_admin_log VALUES (1, 1, '2'), (2, 2, '2'), (3, 3, '2')")
+               "INSERT INTO django_admin_log VALUES (1, 1, '2'), (2, 2, '2'), (3, 3, '2'), (4, 8, '2')")
 
     def counted(table: str) -> tuple[int, list[str], list[str]]:
         path = config_file(tmp_path, db, [{"name": "c", "table": table, "key": [
