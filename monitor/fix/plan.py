@@ -631,6 +631,9 @@ class FixPlan:
     left_out_groups: int = 0
     # Columns no foreign key declares whose rows hold keys of rows to delete (`undeclared`): the fix leaves them.
     undeclared: list[Undeclared] = field(default_factory=list)
+    # Per nullable key column: the groups the fix merges whose key holds NULL there (`nulls` "equal" or
+    # "skip_all_null" count NULL as a value; `_judge_null_keys`).
+    null_key_groups: dict[str, int] = field(default_factory=dict)
     fix_id: str | None = None
     planned_at: str = field(default_factory=now_text)
 
@@ -648,6 +651,7 @@ class FixPlan:
                 "differences": self.differences, "distinct_entities": self.distinct_entities,
                 "left_out_groups": self.left_out_groups, "left_out": [x.as_json() for x in self.left_out],
                 "undeclared_references": [u.as_json() for u in self.undeclared],
+                "null_key_groups": self.null_key_groups,
                 "blockers": self.blockers, "notes": self.notes, "advice": self.advice}
 
 
@@ -685,11 +689,41 @@ def build_preview(conn: Connection, layout: Layout, rel: FromClause, *, database
     )
     _judge(plan, layout, differing_groups)
     if groups:
+        _judge_null_keys(conn, plan, layout, rel)
         _judge_collations(plan, layout)
         _judge_unseen(conn, plan, layout)
         if layout.mode in ("pk", COUNTER) and rows_to_delete:
             _judge_undeclared(conn, plan, layout, rel)
     return plan
+
+
+def _judge_null_keys(conn: Connection, plan: FixPlan, layout: Layout, rel: FromClause) -> None:
+    """Groups the fix merges because their key holds NULL in a nullable column (the check's `nulls` rule counts
+    NULL as a value): rows where NULL means "none" or "unknown" (Oscar's anonymous baskets, `owner_id` NULL)
+    are not copies of one another, and a guard (NULLS NOT DISTINCT) would then let the application write one such
+    row only. Counted in the plan (the groups it merges) and said, so that the operator decides."""
+    tc = layout.tc
+    if tc.check.nulls == "distinct":
+        return
+    nullable = [(label, column.name) for label, column in zip(layout.key_labels, tc.key_columns, strict=True)
+                if column.nullable]
+    if not nullable or layout.mode == "identical":
+        return
+    # Per column, and in all (a group may hold NULL in one column, another group in another: the total is theirs,
+    # not the largest column's).
+    *counts, total = conn.execute(sa.select(*[
+        sa.func.count(sa.distinct(sa.case((rel.c[label].is_(None), rel.c[GROUP])))) for label, _n in nullable
+    ], sa.func.count(sa.distinct(sa.case((sa.or_(*[rel.c[label].is_(None) for label, _n in nullable]),
+                                         rel.c[GROUP])))))).one()
+    plan.null_key_groups = {name: int(n) for (_label, name), n in zip(nullable, counts, strict=True) if n}
+    if not plan.null_key_groups:
+        return
+    shown = ", ".join(f"{name} in {n:,}" for name, n in plan.null_key_groups.items())
+    plan.notes.append(
+        f"{int(total):,} group(s) are formed by a NULL in the key ({shown}), counted as one "
+        f"value (nulls = \"{tc.check.nulls}\"): if NULL there means none or unknown (an anonymous owner), those rows "
+        "are not copies of one another, yet the fix merges them, and a guard treating NULLs as equal (PostgreSQL "
+        "15+) refuses the application's next such row; set nulls = \"distinct\" on the check to leave them out")
 
 
 def _judge_collations(plan: FixPlan, layout: Layout) -> None:

@@ -24,13 +24,19 @@ taggit, guardian, the admin log, comments) are the same kind of pair: where the 
 `django_content_type` table, the content types whose `app_label` and `model` name the fixed table (`auth` and
 `user` for `auth_user`, Django's default table name) are read from it, and the rows of each table with both
 columns whose `object_id`/`object_pk` holds the key of a row to delete are counted per content type, in the same
-way (through an index leading with the object column; text compared with the key's text). Odoo's `res_id`
+way (through an index leading with the object column; text compared with the key's text, a UUID in both its
+forms). The database does not record which model a content type's rows refer to: a proxy model has a content type
+of its own (the admin log writes it), a model may name its table itself (`Meta.db_table = "members"`), a model
+moved to another app keeps its table under a new content type and leaves the old one. So the content types that
+name no table of the schema are counted too, each by its name, and said to be so (`Undeclared.unnamed`); only
+those naming another table of the schema are not referring. Odoo's `res_id`
 beside `res_model` (or `model`) is a polymorphic pair whose type values name the table whole: 'res.partner'.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +50,7 @@ from monitor.fix.values import display
 
 # `account_id`, `ACCOUNT_ID`, `accountId`; not `paid`, `void`, `valid`, `pid`, `uuid` (case matters for `Id`).
 _NAME = re.compile(r"(?:_[iI][dD]|(?<=[a-z])Id)$")
+_UUID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 TYPE_VALUES = 5  # type values shown per polymorphic column
 COUNTED_KEYS = 100_000  # keys to delete read once for the counts; past this, the columns are named as not counted
 COUNT_SECONDS = 2.0  # each counting statement's bound
@@ -51,6 +58,10 @@ LOCK_SECONDS = 1.0  # a counting statement's wait for a lock
 KEYS_PER_STATEMENT = 1_000  # keys looked up per counting statement (an IN list, through the column's index)
 CONTENT_TYPES = "django_content_type"  # Django's table of content types, where generic relations name their table
 CONTENT_TYPE_COLUMN = "content_type_id"
+# Django's own models whose `Meta.db_table` is not `<app_label>_<model>`: their content types name these tables.
+DJANGO_TABLES = {"admin.logentry": "django_admin_log", "contenttypes.contenttype": "django_content_type",
+                 "sessions.session": "django_session", "sites.site": "django_site",
+                 "redirects.redirect": "django_redirect", "flatpages.flatpage": "django_flatpage"}
 OBJECT_COLUMNS = ("object_id", "object_pk")
 # Odoo's generic relations: `res_id` beside the model's name, `res_model` (mail_followers, ir_attachment, the
 # activities) or `model` (mail_message, ir_model_data), 'res.partner' for the table `res_partner`.
@@ -74,6 +85,9 @@ class Undeclared:
     type_column: str | None = None
     by_type: list[tuple[Any, int]] = field(default_factory=list)
     other_types: list[tuple[Any, int]] = field(default_factory=list)
+    # Django: those of `by_type` whose content type names no table of the schema (a proxy model, a model giving its
+    # table a name of its own, or a removed one), not the fixed table by Django's default name.
+    unnamed: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -83,8 +97,15 @@ class Undeclared:
         """Evidence, not a verdict: a column named like a reference whose values equal keys of rows to delete."""
         line = f"{self.label} is named like a reference and no foreign key declares it"
         if self.type_column:
-            shown = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.by_type)
-            line += f"; of its rows whose {self.type_column} names {target} ({shown})"
+            named = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.by_type
+                              if value not in self.unnamed)
+            other = ", ".join(f"{display(value)!r} {rows:,}" for value, rows in self.by_type if value in self.unnamed)
+            line += f"; of its rows whose {self.type_column} names {target}" if named else (
+                f"; of its rows whose {self.type_column}")
+            line += f" ({named})" if named else ""
+            if other:
+                line += (f"{' or' if named else ''} names no table of the schema (a proxy model, a model whose table "
+                         f"has a name of its own, as {target} may be, or a removed one: {other})")
         line += (f", {self.rows:,}{'' if self.type_column else ' of its row(s)'} hold the {referred} of a row to "
                  f"delete: if it refers to {target}, {self.rows:,} of its row(s) will point at no row")
         if self.other_types:
@@ -96,7 +117,20 @@ class Undeclared:
         return {"schema": self.schema, "table": self.table, "column": self.column, "rows": self.rows,
                 "type_column": self.type_column,
                 "by_type": [{"value": display(value), "rows": rows} for value, rows in self.by_type],
-                "other_types": [{"value": display(value), "rows": rows} for value, rows in self.other_types]}
+                "other_types": [{"value": display(value), "rows": rows} for value, rows in self.other_types],
+                "types_name_no_table": list(self.unnamed)}
+
+
+def _as_texts(key: Any) -> list[str]:
+    """A key as the text a generic relation's text object column holds for it (`str(pk)`, Django's admin log and
+    guardian): a UUID primary key stored as 32 hex digits (Django's `UUIDField` on SQLite, MySQL and MariaDB before
+    Django 5.0) is written there hyphenated, and a native one may be held as 32 hex digits."""
+    text = str(key)
+    if isinstance(key, uuid.UUID):
+        return [text, key.hex]
+    if _UUID.fullmatch(text):
+        return [text, str(uuid.UUID(text))] if len(text) == 32 else [text, uuid.UUID(text).hex]
+    return [text]
 
 
 def _squash(name: str) -> str:
@@ -186,7 +220,6 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     columns = inspector.get_multi_columns(schema=schema, filter_names=names)
     declared = inspector.get_multi_foreign_keys(schema=schema, filter_names=names)
     found: list[Undeclared] = []
-    unread: list[str] = []
     plan: list[tuple[str, str, str | None]] = []
     odoo = any(n in names for n in ODOO_TABLES)
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
@@ -204,17 +237,18 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
             if polymorphic is None and not stem_names_table(stem, table.name, names):
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
-    generic = _generic_relations(conn, table, schema, names, columns)
-    plan += [(name, column, CONTENT_TYPE_COLUMN) for name, column, _text in generic[1]]
-    as_text = {(name, column) for name, column, text in generic[1] if text}
+    content_types, pairs, unnamed, not_read = _generic_relations(conn, table, schema, names, columns)
+    plan += [(name, column, CONTENT_TYPE_COLUMN) for name, column, _text in pairs]
+    as_text = {(name, column) for name, column, text in pairs if text}
+    unread: list[str] = [not_read] if not_read else []
     if not plan:
-        return [], []
+        return [], unread
     prefix = f"{schema}." if schema else ""
     leading = _leading_columns(conn, schema, sorted({name for name, _c, _p in plan}))
     keys = [row[0] for row in conn.execute(sa.select(rel.c[identity]).where(doomed).limit(COUNTED_KEYS + 1))]
     if len(keys) > COUNTED_KEYS:
-        return [], [f"{prefix}{name}({column}) (more than {COUNTED_KEYS:,} rows to delete)"
-                    for name, column, _p in plan]
+        return [], unread + [f"{prefix}{name}({column}) (more than {COUNTED_KEYS:,} rows to delete)"
+                             for name, column, _p in plan]
     rules = for_backend(conn.dialect.name)
     # Counted on a connection of their own, in a short read-only transaction whose statements and lock waits are
     # bounded (`COUNT_SECONDS`, `LOCK_SECONDS`), ended before the fix's batches: not inside the fix's snapshot
@@ -223,44 +257,63 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     # SQLite: on the fix's own connection (no other may read beside its write transaction), each column's count
     # bounded by a progress handler (`Dialect.bounded_statements`).
     if not rules.reads_beside_writer:
-        _count(conn, table, schema, plan, leading, keys, found, unread, generic[0], as_text)
+        _count(conn, table, schema, plan, leading, keys, found, unread, content_types, as_text, unnamed)
         return found, unread
     with conn.engine.connect() as reader, rules.bounded_read(reader, COUNT_SECONDS, LOCK_SECONDS):
-        _count(reader, table, schema, plan, leading, keys, found, unread, generic[0], as_text)
+        _count(reader, table, schema, plan, leading, keys, found, unread, content_types, as_text, unnamed)
     return found, unread
 
 
 def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, names: list[str],
                        columns: dict[tuple[str | None, str], list[Any]]
-                       ) -> tuple[dict[Any, str], list[tuple[str, str, bool]]]:
-    """Django's generic relations that may name the fixed table: the content types that name it (id: 'app.model',
-    from `django_content_type`) and the (table, object column, whether it holds text) beside a `content_type_id`
-    (the admin log's `object_id` is text, guardian's `object_pk` too)."""
-    if CONTENT_TYPES not in names or table.name == CONTENT_TYPES:
-        return {}, []
-    kinds = sa.table(CONTENT_TYPES, sa.column("id"), sa.column("app_label"), sa.column("model"), schema=schema)
-    try:
-        with conn.begin_nested():
-            rows = conn.execute(sa.select(kinds.c.id, kinds.c.app_label, kinds.c.model)).all()
-    except sa.exc.DBAPIError:
-        return {}, []  # not Django's table after all, or not readable: no evidence either way
-    naming = {row.id: f"{row.app_label}.{row.model}" for row in rows
-              if isinstance(row.app_label, str) and isinstance(row.model, str)
-              and _squash(row.app_label + row.model) == _squash(table.name)}
-    if not naming:
-        return {}, []
+                       ) -> tuple[dict[Any, str], list[tuple[str, str, bool]], set[str], str | None]:
+    """Django's generic relations that may refer to the fixed table: the content types that may (id: 'app.model',
+    from `django_content_type`), the (table, object column, whether it holds text) beside a `content_type_id`
+    (the admin log's `object_id` is text, guardian's `object_pk` too), the labels of those content types that name
+    no table of the schema, and, when `django_content_type` could not be read, why (none counted).
+
+    A content type names the table Django names by default, `<app_label>_<model>`; which table a proxy model's
+    content type (the admin log's, `for_concrete_model=False`), a model's own `Meta.db_table` (`members` for
+    `notes.member`) or a model moved to another app (its old content type left behind, naming the same table) refer
+    to is recorded nowhere in the database. So the content types naming the fixed table and those naming no table
+    of the schema are counted, each by its name: only a content type naming another table of the schema refers to
+    that table. Guessing which unnamed one is the fixed table's could drop the right one."""
+    if table.name == CONTENT_TYPES:
+        return {}, [], set(), None
     pairs = []
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
         own = {c["name"]: c for c in cols}
         if CONTENT_TYPE_COLUMN in own:
             pairs += [(name, column, _family(own[column]["type"]) == "text") for column in OBJECT_COLUMNS
                       if column in own]
-    return naming, pairs
+    # Asked of the database wherever a generic relation's columns are, even where the catalog does not list
+    # `django_content_type`: MySQL/MariaDB's lists no table the role may not read.
+    if not pairs:
+        return {}, [], set(), None
+    kinds = sa.table(CONTENT_TYPES, sa.column("id"), sa.column("app_label"), sa.column("model"), schema=schema)
+    try:
+        with conn.begin_nested():
+            rows = conn.execute(sa.select(kinds.c.id, kinds.c.app_label, kinds.c.model)).all()
+    except sa.exc.DBAPIError as exc:
+        # Not readable (or not Django's table after all): the generic relations are not counted, and said so.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        prefix = f"{schema}." if schema else ""
+        return {}, [], set(), f"{prefix}{CONTENT_TYPES} ({reason}; no generic relation counted)"
+    squashed = {row.id: (label, _squash(DJANGO_TABLES.get(label, row.app_label + row.model))) for row in rows
+                if isinstance(row.app_label, str) and isinstance(row.model, str)
+                and (label := f"{row.app_label}.{row.model}")}
+    tables = {_squash(name) for name in names}
+    naming = {kind: label for kind, (label, name) in squashed.items() if name == _squash(table.name)}
+    unnamed = {kind: label for kind, (label, name) in squashed.items() if name not in tables}
+    naming.update(unnamed)
+    if not naming:
+        return {}, [], set(), None
+    return naming, pairs, set(unnamed.values()), None
 
 
 def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
            leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str],
-           content_types: dict[Any, str], as_text: set[tuple[str, str]]) -> None:
+           content_types: dict[Any, str], as_text: set[tuple[str, str]], unnamed: set[str]) -> None:
     prefix = f"{schema}." if schema else ""
     rules = for_backend(conn.dialect.name)
     skipped: set[str] = set()
@@ -282,7 +335,8 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
         wanted: sa.ColumnElement[bool] = child.c[column].in_(sa.bindparam("keys", expanding=True))
         if generic:
             wanted = sa.and_(child.c[CONTENT_TYPE_COLUMN].in_(list(content_types)), wanted)
-        looked_up = [str(k) for k in keys] if (name, column) in as_text else keys  # a text object column
+        # A text object column: each key as the text Django writes for it (`str(pk)`).
+        looked_up = list(dict.fromkeys(t for k in keys for t in _as_texts(k))) if (name, column) in as_text else keys
         per_type: dict[Any, int] = {}
         try:
             with conn.begin_nested(), rules.bounded_statements(conn, COUNT_SECONDS):
@@ -291,7 +345,7 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
                     kinds = list(conn.execute(sa.select(child.c[polymorphic]).distinct()
                                               .where(child.c[polymorphic].is_not(None))).scalars())
                     wanted = sa.and_(child.c[polymorphic].in_(kinds), wanted)
-                for start in range(0, len(keys), KEYS_PER_STATEMENT):
+                for start in range(0, len(looked_up), KEYS_PER_STATEMENT):
                     chunk = {"keys": looked_up[start:start + KEYS_PER_STATEMENT]}
                     if polymorphic is None:
                         n = int(conn.execute(sa.select(sa.func.count()).select_from(child).where(wanted),
@@ -325,4 +379,5 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
             rows = sum(n for _v, n in by_type)
             by_type, others = by_type[:TYPE_VALUES], others[:TYPE_VALUES]
         if rows:
-            found.append(Undeclared(schema, name, column, rows, polymorphic, by_type, others))
+            found.append(Undeclared(schema, name, column, rows, polymorphic, by_type, others,
+                                    unnamed=tuple(v for v, _n in by_type if generic and v in unnamed)))

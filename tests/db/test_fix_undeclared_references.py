@@ -5,6 +5,8 @@ now names each such column with the database's count of rows holding a key of a 
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.engine import make_url
 
 from dbtest import server_login, write_config
@@ -109,6 +111,7 @@ def test_a_django_generic_relation_counts_the_rows_whose_content_type_names_the_
     same number and is listed as not referring."""
     db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
                "INSERT INTO django_content_type VALUES (1, 'auth', 'user'), (2, 'blog', 'post')",
+               "CREATE TABLE blog_post (id INTEGER PRIMARY KEY)",
                "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(254))",
                "INSERT INTO auth_user VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')",
                "CREATE TABLE taggit_taggeditem (id INTEGER PRIMARY KEY, content_type_id INTEGER NOT NULL, "
@@ -132,6 +135,114 @@ def test_a_django_generic_relation_counts_the_rows_whose_content_type_names_the_
         ("taggit_taggeditem", "object_id"): (1, "content_type_id", [{"value": "auth.user", "rows": 1}])}
     shown = run_cli("fix", "users", "--config", str(path), "--dry-run").output
     assert "taggit_taggeditem(object_id)" in shown and "'auth.user' 1" in shown, shown
+
+
+def test_a_generic_relation_to_a_model_with_its_own_table_name_is_counted(db, tmp_path):
+    """A Django model whose `Meta.db_table` names its table itself (`members` for `notes.member`): no content type
+    names `members`, so taggit's and the admin log's rows pointing at the members to delete were not counted and the
+    plan said nothing (19 of each found on a real taggit + admin site, left pointing at no row). The content types
+    naming no table of the schema are counted, each by its name, and said to be so; 'notes.note' names
+    `notes_note`: a tag of note 2 is not counted."""
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'notes', 'note'), (2, 'notes', 'member'), "
+               "(4, 'sites', 'site')",
+               "CREATE TABLE notes_note (id INTEGER PRIMARY KEY)", "INSERT INTO notes_note VALUES (1), (2)",
+               "CREATE TABLE members (id INTEGER PRIMARY KEY, name VARCHAR(50))",
+               "INSERT INTO members VALUES (1, 'ann'), (2, 'ann'), (3, 'bob')",
+               "CREATE TABLE taggit_taggeditem (id INTEGER PRIMARY KEY, content_type_id INTEGER NOT NULL, "
+               "object_id INTEGER NOT NULL)",
+               "CREATE INDEX taggit_ct_obj ON taggit_taggeditem (content_type_id, object_id)",
+               "INSERT INTO taggit_taggeditem VALUES (1, 2, 2), (2, 1, 2), (3, 2, 1), (4, 2, 3)",
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               "INSERT INTO django_admin_log VALUES (1, 2, '2'), (2, 1, '2')")
+    path = config_file(tmp_path, db, [{"name": "members", "table": "members", "key": ["name"]}])
+    dry = run_cli("fix", "members", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    found = {(u["table"], u["column"]): u for u in json_out(dry)["undeclared_references"]}
+    expected = {"rows": 1, "type_column": "content_type_id", "by_type": [{"value": "notes.member", "rows": 1}],
+                "other_types": [], "types_name_no_table": ["notes.member"]}
+    assert {k: {f: u[f] for f in expected} for k, u in found.items()} == {
+        ("django_admin_log", "object_id"): expected, ("taggit_taggeditem", "object_id"): expected}
+    out = " ".join(run_cli("fix", "members", "--config", str(path), "--dry-run").stdout.split())
+    assert ("taggit_taggeditem(object_id) is named like a reference and no foreign key declares it; of its rows "
+            "whose content_type_id names no table of the schema (a proxy model, a model whose table has a name of "
+            "its own, as members may be, or a removed one: 'notes.member' 1), 1 hold the id of a row to delete") in out
+    # Django's own `sites.site` (`django_site`) names no table of this schema either: its rows are counted, by name.
+    db.execute("INSERT INTO taggit_taggeditem VALUES (6, 4, 2)")
+    found = {(u["table"], u["column"]): u for u in json_out(run_cli(
+        "fix", "members", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
+    assert found["taggit_taggeditem", "object_id"]["by_type"] == [
+        {"value": "notes.member", "rows": 1}, {"value": "sites.site", "rows": 1}]
+    # A content type naming the fixed table by Django's default name: one naming another table is not counted.
+    db.execute("INSERT INTO django_content_type VALUES (3, 'auth', 'user')",
+               "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(50))",
+               "INSERT INTO auth_user VALUES (1, 'a'), (2, 'a')",
+               "INSERT INTO taggit_taggeditem VALUES (5, 3, 2)", "DELETE FROM taggit_taggeditem WHERE id IN (1, 6)")
+    path = config_file(tmp_path, db, [{"name": "users", "table": "auth_user", "key": ["email"]}])
+    found = {(u["table"], u["column"]): u for u in json_out(run_cli(
+        "fix", "users", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
+    assert {k: (u["rows"], u["by_type"], u["types_name_no_table"]) for k, u in found.items()} == {
+        ("taggit_taggeditem", "object_id"): (1, [{"value": "auth.user", "rows": 1}], []),
+        ("django_admin_log", "object_id"): (1, [{"value": "notes.member", "rows": 1}], ["notes.member"])}
+
+
+def test_a_proxy_or_moved_model_content_type_is_counted_beside_the_one_naming_the_table(db, tmp_path):
+    """The admin log writes a proxy model's own content type (`for_concrete_model=False`): 'staff.staffuser' for a
+    proxy of `auth.User`, naming no table. A model moved to another app keeps its table (`db_table = "shop_order"`)
+    under a new content type, 'billing.order', and leaves the old 'shop.order', which names the table. Each
+    content type naming no table of the schema is counted beside the one naming the fixed table; only one naming
+    another table ('blog.post', and Django's own 'sites.site' for `django_site`) is not. Before, with a content
+    type naming the table, the others were not counted (their rows left pointing at no row, unsaid); and with
+    none, only those whose model names the table as a class were: a stale 'old.member' hid 'notes.person'
+    (`db_table = "members"`)."""
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'auth', 'user'), (2, 'staff', 'staffuser'), "
+               "(3, 'blog', 'post'), (4, 'shop', 'order'), (5, 'billing', 'order'), (6, 'old', 'member'), "
+               "(7, 'notes', 'person'), (8, 'sites', 'site')",
+               "CREATE TABLE blog_post (id INTEGER PRIMARY KEY)", "CREATE TABLE django_site (id INTEGER PRIMARY KEY)",
+               "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(50))",
+               "INSERT INTO auth_user VALUES (1, 'a'), (2, 'a')",
+               "CREATE TABLE shop_order (id INTEGER PRIMARY KEY, ref VARCHAR(50))",
+               "INSERT INTO shop_order VALUES (1, 'r'), (2, 'r')",
+               "CREATE TABLE members (id INTEGER PRIMARY KEY, name VARCHAR(50))",
+               "INSERT INTO members VALUES (1, 'ann'), (2, 'ann')",
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               "INSERT INTO django_admin_log VALUES (1, 1, '2'), (2, 2, '2'), (3, 3, '2'), (4, 8, '2')")
+
+    def counted(table: str) -> tuple[int, list[str], list[str]]:
+        path = config_file(tmp_path, db, [{"name": "c", "table": table, "key": [
+            {"auth_user": "email", "shop_order": "ref", "members": "name"}[table]]}])
+        found = json_out(run_cli("fix", "c", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]
+        assert [u["column"] for u in found] == ["object_id"], found
+        return found[0]["rows"], sorted(t["value"] for t in found[0]["by_type"]), found[0]["types_name_no_table"]
+
+    assert counted("auth_user") == (2, ["auth.user", "staff.staffuser"], ["staff.staffuser"])
+    db.execute("UPDATE django_admin_log SET content_type_id = 5 WHERE id = 2")
+    assert counted("shop_order") == (1, ["billing.order"], ["billing.order"])
+    db.execute("UPDATE django_admin_log SET content_type_id = 7 WHERE id = 2")
+    assert counted("members") == (1, ["notes.person"], ["notes.person"])
+
+
+def test_a_uuid_key_stored_as_32_hex_digits_is_found_hyphenated_in_a_text_object_column(db, tmp_path):
+    """Django's `UUIDField` is `char(32)` on SQLite, MySQL and MariaDB (before Django 5.0): the primary key holds
+    32 hex digits, while the admin log's and guardian's text object columns hold `str(pk)`, hyphenated. The plan
+    compared the stored key's text: the admin log rows of the rows to delete were not counted, nor said."""
+    one, two = uuid.UUID(int=1), uuid.UUID(int=2)
+    uuid_type, stored = ("UUID", str) if db.dialect == "postgresql" else ("CHAR(32)", lambda u: u.hex)
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'shop', 'item')",
+               f"CREATE TABLE shop_item (id {uuid_type} PRIMARY KEY, name VARCHAR(10))",
+               f"INSERT INTO shop_item VALUES ('{stored(one)}', 'a'), ('{stored(two)}', 'a')",
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               f"INSERT INTO django_admin_log VALUES (1, 1, '{one}'), (2, 1, '{two}'), (3, 1, '{two.hex}')")
+    path = config_file(tmp_path, db, [{"name": "items", "table": "shop_item", "key": ["name"]}])
+    found = json_out(run_cli("fix", "items", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]
+    # The row to delete is the later one of the two: both its forms are counted, the kept row's are not.
+    assert [(u["table"], u["rows"], u["by_type"]) for u in found] == [
+        ("django_admin_log", 2, [{"value": "shop.item", "rows": 2}])], found
 
 
 def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the_fix_role_cannot_read(pg, tmp_path):
@@ -171,6 +282,44 @@ def test_postgres_counts_a_partitioned_or_inherited_table_once_and_names_one_the
         undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
         assert undone.exit_code == 0, undone.output
         assert contents(pg, "account", "post", "comment", "audit_entry", "event") == before
+
+
+def test_a_content_type_table_the_fix_role_cannot_read_is_named(server, tmp_path):
+    """A fix role that may not read `django_content_type` cannot tell which generic relation rows refer to the
+    fixed table: the plan counted none and said nothing (the admin log's rows of the users to delete left pointing
+    at no row; on MariaDB the catalog does not even list the table). It now names the table as not counted, with
+    the database's reason."""
+    db, s = server, server.schema
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'auth', 'user')",
+               "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, email VARCHAR(50))",
+               "INSERT INTO auth_user VALUES (1, 'a'), (2, 'a')",
+               "CREATE TABLE django_admin_log (id INTEGER PRIMARY KEY, content_type_id INTEGER, "
+               "object_id VARCHAR(255))", "CREATE INDEX admin_log_obj ON django_admin_log (object_id)",
+               "INSERT INTO django_admin_log VALUES (1, 1, '2')")
+    own = f"{s}_own"  # MariaDB: dupewatch's own tables in a database of their own, where the role may do all
+    if db.dialect == "postgresql":
+        grants = ["ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS", f'GRANT USAGE, CREATE ON SCHEMA "{s}" TO {{user}}',
+                  f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{s}".auth_user, "{s}".django_admin_log TO {{user}}']
+    else:
+        db.execute(f"CREATE DATABASE `{own}`")
+        grants = [f"GRANT ALL ON `{own}`.* TO {{user}}", "GRANT PROCESS ON *.* TO {user}",
+                  *[f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{s}`.{t} TO {{user}}"
+                    for t in ("auth_user", "django_admin_log")]]
+    try:
+        with server_login(db.dialect, *grants, prefix="dw_ctype", password="pw") as role:
+            as_role = make_url(db.url).set(username=role, password="pw").render_as_string(hide_password=False)
+            path = write_config(tmp_path / "role.toml", {"app": {"url": db.url, "fix_url": as_role}},
+                                [{"database": "app", "name": "users", "table": "auth_user", "key": ["email"]}],
+                                **({} if db.dialect == "postgresql" else {"fix": {"schema": own}}))
+            dry = run_cli("fix", "users", "--config", str(path), "--dry-run", "--json")
+            assert dry.stdout, dry.output
+            unread = [n for n in json_out(dry)["notes"] if n.startswith("not counted")]
+            assert len(unread) == 1 and "django_content_type (" in unread[0], dry.output
+            assert "no generic relation counted)" in unread[0] and "denied" in unread[0], unread
+    finally:
+        if db.dialect != "postgresql":
+            db.execute(f"DROP DATABASE IF EXISTS `{own}`")
 
 
 def test_postgres_counts_in_a_short_transaction_of_their_own_bounded_by_a_lock_timeout(pg, tmp_path):
