@@ -232,8 +232,22 @@ def place(conn: Connection, schema: str | None) -> str | None:
 
 
 def tables_exist(conn: Connection) -> bool:
-    """Whether dupewatch's bookkeeping tables exist (whoever may read them)."""
-    return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
+    """Whether dupewatch's bookkeeping tables exist (whoever may read them). A server that will not say (MariaDB
+    answers a role holding grants on some tables only with "SELECT command denied" for a table that does not
+    exist as for one it may not read) refuses the fix, naming what the role needs."""
+    from monitor.db import first_line
+
+    try:
+        return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        where = f"{home(conn)}.{FIX_TABLE}" if home(conn) else FIX_TABLE
+        raise FixRefused(
+            f"the fix role may not tell whether dupewatch's fix records ({where}) exist: the database says "
+            f"{first_line(exc)!r}; the fix keeps its records, plans and archives in tables it creates beside the "
+            "table (or in [fix] schema): grant the fix role CREATE there, and SELECT, INSERT, UPDATE on the "
+            "tables it creates") from None
 
 
 def has_tables(conn: Connection) -> bool:

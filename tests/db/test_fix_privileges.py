@@ -169,3 +169,19 @@ def test_mariadb_dry_run_blocks_a_fix_role_that_may_not_create_in_the_database(m
                                 f"GRANT CREATE ON {s}.* TO '{role}'@'%'",
                                 "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                                 "AND TABLE_NAME LIKE 'dupewatch%'")
+
+
+def test_mariadb_a_fix_role_with_table_grants_only_is_told_what_to_grant_not_asked_to_report_a_bug(mysql, tmp_path):
+    """A MariaDB role granted on the application's tables only: the server answers it "SELECT command denied" for
+    dupewatch's record table, which does not exist yet, as for one it may not read, and the dry run ended in
+    "unexpected OperationalError ... please report this". One line naming the records and the grant, exit 2."""
+    _seed(mysql)
+    s = mysql.schema
+    with server_login("mysql", f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{s}`.customer TO {{user}}",
+                      f"GRANT SELECT, UPDATE ON `{s}`.orders TO {{user}}", prefix="dw_priv", password="pw") as role:
+        path = _config(mysql, role, tmp_path)
+        dry = run_cli("fix", CHECK["name"], "--config", str(path), "--dry-run")
+        assert dry.exit_code == 2, dry.output
+        assert "please report" not in dry.output and "Traceback" not in dry.output, dry.output
+        assert "dupewatch_fix" in dry.stderr and "grant the fix role CREATE" in dry.stderr, dry.stderr
+        assert len(dry.stderr.strip().splitlines()) == 1 and "pw" not in dry.stderr.replace(role, ""), dry.stderr
