@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ranges
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
@@ -1183,9 +1184,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """Values `=` finds equal though they print apart, as one value: a `citext` lowered, a numeric at its
         least scale (`trim_scale`: 1.0 = 1.00), a float plus zero (-0 = 0), an interval justified (`1 mon` = `30
         days`, `1 day` = `24 hours`), text under a nondeterministic collation as its hash in that collation
-        (`_collation_hash`). GROUP BY returns one of the group's spellings, not always the same one (delete the row
-        it returned, or read the group by another row's key): identified by the spelling, the group was another,
-        and the "new duplicates" alert fired for an old one."""
+        (`_collation_hash`); a domain's value as its base type's, an array of those as its hash
+        (`hash_array_extended`, each element hashed as its type compares). GROUP BY returns one of the group's
+        spellings, not always the same one (delete the row it returned, or read the group by another row's key):
+        identified by the spelling, the group was another, and the "new duplicates" alert fired for an old one."""
         kind = expr.type
         if isinstance(kind, ServerText) and kind.hashed:  # a key carried as its text (`polled_key`)
             return _hashed(expr, kind.hashed)
@@ -1193,10 +1195,15 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())  # compared as lower(text): 'Bob' = 'BOB'
         if comparison is not None and comparison.kind == "collation":
             return _collation_hash(expr)
+        kind = self.storage_type(kind)  # a domain compares as its base type: `-0` = `0` of a domain over float8
+        if isinstance(kind, sa.ARRAY) and _spelled_apart(self.storage_type(sa.types.to_instance(kind.item_type))):
+            # Arrays compare element by element with the element type's `=` ('{1.0}' = '{1.00}', '{-0}' = '{0}'):
+            # identified by the array's hash, which hashes each element with its type's hash operator class.
+            return _hashed(expr, "hash_array_extended")
         if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
             return sa.func.trim_scale(expr, type_=kind)
         if isinstance(kind, sa.Float):
-            return sa.type_coerce(expr + sa.literal(0, kind), kind)
+            return sa.type_coerce(sa.type_coerce(expr, kind) + sa.literal(0, kind), kind)
         if isinstance(kind, sa.Interval):
             return sa.func.justify_interval(expr, type_=kind)
         return expr
@@ -1456,6 +1463,13 @@ def _atomic_body_tree(conn: Connection, stored: str) -> tuple[str, str | None]:
     if not rewritten:
         return "", "PostgreSQL sent no rewritten tree of the tables and views it reads"
     return stored + "\n" + rewritten, None
+
+
+def _spelled_apart(kind: sa.types.TypeEngine[Any]) -> bool:
+    """Whether values of `kind` that `=` finds equal may be stored apart, as `group_identity` identifies them: a
+    numeric at another scale, a float's `-0`, an interval in other units, a jsonb number, a range's bounds."""
+    return isinstance(kind, sa.Numeric | sa.Float | sa.Interval | postgresql.JSONB | ranges.AbstractRange
+                      | ranges.AbstractMultiRange)
 
 
 def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -1478,6 +1478,10 @@ def test_mariadb_pad_space_groups_are_identified_by_the_collation_not_by_one_spe
     ("double precision", ["0", "-0", "0", "-0"]),
     ("interval", ["1 day", "24 hours", "1440 minutes", "86400 seconds"]),
     ("date", ["2024-01-01"] * 4),  # one spelling: the re-count of its keys raised TypeError
+    # Arrays compare element by element as their element type does ('{1.0}' = '{1.00}'): each was identified by
+    # its spelling, and deleting the rows of the one GROUP BY returned made the old group new.
+    ("numeric[]", ["{1.0}", "{1.00}", "{1.000}", "{1}"]),
+    ("double precision[]", ["{0}", "{-0}", "{0}", "{-0}"]),
 ])
 def test_keys_equal_in_other_spellings_are_one_group_on_postgresql(pg, runner_for, kind, spellings):
     """GROUP BY returns one of a group's spellings (1.0 or 1.00): deleting the row it returned, or reading the
@@ -2257,3 +2261,14 @@ def test_rows_dated_by_a_clock_hours_behind_the_databases_are_said_to_wait_when_
         r.assert_matches_full_pass(full)
     finally:
         app.dispose()
+
+
+@pytest.mark.parametrize(("base", "spellings"), [
+    ("numeric", ["1.0", "1.00", "1.000", "1"]),
+    ("double precision", ["0", "-0", "0", "-0"]),
+])
+def test_keys_of_a_domain_are_one_group_as_its_base_type_compares_them(pg, runner_for, base, spellings):
+    """A domain compares as its base type (`-0` = `0` of a domain over double precision): its groups were
+    identified by their spelling, so one group read as two, or an old one counted as new."""
+    pg.execute(f"CREATE DOMAIN amount AS {base}")
+    assert_spellings_are_one_group(pg, runner_for, "amount", spellings)
