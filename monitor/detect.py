@@ -273,7 +273,6 @@ class TableCheck:
         self.dialect = rules.name  # the name, for callers not yet asking `rules`
         self.is_view = is_view
         self.key_columns = [self._column(name, "key") for name in check.key or []]
-        self._refuse_ungroupable_keys()
         self.key_exprs = [self._normalise(column) for column in self.key_columns]
         # The type of each key value as the check compares it: the column's, or for a key it trims or folds, the
         # type the database stores the column as (`Dialect.storage_type`): a folded value of a domain is text,
@@ -338,11 +337,12 @@ class TableCheck:
             raise CheckDefinitionError(f"check {self.check.name!r}: {option}: {detail}", field=option,
                                        detail=detail) from None
 
-    def _refuse_ungroupable_keys(self) -> None:
-        for column in self.key_columns:
-            reason = self.rules.ungroupable_key(column)
+    def refuse_ungroupable_keys(self, conn: Connection) -> None:
+        """Refuse, naming the check and the column, a key the database cannot group (`Dialect.ungroupable_key`)."""
+        for column, expr in zip(self.key_columns, self.key_exprs, strict=True):
+            reason = self.rules.ungroupable_key(conn, self.table, column, expr)
             if reason:
-                raise CheckDefinitionError(f"check {self.check.name!r}: key: {reason}")
+                raise CheckDefinitionError(f"check {self.check.name!r}: key: {reason}", field="key", detail=reason)
 
     def _normalise(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         return self.normalise(column, column)

@@ -42,7 +42,7 @@ Connections (`monitor.db`)
   an unknown one for a string (SQLite, MySQL/MariaDB without ANSI_QUOTES); None when every name resolves.
 
 Detection (`monitor.detect`, `monitor.engine`)
-- `ungroupable_key(column)`: why a key column cannot be grouped, or None.
+- `ungroupable_key(conn, table, column, expr)`: why the database cannot group a key column, as it says; or None.
 - `case_fold(expr)`, `trim(expr)`: how `case_insensitive` / `trim_whitespace` normalise text.
 - `sent_width(expr)`: the bytes a value of `expr` takes as the server sends it (its text, or its bytes), measured
   by the server before it is sent: a custom query's page of rows is bounded by it (`monitor.detect.custom_rows`).
@@ -506,7 +506,10 @@ class Dialect(Polling):
 
     # -- detection ------------------------------------------------------------------------------
 
-    def ungroupable_key(self, column: sa.Column[Any]) -> str | None:
+    def ungroupable_key(self, conn: Connection, table: sa.Table, column: sa.Column[Any],
+                        expr: ColumnElement[Any]) -> str | None:
+        """Why the database cannot group key `column` (as the check compares it: `expr`), as it says; None where
+        it groups every type (MySQL/MariaDB, SQLite)."""
         return None
 
     def case_fold(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -24,6 +24,7 @@ from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ranges
@@ -992,12 +993,30 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     # -- detection ------------------------------------------------------------------------------
 
-    def ungroupable_key(self, column: sa.Column[Any]) -> str | None:
-        # `json` (unlike `jsonb`) has no equality operator, so GROUP BY on it fails naming neither check nor column.
-        if isinstance(column.type, sa.JSON) and not isinstance(column.type, postgresql.JSONB):
-            return (f"column {column.name!r} has type json, which PostgreSQL cannot compare or group; make it "
-                    f"jsonb, or write a custom query that groups on {column.name}::jsonb")
-        return None
+    def ungroupable_key(self, conn: Connection, table: sa.Table, column: sa.Column[Any],
+                        expr: ColumnElement[Any]) -> str | None:
+        """Asked of the server's parser: a GROUP BY on the key expression, parsed only (the protocol's Parse
+        message, as `rewritten_tree`: nothing planned, so nothing the planner folds runs) in a savepoint. A type
+        with no equality operator `GROUP BY` can use (json, xml, point, an array or domain of one) is refused there
+        (SQLSTATE 42883): the runs reported it naming neither check nor column. None otherwise (any other refusal
+        is the run's to report, as the server words it)."""
+        statement = str(sa.select(sa.literal(1)).select_from(table).group_by(expr)
+                        .compile(conn, compile_kwargs={"literal_binds": True}))
+        driver: Any = conn.connection.driver_connection
+        savepoint = conn.begin_nested()
+        try:
+            result = driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
+        finally:
+            savepoint.rollback()
+        if result.status != pq.ExecStatus.FATAL_ERROR \
+                or result.error_field(pq.DiagnosticField.SQLSTATE) != b"42883":
+            return None
+        said = (result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode(
+            driver.info.encoding, "replace").strip()
+        hint = (f"make it jsonb, or write a custom query that groups on {column.name}::jsonb"
+                if re.search(r"\btype json\b", said) else
+                "change its type, or write a custom query that groups on a cast of it")
+        return f"PostgreSQL cannot group column {column.name!r}: {said}; {hint}"
 
     def sent_width(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """The length of the value's text (every type has a cast to text: its output function, as it is sent);
