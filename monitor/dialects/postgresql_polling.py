@@ -155,8 +155,16 @@ def _plain(column: sa.Column[Any]) -> bool:
     """A column whose values bind as array elements and JSON scalars: not JSON, arrays or enums, nor of a type
     SQLAlchemy does not know (an extension's type outside the search_path: no array of it can be named), nor one
     whose keys travel as text (`_as_text`)."""
-    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType) \
-        and _as_text(column.type) is None
+    kind = _stored(column.type)
+    return not isinstance(kind, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType) and _as_text(kind) is None
+
+
+def _stored(kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    """A domain's base type (a domain over a domain's too), as its values are stored, bound and compared: a
+    domain over jsonb or text[] is bound as one (a domain's type name alone said neither)."""
+    while isinstance(kind, postgresql.DOMAIN):
+        kind = sa.types.to_instance(kind.data_type)
+    return kind
 
 
 def _as_text(kind: sa.types.TypeEngine[Any]) -> str | None:
@@ -217,10 +225,11 @@ class PostgreSQLPolling(Polling):
     def polled_key(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """The key's text (`CAST(.. AS TEXT)`), bound back as `CAST(:value AS <the column's type>)`, for the types of
         `_as_text`; the type is the one reflected from the catalog, as the server names it."""
-        hashed = _as_text(expr.type)
+        stored = _stored(expr.type)  # bound back as the base type: a cast to the domain would run its CHECKs
+        hashed = _as_text(stored)
         if hashed is None:
             return expr
-        return sa.type_coerce(expr, ServerText(str(expr.type.compile(dialect=_POSTGRESQL)), hashed))
+        return sa.type_coerce(expr, ServerText(str(stored.compile(dialect=_POSTGRESQL)), hashed))
 
     def shown_key_value(self, expr: ColumnElement[Any], shown: ColumnElement[Any], value: Any) -> Any:
         """The server's text of a key `polled_key` carries, loaded as the group page reads `shown`: by psycopg's
