@@ -302,6 +302,11 @@ class TableCheck:
         return [self.rules.group_identity(e, self.compared.get(c.name))
                 for c, e in zip(self.key_columns, exprs, strict=True)]
 
+    def row_in_compares_as_equals(self) -> bool:
+        """Whether the server's row IN over the key columns finds their values as `=` does (`Comparison.row_in`, as
+        the server says of each column's character set and collation)."""
+        return all(c.row_in for c in self.compared.values())
+
     def keys_not_found_by_equality(self, *, catalog_operators: bool = False) -> str | None:
         """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
         extension's type off the search_path, whose `=` the server does not find: it compares the values as

@@ -257,14 +257,19 @@ class Comparison:
     reflected type does not say so (`Dialect.compared_apart`)."""
 
     # a nondeterministic collation (PostgreSQL); the citext extension's type; a collation that pads with spaces
-    # ('x' = 'x  ': MariaDB/MySQL PAD SPACE); a collation declared on the column (SQLite's NOCASE and RTRIM)
-    kind: Literal["collation", "citext", "pad space", "declared collation"]
+    # ('x' = 'x  ': MariaDB/MySQL PAD SPACE); a collation declared on the column (SQLite's NOCASE and RTRIM); a
+    # character set whose row IN is not its `=` (`row_in`), and no more
+    kind: Literal["collation", "citext", "pad space", "declared collation", "character set"]
     version: str = ""  # the collation's version as its library reports it now: another may compare otherwise
     # Whether an unqualified `=` finds the type's own operator: one whose schema is off the search_path is not
     # found, and `col = value` compares the value as text (case-sensitively) where GROUP BY uses the type's.
     visible: bool = True
     type_name: str = ""  # the type as the server names it (`ext.citext`), for a message
     name: str = ""  # the collation, where the kind alone does not say how it compares (`pad space`, `declared ...`)
+    # Whether the server's row IN (`(a, b) IN ((..), ..)`) finds the column's values as `=` does: MariaDB's does
+    # not for a utf16, utf32 or ucs2 column beside values sent in the connection's utf8mb4 (it finds none), as
+    # the server says of the column's character set and collation; a look-up of keys then compares them by `=`.
+    row_in: bool = True
 
     @property
     def fingerprinted(self) -> tuple[str, ...]:

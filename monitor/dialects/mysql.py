@@ -71,6 +71,28 @@ def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]
                 found.append(False)
         return found
 
+def _row_in_agrees(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether, for each (character set, collation), the server's row IN finds a value of it among values sent as
+    the connection's text, as `=` does: MariaDB's row IN finds no utf16, utf32 or ucs2 value in
+    `((0, 'x'), (1, 'y'))` though `=` finds 'x' (a look-up of known groups by their keys found none of their rows,
+    and every group of the check was counted gone). As `_pads`: one statement, else one each, a refused probe taken
+    as agreeing."""
+    def probe(cs: str, c: str) -> str:
+        return f"(0, CONVERT('x' USING {cs}) COLLATE {c}) IN ((0, 'x'), (1, 'y'))"
+
+    try:
+        row = conn.exec_driver_sql("SELECT " + ", ".join(probe(cs, c) for cs, c in collations)).one()
+        return [bool(v) for v in row]
+    except sa.exc.DBAPIError:
+        found = []
+        for cs, c in collations:
+            try:
+                found.append(bool(conn.exec_driver_sql(f"SELECT {probe(cs, c)}").scalar()))
+            except sa.exc.DBAPIError:
+                found.append(True)
+        return found
+
+
 # SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
 # on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
 # catalog about them (`Catalog.generated_columns`), so the warning would only reach the operator's terminal.
@@ -952,7 +974,11 @@ class MySQL(MySQLPolling, Dialect):
         if not collations:
             return {}
         padded = {pair for pair, pads in zip(collations, _pads(conn, collations), strict=True) if pads}
-        return {name: Comparison("pad space", name=c) for name, cs, c in columns if (cs, c) in padded}
+        apart = {pair for pair, agrees in zip(collations, _row_in_agrees(conn, collations), strict=True)
+                 if not agrees}
+        return {name: Comparison("pad space" if (cs, c) in padded else "character set", name=c,
+                                 row_in=(cs, c) not in apart)
+                for name, cs, c in columns if (cs, c) in padded or (cs, c) in apart}
 
     def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`

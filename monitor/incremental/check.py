@@ -509,6 +509,10 @@ class IncrementalCheck:
             # A single-precision key equals the double read from it only once the database rounds it again.
             matches.extend(sa.and_(*TableCheck.key_equals(k, self.exprs)) for k in plain)
             plain = []
+        if plain and len(self.exprs) > 1 and not self.resolved.row_in_compares_as_equals():
+            # The server's row IN does not find these columns' values as `=` does (MariaDB, a utf16 column).
+            matches.extend(sa.and_(*TableCheck.key_equals(k, self.exprs)) for k in plain)
+            plain = []
         if plain and any(isinstance(c.type, sa.ARRAY | CatalogEquality) for c in columns):
             # An array binds as the driver guesses its element type (smallint[] for small integers): cast it. A
             # type compared by its catalog operator (citext outside the search_path) must not meet a row IN.
