@@ -1503,7 +1503,12 @@ def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
 
 def _hashed(expr: ColumnElement[Any], function: str) -> ColumnElement[Any]:
     """`expr`'s two 64-bit hashes by `function` (a hash operator class's extended hash: values `=` finds equal hash
-    equal), as `h0:h1` (NULL for NULL)."""
+    equal), as `h0:h1` (NULL for NULL). An array's also by its dimensions (`array_dims`, '' for an empty one, as
+    `h0:h1:[1:2]`): `hash_array_extended` hashes the elements alone, while `=` and GROUP BY find '{1,2}',
+    '{{1,2}}' and '[0:1]={1,2}' apart: identified by the hash alone, such groups were one group of all their rows."""
     first, second = (sa.cast(getattr(sa.func, function)(expr, sa.literal_column(seed, sa.BigInteger())), sa.Text())
                      for seed in ("0", "1"))
-    return sa.type_coerce(first.concat(":").concat(second), sa.Text())
+    hashed = first.concat(":").concat(second)
+    if function == "hash_array_extended":
+        hashed = hashed.concat(":").concat(sa.func.coalesce(sa.func.array_dims(expr, type_=sa.Text()), ""))
+    return sa.type_coerce(hashed, sa.Text())

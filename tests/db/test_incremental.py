@@ -2281,3 +2281,22 @@ def test_keys_of_a_domain_are_one_group_as_its_base_type_compares_them(pg, runne
     mixed types`, `malformed array literal`), and every incremental run failed."""
     pg.execute(f"CREATE DOMAIN amount AS {base}")
     assert_spellings_are_one_group(pg, runner_for, "amount", spellings)
+
+
+@pytest.mark.parametrize("other", ["{{1.0,2}}", "{{1.0},{2}}"])
+def test_arrays_of_other_dimensions_are_other_groups_on_postgresql(pg, runner_for, other):
+    """`=` finds '{1,2}' and '{{1,2}}' apart, as GROUP BY does, but `hash_array_extended` hashes the elements only,
+    not the dimensions: identified by that hash alone, the two groups were one group of all their rows, and a run
+    (the first full pass too) counted one group where GROUP BY says two."""
+    pg.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device numeric[] NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    for id_, device in enumerate(["{1,2}", "{1.00,2}", other, other], start=1):
+        pg.execute("INSERT INTO logins VALUES (:i, 1, CAST(:d AS numeric[]), :t)",
+                   params={"i": id_, "d": device, "t": NOW})
+    r = runner_for(pg)
+    first = r.run()
+    r.assert_matches_full_pass(first)
+    pg.execute("INSERT INTO logins VALUES (5, 1, '{1,2.0}', :t)", params={"t": NOW})
+    grown = r.run()
+    assert grown.mode == "incremental", grown
+    r.assert_matches_full_pass(grown)
