@@ -71,17 +71,39 @@ def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]
                 found.append(False)
         return found
 
+# Characters of the scripts the server's character sets hold beside ASCII (at least one in each 8-bit or
+# multi-byte one but ascii): 'x' is the same byte in latin1 as in utf8mb4, so a row IN that meets the column's
+# bytes unconverted still finds it; 'é' is not.
+_PROBED = ("é", "ß", "ą", "ğ", "\u03b1", "ж", "א", "ع", "ก", "\u0561", "ა", "日", "한")
+
+
 def _row_in_agrees(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
     """Whether, for each (character set, collation), the server's row IN finds a value of it among values sent as
     the connection's text, as `=` does: MariaDB's row IN finds no utf16, utf32 or ucs2 value in
-    `((0, 'x'), (1, 'y'))` though `=` finds 'x' (a look-up of known groups by their keys found none of their rows,
-    and every group of the check was counted gone). As `_pads`: one statement, else one each, a refused probe taken
-    as agreeing."""
+    `((0, 'x'), (1, 'y'))` though `=` finds 'x', and no latin1 'é' (nor a cp932 '日', ...) though it finds a latin1
+    'x' (a look-up of known groups by their keys found none of their rows, and every such group of the check was
+    counted gone). Asked of 'x' and of the first of `_PROBED` the character set holds (as the server converts it
+    there and back). One statement each, else one per pair; a refused probe taken as disagreeing (the look-up by
+    `=`, key by key, finds what GROUP BY groups, only slower)."""
+    sets = sorted({cs for cs, _ in collations})
+    held: dict[str, list[str]] = {cs: [] for cs in sets}
+    pairs = [(cs, v) for cs in sets for v in _PROBED]
+    try:
+        row = conn.exec_driver_sql("SELECT " + ", ".join(
+            f"HEX(CONVERT(CONVERT('{v}' USING {cs}) USING utf8mb4)) = HEX(CONVERT('{v}' USING utf8mb4))"
+            for cs, v in pairs)).one()
+        for (cs, v), kept in zip(pairs, row, strict=True):
+            if kept:
+                held[cs].append(v)
+    except sa.exc.DBAPIError:
+        pass  # 'x' alone
+
     def probe(cs: str, c: str) -> str:
-        return f"(0, CONVERT('x' USING {cs}) COLLATE {c}) IN ((0, 'x'), (1, 'y'))"
+        return " AND ".join(f"(0, CONVERT('{v}' USING {cs}) COLLATE {c}) IN ((0, '{v}'), (1, 'y'))"
+                            for v in ["x", *held[cs][:1]])
 
     try:
-        row = conn.exec_driver_sql("SELECT " + ", ".join(probe(cs, c) for cs, c in collations)).one()
+        row = conn.exec_driver_sql("SELECT " + ", ".join(f"({probe(cs, c)})" for cs, c in collations)).one()
         return [bool(v) for v in row]
     except sa.exc.DBAPIError:
         found = []
@@ -89,7 +111,7 @@ def _row_in_agrees(conn: Connection, collations: Sequence[tuple[str, str]]) -> l
             try:
                 found.append(bool(conn.exec_driver_sql(f"SELECT {probe(cs, c)}").scalar()))
             except sa.exc.DBAPIError:
-                found.append(True)
+                found.append(False)
         return found
 
 
