@@ -307,6 +307,12 @@ class TableCheck:
         the server says of each column's character set and collation)."""
         return all(c.row_in for c in self.compared.values())
 
+    def row_in_operands(self, values: Sequence[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+        """A key's values (one per key column) as the server's row IN must meet them to find the rows `=` finds
+        (`Dialect.row_in_operand`): a utf16 or latin1 column's converted to its character set on MariaDB."""
+        return [self.rules.row_in_operand(v, self.compared.get(c.name))
+                for c, v in zip(self.key_columns, values, strict=True)]
+
     def keys_not_found_by_equality(self, *, catalog_operators: bool = False) -> str | None:
         """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
         extension's type off the search_path, whose `=` the server does not find: it compares the values as

@@ -43,6 +43,7 @@ Connections (`monitor.db`)
 
 Detection (`monitor.detect`, `monitor.engine`)
 - `ungroupable_key(conn, table, column, expr)`: why the database cannot group a key column, as it says; or None.
+- `row_in_operand(value, comparison)`: a key value as a row IN must meet it (MariaDB: in the column's character set).
 - `case_fold(expr)`, `trim(expr)`: how `case_insensitive` / `trim_whitespace` normalise text.
 - `sent_width(expr)`: the bytes a value of `expr` takes as the server sends it (its text, or its bytes), measured
   by the server before it is sent: a custom query's page of rows is bounded by it (`monitor.detect.custom_rows`).
@@ -270,6 +271,7 @@ class Comparison:
     # not for a utf16, utf32 or ucs2 column beside values sent in the connection's utf8mb4 (it finds none), as
     # the server says of the column's character set and collation; a look-up of keys then compares them by `=`.
     row_in: bool = True
+    character_set: str = ""  # the column's, where `row_in` is False: a value is converted to it (`row_in_operand`)
 
     @property
     def fingerprinted(self) -> tuple[str, ...]:
@@ -510,6 +512,11 @@ class Dialect(Polling):
         return None
 
     # -- detection ------------------------------------------------------------------------------
+
+    def row_in_operand(self, value: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
+        """A key value as a row IN (`(a, b) IN ((..), ..)`) must meet it to find the column's values as `=` does
+        (`Comparison.row_in`): the value itself, but where the server says its row IN does not."""
+        return value
 
     def ungroupable_key(self, conn: Connection, table: sa.Table, column: sa.Column[Any],
                         expr: ColumnElement[Any]) -> str | None:

@@ -44,7 +44,7 @@ from monitor.dialects.base import (
     Refusal,
     UniqueViolation,
 )
-from monitor.dialects.expressions import AsStored, StoredUuid
+from monitor.dialects.expressions import AsStored, InCharacterSet, StoredUuid
 from monitor.dialects.mysql_polling import MySQLPolling
 
 if TYPE_CHECKING:
@@ -999,8 +999,15 @@ class MySQL(MySQLPolling, Dialect):
         apart = {pair for pair, agrees in zip(collations, _row_in_agrees(conn, collations), strict=True)
                  if not agrees}
         return {name: Comparison("pad space" if (cs, c) in padded else "character set", name=c,
-                                 row_in=(cs, c) not in apart)
+                                 row_in=(cs, c) not in apart, character_set=cs if (cs, c) in apart else "")
                 for name, cs, c in columns if (cs, c) in padded or (cs, c) in apart}
+
+    def row_in_operand(self, value: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
+        """In the column's character set and collation (`InCharacterSet`) where the server's row IN does not find
+        the column's values as `=` does (`_row_in_agrees`)."""
+        if comparison is None or comparison.row_in or not comparison.character_set:
+            return value
+        return InCharacterSet(value, comparison.character_set, comparison.name)
 
     def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`

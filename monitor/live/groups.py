@@ -377,8 +377,7 @@ class LiveGroups:
             chunk = chunk + chunk[-1:] * (min(1 << (len(chunk) - 1).bit_length(), RECOUNT_CHUNK) - len(chunk))
             values = [[self._typed(c, v) for c, v in zip(r.key_columns, raw, strict=True)] for raw in chunk]
             match = r.key_exprs[0].in_([v[0] for v in values]) if width == 1 else \
-                sa.tuple_(*r.key_exprs).in_([sa.tuple_(*v) for v in values]) if r.row_in_compares_as_equals() else \
-                sa.or_(*(sa.and_(*(e == x for e, x in zip(r.key_exprs, v, strict=True))) for v in values))
+                sa.tuple_(*r.key_exprs).in_([sa.tuple_(*r.row_in_operands(v)) for v in values])
             statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):
