@@ -360,7 +360,9 @@ class LiveGroups:
             # the type it is compared with, the column's.
             typed = sa.literal(value, sa.types.NullType())
         else:
-            typed = sa.cast(sa.literal(value, sa.Text()), column.type)
+            # As its type is stored: a domain's base type (a cast to the domain would run its CHECKs, which may call
+            # VOLATILE functions: refused in the read-only session, or worse).
+            typed = sa.cast(sa.literal(value, sa.Text()), rules.storage_type(column.type))
         return self.resolved.normalise(column, typed)
 
     def _count_present(self, conn: Connection, raws: list[tuple[Any, ...]]) -> dict[Key, tuple[Key, int]]:
