@@ -271,7 +271,7 @@ class PostgreSQLPolling(Polling):
                                                        postgresql.JSON)).table_valued(
                 sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(
                 name="dupewatch_keys")
-            values = [sa.cast(keys.c.value[i].astext, resolved.key_types[i]) for i in range(len(exprs))]
+            values = [sa.cast(keys.c.value[i].astext, _stored(resolved.key_types[i])) for i in range(len(exprs))]
             size = (sa.select(sa.func.count()).select_from(resolved.table)
                     .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)])
                     .scalar_subquery())
@@ -291,10 +291,13 @@ class PostgreSQLPolling(Polling):
         if not all(_plain(c) for c in resolved.key_columns) or any(None in k for k in keys):
             return None
         exprs = resolved.key_exprs
+        # As the base type of a domain: an array of the domain would run its CHECKs on each key (a VOLATILE
+        # function's too, refused in the read-only session).
+        types = [_stored(kind) for kind in resolved.key_types]
         arrays = [sa.bindparam(f"dupewatch_keys_{i}", [k[i] for k in keys],
-                               type_=postgresql.ARRAY(resolved.key_types[i])) for i in range(len(exprs))]
+                               type_=postgresql.ARRAY(types[i])) for i in range(len(exprs))]
         wanted = sa.func.unnest(*arrays).table_valued(
-            *[sa.column(f"k{i}", resolved.key_types[i]) for i in range(len(exprs))]
+            *[sa.column(f"k{i}", types[i]) for i in range(len(exprs))]
         ).render_derived(name="dupewatch_keys")
         size = (sa.select(sa.func.count()).select_from(resolved.table)
                 .where(*resolved.filters, *[e == wanted.c[f"k{i}"] for i, e in enumerate(exprs)]).scalar_subquery())
