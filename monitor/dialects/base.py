@@ -259,8 +259,9 @@ class Comparison:
 
     # a nondeterministic collation (PostgreSQL); the citext extension's type; a collation that pads with spaces
     # ('x' = 'x  ': MariaDB/MySQL PAD SPACE); a collation declared on the column (SQLite's NOCASE and RTRIM); a
-    # character set whose row IN is not its `=` (`row_in`), and no more
-    kind: Literal["collation", "citext", "pad space", "declared collation", "character set"]
+    # character set whose row IN is not its `=` (`row_in`), and no more; an array of citext (compared element by
+    # element as citext)
+    kind: Literal["collation", "citext", "citext array", "pad space", "declared collation", "character set"]
     version: str = ""  # the collation's version as its library reports it now: another may compare otherwise
     # Whether an unqualified `=` finds the type's own operator: one whose schema is off the search_path is not
     # found, and `col = value` compares the value as text (case-sensitively) where GROUP BY uses the type's.

@@ -445,9 +445,11 @@ _DECLARED_TYPES = sa.text(
     " AND NOT a.attisdropped")
 # Each column `=` finds values stored apart equal in, where its reflected type may not say so: of the citext
 # extension's type (or a domain over it, a domain over that, ...: reflection knows the type only where its schema
-# is on the search_path), with whether an unqualified `=` finds its operator (`pg_operator_is_visible`) and the
-# type's name, or under a nondeterministic collation, with that collation's version as its library reports it
-# now. The one place that asks whether a column is citext (`_HIDDEN_EQUALITY` asks only where `=` is hidden).
+# is on the search_path; or an array of it, which the element type says: the array type is no member of the
+# extension), with whether an unqualified `=` finds its operator (`pg_operator_is_visible`), whether it is an
+# array, and the type's name, or under a nondeterministic collation, with that collation's version as its
+# library reports it now. The one place that asks whether a column is citext (`_HIDDEN_EQUALITY` asks only where
+# `=` is hidden).
 _COMPARED_APART = sa.text("""
     WITH RECURSIVE base(attnum, typid, depth) AS (
         SELECT a.attnum, a.atttypid, 0 FROM pg_catalog.pg_attribute a
@@ -457,11 +459,13 @@ _COMPARED_APART = sa.text("""
         JOIN pg_catalog.pg_type t ON t.oid = b.typid WHERE t.typtype = 'd')
     SELECT a.attname,
            EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid
-                   WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = bt.oid
+                   WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                     AND d.objid = CASE WHEN bt.typcategory = 'A' AND bt.typelem <> 0 THEN bt.typelem ELSE bt.oid END
                      AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
                      AND x.extname = 'citext'),
            EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = bt.oid
                    AND o.oprright = bt.oid AND pg_catalog.pg_operator_is_visible(o.oid)),
+           bt.typcategory = 'A',
            pg_catalog.format_type(bt.oid, NULL),
            NOT co.collisdeterministic,
            CASE WHEN NOT co.collisdeterministic THEN pg_catalog.pg_collation_actual_version(co.oid) END
@@ -1191,9 +1195,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         if self.server_version(conn) < (12,):
             return found
         name = conn.dialect.identifier_preparer.format_table(table)
-        for column, citext, visible, type_name, nondeterministic, version in conn.execute(_COMPARED_APART,
-                                                                                        {"t": name}):
-            if citext:
+        for column, citext, visible, array, type_name, nondeterministic, version in conn.execute(
+                _COMPARED_APART, {"t": name}):
+            if citext and array:  # compared element by element as citext (array_eq: `=` of pg_catalog, visible)
+                found[str(column)] = Comparison("citext array", type_name=str(type_name))
+            elif citext:
                 found[str(column)] = Comparison("citext", visible=bool(visible), type_name=str(type_name))
             elif nondeterministic:
                 found[str(column)] = Comparison("collation", str(version or ""))
@@ -1210,6 +1216,9 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         kind = expr.type
         if isinstance(kind, ServerText) and kind.hashed:  # a key carried as its text (`polled_key`)
             return _hashed(expr, kind.hashed)
+        if comparison is not None and comparison.kind == "citext array":
+            # '{Bob}' = '{BOB}': each element hashed by citext's hash operator class (lowered), as `=` compares it
+            return _hashed(expr, "hash_array_extended")
         if isinstance(kind, postgresql.CITEXT) or (comparison is not None and comparison.kind == "citext"):
             return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())  # compared as lower(text): 'Bob' = 'BOB'
         if comparison is not None and comparison.kind == "collation":
