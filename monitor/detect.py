@@ -273,7 +273,6 @@ class TableCheck:
         self.dialect = rules.name  # the name, for callers not yet asking `rules`
         self.is_view = is_view
         self.key_columns = [self._column(name, "key") for name in check.key or []]
-        self._refuse_ungroupable_keys()
         self.key_exprs = [self._normalise(column) for column in self.key_columns]
         # The type of each key value as the check compares it: the column's, or for a key it trims or folds, the
         # type the database stores the column as (`Dialect.storage_type`): a folded value of a domain is text,
@@ -302,6 +301,17 @@ class TableCheck:
         its column (`Dialect.group_identity`, told what the catalog says of the column: `compared`)."""
         return [self.rules.group_identity(e, self.compared.get(c.name))
                 for c, e in zip(self.key_columns, exprs, strict=True)]
+
+    def row_in_compares_as_equals(self) -> bool:
+        """Whether the server's row IN over the key columns finds their values as `=` does (`Comparison.row_in`, as
+        the server says of each column's character set and collation)."""
+        return all(c.row_in for c in self.compared.values())
+
+    def row_in_operands(self, values: Sequence[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+        """A key's values (one per key column) as the server's row IN must meet them to find the rows `=` finds
+        (`Dialect.row_in_operand`): a utf16 or latin1 column's converted to its character set on MariaDB."""
+        return [self.rules.row_in_operand(v, self.compared.get(c.name))
+                for c, v in zip(self.key_columns, values, strict=True)]
 
     def keys_not_found_by_equality(self, *, catalog_operators: bool = False) -> str | None:
         """Why `key = value`, as dupewatch writes it, would not find a group's rows as GROUP BY does (an
@@ -338,11 +348,12 @@ class TableCheck:
             raise CheckDefinitionError(f"check {self.check.name!r}: {option}: {detail}", field=option,
                                        detail=detail) from None
 
-    def _refuse_ungroupable_keys(self) -> None:
-        for column in self.key_columns:
-            reason = self.rules.ungroupable_key(column)
+    def refuse_ungroupable_keys(self, conn: Connection) -> None:
+        """Refuse, naming the check and the column, a key the database cannot group (`Dialect.ungroupable_key`)."""
+        for column, expr in zip(self.key_columns, self.key_exprs, strict=True):
+            reason = self.rules.ungroupable_key(conn, self.table, column, expr)
             if reason:
-                raise CheckDefinitionError(f"check {self.check.name!r}: key: {reason}")
+                raise CheckDefinitionError(f"check {self.check.name!r}: key: {reason}", field="key", detail=reason)
 
     def _normalise(self, column: sa.Column[Any]) -> ColumnElement[Any]:
         return self.normalise(column, column)

@@ -215,6 +215,7 @@ class Monitor:
                 raise _table_not_found(check, schema, conn) from None  # no such schema or database
             raise DatabaseError(db.describe(exc)) from None
         resolved = TableCheck(check, table, db.rules, is_view=is_view)
+        resolved.refuse_ungroupable_keys(conn)
         # Only the key's columns: the state's fingerprints hash them, and another column's collation is none of
         # the check's business (changing it must not restart the check's state).
         keys = {column.name for column in resolved.key_columns}

@@ -42,7 +42,8 @@ Connections (`monitor.db`)
   an unknown one for a string (SQLite, MySQL/MariaDB without ANSI_QUOTES); None when every name resolves.
 
 Detection (`monitor.detect`, `monitor.engine`)
-- `ungroupable_key(column)`: why a key column cannot be grouped, or None.
+- `ungroupable_key(conn, table, column, expr)`: why the database cannot group a key column, as it says; or None.
+- `row_in_operand(value, comparison)`: a key value as a row IN must meet it (MariaDB: in the column's character set).
 - `case_fold(expr)`, `trim(expr)`: how `case_insensitive` / `trim_whitespace` normalise text.
 - `sent_width(expr)`: the bytes a value of `expr` takes as the server sends it (its text, or its bytes), measured
   by the server before it is sent: a custom query's page of rows is bounded by it (`monitor.detect.custom_rows`).
@@ -257,14 +258,21 @@ class Comparison:
     reflected type does not say so (`Dialect.compared_apart`)."""
 
     # a nondeterministic collation (PostgreSQL); the citext extension's type; a collation that pads with spaces
-    # ('x' = 'x  ': MariaDB/MySQL PAD SPACE); a collation declared on the column (SQLite's NOCASE and RTRIM)
-    kind: Literal["collation", "citext", "pad space", "declared collation"]
+    # ('x' = 'x  ': MariaDB/MySQL PAD SPACE); a collation declared on the column (SQLite's NOCASE and RTRIM); a
+    # character set whose row IN is not its `=` (`row_in`), and no more; an array of citext (compared element by
+    # element as citext)
+    kind: Literal["collation", "citext", "citext array", "pad space", "declared collation", "character set"]
     version: str = ""  # the collation's version as its library reports it now: another may compare otherwise
     # Whether an unqualified `=` finds the type's own operator: one whose schema is off the search_path is not
     # found, and `col = value` compares the value as text (case-sensitively) where GROUP BY uses the type's.
     visible: bool = True
     type_name: str = ""  # the type as the server names it (`ext.citext`), for a message
     name: str = ""  # the collation, where the kind alone does not say how it compares (`pad space`, `declared ...`)
+    # Whether the server's row IN (`(a, b) IN ((..), ..)`) finds the column's values as `=` does: MariaDB's does
+    # not for a utf16, utf32 or ucs2 column beside values sent in the connection's utf8mb4 (it finds none), as
+    # the server says of the column's character set and collation; a look-up of keys then compares them by `=`.
+    row_in: bool = True
+    character_set: str = ""  # the column's, where `row_in` is False: a value is converted to it (`row_in_operand`)
 
     @property
     def fingerprinted(self) -> tuple[str, ...]:
@@ -506,7 +514,15 @@ class Dialect(Polling):
 
     # -- detection ------------------------------------------------------------------------------
 
-    def ungroupable_key(self, column: sa.Column[Any]) -> str | None:
+    def row_in_operand(self, value: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
+        """A key value as a row IN (`(a, b) IN ((..), ..)`) must meet it to find the column's values as `=` does
+        (`Comparison.row_in`): the value itself, but where the server says its row IN does not."""
+        return value
+
+    def ungroupable_key(self, conn: Connection, table: sa.Table, column: sa.Column[Any],
+                        expr: ColumnElement[Any]) -> str | None:
+        """Why the database cannot group key `column` (as the check compares it: `expr`), as it says; None where
+        it groups every type (MySQL/MariaDB, SQLite)."""
         return None
 
     def case_fold(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -67,6 +67,30 @@ def _single_precision_sqlite(element: SinglePrecision, compiler: Any, **kw: Any)
     return str(compiler.process(element.value, **kw))  # SQLite's REAL is a double
 
 
+class InCharacterSet(ColumnElement[Any]):
+    """`value` converted to a key column's character set and collation (MySQL/MariaDB: `CONVERT(.. USING cs)
+    COLLATE c`), where the server's row IN does not find the column's values as `=` does (`Comparison.row_in`):
+    MariaDB's row IN meets a value sent in the connection's utf8mb4 unconverted, and finds no utf16 'x' nor latin1
+    'é'; converted, it finds what `=` finds (asked of a table per collation of `SHOW COLLATION`), and the look-up
+    stays one sorted IN list, not a comparison per key and row."""
+
+    inherit_cache = True
+    _traverse_internals = [("value", InternalTraversal.dp_clauseelement),
+                           ("character_set", InternalTraversal.dp_string),
+                           ("collation", InternalTraversal.dp_string)]
+
+    def __init__(self, value: ColumnElement[Any], character_set: str, collation: str) -> None:
+        self.value = value
+        self.character_set = character_set
+        self.collation = collation
+        self.type = value.type
+
+
+@compiles(InCharacterSet)
+def _in_character_set(element: InCharacterSet, compiler: Any, **kw: Any) -> str:
+    return f"CONVERT({compiler.process(element.value, **kw)} USING {element.character_set}) COLLATE {element.collation}"
+
+
 class StoredUuid(_Converted):
     """A MariaDB `UUID` given as its 16 stored bytes (a binary log's row), as the server's text of that UUID:
     `CAST(CAST(bytes AS UUID) AS CHAR(36))`, which the column's `=` compares as a UUID (SQLAlchemy skips a cast to

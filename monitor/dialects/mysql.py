@@ -44,7 +44,7 @@ from monitor.dialects.base import (
     Refusal,
     UniqueViolation,
 )
-from monitor.dialects.expressions import AsStored, StoredUuid
+from monitor.dialects.expressions import AsStored, InCharacterSet, StoredUuid
 from monitor.dialects.mysql_polling import MySQLPolling
 
 if TYPE_CHECKING:
@@ -70,6 +70,50 @@ def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]
             except sa.exc.DBAPIError:
                 found.append(False)
         return found
+
+# Characters of the scripts the server's character sets hold beside ASCII (at least one in each 8-bit or
+# multi-byte one but ascii): 'x' is the same byte in latin1 as in utf8mb4, so a row IN that meets the column's
+# bytes unconverted still finds it; 'é' is not.
+_PROBED = ("é", "ß", "ą", "ğ", "\u03b1", "ж", "א", "ع", "ก", "\u0561", "ა", "日", "한")
+
+
+def _row_in_agrees(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether, for each (character set, collation), the server's row IN finds a value of it among values sent as
+    the connection's text, as `=` does: MariaDB's row IN finds no utf16, utf32 or ucs2 value in
+    `((0, 'x'), (1, 'y'))` though `=` finds 'x', and no latin1 'é' (nor a cp932 '日', ...) though it finds a latin1
+    'x' (a look-up of known groups by their keys found none of their rows, and every such group of the check was
+    counted gone). Asked of 'x' and of the first of `_PROBED` the character set holds (as the server converts it
+    there and back). One statement each, else one per pair; a refused probe taken as disagreeing (the look-up by
+    `=`, key by key, finds what GROUP BY groups, only slower)."""
+    sets = sorted({cs for cs, _ in collations})
+    held: dict[str, list[str]] = {cs: [] for cs in sets}
+    pairs = [(cs, v) for cs in sets for v in _PROBED]
+    try:
+        row = conn.exec_driver_sql("SELECT " + ", ".join(
+            f"HEX(CONVERT(CONVERT('{v}' USING {cs}) USING utf8mb4)) = HEX(CONVERT('{v}' USING utf8mb4))"
+            for cs, v in pairs)).one()
+        for (cs, v), kept in zip(pairs, row, strict=True):
+            if kept:
+                held[cs].append(v)
+    except sa.exc.DBAPIError:
+        pass  # 'x' alone
+
+    def probe(cs: str, c: str) -> str:
+        return " AND ".join(f"(0, CONVERT('{v}' USING {cs}) COLLATE {c}) IN ((0, '{v}'), (1, 'y'))"
+                            for v in ["x", *held[cs][:1]])
+
+    try:
+        row = conn.exec_driver_sql("SELECT " + ", ".join(f"({probe(cs, c)})" for cs, c in collations)).one()
+        return [bool(v) for v in row]
+    except sa.exc.DBAPIError:
+        found = []
+        for cs, c in collations:
+            try:
+                found.append(bool(conn.exec_driver_sql(f"SELECT {probe(cs, c)}").scalar()))
+            except sa.exc.DBAPIError:
+                found.append(False)
+        return found
+
 
 # SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
 # on every reflection of a system-versioned table; the columns themselves are reflected, and the fix asks the
@@ -952,7 +996,18 @@ class MySQL(MySQLPolling, Dialect):
         if not collations:
             return {}
         padded = {pair for pair, pads in zip(collations, _pads(conn, collations), strict=True) if pads}
-        return {name: Comparison("pad space", name=c) for name, cs, c in columns if (cs, c) in padded}
+        apart = {pair for pair, agrees in zip(collations, _row_in_agrees(conn, collations), strict=True)
+                 if not agrees}
+        return {name: Comparison("pad space" if (cs, c) in padded else "character set", name=c,
+                                 row_in=(cs, c) not in apart, character_set=cs if (cs, c) in apart else "")
+                for name, cs, c in columns if (cs, c) in padded or (cs, c) in apart}
+
+    def row_in_operand(self, value: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
+        """In the column's character set and collation (`InCharacterSet`) where the server's row IN does not find
+        the column's values as `=` does (`_row_in_agrees`)."""
+        if comparison is None or comparison.row_in or not comparison.character_set:
+            return value
+        return InCharacterSet(value, comparison.character_set, comparison.name)
 
     def group_identity(self, expr: ColumnElement[Any], comparison: Comparison | None = None) -> ColumnElement[Any]:
         """A text value's sort key under its collation (`WEIGHT_STRING`): 'Ann' and 'ann' under a `_ci`

@@ -24,8 +24,10 @@ from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ranges
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
@@ -443,9 +445,11 @@ _DECLARED_TYPES = sa.text(
     " AND NOT a.attisdropped")
 # Each column `=` finds values stored apart equal in, where its reflected type may not say so: of the citext
 # extension's type (or a domain over it, a domain over that, ...: reflection knows the type only where its schema
-# is on the search_path), with whether an unqualified `=` finds its operator (`pg_operator_is_visible`) and the
-# type's name, or under a nondeterministic collation, with that collation's version as its library reports it
-# now. The one place that asks whether a column is citext (`_HIDDEN_EQUALITY` asks only where `=` is hidden).
+# is on the search_path; or an array of it, which the element type says: the array type is no member of the
+# extension), with whether an unqualified `=` finds its operator (`pg_operator_is_visible`), whether it is an
+# array, and the type's name, or under a nondeterministic collation, with that collation's version as its
+# library reports it now. The one place that asks whether a column is citext (`_HIDDEN_EQUALITY` asks only where
+# `=` is hidden).
 _COMPARED_APART = sa.text("""
     WITH RECURSIVE base(attnum, typid, depth) AS (
         SELECT a.attnum, a.atttypid, 0 FROM pg_catalog.pg_attribute a
@@ -455,11 +459,13 @@ _COMPARED_APART = sa.text("""
         JOIN pg_catalog.pg_type t ON t.oid = b.typid WHERE t.typtype = 'd')
     SELECT a.attname,
            EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid
-                   WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = bt.oid
+                   WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                     AND d.objid = CASE WHEN bt.typcategory = 'A' AND bt.typelem <> 0 THEN bt.typelem ELSE bt.oid END
                      AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
                      AND x.extname = 'citext'),
            EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = bt.oid
                    AND o.oprright = bt.oid AND pg_catalog.pg_operator_is_visible(o.oid)),
+           bt.typcategory = 'A',
            pg_catalog.format_type(bt.oid, NULL),
            NOT co.collisdeterministic,
            CASE WHEN NOT co.collisdeterministic THEN pg_catalog.pg_collation_actual_version(co.oid) END
@@ -991,12 +997,30 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     # -- detection ------------------------------------------------------------------------------
 
-    def ungroupable_key(self, column: sa.Column[Any]) -> str | None:
-        # `json` (unlike `jsonb`) has no equality operator, so GROUP BY on it fails naming neither check nor column.
-        if isinstance(column.type, sa.JSON) and not isinstance(column.type, postgresql.JSONB):
-            return (f"column {column.name!r} has type json, which PostgreSQL cannot compare or group; make it "
-                    f"jsonb, or write a custom query that groups on {column.name}::jsonb")
-        return None
+    def ungroupable_key(self, conn: Connection, table: sa.Table, column: sa.Column[Any],
+                        expr: ColumnElement[Any]) -> str | None:
+        """Asked of the server's parser: a GROUP BY on the key expression, parsed only (the protocol's Parse
+        message, as `rewritten_tree`: nothing planned, so nothing the planner folds runs) in a savepoint. A type
+        with no equality operator `GROUP BY` can use (json, xml, point, an array or domain of one) is refused there
+        (SQLSTATE 42883): the runs reported it naming neither check nor column. None otherwise (any other refusal
+        is the run's to report, as the server words it)."""
+        statement = str(sa.select(sa.literal(1)).select_from(table).group_by(expr)
+                        .compile(conn, compile_kwargs={"literal_binds": True}))
+        driver: Any = conn.connection.driver_connection
+        savepoint = conn.begin_nested()
+        try:
+            result = driver.pgconn.prepare(b"", statement.encode(driver.info.encoding))
+        finally:
+            savepoint.rollback()
+        if result.status != pq.ExecStatus.FATAL_ERROR \
+                or result.error_field(pq.DiagnosticField.SQLSTATE) != b"42883":
+            return None
+        said = (result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode(
+            driver.info.encoding, "replace").strip()
+        hint = (f"make it jsonb, or write a custom query that groups on {column.name}::jsonb"
+                if re.search(r"\btype json\b", said) else
+                "change its type, or write a custom query that groups on a cast of it")
+        return f"PostgreSQL cannot group column {column.name!r}: {said}; {hint}"
 
     def sent_width(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """The length of the value's text (every type has a cast to text: its output function, as it is sent);
@@ -1171,9 +1195,11 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         if self.server_version(conn) < (12,):
             return found
         name = conn.dialect.identifier_preparer.format_table(table)
-        for column, citext, visible, type_name, nondeterministic, version in conn.execute(_COMPARED_APART,
-                                                                                        {"t": name}):
-            if citext:
+        for column, citext, visible, array, type_name, nondeterministic, version in conn.execute(
+                _COMPARED_APART, {"t": name}):
+            if citext and array:  # compared element by element as citext (array_eq: `=` of pg_catalog, visible)
+                found[str(column)] = Comparison("citext array", type_name=str(type_name))
+            elif citext:
                 found[str(column)] = Comparison("citext", visible=bool(visible), type_name=str(type_name))
             elif nondeterministic:
                 found[str(column)] = Comparison("collation", str(version or ""))
@@ -1183,20 +1209,29 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         """Values `=` finds equal though they print apart, as one value: a `citext` lowered, a numeric at its
         least scale (`trim_scale`: 1.0 = 1.00), a float plus zero (-0 = 0), an interval justified (`1 mon` = `30
         days`, `1 day` = `24 hours`), text under a nondeterministic collation as its hash in that collation
-        (`_collation_hash`). GROUP BY returns one of the group's spellings, not always the same one (delete the row
-        it returned, or read the group by another row's key): identified by the spelling, the group was another,
-        and the "new duplicates" alert fired for an old one."""
+        (`_collation_hash`); a domain's value as its base type's, an array of those as its hash
+        (`hash_array_extended`, each element hashed as its type compares). GROUP BY returns one of the group's
+        spellings, not always the same one (delete the row it returned, or read the group by another row's key):
+        identified by the spelling, the group was another, and the "new duplicates" alert fired for an old one."""
         kind = expr.type
         if isinstance(kind, ServerText) and kind.hashed:  # a key carried as its text (`polled_key`)
             return _hashed(expr, kind.hashed)
+        if comparison is not None and comparison.kind == "citext array":
+            # '{Bob}' = '{BOB}': each element hashed by citext's hash operator class (lowered), as `=` compares it
+            return _hashed(expr, "hash_array_extended")
         if isinstance(kind, postgresql.CITEXT) or (comparison is not None and comparison.kind == "citext"):
             return sa.func.lower(sa.cast(expr, sa.Text()), type_=sa.Text())  # compared as lower(text): 'Bob' = 'BOB'
         if comparison is not None and comparison.kind == "collation":
             return _collation_hash(expr)
+        kind = self.storage_type(kind)  # a domain compares as its base type: `-0` = `0` of a domain over float8
+        if isinstance(kind, sa.ARRAY) and _spelled_apart(self.storage_type(sa.types.to_instance(kind.item_type))):
+            # Arrays compare element by element with the element type's `=` ('{1.0}' = '{1.00}', '{-0}' = '{0}'):
+            # identified by the array's hash, which hashes each element with its type's hash operator class.
+            return _hashed(expr, "hash_array_extended")
         if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
             return sa.func.trim_scale(expr, type_=kind)
         if isinstance(kind, sa.Float):
-            return sa.type_coerce(expr + sa.literal(0, kind), kind)
+            return sa.type_coerce(sa.type_coerce(expr, kind) + sa.literal(0, kind), kind)
         if isinstance(kind, sa.Interval):
             return sa.func.justify_interval(expr, type_=kind)
         return expr
@@ -1458,6 +1493,13 @@ def _atomic_body_tree(conn: Connection, stored: str) -> tuple[str, str | None]:
     return stored + "\n" + rewritten, None
 
 
+def _spelled_apart(kind: sa.types.TypeEngine[Any]) -> bool:
+    """Whether values of `kind` that `=` finds equal may be stored apart, as `group_identity` identifies them: a
+    numeric at another scale, a float's `-0`, an interval in other units, a jsonb number, a range's bounds."""
+    return isinstance(kind, sa.Numeric | sa.Float | sa.Interval | postgresql.JSONB | ranges.AbstractRange
+                      | ranges.AbstractMultiRange)
+
+
 def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
     """A text (or text array) value under a nondeterministic collation as the hash PostgreSQL computes of it in that
     collation (`hashtextextended`, `hash_array_extended`: the collation is the expression's, derived from its
@@ -1470,7 +1512,12 @@ def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
 
 def _hashed(expr: ColumnElement[Any], function: str) -> ColumnElement[Any]:
     """`expr`'s two 64-bit hashes by `function` (a hash operator class's extended hash: values `=` finds equal hash
-    equal), as `h0:h1` (NULL for NULL)."""
+    equal), as `h0:h1` (NULL for NULL). An array's also by its dimensions (`array_dims`, '' for an empty one, as
+    `h0:h1:[1:2]`): `hash_array_extended` hashes the elements alone, while `=` and GROUP BY find '{1,2}',
+    '{{1,2}}' and '[0:1]={1,2}' apart: identified by the hash alone, such groups were one group of all their rows."""
     first, second = (sa.cast(getattr(sa.func, function)(expr, sa.literal_column(seed, sa.BigInteger())), sa.Text())
                      for seed in ("0", "1"))
-    return sa.type_coerce(first.concat(":").concat(second), sa.Text())
+    hashed = first.concat(":").concat(second)
+    if function == "hash_array_extended":
+        hashed = hashed.concat(":").concat(sa.func.coalesce(sa.func.array_dims(expr, type_=sa.Text()), ""))
+    return sa.type_coerce(hashed, sa.Text())

@@ -155,8 +155,16 @@ def _plain(column: sa.Column[Any]) -> bool:
     """A column whose values bind as array elements and JSON scalars: not JSON, arrays or enums, nor of a type
     SQLAlchemy does not know (an extension's type outside the search_path: no array of it can be named), nor one
     whose keys travel as text (`_as_text`)."""
-    return not isinstance(column.type, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType) \
-        and _as_text(column.type) is None
+    kind = _stored(column.type)
+    return not isinstance(kind, sa.JSON | sa.ARRAY | sa.Enum | sa.types.NullType) and _as_text(kind) is None
+
+
+def _stored(kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    """A domain's base type (a domain over a domain's too), as its values are stored, bound and compared: a
+    domain over jsonb or text[] is bound as one (a domain's type name alone said neither)."""
+    while isinstance(kind, postgresql.DOMAIN):
+        kind = sa.types.to_instance(kind.data_type)
+    return kind
 
 
 def _as_text(kind: sa.types.TypeEngine[Any]) -> str | None:
@@ -217,10 +225,11 @@ class PostgreSQLPolling(Polling):
     def polled_key(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """The key's text (`CAST(.. AS TEXT)`), bound back as `CAST(:value AS <the column's type>)`, for the types of
         `_as_text`; the type is the one reflected from the catalog, as the server names it."""
-        hashed = _as_text(expr.type)
+        stored = _stored(expr.type)  # bound back as the base type: a cast to the domain would run its CHECKs
+        hashed = _as_text(stored)
         if hashed is None:
             return expr
-        return sa.type_coerce(expr, ServerText(str(expr.type.compile(dialect=_POSTGRESQL)), hashed))
+        return sa.type_coerce(expr, ServerText(str(stored.compile(dialect=_POSTGRESQL)), hashed))
 
     def shown_key_value(self, expr: ColumnElement[Any], shown: ColumnElement[Any], value: Any) -> Any:
         """The server's text of a key `polled_key` carries, loaded as the group page reads `shown`: by psycopg's
@@ -262,7 +271,7 @@ class PostgreSQLPolling(Polling):
                                                        postgresql.JSON)).table_valued(
                 sa.column("value", postgresql.JSON), with_ordinality="ordinality").render_derived(
                 name="dupewatch_keys")
-            values = [sa.cast(keys.c.value[i].astext, resolved.key_types[i]) for i in range(len(exprs))]
+            values = [sa.cast(keys.c.value[i].astext, _stored(resolved.key_types[i])) for i in range(len(exprs))]
             size = (sa.select(sa.func.count()).select_from(resolved.table)
                     .where(*resolved.filters, *[e == v for e, v in zip(exprs, values, strict=True)])
                     .scalar_subquery())
@@ -282,10 +291,13 @@ class PostgreSQLPolling(Polling):
         if not all(_plain(c) for c in resolved.key_columns) or any(None in k for k in keys):
             return None
         exprs = resolved.key_exprs
+        # As the base type of a domain: an array of the domain would run its CHECKs on each key (a VOLATILE
+        # function's too, refused in the read-only session).
+        types = [_stored(kind) for kind in resolved.key_types]
         arrays = [sa.bindparam(f"dupewatch_keys_{i}", [k[i] for k in keys],
-                               type_=postgresql.ARRAY(resolved.key_types[i])) for i in range(len(exprs))]
+                               type_=postgresql.ARRAY(types[i])) for i in range(len(exprs))]
         wanted = sa.func.unnest(*arrays).table_valued(
-            *[sa.column(f"k{i}", resolved.key_types[i]) for i in range(len(exprs))]
+            *[sa.column(f"k{i}", types[i]) for i in range(len(exprs))]
         ).render_derived(name="dupewatch_keys")
         size = (sa.select(sa.func.count()).select_from(resolved.table)
                 .where(*resolved.filters, *[e == wanted.c[f"k{i}"] for i, e in enumerate(exprs)]).scalar_subquery())

@@ -509,6 +509,13 @@ class IncrementalCheck:
             # A single-precision key equals the double read from it only once the database rounds it again.
             matches.extend(sa.and_(*TableCheck.key_equals(k, self.exprs)) for k in plain)
             plain = []
+        if plain and len(self.exprs) > 1 and not self.resolved.row_in_compares_as_equals():
+            # The server's row IN does not find these columns' values as `=` does (MariaDB, a utf16 or latin1
+            # column): the values converted as it must meet them, still one IN list (`=` key by key, an OR of 20,000
+            # conjunctions, took 18 s over 40,000 rows of a table without the key's index).
+            matches.append(sa.tuple_(*self.exprs).in_([sa.tuple_(*self.resolved.row_in_operands(
+                [sa.bindparam(None, v, type_=e.type) for e, v in zip(self.exprs, k, strict=True)])) for k in plain]))
+            plain = []
         if plain and any(isinstance(c.type, sa.ARRAY | CatalogEquality) for c in columns):
             # An array binds as the driver guesses its element type (smallint[] for small integers): cast it. A
             # type compared by its catalog operator (citext outside the search_path) must not meet a row IN.

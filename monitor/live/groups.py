@@ -360,7 +360,9 @@ class LiveGroups:
             # the type it is compared with, the column's.
             typed = sa.literal(value, sa.types.NullType())
         else:
-            typed = sa.cast(sa.literal(value, sa.Text()), column.type)
+            # As its type is stored: a domain's base type (a cast to the domain would run its CHECKs, which may call
+            # VOLATILE functions: refused in the read-only session, or worse).
+            typed = sa.cast(sa.literal(value, sa.Text()), rules.storage_type(column.type))
         return self.resolved.normalise(column, typed)
 
     def _count_present(self, conn: Connection, raws: list[tuple[Any, ...]]) -> dict[Key, tuple[Key, int]]:
@@ -377,7 +379,7 @@ class LiveGroups:
             chunk = chunk + chunk[-1:] * (min(1 << (len(chunk) - 1).bit_length(), RECOUNT_CHUNK) - len(chunk))
             values = [[self._typed(c, v) for c, v in zip(r.key_columns, raw, strict=True)] for raw in chunk]
             match = r.key_exprs[0].in_([v[0] for v in values]) if width == 1 else \
-                sa.tuple_(*r.key_exprs).in_([sa.tuple_(*v) for v in values])
+                sa.tuple_(*r.key_exprs).in_([sa.tuple_(*r.row_in_operands(v)) for v in values])
             statement = (sa.select(*self.reads, *self.identity, sa.func.count()).select_from(r.table)
                          .where(*r.filters, match).group_by(*r.key_exprs))
             for row in conn.execute(statement):

@@ -1463,6 +1463,14 @@ def test_ci_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, ru
     ("CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci", ["x", "x ", "X  ", "x   ", "X    "], ["y\t", "y"]),
     ("CHARACTER SET latin1 COLLATE latin1_bin", ["x ", "x", "x  ", "x   ", "x    "], ["Y", "y"]),
     ("CHARACTER SET utf8mb4 COLLATE utf8mb4_general_nopad_ci", ["ab", "Ab", "aB", "AB", "ab"], ["y ", "y"]),  # NO PAD
+    # MariaDB's row IN finds no value of these character sets among values sent as utf8mb4 (`=` does): the look-up
+    # of the known groups by their keys found none, and every group was counted gone.
+    ("CHARACTER SET utf16 COLLATE utf16_general_ci", ["x ", "x", "X  ", "x   ", "X    "], ["y\t", "y"]),
+    ("CHARACTER SET ucs2 COLLATE ucs2_bin", ["x ", "x", "x  ", "x   ", "x    "], ["Y", "y"]),
+    ("CHARACTER SET utf32 COLLATE utf32_general_nopad_ci", ["ab", "Ab", "aB", "AB", "ab"], ["y ", "y"]),
+    # Nor a latin1 'é' (nor a cp932 '日'), though it finds a latin1 'x': a probe of 'x' alone said it agreed.
+    ("CHARACTER SET latin1 COLLATE latin1_swedish_ci", ["é ", "é", "É  ", "é   ", "É    "], ["ü\t", "ü"]),
+    ("CHARACTER SET cp932 COLLATE cp932_japanese_ci", ["日 ", "日", "日  ", "日   ", "日    "], ["本\t", "本"]),
 ])
 def test_mariadb_pad_space_groups_are_identified_by_the_collation_not_by_one_spelling(mysql, runner_for, column,
                                                                                        spellings, apart):
@@ -1478,6 +1486,10 @@ def test_mariadb_pad_space_groups_are_identified_by_the_collation_not_by_one_spe
     ("double precision", ["0", "-0", "0", "-0"]),
     ("interval", ["1 day", "24 hours", "1440 minutes", "86400 seconds"]),
     ("date", ["2024-01-01"] * 4),  # one spelling: the re-count of its keys raised TypeError
+    # Arrays compare element by element as their element type does ('{1.0}' = '{1.00}'): each was identified by
+    # its spelling, and deleting the rows of the one GROUP BY returned made the old group new.
+    ("numeric[]", ["{1.0}", "{1.00}", "{1.000}", "{1}"]),
+    ("double precision[]", ["{0}", "{-0}", "{0}", "{-0}"]),
 ])
 def test_keys_equal_in_other_spellings_are_one_group_on_postgresql(pg, runner_for, kind, spellings):
     """GROUP BY returns one of a group's spellings (1.0 or 1.00): deleting the row it returned, or reading the
@@ -2257,3 +2269,94 @@ def test_rows_dated_by_a_clock_hours_behind_the_databases_are_said_to_wait_when_
         r.assert_matches_full_pass(full)
     finally:
         app.dispose()
+
+
+@pytest.mark.parametrize(("base", "spellings"), [
+    ("numeric", ["1.0", "1.00", "1.000", "1"]),
+    ("double precision", ["0", "-0", "0", "-0"]),
+    ("jsonb", ["1.0", "1.00", "1", "1.000"]),
+    ("text[]", ["{a}", "{a}", "{a}", "{a}"]),
+])
+def test_keys_of_a_domain_are_one_group_as_its_base_type_compares_them(pg, runner_for, base, spellings):
+    """A domain compares as its base type (`-0` = `0` of a domain over double precision): its groups were
+    identified by their spelling, so one group read as two, or an old one counted as new. And its keys are bound
+    as its base type: those of a domain over jsonb or text[] were bound as plain values (`cannot dump lists of
+    mixed types`, `malformed array literal`), and every incremental run failed."""
+    pg.execute(f"CREATE DOMAIN amount AS {base}")
+    assert_spellings_are_one_group(pg, runner_for, "amount", spellings)
+
+
+@pytest.mark.parametrize("other", ["{{1.0,2}}", "{{1.0},{2}}"])
+def test_arrays_of_other_dimensions_are_other_groups_on_postgresql(pg, runner_for, other):
+    """`=` finds '{1,2}' and '{{1,2}}' apart, as GROUP BY does, but `hash_array_extended` hashes the elements only,
+    not the dimensions: identified by that hash alone, the two groups were one group of all their rows, and a run
+    (the first full pass too) counted one group where GROUP BY says two."""
+    pg.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device numeric[] NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    for id_, device in enumerate(["{1,2}", "{1.00,2}", other, other], start=1):
+        pg.execute("INSERT INTO logins VALUES (:i, 1, CAST(:d AS numeric[]), :t)",
+                   params={"i": id_, "d": device, "t": NOW})
+    r = runner_for(pg)
+    first = r.run()
+    r.assert_matches_full_pass(first)
+    pg.execute("INSERT INTO logins VALUES (5, 1, '{1,2.0}', :t)", params={"t": NOW})
+    grown = r.run()
+    assert grown.mode == "incremental", grown
+    r.assert_matches_full_pass(grown)
+
+
+def test_mariadb_known_groups_of_a_latin1_key_are_looked_up_by_one_in_list_not_key_by_key(mysql, runner_for):
+    """MariaDB's row IN finds no latin1 'é' sent as utf8mb4 (`=` does): the known groups were looked up by `=`, an OR
+    of one conjunction per group, which a table without the key's index evaluates per row (20,000 groups over
+    40,000 rows: 18 s a statement, without bound). The values converted to the column's character set, a row IN
+    finds them, in one sorted list."""
+    mysql.execute("CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+                  " device VARCHAR(40) CHARACTER SET latin1 NULL, created_at DATETIME(6) NOT NULL)")
+    insert(mysql, [(id_, id_ // 2, "dévice") for id_ in range(10, 1210)])  # 600 pairs
+    r = runner_for(mysql, recount_every="1s")
+    now = [time.time()]
+    r.monitor.clock = lambda: now[0]
+    assert r.run().groups == 600
+    statements: list[str] = []
+    sa.event.listen(r.monitor.database("d").engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    mysql.execute("DELETE FROM logins WHERE id < 410 AND MOD(id, 2) = 0")  # breaks 200 pairs
+    now[0] += 10  # every known group re-counted
+    after = r.run()
+    assert after.mode == "incremental", after
+    r.assert_matches_full_pass(after)
+    assert after.groups == 400
+    assert max(s.count(" OR ") for s in statements) < 10, "the known groups were looked up key by key"
+
+
+@pytest.mark.parametrize("base", ["integer", "text"])
+def test_keys_of_a_domain_whose_check_calls_a_volatile_function_are_looked_up_without_running_it(pg, runner_for,
+                                                                                                  base):
+    """A known group's key bound back cast to its domain would run the domain's CHECK, here a VOLATILE function
+    (nextval: refused in the read-only session); bound as the base type, nothing of the domain's runs."""
+    pg.execute("CREATE SEQUENCE calls", "CREATE FUNCTION counted(v anyelement) RETURNS boolean VOLATILE LANGUAGE sql"
+               " AS 'SELECT nextval(''calls'') > 0'", f"CREATE DOMAIN amount AS {base} CHECK (counted(VALUE))",
+               "CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NULL, device amount NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    spelling = "1"
+    for id_, user in ((1, 1), (2, 1), (3, 1), (4, None), (5, None), (6, None)):  # a key with a NULL too
+        pg.execute("INSERT INTO logins VALUES (:i, :u, CAST(:d AS amount), :t)",
+                   params={"i": id_, "u": user, "d": spelling, "t": NOW})
+    calls = pg.scalar("SELECT last_value FROM calls")
+    r = runner_for(pg, recount_every="1s")
+    now = [time.time()]
+    r.monitor.clock = lambda: now[0]
+    assert r.run().groups == 2
+    pg.execute("DELETE FROM logins WHERE id IN (1, 4)")
+    now[0] += 10
+    after = r.run()
+    assert (after.mode, after.error) == ("incremental", None), after
+    r.assert_matches_full_pass(after)
+    assert pg.scalar("SELECT last_value FROM calls") == calls
+
+
+def test_citext_array_keys_are_one_group_whichever_spelling_group_by_returned(pg_citext_elsewhere, runner_for):
+    """An array of citext compares element by element as citext ('{Bob}' = '{BOB}'), which the catalog says of the
+    array's element type (the array type is no member of the extension): identified by its spelling, the group
+    was counted new once the rows of the spelling GROUP BY returned were deleted."""
+    assert_spellings_are_one_group(pg_citext_elsewhere, runner_for, "ext.citext[]",
+                                   ["{Bob}", "{bob}", "{BOB}", "{bOB}"])
