@@ -53,14 +53,12 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"[A-Za-z0-9_]+")  # a character set's or collation's name, written into a probe
 
 
-def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
-    """Whether each (character set, collation) finds 'x' = 'x ' (PAD SPACE), as the server compares: in one
-    statement, else (a probe the server refuses) one each, a refused one taken for NO PAD (identified as before)."""
-    def probe(cs: str, c: str) -> str:
-        return f"CONVERT('x' USING {cs}) COLLATE {c} = CONVERT('x ' USING {cs})"
-
+def _ask_each(conn: Connection, collations: Sequence[tuple[str, str]],
+              probe: Callable[[str, str], str]) -> list[bool]:
+    """The server's answer to `probe` (a boolean SQL expression) for each (character set, collation): in one
+    statement, else (a probe the server refuses) one each, a refused one taken as False."""
     try:
-        row = conn.exec_driver_sql("SELECT " + ", ".join(probe(cs, c) for cs, c in collations)).one()
+        row = conn.exec_driver_sql("SELECT " + ", ".join(f"({probe(cs, c)})" for cs, c in collations)).one()
         return [bool(v) for v in row]
     except sa.exc.DBAPIError:
         found = []
@@ -70,6 +68,12 @@ def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]
             except sa.exc.DBAPIError:
                 found.append(False)
         return found
+
+
+def _pads(conn: Connection, collations: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether each (character set, collation) finds 'x' = 'x ' (PAD SPACE), as the server compares (a refused
+    probe taken for NO PAD: identified as before)."""
+    return _ask_each(conn, collations, lambda cs, c: f"CONVERT('x' USING {cs}) COLLATE {c} = CONVERT('x ' USING {cs})")
 
 # Characters of the scripts the server's character sets hold beside ASCII (at least one in each 8-bit or
 # multi-byte one but ascii): 'x' is the same byte in latin1 as in utf8mb4, so a row IN that meets the column's
@@ -102,17 +106,7 @@ def _row_in_agrees(conn: Connection, collations: Sequence[tuple[str, str]]) -> l
         return " AND ".join(f"(0, CONVERT('{v}' USING {cs}) COLLATE {c}) IN ((0, '{v}'), (1, 'y'))"
                             for v in ["x", *held[cs][:1]])
 
-    try:
-        row = conn.exec_driver_sql("SELECT " + ", ".join(f"({probe(cs, c)})" for cs, c in collations)).one()
-        return [bool(v) for v in row]
-    except sa.exc.DBAPIError:
-        found = []
-        for cs, c in collations:
-            try:
-                found.append(bool(conn.exec_driver_sql(f"SELECT {probe(cs, c)}").scalar()))
-            except sa.exc.DBAPIError:
-                found.append(False)
-        return found
+    return _ask_each(conn, collations, probe)
 
 
 # SQLAlchemy's MySQL reflection does not parse MariaDB's `PERIOD FOR SYSTEM_TIME (row_start, row_end)` and warns
