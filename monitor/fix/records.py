@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from monitor.db import first_line
 from monitor.dialects import for_backend
 from monitor.fix.errors import FixRefused
 
@@ -235,8 +236,6 @@ def tables_exist(conn: Connection) -> bool:
     """Whether dupewatch's bookkeeping tables exist (whoever may read them). A server that will not say (MariaDB
     answers a role holding grants on some tables only with "SELECT command denied" for a table that does not
     exist as for one it may not read) refuses the fix, naming what the role needs."""
-    from monitor.db import first_line
-
     try:
         return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
     except sa.exc.DBAPIError as exc:

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import FromClause
 
+from monitor.db import first_line
 from monitor.dialects import for_backend
 from monitor.fix.catalog import catalog_for
 from monitor.fix.values import display
@@ -296,9 +297,8 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
             rows = conn.execute(sa.select(kinds.c.id, kinds.c.app_label, kinds.c.model)).all()
     except sa.exc.DBAPIError as exc:
         # Not readable (or not Django's table after all): the generic relations are not counted, and said so.
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
         prefix = f"{schema}." if schema else ""
-        return {}, [], set(), f"{prefix}{CONTENT_TYPES} ({reason}; no generic relation counted)"
+        return {}, [], set(), f"{prefix}{CONTENT_TYPES} ({first_line(exc)}; no generic relation counted)"
     squashed = {row.id: (label, _squash(DJANGO_TABLES.get(label, row.app_label + row.model))) for row in rows
                 if isinstance(row.app_label, str) and isinstance(row.model, str)
                 and (label := f"{row.app_label}.{row.model}")}
