@@ -233,11 +233,17 @@ def place(conn: Connection, schema: str | None) -> str | None:
 
 
 def tables_exist(conn: Connection) -> bool:
-    """Whether dupewatch's bookkeeping tables exist (whoever may read them). A server that will not say (MariaDB
-    answers a role holding grants on some tables only with "SELECT command denied" for a table that does not
-    exist as for one it may not read) refuses the fix, naming what the role needs."""
+    """Whether dupewatch's bookkeeping tables exist (whoever may read them)."""
+    return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
+
+
+def has_tables(conn: Connection) -> bool:
+    """Whether dupewatch's bookkeeping tables exist, for a connection that reads and writes them: raises
+    `FixRefused` when they belong to a role this one may not act for (see `unusable_tables`), or when the server
+    will not say (MariaDB answers a role holding grants on some tables only with "SELECT command denied" for a
+    table that does not exist as for one it may not read), naming what the role needs."""
     try:
-        return sa.inspect(conn).has_table(FIX_TABLE, schema=home(conn))
+        exists = tables_exist(conn)
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise
@@ -247,12 +253,7 @@ def tables_exist(conn: Connection) -> bool:
             f"{first_line(exc)!r}; the fix keeps its records, plans and archives in tables it creates beside the "
             "table (or in [fix] schema): grant the fix role CREATE there, and SELECT, INSERT, UPDATE on the "
             "tables it creates") from None
-
-
-def has_tables(conn: Connection) -> bool:
-    """Whether dupewatch's bookkeeping tables exist, for a connection that reads and writes them: raises
-    `FixRefused` when they belong to a role this one may not act for (see `unusable_tables`)."""
-    if not tables_exist(conn):
+    if not exists:
         return False
     refusals = unusable_tables(conn)
     if refusals:

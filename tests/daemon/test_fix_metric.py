@@ -128,3 +128,23 @@ def test_fix_records_the_detection_role_cannot_read_are_said_once_not_counted_as
     log = daemon.log()
     assert log.count("fix records cannot be read") == 1, log[-2000:]
     assert "permission denied" in log and "dupewatch_fix" in log, log[-2000:]
+
+
+def test_mariadb_fix_records_a_role_with_table_grants_only_cannot_read_are_a_reason_not_an_error(mysql):
+    """A MariaDB detection role granted on the checked table only: the server answers it "SELECT command denied"
+    for dupewatch_fix whether or not the table exists. The daemon's read of the fix records says so (the reason it
+    logs once), and never raises the fix's own refusal into the daemon."""
+    from sqlalchemy.engine import make_url
+
+    from dbtest import server_login
+    from monitor.fixstats import read_totals
+
+    mysql.execute("CREATE TABLE signup (id INTEGER PRIMARY KEY, email VARCHAR(40) NOT NULL)")
+    with server_login("mysql", f"GRANT SELECT ON `{mysql.schema}`.signup TO {{user}}", prefix="dw_ro") as role:
+        database = Database("app", DatabaseConfig(url=make_url(mysql.url).set(username=role, password=None)
+                                                  .render_as_string(hide_password=False)))
+        try:
+            read = read_totals(database)
+        finally:
+            database.dispose()
+    assert isinstance(read, str) and "denied" in read and "dupewatch_fix" in read, read
