@@ -407,6 +407,28 @@ def is_mariadb(dbapi: Any) -> bool:
     return "mariadb" in str(dbapi.get_server_info()).lower()
 
 
+# ER_SP_DOES_NOT_EXIST: "FUNCTION db.r does not exist", the server's answer to a call of a name that is no built-in
+# function, no loadable (UDF) one and no stored function of the current database.
+NO_SUCH_FUNCTION = 1305
+
+
+def _is_function(conn: Connection, name: str) -> bool:
+    """Whether the server resolves an unqualified call of `name` (a plain identifier) to a function: built in,
+    loadable, or stored in the current database, as it resolves a call in the statement (a stored function of
+    another database is printed qualified). Asked by preparing `SELECT name()`, which runs nothing; any answer but
+    ER_SP_DOES_NOT_EXIST (a wrong argument count, a syntax error) is taken for a function. The expansion prints a
+    common table expression's column list as `name(column, ...)` (`WITH RECURSIVE r(n) AS (...)`), which no
+    function of that name makes a call."""
+    try:
+        conn.exec_driver_sql(f"PREPARE dupewatch_called FROM 'SELECT {name}()'")
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        return tuple(getattr(exc.orig, "args", ()))[:1] != (NO_SUCH_FUNCTION,)
+    conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_called")
+    return True
+
+
 def _collect_expanded(node: Any, into: list[str], views: list[str]) -> None:
     """The trace's expanded queries into `into`, and the names (or aliases) of the views it reads into `views`."""
     if isinstance(node, dict):
@@ -756,10 +778,8 @@ class MySQL(MySQLPolling, Dialect):
                 return (f"{name}() is not allowed in a check: an argument, not its input, sets the size of its "
                         f"result, and the server does not interrupt LOCATE over such a string: it would run "
                         f"past max_statement_time and the KILL QUERY of dupewatch's deadline")
-            if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS:
-                if re.search(rf"\bwith\s+(?:recursive\s+)?{re.escape(name)}\(", expanded, re.I):
-                    return (f"{name}() is not allowed in a check: a column list after a WITH name reads like a "
-                            f"call; name the columns inside it instead (WITH {name} AS (SELECT ... AS column))")
+            if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS \
+                    and _is_function(conn, name):
                 return (f"{name}() is not allowed in a check: it is not one of the built-in functions known to "
                         f"change nothing (locks, waits, files, sequences and stored functions are refused)")
         return None

@@ -319,6 +319,27 @@ def test_mysql_allows_ordinary_functions(mysql, monitor_for):
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
+def test_mysql_a_common_table_expression_with_a_column_list_is_allowed(mysql, monitor_for):
+    """The server's expansion prints a CTE's column list as `r(n)`, which was refused as a call of `r()` (with
+    advice to rewrite the query); `r` is no function the server knows, so it is no call."""
+    make_victim(mysql)
+    sql = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3), q(a, b) AS (SELECT 1, 2) "
+           "SELECT k, COUNT(*) AS dup_count FROM victim, q WHERE (SELECT MAX(n) FROM r) = 3 "
+           "GROUP BY k HAVING COUNT(*) > 1")
+    result = run_query(monitor_for, mysql, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
+def test_mysql_a_common_table_expression_named_as_a_refused_function_is_still_refused(mysql, monitor_for):
+    """A CTE named `get_lock` does not make a call of GET_LOCK() pass as its column list."""
+    make_victim(mysql)
+    lock = f"dw_{uuid.uuid4().hex[:8]}"
+    sql = (f"WITH get_lock(a) AS (SELECT 1) SELECT k, COUNT(*) AS dup_count FROM victim, get_lock "
+           f"WHERE GET_LOCK('{lock}', 0) = 1 GROUP BY k")
+    assert_refused(run_query(monitor_for, mysql, sql), "get_lock(")
+    assert mysql.scalar(f"SELECT IS_FREE_LOCK('{lock}')") == 1
+
+
 # A sequence function hides the whole statement from the server's reading (MariaDB withholds its optimizer trace,
 # INSUFFICIENT_PRIVILEGES, whatever the role may do): the refusal of LASTVAL() and PREVIOUS VALUE FOR said the trace
 # was "missing or larger than its optimizer trace keeps (optimizer_trace_max_mem_size)", which no setting cures.
