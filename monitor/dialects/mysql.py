@@ -131,6 +131,12 @@ _LOCKING_WORDS = re.compile(r"(?<![A-Za-z_$])lock(?![\w$]).*?(?<![\w$])in(?![\w$
                             r".*?(?<![\w$])mode(?![\w$])", re.I | re.S)
 
 
+# A user variable assignment as the server's expansion prints it (`@x:=victim.id`, whatever it was written as:
+# `@x := id`, `` @`x` := ``, `@'x' :=`): the only `:=` it prints outside a string, so one inside a string is refused
+# too, never an assignment missed.
+_ASSIGNMENT = re.compile(r"(?:@\S*?)?:=")
+
+
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -765,6 +771,11 @@ class MySQL(MySQLPolling, Dialect):
                 if re.search(rf"(?<![\w$])`?{re.escape(name)}`?(?![\w$])", expanded, re.I):
                     return (f"view {name} is not allowed in a check: its definition locks the rows it reads (LOCK "
                             f"IN SHARE MODE, FOR UPDATE), which a read-only transaction does not stop")
+        assigned = _ASSIGNMENT.search(expanded)
+        if assigned:
+            return (f"{assigned.group(0)} (a user variable assignment) is not allowed in a check: the variable stays "
+                    f"set in the session after the check, for every later statement on its pooled connection (the "
+                    f"fix's among them); use the value where it is computed")
         if _PADDED_CAST.search(expanded):
             return ("CAST(... AS BINARY(n)) is not allowed in a check: an argument, not its input, sets the size of "
                     "its result (it pads to n bytes), and the server does not interrupt LOCATE over such a string: "

@@ -340,6 +340,22 @@ def test_mysql_a_common_table_expression_named_as_a_refused_function_is_still_re
     assert mysql.scalar(f"SELECT IS_FREE_LOCK('{lock}')") == 1
 
 
+MYSQL_ASSIGNMENTS = {
+    "custom query": lambda monitor_for, db: run_query(
+        monitor_for, db, "SELECT k, COUNT(*) AS dup_count FROM victim WHERE (@dw_x := id) > 0 GROUP BY k"),
+    "custom query, quoted name": lambda monitor_for, db: run_query(monitor_for, db, "SELECT @`dw_x` := 1 AS k"),
+    "where": lambda monitor_for, db: run_where(monitor_for, db, "(@dw_x := id) > 0"),
+}
+
+
+@pytest.mark.parametrize("spelling", MYSQL_ASSIGNMENTS)
+def test_mysql_a_user_variable_assignment_is_refused(mysql, spelling, monitor_for):
+    """`@x := ...` sets a user variable that stays set in the session, for every later statement on the pooled
+    connection (the fix's, for a `where`): a session change a read-only transaction does not stop."""
+    make_victim(mysql)
+    assert_refused(MYSQL_ASSIGNMENTS[spelling](monitor_for, mysql), "@dw_x:=")
+
+
 # A sequence function hides the whole statement from the server's reading (MariaDB withholds its optimizer trace,
 # INSUFFICIENT_PRIVILEGES, whatever the role may do): the refusal of LASTVAL() and PREVIOUS VALUE FOR said the trace
 # was "missing or larger than its optimizer trace keeps (optimizer_trace_max_mem_size)", which no setting cures.
