@@ -262,6 +262,44 @@ def test_postgresql_to_json_of_a_type_without_a_volatile_cast_is_allowed(pg, mon
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
+@pytest.fixture
+def pg_foreign(own_pg):
+    """A database of its own (an extension is per database) with `victim`, a file_fdw foreign table whose
+    `program` option runs a shell command on the database server each time it is read, a view and a STABLE SQL
+    function reading it, and a partitioned table one partition of which is such a foreign table."""
+    return make_victim(own_pg,
+                       "CREATE EXTENSION file_fdw", "CREATE SERVER dw_files FOREIGN DATA WRAPPER file_fdw",
+                       "CREATE FOREIGN TABLE dw_program (k text) SERVER dw_files "
+                       "OPTIONS (program 'echo a; echo a', format 'text')",
+                       "CREATE VIEW dw_program_view AS SELECT k FROM dw_program",
+                       "CREATE FUNCTION dw_program_count() RETURNS bigint STABLE LANGUAGE sql "
+                       "AS 'SELECT count(*) FROM dw_program'",
+                       "CREATE TABLE dw_parted (k text) PARTITION BY LIST (k)",
+                       "CREATE FOREIGN TABLE dw_parted_a PARTITION OF dw_parted FOR VALUES IN ('a') SERVER dw_files "
+                       "OPTIONS (program 'echo a', format 'text')")
+
+
+PG_FOREIGN = {
+    "custom query": lambda monitor_for, db: run_query(
+        monitor_for, db, "SELECT k, count(*) AS dup_count FROM dw_program GROUP BY k"),
+    "where": lambda monitor_for, db: run_where(monitor_for, db, "k IN (SELECT k FROM dw_program)"),
+    "through a view": lambda monitor_for, db: run_query(
+        monitor_for, db, "SELECT k, count(*) AS dup_count FROM dw_program_view GROUP BY k"),
+    "through a SQL function": lambda monitor_for, db: run_where(monitor_for, db, "dw_program_count() > 0"),
+    "a partition": lambda monitor_for, db: run_query(
+        monitor_for, db, "SELECT k, count(*) AS dup_count FROM dw_parted GROUP BY k"),
+}
+
+
+@pytest.mark.parametrize("spelling", PG_FOREIGN)
+def test_postgresql_a_foreign_table_is_refused(pg_foreign, spelling, monitor_for):
+    """Reading a foreign table runs its wrapper's code, which no plan shows: file_fdw's `program` ran a shell
+    command on the database server for a check (custom query or where, superuser or a role granted SELECT)."""
+    result = PG_FOREIGN[spelling](monitor_for, pg_foreign)
+    assert_refused(result, "foreign table dw_")
+    assert "file_fdw" in result.error
+
+
 # -- MariaDB / MySQL -------------------------------------------------------------------------------------------
 
 MYSQL_SPELLINGS = {
