@@ -824,6 +824,33 @@ def test_mysql_a_function_sized_by_its_argument_is_refused(mysql, spelling, mark
     assert time.monotonic() - started < 2.5
 
 
+def _replaced(levels: int) -> str:
+    """'a' replaced by ten of it, `levels` times over: a string of 10^levels characters from a short statement, no
+    function of it sized by an argument."""
+    text = "'a'"
+    for _ in range(levels):
+        text = f"REPLACE({text}, 'a', 'aaaaaaaaaa')"
+    return text
+
+
+@pytest.mark.xfail(strict=True, reason="nested REPLACE multiplies a string's length by its replacement's at each "
+                   "level, so a short statement builds a string of any size up to max_allowed_packet (MariaDB) or "
+                   "1 GB (PostgreSQL, where the planner folds it on constants inside the vetting EXPLAIN), and LIKE "
+                   "and INSTR over it do not look for a cancel: measured, a 10^6-character string LIKE a 10^4 "
+                   "needle ran 194 s under MariaDB's max_statement_time = 1, INSTR 12 s, and on PostgreSQL the "
+                   "backend stayed active past pg_terminate_backend; refusing REPLACE would refuse the commonest "
+                   "normalization of a key (REPLACE(phone, '-', '')); kept (issue 16)")
+@pytest.mark.parametrize("database", ["pg", "mysql"])
+def test_a_string_grown_by_nested_replace_is_not_matched_past_the_deadline(database, request, marker, monitor_for):
+    db = make_victim(request.getfixturevalue(database))
+    sql = f"SELECT {_replaced(4)} LIKE CONCAT('%', {_replaced(2)}, 'b') AS {marker}"
+    try:
+        result = run_query(monitor_for, db, sql, statement_timeout="1s")
+    finally:
+        stop_backends(db, marker)
+    assert_refused(result, "replace")
+
+
 def test_mysql_a_where_cannot_call_a_function_sized_by_its_argument(mysql, monitor_for):
     make_victim(mysql)
     assert_refused(run_where(monitor_for, mysql, "LOCATE(REPEAT('a', 3), k) = 0"), "repeat(")
