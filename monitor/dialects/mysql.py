@@ -154,7 +154,7 @@ index key columns path nested for ordinality match against
 # those whose result's size an argument sets, not their input (`SIZED_BY_ARGUMENT`).
 HARMLESS_FUNCTIONS = _names("""
 abs acos adddate addtime default aes_decrypt ascii asin atan atan2 avg bin bit_and bit_count bit_length bit_or bit_xor
-cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress
+cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress crc32c
 concat concat_ws connection_id conv convert convert_tz cos cot count crc32 cume_dist curdate current_date
 current_role current_time current_timestamp current_user curtime database date date_add date_format date_sub
 datediff day dayname dayofmonth dayofweek dayofyear decode degrees dense_rank elt encode exp extract
@@ -167,7 +167,7 @@ json_merge_patch json_merge_preserve json_normalize json_object json_objectagg j
 json_query json_quote json_remove json_replace json_search json_set json_table json_type json_unquote
 json_valid json_value lag last_day last_value lcase lead least left length ln locate log log10 log2 lower
 ltrim make_set makedate maketime max md5 median microsecond mid min minute mod month monthname natural_sort_key
-now nth_value ntile nullif oct octet_length ord percent_rank percentile_cont percentile_disc period_add
+now nth_value ntile nullif nvl nvl2 oct octet_length ord percent_rank percentile_cont percentile_disc period_add
 period_diff pi position pow power quarter quote radians rand rank regexp_instr regexp_replace regexp_substr
 replace reverse right round row_count row_number rtrim schema sec_to_time second sha sha1
 sha2 sign sin sleep soundex sqrt std stddev stddev_pop stddev_samp str_to_date strcmp subdate substr

@@ -387,6 +387,16 @@ def test_mysql_a_common_table_expression_with_a_column_list_is_allowed(mysql, mo
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
+def test_mysql_allows_crc32c_and_nvl2(mysql, monitor_for):
+    """Built-in functions that only compute (MariaDB 10.8+'s CRC32C, the Oracle-compatible NVL2) were refused as not
+    known to change nothing."""
+    make_victim(mysql)
+    sql = ("SELECT NVL2(k, CRC32C(k), 0) AS k, COUNT(*) AS dup_count FROM victim GROUP BY NVL2(k, CRC32C(k), 0) "
+           "HAVING COUNT(*) > 1")
+    result = run_query(monitor_for, mysql, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
 def test_mysql_a_common_table_expression_named_as_a_refused_function_is_still_refused(mysql, monitor_for):
     """A CTE named `get_lock` does not make a call of GET_LOCK() pass as its column list."""
     make_victim(mysql)
