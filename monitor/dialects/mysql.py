@@ -136,6 +136,14 @@ _LOCKING_WORDS = re.compile(r"(?<![A-Za-z_$])lock(?![\w$]).*?(?<![\w$])in(?![\w$
 # too, never an assignment missed.
 _ASSIGNMENT = re.compile(r"(?:@\S*?)?:=")
 
+# FOR UPDATE and FOR SHARE in the statement's own text, whatever separates the two words (space, comments, the marks
+# of an executable comment: `FOR/**/UPDATE`, `/*!FOR*/ UPDATE`): the expansion leaves them out of a sub-select in a
+# WHERE, and only a READ ONLY transaction refuses them at PREPARE, which the fix's writable connection, where a
+# `where` is vetted again and runs, is not. There a string holding the two words is refused too.
+_BETWEEN_WORDS = r"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*M?!\d*|\*/)*"
+_FOR_UPDATE_WORDS = re.compile(rf"(?<![\w$])for(?![\w$]){_BETWEEN_WORDS}(?<![\w$])(update|share)(?![\w$])",
+                               re.I)
+
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -433,6 +441,17 @@ def _is_function(conn: Connection, name: str) -> bool:
         return tuple(getattr(exc.orig, "args", ()))[:1] != (NO_SUCH_FUNCTION,)
     conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_called")
     return True
+
+
+def _session_read_only(conn: Connection) -> bool:
+    """Whether the session's transactions are READ ONLY (`SET SESSION TRANSACTION READ ONLY`, as detection sessions
+    are): MySQL 8 names the setting `transaction_read_only`, MariaDB 10.11 `tx_read_only`."""
+    try:
+        return bool(conn.exec_driver_sql("SELECT @@SESSION.transaction_read_only").scalar())
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        return bool(conn.exec_driver_sql("SELECT @@SESSION.tx_read_only").scalar())
 
 
 def _collect_expanded(node: Any, into: list[str], views: list[str]) -> None:
@@ -763,8 +782,12 @@ class MySQL(MySQLPolling, Dialect):
         # The expansion prints LOCK IN SHARE MODE in a derived table but not in a WHERE sub-select, so the
         # statement's own words are read too.
         locking = _LOCKING.search(expanded)
-        if locking or _LOCKING_WORDS.search(statement):
-            clause = " ".join(locking.group(1).split()).upper() if locking else "LOCK IN SHARE MODE"
+        # FOR UPDATE/SHARE the PREPARE of a read-only session would have refused; on a writable one (the fix's, where
+        # a `where` is vetted again) the words decide
+        written = _FOR_UPDATE_WORDS.search(statement) if not _session_read_only(conn) else None
+        if locking or written or _LOCKING_WORDS.search(statement):
+            clause = " ".join(locking.group(1).split()).upper() if locking \
+                else f"FOR {written.group(1).upper()}" if written else "LOCK IN SHARE MODE"
             return f"{clause} is not allowed in a check: it locks the rows it reads"
         if views:
             for name in conn.execute(_LOCKING_VIEWS, {"locking": _LOCKING_CLAUSE}).scalars():

@@ -21,6 +21,7 @@ from fix_support import run_cli
 from monitor.config import DatabaseConfig
 from monitor.db import Database
 from monitor.detect import CheckDefinitionError
+from monitor.dialects.mysql import MySQL
 from read_only_support import run_query, run_where
 
 pytestmark = pytest.mark.timeout(120)
@@ -385,6 +386,25 @@ def test_mysql_a_common_table_expression_with_a_column_list_is_allowed(mysql, mo
            "GROUP BY k HAVING COUNT(*) > 1")
     result = run_query(monitor_for, mysql, sql)
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
+MYSQL_WRITABLE_LOCKS = {
+    "FOR UPDATE in a WHERE sub-select": "id IN (SELECT id FROM victim FOR UPDATE)",
+    "a comment between the words": "id IN (SELECT id FROM victim FOR/**/UPDATE)",
+    "an executable comment": "k = (SELECT MAX(k) FROM victim /*!FOR*/ UPDATE)",
+}
+
+
+@pytest.mark.parametrize("spelling", MYSQL_WRITABLE_LOCKS)
+def test_mysql_a_where_locking_rows_is_refused_on_the_fixs_writable_connection(mysql, spelling):
+    """The fix vets a `where` again on its own, writable, connection, where no READ ONLY transaction refuses FOR
+    UPDATE at PREPARE, and the server's expansion leaves the clause of a WHERE sub-select out: it passed, and the
+    fix's statements would have locked every row the sub-select read."""
+    make_victim(mysql)
+    with mysql.engine.connect() as conn:
+        where = MYSQL_WRITABLE_LOCKS[spelling]
+        refused = MySQL().refused_call(conn, f"SELECT 1 AS dupewatch_probe FROM victim WHERE ({where})")
+    assert refused is not None and refused.startswith("FOR UPDATE is not allowed in a check"), refused
 
 
 def test_mysql_allows_crc32c_and_nvl2(mysql, monitor_for):
