@@ -805,7 +805,9 @@ class MySQL(MySQLPolling, Dialect):
                     "it would run past max_statement_time and the KILL QUERY of dupewatch's deadline")
         for match in _CALL.finditer(expanded):
             qualifier, name, quoted = match.groups()
-            if qualifier or quoted:
+            # `db.f(`, `` `db`.`f`( ``; not `` x.`GET_LOCK('l', 0)` ``, a column named after the expression it was
+            # made of (a VALUES list's), whose name is read like any other `name(`
+            if quoted or qualifier == ".":
                 return (f"{name}() is not allowed in a check: it is a stored function, and the server does not say "
                         f"what a stored function calls")
             if name.lower() in SIZED_BY_ARGUMENT:

@@ -407,6 +407,17 @@ def test_mysql_a_where_locking_rows_is_refused_on_the_fixs_writable_connection(m
     assert refused is not None and refused.startswith("FOR UPDATE is not allowed in a check"), refused
 
 
+def test_mysql_a_call_in_a_values_list_is_refused_as_the_built_in_function_it_is(mysql, monitor_for):
+    """The expansion names a VALUES list's column after its expression (`` x.`GET_LOCK('l', 0)` ``), which was read
+    as a call of a stored function `GET_LOCK`, and the refusal said so."""
+    make_victim(mysql)
+    lock = f"dw_{uuid.uuid4().hex[:8]}"
+    result = run_query(monitor_for, mysql, f"SELECT * FROM (VALUES (GET_LOCK('{lock}', 0))) AS x")
+    assert_refused(result, "get_lock(")
+    assert "it is a stored function" not in result.error and "not one of the built-in functions" in result.error
+    assert mysql.scalar(f"SELECT IS_FREE_LOCK('{lock}')") == 1
+
+
 def test_mysql_allows_crc32c_and_nvl2(mysql, monitor_for):
     """Built-in functions that only compute (MariaDB 10.8+'s CRC32C, the Oracle-compatible NVL2) were refused as not
     known to change nothing."""
