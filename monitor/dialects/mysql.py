@@ -121,7 +121,12 @@ warnings.filterwarnings("ignore", r"Unknown schema content: .*PERIOD FOR SYSTEM_
 # `(SELECT GET_LOCK(...)) x` included, and prints the result instead of the call.) The expanded text prints some
 # string literals unescaped (`_utf8mb4'\'`), so it is not lexed: every `name(` in it, inside strings and aliases
 # too, must be a function known to change nothing; a stray `name(` in a string is refused, never a call missed.
-_CALL = re.compile(r"(\.`?)?([A-Za-z_][\w$]*)(`?)\s*\(")  # `db.f(`, `` `db`.`f`( ``: a stored function
+# A name is printed unquoted when MariaDB may write it so (letters, digits, `_`, `$`, any character past U+007F:
+# a stored function `9f` or `$f` prints `9f(`), else backquoted (`` `f-`( ``, `` `é`( ``, a backquote in it doubled);
+# as any backquote may open one (a string may hold one), a backquoted name is looked for at every backquote, the
+# matches overlapping (a zero-width match at each place a call may start). `db.f(`, `` db.`f`( ``: a stored function.
+_NAME_CHARACTER = r"[0-9A-Za-z_$\u0080-\U0010ffff]"
+_CALL = re.compile(rf"(?=(\.)?(?:`((?:[^`]|``)+)`|(?<!{_NAME_CHARACTER})({_NAME_CHARACTER}+))\s*\()")
 _LOCKING = re.compile(r"(?<![A-Za-z0-9_$])(lock\s+in\s+share\s+mode|for\s+share|for\s+update)(?![A-Za-z0-9_$])",
                       re.I)
 # The same four words in order anywhere in the statement's own text, whatever lies between them (comments,
@@ -427,20 +432,30 @@ NO_SUCH_FUNCTION = 1305
 
 
 def _is_function(conn: Connection, name: str) -> bool:
-    """Whether the server resolves an unqualified call of `name` (a plain identifier) to a function: built in,
-    loadable, or stored in the current database, as it resolves a call in the statement (a stored function of
-    another database is printed qualified). Asked by preparing `SELECT name()`, which runs nothing; any answer but
-    ER_SP_DOES_NOT_EXIST (a wrong argument count, a syntax error) is taken for a function. The expansion prints a
-    common table expression's column list as `name(column, ...)` (`WITH RECURSIVE r(n) AS (...)`), which no
-    function of that name makes a call."""
+    """Whether the server resolves an unqualified call of `name` (as the expansion prints it: plain, or backquoted) to
+    a function: built in, loadable, or stored in the current database, as it resolves a call in the statement (a
+    stored function of another database is printed qualified). Asked by preparing `SELECT name()`, which runs
+    nothing; any answer but ER_SP_DOES_NOT_EXIST (a wrong argument count, a syntax error) is taken for a function.
+    The expansion prints a common table expression's column list as `name(column, ...)` (`WITH RECURSIVE r(n) AS
+    (...)`), which no function of that name makes a call."""
+    conn.exec_driver_sql("SET @dupewatch_called = %s", (f"SELECT {name}()",))
     try:
-        conn.exec_driver_sql(f"PREPARE dupewatch_called FROM 'SELECT {name}()'")
+        conn.exec_driver_sql("PREPARE dupewatch_called FROM @dupewatch_called")
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise
         return tuple(getattr(exc.orig, "args", ()))[:1] != (NO_SUCH_FUNCTION,)
+    finally:
+        conn.exec_driver_sql("SET @dupewatch_called = NULL")
     conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_called")
     return True
+
+
+# The current database's stored functions: the server calls one for an unqualified name that is none of its own
+# built-in functions, also a name dupewatch knows as a harmless built-in of another server or version (FORMAT_BYTES
+# is MySQL's, CRC32C MariaDB 10.8's, NVL2 not MySQL's) or as syntax (LATERAL, which MariaDB does not have).
+_STORED_HERE = sa.text("SELECT ROUTINE_NAME FROM information_schema.ROUTINES"
+                       " WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME")
 
 
 def _session_read_only(conn: Connection) -> bool:
@@ -803,21 +818,34 @@ class MySQL(MySQLPolling, Dialect):
             return ("CAST(... AS BINARY(n)) is not allowed in a check: an argument, not its input, sets the size of "
                     "its result (it pads to n bytes), and the server does not interrupt LOCATE over such a string: "
                     "it would run past max_statement_time and the KILL QUERY of dupewatch's deadline")
+        known: set[str] = set()  # the names read as syntax or as a harmless built-in function
+        functions: dict[str, bool] = {}  # the server's answer for each other name (`_is_function`)
         for match in _CALL.finditer(expanded):
-            qualifier, name, quoted = match.groups()
-            # `db.f(`, `` `db`.`f`( ``; not `` x.`GET_LOCK('l', 0)` ``, a column named after the expression it was
-            # made of (a VALUES list's), whose name is read like any other `name(`
-            if quoted or qualifier == ".":
+            qualifier, quoted, plain = match.groups()
+            name = plain if plain is not None else quoted.replace("``", "`")
+            if qualifier:
                 return (f"{name}() is not allowed in a check: it is a stored function, and the server does not say "
                         f"what a stored function calls")
-            if name.lower() in SIZED_BY_ARGUMENT:
+            if plain is not None and plain.lower() in SIZED_BY_ARGUMENT:
                 return (f"{name}() is not allowed in a check: an argument, not its input, sets the size of its "
                         f"result, and the server does not interrupt LOCATE over such a string: it would run "
                         f"past max_statement_time and the KILL QUERY of dupewatch's deadline")
-            if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS \
-                    and _is_function(conn, name):
+            if plain is not None and (plain.lower() in _SYNTAX or plain.lower() in HARMLESS_FUNCTIONS):
+                known.add(plain)
+                continue
+            printed = plain if plain is not None else f"`{quoted}`"
+            if printed not in functions:
+                functions[printed] = _is_function(conn, printed)
+            if functions[printed]:
                 return (f"{name}() is not allowed in a check: it is not one of the built-in functions known to "
                         f"change nothing (locks, waits, files, sequences and stored functions are refused)")
+        stored = list(conn.execute(_STORED_HERE).scalars()) if known else []
+        shadowing = sorted(_functions_named(conn, stored, " ".join(sorted(known)))) if stored else []
+        if shadowing:
+            return (f"{shadowing[0]}() is not allowed in a check: the database has a stored function of that name, "
+                    f"which the server calls for it where it is not a built-in function of this server "
+                    f"(FORMAT_BYTES is MySQL's, CRC32C MariaDB 10.8's), and the server does not say what a stored "
+                    f"function calls; rename the stored function")
         return None
 
     def unknown_column(self, conn: Connection, statement: str) -> str | None:

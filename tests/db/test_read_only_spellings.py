@@ -428,6 +428,32 @@ def test_mysql_allows_crc32c_and_nvl2(mysql, monitor_for):
     assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
 
 
+# A stored function of the current database is called unqualified, and the server's expansion prints its name as
+# MariaDB may write it: unquoted with a leading digit or `$` (`9f(`), backquoted past ASCII letters and digits
+# (`` `f-`( ``, `` `é`( ``); a name dupewatch knows as a harmless built-in of another server (FORMAT_BYTES, MySQL's)
+# or as syntax (LATERAL) is no built-in here, so the stored function of that name is called.
+MYSQL_STORED_NAMES = {
+    "a leading digit": ("`9f`", "9f()"),
+    "a leading $": ("`$f`", "$f()"),
+    "a hyphen": ("`f-`", "`f-`()"),
+    "a letter past ASCII": ("`é`", "`é`()"),
+    "another server's built-in": ("format_bytes", "format_bytes()"),
+    "a word read as syntax": ("`lateral`", "lateral()"),
+}
+
+
+@pytest.mark.parametrize("spelling", MYSQL_STORED_NAMES)
+def test_mysql_a_stored_function_of_any_name_is_refused(mysql, spelling, monitor_for):
+    """Each passed as no call (or a harmless one): the check ran the stored function, whose body may call anything
+    (here GET_LOCK())."""
+    declared, call = MYSQL_STORED_NAMES[spelling]
+    make_victim(mysql, f"CREATE FUNCTION {declared}() RETURNS INT NOT DETERMINISTIC RETURN GET_LOCK('dw_held', 0)")
+    name = declared.strip("`")
+    assert_refused(run_query(monitor_for, mysql, f"SELECT {call} AS k, COUNT(*) AS dup_count FROM victim GROUP BY 1"),
+                   f"{name}()")
+    assert_refused(run_where(monitor_for, mysql, f"{call} = 1"), f"{name}()")
+
+
 def test_mysql_a_common_table_expression_named_as_a_refused_function_is_still_refused(mysql, monitor_for):
     """A CTE named `get_lock` does not make a call of GET_LOCK() pass as its column list."""
     make_victim(mysql)
