@@ -340,16 +340,18 @@ SELECT what, tree FROM found WHERE tree IS NOT NULL ORDER BY what
 
 
 # The first foreign table among the tables a statement reads and their partitions and inheritance children at every
-# depth (all planned with them), with its foreign-data wrapper's name: reading one runs the wrapper's own code.
+# depth (all planned with them), with its foreign-data wrapper's name and the table read it is a partition or child
+# of (NULL when read itself): reading one runs the wrapper's own code.
 _FOREIGN_TABLES = sa.text("""
-WITH RECURSIVE below(rel) AS (
-    SELECT unnest(CAST(:relations AS oid[]))
-    UNION SELECT i.inhrelid FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
+WITH RECURSIVE below(rel, read) AS (
+    SELECT r, r FROM unnest(CAST(:relations AS oid[])) AS r
+    UNION SELECT i.inhrelid, b.read FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
 )
-SELECT f.ftrelid::regclass::text AS name, w.fdwname AS wrapper
+SELECT f.ftrelid::regclass::text AS name, w.fdwname AS wrapper,
+       CASE WHEN b.read <> b.rel THEN b.read::regclass::text END AS parent
 FROM below b JOIN pg_catalog.pg_foreign_table f ON f.ftrelid = b.rel
 JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-ORDER BY 1 LIMIT 1
+ORDER BY 1, 3 LIMIT 1
 """)
 
 
@@ -915,7 +917,10 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             if relations - planned:
                 foreign = conn.execute(_FOREIGN_TABLES, {"relations": _oid_array(relations - planned)}).first()
                 if foreign is not None:
-                    where = f" (reached through {', '.join(reached)})" if reached else ""
+                    how = [f"a partition or inheritance child of {foreign.parent}"] if foreign.parent else []
+                    if reached:
+                        how.append(f"reached through {', '.join(reached)}")
+                    where = f" ({'; '.join(how)})" if how else ""
                     return f"foreign table {foreign.name}{where}", (
                         f"reading it runs the code of its foreign-data wrapper {foreign.wrapper}, which no plan "
                         f"shows and PostgreSQL does not hold to the read-only transaction (file_fdw's program "

@@ -320,6 +320,13 @@ def test_postgresql_a_foreign_table_is_refused(pg_foreign, spelling, monitor_for
     assert "file_fdw" in result.error
 
 
+def test_postgresql_a_foreign_partition_is_refused_naming_the_table_read(pg_foreign, monitor_for):
+    """The refusal named only the foreign partition `dw_parted_a`, which the check does not name: it reads
+    `dw_parted`."""
+    result = PG_FOREIGN["a partition"](monitor_for, pg_foreign)
+    assert_refused(result, "foreign table dw_parted_a (a partition or inheritance child of dw_parted)")
+
+
 # -- MariaDB / MySQL -------------------------------------------------------------------------------------------
 
 MYSQL_SPELLINGS = {
