@@ -426,16 +426,18 @@ def is_mariadb(dbapi: Any) -> bool:
     return "mariadb" in str(dbapi.get_server_info()).lower()
 
 
-# ER_SP_DOES_NOT_EXIST: "FUNCTION db.r does not exist", the server's answer to a call of a name that is no built-in
-# function, no loadable (UDF) one and no stored function of the current database.
-NO_SUCH_FUNCTION = 1305
+# The server's answers to a call of a name that is no built-in function, no loadable (UDF) one and no stored function
+# of the current database: ER_SP_DOES_NOT_EXIST ("FUNCTION db.r does not exist"), and for a name no routine may have
+# ER_SP_WRONG_NAME ("Incorrect routine name ' AS '": one ending in a space) and ER_TOO_LONG_IDENT (over 64
+# characters). The last two answer the text between two backquoted names (`` `a` AS `(b)` ``), read as a name.
+NO_SUCH_FUNCTION_ERRORS = frozenset({1305, 1458, 1059})
 
 
 def _is_function(conn: Connection, name: str) -> bool:
     """Whether the server resolves an unqualified call of `name` (as the expansion prints it: plain, or backquoted) to
     a function: built in, loadable, or stored in the current database, as it resolves a call in the statement (a
     stored function of another database is printed qualified). Asked by preparing `SELECT name()`, which runs
-    nothing; any answer but ER_SP_DOES_NOT_EXIST (a wrong argument count, a syntax error) is taken for a function.
+    nothing; any answer but `NO_SUCH_FUNCTION_ERRORS` (a wrong argument count, a syntax error) is taken for a function.
     The expansion prints a common table expression's column list as `name(column, ...)` (`WITH RECURSIVE r(n) AS
     (...)`), which no function of that name makes a call."""
     conn.exec_driver_sql("SET @dupewatch_called = %s", (f"SELECT {name}()",))
@@ -444,7 +446,7 @@ def _is_function(conn: Connection, name: str) -> bool:
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise
-        return tuple(getattr(exc.orig, "args", ()))[:1] != (NO_SUCH_FUNCTION,)
+        return next(iter(getattr(exc.orig, "args", ())), None) not in NO_SUCH_FUNCTION_ERRORS
     finally:
         conn.exec_driver_sql("SET @dupewatch_called = NULL")
     conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_called")

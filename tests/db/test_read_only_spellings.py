@@ -461,6 +461,15 @@ def test_mysql_a_stored_function_of_any_name_is_refused(mysql, spelling, monitor
     assert_refused(run_where(monitor_for, mysql, f"{call} = 1"), f"{name}()")
 
 
+def test_mysql_a_backquoted_alias_opening_with_a_parenthesis_is_no_call(mysql, monitor_for):
+    """The text between two backquoted names (`` min(victim.`id`) AS `(first)` ``: ``) AS ``) was read as a
+    backquoted name called, and the server's answer for it (no routine may be named so) as a function."""
+    make_victim(mysql)
+    sql = "SELECT k, COUNT(*) AS dup_count, MIN(id) AS `(first)` FROM victim GROUP BY k HAVING COUNT(*) > 1"
+    result = run_query(monitor_for, mysql, sql)
+    assert (result.status, result.groups, result.excess_rows, result.error) == ("violations", 1, 1, None)
+
+
 def test_mysql_a_common_table_expression_named_as_a_refused_function_is_still_refused(mysql, monitor_for):
     """A CTE named `get_lock` does not make a call of GET_LOCK() pass as its column list."""
     make_victim(mysql)
