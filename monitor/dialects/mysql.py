@@ -845,9 +845,9 @@ class MySQL(MySQLPolling, Dialect):
         shadowing = sorted(_functions_named(conn, stored, " ".join(sorted(known)))) if stored else []
         if shadowing:
             return (f"{shadowing[0]}() is not allowed in a check: the database has a stored function of that name, "
-                    f"which the server calls for it where it is not a built-in function of this server "
-                    f"(FORMAT_BYTES is MySQL's, CRC32C MariaDB 10.8's), and the server does not say what a stored "
-                    f"function calls; rename the stored function")
+                    f"which the server calls in place of a built-in function it does not have (FORMAT_BYTES is "
+                    f"MySQL's, CRC32C MariaDB 10.8's), and it does not say what a stored function calls; rename the "
+                    f"stored function")
         return None
 
     def unknown_column(self, conn: Connection, statement: str) -> str | None:
