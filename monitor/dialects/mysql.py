@@ -121,7 +121,12 @@ warnings.filterwarnings("ignore", r"Unknown schema content: .*PERIOD FOR SYSTEM_
 # `(SELECT GET_LOCK(...)) x` included, and prints the result instead of the call.) The expanded text prints some
 # string literals unescaped (`_utf8mb4'\'`), so it is not lexed: every `name(` in it, inside strings and aliases
 # too, must be a function known to change nothing; a stray `name(` in a string is refused, never a call missed.
-_CALL = re.compile(r"(\.`?)?([A-Za-z_][\w$]*)(`?)\s*\(")  # `db.f(`, `` `db`.`f`( ``: a stored function
+# A name is printed unquoted when MariaDB may write it so (letters, digits, `_`, `$`, any character past U+007F:
+# a stored function `9f` or `$f` prints `9f(`), else backquoted (`` `f-`( ``, `` `é`( ``, a backquote in it doubled);
+# as any backquote may open one (a string may hold one), a backquoted name is looked for at every backquote, the
+# matches overlapping (a zero-width match at each place a call may start). `db.f(`, `` db.`f`( ``: a stored function.
+_NAME_CHARACTER = r"[0-9A-Za-z_$\u0080-\U0010ffff]"
+_CALL = re.compile(rf"(?=(\.)?(?:`((?:[^`]|``)+)`|(?<!{_NAME_CHARACTER})({_NAME_CHARACTER}+))\s*\()")
 _LOCKING = re.compile(r"(?<![A-Za-z0-9_$])(lock\s+in\s+share\s+mode|for\s+share|for\s+update)(?![A-Za-z0-9_$])",
                       re.I)
 # The same four words in order anywhere in the statement's own text, whatever lies between them (comments,
@@ -129,6 +134,20 @@ _LOCKING = re.compile(r"(?<![A-Za-z0-9_$])(lock\s+in\s+share\s+mode|for\s+share|
 # every spelling, and may refuse a statement that only mentions the words.
 _LOCKING_WORDS = re.compile(r"(?<![A-Za-z_$])lock(?![\w$]).*?(?<![\w$])in(?![\w$]).*?(?<![\w$])share(?![\w$])"
                             r".*?(?<![\w$])mode(?![\w$])", re.I | re.S)
+
+
+# A user variable assignment as the server's expansion prints it (`@x:=victim.id`, whatever it was written as:
+# `@x := id`, `` @`x` := ``, `@'x' :=`): the only `:=` it prints outside a string, so one inside a string is refused
+# too, never an assignment missed.
+_ASSIGNMENT = re.compile(r"(?:@\S*?)?:=")
+
+# FOR UPDATE and FOR SHARE in the statement's own text, whatever separates the two words (space, comments, the marks
+# of an executable comment: `FOR/**/UPDATE`, `/*!FOR*/ UPDATE`): the expansion leaves them out of a sub-select in a
+# WHERE, and only a READ ONLY transaction refuses them at PREPARE, which the fix's writable connection, where a
+# `where` is vetted again and runs, is not. There a string holding the two words is refused too.
+_BETWEEN_WORDS = r"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*M?!\d*|\*/)*"
+_FOR_UPDATE_WORDS = re.compile(rf"(?<![\w$])for(?![\w$]){_BETWEEN_WORDS}(?<![\w$])(update|share)(?![\w$])",
+                               re.I)
 
 
 def _names(text: str) -> frozenset[str]:
@@ -148,7 +167,7 @@ index key columns path nested for ordinality match against
 # those whose result's size an argument sets, not their input (`SIZED_BY_ARGUMENT`).
 HARMLESS_FUNCTIONS = _names("""
 abs acos adddate addtime default aes_decrypt ascii asin atan atan2 avg bin bit_and bit_count bit_length bit_or bit_xor
-cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress
+cast ceil ceiling char char_length character_length charset chr coalesce coercibility collation compress crc32c
 concat concat_ws connection_id conv convert convert_tz cos cot count crc32 cume_dist curdate current_date
 current_role current_time current_timestamp current_user curtime database date date_add date_format date_sub
 datediff day dayname dayofmonth dayofweek dayofyear decode degrees dense_rank elt encode exp extract
@@ -161,7 +180,7 @@ json_merge_patch json_merge_preserve json_normalize json_object json_objectagg j
 json_query json_quote json_remove json_replace json_search json_set json_table json_type json_unquote
 json_valid json_value lag last_day last_value lcase lead least left length ln locate log log10 log2 lower
 ltrim make_set makedate maketime max md5 median microsecond mid min minute mod month monthname natural_sort_key
-now nth_value ntile nullif oct octet_length ord percent_rank percentile_cont percentile_disc period_add
+now nth_value ntile nullif nvl nvl2 oct octet_length ord percent_rank percentile_cont percentile_disc period_add
 period_diff pi position pow power quarter quote radians rand rank regexp_instr regexp_replace regexp_substr
 replace reverse right round row_count row_number rtrim schema sec_to_time second sha sha1
 sha2 sign sin sleep soundex sqrt std stddev stddev_pop stddev_samp str_to_date strcmp subdate substr
@@ -405,6 +424,51 @@ def fix_lock_name(table: str) -> str:
 
 def is_mariadb(dbapi: Any) -> bool:
     return "mariadb" in str(dbapi.get_server_info()).lower()
+
+
+# The server's answers to a call of a name that is no built-in function, no loadable (UDF) one and no stored function
+# of the current database: ER_SP_DOES_NOT_EXIST ("FUNCTION db.r does not exist"), and for a name no routine may have
+# ER_SP_WRONG_NAME ("Incorrect routine name ' AS '": one ending in a space) and ER_TOO_LONG_IDENT (over 64
+# characters). The last two answer the text between two backquoted names (`` `a` AS `(b)` ``), read as a name.
+NO_SUCH_FUNCTION_ERRORS = frozenset({1305, 1458, 1059})
+
+
+def _is_function(conn: Connection, name: str) -> bool:
+    """Whether the server resolves an unqualified call of `name` (as the expansion prints it: plain, or backquoted) to
+    a function: built in, loadable, or stored in the current database, as it resolves a call in the statement (a
+    stored function of another database is printed qualified). Asked by preparing `SELECT name()`, which runs
+    nothing; any answer but `NO_SUCH_FUNCTION_ERRORS` (a wrong argument count, a syntax error) is taken for a function.
+    The expansion prints a common table expression's column list as `name(column, ...)` (`WITH RECURSIVE r(n) AS
+    (...)`), which no function of that name makes a call."""
+    conn.exec_driver_sql("SET @dupewatch_called = %s", (f"SELECT {name}()",))
+    try:
+        conn.exec_driver_sql("PREPARE dupewatch_called FROM @dupewatch_called")
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        return next(iter(getattr(exc.orig, "args", ())), None) not in NO_SUCH_FUNCTION_ERRORS
+    finally:
+        conn.exec_driver_sql("SET @dupewatch_called = NULL")
+    conn.exec_driver_sql("DEALLOCATE PREPARE dupewatch_called")
+    return True
+
+
+# The current database's stored functions: the server calls one for an unqualified name that is none of its own
+# built-in functions, also a name dupewatch knows as a harmless built-in of another server or version (FORMAT_BYTES
+# is MySQL's, CRC32C MariaDB 10.8's, NVL2 not MySQL's) or as syntax (LATERAL, which MariaDB does not have).
+_STORED_HERE = sa.text("SELECT ROUTINE_NAME FROM information_schema.ROUTINES"
+                       " WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME")
+
+
+def _session_read_only(conn: Connection) -> bool:
+    """Whether the session's transactions are READ ONLY (`SET SESSION TRANSACTION READ ONLY`, as detection sessions
+    are): MySQL 8 names the setting `transaction_read_only`, MariaDB 10.11 `tx_read_only`."""
+    try:
+        return bool(conn.exec_driver_sql("SELECT @@SESSION.transaction_read_only").scalar())
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        return bool(conn.exec_driver_sql("SELECT @@SESSION.tx_read_only").scalar())
 
 
 def _collect_expanded(node: Any, into: list[str], views: list[str]) -> None:
@@ -735,33 +799,55 @@ class MySQL(MySQLPolling, Dialect):
         # The expansion prints LOCK IN SHARE MODE in a derived table but not in a WHERE sub-select, so the
         # statement's own words are read too.
         locking = _LOCKING.search(expanded)
-        if locking or _LOCKING_WORDS.search(statement):
-            clause = " ".join(locking.group(1).split()).upper() if locking else "LOCK IN SHARE MODE"
+        # FOR UPDATE/SHARE the PREPARE of a read-only session would have refused; on a writable one (the fix's, where
+        # a `where` is vetted again) the words decide
+        written = _FOR_UPDATE_WORDS.search(statement) if not _session_read_only(conn) else None
+        if locking or written or _LOCKING_WORDS.search(statement):
+            clause = " ".join(locking.group(1).split()).upper() if locking \
+                else f"FOR {written.group(1).upper()}" if written else "LOCK IN SHARE MODE"
             return f"{clause} is not allowed in a check: it locks the rows it reads"
         if views:
             for name in conn.execute(_LOCKING_VIEWS, {"locking": _LOCKING_CLAUSE}).scalars():
                 if re.search(rf"(?<![\w$])`?{re.escape(name)}`?(?![\w$])", expanded, re.I):
                     return (f"view {name} is not allowed in a check: its definition locks the rows it reads (LOCK "
                             f"IN SHARE MODE, FOR UPDATE), which a read-only transaction does not stop")
+        assigned = _ASSIGNMENT.search(expanded)
+        if assigned:
+            return (f"{assigned.group(0)} (a user variable assignment) is not allowed in a check: the variable stays "
+                    f"set in the session after the check, for every later statement on its pooled connection (the "
+                    f"fix's among them); use the value where it is computed")
         if _PADDED_CAST.search(expanded):
             return ("CAST(... AS BINARY(n)) is not allowed in a check: an argument, not its input, sets the size of "
                     "its result (it pads to n bytes), and the server does not interrupt LOCATE over such a string: "
                     "it would run past max_statement_time and the KILL QUERY of dupewatch's deadline")
+        known: set[str] = set()  # the names read as syntax or as a harmless built-in function
+        functions: dict[str, bool] = {}  # the server's answer for each other name (`_is_function`)
         for match in _CALL.finditer(expanded):
-            qualifier, name, quoted = match.groups()
-            if qualifier or quoted:
+            qualifier, quoted, plain = match.groups()
+            name = plain if plain is not None else quoted.replace("``", "`")
+            if qualifier:
                 return (f"{name}() is not allowed in a check: it is a stored function, and the server does not say "
                         f"what a stored function calls")
-            if name.lower() in SIZED_BY_ARGUMENT:
+            if plain is not None and plain.lower() in SIZED_BY_ARGUMENT:
                 return (f"{name}() is not allowed in a check: an argument, not its input, sets the size of its "
                         f"result, and the server does not interrupt LOCATE over such a string: it would run "
                         f"past max_statement_time and the KILL QUERY of dupewatch's deadline")
-            if name.lower() not in _SYNTAX and name.lower() not in HARMLESS_FUNCTIONS:
-                if re.search(rf"\bwith\s+(?:recursive\s+)?{re.escape(name)}\(", expanded, re.I):
-                    return (f"{name}() is not allowed in a check: a column list after a WITH name reads like a "
-                            f"call; name the columns inside it instead (WITH {name} AS (SELECT ... AS column))")
+            if plain is not None and (plain.lower() in _SYNTAX or plain.lower() in HARMLESS_FUNCTIONS):
+                known.add(plain)
+                continue
+            printed = plain if plain is not None else f"`{quoted}`"
+            if printed not in functions:
+                functions[printed] = _is_function(conn, printed)
+            if functions[printed]:
                 return (f"{name}() is not allowed in a check: it is not one of the built-in functions known to "
                         f"change nothing (locks, waits, files, sequences and stored functions are refused)")
+        stored = list(conn.execute(_STORED_HERE).scalars()) if known else []
+        shadowing = sorted(_functions_named(conn, stored, " ".join(sorted(known)))) if stored else []
+        if shadowing:
+            return (f"{shadowing[0]}() is not allowed in a check: the database has a stored function of that name, "
+                    f"which the server calls in place of a built-in function it does not have (FORMAT_BYTES is "
+                    f"MySQL's, CRC32C MariaDB 10.8's), and it does not say what a stored function calls; rename the "
+                    f"stored function")
         return None
 
     def unknown_column(self, conn: Connection, statement: str) -> str | None:

@@ -339,6 +339,22 @@ SELECT what, tree FROM found WHERE tree IS NOT NULL ORDER BY what
 """)
 
 
+# The first foreign table among the tables a statement reads and their partitions and inheritance children at every
+# depth (all planned with them), with its foreign-data wrapper's name and the table read it is a partition or child
+# of (NULL when read itself): reading one runs the wrapper's own code.
+_FOREIGN_TABLES = sa.text("""
+WITH RECURSIVE below(rel, read) AS (
+    SELECT r, r FROM unnest(CAST(:relations AS oid[])) AS r
+    UNION SELECT i.inhrelid, b.read FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
+)
+SELECT f.ftrelid::regclass::text AS name, w.fdwname AS wrapper,
+       CASE WHEN b.read <> b.rel THEN b.read::regclass::text END AS parent
+FROM below b JOIN pg_catalog.pg_foreign_table f ON f.ftrelid = b.rel
+JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+ORDER BY 1, 3 LIMIT 1
+""")
+
+
 # Which of the functions and operators (by their pg_operator.oprcode) of a stored expression the planner's constant
 # folding (`eval_const_expressions`) does not run on constants: those not IMMUTABLE. Not a function the planner may
 # inline (LANGUAGE sql, PostgreSQL's `inline_function`, whatever its volatility), whose body's IMMUTABLE calls on
@@ -899,6 +915,17 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
             # what the planner folds for a table read (`_PLANNED_EXPRESSIONS`): the expressions of its indexes,
             # statistics and partition key, of its partitions' and children's, and their CHECK constraints
             if relations - planned:
+                foreign = conn.execute(_FOREIGN_TABLES, {"relations": _oid_array(relations - planned)}).first()
+                if foreign is not None:
+                    how = [f"a partition or inheritance child of {foreign.parent}"] if foreign.parent else []
+                    if reached:
+                        how.append(f"reached through {', '.join(reached)}")
+                    where = f" ({'; '.join(how)})" if how else ""
+                    return f"foreign table {foreign.name}{where}", (
+                        f"reading it runs the code of its foreign-data wrapper {foreign.wrapper}, which no plan "
+                        f"shows and PostgreSQL does not hold to the read-only transaction (file_fdw's program "
+                        f"option runs a shell command on the database server, postgres_fdw queries another "
+                        f"server, whose views may call anything); check the table it stands for where it is stored")
                 for found_in in conn.execute(_PLANNED_EXPRESSIONS, {"relations": _oid_array(relations - planned)}):
                     every = Calls()
                     every.read(found_in.tree)
