@@ -27,7 +27,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import tls_context
 from sqlalchemy.engine import Engine, make_url
+
+tls_context.install()  # one PyMySQL TLS context for the test process's connections to MariaDB (see the module)
 
 PG_URL = os.environ.get("DUPEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("DUPEWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -351,6 +354,7 @@ import monitor.dialects.mysql, monitor.dialects.postgresql, monitor.dialects.sql
 import monitor.fix.execute, monitor.fix.guard, monitor.fix.plan, monitor.fix.purge, monitor.fix.undo
 import psycopg, pymysql, sqlalchemy.dialects.mysql.pymysql, sqlalchemy.dialects.postgresql.psycopg
 import sqlalchemy.dialects.sqlite.pysqlite
+TLS_CONTEXT
 
 requests, answers = os.fdopen(int(sys.argv[1])), os.fdopen(int(sys.argv[2]), "w")
 for line in requests:
@@ -374,7 +378,7 @@ for line in requests:
     answers.flush()
     answers.write(json.dumps(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])) + "\n")
     answers.flush()
-"""
+""".replace("TLS_CONTEXT", tls_context.INSTALL)
 
 
 class _Forker:
