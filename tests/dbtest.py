@@ -7,6 +7,7 @@ locally and fails it under CI=true.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import locale
 import os
@@ -27,7 +28,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import tls_context
 from sqlalchemy.engine import Engine, make_url
+
+tls_context.install()  # one PyMySQL TLS context for the test process's connections to MariaDB (see the module)
 
 PG_URL = os.environ.get("DUPEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("DUPEWATCH_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -88,6 +92,14 @@ class TestDatabase:
         return self.engine.dialect.identifier_preparer.quote_identifier(name)
 
 
+@functools.cache
+def administrator(url: str) -> Engine:
+    """The test process's engine for a server's administration (databases, schemas, logins of each test), in
+    autocommit: one for the whole run, its connection kept (a new engine connects and asks the dialect's first
+    questions again, about 15 ms on PostgreSQL, for each database a test creates and again as it drops it)."""
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+
+
 @contextmanager
 def server_login(dialect: str, *setup: str, prefix: str = "dw", password: str | None = None) -> Iterator[str]:
     """A login (PostgreSQL role, MariaDB/MySQL user `'name'@'%'`) on the shared test server, with a fresh name
@@ -96,7 +108,7 @@ def server_login(dialect: str, *setup: str, prefix: str = "dw", password: str | 
     are dropped afterwards. A missing server skips (fails under CI=true)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     mysql = dialect == "mysql"
-    admin = sa.create_engine(MYSQL_URL if mysql else PG_URL, isolation_level="AUTOCOMMIT")
+    admin = administrator(MYSQL_URL if mysql else PG_URL)
     user = f"'{name}'@'%'" if mysql else f'"{name}"'
     create = f"CREATE USER {user}" if mysql else f"CREATE ROLE {user} LOGIN"
     if password is not None:  # MariaDB takes it as a parameter; PostgreSQL's DDL takes none (a test's own value)
@@ -105,7 +117,6 @@ def server_login(dialect: str, *setup: str, prefix: str = "dw", password: str | 
         with admin.connect() as conn:
             conn.execute(sa.text(create), {"password": password})
     except Exception as exc:
-        admin.dispose()
         _unavailable("MySQL/MariaDB" if mysql else "PostgreSQL", exc)
     drops = [f"DROP USER IF EXISTS {user}"] if mysql else [f"DROP OWNED BY {user} CASCADE", f"DROP ROLE {user}"]
     try:
@@ -117,16 +128,14 @@ def server_login(dialect: str, *setup: str, prefix: str = "dw", password: str | 
         with admin.connect() as conn:
             for statement in drops:
                 conn.execute(sa.text(statement))
-        admin.dispose()
 
 
 def _pg(name: str) -> Iterator[TestDatabase]:
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = administrator(PG_URL)
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
     except Exception as exc:
-        admin.dispose()
         _unavailable("PostgreSQL", exc)
     url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
     url_text = url.render_as_string(hide_password=False)
@@ -137,16 +146,14 @@ def _pg(name: str) -> Iterator[TestDatabase]:
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        admin.dispose()
 
 
 def _mysql(name: str) -> Iterator[TestDatabase]:
-    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    admin = administrator(MYSQL_URL)
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     except Exception as exc:
-        admin.dispose()
         _unavailable("MySQL/MariaDB", exc)
     url_text = make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
     engine = sa.create_engine(url_text)
@@ -156,7 +163,6 @@ def _mysql(name: str) -> Iterator[TestDatabase]:
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 def _sqlite(path: Path) -> Iterator[TestDatabase]:
@@ -210,19 +216,17 @@ def own_pg_database() -> Iterator[sa.URL]:
     """A PostgreSQL database of the test's own on the shared server (for what is per database: an extension, VACUUM's
     horizon), dropped after it: its URL."""
     name = f"dw_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = administrator(PG_URL)
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
-        admin.dispose()
         pytest.fail(str(exc)) if IN_CI else pytest.skip(str(exc))
     try:
         yield make_url(PG_URL).set(database=name)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -351,6 +355,7 @@ import monitor.dialects.mysql, monitor.dialects.postgresql, monitor.dialects.sql
 import monitor.fix.execute, monitor.fix.guard, monitor.fix.plan, monitor.fix.purge, monitor.fix.undo
 import psycopg, pymysql, sqlalchemy.dialects.mysql.pymysql, sqlalchemy.dialects.postgresql.psycopg
 import sqlalchemy.dialects.sqlite.pysqlite
+TLS_CONTEXT
 
 requests, answers = os.fdopen(int(sys.argv[1])), os.fdopen(int(sys.argv[2]), "w")
 for line in requests:
@@ -374,7 +379,7 @@ for line in requests:
     answers.flush()
     answers.write(json.dumps(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])) + "\n")
     answers.flush()
-"""
+""".replace("TLS_CONTEXT", tls_context.INSTALL)
 
 
 class _Forker:

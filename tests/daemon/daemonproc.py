@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tls_context
 from prometheus_client.parser import text_string_to_metric_families
 
 STARTUP_SECONDS = 20.0
@@ -40,6 +41,8 @@ TUNING = (
     "import monitor.daemon; monitor.daemon.FIX_TOTALS_SECONDS = 0.5",
     # The metrics server's loop looks for a stop every 0.5 s (socketserver's default): each stop waited for it.
     "import socketserver; socketserver.BaseServer.serve_forever.__defaults__ = (0.05,)",
+    # Not a wait: one PyMySQL TLS context for every connection to MariaDB, as in the test process (tls_context).
+    tls_context.INSTALL,
 )
 
 
