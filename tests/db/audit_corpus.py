@@ -1055,8 +1055,74 @@ KANBOARD = App(
     # names repeat per user. A link or timer submitted twice has no index, key or lookup to show it to the catalog.
 )
 
+
+WAGTAIL_PAGES, WAGTAIL_TICKETS = 40, 300
+TAGS = ("news", "django", "python", "wagtail", "db", "race")
+
+
+def wagtail_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["django_content_type"], [{"id": 1, "app_label": "wagtailcore", "model": "page"},
+                                            {"id": 2, "app_label": "blog", "model": "blogpage"},
+                                            {"id": 3, "app_label": "blog", "model": "ticket"}])
+    insert(conn, t["auth_user"], [filled(t["auth_user"], i, id=i, username=f"editor{i}", email=f"e{i}@x.org")
+                                  for i in range(1, 21)])
+    insert(conn, t["wagtailcore_locale"], [{"id": 1, "language_code": "en"}])
+    pages = range(1, WAGTAIL_PAGES + 1)
+    insert(conn, t["wagtailcore_page"], [
+        filled(t["wagtailcore_page"], p, id=p, path=f"00010001{p:04}", depth=3, numchild=0, content_type_id=2,
+               locale_id=1, translation_key=f"00000000-0000-4000-8000-{p:012}", live=p % 2 == 0) for p in pages])
+    insert(conn, t["blog_blogpage"], [{"page_ptr_id": p, "intro": "hello"} for p in pages])
+    insert(conn, t["wagtailcore_site"], [filled(t["wagtailcore_site"], 1, hostname="localhost", port=80,
+                                                is_default_site=True, root_page_id=1)])
+    # revisions and log entries: many per page by design (every save of a draft)
+    moment = BASE + timedelta(microseconds=417_203)
+    insert(conn, t["wagtailcore_revision"], [
+        {"created_at": moment + p * DAY + r * DAY / 9, "content": {"title": f"Post {p}", "draft": r},
+         "object_id": str(p), "content_type_id": 2, "base_content_type_id": 1, "object_str": f"Post {p}",
+         "user_id": 1 + (p + r) % 20} for p in pages for r in range(1 + p % 5)])
+    insert(conn, t["taggit_tag"], [{"id": i, "name": name, "slug": name} for i, name in enumerate(TAGS, start=1)])
+    insert(conn, t["blog_blogpagetag"], [{"content_object_id": p, "tag_id": 1 + (p + k) % len(TAGS)}
+                                         for p in pages for k in range(3)])
+    # site-specific redirects, and redirects for every site (site_id NULL)
+    insert(conn, t["wagtailredirects_redirect"], [
+        filled(t["wagtailredirects_redirect"], n, old_path=f"/old/{n}", site_id=1 if n % 3 == 0 else None,
+               redirect_page_id=None, redirect_link=f"/new/{n}", redirect_page_route_path="")
+        for n in range(30)])
+    # tickets filed over months, each saved once (its history's '+' row carries the ticket's created to the
+    # microsecond); a few closed days later: a '~' row carrying the same created
+    apart = timedelta(hours=7, seconds=13, microseconds=1_017)
+    created = {n: moment + n * apart for n in range(1, WAGTAIL_TICKETS + 1)}
+    insert(conn, t["blog_ticket"], [{"id": n, "title": f"ticket {n}", "status": "closed" if n % 50 == 7 else "open",
+                                     "created": created[n], "assignee_id": 1 + n % 20} for n in created])
+    history = [{"id": n, "title": f"ticket {n}", "status": "open", "created": created[n],
+                "history_date": created[n] + timedelta(microseconds=210), "history_type": "+",
+                "assignee_id": 1 + n % 20, "history_user_id": 1 + n % 20} for n in created]
+    history += [{**h, "status": "closed", "history_type": "~", "history_date": h["history_date"] + 4 * DAY,
+                 "history_user_id": 1} for h in history if h["id"] % 50 == 7]
+    insert(conn, t["blog_historicalticket"], history)
+
+
+WAGTAIL = App(
+    "wagtail", None, wagtail_rows, dump="wagtail.sql", dialects=("postgresql",),
+    truth={"wagtailredirects_redirect": {frozenset({"old_path", "site_id"})},
+           "blog_blogpagetag": {frozenset({"content_object_id", "tag_id"})}},
+    evidence={"wagtailredirects_redirect": (
+        "wagtail/contrib/redirects/forms.py RedirectForm.clean (8.0.1): 'The unique_together condition on the model "
+        "is ignored if site is None, so need to check for duplicates manually': "
+        "Redirect.objects.filter(old_path=, site__isnull=True) then save, a check-then-insert two editors race; "
+        "middleware.py _get_redirect then raises MultipleObjectsReturned on the path"),
+        "blog_blogpagetag": (
+        "taggit.models.TaggedItemBase declares no unique key over (content_object, tag); modelcluster's "
+        "ClusterTaggableManager inserts a page's new tag links on each save, so two editors saving one page "
+        "with the same new tag both insert it")},
+    # Not risks: wagtailcore_revision repeats per (content_type_id, object_id) by design (every draft saved);
+    # blog_historicalticket repeats per ticket `id` by design (one row per save), each row carrying the ticket's
+    # own `created`: rows alike in it to the microsecond were not written together.
+)
+
 APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
-REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET, KANBOARD]
+REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET, KANBOARD, WAGTAIL]
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
