@@ -45,3 +45,4 @@ def test_history_rows_carrying_their_object_s_creation_time_are_no_race(db: Test
     run = run_dupewatch("audit", "--url", db.url, "--json")
     assert run.code in (0, 1), run.output
     assert on(run.json, "blog_historicalticket") == [], run.json
+
