@@ -20,6 +20,8 @@ Shapes, from the applications' models:
 - forum (misago): `misago_threads_subscription(user_id, thread_id, category_id)` without a unique key (a
   pure link table), `misago_users_online` (OneToOne: clean), `misago_threads_post` (many per thread),
   `misago_users_usernamechange` (many per user), the code's `update_or_create` on a poll vote.
+- squad (Linaro SQUAD before Linaro/squad#1051): `core_buildsummary(build_id, environment_id)`, one per pair by
+  create_or_update, only Django's index on each foreign key; `core_testrun` (many per build and environment).
 - rails (a Rails app, no declared foreign keys): `groups_users` (has_and_belongs_to_many, no unique index),
   `checkins(user_id, day)` with `find_or_create_by`, `comments` (many per user), `memberships` (unique: clean).
 
@@ -471,6 +473,64 @@ RAILS = App(
                  "    if found is None:\n"
                  "        session.add(BundleFile(bundle_name=bundle_name, filename=filename))\n")},
 )
+
+# -- ci results (Linaro SQUAD, before Linaro/squad#1051) ---------------------------------------------------------
+
+def squad_tables(md: sa.MetaData) -> None:
+    sa.Table("core_project", md, pk(), sa.Column("slug", sa.String(100), nullable=False, unique=True))
+    sa.Table("core_build", md, pk(),
+             sa.Column("project_id", bigint(), sa.ForeignKey("core_project.id"), nullable=False, index=True),
+             sa.Column("version", sa.String(100), nullable=False),
+             sa.Column("created_at", sa.DateTime, nullable=False),
+             sa.UniqueConstraint("project_id", "version", name="core_build_uniq"))
+    sa.Table("core_environment", md, pk(),
+             sa.Column("project_id", bigint(), sa.ForeignKey("core_project.id"), nullable=False, index=True),
+             sa.Column("slug", sa.String(100), nullable=False),
+             sa.UniqueConstraint("project_id", "slug", name="core_environment_uniq"))
+    # one summary per build and environment, kept by create_or_update (a get then a create); Django's indexes only
+    sa.Table("core_buildsummary", md, pk(),
+             sa.Column("build_id", bigint(), sa.ForeignKey("core_build.id"), nullable=False, index=True),
+             sa.Column("environment_id", bigint(), sa.ForeignKey("core_environment.id"), nullable=False, index=True),
+             sa.Column("tests_total", sa.Integer, nullable=False), sa.Column("tests_fail", sa.Integer, nullable=False),
+             sa.Column("created_at", sa.DateTime, nullable=False))
+    # a test run per job submitted: many per build and environment by design (re-runs, several jobs)
+    sa.Table("core_testrun", md, pk(),
+             sa.Column("build_id", bigint(), sa.ForeignKey("core_build.id"), nullable=False, index=True),
+             sa.Column("environment_id", bigint(), sa.ForeignKey("core_environment.id"), nullable=False, index=True),
+             sa.Column("job_id", sa.String(128), nullable=False),
+             sa.Column("created_at", sa.DateTime, nullable=False))
+
+
+SQUAD_BUILDS, SQUAD_ENVIRONMENTS = 60, 3
+
+
+def squad_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["core_project"].insert(), [{"id": 1, "slug": "linux"}])
+    conn.execute(t["core_build"].insert(), [{"id": b, "project_id": 1, "version": f"v6.{b}",
+                                             "created_at": BASE + b * DAY} for b in range(1, SQUAD_BUILDS + 1)])
+    conn.execute(t["core_environment"].insert(), [{"id": e, "project_id": 1, "slug": f"env{e}"}
+                                                  for e in range(1, SQUAD_ENVIRONMENTS + 1)])
+    pairs = [(b, e) for b in range(1, SQUAD_BUILDS + 1) for e in range(1, SQUAD_ENVIRONMENTS + 1)]
+    summaries = [{"build_id": b, "environment_id": e, "tests_total": 100 + b, "tests_fail": e,
+                  "created_at": BASE + b * DAY + e * DAY / 8} for b, e in pairs]
+    # two results of build 42 in environment 2 arrived at once: both create_or_update calls created
+    summaries.append({**summaries[(42 - 1) * SQUAD_ENVIRONMENTS + 1], "created_at":
+                      summaries[(42 - 1) * SQUAD_ENVIRONMENTS + 1]["created_at"] + 6 * BURST})
+    conn.execute(t["core_buildsummary"].insert(), summaries)
+    conn.execute(t["core_testrun"].insert(), [
+        {"build_id": b, "environment_id": e, "job_id": f"{b}-{e}-{j}", "created_at": BASE + b * DAY + j * DAY / 20}
+        for b, e in pairs for j in range(1 + (b + e) % 3)])
+
+
+SQUAD = App(
+    "squad", squad_tables, squad_rows,
+    truth={"core_buildsummary": {frozenset({"build_id", "environment_id"})}},
+    evidence={"core_buildsummary": "squad/core/models.py BuildSummary.create_or_update: a get then a create per "
+                                   "(build, environment), called by parallel result submissions; fixed by a unique "
+                                   "constraint in Linaro/squad#1051"},
+)
+
 
 # -- real schemas: the applications' own migrations, dumped (tests/db/corpus/) ------------------------------------
 
@@ -1121,7 +1181,7 @@ WAGTAIL = App(
     # own `created`: rows alike in it to the microsecond were not written together.
 )
 
-APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
+APPS = [TICKETING, CMS, SHOP, FORUM, RAILS, SQUAD]
 REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET, KANBOARD, WAGTAIL]
 
 
