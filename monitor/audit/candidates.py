@@ -279,6 +279,38 @@ def one_to_one_suspects(tables: list[TableInfo]) -> list[Candidate]:
     return found
 
 
+MAX_PAIRED_PARENTS = 4  # a table with more required parents is a fact table: its pairs are not measured
+
+
+def parent_pairs(tables: list[TableInfo]) -> list[Candidate]:
+    """Two required parents no unique key covers together (one build's summary per environment, kept by a get then
+    a create): Django indexes each foreign key alone, so no index names the pair, and each parent alone repeats
+    by design. Judged as a one_to_one_suspect is: only almost one row per pair makes its repeats a mistake; the
+    table's other required parents still tell relationships apart."""
+    found = []
+    for table in tables:
+        if is_link_table(table):
+            continue
+        parents = [c for c in required_parents(table) if c not in table.bookkeeping]
+        if not 2 <= len(parents) <= MAX_PAIRED_PARENTS:
+            continue
+        for i, first in enumerate(parents):
+            for second in parents[i + 1:]:
+                if table.is_protected((first, second)):
+                    continue
+                found.append(Candidate("one_to_one_suspect", table, ordered(table, (first, second)),
+                                       f"{first} and {second} are required references, and no unique key covers "
+                                       "them together", needs_duplicates=True, row_filter="not_null"))
+    return found
+
+
+def required_parents(table: TableInfo) -> list[str]:
+    """The NOT NULL one-column foreign keys: declared, or inferred by name in a schema that declares none."""
+    found = {fk.columns[0] for fk in table.foreign_keys if len(fk.columns) == 1
+             and not (fk.inferred and table.schema_declares_references) and not table.columns[fk.columns[0]].nullable}
+    return [c for c in table.columns if c in found]
+
+
 def fks_to_non_unique(tables: list[TableInfo]) -> list[Candidate]:
     by_name = {(t.schema, t.name): t for t in tables}
     found: dict[tuple[str, str, tuple[str, ...]], Candidate] = {}
@@ -345,6 +377,6 @@ def all_candidates(tables: list[TableInfo], quote: QuoteFn, lookups: list[Candid
     found = [*invalid_indexes(tables, quote), *nullable_uniques(tables), *link_tables(tables), *lookups,
              *identical_rows(tables),
              *(related or []), *natural_keys(tables), *status_keys(tables), *one_to_one_suspects(tables),
-             *fks_to_non_unique(tables), *no_primary_keys(tables)]
+             *parent_pairs(tables), *fks_to_non_unique(tables), *no_primary_keys(tables)]
     return [c for c in found if not c.columns or c.kind in ("invalid_unique_index", "foreign_key_to_non_unique")
             or c.table.declares_distinct(c.columns) is None]

@@ -120,7 +120,8 @@ def fold_covered(findings: list[Finding]) -> list[Finding]:
     reports and watches. A candidate counted beside another unique key (`Candidate.agree_on`) groups only rows alike
     in that key's columns, which the key lets in only through a NULL: when the nullable key's finding has a live
     check (keyed by its columns, NULLs together) at least as severe, the other finding's groups are among its own
-    (Synapse's event_push_actions: one copy was three high findings, by the nullable key and two lookup indexes)."""
+    (Synapse's event_push_actions: one copy was three high findings, by the nullable key and two lookup indexes).
+    Likewise a pair of parents' copies that one of the two parents alone, almost one row each, reports too."""
     # a check that leaves rows out (NULL in every column of the key: `skip_all_null`, or its `where`) watches only
     # some of the groups alike in its columns: a local account written twice, no provider and no external id
     watched = [f for f in findings if f.kind == "unique_with_nullable_columns" and f.check is not None
@@ -137,7 +138,14 @@ def fold_covered(findings: list[Finding]) -> list[Finding]:
                    and w.has_duplicates
                    and SEVERITY_RANK[w.severity] <= SEVERITY_RANK[finding.severity] for w in watched)
 
-    return [f for f in findings if not covered(f)]
+    def within_a_parent_s(finding: Finding) -> bool:
+        # a pair of parents' copies are a copy of one parent's row too: one finding, the parent's
+        return finding.kind == "one_to_one_suspect" and len(finding.columns) > 1 and finding.has_duplicates \
+            and any(o.kind == "one_to_one_suspect" and o.table == finding.table and len(o.columns) == 1
+                    and set(o.columns) < set(finding.columns) and o.has_duplicates
+                    and SEVERITY_RANK[o.severity] <= SEVERITY_RANK[finding.severity] for o in findings)
+
+    return [f for f in findings if not covered(f) and not within_a_parent_s(f)]
 
 
 def verdict(m: Measurement, compared: bool) -> Verdict:

@@ -361,15 +361,17 @@ class Measurer:
         if isinstance(first, datetime) and isinstance(last, datetime) \
                 and (last - first).total_seconds() <= BURST_SECONDS:
             return None, 0
-        stmt = (sa.select(c.dw_first, c.dw_last).where(c.n > 1, *where).limit(SPREAD_GROUPS))
+        stmt = (sa.select(c.dw_first, c.dw_last, c.dw_alike).where(c.n > 1, *where).limit(SPREAD_GROUPS))
         self._arm()
-        spreads = []
-        for first, last in self.conn.execute(stmt):
+        timed = together = 0
+        for first, last, alike in self.conn.execute(stmt):
             if isinstance(first, datetime) and isinstance(last, datetime):
-                spreads.append((last - first).total_seconds())
-        if not spreads:
+                timed += 1
+                together += (last - first).total_seconds() <= BURST_SECONDS \
+                    and not _one_moment_copied(first, last, bool(alike))
+        if not timed:
             return None, 0
-        return sum(s <= BURST_SECONDS for s in spreads), len(spreads)
+        return together, timed
 
     def _arm(self) -> None:
         dialect_catalog.set_query_timeout(self.conn, self.budget.query_timeout())
@@ -379,6 +381,16 @@ class Measurer:
         if "statement_timeout" in text:
             return f"{TIMED_OUT} {self.budget.query_timeout():.1f}s (the budget's share per query)"
         return text
+
+
+def _one_moment_copied(first: datetime, last: datetime, alike: bool) -> bool:
+    """Whether a group's rows, which differ, hold one birth timestamp to the microsecond: two writers racing each
+    read their own clock (now(), the application's), which never agree to the microsecond, so the moment was
+    copied into every row (a history row carries its object's `created`) or one statement wrote them all (a
+    request's children): no race. A value with no fraction of a second may be a clock's of second precision,
+    on which racing writers do agree: it tells nothing, and nor does a group alike in every compared column (a
+    client's retried request carries its own timestamp)."""
+    return first == last and first.microsecond != 0 and not alike
 
 
 def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[bool]:

@@ -20,6 +20,8 @@ Shapes, from the applications' models:
 - forum (misago): `misago_threads_subscription(user_id, thread_id, category_id)` without a unique key (a
   pure link table), `misago_users_online` (OneToOne: clean), `misago_threads_post` (many per thread),
   `misago_users_usernamechange` (many per user), the code's `update_or_create` on a poll vote.
+- squad (Linaro SQUAD before Linaro/squad#1051): `core_buildsummary(build_id, environment_id)`, one per pair by
+  create_or_update, only Django's index on each foreign key; `core_testrun` (many per build and environment).
 - rails (a Rails app, no declared foreign keys): `groups_users` (has_and_belongs_to_many, no unique index),
   `checkins(user_id, day)` with `find_or_create_by`, `comments` (many per user), `memberships` (unique: clean).
 
@@ -471,6 +473,64 @@ RAILS = App(
                  "    if found is None:\n"
                  "        session.add(BundleFile(bundle_name=bundle_name, filename=filename))\n")},
 )
+
+# -- ci results (Linaro SQUAD, before Linaro/squad#1051) ---------------------------------------------------------
+
+def squad_tables(md: sa.MetaData) -> None:
+    sa.Table("core_project", md, pk(), sa.Column("slug", sa.String(100), nullable=False, unique=True))
+    sa.Table("core_build", md, pk(),
+             sa.Column("project_id", bigint(), sa.ForeignKey("core_project.id"), nullable=False, index=True),
+             sa.Column("version", sa.String(100), nullable=False),
+             sa.Column("created_at", sa.DateTime, nullable=False),
+             sa.UniqueConstraint("project_id", "version", name="core_build_uniq"))
+    sa.Table("core_environment", md, pk(),
+             sa.Column("project_id", bigint(), sa.ForeignKey("core_project.id"), nullable=False, index=True),
+             sa.Column("slug", sa.String(100), nullable=False),
+             sa.UniqueConstraint("project_id", "slug", name="core_environment_uniq"))
+    # one summary per build and environment, kept by create_or_update (a get then a create); Django's indexes only
+    sa.Table("core_buildsummary", md, pk(),
+             sa.Column("build_id", bigint(), sa.ForeignKey("core_build.id"), nullable=False, index=True),
+             sa.Column("environment_id", bigint(), sa.ForeignKey("core_environment.id"), nullable=False, index=True),
+             sa.Column("tests_total", sa.Integer, nullable=False), sa.Column("tests_fail", sa.Integer, nullable=False),
+             sa.Column("created_at", sa.DateTime, nullable=False))
+    # a test run per job submitted: many per build and environment by design (re-runs, several jobs)
+    sa.Table("core_testrun", md, pk(),
+             sa.Column("build_id", bigint(), sa.ForeignKey("core_build.id"), nullable=False, index=True),
+             sa.Column("environment_id", bigint(), sa.ForeignKey("core_environment.id"), nullable=False, index=True),
+             sa.Column("job_id", sa.String(128), nullable=False),
+             sa.Column("created_at", sa.DateTime, nullable=False))
+
+
+SQUAD_BUILDS, SQUAD_ENVIRONMENTS = 60, 3
+
+
+def squad_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    conn.execute(t["core_project"].insert(), [{"id": 1, "slug": "linux"}])
+    conn.execute(t["core_build"].insert(), [{"id": b, "project_id": 1, "version": f"v6.{b}",
+                                             "created_at": BASE + b * DAY} for b in range(1, SQUAD_BUILDS + 1)])
+    conn.execute(t["core_environment"].insert(), [{"id": e, "project_id": 1, "slug": f"env{e}"}
+                                                  for e in range(1, SQUAD_ENVIRONMENTS + 1)])
+    pairs = [(b, e) for b in range(1, SQUAD_BUILDS + 1) for e in range(1, SQUAD_ENVIRONMENTS + 1)]
+    summaries = [{"build_id": b, "environment_id": e, "tests_total": 100 + b, "tests_fail": e,
+                  "created_at": BASE + b * DAY + e * DAY / 8} for b, e in pairs]
+    # two results of build 42 in environment 2 arrived at once: both create_or_update calls created
+    summaries.append({**summaries[(42 - 1) * SQUAD_ENVIRONMENTS + 1], "created_at":
+                      summaries[(42 - 1) * SQUAD_ENVIRONMENTS + 1]["created_at"] + 6 * BURST})
+    conn.execute(t["core_buildsummary"].insert(), summaries)
+    conn.execute(t["core_testrun"].insert(), [
+        {"build_id": b, "environment_id": e, "job_id": f"{b}-{e}-{j}", "created_at": BASE + b * DAY + j * DAY / 20}
+        for b, e in pairs for j in range(1 + (b + e) % 3)])
+
+
+SQUAD = App(
+    "squad", squad_tables, squad_rows,
+    truth={"core_buildsummary": {frozenset({"build_id", "environment_id"})}},
+    evidence={"core_buildsummary": "squad/core/models.py BuildSummary.create_or_update: a get then a create per "
+                                   "(build, environment), called by parallel result submissions; fixed by a unique "
+                                   "constraint in Linaro/squad#1051"},
+)
+
 
 # -- real schemas: the applications' own migrations, dumped (tests/db/corpus/) ------------------------------------
 
@@ -1055,8 +1115,74 @@ KANBOARD = App(
     # names repeat per user. A link or timer submitted twice has no index, key or lookup to show it to the catalog.
 )
 
-APPS = [TICKETING, CMS, SHOP, FORUM, RAILS]
-REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET, KANBOARD]
+
+WAGTAIL_PAGES, WAGTAIL_TICKETS = 40, 300
+TAGS = ("news", "django", "python", "wagtail", "db", "race")
+
+
+def wagtail_rows(conn: sa.Connection, md: sa.MetaData) -> None:
+    t = md.tables
+    insert(conn, t["django_content_type"], [{"id": 1, "app_label": "wagtailcore", "model": "page"},
+                                            {"id": 2, "app_label": "blog", "model": "blogpage"},
+                                            {"id": 3, "app_label": "blog", "model": "ticket"}])
+    insert(conn, t["auth_user"], [filled(t["auth_user"], i, id=i, username=f"editor{i}", email=f"e{i}@x.org")
+                                  for i in range(1, 21)])
+    insert(conn, t["wagtailcore_locale"], [{"id": 1, "language_code": "en"}])
+    pages = range(1, WAGTAIL_PAGES + 1)
+    insert(conn, t["wagtailcore_page"], [
+        filled(t["wagtailcore_page"], p, id=p, path=f"00010001{p:04}", depth=3, numchild=0, content_type_id=2,
+               locale_id=1, translation_key=f"00000000-0000-4000-8000-{p:012}", live=p % 2 == 0) for p in pages])
+    insert(conn, t["blog_blogpage"], [{"page_ptr_id": p, "intro": "hello"} for p in pages])
+    insert(conn, t["wagtailcore_site"], [filled(t["wagtailcore_site"], 1, hostname="localhost", port=80,
+                                                is_default_site=True, root_page_id=1)])
+    # revisions and log entries: many per page by design (every save of a draft)
+    moment = BASE + timedelta(microseconds=417_203)
+    insert(conn, t["wagtailcore_revision"], [
+        {"created_at": moment + p * DAY + r * DAY / 9, "content": {"title": f"Post {p}", "draft": r},
+         "object_id": str(p), "content_type_id": 2, "base_content_type_id": 1, "object_str": f"Post {p}",
+         "user_id": 1 + (p + r) % 20} for p in pages for r in range(1 + p % 5)])
+    insert(conn, t["taggit_tag"], [{"id": i, "name": name, "slug": name} for i, name in enumerate(TAGS, start=1)])
+    insert(conn, t["blog_blogpagetag"], [{"content_object_id": p, "tag_id": 1 + (p + k) % len(TAGS)}
+                                         for p in pages for k in range(3)])
+    # site-specific redirects, and redirects for every site (site_id NULL)
+    insert(conn, t["wagtailredirects_redirect"], [
+        filled(t["wagtailredirects_redirect"], n, old_path=f"/old/{n}", site_id=1 if n % 3 == 0 else None,
+               redirect_page_id=None, redirect_link=f"/new/{n}", redirect_page_route_path="")
+        for n in range(30)])
+    # tickets filed over months, each saved once (its history's '+' row carries the ticket's created to the
+    # microsecond); a few closed days later: a '~' row carrying the same created
+    apart = timedelta(hours=7, seconds=13, microseconds=1_017)
+    created = {n: moment + n * apart for n in range(1, WAGTAIL_TICKETS + 1)}
+    insert(conn, t["blog_ticket"], [{"id": n, "title": f"ticket {n}", "status": "closed" if n % 50 == 7 else "open",
+                                     "created": created[n], "assignee_id": 1 + n % 20} for n in created])
+    history = [{"id": n, "title": f"ticket {n}", "status": "open", "created": created[n],
+                "history_date": created[n] + timedelta(microseconds=210), "history_type": "+",
+                "assignee_id": 1 + n % 20, "history_user_id": 1 + n % 20} for n in created]
+    history += [{**h, "status": "closed", "history_type": "~", "history_date": h["history_date"] + 4 * DAY,
+                 "history_user_id": 1} for h in history if h["id"] % 50 == 7]
+    insert(conn, t["blog_historicalticket"], history)
+
+
+WAGTAIL = App(
+    "wagtail", None, wagtail_rows, dump="wagtail.sql", dialects=("postgresql",),
+    truth={"wagtailredirects_redirect": {frozenset({"old_path", "site_id"})},
+           "blog_blogpagetag": {frozenset({"content_object_id", "tag_id"})}},
+    evidence={"wagtailredirects_redirect": (
+        "wagtail/contrib/redirects/forms.py RedirectForm.clean (8.0.1): 'The unique_together condition on the model "
+        "is ignored if site is None, so need to check for duplicates manually': "
+        "Redirect.objects.filter(old_path=, site__isnull=True) then save, a check-then-insert two editors race; "
+        "middleware.py _get_redirect then raises MultipleObjectsReturned on the path"),
+        "blog_blogpagetag": (
+        "taggit.models.TaggedItemBase declares no unique key over (content_object, tag); modelcluster's "
+        "ClusterTaggableManager inserts a page's new tag links on each save, so two editors saving one page "
+        "with the same new tag both insert it")},
+    # Not risks: wagtailcore_revision repeats per (content_type_id, object_id) by design (every draft saved);
+    # blog_historicalticket repeats per ticket `id` by design (one row per save), each row carrying the ticket's
+    # own `created`: rows alike in it to the microsecond were not written together.
+)
+
+APPS = [TICKETING, CMS, SHOP, FORUM, RAILS, SQUAD]
+REAL_APPS = [DJANGO_CMS, TRYTON, MEDIAWIKI, WORDPRESS, MATOMO, OSTICKET, KANBOARD, WAGTAIL]
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

@@ -548,8 +548,10 @@ def test_an_identifier_s_rows_born_together_under_one_parent_but_differing_are_n
     for o in range(1, 201):
         rows += [{"id": len(rows) + 1 + k, "order_id": o, "sku": f"SKU{(o * 7 + k * 13) % 100}", "quantity": 1 + k,
                   "options": f"opt{k}", "created_at": T0 + timedelta(hours=o, milliseconds=k)} for k in range(3)]
-        if o % 40 == 0:  # the same product twice, other options and quantity: two lines by design
-            rows.append({**rows[-1], "id": len(rows) + 1, "quantity": 5, "options": "gift wrap"})
+        if o % 40 == 0:  # the same product twice, other options and quantity: two lines by design, each dated
+            # by its own clock (one moment to the microsecond in rows that differ is no race at all: no finding)
+            rows.append({**rows[-1], "id": len(rows) + 1, "quantity": 5, "options": "gift wrap",
+                         "created_at": rows[-1]["created_at"] + timedelta(milliseconds=1)})
     with db.engine.begin() as conn:
         conn.execute(orders.insert(), [{"id": o, "n": f"order {o}"} for o in range(1, 201)])
         conn.execute(lines.insert(), rows)

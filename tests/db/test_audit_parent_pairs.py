@@ -1,0 +1,87 @@
+"""Regressions found from public bug reports of duplicate rows (Linaro/squad#1051: "multiple BuildSummary
+.create_or_update calls could happen in parallel, thus causing multiple objects created"): a pair of required
+parents that no index names together. On PostgreSQL, MariaDB and SQLite."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from dbtest import TestDatabase, run_dupewatch
+
+T0 = datetime(2026, 3, 2, 9, 0, 0, 417_203)
+MOMENT = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def on(report: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["table"].rsplit(".", 1)[1] == table]
+
+
+def build_summaries(db: TestDatabase) -> sa.Table:
+    """Linaro SQUAD's core_buildsummary before its fix (Linaro/squad#1051): one summary per build and environment,
+    kept by create_or_update (a get then a create) with no unique key over (build_id, environment_id), only
+    Django's index on each foreign key. 100 builds tested in 3 environments each, summaries written as each
+    environment's results arrived (hours apart)."""
+    md = sa.MetaData()
+    builds = sa.Table("core_build", md, sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("version", sa.String(100), nullable=False))
+    environments = sa.Table("core_environment", md, sa.Column("id", sa.Integer, primary_key=True),
+                            sa.Column("slug", sa.String(100), nullable=False))
+    summaries = sa.Table("core_buildsummary", md, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("build_id", sa.Integer, sa.ForeignKey("core_build.id"), nullable=False, index=True),
+                         sa.Column("environment_id", sa.Integer, sa.ForeignKey("core_environment.id"),
+                                   nullable=False, index=True),
+                         sa.Column("tests_total", sa.Integer, nullable=False),
+                         sa.Column("tests_pass", sa.Integer, nullable=False),
+                         sa.Column("created_at", MOMENT, nullable=False))
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(builds.insert(), [{"id": b, "version": f"v{b}"} for b in range(1, 101)])
+        conn.execute(environments.insert(), [{"id": e, "slug": f"env{e}"} for e in range(1, 4)])
+        conn.execute(summaries.insert(), [
+            {"build_id": b, "environment_id": e, "tests_total": 100 + b, "tests_pass": 90 + e,
+             "created_at": T0 + timedelta(days=b, hours=3 * e)} for b in range(1, 101) for e in range(1, 4)])
+    return summaries
+
+
+def test_a_race_copy_of_a_pair_of_required_parents_nothing_indexes_together_is_found(db: TestDatabase) -> None:
+    """Two result uploads of build 42 in environment 2 raced through create_or_update: two summaries alike, written
+    30 ms apart. Each parent alone repeats by design (three environments per build, a hundred builds per
+    environment), and no index names the pair, so nothing was measured. The pair of required parents is almost one
+    row per pair (299 of 300 occur once): the copy is a high finding, keyed by the pair."""
+    summaries = build_summaries(db)
+    with db.engine.begin() as conn:
+        conn.execute(summaries.insert(), [{"build_id": 42, "environment_id": 2, "tests_total": 142, "tests_pass": 92,
+                                           "created_at": T0 + timedelta(days=42, hours=6, milliseconds=30)}])
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    [finding] = on(run.json, "core_buildsummary")
+    assert finding["columns"] == ["build_id", "environment_id"] and finding["severity"] == "high", finding
+    assert (finding["duplicate_groups"], finding["excess_rows"]) == (1, 1), finding
+    assert finding["check"] is not None and finding["check"]["key"] == ["build_id", "environment_id"], finding
+
+
+def test_a_pair_of_parents_whose_rows_repeat_apart_and_differ_is_the_design(db: TestDatabase) -> None:
+    """The other side: a build re-tested in environment 2 a week later (another run, other figures) is a second
+    summary by design: no finding."""
+    summaries = build_summaries(db)
+    with db.engine.begin() as conn:
+        conn.execute(summaries.insert(), [{"build_id": 42, "environment_id": 2, "tests_total": 150, "tests_pass": 70,
+                                           "created_at": T0 + timedelta(days=49)}])
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert on(run.json, "core_buildsummary") == [], run.json
+
+
+def test_a_copy_one_of_the_pair_s_parents_reports_alone_is_one_finding(db: TestDatabase) -> None:
+    """A summary per build (one environment each) raced twice: build_id alone is almost one row per build and
+    reports the copy; the pair (build_id, environment_id) holds the same copy: one finding, the parent's."""
+    summaries = build_summaries(db)
+    with db.engine.begin() as conn:
+        conn.execute(summaries.delete().where(summaries.c.environment_id != 1))
+        conn.execute(summaries.insert(), [{"build_id": 42, "environment_id": 1, "tests_total": 142, "tests_pass": 91,
+                                           "created_at": T0 + timedelta(days=42, hours=3, milliseconds=30)}])
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    [finding] = on(run.json, "core_buildsummary")
+    assert finding["columns"] == ["build_id"] and finding["severity"] == "high", finding
