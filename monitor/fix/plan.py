@@ -751,9 +751,12 @@ def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: From
     referred = ", ".join(c.name for c in layout.table.primary_key.columns) if counter is None else str(counter.name)
     target = layout.table.name
     for undeclared in found:
+        # A column whose rows refer to several tables, as its type column says, is no foreign key's to declare.
+        way = (f"(a column whose {undeclared.type_column} says which table each row refers to cannot be declared a "
+               "foreign key)" if undeclared.type_column else
+               "or declare a foreign key (the fix then repoints them and undo points them back)")
         plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "
-                          "rows they point at): if it is a reference, repoint them by hand before the fix, or "
-                          "declare a foreign key (the fix then repoints them and undo points them back)")
+                          f"rows they point at): if it is a reference, repoint them by hand before the fix {way}")
     if found and layout.rules.reads_beside_writer:
         plan.notes.append("the rows to delete are the plan's snapshot; the rows holding their keys in columns no "
                           "foreign key declares were counted just after it, in the data then current (another "
