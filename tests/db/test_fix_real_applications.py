@@ -163,7 +163,7 @@ def test_a_multi_table_inheritance_child_of_a_duplicate_is_one_entity_not_a_row_
     """The dry run said the child rows would be repointed and that each kept company would have 2 supplier rows
     (which its primary key forbids), and advised `archive`, which it then refused because an order refers to the
     duplicate supplier. It now says the two supplier rows are one entity's halves, and that archive waits for the
-    order to be pointed at the kept supplier; once it is, following the advice fixes and undo restores."""
+    order to be pointed at the kept supplier."""
     _seed_multi_table_inheritance(db)
     path = config_file(tmp_path, db, [{"name": "companies", "table": "shop_company", "key": ["name"]}])
     dry = run_cli("fix", "companies", "--config", str(path), "--dry-run", "--json")
@@ -174,7 +174,13 @@ def test_a_multi_table_inheritance_child_of_a_duplicate_is_one_entity_not_a_row_
     supplier = next(r for r in json_out(dry)["references"] if r["table"] == "shop_supplier")
     assert supplier["kept_rows_with_several"] is None, supplier  # (was: 1 kept row with 2 shop_supplier rows)
 
+
+def test_a_multi_table_inheritance_child_no_row_refers_to_is_archived_as_advised_and_undone(db, tmp_path):
+    """Once the order is pointed at the kept supplier, the blocker advises archive, and following it fixes the
+    duplicate whole (its company and supplier rows) and undo restores both."""
+    _seed_multi_table_inheritance(db)
     db.execute("UPDATE shop_order SET supplier_id = 1 WHERE supplier_id = 2")
+    path = config_file(tmp_path, db, [{"name": "companies", "table": "shop_company", "key": ["name"]}])
     dry = run_cli("fix", "companies", "--config", str(path), "--dry-run", "--json")
     [blocker] = json_out(dry)["blockers"]
     assert 'or set its on_reference to "archive" (`"shop_supplier.company_ptr_id" = "archive"`)' in blocker, blocker
