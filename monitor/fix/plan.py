@@ -1810,11 +1810,14 @@ def _one_to_one_clash(table: str, ref: Reference, ref_plan: ReferencePlan, rows:
     the halves of one entity, which the fix cannot merge; archiving the duplicate's half is the way forward only
     where no row refers to it."""
     groups = max(ref_plan.conflicts.values())
-    name = next(iter(ref_plan.conflicts))
-    line = (f"{ref.label} is unique ({name}): each {table} row has at most one {ref.table} row (a one-to-one "
-            f"extension, as Django's multi-table inheritance child or a profile), and in {groups:,} group(s) the "
-            f"kept row and a row to delete both have one, so those {ref.table} rows cannot be repointed; they are "
-            "one entity's, which the fix cannot merge")
+    # (the conflicts name the primary key by its own name: "<name> (the primary key)")
+    own = [n for n in ref_plan.conflicts if n == ref.one_to_one or (ref.one_to_one == "PRIMARY KEY"
+                                                                     and n.endswith("(the primary key)"))]
+    name = (own or list(ref_plan.conflicts))[0]
+    line = (f"{ref.label} is the whole of unique constraint {name}: each {table} row has at most one {ref.table} "
+            f"row (a one-to-one extension, as Django's multi-table inheritance child or a profile), and in {groups:,} "
+            f"group(s) the kept row and a row to delete both have one, so those {ref.table} rows cannot be "
+            "repointed; they are one entity's, which the fix cannot merge")
     referring = [label for label in ref_plan.nested] + [label for label, _name, _action in ref_plan.held]
     if referring:
         return (f"{line}, nor archive while rows of {', '.join(referring)} refer to them; merge them by hand "
