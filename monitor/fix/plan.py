@@ -766,9 +766,12 @@ def _judge_undeclared(conn: Connection, plan: FixPlan, layout: Layout, rel: From
     referred = ", ".join(c.name for c in layout.table.primary_key.columns) if counter is None else str(counter.name)
     target = layout.table.name
     for undeclared in found:
+        # A column whose rows refer to several tables, as its type column says, is no foreign key's to declare.
+        way = (f"(a column whose {undeclared.type_column} says which table each row refers to cannot be declared a "
+               "foreign key)" if undeclared.type_column else
+               "or declare a foreign key (the fix then repoints them and undo points them back)")
         plan.notes.append(f"{undeclared.describe(referred, target)}; the fix does not change them (undo restores the "
-                          "rows they point at): if it is a reference, repoint them by hand before the fix, or "
-                          "declare a foreign key (the fix then repoints them and undo points them back)")
+                          f"rows they point at): if it is a reference, repoint them by hand before the fix {way}")
     if found and layout.rules.reads_beside_writer:
         plan.notes.append("the rows to delete are the plan's snapshot; the rows holding their keys in columns no "
                           "foreign key declares were counted just after it, in the data then current (another "
@@ -1148,7 +1151,8 @@ def _reference_rows(conn: Connection, layout: Layout, rel: FromClause, ref: Refe
         count = conn.execute(_clashing_groups(colliding)).scalar_one()
         if count:
             conflicts[key.name] = int(count)
-    return ReferencePlan(ref, int(rows), conflicts, _crowded(conn, child, rel, on), nested, held,
+    crowded = None if ref.one_to_one else _crowded(conn, child, rel, on)  # (never two rows per kept row)
+    return ReferencePlan(ref, int(rows), conflicts, crowded, nested, held,
                          repointed_first=int(first),
                          unreferable=_unreferable(conn, layout, child, rel, checked, ref),
                          unfit=_unfit(conn, layout, child, rel, checked, ref))
@@ -1775,7 +1779,9 @@ def _judge_reference(plan: FixPlan, ref_plan: ReferencePlan) -> None:
             f"widen {ref.label} to the type "
             f"of {table}({', '.join(ref.referred_columns)}), keep another row, or set its on_reference to "
             f"\"archive\" (`{config_key(ref)} = \"archive\"`)")
-    for name, groups in ref_plan.conflicts.items():
+    if ref.one_to_one and ref_plan.conflicts:  # (any other unique set holding its columns clashes with it)
+        plan.blockers.append(_one_to_one_clash(table, ref, ref_plan, rows))
+    for name, groups in ref_plan.conflicts.items() if not ref.one_to_one else ():
         plan.blockers.append(
             f"repointing {ref.label} to the kept rows would violate its unique constraint {name} in "
             f"{groups} group(s){cascade}; merge those referencing rows first, or set its on_reference to "
@@ -1811,6 +1817,29 @@ def _self_referrers(ref_plan: ReferencePlan) -> str:
         return ""
     staying = ref_plan.rows - ref_plan.doomed_referrers
     return f" ({ref_plan.doomed_referrers:,} of them rows to delete too, {staying:,} rows that stay)"
+
+
+def _one_to_one_clash(table: str, ref: Reference, ref_plan: ReferencePlan, rows: int) -> str:
+    """The blocker of a repoint onto kept rows that have their own row in a table holding at most one row per
+    referred row (`Reference.one_to_one`): Django's multi-table inheritance child, a profile. The two rows are
+    the halves of one entity, which the fix cannot merge; archiving the duplicate's half is the way forward only
+    where no row refers to it."""
+    groups = max(ref_plan.conflicts.values())
+    # (the conflicts name the primary key by its own name: "<name> (the primary key)")
+    own = [n for n in ref_plan.conflicts if n == ref.one_to_one or (ref.one_to_one == "PRIMARY KEY"
+                                                                     and n.endswith("(the primary key)"))]
+    name = (own or list(ref_plan.conflicts))[0]
+    line = (f"{ref.label} is the whole of unique constraint {name}: each {table} row has at most one {ref.table} "
+            f"row (a one-to-one extension, as Django's multi-table inheritance child or a profile), and in {groups:,} "
+            f"group(s) the kept row and a row to delete both have one, so those {ref.table} rows cannot be "
+            "repointed; they are one entity's, which the fix cannot merge")
+    referring = [label for label in ref_plan.nested] + [label for label, _name, _action in ref_plan.held]
+    if referring:
+        return (f"{line}, nor archive while rows of {', '.join(referring)} refer to them; merge them by hand "
+                f"(point those rows at the kept rows' {ref.table} rows, then set its on_reference to \"archive\", "
+                f"`{config_key(ref)} = \"archive\"`)")
+    return (f"{line}; merge them by hand, or set its on_reference to \"archive\" (`{config_key(ref)} = "
+            f"\"archive\"`), which archives all {rows:,} {ref.table} row(s) of rows to delete (undo restores them)")
 
 
 def _by_hand(ref: Reference) -> str:

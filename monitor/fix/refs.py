@@ -100,6 +100,14 @@ class Reference:
         return f"{where}({', '.join(self.columns)})"
 
     @property
+    def one_to_one(self) -> str | None:
+        """The unique constraint whose columns are exactly the foreign key's, when there is one: each referred row
+        has at most one referencing row (Django's multi-table inheritance parent link, its primary key; a
+        OneToOneField), so a kept row never holds two, and the duplicate's row and the kept row's are one
+        entity's two halves."""
+        return next((name for name, columns in self.unique_sets if set(columns) == set(self.columns)), None)
+
+    @property
     def cascades(self) -> bool:
         return (self.ondelete or "").upper() in ("CASCADE", "SET NULL", "SET DEFAULT")
 

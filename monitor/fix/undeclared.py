@@ -20,10 +20,11 @@ on t(col)"), as is a table the database would not count (the fix role may not re
 reason.
 
 Django's generic relations (contenttypes: `content_type_id` beside `object_id`, or `object_pk` as text, in
-taggit, guardian, the admin log, comments) are the same kind of pair: where the schema holds a
-`django_content_type` table, the content types whose `app_label` and `model` name the fixed table (`auth` and
-`user` for `auth_user`, Django's default table name) are read from it, and the rows of each table with both
-columns whose `object_id`/`object_pk` holds the key of a row to delete are counted per content type, in the same
+taggit, guardian, the admin log, comments; several in one table, each pair named by its own prefix,
+`actor_content_type_id` beside `actor_object_id` in django-notifications) are the same kind of pair: where the
+schema holds a `django_content_type` table, the content types whose `app_label` and `model` name the fixed table
+(`auth` and `user` for `auth_user`, Django's default table name) are read from it, and the rows of each table
+with both columns whose object column holds the key of a row to delete are counted per content type, in the same
 way (through an index leading with the object column; text compared with the key's text, a UUID in both its
 forms). The database does not record which model a content type's rows refer to: a proxy model has a content type
 of its own (the admin log writes it), a model may name its table itself (`Meta.db_table = "members"`), a model
@@ -239,8 +240,9 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
     content_types, pairs, unnamed, not_read = _generic_relations(conn, table, schema, names, columns)
-    plan += [(name, column, CONTENT_TYPE_COLUMN) for name, column, _text in pairs]
-    as_text = {(name, column) for name, column, text in pairs if text}
+    plan += [(name, column, kind) for name, column, kind, _text in pairs]
+    generic = {(name, column) for name, column, _kind, _text in pairs}
+    as_text = {(name, column) for name, column, _kind, text in pairs if text}
     unread: list[str] = [not_read] if not_read else []
     if not plan:
         return [], unread
@@ -258,18 +260,20 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
     # SQLite: on the fix's own connection (no other may read beside its write transaction), each column's count
     # bounded by a progress handler (`Dialect.bounded_statements`).
     if not rules.reads_beside_writer:
-        _count(conn, table, schema, plan, leading, keys, found, unread, content_types, as_text, unnamed)
+        _count(conn, table, schema, plan, leading, keys, found, unread, content_types, generic, as_text, unnamed)
         return found, unread
     with conn.engine.connect() as reader, rules.bounded_read(reader, COUNT_SECONDS, LOCK_SECONDS):
-        _count(reader, table, schema, plan, leading, keys, found, unread, content_types, as_text, unnamed)
+        _count(reader, table, schema, plan, leading, keys, found, unread, content_types, generic, as_text,
+               unnamed)
     return found, unread
 
 
 def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, names: list[str],
                        columns: dict[tuple[str | None, str], list[Any]]
-                       ) -> tuple[dict[Any, str], list[tuple[str, str, bool]], set[str], str | None]:
+                       ) -> tuple[dict[Any, str], list[tuple[str, str, str, bool]], set[str], str | None]:
     """Django's generic relations that may refer to the fixed table: the content types that may (id: 'app.model',
-    from `django_content_type`), the (table, object column, whether it holds text) beside a `content_type_id`
+    from `django_content_type`), the (table, object column, content type column, whether the object column holds
+    text) of each `<prefix>object_id` or `<prefix>object_pk` beside a `<prefix>content_type_id`
     (the admin log's `object_id` is text, guardian's `object_pk` too), the labels of those content types that name
     no table of the schema, and, when `django_content_type` could not be read, why (none counted).
 
@@ -284,9 +288,12 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
     pairs = []
     for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
         own = {c["name"]: c for c in cols}
-        if CONTENT_TYPE_COLUMN in own:
-            pairs += [(name, column, _family(own[column]["type"]) == "text") for column in OBJECT_COLUMNS
-                      if column in own]
+        # A model may hold several generic relations, each named by its own prefix (django-notifications and
+        # django-activity-stream: `actor_content_type_id` beside `actor_object_id`, `target_...`).
+        for kind in sorted(n for n in own if n.endswith(CONTENT_TYPE_COLUMN)):
+            prefix = kind[:-len(CONTENT_TYPE_COLUMN)]
+            pairs += [(name, prefix + column, kind, _family(own[prefix + column]["type"]) == "text")
+                      for column in OBJECT_COLUMNS if prefix + column in own]
     # Asked of the database wherever a generic relation's columns are, even where the catalog does not list
     # `django_content_type`: MySQL/MariaDB's lists no table the role may not read.
     if not pairs:
@@ -313,14 +320,15 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
 
 def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tuple[str, str, str | None]],
            leading: dict[str, set[str]], keys: list[Any], found: list[Undeclared], unread: list[str],
-           content_types: dict[Any, str], as_text: set[tuple[str, str]], unnamed: set[str]) -> None:
+           content_types: dict[Any, str], generic_columns: set[tuple[str, str]], as_text: set[tuple[str, str]],
+           unnamed: set[str]) -> None:
     prefix = f"{schema}." if schema else ""
     rules = for_backend(conn.dialect.name)
     skipped: set[str] = set()
     for name, column, polymorphic in plan:
         if name in skipped:
             continue
-        generic = polymorphic == CONTENT_TYPE_COLUMN and bool(content_types)
+        generic = (name, column) in generic_columns and bool(content_types)
         # A generic relation's index leads with the content type as often as with the object (Django's own
         # `Index(fields=["content_type", "object_id"])`): its rows are counted for the fixed table's types only.
         # So does Rails' polymorphic one (`t.references :commentable, polymorphic: true` indexes
@@ -334,7 +342,8 @@ def _count(conn: Connection, table: sa.Table, schema: str | None, plan: list[tup
         child = sa.table(name, *[sa.column(n) for n in (column, polymorphic) if n], schema=schema)
         wanted: sa.ColumnElement[bool] = child.c[column].in_(sa.bindparam("keys", expanding=True))
         if generic:
-            wanted = sa.and_(child.c[CONTENT_TYPE_COLUMN].in_(list(content_types)), wanted)
+            assert polymorphic is not None
+            wanted = sa.and_(child.c[polymorphic].in_(list(content_types)), wanted)
         # A text object column: each key as the text Django writes for it (`str(pk)`).
         looked_up = list(dict.fromkeys(t for k in keys for t in _as_texts(k))) if (name, column) in as_text else keys
         per_type: dict[Any, int] = {}

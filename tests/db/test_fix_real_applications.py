@@ -143,3 +143,55 @@ def test_partial_not_null_index_on_a_foreign_key_is_an_index(dialect_db, request
     assert dry.exit_code == 0, dry.output
     missing = {r["columns"][0]: r["missing_index"] for r in json_out(dry)["references"]}
     assert missing["follow_id"] is None and missing["other_id"] is not None, missing
+
+
+def _seed_multi_table_inheritance(db) -> None:
+    """Django's multi-table inheritance (django-polymorphic's too): `shop_supplier` extends `shop_company`, its
+    primary key the parent link; a signup race made two suppliers of one name, each a company row and a supplier
+    row; an order refers to the duplicate supplier."""
+    db.execute("CREATE TABLE shop_company (id INTEGER PRIMARY KEY, name VARCHAR(50) NOT NULL)",
+               "CREATE TABLE shop_supplier (company_ptr_id INTEGER PRIMARY KEY REFERENCES shop_company (id), "
+               "rating INTEGER NOT NULL)",
+               "CREATE TABLE shop_order (id INTEGER PRIMARY KEY, "
+               "supplier_id INTEGER NOT NULL REFERENCES shop_supplier (company_ptr_id))",
+               "INSERT INTO shop_company VALUES (1, 'acme'), (2, 'acme'), (3, 'zeta')",
+               "INSERT INTO shop_supplier VALUES (1, 5), (2, 7), (3, 1)",
+               "INSERT INTO shop_order VALUES (1, 2), (2, 3)")
+
+
+def test_a_multi_table_inheritance_child_of_a_duplicate_is_one_entity_not_a_row_to_repoint(db, tmp_path):
+    """The dry run said the child rows would be repointed and that each kept company would have 2 supplier rows
+    (which its primary key forbids), and advised `archive`, which it then refused because an order refers to the
+    duplicate supplier. It now says the two supplier rows are one entity's halves, and that archive waits for the
+    order to be pointed at the kept supplier."""
+    _seed_multi_table_inheritance(db)
+    path = config_file(tmp_path, db, [{"name": "companies", "table": "shop_company", "key": ["name"]}])
+    dry = run_cli("fix", "companies", "--config", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 2, dry.output
+    [blocker] = [b for b in json_out(dry)["blockers"] if "one-to-one" in b]
+    assert "each shop_company row has at most one shop_supplier row" in blocker, blocker
+    assert "(the primary key)" in blocker, blocker
+    assert "nor archive while rows of shop_order(supplier_id) refer to them; merge them by hand" in blocker, blocker
+    supplier = next(r for r in json_out(dry)["references"] if r["table"] == "shop_supplier")
+    assert supplier["kept_rows_with_several"] is None, supplier  # (was: 1 kept row with 2 shop_supplier rows)
+
+
+def test_a_multi_table_inheritance_child_no_row_refers_to_is_archived_as_advised_and_undone(db, tmp_path):
+    """Once the order is pointed at the kept supplier, the blocker advises archive, and following it fixes the
+    duplicate whole (its company and supplier rows) and undo restores both."""
+    _seed_multi_table_inheritance(db)
+    db.execute("UPDATE shop_order SET supplier_id = 1 WHERE supplier_id = 2")
+    path = config_file(tmp_path, db, [{"name": "companies", "table": "shop_company", "key": ["name"]}])
+    dry = run_cli("fix", "companies", "--config", str(path), "--dry-run", "--json")
+    [blocker] = json_out(dry)["blockers"]
+    assert 'or set its on_reference to "archive" (`"shop_supplier.company_ptr_id" = "archive"`)' in blocker, blocker
+    path = config_file(tmp_path, db, [{"name": "companies", "table": "shop_company", "key": ["name"],
+                                       "on_reference": {"shop_supplier.company_ptr_id": "archive"}}])
+    before = contents(db, "shop_company", "shop_supplier", "shop_order")
+    fixed = run_cli("fix", "companies", "--config", str(path), "--yes", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert contents(db, "shop_company", "shop_supplier") == {"shop_company": ["(1, 'acme')", "(3, 'zeta')"],
+                                                              "shop_supplier": ["(1, 5)", "(3, 1)"]}
+    undone = run_cli("undo", json_out(fixed)["fix_id"], "--config", str(path), "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert contents(db, "shop_company", "shop_supplier", "shop_order") == before

@@ -137,6 +137,42 @@ def test_a_django_generic_relation_counts_the_rows_whose_content_type_names_the_
     assert "taggit_taggeditem(object_id)" in shown and "'auth.user' 1" in shown, shown
 
 
+def test_generic_relations_named_by_a_prefix_are_counted_each(db, tmp_path):
+    """django-notifications (and django-activity-stream) hold three generic relations in one table, each pair named
+    by its own prefix: `actor_content_type_id` beside `actor_object_id`, `target_...`, `action_object_...`, the
+    object columns text, only the content type columns indexed (Django indexes a ForeignKey). A signup race
+    duplicated a customer that notifications named as target and action object: the plan said nothing of them,
+    and the fix left them pointing at no row."""
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'auth', 'user'), (2, 'shop', 'customer')",
+               "CREATE TABLE auth_user (id INTEGER PRIMARY KEY)",
+               "CREATE TABLE shop_customer (id INTEGER PRIMARY KEY, email VARCHAR(254))",
+               "INSERT INTO shop_customer VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')",
+               "CREATE TABLE notifications_notification (id INTEGER PRIMARY KEY, "
+               "actor_content_type_id INTEGER NOT NULL, actor_object_id VARCHAR(255) NOT NULL, "
+               "target_content_type_id INTEGER, target_object_id VARCHAR(255), "
+               "action_object_content_type_id INTEGER, action_object_object_id VARCHAR(255))",
+               "CREATE INDEX n_actor ON notifications_notification (actor_content_type_id)",
+               "CREATE INDEX n_target ON notifications_notification (target_content_type_id)",
+               "CREATE INDEX n_action ON notifications_notification (action_object_content_type_id)",
+               # user 2 signed customer 2 up (the duplicate), and customer 3: only the customer rows refer to it
+               "INSERT INTO notifications_notification VALUES (1, 1, '2', 2, '2', 2, '2'), "
+               "(2, 1, '2', 2, '3', 2, '3'), (3, 1, '1', 2, '1', NULL, NULL)")
+    path = config_file(tmp_path, db, [{"name": "customers", "table": "shop_customer", "key": ["email"]}])
+    found = {(u["table"], u["column"]): u for u in json_out(run_cli(
+        "fix", "customers", "--config", str(path), "--dry-run", "--json"))["undeclared_references"]}
+    assert {k: (u["rows"], u["type_column"], u["by_type"]) for k, u in found.items()} == {
+        ("notifications_notification", "target_object_id"):
+            (1, "target_content_type_id", [{"value": "shop.customer", "rows": 1}]),
+        ("notifications_notification", "action_object_object_id"):
+            (1, "action_object_content_type_id", [{"value": "shop.customer", "rows": 1}])}
+    # No foreign key can declare a generic relation: the plan does not advise one.
+    shown = " ".join(run_cli("fix", "customers", "--config", str(path), "--dry-run").output.split())
+    assert ("repoint them by hand before the fix (a column whose target_content_type_id says which table each row "
+            "refers to cannot be declared a foreign key)") in shown, shown
+    assert "declare a foreign key" not in shown, shown
+
+
 def test_a_generic_relation_to_a_model_with_its_own_table_name_is_counted(db, tmp_path):
     """A Django model whose `Meta.db_table` names its table itself (`members` for `notes.member`): no content type
     names `members`, so taggit's and the admin log's rows pointing at the members to delete were not counted and the
