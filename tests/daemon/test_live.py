@@ -666,6 +666,47 @@ def test_a_daemon_restart_with_only_known_groups_changed_counts_nothing_new(
     assert LIVE_BASELINE not in again.log()
 
 
+def remembering_reader(monitor: Monitor, recorded: Recorded) -> LiveReader:
+    """A daemon's reader of database `live` (`remember`: it saves its checks' groups and its first count
+    compares with those saved before), started and following."""
+    db = monitor.database("live")
+    reader = LiveReader(monitor, "live", list(monitor.config.checks), db.rules.change_stream("live", db.url),
+                        recorded, poll_seconds=0.05, remember=True, owner="test")
+    reader.start()
+    assert reader.following.wait(10)
+    return reader
+
+
+def test_groups_saved_by_a_reader_started_while_the_server_was_down_are_compared_at_the_next_start(
+        cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path) -> None:
+    """The daemon's first run asked the server what it is while it was down (its groups' subject fell back to the
+    URL's address, and the server is asked again only after a while); the reader that followed once it was up
+    saved its groups under that fallback. The next start, the server answering, found none saved: the group
+    formed while no daemon ran was the baseline, never new."""
+    config = config_from_dict({"databases": {"live": {"url": cluster.url, "live": True}}, "checks": [
+        {"name": "signups", "database": "live", "table": table, "key": ["email"]}]})
+    state = History(tmp_path / "state.sqlite")
+    first = Monitor(config, state=state)
+    with cluster.down():
+        first.subject("signups")  # the daemon's first run: the server does not say what it is
+    admin.dispose()  # its pooled connections ended with the server
+    recorded = Recorded()
+    reader = remembering_reader(first, recorded)
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('up@example.com'), ('up@example.com')")
+    await_true(lambda: bool(recorded.figures) and recorded.figures[-1][1].groups == 1, "the group counted")
+    reader.stop()
+    first.close()
+    execute(admin, f"INSERT INTO {table} (email) VALUES ('down@example.com'), ('down@example.com')")
+
+    second, recorded = Monitor(config, state=state), Recorded()
+    reader = remembering_reader(second, recorded)
+    reader.stop()
+    second.close()
+    state.close()
+    figures = recorded.figures[-1][1]
+    assert (figures.groups, figures.new_groups, figures.baseline, figures.compared) == (2, 1, False, True)
+
+
 def test_the_first_start_of_a_daemon_is_no_gap(
         cluster: Cluster, admin: sa.Engine, table: str, tmp_path: Path, start_daemon: Any) -> None:
     daemon = live_daemon(start_daemon, tmp_path, cluster.url, table)
