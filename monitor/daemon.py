@@ -363,12 +363,15 @@ class Daemon:
             self.exporter.fix_totals(database, totals.deleted, restored=totals.restored)
         elif database not in self._fix_totals_unread:
             # Read right after a successful run of the database: a failure is the records' own (the privilege a
-            # separate detection role lacks), and the counters would say "no row deleted" without a word.
+            # separate detection role lacks, a column an older dupewatch's records lack, the table dropped
+            # mid-read), and the counters would say "no row deleted" without a word. A privilege is suggested
+            # only where the server coded its refusal as one.
             self._fix_totals_unread.add(database)
+            grant = (f" ({totals.privilege}: grant the detection role SELECT on dupewatch_fix, see README)"
+                     if totals.privilege else "")
             log.warning("fix records cannot be read: dupewatch_fix_deleted_rows_total and "
-                        "dupewatch_fix_restored_rows_total do not count the fixes of this database (grant the "
-                        "detection role SELECT on dupewatch_fix, see README)",
-                        extra=fields(database=database, error=totals))
+                        f"dupewatch_fix_restored_rows_total do not count the fixes of this database{grant}",
+                        extra=fields(database=database, error=totals.reason))
 
     def _retry_in(self, name: str) -> float | None:
         assert self.poller is not None
