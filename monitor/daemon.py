@@ -22,7 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -160,6 +160,16 @@ def configure_logging(log_format: LogFormat, redact: _Redactor) -> logging.Handl
 
 
 # -- the daemon ------------------------------------------------------------------------------------
+
+
+RELOAD_NAMES = 20  # names a reload's line lists of each kind (added, removed, changed); the others are counted
+
+
+def first_names(names: Iterable[str], limit: int = RELOAD_NAMES) -> list[str]:
+    """The first `limit` of `names` in order, then "and M more": a fleet template edited over 500 databases
+    changes 500 checks, and the reload's line named every one of them."""
+    ordered = sorted(names)
+    return ordered if len(ordered) <= limit else [*ordered[:limit], f"and {len(ordered) - limit} more"]
 
 
 def changed_checks(old: Config, new: Config) -> list[str]:
@@ -426,8 +436,8 @@ class Daemon:
         # What changed, by name: an operator who edited a check sees the reload took it (a changed definition
         # starts its incremental state again, a first run).
         log.info("config reloaded", extra=fields(
-            checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names),
-            changed=changed_checks(old_config, new)))
+            checks=len(new.checks), added=first_names(new_names - old_names),
+            removed=first_names(old_names - new_names), changed=first_names(changed_checks(old_config, new))))
         return True
 
     def _resolvable(self, new: Config, monitor: Monitor) -> Config:
