@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from psycopg import pq
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ranges
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
@@ -49,7 +48,7 @@ from monitor.dialects.base import (
     UniqueViolation,
 )
 from monitor.dialects.expressions import CatalogEquality, ServerText
-from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling
+from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling, spelled_apart
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -1224,7 +1223,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         if comparison is not None and comparison.kind == "collation":
             return _collation_hash(expr)
         kind = self.storage_type(kind)  # a domain compares as its base type: `-0` = `0` of a domain over float8
-        if isinstance(kind, sa.ARRAY) and _spelled_apart(self.storage_type(sa.types.to_instance(kind.item_type))):
+        if isinstance(kind, sa.ARRAY) and spelled_apart(self.storage_type(sa.types.to_instance(kind.item_type))):
             # Arrays compare element by element with the element type's `=` ('{1.0}' = '{1.00}', '{-0}' = '{0}'):
             # identified by the array's hash, which hashes each element with its type's hash operator class.
             return _hashed(expr, "hash_array_extended")
@@ -1491,13 +1490,6 @@ def _atomic_body_tree(conn: Connection, stored: str) -> tuple[str, str | None]:
     if not rewritten:
         return "", "PostgreSQL sent no rewritten tree of the tables and views it reads"
     return stored + "\n" + rewritten, None
-
-
-def _spelled_apart(kind: sa.types.TypeEngine[Any]) -> bool:
-    """Whether values of `kind` that `=` finds equal may be stored apart, as `group_identity` identifies them: a
-    numeric at another scale, a float's `-0`, an interval in other units, a jsonb number, a range's bounds."""
-    return isinstance(kind, sa.Numeric | sa.Float | sa.Interval | postgresql.JSONB | ranges.AbstractRange
-                      | ranges.AbstractMultiRange)
 
 
 def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:
