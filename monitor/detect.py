@@ -292,7 +292,7 @@ class TableCheck:
             self.order_columns = list(table.primary_key.columns)
         self.filters: list[ColumnElement[bool]] = []
         if check.where:  # what it calls is vetted by the server before it first runs (`engine._probe_where`)
-            self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
+            self.filters.append(where_condition(check.where))
         self.null_filters = self._null_filters()
         self.filters.extend(self.null_filters)
 
@@ -546,12 +546,24 @@ def ensure_safe(conn: Connection, sql: str, rules: Dialect, statement: str | Non
         raise CheckDefinitionError(f"custom query refused: {refused}")
 
 
+def parenthesised(where: str) -> str:
+    """A check's `where` as dupewatch writes it into its statements: in parentheses, the closing one on a line of
+    its own, so that a `where` ending in a comment (`status = 'open' -- not drafts`, MySQL's `# ...`) comments out
+    nothing of what follows it (the `)`, the AND of dupewatch's own conditions)."""
+    return f"({where}\n)"
+
+
+def where_condition(where: str) -> ColumnElement[bool]:
+    """A check's `where` as a condition of dupewatch's statements (`parenthesised`)."""
+    return sa.literal_column(parenthesised(where), sa.Boolean)
+
+
 def where_probe(resolved: TableCheck, preparer: Any, *, alone: bool = False) -> str:
     """The statement a table check's `where` is vetted in: the filter on its table, as the check runs it (inside
-    parentheses), or (`alone`) as the whole condition of the statement."""
+    parentheses), or (`alone`) as the whole condition of the statement (its own line ending it)."""
     where = resolved.check.where or "true"
     return f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE " + (
-        where if alone else f"({where})")
+        f"{where}\n" if alone else parenthesised(where))
 
 
 def refused_where(rules: Dialect, conn: Connection, resolved: TableCheck,
