@@ -1,14 +1,16 @@
 """PostgreSQL values Python's types cannot hold, read as the server's text and bound back as that text.
 
 PostgreSQL's `date`, `timestamp` and `timestamptz` hold `infinity` and `-infinity`, and years before 1 (`BC`) and
-after 9999 (up to 294276 AD); `interval` holds `infinity` from PostgreSQL 17 on. Python's `date`, `datetime` and
-`timedelta` hold none of them, and psycopg refuses to load such a value (`timestamp too large (after year 10K):
-'infinity'`): any statement that reads one into Python (the fix's preview of a group's rows, a group's key, a
-watermark) failed, though the value is valid and the fix, which moves rows inside the database, handled it.
+after 9999 (up to 294276 AD); `interval` holds `infinity` from PostgreSQL 17 on; `time` and `timetz` hold
+`24:00:00`, the end of a day, which `=` finds apart from `00:00:00`. Python's `date`, `datetime`, `timedelta`
+and `time` hold none of them, and psycopg refuses to load such a value (`timestamp too large (after year 10K):
+'infinity'`, `hour must be in 0..23`): any statement that reads one into Python (the fix's preview of a group's
+rows, a group's key, a watermark) failed, though the value is valid and the fix, which moves rows inside the
+database, handled it.
 
 `register(adapters)` (on every connection dupewatch makes to PostgreSQL: `PostgreSQL.prepare_session`) wraps
-psycopg's text loaders of those types: a value they load stays a `date`, `datetime` or `timedelta` as before; a
-value they refuse becomes a `ServerValue`, holding the server's own text of it and its type. It prints as that
+psycopg's text loaders of those types: a value they load stays a `date`, `datetime`, `timedelta` or `time` as
+before; a value they refuse becomes a `ServerValue`, holding the server's own text of it and its type. It prints as that
 text (`infinity`, `0044-03-15 BC`) and binds back as that text in that type, so a key or a row read and written
 again is the value the server holds: never clamped to `datetime.max` or otherwise altered.
 """
@@ -27,7 +29,7 @@ from monitor.dialects.server_value import ServerValue
 __all__ = ["ServerValue", "register"]
 
 # The types whose values may lie beyond Python's, by name as psycopg's type registry knows them.
-_TYPES = ("date", "timestamp", "timestamptz", "interval")
+_TYPES = ("date", "timestamp", "timestamptz", "interval", "time", "timetz")
 
 
 class _Dumper(Dumper):
