@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.config import CheckConfig, close_matches
 from monitor.dialects import Dialect
 from monitor.dialects.base import Comparison
-from monitor.dialects.expressions import CatalogEquality, SinglePrecision
+from monitor.dialects.expressions import AsStored, CatalogEquality, SinglePrecision
+from monitor.dialects.server_value import ServerValue
 from monitor.thresholds import Outcome
 
 # "duplicates" or "violations" (what a check finds, `CheckConfig.finds`) when it found something.
@@ -248,6 +249,8 @@ def single_precision(expr: ColumnElement[Any]) -> bool:
 
 
 def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    if isinstance(value, ServerValue):  # the server's text of a value no Python type holds: bound as that value
+        return sa.literal(value, AsStored())
     if isinstance(expr.type, sa.JSON):
         # A JSON scalar is read as a Python str, number or bool (`"a"` as a): bound as such, VARCHAR or an integer
         # (PostgreSQL: `jsonb = integer`, no such operator), or untyped as the server's text (`a`, no JSON), every

@@ -72,6 +72,26 @@ class _Unbounded(Loader):
             return ServerValue(bytes(data).decode(), self.type_name)
 
 
+JSON_NULL = ServerValue("null", "jsonb")  # jsonb's `null`, which is not SQL's NULL
+
+
+class _JsonbNull(Loader):
+    """psycopg's text loader of jsonb (`inner`), with `JSON_NULL` for a document that is JSON's `null`: loaded as
+    Python's None, it bound back as SQL's NULL, and a group of `null` documents listed the rows of the group of
+    NULLs (`IS NULL`), both shown as NULL."""
+
+    format = Format.TEXT
+    inner: Any = None
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self._inner = self.inner(oid, context)
+
+    def load(self, data: Buffer) -> Any:
+        loaded = self._inner.load(data)
+        return JSON_NULL if loaded is None else loaded
+
+
 def register(adapters: Any) -> None:
     """On a psycopg connection's (or any context's) `adapters`: load values of `_TYPES` beyond Python's range as
     `ServerValue`s, and bind those back as the same values."""
@@ -83,4 +103,8 @@ def register(adapters: Any) -> None:
         loader = type(f"Unbounded{type_name.capitalize()}Loader", (_Unbounded,),
                       {"type_name": type_name, "inner": inner})
         adapters.register_loader(info.oid, loader)
+    info = adapters.types.get("jsonb")
+    inner = None if info is None else adapters.get_loader(info.oid, Format.TEXT)
+    if inner is not None and not issubclass(inner, _JsonbNull):
+        adapters.register_loader(info.oid, type("JsonbNullLoader", (_JsonbNull,), {"inner": inner}))
     adapters.register_dumper(ServerValue, _Dumper)
