@@ -22,7 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -160,6 +160,16 @@ def configure_logging(log_format: LogFormat, redact: _Redactor) -> logging.Handl
 
 
 # -- the daemon ------------------------------------------------------------------------------------
+
+
+RELOAD_NAMES = 20  # names a reload's line lists of each kind (added, removed, changed); the others are counted
+
+
+def first_names(names: Iterable[str], limit: int = RELOAD_NAMES) -> list[str]:
+    """The first `limit` of `names` in order, then "and M more": a fleet template edited over 500 databases
+    changes 500 checks, and the reload's line named every one of them."""
+    ordered = sorted(names)
+    return ordered if len(ordered) <= limit else [*ordered[:limit], f"and {len(ordered) - limit} more"]
 
 
 def changed_checks(old: Config, new: Config) -> list[str]:
@@ -363,12 +373,15 @@ class Daemon:
             self.exporter.fix_totals(database, totals.deleted, restored=totals.restored)
         elif database not in self._fix_totals_unread:
             # Read right after a successful run of the database: a failure is the records' own (the privilege a
-            # separate detection role lacks), and the counters would say "no row deleted" without a word.
+            # separate detection role lacks, a column an older dupewatch's records lack, the table dropped
+            # mid-read), and the counters would say "no row deleted" without a word. A privilege is suggested
+            # only where the server coded its refusal as one.
             self._fix_totals_unread.add(database)
+            grant = (f" ({totals.privilege}: grant the detection role SELECT on dupewatch_fix, see README)"
+                     if totals.privilege else "")
             log.warning("fix records cannot be read: dupewatch_fix_deleted_rows_total and "
-                        "dupewatch_fix_restored_rows_total do not count the fixes of this database (grant the "
-                        "detection role SELECT on dupewatch_fix, see README)",
-                        extra=fields(database=database, error=totals))
+                        f"dupewatch_fix_restored_rows_total do not count the fixes of this database{grant}",
+                        extra=fields(database=database, error=totals.reason))
 
     def _retry_in(self, name: str) -> float | None:
         assert self.poller is not None
@@ -423,8 +436,8 @@ class Daemon:
         # What changed, by name: an operator who edited a check sees the reload took it (a changed definition
         # starts its incremental state again, a first run).
         log.info("config reloaded", extra=fields(
-            checks=len(new.checks), added=sorted(new_names - old_names), removed=sorted(old_names - new_names),
-            changed=changed_checks(old_config, new)))
+            checks=len(new.checks), added=first_names(new_names - old_names),
+            removed=first_names(old_names - new_names), changed=first_names(changed_checks(old_config, new))))
         return True
 
     def _resolvable(self, new: Config, monitor: Monitor) -> Config:

@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from monitor.config import CheckConfig, close_matches
 from monitor.dialects import Dialect
 from monitor.dialects.base import Comparison
-from monitor.dialects.expressions import CatalogEquality, SinglePrecision
+from monitor.dialects.expressions import AsStored, CatalogEquality, SinglePrecision
+from monitor.dialects.server_value import ServerValue
 from monitor.thresholds import Outcome
 
 # "duplicates" or "violations" (what a check finds, `CheckConfig.finds`) when it found something.
@@ -248,6 +249,8 @@ def single_precision(expr: ColumnElement[Any]) -> bool:
 
 
 def _as_stored(expr: ColumnElement[Any], value: Any) -> Any:
+    if isinstance(value, ServerValue):  # the server's text of a value no Python type holds: bound as that value
+        return sa.literal(value, AsStored())
     if isinstance(expr.type, sa.JSON):
         # A JSON scalar is read as a Python str, number or bool (`"a"` as a): bound as such, VARCHAR or an integer
         # (PostgreSQL: `jsonb = integer`, no such operator), or untyped as the server's text (`a`, no JSON), every
@@ -292,7 +295,7 @@ class TableCheck:
             self.order_columns = list(table.primary_key.columns)
         self.filters: list[ColumnElement[bool]] = []
         if check.where:  # what it calls is vetted by the server before it first runs (`engine._probe_where`)
-            self.filters.append(sa.literal_column(f"({check.where})", sa.Boolean))
+            self.filters.append(where_condition(check.where))
         self.null_filters = self._null_filters()
         self.filters.extend(self.null_filters)
 
@@ -546,12 +549,24 @@ def ensure_safe(conn: Connection, sql: str, rules: Dialect, statement: str | Non
         raise CheckDefinitionError(f"custom query refused: {refused}")
 
 
+def parenthesised(where: str) -> str:
+    """A check's `where` as dupewatch writes it into its statements: in parentheses, the closing one on a line of
+    its own, so that a `where` ending in a comment (`status = 'open' -- not drafts`, MySQL's `# ...`) comments out
+    nothing of what follows it (the `)`, the AND of dupewatch's own conditions)."""
+    return f"({where}\n)"
+
+
+def where_condition(where: str) -> ColumnElement[bool]:
+    """A check's `where` as a condition of dupewatch's statements (`parenthesised`)."""
+    return sa.literal_column(parenthesised(where), sa.Boolean)
+
+
 def where_probe(resolved: TableCheck, preparer: Any, *, alone: bool = False) -> str:
     """The statement a table check's `where` is vetted in: the filter on its table, as the check runs it (inside
-    parentheses), or (`alone`) as the whole condition of the statement."""
+    parentheses), or (`alone`) as the whole condition of the statement (its own line ending it)."""
     where = resolved.check.where or "true"
     return f"SELECT 1 AS dupewatch_probe FROM {preparer.format_table(resolved.table)} WHERE " + (
-        where if alone else f"({where})")
+        f"{where}\n" if alone else parenthesised(where))
 
 
 def refused_where(rules: Dialect, conn: Connection, resolved: TableCheck,

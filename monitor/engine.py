@@ -139,19 +139,19 @@ class Monitor:
         check = self.config.check(check) if isinstance(check, str) else check
         return self.database(check.database)
 
-    def subject(self, check: CheckConfig | str, *, ask: bool = True) -> str:
+    def subject(self, check: CheckConfig | str, *, ask: bool = True, answering: bool = False) -> str:
         """What the check measures (`monitor.history.subject`): the key of its runs and state in the store.
         Asks the server what it is once per process (see `place`); `ask=False` never connects."""
         check = self.config.check(check) if isinstance(check, str) else check
         sql = self.config.custom_sql(check) if check.is_custom else None
-        return subject(self.place(check.database, ask=ask), check, sql)
+        return subject(self.place(check.database, ask=ask, answering=answering), check, sql)
 
-    def place(self, database: str, *, ask: bool = True) -> list[str]:
+    def place(self, database: str, *, ask: bool = True, answering: bool = False) -> list[str]:
         """What the database is (`Database.server_place`), remembered in the store for its URL's address. A
         server that does not answer (or is not asked: `ask=False`, for a start that must not wait on servers)
         is known by what it said last time, else by its address (so is every one after `close()`); it is asked
         again at most every `PLACE_RETRY_SECONDS`, so that a dead database does not cost each run a second
-        connection attempt."""
+        connection attempt, unless the caller just reached it (`answering`: asking costs no failed attempt)."""
         try:
             db = self.database(database)
             address = db.address
@@ -160,7 +160,7 @@ class Monitor:
         known = self._places.get(database)
         if known is not None:
             return known
-        if not ask or self._closed or self.clock() < self._place_retry.get(database, 0.0):
+        if not ask or self._closed or (not answering and self.clock() < self._place_retry.get(database, 0.0)):
             return self._remembered_place(address) or address
         try:
             place = db.server_place()

@@ -25,6 +25,19 @@ class FixTotals:
     restored: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Unread:
+    """Why the fix records cannot be read: the database's own words (one line), and how it coded a missing
+    privilege (`Dialect.privilege_refusal`: "SQLSTATE 42501", "error 1142"), None for any other cause (the table
+    dropped mid-read, the server gone, a column an older dupewatch's records lack)."""
+
+    reason: str
+    privilege: str | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 def totals_by_check(db: Database) -> FixTotals | None:
     """What the fix records in `db` say (empty when no fix ever ran there), or None when the records cannot be
     read (database down, no privilege on the table)."""
@@ -32,8 +45,8 @@ def totals_by_check(db: Database) -> FixTotals | None:
     return read if isinstance(read, FixTotals) else None
 
 
-def read_totals(db: Database) -> FixTotals | str:
-    """`totals_by_check`, or why the records cannot be read: the database's own words, one line."""
+def read_totals(db: Database) -> FixTotals | Unread:
+    """`totals_by_check`, or why the records cannot be read (`Unread`)."""
     from monitor.fix.records import BOOKKEEPING, UNDONE_BY, fix_table, tables_exist
 
     undone = sa.or_(fix_table.c.state == "undone",
@@ -52,6 +65,7 @@ def read_totals(db: Database) -> FixTotals | str:
                 totals.restored[str(name)] = int(restored or 0)
             return totals
     except DatabaseError as exc:
-        return str(exc)
+        return Unread(str(exc))
     except sa.exc.SQLAlchemyError as exc:
-        return db.describe(exc)
+        orig = getattr(exc, "orig", None)
+        return Unread(db.describe(exc), db.rules.privilege_refusal(orig) if orig is not None else None)

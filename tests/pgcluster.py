@@ -40,11 +40,22 @@ class Cluster:
         subprocess.run([*self.as_user, *command], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        data = str(self.directory / "data")
-        self.run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
+        self.run("initdb", "-D", str(self.directory / "data"), "-U", "postgres", "--auth=trust", "--no-sync")
+        self._start_server()
+
+    def _start_server(self) -> None:
         options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
-        self.run("pg_ctl", "-D", data, "-l", str(self.directory / "log"), "-w", "-o",
+        self.run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"), "-w", "-o",
                  f"-p {self.port} -k {self.directory} {options}", "start")
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """The server stopped (connections refused) for the block, then started again on its port and data."""
+        self.run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+        try:
+            yield
+        finally:
+            self._start_server()
 
     @property
     def url(self) -> str:

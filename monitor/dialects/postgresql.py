@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from psycopg import pq
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ranges
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
@@ -49,7 +48,7 @@ from monitor.dialects.base import (
     UniqueViolation,
 )
 from monitor.dialects.expressions import CatalogEquality, ServerText
-from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling
+from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling, spelled_apart
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -515,6 +514,12 @@ _HIDDEN_EQUALITY = sa.text("""
     JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
     WHERE NOT pg_catalog.pg_operator_is_visible(o.oid)
     ORDER BY b.attname, b.depth DESC""")
+# Columns of a composite type (a domain over one is not: it has a base type SQLAlchemy reflects as a domain),
+# named as the catalog does (`Composite`)
+_COMPOSITE = sa.text("""
+    SELECT a.attname, pg_catalog.format_type(a.atttypid, NULL) AS spec
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'c'""")
 _COUNTED_AS = sa.text("SELECT COALESCE(pg_catalog.pg_partition_root(to_regclass(:t)), to_regclass(:t))::regclass::text")
 # Publications that would replicate a delete (update) of the table, and whether it has a replica identity:
 # DEFAULT is the primary key, USING INDEX an index, NOTHING none (PostgreSQL docs, "ALTER TABLE ... REPLICA
@@ -553,6 +558,25 @@ _SCHEMA_PUBLICATIONS = sa.text("""
     JOIN pg_catalog.pg_publication_namespace pn ON pn.pnpubid = p.oid
     JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
     WHERE n.nspname = COALESCE(:s, current_schema()) AND p.pubinsert ORDER BY p.pubname""")
+
+
+class Composite(sa.types.UserDefinedType[Any]):
+    """A column of a composite type (`CREATE TYPE address AS (street text, zip int)`), as the catalog names it
+    (`format_type`, schema-qualified where the search_path does not find it). Its values are read as their text;
+    a value is bound cast to the type: untyped, `k = $1` resolved to `record = record` and the server refused to
+    read the text as a record ("input of anonymous composite types is not implemented"), so every look-up of a
+    key failed (a live re-count: a gap each time)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return self.spec
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.cast(bindvalue, self)
 
 
 class HiddenEquality(CatalogEquality):
@@ -1147,9 +1171,12 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     def catalog_types(self, conn: Connection, table: sa.Table) -> dict[str, sa.types.TypeEngine[Any]]:
         """Columns whose equality an unqualified `=` would not find (`_HIDDEN_EQUALITY`), typed to compare with
-        the catalog's operator (`HiddenEquality`)."""
+        the catalog's operator (`HiddenEquality`); columns of a composite type (`_COMPOSITE`), which SQLAlchemy
+        does not reflect, typed by the name the catalog gives (`Composite`)."""
         preparer = conn.dialect.identifier_preparer
-        found: dict[str, sa.types.TypeEngine[Any]] = {}
+        found: dict[str, sa.types.TypeEngine[Any]] = {
+            str(row.attname): Composite(str(row.spec))
+            for row in conn.execute(_COMPOSITE, {"t": preparer.format_table(table)})}
         for row in conn.execute(_HIDDEN_EQUALITY, {"t": preparer.format_table(table)}):
             spec = f"{preparer.quote_schema(row.type_schema)}.{preparer.quote(row.typname)}"
             operator = f"OPERATOR({preparer.quote_schema(row.operator_schema)}.{row.oprname})"
@@ -1251,7 +1278,7 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
         if comparison is not None and comparison.kind == "collation":
             return _collation_hash(expr)
         kind = self.storage_type(kind)  # a domain compares as its base type: `-0` = `0` of a domain over float8
-        if isinstance(kind, sa.ARRAY) and _spelled_apart(self.storage_type(sa.types.to_instance(kind.item_type))):
+        if isinstance(kind, sa.ARRAY) and spelled_apart(self.storage_type(sa.types.to_instance(kind.item_type))):
             # Arrays compare element by element with the element type's `=` ('{1.0}' = '{1.00}', '{-0}' = '{0}'):
             # identified by the array's hash, which hashes each element with its type's hash operator class.
             return _hashed(expr, "hash_array_extended")
@@ -1518,13 +1545,6 @@ def _atomic_body_tree(conn: Connection, stored: str) -> tuple[str, str | None]:
     if not rewritten:
         return "", "PostgreSQL sent no rewritten tree of the tables and views it reads"
     return stored + "\n" + rewritten, None
-
-
-def _spelled_apart(kind: sa.types.TypeEngine[Any]) -> bool:
-    """Whether values of `kind` that `=` finds equal may be stored apart, as `group_identity` identifies them: a
-    numeric at another scale, a float's `-0`, an interval in other units, a jsonb number, a range's bounds."""
-    return isinstance(kind, sa.Numeric | sa.Float | sa.Interval | postgresql.JSONB | ranges.AbstractRange
-                      | ranges.AbstractMultiRange)
 
 
 def _collation_hash(expr: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -167,6 +167,13 @@ def _stored(kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
     return kind
 
 
+def spelled_apart(kind: sa.types.TypeEngine[Any]) -> bool:
+    """Whether values of `kind` that `=` finds equal may be stored apart, as `group_identity` identifies them: a
+    numeric at another scale, a float's `-0`, an interval in other units, a jsonb number, a range's bounds."""
+    return isinstance(kind, sa.Numeric | sa.Float | sa.Interval | postgresql.JSONB | ranges.AbstractRange
+                      | ranges.AbstractMultiRange)
+
+
 def _as_text(kind: sa.types.TypeEngine[Any]) -> str | None:
     """For a type whose value psycopg returns as a Python object that does not bind back as the same value, the
     hash function of its hash operator class (`ServerText.hashed`; "" where its text is its identity); else None.
@@ -177,7 +184,13 @@ def _as_text(kind: sa.types.TypeEngine[Any]) -> str | None:
     multirange not at all; `numrange` `[1.0,2.0)` and `[1,2)` are one value printed apart: identified by
     `hash_range_extended` / `hash_multirange_extended` (by the subtype's hash: numeric's ignores the scale).
     inet and cidr: psycopg's `ipaddress` objects bind as no array element beside text either; their text is
-    their identity (`10.0.0.1` and `10.0.0.1/32` print as one)."""
+    their identity (`10.0.0.1` and `10.0.0.1/32` print as one). An array: psycopg drops lower bounds other than 1
+    (`[2:3]={1,2}` is returned as `[1, 2]`, bound back as `{1,2}`, which `=` and GROUP BY tell apart: a known group's
+    re-count found another group's rows); its text keeps them, and is its identity unless its elements' `=` finds
+    values printed apart equal (then `hash_array_extended`, with the dimensions: `_hashed`)."""
+    if isinstance(kind, sa.ARRAY):
+        element = _stored(sa.types.to_instance(kind.item_type))
+        return "hash_array_extended" if spelled_apart(element) or _as_text(element) else ""
     if isinstance(kind, postgresql.JSONB):
         return "jsonb_hash_extended"
     if isinstance(kind, ranges.AbstractMultiRange):
@@ -239,11 +252,12 @@ class PostgreSQLPolling(Polling):
         kind = expr.type
         if not isinstance(kind, ServerText) or not isinstance(value, str):
             return value
-        info = psycopg.adapters.types.get(kind.spec.lower())
-        if info is None:
+        info = psycopg.adapters.types.get(kind.spec.lower())  # an array's ("integer[]"): its element's
+        array = kind.spec.endswith("[]")
+        if info is None or (array and value.startswith("[")):  # lower bounds a list would drop: the text says them
             return value
         try:
-            loaded = Transformer().get_loader(info.oid, Format.TEXT).load(value.encode())
+            loaded = Transformer().get_loader(info.array_oid if array else info.oid, Format.TEXT).load(value.encode())
         except (psycopg.Error, ValueError):
             return value
         host = isinstance(loaded, ipaddress.IPv4Interface | ipaddress.IPv6Interface) \

@@ -516,9 +516,10 @@ class IncrementalCheck:
             matches.append(sa.tuple_(*self.exprs).in_([sa.tuple_(*self.resolved.row_in_operands(
                 [sa.bindparam(None, v, type_=e.type) for e, v in zip(self.exprs, k, strict=True)])) for k in plain]))
             plain = []
-        if plain and any(isinstance(c.type, sa.ARRAY | CatalogEquality) for c in columns):
-            # An array binds as the driver guesses its element type (smallint[] for small integers): cast it. A
-            # type compared by its catalog operator (citext outside the search_path) must not meet a row IN.
+        if plain and any(isinstance(e.type, sa.ARRAY | CatalogEquality) for e in self.exprs):
+            # An array binds as the driver guesses its element type (smallint[] for small integers): cast it (one
+            # carried as its text, `polled_key`, is cast by its type). A type compared by its catalog operator
+            # (citext outside the search_path) must not meet a row IN.
             matches.extend(sa.and_(*[e == sa.cast(sa.bindparam(None, v, type_=c.type), c.type)
                                      for e, v, c in zip(self.exprs, k, columns, strict=True)]) for k in plain)
             plain = []

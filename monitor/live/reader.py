@@ -155,7 +155,11 @@ class LiveReader:
         self._followed_once = False
         self._released = False
         self._release_lock = threading.Lock()
-        self._subjects: dict[str, str] = {}  # check -> its subject (`Monitor.subject`), where its groups are saved
+        # check -> the subject (`Monitor.subject`) its groups were last saved under: taken again at each count and
+        # save, not kept from the first (a reader that started while the server did not say what it is saved its
+        # groups under the URL's address, where the next start, the server answering, found none); under another
+        # subject, the next save writes all of them.
+        self._subjects: dict[str, str] = {}
         # Keys of reads whose transactions were not yet visible when they were counted (`ChangeStream.unsettled`),
         # one bucket per read: its transactions, and its keys to re-count once they all are. Each is released on
         # its own (one shared bucket, joined by every read, never emptied under steady writes: its keys never
@@ -435,12 +439,6 @@ class LiveReader:
 
     # -- the known groups, across restarts ----------------------------------------------------------
 
-    def _subject(self, check: CheckConfig) -> str:
-        subject = self._subjects.get(check.name)
-        if subject is None:
-            subject = self._subjects[check.name] = self.monitor.subject(check)
-        return subject
-
     def _saved_groups(self, check: CheckConfig, groups: LiveGroups) -> set[str] | None:
         """The identities of the groups a reader saved for this check (its subject: the database as the server
         identifies itself, and what the check measures) before this one started, or None: none saved (the first
@@ -448,8 +446,8 @@ class LiveReader:
         state = self.monitor.state
         if state is None:
             return None
-        try:
-            saved = state.live_groups(self._subject(check))
+        try:  # counting: the server answers, so it is asked what it is (not the fallback of a failed ask)
+            saved = state.live_groups(self.monitor.subject(check, answering=True))
         except sqlite3.Error as exc:
             log.warning("the duplicate groups saved before cannot be read: the groups counted now are the baseline",
                         extra={"fields": {"check": check.name, "database": self.database, "error": str(exc)}})
@@ -465,14 +463,18 @@ class LiveReader:
             return
         self._groups_saved_at = now
         for name, groups in self.groups.items():
+            subject = self.monitor.subject(groups.resolved.check)
+            if self._subjects.get(name, subject) != subject:  # changes of the set saved under another subject
+                groups.resave()
             changes = groups.saved_changes()
             if changes is None:
                 continue
             present, gone, replace = changes
             try:
                 saver = (self.owner, self.database, name) if self.owner is not None else None
-                if not state.save_live_groups(self._subject(groups.resolved.check), groups.fingerprint, present, gone,
-                                              replace=replace, saver=saver):
+                if state.save_live_groups(subject, groups.fingerprint, present, gone, replace=replace, saver=saver):
+                    self._subjects[name] = subject
+                else:
                     groups.resave()  # the set stored is not the one these changes change: all of them next time
             except (sqlite3.Error, sa.exc.SQLAlchemyError, *CheckError) as exc:
                 groups.resave()  # all of them next time

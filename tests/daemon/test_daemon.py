@@ -221,7 +221,9 @@ def test_sighup_adds_and_removes_checks_and_a_broken_file_keeps_the_old_config(
     daemon.send(signal.SIGHUP)
     daemon.wait_for(lambda s: "by_ref" not in s.checks() and s.value(UP, "by_ref") is None,
                     "the removed check's series to disappear")
-    assert "added=by_customer" in daemon.log() and "removed=by_ref" in daemon.log()
+    # The reload's line is written once the reload is done, after the series went away: awaited, not raced
+    daemon.wait_for(lambda _: "removed=by_ref" in daemon.log(), "the reload's line")
+    assert "added=by_customer" in daemon.log()
 
     # A check edited in place: the reload's line names it (it said only how many checks there were).
     config_file(tmp_path, port, databases, [{**second, "key": ["customer", "ref"]}])
@@ -365,3 +367,24 @@ def test_the_daemon_watches_the_demo_with_the_config_the_demo_prints(tmp_path: P
 def test_config_example_prints_the_documented_example() -> None:
     printed = run_dupewatch("config", "example", cwd=Path("/"))
     assert printed.code == 0 and printed.stdout == (REPO_ROOT / "config.example.toml").read_text(encoding="utf-8")
+
+
+def test_a_reload_that_changes_many_checks_names_the_first_few_and_counts_the_rest(
+        sqlite_db, tmp_path: Path, start_daemon) -> None:
+    """A fleet template edited over hundreds of databases changes as many checks: the reload's line named every
+    one (one enormous line). It names the first `RELOAD_NAMES` of each list, then how many more."""
+    sqlite_db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INT, ref TEXT)")
+    port = free_port()
+    databases = {"main": {"url": sqlite_db.url}}
+    names = [f"orders_{n:03}" for n in range(60)]
+    config = config_file(tmp_path, port, databases, [check(n, "main", "orders", ["customer"], interval=3600)
+                                                     for n in names])
+    daemon = start_daemon(config, port)
+    daemon.wait_for(lambda s: all(s.value(UP, n) == 1 for n in names), "every check's first run")
+    config_file(tmp_path, port, databases, [check(n, "main", "orders", ["ref"], interval=3600) for n in names])
+    daemon.send(signal.SIGHUP)
+    daemon.wait_for(lambda _: "config reloaded" in daemon.log(), "the reload")
+    assert daemon.stop() == 0
+    line = next(line for line in daemon.log().splitlines() if "config reloaded" in line)
+    assert 'changed="orders_000,orders_001,' in line and ',orders_019,and 40 more"' in line, line
+    assert "orders_020" not in line, line

@@ -13,7 +13,7 @@ from daemonproc import daemon_starter, free_port
 from dbtest import run_dupewatch, write_config
 from monitor.config import DatabaseConfig
 from monitor.db import Database
-from monitor.fixstats import totals_by_check
+from monitor.fixstats import Unread, totals_by_check
 
 pytestmark = pytest.mark.timeout(120)
 DELETED = "dupewatch_fix_deleted_rows_total"
@@ -128,6 +128,7 @@ def test_fix_records_the_detection_role_cannot_read_are_said_once_not_counted_as
     log = daemon.log()
     assert log.count("fix records cannot be read") == 1, log[-2000:]
     assert "permission denied" in log and "dupewatch_fix" in log, log[-2000:]
+    assert "SQLSTATE 42501: grant the detection role SELECT on dupewatch_fix" in log, log[-2000:]
 
 
 def test_mariadb_fix_records_a_role_with_table_grants_only_cannot_read_are_a_reason_not_an_error(mysql):
@@ -147,4 +148,26 @@ def test_mariadb_fix_records_a_role_with_table_grants_only_cannot_read_are_a_rea
             read = read_totals(database)
         finally:
             database.dispose()
-    assert isinstance(read, str) and "denied" in read and "dupewatch_fix" in read, read
+    assert isinstance(read, Unread) and "denied" in read.reason and "dupewatch_fix" in read.reason, read
+    assert read.privilege == "error 1142", read  # ER_TABLEACCESS_DENIED_ERROR: the warning suggests the grant
+
+
+def test_fix_records_an_older_dupewatch_wrote_without_a_column_are_said_with_the_servers_reason_not_a_privilege(
+        pg, tmp_path, start_daemon):
+    """`dupewatch_fix` made by an older dupewatch, without the `archived` column: the server refuses the read with
+    an undefined column (SQLSTATE 42703), not a privilege. The daemon's warning said "grant the detection role
+    SELECT" whatever the cause; it names the server's reason, and a privilege only for a privilege refusal."""
+    pg.execute("CREATE TABLE signup (id INTEGER PRIMARY KEY, email TEXT NOT NULL)",
+               "CREATE TABLE dupewatch_fix (fix_id varchar(40) PRIMARY KEY, check_name varchar(200) NOT NULL,"
+               " state varchar(16) NOT NULL, deleted bigint NOT NULL DEFAULT 0, message text)")
+    port = free_port()
+    path = write_config(tmp_path / "dw.toml", {"app": {"url": pg.url}},
+                        [{"name": "signups", "database": "app", "table": "signup", "key": ["email"],
+                          "interval": "1h"}],
+                        metrics={"listen": f"127.0.0.1:{port}"}, state={"path": str(tmp_path / "state.sqlite")})
+    daemon = start_daemon(path, port)
+    daemon.wait_for(lambda _: "fix records cannot be read" in daemon.log(), "the fix records to be read")
+    assert daemon.stop() == 0
+    line = next(line for line in daemon.log().splitlines() if "fix records cannot be read" in line)
+    assert "archived" in line and "does not exist" in line, line
+    assert "grant" not in line.lower(), line

@@ -210,6 +210,18 @@ def test_a_null_in_a_nullable_order_by_column_never_makes_the_keeper(db, monitor
     assert plan.sample[0].keep["id"] == order[0]  # the fix keeps the row the dashboard marks
 
 
+def test_a_jsonb_null_key_is_its_own_group_apart_from_sql_null_on_postgresql(pg, monitor_for):
+    """jsonb's `null` is a value, not SQL's NULL (`IS NULL` is false for it; GROUP BY keeps them apart). psycopg
+    read both as None: the `null` group was listed as NULL and its members were the NULL group's rows (bound back
+    as `IS NULL`), so the dashboard showed, and a single group's fix acted on, the wrong rows."""
+    pg.execute("CREATE TABLE js (id INTEGER PRIMARY KEY, docb JSONB)",
+               "INSERT INTO js VALUES (1, 'null'), (2, 'null'), (3, NULL), (4, NULL), (5, NULL), (6, '{}')")
+    monitor = one_check(monitor_for, pg, table="js", key=["docb"], order_by="id", nulls="equal")
+    members = {str(group.key[0]): [row[0] for row in monitor.members("c", group.key).rows]
+               for group in monitor.groups("c", fresh=True).groups}
+    assert members == {"null": [1, 2], "None": [3, 4, 5]}
+
+
 def test_the_members_of_a_jsonb_key_holding_a_scalar_are_listed_on_postgresql(pg, monitor_for):
     """psycopg reads a jsonb scalar as a Python str, number or bool (`"a"` as a): bound back as VARCHAR or an
     integer (`jsonb = integer`: no such operator), or untyped as the server's text (`a`, no JSON), the statement

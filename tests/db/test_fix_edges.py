@@ -131,6 +131,28 @@ def test_where_filter_with_percent_and_colon(db, tmp_path):
         db.execute("INSERT INTO note VALUES (11, 2, '50%', '2024-01-01 09:00:00')")
 
 
+def test_a_where_ending_in_a_comment_filters_as_written_and_comments_out_nothing_of_dupewatch(db, tmp_path):
+    """`where = "... -- why"`: dupewatch wrote it as `(... -- why)`, the comment ran to the end of the line and took
+    the `)` and the AND of dupewatch's own conditions with it: every check and fix failed ("syntax error at end of
+    input"). Its `)` is on a line of its own; the check, the fix and the guard's partial index filter as written."""
+    _seed_notes(db)
+    where = "note <> 'please keep' AND at < '2024-01-01 10:00:00' -- pinned and late notes stay"
+    path = config_file(tmp_path, db, [{"name": "notes", "table": "note", "key": ["k"], "where": where}])
+    checked = run_cli("check", "notes", "--config", str(path), "--json")
+    assert checked.exit_code == 1, checked.output
+    found = json_out(checked)["checks"][0]
+    assert (found["groups"], found["excess_rows"]) == (3, 3), found
+    options = [] if db.dialect == "mysql" else ["--add-constraint"]  # MySQL: no partial index
+    result = run_cli("fix", "notes", "--config", str(path), "--yes", "--json", *options)
+    assert result.exit_code == 0, result.output
+    assert (json_out(result)["groups"], json_out(result)["deleted"]) == (3, 3)
+    assert [r[0] for r in db.rows("SELECT id FROM note ORDER BY id")] == [1, 3, 4, 5, 7]
+    if db.dialect != "mysql":
+        db.execute("INSERT INTO note VALUES (9, 1, 'late', '2024-01-01 11:00:00')")  # outside: allowed
+        with pytest.raises(sa.exc.IntegrityError):
+            db.execute("INSERT INTO note VALUES (10, 2, 'b', '2024-01-01 09:00:00')")
+
+
 def test_row_that_left_the_where_filter_after_the_plan_skips_its_group(db):
     _seed_notes(db)
     monitor = Monitor(make_config(db, [{"name": "notes", "table": "note", "key": ["k"], "where": WHERE}]))

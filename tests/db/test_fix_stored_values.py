@@ -164,3 +164,25 @@ def test_postgresql_infinity_and_bc_values_are_previewed_listed_fixed_and_undone
     assert undone.exit_code == 0, undone.output
     assert pg.rows(stored) == before
     assert pg.rows("SELECT id, pass_id FROM visit ORDER BY id") == [(10, 2), (11, 4)]
+
+
+def test_postgresql_time_24_00_is_a_key_of_its_own_listed_and_fixed(pg: Any, monitor_for: Any, tmp_path: Any) -> None:
+    """PostgreSQL's `time` and `timetz` hold `24:00:00` (the end of a day: a shop's closing time), which `=` finds
+    apart from `00:00:00` and no Python `time` holds: psycopg refused to load it ("hour must be in 0..23"), so the
+    group page, a group's rows and the dry run failed. Read as the server's text, it binds back as itself."""
+    pg.execute("CREATE TABLE shift (id INTEGER PRIMARY KEY, ends TIME, ends_tz TIMETZ)",
+               "INSERT INTO shift VALUES (1, '24:00', '24:00+02'), (2, '24:00', '24:00+02'), "
+               "(3, '00:00', '00:00+02'), (4, '00:00', '00:00+02'), (5, '12:00', '12:00+02')")
+    for key in ("ends", "ends_tz"):
+        monitor = monitor_for({"app": {"url": pg.url}}, [{"name": "c", "database": "app", "table": "shift",
+                                                          "key": [key]}])
+        page = monitor.groups("c", fresh=True)
+        assert sorted(str(g.key[0])[:5] for g in page.groups) == ["00:00", "24:00"], key
+        for group in page.groups:  # the key read from the server binds back as the value it holds
+            assert len(monitor.members("c", group.key).rows) == 2
+    path = config_file(tmp_path, pg, [{"name": "c", "table": "shift", "key": ["ends"]}])
+    dry = run_cli("fix", "c", "--dry-run", "--json", "--config", str(path))
+    assert dry.exit_code == 0, dry.output
+    fixed = run_cli("fix", "c", "--yes", "--json", "--config", str(path))
+    assert fixed.exit_code == 0, fixed.output
+    assert pg.rows("SELECT id FROM shift ORDER BY id") == [(1,), (3,), (5,)]

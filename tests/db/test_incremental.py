@@ -2305,6 +2305,28 @@ def test_arrays_of_other_dimensions_are_other_groups_on_postgresql(pg, runner_fo
     r.assert_matches_full_pass(grown)
 
 
+@pytest.mark.parametrize("kind", ["integer[]", "numeric[]"])
+def test_arrays_with_lower_bounds_other_than_one_are_their_own_groups_on_postgresql(pg, runner_for, kind):
+    """`=` and GROUP BY find '[2:3]={1,2}' and '{1,2}' apart; psycopg returns both as the list [1, 2], which binds
+    back as '{1,2}'. The group of two '[2:3]={1,2}' rows was re-counted as '{1,2}' (one row: the group gone, 0
+    groups where 1 exists) and, once '{1,2}' formed a group too, both were one group (the full pass too)."""
+    pg.execute(f"CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device {kind} NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)", "CREATE INDEX logins_key ON logins (user_id, device)")
+    for id_, device in enumerate(["[2:3]={1,2}", "[2:3]={1,2}", "{1,2}"], start=1):
+        pg.execute(f"INSERT INTO logins VALUES (:i, 1, CAST(:d AS {kind}), :t)",
+                   params={"i": id_, "d": device, "t": NOW})
+    r = runner_for(pg)
+    r.assert_matches_full_pass(r.run())
+    pg.execute("INSERT INTO logins VALUES (4, 2, '{9}', :t)", params={"t": NOW})
+    unrelated = r.run()
+    assert (unrelated.mode, unrelated.groups) == ("incremental", 1), unrelated
+    r.assert_matches_full_pass(unrelated)
+    pg.execute("INSERT INTO logins VALUES (5, 1, '{1,2}', :t)", params={"t": NOW})
+    grown = r.run()
+    assert (grown.mode, grown.groups) == ("incremental", 2), grown
+    r.assert_matches_full_pass(grown)
+
+
 def test_mariadb_known_groups_of_a_latin1_key_are_looked_up_by_one_in_list_not_key_by_key(mysql, runner_for):
     """MariaDB's row IN finds no latin1 'é' sent as utf8mb4 (`=` does): the known groups were looked up by `=`, an OR
     of one conjunction per group, which a table without the key's index evaluates per row (20,000 groups over

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 
 from monitor.db import DatabaseError, first_line
+from monitor.detect import where_condition
 from monitor.fix.accounting import DdlAccount
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder, lock_refused, milliseconds
@@ -76,7 +77,7 @@ class PostgresBuilder(Builder):
         options: dict[str, Any] = {}
         where: list[sa.ColumnElement[bool]] = []
         if self.t.config.where:
-            where.append(sa.literal_column(f"({self.t.config.where})", sa.Boolean))
+            where.append(where_condition(self.t.config.where))
         if self.t.config.nulls != "distinct" and self.nullable_key() and self.nulls_not_distinct():
             options["postgresql_nulls_not_distinct"] = True
             if self.t.config.nulls == "skip_all_null":  # rows the check skips are not one entity either

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from monitor.detect import where_condition
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder
 
@@ -19,7 +20,7 @@ class SQLiteBuilder(Builder):
     def index(self, *, concurrently: bool) -> sa.Index:
         options: dict[str, Any] = {}
         if self.t.config.where:
-            options["sqlite_where"] = sa.literal_column(f"({self.t.config.where})", sa.Boolean)
+            options["sqlite_where"] = where_condition(self.t.config.where)
         return sa.Index(self.name, *self.key_parts(), unique=True, **options)
 
     def existing(self) -> str | None:
