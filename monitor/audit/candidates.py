@@ -90,6 +90,20 @@ class Candidate:
         return self.other_parents if self.identifier or self.status is not None else []
 
     @property
+    def sibling_sides(self) -> list[tuple[tuple[str, ...], str]]:
+        """(parents, child column) whose rows one request may write together, so that rows born together tell no
+        race: a status key's keyed parents and its reference (an order's lines of several products), and each side
+        of a pair of required parents (an order and its products: the customer's second line of one product is
+        written with the order's other lines, as a double submit's copy would be)."""
+        if self.kind == "key_with_status" and self.keyed_parents:
+            [own] = [c for c in self.columns if c != self.status]  # a single-column foreign key
+            return [(tuple(self.keyed_parents), own)]
+        if self.kind == "one_to_one_suspect" and len(self.columns) == 2:
+            first, second = self.columns
+            return [((first,), second), ((second,), first)]
+        return []
+
+    @property
     def compared(self) -> list[str]:
         """The columns that tell a race copy from a different row: every column but the key, a surrogate key,
         date-and-time columns, and types without a portable equality."""

@@ -186,7 +186,7 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             # a status key per its other parent (an order's lines per product and status): that parent's rows are
             # written together by design (one request writes an order's lines), so rows born together tell nothing
             return "medium", f"rows of its groups were born together, but so were the other rows of most " \
-                f"{', '.join(c.keyed_parents)} (children one request writes): review that they are copies"
+                f"{', '.join(m.together_parents)} (children one request writes): review that they are copies"
         if seen == "differ" and c.identifier:
             return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
         if seen in ("race", "alike"):
@@ -227,9 +227,10 @@ def copies_only(c: Candidate, m: Measurement) -> bool:
 
 
 def request_children(c: Candidate, m: Measurement) -> bool:
-    """A status key measured per its other required parents whose parents' rows (of several key values) were mostly
-    written within BURST_SECONDS: a request writes them together (an order's lines), and bursts tell no race."""
-    return c.kind == "key_with_status" and bool(c.keyed_parents) and m.parents_together is not None \
+    """A status key measured per its other required parents, or a pair of required parents, one of whose parents'
+    rows (of several values of its other column) were mostly written within BURST_SECONDS: a request writes them
+    together (an order's lines), and bursts tell no race."""
+    return bool(c.sibling_sides) and m.parents_together is not None \
         and m.parents_several > 0 and m.parents_together / m.parents_several >= RACE_SHARE
 
 
@@ -315,8 +316,9 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
         texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "
                      f"(by {candidate.table.birth_column})")
     if request_children(candidate, m):
-        texts.append(f"{m.parents_together:,} of {m.parents_several:,} {', '.join(candidate.keyed_parents)} with "
-                     f"rows of several keys had all of them written within {BURST_SECONDS:g}s")
+        [own] = [own for parents, own in candidate.sibling_sides if parents == m.together_parents]
+        texts.append(f"{m.parents_together:,} of {m.parents_several:,} {', '.join(m.together_parents)} with "
+                     f"rows of several {own} had all of them written within {BURST_SECONDS:g}s")
     if copies_only(candidate, m):
         texts.append(f"among them, {m.copy_groups:,} group(s) of copies ({m.copy_excess:,} excess row(s)) alike in "
                      f"every other column and written within {BURST_SECONDS:g}s: the check keys them by every "

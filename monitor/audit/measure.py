@@ -77,6 +77,7 @@ class Measurement:
     # written within BURST_SECONDS (a request writes an order's lines together); None when not measured
     parents_several: int = 0
     parents_together: int | None = None
+    together_parents: tuple[str, ...] = ()  # ... those parents (of Candidate.sibling_sides, the side most together)
 
     @property
     def same_parent_share(self) -> float:
@@ -199,7 +200,8 @@ class Measurer:
         per_key = _per_key(candidate, source, [*candidate.columns, *parents]).subquery("dw_keys")
         self._arm()
         figures = self.conn.execute(_totals(per_key)).one()
-        measured = self._measurement(candidate, per_key, figures, rows, scale, percent)
+        measured = self._with_siblings(candidate, source, self._measurement(candidate, per_key, figures, rows, scale,
+                                                                           percent))
         if parents:
             keys = [source.c[c] for c in candidate.columns]
             own = sa.select(*keys).select_from(source).where(*_filters(candidate, keys)).group_by(*keys)
@@ -314,18 +316,30 @@ class Measurer:
                                                                                  literal_execute=True))
         where = _where_sql(sa.column(candidate.status) == value, self.conn.dialect)
         measured = replace(measured, status_value=str(value), status_where=where)
-        if measured.groups and candidate.keyed_parents and candidate.table.birth_column is not None:
-            several, together = self._parents_together(candidate, source)
-            measured = replace(measured, parents_several=several, parents_together=together)
-        return measured
+        return self._with_siblings(candidate, source, measured)
 
-    def _parents_together(self, candidate: Candidate, source: sa.FromClause) -> tuple[int, int]:
-        """Of the keyed parents' values with rows of several key values (up to SPREAD_GROUPS), whatever their status,
-        how many had all their rows written within BURST_SECONDS: a parent whose children one request writes (an
-        order's lines) has its copies' look-alikes born together by design."""
+    def _with_siblings(self, candidate: Candidate, source: sa.FromClause, measured: Measurement) -> Measurement:
+        """The measurement with its parents' siblings' figures (`_parents_together`) for the side of
+        `Candidate.sibling_sides` whose rows were most often written together, when it has duplicate groups."""
+        if not measured.groups or candidate.table.birth_column is None:
+            return measured
+        best = None
+        for parents, own in candidate.sibling_sides:
+            several, together = self._parents_together(candidate, source, parents, own)
+            if best is None or together * best[0] > best[1] * several:
+                best = (several, together, parents)
+        if best is None:
+            return measured
+        return replace(measured, parents_several=best[0], parents_together=best[1], together_parents=best[2])
+
+    def _parents_together(self, candidate: Candidate, source: sa.FromClause, parent_columns: tuple[str, ...],
+                          own_column: str) -> tuple[int, int]:
+        """Of the parents' values with rows of several `own_column` values (up to SPREAD_GROUPS), whatever their
+        status, how many had all their rows written within BURST_SECONDS: a parent whose children one request writes
+        (an order's lines) has its copies' look-alikes born together by design."""
         assert candidate.table.birth_column is not None
-        parents = [source.c[c] for c in candidate.keyed_parents]
-        [own] = [source.c[c] for c in candidate.columns if c != candidate.status]  # a single-column foreign key
+        parents = [source.c[c] for c in parent_columns]
+        own = source.c[own_column]
         birth = source.c[candidate.table.birth_column]
         kinds = sa.func.count(sa.distinct(own))
         stmt = (sa.select(sa.type_coerce(sa.func.min(birth), sa.DateTime()),

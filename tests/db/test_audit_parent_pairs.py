@@ -85,3 +85,41 @@ def test_a_copy_one_of_the_pair_s_parents_reports_alone_is_one_finding(db: TestD
     run = run_dupewatch("audit", "--url", db.url, "--json")
     [finding] = on(run.json, "core_buildsummary")
     assert finding["columns"] == ["build_id"] and finding["severity"] == "high", finding
+
+
+def test_an_order_s_second_line_of_one_product_written_with_its_other_lines_is_no_high(db: TestDatabase) -> None:
+    """The pair's other side: a shop whose order lines (order_id, product_id, both required, indexed apart) are
+    written by the checkout request, an order's lines within milliseconds. Almost every order holds a product once,
+    but a customer may put one product in twice, and a shop that does not merge lines writes two alike lines with
+    the order's others. Alike and born together, they were a high finding with a live check, whose fix deletes a
+    line the customer paid for; a double submit's copy looks the same, and the order's other lines, written in
+    that same burst, show one request writes them together: medium, check drafted."""
+    md = sa.MetaData()
+    orders = sa.Table("shop_order", md, sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("number", sa.String(20), nullable=False))
+    products = sa.Table("shop_product", md, sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("name", sa.String(50), nullable=False))
+    lines = sa.Table("shop_orderline", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("order_id", sa.Integer, sa.ForeignKey("shop_order.id"), nullable=False, index=True),
+                     sa.Column("product_id", sa.Integer, sa.ForeignKey("shop_product.id"), nullable=False,
+                               index=True),
+                     sa.Column("quantity", sa.Integer, nullable=False),
+                     sa.Column("unit_price", sa.Numeric(10, 2), nullable=False),
+                     sa.Column("created_at", MOMENT, nullable=False))
+    md.create_all(db.engine)
+    rows = []
+    for o in range(1, 301):
+        rows += [{"order_id": o, "product_id": (o * 7 + k * 13) % 100 + 1, "quantity": 1, "unit_price": 9.99,
+                  "created_at": T0 + timedelta(hours=o, milliseconds=3 * k)} for k in range(3)]
+        if o % 60 == 0:  # the last product put in twice: a second line, alike, written with the others
+            rows.append({**rows[-1], "created_at": rows[-1]["created_at"] + timedelta(milliseconds=3)})
+    with db.engine.begin() as conn:
+        conn.execute(orders.insert(), [{"id": o, "number": f"N{o}"} for o in range(1, 301)])
+        conn.execute(products.insert(), [{"id": p, "name": f"p{p}"} for p in range(1, 101)])
+        conn.execute(lines.insert(), rows)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    [finding] = on(run.json, "shop_orderline")
+    assert finding["columns"] == ["order_id", "product_id"] and finding["severity"] == "medium", finding
+    assert finding["check"] is None, finding
+    assert "300 of 300 order_id with rows of several product_id had all of them written within 2s" \
+        in finding["evidence"], finding
