@@ -212,7 +212,8 @@ BIRTH_NAME_RANKS = (
                re.IGNORECASE),
 )
 NOW_DEFAULT = re.compile(r"now\(|current_timestamp|localtimestamp|statement_timestamp|clock_timestamp|"
-                         r"transaction_timestamp|getdate|sysdate|datetime\(\s*'now'", re.IGNORECASE)
+                         r"transaction_timestamp|getdate|sysdate|(datetime|julianday|strftime)\([^)]*'now'",
+                         re.IGNORECASE)
 
 
 def classify_type(type_: Any) -> TypeClass:

@@ -359,15 +359,19 @@ class Measurer:
         distinct, groups, excess, largest, measured_rows, alike, same_parent = figures
         burst, timed = None, 0
         if groups and "dw_first" in per_key.c:
-            burst, timed = self._bursts(per_key, *where)
+            birth = candidate.table.birth_column
+            assert birth is not None
+            burst, timed = self._bursts(per_key, not candidate.table.columns[birth].defaults_to_now, *where)
         return Measurement(_scaled(distinct, scale), _scaled(groups, scale), _scaled(excess, scale),
                            int(largest or 0), scale > 1.0, percent, _scaled(measured_rows, scale), rows,
                            _scaled(alike, scale), burst, timed, same_parent_groups=_scaled(same_parent, scale))
 
-    def _bursts(self, per_key: sa.Subquery, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
+    def _bursts(self, per_key: sa.Subquery, copyable: bool, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
         """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS; None when every
         measured row was (an install's or an import's data, written in one transaction): then the birth
-        timestamps cannot tell a race from the design."""
+        timestamps cannot tell a race from the design. With `copyable` (the application writes the birth column,
+        no server default fills it), a group of rows that differ but hold one moment is not counted
+        (`_one_moment_copied`)."""
         c = per_key.c
         self._arm()
         first, last = self.conn.execute(sa.select(sa.func.min(c.dw_first), sa.func.max(c.dw_last))
@@ -382,7 +386,7 @@ class Measurer:
             if isinstance(first, datetime) and isinstance(last, datetime):
                 timed += 1
                 together += (last - first).total_seconds() <= BURST_SECONDS \
-                    and not _one_moment_copied(first, last, bool(alike))
+                    and not (copyable and _one_moment_copied(first, last, bool(alike)))
         if not timed:
             return None, 0
         return together, timed
@@ -398,13 +402,15 @@ class Measurer:
 
 
 def _one_moment_copied(first: datetime, last: datetime, alike: bool) -> bool:
-    """Whether a group's rows, which differ, hold one birth timestamp to the microsecond: two writers racing each
-    read their own clock (now(), the application's), which never agree to the microsecond, so the moment was
-    copied into every row (a history row carries its object's `created`) or one statement wrote them all (a
-    request's children): no race. A value with no fraction of a second may be a clock's of second precision,
-    on which racing writers do agree: it tells nothing, and nor does a group alike in every compared column (a
-    client's retried request carries its own timestamp)."""
-    return first == last and first.microsecond != 0 and not alike
+    """Whether a group's rows, which differ, hold one birth timestamp to the microsecond, written by the
+    application: two writers racing each read their own clock, which never agree to the microsecond, so the moment
+    was copied into every row (a history row carries its object's `created`) or one statement wrote them all (a
+    request's children): no race. A value with no digits below the millisecond may be a clock's of second or
+    millisecond precision (JavaScript's), on which racing writers may agree: it tells nothing, and nor does a group
+    alike in every compared column (a client's retried request carries its own timestamp). A moment the server
+    fills is no copy (the caller's `copyable`): PostgreSQL's now() is the transaction's start, shared by every row
+    one transaction writes, a double submit's copies too."""
+    return first == last and first.microsecond % 1000 != 0 and not alike
 
 
 def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[bool]:

@@ -46,3 +46,41 @@ def test_history_rows_carrying_their_object_s_creation_time_are_no_race(db: Test
     assert run.code in (0, 1), run.output
     assert on(run.json, "blog_historicalticket") == [], run.json
 
+
+
+def test_copies_one_transaction_wrote_with_the_server_s_now_are_still_found(db: TestDatabase) -> None:
+    """The other side: a subscription per user (user_id required, indexed, not unique), created_at filled by the
+    server's now(). A signup that ran its get-or-create loop twice in one transaction wrote six users two
+    subscriptions each; the application then upgraded the first it found (plan 'pro'), so the copies differ. On
+    PostgreSQL now() is the transaction's start, so both copies hold one moment to the microsecond (SQLite's
+    strftime('%f', 'now') one millisecond), and they were taken for a copied moment: no finding, where MariaDB
+    (a statement's time) found them. A moment the server fills is read when the row is written, never copied:
+    the copies are born together and differ, medium with the check drafted, on every database."""
+    now = {"postgresql": "now()", "mysql": "CURRENT_TIMESTAMP(6)",
+           "sqlite": "(strftime('%Y-%m-%d %H:%M:%f', 'now'))"}[db.dialect]
+    md = sa.MetaData()
+    users = sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("name", sa.String(50), nullable=False))
+    subscriptions = sa.Table("billing_subscription", md, sa.Column("id", sa.Integer, primary_key=True),
+                             sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+                             sa.Column("plan", sa.String(20), nullable=False),
+                             sa.Column("created_at", MOMENT, nullable=False, server_default=sa.text(now)))
+    md.create_all(db.engine)
+    doubled = range(100, 601, 100)
+    with db.engine.begin() as conn:
+        conn.execute(users.insert(), [{"id": u, "name": f"user {u}"} for u in range(1, 601)])
+        conn.execute(subscriptions.insert(), [{"user_id": u, "plan": "free", "created_at": T0 + timedelta(hours=u)}
+                                              for u in range(1, 601) if u not in doubled])
+    for user in doubled:
+        with db.engine.begin() as conn:  # the loop run twice: two statements, one transaction
+            conn.execute(subscriptions.insert().values(user_id=user, plan="free"))
+            conn.execute(subscriptions.insert().values(user_id=user, plan="free"))
+        with db.engine.begin() as conn:
+            first = conn.execute(sa.select(sa.func.min(subscriptions.c.id))
+                                 .where(subscriptions.c.user_id == user)).scalar_one()
+            conn.execute(subscriptions.update().where(subscriptions.c.id == first).values(plan="pro"))
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    [finding] = on(run.json, "billing_subscription")
+    assert finding["columns"] == ["user_id"] and finding["severity"] == "medium", finding
+    assert (finding["duplicate_groups"], finding["check"]) == (6, None), finding
+    assert "6 of 6 written within 2s" in finding["evidence"], finding
