@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 
 from dbtest import TestDatabase, run_dupewatch
 
@@ -84,3 +84,31 @@ def test_copies_one_transaction_wrote_with_the_server_s_now_are_still_found(db: 
     assert finding["columns"] == ["user_id"] and finding["severity"] == "medium", finding
     assert (finding["duplicate_groups"], finding["check"]) == (6, None), finding
     assert "6 of 6 written within 2s" in finding["evidence"], finding
+
+
+def test_copies_dated_by_a_millisecond_clock_are_still_found(db: TestDatabase) -> None:
+    """A Prisma application (`DateTime @default(now())` kept to the millisecond, `datetime(3)`, filled by its own
+    JavaScript clock): two webhook deliveries raced through an upsert of a customer's cart and wrote two carts
+    within the same millisecond; the application has since written the total into the first it finds. Racing
+    writers agree to the millisecond on such a clock, so one moment there is no copied one: born together and
+    differing, medium with the check drafted (no finding before)."""
+    md = sa.MetaData()
+    users = sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("name", sa.String(50), nullable=False))
+    millis = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb") \
+        .with_variant(postgresql.TIMESTAMP(precision=3), "postgresql")
+    carts = sa.Table("cart", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+                     sa.Column("total", sa.Integer, nullable=False),
+                     sa.Column("created_at", millis, nullable=False))
+    md.create_all(db.engine)
+    at = [datetime(2026, 3, 2, 9, 0, 0, 417_000) + timedelta(hours=u, milliseconds=u) for u in range(1, 601)]
+    rows = [{"user_id": u, "total": 0, "created_at": at[u - 1]} for u in range(1, 601)]
+    rows += [{"user_id": u, "total": 40 + u, "created_at": at[u - 1]} for u in range(100, 601, 100)]
+    with db.engine.begin() as conn:
+        conn.execute(users.insert(), [{"id": u, "name": f"user {u}"} for u in range(1, 601)])
+        conn.execute(carts.insert(), rows)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    [finding] = on(run.json, "cart")
+    assert finding["columns"] == ["user_id"] and finding["severity"] == "medium", finding
+    assert (finding["duplicate_groups"], finding["check"]) == (6, None), finding
