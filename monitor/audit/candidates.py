@@ -113,6 +113,20 @@ class Candidate:
 
 
     @property
+    def presence_compared(self) -> list[str]:
+        """Nullable date-and-time columns outside the key, but the birth column (deleted_at, closed_at): their values
+        are not compared (a copy's moments differ by milliseconds), but whether a row holds one is: a like withdrawn
+        (deleted_at set) and the like given again are two rows, not copies."""
+        skip = set(self.columns) | set(self.agree_on) | {self.table.birth_column}
+        return [c.name for c in self.table.columns.values()
+                if c.name not in skip and c.type_class == "temporal" and c.nullable]
+
+    @property
+    def told_apart_by(self) -> list[str]:
+        """The columns whose values (`compared`) or presence (`presence_compared`) tell a race copy from another row."""
+        return [*self.compared, *self.presence_compared]
+
+    @property
     def uncompared(self) -> list[str]:
         """Columns outside the key that `compared` leaves out but timestamps and a surrogate key: types without a
         portable equality (a float, a JSON document), in which rows alike in every compared column may differ."""

@@ -169,17 +169,17 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             # second): never high, and its check is only drafted
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
-        seen = verdict(m, bool(c.compared))
+        seen = verdict(m, bool(c.told_apart_by))
         if copies_only(c, m):
             # the key's groups are the design (a product's anonymous reviews), but some hold copies alike in every
             # compared column and born together (a guest's review posted twice): those, keyed by every column
             return "high", None
-        if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.compared \
+        if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.told_apart_by \
                 and m.alike_share < RACE_SHARE:
             # a key that is a parent alone, or an identifier measured per parent, whose rows differ in what they
             # say: rows born together are as much a parent's children written in one request (a profile's two
             # links, an order's two lines of one product) as race copies
-            differing = [x for x in c.compared if x not in identifier_parents(c)]  # its groups share those
+            differing = [x for x in c.told_apart_by if x not in identifier_parents(c)]  # its groups share those
             return "medium", f"rows of its groups were born together but differ in {', '.join(differing)}, " \
                 "as children written in one request do: review that they are copies"
         if seen == "race" and request_children(c, m):
@@ -196,20 +196,21 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
                 # a fix would merge those too
                 return severity, "some of its groups differ and were born apart, like the design: review them " \
                     "before enabling it"
-            if c.compared and m.alike_share < 1.0:
+            if c.told_apart_by and m.alike_share < 1.0:
                 # born together, but rows of some groups differ in what they say: race copies one of which was
                 # updated since, or a parent's children written in one request (an order's two lines of one
                 # product), which a fix would merge
-                return severity, f"rows of some groups were born together but differ in {', '.join(c.compared)}, " \
-                    "as children written in one request do: review that they are copies before enabling it"
+                return severity, "rows of some groups were born together but differ in " \
+                    f"{', '.join(c.told_apart_by)}, as children written in one request do: review that they are " \
+                    "copies before enabling it"
             return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
             # a watch would report these groups at once, and a fix would merge rows that look like the design
             return None if risk is None else (risk[0], "its groups differ and were born apart, like the "
                                                        "design: review them before enabling it")
-        reason = f"rows of its groups differ in {', '.join(c.compared)}: review that they are copies" \
-            if c.compared else None
+        reason = f"rows of its groups differ in {', '.join(c.told_apart_by)}: review that they are copies" \
+            if c.told_apart_by else None
         return "medium", reason
     return _structural(c, m)
 
@@ -310,7 +311,7 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
                  f"largest {m.largest}{where}")
     if candidate.kind == "one_to_one_suspect":
         texts.append(f"{m.once_share:.1%} of {m.distinct_keys:,} values occur once")
-    if candidate.compared:
+    if candidate.told_apart_by:
         texts.append(f"{m.alike_groups:,} of them alike in every other column")
     if m.burst_groups is not None:
         texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "

@@ -421,6 +421,12 @@ def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[b
     return sa.or_(count == 0, sa.and_(count == sa.func.count(), same))
 
 
+def _agree_presence(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """Every row of the group holds a value in `column`, or none does."""
+    count = sa.func.count(column)
+    return sa.or_(count == 0, count == sa.func.count())
+
+
 def _flag(conditions: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[int]:
     return sa.case((sa.and_(*conditions), 1), else_=0) if conditions else sa.literal(1)
 
@@ -431,9 +437,9 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
     (`agree_on`, NULLs together): rows differing there are distinct entities by declaration."""
     keys = [source.c[c] for c in columns]
     grouped = [*keys, *(source.c[c] for c in candidate.agree_on if c not in columns)]
-    selected: list[Any] = [*keys, sa.func.count().label("n"),
-                           _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
-                                  for c in candidate.compared]).label("dw_alike"),
+    alike = [*(_agree(source.c[c], candidate.table.columns[c].orderable) for c in candidate.compared),
+             *(_agree_presence(source.c[c]) for c in candidate.presence_compared)]
+    selected: list[Any] = [*keys, sa.func.count().label("n"), _flag(alike).label("dw_alike"),
                            _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
                                   for c in candidate.other_parents]).label("dw_same_parents")]
     birth = candidate.table.birth_column

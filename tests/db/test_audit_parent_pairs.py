@@ -123,3 +123,38 @@ def test_an_order_s_second_line_of_one_product_written_with_its_other_lines_is_n
     assert finding["check"] is None, finding
     assert "300 of 300 order_id with rows of several product_id had all of them written within 2s" \
         in finding["evidence"], finding
+
+
+def test_a_like_withdrawn_and_given_again_is_no_copy_of_it(db: TestDatabase) -> None:
+    """A Rails application soft-deleting with paranoia: reactions (user_id, post_id, both required, indexed apart;
+    the one live reaction per user and post kept by the application), withdrawing a like sets deleted_at. A user
+    who liked, withdrew and liked again within a second left two rows alike in every compared column, deleted_at
+    being a date and time: a high finding with a live check, whose fix may keep the withdrawn like and delete the
+    live one. Whether a row holds a deleted_at tells them apart: medium, check drafted, naming deleted_at."""
+    md = sa.MetaData()
+    users = sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("name", sa.String(50), nullable=False))
+    posts = sa.Table("posts", md, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("title", sa.String(50), nullable=False))
+    reactions = sa.Table("reactions", md, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+                         sa.Column("post_id", sa.Integer, sa.ForeignKey("posts.id"), nullable=False, index=True),
+                         sa.Column("kind", sa.String(10), nullable=False),
+                         sa.Column("weight", sa.Integer, nullable=False),
+                         sa.Column("created_at", MOMENT, nullable=False), sa.Column("deleted_at", MOMENT))
+    md.create_all(db.engine)
+    rows: list[dict[str, Any]] = [
+        {"user_id": u, "post_id": (u * 7 + k * 31) % 400 + 1, "kind": "like", "weight": 1,
+         "created_at": T0 + timedelta(days=k, minutes=u), "deleted_at": None} for u in range(1, 201) for k in range(3)]
+    for toggled in rows[5:600:120]:  # liked, withdrawn 0.5 s later, liked again 0.4 s after that
+        toggled["deleted_at"] = toggled["created_at"] + timedelta(milliseconds=500)
+        rows.append({**toggled, "created_at": toggled["created_at"] + timedelta(milliseconds=900), "deleted_at": None})
+    with db.engine.begin() as conn:
+        conn.execute(users.insert(), [{"id": u, "name": f"u{u}"} for u in range(1, 201)])
+        conn.execute(posts.insert(), [{"id": p, "title": f"p{p}"} for p in range(1, 401)])
+        conn.execute(reactions.insert(), rows)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    [finding] = on(run.json, "reactions")
+    assert finding["columns"] == ["user_id", "post_id"] and finding["severity"] == "medium", finding
+    assert finding["check"] is None and "0 of them alike" in finding["evidence"], finding
+    assert "deleted_at" in finding["evidence"], finding
