@@ -298,7 +298,8 @@ def one_to_one_suspects(tables: list[TableInfo]) -> list[Candidate]:
             continue
         for fk in table.foreign_keys:
             column = fk.columns[0]
-            if len(fk.columns) != 1 or table.is_protected(fk.columns) or column in table.bookkeeping:
+            if len(fk.columns) != 1 or table.is_protected(fk.columns) or table.unique_while_null(fk.columns) \
+                    or column in table.bookkeeping:
                 continue
             how = " (by its name)" if fk.inferred else ""
             found.append(Candidate("one_to_one_suspect", table, fk.columns,
@@ -324,7 +325,7 @@ def parent_pairs(tables: list[TableInfo]) -> list[Candidate]:
             continue
         for i, first in enumerate(parents):
             for second in parents[i + 1:]:
-                if table.is_protected((first, second)):
+                if table.is_protected((first, second)) or table.unique_while_null((first, second)):
                     continue
                 found.append(Candidate("one_to_one_suspect", table, ordered(table, (first, second)),
                                        f"{first} and {second} are required references, and no unique key covers "

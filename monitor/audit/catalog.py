@@ -174,6 +174,14 @@ class TableInfo:
         wanted = set(columns)
         return any(u.protects and set(u.columns) <= wanted for u in self.uniques)
 
+    def unique_while_null(self, columns: Iterable[str]) -> bool:
+        """Whether a valid partial unique key within `columns` keeps them unique among the rows where its predicate's
+        columns are NULL (`WHERE deleted_at IS NULL`): no two such rows repeat them, and the rows outside it (a like
+        withdrawn, then given again) repeat by design."""
+        wanted = set(columns)
+        return any(u.valid and u.partial and u.null_predicate and u.columns and set(u.columns) <= wanted
+                   for u in self.uniques)
+
     def null_rows_covered(self, columns: Iterable[str], column: str) -> bool:
         """Whether another unique key stops a second row equal in `columns` among the rows where `column` is NULL,
         which a NULLS DISTINCT key over `columns` lets through: a valid key over some of `columns` (not `column`)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -158,3 +159,37 @@ def test_a_like_withdrawn_and_given_again_is_no_copy_of_it(db: TestDatabase) -> 
     assert finding["columns"] == ["user_id", "post_id"] and finding["severity"] == "medium", finding
     assert finding["check"] is None and "0 of them alike" in finding["evidence"], finding
     assert "deleted_at" in finding["evidence"], finding
+
+
+def test_a_pair_unique_among_live_rows_by_a_partial_index_is_no_suspect(db: TestDatabase) -> None:
+    """The same reactions where the schema keeps one live reaction per user and post (PostgreSQL's and SQLite's
+    partial unique index WHERE deleted_at IS NULL; MariaDB has none): no two live rows can repeat the pair, and the
+    withdrawn ones repeat it by design. The audit said "no unique key covers them together" and reported the
+    toggles: no candidate, no finding."""
+    if db.dialect == "mysql":
+        pytest.skip("MariaDB has no partial index")
+    md = sa.MetaData()
+    sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("posts", md, sa.Column("id", sa.Integer, primary_key=True))
+    reactions = sa.Table("reactions", md, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+                         sa.Column("post_id", sa.Integer, sa.ForeignKey("posts.id"), nullable=False, index=True),
+                         sa.Column("kind", sa.String(10), nullable=False),
+                         sa.Column("weight", sa.Integer, nullable=False),
+                         sa.Column("created_at", MOMENT, nullable=False), sa.Column("deleted_at", MOMENT))
+    live = reactions.c.deleted_at.is_(None)
+    sa.Index("one_live_reaction", reactions.c.user_id, reactions.c.post_id, unique=True, postgresql_where=live,
+             sqlite_where=live)
+    md.create_all(db.engine)
+    rows: list[dict[str, Any]] = [
+        {"user_id": u, "post_id": (u * 7 + k * 31) % 400 + 1, "kind": "like", "weight": 1,
+         "created_at": T0 + timedelta(days=k, minutes=u), "deleted_at": None} for u in range(1, 201) for k in range(3)]
+    for toggled in rows[5:600:120]:  # liked, withdrawn, liked again: the same row twice, alike but deleted_at
+        toggled["deleted_at"] = toggled["created_at"] + timedelta(milliseconds=500)
+        rows.append({**toggled, "created_at": toggled["created_at"] + timedelta(milliseconds=900), "deleted_at": None})
+    with db.engine.begin() as conn:
+        conn.execute(md.tables["users"].insert(), [{"id": u} for u in range(1, 201)])
+        conn.execute(md.tables["posts"].insert(), [{"id": p} for p in range(1, 401)])
+        conn.execute(reactions.insert(), rows)
+    run = run_dupewatch("audit", "--url", db.url, "--json")
+    assert on(run.json, "reactions") == [], run.json
