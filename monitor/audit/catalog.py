@@ -210,13 +210,14 @@ class TableInfo:
         return sa.table(self.name, *(sa.column(c) for c in self.columns), schema=self.schema)
 
 
+# snake_case or camelCase (Sequelize's, Prisma's and TypeORM's `createdAt`): `_?` where a word starts
 BIRTH_NAME_RANKS = (
-    re.compile(r"created(_at|_on|_time|_date)?|inserted(_at|_on)?|date_created|creation_(date|time)|"
-               r"(date_)?joined|first_seen(_at)?|added(_at|_on)?|([a-z0-9]+_)?(registered|registration)(_at|_on|_date)?",
-               re.IGNORECASE),
+    re.compile(r"created(_?at|_?on|_?time|_?date)?|inserted(_?at|_?on)?|date_?created|creation_?(date|time)|"
+               r"(date_?)?joined|first_?seen(_?at)?|added(_?at|_?on)?|"
+               r"([a-z0-9]+_?)?(registered|registration)(_?at|_?on|_?date)?", re.IGNORECASE),
     re.compile(r"(?!)"),  # rank 1: any date-and-time column the server fills with now() (see _birth_rank)
-    re.compile(r".*(_at|_on|_time|_seen|_date)", re.IGNORECASE),
-    re.compile(r"last_seen(_at)?|updated(_at|_on)?|modified(_at|_on)?|last_login|datetime|timestamp|date",
+    re.compile(r".*(_at|_on|_time|_seen|_date)|(?-i:.*[a-z0-9](At|On|Time|Seen|Date))", re.IGNORECASE),
+    re.compile(r"last_?seen(_?at)?|updated(_?at|_?on)?|modified(_?at|_?on)?|last_?login|datetime|timestamp|date",
                re.IGNORECASE),
 )
 NOW_DEFAULT = re.compile(r"now\(|current_timestamp|localtimestamp|statement_timestamp|clock_timestamp|"
