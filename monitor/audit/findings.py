@@ -18,8 +18,9 @@ Severity is decided by evidence, the way a DBA reads a table:
   twice): `high`, the copies alone, checked by every compared column too (`copies_only`), only when that check
   would merge nothing else (no group alike in those columns born apart, undated, or written with its siblings by one
   request; no column left out of the comparison; dated by a creation time).
-- **A status key per its other parents** (an order's lines per product and status): when those parents' rows are
-  written together (one request writes an order's lines), rows born together are no race: `medium`, check drafted.
+- **A status key per its other parents** (an order's lines per product and status), **or a pair of required
+  parents** (an order's lines per order and product): when one side's parents' rows are written together (one
+  request writes an order's lines), rows born together are no race: `medium`, check drafted.
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
