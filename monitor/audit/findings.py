@@ -204,6 +204,11 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
                 return severity, "rows of some groups were born together but differ in " \
                     f"{', '.join(c.told_apart_by)}, as children written in one request do: review that they are " \
                     "copies before enabling it"
+            if c.uncompared:
+                # alike in every compared column, but a JSON document or a float is not compared: rows differing
+                # only there (an audit log's two entries of one object, each its own diff) would be merged
+                return severity, f"{', '.join(c.uncompared)} not compared: review that rows alike in every other " \
+                    "column are copies before enabling it"
             return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
@@ -313,7 +318,8 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
     if candidate.kind == "one_to_one_suspect":
         texts.append(f"{m.once_share:.1%} of {m.distinct_keys:,} values occur once")
     if candidate.told_apart_by:
-        texts.append(f"{m.alike_groups:,} of them alike in every other column")
+        unseen = f" ({', '.join(candidate.uncompared)} not compared)" if candidate.uncompared else ""
+        texts.append(f"{m.alike_groups:,} of them alike in every other column{unseen}")
     if m.burst_groups is not None:
         texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "
                      f"(by {candidate.table.birth_column})")
