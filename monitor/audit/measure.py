@@ -323,14 +323,12 @@ class Measurer:
         `Candidate.sibling_sides` whose rows were most often written together, when it has duplicate groups."""
         if not measured.groups or candidate.table.birth_column is None:
             return measured
-        best = None
-        for parents, own in candidate.sibling_sides:
-            several, together = self._parents_together(candidate, source, parents, own)
-            if best is None or together * best[0] > best[1] * several:
-                best = (several, together, parents)
-        if best is None:
+        sides = [(*self._parents_together(candidate, source, parents, own), parents)
+                 for parents, own in candidate.sibling_sides]
+        if not sides:
             return measured
-        return replace(measured, parents_several=best[0], parents_together=best[1], together_parents=best[2])
+        several, together, parents = max(sides, key=lambda side: side[1] / side[0] if side[0] else -1.0)
+        return replace(measured, parents_several=several, parents_together=together, together_parents=parents)
 
     def _parents_together(self, candidate: Candidate, source: sa.FromClause, parent_columns: tuple[str, ...],
                           own_column: str) -> tuple[int, int]:
