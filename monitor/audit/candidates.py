@@ -90,6 +90,20 @@ class Candidate:
         return self.other_parents if self.identifier or self.status is not None else []
 
     @property
+    def sibling_sides(self) -> list[tuple[tuple[str, ...], str]]:
+        """(parents, child column) whose rows one request may write together, so that rows born together tell no
+        race: a status key's keyed parents and its reference (an order's lines of several products), and each side
+        of a pair of required parents (an order and its products: the customer's second line of one product is
+        written with the order's other lines, as a double submit's copy would be)."""
+        if self.kind == "key_with_status" and self.keyed_parents:
+            [own] = [c for c in self.columns if c != self.status]  # a single-column foreign key
+            return [(tuple(self.keyed_parents), own)]
+        if self.kind == "one_to_one_suspect" and len(self.columns) == 2:
+            first, second = self.columns
+            return [((first,), second), ((second,), first)]
+        return []
+
+    @property
     def compared(self) -> list[str]:
         """The columns that tell a race copy from a different row: every column but the key, a surrogate key,
         date-and-time columns, and types without a portable equality."""
@@ -97,6 +111,20 @@ class Candidate:
         return [c.name for c in self.table.columns.values()
                 if c.name not in skip and c.type_class not in ("temporal", "other", "float")]
 
+
+    @property
+    def presence_compared(self) -> list[str]:
+        """Nullable date-and-time columns outside the key, but the birth column (deleted_at, closed_at): their values
+        are not compared (a copy's moments differ by milliseconds), but whether a row holds one is: a like withdrawn
+        (deleted_at set) and the like given again are two rows, not copies."""
+        skip = set(self.columns) | set(self.agree_on) | {self.table.birth_column}
+        return [c.name for c in self.table.columns.values()
+                if c.name not in skip and c.type_class == "temporal" and c.nullable]
+
+    @property
+    def told_apart_by(self) -> list[str]:
+        """The columns whose values (`compared`) or presence (`presence_compared`) tell a race copy from another row."""
+        return [*self.compared, *self.presence_compared]
 
     @property
     def uncompared(self) -> list[str]:
@@ -270,7 +298,8 @@ def one_to_one_suspects(tables: list[TableInfo]) -> list[Candidate]:
             continue
         for fk in table.foreign_keys:
             column = fk.columns[0]
-            if len(fk.columns) != 1 or table.is_protected(fk.columns) or column in table.bookkeeping:
+            if len(fk.columns) != 1 or table.is_protected(fk.columns) or table.unique_while_null(fk.columns) \
+                    or column in table.bookkeeping:
                 continue
             how = " (by its name)" if fk.inferred else ""
             found.append(Candidate("one_to_one_suspect", table, fk.columns,
@@ -296,7 +325,7 @@ def parent_pairs(tables: list[TableInfo]) -> list[Candidate]:
             continue
         for i, first in enumerate(parents):
             for second in parents[i + 1:]:
-                if table.is_protected((first, second)):
+                if table.is_protected((first, second)) or table.unique_while_null((first, second)):
                     continue
                 found.append(Candidate("one_to_one_suspect", table, ordered(table, (first, second)),
                                        f"{first} and {second} are required references, and no unique key covers "

@@ -174,6 +174,14 @@ class TableInfo:
         wanted = set(columns)
         return any(u.protects and set(u.columns) <= wanted for u in self.uniques)
 
+    def unique_while_null(self, columns: Iterable[str]) -> bool:
+        """Whether a valid partial unique key within `columns` keeps them unique among the rows where its predicate's
+        columns are NULL (`WHERE deleted_at IS NULL`): no two such rows repeat them, and the rows outside it (a like
+        withdrawn, then given again) repeat by design."""
+        wanted = set(columns)
+        return any(u.valid and u.partial and u.null_predicate and u.columns and set(u.columns) <= wanted
+                   for u in self.uniques)
+
     def null_rows_covered(self, columns: Iterable[str], column: str) -> bool:
         """Whether another unique key stops a second row equal in `columns` among the rows where `column` is NULL,
         which a NULLS DISTINCT key over `columns` lets through: a valid key over some of `columns` (not `column`)
@@ -202,17 +210,19 @@ class TableInfo:
         return sa.table(self.name, *(sa.column(c) for c in self.columns), schema=self.schema)
 
 
+# snake_case or camelCase (Sequelize's, Prisma's and TypeORM's `createdAt`): `_?` where a word starts
 BIRTH_NAME_RANKS = (
-    re.compile(r"created(_at|_on|_time|_date)?|inserted(_at|_on)?|date_created|creation_(date|time)|"
-               r"(date_)?joined|first_seen(_at)?|added(_at|_on)?|([a-z0-9]+_)?(registered|registration)(_at|_on|_date)?",
-               re.IGNORECASE),
+    re.compile(r"created(_?at|_?on|_?time|_?date)?|inserted(_?at|_?on)?|date_?created|creation_?(date|time)|"
+               r"(date_?)?joined|first_?seen(_?at)?|added(_?at|_?on)?|"
+               r"([a-z0-9]+_?)?(registered|registration)(_?at|_?on|_?date)?", re.IGNORECASE),
     re.compile(r"(?!)"),  # rank 1: any date-and-time column the server fills with now() (see _birth_rank)
-    re.compile(r".*(_at|_on|_time|_seen|_date)", re.IGNORECASE),
-    re.compile(r"last_seen(_at)?|updated(_at|_on)?|modified(_at|_on)?|last_login|datetime|timestamp|date",
+    re.compile(r".*(_at|_on|_time|_seen|_date)|(?-i:.*[a-z0-9](At|On|Time|Seen|Date))", re.IGNORECASE),
+    re.compile(r"last_?seen(_?at)?|updated(_?at|_?on)?|modified(_?at|_?on)?|last_?login|datetime|timestamp|date",
                re.IGNORECASE),
 )
 NOW_DEFAULT = re.compile(r"now\(|current_timestamp|localtimestamp|statement_timestamp|clock_timestamp|"
-                         r"transaction_timestamp|getdate|sysdate|datetime\(\s*'now'", re.IGNORECASE)
+                         r"transaction_timestamp|getdate|sysdate|(datetime|julianday|strftime)\([^)]*'now'",
+                         re.IGNORECASE)
 
 
 def classify_type(type_: Any) -> TypeClass:

@@ -18,8 +18,9 @@ Severity is decided by evidence, the way a DBA reads a table:
   twice): `high`, the copies alone, checked by every compared column too (`copies_only`), only when that check
   would merge nothing else (no group alike in those columns born apart, undated, or written with its siblings by one
   request; no column left out of the comparison; dated by a creation time).
-- **A status key per its other parents** (an order's lines per product and status): when those parents' rows are
-  written together (one request writes an order's lines), rows born together are no race: `medium`, check drafted.
+- **A status key per its other parents** (an order's lines per product and status), **or a pair of required
+  parents** (an order's lines per order and product): when one side's parents' rows are written together (one
+  request writes an order's lines), rows born together are no race: `medium`, check drafted.
 - **Rows alike in every column of a key-less table** (`identical_rows`): `medium`, check commented out; such a
   table may log one event twice by design.
 - **Parents tell relationships apart**: for a suspicion (a one-to-one, a natural-key index, a key plus status), a
@@ -169,24 +170,24 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
             # second): never high, and its check is only drafted
             return "medium", "a table without a key may repeat a row by design (an event logged twice): review " \
                 "what a row means before enabling it"
-        seen = verdict(m, bool(c.compared))
+        seen = verdict(m, bool(c.told_apart_by))
         if copies_only(c, m):
             # the key's groups are the design (a product's anonymous reviews), but some hold copies alike in every
             # compared column and born together (a guest's review posted twice): those, keyed by every column
             return "high", None
-        if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.compared \
+        if seen == "race" and (c.kind in REFERENCE_KEYS or identifier_parents(c)) and c.told_apart_by \
                 and m.alike_share < RACE_SHARE:
             # a key that is a parent alone, or an identifier measured per parent, whose rows differ in what they
             # say: rows born together are as much a parent's children written in one request (a profile's two
             # links, an order's two lines of one product) as race copies
-            differing = [x for x in c.compared if x not in identifier_parents(c)]  # its groups share those
+            differing = [x for x in c.told_apart_by if x not in identifier_parents(c)]  # its groups share those
             return "medium", f"rows of its groups were born together but differ in {', '.join(differing)}, " \
                 "as children written in one request do: review that they are copies"
         if seen == "race" and request_children(c, m):
             # a status key per its other parent (an order's lines per product and status): that parent's rows are
             # written together by design (one request writes an order's lines), so rows born together tell nothing
             return "medium", f"rows of its groups were born together, but so were the other rows of most " \
-                f"{', '.join(c.keyed_parents)} (children one request writes): review that they are copies"
+                f"{', '.join(m.together_parents)} (children one request writes): review that they are copies"
         if seen == "differ" and c.identifier:
             return None  # an index alone is a weak suspicion: only copies (alike, or born together) make a finding
         if seen in ("race", "alike"):
@@ -196,20 +197,26 @@ def _judge(c: Candidate, m: Measurement) -> tuple[Severity, str | None] | None:
                 # a fix would merge those too
                 return severity, "some of its groups differ and were born apart, like the design: review them " \
                     "before enabling it"
-            if c.compared and m.alike_share < 1.0:
+            if c.told_apart_by and m.alike_share < 1.0:
                 # born together, but rows of some groups differ in what they say: race copies one of which was
                 # updated since, or a parent's children written in one request (an order's two lines of one
                 # product), which a fix would merge
-                return severity, f"rows of some groups were born together but differ in {', '.join(c.compared)}, " \
-                    "as children written in one request do: review that they are copies before enabling it"
+                return severity, "rows of some groups were born together but differ in " \
+                    f"{', '.join(c.told_apart_by)}, as children written in one request do: review that they are " \
+                    "copies before enabling it"
+            if c.uncompared:
+                # alike in every compared column, but a JSON document or a float is not compared: rows differing
+                # only there (an audit log's two entries of one object, each its own diff) would be merged
+                return severity, f"{', '.join(c.uncompared)} not compared: review that rows alike in every other " \
+                    "column are copies before enabling it"
             return severity, None
         if seen == "design":
             risk = _structural(c, replace(m, groups=0)) if c.kind in STRUCTURAL else None
             # a watch would report these groups at once, and a fix would merge rows that look like the design
             return None if risk is None else (risk[0], "its groups differ and were born apart, like the "
                                                        "design: review them before enabling it")
-        reason = f"rows of its groups differ in {', '.join(c.compared)}: review that they are copies" \
-            if c.compared else None
+        reason = f"rows of its groups differ in {', '.join(c.told_apart_by)}: review that they are copies" \
+            if c.told_apart_by else None
         return "medium", reason
     return _structural(c, m)
 
@@ -227,9 +234,10 @@ def copies_only(c: Candidate, m: Measurement) -> bool:
 
 
 def request_children(c: Candidate, m: Measurement) -> bool:
-    """A status key measured per its other required parents whose parents' rows (of several key values) were mostly
-    written within BURST_SECONDS: a request writes them together (an order's lines), and bursts tell no race."""
-    return c.kind == "key_with_status" and bool(c.keyed_parents) and m.parents_together is not None \
+    """A status key measured per its other required parents, or a pair of required parents, one of whose parents'
+    rows (of several values of its other column) were mostly written within BURST_SECONDS: a request writes them
+    together (an order's lines), and bursts tell no race."""
+    return bool(c.sibling_sides) and m.parents_together is not None \
         and m.parents_several > 0 and m.parents_together / m.parents_several >= RACE_SHARE
 
 
@@ -309,14 +317,16 @@ def _figures(candidate: Candidate, m: Measurement) -> str:
                  f"largest {m.largest}{where}")
     if candidate.kind == "one_to_one_suspect":
         texts.append(f"{m.once_share:.1%} of {m.distinct_keys:,} values occur once")
-    if candidate.compared:
-        texts.append(f"{m.alike_groups:,} of them alike in every other column")
+    if candidate.told_apart_by:
+        unseen = f" ({', '.join(candidate.uncompared)} not compared)" if candidate.uncompared else ""
+        texts.append(f"{m.alike_groups:,} of them alike in every other column{unseen}")
     if m.burst_groups is not None:
         texts.append(f"{m.burst_groups:,} of {m.timed_groups:,} written within {BURST_SECONDS:g}s "
                      f"(by {candidate.table.birth_column})")
     if request_children(candidate, m):
-        texts.append(f"{m.parents_together:,} of {m.parents_several:,} {', '.join(candidate.keyed_parents)} with "
-                     f"rows of several keys had all of them written within {BURST_SECONDS:g}s")
+        [own] = [own for parents, own in candidate.sibling_sides if parents == m.together_parents]
+        texts.append(f"{m.parents_together:,} of {m.parents_several:,} {', '.join(m.together_parents)} with "
+                     f"rows of several {own} had all of them written within {BURST_SECONDS:g}s")
     if copies_only(candidate, m):
         texts.append(f"among them, {m.copy_groups:,} group(s) of copies ({m.copy_excess:,} excess row(s)) alike in "
                      f"every other column and written within {BURST_SECONDS:g}s: the check keys them by every "

@@ -77,6 +77,7 @@ class Measurement:
     # written within BURST_SECONDS (a request writes an order's lines together); None when not measured
     parents_several: int = 0
     parents_together: int | None = None
+    together_parents: tuple[str, ...] = ()  # ... those parents (of Candidate.sibling_sides, the side most together)
 
     @property
     def same_parent_share(self) -> float:
@@ -199,7 +200,8 @@ class Measurer:
         per_key = _per_key(candidate, source, [*candidate.columns, *parents]).subquery("dw_keys")
         self._arm()
         figures = self.conn.execute(_totals(per_key)).one()
-        measured = self._measurement(candidate, per_key, figures, rows, scale, percent)
+        measured = self._with_siblings(candidate, source, self._measurement(candidate, per_key, figures, rows, scale,
+                                                                           percent))
         if parents:
             keys = [source.c[c] for c in candidate.columns]
             own = sa.select(*keys).select_from(source).where(*_filters(candidate, keys)).group_by(*keys)
@@ -314,18 +316,28 @@ class Measurer:
                                                                                  literal_execute=True))
         where = _where_sql(sa.column(candidate.status) == value, self.conn.dialect)
         measured = replace(measured, status_value=str(value), status_where=where)
-        if measured.groups and candidate.keyed_parents and candidate.table.birth_column is not None:
-            several, together = self._parents_together(candidate, source)
-            measured = replace(measured, parents_several=several, parents_together=together)
-        return measured
+        return self._with_siblings(candidate, source, measured)
 
-    def _parents_together(self, candidate: Candidate, source: sa.FromClause) -> tuple[int, int]:
-        """Of the keyed parents' values with rows of several key values (up to SPREAD_GROUPS), whatever their status,
-        how many had all their rows written within BURST_SECONDS: a parent whose children one request writes (an
-        order's lines) has its copies' look-alikes born together by design."""
+    def _with_siblings(self, candidate: Candidate, source: sa.FromClause, measured: Measurement) -> Measurement:
+        """The measurement with its parents' siblings' figures (`_parents_together`) for the side of
+        `Candidate.sibling_sides` whose rows were most often written together, when it has duplicate groups."""
+        if not measured.groups or candidate.table.birth_column is None:
+            return measured
+        sides = [(*self._parents_together(candidate, source, parents, own), parents)
+                 for parents, own in candidate.sibling_sides]
+        if not sides:
+            return measured
+        several, together, parents = max(sides, key=lambda side: side[1] / side[0] if side[0] else -1.0)
+        return replace(measured, parents_several=several, parents_together=together, together_parents=parents)
+
+    def _parents_together(self, candidate: Candidate, source: sa.FromClause, parent_columns: tuple[str, ...],
+                          own_column: str) -> tuple[int, int]:
+        """Of the parents' values with rows of several `own_column` values (up to SPREAD_GROUPS), whatever their
+        status, how many had all their rows written within BURST_SECONDS: a parent whose children one request writes
+        (an order's lines) has its copies' look-alikes born together by design."""
         assert candidate.table.birth_column is not None
-        parents = [source.c[c] for c in candidate.keyed_parents]
-        [own] = [source.c[c] for c in candidate.columns if c != candidate.status]  # a single-column foreign key
+        parents = [source.c[c] for c in parent_columns]
+        own = source.c[own_column]
         birth = source.c[candidate.table.birth_column]
         kinds = sa.func.count(sa.distinct(own))
         stmt = (sa.select(sa.type_coerce(sa.func.min(birth), sa.DateTime()),
@@ -345,15 +357,19 @@ class Measurer:
         distinct, groups, excess, largest, measured_rows, alike, same_parent = figures
         burst, timed = None, 0
         if groups and "dw_first" in per_key.c:
-            burst, timed = self._bursts(per_key, *where)
+            birth = candidate.table.birth_column
+            assert birth is not None
+            burst, timed = self._bursts(per_key, not candidate.table.columns[birth].defaults_to_now, *where)
         return Measurement(_scaled(distinct, scale), _scaled(groups, scale), _scaled(excess, scale),
                            int(largest or 0), scale > 1.0, percent, _scaled(measured_rows, scale), rows,
                            _scaled(alike, scale), burst, timed, same_parent_groups=_scaled(same_parent, scale))
 
-    def _bursts(self, per_key: sa.Subquery, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
+    def _bursts(self, per_key: sa.Subquery, copyable: bool, *where: sa.ColumnElement[bool]) -> tuple[int | None, int]:
         """How many of (up to SPREAD_GROUPS) duplicate groups were written within BURST_SECONDS; None when every
         measured row was (an install's or an import's data, written in one transaction): then the birth
-        timestamps cannot tell a race from the design."""
+        timestamps cannot tell a race from the design. With `copyable` (the application writes the birth column,
+        no server default fills it), a group of rows that differ but hold one moment is not counted
+        (`_one_moment_copied`)."""
         c = per_key.c
         self._arm()
         first, last = self.conn.execute(sa.select(sa.func.min(c.dw_first), sa.func.max(c.dw_last))
@@ -368,7 +384,7 @@ class Measurer:
             if isinstance(first, datetime) and isinstance(last, datetime):
                 timed += 1
                 together += (last - first).total_seconds() <= BURST_SECONDS \
-                    and not _one_moment_copied(first, last, bool(alike))
+                    and not (copyable and _one_moment_copied(first, last, bool(alike)))
         if not timed:
             return None, 0
         return together, timed
@@ -384,13 +400,15 @@ class Measurer:
 
 
 def _one_moment_copied(first: datetime, last: datetime, alike: bool) -> bool:
-    """Whether a group's rows, which differ, hold one birth timestamp to the microsecond: two writers racing each
-    read their own clock (now(), the application's), which never agree to the microsecond, so the moment was
-    copied into every row (a history row carries its object's `created`) or one statement wrote them all (a
-    request's children): no race. A value with no fraction of a second may be a clock's of second precision,
-    on which racing writers do agree: it tells nothing, and nor does a group alike in every compared column (a
-    client's retried request carries its own timestamp)."""
-    return first == last and first.microsecond != 0 and not alike
+    """Whether a group's rows, which differ, hold one birth timestamp to the microsecond, written by the
+    application: two writers racing each read their own clock, which never agree to the microsecond, so the moment
+    was copied into every row (a history row carries its object's `created`) or one statement wrote them all (a
+    request's children): no race. A value with no digits below the millisecond may be a clock's of second or
+    millisecond precision (JavaScript's), on which racing writers may agree: it tells nothing, and nor does a group
+    alike in every compared column (a client's retried request carries its own timestamp). A moment the server
+    fills is no copy (the caller's `copyable`): PostgreSQL's now() is the transaction's start, shared by every row
+    one transaction writes, a double submit's copies too."""
+    return first == last and first.microsecond % 1000 != 0 and not alike
 
 
 def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[bool]:
@@ -399,6 +417,12 @@ def _agree(column: sa.ColumnElement[Any], orderable: bool) -> sa.ColumnElement[b
     count = sa.func.count(column)
     same = sa.func.min(column) == sa.func.max(column) if orderable else sa.func.count(column.distinct()) <= 1
     return sa.or_(count == 0, sa.and_(count == sa.func.count(), same))
+
+
+def _agree_presence(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """Every row of the group holds a value in `column`, or none does."""
+    count = sa.func.count(column)
+    return sa.or_(count == 0, count == sa.func.count())
 
 
 def _flag(conditions: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[int]:
@@ -411,9 +435,9 @@ def _per_key(candidate: Candidate, source: sa.FromClause, columns: list[str]) ->
     (`agree_on`, NULLs together): rows differing there are distinct entities by declaration."""
     keys = [source.c[c] for c in columns]
     grouped = [*keys, *(source.c[c] for c in candidate.agree_on if c not in columns)]
-    selected: list[Any] = [*keys, sa.func.count().label("n"),
-                           _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
-                                  for c in candidate.compared]).label("dw_alike"),
+    alike = [*(_agree(source.c[c], candidate.table.columns[c].orderable) for c in candidate.compared),
+             *(_agree_presence(source.c[c]) for c in candidate.presence_compared)]
+    selected: list[Any] = [*keys, sa.func.count().label("n"), _flag(alike).label("dw_alike"),
                            _flag([_agree(source.c[c], candidate.table.columns[c].orderable)
                                   for c in candidate.other_parents]).label("dw_same_parents")]
     birth = candidate.table.birth_column
