@@ -186,3 +186,19 @@ def test_postgresql_time_24_00_is_a_key_of_its_own_listed_and_fixed(pg: Any, mon
     fixed = run_cli("fix", "c", "--yes", "--json", "--config", str(path))
     assert fixed.exit_code == 0, fixed.output
     assert pg.rows("SELECT id FROM shift ORDER BY id") == [(1,), (3,), (5,)]
+
+
+def test_postgresql_array_and_jsonb_keys_are_json_in_the_dry_runs_json_not_pythons_repr(
+        pg: Any, tmp_path: Any) -> None:
+    """`fix --dry-run --json` wrote a group's key and rows with `str()`: a text[] key `{'a"b',NULL}` came out as
+    Python's `['a"b', None]`, a jsonb `{"a": null}` as `{'a': None}`: neither JSON nor what the server holds, and
+    a script reading the plan could not tell the array NULL element from the string 'None'."""
+    pg.execute("CREATE TABLE tagged (id INTEGER PRIMARY KEY, tags TEXT[], doc JSONB)",
+               """INSERT INTO tagged VALUES (1, ARRAY['a"b', NULL, 'None'], '{"a": null, "b": [1, "x"]}'),"""
+               """ (2, ARRAY['a"b', NULL, 'None'], '{"a": null, "b": [1, "x"]}')""")
+    path = config_file(tmp_path, pg, [{"name": "c", "table": "tagged", "key": ["tags", "doc"]}])
+    dry = run_cli("fix", "c", "--dry-run", "--json", "--config", str(path))
+    assert dry.exit_code == 0, dry.output
+    group = json_out(dry)["sample"][0]
+    assert group["key"] == [['a"b', None, "None"], {"a": None, "b": [1, "x"]}], group
+    assert group["keep"]["tags"] == ['a"b', None, "None"], group
