@@ -48,7 +48,7 @@ from monitor.dialects.base import (
     UniqueViolation,
 )
 from monitor.dialects.expressions import CatalogEquality, ServerText
-from monitor.dialects.postgresql_polling import TRACK_COUNTS, PostgreSQLPolling, spelled_apart
+from monitor.dialects.postgresql_polling import TRACK_COUNTS, Composite, PostgreSQLPolling, spelled_apart
 
 if TYPE_CHECKING:
     from monitor.live.changes import ChangeStream
@@ -558,25 +558,6 @@ _SCHEMA_PUBLICATIONS = sa.text("""
     JOIN pg_catalog.pg_publication_namespace pn ON pn.pnpubid = p.oid
     JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
     WHERE n.nspname = COALESCE(:s, current_schema()) AND p.pubinsert ORDER BY p.pubname""")
-
-
-class Composite(sa.types.UserDefinedType[Any]):
-    """A column of a composite type (`CREATE TYPE address AS (street text, zip int)`), as the catalog names it
-    (`format_type`, schema-qualified where the search_path does not find it). Its values are read as their text;
-    a value is bound cast to the type: untyped, `k = $1` resolved to `record = record` and the server refused to
-    read the text as a record ("input of anonymous composite types is not implemented"), so every look-up of a
-    key failed (a live re-count: a gap each time)."""
-
-    cache_ok = True
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-
-    def get_col_spec(self, **_kw: Any) -> str:
-        return self.spec
-
-    def bind_expression(self, bindvalue: Any) -> Any:
-        return sa.cast(bindvalue, self)
 
 
 class HiddenEquality(CatalogEquality):

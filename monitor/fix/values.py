@@ -72,4 +72,8 @@ def display(value: Any) -> Any:
         return value
     if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, list | tuple):  # an array, a jsonb array: its elements as JSON, not Python's repr
+        return [display(v) for v in value]
+    if isinstance(value, dict):  # a jsonb object: `{"a": null}`, not Python's `{'a': None}`
+        return {str(k): display(v) for k, v in value.items()}
     return str(value)

@@ -123,6 +123,12 @@ def counted_keys(text: str | None, count: int) -> list[tuple[str, int]] | None:
         return None
     return [(identity, int(rows[:-1])) for identity, rows in zip(tokens[::2], tokens[1::2], strict=True)]
 
+def _bound_through_sql(kind: sa.types.TypeEngine[Any]) -> bool:
+    """Whether the column type `kind` wraps each bound value in SQL of its own (`bind_expression`: a PostgreSQL
+    composite's cast, without which `k = $1` compares record = record and the server refuses the text)."""
+    return type(kind).bind_expression is not sa.types.TypeEngine.bind_expression
+
+
 class IncrementalCheck:
     """A resolved table check with an `incremental` column: the statements of full and incremental runs.
 
@@ -516,10 +522,12 @@ class IncrementalCheck:
             matches.append(sa.tuple_(*self.exprs).in_([sa.tuple_(*self.resolved.row_in_operands(
                 [sa.bindparam(None, v, type_=e.type) for e, v in zip(self.exprs, k, strict=True)])) for k in plain]))
             plain = []
-        if plain and any(isinstance(e.type, sa.ARRAY | CatalogEquality) for e in self.exprs):
+        if plain and any(isinstance(e.type, sa.ARRAY | CatalogEquality) or _bound_through_sql(c.type)
+                         for e, c in zip(self.exprs, columns, strict=True)):
             # An array binds as the driver guesses its element type (smallint[] for small integers): cast it (one
             # carried as its text, `polled_key`, is cast by its type). A type compared by its catalog operator
-            # (citext outside the search_path) must not meet a row IN.
+            # (citext outside the search_path) must not meet a row IN, nor one whose value binds through SQL of
+            # its own (a PostgreSQL composite's cast), which a row IN's values are bound without.
             matches.extend(sa.and_(*[e == sa.cast(sa.bindparam(None, v, type_=c.type), c.type)
                                      for e, v, c in zip(self.exprs, k, columns, strict=True)]) for k in plain)
             plain = []

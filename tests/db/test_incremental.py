@@ -2382,3 +2382,22 @@ def test_citext_array_keys_are_one_group_whichever_spelling_group_by_returned(pg
     was counted new once the rows of the spelling GROUP BY returned were deleted."""
     assert_spellings_are_one_group(pg_citext_elsewhere, runner_for, "ext.citext[]",
                                    ["{Bob}", "{bob}", "{BOB}", "{bOB}"])
+
+
+def test_known_groups_of_a_composite_key_are_re_counted_on_postgresql(pg, runner_for):
+    """left typed composite columns (`Composite`, bound cast to the type) for live re-counts; the poll then took
+    them for plain keys and re-counted its known groups through `unnest` of a text[] cast to an array of the type
+    ('operator does not exist: address = text'), and before that through a row IN whose values are bound without
+    the cast ('input of anonymous composite types is not implemented'): every incremental run was an error."""
+    pg.execute("CREATE TYPE address AS (street text, zip int)",
+               "CREATE TABLE logins (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, device address NULL,"
+               " created_at TIMESTAMP(6) NOT NULL)")
+    for id_, device in enumerate(['("a,\\"b",)', '("a,\\"b",)', "(c,2)"], start=1):
+        pg.execute("INSERT INTO logins VALUES (:i, 1, CAST(:d AS address), :t)",
+                   params={"i": id_, "d": device, "t": NOW})
+    r = runner_for(pg)
+    r.assert_matches_full_pass(r.run())
+    pg.execute("INSERT INTO logins VALUES (4, 1, '(c,2)', :t)", params={"t": NOW})
+    grown = r.run()
+    assert (grown.mode, grown.groups) == ("incremental", 2), grown
+    r.assert_matches_full_pass(grown)
