@@ -107,7 +107,7 @@ def load_context_config(ctx: click.Context, *, required: bool = True, environmen
             return None
         fail(NO_CONFIG)
     config = load_config(path)
-    remember_config(config_to_name(path))  # what every printed next-step command names (`words.command`)
+    ctx.call_on_close(remember_config(config_to_name(path)))  # what printed next-step commands name (`command`)
     problems = url_problems(config, environment=environment)
     if problems:
         raise ConfigError(*problems)

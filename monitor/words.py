@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import unicodedata
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import date, datetime, time
 from pathlib import Path
@@ -79,13 +80,16 @@ def moment_text(moment: datetime) -> str:
 
 
 # The config file the running command was given (`--config FILE`), as every printed next-step command must name it;
-# None when the default one was found. Set once by the CLI (`remember_config`); the fix machinery only reads it.
+# None when the default one was found. Set by the CLI for the length of a command (`remember_config`); the fix
+# machinery only reads it.
 _CONFIG_TO_NAME: ContextVar[Path | None] = ContextVar("dupewatch_config_to_name", default=None)
 
 
-def remember_config(path: Path | None) -> None:
-    """Record the config file that `command` names: the one the user gave, absolute; None for the default one."""
-    _CONFIG_TO_NAME.set(path)
+def remember_config(path: Path | None) -> Callable[[], None]:
+    """Record the config file that `command` names (the one the user gave, absolute; None for the default one)
+    until the returned function is called: the end of the command that gave it."""
+    token = _CONFIG_TO_NAME.set(path)
+    return lambda: _CONFIG_TO_NAME.reset(token)
 
 
 def command(*words: str) -> str:
