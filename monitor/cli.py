@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from monitor import __version__, interrupt
-from monitor.config import ConfigError, close_matches, find_config_file, load_config
-from monitor.words import counted
+from monitor.config import ConfigError, close_matches, config_to_name, find_config_file, load_config
+from monitor.words import command, command_naming, counted, remember_config
 
 if TYPE_CHECKING:
     from monitor.config import CheckConfig, Config
@@ -107,6 +107,7 @@ def load_context_config(ctx: click.Context, *, required: bool = True, environmen
             return None
         fail(NO_CONFIG)
     config = load_config(path)
+    ctx.call_on_close(remember_config(config_to_name(path)))  # what printed next-step commands name (`command`)
     problems = url_problems(config, environment=environment)
     if problems:
         raise ConfigError(*problems)
@@ -613,14 +614,15 @@ FIX_BATCH_SIZE = 5000  # groups per transaction; monitor.fix.DEFAULT_BATCH_SIZE 
 
 
 # What is known after an unexpected error (a bug) in each command of the fix machinery.
+# `{fixes}` and `{guard}` stand for those commands as the user must type them (`words.command`).
 _AFTER_A_BUG = {
-    "fix": "the open batch was rolled back; `dupewatch fixes` shows where the fix stands",
+    "fix": "the open batch was rolled back; `{fixes}` shows where the fix stands",
     "fix --dry-run": "a dry run: nothing changed",
-    "fix, before its first batch": "no batch had begun; `dupewatch fixes` shows where the fix stands",
+    "fix, before its first batch": "no batch had begun; `{fixes}` shows where the fix stands",
     "undo": "the undo's transaction was rolled back, nothing changed",
-    "guard": "`dupewatch guard` again shows whether the index is there",
-    "purge": "`dupewatch fixes` shows whether the fix is purged",
-    "abandon": "`dupewatch fixes` shows whether the fix is abandoned",
+    "guard": "`{guard}` again shows whether the index is there",
+    "purge": "`{fixes}` shows whether the fix is purged",
+    "abandon": "`{fixes}` shows whether the fix is abandoned",
 }
 
 
@@ -659,6 +661,8 @@ def fix_errors(func: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
             state = _after_a_bug(func.__name__, kwargs) or known
+            if state:
+                state = state.format(fixes=command("fixes"), guard=command("guard", str(kwargs.get("check_name"))))
             fail(f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} ("
                  f"{state + '; ' if state else ''}please report this)")
 
@@ -747,7 +751,6 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
     the README, "The fix's tables, and who can read them".
     """
     from monitor import fix as fixing
-    from monitor.config import config_to_name
     from monitor.engine import Monitor
     from monitor.fix.render import plan_lines, report_lines
 
@@ -759,7 +762,8 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
         fail(f"{config.locate(chosen.name)}: runs on a read-only target (read_only = true on its database or "
              "source): no fix")
     if lock_timeout is not None and not add_constraint:
-        fail("--lock-timeout applies to the unique index: use it with --add-constraint (or `dupewatch guard`)")
+        fail("--lock-timeout applies to the unique index: use it with --add-constraint "
+             f"(or `{command('guard', check_name)}`)")
     monitor = Monitor(config)
     guard = None
     try:
@@ -770,8 +774,8 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
                 click.echo(f"note: fix {pending.fix_id} of {check_name!r} ({pending.state}, started "
                            f"{pending.created_at} by {pending.os_user}) is unfinished: "
                            f"{pending.groups + pending.skipped:,} of {counted(pending.total_groups, 'group')} done; "
-                           f"`dupewatch fix {check_name} --yes` resumes it, not the plan below "
-                           f"(`dupewatch undo {pending.fix_id}` puts back what its batches did)", err=True)
+                           f"`{command('fix', check_name, '--yes')}` resumes it, not the plan below "
+                           f"(`{command('undo', pending.fix_id)}` puts back what its batches did)", err=True)
             plan = fixing.make_plan(monitor, check_name, merge_distinct=merge_distinct)
             if add_constraint and (refusal := _guard_refusal(monitor, check_name, lock_timeout)):
                 plan.blockers.append(f"--add-constraint: {refusal}")
@@ -782,7 +786,7 @@ def fix(ctx: click.Context, check_name: str, dry_run: bool, as_json: bool, yes: 
             sys.exit(EXIT_ERROR if plan.blockers else EXIT_OK)
         if not yes and not interactive():
             fail(f"refusing to fix {check_name!r} without confirmation: no terminal to confirm on and no --yes "
-                 f"(review the plan with `dupewatch fix {check_name} --dry-run`); nothing changed")
+                 f"(review the plan with `{command('fix', check_name, '--dry-run')}`); nothing changed")
         if add_constraint and (refusal := _guard_refusal(monitor, check_name, lock_timeout)):
             raise fixing.FixRefused(f"{refusal}; nothing changed (fix without --add-constraint to remove the "
                                     "duplicates only)")
@@ -827,7 +831,7 @@ def _guard_after(monitor: Any, check_name: str, report: Any, **options: Any) -> 
         cause = str(exc) if isinstance(exc, DatabaseError) else \
             f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)"
         fail(f"fix {report.fix_id} of {check_name!r} is done and committed ({counted(report.deleted, 'row')} "
-             f"deleted and archived; `dupewatch undo {report.fix_id}` restores them), but adding the unique index "
+             f"deleted and archived; `{command('undo', report.fix_id)}` restores them), but adding the unique index "
              f"failed: {cause}")
 
 
@@ -938,15 +942,15 @@ def abandon(ctx: click.Context, fix_id: str, yes: bool, as_json: bool) -> None:
         refuse_unless_abandonable(record)
         _confirm_fix_command(record, "abandon", yes,
                              f"{counted(record.deleted, 'row')} deleted so far; it will never be resumed; what its "
-                             f"batches did stays archived (`dupewatch undo {record.fix_id}` restores it)")
+                             f"batches did stays archived (`{command('undo', record.fix_id)}` restores it)")
 
     report = _on_recorded_fix(ctx, fix_id, confirm, abandon_fix)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         click.echo(f"fix {report.fix_id} abandoned ({counted(report.deleted, 'row')} deleted by its batches, kept "
-                   f"in the archive: `dupewatch undo {report.fix_id}` restores them); `dupewatch fix {report.check}` "
-                   "plans afresh")
+                   f"in the archive: `{command('undo', report.fix_id)}` restores them); "
+                   f"`{command('fix', report.check)}` plans afresh")
 
 
 def _on_recorded_fix(ctx: click.Context, fix_id: str, confirm: Callable[[FixRecord], None],
@@ -1150,7 +1154,7 @@ def run_audit_command(url: str, schemas: Sequence[str], as_json: bool, budget: s
             except OSError as exc:
                 fail(f"{written}: {exc.strerror or exc}")
             click.echo(f"dupewatch: wrote {write_path}; it reads the database URL from ${URL_ENV}: "
-                       f"`dupewatch --config {write_path}` opens the dashboard on it", err=True)
+                       f"`{command_naming(write_path)}` opens the dashboard on it", err=True)
             if init:
                 sys.exit(EXIT_OK)
     sys.exit(EXIT_DUPLICATES if report.has_duplicates else EXIT_OK)

@@ -6,8 +6,12 @@ Pure functions of plain values (no Textual, no database).
 
 from __future__ import annotations
 
+import shlex
 import unicodedata
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 
 # Nouns whose plural is not the noun plus "s".
@@ -73,3 +77,30 @@ def _plain_text(value: Any) -> str:
 def moment_text(moment: datetime) -> str:
     """A moment dupewatch itself noted (a run, a first sighting, a full pass), to the second, local time."""
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# The config file the running command was given (`--config FILE`), as every printed next-step command must name it;
+# None when the default one was found. Set by the CLI for the length of a command (`remember_config`); the fix
+# machinery only reads it.
+_CONFIG_TO_NAME: ContextVar[Path | None] = ContextVar("dupewatch_config_to_name", default=None)
+
+
+def remember_config(path: Path | None) -> Callable[[], None]:
+    """Record the config file that `command` names (the one the user gave, absolute; None for the default one)
+    until the returned function is called: the end of the command that gave it."""
+    token = _CONFIG_TO_NAME.set(path)
+    return lambda: _CONFIG_TO_NAME.reset(token)
+
+
+def command(*words: str) -> str:
+    """A dupewatch command for the user to run next, as they must type it: each word shell-quoted, then
+    `--config FILE` when the running command was given a config file other than the one found by default (a shell
+    in another directory, or one without that option, finds another config or none). Only a file is ever named,
+    never a URL (which may carry a password)."""
+    return command_naming(_CONFIG_TO_NAME.get(), *words)
+
+
+def command_naming(config: Path | None, *words: str) -> str:
+    """`command`, naming `config` (None: no `--config`) instead of the running command's config file."""
+    options = ("--config", str(config)) if config is not None else ()
+    return " ".join(shlex.quote(word) for word in ("dupewatch", *words, *options))

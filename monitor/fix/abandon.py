@@ -30,6 +30,7 @@ from monitor.fix.accounting import ddl_step
 from monitor.fix.errors import FixRefused
 from monitor.fix.records import ABANDONED, UNFINISHED, FixRecord
 from monitor.fix.undo import on_fixed_table
+from monitor.words import command
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def _abandon(conn: Connection, record: FixRecord, schema: str | None) -> Abandon
         committed = (f"{current.groups:,} group(s) committed, {current.deleted:,} row(s) deleted and archived"
                      if current.done_through else "no batch committed")
         message = (f"abandoned by {records.os_user()}@{records.host_name()} at {records.now_text()} ({current.state}"
-                   f"; {committed}; `dupewatch undo {record.fix_id}` restores what its batches did)")
+                   f"; {committed}; `{command('undo', record.fix_id)}` restores what its batches did)")
         records.update_record(conn, record.fix_id, state=ABANDONED, finished_at=records.now_text(),
                               message=message[:1000])
         dropped = rules.transactional_ddl and _drop_plan(conn, home, record.plan_table)

@@ -100,6 +100,7 @@ from monitor.fix.records import FixRecord, reference_table, unusable_tables
 from monitor.fix.refs import find_references, reflect
 from monitor.fix.target import Target as _Target
 from monitor.fix.target import target
+from monitor.words import command
 
 DEFAULT_BATCH_SIZE = DEFAULT_LARGEST  # groups per batch at most, unless `batch_size` says otherwise
 _IN_CHUNK = 500
@@ -413,9 +414,9 @@ def _refuse_stale_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     what = (f"table {t.table_name!r} (its primary key or the foreign keys referring to it) changed since fix "
             f"{record.fix_id} was planned, or another version of dupewatch planned it")
     if record.state != "planned":
-        raise FixRefused(f"{what}: undo it (`dupewatch undo {record.fix_id}` restores what its batches did) or "
-                         f"abandon it (`dupewatch fixes abandon {record.fix_id}` keeps what they did, archived and "
-                         "undoable), then fix again")
+        raise FixRefused(f"{what}: undo it (`{command('undo', record.fix_id)}` restores what its batches did) or "
+                         f"abandon it (`{command('fixes', 'abandon', record.fix_id)}` keeps what they did, "
+                         "archived and undoable), then fix again")
     _drop_plan(conn, t, record)
     with conn.begin():
         records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(),
@@ -430,9 +431,9 @@ def _refuse_lost_plan(conn: Connection, t: _Target, record: FixRecord) -> None:
     what = (f"fix {record.fix_id} ({record.state}) cannot be resumed: its plan table {record.plan_table} no longer "
             "exists (dropped since the fix was planned), and only it says which rows the fix may delete")
     if record.state != "planned" and record.done_through > 0:
-        raise FixRefused(f"{what}; `dupewatch undo {record.fix_id}` puts back what its batches did, then fix again, "
-                         f"or `dupewatch fixes abandon {record.fix_id}` keeps it (archived, still undoable) and lets "
-                         "a new fix start")
+        raise FixRefused(f"{what}; `{command('undo', record.fix_id)}` puts back what its batches did, then fix "
+                         f"again, or `{command('fixes', 'abandon', record.fix_id)}` keeps it (archived, still "
+                         "undoable) and lets a new fix start")
     with conn.begin():
         records.update_record(conn, record.fix_id, state="discarded", finished_at=records.now_text(), message=what)
     raise FixRefused(f"{what}; it had changed nothing and was discarded: run the fix again to plan afresh")
@@ -574,9 +575,9 @@ def _execute(t: _Target, fix_id: str, sizer: BatchSizer, progress: ProgressCallb
                 advanced = _paced_batch(conn, t, batch, sizer, record.done_through, retried, cancel)
             except _CommitUnanswered as exc:
                 message = (f"the connection was lost while the current batch committed ({exc}): whether the "
-                           "database committed it is unknown (`dupewatch fixes` shows what its record says); "
+                           f"database committed it is unknown (`{command('fixes')}` shows what its record says); "
                            f"earlier batches stand; run the fix again to resume from what the database kept, or "
-                           f"`dupewatch undo {fix_id}`")
+                           f"`{command('undo', fix_id)}`")
                 _mark_failed(t, fix_id, message)
                 raise FixError(f"fix {fix_id} stopped, {message}") from None
             except BaseException as exc:
@@ -781,7 +782,7 @@ def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None, che
     more (`Dialect.violated_check`: MariaDB's is not an integrity error)."""
     if missing is not None:
         # Resuming meets the same refusal until the privilege is granted: no "run it again to resume".
-        return (f"{missing}; until then every run stops here. Earlier batches stand; `dupewatch undo {fix_id}` "
+        return (f"{missing}; until then every run stops here. Earlier batches stand; `{command('undo', fix_id)}` "
                 "puts them back")
     if isinstance(exc, NestedRows):
         # The refusal is the batch's own (`links._archive_children`: their ON DELETE would reach them unarchived),
@@ -789,26 +790,26 @@ def _after_stop(exc: BaseException, fix_id: str, missing: str | None = None, che
         # this one is given up, plans afresh with the on_reference it is given.
         return (f"earlier batches stand; running the fix again stops here while those rows of {exc.grandchild} "
                 f"refer to them: delete those rows or point them at other rows of {exc.table}, then run "
-                f"the fix again to resume; or `dupewatch fixes abandon {fix_id}` (what its batches did stays "
+                f"the fix again to resume; or `{command('fixes', 'abandon', fix_id)}` (what its batches did stays "
                 f"undoable) and fix again with `on_reference = \"repoint\"` for "
-                f"{exc.config_name}; or `dupewatch undo {fix_id}`")
+                f"{exc.config_name}; or `{command('undo', fix_id)}`")
     if isinstance(exc, UnplannedChange):
         return (f"earlier batches stand; running the fix again would do the same: deal with what is named, then "
-                f"run it again to resume, or `dupewatch undo {fix_id}`")
+                f"run it again to resume, or `{command('undo', fix_id)}`")
     if check is not None:
         # The same rows meet the same CHECK on every run: resuming is no way out.
         return (f"earlier batches stand; running the fix again would meet the same {check}, which refuses a "
                 "repointed row: change the rows it refuses (or that constraint), or set `on_reference = "
-                f"\"archive\"` for that reference, then run it again to resume, or `dupewatch undo {fix_id}`")
+                f"\"archive\"` for that reference, then run it again to resume, or `{command('undo', fix_id)}`")
     if isinstance(exc, sa.exc.IntegrityError):
         # A constraint the batch's change breaks (an exclusion constraint on a referencing table, say) breaks
         # again on the same rows: resuming is no way out until those rows or the constraint change.
         return (f"earlier batches stand; running the fix again would meet the same constraint: change the rows "
                 f"it names, or set `on_reference = \"archive\"` for that reference, then run it again to resume, "
-                f"or `dupewatch undo {fix_id}`")
+                f"or `{command('undo', fix_id)}`")
     if isinstance(exc, RepointNotDone):
         return (f"earlier batches stand; once what is named is dealt with, run the fix again to resume, or "
-                f"`dupewatch undo {fix_id}`")
+                f"`{command('undo', fix_id)}`")
     return "earlier batches stand; run the fix again to resume"
 
 

@@ -44,6 +44,7 @@ from monitor.fix.errors import BatchAborted, FixRefused, NestedRows, RepointNotD
 from monitor.fix.plan import GROUP, RANK, Layout, nested_references
 from monitor.fix.records import reference_table, safe_identifier
 from monitor.fix.refs import Reference, config_name, reflect
+from monitor.words import command
 
 
 @dataclass
@@ -501,7 +502,7 @@ def _who_changed(conn: Connection, child: sa.Table, columns: list[str], log: sa.
     if held:
         first = sorted({by for by, _logged, _name in held}, reverse=True)  # the newest first
         said[-1] += (f": undo {'it' if len(first) == 1 else 'them'} first ("
-                     f"{', then '.join(f'`dupewatch undo {by}`' for by in first)}), then undo this fix again")
+                     f"{', then '.join('`' + command('undo', by) + '`' for by in first)}), then undo this fix again")
     changed = conn.execute(sa.select(sa.func.count()).select_from(log).where(
         gone, sa.exists().select_from(child).where(by_key(child, False)))).scalar_one()
     again = sum(rows for (_by, logged_key, _name), rows in held.items() if logged_key)

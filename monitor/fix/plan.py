@@ -44,7 +44,7 @@ from monitor.fix.records import home, now_text, place, safe_identifier, unusable
 from monitor.fix.refs import Reference, config_key, reflect
 from monitor.fix.undeclared import Undeclared, undeclared_references
 from monitor.fix.values import display
-from monitor.words import value_text
+from monitor.words import command, value_text
 
 # Columns of the plan relation (see the module docstring); identity, key and referred columns are
 # `dw_i<j>`, `dw_gk<j>`, `dw_r<j>`. (Earlier plans held each row's own key as `dw_k<j>`: the different columns make
@@ -615,7 +615,8 @@ class LeftOut:
         evidence = self.evidence or f"unique constraint {self.reason}"
         return (f"{self.groups:,} group(s) whose rows differ on {evidence}: the schema says "
                 f"they are different entities, not duplicates, so they are not merged; keys {keys}{more}; merge "
-                f"them anyway with `dupewatch fix {check} --merge-distinct` (or merge_distinct = true on the check)")
+                f"them anyway with `{command('fix', check, '--merge-distinct')}` (or merge_distinct = true on the "
+                "check)")
 
     def as_json(self) -> dict[str, Any]:
         return {"reason": self.reason, "groups": self.groups, "keys": [[display(v) for v in k] for k in self.keys]}
@@ -1676,7 +1677,7 @@ def _judge_distinct(plan: FixPlan, layout: Layout, everything: bool) -> None:
             plan.blockers.append(
                 f"{groups:,} group(s) hold rows that differ on {layout.evidence(label)}: the schema says they "
                 "are different entities, not duplicates; review the key (a NULL in it groups unrelated rows), "
-                f"or merge them anyway with `dupewatch fix {plan.check} --merge-distinct` (or merge_distinct = "
+                f"or merge them anyway with `{command('fix', plan.check, '--merge-distinct')}` (or merge_distinct = "
                 "true on the check)")
 
 

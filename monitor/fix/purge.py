@@ -28,6 +28,7 @@ from monitor.fix.archive import FIX_ID_COLUMN, reflect_archive
 from monitor.fix.errors import FixRefused
 from monitor.fix.records import FixRecord, reference_table, repoint_table
 from monitor.fix.undo import on_fixed_table
+from monitor.words import command
 
 PURGEABLE = ("done", "undone", records.ABANDONED)
 
@@ -53,7 +54,8 @@ def purge_fix(monitor: Monitor, fix_id: str) -> PurgeReport:
 def _refuse_unless_purgeable(record: FixRecord) -> None:
     if record.state not in PURGEABLE:
         why = "its archive and logs are gone already" if record.state == "purged" else \
-            f"finish it (run the fix again), undo it, or give it up first (`dupewatch fixes abandon {record.fix_id}`)" \
+            "finish it (run the fix again), undo it, or give it up first " \
+            f"(`{command('fixes', 'abandon', record.fix_id)}`)" \
             if record.state in records.UNFINISHED else "it never ran: nothing to purge"
         raise FixRefused(f"fix {record.fix_id} is {record.state}: only a done, undone or abandoned fix can be purged; "
                          f"{why}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 from monitor.fix.execute import FixReport
 from monitor.fix.plan import COUNTER, FixPlan
 from monitor.fix.records import FixRecord
-from monitor.words import value_text
+from monitor.words import command, command_naming, value_text
 
 MAX_CELL = 40
 
@@ -77,8 +76,8 @@ def report_lines(report: FixReport, *, config: Path | None = None, undo_hint: bo
     lines.extend(f"  left out: {left_out.describe(report.check)}" for left_out in report.left_out)
     changed = report.skipped - report.left_out_groups
     if changed > 0 and report.resumed and not report.left_out:
-        lines.append(f"  {changed:,} group(s) skipped: left out by the plan (see `dupewatch fix {report.check} "
-                     "--dry-run`) or changed since it; run the check again")
+        lines.append(f"  {changed:,} group(s) skipped: left out by the plan (see "
+                     f"`{command('fix', report.check, '--dry-run')}`) or changed since it; run the check again")
     elif changed > 0:
         lines.append(f"  {changed:,} group(s) changed since the plan and were skipped; run the check again")
     if report.constraint:
@@ -86,18 +85,19 @@ def report_lines(report: FixReport, *, config: Path | None = None, undo_hint: bo
     lines.extend(f"  note: {note}" for note in report.notes)
     if not undo_hint:
         return lines
-    return lines + undo_lines(report, f" --config {shlex.quote(str(config))}" if config else "")
+    return lines + undo_lines(report, config)
 
 
-def undo_lines(report: FixReport, option: str) -> list[str]:
+def undo_lines(report: FixReport, config: Path | None) -> list[str]:
     """The commands that undo all a fix command did, in the order to run them: the newest fix first (the
     straggler fixes of `--add-constraint`'s later rounds, then the fix itself); the first drops the guard, which
     would refuse the restored duplicates."""
     fixes = [*reversed(report.straggler_fixes), report.fix_id]
-    first = f"dupewatch undo {fixes[0]}{option}"
+    first = command_naming(config, 'undo', fixes[0])
     if report.constraint:
-        first += f" --drop-constraint (drops {report.constraint} first)"
-    return [f"  undo with: {first}", *(f"  then:      dupewatch undo {fix_id}{option}" for fix_id in fixes[1:])]
+        first = f"{command_naming(config, 'undo', fixes[0], '--drop-constraint')} (drops {report.constraint} first)"
+    then = (command_naming(config, 'undo', fix_id) for fix_id in fixes[1:])
+    return [f"  undo with: {first}", *(f"  then:      {line}" for line in then)]
 
 
 RECORD_HEADERS = ("FIX ID", "DATABASE", "CHECK", "STATE", "STARTED (UTC)", "USER", "GROUPS", "DELETED",

@@ -54,7 +54,7 @@ from monitor.fix.plan import unrollable_refusal
 from monitor.fix.records import FixRecord, reference_table, repoint_table
 from monitor.fix.refs import reflect
 from monitor.fix.values import loads
-from monitor.words import counted
+from monitor.words import command, counted
 
 T = TypeVar("T")
 
@@ -108,7 +108,7 @@ def find_fix(monitor: Monitor, fix_id: str) -> tuple[Database, FixRecord]:
             raise DatabaseError(db.describe(exc)) from None
         if record is not None:
             return db, record
-    raise FixRefused(f"no fix with id {fix_id!r} in any configured database (see `dupewatch fixes`)")
+    raise FixRefused(f"no fix with id {fix_id!r} in any configured database (see `{command('fixes')}`)")
 
 
 def locate_fixed_table(db: Database, record: FixRecord) -> tuple[str | None, Any]:
@@ -305,7 +305,7 @@ def _refusal(db: Database, record: FixRecord, schema: str | None, exc: sa.exc.In
         added = "this fix added it (--add-constraint)" if name == record.constraint_name else \
             "dupewatch added it (`dupewatch guard`)"
         return FixRefused(f"{head}: restoring its rows would violate the unique index {name}, the guard of check "
-                          f"{record.check_name!r}; {added}: `dupewatch undo {record.fix_id} --drop-constraint` "
+                          f"{record.check_name!r}; {added}: `{command('undo', record.fix_id, '--drop-constraint')}` "
                           "drops it and restores the duplicates it keeps out")
     if other := (other_guards or {}).get(name):
         return FixRefused(f"{head}: restoring its rows would violate the unique index {name}, the guard of another "

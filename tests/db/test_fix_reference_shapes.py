@@ -10,6 +10,7 @@ import pytest
 from fix_support import config_file, contents, json_out, make_config, run_cli
 from monitor.engine import Monitor
 from monitor.fix import FixError, FixRefused, prepare_fix, run_fix, undo_fix
+from monitor.words import command_naming
 
 
 def test_undo_points_back_a_link_row_whose_primary_key_holds_the_repointed_column(db, tmp_path):
@@ -574,7 +575,8 @@ def test_an_unexpected_error_of_a_dry_run_or_before_any_batch_does_not_speak_of_
                          "report this)\n", dry.stderr
     fixed = run_cli("fix", "u", "--config", str(path), "--yes")
     assert fixed.exit_code == 2
-    assert "no batch had begun; `dupewatch fixes` shows where the fix stands" in fixed.stderr, fixed.stderr
+    assert f"no batch had begun; `{command_naming(path.resolve(), 'fixes')}` shows where the fix stands" \
+        in fixed.stderr, fixed.stderr
     assert "rolled back" not in dry.stderr + fixed.stderr
 
 

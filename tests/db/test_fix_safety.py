@@ -15,6 +15,7 @@ from monitor.fix import FixError, FixRefused, execute, make_plan, prepare_fix, r
 from monitor.fix import records as fix_records
 from monitor.fix.execute import _Batch, table_lock
 from monitor.fix.target import target
+from monitor.words import command_naming
 
 
 def _monitor(db, checks):
@@ -640,8 +641,9 @@ def test_grandchild_rows_written_under_rows_to_archive_say_what_to_do_not_resume
     fix_id = said.split("fix ", 1)[1].split(" ", 1)[0]
     assert "1 row(s) of gc(o_id) now reference rows of o(u_id) that the fix would archive" in said, said
     assert "run the fix again to resume)" not in said and "stops here while those rows of gc(o_id)" in said, said
-    assert f"`dupewatch fixes abandon {fix_id}`" in said and 'on_reference = "repoint"` for o.u_id' in said, said
-    assert f"`dupewatch undo {fix_id}`" in said, said
+    assert f"`{command_naming(path.resolve(), 'fixes', 'abandon', fix_id)}`" in said, said
+    assert 'on_reference = "repoint"` for o.u_id' in said, said
+    assert f"`{command_naming(path.resolve(), 'undo', fix_id)}`" in said, said
     assert db.rows("SELECT id, o_id FROM gc") == [(111, 11)]  # rolled back: the grandchild row is untouched
     if way_out == "delete":  # as told: those rows gone, the fix resumes and finishes
         db.execute("DELETE FROM gc")

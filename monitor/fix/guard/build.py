@@ -15,6 +15,7 @@ from monitor.fix import records
 from monitor.fix.errors import FixRefused
 from monitor.fix.guard.report import DuplicatesFound, GuardReport, guard_name
 from monitor.fix.target import Target
+from monitor.words import command
 
 
 class Builder:
@@ -92,7 +93,7 @@ class Builder:
         check = self.t.config.name
         after = ", perhaps new ones that arrived after the fix" if self.was_fixed else ""
         return (f"check {check!r} has {groups} duplicate group(s) ({excess} excess rows){after}; nothing was "
-                f"built: fix them first (dupewatch fix {check})")
+                f"built: fix them first (`{command('fix', check)}`)")
 
     def _was_fixed(self) -> bool:
         """Whether `dupewatch_fix` (in this database) records a finished fix of this check."""

@@ -17,6 +17,7 @@ from monitor.fix.errors import FixRefused
 from monitor.fix.guard.build import Builder, lock_refused
 from monitor.fix.guard.report import GuardInterrupted
 from monitor.fix.target import Target
+from monitor.words import command
 
 _MY_COLUMN = sa.text(
     "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
@@ -152,7 +153,8 @@ class MySQLBuilder(Builder):
                 self._kill(pid)
                 raise GuardInterrupted(f"interrupted: the unique index build for {self.t.config.name!r} was "
                                        "cancelled (MySQL/MariaDB build it atomically: nothing was left behind; "
-                                       "`dupewatch guard` again shows whether it finished first)") from None
+                                       f"`{command('guard', self.t.config.name)}` again shows whether it finished "
+                                       "first)") from None
 
     def _older_transactions(self, pid: int, started: Any) -> list[str]:
         """The sessions whose transaction began before the build, oldest first (InnoDB's list, with PROCESSLIST's
