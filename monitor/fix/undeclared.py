@@ -239,7 +239,11 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
             if polymorphic is None and not stem_names_table(stem, table.name, names):
                 continue  # `user_id` beside a fixed `checkin`: its values equal to checkin ids are no evidence
             plan.append((name, col["name"], polymorphic))
-    content_types, pairs, unnamed, not_read = _generic_relations(conn, table, schema, names, columns)
+    # A type column the database says refers to another table than `django_content_type` names no content type.
+    typed_elsewhere = {(name, column) for (_schema, name), fks in declared.items() for fk in fks
+                       if fk["referred_table"] != CONTENT_TYPES for column in fk["constrained_columns"]}
+    content_types, pairs, unnamed, not_read = _generic_relations(conn, table, schema, names, columns, family,
+                                                                 typed_elsewhere)
     plan += [(name, column, kind) for name, column, kind, _text in pairs]
     generic = {(name, column) for name, column, _kind, _text in pairs}
     as_text = {(name, column) for name, column, _kind, text in pairs if text}
@@ -269,13 +273,15 @@ def undeclared_references(conn: Connection, table: sa.Table, rel: FromClause, id
 
 
 def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, names: list[str],
-                       columns: dict[tuple[str | None, str], list[Any]]
+                       columns: dict[tuple[str | None, str], list[Any]], family: str,
+                       typed_elsewhere: set[tuple[str, str]]
                        ) -> tuple[dict[Any, str], list[tuple[str, str, str, bool]], set[str], str | None]:
     """Django's generic relations that may refer to the fixed table: the content types that may (id: 'app.model',
     from `django_content_type`), the (table, object column, content type column, whether the object column holds
-    text) of each `<prefix>object_id` or `<prefix>object_pk` beside a `<prefix>content_type_id`
-    (the admin log's `object_id` is text, guardian's `object_pk` too), the labels of those content types that name
-    no table of the schema, and, when `django_content_type` could not be read, why (none counted).
+    text) of each `<prefix>object_id` or `<prefix>object_pk` beside a `<prefix>content_type_id`, of the key's
+    `family` or text (the admin log's `object_id` is text, guardian's `object_pk` too) and not declared a foreign
+    key to another table (`typed_elsewhere`), the labels of those content types that name no table of the schema,
+    and, when `django_content_type` could not be read, why (none counted).
 
     A content type names the table Django names by default, `<app_label>_<model>`; which table a proxy model's
     content type (the admin log's, `for_concrete_model=False`), a model's own `Meta.db_table` (`members` for
@@ -291,9 +297,14 @@ def _generic_relations(conn: Connection, table: sa.Table, schema: str | None, na
         # A model may hold several generic relations, each named by its own prefix (django-notifications and
         # django-activity-stream: `actor_content_type_id` beside `actor_object_id`, `target_...`).
         for kind in sorted(n for n in own if n.endswith(CONTENT_TYPE_COLUMN)):
+            if (name, kind) in typed_elsewhere:
+                continue
             prefix = kind[:-len(CONTENT_TYPE_COLUMN)]
-            pairs += [(name, prefix + column, kind, _family(own[prefix + column]["type"]) == "text")
-                      for column in OBJECT_COLUMNS if prefix + column in own]
+            # (an object column of another type holds keys of other models: a `uuid` beside integer keys)
+            held = {column: _family(own[column]["type"]) for column in (prefix + c for c in OBJECT_COLUMNS)
+                    if column in own}
+            pairs += [(name, column, kind, held_family == "text") for column, held_family in held.items()
+                      if held_family in ("text", family)]
     # Asked of the database wherever a generic relation's columns are, even where the catalog does not list
     # `django_content_type`: MySQL/MariaDB's lists no table the role may not read.
     if not pairs:

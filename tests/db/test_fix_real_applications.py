@@ -185,6 +185,7 @@ def test_a_multi_table_inheritance_child_no_row_refers_to_is_archived_as_advised
     dry = run_cli("fix", "companies", "--config", str(path), "--dry-run", "--json")
     [blocker] = json_out(dry)["blockers"]
     assert 'or set its on_reference to "archive" (`"shop_supplier.company_ptr_id" = "archive"`)' in blocker, blocker
+    assert "which archives all 1 shop_supplier row(s) of rows to delete (undo restores them)" in blocker, blocker
     path = config_file(tmp_path, db, [{"name": "companies", "table": "shop_company", "key": ["name"],
                                        "on_reference": {"shop_supplier.company_ptr_id": "archive"}}])
     before = contents(db, "shop_company", "shop_supplier", "shop_order")

@@ -173,6 +173,48 @@ def test_generic_relations_named_by_a_prefix_are_counted_each(db, tmp_path):
     assert "declare a foreign key" not in shown, shown
 
 
+def test_a_generic_relation_whose_object_column_cannot_hold_the_key_is_not_counted(pg, tmp_path):
+    """A prefixed pair whose object column is of another type than the fixed table's key (a `uuid` beside integer
+    keys, for models with UUID keys) cannot refer to its rows: it was counted, PostgreSQL refused the comparison,
+    and every later pair of the table went uncounted, the actor pair that does refer to a customer to delete
+    among them ("notifications_notification (operator does not exist: uuid = integer)")."""
+    pg.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'shop', 'customer'), (2, 'shop', 'device')",
+               "CREATE TABLE shop_customer (id INTEGER PRIMARY KEY, email VARCHAR(254))",
+               "CREATE TABLE shop_device (id uuid PRIMARY KEY)",
+               "INSERT INTO shop_customer VALUES (1, 'a@x'), (2, 'a@x')",
+               "CREATE TABLE notifications_notification (id INTEGER PRIMARY KEY, "
+               "action_object_content_type_id INTEGER, action_object_object_id uuid, "
+               "actor_content_type_id INTEGER NOT NULL, actor_object_id INTEGER NOT NULL)",
+               "CREATE INDEX n_action ON notifications_notification (action_object_content_type_id)",
+               "CREATE INDEX n_actor ON notifications_notification (actor_content_type_id)",
+               "INSERT INTO notifications_notification VALUES "
+               "(1, 2, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1, 2)")
+    path = config_file(tmp_path, pg, [{"name": "customers", "table": "shop_customer", "key": ["email"]}])
+    dry = json_out(run_cli("fix", "customers", "--config", str(path), "--dry-run", "--json"))
+    assert [(u["column"], u["rows"]) for u in dry["undeclared_references"]] == [("actor_object_id", 1)], dry
+    assert not any(n.startswith("not counted") for n in dry["notes"]), dry["notes"]
+
+
+def test_a_type_column_whose_foreign_key_refers_to_another_table_is_no_generic_relation(db, tmp_path):
+    """`parent_content_type_id` declared a foreign key to the application's own `cms_kind` table, beside
+    `parent_object_id`: its values are cms_kind ids, not Django content types, yet the plan read them as
+    `django_content_type` ids and said a row whose kind is 1 refers to the customer to delete ('shop.customer')."""
+    db.execute("CREATE TABLE django_content_type (id INTEGER PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100))",
+               "INSERT INTO django_content_type VALUES (1, 'shop', 'customer')",
+               "CREATE TABLE shop_customer (id INTEGER PRIMARY KEY, email VARCHAR(254))",
+               "INSERT INTO shop_customer VALUES (1, 'a@x'), (2, 'a@x')",
+               "CREATE TABLE cms_kind (id INTEGER PRIMARY KEY, label VARCHAR(20))",
+               "INSERT INTO cms_kind VALUES (1, 'page')",
+               "CREATE TABLE cms_block (id INTEGER PRIMARY KEY, "
+               "parent_content_type_id INTEGER REFERENCES cms_kind (id), parent_object_id INTEGER)",
+               "CREATE INDEX cms_block_parent ON cms_block (parent_content_type_id)",
+               "INSERT INTO cms_block VALUES (1, 1, 2)")
+    path = config_file(tmp_path, db, [{"name": "customers", "table": "shop_customer", "key": ["email"]}])
+    dry = json_out(run_cli("fix", "customers", "--config", str(path), "--dry-run", "--json"))
+    assert dry["undeclared_references"] == [], dry["undeclared_references"]
+
+
 def test_a_generic_relation_to_a_model_with_its_own_table_name_is_counted(db, tmp_path):
     """A Django model whose `Meta.db_table` names its table itself (`members` for `notes.member`): no content type
     names `members`, so taggit's and the admin log's rows pointing at the members to delete were not counted and the
