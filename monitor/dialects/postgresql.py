@@ -1188,13 +1188,15 @@ class PostgreSQL(PostgreSQLPolling, Dialect):
 
     def comparable(self, column: sa.Column[Any]) -> bool:
         """json, xml, geometric and unreflected types have no `=` (PostgreSQL docs, "JSON Types"), nor have arrays
-        of them (`json[]`) or domains over them (`CREATE DOMAIN payload AS json`)."""
+        of them (`json[]`) or domains over them (`CREATE DOMAIN payload AS json`); composite types are compared
+        as their text, as before the catalog typed them (`Composite`)."""
         kind = column.type
         while isinstance(kind, sa.ARRAY | postgresql.DOMAIN):
             kind = kind.item_type if isinstance(kind, sa.ARRAY) else kind.data_type
         if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
             return False
-        return not isinstance(kind, sa.types.NullType)
+        # (a composite's `=` compares field by field, and fails where a field has none: `(a int, j json)`)
+        return not isinstance(kind, sa.types.NullType | Composite)
 
     def stored_identity(self, column: ColumnElement[Any], kind: sa.Column[Any]) -> ColumnElement[Any]:
         """Each value's text (its type's output function), compared under the "C" collation: a type's `=` is not
