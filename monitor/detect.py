@@ -552,8 +552,9 @@ def ensure_safe(conn: Connection, sql: str, rules: Dialect, statement: str | Non
 def parenthesised(where: str) -> str:
     """A check's `where` as dupewatch writes it into its statements: in parentheses, the closing one on a line of
     its own, so that a `where` ending in a comment (`status = 'open' -- not drafts`, MySQL's `# ...`) comments out
-    nothing of what follows it (the `)`, the AND of dupewatch's own conditions)."""
-    return f"({where}\n)"
+    nothing of what follows it (the `)`, the AND of dupewatch's own conditions). Only where a line comment could
+    start (`--`, `#`): elsewhere the `where` reads as written, as in the guard's partial index the user is shown."""
+    return f"({where}\n)" if "--" in where or "#" in where else f"({where})"
 
 
 def where_condition(where: str) -> ColumnElement[bool]:
